@@ -1,0 +1,5 @@
+/** The protocol shared by server and agent: topics, message shapes, validation. */
+export * from './topics.ts';
+export * from './json.ts';
+export * from './software.ts';
+export * from './shadow-messages.ts';

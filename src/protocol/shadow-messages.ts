@@ -1,0 +1,184 @@
+/**
+ * Message shapes of the shadow protocol (DESIGN.md §2) and their validation at the edge.
+ * Semantics follow the well-known device-shadow contract; messages match it word for word
+ * where it has one, so that clients written against it understand our rejections.
+ */
+import { UpdraftError } from '../errors.ts';
+import { isJsonObject, objectDepth, type JsonObject, type JsonValue } from './json.ts';
+
+/** Size and shape limits applied to every request. */
+export interface ShadowLimits {
+  /** Largest request payload and largest stored document (state + metadata), in bytes. */
+  maxDocumentBytes: number;
+  /** Deepest nesting of objects inside `desired` or `reported`. */
+  maxDepth: number;
+}
+
+/** Defaults: 8 KiB documents and 6 levels, the values of the reference shadow service. */
+export const DEFAULT_LIMITS: ShadowLimits = { maxDocumentBytes: 8192, maxDepth: 6 };
+
+/** A request on `.../update`. `null` for a section clears it; `null` for a key deletes it. */
+export interface UpdateRequest {
+  state: { desired?: JsonObject | null; reported?: JsonObject | null };
+  clientToken?: string;
+  /** Optimistic concurrency: applies only if the shadow's current version equals it. */
+  version?: number;
+}
+
+/** A request on `.../get` or `.../delete`. */
+export interface SimpleRequest {
+  clientToken?: string;
+  /** For delete: applies only if the shadow's current version equals it. */
+  version?: number;
+}
+
+/** The stored and answered document shape. */
+export interface ShadowDocument {
+  state: { desired?: JsonObject; reported?: JsonObject; delta?: JsonObject };
+  metadata: { desired?: JsonObject; reported?: JsonObject };
+  version: number;
+  /** Seconds since the epoch. */
+  timestamp: number;
+  clientToken?: string;
+}
+
+/** Published on `.../update/accepted`: the accepted request's state and its metadata. */
+export interface UpdateAccepted {
+  state: { desired?: JsonObject | null; reported?: JsonObject | null };
+  metadata: { desired?: JsonObject; reported?: JsonObject };
+  version: number;
+  timestamp: number;
+  clientToken?: string;
+}
+
+/** Published on `.../update/delta`: desired attributes that differ from reported. */
+export interface DeltaMessage {
+  state: JsonObject;
+  metadata: JsonObject;
+  version: number;
+  timestamp: number;
+  clientToken?: string;
+}
+
+/** One side of an `.../update/documents` message. */
+export interface DocumentSnapshot {
+  state: { desired?: JsonObject; reported?: JsonObject };
+  metadata: { desired?: JsonObject; reported?: JsonObject };
+  version: number;
+}
+
+/** Published on `.../update/documents` after every accepted update: before and after. */
+export interface DocumentsMessage {
+  previous: DocumentSnapshot | null;
+  current: DocumentSnapshot;
+  timestamp: number;
+  clientToken?: string;
+}
+
+/** Published on `.../rejected`. */
+export interface Rejection {
+  code: number;
+  message: string;
+  timestamp: number;
+  clientToken?: string;
+}
+
+/** Published on `.../delete/accepted`. */
+export interface DeleteAccepted {
+  version: number;
+  timestamp: number;
+  clientToken?: string;
+}
+
+const MAX_CLIENT_TOKEN = 64;
+
+/** Parses a payload as a JSON object; 413 above the size limit, 400 for anything else. */
+export function parseJsonPayload(payload: Buffer | string, limits: ShadowLimits): JsonObject {
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (size > limits.maxDocumentBytes) {
+    throw new UpdraftError('TOO_LARGE', `The payload exceeds the maximum size allowed (${size} > ${limits.maxDocumentBytes} bytes)`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+  } catch {
+    throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
+  }
+  if (!isJsonObject(parsed)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
+  return parsed;
+}
+
+/** Reads the optional `clientToken` (a string of at most 64 characters). */
+export function readClientToken(req: JsonObject): string | undefined {
+  const token = req.clientToken;
+  if (token === undefined) return undefined;
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_CLIENT_TOKEN) {
+    throw new UpdraftError('BAD_REQUEST', `Invalid clientToken: must be a string of 1 to ${MAX_CLIENT_TOKEN} characters`);
+  }
+  return token;
+}
+
+function readVersion(req: JsonObject): number | undefined {
+  const version = req.version;
+  if (version === undefined) return undefined;
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
+    throw new UpdraftError('BAD_REQUEST', 'Invalid version: must be a non-negative integer');
+  }
+  return version;
+}
+
+function readSection(state: JsonObject, key: 'desired' | 'reported', limits: ShadowLimits): JsonObject | null | undefined {
+  const section = state[key];
+  if (section === undefined || section === null) return section;
+  if (!isJsonObject(section)) {
+    throw new UpdraftError('BAD_REQUEST', `${key === 'desired' ? 'Desired' : 'Reported'} node must be an object`);
+  }
+  if (objectDepth(section) > limits.maxDepth) {
+    throw new UpdraftError('BAD_REQUEST', `JSON contains too many levels of nesting; maximum is ${limits.maxDepth}`);
+  }
+  return section;
+}
+
+/** Validates an update request; throws 400/413 naming the problem. */
+export function parseUpdateRequest(payload: Buffer | string, limits: ShadowLimits): UpdateRequest {
+  const req = parseJsonPayload(payload, limits);
+  const clientToken = readClientToken(req);
+  const version = readVersion(req);
+  if (!('state' in req)) throw new UpdraftError('BAD_REQUEST', 'Missing required node: state');
+  const state = req.state as JsonValue;
+  if (!isJsonObject(state)) throw new UpdraftError('BAD_REQUEST', 'State node must be an object');
+  const desired = readSection(state, 'desired', limits);
+  const reported = readSection(state, 'reported', limits);
+  if (desired === undefined && reported === undefined) {
+    throw new UpdraftError('BAD_REQUEST', 'State node must contain desired or reported');
+  }
+  const out: UpdateRequest = { state: {} };
+  if (desired !== undefined) out.state.desired = desired;
+  if (reported !== undefined) out.state.reported = reported;
+  if (clientToken !== undefined) out.clientToken = clientToken;
+  if (version !== undefined) out.version = version;
+  return out;
+}
+
+/** Validates a get or delete request. An empty payload is an empty request. */
+export function parseSimpleRequest(payload: Buffer | string, limits: ShadowLimits): SimpleRequest {
+  if (payload.length === 0) return {};
+  const req = parseJsonPayload(payload, limits);
+  const clientToken = readClientToken(req);
+  const out: SimpleRequest = {};
+  if (clientToken !== undefined) out.clientToken = clientToken;
+  const version = readVersion(req);
+  if (version !== undefined) out.version = version;
+  return out;
+}
+
+/** Best-effort clientToken of a payload that failed validation, to echo on the rejection. */
+export function salvageClientToken(payload: Buffer | string): string | undefined {
+  try {
+    const v = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8')) as unknown;
+    if (isJsonObject(v) && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
+  } catch {
+    /* not JSON: nothing to echo */
+  }
+  return undefined;
+}

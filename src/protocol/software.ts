@@ -1,0 +1,139 @@
+/**
+ * The software section of the shadow (DESIGN.md §3): what an operator desires, what the
+ * device reports, and the update command the device receives in its delta.
+ */
+import { UpdraftError } from '../errors.ts';
+import { isJsonObject, type JsonObject } from './json.ts';
+
+/** `state.desired.software`, written by a deployment or rollout (pattern step 3). */
+export interface DesiredSoftware {
+  /** Artifact name, e.g. `fw`. */
+  name: string;
+  /** Semantic version of the build, e.g. `2.0.0`. */
+  version: string;
+  /** Lower-case hex SHA-256 of the artifact bytes. */
+  sha256: string;
+  /** Size in bytes: the agent stops reading past it. */
+  size: number;
+  /** Globally unique id of the job this desired state belongs to (Command pattern). */
+  jobId: string;
+}
+
+/**
+ * The update command a device takes from its delta (pattern steps 5-6): the whole desired
+ * software section plus a freshly signed, device-scoped, expiring download URL. It is
+ * built when the delta is published and never stored, because a stored URL would expire
+ * while a device is offline.
+ */
+export interface SoftwareCommand extends DesiredSoftware {
+  /** Pre-signed download URL, valid only for this device and artifact, until `urlExpiresAt`. */
+  url: string;
+  /** Expiry of `url`, in seconds since the epoch. */
+  urlExpiresAt: number;
+}
+
+/** The agent's update phases, reported in `state.reported.software.status`. */
+export const AGENT_STATUSES = ['IDLE', 'DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SUCCESS', 'FAILURE'] as const;
+/** One of the agent's update phases; SUCCESS and FAILURE end a job (pattern step 8). */
+export type AgentStatus = (typeof AGENT_STATUSES)[number];
+
+/** `state.reported.software`, written by the device: the truth about what runs. */
+export interface ReportedSoftware {
+  /** Name of the software that runs now. */
+  name?: string;
+  /** Version that runs now; after a rollback, the old one. */
+  version: string;
+  /** SHA-256 of what runs now, when known. */
+  sha256?: string;
+  /** Size of what runs now, when known. */
+  size?: number;
+  /** The job this report is about (the last one the agent handled). */
+  jobId?: string;
+  /** The agent's phase for `jobId`. */
+  status: AgentStatus;
+  /** Download progress 0..1 while DOWNLOADING. */
+  progress?: number;
+  /** Why the job failed, when status is FAILURE. */
+  error?: string;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** Semantic version 2.0.0 (https://semver.org), prerelease and build allowed. */
+export const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+
+function field(obj: JsonObject, key: string, type: 'string' | 'number', where: string): string | number {
+  const v = obj[key];
+  if (typeof v !== type) throw new UpdraftError('BAD_REQUEST', `${where}.${key} must be a ${type}`);
+  return v as string | number;
+}
+
+/** Validates `desired.software` as written by an operator; throws BAD_REQUEST naming the field. */
+export function parseDesiredSoftware(value: unknown, where = 'software'): DesiredSoftware {
+  if (!isJsonObject(value)) throw new UpdraftError('BAD_REQUEST', `${where} must be an object`);
+  const name = field(value, 'name', 'string', where) as string;
+  const version = field(value, 'version', 'string', where) as string;
+  const sha256 = field(value, 'sha256', 'string', where) as string;
+  const size = field(value, 'size', 'number', where) as number;
+  const jobId = field(value, 'jobId', 'string', where) as string;
+  if (!SEMVER.test(version)) throw new UpdraftError('BAD_REQUEST', `${where}.version must be a semantic version like 2.0.0`);
+  if (!SHA256_HEX.test(sha256)) throw new UpdraftError('BAD_REQUEST', `${where}.sha256 must be 64 lower-case hex digits`);
+  if (!Number.isSafeInteger(size) || size < 0) throw new UpdraftError('BAD_REQUEST', `${where}.size must be a non-negative integer`);
+  if (jobId.length === 0 || jobId.length > 128) throw new UpdraftError('BAD_REQUEST', `${where}.jobId must be 1 to 128 characters`);
+  return { name, version, sha256, size, jobId };
+}
+
+/** Validates an update command taken from a delta (agent side). */
+export function parseSoftwareCommand(value: unknown): SoftwareCommand {
+  const base = parseDesiredSoftware(value, 'delta.software');
+  const obj = value as JsonObject;
+  const url = field(obj, 'url', 'string', 'delta.software') as string;
+  const urlExpiresAt = field(obj, 'urlExpiresAt', 'number', 'delta.software') as number;
+  return { ...base, url, urlExpiresAt };
+}
+
+/** Validates `reported.software` (server side, to drive job outcomes); undefined if absent. */
+export function parseReportedSoftware(value: unknown): ReportedSoftware | undefined {
+  if (!isJsonObject(value)) return undefined;
+  const version = value.version;
+  const status = value.status;
+  if (typeof version !== 'string') return undefined;
+  if (typeof status !== 'string' || !(AGENT_STATUSES as readonly string[]).includes(status)) return undefined;
+  const out: ReportedSoftware = { version, status: status as AgentStatus };
+  if (typeof value.name === 'string') out.name = value.name;
+  if (typeof value.sha256 === 'string') out.sha256 = value.sha256;
+  if (typeof value.size === 'number') out.size = value.size;
+  if (typeof value.jobId === 'string') out.jobId = value.jobId;
+  if (typeof value.progress === 'number') out.progress = value.progress;
+  if (typeof value.error === 'string') out.error = value.error;
+  return out;
+}
+
+/** Compares two semantic versions by precedence (semver §11): negative, 0 or positive. */
+export function compareSemver(a: string, b: string): number {
+  const pa = SEMVER.exec(a);
+  const pb = SEMVER.exec(b);
+  if (!pa || !pb) return a < b ? -1 : a > b ? 1 : 0;
+  for (let i = 1; i <= 3; i++) {
+    const d = Number(pa[i]) - Number(pb[i]);
+    if (d !== 0) return d;
+  }
+  const preA = a.split('+')[0]!.split('-').slice(1).join('-');
+  const preB = b.split('+')[0]!.split('-').slice(1).join('-');
+  if (preA === preB) return 0;
+  if (preA === '') return 1;
+  if (preB === '') return -1;
+  const xa = preA.split('.');
+  const xb = preB.split('.');
+  for (let i = 0; i < Math.max(xa.length, xb.length); i++) {
+    const ia = xa[i];
+    const ib = xb[i];
+    if (ia === undefined) return -1;
+    if (ib === undefined) return 1;
+    const na = /^\d+$/.test(ia);
+    const nb = /^\d+$/.test(ib);
+    if (na && nb && Number(ia) !== Number(ib)) return Number(ia) - Number(ib);
+    if (na !== nb) return na ? -1 : 1;
+    if (ia !== ib) return ia < ib ? -1 : 1;
+  }
+  return 0;
+}

@@ -1,0 +1,78 @@
+/**
+ * Every topic string of the replica's MQTT protocol (DESIGN.md §2). Nothing else in the code
+ * base concatenates topic strings: build them here, parse them here.
+ *
+ * Classic shadow:  state/{deviceId}/{update|get|delete}[/accepted|/rejected|/delta|/documents]
+ * Named shadow:    state/{deviceId}/shadow/{name}/{update|get|delete}[/...]
+ */
+
+/** Device ids and shadow names: what may appear as one topic level and in a URL path. */
+export const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/** True when `id` is usable as a device id or shadow name (no MQTT wildcards, no '/'). */
+export function isValidId(id: string): boolean {
+  return ID_PATTERN.test(id);
+}
+
+export type ShadowOperation = 'update' | 'get' | 'delete';
+export type AnswerKind = 'accepted' | 'rejected' | 'delta' | 'documents';
+
+/** Identifies one shadow of one device; `name` is '' for the classic (unnamed) shadow. */
+export interface ShadowRef {
+  deviceId: string;
+  name: string;
+}
+
+/** The topic prefix of one shadow: `state/dev-1` or `state/dev-1/shadow/config`. */
+export function shadowPrefix(ref: ShadowRef): string {
+  return ref.name === '' ? `state/${ref.deviceId}` : `state/${ref.deviceId}/shadow/${ref.name}`;
+}
+
+/** The request topic a device or operator publishes to, e.g. `state/dev-1/update`. */
+export function requestTopic(ref: ShadowRef, op: ShadowOperation): string {
+  return `${shadowPrefix(ref)}/${op}`;
+}
+
+/** An answer topic, e.g. `state/dev-1/update/delta` or `state/dev-1/get/accepted`. */
+export function answerTopic(ref: ShadowRef, op: ShadowOperation, kind: AnswerKind): string {
+  return `${shadowPrefix(ref)}/${op}/${kind}`;
+}
+
+/** The delta topic the agent subscribes to (pattern step 1). */
+export function deltaTopic(deviceId: string): string {
+  return answerTopic({ deviceId, name: '' }, 'update', 'delta');
+}
+
+/** A request parsed from its topic. */
+export interface ParsedRequestTopic extends ShadowRef {
+  op: ShadowOperation;
+}
+
+const OPS: ReadonlySet<string> = new Set(['update', 'get', 'delete']);
+
+/**
+ * Parses a request topic; returns undefined for anything that is not a shadow request
+ * (answers, other topic families, malformed ids), so callers can ignore it cheaply.
+ */
+export function parseRequestTopic(topic: string): ParsedRequestTopic | undefined {
+  if (!topic.startsWith('state/')) return undefined;
+  const parts = topic.split('/');
+  if (parts.length === 3) {
+    const [, deviceId, op] = parts as [string, string, string];
+    if (!OPS.has(op) || !isValidId(deviceId)) return undefined;
+    return { deviceId, name: '', op: op as ShadowOperation };
+  }
+  if (parts.length === 5 && parts[2] === 'shadow') {
+    const [, deviceId, , name, op] = parts as [string, string, string, string, string];
+    if (!OPS.has(op) || !isValidId(deviceId) || !isValidId(name)) return undefined;
+    return { deviceId, name, op: op as ShadowOperation };
+  }
+  return undefined;
+}
+
+/** The device id a topic belongs to (`state/{id}/...`), or undefined for other families. */
+export function topicDeviceId(topic: string): string | undefined {
+  if (!topic.startsWith('state/')) return undefined;
+  const end = topic.indexOf('/', 6);
+  return end === -1 ? topic.slice(6) : topic.slice(6, end);
+}

@@ -1,0 +1,57 @@
+/**
+ * The artifact catalogue (pattern step 2): stores a build's bytes in the blob store, records
+ * name, version, SHA-256 and size in the state store, and resolves `name@version` references.
+ */
+import type { Readable } from 'node:stream';
+import { UpdraftError } from '../errors.ts';
+import { SEMVER } from '../protocol/software.ts';
+import { isValidId } from '../protocol/topics.ts';
+import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
+import type { BlobStore } from './blob-store.ts';
+
+/** Parses `fw@2.0.0` into name and version; BAD_REQUEST naming the expected form. */
+export function parseArtifactRef(ref: string): { name: string; version: string } {
+  const at = ref.lastIndexOf('@');
+  if (at <= 0 || at === ref.length - 1) throw new UpdraftError('BAD_REQUEST', `artifact reference "${ref}" must look like name@version, e.g. fw@2.0.0`);
+  return { name: ref.slice(0, at), version: ref.slice(at + 1) };
+}
+
+/** Validates an artifact name and version; BAD_REQUEST naming the problem. */
+export function checkArtifactId(name: string, version: string): void {
+  if (!isValidId(name)) throw new UpdraftError('BAD_REQUEST', `artifact name "${name}" must be 1-128 characters of letters, digits, _ . : -`);
+  if (!SEMVER.test(version)) throw new UpdraftError('BAD_REQUEST', `artifact version "${version}" must be a semantic version like 2.0.0`);
+}
+
+/** Adds, lists and resolves artifacts. */
+export class ArtifactService {
+  private readonly deps: { store: StateStore; blobs: BlobStore; maxArtifactBytes: number };
+
+  constructor(deps: { store: StateStore; blobs: BlobStore; maxArtifactBytes: number }) {
+    this.deps = deps;
+  }
+
+  /** Stores a build; CONFLICT if name@version exists (versions are immutable). */
+  async add(name: string, version: string, source: Readable): Promise<ArtifactRecord> {
+    checkArtifactId(name, version);
+    if (await this.deps.store.getArtifact(name, version)) {
+      source.resume();
+      throw new UpdraftError('CONFLICT', `artifact ${name}@${version} already exists; versions are immutable, add a new version`);
+    }
+    const blob = await this.deps.blobs.write(source, this.deps.maxArtifactBytes);
+    const record: ArtifactRecord = { name, version, sha256: blob.sha256, size: blob.size, createdAt: Date.now() };
+    await this.deps.store.putArtifact(record);
+    return record;
+  }
+
+  /** An artifact by name and version; NOT_FOUND naming it. */
+  async get(name: string, version: string): Promise<ArtifactRecord> {
+    const found = await this.deps.store.getArtifact(name, version);
+    if (!found) throw new UpdraftError('NOT_FOUND', `artifact ${name}@${version} does not exist; add it with: updraft artifact add <file> --name ${name} --version ${version}`);
+    return found;
+  }
+
+  /** Every artifact, newest first. */
+  list(): Promise<ArtifactRecord[]> {
+    return this.deps.store.listArtifacts();
+  }
+}

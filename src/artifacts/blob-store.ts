@@ -1,0 +1,31 @@
+/**
+ * Where artifact bytes live (STYLE.md habit 2). Content-addressed: the key of a blob is the
+ * SHA-256 of its bytes, so a build stored twice is stored once and a key can never point at
+ * different bytes. Local directory by default; S3-compatible storage satisfies the same
+ * interface and contract suite.
+ */
+import type { Readable } from 'node:stream';
+
+/** A blob written: its key (lower-case hex SHA-256) and size in bytes. */
+export interface StoredBlob {
+  sha256: string;
+  size: number;
+}
+
+/** A byte range, inclusive, as in HTTP `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** Storage of artifact bytes. */
+export interface BlobStore {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Streams `source` into the store, hashing as it goes; rejects past `maxBytes`. */
+  write(source: Readable, maxBytes: number): Promise<StoredBlob>;
+  /** Size of a blob, or undefined when absent. */
+  stat(sha256: string): Promise<number | undefined>;
+  /** A stream of the blob's bytes, or of one range of them. */
+  read(sha256: string, range?: ByteRange): Promise<Readable>;
+}

@@ -1,0 +1,77 @@
+/** BlobStore on a local directory: `<dir>/sha256/<first two hex>/<sha256>`. */
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { UpdraftError } from '../errors.ts';
+import type { BlobStore, ByteRange, StoredBlob } from './blob-store.ts';
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** Artifacts on local disk, written to a temp file and renamed into place once hashed. */
+export class LocalBlobStore implements BlobStore {
+  private readonly dir: string;
+
+  constructor(deps: { dir: string }) {
+    this.dir = deps.dir;
+  }
+
+  async start(): Promise<void> {
+    await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
+  }
+
+  async stop(): Promise<void> {}
+
+  private pathOf(sha256: string): string {
+    if (!SHA256_HEX.test(sha256)) throw new UpdraftError('BAD_REQUEST', `not a SHA-256: ${sha256}`);
+    return path.join(this.dir, 'sha256', sha256.slice(0, 2), sha256);
+  }
+
+  async write(source: Readable, maxBytes: number): Promise<StoredBlob> {
+    const tmp = path.join(this.dir, 'tmp', randomUUID());
+    const hash = createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        size += chunk.length;
+        if (size > maxBytes) return done(new UpdraftError('TOO_LARGE', `artifact exceeds the maximum size of ${maxBytes} bytes`));
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(source, meter, createWriteStream(tmp, { flags: 'wx' }));
+      const sha256 = hash.digest('hex');
+      const final = this.pathOf(sha256);
+      await mkdir(path.dirname(final), { recursive: true });
+      await rename(tmp, final);
+      return { sha256, size };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async stat(sha256: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.pathOf(sha256))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async read(sha256: string, range?: ByteRange): Promise<Readable> {
+    const file = this.pathOf(sha256);
+    const stream = createReadStream(file, range ? { start: range.start, end: range.end } : {});
+    await new Promise<void>((resolve, reject) => {
+      stream.once('open', () => resolve());
+      stream.once('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'ENOENT' ? new UpdraftError('NOT_FOUND', `artifact blob ${sha256} is missing from the store`) : err),
+      );
+    });
+    return stream;
+  }
+}

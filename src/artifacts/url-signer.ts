@@ -1,0 +1,91 @@
+/**
+ * Pre-signed download URLs (the pattern's first answer to "only the targeted device gets the
+ * software", DESIGN.md §5): an HMAC-SHA256 over device, artifact (name, version and SHA-256),
+ * expiry and optionally the client IP. Keys carry an id (`kid`) so they can rotate: new URLs
+ * are signed with the newest key while URLs signed with an older key in the ring stay valid
+ * until they expire.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { UpdraftError } from '../errors.ts';
+
+/** One HMAC key. */
+export interface SigningKey {
+  kid: string;
+  secret: Buffer;
+}
+
+/** What a URL grants: one device, one artifact, until `expiresAt`, optionally from one IP. */
+export interface UrlGrant {
+  deviceId: string;
+  name: string;
+  version: string;
+  sha256: string;
+  /** Seconds since the epoch. */
+  expiresAt: number;
+  ip?: string;
+}
+
+/** Signs and verifies download URLs. */
+export class UrlSigner {
+  private readonly keys: SigningKey[];
+  private readonly baseUrl: string;
+
+  /** `keys[0]` signs; every key verifies. `baseUrl` is how devices reach the HTTP server. */
+  constructor(deps: { keys: SigningKey[]; baseUrl: string }) {
+    if (deps.keys.length === 0) throw new UpdraftError('CONFIG', 'the URL signer needs at least one key');
+    this.keys = deps.keys;
+    this.baseUrl = deps.baseUrl.replace(/\/+$/, '');
+  }
+
+  /** The path of an artifact's download endpoint. */
+  static path(name: string, version: string): string {
+    return `/v1/download/${encodeURIComponent(name)}/${encodeURIComponent(version)}`;
+  }
+
+  /** A URL granting `grant`. */
+  sign(grant: UrlGrant): string {
+    const key = this.keys[0]!;
+    const q = new URLSearchParams({ device: grant.deviceId, exp: String(grant.expiresAt), kid: key.kid });
+    if (grant.ip) q.set('ip', grant.ip);
+    q.set('sig', mac(key.secret, grant));
+    return `${this.baseUrl}${UrlSigner.path(grant.name, grant.version)}?${q.toString()}`;
+  }
+
+  /**
+   * Checks a request's query against the artifact it asks for. Returns the device id;
+   * throws FORBIDDEN with the reason (expired, tampered, unknown key, wrong IP).
+   */
+  verify(query: URLSearchParams, artifact: { name: string; version: string; sha256: string }, clientIp: string, nowSeconds: number): string {
+    const deviceId = query.get('device');
+    const exp = Number(query.get('exp'));
+    const kid = query.get('kid');
+    const sig = query.get('sig');
+    if (!deviceId || !kid || !sig || !Number.isSafeInteger(exp)) {
+      throw new UpdraftError('FORBIDDEN', 'download URL is not signed: device, exp, kid and sig are required');
+    }
+    const key = this.keys.find((k) => k.kid === kid);
+    if (!key) throw new UpdraftError('FORBIDDEN', 'download URL was signed with an unknown or retired key');
+    const ip = query.get('ip') ?? undefined;
+    const expected = Buffer.from(mac(key.secret, { deviceId, ...artifact, expiresAt: exp, ...(ip ? { ip } : {}) }));
+    const given = Buffer.from(sig);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new UpdraftError('FORBIDDEN', 'download URL signature does not match (tampered, or for another device or artifact)');
+    }
+    if (exp < nowSeconds) throw new UpdraftError('FORBIDDEN', 'download URL has expired; ask for a fresh one (publish on state/{id}/get)');
+    if (ip && normalizeIp(ip) !== normalizeIp(clientIp)) {
+      throw new UpdraftError('FORBIDDEN', 'download URL is bound to another IP address');
+    }
+    return deviceId;
+  }
+}
+
+function mac(secret: Buffer, g: UrlGrant): string {
+  // newline-separated: none of the fields can contain a newline (ids and versions are validated)
+  const msg = ['v1', g.deviceId, g.name, g.version, g.sha256, String(g.expiresAt), g.ip ?? ''].join('\n');
+  return createHmac('sha256', secret).update(msg).digest('base64url');
+}
+
+/** `::ffff:127.0.0.1` and `127.0.0.1` are the same client. */
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}

@@ -1,0 +1,171 @@
+/**
+ * The embedded MQTT broker (aedes, MQTT 3.1.1 over TCP) and the in-process MessageBus over it.
+ *
+ * Device requests are consumed through aedes's `published` hook, in-process, rather than by
+ * a wildcard MQTT subscriber: a QoS 1 wildcard subscriber that falls behind while many
+ * clients disconnect overflows the stack inside mqemitter (`RangeError: Maximum call stack
+ * size exceeded`). The hook hands each request to the replica's bounded queue and returns at
+ * once, so aedes itself never holds a backlog for us.
+ */
+import net from 'node:net';
+import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
+import { UpdraftError } from '../errors.ts';
+import { parseRequestTopic } from '../protocol/topics.ts';
+import type { Logger } from '../util/logger.ts';
+import type { Authenticator } from './authenticator.ts';
+import type { InboundMessage, MessageBus, PresenceEvent, Sender } from './message-bus.ts';
+import { mayPublish, maySubscribe } from './topic-acl.ts';
+
+/** Options of the embedded broker. */
+export interface EmbeddedBrokerOptions {
+  /** TCP port for MQTT (1883 by default; 0 picks a free one). */
+  port: number;
+  /** Interface to listen on. */
+  host: string;
+  /** Decides who a connecting client is. */
+  authenticator: Authenticator;
+  logger: Logger;
+  /** Disconnect a subscriber whose socket stays full this long (ms): one frozen client must not stall delivery to all. */
+  drainTimeoutMs?: number;
+}
+
+/** aedes error with the CONNACK return code it should send. */
+function connectError(code: 4 | 5, message: string): Error & { returnCode: number } {
+  return Object.assign(new Error(message), { returnCode: code });
+}
+
+/** aedes hosted in this process, listening on TCP, exposed as a MessageBus. */
+export class EmbeddedBroker implements MessageBus {
+  private readonly opts: EmbeddedBrokerOptions;
+  private aedes: Aedes | undefined;
+  private server: net.Server | undefined;
+  private requestHandler: (msg: InboundMessage) => void = () => {};
+  private presenceHandler: (event: PresenceEvent) => void = () => {};
+  /** Identity of each connection, decided at CONNECT. */
+  private readonly senders = new WeakMap<Client, Sender>();
+  /** Payloads of publishes refused by the ACL: acknowledged (MQTT-3.3.5-2 allows it), never routed. */
+  private readonly dropped = new WeakSet<Buffer>();
+
+  constructor(opts: EmbeddedBrokerOptions) {
+    this.opts = opts;
+  }
+
+  /** The TCP port actually listened on (useful with port 0). */
+  get port(): number {
+    const addr = this.server?.address();
+    return typeof addr === 'object' && addr ? addr.port : this.opts.port;
+  }
+
+  /** Number of connected MQTT clients. */
+  get connectedClients(): number {
+    return this.aedes?.connectedClients ?? 0;
+  }
+
+  onRequest(handler: (msg: InboundMessage) => void): void {
+    this.requestHandler = handler;
+  }
+
+  onPresence(handler: (event: PresenceEvent) => void): void {
+    this.presenceHandler = handler;
+  }
+
+  async start(): Promise<void> {
+    const log = this.opts.logger;
+    const aedes = await Aedes.createBroker({
+      id: 'updraft',
+      maxClientsIdLength: 128,
+      drainTimeout: this.opts.drainTimeoutMs ?? 30_000,
+      authenticate: (client, username, password, done) => {
+        this.opts.authenticator
+          .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined })
+          .then((sender) => {
+            if (!sender) {
+              log.warn('connection refused: bad credentials', { clientId: client.id });
+              return done(connectError(4, 'Bad user name or password'), false);
+            }
+            this.senders.set(client, sender);
+            done(null, true);
+          })
+          .catch((err: unknown) => {
+            log.error('authentication failed', { clientId: client.id, error: String(err) });
+            done(connectError(5, 'Not authorized'), false);
+          });
+      },
+      authorizePublish: (client, packet, done) => {
+        const sender = client ? this.senders.get(client) : { kind: 'internal' as const, id: '' };
+        if (!sender || !mayPublish(sender, packet.topic)) {
+          log.warn('publish dropped: topic not allowed for this client', { clientId: client?.id, topic: packet.topic });
+          this.dropped.add(packet.payload as Buffer);
+          packet.retain = false;
+        }
+        done(null);
+      },
+      authorizeSubscribe: (client, sub, done) => {
+        const sender = this.senders.get(client);
+        if (!sender || !maySubscribe(sender, sub.topic)) {
+          log.warn('subscription refused: topic not allowed for this client', { clientId: client.id, topic: sub.topic });
+          return done(null, null); // SUBACK 0x80 for this filter, the connection stays
+        }
+        done(null, sub);
+      },
+      authorizeForward: (_client, packet) => (this.dropped.has(packet.payload as Buffer) ? null : packet),
+      published: (packet, client, done) => {
+        done(null);
+        if (client) this.route(packet, client);
+      },
+    });
+    aedes.on('clientReady', (client) => {
+      const s = this.senders.get(client);
+      if (s?.kind === 'device') this.presenceHandler({ deviceId: s.id, online: true });
+    });
+    aedes.on('clientDisconnect', (client) => {
+      const s = this.senders.get(client);
+      if (s?.kind === 'device') this.presenceHandler({ deviceId: s.id, online: false });
+    });
+    aedes.on('clientError', (client, err) => log.debug('client error', { clientId: client.id, error: err.message }));
+    aedes.on('connectionError', (_client, err) => log.debug('connection error', { error: err.message }));
+    this.aedes = aedes;
+
+    const server = net.createServer(aedes.handle);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        aedes.close();
+        if (err.code === 'EADDRINUSE') {
+          reject(new UpdraftError('PORT_IN_USE', `MQTT port ${this.opts.port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --mqtt-port`));
+        } else {
+          reject(new UpdraftError('CONFIG', `cannot listen for MQTT on ${this.opts.host}:${this.opts.port}: ${err.message}`, { cause: err }));
+        }
+      });
+      server.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+  }
+
+  private route(packet: AedesPublishPacket, client: Client): void {
+    if (this.dropped.has(packet.payload as Buffer)) return;
+    if (!parseRequestTopic(packet.topic)) return;
+    const sender = this.senders.get(client);
+    if (!sender) return;
+    this.requestHandler({ topic: packet.topic, payload: packet.payload as Buffer, sender });
+  }
+
+  publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes) return Promise.reject(new UpdraftError('INTERNAL', 'broker is not started'));
+    return new Promise((resolve, reject) => {
+      aedes.publish(
+        { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos, retain: false, dup: false },
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    const aedes = this.aedes;
+    this.server = undefined;
+    this.aedes = undefined;
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The seam between Updraft and an MQTT broker (STYLE.md habit 2). The embedded
+ * implementation (`embedded-broker.ts`) hosts aedes in-process; an external-broker
+ * implementation (mqtt.js with shared subscriptions) satisfies the same interface.
+ */
+
+/** Who sent a message, as the broker authenticated it. */
+export interface Sender {
+  /** 'device' for a device client, 'operator' for a trusted service identity, 'internal' for this process. */
+  kind: 'device' | 'operator' | 'internal';
+  /** The device id or operator name; '' for internal. */
+  id: string;
+}
+
+/** A message on a request topic, handed to the replica. */
+export interface InboundMessage {
+  topic: string;
+  payload: Buffer;
+  sender: Sender;
+}
+
+/** Connect and disconnect of device clients, for the fleet's online view. */
+export interface PresenceEvent {
+  deviceId: string;
+  online: boolean;
+}
+
+/** A connection to the MQTT broker, as the replica sees it. */
+export interface MessageBus {
+  /** Connects or listens. */
+  start(): Promise<void>;
+  /** Disconnects or closes the broker, releasing sockets and timers. */
+  stop(): Promise<void>;
+  /**
+   * Sets the consumer of shadow requests (`state/+/update|get|delete` and named shadows).
+   * It must not block: it queues the work and returns.
+   */
+  onRequest(handler: (msg: InboundMessage) => void): void;
+  /** Sets the listener for device presence changes. */
+  onPresence(handler: (event: PresenceEvent) => void): void;
+  /** Publishes an answer; resolves when the broker has taken it. */
+  publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
+}

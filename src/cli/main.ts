@@ -1,0 +1,26 @@
+/**
+ * The `updraft` command line. Every command exits 0 on success and, on error, non-zero with
+ * one readable line on stderr.
+ */
+import { Command } from 'commander';
+import { UpdraftError } from '../errors.ts';
+import { addAgentCommand } from './agent-command.ts';
+import { addApiCommands } from './api-commands.ts';
+import { addDemoCommand } from './demo-command.ts';
+import { addServerCommand } from './server-command.ts';
+
+const program = new Command('updraft')
+  .description('Self-hosted over-the-air software updates for IoT fleets')
+  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({ outputError: (str, write) => write(str) });
+
+addServerCommand(program);
+addApiCommands(program);
+addAgentCommand(program);
+addDemoCommand(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);
+  process.stderr.write(`updraft: error: ${message.split('\n')[0]}\n`);
+  process.exit(err instanceof UpdraftError && err.status >= 400 && err.status < 500 ? 2 : 1);
+});

@@ -1,0 +1,50 @@
+/** `updraft server`: runs the whole system with embedded defaults (what `npm start` runs). */
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load-config.ts';
+import { SETTINGS } from '../config/schema.ts';
+import { settingsMarkdown } from '../config/load-config.ts';
+import { UpdraftServer } from '../server/updraft-server.ts';
+import { createLogger } from '../util/logger.ts';
+
+/** Adds `server` and `config`. */
+export function addServerCommand(program: Command): void {
+  const cmd = program.command('server').description('run the Updraft server: embedded MQTT broker, replica, HTTP API and downloads, store');
+  cmd.option('--config <file>', 'JSON configuration file');
+  for (const s of SETTINGS) cmd.option(`--${s.flag} <value>`, `${s.doc} [env ${s.env}, default ${String(s.default)}]`);
+  cmd.action(async (opts: Record<string, unknown>) => {
+    const flags: Record<string, unknown> = {};
+    for (const s of SETTINGS) {
+      const key = s.flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+      if (opts[key] !== undefined) flags[s.flag] = opts[key];
+    }
+    const config = loadConfig({ ...(typeof opts.config === 'string' ? { file: opts.config } : {}), env: process.env, flags });
+    const logger = createLogger({ level: config.logLevel });
+    const server = new UpdraftServer(config, { logger });
+    await server.start();
+    const out = process.stdout;
+    out.write(`updraft: MQTT broker on mqtt://${config.mqtt.host}:${server.broker.port}\n`);
+    out.write(`updraft: HTTP API and downloads on http://${config.http.host}:${server.http.port} (devices use ${server.publicUrl})\n`);
+    out.write(`updraft: data in ${config.dataDir}\n`);
+    if (server.tokenCreated) {
+      out.write(`updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`);
+    }
+    let stopping = false;
+    const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`${signal}: stopping`);
+      void server.stop().then(() => process.exit(0));
+    };
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+  });
+
+  program
+    .command('config')
+    .description('print the configuration settings')
+    .option('--docs', 'as a Markdown table')
+    .action((opts: { docs?: boolean }) => {
+      if (opts.docs) process.stdout.write(settingsMarkdown() + '\n');
+      else process.stdout.write(JSON.stringify(loadConfig({ env: process.env }), null, 2) + '\n');
+    });
+}

@@ -1,0 +1,76 @@
+/**
+ * Builds the configuration from defaults, an optional JSON file, environment variables and
+ * CLI flags (later sources win), validating every setting and reporting every error at once.
+ */
+import { readFileSync } from 'node:fs';
+import { UpdraftError } from '../errors.ts';
+import { SETTINGS, type Setting, type UpdraftConfig } from './schema.ts';
+
+/** Where settings come from. Flags are keyed by flag name (`mqtt-port`), file by dotted path. */
+export interface ConfigSources {
+  file?: string;
+  env?: Record<string, string | undefined>;
+  flags?: Record<string, unknown>;
+}
+
+function getPath(obj: unknown, dotted: string): unknown {
+  let cur: unknown = obj;
+  for (const k of dotted.split('.')) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[k];
+  }
+  return cur;
+}
+
+function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {
+  const keys = dotted.split('.');
+  let cur = obj;
+  for (const k of keys.slice(0, -1)) cur = (cur[k] ??= {}) as Record<string, unknown>;
+  cur[keys.at(-1)!] = value;
+}
+
+function coerce(s: Setting, raw: unknown, source: string, errors: string[]): string | number | undefined {
+  if (s.type === 'integer') {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n)) return void errors.push(`${s.path} (${source}) must be an integer, got ${JSON.stringify(raw)}`);
+    if (s.min !== undefined && n < s.min) return void errors.push(`${s.path} (${source}) must be at least ${s.min}, got ${n}`);
+    if (s.max !== undefined && n > s.max) return void errors.push(`${s.path} (${source}) must be at most ${s.max}, got ${n}`);
+    return n;
+  }
+  if (typeof raw !== 'string') return void errors.push(`${s.path} (${source}) must be a string, got ${JSON.stringify(raw)}`);
+  if (s.type === 'enum' && !s.values!.includes(raw)) return void errors.push(`${s.path} (${source}) must be one of ${s.values!.join(', ')}, got "${raw}"`);
+  return raw;
+}
+
+/** Loads and validates; throws one UpdraftError CONFIG listing every problem. */
+export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
+  const errors: string[] = [];
+  let fileValues: unknown = {};
+  if (sources.file) {
+    try {
+      fileValues = JSON.parse(readFileSync(sources.file, 'utf8'));
+    } catch (err) {
+      errors.push(`config file ${sources.file}: ${(err as Error).message}`);
+    }
+  }
+  const env = sources.env ?? {};
+  const flags = sources.flags ?? {};
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    let value = coerce(s, s.default, 'default', errors);
+    const fromFile = getPath(fileValues, s.path);
+    if (fromFile !== undefined) value = coerce(s, fromFile, `file ${sources.file}`, errors) ?? value;
+    if (env[s.env] !== undefined) value = coerce(s, env[s.env], `env ${s.env}`, errors) ?? value;
+    if (flags[s.flag] !== undefined) value = coerce(s, flags[s.flag], `flag --${s.flag}`, errors) ?? value;
+    setPath(out, s.path, value);
+  }
+  if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`);
+  const config = out as unknown as UpdraftConfig;
+  return config;
+}
+
+/** The settings table as Markdown (for docs/configuration.md). */
+export function settingsMarkdown(): string {
+  const rows = SETTINGS.map((s) => `| \`${s.path}\` | \`--${s.flag}\` | \`${s.env}\` | \`${String(s.default)}\` | ${s.doc} |`);
+  return ['| setting | flag | environment | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}

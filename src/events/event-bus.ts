@@ -1,0 +1,40 @@
+/**
+ * The typed in-process event bus (STYLE.md: zigbee2mqtt's habit). Parts publish what
+ * happened; the job tracker, the API's event stream and the demo listen. Listeners must not
+ * throw and must not block: they queue their own work.
+ */
+import { EventEmitter } from 'node:events';
+import type { Sender } from '../broker/message-bus.ts';
+import type { UpdateRequest } from '../protocol/shadow-messages.ts';
+import type { ExecutionRecord, ShadowRecord } from '../store/state-store.ts';
+
+/** Every event and its payload. */
+export interface UpdraftEvents {
+  /** An update was committed to a shadow (pattern steps 4 and 8). */
+  'shadow.updated': { previous: ShadowRecord | undefined; current: ShadowRecord; request: UpdateRequest; sender: Sender };
+  /** A shadow was deleted. */
+  'shadow.deleted': { deviceId: string; name: string; version: number };
+  /** A device connected or disconnected. */
+  'device.presence': { deviceId: string; online: boolean };
+  /** A job execution changed state. */
+  'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
+}
+
+/** A typed wrapper over EventEmitter. */
+export class EventBus {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    // many parts (and every live API stream) listen: the default cap of 10 is a false alarm here
+    this.emitter.setMaxListeners(0);
+  }
+
+  emit<K extends keyof UpdraftEvents>(event: K, payload: UpdraftEvents[K]): void {
+    this.emitter.emit(event, payload);
+  }
+
+  on<K extends keyof UpdraftEvents>(event: K, listener: (payload: UpdraftEvents[K]) => void): () => void {
+    this.emitter.on(event, listener);
+    return () => this.emitter.off(event, listener);
+  }
+}

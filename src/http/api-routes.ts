@@ -1,0 +1,83 @@
+/**
+ * The operator REST API, `/api/v1/...`, behind the operator token. The CLI is a client of it.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import { UpdraftError } from '../errors.ts';
+import type { DeploymentService } from '../jobs/deployment-service.ts';
+import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
+import { isValidId } from '../protocol/topics.ts';
+import type { ShadowReplica } from '../shadow/replica.ts';
+import type { StateStore } from '../store/state-store.ts';
+import { readJson, sendJson } from './respond.ts';
+import type { Router } from './router.ts';
+
+/** What the API needs. */
+export interface ApiDeps {
+  store: StateStore;
+  replica: ShadowReplica;
+  artifacts: ArtifactService;
+  deployments: DeploymentService;
+  tracker: ExecutionTracker;
+  /** True when the device has an open MQTT connection. */
+  isOnline: (deviceId: string) => boolean;
+}
+
+function deviceParam(id: string): string {
+  if (!isValidId(id)) throw new UpdraftError('BAD_REQUEST', `"${id}" is not a valid device id`);
+  return id;
+}
+
+function query(req: IncomingMessage, url: URL, key: string): string {
+  const v = url.searchParams.get(key);
+  if (!v) throw new UpdraftError('BAD_REQUEST', `query parameter "${key}" is required`);
+  return v;
+}
+
+/** Adds the API routes to `router`. */
+export function addApiRoutes(router: Router, deps: ApiDeps): void {
+  router.add('GET', '/api/v1/artifacts', async ({ res }) => sendJson(res, 200, { items: await deps.artifacts.list() }));
+
+  router.add('POST', '/api/v1/artifacts', async ({ req, res, url }) => {
+    const record = await deps.artifacts.add(query(req, url, 'name'), query(req, url, 'version'), req);
+    sendJson(res, 201, record);
+  });
+
+  router.add('GET', '/api/v1/artifacts/:name/:version', async ({ res, params }) => sendJson(res, 200, await deps.artifacts.get(params.name!, params.version!)));
+
+  router.add('GET', '/api/v1/devices', async ({ res, url }) => {
+    const limit = Math.min(Number(url.searchParams.get('limit') ?? 100) || 100, 1000);
+    const after = url.searchParams.get('after') ?? undefined;
+    const page = await deps.store.listShadows({ limit, ...(after ? { after } : {}) });
+    const items = page.items.map((s) => ({ deviceId: s.deviceId, online: deps.isOnline(s.deviceId), version: s.version, reported: s.state.reported?.software ?? null, desired: s.state.desired?.software ?? null }));
+    sendJson(res, 200, { items, ...(page.next ? { next: page.next } : {}) });
+  });
+
+  router.add('GET', '/api/v1/devices/:id', async ({ res, params }) => {
+    const deviceId = deviceParam(params.id!);
+    const shadow = await deps.replica.getDocument({ deviceId, name: '' }).catch((err: unknown) => {
+      if (err instanceof UpdraftError && err.code === 'NOT_FOUND') throw new UpdraftError('NOT_FOUND', `device ${deviceId} is unknown`);
+      throw err;
+    });
+    await deps.tracker.idle();
+    const executions = await deps.store.listExecutions({ deviceId });
+    sendJson(res, 200, { deviceId, online: deps.isOnline(deviceId), shadow, executions });
+  });
+
+  router.add('POST', '/api/v1/deployments', async ({ req, res }) => {
+    const body = await readJson(req);
+    const devices = body.devices;
+    const artifact = body.artifact;
+    if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');
+    if (typeof artifact !== 'string') throw new UpdraftError('BAD_REQUEST', 'artifact must be a string like fw@2.0.0');
+    const result = await deps.deployments.deploy({ devices: devices as string[], artifact, ...(typeof body.description === 'string' ? { description: body.description } : {}) });
+    sendJson(res, 201, result);
+  });
+
+  router.add('GET', '/api/v1/jobs/:id', async ({ res, params }) => {
+    const job = await deps.store.getJob(params.id!);
+    if (!job) throw new UpdraftError('NOT_FOUND', `job ${params.id} does not exist`);
+    await deps.tracker.idle();
+    sendJson(res, 200, { job, executions: await deps.store.listExecutions({ jobId: job.jobId }) });
+  });
+}

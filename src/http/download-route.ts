@@ -1,0 +1,60 @@
+/**
+ * The download endpoint a device's pre-signed URL points at (pattern step 7): verifies the
+ * signature (device, artifact, expiry, IP), then streams the bytes with HTTP Range support so
+ * an interrupted download resumes where it stopped. Every refusal is a 403 with the reason
+ * and is logged without the signature.
+ */
+import { pipeline } from 'node:stream/promises';
+import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import type { BlobStore } from '../artifacts/blob-store.ts';
+import type { UrlSigner } from '../artifacts/url-signer.ts';
+import { UpdraftError } from '../errors.ts';
+import type { Logger } from '../util/logger.ts';
+import { parseRange } from './range.ts';
+import type { Handler } from './router.ts';
+
+/** Builds the GET /v1/download/:name/:version handler. */
+export function downloadRoute(deps: { artifacts: ArtifactService; blobs: BlobStore; signer: UrlSigner; logger: Logger }): Handler {
+  return async ({ req, res, params, url }) => {
+    const name = params.name!;
+    const version = params.version!;
+    const ip = req.socket.remoteAddress ?? '';
+    let deviceId: string;
+    let artifact;
+    try {
+      artifact = await deps.artifacts.get(name, version);
+      deviceId = deps.signer.verify(url.searchParams, artifact, ip, Math.floor(Date.now() / 1000));
+    } catch (err) {
+      const e = err instanceof UpdraftError && err.code === 'NOT_FOUND' ? new UpdraftError('FORBIDDEN', 'download URL does not name a stored artifact') : err;
+      deps.logger.warn('download refused', { artifact: `${name}@${version}`, device: url.searchParams.get('device') ?? '', ip, reason: (e as Error).message });
+      throw e;
+    }
+    const size = artifact.size;
+    const range = parseRange(req.headers.range, size);
+    const headers: Record<string, string | number> = {
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+      etag: `"${artifact.sha256}"`,
+      'cache-control': 'private, no-store',
+    };
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` });
+      res.end();
+      return;
+    }
+    if (range) {
+      res.writeHead(206, { ...headers, 'content-range': `bytes ${range.start}-${range.end}/${size}`, 'content-length': range.end - range.start + 1 });
+    } else {
+      res.writeHead(200, { ...headers, 'content-length': size });
+    }
+    if (req.method === 'HEAD' || size === 0) {
+      res.end();
+      return;
+    }
+    deps.logger.debug('download', { device: deviceId, artifact: `${name}@${version}`, range: range ? `${range.start}-${range.end}` : 'all' });
+    const stream = await deps.blobs.read(artifact.sha256, range);
+    await pipeline(stream, res).catch(() => {
+      // the device went away mid-transfer; it resumes with Range next time
+    });
+  };
+}

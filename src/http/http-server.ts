@@ -1,0 +1,85 @@
+/**
+ * The HTTP server: device downloads (`/v1/download/...`, authorized by the signed URL),
+ * the operator API (`/api/v1/...`, behind the operator token) and `/healthz`.
+ */
+import http from 'node:http';
+import { UpdraftError } from '../errors.ts';
+import { secretMatches } from '../broker/authenticator.ts';
+import type { Logger } from '../util/logger.ts';
+import { sendError, sendJson } from './respond.ts';
+import type { Router } from './router.ts';
+
+/** Options of the HTTP server. */
+export interface HttpServerOptions {
+  port: number;
+  host: string;
+  router: Router;
+  /** Required as `Authorization: Bearer <token>` on every `/api/` call. */
+  operatorToken: string;
+  logger: Logger;
+}
+
+/** node:http server with the router, the token check and error mapping. */
+export class HttpServer {
+  private readonly opts: HttpServerOptions;
+  private server: http.Server | undefined;
+
+  constructor(opts: HttpServerOptions) {
+    this.opts = opts;
+  }
+
+  /** The port actually listened on. */
+  get port(): number {
+    const addr = this.server?.address();
+    return typeof addr === 'object' && addr ? addr.port : this.opts.port;
+  }
+
+  async start(): Promise<void> {
+    const server = http.createServer((req, res) => void this.dispatch(req, res));
+    server.keepAliveTimeout = 5_000;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new UpdraftError('PORT_IN_USE', `HTTP port ${this.opts.port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --http-port`)
+            : new UpdraftError('CONFIG', `cannot listen for HTTP on ${this.opts.host}:${this.opts.port}: ${err.message}`),
+        ),
+      );
+      server.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+  }
+
+  private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      if (url.pathname.startsWith('/api/')) this.checkToken(req);
+      const found = this.opts.router.match(req.method ?? 'GET', url.pathname);
+      if (!found) throw new UpdraftError('NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
+      if ('allowed' in found) {
+        res.setHeader('allow', found.allowed.join(', '));
+        throw new UpdraftError('BAD_REQUEST', `method ${req.method} is not allowed on ${url.pathname}`, { status: 405 });
+      }
+      await found.handler({ req, res, params: found.params, url });
+    } catch (err) {
+      if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
+      sendError(res, err);
+    }
+  }
+
+  private checkToken(req: http.IncomingMessage): void {
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer (.+)$/.exec(header);
+    if (!m) throw new UpdraftError('UNAUTHORIZED', 'the operator token is required: send Authorization: Bearer <token>');
+    if (!secretMatches(Buffer.from(m[1]!), this.opts.operatorToken)) throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

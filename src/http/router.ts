@@ -1,0 +1,59 @@
+/**
+ * A minimal method + path router over node:http: segments starting with `:` capture.
+ * Enough for a dozen routes without a framework; downloads need the raw response stream.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** What a handler receives. */
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  url: URL;
+}
+
+/** A route handler; throw UpdraftError for refusals. */
+export type Handler = (ctx: RouteContext) => Promise<void>;
+
+interface Route {
+  method: string;
+  parts: string[];
+  handler: Handler;
+}
+
+/** Routes requests by method and path pattern. */
+export class Router {
+  private readonly routes: Route[] = [];
+
+  /** Adds a route, e.g. `add('GET', '/api/v1/devices/:id', h)`. */
+  add(method: string, pattern: string, handler: Handler): this {
+    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+    return this;
+  }
+
+  /** The handler and params for a request; `allowed` lists methods when only the path matched. */
+  match(method: string, pathname: string): { handler: Handler; params: Record<string, string> } | { allowed: string[] } | undefined {
+    const segs = pathname.split('/').filter(Boolean);
+    const allowed: string[] = [];
+    for (const route of this.routes) {
+      if (route.parts.length !== segs.length) continue;
+      const params: Record<string, string> = {};
+      let ok = true;
+      for (let i = 0; i < segs.length && ok; i++) {
+        const p = route.parts[i]!;
+        let s: string;
+        try {
+          s = decodeURIComponent(segs[i]!);
+        } catch {
+          return undefined;
+        }
+        if (p.startsWith(':')) params[p.slice(1)] = s;
+        else ok = p === s;
+      }
+      if (!ok) continue;
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { handler: route.handler, params };
+      allowed.push(route.method);
+    }
+    return allowed.length > 0 ? { allowed } : undefined;
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Job execution states and their legal transitions (DESIGN.md §4, STYLE.md habit 7).
+ * Terminal states are final: a retry is a new attempt, not a move out of a terminal state.
+ */
+import { UpdraftError } from '../errors.ts';
+import type { AgentStatus } from '../protocol/software.ts';
+import type { ExecutionStatus } from '../store/state-store.ts';
+
+const TRANSITIONS: Record<ExecutionStatus, readonly ExecutionStatus[]> = {
+  // QUEUED may jump to a final state: a fast device's intermediate reports can be missed
+  QUEUED: ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'],
+  IN_PROGRESS: ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED'],
+  SUCCEEDED: [],
+  FAILED: [],
+  TIMED_OUT: [],
+  REJECTED: [],
+  CANCELED: [],
+  REMOVED: [],
+};
+
+/** True for states no report can leave. */
+export function isTerminal(status: ExecutionStatus): boolean {
+  return TRANSITIONS[status].length === 0;
+}
+
+/** True when `from` → `to` is legal. */
+export function canTransition(from: ExecutionStatus, to: ExecutionStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Throws CONFLICT naming the illegal transition. */
+export function assertTransition(from: ExecutionStatus, to: ExecutionStatus): void {
+  if (!canTransition(from, to)) throw new UpdraftError('CONFLICT', `illegal execution transition ${from} -> ${to}`);
+}
+
+/** The execution state a device's reported phase means. */
+export function executionStatusFor(agent: AgentStatus): ExecutionStatus | undefined {
+  switch (agent) {
+    case 'DOWNLOADING':
+    case 'VERIFYING':
+    case 'INSTALLING':
+      return 'IN_PROGRESS';
+    case 'SUCCESS':
+      return 'SUCCEEDED';
+    case 'FAILURE':
+      return 'FAILED';
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The device state replica (the "shadow" service): pattern steps 4, 8 and 9.
+ *
+ * Takes requests from the broker (`state/{id}/update|get|delete`, named shadows too) or from
+ * the operator API, serializes them per shadow, commits each change durably before
+ * answering, then publishes `accepted`, `documents` and, while desired differs from
+ * reported, `delta`. Every failure is answered on `.../rejected` with a code and never
+ * touches stored state. Requests of one device never wait for or affect another's.
+ */
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import type { InboundMessage, MessageBus, Sender } from '../broker/message-bus.ts';
+import { isJsonObject } from '../protocol/json.ts';
+import {
+  parseSimpleRequest,
+  parseUpdateRequest,
+  salvageClientToken,
+  type DeleteAccepted,
+  type DocumentsMessage,
+  type Rejection,
+  type ShadowDocument,
+  type ShadowLimits,
+  type UpdateRequest,
+} from '../protocol/shadow-messages.ts';
+import { parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from '../protocol/software.ts';
+import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef } from '../protocol/topics.ts';
+import type { ShadowRecord, StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+import { applyUpdate, deltaMessage, fullDocument, snapshot, tombstone } from './document.ts';
+import { KeyedQueue } from './keyed-queue.ts';
+
+/** Turns the desired software of a device into its update command (adds a signed URL). */
+export type CommandIssuer = (deviceId: string, software: DesiredSoftware) => SoftwareCommand;
+
+/** What the replica needs. */
+export interface ReplicaDeps {
+  store: StateStore;
+  bus: MessageBus;
+  events: EventBus;
+  logger: Logger;
+  limits: ShadowLimits;
+  /** Signs download URLs into software deltas; without it deltas carry no URL. */
+  issueCommand?: CommandIssuer;
+  /** Requests waiting or running across all shadows before new ones get 429. */
+  maxPending: number;
+  /** Seconds since the epoch (injectable for tests). */
+  now?: () => number;
+}
+
+/** Attempts of the read-modify-write when another writer (instance) wins the race. */
+const MAX_STORE_RETRIES = 5;
+
+/** The device shadow service. */
+export class ShadowReplica {
+  private readonly deps: ReplicaDeps;
+  private readonly queue: KeyedQueue;
+  private stopped = true;
+
+  constructor(deps: ReplicaDeps) {
+    this.deps = deps;
+    this.queue = new KeyedQueue(deps.maxPending);
+  }
+
+  /** Starts consuming requests from the bus. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    this.deps.bus.onRequest((msg) => this.submit(msg));
+  }
+
+  /** Stops taking requests and waits for those already accepted to finish. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.deps.bus.onRequest(() => {});
+    await this.queue.drain();
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Math.floor(Date.now() / 1000);
+  }
+
+  /** Queues one MQTT request; never throws, answers on the rejected topic instead. */
+  submit(msg: InboundMessage): void {
+    const req = parseRequestTopic(msg.topic);
+    if (!req || this.stopped) return;
+    const ref: ShadowRef = { deviceId: req.deviceId, name: req.name };
+    this.queue
+      .run(key(ref), () => this.handle(ref, req.op, msg.payload, msg.sender))
+      .catch((err: unknown) => this.reject(ref, req.op, asUpdraftError(err), salvageClientToken(msg.payload)));
+  }
+
+  private async handle(ref: ShadowRef, op: ShadowOperation, payload: Buffer, sender: Sender): Promise<void> {
+    try {
+      if (op === 'update') {
+        await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits), sender);
+      } else if (op === 'get') {
+        const req = parseSimpleRequest(payload, this.deps.limits);
+        const doc = await this.readDocument(ref, req.clientToken, true);
+        await this.publish(answerTopic(ref, 'get', 'accepted'), doc);
+      } else {
+        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits));
+      }
+    } catch (err) {
+      await this.reject(ref, op, asUpdraftError(err), salvageClientToken(payload));
+    }
+  }
+
+  /**
+   * Applies an update on behalf of `sender` (the operator API calls this directly; MQTT
+   * requests arrive here through the queue). Resolves with the committed record after the
+   * answers are published; throws UpdraftError when rejected.
+   */
+  update(ref: ShadowRef, request: UpdateRequest, sender: Sender): Promise<ShadowRecord> {
+    return this.queue.run(key(ref), () => this.applyUpdate(ref, request, sender));
+  }
+
+  /** The full document of a shadow (desired, reported, delta, metadata); 404 if none. */
+  getDocument(ref: ShadowRef): Promise<ShadowDocument> {
+    return this.readDocument(ref, undefined, false);
+  }
+
+  private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender): Promise<ShadowRecord> {
+    checkSoftwareSection(ref, request, sender);
+    const { store } = this.deps;
+    for (let attempt = 0; ; attempt++) {
+      const previous = await store.getShadow(ref.deviceId, ref.name);
+      const now = this.now();
+      const { next, accepted } = applyUpdate(previous, ref, request, now, this.deps.limits);
+      if (!(await store.putShadow(next, previous?.version ?? 0))) {
+        // another writer committed first; with an explicit version that is the caller's conflict
+        if (request.version !== undefined || attempt >= MAX_STORE_RETRIES) throw new UpdraftError('CONFLICT', 'Version conflict');
+        continue;
+      }
+      // committed: now answer (steps 4 and 9)
+      await this.publish(answerTopic(ref, 'update', 'accepted'), accepted);
+      const documents: DocumentsMessage = { previous: snapshot(previous), current: snapshot(next)!, timestamp: now };
+      if (request.clientToken !== undefined) documents.clientToken = request.clientToken;
+      await this.publish(answerTopic(ref, 'update', 'documents'), documents);
+      const delta = deltaMessage(next, now, request.clientToken);
+      if (delta) {
+        this.decorate(ref, next, delta.state);
+        await this.publish(answerTopic(ref, 'update', 'delta'), delta);
+      }
+      this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
+      return next;
+    }
+  }
+
+  private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }): Promise<void> {
+    const current = await this.deps.store.getShadow(ref.deviceId, ref.name);
+    if (!current || current.deleted) throw notFound(ref);
+    if (req.version !== undefined && req.version !== current.version) throw new UpdraftError('CONFLICT', 'Version conflict');
+    const now = this.now();
+    const gone = tombstone(current, now);
+    if (!(await this.deps.store.putShadow(gone, current.version))) throw new UpdraftError('CONFLICT', 'Version conflict');
+    const answer: DeleteAccepted = { version: current.version, timestamp: now };
+    if (req.clientToken !== undefined) answer.clientToken = req.clientToken;
+    await this.publish(answerTopic(ref, 'delete', 'accepted'), answer);
+    this.deps.events.emit('shadow.deleted', { deviceId: ref.deviceId, name: ref.name, version: gone.version });
+  }
+
+  private async readDocument(ref: ShadowRef, clientToken: string | undefined, withCommand: boolean): Promise<ShadowDocument> {
+    const record = await this.deps.store.getShadow(ref.deviceId, ref.name);
+    if (!record || record.deleted) throw notFound(ref);
+    const doc = fullDocument(record, this.now(), clientToken);
+    if (withCommand && doc.state.delta) this.decorate(ref, record, doc.state.delta);
+    return doc;
+  }
+
+  /**
+   * The software part of a delta is the update command (steps 5-6): when any of its leaves
+   * differs, the device receives the whole desired software section plus a freshly signed,
+   * device-scoped URL, so it never has to combine partial deltas.
+   */
+  private decorate(ref: ShadowRef, record: ShadowRecord, delta: Record<string, unknown>): void {
+    if (ref.name !== '' || !('software' in delta) || !this.deps.issueCommand) return;
+    const desired = record.state.desired?.software;
+    if (!isJsonObject(desired)) return;
+    try {
+      delta.software = { ...this.deps.issueCommand(ref.deviceId, parseDesiredSoftware(desired)) };
+    } catch (err) {
+      this.deps.logger.error('cannot issue update command', { deviceId: ref.deviceId, error: asUpdraftError(err).message });
+    }
+  }
+
+  private async reject(ref: ShadowRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined): Promise<void> {
+    if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
+    const rejection: Rejection = { code: err.status, message: err.message, timestamp: this.now() };
+    if (clientToken !== undefined) rejection.clientToken = clientToken;
+    await this.publish(answerTopic(ref, op, 'rejected'), rejection);
+  }
+
+  private async publish(topic: string, message: object): Promise<void> {
+    try {
+      await this.deps.bus.publish(topic, JSON.stringify(message), 1);
+    } catch (err) {
+      // the state is committed; a device that misses an answer catches up with get
+      this.deps.logger.warn('answer not published', { topic, error: asUpdraftError(err).message });
+    }
+  }
+}
+
+function key(ref: ShadowRef): string {
+  return `${ref.deviceId}/${ref.name}`;
+}
+
+function notFound(ref: ShadowRef): UpdraftError {
+  return new UpdraftError('NOT_FOUND', `No shadow exists with name: '${ref.name === '' ? ref.deviceId : ref.name}'`);
+}
+
+/**
+ * `desired.software` is the update command: only operators (and the rollout engine) set it,
+ * and it must be well formed, because the device acts on it.
+ */
+function checkSoftwareSection(ref: ShadowRef, request: UpdateRequest, sender: Sender): void {
+  const desired = request.state.desired;
+  if (ref.name !== '') return;
+  const touchesSoftware = desired === null || (desired !== undefined && 'software' in desired);
+  if (!touchesSoftware) return;
+  if (sender.kind === 'device') {
+    throw new UpdraftError('FORBIDDEN', 'desired.software can be set by operators only');
+  }
+  const sw = desired?.software;
+  if (sw !== undefined && sw !== null) parseDesiredSoftware(sw, 'state.desired.software');
+}

@@ -1,0 +1,72 @@
+/** A test MQTT client that records every message and can await one matching a predicate. */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+
+/** A received message, payload parsed as JSON when possible. */
+export interface Received {
+  topic: string;
+  body: any;
+}
+
+/** A connected client with a message log. */
+export class TestClient {
+  readonly client: MqttClient;
+  readonly log: Received[] = [];
+  private waiters: { match: (m: Received) => boolean; resolve: (m: Received) => void }[] = [];
+
+  private constructor(client: MqttClient) {
+    this.client = client;
+    client.on('message', (topic, payload) => {
+      let body: unknown;
+      try {
+        body = JSON.parse(payload.toString());
+      } catch {
+        body = payload.toString();
+      }
+      const m = { topic, body };
+      this.log.push(m);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.match(m)) return true;
+        w.resolve(m);
+        return false;
+      });
+    });
+  }
+
+  /** Connects with client id `id` (a device id unless `options` says otherwise). */
+  static async connect(url: string, id: string, options: IClientOptions = {}): Promise<TestClient> {
+    const client = await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    return new TestClient(client);
+  }
+
+  /** Subscribes; returns the granted QoS per filter (128 = refused). */
+  async subscribe(...filters: string[]): Promise<number[]> {
+    const granted = await this.client.subscribeAsync(filters, { qos: 1 });
+    return granted.map((g) => g.qos);
+  }
+
+  /** Publishes a JSON body (or a raw string) at QoS 1. */
+  async publish(topic: string, body: unknown): Promise<void> {
+    await this.client.publishAsync(topic, typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body), { qos: 1 });
+  }
+
+  /** Resolves with the first message (already received or future) that matches. */
+  next(match: (m: Received) => boolean, timeoutMs = 10_000): Promise<Received> {
+    const seen = this.log.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching message within ${timeoutMs} ms; got: ${this.log.map((m) => m.topic).join(', ')}`)), timeoutMs);
+      this.waiters.push({ match, resolve: (m) => (clearTimeout(timer), resolve(m)) });
+    });
+  }
+
+  /** Publishes with a clientToken and resolves with the answer on `<topic>/accepted|rejected`. */
+  async request(topic: string, body: Record<string, unknown>, token = `t-${Math.random().toString(36).slice(2)}`): Promise<Received> {
+    const answer = this.next((m) => (m.topic === `${topic}/accepted` || m.topic === `${topic}/rejected`) && m.body?.clientToken === token);
+    await this.publish(topic, { ...body, clientToken: token });
+    return answer;
+  }
+
+  async end(): Promise<void> {
+    await this.client.endAsync();
+  }
+}

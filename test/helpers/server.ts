@@ -1,0 +1,41 @@
+/** Starts a real Updraft server on free ports with a temporary data directory. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config/load-config.ts';
+import { UpdraftServer } from '../../src/server/updraft-server.ts';
+import { createLogger } from '../../src/util/logger.ts';
+
+/** A running test server and how to reach it. */
+export interface TestServer {
+  server: UpdraftServer;
+  dataDir: string;
+  mqttUrl: string;
+  httpUrl: string;
+  token: string;
+  /** Stops the server (keeps the data directory). */
+  stop(): Promise<void>;
+  /** Stops the server and deletes the data directory. */
+  close(): Promise<void>;
+}
+
+/** Starts a server; pass `dataDir` to restart on existing state, `flags` to override settings. */
+export async function startTestServer(options: { dataDir?: string; flags?: Record<string, unknown> } = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-test-')));
+  const config = loadConfig({ flags: { 'data-dir': dataDir, 'mqtt-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1', ...options.flags } });
+  const server = new UpdraftServer(config, { logger: createLogger({ level: process.env.UPDRAFT_TEST_LOG === '1' ? 'debug' : 'silent' }) });
+  await server.start();
+  const stop = () => server.stop();
+  return {
+    server,
+    dataDir,
+    mqttUrl: `mqtt://127.0.0.1:${server.broker.port}`,
+    httpUrl: `http://127.0.0.1:${server.http.port}`,
+    token: server.operatorToken,
+    stop,
+    close: async () => {
+      await stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

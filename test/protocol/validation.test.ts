@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_LIMITS, parseSimpleRequest, parseUpdateRequest } from '../../src/protocol/shadow-messages.ts';
+import { compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
+import { parseRequestTopic } from '../../src/protocol/topics.ts';
+
+const bad = (payload: string, message: RegExp, code = 'BAD_REQUEST') => assert.throws(() => parseUpdateRequest(payload, DEFAULT_LIMITS), (e: any) => e.code === code && message.test(e.message));
+
+describe('request validation', () => {
+  it('names each problem', () => {
+    bad('{not json', /^Invalid JSON$/);
+    bad('[1,2]', /must be a JSON object/);
+    bad('{}', /^Missing required node: state$/);
+    bad('{"state": 5}', /^State node must be an object$/);
+    bad('{"state": {}}', /must contain desired or reported/);
+    bad('{"state": {"desired": [1]}}', /^Desired node must be an object$/);
+    bad('{"state": {"reported": "x"}}', /^Reported node must be an object$/);
+    bad('{"state": {"desired": {}}, "version": "3"}', /^Invalid version/);
+    bad('{"state": {"desired": {}}, "version": -1}', /^Invalid version/);
+    bad('{"state": {"desired": {}}, "clientToken": 12}', /^Invalid clientToken/);
+    bad(`{"state": {"desired": {}}, "clientToken": "${'x'.repeat(65)}"}`, /^Invalid clientToken/);
+    bad('{"state": {"desired": {"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}}}', /too many levels of nesting; maximum is 6/);
+    bad(JSON.stringify({ state: { desired: { a: 'x'.repeat(9000) } } }), /maximum size/, 'TOO_LARGE');
+  });
+
+  it('accepts a well-formed request and keeps nulls', () => {
+    const r = parseUpdateRequest('{"state":{"desired":null,"reported":{"a":1}},"version":3,"clientToken":"t"}', DEFAULT_LIMITS);
+    assert.deepEqual(r, { state: { desired: null, reported: { a: 1 } }, version: 3, clientToken: 't' });
+    assert.deepEqual(parseSimpleRequest(Buffer.alloc(0), DEFAULT_LIMITS), {});
+  });
+
+  it('validates the desired software section', () => {
+    const ok = { name: 'fw', version: '2.0.0', sha256: 'a'.repeat(64), size: 10, jobId: 'j1' };
+    assert.deepEqual(parseDesiredSoftware(ok), ok);
+    assert.throws(() => parseDesiredSoftware({ ...ok, version: 'two' }), /semantic version/);
+    assert.throws(() => parseDesiredSoftware({ ...ok, sha256: 'xyz' }), /sha256/);
+    assert.throws(() => parseDesiredSoftware({ ...ok, size: -1 }), /size/);
+    assert.throws(() => parseDesiredSoftware({ ...ok, jobId: 5 }), /jobId must be a string/);
+  });
+
+  it('orders semantic versions by precedence', () => {
+    assert.ok(compareSemver('2.0.0', '10.0.0') < 0);
+    assert.ok(compareSemver('1.0.0-alpha', '1.0.0') < 0);
+    assert.ok(compareSemver('1.0.0-alpha.2', '1.0.0-alpha.10') < 0);
+    assert.equal(compareSemver('1.2.3+build', '1.2.3'), 0);
+  });
+
+  it('parses request topics and ignores everything else', () => {
+    assert.deepEqual(parseRequestTopic('state/dev-1/update'), { deviceId: 'dev-1', name: '', op: 'update' });
+    assert.deepEqual(parseRequestTopic('state/dev-1/shadow/cfg/get'), { deviceId: 'dev-1', name: 'cfg', op: 'get' });
+    assert.equal(parseRequestTopic('state/dev-1/update/accepted'), undefined);
+    assert.equal(parseRequestTopic('state/+/update'), undefined);
+    assert.equal(parseRequestTopic('other/dev-1/update'), undefined);
+  });
+});

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { applyUpdate, computeDelta, deltaMessage, fullDocument, tombstone } from '../../src/shadow/document.ts';
+import { DEFAULT_LIMITS } from '../../src/protocol/shadow-messages.ts';
+import type { ShadowRecord } from '../../src/store/state-store.ts';
+
+const ref = { deviceId: 'dev-1', name: '' };
+
+function apply(current: ShadowRecord | undefined, state: any, extra: Record<string, unknown> = {}, now = 100) {
+  return applyUpdate(current, ref, { state, ...extra }, now, DEFAULT_LIMITS);
+}
+
+describe('shadow document', () => {
+  it('creates a shadow at version 1 with per-leaf metadata', () => {
+    const { next, accepted } = apply(undefined, { desired: { color: 'red', cfg: { a: 1 } } }, { clientToken: 'c1' });
+    assert.equal(next.version, 1);
+    assert.deepEqual(next.state.desired, { color: 'red', cfg: { a: 1 } });
+    assert.deepEqual(next.metadata.desired, { color: { timestamp: 100 }, cfg: { a: { timestamp: 100 } } });
+    assert.equal(accepted.clientToken, 'c1');
+    assert.equal(accepted.version, 1);
+  });
+
+  it('merges leaf by leaf and deletes keys set to null', () => {
+    const first = apply(undefined, { desired: { cfg: { a: 1, b: 2 }, x: 1 } }).next;
+    const { next } = apply(first, { desired: { cfg: { b: null, c: 3 }, x: null } }, {}, 200);
+    assert.deepEqual(next.state.desired, { cfg: { a: 1, c: 3 } });
+    assert.deepEqual(next.metadata.desired, { cfg: { a: { timestamp: 100 }, c: { timestamp: 200 } } });
+    assert.equal(next.version, 2);
+  });
+
+  it('removes objects emptied by deletions and clears a section set to null', () => {
+    const first = apply(undefined, { desired: { cfg: { a: 1 } }, reported: { r: 1 } }).next;
+    const emptied = apply(first, { desired: { cfg: { a: null } } }).next;
+    assert.equal(emptied.state.desired, undefined);
+    const cleared = apply(first, { reported: null }).next;
+    assert.equal(cleared.state.reported, undefined);
+    assert.deepEqual(cleared.state.desired, { cfg: { a: 1 } });
+  });
+
+  it('replaces arrays as whole values', () => {
+    const first = apply(undefined, { desired: { list: [1, 2, 3] } }).next;
+    const { next } = apply(first, { desired: { list: [4] } });
+    assert.deepEqual(next.state.desired, { list: [4] });
+  });
+
+  it('rejects a stale version with 409 and accepts the current one', () => {
+    const first = apply(undefined, { desired: { a: 1 } }).next;
+    assert.throws(() => apply(first, { desired: { a: 2 } }, { version: 7 }), { code: 'CONFLICT', status: 409, message: 'Version conflict' });
+    assert.equal(apply(first, { desired: { a: 2 } }, { version: 1 }).next.version, 2);
+  });
+
+  it('never reuses a version across delete', () => {
+    const v1 = apply(undefined, { desired: { a: 1 } }).next;
+    const v2 = apply(v1, { desired: { a: 2 } }).next;
+    const gone = tombstone(v2, 300);
+    assert.equal(gone.deleted, true);
+    assert.equal(gone.version, 3);
+    const reborn = apply(gone, { desired: { b: 1 } }).next;
+    assert.equal(reborn.version, 4);
+    assert.deepEqual(reborn.state.desired, { b: 1 }, 'nothing of the deleted state survives');
+  });
+
+  it('rejects a document that would grow past the size limit with 413', () => {
+    const limits = { ...DEFAULT_LIMITS, maxDocumentBytes: 300 };
+    const first = applyUpdate(undefined, ref, { state: { desired: { a: 'x'.repeat(200) } } }, 1, limits).next;
+    assert.throws(() => applyUpdate(first, ref, { state: { reported: { b: 'y'.repeat(200) } } }, 1, limits), { code: 'TOO_LARGE', status: 413 });
+  });
+
+  it('computes the delta leaf by leaf, arrays whole', () => {
+    assert.equal(computeDelta({ a: 1 }, { a: 1, b: 2 }), undefined);
+    assert.deepEqual(computeDelta({ a: 1, cfg: { x: 1, y: 2 } }, { a: 1, cfg: { x: 1, y: 3 } }), { cfg: { y: 2 } });
+    assert.deepEqual(computeDelta({ list: [1, 2] }, { list: [1, 2, 3] }), { list: [1, 2] });
+    assert.equal(computeDelta({ list: [1, { a: 2 }] }, { list: [1, { a: 2 }] }), undefined);
+    assert.deepEqual(computeDelta({ cfg: { x: 1 } }, { cfg: 'flat' }), { cfg: { x: 1 } });
+  });
+
+  it('delta message carries metadata of its keys only, and the full document includes the delta', () => {
+    const rec = apply(undefined, { desired: { a: 1, b: 2 }, reported: { a: 1 } }).next;
+    const delta = deltaMessage(rec, 500, 'tok');
+    assert.deepEqual(delta?.state, { b: 2 });
+    assert.deepEqual(delta?.metadata, { b: { timestamp: 100 } });
+    assert.equal(delta?.clientToken, 'tok');
+    const doc = fullDocument(rec, 500);
+    assert.deepEqual(doc.state.delta, { b: 2 });
+    assert.equal(doc.version, 1);
+    const synced = apply(rec, { reported: { b: 2 } }).next;
+    assert.equal(deltaMessage(synced, 500), undefined);
+  });
+});

@@ -40,8 +40,19 @@ export class TestClient {
 
   /** Subscribes; returns the granted QoS per filter (128 = refused). */
   async subscribe(...filters: string[]): Promise<number[]> {
-    const granted = await this.client.subscribeAsync(filters, { qos: 1 });
-    return granted.map((g) => g.qos);
+    const out: number[] = [];
+    for (const filter of filters) {
+      try {
+        const [granted] = await this.client.subscribeAsync(filter, { qos: 1 });
+        out.push(granted!.qos);
+      } catch (err) {
+        // mqtt.js turns a SUBACK failure code (0x80) into an error carrying that code
+        const code = (err as { code?: number }).code;
+        if (code === undefined) throw err;
+        out.push(code);
+      }
+    }
+    return out;
   }
 
   /** Publishes a JSON body (or a raw string) at QoS 1. */

@@ -1,0 +1,473 @@
+/**
+ * The embedded StateStore: one SQLite file through better-sqlite3 (STYLE.md habit 2).
+ *
+ * Durability: WAL with `synchronous = FULL`, so a write is on disk when its transaction
+ * commits, and every write promise resolves only after that commit (DESIGN.md §2).
+ * Throughput: an fsync per write would cap the replica at a few hundred writes per second,
+ * so writes are *group committed*: queued, then executed in order inside ONE transaction on
+ * the next `setImmediate`, and every caller is answered after that single commit. Because
+ * the batch runs statement by statement in arrival order, two writes to the same key in one
+ * batch behave exactly as if they ran one after the other.
+ *
+ * Reads are synchronous better-sqlite3 reads on the same connection; a write's promise
+ * resolves only after its commit, so a read issued after that sees it.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import type {
+  ArtifactRecord,
+  ExecutionRecord,
+  ExecutionStatus,
+  JobRecord,
+  JobStatus,
+  Page,
+  ShadowRecord,
+  StateStore,
+} from './state-store.ts';
+
+/** Dependencies and tuning of a SqliteStore. */
+export interface SqliteStoreDeps {
+  /** The database file; its parent directory is created on start. */
+  path: string;
+  logger?: Logger;
+  /** Pending writes above which the queue is committed at once instead of on the next setImmediate. */
+  maxPendingWrites?: number;
+  /** How long a statement waits for a lock held by another connection, in milliseconds. */
+  busyTimeoutMs?: number;
+}
+
+const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000 };
+
+/**
+ * Schema migrations, applied in order and tracked with `PRAGMA user_version` (= the number
+ * applied). Append new ones; never edit a shipped one, existing databases already ran it.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE shadows (
+    device_id TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    deleted   INTEGER NOT NULL,
+    state     TEXT NOT NULL,
+    metadata  TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (device_id, name)
+  ) WITHOUT ROWID;
+  -- the device listing pages over existing classic shadows only
+  CREATE INDEX shadows_classic ON shadows (device_id) WHERE name = '' AND deleted = 0;
+
+  CREATE TABLE artifacts (
+    name       TEXT NOT NULL,
+    version    TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
+  );
+
+  CREATE TABLE jobs (
+    job_id           TEXT PRIMARY KEY NOT NULL,
+    artifact_name    TEXT NOT NULL,
+    artifact_version TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    description      TEXT
+  );
+
+  CREATE TABLE executions (
+    job_id     TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    details    TEXT NOT NULL,
+    queued_at  INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    PRIMARY KEY (job_id, device_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX executions_device ON executions (device_id, queued_at);
+  `,
+];
+
+interface ShadowRow { device_id: string; name: string; version: number; deleted: number; state: string; metadata: string; timestamp: number }
+interface ArtifactRow { name: string; version: string; sha256: string; size: number; created_at: number }
+interface JobRow { job_id: string; artifact_name: string; artifact_version: string; status: string; created_at: number; description: string | null }
+interface ExecutionRow { job_id: string; device_id: string; status: string; details: string; queued_at: number; updated_at: number; version: number }
+
+type Stmt<R = unknown> = Database.Statement<unknown[], R>;
+
+/** Every statement, prepared once in start(). */
+interface Statements {
+  getShadow: Stmt<ShadowRow>;
+  insertShadow: Stmt;
+  updateShadow: Stmt;
+  listShadowsFirst: Stmt<ShadowRow>;
+  listShadowsAfter: Stmt<ShadowRow>;
+  insertArtifact: Stmt;
+  getArtifact: Stmt<ArtifactRow>;
+  listArtifacts: Stmt<ArtifactRow>;
+  insertJob: Stmt;
+  getJob: Stmt<JobRow>;
+  setJobStatus: Stmt;
+  insertExecution: Stmt;
+  getExecution: Stmt<ExecutionRow>;
+  updateExecution: Stmt;
+  executionsByJob: Stmt<ExecutionRow>;
+  executionsByDevice: Stmt<ExecutionRow>;
+  executionsAll: Stmt<ExecutionRow>;
+}
+
+/** One queued write: `run` executes inside the batch transaction; settled after the commit. */
+interface PendingWrite {
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** The SQLite StateStore with group commit. */
+export class SqliteStore implements StateStore {
+  private readonly deps: SqliteStoreDeps;
+  private readonly logger: Logger;
+  private db: Database.Database | undefined;
+  private stmts: Statements | undefined;
+  private queue: PendingWrite[] = [];
+  private scheduled: NodeJS.Immediate | undefined;
+  private stopped = false;
+
+  constructor(deps: SqliteStoreDeps) {
+    this.deps = deps;
+    this.logger = deps.logger ?? silentLogger;
+  }
+
+  /** Opens the file (creating its directory), sets WAL + synchronous=FULL and migrates the schema. */
+  async start(): Promise<void> {
+    if (this.db) return;
+    const file = this.deps.path;
+    let db: Database.Database | undefined;
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      // `timeout` is SQLite's busy_timeout: wait for another connection's lock instead of failing
+      db = new Database(file, { timeout: this.deps.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs });
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      // FULL: with WAL, NORMAL may lose the last commits on power loss, and we acknowledge on commit
+      db.pragma('synchronous = FULL');
+      if (mode !== 'wal') this.logger.warn('SQLite WAL mode unavailable; writes still durable but slower', { path: file, journalMode: mode });
+      const from = migrate(db, file);
+      this.stmts = prepare(db);
+      this.db = db;
+      this.stopped = false;
+      this.logger.info('state store opened', { path: file, schemaVersion: MIGRATIONS.length, migratedFrom: from });
+    } catch (err) {
+      db?.close();
+      if (err instanceof UpdraftError) throw err;
+      throw new UpdraftError('CONFIG', `Cannot open the state database ${file}: ${openFailureReason(err)}`, { cause: err });
+    }
+  }
+
+  /** Commits pending writes, then closes the file. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (!this.db) return;
+    this.flush();
+    this.db.close();
+    this.db = undefined;
+    this.stmts = undefined;
+    this.stopped = true;
+  }
+
+  async getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined> {
+    const row = this.statements().getShadow.get(deviceId, name);
+    return row && toShadow(row);
+  }
+
+  async putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean> {
+    // serialised now: the caller may mutate `record` before the batch runs
+    const { deviceId, name } = record;
+    const values = [record.version, record.deleted ? 1 : 0, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
+    return this.enqueue(() => {
+      const s = this.statements();
+      // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused
+      const result = expectedVersion === 0 ? s.insertShadow.run(deviceId, name, ...values) : s.updateShadow.run(...values, deviceId, name, expectedVersion);
+      return result.changes === 1;
+    });
+  }
+
+  async listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>> {
+    const { after, limit } = options;
+    if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
+    const s = this.statements();
+    // one row more than asked tells whether another page exists
+    const rows = after === undefined ? s.listShadowsFirst.all(limit + 1) : s.listShadowsAfter.all(after, limit + 1);
+    const items = rows.slice(0, limit).map(toShadow);
+    const last = items[items.length - 1];
+    return rows.length > limit && last ? { items, next: last.deviceId } : { items };
+  }
+
+  async putArtifact(record: ArtifactRecord): Promise<void> {
+    const params = [record.name, record.version, record.sha256, record.size, record.createdAt];
+    await this.enqueue(() => {
+      try {
+        this.statements().insertArtifact.run(...params);
+      } catch (err) {
+        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Artifact ${record.name}@${record.version} already exists; publish a new version instead`);
+        throw err;
+      }
+    });
+  }
+
+  async getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined> {
+    const row = this.statements().getArtifact.get(name, version);
+    return row && toArtifact(row);
+  }
+
+  async listArtifacts(): Promise<ArtifactRecord[]> {
+    return this.statements().listArtifacts.all().map(toArtifact);
+  }
+
+  async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
+    const jobParams = [job.jobId, job.artifactName, job.artifactVersion, job.status, job.createdAt, job.description ?? null];
+    const rows = executions.map((e) => ({ deviceId: e.deviceId, params: executionParams(e) }));
+    await this.enqueue(() => {
+      const s = this.statements();
+      // a savepoint (nested transaction) so a failure undoes this job only, not the whole batch
+      this.database().transaction(() => {
+        try {
+          s.insertJob.run(...jobParams);
+        } catch (err) {
+          if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Job ${job.jobId} already exists`);
+          throw err;
+        }
+        for (const row of rows) {
+          try {
+            s.insertExecution.run(...row.params);
+          } catch (err) {
+            if (isConstraint(err)) throw new UpdraftError('BAD_REQUEST', `Device ${row.deviceId} is listed twice in job ${job.jobId}`);
+            throw err;
+          }
+        }
+      })();
+    });
+  }
+
+  async getJob(jobId: string): Promise<JobRecord | undefined> {
+    const row = this.statements().getJob.get(jobId);
+    return row && toJob(row);
+  }
+
+  /** Sets a job's status; rejects NOT_FOUND if the job does not exist. */
+  async setJobStatus(jobId: string, status: JobStatus): Promise<void> {
+    await this.enqueue(() => {
+      if (this.statements().setJobStatus.run(status, jobId).changes === 0) throw new UpdraftError('NOT_FOUND', `Job ${jobId} does not exist`);
+    });
+  }
+
+  async getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined> {
+    const row = this.statements().getExecution.get(jobId, deviceId);
+    return row && toExecution(row);
+  }
+
+  async updateExecution(record: ExecutionRecord): Promise<boolean> {
+    const params = [record.status, JSON.stringify(record.details), record.queuedAt, record.updatedAt, record.version, record.jobId, record.deviceId, record.version - 1];
+    return this.enqueue(() => this.statements().updateExecution.run(...params).changes === 1);
+  }
+
+  async listExecutions(filter: { jobId?: string; deviceId?: string }): Promise<ExecutionRecord[]> {
+    const s = this.statements();
+    const { jobId, deviceId } = filter;
+    if (jobId !== undefined && deviceId !== undefined) {
+      const row = s.getExecution.get(jobId, deviceId);
+      return row ? [toExecution(row)] : [];
+    }
+    if (jobId !== undefined) return s.executionsByJob.all(jobId).map(toExecution);
+    if (deviceId !== undefined) return s.executionsByDevice.all(deviceId).map(toExecution);
+    return s.executionsAll.all().map(toExecution);
+  }
+
+  /** Queues a write for the next group commit; resolves with `run`'s result after the commit. */
+  private enqueue<T>(run: () => T): Promise<T> {
+    if (!this.db) return Promise.reject(this.notOpen());
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      if (this.queue.length >= (this.deps.maxPendingWrites ?? DEFAULTS.maxPendingWrites)) {
+        // a bound on memory and on latency: a flood commits now instead of growing the queue
+        this.flush();
+      } else {
+        this.scheduled ??= setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Runs every queued write in one transaction, then settles each caller with its own outcome. */
+  private flush(): void {
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const db = this.database();
+    const outcomes: Outcome[] = [];
+    try {
+      // IMMEDIATE takes the write lock up front, so no statement inside meets SQLITE_BUSY
+      db.transaction(() => {
+        for (const write of batch) {
+          try {
+            outcomes.push({ ok: true, value: write.run() });
+          } catch (err) {
+            // disk full, I/O error...: SQLite already rolled the whole transaction back
+            if (!db.inTransaction) throw err;
+            // anything else failed as one statement (or one savepoint) and undid only itself
+            outcomes.push({ ok: false, error: err });
+          }
+        }
+      }).immediate();
+    } catch (err) {
+      const failure = new UpdraftError('INTERNAL', `Commit of ${batch.length} writes to ${this.deps.path} failed: ${errorMessage(err)}`, { cause: err });
+      this.logger.error('group commit failed', { path: this.deps.path, writes: batch.length, error: errorMessage(err) });
+      for (const write of batch) write.reject(failure);
+      return;
+    }
+    batch.forEach((write, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) write.resolve(outcome.value);
+      else write.reject(asUpdraftError(outcome.error));
+    });
+  }
+
+  private database(): Database.Database {
+    if (!this.db) throw this.notOpen();
+    return this.db;
+  }
+
+  private statements(): Statements {
+    if (!this.stmts) throw this.notOpen();
+    return this.stmts;
+  }
+
+  private notOpen(): UpdraftError {
+    return new UpdraftError('INTERNAL', `State store ${this.deps.path} is ${this.stopped ? 'stopped' : 'not started'}; call start() first`);
+  }
+}
+
+/** Applies the migrations not yet applied, each in its own transaction; returns the version found. */
+function migrate(db: Database.Database, file: string): number {
+  const current = Number(db.pragma('user_version', { simple: true }));
+  if (current > MIGRATIONS.length) {
+    throw new UpdraftError('CONFIG', `State database ${file} has schema version ${current}, newer than this Updraft (${MIGRATIONS.length}); upgrade Updraft or restore a backup`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      // user_version lives in the file header and commits with the migration itself
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+  return current;
+}
+
+function prepare(db: Database.Database): Statements {
+  const p = <R = unknown>(sql: string): Stmt<R> => db.prepare<unknown[], R>(sql);
+  const shadowCols = 'device_id, name, version, deleted, state, metadata, timestamp';
+  const execCols = 'job_id, device_id, status, details, queued_at, updated_at, version';
+  return {
+    getShadow: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE device_id = ? AND name = ?`),
+    insertShadow: p(`INSERT INTO shadows (${shadowCols}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, name) DO NOTHING`),
+    updateShadow: p('UPDATE shadows SET version = ?, deleted = ?, state = ?, metadata = ?, timestamp = ? WHERE device_id = ? AND name = ? AND version = ?'),
+    listShadowsFirst: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 ORDER BY device_id LIMIT ?`),
+    listShadowsAfter: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?`),
+    insertArtifact: p('INSERT INTO artifacts (name, version, sha256, size, created_at) VALUES (?, ?, ?, ?, ?)'),
+    getArtifact: p<ArtifactRow>('SELECT name, version, sha256, size, created_at FROM artifacts WHERE name = ? AND version = ?'),
+    // rowid breaks ties between artifacts created in the same millisecond: later insert first
+    listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at FROM artifacts ORDER BY created_at DESC, rowid DESC'),
+    insertJob: p('INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at, description) VALUES (?, ?, ?, ?, ?, ?)'),
+    getJob: p<JobRow>('SELECT job_id, artifact_name, artifact_version, status, created_at, description FROM jobs WHERE job_id = ?'),
+    setJobStatus: p('UPDATE jobs SET status = ? WHERE job_id = ?'),
+    insertExecution: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    getExecution: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? AND device_id = ?`),
+    updateExecution: p(
+      `UPDATE executions SET status = ?, details = ?, queued_at = ?, updated_at = ?, version = ?
+       WHERE job_id = ? AND device_id = ? AND version = ?`,
+    ),
+    executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
+    executionsByDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC`),
+    executionsAll: p<ExecutionRow>(`SELECT ${execCols} FROM executions ORDER BY queued_at DESC, job_id, device_id`),
+  };
+}
+
+function executionParams(e: ExecutionRecord): unknown[] {
+  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version];
+}
+
+function toShadow(row: ShadowRow): ShadowRecord {
+  return {
+    deviceId: row.device_id,
+    name: row.name,
+    version: row.version,
+    deleted: row.deleted !== 0,
+    state: JSON.parse(row.state) as ShadowRecord['state'],
+    metadata: JSON.parse(row.metadata) as ShadowRecord['metadata'],
+    timestamp: row.timestamp,
+  };
+}
+
+function toArtifact(row: ArtifactRow): ArtifactRecord {
+  return { name: row.name, version: row.version, sha256: row.sha256, size: row.size, createdAt: row.created_at };
+}
+
+function toJob(row: JobRow): JobRecord {
+  const job: JobRecord = {
+    jobId: row.job_id,
+    artifactName: row.artifact_name,
+    artifactVersion: row.artifact_version,
+    status: row.status as JobStatus,
+    createdAt: row.created_at,
+  };
+  if (row.description !== null) job.description = row.description;
+  return job;
+}
+
+function toExecution(row: ExecutionRow): ExecutionRecord {
+  return {
+    jobId: row.job_id,
+    deviceId: row.device_id,
+    status: row.status as ExecutionStatus,
+    details: JSON.parse(row.details) as ExecutionRecord['details'],
+    queuedAt: row.queued_at,
+    updatedAt: row.updated_at,
+    version: row.version,
+  };
+}
+
+function isConstraint(err: unknown): boolean {
+  return err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT');
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Why the file could not be opened, in words an operator can act on. */
+function openFailureReason(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return 'a component of its directory is a regular file, not a directory';
+    case 'EACCES':
+    case 'EPERM':
+    case 'SQLITE_CANTOPEN':
+    case 'SQLITE_READONLY':
+      return `permission denied or not writable (${errorMessage(err)}); check the data directory's owner and mode`;
+    case 'SQLITE_BUSY':
+    case 'SQLITE_LOCKED':
+      return 'it is locked by another process; stop the other Updraft server using this data directory';
+    case 'SQLITE_NOTADB':
+    case 'SQLITE_CORRUPT':
+      return `it is not a valid SQLite database (${errorMessage(err)}); move it away or restore a backup`;
+    default:
+      return errorMessage(err);
+  }
+}

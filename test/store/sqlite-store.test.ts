@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { UpdraftError } from '../../src/errors.ts';
+import type { ShadowRecord } from '../../src/store/state-store.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { stateStoreContract } from './state-store.contract.ts';
+
+async function tempDir(): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), 'updraft-sqlite-'));
+}
+
+stateStoreContract('SqliteStore', async () => {
+  const dir = await tempDir();
+  // a directory that does not exist yet: start() creates it
+  const file = path.join(dir, 'data', 'updraft.db');
+  return {
+    store: new SqliteStore({ path: file }),
+    reopen: async () => new SqliteStore({ path: file }),
+    cleanup: () => fs.rm(dir, { recursive: true, force: true }),
+  };
+});
+
+function shadow(deviceId: string, version: number, desired: ShadowRecord['state']['desired'] = {}): ShadowRecord {
+  return { deviceId, name: '', version, deleted: false, state: { desired }, metadata: {}, timestamp: 100 };
+}
+
+function isConfig(pathPart: string, reason: RegExp): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof UpdraftError, `expected an UpdraftError, got ${String(err)}`);
+    assert.equal(err.code, 'CONFIG');
+    assert.ok(err.message.includes(pathPart), `message names the path: ${err.message}`);
+    assert.match(err.message, reason);
+    assert.ok(!err.message.includes('\n'), 'one line');
+    return true;
+  };
+}
+
+describe('SqliteStore specifics', () => {
+  const dirs: string[] = [];
+  const stores: SqliteStore[] = [];
+  async function fresh(options: { maxPendingWrites?: number } = {}): Promise<{ file: string; store: SqliteStore }> {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const file = path.join(dir, 'updraft.db');
+    const store = new SqliteStore({ path: file, ...options });
+    stores.push(store);
+    return { file, store };
+  }
+  after(async () => {
+    for (const s of stores) await s.stop();
+    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+  });
+
+  it('does no I/O in the constructor', async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const file = path.join(dir, 'nested', 'updraft.db');
+    const store = new SqliteStore({ path: file });
+    stores.push(store);
+    await assert.rejects(fs.stat(path.dirname(file)), { code: 'ENOENT' });
+    await store.start();
+    assert.ok((await fs.stat(file)).isFile());
+  });
+
+  it('puts the database in WAL mode and records the schema version', async () => {
+    const { file, store } = await fresh();
+    await store.start();
+    const raw = new Database(file, { readonly: true });
+    try {
+      assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+      assert.ok(Number(raw.pragma('user_version', { simple: true })) >= 1);
+      const tables = raw.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all().map((r) => r.name);
+      assert.deepEqual(tables, ['artifacts', 'executions', 'jobs', 'shadows']);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('lets a second instance on the same file see committed writes, both ways', async () => {
+    const { file, store: a } = await fresh();
+    const b = new SqliteStore({ path: file });
+    stores.push(b);
+    await a.start();
+    await b.start();
+    assert.equal(await a.putShadow(shadow('dev-1', 1, { x: 1 }), 0), true);
+    assert.deepEqual(await b.getShadow('dev-1', ''), shadow('dev-1', 1, { x: 1 }));
+    // b's conditional write sees a's row
+    assert.equal(await b.putShadow(shadow('dev-1', 1, { x: 9 }), 0), false);
+    assert.equal(await b.putShadow(shadow('dev-1', 2, { x: 2 }), 1), true);
+    assert.deepEqual(await a.getShadow('dev-1', ''), shadow('dev-1', 2, { x: 2 }));
+  });
+
+  it('commits at once, in the calling tick, when the queue reaches maxPendingWrites', async () => {
+    const { store } = await fresh({ maxPendingWrites: 3 });
+    await store.start();
+    const first = [store.putShadow(shadow('a', 1), 0), store.putShadow(shadow('b', 1), 0)];
+    // below the bound: queued for the next setImmediate, not yet in the database
+    assert.equal(await store.getShadow('a', ''), undefined);
+    const third = store.putShadow(shadow('c', 1), 0);
+    // the third write hit the bound and committed synchronously, before any await
+    const seen = store.getShadow('c', '');
+    assert.deepEqual(await seen, shadow('c', 1));
+    assert.deepEqual(await Promise.all([...first, third]), [true, true, true]);
+  });
+
+  it('rejects writes and reads after stop() with a readable error', async () => {
+    const { store } = await fresh();
+    await store.start();
+    await store.stop();
+    await assert.rejects(store.putShadow(shadow('a', 1), 0), (err: unknown) => err instanceof UpdraftError && /stopped/.test(err.message));
+    await assert.rejects(store.getShadow('a', ''), UpdraftError);
+  });
+
+  it('reports a CONFIG error for a path whose parent is a regular file', async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const blocker = path.join(dir, 'not-a-dir');
+    await fs.writeFile(blocker, 'x');
+    const file = path.join(blocker, 'updraft.db');
+    const store = new SqliteStore({ path: file });
+    await assert.rejects(store.start(), isConfig(file, /regular file/));
+    await store.stop(); // never started: harmless
+  });
+
+  it('reports a CONFIG error for a file that is not a database', async () => {
+    const { file, store } = await fresh();
+    await fs.writeFile(file, 'this is not an SQLite database, just text long enough to have a header '.repeat(10));
+    await assert.rejects(store.start(), isConfig(file, /not a valid SQLite database/));
+  });
+
+  it('reports a CONFIG error for a database from a newer schema', async () => {
+    const { file, store } = await fresh();
+    const raw = new Database(file);
+    raw.pragma('user_version = 999');
+    raw.close();
+    await assert.rejects(store.start(), isConfig(file, /schema version 999/));
+  });
+
+  it('reports a CONFIG error when another process holds the file locked', async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const file = path.join(dir, 'updraft.db');
+    const holder = new Database(file);
+    try {
+      // an exclusive lock taken on first write and kept: nobody else can even read
+      holder.pragma('locking_mode = EXCLUSIVE');
+      holder.exec('CREATE TABLE t (x); INSERT INTO t VALUES (1)');
+      const store = new SqliteStore({ path: file, busyTimeoutMs: 50 });
+      await assert.rejects(store.start(), isConfig(file, /locked/));
+    } finally {
+      holder.close();
+    }
+  });
+});

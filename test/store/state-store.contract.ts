@@ -1,0 +1,378 @@
+/**
+ * The contract every StateStore implementation passes against its real back-end
+ * (STYLE.md habit 2): SQLite in `sqlite-store.test.ts`, PostgreSQL alongside it later.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { UpdraftError } from '../../src/errors.ts';
+import type { ArtifactRecord, ExecutionRecord, JobRecord, ShadowRecord, StateStore } from '../../src/store/state-store.ts';
+
+/** What a contract case needs: a store on an empty back-end (not started) and how to dispose of it. */
+export interface OpenedStore {
+  store: StateStore;
+  /** A new store (not started) on the same back-end, for durability checks; omit if there is none. */
+  reopen?: () => Promise<StateStore>;
+  /** Removes the back-end's data; runs after the contract stopped every store it started. */
+  cleanup: () => Promise<void>;
+}
+
+/** Registers the StateStore contract cases under `describe(name)`; `open` is called once per case. */
+export function stateStoreContract(name: string, open: () => Promise<OpenedStore>): void {
+  /** Runs `fn` on a started store, then stops it (and any reopened one) and cleans up. */
+  async function withStore(fn: (store: StateStore, opened: OpenedStore, track: (s: StateStore) => StateStore) => Promise<void>): Promise<void> {
+    const opened = await open();
+    const started: StateStore[] = [];
+    const track = (s: StateStore) => (started.push(s), s);
+    try {
+      await track(opened.store).start();
+      await fn(opened.store, opened, track);
+    } finally {
+      for (const s of started) await s.stop();
+      await opened.cleanup();
+    }
+  }
+
+  describe(`StateStore contract: ${name}`, () => {
+    describe('shadows', () => {
+      it('creates a shadow with expectedVersion 0 and reads it back exactly', () =>
+        withStore(async (store) => {
+          assert.equal(await store.getShadow('dev-1', ''), undefined);
+          const record = shadow('dev-1', 1, { desired: { color: 'red', cfg: { a: [1, 2], b: null, c: true } } });
+          assert.equal(await store.putShadow(record, 0), true);
+          assert.deepEqual(await store.getShadow('dev-1', ''), record);
+          assert.equal(await store.getShadow('dev-1', 'other'), undefined, 'a named shadow is a different shadow');
+        }));
+
+      it('keeps classic and named shadows of one device apart', () =>
+        withStore(async (store) => {
+          const classic = shadow('dev-1', 1, { reported: { x: 1 } });
+          const named = { ...shadow('dev-1', 1, { reported: { x: 2 } }), name: 'cfg' };
+          assert.equal(await store.putShadow(classic, 0), true);
+          assert.equal(await store.putShadow(named, 0), true);
+          assert.deepEqual(await store.getShadow('dev-1', ''), classic);
+          assert.deepEqual(await store.getShadow('dev-1', 'cfg'), named);
+        }));
+
+      it('refuses expectedVersion 0 when the shadow exists, leaving it unchanged', () =>
+        withStore(async (store) => {
+          const first = shadow('dev-1', 1, { desired: { a: 1 } });
+          await store.putShadow(first, 0);
+          assert.equal(await store.putShadow(shadow('dev-1', 1, { desired: { a: 2 } }), 0), false);
+          assert.deepEqual(await store.getShadow('dev-1', ''), first);
+        }));
+
+      it('applies a conditional update on the expected version and refuses a stale one', () =>
+        withStore(async (store) => {
+          await store.putShadow(shadow('dev-1', 1, { desired: { a: 1 } }), 0);
+          const second = shadow('dev-1', 2, { desired: { a: 2 } }, 200);
+          assert.equal(await store.putShadow(second, 1), true);
+          assert.deepEqual(await store.getShadow('dev-1', ''), second);
+
+          assert.equal(await store.putShadow(shadow('dev-1', 2, { desired: { a: 99 } }), 1), false, 'stale expectedVersion');
+          assert.equal(await store.putShadow(shadow('dev-1', 6, { desired: { a: 99 } }), 5), false, 'future expectedVersion');
+          assert.deepEqual(await store.getShadow('dev-1', ''), second, 'a refused write changes nothing');
+          assert.equal(await store.putShadow(shadow('nobody', 2, {}), 1), false, 'no row to update');
+          assert.equal(await store.getShadow('nobody', ''), undefined);
+        }));
+
+      it('keeps a tombstone with its version; expectedVersion 0 over it conflicts', () =>
+        withStore(async (store) => {
+          await store.putShadow(shadow('dev-1', 1, { desired: { a: 1 } }), 0);
+          await store.putShadow(shadow('dev-1', 2, { desired: { a: 2 } }), 1);
+          const gone: ShadowRecord = { ...shadow('dev-1', 3, {}), deleted: true };
+          assert.equal(await store.putShadow(gone, 2), true);
+          assert.deepEqual(await store.getShadow('dev-1', ''), gone);
+
+          assert.equal(await store.putShadow(shadow('dev-1', 1, { desired: { b: 1 } }), 0), false, 'a tombstone is a row');
+          assert.deepEqual(await store.getShadow('dev-1', ''), gone);
+
+          const reborn = shadow('dev-1', 4, { desired: { b: 1 } });
+          assert.equal(await store.putShadow(reborn, 3), true, 're-creating continues from the tombstone version');
+          assert.deepEqual(await store.getShadow('dev-1', ''), reborn);
+        }));
+
+      it('lists existing classic shadows by device id, page by page, skipping deleted and named ones', () =>
+        withStore(async (store) => {
+          // inserted out of order: the listing sorts
+          for (const id of ['d05', 'd01', 'd07', 'd03', 'd02', 'd06', 'd04']) await store.putShadow(shadow(id, 1, { reported: { id } }), 0);
+          await store.putShadow({ ...shadow('d04', 2, {}), deleted: true }, 1);
+          await store.putShadow({ ...shadow('d00', 1, {}), name: 'cfg' }, 0);
+          await store.putShadow({ ...shadow('d02', 1, {}), name: 'cfg' }, 0);
+          await store.putShadow({ ...shadow('d08', 1, {}), name: 'cfg' }, 0);
+
+          const first = await store.listShadows({ limit: 3 });
+          assert.deepEqual(first.items.map((s) => s.deviceId), ['d01', 'd02', 'd03']);
+          assert.deepEqual(first.items[1], shadow('d02', 1, { reported: { id: 'd02' } }), 'the classic record, not the named one');
+          assert.equal(first.next, 'd03');
+
+          const second = await store.listShadows({ limit: 3, after: first.next! });
+          assert.deepEqual(second.items.map((s) => s.deviceId), ['d05', 'd06', 'd07']);
+          assert.equal(second.next, undefined, 'no cursor on the last page');
+
+          const all = await store.listShadows({ limit: 100 });
+          assert.deepEqual(all.items.map((s) => s.deviceId), ['d01', 'd02', 'd03', 'd05', 'd06', 'd07']);
+          assert.equal(all.next, undefined);
+          assert.deepEqual(await store.listShadows({ limit: 10, after: 'd07' }), { items: [] });
+          assert.deepEqual((await store.listShadows({ limit: 2, after: 'd035' })).items.map((s) => s.deviceId), ['d05', 'd06'], 'any string is a cursor');
+        }));
+
+      it('gives concurrent writes of one tick their own results, as if run in call order', () =>
+        withStore(async (store) => {
+          await store.putShadow(shadow('dev-1', 1, { desired: { n: 1 } }), 0);
+          const results = await Promise.all([
+            store.putShadow(shadow('dev-1', 2, { desired: { n: 2 } }), 1),
+            store.putShadow(shadow('dev-1', 2, { desired: { n: -2 } }), 1), // same expectedVersion: loses
+            store.putShadow(shadow('dev-1', 3, { desired: { n: 3 } }), 2), // builds on the first
+            store.putShadow(shadow('dev-2', 1, { desired: { n: 1 } }), 0),
+            store.putShadow(shadow('dev-2', 1, { desired: { n: -1 } }), 0), // second create: loses
+            store.putShadow({ ...shadow('dev-2', 2, {}), deleted: true }, 1), // delete after the create
+            store.putShadow(shadow('dev-2', 1, { desired: { n: -3 } }), 0), // create over that tombstone: loses
+          ]);
+          assert.deepEqual(results, [true, false, true, true, false, true, false]);
+          assert.deepEqual(await store.getShadow('dev-1', ''), shadow('dev-1', 3, { desired: { n: 3 } }));
+          assert.deepEqual(await store.getShadow('dev-2', ''), { ...shadow('dev-2', 2, {}), deleted: true });
+        }));
+
+      it('commits many writes of one tick, every one readable once its promise resolved', () =>
+        withStore(async (store) => {
+          const ids = Array.from({ length: 500 }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
+          const results = await Promise.all(ids.map((id, i) => store.putShadow(shadow(id, 1, { reported: { i } }), 0)));
+          assert.ok(results.every((r) => r === true));
+          for (const [i, id] of ids.entries()) assert.deepEqual(await store.getShadow(id, ''), shadow(id, 1, { reported: { i } }));
+          const page = await store.listShadows({ limit: 1000 });
+          assert.equal(page.items.length, 500);
+        }));
+
+      it('stores the record as it was when putShadow was called', () =>
+        withStore(async (store) => {
+          const record = shadow('dev-1', 1, { desired: { a: 1 } });
+          const pending = store.putShadow(record, 0);
+          record.state.desired!['a'] = 2; // the caller reuses its object before the commit
+          record.version = 9;
+          assert.equal(await pending, true);
+          assert.deepEqual(await store.getShadow('dev-1', ''), shadow('dev-1', 1, { desired: { a: 1 } }));
+        }));
+    });
+
+    describe('artifacts', () => {
+      it('stores artifacts, refuses a duplicate name@version with CONFLICT and lists newest first', () =>
+        withStore(async (store) => {
+          const a1 = artifact('fw', '1.0.0', 1_000);
+          const a2 = artifact('fw', '2.0.0', 3_000);
+          const b1 = artifact('cam', '1.0.0', 2_000);
+          for (const a of [a1, a2, b1]) await store.putArtifact(a);
+
+          await assert.rejects(store.putArtifact({ ...a1, sha256: 'f'.repeat(64), createdAt: 9_000 }), isCode('CONFLICT'));
+          assert.deepEqual(await store.getArtifact('fw', '1.0.0'), a1, 'the original survives');
+          assert.deepEqual(await store.getArtifact('cam', '1.0.0'), b1);
+          assert.equal(await store.getArtifact('fw', '3.0.0'), undefined);
+          assert.equal(await store.getArtifact('1.0.0', 'fw'), undefined);
+          assert.deepEqual(await store.listArtifacts(), [a2, b1, a1]);
+        }));
+
+      it('accepts exactly one of two identical artifacts written in the same tick', () =>
+        withStore(async (store) => {
+          const first = artifact('fw', '1.0.0', 1_000);
+          const second = { ...first, sha256: 'e'.repeat(64) };
+          const [r1, r2] = await Promise.allSettled([store.putArtifact(first), store.putArtifact(second)]);
+          assert.equal(r1.status, 'fulfilled');
+          assert.equal(r2.status, 'rejected');
+          assert.ok(isCode('CONFLICT')((r2 as PromiseRejectedResult).reason));
+          assert.deepEqual(await store.listArtifacts(), [first]);
+        }));
+
+      it('lists nothing when there are no artifacts', () =>
+        withStore(async (store) => {
+          assert.deepEqual(await store.listArtifacts(), []);
+        }));
+    });
+
+    describe('jobs and executions', () => {
+      it('creates a job with its executions', () =>
+        withStore(async (store) => {
+          const j = job('job-1', 'first rollout');
+          const es = [execution('job-1', 'dev-1', 1_000), execution('job-1', 'dev-2', 1_000)];
+          await store.createJob(j, es);
+          assert.deepEqual(await store.getJob('job-1'), j);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), es[0]);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-2'), es[1]);
+          assert.equal(await store.getExecution('job-1', 'dev-3'), undefined);
+          assert.equal(await store.getJob('job-2'), undefined);
+
+          const bare = job('job-2');
+          await store.createJob(bare, []);
+          assert.deepEqual(await store.getJob('job-2'), bare, 'no description stays absent');
+        }));
+
+      it('refuses an existing job id with CONFLICT and writes none of its executions', () =>
+        withStore(async (store) => {
+          const j = job('job-1');
+          await store.createJob(j, [execution('job-1', 'dev-1', 1_000)]);
+          await assert.rejects(store.createJob({ ...job('job-1', 'again'), artifactVersion: '9.9.9' }, [execution('job-1', 'dev-9', 2_000)]), isCode('CONFLICT'));
+          assert.deepEqual(await store.getJob('job-1'), j);
+          assert.equal(await store.getExecution('job-1', 'dev-9'), undefined);
+          assert.deepEqual((await store.listExecutions({ jobId: 'job-1' })).map((e) => e.deviceId), ['dev-1']);
+        }));
+
+      it('writes nothing of a job whose executions cannot all be written', () =>
+        withStore(async (store) => {
+          // the same device twice violates the (job, device) key after the job row went in
+          const bad = [execution('job-1', 'dev-1', 1_000), execution('job-1', 'dev-2', 1_000), execution('job-1', 'dev-1', 1_000)];
+          await assert.rejects(store.createJob(job('job-1'), bad), UpdraftError);
+          assert.equal(await store.getJob('job-1'), undefined);
+          assert.equal(await store.getExecution('job-1', 'dev-1'), undefined);
+          assert.deepEqual(await store.listExecutions({ deviceId: 'dev-2' }), []);
+        }));
+
+      it('sets a job status and rejects NOT_FOUND for an unknown job', () =>
+        withStore(async (store) => {
+          await store.createJob(job('job-1'), []);
+          await store.setJobStatus('job-1', 'CANCELED');
+          assert.deepEqual(await store.getJob('job-1'), { ...job('job-1'), status: 'CANCELED' });
+          await store.setJobStatus('job-1', 'COMPLETED');
+          assert.equal((await store.getJob('job-1'))?.status, 'COMPLETED');
+          await assert.rejects(store.setJobStatus('job-404', 'CANCELED'), isCode('NOT_FOUND'));
+          assert.equal(await store.getJob('job-404'), undefined);
+        }));
+
+      it('updates an execution only from the previous row version', () =>
+        withStore(async (store) => {
+          const queued = execution('job-1', 'dev-1', 1_000);
+          await store.createJob(job('job-1'), [queued]);
+          const running: ExecutionRecord = { ...queued, status: 'IN_PROGRESS', details: { phase: 'downloading', progress: 40 }, updatedAt: 2_000, version: 2 };
+          assert.equal(await store.updateExecution(running), true);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), running);
+
+          const stale: ExecutionRecord = { ...queued, status: 'FAILED', updatedAt: 3_000, version: 2 };
+          assert.equal(await store.updateExecution(stale), false, 'version 1 is gone');
+          assert.equal(await store.updateExecution({ ...stale, version: 5 }), false, 'version 4 never existed');
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), running);
+
+          const done: ExecutionRecord = { ...running, status: 'SUCCEEDED', details: { phase: 'done', version: '1.0.0' }, updatedAt: 4_000, version: 3 };
+          assert.equal(await store.updateExecution(done), true);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), done);
+          assert.equal(await store.updateExecution({ ...done, deviceId: 'dev-404' }), false, 'no such execution');
+          assert.equal(await store.getExecution('job-1', 'dev-404'), undefined);
+        }));
+
+      it('resolves concurrent execution updates of one tick in call order', () =>
+        withStore(async (store) => {
+          const queued = execution('job-1', 'dev-1', 1_000);
+          await store.createJob(job('job-1'), [queued]);
+          const a: ExecutionRecord = { ...queued, status: 'IN_PROGRESS', updatedAt: 2_000, version: 2 };
+          const b: ExecutionRecord = { ...queued, status: 'REJECTED', updatedAt: 2_000, version: 2 };
+          const c: ExecutionRecord = { ...a, status: 'SUCCEEDED', updatedAt: 3_000, version: 3 };
+          assert.deepEqual(await Promise.all([store.updateExecution(a), store.updateExecution(b), store.updateExecution(c)]), [true, false, true]);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), c);
+        }));
+
+      it('creates a job and updates its executions in the same tick, in call order', () =>
+        withStore(async (store) => {
+          const queued = execution('job-1', 'dev-1', 1_000);
+          const running: ExecutionRecord = { ...queued, status: 'IN_PROGRESS', updatedAt: 2_000, version: 2 };
+          const [, updated] = await Promise.all([store.createJob(job('job-1'), [queued]), store.updateExecution(running), store.setJobStatus('job-1', 'COMPLETED')]);
+          assert.equal(updated, true);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), running);
+          assert.equal((await store.getJob('job-1'))?.status, 'COMPLETED');
+        }));
+
+      it('lists executions by job, by device (newest first) and by both', () =>
+        withStore(async (store) => {
+          await store.createJob(job('job-a'), [execution('job-a', 'dev-2', 1_000), execution('job-a', 'dev-1', 1_000), execution('job-a', 'dev-3', 1_000)]);
+          await store.createJob(job('job-c'), [execution('job-c', 'dev-1', 3_000)]);
+          await store.createJob(job('job-b'), [execution('job-b', 'dev-1', 2_000), execution('job-b', 'dev-2', 2_000)]);
+
+          const byJob = await store.listExecutions({ jobId: 'job-a' });
+          assert.deepEqual(sortBy(byJob, (e) => e.deviceId), [execution('job-a', 'dev-1', 1_000), execution('job-a', 'dev-2', 1_000), execution('job-a', 'dev-3', 1_000)]);
+
+          const byDevice = await store.listExecutions({ deviceId: 'dev-1' });
+          assert.deepEqual(byDevice, [execution('job-c', 'dev-1', 3_000), execution('job-b', 'dev-1', 2_000), execution('job-a', 'dev-1', 1_000)]);
+
+          assert.deepEqual(await store.listExecutions({ jobId: 'job-b', deviceId: 'dev-2' }), [execution('job-b', 'dev-2', 2_000)]);
+          assert.deepEqual(await store.listExecutions({ jobId: 'job-c', deviceId: 'dev-2' }), []);
+          assert.deepEqual(await store.listExecutions({ jobId: 'job-404' }), []);
+          assert.deepEqual(await store.listExecutions({ deviceId: 'dev-404' }), []);
+        }));
+    });
+
+    describe('lifecycle', () => {
+      it('commits writes still pending when stop() is called; stop() twice is harmless', () =>
+        withStore(async (store, opened, track) => {
+          const record = shadow('dev-1', 1, { desired: { a: 1 } });
+          const pending = [store.putShadow(record, 0), store.putArtifact(artifact('fw', '1.0.0', 1_000))];
+          await store.stop();
+          await store.stop();
+          assert.deepEqual(await Promise.all(pending), [true, undefined]);
+          if (opened.reopen) {
+            const again = track(await opened.reopen());
+            await again.start();
+            assert.deepEqual(await again.getShadow('dev-1', ''), record);
+            assert.deepEqual(await again.listArtifacts(), [artifact('fw', '1.0.0', 1_000)]);
+          }
+        }));
+
+      it('keeps every kind of record across stop and reopen', (t) =>
+        withStore(async (store, opened, track) => {
+          if (!opened.reopen) return t.skip('this back-end cannot be reopened');
+          const s1 = shadow('dev-1', 1, { desired: { a: 1 } });
+          const s2 = { ...shadow('dev-1', 1, { reported: { b: [1, 'two'] } }), name: 'cfg' };
+          const gone = { ...shadow('dev-2', 2, {}), deleted: true };
+          const a = artifact('fw', '1.0.0', 1_000);
+          const j = job('job-1', 'kept');
+          const e = execution('job-1', 'dev-1', 1_000);
+          const e2: ExecutionRecord = { ...e, status: 'SUCCEEDED', details: { version: '1.0.0' }, updatedAt: 5_000, version: 2 };
+          await store.putShadow(s1, 0);
+          await store.putShadow(s2, 0);
+          await store.putShadow(shadow('dev-2', 1, {}), 0);
+          await store.putShadow(gone, 1);
+          await store.putArtifact(a);
+          await store.createJob(j, [e]);
+          await store.updateExecution(e2);
+          await store.setJobStatus('job-1', 'COMPLETED');
+          await store.stop();
+
+          const again = track(await opened.reopen());
+          await again.start();
+          assert.deepEqual(await again.getShadow('dev-1', ''), s1);
+          assert.deepEqual(await again.getShadow('dev-1', 'cfg'), s2);
+          assert.deepEqual(await again.getShadow('dev-2', ''), gone);
+          assert.deepEqual(await again.listShadows({ limit: 10 }), { items: [s1] });
+          assert.deepEqual(await again.listArtifacts(), [a]);
+          assert.deepEqual(await again.getJob('job-1'), { ...j, status: 'COMPLETED' });
+          assert.deepEqual(await again.listExecutions({ deviceId: 'dev-1' }), [e2]);
+          // the version survives the restart: the conditional write still applies
+          assert.equal(await again.putShadow(shadow('dev-2', 1, {}), 0), false);
+          assert.equal(await again.putShadow(shadow('dev-2', 3, { desired: { c: 1 } }), 2), true);
+        }));
+    });
+  });
+}
+
+function shadow(deviceId: string, version: number, state: ShadowRecord['state'], timestamp = 100): ShadowRecord {
+  const metadata: ShadowRecord['metadata'] = {};
+  if (state.desired) metadata.desired = Object.fromEntries(Object.keys(state.desired).map((k) => [k, { timestamp }]));
+  if (state.reported) metadata.reported = Object.fromEntries(Object.keys(state.reported).map((k) => [k, { timestamp }]));
+  return { deviceId, name: '', version, deleted: false, state: structuredClone(state), metadata, timestamp };
+}
+
+function artifact(name: string, version: string, createdAt: number): ArtifactRecord {
+  return { name, version, sha256: `${name}-${version}`.padEnd(64, '0'), size: 1_000 + version.length, createdAt };
+}
+
+function job(jobId: string, description?: string): JobRecord {
+  const j: JobRecord = { jobId, artifactName: 'fw', artifactVersion: '1.0.0', status: 'IN_PROGRESS', createdAt: 500 };
+  if (description !== undefined) j.description = description;
+  return j;
+}
+
+function execution(jobId: string, deviceId: string, queuedAt: number): ExecutionRecord {
+  return { jobId, deviceId, status: 'QUEUED', details: {}, queuedAt, updatedAt: queuedAt, version: 1 };
+}
+
+function sortBy<T>(items: T[], key: (item: T) => string): T[] {
+  return [...items].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+}
+
+function isCode(code: string): (err: unknown) => boolean {
+  return (err) => err instanceof UpdraftError && err.code === code;
+}

@@ -46,10 +46,10 @@ export class TestClient {
         const [granted] = await this.client.subscribeAsync(filter, { qos: 1 });
         out.push(granted!.qos);
       } catch (err) {
-        // mqtt.js turns a SUBACK failure code (0x80) into an error carrying that code
-        const code = (err as { code?: number }).code;
-        if (code === undefined) throw err;
-        out.push(code);
+        // mqtt.js turns a SUBACK failure code (0x80) into an error carrying the SUBACK
+        const granted = (err as { packet?: { granted?: number[] } }).packet?.granted;
+        if (!granted || granted[0] === undefined) throw err;
+        out.push(granted[0]);
       }
     }
     return out;

@@ -1,0 +1,24 @@
+/** `updraft demo --devices 50`: the whole pattern for simulated devices, one summary line. */
+import type { Command } from 'commander';
+import { UpdraftError } from '../errors.ts';
+import { runDemo } from '../demo/run-demo.ts';
+
+/** Adds `demo`. */
+export function addDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('run the whole update pattern for N simulated devices (real MQTT and HTTP on free ports)')
+    .option('--devices <n>', 'number of simulated devices', '50')
+    .option('--artifact-kb <n>', 'size of the demo artifact in KiB', '256')
+    .option('--timeout <s>', 'give up after this many seconds', '120')
+    .action(async (opts: { devices: string; artifactKb: string; timeout: string }) => {
+      const devices = Number(opts.devices);
+      if (!Number.isSafeInteger(devices) || devices < 1 || devices > 20_000) throw new UpdraftError('BAD_REQUEST', '--devices must be an integer from 1 to 20000');
+      const kb = Number(opts.artifactKb);
+      if (!Number.isSafeInteger(kb) || kb < 1) throw new UpdraftError('BAD_REQUEST', '--artifact-kb must be a positive integer');
+      const r = await runDemo({ devices, artifactBytes: kb * 1024, timeoutMs: Number(opts.timeout) * 1000 });
+      for (const f of r.failures.slice(0, 10)) process.stderr.write(`demo: ${f.deviceId}: ${f.reason}\n`);
+      process.stdout.write(`demo: ${r.updated}/${r.devices} devices updated to ${r.version} in ${r.seconds.toFixed(1)} s\n`);
+      process.exitCode = r.updated === r.devices ? 0 : 1;
+    });
+}

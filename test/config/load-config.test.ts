@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load-config.ts';
+
+describe('configuration', () => {
+  it('has documented defaults', () => {
+    const c = loadConfig();
+    assert.equal(c.mqtt.port, 1883);
+    assert.equal(c.http.port, 8080);
+    assert.equal(c.shadow.maxDocumentBytes, 8192);
+    assert.equal(c.dataDir, './data');
+  });
+
+  it('applies file, then environment, then flags', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'updraft-cfg-'));
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ mqtt: { port: 1000 }, http: { port: 2000 }, logLevel: 'debug' }));
+    const c = loadConfig({ file, env: { UPDRAFT_HTTP_PORT: '3000', UPDRAFT_LOG_LEVEL: 'warn' }, flags: { 'log-level': 'error' } });
+    assert.equal(c.mqtt.port, 1000);
+    assert.equal(c.http.port, 3000);
+    assert.equal(c.logLevel, 'error');
+  });
+
+  it('reports every error at once', () => {
+    assert.throws(
+      () => loadConfig({ env: { UPDRAFT_MQTT_PORT: 'abc', UPDRAFT_LOG_LEVEL: 'loud' }, flags: { 'http-port': 70000 } }),
+      (err: any) =>
+        err.code === 'CONFIG' &&
+        /mqtt\.port \(env UPDRAFT_MQTT_PORT\) must be an integer/.test(err.message) &&
+        /http\.port \(flag --http-port\) must be at most 65535/.test(err.message) &&
+        /logLevel \(env UPDRAFT_LOG_LEVEL\) must be one of/.test(err.message),
+    );
+  });
+
+  it('names an unreadable config file', () => {
+    assert.throws(() => loadConfig({ file: '/nonexistent/updraft.json' }), /config file \/nonexistent\/updraft\.json/);
+  });
+});

@@ -1,0 +1,136 @@
+/** The operator API and the signed download endpoint over real HTTP. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { UrlSigner } from '../../src/artifacts/url-signer.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+const firmware = Buffer.from(Array.from({ length: 100_000 }, (_, i) => i % 251));
+const sha = createHash('sha256').update(firmware).digest('hex');
+
+describe('HTTP API and downloads', () => {
+  let ts: TestServer;
+  let dev: TestClient;
+  const api = (method: string, route: string, body?: unknown, token: string | null = ts.token) =>
+    fetch(ts.httpUrl + route, {
+      method,
+      headers: { ...(token === null ? {} : { authorization: `Bearer ${token}` }), 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json' },
+      ...(body === undefined ? {} : { body: Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body) }),
+    });
+
+  before(async () => {
+    ts = await startTestServer();
+    dev = await TestClient.connect(ts.mqttUrl, 'dev-1');
+    await dev.subscribe('state/dev-1/#');
+    await dev.request('state/dev-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', status: 'IDLE' } } } });
+  });
+  after(async () => {
+    await dev.end();
+    await ts.close();
+  });
+
+  it('requires the operator token on every API call', async () => {
+    const none = await api('GET', '/api/v1/artifacts', undefined, null);
+    assert.equal(none.status, 401);
+    assert.match((await none.json()).error.message, /operator token is required/);
+    const wrong = await api('GET', '/api/v1/artifacts', undefined, 'nope');
+    assert.equal(wrong.status, 401);
+    assert.equal((await api('GET', '/healthz', undefined, null)).status, 200);
+  });
+
+  it('stores an artifact with its SHA-256 and size, and refuses a duplicate version', async () => {
+    const res = await api('POST', '/api/v1/artifacts?name=fw&version=2.0.0', firmware);
+    assert.equal(res.status, 201);
+    const rec = await res.json();
+    assert.equal(rec.sha256, sha);
+    assert.equal(rec.size, firmware.length);
+    const dup = await api('POST', '/api/v1/artifacts?name=fw&version=2.0.0', firmware);
+    assert.equal(dup.status, 409);
+    const badVersion = await api('POST', '/api/v1/artifacts?name=fw&version=latest', firmware);
+    assert.equal(badVersion.status, 400);
+    assert.match((await badVersion.json()).error.message, /semantic version/);
+  });
+
+  it('refuses deployments of unknown artifacts, to unknown devices and without targets', async () => {
+    const cases: [unknown, number, RegExp][] = [
+      [{ devices: ['dev-1'], artifact: 'fw@9.9.9' }, 404, /fw@9\.9\.9 does not exist/],
+      [{ devices: ['ghost'], artifact: 'fw@2.0.0' }, 404, /device ghost is unknown/],
+      [{ devices: [], artifact: 'fw@2.0.0' }, 400, /at least one device/],
+      [{ devices: ['dev-1'], artifact: 'fw' }, 400, /name@version/],
+      [{ devices: ['a/b'], artifact: 'fw@2.0.0' }, 400, /not a valid device id/],
+    ];
+    for (const [body, status, message] of cases) {
+      const res = await api('POST', '/api/v1/deployments', body);
+      assert.equal(res.status, status, JSON.stringify(body));
+      assert.match((await res.json()).error.message, message);
+    }
+    const broken = await fetch(ts.httpUrl + '/api/v1/deployments', { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: '{nope' });
+    assert.equal(broken.status, 400);
+  });
+
+  it('deploys: the delta carries a device-scoped signed URL that downloads with Range, and nothing else does', async () => {
+    const res = await api('POST', '/api/v1/deployments', { devices: ['dev-1'], artifact: 'fw@2.0.0' });
+    assert.equal(res.status, 201);
+    const { job } = await res.json();
+    assert.match(job.jobId, /^[0-9a-f-]{36}$/);
+    const delta = await dev.next((m) => m.topic === 'state/dev-1/update/delta' && m.body.state.software?.jobId === job.jobId);
+    const cmd = delta.body.state.software;
+    assert.deepEqual({ name: cmd.name, version: cmd.version, sha256: cmd.sha256, size: cmd.size }, { name: 'fw', version: '2.0.0', sha256: sha, size: firmware.length });
+    assert.ok(cmd.urlExpiresAt > Date.now() / 1000);
+
+    const full = await fetch(cmd.url);
+    assert.equal(full.status, 200);
+    assert.equal(createHash('sha256').update(Buffer.from(await full.arrayBuffer())).digest('hex'), sha);
+
+    const part = await fetch(cmd.url, { headers: { range: 'bytes=99000-' } });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get('content-range'), `bytes 99000-99999/${firmware.length}`);
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), firmware.subarray(99000));
+    assert.equal((await fetch(cmd.url, { headers: { range: 'bytes=200000-' } })).status, 416);
+
+    const u = new URL(cmd.url);
+    const refused = async (mutate: (url: URL) => void, reason: RegExp) => {
+      const copy = new URL(u);
+      mutate(copy);
+      const r = await fetch(copy);
+      assert.equal(r.status, 403, copy.pathname + copy.search);
+      assert.match((await r.json()).error.message, reason);
+    };
+    await refused((x) => x.searchParams.set('device', 'dev-2'), /signature does not match/);
+    await refused((x) => x.searchParams.set('exp', String(Number(x.searchParams.get('exp')) + 1000)), /signature does not match/);
+    await refused((x) => x.searchParams.set('sig', 'A'.repeat(43)), /signature does not match/);
+    await refused((x) => x.searchParams.delete('sig'), /not signed/);
+    await refused((x) => x.searchParams.set('kid', 'old'), /unknown or retired key/);
+    await refused((x) => (x.pathname = x.pathname.replace('2.0.0', '1.0.0')), /does not name a stored artifact/);
+  });
+
+  it('refuses an expired URL and one bound to another IP', async () => {
+    const keys = (await import('../../src/artifacts/key-ring.ts')).loadOrCreateKeyRing;
+    const signer = new UrlSigner({ keys: await keys(ts.dataDir), baseUrl: ts.httpUrl });
+    const grant = { deviceId: 'dev-1', name: 'fw', version: '2.0.0', sha256: sha };
+    const expired = await fetch(signer.sign({ ...grant, expiresAt: Math.floor(Date.now() / 1000) - 1 }));
+    assert.equal(expired.status, 403);
+    assert.match((await expired.json()).error.message, /expired/);
+    const otherIp = await fetch(signer.sign({ ...grant, expiresAt: Math.floor(Date.now() / 1000) + 60, ip: '203.0.113.7' }));
+    assert.equal(otherIp.status, 403);
+    assert.match((await otherIp.json()).error.message, /another IP/);
+    const sameIp = await fetch(signer.sign({ ...grant, expiresAt: Math.floor(Date.now() / 1000) + 60, ip: '127.0.0.1' }));
+    assert.equal(sameIp.status, 200);
+    await sameIp.arrayBuffer();
+  });
+
+  it('shows a device with desired, reported, delta and its jobs; 404 for an unknown one', async () => {
+    const res = await api('GET', '/api/v1/devices/dev-1');
+    assert.equal(res.status, 200);
+    const d = await res.json();
+    assert.equal(d.online, true);
+    assert.equal(d.shadow.state.desired.software.version, '2.0.0');
+    assert.equal(d.shadow.state.reported.software.version, '1.0.0');
+    assert.equal(d.shadow.state.delta.software.version, '2.0.0');
+    assert.equal(d.shadow.state.delta.software.url, undefined, 'the operator view carries no signed URL');
+    assert.equal(d.executions.length, 1);
+    assert.equal(d.executions[0].status, 'QUEUED');
+    assert.equal((await api('GET', '/api/v1/devices/nobody')).status, 404);
+  });
+});

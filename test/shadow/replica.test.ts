@@ -1,0 +1,118 @@
+/** The replica over a real broker (TCP) and a real SQLite store: DESIGN.md §2 end to end. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { TestClient } from '../helpers/mqtt-client.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+describe('replica over MQTT', () => {
+  let ts: TestServer;
+  let dev: TestClient;
+
+  before(async () => {
+    ts = await startTestServer();
+    dev = await TestClient.connect(ts.mqttUrl, 'dev-1');
+    await dev.subscribe('state/dev-1/#');
+  });
+  after(async () => {
+    await dev.end();
+    await ts.close();
+  });
+
+  it('accepts an update, echoes clientToken, publishes documents and delta', async () => {
+    const ans = await dev.request('state/dev-1/update', { state: { reported: { color: 'blue' } } }, 'tok-1');
+    assert.equal(ans.topic, 'state/dev-1/update/accepted');
+    assert.equal(ans.body.version, 1);
+    assert.deepEqual(ans.body.state, { reported: { color: 'blue' } });
+    assert.equal(typeof ans.body.metadata.reported.color.timestamp, 'number');
+    const docs = await dev.next((m) => m.topic === 'state/dev-1/update/documents' && m.body.clientToken === 'tok-1');
+    assert.equal(docs.body.previous, null);
+    assert.equal(docs.body.current.version, 1);
+
+    // an operator sets desired: the delta is published to the device
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-1', { username: 'operator', password: ts.token });
+    await op.publish('state/dev-1/update', { state: { desired: { color: 'red', cfg: { a: 1 } } }, clientToken: 'tok-2' });
+    const delta = await dev.next((m) => m.topic === 'state/dev-1/update/delta' && m.body.clientToken === 'tok-2');
+    assert.deepEqual(delta.body.state, { color: 'red', cfg: { a: 1 } });
+    assert.equal(delta.body.version, 2);
+    await op.end();
+
+    // reporting what is desired clears the delta: get shows none
+    await dev.request('state/dev-1/update', { state: { reported: { color: 'red', cfg: { a: 1 } } } });
+    const got = await dev.request('state/dev-1/get', {});
+    assert.equal(got.topic, 'state/dev-1/get/accepted');
+    assert.equal(got.body.state.delta, undefined);
+    assert.equal(got.body.version, 3);
+  });
+
+  it('rejects each kind of bad request with a code, leaving state untouched', async () => {
+    const before = (await dev.request('state/dev-1/get', {})).body;
+    const cases: [unknown, number, RegExp][] = [
+      ['{oops', 400, /^Invalid JSON$/],
+      [{ clientToken: 'bad-1' }, 400, /Missing required node: state/],
+      [{ state: 'x', clientToken: 'bad-2' }, 400, /State node must be an object/],
+      [{ state: { desired: 5 }, clientToken: 'bad-3' }, 400, /Desired node must be an object/],
+      [{ state: { reported: { a: 1 } }, version: 'x', clientToken: 'bad-4' }, 400, /Invalid version/],
+      [{ state: { reported: { a: { b: { c: { d: { e: { f: { g: 1 } } } } } } } }, clientToken: 'bad-5' }, 400, /nesting/],
+      [{ state: { reported: { big: 'x'.repeat(9000) } }, clientToken: 'bad-6' }, 413, /maximum size/],
+      [{ state: { reported: { a: 1 } }, version: 1, clientToken: 'bad-7' }, 409, /^Version conflict$/],
+      [{ state: { desired: { software: { name: 'fw' } } }, clientToken: 'bad-8' }, 403, /operators only/],
+    ];
+    for (const [body, code, message] of cases) {
+      const token = typeof body === 'object' ? (body as { clientToken: string }).clientToken : undefined;
+      const wait = dev.next((m) => m.topic === 'state/dev-1/update/rejected' && (token ? m.body.clientToken === token : m.body.clientToken === undefined && m.body.message === 'Invalid JSON'));
+      await dev.publish('state/dev-1/update', body);
+      const rej = await wait;
+      assert.equal(rej.body.code, code, `code for ${JSON.stringify(body).slice(0, 60)}`);
+      assert.match(rej.body.message, message);
+      assert.equal(typeof rej.body.timestamp, 'number');
+    }
+    const after = (await dev.request('state/dev-1/get', {})).body;
+    assert.equal(after.version, before.version, 'no rejected request changed the version');
+    assert.deepEqual(after.state, before.state);
+  });
+
+  it('answers get and delete of a missing shadow with 404', async () => {
+    const other = await TestClient.connect(ts.mqttUrl, 'dev-404');
+    await other.subscribe('state/dev-404/#');
+    const got = await other.request('state/dev-404/get', {});
+    assert.equal(got.topic, 'state/dev-404/get/rejected');
+    assert.equal(got.body.code, 404);
+    assert.equal(got.body.message, "No shadow exists with name: 'dev-404'");
+    const del = await other.request('state/dev-404/delete', {});
+    assert.equal(del.body.code, 404);
+    await other.end();
+  });
+
+  it('never reuses a version across delete, and supports named shadows', async () => {
+    const a = await TestClient.connect(ts.mqttUrl, 'dev-del');
+    await a.subscribe('state/dev-del/#');
+    await a.request('state/dev-del/update', { state: { reported: { a: 1 } } });
+    const v2 = await a.request('state/dev-del/update', { state: { reported: { a: 2 } } });
+    assert.equal(v2.body.version, 2);
+    const del = await a.request('state/dev-del/delete', {});
+    assert.equal(del.topic, 'state/dev-del/delete/accepted');
+    assert.equal((await a.request('state/dev-del/get', {})).body.code, 404);
+    const again = await a.request('state/dev-del/update', { state: { reported: { b: 1 } } });
+    assert.ok(again.body.version > 2, `version ${again.body.version} must not be reused`);
+    const named = await a.request('state/dev-del/shadow/config/update', { state: { reported: { mode: 'eco' } } });
+    assert.equal(named.topic, 'state/dev-del/shadow/config/update/accepted');
+    assert.equal(named.body.version, 1, 'a named shadow has its own version');
+    await a.end();
+  });
+
+  it('keeps devices apart: refused cross-device subscription, dropped cross-device publish', async () => {
+    const eve = await TestClient.connect(ts.mqttUrl, 'dev-eve');
+    const granted = await eve.subscribe('state/dev-1/update/delta', 'state/+/update/delta', 'state/dev-eve/update/accepted');
+    assert.deepEqual(granted, [128, 128, 1]);
+    const before = (await dev.request('state/dev-1/get', {})).body.version;
+    await eve.publish('state/dev-1/update', { state: { reported: { hacked: true } } });
+    await eve.publish('state/dev-1/update/accepted', { fake: true });
+    // a later request of dev-1 is answered in order after anything eve could have caused
+    const after = await dev.request('state/dev-1/get', {});
+    assert.equal(after.body.version, before);
+    assert.equal(after.body.state.reported.hacked, undefined);
+    assert.ok(!dev.log.some((m) => m.body?.fake === true), 'a device cannot publish answers');
+    assert.ok(eve.client.connected, 'the offender stays connected: its publish is dropped, not fatal');
+    await eve.end();
+  });
+});

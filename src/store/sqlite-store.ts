@@ -161,7 +161,7 @@ export class SqliteStore implements StateStore {
       this.stmts = prepare(db);
       this.db = db;
       this.stopped = false;
-      this.logger.info('state store opened', { path: file, schemaVersion: MIGRATIONS.length, migratedFrom: from });
+      this.logger.debug('state store opened', { path: file, schemaVersion: MIGRATIONS.length, migratedFrom: from });
     } catch (err) {
       db?.close();
       if (err instanceof UpdraftError) throw err;

@@ -1,0 +1,40 @@
+/** The events an UpdateAgent emits (typed EventEmitter map). */
+import type { DeltaMessage } from '../protocol/shadow-messages.ts';
+import type { AgentStatus } from '../protocol/software.ts';
+
+/** The agent entered a phase of a job (or reported IDLE). */
+export interface StatusEvent {
+  jobId?: string;
+  status: AgentStatus;
+  /** Target version of the job. */
+  version?: string;
+  /** Why it failed (FAILURE). */
+  error?: string;
+}
+
+/** Download progress of the job in flight (throttled like the reports). */
+export interface ProgressEvent {
+  jobId: string;
+  /** 0..1 */
+  progress: number;
+}
+
+/** A job ended and the server acknowledged the outcome (pattern step 9). */
+export interface JobFinishedEvent {
+  jobId: string;
+  status: 'SUCCESS' | 'FAILURE';
+  error?: string;
+  /** The version running now. */
+  version: string;
+}
+
+/** Event name → listener arguments. */
+export interface AgentEvents {
+  status: [StatusEvent];
+  progress: [ProgressEvent];
+  'job-finished': [JobFinishedEvent];
+  /** Every delta received, raw (other keys than `software` are for library users). */
+  delta: [DeltaMessage];
+  /** The MQTT connection came up or went down. */
+  connection: [{ online: boolean }];
+}

@@ -1,0 +1,63 @@
+/** Options of the UpdateAgent, one documented field each, and their defaults. */
+import type { IClientOptions } from 'mqtt';
+import type { Logger } from '../util/logger.ts';
+import type { AgentStateStore } from './agent-state.ts';
+import type { Downloader } from './downloader.ts';
+import type { Installer } from './installer.ts';
+import { REQUEST_DEFAULTS } from './shadow-requester.ts';
+import type { JobDownloadSettings } from './update-job.ts';
+
+/** Options of an UpdateAgent. */
+export interface UpdateAgentOptions {
+  /** Device id: MQTT client id and `{id}` of its `state/{id}/...` topics. */
+  deviceId: string;
+  /** Broker URL, e.g. `mqtt://127.0.0.1:1883` or `mqtts://…`. */
+  brokerUrl: string;
+  /** MQTT username (passed through). */
+  username?: string;
+  /** MQTT password (passed through). */
+  password?: string;
+  /** Puts software in place (SlotInstaller, SimulatedInstaller, your own). */
+  installer: Installer;
+  /** Holds `agent-state.json` and `downloads/`. */
+  stateDir: string;
+  /** Where the agent state is kept (default: `<stateDir>/agent-state.json`). */
+  stateStore?: AgentStateStore;
+  /** Downloads and verifies an artifact (default: `downloadArtifact`). */
+  download?: Downloader;
+  logger?: Logger;
+  /** How long one request waits for its answer, in ms (default 10 000). */
+  requestTimeoutMs?: number;
+  /** Attempts per request (default 3). */
+  requestAttempts?: number;
+  /** First retry delay of requests, in ms, doubled per retry (default 1000). */
+  retryDelayMs?: number;
+  /** Longest pause between rounds of an owed final report or a failed catch-up, in ms (default 60 000). */
+  maxRetryDelayMs?: number;
+  /** Progress is reported when it advanced by at least this much (default 0.1)... */
+  progressStep?: number;
+  /** ...and at least this many ms after the previous report (default 1000). */
+  progressIntervalMs?: number;
+  /** A download URL expiring within this many ms is refreshed before use (default 5000). */
+  urlMarginMs?: number;
+  /** Fresh download URLs asked for at most this many times per job (default 3). */
+  maxUrlRefreshes?: number;
+  /** Retries of interrupted downloads. */
+  downloadSettings?: JobDownloadSettings;
+  /** Extra MQTT client options (TLS material, keepalive, reconnectPeriod…). */
+  mqttOptions?: IClientOptions;
+  /** Milliseconds since the epoch (tests). */
+  now?: () => number;
+}
+
+/** Defaults of the optional settings. */
+export const AGENT_DEFAULTS = {
+  requestTimeoutMs: REQUEST_DEFAULTS.timeoutMs,
+  requestAttempts: REQUEST_DEFAULTS.attempts,
+  retryDelayMs: REQUEST_DEFAULTS.retryDelayMs,
+  maxRetryDelayMs: 60_000,
+  progressStep: 0.1,
+  progressIntervalMs: 1000,
+  urlMarginMs: 5000,
+  maxUrlRefreshes: 3,
+} as const;

@@ -1,0 +1,160 @@
+/**
+ * What the agent must remember across a crash or power cut: the update in flight (written
+ * BEFORE acting on it, so a restart resumes instead of starting blind) and the outcomes of
+ * recent jobs (so a duplicate command is acknowledged, not applied twice). Kept in one small
+ * JSON file, replaced atomically.
+ */
+import { mkdir, readFile, rename } from 'node:fs/promises';
+import path from 'node:path';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { parseSoftwareCommand, type SoftwareCommand } from '../protocol/software.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import { writeFileAtomic } from './atomic-file.ts';
+
+/**
+ * Persisted phase of the update in flight. REPORTING: the outcome is known (and acted on)
+ * but the server has not yet acknowledged the final report (pattern step 9).
+ */
+export type InFlightPhase = 'DOWNLOADING' | 'VERIFYING' | 'INSTALLING' | 'REPORTING';
+
+/** Legal phase changes; anything else is a bug and is refused. */
+export const PHASE_TRANSITIONS: Readonly<Record<InFlightPhase, readonly InFlightPhase[]>> = {
+  DOWNLOADING: ['VERIFYING', 'REPORTING'],
+  VERIFYING: ['INSTALLING', 'DOWNLOADING', 'REPORTING'],
+  // back to VERIFYING: recovery found the install never started, so it runs again
+  INSTALLING: ['VERIFYING', 'REPORTING'],
+  REPORTING: [],
+};
+
+/** Throws INTERNAL unless `from → to` is in the transition table. */
+export function checkTransition(from: InFlightPhase, to: InFlightPhase): void {
+  if (!PHASE_TRANSITIONS[from].includes(to)) throw new UpdraftError('INTERNAL', `illegal update phase change ${from} -> ${to}`);
+}
+
+/** How a job ended on this device. */
+export interface JobOutcome {
+  status: 'SUCCESS' | 'FAILURE';
+  /** Why it failed. */
+  error?: string;
+}
+
+/** The update being applied. */
+export interface InFlightUpdate {
+  jobId: string;
+  /** The command as last received (its URL may have been refreshed since). */
+  command: SoftwareCommand;
+  phase: InFlightPhase;
+  /** ISO time the job started on this device. */
+  startedAt: string;
+  /** Set in phase REPORTING. */
+  outcome?: JobOutcome;
+}
+
+/** A job this device finished and whose outcome the server acknowledged. */
+export interface FinishedJob extends JobOutcome {
+  jobId: string;
+  /** ISO time of the outcome. */
+  finishedAt: string;
+}
+
+/** Everything the agent persists. */
+export interface AgentStateData {
+  inFlight?: InFlightUpdate;
+  /** Most recent last; bounded by `MAX_FINISHED_JOBS`. */
+  finished: FinishedJob[];
+}
+
+/** How many finished jobs are remembered (duplicates of older ones are not expected). */
+export const MAX_FINISHED_JOBS = 16;
+
+/** Where the agent state lives. */
+export interface AgentStateStore {
+  /** The saved state, or an empty one. */
+  load(): Promise<AgentStateData>;
+  /** Replaces the saved state; durable when the promise resolves. */
+  save(state: AgentStateData): Promise<void>;
+}
+
+/** Appends `job` to `finished`, dropping an older entry of the same job and the oldest beyond the bound. */
+export function rememberFinished(finished: FinishedJob[], job: FinishedJob): FinishedJob[] {
+  const next = finished.filter((f) => f.jobId !== job.jobId);
+  next.push(job);
+  return next.slice(-MAX_FINISHED_JOBS);
+}
+
+/** `<stateDir>/agent-state.json`, written with temp file + fsync + rename. */
+export class FileAgentStateStore implements AgentStateStore {
+  readonly file: string;
+  private readonly log: Logger;
+  /** Saves run one after another, so an older state can never land after a newer one. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(file: string, logger?: Logger) {
+    this.file = file;
+    this.log = (logger ?? silentLogger).child('agent-state');
+  }
+
+  async load(): Promise<AgentStateData> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { finished: [] };
+      throw new UpdraftError('CONFIG', `cannot read ${this.file}: ${asUpdraftError(err).message}`, { cause: err });
+    }
+    try {
+      return sanitize(JSON.parse(text));
+    } catch (err) {
+      // the file is replaced atomically, so this is outside damage: keep it for inspection
+      const aside = `${this.file}.corrupt-${Date.now()}`;
+      await rename(this.file, aside).catch(() => {});
+      this.log.warn('agent state unreadable, starting without it', { file: aside, error: asUpdraftError(err).message });
+      return { finished: [] };
+    }
+  }
+
+  save(state: AgentStateData): Promise<void> {
+    const data = JSON.stringify({ version: 1, ...state }, null, 2) + '\n';
+    const run = this.chain.then(async () => {
+      await mkdir(path.dirname(this.file), { recursive: true });
+      await writeFileAtomic(this.file, data);
+    });
+    this.chain = run.catch(() => {});
+    return run;
+  }
+}
+
+/** Keeps the state in memory (simulator, tests): nothing survives the process. */
+export class MemoryAgentStateStore implements AgentStateStore {
+  private state: AgentStateData = { finished: [] };
+
+  async load(): Promise<AgentStateData> {
+    return structuredClone(this.state);
+  }
+
+  async save(state: AgentStateData): Promise<void> {
+    this.state = structuredClone(state);
+  }
+}
+
+const PHASES: readonly string[] = Object.keys(PHASE_TRANSITIONS);
+
+/** Keeps what is well formed; a malformed in-flight record is dropped (the server re-sends the command). */
+function sanitize(raw: unknown): AgentStateData {
+  const obj = (raw ?? {}) as Record<string, unknown>;
+  const finished = Array.isArray(obj.finished)
+    ? (obj.finished as FinishedJob[]).filter((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE'))
+    : [];
+  const out: AgentStateData = { finished: finished.slice(-MAX_FINISHED_JOBS) };
+  const inFlight = obj.inFlight as InFlightUpdate | undefined;
+  const outcomeOk = inFlight?.phase !== 'REPORTING' || inFlight.outcome?.status === 'SUCCESS' || inFlight.outcome?.status === 'FAILURE';
+  if (inFlight && typeof inFlight.jobId === 'string' && PHASES.includes(inFlight.phase) && outcomeOk) {
+    try {
+      const command = parseSoftwareCommand(inFlight.command);
+      if (command.jobId === inFlight.jobId) out.inFlight = { ...inFlight, command };
+    } catch {
+      /* dropped */
+    }
+  }
+  return out;
+}

@@ -1,0 +1,500 @@
+/**
+ * The device side of the Software Update pattern: subscribes to its delta (step 1), takes the
+ * software command from it (steps 5-6), downloads, verifies and installs through the
+ * Installer (step 7), reports every phase and the outcome (step 8) and waits for the
+ * server's acknowledgement (step 9).
+ *
+ * Robust by construction rather than by luck:
+ * - nothing depends on having been online: on every connect it reports what runs, then asks
+ *   for its document (`get`) and acts on the delta in the answer;
+ * - the in-flight update is persisted before it is acted on; a restart resumes it (download
+ *   from the partial file, install through `Installer.recover`, report still owed);
+ * - a command for a job already finished is acknowledged (its outcome re-reported), never
+ *   applied twice; a delta that merely echoes the agent's own last report is ignored;
+ * - an idle agent holds no timers of its own (15,000 of them share one simulator process).
+ */
+import { EventEmitter } from 'node:events';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import type { DeltaMessage } from '../protocol/shadow-messages.ts';
+import { parseSoftwareCommand, type SoftwareCommand } from '../protocol/software.ts';
+import { deltaTopic } from '../protocol/topics.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import type { AgentEvents } from './agent-events.ts';
+import { AGENT_DEFAULTS, type UpdateAgentOptions } from './agent-options.ts';
+import {
+  FileAgentStateStore,
+  checkTransition,
+  rememberFinished,
+  type AgentStateData,
+  type AgentStateStore,
+  type FinishedJob,
+  type InFlightPhase,
+  type InFlightUpdate,
+  type JobOutcome,
+} from './agent-state.ts';
+import { partFile, removeStaleDownloads } from './download-files.ts';
+import { downloadArtifact } from './downloader.ts';
+import type { InstalledSoftware } from './installer.ts';
+import { ReportQueue } from './report-queue.ts';
+import { AgentStoppedError, ShadowRequester, isRetryable } from './shadow-requester.ts';
+import { UNKNOWN_VERSION, finishedReport, outcomeReport, reportRequest, softwareReport, stateReport } from './software-report.ts';
+import { UpdateJob } from './update-job.ts';
+
+/** The update agent of one device. */
+export class UpdateAgent extends EventEmitter<AgentEvents> {
+  private readonly opts: UpdateAgentOptions;
+  private readonly log: Logger;
+  private client: MqttClient | undefined;
+  private requester: ShadowRequester | undefined;
+  private reports: ReportQueue | undefined;
+  private store: AgentStateStore | undefined;
+  private state: AgentStateData = { finished: [] };
+  /** What runs now (refreshed at start and after every job). */
+  private installed: InstalledSoftware | undefined;
+  private job: { run: UpdateJob; done: Promise<void> } | undefined;
+  /** A newer command that arrived while a job could not be called off. */
+  private pending: { command: SoftwareCommand; version: number | undefined } | undefined;
+  /** Shadow version at which the server acknowledged a finished job's outcome (echo suppression). */
+  private readonly acked = new Map<string, number>();
+  private started = false;
+  /** Resolves once subscribed on the current connection: a request sent before would miss its answer. */
+  private ready!: Promise<void>;
+  private markReady: () => void = () => {};
+  private online = false;
+  private session = 0;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private readonly wakers = new Set<() => void>();
+  private lastError: string | undefined;
+  private detach: () => void = () => {};
+
+  /** Only assigns; `start()` does the I/O. */
+  constructor(opts: UpdateAgentOptions) {
+    super();
+    this.opts = opts;
+    this.log = (opts.logger ?? silentLogger).child(`agent:${opts.deviceId}`);
+  }
+
+  /** The id of the job in flight, if any. */
+  get currentJobId(): string | undefined {
+    return this.state.inFlight?.jobId;
+  }
+
+  /** True while connected to the broker. */
+  get connected(): boolean {
+    return this.online;
+  }
+
+  /** Loads the persisted state, resumes an interrupted update, and connects (without waiting for the broker). */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const o = this.opts;
+    try {
+      this.store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);
+      this.state = await this.store.load();
+      this.installed = await o.installer.current();
+      // partial downloads of jobs no longer in flight (left by a crash) only take space
+      if (!o.download) await removeStaleDownloads(o.stateDir, this.state.inFlight?.jobId);
+    } catch (err) {
+      this.started = false;
+      throw err;
+    }
+    this.resetReady();
+    this.requester = new ShadowRequester({
+      deviceId: o.deviceId,
+      send: (topic, payload) => this.publish(topic, payload),
+      policy: {
+        timeoutMs: o.requestTimeoutMs ?? AGENT_DEFAULTS.requestTimeoutMs,
+        attempts: o.requestAttempts ?? AGENT_DEFAULTS.requestAttempts,
+        retryDelayMs: o.retryDelayMs ?? AGENT_DEFAULTS.retryDelayMs,
+      },
+    });
+    const requester = this.requester;
+    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(software)));
+    const client = mqtt.connect(o.brokerUrl, {
+      clientId: o.deviceId,
+      clean: true,
+      reconnectPeriod: 1000,
+      connectTimeout: 30_000,
+      // subscriptions are renewed by our own connect handler, before the catch-up
+      resubscribe: false,
+      ...(o.username !== undefined ? { username: o.username } : {}),
+      ...(o.password !== undefined ? { password: o.password } : {}),
+      ...o.mqttOptions,
+    });
+    this.client = client;
+    const onConnect = () => this.onConnect();
+    const onClose = () => this.setOnline(false);
+    const onMessage = (topic: string, payload: Buffer) => this.onMessage(topic, payload);
+    const onError = (err: Error) => {
+      // once per outage, not once per reconnect attempt
+      if (err.message === this.lastError) return;
+      this.lastError = err.message;
+      this.log.warn('mqtt error', { error: err.message });
+    };
+    client.on('connect', onConnect).on('close', onClose).on('message', onMessage).on('error', onError);
+    // only our own listeners: mqtt.js's internal ones must stay to clean up its timers on close
+    this.detach = () => client.off('connect', onConnect).off('close', onClose).off('message', onMessage).off('error', onError);
+    if (this.state.inFlight) {
+      // resumed while connecting: its reports wait in the client's queue
+      this.log.info('resuming interrupted update', { jobId: this.state.inFlight.jobId, phase: this.state.inFlight.phase });
+      this.launch(this.state.inFlight, false, undefined);
+    }
+  }
+
+  /** Disconnects and releases timers and listeners; an update in flight is left to resume on the next start. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
+    for (const wake of this.wakers) wake();
+    const job = this.job;
+    job?.run.stop();
+    this.requester?.close();
+    await job?.done;
+    this.pending = undefined;
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      await client.endAsync(true).catch(() => {});
+      this.detach();
+      this.detach = () => {};
+      // a late error of a dead connection attempt must never crash the process
+      client.on('error', () => {});
+    }
+    this.setOnline(false);
+  }
+
+  // ---- connection and catch-up -------------------------------------------------------
+
+  private async publish(topic: string, payload: string): Promise<void> {
+    await this.ready;
+    const client = this.client;
+    if (!client) throw new AgentStoppedError();
+    await client.publishAsync(topic, payload, { qos: 1 });
+  }
+
+  private resetReady(): void {
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+  }
+
+  private setOnline(online: boolean): void {
+    if (this.online === online) return;
+    this.online = online;
+    if (!online) this.resetReady();
+    this.emit('connection', { online });
+  }
+
+  private onConnect(): void {
+    this.lastError = undefined;
+    this.setOnline(true);
+    const session = ++this.session;
+    // whatever waited for the connection (an owed final report) tries again now
+    for (const wake of this.wakers) wake();
+    clearTimeout(this.syncTimer);
+    void this.sync(session, 0);
+  }
+
+  /** On every connect: subscribe, report what runs, fetch the document and act on its delta. */
+  private async sync(session: number, attempt: number): Promise<void> {
+    try {
+      const d = this.opts.deviceId;
+      await this.client?.subscribeAsync([deltaTopic(d), ...this.requester!.answerTopics()], { qos: 1 });
+      if (session !== this.session || !this.started) return;
+      this.markReady();
+      await this.reportCurrent();
+      const doc = await this.getDocument();
+      if (session !== this.session || !this.started) return;
+      if (doc) this.handleDocument(doc);
+    } catch (err) {
+      if (!this.started || session !== this.session || err instanceof AgentStoppedError) return;
+      const delay = this.backoff(attempt);
+      this.log.warn('catch-up after connect failed, retrying', { error: asUpdraftError(err).message, delayMs: delay });
+      this.syncTimer = setTimeout(() => {
+        this.syncTimer = undefined;
+        void this.sync(session, attempt + 1);
+      }, delay);
+    }
+  }
+
+  /** The shadow document (`get`), or undefined when the device has none yet. */
+  private async getDocument(): Promise<JsonObject | undefined> {
+    try {
+      return await this.requester!.request('get', {});
+    } catch (err) {
+      if (err instanceof UpdraftError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic !== deltaTopic(this.opts.deviceId)) {
+      this.requester?.handleMessage(topic, payload);
+      return;
+    }
+    let delta: DeltaMessage;
+    try {
+      delta = JSON.parse(payload.toString('utf8')) as DeltaMessage;
+    } catch {
+      this.log.warn('ignoring a delta that is not JSON');
+      return;
+    }
+    if (!isJsonObject(delta) || !isJsonObject(delta.state)) return;
+    this.emit('delta', delta);
+    // other keys of the delta belong to the application, not to the update agent
+    if (delta.state.software !== undefined) this.handleCommand(delta.state.software, numberOrUndefined(delta.version));
+  }
+
+  /** A `get` answer: its `state.delta.software`, if any, is the command to act on. */
+  private handleDocument(doc: JsonObject): void {
+    const delta = isJsonObject(doc.state) ? doc.state.delta : undefined;
+    const version = numberOrUndefined(doc.version);
+    const software = isJsonObject(delta) ? delta.software : undefined;
+    if (software !== undefined) {
+      this.handleCommand(software, version);
+      return;
+    }
+    const job = this.job?.run;
+    // nothing desired any more for the job in flight: it was canceled while we were away
+    if (job && (version === undefined || job.commandVersion === undefined || version >= job.commandVersion)) {
+      job.cancel('canceled: the server no longer asks for this update');
+    }
+  }
+
+  // ---- commands (steps 5-6) -----------------------------------------------------------
+
+  private handleCommand(value: unknown, version: number | undefined): void {
+    if (!this.started) return;
+    let command: SoftwareCommand;
+    try {
+      command = parseSoftwareCommand(value);
+    } catch (err) {
+      this.log.warn('ignoring a malformed update command', { error: asUpdraftError(err).message });
+      return;
+    }
+    const job = this.job?.run;
+    if (job?.jobId === command.jobId) {
+      // the job in flight: every delta re-sends it (our own reports change the shadow); keep its fresh URL
+      job.command = command;
+      job.commandVersion = version ?? job.commandVersion;
+      return;
+    }
+    const finished = this.state.finished.find((f) => f.jobId === command.jobId);
+    if (finished) {
+      const acked = this.acked.get(finished.jobId);
+      // the echo of our own outcome report (desired still differs after a FAILURE): nothing new
+      if (acked !== undefined && (version === undefined || version <= acked)) return;
+      this.log.info('duplicate command for a finished job: re-reporting its outcome', { jobId: finished.jobId, status: finished.status });
+      void this.reportFinished(finished).catch((err: unknown) => this.log.warn('outcome not re-reported', { jobId: finished.jobId, error: asUpdraftError(err).message }));
+      return;
+    }
+    if (job) {
+      // a newer job: call the current one off if it has not started installing, else run next
+      this.pending = { command, version };
+      if (job.cancel(`superseded by job ${command.jobId}`)) this.log.info('job superseded', { jobId: job.jobId, by: command.jobId });
+      return;
+    }
+    const inFlight: InFlightUpdate = { jobId: command.jobId, command, phase: 'DOWNLOADING', startedAt: new Date(this.now()).toISOString() };
+    this.launch(inFlight, true, version);
+  }
+
+  // ---- jobs (step 7) ------------------------------------------------------------------
+
+  private launch(inFlight: InFlightUpdate, fresh: boolean, version: number | undefined): void {
+    const o = this.opts;
+    const run = new UpdateJob(inFlight.command, inFlight.phase, {
+      installer: o.installer,
+      download: o.download ?? downloadArtifact,
+      file: partFile(this.opts.stateDir, inFlight.jobId),
+      enterPhase: (job, phase) => this.enterPhase(job, phase),
+      reportProgress: (job, progress) => {
+        this.emit('progress', { jobId: job.jobId, progress });
+        this.reportSoon(softwareReport(this.installed, { jobId: job.jobId, status: 'DOWNLOADING', progress }));
+      },
+      refreshCommand: (job) => this.refreshCommand(job),
+      now: () => this.now(),
+      logger: this.log,
+      downloadSettings: o.downloadSettings ?? {},
+      urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
+      maxUrlRefreshes: o.maxUrlRefreshes ?? AGENT_DEFAULTS.maxUrlRefreshes,
+      progressStep: o.progressStep ?? AGENT_DEFAULTS.progressStep,
+      progressIntervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs,
+    });
+    run.commandVersion = version;
+    const entry = { run, done: Promise.resolve() };
+    this.job = entry;
+    entry.done = this.runJob(run, inFlight, fresh).finally(() => {
+      if (this.job === entry) this.job = undefined;
+      const next = this.pending;
+      this.pending = undefined;
+      if (next && this.started) this.handleCommand(next.command, next.version);
+    });
+  }
+
+  private async runJob(run: UpdateJob, inFlight: InFlightUpdate, fresh: boolean): Promise<void> {
+    try {
+      if (fresh) {
+        // persisted BEFORE acting: a crash from here on resumes this job
+        this.state.inFlight = inFlight;
+        await this.store!.save(this.state);
+        this.log.info('update command received', { jobId: run.jobId, version: run.command.version });
+      }
+      if (inFlight.phase !== 'REPORTING') {
+        this.emitStatus(run, inFlight.phase);
+        this.reportSoon(this.phaseReport(run, inFlight.phase));
+        run.markReported();
+      }
+      const outcome = inFlight.phase === 'REPORTING' ? inFlight.outcome! : await run.execute();
+      await this.finish(run, outcome);
+    } catch (err) {
+      if (err instanceof AgentStoppedError || !this.started) return;
+      // only an internal failure (the state file cannot be written, …) gets here
+      const error = asUpdraftError(err).message;
+      this.log.error('update job failed unexpectedly', { jobId: run.jobId, error });
+      await this.finish(run, { status: 'FAILURE', error }).catch(() => {});
+    }
+  }
+
+  /** Persists the phase, then announces and reports it. */
+  private async enterPhase(job: UpdateJob, phase: InFlightPhase): Promise<void> {
+    const current = this.state.inFlight;
+    if (!current || current.jobId !== job.jobId) throw new UpdraftError('INTERNAL', `job ${job.jobId} is not the update in flight`);
+    checkTransition(current.phase, phase);
+    this.state.inFlight = { ...current, phase, command: job.command };
+    await this.store!.save(this.state);
+    this.emitStatus(job, phase);
+    this.reportSoon(this.phaseReport(job, phase));
+  }
+
+  /** Asks the server for a fresh command (and URL) for `job`, patiently: the broker may be away. */
+  private async refreshCommand(job: UpdateJob): Promise<void> {
+    for (let round = 0; ; round++) {
+      try {
+        const doc = await this.getDocument();
+        if (doc) this.handleDocument(doc);
+        else job.cancel('canceled: the device has no shadow any more');
+        return;
+      } catch (err) {
+        if (!isRetryable(err) || round >= 4) throw err;
+        await this.pause(this.backoff(round));
+      }
+    }
+  }
+
+  /** Steps 8-9: persist the outcome, report it until acknowledged, then forget the job. */
+  private async finish(job: UpdateJob, outcome: JobOutcome): Promise<void> {
+    const current = this.state.inFlight;
+    if (current && current.jobId === job.jobId && current.phase !== 'REPORTING') {
+      this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command };
+      await this.store!.save(this.state);
+    }
+    await rm(partFile(this.opts.stateDir, job.jobId), { force: true }).catch(() => {});
+    this.installed = await this.opts.installer.current();
+    this.emit('status', { jobId: job.jobId, status: outcome.status, version: job.command.version, ...(outcome.error ? { error: outcome.error } : {}) });
+    const ack = await this.deliver(outcomeReport(this.installed, job.command, outcome), job.jobId);
+    const finished: FinishedJob = { jobId: job.jobId, status: outcome.status, finishedAt: new Date(this.now()).toISOString() };
+    if (outcome.error !== undefined) finished.error = outcome.error;
+    delete this.state.inFlight;
+    this.state.finished = rememberFinished(this.state.finished, finished);
+    await this.store!.save(this.state);
+    this.noteAck(job.jobId, ack);
+    this.log.info('update finished', { jobId: job.jobId, status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
+    this.emit('job-finished', { jobId: job.jobId, status: outcome.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(outcome.error ? { error: outcome.error } : {}) });
+  }
+
+  /** Sends the final report until the server accepts it (step 9); gives up only on a definitive rejection. */
+  private async deliver(software: JsonObject, jobId: string): Promise<JsonObject | undefined> {
+    for (let round = 0; ; round++) {
+      try {
+        return await this.reports!.submit(software);
+      } catch (err) {
+        if (err instanceof AgentStoppedError || !this.started) throw new AgentStoppedError();
+        if (!isRetryable(err)) {
+          this.log.error('final report rejected; the server will not take it', { jobId, error: asUpdraftError(err).message });
+          return undefined;
+        }
+        const delay = this.backoff(round);
+        this.log.warn('final report not acknowledged yet, retrying', { jobId, error: asUpdraftError(err).message, delayMs: delay });
+        await this.pause(delay);
+      }
+    }
+  }
+
+  // ---- reports (step 8) ---------------------------------------------------------------
+
+  private phaseReport(job: UpdateJob, phase: InFlightPhase): JsonObject {
+    if (phase === 'REPORTING') throw new UpdraftError('INTERNAL', 'REPORTING is not a reported phase');
+    return softwareReport(this.installed, { jobId: job.jobId, status: phase, ...(phase === 'DOWNLOADING' ? { progress: job.progress } : {}) });
+  }
+
+  private async reportCurrent(): Promise<void> {
+    const job = this.job?.run;
+    const progress = job && job.jobId === this.state.inFlight?.jobId ? job.progress : 0;
+    const { software, finishedJob } = stateReport(this.installed, this.state, progress);
+    const ack = await this.reports!.submit(software);
+    if (finishedJob) this.noteAck(finishedJob, ack);
+  }
+
+  private async reportFinished(finished: FinishedJob): Promise<void> {
+    const ack = await this.reports!.submit(finishedReport(this.installed, finished));
+    this.noteAck(finished.jobId, ack);
+  }
+
+  /** Fire and forget: a lost progress or phase report is superseded by the next one. */
+  private reportSoon(software: JsonObject): void {
+    this.reports?.submit(software).catch((err: unknown) => {
+      if (!(err instanceof AgentStoppedError)) this.log.debug('report not acknowledged', { error: asUpdraftError(err).message });
+    });
+  }
+
+  private noteAck(jobId: string, ack: JsonObject | undefined): void {
+    const version = numberOrUndefined(ack?.version);
+    if (version === undefined) return;
+    this.acked.set(jobId, Math.max(version, this.acked.get(jobId) ?? 0));
+    // remember only jobs still in the finished list
+    for (const id of this.acked.keys()) if (!this.state.finished.some((f) => f.jobId === id) && id !== jobId) this.acked.delete(id);
+  }
+
+  private emitStatus(job: UpdateJob, status: InFlightPhase): void {
+    if (status === 'REPORTING') return;
+    this.emit('status', { jobId: job.jobId, status, version: job.command.version });
+  }
+
+  // ---- helpers ------------------------------------------------------------------------
+
+  /** Waits `ms`, or until the next connect; rejects when the agent stops. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!this.started) return reject(new AgentStoppedError());
+      const wake = () => {
+        clearTimeout(timer);
+        this.wakers.delete(wake);
+        if (this.started) resolve();
+        else reject(new AgentStoppedError());
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
+  }
+
+  private backoff(attempt: number): number {
+    const base = this.opts.retryDelayMs ?? AGENT_DEFAULTS.retryDelayMs;
+    const max = this.opts.maxRetryDelayMs ?? AGENT_DEFAULTS.maxRetryDelayMs;
+    const delay = Math.min(base * 2 ** attempt, max);
+    // jitter: a fleet that lost its server together must not return together
+    return Math.round(delay * (0.5 + Math.random() / 2));
+  }
+
+  private now(): number {
+    return this.opts.now ? this.opts.now() : Date.now();
+  }
+}
+
+function numberOrUndefined(v: unknown): number | undefined {
+  return typeof v === 'number' ? v : undefined;
+}

@@ -1,0 +1,114 @@
+/**
+ * `updraft agent`: runs one device's update agent as a long-lived process with the slot
+ * installer under `--install-dir` (agent state in `<install-dir>/.updraft`), logs each phase
+ * as one line on stderr, and stops cleanly on SIGINT/SIGTERM.
+ */
+import { once } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { UpdraftError } from '../errors.ts';
+import { isValidId } from '../protocol/topics.ts';
+import { SEMVER } from '../protocol/software.ts';
+import { createLogger, redactUrl, type Logger } from '../util/logger.ts';
+import { UpdateAgent } from './agent.ts';
+import { SlotInstaller } from './slot-installer.ts';
+
+/** Options of `updraft agent`. */
+export interface AgentDaemonOptions {
+  /** Device id (`--device`). */
+  deviceId: string;
+  /** Install directory (`--install-dir`): slots, `current` symlink, `.updraft/` state. */
+  installDir: string;
+  /** Broker URL (`--broker`, default `mqtt://127.0.0.1:1883`). */
+  brokerUrl?: string;
+  /** MQTT username (`--username`). */
+  username?: string;
+  /** MQTT password (`--password`). */
+  password?: string;
+  /** Health-check command run after each install (`--health-check`); exit 0 keeps the new version. */
+  healthCheck?: string;
+  /** Health-check timeout in ms (`--health-check-timeout`, default 60 000). */
+  healthCheckTimeoutMs?: number;
+  /** Version reported while nothing was installed yet (`--initial-version`, default none: `0.0.0`). */
+  initialVersion?: string;
+  /** Where lines go (default: stderr, level info). */
+  logger?: Logger;
+  /** Stops the daemon when aborted (embedding, tests). SIGINT and SIGTERM always stop it. */
+  signal?: AbortSignal;
+}
+
+/** Default broker of the daemon. */
+export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
+
+/** Runs the agent until SIGINT, SIGTERM or `opts.signal`; resolves after a clean stop. */
+export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
+  validate(opts);
+  const log = opts.logger ?? createLogger({ component: 'agent' });
+  const installDir = path.resolve(opts.installDir);
+  const stateDir = path.join(installDir, '.updraft');
+  await mkdir(stateDir, { recursive: true });
+  const installer = new SlotInstaller({
+    dir: installDir,
+    logger: log,
+    ...(opts.healthCheck !== undefined ? { healthCheck: opts.healthCheck } : {}),
+    ...(opts.healthCheckTimeoutMs !== undefined ? { healthCheckTimeoutMs: opts.healthCheckTimeoutMs } : {}),
+    ...(opts.initialVersion !== undefined ? { initialVersion: opts.initialVersion } : {}),
+  });
+  const agent = new UpdateAgent({
+    deviceId: opts.deviceId,
+    brokerUrl: opts.brokerUrl ?? DEFAULT_BROKER_URL,
+    installer,
+    stateDir,
+    logger: log,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+  });
+  agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
+  agent.on('status', (e) => log.info(`${opts.deviceId}: job ${e.jobId ?? '-'} ${e.status}${e.version ? ` ${e.version}` : ''}${e.error ? `: ${e.error}` : ''}`));
+  agent.on('progress', (e) => log.info(`${opts.deviceId}: job ${e.jobId} DOWNLOADING ${Math.round(e.progress * 100)}%`));
+  agent.on('job-finished', (e) => log.info(`${opts.deviceId}: job ${e.jobId} acknowledged: ${e.status}, running ${e.version}`));
+
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  opts.signal?.addEventListener('abort', onSignal, { once: true });
+  if (opts.signal?.aborted) stop.abort();
+  try {
+    const running = await installer.current();
+    log.info(`${opts.deviceId}: starting, running ${running?.version ?? 'nothing yet'}, broker ${safeUrl(opts.brokerUrl ?? DEFAULT_BROKER_URL)}`);
+    await agent.start();
+    if (!stop.signal.aborted) await once(stop.signal, 'abort');
+    log.info(`${opts.deviceId}: stopping`);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    opts.signal?.removeEventListener('abort', onSignal);
+    await agent.stop();
+  }
+  log.info(`${opts.deviceId}: stopped`);
+}
+
+/** Every problem at once (STYLE.md habit 8). */
+function validate(opts: AgentDaemonOptions): void {
+  const problems: string[] = [];
+  if (!isValidId(opts.deviceId ?? '')) problems.push('--device must be 1 to 128 characters of A-Z a-z 0-9 _ . : -');
+  if (!opts.installDir) problems.push('--install-dir is required');
+  if (opts.initialVersion !== undefined && !SEMVER.test(opts.initialVersion)) problems.push('--initial-version must be a semantic version like 1.0.0');
+  if (opts.healthCheckTimeoutMs !== undefined && !(Number.isInteger(opts.healthCheckTimeoutMs) && opts.healthCheckTimeoutMs > 0)) {
+    problems.push('--health-check-timeout must be a positive number of milliseconds');
+  }
+  if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
+  if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options:\n  - ${problems.join('\n  - ')}`);
+}
+
+/** The broker URL without a password in it, fit for a log line. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return redactUrl(u.toString());
+  } catch {
+    return '<unparsable broker URL>';
+  }
+}

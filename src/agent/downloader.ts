@@ -1,0 +1,257 @@
+/**
+ * Resumable, bounded, verified artifact download (pattern step 7: "downloads (resumable),
+ * verifies hash").
+ *
+ * - Resumes a partial file with `Range: bytes=<have>-` (RFC 9110 §14.2): 206 appends, 200
+ *   starts over, 416 means the file is already whole and goes to verification.
+ * - Never writes more than the announced size: a server that sends more (an endless-data
+ *   attack) is cut off at once with an INTEGRITY error.
+ * - An interrupted connection is retried with exponential backoff, resuming from what is on
+ *   disk; the bound counts failed attempts in a row without net progress.
+ * - The whole file is verified (size and SHA-256) at the end; a mismatching file is deleted.
+ * - The URL carries a signature: only its redacted form is ever logged.
+ */
+import { randomInt } from 'node:crypto';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { redactUrl, silentLogger, type Logger } from '../util/logger.ts';
+import { hashFile } from './file-hash.ts';
+
+/** What to download and how. */
+export interface DownloadOptions {
+  /** The (pre-signed) download URL. */
+  url: string;
+  /** Destination, e.g. `<stateDir>/downloads/<jobId>.part`; an existing file there is resumed. */
+  file: string;
+  /** Announced size in bytes: nothing beyond it is ever written. */
+  size: number;
+  /** Expected lower-case hex SHA-256 of the whole file. */
+  sha256: string;
+  /** Aborts the download (the partial file stays for a later resume). */
+  signal?: AbortSignal;
+  /** Called as bytes arrive, with the bytes on disk and the announced size. */
+  onProgress?: (received: number, size: number) => void;
+  /** Awaited before the whole file is hashed (the agent reports VERIFYING here). */
+  beforeVerify?: () => Promise<void> | void;
+  /** Give up after this many failed attempts in a row without net progress (default 5). */
+  maxAttempts?: number;
+  /** First retry delay in ms, doubled per failed attempt (default 1000). */
+  retryDelayMs?: number;
+  /** Longest retry delay in ms (default 30 000). */
+  maxRetryDelayMs?: number;
+  /** Extra request headers (e.g. `Authorization` for a temporary credential). */
+  headers?: Record<string, string>;
+  logger?: Logger;
+  /** The fetch implementation (default: Node's global fetch). */
+  fetch?: typeof fetch;
+}
+
+/** Defaults of the optional settings. */
+export const DOWNLOAD_DEFAULTS = { maxAttempts: 5, retryDelayMs: 1000, maxRetryDelayMs: 30_000 } as const;
+
+/** The download seam of the agent (`downloadArtifact` by default; the simulator may fake it). */
+export type Downloader = (opts: DownloadOptions) => Promise<DownloadResult>;
+
+/** A verified download. */
+export interface DownloadResult {
+  file: string;
+  /** Bytes that were already on disk when the call started. */
+  resumedFrom: number;
+}
+
+/** A failure worth another attempt (connection cut, 5xx, wrong resume offset). */
+class Retryable extends Error {}
+
+/**
+ * Downloads `url` to `file`, resuming, bounded by `size`, verified against `sha256`.
+ * Throws UpdraftError INTEGRITY (size or hash mismatch, too much data) or DOWNLOAD (HTTP error
+ * with `status`, or retries exhausted).
+ */
+export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadResult> {
+  const log = (opts.logger ?? silentLogger).child('downloader');
+  const maxAttempts = opts.maxAttempts ?? DOWNLOAD_DEFAULTS.maxAttempts;
+  await mkdir(path.dirname(opts.file), { recursive: true });
+  const resumedFrom = (await sizeOnDisk(opts.file)) ?? 0;
+  // bytes from an earlier attempt (or an earlier run) are trusted only once: if the whole
+  // file then fails verification, it is fetched again from scratch before giving up
+  let reusedBytes = resumedFrom > 0;
+  let failures = 0;
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    let have = await sizeOnDisk(opts.file);
+    if (have !== undefined && have > opts.size) {
+      await rm(opts.file, { force: true });
+      have = undefined;
+    }
+    if (have === undefined || have < opts.size) {
+      try {
+        await transfer(opts, have ?? 0, log);
+        const now = (await sizeOnDisk(opts.file)) ?? 0;
+        if (now < opts.size) throw new Retryable(`connection closed after ${now} of ${opts.size} bytes`);
+      } catch (err) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
+        if (err instanceof UpdraftError) throw err;
+        if (!(err instanceof Retryable)) throw new UpdraftError('DOWNLOAD', `download failed: ${describe(err)}`, { cause: err });
+        // only net progress renews the budget: a server that restarts at byte 0 every time must not be retried forever
+        if (((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0)) failures = 0;
+        failures++;
+        if (failures >= maxAttempts) {
+          throw new UpdraftError('DOWNLOAD', `download failed after ${failures} attempts without progress: ${err.message}`, { cause: err });
+        }
+        const delay = backoff(failures, opts);
+        log.warn('download interrupted, retrying', { url: redactUrl(opts.url), error: err.message, attempt: failures, delayMs: delay });
+        await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : {}).catch(() => opts.signal?.throwIfAborted());
+        reusedBytes = true;
+        continue;
+      }
+    }
+    await opts.beforeVerify?.();
+    const actual = await hashFile(opts.file, opts.signal);
+    if (actual.size === opts.size && actual.sha256 === opts.sha256) return { file: opts.file, resumedFrom };
+    await rm(opts.file, { force: true });
+    if (reusedBytes) {
+      reusedBytes = false;
+      log.warn('resumed download failed verification, downloading again from the start', { url: redactUrl(opts.url) });
+      continue;
+    }
+    if (actual.size !== opts.size) throw new UpdraftError('INTEGRITY', `size mismatch: expected ${opts.size} bytes, got ${actual.size}`);
+    throw new UpdraftError('INTEGRITY', `sha256 mismatch: expected ${opts.sha256}, got ${actual.sha256}`);
+  }
+}
+
+/** One HTTP request for the bytes from `have` on. Returns the bytes written. */
+async function transfer(opts: DownloadOptions, have: number, log: Logger): Promise<number> {
+  const ctrl = new AbortController();
+  const onAbort = () => ctrl.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (have > 0) headers.range = `bytes=${have}-`;
+    let res: Response;
+    try {
+      res = await (opts.fetch ?? fetch)(opts.url, { headers, signal: ctrl.signal });
+    } catch (err) {
+      throw new Retryable(`request failed: ${describe(err)}`);
+    }
+    let start: number;
+    if (res.status === 416 && have > 0) {
+      // nothing left to send: the file is whole (verification decides)
+      await res.body?.cancel().catch(() => {});
+      return 0;
+    } else if (res.status === 200) {
+      start = 0;
+    } else if (res.status === 206) {
+      start = rangeStart(res.headers.get('content-range'));
+      if (start !== have) {
+        await res.body?.cancel().catch(() => {});
+        await rm(opts.file, { force: true });
+        throw new Retryable(`server resumed at byte ${start}, not ${have}; starting over`);
+      }
+    } else {
+      const reason = await readReason(res);
+      const message = `HTTP ${res.status}: ${reason}`;
+      if (res.status === 408 || res.status === 429 || res.status >= 500) throw new Retryable(message);
+      throw new UpdraftError('DOWNLOAD', message, { status: res.status });
+    }
+    if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: redactUrl(opts.url) });
+    const limit = opts.size - start;
+    const announced = Number(res.headers.get('content-length') ?? NaN);
+    if (announced > limit) {
+      await res.body?.cancel().catch(() => {});
+      await rm(opts.file, { force: true });
+      throw new UpdraftError('INTEGRITY', `server announced ${announced} more bytes, but the artifact has only ${limit} left of ${opts.size}; refused`);
+    }
+    return await writeBody(res, opts, start, limit, ctrl);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Streams the body to the file from `start`, stopping dead at `limit` bytes. */
+async function writeBody(res: Response, opts: DownloadOptions, start: number, limit: number, ctrl: AbortController): Promise<number> {
+  const fh = await open(opts.file, start === 0 ? 'w' : 'a');
+  let written = 0;
+  try {
+    if (res.body) {
+      for await (const chunk of res.body) {
+        if (chunk.length > limit - written) {
+          ctrl.abort();
+          throw new UpdraftError('INTEGRITY', `server sent more than the announced ${opts.size} bytes; download stopped`);
+        }
+        await fh.write(chunk);
+        written += chunk.length;
+        opts.onProgress?.(start + written, opts.size);
+      }
+    }
+    if (written === limit) await fh.sync();
+    return written;
+  } catch (err) {
+    // aborted by the caller: what was written stays for a later resume
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    if (err instanceof UpdraftError) {
+      await fh.close().catch(() => {});
+      await rm(opts.file, { force: true });
+      throw err;
+    }
+    // connection cut mid-body: what was written stays and is resumed
+    throw new Retryable(`connection interrupted after ${start + written} of ${opts.size} bytes: ${describe(err)}`);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+/** `bytes 100-199/200` → 100. */
+function rangeStart(header: string | null): number {
+  const m = header ? /^bytes\s+(\d+)-\d+\/(?:\d+|\*)$/i.exec(header.trim()) : null;
+  return m ? Number(m[1]) : -1;
+}
+
+/** The reason of an HTTP error, from a JSON `message`/`error`/`reason` or the first text line (bounded read). */
+async function readReason(res: Response): Promise<string> {
+  let text = '';
+  try {
+    if (res.body) {
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body) {
+        text += decoder.decode(chunk, { stream: true });
+        if (text.length >= 2048) break;
+      }
+    }
+  } catch {
+    /* the reason is a courtesy */
+  }
+  text = text.slice(0, 2048).trim();
+  try {
+    const body = JSON.parse(text) as Record<string, unknown>;
+    const nested = body.error as Record<string, unknown> | string | undefined;
+    const found = body.message ?? body.reason ?? (typeof nested === 'string' ? nested : nested?.message);
+    if (typeof found === 'string' && found.length > 0) return found;
+  } catch {
+    /* not JSON */
+  }
+  const line = text.split('\n')[0]?.trim();
+  return line ? line.slice(0, 300) : res.statusText || 'no reason given';
+}
+
+function backoff(failures: number, opts: DownloadOptions): number {
+  const base = Math.min(opts.retryDelayMs ?? DOWNLOAD_DEFAULTS.retryDelayMs, opts.maxRetryDelayMs ?? DOWNLOAD_DEFAULTS.maxRetryDelayMs);
+  const delay = Math.min(base * 2 ** (failures - 1), opts.maxRetryDelayMs ?? DOWNLOAD_DEFAULTS.maxRetryDelayMs);
+  // jitter: a fleet cut off together must not come back together
+  return delay > 1 ? Math.round(delay / 2) + randomInt(Math.ceil(delay / 2)) : delay;
+}
+
+async function sizeOnDisk(file: string): Promise<number | undefined> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(err: unknown): string {
+  const e = asUpdraftError(err);
+  const cause = (err as { cause?: { code?: string; message?: string } } | undefined)?.cause;
+  return cause?.code ? `${e.message} (${cause.code})` : e.message;
+}

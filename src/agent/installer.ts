@@ -1,0 +1,61 @@
+/**
+ * The device installer seam (pattern step 7): the agent downloads and verifies, the installer
+ * puts the software in place, health-checks it, and rolls back on its own when that fails.
+ * `SlotInstaller` (A/B slots on disk) is the default; `SimulatedInstaller` serves the demo.
+ */
+import type { DesiredSoftware } from '../protocol/software.ts';
+
+/** What runs on the device now. */
+export interface InstalledSoftware {
+  /** Artifact name, when known (a fresh device may not know it). */
+  name?: string;
+  /** Version that runs now. */
+  version: string;
+  /** SHA-256 of what runs now, when known. */
+  sha256?: string;
+  /** Size in bytes of what runs now, when known. */
+  size?: number;
+}
+
+/** What an installation may use besides the file. */
+export interface InstallContext {
+  /** Aborted when the agent stops: the installer rolls back what it started and throws. */
+  signal?: AbortSignal;
+}
+
+/** Result of `recover` after a crash while installing. */
+export interface RecoveryResult {
+  /**
+   * `installed`: the new software runs and passed its health check; `rolled-back`: the old
+   * software runs again (see `reason`); `not-started`: nothing was changed, the old software
+   * runs and the install may simply be attempted again.
+   */
+  outcome: 'installed' | 'rolled-back' | 'not-started';
+  /** Why it rolled back, for the FAILURE report. */
+  reason?: string;
+}
+
+/** Puts verified software in place on the device. */
+export interface Installer {
+  /** What runs now; undefined when nothing was ever installed (the agent reports `0.0.0`). */
+  current(): Promise<InstalledSoftware | undefined>;
+  /**
+   * Installs the verified `file` as `sw` and health-checks it. Throws UpdraftError with code
+   * INSTALL or HEALTH_CHECK and the reason when it fails, after rolling back, so that the old
+   * software runs again.
+   */
+  install(file: string, sw: DesiredSoftware, ctx: InstallContext): Promise<void>;
+  /**
+   * Called on start when the agent crashed while `install(…, sw)` ran: finish it or roll it
+   * back. Installers without crash state may omit it (the agent then installs again).
+   */
+  recover?(sw: DesiredSoftware, ctx: InstallContext): Promise<RecoveryResult>;
+}
+
+/** True when `installed` is exactly `sw` (same version, and same SHA-256 when both are known). */
+export function isInstalled(installed: InstalledSoftware | undefined, sw: DesiredSoftware): boolean {
+  if (!installed || installed.version !== sw.version) return false;
+  if (installed.sha256 !== undefined && installed.sha256 !== sw.sha256) return false;
+  if (installed.name !== undefined && installed.name !== sw.name) return false;
+  return true;
+}

@@ -1,0 +1,176 @@
+/**
+ * Request/response over MQTT for the agent (STYLE.md: the AWS IoT SDK habit): every request
+ * carries a `clientToken`, the answer comes back on `.../accepted` or `.../rejected` with the
+ * same token. Each attempt times out; timeouts, 429 and 5xx are retried a bounded number of
+ * times with the same token (a late answer to an earlier attempt still counts). Retrying is
+ * safe because the agent's requests are idempotent: a report carries state, not a change.
+ */
+import { randomBytes } from 'node:crypto';
+import { UpdraftError, type ErrorCode } from '../errors.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import { answerTopic, requestTopic, type ShadowRef } from '../protocol/topics.ts';
+
+/** The two operations the agent uses. */
+export type AgentOperation = 'update' | 'get';
+
+/** Timing of requests. */
+export interface RequestPolicy {
+  /** How long one attempt waits for its answer, in ms. */
+  timeoutMs: number;
+  /** Attempts per request (1 = no retry). */
+  attempts: number;
+  /** Delay before the first retry, doubled per retry, in ms. */
+  retryDelayMs: number;
+}
+
+/** Defaults: 10 s per attempt, 3 attempts, 1 s then 2 s between them. */
+export const REQUEST_DEFAULTS: RequestPolicy = { timeoutMs: 10_000, attempts: 3, retryDelayMs: 1000 };
+
+interface Pending {
+  op: AgentOperation;
+  resolve: (answer: JsonObject) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Sends shadow requests for one device and matches the answers to them. */
+export class ShadowRequester {
+  private readonly ref: ShadowRef;
+  private readonly send: (topic: string, payload: string) => Promise<void>;
+  private readonly policy: RequestPolicy;
+  private readonly pending = new Map<string, Pending>();
+  private readonly waits = new Set<() => void>();
+  /** Random per instance: tokens of a restarted agent never collide with late answers to the old one. */
+  private readonly prefix = randomBytes(4).toString('hex');
+  private seq = 0;
+  private closed = false;
+
+  constructor(deps: { deviceId: string; send: (topic: string, payload: string) => Promise<void>; policy: RequestPolicy }) {
+    this.ref = { deviceId: deps.deviceId, name: '' };
+    this.send = deps.send;
+    this.policy = deps.policy;
+  }
+
+  /** The answer topics to subscribe to. */
+  answerTopics(): string[] {
+    return (['update', 'get'] as const).flatMap((op) => [answerTopic(this.ref, op, 'accepted'), answerTopic(this.ref, op, 'rejected')]);
+  }
+
+  /**
+   * Publishes `body` with a fresh clientToken and resolves with the accepted answer. Throws
+   * UpdraftError: the rejection's code (with `status` = its HTTP-style code), or TIMEOUT.
+   */
+  async request(op: AgentOperation, body: JsonObject): Promise<JsonObject> {
+    const token = `${this.prefix}-${(++this.seq).toString(36)}`;
+    const payload = JSON.stringify({ ...body, clientToken: token });
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw stopped();
+      try {
+        return await this.once(op, token, payload);
+      } catch (err) {
+        if (this.closed || attempt >= this.policy.attempts || !isRetryable(err)) throw err;
+      }
+      await this.delay(this.policy.retryDelayMs * 2 ** (attempt - 1));
+    }
+  }
+
+  /** Routes a received message; true when it was the answer to a pending request. */
+  handleMessage(topic: string, payload: Buffer): boolean {
+    const kind = this.kindOf(topic);
+    if (!kind) return false;
+    let body: unknown;
+    try {
+      body = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return false;
+    }
+    if (!isJsonObject(body) || typeof body.clientToken !== 'string') return false;
+    const pending = this.pending.get(body.clientToken);
+    // answers to other clients' requests (an operator's update) arrive here too: not ours
+    if (!pending || pending.op !== kind.op) return false;
+    this.pending.delete(body.clientToken);
+    clearTimeout(pending.timer);
+    if (kind.accepted) pending.resolve(body);
+    else pending.reject(rejectionError(kind.op, body));
+    return true;
+  }
+
+  /** Fails every pending request and wait (the agent is stopping). */
+  close(): void {
+    this.closed = true;
+    for (const [token, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(token);
+      p.reject(stopped());
+    }
+    for (const wake of this.waits) wake();
+  }
+
+  private once(op: AgentOperation, token: string, payload: string): Promise<JsonObject> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(token);
+        reject(new UpdraftError('TIMEOUT', `no answer to ${op} within ${this.policy.timeoutMs} ms`));
+      }, this.policy.timeoutMs);
+      this.pending.set(token, { op, resolve, reject, timer });
+      // a failed send is not final: the broker may have it, and the timeout retries otherwise
+      this.send(requestTopic(this.ref, op), payload).catch(() => {});
+    });
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.waits.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.waits.add(wake);
+    });
+  }
+
+  private kindOf(topic: string): { op: AgentOperation; accepted: boolean } | undefined {
+    for (const op of ['update', 'get'] as const) {
+      if (topic === answerTopic(this.ref, op, 'accepted')) return { op, accepted: true };
+      if (topic === answerTopic(this.ref, op, 'rejected')) return { op, accepted: false };
+    }
+    return undefined;
+  }
+}
+
+const CODES: Record<number, ErrorCode> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  409: 'CONFLICT',
+  413: 'TOO_LARGE',
+  429: 'TOO_MANY_REQUESTS',
+};
+
+/** The UpdraftError of a rejection `{code, message}`; `status` keeps the code. */
+function rejectionError(op: AgentOperation, body: JsonObject): UpdraftError {
+  const status = typeof body.code === 'number' ? body.code : 500;
+  const message = typeof body.message === 'string' ? body.message : 'no reason given';
+  return new UpdraftError(CODES[status] ?? 'INTERNAL', `${op} rejected (${status}): ${message}`, { status });
+}
+
+/** Thrown by everything still waiting when the agent stops. */
+export class AgentStoppedError extends UpdraftError {
+  constructor() {
+    super('INTERNAL', 'the agent is stopping');
+    this.name = 'AgentStoppedError';
+  }
+}
+
+/** Timeouts, 429 and 5xx may succeed later; other rejections will not. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof AgentStoppedError) return false;
+  if (!(err instanceof UpdraftError)) return true;
+  return err.code === 'TIMEOUT' || err.status === 429 || err.status >= 500;
+}
+
+function stopped(): AgentStoppedError {
+  return new AgentStoppedError();
+}

@@ -1,0 +1,246 @@
+/**
+ * The default installer: two slots on disk (A/B) and a `current` symlink that is switched
+ * atomically, so the device always has one complete, runnable version (pattern step 7).
+ *
+ *   <dir>/slots/a/{artifact, manifest.json}
+ *   <dir>/slots/b/{artifact, manifest.json}
+ *   <dir>/current -> slots/a
+ *
+ * A slot's `manifest.json` is written last (atomically, after the artifact is fsynced), so a
+ * slot with a manifest is complete. Installing writes the inactive slot, points `current` at
+ * it (temporary symlink renamed over `current`), runs the health check, and points `current`
+ * back when the check fails. `recover` finishes or undoes an install a crash interrupted.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, copyFile, mkdir, open, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import path from 'node:path';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import type { DesiredSoftware } from '../protocol/software.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import { syncDir, writeFileAtomic } from './atomic-file.ts';
+import { hashFile } from './file-hash.ts';
+import { runHealthCheck } from './health-check.ts';
+import type { InstallContext, InstalledSoftware, Installer, RecoveryResult } from './installer.ts';
+
+/** Options of the slot installer. */
+export interface SlotInstallerOptions {
+  /** Install directory: holds `slots/a`, `slots/b` and the `current` symlink. */
+  dir: string;
+  /**
+   * Health-check command (run with `/bin/sh -c` in `dir`, env `UPDRAFT_SLOT` = the new slot's
+   * directory, `UPDRAFT_VERSION` = the new version). Exit 0 keeps the new software.
+   */
+  healthCheck?: string;
+  /** The health check fails after this many ms (default 60 000). */
+  healthCheckTimeoutMs?: number;
+  /** Version reported while nothing was installed yet (default: none, the agent reports `0.0.0`). */
+  initialVersion?: string;
+  /** Name reported with `initialVersion`. */
+  initialName?: string;
+  logger?: Logger;
+}
+
+/** Defaults of the optional settings. */
+export const SLOT_INSTALLER_DEFAULTS = { healthCheckTimeoutMs: 60_000 } as const;
+
+/** One of the two slots. */
+export type Slot = 'a' | 'b';
+
+/** `slots/<x>/manifest.json`: what a complete slot holds. */
+export interface SlotManifest {
+  name: string;
+  version: string;
+  sha256: string;
+  size: number;
+  /** ISO time of installation. */
+  installedAt: string;
+  /** Set when the slot failed its health check: why. Such a slot is never switched to again. */
+  rejected?: string;
+}
+
+/** File name of the artifact inside a slot (`$UPDRAFT_SLOT/artifact`). */
+export const ARTIFACT_FILE = 'artifact';
+const MANIFEST_FILE = 'manifest.json';
+
+/** A/B slot installer with atomic switch, health check and rollback. */
+export class SlotInstaller implements Installer {
+  private readonly opts: SlotInstallerOptions;
+  private readonly log: Logger;
+
+  constructor(opts: SlotInstallerOptions) {
+    this.opts = opts;
+    this.log = (opts.logger ?? silentLogger).child('slot-installer');
+  }
+
+  /** Directory of a slot. */
+  slotDir(slot: Slot): string {
+    return path.join(this.opts.dir, 'slots', slot);
+  }
+
+  /** The slot `current` points to, or undefined on a fresh install directory. */
+  async activeSlot(): Promise<Slot | undefined> {
+    let target: string;
+    try {
+      target = await readlink(this.currentLink());
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    const slot = path.basename(target);
+    if (slot !== 'a' && slot !== 'b') throw new UpdraftError('INSTALL', `${this.currentLink()} points to ${target}, not to a slot; repair the install directory`);
+    return slot;
+  }
+
+  /** The manifest of a slot, or undefined when the slot is empty or incomplete. */
+  async readManifest(slot: Slot): Promise<SlotManifest | undefined> {
+    try {
+      return JSON.parse(await readFile(path.join(this.slotDir(slot), MANIFEST_FILE), 'utf8')) as SlotManifest;
+    } catch (err) {
+      if (isNotFound(err) || err instanceof SyntaxError) return undefined;
+      throw err;
+    }
+  }
+
+  async current(): Promise<InstalledSoftware | undefined> {
+    const slot = await this.activeSlot();
+    const manifest = slot && (await this.readManifest(slot));
+    if (manifest) return { name: manifest.name, version: manifest.version, sha256: manifest.sha256, size: manifest.size };
+    if (this.opts.initialVersion === undefined) return undefined;
+    const initial: InstalledSoftware = { version: this.opts.initialVersion };
+    if (this.opts.initialName !== undefined) initial.name = this.opts.initialName;
+    return initial;
+  }
+
+  async install(file: string, sw: DesiredSoftware, ctx: InstallContext): Promise<void> {
+    const previous = await this.activeSlot();
+    const target: Slot = previous === 'a' ? 'b' : 'a';
+    try {
+      await this.writeSlot(target, file, sw, ctx.signal);
+    } catch (err) {
+      await rm(this.slotDir(target), { recursive: true, force: true }).catch(() => {});
+      throw new UpdraftError('INSTALL', `cannot write slot ${target}: ${asUpdraftError(err).message}`, { cause: err });
+    }
+    try {
+      await this.switchTo(target);
+    } catch (err) {
+      throw new UpdraftError('INSTALL', `cannot switch ${this.currentLink()} to slot ${target}: ${asUpdraftError(err).message}`, { cause: err });
+    }
+    this.log.info('switched', { slot: target, version: sw.version });
+    await this.checkOrRollBack(target, previous, sw, ctx.signal);
+  }
+
+  async recover(sw: DesiredSoftware, ctx: InstallContext): Promise<RecoveryResult> {
+    const active = await this.activeSlot();
+    if (active && matches(await this.readManifest(active), sw)) {
+      // the crash came after the switch: the health check never finished
+      const other: Slot = active === 'a' ? 'b' : 'a';
+      const fallback = usable(await this.readManifest(other)) ? other : undefined;
+      return this.finish(active, fallback, sw, ctx.signal);
+    }
+    const target: Slot = active === 'a' ? 'b' : 'a';
+    const manifest = await this.readManifest(target);
+    if (manifest && matches(manifest, sw)) {
+      if (manifest.rejected) return { outcome: 'rolled-back', reason: manifest.rejected };
+      // the slot was completely written before the crash: finish the install
+      const actual = await hashFile(path.join(this.slotDir(target), ARTIFACT_FILE)).catch(() => undefined);
+      if (actual?.sha256 === sw.sha256 && actual.size === sw.size) {
+        await this.switchTo(target);
+        return this.finish(target, active, sw, ctx.signal);
+      }
+    }
+    // a half-written slot: discard it, the old software runs, nothing was changed
+    await rm(this.slotDir(target), { recursive: true, force: true });
+    return { outcome: 'not-started' };
+  }
+
+  private async finish(slot: Slot, fallback: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined): Promise<RecoveryResult> {
+    try {
+      await this.checkOrRollBack(slot, fallback, sw, signal);
+      return { outcome: 'installed' };
+    } catch (err) {
+      return { outcome: 'rolled-back', reason: asUpdraftError(err).message };
+    }
+  }
+
+  /** Health-checks `slot` (already current); on failure points `current` back to `previous` and throws. */
+  private async checkOrRollBack(slot: Slot, previous: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined): Promise<void> {
+    if (this.opts.healthCheck === undefined) return;
+    try {
+      await runHealthCheck({
+        command: this.opts.healthCheck,
+        cwd: this.opts.dir,
+        env: { UPDRAFT_SLOT: this.slotDir(slot), UPDRAFT_VERSION: sw.version },
+        timeoutMs: this.opts.healthCheckTimeoutMs ?? SLOT_INSTALLER_DEFAULTS.healthCheckTimeoutMs,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      const reason = asUpdraftError(err).message;
+      await this.switchTo(previous);
+      // a check cut short by stop() says nothing about the software: recover() tries it again
+      if (!signal?.aborted) await this.markRejected(slot, reason);
+      this.log.warn('rolled back', { slot: previous ?? 'none', version: sw.version, reason });
+      throw new UpdraftError('HEALTH_CHECK', reason, { cause: err });
+    }
+  }
+
+  private async writeSlot(slot: Slot, file: string, sw: DesiredSoftware, signal: AbortSignal | undefined): Promise<void> {
+    const dir = this.slotDir(slot);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    signal?.throwIfAborted();
+    const artifact = path.join(dir, ARTIFACT_FILE);
+    await copyFile(file, artifact);
+    await chmod(artifact, 0o755);
+    const handle = await open(artifact, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    signal?.throwIfAborted();
+    const manifest: SlotManifest = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, installedAt: new Date().toISOString() };
+    // written last: a slot with a manifest is complete
+    await writeFileAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', 0o644);
+  }
+
+  /** Points `current` at `slot` atomically (temporary symlink renamed over it); undefined removes it. */
+  private async switchTo(slot: Slot | undefined): Promise<void> {
+    if (slot === undefined) {
+      await rm(this.currentLink(), { force: true });
+    } else {
+      const tmp = path.join(this.opts.dir, `.current.${randomBytes(4).toString('hex')}.tmp`);
+      await symlink(path.join('slots', slot), tmp);
+      try {
+        await rename(tmp, this.currentLink());
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
+    }
+    await syncDir(this.opts.dir);
+  }
+
+  private async markRejected(slot: Slot, reason: string): Promise<void> {
+    const manifest = await this.readManifest(slot).catch(() => undefined);
+    if (!manifest) return;
+    await writeFileAtomic(path.join(this.slotDir(slot), MANIFEST_FILE), JSON.stringify({ ...manifest, rejected: reason }, null, 2) + '\n', 0o644).catch((err: unknown) =>
+      this.log.warn('cannot mark slot rejected', { slot, error: asUpdraftError(err).message }),
+    );
+  }
+
+  private currentLink(): string {
+    return path.join(this.opts.dir, 'current');
+  }
+}
+
+function matches(manifest: SlotManifest | undefined, sw: DesiredSoftware): boolean {
+  return manifest !== undefined && manifest.version === sw.version && manifest.sha256 === sw.sha256;
+}
+
+function usable(manifest: SlotManifest | undefined): boolean {
+  return manifest !== undefined && manifest.rejected === undefined;
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}

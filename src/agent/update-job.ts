@@ -1,0 +1,180 @@
+/**
+ * One update job on the device, from command to outcome (pattern steps 5-7): download with
+ * resume and URL refresh, verify, install (or, after a crash mid-install, recover). The agent
+ * owns persistence and reporting and passes them in; the job only sequences the phases and
+ * decides the outcome. A job lives only while it runs: an idle agent holds none.
+ */
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import type { SoftwareCommand } from '../protocol/software.ts';
+import { redactUrl, type Logger } from '../util/logger.ts';
+import type { InFlightPhase, JobOutcome } from './agent-state.ts';
+import type { DownloadOptions, Downloader } from './downloader.ts';
+import { isInstalled, type Installer } from './installer.ts';
+import { AgentStoppedError } from './shadow-requester.ts';
+
+/** Download settings the agent passes through. */
+export type JobDownloadSettings = Pick<DownloadOptions, 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs'>;
+
+/** What a job needs from the agent. */
+export interface UpdateJobDeps {
+  installer: Installer;
+  download: Downloader;
+  /** Where the artifact is downloaded (`<stateDir>/downloads/<jobId>.part`). */
+  file: string;
+  /** Persists the new phase (before the job acts on it), then reports it. */
+  enterPhase: (job: UpdateJob, phase: InFlightPhase) => Promise<void>;
+  /** Reports download progress (already throttled). */
+  reportProgress: (job: UpdateJob, progress: number) => void;
+  /** Asks the server for the current command (`get`); a fresh URL arrives through `job.command`. */
+  refreshCommand: (job: UpdateJob) => Promise<void>;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+  logger: Logger;
+  downloadSettings: JobDownloadSettings;
+  /** A URL expiring within this many ms is refreshed before use. */
+  urlMarginMs: number;
+  /** Fresh URLs asked for at most this many times per job. */
+  maxUrlRefreshes: number;
+  /** Progress is reported when it advanced by this much (0..1)... */
+  progressStep: number;
+  /** ...and at least this many ms passed since the last report. */
+  progressIntervalMs: number;
+}
+
+/** A running update job. */
+export class UpdateJob {
+  readonly jobId: string;
+  /** The latest command of this job (a duplicate delta or a `get` brings a fresher URL). */
+  command: SoftwareCommand;
+  /** Shadow version of the message that delivered `command`, when known. */
+  commandVersion: number | undefined;
+  phase: InFlightPhase;
+  /** Last reported progress (0..1). */
+  progress = 0;
+  private lastProgressAt = 0;
+  private readonly deps: UpdateJobDeps;
+  private readonly ctrl = new AbortController();
+  private cancelReason: string | undefined;
+
+  constructor(command: SoftwareCommand, phase: InFlightPhase, deps: UpdateJobDeps) {
+    this.jobId = command.jobId;
+    this.command = command;
+    this.commandVersion = undefined;
+    this.phase = phase;
+    this.deps = deps;
+  }
+
+  /** True while the job may still be called off (nothing installed yet). */
+  get cancellable(): boolean {
+    return this.phase === 'DOWNLOADING' || this.phase === 'VERIFYING';
+  }
+
+  /** Calls the job off before it installs (superseded or canceled); it then ends in FAILURE with `reason`. */
+  cancel(reason: string): boolean {
+    if (!this.cancellable || this.cancelReason !== undefined) return false;
+    this.cancelReason = reason;
+    this.ctrl.abort(new UpdraftError('DOWNLOAD', reason));
+    return true;
+  }
+
+  /** The agent stops: abort whatever runs; `execute` rejects with AgentStoppedError and nothing is reported. */
+  stop(): void {
+    this.ctrl.abort(new AgentStoppedError());
+  }
+
+  /** Marks the (already persisted) phase as started now, for progress throttling. */
+  markReported(): void {
+    this.lastProgressAt = this.deps.now();
+  }
+
+  /** Runs the job to its outcome; rejects only with AgentStoppedError (or an unexpected internal error). */
+  async execute(): Promise<JobOutcome> {
+    const { installer, logger } = this.deps;
+    const signal = this.ctrl.signal;
+    try {
+      if (this.phase === 'INSTALLING') {
+        // the agent died while installing: the installer finishes or undoes it
+        const result = installer.recover ? await installer.recover(this.command, { signal }) : { outcome: 'not-started' as const };
+        logger.info('install interrupted by a restart: recovered', { jobId: this.jobId, outcome: result.outcome });
+        if (result.outcome === 'installed') return { status: 'SUCCESS' };
+        if (result.outcome === 'rolled-back') return { status: 'FAILURE', error: result.reason ?? 'install interrupted by a restart; rolled back' };
+        await this.enter('VERIFYING');
+      } else if (isInstalled(await installer.current(), this.command)) {
+        logger.info('already running the desired software', { jobId: this.jobId, version: this.command.version });
+        return { status: 'SUCCESS' };
+      }
+      const file = await this.fetch();
+      if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
+      // a custom downloader may not call beforeVerify: the phases still go in order
+      if (this.phase === 'DOWNLOADING') await this.enter('VERIFYING');
+      await this.enter('INSTALLING');
+      await installer.install(file, this.command, { signal });
+      return { status: 'SUCCESS' };
+    } catch (err) {
+      if (signal.reason instanceof AgentStoppedError) throw signal.reason;
+      if (err instanceof AgentStoppedError) throw err;
+      if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
+      return { status: 'FAILURE', error: asUpdraftError(err).message };
+    }
+  }
+
+  private async enter(phase: InFlightPhase): Promise<void> {
+    this.phase = phase;
+    await this.deps.enterPhase(this, phase);
+    this.markReported();
+  }
+
+  /** Downloads and verifies, refreshing an expired URL (by time, or a 403) a bounded number of times. */
+  private async fetch(): Promise<string> {
+    const { deps } = this;
+    const signal = this.ctrl.signal;
+    let refreshes = 0;
+    for (;;) {
+      signal.throwIfAborted();
+      const cmd = this.command;
+      if (cmd.urlExpiresAt * 1000 - deps.urlMarginMs <= deps.now()) {
+        if (refreshes >= deps.maxUrlRefreshes) {
+          throw new UpdraftError('DOWNLOAD', `download URL expired and no fresh one arrived after ${refreshes} requests`);
+        }
+        refreshes++;
+        deps.logger.info('download URL expired, asking for a fresh one', { jobId: this.jobId, url: redactUrl(cmd.url) });
+        await deps.refreshCommand(this);
+        continue;
+      }
+      try {
+        await deps.download({
+          ...deps.downloadSettings,
+          url: cmd.url,
+          file: deps.file,
+          size: cmd.size,
+          sha256: cmd.sha256,
+          signal,
+          logger: deps.logger,
+          onProgress: (received, size) => this.onProgress(received, size),
+          beforeVerify: () => (this.phase === 'DOWNLOADING' ? this.enter('VERIFYING') : undefined),
+        });
+        return deps.file;
+      } catch (err) {
+        const forbidden = err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === 403;
+        if (!forbidden || signal.aborted || refreshes >= deps.maxUrlRefreshes) throw err;
+        // a URL may be refused before its announced expiry (clock skew, key rotation): ask for a new one
+        refreshes++;
+        deps.logger.info('download refused, asking for a fresh URL', { jobId: this.jobId, error: err.message });
+        await deps.refreshCommand(this);
+        if (this.command.url === cmd.url) throw err;
+      }
+    }
+  }
+
+  private onProgress(received: number, size: number): void {
+    if (this.phase !== 'DOWNLOADING' || size === 0) return;
+    const p = Math.floor((received / size) * 1000) / 1000;
+    // the VERIFYING report follows at 100%; in between at most one report per step and per interval
+    if (p >= 1 || p - this.progress < this.deps.progressStep) return;
+    const now = this.deps.now();
+    if (now - this.lastProgressAt < this.deps.progressIntervalMs) return;
+    this.progress = p;
+    this.lastProgressAt = now;
+    this.deps.reportProgress(this, p);
+  }
+}

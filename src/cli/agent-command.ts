@@ -1,0 +1,37 @@
+/** `updraft agent`: runs one device's update agent (the daemon of `src/agent/`). */
+import type { Command } from 'commander';
+import { UpdraftError } from '../errors.ts';
+import { DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
+import { createLogger, type LogLevel } from '../util/logger.ts';
+
+/** Adds `agent`. */
+export function addAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('run a device agent: take update commands from the delta, download, verify, install, report')
+    .requiredOption('--device <id>', 'device id (also the MQTT client id)')
+    .requiredOption('--install-dir <dir>', 'directory for the A/B slots, the current pointer and agent state')
+    .option('--broker <url>', `MQTT broker URL [env UPDRAFT_BROKER, default ${DEFAULT_BROKER_URL}]`)
+    .option('--username <name>', 'MQTT user name')
+    .option('--password <secret>', 'MQTT password [env UPDRAFT_DEVICE_PASSWORD]')
+    .option('--health-check <cmd>', 'shell command run after switching slots; non-zero exit rolls back')
+    .option('--health-check-timeout <s>', 'seconds before a health check counts as failed', '60')
+    .option('--initial-version <v>', 'version to report while nothing was installed yet')
+    .option('--log-level <level>', 'debug, info, warn, error', 'info')
+    .action(async (o: { device: string; installDir: string; broker?: string; username?: string; password?: string; healthCheck?: string; healthCheckTimeout: string; initialVersion?: string; logLevel: string }) => {
+      const timeout = Number(o.healthCheckTimeout);
+      if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
+      const password = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD;
+      await runAgentDaemon({
+        deviceId: o.device,
+        installDir: o.installDir,
+        brokerUrl: o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL,
+        logger: createLogger({ level: o.logLevel as LogLevel, component: 'agent' }),
+        healthCheckTimeoutMs: timeout * 1000,
+        ...(o.username !== undefined ? { username: o.username } : {}),
+        ...(password !== undefined ? { password } : {}),
+        ...(o.healthCheck !== undefined ? { healthCheck: o.healthCheck } : {}),
+        ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
+      });
+    });
+}

@@ -1,0 +1,52 @@
+/** `updraft agent` as a function: validation, and one update end to end with the slot installer. */
+import assert from 'node:assert/strict';
+import { readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { runAgentDaemon } from '../../src/agent/daemon.ts';
+import { UpdraftError } from '../../src/errors.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { AgentFixture, eventually } from './support/agent-fixture.ts';
+
+describe('runAgentDaemon', () => {
+  let f: AgentFixture;
+  beforeEach(async () => {
+    f = new AgentFixture();
+    await f.start();
+  });
+  afterEach(() => f.close());
+
+  it('reports every problem of the options at once', async () => {
+    await assert.rejects(runAgentDaemon({ deviceId: 'bad/id', installDir: '', initialVersion: 'one', brokerUrl: 'localhost:1883' }), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError);
+      assert.equal(err.code, 'CONFIG');
+      for (const flag of ['--device', '--install-dir', '--initial-version', '--broker']) assert.ok(err.message.includes(flag), err.message);
+      return true;
+    });
+  });
+
+  it('installs an update into the install dir, logs one line per phase, and stops on abort', async () => {
+    const lines: string[] = [];
+    const sigintListeners = process.listenerCount('SIGINT');
+    const ctrl = new AbortController();
+    const done = runAgentDaemon({
+      deviceId: f.deviceId,
+      installDir: f.installDir,
+      brokerUrl: `mqtt://user:secret@${new URL(f.broker.url).host}`,
+      initialVersion: '1.0.0',
+      healthCheck: 'test -f "$UPDRAFT_SLOT/artifact"',
+      logger: createLogger({ write: (l) => lines.push(l) }),
+      signal: ctrl.signal,
+    });
+    await f.server.until(() => f.server.gets >= 1, 'the daemon connecting');
+    await f.server.setDesired(f.software('job-d'));
+    await eventually(() => lines.some((l) => l.includes('job job-d acknowledged: SUCCESS, running 2.0.0')), 'the outcome logged');
+    ctrl.abort();
+    await done;
+    assert.equal(await readlink(path.join(f.installDir, 'current')), path.join('slots', 'a'));
+    for (const phase of ['DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SUCCESS']) assert.ok(lines.some((l) => l.includes(`job job-d ${phase}`)), phase);
+    assert.ok(lines.some((l) => l.includes('stopped')));
+    assert.ok(!lines.some((l) => l.includes('secret') || l.includes('sig=')), 'no secret in the log');
+    assert.equal(process.listenerCount('SIGINT'), sigintListeners);
+  });
+});

@@ -1,0 +1,169 @@
+/** The downloader against a real HTTP server: resume, bounds, integrity, HTTP errors. */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { UpdraftError } from '../../src/errors.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { downloadArtifact, type DownloadOptions } from '../../src/agent/downloader.ts';
+import { ArtifactServer, sha256, testContent } from './support/artifact-server.ts';
+
+const SIZE = 1024 * 1024 + 17;
+const content = testContent(SIZE);
+const digest = sha256(content);
+
+describe('downloadArtifact', () => {
+  let server: ArtifactServer;
+  let dir: string;
+  let file: string;
+
+  before(async () => {
+    server = new ArtifactServer(content);
+    await server.start();
+  });
+  after(() => server.close());
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-dl-'));
+    file = path.join(dir, 'downloads', 'job-1.part');
+    server.mode = 'normal';
+    server.cuts = 1;
+    server.requests.length = 0;
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  const opts = (extra: Partial<DownloadOptions> = {}): DownloadOptions => ({ url: server.url(), file, size: SIZE, sha256: digest, retryDelayMs: 5, ...extra });
+  const exists = (f: string) => stat(f).then(() => true, () => false);
+
+  it('downloads and verifies, reporting monotonic progress up to the size', async () => {
+    const seen: number[] = [];
+    let verifying = false;
+    const result = await downloadArtifact(opts({ onProgress: (r) => seen.push(r), beforeVerify: () => void (verifying = true) }));
+    assert.equal(result.file, file);
+    assert.equal(result.resumedFrom, 0);
+    assert.ok(verifying);
+    assert.deepEqual(await readFile(file), content);
+    assert.ok(seen.length > 0);
+    assert.deepEqual([...seen].sort((a, b) => a - b), seen);
+    assert.equal(seen[seen.length - 1], SIZE);
+  });
+
+  it('resumes with a Range request after the connection is cut halfway', async () => {
+    server.mode = 'cut';
+    await downloadArtifact(opts());
+    assert.deepEqual(await readFile(file), content);
+    assert.equal(server.requests.length, 2);
+    assert.equal(server.requests[0]!.range, undefined);
+    const resumedAt = Number(/^bytes=(\d+)-$/.exec(server.requests[1]!.range ?? '')?.[1]);
+    assert.ok(resumedAt > 0 && resumedAt < SIZE, `resumed at ${resumedAt}`);
+    assert.equal(server.requests[1]!.status, 206);
+  });
+
+  it('resumes a partial file left by an earlier run', async () => {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content.subarray(0, 1000));
+    const result = await downloadArtifact(opts());
+    assert.equal(result.resumedFrom, 1000);
+    assert.equal(server.requests[0]!.range, 'bytes=1000-');
+    assert.deepEqual(await readFile(file), content);
+  });
+
+  it('starts over when the server ignores the range (200)', async () => {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content.subarray(0, 5000));
+    server.mode = 'no-range';
+    await downloadArtifact(opts());
+    assert.equal(server.requests[0]!.status, 200);
+    assert.deepEqual(await readFile(file), content);
+  });
+
+  it('downloads again from scratch when a resumed file turns out corrupt', async () => {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, Buffer.alloc(3000, 9)); // not the artifact's first bytes
+    await downloadArtifact(opts());
+    assert.deepEqual(await readFile(file), content);
+    assert.equal(server.requests.length, 2);
+    assert.equal(server.requests[1]!.range, undefined);
+  });
+
+  it('never accepts a truncated file: retries, then fails with DOWNLOAD', async () => {
+    server.mode = 'short';
+    await assert.rejects(downloadArtifact(opts({ maxAttempts: 3 })), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError);
+      assert.equal(err.code, 'DOWNLOAD');
+      assert.match(err.message, /without progress/);
+      return true;
+    });
+    assert.ok(server.requests.length >= 3);
+  });
+
+  it('rejects a tampered byte with INTEGRITY and deletes the file', async () => {
+    server.mode = 'tamper';
+    await assert.rejects(downloadArtifact(opts()), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError);
+      assert.equal(err.code, 'INTEGRITY');
+      assert.match(err.message, new RegExp(`^sha256 mismatch: expected ${digest}, got [0-9a-f]{64}$`));
+      return true;
+    });
+    assert.equal(await exists(file), false);
+  });
+
+  it('stops an endless body at the announced size with INTEGRITY', async () => {
+    server.mode = 'endless';
+    server.endless = { written: 0, closedByClient: false };
+    let maxSeen = 0;
+    await assert.rejects(downloadArtifact(opts({ onProgress: (r) => (maxSeen = Math.max(maxSeen, r)) })), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError);
+      assert.equal(err.code, 'INTEGRITY');
+      assert.match(err.message, /more than the announced/);
+      return true;
+    });
+    assert.ok(maxSeen <= SIZE, `wrote ${maxSeen} bytes`);
+    assert.equal(await exists(file), false);
+    // the client hung up on the server (the test's own timeout is the hang guard)
+    while (!server.endless.closedByClient) await new Promise((r) => setTimeout(r, 5));
+  });
+
+  it('refuses a response that announces more than the artifact size', async () => {
+    server.mode = 'oversize-announced';
+    await assert.rejects(downloadArtifact(opts()), (err: unknown) => err instanceof UpdraftError && err.code === 'INTEGRITY');
+    assert.equal(await exists(file), false);
+  });
+
+  it('surfaces a 403 with its status and reason, without retrying', async () => {
+    server.mode = 'forbidden';
+    await assert.rejects(downloadArtifact(opts()), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError);
+      assert.equal(err.code, 'DOWNLOAD');
+      assert.equal(err.status, 403);
+      assert.equal(err.message, 'HTTP 403: download URL has expired; ask for a fresh one');
+      return true;
+    });
+    assert.equal(server.requests.length, 1);
+  });
+
+  it('stops on abort and keeps the partial file for a later resume', async () => {
+    server.mode = 'stall';
+    const ctrl = new AbortController();
+    const p = downloadArtifact(opts({ signal: ctrl.signal }));
+    await server.stalled();
+    // wait until the first half reached the disk (hang guard: the test timeout)
+    while (((await stat(file).catch(() => undefined))?.size ?? 0) === 0) await new Promise((r) => setTimeout(r, 5));
+    ctrl.abort();
+    await assert.rejects(p, (err: unknown) => (err as Error).name === 'AbortError');
+    const partial = (await stat(file)).size;
+    assert.ok(partial > 0 && partial < SIZE);
+    server.mode = 'normal';
+    const result = await downloadArtifact(opts());
+    assert.equal(result.resumedFrom, partial);
+    assert.deepEqual(await readFile(file), content);
+  });
+
+  it('never logs the signed part of the URL', async () => {
+    server.mode = 'cut';
+    const lines: string[] = [];
+    await downloadArtifact(opts({ url: server.url(undefined, { sig: 'SECRET-SIGNATURE', exp: '4000000000' }), logger: createLogger({ level: 'debug', write: (l) => lines.push(l) }) }));
+    assert.ok(lines.length > 0);
+    assert.ok(lines.every((l) => !l.includes('SECRET-SIGNATURE')), lines.join('\n'));
+  });
+});

@@ -11,12 +11,15 @@ export function addDemoCommand(program: Command): void {
     .option('--devices <n>', 'number of simulated devices', '50')
     .option('--artifact-kb <n>', 'size of the demo artifact in KiB', '256')
     .option('--timeout <s>', 'give up after this many seconds', '120')
-    .action(async (opts: { devices: string; artifactKb: string; timeout: string }) => {
+    .option('--failure-rate <p>', 'probability (0..1) that a simulated install fails its health check', '0')
+    .action(async (opts: { devices: string; artifactKb: string; timeout: string; failureRate: string }) => {
       const devices = Number(opts.devices);
       if (!Number.isSafeInteger(devices) || devices < 1 || devices > 20_000) throw new UpdraftError('BAD_REQUEST', '--devices must be an integer from 1 to 20000');
       const kb = Number(opts.artifactKb);
       if (!Number.isSafeInteger(kb) || kb < 1) throw new UpdraftError('BAD_REQUEST', '--artifact-kb must be a positive integer');
-      const r = await runDemo({ devices, artifactBytes: kb * 1024, timeoutMs: Number(opts.timeout) * 1000 });
+      const failureRate = Number(opts.failureRate);
+      if (!(failureRate >= 0 && failureRate <= 1)) throw new UpdraftError('BAD_REQUEST', '--failure-rate must be a number from 0 to 1');
+      const r = await runDemo({ devices, artifactBytes: kb * 1024, timeoutMs: Number(opts.timeout) * 1000, failureRate });
       for (const f of r.failures.slice(0, 10)) process.stderr.write(`demo: ${f.deviceId}: ${f.reason}\n`);
       process.stdout.write(`demo: ${r.updated}/${r.devices} devices updated to ${r.version} in ${r.seconds.toFixed(1)} s\n`);
       process.exitCode = r.updated === r.devices ? 0 : 1;

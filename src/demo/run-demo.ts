@@ -23,6 +23,8 @@ export interface DemoOptions {
   artifactBytes: number;
   /** Give up after this long (ms). */
   timeoutMs: number;
+  /** Probability (0..1) that a simulated install fails its health check (default 0). */
+  failureRate?: number;
   /** Where progress goes (stderr by default). */
   progress?: (line: string, final: boolean) => void;
 }
@@ -64,7 +66,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const agent = new UpdateAgent({
         deviceId,
         brokerUrl,
-        installer: new SimulatedInstaller({ initial: { name: 'fw', version: FROM }, durationMs: 50 }),
+        installer: new SimulatedInstaller({ initial: { name: 'fw', version: FROM }, durationMs: 50, failureRate: opts.failureRate ?? 0 }),
         stateDir: path.join(dir, 'devices', deviceId),
         logger: silentLogger,
       });

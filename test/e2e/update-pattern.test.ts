@@ -118,7 +118,7 @@ describe('software update pattern, end to end', () => {
     const { sha256 } = await addArtifact(ts, '3.0.0', v3);
     const blob = path.join(ts.dataDir, 'artifacts', 'sha256', sha256.slice(0, 2), sha256);
     const tampered = Buffer.from(v3);
-    tampered[1234] ^= 0xff;
+    tampered.writeUInt8(tampered.readUInt8(1234) ^ 0xff, 1234);
     await writeFile(blob, tampered);
     const { installDir } = await startAgent('dev-tamper');
     const jobId = await deploy(ts, 'dev-tamper', 'fw@3.0.0');

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
+import { readDeviceSecret, secretFilePath } from '../agent/secret-file.ts';
 import { createLogger, type LogLevel } from '../util/logger.ts';
 
 /** Adds `agent`. */
@@ -13,7 +14,7 @@ export function addAgentCommand(program: Command): void {
     .requiredOption('--install-dir <dir>', 'directory for the A/B slots, the current pointer and agent state')
     .option('--broker <url>', `MQTT broker URL [env UPDRAFT_BROKER, default ${DEFAULT_BROKER_URL}]`)
     .option('--username <name>', 'MQTT user name')
-    .option('--password <secret>', 'MQTT password [env UPDRAFT_DEVICE_PASSWORD]')
+    .option('--password <secret>', 'device secret [env UPDRAFT_DEVICE_PASSWORD, default: <install-dir>/.updraft/device-secret]')
     .option('--health-check <cmd>', 'shell command run after switching slots; non-zero exit rolls back')
     .option('--health-check-timeout <s>', 'seconds before a health check counts as failed', '60')
     .option('--initial-version <v>', 'version to report while nothing was installed yet')
@@ -21,15 +22,18 @@ export function addAgentCommand(program: Command): void {
     .action(async (o: { device: string; installDir: string; broker?: string; username?: string; password?: string; healthCheck?: string; healthCheckTimeout: string; initialVersion?: string; logLevel: string }) => {
       const timeout = Number(o.healthCheckTimeout);
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
-      const password = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD;
+      const password = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD ?? (await readDeviceSecret(o.installDir));
+      if (password === undefined) {
+        throw new UpdraftError('UNAUTHORIZED', `no device secret: register the device with "updraft device register ${o.device} --save ${o.installDir}" (writes ${secretFilePath(o.installDir)}), or pass --password`);
+      }
       await runAgentDaemon({
         deviceId: o.device,
         installDir: o.installDir,
         brokerUrl: o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL,
         logger: createLogger({ level: o.logLevel as LogLevel, component: 'agent' }),
         healthCheckTimeoutMs: timeout * 1000,
-        ...(o.username !== undefined ? { username: o.username } : {}),
-        ...(password !== undefined ? { password } : {}),
+        username: o.username ?? o.device,
+        password,
         ...(o.healthCheck !== undefined ? { healthCheck: o.healthCheck } : {}),
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
       });

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import type { ShadowDocument } from '../protocol/shadow-messages.ts';
 import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-store.ts';
+import { saveDeviceSecret } from '../agent/secret-file.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 
 interface Common extends ApiOptions {
@@ -63,14 +64,47 @@ export function addApiCommands(program: Command): void {
       print(opts, res, `job ${res.job.jobId}: ${res.job.artifactName}@${res.job.artifactVersion} to ${res.executions.length} device(s)`);
     });
 
-  const device = program.command('device').description('inspect devices');
+  const device = program.command('device').description('register and inspect devices');
+  const collect = (v: string, acc: string[]) => [...acc, v];
+  withApi(device.command('register <id>').description('register a device; prints its secret once'))
+    .option('--attr <key=value>', 'attribute (repeatable); numbers and true/false are typed', collect, [])
+    .option('--tag <tag>', 'tag (repeatable)', collect, [])
+    .option('--save <install-dir>', "write the secret into the agent's install directory (mode 0600) instead of printing it")
+    .action(async (id: string, opts: Common & { attr: string[]; tag: string[]; save?: string }) => {
+      const attributes: Record<string, string | number | boolean> = {};
+      for (const a of opts.attr) {
+        const eq = a.indexOf('=');
+        if (eq <= 0) throw new UpdraftError('BAD_REQUEST', `--attr ${a} must look like key=value`);
+        const raw = a.slice(eq + 1);
+        attributes[a.slice(0, eq)] = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+      }
+      const r = await new ApiClient(opts).call<{ device: { deviceId: string }; secret: string }>('POST', '/api/v1/devices', { deviceId: id, attributes, tags: opts.tag });
+      if (opts.save) {
+        const file = await saveDeviceSecret(opts.save, r.secret);
+        print(opts, { device: r.device, secretFile: file }, `registered ${id}; secret saved to ${file}`);
+      } else {
+        print(opts, r, `registered ${id}\n  secret ${r.secret}\n  (shown once: pass it to the agent with --password or UPDRAFT_DEVICE_PASSWORD)`);
+      }
+    });
+  withApi(device.command('rotate-secret <id>').description('issue a new secret; the old one stops working'))
+    .option('--save <install-dir>', "write the secret into the agent's install directory")
+    .action(async (id: string, opts: Common & { save?: string }) => {
+      const r = await new ApiClient(opts).call<{ secret: string }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/rotate-secret`);
+      if (opts.save) print(opts, { secretFile: await saveDeviceSecret(opts.save, r.secret) }, `new secret for ${id} saved`);
+      else print(opts, r, `new secret for ${id}: ${r.secret}`);
+    });
+  withApi(device.command('revoke <id>').description('refuse the device from now on')).action(async (id: string, opts: Common) => {
+    const r = await new ApiClient(opts).call<unknown>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);
+    print(opts, r, `revoked ${id}`);
+  });
   withApi(device.command('show <id>').description("a device's desired, reported and delta state and its jobs")).action(async (id: string, opts: Common) => {
-    const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument; executions: ExecutionRecord[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
+    const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument | null; executions: ExecutionRecord[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
+    const state = d.shadow?.state ?? {};
     const lines = [
-      `device ${d.deviceId}  ${d.online ? 'online' : 'offline'}  shadow version ${d.shadow.version}`,
-      block('desired', d.shadow.state.desired),
-      block('reported', d.shadow.state.reported),
-      block('delta', d.shadow.state.delta),
+      `device ${d.deviceId}  ${d.online ? 'online' : 'offline'}  ${d.shadow ? `shadow version ${d.shadow.version}` : 'never connected'}`,
+      block('desired', state.desired),
+      block('reported', state.reported),
+      block('delta', state.delta),
       d.executions.length === 0 ? 'jobs: (none)' : `jobs:\n${d.executions.map(executionLine).join('\n')}`,
     ];
     print(opts, d, lines.join('\n'));

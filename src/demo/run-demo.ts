@@ -62,10 +62,25 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       if (e.current.name === '' && e.current.state.reported?.software) seen.add(e.current.deviceId);
       if (seen.size === ids.length) allSeen();
     });
+    // security is on in the demo too: every device is registered and connects with its secret
+    const api = `http://127.0.0.1:${server.http.port}/api/v1`;
+    const auth = { authorization: `Bearer ${server.operatorToken}` };
+    const secrets = new Map<string, string>();
+    for (let i = 0; i < ids.length; i += 100) {
+      await Promise.all(
+        ids.slice(i, i + 100).map(async (deviceId) => {
+          const r = await fetch(`${api}/devices`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ deviceId, tags: ['demo'] }) });
+          if (!r.ok) throw new Error(`registering ${deviceId} failed: ${await r.text()}`);
+          secrets.set(deviceId, ((await r.json()) as { secret: string }).secret);
+        }),
+      );
+    }
     for (const deviceId of ids) {
       const agent = new UpdateAgent({
         deviceId,
         brokerUrl,
+        username: deviceId,
+        password: secrets.get(deviceId)!,
         installer: new SimulatedInstaller({ initial: { name: 'fw', version: FROM }, durationMs: 50, failureRate: opts.failureRate ?? 0 }),
         stateDir: path.join(dir, 'devices', deviceId),
         logger: silentLogger,
@@ -78,8 +93,6 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     offSeen();
 
     // step 2: put the build into artifact storage, over the real API
-    const api = `http://127.0.0.1:${server.http.port}/api/v1`;
-    const auth = { authorization: `Bearer ${server.operatorToken}` };
     const added = await fetch(`${api}/artifacts?name=fw&version=${TO}`, { method: 'POST', headers: auth, body: randomBytes(opts.artifactBytes) });
     if (!added.ok) throw new Error(`artifact upload failed: ${await added.text()}`);
 

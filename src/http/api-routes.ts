@@ -7,6 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import type { DeploymentService } from '../jobs/deployment-service.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { isValidId } from '../protocol/topics.ts';
+import { publicDevice, type DeviceRegistration, type DeviceRegistry } from '../registry/device-registry.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { StateStore } from '../store/state-store.ts';
 import { readJson, sendJson } from './respond.ts';
@@ -19,6 +20,7 @@ export interface ApiDeps {
   artifacts: ArtifactService;
   deployments: DeploymentService;
   tracker: ExecutionTracker;
+  registry: DeviceRegistry;
   /** True when the device has an open MQTT connection. */
   isOnline: (deviceId: string) => boolean;
 }
@@ -45,23 +47,45 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
 
   router.add('GET', '/api/v1/artifacts/:name/:version', async ({ res, params }) => sendJson(res, 200, await deps.artifacts.get(params.name!, params.version!)));
 
+  router.add('POST', '/api/v1/devices', async ({ req, res }) => {
+    const body = await readJson(req);
+    const { device, secret } = await deps.registry.register(body as unknown as DeviceRegistration);
+    sendJson(res, 201, { device, secret });
+  });
+
   router.add('GET', '/api/v1/devices', async ({ res, url }) => {
     const limit = Math.min(Number(url.searchParams.get('limit') ?? 100) || 100, 1000);
+    if (limit < 1) throw new UpdraftError('BAD_REQUEST', 'limit must be from 1 to 1000');
     const after = url.searchParams.get('after') ?? undefined;
-    const page = await deps.store.listShadows({ limit, ...(after ? { after } : {}) });
-    const items = page.items.map((s) => ({ deviceId: s.deviceId, online: deps.isOnline(s.deviceId), version: s.version, reported: s.state.reported?.software ?? null, desired: s.state.desired?.software ?? null }));
+    const page = await deps.registry.list({ limit, ...(after ? { after } : {}) });
+    const items = await Promise.all(
+      page.items.map(async (d) => {
+        const shadow = await deps.store.getShadow(d.deviceId, '');
+        const state = shadow && !shadow.deleted ? shadow.state : {};
+        return { ...publicDevice(d), online: deps.isOnline(d.deviceId), reported: state.reported?.software ?? null, desired: state.desired?.software ?? null };
+      }),
+    );
     sendJson(res, 200, { items, ...(page.next ? { next: page.next } : {}) });
   });
 
   router.add('GET', '/api/v1/devices/:id', async ({ res, params }) => {
     const deviceId = deviceParam(params.id!);
+    const device = publicDevice(await deps.registry.get(deviceId));
     const shadow = await deps.replica.getDocument({ deviceId, name: '' }).catch((err: unknown) => {
-      if (err instanceof UpdraftError && err.code === 'NOT_FOUND') throw new UpdraftError('NOT_FOUND', `device ${deviceId} is unknown`);
+      if (err instanceof UpdraftError && err.code === 'NOT_FOUND') return null; // registered, never connected
       throw err;
     });
     await deps.tracker.idle();
     const executions = await deps.store.listExecutions({ deviceId });
-    sendJson(res, 200, { deviceId, online: deps.isOnline(deviceId), shadow, executions });
+    sendJson(res, 200, { deviceId, device, online: deps.isOnline(deviceId), shadow, executions });
+  });
+
+  router.add('POST', '/api/v1/devices/:id/rotate-secret', async ({ res, params }) => {
+    sendJson(res, 200, { secret: await deps.registry.rotateSecret(deviceParam(params.id!)) });
+  });
+
+  router.add('POST', '/api/v1/devices/:id/revoke', async ({ res, params }) => {
+    sendJson(res, 200, { device: await deps.registry.revoke(deviceParam(params.id!)) });
   });
 
   router.add('POST', '/api/v1/deployments', async ({ req, res }) => {

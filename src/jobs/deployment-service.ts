@@ -9,6 +9,7 @@ import { parseArtifactRef } from '../artifacts/artifact-service.ts';
 import { UpdraftError } from '../errors.ts';
 import type { Sender } from '../broker/message-bus.ts';
 import { isValidId } from '../protocol/topics.ts';
+import type { DeviceRegistry } from '../registry/device-registry.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { ExecutionRecord, JobRecord, StateStore } from '../store/state-store.ts';
 
@@ -24,13 +25,13 @@ export interface DeployRequest {
 
 /** Creates jobs and sets desired software. */
 export class DeploymentService {
-  private readonly deps: { store: StateStore; replica: ShadowReplica; artifacts: ArtifactService };
+  private readonly deps: { store: StateStore; replica: ShadowReplica; artifacts: ArtifactService; registry: DeviceRegistry };
 
-  constructor(deps: { store: StateStore; replica: ShadowReplica; artifacts: ArtifactService }) {
+  constructor(deps: { store: StateStore; replica: ShadowReplica; artifacts: ArtifactService; registry: DeviceRegistry }) {
     this.deps = deps;
   }
 
-  /** Deploys; BAD_REQUEST for an empty or malformed target list, NOT_FOUND for unknown devices or artifact. */
+  /** Deploys; BAD_REQUEST for an empty or malformed target list, NOT_FOUND for unregistered devices or a missing artifact. */
   async deploy(req: DeployRequest): Promise<{ job: JobRecord; executions: ExecutionRecord[] }> {
     const { store, replica, artifacts } = this.deps;
     if (!Array.isArray(req.devices) || req.devices.length === 0) throw new UpdraftError('BAD_REQUEST', 'devices must list at least one device id');
@@ -41,8 +42,8 @@ export class DeploymentService {
     const { name, version } = parseArtifactRef(req.artifact);
     const artifact = await artifacts.get(name, version);
     for (const d of devices) {
-      const shadow = await store.getShadow(d, '');
-      if (!shadow || shadow.deleted) throw new UpdraftError('NOT_FOUND', `device ${d} is unknown: it has never connected and reported its state`);
+      const device = await this.deps.registry.get(d);
+      if (device.revoked) throw new UpdraftError('CONFLICT', `device ${d} is revoked`);
     }
     const now = Date.now();
     const job: JobRecord = { jobId: randomUUID(), artifactName: name, artifactVersion: version, status: 'IN_PROGRESS', createdAt: now };

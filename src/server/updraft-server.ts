@@ -9,7 +9,7 @@ import { ArtifactService } from '../artifacts/artifact-service.ts';
 import { loadOrCreateKeyRing } from '../artifacts/key-ring.ts';
 import { LocalBlobStore } from '../artifacts/local-blob-store.ts';
 import { UrlSigner } from '../artifacts/url-signer.ts';
-import { ClientIdAuthenticator } from '../broker/authenticator.ts';
+import { RegistryAuthenticator } from '../broker/registry-authenticator.ts';
 import { EmbeddedBroker } from '../broker/embedded-broker.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
 import { EventBus } from '../events/event-bus.ts';
@@ -19,6 +19,7 @@ import { HttpServer } from '../http/http-server.ts';
 import { Router } from '../http/router.ts';
 import { DeploymentService } from '../jobs/deployment-service.ts';
 import { ExecutionTracker } from '../jobs/execution-tracker.ts';
+import { DeviceRegistry } from '../registry/device-registry.ts';
 import { ShadowReplica } from '../shadow/replica.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -48,6 +49,7 @@ export class UpdraftServer {
   artifacts!: ArtifactService;
   deployments!: DeploymentService;
   tracker!: ExecutionTracker;
+  registry!: DeviceRegistry;
 
   constructor(config: UpdraftConfig, deps: { logger: Logger }) {
     this.config = config;
@@ -85,6 +87,7 @@ export class UpdraftServer {
     await this.startPart(this.store);
     const blobs = new LocalBlobStore({ dir: path.join(dataDir, 'artifacts') });
     await this.startPart(blobs);
+    this.registry = new DeviceRegistry({ store: this.store });
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes });
 
     const router = new Router();
@@ -95,7 +98,7 @@ export class UpdraftServer {
     this.broker = new EmbeddedBroker({
       port: config.mqtt.port,
       host: config.mqtt.host,
-      authenticator: new ClientIdAuthenticator({ operatorToken: this.operatorToken }),
+      authenticator: new RegistryAuthenticator({ store: this.store, operatorToken: this.operatorToken, logger: logger.child('auth') }),
       logger: logger.child('mqtt'),
     });
     this.broker.onPresence((e) => {
@@ -120,7 +123,7 @@ export class UpdraftServer {
     await this.startPart(this.replica);
     this.tracker = new ExecutionTracker({ store: this.store, events, logger: logger.child('jobs') });
     await this.startPart(this.tracker);
-    this.deployments = new DeploymentService({ store: this.store, replica: this.replica, artifacts: this.artifacts });
+    this.deployments = new DeploymentService({ store: this.store, replica: this.replica, artifacts: this.artifacts, registry: this.registry });
     await this.startPart(this.broker);
 
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, logger: logger.child('download') }));
@@ -130,6 +133,7 @@ export class UpdraftServer {
       artifacts: this.artifacts,
       deployments: this.deployments,
       tracker: this.tracker,
+      registry: this.registry,
       isOnline: (id) => this.online.has(id),
     });
   }

@@ -24,6 +24,7 @@ import type {
   JobRecord,
   JobStatus,
   Page,
+  DeviceRecord,
   ShadowRecord,
   StateStore,
 } from './state-store.ts';
@@ -90,11 +91,24 @@ const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX executions_device ON executions (device_id, queued_at);
   `,
+  `
+  CREATE TABLE devices (
+    device_id   TEXT PRIMARY KEY NOT NULL,
+    attributes  TEXT NOT NULL,
+    tags        TEXT NOT NULL,
+    secret_hash TEXT,
+    revoked     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    version     INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 interface ShadowRow { device_id: string; name: string; version: number; deleted: number; state: string; metadata: string; timestamp: number }
 interface ArtifactRow { name: string; version: string; sha256: string; size: number; created_at: number }
 interface JobRow { job_id: string; artifact_name: string; artifact_version: string; status: string; created_at: number; description: string | null }
+interface DeviceRow { device_id: string; attributes: string; tags: string; secret_hash: string | null; revoked: number; created_at: number; updated_at: number; version: number }
 interface ExecutionRow { job_id: string; device_id: string; status: string; details: string; queued_at: number; updated_at: number; version: number }
 
 type Stmt<R = unknown> = Database.Statement<unknown[], R>;
@@ -118,6 +132,11 @@ interface Statements {
   executionsByJob: Stmt<ExecutionRow>;
   executionsByDevice: Stmt<ExecutionRow>;
   executionsAll: Stmt<ExecutionRow>;
+  insertDevice: Stmt;
+  getDevice: Stmt<DeviceRow>;
+  updateDevice: Stmt;
+  listDevicesFirst: Stmt<DeviceRow>;
+  listDevicesAfter: Stmt<DeviceRow>;
 }
 
 /** One queued write: `run` executes inside the batch transaction; settled after the commit. */
@@ -203,6 +222,39 @@ export class SqliteStore implements StateStore {
     // one row more than asked tells whether another page exists
     const rows = after === undefined ? s.listShadowsFirst.all(limit + 1) : s.listShadowsAfter.all(after, limit + 1);
     const items = rows.slice(0, limit).map(toShadow);
+    const last = items[items.length - 1];
+    return rows.length > limit && last ? { items, next: last.deviceId } : { items };
+  }
+
+  async createDevice(record: DeviceRecord): Promise<void> {
+    const params = deviceParams(record);
+    await this.enqueue(() => {
+      try {
+        this.statements().insertDevice.run(...params);
+      } catch (err) {
+        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Device ${record.deviceId} is already registered`);
+        throw err;
+      }
+    });
+  }
+
+  async getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
+    const row = this.statements().getDevice.get(deviceId);
+    return row && toDevice(row);
+  }
+
+  async updateDevice(record: DeviceRecord): Promise<boolean> {
+    const d = record;
+    const params = [JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked ? 1 : 0, d.updatedAt, d.version, d.deviceId, d.version - 1];
+    return this.enqueue(() => this.statements().updateDevice.run(...params).changes === 1);
+  }
+
+  async listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>> {
+    const { after, limit } = options;
+    if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
+    const s = this.statements();
+    const rows = after === undefined ? s.listDevicesFirst.all(limit + 1) : s.listDevicesAfter.all(after, limit + 1);
+    const items = rows.slice(0, limit).map(toDevice);
     const last = items[items.length - 1];
     return rows.length > limit && last ? { items, next: last.deviceId } : { items };
   }
@@ -372,6 +424,7 @@ function prepare(db: Database.Database): Statements {
   const p = <R = unknown>(sql: string): Stmt<R> => db.prepare<unknown[], R>(sql);
   const shadowCols = 'device_id, name, version, deleted, state, metadata, timestamp';
   const execCols = 'job_id, device_id, status, details, queued_at, updated_at, version';
+  const deviceCols = 'device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version';
   return {
     getShadow: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE device_id = ? AND name = ?`),
     insertShadow: p(`INSERT INTO shadows (${shadowCols}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, name) DO NOTHING`),
@@ -394,11 +447,36 @@ function prepare(db: Database.Database): Statements {
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
     executionsByDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC`),
     executionsAll: p<ExecutionRow>(`SELECT ${execCols} FROM executions ORDER BY queued_at DESC, job_id, device_id`),
+    insertDevice: p(`INSERT INTO devices (${deviceCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),
+    // created_at never changes
+    updateDevice: p('UPDATE devices SET attributes = ?, tags = ?, secret_hash = ?, revoked = ?, updated_at = ?, version = ? WHERE device_id = ? AND version = ?'),
+    listDevicesFirst: p<DeviceRow>(`SELECT ${deviceCols} FROM devices ORDER BY device_id LIMIT ?`),
+    listDevicesAfter: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?`),
   };
 }
 
 function executionParams(e: ExecutionRecord): unknown[] {
   return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version];
+}
+
+/** Column order of `deviceCols`. */
+function deviceParams(d: DeviceRecord): unknown[] {
+  return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked ? 1 : 0, d.createdAt, d.updatedAt, d.version];
+}
+
+function toDevice(row: DeviceRow): DeviceRecord {
+  const d: DeviceRecord = {
+    deviceId: row.device_id,
+    attributes: JSON.parse(row.attributes) as DeviceRecord['attributes'],
+    tags: JSON.parse(row.tags) as string[],
+    revoked: row.revoked !== 0,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    version: row.version,
+  };
+  if (row.secret_hash !== null) d.secretHash = row.secret_hash;
+  return d;
 }
 
 function toShadow(row: ShadowRow): ShadowRecord {

@@ -68,6 +68,23 @@ export interface ExecutionRecord {
   version: number;
 }
 
+/** A registered device: identity, attributes and tags (for groups and queries), credential. */
+export interface DeviceRecord {
+  deviceId: string;
+  /** Free-form attributes, e.g. `{ region: 'eu', model: 'x2' }`. */
+  attributes: Record<string, string | number | boolean>;
+  tags: string[];
+  /** SHA-256 (hex) of the device secret; absent for devices that authenticate by certificate only. */
+  secretHash?: string;
+  /** A revoked device is refused at CONNECT and at download. */
+  revoked: boolean;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+  /** Row version for conditional updates; 1 when created. */
+  version: number;
+}
+
 /** Page of a listing: `next` is the cursor of the following page, absent on the last one. */
 export interface Page<T> {
   items: T[];
@@ -90,6 +107,14 @@ export interface StateStore {
   putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean>;
   /** Existing (not deleted) classic shadows ordered by device id, after the cursor. */
   listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>>;
+
+  /** Registers a device; throws UpdraftError CONFLICT if the id is taken. */
+  createDevice(record: DeviceRecord): Promise<void>;
+  getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
+  /** Writes `record` if the stored row version equals `record.version - 1`; false on conflict. */
+  updateDevice(record: DeviceRecord): Promise<boolean>;
+  /** Registered devices ordered by id, after the cursor. */
+  listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>>;
 
   /** Adds an artifact; throws UpdraftError CONFLICT if name@version exists. */
   putArtifact(record: ArtifactRecord): Promise<void>;

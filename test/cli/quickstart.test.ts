@@ -40,6 +40,9 @@ describe('quick start through the CLI', () => {
     assert.match(added.stdout, new RegExp(`sha256 ${sha}`));
     assert.match(added.stdout, /size\s+300000 bytes/);
 
+    const reg = await runCli(['device', 'register', 'dev-1', '--attr', 'region=eu', '--tag', 'lab', '--save', './dev1', ...api()], { cwd: dir });
+    assert.equal(reg.code, 0, reg.stderr);
+    assert.match(reg.stdout, /registered dev-1; secret saved to .*dev1\/\.updraft\/device-secret/);
     agent = startCli(['agent', '--device', 'dev-1', '--install-dir', './dev1', '--broker', mqttUrl], { cwd: dir });
     await eventually(async () => ((await runCli(['device', 'show', 'dev-1', ...api()], { cwd: dir })).code === 0 ? true : undefined), 30_000, 'device registered');
 
@@ -73,7 +76,9 @@ describe('quick start through the CLI', () => {
       [['deploy', '--device', 'dev-1', '--artifact', 'fw@9.9.9', ...api()], /^updraft: error: artifact fw@9\.9\.9 does not exist/],
       [['artifact', 'add', './missing.bin', '--name', 'fw', '--version', '3.0.0', ...api()], /^updraft: error: cannot read \.\/missing\.bin/],
       [['artifact', 'add', './firmware.bin', '--name', 'fw', '--version', 'x', ...api()], /^updraft: error: artifact version "x" must be a semantic version/],
-      [['device', 'show', 'nobody', ...api()], /^updraft: error: device nobody is unknown/],
+      [['device', 'show', 'nobody', ...api()], /^updraft: error: device nobody is not registered/],
+      [['device', 'register', 'dev-1', ...api()], /^updraft: error: Device dev-1 is already registered/],
+      [['agent', '--device', 'dev-9', '--install-dir', './dev9'], /^updraft: error: no device secret: register the device/],
       [['device', 'show', 'dev-1', '--server', httpUrl, '--token', 'wrong'], /^updraft: error: the operator token is wrong/],
     ];
     for (const [args, message] of cases) {

@@ -15,7 +15,7 @@ import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 async function addArtifact(ts: TestServer, version: string, bytes: Buffer) {
   const res = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=${version}`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(bytes) });
@@ -47,11 +47,15 @@ describe('software update pattern, end to end', () => {
   let mqttPort: number;
   let httpPort: number;
   const agents = new Map<string, UpdateAgent>();
+  const secrets: Record<string, string> = {};
 
   const startAgent = async (deviceId: string, healthCheck?: string) => {
     const installDir = path.join(dir, deviceId);
+    secrets[deviceId] ??= await registerDevice(ts, deviceId);
     const agent = new UpdateAgent({
       deviceId,
+      username: deviceId,
+      password: secrets[deviceId],
       brokerUrl: `mqtt://127.0.0.1:${mqttPort}`,
       installer: new SlotInstaller({ dir: installDir, initialVersion: '1.0.0', initialName: 'fw', ...(healthCheck ? { healthCheck } : {}) }),
       stateDir: path.join(installDir, '.updraft'),

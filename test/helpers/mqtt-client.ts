@@ -81,3 +81,9 @@ export class TestClient {
     await this.client.endAsync();
   }
 }
+
+/** Registers `deviceId` on the test server and connects as that device with its secret. */
+export async function connectDevice(ts: { mqttUrl: string; server: { registry: { register(r: { deviceId: string }): Promise<{ secret: string }> } } }, deviceId: string): Promise<TestClient> {
+  const { secret } = await ts.server.registry.register({ deviceId });
+  return TestClient.connect(ts.mqttUrl, deviceId, { username: deviceId, password: secret });
+}

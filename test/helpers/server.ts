@@ -39,3 +39,8 @@ export async function startTestServer(options: { dataDir?: string; flags?: Recor
     },
   };
 }
+
+/** Registers a device on the test server; resolves with its secret. */
+export async function registerDevice(ts: TestServer, deviceId: string, extra: { attributes?: Record<string, string | number | boolean>; tags?: string[] } = {}): Promise<string> {
+  return (await ts.server.registry.register({ deviceId, ...extra })).secret;
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { UrlSigner } from '../../src/artifacts/url-signer.ts';
-import { TestClient } from '../helpers/mqtt-client.ts';
+import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 const firmware = Buffer.from(Array.from({ length: 100_000 }, (_, i) => i % 251));
@@ -21,7 +21,7 @@ describe('HTTP API and downloads', () => {
 
   before(async () => {
     ts = await startTestServer();
-    dev = await TestClient.connect(ts.mqttUrl, 'dev-1');
+    dev = await connectDevice(ts, 'dev-1');
     await dev.subscribe('state/dev-1/#');
     await dev.request('state/dev-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', status: 'IDLE' } } } });
   });
@@ -55,7 +55,7 @@ describe('HTTP API and downloads', () => {
   it('refuses deployments of unknown artifacts, to unknown devices and without targets', async () => {
     const cases: [unknown, number, RegExp][] = [
       [{ devices: ['dev-1'], artifact: 'fw@9.9.9' }, 404, /fw@9\.9\.9 does not exist/],
-      [{ devices: ['ghost'], artifact: 'fw@2.0.0' }, 404, /device ghost is unknown/],
+      [{ devices: ['ghost'], artifact: 'fw@2.0.0' }, 404, /device ghost is not registered/],
       [{ devices: [], artifact: 'fw@2.0.0' }, 400, /at least one device/],
       [{ devices: ['dev-1'], artifact: 'fw' }, 400, /name@version/],
       [{ devices: ['a/b'], artifact: 'fw@2.0.0' }, 400, /not a valid device id/],
@@ -132,5 +132,7 @@ describe('HTTP API and downloads', () => {
     assert.equal(d.executions.length, 1);
     assert.equal(d.executions[0].status, 'QUEUED');
     assert.equal((await api('GET', '/api/v1/devices/nobody')).status, 404);
+    assert.equal(d.device.hasSecret, true);
+    assert.equal(d.device.secretHash, undefined, 'the API never shows the secret hash');
   });
 });

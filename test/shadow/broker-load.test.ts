@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { TestClient } from '../helpers/mqtt-client.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 const CHURN = 300; // devices that publish a burst and vanish without DISCONNECT
 const BURST = 5;
@@ -32,15 +32,16 @@ describe('broker under churn', () => {
       await watcher.subscribe('state/+/update/accepted', 'state/+/update/documents');
       (watcher.client.stream as unknown as { pause(): void }).pause();
 
+      const secrets = await Promise.all(Array.from({ length: CHURN }, (_, i) => registerDevice(ts, `churn-${i}`)));
       const vanish = Array.from({ length: CHURN }, async (_, i) => {
-        const c = await mqtt.connectAsync(ts.mqttUrl, { clientId: `churn-${i}`, reconnectPeriod: 0 });
+        const c = await mqtt.connectAsync(ts.mqttUrl, { clientId: `churn-${i}`, username: `churn-${i}`, password: secrets[i]!, reconnectPeriod: 0 });
         for (let k = 0; k < BURST; k++) c.publish(`state/churn-${i}/update`, JSON.stringify({ state: { reported: { k, pad: 'x'.repeat(512) } } }), { qos: 1 });
         c.stream.destroy(); // gone without DISCONNECT, with QoS 1 messages in flight
       });
       await Promise.all(vanish);
 
       // a device that stays connected still gets every answer
-      const steady = await TestClient.connect(ts.mqttUrl, 'steady');
+      const steady = await connectDevice(ts, 'steady');
       await steady.subscribe('state/steady/#');
       for (let k = 1; k <= 20; k++) {
         const ans = await steady.request('state/steady/update', { state: { reported: { k } } });

@@ -1,7 +1,7 @@
 /** The replica over a real broker (TCP) and a real SQLite store: DESIGN.md §2 end to end. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TestClient } from '../helpers/mqtt-client.ts';
+import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 describe('replica over MQTT', () => {
@@ -10,7 +10,7 @@ describe('replica over MQTT', () => {
 
   before(async () => {
     ts = await startTestServer();
-    dev = await TestClient.connect(ts.mqttUrl, 'dev-1');
+    dev = await connectDevice(ts, 'dev-1');
     await dev.subscribe('state/dev-1/#');
   });
   after(async () => {
@@ -72,7 +72,7 @@ describe('replica over MQTT', () => {
   });
 
   it('answers get and delete of a missing shadow with 404', async () => {
-    const other = await TestClient.connect(ts.mqttUrl, 'dev-404');
+    const other = await connectDevice(ts, 'dev-404');
     await other.subscribe('state/dev-404/#');
     const got = await other.request('state/dev-404/get', {});
     assert.equal(got.topic, 'state/dev-404/get/rejected');
@@ -84,7 +84,7 @@ describe('replica over MQTT', () => {
   });
 
   it('never reuses a version across delete, and supports named shadows', async () => {
-    const a = await TestClient.connect(ts.mqttUrl, 'dev-del');
+    const a = await connectDevice(ts, 'dev-del');
     await a.subscribe('state/dev-del/#');
     await a.request('state/dev-del/update', { state: { reported: { a: 1 } } });
     const v2 = await a.request('state/dev-del/update', { state: { reported: { a: 2 } } });
@@ -101,7 +101,7 @@ describe('replica over MQTT', () => {
   });
 
   it('keeps devices apart: refused cross-device subscription, dropped cross-device publish', async () => {
-    const eve = await TestClient.connect(ts.mqttUrl, 'dev-eve');
+    const eve = await connectDevice(ts, 'dev-eve');
     const granted = await eve.subscribe('state/dev-1/update/delta', 'state/+/update/delta', 'state/dev-eve/update/accepted');
     assert.deepEqual(granted, [128, 128, 1]);
     const before = (await dev.request('state/dev-1/get', {})).body.version;

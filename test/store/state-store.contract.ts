@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
-import type { ArtifactRecord, ExecutionRecord, JobRecord, ShadowRecord, StateStore } from '../../src/store/state-store.ts';
+import type { ArtifactRecord, DeviceRecord, ExecutionRecord, JobRecord, ShadowRecord, StateStore } from '../../src/store/state-store.ts';
 
 /** What a contract case needs: a store on an empty back-end (not started) and how to dispose of it. */
 export interface OpenedStore {
@@ -151,6 +151,46 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           record.version = 9;
           assert.equal(await pending, true);
           assert.deepEqual(await store.getShadow('dev-1', ''), shadow('dev-1', 1, { desired: { a: 1 } }));
+        }));
+    });
+
+    describe('devices', () => {
+      const device = (id: string, extra: Partial<DeviceRecord> = {}): DeviceRecord => ({
+        deviceId: id, attributes: { region: 'eu', floor: 3, beta: true }, tags: ['lab'], secretHash: 'a'.repeat(64), revoked: false, createdAt: 1_000, updatedAt: 1_000, version: 1, ...extra,
+      });
+
+      it('registers, reads back exactly, refuses a duplicate id with CONFLICT', () =>
+        withStore(async (store) => {
+          const d = device('dev-1');
+          await store.createDevice(d);
+          assert.deepEqual(await store.getDevice('dev-1'), d);
+          await assert.rejects(store.createDevice(device('dev-1', { tags: ['other'] })), isCode('CONFLICT'));
+          assert.deepEqual(await store.getDevice('dev-1'), d, 'the original survives');
+          const certOnly = device('dev-2');
+          delete certOnly.secretHash;
+          await store.createDevice(certOnly);
+          assert.deepEqual(await store.getDevice('dev-2'), certOnly);
+          assert.equal(await store.getDevice('nobody'), undefined);
+        }));
+
+      it('updates conditionally on the row version', () =>
+        withStore(async (store) => {
+          await store.createDevice(device('dev-1'));
+          const revoked = device('dev-1', { revoked: true, updatedAt: 2_000, version: 2 });
+          assert.equal(await store.updateDevice(revoked), true);
+          assert.equal(await store.updateDevice(device('dev-1', { tags: ['stale'], version: 2 })), false);
+          assert.deepEqual(await store.getDevice('dev-1'), revoked);
+        }));
+
+      it('lists devices by id, page by page', () =>
+        withStore(async (store) => {
+          for (const id of ['c', 'a', 'b']) await store.createDevice(device(id));
+          const first = await store.listDevices({ limit: 2 });
+          assert.deepEqual(first.items.map((d) => d.deviceId), ['a', 'b']);
+          assert.equal(first.next, 'b');
+          const second = await store.listDevices({ after: first.next!, limit: 2 });
+          assert.deepEqual(second.items.map((d) => d.deviceId), ['c']);
+          assert.equal(second.next, undefined);
         }));
     });
 

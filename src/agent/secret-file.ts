@@ -1,0 +1,31 @@
+/**
+ * Where the daemon keeps its device secret: `<install-dir>/.updraft/device-secret`, mode
+ * 0600, written by `updraft device register <id> --save <install-dir>` and read by
+ * `updraft agent` when no password is given on the command line or in the environment.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Path of the secret file of an install directory. */
+export function secretFilePath(installDir: string): string {
+  return path.join(installDir, '.updraft', 'device-secret');
+}
+
+/** Writes the secret (atomically, owner-only). */
+export async function saveDeviceSecret(installDir: string, secret: string): Promise<string> {
+  const file = secretFilePath(installDir);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await writeFile(`${file}.tmp`, secret + '\n', { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+  return file;
+}
+
+/** The saved secret, or undefined when there is none. */
+export async function readDeviceSecret(installDir: string): Promise<string | undefined> {
+  try {
+    return (await readFile(secretFilePath(installDir), 'utf8')).trim() || undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}

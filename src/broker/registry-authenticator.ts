@@ -1,0 +1,36 @@
+/**
+ * The default authenticator: deny by default (DESIGN.md §6). A device connects with its
+ * device id as client id, and as user name if it sends one, and its secret as password;
+ * unknown, revoked and wrong-secret devices are refused at CONNECT. `operator` with the
+ * operator token is the operator identity.
+ */
+import { deviceSecretMatches } from '../registry/device-secret.ts';
+import type { StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+import { OPERATOR_USERNAME, secretMatches, type Authenticator, type ConnectCredentials } from './authenticator.ts';
+import type { Sender } from './message-bus.ts';
+
+/** Authenticates devices against the registry. */
+export class RegistryAuthenticator implements Authenticator {
+  private readonly deps: { store: StateStore; operatorToken: string; logger: Logger };
+
+  constructor(deps: { store: StateStore; operatorToken: string; logger: Logger }) {
+    this.deps = deps;
+  }
+
+  async authenticate(c: ConnectCredentials): Promise<Sender | undefined> {
+    if (c.username === OPERATOR_USERNAME) {
+      return secretMatches(c.password, this.deps.operatorToken) ? { kind: 'operator', id: OPERATOR_USERNAME } : undefined;
+    }
+    const refuse = (reason: string) => {
+      this.deps.logger.warn('device refused at CONNECT', { clientId: c.clientId, reason });
+      return undefined;
+    };
+    if (c.username !== undefined && c.username !== c.clientId) return refuse('user name differs from client id');
+    const device = await this.deps.store.getDevice(c.clientId);
+    if (!device) return refuse('unknown device');
+    if (device.revoked) return refuse('device revoked');
+    if (!deviceSecretMatches(c.password, device.secretHash)) return refuse('wrong secret');
+    return { kind: 'device', id: device.deviceId };
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The device registry: which devices exist, their attributes and tags (what groups and
+ * queries select on), and their credential. Registration issues a secret, returned once.
+ */
+import { UpdraftError } from '../errors.ts';
+import { isValidId } from '../protocol/topics.ts';
+import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
+import { hashDeviceSecret, newDeviceSecret } from './device-secret.ts';
+
+/** What an operator gives at registration. */
+export interface DeviceRegistration {
+  deviceId: string;
+  attributes?: Record<string, string | number | boolean>;
+  tags?: string[];
+}
+
+/** A device as the API shows it: never the secret hash. */
+export type PublicDevice = Omit<DeviceRecord, 'secretHash'> & { hasSecret: boolean };
+
+/** Strips the credential from a record. */
+export function publicDevice(d: DeviceRecord): PublicDevice {
+  const { secretHash, ...rest } = d;
+  return { ...rest, hasSecret: secretHash !== undefined };
+}
+
+function checkRegistration(r: DeviceRegistration): void {
+  if (typeof r.deviceId !== 'string' || !isValidId(r.deviceId)) {
+    throw new UpdraftError('BAD_REQUEST', `device id "${String(r.deviceId)}" must be 1-128 characters of letters, digits, _ . : -`);
+  }
+  if (r.attributes !== undefined) {
+    if (typeof r.attributes !== 'object' || r.attributes === null || Array.isArray(r.attributes)) throw new UpdraftError('BAD_REQUEST', 'attributes must be an object');
+    for (const [k, v] of Object.entries(r.attributes)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k)) throw new UpdraftError('BAD_REQUEST', `attribute name "${k}" must start with a letter or _ and hold only letters, digits and _`);
+      if (!['string', 'number', 'boolean'].includes(typeof v)) throw new UpdraftError('BAD_REQUEST', `attribute ${k} must be a string, number or boolean`);
+    }
+  }
+  if (r.tags !== undefined && (!Array.isArray(r.tags) || r.tags.some((t) => typeof t !== 'string' || !isValidId(t)))) {
+    throw new UpdraftError('BAD_REQUEST', 'tags must be an array of names (letters, digits, _ . : -)');
+  }
+}
+
+/** Registers devices and manages their secrets. */
+export class DeviceRegistry {
+  private readonly store: StateStore;
+
+  constructor(deps: { store: StateStore }) {
+    this.store = deps.store;
+  }
+
+  /** Registers a device; resolves with its secret, which is not stored and never shown again. */
+  async register(r: DeviceRegistration): Promise<{ device: PublicDevice; secret: string }> {
+    checkRegistration(r);
+    const secret = newDeviceSecret();
+    const now = Date.now();
+    const record: DeviceRecord = {
+      deviceId: r.deviceId,
+      attributes: r.attributes ?? {},
+      tags: [...new Set(r.tags ?? [])],
+      secretHash: hashDeviceSecret(secret),
+      revoked: false,
+      createdAt: now,
+      updatedAt: now,
+      version: 1,
+    };
+    await this.store.createDevice(record);
+    return { device: publicDevice(record), secret };
+  }
+
+  /** A registered device; NOT_FOUND naming it. */
+  async get(deviceId: string): Promise<DeviceRecord> {
+    const d = await this.store.getDevice(deviceId);
+    if (!d) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered; register it with: updraft device register ${deviceId}`);
+    return d;
+  }
+
+  /** A page of registered devices. */
+  list(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>> {
+    return this.store.listDevices(options);
+  }
+
+  /** Issues a new secret (the old one stops working at the next CONNECT). */
+  async rotateSecret(deviceId: string): Promise<string> {
+    const secret = newDeviceSecret();
+    await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), revoked: false }));
+    return secret;
+  }
+
+  /** Revokes a device: refused at CONNECT and at download from now on. */
+  async revoke(deviceId: string): Promise<PublicDevice> {
+    return publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: true })));
+  }
+
+  private async change(deviceId: string, edit: (d: DeviceRecord) => DeviceRecord): Promise<DeviceRecord> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const current = await this.get(deviceId);
+      const next = { ...edit(current), updatedAt: Date.now(), version: current.version + 1 };
+      if (await this.store.updateDevice(next)) return next;
+    }
+    throw new UpdraftError('CONFLICT', `device ${deviceId} is being changed concurrently; retry`);
+  }
+}

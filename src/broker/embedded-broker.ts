@@ -43,6 +43,8 @@ export class EmbeddedBroker implements MessageBus {
   private presenceHandler: (event: PresenceEvent) => void = () => {};
   /** Identity of each connection, decided at CONNECT. */
   private readonly senders = new WeakMap<Client, Sender>();
+  /** Counters for metrics and benchmarks: PUBLISH packets routed (from clients and from this process). */
+  readonly stats = { published: 0 };
   /** Payloads of publishes refused by the ACL: acknowledged (MQTT-3.3.5-2 allows it), never routed. */
   private readonly dropped = new WeakSet<Buffer>();
 
@@ -111,6 +113,7 @@ export class EmbeddedBroker implements MessageBus {
       authorizeForward: (_client, packet) => (this.dropped.has(packet.payload as Buffer) ? null : packet),
       published: (packet, client, done) => {
         done(null);
+        this.stats.published++;
         if (client) this.route(packet, client);
       },
     });

@@ -8,6 +8,7 @@ import { addAgentCommand } from './agent-command.ts';
 import { addApiCommands } from './api-commands.ts';
 import { addDemoCommand } from './demo-command.ts';
 import { addServerCommand } from './server-command.ts';
+import { addSimCommand } from './sim-command.ts';
 
 const program = new Command('updraft')
   .description('Self-hosted over-the-air software updates for IoT fleets')
@@ -18,6 +19,7 @@ addServerCommand(program);
 addApiCommands(program);
 addAgentCommand(program);
 addDemoCommand(program);
+addSimCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);

@@ -66,6 +66,18 @@ export class DeviceRegistry {
     return { device: publicDevice(record), secret };
   }
 
+  /**
+   * Registers many devices at once (fleet provisioning, the simulator): all are validated
+   * first, then written in the store's group commits. Resolves with each device's secret.
+   */
+  async registerMany(regs: DeviceRegistration[]): Promise<{ deviceId: string; secret: string }[]> {
+    if (!Array.isArray(regs) || regs.length === 0) throw new UpdraftError('BAD_REQUEST', 'devices must list at least one device');
+    if (regs.length > 10_000) throw new UpdraftError('BAD_REQUEST', 'at most 10000 devices per request; send several requests');
+    regs.forEach(checkRegistration);
+    if (new Set(regs.map((r) => r.deviceId)).size !== regs.length) throw new UpdraftError('BAD_REQUEST', 'a device id is listed twice');
+    return Promise.all(regs.map(async (r) => ({ deviceId: r.deviceId, secret: (await this.register(r)).secret })));
+  }
+
   /** A registered device; NOT_FOUND naming it. */
   async get(deviceId: string): Promise<DeviceRecord> {
     const d = await this.store.getDevice(deviceId);

@@ -15,6 +15,7 @@ import type { UpdraftConfig } from '../config/schema.ts';
 import { EventBus } from '../events/event-bus.ts';
 import { addApiRoutes } from '../http/api-routes.ts';
 import { downloadRoute } from '../http/download-route.ts';
+import { addFleetRoutes } from '../http/fleet-routes.ts';
 import { HttpServer } from '../http/http-server.ts';
 import { Router } from '../http/router.ts';
 import { DeploymentService } from '../jobs/deployment-service.ts';
@@ -135,6 +136,13 @@ export class UpdraftServer {
       tracker: this.tracker,
       registry: this.registry,
       isOnline: (id) => this.online.has(id),
+    });
+    addFleetRoutes(router, {
+      registry: this.registry,
+      metrics: () => ({
+        mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size },
+        process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
+      }),
     });
   }
 

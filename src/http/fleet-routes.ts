@@ -1,0 +1,23 @@
+/**
+ * Fleet provisioning and metrics routes: bulk registration (provisioning lines, the fleet
+ * simulator) and the counters the benchmarks read.
+ */
+import { UpdraftError } from '../errors.ts';
+import type { DeviceRegistration, DeviceRegistry } from '../registry/device-registry.ts';
+import { readJson, sendJson } from './respond.ts';
+import type { Router } from './router.ts';
+
+/** Live counters of the running server. */
+export type MetricsSource = () => Record<string, unknown>;
+
+/** Adds `POST /api/v1/devices/bulk` and `GET /api/v1/metrics`. */
+export function addFleetRoutes(router: Router, deps: { registry: DeviceRegistry; metrics: MetricsSource }): void {
+  router.add('POST', '/api/v1/devices/bulk', async ({ req, res }) => {
+    const body = await readJson(req, 16 << 20);
+    if (!Array.isArray(body.devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of {deviceId, attributes?, tags?}');
+    const results = await deps.registry.registerMany(body.devices as DeviceRegistration[]);
+    sendJson(res, 201, { devices: results });
+  });
+
+  router.add('GET', '/api/v1/metrics', async ({ res }) => sendJson(res, 200, deps.metrics()));
+}

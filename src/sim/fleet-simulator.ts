@@ -1,0 +1,251 @@
+/**
+ * The fleet simulator: N devices over real MQTT connections with real downloads, using the
+ * agent library with a simulated installer. Two modes:
+ * - `connected`: every device stays connected (throughput and memory per connection);
+ * - `cycling`: at most `concurrency` devices online at once; each connects, takes its
+ *   update, disconnects, and the next one comes in (fleets larger than one machine's
+ *   file-descriptor limit, and devices that are mostly offline, as real ones are).
+ * Failure, crash-during-install and offline periods are configurable and seeded.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { MemoryAgentStateStore } from '../agent/agent-state.ts';
+import { UpdateAgent } from '../agent/agent.ts';
+import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
+import type { Logger } from '../util/logger.ts';
+import { silentLogger } from '../util/logger.ts';
+
+/** One simulated device's identity. */
+export interface SimDevice {
+  deviceId: string;
+  secret: string;
+}
+
+/** Options of the simulator. */
+export interface SimOptions {
+  brokerUrl: string;
+  devices: SimDevice[];
+  mode: 'connected' | 'cycling';
+  /** Cycling: devices online at once. */
+  concurrency: number;
+  /** New connections per second while starting (a real fleet does not connect in one burst). */
+  connectRate: number;
+  /** Version the devices run at start. */
+  initialVersion: string;
+  /** Simulated install duration, ms. */
+  installMs: number;
+  /** Probability that an install fails its health check. */
+  failureRate: number;
+  /** Probability that the device "crashes" (agent stopped) while installing and restarts. */
+  crashRate: number;
+  /** Probability that a device goes offline for `offlineMs` right after taking its command. */
+  offlineRate: number;
+  offlineMs: number;
+  /** Cycling: how long a device waits online for a command before giving its slot away. */
+  idleTimeoutMs: number;
+  /** Where partial downloads go. */
+  workDir: string;
+  seed: number;
+  logger?: Logger;
+}
+
+/** Defaults for every option but the broker and the devices. */
+export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
+  mode: 'connected',
+  concurrency: 5000,
+  connectRate: 2000,
+  initialVersion: '1.0.0',
+  installMs: 0,
+  failureRate: 0,
+  crashRate: 0,
+  offlineRate: 0,
+  offlineMs: 2000,
+  idleTimeoutMs: 5000,
+  workDir: path.join(os.tmpdir(), 'updraft-sim'),
+  seed: 1,
+};
+
+/** Counters, readable while the simulation runs. */
+export interface SimStats {
+  connected: number;
+  finished: number;
+  succeeded: number;
+  failed: number;
+  crashes: number;
+  offlinePeriods: number;
+}
+
+interface DeviceSlot {
+  device: SimDevice;
+  installer: SimulatedInstaller;
+  state: MemoryAgentStateStore;
+  agent?: UpdateAgent;
+  done: boolean;
+  /** Cycling: wakes the worker holding this device. */
+  onFinished?: () => void;
+}
+
+/** Runs a simulated fleet until stopped (connected) or until every device finished (cycling). */
+export class FleetSimulator {
+  readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0 };
+  private readonly opts: SimOptions;
+  private readonly slots: DeviceSlot[];
+  private readonly random: () => number;
+  private stopped = false;
+  /** Each returns true once satisfied (and is then dropped). */
+  private finishedListeners: (() => boolean)[] = [];
+
+  constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices'>) {
+    this.opts = { ...SIM_DEFAULTS, ...opts };
+    this.random = seededRandom(this.opts.seed);
+    this.slots = this.opts.devices.map((device) => ({
+      device,
+      installer: new SimulatedInstaller({ initial: { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random: this.random }),
+      state: new MemoryAgentStateStore(),
+      done: false,
+    }));
+  }
+
+  /** Total installs performed (a job applied twice on a device would show here). */
+  get installs(): number {
+    return this.slots.reduce((n, s) => n + s.installer.installs, 0);
+  }
+
+  /** Connected mode: resolves once every device is connected. Cycling: starts the workers. */
+  async start(): Promise<void> {
+    if (this.opts.mode === 'connected') {
+      await this.paced(this.slots, (slot) => this.connect(slot));
+      return;
+    }
+    const queue = [...this.slots];
+    const workers = Array.from({ length: Math.min(this.opts.concurrency, queue.length) }, async () => {
+      while (!this.stopped) {
+        const slot = queue.shift();
+        if (!slot) return;
+        const finished = await this.cycle(slot);
+        if (!finished && !this.stopped) queue.push(slot); // not targeted yet: come back later
+      }
+    });
+    void Promise.all(workers);
+  }
+
+  /** Resolves when `n` devices finished a job (SUCCESS or FAILURE). */
+  whenFinished(n: number): Promise<void> {
+    if (this.stats.finished >= n) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.stats.finished < n) return false;
+        resolve();
+        return true;
+      };
+      this.finishedListeners.push(check);
+    });
+  }
+
+  /** Stops every agent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.slots.map((s) => s.agent?.stop().catch(() => undefined)));
+  }
+
+  private async paced<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+    const batch = Math.max(1, Math.round(this.opts.connectRate / 10));
+    for (let i = 0; i < items.length && !this.stopped; i += batch) {
+      const started = Date.now();
+      await Promise.all(items.slice(i, i + batch).map(fn));
+      const wait = 100 - (Date.now() - started);
+      if (wait > 0) await sleep(wait);
+    }
+  }
+
+  private newAgent(slot: DeviceSlot): UpdateAgent {
+    const { deviceId, secret } = slot.device;
+    const agent = new UpdateAgent({
+      deviceId,
+      username: deviceId,
+      password: secret,
+      brokerUrl: this.opts.brokerUrl,
+      installer: slot.installer,
+      stateStore: slot.state,
+      stateDir: path.join(this.opts.workDir, deviceId),
+      logger: this.opts.logger ?? silentLogger,
+      // a fleet reconnecting in lockstep is a thundering herd: spread it
+      mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300 },
+    });
+    agent.on('status', (e) => {
+      if (e.status === 'INSTALLING' && this.random() < this.opts.crashRate) void this.crash(slot);
+      if (e.status === 'DOWNLOADING' && this.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
+    });
+    agent.on('job-finished', (e) => {
+      if (slot.done) return;
+      slot.done = true;
+      this.stats.finished++;
+      if (e.status === 'SUCCESS') this.stats.succeeded++;
+      else this.stats.failed++;
+      this.finishedListeners = this.finishedListeners.filter((l) => !l());
+      slot.onFinished?.();
+    });
+    return agent;
+  }
+
+  private async connect(slot: DeviceSlot): Promise<void> {
+    const agent = this.newAgent(slot);
+    slot.agent = agent;
+    await agent.start();
+    await waitConnected(agent);
+    this.stats.connected++;
+  }
+
+  /** Cycling: online until the device finished a job or sat idle too long. */
+  private async cycle(slot: DeviceSlot): Promise<boolean> {
+    if (slot.done) return true;
+    await this.connect(slot);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.opts.idleTimeoutMs);
+      slot.onFinished = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    slot.onFinished = undefined;
+    // the agent may have been replaced by a crash or an offline period meanwhile
+    await slot.agent?.stop();
+    this.stats.connected--;
+    return slot.done;
+  }
+
+  /** The device dies mid-install and comes back: the agent resumes from its persisted state. */
+  private async crash(slot: DeviceSlot): Promise<void> {
+    this.stats.crashes++;
+    const old = slot.agent;
+    await old?.stop();
+    if (this.stopped) return;
+    this.stats.connected--;
+    await this.connect(slot);
+  }
+
+  private async offlinePeriod(slot: DeviceSlot): Promise<void> {
+    this.stats.offlinePeriods++;
+    const old = slot.agent;
+    await old?.stop();
+    this.stats.connected--;
+    await sleep(this.opts.offlineMs);
+    if (!this.stopped) await this.connect(slot);
+  }
+}
+
+function waitConnected(agent: UpdateAgent): Promise<void> {
+  if (agent.connected) return Promise.resolve();
+  return new Promise((resolve) => {
+    const on = (e: { online: boolean }) => {
+      if (!e.online) return;
+      agent.off('connection', on);
+      resolve();
+    };
+    agent.on('connection', on);
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -17,6 +17,8 @@ export class ExecutionTracker {
   private readonly deps: { store: StateStore; events: EventBus; logger: Logger };
   private readonly queue = new KeyedQueue(1_000_000);
   private unsubscribe: (() => void) | undefined;
+  /** Jobs whose completion check is scheduled: one check per job per tick window, not one per device. */
+  private readonly completionChecks = new Map<string, NodeJS.Timeout>();
 
   constructor(deps: { store: StateStore; events: EventBus; logger: Logger }) {
     this.deps = deps;
@@ -29,6 +31,11 @@ export class ExecutionTracker {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     await this.queue.drain();
+    for (const [jobId, timer] of this.completionChecks) {
+      clearTimeout(timer);
+      await this.completeJobIfDone(jobId);
+    }
+    this.completionChecks.clear();
   }
 
   /** Resolves when every report received so far is recorded (tests, shutdown). */
@@ -70,10 +77,24 @@ export class ExecutionTracker {
       const next: ExecutionRecord = { ...current, status: to, details, updatedAt: Date.now(), version: current.version + 1 };
       if (await store.updateExecution(next)) {
         this.deps.events.emit('execution.changed', { previous: current, current: next });
-        if (isTerminal(to)) await this.completeJobIfDone(jobId);
+        if (isTerminal(to)) this.scheduleCompletionCheck(jobId);
         return;
       }
     }
+  }
+
+  /**
+   * Checking a job's every execution after each device finishes is quadratic in the fleet
+   * size; coalescing the checks of a job into one per 200 ms keeps it linear.
+   */
+  private scheduleCompletionCheck(jobId: string): void {
+    if (this.completionChecks.has(jobId)) return;
+    const timer = setTimeout(() => {
+      this.completionChecks.delete(jobId);
+      this.completeJobIfDone(jobId).catch((err: unknown) => this.deps.logger.error('job completion check failed', { jobId, error: asUpdraftError(err).message }));
+    }, 200);
+    timer.unref();
+    this.completionChecks.set(jobId, timer);
   }
 
   private async completeJobIfDone(jobId: string): Promise<void> {

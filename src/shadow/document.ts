@@ -185,15 +185,16 @@ export function deltaMessage(record: ShadowRecord, now: number, clientToken?: st
 
 /** The full document answered on get/accepted: desired, reported, delta, metadata. */
 export function fullDocument(record: ShadowRecord, now: number, clientToken?: string): ShadowDocument {
-  const doc: ShadowDocument = { state: structuredClone(record.state), metadata: structuredClone(record.metadata), version: record.version, timestamp: now };
+  // shallow copies: the answer is serialized at once, and only `state.delta` is added to it
+  const doc: ShadowDocument = { state: { ...record.state }, metadata: record.metadata, version: record.version, timestamp: now };
   const delta = computeDelta(record.state.desired, record.state.reported);
   if (delta) doc.state.delta = delta;
   if (clientToken !== undefined) doc.clientToken = clientToken;
   return doc;
 }
 
-/** One side of an update/documents message. */
+/** One side of an update/documents message; shares the record's objects (it is serialized at once). */
 export function snapshot(record: ShadowRecord | undefined): DocumentSnapshot | null {
   if (!record || record.deleted) return null;
-  return { state: structuredClone(record.state), metadata: structuredClone(record.metadata), version: record.version };
+  return { state: record.state, metadata: record.metadata, version: record.version };
 }

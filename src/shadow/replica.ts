@@ -49,12 +49,20 @@ export interface ReplicaDeps {
 
 /** Attempts of the read-modify-write when another writer (instance) wins the race. */
 const MAX_STORE_RETRIES = 5;
+/** Shadows kept in memory for the update path (LRU); each costs about 1-2 KB. */
+const CACHE_ENTRIES = 50_000;
 
 /** The device shadow service. */
 export class ShadowReplica {
   private readonly deps: ReplicaDeps;
   private readonly queue: KeyedQueue;
   private stopped = true;
+  /**
+   * Last committed record per shadow, for the read-modify-write of updates. Safe with several
+   * instances: a stale entry makes the conditional write fail, and the retry reads the store.
+   * Records in it are never mutated (applyUpdate works on copies).
+   */
+  private readonly cache = new Map<string, ShadowRecord>();
 
   constructor(deps: ReplicaDeps) {
     this.deps = deps;
@@ -121,15 +129,30 @@ export class ShadowReplica {
   private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender): Promise<ShadowRecord> {
     checkSoftwareSection(ref, request, sender);
     const { store } = this.deps;
+    const k = key(ref);
     for (let attempt = 0; ; attempt++) {
-      const previous = await store.getShadow(ref.deviceId, ref.name);
+      const cached = attempt === 0 ? this.cache.get(k) : undefined;
+      const previous = cached ?? (await store.getShadow(ref.deviceId, ref.name));
       const now = this.now();
-      const { next, accepted } = applyUpdate(previous, ref, request, now, this.deps.limits);
+      let applied;
+      try {
+        applied = applyUpdate(previous, ref, request, now, this.deps.limits);
+      } catch (err) {
+        // a 409 from a cached version must be confirmed against the store
+        if (cached && err instanceof UpdraftError && err.code === 'CONFLICT') {
+          this.cache.delete(k);
+          continue;
+        }
+        throw err;
+      }
+      const { next, accepted } = applied;
       if (!(await store.putShadow(next, previous?.version ?? 0))) {
+        this.cache.delete(k);
         // another writer committed first; with an explicit version that is the caller's conflict
-        if (request.version !== undefined || attempt >= MAX_STORE_RETRIES) throw new UpdraftError('CONFLICT', 'Version conflict');
+        if ((request.version !== undefined && !cached) || attempt >= MAX_STORE_RETRIES) throw new UpdraftError('CONFLICT', 'Version conflict');
         continue;
       }
+      this.remember(k, next);
       // committed: now answer (steps 4 and 9)
       await this.publish(answerTopic(ref, 'update', 'accepted'), accepted);
       const documents: DocumentsMessage = { previous: snapshot(previous), current: snapshot(next)!, timestamp: now };
@@ -145,7 +168,14 @@ export class ShadowReplica {
     }
   }
 
+  private remember(k: string, record: ShadowRecord): void {
+    this.cache.delete(k);
+    this.cache.set(k, record);
+    if (this.cache.size > CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
+  }
+
   private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }): Promise<void> {
+    this.cache.delete(key(ref));
     const current = await this.deps.store.getShadow(ref.deviceId, ref.name);
     if (!current || current.deleted) throw notFound(ref);
     if (req.version !== undefined && req.version !== current.version) throw new UpdraftError('CONFLICT', 'Version conflict');

@@ -1,0 +1,59 @@
+/** Child processes of the benchmarks: the server and the simulator, each in its own process. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/updraft.js');
+
+/** A running `updraft` child. */
+export interface Child {
+  proc: ChildProcess;
+  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Resident set size in bytes, from /proc (Linux). */
+  rss(): number;
+  stop(): Promise<void>;
+}
+
+/** Spawns `updraft ...args`; extra node flags (e.g. --cpu-prof) go before the script. */
+export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
+  const proc = spawn(process.execPath, [...nodeFlags, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 1 << 20) out = out.slice(-(1 << 19)); // keep the tail: a long run logs a lot
+    for (const l of listeners) l();
+  };
+  proc.stdout!.on('data', onData);
+  proc.stderr!.on('data', onData);
+  const exited = new Promise<void>((resolve) => proc.on('close', () => resolve()));
+  return {
+    proc,
+    waitFor(re, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = out.match(re);
+          if (!m) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve(m);
+        };
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}; output tail:\n${out.slice(-2000)}`)), timeoutMs);
+        listeners.add(check);
+        void exited.then(() => listeners.has(check) && reject(new Error(`process exited before ${re}:\n${out.slice(-2000)}`)));
+        check();
+      });
+    },
+    rss() {
+      const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8');
+      return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * `npm run bench`: Updraft's benchmarks against the embedded system, each part in its own
+ * process (server, simulator). Prints a table per scenario and, as the last line, one JSON
+ * object with the headline figures. Never part of `npm test`.
+ *
+ *   npm run bench                       # 1,000 and 5,000 connected devices, replica ops, 1M-shadow store
+ *   npm run bench -- --full             # also 15,000 connected and a 100,000-device cycling rollout
+ *   npm run bench -- --sizes 2000 --rollout 20000 --store-shadows 0 --profile
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { renderChart } from './chart.ts';
+import { connectedUpdate, cyclingRollout, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
+import { round } from './stats.ts';
+
+const { values } = parseArgs({
+  options: {
+    full: { type: 'boolean', default: false },
+    sizes: { type: 'string' },
+    rollout: { type: 'string' },
+    concurrency: { type: 'string', default: '5000' },
+    'store-shadows': { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench-results' },
+  },
+});
+
+const sizes = (values.sizes ?? (values.full ? '5000,15000' : '1000,5000')).split(',').map(Number).filter((n) => n > 0);
+const rolloutSize = Number(values.rollout ?? (values.full ? 100_000 : 0));
+const storeShadows = Number(values['store-shadows'] ?? 1_000_000);
+
+function table(rows: Record<string, unknown>[]): string {
+  if (rows.length === 0) return '';
+  const keys = Object.keys(rows[0]!);
+  const cells = [keys, ...rows.map((r) => keys.map((k) => String(r[k])))];
+  const widths = keys.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  return cells.map((c) => c.map((v, i) => v.padStart(widths[i]!)).join('  ')).join('\n');
+}
+
+const log = (s: string) => process.stdout.write(s + '\n');
+await mkdir(values.out!, { recursive: true });
+const profileDir = values.profile ? `${values.out}/profiles` : undefined;
+
+log(`updraft bench: node ${process.version}, ${(await import('node:os')).cpus().length} cores, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
+const updates: UpdateFigures[] = [];
+let brokerRate = 0;
+let ops: Awaited<ReturnType<typeof replicaOps>> | undefined;
+for (const n of sizes) {
+  const server = await startServer(profileDir ? { profileDir } : {});
+  try {
+    updates.push(await connectedUpdate(server, n));
+    log(`\n[1,5] ${n} connected devices take one update\n${table([updates.at(-1)! as unknown as Record<string, unknown>])}`);
+    if (n === sizes.at(-1)) {
+      brokerRate = await rawBrokerRate(server);
+      log(`\n[ceiling] raw broker rate, same broker, mqtt.js QoS 1 clients: ${brokerRate} msgs/s`);
+      ops = await replicaOps(server);
+      log(`\n[3] replica operations under load (200 devices x 8 in flight)\n${table([ops])}`);
+    }
+  } finally {
+    await server.close();
+  }
+}
+
+let rollout: UpdateFigures | undefined;
+if (rolloutSize > 0) {
+  const server = await startServer(profileDir ? { profileDir } : {});
+  try {
+    rollout = await cyclingRollout(server, rolloutSize, Number(values.concurrency));
+    log(`\n[2] ${rolloutSize}-device rollout, devices cycling online (${values.concurrency} at once)\n${table([rollout as unknown as Record<string, unknown>])}`);
+  } finally {
+    await server.close();
+  }
+}
+
+let store: Awaited<ReturnType<typeof storeAtScale>> | undefined;
+if (storeShadows > 0) {
+  store = await storeAtScale(storeShadows);
+  log(`\n[4] embedded store with ${storeShadows.toLocaleString('en')} shadows\n${table([store])}`);
+}
+
+const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), 'Updraft, embedded: fleet update throughput and p99 latency');
+await writeFile(`${values.out}/chart.svg`, chart);
+const head = updates.at(-1)!;
+const summary = {
+  devices: head.devices,
+  updates_per_s: head.updates_per_s,
+  p50_ms: head.p50_ms,
+  p99_ms: head.p99_ms,
+  broker_msgs_per_s: brokerRate,
+  msgs_per_update: head.msgs_per_update,
+  efficiency: round((head.updates_per_s * head.msgs_per_update) / brokerRate, 2),
+  server_rss_mb: head.server_rss_mb,
+  rss_kb_per_device: head.rss_kb_per_device,
+  lost: Math.max(...updates.map((u) => u.lost), rollout?.lost ?? 0),
+  replica_ops_per_s: ops?.ops_per_s,
+  replica_p99_ms: ops?.p99_ms,
+  ...(rollout ? { rollout_devices: rollout.devices, rollout_s: rollout.seconds, rollout_lost: rollout.lost } : {}),
+  ...(store ? { store_shadows: store.shadows, store_insert_per_s: store.insert_per_s, store_point_reads_per_s: store.point_reads_per_s, store_fleet_scan_s: store.fleet_scan_s } : {}),
+};
+await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, summary }, null, 2));
+log(`\nchart: ${values.out}/chart.svg, raw figures: ${values.out}/latest.json`);
+log(JSON.stringify(summary));
+process.exit(0);

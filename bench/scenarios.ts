@@ -1,0 +1,296 @@
+/** The benchmark scenarios (issue: fleet simulator and benchmarks). Each returns figures. */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { ApiClient } from '../src/cli/api-client.ts';
+import { registerFleet } from '../src/sim/register-fleet.ts';
+import type { SimDevice } from '../src/sim/fleet-simulator.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import type { ShadowRecord } from '../src/store/state-store.ts';
+import { freePort } from '../test/helpers/free-port.ts';
+import { spawnUpdraft, type Child } from './processes.ts';
+import { percentile, round } from './stats.ts';
+
+/** A server in its own process on free ports, with an API client. */
+export interface BenchServer {
+  child: Child;
+  api: ApiClient;
+  mqttUrl: string;
+  dir: string;
+  close(): Promise<void>;
+}
+
+/** Starts `updraft server` on a fresh data dir. */
+export async function startServer(opts: { profileDir?: string } = {}): Promise<BenchServer> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-'));
+  const [mqttPort, httpPort] = [await freePort(), await freePort()];
+  const nodeFlags = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
+  const child = spawnUpdraft(
+    ['server', '--data-dir', dir, '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--log-level', 'warn', '--shadow-max-pending', '2000000'],
+    nodeFlags,
+  );
+  await child.waitFor(/HTTP API and downloads on/);
+  const token = (await readFile(path.join(dir, 'operator-token'), 'utf8')).trim();
+  const api = new ApiClient({ server: `http://127.0.0.1:${httpPort}`, token });
+  return {
+    child,
+    api,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    dir,
+    close: async () => {
+      await child.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function published(api: ApiClient): Promise<number> {
+  return (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published;
+}
+
+interface Execution {
+  status: string;
+  queuedAt: number;
+  updatedAt: number;
+}
+
+/** Figures of one fleet update. */
+export interface UpdateFigures {
+  devices: number;
+  succeeded: number;
+  lost: number;
+  seconds: number;
+  updates_per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  msgs_per_update: number;
+  server_rss_mb: number;
+  rss_kb_per_device: number;
+  installs: number;
+}
+
+/** Scenario 1 and 5: N connected devices take one update; server memory per connection. */
+export async function connectedUpdate(server: BenchServer, n: number): Promise<UpdateFigures> {
+  const { api } = server;
+  const rssBefore = server.child.rss();
+  const devices = await registerFleet(api, `c${n}-`, n);
+  const file = path.join(server.dir, `devices-${n}.json`);
+  await writeFile(file, JSON.stringify(devices));
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000']);
+  try {
+    await sim.waitFor(/sim: ready/, 600_000);
+    await sleep(1500); // the devices' first reports settle
+    const rssConnected = server.child.rss();
+    await api.call('POST', `/api/v1/artifacts?name=fw-${n}&version=2.0.0`, randomBytes(1024));
+    const m0 = await published(api);
+    const ids = devices.map((d) => d.deviceId);
+    const jobIds: string[] = [];
+    for (let i = 0; i < ids.length; i += 5000) {
+      const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ids.slice(i, i + 5000), artifact: `fw-${n}@2.0.0` });
+      jobIds.push(r.job.jobId);
+    }
+    const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000);
+    await sleep(500); // last acknowledgements recorded
+    const m1 = await published(api);
+    const executions: Execution[] = [];
+    let createdAt = Infinity;
+    for (const id of jobIds) {
+      const r = await api.call<{ job: { createdAt: number }; executions: Execution[] }>('GET', `/api/v1/jobs/${id}`);
+      createdAt = Math.min(createdAt, r.job.createdAt);
+      executions.push(...r.executions);
+    }
+    const ok = executions.filter((x) => x.status === 'SUCCEEDED');
+    const terminal = executions.filter((x) => !['QUEUED', 'IN_PROGRESS'].includes(x.status));
+    const end = Math.max(...ok.map((x) => x.updatedAt));
+    const seconds = (end - createdAt) / 1000;
+    const latencies = ok.map((x) => x.updatedAt - x.queuedAt);
+    return {
+      devices: n,
+      succeeded: ok.length,
+      lost: n - terminal.length,
+      seconds: round(seconds, 2),
+      updates_per_s: round(ok.length / seconds, 0),
+      p50_ms: percentile(latencies, 50),
+      p99_ms: percentile(latencies, 99),
+      msgs_per_update: round((m1 - m0) / Math.max(1, ok.length), 1),
+      server_rss_mb: round(rssConnected / 2 ** 20, 0),
+      rss_kb_per_device: round((rssConnected - rssBefore) / 1024 / n, 1),
+      installs: Number(done[1]),
+    };
+  } finally {
+    await sim.stop();
+  }
+}
+
+/** Scenario 2: a rollout to a fleet larger than one process can hold open, devices cycling online. */
+export async function cyclingRollout(server: BenchServer, n: number, concurrency: number): Promise<UpdateFigures> {
+  const { api } = server;
+  const devices = await registerFleet(api, `r${n}-`, n);
+  const file = path.join(server.dir, `rollout-${n}.json`);
+  await writeFile(file, JSON.stringify(devices));
+  await api.call('POST', `/api/v1/artifacts?name=fw-r${n}&version=2.0.0`, randomBytes(1024));
+  const m0 = await published(api);
+  const ids = devices.map((d) => d.deviceId);
+  const jobIds: string[] = [];
+  const t0 = Date.now();
+  for (let i = 0; i < ids.length; i += 5000) {
+    const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ids.slice(i, i + 5000), artifact: `fw-r${n}@2.0.0` });
+    jobIds.push(r.job.jobId);
+  }
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000']);
+  try {
+    const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 1_800_000);
+    await sleep(500);
+    const m1 = await published(api);
+    const executions: Execution[] = [];
+    for (const id of jobIds) executions.push(...(await api.call<{ executions: Execution[] }>('GET', `/api/v1/jobs/${id}`)).executions);
+    const ok = executions.filter((x) => x.status === 'SUCCEEDED');
+    const terminal = executions.filter((x) => !['QUEUED', 'IN_PROGRESS'].includes(x.status));
+    const seconds = (Math.max(...ok.map((x) => x.updatedAt)) - t0) / 1000;
+    return {
+      devices: n,
+      succeeded: ok.length,
+      lost: n - terminal.length,
+      seconds: round(seconds, 1),
+      updates_per_s: round(ok.length / seconds, 0),
+      p50_ms: NaN, // devices are offline by design until their turn: latency from desired is not meaningful
+      p99_ms: NaN,
+      msgs_per_update: round((m1 - m0) / Math.max(1, ok.length), 1),
+      server_rss_mb: round(server.child.rss() / 2 ** 20, 0),
+      rss_kb_per_device: NaN,
+      installs: Number(done[1]),
+    };
+  } finally {
+    await sim.stop();
+  }
+}
+
+/** The broker's own ceiling: operator clients (mqtt.js, QoS 1) publishing to themselves through the same broker. */
+export async function rawBrokerRate(server: BenchServer, clients = 100, window = 20, seconds = 5): Promise<number> {
+  const token = (await readFile(path.join(server.dir, 'operator-token'), 'utf8')).trim();
+  const conns = await Promise.all(Array.from({ length: clients }, (_, i) => mqtt.connectAsync(server.mqttUrl, { clientId: `raw-${i}-${randomUUID().slice(0, 8)}`, username: 'operator', password: token, reconnectPeriod: 0 })));
+  let received = 0;
+  let running = true;
+  const payload = Buffer.alloc(200, 'x');
+  await Promise.all(
+    conns.map(async (c, i) => {
+      const topic = `bench/raw/${i}`;
+      await c.subscribeAsync(topic, { qos: 1 });
+      c.on('message', () => received++);
+    }),
+  );
+  const start = Date.now();
+  const pumps = conns.map(async (c, i) => {
+    const topic = `bench/raw/${i}`;
+    const inflight = new Set<Promise<unknown>>();
+    while (running) {
+      const p = c.publishAsync(topic, payload, { qos: 1 }).finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size >= window) await Promise.race(inflight);
+    }
+    await Promise.allSettled(inflight);
+  });
+  await sleep(seconds * 1000);
+  running = false;
+  const counted = received;
+  const elapsed = (Date.now() - start) / 1000;
+  await Promise.all(pumps);
+  await Promise.all(conns.map((c) => c.endAsync()));
+  return round(counted / elapsed, 0);
+}
+
+/** Scenario 3: replica operations per second and latency, devices updating their own shadows. */
+export async function replicaOps(server: BenchServer, clients = 200, window = 8, seconds = 5): Promise<{ ops_per_s: number; p50_ms: number; p99_ms: number }> {
+  const devices: SimDevice[] = await registerFleet(server.api, 'ops-', clients);
+  const conns = await Promise.all(devices.map((d) => mqtt.connectAsync(server.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: d.secret, reconnectPeriod: 0 })));
+  const latencies: number[] = [];
+  let running = true;
+  const loops = await Promise.all(
+    conns.map(async (c, i) => {
+      const id = devices[i]!.deviceId;
+      await c.subscribeAsync([`state/${id}/update/accepted`, `state/${id}/update/rejected`], { qos: 1 });
+      const pending = new Map<string, { t: number; resolve: () => void }>();
+      c.on('message', (_topic, payload) => {
+        const token = (JSON.parse(payload.toString()) as { clientToken?: string }).clientToken;
+        const p = token === undefined ? undefined : pending.get(token);
+        if (!p || token === undefined) return;
+        pending.delete(token);
+        if (running) latencies.push(performance.now() - p.t);
+        p.resolve();
+      });
+      let k = 0;
+      // `window` requests in flight per device, each answered before the next is sent
+      return () =>
+        Array.from({ length: window }, async () => {
+          while (running) {
+            const token = `${i}-${k++}`;
+            await new Promise<void>((resolve) => {
+              pending.set(token, { t: performance.now(), resolve });
+              c.publish(`state/${id}/update`, JSON.stringify({ state: { reported: { counter: k } }, clientToken: token }), { qos: 1 });
+            });
+          }
+        });
+    }),
+  );
+  const start = Date.now();
+  const all = loops.flatMap((run) => run());
+  await sleep(seconds * 1000);
+  running = false;
+  await Promise.race([Promise.all(all), sleep(10_000)]);
+  const elapsed = (Date.now() - start) / 1000;
+  await Promise.all(conns.map((c) => c.endAsync(true)));
+  return { ops_per_s: round(latencies.length / Math.min(elapsed, seconds), 0), p50_ms: round(percentile(latencies, 50), 1), p99_ms: round(percentile(latencies, 99), 1) };
+}
+
+/** Scenario 4: the embedded store with many shadows: insert, point read, fleet query. */
+export async function storeAtScale(count: number): Promise<{ shadows: number; insert_per_s: number; point_reads_per_s: number; fleet_scan_s: number; db_mb: number }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-store-'));
+  const store = new SqliteStore({ path: path.join(dir, 'bench.db') });
+  await store.start();
+  try {
+    const record = (i: number): ShadowRecord => ({
+      deviceId: `d${String(i).padStart(7, '0')}`,
+      name: '',
+      version: 1,
+      deleted: false,
+      state: { reported: { software: { name: 'fw', version: i % 10 === 0 ? '1.0.0' : '2.0.0', status: 'SUCCESS', jobId: 'j' } } },
+      metadata: { reported: { software: { name: { timestamp: 1 }, version: { timestamp: 1 }, status: { timestamp: 1 }, jobId: { timestamp: 1 } } } },
+      timestamp: 1,
+    });
+    let t = performance.now();
+    for (let i = 0; i < count; i += 10_000) {
+      await Promise.all(Array.from({ length: Math.min(10_000, count - i) }, (_, k) => store.putShadow(record(i + k), 0)));
+    }
+    const insert = count / ((performance.now() - t) / 1000);
+    const reads = Math.min(100_000, count);
+    t = performance.now();
+    for (let i = 0; i < reads; i++) await store.getShadow(`d${String(Math.floor(Math.random() * count)).padStart(7, '0')}`, '');
+    const pointReads = reads / ((performance.now() - t) / 1000);
+    // fleet query: which devices run what, by paging through every shadow
+    t = performance.now();
+    const versions = new Map<string, number>();
+    let after: string | undefined;
+    for (;;) {
+      const page = await store.listShadows({ limit: 5000, ...(after ? { after } : {}) });
+      for (const s of page.items) {
+        const v = String((s.state.reported?.software as { version?: string } | undefined)?.version);
+        versions.set(v, (versions.get(v) ?? 0) + 1);
+      }
+      if (!page.next) break;
+      after = page.next;
+    }
+    const scan = (performance.now() - t) / 1000;
+    if ((versions.get('1.0.0') ?? 0) !== Math.ceil(count / 10)) throw new Error('fleet query miscounted');
+    const { size } = await import('node:fs/promises').then((fs) => fs.stat(path.join(dir, 'bench.db')));
+    return { shadows: count, insert_per_s: round(insert, 0), point_reads_per_s: round(pointReads, 0), fleet_scan_s: round(scan, 2), db_mb: round(size / 2 ** 20, 0) };
+  } finally {
+    await store.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,4 +1,5 @@
 /** Options of the UpdateAgent, one documented field each, and their defaults. */
+import type { KeyObject } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
 import type { Logger } from '../util/logger.ts';
 import type { AgentStateStore } from './agent-state.ts';
@@ -17,6 +18,21 @@ export interface UpdateAgentOptions {
   username?: string;
   /** MQTT password (passed through). */
   password?: string;
+  /**
+   * The operator's Ed25519 public key (SPKI PEM text, or a KeyObject) the device was
+   * provisioned with: every update command must carry a manifest signed by it, unexpired,
+   * matching the command, and not lowering the version unless it allows that. Required
+   * unless `allowUnsigned` is true.
+   */
+  signingPublicKey?: string | KeyObject;
+  /** Accept unsigned software when no `signingPublicKey` is given (insecure; tests and simulators only). */
+  allowUnsigned?: boolean;
+  /**
+   * How the artifact is fetched: `url` (default) with the pre-signed URL of the command;
+   * `token` with a temporary credential asked for over MQTT (`state/{id}/credentials/request`)
+   * and sent as `Authorization: Bearer <token>`.
+   */
+  downloadAuth?: 'url' | 'token';
   /** Puts software in place (SlotInstaller, SimulatedInstaller, your own). */
   installer: Installer;
   /** Holds `agent-state.json` and `downloads/`. */

@@ -13,6 +13,7 @@
  *   applied twice; a delta that merely echoes the agent's own last report is ignored;
  * - an idle agent holds no timers of its own (15,000 of them share one simulator process).
  */
+import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,6 +23,7 @@ import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import { parseSoftwareCommand, type SoftwareCommand } from '../protocol/software.ts';
 import { deltaTopic } from '../protocol/topics.ts';
+import { parsePublicKey } from '../signing/signing-key.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { AgentEvents } from './agent-events.ts';
 import { AGENT_DEFAULTS, type UpdateAgentOptions } from './agent-options.ts';
@@ -38,6 +40,7 @@ import {
 } from './agent-state.ts';
 import { partFile, removeStaleDownloads } from './download-files.ts';
 import { downloadArtifact } from './downloader.ts';
+import { checkCommand, type SignaturePolicy } from './manifest-check.ts';
 import type { InstalledSoftware } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
 import { AgentStoppedError, ShadowRequester, isRetryable } from './shadow-requester.ts';
@@ -70,6 +73,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private readonly wakers = new Set<() => void>();
   private lastError: string | undefined;
   private detach: () => void = () => {};
+  /** Decided in start() from `signingPublicKey` / `allowUnsigned`. */
+  private signatures: SignaturePolicy | undefined;
+  /** The temporary download credential of the job in flight (`downloadAuth: 'token'`). */
+  private credential: { jobId: string; token: string; expiresAt: number } | undefined;
 
   /** Only assigns; `start()` does the I/O. */
   constructor(opts: UpdateAgentOptions) {
@@ -94,6 +101,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.started = true;
     const o = this.opts;
     try {
+      this.signatures = signaturePolicy(o.signingPublicKey, o.allowUnsigned);
+      if (!('publicKey' in this.signatures)) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
       this.store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);
       this.state = await this.store.load();
       this.installed = await o.installer.current();
@@ -320,6 +329,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       now: () => this.now(),
       logger: this.log,
       downloadSettings: o.downloadSettings ?? {},
+      verifyCommand: (command, running) => checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000)),
+      ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
       urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
       maxUrlRefreshes: o.maxUrlRefreshes ?? AGENT_DEFAULTS.maxUrlRefreshes,
       progressStep: o.progressStep ?? AGENT_DEFAULTS.progressStep,
@@ -384,6 +395,28 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         await this.pause(this.backoff(round));
       }
     }
+  }
+
+  /**
+   * The URL and header of a download with a temporary credential: the token is asked for over
+   * MQTT (it grants reading only the artifact of the device's current job) and reused until it
+   * nears its expiry, or `renew` says it was refused.
+   */
+  private async authorizeDownload(job: UpdateJob, renew: boolean): Promise<{ url: string; headers: Record<string, string> }> {
+    const marginS = (this.opts.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs) / 1000;
+    let c = this.credential;
+    if (renew || !c || c.jobId !== job.jobId || c.expiresAt - marginS <= this.now() / 1000) {
+      const answer = await this.requester!.request('credentials', { jobId: job.jobId });
+      if (typeof answer.token !== 'string' || typeof answer.expiresAt !== 'number') throw new UpdraftError('DOWNLOAD', 'the credentials answer carries no token');
+      c = { jobId: job.jobId, token: answer.token, expiresAt: answer.expiresAt };
+      this.credential = c;
+      this.log.debug('download credential received', { jobId: job.jobId, expiresAt: c.expiresAt });
+    }
+    // the endpoint of the pre-signed URL, without its signature: the token authorizes instead
+    const url = new URL(job.command.url);
+    url.search = '';
+    url.searchParams.set('device', this.opts.deviceId);
+    return { url: url.toString(), headers: { authorization: `Bearer ${c.token}` } };
   }
 
   /** Steps 8-9: persist the outcome, report it until acknowledged, then forget the job. */
@@ -493,6 +526,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private now(): number {
     return this.opts.now ? this.opts.now() : Date.now();
   }
+}
+
+/** Secure by default: a public key to verify with, or an explicit opt-out. */
+function signaturePolicy(key: string | KeyObject | undefined, allowUnsigned: boolean | undefined): SignaturePolicy {
+  if (key !== undefined) return { publicKey: typeof key === 'string' ? parsePublicKey(key) : key };
+  if (allowUnsigned === true) return { allowUnsigned: true };
+  throw new UpdraftError('CONFIG', 'no software signing key: pass signingPublicKey (the server prints where its public key is; updraft keys export-public), or allowUnsigned: true to accept unsigned software (insecure)');
 }
 
 function numberOrUndefined(v: unknown): number | undefined {

@@ -4,7 +4,7 @@
  * as one line on stderr, and stops cleanly on SIGINT/SIGTERM.
  */
 import { once } from 'node:events';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
@@ -31,6 +31,18 @@ export interface AgentDaemonOptions {
   healthCheckTimeoutMs?: number;
   /** Version reported while nothing was installed yet (`--initial-version`, default none: `0.0.0`). */
   initialVersion?: string;
+  /**
+   * The operator's software signing public key (SPKI PEM text, `--signing-key <file>`);
+   * default: `<install-dir>/.updraft/signing-key.pub` (written by `device register --save`).
+   * Without one the daemon refuses to start unless `allowUnsigned`.
+   */
+  signingPublicKey?: string;
+  /** Accept unsigned software (`--insecure-allow-unsigned`). */
+  allowUnsigned?: boolean;
+  /** Download with the pre-signed URL (default) or a temporary credential (`--download-auth token`). */
+  downloadAuth?: 'url' | 'token';
+  /** TLS material for an `mqtts://` broker (`--ca`, `--cert`, `--key`): PEM texts. */
+  tls?: { ca?: string; cert?: string; key?: string };
   /** Where lines go (default: stderr, level info). */
   logger?: Logger;
   /** Stops the daemon when aborted (embedding, tests). SIGINT and SIGTERM always stop it. */
@@ -47,6 +59,10 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   const installDir = path.resolve(opts.installDir);
   const stateDir = path.join(installDir, '.updraft');
   await mkdir(stateDir, { recursive: true });
+  const signingPublicKey = opts.signingPublicKey ?? (await readProvisionedKey(installDir));
+  if (signingPublicKey === undefined && opts.allowUnsigned !== true) {
+    throw new UpdraftError('CONFIG', `no software signing key: pass --signing-key <file> (the server's keys/software-signing.pub; updraft keys export-public), or save it as ${signingKeyFilePath(installDir)} (updraft device register --save does), or --insecure-allow-unsigned`);
+  }
   const installer = new SlotInstaller({
     dir: installDir,
     logger: log,
@@ -60,6 +76,9 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     installer,
     stateDir,
     logger: log,
+    ...(signingPublicKey !== undefined ? { signingPublicKey } : { allowUnsigned: true }),
+    ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
+    ...(opts.tls ? { mqttOptions: { ...opts.tls, rejectUnauthorized: true } } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
   });
@@ -89,6 +108,20 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   log.info(`${opts.deviceId}: stopped`);
 }
 
+/** Where `updraft device register --save` puts the operator's public signing key. */
+export function signingKeyFilePath(installDir: string): string {
+  return path.join(installDir, '.updraft', 'signing-key.pub');
+}
+
+async function readProvisionedKey(installDir: string): Promise<string | undefined> {
+  try {
+    return await readFile(signingKeyFilePath(installDir), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 /** Every problem at once (STYLE.md habit 8). */
 function validate(opts: AgentDaemonOptions): void {
   const problems: string[] = [];
@@ -99,6 +132,8 @@ function validate(opts: AgentDaemonOptions): void {
     problems.push('--health-check-timeout must be a positive number of milliseconds');
   }
   if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
+  if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');
+  if (opts.tls && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) problems.push('--cert and --key go together');
   if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options:\n  - ${problems.join('\n  - ')}`);
 }
 

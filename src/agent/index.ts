@@ -10,6 +10,8 @@
  *   brokerUrl: 'mqtt://updraft.local:1883',
  *   username: 'dev-1',
  *   password: process.env.DEVICE_SECRET,
+ *   // the operator's public key (updraft keys export-public): unsigned software is refused
+ *   signingPublicKey: readFileSync('/opt/app/signing-key.pub', 'utf8'),
  *   installer: new SlotInstaller({ dir: '/opt/app', healthCheck: '$UPDRAFT_SLOT/artifact --self-test' }),
  *   stateDir: '/opt/app/.updraft',
  * });

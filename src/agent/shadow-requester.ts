@@ -8,10 +8,12 @@
 import { randomBytes } from 'node:crypto';
 import { UpdraftError, type ErrorCode } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { answerTopic, requestTopic, type ShadowRef } from '../protocol/topics.ts';
+import { answerTopic, credentialsAnswerTopic, credentialsRequestTopic, requestTopic, type ShadowRef } from '../protocol/topics.ts';
 
-/** The two operations the agent uses. */
-export type AgentOperation = 'update' | 'get';
+/** The operations the agent uses: shadow update and get, and temporary download credentials. */
+export type AgentOperation = 'update' | 'get' | 'credentials';
+
+const OPERATIONS = ['update', 'get', 'credentials'] as const;
 
 /** Timing of requests. */
 export interface RequestPolicy {
@@ -53,7 +55,11 @@ export class ShadowRequester {
 
   /** The answer topics to subscribe to. */
   answerTopics(): string[] {
-    return (['update', 'get'] as const).flatMap((op) => [answerTopic(this.ref, op, 'accepted'), answerTopic(this.ref, op, 'rejected')]);
+    return OPERATIONS.flatMap((op) => [this.answer(op, 'accepted'), this.answer(op, 'rejected')]);
+  }
+
+  private answer(op: AgentOperation, kind: 'accepted' | 'rejected'): string {
+    return op === 'credentials' ? credentialsAnswerTopic(this.ref.deviceId, kind) : answerTopic(this.ref, op, kind);
   }
 
   /**
@@ -114,7 +120,7 @@ export class ShadowRequester {
       }, this.policy.timeoutMs);
       this.pending.set(token, { op, resolve, reject, timer });
       // a failed send is not final: the broker may have it, and the timeout retries otherwise
-      this.send(requestTopic(this.ref, op), payload).catch(() => {});
+      this.send(op === 'credentials' ? credentialsRequestTopic(this.ref.deviceId) : requestTopic(this.ref, op), payload).catch(() => {});
     });
   }
 
@@ -131,9 +137,9 @@ export class ShadowRequester {
   }
 
   private kindOf(topic: string): { op: AgentOperation; accepted: boolean } | undefined {
-    for (const op of ['update', 'get'] as const) {
-      if (topic === answerTopic(this.ref, op, 'accepted')) return { op, accepted: true };
-      if (topic === answerTopic(this.ref, op, 'rejected')) return { op, accepted: false };
+    for (const op of OPERATIONS) {
+      if (topic === this.answer(op, 'accepted')) return { op, accepted: true };
+      if (topic === this.answer(op, 'rejected')) return { op, accepted: false };
     }
     return undefined;
   }

@@ -9,7 +9,7 @@ import type { SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
 import type { InFlightPhase, JobOutcome } from './agent-state.ts';
 import type { DownloadOptions, Downloader } from './downloader.ts';
-import { isInstalled, type Installer } from './installer.ts';
+import { isInstalled, type InstalledSoftware, type Installer } from './installer.ts';
 import { AgentStoppedError } from './shadow-requester.ts';
 
 /** Download settings the agent passes through. */
@@ -35,6 +35,13 @@ export interface UpdateJobDeps {
   urlMarginMs: number;
   /** Fresh URLs asked for at most this many times per job. */
   maxUrlRefreshes: number;
+  /** Refuses a command that must not be installed (signature, expiry, downgrade): throws INTEGRITY with the reason. */
+  verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void;
+  /**
+   * Download with a temporary credential instead of the pre-signed URL: the URL and headers
+   * to use; `renew` asks for a new credential (the previous one was refused or expired).
+   */
+  authorizeDownload?: (job: UpdateJob, renew: boolean) => Promise<{ url: string; headers: Record<string, string> }>;
   /** Progress is reported when it advanced by this much (0..1)... */
   progressStep: number;
   /** ...and at least this many ms passed since the last report. */
@@ -129,6 +136,7 @@ export class UpdateJob {
     const { deps } = this;
     const signal = this.ctrl.signal;
     let refreshes = 0;
+    let renewCredential = false;
     for (;;) {
       signal.throwIfAborted();
       const cmd = this.command;
@@ -141,10 +149,15 @@ export class UpdateJob {
         await deps.refreshCommand(this);
         continue;
       }
+      // before a byte is fetched: a command that must not be installed fails here, with the reason
+      deps.verifyCommand?.(cmd, await deps.installer.current());
+      const target = deps.authorizeDownload ? await deps.authorizeDownload(this, renewCredential) : { url: cmd.url, headers: {} };
+      renewCredential = false;
       try {
         await deps.download({
           ...deps.downloadSettings,
-          url: cmd.url,
+          url: target.url,
+          headers: target.headers,
           file: deps.file,
           size: cmd.size,
           sha256: cmd.sha256,
@@ -157,6 +170,13 @@ export class UpdateJob {
       } catch (err) {
         const forbidden = err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === 403;
         if (!forbidden || signal.aborted || refreshes >= deps.maxUrlRefreshes) throw err;
+        if (deps.authorizeDownload) {
+          // a refused temporary credential: ask for a new one (the server re-checks the device's current job)
+          refreshes++;
+          renewCredential = true;
+          deps.logger.info('download refused, asking for a new credential', { jobId: this.jobId, error: err.message });
+          continue;
+        }
         // a URL may be refused before its announced expiry (clock skew, key rotation): ask for a new one
         refreshes++;
         deps.logger.info('download refused, asking for a fresh URL', { jobId: this.jobId, error: err.message });

@@ -22,11 +22,20 @@ export function checkArtifactId(name: string, version: string): void {
   if (!SEMVER.test(version)) throw new UpdraftError('BAD_REQUEST', `artifact version "${version}" must be a semantic version like 2.0.0`);
 }
 
+/** What the catalogue needs. */
+export interface ArtifactServiceDeps {
+  store: StateStore;
+  blobs: BlobStore;
+  maxArtifactBytes: number;
+  /** Signs a new artifact's record (pattern step 2: stored, hashed, signed); the signature is recorded with it. */
+  sign?: (artifact: { name: string; version: string; sha256: string; size: number }) => string;
+}
+
 /** Adds, lists and resolves artifacts. */
 export class ArtifactService {
-  private readonly deps: { store: StateStore; blobs: BlobStore; maxArtifactBytes: number };
+  private readonly deps: ArtifactServiceDeps;
 
-  constructor(deps: { store: StateStore; blobs: BlobStore; maxArtifactBytes: number }) {
+  constructor(deps: ArtifactServiceDeps) {
     this.deps = deps;
   }
 
@@ -39,6 +48,7 @@ export class ArtifactService {
     }
     const blob = await this.deps.blobs.write(source, this.deps.maxArtifactBytes);
     const record: ArtifactRecord = { name, version, sha256: blob.sha256, size: blob.size, createdAt: Date.now() };
+    if (this.deps.sign) record.signature = this.deps.sign(record);
     await this.deps.store.putArtifact(record);
     return record;
   }

@@ -11,6 +11,8 @@ export interface ConnectCredentials {
   clientId: string;
   username?: string;
   password?: Buffer;
+  /** Subject CN of the client certificate, when the connection is TLS and the certificate verified against Updraft's CA. */
+  certificateCommonName?: string | undefined;
 }
 
 /** Decides identities at CONNECT; returns undefined to refuse the connection. */

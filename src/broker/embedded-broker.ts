@@ -8,9 +8,10 @@
  * once, so aedes itself never holds a backlog for us.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import { UpdraftError } from '../errors.ts';
-import { parseRequestTopic } from '../protocol/topics.ts';
+import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Authenticator } from './authenticator.ts';
 import type { InboundMessage, MessageBus, PresenceEvent, Sender } from './message-bus.ts';
@@ -27,6 +28,18 @@ export interface EmbeddedBrokerOptions {
   logger: Logger;
   /** Disconnect a subscriber whose socket stays full this long (ms): one frozen client must not stall delivery to all. */
   drainTimeoutMs?: number;
+  /**
+   * MQTT over TLS with mutual authentication (8883 by default): clients must present a
+   * certificate issued by `ca`; the device id is the certificate's subject CN.
+   */
+  tls?: { port: number; key: string; cert: string; ca: string };
+}
+
+/** The subject CN of a TLS client certificate that the TLS layer verified, if any. */
+function verifiedCommonName(conn: unknown): string | undefined {
+  if (!(conn instanceof tls.TLSSocket) || !conn.authorized) return undefined;
+  const cn = conn.getPeerCertificate()?.subject?.CN;
+  return typeof cn === 'string' ? cn : undefined;
 }
 
 /** aedes error with the CONNACK return code it should send. */
@@ -39,6 +52,7 @@ export class EmbeddedBroker implements MessageBus {
   private readonly opts: EmbeddedBrokerOptions;
   private aedes: Aedes | undefined;
   private server: net.Server | undefined;
+  private tlsServer: tls.Server | undefined;
   private requestHandler: (msg: InboundMessage) => void = () => {};
   private presenceHandler: (event: PresenceEvent) => void = () => {};
   /** Identity of each connection, decided at CONNECT. */
@@ -56,6 +70,12 @@ export class EmbeddedBroker implements MessageBus {
   get port(): number {
     const addr = this.server?.address();
     return typeof addr === 'object' && addr ? addr.port : this.opts.port;
+  }
+
+  /** The MQTTS port actually listened on, or undefined without TLS. */
+  get tlsPort(): number | undefined {
+    const addr = this.tlsServer?.address();
+    return typeof addr === 'object' && addr ? addr.port : undefined;
   }
 
   /** Number of connected MQTT clients. */
@@ -79,7 +99,7 @@ export class EmbeddedBroker implements MessageBus {
       drainTimeout: this.opts.drainTimeoutMs ?? 30_000,
       authenticate: (client, username, password, done) => {
         this.opts.authenticator
-          .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined })
+          .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined, certificateCommonName: verifiedCommonName(client.conn) })
           .then((sender) => {
             if (!sender) {
               log.warn('connection refused: bad credentials', { clientId: client.id });
@@ -131,22 +151,40 @@ export class EmbeddedBroker implements MessageBus {
 
     const server = net.createServer(aedes.handle);
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
+    await this.listen(server, this.opts.port, 'mqtt-port').catch((err: unknown) => {
+      aedes.close();
+      throw err;
+    });
+    const t = this.opts.tls;
+    if (t) {
+      // requestCert + rejectUnauthorized: a client without a certificate from our CA never reaches CONNECT
+      const secure = tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: true }, aedes.handle);
+      secure.on('tlsClientError', (err) => log.warn('MQTTS handshake refused', { error: err.message }));
+      this.tlsServer = secure;
+      await this.listen(secure, t.port, 'mqtt-tls-port').catch(async (err: unknown) => {
+        await this.stop();
+        throw err;
+      });
+    }
+  }
+
+  private listen(server: net.Server, port: number, flag: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        aedes.close();
         if (err.code === 'EADDRINUSE') {
-          reject(new UpdraftError('PORT_IN_USE', `MQTT port ${this.opts.port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --mqtt-port`));
+          reject(new UpdraftError('PORT_IN_USE', `MQTT port ${port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --${flag}`));
         } else {
-          reject(new UpdraftError('CONFIG', `cannot listen for MQTT on ${this.opts.host}:${this.opts.port}: ${err.message}`, { cause: err }));
+          reject(new UpdraftError('CONFIG', `cannot listen for MQTT on ${this.opts.host}:${port}: ${err.message}`, { cause: err }));
         }
       });
-      server.listen(this.opts.port, this.opts.host, () => resolve());
+      // a fleet reconnecting at once overflows the default backlog (511): SYNs dropped cost seconds
+      server.listen({ port, host: this.opts.host, backlog: 4096 }, () => resolve());
     });
   }
 
   private route(packet: AedesPublishPacket, client: Client): void {
     if (this.dropped.has(packet.payload as Buffer)) return;
-    if (!parseRequestTopic(packet.topic)) return;
+    if (!parseRequestTopic(packet.topic) && !parseCredentialsRequestTopic(packet.topic)) return;
     const sender = this.senders.get(client);
     if (!sender) return;
     this.requestHandler({ topic: packet.topic, payload: packet.payload as Buffer, sender });
@@ -165,10 +203,12 @@ export class EmbeddedBroker implements MessageBus {
 
   async stop(): Promise<void> {
     const server = this.server;
+    const tlsServer = this.tlsServer;
     const aedes = this.aedes;
     this.server = undefined;
+    this.tlsServer = undefined;
     this.aedes = undefined;
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of [server, tlsServer]) if (s?.listening) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 }

@@ -26,11 +26,30 @@ export class RegistryAuthenticator implements Authenticator {
       this.deps.logger.warn('device refused at CONNECT', { clientId: c.clientId, reason });
       return undefined;
     };
+    if (c.certificateCommonName !== undefined) return this.byCertificate(c, c.certificateCommonName);
     if (c.username !== undefined && c.username !== c.clientId) return refuse('user name differs from client id');
     const device = await this.deps.store.getDevice(c.clientId);
     if (!device) return refuse('unknown device');
     if (device.revoked) return refuse('device revoked');
     if (!deviceSecretMatches(c.password, device.secretHash)) return refuse('wrong secret');
+    return { kind: 'device', id: device.deviceId };
+  }
+
+  /**
+   * MQTT over TLS with a client certificate the TLS layer verified against Updraft's CA: the
+   * device id is the certificate's CN, so no secret is needed, but the client id (and the
+   * user name, if sent) must be that id, and the device must be registered and not revoked.
+   */
+  private async byCertificate(c: ConnectCredentials, cn: string): Promise<Sender | undefined> {
+    const refuse = (reason: string) => {
+      this.deps.logger.warn('device refused at CONNECT', { clientId: c.clientId, certificate: cn, reason });
+      return undefined;
+    };
+    if (c.clientId !== cn) return refuse('client id differs from the certificate CN');
+    if (c.username !== undefined && c.username !== cn) return refuse('user name differs from the certificate CN');
+    const device = await this.deps.store.getDevice(cn);
+    if (!device) return refuse('unknown device');
+    if (device.revoked) return refuse('device revoked');
     return { kind: 'device', id: device.deviceId };
   }
 }

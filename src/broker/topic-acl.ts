@@ -1,9 +1,9 @@
 /**
  * Per-device topic authorization, deny by default (DESIGN.md §6): a device may publish
- * requests only on its own `state/{id}/...` request topics and subscribe only under its
+ * requests only on its own `state/{id}/...` request topics (shadow and credentials) and subscribe only under its
  * own `state/{id}/`. Operators may use any topic except the broker's `$SYS`.
  */
-import { parseRequestTopic } from '../protocol/topics.ts';
+import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Sender } from './message-bus.ts';
 
 /** True when `sender` may publish on `topic`. */
@@ -11,7 +11,7 @@ export function mayPublish(sender: Sender, topic: string): boolean {
   if (sender.kind === 'internal') return true;
   if (sender.kind === 'operator') return !topic.startsWith('$SYS');
   // devices publish requests only: answers (accepted, delta, ...) come from the replica
-  return parseRequestTopic(topic)?.deviceId === sender.id;
+  return (parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic))?.deviceId === sender.id;
 }
 
 /** True when `sender` may subscribe to the topic filter `filter`. */

@@ -1,9 +1,28 @@
 /** `updraft agent`: runs one device's update agent (the daemon of `src/agent/`). */
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
 import { readDeviceSecret, secretFilePath } from '../agent/secret-file.ts';
 import { createLogger, type LogLevel } from '../util/logger.ts';
+
+interface AgentFlags {
+  device: string;
+  installDir: string;
+  broker?: string;
+  username?: string;
+  password?: string;
+  healthCheck?: string;
+  healthCheckTimeout: string;
+  initialVersion?: string;
+  logLevel: string;
+  signingKey?: string;
+  insecureAllowUnsigned?: boolean;
+  downloadAuth: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
 
 /** Adds `agent`. */
 export function addAgentCommand(program: Command): void {
@@ -19,11 +38,26 @@ export function addAgentCommand(program: Command): void {
     .option('--health-check-timeout <s>', 'seconds before a health check counts as failed', '60')
     .option('--initial-version <v>', 'version to report while nothing was installed yet')
     .option('--log-level <level>', 'debug, info, warn, error', 'info')
-    .action(async (o: { device: string; installDir: string; broker?: string; username?: string; password?: string; healthCheck?: string; healthCheckTimeout: string; initialVersion?: string; logLevel: string }) => {
+    .option('--signing-key <file>', "the operator's software signing public key [env UPDRAFT_SIGNING_KEY, default: <install-dir>/.updraft/signing-key.pub]")
+    .option('--insecure-allow-unsigned', 'accept unsigned software when no signing key is given (insecure)')
+    .option('--download-auth <how>', 'url: the pre-signed URL; token: a temporary credential asked for over MQTT', 'url')
+    .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
+    .option('--cert <file>', 'client certificate for MQTT over TLS (updraft device cert); the device id is its CN, no secret needed')
+    .option('--key <file>', 'private key of --cert')
+    .action(async (o: AgentFlags) => {
       const timeout = Number(o.healthCheckTimeout);
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
+      const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
+        throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);
+      });
+      const tls = {
+        ...(o.ca !== undefined ? { ca: await read(o.ca, '--ca') } : {}),
+        ...(o.cert !== undefined ? { cert: await read(o.cert, '--cert') } : {}),
+        ...(o.key !== undefined ? { key: await read(o.key, '--key') } : {}),
+      };
+      const keyFile = o.signingKey ?? process.env.UPDRAFT_SIGNING_KEY;
       const password = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD ?? (await readDeviceSecret(o.installDir));
-      if (password === undefined) {
+      if (password === undefined && o.cert === undefined) {
         throw new UpdraftError('UNAUTHORIZED', `no device secret: register the device with "updraft device register ${o.device} --save ${o.installDir}" (writes ${secretFilePath(o.installDir)}), or pass --password`);
       }
       await runAgentDaemon({
@@ -33,7 +67,11 @@ export function addAgentCommand(program: Command): void {
         logger: createLogger({ level: o.logLevel as LogLevel, component: 'agent' }),
         healthCheckTimeoutMs: timeout * 1000,
         username: o.username ?? o.device,
-        password,
+        ...(password !== undefined ? { password } : {}),
+        ...(Object.keys(tls).length > 0 ? { tls } : {}),
+        ...(keyFile !== undefined ? { signingPublicKey: await read(keyFile, '--signing-key') } : {}),
+        ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
+        downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(o.healthCheck !== undefined ? { healthCheck: o.healthCheck } : {}),
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
       });

@@ -18,7 +18,8 @@ export interface ApiOptions {
 /** A small JSON client; every failure becomes an UpdraftError with a readable message. */
 export class ApiClient {
   readonly baseUrl: string;
-  private readonly token: string;
+  /** The operator token in use. */
+  readonly token: string;
 
   constructor(opts: ApiOptions) {
     this.baseUrl = (opts.server ?? process.env.UPDRAFT_SERVER ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');

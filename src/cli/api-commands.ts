@@ -6,13 +6,16 @@ import { UpdraftError } from '../errors.ts';
 import type { ShadowDocument } from '../protocol/shadow-messages.ts';
 import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-store.ts';
 import { saveDeviceSecret } from '../agent/secret-file.ts';
+import { saveSigningKey } from './keys-command.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 
-interface Common extends ApiOptions {
+/** Options of every API command. */
+export interface Common extends ApiOptions {
   json?: boolean;
 }
 
-function withApi(cmd: Command): Command {
+/** Adds the options every API command takes. */
+export function withApi(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
@@ -20,7 +23,8 @@ function withApi(cmd: Command): Command {
     .option('--json', 'print JSON');
 }
 
-function print(opts: Common, json: unknown, text: string): void {
+/** Prints JSON with --json, else the text. */
+export function print(opts: Common, json: unknown, text: string): void {
   process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + '\n' : text + '\n');
 }
 
@@ -81,7 +85,9 @@ export function addApiCommands(program: Command): void {
       const r = await new ApiClient(opts).call<{ device: { deviceId: string }; secret: string }>('POST', '/api/v1/devices', { deviceId: id, attributes, tags: opts.tag });
       if (opts.save) {
         const file = await saveDeviceSecret(opts.save, r.secret);
-        print(opts, { device: r.device, secretFile: file }, `registered ${id}; secret saved to ${file}`);
+        // provision the agent with the operator's public signing key too: it refuses unsigned software
+        const keyFile = await saveSigningKey(new ApiClient(opts), opts.save);
+        print(opts, { device: r.device, secretFile: file, signingKeyFile: keyFile }, `registered ${id}; secret saved to ${file}; signing key to ${keyFile}`);
       } else {
         print(opts, r, `registered ${id}\n  secret ${r.secret}\n  (shown once: pass it to the agent with --password or UPDRAFT_DEVICE_PASSWORD)`);
       }
@@ -112,10 +118,11 @@ export function addApiCommands(program: Command): void {
   withApi(device.command('list').description('list devices'))
     .option('--limit <n>', 'page size', '100')
     .option('--after <id>', 'cursor: list devices after this id')
-    .action(async (opts: Common & { limit: string; after?: string }) => {
-      const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}) });
+    .option('--query <query>', 'only devices the query selects, e.g. "reported.software.version < 2.0.0 and tags.region = eu"')
+    .action(async (opts: Common & { limit: string; after?: string; query?: string }) => {
+      const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}), ...(opts.query ? { query: opts.query } : {}) });
       type Row = { deviceId: string; online: boolean; reported: { version?: string; status?: string } | null };
-      const page = await new ApiClient(opts).call<{ items: Row[]; next?: string }>('GET', `/api/v1/devices?${q}`);
+      const page = await new ApiClient(opts).call<{ items: Row[]; next?: string }>('GET', `${opts.query ? '/api/v1/fleet/devices' : '/api/v1/devices'}?${q}`);
       const text = page.items.map((r) => `${r.deviceId}  ${r.online ? 'online ' : 'offline'}  ${r.reported?.version ?? '-'}  ${r.reported?.status ?? ''}`).join('\n');
       print(opts, page, (text || 'no devices') + (page.next ? `\n(more: --after ${page.next})` : ''));
     });

@@ -6,6 +6,11 @@ import { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { addAgentCommand } from './agent-command.ts';
 import { addApiCommands } from './api-commands.ts';
+import { addRolloutCommands } from './rollout-commands.ts';
+import { addCaCommand } from './ca-command.ts';
+import { addDeviceCertCommand } from './device-cert-command.ts';
+import { addKeysCommand } from './keys-command.ts';
+import { addBrokerCommands } from './broker-command.ts';
 import { addDemoCommand } from './demo-command.ts';
 import { addServerCommand } from './server-command.ts';
 import { addSimCommand } from './sim-command.ts';
@@ -17,9 +22,14 @@ const program = new Command('updraft')
 
 addServerCommand(program);
 addApiCommands(program);
+addRolloutCommands(program);
+addDeviceCertCommand(program);
+addKeysCommand(program);
+addCaCommand(program);
 addAgentCommand(program);
 addDemoCommand(program);
 addSimCommand(program);
+addBrokerCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);

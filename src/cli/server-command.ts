@@ -22,8 +22,10 @@ export function addServerCommand(program: Command): void {
     const server = new UpdraftServer(config, { logger });
     await server.start();
     const out = process.stdout;
-    out.write(`updraft: MQTT broker on mqtt://${config.mqtt.host}:${server.broker.port}\n`);
-    out.write(`updraft: HTTP API and downloads on http://${config.http.host}:${server.http.port} (devices use ${server.publicUrl})\n`);
+    out.write(config.mqtt.url ? `updraft: MQTT via external broker ${new URL(config.mqtt.url).host} (shared subscriptions, group ${config.mqtt.shareGroup})\n` : `updraft: MQTT broker on mqtt://${config.mqtt.host}:${server.broker.port}\n`);
+    out.write(`updraft: HTTP API and downloads on ${config.http.tls === 'on' ? 'https' : 'http'}://${config.http.host}:${server.http.port} (devices use ${server.publicUrl})\n`);
+    if (server.broker.tlsPort !== undefined) out.write(`updraft: MQTT over TLS with client certificates on mqtts://${config.mqtt.host}:${server.broker.tlsPort} (CA ${config.dataDir}/pki/ca.crt)\n`);
+    out.write(`updraft: software signing key ${server.security.signingKey.keyId}; provision agents with ${server.security.publicKeyFile}\n`);
     out.write(`updraft: data in ${config.dataDir}\n`);
     if (server.tokenCreated) {
       out.write(`updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`);

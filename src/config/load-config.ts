@@ -38,6 +38,15 @@ function coerce(s: Setting, raw: unknown, source: string, errors: string[]): str
     return n;
   }
   if (typeof raw !== 'string') return void errors.push(`${s.path} (${source}) must be a string, got ${JSON.stringify(raw)}`);
+  if (s.type === 'url' && raw !== '') {
+    let scheme: string;
+    try {
+      scheme = new URL(raw).protocol.slice(0, -1);
+    } catch {
+      return void errors.push(`${s.path} (${source}) must be a URL like ${s.schemes![0]}://..., got "${raw.replace(/\/\/[^@/]*@/, '//***@')}"`);
+    }
+    if (!s.schemes!.includes(scheme)) return void errors.push(`${s.path} (${source}) must be a ${s.schemes!.join(' or ')} URL, got ${scheme}://`);
+  }
   if (s.type === 'enum' && !s.values!.includes(raw)) return void errors.push(`${s.path} (${source}) must be one of ${s.values!.join(', ')}, got "${raw}"`);
   return raw;
 }

@@ -9,10 +9,17 @@ import type { LogLevel } from '../util/logger.ts';
 export interface UpdraftConfig {
   /** Directory for the embedded store, artifacts, keys and the operator token. */
   dataDir: string;
-  mqtt: { host: string; port: number };
-  http: { host: string; port: number; publicUrl: string };
+  /** `url` set: an external broker instead of the embedded one (host and port then unused). */
+  mqtt: { host: string; port: number; url: string; shareGroup: string; tlsPort: number; tlsCert: string; tlsKey: string };
+  /** State store URL: '' for the embedded SQLite file, or postgres://... */
+  db: string;
+  /** Artifact storage URL: '' for the local directory, or s3://bucket[/prefix]?endpoint=... */
+  blob: string;
+  http: { host: string; port: number; publicUrl: string; tls: 'on' | 'off'; tlsCert: string; tlsKey: string };
+  /** Host names and IPs put into server certificates issued by Updraft's CA (comma-separated). */
+  tls: { hosts: string };
   shadow: { maxDocumentBytes: number; maxDepth: number; maxPending: number };
-  downloads: { urlTtlSeconds: number; maxArtifactBytes: number };
+  downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number };
   logLevel: LogLevel;
 }
 
@@ -20,7 +27,8 @@ export interface UpdraftConfig {
 export interface Setting {
   /** Dotted path in UpdraftConfig, e.g. `mqtt.port`. */
   path: string;
-  type: 'string' | 'integer' | 'enum';
+  /** 'url': a string that is empty or a URL with one of `schemes`. */
+  type: 'string' | 'integer' | 'enum' | 'url';
   default: string | number;
   env: string;
   flag: string;
@@ -28,6 +36,8 @@ export interface Setting {
   min?: number;
   max?: number;
   values?: readonly string[];
+  /** URL schemes accepted by a 'url' setting, without the colon. */
+  schemes?: readonly string[];
 }
 
 /** Every setting. `http.publicUrl` defaults to `http://127.0.0.1:<http.port>` when empty. */
@@ -35,13 +45,25 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'dataDir', type: 'string', default: './data', env: 'UPDRAFT_DATA_DIR', flag: 'data-dir', doc: 'Directory for the embedded store, artifacts, signing keys and the operator token.' },
   { path: 'mqtt.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_MQTT_HOST', flag: 'mqtt-host', doc: 'Interface the embedded MQTT broker listens on.' },
   { path: 'mqtt.port', type: 'integer', default: 1883, env: 'UPDRAFT_MQTT_PORT', flag: 'mqtt-port', doc: 'TCP port of the embedded MQTT broker (MQTT 3.1.1); 0 picks a free port.', min: 0, max: 65535 },
+  { path: 'mqtt.tlsPort', type: 'integer', default: 8883, env: 'UPDRAFT_MQTT_TLS_PORT', flag: 'mqtt-tls-port', doc: 'Port of MQTT over TLS with client certificates (mutual auth; device id = certificate CN) on the embedded broker; 0 picks a free port, -1 turns it off.', min: -1, max: 65535 },
+  { path: 'mqtt.tlsCert', type: 'string', default: '', env: 'UPDRAFT_MQTT_TLS_CERT', flag: 'mqtt-tls-cert', doc: 'PEM certificate (chain) of the MQTTS listener; empty: issued by Updraft\'s CA for tls.hosts.' },
+  { path: 'mqtt.tlsKey', type: 'string', default: '', env: 'UPDRAFT_MQTT_TLS_KEY', flag: 'mqtt-tls-key', doc: 'PEM private key of mqtt.tlsCert.' },
+  { path: 'mqtt.url', type: 'url', default: '', env: 'UPDRAFT_MQTT_URL', flag: 'mqtt-url', doc: 'External MQTT 5 broker (mqtt://host:1883 or mqtts://...) instead of the embedded one; Updraft connects as user operator with the operator token.', schemes: ['mqtt', 'mqtts'] },
+  { path: 'mqtt.shareGroup', type: 'string', default: 'updraft', env: 'UPDRAFT_MQTT_SHARE_GROUP', flag: 'mqtt-share-group', doc: 'Shared-subscription group ($share/<group>/...) of the instances that split device requests on an external broker.' },
+  { path: 'db', type: 'url', default: '', env: 'UPDRAFT_DB', flag: 'db', doc: 'State store: empty for the embedded SQLite file in dataDir, or postgres://user:password@host:5432/database.', schemes: ['postgres', 'postgresql'] },
+  { path: 'blob', type: 'url', default: '', env: 'UPDRAFT_BLOB', flag: 'blob', doc: 'Artifact storage: empty for dataDir/artifacts, or s3://bucket[/prefix]?endpoint=URL&region=R&create=true (credentials from AWS_* variables).', schemes: ['s3'] },
   { path: 'http.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_HTTP_HOST', flag: 'http-host', doc: 'Interface the HTTP server (API and downloads) listens on.' },
   { path: 'http.port', type: 'integer', default: 8080, env: 'UPDRAFT_HTTP_PORT', flag: 'http-port', doc: 'TCP port of the HTTP server; 0 picks a free port.', min: 0, max: 65535 },
+  { path: 'http.tls', type: 'enum', default: 'off', env: 'UPDRAFT_HTTP_TLS', flag: 'http-tls', doc: 'on: serve the API and downloads over HTTPS (with http.tlsCert/http.tlsKey, or a certificate issued by Updraft\'s CA for tls.hosts).', values: ['on', 'off'] },
+  { path: 'http.tlsCert', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_CERT', flag: 'http-tls-cert', doc: 'PEM certificate (chain) of the HTTPS server; empty: issued by Updraft\'s CA.' },
+  { path: 'http.tlsKey', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_KEY', flag: 'http-tls-key', doc: 'PEM private key of http.tlsCert.' },
+  { path: 'tls.hosts', type: 'string', default: 'localhost,127.0.0.1', env: 'UPDRAFT_TLS_HOSTS', flag: 'tls-hosts', doc: 'Comma-separated host names and IP addresses devices use to reach this server, put into the server certificates Updraft\'s CA issues.' },
   { path: 'http.publicUrl', type: 'string', default: '', env: 'UPDRAFT_PUBLIC_URL', flag: 'public-url', doc: 'Base URL devices use to reach the HTTP server, put into download URLs (default http://127.0.0.1:<http.port>).' },
   { path: 'shadow.maxDocumentBytes', type: 'integer', default: 8192, env: 'UPDRAFT_SHADOW_MAX_BYTES', flag: 'shadow-max-bytes', doc: 'Largest shadow request and stored state, in bytes; larger ones are rejected with 413.', min: 256, max: 1 << 20 },
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },
   { path: 'shadow.maxPending', type: 'integer', default: 100000, env: 'UPDRAFT_SHADOW_MAX_PENDING', flag: 'shadow-max-pending', doc: 'Shadow requests queued across all devices before new ones are rejected with 429.', min: 1 },
-  { path: 'downloads.urlTtlSeconds', type: 'integer', default: 3600, env: 'UPDRAFT_URL_TTL', flag: 'url-ttl', doc: 'Lifetime of a pre-signed download URL, in seconds.', min: 10, max: 7 * 86400 },
+  { path: 'downloads.urlTtlSeconds', type: 'integer', default: 3600, env: 'UPDRAFT_URL_TTL', flag: 'url-ttl', doc: 'Lifetime of a pre-signed download URL and of the signed manifest of an update command, in seconds.', min: 10, max: 7 * 86400 },
+  { path: 'downloads.tokenTtlSeconds', type: 'integer', default: 900, env: 'UPDRAFT_TOKEN_TTL', flag: 'token-ttl', doc: 'Lifetime of a temporary download credential (state/{id}/credentials/request), in seconds.', min: 10, max: 86400 },
   { path: 'downloads.maxArtifactBytes', type: 'integer', default: 2 * 1024 ** 3, env: 'UPDRAFT_MAX_ARTIFACT_BYTES', flag: 'max-artifact-bytes', doc: 'Largest artifact accepted by `artifact add`, in bytes.', min: 1 },
   { path: 'logLevel', type: 'enum', default: 'info', env: 'UPDRAFT_LOG_LEVEL', flag: 'log-level', doc: 'debug, info, warn, error or silent.', values: ['debug', 'info', 'warn', 'error', 'silent'] },
 ];

@@ -46,7 +46,7 @@ const TO = '2.0.0';
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const progress = opts.progress ?? ((line, final) => process.stderr.write(process.stderr.isTTY && !final ? `\r${line}` : `${line}\n`));
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-demo-'));
-  const config = loadConfig({ flags: { 'data-dir': path.join(dir, 'server'), 'mqtt-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1', 'log-level': 'error' } });
+  const config = loadConfig({ flags: { 'data-dir': path.join(dir, 'server'), 'mqtt-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1', 'mqtt-tls-port': 0, 'log-level': 'error' } });
   const server = new UpdraftServer(config, { logger: createLogger({ level: 'error' }) });
   const agents: UpdateAgent[] = [];
   try {
@@ -83,6 +83,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         password: secrets.get(deviceId)!,
         installer: new SimulatedInstaller({ initial: { name: 'fw', version: FROM }, durationMs: 50, failureRate: opts.failureRate ?? 0 }),
         stateDir: path.join(dir, 'devices', deviceId),
+        // provisioned with the server's public key: every command's manifest is verified
+        signingPublicKey: server.security.signingKey.publicKeyPem,
         logger: silentLogger,
       });
       agents.push(agent);

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Sender } from '../broker/message-bus.ts';
 import type { UpdateRequest } from '../protocol/shadow-messages.ts';
-import type { ExecutionRecord, ShadowRecord } from '../store/state-store.ts';
+import type { ExecutionRecord, JobRecord, ShadowRecord } from '../store/state-store.ts';
 
 /** Every event and its payload. */
 export interface UpdraftEvents {
@@ -18,6 +18,8 @@ export interface UpdraftEvents {
   'device.presence': { deviceId: string; online: boolean };
   /** A job execution changed state. */
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
+  /** A job was created or changed state or progress (rollouts). */
+  'job.changed': { job: JobRecord };
 }
 
 /** A typed wrapper over EventEmitter. */

@@ -94,14 +94,14 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     const artifact = body.artifact;
     if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');
     if (typeof artifact !== 'string') throw new UpdraftError('BAD_REQUEST', 'artifact must be a string like fw@2.0.0');
-    const result = await deps.deployments.deploy({ devices: devices as string[], artifact, ...(typeof body.description === 'string' ? { description: body.description } : {}) });
+    const result = await deps.deployments.deploy({
+      devices: devices as string[],
+      artifact,
+      ...(typeof body.description === 'string' ? { description: body.description } : {}),
+      ...(body.allowDowngrade === true ? { allowDowngrade: true } : {}),
+    });
     sendJson(res, 201, result);
   });
 
-  router.add('GET', '/api/v1/jobs/:id', async ({ res, params }) => {
-    const job = await deps.store.getJob(params.id!);
-    if (!job) throw new UpdraftError('NOT_FOUND', `job ${params.id} does not exist`);
-    await deps.tracker.idle();
-    sendJson(res, 200, { job, executions: await deps.store.listExecutions({ jobId: job.jobId }) });
-  });
+  // GET /api/v1/jobs/:id and the other rollout routes: job-routes.ts
 }

@@ -1,20 +1,31 @@
 /**
  * The download endpoint a device's pre-signed URL points at (pattern step 7): verifies the
- * signature (device, artifact, expiry, IP), then streams the bytes with HTTP Range support so
+ * signature (device, artifact, expiry, IP), or instead a temporary credential sent as
+ * `Authorization: Bearer <token>` (with `?device=<id>`), refuses revoked devices, then streams the bytes with HTTP Range support so
  * an interrupted download resumes where it stopped. Every refusal is a 403 with the reason
- * and is logged without the signature.
+ * and is logged without the signature or token.
  */
 import { pipeline } from 'node:stream/promises';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import type { UrlSigner } from '../artifacts/url-signer.ts';
+import type { DownloadTokens } from '../credentials/download-token.ts';
 import { UpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseRange } from './range.ts';
 import type { Handler } from './router.ts';
 
 /** Builds the GET /v1/download/:name/:version handler. */
-export function downloadRoute(deps: { artifacts: ArtifactService; blobs: BlobStore; signer: UrlSigner; logger: Logger }): Handler {
+export function downloadRoute(deps: {
+  artifacts: ArtifactService;
+  blobs: BlobStore;
+  signer: UrlSigner;
+  logger: Logger;
+  /** Accepts temporary credentials as an alternative to the URL signature. */
+  tokens?: DownloadTokens;
+  /** Why the device may not download (`device revoked`, not registered), or undefined; absent: not checked. */
+  deviceRefusal?: (deviceId: string) => Promise<string | undefined>;
+}): Handler {
   return async ({ req, res, params, url }) => {
     const name = params.name!;
     const version = params.version!;
@@ -23,10 +34,20 @@ export function downloadRoute(deps: { artifacts: ArtifactService; blobs: BlobSto
     let artifact;
     try {
       artifact = await deps.artifacts.get(name, version);
-      deviceId = deps.signer.verify(url.searchParams, artifact, ip, Math.floor(Date.now() / 1000));
+      const now = Math.floor(Date.now() / 1000);
+      const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+      if (bearer !== undefined) {
+        if (!deps.tokens) throw new UpdraftError('FORBIDDEN', 'download tokens are not accepted here; use the pre-signed URL');
+        deviceId = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);
+      } else {
+        deviceId = deps.signer.verify(url.searchParams, artifact, ip, now);
+      }
+      const refusal = await deps.deviceRefusal?.(deviceId);
+      if (refusal !== undefined) throw new UpdraftError('FORBIDDEN', refusal);
     } catch (err) {
       const e = err instanceof UpdraftError && err.code === 'NOT_FOUND' ? new UpdraftError('FORBIDDEN', 'download URL does not name a stored artifact') : err;
-      deps.logger.warn('download refused', { artifact: `${name}@${version}`, device: url.searchParams.get('device') ?? '', ip, reason: (e as Error).message });
+      const method = req.headers.authorization ? 'token' : 'url';
+      deps.logger.warn('download refused', { artifact: `${name}@${version}`, device: url.searchParams.get('device') ?? '', ip, method, reason: (e as Error).message });
       throw e;
     }
     const size = artifact.size;

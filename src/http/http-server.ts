@@ -3,6 +3,7 @@
  * the operator API (`/api/v1/...`, behind the operator token) and `/healthz`.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { UpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
 import type { Logger } from '../util/logger.ts';
@@ -17,6 +18,8 @@ export interface HttpServerOptions {
   /** Required as `Authorization: Bearer <token>` on every `/api/` call. */
   operatorToken: string;
   logger: Logger;
+  /** Serve HTTPS with this key and certificate chain (PEM) instead of plain HTTP. */
+  tls?: { key: string; cert: string };
 }
 
 /** node:http server with the router, the token check and error mapping. */
@@ -35,7 +38,9 @@ export class HttpServer {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer((req, res) => void this.dispatch(req, res));
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.dispatch(req, res);
+    const tls = this.opts.tls;
+    const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
     server.keepAliveTimeout = 5_000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -46,7 +51,8 @@ export class HttpServer {
             : new UpdraftError('CONFIG', `cannot listen for HTTP on ${this.opts.host}:${this.opts.port}: ${err.message}`),
         ),
       );
-      server.listen(this.opts.port, this.opts.host, () => resolve());
+      // a fleet reconnecting at once overflows the default backlog (511): SYNs dropped cost seconds
+      server.listen({ port: this.opts.port, host: this.opts.host, backlog: 4096 }, () => resolve());
     });
   }
 

@@ -1,6 +1,6 @@
 /**
  * Job execution states and their legal transitions (DESIGN.md §4, STYLE.md habit 7).
- * Terminal states are final: a retry is a new attempt, not a move out of a terminal state.
+ * Terminal states are final: a retry is a new attempt (`canRetry`), not a move a report can make.
  */
 import { UpdraftError } from '../errors.ts';
 import type { AgentStatus } from '../protocol/software.ts';
@@ -26,6 +26,11 @@ export function isTerminal(status: ExecutionStatus): boolean {
 /** True when `from` → `to` is legal. */
 export function canTransition(from: ExecutionStatus, to: ExecutionStatus): boolean {
   return TRANSITIONS[from].includes(to);
+}
+
+/** Terminal states a retry may restart (as a new attempt, back to QUEUED). */
+export function canRetry(status: ExecutionStatus): boolean {
+  return status === 'FAILED' || status === 'TIMED_OUT';
 }
 
 /** Throws CONFLICT naming the illegal transition. */

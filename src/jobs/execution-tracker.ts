@@ -2,25 +2,43 @@
  * Drives job executions from what devices report (pattern step 8): every committed shadow
  * update whose `reported.software` names a job moves that job's execution for the device
  * along the transition table. Reported is the truth: a SUCCESS whose version is not the
- * job's version is a failure.
+ * job's version is a failure. A report about another attempt than the current one is
+ * stale and ignored; a FAILURE of a device asked to stop is its cancellation. Each report
+ * also moves the execution's deadline (`deadlines.ts`); a failure may start a retry.
+ *
+ * Job completion is the rollout engine's business (one count per job per tick), not the
+ * tracker's: checking every execution after each report would be quadratic.
  */
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
+import type { JsonObject } from '../protocol/json.ts';
 import { parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
 import { KeyedQueue } from '../shadow/keyed-queue.ts';
-import type { ExecutionRecord, StateStore } from '../store/state-store.ts';
+import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { parseAgentJobId } from './agent-job-id.ts';
+import { deadlineOf } from './deadlines.ts';
 import { canTransition, executionStatusFor, isTerminal } from './execution-state.ts';
+import { mutateExecution } from './execution-writer.ts';
+import { specOf } from './job-spec.ts';
+import { retryIfAllowed } from './retry-policy.ts';
+
+/** What the tracker needs. */
+export interface TrackerDeps {
+  store: StateStore;
+  events: EventBus;
+  logger: Logger;
+  /** Milliseconds since the epoch (injectable for tests). */
+  now?: () => number;
+}
 
 /** Listens to shadow updates and records execution outcomes. */
 export class ExecutionTracker {
-  private readonly deps: { store: StateStore; events: EventBus; logger: Logger };
+  private readonly deps: TrackerDeps;
   private readonly queue = new KeyedQueue(1_000_000);
   private unsubscribe: (() => void) | undefined;
-  /** Jobs whose completion check is scheduled: one check per job per tick window, not one per device. */
-  private readonly completionChecks = new Map<string, NodeJS.Timeout>();
 
-  constructor(deps: { store: StateStore; events: EventBus; logger: Logger }) {
+  constructor(deps: TrackerDeps) {
     this.deps = deps;
   }
 
@@ -31,11 +49,6 @@ export class ExecutionTracker {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     await this.queue.drain();
-    for (const [jobId, timer] of this.completionChecks) {
-      clearTimeout(timer);
-      await this.completeJobIfDone(jobId);
-    }
-    this.completionChecks.clear();
   }
 
   /** Resolves when every report received so far is recorded (tests, shutdown). */
@@ -43,62 +56,102 @@ export class ExecutionTracker {
     return this.queue.drain();
   }
 
-  private onShadowUpdated(e: UpdraftEvents['shadow.updated']): void {
-    if (e.current.name !== '' || e.request.state.reported?.software === undefined) return;
-    const reported = parseReportedSoftware(e.current.state.reported?.software);
-    if (!reported?.jobId) return;
-    const jobId = reported.jobId;
-    this.queue
-      .run(`${jobId}/${e.current.deviceId}`, () => this.record(jobId, e.current.deviceId, reported))
-      .catch((err: unknown) => this.deps.logger.error('execution not recorded', { jobId, deviceId: e.current.deviceId, error: asUpdraftError(err).message }));
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
   }
 
-  private async record(jobId: string, deviceId: string, reported: ReportedSoftware): Promise<void> {
+  private onShadowUpdated(e: UpdraftEvents['shadow.updated']): void {
+    if (e.current.name !== '' || e.request.state.reported?.software === undefined) return;
+    void this.apply(e.current.deviceId, e.current.state.reported?.software);
+  }
+
+  /**
+   * Records what a device reports in `reported.software` (also used on start and before a
+   * timeout, to catch up with reports committed to the shadow but not yet to the execution).
+   */
+  apply(deviceId: string, reportedSoftware: unknown): Promise<void> {
+    const reported = parseReportedSoftware(reportedSoftware);
+    if (!reported?.jobId) return Promise.resolve();
+    const agentId = reported.jobId;
+    const parsed = parseAgentJobId(agentId);
+    // one queue per execution: reports of one device about one job are applied in order
+    return this.queue
+      .run(`${parsed?.jobId ?? agentId}/${deviceId}`, () => this.record(agentId, deviceId, reported))
+      .catch((err: unknown) => this.deps.logger.error('execution not recorded', { jobId: agentId, deviceId, error: asUpdraftError(err).message }));
+  }
+
+  private async record(agentId: string, deviceId: string, reported: ReportedSoftware): Promise<void> {
     const { store } = this.deps;
-    const job = await store.getJob(jobId);
-    if (!job) return; // a job id this server never issued: nothing to track
-    let to = executionStatusFor(reported.status);
+    let job = await store.getJob(agentId);
+    let attempt = 1;
+    let control: 'cancel' | 'rollback' | undefined;
+    if (!job) {
+      const parsed = parseAgentJobId(agentId);
+      if (!parsed || parsed.jobId === agentId) return; // a job id this server never issued
+      job = await store.getJob(parsed.jobId);
+      if (!job) return;
+      attempt = parsed.attempt;
+      control = parsed.control;
+    }
+    const now = this.now();
+    if (control) return this.recordControl(job, deviceId, agentId, reported, now);
+    const to = executionStatusFor(reported.status);
     if (!to) return;
-    const details: ExecutionRecord['details'] = { agentStatus: reported.status, version: reported.version };
+    const written = await mutateExecution(
+      this.deps,
+      { jobId: job.jobId, deviceId },
+      (cur) => {
+        // a late report about an earlier attempt (or an attempt not sent yet) changes nothing
+        if ((cur.attempt ?? 1) !== attempt) return undefined;
+        return this.transition(job, cur, to, reported, now);
+      },
+      now,
+    );
+    if (written?.status === 'FAILED') await retryIfAllowed(this.deps, job, written, now);
+  }
+
+  /** The change a report makes to `cur`, or undefined when it changes nothing. */
+  private transition(job: JobRecord, cur: ExecutionRecord, reportedTo: ExecutionStatus, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
+    let to = reportedTo;
+    const details: JsonObject = { ...cur.details, agentStatus: reported.status, version: reported.version, lastReportAt: now };
+    delete details.progress;
+    delete details.error;
     if (reported.progress !== undefined) details.progress = reported.progress;
     if (reported.error !== undefined) details.error = reported.error;
+    if (cur.details.agentStatus !== reported.status) details.phaseStartedAt = now;
     if (to === 'SUCCEEDED' && reported.version !== job.artifactVersion) {
       to = 'FAILED';
       details.error = `device reported SUCCESS but runs ${reported.version}, not ${job.artifactVersion}`;
     }
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const current = await store.getExecution(jobId, deviceId);
-      if (!current) return;
-      if (current.status === to && to !== 'IN_PROGRESS') return; // duplicate report: already recorded
-      if (!canTransition(current.status, to)) {
-        this.deps.logger.warn('report ignored: illegal execution transition', { jobId, deviceId, from: current.status, to });
-        return;
-      }
-      const next: ExecutionRecord = { ...current, status: to, details, updatedAt: Date.now(), version: current.version + 1 };
-      if (await store.updateExecution(next)) {
-        this.deps.events.emit('execution.changed', { previous: current, current: next });
-        if (isTerminal(to)) this.scheduleCompletionCheck(jobId);
-        return;
-      }
+    // the device stopped because it was asked to: that is the cancellation, not a failure
+    if (to === 'FAILED' && cur.details.cancelRequested === true) to = 'CANCELED';
+    if (cur.status === to && to !== 'IN_PROGRESS') return undefined; // duplicate report: already recorded
+    if (!canTransition(cur.status, to)) {
+      if (!isTerminal(cur.status) || cur.status !== to) this.deps.logger.debug('report ignored: illegal execution transition', { jobId: cur.jobId, deviceId: cur.deviceId, from: cur.status, to });
+      return undefined;
     }
+    const dispatchedAt = cur.dispatchedAt ?? now;
+    if (isTerminal(to)) {
+      delete details.cancelBy;
+      return { status: to, details, dispatchedAt, dueAt: undefined };
+    }
+    return { status: to, details, dispatchedAt, dueAt: deadlineOf(specOf(job), { status: to, dispatchedAt, details }) };
   }
 
-  /**
-   * Checking a job's every execution after each device finishes is quadratic in the fleet
-   * size; coalescing the checks of a job into one per 200 ms keeps it linear.
-   */
-  private scheduleCompletionCheck(jobId: string): void {
-    if (this.completionChecks.has(jobId)) return;
-    const timer = setTimeout(() => {
-      this.completionChecks.delete(jobId);
-      this.completeJobIfDone(jobId).catch((err: unknown) => this.deps.logger.error('job completion check failed', { jobId, error: asUpdraftError(err).message }));
-    }, 200);
-    timer.unref();
-    this.completionChecks.set(jobId, timer);
-  }
-
-  private async completeJobIfDone(jobId: string): Promise<void> {
-    const executions = await this.deps.store.listExecutions({ jobId });
-    if (executions.every((x) => isTerminal(x.status))) await this.deps.store.setJobStatus(jobId, 'COMPLETED');
+  /** The outcome of a stay (cancel) or rollback command, kept beside the execution's own outcome. */
+  private async recordControl(job: JobRecord, deviceId: string, agentId: string, reported: ReportedSoftware, now: number): Promise<void> {
+    if (reported.status !== 'SUCCESS' && reported.status !== 'FAILURE') return;
+    await mutateExecution(
+      this.deps,
+      { jobId: job.jobId, deviceId },
+      (cur) => {
+        const prev = cur.details.control as JsonObject | undefined;
+        if (prev?.jobId === agentId && prev.status === reported.status) return undefined;
+        const control: JsonObject = { jobId: agentId, status: reported.status, version: reported.version, at: now };
+        if (reported.error !== undefined) control.error = reported.error;
+        return { details: { ...cur.details, control } };
+      },
+      now,
+    );
   }
 }

@@ -2,4 +2,5 @@
 export * from './topics.ts';
 export * from './json.ts';
 export * from './software.ts';
+export * from './manifest.ts';
 export * from './shadow-messages.ts';

@@ -30,6 +30,14 @@ export interface SoftwareCommand extends DesiredSoftware {
   url: string;
   /** Expiry of `url`, in seconds since the epoch. */
   urlExpiresAt: number;
+  /**
+   * What the server vouches for (a `SoftwareManifest`, see `manifest.ts`), signed when the delta is issued.
+   * Kept as received: the agent validates it with `parseManifest` and refuses the job, with
+   * the reason, when it is missing, malformed or not signed by its key.
+   */
+  manifest?: JsonObject;
+  /** Base64 Ed25519 signature over `manifestBytes(manifest)`. */
+  signature?: string;
 }
 
 /** The agent's update phases, reported in `state.reported.software.status`. */
@@ -88,7 +96,11 @@ export function parseSoftwareCommand(value: unknown): SoftwareCommand {
   const obj = value as JsonObject;
   const url = field(obj, 'url', 'string', 'delta.software') as string;
   const urlExpiresAt = field(obj, 'urlExpiresAt', 'number', 'delta.software') as number;
-  return { ...base, url, urlExpiresAt };
+  const out: SoftwareCommand = { ...base, url, urlExpiresAt };
+  // an unsigned or malformed manifest is not refused here: the agent decides, and reports why
+  if (isJsonObject(obj.manifest)) out.manifest = obj.manifest;
+  if (typeof obj.signature === 'string') out.signature = obj.signature;
+  return out;
 }
 
 /** Validates `reported.software` (server side, to drive job outcomes); undefined if absent. */

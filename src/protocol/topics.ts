@@ -76,3 +76,24 @@ export function topicDeviceId(topic: string): string | undefined {
   const end = topic.indexOf('/', 6);
   return end === -1 ? topic.slice(6) : topic.slice(6, end);
 }
+
+/**
+ * Temporary download credentials (issue 5): a device asks on `state/{id}/credentials/request`
+ * and the answer arrives on `.../request/accepted` or `.../request/rejected`, echoing its
+ * clientToken, like a shadow request.
+ */
+export function credentialsRequestTopic(deviceId: string): string {
+  return `state/${deviceId}/credentials/request`;
+}
+
+/** The answer topics of a credentials request. */
+export function credentialsAnswerTopic(deviceId: string, kind: 'accepted' | 'rejected'): string {
+  return `${credentialsRequestTopic(deviceId)}/${kind}`;
+}
+
+/** The device id of a credentials request topic, or undefined for any other topic. */
+export function parseCredentialsRequestTopic(topic: string): { deviceId: string } | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== 'credentials' || parts[3] !== 'request') return undefined;
+  return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;
+}

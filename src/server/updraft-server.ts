@@ -7,24 +7,32 @@
 import path from 'node:path';
 import { ArtifactService } from '../artifacts/artifact-service.ts';
 import { loadOrCreateKeyRing } from '../artifacts/key-ring.ts';
-import { LocalBlobStore } from '../artifacts/local-blob-store.ts';
 import { UrlSigner } from '../artifacts/url-signer.ts';
 import { RegistryAuthenticator } from '../broker/registry-authenticator.ts';
 import { EmbeddedBroker } from '../broker/embedded-broker.ts';
+import { ExternalBroker } from '../broker/external-broker.ts';
+import type { MessageBus } from '../broker/message-bus.ts';
+import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
+import { CredentialService, withCredentials } from '../credentials/credential-service.ts';
+import { DownloadTokens } from '../credentials/download-token.ts';
 import { EventBus } from '../events/event-bus.ts';
 import { addApiRoutes } from '../http/api-routes.ts';
 import { downloadRoute } from '../http/download-route.ts';
 import { addFleetRoutes } from '../http/fleet-routes.ts';
 import { HttpServer } from '../http/http-server.ts';
 import { Router } from '../http/router.ts';
+import { addSecurityRoutes } from '../http/security-routes.ts';
 import { DeploymentService } from '../jobs/deployment-service.ts';
 import { ExecutionTracker } from '../jobs/execution-tracker.ts';
+import { Rollouts } from '../jobs/rollouts.ts';
 import { DeviceRegistry } from '../registry/device-registry.ts';
 import { ShadowReplica } from '../shadow/replica.ts';
-import { SqliteStore } from '../store/sqlite-store.ts';
+import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { createBlobStore, createStateStore } from './adapters.ts';
 import { loadOrCreateOperatorToken } from './operator-token.ts';
+import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 
 /** A part with a lifecycle. */
 interface Part {
@@ -44,13 +52,19 @@ export class UpdraftServer {
   /** True when start() generated the operator token (it is printed once). */
   tokenCreated = false;
   broker!: EmbeddedBroker;
+  /** The bus the replica uses: the embedded broker, or an external one with --mqtt-url (then `broker` is not started). */
+  bus!: MessageBus;
   http!: HttpServer;
   replica!: ShadowReplica;
-  store!: SqliteStore;
+  store!: StateStore;
   artifacts!: ArtifactService;
   deployments!: DeploymentService;
   tracker!: ExecutionTracker;
   registry!: DeviceRegistry;
+  /** Groups, rollout jobs and their engine, the fleet view (issue 4). */
+  rollouts!: Rollouts;
+  /** Signing key, CA and TLS material (issue 5). */
+  security!: SecurityMaterial;
 
   constructor(config: UpdraftConfig, deps: { logger: Logger }) {
     this.config = config;
@@ -59,7 +73,7 @@ export class UpdraftServer {
 
   /** URL devices and the CLI use to reach the HTTP server. */
   get publicUrl(): string {
-    return this.config.http.publicUrl || `http://127.0.0.1:${this.http.port}`;
+    return this.config.http.publicUrl || `${this.config.http.tls === 'on' ? 'https' : 'http'}://127.0.0.1:${this.http.port}`;
   }
 
   private async startPart(part: Part): Promise<void> {
@@ -83,26 +97,43 @@ export class UpdraftServer {
     const token = await loadOrCreateOperatorToken(dataDir);
     this.operatorToken = token.token;
     this.tokenCreated = token.created;
+    const security = await loadSecurity(config, dataDir, logger.child('security'));
+    this.security = security;
 
-    this.store = new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger: logger.child('store') });
+    // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)
+    this.store = createStateStore(config, dataDir, logger.child('store'));
     await this.startPart(this.store);
-    const blobs = new LocalBlobStore({ dir: path.join(dataDir, 'artifacts') });
+    const blobs = createBlobStore(config, dataDir);
     await this.startPart(blobs);
     this.registry = new DeviceRegistry({ store: this.store });
-    this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes });
+    this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a) });
 
     const router = new Router();
-    this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, logger: logger.child('http') });
+    this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
     await this.startPart(this.http);
-    const signer = new UrlSigner({ keys: await loadOrCreateKeyRing(dataDir), baseUrl: this.publicUrl });
+    // one live key ring: URL signatures and download tokens rotate together
+    const urlKeys = await loadOrCreateKeyRing(dataDir);
+    const signer = new UrlSigner({ keys: urlKeys, baseUrl: this.publicUrl });
+    const tokens = new DownloadTokens({ keys: urlKeys });
 
     this.broker = new EmbeddedBroker({
       port: config.mqtt.port,
       host: config.mqtt.host,
       authenticator: new RegistryAuthenticator({ store: this.store, operatorToken: this.operatorToken, logger: logger.child('auth') }),
       logger: logger.child('mqtt'),
+      ...(security.mqttTls ? { tls: security.mqttTls } : {}),
     });
-    this.broker.onPresence((e) => {
+    this.bus = config.mqtt.url
+      ? new ExternalBroker({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, shareGroup: config.mqtt.shareGroup, logger: logger.child('mqtt') })
+      : this.broker;
+    const credentials = new CredentialService({
+      store: this.store,
+      tokens,
+      publish: (topic, payload) => this.bus.publish(topic, payload, 1),
+      ttlSeconds: config.downloads.tokenTtlSeconds,
+      logger: logger.child('credentials'),
+    });
+    this.bus.onPresence((e) => {
       if (e.online) this.online.add(e.deviceId);
       else this.online.delete(e.deviceId);
       events.emit('device.presence', e);
@@ -110,24 +141,36 @@ export class UpdraftServer {
     const ttl = config.downloads.urlTtlSeconds;
     this.replica = new ShadowReplica({
       store: this.store,
-      bus: this.broker,
+      bus: withCredentials(this.bus, credentials),
       events,
       logger: logger.child('replica'),
       limits: { maxDocumentBytes: config.shadow.maxDocumentBytes, maxDepth: config.shadow.maxDepth },
       maxPending: config.shadow.maxPending,
-      issueCommand: (deviceId, sw) => {
+      issueCommand: async (deviceId, sw) => {
         const urlExpiresAt = Math.floor(Date.now() / 1000) + ttl;
-        return { ...sw, url: signer.sign({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt }), urlExpiresAt };
+        // the manifest is signed now, like the URL, and expires with it (freeze attacks); it
+        // allows a downgrade only when the job does (or takes a device back: rollback, cancel)
+        const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await this.store.getJob(sw.jobId.split('.')[0]!))?.spec?.allowDowngrade === true;
+        return { ...sw, url: signer.sign({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt }), urlExpiresAt, ...security.manifests.sign(sw, urlExpiresAt, allowDowngrade) };
       },
     });
     // the replica subscribes to the bus before the broker accepts the first device
     await this.startPart(this.replica);
     this.tracker = new ExecutionTracker({ store: this.store, events, logger: logger.child('jobs') });
     await this.startPart(this.tracker);
-    this.deployments = new DeploymentService({ store: this.store, replica: this.replica, artifacts: this.artifacts, registry: this.registry });
-    await this.startPart(this.broker);
+    const isOnline = (id: string) => this.online.has(id);
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size });
+    this.deployments = this.rollouts.deployments;
+    await this.startPart(this.bus);
+    // after the bus: recovery and the first tick may send commands
+    await this.startPart(this.rollouts);
 
-    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, logger: logger.child('download') }));
+    const deviceRefusal = async (id: string) => {
+      const d = await this.store.getDevice(id);
+      return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
+    };
+    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, logger: logger.child('download') }));
+    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, urlKeys, logger: logger.child('security') });
     addApiRoutes(router, {
       store: this.store,
       replica: this.replica,
@@ -137,6 +180,7 @@ export class UpdraftServer {
       registry: this.registry,
       isOnline: (id) => this.online.has(id),
     });
+    this.rollouts.addRoutes(router);
     addFleetRoutes(router, {
       registry: this.registry,
       metrics: () => ({

@@ -30,7 +30,7 @@ import { applyUpdate, deltaMessage, fullDocument, snapshot, tombstone } from './
 import { KeyedQueue } from './keyed-queue.ts';
 
 /** Turns the desired software of a device into its update command (adds a signed URL). */
-export type CommandIssuer = (deviceId: string, software: DesiredSoftware) => SoftwareCommand;
+export type CommandIssuer = (deviceId: string, software: DesiredSoftware) => SoftwareCommand | Promise<SoftwareCommand>;
 
 /** What the replica needs. */
 export interface ReplicaDeps {
@@ -160,7 +160,7 @@ export class ShadowReplica {
       await this.publish(answerTopic(ref, 'update', 'documents'), documents);
       const delta = deltaMessage(next, now, request.clientToken);
       if (delta) {
-        this.decorate(ref, next, delta.state);
+        await this.decorate(ref, next, delta.state);
         await this.publish(answerTopic(ref, 'update', 'delta'), delta);
       }
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
@@ -192,7 +192,7 @@ export class ShadowReplica {
     const record = await this.deps.store.getShadow(ref.deviceId, ref.name);
     if (!record || record.deleted) throw notFound(ref);
     const doc = fullDocument(record, this.now(), clientToken);
-    if (withCommand && doc.state.delta) this.decorate(ref, record, doc.state.delta);
+    if (withCommand && doc.state.delta) await this.decorate(ref, record, doc.state.delta);
     return doc;
   }
 
@@ -201,12 +201,12 @@ export class ShadowReplica {
    * differs, the device receives the whole desired software section plus a freshly signed,
    * device-scoped URL, so it never has to combine partial deltas.
    */
-  private decorate(ref: ShadowRef, record: ShadowRecord, delta: Record<string, unknown>): void {
+  private async decorate(ref: ShadowRef, record: ShadowRecord, delta: Record<string, unknown>): Promise<void> {
     if (ref.name !== '' || !('software' in delta) || !this.deps.issueCommand) return;
     const desired = record.state.desired?.software;
     if (!isJsonObject(desired)) return;
     try {
-      delta.software = { ...this.deps.issueCommand(ref.deviceId, parseDesiredSoftware(desired)) };
+      delta.software = { ...(await this.deps.issueCommand(ref.deviceId, parseDesiredSoftware(desired))) };
     } catch (err) {
       this.deps.logger.error('cannot issue update command', { deviceId: ref.deviceId, error: asUpdraftError(err).message });
     }

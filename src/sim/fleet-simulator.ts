@@ -13,6 +13,7 @@ import { MemoryAgentStateStore } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import type { Logger } from '../util/logger.ts';
+import { memoryDownloader } from './memory-downloader.ts';
 import { silentLogger } from '../util/logger.ts';
 
 /** One simulated device's identity. */
@@ -167,8 +168,11 @@ export class FleetSimulator {
       brokerUrl: this.opts.brokerUrl,
       installer: slot.installer,
       stateStore: slot.state,
+      download: memoryDownloader,
       stateDir: path.join(this.opts.workDir, deviceId),
       logger: this.opts.logger ?? silentLogger,
+      // simulated devices are not provisioned with the signing key; signatures are tested in test/security/
+      allowUnsigned: true,
       // a fleet reconnecting in lockstep is a thundering herd: spread it
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300 },
     });

@@ -1,26 +1,31 @@
 /**
  * The embedded StateStore: one SQLite file through better-sqlite3 (STYLE.md habit 2).
  *
- * Durability: WAL with `synchronous = FULL`, so a write is on disk when its transaction
- * commits, and every write promise resolves only after that commit (DESIGN.md §2).
- * Throughput: an fsync per write would cap the replica at a few hundred writes per second,
- * so writes are *group committed*: queued, then executed in order inside ONE transaction on
- * the next `setImmediate`, and every caller is answered after that single commit. Because
- * the batch runs statement by statement in arrival order, two writes to the same key in one
- * batch behave exactly as if they ran one after the other.
+ * Durability: WAL mode; every write promise resolves only after its transaction committed
+ * AND the WAL was fsynced (DESIGN.md §2: acknowledge only what is on disk). SQLite's own
+ * per-commit fsync (synchronous=FULL) would block the event loop, better-sqlite3 being
+ * synchronous, so commits run with synchronous=NORMAL and the store fdatasyncs the WAL itself
+ * on libuv's thread pool before acknowledging (`afterDurable`).
+ * Throughput: writes are *group committed*: queued, then executed in order inside ONE
+ * transaction on the next `setImmediate`, and the batches committed while an fsync runs share
+ * the next one. Because a batch runs statement by statement in arrival order, two writes to
+ * the same key in one batch behave exactly as if they ran one after the other.
  *
  * Reads are synchronous better-sqlite3 reads on the same connection; a write's promise
  * resolves only after its commit, so a read issued after that sees it.
  */
-import fs from 'node:fs/promises';
+import fs, { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
+import type { JsonObject } from '../protocol/json.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type {
   ArtifactRecord,
+  ExecutionCount,
   ExecutionRecord,
   ExecutionStatus,
+  GroupRecord,
   JobRecord,
   JobStatus,
   Page,
@@ -103,13 +108,70 @@ const MIGRATIONS: readonly string[] = [
     version     INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // rollouts (jobs/): job specs and progress, waves, attempts and timeouts of executions, groups
+  `
+  ALTER TABLE jobs ADD COLUMN spec TEXT;
+  ALTER TABLE jobs ADD COLUMN progress TEXT;
+  ALTER TABLE jobs ADD COLUMN updated_at INTEGER;
+  ALTER TABLE jobs ADD COLUMN version INTEGER;
+  CREATE INDEX jobs_created ON jobs (created_at DESC, job_id DESC);
+  CREATE INDEX jobs_status ON jobs (status);
+
+  ALTER TABLE executions ADD COLUMN wave INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE executions ADD COLUMN dispatched_at INTEGER;
+  ALTER TABLE executions ADD COLUMN due_at INTEGER;
+  -- the scheduler's two scans: work waiting for its wave, and deadlines
+  CREATE INDEX executions_undispatched ON executions (job_id, wave, device_id) WHERE status = 'QUEUED' AND dispatched_at IS NULL;
+  CREATE INDEX executions_due ON executions (due_at) WHERE due_at IS NOT NULL;
+  CREATE INDEX executions_job_status ON executions (job_id, status, wave);
+
+  CREATE TABLE device_groups (
+    name        TEXT PRIMARY KEY NOT NULL,
+    kind        TEXT NOT NULL,
+    devices     TEXT NOT NULL,
+    query       TEXT,
+    description TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    version     INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  `
+  -- issue 5: the Ed25519 signature recorded when an artifact is added (<keyId>:<base64>)
+  ALTER TABLE artifacts ADD COLUMN signature TEXT;
+  `,
 ];
 
 interface ShadowRow { device_id: string; name: string; version: number; deleted: number; state: string; metadata: string; timestamp: number }
-interface ArtifactRow { name: string; version: string; sha256: string; size: number; created_at: number }
-interface JobRow { job_id: string; artifact_name: string; artifact_version: string; status: string; created_at: number; description: string | null }
+interface ArtifactRow { name: string; version: string; sha256: string; size: number; created_at: number; signature: string | null }
+interface JobRow {
+  job_id: string;
+  artifact_name: string;
+  artifact_version: string;
+  status: string;
+  created_at: number;
+  description: string | null;
+  spec: string | null;
+  progress: string | null;
+  updated_at: number | null;
+  version: number | null;
+}
+interface GroupRow { name: string; kind: string; devices: string; query: string | null; description: string | null; created_at: number; updated_at: number; version: number }
 interface DeviceRow { device_id: string; attributes: string; tags: string; secret_hash: string | null; revoked: number; created_at: number; updated_at: number; version: number }
-interface ExecutionRow { job_id: string; device_id: string; status: string; details: string; queued_at: number; updated_at: number; version: number }
+interface ExecutionRow {
+  job_id: string;
+  device_id: string;
+  status: string;
+  details: string;
+  queued_at: number;
+  updated_at: number;
+  version: number;
+  wave: number;
+  attempt: number;
+  dispatched_at: number | null;
+  due_at: number | null;
+}
 
 type Stmt<R = unknown> = Database.Statement<unknown[], R>;
 
@@ -137,6 +199,16 @@ interface Statements {
   updateDevice: Stmt;
   listDevicesFirst: Stmt<DeviceRow>;
   listDevicesAfter: Stmt<DeviceRow>;
+  updateJob: Stmt;
+  insertExecutionIfNew: Stmt;
+  nextUndispatched: Stmt<ExecutionRow>;
+  dueExecutions: Stmt<ExecutionRow>;
+  countExecutions: Stmt<{ wave: number; status: string; count: number }>;
+  insertGroup: Stmt;
+  getGroup: Stmt<GroupRow>;
+  updateGroup: Stmt;
+  deleteGroup: Stmt;
+  listGroups: Stmt<GroupRow>;
 }
 
 /** One queued write: `run` executes inside the batch transaction; settled after the commit. */
@@ -155,7 +227,16 @@ export class SqliteStore implements StateStore {
   private db: Database.Database | undefined;
   private stmts: Statements | undefined;
   private queue: PendingWrite[] = [];
-  private scheduled: NodeJS.Immediate | undefined;
+  private scheduled: { cancel: () => void } | undefined;
+  /** Duration and end of the last commit, for the adaptive batching window. */
+  private lastCommit = { ms: 0, end: 0 };
+  /** The WAL file, fsynced before writes are acknowledged; undefined when not in WAL mode. */
+  private walPath: string | undefined;
+  private walHandle: FileHandle | undefined;
+  /** Acknowledgements of committed batches waiting for the next fsync of the WAL. */
+  private unsynced: (() => void)[] = [];
+  private unsyncedFailures: ((err: unknown) => void)[] = [];
+  private syncing: Promise<void> | undefined;
   private stopped = false;
 
   constructor(deps: SqliteStoreDeps) {
@@ -174,7 +255,10 @@ export class SqliteStore implements StateStore {
       db = new Database(file, { timeout: this.deps.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs });
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       // FULL: with WAL, NORMAL may lose the last commits on power loss, and we acknowledge on commit
-      db.pragma('synchronous = FULL');
+      // WAL: commits skip SQLite's own fsync (NORMAL) and the store fsyncs the WAL itself, off
+      // the event loop, before acknowledging (see afterDurable); otherwise FULL
+      db.pragma(mode === 'wal' ? 'synchronous = NORMAL' : 'synchronous = FULL');
+      this.walPath = mode === 'wal' ? `${file}-wal` : undefined;
       if (mode !== 'wal') this.logger.warn('SQLite WAL mode unavailable; writes still durable but slower', { path: file, journalMode: mode });
       const from = migrate(db, file);
       this.stmts = prepare(db);
@@ -192,6 +276,9 @@ export class SqliteStore implements StateStore {
   async stop(): Promise<void> {
     if (!this.db) return;
     this.flush();
+    await this.syncing;
+    await this.walHandle?.close();
+    this.walHandle = undefined;
     this.db.close();
     this.db = undefined;
     this.stmts = undefined;
@@ -260,7 +347,7 @@ export class SqliteStore implements StateStore {
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {
-    const params = [record.name, record.version, record.sha256, record.size, record.createdAt];
+    const params = [record.name, record.version, record.sha256, record.size, record.createdAt, record.signature ?? null];
     await this.enqueue(() => {
       try {
         this.statements().insertArtifact.run(...params);
@@ -281,7 +368,7 @@ export class SqliteStore implements StateStore {
   }
 
   async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
-    const jobParams = [job.jobId, job.artifactName, job.artifactVersion, job.status, job.createdAt, job.description ?? null];
+    const jobParams = jobRowParams(job);
     const rows = executions.map((e) => ({ deviceId: e.deviceId, params: executionParams(e) }));
     await this.enqueue(() => {
       const s = this.statements();
@@ -323,7 +410,8 @@ export class SqliteStore implements StateStore {
   }
 
   async updateExecution(record: ExecutionRecord): Promise<boolean> {
-    const params = [record.status, JSON.stringify(record.details), record.queuedAt, record.updatedAt, record.version, record.jobId, record.deviceId, record.version - 1];
+    const r = record;
+    const params = [r.status, JSON.stringify(r.details), r.queuedAt, r.updatedAt, r.version, r.wave ?? 0, r.attempt ?? 1, r.dispatchedAt ?? null, r.dueAt ?? null, r.jobId, r.deviceId, r.version - 1];
     return this.enqueue(() => this.statements().updateExecution.run(...params).changes === 1);
   }
 
@@ -339,6 +427,113 @@ export class SqliteStore implements StateStore {
     return s.executionsAll.all().map(toExecution);
   }
 
+  async updateJob(job: JobRecord & { version: number }): Promise<boolean> {
+    const params = [job.status, job.description ?? null, job.spec ? JSON.stringify(job.spec) : null, job.progress ? JSON.stringify(job.progress) : null, job.updatedAt ?? null, job.version, job.jobId, job.version - 1];
+    return this.enqueue(() => this.statements().updateJob.run(...params).changes === 1);
+  }
+
+  async listJobs(options: { status?: JobStatus[]; after?: string; limit: number }): Promise<Page<JobRecord>> {
+    const { limit, status, after } = options;
+    checkLimit(limit);
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (status && status.length > 0) {
+      where.push(`status IN (${status.map(() => '?').join(', ')})`);
+      args.push(...status);
+    }
+    if (after !== undefined) {
+      // cursor "<createdAt>:<jobId>" of the last job of the previous page
+      const m = /^(\d+):(.+)$/.exec(after);
+      if (!m) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${after}`);
+      where.push('(created_at < ? OR (created_at = ? AND job_id < ?))');
+      args.push(Number(m[1]), Number(m[1]), m[2]);
+    }
+    const sql = `SELECT ${JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT ?`;
+    const rows = this.database().prepare<unknown[], JobRow>(sql).all(...args, limit + 1);
+    const items = rows.slice(0, limit).map(toJob);
+    const last = items[items.length - 1];
+    return rows.length > limit && last ? { items, next: `${last.createdAt}:${last.jobId}` } : { items };
+  }
+
+  async addExecutions(executions: ExecutionRecord[]): Promise<number> {
+    const rows = executions.map(executionParams);
+    if (rows.length === 0) return 0;
+    return this.enqueue(() => {
+      const s = this.statements();
+      let added = 0;
+      this.database().transaction(() => {
+        for (const row of rows) added += s.insertExecutionIfNew.run(...row).changes;
+      })();
+      return added;
+    });
+  }
+
+  async listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
+    const { limit, status, after } = options;
+    checkLimit(limit);
+    const where = ['job_id = ?'];
+    const args: unknown[] = [jobId];
+    if (status && status.length > 0) {
+      where.push(`status IN (${status.map(() => '?').join(', ')})`);
+      args.push(...status);
+    }
+    if (after !== undefined) {
+      where.push('device_id > ?');
+      args.push(after);
+    }
+    const sql = `SELECT ${EXEC_COLS} FROM executions WHERE ${where.join(' AND ')} ORDER BY device_id LIMIT ?`;
+    const rows = this.database().prepare<unknown[], ExecutionRow>(sql).all(...args, limit + 1);
+    const items = rows.slice(0, limit).map(toExecution);
+    const last = items[items.length - 1];
+    return rows.length > limit && last ? { items, next: last.deviceId } : { items };
+  }
+
+  async nextUndispatched(jobId: string, maxWave: number, limit: number): Promise<ExecutionRecord[]> {
+    checkLimit(limit);
+    return this.statements().nextUndispatched.all(jobId, maxWave, limit).map(toExecution);
+  }
+
+  async listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]> {
+    checkLimit(limit);
+    return this.statements().dueExecutions.all(now, limit).map(toExecution);
+  }
+
+  async countExecutions(jobId: string): Promise<ExecutionCount[]> {
+    return this.statements()
+      .countExecutions.all(jobId)
+      .map((r) => ({ wave: r.wave, status: r.status as ExecutionStatus, count: r.count }));
+  }
+
+  async createGroup(group: GroupRecord): Promise<void> {
+    const params = [group.name, group.kind, JSON.stringify(group.devices), group.query ?? null, group.description ?? null, group.createdAt, group.updatedAt, group.version];
+    await this.enqueue(() => {
+      try {
+        this.statements().insertGroup.run(...params);
+      } catch (err) {
+        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Group ${group.name} already exists`);
+        throw err;
+      }
+    });
+  }
+
+  async getGroup(name: string): Promise<GroupRecord | undefined> {
+    const row = this.statements().getGroup.get(name);
+    return row && toGroup(row);
+  }
+
+  async updateGroup(group: GroupRecord): Promise<boolean> {
+    const params = [group.kind, JSON.stringify(group.devices), group.query ?? null, group.description ?? null, group.updatedAt, group.version, group.name, group.version - 1];
+    return this.enqueue(() => this.statements().updateGroup.run(...params).changes === 1);
+  }
+
+  async deleteGroup(name: string): Promise<boolean> {
+    return this.enqueue(() => this.statements().deleteGroup.run(name).changes === 1);
+  }
+
+  async listGroups(): Promise<GroupRecord[]> {
+    return this.statements().listGroups.all().map(toGroup);
+  }
+
   /** Queues a write for the next group commit; resolves with `run`'s result after the commit. */
   private enqueue<T>(run: () => T): Promise<T> {
     if (!this.db) return Promise.reject(this.notOpen());
@@ -348,20 +543,37 @@ export class SqliteStore implements StateStore {
         // a bound on memory and on latency: a flood commits now instead of growing the queue
         this.flush();
       } else {
-        this.scheduled ??= setImmediate(() => this.flush());
+        this.scheduled ??= this.scheduleFlush();
       }
     });
   }
 
+  /**
+   * When the next batch commits. A commit blocks the event loop for its fsync (better-sqlite3
+   * is synchronous), so under load the store waits as long as the last commit took before
+   * committing again (at most 20 ms): at least half the time stays for the work that fills the
+   * next batch, and batches grow instead of fsyncs multiplying. When idle it commits at once.
+   */
+  private scheduleFlush(): { cancel: () => void } {
+    const wait = Math.min(20, this.lastCommit.end + this.lastCommit.ms - performance.now());
+    if (wait < 1) {
+      const immediate = setImmediate(() => this.flush());
+      return { cancel: () => clearImmediate(immediate) };
+    }
+    const timer = setTimeout(() => this.flush(), wait);
+    return { cancel: () => clearTimeout(timer) };
+  }
+
   /** Runs every queued write in one transaction, then settles each caller with its own outcome. */
   private flush(): void {
-    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled?.cancel();
     this.scheduled = undefined;
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
     const db = this.database();
     const outcomes: Outcome[] = [];
+    const started = performance.now();
     try {
       // IMMEDIATE takes the write lock up front, so no statement inside meets SQLITE_BUSY
       db.transaction(() => {
@@ -376,17 +588,57 @@ export class SqliteStore implements StateStore {
           }
         }
       }).immediate();
+      this.lastCommit = { ms: performance.now() - started, end: performance.now() };
     } catch (err) {
       const failure = new UpdraftError('INTERNAL', `Commit of ${batch.length} writes to ${this.deps.path} failed: ${errorMessage(err)}`, { cause: err });
       this.logger.error('group commit failed', { path: this.deps.path, writes: batch.length, error: errorMessage(err) });
       for (const write of batch) write.reject(failure);
       return;
     }
-    batch.forEach((write, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) write.resolve(outcome.value);
-      else write.reject(asUpdraftError(outcome.error));
-    });
+    this.afterDurable(
+      () =>
+        batch.forEach((write, i) => {
+          const outcome = outcomes[i]!;
+          if (outcome.ok) write.resolve(outcome.value);
+          else write.reject(asUpdraftError(outcome.error));
+        }),
+      (err) => {
+        const failure = new UpdraftError('INTERNAL', `fsync of ${this.walPath} failed; ${batch.length} writes may not be durable: ${errorMessage(err)}`, { cause: err });
+        for (const write of batch) write.reject(failure);
+      },
+    );
+  }
+
+  /**
+   * Settles a committed batch once it is on disk. In WAL mode one fdatasync of the WAL, run on
+   * libuv's thread pool, makes every batch committed before it durable: the event loop keeps
+   * serving devices while the disk syncs, and batches committed meanwhile share the next sync
+   * (group fsync). The acknowledgement still comes only after the data is on disk.
+   */
+  private afterDurable(ack: () => void, fail: (err: unknown) => void): void {
+    if (!this.walPath) return ack();
+    this.unsynced.push(ack);
+    this.unsyncedFailures.push(fail);
+    this.syncing ??= this.syncLoop();
+  }
+
+  private async syncLoop(): Promise<void> {
+    while (this.unsynced.length > 0) {
+      const acks = this.unsynced;
+      const fails = this.unsyncedFailures;
+      this.unsynced = [];
+      this.unsyncedFailures = [];
+      try {
+        this.walHandle ??= await open(this.walPath!, 'r');
+        await this.walHandle.datasync();
+      } catch (err) {
+        this.logger.error('WAL fsync failed', { path: this.walPath, error: errorMessage(err) });
+        for (const f of fails) f(err);
+        continue;
+      }
+      for (const a of acks) a();
+    }
+    this.syncing = undefined;
   }
 
   private database(): Database.Database {
@@ -423,7 +675,7 @@ function migrate(db: Database.Database, file: string): number {
 function prepare(db: Database.Database): Statements {
   const p = <R = unknown>(sql: string): Stmt<R> => db.prepare<unknown[], R>(sql);
   const shadowCols = 'device_id, name, version, deleted, state, metadata, timestamp';
-  const execCols = 'job_id, device_id, status, details, queued_at, updated_at, version';
+  const execCols = EXEC_COLS;
   const deviceCols = 'device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version';
   return {
     getShadow: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE device_id = ? AND name = ?`),
@@ -431,17 +683,17 @@ function prepare(db: Database.Database): Statements {
     updateShadow: p('UPDATE shadows SET version = ?, deleted = ?, state = ?, metadata = ?, timestamp = ? WHERE device_id = ? AND name = ? AND version = ?'),
     listShadowsFirst: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 ORDER BY device_id LIMIT ?`),
     listShadowsAfter: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?`),
-    insertArtifact: p('INSERT INTO artifacts (name, version, sha256, size, created_at) VALUES (?, ?, ?, ?, ?)'),
-    getArtifact: p<ArtifactRow>('SELECT name, version, sha256, size, created_at FROM artifacts WHERE name = ? AND version = ?'),
+    insertArtifact: p('INSERT INTO artifacts (name, version, sha256, size, created_at, signature) VALUES (?, ?, ?, ?, ?, ?)'),
+    getArtifact: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature FROM artifacts WHERE name = ? AND version = ?'),
     // rowid breaks ties between artifacts created in the same millisecond: later insert first
-    listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at FROM artifacts ORDER BY created_at DESC, rowid DESC'),
-    insertJob: p('INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at, description) VALUES (?, ?, ?, ?, ?, ?)'),
-    getJob: p<JobRow>('SELECT job_id, artifact_name, artifact_version, status, created_at, description FROM jobs WHERE job_id = ?'),
+    listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature FROM artifacts ORDER BY created_at DESC, rowid DESC'),
+    insertJob: p(`INSERT INTO jobs (${JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    getJob: p<JobRow>(`SELECT ${JOB_COLS} FROM jobs WHERE job_id = ?`),
     setJobStatus: p('UPDATE jobs SET status = ? WHERE job_id = ?'),
-    insertExecution: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    insertExecution: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getExecution: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? AND device_id = ?`),
     updateExecution: p(
-      `UPDATE executions SET status = ?, details = ?, queued_at = ?, updated_at = ?, version = ?
+      `UPDATE executions SET status = ?, details = ?, queued_at = ?, updated_at = ?, version = ?, wave = ?, attempt = ?, dispatched_at = ?, due_at = ?
        WHERE job_id = ? AND device_id = ? AND version = ?`,
     ),
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
@@ -453,11 +705,63 @@ function prepare(db: Database.Database): Statements {
     updateDevice: p('UPDATE devices SET attributes = ?, tags = ?, secret_hash = ?, revoked = ?, updated_at = ?, version = ? WHERE device_id = ? AND version = ?'),
     listDevicesFirst: p<DeviceRow>(`SELECT ${deviceCols} FROM devices ORDER BY device_id LIMIT ?`),
     listDevicesAfter: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?`),
+    // a job created without a version has version 1
+    updateJob: p('UPDATE jobs SET status = ?, description = ?, spec = ?, progress = ?, updated_at = ?, version = ? WHERE job_id = ? AND COALESCE(version, 1) = ?'),
+    insertExecutionIfNew: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, device_id) DO NOTHING`),
+    nextUndispatched: p<ExecutionRow>(
+      `SELECT ${execCols} FROM executions WHERE job_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL AND wave <= ? ORDER BY wave, device_id LIMIT ?`,
+    ),
+    dueExecutions: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`),
+    countExecutions: p<{ wave: number; status: string; count: number }>('SELECT wave, status, COUNT(*) AS count FROM executions WHERE job_id = ? GROUP BY wave, status ORDER BY wave, status'),
+    insertGroup: p(`INSERT INTO device_groups (${GROUP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    getGroup: p<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups WHERE name = ?`),
+    updateGroup: p('UPDATE device_groups SET kind = ?, devices = ?, query = ?, description = ?, updated_at = ?, version = ? WHERE name = ? AND version = ?'),
+    deleteGroup: p('DELETE FROM device_groups WHERE name = ?'),
+    listGroups: p<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups ORDER BY name`),
   };
 }
 
+const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
+const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
+const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
+
+/** Column order of `EXEC_COLS`. */
 function executionParams(e: ExecutionRecord): unknown[] {
-  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version];
+  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null];
+}
+
+/** Column order of `JOB_COLS`. */
+function jobRowParams(j: JobRecord): unknown[] {
+  return [
+    j.jobId,
+    j.artifactName,
+    j.artifactVersion,
+    j.status,
+    j.createdAt,
+    j.description ?? null,
+    j.spec ? JSON.stringify(j.spec) : null,
+    j.progress ? JSON.stringify(j.progress) : null,
+    j.updatedAt ?? null,
+    j.version ?? null,
+  ];
+}
+
+function checkLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
+}
+
+function toGroup(row: GroupRow): GroupRecord {
+  const g: GroupRecord = {
+    name: row.name,
+    kind: row.kind as GroupRecord['kind'],
+    devices: JSON.parse(row.devices) as string[],
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    version: row.version,
+  };
+  if (row.query !== null) g.query = row.query;
+  if (row.description !== null) g.description = row.description;
+  return g;
 }
 
 /** Column order of `deviceCols`. */
@@ -492,7 +796,9 @@ function toShadow(row: ShadowRow): ShadowRecord {
 }
 
 function toArtifact(row: ArtifactRow): ArtifactRecord {
-  return { name: row.name, version: row.version, sha256: row.sha256, size: row.size, createdAt: row.created_at };
+  const a: ArtifactRecord = { name: row.name, version: row.version, sha256: row.sha256, size: row.size, createdAt: row.created_at };
+  if (row.signature !== null) a.signature = row.signature;
+  return a;
 }
 
 function toJob(row: JobRow): JobRecord {
@@ -504,11 +810,15 @@ function toJob(row: JobRow): JobRecord {
     createdAt: row.created_at,
   };
   if (row.description !== null) job.description = row.description;
+  if (row.spec !== null) job.spec = JSON.parse(row.spec) as JsonObject;
+  if (row.progress !== null) job.progress = JSON.parse(row.progress) as JsonObject;
+  if (row.updated_at !== null) job.updatedAt = row.updated_at;
+  if (row.version !== null) job.version = row.version;
   return job;
 }
 
 function toExecution(row: ExecutionRow): ExecutionRecord {
-  return {
+  const e: ExecutionRecord = {
     jobId: row.job_id,
     deviceId: row.device_id,
     status: row.status as ExecutionStatus,
@@ -517,6 +827,12 @@ function toExecution(row: ExecutionRow): ExecutionRecord {
     updatedAt: row.updated_at,
     version: row.version,
   };
+  // defaults read back as absent, so a record round-trips exactly
+  if (row.wave !== 0) e.wave = row.wave;
+  if (row.attempt !== 1) e.attempt = row.attempt;
+  if (row.dispatched_at !== null) e.dispatchedAt = row.dispatched_at;
+  if (row.due_at !== null) e.dueAt = row.due_at;
+  return e;
 }
 
 function isConstraint(err: unknown): boolean {

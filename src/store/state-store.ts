@@ -33,10 +33,16 @@ export interface ArtifactRecord {
   size: number;
   /** Milliseconds since the epoch. */
   createdAt: number;
+  /** Ed25519 signature made when it was added, `<keyId>:<base64>` (`signing/manifest-signer.ts`); absent for unsigned ones. */
+  signature?: string;
 }
 
-/** A job's own state. */
-export type JobStatus = 'IN_PROGRESS' | 'COMPLETED' | 'CANCELED';
+/**
+ * A job's own state. SCHEDULED waits for its start time; PAUSED waits for an operator
+ * (paused by hand, or a wave below its success threshold or needing approval); COMPLETED,
+ * CANCELED and ABORTED are final (`jobs/job-state.ts` has the legal moves).
+ */
+export type JobStatus = 'SCHEDULED' | 'IN_PROGRESS' | 'PAUSED' | 'COMPLETED' | 'CANCELED' | 'ABORTED';
 
 /** An update job: one artifact, a set of target devices. */
 export interface JobRecord {
@@ -48,6 +54,14 @@ export interface JobRecord {
   /** Milliseconds since the epoch. */
   createdAt: number;
   description?: string;
+  /** The rollout specification (targets, plan, abort rules, timeouts, retries); fixed at creation. Absent for legacy jobs. */
+  spec?: JsonObject;
+  /** The rollout engine's durable progress (current wave, rate epoch, pause reason...). */
+  progress?: JsonObject;
+  /** Milliseconds since the epoch of the last change by `updateJob`. */
+  updatedAt?: number;
+  /** Row version for `updateJob`; absent means 1. */
+  version?: number;
 }
 
 /** Per-device execution states (DESIGN.md §4); the legal moves are in `jobs/execution-state.ts`. */
@@ -66,6 +80,38 @@ export interface ExecutionRecord {
   updatedAt: number;
   /** Row version for conditional updates; 1 when created. */
   version: number;
+  /** Rollout wave, 0 (the canary) first; absent means 0 (and 0 reads back as absent). */
+  wave?: number;
+  /** Attempt number; a retry increments it; absent means 1 (and 1 reads back as absent). */
+  attempt?: number;
+  /** Milliseconds since the epoch when the update command was written to the device's desired state. */
+  dispatchedAt?: number;
+  /** Milliseconds since the epoch when the server must look at this execution again (a timeout); indexed. */
+  dueAt?: number;
+}
+
+/** A device group: static (listed members) or dynamic (members are the devices a query selects). */
+export interface GroupRecord {
+  /** Unique name (letters, digits, `_ . : -`). */
+  name: string;
+  kind: 'static' | 'dynamic';
+  /** Members of a static group (empty for a dynamic one). */
+  devices: string[];
+  /** The query of a dynamic group (`jobs/query/`). */
+  query?: string;
+  description?: string;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+  /** Row version for conditional updates; 1 when created. */
+  version: number;
+}
+
+/** How many executions of a job are in one state in one wave. */
+export interface ExecutionCount {
+  wave: number;
+  status: ExecutionStatus;
+  count: number;
 }
 
 /** A registered device: identity, attributes and tags (for groups and queries), credential. */
@@ -135,4 +181,29 @@ export interface StateStore {
   updateExecution(record: ExecutionRecord): Promise<boolean>;
   /** Executions of one job, or of one device (newest first), or both filters. */
   listExecutions(filter: { jobId?: string; deviceId?: string }): Promise<ExecutionRecord[]>;
+
+  /** Writes a job (status, spec, progress, updatedAt) if the stored row version equals `job.version - 1`; false on conflict. */
+  updateJob(job: JobRecord & { version: number }): Promise<boolean>;
+  /** Jobs newest first (createdAt, then jobId, descending), optionally only some states; `after` is a `next` cursor. */
+  listJobs(options: { status?: JobStatus[]; after?: string; limit: number }): Promise<Page<JobRecord>>;
+  /** Adds executions to existing jobs, skipping any (jobId, deviceId) that exists; resolves with how many were added. */
+  addExecutions(executions: ExecutionRecord[]): Promise<number>;
+  /** A page of one job's executions ordered by device id, optionally only some states; `next` is a device id. */
+  listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>>;
+  /** Up to `limit` QUEUED executions of a job not yet dispatched, in waves up to `maxWave`, lowest wave then device id first. */
+  nextUndispatched(jobId: string, maxWave: number, limit: number): Promise<ExecutionRecord[]>;
+  /** Up to `limit` executions whose `dueAt` is at or before `now`, earliest first. */
+  listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]>;
+  /** Counts of a job's executions per wave and state (only non-zero ones). */
+  countExecutions(jobId: string): Promise<ExecutionCount[]>;
+
+  /** Creates a group; throws UpdraftError CONFLICT if the name is taken. */
+  createGroup(group: GroupRecord): Promise<void>;
+  getGroup(name: string): Promise<GroupRecord | undefined>;
+  /** Writes `group` if the stored row version equals `group.version - 1`; false on conflict. */
+  updateGroup(group: GroupRecord): Promise<boolean>;
+  /** Deletes a group; false if there was none. */
+  deleteGroup(name: string): Promise<boolean>;
+  /** All groups ordered by name. */
+  listGroups(): Promise<GroupRecord[]>;
 }

@@ -22,7 +22,7 @@ describe('quick start through the CLI', () => {
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-cli-'));
     await writeFile(path.join(dir, 'firmware.bin'), firmware);
-    server = startCli(['server', '--mqtt-port', '0', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1'], { cwd: dir });
+    server = startCli(['server', '--mqtt-port', '0', '--mqtt-tls-port', '0', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1'], { cwd: dir });
     mqttUrl = (await server.waitFor(/MQTT broker on (mqtt:\/\/[\d.]+:\d+)/))[1]!;
     httpUrl = (await server.waitFor(/HTTP API and downloads on (http:\/\/[\d.]+:\d+)/))[1]!;
     await server.waitFor(/operator token \(shown once/);

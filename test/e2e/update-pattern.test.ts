@@ -59,6 +59,7 @@ describe('software update pattern, end to end', () => {
       brokerUrl: `mqtt://127.0.0.1:${mqttPort}`,
       installer: new SlotInstaller({ dir: installDir, initialVersion: '1.0.0', initialName: 'fw', ...(healthCheck ? { healthCheck } : {}) }),
       stateDir: path.join(installDir, '.updraft'),
+      signingPublicKey: ts.server.security.signingKey.publicKeyPem,
       logger: silentLogger,
       retryDelayMs: 100,
       maxRetryDelayMs: 500,

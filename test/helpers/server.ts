@@ -22,7 +22,7 @@ export interface TestServer {
 /** Starts a server; pass `dataDir` to restart on existing state, `flags` to override settings. */
 export async function startTestServer(options: { dataDir?: string; flags?: Record<string, unknown> } = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-test-')));
-  const config = loadConfig({ flags: { 'data-dir': dataDir, 'mqtt-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1', ...options.flags } });
+  const config = loadConfig({ flags: { 'data-dir': dataDir, 'mqtt-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1', 'mqtt-tls-port': 0, ...options.flags } });
   const server = new UpdraftServer(config, { logger: createLogger({ level: process.env.UPDRAFT_TEST_LOG === '1' ? 'debug' : 'silent' }) });
   await server.start();
   const stop = () => server.stop();

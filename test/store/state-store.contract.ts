@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
-import type { ArtifactRecord, DeviceRecord, ExecutionRecord, JobRecord, ShadowRecord, StateStore } from '../../src/store/state-store.ts';
+import type { ArtifactRecord, DeviceRecord, ExecutionRecord, GroupRecord, JobRecord, ShadowRecord, StateStore } from '../../src/store/state-store.ts';
 
 /** What a contract case needs: a store on an empty back-end (not started) and how to dispose of it. */
 export interface OpenedStore {
@@ -332,6 +332,119 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.listExecutions({ jobId: 'job-c', deviceId: 'dev-2' }), []);
           assert.deepEqual(await store.listExecutions({ jobId: 'job-404' }), []);
           assert.deepEqual(await store.listExecutions({ deviceId: 'dev-404' }), []);
+        }));
+    });
+
+    describe('rollouts: jobs, executions, groups', () => {
+      it('updates a job with spec and progress only from the previous row version', () =>
+        withStore(async (store) => {
+          const j = job('job-1');
+          await store.createJob(j, []);
+          const v2 = { ...j, status: 'PAUSED' as const, spec: { targets: { devices: ['dev-1'] } }, progress: { wave: 1 }, updatedAt: 900, version: 2 };
+          assert.equal(await store.updateJob(v2), true, 'a job created without a version is at version 1');
+          assert.deepEqual(await store.getJob('job-1'), v2);
+          assert.equal(await store.updateJob({ ...v2, status: 'ABORTED' }), false, 'version 1 is gone');
+          const v3 = { ...v2, status: 'COMPLETED' as const, progress: { wave: 2 }, version: 3 };
+          assert.equal(await store.updateJob(v3), true);
+          assert.deepEqual(await store.getJob('job-1'), v3);
+          assert.equal(await store.updateJob({ ...v3, jobId: 'job-404', version: 1 }), false, 'no such job');
+          const withSpec: JobRecord = { ...job('job-2'), spec: { a: [1] }, progress: {}, updatedAt: 1, version: 1 };
+          await store.createJob(withSpec, []);
+          assert.deepEqual(await store.getJob('job-2'), withSpec);
+        }));
+
+      it('lists jobs newest first with a cursor and a status filter', () =>
+        withStore(async (store) => {
+          for (const [id, at, status] of [['a', 1, 'COMPLETED'], ['b', 2, 'IN_PROGRESS'], ['c', 2, 'PAUSED'], ['d', 3, 'IN_PROGRESS']] as const) {
+            await store.createJob({ ...job(id), createdAt: at, status }, []);
+          }
+          const first = await store.listJobs({ limit: 2 });
+          assert.deepEqual(first.items.map((j) => j.jobId), ['d', 'c']);
+          assert.ok(first.next);
+          const second = await store.listJobs({ limit: 2, after: first.next! });
+          assert.deepEqual(second.items.map((j) => j.jobId), ['b', 'a']);
+          assert.equal(second.next, undefined);
+          const active = await store.listJobs({ limit: 10, status: ['IN_PROGRESS', 'PAUSED'] });
+          assert.deepEqual(active.items.map((j) => j.jobId), ['d', 'c', 'b']);
+        }));
+
+      it('adds executions skipping existing ones, and round-trips wave, attempt, dispatch and due times', () =>
+        withStore(async (store) => {
+          await store.createJob(job('job-1'), [execution('job-1', 'dev-1', 1_000)]);
+          const e2: ExecutionRecord = { ...execution('job-1', 'dev-2', 2_000), wave: 2, attempt: 3, dispatchedAt: 2_100, dueAt: 9_000 };
+          assert.equal(await store.addExecutions([{ ...execution('job-1', 'dev-1', 5_000), wave: 4 }, e2]), 1);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), execution('job-1', 'dev-1', 1_000), 'the existing one is untouched');
+          assert.deepEqual(await store.getExecution('job-1', 'dev-2'), e2);
+          const moved: ExecutionRecord = { ...e2, wave: 1, attempt: 4, version: 2, status: 'IN_PROGRESS' };
+          delete moved.dispatchedAt;
+          delete moved.dueAt;
+          assert.equal(await store.updateExecution(moved), true);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-2'), moved);
+          assert.equal(await store.addExecutions([]), 0);
+        }));
+
+      it('pages through a job\'s executions by device id, optionally by state', () =>
+        withStore(async (store) => {
+          const es = ['d3', 'd1', 'd2', 'd4'].map((d) => execution('job-1', d, 1_000));
+          await store.createJob(job('job-1'), es);
+          await store.createJob(job('job-2'), [execution('job-2', 'd0', 1_000)]);
+          await store.updateExecution({ ...execution('job-1', 'd2', 1_000), status: 'FAILED', version: 2 });
+          const p1 = await store.listJobExecutions('job-1', { limit: 3 });
+          assert.deepEqual(p1.items.map((e) => e.deviceId), ['d1', 'd2', 'd3']);
+          assert.equal(p1.next, 'd3');
+          const p2 = await store.listJobExecutions('job-1', { limit: 3, after: p1.next! });
+          assert.deepEqual(p2, { items: [execution('job-1', 'd4', 1_000)] });
+          const failed = await store.listJobExecutions('job-1', { limit: 10, status: ['FAILED', 'TIMED_OUT'] });
+          assert.deepEqual(failed.items.map((e) => e.deviceId), ['d2']);
+        }));
+
+      it('finds undispatched queued work by wave, and due executions by time', () =>
+        withStore(async (store) => {
+          const es: ExecutionRecord[] = [
+            { ...execution('job-1', 'a', 1), wave: 1 },
+            { ...execution('job-1', 'b', 1) },
+            { ...execution('job-1', 'c', 1), wave: 2 },
+            { ...execution('job-1', 'd', 1), dispatchedAt: 5, dueAt: 50 },
+            { ...execution('job-1', 'e', 1), status: 'IN_PROGRESS', dispatchedAt: 5, dueAt: 20 },
+            { ...execution('job-1', 'f', 1), status: 'CANCELED' },
+          ];
+          await store.createJob(job('job-1'), es);
+          await store.createJob(job('job-2'), [{ ...execution('job-2', 'z', 1), dueAt: 30 }]);
+          assert.deepEqual((await store.nextUndispatched('job-1', 0, 10)).map((e) => e.deviceId), ['b']);
+          assert.deepEqual((await store.nextUndispatched('job-1', 2, 10)).map((e) => e.deviceId), ['b', 'a', 'c']);
+          assert.deepEqual((await store.nextUndispatched('job-1', 2, 2)).map((e) => e.deviceId), ['b', 'a']);
+          assert.deepEqual((await store.listDueExecutions(30, 10)).map((e) => e.deviceId), ['e', 'z']);
+          assert.deepEqual((await store.listDueExecutions(100, 2)).map((e) => e.deviceId), ['e', 'z']);
+          assert.deepEqual(await store.listDueExecutions(19, 10), []);
+          assert.deepEqual(
+            sortBy(await store.countExecutions('job-1'), (c) => `${c.wave}${c.status}`),
+            [
+              { wave: 0, status: 'CANCELED', count: 1 },
+              { wave: 0, status: 'IN_PROGRESS', count: 1 },
+              { wave: 0, status: 'QUEUED', count: 2 },
+              { wave: 1, status: 'QUEUED', count: 1 },
+              { wave: 2, status: 'QUEUED', count: 1 },
+            ],
+          );
+          assert.deepEqual(await store.countExecutions('job-404'), []);
+        }));
+
+      it('creates, updates (conditionally), lists and deletes groups', () =>
+        withStore(async (store) => {
+          const g: GroupRecord = { name: 'eu', kind: 'static', devices: ['dev-1', 'dev-2'], description: 'Europe', createdAt: 1, updatedAt: 1, version: 1 };
+          const q: GroupRecord = { name: 'old', kind: 'dynamic', devices: [], query: 'reported.software.version < 2.0.0', createdAt: 2, updatedAt: 2, version: 1 };
+          await store.createGroup(g);
+          await store.createGroup(q);
+          await assert.rejects(store.createGroup(g), isCode('CONFLICT'));
+          assert.deepEqual(await store.getGroup('eu'), g);
+          assert.deepEqual(await store.listGroups(), [g, q]);
+          const g2 = { ...g, devices: ['dev-1'], updatedAt: 5, version: 2 };
+          assert.equal(await store.updateGroup(g2), true);
+          assert.equal(await store.updateGroup({ ...g2, devices: [] }), false, 'stale version');
+          assert.deepEqual(await store.getGroup('eu'), g2);
+          assert.equal(await store.deleteGroup('eu'), true);
+          assert.equal(await store.deleteGroup('eu'), false);
+          assert.equal(await store.getGroup('eu'), undefined);
         }));
     });
 

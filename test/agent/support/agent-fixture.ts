@@ -73,6 +73,8 @@ export class AgentFixture {
       downloadSettings: { retryDelayMs: 5 },
       mqttOptions: { reconnectPeriod: 50 },
       logger: createLogger({ level: process.env.UPDRAFT_TEST_LOG === '1' ? 'debug' : 'silent' }),
+      // the fake shadow server signs nothing; signatures are tested against the real server (test/security/)
+      allowUnsigned: true,
       ...extra,
     });
     this.agents.push(agent);

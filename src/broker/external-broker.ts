@@ -1,0 +1,130 @@
+/**
+ * The MessageBus on an external MQTT broker (Mosquitto, EMQX, HiveMQ, VerneMQ), for the
+ * production topology (DESIGN.md §7). Updraft connects as a service client (user
+ * `operator`, the operator token as password) with MQTT 5 and takes device requests through
+ * shared subscriptions (`$share/<group>/state/+/update`, ...): the broker hands each request
+ * to exactly one instance of the group, so N instances split the load and every request is
+ * answered once. Answers are published by the instance that handled the request.
+ *
+ * Who sent a request: the broker authenticates devices and its ACL lets a device publish
+ * only on its own `state/{id}/...` request topics (`updraft broker mosquitto-config`), but
+ * MQTT does not tell a subscriber who published. So a request is always attributed to the
+ * device its topic names, never to an operator: over an external broker, operators change
+ * `desired.software` through the API (which calls the replica directly), and a device can
+ * never pass as an operator.
+ *
+ * Presence: a broker does not report other clients' connects to a subscriber, so
+ * `onPresence` stays silent here; online state is an embedded-broker feature for now.
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { UpdraftError } from '../errors.ts';
+import { parseRequestTopic } from '../protocol/topics.ts';
+import type { Logger } from '../util/logger.ts';
+import type { InboundMessage, MessageBus, PresenceEvent } from './message-bus.ts';
+
+/** Options of the external broker connection. */
+export interface ExternalBrokerOptions {
+  /** mqtt://host:1883 or mqtts://host:8883. */
+  url: string;
+  username: string;
+  password: string;
+  /** Shared-subscription group: instances with the same group split the requests. */
+  shareGroup: string;
+  logger: Logger;
+  /** Client id; default `updraft-<host>-<pid>-<random>` (each instance needs its own). */
+  clientId?: string;
+  /** Extra TLS options for mqtts (ca, cert, key, rejectUnauthorized...). */
+  tls?: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
+  /** Milliseconds between reconnect attempts after the connection drops. */
+  reconnectPeriodMs?: number;
+}
+
+/** Request topic filters, classic and named shadows: `state/+/update`, `state/+/shadow/+/get`, ... */
+export const REQUEST_FILTERS: readonly string[] = ['update', 'get', 'delete'].flatMap((op) => [`state/+/${op}`, `state/+/shadow/+/${op}`]);
+
+/** mqtt.js over MQTT 5 with shared subscriptions, as a MessageBus. */
+export class ExternalBroker implements MessageBus {
+  private readonly opts: ExternalBrokerOptions;
+  private client: MqttClient | undefined;
+  private requestHandler: (msg: InboundMessage) => void = () => {};
+
+  constructor(opts: ExternalBrokerOptions) {
+    this.opts = opts;
+  }
+
+  /** The broker URL without credentials, for messages. */
+  get where(): string {
+    const u = new URL(this.opts.url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  }
+
+  /** True while connected. */
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  onRequest(handler: (msg: InboundMessage) => void): void {
+    this.requestHandler = handler;
+  }
+
+  onPresence(_handler: (event: PresenceEvent) => void): void {
+    // not observable through a broker; see the file comment
+  }
+
+  /** Connects, subscribes to the shared request filters and waits for the SUBACK. */
+  async start(): Promise<void> {
+    const o = this.opts;
+    const log = o.logger;
+    const clientId = o.clientId ?? `updraft-${os.hostname().slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    let client: MqttClient;
+    try {
+      client = await mqtt.connectAsync(o.url, {
+        protocolVersion: 5,
+        clientId,
+        username: o.username,
+        password: o.password,
+        // no session state to lose: a shared subscription's messages go to the live members
+        clean: true,
+        reconnectPeriod: o.reconnectPeriodMs ?? 1_000,
+        connectTimeout: 10_000,
+        ...(o.tls ?? {}),
+      });
+    } catch (err) {
+      throw new UpdraftError('CONFIG', `cannot connect to the MQTT broker ${this.where} as ${o.username}: ${(err as Error).message}; check --mqtt-url and the broker's password file`, { cause: err });
+    }
+    client.on('message', (topic, payload) => {
+      const req = parseRequestTopic(topic);
+      if (!req) return;
+      // the broker's ACL admits only device {id} (or an operator) on state/{id}/...: attribute it to the device
+      this.requestHandler({ topic, payload, sender: { kind: 'device', id: req.deviceId } });
+    });
+    client.on('offline', () => log.warn('MQTT broker connection lost; reconnecting', { broker: this.where }));
+    client.on('reconnect', () => log.debug('reconnecting to the MQTT broker', { broker: this.where }));
+    client.on('error', (err) => log.warn('MQTT broker error', { broker: this.where, error: err.message }));
+    this.client = client;
+    const filters = REQUEST_FILTERS.map((f) => `$share/${o.shareGroup}/${f}`);
+    const granted = await client.subscribeAsync(filters, { qos: 1 });
+    const refused = granted.filter((g) => g.qos >= 0x80).map((g) => g.topic);
+    if (refused.length > 0) {
+      await this.stop();
+      throw new UpdraftError('CONFIG', `the MQTT broker ${this.where} refused the subscriptions ${refused.join(', ')}; the ${o.username} user needs read access to state/# (see updraft broker mosquitto-config)`);
+    }
+    log.info('connected to the MQTT broker', { broker: this.where, clientId, shareGroup: o.shareGroup });
+  }
+
+  publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new UpdraftError('INTERNAL', 'MQTT broker connection is not started'));
+    return client.publishAsync(topic, payload, { qos }).then(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.endAsync();
+  }
+}

@@ -1,0 +1,17 @@
+/** `updraft ca init`: Updraft's own certificate authority for device client certificates. */
+import type { Command } from 'commander';
+import { caPaths, createCa } from '../pki/certificate-authority.ts';
+
+/** Adds `ca`. */
+export function addCaCommand(program: Command): void {
+  const ca = program.command('ca').description("Updraft's certificate authority for MQTT over TLS with client certificates");
+  ca.command('init')
+    .description('create the CA in the data directory (the server also creates it on first start); refuses to replace one')
+    .option('--data-dir <dir>', 'the server data directory', './data')
+    .option('--name <cn>', 'subject common name of the CA', 'Updraft device CA')
+    .action(async (opts: { dataDir: string; name: string }) => {
+      await createCa(opts.dataDir, opts.name);
+      const p = caPaths(opts.dataDir);
+      process.stdout.write(`CA created\n  certificate ${p.cert} (give it to devices: updraft agent --ca)\n  key         ${p.key} (mode 0600; never leaves the server)\n`);
+    });
+}

@@ -1,0 +1,62 @@
+/**
+ * `updraft job watch`: polls the job view and draws a progress bar with counts per state
+ * (redrawn in place on a terminal, one line per change otherwise) until the job ends.
+ * Exit 0 when it COMPLETED; 1 with one line when it was CANCELED or ABORTED, or on timeout.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UpdraftError } from '../errors.ts';
+import type { JobRecord } from '../store/state-store.ts';
+import type { ApiClient } from './api-client.ts';
+
+/** The job view as the API returns it. */
+export interface JobViewBody {
+  job: JobRecord;
+  counts: Record<string, number>;
+  waves: { wave: number; counts: Record<string, number> }[];
+  total: number;
+  percentDone: number;
+}
+
+const ORDER = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
+const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
+
+/** A progress bar of `width` cells for a percentage. */
+export function progressBar(percent: number, width = 30): string {
+  const full = Math.round((Math.max(0, Math.min(100, percent)) / 100) * width);
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
+}
+
+/** One line: bar, percentage, state, wave, non-zero counts. */
+export function describeJob(v: JobViewBody): string {
+  const p = (v.job.progress ?? {}) as { wave?: number; pause?: { message?: string }; abortReason?: string };
+  const counts = ORDER.filter((s) => (v.counts[s] ?? 0) > 0).map((s) => `${s} ${v.counts[s]}`).join('  ');
+  const waves = v.waves.length > 1 ? `  wave ${(p.wave ?? 0) + 1}/${v.waves.length}` : '';
+  const why = v.job.status === 'PAUSED' && p.pause?.message ? `  (${p.pause.message})` : v.job.status === 'ABORTED' && p.abortReason ? `  (${p.abortReason})` : '';
+  return `${progressBar(v.percentDone)} ${v.percentDone.toFixed(1).padStart(5)}%  ${v.job.status}${waves}  ${counts || 'no devices'}${why}`;
+}
+
+/** Watches until the job ends; throws (exit 1) if it did not complete. */
+export async function watchJob(api: ApiClient, jobId: string, o: { json: boolean; intervalMs: number; timeoutMs?: number }): Promise<void> {
+  const tty = process.stderr.isTTY === true && !o.json;
+  const deadline = o.timeoutMs ? Date.now() + o.timeoutMs : Infinity;
+  let last = '';
+  for (;;) {
+    const v = await api.call<JobViewBody>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`);
+    const line = describeJob(v);
+    const done = FINAL.includes(v.job.status);
+    if (!o.json && line !== last) process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
+    last = line;
+    if (done) {
+      if (tty) process.stderr.write('\n');
+      const { executions: _e, ...view } = v as JobViewBody & { executions?: unknown };
+      process.stdout.write(o.json ? JSON.stringify(view, null, 2) + '\n' : `job ${jobId} ${v.job.status}: ${ORDER.filter((s) => (v.counts[s] ?? 0) > 0).map((s) => `${s} ${v.counts[s]}`).join(', ')}\n`);
+      if (v.job.status !== 'COMPLETED') throw new UpdraftError('INTERNAL', `job ${jobId} ended ${v.job.status}${(v.job.progress as { abortReason?: string } | undefined)?.abortReason ? `: ${(v.job.progress as { abortReason: string }).abortReason}` : ''}`);
+      return;
+    }
+    if (Date.now() > deadline) {
+      if (tty) process.stderr.write('\n');
+      throw new UpdraftError('TIMEOUT', `job ${jobId} is still ${v.job.status} after ${Math.round(o.timeoutMs! / 1000)} s`);
+    }
+    await sleep(o.intervalMs);
+  }
+}

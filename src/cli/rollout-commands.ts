@@ -1,0 +1,206 @@
+/**
+ * CLI commands for rollouts, clients of the `/api/v1` routes in `http/job-routes.ts`:
+ * `updraft group ...`, `updraft job create|list|pause|resume|cancel|watch`,
+ * `updraft artifact show`, `updraft device history`, `updraft status`.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { UpdraftError } from '../errors.ts';
+import type { ExecutionRecord, GroupRecord, JobRecord } from '../store/state-store.ts';
+import { ApiClient } from './api-client.ts';
+import { print, withApi, type Common } from './api-commands.ts';
+import { describeJob, watchJob, type JobViewBody } from './job-watch.ts';
+
+const collect = (v: string, acc: string[]) => [...acc, v];
+
+/** Finds the command `name` (created by another file) or creates it. */
+function parent(program: Command, name: string, description: string): Command {
+  return program.commands.find((c) => c.name() === name) ?? program.command(name).description(description);
+}
+
+/** `5` (count), `50%` (cumulative percentage); `@95` success threshold; a trailing `!` asks for approval. */
+export function parseWave(text: string): Record<string, unknown> {
+  const m = /^(\d+)(%?)(?:@(\d+(?:\.\d+)?))?(!?)$/.exec(text.trim());
+  if (!m) throw new UpdraftError('BAD_REQUEST', `--wave ${text} must look like 5, 50% or 50%@95 (count or cumulative %, @ success threshold %, ! to wait for approval)`);
+  const wave: Record<string, unknown> = m[2] ? { percent: Number(m[1]) } : { count: Number(m[1]) };
+  if (m[3] !== undefined) wave.successThreshold = Number(m[3]);
+  if (m[4]) wave.requireApproval = true;
+  return wave;
+}
+
+function number(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UpdraftError('BAD_REQUEST', `${flag} must be a number, got ${v}`);
+  return n;
+}
+
+interface CreateOptions extends Common {
+  artifact: string;
+  device: string[];
+  group: string[];
+  query?: string;
+  continuous?: boolean;
+  wave: string[];
+  maxPerMinute?: string;
+  rampUp?: string;
+  startAt?: string;
+  abort: string[];
+  rollback?: boolean;
+  timeout?: string;
+  stepTimeout?: string;
+  retries?: string;
+  retryOn?: string;
+  allowDowngrade?: boolean;
+  description?: string;
+  file?: string;
+}
+
+/** The create-job body from flags (or from --file, which the flags then extend). */
+async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
+  const body: Record<string, unknown> = o.file ? (JSON.parse(await readFile(o.file, 'utf8')) as Record<string, unknown>) : {};
+  body.artifact = o.artifact;
+  const targets: Record<string, unknown> = { ...(body.targets as object | undefined) };
+  if (o.device.length) targets.devices = o.device;
+  if (o.group.length) targets.groups = o.group;
+  if (o.query) targets.query = o.query;
+  body.targets = targets;
+  if (o.continuous) body.type = 'continuous';
+  const plan: Record<string, unknown> = { ...(body.plan as object | undefined) };
+  if (o.wave.length) plan.waves = o.wave.map(parseWave);
+  if (o.maxPerMinute !== undefined) plan.maxPerMinute = number('--max-per-minute', o.maxPerMinute);
+  if (o.rampUp) {
+    const [initial, factor] = o.rampUp.split(':');
+    plan.rampUp = { initialPerMinute: number('--ramp-up', initial), factor: number('--ramp-up', factor ?? '2') };
+  }
+  if (o.startAt) plan.startAt = o.startAt;
+  if (Object.keys(plan).length) body.plan = plan;
+  if (o.abort.length || o.rollback) {
+    const rules = o.abort.map((a) => {
+      const [type, pct, min] = a.split(':');
+      return { type: (type ?? 'ANY').toUpperCase(), thresholdPercent: number('--abort', pct), ...(min ? { minFinished: number('--abort', min) } : {}) };
+    });
+    body.abort = { rules, rollback: o.rollback === true };
+  }
+  const timeouts: Record<string, unknown> = { ...(body.timeouts as object | undefined) };
+  if (o.timeout) timeouts.inProgressSeconds = number('--timeout', o.timeout);
+  if (o.stepTimeout) timeouts.stepSeconds = number('--step-timeout', o.stepTimeout);
+  if (Object.keys(timeouts).length) body.timeouts = timeouts;
+  if (o.retries !== undefined) body.retries = { limit: number('--retries', o.retries), ...(o.retryOn ? { on: o.retryOn.split(',').map((s) => s.trim().toUpperCase()) } : {}) };
+  if (o.allowDowngrade) body.allowDowngrade = true;
+  if (o.description) body.description = o.description;
+  return body;
+}
+
+/** Adds the rollout commands. */
+export function addRolloutCommands(program: Command): void {
+  // ---- groups
+  const group = parent(program, 'group', 'static and dynamic device groups');
+  withApi(group.command('create <name>').description('create a static group (--device ...) or a dynamic one (--query)'))
+    .option('--device <id>', 'member (repeatable): a static group', collect, [])
+    .option('--query <query>', 'a dynamic group: the devices this query selects, e.g. "tags.region = eu"')
+    .option('--description <text>', 'what the group is for')
+    .action(async (name: string, o: Common & { device: string[]; query?: string; description?: string }) => {
+      const body = { name, ...(o.query !== undefined ? { query: o.query } : { devices: o.device }), ...(o.description ? { description: o.description } : {}) };
+      const g = await new ApiClient(o).call<GroupRecord>('POST', '/api/v1/groups', body);
+      print(o, g, `created ${g.kind} group ${g.name}${g.query ? `: ${g.query}` : ` with ${g.devices.length} device(s)`}`);
+    });
+  withApi(group.command('list').description('list groups')).action(async (o: Common) => {
+    const { items } = await new ApiClient(o).call<{ items: GroupRecord[] }>('GET', '/api/v1/groups');
+    print(o, items, items.length === 0 ? 'no groups' : items.map((g) => `${g.name}  ${g.kind}  ${g.query ?? `${g.devices.length} device(s)`}`).join('\n'));
+  });
+  withApi(group.command('show <name>').description("a group and its members (a dynamic group's are evaluated now)"))
+    .option('--limit <n>', 'page size', '100')
+    .option('--after <id>', 'cursor')
+    .action(async (name: string, o: Common & { limit: string; after?: string }) => {
+      const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
+      const r = await new ApiClient(o).call<{ group: GroupRecord; members: string[]; next?: string }>('GET', `/api/v1/groups/${encodeURIComponent(name)}?${q}`);
+      const head = `group ${r.group.name}  ${r.group.kind}${r.group.query ? `  query: ${r.group.query}` : ''}`;
+      print(o, r, [head, ...r.members.map((m) => `  ${m}`), ...(r.next ? [`(more: --after ${r.next})`] : [])].join('\n'));
+    });
+  withApi(group.command('add <name> <ids...>').description('add devices to a static group')).action(async (name: string, ids: string[], o: Common) => {
+    const g = await new ApiClient(o).call<GroupRecord>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { add: ids });
+    print(o, g, `group ${g.name}: ${g.devices.length} device(s)`);
+  });
+  withApi(group.command('remove <name> <ids...>').description('remove devices from a static group')).action(async (name: string, ids: string[], o: Common) => {
+    const g = await new ApiClient(o).call<GroupRecord>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { remove: ids });
+    print(o, g, `group ${g.name}: ${g.devices.length} device(s)`);
+  });
+  withApi(group.command('delete <name>').description('delete a group')).action(async (name: string, o: Common) => {
+    const r = await new ApiClient(o).call<unknown>('DELETE', `/api/v1/groups/${encodeURIComponent(name)}`);
+    print(o, r, `deleted group ${name}`);
+  });
+
+  // ---- jobs
+  const job = parent(program, 'job', 'rollout jobs');
+  withApi(job.command('create').description('create a rollout job (see docs/rollouts.md)'))
+    .requiredOption('--artifact <name@version>', 'artifact to install, e.g. fw@2.0.0')
+    .option('--device <id>', 'target device (repeatable)', collect, [])
+    .option('--group <name>', 'target group (repeatable)', collect, [])
+    .option('--query <query>', 'target query, e.g. "reported.software.version < 2.0.0"')
+    .option('--continuous', 'also update devices that match later')
+    .option('--wave <spec>', 'a wave (repeatable, in order): 5, 50%, 50%@95 (threshold), 10! (wait for approval)', collect, [])
+    .option('--max-per-minute <n>', 'most update commands sent per minute')
+    .option('--ramp-up <initial:factor>', 'exponential ramp-up per minute, e.g. 10:2')
+    .option('--start-at <time>', 'scheduled start (ISO 8601)')
+    .option('--abort <type:percent[:min]>', 'abort rule (repeatable), e.g. FAILED:10:20 or ANY:5', collect, [])
+    .option('--rollback', 'on abort, set failed devices back to what they ran before')
+    .option('--timeout <s>', 'in-progress timeout in seconds')
+    .option('--step-timeout <s>', 'per-step timeout in seconds')
+    .option('--retries <n>', 'retries of failed and timed-out devices')
+    .option('--retry-on <states>', 'FAILED,TIMED_OUT (default both)')
+    .option('--allow-downgrade', 'install even where a higher version runs')
+    .option('--description <text>', 'what the job is for')
+    .option('--file <spec.json>', 'the job body as JSON (flags extend it)')
+    .action(async (o: CreateOptions) => {
+      const view = await new ApiClient(o).call<JobViewBody>('POST', '/api/v1/jobs', await jobBody(o));
+      print(o, view, `job ${view.job.jobId}: ${view.job.artifactName}@${view.job.artifactVersion} to ${view.total} device(s), ${view.job.status}`);
+    });
+  withApi(job.command('list').description('jobs, newest first'))
+    .option('--status <states>', 'comma-separated, e.g. IN_PROGRESS,PAUSED')
+    .option('--limit <n>', 'page size', '50')
+    .option('--after <cursor>', 'cursor')
+    .action(async (o: Common & { status?: string; limit: string; after?: string }) => {
+      const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}), ...(o.status ? { status: o.status } : {}) });
+      const page = await new ApiClient(o).call<{ items: JobRecord[]; next?: string }>('GET', `/api/v1/jobs?${q}`);
+      const lines = page.items.map((j) => `${j.jobId}  ${j.status.padEnd(11)}  ${j.artifactName}@${j.artifactVersion}  ${new Date(j.createdAt).toISOString()}  ${j.description ?? ''}`);
+      print(o, page, (lines.join('\n') || 'no jobs') + (page.next ? `\n(more: --after ${page.next})` : ''));
+    });
+  for (const action of ['pause', 'resume', 'cancel'] as const) {
+    const what = { pause: 'stop sending (devices updating go on)', resume: 'go on (approves the next wave after a threshold or approval pause)', cancel: 'cancel: queued devices are skipped, devices not yet installing are told to stop' }[action];
+    withApi(job.command(`${action} <jobId>`).description(what)).action(async (jobId: string, o: Common) => {
+      const view = await new ApiClient(o).call<JobViewBody>('POST', `/api/v1/jobs/${encodeURIComponent(jobId)}/${action}`);
+      print(o, view, describeJob(view));
+    });
+  }
+  withApi(job.command('watch <jobId>').description('a live progress bar and counts per state until the job ends'))
+    .option('--interval <ms>', 'poll interval', '1000')
+    .option('--timeout <s>', 'give up (exit 1) after this many seconds')
+    .action(async (jobId: string, o: Common & { interval: string; timeout?: string }) => {
+      await watchJob(new ApiClient(o), jobId, { json: o.json === true, intervalMs: number('--interval', o.interval) ?? 1000, ...(o.timeout ? { timeoutMs: (number('--timeout', o.timeout) ?? 0) * 1000 } : {}) });
+    });
+
+  // ---- artifacts, devices, fleet
+  withApi(parent(program, 'artifact', 'manage software artifacts').command('show <name@version>').description('one artifact')).action(async (ref: string, o: Common) => {
+    const at = ref.lastIndexOf('@');
+    if (at <= 0) throw new UpdraftError('BAD_REQUEST', `${ref} must look like name@version, e.g. fw@2.0.0`);
+    const a = await new ApiClient(o).call<{ name: string; version: string; sha256: string; size: number }>('GET', `/api/v1/artifacts/${encodeURIComponent(ref.slice(0, at))}/${encodeURIComponent(ref.slice(at + 1))}`);
+    print(o, a, `${a.name}@${a.version}\n  sha256 ${a.sha256}\n  size   ${a.size} bytes`);
+  });
+  withApi(parent(program, 'device', 'register and inspect devices').command('history <id>').description("a device's jobs and outcomes, newest first")).action(async (id: string, o: Common) => {
+    const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null })[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/history`);
+    const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${String(x.details.error ?? '')}`);
+    print(o, r, lines.join('\n') || `no jobs for ${id}`);
+  });
+  withApi(program.command('status').description('fleet summary: devices, versions, jobs')).action(async (o: Common) => {
+    type Summary = { devices: Record<string, number>; versions: { name: string | null; version: string | null; devices: number }[]; jobs: Record<string, number> };
+    const s = await new ApiClient(o).call<Summary>('GET', '/api/v1/fleet/status');
+    const lines = [
+      `devices: ${s.devices.registered} registered, ${s.devices.online} online, ${s.devices.reporting} reporting, ${s.devices.revoked} revoked`,
+      'versions:',
+      ...(s.versions.length ? s.versions.map((v) => `  ${v.name ?? '?'}@${v.version}  ${v.devices}`) : ['  (no reports yet)']),
+      `jobs: ${Object.entries(s.jobs).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
+    ];
+    print(o, s, lines.join('\n'));
+  });
+}

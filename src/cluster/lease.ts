@@ -1,0 +1,38 @@
+/**
+ * Leadership for work that one instance at a time must drive (rollouts: waves, rate
+ * limits, timeouts), DESIGN.md §7. The rollout engine asks `acquire` before each round of
+ * work and does the round only while it holds the lease; another instance takes over
+ * within one renewal period after the holder dies. State stays in the store, so the new
+ * leader continues from what was committed.
+ *
+ * Implementations: `InProcessLease` (embedded, one process: always the leader) and
+ * `PostgresAdvisoryLease` (several instances on one PostgreSQL).
+ */
+
+/** A named lease that at most one holder has at a time. */
+export interface Lease {
+  /** Tries to take (or keep) the lease; true while this instance holds it. Never throws for "held elsewhere". */
+  acquire(): Promise<boolean>;
+  /** True if this instance held the lease at its last acquire() and has not lost it since. */
+  readonly held: boolean;
+  /** Gives the lease up (others can take it at once) and releases resources. */
+  release(): Promise<void>;
+}
+
+/** The embedded topology: one process, so it always leads. */
+export class InProcessLease implements Lease {
+  private holding = false;
+
+  get held(): boolean {
+    return this.holding;
+  }
+
+  async acquire(): Promise<boolean> {
+    this.holding = true;
+    return true;
+  }
+
+  async release(): Promise<void> {
+    this.holding = false;
+  }
+}

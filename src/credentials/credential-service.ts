@@ -1,0 +1,118 @@
+/**
+ * Answers devices asking for a temporary download credential over MQTT
+ * (`state/{id}/credentials/request` → `.../accepted|rejected`, clientToken echoed): a token
+ * whose only right is reading the artifact of the device's current job, i.e. the desired
+ * software in its shadow, for `ttlSeconds`.
+ */
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import type { InboundMessage, MessageBus } from '../broker/message-bus.ts';
+import { isJsonObject } from '../protocol/json.ts';
+import { readClientToken, salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
+import { parseDesiredSoftware } from '../protocol/software.ts';
+import { credentialsAnswerTopic, parseCredentialsRequestTopic } from '../protocol/topics.ts';
+import type { StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+import type { DownloadTokens } from './download-token.ts';
+
+/** The accepted answer. */
+export interface CredentialsAccepted {
+  /** `Authorization: Bearer <token>` on `GET /v1/download/{name}/{version}?device={id}`. */
+  token: string;
+  /** Seconds since the epoch. */
+  expiresAt: number;
+  name: string;
+  version: string;
+  jobId: string;
+  timestamp: number;
+  clientToken?: string;
+}
+
+/** What the service needs. */
+export interface CredentialServiceDeps {
+  store: StateStore;
+  tokens: DownloadTokens;
+  /** Where answers are published. */
+  publish: (topic: string, payload: string) => Promise<void>;
+  ttlSeconds: number;
+  logger: Logger;
+  /** Seconds since the epoch (tests). */
+  now?: () => number;
+}
+
+/** Issues download tokens to devices. */
+export class CredentialService {
+  private readonly deps: CredentialServiceDeps;
+
+  constructor(deps: CredentialServiceDeps) {
+    this.deps = deps;
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Math.floor(Date.now() / 1000);
+  }
+
+  /** Handles one request; never throws (answers on the rejected topic instead). */
+  handle(msg: InboundMessage): void {
+    const parsed = parseCredentialsRequestTopic(msg.topic);
+    if (!parsed) return;
+    const { deviceId } = parsed;
+    void this.answer(deviceId, msg).catch(async (err: unknown) => {
+      const e = asUpdraftError(err);
+      if (e.status >= 500) this.deps.logger.error('credentials request failed', { deviceId, error: e.message });
+      else this.deps.logger.info('credentials refused', { deviceId, reason: e.message });
+      const rejection: Rejection = { code: e.status, message: e.message, timestamp: this.now() };
+      const clientToken = salvageClientToken(msg.payload);
+      if (clientToken !== undefined) rejection.clientToken = clientToken;
+      await this.deps.publish(credentialsAnswerTopic(deviceId, 'rejected'), JSON.stringify(rejection)).catch(() => {});
+    });
+  }
+
+  private async answer(deviceId: string, msg: InboundMessage): Promise<void> {
+    // the topic ACL lets a device publish only on its own topics; operators may ask for any device
+    if (msg.sender.kind === 'device' && msg.sender.id !== deviceId) throw new UpdraftError('FORBIDDEN', 'a device may ask for its own credentials only');
+    let body: unknown = {};
+    if (msg.payload.length > 0) {
+      if (msg.payload.length > 4096) throw new UpdraftError('TOO_LARGE', 'credentials request larger than 4096 bytes');
+      try {
+        body = JSON.parse(msg.payload.toString('utf8'));
+      } catch {
+        throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
+      }
+    }
+    if (!isJsonObject(body)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
+    const clientToken = readClientToken(body);
+    const device = await this.deps.store.getDevice(deviceId);
+    if (!device) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered`);
+    if (device.revoked) throw new UpdraftError('FORBIDDEN', 'device revoked');
+    const shadow = await this.deps.store.getShadow(deviceId, '');
+    const desired = shadow && !shadow.deleted ? shadow.state.desired?.software : undefined;
+    if (desired === undefined || desired === null) throw new UpdraftError('NOT_FOUND', 'no update job for this device: nothing to download');
+    const sw = parseDesiredSoftware(desired, 'desired.software');
+    if (body.jobId !== undefined && body.jobId !== sw.jobId) throw new UpdraftError('CONFLICT', `job ${String(body.jobId)} is not the device's current job (${sw.jobId})`);
+    const now = this.now();
+    const expiresAt = now + this.deps.ttlSeconds;
+    const token = this.deps.tokens.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt });
+    const accepted: CredentialsAccepted = { token, expiresAt, name: sw.name, version: sw.version, jobId: sw.jobId, timestamp: now };
+    if (clientToken !== undefined) accepted.clientToken = clientToken;
+    this.deps.logger.debug('download credential issued', { deviceId, artifact: `${sw.name}@${sw.version}`, expiresAt });
+    await this.deps.publish(credentialsAnswerTopic(deviceId, 'accepted'), JSON.stringify(accepted));
+  }
+}
+
+/**
+ * A MessageBus that hands credentials requests to `service` and every other request to
+ * whoever subscribes through it (the replica).
+ */
+export function withCredentials(bus: MessageBus, service: CredentialService): MessageBus {
+  let next: (msg: InboundMessage) => void = () => {};
+  bus.onRequest((msg) => (parseCredentialsRequestTopic(msg.topic) ? service.handle(msg) : next(msg)));
+  return {
+    start: () => bus.start(),
+    stop: () => bus.stop(),
+    onRequest: (handler) => {
+      next = handler;
+    },
+    onPresence: (handler) => bus.onPresence(handler),
+    publish: (topic, payload, qos) => bus.publish(topic, payload, qos),
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Selects registered devices with a fleet query, paging through the registry (and, when
+ * the query reads shadow state, each device's classic shadow) so that a large fleet is never
+ * loaded at once.
+ */
+import type { JsonObject } from '../protocol/json.ts';
+import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
+import type { FleetQuery } from './query.ts';
+
+/** A device with the parts of its shadow queries read. */
+export interface SelectedDevice {
+  device: DeviceRecord;
+  reported?: JsonObject;
+  desired?: JsonObject;
+}
+
+/** Registry pages read per step of a scan. */
+const SCAN_PAGE = 1000;
+
+/** Loads the shadow state a query needs. */
+export async function subjectOf(store: StateStore, device: DeviceRecord, withShadow: boolean): Promise<SelectedDevice> {
+  if (!withShadow) return { device };
+  const shadow = await store.getShadow(device.deviceId, '');
+  if (!shadow || shadow.deleted) return { device };
+  return { device, reported: shadow.state.reported, desired: shadow.state.desired };
+}
+
+/**
+ * Calls `onBatch` with successive batches of registered devices for which `match` holds,
+ * in device id order.
+ */
+export async function scanDevices(
+  store: StateStore,
+  match: (s: SelectedDevice) => boolean,
+  withShadow: boolean,
+  onBatch: (batch: SelectedDevice[]) => Promise<void> | void,
+): Promise<void> {
+  let after: string | undefined;
+  do {
+    const page = await store.listDevices({ limit: SCAN_PAGE, ...(after !== undefined ? { after } : {}) });
+    const batch: SelectedDevice[] = [];
+    for (const device of page.items) {
+      const s = await subjectOf(store, device, withShadow);
+      if (match(s)) batch.push(s);
+    }
+    if (batch.length > 0) await onBatch(batch);
+    after = page.next;
+  } while (after !== undefined);
+}
+
+/** One page of the devices a query selects (all devices without a query). */
+export async function selectPage(store: StateStore, query: FleetQuery | undefined, options: { after?: string; limit: number }): Promise<Page<SelectedDevice>> {
+  const items: SelectedDevice[] = [];
+  let after = options.after;
+  for (;;) {
+    const page = await store.listDevices({ limit: Math.max(options.limit, 100), ...(after !== undefined ? { after } : {}) });
+    for (const device of page.items) {
+      const s = await subjectOf(store, device, true);
+      if (query && !query.matches(s)) continue;
+      items.push(s);
+      if (items.length === options.limit) {
+        // more may follow unless this was the registry's last device
+        const isLast = page.next === undefined && device === page.items[page.items.length - 1];
+        return isLast ? { items } : { items, next: device.deviceId };
+      }
+    }
+    if (page.next === undefined) return { items };
+    after = page.next;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The fleet view (DESIGN.md §4): which devices run what (version distribution, from
+ * reported state, the truth after device-side rollbacks), the fleet summary behind
+ * `updraft status`, and a device's history of jobs and outcomes.
+ */
+import { parseReportedSoftware } from '../protocol/software.ts';
+import type { ExecutionRecord, JobStatus, StateStore } from '../store/state-store.ts';
+
+/** How many devices run one build. */
+export interface VersionCount {
+  name: string | null;
+  version: string | null;
+  devices: number;
+}
+
+/** The fleet summary. */
+export interface FleetSummary {
+  devices: { registered: number; revoked: number; online: number; reporting: number };
+  versions: VersionCount[];
+  jobs: Record<JobStatus, number>;
+}
+
+const PAGE = 1000;
+
+/** Reads the fleet's state. */
+export class FleetView {
+  private readonly deps: { store: StateStore; onlineCount: () => number };
+
+  constructor(deps: { store: StateStore; onlineCount: () => number }) {
+    this.deps = deps;
+  }
+
+  /** Devices per reported name@version (devices that never reported count as null), most common first. */
+  async versions(): Promise<VersionCount[]> {
+    const counts = new Map<string, VersionCount>();
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listShadows({ limit: PAGE, ...(after ? { after } : {}) });
+      for (const s of page.items) {
+        const sw = parseReportedSoftware(s.state.reported?.software);
+        if (!sw) continue;
+        const key = `${sw.name ?? ''}@${sw.version}`;
+        const c = counts.get(key) ?? { name: sw.name ?? null, version: sw.version, devices: 0 };
+        c.devices++;
+        counts.set(key, c);
+      }
+      after = page.next;
+    } while (after);
+    return [...counts.values()].sort((a, b) => b.devices - a.devices || String(a.version).localeCompare(String(b.version)));
+  }
+
+  /** Devices (registered, revoked, online, reporting), versions and jobs per state. */
+  async summary(): Promise<FleetSummary> {
+    let registered = 0;
+    let revoked = 0;
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listDevices({ limit: PAGE, ...(after ? { after } : {}) });
+      registered += page.items.length;
+      revoked += page.items.filter((d) => d.revoked).length;
+      after = page.next;
+    } while (after);
+    const versions = await this.versions();
+    const reporting = versions.reduce((n, v) => n + v.devices, 0);
+    const jobs: Record<JobStatus, number> = { SCHEDULED: 0, IN_PROGRESS: 0, PAUSED: 0, COMPLETED: 0, CANCELED: 0, ABORTED: 0 };
+    after = undefined;
+    do {
+      const page = await this.deps.store.listJobs({ limit: PAGE, ...(after ? { after } : {}) });
+      for (const j of page.items) jobs[j.status]++;
+      after = page.next;
+    } while (after);
+    return { devices: { registered, revoked, online: this.deps.onlineCount(), reporting }, versions, jobs };
+  }
+
+  /** A device's jobs, newest first, with the artifact each installed and every attempt's outcome. */
+  async history(deviceId: string): Promise<(ExecutionRecord & { artifact: string | null })[]> {
+    const executions = await this.deps.store.listExecutions({ deviceId });
+    const names = new Map<string, string | null>();
+    const out = [];
+    for (const e of executions) {
+      if (!names.has(e.jobId)) {
+        const job = await this.deps.store.getJob(e.jobId);
+        names.set(e.jobId, job ? `${job.artifactName}@${job.artifactVersion}` : null);
+      }
+      out.push({ ...e, artifact: names.get(e.jobId) ?? null });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Device groups (DESIGN.md §4): static groups list their members; dynamic groups are a
+ * query over attributes, tags and reported state, evaluated whenever they are used, so a
+ * device that starts matching is a member from then on.
+ */
+import { UpdraftError } from '../errors.ts';
+import { isValidId } from '../protocol/topics.ts';
+import type { GroupRecord, Page, StateStore } from '../store/state-store.ts';
+import { selectPage, type SelectedDevice } from './device-selector.ts';
+import { parseQuery } from './query.ts';
+
+/** What an operator gives to create a group. */
+export interface GroupRequest {
+  name: string;
+  /** Members of a static group. */
+  devices?: string[];
+  /** The query of a dynamic group. */
+  query?: string;
+  description?: string;
+}
+
+/** Most members a static group lists (larger sets are better described by a query). */
+export const MAX_STATIC_MEMBERS = 100_000;
+
+/** Creates, changes and reads groups. */
+export class GroupService {
+  private readonly deps: { store: StateStore; now?: () => number; onChange?: (name: string) => void };
+
+  constructor(deps: { store: StateStore; now?: () => number; onChange?: (name: string) => void }) {
+    this.deps = deps;
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** Creates a group; BAD_REQUEST for a bad name, query or member list, NOT_FOUND for unregistered members, CONFLICT for a taken name. */
+  async create(req: GroupRequest): Promise<GroupRecord> {
+    if (typeof req !== 'object' || req === null) throw new UpdraftError('BAD_REQUEST', 'body must be an object {name, devices | query, description?}');
+    if (typeof req.name !== 'string' || !isValidId(req.name)) throw new UpdraftError('BAD_REQUEST', `group name "${String(req.name)}" must be 1-128 characters of letters, digits, _ . : -`);
+    if ((req.devices === undefined) === (req.query === undefined)) throw new UpdraftError('BAD_REQUEST', 'give either devices (a static group) or query (a dynamic group)');
+    if (req.description !== undefined && typeof req.description !== 'string') throw new UpdraftError('BAD_REQUEST', 'description must be a string');
+    const now = this.now();
+    const group: GroupRecord = { name: req.name, kind: req.query !== undefined ? 'dynamic' : 'static', devices: [], createdAt: now, updatedAt: now, version: 1 };
+    if (req.description) group.description = req.description;
+    if (req.query !== undefined) {
+      if (typeof req.query !== 'string') throw new UpdraftError('BAD_REQUEST', 'query must be a string');
+      parseQuery(req.query);
+      group.query = req.query;
+    } else {
+      group.devices = await this.checkMembers(req.devices);
+    }
+    await this.deps.store.createGroup(group);
+    this.deps.onChange?.(group.name);
+    return group;
+  }
+
+  /** A group; NOT_FOUND naming it. */
+  async get(name: string): Promise<GroupRecord> {
+    const g = await this.deps.store.getGroup(name);
+    if (!g) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist; list groups with: updraft group list`);
+    return g;
+  }
+
+  list(): Promise<GroupRecord[]> {
+    return this.deps.store.listGroups();
+  }
+
+  /** Deletes a group (jobs that targeted it keep their executions). */
+  async delete(name: string): Promise<void> {
+    if (!(await this.deps.store.deleteGroup(name))) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist`);
+    this.deps.onChange?.(name);
+  }
+
+  /** Adds and removes members of a static group. */
+  async changeMembers(name: string, add: unknown, remove: unknown): Promise<GroupRecord> {
+    const toAdd = add === undefined ? [] : await this.checkMembers(add);
+    if (remove !== undefined && (!Array.isArray(remove) || remove.some((d) => typeof d !== 'string'))) throw new UpdraftError('BAD_REQUEST', 'remove must be an array of device ids');
+    const toRemove = new Set((remove as string[] | undefined) ?? []);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const g = await this.get(name);
+      if (g.kind !== 'static') throw new UpdraftError('CONFLICT', `group ${name} is dynamic: its members are what its query selects`);
+      const members = new Set(g.devices.filter((d) => !toRemove.has(d)));
+      for (const d of toAdd) members.add(d);
+      if (members.size > MAX_STATIC_MEMBERS) throw new UpdraftError('BAD_REQUEST', `a static group holds at most ${MAX_STATIC_MEMBERS} devices; use a dynamic group`);
+      const next: GroupRecord = { ...g, devices: [...members].sort(), updatedAt: this.now(), version: g.version + 1 };
+      if (await this.deps.store.updateGroup(next)) {
+        this.deps.onChange?.(name);
+        return next;
+      }
+    }
+    throw new UpdraftError('CONFLICT', `group ${name} is being changed concurrently; retry`);
+  }
+
+  /** A page of a group's members (device id order). */
+  async members(name: string, options: { after?: string; limit: number }): Promise<Page<SelectedDevice>> {
+    const g = await this.get(name);
+    if (g.kind === 'dynamic') return selectPage(this.deps.store, parseQuery(g.query!), options);
+    const ids = g.devices.filter((d) => options.after === undefined || d > options.after);
+    const items: SelectedDevice[] = [];
+    for (const id of ids.slice(0, options.limit)) {
+      const device = await this.deps.store.getDevice(id);
+      if (device) items.push({ device });
+    }
+    const last = ids[options.limit - 1];
+    return ids.length > options.limit && last ? { items, next: last } : { items };
+  }
+
+  private async checkMembers(devices: unknown): Promise<string[]> {
+    if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');
+    if (devices.length > MAX_STATIC_MEMBERS) throw new UpdraftError('BAD_REQUEST', `a static group holds at most ${MAX_STATIC_MEMBERS} devices; use a dynamic group`);
+    const ids = [...new Set(devices)];
+    for (const d of ids) {
+      if (typeof d !== 'string' || !isValidId(d)) throw new UpdraftError('BAD_REQUEST', `"${String(d)}" is not a valid device id`);
+      if (!(await this.deps.store.getDevice(d))) throw new UpdraftError('NOT_FOUND', `device ${d} is not registered; register it with: updraft device register ${d}`);
+    }
+    return (ids as string[]).sort();
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Rollout routes of the operator API (`/api/v1`): jobs, groups, the fleet view, the live
+ * event stream and the OpenAPI document. Every route is behind the operator token (the
+ * HTTP server checks it for all of `/api/`).
+ */
+import { UpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import type { FleetView } from '../fleet/fleet-view.ts';
+import type { GroupService } from '../fleet/group-service.ts';
+import { selectPage } from '../fleet/device-selector.ts';
+import { parseQuery } from '../fleet/query.ts';
+import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
+import type { JobService } from '../jobs/job-service.ts';
+import type { ExecutionStatus, JobStatus, StateStore } from '../store/state-store.ts';
+import { isValidId } from '../protocol/topics.ts';
+import { addEventStream } from './event-stream.ts';
+import { openApiDocument } from './openapi.ts';
+import { listParam, pageParams } from './paging.ts';
+import { readJson, sendJson } from './respond.ts';
+import type { Router } from './router.ts';
+
+/** What the rollout routes need. */
+export interface JobRoutesDeps {
+  store: StateStore;
+  jobs: JobService;
+  groups: GroupService;
+  fleet: FleetView;
+  tracker: ExecutionTracker;
+  events: EventBus;
+  isOnline: (deviceId: string) => boolean;
+}
+
+const JOB_STATES: readonly JobStatus[] = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'ABORTED'];
+const EXECUTION_STATES: readonly ExecutionStatus[] = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
+
+/** Adds the rollout routes to `router`. */
+export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
+  const { store, jobs, groups, fleet, tracker } = deps;
+
+  router.add('GET', '/api/v1/openapi.json', async ({ res }) => sendJson(res, 200, openApiDocument()));
+
+  // ---- jobs
+  router.add('POST', '/api/v1/jobs', async ({ req, res }) => sendJson(res, 201, await jobs.create(await readJson(req))));
+
+  router.add('GET', '/api/v1/jobs', async ({ res, url }) => {
+    const status = listParam(url, 'status', JOB_STATES);
+    sendJson(res, 200, await store.listJobs({ ...pageParams(url), ...(status ? { status } : {}) }));
+  });
+
+  router.add('GET', '/api/v1/jobs/:id', async ({ res, params, url }) => {
+    await tracker.idle();
+    const view = await jobs.view(params.id!);
+    // the first page of executions (all of them for small jobs); /executions pages through the rest
+    const page = await store.listJobExecutions(view.job.jobId, pageParams(url, 1000));
+    sendJson(res, 200, { ...view, executions: page.items, ...(page.next ? { next: page.next } : {}) });
+  });
+
+  router.add('GET', '/api/v1/jobs/:id/executions', async ({ res, params, url }) => {
+    await tracker.idle();
+    const job = await jobs.get(params.id!);
+    const status = listParam(url, 'status', EXECUTION_STATES);
+    sendJson(res, 200, await store.listJobExecutions(job.jobId, { ...pageParams(url), ...(status ? { status } : {}) }));
+  });
+
+  router.add('POST', '/api/v1/jobs/:id/pause', async ({ res, params }) => sendJson(res, 200, await jobs.pause(params.id!)));
+  router.add('POST', '/api/v1/jobs/:id/resume', async ({ res, params }) => sendJson(res, 200, await jobs.resume(params.id!)));
+  router.add('POST', '/api/v1/jobs/:id/cancel', async ({ res, params }) => sendJson(res, 200, await jobs.cancel(params.id!)));
+
+  // ---- groups
+  router.add('GET', '/api/v1/groups', async ({ res }) => sendJson(res, 200, { items: await groups.list() }));
+  router.add('POST', '/api/v1/groups', async ({ req, res }) => {
+    const body = await readJson(req, 16 << 20);
+    sendJson(res, 201, await groups.create(body as never));
+  });
+  router.add('GET', '/api/v1/groups/:name', async ({ res, params, url }) => {
+    const group = await groups.get(params.name!);
+    const page = await groups.members(group.name, pageParams(url));
+    const members = page.items.map((s) => s.device.deviceId);
+    sendJson(res, 200, { group, members, ...(page.next ? { next: page.next } : {}) });
+  });
+  router.add('DELETE', '/api/v1/groups/:name', async ({ res, params }) => {
+    await groups.delete(params.name!);
+    sendJson(res, 200, { deleted: params.name });
+  });
+  router.add('POST', '/api/v1/groups/:name/members', async ({ req, res, params }) => {
+    const body = await readJson(req, 16 << 20);
+    sendJson(res, 200, await groups.changeMembers(params.name!, body.add, body.remove));
+  });
+
+  // ---- fleet view
+  router.add('GET', '/api/v1/fleet/devices', async ({ res, url }) => {
+    const text = url.searchParams.get('query');
+    const query = text ? parseQuery(text) : undefined;
+    const page = await selectPage(store, query, pageParams(url));
+    const items = page.items.map((s) => ({
+      deviceId: s.device.deviceId,
+      attributes: s.device.attributes,
+      tags: s.device.tags,
+      revoked: s.device.revoked,
+      online: deps.isOnline(s.device.deviceId),
+      reported: s.reported?.software ?? null,
+      desired: s.desired?.software ?? null,
+    }));
+    sendJson(res, 200, { items, ...(page.next ? { next: page.next } : {}) });
+  });
+  router.add('GET', '/api/v1/fleet/versions', async ({ res }) => sendJson(res, 200, { items: await fleet.versions() }));
+  router.add('GET', '/api/v1/fleet/status', async ({ res }) => sendJson(res, 200, await fleet.summary()));
+  router.add('GET', '/api/v1/devices/:id/history', async ({ res, params }) => {
+    if (!isValidId(params.id!)) throw new UpdraftError('BAD_REQUEST', `"${params.id}" is not a valid device id`);
+    if (!(await store.getDevice(params.id!))) throw new UpdraftError('NOT_FOUND', `device ${params.id} is not registered`);
+    await tracker.idle();
+    sendJson(res, 200, { deviceId: params.id, items: await fleet.history(params.id!) });
+  });
+
+  addEventStream(router, { events: deps.events });
+}

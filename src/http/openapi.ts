@@ -1,0 +1,189 @@
+/**
+ * The OpenAPI 3.1 document of the operator API, served at `GET /api/v1/openapi.json`.
+ * Kept beside the routes: a route added without a line here is a route undocumented.
+ */
+
+type Obj = Record<string, unknown>;
+
+const ref = (name: string): Obj => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: Obj, description = 'OK'): Obj => ({ description, content: { 'application/json': { schema } } });
+const errors: Obj = {
+  '400': json(ref('Error'), 'Bad request: the message names the field (and, for queries, the position)'),
+  '401': json(ref('Error'), 'Missing or wrong operator token'),
+  '404': json(ref('Error'), 'Not found'),
+  '409': json(ref('Error'), 'Conflict (state does not allow it, or the name is taken)'),
+};
+const page = (item: Obj): Obj => ({ type: 'object', required: ['items'], properties: { items: { type: 'array', items: item }, next: { type: 'string', description: 'cursor of the next page (pass as after)' } } });
+const pageParams: Obj[] = [
+  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+  { name: 'after', in: 'query', schema: { type: 'string' }, description: 'the next cursor of the previous page' },
+];
+const idParam = (name: string): Obj => ({ name, in: 'path', required: true, schema: { type: 'string' } });
+const op = (summary: string, responses: Obj, extra: Obj = {}): Obj => ({ summary, responses: { ...responses, ...errors }, ...extra });
+const body = (schema: Obj): Obj => ({ requestBody: { required: true, content: { 'application/json': { schema } } } });
+
+const executionStates = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
+const jobStates = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'ABORTED'];
+
+const schemas: Obj = {
+  Error: { type: 'object', properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
+  Artifact: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'string' }, sha256: { type: 'string' }, size: { type: 'integer' }, createdAt: { type: 'integer' } } },
+  Targets: {
+    type: 'object',
+    description: 'the union of the listed devices, the groups\' members and the query\'s matches; at least one is required',
+    properties: { devices: { type: 'array', items: { type: 'string' } }, groups: { type: 'array', items: { type: 'string' } }, query: { type: 'string', example: 'reported.software.version < 2.0.0 and tags.region = eu' } },
+  },
+  Wave: {
+    type: 'object',
+    properties: {
+      count: { type: 'integer', minimum: 1, description: 'devices in this wave' },
+      percent: { type: 'number', exclusiveMinimum: 0, maximum: 100, description: 'cumulative share of all targets reached by the end of this wave' },
+      successThreshold: { type: 'number', minimum: 0, maximum: 100, default: 0 },
+      requireApproval: { type: 'boolean', default: false },
+    },
+  },
+  JobRequest: {
+    type: 'object',
+    required: ['artifact', 'targets'],
+    properties: {
+      artifact: { type: 'string', example: 'fw@2.0.0' },
+      description: { type: 'string' },
+      targets: ref('Targets'),
+      type: { enum: ['snapshot', 'continuous'], default: 'snapshot' },
+      plan: {
+        type: 'object',
+        properties: {
+          waves: { type: 'array', items: ref('Wave'), minItems: 1, maxItems: 20 },
+          maxPerMinute: { type: 'integer', minimum: 1 },
+          rampUp: { type: 'object', properties: { initialPerMinute: { type: 'integer', minimum: 1 }, factor: { type: 'number', minimum: 1, maximum: 100 } } },
+          startAt: { type: 'string', format: 'date-time' },
+        },
+      },
+      abort: {
+        type: 'object',
+        properties: {
+          rules: { type: 'array', items: { type: 'object', properties: { type: { enum: ['FAILED', 'TIMED_OUT', 'REJECTED', 'ANY'] }, thresholdPercent: { type: 'number' }, minFinished: { type: 'integer' } } } },
+          rollback: { type: 'boolean' },
+        },
+      },
+      timeouts: { type: 'object', properties: { inProgressSeconds: { type: 'number' }, stepSeconds: { type: 'number' } } },
+      retries: { type: 'object', properties: { limit: { type: 'integer', minimum: 0, maximum: 10 }, on: { type: 'array', items: { enum: ['FAILED', 'TIMED_OUT'] } } } },
+      allowDowngrade: { type: 'boolean', default: false },
+    },
+  },
+  Job: {
+    type: 'object',
+    properties: {
+      jobId: { type: 'string' },
+      artifactName: { type: 'string' },
+      artifactVersion: { type: 'string' },
+      status: { enum: jobStates },
+      createdAt: { type: 'integer' },
+      description: { type: 'string' },
+      spec: { type: 'object' },
+      progress: { type: 'object', description: 'wave, total, startedAt, waveStartedAt, rateEpoch, sentSinceEpoch, pause {reason, wave, message}, abortReason, finishedAt' },
+    },
+  },
+  Counts: { type: 'object', additionalProperties: { type: 'integer' }, description: `executions per state: ${executionStates.join(', ')}` },
+  JobView: {
+    type: 'object',
+    properties: {
+      job: ref('Job'),
+      counts: ref('Counts'),
+      waves: { type: 'array', items: { type: 'object', properties: { wave: { type: 'integer' }, counts: ref('Counts') } } },
+      total: { type: 'integer' },
+      percentDone: { type: 'number' },
+      executions: { type: 'array', items: ref('Execution') },
+      next: { type: 'string' },
+    },
+  },
+  Execution: {
+    type: 'object',
+    properties: {
+      jobId: { type: 'string' },
+      deviceId: { type: 'string' },
+      status: { enum: executionStates },
+      details: { type: 'object', description: 'agentStatus, version, progress, error, previous, attempts[], cancelRequested, rollback, control' },
+      wave: { type: 'integer' },
+      attempt: { type: 'integer' },
+      queuedAt: { type: 'integer' },
+      dispatchedAt: { type: 'integer' },
+      dueAt: { type: 'integer' },
+      updatedAt: { type: 'integer' },
+    },
+  },
+  Group: {
+    type: 'object',
+    properties: { name: { type: 'string' }, kind: { enum: ['static', 'dynamic'] }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string' } },
+  },
+  Device: { type: 'object', properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } }, online: { type: 'boolean' }, reported: { type: 'object' }, desired: { type: 'object' } } },
+};
+
+/** The document. */
+export function openApiDocument(): Obj {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Updraft operator API', version: '1', description: 'Self-hosted OTA updates: artifacts, devices, groups, rollout jobs, fleet view, live events. Every call needs `Authorization: Bearer <operator token>`.' },
+    components: { securitySchemes: { operatorToken: { type: 'http', scheme: 'bearer' } }, schemas },
+    security: [{ operatorToken: [] }],
+    paths: {
+      '/api/v1/openapi.json': { get: op('This document', { '200': json({ type: 'object' }) }) },
+      '/api/v1/artifacts': {
+        get: op('List artifacts', { '200': json(page(ref('Artifact'))) }),
+        post: op('Upload a build (raw bytes)', { '201': json(ref('Artifact')) }, {
+          parameters: [
+            { name: 'name', in: 'query', required: true, schema: { type: 'string' } },
+            { name: 'version', in: 'query', required: true, schema: { type: 'string' } },
+          ],
+          requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+        }),
+      },
+      '/api/v1/artifacts/{name}/{version}': { get: op('One artifact', { '200': json(ref('Artifact')) }, { parameters: [idParam('name'), idParam('version')] }) },
+      '/api/v1/devices': {
+        get: op('List devices', { '200': json(page(ref('Device'))) }, { parameters: pageParams }),
+        post: op('Register a device; the secret is returned once', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } } } })),
+      },
+      '/api/v1/devices/bulk': { post: op('Register many devices', { '201': json({ type: 'object' }) }, body({ type: 'object' })) },
+      '/api/v1/devices/{id}': { get: op('A device: shadow (desired, reported, delta) and executions', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/history': { get: op('A device\'s jobs and outcomes, newest first', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/rotate-secret': { post: op('Issue a new device secret', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/revoke': { post: op('Revoke a device', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
+      '/api/v1/deployments': {
+        post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, allowDowngrade: { type: 'boolean' } } })),
+      },
+      '/api/v1/jobs': {
+        get: op('List jobs, newest first', { '200': json(page(ref('Job'))) }, { parameters: [...pageParams, { name: 'status', in: 'query', schema: { type: 'string' }, description: `comma-separated: ${jobStates.join(', ')}` }] }),
+        post: op('Create a rollout job', { '201': json(ref('JobView')) }, body(ref('JobRequest'))),
+      },
+      '/api/v1/jobs/{id}': { get: op('A job: counts per state and wave, progress, the first page of executions', { '200': json(ref('JobView')) }, { parameters: [idParam('id'), ...pageParams] }) },
+      '/api/v1/jobs/{id}/executions': {
+        get: op('A job\'s executions by device id', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id'), ...pageParams, { name: 'status', in: 'query', schema: { type: 'string' } }] }),
+      },
+      '/api/v1/jobs/{id}/pause': { post: op('Pause sending', { '200': json(ref('JobView')) }, { parameters: [idParam('id')] }) },
+      '/api/v1/jobs/{id}/resume': { post: op('Resume (approves the next wave after a threshold or approval pause)', { '200': json(ref('JobView')) }, { parameters: [idParam('id')] }) },
+      '/api/v1/jobs/{id}/cancel': { post: op('Cancel: queued executions end CANCELED, devices not yet installing are told to stop', { '200': json(ref('JobView')) }, { parameters: [idParam('id')] }) },
+      '/api/v1/groups': {
+        get: op('List groups', { '200': json(page(ref('Group'))) }),
+        post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string' } } })),
+      },
+      '/api/v1/groups/{name}': {
+        get: op('A group and a page of its members', { '200': json({ type: 'object' }) }, { parameters: [idParam('name'), ...pageParams] }),
+        delete: op('Delete a group', { '200': json({ type: 'object' }) }, { parameters: [idParam('name')] }),
+      },
+      '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },
+      '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', schema: { type: 'string' } }] }) },
+      '/api/v1/fleet/versions': { get: op('Devices per reported name@version', { '200': json({ type: 'object' }) }) },
+      '/api/v1/fleet/status': { get: op('Fleet summary: devices, versions, jobs per state', { '200': json({ type: 'object' }) }) },
+      '/api/v1/events': {
+        get: op('Server-sent events: job.changed, execution.changed, device.presence', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
+          parameters: [
+            { name: 'jobId', in: 'query', schema: { type: 'string' } },
+            { name: 'deviceId', in: 'query', schema: { type: 'string' } },
+            { name: 'types', in: 'query', schema: { type: 'string' } },
+          ],
+        }),
+      },
+      '/api/v1/metrics': { get: op('Server counters', { '200': json({ type: 'object' }) }) },
+    },
+  };
+}

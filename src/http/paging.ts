@@ -1,0 +1,24 @@
+/** Query-string parameters shared by list routes: `limit` (1..1000) and the `after` cursor. */
+import { UpdraftError } from '../errors.ts';
+
+/** Largest page a list route returns. */
+export const MAX_PAGE = 1000;
+
+/** `limit` and `after` of a list request; BAD_REQUEST for a limit out of range. */
+export function pageParams(url: URL, defaultLimit = 100): { limit: number; after?: string } {
+  const raw = url.searchParams.get('limit');
+  const limit = raw === null ? defaultLimit : Number(raw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new UpdraftError('BAD_REQUEST', `limit must be an integer from 1 to ${MAX_PAGE}, got ${raw}`);
+  const after = url.searchParams.get('after');
+  return after ? { limit, after } : { limit };
+}
+
+/** A comma-separated list parameter checked against the allowed values; undefined when absent. */
+export function listParam<T extends string>(url: URL, key: string, allowed: readonly T[]): T[] | undefined {
+  const raw = url.searchParams.get(key);
+  if (!raw) return undefined;
+  const values = raw.split(',').map((v) => v.trim().toUpperCase());
+  const badValue = values.find((v) => !(allowed as readonly string[]).includes(v));
+  if (badValue !== undefined) throw new UpdraftError('BAD_REQUEST', `${key} must be a comma-separated list of ${allowed.join(', ')}; got ${badValue}`);
+  return values as T[];
+}

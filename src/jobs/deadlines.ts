@@ -1,0 +1,35 @@
+/**
+ * Server-side timeouts (DESIGN.md §4: devices that go silent do not stay IN_PROGRESS
+ * forever). An execution's `dueAt` is the earliest of: the in-progress timeout counted from
+ * when the command was sent, the step timeout counted from when the device entered its
+ * current phase, and the grace given to a device asked to stop. Stored and indexed, so one
+ * scheduler scan finds every expired execution, after a restart too.
+ */
+import type { ExecutionRecord } from '../store/state-store.ts';
+import type { JobSpec } from './job-spec.ts';
+
+/** How long a device asked to stop (cancel) may take to confirm before it is recorded CANCELED. */
+export const CANCEL_GRACE_MS = 5 * 60_000;
+
+/** The deadline of a non-terminal execution, or undefined when none applies. */
+export function deadlineOf(spec: JobSpec | undefined, e: Pick<ExecutionRecord, 'status' | 'dispatchedAt' | 'details'>): number | undefined {
+  const candidates: number[] = [];
+  const t = spec?.timeouts;
+  if (t?.inProgressSeconds !== undefined && e.dispatchedAt !== undefined) candidates.push(e.dispatchedAt + t.inProgressSeconds * 1000);
+  const phaseStartedAt = e.details.phaseStartedAt;
+  if (t?.stepSeconds !== undefined && e.status === 'IN_PROGRESS' && typeof phaseStartedAt === 'number') candidates.push(phaseStartedAt + t.stepSeconds * 1000);
+  const cancelBy = e.details.cancelBy;
+  if (typeof cancelBy === 'number') candidates.push(cancelBy);
+  return candidates.length === 0 ? undefined : Math.min(...candidates);
+}
+
+/** Why an execution expired, for its `details.error`. */
+export function timeoutReason(spec: JobSpec | undefined, e: Pick<ExecutionRecord, 'status' | 'dispatchedAt' | 'details'>, now: number): string {
+  const t = spec?.timeouts;
+  const phaseStartedAt = e.details.phaseStartedAt;
+  if (t?.stepSeconds !== undefined && e.status === 'IN_PROGRESS' && typeof phaseStartedAt === 'number' && phaseStartedAt + t.stepSeconds * 1000 <= now) {
+    return `step timeout: no progress past ${String(e.details.agentStatus ?? 'its phase')} within ${t.stepSeconds} s`;
+  }
+  if (t?.inProgressSeconds !== undefined) return `in-progress timeout: not finished within ${t.inProgressSeconds} s of the command`;
+  return 'timed out';
+}

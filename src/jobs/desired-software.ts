@@ -1,0 +1,77 @@
+/**
+ * Writing a device's desired software for a job (pattern step 3), and taking it back.
+ * Everything goes through the replica, the same path as `state/{id}/update`, so the delta
+ * (the update command, with a freshly signed URL) reaches the device online or later.
+ *
+ * Taking a command back: the agent stops a download only when a newer command arrives (or
+ * when a `get` shows nothing desired), so a cancel writes a "stay" command: the software the
+ * device reports running, under the job id `<id>.cancel`. The agent calls off the download
+ * (its report for the job is a FAILURE the tracker records as CANCELED) and finds the stay
+ * command already installed. When the catalogue does not hold what the device runs, the
+ * desired software is cleared instead; the agent then stops at its next `get`.
+ */
+import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import type { Sender } from '../broker/message-bus.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import { parseReportedSoftware, type DesiredSoftware } from '../protocol/software.ts';
+import type { ShadowReplica } from '../shadow/replica.ts';
+import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
+
+/** Desired state is written as the operator: only operators may set `desired.software`. */
+export const ROLLOUT_SENDER: Sender = { kind: 'operator', id: 'rollouts' };
+
+/** What the writer needs. */
+export interface DesiredSoftwareDeps {
+  store: StateStore;
+  replica: ShadowReplica;
+  artifacts: ArtifactService;
+}
+
+/** The desired software section for `artifact` under a device-side job id. */
+export function softwareFor(artifact: ArtifactRecord, jobId: string): DesiredSoftware {
+  return { name: artifact.name, version: artifact.version, sha256: artifact.sha256, size: artifact.size, jobId };
+}
+
+/** Writes the update command. */
+export async function sendCommand(deps: DesiredSoftwareDeps, deviceId: string, software: DesiredSoftware): Promise<void> {
+  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...software } } } }, ROLLOUT_SENDER);
+}
+
+async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, version: string | undefined): Promise<ArtifactRecord | undefined> {
+  if (!name || !version) return undefined;
+  return deps.store.getArtifact(name, version);
+}
+
+/**
+ * Takes back the command `agentJobId` if it is still what the device is asked to run.
+ * Resolves with what was written: 'stay' (a stay command), 'cleared', or 'none' (a newer
+ * command is desired already, or nothing is).
+ */
+export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string): Promise<'stay' | 'cleared' | 'none'> {
+  const shadow = await deps.store.getShadow(deviceId, '');
+  const desired = shadow && !shadow.deleted ? shadow.state.desired?.software : undefined;
+  if (!isJsonObject(desired) || desired.jobId !== agentJobId) return 'none';
+  const reported = parseReportedSoftware(shadow?.state.reported?.software);
+  const running = await catalogued(deps, reported?.name, reported?.version);
+  if (running) {
+    await sendCommand(deps, deviceId, softwareFor(running, `${agentJobId}.cancel`));
+    return 'stay';
+  }
+  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
+  return 'cleared';
+}
+
+/**
+ * Automatic rollback of a failed device: its desired software goes back to what it ran
+ * before the job (`previous`), if the catalogue holds that build, else it is cleared so the
+ * failed update stops being asked for. Resolves with the version asked for, if any.
+ */
+export async function rollBack(deps: DesiredSoftwareDeps, deviceId: string, jobId: string, previous: JsonObject | undefined): Promise<string | undefined> {
+  const prev = await catalogued(deps, typeof previous?.name === 'string' ? previous.name : undefined, typeof previous?.version === 'string' ? previous.version : undefined);
+  if (prev) {
+    await sendCommand(deps, deviceId, softwareFor(prev, `${jobId}.rollback`));
+    return prev.version;
+  }
+  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
+  return undefined;
+}

@@ -1,0 +1,163 @@
+/**
+ * Rollout jobs for operators: create (validated spec, resolved targets, waves assigned,
+ * one transaction), pause, resume, cancel, and the job view (counts per state and wave,
+ * progress). The rollout engine does the sending; this service changes a job's state under
+ * the engine's lock so the two never race.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import { parseArtifactRef } from '../artifacts/artifact-service.ts';
+import { UpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import type { JsonObject } from '../protocol/json.ts';
+import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
+import { parseJobRequest, specOf, specToJson, type JobSpec } from './job-spec.ts';
+import { assertJobMove } from './job-state.ts';
+import { progressOf, type RolloutEngine, type RolloutProgress } from './rollout-engine.ts';
+import { FINISHED, tally, waveEnds, waveOf } from './rollout-math.ts';
+import { resolveTargets } from './targets.ts';
+
+/** What the service needs. */
+export interface JobServiceDeps {
+  store: StateStore;
+  events: EventBus;
+  artifacts: ArtifactService;
+  engine: RolloutEngine;
+  now?: () => number;
+}
+
+/** A job as the API shows it. */
+export interface JobView {
+  job: JobRecord;
+  /** Executions per state, all waves. */
+  counts: Record<ExecutionStatus, number>;
+  /** Executions per state, per wave. */
+  waves: { wave: number; counts: Record<ExecutionStatus, number> }[];
+  /** Finished (SUCCEEDED, FAILED, TIMED_OUT, REJECTED) out of all but CANCELED and REMOVED, in percent. */
+  percentDone: number;
+  total: number;
+}
+
+/** Operator operations on rollout jobs. */
+export class JobService {
+  private readonly deps: JobServiceDeps;
+
+  constructor(deps: JobServiceDeps) {
+    this.deps = deps;
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** Creates a job from an API body; sends the first wave before resolving. */
+  async create(body: Record<string, unknown>): Promise<JobView> {
+    const now = this.now();
+    const req = parseJobRequest(body, now);
+    return this.createFromSpec(req.artifact, req.spec, req.description, now);
+  }
+
+  /** Creates a job from a validated spec (the deploy command's single-wave jobs come here too). */
+  async createFromSpec(artifactRef: string, spec: JobSpec, description: string | undefined, now = this.now()): Promise<JobView> {
+    const { store } = this.deps;
+    const { name, version } = parseArtifactRef(artifactRef);
+    await this.deps.artifacts.get(name, version); // NOT_FOUND naming it
+    const ids = await resolveTargets(store, spec.targets, true);
+    if (ids.length === 0 && spec.type === 'snapshot') {
+      throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');
+    }
+    const ends = waveEnds(spec.plan.waves, ids.length);
+    const jobId = randomUUID();
+    const scheduled = spec.plan.startAt !== undefined && spec.plan.startAt > now;
+    const progress: RolloutProgress = { wave: 0, total: ids.length, sentSinceEpoch: 0, ...(scheduled ? {} : { startedAt: now, waveStartedAt: now, rateEpoch: now }) };
+    const job: JobRecord = {
+      jobId,
+      artifactName: name,
+      artifactVersion: version,
+      status: scheduled ? 'SCHEDULED' : 'IN_PROGRESS',
+      createdAt: now,
+      spec: specToJson(spec),
+      progress: progress as unknown as JsonObject,
+      updatedAt: now,
+      version: 1,
+    };
+    if (description) job.description = description;
+    const executions: ExecutionRecord[] = ids.map((deviceId, i) => {
+      const wave = waveOf(ends, i);
+      return { jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) };
+    });
+    await store.createJob(job, executions);
+    this.deps.events.emit('job.changed', { job });
+    await this.deps.engine.kick(jobId);
+    return this.view(jobId);
+  }
+
+  /** A job; NOT_FOUND naming it. */
+  async get(jobId: string): Promise<JobRecord> {
+    const job = await this.deps.store.getJob(jobId);
+    if (!job) throw new UpdraftError('NOT_FOUND', `job ${jobId} does not exist; list jobs with: updraft job list`);
+    return job;
+  }
+
+  /** The job with its counts per state and wave. */
+  async view(jobId: string): Promise<JobView> {
+    const job = await this.get(jobId);
+    const counts = await this.deps.store.countExecutions(jobId);
+    const all = tally(counts);
+    const waveCount = Math.max(specOf(job)?.plan.waves.length ?? 1, ...counts.map((c) => c.wave + 1));
+    const waves = Array.from({ length: waveCount }, (_, w) => ({ wave: w, counts: tally(counts, (x) => x === w) }));
+    const total = Object.values(all).reduce((a, b) => a + b, 0);
+    const relevant = total - all.CANCELED - all.REMOVED;
+    const finished = FINISHED.reduce((n, s) => n + all[s], 0);
+    return { job, counts: all, waves, total, percentDone: relevant === 0 ? 100 : Math.round((finished / relevant) * 1000) / 10 };
+  }
+
+  /** Pauses sending (devices already updating go on; timeouts still apply). */
+  pause(jobId: string): Promise<JobView> {
+    return this.change(jobId, (job, p, now) => {
+      assertJobMove(jobId, job.status, 'PAUSED');
+      return { status: 'PAUSED', progress: { ...p, pause: { reason: 'operator', wave: p.wave, message: 'paused by an operator', at: now } } };
+    });
+  }
+
+  /**
+   * Resumes a paused job. After a wave that missed its threshold or needed approval, this is
+   * the approval: the next wave starts. The rate window restarts.
+   */
+  resume(jobId: string): Promise<JobView> {
+    return this.change(jobId, (job, p, now) => {
+      assertJobMove(jobId, job.status, 'IN_PROGRESS');
+      const { pause, ...rest } = p;
+      const nextWave = pause && pause.reason !== 'operator' ? pause.wave + 1 : p.wave;
+      const startAt = specOf(job)?.plan.startAt;
+      const waiting = startAt !== undefined && startAt > now && p.startedAt === undefined;
+      const progress: RolloutProgress = { ...rest, wave: nextWave, rateEpoch: now, sentSinceEpoch: 0, ...(nextWave !== p.wave ? { waveStartedAt: now } : {}) };
+      return { status: waiting ? 'SCHEDULED' : 'IN_PROGRESS', progress };
+    });
+  }
+
+  /** Cancels a job: queued executions end CANCELED; devices not yet installing are told to stop. */
+  async cancel(jobId: string): Promise<JobView> {
+    await this.deps.engine.exclusive(async () => {
+      const job = await this.get(jobId);
+      assertJobMove(jobId, job.status, 'CANCELED');
+      await this.deps.engine.stopJob(job, 'CANCELED', 'job canceled by an operator', this.now());
+    });
+    return this.view(jobId);
+  }
+
+  private async change(jobId: string, edit: (job: JobRecord, p: RolloutProgress, now: number) => { status: JobRecord['status']; progress: RolloutProgress }): Promise<JobView> {
+    await this.deps.engine.exclusive(async () => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const job = await this.get(jobId);
+        if (!specOf(job)) throw new UpdraftError('CONFLICT', `job ${jobId} predates rollouts; it cannot be paused or resumed`);
+        const now = this.now();
+        const { status, progress } = edit(job, progressOf(job), now);
+        if (await this.deps.engine.saveJob(job, status, progress, now)) return;
+      }
+      throw new UpdraftError('CONFLICT', `job ${jobId} is being changed concurrently; retry`);
+    });
+    this.deps.engine.wake();
+    return this.view(jobId);
+  }
+}

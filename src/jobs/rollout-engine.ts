@@ -1,0 +1,504 @@
+/**
+ * The rollout engine (DESIGN.md §4): one scheduler tick, no per-device timers. Each tick
+ *
+ * 1. takes the executions whose deadline passed (one indexed scan, `listDueExecutions`) and
+ *    ends them TIMED_OUT (or CANCELED, for devices asked to stop), then retries or takes
+ *    the command back;
+ * 2. for every active job: starts it at its scheduled time, applies the abort rules, sends
+ *    the next commands of the current wave within the rate allowance (derived from the
+ *    stored wave start and the count sent since, so a restart neither loses nor repeats the
+ *    budget), and moves to the next wave, pauses, or completes when the wave has finished;
+ * 3. adds devices that newly match a continuous job's targets.
+ *
+ * Everything it knows is in the store (job progress, execution rows with wave, attempt,
+ * dispatch time and deadline); after a crash it picks up where the stored state says. A
+ * command written just before a crash and not yet marked sent is sent again with the same
+ * device-side job id, which the agent never applies twice.
+ */
+import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import { asUpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import type { JsonObject } from '../protocol/json.ts';
+import { SEMVER, compareSemver, parseReportedSoftware } from '../protocol/software.ts';
+import type { ShadowReplica } from '../shadow/replica.ts';
+import type { ArtifactRecord, ExecutionRecord, JobRecord, JobStatus, StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+import { agentJobId } from './agent-job-id.ts';
+import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
+import { retractCommand, rollBack, sendCommand, softwareFor, type DesiredSoftwareDeps } from './desired-software.ts';
+import { isTerminal } from './execution-state.ts';
+import type { ExecutionTracker } from './execution-tracker.ts';
+import { mutateExecution } from './execution-writer.ts';
+import { specOf, type JobSpec } from './job-spec.ts';
+import { ACTIVE_JOB_STATES, isJobFinal } from './job-state.ts';
+import { retryIfAllowed } from './retry-policy.ts';
+import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
+import { resolveTargets } from './targets.ts';
+
+/** What the engine needs. */
+export interface RolloutEngineDeps {
+  store: StateStore;
+  events: EventBus;
+  replica: ShadowReplica;
+  artifacts: ArtifactService;
+  tracker: ExecutionTracker;
+  logger: Logger;
+  /** Milliseconds since the epoch (injectable: tests drive time). */
+  now?: () => number;
+  /** Milliseconds between ticks; 0 runs no timer at all (tests call tick()). */
+  tickMs?: number;
+  /** Most commands one job sends per tick. */
+  maxSendPerTick?: number;
+  /** How often continuous jobs look for newly matching devices, in ms. */
+  continuousScanMs?: number;
+}
+
+/** Defaults of the tuning options. */
+export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000 } as const;
+
+/** Why a job paused (progress.pause.reason). */
+export type PauseReason = 'operator' | 'threshold' | 'approval';
+
+/** The durable progress of a rollout (JobRecord.progress). */
+export interface RolloutProgress {
+  /** The wave being rolled out; 0 is the canary. */
+  wave: number;
+  /** Number of targets when the job was created. */
+  total: number;
+  startedAt?: number;
+  waveStartedAt?: number;
+  /** Start of the current rate window (wave start or resume)... */
+  rateEpoch?: number;
+  /** ...and the commands sent since. */
+  sentSinceEpoch: number;
+  pause?: { reason: PauseReason; wave: number; message: string; at: number };
+  /** Why the job was aborted. */
+  abortReason?: string;
+  finishedAt?: number;
+}
+
+/** The progress of a job as stored. */
+export function progressOf(job: JobRecord): RolloutProgress {
+  return { wave: 0, total: 0, sentSinceEpoch: 0, ...(job.progress as Partial<RolloutProgress> | undefined) };
+}
+
+const DUE_BATCH = 500;
+const PAGE = 500;
+
+/** Runs rollouts. */
+export class RolloutEngine {
+  private readonly deps: RolloutEngineDeps;
+  private readonly desired: DesiredSoftwareDeps;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly lastScan = new Map<string, number>();
+
+  constructor(deps: RolloutEngineDeps) {
+    this.deps = deps;
+    this.desired = { store: deps.store, replica: deps.replica, artifacts: deps.artifacts };
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** Recovers what a crash left in flight, then starts ticking. */
+  async start(): Promise<void> {
+    await this.exclusive(() => this.recover());
+    this.running = true;
+    this.schedule(0);
+  }
+
+  /** Stops ticking and waits for the tick in progress. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.chain.catch(() => undefined);
+  }
+
+  /** Runs `fn` when no tick or job operation is running (one at a time). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Asks for a tick soon (new job, group change, resume). */
+  wake(): void {
+    if (this.running) this.schedule(0);
+  }
+
+  /** Forgets when continuous jobs last looked for new devices, so the next tick does (group changed). */
+  rescan(): void {
+    this.lastScan.clear();
+    this.wake();
+  }
+
+  private schedule(ms: number): void {
+    const tickMs = this.deps.tickMs ?? ENGINE_DEFAULTS.tickMs;
+    if (!this.running || tickMs === 0) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.tick()
+        .catch((err: unknown) => this.deps.logger.error('rollout tick failed', { error: asUpdraftError(err).message }))
+        .finally(() => {
+          if (this.running && !this.timer && tickMs > 0) this.schedule(tickMs);
+        });
+    }, ms);
+    this.timer.unref?.();
+  }
+
+  /** One scheduler pass (timers call it; tests call it with a fake clock). */
+  tick(): Promise<void> {
+    return this.exclusive(async () => {
+      const now = this.now();
+      await this.processDue(now);
+      for (const job of await this.activeJobs()) {
+        try {
+          await this.advance(job, now);
+        } catch (err) {
+          this.deps.logger.error('rollout step failed', { jobId: job.jobId, error: asUpdraftError(err).message });
+        }
+      }
+    });
+  }
+
+  /** Advances one job at once (a new job sends its first wave without waiting for the tick). */
+  kick(jobId: string): Promise<void> {
+    return this.exclusive(async () => {
+      const job = await this.deps.store.getJob(jobId);
+      if (job && ACTIVE_JOB_STATES.includes(job.status)) await this.advance(job, this.now());
+    });
+  }
+
+  private async activeJobs(): Promise<JobRecord[]> {
+    const out: JobRecord[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobs({ status: [...ACTIVE_JOB_STATES], limit: PAGE, ...(after ? { after } : {}) });
+      out.push(...page.items);
+      after = page.next;
+    } while (after);
+    return out.reverse(); // oldest first
+  }
+
+  // ---- the job's own state ----------------------------------------------------------------
+
+  /** Writes the job's status and progress (conditional); undefined when someone else wrote first. */
+  async saveJob(job: JobRecord, status: JobStatus, progress: RolloutProgress, now: number): Promise<JobRecord | undefined> {
+    const next = { ...job, status, progress: progress as unknown as JsonObject, updatedAt: now, version: (job.version ?? 1) + 1 };
+    if (!(await this.deps.store.updateJob(next))) return undefined;
+    this.deps.events.emit('job.changed', { job: next });
+    return next;
+  }
+
+  private async advance(initial: JobRecord, now: number): Promise<void> {
+    let job = initial;
+    const spec = specOf(job);
+    const counts = await this.deps.store.countExecutions(job.jobId);
+    const all = tally(counts);
+    if (!spec) {
+      // a job created before rollouts: complete it when every execution has finished
+      if (job.status === 'IN_PROGRESS' && all.QUEUED + all.IN_PROGRESS === 0) await this.deps.store.setJobStatus(job.jobId, 'COMPLETED');
+      return;
+    }
+    const abort = abortReason(spec, all);
+    if (abort) {
+      await this.stopJob(job, 'ABORTED', abort, now);
+      return;
+    }
+    if (job.status === 'PAUSED') return;
+    let p = progressOf(job);
+    if (job.status === 'SCHEDULED') {
+      if (spec.plan.startAt !== undefined && spec.plan.startAt > now) return;
+      p = { ...p, startedAt: now, waveStartedAt: now, rateEpoch: now, sentSinceEpoch: 0 };
+      const started = await this.saveJob(job, 'IN_PROGRESS', p, now);
+      if (!started) return;
+      job = started;
+    }
+    if (spec.type === 'continuous') await this.scanContinuous(job, spec, now);
+
+    // send within the rate allowance
+    const w = p.wave;
+    const allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
+    const budget = Math.min(allowance, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
+    let sent = 0;
+    if (budget > 0) {
+      const batch = await this.deps.store.nextUndispatched(job.jobId, w, budget);
+      if (batch.length > 0) {
+        const artifact = await this.deps.store.getArtifact(job.artifactName, job.artifactVersion);
+        if (!artifact) {
+          await this.stopJob(job, 'ABORTED', `artifact ${job.artifactName}@${job.artifactVersion} is no longer in the catalogue`, now);
+          return;
+        }
+        const results = await Promise.all(batch.map((e) => this.dispatch(job, spec, artifact, e, now)));
+        sent = results.filter((r) => r === 'sent').length;
+      }
+    }
+
+    // the wave has finished when nothing in it (or before it) is queued or in progress
+    let next: { status: JobStatus; progress: RolloutProgress } | undefined;
+    const upTo = tally(counts, (wave) => wave <= w);
+    if (upTo.QUEUED + upTo.IN_PROGRESS === 0 && sent === 0) {
+      const last = spec.plan.waves.length - 1;
+      if (w < last) {
+        const wave = spec.plan.waves[w]!;
+        const pct = successPercent(tally(counts, (x) => x === w));
+        if (pct < wave.successThreshold) {
+          const message = `wave ${w} succeeded on ${pct.toFixed(1)}% of its finished devices, below its threshold of ${wave.successThreshold}%; resume to go on, or cancel`;
+          next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'threshold', wave: w, message, at: now } } };
+        } else if (wave.requireApproval) {
+          const message = `wave ${w} finished (${pct.toFixed(1)}% succeeded) and needs approval: resume the job to start wave ${w + 1}`;
+          next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'approval', wave: w, message, at: now } } };
+        } else {
+          next = { status: 'IN_PROGRESS', progress: { ...p, wave: w + 1, waveStartedAt: now, rateEpoch: now, sentSinceEpoch: 0 } };
+        }
+      } else if (spec.type === 'snapshot') {
+        next = { status: 'COMPLETED', progress: { ...p, finishedAt: now } };
+      }
+    }
+    if (next) {
+      const saved = await this.saveJob(job, next.status, next.progress, now);
+      if (saved && next.progress.wave !== w) this.wake(); // start the next wave at once
+    } else if (sent > 0) {
+      await this.saveJob(job, job.status, { ...p, sentSinceEpoch: p.sentSinceEpoch + sent }, now);
+    }
+  }
+
+  // ---- executions -----------------------------------------------------------------------
+
+  /** Sends one execution's command, or refuses it (downgrade, device gone). */
+  private async dispatch(job: JobRecord, spec: JobSpec, artifact: ArtifactRecord, e: ExecutionRecord, now: number): Promise<'sent' | 'refused' | 'failed'> {
+    const { store } = this.deps;
+    const key = { jobId: e.jobId, deviceId: e.deviceId };
+    const stillQueued = (cur: ExecutionRecord) => cur.status === 'QUEUED' && cur.dispatchedAt === undefined && (cur.attempt ?? 1) === (e.attempt ?? 1);
+    try {
+      const device = await store.getDevice(e.deviceId);
+      if (!device || device.revoked) {
+        const error = device ? 'the device was revoked' : 'the device is no longer registered';
+        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REMOVED', details: { ...cur.details, error } } : undefined), now, e);
+        return 'refused';
+      }
+      const shadow = await store.getShadow(e.deviceId, '');
+      const reported = parseReportedSoftware(shadow && !shadow.deleted ? shadow.state.reported?.software : undefined);
+      // downgrade protection: reported is the truth about what runs
+      if (!spec.allowDowngrade && reported && SEMVER.test(reported.version) && compareSemver(job.artifactVersion, reported.version) < 0) {
+        const error = `downgrade refused: the device runs ${reported.version}, the job installs ${job.artifactVersion}; create the job with allowDowngrade to allow it`;
+        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, version: reported.version } } : undefined), now, e);
+        return 'refused';
+      }
+      const aid = agentJobId(e.jobId, e.attempt ?? 1);
+      await sendCommand(this.desired, e.deviceId, softwareFor(artifact, aid));
+      const previous: JsonObject | undefined = reported ? { version: reported.version, ...(reported.name ? { name: reported.name } : {}) } : undefined;
+      await mutateExecution(
+        this.deps,
+        key,
+        (cur) => {
+          if ((cur.attempt ?? 1) !== (e.attempt ?? 1) || isTerminal(cur.status)) return undefined;
+          const details: JsonObject = { ...cur.details };
+          if (details.previous === undefined && previous) details.previous = previous;
+          // the device may have reported already (the tracker then set dispatchedAt)
+          if (cur.dispatchedAt !== undefined) return details.previous === cur.details.previous ? undefined : { details };
+          return { dispatchedAt: now, details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: now, details }) };
+        },
+        now,
+      );
+      return 'sent';
+    } catch (err) {
+      // the replica refused (429) or the store failed: the execution stays queued for the next tick
+      this.deps.logger.warn('update command not sent; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+      return 'failed';
+    }
+  }
+
+  /** Ends executions whose deadline passed. */
+  private async processDue(now: number): Promise<void> {
+    const jobs = new Map<string, JobRecord | undefined>();
+    for (let round = 0; round < 20; round++) {
+      const due = await this.deps.store.listDueExecutions(now, DUE_BATCH);
+      if (due.length === 0) return;
+      for (const e of due) if (!jobs.has(e.jobId)) jobs.set(e.jobId, await this.deps.store.getJob(e.jobId));
+      await Promise.all(due.map((e) => this.expire(jobs.get(e.jobId), e, now)));
+      if (due.length < DUE_BATCH) return;
+    }
+  }
+
+  private async expire(job: JobRecord | undefined, e: ExecutionRecord, now: number): Promise<void> {
+    const key = { jobId: e.jobId, deviceId: e.deviceId };
+    const aid = agentJobId(e.jobId, e.attempt ?? 1);
+    try {
+      // a report committed to the shadow but not to the execution (a crash in between) is the truth
+      const shadow = await this.deps.store.getShadow(e.deviceId, '');
+      const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
+      if (parseReportedSoftware(reported)?.jobId === aid) await this.deps.tracker.apply(e.deviceId, reported);
+      const spec = job ? specOf(job) : undefined;
+      const written = await mutateExecution(
+        this.deps,
+        key,
+        (cur) => {
+          if (cur.dueAt === undefined || cur.dueAt > now) return undefined;
+          if (isTerminal(cur.status)) return { dueAt: undefined }; // nothing is due for a finished execution
+          const canceled = cur.details.cancelRequested === true;
+          const error = canceled ? 'canceled: the device did not confirm it stopped' : timeoutReason(spec, cur, now);
+          const details: JsonObject = { ...cur.details, error };
+          delete details.cancelBy;
+          return { status: canceled ? 'CANCELED' : 'TIMED_OUT', details, dueAt: undefined };
+        },
+        now,
+      );
+      if (written?.status !== 'TIMED_OUT') return;
+      const retried = job ? await retryIfAllowed(this.deps, job, written, now) : undefined;
+      // a device that comes back after its timeout must not start the update any more
+      if (!retried) await retractCommand(this.desired, e.deviceId, aid);
+    } catch (err) {
+      this.deps.logger.warn('timeout not processed; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+    }
+  }
+
+  // ---- cancel, abort, rollback ------------------------------------------------------------
+
+  /**
+   * Ends a job CANCELED or ABORTED: queued executions end CANCELED; devices that have the
+   * command but have not started installing are told to stop (stay command) and end
+   * CANCELED when they confirm (or after a grace period); installs under way finish. With
+   * `abort.rollback`, failed devices are asked to run what they ran before.
+   */
+  async stopJob(job: JobRecord, status: 'CANCELED' | 'ABORTED', reason: string, now: number): Promise<JobRecord> {
+    let current: JobRecord | undefined = job;
+    let saved: JobRecord | undefined;
+    for (let attempt = 0; attempt < 5 && current && !saved; attempt++) {
+      if (isJobFinal(current.status)) return current;
+      const p = progressOf(current);
+      saved = await this.saveJob(current, status, { ...p, finishedAt: now, ...(status === 'ABORTED' ? { abortReason: reason } : {}) }, now);
+      if (!saved) current = await this.deps.store.getJob(job.jobId);
+    }
+    if (!saved) throw new Error(`job ${job.jobId} could not be marked ${status}`);
+    this.deps.logger.info(`job ${status.toLowerCase()}`, { jobId: job.jobId, reason });
+    await this.stopExecutions(saved, reason, now);
+    const spec = specOf(saved);
+    if (status === 'ABORTED' && spec?.abort.rollback) await this.rollBackFailed(saved, now);
+    return saved;
+  }
+
+  /** Cancels every execution of a stopped job that has not finished (also redone on start after a crash). */
+  private async stopExecutions(job: JobRecord, reason: string, now: number): Promise<void> {
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
+      await Promise.all(page.items.map((e) => this.stopExecution(e, reason, now)));
+      after = page.next;
+    } while (after);
+  }
+
+  private async stopExecution(e: ExecutionRecord, reason: string, now: number): Promise<void> {
+    const key = { jobId: e.jobId, deviceId: e.deviceId };
+    const aid = agentJobId(e.jobId, e.attempt ?? 1);
+    try {
+      if (e.status === 'QUEUED') {
+        if (e.dispatchedAt !== undefined) await retractCommand(this.desired, e.deviceId, aid);
+        await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' ? { status: 'CANCELED', details: { ...cur.details, error: reason }, dueAt: undefined } : undefined), now, e);
+        return;
+      }
+      // once installing has begun the device finishes (its outcome is recorded as it comes)
+      if (e.details.agentStatus === 'INSTALLING' || e.details.cancelRequested === true) return;
+      await retractCommand(this.desired, e.deviceId, aid);
+      await mutateExecution(
+        this.deps,
+        key,
+        (cur) => {
+          if (cur.status !== 'IN_PROGRESS' || cur.details.cancelRequested === true) return undefined;
+          const details: JsonObject = { ...cur.details, cancelRequested: true, cancelBy: now + CANCEL_GRACE_MS, cancelReason: reason };
+          return { details, dueAt: Math.min(cur.dueAt ?? Infinity, now + CANCEL_GRACE_MS) };
+        },
+        now,
+      );
+    } catch (err) {
+      this.deps.logger.warn('execution not canceled; retried on next start', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+    }
+  }
+
+  private async rollBackFailed(job: JobRecord, now: number): Promise<void> {
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['FAILED', 'TIMED_OUT'], limit: PAGE, ...(after ? { after } : {}) });
+      await Promise.all(
+        page.items.map(async (e) => {
+          if (e.details.rollback !== undefined) return;
+          const previous = e.details.previous as JsonObject | undefined;
+          const version = await rollBack(this.desired, e.deviceId, e.jobId, previous);
+          await mutateExecution(this.deps, e, (cur) => ({ details: { ...cur.details, rollback: { to: version ?? null, at: now } } }), now);
+        }),
+      );
+      after = page.next;
+    } while (after);
+  }
+
+  // ---- continuous jobs and recovery ---------------------------------------------------------
+
+  private async scanContinuous(job: JobRecord, spec: JobSpec, now: number): Promise<void> {
+    const every = this.deps.continuousScanMs ?? ENGINE_DEFAULTS.continuousScanMs;
+    const last = this.lastScan.get(job.jobId);
+    if (last !== undefined && now - last < every && now >= last) return;
+    this.lastScan.set(job.jobId, now);
+    const ids = await resolveTargets(this.deps.store, spec.targets, false);
+    const wave = spec.plan.waves.length - 1;
+    const added = await this.deps.store.addExecutions(
+      ids.map((deviceId) => ({ jobId: job.jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) })),
+    );
+    if (added > 0) {
+      this.deps.logger.info('continuous job picked up new devices', { jobId: job.jobId, added });
+      this.deps.events.emit('job.changed', { job });
+    }
+  }
+
+  /**
+   * On start: records reports that reached the shadows but not the executions (a crash
+   * between the two commits), and finishes cancellations a crash interrupted.
+   */
+  private async recover(): Promise<void> {
+    const now = this.now();
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobs({ status: ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'CANCELED', 'ABORTED'], limit: PAGE, ...(after ? { after } : {}) });
+      for (const job of page.items) {
+        const open = tally(await this.deps.store.countExecutions(job.jobId));
+        if (open.QUEUED + open.IN_PROGRESS === 0) continue;
+        await this.catchUp(job);
+        if (job.status === 'CANCELED' || job.status === 'ABORTED') await this.stopExecutions(job, progressOf(job).abortReason ?? 'job canceled', now);
+      }
+      after = page.next;
+    } while (after);
+    await this.deps.tracker.idle();
+  }
+
+  private async catchUp(job: JobRecord): Promise<void> {
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
+      for (const e of page.items) {
+        if (e.dispatchedAt === undefined && e.status === 'QUEUED') continue;
+        const shadow = await this.deps.store.getShadow(e.deviceId, '');
+        const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
+        if (parseReportedSoftware(reported)?.jobId === agentJobId(e.jobId, e.attempt ?? 1)) void this.deps.tracker.apply(e.deviceId, reported);
+      }
+      after = page.next;
+    } while (after);
+  }
+}
+
+/** The first abort rule the counts break, as a sentence; undefined when none. */
+export function abortReason(spec: JobSpec, t: ReturnType<typeof tally>): string | undefined {
+  const finished = FINISHED.reduce((n, s) => n + t[s], 0);
+  for (const rule of spec.abort.rules) {
+    if (finished < rule.minFinished) continue;
+    const failures = rule.type === 'ANY' ? t.FAILED + t.TIMED_OUT + t.REJECTED : t[rule.type];
+    const pct = (failures / finished) * 100;
+    if (pct >= rule.thresholdPercent) {
+      return `${rule.type === 'ANY' ? 'failures' : rule.type} reached ${pct.toFixed(1)}% of ${finished} finished devices (threshold ${rule.thresholdPercent}% after at least ${rule.minFinished})`;
+    }
+  }
+  return undefined;
+}

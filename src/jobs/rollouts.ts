@@ -1,0 +1,70 @@
+/**
+ * Builds the rollout parts (groups, jobs, engine, deployments, fleet view) from what the
+ * composition root already has, so that `server/updraft-server.ts` wires them with a few
+ * lines. The engine is a Part: started after the message bus, stopped before it.
+ */
+import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import { FleetView } from '../fleet/fleet-view.ts';
+import { GroupService } from '../fleet/group-service.ts';
+import { addJobRoutes } from '../http/job-routes.ts';
+import type { Router } from '../http/router.ts';
+import type { ShadowReplica } from '../shadow/replica.ts';
+import type { StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+import { DeploymentService } from './deployment-service.ts';
+import type { ExecutionTracker } from './execution-tracker.ts';
+import { JobService } from './job-service.ts';
+import { RolloutEngine, type RolloutEngineDeps } from './rollout-engine.ts';
+
+/** What the rollout parts need. */
+export interface RolloutDeps {
+  store: StateStore;
+  events: EventBus;
+  replica: ShadowReplica;
+  artifacts: ArtifactService;
+  tracker: ExecutionTracker;
+  logger: Logger;
+  /** Live presence, for the fleet view. */
+  isOnline: (deviceId: string) => boolean;
+  onlineCount: () => number;
+  /** Engine tuning and the clock (tests). */
+  engine?: Pick<RolloutEngineDeps, 'now' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs'>;
+}
+
+/** The rollout parts. */
+export class Rollouts {
+  readonly engine: RolloutEngine;
+  readonly jobs: JobService;
+  readonly groups: GroupService;
+  readonly deployments: DeploymentService;
+  readonly fleet: FleetView;
+  private readonly deps: RolloutDeps;
+
+  constructor(deps: RolloutDeps) {
+    this.deps = deps;
+    const { store, events, replica, artifacts, tracker, logger } = deps;
+    const now = deps.engine?.now;
+    this.engine = new RolloutEngine({ store, events, replica, artifacts, tracker, logger, ...deps.engine });
+    this.jobs = new JobService({ store, events, artifacts, engine: this.engine, ...(now ? { now } : {}) });
+    // a group that changes may change what continuous jobs target
+    this.groups = new GroupService({ store, ...(now ? { now } : {}), onChange: () => this.engine.rescan() });
+    this.deployments = new DeploymentService({ store, jobs: this.jobs });
+    this.fleet = new FleetView({ store, onlineCount: deps.onlineCount });
+  }
+
+  /** Recovers rollouts left in flight and starts the scheduler. */
+  start(): Promise<void> {
+    return this.engine.start();
+  }
+
+  stop(): Promise<void> {
+    return this.engine.stop();
+  }
+
+  /** Adds the jobs, groups, fleet, events and OpenAPI routes. */
+  addRoutes(router: Router): void {
+    const { store, events, tracker, isOnline } = this.deps;
+    addJobRoutes(router, { store, events, tracker, isOnline, jobs: this.jobs, groups: this.groups, fleet: this.fleet });
+  }
+}

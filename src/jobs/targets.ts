@@ -1,0 +1,63 @@
+/**
+ * Resolves a job's targets (device ids, groups, a query) into the set of device ids, in id
+ * order. Without a query or a dynamic group nothing but the named devices is read; with one,
+ * the registry is scanned page by page once, whatever the number of queries.
+ */
+import { UpdraftError } from '../errors.ts';
+import { scanDevices } from '../fleet/device-selector.ts';
+import { parseQuery, type FleetQuery } from '../fleet/query.ts';
+import type { StateStore } from '../store/state-store.ts';
+import type { JobTargets } from './job-spec.ts';
+
+/**
+ * The target device ids. `strict` (at creation): unknown devices or groups are NOT_FOUND
+ * and a named revoked device is a CONFLICT; otherwise (continuous re-scans) they are skipped.
+ * Revoked devices selected by a group or query are always left out.
+ */
+export async function resolveTargets(store: StateStore, targets: JobTargets, strict: boolean): Promise<string[]> {
+  const listed = new Set<string>();
+  const queries: FleetQuery[] = [];
+  for (const d of targets.devices ?? []) {
+    const device = await store.getDevice(d);
+    if (!device) {
+      if (strict) throw new UpdraftError('NOT_FOUND', `device ${d} is not registered; register it with: updraft device register ${d}`);
+      continue;
+    }
+    if (device.revoked) {
+      if (strict) throw new UpdraftError('CONFLICT', `device ${d} is revoked`);
+      continue;
+    }
+    listed.add(d);
+  }
+  const members = new Set<string>();
+  for (const name of targets.groups ?? []) {
+    const g = await store.getGroup(name);
+    if (!g) {
+      if (strict) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist; list groups with: updraft group list`);
+      continue;
+    }
+    if (g.kind === 'dynamic' && g.query) queries.push(parseQuery(g.query));
+    else for (const d of g.devices) members.add(d);
+  }
+  if (targets.query !== undefined) queries.push(parseQuery(targets.query));
+
+  const out = new Set(listed);
+  if (queries.length === 0) {
+    for (const d of members) {
+      if (out.has(d)) continue;
+      const device = await store.getDevice(d);
+      if (device && !device.revoked) out.add(d);
+    }
+    return [...out].sort();
+  }
+  const withShadow = queries.some((q) => q.needsShadow);
+  await scanDevices(
+    store,
+    (s) => !s.device.revoked && (members.has(s.device.deviceId) || queries.some((q) => q.matches(s))),
+    withShadow,
+    (batch) => {
+      for (const s of batch) out.add(s.device.deviceId);
+    },
+  );
+  return [...out].sort();
+}

@@ -1,0 +1,158 @@
+/**
+ * Updraft's own certificate authority (issue 5, device identity): issues X.509 client
+ * certificates whose subject CN is the device id, for MQTT over TLS with mutual
+ * authentication, and server certificates for the MQTTS and HTTPS listeners.
+ *
+ * Kept in `<dataDir>/pki/`: `ca.crt` (give it to devices) and `ca.key` (mode 0600, never
+ * leaves the server). Keys are made by node:crypto (RSA 2048: every TLS stack of every
+ * device speaks it); node:crypto cannot build certificates, so node-forge assembles and
+ * signs them. Nothing here verifies certificates: Node's TLS (OpenSSL) does that.
+ */
+import { generateKeyPair, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import forge from 'node-forge';
+import { UpdraftError } from '../errors.ts';
+import { isValidId } from '../protocol/topics.ts';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+/** A certificate and its private key, both PEM. */
+export interface IssuedCertificate {
+  certificate: string;
+  privateKey: string;
+}
+
+/** Where the CA lives under a data directory. */
+export function caPaths(dataDir: string): { dir: string; cert: string; key: string } {
+  const dir = path.join(path.resolve(dataDir), 'pki');
+  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key') };
+}
+
+const DAY_MS = 86_400_000;
+/** Clock skew between server and devices tolerated at the start of a validity period. */
+const SKEW_MS = 5 * 60_000;
+
+async function newRsaKey(): Promise<{ privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; pem: string }> {
+  const { privateKey, publicKey } = await generateKeyPairAsync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  return { privateKey: forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, publicKey: forge.pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, pem: privateKey };
+}
+
+/** A random positive serial number (RFC 5280 §4.1.2.2: at most 20 octets, positive). */
+function serial(): string {
+  const b = randomBytes(16);
+  b[0] = (b[0]! & 0x7f) | 0x10;
+  return b.toString('hex');
+}
+
+function validity(cert: forge.pki.Certificate, days: number): void {
+  const now = Date.now();
+  cert.validity.notBefore = new Date(now - SKEW_MS);
+  cert.validity.notAfter = new Date(now + days * DAY_MS);
+}
+
+/** The CA: its certificate (PEM) and the means to issue certificates. */
+export class CertificateAuthority {
+  /** PEM of the CA certificate: what devices and clients trust. */
+  readonly certificate: string;
+  private readonly cert: forge.pki.Certificate;
+  private readonly key: forge.pki.rsa.PrivateKey;
+
+  /** Only assigns; use `loadCa`, `createCa` or `loadOrCreateCa`. */
+  constructor(certPem: string, keyPem: string) {
+    this.certificate = certPem;
+    this.cert = forge.pki.certificateFromPem(certPem);
+    this.key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+  }
+
+  /** A client certificate for `deviceId` (subject CN = device id, extended key usage clientAuth). */
+  async issueDeviceCertificate(deviceId: string, days = 730): Promise<IssuedCertificate> {
+    if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
+    return this.issue([{ name: 'commonName', value: deviceId }, { name: 'organizationName', value: 'Updraft device' }], days, [
+      { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', clientAuth: true },
+    ]);
+  }
+
+  /** A server certificate valid for `hosts` (DNS names and IP addresses). */
+  async issueServerCertificate(hosts: string[], days = 730): Promise<IssuedCertificate> {
+    if (hosts.length === 0) throw new UpdraftError('CONFIG', 'a server certificate needs at least one host name');
+    const altNames = hosts.map((h) => (net.isIP(h) ? { type: 7, ip: h } : { type: 2, value: h }));
+    return this.issue([{ name: 'commonName', value: hosts[0]! }, { name: 'organizationName', value: 'Updraft server' }], days, [
+      { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames },
+    ]);
+  }
+
+  private async issue(subject: forge.pki.CertificateField[], days: number, extensions: object[]): Promise<IssuedCertificate> {
+    const keys = await newRsaKey();
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = keys.publicKey;
+    cert.serialNumber = serial();
+    validity(cert, days);
+    cert.setSubject(subject);
+    cert.setIssuer(this.cert.subject.attributes);
+    cert.setExtensions([{ name: 'basicConstraints', cA: false, critical: true }, ...extensions, { name: 'subjectKeyIdentifier' }]);
+    cert.sign(this.key, forge.md.sha256.create());
+    return { certificate: forge.pki.certificateToPem(cert), privateKey: keys.pem };
+  }
+}
+
+/** Loads the CA of `dataDir`, or undefined when there is none. */
+export async function loadCa(dataDir: string): Promise<CertificateAuthority | undefined> {
+  const p = caPaths(dataDir);
+  let cert: string;
+  let key: string;
+  try {
+    [cert, key] = await Promise.all([readFile(p.cert, 'utf8'), readFile(p.key, 'utf8')]);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new UpdraftError('CONFIG', `cannot read the CA in ${p.dir}: ${(err as Error).message}`, { cause: err });
+  }
+  return new CertificateAuthority(cert, key);
+}
+
+/** Creates the CA of `dataDir`; CONFLICT when one exists (re-creating it would orphan every device certificate). */
+export async function createCa(dataDir: string, commonName = 'Updraft device CA'): Promise<CertificateAuthority> {
+  if (await loadCa(dataDir)) throw new UpdraftError('CONFLICT', `a CA already exists in ${caPaths(dataDir).dir}; every device certificate depends on it, so it is kept`);
+  const p = caPaths(dataDir);
+  const keys = await newRsaKey();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = serial();
+  validity(cert, 3650);
+  const name = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Updraft' }];
+  cert.setSubject(name);
+  cert.setIssuer(name);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
+    { name: 'keyUsage', critical: true, keyCertSign: true, cRLSign: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  const certPem = forge.pki.certificateToPem(cert);
+  await mkdir(p.dir, { recursive: true, mode: 0o700 });
+  await writeAtomic(p.key, keys.pem, 0o600);
+  await writeAtomic(p.cert, certPem, 0o644);
+  return new CertificateAuthority(certPem, keys.pem);
+}
+
+/** The CA of `dataDir`, created on first use. */
+export async function loadOrCreateCa(dataDir: string): Promise<{ ca: CertificateAuthority; created: boolean }> {
+  const ca = await loadCa(dataDir);
+  return ca ? { ca, created: false } : { ca: await createCa(dataDir), created: true };
+}
+
+/** Writes through a temp file and a rename, with `mode` from the start. */
+export async function writeAtomic(file: string, content: string, mode: number): Promise<void> {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, content, { mode });
+  await rename(tmp, file);
+}

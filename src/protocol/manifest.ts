@@ -1,0 +1,59 @@
+/**
+ * The signed software manifest (DESIGN.md §5, issue 5 "signed software"): what the server
+ * vouches for when it sends an update command. Built when the delta is issued (like the
+ * URL), signed with the operator's Ed25519 key, verified by the agent against the public key
+ * it was provisioned with. The signature covers the canonical bytes of the manifest
+ * (`manifestBytes`), so field order in transit does not matter.
+ */
+import { UpdraftError } from '../errors.ts';
+import { isJsonObject } from './json.ts';
+
+/** What the signature vouches for (a type, not an interface, so that it is a JSON object). */
+export type SoftwareManifest = {
+  /** Artifact name. */
+  name: string;
+  /** Semantic version of the build. */
+  version: string;
+  /** Lower-case hex SHA-256 of the artifact bytes. */
+  sha256: string;
+  /** Size in bytes. */
+  size: number;
+  /** The job this manifest was issued for. */
+  jobId: string;
+  /** Seconds since the epoch after which the agent refuses the manifest (freeze attacks). */
+  expiresAt: number;
+  /** True when the job may install a version lower than the one the device runs (rollback attacks otherwise). */
+  allowDowngrade?: boolean;
+  /** Id of the signing key (`keyId` of its public key: the first 16 hex digits of its SHA-256). */
+  keyId: string;
+};
+
+/**
+ * The canonical signed form: `updraft-manifest-v1` and each field on its own line in a fixed
+ * order. None of the fields can contain a newline (ids, versions and hashes are validated).
+ */
+export function manifestBytes(m: SoftwareManifest): Buffer {
+  const lines = ['updraft-manifest-v1', m.keyId, m.name, m.version, m.sha256, String(m.size), m.jobId, String(m.expiresAt), m.allowDowngrade === true ? 'downgrade' : 'no-downgrade'];
+  return Buffer.from(lines.join('\n'), 'utf8');
+}
+
+/** Validates a manifest taken from a command; BAD_REQUEST naming the field. */
+export function parseManifest(value: unknown, where = 'manifest'): SoftwareManifest {
+  if (!isJsonObject(value)) throw new UpdraftError('BAD_REQUEST', `${where} must be an object`);
+  const str = (k: string) => {
+    const v = value[k];
+    if (typeof v !== 'string' || v.length === 0 || v.includes('\n')) throw new UpdraftError('BAD_REQUEST', `${where}.${k} must be a non-empty single-line string`);
+    return v;
+  };
+  const int = (k: string) => {
+    const v = value[k];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new UpdraftError('BAD_REQUEST', `${where}.${k} must be a non-negative integer`);
+    return v;
+  };
+  const m: SoftwareManifest = { name: str('name'), version: str('version'), sha256: str('sha256'), size: int('size'), jobId: str('jobId'), expiresAt: int('expiresAt'), keyId: str('keyId') };
+  if (value.allowDowngrade !== undefined) {
+    if (typeof value.allowDowngrade !== 'boolean') throw new UpdraftError('BAD_REQUEST', `${where}.allowDowngrade must be a boolean`);
+    if (value.allowDowngrade) m.allowDowngrade = true;
+  }
+  return m;
+}

@@ -1,0 +1,40 @@
+/**
+ * The key material the composition root wires in (issue 5), loaded or created on start so
+ * that `npm start` just works: the software signing key (Ed25519), Updraft's CA, and the TLS
+ * material of the MQTTS and (optional) HTTPS listeners.
+ */
+import type { UpdraftConfig } from '../config/schema.ts';
+import { loadOrCreateCa, type CertificateAuthority } from '../pki/certificate-authority.ts';
+import { resolveServerTls, type ServerTls } from '../pki/server-tls.ts';
+import { ManifestSigner } from '../signing/manifest-signer.ts';
+import { loadOrCreateSigningKey, signingKeyPaths, type SoftwareSigningKey } from '../signing/signing-key.ts';
+import type { Logger } from '../util/logger.ts';
+
+/** What `loadSecurity` resolved. */
+export interface SecurityMaterial {
+  signingKey: SoftwareSigningKey;
+  /** Where devices' copy of the public signing key is (`<dataDir>/keys/software-signing.pub`). */
+  publicKeyFile: string;
+  manifests: ManifestSigner;
+  ca: CertificateAuthority;
+  /** MQTTS listener material, or undefined when `mqtt.tlsPort` is -1. */
+  mqttTls: (ServerTls & { ca: string; port: number }) | undefined;
+  /** HTTPS material, or undefined when `http.tls` is off. */
+  httpTls: ServerTls | undefined;
+}
+
+/** Loads (creating on first start) the signing key, the CA and the listeners' TLS material. */
+export async function loadSecurity(config: UpdraftConfig, dataDir: string, logger: Logger): Promise<SecurityMaterial> {
+  const { key: signingKey, created } = await loadOrCreateSigningKey(dataDir);
+  const publicKeyFile = signingKeyPaths(dataDir).pub;
+  if (created) logger.debug('software signing key created; provision devices with its public key', { publicKey: publicKeyFile, keyId: signingKey.keyId });
+  const { ca, created: caCreated } = await loadOrCreateCa(dataDir);
+  if (caCreated) logger.debug("Updraft's device CA created", { dir: `${dataDir}/pki` });
+  const hosts = config.tls.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
+  const mqttTls =
+    config.mqtt.tlsPort >= 0
+      ? { ...(await resolveServerTls({ dataDir, ca, certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey, hosts, what: 'mqtt.tls' })), ca: ca.certificate, port: config.mqtt.tlsPort }
+      : undefined;
+  const httpTls = config.http.tls === 'on' ? await resolveServerTls({ dataDir, ca, certFile: config.http.tlsCert, keyFile: config.http.tlsKey, hosts, what: 'http.tls' }) : undefined;
+  return { signingKey, publicKeyFile, manifests: new ManifestSigner({ key: signingKey }), ca, mqttTls, httpTls };
+}

@@ -1,0 +1,55 @@
+/**
+ * Signs what the server vouches for (issue 5, signed software): the manifest of every update
+ * command, built when the delta is issued (never stored, like the URL), and the record of
+ * every artifact when it is added.
+ */
+import type { DesiredSoftware } from '../protocol/software.ts';
+import { manifestBytes, type SoftwareManifest } from '../protocol/manifest.ts';
+import type { SoftwareSigningKey } from './signing-key.ts';
+
+/** The signed part of an update command. */
+export interface SignedManifest {
+  manifest: SoftwareManifest;
+  /** Base64 Ed25519 signature over `manifestBytes(manifest)`. */
+  signature: string;
+}
+
+/** The bytes an artifact signature covers. */
+export function artifactBytes(keyId: string, a: { name: string; version: string; sha256: string; size: number }): Buffer {
+  return Buffer.from(['updraft-artifact-v1', keyId, a.name, a.version, a.sha256, String(a.size)].join('\n'), 'utf8');
+}
+
+/** Signs manifests and artifact records with the operator's key. */
+export class ManifestSigner {
+  private readonly key: SoftwareSigningKey;
+
+  constructor(deps: { key: SoftwareSigningKey }) {
+    this.key = deps.key;
+  }
+
+  /** The manifest of `software` for one command, valid until `expiresAt` (seconds since the epoch). */
+  sign(software: DesiredSoftware, expiresAt: number, allowDowngrade = false): SignedManifest {
+    const manifest: SoftwareManifest = {
+      name: software.name,
+      version: software.version,
+      sha256: software.sha256,
+      size: software.size,
+      jobId: software.jobId,
+      expiresAt,
+      keyId: this.key.keyId,
+      ...(allowDowngrade ? { allowDowngrade: true } : {}),
+    };
+    return { manifest, signature: this.key.sign(manifestBytes(manifest)) };
+  }
+
+  /** The signature recorded with an artifact when it is added: `<keyId>:<base64 Ed25519>`. */
+  signArtifact(a: { name: string; version: string; sha256: string; size: number }): string {
+    return `${this.key.keyId}:${this.key.sign(artifactBytes(this.key.keyId, a))}`;
+  }
+
+  /** True when `signature` (as recorded by `signArtifact`) is this key's over the artifact. */
+  verifyArtifact(a: { name: string; version: string; sha256: string; size: number }, signature: string): boolean {
+    const [keyId, sig] = signature.split(':');
+    return keyId === this.key.keyId && sig !== undefined && this.key.verify(artifactBytes(keyId, a), sig);
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * Group commit for PostgreSQL: writes queued in one tick (and while the previous batch
+ * commits) run in arrival order inside ONE transaction on one connection, and every caller
+ * is answered after that single commit. So N concurrent writes cost one WAL flush instead
+ * of N, and writes of one instance behave exactly as if run one after another (the
+ * contract's "in call order").
+ *
+ * A write that fails in SQL aborts a PostgreSQL transaction as a whole (unlike SQLite), and
+ * a deadlock with another instance's batch aborts it too. Then the batch is rolled back and
+ * every write of it is re-run in its own transaction, so each caller gets its own outcome
+ * and one bad write never fails its neighbours. Writes throw an UpdraftError only when they
+ * wrote nothing (a refused insert), which leaves the transaction usable.
+ */
+import type pg from 'pg';
+import { UpdraftError } from '../errors.ts';
+import type { Logger } from '../util/logger.ts';
+
+/** One write: runs its statements on the batch's connection; its result settles the caller. */
+export type PgWrite<T> = (client: pg.PoolClient) => Promise<T>;
+
+interface Pending {
+  run: PgWrite<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Queues writes and commits them in batches, one batch at a time. */
+export class PgGroupCommit {
+  private readonly deps: { pool: pg.Pool; logger: Logger; maxBatch: number; where: string };
+  private queue: Pending[] = [];
+  private running: Promise<void> | undefined;
+
+  constructor(deps: { pool: pg.Pool; logger: Logger; maxBatch: number; where: string }) {
+    this.deps = deps;
+  }
+
+  /** Queues `run`; resolves with its result after its transaction committed. */
+  enqueue<T>(run: PgWrite<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      // the next setImmediate, so every write issued in this tick joins the same batch
+      this.running ??= new Promise<void>((done) => setImmediate(done)).then(() => this.loop());
+    });
+  }
+
+  /** Resolves when every queued write has been settled. */
+  async drain(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.deps.maxBatch);
+        await this.commit(batch);
+      }
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.deps.pool.connect();
+    } catch (err) {
+      const failure = new UpdraftError('INTERNAL', `cannot reach PostgreSQL at ${this.deps.where}: ${messageOf(err)}`, { cause: err });
+      for (const w of batch) w.reject(failure);
+      return;
+    }
+    let broken: unknown;
+    try {
+      const outcomes = await this.together(client, batch);
+      const results = outcomes ?? (await this.oneByOne(client, batch));
+      batch.forEach((w, i) => {
+        const o = results[i]!;
+        if (o.ok) w.resolve(o.value);
+        else w.reject(o.error);
+      });
+    } catch (err) {
+      // the connection itself failed (COMMIT lost, server gone): the outcome is unknown
+      broken = err;
+      const failure = new UpdraftError('INTERNAL', `commit of ${batch.length} writes to PostgreSQL failed: ${messageOf(err)}`, { cause: err });
+      this.deps.logger.error('group commit failed', { writes: batch.length, error: messageOf(err) });
+      for (const w of batch) w.reject(failure);
+    } finally {
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  /** The fast path: the whole batch in one transaction; undefined when a statement failed. */
+  private async together(client: pg.PoolClient, batch: Pending[]): Promise<Outcome[] | undefined> {
+    if (batch.length === 1) return undefined; // one write: the one-by-one path is the same transaction
+    const outcomes: Outcome[] = [];
+    await client.query('BEGIN');
+    for (const w of batch) {
+      try {
+        outcomes.push({ ok: true, value: await w.run(client) });
+      } catch (err) {
+        if (err instanceof UpdraftError) {
+          outcomes.push({ ok: false, error: err });
+          continue;
+        }
+        await client.query('ROLLBACK');
+        this.deps.logger.debug('batch aborted, re-running its writes one by one', { writes: batch.length, error: messageOf(err) });
+        return undefined;
+      }
+    }
+    await client.query('COMMIT');
+    return outcomes;
+  }
+
+  /** Each write in its own transaction: the isolation path. */
+  private async oneByOne(client: pg.PoolClient, batch: Pending[]): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const w of batch) {
+      await client.query('BEGIN');
+      try {
+        const value = await w.run(client);
+        await client.query('COMMIT');
+        outcomes.push({ ok: true, value });
+      } catch (err) {
+        await client.query('ROLLBACK');
+        outcomes.push({ ok: false, error: mapPgError(err) });
+      }
+    }
+    return outcomes;
+  }
+}
+
+/** A PostgreSQL error as an UpdraftError: bad input is the caller's, the rest is ours. */
+export function mapPgError(err: unknown): UpdraftError {
+  if (err instanceof UpdraftError) return err;
+  const code = (err as { code?: unknown }).code;
+  // untranslatable_character (a \u0000 in JSON), character_not_in_repertoire, string too long
+  if (code === '22P05' || code === '22021' || code === '22001') {
+    return new UpdraftError('BAD_REQUEST', `the database refused the value: ${messageOf(err)}`, { cause: err });
+  }
+  return new UpdraftError('INTERNAL', `PostgreSQL: ${messageOf(err)}`, { cause: err });
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

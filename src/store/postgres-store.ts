@@ -1,0 +1,521 @@
+/**
+ * The production StateStore on PostgreSQL (DESIGN.md §7), through node-postgres (`pg`).
+ *
+ * Concurrency control is in SQL, so any number of Updraft instances can share one database
+ * without losing an update: creates are `INSERT ... ON CONFLICT DO NOTHING` and conditional
+ * writes are `UPDATE ... WHERE version = $expected`; under READ COMMITTED PostgreSQL
+ * re-checks that WHERE against the newest committed row after waiting for a concurrent
+ * writer, so exactly one of two racing writers wins and the other sees `false`.
+ *
+ * Writes are group committed (`postgres-group-commit.ts`); reads go to any pooled
+ * connection and see every write whose promise has resolved. Migrations run on start
+ * (`postgres-migrations.ts`), under an advisory lock so instances starting together migrate once.
+ */
+import pg from 'pg';
+import { UpdraftError } from '../errors.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
+import { mapPgError, PgGroupCommit } from './postgres-group-commit.ts';
+import type {
+  ArtifactRecord,
+  DeviceRecord,
+  ExecutionCount,
+  ExecutionRecord,
+  ExecutionStatus,
+  GroupRecord,
+  JobRecord,
+  JobStatus,
+  Page,
+  ShadowRecord,
+  StateStore,
+} from './state-store.ts';
+
+/** Dependencies and tuning of a PostgresStore. */
+export interface PostgresStoreDeps {
+  /** `postgres://user:password@host:5432/db` (any libpq-style URL node-postgres accepts). */
+  url: string;
+  logger?: Logger;
+  /** Pooled connections (one of them writes at a time; the others serve reads). */
+  poolSize?: number;
+  /** Most writes committed in one transaction. */
+  maxBatch?: number;
+}
+
+const DEFAULTS = { poolSize: 10, maxBatch: 1_000 };
+
+interface ShadowRow { device_id: string; name: string; version: string; deleted: boolean; state: ShadowRecord['state']; metadata: ShadowRecord['metadata']; timestamp: string }
+interface ArtifactRow { name: string; version: string; sha256: string; size: string; created_at: string }
+interface JobRow {
+  job_id: string;
+  artifact_name: string;
+  artifact_version: string;
+  status: string;
+  created_at: string;
+  description: string | null;
+  spec: JobRecord['spec'] | null;
+  progress: JobRecord['progress'] | null;
+  updated_at: string | null;
+  version: string | null;
+}
+interface ExecutionRow {
+  job_id: string;
+  device_id: string;
+  status: string;
+  details: ExecutionRecord['details'];
+  queued_at: string;
+  updated_at: string;
+  version: string;
+  wave: number;
+  attempt: number;
+  dispatched_at: string | null;
+  due_at: string | null;
+}
+interface GroupRow { name: string; kind: string; devices: string[]; query: string | null; description: string | null; created_at: string; updated_at: string; version: string }
+interface DeviceRow { device_id: string; attributes: DeviceRecord['attributes']; tags: string[]; secret_hash: string | null; revoked: boolean; created_at: string; updated_at: string; version: string }
+
+const SHADOW_COLS = 'device_id, name, version, deleted, state, metadata, timestamp';
+const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
+/** `unnest` of one array per EXEC_COLS column: every execution of a batch in one statement. */
+const EXEC_UNNEST = 'unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::int[], $10::bigint[], $11::bigint[])';
+const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version';
+const ARTIFACT_COLS = 'name, version, sha256, size, created_at';
+const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
+const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
+
+/** The PostgreSQL StateStore. */
+export class PostgresStore implements StateStore {
+  private readonly deps: PostgresStoreDeps;
+  private readonly logger: Logger;
+  private pool: pg.Pool | undefined;
+  private writes: PgGroupCommit | undefined;
+  private stopped = false;
+
+  constructor(deps: PostgresStoreDeps) {
+    this.deps = deps;
+    this.logger = deps.logger ?? silentLogger;
+  }
+
+  /** Where the store is, without the password (for messages and logs). */
+  get where(): string {
+    return redactPostgresUrl(this.deps.url);
+  }
+
+  /** Connects and applies pending migrations. */
+  async start(): Promise<void> {
+    if (this.pool) return;
+    const pool = new pg.Pool({ connectionString: this.deps.url, max: this.deps.poolSize ?? DEFAULTS.poolSize });
+    // an idle pooled connection that dies (server restart) must not crash the process
+    pool.on('error', (err) => this.logger.warn('idle PostgreSQL connection lost', { error: err.message }));
+    try {
+      const client = await pool.connect();
+      try {
+        const from = await migratePostgres(client, this.where);
+        this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      await pool.end().catch(() => {});
+      if (err instanceof UpdraftError) throw err;
+      throw new UpdraftError('CONFIG', `Cannot open the PostgreSQL state store ${this.where}: ${(err as Error).message}; check --db and that the server is up`, { cause: err });
+    }
+    this.pool = pool;
+    this.writes = new PgGroupCommit({ pool, logger: this.logger, maxBatch: this.deps.maxBatch ?? DEFAULTS.maxBatch, where: this.where });
+    this.stopped = false;
+  }
+
+  /** Commits pending writes, then closes the pool. Safe to call twice. */
+  async stop(): Promise<void> {
+    const pool = this.pool;
+    if (!pool) return;
+    await this.writes?.drain();
+    this.pool = undefined;
+    this.writes = undefined;
+    this.stopped = true;
+    await pool.end();
+  }
+
+  async getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined> {
+    const rows = await this.read<ShadowRow>(`SELECT ${SHADOW_COLS} FROM shadows WHERE device_id = $1 AND name = $2`, [deviceId, name]);
+    return rows[0] && toShadow(rows[0]);
+  }
+
+  async putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean> {
+    // serialised now: the caller may mutate `record` before the batch runs
+    const { deviceId, name } = record;
+    const values = [record.version, record.deleted, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
+    return this.write(async (c) => {
+      // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused
+      const r =
+        expectedVersion === 0
+          ? await c.query(`INSERT INTO shadows (${SHADOW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, name) DO NOTHING`, [deviceId, name, ...values])
+          : await c.query('UPDATE shadows SET version = $1, deleted = $2, state = $3, metadata = $4, timestamp = $5 WHERE device_id = $6 AND name = $7 AND version = $8', [
+              ...values,
+              deviceId,
+              name,
+              expectedVersion,
+            ]);
+      return r.rowCount === 1;
+    });
+  }
+
+  async listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>> {
+    const limit = checkLimit(options.limit);
+    const where = options.after === undefined ? '' : 'AND device_id > $2';
+    const params: unknown[] = options.after === undefined ? [limit + 1] : [limit + 1, options.after];
+    const rows = await this.read<ShadowRow>(`SELECT ${SHADOW_COLS} FROM shadows WHERE name = '' AND NOT deleted ${where} ORDER BY device_id LIMIT $1`, params);
+    return page(rows.map(toShadow), limit, (s) => s.deviceId);
+  }
+
+  async createDevice(record: DeviceRecord): Promise<void> {
+    const params = deviceParams(record);
+    await this.write(async (c) => {
+      const r = await c.query(`INSERT INTO devices (${DEVICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (device_id) DO NOTHING`, params);
+      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Device ${record.deviceId} is already registered`);
+    });
+  }
+
+  async getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
+    const rows = await this.read<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE device_id = $1`, [deviceId]);
+    return rows[0] && toDevice(rows[0]);
+  }
+
+  async updateDevice(record: DeviceRecord): Promise<boolean> {
+    const d = record;
+    // created_at never changes
+    const params = [JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked, d.updatedAt, d.version, d.deviceId, d.version - 1];
+    return this.write(async (c) => {
+      const r = await c.query('UPDATE devices SET attributes = $1, tags = $2, secret_hash = $3, revoked = $4, updated_at = $5, version = $6 WHERE device_id = $7 AND version = $8', params);
+      return r.rowCount === 1;
+    });
+  }
+
+  async listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>> {
+    const limit = checkLimit(options.limit);
+    const where = options.after === undefined ? '' : 'WHERE device_id > $2';
+    const params: unknown[] = options.after === undefined ? [limit + 1] : [limit + 1, options.after];
+    const rows = await this.read<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices ${where} ORDER BY device_id LIMIT $1`, params);
+    return page(rows.map(toDevice), limit, (d) => d.deviceId);
+  }
+
+  async putArtifact(record: ArtifactRecord): Promise<void> {
+    const params = [record.name, record.version, record.sha256, record.size, record.createdAt];
+    await this.write(async (c) => {
+      const r = await c.query(`INSERT INTO artifacts (${ARTIFACT_COLS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING`, params);
+      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Artifact ${record.name}@${record.version} already exists; publish a new version instead`);
+    });
+  }
+
+  async getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined> {
+    const rows = await this.read<ArtifactRow>(`SELECT ${ARTIFACT_COLS} FROM artifacts WHERE name = $1 AND version = $2`, [name, version]);
+    return rows[0] && toArtifact(rows[0]);
+  }
+
+  async listArtifacts(): Promise<ArtifactRecord[]> {
+    // seq breaks ties between artifacts created in the same millisecond: later insert first
+    const rows = await this.read<ArtifactRow>(`SELECT ${ARTIFACT_COLS} FROM artifacts ORDER BY created_at DESC, seq DESC`, []);
+    return rows.map(toArtifact);
+  }
+
+  async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
+    const seen = new Set<string>();
+    for (const e of executions) {
+      if (seen.has(e.deviceId)) throw new UpdraftError('BAD_REQUEST', `Device ${e.deviceId} is listed twice in job ${job.jobId}`);
+      seen.add(e.deviceId);
+    }
+    const jobParams = jobRowParams(job);
+    // one statement for every execution, however many: arrays unnested server-side
+    const cols = executionColumns(executions);
+    await this.write(async (c) => {
+      const r = await c.query(`INSERT INTO jobs (${JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING`, jobParams);
+      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Job ${job.jobId} already exists`);
+      if (executions.length === 0) return;
+      await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_UNNEST}`, cols);
+    });
+  }
+
+  async getJob(jobId: string): Promise<JobRecord | undefined> {
+    const rows = await this.read<JobRow>(`SELECT ${JOB_COLS} FROM jobs WHERE job_id = $1`, [jobId]);
+    return rows[0] && toJob(rows[0]);
+  }
+
+  /** Sets a job's status; rejects NOT_FOUND if the job does not exist. */
+  async setJobStatus(jobId: string, status: JobStatus): Promise<void> {
+    await this.write(async (c) => {
+      const r = await c.query('UPDATE jobs SET status = $1 WHERE job_id = $2', [status, jobId]);
+      if (r.rowCount === 0) throw new UpdraftError('NOT_FOUND', `Job ${jobId} does not exist`);
+    });
+  }
+
+  async getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined> {
+    const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE job_id = $1 AND device_id = $2`, [jobId, deviceId]);
+    return rows[0] && toExecution(rows[0]);
+  }
+
+  async updateExecution(record: ExecutionRecord): Promise<boolean> {
+    const r0 = record;
+    const params = [r0.status, JSON.stringify(r0.details), r0.queuedAt, r0.updatedAt, r0.version, r0.wave ?? 0, r0.attempt ?? 1, r0.dispatchedAt ?? null, r0.dueAt ?? null, r0.jobId, r0.deviceId, r0.version - 1];
+    return this.write(async (c) => {
+      const r = await c.query(
+        `UPDATE executions SET status = $1, details = $2, queued_at = $3, updated_at = $4, version = $5, wave = $6, attempt = $7, dispatched_at = $8, due_at = $9
+         WHERE job_id = $10 AND device_id = $11 AND version = $12`,
+        params,
+      );
+      return r.rowCount === 1;
+    });
+  }
+
+  async listExecutions(filter: { jobId?: string; deviceId?: string }): Promise<ExecutionRecord[]> {
+    const { jobId, deviceId } = filter;
+    let rows: ExecutionRow[];
+    if (jobId !== undefined && deviceId !== undefined) {
+      rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE job_id = $1 AND device_id = $2`, [jobId, deviceId]);
+    } else if (jobId !== undefined) {
+      rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE job_id = $1 ORDER BY device_id`, [jobId]);
+    } else if (deviceId !== undefined) {
+      rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE device_id = $1 ORDER BY queued_at DESC, job_id DESC`, [deviceId]);
+    } else {
+      rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions ORDER BY queued_at DESC, job_id, device_id`, []);
+    }
+    return rows.map(toExecution);
+  }
+
+  async updateJob(job: JobRecord & { version: number }): Promise<boolean> {
+    const params = [job.status, job.description ?? null, json(job.spec), json(job.progress), job.updatedAt ?? null, job.version, job.jobId, job.version - 1];
+    return this.write(async (c) => {
+      // a job created without a version has version 1
+      const r = await c.query(
+        'UPDATE jobs SET status = $1, description = $2, spec = $3, progress = $4, updated_at = $5, version = $6 WHERE job_id = $7 AND COALESCE(version, 1) = $8',
+        params,
+      );
+      return r.rowCount === 1;
+    });
+  }
+
+  async listJobs(options: { status?: JobStatus[]; after?: string; limit: number }): Promise<Page<JobRecord>> {
+    const limit = checkLimit(options.limit);
+    const where: string[] = [];
+    const args: unknown[] = [limit + 1];
+    if (options.status && options.status.length > 0) {
+      args.push(options.status);
+      where.push(`status = ANY($${args.length}::text[])`);
+    }
+    if (options.after !== undefined) {
+      // cursor "<createdAt>:<jobId>" of the last job of the previous page
+      const m = /^(\d+):(.+)$/.exec(options.after);
+      if (!m) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${options.after}`);
+      args.push(Number(m[1]), m[2]);
+      where.push(`(created_at, job_id) < ($${args.length - 1}, $${args.length})`);
+    }
+    const rows = await this.read<JobRow>(`SELECT ${JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT $1`, args);
+    return page(rows.map(toJob), limit, (j) => `${j.createdAt}:${j.jobId}`);
+  }
+
+  async addExecutions(executions: ExecutionRecord[]): Promise<number> {
+    if (executions.length === 0) return 0;
+    const cols = executionColumns(executions);
+    return this.write(async (c) => {
+      const r = await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_UNNEST} ON CONFLICT (job_id, device_id) DO NOTHING`, cols);
+      return r.rowCount ?? 0;
+    });
+  }
+
+  async listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
+    const limit = checkLimit(options.limit);
+    const where = ['job_id = $2'];
+    const args: unknown[] = [limit + 1, jobId];
+    if (options.status && options.status.length > 0) {
+      args.push(options.status);
+      where.push(`status = ANY($${args.length}::text[])`);
+    }
+    if (options.after !== undefined) {
+      args.push(options.after);
+      where.push(`device_id > $${args.length}`);
+    }
+    const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE ${where.join(' AND ')} ORDER BY device_id LIMIT $1`, args);
+    return page(rows.map(toExecution), limit, (e) => e.deviceId);
+  }
+
+  async nextUndispatched(jobId: string, maxWave: number, limit: number): Promise<ExecutionRecord[]> {
+    checkLimit(limit);
+    const rows = await this.read<ExecutionRow>(
+      `SELECT ${EXEC_COLS} FROM executions WHERE job_id = $1 AND status = 'QUEUED' AND dispatched_at IS NULL AND wave <= $2 ORDER BY wave, device_id LIMIT $3`,
+      [jobId, maxWave, limit],
+    );
+    return rows.map(toExecution);
+  }
+
+  async listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]> {
+    checkLimit(limit);
+    const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2`, [now, limit]);
+    return rows.map(toExecution);
+  }
+
+  async countExecutions(jobId: string): Promise<ExecutionCount[]> {
+    const rows = await this.read<{ wave: number; status: string; count: string }>(
+      'SELECT wave, status, COUNT(*) AS count FROM executions WHERE job_id = $1 GROUP BY wave, status ORDER BY wave, status COLLATE "C"',
+      [jobId],
+    );
+    return rows.map((r) => ({ wave: r.wave, status: r.status as ExecutionStatus, count: Number(r.count) }));
+  }
+
+  async createGroup(group: GroupRecord): Promise<void> {
+    const g = group;
+    const params = [g.name, g.kind, JSON.stringify(g.devices), g.query ?? null, g.description ?? null, g.createdAt, g.updatedAt, g.version];
+    await this.write(async (c) => {
+      const r = await c.query(`INSERT INTO device_groups (${GROUP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING`, params);
+      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Group ${g.name} already exists`);
+    });
+  }
+
+  async getGroup(name: string): Promise<GroupRecord | undefined> {
+    const rows = await this.read<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups WHERE name = $1`, [name]);
+    return rows[0] && toGroup(rows[0]);
+  }
+
+  async updateGroup(group: GroupRecord): Promise<boolean> {
+    const g = group;
+    const params = [g.kind, JSON.stringify(g.devices), g.query ?? null, g.description ?? null, g.updatedAt, g.version, g.name, g.version - 1];
+    return this.write(async (c) => {
+      const r = await c.query('UPDATE device_groups SET kind = $1, devices = $2, query = $3, description = $4, updated_at = $5, version = $6 WHERE name = $7 AND version = $8', params);
+      return r.rowCount === 1;
+    });
+  }
+
+  async deleteGroup(name: string): Promise<boolean> {
+    return this.write(async (c) => (await c.query('DELETE FROM device_groups WHERE name = $1', [name])).rowCount === 1);
+  }
+
+  async listGroups(): Promise<GroupRecord[]> {
+    const rows = await this.read<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups ORDER BY name`, []);
+    return rows.map(toGroup);
+  }
+
+  /** Runs a read on any pooled connection. */
+  private async read<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
+    const pool = this.pool;
+    if (!pool) throw this.notOpen();
+    try {
+      return (await pool.query<R>(sql, params)).rows;
+    } catch (err) {
+      throw mapPgError(err);
+    }
+  }
+
+  /** Queues a write for the next group commit. */
+  private write<T>(run: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (!this.writes) return Promise.reject(this.notOpen());
+    return this.writes.enqueue(run);
+  }
+
+  private notOpen(): UpdraftError {
+    return new UpdraftError('INTERNAL', `State store ${this.where} is ${this.stopped ? 'stopped' : 'not started'}; call start() first`);
+  }
+}
+
+/** The URL with its password replaced by `***`, for logs and messages. */
+export function redactPostgresUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparseable URL)';
+  }
+}
+
+function checkLimit(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
+  return limit;
+}
+
+/** One row more than asked tells whether another page exists. */
+function page<T>(rows: T[], limit: number, cursor: (item: T) => string): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1];
+  return rows.length > limit && last ? { items, next: cursor(last) } : { items };
+}
+
+/** Column order of EXEC_COLS. */
+function executionParams(e: ExecutionRecord): unknown[] {
+  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null];
+}
+
+/** One array per EXEC_COLS column, for EXEC_UNNEST. */
+function executionColumns(executions: ExecutionRecord[]): unknown[][] {
+  const cols: unknown[][] = EXEC_COLS.split(',').map(() => []);
+  for (const e of executions) executionParams(e).forEach((v, i) => cols[i]!.push(v));
+  return cols;
+}
+
+/** Column order of JOB_COLS. */
+function jobRowParams(j: JobRecord): unknown[] {
+  return [j.jobId, j.artifactName, j.artifactVersion, j.status, j.createdAt, j.description ?? null, json(j.spec), json(j.progress), j.updatedAt ?? null, j.version ?? null];
+}
+
+function json(value: object | undefined): string | null {
+  return value ? JSON.stringify(value) : null;
+}
+
+/** Column order of DEVICE_COLS. */
+function deviceParams(d: DeviceRecord): unknown[] {
+  return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked, d.createdAt, d.updatedAt, d.version];
+}
+
+// BIGINT columns arrive as strings (node-postgres keeps 64-bit exact); every value we store fits a double
+function toShadow(r: ShadowRow): ShadowRecord {
+  return { deviceId: r.device_id, name: r.name, version: Number(r.version), deleted: r.deleted, state: r.state, metadata: r.metadata, timestamp: Number(r.timestamp) };
+}
+
+function toArtifact(r: ArtifactRow): ArtifactRecord {
+  return { name: r.name, version: r.version, sha256: r.sha256, size: Number(r.size), createdAt: Number(r.created_at) };
+}
+
+function toJob(r: JobRow): JobRecord {
+  const job: JobRecord = { jobId: r.job_id, artifactName: r.artifact_name, artifactVersion: r.artifact_version, status: r.status as JobStatus, createdAt: Number(r.created_at) };
+  if (r.description !== null) job.description = r.description;
+  if (r.spec !== null) job.spec = r.spec;
+  if (r.progress !== null) job.progress = r.progress;
+  if (r.updated_at !== null) job.updatedAt = Number(r.updated_at);
+  if (r.version !== null) job.version = Number(r.version);
+  return job;
+}
+
+function toExecution(r: ExecutionRow): ExecutionRecord {
+  const e: ExecutionRecord = {
+    jobId: r.job_id,
+    deviceId: r.device_id,
+    status: r.status as ExecutionStatus,
+    details: r.details,
+    queuedAt: Number(r.queued_at),
+    updatedAt: Number(r.updated_at),
+    version: Number(r.version),
+  };
+  // defaults read back as absent, so a record round-trips exactly
+  if (r.wave !== 0) e.wave = r.wave;
+  if (r.attempt !== 1) e.attempt = r.attempt;
+  if (r.dispatched_at !== null) e.dispatchedAt = Number(r.dispatched_at);
+  if (r.due_at !== null) e.dueAt = Number(r.due_at);
+  return e;
+}
+
+function toGroup(r: GroupRow): GroupRecord {
+  const g: GroupRecord = { name: r.name, kind: r.kind as GroupRecord['kind'], devices: r.devices, createdAt: Number(r.created_at), updatedAt: Number(r.updated_at), version: Number(r.version) };
+  if (r.query !== null) g.query = r.query;
+  if (r.description !== null) g.description = r.description;
+  return g;
+}
+
+function toDevice(r: DeviceRow): DeviceRecord {
+  const d: DeviceRecord = {
+    deviceId: r.device_id,
+    attributes: r.attributes,
+    tags: r.tags,
+    revoked: r.revoked,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    version: Number(r.version),
+  };
+  if (r.secret_hash !== null) d.secretHash = r.secret_hash;
+  return d;
+}

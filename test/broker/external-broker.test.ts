@@ -1,0 +1,142 @@
+/**
+ * The production broker path against a real Mosquitto started for this file: the generated
+ * authentication and ACLs, then two Updraft replicas (ExternalBroker + the replica + one
+ * shared store) splitting device requests through a shared subscription.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { ExternalBroker } from '../../src/broker/external-broker.ts';
+import { mosquittoPasswordLine } from '../../src/broker/mosquitto-config.ts';
+import { EventBus } from '../../src/events/event-bus.ts';
+import { ShadowReplica } from '../../src/shadow/replica.ts';
+import { PostgresStore } from '../../src/store/postgres-store.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { StateStore } from '../../src/store/state-store.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
+import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
+import { startTestPostgres, type TestPostgres } from '../helpers/postgres.ts';
+
+const OPERATOR_TOKEN = 'updr_test_operator_token_0123456789abcdef';
+const DEVICES = Array.from({ length: 20 }, (_, i) => `dev-${String(i).padStart(2, '0')}`);
+const secrets = new Map(DEVICES.map((d) => [d, `secret-of-${d}`]));
+const found = findMosquitto();
+
+describe('mosquitto-config', () => {
+  it('writes password lines mosquitto_passwd would verify (PBKDF2-SHA512, $7$)', () => {
+    // the line mosquitto_passwd -b wrote for alice/secret with this salt
+    const salt = Buffer.from('V6whB3ZJlskEN3Sl', 'base64');
+    assert.equal(mosquittoPasswordLine('alice', 'secret', salt), 'alice:$7$101$V6whB3ZJlskEN3Sl$Fak+evGSPA6OX2z+SDFm/4PHwToFPIDKlzGxnbcOTT1IKArSAEEarP+8S+LGXxi2EbNzIN1YiaRddGdEuJRIKQ==');
+  });
+});
+
+if (!found.ok) {
+  const message = mosquittoUnavailable(found.reason, 'external broker tests');
+  it('external broker', (t) => t.skip(message));
+} else {
+  describe('external broker (Mosquitto)', () => {
+    let broker: TestMosquitto;
+    before(async () => {
+      const devices = [...DEVICES.map((deviceId) => ({ deviceId, revoked: false })), { deviceId: 'gone', revoked: true }];
+      broker = await startTestMosquitto(found.bin, { operatorToken: OPERATOR_TOKEN, devices, secrets: new Map([...secrets, ['gone', 'secret-of-gone']]) });
+    });
+    after(() => broker?.stop());
+
+    const connect = (id: string, password: string) => TestClient.connect(broker.deviceUrl, id, { username: id, password });
+
+    it('admits a device with its secret and refuses wrong, unknown and revoked ones', async () => {
+      const ok = await connect('dev-00', secrets.get('dev-00')!);
+      await ok.end();
+      for (const [id, pw] of [['dev-00', 'wrong'], ['ghost', 'x'], ['gone', 'secret-of-gone']] as const) {
+        await assert.rejects(mqtt.connectAsync(broker.deviceUrl, { clientId: id, username: id, password: pw, reconnectPeriod: 0 }), `${id} refused`);
+      }
+    });
+
+    it("keeps a device to its own topics: another device's answers never reach it, its forged requests never reach the replica", async () => {
+      const spy = await TestClient.connect(broker.serviceUrl, 'spy-operator', { username: 'operator', password: OPERATOR_TOKEN });
+      await spy.subscribe('state/#');
+      const a = await connect('dev-01', secrets.get('dev-01')!);
+      const b = await connect('dev-02', secrets.get('dev-02')!);
+      await a.subscribe('state/dev-02/#', 'state/+/update/accepted');
+      await b.publish('state/dev-02/update/accepted', { forged: true }); // an answer topic: not writable by devices
+      await a.publish('state/dev-02/update', { state: { reported: { evil: 1 } } }); // another device's request
+      await b.publish('state/dev-02/get', { clientToken: 'marker' }); // allowed: proves delivery works
+      await spy.next((m) => m.topic === 'state/dev-02/get');
+      assert.equal(a.log.length, 0, `dev-01 received ${a.log.map((m) => m.topic).join(', ')}`);
+      assert.ok(!spy.log.some((m) => m.topic === 'state/dev-02/update'), "dev-01's forged request was dropped");
+      assert.ok(!spy.log.some((m) => m.topic === 'state/dev-02/update/accepted'), 'devices cannot publish answers');
+      await Promise.all([a.end(), b.end(), spy.end()]);
+    });
+
+    describe('two instances, one store', () => {
+      let pgServer: TestPostgres | undefined;
+      let tmp: string;
+      const parts: { stop(): Promise<void> }[] = [];
+      const handled = [0, 0];
+      let storeName = 'SQLite (shared file)';
+
+      before(async () => {
+        tmp = await mkdtemp(path.join(os.tmpdir(), 'updraft-ext-'));
+        const pgResult = await startTestPostgres();
+        let url: string | undefined;
+        if (pgResult.ok) {
+          pgServer = pgResult.server;
+          url = await pgServer.createDatabase();
+          storeName = 'PostgreSQL';
+        }
+        for (const i of [0, 1]) {
+          const store: StateStore = url ? new PostgresStore({ url }) : new SqliteStore({ path: path.join(tmp, 'shared.db') });
+          await store.start();
+          const bus = new ExternalBroker({ url: broker.serviceUrl, username: 'operator', password: OPERATOR_TOKEN, shareGroup: 'updraft', logger: silentLogger, clientId: `instance-${i}` });
+          const replica = new ShadowReplica({ store, bus, events: new EventBus(), logger: silentLogger, limits: { maxDocumentBytes: 8192, maxDepth: 6 }, maxPending: 10_000 });
+          const original = replica.submit.bind(replica);
+          replica.submit = (msg) => {
+            handled[i]!++;
+            original(msg);
+          };
+          await replica.start();
+          await bus.start();
+          parts.push(store, replica, bus);
+        }
+      });
+      after(async () => {
+        for (const p of parts.reverse()) await p.stop();
+        await pgServer?.stop();
+        await rm(tmp, { recursive: true, force: true });
+      });
+
+      it('answers every request exactly once, splits them between the instances and loses no update', async () => {
+        const clients = await Promise.all(DEVICES.map((d) => connect(d, secrets.get(d)!)));
+        await Promise.all(clients.map((c, i) => c.subscribe(`state/${DEVICES[i]}/update/accepted`, `state/${DEVICES[i]}/update/rejected`)));
+        const perDevice = 10;
+        // unconditional updates of one counter per device, all in flight at once: both instances
+        // write the same shadows concurrently, and the store's version checks must serialise them
+        await Promise.all(
+          clients.flatMap((c, i) =>
+            Array.from({ length: perDevice }, (_, n) => c.publish(`state/${DEVICES[i]}/update`, { state: { reported: { [`k${n}`]: n } }, clientToken: `t-${n}` })),
+          ),
+        );
+        for (const [i, c] of clients.entries()) {
+          for (let n = 0; n < perDevice; n++) await c.next((m) => m.body?.clientToken === `t-${n}`, 20_000);
+          const answers = c.log.filter((m) => m.topic.endsWith('/accepted'));
+          const rejected = c.log.filter((m) => m.topic.endsWith('/rejected'));
+          assert.deepEqual(rejected, [], `${DEVICES[i]} rejections`);
+          assert.equal(answers.length, perDevice, `${DEVICES[i]}: one answer per request`);
+          assert.equal(new Set(answers.map((m) => m.body.clientToken)).size, perDevice);
+          assert.deepEqual(answers.map((m) => m.body.version).sort((x: number, y: number) => x - y), Array.from({ length: perDevice }, (_, n) => n + 1), 'versions 1..n, none reused');
+        }
+        await clients[0]!.subscribe(`state/${DEVICES[0]}/get/accepted`);
+        const get = await clients[0]!.request(`state/${DEVICES[0]}/get`, {});
+        assert.equal(get.topic, `state/${DEVICES[0]}/get/accepted`);
+        assert.equal(Object.keys(get.body.state.reported).length, perDevice, `every key kept (${storeName})`);
+        assert.equal(handled[0]! + handled[1]!, DEVICES.length * perDevice + 1, 'each request reached exactly one instance');
+        assert.ok(handled[0]! > 0 && handled[1]! > 0, `both instances took requests: ${handled.join(' / ')}`);
+        await Promise.all(clients.map((c) => c.end()));
+      });
+    });
+  });
+}

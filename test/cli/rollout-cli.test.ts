@@ -1,0 +1,77 @@
+/** The rollout commands of the real `updraft` binary against a real server. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
+import { runCli } from '../helpers/cli.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+describe('updraft group / job / status', () => {
+  let ts: TestServer;
+  let dev: TestClient;
+  const cli = (...args: string[]) => runCli([...args, '--server', ts.httpUrl, '--token', ts.token]);
+
+  before(async () => {
+    ts = await startTestServer();
+    await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=2.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(Buffer.from('fw2')) });
+    dev = await connectDevice(ts, 'new-1');
+    await dev.subscribe('state/new-1/#');
+    await dev.request('state/new-1/update', { state: { reported: { software: { name: 'fw', version: '3.0.0', status: 'IDLE' } } } });
+    for (const id of ['a-1', 'a-2', 'a-3']) await registerDevice(ts, id, { tags: ['lab'] });
+  });
+  after(async () => {
+    await dev.end();
+    await ts.close();
+  });
+
+  it('creates and shows groups', async () => {
+    const created = await cli('group', 'create', 'lab', '--query', 'tags = lab');
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /created dynamic group lab: tags = lab/);
+    const shown = await cli('group', 'show', 'lab', '--json');
+    assert.deepEqual(JSON.parse(shown.stdout).members, ['a-1', 'a-2', 'a-3']);
+    const bad = await cli('group', 'create', 'x', '--query', 'tags = lab and');
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, 'updraft: error: invalid query at position 15: expected a field such as reported.software.version, found the end of the query\n');
+  });
+
+  it('creates, lists, pauses, resumes, cancels and watches jobs', async () => {
+    const created = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--group', 'lab', '--wave', '1@100', '--wave', '100%', '--max-per-minute', '60', '--timeout', '3600', '--retries', '1', '--json');
+    assert.equal(created.code, 0, created.stderr);
+    const view = JSON.parse(created.stdout);
+    assert.equal(view.total, 3);
+    assert.deepEqual(view.job.spec.plan.waves, [{ count: 1, successThreshold: 100, requireApproval: false }, { percent: 100, successThreshold: 0, requireApproval: false }]);
+    const jobId: string = view.job.jobId;
+    const listed = await cli('job', 'list', '--status', 'IN_PROGRESS');
+    assert.match(listed.stdout, new RegExp(`${jobId}  IN_PROGRESS`));
+    const paused = await cli('job', 'pause', jobId);
+    assert.match(paused.stdout, /PAUSED .*QUEUED 3/);
+    assert.equal((await cli('job', 'pause', jobId)).code, 2, 'pausing a paused job is a conflict');
+    assert.equal((await cli('job', 'resume', jobId)).code, 0);
+    assert.equal((await cli('job', 'cancel', jobId)).code, 0);
+    const watched = await cli('job', 'watch', jobId, '--interval', '100');
+    assert.equal(watched.code, 1, 'a canceled job is not a success');
+    assert.match(watched.stderr, /\[#+\] 100\.0%  CANCELED  wave 1\/2  CANCELED 3\n/, 'nothing is left to do: 100%');
+    assert.match(watched.stderr, new RegExp(`updraft: error: job ${jobId} ended CANCELED\\n$`));
+  });
+
+  it('watches a job to completion; downgrade protection rejects the device', async () => {
+    const created = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'new-1', '--json');
+    const jobId = JSON.parse(created.stdout).job.jobId;
+    const watched = await cli('job', 'watch', jobId, '--interval', '100', '--json');
+    assert.equal(watched.code, 0, watched.stderr);
+    const final = JSON.parse(watched.stdout);
+    assert.equal(final.job.status, 'COMPLETED');
+    assert.equal(final.counts.REJECTED, 1);
+    const history = await cli('device', 'history', 'new-1');
+    assert.match(history.stdout, /fw@2\.0\.0  REJECTED  downgrade refused: the device runs 3\.0\.0/);
+  });
+
+  it('prints the fleet status and filters devices by query', async () => {
+    const status = await cli('status');
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /devices: 4 registered, 1 online, 1 reporting, 0 revoked\nversions:\n {2}fw@3\.0\.0 {2}1\njobs: COMPLETED 1, CANCELED 1/);
+    const found = await cli('device', 'list', '--query', 'reported.software.version > 2.10.0');
+    assert.match(found.stdout, /^new-1 +online +3\.0\.0/);
+    assert.equal((await cli('job', 'watch', 'nope')).code, 2);
+  });
+});

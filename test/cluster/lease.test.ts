@@ -1,0 +1,65 @@
+/** Leases: one holder at a time; a dead holder's lease goes to the next instance. */
+import assert from 'node:assert/strict';
+import { after, it } from 'node:test';
+import { InProcessLease } from '../../src/cluster/lease.ts';
+import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+
+it('the in-process lease always leads', async () => {
+  const l = new InProcessLease();
+  assert.equal(l.held, false);
+  assert.equal(await l.acquire(), true);
+  assert.equal(l.held, true);
+  await l.release();
+  assert.equal(l.held, false);
+});
+
+const started = await startTestPostgres();
+if (!started.ok) {
+  const message = unavailable(started, 'PostgresAdvisoryLease tests');
+  it('PostgresAdvisoryLease', (t) => t.skip(message));
+} else {
+  const server = started.server;
+  after(() => server.stop());
+
+  it('gives a PostgreSQL advisory lease to one instance at a time, and to another when the holder releases', async () => {
+    const url = await server.createDatabase();
+    const a = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+    const b = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+    const other = new PostgresAdvisoryLease({ url, name: 'something-else', logger: silentLogger });
+    try {
+      assert.equal(await a.acquire(), true);
+      assert.equal(await b.acquire(), false);
+      assert.equal(await a.acquire(), true, 'renewal keeps it');
+      assert.equal(await other.acquire(), true, 'leases are per name');
+      await a.release();
+      assert.equal(await b.acquire(), true);
+      assert.equal(await a.acquire(), false);
+    } finally {
+      for (const l of [a, b, other]) await l.release();
+    }
+  });
+
+  it("frees the lease when the holder's database session dies, as on SIGKILL", async () => {
+    const url = await server.createDatabase();
+    const a = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+    const b = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+    try {
+      assert.equal(await a.acquire(), true);
+      assert.equal(await b.acquire(), false);
+      // kill a's backend from outside, as the server does when the instance's process vanishes
+      const pg = (await import('pg')).default;
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+      await admin.end();
+      assert.equal(await b.acquire(), true, 'the next instance takes over');
+      assert.equal(await a.acquire(), false, 'the old holder learns it lost the lease');
+      assert.equal(a.held, false);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  });
+}

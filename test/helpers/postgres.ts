@@ -1,0 +1,150 @@
+/**
+ * A throw-away PostgreSQL server for tests: `initdb` into a temp directory and `postgres`
+ * on a free port, never the machine's shared server. As root (initdb refuses root), both
+ * run as the `postgres` system user through spawn's uid/gid. When no server can be started,
+ * tests skip with the reason, except under CI=true, where they must fail loudly.
+ * `UPDRAFT_TEST_POSTGRES_URL` points the tests at an existing server instead (each test
+ * still gets a fresh database on it).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chown, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { freePort } from './free-port.ts';
+
+/** A running server on which tests create fresh databases. */
+export interface TestPostgres {
+  /** Creates an empty database; resolves with its URL. */
+  createDatabase(): Promise<string>;
+  /** Drops a database made by createDatabase (after every client disconnected). */
+  dropDatabase(url: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The server, or why there is none (a message for the skip, or the CI failure). */
+export type TestPostgresResult = { ok: true; server: TestPostgres } | { ok: false; reason: string };
+
+let counter = 0;
+
+/** Starts a private server (or uses UPDRAFT_TEST_POSTGRES_URL). Never throws. */
+export async function startTestPostgres(): Promise<TestPostgresResult> {
+  const external = process.env.UPDRAFT_TEST_POSTGRES_URL;
+  try {
+    if (external) return { ok: true, server: onServer(external, async () => {}) };
+    return { ok: true, server: await startPrivate() };
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+}
+
+/** For a `describe`: throws under CI, else returns the skip message. */
+export function unavailable(result: { ok: false; reason: string }, what: string): string {
+  const message = `${what} skipped: no PostgreSQL could be started (${result.reason}); install PostgreSQL (initdb, postgres) or set UPDRAFT_TEST_POSTGRES_URL`;
+  if (process.env.CI === 'true') throw new Error(`CI=true: ${message}`);
+  return message;
+}
+
+function binDir(): string {
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root)) {
+    const versions = readdirSync(root).filter((v) => existsSync(path.join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+    if (versions[0]) return path.join(root, versions[0], 'bin');
+  }
+  const which = spawnSync('sh', ['-c', 'command -v initdb'], { encoding: 'utf8' });
+  if (which.status === 0 && which.stdout.trim()) return path.dirname(which.stdout.trim());
+  throw new Error('initdb not found under /usr/lib/postgresql/*/bin or on PATH');
+}
+
+/** uid/gid of the `postgres` user when we are root (PostgreSQL refuses to run as root). */
+function runAs(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  if (!line) throw new Error('running as root and there is no postgres user to run the server as');
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+async function startPrivate(): Promise<TestPostgres> {
+  const bin = binDir();
+  const user = runAs();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pg-'));
+  if (user) await chown(dir, user.uid, user.gid);
+  const data = path.join(dir, 'data');
+  const init = spawnSync(path.join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync'], {
+    encoding: 'utf8',
+    ...(user ?? {}),
+  });
+  if (init.status !== 0) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`initdb failed: ${(init.stderr || init.error?.message || '').trim().split('\n').slice(-2).join(' ')}`);
+  }
+  const port = await freePort();
+  // fsync off: a test server's durability across power loss is not under test, its speed is the suite's
+  const child: ChildProcess = spawn(
+    path.join(bin, 'postgres'),
+    ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
+    { stdio: ['ignore', 'ignore', 'pipe'], ...(user ?? {}) },
+  );
+  let log = '';
+  child.stderr!.on('data', (d) => (log = (log + d.toString()).slice(-4000)));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const admin = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`postgres exited at start: ${log.trim().split('\n').slice(-2).join(' ')}`);
+    const c = new pg.Client({ connectionString: admin });
+    try {
+      await c.connect();
+      await c.end();
+      break;
+    } catch {
+      await c.end().catch(() => {});
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`postgres did not accept connections within 30 s: ${log.trim().split('\n').slice(-2).join(' ')}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return onServer(admin, async () => {
+    child.kill('SIGINT'); // fast shutdown
+    await exited;
+    await rm(dir, { recursive: true, force: true });
+  });
+}
+
+function onServer(adminUrl: string, shutdown: () => Promise<void>): TestPostgres {
+  const created: string[] = [];
+  const withAdmin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  const dbUrl = (name: string) => {
+    const u = new URL(adminUrl);
+    u.pathname = `/${name}`;
+    return u.toString();
+  };
+  return {
+    async createDatabase() {
+      const name = `updraft_t${process.pid}_${Date.now().toString(36)}_${counter++}`;
+      await withAdmin(`CREATE DATABASE ${name}`);
+      created.push(name);
+      return dbUrl(name);
+    },
+    async dropDatabase(url: string) {
+      const name = new URL(url).pathname.slice(1);
+      if (!/^updraft_t\w+$/.test(name)) throw new Error(`refusing to drop ${name}: not a test database`);
+      await withAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+    async stop() {
+      await shutdown();
+    },
+  };
+}

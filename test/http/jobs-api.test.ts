@@ -1,0 +1,137 @@
+/** The rollout API over real HTTP: validation (4xx), groups, jobs, pagination, fleet view, events, OpenAPI. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+describe('rollout API', () => {
+  let ts: TestServer;
+  const devices: TestClient[] = [];
+  const api = async (method: string, route: string, body?: unknown) => {
+    const res = await fetch(ts.httpUrl + route, {
+      method,
+      headers: { authorization: `Bearer ${ts.token}`, 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json' },
+      ...(body === undefined ? {} : { body: Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+
+  before(async () => {
+    ts = await startTestServer();
+    await api('POST', '/api/v1/artifacts?name=fw&version=2.0.0', Buffer.from('two'));
+    for (const [id, region, version] of [['eu-1', 'eu', '1.0.0'], ['eu-2', 'eu', '2.5.0'], ['us-1', 'us', '1.0.0']] as const) {
+      const c = await connectDevice(ts, id);
+      devices.push(c);
+      await c.subscribe(`state/${id}/#`);
+      await c.request(`state/${id}/update`, { state: { reported: { software: { name: 'fw', version, status: 'IDLE' } } } });
+      await ts.server.store.updateDevice({ ...(await ts.server.store.getDevice(id))!, tags: [`region:${region}`], version: 2 });
+    }
+    for (let i = 0; i < 5; i++) await registerDevice(ts, `spare-${i}`);
+  });
+  after(async () => {
+    for (const d of devices) await d.end();
+    await ts.close();
+  });
+
+  it('serves its OpenAPI document', async () => {
+    const r = await api('GET', '/api/v1/openapi.json');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.openapi, '3.1.0');
+    for (const p of ['/api/v1/jobs', '/api/v1/jobs/{id}/cancel', '/api/v1/groups', '/api/v1/fleet/devices', '/api/v1/events']) assert.ok(r.body.paths[p], p);
+  });
+
+  it('refuses bad job requests with a clear 4xx', async () => {
+    const cases: [unknown, number, RegExp][] = [
+      [{ artifact: 'fw@9.9.9', targets: { devices: ['eu-1'] } }, 404, /fw@9\.9\.9 does not exist/],
+      [{ artifact: 'fw@2.0.0', targets: {} }, 400, /target set is empty/],
+      [{ artifact: 'fw@2.0.0', targets: { query: 'tags.region = nowhere' } }, 400, /target set is empty: the groups and query select no registered device/],
+      [{ artifact: 'fw@2.0.0', targets: { query: 'reported.software.version <' } }, 400, /invalid query at position 28/],
+      [{ artifact: 'fw@2.0.0', targets: { devices: ['eu-1'] }, plan: { waves: [{ count: 1, successThreshold: 101 }, {}] } }, 400, /successThreshold must be a percentage/],
+      [{ artifact: 'fw@2.0.0', targets: { devices: ['eu-1'] }, abort: { rules: [{ type: 'FAILED', thresholdPercent: -5 }] } }, 400, /thresholdPercent/],
+      [{ artifact: 'fw@2.0.0', targets: { devices: ['ghost'] } }, 404, /device ghost is not registered/],
+      [{ artifact: 'fw@2.0.0', targets: { groups: ['nope'] } }, 404, /group nope does not exist/],
+      [{ artifact: 'fw', targets: { devices: ['eu-1'] } }, 400, /name@version/],
+    ];
+    for (const [body, status, re] of cases) {
+      const r = await api('POST', '/api/v1/jobs', body);
+      assert.equal(r.status, status, JSON.stringify(body));
+      assert.match(r.body.error.message, re);
+    }
+    assert.equal((await api('GET', '/api/v1/jobs?limit=0')).status, 400);
+    assert.equal((await api('GET', '/api/v1/jobs?status=DONE')).status, 400);
+    assert.equal((await api('GET', '/api/v1/jobs/nope')).status, 404);
+    assert.equal((await api('POST', '/api/v1/jobs/nope/pause')).status, 404);
+  });
+
+  it('creates static and dynamic groups and lists their members', async () => {
+    assert.equal((await api('POST', '/api/v1/groups', { name: 'spares', devices: ['spare-0', 'spare-1', 'spare-2'] })).status, 201);
+    const dyn = await api('POST', '/api/v1/groups', { name: 'old-eu', query: 'reported.software.version < 2.0.0 and tags.region = eu' });
+    assert.equal(dyn.status, 201);
+    assert.equal(dyn.body.kind, 'dynamic');
+    assert.deepEqual((await api('GET', '/api/v1/groups/old-eu')).body.members, ['eu-1']);
+    const p1 = await api('GET', '/api/v1/groups/spares?limit=2');
+    assert.deepEqual(p1.body.members, ['spare-0', 'spare-1']);
+    assert.deepEqual((await api('GET', `/api/v1/groups/spares?limit=2&after=${p1.body.next}`)).body.members, ['spare-2']);
+    assert.equal((await api('POST', '/api/v1/groups/spares/members', { add: ['spare-3'], remove: ['spare-0'] })).body.devices.length, 3);
+    const refusals: [unknown, number, RegExp][] = [
+      [{ name: 'x', query: 'tags = ' }, 400, /invalid query at position 8/],
+      [{ name: 'x', devices: ['ghost'] }, 404, /device ghost is not registered/],
+      [{ name: 'x' }, 400, /either devices .* or query/],
+      [{ name: 'spares', devices: [] }, 409, /already exists/],
+      [{ name: 'bad/name', devices: [] }, 400, /group name/],
+    ];
+    for (const [body, status, re] of refusals) {
+      const r = await api('POST', '/api/v1/groups', body);
+      assert.equal(r.status, status, JSON.stringify(body));
+      assert.match(r.body.error.message, re);
+    }
+    assert.equal((await api('POST', '/api/v1/groups/old-eu/members', { add: ['eu-2'] })).status, 409, 'a dynamic group has no member list');
+  });
+
+  it('queries the fleet and shows the version distribution', async () => {
+    const r = await api('GET', `/api/v1/fleet/devices?query=${encodeURIComponent('reported.software.version >= 2')}`);
+    assert.deepEqual(r.body.items.map((d: any) => d.deviceId), ['eu-2']);
+    assert.equal((await api('GET', `/api/v1/fleet/devices?query=${encodeURIComponent('tags ==')}`)).status, 400);
+    const page = await api('GET', '/api/v1/fleet/devices?limit=3');
+    assert.equal(page.body.items.length, 3);
+    assert.ok(page.body.next);
+    const versions = await api('GET', '/api/v1/fleet/versions');
+    assert.deepEqual(versions.body.items, [{ name: 'fw', version: '1.0.0', devices: 2 }, { name: 'fw', version: '2.5.0', devices: 1 }]);
+    const status = await api('GET', '/api/v1/fleet/status');
+    assert.equal(status.body.devices.registered, 8);
+    assert.equal(status.body.devices.online, 3);
+  });
+
+  it('runs a job on a group and a query, streams its events, pauses, resumes and cancels it', async () => {
+    const stream = await fetch(`${ts.httpUrl}/api/v1/events?types=job.changed,execution.changed`, { headers: { authorization: `Bearer ${ts.token}` } });
+    assert.equal(stream.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+    const reader = stream.body!.getReader();
+    let text = '';
+    const created = await api('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { groups: ['old-eu'], query: 'tags.region = us' }, plan: { waves: [{ count: 1 }, {}] } });
+    assert.equal(created.status, 201);
+    const jobId = created.body.job.jobId;
+    assert.equal(created.body.total, 2);
+    assert.deepEqual(created.body.waves.map((w: any) => w.counts.QUEUED), [1, 1]);
+    // eu-1 takes the canary command
+    const delta = await devices[0]!.next((m) => m.topic === 'state/eu-1/update/delta' && m.body.state.software?.jobId === jobId);
+    assert.equal(delta.body.state.software.version, '2.0.0');
+    while (!text.includes(`"jobId":"${jobId}"`) || !text.includes('event: execution.changed')) text += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    assert.match(text, /event: job\.changed\ndata: \{"jobId":/);
+
+    assert.equal((await api('POST', `/api/v1/jobs/${jobId}/pause`)).body.job.status, 'PAUSED');
+    assert.equal((await api('POST', `/api/v1/jobs/${jobId}/pause`)).status, 409);
+    assert.equal((await api('POST', `/api/v1/jobs/${jobId}/resume`)).body.job.status, 'IN_PROGRESS');
+    const canceled = await api('POST', `/api/v1/jobs/${jobId}/cancel`);
+    assert.equal(canceled.body.job.status, 'CANCELED');
+    assert.equal(canceled.body.counts.CANCELED, 2);
+    const execs = await api('GET', `/api/v1/jobs/${jobId}/executions?status=CANCELED&limit=1`);
+    assert.equal(execs.body.items.length, 1);
+    assert.equal(execs.body.next, 'eu-1');
+    const list = await api('GET', '/api/v1/jobs?status=CANCELED');
+    assert.deepEqual(list.body.items.map((j: any) => j.jobId), [jobId]);
+    const history = await api('GET', '/api/v1/devices/eu-1/history');
+    assert.equal(history.body.items[0].jobId, jobId);
+    assert.equal(history.body.items[0].artifact, 'fw@2.0.0');
+  });
+});

@@ -1,0 +1,282 @@
+/**
+ * The rollout rules, one by one, on real parts (SQLite store, replica, tracker, engine) with
+ * a fake clock: waves and thresholds, approval, rate and ramp-up, scheduled start, timeouts,
+ * retries, abort with rollback, cancel, pause/resume, downgrade protection, continuous jobs,
+ * restart recovery.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
+
+describe('rollout engine', () => {
+  let f: RolloutFixture;
+  beforeEach(async () => {
+    f = await startRolloutFixture();
+    await f.addArtifact('1.0.0');
+    await f.addArtifact('2.0.0');
+  });
+  afterEach(() => f.close());
+
+  const create = async (body: Record<string, unknown>) => (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', ...body })).job.jobId;
+  const sentTo = async (ids: string[], jobId: string) => {
+    const out: string[] = [];
+    for (const id of ids) if ((await f.desired(id))?.jobId === jobId) out.push(id);
+    return out;
+  };
+  const counts = async (jobId: string) => (await f.rollouts.jobs.view(jobId)).counts;
+
+  it('sends the canary wave first, then the next wave once the canary met its threshold, then completes', async () => {
+    const ids = await f.fleet('d', 10);
+    const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2, successThreshold: 100 }, { percent: 60 }, { percent: 100 }] } });
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002'], 'only the canary has the command');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002'], 'the next wave waits for the canary');
+    await f.complete('d001');
+    await f.complete('d002');
+    await f.tick(); // canary done: wave 1
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004', 'd005', 'd006'], 'wave 1 grows the rollout to 60%');
+    assert.equal((await f.job(jobId)).progress?.wave, 1);
+    for (const id of ids.slice(2, 6)) await f.complete(id);
+    await f.tick();
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 10);
+    for (const id of ids.slice(6)) await f.complete(id);
+    await f.tick();
+    const job = await f.job(jobId);
+    assert.equal(job.status, 'COMPLETED');
+    assert.deepEqual((await counts(jobId)).SUCCEEDED, 10);
+  });
+
+  it('pauses when a wave misses its success threshold; resume goes on to the next wave', async () => {
+    const ids = await f.fleet('d', 6);
+    const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2, successThreshold: 100 }, { percent: 100 }] } });
+    await f.complete('d001');
+    await f.complete('d002', 'FAILURE');
+    await f.tick();
+    const paused = await f.job(jobId);
+    assert.equal(paused.status, 'PAUSED');
+    assert.match(String((paused.progress as any).pause.message), /wave 0 succeeded on 50\.0%.*threshold of 100%/);
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002'], 'nothing more is sent while paused');
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 6);
+    assert.equal((await f.job(jobId)).status, 'IN_PROGRESS');
+  });
+
+  it('pauses for approval after a wave that asks for it', async () => {
+    const ids = await f.fleet('d', 4);
+    const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 1, requireApproval: true }, {}] } });
+    await f.complete('d001');
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'PAUSED');
+    assert.equal(((await f.job(jobId)).progress as any).pause.reason, 'approval');
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 4);
+  });
+
+  it('limits the rate per minute with an exponential ramp-up, derived from the clock', async () => {
+    const ids = await f.fleet('d', 40);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxPerMinute: 16, rampUp: { initialPerMinute: 4, factor: 2 } } });
+    assert.equal((await sentTo(ids, jobId)).length, 1, 'one at once');
+    f.advance(30_000);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 3, '1 + 4/min for half a minute');
+    f.advance(30_000);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 5, 'first minute: 4');
+    f.advance(60_000);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 13, 'second minute: 8');
+    f.advance(60_000);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 29, 'third minute: 16 (the cap)');
+    f.advance(60_000);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 40, 'capped at 16/min');
+  });
+
+  it('waits for a scheduled start', async () => {
+    const ids = await f.fleet('d', 2);
+    const jobId = await create({ targets: { devices: ids }, plan: { startAt: new Date(f.clock.now + 3_600_000).toISOString() } });
+    assert.equal((await f.job(jobId)).status, 'SCHEDULED');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), []);
+    f.advance(3_600_000);
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'IN_PROGRESS');
+    assert.equal((await sentTo(ids, jobId)).length, 2);
+  });
+
+  it('times a silent device out (in-progress timeout) and takes the command back', async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] }, timeouts: { inProgressSeconds: 600 } });
+    assert.equal((await f.execution(jobId, d!)).dueAt, f.clock.now + 600_000);
+    f.advance(599_000);
+    await f.tick();
+    assert.equal((await f.execution(jobId, d!)).status, 'QUEUED');
+    f.advance(1_000);
+    await f.tick();
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'TIMED_OUT');
+    assert.match(String(e.details.error), /in-progress timeout/);
+    assert.equal(e.dueAt, undefined);
+    assert.notEqual((await f.desired(d!))?.jobId, jobId, 'a device coming back later does not start the update');
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'COMPLETED');
+  });
+
+  it('enforces the step timeout from the last phase change', async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] }, timeouts: { inProgressSeconds: 3600, stepSeconds: 60 } });
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.1 });
+    f.advance(50_000);
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.2 });
+    f.advance(15_000);
+    await f.tick();
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'TIMED_OUT', 'progress within one phase does not reset the step clock');
+    assert.match(String(e.details.error), /step timeout.*DOWNLOADING within 60 s/);
+  });
+
+  it('retries FAILED and TIMED_OUT executions with a new device-side job id, up to the limit', async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] }, retries: { limit: 2 }, timeouts: { inProgressSeconds: 100 } });
+    await f.complete(d!, 'FAILURE');
+    let e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'QUEUED');
+    assert.equal(e.attempt, 2);
+    await f.tick();
+    assert.equal((await f.desired(d!))?.jobId, `${jobId}.2`, 'the agent sees a new job id');
+    // a late report about attempt 1 changes nothing
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: 'again' });
+    assert.equal((await f.execution(jobId, d!)).status, 'QUEUED');
+    f.advance(100_000);
+    await f.tick(); // attempt 2 times out -> attempt 3
+    await f.tick();
+    e = await f.execution(jobId, d!);
+    assert.equal(e.attempt, 3);
+    assert.equal((await f.desired(d!))?.jobId, `${jobId}.3`);
+    await f.complete(d!, 'FAILURE');
+    e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'FAILED', 'the limit is reached');
+    assert.deepEqual((e.details.attempts as any[]).map((a) => [a.attempt, a.status]), [[1, 'FAILED'], [2, 'TIMED_OUT']]);
+  });
+
+  it('aborts when failures pass the threshold after the minimum sample, and rolls failed devices back', async () => {
+    const ids = await f.fleet('d', 10);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxPerMinute: 4 }, abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 3 }], rollback: true } });
+    f.advance(60_000);
+    await f.tick();
+    const sent = await sentTo(ids, jobId);
+    assert.equal(sent.length, 5);
+    await f.complete(sent[0]!, 'FAILURE');
+    await f.complete(sent[1]!, 'FAILURE');
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'IN_PROGRESS', 'two finished: below the minimum sample');
+    await f.complete(sent[2]!);
+    await f.tick();
+    const job = await f.job(jobId);
+    assert.equal(job.status, 'ABORTED');
+    assert.match(String((job.progress as any).abortReason), /FAILED reached 66\.7% of 3 finished/);
+    const c = await counts(jobId);
+    assert.equal(c.CANCELED, 5 + 2, 'never-sent and sent-but-silent executions are canceled');
+    assert.equal(c.FAILED, 2);
+    const rolledBack = await f.desired(sent[0]!);
+    assert.equal(rolledBack?.version, '1.0.0', 'the failed device is asked to run what it ran before');
+    assert.equal(rolledBack?.jobId, `${jobId}.rollback`);
+    assert.deepEqual((await f.execution(jobId, sent[0]!)).details.rollback, { to: '1.0.0', at: f.clock.now });
+    assert.equal((await f.desired(sent[2]!))?.jobId, jobId, 'a device that succeeded keeps the new version');
+  });
+
+  it('cancels: queued end CANCELED, downloading devices are told to stop, installing ones finish', async () => {
+    const ids = await f.fleet('d', 4);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxPerMinute: 2 } });
+    f.advance(60_000);
+    await f.tick();
+    const [downloading, installing, silent] = await sentTo(ids, jobId);
+    await f.report(downloading!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.3 });
+    await f.report(installing!, { name: 'fw', version: '1.0.0', jobId, status: 'INSTALLING' });
+    const view = await f.rollouts.jobs.cancel(jobId);
+    assert.equal(view.job.status, 'CANCELED');
+    assert.equal((await f.execution(jobId, 'd004')).status, 'CANCELED', 'never sent');
+    assert.equal((await f.execution(jobId, silent!)).status, 'CANCELED', 'sent, never started');
+    const stay = await f.desired(downloading!);
+    assert.equal(stay?.jobId, `${jobId}.cancel`, 'a stay command calls the download off');
+    assert.equal(stay?.version, '1.0.0');
+    assert.equal((await f.execution(jobId, downloading!)).details.cancelRequested, true);
+    assert.equal((await f.desired(installing!))?.jobId, jobId, 'an install under way is left to finish');
+    // the agent reports the superseded download as a failure: that is the cancellation
+    await f.report(downloading!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: `superseded by job ${jobId}.cancel` });
+    assert.equal((await f.execution(jobId, downloading!)).status, 'CANCELED');
+    await f.report(installing!, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    assert.equal((await f.execution(jobId, installing!)).status, 'SUCCEEDED');
+    await assert.rejects(f.rollouts.jobs.cancel(jobId), /is CANCELED/);
+  });
+
+  it('pause stops sending; resume continues in the same wave', async () => {
+    const ids = await f.fleet('d', 6);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxPerMinute: 2 } });
+    await f.rollouts.jobs.pause(jobId);
+    f.advance(120_000);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 1);
+    await assert.rejects(f.rollouts.jobs.pause(jobId), /is PAUSED/);
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 2, 'the rate window restarts at resume');
+  });
+
+  it('refuses a downgrade for that device unless the job allows it', async () => {
+    const [old] = await f.fleet('old', 1, '1.0.0');
+    const [newer] = await f.fleet('new', 1, '3.1.0');
+    const jobId = await create({ targets: { devices: [old!, newer!] } });
+    const refused = await f.execution(jobId, newer!);
+    assert.equal(refused.status, 'REJECTED');
+    assert.match(String(refused.details.error), /downgrade refused: the device runs 3\.1\.0, the job installs 2\.0\.0/);
+    assert.equal(await f.desired(newer!), undefined, 'nothing was sent');
+    assert.equal((await f.execution(jobId, old!)).status, 'QUEUED');
+    const allowed = await create({ targets: { devices: [newer!] }, allowDowngrade: true });
+    assert.equal((await f.desired(newer!))?.jobId, allowed);
+  });
+
+  it('a continuous job picks up devices that match its query later', async () => {
+    await f.fleet('eu', 2, '1.0.0', { tags: ['region:eu'] });
+    const jobId = await create({ type: 'continuous', targets: { query: 'tags.region = eu and reported.software.version < 2' } });
+    assert.equal((await f.rollouts.jobs.view(jobId)).total, 2);
+    await f.fleet('late', 1, '1.5.0', { tags: ['region:eu'] });
+    await f.fleet('us', 1, '1.0.0', { tags: ['region:us'] });
+    f.advance(61_000);
+    await f.tick();
+    await f.tick();
+    const view = await f.rollouts.jobs.view(jobId);
+    assert.equal(view.total, 3);
+    assert.equal((await f.desired('late001'))?.jobId, jobId);
+    assert.equal(await f.desired('us001'), undefined);
+    for (const d of ['eu001', 'eu002', 'late001']) await f.complete(d);
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'IN_PROGRESS', 'a continuous job does not complete by itself');
+  });
+
+  it('survives a restart: progress, waves and deadlines come from the store', async () => {
+    const ids = await f.fleet('d', 6);
+    const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2 }, {}] }, timeouts: { inProgressSeconds: 300 } });
+    await f.complete('d001');
+    // d002's SUCCESS reaches the shadow, but the process dies before the execution is written
+    const cmd = await f.desired('d002');
+    await f.rollouts.stop();
+    await f.tracker.stop();
+    await f.replica.update({ deviceId: 'd002', name: '' }, { state: { reported: { software: { name: 'fw', version: '2.0.0', jobId: cmd!.jobId!, status: 'SUCCESS' } } } }, { kind: 'device', id: 'd002' });
+    assert.equal((await f.store.getExecution(jobId, 'd002'))?.status, 'QUEUED', 'the report is not recorded yet');
+    await f.restart();
+    assert.equal((await f.execution(jobId, 'd002')).status, 'SUCCEEDED', 'recovered from the shadow on start');
+    await f.tick();
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 6, 'the rollout continues with the next wave');
+    f.advance(300_000);
+    await f.tick();
+    assert.equal((await counts(jobId)).TIMED_OUT, 4, 'deadlines survive the restart');
+  });
+});

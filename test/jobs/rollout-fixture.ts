@@ -1,0 +1,164 @@
+/**
+ * The rollout parts on a real SQLite store and a real replica, with a fake clock and a bus
+ * that only records what the replica publishes. Devices are simulated by writing their
+ * reports through the replica as the device would (`report`), so the tracker sees exactly
+ * what it sees in production. The engine never ticks by itself: tests call `tick()`.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { ArtifactService } from '../../src/artifacts/artifact-service.ts';
+import { LocalBlobStore } from '../../src/artifacts/local-blob-store.ts';
+import type { InboundMessage, MessageBus, PresenceEvent } from '../../src/broker/message-bus.ts';
+import { EventBus } from '../../src/events/event-bus.ts';
+import { ExecutionTracker } from '../../src/jobs/execution-tracker.ts';
+import { Rollouts } from '../../src/jobs/rollouts.ts';
+import type { JsonObject } from '../../src/protocol/json.ts';
+import { DeviceRegistry } from '../../src/registry/device-registry.ts';
+import { ShadowReplica } from '../../src/shadow/replica.ts';
+import type { ExecutionRecord, JobRecord } from '../../src/store/state-store.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+
+/** A bus that records publications. */
+export class RecordingBus implements MessageBus {
+  readonly published: { topic: string; body: any }[] = [];
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  onRequest(_h: (msg: InboundMessage) => void): void {}
+  onPresence(_h: (e: PresenceEvent) => void): void {}
+  async publish(topic: string, payload: string | Buffer): Promise<void> {
+    this.published.push({ topic, body: JSON.parse(payload.toString()) });
+  }
+}
+
+/** A running fixture. */
+export interface RolloutFixture {
+  dir: string;
+  store: SqliteStore;
+  replica: ShadowReplica;
+  tracker: ExecutionTracker;
+  rollouts: Rollouts;
+  registry: DeviceRegistry;
+  artifacts: ArtifactService;
+  bus: RecordingBus;
+  events: EventBus;
+  /** The fake clock, in ms. */
+  clock: { now: number };
+  advance(ms: number): void;
+  tick(): Promise<void>;
+  /** Registers devices `prefix1..prefixN` reporting `version` (IDLE). */
+  fleet(prefix: string, n: number, version?: string, extra?: { attributes?: Record<string, string | number | boolean>; tags?: string[] }): Promise<string[]>;
+  addArtifact(version: string, name?: string): Promise<void>;
+  /** Writes `reported.software` as the device would. */
+  report(deviceId: string, software: JsonObject): Promise<void>;
+  /** The device-side command currently desired for a device. */
+  desired(deviceId: string): Promise<JsonObject | undefined>;
+  execution(jobId: string, deviceId: string): Promise<ExecutionRecord>;
+  job(jobId: string): Promise<JobRecord>;
+  /** Reports the whole agent sequence for the job currently desired, ending in `outcome`. */
+  complete(deviceId: string, outcome?: 'SUCCESS' | 'FAILURE', running?: string): Promise<void>;
+  /** Restarts the rollout parts (not the store) as a new process would. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Starts a fixture. */
+export async function startRolloutFixture(): Promise<RolloutFixture> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-'));
+  const clock = { now: Date.UTC(2026, 0, 1) };
+  const now = () => clock.now;
+  const store = new SqliteStore({ path: path.join(dir, 'updraft.db') });
+  await store.start();
+  const blobs = new LocalBlobStore({ dir: path.join(dir, 'artifacts') });
+  await blobs.start();
+  const events = new EventBus();
+  const bus = new RecordingBus();
+  const replica = new ShadowReplica({ store, bus, events, logger: silentLogger, limits: { maxDocumentBytes: 8192, maxDepth: 6 }, maxPending: 100_000, now: () => Math.floor(clock.now / 1000) });
+  await replica.start();
+  const registry = new DeviceRegistry({ store });
+  const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 } as ConstructorParameters<typeof ArtifactService>[0]);
+  let tracker = new ExecutionTracker({ store, events, logger: silentLogger, now });
+  await tracker.start();
+  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger: silentLogger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000 } });
+  let rollouts = build();
+  await rollouts.start();
+
+  const f: RolloutFixture = {
+    dir,
+    store,
+    replica,
+    tracker,
+    rollouts,
+    registry,
+    artifacts,
+    bus,
+    events,
+    clock,
+    advance: (ms) => void (clock.now += ms),
+    tick: async () => {
+      await f.rollouts.engine.tick();
+      await f.tracker.idle();
+    },
+    async fleet(prefix, n, version = '1.0.0', extra = {}) {
+      const ids = Array.from({ length: n }, (_, i) => `${prefix}${String(i + 1).padStart(3, '0')}`);
+      for (const id of ids) {
+        await registry.register({ deviceId: id, ...extra });
+        await f.report(id, { name: 'fw', version, status: 'IDLE' });
+      }
+      return ids;
+    },
+    async addArtifact(version, name = 'fw') {
+      const bytes = Buffer.from(`${name}-${version}`);
+      await artifacts.add(name, version, Readable.from([bytes]));
+    },
+    async report(deviceId, software) {
+      await replica.update({ deviceId, name: '' }, { state: { reported: { software } } }, { kind: 'device', id: deviceId });
+      await f.tracker.idle();
+    },
+    async desired(deviceId) {
+      const s = await store.getShadow(deviceId, '');
+      return s?.state.desired?.software as JsonObject | undefined;
+    },
+    async execution(jobId, deviceId) {
+      await f.tracker.idle();
+      const e = await store.getExecution(jobId, deviceId);
+      if (!e) throw new Error(`no execution ${jobId}/${deviceId}`);
+      return e;
+    },
+    async job(jobId) {
+      const j = await store.getJob(jobId);
+      if (!j) throw new Error(`no job ${jobId}`);
+      return j;
+    },
+    async complete(deviceId, outcome = 'SUCCESS', running) {
+      const cmd = await f.desired(deviceId);
+      if (!cmd) throw new Error(`${deviceId} has no command`);
+      const base = { name: 'fw', version: running ?? '1.0.0', jobId: cmd.jobId as string };
+      await f.report(deviceId, { ...base, status: 'DOWNLOADING', progress: 0.5 });
+      await f.report(deviceId, { ...base, status: 'INSTALLING' });
+      if (outcome === 'SUCCESS') await f.report(deviceId, { ...base, version: cmd.version as string, status: 'SUCCESS' });
+      else await f.report(deviceId, { ...base, status: 'FAILURE', error: 'health check failed' });
+    },
+    async restart() {
+      await f.rollouts.stop();
+      await tracker.stop();
+      tracker = new ExecutionTracker({ store, events, logger: silentLogger, now });
+      await tracker.start();
+      f.tracker = tracker;
+      rollouts = build();
+      f.rollouts = rollouts;
+      await rollouts.start();
+    },
+    async close() {
+      await f.rollouts.stop();
+      await f.tracker.stop();
+      await replica.stop();
+      await blobs.stop();
+      await store.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return f;
+}

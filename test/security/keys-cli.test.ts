@@ -1,0 +1,46 @@
+/** `updraft keys generate|export-public` and the agent daemon's refusal to run without a signing key. */
+import assert from 'node:assert/strict';
+import { createPublicKey } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { signingKeyPaths } from '../../src/signing/signing-key.ts';
+import { runCli } from '../helpers/cli.ts';
+
+describe('updraft keys', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-keys-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('generates an Ed25519 key (private 0600), refuses to replace it without --force, exports the public half', async () => {
+    const data = path.join(dir, 'data');
+    const gen = await runCli(['keys', 'generate', '--data-dir', data, '--json']);
+    assert.equal(gen.code, 0, gen.stderr);
+    const first = JSON.parse(gen.stdout) as { keyId: string };
+    const p = signingKeyPaths(data);
+    assert.equal((await stat(p.key)).mode & 0o777, 0o600);
+    assert.equal(createPublicKey(await readFile(p.pub, 'utf8')).asymmetricKeyType, 'ed25519');
+
+    const again = await runCli(['keys', 'generate', '--data-dir', data]);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /already exists/);
+    const forced = await runCli(['keys', 'generate', '--data-dir', data, '--force', '--json']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.notEqual((JSON.parse(forced.stdout) as { keyId: string }).keyId, first.keyId);
+
+    const exported = await runCli(['keys', 'export-public', '--data-dir', data]);
+    assert.equal(exported.code, 0);
+    assert.equal(exported.stdout, await readFile(p.pub, 'utf8'));
+    const missing = await runCli(['keys', 'export-public', '--data-dir', path.join(dir, 'none')]);
+    assert.match(missing.stderr, /no public signing key/);
+  });
+
+  it('the agent daemon will not run without a signing key unless told --insecure-allow-unsigned', async () => {
+    const r = await runCli(['agent', '--device', 'dev-1', '--install-dir', path.join(dir, 'dev1'), '--password', 'x', '--broker', 'mqtt://127.0.0.1:1']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /^updraft: error: no software signing key: pass --signing-key/);
+  });
+});

@@ -1,0 +1,143 @@
+/**
+ * X.509 device identity (issue 5): MQTT over TLS with mutual authentication against
+ * Updraft's own CA, the device id taken from the certificate, and the operator's HTTP API and
+ * downloads over HTTPS; the whole flow through the real `updraft` command.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { createCa, caPaths } from '../../src/pki/certificate-authority.ts';
+import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+/**
+ * The CONNACK return code of a refused connection, 'tls' when the TLS layer refused it
+ * (an error, or the socket closed before CONNACK: TLS 1.3 servers reject a client
+ * certificate after the client considers the handshake done), undefined when admitted.
+ */
+function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const done = (v: number | 'tls' | undefined) => {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      c.end(true, () => resolve(v));
+    };
+    c.once('connect', () => done(undefined));
+    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 'tls'));
+    c.once('close', () => done('tls'));
+  });
+}
+
+function httpsGet(url: string, ca: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    https.get(url, { ca, headers }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+describe('MQTT over TLS with client certificates, and HTTPS', () => {
+  let ts: TestServer;
+  let dir: string;
+  let mqttsUrl: string;
+  let httpsUrl: string;
+  let ca: string;
+  let agent: CliProcess | undefined;
+
+  const issue = async (id: string) => {
+    const c = await ts.server.security.ca.issueDeviceCertificate(id);
+    return { cert: c.certificate, key: c.privateKey, ca };
+  };
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-tls-'));
+    ts = await startTestServer({ flags: { 'http-tls': 'on' } });
+    mqttsUrl = `mqtts://127.0.0.1:${ts.server.broker.tlsPort}`;
+    httpsUrl = `https://127.0.0.1:${ts.server.http.port}`;
+    ca = await readFile(caPaths(ts.dataDir).cert, 'utf8');
+  });
+  after(async () => {
+    await agent?.kill();
+    await ts.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('admits a registered device by its certificate alone; the device id is the CN', async () => {
+    await registerDevice(ts, 'dev-cert');
+    const c = await TestClient.connect(mqttsUrl, 'dev-cert', await issue('dev-cert'));
+    await c.subscribe('state/dev-cert/#');
+    const r = await c.request('state/dev-cert/update', { state: { reported: { online: true } } });
+    assert.equal(r.topic, 'state/dev-cert/update/accepted');
+    assert.equal(await c.subscribe('state/dev-other/update/delta').then((q) => q[0]), 128, 'its own topics only');
+    await c.end();
+  });
+
+  it('refuses: no certificate, a certificate of another CA, another client id than the CN, unknown and revoked devices', async () => {
+    await registerDevice(ts, 'dev-tls-2');
+    const own = await issue('dev-tls-2');
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-2', ca, rejectUnauthorized: true }), 'tls', 'no client certificate');
+    const foreignDir = path.join(dir, 'foreign');
+    const foreign = await (await createCa(foreignDir, 'Mallory CA')).issueDeviceCertificate('dev-tls-2');
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-2', ca, cert: foreign.certificate, key: foreign.privateKey }), 'tls', 'certificate of another CA');
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-cert', ...own }), 4, "another device's client id");
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-2', username: 'dev-cert', ...own }), 4, "another device's user name");
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'ghost', ...(await issue('ghost')) }), 4, 'certificate for an unregistered id');
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-2', ...own }), undefined);
+    await ts.server.registry.revoke('dev-tls-2');
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-2', ...own }), 4, 'revoked');
+  });
+
+  it('serves the API over HTTPS with a certificate from the CA; the token is still required', async () => {
+    assert.equal((await httpsGet(`${httpsUrl}/healthz`, ca)).status, 200);
+    assert.equal((await httpsGet(`${httpsUrl}/api/v1/artifacts`, ca)).status, 401);
+    assert.equal((await httpsGet(`${httpsUrl}/api/v1/artifacts`, ca, { authorization: `Bearer ${ts.token}` })).status, 200);
+    await assert.rejects(fetch(`http://127.0.0.1:${ts.server.http.port}/healthz`), 'no plain HTTP on the HTTPS port');
+    assert.match(ts.server.publicUrl, /^https:\/\//);
+  });
+
+  it('ca init, device cert and an agent over mqtts + https, through the updraft command', async () => {
+    const fresh = path.join(dir, 'fresh');
+    const init = await runCli(['ca', 'init', '--data-dir', fresh]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.equal((await stat(caPaths(fresh).key)).mode & 0o777, 0o600);
+    const again = await runCli(['ca', 'init', '--data-dir', fresh]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /a CA already exists/);
+
+    // the operator's CLI and the agent trust Updraft's CA for HTTPS
+    const env = { NODE_EXTRA_CA_CERTS: caPaths(ts.dataDir).cert };
+    const api = ['--server', httpsUrl, '--token', ts.token];
+    assert.equal((await runCli(['device', 'register', 'dev-x509', ...api], { env })).code, 0);
+    const certs = path.join(dir, 'certs');
+    const cert = await runCli(['device', 'cert', 'dev-x509', '--out', certs, ...api], { env });
+    assert.equal(cert.code, 0, cert.stderr);
+    assert.equal((await stat(path.join(certs, 'dev-x509.key'))).mode & 0o777, 0o600);
+    const refused = await runCli(['device', 'cert', 'nobody', '--out', certs, ...api], { env });
+    assert.match(refused.stderr, /device nobody is not registered/);
+
+    await writeFile(path.join(dir, 'fw.bin'), randomBytes(50_000));
+    assert.equal((await runCli(['artifact', 'add', path.join(dir, 'fw.bin'), '--name', 'fw', '--version', '2.0.0', ...api], { env })).code, 0);
+    agent = startCli(
+      ['agent', '--device', 'dev-x509', '--install-dir', path.join(dir, 'dev-x509'), '--broker', mqttsUrl, '--ca', path.join(certs, 'ca.crt'), '--cert', path.join(certs, 'dev-x509.crt'), '--key', path.join(certs, 'dev-x509.key'), '--signing-key', ts.server.security.publicKeyFile, '--download-auth', 'token'],
+      { env },
+    );
+    await agent.waitFor(/dev-x509: connected/);
+    const deployed = await runCli(['deploy', '--device', 'dev-x509', '--artifact', 'fw@2.0.0', ...api], { env });
+    assert.equal(deployed.code, 0, deployed.stderr);
+    await agent.waitFor(/acknowledged: SUCCESS, running 2\.0\.0/, 60_000);
+    const shown = await eventually(async () => {
+      const d = JSON.parse((await runCli(['device', 'show', 'dev-x509', '--json', ...api], { env })).stdout);
+      return d.executions[0]?.status === 'SUCCEEDED' ? d : undefined;
+    }, 30_000, 'job SUCCEEDED');
+    assert.equal(shown.shadow.state.reported.software.version, '2.0.0');
+  });
+});

@@ -1,0 +1,120 @@
+/**
+ * The PostgreSQL StateStore against a real PostgreSQL started for this file (initdb in a
+ * temp dir, free port): the shared contract, then what only several writers on one
+ * database can show.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { UpdraftError } from '../../src/errors.ts';
+import { PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
+import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
+import type { ShadowRecord } from '../../src/store/state-store.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import { stateStoreContract } from './state-store.contract.ts';
+
+const started = await startTestPostgres();
+
+if (!started.ok) {
+  const message = unavailable(started, 'PostgresStore tests');
+  it('PostgresStore', (t) => t.skip(message));
+} else {
+  const server = started.server;
+  after(() => server.stop());
+
+  stateStoreContract('PostgresStore', async () => {
+    const url = await server.createDatabase();
+    return {
+      store: new PostgresStore({ url }),
+      reopen: async () => new PostgresStore({ url }),
+      cleanup: () => server.dropDatabase(url),
+    };
+  });
+
+  describe('PostgresStore specifics', () => {
+    const stores: PostgresStore[] = [];
+    const open = (url: string, extra: Partial<ConstructorParameters<typeof PostgresStore>[0]> = {}) => {
+      const s = new PostgresStore({ url, ...extra });
+      stores.push(s);
+      return s;
+    };
+    after(async () => {
+      for (const s of stores) await s.stop();
+    });
+
+    it('records applied migrations in updraft_migrations, and a restart applies none twice', async () => {
+      const url = await server.createDatabase();
+      await open(url).start();
+      await open(url).start(); // a second instance: migrations already there
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        const { rows } = await c.query<{ version: number }>('SELECT version FROM updraft_migrations ORDER BY version');
+        assert.deepEqual(rows.map((r) => r.version), PG_MIGRATIONS.map((_, i) => i + 1));
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('migrates once when several instances start at the same time', async () => {
+      const url = await server.createDatabase();
+      await Promise.all([open(url).start(), open(url).start(), open(url).start()]);
+      const s = open(url);
+      await s.start();
+      assert.equal(await s.putShadow(shadow('a', 1), 0), true);
+    });
+
+    it('refuses a database from a newer schema with a CONFIG error', async () => {
+      const url = await server.createDatabase();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query('CREATE TABLE updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); INSERT INTO updraft_migrations (version) VALUES (999)');
+      await c.end();
+      await assert.rejects(open(url).start(), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFIG' && /schema version 999/.test(err.message));
+    });
+
+    it('reports an unreachable server as a CONFIG error without the password', async () => {
+      const store = new PostgresStore({ url: 'postgres://u:hunter2@127.0.0.1:1/none' });
+      await assert.rejects(store.start(), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFIG' && !err.message.includes('hunter2') && err.message.includes('***'));
+      assert.equal(redactPostgresUrl('postgres://u:pw@h/db'), 'postgres://u:***@h/db');
+    });
+
+    it('lets exactly one of two instances win each conditional write, under contention', async () => {
+      const url = await server.createDatabase();
+      const a = open(url);
+      const b = open(url);
+      await Promise.all([a.start(), b.start()]);
+      // 20 shadows, each raced by both instances from every version 0..9: a lost update would
+      // show as two winners for one version
+      const devices = Array.from({ length: 20 }, (_, i) => `d${i}`);
+      let wins = 0;
+      for (let v = 0; v < 10; v++) {
+        const results = await Promise.all(devices.flatMap((d) => [a.putShadow(shadow(d, v + 1, { by: 'a' }), v), b.putShadow(shadow(d, v + 1, { by: 'b' }), v)]));
+        for (let i = 0; i < devices.length; i++) {
+          assert.equal(Number(results[2 * i]) + Number(results[2 * i + 1]), 1, `exactly one winner for ${devices[i]} at version ${v + 1}`);
+        }
+        wins += results.filter(Boolean).length;
+      }
+      assert.equal(wins, devices.length * 10);
+      for (const d of devices) assert.equal((await a.getShadow(d, ''))?.version, 10);
+    });
+
+    it('gives a write the database refuses its own error without failing its batch', async () => {
+      const url = await server.createDatabase();
+      const s = open(url);
+      await s.start();
+      // JSONB cannot hold \u0000: that one write fails, its neighbours in the same batch commit
+      const results = await Promise.allSettled([s.putShadow(shadow('ok-1', 1), 0), s.putShadow(shadow('bad', 1, { x: 'a\u0000b' }), 0), s.putShadow(shadow('ok-2', 1), 0)]);
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+      const reason = (results[1] as PromiseRejectedResult).reason;
+      assert.ok(reason instanceof UpdraftError && reason.code === 'BAD_REQUEST', String(reason));
+      assert.ok(await s.getShadow('ok-1', ''));
+      assert.ok(await s.getShadow('ok-2', ''));
+      assert.equal(await s.getShadow('bad', ''), undefined);
+    });
+  });
+}
+
+function shadow(deviceId: string, version: number, desired: Record<string, string> = {}): ShadowRecord {
+  return { deviceId, name: '', version, deleted: false, state: { desired }, metadata: {}, timestamp: 100 };
+}

@@ -46,6 +46,18 @@ export async function startServer(opts: { profileDir?: string } = {}): Promise<B
   };
 }
 
+/** Every execution of a job, page by page. */
+async function jobExecutions(api: ApiClient, jobId: string): Promise<Execution[]> {
+  const out: Execution[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await api.call<{ items: Execution[]; next?: string }>('GET', `/api/v1/jobs/${jobId}/executions?limit=1000${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+    out.push(...page.items);
+    if (!page.next) return out;
+    after = page.next;
+  }
+}
+
 async function published(api: ApiClient): Promise<number> {
   return (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published;
 }
@@ -97,9 +109,9 @@ export async function connectedUpdate(server: BenchServer, n: number): Promise<U
     const executions: Execution[] = [];
     let createdAt = Infinity;
     for (const id of jobIds) {
-      const r = await api.call<{ job: { createdAt: number }; executions: Execution[] }>('GET', `/api/v1/jobs/${id}`);
+      const r = await api.call<{ job: { createdAt: number } }>('GET', `/api/v1/jobs/${id}`);
       createdAt = Math.min(createdAt, r.job.createdAt);
-      executions.push(...r.executions);
+      executions.push(...(await jobExecutions(api, id)));
     }
     const ok = executions.filter((x) => x.status === 'SUCCEEDED');
     const terminal = executions.filter((x) => !['QUEUED', 'IN_PROGRESS'].includes(x.status));
@@ -145,7 +157,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     await sleep(500);
     const m1 = await published(api);
     const executions: Execution[] = [];
-    for (const id of jobIds) executions.push(...(await api.call<{ executions: Execution[] }>('GET', `/api/v1/jobs/${id}`)).executions);
+    for (const id of jobIds) executions.push(...(await jobExecutions(api, id)));
     const ok = executions.filter((x) => x.status === 'SUCCEEDED');
     const terminal = executions.filter((x) => !['QUEUED', 'IN_PROGRESS'].includes(x.status));
     const seconds = (Math.max(...ok.map((x) => x.updatedAt)) - t0) / 1000;

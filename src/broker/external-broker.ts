@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { UpdraftError } from '../errors.ts';
-import { parseRequestTopic } from '../protocol/topics.ts';
+import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { InboundMessage, MessageBus, PresenceEvent } from './message-bus.ts';
 
@@ -42,7 +42,7 @@ export interface ExternalBrokerOptions {
 }
 
 /** Request topic filters, classic and named shadows: `state/+/update`, `state/+/shadow/+/get`, ... */
-export const REQUEST_FILTERS: readonly string[] = ['update', 'get', 'delete'].flatMap((op) => [`state/+/${op}`, `state/+/shadow/+/${op}`]);
+export const REQUEST_FILTERS: readonly string[] = [...['update', 'get', 'delete'].flatMap((op) => [`state/+/${op}`, `state/+/shadow/+/${op}`]), 'state/+/credentials/request'];
 
 /** mqtt.js over MQTT 5 with shared subscriptions, as a MessageBus. */
 export class ExternalBroker implements MessageBus {
@@ -97,7 +97,7 @@ export class ExternalBroker implements MessageBus {
       throw new UpdraftError('CONFIG', `cannot connect to the MQTT broker ${this.where} as ${o.username}: ${(err as Error).message}; check --mqtt-url and the broker's password file`, { cause: err });
     }
     client.on('message', (topic, payload) => {
-      const req = parseRequestTopic(topic);
+      const req = parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic);
       if (!req) return;
       // the broker's ACL admits only device {id} (or an operator) on state/{id}/...: attribute it to the device
       this.requestHandler({ topic, payload, sender: { kind: 'device', id: req.deviceId } });

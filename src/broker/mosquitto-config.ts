@@ -37,6 +37,7 @@ export function mosquittoAcl(): string {
     '# subscribe to and receive its own answers, nothing else',
     ...ops.map((op) => `pattern write state/%u/${op}`),
     ...ops.map((op) => `pattern write state/%u/shadow/+/${op}`),
+    'pattern write state/%u/credentials/request',
     'pattern read state/%u/#',
     '',
   ].join('\n');

@@ -79,6 +79,8 @@ export interface SimStats {
 interface DeviceSlot {
   device: SimDevice;
   installer: SimulatedInstaller;
+  /** This device's own random sequence (failures, crashes, offline periods). */
+  random: () => number;
   state: MemoryAgentStateStore;
   agent?: UpdateAgent;
   done: boolean;
@@ -99,12 +101,18 @@ export class FleetSimulator {
   constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices'>) {
     this.opts = { ...SIM_DEFAULTS, ...opts };
     this.random = seededRandom(this.opts.seed);
-    this.slots = this.opts.devices.map((device) => ({
-      device,
-      installer: new SimulatedInstaller({ initial: { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random: this.random }),
-      state: new MemoryAgentStateStore(),
-      done: false,
-    }));
+    // one random sequence per device: outcomes then depend on the seed alone, not on the
+    // order in which devices happen to reach each step
+    this.slots = this.opts.devices.map((device, i) => {
+      const random = seededRandom(this.opts.seed * 100_003 + i);
+      return {
+        device,
+        random,
+        installer: new SimulatedInstaller({ initial: { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
+        state: new MemoryAgentStateStore(),
+        done: false,
+      };
+    });
   }
 
   /** Total installs performed (a job applied twice on a device would show here). */
@@ -177,8 +185,8 @@ export class FleetSimulator {
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300 },
     });
     agent.on('status', (e) => {
-      if (e.status === 'INSTALLING' && this.random() < this.opts.crashRate) void this.crash(slot);
-      if (e.status === 'DOWNLOADING' && this.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
+      if (e.status === 'INSTALLING' && slot.random() < this.opts.crashRate) void this.crash(slot);
+      if (e.status === 'DOWNLOADING' && slot.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
     });
     agent.on('job-finished', (e) => {
       if (slot.done) return;

@@ -95,6 +95,10 @@ export const PG_MIGRATIONS: readonly string[] = [
     version     BIGINT NOT NULL
   );
   `,
+  `
+  -- the Ed25519 signature recorded when an artifact is added (<keyId>:<base64>)
+  ALTER TABLE artifacts ADD COLUMN signature TEXT;
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -44,7 +44,7 @@ export interface PostgresStoreDeps {
 const DEFAULTS = { poolSize: 10, maxBatch: 1_000 };
 
 interface ShadowRow { device_id: string; name: string; version: string; deleted: boolean; state: ShadowRecord['state']; metadata: ShadowRecord['metadata']; timestamp: string }
-interface ArtifactRow { name: string; version: string; sha256: string; size: string; created_at: string }
+interface ArtifactRow { name: string; version: string; sha256: string; size: string; created_at: string; signature: string | null }
 interface JobRow {
   job_id: string;
   artifact_name: string;
@@ -78,7 +78,7 @@ const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, ve
 /** `unnest` of one array per EXEC_COLS column: every execution of a batch in one statement. */
 const EXEC_UNNEST = 'unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::int[], $10::bigint[], $11::bigint[])';
 const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version';
-const ARTIFACT_COLS = 'name, version, sha256, size, created_at';
+const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
 
@@ -199,9 +199,9 @@ export class PostgresStore implements StateStore {
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {
-    const params = [record.name, record.version, record.sha256, record.size, record.createdAt];
+    const params = [record.name, record.version, record.sha256, record.size, record.createdAt, record.signature ?? null];
     await this.write(async (c) => {
-      const r = await c.query(`INSERT INTO artifacts (${ARTIFACT_COLS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING`, params);
+      const r = await c.query(`INSERT INTO artifacts (${ARTIFACT_COLS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO NOTHING`, params);
       if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Artifact ${record.name}@${record.version} already exists; publish a new version instead`);
     });
   }
@@ -468,7 +468,9 @@ function toShadow(r: ShadowRow): ShadowRecord {
 }
 
 function toArtifact(r: ArtifactRow): ArtifactRecord {
-  return { name: r.name, version: r.version, sha256: r.sha256, size: Number(r.size), createdAt: Number(r.created_at) };
+  const a: ArtifactRecord = { name: r.name, version: r.version, sha256: r.sha256, size: Number(r.size), createdAt: Number(r.created_at) };
+  if (r.signature !== null) a.signature = r.signature;
+  return a;
 }
 
 function toJob(r: JobRow): JobRecord {

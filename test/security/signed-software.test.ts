@@ -79,7 +79,8 @@ describe('signed software', () => {
   });
 
   it('the delta carries a signed manifest; desired.software stays exactly the five leaves', async () => {
-    const { finished } = await startAgent(ts, root, 'dev-ok');
+    const { agent, finished } = await startAgent(ts, root, 'dev-ok');
+    agents.push(agent);
     const watch = await TestClient.connect(ts.mqttUrl, 'watch-signed', { username: 'operator', password: ts.token });
     await watch.subscribe('state/dev-ok/update/delta');
     const jobId = await deploy(ts, ['dev-ok'], 'fw@2.0.0');

@@ -198,7 +198,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
       it('stores artifacts, refuses a duplicate name@version with CONFLICT and lists newest first', () =>
         withStore(async (store) => {
           const a1 = artifact('fw', '1.0.0', 1_000);
-          const a2 = artifact('fw', '2.0.0', 3_000);
+          const a2 = { ...artifact('fw', '2.0.0', 3_000), signature: 'k1:c2lnbmF0dXJl' }; // signed and unsigned both round-trip
           const b1 = artifact('cam', '1.0.0', 2_000);
           for (const a of [a1, a2, b1]) await store.putArtifact(a);
 

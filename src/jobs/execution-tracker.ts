@@ -36,6 +36,11 @@ export interface TrackerDeps {
 export class ExecutionTracker {
   private readonly deps: TrackerDeps;
   private readonly queue = new KeyedQueue(1_000_000);
+  /**
+   * Jobs by id, for their immutable fields only (jobId, artifact): a stored job carries its
+   * spec and progress, and parsing them on every device report made a rollout quadratic.
+   */
+  private readonly jobCache = new Map<string, JobRecord>();
   private unsubscribe: (() => void) | undefined;
 
   constructor(deps: TrackerDeps) {
@@ -80,15 +85,26 @@ export class ExecutionTracker {
       .catch((err: unknown) => this.deps.logger.error('execution not recorded', { jobId: agentId, deviceId, error: asUpdraftError(err).message }));
   }
 
+  private async jobIdentity(jobId: string): Promise<JobRecord | undefined> {
+    const cached = this.jobCache.get(jobId);
+    if (cached) return cached;
+    const job = await this.deps.store.getJob(jobId);
+    // an unknown id may be created later: only remember jobs that exist
+    if (job) {
+      if (this.jobCache.size >= 1000) this.jobCache.delete(this.jobCache.keys().next().value!);
+      this.jobCache.set(jobId, job);
+    }
+    return job;
+  }
+
   private async record(agentId: string, deviceId: string, reported: ReportedSoftware): Promise<void> {
-    const { store } = this.deps;
-    let job = await store.getJob(agentId);
+    let job = await this.jobIdentity(agentId);
     let attempt = 1;
     let control: 'cancel' | 'rollback' | undefined;
     if (!job) {
       const parsed = parseAgentJobId(agentId);
       if (!parsed || parsed.jobId === agentId) return; // a job id this server never issued
-      job = await store.getJob(parsed.jobId);
+      job = await this.jobIdentity(parsed.jobId);
       if (!job) return;
       attempt = parsed.attempt;
       control = parsed.control;

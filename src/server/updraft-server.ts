@@ -139,6 +139,20 @@ export class UpdraftServer {
       events.emit('device.presence', e);
     });
     const ttl = config.downloads.urlTtlSeconds;
+    // a job's spec never changes: remember allowDowngrade instead of loading (and parsing)
+    // the job for each of the several deltas every device receives
+    const downgrade = new Map<string, boolean>();
+    const jobAllowsDowngrade = async (jobId: string): Promise<boolean> => {
+      const known = downgrade.get(jobId);
+      if (known !== undefined) return known;
+      const job = await this.store.getJob(jobId);
+      const allowed = job?.spec?.allowDowngrade === true;
+      if (job) {
+        if (downgrade.size >= 10_000) downgrade.delete(downgrade.keys().next().value!);
+        downgrade.set(jobId, allowed);
+      }
+      return allowed;
+    };
     this.replica = new ShadowReplica({
       store: this.store,
       bus: withCredentials(this.bus, credentials),
@@ -150,7 +164,7 @@ export class UpdraftServer {
         const urlExpiresAt = Math.floor(Date.now() / 1000) + ttl;
         // the manifest is signed now, like the URL, and expires with it (freeze attacks); it
         // allows a downgrade only when the job does (or takes a device back: rollback, cancel)
-        const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await this.store.getJob(sw.jobId.split('.')[0]!))?.spec?.allowDowngrade === true;
+        const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await jobAllowsDowngrade(sw.jobId.split('.')[0]!));
         return { ...sw, url: signer.sign({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt }), urlExpiresAt, ...security.manifests.sign(sw, urlExpiresAt, allowDowngrade) };
       },
     });

@@ -99,6 +99,10 @@ export function addApiCommands(program: Command): void {
       if (opts.save) print(opts, { secretFile: await saveDeviceSecret(opts.save, r.secret) }, `new secret for ${id} saved`);
       else print(opts, r, `new secret for ${id}: ${r.secret}`);
     });
+  withApi(device.command('reinstate <id>').description('lift a revocation (rotate the secret first if it leaked)')).action(async (id: string, opts: Common) => {
+    const r = await new ApiClient(opts).call<unknown>('POST', `/api/v1/devices/${encodeURIComponent(id)}/reinstate`);
+    print(opts, r, `reinstated ${id}`);
+  });
   withApi(device.command('revoke <id>').description('refuse the device from now on')).action(async (id: string, opts: Common) => {
     const r = await new ApiClient(opts).call<unknown>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);
     print(opts, r, `revoked ${id}`);

@@ -84,6 +84,10 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     sendJson(res, 200, { secret: await deps.registry.rotateSecret(deviceParam(params.id!)) });
   });
 
+  router.add('POST', '/api/v1/devices/:id/reinstate', async ({ res, params }) => {
+    sendJson(res, 200, { device: await deps.registry.reinstate(deviceParam(params.id!)) });
+  });
+
   router.add('POST', '/api/v1/devices/:id/revoke', async ({ res, params }) => {
     sendJson(res, 200, { device: await deps.registry.revoke(deviceParam(params.id!)) });
   });

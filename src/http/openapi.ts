@@ -148,6 +148,7 @@ export function openApiDocument(): Obj {
       '/api/v1/devices/{id}/history': { get: op('A device\'s jobs and outcomes, newest first', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/rotate-secret': { post: op('Issue a new device secret', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/revoke': { post: op('Revoke a device', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/reinstate': { post: op('Lift a revocation', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
       '/api/v1/deployments': {
         post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, allowDowngrade: { type: 'boolean' } } })),
       },

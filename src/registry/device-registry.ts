@@ -90,11 +90,19 @@ export class DeviceRegistry {
     return this.store.listDevices(options);
   }
 
-  /** Issues a new secret (the old one stops working at the next CONNECT). */
+  /**
+   * Issues a new secret (the old one stops working at the next CONNECT). It does not lift a
+   * revocation: that would also bring back the device's certificates; use `reinstate`.
+   */
   async rotateSecret(deviceId: string): Promise<string> {
     const secret = newDeviceSecret();
-    await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), revoked: false }));
+    await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret) }));
     return secret;
+  }
+
+  /** Lifts a revocation: the device's current secret and certificates work again. */
+  async reinstate(deviceId: string): Promise<PublicDevice> {
+    return publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false })));
   }
 
   /** Revokes a device: refused at CONNECT and at download from now on. */

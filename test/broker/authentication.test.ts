@@ -38,11 +38,13 @@ describe('device authentication', () => {
     assert.equal(await refused(ts.mqttUrl, { clientId: 'ops', username: 'operator', password: 'nope' }), 4, 'operator with a wrong token');
   });
 
-  it('refuses a revoked device and accepts it again with a rotated secret only', async () => {
+  it('refuses a revoked device until it is reinstated; rotating its secret does not lift the revocation', async () => {
     const s2 = await registerDevice(ts, 'dev-2');
     await ts.server.registry.revoke('dev-2');
     assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s2 }), 4);
     const s3 = await ts.server.registry.rotateSecret('dev-2');
+    assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s3 }), 4, 'still revoked after a rotation');
+    await ts.server.registry.reinstate('dev-2');
     assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s2 }), 4, 'the old secret is dead');
     assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s3 }), undefined);
   });

@@ -58,6 +58,16 @@ async function jobExecutions(api: ApiClient, jobId: string): Promise<Execution[]
   }
 }
 
+/** What every update scenario reports from the server's execution records. */
+function outcome(n: number, executions: Execution[], startMs: number, msgs: number) {
+  const ok = executions.filter((x) => x.status === 'SUCCEEDED');
+  const terminal = executions.filter((x) => x.status !== 'QUEUED' && x.status !== 'IN_PROGRESS').length;
+  // reduce, not Math.max(...): a 100,000-element spread overflows the call stack
+  const end = ok.reduce((m, x) => Math.max(m, x.updatedAt), startMs);
+  const seconds = (end - startMs) / 1000;
+  return { ok, succeeded: ok.length, lost: n - terminal, seconds, updates_per_s: round(ok.length / seconds, 0), msgs_per_update: round(msgs / Math.max(1, ok.length), 1) };
+}
+
 async function published(api: ApiClient): Promise<number> {
   return (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published;
 }
@@ -113,20 +123,17 @@ export async function connectedUpdate(server: BenchServer, n: number): Promise<U
       createdAt = Math.min(createdAt, r.job.createdAt);
       executions.push(...(await jobExecutions(api, id)));
     }
-    const ok = executions.filter((x) => x.status === 'SUCCEEDED');
-    const terminal = executions.filter((x) => !['QUEUED', 'IN_PROGRESS'].includes(x.status));
-    const end = Math.max(...ok.map((x) => x.updatedAt));
-    const seconds = (end - createdAt) / 1000;
-    const latencies = ok.map((x) => x.updatedAt - x.queuedAt);
+    const o = outcome(n, executions, createdAt, m1 - m0);
+    const latencies = o.ok.map((x) => x.updatedAt - x.queuedAt);
     return {
       devices: n,
-      succeeded: ok.length,
-      lost: n - terminal.length,
-      seconds: round(seconds, 2),
-      updates_per_s: round(ok.length / seconds, 0),
+      succeeded: o.succeeded,
+      lost: o.lost,
+      seconds: round(o.seconds, 2),
+      updates_per_s: o.updates_per_s,
       p50_ms: percentile(latencies, 50),
       p99_ms: percentile(latencies, 99),
-      msgs_per_update: round((m1 - m0) / Math.max(1, ok.length), 1),
+      msgs_per_update: o.msgs_per_update,
       server_rss_mb: round(rssConnected / 2 ** 20, 0),
       rss_kb_per_device: round((rssConnected - rssBefore) / 1024 / n, 1),
       installs: Number(done[1]),
@@ -158,18 +165,16 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     const m1 = await published(api);
     const executions: Execution[] = [];
     for (const id of jobIds) executions.push(...(await jobExecutions(api, id)));
-    const ok = executions.filter((x) => x.status === 'SUCCEEDED');
-    const terminal = executions.filter((x) => !['QUEUED', 'IN_PROGRESS'].includes(x.status));
-    const seconds = (Math.max(...ok.map((x) => x.updatedAt)) - t0) / 1000;
+    const o = outcome(n, executions, t0, m1 - m0);
     return {
       devices: n,
-      succeeded: ok.length,
-      lost: n - terminal.length,
-      seconds: round(seconds, 1),
-      updates_per_s: round(ok.length / seconds, 0),
+      succeeded: o.succeeded,
+      lost: o.lost,
+      seconds: round(o.seconds, 1),
+      updates_per_s: o.updates_per_s,
       p50_ms: NaN, // devices are offline by design until their turn: latency from desired is not meaningful
       p99_ms: NaN,
-      msgs_per_update: round((m1 - m0) / Math.max(1, ok.length), 1),
+      msgs_per_update: o.msgs_per_update,
       server_rss_mb: round(server.child.rss() / 2 ** 20, 0),
       rss_kb_per_device: NaN,
       installs: Number(done[1]),

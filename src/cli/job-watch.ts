@@ -5,19 +5,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
-import type { JobRecord } from '../store/state-store.ts';
+import { EXECUTION_STATUSES } from '../jobs/execution-state.ts';
+import type { JobView } from '../jobs/job-service.ts';
 import type { ApiClient } from './api-client.ts';
 
-/** The job view as the API returns it. */
-export interface JobViewBody {
-  job: JobRecord;
-  counts: Record<string, number>;
-  waves: { wave: number; counts: Record<string, number> }[];
-  total: number;
-  percentDone: number;
-}
 
-const ORDER = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
 const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
 
 /** A progress bar of `width` cells for a percentage. */
@@ -27,9 +19,9 @@ export function progressBar(percent: number, width = 30): string {
 }
 
 /** One line: bar, percentage, state, wave, non-zero counts. */
-export function describeJob(v: JobViewBody): string {
+export function describeJob(v: JobView): string {
   const p = (v.job.progress ?? {}) as { wave?: number; pause?: { message?: string }; abortReason?: string };
-  const counts = ORDER.filter((s) => (v.counts[s] ?? 0) > 0).map((s) => `${s} ${v.counts[s]}`).join('  ');
+  const counts = EXECUTION_STATUSES.filter((s) => (v.counts[s] ?? 0) > 0).map((s) => `${s} ${v.counts[s]}`).join('  ');
   const waves = v.waves.length > 1 ? `  wave ${(p.wave ?? 0) + 1}/${v.waves.length}` : '';
   const why = v.job.status === 'PAUSED' && p.pause?.message ? `  (${p.pause.message})` : v.job.status === 'ABORTED' && p.abortReason ? `  (${p.abortReason})` : '';
   return `${progressBar(v.percentDone)} ${v.percentDone.toFixed(1).padStart(5)}%  ${v.job.status}${waves}  ${counts || 'no devices'}${why}`;
@@ -41,15 +33,15 @@ export async function watchJob(api: ApiClient, jobId: string, o: { json: boolean
   const deadline = o.timeoutMs ? Date.now() + o.timeoutMs : Infinity;
   let last = '';
   for (;;) {
-    const v = await api.call<JobViewBody>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`);
+    const v = await api.call<JobView>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`);
     const line = describeJob(v);
     const done = FINAL.includes(v.job.status);
     if (!o.json && line !== last) process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
     last = line;
     if (done) {
       if (tty) process.stderr.write('\n');
-      const { executions: _e, ...view } = v as JobViewBody & { executions?: unknown };
-      process.stdout.write(o.json ? JSON.stringify(view, null, 2) + '\n' : `job ${jobId} ${v.job.status}: ${ORDER.filter((s) => (v.counts[s] ?? 0) > 0).map((s) => `${s} ${v.counts[s]}`).join(', ')}\n`);
+      const { executions: _e, ...view } = v as JobView & { executions?: unknown };
+      process.stdout.write(o.json ? JSON.stringify(view, null, 2) + '\n' : `job ${jobId} ${v.job.status}: ${EXECUTION_STATUSES.filter((s) => (v.counts[s] ?? 0) > 0).map((s) => `${s} ${v.counts[s]}`).join(', ')}\n`);
       if (v.job.status !== 'COMPLETED') throw new UpdraftError('INTERNAL', `job ${jobId} ended ${v.job.status}${(v.job.progress as { abortReason?: string } | undefined)?.abortReason ? `: ${(v.job.progress as { abortReason: string }).abortReason}` : ''}`);
       return;
     }

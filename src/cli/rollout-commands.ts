@@ -9,7 +9,8 @@ import { UpdraftError } from '../errors.ts';
 import type { ExecutionRecord, GroupRecord, JobRecord } from '../store/state-store.ts';
 import { ApiClient } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
-import { describeJob, watchJob, type JobViewBody } from './job-watch.ts';
+import type { JobView } from '../jobs/job-service.ts';
+import { describeJob, watchJob } from './job-watch.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
 
@@ -153,7 +154,7 @@ export function addRolloutCommands(program: Command): void {
     .option('--description <text>', 'what the job is for')
     .option('--file <spec.json>', 'the job body as JSON (flags extend it)')
     .action(async (o: CreateOptions) => {
-      const view = await new ApiClient(o).call<JobViewBody>('POST', '/api/v1/jobs', await jobBody(o));
+      const view = await new ApiClient(o).call<JobView>('POST', '/api/v1/jobs', await jobBody(o));
       print(o, view, `job ${view.job.jobId}: ${view.job.artifactName}@${view.job.artifactVersion} to ${view.total} device(s), ${view.job.status}`);
     });
   withApi(job.command('list').description('jobs, newest first'))
@@ -169,7 +170,7 @@ export function addRolloutCommands(program: Command): void {
   for (const action of ['pause', 'resume', 'cancel'] as const) {
     const what = { pause: 'stop sending (devices updating go on)', resume: 'go on (approves the next wave after a threshold or approval pause)', cancel: 'cancel: queued devices are skipped, devices not yet installing are told to stop' }[action];
     withApi(job.command(`${action} <jobId>`).description(what)).action(async (jobId: string, o: Common) => {
-      const view = await new ApiClient(o).call<JobViewBody>('POST', `/api/v1/jobs/${encodeURIComponent(jobId)}/${action}`);
+      const view = await new ApiClient(o).call<JobView>('POST', `/api/v1/jobs/${encodeURIComponent(jobId)}/${action}`);
       print(o, view, describeJob(view));
     });
   }

@@ -9,9 +9,10 @@ import type { FleetView } from '../fleet/fleet-view.ts';
 import type { GroupService } from '../fleet/group-service.ts';
 import { selectPage } from '../fleet/device-selector.ts';
 import { parseQuery } from '../fleet/query.ts';
+import { EXECUTION_STATUSES } from '../jobs/execution-state.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import type { JobService } from '../jobs/job-service.ts';
-import type { ExecutionStatus, JobStatus, StateStore } from '../store/state-store.ts';
+import type { JobStatus, StateStore } from '../store/state-store.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { addEventStream } from './event-stream.ts';
 import { openApiDocument } from './openapi.ts';
@@ -31,7 +32,6 @@ export interface JobRoutesDeps {
 }
 
 const JOB_STATES: readonly JobStatus[] = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'ABORTED'];
-const EXECUTION_STATES: readonly ExecutionStatus[] = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
 
 /** Adds the rollout routes to `router`. */
 export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
@@ -58,7 +58,7 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   router.add('GET', '/api/v1/jobs/:id/executions', async ({ res, params, url }) => {
     await tracker.idle();
     const job = await jobs.get(params.id!);
-    const status = listParam(url, 'status', EXECUTION_STATES);
+    const status = listParam(url, 'status', EXECUTION_STATUSES);
     sendJson(res, 200, await store.listJobExecutions(job.jobId, { ...pageParams(url), ...(status ? { status } : {}) }));
   });
 

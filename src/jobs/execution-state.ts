@@ -18,6 +18,9 @@ const TRANSITIONS: Record<ExecutionStatus, readonly ExecutionStatus[]> = {
   REMOVED: [],
 };
 
+/** Every execution state, in lifecycle order (for validation and display). */
+export const EXECUTION_STATUSES = Object.keys(TRANSITIONS) as readonly ExecutionStatus[];
+
 /** True for states no report can leave. */
 export function isTerminal(status: ExecutionStatus): boolean {
   return TRANSITIONS[status].length === 0;

@@ -11,17 +11,37 @@
  * Updraft instances connect on the service listener, where every instance keeps its own
  * client id (they all use the user `operator`).
  */
-import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { pbkdf2, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 
 /** Mosquitto 2's default PBKDF2 iterations for `$7$` hashes. */
 const PBKDF2_ITERATIONS = 101;
 
+const pbkdf2Async = promisify(pbkdf2);
+
 /** One line of a Mosquitto password file, as `mosquitto_passwd -b` writes it. */
 export function mosquittoPasswordLine(username: string, password: string, salt: Buffer = randomBytes(12)): string {
+  return passwordLine(username, formatHash(salt, pbkdf2Sync(password, salt, PBKDF2_ITERATIONS, 64, 'sha512')));
+}
+
+/**
+ * A password in Mosquitto's `$7$` format, computed on the thread pool: the registry keeps
+ * it beside the SHA-256 of each new secret, so the broker's password file can be generated
+ * later without knowing the secret.
+ */
+export async function mosquittoPasswordHash(password: string, salt: Buffer = randomBytes(12)): Promise<string> {
+  return formatHash(salt, await pbkdf2Async(password, salt, PBKDF2_ITERATIONS, 64, 'sha512'));
+}
+
+function formatHash(salt: Buffer, hash: Buffer): string {
+  return `$7$${PBKDF2_ITERATIONS}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+function passwordLine(username: string, hash: string): string {
   if (/[:\n]/.test(username)) throw new Error(`a Mosquitto user name cannot contain ':' or a newline: ${username}`);
-  const hash = pbkdf2Sync(password, salt, PBKDF2_ITERATIONS, 64, 'sha512');
-  return `${username}:$7$${PBKDF2_ITERATIONS}$${salt.toString('base64')}$${hash.toString('base64')}`;
+  if (!/^\$7\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/.test(hash)) throw new Error(`the stored broker hash of ${username} is not a Mosquitto $7$ hash`);
+  return `${username}:${hash}`;
 }
 
 /** The ACL file: the operator (Updraft instances, tools) on `state/#`, each device on its own topics only. */
@@ -32,6 +52,8 @@ export function mosquittoAcl(): string {
     '# Updraft instances and operator tools: every shadow topic, requests and answers',
     `user ${OPERATOR_USERNAME}`,
     'topic readwrite state/#',
+    '# events between Updraft instances (cluster/event-relay.ts)',
+    'topic readwrite updraft/#',
     '',
     '# every device (%u = its user name = its device id): publish its own requests,',
     '# subscribe to and receive its own answers, nothing else',
@@ -86,9 +108,14 @@ export function mosquittoConf(l: MosquittoListeners): string {
 export interface RegisteredDevice {
   deviceId: string;
   revoked: boolean;
+  /** The secret's `$7$` hash the registry kept at registration or rotation, if any. */
+  brokerHash?: string;
 }
 
-/** The password file: the operator, then every registered, non-revoked device with a known secret. */
+/**
+ * The password file: the operator, then every registered, non-revoked device, with the
+ * hash the registry kept or, for devices registered before it kept one, a secret given.
+ */
 export function mosquittoPasswd(input: { operatorToken: string; devices: RegisteredDevice[]; secrets: Map<string, string> }): { text: string; included: string[]; missing: string[]; revoked: string[] } {
   const lines = [mosquittoPasswordLine(OPERATOR_USERNAME, input.operatorToken)];
   const included: string[] = [];
@@ -100,11 +127,12 @@ export function mosquittoPasswd(input: { operatorToken: string; devices: Registe
       continue;
     }
     const secret = input.secrets.get(d.deviceId);
-    if (secret === undefined) {
+    if (secret !== undefined) lines.push(mosquittoPasswordLine(d.deviceId, secret));
+    else if (d.brokerHash) lines.push(passwordLine(d.deviceId, d.brokerHash));
+    else {
       missing.push(d.deviceId);
       continue;
     }
-    lines.push(mosquittoPasswordLine(d.deviceId, secret));
     included.push(d.deviceId);
   }
   return { text: lines.join('\n') + '\n', included, missing, revoked };

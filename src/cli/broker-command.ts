@@ -1,9 +1,9 @@
 /**
  * `updraft broker mosquitto-config`: writes mosquitto.conf, passwd and acl for an external
- * Mosquitto 2 from the device registry (read through the API). Device secrets are stored
- * only as SHA-256 hashes, so the secrets of the devices to admit come from `--secrets`
- * (lines `deviceId secret`, e.g. collected at registration); registered devices without
- * one are listed, revoked ones are left out.
+ * Mosquitto 2 from the device registry (read through the API). The registry keeps each
+ * secret's Mosquitto hash since it is issued (registration, rotation); devices registered
+ * before that can be admitted with `--secrets` (lines `deviceId secret`) or by rotating
+ * their secret. Those without either are listed; revoked ones are left out.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -31,7 +31,7 @@ export function addBrokerCommands(program: Command): void {
     .command('mosquitto-config')
     .description('write mosquitto.conf, passwd and acl for Mosquitto 2 from the device registry')
     .requiredOption('--out <dir>', 'directory to write the three files into')
-    .option('--secrets <file>', 'device secrets to admit, one "deviceId secret" per line')
+    .option('--secrets <file>', 'secrets of devices registered without a kept broker hash, one "deviceId secret" per line')
     .option('--device-host <host>', 'interface of the device listener', '0.0.0.0')
     .option('--device-port <port>', 'port of the device listener (8883 with TLS)', '1883')
     .option('--service-host <host>', 'interface of the listener for Updraft instances (keep it private)', '127.0.0.1')
@@ -49,8 +49,8 @@ export function addBrokerCommands(program: Command): void {
       let after: string | undefined;
       do {
         const q = new URLSearchParams({ limit: '1000', ...(after ? { after } : {}) });
-        const page = await api.call<{ items: RegisteredDevice[]; next?: string }>('GET', `/api/v1/devices?${q}`);
-        devices.push(...page.items.map((d) => ({ deviceId: d.deviceId, revoked: d.revoked })));
+        const page = await api.call<{ items: RegisteredDevice[]; next?: string }>('GET', `/api/v1/broker/credentials?${q}`);
+        devices.push(...page.items.map((d) => ({ deviceId: d.deviceId, revoked: d.revoked, ...(d.brokerHash ? { brokerHash: d.brokerHash } : {}) })));
         after = page.next;
       } while (after);
       const secrets = opts.secrets ? parseSecrets(await readFile(opts.secrets, 'utf8')) : new Map<string, string>();
@@ -71,7 +71,7 @@ export function addBrokerCommands(program: Command): void {
       const out = process.stdout;
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);
-      if (passwd.missing.length) out.write(`no secret for ${passwd.missing.length} devices (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
+      if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
       out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>)\n`);
     });
 }

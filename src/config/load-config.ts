@@ -73,6 +73,9 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
     if (flags[s.flag] !== undefined) value = coerce(s, flags[s.flag], `flag --${s.flag}`, errors) ?? value;
     setPath(out, s.path, value);
   }
+  // settings that depend on each other
+  const partial = out as unknown as UpdraftConfig;
+  if (partial.downloads?.via === 's3' && !partial.blob) errors.push('downloads.via s3 needs S3 artifact storage: set blob (--blob s3://bucket?endpoint=...)');
   if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`);
   const config = out as unknown as UpdraftConfig;
   return config;

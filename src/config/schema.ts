@@ -19,7 +19,7 @@ export interface UpdraftConfig {
   /** Host names and IPs put into server certificates issued by Updraft's CA (comma-separated). */
   tls: { hosts: string };
   shadow: { maxDocumentBytes: number; maxDepth: number; maxPending: number };
-  downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number };
+  downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3' };
   logLevel: LogLevel;
 }
 
@@ -63,6 +63,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },
   { path: 'shadow.maxPending', type: 'integer', default: 100000, env: 'UPDRAFT_SHADOW_MAX_PENDING', flag: 'shadow-max-pending', doc: 'Shadow requests queued across all devices before new ones are rejected with 429.', min: 1 },
   { path: 'downloads.urlTtlSeconds', type: 'integer', default: 3600, env: 'UPDRAFT_URL_TTL', flag: 'url-ttl', doc: 'Lifetime of a pre-signed download URL and of the signed manifest of an update command, in seconds.', min: 10, max: 7 * 86400 },
+  { path: 'downloads.via', type: 'enum', default: 'updraft', env: 'UPDRAFT_DOWNLOADS_VIA', flag: 'downloads-via', doc: 'Where devices download from: updraft (HMAC-signed URLs to /v1/download, bound to device, artifact, expiry and optionally IP) or s3 (S3 pre-signed URLs straight to the bucket, bound to artifact and expiry only; needs blob=s3://...).', values: ['updraft', 's3'] },
   { path: 'downloads.tokenTtlSeconds', type: 'integer', default: 900, env: 'UPDRAFT_TOKEN_TTL', flag: 'token-ttl', doc: 'Lifetime of a temporary download credential (state/{id}/credentials/request), in seconds.', min: 10, max: 86400 },
   { path: 'downloads.maxArtifactBytes', type: 'integer', default: 2 * 1024 ** 3, env: 'UPDRAFT_MAX_ARTIFACT_BYTES', flag: 'max-artifact-bytes', doc: 'Largest artifact accepted by `artifact add`, in bytes.', min: 1 },
   { path: 'logLevel', type: 'enum', default: 'info', env: 'UPDRAFT_LOG_LEVEL', flag: 'log-level', doc: 'debug, info, warn, error or silent.', values: ['debug', 'info', 'warn', 'error', 'silent'] },

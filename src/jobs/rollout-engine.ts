@@ -11,11 +11,15 @@
  * 3. adds devices that newly match a continuous job's targets.
  *
  * Everything it knows is in the store (job progress, execution rows with wave, attempt,
- * dispatch time and deadline); after a crash it picks up where the stored state says. A
+ * dispatch time and deadline); after a crash it picks up where the stored state says.
+ * With several instances only the holder of the lease ticks (DESIGN.md §7): each tick
+ * first renews it, and an instance that becomes the holder (the previous one died) runs
+ * the same recovery as after a crash before its first round. A
  * command written just before a crash and not yet marked sent is sent again with the same
  * device-side job id, which the agent never applies twice.
  */
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import { InProcessLease, type Lease } from '../cluster/lease.ts';
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { JsonObject } from '../protocol/json.ts';
@@ -51,6 +55,8 @@ export interface RolloutEngineDeps {
   maxSendPerTick?: number;
   /** How often continuous jobs look for newly matching devices, in ms. */
   continuousScanMs?: number;
+  /** Who drives rollouts when several instances share the store; default: this process alone. */
+  lease?: Lease;
 }
 
 /** Defaults of the tuning options. */
@@ -93,29 +99,58 @@ export class RolloutEngine {
   private running = false;
   private chain: Promise<unknown> = Promise.resolve();
   private readonly lastScan = new Map<string, number>();
+  private readonly lease: Lease;
+  private leading = false;
 
   constructor(deps: RolloutEngineDeps) {
     this.deps = deps;
     this.desired = { store: deps.store, replica: deps.replica, artifacts: deps.artifacts };
+    this.lease = deps.lease ?? new InProcessLease();
+  }
+
+  /** True while this instance drives the rollouts. */
+  get isLeader(): boolean {
+    return this.leading && this.lease.held;
   }
 
   private now(): number {
     return this.deps.now ? this.deps.now() : Date.now();
   }
 
-  /** Recovers what a crash left in flight, then starts ticking. */
+  /** Takes the lead if it is free (recovering what a crash left in flight), then starts ticking. */
   async start(): Promise<void> {
-    await this.exclusive(() => this.recover());
+    await this.exclusive(() => this.lead());
     this.running = true;
     this.schedule(0);
   }
 
-  /** Stops ticking and waits for the tick in progress. */
+  /** Stops ticking, waits for the tick in progress and hands the lead to another instance. */
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.chain.catch(() => undefined);
+    this.leading = false;
+    await this.lease.release();
+  }
+
+  /**
+   * Renews (or tries to take) the lease; true while this instance leads. Taking over runs
+   * recovery first: the previous holder may have died between two commits, exactly as in a
+   * crash of a single instance.
+   */
+  private async lead(): Promise<boolean> {
+    const held = await this.lease.acquire();
+    if (held && !this.leading) {
+      await this.recover();
+      this.lastScan.clear();
+      this.leading = true;
+      this.deps.logger.info('driving rollouts (lease taken)');
+    } else if (!held && this.leading) {
+      this.leading = false;
+      this.deps.logger.warn('no longer driving rollouts: the lease was lost');
+    }
+    return held;
   }
 
   /** Runs `fn` when no tick or job operation is running (one at a time). */
@@ -154,6 +189,7 @@ export class RolloutEngine {
   /** One scheduler pass (timers call it; tests call it with a fake clock). */
   tick(): Promise<void> {
     return this.exclusive(async () => {
+      if (!(await this.lead())) return;
       const now = this.now();
       await this.processDue(now);
       for (const job of await this.activeJobs()) {
@@ -166,9 +202,13 @@ export class RolloutEngine {
     });
   }
 
-  /** Advances one job at once (a new job sends its first wave without waiting for the tick). */
+  /**
+   * Advances one job at once (a new job sends its first wave without waiting for the tick).
+   * On an instance that does not lead it does nothing: the leader's next tick starts the job.
+   */
   kick(jobId: string): Promise<void> {
     return this.exclusive(async () => {
+      if (!(await this.lead())) return;
       const job = await this.deps.store.getJob(jobId);
       if (job && ACTIVE_JOB_STATES.includes(job.status)) await this.advance(job, this.now());
     });

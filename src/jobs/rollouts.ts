@@ -28,8 +28,8 @@ export interface RolloutDeps {
   /** Live presence, for the fleet view. */
   isOnline: (deviceId: string) => boolean;
   onlineCount: () => number;
-  /** Engine tuning and the clock (tests). */
-  engine?: Pick<RolloutEngineDeps, 'now' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs'>;
+  /** Engine tuning and the clock (tests), and the lease when several instances share the store. */
+  engine?: Pick<RolloutEngineDeps, 'now' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs' | 'lease'>;
 }
 
 /** The rollout parts. */

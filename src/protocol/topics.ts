@@ -97,3 +97,22 @@ export function parseCredentialsRequestTopic(topic: string): { deviceId: string 
   if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== 'credentials' || parts[3] !== 'request') return undefined;
   return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;
 }
+
+/**
+ * Instance-to-instance events (several Updraft instances on one external broker): each
+ * instance publishes batches of its job and device events on `updraft/events/{instanceId}`
+ * and subscribes to `updraft/events/+`, so a live view served by any instance sees them
+ * all. Only the service user may use `updraft/#` (devices' ACL stops at `state/{id}/`).
+ */
+export const EVENT_RELAY_FILTER = 'updraft/events/+';
+
+/** The topic an instance publishes its event batches on. */
+export function eventRelayTopic(instanceId: string): string {
+  return `updraft/events/${instanceId}`;
+}
+
+/** The instance id of an event relay topic, or undefined for any other topic. */
+export function parseEventRelayTopic(topic: string): string | undefined {
+  const parts = topic.split('/');
+  return parts.length === 3 && parts[0] === 'updraft' && parts[1] === 'events' && isValidId(parts[2]!) ? parts[2] : undefined;
+}

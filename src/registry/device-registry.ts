@@ -2,6 +2,7 @@
  * The device registry: which devices exist, their attributes and tags (what groups and
  * queries select on), and their credential. Registration issues a secret, returned once.
  */
+import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
@@ -14,12 +15,12 @@ export interface DeviceRegistration {
   tags?: string[];
 }
 
-/** A device as the API shows it: never the secret hash. */
-export type PublicDevice = Omit<DeviceRecord, 'secretHash'> & { hasSecret: boolean };
+/** A device as the API shows it: never the secret hashes. */
+export type PublicDevice = Omit<DeviceRecord, 'secretHash' | 'brokerHash'> & { hasSecret: boolean };
 
 /** Strips the credential from a record. */
 export function publicDevice(d: DeviceRecord): PublicDevice {
-  const { secretHash, ...rest } = d;
+  const { secretHash, brokerHash: _brokerHash, ...rest } = d;
   return { ...rest, hasSecret: secretHash !== undefined };
 }
 
@@ -57,6 +58,8 @@ export class DeviceRegistry {
       attributes: r.attributes ?? {},
       tags: [...new Set(r.tags ?? [])],
       secretHash: hashDeviceSecret(secret),
+      // for an external Mosquitto (updraft broker mosquitto-config): the same secret in its format
+      brokerHash: await mosquittoPasswordHash(secret),
       revoked: false,
       createdAt: now,
       updatedAt: now,
@@ -96,7 +99,8 @@ export class DeviceRegistry {
    */
   async rotateSecret(deviceId: string): Promise<string> {
     const secret = newDeviceSecret();
-    await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret) }));
+    const brokerHash = await mosquittoPasswordHash(secret);
+    await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), brokerHash }));
     return secret;
   }
 

@@ -6,6 +6,8 @@
  */
 import path from 'node:path';
 import { ArtifactService } from '../artifacts/artifact-service.ts';
+import { HmacUrlIssuer, S3UrlIssuer, type DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
+import { S3BlobStore } from '../artifacts/s3-blob-store.ts';
 import { loadOrCreateKeyRing } from '../artifacts/key-ring.ts';
 import { UrlSigner } from '../artifacts/url-signer.ts';
 import { RegistryAuthenticator } from '../broker/registry-authenticator.ts';
@@ -14,10 +16,13 @@ import { ExternalBroker } from '../broker/external-broker.ts';
 import type { MessageBus } from '../broker/message-bus.ts';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
+import { EventRelay } from '../cluster/event-relay.ts';
+import { PostgresAdvisoryLease } from '../cluster/postgres-advisory-lease.ts';
 import { CredentialService, withCredentials } from '../credentials/credential-service.ts';
 import { DownloadTokens } from '../credentials/download-token.ts';
 import { EventBus } from '../events/event-bus.ts';
 import { addApiRoutes } from '../http/api-routes.ts';
+import { addBrokerRoutes } from '../http/broker-routes.ts';
 import { downloadRoute } from '../http/download-route.ts';
 import { addFleetRoutes } from '../http/fleet-routes.ts';
 import { HttpServer } from '../http/http-server.ts';
@@ -115,6 +120,8 @@ export class UpdraftServer {
     const urlKeys = await loadOrCreateKeyRing(dataDir);
     const signer = new UrlSigner({ keys: urlKeys, baseUrl: this.publicUrl });
     const tokens = new DownloadTokens({ keys: urlKeys });
+    // downloads.via s3: the bytes go from the bucket to the device, never through an instance
+    const urls: DownloadUrlIssuer = config.downloads.via === 's3' && blobs instanceof S3BlobStore ? new S3UrlIssuer({ blobs }) : new HmacUrlIssuer({ signer });
 
     this.broker = new EmbeddedBroker({
       port: config.mqtt.port,
@@ -165,7 +172,8 @@ export class UpdraftServer {
         // the manifest is signed now, like the URL, and expires with it (freeze attacks); it
         // allows a downgrade only when the job does (or takes a device back: rollback, cancel)
         const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await jobAllowsDowngrade(sw.jobId.split('.')[0]!));
-        return { ...sw, url: signer.sign({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt }), urlExpiresAt, ...security.manifests.sign(sw, urlExpiresAt, allowDowngrade) };
+        const url = await urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt });
+        return { ...sw, url, urlExpiresAt, ...security.manifests.sign(sw, urlExpiresAt, allowDowngrade) };
       },
     });
     // the replica subscribes to the bus before the broker accepts the first device
@@ -173,9 +181,13 @@ export class UpdraftServer {
     this.tracker = new ExecutionTracker({ store: this.store, events, logger: logger.child('jobs') });
     await this.startPart(this.tracker);
     const isOnline = (id: string) => this.online.has(id);
-    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size });
+    // instances sharing a PostgreSQL database take turns driving rollouts (DESIGN.md §7)
+    const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease') }) : undefined;
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, ...(lease ? { engine: { lease } } : {}) });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
+    // several instances on one external broker: every instance's live views see all events
+    if (config.mqtt.url) await this.startPart(new EventRelay({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
     // after the bus: recovery and the first tick may send commands
     await this.startPart(this.rollouts);
 
@@ -184,6 +196,7 @@ export class UpdraftServer {
       return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
     };
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, logger: logger.child('download') }));
+    addBrokerRoutes(router, { registry: this.registry });
     addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, urlKeys, logger: logger.child('security') });
     addApiRoutes(router, {
       store: this.store,

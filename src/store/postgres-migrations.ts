@@ -99,6 +99,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   -- the Ed25519 signature recorded when an artifact is added (<keyId>:<base64>)
   ALTER TABLE artifacts ADD COLUMN signature TEXT;
   `,
+  `
+  -- the device secret in Mosquitto's password-file format, for an external broker
+  ALTER TABLE devices ADD COLUMN broker_hash TEXT;
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -71,13 +71,13 @@ interface ExecutionRow {
   due_at: string | null;
 }
 interface GroupRow { name: string; kind: string; devices: string[]; query: string | null; description: string | null; created_at: string; updated_at: string; version: string }
-interface DeviceRow { device_id: string; attributes: DeviceRecord['attributes']; tags: string[]; secret_hash: string | null; revoked: boolean; created_at: string; updated_at: string; version: string }
+interface DeviceRow { device_id: string; attributes: DeviceRecord['attributes']; tags: string[]; secret_hash: string | null; broker_hash: string | null; revoked: boolean; created_at: string; updated_at: string; version: string }
 
 const SHADOW_COLS = 'device_id, name, version, deleted, state, metadata, timestamp';
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
 /** `unnest` of one array per EXEC_COLS column: every execution of a batch in one statement. */
 const EXEC_UNNEST = 'unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::int[], $10::bigint[], $11::bigint[])';
-const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version';
+const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, broker_hash, revoked, created_at, updated_at, version';
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
@@ -170,7 +170,7 @@ export class PostgresStore implements StateStore {
   async createDevice(record: DeviceRecord): Promise<void> {
     const params = deviceParams(record);
     await this.write(async (c) => {
-      const r = await c.query(`INSERT INTO devices (${DEVICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (device_id) DO NOTHING`, params);
+      const r = await c.query(`INSERT INTO devices (${DEVICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (device_id) DO NOTHING`, params);
       if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Device ${record.deviceId} is already registered`);
     });
   }
@@ -183,9 +183,9 @@ export class PostgresStore implements StateStore {
   async updateDevice(record: DeviceRecord): Promise<boolean> {
     const d = record;
     // created_at never changes
-    const params = [JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked, d.updatedAt, d.version, d.deviceId, d.version - 1];
+    const params = [JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked, d.updatedAt, d.version, d.deviceId, d.version - 1];
     return this.write(async (c) => {
-      const r = await c.query('UPDATE devices SET attributes = $1, tags = $2, secret_hash = $3, revoked = $4, updated_at = $5, version = $6 WHERE device_id = $7 AND version = $8', params);
+      const r = await c.query('UPDATE devices SET attributes = $1, tags = $2, secret_hash = $3, broker_hash = $4, revoked = $5, updated_at = $6, version = $7 WHERE device_id = $8 AND version = $9', params);
       return r.rowCount === 1;
     });
   }
@@ -459,7 +459,7 @@ function json(value: object | undefined): string | null {
 
 /** Column order of DEVICE_COLS. */
 function deviceParams(d: DeviceRecord): unknown[] {
-  return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked, d.createdAt, d.updatedAt, d.version];
+  return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked, d.createdAt, d.updatedAt, d.version];
 }
 
 // BIGINT columns arrive as strings (node-postgres keeps 64-bit exact); every value we store fits a double
@@ -519,5 +519,6 @@ function toDevice(r: DeviceRow): DeviceRecord {
     version: Number(r.version),
   };
   if (r.secret_hash !== null) d.secretHash = r.secret_hash;
+  if (r.broker_hash !== null) d.brokerHash = r.broker_hash;
   return d;
 }

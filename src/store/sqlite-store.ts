@@ -141,6 +141,10 @@ const MIGRATIONS: readonly string[] = [
   -- issue 5: the Ed25519 signature recorded when an artifact is added (<keyId>:<base64>)
   ALTER TABLE artifacts ADD COLUMN signature TEXT;
   `,
+  `
+  -- issue 6: the device secret in Mosquitto's password-file format, for an external broker
+  ALTER TABLE devices ADD COLUMN broker_hash TEXT;
+  `,
 ];
 
 interface ShadowRow { device_id: string; name: string; version: number; deleted: number; state: string; metadata: string; timestamp: number }
@@ -158,7 +162,7 @@ interface JobRow {
   version: number | null;
 }
 interface GroupRow { name: string; kind: string; devices: string; query: string | null; description: string | null; created_at: number; updated_at: number; version: number }
-interface DeviceRow { device_id: string; attributes: string; tags: string; secret_hash: string | null; revoked: number; created_at: number; updated_at: number; version: number }
+interface DeviceRow { device_id: string; attributes: string; tags: string; secret_hash: string | null; broker_hash: string | null; revoked: number; created_at: number; updated_at: number; version: number }
 interface ExecutionRow {
   job_id: string;
   device_id: string;
@@ -332,7 +336,7 @@ export class SqliteStore implements StateStore {
 
   async updateDevice(record: DeviceRecord): Promise<boolean> {
     const d = record;
-    const params = [JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked ? 1 : 0, d.updatedAt, d.version, d.deviceId, d.version - 1];
+    const params = [JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked ? 1 : 0, d.updatedAt, d.version, d.deviceId, d.version - 1];
     return this.enqueue(() => this.statements().updateDevice.run(...params).changes === 1);
   }
 
@@ -676,7 +680,7 @@ function prepare(db: Database.Database): Statements {
   const p = <R = unknown>(sql: string): Stmt<R> => db.prepare<unknown[], R>(sql);
   const shadowCols = 'device_id, name, version, deleted, state, metadata, timestamp';
   const execCols = EXEC_COLS;
-  const deviceCols = 'device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version';
+  const deviceCols = 'device_id, attributes, tags, secret_hash, broker_hash, revoked, created_at, updated_at, version';
   return {
     getShadow: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE device_id = ? AND name = ?`),
     insertShadow: p(`INSERT INTO shadows (${shadowCols}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, name) DO NOTHING`),
@@ -699,10 +703,10 @@ function prepare(db: Database.Database): Statements {
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
     executionsByDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC`),
     executionsAll: p<ExecutionRow>(`SELECT ${execCols} FROM executions ORDER BY queued_at DESC, job_id, device_id`),
-    insertDevice: p(`INSERT INTO devices (${deviceCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertDevice: p(`INSERT INTO devices (${deviceCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),
     // created_at never changes
-    updateDevice: p('UPDATE devices SET attributes = ?, tags = ?, secret_hash = ?, revoked = ?, updated_at = ?, version = ? WHERE device_id = ? AND version = ?'),
+    updateDevice: p('UPDATE devices SET attributes = ?, tags = ?, secret_hash = ?, broker_hash = ?, revoked = ?, updated_at = ?, version = ? WHERE device_id = ? AND version = ?'),
     listDevicesFirst: p<DeviceRow>(`SELECT ${deviceCols} FROM devices ORDER BY device_id LIMIT ?`),
     listDevicesAfter: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?`),
     // a job created without a version has version 1
@@ -766,7 +770,7 @@ function toGroup(row: GroupRow): GroupRecord {
 
 /** Column order of `deviceCols`. */
 function deviceParams(d: DeviceRecord): unknown[] {
-  return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.revoked ? 1 : 0, d.createdAt, d.updatedAt, d.version];
+  return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked ? 1 : 0, d.createdAt, d.updatedAt, d.version];
 }
 
 function toDevice(row: DeviceRow): DeviceRecord {
@@ -780,6 +784,7 @@ function toDevice(row: DeviceRow): DeviceRecord {
     version: row.version,
   };
   if (row.secret_hash !== null) d.secretHash = row.secret_hash;
+  if (row.broker_hash !== null) d.brokerHash = row.broker_hash;
   return d;
 }
 

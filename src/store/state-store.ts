@@ -122,6 +122,12 @@ export interface DeviceRecord {
   tags: string[];
   /** SHA-256 (hex) of the device secret; absent for devices that authenticate by certificate only. */
   secretHash?: string;
+  /**
+   * The same secret as an external Mosquitto's password file stores it (`$7$` PBKDF2-SHA512,
+   * what `mosquitto_passwd` writes), so `updraft broker mosquitto-config` can admit the
+   * device; absent for devices registered before it was kept (rotate their secret).
+   */
+  brokerHash?: string;
   /** A revoked device is refused at CONNECT and at download. */
   revoked: boolean;
   /** Milliseconds since the epoch. */

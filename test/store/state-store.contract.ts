@@ -170,13 +170,16 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           delete certOnly.secretHash;
           await store.createDevice(certOnly);
           assert.deepEqual(await store.getDevice('dev-2'), certOnly);
+          const withBrokerHash = device('dev-3', { brokerHash: '$7$101$c2FsdA==$aGFzaA==' });
+          await store.createDevice(withBrokerHash);
+          assert.deepEqual(await store.getDevice('dev-3'), withBrokerHash);
           assert.equal(await store.getDevice('nobody'), undefined);
         }));
 
       it('updates conditionally on the row version', () =>
         withStore(async (store) => {
           await store.createDevice(device('dev-1'));
-          const revoked = device('dev-1', { revoked: true, updatedAt: 2_000, version: 2 });
+          const revoked = device('dev-1', { revoked: true, brokerHash: '$7$101$bmV3$bmV3', updatedAt: 2_000, version: 2 });
           assert.equal(await store.updateDevice(revoked), true);
           assert.equal(await store.updateDevice(device('dev-1', { tags: ['stale'], version: 2 })), false);
           assert.deepEqual(await store.getDevice('dev-1'), revoked);

@@ -1,0 +1,133 @@
+/**
+ * Events visible from any instance (DESIGN.md §7, issue 6). With several instances, a
+ * device's report is handled by whichever instance the broker's shared subscription picked,
+ * and a rollout is driven by the lease holder; an operator's live view (the API's event
+ * stream, the dashboard) is served by yet another one. Each instance therefore publishes
+ * its job, execution and presence events to the other instances over the same external
+ * MQTT broker, batched (one message per 100 ms at most, so a 1,000-device wave costs a
+ * handful of messages, not thousands), and re-emits theirs on its own EventBus.
+ *
+ * Delivery is QoS 1 but not durable: an instance that is down misses the events of that
+ * time, as a browser that was closed does. The store stays the truth; events only tell
+ * live views to look again.
+ */
+import { randomBytes } from 'node:crypto';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { UpdraftError } from '../errors.ts';
+import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
+import { EVENT_RELAY_FILTER, eventRelayTopic, parseEventRelayTopic } from '../protocol/topics.ts';
+import type { Logger } from '../util/logger.ts';
+
+/** The events live views need from other instances. */
+export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'device.presence'] as const;
+type RelayedEvent = (typeof RELAYED_EVENTS)[number];
+type Relayed = { [K in RelayedEvent]: { type: K; payload: UpdraftEvents[K] } }[RelayedEvent];
+
+/** What the relay needs. */
+export interface EventRelayDeps {
+  /** The external broker (`--mqtt-url`), reached as the service user. */
+  url: string;
+  username: string;
+  password: string;
+  tls?: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
+  events: EventBus;
+  logger: Logger;
+  /** This instance's id in topics; default a random one. */
+  instanceId?: string;
+  /** Longest wait before a batch is sent, in ms. */
+  flushMs?: number;
+}
+
+const MAX_BATCH = 500;
+
+/** Publishes this instance's events and re-emits the other instances' ones. */
+export class EventRelay {
+  private readonly deps: EventRelayDeps;
+  readonly instanceId: string;
+  private client: MqttClient | undefined;
+  private batch: Relayed[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private offs: (() => void)[] = [];
+  /** True while re-emitting a remote event: it must not be relayed back. */
+  private replaying = false;
+
+  constructor(deps: EventRelayDeps) {
+    this.deps = deps;
+    this.instanceId = deps.instanceId ?? `i-${randomBytes(6).toString('hex')}`;
+  }
+
+  async start(): Promise<void> {
+    const d = this.deps;
+    try {
+      this.client = await mqtt.connectAsync(d.url, {
+        clientId: `updraft-events-${this.instanceId}`,
+        username: d.username,
+        password: d.password,
+        clean: true,
+        reconnectPeriod: 1_000,
+        connectTimeout: 10_000,
+        ...(d.tls ?? {}),
+      });
+    } catch (err) {
+      throw new UpdraftError('CONFIG', `cannot connect the event relay to the MQTT broker: ${(err as Error).message}`, { cause: err });
+    }
+    this.client.on('message', (topic, payload) => this.receive(topic, payload));
+    this.client.on('error', (err) => d.logger.warn('event relay: MQTT error', { error: err.message }));
+    const [granted] = await this.client.subscribeAsync(EVENT_RELAY_FILTER, { qos: 1 });
+    if (!granted || granted.qos >= 0x80) {
+      await this.stop();
+      throw new UpdraftError('CONFIG', `the MQTT broker refused the subscription ${EVENT_RELAY_FILTER}; the ${d.username} user needs read and write access to updraft/# (see updraft broker mosquitto-config)`);
+    }
+    for (const type of RELAYED_EVENTS) {
+      this.offs.push(d.events.on(type, (payload) => this.queue({ type, payload } as Relayed)));
+    }
+  }
+
+  private queue(event: Relayed): void {
+    if (this.replaying || !this.client) return;
+    this.batch.push(event);
+    if (this.batch.length >= MAX_BATCH) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), this.deps.flushMs ?? 100);
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.batch;
+    this.batch = [];
+    if (batch.length === 0 || !this.client) return;
+    this.client.publish(eventRelayTopic(this.instanceId), JSON.stringify(batch), { qos: 1 }, (err) => {
+      if (err) this.deps.logger.warn('event relay: batch not published', { events: batch.length, error: err.message });
+    });
+  }
+
+  private receive(topic: string, payload: Buffer): void {
+    const from = parseEventRelayTopic(topic);
+    if (!from || from === this.instanceId) return;
+    let batch: unknown;
+    try {
+      batch = JSON.parse(payload.toString('utf8'));
+    } catch {
+      this.deps.logger.warn('event relay: unreadable batch ignored', { from });
+      return;
+    }
+    if (!Array.isArray(batch)) return;
+    this.replaying = true;
+    try {
+      for (const e of batch as Relayed[]) {
+        if (e && (RELAYED_EVENTS as readonly string[]).includes(e.type) && e.payload && typeof e.payload === 'object') this.deps.events.emit(e.type, e.payload as never);
+      }
+    } finally {
+      this.replaying = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const off of this.offs) off();
+    this.offs = [];
+    this.flush();
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.endAsync();
+  }
+}

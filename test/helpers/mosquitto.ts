@@ -16,6 +16,10 @@ export interface TestMosquitto {
   deviceUrl: string;
   serviceUrl: string;
   dir: string;
+  devicePort: number;
+  servicePort: number;
+  /** Re-reads the password and ACL files (SIGHUP), after making them readable to the broker's user. */
+  reload(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -66,6 +70,14 @@ export async function startTestMosquitto(bin: string, input: { operatorToken: st
     deviceUrl: `mqtt://127.0.0.1:${devicePort}`,
     serviceUrl: `mqtt://127.0.0.1:${servicePort}`,
     dir,
+    devicePort,
+    servicePort,
+    async reload() {
+      await chmod(path.join(dir, 'passwd'), 0o644);
+      child.kill('SIGHUP');
+      // mosquitto logs nothing we can wait for on a quiet reload: give it a moment
+      await new Promise((r) => setTimeout(r, 300));
+    },
     async stop() {
       child.kill('SIGTERM');
       await exited;

@@ -1,8 +1,12 @@
 /**
  * Serializes the agent's reports: one in flight at a time, so the server sees them in order
- * even across retries. A queued report is replaced by a newer one of the same job and status
- * (a progress report by a later one: only the latest matters, as reports carry whole state),
- * so a fast download never queues a report per chunk; phase changes are all sent, in order.
+ * even across retries. A report still waiting in the queue is replaced by a newer one of the
+ * same job: reports carry the whole state, so only the latest matters (a progress report by
+ * a later one, a phase by the next phase). Backpressure, not loss: while the server answers
+ * quickly every phase is sent; when its answers lag (a fleet updating at once), a device
+ * sends DOWNLOADING then, say, SUCCESS instead of four reports, and the broker and replica
+ * carry fewer messages exactly when they are busiest. The outcome (SUCCESS, FAILURE) is
+ * never replaced.
  */
 import type { JsonObject } from '../protocol/json.ts';
 
@@ -16,7 +20,9 @@ interface Queued {
   waiters: Waiter[];
 }
 
-/** An ordered queue of reports that coalesces repeats of one phase. */
+const OUTCOMES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE']);
+
+/** An ordered queue of reports that coalesces a job's reports not yet sent. */
 export class ReportQueue {
   private readonly send: (software: JsonObject) => Promise<JsonObject>;
   private readonly queue: Queued[] = [];
@@ -34,7 +40,7 @@ export class ReportQueue {
   submit(software: JsonObject): Promise<JsonObject> {
     return new Promise((resolve, reject) => {
       const last = this.queue[this.queue.length - 1];
-      if (last && last.software.status === software.status && last.software.jobId === software.jobId) {
+      if (last && last.software.jobId === software.jobId && !OUTCOMES.has(String(last.software.status))) {
         last.software = software;
         last.waiters.push({ resolve, reject });
       } else {

@@ -32,15 +32,18 @@ describe('UpdateAgent', () => {
     assert.deepEqual(f.server.reports[0], { name: null, version: '0.0.0', sha256: null, size: null, status: 'IDLE', progress: null, error: null });
 
     const finished = nextEvent(agent, 'job-finished');
+    const phases: string[] = [];
+    agent.on('status', (e) => phases.push(e.status));
     const sw = f.software('job-1');
     await f.server.setDesired(sw);
     assert.deepEqual(await finished, { jobId: 'job-1', status: 'SUCCESS', version: '2.0.0' });
+    // the agent goes through every phase; its reports of them may be coalesced while an answer is pending
+    assert.deepEqual(phases, ['DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SUCCESS']);
 
     const reports = f.server.reportsFor('job-1');
     const statuses = reports.map((r) => r.status as string);
     assert.equal(statuses[0], 'DOWNLOADING');
     assert.equal(reports[0]!.progress, 0);
-    assert.ok(statuses.includes('VERIFYING') && statuses.includes('INSTALLING'), statuses.join());
     assert.equal(statuses[statuses.length - 1], 'SUCCESS');
     assert.ok(isMonotonic(statuses), statuses.join());
     for (const r of reports.filter((r) => r.status === 'DOWNLOADING')) assert.ok(typeof r.progress === 'number' && r.progress >= 0 && r.progress < 1);

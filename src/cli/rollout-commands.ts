@@ -44,6 +44,7 @@ interface CreateOptions extends Common {
   continuous?: boolean;
   wave: string[];
   maxPerMinute?: string;
+  maxInFlight?: string;
   rampUp?: string;
   startAt?: string;
   abort: string[];
@@ -70,6 +71,7 @@ async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
   const plan: Record<string, unknown> = { ...(body.plan as object | undefined) };
   if (o.wave.length) plan.waves = o.wave.map(parseWave);
   if (o.maxPerMinute !== undefined) plan.maxPerMinute = number('--max-per-minute', o.maxPerMinute);
+  if (o.maxInFlight !== undefined) plan.maxInFlight = number('--max-in-flight', o.maxInFlight);
   if (o.rampUp) {
     const [initial, factor] = o.rampUp.split(':');
     plan.rampUp = { initialPerMinute: number('--ramp-up', initial), factor: number('--ramp-up', factor ?? '2') };
@@ -142,6 +144,7 @@ export function addRolloutCommands(program: Command): void {
     .option('--continuous', 'also update devices that match later')
     .option('--wave <spec>', 'a wave (repeatable, in order): 5, 50%, 50%@95 (threshold), 10! (wait for approval)', collect, [])
     .option('--max-per-minute <n>', 'most update commands sent per minute')
+    .option('--max-in-flight <n>', 'most devices with a command and no outcome yet')
     .option('--ramp-up <initial:factor>', 'exponential ramp-up per minute, e.g. 10:2')
     .option('--start-at <time>', 'scheduled start (ISO 8601)')
     .option('--abort <type:percent[:min]>', 'abort rule (repeatable), e.g. FAILED:10:20 or ANY:5', collect, [])

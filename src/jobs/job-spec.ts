@@ -47,6 +47,12 @@ export interface JobSpec {
     waves: WaveSpec[];
     /** Most update commands sent per minute (absent: no limit). */
     maxPerMinute?: number;
+    /**
+     * Most devices with a command and no outcome yet (absent: no limit). Bounds the load on
+     * the broker and the download path, and with it each device's time from command to
+     * outcome (Little's law: in flight / throughput), however large the wave.
+     */
+    maxInFlight?: number;
     /** Exponential ramp-up: `initialPerMinute` in a wave's first minute, times `factor` each minute after, up to maxPerMinute. */
     rampUp?: { initialPerMinute: number; factor: number };
     /** Milliseconds since the epoch before which nothing is sent. */
@@ -144,7 +150,7 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
     bad('plan must be an object');
     return plan;
   }
-  for (const k of Object.keys(value)) if (!['waves', 'maxPerMinute', 'rampUp', 'startAt'].includes(k)) bad(`unknown field "plan.${k}" (waves, maxPerMinute, rampUp, startAt)`);
+  for (const k of Object.keys(value)) if (!['waves', 'maxPerMinute', 'maxInFlight', 'rampUp', 'startAt'].includes(k)) bad(`unknown field "plan.${k}" (waves, maxPerMinute, maxInFlight, rampUp, startAt)`);
   if (value.waves !== undefined) {
     const waves = value.waves;
     if (!Array.isArray(waves) || waves.length === 0 || waves.length > MAX_WAVES) {
@@ -188,6 +194,10 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
   if (value.maxPerMinute !== undefined) {
     if (!isPositiveInt(value.maxPerMinute)) bad('plan.maxPerMinute must be a positive integer');
     else plan.maxPerMinute = value.maxPerMinute;
+  }
+  if (value.maxInFlight !== undefined) {
+    if (!isPositiveInt(value.maxInFlight)) bad('plan.maxInFlight must be a positive integer');
+    else plan.maxInFlight = value.maxInFlight;
   }
   if (value.rampUp !== undefined) {
     const r = value.rampUp;

@@ -25,7 +25,7 @@ import type { EventBus } from '../events/event-bus.ts';
 import type { JsonObject } from '../protocol/json.ts';
 import { SEMVER, compareSemver, parseReportedSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
-import type { ArtifactRecord, ExecutionRecord, JobRecord, JobStatus, StateStore } from '../store/state-store.ts';
+import type { ArtifactRecord, ExecutionCount, ExecutionRecord, JobRecord, JobStatus, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { agentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
@@ -101,6 +101,8 @@ export class RolloutEngine {
   private readonly lastScan = new Map<string, number>();
   private readonly lease: Lease;
   private leading = false;
+  private offFinished: (() => void) | undefined;
+  private refill: NodeJS.Timeout | undefined;
 
   constructor(deps: RolloutEngineDeps) {
     this.deps = deps;
@@ -121,6 +123,16 @@ export class RolloutEngine {
   async start(): Promise<void> {
     await this.exclusive(() => this.lead());
     this.running = true;
+    // a device that finishes frees a place in its job's in-flight window: refill it soon
+    // rather than at the next tick (coalesced: at most one early tick per 50 ms)
+    this.offFinished = this.deps.events.on('execution.changed', ({ current }) => {
+      if (!isTerminal(current.status) || this.refill || !this.leading) return;
+      this.refill = setTimeout(() => {
+        this.refill = undefined;
+        this.wake();
+      }, 50);
+      this.refill.unref?.();
+    });
     this.schedule(0);
   }
 
@@ -129,6 +141,9 @@ export class RolloutEngine {
     this.running = false;
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.offFinished?.();
+    clearTimeout(this.refill);
+    this.refill = undefined;
     await this.chain.catch(() => undefined);
     this.leading = false;
     await this.lease.release();
@@ -261,10 +276,11 @@ export class RolloutEngine {
     }
     if (spec.type === 'continuous') await this.scanContinuous(job, spec, now);
 
-    // send within the rate allowance
+    // send within the rate allowance and the in-flight window
     const w = p.wave;
     const allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
-    const budget = Math.min(allowance, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
+    const window = spec.plan.maxInFlight === undefined ? Infinity : spec.plan.maxInFlight - inFlight(counts);
+    const budget = Math.min(allowance, window, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
     let sent = 0;
     if (budget > 0) {
       const batch = await this.deps.store.nextUndispatched(job.jobId, w, budget);
@@ -527,6 +543,11 @@ export class RolloutEngine {
       after = page.next;
     } while (after);
   }
+}
+
+/** Executions sent their command and without an outcome yet. */
+function inFlight(counts: readonly ExecutionCount[]): number {
+  return counts.reduce((n, c) => n + (c.status === 'QUEUED' || c.status === 'IN_PROGRESS' ? c.dispatched : 0), 0);
 }
 
 /** The first abort rule the counts break, as a sentence; undefined when none. */

@@ -352,11 +352,11 @@ export class PostgresStore implements StateStore {
   }
 
   async countExecutions(jobId: string): Promise<ExecutionCount[]> {
-    const rows = await this.read<{ wave: number; status: string; count: string }>(
-      'SELECT wave, status, COUNT(*) AS count FROM executions WHERE job_id = $1 GROUP BY wave, status ORDER BY wave, status COLLATE "C"',
+    const rows = await this.read<{ wave: number; status: string; count: string; dispatched: string }>(
+      'SELECT wave, status, COUNT(*) AS count, COUNT(dispatched_at) AS dispatched FROM executions WHERE job_id = $1 GROUP BY wave, status ORDER BY wave, status COLLATE "C"',
       [jobId],
     );
-    return rows.map((r) => ({ wave: r.wave, status: r.status as ExecutionStatus, count: Number(r.count) }));
+    return rows.map((r) => ({ wave: r.wave, status: r.status as ExecutionStatus, count: Number(r.count), dispatched: Number(r.dispatched) }));
   }
 
   async createGroup(group: GroupRecord): Promise<void> {

@@ -207,7 +207,7 @@ interface Statements {
   insertExecutionIfNew: Stmt;
   nextUndispatched: Stmt<ExecutionRow>;
   dueExecutions: Stmt<ExecutionRow>;
-  countExecutions: Stmt<{ wave: number; status: string; count: number }>;
+  countExecutions: Stmt<{ wave: number; status: string; count: number; dispatched: number }>;
   insertGroup: Stmt;
   getGroup: Stmt<GroupRow>;
   updateGroup: Stmt;
@@ -505,7 +505,7 @@ export class SqliteStore implements StateStore {
   async countExecutions(jobId: string): Promise<ExecutionCount[]> {
     return this.statements()
       .countExecutions.all(jobId)
-      .map((r) => ({ wave: r.wave, status: r.status as ExecutionStatus, count: r.count }));
+      .map((r) => ({ wave: r.wave, status: r.status as ExecutionStatus, count: r.count, dispatched: r.dispatched }));
   }
 
   async createGroup(group: GroupRecord): Promise<void> {
@@ -716,7 +716,7 @@ function prepare(db: Database.Database): Statements {
       `SELECT ${execCols} FROM executions WHERE job_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL AND wave <= ? ORDER BY wave, device_id LIMIT ?`,
     ),
     dueExecutions: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`),
-    countExecutions: p<{ wave: number; status: string; count: number }>('SELECT wave, status, COUNT(*) AS count FROM executions WHERE job_id = ? GROUP BY wave, status ORDER BY wave, status'),
+    countExecutions: p<{ wave: number; status: string; count: number; dispatched: number }>('SELECT wave, status, COUNT(*) AS count, COUNT(dispatched_at) AS dispatched FROM executions WHERE job_id = ? GROUP BY wave, status ORDER BY wave, status'),
     insertGroup: p(`INSERT INTO device_groups (${GROUP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     getGroup: p<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups WHERE name = ?`),
     updateGroup: p('UPDATE device_groups SET kind = ?, devices = ?, query = ?, description = ?, updated_at = ?, version = ? WHERE name = ? AND version = ?'),

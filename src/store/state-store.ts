@@ -112,6 +112,8 @@ export interface ExecutionCount {
   wave: number;
   status: ExecutionStatus;
   count: number;
+  /** How many of them have been sent their command (dispatchedAt set). */
+  dispatched: number;
 }
 
 /** A registered device: identity, attributes and tags (for groups and queries), credential. */

@@ -98,6 +98,29 @@ describe('rollout engine', () => {
     assert.equal((await sentTo(ids, jobId)).length, 40, 'capped at 16/min');
   });
 
+  it('keeps at most maxInFlight devices between command and outcome; each outcome frees a place', async () => {
+    const ids = await f.fleet('d', 10);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 3 } });
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003'], 'the window is full');
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 3, 'nothing more until one finishes');
+    await f.complete('d001');
+    await f.complete('d002', 'FAILURE');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004', 'd005'], 'two outcomes, two more commands');
+    for (const id of ids.slice(2, 5)) await f.complete(id);
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 8);
+    for (const id of ids.slice(5, 8)) await f.complete(id);
+    await f.tick();
+    for (const id of ids.slice(8)) await f.complete(id);
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'COMPLETED');
+    const c = await counts(jobId);
+    assert.equal(c.SUCCEEDED, 9);
+    assert.equal(c.FAILED, 1);
+  });
+
   it('waits for a scheduled start', async () => {
     const ids = await f.fleet('d', 2);
     const jobId = await create({ targets: { devices: ids }, plan: { startAt: new Date(f.clock.now + 3_600_000).toISOString() } });

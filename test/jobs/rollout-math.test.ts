@@ -54,6 +54,7 @@ describe('rollout arithmetic', () => {
     bad({ plan: { waves: [{ percent: 50 }, { percent: 20 }] } }, /must not be lower than an earlier wave's/);
     bad({ plan: { waves: [{}, {}] } }, /plan\.waves\[0\] needs count or percent/);
     bad({ plan: { maxPerMinute: 0 } }, /maxPerMinute must be a positive integer/);
+    bad({ plan: { maxInFlight: 1.5 } }, /maxInFlight must be a positive integer/);
     bad({ plan: { maxPerMinute: 5, rampUp: { initialPerMinute: 10, factor: 2 } } }, /initialPerMinute must not exceed/);
     bad({ abort: { rules: [{ type: 'FAILED', thresholdPercent: 0 }] } }, /thresholdPercent must be a number above 0/);
     bad({ abort: { rules: [{ type: 'OOPS', thresholdPercent: 5 }] } }, /type must be FAILED, TIMED_OUT, REJECTED or ANY/);

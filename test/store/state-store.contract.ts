@@ -422,11 +422,11 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(
             sortBy(await store.countExecutions('job-1'), (c) => `${c.wave}${c.status}`),
             [
-              { wave: 0, status: 'CANCELED', count: 1 },
-              { wave: 0, status: 'IN_PROGRESS', count: 1 },
-              { wave: 0, status: 'QUEUED', count: 2 },
-              { wave: 1, status: 'QUEUED', count: 1 },
-              { wave: 2, status: 'QUEUED', count: 1 },
+              { wave: 0, status: 'CANCELED', count: 1, dispatched: 0 },
+              { wave: 0, status: 'IN_PROGRESS', count: 1, dispatched: 1 },
+              { wave: 0, status: 'QUEUED', count: 2, dispatched: 1 },
+              { wave: 1, status: 'QUEUED', count: 1, dispatched: 0 },
+              { wave: 2, status: 'QUEUED', count: 1, dispatched: 0 },
             ],
           );
           assert.deepEqual(await store.countExecutions('job-404'), []);

@@ -6,6 +6,7 @@
  *   npm run bench                       # 1,000 and 5,000 connected devices, replica ops, 1M-shadow store
  *   npm run bench -- --full             # also 15,000 connected and a 100,000-device cycling rollout
  *   npm run bench -- --sizes 2000 --rollout 20000 --store-shadows 0 --profile
+ *   npm run bench -- --in-flight 0        # no in-flight window: every device commanded at once
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     sizes: { type: 'string' },
     rollout: { type: 'string' },
     concurrency: { type: 'string', default: '5000' },
+    'in-flight': { type: 'string', default: '1000' },
     'store-shadows': { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench-results' },
@@ -48,7 +50,7 @@ let ops: Awaited<ReturnType<typeof replicaOps>> | undefined;
 for (const n of sizes) {
   const server = await startServer(profileDir ? { profileDir } : {});
   try {
-    updates.push(await connectedUpdate(server, n));
+    updates.push(await connectedUpdate(server, n, Number(values['in-flight']) || undefined));
     log(`\n[1,5] ${n} connected devices take one update\n${table([updates.at(-1)! as unknown as Record<string, unknown>])}`);
     if (n === sizes.at(-1)) {
       brokerRate = await rawBrokerRate(server);

@@ -75,6 +75,8 @@ async function published(api: ApiClient): Promise<number> {
 interface Execution {
   status: string;
   queuedAt: number;
+  /** When the desired state (the command) was written: where the issue's per-device latency starts. */
+  dispatchedAt?: number;
   updatedAt: number;
 }
 
@@ -93,8 +95,13 @@ export interface UpdateFigures {
   installs: number;
 }
 
-/** Scenario 1 and 5: N connected devices take one update; server memory per connection. */
-export async function connectedUpdate(server: BenchServer, n: number): Promise<UpdateFigures> {
+/**
+ * Scenario 1 and 5: N connected devices take one update; server memory per connection. One
+ * rollout job targets the whole fleet, with `maxInFlight` when given (the rollout setting
+ * that bounds each device's wait: latency = in flight / throughput). Latency runs from the
+ * device's desired state being written (the command) to its acceptance.
+ */
+export async function connectedUpdate(server: BenchServer, n: number, maxInFlight?: number): Promise<UpdateFigures> {
   const { api } = server;
   const rssBefore = server.child.rss();
   const devices = await registerFleet(api, `c${n}-`, n);
@@ -107,12 +114,12 @@ export async function connectedUpdate(server: BenchServer, n: number): Promise<U
     const rssConnected = server.child.rss();
     await api.call('POST', `/api/v1/artifacts?name=fw-${n}&version=2.0.0`, randomBytes(1024));
     const m0 = await published(api);
-    const ids = devices.map((d) => d.deviceId);
-    const jobIds: string[] = [];
-    for (let i = 0; i < ids.length; i += 5000) {
-      const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ids.slice(i, i + 5000), artifact: `fw-${n}@2.0.0` });
-      jobIds.push(r.job.jobId);
-    }
+    const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', {
+      artifact: `fw-${n}@2.0.0`,
+      targets: { query: 'tags = sim' }, // a fresh server per size: the fleet just registered
+      ...(maxInFlight ? { plan: { maxInFlight } } : {}),
+    });
+    const jobIds = [r.job.jobId];
     const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000);
     await sleep(500); // last acknowledgements recorded
     const m1 = await published(api);
@@ -124,7 +131,7 @@ export async function connectedUpdate(server: BenchServer, n: number): Promise<U
       executions.push(...(await jobExecutions(api, id)));
     }
     const o = outcome(n, executions, createdAt, m1 - m0);
-    const latencies = o.ok.map((x) => x.updatedAt - x.queuedAt);
+    const latencies = o.ok.map((x) => x.updatedAt - (x.dispatchedAt ?? x.queuedAt));
     return {
       devices: n,
       succeeded: o.succeeded,

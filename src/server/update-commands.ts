@@ -1,0 +1,77 @@
+/**
+ * Turns a device's desired software into its update command (pattern steps 5-6): a fresh
+ * download URL bound to the device (or an S3 pre-signed one) and a manifest signed with the
+ * operator's key, both expiring together (a frozen command cannot be replayed for long).
+ *
+ * The replica asks for a command with every delta, and a device in the middle of an update
+ * gets a delta after each of its progress reports (the shadow contract: desired still
+ * differs). Signing each one anew costs an Ed25519 signature per report, for a command the
+ * agent already has and ignores; so the signed manifest (and its expiry) is reused for the
+ * same device, job and artifact while it is young (a tenth of its lifetime, at most 30 s).
+ * The URL is issued anew every time (an HMAC, cheap), so it always carries the current key
+ * after a rotation.
+ */
+import type { DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
+import type { DesiredSoftware, SoftwareCommand } from '../protocol/software.ts';
+import type { ManifestSigner, SignedManifest } from '../signing/manifest-signer.ts';
+import type { StateStore } from '../store/state-store.ts';
+
+/** What the command issuer needs. */
+export interface UpdateCommandDeps {
+  store: StateStore;
+  urls: DownloadUrlIssuer;
+  manifests: ManifestSigner;
+  /** Lifetime of the URL and the manifest, in seconds. */
+  ttlSeconds: number;
+  /** Milliseconds since the epoch (tests). */
+  now?: () => number;
+}
+
+const MAX_ENTRIES = 100_000;
+
+/** Issues (and briefly reuses) update commands. */
+export class UpdateCommands {
+  private readonly deps: UpdateCommandDeps;
+  /** jobId → whether its spec allows a downgrade; the promise, so concurrent deltas load a job once. */
+  private readonly downgrade = new Map<string, Promise<boolean>>();
+  private readonly recent = new Map<string, { signed: SignedManifest; urlExpiresAt: number; issuedAt: number }>();
+
+  constructor(deps: UpdateCommandDeps) {
+    this.deps = deps;
+  }
+
+  /** The command for `software` on `deviceId` (the replica's CommandIssuer). */
+  async issue(deviceId: string, sw: DesiredSoftware): Promise<SoftwareCommand> {
+    const now = this.deps.now ? this.deps.now() : Date.now();
+    const key = `${deviceId}\n${sw.jobId}\n${sw.sha256}\n${sw.name}\n${sw.version}\n${sw.size}`;
+    const reuseMs = Math.min(30_000, (this.deps.ttlSeconds * 1000) / 10);
+    let entry = this.recent.get(key);
+    if (!entry || now - entry.issuedAt >= reuseMs) {
+      const urlExpiresAt = Math.floor(now / 1000) + this.deps.ttlSeconds;
+      // allowed only when the job allows it, or when the command takes a device back (rollback, cancel)
+      const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await this.jobAllowsDowngrade(sw.jobId.split('.')[0]!));
+      entry = { signed: this.deps.manifests.sign(sw, urlExpiresAt, allowDowngrade), urlExpiresAt, issuedAt: now };
+      this.recent.delete(key);
+      if (this.recent.size >= MAX_ENTRIES) this.recent.delete(this.recent.keys().next().value!);
+      this.recent.set(key, entry);
+    }
+    const { urlExpiresAt, signed } = entry;
+    const url = await this.deps.urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt });
+    return { ...sw, url, urlExpiresAt, ...signed };
+  }
+
+  /** A job's spec never changes: remember allowDowngrade instead of loading (and parsing) the job per delta. */
+  private jobAllowsDowngrade(jobId: string): Promise<boolean> {
+    const known = this.downgrade.get(jobId);
+    if (known) return known;
+    const loading = this.deps.store.getJob(jobId).then((job) => {
+      // an unknown job (a command written by hand) is looked up again next time
+      if (!job) this.downgrade.delete(jobId);
+      return job?.spec?.allowDowngrade === true;
+    });
+    loading.catch(() => this.downgrade.delete(jobId));
+    if (this.downgrade.size >= 10_000) this.downgrade.delete(this.downgrade.keys().next().value!);
+    this.downgrade.set(jobId, loading);
+    return loading;
+  }
+}

@@ -6,6 +6,7 @@
  * and is logged without the signature or token.
  */
 import { pipeline } from 'node:stream/promises';
+import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import type { UrlSigner } from '../artifacts/url-signer.ts';
@@ -25,6 +26,8 @@ export function downloadRoute(deps: {
   tokens?: DownloadTokens;
   /** Why the device may not download (`device revoked`, not registered), or undefined; absent: not checked. */
   deviceRefusal?: (deviceId: string) => Promise<string | undefined>;
+  /** Serves hot artifacts from memory. */
+  cache?: ArtifactCache;
 }): Handler {
   return async ({ req, res, params, url }) => {
     const name = params.name!;
@@ -63,6 +66,8 @@ export function downloadRoute(deps: {
       res.end();
       return;
     }
+    // before the status line: a failed load is still answered with a clean error
+    const held = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
     if (range) {
       res.writeHead(206, { ...headers, 'content-range': `bytes ${range.start}-${range.end}/${size}`, 'content-length': range.end - range.start + 1 });
     } else {
@@ -73,6 +78,10 @@ export function downloadRoute(deps: {
       return;
     }
     deps.logger.debug('download', { device: deviceId, artifact: `${name}@${version}`, range: range ? `${range.start}-${range.end}` : 'all' });
+    if (held) {
+      res.end(range ? held.subarray(range.start, range.end + 1) : held);
+      return;
+    }
     const stream = await deps.blobs.read(artifact.sha256, range);
     await pipeline(stream, res).catch(() => {
       // the device went away mid-transfer; it resumes with Range next time

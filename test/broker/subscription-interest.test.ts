@@ -1,0 +1,43 @@
+/** Topic matching and the count of subscriptions that lets the replica skip answers nobody receives. */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { SubscriptionInterest, topicMatches } from '../../src/broker/subscription-interest.ts';
+
+it('matches topic filters as MQTT 3.1.1 §4.7 says', () => {
+  const yes: [string, string][] = [
+    ['state/#', 'state/d1/update/documents'],
+    ['state/+/update/documents', 'state/d1/update/documents'],
+    ['#', 'state/d1/update'],
+    ['state/d1/#', 'state/d1'],
+    ['state/d1/update/documents', 'state/d1/update/documents'],
+    ['$aws/things/+/shadow/update/documents', '$aws/things/t1/shadow/update/documents'],
+  ];
+  const no: [string, string][] = [
+    ['state/+/update/documents', 'state/d1/shadow/x/update/documents'],
+    ['state/+', 'state/d1/update'],
+    ['#', '$aws/things/t1/shadow/update/documents'],
+    ['+/things/t1/shadow/update/documents', '$aws/things/t1/shadow/update/documents'],
+    ['state/d2/update/documents', 'state/d1/update/documents'],
+  ];
+  for (const [f, t] of yes) assert.equal(topicMatches(f, t), true, `${f} matches ${t}`);
+  for (const [f, t] of no) assert.equal(topicMatches(f, t), false, `${f} does not match ${t}`);
+});
+
+it('counts subscriptions per client: twice is once, unsubscribing or a clean disconnect removes them', () => {
+  const s = new SubscriptionInterest();
+  const docs = 'state/d1/update/documents';
+  assert.equal(s.has(docs), false);
+  s.add('agent-d1', 'state/d1/update/delta');
+  assert.equal(s.has(docs), false, 'an agent does not listen to documents');
+  s.add('dash', 'state/+/update/documents');
+  s.add('dash', 'state/+/update/documents');
+  s.add('tool', docs);
+  assert.equal(s.has(docs), true);
+  s.remove('dash', 'state/+/update/documents');
+  assert.equal(s.has(docs), true, 'the tool still listens');
+  assert.equal(s.has('state/d2/update/documents'), false, 'the wildcard was counted once and is gone');
+  s.forget('tool');
+  assert.equal(s.has(docs), false);
+  s.remove('tool', docs); // unknown: nothing happens
+  assert.equal(s.has(docs), false);
+});

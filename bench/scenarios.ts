@@ -65,6 +65,10 @@ function outcome(n: number, executions: Execution[], startMs: number, msgs: numb
   // reduce, not Math.max(...): a 100,000-element spread overflows the call stack
   const end = ok.reduce((m, x) => Math.max(m, x.updatedAt), startMs);
   const seconds = (end - startMs) / 1000;
+  // why the others did not succeed, most frequent first: a bench that hides failures misleads
+  const reasons = new Map<string, number>();
+  for (const x of executions) if (x.status !== 'SUCCEEDED') reasons.set(`${x.status}: ${x.details?.error ?? '-'}`, (reasons.get(`${x.status}: ${x.details?.error ?? '-'}`) ?? 0) + 1);
+  if (reasons.size > 0) process.stdout.write(`not succeeded: ${[...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([r, c]) => `${c} x ${r}`).join('; ')}\n`);
   return { ok, succeeded: ok.length, lost: n - terminal, seconds, updates_per_s: round(ok.length / seconds, 0), msgs_per_update: round(msgs / Math.max(1, ok.length), 1) };
 }
 
@@ -78,6 +82,7 @@ interface Execution {
   /** When the desired state (the command) was written: where the issue's per-device latency starts. */
   dispatchedAt?: number;
   updatedAt: number;
+  details?: { error?: string };
 }
 
 /** Figures of one fleet update. */

@@ -9,7 +9,7 @@ import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { publicDevice, type DeviceRegistration, type DeviceRegistry } from '../registry/device-registry.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
-import type { StateStore } from '../store/state-store.ts';
+import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
@@ -23,6 +23,14 @@ export interface ApiDeps {
   registry: DeviceRegistry;
   /** True when the device has an open MQTT connection. */
   isOnline: (deviceId: string) => boolean;
+  /** True when an artifact's recorded signature is the current signing key's; adds `signatureStatus` to the artifact list. */
+  verifyArtifact?: (artifact: ArtifactRecord, signature: string) => boolean;
+}
+
+/** valid: signed by the current key; invalid: another key (rotated) or tampered; unsigned. */
+function signatureStatus(a: ArtifactRecord, verify: (a: ArtifactRecord, s: string) => boolean): 'valid' | 'invalid' | 'unsigned' {
+  if (!a.signature) return 'unsigned';
+  return verify(a, a.signature) ? 'valid' : 'invalid';
 }
 
 function deviceParam(id: string): string {
@@ -38,7 +46,11 @@ function query(req: IncomingMessage, url: URL, key: string): string {
 
 /** Adds the API routes to `router`. */
 export function addApiRoutes(router: Router, deps: ApiDeps): void {
-  router.add('GET', '/api/v1/artifacts', async ({ res }) => sendJson(res, 200, { items: await deps.artifacts.list() }));
+  router.add('GET', '/api/v1/artifacts', async ({ res }) => {
+    const items = await deps.artifacts.list();
+    const verify = deps.verifyArtifact;
+    sendJson(res, 200, { items: verify ? items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, verify) })) : items });
+  });
 
   router.add('POST', '/api/v1/artifacts', async ({ req, res, url }) => {
     const record = await deps.artifacts.add(query(req, url, 'name'), query(req, url, 'version'), req);

@@ -24,10 +24,17 @@ interface Route {
 /** Routes requests by method and path pattern. */
 export class Router {
   private readonly routes: Route[] = [];
+  private fallback: Handler | undefined;
 
   /** Adds a route, e.g. `add('GET', '/api/v1/devices/:id', h)`. */
   add(method: string, pattern: string, handler: Handler): this {
     this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+    return this;
+  }
+
+  /** Handles GET and HEAD requests that no route matches (the dashboard's client-side routes). */
+  setFallback(handler: Handler): this {
+    this.fallback = handler;
     return this;
   }
 
@@ -54,6 +61,7 @@ export class Router {
       if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { handler: route.handler, params };
       allowed.push(route.method);
     }
-    return allowed.length > 0 ? { allowed } : undefined;
+    if (allowed.length > 0) return { allowed };
+    return this.fallback && (method === 'GET' || method === 'HEAD') ? { handler: this.fallback, params: {} } : undefined;
   }
 }

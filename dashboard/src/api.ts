@@ -1,0 +1,79 @@
+/**
+ * The dashboard's client of the operator API: every call carries the token as a bearer
+ * header; errors become ApiError with the server's code and message (which name the field).
+ * A 401 signs the tab out, so an expired or rotated token leads back to the login page.
+ */
+import { getToken, setToken } from './auth.ts';
+
+/** A refusal or failure of an API call. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function errorOf(res: Response): Promise<ApiError> {
+  try {
+    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    return new ApiError(res.status, body.error?.code ?? 'HTTP', body.error?.message ?? `HTTP ${res.status}`);
+  } catch {
+    return new ApiError(res.status, 'HTTP', `the server answered HTTP ${res.status}`);
+  }
+}
+
+/** Calls `/api/v1{path}` with JSON in and out. */
+export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const headers: Record<string, string> = { authorization: `Bearer ${getToken() ?? ''}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(`/api/v1${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(signal ? { signal } : {}) });
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') throw err;
+    throw new ApiError(0, 'NETWORK', 'the server cannot be reached; check that it runs');
+  }
+  if (!res.ok) {
+    const e = await errorOf(res);
+    if (e.status === 401) setToken(null);
+    throw e;
+  }
+  return (await res.json()) as T;
+}
+
+/** GET shorthand. */
+export function get<T>(path: string, signal?: AbortSignal): Promise<T> {
+  return api<T>('GET', path, undefined, signal);
+}
+
+/**
+ * Uploads a file as raw bytes with progress (fetch cannot report upload progress, XHR can).
+ * Resolves with the created record; rejects with ApiError.
+ */
+export function upload<T>(path: string, file: Blob, onProgress: (fraction: number) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/api/v1${path}`);
+    xhr.setRequestHeader('authorization', `Bearer ${getToken() ?? ''}`);
+    xhr.setRequestHeader('content-type', 'application/octet-stream');
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.onerror = () => reject(new ApiError(0, 'NETWORK', 'the upload failed: the server cannot be reached'));
+    xhr.onload = () => {
+      let body: { error?: { code?: string; message?: string } } = {};
+      try {
+        body = JSON.parse(xhr.responseText) as typeof body;
+      } catch {
+        /* not JSON: reported below by status */
+      }
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(body as T);
+      if (xhr.status === 401) setToken(null);
+      reject(new ApiError(xhr.status, body.error?.code ?? 'HTTP', body.error?.message ?? `HTTP ${xhr.status}`));
+    };
+    xhr.send(file);
+  });
+}

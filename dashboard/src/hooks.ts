@@ -1,0 +1,108 @@
+/** Data hooks: load an API resource, and reload it (throttled) when live events arrive. */
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { get } from './api.ts';
+import { subscribe, type StreamEvent, type StreamStatus } from './event-stream.ts';
+
+/** A loaded resource. */
+export interface Loaded<T> {
+  data: T | undefined;
+  error: Error | undefined;
+  loading: boolean;
+  /** Loads again (keeps showing the current data meanwhile). */
+  reload: () => void;
+}
+
+/** GETs `path` (null: nothing) and again whenever `path` changes. */
+export function useApi<T>(path: string | null): Loaded<T> {
+  const [state, setState] = useState<{ data?: T; error?: Error; loading: boolean; path: string | null }>({ loading: path !== null, path });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    if (path === null) return;
+    const controller = new AbortController();
+    setState((s) => ({ ...s, loading: true, ...(s.path !== path ? { data: undefined, error: undefined, path } : {}) }));
+    get<T>(path, controller.signal).then(
+      (data) => setState({ data, loading: false, path }),
+      (error: Error) => {
+        if (error.name !== 'AbortError') setState((s) => ({ ...s, error, loading: false }));
+      },
+    );
+    return () => controller.abort();
+  }, [path, tick]);
+  const reload = useCallback(() => setTick((n) => n + 1), []);
+  return { data: state.path === path ? state.data : undefined, error: state.path === path ? state.error : undefined, loading: state.loading, reload };
+}
+
+/**
+ * Calls `fn` at most once per `ms`: the first call at once, later ones folded into one call at
+ * the end of the interval (a burst of thousands of events costs one reload).
+ */
+export function useThrottle(fn: () => void, ms: number): () => void {
+  const ref = useRef({ fn, last: 0, timer: 0 as ReturnType<typeof setTimeout> | 0 });
+  ref.current.fn = fn;
+  useEffect(() => () => clearTimeout(ref.current.timer || undefined), []);
+  return useCallback(() => {
+    const r = ref.current;
+    if (r.timer) return;
+    const wait = r.last + ms - Date.now();
+    const fire = () => {
+      r.timer = 0;
+      r.last = Date.now();
+      r.fn();
+    };
+    if (wait <= 0) fire();
+    else r.timer = setTimeout(fire, wait);
+  }, [ms]);
+}
+
+/** The live status every stream shares, for the header's indicator. */
+const statusListeners = new Set<(s: StreamStatus) => void>();
+let lastStatus: StreamStatus = 'connecting';
+
+/** The current stream status; re-renders on change. */
+export function useStreamStatus(): StreamStatus {
+  const [s, setS] = useState(lastStatus);
+  useEffect(() => {
+    statusListeners.add(setS);
+    return () => void statusListeners.delete(setS);
+  }, []);
+  return s;
+}
+
+/** Subscribes to the event stream with `filter` while mounted; `onEvent` may change freely. */
+export function useEvents(filter: Record<string, string>, onEvent: (e: StreamEvent) => void): void {
+  const handler = useRef(onEvent);
+  handler.current = onEvent;
+  const key = JSON.stringify(filter);
+  useEffect(
+    () =>
+      subscribe({
+        filter,
+        onEvent: (e) => handler.current(e),
+        onStatus: (s) => {
+          lastStatus = s;
+          for (const l of statusListeners) l(s);
+        },
+      }),
+    [key],
+  );
+}
+
+/** Reloads each of `loaded` (throttled to once per `ms`) on every event matching `filter`. */
+export function useLiveReload(filter: Record<string, string>, loaded: Loaded<unknown>[], ms = 1000): void {
+  const reload = useThrottle(() => {
+    for (const l of loaded) l.reload();
+  }, ms);
+  useEvents(filter, reload);
+}
+
+/** Reloads each of `loaded` every `ms` while mounted (what no event announces). */
+export function usePoll(loaded: Loaded<unknown>[], ms: number): void {
+  const ref = useRef(loaded);
+  ref.current = loaded;
+  useEffect(() => {
+    const timer = setInterval(() => {
+      for (const l of ref.current) l.reload();
+    }, ms);
+    return () => clearInterval(timer);
+  }, [ms]);
+}

@@ -1,0 +1,130 @@
+/**
+ * Artifacts: every build with version, size, SHA-256 and whether its signature is the
+ * current signing key's; upload a build from the browser (raw bytes, with progress).
+ */
+import { useState } from 'preact/hooks';
+import { ApiError, upload } from '../api.ts';
+import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { Field } from '../components/field.tsx';
+import { StatusBadge } from '../components/status-badge.tsx';
+import { bytes, dateTime } from '../format.ts';
+import { useApi } from '../hooks.ts';
+import type { Artifact, Page } from '../types.ts';
+
+export function ArtifactsPage() {
+  const list = useApi<Page<Artifact>>('/artifacts');
+  return (
+    <>
+      <h1>Artifacts</h1>
+      <UploadForm onDone={list.reload} />
+      <section aria-labelledby="list-h">
+        <h2 id="list-h">Builds</h2>
+        <ErrorNote error={list.error} />
+        {!list.data ? (
+          !list.error && <Loading what="artifacts" />
+        ) : list.data.items.length === 0 ? (
+          <p class="muted">No artifact yet: upload a build above.</p>
+        ) : (
+          <table data-testid="artifacts-table">
+            <caption class="sr-only">Artifacts, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Version</th>
+                <th scope="col">Size</th>
+                <th scope="col">SHA-256</th>
+                <th scope="col">Signature</th>
+                <th scope="col">Added</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.items.map((a) => (
+                <tr key={`${a.name}@${a.version}`}>
+                  <td>{a.name}</td>
+                  <td>{a.version}</td>
+                  <td>{bytes(a.size)}</td>
+                  <td>
+                    <code class="hash">{a.sha256}</code>
+                  </td>
+                  <td>
+                    <StatusBadge status={a.signatureStatus ?? (a.signature ? 'signed' : 'unsigned')} />
+                    {a.signature && <span class="muted small"> key {a.signature.split(':')[0]}</span>}
+                  </td>
+                  <td>{dateTime(a.createdAt)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </>
+  );
+}
+
+function UploadForm({ onDone }: { onDone: () => void }) {
+  const [file, setFile] = useState<File | null>(null);
+  const [name, setName] = useState('');
+  const [version, setVersion] = useState('');
+  const [progress, setProgress] = useState<number | undefined>();
+  const [errors, setErrors] = useState<{ file?: string; name?: string; version?: string; form?: string }>({});
+  const [done, setDone] = useState<string | undefined>();
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setDone(undefined);
+    const local: typeof errors = {};
+    if (!file) local.file = 'Choose the build file to upload.';
+    if (!name.trim()) local.name = 'Give the artifact a name, e.g. fw.';
+    if (!version.trim()) local.version = 'Give a semantic version, e.g. 2.0.0.';
+    setErrors(local);
+    if (Object.keys(local).length > 0) return;
+    setProgress(0);
+    try {
+      const a = await upload<Artifact>(`/artifacts?name=${encodeURIComponent(name.trim())}&version=${encodeURIComponent(version.trim())}`, file!, setProgress);
+      setDone(`Uploaded ${a.name}@${a.version} (${bytes(a.size)}, SHA-256 ${a.sha256.slice(0, 12)}…).`);
+      setVersion('');
+      onDone();
+    } catch (err) {
+      const m = (err as Error).message;
+      // the server's message names what was wrong; show it beside that field
+      if (err instanceof ApiError && /artifact name/.test(m)) setErrors({ name: m });
+      else if (err instanceof ApiError && (/version/.test(m) || err.code === 'CONFLICT')) setErrors({ version: m });
+      else setErrors({ form: m });
+    } finally {
+      setProgress(undefined);
+    }
+  };
+
+  return (
+    <section aria-labelledby="upload-h">
+      <h2 id="upload-h">Upload a build</h2>
+      <form class="upload" onSubmit={submit} noValidate>
+        <Field id="a-file" label="Build file" error={errors.file}>
+          <input id="a-file" type="file" onChange={(e) => setFile(e.currentTarget.files?.[0] ?? null)} aria-invalid={errors.file ? 'true' : undefined} aria-describedby={errors.file ? 'a-file-error' : undefined} />
+        </Field>
+        <Field id="a-name" label="Name" error={errors.name}>
+          <input id="a-name" value={name} placeholder="fw" onInput={(e) => setName(e.currentTarget.value)} aria-invalid={errors.name ? 'true' : undefined} aria-describedby={errors.name ? 'a-name-error' : undefined} />
+        </Field>
+        <Field id="a-version" label="Version" error={errors.version}>
+          <input id="a-version" value={version} placeholder="2.0.0" onInput={(e) => setVersion(e.currentTarget.value)} aria-invalid={errors.version ? 'true' : undefined} aria-describedby={errors.version ? 'a-version-error' : undefined} />
+        </Field>
+        <div class="field actions">
+          <button type="submit" disabled={progress !== undefined}>
+            Upload
+          </button>
+        </div>
+      </form>
+      {progress !== undefined && <progress value={progress} max={1} aria-label="Upload progress" />}
+      {errors.form && (
+        <p class="error" role="alert">
+          {errors.form}
+        </p>
+      )}
+      {done && (
+        <p class="ok" role="status">
+          {done}
+        </p>
+      )}
+    </section>
+  );
+}

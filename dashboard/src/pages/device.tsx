@@ -1,0 +1,101 @@
+/** One device: connection, desired / reported / delta state, its jobs and its last events, live. */
+import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { JsonBlock } from '../components/json-block.tsx';
+import { StatusBadge } from '../components/status-badge.tsx';
+import { dateTime, shortId, time } from '../format.ts';
+import { useApi, useLiveReload } from '../hooks.ts';
+import { Link } from '../router.tsx';
+import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
+
+export function DevicePage({ id }: { id: string }) {
+  const enc = encodeURIComponent(id);
+  const device = useApi<DeviceView>(`/devices/${enc}`);
+  const history = useApi<Page<Execution>>(`/devices/${enc}/history`);
+  const events = useApi<Page<DeviceEvent>>(`/devices/${enc}/events?limit=20`);
+  useLiveReload({ deviceId: id }, [device, history, events], 1000);
+  const d = device.data;
+  return (
+    <>
+      <p class="crumbs">
+        <Link href="/devices">Devices</Link> / {id}
+      </p>
+      <h1>
+        Device {id} {d && <StatusBadge status={d.device.revoked ? 'REVOKED' : d.online ? 'ONLINE' : 'OFFLINE'} />}
+      </h1>
+      <ErrorNote error={device.error} />
+      {!d ? (
+        !device.error && <Loading what="the device" />
+      ) : (
+        <>
+          <p class="muted">
+            Registered {dateTime(d.device.createdAt)}
+            {d.device.tags.length > 0 && <> · tags {d.device.tags.join(', ')}</>}
+            {d.shadow && <> · shadow version {d.shadow.version}</>}
+          </p>
+          <section aria-labelledby="state-h">
+            <h2 id="state-h">State</h2>
+            <div class="columns three">
+              <JsonBlock title="Desired" value={d.shadow?.state.desired} />
+              <JsonBlock title="Reported" value={d.shadow?.state.reported} />
+              <JsonBlock title="Delta" value={d.shadow?.state.delta} />
+            </div>
+          </section>
+        </>
+      )}
+      <div class="columns">
+        <section aria-labelledby="history-h">
+          <h2 id="history-h">Job history</h2>
+          <ErrorNote error={history.error} />
+          {history.data && history.data.items.length === 0 && <p class="muted">No job has targeted this device.</p>}
+          {history.data && history.data.items.length > 0 && (
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Job</th>
+                  <th scope="col">Artifact</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Reason</th>
+                  <th scope="col">Updated</th>
+                </tr>
+              </thead>
+              <tbody>
+                {history.data.items.map((e) => (
+                  <tr key={e.jobId}>
+                    <td>
+                      <Link href={`/jobs/${e.jobId}`} aria-label={`job ${e.jobId}`}>
+                        {shortId(e.jobId)}
+                      </Link>
+                    </td>
+                    <td>{e.artifact ?? '—'}</td>
+                    <td>
+                      <StatusBadge status={e.status} />
+                    </td>
+                    <td>{e.details.error ?? '—'}</td>
+                    <td>{dateTime(e.updatedAt)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </section>
+        <section aria-labelledby="dev-events-h">
+          <h2 id="dev-events-h">Last events</h2>
+          <ErrorNote error={events.error} />
+          {events.data && events.data.items.length === 0 && <p class="muted">No events yet.</p>}
+          {events.data && (
+            <ol class="events" data-testid="device-events">
+              {events.data.items.map((e, i) => (
+                <li key={`${e.at}-${i}`}>
+                  <time dateTime={new Date(e.at).toISOString()}>{time(e.at)}</time>
+                  <StatusBadge status={e.status} />
+                  {e.artifact && <span>{e.artifact}</span>}
+                  {e.reason && <span class="reason">{e.reason}</span>}
+                </li>
+              ))}
+            </ol>
+          )}
+        </section>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,128 @@
+/**
+ * Device search: filters go into the URL (back, forward and bookmarks work) and to the
+ * server, which pages in device id order; the browser holds one page at a time. The
+ * cursors of earlier pages are kept for "Previous".
+ */
+import { useState } from 'preact/hooks';
+import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { StatusBadge } from '../components/status-badge.tsx';
+import { count } from '../format.ts';
+import { useApi, useLiveReload } from '../hooks.ts';
+import { Link, navigate, useLocation } from '../router.tsx';
+import type { SearchPage } from '../types.ts';
+
+const FILTERS = ['id', 'tag', 'group', 'version', 'state'] as const;
+const STATES = ['online', 'offline', 'updating', 'failed', 'revoked'];
+const PAGE = 25;
+
+export function DevicesPage() {
+  const { query } = useLocation();
+  const after = query.get('after') ?? '';
+  const prev = query.get('prev') ?? ''; // earlier cursors, comma-separated ('' for the first page)
+  const filters = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) ?? ''])) as Record<(typeof FILTERS)[number], string>;
+  const params = new URLSearchParams({ limit: String(PAGE) });
+  for (const k of FILTERS) if (filters[k]) params.set(k, filters[k]);
+  if (after) params.set('after', after);
+  const page = useApi<SearchPage>(`/fleet/search?${params}`);
+  useLiveReload({ types: 'device.presence' }, [page], 3000);
+  const [form, setForm] = useState(filters);
+
+  const go = (f: Record<string, string>, cursor: string, prevList: string) => {
+    const q = new URLSearchParams();
+    for (const k of FILTERS) if (f[k]) q.set(k, f[k]);
+    if (cursor) q.set('after', cursor);
+    if (prevList) q.set('prev', prevList);
+    const qs = q.toString();
+    navigate(`/devices${qs ? `?${qs}` : ''}`);
+  };
+  const submit = (e: Event) => {
+    e.preventDefault();
+    go(form, '', '');
+  };
+  const prevList = prev ? prev.split(',') : [];
+  const next = page.data?.next;
+
+  return (
+    <>
+      <h1>Devices</h1>
+      <form class="filters" role="search" aria-label="Search devices" onSubmit={submit}>
+        <div class="field">
+          <label for="f-id">Device id contains</label>
+          <input id="f-id" value={form.id} onInput={(e) => setForm({ ...form, id: e.currentTarget.value })} />
+        </div>
+        <div class="field">
+          <label for="f-tag">Tag</label>
+          <input id="f-tag" value={form.tag} onInput={(e) => setForm({ ...form, tag: e.currentTarget.value })} />
+        </div>
+        <div class="field">
+          <label for="f-group">Group</label>
+          <input id="f-group" value={form.group} onInput={(e) => setForm({ ...form, group: e.currentTarget.value })} />
+        </div>
+        <div class="field">
+          <label for="f-version">Version running</label>
+          <input id="f-version" value={form.version} placeholder="e.g. 2.0.0" onInput={(e) => setForm({ ...form, version: e.currentTarget.value })} />
+        </div>
+        <div class="field">
+          <label for="f-state">State</label>
+          <select id="f-state" value={form.state} onChange={(e) => setForm({ ...form, state: e.currentTarget.value })}>
+            <option value="">any</option>
+            {STATES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div class="field actions">
+          <button type="submit">Search</button>
+        </div>
+      </form>
+      <ErrorNote error={page.error} />
+      {!page.data ? (
+        !page.error && <Loading what="devices" />
+      ) : (
+        <>
+          <table data-testid="devices-table">
+            <caption class="sr-only">Devices matching the search, in id order</caption>
+            <thead>
+              <tr>
+                <th scope="col">Device</th>
+                <th scope="col">Connection</th>
+                <th scope="col">Version</th>
+                <th scope="col">Update status</th>
+                <th scope="col">Desired</th>
+                <th scope="col">Tags</th>
+              </tr>
+            </thead>
+            <tbody>
+              {page.data.items.map((d) => (
+                <tr key={d.deviceId}>
+                  <td>
+                    <Link href={`/devices/${encodeURIComponent(d.deviceId)}`}>{d.deviceId}</Link>
+                  </td>
+                  <td>{d.revoked ? <StatusBadge status="REVOKED" /> : <StatusBadge status={d.online ? 'ONLINE' : 'OFFLINE'} />}</td>
+                  <td>{d.reported?.version ?? '—'}</td>
+                  <td>{d.reported?.status ? <StatusBadge status={d.reported.status} /> : '—'}</td>
+                  <td>{d.desired?.version ?? '—'}</td>
+                  <td>{d.tags.join(', ')}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {page.data.items.length === 0 && <p class="muted">{next ? 'No match among the devices read so far.' : 'No device matches.'}</p>}
+          <nav class="pager" aria-label="Pages of devices">
+            <button type="button" disabled={prevList.length === 0 && !after} onClick={() => go(filters, prevList[prevList.length - 1] ?? '', prevList.slice(0, -1).join(','))}>
+              Previous
+            </button>
+            <span class="muted" aria-live="polite">
+              {count(page.data.items.length)} shown{next && page.data.items.length < PAGE ? `, ${count(page.data.scanned)} devices read: more may match` : ''}
+            </span>
+            <button type="button" disabled={!next} onClick={() => go(filters, next!, [...prevList, after].join(','))}>
+              Next
+            </button>
+          </nav>
+        </>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,186 @@
+/**
+ * Create a rollout: artifact, targets, waves with thresholds, rate, abort rule, timeouts
+ * and retries. The server validates (job-request.ts explains how its messages land next to
+ * the fields); on success the job's page opens.
+ */
+import { useRef, useState } from 'preact/hooks';
+import { ApiError, api } from '../api.ts';
+import { Field } from '../components/field.tsx';
+import { useApi } from '../hooks.ts';
+import { emptyForm, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
+import { navigate } from '../router.tsx';
+import type { Artifact, JobView, Page } from '../types.ts';
+
+export function JobNewPage() {
+  const artifacts = useApi<Page<Artifact>>('/artifacts');
+  const [f, setF] = useState<JobForm>(emptyForm());
+  const [errors, setErrors] = useState<Partial<Record<ErrorKey, string>>>({});
+  const [busy, setBusy] = useState(false);
+  const summary = useRef<HTMLDivElement>(null);
+  const set = <K extends keyof JobForm>(k: K, v: JobForm[K]) => setF({ ...f, [k]: v });
+  const setWave = (i: number, w: Partial<WaveForm>) => set('waves', f.waves.map((x, j) => (j === i ? { ...x, ...w } : x)));
+  // props that tie a control to its error message
+  const aria = (key: ErrorKey, id: string) => ({ id, 'aria-invalid': errors[key] ? ('true' as const) : undefined, 'aria-describedby': errors[key] ? `${id}-error` : undefined });
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setErrors({});
+    try {
+      const view = await api<JobView>('POST', '/jobs', toRequest(f));
+      navigate(`/jobs/${view.job.jobId}`);
+    } catch (err) {
+      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
+      setBusy(false);
+      // move focus to the summary so keyboard and screen-reader users hear what went wrong
+      setTimeout(() => summary.current?.focus(), 0);
+    }
+  };
+
+  const count = Object.keys(errors).length;
+  return (
+    <>
+      <h1>New rollout</h1>
+      <div ref={summary} tabIndex={-1} class={count ? 'error-summary' : ''} role={count ? 'alert' : undefined} data-testid="error-summary">
+        {count > 0 && (
+          <p>
+            The job was not created: {count === 1 ? 'one field needs' : `${count} fields need`} attention.{errors.form && <> {errors.form}</>}
+          </p>
+        )}
+      </div>
+      <form class="job-form" onSubmit={submit} noValidate>
+        <fieldset>
+          <legend>What</legend>
+          <Field id="j-artifact" label="Artifact" error={errors.artifact}>
+            <select {...aria('artifact', 'j-artifact')} value={f.artifact} onChange={(e) => set('artifact', e.currentTarget.value)}>
+              <option value="">choose a build…</option>
+              {artifacts.data?.items.map((a) => (
+                <option key={`${a.name}@${a.version}`} value={`${a.name}@${a.version}`}>
+                  {a.name}@{a.version}
+                </option>
+              ))}
+            </select>
+          </Field>
+          <Field id="j-description" label="Description (optional)" error={errors.description}>
+            <input {...aria('description', 'j-description')} value={f.description} onInput={(e) => set('description', e.currentTarget.value)} />
+          </Field>
+          <label class="check">
+            <input type="checkbox" checked={f.allowDowngrade} onChange={(e) => set('allowDowngrade', e.currentTarget.checked)} /> Allow downgrades (devices running a higher version take this one)
+          </label>
+        </fieldset>
+
+        <fieldset aria-describedby={errors.targets ? 'j-targets-error' : undefined}>
+          <legend>Targets</legend>
+          <p class="help">The union of the devices, the groups' members and the query's matches.</p>
+          <Field id="j-devices" label="Device ids (comma or space separated)" error={errors.devices}>
+            <textarea {...aria('devices', 'j-devices')} rows={2} value={f.devices} onInput={(e) => set('devices', e.currentTarget.value)} />
+          </Field>
+          <Field id="j-groups" label="Groups" error={errors.groups}>
+            <input {...aria('groups', 'j-groups')} value={f.groups} onInput={(e) => set('groups', e.currentTarget.value)} />
+          </Field>
+          <Field id="j-query" label="Query" error={errors.query} help="e.g. reported.software.version < 2.0.0 and tags.region = eu">
+            <input {...aria('query', 'j-query')} value={f.query} onInput={(e) => set('query', e.currentTarget.value)} />
+          </Field>
+          {errors.targets && (
+            <p id="j-targets-error" class="field-error" role="alert">
+              {errors.targets}
+            </p>
+          )}
+          <label class="check">
+            <input type="checkbox" checked={f.continuous} onChange={(e) => set('continuous', e.currentTarget.checked)} /> Continuous: devices that join a group or match the query later are added
+          </label>
+        </fieldset>
+
+        <fieldset>
+          <legend>Waves</legend>
+          <p class="help">Sizes are cumulative percentages of all targets, or device counts; the last wave takes the rest. Below its success threshold a wave pauses the job.</p>
+          {f.waves.map((w, i) => (
+            <div class="wave-row" key={i} role="group" aria-label={`Wave ${i + 1}`}>
+              <Field id={`w${i}-size`} label={`Wave ${i + 1} size`} error={errors[`wave-${i}`]}>
+                <input {...aria(`wave-${i}`, `w${i}-size`)} inputMode="decimal" value={w.size} onInput={(e) => setWave(i, { size: e.currentTarget.value })} />
+              </Field>
+              <div class="field">
+                <label for={`w${i}-unit`}>Unit</label>
+                <select id={`w${i}-unit`} value={w.unit} onChange={(e) => setWave(i, { unit: e.currentTarget.value as WaveForm['unit'] })}>
+                  <option value="percent">% of targets</option>
+                  <option value="count">devices</option>
+                </select>
+              </div>
+              <div class="field">
+                <label for={`w${i}-threshold`}>Success threshold %</label>
+                <input id={`w${i}-threshold`} inputMode="decimal" value={w.threshold} placeholder="0" onInput={(e) => setWave(i, { threshold: e.currentTarget.value })} />
+              </div>
+              <label class="check">
+                <input type="checkbox" checked={w.approval} onChange={(e) => setWave(i, { approval: e.currentTarget.checked })} /> Wait for approval after
+              </label>
+              {f.waves.length > 1 && (
+                <button type="button" class="secondary" onClick={() => set('waves', f.waves.filter((_, j) => j !== i))} aria-label={`Remove wave ${i + 1}`}>
+                  Remove
+                </button>
+              )}
+            </div>
+          ))}
+          {errors.waves && (
+            <p id="j-waves-error" class="field-error" role="alert">
+              {errors.waves}
+            </p>
+          )}
+          <button type="button" class="secondary" disabled={f.waves.length >= 20} onClick={() => set('waves', [...f.waves, { size: '', unit: 'percent', threshold: '', approval: false }])}>
+            Add a wave
+          </button>
+        </fieldset>
+
+        <fieldset>
+          <legend>Rate and safety</legend>
+          <div class="row">
+            <Field id="j-rate" label="Most updates per minute" error={errors.maxPerMinute}>
+              <input {...aria('maxPerMinute', 'j-rate')} inputMode="numeric" value={f.maxPerMinute} placeholder="no limit" onInput={(e) => set('maxPerMinute', e.currentTarget.value)} />
+            </Field>
+            <Field id="j-ramp" label="Ramp-up: first minute" error={errors.rampUp}>
+              <input {...aria('rampUp', 'j-ramp')} inputMode="numeric" value={f.rampInitial} placeholder="none" onInput={(e) => set('rampInitial', e.currentTarget.value)} />
+            </Field>
+            <div class="field">
+              <label for="j-ramp-factor">Ramp-up factor per minute</label>
+              <input id="j-ramp-factor" inputMode="decimal" value={f.rampFactor} placeholder="2" onInput={(e) => set('rampFactor', e.currentTarget.value)} />
+            </div>
+          </div>
+          <div class="row">
+            <div class="field">
+              <label for="j-abort-type">Abort on</label>
+              <select id="j-abort-type" value={f.abortType} onChange={(e) => set('abortType', e.currentTarget.value)}>
+                <option value="ANY">any failure</option>
+                <option value="FAILED">FAILED</option>
+                <option value="TIMED_OUT">TIMED_OUT</option>
+                <option value="REJECTED">REJECTED</option>
+              </select>
+            </div>
+            <Field id="j-abort" label="Abort at failure %" error={errors.abort}>
+              <input {...aria('abort', 'j-abort')} inputMode="decimal" value={f.abortPercent} placeholder="never" onInput={(e) => set('abortPercent', e.currentTarget.value)} />
+            </Field>
+            <div class="field">
+              <label for="j-abort-min">after at least (finished)</label>
+              <input id="j-abort-min" inputMode="numeric" value={f.abortMin} placeholder="1" onInput={(e) => set('abortMin', e.currentTarget.value)} />
+            </div>
+          </div>
+          <label class="check">
+            <input type="checkbox" checked={f.rollback} onChange={(e) => set('rollback', e.currentTarget.checked)} /> On abort, roll failed devices back
+          </label>
+          <div class="row">
+            <Field id="j-timeout" label="In-progress timeout (s)" error={errors.inProgressSeconds}>
+              <input {...aria('inProgressSeconds', 'j-timeout')} inputMode="numeric" value={f.inProgressSeconds} placeholder="none" onInput={(e) => set('inProgressSeconds', e.currentTarget.value)} />
+            </Field>
+            <Field id="j-step" label="Step timeout (s)" error={errors.stepSeconds}>
+              <input {...aria('stepSeconds', 'j-step')} inputMode="numeric" value={f.stepSeconds} placeholder="none" onInput={(e) => set('stepSeconds', e.currentTarget.value)} />
+            </Field>
+            <Field id="j-retries" label="Retries" error={errors.retries}>
+              <input {...aria('retries', 'j-retries')} inputMode="numeric" value={f.retries} placeholder="0" onInput={(e) => set('retries', e.currentTarget.value)} />
+            </Field>
+          </div>
+        </fieldset>
+        <button type="submit" disabled={busy}>
+          {busy ? 'Creating…' : 'Start rollout'}
+        </button>
+      </form>
+    </>
+  );
+}

@@ -1,0 +1,168 @@
+/**
+ * One job: overall and per-wave progress, counts per execution state, completions over
+ * time, failing devices with their reasons, and pause / resume / cancel. Live: every event
+ * of this job reloads the (aggregated, small) answers, at most once a second.
+ */
+import { useState } from 'preact/hooks';
+import { api } from '../api.ts';
+import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { ProgressBar } from '../components/progress-bar.tsx';
+import { StateCounts } from '../components/state-counts.tsx';
+import { StatusBadge } from '../components/status-badge.tsx';
+import { TimelineChart } from '../components/timeline-chart.tsx';
+import { count, dateTime } from '../format.ts';
+import { useApi, useLiveReload } from '../hooks.ts';
+import { Link } from '../router.tsx';
+import type { Execution, ExecutionStatus, JobView, JobTimeline, Page } from '../types.ts';
+
+const FINISHED: ExecutionStatus[] = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED'];
+const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
+
+export function JobPage({ id }: { id: string }) {
+  // limit=1: the view's counts are what this page needs, not the executions
+  const view = useApi<JobView>(`/jobs/${id}?limit=1`);
+  const timeline = useApi<JobTimeline>(`/jobs/${id}/timeline?buckets=40`);
+  const failing = useApi<Page<Execution>>(`/jobs/${id}/executions?status=FAILED,TIMED_OUT,REJECTED&limit=50`);
+  useLiveReload({ jobId: id }, [view, timeline, failing], 1000);
+  const v = view.data;
+  return (
+    <>
+      <p class="crumbs">
+        <Link href="/jobs">Jobs</Link> / {id}
+      </p>
+      <ErrorNote error={view.error} />
+      {!v ? (
+        !view.error && <Loading what="the job" />
+      ) : (
+        <>
+          <h1>
+            {v.job.artifactName}@{v.job.artifactVersion} <StatusBadge status={v.job.status} />
+          </h1>
+          <p class="muted">
+            Job {v.job.jobId} · created {dateTime(v.job.createdAt)}
+            {v.job.description && <> · {v.job.description}</>}
+          </p>
+          {v.job.progress?.pause && v.job.status === 'PAUSED' && (
+            <p class="notice" role="status">
+              Paused: {v.job.progress.pause.message}
+            </p>
+          )}
+          {v.job.progress?.abortReason && (
+            <p class="error" role="status">
+              Aborted: {v.job.progress.abortReason}
+            </p>
+          )}
+          <Controls view={v} onChange={() => (view.reload(), failing.reload())} />
+          <section aria-labelledby="progress-h">
+            <h2 id="progress-h">Progress</h2>
+            <div data-testid="job-progress">
+              <ProgressBar label="All devices" value={v.percentDone} max={100} detail={`${v.percentDone}% of ${count(v.total)}`} />
+            </div>
+            {v.waves.length > 1 &&
+              v.waves.map((w) => {
+                const total = Object.values(w.counts).reduce((a, b) => a + b, 0) - w.counts.CANCELED - w.counts.REMOVED;
+                const done = FINISHED.reduce((n, s) => n + w.counts[s], 0);
+                return <ProgressBar key={w.wave} label={`Wave ${w.wave + 1}`} value={done} max={total} detail={`${count(done)} of ${count(total)} finished`} />;
+              })}
+          </section>
+          <section aria-labelledby="counts-h">
+            <h2 id="counts-h">Devices per state</h2>
+            <StateCounts counts={v.counts} />
+          </section>
+        </>
+      )}
+      <section aria-labelledby="timeline-h">
+        <h2 id="timeline-h">Completions over time</h2>
+        <ErrorNote error={timeline.error} />
+        {timeline.data ? <TimelineChart timeline={timeline.data} /> : !timeline.error && <Loading what="the chart" />}
+      </section>
+      <section aria-labelledby="failing-h">
+        <h2 id="failing-h">Failing devices</h2>
+        <ErrorNote error={failing.error} />
+        {failing.data && failing.data.items.length === 0 && <p class="muted">No device has failed.</p>}
+        {failing.data && failing.data.items.length > 0 && (
+          <table data-testid="failing-table">
+            <thead>
+              <tr>
+                <th scope="col">Device</th>
+                <th scope="col">State</th>
+                <th scope="col">Reason</th>
+                <th scope="col">When</th>
+              </tr>
+            </thead>
+            <tbody>
+              {failing.data.items.map((e) => (
+                <tr key={e.deviceId}>
+                  <td>
+                    <Link href={`/devices/${encodeURIComponent(e.deviceId)}`}>{e.deviceId}</Link>
+                  </td>
+                  <td>
+                    <StatusBadge status={e.status} />
+                  </td>
+                  <td>{e.details.error ?? '—'}</td>
+                  <td>{dateTime(e.updatedAt)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+        {failing.data?.next && <p class="muted">Showing the first 50 by device id.</p>}
+      </section>
+    </>
+  );
+}
+
+/** Pause, resume and cancel; cancel asks for confirmation in the page (no browser dialog). */
+function Controls({ view, onChange }: { view: JobView; onChange: () => void }) {
+  const [confirming, setConfirming] = useState(false);
+  const [error, setError] = useState<string | undefined>();
+  const [busy, setBusy] = useState(false);
+  const status = view.job.status;
+  const act = async (action: 'pause' | 'resume' | 'cancel') => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await api('POST', `/jobs/${view.job.jobId}/${action}`);
+      setConfirming(false);
+      onChange();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  if (FINAL.includes(status)) return null;
+  return (
+    <div class="controls" role="group" aria-label="Job controls">
+      {status === 'PAUSED' ? (
+        <button type="button" disabled={busy} onClick={() => act('resume')}>
+          {view.job.progress?.pause && view.job.progress.pause.reason !== 'operator' ? 'Approve next wave' : 'Resume'}
+        </button>
+      ) : (
+        <button type="button" disabled={busy} onClick={() => act('pause')}>
+          Pause
+        </button>
+      )}
+      {!confirming ? (
+        <button type="button" class="danger" disabled={busy} onClick={() => setConfirming(true)}>
+          Cancel job
+        </button>
+      ) : (
+        <span class="confirm" role="alert">
+          Cancel this job? Queued devices are skipped and devices not yet installing are told to stop.{' '}
+          <button type="button" class="danger" disabled={busy} onClick={() => act('cancel')}>
+            Yes, cancel the job
+          </button>{' '}
+          <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+            Keep it running
+          </button>
+        </span>
+      )}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,74 @@
+/** Rollout jobs, newest first, one server page at a time; live as jobs change. */
+import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { StatusBadge } from '../components/status-badge.tsx';
+import { count, dateTime, shortId } from '../format.ts';
+import { useApi, useLiveReload } from '../hooks.ts';
+import { Link, navigate, useLocation } from '../router.tsx';
+import type { Job, Page } from '../types.ts';
+
+export function JobsPage() {
+  const { query } = useLocation();
+  const after = query.get('after');
+  const jobs = useApi<Page<Job>>(`/jobs?limit=25${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+  useLiveReload({ types: 'job.changed' }, [jobs], 1000);
+  return (
+    <>
+      <div class="title-row">
+        <h1>Jobs</h1>
+        <Link href="/jobs/new" class="button">
+          New rollout
+        </Link>
+      </div>
+      <ErrorNote error={jobs.error} />
+      {!jobs.data ? (
+        !jobs.error && <Loading what="jobs" />
+      ) : jobs.data.items.length === 0 ? (
+        <p class="muted">No job yet.</p>
+      ) : (
+        <table data-testid="jobs-table">
+          <caption class="sr-only">Jobs, newest first</caption>
+          <thead>
+            <tr>
+              <th scope="col">Job</th>
+              <th scope="col">Artifact</th>
+              <th scope="col">State</th>
+              <th scope="col">Devices</th>
+              <th scope="col">Created</th>
+              <th scope="col">Description</th>
+            </tr>
+          </thead>
+          <tbody>
+            {jobs.data.items.map((j) => (
+              <tr key={j.jobId}>
+                <td>
+                  <Link href={`/jobs/${j.jobId}`} aria-label={`job ${j.jobId}`}>
+                    {shortId(j.jobId)}
+                  </Link>
+                </td>
+                <td>
+                  {j.artifactName}@{j.artifactVersion}
+                </td>
+                <td>
+                  <StatusBadge status={j.status} />
+                </td>
+                <td>{j.progress?.total !== undefined ? count(j.progress.total) : '—'}</td>
+                <td>{dateTime(j.createdAt)}</td>
+                <td>{j.description ?? ''}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {(after || jobs.data?.next) && (
+        <nav class="pager" aria-label="Pages of jobs">
+          <button type="button" disabled={!after} onClick={() => navigate('/jobs')}>
+            Newest
+          </button>
+          <button type="button" disabled={!jobs.data?.next} onClick={() => navigate(`/jobs?after=${encodeURIComponent(jobs.data!.next!)}`)}>
+            Older
+          </button>
+        </nav>
+      )}
+    </>
+  );
+}

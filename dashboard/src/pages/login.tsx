@@ -1,0 +1,46 @@
+/**
+ * Sign-in: the operator token (printed by the server on first start, kept in
+ * data/operator-token). Checked against the API before it is kept for the tab.
+ */
+import { useState } from 'preact/hooks';
+import { setToken } from '../auth.ts';
+
+export function LoginPage() {
+  const [token, setValue] = useState('');
+  const [error, setError] = useState<string | undefined>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const t = token.trim();
+    if (!t) return setError('Enter the operator token.');
+    setBusy(true);
+    setError(undefined);
+    const res = await fetch('/api/v1/openapi.json', { headers: { authorization: `Bearer ${t}` } }).catch(() => undefined);
+    setBusy(false);
+    if (!res) return setError('The server cannot be reached; check that it runs.');
+    if (res.status === 401) return setError('That token is not the operator token. It is in data/operator-token on the server.');
+    if (!res.ok) return setError(`The server answered HTTP ${res.status}.`);
+    setToken(t);
+  };
+  return (
+    <main id="main" class="login">
+      <h1>Updraft</h1>
+      <p class="muted">Over-the-air updates for your fleet.</p>
+      <form onSubmit={submit} noValidate>
+        <label for="token">Operator token</label>
+        <input id="token" name="token" type="password" autoComplete="current-password" value={token} onInput={(e) => setValue(e.currentTarget.value)} aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'token-error' : 'token-help'} autoFocus />
+        <p id="token-help" class="help">
+          The server prints it on first start; it is also in <code>data/operator-token</code>. It is kept only for this browser tab.
+        </p>
+        {error && (
+          <p id="token-error" class="field-error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? 'Signing in…' : 'Sign in'}
+        </button>
+      </form>
+    </main>
+  );
+}

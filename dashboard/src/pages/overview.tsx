@@ -1,0 +1,119 @@
+/**
+ * Fleet overview: device counts, version distribution, devices whose update failed in
+ * recent jobs, recent events. One small aggregated answer from the server
+ * (`/fleet/overview`, cached there for 2 s). Live: job and presence events reload it (at
+ * most every 2 s); execution events are left out of this page's stream, because during a
+ * big rollout they come by the hundred per second: a 5 s poll shows their effect instead.
+ */
+import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { StatusBadge } from '../components/status-badge.tsx';
+import { VersionChart } from '../components/version-chart.tsx';
+import { count, shortId, time } from '../format.ts';
+import { useApi, useLiveReload, usePoll } from '../hooks.ts';
+import { Link } from '../router.tsx';
+import type { FleetOverview, Page, RecentEvent } from '../types.ts';
+
+function Stat({ label, value, id }: { label: string; value: number; id: string }) {
+  return (
+    <div class="stat">
+      <dt id={id}>{label}</dt>
+      <dd aria-labelledby={id} data-testid={`stat-${id}`}>{count(value)}</dd>
+    </div>
+  );
+}
+
+export function OverviewPage() {
+  const overview = useApi<FleetOverview>('/fleet/overview');
+  const recent = useApi<Page<RecentEvent>>('/events/recent?limit=15');
+  useLiveReload({ types: 'job.changed,device.presence' }, [overview, recent], 2000);
+  usePoll([overview, recent], 5000);
+  const o = overview.data;
+  return (
+    <>
+      <h1>Fleet overview</h1>
+      <ErrorNote error={overview.error} />
+      {!o ? (
+        !overview.error && <Loading what="the fleet" />
+      ) : (
+        <>
+          <section aria-labelledby="devices-h">
+            <h2 id="devices-h">Devices</h2>
+            <dl class="stats">
+              <Stat id="registered" label="Registered" value={o.devices.registered} />
+              <Stat id="online" label="Online" value={o.devices.online} />
+              <Stat id="offline" label="Offline" value={Math.max(0, o.devices.registered - o.devices.online)} />
+              <Stat id="revoked" label="Revoked" value={o.devices.revoked} />
+              <Stat id="jobs-active" label="Jobs in progress" value={o.jobs.IN_PROGRESS + o.jobs.PAUSED + o.jobs.SCHEDULED} />
+            </dl>
+          </section>
+          <div class="columns">
+            <section aria-labelledby="versions-h">
+              <h2 id="versions-h">Versions running</h2>
+              <VersionChart versions={o.versions} unreported={Math.max(0, o.devices.registered - o.devices.reporting)} />
+            </section>
+            <section aria-labelledby="failing-h">
+              <h2 id="failing-h">Devices with failures</h2>
+              {o.failing.length === 0 ? (
+                <p class="muted">No failed updates in recent jobs.</p>
+              ) : (
+                <table>
+                  <caption class="sr-only">Latest failed executions of recent jobs</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Device</th>
+                      <th scope="col">Job</th>
+                      <th scope="col">State</th>
+                      <th scope="col">Reason</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {o.failing.map((f) => (
+                      <tr key={`${f.jobId}/${f.deviceId}`}>
+                        <td>
+                          <Link href={`/devices/${encodeURIComponent(f.deviceId)}`}>{f.deviceId}</Link>
+                        </td>
+                        <td>
+                          <Link href={`/jobs/${f.jobId}`}>{f.artifact}</Link>
+                        </td>
+                        <td>
+                          <StatusBadge status={f.status} />
+                        </td>
+                        <td>{f.reason ?? '—'}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              )}
+            </section>
+          </div>
+        </>
+      )}
+      <section aria-labelledby="events-h">
+        <h2 id="events-h">Recent events</h2>
+        <RecentEvents events={recent.data?.items} />
+      </section>
+    </>
+  );
+}
+
+function RecentEvents({ events }: { events: RecentEvent[] | undefined }) {
+  if (!events) return <Loading what="events" />;
+  if (events.length === 0) return <p class="muted">Nothing has happened since the server started.</p>;
+  return (
+    <ol class="events" data-testid="recent-events">
+      {events.map((e) => (
+        <li key={e.seq}>
+          <time dateTime={new Date(e.at).toISOString()}>{time(e.at)}</time>
+          {e.deviceId && <Link href={`/devices/${encodeURIComponent(e.deviceId)}`}>{e.deviceId}</Link>}
+          {e.jobId && (
+            <Link href={`/jobs/${e.jobId}`} aria-label={`job ${e.jobId}`}>
+              job {shortId(e.jobId)}
+            </Link>
+          )}
+          <StatusBadge status={e.status} />
+          {e.reason && <span class="reason">{e.reason}</span>}
+        </li>
+      ))}
+    </ol>
+  );
+}

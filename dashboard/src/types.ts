@@ -1,0 +1,122 @@
+/** The API's answers, as far as the pages read them (src/http/openapi.ts has the full shapes). */
+
+export type ExecutionStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'CANCELED' | 'REMOVED';
+export type JobStatus = 'SCHEDULED' | 'IN_PROGRESS' | 'PAUSED' | 'COMPLETED' | 'CANCELED' | 'ABORTED';
+
+export const EXECUTION_STATES: ExecutionStatus[] = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
+
+export interface Page<T> {
+  items: T[];
+  next?: string;
+}
+
+export interface Software {
+  name?: string;
+  version?: string;
+  status?: string;
+  error?: string;
+  jobId?: string;
+  progress?: number;
+}
+
+export interface FleetOverview {
+  devices: { registered: number; revoked: number; online: number; reporting: number };
+  versions: { name: string | null; version: string | null; devices: number }[];
+  jobs: Record<JobStatus, number>;
+  failing: { deviceId: string; jobId: string; artifact: string; status: ExecutionStatus; reason: string | null; updatedAt: number }[];
+  generatedAt: number;
+}
+
+export interface RecentEvent {
+  seq: number;
+  at: number;
+  type: string;
+  deviceId?: string;
+  jobId?: string;
+  status: string;
+  previousStatus?: string;
+  reason?: string;
+}
+
+export interface FoundDevice {
+  deviceId: string;
+  tags: string[];
+  attributes: Record<string, string | number | boolean>;
+  revoked: boolean;
+  online: boolean;
+  reported: Software | null;
+  desired: Software | null;
+}
+
+export interface SearchPage extends Page<FoundDevice> {
+  scanned: number;
+}
+
+export interface DeviceView {
+  deviceId: string;
+  device: { deviceId: string; attributes: Record<string, unknown>; tags: string[]; revoked: boolean; createdAt: number };
+  online: boolean;
+  shadow: { state: { desired?: Record<string, unknown>; reported?: Record<string, unknown>; delta?: Record<string, unknown> }; version: number; timestamp: number } | null;
+}
+
+export interface Execution {
+  jobId: string;
+  deviceId: string;
+  status: ExecutionStatus;
+  details: { error?: string; agentStatus?: string; version?: string; progress?: number };
+  wave?: number;
+  attempt?: number;
+  queuedAt: number;
+  updatedAt: number;
+  artifact?: string | null;
+}
+
+export interface DeviceEvent {
+  at: number;
+  kind: string;
+  jobId?: string;
+  artifact?: string | null;
+  status: string;
+  reason?: string;
+}
+
+export interface Artifact {
+  name: string;
+  version: string;
+  sha256: string;
+  size: number;
+  createdAt: number;
+  signature?: string;
+  signatureStatus?: 'valid' | 'invalid' | 'unsigned';
+}
+
+export interface Job {
+  jobId: string;
+  artifactName: string;
+  artifactVersion: string;
+  status: JobStatus;
+  createdAt: number;
+  description?: string;
+  spec?: { plan?: { waves?: { count?: number; percent?: number; successThreshold?: number; requireApproval?: boolean }[] } };
+  progress?: { wave?: number; total?: number; pause?: { reason: string; wave: number; message: string }; abortReason?: string; finishedAt?: number; startedAt?: number };
+}
+
+export interface JobView {
+  job: Job;
+  counts: Record<ExecutionStatus, number>;
+  waves: { wave: number; counts: Record<ExecutionStatus, number> }[];
+  total: number;
+  percentDone: number;
+}
+
+export interface JobTimeline {
+  from: number;
+  to: number;
+  bucketMs: number;
+  buckets: { at: number; succeeded: number; failed: number }[];
+}
+
+export interface Group {
+  name: string;
+  kind: 'static' | 'dynamic';
+}

@@ -1,0 +1,95 @@
+/**
+ * The last few hundred fleet events, kept in memory so that a page opened now shows what
+ * just happened before its live stream delivers anything new (the dashboard's "recent
+ * events"). Bounded: a ring of `capacity` compact entries, whatever the fleet's size. Not
+ * durable and per instance: durable history is in the executions (`fleet-view.ts`).
+ */
+import type { EventBus } from './event-bus.ts';
+
+/** One event as the dashboard lists it. */
+export interface RecentEvent {
+  /** Increasing per server run. */
+  seq: number;
+  /** Milliseconds since the epoch. */
+  at: number;
+  type: 'job.changed' | 'execution.changed' | 'device.presence';
+  deviceId?: string;
+  jobId?: string;
+  /** The new state: a job or execution status, or ONLINE / OFFLINE. */
+  status: string;
+  /** Execution events: the state before, when there was one. */
+  previousStatus?: string;
+  /** Why, when the event carries a reason (an execution's error, a job's pause or abort). */
+  reason?: string;
+}
+
+/** A ring buffer of recent events fed by the event bus. */
+export class RecentEvents {
+  private readonly deps: { events: EventBus; capacity?: number; now?: () => number };
+  private readonly ring: RecentEvent[] = [];
+  private seq = 0;
+  private offs: (() => void)[] = [];
+  /** Each job's last status seen: job.changed also fires on progress, which is not news here. */
+  private readonly lastOfJob = new Map<string, string>();
+
+  constructor(deps: { events: EventBus; capacity?: number; now?: () => number }) {
+    this.deps = deps;
+  }
+
+  async start(): Promise<void> {
+    const { events } = this.deps;
+    this.offs = [
+      events.on('device.presence', (e) => this.push({ type: 'device.presence', deviceId: e.deviceId, status: e.online ? 'ONLINE' : 'OFFLINE' })),
+      events.on('execution.changed', ({ previous, current }) => {
+        // progress reports within one state are noise here; state changes are the events
+        if (previous?.status === current.status) return;
+        const error = current.details.error;
+        this.push({
+          type: 'execution.changed',
+          deviceId: current.deviceId,
+          jobId: current.jobId,
+          status: current.status,
+          ...(previous ? { previousStatus: previous.status } : {}),
+          ...(typeof error === 'string' ? { reason: error } : {}),
+        });
+      }),
+      events.on('job.changed', ({ job }) => {
+        const last = this.lastOfJob.get(job.jobId);
+        if (last === job.status) return; // progress of the same state
+        this.lastOfJob.set(job.jobId, job.status);
+        if (this.lastOfJob.size > 1000) this.lastOfJob.delete(this.lastOfJob.keys().next().value!);
+        this.push({ type: 'job.changed', jobId: job.jobId, status: job.status, ...(jobReason(job.progress) ? { reason: jobReason(job.progress)! } : {}) });
+      }),
+    ];
+  }
+
+  async stop(): Promise<void> {
+    for (const off of this.offs) off();
+    this.offs = [];
+  }
+
+  private push(e: Omit<RecentEvent, 'seq' | 'at'>): void {
+    this.ring.push({ seq: ++this.seq, at: this.deps.now ? this.deps.now() : Date.now(), ...e });
+    if (this.ring.length > (this.deps.capacity ?? 500)) this.ring.shift();
+  }
+
+  /** Newest first, optionally only one device's or one job's, at most `limit`. */
+  list(filter: { deviceId?: string; jobId?: string; limit: number }): RecentEvent[] {
+    const out: RecentEvent[] = [];
+    for (let i = this.ring.length - 1; i >= 0 && out.length < filter.limit; i--) {
+      const e = this.ring[i]!;
+      if (filter.deviceId !== undefined && e.deviceId !== filter.deviceId) continue;
+      if (filter.jobId !== undefined && e.jobId !== filter.jobId) continue;
+      out.push(e);
+    }
+    return out;
+  }
+}
+
+function jobReason(progress: unknown): string | undefined {
+  if (typeof progress !== 'object' || progress === null) return undefined;
+  const p = progress as { abortReason?: unknown; pause?: { message?: unknown } };
+  if (typeof p.abortReason === 'string') return p.abortReason;
+  if (typeof p.pause?.message === 'string') return p.pause.message;
+  return undefined;
+}

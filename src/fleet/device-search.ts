@@ -1,0 +1,130 @@
+/**
+ * Device search for the dashboard: filters by id (substring), tag, group, running version
+ * and state (online, offline, updating, failed, revoked), one page at a time in device id
+ * order. A selective filter over a large fleet may have to read many devices to fill a
+ * page, so one request reads at most `scanBudget` devices and then returns what it found
+ * with a `next` cursor: every request stays short, whatever the fleet's size.
+ */
+import { parseReportedSoftware } from '../protocol/software.ts';
+import type { DeviceRecord, StateStore } from '../store/state-store.ts';
+import type { GroupService } from './group-service.ts';
+import { subjectOf, type SelectedDevice } from './device-selector.ts';
+import { parseQuery } from './query.ts';
+
+/** States a search can filter on. */
+export const DEVICE_STATES = ['online', 'offline', 'updating', 'failed', 'revoked'] as const;
+/** One of DEVICE_STATES. */
+export type DeviceState = (typeof DEVICE_STATES)[number];
+
+/** Search filters; all given ones must hold. */
+export interface DeviceSearch {
+  /** Case-insensitive substring of the device id. */
+  id?: string;
+  /** A tag the device carries. */
+  tag?: string;
+  /** A group (static or dynamic) the device belongs to. */
+  group?: string;
+  /** The version the device reports running. */
+  version?: string;
+  state?: DeviceState;
+  after?: string;
+  limit: number;
+}
+
+/** One device in the result. */
+export interface FoundDevice {
+  deviceId: string;
+  tags: string[];
+  attributes: DeviceRecord['attributes'];
+  revoked: boolean;
+  online: boolean;
+  /** The software the device reports (version, status, error...) or null. */
+  reported: Record<string, unknown> | null;
+  /** The software it should run, or null. */
+  desired: Record<string, unknown> | null;
+}
+
+/** A page of results; `scanned` says how many devices were read to find them. */
+export interface SearchPage {
+  items: FoundDevice[];
+  next?: string;
+  scanned: number;
+}
+
+/** Searches the registry, reading at most `scanBudget` devices per call. */
+export async function searchDevices(
+  deps: { store: StateStore; groups: GroupService; isOnline: (id: string) => boolean; scanBudget?: number },
+  search: DeviceSearch,
+): Promise<SearchPage> {
+  const { store, isOnline } = deps;
+  const budget = deps.scanBudget ?? 10_000;
+  const inGroup = search.group ? await groupMatcher(deps.groups, search.group) : undefined;
+  const needle = search.id?.toLowerCase();
+  const items: FoundDevice[] = [];
+  let scanned = 0;
+  let after = search.after;
+  for (;;) {
+    const page = await store.listDevices({ limit: Math.min(1000, Math.max(search.limit, 100)), ...(after !== undefined ? { after } : {}) });
+    for (const device of page.items) {
+      scanned++;
+      after = device.deviceId;
+      if (needle && !device.deviceId.toLowerCase().includes(needle)) continue;
+      if (search.tag && !device.tags.includes(search.tag)) continue;
+      const online = isOnline(device.deviceId);
+      const s = await subjectOf(store, device, true);
+      if (inGroup && !inGroup(s)) continue;
+      const reported = parseReportedSoftware(s.reported?.software);
+      if (search.version && reported?.version !== search.version) continue;
+      if (search.state && !inState(search.state, s, online)) continue;
+      items.push(found(s, online));
+      const last = page.next === undefined && device === page.items[page.items.length - 1];
+      if (items.length === search.limit) return last ? { items, scanned } : { items, next: device.deviceId, scanned };
+    }
+    if (page.next === undefined) return { items, scanned };
+    if (scanned >= budget) return { items, next: after!, scanned };
+  }
+}
+
+function found(s: SelectedDevice, online: boolean): FoundDevice {
+  const soft = (o: unknown) => (typeof o === 'object' && o !== null && !Array.isArray(o) ? (o as Record<string, unknown>) : null);
+  return {
+    deviceId: s.device.deviceId,
+    tags: s.device.tags,
+    attributes: s.device.attributes,
+    revoked: s.device.revoked,
+    online,
+    reported: soft(s.reported?.software),
+    desired: soft(s.desired?.software),
+  };
+}
+
+function inState(state: DeviceState, s: SelectedDevice, online: boolean): boolean {
+  const reported = parseReportedSoftware(s.reported?.software);
+  switch (state) {
+    case 'online':
+      return online;
+    case 'offline':
+      return !online;
+    case 'revoked':
+      return s.device.revoked;
+    case 'failed':
+      return reported?.status === 'FAILURE';
+    case 'updating': {
+      // an update is under way while the desired job differs from the one reported done
+      const desired = s.desired?.software as { jobId?: unknown; version?: unknown } | undefined;
+      if (!desired || typeof desired !== 'object') return false;
+      return reported === undefined || desired.version !== reported.version || (reported.status !== 'SUCCESS' && reported.status !== 'IDLE' && reported.status !== 'FAILURE');
+    }
+  }
+}
+
+/** A membership test for a group: a set of ids (static) or the group's query (dynamic). */
+async function groupMatcher(groups: GroupService, name: string): Promise<(s: SelectedDevice) => boolean> {
+  const g = await groups.get(name); // NOT_FOUND naming it
+  if (g.kind === 'dynamic') {
+    const q = parseQuery(g.query!);
+    return (s) => q.matches(s);
+  }
+  const members = new Set(g.devices);
+  return (s) => members.has(s.device.deviceId);
+}

@@ -1,0 +1,110 @@
+/**
+ * Aggregations for the web dashboard, beside the rest of the operator API (`/api/v1`,
+ * behind the operator token): the fleet overview, device search with server-side paging,
+ * a device's last events, a job's completions over time and the recent events. Each
+ * answer is small and bounded whatever the fleet's size (DESIGN.md §8: 100,000 devices).
+ */
+import { UpdraftError } from '../errors.ts';
+import type { RecentEvents } from '../events/recent-events.ts';
+import { DEVICE_STATES, searchDevices, type DeviceState } from '../fleet/device-search.ts';
+import { deviceTimeline } from '../fleet/device-timeline.ts';
+import type { FleetOverviewSource } from '../fleet/fleet-overview.ts';
+import type { FleetView } from '../fleet/fleet-view.ts';
+import type { GroupService } from '../fleet/group-service.ts';
+import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
+import type { JobService } from '../jobs/job-service.ts';
+import { jobTimeline, type JobTimeline } from '../jobs/job-timeline.ts';
+import { isValidId } from '../protocol/topics.ts';
+import type { StateStore } from '../store/state-store.ts';
+import { pageParams } from './paging.ts';
+import { sendJson } from './respond.ts';
+import type { Router } from './router.ts';
+
+/** What the insight routes need. */
+export interface InsightDeps {
+  store: StateStore;
+  groups: GroupService;
+  fleet: FleetView;
+  jobs: JobService;
+  tracker: ExecutionTracker;
+  recent: RecentEvents;
+  overview: FleetOverviewSource;
+  isOnline: (deviceId: string) => boolean;
+}
+
+function intParam(url: URL, key: string, def: number, min: number, max: number): number {
+  const raw = url.searchParams.get(key);
+  const v = raw === null ? def : Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) throw new UpdraftError('BAD_REQUEST', `${key} must be an integer from ${min} to ${max}, got ${raw}`);
+  return v;
+}
+
+function optional(url: URL, key: string): string | undefined {
+  const v = url.searchParams.get(key)?.trim();
+  return v ? v : undefined;
+}
+
+/** Adds the dashboard's aggregation routes. */
+export function addInsightRoutes(router: Router, deps: InsightDeps): void {
+  const { store, tracker } = deps;
+  // a big job's chart reads all its finished executions: open pages share one read, made
+  // again only when the job's counts changed (a cheap grouped count tells)
+  const timelines = new Map<string, { fingerprint: string; value: Promise<JobTimeline> }>();
+
+  router.add('GET', '/api/v1/fleet/overview', async ({ res }) => sendJson(res, 200, await deps.overview.get()));
+
+  router.add('GET', '/api/v1/fleet/search', async ({ res, url }) => {
+    const state = optional(url, 'state');
+    if (state !== undefined && !(DEVICE_STATES as readonly string[]).includes(state)) throw new UpdraftError('BAD_REQUEST', `state must be one of ${DEVICE_STATES.join(', ')}; got ${state}`);
+    const { limit, after } = pageParams(url, 50);
+    const id = optional(url, 'id');
+    const tag = optional(url, 'tag');
+    const group = optional(url, 'group');
+    const version = optional(url, 'version');
+    const page = await searchDevices(deps, {
+      limit,
+      ...(after ? { after } : {}),
+      ...(id ? { id } : {}),
+      ...(tag ? { tag } : {}),
+      ...(group ? { group } : {}),
+      ...(version ? { version } : {}),
+      ...(state ? { state: state as DeviceState } : {}),
+    });
+    sendJson(res, 200, page);
+  });
+
+  router.add('GET', '/api/v1/devices/:id/events', async ({ res, params, url }) => {
+    const deviceId = params.id!;
+    if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
+    if (!(await store.getDevice(deviceId))) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered`);
+    const limit = intParam(url, 'limit', 30, 1, 200);
+    await tracker.idle();
+    sendJson(res, 200, { deviceId, items: deviceTimeline(await deps.fleet.history(deviceId), deps.recent, deviceId, limit) });
+  });
+
+  router.add('GET', '/api/v1/jobs/:id/timeline', async ({ res, params, url }) => {
+    const buckets = intParam(url, 'buckets', 60, 1, 500);
+    const job = await deps.jobs.get(params.id!);
+    const key = `${job.jobId}/${buckets}`;
+    await tracker.idle();
+    const counts = await store.countExecutions(job.jobId);
+    // a running job's chart grows with the clock: refresh it at least every 5 s
+    const clock = ['COMPLETED', 'CANCELED', 'ABORTED'].includes(job.status) ? '' : String(Math.floor(Date.now() / 5000));
+    const fingerprint = `${job.status}|${clock}|${counts.map((c) => `${c.wave}:${c.status}:${c.count}`).join(',')}`;
+    let hit = timelines.get(key);
+    if (!hit || hit.fingerprint !== fingerprint) {
+      hit = { fingerprint, value: jobTimeline(store, job, buckets, Date.now()) };
+      timelines.set(key, hit);
+      if (timelines.size > 100) timelines.delete(timelines.keys().next().value!);
+      hit.value.catch(() => timelines.delete(key));
+    }
+    sendJson(res, 200, await hit.value);
+  });
+
+  router.add('GET', '/api/v1/events/recent', async ({ res, url }) => {
+    const limit = intParam(url, 'limit', 50, 1, 500);
+    const deviceId = optional(url, 'deviceId');
+    const jobId = optional(url, 'jobId');
+    sendJson(res, 200, { items: deps.recent.list({ limit, ...(deviceId ? { deviceId } : {}), ...(jobId ? { jobId } : {}) }) });
+  });
+}

@@ -1,0 +1,250 @@
+/**
+ * The web dashboard in a real browser (Debian's Chromium, driven by playwright-core) against
+ * a real server and a simulated fleet: sign in with the token, upload an artifact, start a
+ * rollout (after a validation error shown beside its field), watch it reach 100%, pause and
+ * cancel another rollout, search devices, open a device. Every page is screenshotted into
+ * test-artifacts/dashboard/; any console error fails the test. Only states are awaited,
+ * never a duration.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { ApiClient } from '../../src/cli/api-client.ts';
+import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
+import { registerFleet } from '../../src/sim/register-fleet.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = path.join(ROOT, 'test-artifacts/dashboard');
+const WAIT = 60_000;
+const FLEET = 24;
+
+const missing = !existsSync(CHROMIUM);
+if (missing && process.env.CI === 'true') throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (.ci/run does: apt-get install -y chromium)`);
+const skip = missing ? `${CHROMIUM} is not installed (apt-get install chromium); the dashboard's browser test is skipped` : false;
+if (skip) console.warn(`# SKIP: ${skip}`);
+
+describe('web dashboard in Chromium', { skip }, () => {
+  let ts: TestServer;
+  let api: ApiClient;
+  let sim: FleetSimulator;
+  let browser: Browser;
+  let page: Page;
+  const consoleErrors: string[] = [];
+  /** Set while a step expects the server to refuse a request (the browser logs those). */
+  let expectRefusal = false;
+
+  before(async () => {
+    // the bundle under test is the current source: build it (Vite takes well under a second)
+    const built = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'dashboard/vite.config.ts', '--logLevel', 'warn'], { cwd: ROOT, encoding: 'utf8' });
+    assert.equal(built.status, 0, `vite build failed:\n${built.stdout}\n${built.stderr}`);
+    await mkdir(SHOTS, { recursive: true });
+    ts = await startTestServer();
+    api = new ApiClient({ server: ts.httpUrl, token: ts.token });
+    const devices = await registerFleet(api, 'sim-', FLEET);
+    // devices that never connect: a rollout to them stays in progress until it is cancelled
+    await registerFleet(api, 'idle-', 3);
+    // seeded: some installs fail their health check, so the failing-devices table has rows
+    sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'connected', installMs: 30, failureRate: 0.15, seed: 11 });
+    await sim.start();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.setDefaultTimeout(WAIT);
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      if (expectRefusal && /status of 400/.test(m.text())) return;
+      consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await sim?.stop();
+    await ts?.close();
+  });
+
+  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const nav = (name: string) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name });
+  const heading = (text: string | RegExp) => page.getByRole('heading', { level: 1, name: text }).waitFor();
+
+  it('signs in with the operator token, by keyboard', async () => {
+    await page.goto(ts.httpUrl + '/');
+    await page.getByLabel('Operator token').waitFor();
+    await shot('01-login');
+    // the token field has the focus; Enter submits
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'token');
+    await page.keyboard.type(ts.token);
+    await page.keyboard.press('Enter');
+    await heading('Fleet overview');
+    await page.getByTestId('stat-registered').filter({ hasText: String(FLEET + 3) }).waitFor();
+    // the token lives in sessionStorage, never in the URL
+    assert.ok(!page.url().includes(ts.token));
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('updraft.operatorToken')), ts.token);
+  });
+
+  it('uploads an artifact from the browser and shows its hash and signature', async () => {
+    await nav('Artifacts').click();
+    await heading('Artifacts');
+    await page.getByLabel('Build file').setInputFiles({ name: 'firmware.bin', mimeType: 'application/octet-stream', buffer: randomBytes(64 * 1024) });
+    await page.getByLabel('Name').fill('fw');
+    await page.getByLabel('Version').fill('2.0.0');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByRole('status').filter({ hasText: 'Uploaded fw@2.0.0' }).waitFor();
+    const row = page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: '2.0.0' });
+    await row.filter({ hasText: '64 KiB' }).filter({ hasText: 'valid' }).waitFor();
+    assert.match(await row.locator('code').innerText(), /^[0-9a-f]{64}$/);
+    await shot('02-artifacts');
+  });
+
+  it('shows the server\'s validation messages next to the rollout form\'s fields', async () => {
+    await nav('Jobs').click();
+    await heading('Jobs');
+    await page.getByRole('link', { name: 'New rollout' }).click();
+    await heading('New rollout');
+    await page.getByLabel('Artifact').selectOption('fw@2.0.0');
+    await page.getByLabel('Wave 1 size').fill('150');
+    expectRefusal = true;
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+    await page.getByTestId('error-summary').filter({ hasText: 'was not created' }).waitFor();
+    // each message sits beside its field and is tied to it for screen readers
+    const wave = page.getByLabel('Wave 1 size');
+    assert.equal(await wave.getAttribute('aria-invalid'), 'true');
+    const waveError = page.locator(`#${await wave.getAttribute('aria-describedby')}`);
+    assert.match(await waveError.innerText(), /plan\.waves\[0\]\.percent must be a number above 0 and at most 100/);
+    assert.match(await page.locator('#j-targets-error').innerText(), /target set is empty/);
+    await shot('03-job-form-errors');
+    expectRefusal = false;
+  });
+
+  it('starts a rollout to the simulated fleet and watches it reach 100% live', async () => {
+    const ids = Array.from({ length: FLEET }, (_, i) => `sim-${String(i + 1).padStart(2, '0')}`);
+    await page.getByLabel('Wave 1 size').fill('25');
+    await page.getByRole('button', { name: 'Add a wave' }).click();
+    await page.getByLabel('Device ids (comma or space separated)').fill(ids.join(' '));
+    await page.getByLabel('Description (optional)').fill('fleet to 2.0.0');
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+    await heading(/fw@2\.0\.0/);
+    // no reload from here on: the page follows the event stream
+    await page.getByTestId('job-progress').filter({ hasText: `100% of ${FLEET}` }).waitFor();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'COMPLETED' }).waitFor();
+    await sim.whenFinished(FLEET);
+    const succeeded = Number(await page.locator('dd[data-state="SUCCEEDED"]').innerText());
+    const failed = Number(await page.locator('dd[data-state="FAILED"]').innerText());
+    assert.equal(succeeded, sim.stats.succeeded);
+    assert.equal(succeeded + failed, FLEET);
+    assert.ok(failed > 0, 'the seed makes some installs fail');
+    await page.getByTestId('failing-table').getByRole('row').nth(failed).waitFor(); // header + one row per failure
+    assert.equal(await page.getByLabel('Wave 2: 100%').count(), 1);
+    await page.locator(`[data-testid="timeline-chart"][aria-label*="${succeeded} succeeded, ${failed} failed"]`).waitFor();
+    await shot('04-job-completed');
+  });
+
+  it('pauses, resumes and cancels another rollout', async () => {
+    await nav('Jobs').click();
+    await page.getByRole('link', { name: 'New rollout' }).click();
+    await page.getByLabel('Artifact').selectOption('fw@2.0.0');
+    await page.getByLabel('Device ids (comma or space separated)').fill('idle-1 idle-2 idle-3');
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'IN PROGRESS' }).waitFor();
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'PAUSED' }).waitFor();
+    await page.getByRole('status').filter({ hasText: 'paused by an operator' }).waitFor();
+    await shot('05-job-paused');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'IN PROGRESS' }).waitFor();
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'PAUSED' }).waitFor();
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await page.getByRole('button', { name: 'Yes, cancel the job' }).click();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'CANCELED' }).waitFor();
+    await page.locator('dd[data-state="CANCELED"]').filter({ hasText: '3' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Pause' }).count(), 0, 'a finished job has no controls');
+    await shot('06-job-canceled');
+    await nav('Jobs').click();
+    await page.getByTestId('jobs-table').getByRole('row').filter({ hasText: 'CANCELED' }).waitFor();
+    await shot('07-jobs');
+  });
+
+  it('searches devices page by page and opens one', async () => {
+    await nav('Devices').click();
+    await heading('Devices');
+    await page.getByLabel('Device id contains').fill('sim-');
+    await page.getByLabel('Version running').fill('2.0.0');
+    await page.getByRole('button', { name: 'Search' }).click();
+    const rows = page.getByTestId('devices-table').locator('tbody tr');
+    await page.waitForURL(/version=2\.0\.0/);
+    await rows.first().waitFor();
+    await page.getByText(`${sim.stats.succeeded} shown`, { exact: true }).waitFor();
+    await shot('08-devices');
+    await page.getByLabel('Version running').fill('');
+    await page.getByLabel('Device id contains').fill('');
+    await page.getByRole('button', { name: 'Search' }).click();
+    // all 27 devices: a full page of 25, then the rest, and back
+    await page.getByText('25 shown', { exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByText('2 shown', { exact: true }).waitFor();
+    assert.deepEqual(await rows.locator('td:first-child').allInnerTexts(), ['sim-23', 'sim-24']);
+    await page.getByRole('button', { name: 'Previous' }).click();
+    await page.getByText('25 shown', { exact: true }).waitFor();
+    await page.getByRole('link', { name: 'sim-01', exact: true }).click();
+    await heading(/Device sim-01/);
+    await page.getByRole('heading', { name: 'Desired' }).waitFor();
+    await page.getByRole('heading', { name: 'Reported' }).waitFor();
+    await page.getByRole('heading', { name: 'Job history' }).waitFor();
+    await page.getByTestId('device-events').getByText('COMMAND SENT').waitFor();
+    await shot('09-device');
+  });
+
+  it('shows the fleet overview live: versions, failures, events', async () => {
+    await nav('Overview').click();
+    await heading('Fleet overview');
+    await page.getByTestId('version-chart').and(page.locator(`[aria-label*="fw@2.0.0: ${sim.stats.succeeded}"]`)).waitFor();
+    await page.getByRole('heading', { name: 'Devices with failures' }).waitFor();
+    await page.getByTestId('recent-events').waitFor();
+    await page.getByTestId('stat-online').filter({ hasText: String(FLEET) }).waitFor();
+    // live: a device going offline shows without a reload
+    await sim.stop();
+    await page.getByTestId('stat-online').filter({ hasText: /^0$/ }).waitFor();
+    await shot('10-overview');
+  });
+
+  it('has the accessible basics: skip link first, every control labelled, keyboard reachable', async () => {
+    for (const route of ['/', '/devices', '/artifacts', '/jobs/new']) {
+      await page.goto(ts.httpUrl + route);
+      await page.locator('main h1').waitFor();
+      const unlabelled = await page.evaluate(() =>
+        [...document.querySelectorAll('input, select, textarea, button')]
+          .filter((el) => {
+            const e = el as HTMLInputElement;
+            const named = (e.labels?.length ?? 0) > 0 || e.getAttribute('aria-label') || (el.tagName === 'BUTTON' && el.textContent?.trim());
+            return !named;
+          })
+          .map((el) => el.outerHTML.slice(0, 80)),
+      );
+      assert.deepEqual(unlabelled, [], `unlabelled controls on ${route}`);
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content', route);
+    }
+    // the navigation works from the keyboard alone
+    await page.keyboard.press('Tab'); // Overview
+    await page.keyboard.press('Tab'); // Devices
+    await page.keyboard.press('Enter');
+    await heading('Devices');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'main', 'focus moves to the new page');
+  });
+
+  it('logged no console error', () => {
+    assert.deepEqual(consoleErrors, []);
+  });
+});

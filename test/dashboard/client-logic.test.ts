@@ -1,0 +1,62 @@
+/**
+ * The dashboard's pure client logic, run in Node: reading the event stream's format, and the
+ * rollout form's request and the mapping of the server's validation messages onto fields.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { emptyForm, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
+import { parseSse } from '../../dashboard/src/sse.ts';
+import { UpdraftError } from '../../src/errors.ts';
+import { parseJobRequest } from '../../src/jobs/job-spec.ts';
+
+describe('dashboard client logic', () => {
+  it('parses server-sent events split anywhere, skipping keep-alive comments', () => {
+    const text = ': updraft events\n\nid: 1\nevent: job.changed\ndata: {"jobId":"j1"}\n\n: keep-alive\n\nid: 2\nevent: device.presence\ndata: {"deviceId":"d","online":true}\n\n';
+    for (let cut = 0; cut <= text.length; cut++) {
+      const a = parseSse(text.slice(0, cut));
+      const b = parseSse(a.rest + text.slice(cut));
+      assert.deepEqual([...a.events, ...b.events], [
+        { type: 'job.changed', data: { jobId: 'j1' } },
+        { type: 'device.presence', data: { deviceId: 'd', online: true } },
+      ], `cut at ${cut}`);
+      assert.equal(b.rest, '');
+    }
+  });
+
+  it('builds a request the server accepts from a filled form', () => {
+    const f = { ...emptyForm(), artifact: 'fw@2.0.0', devices: 'a, b\nc', query: 'tags = eu', maxPerMinute: '60', inProgressSeconds: '600', retries: '2', abortPercent: '20', abortMin: '5', rollback: true };
+    f.waves = [
+      { size: '10', unit: 'count', threshold: '90', approval: true },
+      { size: '', unit: 'percent', threshold: '', approval: false },
+    ];
+    const body = toRequest(f);
+    assert.deepEqual(body.targets, { devices: ['a', 'b', 'c'], query: 'tags = eu' });
+    assert.deepEqual((body.plan as { waves: unknown }).waves, [{ count: 10, successThreshold: 90, requireApproval: true }, {}]);
+    const parsed = parseJobRequest(body, Date.now());
+    assert.equal(parsed.spec.plan.maxPerMinute, 60);
+    assert.deepEqual(parsed.spec.abort, { rules: [{ type: 'ANY', thresholdPercent: 20, minFinished: 5 }], rollback: true });
+    assert.equal(parsed.spec.retries.limit, 2);
+  });
+
+  it('puts each of the server\'s validation messages on its field', () => {
+    const f = { ...emptyForm(), artifact: 'fw@2.0.0', maxPerMinute: 'lots', stepSeconds: '-1', retries: '99' };
+    f.waves = [{ size: '150', unit: 'percent', threshold: '', approval: false }, { size: '', unit: 'percent', threshold: '101', approval: false }];
+    let message = '';
+    try {
+      parseJobRequest(toRequest(f), Date.now());
+    } catch (err) {
+      assert.ok(err instanceof UpdraftError);
+      message = err.message;
+    }
+    const errors = fieldErrors(message);
+    assert.deepEqual(Object.keys(errors).sort(), ['maxPerMinute', 'retries', 'stepSeconds', 'targets', 'wave-0', 'wave-1'].sort(), message);
+    assert.match(errors['wave-0']!, /plan\.waves\[0\]\.percent/);
+    assert.match(errors['wave-1']!, /successThreshold/);
+    assert.equal(fieldOf('artifact fw@9.9.9 does not exist; add it with: updraft artifact add'), 'artifact');
+    assert.equal(fieldOf('device dev-9 is not registered; register it with: updraft device register dev-9'), 'devices');
+    assert.equal(fieldOf('group g does not exist; list groups with: updraft group list'), 'groups');
+    assert.equal(fieldOf('targets.query: invalid query at position 3: expected a value'), 'query');
+    assert.equal(fieldOf('something else entirely'), 'form');
+    assert.deepEqual(fieldErrors('device dev-9 is not registered; register it with: updraft device register dev-9', 'NOT_FOUND'), { devices: 'device dev-9 is not registered; register it with: updraft device register dev-9' });
+  });
+});

@@ -11,10 +11,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import { UpdraftError } from '../errors.ts';
+import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Authenticator } from './authenticator.ts';
 import type { InboundMessage, MessageBus, PresenceEvent, Sender } from './message-bus.ts';
+import { SubscriptionInterest } from './subscription-interest.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
 
 /** Options of the embedded broker. */
@@ -55,12 +57,15 @@ export class EmbeddedBroker implements MessageBus {
   private tlsServer: tls.Server | undefined;
   private requestHandler: (msg: InboundMessage) => void = () => {};
   private presenceHandler: (event: PresenceEvent) => void = () => {};
+  private subscriptionHandler: (sender: Sender, filter: string) => void = () => {};
   /** Identity of each connection, decided at CONNECT. */
   private readonly senders = new WeakMap<Client, Sender>();
   /** Counters for metrics and benchmarks: PUBLISH packets routed (from clients and from this process). */
   readonly stats = { published: 0 };
   /** Payloads of publishes refused by the ACL: acknowledged (MQTT-3.3.5-2 allows it), never routed. */
   private readonly dropped = new WeakSet<Buffer>();
+  /** Every granted subscription, so answers nobody receives are skipped (`hasSubscribers`). */
+  private readonly interest = new SubscriptionInterest();
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
@@ -89,6 +94,11 @@ export class EmbeddedBroker implements MessageBus {
 
   onPresence(handler: (event: PresenceEvent) => void): void {
     this.presenceHandler = handler;
+  }
+
+  /** Sets the listener for granted subscriptions (the AWS doors learn which things use `$aws` topics). */
+  onSubscription(handler: (sender: Sender, filter: string) => void): void {
+    this.subscriptionHandler = handler;
   }
 
   async start(): Promise<void> {
@@ -128,6 +138,7 @@ export class EmbeddedBroker implements MessageBus {
           log.warn('subscription refused: topic not allowed for this client', { clientId: client.id, topic: sub.topic });
           return done(null, null); // SUBACK 0x80 for this filter, the connection stays
         }
+        this.subscriptionHandler(sender, sub.topic);
         done(null, sub);
       },
       authorizeForward: (_client, packet) => (this.dropped.has(packet.payload as Buffer) ? null : packet),
@@ -144,6 +155,14 @@ export class EmbeddedBroker implements MessageBus {
     aedes.on('clientDisconnect', (client) => {
       const s = this.senders.get(client);
       if (s?.kind === 'device') this.presenceHandler({ deviceId: s.id, online: false });
+    });
+    aedes.on('subscribe', (subs, client) => {
+      // a refused filter comes back with qos 128 (SUBACK failure), which the types do not admit
+      for (const s of subs) if ((s.qos as number) !== 128) this.interest.add(client.id, s.topic);
+    });
+    // also sent by aedes for every filter of a clean session when it ends
+    aedes.on('unsubscribe', (filters, client) => {
+      for (const f of filters) this.interest.remove(client.id, f);
     });
     aedes.on('clientError', (client, err) => log.debug('client error', { clientId: client.id, error: err.message }));
     aedes.on('connectionError', (_client, err) => log.debug('connection error', { error: err.message }));
@@ -184,10 +203,16 @@ export class EmbeddedBroker implements MessageBus {
 
   private route(packet: AedesPublishPacket, client: Client): void {
     if (this.dropped.has(packet.payload as Buffer)) return;
-    if (!parseRequestTopic(packet.topic) && !parseCredentialsRequestTopic(packet.topic)) return;
+    // $aws/things/...: the AWS doors (aws/aws-bus.ts) pick their requests out
+    if (!parseRequestTopic(packet.topic) && !parseCredentialsRequestTopic(packet.topic) && !packet.topic.startsWith(AWS_THINGS_PREFIX)) return;
     const sender = this.senders.get(client);
     if (!sender) return;
     this.requestHandler({ topic: packet.topic, payload: packet.payload as Buffer, sender });
+  }
+
+  /** True when a subscription of a connected client (or a persistent session) matches `topic`. */
+  hasSubscribers(topic: string): boolean {
+    return this.interest.has(topic);
   }
 
   publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {

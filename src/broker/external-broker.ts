@@ -20,6 +20,8 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { UpdraftError } from '../errors.ts';
+import type { Lease } from '../cluster/lease.ts';
+import { awsThingOf } from '../protocol/aws-topics.ts';
 import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { InboundMessage, MessageBus, PresenceEvent } from './message-bus.ts';
@@ -39,6 +41,13 @@ export interface ExternalBrokerOptions {
   tls?: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
   /** Milliseconds between reconnect attempts after the connection drops. */
   reconnectPeriodMs?: number;
+  /**
+   * Request filters one instance at a time consumes, with a plain subscription while it
+   * holds `lease` (checked every `intervalMs`, 5 s by default): for topics a broker's shared
+   * subscriptions miss. Mosquitto 2.0 never delivers `$`-topics (the AWS IoT families,
+   * `$aws/things/...`) to `$share/...` subscribers.
+   */
+  exclusive?: { filters: readonly string[]; lease: Lease; intervalMs?: number };
 }
 
 /** Request topic filters, classic and named shadows: `state/+/update`, `state/+/shadow/+/get`, ... */
@@ -49,6 +58,8 @@ export class ExternalBroker implements MessageBus {
   private readonly opts: ExternalBrokerOptions;
   private client: MqttClient | undefined;
   private requestHandler: (msg: InboundMessage) => void = () => {};
+  private exclusiveTimer: NodeJS.Timeout | undefined;
+  private exclusiveSubscribed = false;
 
   constructor(opts: ExternalBrokerOptions) {
     this.opts = opts;
@@ -97,10 +108,11 @@ export class ExternalBroker implements MessageBus {
       throw new UpdraftError('CONFIG', `cannot connect to the MQTT broker ${this.where} as ${o.username}: ${(err as Error).message}; check --mqtt-url and the broker's password file`, { cause: err });
     }
     client.on('message', (topic, payload) => {
-      const req = parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic);
-      if (!req) return;
-      // the broker's ACL admits only device {id} (or an operator) on state/{id}/...: attribute it to the device
-      this.requestHandler({ topic, payload, sender: { kind: 'device', id: req.deviceId } });
+      // the broker's ACL admits only device {id} (or an operator) on state/{id}/... and
+      // $aws/things/{id}/...: attribute it to the device (issue 9: the AWS doors)
+      const deviceId = (parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic))?.deviceId ?? awsThingOf(topic);
+      if (deviceId === undefined) return;
+      this.requestHandler({ topic, payload, sender: { kind: 'device', id: deviceId } });
     });
     client.on('offline', () => log.warn('MQTT broker connection lost; reconnecting', { broker: this.where }));
     client.on('reconnect', () => log.debug('reconnecting to the MQTT broker', { broker: this.where }));
@@ -113,7 +125,37 @@ export class ExternalBroker implements MessageBus {
       await this.stop();
       throw new UpdraftError('CONFIG', `the MQTT broker ${this.where} refused the subscriptions ${refused.join(', ')}; the ${o.username} user needs read access to state/# (see updraft broker mosquitto-config)`);
     }
+    if (o.exclusive) {
+      // re-subscribe after a reconnect (clean session) while holding the lease
+      client.on('connect', () => {
+        this.exclusiveSubscribed = false;
+        void this.checkExclusive();
+      });
+      await this.checkExclusive();
+      this.exclusiveTimer = setInterval(() => void this.checkExclusive(), o.exclusive.intervalMs ?? 5_000);
+    }
     log.info('connected to the MQTT broker', { broker: this.where, clientId, shareGroup: o.shareGroup });
+  }
+
+  /** Subscribes the exclusive filters while this instance holds their lease, and unsubscribes when it lost it. */
+  private async checkExclusive(): Promise<void> {
+    const ex = this.opts.exclusive;
+    const client = this.client;
+    if (!ex || !client) return;
+    try {
+      const held = await ex.lease.acquire();
+      if (held && !this.exclusiveSubscribed) {
+        const granted = await client.subscribeAsync([...ex.filters], { qos: 1 });
+        const refused = granted.filter((g) => g.qos >= 0x80).map((g) => g.topic);
+        if (refused.length > 0) this.opts.logger.error('the MQTT broker refused subscriptions', { broker: this.where, filters: refused.join(', ') });
+        this.exclusiveSubscribed = true;
+      } else if (!held && this.exclusiveSubscribed) {
+        await client.unsubscribeAsync([...ex.filters]);
+        this.exclusiveSubscribed = false;
+      }
+    } catch (err) {
+      this.opts.logger.warn('exclusive subscriptions not updated; retrying', { broker: this.where, error: (err as Error).message });
+    }
   }
 
   publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {
@@ -125,6 +167,9 @@ export class ExternalBroker implements MessageBus {
   async stop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
+    clearInterval(this.exclusiveTimer);
+    this.exclusiveTimer = undefined;
     if (client) await client.endAsync();
+    if (this.opts.exclusive) await this.opts.exclusive.lease.release();
   }
 }

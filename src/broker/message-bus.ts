@@ -10,6 +10,11 @@ export interface Sender {
   kind: 'device' | 'operator' | 'internal';
   /** The device id or operator name; '' for internal. */
   id: string;
+  /**
+   * Other AWS IoT thing names this device may act for on the `$aws/things/...` topics
+   * (issue 9; its own id always), from its `awsThings` attribute (`aws/thing-access.ts`).
+   */
+  things?: readonly string[];
 }
 
 /** A message on a request topic, handed to the replica. */
@@ -38,6 +43,11 @@ export interface MessageBus {
   onRequest(handler: (msg: InboundMessage) => void): void;
   /** Sets the listener for device presence changes. */
   onPresence(handler: (event: PresenceEvent) => void): void;
+  /**
+   * Whether any subscription matches `topic`, when the bus can tell (the embedded broker
+   * sees every subscription; an external one does not: absent means "publish anyway").
+   */
+  hasSubscribers?(topic: string): boolean;
   /** Publishes an answer; resolves when the broker has taken it. */
   publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
 }

@@ -54,6 +54,8 @@ export function mosquittoAcl(): string {
     'topic readwrite state/#',
     '# events between Updraft instances (cluster/event-relay.ts)',
     'topic readwrite updraft/#',
+    '# the AWS IoT shadow and jobs families (issue 9, docs/aws-compatibility.md)',
+    'topic readwrite $aws/things/#',
     '',
     '# every device (%u = its user name = its device id): publish its own requests,',
     '# subscribe to and receive its own answers, nothing else',
@@ -61,6 +63,12 @@ export function mosquittoAcl(): string {
     ...ops.map((op) => `pattern write state/%u/shadow/+/${op}`),
     'pattern write state/%u/credentials/request',
     'pattern read state/%u/#',
+    '# the same for its own thing in the AWS IoT families: requests only, answers to read',
+    ...ops.map((op) => `pattern write $aws/things/%u/shadow/${op}`),
+    ...ops.map((op) => `pattern write $aws/things/%u/shadow/name/+/${op}`),
+    ...['jobs/get', 'jobs/start-next', 'jobs/+/get', 'jobs/+/update'].map((t) => `pattern write $aws/things/%u/${t}`),
+    'pattern read $aws/things/%u/shadow/#',
+    'pattern read $aws/things/%u/jobs/#',
     '',
   ].join('\n');
 }

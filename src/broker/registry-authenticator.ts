@@ -4,8 +4,9 @@
  * unknown, revoked and wrong-secret devices are refused at CONNECT. `operator` with the
  * operator token is the operator identity.
  */
+import { thingsFromAttributes } from '../aws/thing-access.ts';
 import { deviceSecretMatches } from '../registry/device-secret.ts';
-import type { StateStore } from '../store/state-store.ts';
+import type { DeviceRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { OPERATOR_USERNAME, secretMatches, type Authenticator, type ConnectCredentials } from './authenticator.ts';
 import type { Sender } from './message-bus.ts';
@@ -32,7 +33,7 @@ export class RegistryAuthenticator implements Authenticator {
     if (!device) return refuse('unknown device');
     if (device.revoked) return refuse('device revoked');
     if (!deviceSecretMatches(c.password, device.secretHash)) return refuse('wrong secret');
-    return { kind: 'device', id: device.deviceId };
+    return deviceSender(device);
   }
 
   /**
@@ -46,10 +47,19 @@ export class RegistryAuthenticator implements Authenticator {
       return undefined;
     };
     if (c.clientId !== cn) return refuse('client id differs from the certificate CN');
-    if (c.username !== undefined && c.username !== cn) return refuse('user name differs from the certificate CN');
+    // the AWS IoT Device SDKs send their metrics as a query string in the user name
+    // (`?SDK=...&Version=...`), which AWS IoT ignores with certificates: so do we (issue 9)
+    const username = c.username?.split('?')[0];
+    if (username !== undefined && username !== '' && username !== cn) return refuse('user name differs from the certificate CN');
     const device = await this.deps.store.getDevice(cn);
     if (!device) return refuse('unknown device');
     if (device.revoked) return refuse('device revoked');
-    return { kind: 'device', id: device.deviceId };
+    return deviceSender(device);
   }
+}
+
+/** A device's identity for its connection: its id, and the AWS things it may act for (issue 9). */
+function deviceSender(device: DeviceRecord): Sender {
+  const things = thingsFromAttributes(device.attributes);
+  return things.length > 0 ? { kind: 'device', id: device.deviceId, things } : { kind: 'device', id: device.deviceId };
 }

@@ -113,6 +113,7 @@ export function withCredentials(bus: MessageBus, service: CredentialService): Me
       next = handler;
     },
     onPresence: (handler) => bus.onPresence(handler),
+    ...(bus.hasSubscribers ? { hasSubscribers: (topic: string) => bus.hasSubscribers!(topic) } : {}),
     publish: (topic, payload, qos) => bus.publish(topic, payload, qos),
   };
 }

@@ -20,6 +20,9 @@ export function deadlineOf(spec: JobSpec | undefined, e: Pick<ExecutionRecord, '
   if (t?.stepSeconds !== undefined && e.status === 'IN_PROGRESS' && typeof phaseStartedAt === 'number') candidates.push(phaseStartedAt + t.stepSeconds * 1000);
   const cancelBy = e.details.cancelBy;
   if (typeof cancelBy === 'number') candidates.push(cancelBy);
+  // a device's own step timer (AWS Jobs `stepTimeoutInMinutes`, set by the aws/ jobs door)
+  const stepDeadlineAt = e.details.stepDeadlineAt;
+  if (typeof stepDeadlineAt === 'number' && e.status !== 'QUEUED') candidates.push(stepDeadlineAt);
   return candidates.length === 0 ? undefined : Math.min(...candidates);
 }
 
@@ -30,6 +33,8 @@ export function timeoutReason(spec: JobSpec | undefined, e: Pick<ExecutionRecord
   if (t?.stepSeconds !== undefined && e.status === 'IN_PROGRESS' && typeof phaseStartedAt === 'number' && phaseStartedAt + t.stepSeconds * 1000 <= now) {
     return `step timeout: no progress past ${String(e.details.agentStatus ?? 'its phase')} within ${t.stepSeconds} s`;
   }
+  const stepDeadlineAt = e.details.stepDeadlineAt;
+  if (typeof stepDeadlineAt === 'number' && stepDeadlineAt <= now) return 'step timeout: the device\'s stepTimeoutInMinutes expired';
   if (t?.inProgressSeconds !== undefined) return `in-progress timeout: not finished within ${t.inProgressSeconds} s of the command`;
   return 'timed out';
 }

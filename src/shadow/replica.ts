@@ -126,6 +126,14 @@ export class ShadowReplica {
     return this.readDocument(ref, undefined, false);
   }
 
+  /**
+   * The update command for `software` on `deviceId` (signed URL and manifest), as a delta
+   * carries it; undefined without an issuer. The AWS jobs door puts it in job documents.
+   */
+  async command(deviceId: string, software: DesiredSoftware): Promise<SoftwareCommand | undefined> {
+    return this.deps.issueCommand ? this.deps.issueCommand(deviceId, software) : undefined;
+  }
+
   private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender): Promise<ShadowRecord> {
     checkSoftwareSection(ref, request, sender);
     const { store } = this.deps;
@@ -155,9 +163,13 @@ export class ShadowReplica {
       this.remember(k, next);
       // committed: now answer (steps 4 and 9)
       await this.publish(answerTopic(ref, 'update', 'accepted'), accepted);
-      const documents: DocumentsMessage = { previous: snapshot(previous), current: snapshot(next)!, timestamp: now };
-      if (request.clientToken !== undefined) documents.clientToken = request.clientToken;
-      await this.publish(answerTopic(ref, 'update', 'documents'), documents);
+      // documents: for dashboards and tools, never for the agents; skipped when no one listens
+      const documentsTopic = answerTopic(ref, 'update', 'documents');
+      if (this.deps.bus.hasSubscribers?.(documentsTopic) !== false) {
+        const documents: DocumentsMessage = { previous: snapshot(previous), current: snapshot(next)!, timestamp: now };
+        if (request.clientToken !== undefined) documents.clientToken = request.clientToken;
+        await this.publish(documentsTopic, documents);
+      }
       const delta = deltaMessage(next, now, request.clientToken);
       if (delta) {
         await this.decorate(ref, next, delta.state);

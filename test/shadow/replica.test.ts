@@ -1,6 +1,7 @@
 /** The replica over a real broker (TCP) and a real SQLite store: DESIGN.md §2 end to end. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { eventually } from '../helpers/cli.ts';
 import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -114,5 +115,26 @@ describe('replica over MQTT', () => {
     assert.ok(!dev.log.some((m) => m.body?.fake === true), 'a device cannot publish answers');
     assert.ok(eve.client.connected, 'the offender stays connected: its publish is dropped, not fatal');
     await eve.end();
+  });
+  it('publishes update/documents only while someone subscribes to it (agents never do)', async () => {
+    const lean = await connectDevice(ts, 'dev-lean');
+    await lean.subscribe('state/dev-lean/update/accepted', 'state/dev-lean/update/rejected', 'state/dev-lean/update/delta');
+    const published = () => ts.server.broker.stats.published;
+    const before = published();
+    await lean.request('state/dev-lean/update', { state: { reported: { n: 1 } } }, 'lean-1');
+    assert.equal(published() - before, 2, 'the request and its accepted, no documents');
+    // a tool subscribing to every shadow's documents brings them back
+    const tool = await TestClient.connect(ts.mqttUrl, 'ops-docs', { username: 'operator', password: ts.token });
+    await tool.subscribe('state/+/update/documents');
+    await lean.request('state/dev-lean/update', { state: { reported: { n: 2 } } }, 'lean-2');
+    const docs = await tool.next((m) => m.topic === 'state/dev-lean/update/documents' && m.body.clientToken === 'lean-2');
+    assert.equal(docs.body.current.state.reported.n, 2);
+    await tool.end();
+    // the tool's clean session ended: nobody listens again (once the broker has seen it go)
+    await eventually(async () => (ts.server.broker.hasSubscribers('state/dev-lean/update/documents') ? undefined : true), 10_000, 'the subscription gone');
+    const mark = published();
+    await lean.request('state/dev-lean/update', { state: { reported: { n: 3 } } }, 'lean-3');
+    assert.equal(published() - mark, 2);
+    await lean.end();
   });
 });

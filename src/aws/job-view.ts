@@ -1,0 +1,162 @@
+/**
+ * How an Updraft job appears to an AWS IoT Jobs client (issue 9), computed from what
+ * Updraft stores: the device's current update command (`desired.software` of its classic
+ * shadow, written by the rollout engine when the device's turn comes) and the job's
+ * execution record. Executions the rollout has not dispatched yet are not shown: the
+ * rollout plan (waves, rate) decides when a device sees a job, as it does for agents.
+ *
+ * Ids: attempt n of job J is AWS job `J` with `executionNumber` n (AWS re-runs keep the job
+ * id); a rollback (`J.rollback`) is a job of its own, executionNumber 1, whose status comes
+ * from the device's reports, since no execution record is its own. A stay command
+ * (`<id>.cancel`) is no job: the thing has nothing pending.
+ */
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import type { AwsJobExecution, AwsJobExecutionState, AwsJobExecutionSummary, AwsJobStatus } from '../protocol/aws-jobs-messages.ts';
+import { parseDesiredSoftware, parseReportedSoftware, type DesiredSoftware } from '../protocol/software.ts';
+import { agentJobId, parseAgentJobId } from '../jobs/agent-job-id.ts';
+import type { ExecutionRecord, ShadowRecord } from '../store/state-store.ts';
+
+/** One job execution as an AWS client sees it. */
+export interface JobView {
+  thing: string;
+  /** The AWS job id (`J`, or the control command's id). */
+  jobId: string;
+  /** The id the device's reports carry in `reported.software.jobId`. */
+  agentJobId: string;
+  executionNumber: number;
+  status: AwsJobStatus;
+  statusDetails?: Record<string, string>;
+  versionNumber: number;
+  /** Seconds since the epoch. */
+  queuedAt: number;
+  startedAt?: number;
+  lastUpdatedAt: number;
+  /** The software of the command, when this is the device's current command. */
+  software?: DesiredSoftware;
+  /** True when this is the device's current command. */
+  current: boolean;
+}
+
+const secs = (ms: number) => Math.floor(ms / 1000);
+
+/** The device's current command (`desired.software`), or undefined when none is desired. */
+export function currentCommand(shadow: ShadowRecord | undefined): DesiredSoftware | undefined {
+  const desired = shadow && !shadow.deleted ? shadow.state.desired?.software : undefined;
+  if (!isJsonObject(desired)) return undefined;
+  try {
+    return parseDesiredSoftware(desired);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True for a "stay" command (`<id>.cancel`: run what you run, i.e. stop): for an AWS client
+ * that is no job at all but a cancellation, which AWS shows by taking the job off the
+ * pending list (notify-next without an execution).
+ */
+export function isStayCommand(agentId: string): boolean {
+  return parseAgentJobId(agentId)?.control === 'cancel';
+}
+
+/** The AWS job id and execution number of a device-side job id. */
+export function awsIdOf(agentId: string): { jobId: string; executionNumber: number; control: boolean; baseJobId: string } {
+  const parsed = parseAgentJobId(agentId);
+  if (!parsed) return { jobId: agentId, executionNumber: 1, control: true, baseJobId: agentId };
+  if (parsed.control) return { jobId: agentId, executionNumber: 1, control: true, baseJobId: parsed.jobId };
+  return { jobId: parsed.jobId, executionNumber: parsed.attempt, control: false, baseJobId: parsed.jobId };
+}
+
+/** The status a device's reports give a command that has no execution record of its own. */
+function reportedStatus(shadow: ShadowRecord, agentId: string): AwsJobStatus {
+  const reported = parseReportedSoftware(shadow.state.reported?.software);
+  if (reported?.jobId !== agentId) return 'QUEUED';
+  if (reported.status === 'SUCCESS') return 'SUCCEEDED';
+  if (reported.status === 'FAILURE') return 'FAILED';
+  return reported.status === 'IDLE' ? 'QUEUED' : 'IN_PROGRESS';
+}
+
+/** The statusDetails the device last reported for `agentId`, if any. */
+export function reportedStatusDetails(shadow: ShadowRecord | undefined, agentId: string): Record<string, string> | undefined {
+  const sw = shadow?.state.reported?.software;
+  if (!isJsonObject(sw) || sw.jobId !== agentId || !isJsonObject(sw.statusDetails)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(sw.statusDetails)) if (typeof v === 'string') out[k] = v;
+  return out;
+}
+
+/** The view of the device's current command; `execution` is the record of its job, if any. */
+export function currentJobView(thing: string, shadow: ShadowRecord, software: DesiredSoftware, execution: ExecutionRecord | undefined): JobView {
+  const id = awsIdOf(software.jobId);
+  const exec = execution && !id.control && (execution.attempt ?? 1) === id.executionNumber ? execution : undefined;
+  const status: AwsJobStatus = exec ? exec.status : reportedStatus(shadow, software.jobId);
+  const view: JobView = {
+    thing,
+    jobId: id.jobId,
+    agentJobId: software.jobId,
+    executionNumber: id.executionNumber,
+    status,
+    versionNumber: execution?.version ?? shadow.version,
+    queuedAt: secs(exec?.dispatchedAt ?? exec?.queuedAt ?? shadow.timestamp * 1000),
+    lastUpdatedAt: exec ? secs(exec.updatedAt) : shadow.timestamp,
+    software,
+    current: true,
+  };
+  if (status !== 'QUEUED' && exec?.dispatchedAt !== undefined) view.startedAt = secs(exec.dispatchedAt);
+  const details = reportedStatusDetails(shadow, software.jobId);
+  if (details) view.statusDetails = details;
+  return view;
+}
+
+/** The view of an execution that is not (or no longer) the device's current command. */
+export function pastJobView(thing: string, execution: ExecutionRecord): JobView {
+  const attempt = execution.attempt ?? 1;
+  const view: JobView = {
+    thing,
+    jobId: execution.jobId,
+    agentJobId: agentJobId(execution.jobId, attempt),
+    executionNumber: attempt,
+    status: execution.status,
+    versionNumber: execution.version,
+    queuedAt: secs(execution.dispatchedAt ?? execution.queuedAt),
+    lastUpdatedAt: secs(execution.updatedAt),
+    current: false,
+  };
+  if (execution.dispatchedAt !== undefined && execution.status !== 'QUEUED') view.startedAt = secs(execution.dispatchedAt);
+  const details = execution.details.statusDetails;
+  if (isJsonObject(details)) view.statusDetails = stringMap(details);
+  return view;
+}
+
+function stringMap(o: JsonObject): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(o)) if (typeof v === 'string') out[k] = v;
+  return out;
+}
+
+/** True for QUEUED and IN_PROGRESS: the execution is on the thing's pending list. */
+export function isPending(view: JobView): boolean {
+  return view.status === 'QUEUED' || view.status === 'IN_PROGRESS';
+}
+
+/** `JobExecutionSummary` of a view. */
+export function summaryOf(view: JobView): AwsJobExecutionSummary {
+  const s: AwsJobExecutionSummary = { jobId: view.jobId, queuedAt: view.queuedAt, lastUpdatedAt: view.lastUpdatedAt, versionNumber: view.versionNumber, executionNumber: view.executionNumber };
+  if (view.startedAt !== undefined) s.startedAt = view.startedAt;
+  return s;
+}
+
+/** `JobExecutionState` of a view. */
+export function stateOf(view: JobView): AwsJobExecutionState {
+  const s: AwsJobExecutionState = { status: view.status, versionNumber: view.versionNumber };
+  if (view.statusDetails) s.statusDetails = view.statusDetails;
+  return s;
+}
+
+/** `JobExecution` of a view, with the job document when given. */
+export function executionOf(view: JobView, jobDocument: JsonObject | undefined): AwsJobExecution {
+  const e: AwsJobExecution = { ...summaryOf(view), thingName: view.thing, status: view.status };
+  if (view.statusDetails) e.statusDetails = view.statusDetails;
+  if (jobDocument) e.jobDocument = jobDocument;
+  return e;
+}

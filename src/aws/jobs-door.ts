@@ -1,0 +1,208 @@
+/**
+ * The AWS IoT Jobs door (issue 9): `$aws/things/{thing}/jobs/{get,start-next}` and
+ * `.../jobs/{jobId|$next}/{get,update}` answered on `.../accepted|rejected` (and, through
+ * `jobs-notifier.ts`, `notify` and `notify-next`), on top of the job engine: jobs are
+ * Updraft's (`job-view.ts`, `thing-jobs.ts`), and a status update is written as the
+ * device's report in its shadow (`job-report.ts`) so the execution tracker records it with
+ * the same transition table as for Updraft's agent.
+ * Shapes and codes: https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html
+ */
+import type { InboundMessage, Sender } from '../broker/message-bus.ts';
+import { asUpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import { deadlineOf } from '../jobs/deadlines.ts';
+import { canTransition, isTerminal } from '../jobs/execution-state.ts';
+import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
+import { mutateExecution } from '../jobs/execution-writer.ts';
+import { specOf } from '../jobs/job-spec.ts';
+import { AwsJobsError, parseAwsJobsBody, salvageJobsClientToken, type AwsJobsRejection, type AwsJobsRequestBody } from '../protocol/aws-jobs-messages.ts';
+import { awsJobsAnswerTopic, parseAwsJobsRequest, type AwsJobsRequest } from '../protocol/aws-topics.ts';
+import type { JsonObject } from '../protocol/json.ts';
+import { KeyedQueue } from '../shadow/keyed-queue.ts';
+import type { ShadowReplica } from '../shadow/replica.ts';
+import type { ExecutionStatus, StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+import type { AwsThings } from './aws-things.ts';
+import { reportFor } from './job-report.ts';
+import { awsIdOf, executionOf, isPending, stateOf, summaryOf, type JobView } from './job-view.ts';
+import { AwsJobsNotifier } from './jobs-notifier.ts';
+import { mayActFor } from './thing-access.ts';
+import { ThingJobs } from './thing-jobs.ts';
+
+/** What the door needs. */
+export interface JobsDoorDeps {
+  store: StateStore;
+  replica: ShadowReplica;
+  tracker: ExecutionTracker;
+  events: EventBus;
+  things: AwsThings;
+  /** Publishes an answer or notification. */
+  publish: (topic: string, payload: string) => Promise<void>;
+  /** False when nobody subscribes to `topic` (the embedded broker knows): notifications are skipped. */
+  wanted?: (topic: string) => boolean;
+  logger: Logger;
+  /** Milliseconds since the epoch (tests). */
+  now?: () => number;
+}
+
+/** Requests waiting (all things) before new ones get RequestThrottled. */
+const MAX_PENDING = 100_000;
+
+/** The AWS Jobs device API over Updraft's job engine. */
+export class AwsJobsDoor {
+  private readonly deps: JobsDoorDeps;
+  private readonly queue = new KeyedQueue(MAX_PENDING);
+  private readonly jobs: ThingJobs;
+  private readonly notifier: AwsJobsNotifier;
+
+  constructor(deps: JobsDoorDeps) {
+    this.deps = deps;
+    this.jobs = new ThingJobs({ store: deps.store, replica: deps.replica });
+    const { events, things, publish, logger, now } = deps;
+    this.notifier = new AwsJobsNotifier({ events, things, jobs: this.jobs, publish, wanted: deps.wanted ?? (() => true), logger, ...(now ? { now } : {}) });
+  }
+
+  /** Starts announcing changes of the next job (notify, notify-next). */
+  async start(): Promise<void> {
+    await this.notifier.start();
+  }
+
+  /** Stops announcing and waits for requests under way. */
+  async stop(): Promise<void> {
+    await this.notifier.stop();
+    await this.queue.drain();
+  }
+
+  private nowMs(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** Handles one request on a Jobs topic; never throws (answers on `.../rejected`). */
+  handle(msg: InboundMessage): void {
+    const req = parseAwsJobsRequest(msg.topic);
+    if (!req || !mayActFor(msg.sender, req.thing)) return;
+    this.deps.things.mark(req.thing);
+    if ('invalid' in req) {
+      void this.publishJson(req.rejectTopic, this.rejection(new AwsJobsError('InvalidTopic', `Invalid topic: ${msg.topic}`), salvageJobsClientToken(msg.payload)));
+      return;
+    }
+    this.queue
+      .run(req.thing, () => this.answer(req, msg.payload, msg.sender))
+      .catch((err: unknown) => {
+        const e = err instanceof AwsJobsError ? err : new AwsJobsError('RequestThrottled', asUpdraftError(err).message);
+        return this.publishJson(awsJobsAnswerTopic(req, 'rejected'), this.rejection(e, salvageJobsClientToken(msg.payload)));
+      });
+  }
+
+  private async answer(req: AwsJobsRequest, payload: Buffer, sender: Sender): Promise<void> {
+    let body: AwsJobsRequestBody = {};
+    try {
+      body = parseAwsJobsBody(payload);
+      const accepted = await this.run(req, body, sender);
+      if (body.clientToken !== undefined) accepted.clientToken = body.clientToken;
+      await this.publishJson(awsJobsAnswerTopic(req, 'accepted'), accepted);
+    } catch (err) {
+      if (!(err instanceof AwsJobsError)) this.deps.logger.error('jobs request failed', { thing: req.thing, op: req.op, error: asUpdraftError(err).message });
+      const e = err instanceof AwsJobsError ? err : new AwsJobsError('InternalError', asUpdraftError(err).message);
+      await this.publishJson(awsJobsAnswerTopic(req, 'rejected'), this.rejection(e, body.clientToken ?? salvageJobsClientToken(payload)));
+    }
+  }
+
+  private async run(req: AwsJobsRequest, body: AwsJobsRequestBody, sender: Sender): Promise<JsonObject> {
+    const timestamp = Math.floor(this.nowMs() / 1000);
+    if (req.op === 'get') {
+      const view = await this.jobs.current(req.thing);
+      const pending = view && isPending(view) ? [summaryOf(view)] : [];
+      return {
+        inProgressJobs: view?.status === 'IN_PROGRESS' ? pending : [],
+        queuedJobs: view?.status === 'QUEUED' ? pending : [],
+        timestamp,
+      } as unknown as JsonObject;
+    }
+    if (req.op === 'start-next') {
+      let view = await this.jobs.current(req.thing);
+      if (!view || !isPending(view)) return { timestamp };
+      // only a QUEUED execution is started; an IN_PROGRESS one is returned unchanged (AWS)
+      if (view.status === 'QUEUED') view = await this.report(view, 'IN_PROGRESS', body, sender);
+      return { execution: executionOf(view, await this.jobs.documentOf(view)), timestamp } as unknown as JsonObject;
+    }
+    if (req.op === 'describe') {
+      const view = req.jobId === '$next' ? await this.jobs.current(req.thing) : await this.jobs.find(req.thing, req.jobId);
+      if (req.jobId === '$next' && (!view || !isPending(view))) return { timestamp };
+      if (!view || (body.executionNumber !== undefined && body.executionNumber !== view.executionNumber)) throw notFound(req.thing, req.jobId);
+      const doc = body.includeJobDocument === false ? undefined : await this.jobs.documentOf(view);
+      return { execution: executionOf(view, doc), timestamp } as unknown as JsonObject;
+    }
+    // update
+    const view = await this.jobs.find(req.thing, req.jobId);
+    if (!view || (body.executionNumber !== undefined && body.executionNumber !== view.executionNumber)) throw notFound(req.thing, req.jobId);
+    if (body.status === undefined) throw new AwsJobsError('InvalidRequest', 'Missing required parameter: status');
+    if (body.expectedVersion !== undefined && body.expectedVersion !== view.versionNumber) {
+      throw new AwsJobsError('VersionMismatch', `Version mismatch: expected ${body.expectedVersion}, the execution is at ${view.versionNumber}`, stateOf(view));
+    }
+    if (isTerminal(view.status as ExecutionStatus)) {
+      throw new AwsJobsError('TerminalStateReached', `Job execution ${req.jobId} on ${req.thing} is ${view.status}, a terminal state; it cannot be updated`, stateOf(view));
+    }
+    if (!view.current) throw new AwsJobsError('InvalidStateTransition', `Job ${req.jobId} is no longer the current job of ${req.thing}`, stateOf(view));
+    if (!canTransition(view.status as ExecutionStatus, body.status as ExecutionStatus)) {
+      throw new AwsJobsError('InvalidStateTransition', `Cannot change the status of job execution ${req.jobId} from ${view.status} to ${body.status}`, stateOf(view));
+    }
+    const after = await this.report(view, body.status, body, sender);
+    const out: JsonObject = { timestamp };
+    if (body.includeJobExecutionState === true) out.executionState = stateOf(after) as unknown as JsonObject;
+    if (body.includeJobDocument === true) {
+      const doc = await this.jobs.documentOf(after);
+      if (doc) out.jobDocument = doc;
+    }
+    return out;
+  }
+
+  /** Writes an AWS status as the device's report, waits for the tracker, returns the new view. */
+  private async report(view: JobView, status: NonNullable<AwsJobsRequestBody['status']>, body: AwsJobsRequestBody, sender: Sender): Promise<JobView> {
+    const { store, replica, tracker } = this.deps;
+    const shadow = await store.getShadow(view.thing, '');
+    const software = view.software!;
+    const reported = reportFor(status, view.agentJobId, software, shadow?.state.reported?.software, body.statusDetails);
+    const request = { state: { reported: { software: reported } }, clientToken: 'updraft-aws-jobs' };
+    // the device's own report, on its behalf: it may not write desired.software this way
+    await replica.update({ deviceId: view.thing, name: '' }, request, sender.kind === 'device' ? sender : { kind: 'device', id: view.thing });
+    await tracker.idle();
+    if (body.stepTimeoutInMinutes !== undefined && (status === 'IN_PROGRESS')) await this.setStepTimer(view, body.stepTimeoutInMinutes);
+    return (await this.jobs.current(view.thing)) ?? view;
+  }
+
+  /** AWS `stepTimeoutInMinutes`: the execution ends TIMED_OUT unless updated again in time. */
+  private async setStepTimer(view: JobView, minutes: number): Promise<void> {
+    const { baseJobId, control } = awsIdOf(view.agentJobId);
+    if (control) return;
+    const job = await this.deps.store.getJob(baseJobId);
+    const spec = job ? specOf(job) : undefined;
+    const now = this.nowMs();
+    await mutateExecution(this.deps, { jobId: baseJobId, deviceId: view.thing }, (cur) => {
+      if (isTerminal(cur.status)) return undefined;
+      const details = { ...cur.details, stepDeadlineAt: now + minutes * 60_000 };
+      return { details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: cur.dispatchedAt, details }) };
+    }, now);
+  }
+
+  private rejection(e: AwsJobsError, clientToken: string | undefined): AwsJobsRejection {
+    const r: AwsJobsRejection = { code: e.code, message: e.message, timestamp: Math.floor(this.nowMs() / 1000) };
+    if (clientToken !== undefined) r.clientToken = clientToken;
+    if (e.executionState) r.executionState = e.executionState;
+    return r;
+  }
+
+  private async publishJson(topic: string, message: object): Promise<void> {
+    // e.g. the v1 SDK never subscribes to update answers: nothing to send
+    if (this.deps.wanted?.(topic) === false) return;
+    try {
+      await this.deps.publish(topic, JSON.stringify(message));
+    } catch (err) {
+      this.deps.logger.warn('jobs answer not published', { topic, error: asUpdraftError(err).message });
+    }
+  }
+}
+
+function notFound(thing: string, jobId: string): AwsJobsError {
+  return new AwsJobsError('ResourceNotFound', `No job execution exists for job ${jobId} on thing ${thing}`);
+}

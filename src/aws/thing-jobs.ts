@@ -1,0 +1,44 @@
+/**
+ * A thing's jobs as AWS Jobs clients see them (issue 9), read from the store: its current
+ * command as a job, any of its dispatched executions by job id, and job documents with a
+ * freshly signed URL. Shared by the jobs door (requests) and the notifier (notify-next).
+ */
+import type { JsonObject } from '../protocol/json.ts';
+import type { ShadowReplica } from '../shadow/replica.ts';
+import type { StateStore } from '../store/state-store.ts';
+import { jobDocument } from './job-document.ts';
+import { awsIdOf, currentCommand, currentJobView, isStayCommand, pastJobView, type JobView } from './job-view.ts';
+
+/** Reads a thing's jobs. */
+export class ThingJobs {
+  private readonly deps: { store: StateStore; replica: ShadowReplica };
+
+  constructor(deps: { store: StateStore; replica: ShadowReplica }) {
+    this.deps = deps;
+  }
+
+  /** The thing's current command as a job, if it has one (a stay command is none). */
+  async current(thing: string): Promise<JobView | undefined> {
+    const shadow = await this.deps.store.getShadow(thing, '');
+    const software = currentCommand(shadow);
+    if (!shadow || !software || isStayCommand(software.jobId)) return undefined;
+    const id = awsIdOf(software.jobId);
+    const execution = await this.deps.store.getExecution(id.baseJobId, thing);
+    return currentJobView(thing, shadow, software, execution);
+  }
+
+  /** A job of the thing by AWS job id: its current command, or an execution record. */
+  async find(thing: string, jobId: string): Promise<JobView | undefined> {
+    const current = await this.current(thing);
+    if (current?.jobId === jobId) return current;
+    const execution = await this.deps.store.getExecution(jobId, thing);
+    // an execution the rollout has not dispatched is not the thing's yet
+    return execution && execution.dispatchedAt !== undefined ? pastJobView(thing, execution) : undefined;
+  }
+
+  /** The job document of a view: only the current command has one (with a fresh URL). */
+  async documentOf(view: JobView): Promise<JsonObject | undefined> {
+    if (!view.software) return undefined;
+    return jobDocument(view.software, await this.deps.replica.command(view.thing, view.software));
+  }
+}

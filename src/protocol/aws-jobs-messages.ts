@@ -1,0 +1,153 @@
+/**
+ * Message shapes of the AWS IoT Jobs device MQTT API (issue 9), as the developer guide
+ * documents them (https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html)
+ * and the AWS IoT Device SDKs parse them. Timestamps are seconds since the epoch.
+ */
+import { isJsonObject, type JsonObject } from './json.ts';
+
+/** Job execution states as AWS names them (Updraft's execution states use the same names). */
+export type AwsJobStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'REMOVED' | 'CANCELED';
+
+/** The states a device may set with UpdateJobExecution. */
+export const DEVICE_SETTABLE_STATUSES: readonly AwsJobStatus[] = ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'REJECTED'];
+
+/** The documented `code` values of a `.../rejected` answer. */
+export type AwsJobsErrorCode =
+  | 'InvalidTopic'
+  | 'InvalidJson'
+  | 'InvalidRequest'
+  | 'InvalidStateTransition'
+  | 'ResourceNotFound'
+  | 'VersionMismatch'
+  | 'InternalError'
+  | 'RequestThrottled'
+  | 'TerminalStateReached';
+
+/** `JobExecutionState`: what an update answer and a VersionMismatch carry. */
+export interface AwsJobExecutionState {
+  status: AwsJobStatus;
+  statusDetails?: Record<string, string>;
+  versionNumber: number;
+}
+
+/** `JobExecutionSummary`, in `get` and `notify`. */
+export interface AwsJobExecutionSummary {
+  jobId: string;
+  queuedAt: number;
+  startedAt?: number;
+  lastUpdatedAt: number;
+  versionNumber: number;
+  executionNumber: number;
+}
+
+/** `JobExecution`, in `start-next`, `{jobId}/get` and `notify-next`. */
+export interface AwsJobExecution extends AwsJobExecutionSummary {
+  thingName: string;
+  status: AwsJobStatus;
+  statusDetails?: Record<string, string>;
+  jobDocument?: JsonObject;
+}
+
+/** A `.../rejected` answer. */
+export interface AwsJobsRejection {
+  code: AwsJobsErrorCode;
+  message: string;
+  timestamp: number;
+  clientToken?: string;
+  executionState?: AwsJobExecutionState;
+}
+
+/** An error the jobs door answers on `.../rejected` with its AWS code. */
+export class AwsJobsError extends Error {
+  readonly code: AwsJobsErrorCode;
+  readonly executionState: AwsJobExecutionState | undefined;
+
+  constructor(code: AwsJobsErrorCode, message: string, executionState?: AwsJobExecutionState) {
+    super(message);
+    this.name = 'AwsJobsError';
+    this.code = code;
+    this.executionState = executionState;
+  }
+}
+
+/** A validated request body (every field optional; which ones apply depends on the operation). */
+export interface AwsJobsRequestBody {
+  clientToken?: string;
+  status?: AwsJobStatus;
+  statusDetails?: Record<string, string>;
+  expectedVersion?: number;
+  executionNumber?: number;
+  includeJobExecutionState?: boolean;
+  includeJobDocument?: boolean;
+  stepTimeoutInMinutes?: number;
+}
+
+/** AWS limits: clientToken up to 64 characters, statusDetails up to 10 entries. */
+const MAX_CLIENT_TOKEN = 64;
+const MAX_STATUS_DETAILS = 10;
+/** stepTimeoutInMinutes: 1 minute to 7 days (10080), per the UpdateJobExecution reference. */
+const MAX_STEP_TIMEOUT = 10_080;
+const MAX_PAYLOAD = 16_384;
+
+function invalid(message: string): AwsJobsError {
+  return new AwsJobsError('InvalidRequest', message);
+}
+
+/** Parses and validates a Jobs request payload; an empty payload is `{}`. */
+export function parseAwsJobsBody(payload: Buffer): AwsJobsRequestBody {
+  if (payload.length > MAX_PAYLOAD) throw invalid(`The payload exceeds the maximum size allowed (${payload.length} > ${MAX_PAYLOAD} bytes)`);
+  if (payload.length === 0) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new AwsJobsError('InvalidJson', 'Request payload is not valid JSON');
+  }
+  if (!isJsonObject(v)) throw new AwsJobsError('InvalidJson', 'Request payload must be a JSON object');
+  const out: AwsJobsRequestBody = {};
+  if (v.clientToken !== undefined) {
+    if (typeof v.clientToken !== 'string' || v.clientToken.length === 0 || v.clientToken.length > MAX_CLIENT_TOKEN) throw invalid(`clientToken must be a string of 1 to ${MAX_CLIENT_TOKEN} characters`);
+    out.clientToken = v.clientToken;
+  }
+  if (v.status !== undefined) {
+    if (typeof v.status !== 'string' || !(DEVICE_SETTABLE_STATUSES as readonly string[]).includes(v.status)) {
+      throw invalid(`status must be one of ${DEVICE_SETTABLE_STATUSES.join(', ')}`);
+    }
+    out.status = v.status as AwsJobStatus;
+  }
+  if (v.statusDetails !== undefined && v.statusDetails !== null) {
+    const d = v.statusDetails;
+    if (!isJsonObject(d) || Object.values(d).some((x) => typeof x !== 'string')) throw invalid('statusDetails must be a map of strings to strings');
+    if (Object.keys(d).length > MAX_STATUS_DETAILS) throw invalid(`statusDetails may hold at most ${MAX_STATUS_DETAILS} entries`);
+    out.statusDetails = d as Record<string, string>;
+  }
+  for (const k of ['expectedVersion', 'executionNumber'] as const) {
+    const n = v[k];
+    if (n === undefined) continue;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw invalid(`${k} must be a positive integer`);
+    out[k] = n;
+  }
+  for (const k of ['includeJobExecutionState', 'includeJobDocument'] as const) {
+    const b = v[k];
+    if (b === undefined) continue;
+    if (typeof b !== 'boolean') throw invalid(`${k} must be true or false`);
+    out[k] = b;
+  }
+  if (v.stepTimeoutInMinutes !== undefined) {
+    const n = v.stepTimeoutInMinutes;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > MAX_STEP_TIMEOUT) throw invalid(`stepTimeoutInMinutes must be an integer from 1 to ${MAX_STEP_TIMEOUT}`);
+    out.stepTimeoutInMinutes = n;
+  }
+  return out;
+}
+
+/** Best-effort clientToken of a payload that failed validation, to echo on the rejection. */
+export function salvageJobsClientToken(payload: Buffer): string | undefined {
+  try {
+    const v = JSON.parse(payload.toString('utf8')) as unknown;
+    if (isJsonObject(v) && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
+  } catch {
+    /* not JSON: nothing to echo */
+  }
+  return undefined;
+}

@@ -12,6 +12,8 @@ export interface Child {
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   /** Resident set size in bytes, from /proc (Linux). */
   rss(): number;
+  /** CPU time used so far (user + system), in seconds, from /proc (Linux). */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,12 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
     rss() {
       const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8');
       return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+    },
+    cpuSeconds() {
+      // fields 14 and 15 of /proc/<pid>/stat (after the parenthesized name): utime, stime in clock ticks
+      const stat = readFileSync(`/proc/${proc.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100;
     },
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');

@@ -98,6 +98,9 @@ export interface UpdateFigures {
   server_rss_mb: number;
   rss_kb_per_device: number;
   installs: number;
+  /** CPU seconds the server and the simulator used during the update (2 cores: 2 per second at most). */
+  server_cpu_s: number;
+  sim_cpu_s: number;
 }
 
 /**
@@ -119,6 +122,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     const rssConnected = server.child.rss();
     await api.call('POST', `/api/v1/artifacts?name=fw-${n}&version=2.0.0`, randomBytes(1024));
     const m0 = await published(api);
+    const cpu0 = [server.child.cpuSeconds(), sim.cpuSeconds()];
     const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', {
       artifact: `fw-${n}@2.0.0`,
       targets: { query: 'tags = sim' }, // a fresh server per size: the fleet just registered
@@ -126,6 +130,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     });
     const jobIds = [r.job.jobId];
     const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000);
+    const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds()];
     await sleep(500); // last acknowledgements recorded
     const m1 = await published(api);
     const executions: Execution[] = [];
@@ -149,6 +154,8 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
       server_rss_mb: round(rssConnected / 2 ** 20, 0),
       rss_kb_per_device: round((rssConnected - rssBefore) / 1024 / n, 1),
       installs: Number(done[1]),
+      server_cpu_s: round(cpu1[0]! - cpu0[0]!, 1),
+      sim_cpu_s: round(cpu1[1]! - cpu0[1]!, 1),
     };
   } finally {
     await sim.stop();
@@ -170,9 +177,13 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ids.slice(i, i + 5000), artifact: `fw-r${n}@2.0.0` });
     jobIds.push(r.job.jobId);
   }
+  const serverCpu0 = server.child.cpuSeconds();
   const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000']);
+  let simCpu = 0;
   try {
     const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 1_800_000);
+    simCpu = sim.cpuSeconds();
+    const serverCpu = server.child.cpuSeconds() - serverCpu0;
     await sleep(500);
     const m1 = await published(api);
     const executions: Execution[] = [];
@@ -190,6 +201,8 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
       server_rss_mb: round(server.child.rss() / 2 ** 20, 0),
       rss_kb_per_device: NaN,
       installs: Number(done[1]),
+      server_cpu_s: round(serverCpu, 1),
+      sim_cpu_s: round(simCpu, 1),
     };
   } finally {
     await sim.stop();

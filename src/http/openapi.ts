@@ -27,7 +27,18 @@ const jobStates = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED'
 
 const schemas: Obj = {
   Error: { type: 'object', properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
-  Artifact: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'string' }, sha256: { type: 'string' }, size: { type: 'integer' }, createdAt: { type: 'integer' } } },
+  Artifact: {
+    type: 'object',
+    properties: {
+      name: { type: 'string' },
+      version: { type: 'string' },
+      sha256: { type: 'string' },
+      size: { type: 'integer' },
+      createdAt: { type: 'integer' },
+      signature: { type: 'string', description: '<keyId>:<base64 Ed25519>' },
+      signatureStatus: { enum: ['valid', 'invalid', 'unsigned'], description: 'in the list: valid when signed by the current signing key' },
+    },
+  },
   Targets: {
     type: 'object',
     description: 'the union of the listed devices, the groups\' members and the query\'s matches; at least one is required',
@@ -55,6 +66,7 @@ const schemas: Obj = {
         properties: {
           waves: { type: 'array', items: ref('Wave'), minItems: 1, maxItems: 20 },
           maxPerMinute: { type: 'integer', minimum: 1 },
+          maxInFlight: { type: 'integer', minimum: 1, description: 'most devices with a command and no outcome yet' },
           rampUp: { type: 'object', properties: { initialPerMinute: { type: 'integer', minimum: 1 }, factor: { type: 'number', minimum: 1, maximum: 100 } } },
           startAt: { type: 'string', format: 'date-time' },
         },
@@ -115,6 +127,24 @@ const schemas: Obj = {
   Group: {
     type: 'object',
     properties: { name: { type: 'string' }, kind: { enum: ['static', 'dynamic'] }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string' } },
+  },
+  FleetOverview: {
+    type: 'object',
+    properties: {
+      devices: { type: 'object', properties: { registered: { type: 'integer' }, revoked: { type: 'integer' }, online: { type: 'integer' }, reporting: { type: 'integer' } } },
+      versions: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'string' }, devices: { type: 'integer' } } } },
+      jobs: { type: 'object', additionalProperties: { type: 'integer' } },
+      failing: { type: 'array', items: { type: 'object', properties: { deviceId: { type: 'string' }, jobId: { type: 'string' }, artifact: { type: 'string' }, status: { enum: executionStates }, reason: { type: ['string', 'null'] }, updatedAt: { type: 'integer' } } } },
+      generatedAt: { type: 'integer' },
+    },
+  },
+  JobTimeline: {
+    type: 'object',
+    properties: { jobId: { type: 'string' }, from: { type: 'integer' }, to: { type: 'integer' }, bucketMs: { type: 'integer' }, buckets: { type: 'array', items: { type: 'object', properties: { at: { type: 'integer' }, succeeded: { type: 'integer' }, failed: { type: 'integer' } } } } },
+  },
+  RecentEvent: {
+    type: 'object',
+    properties: { seq: { type: 'integer' }, at: { type: 'integer' }, type: { enum: ['job.changed', 'execution.changed', 'device.presence'] }, deviceId: { type: 'string' }, jobId: { type: 'string' }, status: { type: 'string' }, previousStatus: { type: 'string' }, reason: { type: 'string' } },
   },
   Device: { type: 'object', properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } }, online: { type: 'boolean' }, reported: { type: 'object' }, desired: { type: 'object' } } },
 };
@@ -185,6 +215,27 @@ export function openApiDocument(): Obj {
         }),
       },
       '/api/v1/metrics': { get: op('Server counters', { '200': json({ type: 'object' }) }) },
+      // the dashboard's aggregations (insight-routes.ts): small answers at any fleet size
+      '/api/v1/fleet/overview': { get: op('Fleet summary (cached up to 2 s) and the latest failed executions of the last 20 jobs with their reasons', { '200': json(ref('FleetOverview')) }) },
+      '/api/v1/fleet/search': {
+        get: op('Search devices; one call reads at most 10,000 devices, so a page may be short: follow next until it is absent', { '200': json({ ...page(ref('Device')), properties: { ...(page(ref('Device')).properties as Obj), scanned: { type: 'integer', description: 'devices read to answer' } } }) }, {
+          parameters: [
+            ...pageParams,
+            { name: 'id', in: 'query', schema: { type: 'string' }, description: 'case-insensitive substring of the device id' },
+            { name: 'tag', in: 'query', schema: { type: 'string' } },
+            { name: 'group', in: 'query', schema: { type: 'string' } },
+            { name: 'version', in: 'query', schema: { type: 'string' }, description: 'reported software version' },
+            { name: 'state', in: 'query', schema: { enum: ['online', 'offline', 'updating', 'failed', 'revoked'] } },
+          ],
+        }),
+      },
+      '/api/v1/devices/{id}/events': { get: op('A device\'s last events, newest first: its executions\' steps and outcomes, and presence changes this server saw', { '200': json(page({ type: 'object', properties: { at: { type: 'integer' }, kind: { enum: ['queued', 'sent', 'attempt', 'state', 'presence'] }, jobId: { type: 'string' }, artifact: { type: 'string' }, status: { type: 'string' }, reason: { type: 'string' } } })) }, { parameters: [idParam('id'), { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 200, default: 30 } }] }) },
+      '/api/v1/jobs/{id}/timeline': { get: op('Finished executions per time bucket from the job\'s start to its end (or now)', { '200': json(ref('JobTimeline')) }, { parameters: [idParam('id'), { name: 'buckets', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 60 } }] }) },
+      '/api/v1/events/recent': {
+        get: op('The last events this server saw (in memory, at most 500), newest first', { '200': json(page(ref('RecentEvent'))) }, {
+          parameters: [{ name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } }, { name: 'deviceId', in: 'query', schema: { type: 'string' } }, { name: 'jobId', in: 'query', schema: { type: 'string' } }],
+        }),
+      },
     },
   };
 }

@@ -5,6 +5,7 @@
  * store and a local artifact directory, all in this process.
  */
 import path from 'node:path';
+import { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import { ArtifactService } from '../artifacts/artifact-service.ts';
 import { HmacUrlIssuer, S3UrlIssuer, type DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
 import { S3BlobStore } from '../artifacts/s3-blob-store.ts';
@@ -18,13 +19,20 @@ import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
 import { EventRelay } from '../cluster/event-relay.ts';
 import { PostgresAdvisoryLease } from '../cluster/postgres-advisory-lease.ts';
+import { withAwsDoors } from '../aws/aws-bus.ts';
+import { AwsThings } from '../aws/aws-things.ts';
+import { AwsJobsDoor } from '../aws/jobs-door.ts';
+import { AwsShadowDoor } from '../aws/shadow-door.ts';
 import { CredentialService, withCredentials } from '../credentials/credential-service.ts';
+import { InProcessLease } from '../cluster/lease.ts';
+import { AWS_REQUEST_FILTERS, awsThingOf } from '../protocol/aws-topics.ts';
 import { DownloadTokens } from '../credentials/download-token.ts';
 import { EventBus } from '../events/event-bus.ts';
 import { addApiRoutes } from '../http/api-routes.ts';
 import { addBrokerRoutes } from '../http/broker-routes.ts';
 import { downloadRoute } from '../http/download-route.ts';
 import { addFleetRoutes } from '../http/fleet-routes.ts';
+import { Dashboard } from '../http/dashboard.ts';
 import { HttpServer } from '../http/http-server.ts';
 import { Router } from '../http/router.ts';
 import { addSecurityRoutes } from '../http/security-routes.ts';
@@ -37,6 +45,7 @@ import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { createBlobStore, createStateStore } from './adapters.ts';
 import { loadOrCreateOperatorToken } from './operator-token.ts';
+import { UpdateCommands } from './update-commands.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 
 /** A part with a lifecycle. */
@@ -131,7 +140,15 @@ export class UpdraftServer {
       ...(security.mqttTls ? { tls: security.mqttTls } : {}),
     });
     this.bus = config.mqtt.url
-      ? new ExternalBroker({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, shareGroup: config.mqtt.shareGroup, logger: logger.child('mqtt') })
+      ? new ExternalBroker({
+          url: config.mqtt.url,
+          username: OPERATOR_USERNAME,
+          password: this.operatorToken,
+          shareGroup: config.mqtt.shareGroup,
+          logger: logger.child('mqtt'),
+          // issue 9: $aws/things/... requests, which Mosquitto's shared subscriptions never deliver, go to one instance at a time
+          exclusive: { filters: AWS_REQUEST_FILTERS, lease: config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'aws-requests', logger: logger.child('lease') }) : new InProcessLease() },
+        })
       : this.broker;
     const credentials = new CredentialService({
       store: this.store,
@@ -145,41 +162,30 @@ export class UpdraftServer {
       else this.online.delete(e.deviceId);
       events.emit('device.presence', e);
     });
-    const ttl = config.downloads.urlTtlSeconds;
-    // a job's spec never changes: remember allowDowngrade instead of loading (and parsing)
-    // the job for each of the several deltas every device receives
-    const downgrade = new Map<string, boolean>();
-    const jobAllowsDowngrade = async (jobId: string): Promise<boolean> => {
-      const known = downgrade.get(jobId);
-      if (known !== undefined) return known;
-      const job = await this.store.getJob(jobId);
-      const allowed = job?.spec?.allowDowngrade === true;
-      if (job) {
-        if (downgrade.size >= 10_000) downgrade.delete(downgrade.keys().next().value!);
-        downgrade.set(jobId, allowed);
-      }
-      return allowed;
-    };
+    const commands = new UpdateCommands({ store: this.store, urls, manifests: security.manifests, ttlSeconds: config.downloads.urlTtlSeconds });
+    // issue 9: the AWS IoT shadow and jobs topic families, doors onto the same replica and job engine
+    const awsThings = new AwsThings();
+    const awsShadow = new AwsShadowDoor({ things: awsThings });
+    let awsJobs: AwsJobsDoor | undefined;
+    this.broker.onSubscription((_sender, filter) => {
+      const thing = awsThingOf(filter);
+      if (thing !== undefined) awsThings.mark(thing);
+    });
     this.replica = new ShadowReplica({
       store: this.store,
-      bus: withCredentials(this.bus, credentials),
+      bus: withAwsDoors(withCredentials(this.bus, credentials), { shadow: awsShadow, jobs: (msg) => awsJobs?.handle(msg) }),
       events,
       logger: logger.child('replica'),
       limits: { maxDocumentBytes: config.shadow.maxDocumentBytes, maxDepth: config.shadow.maxDepth },
       maxPending: config.shadow.maxPending,
-      issueCommand: async (deviceId, sw) => {
-        const urlExpiresAt = Math.floor(Date.now() / 1000) + ttl;
-        // the manifest is signed now, like the URL, and expires with it (freeze attacks); it
-        // allows a downgrade only when the job does (or takes a device back: rollback, cancel)
-        const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await jobAllowsDowngrade(sw.jobId.split('.')[0]!));
-        const url = await urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt });
-        return { ...sw, url, urlExpiresAt, ...security.manifests.sign(sw, urlExpiresAt, allowDowngrade) };
-      },
+      issueCommand: (deviceId, sw) => commands.issue(deviceId, sw),
     });
     // the replica subscribes to the bus before the broker accepts the first device
     await this.startPart(this.replica);
     this.tracker = new ExecutionTracker({ store: this.store, events, logger: logger.child('jobs') });
     await this.startPart(this.tracker);
+    awsJobs = new AwsJobsDoor({ store: this.store, replica: this.replica, tracker: this.tracker, events, things: awsThings, publish: (topic, payload) => this.bus.publish(topic, payload, 1), wanted: (topic) => this.bus.hasSubscribers?.(topic) !== false, logger: logger.child('aws-jobs') });
+    await this.startPart(awsJobs);
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (DESIGN.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease') }) : undefined;
@@ -195,7 +201,8 @@ export class UpdraftServer {
       const d = await this.store.getDevice(id);
       return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
     };
-    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, logger: logger.child('download') }));
+    const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
+    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });
     addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, urlKeys, logger: logger.child('security') });
     addApiRoutes(router, {
@@ -206,6 +213,7 @@ export class UpdraftServer {
       tracker: this.tracker,
       registry: this.registry,
       isOnline: (id) => this.online.has(id),
+      verifyArtifact: (a, signature) => security.manifests.verifyArtifact(a, signature),
     });
     this.rollouts.addRoutes(router);
     addFleetRoutes(router, {
@@ -215,6 +223,8 @@ export class UpdraftServer {
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
       }),
     });
+    // the web dashboard at / and the aggregations its pages read (issue 8)
+    await this.startPart(new Dashboard({ router, store: this.store, events, rollouts: this.rollouts, tracker: this.tracker, isOnline, logger: logger.child('dashboard') }));
   }
 
   /** Stops every started part in reverse order; safe to call twice. */

@@ -19,7 +19,7 @@ import { EVENT_RELAY_FILTER, eventRelayTopic, parseEventRelayTopic } from '../pr
 import type { Logger } from '../util/logger.ts';
 
 /** The events live views need from other instances. */
-export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'device.presence'] as const;
+export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'device.presence', 'aws.thing'] as const;
 type RelayedEvent = (typeof RELAYED_EVENTS)[number];
 type Relayed = { [K in RelayedEvent]: { type: K; payload: UpdraftEvents[K] } }[RelayedEvent];
 

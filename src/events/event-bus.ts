@@ -20,6 +20,8 @@ export interface UpdraftEvents {
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
   /** A job was created or changed state or progress (rollouts). */
   'job.changed': { job: JobRecord };
+  /** A thing started using the AWS IoT topic families (issue 9), here or on another instance. */
+  'aws.thing': { thing: string };
 }
 
 /** A typed wrapper over EventEmitter. */

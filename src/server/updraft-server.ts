@@ -164,7 +164,9 @@ export class UpdraftServer {
     });
     const commands = new UpdateCommands({ store: this.store, urls, manifests: security.manifests, ttlSeconds: config.downloads.urlTtlSeconds });
     // issue 9: the AWS IoT shadow and jobs topic families, doors onto the same replica and job engine
-    const awsThings = new AwsThings();
+    // a thing new here is announced (the relay tells the other instances); one new there is marked here
+    const awsThings = new AwsThings({ onNew: (thing) => events.emit('aws.thing', { thing }) });
+    events.on('aws.thing', ({ thing }) => awsThings.mark(thing));
     const awsShadow = new AwsShadowDoor({ things: awsThings });
     let awsJobs: AwsJobsDoor | undefined;
     this.broker.onSubscription((_sender, filter) => {

@@ -1,0 +1,63 @@
+/**
+ * Events between instances over a real (private) Mosquitto: what one instance emits, the
+ * other re-emits once; nothing comes back to its sender; a malformed batch is ignored.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { EventRelay } from '../../src/cluster/event-relay.ts';
+import { EventBus } from '../../src/events/event-bus.ts';
+import { eventRelayTopic } from '../../src/protocol/topics.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
+import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
+
+const TOKEN = `updr_relay_test_${'r'.repeat(24)}`;
+const found = findMosquitto();
+
+if (!found.ok) {
+  const message = mosquittoUnavailable(found.reason, 'event relay test');
+  it('event relay', (t) => t.skip(message));
+} else {
+  describe('event relay', () => {
+    let broker: TestMosquitto;
+    const relays: EventRelay[] = [];
+    before(async () => {
+      broker = await startTestMosquitto(found.bin, { operatorToken: TOKEN, devices: [], secrets: new Map() });
+    });
+    after(async () => {
+      for (const r of relays) await r.stop();
+      await broker?.stop();
+    });
+
+    it('re-emits the other instance’s events once and never echoes its own', async () => {
+      const [a, b] = [new EventBus(), new EventBus()];
+      for (const [events, instanceId] of [[a, 'i-a'], [b, 'i-b']] as const) {
+        const relay = new EventRelay({ url: broker.serviceUrl, username: 'operator', password: TOKEN, events, logger: silentLogger, instanceId, flushMs: 20 });
+        await relay.start();
+        relays.push(relay);
+      }
+      const onA: string[] = [];
+      const onB: string[] = [];
+      a.on('aws.thing', (e) => onA.push(e.thing));
+      b.on('aws.thing', (e) => onB.push(e.thing));
+      a.emit('aws.thing', { thing: 'thing-1' });
+      a.emit('aws.thing', { thing: 'thing-2' });
+      await eventually(async () => (onB.length === 2 ? true : undefined), 10_000, 'b sees both');
+      assert.deepEqual(onB, ['thing-1', 'thing-2']);
+      // b re-emitted them on its bus; none of that may travel back to a
+      b.emit('device.presence', { deviceId: 'd-1', online: true });
+      const presence: string[] = [];
+      a.on('device.presence', (e) => presence.push(e.deviceId));
+      await eventually(async () => (presence.length === 1 ? true : undefined), 10_000, 'a sees b’s event');
+      assert.deepEqual(onA, ['thing-1', 'thing-2'], 'a saw only its own two, not echoes');
+
+      // garbage on the topic is ignored; the relay keeps working
+      const raw = await mqtt.connectAsync(broker.serviceUrl, { username: 'operator', password: TOKEN, reconnectPeriod: 0 });
+      await raw.publishAsync(eventRelayTopic('i-x'), 'not json', { qos: 1 });
+      await raw.publishAsync(eventRelayTopic('i-x'), JSON.stringify([{ type: 'unknown.event', payload: {} }, { type: 'aws.thing', payload: { thing: 'thing-3' } }]), { qos: 1 });
+      await raw.endAsync();
+      await eventually(async () => (onB.includes('thing-3') ? true : undefined), 10_000, 'the valid event of a mixed batch');
+    });
+  });
+}

@@ -28,7 +28,7 @@ export async function startServer(opts: { profileDir?: string } = {}): Promise<B
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   const nodeFlags = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
   const child = spawnUpdraft(
-    ['server', '--data-dir', dir, '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--log-level', 'warn', '--shadow-max-pending', '2000000'],
+    ['server', '--data-dir', dir, '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-tls-port', '-1', '--log-level', 'warn', '--shadow-max-pending', '2000000'],
     nodeFlags,
   );
   await child.waitFor(/HTTP API and downloads on/);

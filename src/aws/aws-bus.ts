@@ -6,43 +6,39 @@
  * Everything else passes through untouched, so devices that never use the family cost
  * nothing more.
  */
-import type { InboundMessage, MessageBus } from '../broker/message-bus.ts';
+import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import type { AwsShadowDoor } from './shadow-door.ts';
 
 /** `bus` with the AWS shadow door and the jobs door's handler (`AwsJobsDoor.handle`) in front of whoever subscribes through it (the replica). */
 export function withAwsDoors(bus: MessageBus, doors: { shadow: AwsShadowDoor; jobs: (msg: InboundMessage) => void }): MessageBus {
-  let next: (msg: InboundMessage) => void = () => {};
-  bus.onRequest((msg) => {
-    if (!msg.topic.startsWith(AWS_THINGS_PREFIX)) return next(msg);
-    const shadowRequest = doors.shadow.translate(msg);
-    if (shadowRequest) return next(shadowRequest);
-    doors.jobs(msg);
-  });
-  return {
-    start: () => bus.start(),
-    stop: () => bus.stop(),
-    onRequest: (handler) => {
-      next = handler;
+  return routeRequests(
+    bus,
+    (msg, next) => {
+      if (!msg.topic.startsWith(AWS_THINGS_PREFIX)) return next(msg);
+      const shadowRequest = doors.shadow.translate(msg);
+      if (shadowRequest) return next(shadowRequest);
+      doors.jobs(msg);
     },
-    onPresence: (handler) => bus.onPresence(handler),
-    // an answer is wanted when its own topic or its $aws mirror has a subscriber
-    ...(bus.hasSubscribers
-      ? {
-          hasSubscribers: (topic: string) => {
-            if (bus.hasSubscribers!(topic)) return true;
-            const mirror = doors.shadow.mirrorOf(topic);
-            return mirror !== undefined && bus.hasSubscribers!(mirror);
-          },
-        }
-      : {}),
-    publish: async (topic, payload, qos) => {
-      const mirror = doors.shadow.mirrorOf(topic);
-      if (!mirror) return bus.publish(topic, payload, qos);
-      // a thing using the AWS family: each twin only if someone listens (when the bus can tell)
-      const wanted = (t: string) => bus.hasSubscribers?.(t) !== false;
-      if (wanted(topic)) await bus.publish(topic, payload, qos);
-      if (wanted(mirror)) await bus.publish(mirror, payload, qos);
+    {
+      // an answer is wanted when its own topic or its $aws mirror has a subscriber
+      ...(bus.hasSubscribers
+        ? {
+            hasSubscribers: (topic: string) => {
+              if (bus.hasSubscribers!(topic)) return true;
+              const mirror = doors.shadow.mirrorOf(topic);
+              return mirror !== undefined && bus.hasSubscribers!(mirror);
+            },
+          }
+        : {}),
+      publish: async (topic, payload, qos) => {
+        const mirror = doors.shadow.mirrorOf(topic);
+        if (!mirror) return bus.publish(topic, payload, qos);
+        // a thing using the AWS family: each twin only if someone listens (when the bus can tell)
+        const wanted = (t: string) => bus.hasSubscribers?.(t) !== false;
+        if (wanted(topic)) await bus.publish(topic, payload, qos);
+        if (wanted(mirror)) await bus.publish(mirror, payload, qos);
+      },
     },
-  };
+  );
 }

@@ -51,3 +51,28 @@ export interface MessageBus {
   /** Publishes an answer; resolves when the broker has taken it. */
   publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
 }
+
+/**
+ * A MessageBus over `bus` whose requests pass through `route` first: it handles those it
+ * owns and hands the rest to `next`, whoever subscribes through the wrapper (the replica).
+ * The rest is `bus`'s own, except what `overrides` replaces.
+ */
+export function routeRequests(
+  bus: MessageBus,
+  route: (msg: InboundMessage, next: (msg: InboundMessage) => void) => void,
+  overrides: Partial<Pick<MessageBus, 'publish' | 'hasSubscribers'>> = {},
+): MessageBus {
+  let next: (msg: InboundMessage) => void = () => {};
+  bus.onRequest((msg) => route(msg, next));
+  return {
+    start: () => bus.start(),
+    stop: () => bus.stop(),
+    onRequest: (handler) => {
+      next = handler;
+    },
+    onPresence: (handler) => bus.onPresence(handler),
+    ...(bus.hasSubscribers ? { hasSubscribers: (topic: string) => bus.hasSubscribers!(topic) } : {}),
+    publish: (topic, payload, qos) => bus.publish(topic, payload, qos),
+    ...overrides,
+  };
+}

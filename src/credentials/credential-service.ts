@@ -5,7 +5,7 @@
  * software in its shadow, for `ttlSeconds`.
  */
 import { UpdraftError, asUpdraftError } from '../errors.ts';
-import type { InboundMessage, MessageBus } from '../broker/message-bus.ts';
+import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
 import { isJsonObject } from '../protocol/json.ts';
 import { readClientToken, salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
 import { parseDesiredSoftware } from '../protocol/software.ts';
@@ -104,16 +104,5 @@ export class CredentialService {
  * whoever subscribes through it (the replica).
  */
 export function withCredentials(bus: MessageBus, service: CredentialService): MessageBus {
-  let next: (msg: InboundMessage) => void = () => {};
-  bus.onRequest((msg) => (parseCredentialsRequestTopic(msg.topic) ? service.handle(msg) : next(msg)));
-  return {
-    start: () => bus.start(),
-    stop: () => bus.stop(),
-    onRequest: (handler) => {
-      next = handler;
-    },
-    onPresence: (handler) => bus.onPresence(handler),
-    ...(bus.hasSubscribers ? { hasSubscribers: (topic: string) => bus.hasSubscribers!(topic) } : {}),
-    publish: (topic, payload, qos) => bus.publish(topic, payload, qos),
-  };
+  return routeRequests(bus, (msg, next) => (parseCredentialsRequestTopic(msg.topic) ? service.handle(msg) : next(msg)));
 }

@@ -5,14 +5,13 @@
  * listener for Updraft (user `operator`). MQTT 5 devices reach Updraft this way, since the
  * embedded broker speaks 3.1.1 only.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { mosquittoAcl, mosquittoPasswordLine } from '../../src/broker/mosquitto-config.ts';
 import type { CertificateAuthority } from '../../src/pki/certificate-authority.ts';
 import { freePort } from '../helpers/free-port.ts';
+import { runMosquitto } from '../helpers/mosquitto.ts';
 
 /** A running Mosquitto with a TLS device listener. */
 export interface TlsMosquitto {
@@ -56,38 +55,11 @@ export async function startTlsMosquitto(bin: string, input: { ca: CertificateAut
     ].join('\n'),
   );
   await chmod(dir, 0o755);
-  const child: ChildProcess = spawn(bin, ['-c', path.join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout!.on('data', (d) => (log += d));
-  child.stderr!.on('data', (d) => (log += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 20_000;
-  for (const port of [devicePort, servicePort]) {
-    while (!(await accepts(port))) {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        child.kill('SIGKILL');
-        await rm(dir, { recursive: true, force: true });
-        throw new Error(`mosquitto did not start: ${log.trim().split('\n').slice(-3).join(' ')}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const proc = await runMosquitto(bin, dir, [devicePort, servicePort]);
   return {
     deviceHost: '127.0.0.1',
     devicePort,
     serviceUrl: `mqtt://127.0.0.1:${servicePort}`,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-      await rm(dir, { recursive: true, force: true });
-    },
+    stop: () => proc.stop(),
   };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
 }

@@ -17,10 +17,9 @@ import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MemoryAgentStateStore, SimulatedInstaller, UpdateAgent } from '../../src/agent/index.ts';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import { fleetAgents } from '../helpers/agents.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
@@ -50,7 +49,7 @@ if (!mosquitto.ok || !pgResult.ok) {
     let dir: string;
     let dbUrl: string;
     const servers: CliProcess[] = [];
-    const agents: UpdateAgent[] = [];
+    let stopAgents = async () => {};
     const streams: AbortController[] = [];
 
     before(async () => {
@@ -61,7 +60,7 @@ if (!mosquitto.ok || !pgResult.ok) {
     });
     after(async () => {
       for (const s of streams) s.abort();
-      await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
+      await stopAgents();
       await Promise.all(servers.map((s) => s.kill('SIGTERM')));
       await broker?.stop();
       await s3?.stop();
@@ -102,30 +101,10 @@ if (!mosquitto.ok || !pgResult.ok) {
       assert.match(generated.stdout, new RegExp(`operator \\+ ${DEVICES} devices`));
       await broker.reload();
 
-      const installers = new Map<string, SimulatedInstaller>();
-      const acknowledged = new Map<string, string>();
-      for (const d of fleet) {
-        const installer = new SimulatedInstaller({ initial: { name: 'fw', version: '1.0.0' }, durationMs: 20 });
-        installers.set(d.deviceId, installer);
-        const agent = new UpdateAgent({
-          deviceId: d.deviceId,
-          username: d.deviceId,
-          password: d.secret,
-          brokerUrl: broker.deviceUrl,
-          installer,
-          stateStore: new MemoryAgentStateStore(),
-          stateDir: path.join(dir, 'devices', d.deviceId),
-          logger: silentLogger,
-          allowUnsigned: true,
-          requestTimeoutMs: 3000,
-          retryDelayMs: 200,
-          maxRetryDelayMs: 2000,
-          mqttOptions: { reconnectPeriod: 500 },
-        });
-        agent.on('job-finished', (e) => acknowledged.set(d.deviceId, `${e.jobId}:${e.status}`));
-        agents.push(agent);
-      }
-      await Promise.all(agents.map((x) => x.start()));
+      const devices = fleetAgents(fleet, { brokerUrl: broker.deviceUrl, dir: path.join(dir, 'devices') });
+      stopAgents = devices.stop;
+      const { installers, acknowledged } = devices;
+      await devices.start();
       await eventually(async () => {
         const { items } = await b.api.call<{ items: { devices: number }[] }>('GET', '/api/v1/fleet/versions');
         return items.reduce((n, v) => n + v.devices, 0) === DEVICES ? true : undefined;

@@ -11,10 +11,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { MemoryAgentStateStore, SimulatedInstaller, UpdateAgent } from '../../src/agent/index.ts';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import { fleetAgents } from '../helpers/agents.ts';
 import { eventually, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 
@@ -28,9 +27,9 @@ interface JobView {
 describe('rollout across a server SIGKILL', () => {
   let dir: string;
   let server: CliProcess | undefined;
-  const agents: UpdateAgent[] = [];
+  let stopAgents = async () => {};
   after(async () => {
-    await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
+    await stopAgents();
     await server?.kill('SIGTERM');
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -38,7 +37,7 @@ describe('rollout across a server SIGKILL', () => {
   it('completes with every device terminal, no double install, every acknowledgement recorded', { timeout: 240_000 }, async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-kill-'));
     const [mqttPort, httpPort] = [await freePort(), await freePort()];
-    const args = ['server', '--data-dir', path.join(dir, 'data'), '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--log-level', 'error'];
+    const args = ['server', '--data-dir', path.join(dir, 'data'), '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-tls-port', '-1', '--log-level', 'error'];
     const startServer = async () => {
       const p = startCli(args);
       await p.waitFor(/HTTP API and downloads on/, 60_000);
@@ -49,31 +48,10 @@ describe('rollout across a server SIGKILL', () => {
     await api.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', Buffer.from('firmware 2.0.0'));
     const fleet = await registerFleet(api, 'k-', DEVICES);
 
-    const installers = new Map<string, SimulatedInstaller>();
-    const acknowledged = new Map<string, string>();
-    for (const d of fleet) {
-      const installer = new SimulatedInstaller({ initial: { name: 'fw', version: '1.0.0' }, durationMs: 20 });
-      installers.set(d.deviceId, installer);
-      const agent = new UpdateAgent({
-        deviceId: d.deviceId,
-        username: d.deviceId,
-        password: d.secret,
-        brokerUrl: `mqtt://127.0.0.1:${mqttPort}`,
-        installer,
-        stateStore: new MemoryAgentStateStore(),
-        stateDir: path.join(dir, 'devices', d.deviceId),
-        logger: silentLogger,
-        allowUnsigned: true,
-        requestTimeoutMs: 3000,
-        retryDelayMs: 200,
-        maxRetryDelayMs: 2000,
-        mqttOptions: { reconnectPeriod: 500 },
-      });
-      // job-finished is emitted only after the server acknowledged the outcome (step 9)
-      agent.on('job-finished', (e) => acknowledged.set(d.deviceId, `${e.jobId}:${e.status}`));
-      agents.push(agent);
-    }
-    await Promise.all(agents.map((a) => a.start()));
+    const devices = fleetAgents(fleet, { brokerUrl: `mqtt://127.0.0.1:${mqttPort}`, dir: path.join(dir, 'devices') });
+    stopAgents = devices.stop;
+    const { installers, acknowledged } = devices;
+    await devices.start();
     await eventually(async () => {
       const { items } = await api.call<{ items: { devices: number }[] }>('GET', '/api/v1/fleet/versions');
       return items.reduce((n, v) => n + v.devices, 0) === DEVICES ? true : undefined;

@@ -50,13 +50,36 @@ export async function startTestMosquitto(bin: string, input: { operatorToken: st
   // mosquitto started as root drops to the mosquitto user, which must read the files
   await chmod(dir, 0o755);
   await chmod(path.join(dir, 'passwd'), 0o644);
+  const proc = await runMosquitto(bin, dir, [devicePort, servicePort]);
+  return {
+    deviceUrl: `mqtt://127.0.0.1:${devicePort}`,
+    serviceUrl: `mqtt://127.0.0.1:${servicePort}`,
+    dir,
+    devicePort,
+    servicePort,
+    async reload() {
+      await chmod(path.join(dir, 'passwd'), 0o644);
+      proc.child.kill('SIGHUP');
+      // mosquitto logs nothing we can wait for on a quiet reload: give it a moment
+      await new Promise((r) => setTimeout(r, 300));
+    },
+    stop: () => proc.stop(),
+  };
+}
+
+/**
+ * Runs mosquitto on `<dir>/mosquitto.conf` until every one of `ports` accepts connections;
+ * `stop` ends it and deletes `dir`. On failure it kills it, deletes `dir` and throws with
+ * the end of its log.
+ */
+export async function runMosquitto(bin: string, dir: string, ports: number[]): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
   const child: ChildProcess = spawn(bin, ['-c', path.join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout!.on('data', (d) => (log += d));
   child.stderr!.on('data', (d) => (log += d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 20_000;
-  for (const port of [devicePort, servicePort]) {
+  for (const port of ports) {
     while (!(await accepts(port))) {
       if (child.exitCode !== null || Date.now() > deadline) {
         child.kill('SIGKILL');
@@ -67,17 +90,7 @@ export async function startTestMosquitto(bin: string, input: { operatorToken: st
     }
   }
   return {
-    deviceUrl: `mqtt://127.0.0.1:${devicePort}`,
-    serviceUrl: `mqtt://127.0.0.1:${servicePort}`,
-    dir,
-    devicePort,
-    servicePort,
-    async reload() {
-      await chmod(path.join(dir, 'passwd'), 0o644);
-      child.kill('SIGHUP');
-      // mosquitto logs nothing we can wait for on a quiet reload: give it a moment
-      await new Promise((r) => setTimeout(r, 300));
-    },
+    child,
     async stop() {
       child.kill('SIGTERM');
       await exited;

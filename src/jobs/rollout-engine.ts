@@ -89,6 +89,8 @@ export function progressOf(job: JobRecord): RolloutProgress {
 }
 
 const DUE_BATCH = 500;
+/** How long a quiet job may go without being looked at (ms). */
+const QUIET_RECHECK_MS = 5_000;
 const PAGE = 500;
 
 /** Runs rollouts. */
@@ -101,8 +103,19 @@ export class RolloutEngine {
   private readonly lastScan = new Map<string, number>();
   private readonly lease: Lease;
   private leading = false;
-  private offFinished: (() => void) | undefined;
+  private offEvents: (() => void)[] = [];
   private refill: NodeJS.Timeout | undefined;
+  /** Jobs whose executions changed since the job was last advanced. */
+  private readonly changed = new Set<string>();
+  /**
+   * IN_PROGRESS jobs with nothing to send until an execution changes (wave fully sent, or
+   * the in-flight window full), and since when: a tick skips them, so twenty jobs of 5,000
+   * devices cost nothing per tick while their devices work. Looked at again anyway after
+   * QUIET_RECHECK_MS, in case an event was lost (a relay between instances is not durable).
+   */
+  private readonly quiet = new Map<string, number>();
+  /** Jobs with an in-flight window: an outcome there is worth an early tick. */
+  private readonly windowed = new Set<string>();
 
   constructor(deps: RolloutEngineDeps) {
     this.deps = deps;
@@ -123,16 +136,21 @@ export class RolloutEngine {
   async start(): Promise<void> {
     await this.exclusive(() => this.lead());
     this.running = true;
-    // a device that finishes frees a place in its job's in-flight window: refill it soon
-    // rather than at the next tick (coalesced: at most one early tick per 50 ms)
-    this.offFinished = this.deps.events.on('execution.changed', ({ current }) => {
-      if (!isTerminal(current.status) || this.refill || !this.leading) return;
-      this.refill = setTimeout(() => {
-        this.refill = undefined;
-        this.wake();
-      }, 50);
-      this.refill.unref?.();
-    });
+    this.offEvents = [
+      this.deps.events.on('execution.changed', ({ current }) => {
+        this.changed.add(current.jobId);
+        // a device that finishes frees a place in its job's in-flight window: refill it soon
+        // rather than at the next tick (coalesced: at most one early tick per 50 ms)
+        if (!isTerminal(current.status) || !this.windowed.has(current.jobId) || this.refill || !this.leading) return;
+        this.refill = setTimeout(() => {
+          this.refill = undefined;
+          this.wake();
+        }, 50);
+        this.refill.unref?.();
+      }),
+      // paused, resumed, canceled (here or on another instance): look at it again
+      this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
+    ];
     this.schedule(0);
   }
 
@@ -141,7 +159,8 @@ export class RolloutEngine {
     this.running = false;
     clearTimeout(this.timer);
     this.timer = undefined;
-    this.offFinished?.();
+    for (const off of this.offEvents) off();
+    this.offEvents = [];
     clearTimeout(this.refill);
     this.refill = undefined;
     await this.chain.catch(() => undefined);
@@ -207,7 +226,11 @@ export class RolloutEngine {
       if (!(await this.lead())) return;
       const now = this.now();
       await this.processDue(now);
-      for (const job of await this.activeJobs()) {
+      const active = await this.activeJobs();
+      this.forgetFinished(new Set(active.map((j) => j.jobId)));
+      for (const job of active) {
+        const since = this.quiet.get(job.jobId);
+        if (since !== undefined && job.status === 'IN_PROGRESS' && !this.changed.has(job.jobId) && now - since < QUIET_RECHECK_MS && now >= since) continue;
         try {
           await this.advance(job, now);
         } catch (err) {
@@ -215,6 +238,11 @@ export class RolloutEngine {
         }
       }
     });
+  }
+
+  /** Drops what the engine remembers of jobs no longer active. */
+  private forgetFinished(active: Set<string>): void {
+    for (const memo of [this.changed, this.windowed, this.quiet] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
   }
 
   /**
@@ -253,6 +281,8 @@ export class RolloutEngine {
   private async advance(initial: JobRecord, now: number): Promise<void> {
     let job = initial;
     const spec = specOf(job);
+    this.changed.delete(job.jobId);
+    this.quiet.delete(job.jobId);
     const counts = await this.deps.store.countExecutions(job.jobId);
     const all = tally(counts);
     if (!spec) {
@@ -280,10 +310,14 @@ export class RolloutEngine {
     const w = p.wave;
     const allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
     const window = spec.plan.maxInFlight === undefined ? Infinity : spec.plan.maxInFlight - inFlight(counts);
+    if (spec.plan.maxInFlight !== undefined) this.windowed.add(job.jobId);
     const budget = Math.min(allowance, window, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
     let sent = 0;
+    // nothing to send until an execution changes: the window is full, or the wave all sent
+    let quiet = window <= 0 && allowance > 0;
     if (budget > 0) {
       const batch = await this.deps.store.nextUndispatched(job.jobId, w, budget);
+      quiet = batch.length === 0;
       if (batch.length > 0) {
         const artifact = await this.deps.store.getArtifact(job.artifactName, job.artifactVersion);
         if (!artifact) {
@@ -321,6 +355,9 @@ export class RolloutEngine {
       if (saved && next.progress.wave !== w) this.wake(); // start the next wave at once
     } else if (sent > 0) {
       await this.saveJob(job, job.status, { ...p, sentSinceEpoch: p.sentSinceEpoch + sent }, now);
+    } else if (quiet && job.status === 'IN_PROGRESS' && spec.type === 'snapshot' && !this.changed.has(job.jobId)) {
+      // continuous jobs are not quiet: they look for new devices on a timer
+      this.quiet.set(job.jobId, now);
     }
   }
 

@@ -161,19 +161,24 @@ export class ShadowReplica {
         continue;
       }
       this.remember(k, next);
-      // committed: now answer (steps 4 and 9)
-      await this.publish(answerTopic(ref, 'update', 'accepted'), accepted);
-      // documents: for dashboards and tools, never for the agents; skipped when no one listens
+      // committed: now answer (steps 4 and 9). An answer no subscription matches is neither
+      // built nor sent (the embedded broker can tell): a rollout writing commands for devices
+      // that are offline signs no URL for them, and `documents`, which agents never read,
+      // costs nothing. A device that subscribes later catches up with `get`.
+      const wanted = (topic: string) => this.deps.bus.hasSubscribers?.(topic) !== false;
+      const acceptedTopic = answerTopic(ref, 'update', 'accepted');
+      if (wanted(acceptedTopic)) await this.publish(acceptedTopic, accepted);
       const documentsTopic = answerTopic(ref, 'update', 'documents');
-      if (this.deps.bus.hasSubscribers?.(documentsTopic) !== false) {
+      if (wanted(documentsTopic)) {
         const documents: DocumentsMessage = { previous: snapshot(previous), current: snapshot(next)!, timestamp: now };
         if (request.clientToken !== undefined) documents.clientToken = request.clientToken;
         await this.publish(documentsTopic, documents);
       }
-      const delta = deltaMessage(next, now, request.clientToken);
+      const deltaTopic = answerTopic(ref, 'update', 'delta');
+      const delta = wanted(deltaTopic) ? deltaMessage(next, now, request.clientToken) : undefined;
       if (delta) {
         await this.decorate(ref, next, delta.state);
-        await this.publish(answerTopic(ref, 'update', 'delta'), delta);
+        await this.publish(deltaTopic, delta);
       }
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
       return next;

@@ -14,6 +14,8 @@ export interface Child {
   rss(): number;
   /** CPU time used so far (user + system), in seconds, from /proc (Linux). */
   cpuSeconds(): number;
+  /** Rejects, with the end of its output, if the process exits before stop(): race it against waits. */
+  died(): Promise<never>;
   stop(): Promise<void>;
 }
 
@@ -30,6 +32,13 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
   proc.stdout!.on('data', onData);
   proc.stderr!.on('data', onData);
   const exited = new Promise<void>((resolve) => proc.on('close', () => resolve()));
+  let stopping = false;
+  const died = new Promise<never>((_, reject) => {
+    proc.on('close', (code, signal) => {
+      if (!stopping) reject(new Error(`updraft ${args[0]} exited unexpectedly (code ${code}, signal ${signal}); output tail:\n${out.slice(-4000)}`));
+    });
+  });
+  died.catch(() => undefined); // observed by whoever races it
   return {
     proc,
     waitFor(re, timeoutMs = 120_000) {
@@ -57,7 +66,9 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       return (Number(fields[11]) + Number(fields[12])) / 100;
     },
+    died: () => died,
     async stop() {
+      stopping = true;
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
       const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
       await exited;

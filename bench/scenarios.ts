@@ -129,7 +129,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
       ...(maxInFlight ? { plan: { maxInFlight } } : {}),
     });
     const jobIds = [r.job.jobId];
-    const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000);
+    const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000), server.child.died()]);
     const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds()];
     await sleep(500); // last acknowledgements recorded
     const m1 = await published(api);
@@ -181,7 +181,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000']);
   let simCpu = 0;
   try {
-    const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 1_800_000);
+    const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 1_800_000), server.child.died()]);
     simCpu = sim.cpuSeconds();
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
     await sleep(500);

@@ -10,6 +10,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
+import mqemitter from 'mqemitter';
 import { UpdraftError } from '../errors.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
@@ -105,6 +106,14 @@ export class EmbeddedBroker implements MessageBus {
     const log = this.opts.logger;
     const aedes = await Aedes.createBroker({
       id: 'updraft',
+      // mqemitter with a concurrency limit queues messages once that many deliveries are
+      // pending (slow subscribers), then drains the queue recursively: every queued message
+      // nobody subscribes to (aedes's $SYS notices when thousands of devices disconnect)
+      // completes synchronously and starts the next one, until the stack overflows and the
+      // process dies (seen in a 30,000-device cycling rollout; mqemitter#204, aedes#193).
+      // Without the limit nothing is queued; slow subscribers are still cut off by
+      // drainTimeout, and device requests are bounded by the replica's own queue.
+      mq: mqemitter({ concurrency: 0, matchEmptyLevels: true }),
       maxClientsIdLength: 128,
       drainTimeout: this.opts.drainTimeoutMs ?? 30_000,
       authenticate: (client, username, password, done) => {

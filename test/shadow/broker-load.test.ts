@@ -62,4 +62,27 @@ describe('broker under churn', () => {
       process.off('uncaughtException', onError);
     }
   });
+  it('drains a long backlog of messages nobody receives without overflowing the stack', { timeout: 120_000 }, async () => {
+    const crashes: unknown[] = [];
+    const onError = (err: unknown) => crashes.push(err);
+    process.on('uncaughtException', onError);
+    try {
+      // a subscriber that stops reading: deliveries to it stay pending once its socket is full
+      const slow = await TestClient.connect(ts.mqttUrl, 'slow-reader', { username: 'operator', password: ts.token });
+      await slow.subscribe('slow/#');
+      const stream = slow.client.stream as unknown as { pause(): void; resume(): void };
+      stream.pause();
+      const big = Buffer.alloc(64 * 1024, 'x');
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < 400; i++) pending.push(ts.server.broker.publish('slow/x', big, 0));
+      // then a flood with no subscriber at all (what thousands of disconnect notices look like)
+      for (let i = 0; i < 60_000; i++) pending.push(ts.server.broker.publish(`nobody/${i % 100}`, 'x', 0));
+      stream.resume();
+      await Promise.all(pending);
+      slow.client.stream.destroy();
+      assert.deepEqual(crashes, [], 'no uncaught exception in the broker');
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+  });
 });

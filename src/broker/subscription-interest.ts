@@ -9,27 +9,22 @@
  *
  * Counted per client id, so a client that subscribes twice, or comes back with a
  * persistent session, is counted once; a clean session's filters go when it disconnects.
+ * Matching is a trie lookup, not a scan: thousands of devices each subscribed to
+ * `state/<id>/#` cost nothing per publish.
  */
+import { QlobberTrue } from 'qlobber';
 
-/** True when the MQTT topic filter `filter` matches `topic` (MQTT 3.1.1 §4.7). */
-export function topicMatches(filter: string, topic: string): boolean {
-  // a filter starting with a wildcard does not match topics starting with '$' [MQTT-4.7.2-1]
-  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
+/** MQTT topic filters in a trie (qlobber, what aedes itself matches with). */
+const trie = () => new QlobberTrue({ separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true });
 
 /** The subscriptions of the clients of one broker. */
 export class SubscriptionInterest {
   private readonly byClient = new Map<string, Set<string>>();
-  private readonly exact = new Map<string, number>();
-  private readonly wildcards = new Map<string, number>();
+  /** How many clients hold each filter: a filter enters the tries at 1 and leaves at 0. */
+  private readonly counts = new Map<string, number>();
+  /** Filters that start with a wildcard, which never match `$` topics [MQTT-4.7.2-1]. */
+  private readonly leadingWildcard = trie();
+  private readonly others = trie();
 
   /** A client subscribed to `filter`. */
   add(clientId: string, filter: string): void {
@@ -37,8 +32,9 @@ export class SubscriptionInterest {
     if (!mine) this.byClient.set(clientId, (mine = new Set()));
     if (mine.has(filter)) return;
     mine.add(filter);
-    const counts = isWildcard(filter) ? this.wildcards : this.exact;
-    counts.set(filter, (counts.get(filter) ?? 0) + 1);
+    const n = (this.counts.get(filter) ?? 0) + 1;
+    this.counts.set(filter, n);
+    if (n === 1) this.trieOf(filter).add(filter);
   }
 
   /** A client unsubscribed from `filter`. */
@@ -46,10 +42,10 @@ export class SubscriptionInterest {
     const mine = this.byClient.get(clientId);
     if (!mine?.delete(filter)) return;
     if (mine.size === 0) this.byClient.delete(clientId);
-    const counts = isWildcard(filter) ? this.wildcards : this.exact;
-    const n = (counts.get(filter) ?? 1) - 1;
-    if (n <= 0) counts.delete(filter);
-    else counts.set(filter, n);
+    const n = (this.counts.get(filter) ?? 1) - 1;
+    if (n > 0) return void this.counts.set(filter, n);
+    this.counts.delete(filter);
+    this.trieOf(filter).remove(filter);
   }
 
   /** A client's session ended (clean session): all its filters go. */
@@ -59,12 +55,10 @@ export class SubscriptionInterest {
 
   /** True when some subscription matches `topic`. */
   has(topic: string): boolean {
-    if (this.exact.has(topic)) return true;
-    for (const filter of this.wildcards.keys()) if (topicMatches(filter, topic)) return true;
-    return false;
+    return this.others.test(topic) || (!topic.startsWith('$') && this.leadingWildcard.test(topic));
   }
-}
 
-function isWildcard(filter: string): boolean {
-  return filter.includes('+') || filter.includes('#');
+  private trieOf(filter: string) {
+    return filter.startsWith('+') || filter.startsWith('#') ? this.leadingWildcard : this.others;
+  }
 }

@@ -52,7 +52,11 @@ export interface UpdateAgentOptions {
   maxRetryDelayMs?: number;
   /** Progress is reported when it advanced by at least this much (default 0.1)... */
   progressStep?: number;
-  /** ...and at least this many ms after the previous report (default 1000). */
+  /**
+   * ...and at least this many ms after the previous report (default 1000). Phase reports
+   * (VERIFYING, INSTALLING) keep the same pace, the latest replacing one still waiting; the
+   * outcome (SUCCESS, FAILURE) goes at once.
+   */
   progressIntervalMs?: number;
   /** A download URL expiring within this many ms is refreshed before use (default 5000). */
   urlMarginMs?: number;

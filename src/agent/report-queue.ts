@@ -7,6 +7,13 @@
  * sends DOWNLOADING then, say, SUCCESS instead of four reports, and the broker and replica
  * carry fewer messages exactly when they are busiest. The outcome (SUCCESS, FAILURE) is
  * never replaced.
+ *
+ * A job's progress and phase reports are also paced: one per `intervalMs` at most, the one
+ * waiting being replaced by newer ones meanwhile. A job's first report (the command was
+ * taken: IN_PROGRESS) and its outcome go at once. On a real device a phase
+ * lasts seconds to minutes and each is reported; when a job races through its phases (a
+ * small artifact, a quick install) the server hears DOWNLOADING and then the outcome, two
+ * reports instead of four or five.
  */
 import type { JsonObject } from '../protocol/json.ts';
 
@@ -26,11 +33,16 @@ const OUTCOMES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE']);
 export class ReportQueue {
   private readonly send: (software: JsonObject) => Promise<JsonObject>;
   private readonly queue: Queued[] = [];
+  private readonly intervalMs: number;
   private busy = false;
+  private lastSent: { jobId: unknown; at: number } = { jobId: undefined, at: -Infinity };
+  /** Ends the pacing wait early: a newer report (maybe an outcome) arrived. */
+  private wake: (() => void) | undefined;
 
   /** `send` publishes one report and resolves with its accepted answer. */
-  constructor(send: (software: JsonObject) => Promise<JsonObject>) {
+  constructor(send: (software: JsonObject) => Promise<JsonObject>, opts: { intervalMs?: number } = {}) {
     this.send = send;
+    this.intervalMs = opts.intervalMs ?? 0;
   }
 
   /**
@@ -47,12 +59,28 @@ export class ReportQueue {
         this.queue.push({ software, waiters: [{ resolve, reject }] });
       }
       if (!this.busy) void this.pump();
+      else this.wake?.();
     });
   }
 
   private async pump(): Promise<void> {
     this.busy = true;
-    for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+    for (let next = this.queue[0]; next; next = this.queue[0]) {
+      const paced = !OUTCOMES.has(String(next.software.status)) && next.software.jobId === this.lastSent.jobId;
+      const wait = paced ? this.lastSent.at + this.intervalMs - Date.now() : 0;
+      if (wait > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => this.wake?.(), wait);
+          this.wake = () => {
+            clearTimeout(timer);
+            this.wake = undefined;
+            resolve();
+          };
+        });
+        continue; // look again: the head may have been replaced by an outcome
+      }
+      this.queue.shift();
+      this.lastSent = { jobId: next.software.jobId, at: Date.now() };
       try {
         const ack = await this.send(next.software);
         for (const w of next.waiters) w.resolve(ack);

@@ -51,3 +51,34 @@ it('never replaces an outcome, nor another job', async () => {
   await Promise.all(acks);
   assert.deepEqual(g.sent.map((s) => `${s.jobId}:${s.status}`), ['j0:INSTALLING', 'j1:FAILURE', 'j1:DOWNLOADING', 'j2:DOWNLOADING']);
 });
+
+it("paces a job's progress and phase reports, sends its first report and its outcome at once", async () => {
+  const g = gatedSend();
+  const q = new ReportQueue(g.send, { intervalMs: 60_000 });
+  const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+  await g.release();
+  assert.equal((await first).status, 'DOWNLOADING', "a job's first report is not held back");
+  const phases = ['VERIFYING', 'INSTALLING'].map((status) => q.submit({ jobId: 'j1', status }));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING'], 'phases wait for the pace (one a minute here)');
+  const outcome = q.submit({ jobId: 'j1', status: 'SUCCESS' });
+  await g.release();
+  const answers = await Promise.all([...phases, outcome]);
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'SUCCESS'], 'the outcome replaced the waiting phase and went at once');
+  assert.deepEqual(answers.map((a) => a.status), ['SUCCESS', 'SUCCESS', 'SUCCESS']);
+  // another job's first report is not held back by this job's pace
+  const other = q.submit({ jobId: 'j2', status: 'DOWNLOADING' });
+  await g.release();
+  assert.equal((await other).status, 'DOWNLOADING');
+});
+
+it('sends a paced report once its interval has passed', async () => {
+  const g = gatedSend();
+  const q = new ReportQueue(g.send, { intervalMs: 30 });
+  const acks = [q.submit({ jobId: 'j1', status: 'DOWNLOADING' })];
+  await g.release();
+  acks.push(q.submit({ jobId: 'j1', status: 'INSTALLING' }));
+  await g.release(); // waits until the pace lets INSTALLING go
+  const answers = await Promise.all(acks);
+  assert.deepEqual(answers.map((a) => a.status), ['DOWNLOADING', 'INSTALLING']);
+});

@@ -398,6 +398,7 @@ export class RolloutEngine {
           return { dispatchedAt: now, details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: now, details }) };
         },
         now,
+        e, // as listed: if it changed since, the conditional write fails and the row is read again
       );
       return 'sent';
     } catch (err) {

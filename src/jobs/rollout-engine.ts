@@ -116,6 +116,9 @@ export class RolloutEngine {
   private readonly quiet = new Map<string, number>();
   /** Jobs with an in-flight window: an outcome there is worth an early tick. */
   private readonly windowed = new Set<string>();
+  /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
+  private countingMs = 0;
+  private lastTickCountingMs = 0;
 
   constructor(deps: RolloutEngineDeps) {
     this.deps = deps;
@@ -140,12 +143,14 @@ export class RolloutEngine {
       this.deps.events.on('execution.changed', ({ current }) => {
         this.changed.add(current.jobId);
         // a device that finishes frees a place in its job's in-flight window: refill it soon
-        // rather than at the next tick (coalesced: at most one early tick per 50 ms)
+        // rather than at the next tick. Coalesced: at most one early tick per 50 ms, and fewer
+        // when counting the jobs' executions takes long (a tick counts each job it advances),
+        // so that early ticks spend at most about 5% of the time counting
         if (!isTerminal(current.status) || !this.windowed.has(current.jobId) || this.refill || !this.leading) return;
         this.refill = setTimeout(() => {
           this.refill = undefined;
           this.wake();
-        }, 50);
+        }, Math.max(50, 20 * this.lastTickCountingMs));
         this.refill.unref?.();
       }),
       // paused, resumed, canceled (here or on another instance): look at it again
@@ -228,6 +233,7 @@ export class RolloutEngine {
       await this.processDue(now);
       const active = await this.activeJobs();
       this.forgetFinished(new Set(active.map((j) => j.jobId)));
+      this.countingMs = 0;
       for (const job of active) {
         const since = this.quiet.get(job.jobId);
         if (since !== undefined && job.status === 'IN_PROGRESS' && !this.changed.has(job.jobId) && now - since < QUIET_RECHECK_MS && now >= since) continue;
@@ -237,6 +243,7 @@ export class RolloutEngine {
           this.deps.logger.error('rollout step failed', { jobId: job.jobId, error: asUpdraftError(err).message });
         }
       }
+      this.lastTickCountingMs = this.countingMs;
     });
   }
 
@@ -283,7 +290,9 @@ export class RolloutEngine {
     const spec = specOf(job);
     this.changed.delete(job.jobId);
     this.quiet.delete(job.jobId);
+    const countStart = performance.now();
     const counts = await this.deps.store.countExecutions(job.jobId);
+    this.countingMs += performance.now() - countStart;
     const all = tally(counts);
     if (!spec) {
       // a job created before rollouts: complete it when every execution has finished
@@ -385,6 +394,9 @@ export class RolloutEngine {
       }
       const aid = agentJobId(e.jobId, e.attempt ?? 1);
       await sendCommand(this.desired, e.deviceId, softwareFor(artifact, aid));
+      // the command's clock starts when it is committed and sent, not when the tick began: a
+      // big batch waits for its group commit, and the device's timeout and latency count from here
+      const sentAt = this.now();
       const previous: JsonObject | undefined = reported ? { version: reported.version, ...(reported.name ? { name: reported.name } : {}) } : undefined;
       await mutateExecution(
         this.deps,
@@ -395,9 +407,9 @@ export class RolloutEngine {
           if (details.previous === undefined && previous) details.previous = previous;
           // the device may have reported already (the tracker then set dispatchedAt)
           if (cur.dispatchedAt !== undefined) return details.previous === cur.details.previous ? undefined : { details };
-          return { dispatchedAt: now, details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: now, details }) };
+          return { dispatchedAt: sentAt, details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: sentAt, details }) };
         },
-        now,
+        sentAt,
         e, // as listed: if it changed since, the conditional write fails and the row is read again
       );
       return 'sent';

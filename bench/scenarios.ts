@@ -101,6 +101,9 @@ export interface UpdateFigures {
   /** CPU seconds the server and the simulator used during the update (2 cores: 2 per second at most). */
   server_cpu_s: number;
   sim_cpu_s: number;
+  /** Cycling: MQTT connections per device, and visits that ended without a command. */
+  connects_per_device?: number;
+  idle_visits?: number;
 }
 
 /**
@@ -181,7 +184,8 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000']);
   let simCpu = 0;
   try {
-    const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 1_800_000), server.child.died()]);
+    const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);
+    const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number };
     simCpu = sim.cpuSeconds();
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
     await sleep(500);
@@ -200,9 +204,12 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
       msgs_per_update: o.msgs_per_update,
       server_rss_mb: round(server.child.rss() / 2 ** 20, 0),
       rss_kb_per_device: NaN,
-      installs: Number(done[1]),
+      installs: Number(done[2]),
       server_cpu_s: round(serverCpu, 1),
       sim_cpu_s: round(simCpu, 1),
+      // visits per device (connect, subscribe, catch up, leave); those with no command yet were wasted
+      connects_per_device: round(simStats.connects / n, 2),
+      idle_visits: simStats.idleVisits,
     };
   } finally {
     await sim.stop();

@@ -116,6 +116,14 @@ export class RolloutEngine {
   private readonly quiet = new Map<string, number>();
   /** Jobs with an in-flight window: an outcome there is worth an early tick. */
   private readonly windowed = new Set<string>();
+  /**
+   * Devices that just came online, with their executions still to send, per job: the job's
+   * next step sends these first, within the same budget (current wave, rate, window). A
+   * rollout writes every target's command anyway (a device offline catches up with `get` when
+   * it connects), but writing a big one takes a while, and a device online now should not
+   * wait behind thousands that are not, nor leave again before its turn.
+   */
+  private readonly arrived = new Map<string, Map<string, ExecutionRecord>>();
   /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
   private countingMs = 0;
   private lastTickCountingMs = 0;
@@ -146,17 +154,63 @@ export class RolloutEngine {
         // rather than at the next tick. Coalesced: at most one early tick per 50 ms, and fewer
         // when counting the jobs' executions takes long (a tick counts each job it advances),
         // so that early ticks spend at most about 5% of the time counting
-        if (!isTerminal(current.status) || !this.windowed.has(current.jobId) || this.refill || !this.leading) return;
-        this.refill = setTimeout(() => {
-          this.refill = undefined;
-          this.wake();
-        }, Math.max(50, 20 * this.lastTickCountingMs));
-        this.refill.unref?.();
+        if (isTerminal(current.status) && this.windowed.has(current.jobId)) this.wakeSoon();
+      }),
+      this.deps.events.on('device.presence', ({ deviceId, online }) => {
+        if (online && this.leading && this.running) void this.arrive(deviceId);
       }),
       // paused, resumed, canceled (here or on another instance): look at it again
       this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
     ];
     this.schedule(0);
+  }
+
+  /** An early tick, coalesced: at most one per 50 ms, fewer while counting takes long (see start()). */
+  private wakeSoon(): void {
+    if (this.refill || !this.leading) return;
+    this.refill = setTimeout(() => {
+      this.refill = undefined;
+      this.wake();
+    }, Math.max(50, 20 * this.lastTickCountingMs));
+    this.refill.unref?.();
+  }
+
+  /** A device came online: remember its executions still to send, for their jobs' next step. */
+  private async arrive(deviceId: string): Promise<void> {
+    try {
+      let any = false;
+      for (const e of await this.deps.store.listExecutions({ deviceId })) {
+        if (e.status !== 'QUEUED' || e.dispatchedAt !== undefined) continue;
+        let waiting = this.arrived.get(e.jobId);
+        if (!waiting) this.arrived.set(e.jobId, (waiting = new Map()));
+        waiting.set(deviceId, e);
+        this.changed.add(e.jobId);
+        any = true;
+      }
+      if (any) this.wakeSoon();
+    } catch (err) {
+      this.deps.logger.warn('cannot look up the executions of a device that came online', { deviceId, error: asUpdraftError(err).message });
+    }
+  }
+
+  /**
+   * Up to `limit` executions of `jobId`'s wave `wave` whose devices came online, read again
+   * from the store (still queued, not sent, same attempt: a cancel or another send in between
+   * wins). Those of a later wave wait for it in the normal order.
+   */
+  private async arrivals(jobId: string, wave: number, limit: number): Promise<ExecutionRecord[]> {
+    const waiting = this.arrived.get(jobId);
+    const out: ExecutionRecord[] = [];
+    if (!waiting) return out;
+    for (const [deviceId, e] of waiting) {
+      if (out.length >= limit) break;
+      waiting.delete(deviceId);
+      if ((e.wave ?? 0) !== wave) continue;
+      const cur = await this.deps.store.getExecution(jobId, deviceId);
+      if (cur && cur.status === 'QUEUED' && cur.dispatchedAt === undefined && (cur.attempt ?? 1) === (e.attempt ?? 1)) out.push(cur);
+    }
+    if (waiting.size === 0) this.arrived.delete(jobId);
+    return out;
   }
 
   /** Stops ticking, waits for the tick in progress and hands the lead to another instance. */
@@ -249,7 +303,7 @@ export class RolloutEngine {
 
   /** Drops what the engine remembers of jobs no longer active. */
   private forgetFinished(active: Set<string>): void {
-    for (const memo of [this.changed, this.windowed, this.quiet] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
+    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
   }
 
   /**
@@ -325,7 +379,11 @@ export class RolloutEngine {
     // nothing to send until an execution changes: the window is full, or the wave all sent
     let quiet = window <= 0 && allowance > 0;
     if (budget > 0) {
-      const batch = await this.deps.store.nextUndispatched(job.jobId, w, budget);
+      // devices online now first, then the store's order
+      const first = await this.arrivals(job.jobId, w, budget);
+      const taken = new Set(first.map((e) => e.deviceId));
+      const rest = first.length < budget ? await this.deps.store.nextUndispatched(job.jobId, w, budget - first.length) : [];
+      const batch = [...first, ...rest.filter((e) => !taken.has(e.deviceId))];
       quiet = batch.length === 0;
       if (batch.length > 0) {
         const artifact = await this.deps.store.getArtifact(job.artifactName, job.artifactVersion);

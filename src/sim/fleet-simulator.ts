@@ -74,6 +74,9 @@ export interface SimStats {
   failed: number;
   crashes: number;
   offlinePeriods: number;
+  /** MQTT connections opened, and cycling visits that ended idle (no command in `idleTimeoutMs`). */
+  connects: number;
+  idleVisits: number;
 }
 
 interface DeviceSlot {
@@ -86,11 +89,13 @@ interface DeviceSlot {
   done: boolean;
   /** Cycling: wakes the worker holding this device. */
   onFinished?: () => void;
+  /** Cycling: the device took a command (it stays online until the job ends). */
+  onCommand?: () => void;
 }
 
 /** Runs a simulated fleet until stopped (connected) or until every device finished (cycling). */
 export class FleetSimulator {
-  readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0 };
+  readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
   private readonly opts: SimOptions;
   private readonly slots: DeviceSlot[];
   private readonly random: () => number;
@@ -185,6 +190,7 @@ export class FleetSimulator {
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300 },
     });
     agent.on('status', (e) => {
+      slot.onCommand?.();
       if (e.status === 'INSTALLING' && slot.random() < this.opts.crashRate) void this.crash(slot);
       if (e.status === 'DOWNLOADING' && slot.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
     });
@@ -206,20 +212,28 @@ export class FleetSimulator {
     await agent.start();
     await waitConnected(agent);
     this.stats.connected++;
+    this.stats.connects++;
   }
 
-  /** Cycling: online until the device finished a job or sat idle too long. */
+  /**
+   * Cycling: online until the device finished a job, or sat idle too long without a command.
+   * Once it has its command it stays until the job ends, as a real device does: leaving in
+   * the middle of a download would only make it start over on its next visit.
+   */
   private async cycle(slot: DeviceSlot): Promise<boolean> {
     if (slot.done) return true;
     await this.connect(slot);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, this.opts.idleTimeoutMs);
+      slot.onCommand = () => clearTimeout(timer);
       slot.onFinished = () => {
         clearTimeout(timer);
         resolve();
       };
     });
     slot.onFinished = undefined;
+    slot.onCommand = undefined;
+    if (!slot.done) this.stats.idleVisits++;
     // the agent may have been replaced by a crash or an offline period meanwhile
     await slot.agent?.stop();
     this.stats.connected--;

@@ -15,7 +15,8 @@ import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { UpdraftError } from '../errors.ts';
-import type { Downloader } from '../agent/downloader.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DOWNLOAD_DEFAULTS, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
 
 function get(url: URL, headers: Record<string, string> | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
   const client = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : undefined;
@@ -26,8 +27,27 @@ function get(url: URL, headers: Record<string, string> | undefined, signal: Abor
   });
 }
 
-/** Downloads into memory: stops at the announced size, verifies, never touches the disk. */
+/**
+ * Downloads into memory: stops at the announced size, verifies, never touches the disk. A
+ * cut connection or a 5xx is retried with backoff, as the agent's downloader does (a server
+ * accepting thousands of connections at once resets some of them).
+ */
 export const memoryDownloader: Downloader = async (opts) => {
+  const attempts = opts.maxAttempts ?? DOWNLOAD_DEFAULTS.maxAttempts;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await downloadOnce(opts);
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      const retryable = !(err instanceof UpdraftError) || (status !== undefined && status >= 500);
+      if (!retryable || attempt >= attempts || opts.signal?.aborted) throw err;
+      const delay = Math.min((opts.retryDelayMs ?? DOWNLOAD_DEFAULTS.retryDelayMs) * 2 ** (attempt - 1), opts.maxRetryDelayMs ?? DOWNLOAD_DEFAULTS.maxRetryDelayMs);
+      await sleep(delay * (0.5 + Math.random() / 2));
+    }
+  }
+};
+
+async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
   const res = await get(new URL(opts.url), opts.headers, opts.signal);
   if (res.statusCode !== 200) {
     let body = '';
@@ -47,4 +67,4 @@ export const memoryDownloader: Downloader = async (opts) => {
   if (size !== opts.size) throw new UpdraftError('INTEGRITY', `size mismatch: expected ${opts.size} bytes, got ${size}`);
   if (sha256 !== opts.sha256) throw new UpdraftError('INTEGRITY', `sha256 mismatch: expected ${opts.sha256}, got ${sha256}`);
   return { file: opts.file, resumedFrom: 0 };
-};
+}

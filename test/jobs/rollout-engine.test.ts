@@ -121,6 +121,23 @@ describe('rollout engine', () => {
     assert.equal(c.FAILED, 1);
   });
 
+  it('sends devices that come online first, within the window and the wave', async () => {
+    const ids = await f.fleet('d', 10);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 3 } });
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003']);
+    for (const id of ['d009', 'd007']) f.events.emit('device.presence', { deviceId: id, online: true });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks their executions up
+    await f.tick();
+    assert.equal((await sentTo(ids, jobId)).length, 3, 'arrivals wait for a place in the window too');
+    await f.complete('d001');
+    await f.complete('d002');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd007', 'd009'], 'the two online devices went before d004 and d005');
+    await f.complete('d003');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004', 'd007', 'd009'], 'then the store order again');
+  });
+
   it('waits for a scheduled start', async () => {
     const ids = await f.fleet('d', 2);
     const jobId = await create({ targets: { devices: ids }, plan: { startAt: new Date(f.clock.now + 3_600_000).toISOString() } });

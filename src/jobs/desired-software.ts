@@ -20,9 +20,6 @@ import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
 /** Desired state is written as the operator: only operators may set `desired.software`. */
 export const ROLLOUT_SENDER: Sender = { kind: 'operator', id: 'rollouts' };
 
-/** No `accepted` for the engine's own writes: the device acts on the delta, nobody asked over MQTT. */
-const QUIET = { answer: false } as const;
-
 /** What the writer needs. */
 export interface DesiredSoftwareDeps {
   store: StateStore;
@@ -37,7 +34,7 @@ export function softwareFor(artifact: ArtifactRecord, jobId: string): DesiredSof
 
 /** Writes the update command. */
 export async function sendCommand(deps: DesiredSoftwareDeps, deviceId: string, software: DesiredSoftware): Promise<void> {
-  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...software } } } }, ROLLOUT_SENDER, QUIET);
+  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...software } } } }, ROLLOUT_SENDER);
 }
 
 async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, version: string | undefined): Promise<ArtifactRecord | undefined> {
@@ -60,7 +57,7 @@ export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string
     await sendCommand(deps, deviceId, softwareFor(running, `${agentJobId}.cancel`));
     return 'stay';
   }
-  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER, QUIET);
+  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
   return 'cleared';
 }
 
@@ -75,6 +72,6 @@ export async function rollBack(deps: DesiredSoftwareDeps, deviceId: string, jobI
     await sendCommand(deps, deviceId, softwareFor(prev, `${jobId}.rollback`));
     return prev.version;
   }
-  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER, QUIET);
+  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
   return undefined;
 }

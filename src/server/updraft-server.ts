@@ -181,7 +181,6 @@ export class UpdraftServer {
       limits: { maxDocumentBytes: config.shadow.maxDocumentBytes, maxDepth: config.shadow.maxDepth },
       maxPending: config.shadow.maxPending,
       issueCommand: (deviceId, sw) => commands.issue(deviceId, sw),
-      awsDeltaRule: (deviceId) => awsThings.has(deviceId),
     });
     // the replica subscribes to the bus before the broker accepts the first device
     await this.startPart(this.replica);

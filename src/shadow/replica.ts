@@ -3,14 +3,14 @@
  *
  * Takes requests from the broker (`state/{id}/update|get|delete`, named shadows too) or from
  * the operator API, serializes them per shadow, commits each change durably before
- * answering, then publishes `accepted`, `documents` and, when the update changed what desired
- * asks of reported, `delta` (see deltaIsNews). Every failure is answered on `.../rejected` with a code and never
+ * answering, then publishes `accepted`, `documents` and, while desired differs from
+ * reported, `delta`. Every failure is answered on `.../rejected` with a code and never
  * touches stored state. Requests of one device never wait for or affect another's.
  */
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { InboundMessage, MessageBus, Sender } from '../broker/message-bus.ts';
-import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import { isJsonObject } from '../protocol/json.ts';
 import {
   parseSimpleRequest,
   parseUpdateRequest,
@@ -26,7 +26,7 @@ import { parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from
 import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef } from '../protocol/topics.ts';
 import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
-import { applyUpdate, computeDelta, deltaMessage, fullDocument, jsonEqual, snapshot, tombstone } from './document.ts';
+import { applyUpdate, deltaMessage, fullDocument, snapshot, tombstone } from './document.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 
 /** Turns the desired software of a device into its update command (adds a signed URL). */
@@ -45,21 +45,6 @@ export interface ReplicaDeps {
   maxPending: number;
   /** Seconds since the epoch (injectable for tests). */
   now?: () => number;
-  /**
-   * Devices that follow AWS's delta rule (a delta after every update that leaves desired and
-   * reported apart): things on the `$aws` topic family, whose SDKs may expect it.
-   */
-  awsDeltaRule?: (deviceId: string) => boolean;
-}
-
-/** Options of an in-process update. */
-export interface UpdateOptions {
-  /**
-   * Publish `accepted` (default true). The rollout engine passes false: accepted and rejected
-   * answer a requester, and an in-process caller gets the committed record back instead; the
-   * device learns of the change from the delta, observers from `documents`.
-   */
-  answer?: boolean;
 }
 
 /** Attempts of the read-modify-write when another writer (instance) wins the race. */
@@ -132,8 +117,8 @@ export class ShadowReplica {
    * requests arrive here through the queue). Resolves with the committed record after the
    * answers are published; throws UpdraftError when rejected.
    */
-  update(ref: ShadowRef, request: UpdateRequest, sender: Sender, opts: UpdateOptions = {}): Promise<ShadowRecord> {
-    return this.queue.run(key(ref), () => this.applyUpdate(ref, request, sender, opts.answer !== false));
+  update(ref: ShadowRef, request: UpdateRequest, sender: Sender): Promise<ShadowRecord> {
+    return this.queue.run(key(ref), () => this.applyUpdate(ref, request, sender));
   }
 
   /** The full document of a shadow (desired, reported, delta, metadata); 404 if none. */
@@ -149,7 +134,7 @@ export class ShadowReplica {
     return this.deps.issueCommand ? this.deps.issueCommand(deviceId, software) : undefined;
   }
 
-  private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender, answer = true): Promise<ShadowRecord> {
+  private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender): Promise<ShadowRecord> {
     checkSoftwareSection(ref, request, sender);
     const { store } = this.deps;
     const k = key(ref);
@@ -182,7 +167,7 @@ export class ShadowReplica {
       // costs nothing. A device that subscribes later catches up with `get`.
       const wanted = (topic: string) => this.deps.bus.hasSubscribers?.(topic) !== false;
       const acceptedTopic = answerTopic(ref, 'update', 'accepted');
-      if (answer && wanted(acceptedTopic)) await this.publish(acceptedTopic, accepted);
+      if (wanted(acceptedTopic)) await this.publish(acceptedTopic, accepted);
       const documentsTopic = answerTopic(ref, 'update', 'documents');
       if (wanted(documentsTopic)) {
         const documents: DocumentsMessage = { previous: snapshot(previous), current: snapshot(next)!, timestamp: now };
@@ -190,7 +175,7 @@ export class ShadowReplica {
         await this.publish(documentsTopic, documents);
       }
       const deltaTopic = answerTopic(ref, 'update', 'delta');
-      const delta = wanted(deltaTopic) && this.deltaIsNews(ref, previous, next, request) ? deltaMessage(next, now, request.clientToken) : undefined;
+      const delta = wanted(deltaTopic) ? deltaMessage(next, now, request.clientToken) : undefined;
       if (delta) {
         await this.decorate(ref, next, delta.state);
         await this.publish(deltaTopic, delta);
@@ -198,24 +183,6 @@ export class ShadowReplica {
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
       return next;
     }
-  }
-
-  /**
-   * Whether the delta after an update tells the device something. On the native topics it is
-   * sent after an update that writes desired, or one that changes what differs (a reported
-   * value moving away from desired). Not after a device's own progress report: that would
-   * echo the command it is running back to it, a message and a freshly signed URL per report,
-   * which the agent ignores. Things on the AWS family keep AWS's rule: a delta after every
-   * update that leaves desired and reported apart.
-   */
-  private deltaIsNews(ref: ShadowRef, previous: ShadowRecord | undefined, next: ShadowRecord, request: UpdateRequest): boolean {
-    if (request.state.desired !== undefined || this.deps.awsDeltaRule?.(ref.deviceId)) return true;
-    const before = previous && !previous.deleted ? computeDelta(previous.state.desired, previous.state.reported) : undefined;
-    const after = computeDelta(next.state.desired, next.state.reported);
-    if (!after) return false;
-    // the software part of a delta is sent whole (the command), whichever of its leaves differ
-    const asSent = (d: JsonObject | undefined) => (d && ref.name === '' && 'software' in d ? { ...d, software: true } : d);
-    return !jsonEqual(asSent(before), asSent(after));
   }
 
   private remember(k: string, record: ShadowRecord): void {

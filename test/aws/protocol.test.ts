@@ -52,9 +52,8 @@ describe('AWS IoT topic families (protocol)', () => {
     assert.equal(got.topic, shadow('thing-1', 'get/accepted'));
     assert.equal(got.body.version, 2);
     assert.equal(got.body.state.delta, undefined);
-    // AWS's delta rule for a thing on the family: a delta after every update that leaves
-    // desired and reported apart, even one that leaves the difference as it was (the native
-    // topics skip that one)
+    // the shadow contract: a delta after every accepted update that leaves desired and
+    // reported apart, even one that leaves the difference as it was
     await dev.request(shadow('thing-1', 'update'), { state: { reported: { color: 'green' } } }, 'aws-green');
     await dev.request(shadow('thing-1', 'update'), { state: { reported: { color: 'yellow' } } }, 'aws-yellow');
     const same = await dev.next((m) => m.topic === shadow('thing-1', 'update/delta') && m.body.clientToken === 'aws-yellow');

@@ -103,10 +103,6 @@ describe('software update pattern, end to end', () => {
     // progress first; phases reached while an answer was pending are folded into the next report
     assert.equal(statuses[0], 'DOWNLOADING', `progress reported: ${statuses.join(',')}`);
     assert.equal(statuses.at(-1), 'SUCCESS');
-    // accepted answers requesters: the engine's own desired write (in-process) gets none, and
-    // the device's progress reports are not echoed back as deltas of the command it runs
-    assert.ok(!watch.log.some((m) => m.topic === 'state/dev-ok/update/accepted' && m.body.state.desired !== undefined), 'no accepted for the rollout write');
-    assert.equal(watch.log.filter((m) => m.topic === 'state/dev-ok/update/delta' && m.body.state.software?.jobId === jobId).length, 1, 'one delta: the command');
     await watch.end();
   });
 

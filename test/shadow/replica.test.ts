@@ -45,30 +45,6 @@ describe('replica over MQTT', () => {
     assert.equal(got.body.version, 3);
   });
 
-  it('sends the delta when desired is written or what differs changes, not after a report that leaves it as it was', async () => {
-    const d = await connectDevice(ts, 'dev-dl');
-    await d.subscribe('state/dev-dl/update/accepted', 'state/dev-dl/update/rejected', 'state/dev-dl/update/delta', 'state/dev-dl/get/accepted');
-    const op = await TestClient.connect(ts.mqttUrl, 'ops-dl', { username: 'operator', password: ts.token });
-    await op.publish('state/dev-dl/update', { state: { desired: { color: 'red' } }, clientToken: 'want-red' });
-    await d.next((m) => m.topic === 'state/dev-dl/update/delta' && m.body.clientToken === 'want-red');
-    // the answer to a later get comes after any delta of an earlier update (one queue per shadow, one connection)
-    const deltaAfter = async (reported: Record<string, unknown>, token: string) => {
-      await d.request('state/dev-dl/update', { state: { reported }, clientToken: token }, token);
-      await d.request('state/dev-dl/get', {}, `${token}-get`);
-      return d.log.find((m) => m.topic === 'state/dev-dl/update/delta' && m.body.clientToken === token);
-    };
-    assert.equal(await deltaAfter({ color: 'blue', note: 1 }, 'r1'), undefined, 'the delta is still {color: red}: the device was told');
-    assert.equal(await deltaAfter({ color: 'blue', note: 2 }, 'r2'), undefined, 'still blue against red: nothing new to tell');
-    assert.equal(await deltaAfter({ color: 'red' }, 'r3'), undefined, 'desired reached: no delta');
-    const moved = await deltaAfter({ color: 'green' }, 'r4');
-    assert.deepEqual(moved?.body.state, { color: 'red' }, 'desired reached, then left: the difference is new again');
-    await op.publish('state/dev-dl/update', { state: { desired: { color: 'red' } }, clientToken: 'want-red-again' });
-    const again = await d.next((m) => m.topic === 'state/dev-dl/update/delta' && m.body.clientToken === 'want-red-again');
-    assert.deepEqual(again.body.state, { color: 'red' }, 'a desired write always sends the delta');
-    await op.end();
-    await d.end();
-  });
-
   it('rejects each kind of bad request with a code, leaving state untouched', async () => {
     const before = (await dev.request('state/dev-1/get', {})).body;
     const cases: [unknown, number, RegExp][] = [

@@ -54,7 +54,8 @@ export interface UpdateAgentOptions {
   progressStep?: number;
   /**
    * ...and at least this many ms after the previous report (default 1000). Phase reports
-   * (VERIFYING, INSTALLING) keep the same pace, the latest replacing one still waiting; the
+   * (VERIFYING, INSTALLING) keep the same pace, stretched to ten round trips of the last
+   * report when the server answers slowly, the latest replacing one still waiting; the
    * outcome (SUCCESS, FAILURE) goes at once.
    */
   progressIntervalMs?: number;

@@ -8,9 +8,12 @@
  * carry fewer messages exactly when they are busiest. The outcome (SUCCESS, FAILURE) is
  * never replaced.
  *
- * A job's progress and phase reports are also paced: one per `intervalMs` at most, the one
- * waiting being replaced by newer ones meanwhile. A job's first report (the command was
- * taken: IN_PROGRESS) and its outcome go at once. On a real device a phase
+ * A job's progress and phase reports are also paced: one per `intervalMs` at most, and
+ * never sooner than ten times the last report's round trip after it, the one waiting being
+ * replaced by newer ones meanwhile. A job's first report (the command was taken:
+ * IN_PROGRESS) and its outcome go at once. The round trip is the backpressure: a server
+ * answering in 300 ms (a fleet updating at once) hears at most one phase report per 3 s from
+ * each device, where a quiet one hears each phase. On a real device a phase
  * lasts seconds to minutes and each is reported; when a job races through its phases (a
  * small artifact, a quick install) the server hears DOWNLOADING and then the outcome, two
  * reports instead of four or five.
@@ -28,6 +31,8 @@ interface Queued {
 }
 
 const OUTCOMES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE']);
+/** A paced report waits at least this many round trips of the previous one. */
+const RTT_FACTOR = 10;
 
 /** An ordered queue of reports that coalesces a job's reports not yet sent. */
 export class ReportQueue {
@@ -36,6 +41,8 @@ export class ReportQueue {
   private readonly intervalMs: number;
   private busy = false;
   private lastSent: { jobId: unknown; at: number } = { jobId: undefined, at: -Infinity };
+  /** Round trip of the last report (publish to accepted), ms. */
+  private lastRttMs = 0;
   /** Ends the pacing wait early: a newer report (maybe an outcome) arrived. */
   private wake: (() => void) | undefined;
 
@@ -67,7 +74,7 @@ export class ReportQueue {
     this.busy = true;
     for (let next = this.queue[0]; next; next = this.queue[0]) {
       const paced = !OUTCOMES.has(String(next.software.status)) && next.software.jobId === this.lastSent.jobId;
-      const wait = paced ? this.lastSent.at + this.intervalMs - Date.now() : 0;
+      const wait = paced ? this.lastSent.at + Math.max(this.intervalMs, RTT_FACTOR * this.lastRttMs) - Date.now() : 0;
       if (wait > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => this.wake?.(), wait);
@@ -80,9 +87,11 @@ export class ReportQueue {
         continue; // look again: the head may have been replaced by an outcome
       }
       this.queue.shift();
-      this.lastSent = { jobId: next.software.jobId, at: Date.now() };
+      const sentAt = Date.now();
+      this.lastSent = { jobId: next.software.jobId, at: sentAt };
       try {
         const ack = await this.send(next.software);
+        this.lastRttMs = Date.now() - sentAt;
         for (const w of next.waiters) w.resolve(ack);
       } catch (err) {
         for (const w of next.waiters) w.reject(err);

@@ -5,7 +5,8 @@
  *    ends them TIMED_OUT (or CANCELED, for devices asked to stop), then retries or takes
  *    the command back;
  * 2. for every active job: starts it at its scheduled time, applies the abort rules, sends
- *    the next commands of the current wave within the rate allowance (derived from the
+ *    the next commands of the current wave, devices that just came online first, within
+ *    the rate allowance and the in-flight window (the allowance derived from the
  *    stored wave start and the count sent since, so a restart neither loses nor repeats the
  *    budget), and moves to the next wave, pauses, or completes when the wave has finished;
  * 3. adds devices that newly match a continuous job's targets.

@@ -82,3 +82,19 @@ it('sends a paced report once its interval has passed', async () => {
   const answers = await Promise.all(acks);
   assert.deepEqual(answers.map((a) => a.status), ['DOWNLOADING', 'INSTALLING']);
 });
+
+it('stretches the pace when answers are slow (backpressure), whatever the interval', async () => {
+  const g = gatedSend();
+  const q = new ReportQueue(g.send, { intervalMs: 0 });
+  const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+  await new Promise((r) => setTimeout(r, 40)); // the server takes 40 ms to answer
+  await g.release();
+  await first;
+  const phase = q.submit({ jobId: 'j1', status: 'VERIFYING' });
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING'], 'ten round trips (about 400 ms) before the next phase report');
+  const outcome = q.submit({ jobId: 'j1', status: 'SUCCESS' });
+  await g.release();
+  assert.deepEqual((await Promise.all([phase, outcome])).map((a) => a.status), ['SUCCESS', 'SUCCESS']);
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'SUCCESS']);
+});

@@ -5,7 +5,7 @@
  * would serialize on libuv's four threads and measure the simulator's disk, not Updraft.
  *
  * It speaks HTTP with node:http rather than fetch: one process plays thousands of devices,
- * and fetch's web streams cost it about a fifth of its CPU in a fleet update (profiled),
+ * and fetch's web streams cost it about 15% of its CPU in a fleet update (profiled),
  * CPU the server under test then did not get on a shared machine. Each download opens its
  * own connection, as each real device does: a pool shared by thousands of simulated devices
  * would hide the server's cost of accepting them, and a pooled connection the server closed
@@ -14,8 +14,8 @@
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { UpdraftError } from '../errors.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { UpdraftError } from '../errors.ts';
 import { DOWNLOAD_DEFAULTS, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
 
 function get(url: URL, headers: Record<string, string> | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {

@@ -11,12 +11,11 @@
  * A job's progress and phase reports are also paced: one per `intervalMs` at most, and
  * never sooner than ten times the last report's round trip after it, the one waiting being
  * replaced by newer ones meanwhile. A job's first report (the command was taken:
- * IN_PROGRESS) and its outcome go at once. The round trip is the backpressure: a server
- * answering in 300 ms (a fleet updating at once) hears at most one phase report per 3 s from
- * each device, where a quiet one hears each phase. On a real device a phase
- * lasts seconds to minutes and each is reported; when a job races through its phases (a
- * small artifact, a quick install) the server hears DOWNLOADING and then the outcome, two
- * reports instead of four or five.
+ * IN_PROGRESS) and its outcome go at once. On a real device a phase lasts seconds to
+ * minutes and each is reported; a job that races through its phases (a small artifact, a
+ * quick install) costs two reports instead of four or five. The round trip is the
+ * backpressure: a server answering in 300 ms (a fleet updating at once) hears at most one
+ * phase report per 3 s from each device.
  */
 import type { JsonObject } from '../protocol/json.ts';
 

@@ -5,6 +5,7 @@
  */
 import type { EventBus } from '../events/event-bus.ts';
 import type { ExecutionRecord, StateStore } from '../store/state-store.ts';
+import { rememberLru } from '../util/lru.ts';
 
 /** Attempts before giving up on a contended row (the next tick or report tries again). */
 const MAX_ATTEMPTS = 8;
@@ -57,9 +58,7 @@ export async function mutateExecution(
     // a field set to undefined in `change` is removed (e.g. dueAt once nothing is due)
     for (const k of Object.keys(change) as (keyof ExecutionRecord)[]) if (change[k] === undefined) delete next[k];
     if (await deps.store.updateExecution(next)) {
-      cache.delete(slot);
-      cache.set(slot, next);
-      if (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+      rememberLru(cache, slot, next, CACHE_ENTRIES);
       deps.events.emit('execution.changed', { previous: cur, current: next });
       return next;
     }

@@ -125,6 +125,8 @@ export class RolloutEngine {
    * wait behind thousands that are not, nor leave again before its turn.
    */
   private readonly arrived = new Map<string, Map<string, ExecutionRecord>>();
+  /** The active jobs as of the last tick (or kick): with none, a connecting device costs no lookup. */
+  private active = new Set<string>();
   /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
   private countingMs = 0;
   private lastTickCountingMs = 0;
@@ -158,7 +160,7 @@ export class RolloutEngine {
         if (isTerminal(current.status) && this.windowed.has(current.jobId)) this.wakeSoon();
       }),
       this.deps.events.on('device.presence', ({ deviceId, online }) => {
-        if (online && this.leading && this.running) void this.arrive(deviceId);
+        if (online && this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
       }),
       // paused, resumed, canceled (here or on another instance): look at it again
       this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
@@ -287,7 +289,8 @@ export class RolloutEngine {
       const now = this.now();
       await this.processDue(now);
       const active = await this.activeJobs();
-      this.forgetFinished(new Set(active.map((j) => j.jobId)));
+      this.active = new Set(active.map((j) => j.jobId));
+      this.forgetFinished(this.active);
       this.countingMs = 0;
       for (const job of active) {
         const since = this.quiet.get(job.jobId);
@@ -315,7 +318,9 @@ export class RolloutEngine {
     return this.exclusive(async () => {
       if (!(await this.lead())) return;
       const job = await this.deps.store.getJob(jobId);
-      if (job && ACTIVE_JOB_STATES.includes(job.status)) await this.advance(job, this.now());
+      if (!job || !ACTIVE_JOB_STATES.includes(job.status)) return;
+      this.active.add(jobId);
+      await this.advance(job, this.now());
     });
   }
 

@@ -26,6 +26,7 @@ import { parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from
 import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef } from '../protocol/topics.ts';
 import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { rememberLru } from '../util/lru.ts';
 import { applyUpdate, deltaMessage, fullDocument, snapshot, tombstone } from './document.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 
@@ -160,7 +161,7 @@ export class ShadowReplica {
         if ((request.version !== undefined && !cached) || attempt >= MAX_STORE_RETRIES) throw new UpdraftError('CONFLICT', 'Version conflict');
         continue;
       }
-      this.remember(k, next);
+      rememberLru(this.cache, k, next, CACHE_ENTRIES);
       // committed: now answer (steps 4 and 9). An answer no subscription matches is neither
       // built nor sent (the embedded broker can tell): a rollout writing commands for devices
       // that are offline signs no URL for them, and `documents`, which agents never read,
@@ -183,12 +184,6 @@ export class ShadowReplica {
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
       return next;
     }
-  }
-
-  private remember(k: string, record: ShadowRecord): void {
-    this.cache.delete(k);
-    this.cache.set(k, record);
-    if (this.cache.size > CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
   }
 
   private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }): Promise<void> {

@@ -46,14 +46,13 @@ export interface SqliteStoreDeps {
 }
 
 const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000 };
+/** SQLite's page cache, KiB (per connection; the server opens one). */
+const PAGE_CACHE_KIB = 65_536;
 
 /**
  * Schema migrations, applied in order and tracked with `PRAGMA user_version` (= the number
  * applied). Append new ones; never edit a shipped one, existing databases already ran it.
  */
-/** SQLite's page cache, KiB (per connection; the server opens one). */
-const PAGE_CACHE_KIB = 65_536;
-
 const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE shadows (

@@ -4,7 +4,7 @@
  * the replica (`replica.ts`) adds persistence and publishing.
  */
 import { UpdraftError } from '../errors.ts';
-import { isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
+import { cloneJson, isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
 import type {
   DeltaMessage,
   DocumentSnapshot,
@@ -47,9 +47,11 @@ function mergeInto(target: JsonObject, meta: JsonObject, patch: JsonObject, now:
       delete target[key];
       delete meta[key];
     } else if (isJsonObject(value)) {
-      const child = isJsonObject(target[key]) ? (target[key] as JsonObject) : {};
+      // own properties only: an inherited one (Object.prototype's) is never merged into
+      const had = Object.hasOwn(target, key) && isJsonObject(target[key]);
+      const child = had ? (target[key] as JsonObject) : {};
       // metadata mirrors the state tree: an object's metadata is an object of its keys'
-      const childMeta = isJsonObject(target[key]) && isJsonObject(meta[key]) ? (meta[key] as JsonObject) : {};
+      const childMeta = had && Object.hasOwn(meta, key) && isJsonObject(meta[key]) ? (meta[key] as JsonObject) : {};
       mergeInto(child, childMeta, value, now);
       if (Object.keys(child).length === 0) {
         delete target[key];
@@ -59,7 +61,7 @@ function mergeInto(target: JsonObject, meta: JsonObject, patch: JsonObject, now:
         meta[key] = childMeta;
       }
     } else {
-      target[key] = structuredClone(value);
+      target[key] = cloneJson(value);
       meta[key] = { timestamp: now };
     }
   }
@@ -87,7 +89,7 @@ export function computeDelta(desired: JsonObject | undefined, reported: JsonObje
       const sub = computeDelta(want, have);
       if (sub) out[key] = sub;
     } else if (!jsonEqual(want, have)) {
-      out[key] = structuredClone(want);
+      out[key] = cloneJson(want);
     }
   }
   return Object.keys(out).length === 0 ? undefined : out;
@@ -101,7 +103,7 @@ export function pickMetadata(delta: JsonObject, metadata: JsonObject | undefined
     if (isJsonObject(value) && isJsonObject(m)) {
       out[key] = pickMetadata(value, m);
     } else if (m !== undefined) {
-      out[key] = structuredClone(m);
+      out[key] = cloneJson(m);
     }
   }
   return out;
@@ -135,8 +137,8 @@ export function applyUpdate(
   if (request.version !== undefined && request.version !== (live ? currentVersion : 0)) {
     throw new UpdraftError('CONFLICT', 'Version conflict');
   }
-  const state: ShadowRecord['state'] = live ? structuredClone(live.state) : {};
-  const metadata: ShadowRecord['metadata'] = live ? structuredClone(live.metadata) : {};
+  const state: ShadowRecord['state'] = live ? cloneJson(live.state) : {};
+  const metadata: ShadowRecord['metadata'] = live ? cloneJson(live.metadata) : {};
   const acceptedMeta: UpdateAccepted['metadata'] = {};
   for (const section of SECTIONS) {
     const patch = request.state[section];
@@ -164,7 +166,7 @@ export function applyUpdate(
   }
   const version = currentVersion + 1;
   const next: ShadowRecord = { deviceId: ref.deviceId, name: ref.name, version, deleted: false, state, metadata, timestamp: now };
-  const accepted: UpdateAccepted = { state: structuredClone(request.state), metadata: acceptedMeta, version, timestamp: now };
+  const accepted: UpdateAccepted = { state: cloneJson(request.state), metadata: acceptedMeta, version, timestamp: now };
   if (request.clientToken !== undefined) accepted.clientToken = request.clientToken;
   return { next, accepted };
 }

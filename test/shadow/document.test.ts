@@ -20,6 +20,14 @@ describe('shadow document', () => {
     assert.equal(accepted.version, 1);
   });
 
+  it('never merges into Object.prototype, even given an own "__proto__" the validation would refuse', () => {
+    const state = JSON.parse('{"reported":{"__proto__":{"polluted":1},"cfg":{"__proto__":{"polluted":2}}}}');
+    const { next, accepted } = apply(undefined, state);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(Object.getPrototypeOf(accepted.state.reported), Object.prototype, 'the copy keeps "__proto__" as data');
+    assert.equal(Object.getPrototypeOf(next.state), Object.prototype);
+  });
+
   it('merges leaf by leaf and deletes keys set to null', () => {
     const first = apply(undefined, { desired: { cfg: { a: 1, b: 2 }, x: 1 } }).next;
     const { next } = apply(first, { desired: { cfg: { b: null, c: 3 }, x: null } }, {}, 200);

@@ -67,6 +67,13 @@ describe('replica over MQTT', () => {
       assert.match(rej.body.message, message);
       assert.equal(typeof rej.body.timestamp, 'number');
     }
+    // an own "__proto__" (only raw JSON makes one): merged, it would have reached Object.prototype
+    const wait = dev.next((m) => m.topic === 'state/dev-1/update/rejected' && m.body.clientToken === 'bad-9');
+    await dev.publish('state/dev-1/update', '{"state":{"reported":{"cfg":{"__proto__":{"polluted":1}}}},"clientToken":"bad-9"}');
+    const rej = await wait;
+    assert.equal(rej.body.code, 400);
+    assert.match(rej.body.message, /Invalid attribute name "__proto__" in the reported node/);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched');
     const after = (await dev.request('state/dev-1/get', {})).body;
     assert.equal(after.version, before.version, 'no rejected request changed the version');
     assert.deepEqual(after.state, before.state);

@@ -19,6 +19,8 @@ export interface BenchServer {
   api: ApiClient;
   mqttUrl: string;
   dir: string;
+  /** Node flags for the simulator: --cpu-prof into the same directory when profiling. */
+  simFlags: string[];
   close(): Promise<void>;
 }
 
@@ -39,6 +41,7 @@ export async function startServer(opts: { profileDir?: string } = {}): Promise<B
     api,
     mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
     dir,
+    simFlags: nodeFlags,
     close: async () => {
       await child.stop();
       await rm(dir, { recursive: true, force: true });
@@ -118,7 +121,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
   const devices = await registerFleet(api, `c${n}-`, n);
   const file = path.join(server.dir, `devices-${n}.json`);
   await writeFile(file, JSON.stringify(devices));
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000']);
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000'], server.simFlags);
   try {
     await sim.waitFor(/sim: ready/, 600_000);
     await sleep(1500); // the devices' first reports settle
@@ -181,7 +184,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     jobIds.push(r.job.jobId);
   }
   const serverCpu0 = server.child.cpuSeconds();
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000']);
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000'], server.simFlags);
   let simCpu = 0;
   try {
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);

@@ -124,16 +124,20 @@ export class FileAgentStateStore implements AgentStateStore {
   }
 }
 
-/** Keeps the state in memory (simulator, tests): nothing survives the process. */
+/**
+ * Keeps the state in memory (simulator, tests): nothing survives the process. Held as the
+ * JSON the file store would write (a copy the agent cannot mutate; JSON costs a simulated
+ * fleet less CPU than structuredClone, which took 4% of it).
+ */
 export class MemoryAgentStateStore implements AgentStateStore {
-  private state: AgentStateData = { finished: [] };
+  private json = '{"finished":[]}';
 
   async load(): Promise<AgentStateData> {
-    return structuredClone(this.state);
+    return JSON.parse(this.json) as AgentStateData;
   }
 
   async save(state: AgentStateData): Promise<void> {
-    this.state = structuredClone(state);
+    this.json = JSON.stringify(state);
   }
 }
 

@@ -51,8 +51,11 @@ export interface DownloadOptions {
 /** Defaults of the optional settings. */
 export const DOWNLOAD_DEFAULTS = { maxAttempts: 5, retryDelayMs: 1000, maxRetryDelayMs: 30_000 } as const;
 
-/** The download seam of the agent (`downloadArtifact` by default; the simulator may fake it). */
-export type Downloader = (opts: DownloadOptions) => Promise<DownloadResult>;
+/**
+ * The download seam of the agent (`downloadArtifact` by default; the simulator may fake it).
+ * `inMemory`: the downloader never writes `file`, so the agent has no part file to remove.
+ */
+export type Downloader = ((opts: DownloadOptions) => Promise<DownloadResult>) & { inMemory?: boolean };
 
 /** A verified download. */
 export interface DownloadResult {

@@ -46,6 +46,7 @@ export const memoryDownloader: Downloader = async (opts) => {
     }
   }
 };
+memoryDownloader.inMemory = true;
 
 async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
   const res = await get(new URL(opts.url), opts.headers, opts.signal);

@@ -47,10 +47,10 @@ export function reportFor(
   if (statusDetails) {
     // AWS replaces statusDetails as a whole; the shadow merges leaf by leaf, so clear old keys
     const old = isJsonObject(prev.statusDetails) ? prev.statusDetails : {};
-    const merged: JsonObject = {};
-    for (const k of Object.keys(old)) merged[k] = null;
-    Object.assign(merged, statusDetails);
-    out.statusDetails = merged;
+    const cleared: JsonObject = {};
+    for (const k of Object.keys(old)) cleared[k] = null;
+    // spread, not Object.assign: a device's "__proto__" key stays data
+    out.statusDetails = { ...cleared, ...statusDetails };
   } else if (!sameJob && prev.statusDetails !== undefined) {
     out.statusDetails = null;
   }

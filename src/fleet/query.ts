@@ -242,7 +242,9 @@ function resolve(field: string[], s: QuerySubject): JsonValue[] {
     case 'deviceId':
       return [s.device.deviceId];
     case 'attributes': {
-      const v = s.device.attributes[rest.join('.')];
+      // own properties only: "attributes.constructor exists" must not match every device
+      const name = rest.join('.');
+      const v = Object.hasOwn(s.device.attributes, name) ? s.device.attributes[name] : undefined;
       return v === undefined ? [] : [v];
     }
     case 'tags': {
@@ -252,7 +254,7 @@ function resolve(field: string[], s: QuerySubject): JsonValue[] {
     }
     default: {
       let v: JsonValue | undefined = root === 'reported' ? s.reported : s.desired;
-      for (const key of rest) v = isJsonObject(v) ? v[key] : undefined;
+      for (const key of rest) v = isJsonObject(v) && Object.hasOwn(v, key) ? v[key] : undefined;
       if (v === undefined || v === null) return [];
       return Array.isArray(v) ? v : [v];
     }

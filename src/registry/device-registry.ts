@@ -8,6 +8,9 @@ import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import { hashDeviceSecret, newDeviceSecret } from './device-secret.ts';
 
+/** Names of JavaScript's object machinery: never attribute names (they would shadow or reach prototypes). */
+const RESERVED_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
+
 /** What an operator gives at registration. */
 export interface DeviceRegistration {
   deviceId: string;
@@ -32,6 +35,7 @@ function checkRegistration(r: DeviceRegistration): void {
     if (typeof r.attributes !== 'object' || r.attributes === null || Array.isArray(r.attributes)) throw new UpdraftError('BAD_REQUEST', 'attributes must be an object');
     for (const [k, v] of Object.entries(r.attributes)) {
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k)) throw new UpdraftError('BAD_REQUEST', `attribute name "${k}" must start with a letter or _ and hold only letters, digits and _`);
+      if (RESERVED_NAMES.has(k)) throw new UpdraftError('BAD_REQUEST', `attribute name "${k}" is reserved`);
       if (!['string', 'number', 'boolean'].includes(typeof v)) throw new UpdraftError('BAD_REQUEST', `attribute ${k} must be a string, number or boolean`);
     }
   }

@@ -4,7 +4,7 @@
  * the replica (`replica.ts`) adds persistence and publishing.
  */
 import { UpdraftError } from '../errors.ts';
-import { cloneJson, isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
+import { cloneJson, forbiddenKey, isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
 import type {
   DeltaMessage,
   DocumentSnapshot,
@@ -133,6 +133,11 @@ export function applyUpdate(
   limits: ShadowLimits,
 ): AppliedUpdate {
   const live = current && !current.deleted ? current : undefined;
+  // the MQTT parser refuses it already; this covers the server's own callers of replica.update
+  for (const section of SECTIONS) {
+    const bad = request.state[section] ? forbiddenKey(request.state[section]) : undefined;
+    if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `Invalid attribute name "${bad}" in the ${section} node`);
+  }
   const currentVersion = current?.version ?? 0;
   if (request.version !== undefined && request.version !== (live ? currentVersion : 0)) {
     throw new UpdraftError('CONFLICT', 'Version conflict');

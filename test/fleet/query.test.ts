@@ -42,6 +42,13 @@ describe('fleet query', () => {
     assert.equal(matches('not desired.software exists', s), true);
   });
 
+  it('reads own fields only: inherited object machinery matches nothing', () => {
+    const s = subject({}, sw('1.0.0'));
+    assert.equal(matches('attributes.constructor exists', s), false);
+    assert.equal(matches('reported.toString exists', s), false);
+    assert.equal(matches('reported.software.constructor exists', s), false);
+  });
+
   it('reports the position of a parse error', () => {
     const cases: [string, RegExp][] = [
       ['reported.software.version <', /position 28: expected a value after "<", found the end of the query/],

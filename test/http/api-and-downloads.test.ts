@@ -69,6 +69,18 @@ describe('HTTP API and downloads', () => {
     assert.equal(broken.status, 400);
   });
 
+  it('refuses device attributes named after object machinery (constructor, prototype, __proto__)', async () => {
+    for (const name of ['constructor', 'prototype']) {
+      const res = await api('POST', '/api/v1/devices', { deviceId: `reserved-${name}`, attributes: { [name]: 'x' } });
+      assert.equal(res.status, 400, name);
+      assert.match((await res.json()).error.message, new RegExp(`attribute name "${name}" is reserved`));
+    }
+    const proto = await fetch(ts.httpUrl + '/api/v1/devices', { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, body: '{"deviceId":"reserved-p","attributes":{"__proto__":"x"}}' });
+    assert.equal(proto.status, 400);
+    assert.match((await proto.json()).error.message, /attribute name "__proto__" is reserved/);
+    assert.equal((await api('GET', '/api/v1/devices/reserved-constructor')).status, 404, 'nothing registered');
+  });
+
   it('deploys: the delta carries a device-scoped signed URL that downloads with Range, and nothing else does', async () => {
     const res = await api('POST', '/api/v1/deployments', { devices: ['dev-1'], artifact: 'fw@2.0.0' });
     assert.equal(res.status, 201);

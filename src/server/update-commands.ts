@@ -7,9 +7,11 @@
  * gets a delta after each of its progress reports (the shadow contract: desired still
  * differs). Signing each one anew costs an Ed25519 signature per report, for a command the
  * agent already has and ignores; so the signed manifest (and its expiry) is reused for the
- * same device, job and artifact while it is young (a tenth of its lifetime, at most 30 s).
- * The URL is issued anew every time (an HMAC, cheap), so it always carries the current key
- * after a rotation.
+ * same job and artifact while it is young (a tenth of its lifetime, at most 30 s). The
+ * manifest names no device (it vouches for the software and its freshness; the URL is what
+ * binds a download to one device), so every device of a rollout wave shares one signature:
+ * one per device was 2.5% of the server's CPU in a fleet update. The URL is issued anew every
+ * time (an HMAC, cheap), so it always carries the current key after a rotation.
  */
 import type { DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
 import type { DesiredSoftware, SoftwareCommand } from '../protocol/software.ts';
@@ -27,7 +29,7 @@ export interface UpdateCommandDeps {
   now?: () => number;
 }
 
-const MAX_ENTRIES = 100_000;
+const MAX_ENTRIES = 10_000;
 
 /** Issues (and briefly reuses) update commands. */
 export class UpdateCommands {
@@ -43,7 +45,7 @@ export class UpdateCommands {
   /** The command for `software` on `deviceId` (the replica's CommandIssuer). */
   async issue(deviceId: string, sw: DesiredSoftware): Promise<SoftwareCommand> {
     const now = this.deps.now ? this.deps.now() : Date.now();
-    const key = `${deviceId}\n${sw.jobId}\n${sw.sha256}\n${sw.name}\n${sw.version}\n${sw.size}`;
+    const key = `${sw.jobId}\n${sw.sha256}\n${sw.name}\n${sw.version}\n${sw.size}`;
     const reuseMs = Math.min(30_000, (this.deps.ttlSeconds * 1000) / 10);
     let entry = this.recent.get(key);
     if (!entry || now - entry.issuedAt >= reuseMs) {

@@ -1,0 +1,57 @@
+/**
+ * Update commands: the signed manifest is shared by the devices of one job while it is young
+ * (it names no device), the download URL is each device's own, and both verify for real
+ * (Ed25519 on the agent's side, HMAC on the download route's).
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { checkCommand } from '../../src/agent/manifest-check.ts';
+import { HmacUrlIssuer } from '../../src/artifacts/download-url-issuer.ts';
+import { UrlSigner } from '../../src/artifacts/url-signer.ts';
+import { UpdateCommands } from '../../src/server/update-commands.ts';
+import { ManifestSigner } from '../../src/signing/manifest-signer.ts';
+import { parsePublicKey, SoftwareSigningKey } from '../../src/signing/signing-key.ts';
+import type { StateStore } from '../../src/store/state-store.ts';
+
+const key = new SoftwareSigningKey(generateKeyPairSync('ed25519').privateKey);
+const signer = new UrlSigner({ keys: [{ kid: 'k1', secret: randomBytes(32) }], baseUrl: 'http://updraft.test' });
+// the job lookup (allowDowngrade) answers "no such job": the commands here are written by hand
+const store = { getJob: async () => undefined } as unknown as StateStore;
+const sw = { name: 'fw', version: '2.0.0', sha256: 'a'.repeat(64), size: 1024, jobId: 'job-1' };
+const TTL = 600;
+
+function commands(clock: { now: number }) {
+  return new UpdateCommands({ store, urls: new HmacUrlIssuer({ signer }), manifests: new ManifestSigner({ key }), ttlSeconds: TTL, now: () => clock.now });
+}
+
+describe('update commands', () => {
+  it('shares one signed manifest between the devices of a job while it is young, each with its own URL', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const c = commands(clock);
+    const a = await c.issue('dev-a', sw);
+    clock.now += 5_000;
+    const b = await c.issue('dev-b', sw);
+    assert.equal(b.signature, a.signature, 'one signature for the wave');
+    assert.deepEqual(b.manifest, a.manifest);
+    assert.notEqual(b.url, a.url);
+    const nowS = Math.floor(clock.now / 1000);
+    for (const [cmd, device] of [[a, 'dev-a'], [b, 'dev-b']] as const) {
+      checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, undefined, nowS); // throws if the signature does not verify
+      const query = new URL(cmd.url).searchParams;
+      assert.equal(signer.verify(query, sw, '127.0.0.1', nowS), device, 'the URL opens the download for its own device');
+    }
+    const other = await c.issue('dev-a', { ...sw, jobId: 'job-2' });
+    assert.notEqual(other.signature, a.signature, 'another job: another manifest');
+  });
+
+  it('signs anew once the manifest is no longer young, with a later expiry', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const c = commands(clock);
+    const first = await c.issue('dev-a', sw);
+    clock.now += (TTL * 1000) / 10; // a tenth of the lifetime: the reuse limit
+    const later = await c.issue('dev-b', sw);
+    assert.notEqual(later.signature, first.signature);
+    assert.equal(later.urlExpiresAt, first.urlExpiresAt + TTL / 10);
+  });
+});

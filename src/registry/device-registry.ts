@@ -6,17 +6,7 @@ import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
-import { rememberLru } from '../util/lru.ts';
 import { hashDeviceSecret, newDeviceSecret } from './device-secret.ts';
-
-/**
- * How long a device found allowed to download stays so without another read of the registry.
- * A revocation on this instance takes effect at once; one made on another instance sharing
- * the database within this time. The read it saves was 3-4% of the server's CPU in a fleet
- * update (one per download), and a download URL is valid for minutes anyway.
- */
-export const DOWNLOAD_CHECK_TTL_MS = 2000;
-const DOWNLOAD_CHECK_CACHE = 50_000;
 
 /** Names of JavaScript's object machinery: never attribute names (they would shadow or reach prototypes). */
 const RESERVED_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
@@ -57,27 +47,9 @@ function checkRegistration(r: DeviceRegistration): void {
 /** Registers devices and manages their secrets. */
 export class DeviceRegistry {
   private readonly store: StateStore;
-  private readonly now: () => number;
-  /** Devices found registered and not revoked, with when that was read. */
-  private readonly allowed = new Map<string, number>();
-  /** Bumped by every change made here: a check that read before it does not remember its answer. */
-  private changes = 0;
 
-  constructor(deps: { store: StateStore; now?: () => number }) {
+  constructor(deps: { store: StateStore }) {
     this.store = deps.store;
-    this.now = deps.now ?? Date.now;
-  }
-
-  /** Why `deviceId` may not download (not registered, revoked), or undefined when it may. */
-  async downloadRefusal(deviceId: string): Promise<string | undefined> {
-    const readAt = this.allowed.get(deviceId);
-    if (readAt !== undefined && this.now() - readAt < DOWNLOAD_CHECK_TTL_MS) return undefined;
-    const [at, changes] = [this.now(), this.changes];
-    const d = await this.store.getDevice(deviceId);
-    if (!d) return 'device is not registered';
-    if (d.revoked) return 'device revoked';
-    if (changes === this.changes) rememberLru(this.allowed, deviceId, at, DOWNLOAD_CHECK_CACHE);
-    return undefined;
   }
 
   /** Registers a device; resolves with its secret, which is not stored and never shown again. */
@@ -147,15 +119,10 @@ export class DeviceRegistry {
   }
 
   private async change(deviceId: string, edit: (d: DeviceRecord) => DeviceRecord): Promise<DeviceRecord> {
-    this.allowed.delete(deviceId);
     for (let attempt = 0; attempt < 5; attempt++) {
       const current = await this.get(deviceId);
       const next = { ...edit(current), updatedAt: Date.now(), version: current.version + 1 };
-      if (await this.store.updateDevice(next)) {
-        this.changes++;
-        this.allowed.delete(deviceId);
-        return next;
-      }
+      if (await this.store.updateDevice(next)) return next;
     }
     throw new UpdraftError('CONFLICT', `device ${deviceId} is being changed concurrently; retry`);
   }

@@ -199,7 +199,10 @@ export class UpdraftServer {
     // after the bus: recovery and the first tick may send commands
     await this.startPart(this.rollouts);
 
-    const deviceRefusal = (id: string) => this.registry.downloadRefusal(id);
+    const deviceRefusal = async (id: string) => {
+      const d = await this.store.getDevice(id);
+      return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
+    };
     const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });

@@ -56,16 +56,8 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
         check();
       });
     },
-    rss() {
-      const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8');
-      return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-    },
-    cpuSeconds() {
-      // fields 14 and 15 of /proc/<pid>/stat (after the parenthesized name): utime, stime in clock ticks
-      const stat = readFileSync(`/proc/${proc.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / 100;
-    },
+    rss: () => procRss(proc.pid!),
+    cpuSeconds: () => procCpuSeconds(proc.pid!),
     died: () => died,
     async stop() {
       stopping = true;
@@ -75,4 +67,18 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
       clearTimeout(timer);
     },
   };
+}
+
+/** Resident memory of process `pid`, in bytes, from /proc (Linux). */
+export function procRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/** CPU time process `pid` used so far (user + system), in seconds, from /proc (Linux). */
+export function procCpuSeconds(pid: number): number {
+  // fields 14 and 15 of /proc/<pid>/stat (after the parenthesized name): utime, stime in clock ticks
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }

@@ -7,10 +7,13 @@
  *   npm run bench -- --full             # also 15,000 connected and a 100,000-device cycling rollout
  *   npm run bench -- --sizes 2000 --rollout 20000 --store-shadows 0 --profile
  *   npm run bench -- --in-flight 0        # no in-flight window: every device commanded at once
+ *   npm run bench -- --external           # on a private Mosquitto 2 and PostgreSQL (bench/external.ts)
+ *   npm run bench -- --external --db postgres://localhost/postgres   # databases on that server
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
+import { freshDatabase, stopExternal, usePostgres } from './external.ts';
 import { connectedUpdate, cyclingRollout, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { round } from './stats.ts';
 
@@ -23,6 +26,8 @@ const { values } = parseArgs({
     'in-flight': { type: 'string', default: '1000' },
     'store-shadows': { type: 'string' },
     profile: { type: 'boolean', default: false },
+    external: { type: 'boolean', default: false },
+    db: { type: 'string' },
     out: { type: 'string', default: 'bench-results' },
   },
 });
@@ -42,13 +47,20 @@ function table(rows: Record<string, unknown>[]): string {
 const log = (s: string) => process.stdout.write(s + '\n');
 await mkdir(values.out!, { recursive: true });
 const profileDir = values.profile ? `${values.out}/profiles` : undefined;
+const external = values.external!;
+if (values.db !== undefined) {
+  if (!external) throw new Error('--db goes with --external');
+  usePostgres(values.db);
+}
+const serverOptions = { ...(profileDir ? { profileDir } : {}), external };
+const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
-log(`updraft bench: node ${process.version}, ${(await import('node:os')).cpus().length} cores, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
+log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
 const updates: UpdateFigures[] = [];
 let brokerRate = 0;
 let ops: Awaited<ReturnType<typeof replicaOps>> | undefined;
 for (const n of sizes) {
-  const server = await startServer(profileDir ? { profileDir } : {});
+  const server = await startServer(serverOptions);
   try {
     updates.push(await connectedUpdate(server, n, Number(values['in-flight']) || undefined));
     log(`\n[1,5] ${n} connected devices take one update\n${table([updates.at(-1)! as unknown as Record<string, unknown>])}`);
@@ -65,7 +77,7 @@ for (const n of sizes) {
 
 let rollout: UpdateFigures | undefined;
 if (rolloutSize > 0) {
-  const server = await startServer(profileDir ? { profileDir } : {});
+  const server = await startServer(serverOptions);
   try {
     rollout = await cyclingRollout(server, rolloutSize, Number(values.concurrency));
     log(`\n[2] ${rolloutSize}-device rollout, devices cycling online (${values.concurrency} at once)\n${table([rollout as unknown as Record<string, unknown>])}`);
@@ -76,14 +88,21 @@ if (rolloutSize > 0) {
 
 let store: Awaited<ReturnType<typeof storeAtScale>> | undefined;
 if (storeShadows > 0) {
-  store = await storeAtScale(storeShadows);
-  log(`\n[4] embedded store with ${storeShadows.toLocaleString('en')} shadows\n${table([store])}`);
+  const db = external ? await freshDatabase() : undefined;
+  try {
+    store = await storeAtScale(storeShadows, db?.url);
+  } finally {
+    await db?.drop();
+  }
+  log(`\n[4] ${external ? 'PostgreSQL' : 'embedded'} store with ${storeShadows.toLocaleString('en')} shadows\n${table([store])}`);
 }
+await stopExternal();
 
-const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), 'Updraft, embedded: fleet update throughput and p99 latency');
+const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency`);
 await writeFile(`${values.out}/chart.svg`, chart);
 const head = updates.at(-1)!;
 const summary = {
+  system: external ? 'external' : 'embedded',
   devices: head.devices,
   updates_per_s: head.updates_per_s,
   p50_ms: head.p50_ms,

@@ -4,12 +4,15 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
+import pg from 'pg';
 import { ApiClient } from '../src/cli/api-client.ts';
 import { registerFleet } from '../src/sim/register-fleet.ts';
 import type { SimDevice } from '../src/sim/fleet-simulator.ts';
+import { PostgresStore } from '../src/store/postgres-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
-import type { ShadowRecord } from '../src/store/state-store.ts';
+import type { ShadowRecord, StateStore } from '../src/store/state-store.ts';
 import { freePort } from '../test/helpers/free-port.ts';
+import { startExternal, type ExternalParts } from './external.ts';
 import { spawnUpdraft, type Child } from './processes.ts';
 import { percentile, round } from './stats.ts';
 
@@ -17,33 +20,62 @@ import { percentile, round } from './stats.ts';
 export interface BenchServer {
   child: Child;
   api: ApiClient;
+  /** Where devices connect. */
   mqttUrl: string;
+  /** Where operator clients connect (the same broker; Mosquitto's service listener with --external). */
+  serviceUrl: string;
+  token: string;
   dir: string;
+  /** Lets the devices registered so far into the broker (a no-op for the embedded one, which asks the registry). */
+  admit(): Promise<void>;
+  /** MQTT PUBLISH packets the broker has routed so far. */
+  published(): Promise<number>;
+  /** The external broker's process (--external): its memory and CPU are reported beside the server's. */
+  broker?: { rss(): number; cpuSeconds(): number };
   /** Node flags for the simulator: --cpu-prof into the same directory when profiling. */
   simFlags: string[];
   close(): Promise<void>;
 }
 
-/** Starts `updraft server` on a fresh data dir. */
-export async function startServer(opts: { profileDir?: string } = {}): Promise<BenchServer> {
+/**
+ * Starts `updraft server` on a fresh data dir: embedded, or with `external` on a private
+ * Mosquitto and a fresh PostgreSQL database (bench/external.ts).
+ */
+export async function startServer(opts: { profileDir?: string; external?: boolean } = {}): Promise<BenchServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-'));
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   const nodeFlags = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
+  let ext: ExternalParts | undefined;
+  if (opts.external) {
+    // the broker must know the operator's password before the server connects to it
+    await writeFile(path.join(dir, 'operator-token'), `updr_${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+    ext = await startExternal((await readFile(path.join(dir, 'operator-token'), 'utf8')).trim());
+  }
   const child = spawnUpdraft(
-    ['server', '--data-dir', dir, '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-tls-port', '-1', '--log-level', 'warn', '--shadow-max-pending', '2000000'],
+    [
+      'server', '--data-dir', dir, '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-tls-port', '-1', '--log-level', 'warn', '--shadow-max-pending', '2000000',
+      ...(ext ? ['--mqtt-url', ext.serviceUrl, '--db', ext.dbUrl] : []),
+    ],
     nodeFlags,
   );
   await child.waitFor(/HTTP API and downloads on/);
   const token = (await readFile(path.join(dir, 'operator-token'), 'utf8')).trim();
   const api = new ApiClient({ server: `http://127.0.0.1:${httpPort}`, token });
+  const embeddedUrl = `mqtt://127.0.0.1:${mqttPort}`;
   return {
     child,
     api,
-    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    mqttUrl: ext?.deviceUrl ?? embeddedUrl,
+    serviceUrl: ext?.serviceUrl ?? embeddedUrl,
+    token,
     dir,
     simFlags: nodeFlags,
+    admit: async () => ext?.admit(api),
+    ...(ext ? { broker: ext.broker } : {}),
+    published: async () => (ext ? ext.published() : (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published),
     close: async () => {
       await child.stop();
+      await ext?.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -75,9 +107,6 @@ function outcome(n: number, executions: Execution[], startMs: number, msgs: numb
   return { ok, succeeded: ok.length, lost: n - terminal, seconds, updates_per_s: round(ok.length / seconds, 0), msgs_per_update: round(msgs / Math.max(1, ok.length), 1) };
 }
 
-async function published(api: ApiClient): Promise<number> {
-  return (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published;
-}
 
 interface Execution {
   status: string;
@@ -106,6 +135,8 @@ export interface UpdateFigures {
   sim_cpu_s: number;
   /** Cycling: MQTT connections per device, and visits that ended without a command. */
   connects_per_device?: number;
+  /** CPU of the external broker (--external). */
+  broker_cpu_s?: number;
   idle_visits?: number;
 }
 
@@ -117,18 +148,21 @@ export interface UpdateFigures {
  */
 export async function connectedUpdate(server: BenchServer, n: number, maxInFlight?: number): Promise<UpdateFigures> {
   const { api } = server;
-  const rssBefore = server.child.rss();
+  // with --external the connections are the broker's: its memory counts (server_rss_mb is both)
+  const memory = () => server.child.rss() + (server.broker?.rss() ?? 0);
+  const rssBefore = memory();
   const devices = await registerFleet(api, `c${n}-`, n);
+  await server.admit();
   const file = path.join(server.dir, `devices-${n}.json`);
   await writeFile(file, JSON.stringify(devices));
   const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000'], server.simFlags);
   try {
     await sim.waitFor(/sim: ready/, 600_000);
     await sleep(1500); // the devices' first reports settle
-    const rssConnected = server.child.rss();
+    const rssConnected = memory();
     await api.call('POST', `/api/v1/artifacts?name=fw-${n}&version=2.0.0`, randomBytes(1024));
-    const m0 = await published(api);
-    const cpu0 = [server.child.cpuSeconds(), sim.cpuSeconds()];
+    const m0 = await server.published();
+    const cpu0 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
     const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', {
       artifact: `fw-${n}@2.0.0`,
       targets: { query: 'tags = sim' }, // a fresh server per size: the fleet just registered
@@ -136,9 +170,9 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     });
     const jobIds = [r.job.jobId];
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000), server.child.died()]);
-    const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds()];
+    const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
     await sleep(500); // last acknowledgements recorded
-    const m1 = await published(api);
+    const m1 = await server.published();
     const executions: Execution[] = [];
     let createdAt = Infinity;
     for (const id of jobIds) {
@@ -162,6 +196,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
       installs: Number(done[1]),
       server_cpu_s: round(cpu1[0]! - cpu0[0]!, 1),
       sim_cpu_s: round(cpu1[1]! - cpu0[1]!, 1),
+      ...(server.broker ? { broker_cpu_s: round(cpu1[2]! - cpu0[2]!, 1) } : {}),
     };
   } finally {
     await sim.stop();
@@ -172,10 +207,11 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
 export async function cyclingRollout(server: BenchServer, n: number, concurrency: number): Promise<UpdateFigures> {
   const { api } = server;
   const devices = await registerFleet(api, `r${n}-`, n);
+  await server.admit();
   const file = path.join(server.dir, `rollout-${n}.json`);
   await writeFile(file, JSON.stringify(devices));
   await api.call('POST', `/api/v1/artifacts?name=fw-r${n}&version=2.0.0`, randomBytes(1024));
-  const m0 = await published(api);
+  const m0 = await server.published();
   const ids = devices.map((d) => d.deviceId);
   const jobIds: string[] = [];
   const t0 = Date.now();
@@ -184,6 +220,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     jobIds.push(r.job.jobId);
   }
   const serverCpu0 = server.child.cpuSeconds();
+  const brokerCpu0 = server.broker?.cpuSeconds() ?? 0;
   const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000'], server.simFlags);
   let simCpu = 0;
   try {
@@ -191,8 +228,9 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number };
     simCpu = sim.cpuSeconds();
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
+    const brokerCpu = server.broker ? server.broker.cpuSeconds() - brokerCpu0 : undefined;
     await sleep(500);
-    const m1 = await published(api);
+    const m1 = await server.published();
     const executions: Execution[] = [];
     for (const id of jobIds) executions.push(...(await jobExecutions(api, id)));
     const o = outcome(n, executions, t0, m1 - m0);
@@ -210,6 +248,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
       installs: Number(done[2]),
       server_cpu_s: round(serverCpu, 1),
       sim_cpu_s: round(simCpu, 1),
+      ...(brokerCpu !== undefined ? { broker_cpu_s: round(brokerCpu, 1) } : {}),
       // visits per device (connect, subscribe, catch up, leave); those with no command yet were wasted
       connects_per_device: round(simStats.connects / n, 2),
       idle_visits: simStats.idleVisits,
@@ -221,8 +260,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
 
 /** The broker's own ceiling: operator clients (mqtt.js, QoS 1) publishing to themselves through the same broker. */
 export async function rawBrokerRate(server: BenchServer, clients = 100, window = 20, seconds = 5): Promise<number> {
-  const token = (await readFile(path.join(server.dir, 'operator-token'), 'utf8')).trim();
-  const conns = await Promise.all(Array.from({ length: clients }, (_, i) => mqtt.connectAsync(server.mqttUrl, { clientId: `raw-${i}-${randomUUID().slice(0, 8)}`, username: 'operator', password: token, reconnectPeriod: 0 })));
+  const conns = await Promise.all(Array.from({ length: clients }, (_, i) => mqtt.connectAsync(server.serviceUrl, { clientId: `raw-${i}-${randomUUID().slice(0, 8)}`, username: 'operator', password: server.token, reconnectPeriod: 0 })));
   let received = 0;
   let running = true;
   const payload = Buffer.alloc(200, 'x');
@@ -256,6 +294,7 @@ export async function rawBrokerRate(server: BenchServer, clients = 100, window =
 /** Scenario 3: replica operations per second and latency, devices updating their own shadows. */
 export async function replicaOps(server: BenchServer, clients = 200, window = 8, seconds = 5): Promise<{ ops_per_s: number; p50_ms: number; p99_ms: number }> {
   const devices: SimDevice[] = await registerFleet(server.api, 'ops-', clients);
+  await server.admit();
   const conns = await Promise.all(devices.map((d) => mqtt.connectAsync(server.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: d.secret, reconnectPeriod: 0 })));
   const latencies: number[] = [];
   let running = true;
@@ -296,10 +335,13 @@ export async function replicaOps(server: BenchServer, clients = 200, window = 8,
   return { ops_per_s: round(latencies.length / Math.min(elapsed, seconds), 0), p50_ms: round(percentile(latencies, 50), 1), p99_ms: round(percentile(latencies, 99), 1) };
 }
 
-/** Scenario 4: the embedded store with many shadows: insert, point read, fleet query. */
-export async function storeAtScale(count: number): Promise<{ shadows: number; insert_per_s: number; point_reads_per_s: number; fleet_scan_s: number; db_mb: number }> {
+/**
+ * Scenario 4: a store with many shadows: insert, point read, fleet query. The embedded
+ * SQLite file, or PostgreSQL when `pgUrl` names an (empty) database.
+ */
+export async function storeAtScale(count: number, pgUrl?: string): Promise<{ shadows: number; insert_per_s: number; point_reads_per_s: number; fleet_scan_s: number; db_mb: number }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-store-'));
-  const store = new SqliteStore({ path: path.join(dir, 'bench.db') });
+  const store: StateStore = pgUrl ? new PostgresStore({ url: pgUrl }) : new SqliteStore({ path: path.join(dir, 'bench.db') });
   await store.start();
   try {
     const record = (i: number): ShadowRecord => ({
@@ -335,11 +377,21 @@ export async function storeAtScale(count: number): Promise<{ shadows: number; in
     }
     const scan = (performance.now() - t) / 1000;
     if ((versions.get('1.0.0') ?? 0) !== Math.ceil(count / 10)) throw new Error('fleet query miscounted');
-    const { size } = await import('node:fs/promises').then((fs) => fs.stat(path.join(dir, 'bench.db')));
+    const size = pgUrl ? await postgresDatabaseBytes(pgUrl) : (await import('node:fs/promises').then((fs) => fs.stat(path.join(dir, 'bench.db')))).size;
     return { shadows: count, insert_per_s: round(insert, 0), point_reads_per_s: round(pointReads, 0), fleet_scan_s: round(scan, 2), db_mb: round(size / 2 ** 20, 0) };
   } finally {
     await store.stop();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function postgresDatabaseBytes(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return Number((await client.query<{ size: string }>('SELECT pg_database_size(current_database()) AS size')).rows[0]!.size);
+  } finally {
+    await client.end();
   }
 }
 

@@ -1,0 +1,133 @@
+/**
+ * `npm run bench -- --external`: the production parts instead of the embedded ones, as
+ * docs/deployment.md sets them up. A private Mosquitto 2 per server on free ports, configured
+ * with what `updraft broker mosquitto-config` writes (passwd from the hashes the registry
+ * keeps, the per-device ACL), and PostgreSQL: a private server (`initdb` in a temp dir) or
+ * the one `--db <url>` names, with a fresh database per bench server either way (a rollout
+ * targets the fleet by query, so fleets must not meet). The private servers come from
+ * the same helpers the tests start theirs with (test/helpers), never the machine's own.
+ *
+ * Mosquitto's own counter of PUBLISH packets received ($SYS, every second) stands in for the
+ * embedded broker's; the bench's operator may read it and use `bench/#` (the raw-rate
+ * clients), nothing else is added to the generated configuration.
+ */
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { mosquittoAcl, mosquittoConf, mosquittoPasswd, type RegisteredDevice } from '../src/broker/mosquitto-config.ts';
+import type { ApiClient } from '../src/cli/api-client.ts';
+import { UpdraftError } from '../src/errors.ts';
+import { freePort } from '../test/helpers/free-port.ts';
+import { findMosquitto, runMosquitto } from '../test/helpers/mosquitto.ts';
+import { startTestPostgres, type TestPostgres } from '../test/helpers/postgres.ts';
+import { procCpuSeconds, procRss } from './processes.ts';
+
+/** The external parts of one bench server. */
+export interface ExternalParts {
+  /** Where devices connect. */
+  deviceUrl: string;
+  /** Where Updraft (and the bench's operator clients) connect. */
+  serviceUrl: string;
+  dbUrl: string;
+  /** Admits the devices registered so far (passwd rewritten, broker reloaded). */
+  admit(api: ApiClient): Promise<void>;
+  /** PUBLISH packets Mosquitto has received so far (from $SYS, refreshed every second). */
+  published(): Promise<number>;
+  /** Mosquitto's own process. */
+  broker: { rss(): number; cpuSeconds(): number };
+  stop(): Promise<void>;
+}
+
+let postgres: Promise<TestPostgres> | undefined;
+
+/** Databases go on the server `url` names (any database on it) instead of a private one. */
+export function usePostgres(url: string): void {
+  // the helper's own switch: it then creates and drops databases there
+  process.env.UPDRAFT_TEST_POSTGRES_URL = url;
+}
+
+/** The PostgreSQL server of this bench run, started (or reached) on first use. */
+function privatePostgres(): Promise<TestPostgres> {
+  postgres ??= startTestPostgres().then((r) => {
+    if (!r.ok) throw new UpdraftError('CONFIG', `--external: no PostgreSQL could be started or reached (${r.reason}); install PostgreSQL or pass --db postgres://...`);
+    return r.server;
+  });
+  return postgres;
+}
+
+/** Stops the private PostgreSQL, if one was started. */
+export async function stopExternal(): Promise<void> {
+  if (postgres) await (await postgres).stop();
+}
+
+/** A fresh database for the store scenario; `drop` removes it. */
+export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const server = await privatePostgres();
+  const url = await server.createDatabase();
+  return { url, drop: () => server.dropDatabase(url) };
+}
+
+/** Starts Mosquitto and gets a fresh database, for a server whose operator token is `token`. */
+export async function startExternal(token: string): Promise<ExternalParts> {
+  const found = findMosquitto();
+  if (!found.ok) throw new UpdraftError('CONFIG', `--external: ${found.reason}`);
+  // its own directory: mosquitto, started as root, reads its files as the mosquitto user
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-mosquitto-'));
+  const [devicePort, servicePort] = [await freePort(), await freePort()];
+  const files = { passwd: path.join(dir, 'passwd'), acl: path.join(dir, 'acl'), conf: path.join(dir, 'mosquitto.conf') };
+  const writePasswd = async (devices: RegisteredDevice[]) => {
+    await writeFile(files.passwd, mosquittoPasswd({ operatorToken: token, devices, secrets: new Map() }).text);
+    // started as root, mosquitto drops to its own user, which must read the files
+    await chmod(files.passwd, 0o644);
+  };
+  await writePasswd([]);
+  await writeFile(files.acl, `${mosquittoAcl()}\n# the bench's own: raw-rate clients and the message counter\nuser operator\ntopic readwrite bench/#\ntopic read $SYS/#\n`);
+  await writeFile(files.conf, `${mosquittoConf({ dir, deviceHost: '127.0.0.1', devicePort, serviceHost: '127.0.0.1', servicePort })}\nsys_interval 1\n`);
+  await chmod(dir, 0o755);
+  const broker = await runMosquitto(found.bin, dir, [devicePort, servicePort]);
+  const serviceUrl = `mqtt://127.0.0.1:${servicePort}`;
+
+  const counter = await mqtt.connectAsync(serviceUrl, { clientId: `bench-counter-${devicePort}`, username: 'operator', password: token, reconnectPeriod: 0 });
+  let received = 0;
+  let updates = 0;
+  counter.on('message', (_topic, payload) => {
+    received = Number(payload.toString());
+    updates++;
+  });
+  await counter.subscribeAsync('$SYS/broker/publish/messages/received');
+  const db = await freshDatabase();
+
+  return {
+    deviceUrl: `mqtt://127.0.0.1:${devicePort}`,
+    serviceUrl,
+    dbUrl: db.url,
+    async admit(api) {
+      const devices: RegisteredDevice[] = [];
+      let after: string | undefined;
+      do {
+        const q = new URLSearchParams({ limit: '1000', ...(after ? { after } : {}) });
+        const page = await api.call<{ items: RegisteredDevice[]; next?: string }>('GET', `/api/v1/broker/credentials?${q}`);
+        devices.push(...page.items);
+        after = page.next;
+      } while (after);
+      await writePasswd(devices);
+      broker.child.kill('SIGHUP');
+      // mosquitto logs nothing to wait for on a quiet reload; it reads the file at once
+      await new Promise((r) => setTimeout(r, 1000));
+    },
+    async published() {
+      // the value of the next $SYS period: everything received before this call is in it
+      const seen = updates;
+      const deadline = Date.now() + 5000;
+      while (updates < seen + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      return received;
+    },
+    broker: { rss: () => procRss(broker.child.pid!), cpuSeconds: () => procCpuSeconds(broker.child.pid!) },
+    async stop() {
+      await counter.endAsync();
+      await broker.stop();
+      await db.drop().catch(() => {});
+    },
+  };
+}

@@ -16,6 +16,11 @@ export interface UpdraftEvents {
   'shadow.deleted': { deviceId: string; name: string; version: number };
   /** A device connected or disconnected. */
   'device.presence': { deviceId: string; online: boolean };
+  /**
+   * A device asked for its classic shadow (`get`): what an agent does on every connect. The
+   * sign of a device coming online where the broker does not tell (an external one).
+   */
+  'device.fetched': { deviceId: string };
   /** A job execution changed state. */
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
   /** A job was created or changed state or progress (rollouts). */

@@ -58,6 +58,12 @@ export interface RolloutEngineDeps {
   continuousScanMs?: number;
   /** Who drives rollouts when several instances share the store; default: this process alone. */
   lease?: Lease;
+  /**
+   * How the engine learns that a device came online, to send it its command before the
+   * others: `presence` (the embedded broker's connect events, the default) or `fetch` (the
+   * device's catch-up `get`, for an external broker, which tells nobody who connects).
+   */
+  arrivals?: 'presence' | 'fetch';
 }
 
 /** Defaults of the tuning options. */
@@ -159,9 +165,13 @@ export class RolloutEngine {
         // so that early ticks spend at most about 5% of the time counting
         if (isTerminal(current.status) && this.windowed.has(current.jobId)) this.wakeSoon();
       }),
-      this.deps.events.on('device.presence', ({ deviceId, online }) => {
-        if (online && this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
-      }),
+      this.deps.arrivals === 'fetch'
+        ? this.deps.events.on('device.fetched', ({ deviceId }) => {
+            if (this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
+          })
+        : this.deps.events.on('device.presence', ({ deviceId, online }) => {
+            if (online && this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
+          }),
       // paused, resumed, canceled (here or on another instance): look at it again
       this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
     ];

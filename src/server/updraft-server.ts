@@ -191,7 +191,7 @@ export class UpdraftServer {
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (DESIGN.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease') }) : undefined;
-    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, ...(lease ? { engine: { lease } } : {}) });
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence' } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
     // several instances on one external broker: every instance's live views see all events

@@ -105,6 +105,7 @@ export class ShadowReplica {
         const req = parseSimpleRequest(payload, this.deps.limits);
         const doc = await this.readDocument(ref, req.clientToken, true);
         await this.publish(answerTopic(ref, 'get', 'accepted'), doc);
+        if (ref.name === '' && sender.kind === 'device') this.deps.events.emit('device.fetched', { deviceId: ref.deviceId });
       } else {
         await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits));
       }

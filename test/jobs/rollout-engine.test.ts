@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { eventually } from '../helpers/cli.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
 describe('rollout engine', () => {
@@ -136,6 +137,23 @@ describe('rollout engine', () => {
     await f.complete('d003');
     await f.tick();
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004', 'd007', 'd009'], 'then the store order again');
+  });
+
+  it('with an external broker, takes a device\'s catch-up get as its arrival (no presence events there)', async () => {
+    await f.close();
+    f = await startRolloutFixture({ arrivals: 'fetch' });
+    await f.addArtifact('2.0.0');
+    const ids = await f.fleet('d', 6);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 2 } });
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002']);
+    f.events.emit('device.presence', { deviceId: 'd004', online: true }); // not what this engine listens to
+    // what an agent publishes on connect, as the broker delivers it to the replica
+    f.replica.submit({ topic: 'state/d006/get', payload: Buffer.from('{"clientToken":"c1"}'), sender: { kind: 'device', id: 'd006' } });
+    await eventually(async () => f.bus.published.some((m) => m.topic === 'state/d006/get/accepted') || undefined, 10_000, 'the get answered');
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks its executions up
+    await f.complete('d001');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd006'], 'd006 asked for its shadow: it went before d003; d004 only connected');
   });
 
   it('waits for a scheduled start', async () => {

@@ -65,7 +65,7 @@ export interface RolloutFixture {
 }
 
 /** Starts a fixture. */
-export async function startRolloutFixture(): Promise<RolloutFixture> {
+export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fetch' } = {}): Promise<RolloutFixture> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-'));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;
@@ -81,7 +81,7 @@ export async function startRolloutFixture(): Promise<RolloutFixture> {
   const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 } as ConstructorParameters<typeof ArtifactService>[0]);
   let tracker = new ExecutionTracker({ store, events, logger: silentLogger, now });
   await tracker.start();
-  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger: silentLogger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000 } });
+  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger: silentLogger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000, ...options } });
   let rollouts = build();
   await rollouts.start();
 

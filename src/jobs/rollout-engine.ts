@@ -213,17 +213,18 @@ export class RolloutEngine {
    */
   private async arrivals(jobId: string, wave: number, limit: number): Promise<ExecutionRecord[]> {
     const waiting = this.arrived.get(jobId);
-    const out: ExecutionRecord[] = [];
-    if (!waiting) return out;
+    if (!waiting) return [];
+    const picked: ExecutionRecord[] = [];
     for (const [deviceId, e] of waiting) {
-      if (out.length >= limit) break;
+      if (picked.length >= limit) break;
       waiting.delete(deviceId);
-      if ((e.wave ?? 0) !== wave) continue;
-      const cur = await this.deps.store.getExecution(jobId, deviceId);
-      if (cur && cur.status === 'QUEUED' && cur.dispatchedAt === undefined && (cur.attempt ?? 1) === (e.attempt ?? 1)) out.push(cur);
+      if ((e.wave ?? 0) === wave) picked.push(e);
     }
     if (waiting.size === 0) this.arrived.delete(jobId);
-    return out;
+    // read again all at once: on PostgreSQL each read is a round trip, and one after the other
+    // they held a tick for seconds when thousands of devices arrived
+    const current = await Promise.all(picked.map((e) => this.deps.store.getExecution(jobId, e.deviceId)));
+    return current.filter((cur, i): cur is ExecutionRecord => cur !== undefined && cur.status === 'QUEUED' && cur.dispatchedAt === undefined && (cur.attempt ?? 1) === (picked[i]!.attempt ?? 1));
   }
 
   /** Stops ticking, waits for the tick in progress and hands the lead to another instance. */

@@ -58,7 +58,9 @@ function privatePostgres(): Promise<TestPostgres> {
 
 /** Stops the private PostgreSQL, if one was started. */
 export async function stopExternal(): Promise<void> {
-  if (postgres) await (await postgres).stop();
+  const started = postgres;
+  postgres = undefined;
+  if (started) await (await started).stop();
 }
 
 /** A fresh database for the store scenario; `drop` removes it. */

@@ -53,6 +53,11 @@ if (values.db !== undefined) {
   usePostgres(values.db);
 }
 const serverOptions = { ...(profileDir ? { profileDir } : {}), external };
+// a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here
+process.once('uncaughtException', (err) => {
+  process.stderr.write(`${err.stack ?? err.message}\n`);
+  void stopExternal().finally(() => process.exit(1));
+});
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
 log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);

@@ -54,8 +54,9 @@ export class UrlSigner {
   /**
    * Checks a request's query against the artifact it asks for. Returns the device id;
    * throws FORBIDDEN with the reason (expired, tampered, unknown key, wrong IP).
+   * `clientIp` is the address, or a function reading it: read only for an IP-bound URL.
    */
-  verify(query: URLSearchParams, artifact: { name: string; version: string; sha256: string }, clientIp: string, nowSeconds: number): string {
+  verify(query: URLSearchParams, artifact: { name: string; version: string; sha256: string }, clientIp: string | (() => string), nowSeconds: number): string {
     const deviceId = query.get('device');
     const exp = Number(query.get('exp'));
     const kid = query.get('kid');
@@ -72,7 +73,7 @@ export class UrlSigner {
       throw new UpdraftError('FORBIDDEN', 'download URL signature does not match (tampered, or for another device or artifact)');
     }
     if (exp < nowSeconds) throw new UpdraftError('FORBIDDEN', 'download URL has expired; ask for a fresh one (publish on state/{id}/get)');
-    if (ip && normalizeIp(ip) !== normalizeIp(clientIp)) {
+    if (ip && normalizeIp(ip) !== normalizeIp(typeof clientIp === 'string' ? clientIp : clientIp())) {
       throw new UpdraftError('FORBIDDEN', 'download URL is bound to another IP address');
     }
     return deviceId;

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { UpdraftError, type ErrorCode } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { answerTopic, credentialsAnswerTopic, credentialsRequestTopic, requestTopic, type ShadowRef } from '../protocol/topics.ts';
+import { answerTopic, credentialsAnswerTopic, credentialsRequestTopic, requestTopic, shadowPrefix, type ShadowRef } from '../protocol/topics.ts';
 
 /** The operations the agent uses: shadow update and get, and temporary download credentials. */
 export type AgentOperation = 'update' | 'get' | 'credentials';
@@ -53,9 +53,16 @@ export class ShadowRequester {
     this.policy = deps.policy;
   }
 
-  /** The answer topics to subscribe to. */
+  /**
+   * The filters to subscribe to for the answers: three instead of one per operation and
+   * outcome (six). Every subscription costs the broker at connect and disconnect, and a fleet
+   * connects and disconnects all the time. `+` also matches `delete/...` answers, which are
+   * not ours and are dropped like any other answer nobody waits for; `update/documents` and
+   * `update/delta` it does not match.
+   */
   answerTopics(): string[] {
-    return OPERATIONS.flatMap((op) => [this.answer(op, 'accepted'), this.answer(op, 'rejected')]);
+    const prefix = shadowPrefix(this.ref);
+    return [`${prefix}/+/accepted`, `${prefix}/+/rejected`, `${credentialsRequestTopic(this.ref.deviceId)}/+`];
   }
 
   private answer(op: AgentOperation, kind: 'accepted' | 'rejected'): string {

@@ -11,15 +11,14 @@
  * embedded broker's; the bench's operator may read it and use `bench/#` (the raw-rate
  * clients), nothing else is added to the generated configuration.
  */
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { mosquittoAcl, mosquittoConf, mosquittoPasswd, type RegisteredDevice } from '../src/broker/mosquitto-config.ts';
+import { mosquittoPasswd } from '../src/broker/mosquitto-config.ts';
 import type { ApiClient } from '../src/cli/api-client.ts';
+import { brokerCredentials } from '../src/cli/broker-command.ts';
 import { UpdraftError } from '../src/errors.ts';
-import { freePort } from '../test/helpers/free-port.ts';
-import { findMosquitto, runMosquitto } from '../test/helpers/mosquitto.ts';
+import { findMosquitto, startTestMosquitto } from '../test/helpers/mosquitto.ts';
 import { startTestPostgres, type TestPostgres } from '../test/helpers/postgres.ts';
 import { procCpuSeconds, procRss } from './processes.ts';
 
@@ -74,23 +73,12 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
 export async function startExternal(token: string): Promise<ExternalParts> {
   const found = findMosquitto();
   if (!found.ok) throw new UpdraftError('CONFIG', `--external: ${found.reason}`);
-  // its own directory: mosquitto, started as root, reads its files as the mosquitto user
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-mosquitto-'));
-  const [devicePort, servicePort] = [await freePort(), await freePort()];
-  const files = { passwd: path.join(dir, 'passwd'), acl: path.join(dir, 'acl'), conf: path.join(dir, 'mosquitto.conf') };
-  const writePasswd = async (devices: RegisteredDevice[]) => {
-    await writeFile(files.passwd, mosquittoPasswd({ operatorToken: token, devices, secrets: new Map() }).text);
-    // started as root, mosquitto drops to its own user, which must read the files
-    await chmod(files.passwd, 0o644);
-  };
-  await writePasswd([]);
-  await writeFile(files.acl, `${mosquittoAcl()}\n# the bench's own: raw-rate clients and the message counter\nuser operator\ntopic readwrite bench/#\ntopic read $SYS/#\n`);
-  await writeFile(files.conf, `${mosquittoConf({ dir, deviceHost: '127.0.0.1', devicePort, serviceHost: '127.0.0.1', servicePort })}\nsys_interval 1\n`);
-  await chmod(dir, 0o755);
-  const broker = await runMosquitto(found.bin, dir, [devicePort, servicePort]);
-  const serviceUrl = `mqtt://127.0.0.1:${servicePort}`;
-
-  const counter = await mqtt.connectAsync(serviceUrl, { clientId: `bench-counter-${devicePort}`, username: 'operator', password: token, reconnectPeriod: 0 });
+  const broker = await startTestMosquitto(
+    found.bin,
+    { operatorToken: token, devices: [], secrets: new Map() },
+    { acl: "\n# the bench's own: raw-rate clients and the message counter\nuser operator\ntopic readwrite bench/#\ntopic read $SYS/#\n", conf: '\nsys_interval 1\n' },
+  );
+  const counter = await mqtt.connectAsync(broker.serviceUrl, { clientId: `bench-counter-${broker.devicePort}`, username: 'operator', password: token, reconnectPeriod: 0 });
   let received = 0;
   let updates = 0;
   counter.on('message', (_topic, payload) => {
@@ -101,22 +89,14 @@ export async function startExternal(token: string): Promise<ExternalParts> {
   const db = await freshDatabase();
 
   return {
-    deviceUrl: `mqtt://127.0.0.1:${devicePort}`,
-    serviceUrl,
+    deviceUrl: broker.deviceUrl,
+    serviceUrl: broker.serviceUrl,
     dbUrl: db.url,
     async admit(api) {
-      const devices: RegisteredDevice[] = [];
-      let after: string | undefined;
-      do {
-        const q = new URLSearchParams({ limit: '1000', ...(after ? { after } : {}) });
-        const page = await api.call<{ items: RegisteredDevice[]; next?: string }>('GET', `/api/v1/broker/credentials?${q}`);
-        devices.push(...page.items);
-        after = page.next;
-      } while (after);
-      await writePasswd(devices);
-      broker.child.kill('SIGHUP');
-      // mosquitto logs nothing to wait for on a quiet reload; it reads the file at once
-      await new Promise((r) => setTimeout(r, 1000));
+      // what `updraft broker mosquitto-config` writes, from the hashes the registry kept
+      const passwd = mosquittoPasswd({ operatorToken: token, devices: await brokerCredentials(api), secrets: new Map() });
+      await writeFile(path.join(broker.dir, 'passwd'), passwd.text);
+      await broker.reload();
     },
     async published() {
       // the value of the next $SYS period: everything received before this call is in it
@@ -125,7 +105,7 @@ export async function startExternal(token: string): Promise<ExternalParts> {
       while (updates < seen + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       return received;
     },
-    broker: { rss: () => procRss(broker.child.pid!), cpuSeconds: () => procCpuSeconds(broker.child.pid!) },
+    broker: { rss: () => procRss(broker.pid), cpuSeconds: () => procCpuSeconds(broker.pid) },
     async stop() {
       await counter.endAsync();
       await broker.stop();

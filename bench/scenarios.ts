@@ -48,8 +48,9 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
   let ext: ExternalParts | undefined;
   if (opts.external) {
     // the broker must know the operator's password before the server connects to it
-    await writeFile(path.join(dir, 'operator-token'), `updr_${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
-    ext = await startExternal((await readFile(path.join(dir, 'operator-token'), 'utf8')).trim());
+    const token = `updr_${randomBytes(24).toString('base64url')}`;
+    await writeFile(path.join(dir, 'operator-token'), `${token}\n`, { mode: 0o600 });
+    ext = await startExternal(token);
   }
   const child = spawnUpdraft(
     [
@@ -107,7 +108,6 @@ function outcome(n: number, executions: Execution[], startMs: number, msgs: numb
   return { ok, succeeded: ok.length, lost: n - terminal, seconds, updates_per_s: round(ok.length / seconds, 0), msgs_per_update: round(msgs / Math.max(1, ok.length), 1) };
 }
 
-
 interface Execution {
   status: string;
   queuedAt: number;
@@ -135,9 +135,9 @@ export interface UpdateFigures {
   sim_cpu_s: number;
   /** Cycling: MQTT connections per device, and visits that ended without a command. */
   connects_per_device?: number;
+  idle_visits?: number;
   /** CPU of the external broker (--external). */
   broker_cpu_s?: number;
-  idle_visits?: number;
 }
 
 /**

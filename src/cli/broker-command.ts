@@ -45,14 +45,7 @@ export function addBrokerCommands(program: Command): void {
     .action(async (opts: Options) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
       const api = new ApiClient(opts);
-      const devices: RegisteredDevice[] = [];
-      let after: string | undefined;
-      do {
-        const q = new URLSearchParams({ limit: '1000', ...(after ? { after } : {}) });
-        const page = await api.call<{ items: RegisteredDevice[]; next?: string }>('GET', `/api/v1/broker/credentials?${q}`);
-        devices.push(...page.items.map((d) => ({ deviceId: d.deviceId, revoked: d.revoked, ...(d.brokerHash ? { brokerHash: d.brokerHash } : {}) })));
-        after = page.next;
-      } while (after);
+      const devices = await brokerCredentials(api);
       const secrets = opts.secrets ? parseSecrets(await readFile(opts.secrets, 'utf8')) : new Map<string, string>();
       const passwd = mosquittoPasswd({ operatorToken: api.token, devices, secrets });
       const dir = path.resolve(opts.out);
@@ -74,6 +67,19 @@ export function addBrokerCommands(program: Command): void {
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
       out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>)\n`);
     });
+}
+
+/** Every registered device with what the broker needs (revoked, the kept hash), page by page. */
+export async function brokerCredentials(api: ApiClient): Promise<RegisteredDevice[]> {
+  const devices: RegisteredDevice[] = [];
+  let after: string | undefined;
+  do {
+    const q = new URLSearchParams({ limit: '1000', ...(after ? { after } : {}) });
+    const page = await api.call<{ items: RegisteredDevice[]; next?: string }>('GET', `/api/v1/broker/credentials?${q}`);
+    devices.push(...page.items.map((d) => ({ deviceId: d.deviceId, revoked: d.revoked, ...(d.brokerHash ? { brokerHash: d.brokerHash } : {}) })));
+    after = page.next;
+  } while (after);
+  return devices;
 }
 
 function port(value: string, flag: string): number {

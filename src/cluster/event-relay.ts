@@ -19,7 +19,8 @@ import { EVENT_RELAY_FILTER, eventRelayTopic, parseEventRelayTopic } from '../pr
 import type { Logger } from '../util/logger.ts';
 
 /** The events live views need from other instances. */
-export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'device.presence', 'aws.thing'] as const;
+// device.fetched: the instance that answered a device's get is rarely the one driving rollouts
+export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'device.presence', 'device.fetched', 'aws.thing'] as const;
 type RelayedEvent = (typeof RELAYED_EVENTS)[number];
 type Relayed = { [K in RelayedEvent]: { type: K; payload: UpdraftEvents[K] } }[RelayedEvent];
 

@@ -166,11 +166,9 @@ export class RolloutEngine {
         if (isTerminal(current.status) && this.windowed.has(current.jobId)) this.wakeSoon();
       }),
       this.deps.arrivals === 'fetch'
-        ? this.deps.events.on('device.fetched', ({ deviceId }) => {
-            if (this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
-          })
+        ? this.deps.events.on('device.fetched', ({ deviceId }) => this.onArrival(deviceId))
         : this.deps.events.on('device.presence', ({ deviceId, online }) => {
-            if (online && this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
+            if (online) this.onArrival(deviceId);
           }),
       // paused, resumed, canceled (here or on another instance): look at it again
       this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
@@ -189,6 +187,11 @@ export class RolloutEngine {
   }
 
   /** A device came online: remember its executions still to send, for their jobs' next step. */
+  /** A device came online: looked up only while this instance leads and some job is active. */
+  private onArrival(deviceId: string): void {
+    if (this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
+  }
+
   private async arrive(deviceId: string): Promise<void> {
     try {
       let any = false;

@@ -4,7 +4,7 @@
  * where it has one, so that clients written against it understand our rejections.
  */
 import { UpdraftError } from '../errors.ts';
-import { forbiddenKey, isJsonObject, objectDepth, type JsonObject, type JsonValue } from './json.ts';
+import { isJsonObject, objectDepth, type JsonObject, type JsonValue } from './json.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
@@ -136,8 +136,6 @@ function readSection(state: JsonObject, key: 'desired' | 'reported', limits: Sha
   if (objectDepth(section) > limits.maxDepth) {
     throw new UpdraftError('BAD_REQUEST', `JSON contains too many levels of nesting; maximum is ${limits.maxDepth}`);
   }
-  const bad = forbiddenKey(section);
-  if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `Invalid attribute name "${bad}" in the ${key} node`);
   return section;
 }
 

@@ -133,7 +133,7 @@ export function applyUpdate(
   limits: ShadowLimits,
 ): AppliedUpdate {
   const live = current && !current.deleted ? current : undefined;
-  // the MQTT parser refuses it already; this covers the server's own callers of replica.update
+  // here, where the merge is, so that every caller is covered (MQTT, AWS doors, the engine)
   for (const section of SECTIONS) {
     const bad = request.state[section] ? forbiddenKey(request.state[section]) : undefined;
     if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `Invalid attribute name "${bad}" in the ${section} node`);

@@ -50,6 +50,12 @@ if (!found.ok) {
       const presence: string[] = [];
       a.on('device.presence', (e) => presence.push(e.deviceId));
       await eventually(async () => (presence.length === 1 ? true : undefined), 10_000, 'a sees b’s event');
+      // a device's get answered by b reaches a, which may be the instance driving rollouts
+      const fetched: string[] = [];
+      a.on('device.fetched', (e) => fetched.push(e.deviceId));
+      b.emit('device.fetched', { deviceId: 'd-2' });
+      await eventually(async () => (fetched.length === 1 ? true : undefined), 10_000, 'a sees b’s fetch');
+      assert.deepEqual(fetched, ['d-2']);
       assert.deepEqual(onA, ['thing-1', 'thing-2'], 'a saw only its own two, not echoes');
 
       // garbage on the topic is ignored; the relay keeps working

@@ -18,6 +18,8 @@ export interface TestMosquitto {
   dir: string;
   devicePort: number;
   servicePort: number;
+  /** The broker's process id. */
+  pid: number;
   /** Re-reads the password and ACL files (SIGHUP), after making them readable to the broker's user. */
   reload(): Promise<void>;
   stop(): Promise<void>;
@@ -39,14 +41,21 @@ export function mosquittoUnavailable(reason: string, what: string): string {
   return message;
 }
 
-/** Starts Mosquitto with the generated config: the operator and these devices with these secrets. */
-export async function startTestMosquitto(bin: string, input: { operatorToken: string; devices: RegisteredDevice[]; secrets: Map<string, string> }): Promise<TestMosquitto> {
+/**
+ * Starts Mosquitto with the generated config: the operator and these devices with these
+ * secrets; `extra` lines go after the generated ACL and configuration (the bench's).
+ */
+export async function startTestMosquitto(
+  bin: string,
+  input: { operatorToken: string; devices: RegisteredDevice[]; secrets: Map<string, string> },
+  extra: { acl?: string; conf?: string } = {},
+): Promise<TestMosquitto> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-mosquitto-'));
   const devicePort = await freePort();
   const servicePort = await freePort();
   await writeFile(path.join(dir, 'passwd'), mosquittoPasswd(input).text, { mode: 0o600 });
-  await writeFile(path.join(dir, 'acl'), mosquittoAcl());
-  await writeFile(path.join(dir, 'mosquitto.conf'), mosquittoConf({ dir, deviceHost: '127.0.0.1', devicePort, serviceHost: '127.0.0.1', servicePort }));
+  await writeFile(path.join(dir, 'acl'), mosquittoAcl() + (extra.acl ?? ''));
+  await writeFile(path.join(dir, 'mosquitto.conf'), mosquittoConf({ dir, deviceHost: '127.0.0.1', devicePort, serviceHost: '127.0.0.1', servicePort }) + (extra.conf ?? ''));
   // mosquitto started as root drops to the mosquitto user, which must read the files
   await chmod(dir, 0o755);
   await chmod(path.join(dir, 'passwd'), 0o644);
@@ -57,6 +66,7 @@ export async function startTestMosquitto(bin: string, input: { operatorToken: st
     dir,
     devicePort,
     servicePort,
+    pid: proc.child.pid!,
     async reload() {
       await chmod(path.join(dir, 'passwd'), 0o644);
       proc.child.kill('SIGHUP');

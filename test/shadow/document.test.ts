@@ -20,9 +20,11 @@ describe('shadow document', () => {
     assert.equal(accepted.version, 1);
   });
 
-  it('refuses an own "__proto__" from any caller (the MQTT parser refuses it first) and pollutes nothing', () => {
+  it('refuses an own "__proto__" at any depth, in arrays too, and pollutes nothing', () => {
     const state = JSON.parse('{"reported":{"cfg":{"keep":1,"__proto__":{"polluted":2}}}}');
     assert.throws(() => apply(undefined, state), (e: any) => e.code === 'BAD_REQUEST' && /Invalid attribute name "__proto__" in the reported node/.test(e.message));
+    const inArray = JSON.parse('{"desired":{"list":[{"__proto__":{"polluted":3}}]}}');
+    assert.throws(() => apply(undefined, inArray), (e: any) => e.code === 'BAD_REQUEST' && /in the desired node/.test(e.message));
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
   });
 

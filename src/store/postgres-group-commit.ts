@@ -5,6 +5,14 @@
  * of N, and writes of one instance behave exactly as if run one after another (the
  * contract's "in call order").
  *
+ * The writes a fleet update is made of (shadow puts, execution updates) are *bulk* writes:
+ * consecutive bulk writes of one kind share ONE statement over unnested arrays, so a batch
+ * of a thousand costs a handful of round trips instead of a thousand (each `await` of a
+ * query is a round trip: node-postgres does not pipeline). Call order still holds: a bulk
+ * write whose row (table and key) is already waiting in the batch, or any other write,
+ * first runs every waiting statement, so two writes of one row always run one after the
+ * other, and writes of different rows commute.
+ *
  * A write that fails in SQL aborts a PostgreSQL transaction as a whole (unlike SQLite), and
  * a deadlock with another instance's batch aborts it too. Then the batch is rolled back and
  * every write of it is re-run in its own transaction, so each caller gets its own outcome
@@ -18,8 +26,29 @@ import type { Logger } from '../util/logger.ts';
 /** One write: runs its statements on the batch's connection; its result settles the caller. */
 export type PgWrite<T> = (client: pg.PoolClient) => Promise<T>;
 
+/** Writes of one kind that can share one statement (an UPDATE ... FROM unnest, an INSERT ... SELECT). */
+export interface PgBulkKind {
+  /** The table written: the row key of a bulk write is unique within its table. */
+  table: string;
+  /**
+   * The statement for many rows: parameter $n is the array of every row's value n (rows
+   * transposed); it returns one row per row written, whose key `keyOf` gives.
+   */
+  many: string;
+  keyOf: (written: Record<string, unknown>) => string;
+  /** The same write for one row: true when it wrote. */
+  one: (client: pg.PoolClient, row: unknown[]) => Promise<boolean>;
+}
+
+interface Bulk {
+  kind: PgBulkKind;
+  key: string;
+  row: unknown[];
+}
+
 interface Pending {
   run: PgWrite<unknown>;
+  bulk?: Bulk;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -41,6 +70,14 @@ export class PgGroupCommit {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
       // the next setImmediate, so every write issued in this tick joins the same batch
+      this.running ??= new Promise<void>((done) => setImmediate(done)).then(() => this.loop());
+    });
+  }
+
+  /** Queues a bulk write of `row` (the row `key` of `kind.table`); resolves true when it wrote. */
+  enqueueBulk(kind: PgBulkKind, key: string, row: unknown[]): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.queue.push({ run: (c) => kind.one(c, row), bulk: { kind, key, row }, resolve: resolve as (v: unknown) => void, reject });
       this.running ??= new Promise<void>((done) => setImmediate(done)).then(() => this.loop());
     });
   }
@@ -93,23 +130,57 @@ export class PgGroupCommit {
   /** The fast path: the whole batch in one transaction; undefined when a statement failed. */
   private async together(client: pg.PoolClient, batch: Pending[]): Promise<Outcome[] | undefined> {
     if (batch.length === 1) return undefined; // one write: the one-by-one path is the same transaction
-    const outcomes: Outcome[] = [];
+    const outcomes: Outcome[] = new Array(batch.length);
+    // bulk writes waiting for their statement, by kind (indexes into batch), and their rows
+    const waiting = new Map<PgBulkKind, number[]>();
+    const rows = new Set<string>();
+    const flush = async (): Promise<void> => {
+      for (const [kind, indexes] of waiting) await this.many(client, kind, indexes, batch, outcomes);
+      waiting.clear();
+      rows.clear();
+    };
     await client.query('BEGIN');
-    for (const w of batch) {
-      try {
-        outcomes.push({ ok: true, value: await w.run(client) });
-      } catch (err) {
-        if (err instanceof UpdraftError) {
-          outcomes.push({ ok: false, error: err });
+    try {
+      for (let i = 0; i < batch.length; i++) {
+        const w = batch[i]!;
+        if (w.bulk) {
+          const row = `${w.bulk.kind.table}\u0000${w.bulk.key}`;
+          if (rows.has(row)) await flush();
+          rows.add(row);
+          const same = waiting.get(w.bulk.kind);
+          if (same) same.push(i);
+          else waiting.set(w.bulk.kind, [i]);
           continue;
         }
-        await client.query('ROLLBACK');
-        this.deps.logger.debug('batch aborted, re-running its writes one by one', { writes: batch.length, error: messageOf(err) });
-        return undefined;
+        await flush();
+        try {
+          outcomes[i] = { ok: true, value: await w.run(client) };
+        } catch (err) {
+          if (!(err instanceof UpdraftError)) throw err;
+          outcomes[i] = { ok: false, error: err };
+        }
       }
+      await flush();
+    } catch (err) {
+      await client.query('ROLLBACK');
+      this.deps.logger.debug('batch aborted, re-running its writes one by one', { writes: batch.length, error: messageOf(err) });
+      return undefined;
     }
     await client.query('COMMIT');
     return outcomes;
+  }
+
+  /** Runs the bulk writes `indexes` of one kind in one statement (one row: its own). */
+  private async many(client: pg.PoolClient, kind: PgBulkKind, indexes: number[], batch: Pending[], outcomes: Outcome[]): Promise<void> {
+    if (indexes.length === 1) {
+      const i = indexes[0]!;
+      outcomes[i] = { ok: true, value: await kind.one(client, batch[i]!.bulk!.row) };
+      return;
+    }
+    const width = batch[indexes[0]!]!.bulk!.row.length;
+    const columns = Array.from({ length: width }, (_, c) => indexes.map((i) => batch[i]!.bulk!.row[c]));
+    const written = new Set((await client.query(kind.many, columns)).rows.map((r: Record<string, unknown>) => kind.keyOf(r)));
+    for (const i of indexes) outcomes[i] = { ok: true, value: written.has(batch[i]!.bulk!.key) };
   }
 
   /** Each write in its own transaction: the isolation path. */

@@ -15,7 +15,7 @@ import pg from 'pg';
 import { UpdraftError } from '../errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
-import { mapPgError, PgGroupCommit } from './postgres-group-commit.ts';
+import { mapPgError, PgGroupCommit, type PgBulkKind } from './postgres-group-commit.ts';
 import type {
   ArtifactRecord,
   DeviceRecord,
@@ -82,6 +82,56 @@ const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
 
+// The writes of a fleet update, as bulk writes (postgres-group-commit.ts): the rows of a
+// batch unnested from one array per column. Unnested text has the default collation, the
+// keys "C": the comparisons name theirs.
+const shadowKey = (deviceId: unknown, name: unknown) => `${String(deviceId)}\u0000${String(name)}`;
+const executionKey = (jobId: unknown, deviceId: unknown) => `${String(jobId)}\u0000${String(deviceId)}`;
+
+/** Creates a shadow. Row: device_id, name, version, deleted, state, metadata, timestamp. */
+const SHADOW_INSERT: PgBulkKind = {
+  table: 'shadows',
+  many: `INSERT INTO shadows (${SHADOW_COLS})
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::jsonb[], $6::jsonb[], $7::bigint[])
+    ON CONFLICT (device_id, name) DO NOTHING RETURNING device_id, name`,
+  keyOf: (r) => shadowKey(r.device_id, r.name),
+  one: async (c, row) => (await c.query(`INSERT INTO shadows (${SHADOW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, name) DO NOTHING`, row)).rowCount === 1,
+};
+
+/** Updates a shadow from an expected version. Row: device_id, name, expected, version, deleted, state, metadata, timestamp. */
+const SHADOW_UPDATE: PgBulkKind = {
+  table: 'shadows',
+  many: `UPDATE shadows s SET version = v.version, deleted = v.deleted, state = v.state, metadata = v.metadata, timestamp = v.timestamp
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::boolean[], $6::jsonb[], $7::jsonb[], $8::bigint[])
+      AS v (device_id, name, expected, version, deleted, state, metadata, timestamp)
+    WHERE s.device_id = v.device_id COLLATE "C" AND s.name = v.name COLLATE "C" AND s.version = v.expected
+    RETURNING s.device_id, s.name`,
+  keyOf: (r) => shadowKey(r.device_id, r.name),
+  one: async (c, [deviceId, name, expected, ...values]) =>
+    (await c.query('UPDATE shadows SET version = $1, deleted = $2, state = $3, metadata = $4, timestamp = $5 WHERE device_id = $6 AND name = $7 AND version = $8', [...values, deviceId, name, expected]))
+      .rowCount === 1,
+};
+
+/** Updates an execution from the previous row version. Row: job_id, device_id, expected, then the columns set. */
+const EXECUTION_UPDATE: PgBulkKind = {
+  table: 'executions',
+  many: `UPDATE executions e SET status = v.status, details = v.details, queued_at = v.queued_at, updated_at = v.updated_at, version = v.version,
+      wave = v.wave, attempt = v.attempt, dispatched_at = v.dispatched_at, due_at = v.due_at
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::bigint[], $7::bigint[], $8::bigint[], $9::int[], $10::int[], $11::bigint[], $12::bigint[])
+      AS v (job_id, device_id, expected, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at)
+    WHERE e.job_id = v.job_id COLLATE "C" AND e.device_id = v.device_id COLLATE "C" AND e.version = v.expected
+    RETURNING e.job_id, e.device_id`,
+  keyOf: (r) => executionKey(r.job_id, r.device_id),
+  one: async (c, [jobId, deviceId, expected, ...set]) =>
+    (
+      await c.query(
+        `UPDATE executions SET status = $1, details = $2, queued_at = $3, updated_at = $4, version = $5, wave = $6, attempt = $7, dispatched_at = $8, due_at = $9
+         WHERE job_id = $10 AND device_id = $11 AND version = $12`,
+        [...set, jobId, deviceId, expected],
+      )
+    ).rowCount === 1,
+};
+
 /** The PostgreSQL StateStore. */
 export class PostgresStore implements StateStore {
   private readonly deps: PostgresStoreDeps;
@@ -144,19 +194,9 @@ export class PostgresStore implements StateStore {
     // serialised now: the caller may mutate `record` before the batch runs
     const { deviceId, name } = record;
     const values = [record.version, record.deleted, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
-    return this.write(async (c) => {
-      // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused
-      const r =
-        expectedVersion === 0
-          ? await c.query(`INSERT INTO shadows (${SHADOW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, name) DO NOTHING`, [deviceId, name, ...values])
-          : await c.query('UPDATE shadows SET version = $1, deleted = $2, state = $3, metadata = $4, timestamp = $5 WHERE device_id = $6 AND name = $7 AND version = $8', [
-              ...values,
-              deviceId,
-              name,
-              expectedVersion,
-            ]);
-      return r.rowCount === 1;
-    });
+    // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused
+    if (expectedVersion === 0) return this.bulk(SHADOW_INSERT, shadowKey(deviceId, name), [deviceId, name, ...values]);
+    return this.bulk(SHADOW_UPDATE, shadowKey(deviceId, name), [deviceId, name, expectedVersion, ...values]);
   }
 
   async listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>> {
@@ -253,16 +293,21 @@ export class PostgresStore implements StateStore {
   }
 
   async updateExecution(record: ExecutionRecord): Promise<boolean> {
-    const r0 = record;
-    const params = [r0.status, JSON.stringify(r0.details), r0.queuedAt, r0.updatedAt, r0.version, r0.wave ?? 0, r0.attempt ?? 1, r0.dispatchedAt ?? null, r0.dueAt ?? null, r0.jobId, r0.deviceId, r0.version - 1];
-    return this.write(async (c) => {
-      const r = await c.query(
-        `UPDATE executions SET status = $1, details = $2, queued_at = $3, updated_at = $4, version = $5, wave = $6, attempt = $7, dispatched_at = $8, due_at = $9
-         WHERE job_id = $10 AND device_id = $11 AND version = $12`,
-        params,
-      );
-      return r.rowCount === 1;
-    });
+    const r = record;
+    return this.bulk(EXECUTION_UPDATE, executionKey(r.jobId, r.deviceId), [
+      r.jobId,
+      r.deviceId,
+      r.version - 1,
+      r.status,
+      JSON.stringify(r.details),
+      r.queuedAt,
+      r.updatedAt,
+      r.version,
+      r.wave ?? 0,
+      r.attempt ?? 1,
+      r.dispatchedAt ?? null,
+      r.dueAt ?? null,
+    ]);
   }
 
   async listExecutions(filter: { jobId?: string; deviceId?: string }): Promise<ExecutionRecord[]> {
@@ -406,6 +451,12 @@ export class PostgresStore implements StateStore {
   private write<T>(run: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     if (!this.writes) return Promise.reject(this.notOpen());
     return this.writes.enqueue(run);
+  }
+
+  /** Queues a bulk write (one statement for every write of its kind in the batch). */
+  private bulk(kind: PgBulkKind, key: string, row: unknown[]): Promise<boolean> {
+    if (!this.writes) return Promise.reject(this.notOpen());
+    return this.writes.enqueueBulk(kind, key, row);
   }
 
   private notOpen(): UpdraftError {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { UpdraftError } from '../../src/errors.ts';
+import { createLogger } from '../../src/util/logger.ts';
 import { PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
@@ -97,6 +98,27 @@ if (!started.ok) {
       }
       assert.equal(wins, devices.length * 10);
       for (const d of devices) assert.equal((await a.getShadow(d, ''))?.version, 10);
+    });
+
+    it('writes a batch of shadow and execution writes in bulk statements, without falling back to one by one', async () => {
+      const url = await server.createDatabase();
+      const lines: string[] = [];
+      const s = open(url, { logger: createLogger({ level: 'debug', write: (line) => lines.push(line) }) });
+      await s.start();
+      const ids = Array.from({ length: 30 }, (_, i) => `bulk-${i}`);
+      const job = { jobId: 'job-1', artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS' as const, createdAt: 1 };
+      await s.createJob(job, ids.map((deviceId) => ({ jobId: 'job-1', deviceId, status: 'QUEUED' as const, details: {}, queuedAt: 1, updatedAt: 1, version: 1 })));
+      assert.ok((await Promise.all(ids.map((id) => s.putShadow(shadow(id, 1), 0)))).every(Boolean));
+      const written = await Promise.all(
+        ids.flatMap((deviceId) => [
+          s.putShadow(shadow(deviceId, 2, { v: '2' }), 1),
+          s.updateExecution({ jobId: 'job-1', deviceId, status: 'IN_PROGRESS', details: { phase: 'installing' }, queuedAt: 1, updatedAt: 2, version: 2, wave: 0, attempt: 1, dispatchedAt: 2, dueAt: 60 }),
+        ]),
+      );
+      assert.ok(written.every(Boolean));
+      assert.deepEqual(lines.filter((l) => /batch aborted/.test(l)), [], 'no statement of the batch failed');
+      assert.equal((await s.getShadow('bulk-29', ''))?.state.desired?.['v'], '2');
+      assert.deepEqual((await s.listExecutions({ jobId: 'job-1' })).map((e) => [e.status, e.dueAt]), ids.map(() => ['IN_PROGRESS', 60]));
     });
 
     it('gives a write the database refuses its own error without failing its batch', async () => {

@@ -133,6 +133,21 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.getShadow('dev-2', ''), { ...shadow('dev-2', 2, {}), deleted: true });
         }));
 
+      it('answers each of many conditional updates of one tick by its own expected version', () =>
+        withStore(async (store) => {
+          const ids = Array.from({ length: 60 }, (_, i) => `unit-${String(i).padStart(2, '0')}`);
+          await Promise.all(ids.map((id) => store.putShadow(shadow(id, 1, { desired: { v: 1 } }), 0)));
+          // every third device is updated from a stale version, and every fifth is created again
+          const results = await Promise.all(
+            ids.map((id, i) => (i % 5 === 0 ? store.putShadow(shadow(id, 1, { desired: { v: -1 } }), 0) : store.putShadow(shadow(id, 2, { desired: { v: 2 } }), i % 3 === 0 ? 7 : 1))),
+          );
+          assert.deepEqual(results, ids.map((_, i) => i % 5 !== 0 && i % 3 !== 0));
+          for (const [i, id] of ids.entries()) {
+            const wrote = i % 5 !== 0 && i % 3 !== 0;
+            assert.deepEqual(await store.getShadow(id, ''), shadow(id, wrote ? 2 : 1, { desired: { v: wrote ? 2 : 1 } }), id);
+          }
+        }));
+
       it('commits many writes of one tick, every one readable once its promise resolved', () =>
         withStore(async (store) => {
           const ids = Array.from({ length: 500 }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
@@ -307,6 +322,23 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           const c: ExecutionRecord = { ...a, status: 'SUCCEEDED', updatedAt: 3_000, version: 3 };
           assert.deepEqual(await Promise.all([store.updateExecution(a), store.updateExecution(b), store.updateExecution(c)]), [true, false, true]);
           assert.deepEqual(await store.getExecution('job-1', 'dev-1'), c);
+        }));
+
+      it('answers many execution updates of one tick, interleaved with shadow writes, each by its own version', () =>
+        withStore(async (store) => {
+          const queued = Array.from({ length: 40 }, (_, i) => execution('job-1', `dev-${String(i).padStart(2, '0')}`, 1_000));
+          await store.createJob(job('job-1'), queued);
+          const next = (e: ExecutionRecord, i: number): ExecutionRecord =>
+            i % 2 === 0
+              ? { ...e, status: 'IN_PROGRESS', details: { phase: 'downloading', progress: i }, updatedAt: 2_000, version: 2, dispatchedAt: 1_500, dueAt: 9_000 }
+              : { ...e, status: 'SUCCEEDED', updatedAt: 2_000, version: i % 3 === 0 ? 5 : 2 }; // version 5: a stale writer
+          const results = await Promise.all(queued.flatMap((e, i) => [store.updateExecution(next(e, i)), store.putShadow(shadow(e.deviceId, 1, { reported: { i } }), 0)]));
+          assert.deepEqual(results, queued.flatMap((_, i) => [i % 2 === 0 || i % 3 !== 0, true]));
+          for (const [i, e] of queued.entries()) {
+            const wrote = i % 2 === 0 || i % 3 !== 0;
+            assert.deepEqual(await store.getExecution('job-1', e.deviceId), wrote ? next(e, i) : e, e.deviceId);
+            assert.deepEqual(await store.getShadow(e.deviceId, ''), shadow(e.deviceId, 1, { reported: { i } }));
+          }
         }));
 
       it('creates a job and updates its executions in the same tick, in call order', () =>

@@ -114,6 +114,21 @@ export class ExternalBroker implements MessageBus {
       if (deviceId === undefined) return;
       this.requestHandler({ topic, payload, sender: { kind: 'device', id: deviceId } });
     });
+    // mqtt.js handles the packets of a read one per tick and flushes after each, so the
+    // PUBACK of every request went out in its own system call (95% of this connection's
+    // writes under load, and a fifth of the server's time). Writes of a turn of the event
+    // loop that received packets are held until the turn ends and leave together.
+    let corked = false;
+    client.on('packetreceive', () => {
+      const stream = client.stream;
+      if (corked || !stream?.writable) return;
+      corked = true;
+      stream.cork();
+      setImmediate(() => {
+        corked = false;
+        stream.uncork();
+      });
+    });
     client.on('offline', () => log.warn('MQTT broker connection lost; reconnecting', { broker: this.where }));
     client.on('reconnect', () => log.debug('reconnecting to the MQTT broker', { broker: this.where }));
     client.on('error', (err) => log.warn('MQTT broker error', { broker: this.where, error: err.message }));

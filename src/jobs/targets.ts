@@ -6,7 +6,7 @@
 import { UpdraftError } from '../errors.ts';
 import { scanDevices } from '../fleet/device-selector.ts';
 import { parseQuery, type FleetQuery } from '../fleet/query.ts';
-import type { StateStore } from '../store/state-store.ts';
+import type { DeviceRecord, StateStore } from '../store/state-store.ts';
 import type { JobTargets } from './job-spec.ts';
 
 /**
@@ -17,8 +17,9 @@ import type { JobTargets } from './job-spec.ts';
 export async function resolveTargets(store: StateStore, targets: JobTargets, strict: boolean): Promise<string[]> {
   const listed = new Set<string>();
   const queries: FleetQuery[] = [];
-  for (const d of targets.devices ?? []) {
-    const device = await store.getDevice(d);
+  const named = targets.devices ?? [];
+  for (const [n, device] of (await readDevices(store, named)).entries()) {
+    const d = named[n]!;
     if (!device) {
       if (strict) throw new UpdraftError('NOT_FOUND', `device ${d} is not registered; register it with: updraft device register ${d}`);
       continue;
@@ -43,11 +44,8 @@ export async function resolveTargets(store: StateStore, targets: JobTargets, str
 
   const out = new Set(listed);
   if (queries.length === 0) {
-    for (const d of members) {
-      if (out.has(d)) continue;
-      const device = await store.getDevice(d);
-      if (device && !device.revoked) out.add(d);
-    }
+    const others = [...members].filter((d) => !out.has(d));
+    for (const device of await readDevices(store, others)) if (device && !device.revoked) out.add(device.deviceId);
     return [...out].sort();
   }
   const withShadow = queries.some((q) => q.needsShadow);
@@ -60,4 +58,14 @@ export async function resolveTargets(store: StateStore, targets: JobTargets, str
     },
   );
   return [...out].sort();
+}
+
+/**
+ * The devices `ids`, in order, read a thousand at a time: the reads of one chunk are
+ * concurrent (one query on PostgreSQL, whose store batches the point reads of a tick).
+ */
+async function readDevices(store: StateStore, ids: readonly string[]): Promise<(DeviceRecord | undefined)[]> {
+  const out: (DeviceRecord | undefined)[] = [];
+  for (let i = 0; i < ids.length; i += 1_000) out.push(...(await Promise.all(ids.slice(i, i + 1_000).map((d) => store.getDevice(d)))));
+  return out;
 }

@@ -16,6 +16,7 @@ import { UpdraftError } from '../errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
 import { mapPgError, PgGroupCommit, type PgBulkKind } from './postgres-group-commit.ts';
+import { PgReadBatch } from './postgres-read-batch.ts';
 import type {
   ArtifactRecord,
   DeviceRecord,
@@ -139,6 +140,19 @@ export class PostgresStore implements StateStore {
   private pool: pg.Pool | undefined;
   private writes: PgGroupCommit | undefined;
   private stopped = false;
+  // point reads of one tick in one query (postgres-read-batch.ts)
+  private readonly shadowReads = new PgReadBatch<ShadowRow & { i: string }, ShadowRecord>({
+    query: (sql, params) => this.read(sql, params),
+    sql: `SELECT k.i, ${prefixed('s', SHADOW_COLS)} FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (device_id, name, i)
+      JOIN shadows s ON s.device_id = k.device_id COLLATE "C" AND s.name = k.name COLLATE "C"`,
+    toRecord: toShadow,
+  });
+  private readonly deviceReads = new PgReadBatch<DeviceRow & { i: string }, DeviceRecord>({
+    query: (sql, params) => this.read(sql, params),
+    sql: `SELECT k.i, ${prefixed('d', DEVICE_COLS)} FROM unnest($1::text[]) WITH ORDINALITY AS k (device_id, i)
+      JOIN devices d ON d.device_id = k.device_id COLLATE "C"`,
+    toRecord: toDevice,
+  });
 
   constructor(deps: PostgresStoreDeps) {
     this.deps = deps;
@@ -185,9 +199,8 @@ export class PostgresStore implements StateStore {
     await pool.end();
   }
 
-  async getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined> {
-    const rows = await this.read<ShadowRow>(`SELECT ${SHADOW_COLS} FROM shadows WHERE device_id = $1 AND name = $2`, [deviceId, name]);
-    return rows[0] && toShadow(rows[0]);
+  getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined> {
+    return this.shadowReads.get([deviceId, name]);
   }
 
   async putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean> {
@@ -215,9 +228,8 @@ export class PostgresStore implements StateStore {
     });
   }
 
-  async getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
-    const rows = await this.read<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE device_id = $1`, [deviceId]);
-    return rows[0] && toDevice(rows[0]);
+  getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
+    return this.deviceReads.get([deviceId]);
   }
 
   async updateDevice(record: DeviceRecord): Promise<boolean> {
@@ -473,6 +485,14 @@ export function redactPostgresUrl(url: string): string {
   } catch {
     return 'postgres://(unparseable URL)';
   }
+}
+
+/** `a.x, a.y` from `x, y`. */
+function prefixed(alias: string, cols: string): string {
+  return cols
+    .split(', ')
+    .map((c) => `${alias}.${c}`)
+    .join(', ');
 }
 
 function checkLimit(limit: number): number {

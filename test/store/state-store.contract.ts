@@ -148,6 +148,24 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           }
         }));
 
+      it('answers many reads of one tick, each caller with its own record, missing ones undefined', () =>
+        withStore(async (store) => {
+          await Promise.all(['r1', 'r2', 'r3'].map((id, i) => store.putShadow(shadow(id, 1, { reported: { i } }), 0)));
+          await store.putShadow({ ...shadow('r1', 1, { desired: { named: true } }), name: 'cfg' }, 0);
+          const keys: [string, string][] = [['r1', ''], ['r2', ''], ['nope', ''], ['r1', ''], ['r1', 'cfg'], ['r3', 'cfg'], ['r3', '']];
+          const read = await Promise.all(keys.map(([id, name]) => store.getShadow(id, name)));
+          assert.deepEqual(read, [
+            shadow('r1', 1, { reported: { i: 0 } }),
+            shadow('r2', 1, { reported: { i: 1 } }),
+            undefined,
+            shadow('r1', 1, { reported: { i: 0 } }),
+            { ...shadow('r1', 1, { desired: { named: true } }), name: 'cfg' },
+            undefined,
+            shadow('r3', 1, { reported: { i: 2 } }),
+          ]);
+          assert.notEqual(read[0]!.state, read[3]!.state, 'two reads of one shadow share no object');
+        }));
+
       it('commits many writes of one tick, every one readable once its promise resolved', () =>
         withStore(async (store) => {
           const ids = Array.from({ length: 500 }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
@@ -189,6 +207,14 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           await store.createDevice(withBrokerHash);
           assert.deepEqual(await store.getDevice('dev-3'), withBrokerHash);
           assert.equal(await store.getDevice('nobody'), undefined);
+        }));
+
+      it('answers many device reads of one tick, each caller with its own record', () =>
+        withStore(async (store) => {
+          await Promise.all(['a', 'b'].map((id) => store.createDevice(device(id))));
+          const read = await Promise.all(['a', 'x', 'b', 'a'].map((id) => store.getDevice(id)));
+          assert.deepEqual(read, [device('a'), undefined, device('b'), device('a')]);
+          assert.notEqual(read[0]!.attributes, read[3]!.attributes, 'two reads of one device share no object');
         }));
 
       it('updates conditionally on the row version', () =>

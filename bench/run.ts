@@ -105,18 +105,23 @@ await stopExternal();
 
 const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency`);
 await writeFile(`${values.out}/chart.svg`, chart);
-const head = updates.at(-1)!;
+// the headline is the largest connected update; a run of other scenarios only (--sizes 0) has none
+const head = updates.at(-1);
 const summary = {
   system: external ? 'external' : 'embedded',
-  devices: head.devices,
-  updates_per_s: head.updates_per_s,
-  p50_ms: head.p50_ms,
-  p99_ms: head.p99_ms,
-  broker_msgs_per_s: brokerRate,
-  msgs_per_update: head.msgs_per_update,
-  efficiency: round((head.updates_per_s * head.msgs_per_update) / brokerRate, 2),
-  server_rss_mb: head.server_rss_mb,
-  rss_kb_per_device: head.rss_kb_per_device,
+  ...(head
+    ? {
+        devices: head.devices,
+        updates_per_s: head.updates_per_s,
+        p50_ms: head.p50_ms,
+        p99_ms: head.p99_ms,
+        broker_msgs_per_s: brokerRate,
+        msgs_per_update: head.msgs_per_update,
+        efficiency: round((head.updates_per_s * head.msgs_per_update) / brokerRate, 2),
+        server_rss_mb: head.server_rss_mb,
+        rss_kb_per_device: head.rss_kb_per_device,
+      }
+    : {}),
   lost: Math.max(...updates.map((u) => u.lost), rollout?.lost ?? 0),
   replica_ops_per_s: ops?.ops_per_s,
   replica_p99_ms: ops?.p99_ms,

@@ -141,16 +141,18 @@ export class PostgresStore implements StateStore {
   private writes: PgGroupCommit | undefined;
   private stopped = false;
   // point reads of one tick in one query (postgres-read-batch.ts)
-  private readonly shadowReads = new PgReadBatch<ShadowRow & { i: string }, ShadowRecord>({
+  private readonly shadowReads = new PgReadBatch<ShadowRow & { i?: string }, ShadowRecord>({
     query: (sql, params) => this.read(sql, params),
     sql: `SELECT k.i, ${prefixed('s', SHADOW_COLS)} FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (device_id, name, i)
       JOIN shadows s ON s.device_id = k.device_id COLLATE "C" AND s.name = k.name COLLATE "C"`,
+    single: `SELECT ${SHADOW_COLS} FROM shadows WHERE device_id = $1 AND name = $2`,
     toRecord: toShadow,
   });
-  private readonly deviceReads = new PgReadBatch<DeviceRow & { i: string }, DeviceRecord>({
+  private readonly deviceReads = new PgReadBatch<DeviceRow & { i?: string }, DeviceRecord>({
     query: (sql, params) => this.read(sql, params),
     sql: `SELECT k.i, ${prefixed('d', DEVICE_COLS)} FROM unnest($1::text[]) WITH ORDINALITY AS k (device_id, i)
       JOIN devices d ON d.device_id = k.device_id COLLATE "C"`,
+    single: `SELECT ${DEVICE_COLS} FROM devices WHERE device_id = $1`,
     toRecord: toDevice,
   });
 

@@ -6,7 +6,7 @@
  * contract's "in call order").
  *
  * The writes a fleet update is made of (shadow puts, execution updates) are *bulk* writes:
- * consecutive bulk writes of one kind share ONE statement over unnested arrays, so a batch
+ * the bulk writes of one kind in a batch share ONE statement over unnested arrays, so a batch
  * of a thousand costs a handful of round trips instead of a thousand (each `await` of a
  * query is a round trip: node-postgres does not pipeline). Call order still holds: a bulk
  * write whose row (table and key) is already waiting in the batch, or any other write,
@@ -67,19 +67,18 @@ export class PgGroupCommit {
 
   /** Queues `run`; resolves with its result after its transaction committed. */
   enqueue<T>(run: PgWrite<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
-      // the next setImmediate, so every write issued in this tick joins the same batch
-      this.running ??= new Promise<void>((done) => setImmediate(done)).then(() => this.loop());
-    });
+    return new Promise<T>((resolve, reject) => this.push({ run, resolve: resolve as (v: unknown) => void, reject }));
   }
 
   /** Queues a bulk write of `row` (the row `key` of `kind.table`); resolves true when it wrote. */
   enqueueBulk(kind: PgBulkKind, key: string, row: unknown[]): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      this.queue.push({ run: (c) => kind.one(c, row), bulk: { kind, key, row }, resolve: resolve as (v: unknown) => void, reject });
-      this.running ??= new Promise<void>((done) => setImmediate(done)).then(() => this.loop());
-    });
+    return new Promise<boolean>((resolve, reject) => this.push({ run: (c) => kind.one(c, row), bulk: { kind, key, row }, resolve: resolve as (v: unknown) => void, reject }));
+  }
+
+  private push(write: Pending): void {
+    this.queue.push(write);
+    // the next setImmediate, so every write issued in this tick joins the same batch
+    this.running ??= new Promise<void>((done) => setImmediate(done)).then(() => this.loop());
   }
 
   /** Resolves when every queued write has been settled. */

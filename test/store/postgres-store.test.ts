@@ -98,6 +98,17 @@ if (!started.ok) {
       }
       assert.equal(wins, devices.length * 10);
       for (const d of devices) assert.equal((await a.getShadow(d, ''))?.version, 10);
+      // the same for execution updates, which also go in bulk statements
+      const job = { jobId: 'race', artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS' as const, createdAt: 1 };
+      const exec = (deviceId: string, version: number, by: string) => ({ jobId: 'race', deviceId, status: 'IN_PROGRESS' as const, details: { by }, queuedAt: 1, updatedAt: version, version });
+      await a.createJob(job, devices.map((d) => exec(d, 1, 'none')));
+      for (let v = 2; v <= 6; v++) {
+        const results = await Promise.all(devices.flatMap((d) => [a.updateExecution(exec(d, v, 'a')), b.updateExecution(exec(d, v, 'b'))]));
+        for (let i = 0; i < devices.length; i++) {
+          assert.equal(Number(results[2 * i]) + Number(results[2 * i + 1]), 1, `exactly one winner for execution ${devices[i]} at version ${v}`);
+        }
+      }
+      for (const d of devices) assert.equal((await b.getExecution('race', d))?.version, 6);
     });
 
     it('writes a batch of shadow and execution writes in bulk statements, without falling back to one by one', async () => {

@@ -116,7 +116,7 @@ export class ExternalBroker implements MessageBus {
     });
     // mqtt.js handles the packets of a read one per tick and flushes after each, so the
     // PUBACK of every request went out in its own system call (95% of this connection's
-    // writes under load, and a fifth of the server's time). Writes of a turn of the event
+    // writes under load, measured with strace). Writes of a turn of the event
     // loop that received packets are held until the turn ends and leave together.
     let corked = false;
     client.on('packetreceive', () => {

@@ -168,8 +168,8 @@ export class ShadowReplica {
       // that are offline signs no URL for them, and `documents`, which agents never read,
       // costs nothing. A device that subscribes later catches up with `get`.
       // The answers are published one after the other without waiting for each to be
-      // acknowledged (one connection keeps them in order), so they leave in one write and
-      // one broker round trip instead of three; the update resolves once all are.
+      // acknowledged (one connection keeps them in order), so they can leave in one write
+      // and cost one broker round trip instead of three; the update resolves once all are.
       const wanted = (topic: string) => this.deps.bus.hasSubscribers?.(topic) !== false;
       const answers: Promise<void>[] = [];
       const acceptedTopic = answerTopic(ref, 'update', 'accepted');

@@ -6,7 +6,8 @@
  *
  * Robust by construction rather than by luck:
  * - nothing depends on having been online: on every connect it reports what runs, then asks
- *   for its document (`get`) and acts on the delta in the answer;
+ *   for its document (`get`) and acts on the delta in the answer (unless the report's own
+ *   delta already brought the command);
  * - the in-flight update is persisted before it is acted on; a restart resumes it (download
  *   from the partial file, install through `Installer.recover`, report still owed);
  * - a command for a job already finished is acknowledged (its outcome re-reported), never
@@ -69,6 +70,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private markReady: () => void = () => {};
   private online = false;
   private session = 0;
+  /** Deltas with a software section heard so far (the catch-up skips its `get` after one). */
+  private softwareDeltas = 0;
   private syncTimer: NodeJS.Timeout | undefined;
   private readonly wakers = new Set<() => void>();
   private lastError: string | undefined;
@@ -222,7 +225,18 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       await this.client?.subscribeAsync([deltaTopic(d), ...this.requester!.answerTopics()], { qos: 0 });
       if (session !== this.session || !this.started) return;
       this.markReady();
+      const heard = this.softwareDeltas;
       await this.reportCurrent();
+      if (session !== this.session || !this.started) return;
+      // When desired software differs, the report's own delta carries the whole command, as
+      // the `get` would: the replica publishes an update's answers back to back, so it comes
+      // in the same read as the report's `accepted`, handled one packet per tick before the
+      // next turn of the event loop. Then the `get` is skipped (a fleet cycling online saves
+      // a request, the full document and a URL signature per visit). A delta that comes later
+      // costs nothing but the `get` as before; one heard is never stale (it came after the
+      // subscription, and a newer desired state sends a newer delta).
+      await new Promise((resolve) => setImmediate(resolve));
+      if (session !== this.session || !this.started || this.softwareDeltas > heard) return;
       const doc = await this.getDocument();
       if (session !== this.session || !this.started) return;
       if (doc) this.handleDocument(doc);
@@ -262,7 +276,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (!isJsonObject(delta) || !isJsonObject(delta.state)) return;
     this.emit('delta', delta);
     // other keys of the delta belong to the application, not to the update agent
-    if (delta.state.software !== undefined) this.handleCommand(delta.state.software, numberOrUndefined(delta.version));
+    if (delta.state.software !== undefined) {
+      this.softwareDeltas++;
+      this.handleCommand(delta.state.software, numberOrUndefined(delta.version));
+    }
   }
 
   /** A `get` answer: its `state.delta.software`, if any, is the command to act on. */

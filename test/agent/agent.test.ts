@@ -116,6 +116,24 @@ describe('UpdateAgent', () => {
     assert.equal(f.server.differs, false);
   });
 
+  it('skips the get when the delta answering its connect report already brought the command', async () => {
+    f.server.deltaFirst = true;
+    await f.server.setDesired(f.software('job-from-report')); // nobody listens yet
+    const agent = f.agent(slots());
+    const finished = nextEvent(agent, 'job-finished');
+    await agent.start();
+    assert.equal((await finished).status, 'SUCCESS');
+    assert.equal(f.server.gets, 0, 'no get: the report\'s delta carried the command');
+  });
+
+  it('still asks for its document when no delta with software answered its connect report', async () => {
+    f.server.deltaFirst = true; // a delta would come first, but nothing is desired
+    const agent = f.agent(slots());
+    await agent.start();
+    await f.server.until(() => f.server.gets === 1, 'the catch-up get');
+    assert.equal(f.server.reports.length, 1, 'the connect report came first');
+  });
+
   it('resumes a download interrupted by a restart from the partial file', async () => {
     f.http.mode = 'stall';
     const first = f.agent(slots());

@@ -27,6 +27,8 @@ export class FakeShadowServer {
   issueUrl: (sw: DesiredSoftware) => { url: string; urlExpiresAt: number };
   /** The next N requests are swallowed without an answer. */
   dropNext = 0;
+  /** Answer an update with its delta before its accepted (the agent then has the command before its report resolves). */
+  deltaFirst = false;
   private waiters: (() => void)[] = [];
 
   private constructor(client: MqttClient, deviceId: string, issueUrl: (sw: DesiredSoftware) => { url: string; urlExpiresAt: number }) {
@@ -116,12 +118,13 @@ export class FakeShadowServer {
       merge(this.reported, reported);
       if (isObj(reported.software)) this.reports.push(reported.software);
       this.version++;
+      if (this.deltaFirst) await this.publishDelta();
       await this.client.publishAsync(
         answerTopic(this.ref, 'update', 'accepted'),
         JSON.stringify({ state: { reported }, metadata: {}, version: this.version, timestamp: now, clientToken: req.clientToken }),
         { qos: 1 },
       );
-      await this.publishDelta();
+      if (!this.deltaFirst) await this.publishDelta();
     } else {
       this.gets++;
       const state: JsonObject = { reported: this.reported };

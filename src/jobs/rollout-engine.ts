@@ -186,12 +186,12 @@ export class RolloutEngine {
     this.refill.unref?.();
   }
 
-  /** A device came online: remember its executions still to send, for their jobs' next step. */
   /** A device came online: looked up only while this instance leads and some job is active. */
   private onArrival(deviceId: string): void {
     if (this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
   }
 
+  /** Remembers the arrived device's executions still to send, for their jobs' next step. */
   private async arrive(deviceId: string): Promise<void> {
     try {
       let any = false;

@@ -86,8 +86,8 @@ const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated
 // The writes of a fleet update, as bulk writes (postgres-group-commit.ts): the rows of a
 // batch unnested from one array per column. Unnested text has the default collation, the
 // keys "C": the comparisons name theirs.
-const shadowKey = (deviceId: unknown, name: unknown) => `${String(deviceId)}\u0000${String(name)}`;
-const executionKey = (jobId: unknown, deviceId: unknown) => `${String(jobId)}\u0000${String(deviceId)}`;
+/** A row's key within its table, from its key columns (device and name, job and device). */
+const rowKey = (a: unknown, b: unknown) => `${String(a)}\u0000${String(b)}`;
 
 /** Creates a shadow. Row: device_id, name, version, deleted, state, metadata, timestamp. */
 const SHADOW_INSERT: PgBulkKind = {
@@ -95,7 +95,7 @@ const SHADOW_INSERT: PgBulkKind = {
   many: `INSERT INTO shadows (${SHADOW_COLS})
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::jsonb[], $6::jsonb[], $7::bigint[])
     ON CONFLICT (device_id, name) DO NOTHING RETURNING device_id, name`,
-  keyOf: (r) => shadowKey(r.device_id, r.name),
+  keyOf: (r) => rowKey(r.device_id, r.name),
   one: async (c, row) => (await c.query(`INSERT INTO shadows (${SHADOW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, name) DO NOTHING`, row)).rowCount === 1,
 };
 
@@ -107,7 +107,7 @@ const SHADOW_UPDATE: PgBulkKind = {
       AS v (device_id, name, expected, version, deleted, state, metadata, timestamp)
     WHERE s.device_id = v.device_id COLLATE "C" AND s.name = v.name COLLATE "C" AND s.version = v.expected
     RETURNING s.device_id, s.name`,
-  keyOf: (r) => shadowKey(r.device_id, r.name),
+  keyOf: (r) => rowKey(r.device_id, r.name),
   one: async (c, [deviceId, name, expected, ...values]) =>
     (await c.query('UPDATE shadows SET version = $1, deleted = $2, state = $3, metadata = $4, timestamp = $5 WHERE device_id = $6 AND name = $7 AND version = $8', [...values, deviceId, name, expected]))
       .rowCount === 1,
@@ -122,7 +122,7 @@ const EXECUTION_UPDATE: PgBulkKind = {
       AS v (job_id, device_id, expected, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at)
     WHERE e.job_id = v.job_id COLLATE "C" AND e.device_id = v.device_id COLLATE "C" AND e.version = v.expected
     RETURNING e.job_id, e.device_id`,
-  keyOf: (r) => executionKey(r.job_id, r.device_id),
+  keyOf: (r) => rowKey(r.job_id, r.device_id),
   one: async (c, [jobId, deviceId, expected, ...set]) =>
     (
       await c.query(
@@ -210,8 +210,8 @@ export class PostgresStore implements StateStore {
     const { deviceId, name } = record;
     const values = [record.version, record.deleted, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
     // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused
-    if (expectedVersion === 0) return this.bulk(SHADOW_INSERT, shadowKey(deviceId, name), [deviceId, name, ...values]);
-    return this.bulk(SHADOW_UPDATE, shadowKey(deviceId, name), [deviceId, name, expectedVersion, ...values]);
+    if (expectedVersion === 0) return this.bulk(SHADOW_INSERT, rowKey(deviceId, name), [deviceId, name, ...values]);
+    return this.bulk(SHADOW_UPDATE, rowKey(deviceId, name), [deviceId, name, expectedVersion, ...values]);
   }
 
   async listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>> {
@@ -308,7 +308,7 @@ export class PostgresStore implements StateStore {
 
   async updateExecution(record: ExecutionRecord): Promise<boolean> {
     const r = record;
-    return this.bulk(EXECUTION_UPDATE, executionKey(r.jobId, r.deviceId), [
+    return this.bulk(EXECUTION_UPDATE, rowKey(r.jobId, r.deviceId), [
       r.jobId,
       r.deviceId,
       r.version - 1,

@@ -110,6 +110,63 @@ export const PG_MIGRATIONS: readonly string[] = [
   DROP INDEX executions_job_status;
   CREATE INDEX executions_job_status ON executions (job_id, status, wave, dispatched_at);
   `,
+  `
+  -- issue 7: a job's execution counts kept up to date by triggers, in the same transaction as
+  -- the writes, so counting reads a handful of rows instead of the job's executions (220-400 ms
+  -- over 1,000,000 executions at every early tick of the rollout engine, whose ticks were
+  -- spaced out accordingly, which slowed refilling the in-flight window).
+  -- Statement triggers with transition tables: a bulk write of 1,000 executions adds one row
+  -- per (wave, status) it touched, not 1,000 updates of the same row. The counts are sharded
+  -- by backend so that instances writing the same job at once do not queue (or deadlock) on
+  -- one hot row; a count is the sum over its shards, and a shard may go negative.
+  -- Writes are held off while the counts are filled in, so that none is missed.
+  LOCK TABLE executions IN SHARE ROW EXCLUSIVE MODE;
+  CREATE TABLE execution_counts (
+    job_id     TEXT COLLATE "C" NOT NULL,
+    wave       INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    dispatched BOOLEAN NOT NULL,
+    shard      SMALLINT NOT NULL,
+    count      BIGINT NOT NULL,
+    PRIMARY KEY (job_id, wave, status, dispatched, shard)
+  );
+  INSERT INTO execution_counts (job_id, wave, status, dispatched, shard, count)
+    SELECT job_id, wave, status, dispatched_at IS NOT NULL, 0, COUNT(*) FROM executions GROUP BY 1, 2, 3, 4;
+  CREATE FUNCTION updraft_count_executions() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    -- each branch names only the transition tables its trigger has (a statement is planned
+    -- when first run); the rows are ordered, so two transactions lock those they share in one order
+    IF TG_OP = 'INSERT' THEN
+      INSERT INTO execution_counts (job_id, wave, status, dispatched, shard, count)
+        SELECT job_id, wave, status, dispatched_at IS NOT NULL, pg_backend_pid() % 16, COUNT(*) FROM new_rows
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (job_id, wave, status, dispatched, shard) DO UPDATE SET count = execution_counts.count + EXCLUDED.count;
+    ELSIF TG_OP = 'UPDATE' THEN
+      INSERT INTO execution_counts (job_id, wave, status, dispatched, shard, count)
+        SELECT job_id, wave, status, dispatched, pg_backend_pid() % 16, SUM(n)
+        FROM (
+          SELECT job_id, wave, status, dispatched_at IS NOT NULL AS dispatched, 1 AS n FROM new_rows
+          UNION ALL
+          SELECT job_id, wave, status, dispatched_at IS NOT NULL, -1 FROM old_rows
+        ) c
+        -- a progress report changes none of these: nothing to write
+        GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (job_id, wave, status, dispatched, shard) DO UPDATE SET count = execution_counts.count + EXCLUDED.count;
+    ELSE
+      INSERT INTO execution_counts (job_id, wave, status, dispatched, shard, count)
+        SELECT job_id, wave, status, dispatched_at IS NOT NULL, pg_backend_pid() % 16, -COUNT(*) FROM old_rows
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (job_id, wave, status, dispatched, shard) DO UPDATE SET count = execution_counts.count + EXCLUDED.count;
+    END IF;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER executions_count_insert AFTER INSERT ON executions REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION updraft_count_executions();
+  CREATE TRIGGER executions_count_update AFTER UPDATE ON executions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION updraft_count_executions();
+  CREATE TRIGGER executions_count_delete AFTER DELETE ON executions REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION updraft_count_executions();
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -412,7 +412,9 @@ export class PostgresStore implements StateStore {
 
   async countExecutions(jobId: string): Promise<ExecutionCount[]> {
     const rows = await this.read<{ wave: number; status: string; count: string; dispatched: string }>(
-      'SELECT wave, status, COUNT(*) AS count, COUNT(dispatched_at) AS dispatched FROM executions WHERE job_id = $1 GROUP BY wave, status ORDER BY wave, status COLLATE "C"',
+      // execution_counts: kept by triggers (see PG_MIGRATIONS), summed over its shards
+      `SELECT wave, status, SUM(count) AS count, COALESCE(SUM(count) FILTER (WHERE dispatched), 0) AS dispatched FROM execution_counts
+       WHERE job_id = $1 GROUP BY wave, status HAVING SUM(count) > 0 ORDER BY wave, status COLLATE "C"`,
       [jobId],
     );
     return rows.map((r) => ({ wave: r.wave, status: r.status as ExecutionStatus, count: Number(r.count), dispatched: Number(r.dispatched) }));

@@ -65,6 +65,38 @@ if (!started.ok) {
       assert.equal(await s.putShadow(shadow('a', 1), 0), true);
     });
 
+    it('fills in the execution counts of a database migrated from before they were kept', async () => {
+      const url = await server.createDatabase();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        // the schema as the previous release left it, with a job's executions in it
+        await c.query('CREATE TABLE updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
+        for (const [i, sql] of PG_MIGRATIONS.slice(0, -1).entries()) {
+          await c.query(sql);
+          await c.query('INSERT INTO updraft_migrations (version) VALUES ($1)', [i + 1]);
+        }
+        await c.query(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, wave, dispatched_at) VALUES
+          ('j', 'a', 'QUEUED', '{}', 1, 1, 1, 0, NULL), ('j', 'b', 'QUEUED', '{}', 1, 1, 1, 0, 5), ('j', 'c', 'SUCCEEDED', '{}', 1, 1, 1, 1, 5), ('k', 'a', 'QUEUED', '{}', 1, 1, 1, 0, NULL)`);
+      } finally {
+        await c.end();
+      }
+      const store = open(url);
+      await store.start();
+      assert.deepEqual(await store.countExecutions('j'), [
+        { wave: 0, status: 'QUEUED', count: 2, dispatched: 1 },
+        { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
+      ]);
+      // and kept from then on
+      const b = (await store.getExecution('j', 'b'))!;
+      assert.equal(await store.updateExecution({ ...b, status: 'IN_PROGRESS', version: 2 }), true);
+      assert.deepEqual(await store.countExecutions('j'), [
+        { wave: 0, status: 'IN_PROGRESS', count: 1, dispatched: 1 },
+        { wave: 0, status: 'QUEUED', count: 1, dispatched: 0 },
+        { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
+      ]);
+    });
+
     it('refuses a database from a newer schema with a CONFIG error', async () => {
       const url = await server.createDatabase();
       const c = new pg.Client({ connectionString: url });

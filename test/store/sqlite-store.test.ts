@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../../src/errors.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
-import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.ts';
 import { stateStoreContract } from './state-store.contract.ts';
 
 async function tempDir(): Promise<string> {
@@ -130,6 +130,34 @@ describe('SqliteStore specifics', () => {
     const { file, store } = await fresh();
     await fs.writeFile(file, 'this is not an SQLite database, just text long enough to have a header '.repeat(10));
     await assert.rejects(store.start(), isConfig(file, /not a valid SQLite database/));
+  });
+
+  it('fills in the execution counts of a database migrated from before they were kept', async () => {
+    const { file, store } = await fresh();
+    // the schema as the previous release left it, with a job's executions in it
+    const raw = new Database(file);
+    for (const sql of SQLITE_MIGRATIONS.slice(0, -1)) raw.exec(sql);
+    raw.pragma(`user_version = ${SQLITE_MIGRATIONS.length - 1}`);
+    const insert = raw.prepare('INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, wave, dispatched_at) VALUES (?, ?, ?, ?, 1, 1, 1, ?, ?)');
+    insert.run('j', 'a', 'QUEUED', '{}', 0, null);
+    insert.run('j', 'b', 'QUEUED', '{}', 0, 5);
+    insert.run('j', 'c', 'SUCCEEDED', '{}', 1, 5);
+    insert.run('k', 'a', 'QUEUED', '{}', 0, null);
+    raw.close();
+    await store.start();
+    assert.deepEqual(await store.countExecutions('j'), [
+      { wave: 0, status: 'QUEUED', count: 2, dispatched: 1 },
+      { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
+    ]);
+    // and kept from then on
+    const b = (await store.getExecution('j', 'b'))!;
+    assert.equal(await store.updateExecution({ ...b, status: 'IN_PROGRESS', version: 2 }), true);
+    assert.deepEqual(await store.countExecutions('j'), [
+      { wave: 0, status: 'IN_PROGRESS', count: 1, dispatched: 1 },
+      { wave: 0, status: 'QUEUED', count: 1, dispatched: 0 },
+      { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
+    ]);
+    await store.stop();
   });
 
   it('reports a CONFIG error for a database from a newer schema', async () => {

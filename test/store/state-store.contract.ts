@@ -490,6 +490,60 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.countExecutions('job-404'), []);
         }));
 
+      it('keeps the counts equal to a recount through every kind of execution write', () =>
+        withStore(async (store) => {
+          /** The counts the way countExecutions promises them, recomputed from the rows themselves. */
+          async function recount(jobId: string) {
+            const byKey = new Map<string, { wave: number; status: string; count: number; dispatched: number }>();
+            const page = await store.listJobExecutions(jobId, { limit: 1000 });
+            for (const e of page.items) {
+              const key = `${e.wave ?? 0} ${e.status}`;
+              const c = byKey.get(key) ?? { wave: e.wave ?? 0, status: e.status, count: 0, dispatched: 0 };
+              c.count++;
+              if (e.dispatchedAt !== undefined) c.dispatched++;
+              byKey.set(key, c);
+            }
+            return sortBy([...byKey.values()], (c) => `${c.wave} ${c.status}`);
+          }
+          const counted = async (jobId: string) => sortBy(await store.countExecutions(jobId), (c) => `${c.wave} ${c.status}`);
+          const ids = Array.from({ length: 40 }, (_, i) => `d${String(i).padStart(2, '0')}`);
+          await store.createJob(job('job-1'), ids.slice(0, 30).map((d, i) => ({ ...execution('job-1', d, 1), wave: i % 3 })));
+          await store.createJob(job('job-2'), [execution('job-2', 'd00', 1)]);
+          // 10 new, 5 already there (skipped: counted once)
+          assert.equal(await store.addExecutions(ids.slice(25).map((d) => ({ ...execution('job-1', d, 2), wave: 3 }))), 10);
+          assert.deepEqual(await counted('job-1'), await recount('job-1'));
+
+          // many writes in one tick (PostgreSQL writes them in bulk): dispatch, start, finish, move waves
+          let current = (await store.listJobExecutions('job-1', { limit: 1000 })).items;
+          const step = (e: ExecutionRecord, i: number): ExecutionRecord => {
+            const next = { ...e, version: e.version + 1, updatedAt: e.updatedAt + 1 };
+            if (i % 5 === 0) return { ...next, dispatchedAt: 10 };
+            if (i % 5 === 1) return { ...next, status: 'IN_PROGRESS', dispatchedAt: 10 };
+            if (i % 5 === 2) return { ...next, status: 'SUCCEEDED', dispatchedAt: 10 };
+            if (i % 5 === 3) return { ...next, wave: (next.wave ?? 0) + 1 };
+            return { ...next, details: { progress: 0.5 } }; // changes no count
+          };
+          let results = await Promise.all(current.map((e, i) => store.updateExecution(step(e, i))));
+          assert.ok(results.every(Boolean));
+          assert.deepEqual(await counted('job-1'), await recount('job-1'));
+
+          // stale writes (the version moved on) change nothing, counts included
+          results = await Promise.all(current.slice(0, 10).map((e) => store.updateExecution({ ...e, status: 'FAILED', version: e.version + 1 })));
+          assert.ok(results.every((r) => r === false));
+          assert.deepEqual(await counted('job-1'), await recount('job-1'));
+
+          // one at a time, and back: a device leaves IN_PROGRESS for FAILED, then is queued again undispatched
+          current = (await store.listJobExecutions('job-1', { limit: 1000 })).items;
+          const e = current.find((x) => x.status === 'IN_PROGRESS')!;
+          assert.equal(await store.updateExecution({ ...e, status: 'FAILED', version: e.version + 1 }), true);
+          const { dispatchedAt: _d, ...requeued } = { ...e, status: 'QUEUED' as const, version: e.version + 2 };
+          assert.equal(await store.updateExecution(requeued), true);
+          assert.deepEqual(await counted('job-1'), await recount('job-1'));
+          const total = (await counted('job-1')).reduce((n, c) => n + c.count, 0);
+          assert.equal(total, 40);
+          assert.deepEqual(await counted('job-2'), [{ wave: 0, status: 'QUEUED', count: 1, dispatched: 0 }], 'another job is counted apart');
+        }));
+
       it('creates, updates (conditionally), lists and deletes groups', () =>
         withStore(async (store) => {
           const g: GroupRecord = { name: 'eu', kind: 'static', devices: ['dev-1', 'dev-2'], description: 'Europe', createdAt: 1, updatedAt: 1, version: 1 };

@@ -126,7 +126,7 @@ const summary = {
   replica_ops_per_s: ops?.ops_per_s,
   replica_p99_ms: ops?.p99_ms,
   ...(rollout ? { rollout_devices: rollout.devices, rollout_s: rollout.seconds, rollout_lost: rollout.lost } : {}),
-  ...(store ? { store_shadows: store.shadows, store_insert_per_s: store.insert_per_s, store_point_reads_per_s: store.point_reads_per_s, store_fleet_scan_s: store.fleet_scan_s } : {}),
+  ...(store ? { store_shadows: store.shadows, store_insert_per_s: store.insert_per_s, store_point_reads_per_s: store.point_reads_per_s, store_fleet_scan_s: store.fleet_scan_s, store_job_create_s: store.job_create_s, store_job_count_ms: store.job_count_ms } : {}),
 };
 await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, summary }, null, 2));
 log(`\nchart: ${values.out}/chart.svg, raw figures: ${values.out}/latest.json`);

@@ -10,7 +10,7 @@ import { registerFleet } from '../src/sim/register-fleet.ts';
 import type { SimDevice } from '../src/sim/fleet-simulator.ts';
 import { PostgresStore } from '../src/store/postgres-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
-import type { ShadowRecord, StateStore } from '../src/store/state-store.ts';
+import type { ExecutionRecord, ShadowRecord, StateStore } from '../src/store/state-store.ts';
 import { freePort } from '../test/helpers/free-port.ts';
 import { startExternal, type ExternalParts } from './external.ts';
 import { spawnUpdraft, type Child } from './processes.ts';
@@ -339,7 +339,10 @@ export async function replicaOps(server: BenchServer, clients = 200, window = 8,
  * Scenario 4: a store with many shadows: insert, point read, fleet query. The embedded
  * SQLite file, or PostgreSQL when `pgUrl` names an (empty) database.
  */
-export async function storeAtScale(count: number, pgUrl?: string): Promise<{ shadows: number; insert_per_s: number; point_reads_per_s: number; fleet_scan_s: number; db_mb: number }> {
+export async function storeAtScale(
+  count: number,
+  pgUrl?: string,
+): Promise<{ shadows: number; insert_per_s: number; point_reads_per_s: number; fleet_scan_s: number; job_create_s: number; job_create_max_stall_ms: number; job_count_ms: number; db_mb: number }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-store-'));
   const store: StateStore = pgUrl ? new PostgresStore({ url: pgUrl }) : new SqliteStore({ path: path.join(dir, 'bench.db') });
   await store.start();
@@ -377,12 +380,49 @@ export async function storeAtScale(count: number, pgUrl?: string): Promise<{ sha
     }
     const scan = (performance.now() - t) / 1000;
     if ((versions.get('1.0.0') ?? 0) !== Math.ceil(count / 10)) throw new Error('fleet query miscounted');
+    const job = await jobAtScale(store, count);
     const size = pgUrl ? await postgresDatabaseBytes(pgUrl) : (await import('node:fs/promises').then((fs) => fs.stat(path.join(dir, 'bench.db')))).size;
-    return { shadows: count, insert_per_s: round(insert, 0), point_reads_per_s: round(pointReads, 0), fleet_scan_s: round(scan, 2), db_mb: round(size / 2 ** 20, 0) };
+    return { shadows: count, insert_per_s: round(insert, 0), point_reads_per_s: round(pointReads, 0), fleet_scan_s: round(scan, 2), ...job, db_mb: round(size / 2 ** 20, 0) };
   } finally {
     await store.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A job of `count` devices, created the way the job service does (one createJob), then counted
+ * the way the rollout engine does at each tick, and counted again after 10,000 dispatches.
+ * `job_create_max_stall_ms`: the longest the event loop was held meanwhile (SQLite writes
+ * synchronously; with PostgreSQL the process keeps serving).
+ */
+async function jobAtScale(store: StateStore, count: number): Promise<{ job_create_s: number; job_create_max_stall_ms: number; job_count_ms: number }> {
+  const now = Date.now();
+  const jobId = 'bench-job';
+  const executions: ExecutionRecord[] = Array.from({ length: count }, (_, i) => ({ jobId, deviceId: `d${String(i).padStart(7, '0')}`, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(i % 4 > 0 ? { wave: i % 4 } : {}) }));
+  // the longest gap between ticks of a 10 ms timer while the job is created
+  let last = performance.now();
+  let stall = 0;
+  const ticker = setInterval(() => {
+    stall = Math.max(stall, performance.now() - last);
+    last = performance.now();
+  }, 10);
+  let t = performance.now();
+  await store.createJob({ jobId, artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS', createdAt: now }, executions);
+  const create = (performance.now() - t) / 1000;
+  await sleep(20); // the tick after the creation: it sees a gap that lasted until the end
+  clearInterval(ticker);
+  const times: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    t = performance.now();
+    await store.countExecutions(jobId);
+    times.push(performance.now() - t);
+  }
+  // a sanity check, as for the fleet query: 10,000 dispatched, and the counts say so
+  const sent = executions.slice(0, Math.min(10_000, count));
+  await Promise.all(sent.map((e) => store.updateExecution({ ...e, dispatchedAt: now, version: 2 })));
+  const counts = await store.countExecutions(jobId);
+  if (counts.reduce((n, c) => n + c.dispatched, 0) !== sent.length || counts.reduce((n, c) => n + c.count, 0) !== count) throw new Error('execution counts wrong');
+  return { job_create_s: round(create, 1), job_create_max_stall_ms: round(stall, 0), job_count_ms: round(times.sort((a, b) => a - b)[2]!, 2) };
 }
 
 async function postgresDatabaseBytes(url: string): Promise<number> {

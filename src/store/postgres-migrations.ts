@@ -167,6 +167,14 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER executions_count_delete AFTER DELETE ON executions REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION updraft_count_executions();
   `,
+  `
+  -- issue 7: a job of many devices is created in pieces (store/job-creation.ts); a row here
+  -- marks a creation in progress, so that what a crash left of it can be removed
+  CREATE TABLE job_creations (
+    job_id     TEXT COLLATE "C" PRIMARY KEY,
+    touched_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -17,6 +17,7 @@ import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
 import { mapPgError, PgGroupCommit, type PgBulkKind } from './postgres-group-commit.ts';
 import { PgReadBatch } from './postgres-read-batch.ts';
+import { ABANDONED_AFTER_MS, JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
   ArtifactRecord,
   DeviceRecord,
@@ -188,6 +189,7 @@ export class PostgresStore implements StateStore {
     this.pool = pool;
     this.writes = new PgGroupCommit({ pool, logger: this.logger, maxBatch: this.deps.maxBatch ?? DEFAULTS.maxBatch, where: this.where });
     this.stopped = false;
+    await this.removeAbandonedCreations();
   }
 
   /** Commits pending writes, then closes the pool. Safe to call twice. */
@@ -272,20 +274,72 @@ export class PostgresStore implements StateStore {
   }
 
   async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
-    const seen = new Set<string>();
-    for (const e of executions) {
-      if (seen.has(e.deviceId)) throw new UpdraftError('BAD_REQUEST', `Device ${e.deviceId} is listed twice in job ${job.jobId}`);
-      seen.add(e.deviceId);
-    }
+    if (executions.length > JOB_CHUNK) return createJobInPieces(this.jobCreation, job, executions);
+    assertDistinctDevices(job.jobId, executions);
     const jobParams = jobRowParams(job);
-    // one statement for every execution, however many: arrays unnested server-side
-    const cols = executionColumns(executions);
     await this.write(async (c) => {
+      // every check before the first write: a write that throws must have written nothing
+      await lockJobId(c, job.jobId);
+      if ((await c.query('SELECT 1 FROM job_creations WHERE job_id = $1', [job.jobId])).rowCount) throw jobExists(job.jobId);
       const r = await c.query(`INSERT INTO jobs (${JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING`, jobParams);
-      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Job ${job.jobId} already exists`);
-      if (executions.length === 0) return;
-      await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_UNNEST}`, cols);
+      if (r.rowCount !== 1) throw jobExists(job.jobId);
+      await insertExecutions(c, executions);
     });
+  }
+
+  /** The steps of a job created in pieces (job-creation.ts), each one write of the group commit. */
+  private readonly jobCreation: JobCreationSteps = {
+    begin: (jobId) =>
+      this.write(async (c) => {
+        await lockJobId(c, jobId);
+        const taken = await c.query('SELECT 1 FROM jobs WHERE job_id = $1 UNION ALL SELECT 1 FROM job_creations WHERE job_id = $1', [jobId]);
+        if (taken.rowCount) throw jobExists(jobId);
+        await c.query('INSERT INTO job_creations (job_id, touched_at) VALUES ($1, $2)', [jobId, Date.now()]);
+      }),
+    insert: (jobId, executions) =>
+      this.write(async (c) => {
+        // a device of an earlier piece: refused before writing (a unique violation would abort the batch)
+        const ids = executions.map((e) => e.deviceId);
+        const twice = await c.query<{ device_id: string }>('SELECT device_id FROM executions WHERE job_id = $1 AND device_id = ANY($2::text[]) LIMIT 1', [jobId, ids]);
+        if (twice.rows[0]) throw new UpdraftError('BAD_REQUEST', `Device ${twice.rows[0].device_id} is listed twice in job ${jobId}`);
+        await insertExecutions(c, executions);
+        await c.query('UPDATE job_creations SET touched_at = $1 WHERE job_id = $2', [Date.now(), jobId]);
+      }),
+    finish: (job) => {
+      const jobParams = jobRowParams(job);
+      return this.write(async (c) => {
+        await lockJobId(c, job.jobId);
+        if (!(await c.query('SELECT 1 FROM job_creations WHERE job_id = $1', [job.jobId])).rowCount) {
+          throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
+        }
+        const r = await c.query(`INSERT INTO jobs (${JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING`, jobParams);
+        if (r.rowCount !== 1) throw jobExists(job.jobId);
+        await c.query('DELETE FROM job_creations WHERE job_id = $1', [job.jobId]);
+      });
+    },
+    abandon: async (jobId) => {
+      // in pieces too: one transaction deleting a million rows would hold the group commit
+      for (;;) {
+        const deleted = await this.write(async (c) => {
+          const r = await c.query('DELETE FROM executions WHERE job_id = $1 AND device_id IN (SELECT device_id FROM executions WHERE job_id = $1 LIMIT $2)', [jobId, JOB_CHUNK]);
+          return r.rowCount ?? 0;
+        });
+        if (deleted === 0) break;
+      }
+      await this.write(async (c) => {
+        await c.query('DELETE FROM execution_counts WHERE job_id = $1', [jobId]);
+        await c.query('DELETE FROM job_creations WHERE job_id = $1', [jobId]);
+      });
+    },
+  };
+
+  /** Removes job creations an instance left unfinished (it died: nobody touched them for ABANDONED_AFTER_MS). */
+  private async removeAbandonedCreations(): Promise<void> {
+    const stale = await this.read<{ job_id: string }>('SELECT job_id FROM job_creations WHERE touched_at < $1', [Date.now() - ABANDONED_AFTER_MS]);
+    for (const { job_id: jobId } of stale) {
+      await this.jobCreation.abandon(jobId);
+      this.logger.warn('removed a job whose creation was interrupted', { jobId });
+    }
   }
 
   async getJob(jobId: string): Promise<JobRecord | undefined> {
@@ -517,10 +571,29 @@ function executionParams(e: ExecutionRecord): unknown[] {
 }
 
 /** One array per EXEC_COLS column, for EXEC_UNNEST. */
-function executionColumns(executions: ExecutionRecord[]): unknown[][] {
+function executionColumns(executions: readonly ExecutionRecord[]): unknown[][] {
   const cols: unknown[][] = EXEC_COLS.split(',').map(() => []);
   for (const e of executions) executionParams(e).forEach((v, i) => cols[i]!.push(v));
   return cols;
+}
+
+/** Inserts a new job's executions: one statement however many, the arrays unnested server-side. */
+async function insertExecutions(c: pg.PoolClient, executions: readonly ExecutionRecord[]): Promise<void> {
+  if (executions.length === 0) return;
+  await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_UNNEST}`, executionColumns(executions));
+}
+
+/**
+ * Serializes the writes that create job `jobId` (a whole job, or the start and the end of
+ * one written in pieces) until the batch commits, so every check can come before the first
+ * write: a job id is either a job or a creation in progress, never both.
+ */
+async function lockJobId(c: pg.PoolClient, jobId: string): Promise<void> {
+  await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`updraft-job:${jobId}`]);
+}
+
+function jobExists(jobId: string): UpdraftError {
+  return new UpdraftError('CONFLICT', `Job ${jobId} already exists`);
 }
 
 /** Column order of JOB_COLS. */

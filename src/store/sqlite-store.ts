@@ -20,6 +20,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { JsonObject } from '../protocol/json.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
+import { JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
   ArtifactRecord,
   ExecutionCount,
@@ -186,7 +187,28 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
       WHERE job_id = OLD.job_id AND wave = OLD.wave AND status = OLD.status AND dispatched = (OLD.dispatched_at IS NOT NULL);
   END;
   `,
+  `
+  -- issue 7: a job of many devices is created in pieces (store/job-creation.ts); a row here
+  -- marks a creation in progress, so that what a crash left of it can be removed
+  CREATE TABLE job_creations (
+    job_id     TEXT PRIMARY KEY NOT NULL,
+    touched_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
+
+function jobExists(jobId: string): UpdraftError {
+  return new UpdraftError('CONFLICT', `Job ${jobId} already exists`);
+}
+
+function insertJobRow(s: Statements, jobId: string, params: unknown[]): void {
+  try {
+    s.insertJob.run(...params);
+  } catch (err) {
+    if (isConstraint(err)) throw jobExists(jobId);
+    throw err;
+  }
+}
 
 interface ShadowRow { device_id: string; name: string; version: number; deleted: number; state: string; metadata: string; timestamp: number }
 interface ArtifactRow { name: string; version: string; sha256: string; size: number; created_at: number; signature: string | null }
@@ -250,6 +272,13 @@ interface Statements {
   dueExecutions: Stmt<ExecutionRow>;
   countExecutions: Stmt<{ wave: number; status: string; count: number; dispatched: number }>;
   addToCount: Stmt;
+  getCreation: Stmt<{ job_id: string }>;
+  listCreations: Stmt<{ job_id: string }>;
+  insertCreation: Stmt;
+  touchCreation: Stmt;
+  deleteCreation: Stmt;
+  deleteJobExecutions: Stmt;
+  deleteJobCounts: Stmt;
   insertGroup: Stmt;
   getGroup: Stmt<GroupRow>;
   updateGroup: Stmt;
@@ -313,6 +342,11 @@ export class SqliteStore implements StateStore {
       if (mode !== 'wal') this.logger.warn('SQLite WAL mode unavailable; writes still durable but slower', { path: file, journalMode: mode });
       const from = migrate(db, file);
       this.stmts = prepare(db);
+      // a job whose creation a crash interrupted: this process is the file's only user
+      for (const { job_id: jobId } of this.stmts.listCreations.all()) {
+        const removed = db.transaction(() => this.removeCreation(this.stmts!, jobId))();
+        this.logger.warn('removed a job whose creation was interrupted', { jobId, executions: removed });
+      }
       this.db = db;
       this.stopped = false;
       this.logger.debug('state store opened', { path: file, schemaVersion: SQLITE_MIGRATIONS.length, migratedFrom: from });
@@ -419,29 +453,71 @@ export class SqliteStore implements StateStore {
   }
 
   async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
+    if (executions.length > JOB_CHUNK) return createJobInPieces(this.jobCreation, job, executions);
+    assertDistinctDevices(job.jobId, executions);
     const jobParams = jobRowParams(job);
-    const rows = executions.map((e) => ({ deviceId: e.deviceId, params: executionParams(e) }));
     await this.enqueue(() => {
       const s = this.statements();
+      if (s.getCreation.get(job.jobId)) throw jobExists(job.jobId);
       // a savepoint (nested transaction) so a failure undoes this job only, not the whole batch
       this.database().transaction(() => {
-        try {
-          s.insertJob.run(...jobParams);
-        } catch (err) {
-          if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Job ${job.jobId} already exists`);
-          throw err;
-        }
-        for (const row of rows) {
-          try {
-            s.insertExecution.run(...row.params);
-          } catch (err) {
-            if (isConstraint(err)) throw new UpdraftError('BAD_REQUEST', `Device ${row.deviceId} is listed twice in job ${job.jobId}`);
-            throw err;
-          }
-        }
-        this.countInserted(executions);
+        insertJobRow(s, job.jobId, jobParams);
+        this.insertExecutions(s, executions);
       })();
     });
+  }
+
+  /** The steps of a job created in pieces (job-creation.ts), each one write of the group commit. */
+  private readonly jobCreation: JobCreationSteps = {
+    begin: (jobId) =>
+      this.enqueue(() => {
+        const s = this.statements();
+        if (s.getJob.get(jobId) || s.getCreation.get(jobId)) throw jobExists(jobId);
+        s.insertCreation.run(jobId, Date.now());
+      }),
+    insert: (jobId, executions) =>
+      this.enqueue(() => {
+        const s = this.statements();
+        this.database().transaction(() => {
+          this.insertExecutions(s, executions);
+          s.touchCreation.run(Date.now(), jobId);
+        })();
+      }),
+    finish: (job) => {
+      const jobParams = jobRowParams(job);
+      return this.enqueue(() => {
+        const s = this.statements();
+        this.database().transaction(() => {
+          if (s.deleteCreation.run(job.jobId).changes !== 1) throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
+          insertJobRow(s, job.jobId, jobParams);
+        })();
+      });
+    },
+    abandon: (jobId) =>
+      this.enqueue(() => {
+        this.removeCreation(this.statements(), jobId);
+      }),
+  };
+
+  /** Inserts executions of a new job and counts them; BAD_REQUEST when a device is in the job already (call in a savepoint). */
+  private insertExecutions(s: Statements, executions: readonly ExecutionRecord[]): void {
+    for (const e of executions) {
+      try {
+        s.insertExecution.run(...executionParams(e));
+      } catch (err) {
+        if (isConstraint(err)) throw new UpdraftError('BAD_REQUEST', `Device ${e.deviceId} is listed twice in job ${e.jobId}`);
+        throw err;
+      }
+    }
+    this.countInserted(executions);
+  }
+
+  /** Removes what an unfinished creation wrote; returns how many executions. */
+  private removeCreation(s: Statements, jobId: string): number {
+    const removed = s.deleteJobExecutions.run(jobId).changes;
+    s.deleteJobCounts.run(jobId);
+    s.deleteCreation.run(jobId);
+    return removed;
   }
 
   async getJob(jobId: string): Promise<JobRecord | undefined> {
@@ -790,6 +866,13 @@ function prepare(db: Database.Database): Statements {
     addToCount: p(
       'INSERT INTO execution_counts (job_id, wave, status, dispatched, count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, wave, status, dispatched) DO UPDATE SET count = count + excluded.count',
     ),
+    getCreation: p<{ job_id: string }>('SELECT job_id FROM job_creations WHERE job_id = ?'),
+    listCreations: p<{ job_id: string }>('SELECT job_id FROM job_creations'),
+    insertCreation: p('INSERT INTO job_creations (job_id, touched_at) VALUES (?, ?)'),
+    touchCreation: p('UPDATE job_creations SET touched_at = ? WHERE job_id = ?'),
+    deleteCreation: p('DELETE FROM job_creations WHERE job_id = ?'),
+    deleteJobExecutions: p('DELETE FROM executions WHERE job_id = ?'),
+    deleteJobCounts: p('DELETE FROM execution_counts WHERE job_id = ?'),
     insertGroup: p(`INSERT INTO device_groups (${GROUP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     getGroup: p<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups WHERE name = ?`),
     updateGroup: p('UPDATE device_groups SET kind = ?, devices = ?, query = ?, description = ?, updated_at = ?, version = ? WHERE name = ? AND version = ?'),

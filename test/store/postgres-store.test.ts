@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { UpdraftError } from '../../src/errors.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { ABANDONED_AFTER_MS } from '../../src/store/job-creation.ts';
 import { PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
@@ -72,7 +73,8 @@ if (!started.ok) {
       try {
         // the schema as the previous release left it, with a job's executions in it
         await c.query('CREATE TABLE updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
-        for (const [i, sql] of PG_MIGRATIONS.slice(0, -1).entries()) {
+        const before = PG_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE execution_counts'));
+        for (const [i, sql] of PG_MIGRATIONS.slice(0, before).entries()) {
           await c.query(sql);
           await c.query('INSERT INTO updraft_migrations (version) VALUES ($1)', [i + 1]);
         }
@@ -95,6 +97,28 @@ if (!started.ok) {
         { wave: 0, status: 'QUEUED', count: 1, dispatched: 0 },
         { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
       ]);
+    });
+
+    it('removes at start job creations nobody touched for a while, not those in progress', async () => {
+      const url = await server.createDatabase();
+      await open(url).start();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        // as an instance that died leaves one (old), and as another instance writing one now has it (fresh)
+        await c.query('INSERT INTO job_creations (job_id, touched_at) VALUES ($1, $2), ($3, $4)', ['dead', Date.now() - ABANDONED_AFTER_MS - 1000, 'live', Date.now()]);
+        await c.query(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version) VALUES
+          ('dead', 'a', 'QUEUED', '{}', 1, 1, 1), ('dead', 'b', 'QUEUED', '{}', 1, 1, 1), ('live', 'a', 'QUEUED', '{}', 1, 1, 1)`);
+      } finally {
+        await c.end();
+      }
+      const store = open(url);
+      await store.start();
+      assert.deepEqual(await store.countExecutions('dead'), []);
+      assert.deepEqual((await store.listExecutions({ deviceId: 'a' })).map((e) => e.jobId), ['live']);
+      assert.deepEqual(await store.countExecutions('live'), [{ wave: 0, status: 'QUEUED', count: 1, dispatched: 0 }]);
+      // a creation in progress holds its id
+      await assert.rejects(store.createJob({ jobId: 'live', artifactName: 'fw', artifactVersion: '1', status: 'IN_PROGRESS', createdAt: 1 }, []), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFLICT');
     });
 
     it('refuses a database from a newer schema with a CONFIG error', async () => {

@@ -136,8 +136,9 @@ describe('SqliteStore specifics', () => {
     const { file, store } = await fresh();
     // the schema as the previous release left it, with a job's executions in it
     const raw = new Database(file);
-    for (const sql of SQLITE_MIGRATIONS.slice(0, -1)) raw.exec(sql);
-    raw.pragma(`user_version = ${SQLITE_MIGRATIONS.length - 1}`);
+    const before = SQLITE_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE execution_counts'));
+    for (const sql of SQLITE_MIGRATIONS.slice(0, before)) raw.exec(sql);
+    raw.pragma(`user_version = ${before}`);
     const insert = raw.prepare('INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, wave, dispatched_at) VALUES (?, ?, ?, ?, 1, 1, 1, ?, ?)');
     insert.run('j', 'a', 'QUEUED', '{}', 0, null);
     insert.run('j', 'b', 'QUEUED', '{}', 0, 5);
@@ -158,6 +159,27 @@ describe('SqliteStore specifics', () => {
       { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
     ]);
     await store.stop();
+  });
+
+  it('removes at start what a crash left of a job being created in pieces', async () => {
+    const { file, store } = await fresh();
+    await store.start();
+    await store.stop();
+    // as a crash leaves it: the marker and a first piece, no job row
+    const raw = new Database(file);
+    raw.prepare('INSERT INTO job_creations (job_id, touched_at) VALUES (?, ?)').run('half', Date.now());
+    const insert = raw.prepare(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version) VALUES ('half', ?, 'QUEUED', '{}', 1, 1, 1)`);
+    for (const d of ['a', 'b', 'c']) insert.run(d);
+    raw.prepare(`INSERT INTO execution_counts (job_id, wave, status, dispatched, count) VALUES ('half', 0, 'QUEUED', 0, 3)`).run();
+    raw.close();
+    const again = new SqliteStore({ path: file });
+    await again.start();
+    assert.deepEqual(await again.listExecutions({ deviceId: 'a' }), []);
+    assert.deepEqual(await again.countExecutions('half'), []);
+    // the id is free again
+    await again.createJob({ jobId: 'half', artifactName: 'fw', artifactVersion: '1', status: 'IN_PROGRESS', createdAt: 1 }, []);
+    assert.equal((await again.getJob('half'))?.jobId, 'half');
+    await again.stop();
   });
 
   it('reports a CONFIG error for a database from a newer schema', async () => {

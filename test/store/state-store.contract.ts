@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
+import { JOB_CHUNK } from '../../src/store/job-creation.ts';
 import type { ArtifactRecord, DeviceRecord, ExecutionRecord, GroupRecord, JobRecord, ShadowRecord, StateStore } from '../../src/store/state-store.ts';
 
 /** What a contract case needs: a store on an empty back-end (not started) and how to dispose of it. */
@@ -488,6 +489,50 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
             ],
           );
           assert.deepEqual(await store.countExecutions('job-404'), []);
+        }));
+
+      it('creates a job of many devices in pieces, letting other writes through meanwhile', () =>
+        withStore(async (store) => {
+          const n = 2 * JOB_CHUNK + 7;
+          const es = Array.from({ length: n }, (_, i) => ({ ...execution('big', `d${String(i).padStart(6, '0')}`, 1), ...(i % 2 ? { wave: 1 } : {}) }));
+          const order: string[] = [];
+          const creating = store.createJob(job('big'), es).then(() => order.push('job'));
+          // issued after the job: committed while the job is still being written, not after all of it
+          const other = store.putShadow(shadow('dev-1', 1, {}), 0).then(() => order.push('shadow'));
+          await Promise.all([creating, other]);
+          assert.deepEqual(order, ['shadow', 'job']);
+          assert.equal((await store.getJob('big'))?.jobId, 'big');
+          assert.deepEqual(sortBy(await store.countExecutions('big'), (c) => `${c.wave}`), [
+            { wave: 0, status: 'QUEUED', count: Math.ceil(n / 2), dispatched: 0 },
+            { wave: 1, status: 'QUEUED', count: Math.floor(n / 2), dispatched: 0 },
+          ]);
+          let seen = 0;
+          let after: string | undefined;
+          do {
+            const page = await store.listJobExecutions('big', { limit: 1000, ...(after ? { after } : {}) });
+            seen += page.items.length;
+            after = page.next;
+          } while (after);
+          assert.equal(seen, n);
+          await assert.rejects(store.createJob(job('big'), es), isCode('CONFLICT'));
+          assert.equal((await store.countExecutions('big')).reduce((k, c) => k + c.count, 0), n, 'the refused copy changed nothing');
+        }));
+
+      it('refuses a job of many devices that lists one twice, leaving nothing of it', () =>
+        withStore(async (store) => {
+          const es = Array.from({ length: JOB_CHUNK + 10 }, (_, i) => execution('dup', `d${String(i).padStart(6, '0')}`, 1));
+          // twice in two pieces (the second piece repeats one of the first), and twice in one piece
+          const inTwoPieces = [...es, execution('dup', 'd000003', 1)];
+          const inOnePiece = [...es.slice(0, JOB_CHUNK + 2), execution('dup', 'd005001', 1), ...es.slice(JOB_CHUNK + 2)];
+          for (const listed of [inTwoPieces, inOnePiece]) {
+            await assert.rejects(store.createJob(job('dup'), listed), isCode('BAD_REQUEST'));
+            assert.equal(await store.getJob('dup'), undefined);
+            assert.deepEqual(await store.countExecutions('dup'), []);
+            assert.deepEqual(await store.listExecutions({ deviceId: 'd000003' }), []);
+          }
+          // the id is free: nothing marks it as being created
+          await store.createJob(job('dup'), es);
+          assert.equal((await store.countExecutions('dup')).reduce((k, c) => k + c.count, 0), JOB_CHUNK + 10);
         }));
 
       it('keeps the counts equal to a recount through every kind of execution write', () =>

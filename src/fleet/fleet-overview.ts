@@ -2,9 +2,10 @@
  * The dashboard's fleet overview: the fleet summary (device counts, versions running, jobs
  * per state) and the latest failed executions of recent jobs, with their reasons.
  *
- * The summary reads the whole registry and every shadow (FleetView.summary), which takes
- * a second or so at 100,000 devices. Every open dashboard refreshes it when events arrive, so
- * it is computed at most once per `ttlMs`, and concurrent callers share one computation.
+ * The summary counts the whole registry and every shadow (FleetView.summary), which takes
+ * 0.2 s at 100,000 devices and 2 s at 1,000,000 on SQLite. Every open dashboard refreshes it
+ * when events arrive, so it is computed at most once per `ttlMs` (longer when computing
+ * takes long, see get()), and concurrent callers share one computation.
  */
 import type { ExecutionStatus, StateStore } from '../store/state-store.ts';
 import type { FleetSummary, FleetView } from './fleet-view.ts';
@@ -36,6 +37,8 @@ const MAX_FAILING = 20;
 export class FleetOverviewSource {
   private readonly deps: { store: StateStore; fleet: FleetView; ttlMs?: number; now?: () => number };
   private cached: { at: number; value: Promise<FleetOverview> } | undefined;
+  /** How long the last computation took (ms). */
+  private computeMs = 0;
 
   constructor(deps: { store: StateStore; fleet: FleetView; ttlMs?: number; now?: () => number }) {
     this.deps = deps;
@@ -45,11 +48,16 @@ export class FleetOverviewSource {
     return this.deps.now ? this.deps.now() : Date.now();
   }
 
-  /** The overview, at most `ttlMs` old (default 2 s). */
+  /**
+   * The overview, at most `ttlMs` old (default 2 s), or ten times as long as computing it
+   * took, whichever is longer: open dashboards then cost at most about a tenth of the
+   * server's time whatever the fleet's size (2 s to compute at 1,000,000 devices on SQLite).
+   */
   get(): Promise<FleetOverview> {
     const now = this.now();
-    if (this.cached && now - this.cached.at < (this.deps.ttlMs ?? 2000)) return this.cached.value;
+    if (this.cached && now - this.cached.at < Math.max(this.deps.ttlMs ?? 2000, 10 * this.computeMs)) return this.cached.value;
     const value = this.compute(now);
+    void value.then(() => (this.computeMs = this.now() - now)).catch(() => undefined);
     this.cached = { at: now, value };
     value.catch(() => {
       if (this.cached?.value === value) this.cached = undefined; // do not cache a failure

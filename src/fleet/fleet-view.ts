@@ -21,6 +21,8 @@ export interface FleetSummary {
 }
 
 const PAGE = 1000;
+/** Rows per counting query: about 10 ms of SQLite each, so the event loop is never held long. */
+const COUNT_PAGE = 10_000;
 
 /** Reads the fleet's state. */
 export class FleetView {
@@ -35,14 +37,16 @@ export class FleetView {
     const counts = new Map<string, VersionCount>();
     let after: string | undefined;
     do {
-      const page = await this.deps.store.listShadows({ limit: PAGE, ...(after ? { after } : {}) });
-      for (const s of page.items) {
-        const sw = parseReportedSoftware(s.state.reported?.software);
-        if (!sw) continue;
-        const key = `${sw.name ?? ''}@${sw.version}`;
-        const c = counts.get(key) ?? { name: sw.name ?? null, version: sw.version, devices: 0 };
-        c.devices++;
-        counts.set(key, c);
+      // counted by the database, a page at a time: reading a million shadows into the process
+      // and parsing each took 5-7 s (measured); the page keeps each query short
+      const page = await this.deps.store.countReportedSoftware({ limit: COUNT_PAGE, ...(after ? { after } : {}) });
+      for (const c of page.counts) {
+        // the same rule as everywhere a report is read: a version, and a status an agent sends
+        if (!parseReportedSoftware({ version: c.version, status: c.status })) continue;
+        const key = `${c.name ?? ''}@${c.version}`;
+        const v = counts.get(key) ?? { name: c.name, version: c.version, devices: 0 };
+        v.devices += c.devices;
+        counts.set(key, v);
       }
       after = page.next;
     } while (after);
@@ -55,9 +59,9 @@ export class FleetView {
     let revoked = 0;
     let after: string | undefined;
     do {
-      const page = await this.deps.store.listDevices({ limit: PAGE, ...(after ? { after } : {}) });
-      registered += page.items.length;
-      revoked += page.items.filter((d) => d.revoked).length;
+      const page = await this.deps.store.countDevices({ limit: COUNT_PAGE, ...(after ? { after } : {}) });
+      registered += page.counts.registered;
+      revoked += page.counts.revoked;
       after = page.next;
     } while (after);
     const versions = await this.versions();

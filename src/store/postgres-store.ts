@@ -20,6 +20,7 @@ import { PgReadBatch } from './postgres-read-batch.ts';
 import { ABANDONED_AFTER_MS, JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
   ArtifactRecord,
+  CountPage,
   DeviceRecord,
   ExecutionCount,
   ExecutionRecord,
@@ -29,8 +30,10 @@ import type {
   JobStatus,
   Page,
   ShadowRecord,
+  SoftwareCount,
   StateStore,
 } from './state-store.ts';
+import { countPage } from './state-store.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
 export interface PostgresStoreDeps {
@@ -224,6 +227,25 @@ export class PostgresStore implements StateStore {
     return page(rows.map(toShadow), limit, (s) => s.deviceId);
   }
 
+  async countReportedSoftware(options: { after?: string; limit: number }): Promise<CountPage<SoftwareCount[]>> {
+    const limit = checkLimit(options.limit);
+    const text = (field: string) => `CASE WHEN jsonb_typeof(state #> '{reported,software,${field}}') = 'string' THEN state #>> '{reported,software,${field}}' END`;
+    // a page of shadows by device id (the shadows_classic index), grouped; JSON read by PostgreSQL
+    const rows = await this.read<{ sw_name: string | null; sw_version: string | null; sw_status: string | null; devices: string; last: string }>(
+      `SELECT sw_name, sw_version, sw_status, COUNT(*) AS devices, MAX(device_id) AS last FROM (
+        SELECT device_id, ${text('name')} AS sw_name, ${text('version')} AS sw_version, ${text('status')} AS sw_status
+        FROM shadows WHERE name = '' AND NOT deleted AND device_id > $1 ORDER BY device_id LIMIT $2
+      ) page GROUP BY sw_name, sw_version, sw_status`,
+      [options.after ?? '', limit],
+    );
+    const counted = rows.map((r) => ({ devices: Number(r.devices), last: r.last }));
+    return countPage(
+      rows.map((r, i) => ({ name: r.sw_name, version: r.sw_version, status: r.sw_status, devices: counted[i]!.devices })),
+      counted,
+      limit,
+    );
+  }
+
   async createDevice(record: DeviceRecord): Promise<void> {
     const params = deviceParams(record);
     await this.write(async (c) => {
@@ -252,6 +274,18 @@ export class PostgresStore implements StateStore {
     const params: unknown[] = options.after === undefined ? [limit + 1] : [limit + 1, options.after];
     const rows = await this.read<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices ${where} ORDER BY device_id LIMIT $1`, params);
     return page(rows.map(toDevice), limit, (d) => d.deviceId);
+  }
+
+  async countDevices(options: { after?: string; limit: number }): Promise<CountPage<{ registered: number; revoked: number }>> {
+    const limit = checkLimit(options.limit);
+    const rows = await this.read<{ devices: string; revoked: string; last: string }>(
+      `SELECT COUNT(*) AS devices, COUNT(*) FILTER (WHERE revoked) AS revoked, MAX(device_id) AS last FROM (
+        SELECT device_id, revoked FROM devices WHERE device_id > $1 ORDER BY device_id LIMIT $2
+      ) page HAVING COUNT(*) > 0`,
+      [options.after ?? '', limit],
+    );
+    const counted = rows.map((r) => ({ devices: Number(r.devices), last: r.last }));
+    return countPage({ registered: counted[0]?.devices ?? 0, revoked: Number(rows[0]?.revoked ?? 0) }, counted, limit);
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {

@@ -23,6 +23,7 @@ import { silentLogger, type Logger } from '../util/logger.ts';
 import { JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
   ArtifactRecord,
+  CountPage,
   ExecutionCount,
   ExecutionRecord,
   ExecutionStatus,
@@ -32,8 +33,10 @@ import type {
   Page,
   DeviceRecord,
   ShadowRecord,
+  SoftwareCount,
   StateStore,
 } from './state-store.ts';
+import { countPage } from './state-store.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
 export interface SqliteStoreDeps {
@@ -197,6 +200,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `,
 ];
 
+/** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
+function jsonText(path: string): string {
+  return `CASE WHEN json_type(state, '${path}') = 'text' THEN json_extract(state, '${path}') END`;
+}
+
+
 function jobExists(jobId: string): UpdraftError {
   return new UpdraftError('CONFLICT', `Job ${jobId} already exists`);
 }
@@ -247,6 +256,8 @@ interface Statements {
   getShadow: Stmt<ShadowRow>;
   insertShadow: Stmt;
   updateShadow: Stmt;
+  countSoftware: Stmt<{ sw_name: string | null; sw_version: string | null; sw_status: string | null; devices: number; last: string }>;
+  countDevices: Stmt<{ devices: number; revoked: number; last: string }>;
   listShadowsFirst: Stmt<ShadowRow>;
   listShadowsAfter: Stmt<ShadowRow>;
   insertArtifact: Stmt;
@@ -398,6 +409,14 @@ export class SqliteStore implements StateStore {
     return rows.length > limit && last ? { items, next: last.deviceId } : { items };
   }
 
+  async countReportedSoftware(options: { after?: string; limit: number }): Promise<CountPage<SoftwareCount[]>> {
+    const { limit } = options;
+    checkLimit(limit);
+    const rows = this.statements().countSoftware.all(options.after ?? '', limit);
+    const counts = rows.map((r) => ({ name: r.sw_name, version: r.sw_version, status: r.sw_status, devices: r.devices }));
+    return countPage(counts, rows, limit);
+  }
+
   async createDevice(record: DeviceRecord): Promise<void> {
     const params = deviceParams(record);
     await this.enqueue(() => {
@@ -429,6 +448,14 @@ export class SqliteStore implements StateStore {
     const items = rows.slice(0, limit).map(toDevice);
     const last = items[items.length - 1];
     return rows.length > limit && last ? { items, next: last.deviceId } : { items };
+  }
+
+  async countDevices(options: { after?: string; limit: number }): Promise<CountPage<{ registered: number; revoked: number }>> {
+    const { limit } = options;
+    checkLimit(limit);
+    const rows = this.statements().countDevices.all(options.after ?? '', limit);
+    const counts = { registered: rows[0]?.devices ?? 0, revoked: rows[0]?.revoked ?? 0 };
+    return countPage(counts, rows, limit);
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {
@@ -829,6 +856,15 @@ function prepare(db: Database.Database): Statements {
     getShadow: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE device_id = ? AND name = ?`),
     insertShadow: p(`INSERT INTO shadows (${shadowCols}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, name) DO NOTHING`),
     updateShadow: p('UPDATE shadows SET version = ?, deleted = ?, state = ?, metadata = ?, timestamp = ? WHERE device_id = ? AND name = ? AND version = ?'),
+    // a page of shadows by device id (the shadows_classic index), grouped; JSON read in SQLite
+    countSoftware: p(`SELECT sw_name, sw_version, sw_status, COUNT(*) AS devices, MAX(device_id) AS last FROM (
+        SELECT device_id, ${jsonText('$.reported.software.name')} AS sw_name, ${jsonText('$.reported.software.version')} AS sw_version,
+          ${jsonText('$.reported.software.status')} AS sw_status
+        FROM shadows WHERE name = '' AND deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?
+      ) GROUP BY sw_name, sw_version, sw_status`),
+    countDevices: p(`SELECT COUNT(*) AS devices, COALESCE(SUM(revoked), 0) AS revoked, MAX(device_id) AS last FROM (
+        SELECT device_id, revoked FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?
+      ) HAVING COUNT(*) > 0`),
     listShadowsFirst: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 ORDER BY device_id LIMIT ?`),
     listShadowsAfter: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?`),
     insertArtifact: p('INSERT INTO artifacts (name, version, sha256, size, created_at, signature) VALUES (?, ?, ?, ?, ?, ?)'),

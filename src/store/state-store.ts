@@ -116,6 +116,34 @@ export interface ExecutionCount {
   dispatched: number;
 }
 
+/** Classic shadows reporting the same software: its fields as reported (JSON strings, else null). */
+export interface SoftwareCount {
+  name: string | null;
+  version: string | null;
+  status: string | null;
+  devices: number;
+}
+
+/** Counts over one page of rows; `next` (a device id) when more rows may follow. */
+export interface CountPage<T> {
+  counts: T;
+  next?: string;
+}
+
+/**
+ * A page of counts: another may follow when the page was full; the cursor is the last row
+ * counted (device ids are ASCII, ID_PATTERN: JavaScript's string order is the database's).
+ */
+export function countPage<T>(counts: T, rows: { devices: number; last: string }[], limit: number): CountPage<T> {
+  let seen = 0;
+  let last = '';
+  for (const r of rows) {
+    seen += r.devices;
+    if (r.last > last) last = r.last;
+  }
+  return seen >= limit ? { counts, next: last } : { counts };
+}
+
 /** A registered device: identity, attributes and tags (for groups and queries), credential. */
 export interface DeviceRecord {
   deviceId: string;
@@ -161,6 +189,12 @@ export interface StateStore {
   putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean>;
   /** Existing (not deleted) classic shadows ordered by device id, after the cursor. */
   listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>>;
+  /**
+   * Up to `limit` existing classic shadows after the cursor (by device id), counted per
+   * reported software (`state.reported.software` name, version and status) in the database:
+   * the fleet's versions without reading every shadow into the process.
+   */
+  countReportedSoftware(options: { after?: string; limit: number }): Promise<CountPage<SoftwareCount[]>>;
 
   /** Registers a device; throws UpdraftError CONFLICT if the id is taken. */
   createDevice(record: DeviceRecord): Promise<void>;
@@ -169,6 +203,8 @@ export interface StateStore {
   updateDevice(record: DeviceRecord): Promise<boolean>;
   /** Registered devices ordered by id, after the cursor. */
   listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>>;
+  /** Up to `limit` registered devices after the cursor (by id), counted in the database: how many, and how many revoked. */
+  countDevices(options: { after?: string; limit: number }): Promise<CountPage<{ registered: number; revoked: number }>>;
 
   /** Adds an artifact; throws UpdraftError CONFLICT if name@version exists. */
   putArtifact(record: ArtifactRecord): Promise<void>;

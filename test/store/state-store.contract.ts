@@ -188,6 +188,42 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
         }));
     });
 
+    describe('fleet counts', () => {
+      it('counts classic shadows per reported software, page by page, reading only JSON strings', () =>
+        withStore(async (store) => {
+          const sw = (software: unknown) => ({ reported: { software } }) as ShadowRecord['state'];
+          const put = (id: string, state: ShadowRecord['state'], name = '') => store.putShadow({ ...shadow(id, 1, state), name }, 0);
+          await put('a', sw({ name: 'fw', version: '2.0.0', status: 'SUCCESS' }));
+          await put('b', sw({ name: 'fw', version: '2.0.0', status: 'SUCCESS', jobId: 'j' }));
+          await put('c', sw({ version: '1.0.0', status: 'DOWNLOADING' })); // no name
+          await put('d', sw({ name: 7, version: 2, status: 'SUCCESS' })); // not strings: null
+          await put('e', { desired: { x: 1 } }); // never reported software
+          await put('f', sw('2.0.0')); // software not an object
+          await put('g', sw({ name: 'fw', version: '2.0.0', status: 'SUCCESS' }), 'named'); // a named shadow: not counted
+          await put('h', sw({ name: 'fw', version: '2.0.0', status: 'SUCCESS' }));
+          await store.putShadow({ ...shadow('h', 2, {}), deleted: true }, 1); // deleted: not counted
+          const total = new Map<string, number>();
+          let after: string | undefined;
+          let pages = 0;
+          do {
+            const page = await store.countReportedSoftware({ limit: 2, ...(after ? { after } : {}) });
+            for (const c of page.counts) {
+              const key = `${c.name}|${c.version}|${c.status}`;
+              total.set(key, (total.get(key) ?? 0) + c.devices);
+            }
+            after = page.next;
+            pages++;
+          } while (after);
+          assert.ok(pages >= 3, `paged: ${pages} pages of 2 for 6 shadows`);
+          assert.deepEqual(Object.fromEntries([...total].sort()), {
+            'fw|2.0.0|SUCCESS': 2,
+            'null|1.0.0|DOWNLOADING': 1,
+            'null|null|SUCCESS': 1,
+            'null|null|null': 2,
+          });
+        }));
+    });
+
     describe('devices', () => {
       const device = (id: string, extra: Partial<DeviceRecord> = {}): DeviceRecord => ({
         deviceId: id, attributes: { region: 'eu', floor: 3, beta: true }, tags: ['lab'], secretHash: 'a'.repeat(64), revoked: false, createdAt: 1_000, updatedAt: 1_000, version: 1, ...extra,
@@ -236,6 +272,20 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           const second = await store.listDevices({ after: first.next!, limit: 2 });
           assert.deepEqual(second.items.map((d) => d.deviceId), ['c']);
           assert.equal(second.next, undefined);
+        }));
+
+      it('counts registered and revoked devices page by page', () =>
+        withStore(async (store) => {
+          assert.deepEqual(await store.countDevices({ limit: 2 }), { counts: { registered: 0, revoked: 0 } });
+          for (const id of ['e', 'c', 'a', 'b', 'd']) await store.createDevice(device(id, { revoked: id === 'b' || id === 'e' }));
+          const pages = [];
+          let after: string | undefined;
+          do {
+            const page = await store.countDevices({ limit: 2, ...(after ? { after } : {}) });
+            pages.push(page.counts);
+            after = page.next;
+          } while (after);
+          assert.deepEqual(pages, [{ registered: 2, revoked: 1 }, { registered: 2, revoked: 0 }, { registered: 1, revoked: 1 }]);
         }));
     });
 

@@ -27,6 +27,7 @@ import type { JsonObject } from '../protocol/json.ts';
 import { SEMVER, compareSemver, parseReportedSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { ArtifactRecord, ExecutionCount, ExecutionRecord, JobRecord, JobStatus, StateStore } from '../store/state-store.ts';
+import { JOB_CHUNK } from '../store/job-creation.ts';
 import type { Logger } from '../util/logger.ts';
 import { agentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
@@ -629,9 +630,14 @@ export class RolloutEngine {
     this.lastScan.set(job.jobId, now);
     const ids = await resolveTargets(this.deps.store, spec.targets, false);
     const wave = spec.plan.waves.length - 1;
-    const added = await this.deps.store.addExecutions(
-      ids.map((deviceId) => ({ jobId: job.jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) })),
-    );
+    let added = 0;
+    // every target again (those already in the job are skipped by the store), in pieces: one
+    // write of a million rows held SQLite's event loop for seconds at each scan
+    for (let i = 0; i < ids.length; i += JOB_CHUNK) {
+      added += await this.deps.store.addExecutions(
+        ids.slice(i, i + JOB_CHUNK).map((deviceId) => ({ jobId: job.jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) })),
+      );
+    }
     if (added > 0) {
       this.deps.logger.info('continuous job picked up new devices', { jobId: job.jobId, added });
       this.deps.events.emit('job.changed', { job });

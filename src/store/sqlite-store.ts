@@ -205,7 +205,6 @@ function jsonText(path: string): string {
   return `CASE WHEN json_type(state, '${path}') = 'text' THEN json_extract(state, '${path}') END`;
 }
 
-
 function jobExists(jobId: string): UpdraftError {
   return new UpdraftError('CONFLICT', `Job ${jobId} already exists`);
 }
@@ -348,7 +347,6 @@ export class SqliteStore implements StateStore {
       // registration, shadow and execution, and with 15,000 devices the small cache sent most
       // of those reads to the kernel (12% of the server's CPU, measured)
       db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
-      db.pragma('temp_store = MEMORY');
       this.walPath = mode === 'wal' ? `${file}-wal` : undefined;
       if (mode !== 'wal') this.logger.warn('SQLite WAL mode unavailable; writes still durable but slower', { path: file, journalMode: mode });
       const from = migrate(db, file);
@@ -539,7 +537,10 @@ export class SqliteStore implements StateStore {
     this.countInserted(executions);
   }
 
-  /** Removes what an unfinished creation wrote; returns how many executions. */
+  /**
+   * Removes what an unfinished creation wrote; returns how many executions. One statement,
+   * however many: this runs at start, or after a piece failed (the disk is full, say).
+   */
   private removeCreation(s: Statements, jobId: string): number {
     const removed = s.deleteJobExecutions.run(jobId).changes;
     s.deleteJobCounts.run(jobId);

@@ -722,6 +722,25 @@ function artifact(name: string, version: string, createdAt: number): ArtifactRec
   return { name, version, sha256: `${name}-${version}`.padEnd(64, '0'), size: 1_000 + version.length, createdAt };
 }
 
+/**
+ * After a migration from before execution counts were kept, over a job 'j' seeded with
+ * a (QUEUED, wave 0), b (QUEUED, wave 0, dispatched) and c (SUCCEEDED, wave 1, dispatched):
+ * the counts were filled in, and are kept from then on.
+ */
+export async function checkMigratedCounts(store: StateStore): Promise<void> {
+  assert.deepEqual(await store.countExecutions('j'), [
+    { wave: 0, status: 'QUEUED', count: 2, dispatched: 1 },
+    { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
+  ]);
+  const b = (await store.getExecution('j', 'b'))!;
+  assert.equal(await store.updateExecution({ ...b, status: 'IN_PROGRESS', version: 2 }), true);
+  assert.deepEqual(await store.countExecutions('j'), [
+    { wave: 0, status: 'IN_PROGRESS', count: 1, dispatched: 1 },
+    { wave: 0, status: 'QUEUED', count: 1, dispatched: 0 },
+    { wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 },
+  ]);
+}
+
 function job(jobId: string, description?: string): JobRecord {
   const j: JobRecord = { jobId, artifactName: 'fw', artifactVersion: '1.0.0', status: 'IN_PROGRESS', createdAt: 500 };
   if (description !== undefined) j.description = description;

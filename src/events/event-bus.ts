@@ -42,6 +42,11 @@ export class EventBus {
     this.emitter.emit(event, payload);
   }
 
+  /** How many listeners `event` has (live API streams among them). */
+  listenerCount(event: keyof UpdraftEvents): number {
+    return this.emitter.listenerCount(event);
+  }
+
   on<K extends keyof UpdraftEvents>(event: K, listener: (payload: UpdraftEvents[K]) => void): () => void {
     this.emitter.on(event, listener);
     return () => this.emitter.off(event, listener);

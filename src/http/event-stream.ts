@@ -3,17 +3,27 @@
  * events for live views: `job.changed`, `execution.changed`, `device.presence`. Filters:
  * `?jobId=` (job and execution events of one job), `?deviceId=`, `?types=a,b`. A comment
  * line every 15 s keeps proxies from closing an idle stream.
+ *
+ * Backpressure: a client that does not read (a stalled network, a suspended laptop, a pipe
+ * into a pager) is cut off once `maxBacklogBytes` wait for its socket, rather than the server
+ * holding its backlog without bound: a rollout of 100,000 devices makes some 300,000
+ * execution events, about 120 MB. The dashboard reconnects and reads the state afresh.
  */
 import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
 import type { Router } from './router.ts';
 
 const TYPES = ['job.changed', 'execution.changed', 'device.presence'] as const;
 type StreamType = (typeof TYPES)[number];
 const HEARTBEAT_MS = 15_000;
+/** Bytes a stream may have waiting for its client's socket before the stream is cut. */
+export const MAX_BACKLOG_BYTES = 4 << 20;
 
 /** Adds the event stream route. */
-export function addEventStream(router: Router, deps: { events: EventBus }): void {
+export function addEventStream(router: Router, deps: { events: EventBus; logger?: Logger; maxBacklogBytes?: number }): void {
+  const logger = deps.logger ?? silentLogger;
+  const maxBacklog = deps.maxBacklogBytes ?? MAX_BACKLOG_BYTES;
   router.add('GET', '/api/v1/events', async ({ req, res, url }) => {
     const rawTypes = url.searchParams.get('types');
     const types = rawTypes ? rawTypes.split(',').map((t) => t.trim()) : [...TYPES];
@@ -25,7 +35,13 @@ export function addEventStream(router: Router, deps: { events: EventBus }): void
     res.write(': updraft events\n\n');
     let id = 0;
     const send = (type: StreamType, data: unknown) => {
-      if (!res.writableEnded) res.write(`id: ${++id}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+      if (res.writableEnded || res.destroyed) return;
+      if (res.writableLength > maxBacklog) {
+        logger.warn('event stream cut: its client does not keep up', { backlogBytes: res.writableLength, remote: req.socket.remoteAddress });
+        res.destroy(); // 'close' below unsubscribes
+        return;
+      }
+      res.write(`id: ${++id}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     const offs: (() => void)[] = [];
     if (types.includes('job.changed')) {

@@ -13,6 +13,7 @@ import { EXECUTION_STATUSES } from '../jobs/execution-state.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import type { JobService } from '../jobs/job-service.ts';
 import type { JobStatus, StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { addEventStream } from './event-stream.ts';
 import { openApiDocument } from './openapi.ts';
@@ -29,6 +30,7 @@ export interface JobRoutesDeps {
   tracker: ExecutionTracker;
   events: EventBus;
   isOnline: (deviceId: string) => boolean;
+  logger?: Logger;
 }
 
 const JOB_STATES: readonly JobStatus[] = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'ABORTED'];
@@ -112,5 +114,5 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
     sendJson(res, 200, { deviceId: params.id, items: await fleet.history(params.id!) });
   });
 
-  addEventStream(router, { events: deps.events });
+  addEventStream(router, { events: deps.events, ...(deps.logger ? { logger: deps.logger } : {}) });
 }

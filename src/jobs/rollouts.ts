@@ -64,7 +64,7 @@ export class Rollouts {
 
   /** Adds the jobs, groups, fleet, events and OpenAPI routes. */
   addRoutes(router: Router): void {
-    const { store, events, tracker, isOnline } = this.deps;
-    addJobRoutes(router, { store, events, tracker, isOnline, jobs: this.jobs, groups: this.groups, fleet: this.fleet });
+    const { store, events, tracker, isOnline, logger } = this.deps;
+    addJobRoutes(router, { store, events, tracker, isOnline, logger: logger.child('events'), jobs: this.jobs, groups: this.groups, fleet: this.fleet });
   }
 }

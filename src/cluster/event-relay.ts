@@ -9,7 +9,9 @@
  *
  * Delivery is QoS 1 but not durable: an instance that is down misses the events of that
  * time, as a browser that was closed does. The store stays the truth; events only tell
- * live views to look again.
+ * live views to look again. For the same reason, batches made while the broker is
+ * unreachable are dropped (counted, and logged once per outage) rather than queued by
+ * mqtt.js without bound until it comes back.
  */
 import { randomBytes } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -51,6 +53,10 @@ export class EventRelay {
   private offs: (() => void)[] = [];
   /** True while re-emitting a remote event: it must not be relayed back. */
   private replaying = false;
+  /** Events dropped since the broker became unreachable (logged when it is back). */
+  private droppedInOutage = 0;
+  /** Events dropped because the broker was unreachable, since start. */
+  dropped = 0;
 
   constructor(deps: EventRelayDeps) {
     this.deps = deps;
@@ -73,6 +79,10 @@ export class EventRelay {
       throw new UpdraftError('CONFIG', `cannot connect the event relay to the MQTT broker: ${(err as Error).message}`, { cause: err });
     }
     this.client.on('message', (topic, payload) => this.receive(topic, payload));
+    this.client.on('connect', () => {
+      if (this.droppedInOutage > 0) d.logger.info('event relay: the broker is back', { droppedEvents: this.droppedInOutage });
+      this.droppedInOutage = 0;
+    });
     this.client.on('error', (err) => d.logger.warn('event relay: MQTT error', { error: err.message }));
     const [granted] = await this.client.subscribeAsync(EVENT_RELAY_FILTER, { qos: 1 });
     if (!granted || granted.qos >= 0x80) {
@@ -97,6 +107,12 @@ export class EventRelay {
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0 || !this.client) return;
+    if (!this.client.connected) {
+      if (this.droppedInOutage === 0) this.deps.logger.warn('event relay: the broker is unreachable; events are dropped until it is back', { events: batch.length });
+      this.droppedInOutage += batch.length;
+      this.dropped += batch.length;
+      return;
+    }
     this.client.publish(eventRelayTopic(this.instanceId), JSON.stringify(batch), { qos: 1 }, (err) => {
       if (err) this.deps.logger.warn('event relay: batch not published', { events: batch.length, error: err.message });
     });

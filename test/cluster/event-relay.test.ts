@@ -8,7 +8,7 @@ import mqtt from 'mqtt';
 import { EventRelay } from '../../src/cluster/event-relay.ts';
 import { EventBus } from '../../src/events/event-bus.ts';
 import { eventRelayTopic } from '../../src/protocol/topics.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 
@@ -64,6 +64,28 @@ if (!found.ok) {
       await raw.publishAsync(eventRelayTopic('i-x'), JSON.stringify([{ type: 'unknown.event', payload: {} }, { type: 'aws.thing', payload: { thing: 'thing-3' } }]), { qos: 1 });
       await raw.endAsync();
       await eventually(async () => (onB.includes('thing-3') ? true : undefined), 10_000, 'the valid event of a mixed batch');
+    });
+
+    it('drops (and counts, and logs once) what it cannot send while the broker is unreachable', async () => {
+      const own = await startTestMosquitto(found.bin, { operatorToken: TOKEN, devices: [], secrets: new Map() });
+      const events = new EventBus();
+      const logged: string[] = [];
+      const relay = new EventRelay({ url: own.serviceUrl, username: 'operator', password: TOKEN, events, logger: createLogger({ level: 'info', write: (l) => logged.push(l) }), instanceId: 'i-down', flushMs: 5 });
+      relays.push(relay);
+      await relay.start();
+      events.emit('aws.thing', { thing: 'sent' });
+      await eventually(async () => (relay.dropped === 0 && logged.length === 0 ? true : undefined), 10_000, 'sent while up');
+      await own.stop();
+      // the relay notices the broker is gone (its reconnects fail meanwhile)
+      const outage = async () => {
+        events.emit('aws.thing', { thing: 'during outage' });
+        return relay.dropped > 0 ? true : undefined;
+      };
+      await eventually(outage, 10_000, 'batches dropped while the broker is down');
+      const before = relay.dropped;
+      for (let i = 0; i < 1000; i++) events.emit('aws.thing', { thing: `t${i}` });
+      await eventually(async () => (relay.dropped >= before + 1000 ? true : undefined), 10_000, 'every later event counted as dropped');
+      assert.equal(logged.filter((l) => l.includes('broker is unreachable')).length, 1, 'one warning per outage, not one per batch');
     });
   });
 }

@@ -196,8 +196,7 @@ export class RolloutEngine {
   private async arrive(deviceId: string): Promise<void> {
     try {
       let any = false;
-      for (const e of await this.deps.store.listExecutions({ deviceId })) {
-        if (e.status !== 'QUEUED' || e.dispatchedAt !== undefined) continue;
+      for (const e of await this.deps.store.listUndispatchedOfDevice(deviceId)) {
         let waiting = this.arrived.get(e.jobId);
         if (!waiting) this.arrived.set(e.jobId, (waiting = new Map()));
         waiting.set(deviceId, e);

@@ -175,6 +175,11 @@ export const PG_MIGRATIONS: readonly string[] = [
     touched_at BIGINT NOT NULL
   );
   `,
+  `
+  -- issue 7: the rollout engine looks up the unsent work of every device that comes online
+  -- while a job is active; by this index alone, not the device's whole history of jobs
+  CREATE INDEX executions_device_undispatched ON executions (device_id) WHERE status = 'QUEUED' AND dispatched_at IS NULL;
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

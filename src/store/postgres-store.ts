@@ -492,6 +492,11 @@ export class PostgresStore implements StateStore {
     return rows.map(toExecution);
   }
 
+  async listUndispatchedOfDevice(deviceId: string): Promise<ExecutionRecord[]> {
+    const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE device_id = $1 AND status = 'QUEUED' AND dispatched_at IS NULL`, [deviceId]);
+    return rows.map(toExecution);
+  }
+
   async listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]> {
     checkLimit(limit);
     const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2`, [now, limit]);

@@ -198,6 +198,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     touched_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- issue 7: the rollout engine looks up the unsent work of every device that comes online
+  -- while a job is active; by this index alone, not the device's whole history of jobs
+  CREATE INDEX executions_device_undispatched ON executions (device_id) WHERE status = 'QUEUED' AND dispatched_at IS NULL;
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -270,6 +275,7 @@ interface Statements {
   updateExecution: Stmt;
   executionsByJob: Stmt<ExecutionRow>;
   executionsByDevice: Stmt<ExecutionRow>;
+  undispatchedOfDevice: Stmt<ExecutionRow>;
   executionsAll: Stmt<ExecutionRow>;
   insertDevice: Stmt;
   getDevice: Stmt<DeviceRow>;
@@ -669,6 +675,10 @@ export class SqliteStore implements StateStore {
     return this.statements().nextUndispatched.all(jobId, maxWave, limit).map(toExecution);
   }
 
+  async listUndispatchedOfDevice(deviceId: string): Promise<ExecutionRecord[]> {
+    return this.statements().undispatchedOfDevice.all(deviceId).map(toExecution);
+  }
+
   async listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]> {
     checkLimit(limit);
     return this.statements().dueExecutions.all(now, limit).map(toExecution);
@@ -882,6 +892,7 @@ function prepare(db: Database.Database): Statements {
        WHERE job_id = ? AND device_id = ? AND version = ?`,
     ),
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
+    undispatchedOfDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL`),
     executionsByDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC`),
     executionsAll: p<ExecutionRow>(`SELECT ${execCols} FROM executions ORDER BY queued_at DESC, job_id, device_id`),
     insertDevice: p(`INSERT INTO devices (${deviceCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),

@@ -236,6 +236,12 @@ export interface StateStore {
   listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>>;
   /** Up to `limit` QUEUED executions of a job not yet dispatched, in waves up to `maxWave`, lowest wave then device id first. */
   nextUndispatched(jobId: string, maxWave: number, limit: number): Promise<ExecutionRecord[]>;
+  /**
+   * A device's QUEUED executions whose command was not sent yet, of any job (what a device
+   * that comes online may be sent first); read from an index of those alone, so a device's
+   * history of finished jobs costs nothing here.
+   */
+  listUndispatchedOfDevice(deviceId: string): Promise<ExecutionRecord[]>;
   /** Up to `limit` executions whose `dueAt` is at or before `now`, earliest first. */
   listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]>;
   /** Counts of a job's executions per wave and state (only non-zero ones). */

@@ -541,6 +541,22 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.countExecutions('job-404'), []);
         }));
 
+      it('lists a device\'s queued, unsent executions of every job, and nothing else', () =>
+        withStore(async (store) => {
+          await store.createJob(job('j1'), [execution('j1', 'a', 1), execution('j1', 'b', 1)]);
+          await store.createJob(job('j2'), [{ ...execution('j2', 'a', 2), dispatchedAt: 5 }]);
+          await store.createJob(job('j3'), [{ ...execution('j3', 'a', 3), status: 'SUCCEEDED', dispatchedAt: 5 }]);
+          await store.createJob(job('j4'), [{ ...execution('j4', 'a', 4), wave: 2 }]);
+          const ids = async (d: string) => (await store.listUndispatchedOfDevice(d)).map((e) => e.jobId).sort();
+          assert.deepEqual(await ids('a'), ['j1', 'j4']);
+          assert.deepEqual(await store.listUndispatchedOfDevice('a').then((es) => es.find((e) => e.jobId === 'j4')), { ...execution('j4', 'a', 4), wave: 2 });
+          const sent = (await store.getExecution('j1', 'a'))!;
+          assert.equal(await store.updateExecution({ ...sent, dispatchedAt: 9, version: 2 }), true);
+          assert.deepEqual(await ids('a'), ['j4']);
+          assert.deepEqual(await ids('b'), ['j1']);
+          assert.deepEqual(await ids('nobody'), []);
+        }));
+
       it('creates a job of many devices in pieces, letting other writes through meanwhile', () =>
         withStore(async (store) => {
           const n = 2 * JOB_CHUNK + 7;

@@ -136,6 +136,9 @@ export interface UpdateFigures {
   /** Cycling: MQTT connections per device, and visits that ended without a command. */
   connects_per_device?: number;
   idle_visits?: number;
+  /** Cycling: requests per device, reports (what runs, phases, outcome) and catch-up `get`s. */
+  reports_per_device?: number;
+  gets_per_device?: number;
   /** CPU of the external broker (--external). */
   broker_cpu_s?: number;
 }
@@ -225,7 +228,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   let simCpu = 0;
   try {
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);
-    const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number };
+    const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number; reports: number; gets: number };
     simCpu = sim.cpuSeconds();
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
     const brokerCpu = server.broker ? server.broker.cpuSeconds() - brokerCpu0 : undefined;
@@ -252,6 +255,10 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
       // visits per device (connect, subscribe, catch up, leave); those with no command yet were wasted
       connects_per_device: round(simStats.connects / n, 2),
       idle_visits: simStats.idleVisits,
+      // what each device asked: its report of what runs, its phases and outcome, and the catch-up
+      // `get` it skips when its command came with the first report's answers
+      reports_per_device: round(simStats.reports / n, 2),
+      gets_per_device: round(simStats.gets / n, 2),
     };
   } finally {
     await sim.stop();

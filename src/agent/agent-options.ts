@@ -56,7 +56,8 @@ export interface UpdateAgentOptions {
    * ...and at least this many ms after the previous report (default 1000). Phase reports
    * (VERIFYING, INSTALLING) keep the same pace, stretched to ten round trips of the last
    * report when the server answers slowly, the latest replacing one still waiting; the
-   * outcome (SUCCESS, FAILURE) goes at once.
+   * outcome (SUCCESS, FAILURE) goes at once. A phase is reported once it has lasted
+   * AGENT_DEFAULTS.phaseSettleMs (250 ms): one over sooner is folded into the next report.
    */
   progressIntervalMs?: number;
   /** A download URL expiring within this many ms is refreshed before use (default 5000). */
@@ -79,6 +80,7 @@ export const AGENT_DEFAULTS = {
   maxRetryDelayMs: 60_000,
   progressStep: 0.1,
   progressIntervalMs: 1000,
+  phaseSettleMs: 250,
   urlMarginMs: 5000,
   maxUrlRefreshes: 3,
 } as const;

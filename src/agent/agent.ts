@@ -98,6 +98,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     return this.online;
   }
 
+  /** Requests this agent sent since it started, per operation: reports (`update`), `get`s, credential requests. */
+  get requestsSent(): Readonly<Record<'update' | 'get' | 'credentials', number>> {
+    return this.requester?.sent ?? { update: 0, get: 0, credentials: 0 };
+  }
+
   /** Loads the persisted state, resumes an interrupted update, and connects (without waiting for the broker). */
   async start(): Promise<void> {
     if (this.started) return;
@@ -127,7 +132,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     });
     const requester = this.requester;
     // progress and phase reports share the progress pace; outcomes go at once
-    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(software)), { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs });
+    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(software)), { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
     const client = mqtt.connect(o.brokerUrl, {
       clientId: o.deviceId,
       clean: true,

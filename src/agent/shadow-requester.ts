@@ -46,6 +46,8 @@ export class ShadowRequester {
   private readonly prefix = randomBytes(4).toString('hex');
   private seq = 0;
   private closed = false;
+  /** Requests sent per operation (each counted once, however many attempts it took). */
+  readonly sent: Record<AgentOperation, number> = { update: 0, get: 0, credentials: 0 };
 
   constructor(deps: { deviceId: string; send: (topic: string, payload: string) => Promise<void>; policy: RequestPolicy }) {
     this.ref = { deviceId: deps.deviceId, name: '' };
@@ -76,6 +78,7 @@ export class ShadowRequester {
   async request(op: AgentOperation, body: JsonObject): Promise<JsonObject> {
     const token = `${this.prefix}-${(++this.seq).toString(36)}`;
     const payload = JSON.stringify({ ...body, clientToken: token });
+    this.sent[op]++;
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw stopped();
       try {

@@ -64,7 +64,7 @@ export function addSimCommand(program: Command): void {
       };
       process.once('SIGINT', () => void stop().then(() => process.exit(0)));
       process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
-      void sim.whenFinished(devices.length).then(() => process.stdout.write(`sim: finished ${devices.length} devices ${JSON.stringify(sim.stats)} installs=${sim.installs}\n`));
+      void sim.whenFinished(devices.length).then(() => process.stdout.write(`sim: finished ${devices.length} devices ${JSON.stringify({ ...sim.stats, ...sim.requestsSent() })} installs=${sim.installs}\n`));
       await sim.start();
       process.stdout.write(`sim: ready ${devices.length} devices (${mode})\n`);
       if (o.untilFinished) {

@@ -98,3 +98,29 @@ it('stretches the pace when answers are slow (backpressure), whatever the interv
   assert.deepEqual((await Promise.all([phase, outcome])).map((a) => a.status), ['SUCCESS', 'SUCCESS']);
   assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'SUCCESS']);
 });
+
+it('folds a phase that is over before it settled into the next report, and sends one that lasts', async () => {
+  const g = gatedSend();
+  const q = new ReportQueue(g.send, { settleMs: 60_000 });
+  const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+  await g.release();
+  await first;
+  // past the round-trip pace of DOWNLOADING's answer (ten times a few ms), so only the settle holds INSTALLING
+  await new Promise((r) => setTimeout(r, 50));
+  // INSTALLING has not lasted a minute when SUCCESS comes: one report, the outcome, answers both
+  const acks = [q.submit({ jobId: 'j1', status: 'INSTALLING' }), q.submit({ jobId: 'j1', status: 'SUCCESS' })];
+  await g.release();
+  assert.deepEqual((await Promise.all(acks)).map((a) => a.status), ['SUCCESS', 'SUCCESS']);
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'SUCCESS']);
+
+  // a phase that outlasts a short settle is reported on its own
+  const h = gatedSend();
+  const r = new ReportQueue(h.send, { settleMs: 1 });
+  const start = r.submit({ jobId: 'j2', status: 'DOWNLOADING' });
+  await h.release();
+  await start;
+  const installing = r.submit({ jobId: 'j2', status: 'INSTALLING' });
+  await h.release();
+  assert.equal((await installing).status, 'INSTALLING');
+  assert.deepEqual(h.sent.map((s) => s.status), ['DOWNLOADING', 'INSTALLING']);
+});

@@ -98,9 +98,8 @@ export class FleetSimulator {
   readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
   private readonly opts: SimOptions;
   private readonly slots: DeviceSlot[];
+  /** Requests of the agents stopped so far. */
   private readonly retired = { reports: 0, gets: 0 };
-  /** Agents whose requests are in `retired` already (a slot keeps its last one after a visit). */
-  private readonly retiredAgents = new WeakSet<UpdateAgent>();
   private readonly random: () => number;
   private stopped = false;
   /** Each returns true once satisfied (and is then dropped). */
@@ -162,15 +161,15 @@ export class FleetSimulator {
   /** Stops every agent. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all(this.slots.map((s) => this.retire(s.agent).catch(() => undefined)));
+    await Promise.all(this.slots.map((s) => this.retire(s).catch(() => undefined)));
   }
 
-  /** Stops an agent, keeping the count of the requests it sent (agents are replaced per visit). */
-  private async retire(agent: UpdateAgent | undefined): Promise<void> {
+  /** Stops a slot's agent and lets it go, keeping the count of the requests it sent (a visit, a crash, an offline period each end one). */
+  private async retire(slot: DeviceSlot): Promise<void> {
+    const agent = slot.agent;
     if (!agent) return;
+    slot.agent = undefined;
     await agent.stop();
-    if (this.retiredAgents.has(agent)) return;
-    this.retiredAgents.add(agent);
     this.retired.reports += agent.requestsSent.update;
     this.retired.gets += agent.requestsSent.get;
   }
@@ -178,10 +177,10 @@ export class FleetSimulator {
   /** Requests the devices' agents sent so far: reports (what runs, phases, outcomes) and catch-up `get`s. */
   requestsSent(): { reports: number; gets: number } {
     const out = { ...this.retired };
-    for (const slot of this.slots) {
-      if (!slot.agent || this.retiredAgents.has(slot.agent)) continue;
-      out.reports += slot.agent.requestsSent.update;
-      out.gets += slot.agent.requestsSent.get;
+    for (const { agent } of this.slots) {
+      if (!agent) continue;
+      out.reports += agent.requestsSent.update;
+      out.gets += agent.requestsSent.get;
     }
     return out;
   }
@@ -259,7 +258,7 @@ export class FleetSimulator {
     slot.onCommand = undefined;
     if (!slot.done) this.stats.idleVisits++;
     // the agent may have been replaced by a crash or an offline period meanwhile
-    await this.retire(slot.agent);
+    await this.retire(slot);
     this.stats.connected--;
     return slot.done;
   }
@@ -267,7 +266,7 @@ export class FleetSimulator {
   /** The device dies mid-install and comes back: the agent resumes from its persisted state. */
   private async crash(slot: DeviceSlot): Promise<void> {
     this.stats.crashes++;
-    await this.retire(slot.agent);
+    await this.retire(slot);
     if (this.stopped) return;
     this.stats.connected--;
     await this.connect(slot);
@@ -275,7 +274,7 @@ export class FleetSimulator {
 
   private async offlinePeriod(slot: DeviceSlot): Promise<void> {
     this.stats.offlinePeriods++;
-    await this.retire(slot.agent);
+    await this.retire(slot);
     this.stats.connected--;
     await sleep(this.opts.offlineMs);
     if (!this.stopped) await this.connect(slot);

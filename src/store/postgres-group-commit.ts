@@ -23,6 +23,15 @@ import type pg from 'pg';
 import { UpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
 
+/**
+ * Rows (all of one width) as one array per column: the parameters of a statement that
+ * unnests them, `unnest($1::text[], $2::bigint[], ...)`.
+ */
+export function columnsOf(rows: readonly (readonly unknown[])[]): unknown[][] {
+  const width = rows[0]?.length ?? 0;
+  return Array.from({ length: width }, (_, c) => rows.map((row) => row[c]));
+}
+
 /** One write: runs its statements on the batch's connection; its result settles the caller. */
 export type PgWrite<T> = (client: pg.PoolClient) => Promise<T>;
 
@@ -176,8 +185,7 @@ export class PgGroupCommit {
       outcomes[i] = { ok: true, value: await kind.one(client, batch[i]!.bulk!.row) };
       return;
     }
-    const width = batch[indexes[0]!]!.bulk!.row.length;
-    const columns = Array.from({ length: width }, (_, c) => indexes.map((i) => batch[i]!.bulk!.row[c]));
+    const columns = columnsOf(indexes.map((i) => batch[i]!.bulk!.row));
     const written = new Set((await client.query(kind.many, columns)).rows.map((r: Record<string, unknown>) => kind.keyOf(r)));
     for (const i of indexes) outcomes[i] = { ok: true, value: written.has(batch[i]!.bulk!.key) };
   }

@@ -9,6 +9,7 @@
  * query; a lone read waits no longer than that. Every caller gets its own record, never one
  * shared with another caller of the same key (callers may change what they read).
  */
+import { columnsOf } from './postgres-group-commit.ts';
 
 /** The query of a batch: parameter $n is the array of every read's key part n; the result has column `i`, the read's 1-based position. */
 export interface PgReadBatchDeps<Row, R> {
@@ -62,8 +63,7 @@ export class PgReadBatch<Row extends { i?: string | number }, R> {
       }
       return;
     }
-    const width = batch[0]!.key.length;
-    const params = Array.from({ length: width }, (_, p) => batch.map((w) => w.key[p]));
+    const params = columnsOf(batch.map((w) => w.key));
     let rows: Row[];
     try {
       rows = await this.deps.query(this.deps.sql, params);

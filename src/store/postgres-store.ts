@@ -15,7 +15,7 @@ import pg from 'pg';
 import { UpdraftError } from '../errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
-import { mapPgError, PgGroupCommit, type PgBulkKind } from './postgres-group-commit.ts';
+import { columnsOf, mapPgError, PgGroupCommit, type PgBulkKind } from './postgres-group-commit.ts';
 import { PgReadBatch } from './postgres-read-batch.ts';
 import { ABANDONED_AFTER_MS, JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
@@ -238,10 +238,9 @@ export class PostgresStore implements StateStore {
       ) page GROUP BY sw_name, sw_version, sw_status`,
       [options.after ?? '', limit],
     );
-    const counted = rows.map((r) => ({ devices: Number(r.devices), last: r.last }));
     return countPage(
-      rows.map((r, i) => ({ name: r.sw_name, version: r.sw_version, status: r.sw_status, devices: counted[i]!.devices })),
-      counted,
+      rows.map((r) => ({ name: r.sw_name, version: r.sw_version, status: r.sw_status, devices: Number(r.devices) })),
+      rows,
       limit,
     );
   }
@@ -284,8 +283,7 @@ export class PostgresStore implements StateStore {
       ) page HAVING COUNT(*) > 0`,
       [options.after ?? '', limit],
     );
-    const counted = rows.map((r) => ({ devices: Number(r.devices), last: r.last }));
-    return countPage({ registered: counted[0]?.devices ?? 0, revoked: Number(rows[0]?.revoked ?? 0) }, counted, limit);
+    return countPage({ registered: Number(rows[0]?.devices ?? 0), revoked: Number(rows[0]?.revoked ?? 0) }, rows, limit);
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {
@@ -314,9 +312,8 @@ export class PostgresStore implements StateStore {
     await this.write(async (c) => {
       // every check before the first write: a write that throws must have written nothing
       await lockJobId(c, job.jobId);
-      if ((await c.query('SELECT 1 FROM job_creations WHERE job_id = $1', [job.jobId])).rowCount) throw jobExists(job.jobId);
-      const r = await c.query(`INSERT INTO jobs (${JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING`, jobParams);
-      if (r.rowCount !== 1) throw jobExists(job.jobId);
+      if (await creationMarked(c, job.jobId)) throw jobExists(job.jobId);
+      await insertJobRow(c, job.jobId, jobParams);
       await insertExecutions(c, executions);
     });
   }
@@ -343,11 +340,8 @@ export class PostgresStore implements StateStore {
       const jobParams = jobRowParams(job);
       return this.write(async (c) => {
         await lockJobId(c, job.jobId);
-        if (!(await c.query('SELECT 1 FROM job_creations WHERE job_id = $1', [job.jobId])).rowCount) {
-          throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
-        }
-        const r = await c.query(`INSERT INTO jobs (${JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING`, jobParams);
-        if (r.rowCount !== 1) throw jobExists(job.jobId);
+        if (!(await creationMarked(c, job.jobId))) throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
+        await insertJobRow(c, job.jobId, jobParams);
         await c.query('DELETE FROM job_creations WHERE job_id = $1', [job.jobId]);
       });
     },
@@ -611,9 +605,7 @@ function executionParams(e: ExecutionRecord): unknown[] {
 
 /** One array per EXEC_COLS column, for EXEC_UNNEST. */
 function executionColumns(executions: readonly ExecutionRecord[]): unknown[][] {
-  const cols: unknown[][] = EXEC_COLS.split(',').map(() => []);
-  for (const e of executions) executionParams(e).forEach((v, i) => cols[i]!.push(v));
-  return cols;
+  return columnsOf(executions.map(executionParams));
 }
 
 /** Inserts a new job's executions: one statement however many, the arrays unnested server-side. */
@@ -633,6 +625,17 @@ async function lockJobId(c: pg.PoolClient, jobId: string): Promise<void> {
 
 function jobExists(jobId: string): UpdraftError {
   return new UpdraftError('CONFLICT', `Job ${jobId} already exists`);
+}
+
+/** True while job `jobId` is being created in pieces (job-creation.ts). */
+async function creationMarked(c: pg.PoolClient, jobId: string): Promise<boolean> {
+  return ((await c.query('SELECT 1 FROM job_creations WHERE job_id = $1', [jobId])).rowCount ?? 0) > 0;
+}
+
+/** Writes a job's row; CONFLICT, having written nothing, when the id is taken. */
+async function insertJobRow(c: pg.PoolClient, jobId: string, params: unknown[]): Promise<void> {
+  const r = await c.query(`INSERT INTO jobs (${JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job_id) DO NOTHING`, params);
+  if (r.rowCount !== 1) throw jobExists(jobId);
 }
 
 /** Column order of JOB_COLS. */

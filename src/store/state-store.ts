@@ -134,11 +134,11 @@ export interface CountPage<T> {
  * A page of counts: another may follow when the page was full; the cursor is the last row
  * counted (device ids are ASCII, ID_PATTERN: JavaScript's string order is the database's).
  */
-export function countPage<T>(counts: T, rows: { devices: number; last: string }[], limit: number): CountPage<T> {
+export function countPage<T>(counts: T, rows: readonly { devices: number | string; last: string }[], limit: number): CountPage<T> {
   let seen = 0;
   let last = '';
   for (const r of rows) {
-    seen += r.devices;
+    seen += Number(r.devices); // PostgreSQL's COUNT is a bigint, read as a string
     if (r.last > last) last = r.last;
   }
   return seen >= limit ? { counts, next: last } : { counts };

@@ -1,6 +1,6 @@
 /** Child processes of the benchmarks: the server and the simulator, each in its own process. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,7 +12,7 @@ export interface Child {
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   /** Resident set size in bytes, from /proc (Linux). */
   rss(): number;
-  /** CPU time used so far (user + system), in seconds, from /proc (Linux). */
+  /** CPU time used so far (user + system) by the process and its live children (`sim --processes`), in seconds, from /proc (Linux). */
   cpuSeconds(): number;
   /** Rejects, with the end of its output, if the process exits before stop(): race it against waits. */
   died(): Promise<never>;
@@ -57,7 +57,7 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
       });
     },
     rss: () => procRss(proc.pid!),
-    cpuSeconds: () => procCpuSeconds(proc.pid!),
+    cpuSeconds: () => procTreeCpuSeconds(proc.pid!),
     died: () => died,
     async stop() {
       stopping = true;
@@ -75,10 +75,45 @@ export function procRss(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
+/** Fields of /proc/<pid>/stat after the parenthesized name (the state is [0]). */
+function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** CPU time process `pid` used so far (user + system), in seconds, from /proc (Linux). */
 export function procCpuSeconds(pid: number): number {
-  // fields 14 and 15 of /proc/<pid>/stat (after the parenthesized name): utime, stime in clock ticks
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields 14 and 15 of /proc/<pid>/stat: utime, stime in clock ticks
+  const fields = statFields(pid);
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU time of `pid` and of its live descendants, in seconds: a simulator split over processes
+ * (`updraft sim --processes`) works in its children, whose time the parent's own counters
+ * only include once they have exited.
+ */
+export function procTreeCpuSeconds(pid: number): number {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(statFields(entry)[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  let total = 0;
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    try {
+      total += procCpuSeconds(p);
+    } catch {
+      continue; // ended meanwhile
+    }
+    todo.push(...(children.get(p) ?? []));
+  }
+  return total;
 }

@@ -7,6 +7,7 @@
  *   npm run bench -- --full             # also 15,000 connected and a 100,000-device cycling rollout
  *   npm run bench -- --sizes 2000 --rollout 20000 --store-shadows 0 --profile
  *   npm run bench -- --in-flight 0        # no in-flight window: every device commanded at once
+ *   npm run bench -- --sizes 30000 --sim-processes 2   # fleets beyond one process's 20,000 connections
  *   npm run bench -- --external           # on a private Mosquitto 2 and PostgreSQL (bench/external.ts)
  *   npm run bench -- --external --db postgres://localhost/postgres   # databases on that server
  */
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '5000' },
     'in-flight': { type: 'string', default: '1000' },
     'store-shadows': { type: 'string' },
+    'sim-processes': { type: 'string', default: '1' },
     profile: { type: 'boolean', default: false },
     external: { type: 'boolean', default: false },
     db: { type: 'string' },
@@ -52,7 +54,9 @@ if (values.db !== undefined) {
   if (!external) throw new Error('--db goes with --external');
   usePostgres(values.db);
 }
-const serverOptions = { ...(profileDir ? { profileDir } : {}), external };
+const simProcesses = Number(values['sim-processes']);
+if (!Number.isInteger(simProcesses) || simProcesses < 1) throw new Error('--sim-processes must be a positive integer');
+const serverOptions = { ...(profileDir ? { profileDir } : {}), external, simProcesses };
 // a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here
 process.once('uncaughtException', (err) => {
   process.stderr.write(`${err.stack ?? err.message}\n`);

@@ -34,6 +34,8 @@ export interface BenchServer {
   broker?: { rss(): number; cpuSeconds(): number };
   /** Node flags for the simulator: --cpu-prof into the same directory when profiling. */
   simFlags: string[];
+  /** Extra `updraft sim` arguments: `--processes N` with --sim-processes. */
+  simArgs: string[];
   close(): Promise<void>;
 }
 
@@ -41,7 +43,7 @@ export interface BenchServer {
  * Starts `updraft server` on a fresh data dir: embedded, or with `external` on a private
  * Mosquitto and a fresh PostgreSQL database (bench/external.ts).
  */
-export async function startServer(opts: { profileDir?: string; external?: boolean } = {}): Promise<BenchServer> {
+export async function startServer(opts: { profileDir?: string; external?: boolean; simProcesses?: number } = {}): Promise<BenchServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-'));
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   const nodeFlags = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
@@ -71,6 +73,7 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
     token,
     dir,
     simFlags: nodeFlags,
+    simArgs: (opts.simProcesses ?? 1) > 1 ? ['--processes', String(opts.simProcesses)] : [],
     admit: async () => ext?.admit(api),
     ...(ext ? { broker: ext.broker } : {}),
     published: async () => (ext ? ext.published() : (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published),
@@ -158,7 +161,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
   await server.admit();
   const file = path.join(server.dir, `devices-${n}.json`);
   await writeFile(file, JSON.stringify(devices));
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000'], server.simFlags);
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000', ...server.simArgs], server.simFlags);
   try {
     await sim.waitFor(/sim: ready/, 600_000);
     await sleep(1500); // the devices' first reports settle
@@ -224,7 +227,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   }
   const serverCpu0 = server.child.cpuSeconds();
   const brokerCpu0 = server.broker?.cpuSeconds() ?? 0;
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000'], server.simFlags);
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000', ...server.simArgs], server.simFlags);
   let simCpu = 0;
   try {
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);

@@ -1,9 +1,10 @@
 /** `updraft sim`: a simulated fleet in its own process, against a running Updraft. */
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import { FleetSimulator, SIM_DEFAULTS, type SimDevice } from '../sim/fleet-simulator.ts';
+import { FleetSimulator, SIM_DEFAULTS, type SimDevice, type SimulatedFleet } from '../sim/fleet-simulator.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
+import { parseShard, reportToParent, sliceOf, SimProcesses } from '../sim/sim-processes.ts';
 import { ApiClient } from './api-client.ts';
 
 function num(value: string, name: string, min: number, max: number): number {
@@ -34,9 +35,15 @@ export function addSimCommand(program: Command): void {
     .option('--offline-ms <ms>', 'length of an offline period', String(SIM_DEFAULTS.offlineMs))
     .option('--seed <n>', 'random seed', '1')
     .option('--until-finished', 'exit once every device finished a job, printing a JSON summary')
+    .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each)', '1')
+    .addOption(new Option('--shard <k/n>', 'run slice k of n of --devices-file, reporting to the parent process (--processes)').hideHelp())
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const mode = o.mode as string;
       if (mode !== 'connected' && mode !== 'cycling') throw new UpdraftError('BAD_REQUEST', '--mode must be connected or cycling');
+      const processes = num(o.processes as string, 'processes', 1, 64);
+      if (!Number.isInteger(processes)) throw new UpdraftError('BAD_REQUEST', '--processes must be an integer');
+      const shard = typeof o.shard === 'string' ? parseShard(o.shard) : undefined;
+      if (shard && (!process.send || typeof o.devicesFile !== 'string')) throw new UpdraftError('BAD_REQUEST', '--shard is for the processes `updraft sim --processes` starts');
       let devices: SimDevice[];
       if (typeof o.devicesFile === 'string') {
         devices = JSON.parse(await readFile(o.devicesFile, 'utf8')) as SimDevice[];
@@ -44,33 +51,61 @@ export function addSimCommand(program: Command): void {
         const api = new ApiClient({ ...(o.server ? { server: o.server as string } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
         devices = await registerFleet(api, o.prefix as string, num(o.devices as string, 'devices', 1, 10_000_000));
       }
-      const sim = new FleetSimulator({
+      const concurrency = num(o.concurrency as string, 'concurrency', 1, 100_000);
+      const connectRate = num(o.connectRate as string, 'connect-rate', 1, 1_000_000);
+      const behaviour = {
         brokerUrl: o.broker as string,
-        devices,
         mode,
-        concurrency: num(o.concurrency as string, 'concurrency', 1, 100_000),
-        connectRate: num(o.connectRate as string, 'connect-rate', 1, 1_000_000),
         installMs: num(o.installMs as string, 'install-ms', 0, 3_600_000),
         failureRate: num(o.failureRate as string, 'failure-rate', 0, 1),
         crashRate: num(o.crashRate as string, 'crash-rate', 0, 1),
         offlineRate: num(o.offlineRate as string, 'offline-rate', 0, 1),
         offlineMs: num(o.offlineMs as string, 'offline-ms', 0, 3_600_000),
         seed: num(o.seed as string, 'seed', 0, 2 ** 31),
-      });
-      const ticker = setInterval(() => process.stderr.write(`sim: ${JSON.stringify(sim.stats)}\n`), 1000);
+      } as const;
+      let fleet: SimulatedFleet;
+      let failed: Promise<never> | undefined;
+      if (shard) {
+        const slice = sliceOf(devices, shard);
+        devices = slice.items;
+        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, firstIndex: slice.first });
+      } else if (processes > 1) {
+        // each child takes the options that describe the devices' behaviour as they are
+        const childArgs = ['--broker', behaviour.brokerUrl, '--mode', mode, '--seed', String(behaviour.seed), '--install-ms', String(behaviour.installMs)];
+        childArgs.push('--failure-rate', String(behaviour.failureRate), '--crash-rate', String(behaviour.crashRate), '--offline-rate', String(behaviour.offlineRate), '--offline-ms', String(behaviour.offlineMs));
+        const parent = new SimProcesses({ devices, processes, childArgs, concurrency, connectRate });
+        failed = parent.failed;
+        fleet = parent;
+      } else {
+        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate });
+      }
+      const ticker = shard ? undefined : setInterval(() => process.stderr.write(`sim: ${JSON.stringify(fleet.stats)}\n`), 1000);
+      const toParent = shard ? reportToParent(fleet, () => stop()) : undefined;
       const stop = async () => {
         clearInterval(ticker);
-        await sim.stop();
+        toParent?.close();
+        await fleet.stop();
       };
       process.once('SIGINT', () => void stop().then(() => process.exit(0)));
       process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
-      void sim.whenFinished(devices.length).then(() => process.stdout.write(`sim: finished ${devices.length} devices ${JSON.stringify({ ...sim.stats, ...sim.requestsSent() })} installs=${sim.installs}\n`));
-      await sim.start();
-      process.stdout.write(`sim: ready ${devices.length} devices (${mode})\n`);
-      if (o.untilFinished) {
-        await sim.whenFinished(devices.length);
+      // a child process that died takes the whole simulation down, with one readable line
+      void failed?.catch(async (err: Error) => {
         await stop();
-        process.stdout.write(JSON.stringify({ ...sim.stats, devices: devices.length, installs: sim.installs }) + '\n');
+        process.stderr.write(`updraft: error: ${err.message}\n`);
+        process.exit(1);
+      });
+      if (shard) {
+        await fleet.start();
+        toParent!.ready();
+        return;
+      }
+      void fleet.whenFinished(devices.length).then(() => process.stdout.write(`sim: finished ${devices.length} devices ${JSON.stringify({ ...fleet.stats, ...fleet.requestsSent() })} installs=${fleet.installs}\n`));
+      await fleet.start();
+      process.stdout.write(`sim: ready ${devices.length} devices (${mode}${processes > 1 ? `, ${processes} processes` : ''})\n`);
+      if (o.untilFinished) {
+        await fleet.whenFinished(devices.length);
+        await stop();
+        process.stdout.write(JSON.stringify({ ...fleet.stats, devices: devices.length, installs: fleet.installs }) + '\n');
         process.exit(0);
       }
     });

@@ -47,6 +47,12 @@ export interface SimOptions {
   /** Where partial downloads go. */
   workDir: string;
   seed: number;
+  /**
+   * Index of the first device in the whole fleet, when this simulator runs one slice of it
+   * (`updraft sim --processes`): each device's random sequence follows its index in the fleet,
+   * so a fleet split over several processes fails, crashes and goes offline exactly as in one.
+   */
+  firstIndex: number;
   logger?: Logger;
 }
 
@@ -64,6 +70,7 @@ export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
   idleTimeoutMs: 5000,
   workDir: path.join(os.tmpdir(), 'updraft-sim'),
   seed: 1,
+  firstIndex: 0,
 };
 
 /** Counters, readable while the simulation runs. */
@@ -93,8 +100,22 @@ interface DeviceSlot {
   onCommand?: () => void;
 }
 
+/** What `updraft sim` drives: one simulator, or several in their own processes (sim-processes.ts). */
+export interface SimulatedFleet {
+  readonly stats: SimStats;
+  /** Total installs performed (a job applied twice on a device would show here). */
+  readonly installs: number;
+  /** Requests of the devices' agents so far: reports (what runs, phases, outcomes) and catch-up `get`s. */
+  requestsSent(): { reports: number; gets: number };
+  /** Connected mode: resolves once every device is connected. Cycling: once the devices start visiting. */
+  start(): Promise<void>;
+  /** Resolves when `n` devices finished a job (SUCCESS or FAILURE). */
+  whenFinished(n: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** Runs a simulated fleet until stopped (connected) or until every device finished (cycling). */
-export class FleetSimulator {
+export class FleetSimulator implements SimulatedFleet {
   readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
   private readonly opts: SimOptions;
   private readonly slots: DeviceSlot[];
@@ -107,11 +128,11 @@ export class FleetSimulator {
 
   constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices'>) {
     this.opts = { ...SIM_DEFAULTS, ...opts };
-    this.random = seededRandom(this.opts.seed);
+    this.random = seededRandom(this.opts.seed + this.opts.firstIndex);
     // one random sequence per device: outcomes then depend on the seed alone, not on the
     // order in which devices happen to reach each step
     this.slots = this.opts.devices.map((device, i) => {
-      const random = seededRandom(this.opts.seed * 100_003 + i);
+      const random = seededRandom(this.opts.seed * 100_003 + this.opts.firstIndex + i);
       return {
         device,
         random,

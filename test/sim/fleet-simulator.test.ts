@@ -1,11 +1,34 @@
 /** Smoke runs of the fleet simulator against a real server (a few dozen devices). */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
+import { parseShard, shareOf, sliceOf } from '../../src/sim/sim-processes.ts';
+import { startCli } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+/** The live child processes of `pid` and their command lines (Linux /proc). */
+function childProcesses(pid: number): { pid: number; cmd: string }[] {
+  const out: { pid: number; cmd: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // the field after the parenthesized name is the state, then the parent's pid
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push({ pid: Number(entry), cmd: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ') });
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
 
 describe('fleet simulator', () => {
   let ts: TestServer;
@@ -57,5 +80,66 @@ describe('fleet simulator', () => {
     } finally {
       await sim.stop();
     }
+  });
+
+  it('several processes: each runs its slice, and outcomes follow the seed as in one process', async () => {
+    const options = { crashRate: 0.2, failureRate: 0.1, seed: 7 };
+    // the reference: one in-process simulator
+    const one = await registerFleet(api, 'one-', 30);
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices: one, mode: 'connected', installMs: 20, ...options });
+    let reference;
+    try {
+      await sim.start();
+      await rollout(one);
+      await sim.whenFinished(30);
+      reference = { succeeded: sim.stats.succeeded, failed: sim.stats.failed, crashes: sim.stats.crashes, installs: sim.installs };
+    } finally {
+      await sim.stop();
+    }
+    // the same fleet's behaviour split over three processes by `updraft sim --processes 3`
+    const many = await registerFleet(api, 'many-', 30);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(many));
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '3', '--until-finished', '--install-ms', '20', '--crash-rate', '0.2', '--failure-rate', '0.1', '--seed', '7']);
+    try {
+      await cli.waitFor(/sim: ready 30 devices \(connected, 3 processes\)/, 60_000);
+      const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes(' sim ') && c.cmd.includes('--shard'));
+      assert.deepEqual(shards.map((c) => /--shard (\d+\/\d+)/.exec(c.cmd)?.[1]).sort(), ['0/3', '1/3', '2/3']);
+      const jobId = await rollout(many);
+      const summary = JSON.parse((await cli.waitFor(/^(\{.*"devices":30.*\})$/m, 60_000))[1]!);
+      assert.equal(summary.finished, 30);
+      // an install a crash interrupted is done again after the restart: installs = 30 + crashes during install
+      assert.deepEqual({ succeeded: summary.succeeded, failed: summary.failed, crashes: summary.crashes, installs: summary.installs }, reference);
+      const counts = await outcome(jobId);
+      assert.deepEqual({ SUCCEEDED: counts.SUCCEEDED ?? 0, FAILED: counts.FAILED ?? 0 }, { SUCCEEDED: reference.succeeded, FAILED: reference.failed });
+      assert.equal(await cli.kill(), 0, 'the simulator exits 0 once finished');
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      assert.deepEqual(shards.filter((c) => alive(c.pid)), [], 'no simulator process outlives the command');
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('splits a fleet into contiguous slices that cover it once', () => {
+    for (const [n, count] of [[30, 3], [31, 3], [5, 4], [1, 1], [7, 7]] as const) {
+      const items = Array.from({ length: n }, (_, i) => i);
+      const slices = Array.from({ length: count }, (_, index) => sliceOf(items, { index, count }));
+      assert.deepEqual(slices.flatMap((s) => s.items), items, `${n} over ${count}`);
+      for (const s of slices) assert.equal(s.items[0] ?? s.first, s.first, 'first is the index of the slice in the fleet');
+    }
+    assert.deepEqual(parseShard('2/3'), { index: 2, count: 3 });
+    assert.throws(() => parseShard('3/3'), /0 <= k < n/);
+    assert.throws(() => parseShard('x'), /0 <= k < n/);
+    assert.equal(shareOf(5000, 3), 1667);
+    assert.equal(shareOf(1, 3), 1);
   });
 });

@@ -1,0 +1,207 @@
+/**
+ * `updraft sim --processes N`: one simulated fleet split over N simulator processes.
+ *
+ * One process cannot hold every device of a large fleet: each connected device keeps an MQTT
+ * connection open (a file descriptor; a process here may not open more than 20,000), and one
+ * Node process uses one core. The parent forks N children of the same command; child k runs
+ * the k-th contiguous slice of the devices (`--shard k/N`) with its share of the concurrency
+ * and of the connect rate, and with each device's random sequence taken from its index in the
+ * whole fleet, so outcomes do not depend on how the fleet is split. Children report their
+ * counters over the IPC channel a few times a second; the parent adds them up and speaks for
+ * the fleet (its `sim: ready` line comes once every child is ready).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { UpdraftError } from '../errors.ts';
+import type { SimDevice, SimStats, SimulatedFleet } from './fleet-simulator.ts';
+
+/** How often a child sends its counters. */
+export const SHARD_REPORT_MS = 250;
+
+/** What a child sends its parent. */
+export type ShardMessage = { kind: 'ready' } | { kind: 'report'; stats: SimStats; installs: number; requests: { reports: number; gets: number } };
+
+/** `k/n` of `--shard`: which slice of the fleet a child runs. */
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+/** Parses `--shard k/n` (0 <= k < n); throws BAD_REQUEST otherwise. */
+export function parseShard(value: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(value);
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (!m || count < 1 || index >= count) throw new UpdraftError('BAD_REQUEST', `--shard must be k/n with 0 <= k < n, got ${value}`);
+  return { index, count };
+}
+
+/** The contiguous slice of `items` that shard `index` of `count` runs, and where it starts. */
+export function sliceOf<T>(items: T[], shard: Shard): { first: number; items: T[] } {
+  const size = Math.ceil(items.length / shard.count);
+  const first = Math.min(items.length, shard.index * size);
+  return { first, items: items.slice(first, first + size) };
+}
+
+/** `total` split over `count` shards: each gets its share, at least 1. */
+export function shareOf(total: number, count: number): number {
+  return Math.max(1, Math.ceil(total / count));
+}
+
+interface ChildState {
+  proc: ChildProcess;
+  ready: boolean;
+  report?: Extract<ShardMessage, { kind: 'report' }>;
+  exited: boolean;
+}
+
+/** The options of the parent. */
+export interface SimProcessesOptions {
+  devices: SimDevice[];
+  processes: number;
+  /** `updraft sim` options every child takes as they are (broker, mode, rates, seed...). */
+  childArgs: string[];
+  /** Concurrency and connect rate of the whole fleet: each child takes its share. */
+  concurrency: number;
+  connectRate: number;
+  /** The `updraft` entry script, and the node flags to run it with. */
+  entry?: string;
+  execArgv?: string[];
+}
+
+/** A fleet simulated by several child processes, seen as one. */
+export class SimProcesses implements SimulatedFleet {
+  private readonly opts: SimProcessesOptions;
+  private readonly children: ChildState[] = [];
+  private dir: string | undefined;
+  private stopping = false;
+  /** Every child was ready: from then on a child's exit fails the simulation through `failed`. */
+  private running = false;
+  private listeners: (() => boolean)[] = [];
+  private failure: ((err: Error) => void) | undefined;
+  /** Rejects when a child exits, after start and before stop (race it against waits). */
+  readonly failed: Promise<never>;
+
+  constructor(opts: SimProcessesOptions) {
+    if (!Number.isInteger(opts.processes) || opts.processes < 2) throw new UpdraftError('BAD_REQUEST', '--processes must be an integer of at least 2 here');
+    if (opts.processes > opts.devices.length) throw new UpdraftError('BAD_REQUEST', `--processes ${opts.processes} is more than the ${opts.devices.length} devices`);
+    this.opts = opts;
+    this.failed = new Promise<never>((_, reject) => (this.failure = reject));
+    this.failed.catch(() => undefined); // observed by whoever races it
+  }
+
+  get stats(): SimStats {
+    const sum: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
+    for (const c of this.children) {
+      if (!c.report) continue;
+      for (const k of Object.keys(sum) as (keyof SimStats)[]) sum[k] += c.report.stats[k];
+    }
+    return sum;
+  }
+
+  get installs(): number {
+    return this.children.reduce((n, c) => n + (c.report?.installs ?? 0), 0);
+  }
+
+  requestsSent(): { reports: number; gets: number } {
+    const out = { reports: 0, gets: 0 };
+    for (const c of this.children) {
+      out.reports += c.report?.requests.reports ?? 0;
+      out.gets += c.report?.requests.gets ?? 0;
+    }
+    return out;
+  }
+
+  /** Forks the children and resolves once every one is ready (connected mode: all its devices connected). */
+  async start(): Promise<void> {
+    const o = this.opts;
+    // the devices (with their secrets) go to the children through a file only this user reads
+    this.dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-'));
+    const file = path.join(this.dir, 'devices.json');
+    await writeFile(file, JSON.stringify(o.devices), { mode: 0o600 });
+    const entry = o.entry ?? process.argv[1]!;
+    const shares = ['--concurrency', String(shareOf(o.concurrency, o.processes)), '--connect-rate', String(shareOf(o.connectRate, o.processes))];
+    const allReady = Array.from({ length: o.processes }, (_, k) => {
+      const args = ['sim', ...o.childArgs, ...shares, '--devices-file', file, '--shard', `${k}/${o.processes}`];
+      const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child: ChildState = { proc, ready: false, exited: false };
+      this.children.push(child);
+      return new Promise<void>((resolve, reject) => {
+        proc.on('message', (msg: ShardMessage) => {
+          if (msg.kind === 'ready') {
+            child.ready = true;
+            resolve();
+          } else {
+            child.report = msg;
+            this.listeners = this.listeners.filter((l) => !l());
+          }
+        });
+        proc.on('exit', (code, signal) => {
+          child.exited = true;
+          if (this.stopping) return;
+          const err = new UpdraftError('INTERNAL', `simulator process ${k + 1} of ${o.processes} exited (code ${code}, signal ${signal})`);
+          reject(err);
+          if (this.running) this.failure?.(err);
+        });
+      });
+    });
+    try {
+      await Promise.all(allReady);
+      this.running = true;
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  whenFinished(n: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.stats.finished < n) return false;
+        resolve();
+        return true;
+      };
+      if (!check()) this.listeners.push(check);
+    });
+  }
+
+  /** Stops every child (SIGTERM: each stops its agents) and removes the devices file. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      this.children.map(async (c) => {
+        if (c.exited) return;
+        const exited = new Promise<void>((resolve) => c.proc.once('exit', () => resolve()));
+        c.proc.kill('SIGTERM');
+        const timer = setTimeout(() => c.proc.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+    this.dir = undefined;
+  }
+}
+
+/**
+ * The child's side: sends `ready` once `fleet` started, then its counters every
+ * SHARD_REPORT_MS, and stops the fleet when the parent goes away.
+ */
+export function reportToParent(fleet: SimulatedFleet, stop: () => Promise<void>): { ready(): void; close(): void } {
+  const send = (msg: ShardMessage) => {
+    if (process.connected) process.send!(msg);
+  };
+  const report = () => send({ kind: 'report', stats: { ...fleet.stats }, installs: fleet.installs, requests: fleet.requestsSent() });
+  const timer = setInterval(report, SHARD_REPORT_MS);
+  // a parent killed without stopping us: do not leave orphaned devices connected
+  process.once('disconnect', () => void stop().then(() => process.exit(0)));
+  return {
+    ready: () => {
+      report();
+      send({ kind: 'ready' });
+    },
+    close: () => clearInterval(timer),
+  };
+}

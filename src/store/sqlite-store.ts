@@ -294,6 +294,7 @@ interface Statements {
   touchCreation: Stmt;
   deleteCreation: Stmt;
   deleteJobExecutions: Stmt;
+  deleteJobExecutionsPiece: Stmt;
   deleteJobCounts: Stmt;
   insertGroup: Stmt;
   getGroup: Stmt<GroupRow>;
@@ -524,10 +525,14 @@ export class SqliteStore implements StateStore {
         })();
       });
     },
-    abandon: (jobId) =>
-      this.enqueue(() => {
+    abandon: async (jobId) => {
+      // in pieces, as it was written: deleting a million executions in one write would hold
+      // the event loop for seconds (the marker goes last, so a crash meanwhile is cleaned up at start)
+      while ((await this.enqueue(() => this.statements().deleteJobExecutionsPiece.run(jobId, jobId, JOB_CHUNK).changes)) > 0);
+      await this.enqueue(() => {
         this.removeCreation(this.statements(), jobId);
-      }),
+      });
+    },
   };
 
   /** Inserts executions of a new job and counts them; BAD_REQUEST when a device is in the job already (call in a savepoint). */
@@ -545,7 +550,8 @@ export class SqliteStore implements StateStore {
 
   /**
    * Removes what an unfinished creation wrote; returns how many executions. One statement,
-   * however many: this runs at start, or after a piece failed (the disk is full, say).
+   * however many: at start, before anything else runs, and at the end of `abandon`, which
+   * removes the executions in pieces first.
    */
   private removeCreation(s: Statements, jobId: string): number {
     const removed = s.deleteJobExecutions.run(jobId).changes;
@@ -920,6 +926,7 @@ function prepare(db: Database.Database): Statements {
     touchCreation: p('UPDATE job_creations SET touched_at = ? WHERE job_id = ?'),
     deleteCreation: p('DELETE FROM job_creations WHERE job_id = ?'),
     deleteJobExecutions: p('DELETE FROM executions WHERE job_id = ?'),
+    deleteJobExecutionsPiece: p('DELETE FROM executions WHERE job_id = ? AND device_id IN (SELECT device_id FROM executions WHERE job_id = ? LIMIT ?)'),
     deleteJobCounts: p('DELETE FROM execution_counts WHERE job_id = ?'),
     insertGroup: p(`INSERT INTO device_groups (${GROUP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     getGroup: p<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups WHERE name = ?`),

@@ -586,19 +586,20 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
 
       it('refuses a job of many devices that lists one twice, leaving nothing of it', () =>
         withStore(async (store) => {
-          const es = Array.from({ length: JOB_CHUNK + 10 }, (_, i) => execution('dup', `d${String(i).padStart(6, '0')}`, 1));
-          // twice in two pieces (the second piece repeats one of the first), and twice in one piece
+          const es = Array.from({ length: 2 * JOB_CHUNK + 10 }, (_, i) => execution('dup', `d${String(i).padStart(6, '0')}`, 1));
+          // twice in two pieces (the third piece repeats one of the first: two pieces written, then
+          // removed in pieces), and twice in one piece (the second: the first piece is removed)
           const inTwoPieces = [...es, execution('dup', 'd000003', 1)];
           const inOnePiece = [...es.slice(0, JOB_CHUNK + 2), execution('dup', 'd005001', 1), ...es.slice(JOB_CHUNK + 2)];
           for (const listed of [inTwoPieces, inOnePiece]) {
             await assert.rejects(store.createJob(job('dup'), listed), isCode('BAD_REQUEST'));
             assert.equal(await store.getJob('dup'), undefined);
             assert.deepEqual(await store.countExecutions('dup'), []);
-            assert.deepEqual(await store.listExecutions({ deviceId: 'd000003' }), []);
+            for (const deviceId of ['d000003', `d${String(2 * JOB_CHUNK - 1).padStart(6, '0')}`]) assert.deepEqual(await store.listExecutions({ deviceId }), [], deviceId);
           }
           // the id is free: nothing marks it as being created
           await store.createJob(job('dup'), es);
-          assert.equal((await store.countExecutions('dup')).reduce((k, c) => k + c.count, 0), JOB_CHUNK + 10);
+          assert.equal((await store.countExecutions('dup')).reduce((k, c) => k + c.count, 0), 2 * JOB_CHUNK + 10);
         }));
 
       it('keeps the counts equal to a recount through every kind of execution write', () =>

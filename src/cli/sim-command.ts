@@ -86,7 +86,10 @@ export function addSimCommand(program: Command): void {
         toParent?.close();
         await fleet.stop();
       };
-      process.once('SIGINT', () => void stop().then(() => process.exit(0)));
+      // Ctrl-C reaches every process of the group: a child leaves its stopping to the parent,
+      // which would otherwise see it exit first and report it as a failure
+      if (shard) process.on('SIGINT', () => undefined);
+      else process.once('SIGINT', () => void stop().then(() => process.exit(0)));
       process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
       // a child process that died takes the whole simulation down, with one readable line
       void failed?.catch(async (err: Error) => {

@@ -38,11 +38,11 @@ export function parseShard(value: string): Shard {
   return { index, count };
 }
 
-/** The contiguous slice of `items` that shard `index` of `count` runs, and where it starts. */
+/** The contiguous slice of `items` that shard `index` of `count` runs, and where it starts (sizes differ by one at most). */
 export function sliceOf<T>(items: T[], shard: Shard): { first: number; items: T[] } {
-  const size = Math.ceil(items.length / shard.count);
-  const first = Math.min(items.length, shard.index * size);
-  return { first, items: items.slice(first, first + size) };
+  const first = Math.floor((shard.index * items.length) / shard.count);
+  const end = Math.floor(((shard.index + 1) * items.length) / shard.count);
+  return { first, items: items.slice(first, end) };
 }
 
 /** `total` split over `count` shards: each gets its share, at least 1. */
@@ -52,7 +52,6 @@ export function shareOf(total: number, count: number): number {
 
 interface ChildState {
   proc: ChildProcess;
-  ready: boolean;
   report?: Extract<ShardMessage, { kind: 'report' }>;
   exited: boolean;
 }
@@ -126,12 +125,11 @@ export class SimProcesses implements SimulatedFleet {
     const allReady = Array.from({ length: o.processes }, (_, k) => {
       const args = ['sim', ...o.childArgs, ...shares, '--devices-file', file, '--shard', `${k}/${o.processes}`];
       const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      const child: ChildState = { proc, ready: false, exited: false };
+      const child: ChildState = { proc, exited: false };
       this.children.push(child);
       return new Promise<void>((resolve, reject) => {
         proc.on('message', (msg: ShardMessage) => {
           if (msg.kind === 'ready') {
-            child.ready = true;
             resolve();
           } else {
             child.report = msg;

@@ -134,7 +134,9 @@ describe('fleet simulator', () => {
       const items = Array.from({ length: n }, (_, i) => i);
       const slices = Array.from({ length: count }, (_, index) => sliceOf(items, { index, count }));
       assert.deepEqual(slices.flatMap((s) => s.items), items, `${n} over ${count}`);
-      for (const s of slices) assert.equal(s.items[0] ?? s.first, s.first, 'first is the index of the slice in the fleet');
+      for (const s of slices) assert.equal(s.items[0], s.first, 'first is the index of the slice in the fleet');
+      const sizes = slices.map((s) => s.items.length);
+      assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `balanced: ${sizes}`);
     }
     assert.deepEqual(parseShard('2/3'), { index: 2, count: 3 });
     assert.throws(() => parseShard('3/3'), /0 <= k < n/);

@@ -85,6 +85,11 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
   };
 }
 
+/** CPU milliseconds per succeeded update, from CPU seconds. */
+function cpuPerUpdate(cpuSeconds: number, succeeded: number): number {
+  return round((cpuSeconds * 1000) / Math.max(1, succeeded), 2);
+}
+
 /** Every execution of a job, page by page. */
 async function jobExecutions(api: ApiClient, jobId: string): Promise<Execution[]> {
   const out: Execution[] = [];
@@ -144,6 +149,12 @@ export interface UpdateFigures {
   gets_per_device?: number;
   /** CPU of the external broker (--external). */
   broker_cpu_s?: number;
+  /**
+   * CPU milliseconds per device brought to SUCCEEDED, the whole system's: server, simulator
+   * and external broker. The machine-independent side of the throughput: N updates/s need
+   * N x this / 1000 cores.
+   */
+  cpu_ms_per_update: number;
 }
 
 /**
@@ -203,6 +214,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
       server_cpu_s: round(cpu1[0]! - cpu0[0]!, 1),
       sim_cpu_s: round(cpu1[1]! - cpu0[1]!, 1),
       ...(server.broker ? { broker_cpu_s: round(cpu1[2]! - cpu0[2]!, 1) } : {}),
+      cpu_ms_per_update: cpuPerUpdate(cpu1.reduce((t, c, i) => t + c - cpu0[i]!, 0), o.succeeded),
     };
   } finally {
     await sim.stop();
@@ -230,9 +242,12 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000', ...server.simArgs], server.simFlags);
   let simCpu = 0;
   try {
+    // the simulator's own start (loading the code and the devices) is not the fleet's work
+    await Promise.race([sim.waitFor(/sim: ready/, 600_000), server.child.died()]);
+    const simCpu0 = sim.cpuSeconds();
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);
     const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number; reports: number; gets: number };
-    simCpu = sim.cpuSeconds();
+    simCpu = sim.cpuSeconds() - simCpu0;
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
     const brokerCpu = server.broker ? server.broker.cpuSeconds() - brokerCpu0 : undefined;
     await sleep(500);
@@ -255,6 +270,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
       server_cpu_s: round(serverCpu, 1),
       sim_cpu_s: round(simCpu, 1),
       ...(brokerCpu !== undefined ? { broker_cpu_s: round(brokerCpu, 1) } : {}),
+      cpu_ms_per_update: cpuPerUpdate(serverCpu + simCpu + (brokerCpu ?? 0), o.succeeded),
       // visits per device (connect, subscribe, catch up, leave); those with no command yet were wasted
       connects_per_device: round(simStats.connects / n, 2),
       idle_visits: simStats.idleVisits,

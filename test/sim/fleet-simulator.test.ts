@@ -101,7 +101,8 @@ describe('fleet simulator', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
     const file = path.join(dir, 'devices.json');
     await writeFile(file, JSON.stringify(many));
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '3', '--until-finished', '--install-ms', '20', '--crash-rate', '0.2', '--failure-rate', '0.1', '--seed', '7']);
+    const behaviour = ['--install-ms', '20', '--crash-rate', String(options.crashRate), '--failure-rate', String(options.failureRate), '--seed', String(options.seed)];
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '3', '--until-finished', ...behaviour]);
     try {
       await cli.waitFor(/sim: ready 30 devices \(connected, 3 processes\)/, 60_000);
       const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes(' sim ') && c.cmd.includes('--shard'));

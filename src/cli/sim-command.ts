@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { FleetSimulator, SIM_DEFAULTS, type SimDevice, type SimulatedFleet } from '../sim/fleet-simulator.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
-import { parseShard, reportToParent, sliceOf, SimProcesses } from '../sim/sim-processes.ts';
+import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { ApiClient } from './api-client.ts';
 
 function num(value: string, name: string, min: number, max: number): number {
@@ -36,14 +36,16 @@ export function addSimCommand(program: Command): void {
     .option('--seed <n>', 'random seed', '1')
     .option('--until-finished', 'exit once every device finished a job, printing a JSON summary')
     .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each)', '1')
-    .addOption(new Option('--shard <k/n>', 'run slice k of n of --devices-file, reporting to the parent process (--processes)').hideHelp())
+    .addOption(new Option('--first-index <n>', 'run --devices-file as the slice starting at device n of the fleet, reporting to the parent process (--processes)').hideHelp())
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const mode = o.mode as string;
       if (mode !== 'connected' && mode !== 'cycling') throw new UpdraftError('BAD_REQUEST', '--mode must be connected or cycling');
       const processes = num(o.processes as string, 'processes', 1, 64);
       if (!Number.isInteger(processes)) throw new UpdraftError('BAD_REQUEST', '--processes must be an integer');
-      const shard = typeof o.shard === 'string' ? parseShard(o.shard) : undefined;
-      if (shard && (!process.send || typeof o.devicesFile !== 'string')) throw new UpdraftError('BAD_REQUEST', '--shard is for the processes `updraft sim --processes` starts');
+      // a child of `--processes`: its slice of the fleet, and where the slice starts
+      const firstIndex = typeof o.firstIndex === 'string' ? parseFirstIndex(o.firstIndex) : undefined;
+      const shard = firstIndex !== undefined;
+      if (shard && (!process.send || typeof o.devicesFile !== 'string')) throw new UpdraftError('BAD_REQUEST', '--first-index is for the processes `updraft sim --processes` starts');
       let devices: SimDevice[];
       if (typeof o.devicesFile === 'string') {
         devices = JSON.parse(await readFile(o.devicesFile, 'utf8')) as SimDevice[];
@@ -66,9 +68,7 @@ export function addSimCommand(program: Command): void {
       let fleet: SimulatedFleet;
       let failed: Promise<never> | undefined;
       if (shard) {
-        const slice = sliceOf(devices, shard);
-        devices = slice.items;
-        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, firstIndex: slice.first });
+        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, firstIndex });
       } else if (processes > 1) {
         // each child takes the options that describe the devices' behaviour as they are
         const childArgs = ['--broker', behaviour.brokerUrl, '--mode', mode, '--seed', String(behaviour.seed), '--install-ms', String(behaviour.installMs)];

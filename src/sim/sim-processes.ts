@@ -4,9 +4,10 @@
  * One process cannot hold every device of a large fleet: each connected device keeps an MQTT
  * connection open (a file descriptor; a process here may not open more than 20,000), and one
  * Node process uses one core. The parent forks N children of the same command; child k runs
- * the k-th contiguous slice of the devices (`--shard k/N`) with its share of the concurrency
- * and of the connect rate, and with each device's random sequence taken from its index in the
- * whole fleet, so outcomes do not depend on how the fleet is split. Children report their
+ * the k-th contiguous slice of the devices, from a file of its own (`--devices-file`, so no
+ * child parses the whole fleet), with its share of the concurrency and of the connect rate,
+ * and with each device's random sequence taken from its index in the whole fleet
+ * (`--first-index`), so outcomes do not depend on how the fleet is split. Children report their
  * counters over the IPC channel a few times a second; the parent adds them up and speaks for
  * the fleet (its `sim: ready` line comes once every child is ready).
  */
@@ -23,19 +24,17 @@ export const SHARD_REPORT_MS = 250;
 /** What a child sends its parent. */
 export type ShardMessage = { kind: 'ready' } | { kind: 'report'; stats: SimStats; installs: number; requests: { reports: number; gets: number } };
 
-/** `k/n` of `--shard`: which slice of the fleet a child runs. */
+/** Which slice of the fleet a child runs: the `index`-th of `count`. */
 export interface Shard {
   index: number;
   count: number;
 }
 
-/** Parses `--shard k/n` (0 <= k < n); throws BAD_REQUEST otherwise. */
-export function parseShard(value: string): Shard {
-  const m = /^(\d+)\/(\d+)$/.exec(value);
-  const index = Number(m?.[1]);
-  const count = Number(m?.[2]);
-  if (!m || count < 1 || index >= count) throw new UpdraftError('BAD_REQUEST', `--shard must be k/n with 0 <= k < n, got ${value}`);
-  return { index, count };
+/** Parses the hidden `--first-index <n>` of a child: a non-negative integer. */
+export function parseFirstIndex(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new UpdraftError('BAD_REQUEST', `--first-index must be a non-negative integer, got ${value}`);
+  return n;
 }
 
 /** The contiguous slice of `items` that shard `index` of `count` runs, and where it starts (sizes differ by one at most). */
@@ -116,14 +115,21 @@ export class SimProcesses implements SimulatedFleet {
   /** Forks the children and resolves once every one is ready (connected mode: all its devices connected). */
   async start(): Promise<void> {
     const o = this.opts;
-    // the devices (with their secrets) go to the children through a file only this user reads
-    this.dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-'));
-    const file = path.join(this.dir, 'devices.json');
-    await writeFile(file, JSON.stringify(o.devices), { mode: 0o600 });
+    // the devices (with their secrets) go to the children through files only this user reads
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-'));
+    this.dir = dir;
+    const slices = Array.from({ length: o.processes }, (_, index) => sliceOf(o.devices, { index, count: o.processes }));
+    const files = await Promise.all(
+      slices.map(async (slice, k) => {
+        const file = path.join(dir, `devices-${k}.json`);
+        await writeFile(file, JSON.stringify(slice.items), { mode: 0o600 });
+        return file;
+      }),
+    );
     const entry = o.entry ?? process.argv[1]!;
     const shares = ['--concurrency', String(shareOf(o.concurrency, o.processes)), '--connect-rate', String(shareOf(o.connectRate, o.processes))];
-    const allReady = Array.from({ length: o.processes }, (_, k) => {
-      const args = ['sim', ...o.childArgs, ...shares, '--devices-file', file, '--shard', `${k}/${o.processes}`];
+    const allReady = slices.map((slice, k) => {
+      const args = ['sim', ...o.childArgs, ...shares, '--devices-file', files[k]!, '--first-index', String(slice.first)];
       const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const child: ChildState = { proc, exited: false };
       this.children.push(child);

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
-import { parseShard, shareOf, sliceOf } from '../../src/sim/sim-processes.ts';
+import { parseFirstIndex, shareOf, sliceOf } from '../../src/sim/sim-processes.ts';
 import { startCli } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -105,8 +105,11 @@ describe('fleet simulator', () => {
     const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '3', '--until-finished', ...behaviour]);
     try {
       await cli.waitFor(/sim: ready 30 devices \(connected, 3 processes\)/, 60_000);
-      const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes(' sim ') && c.cmd.includes('--shard'));
-      assert.deepEqual(shards.map((c) => /--shard (\d+\/\d+)/.exec(c.cmd)?.[1]).sort(), ['0/3', '1/3', '2/3']);
+      // each child runs its own slice, from its own file
+      const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes(' sim ') && c.cmd.includes('--first-index'));
+      assert.deepEqual(shards.map((c) => Number(/--first-index (\d+)/.exec(c.cmd)?.[1])).sort((a, b) => a - b), [0, 10, 20]);
+      const slices = shards.map((c) => JSON.parse(readFileSync(/--devices-file (\S+)/.exec(c.cmd)![1]!, 'utf8')) as { deviceId: string }[]);
+      assert.deepEqual(slices.flat().map((d) => d.deviceId).sort(), many.map((d) => d.deviceId).sort());
       const jobId = await rollout(many);
       const summary = JSON.parse((await cli.waitFor(/^(\{.*"devices":30.*\})$/m, 60_000))[1]!);
       assert.equal(summary.finished, 30);
@@ -139,9 +142,8 @@ describe('fleet simulator', () => {
       const sizes = slices.map((s) => s.items.length);
       assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `balanced: ${sizes}`);
     }
-    assert.deepEqual(parseShard('2/3'), { index: 2, count: 3 });
-    assert.throws(() => parseShard('3/3'), /0 <= k < n/);
-    assert.throws(() => parseShard('x'), /0 <= k < n/);
+    assert.equal(parseFirstIndex('20'), 20);
+    for (const bad of ['-1', '2.5', 'x', '']) assert.throws(() => parseFirstIndex(bad), /non-negative integer/);
     assert.equal(shareOf(5000, 3), 1667);
     assert.equal(shareOf(1, 3), 1);
   });

@@ -133,6 +133,36 @@ describe('fleet simulator', () => {
     }
   });
 
+  it('several processes: a child that dies takes the run down with one line, and no other child stays', async () => {
+    const devices = await registerFleet(api, 'die-', 4);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(devices));
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '2']);
+    try {
+      await cli.waitFor(/sim: ready 4 devices \(connected, 2 processes\)/, 60_000);
+      const [victim, other] = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes('--first-index'));
+      assert.ok(victim && other, 'two simulator processes');
+      process.kill(victim.pid, 'SIGKILL');
+      // bounded waits: a parent that ignored its child's death would run on
+      await cli.waitFor(/updraft: error: simulator process \d of 2 exited \(code null, signal SIGKILL\)/, 30_000);
+      const code =
+        cli.child.exitCode ??
+        (await new Promise<number | string | null>((resolve) => {
+          const timer = setTimeout(() => resolve('still running'), 30_000);
+          cli.child.once('exit', (c) => {
+            clearTimeout(timer);
+            resolve(c);
+          });
+        }));
+      assert.equal(code, 1);
+      assert.throws(() => process.kill(other.pid, 0), /ESRCH/, 'the other simulator process was stopped');
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('splits a fleet into contiguous slices that cover it once', () => {
     for (const [n, count] of [[30, 3], [31, 3], [5, 4], [1, 1], [7, 7]] as const) {
       const items = Array.from({ length: n }, (_, i) => i);

@@ -124,6 +124,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.requester = new ShadowRequester({
       deviceId: o.deviceId,
       send: (topic, payload) => this.publish(topic, payload),
+      credentials: o.downloadAuth === 'token',
       policy: {
         timeoutMs: o.requestTimeoutMs ?? AGENT_DEFAULTS.requestTimeoutMs,
         attempts: o.requestAttempts ?? AGENT_DEFAULTS.requestAttempts,

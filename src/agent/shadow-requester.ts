@@ -49,22 +49,30 @@ export class ShadowRequester {
   /** Requests sent per operation (each counted once, however many attempts it took). */
   readonly sent: Record<AgentOperation, number> = { update: 0, get: 0, credentials: 0 };
 
-  constructor(deps: { deviceId: string; send: (topic: string, payload: string) => Promise<void>; policy: RequestPolicy }) {
+  /** Whether this device asks for temporary download credentials (`downloadAuth: 'token'`). */
+  private readonly credentials: boolean;
+
+  constructor(deps: { deviceId: string; send: (topic: string, payload: string) => Promise<void>; policy: RequestPolicy; credentials: boolean }) {
     this.ref = { deviceId: deps.deviceId, name: '' };
     this.send = deps.send;
     this.policy = deps.policy;
+    this.credentials = deps.credentials;
   }
 
   /**
-   * The filters to subscribe to for the answers: three instead of one per operation and
-   * outcome (six). Every subscription costs the broker at connect and disconnect, and a fleet
-   * connects and disconnects all the time. `+` also matches `delete/...` answers, which are
-   * not ours and are dropped like any other answer nobody waits for; `update/documents` and
-   * `update/delta` it does not match.
+   * The filters to subscribe to for the answers: two (three with temporary credentials)
+   * instead of one per operation and outcome (six). Every subscription costs the broker at
+   * connect and disconnect, and a fleet connects and disconnects all the time; a device that
+   * downloads with pre-signed URLs never asks for credentials, so it does not listen for
+   * their answers either. `+` also matches `delete/...` answers, which are not ours and are
+   * dropped like any other answer nobody waits for; `update/documents` and `update/delta`
+   * it does not match.
    */
   answerTopics(): string[] {
     const prefix = shadowPrefix(this.ref);
-    return [`${prefix}/+/accepted`, `${prefix}/+/rejected`, `${credentialsRequestTopic(this.ref.deviceId)}/+`];
+    const topics = [`${prefix}/+/accepted`, `${prefix}/+/rejected`];
+    if (this.credentials) topics.push(`${credentialsRequestTopic(this.ref.deviceId)}/+`);
+    return topics;
   }
 
   private answer(op: AgentOperation, kind: 'accepted' | 'rejected'): string {

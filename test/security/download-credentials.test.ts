@@ -116,6 +116,13 @@ describe('temporary download credentials, revocation and key rotation', () => {
   it('the agent downloads with a token (downloadAuth token) and installs', async () => {
     const { agent, installDir, finished } = await startAgent(ts, root, 'dev-token', { downloadAuth: 'token' });
     agents.push(agent);
+    // only a device that asks for credentials listens for their answers (least privilege, and
+    // one subscription fewer per connect for the others)
+    const url = await startAgent(ts, root, 'dev-url');
+    agents.push(url.agent);
+    assert.equal(ts.server.broker.hasSubscribers('state/dev-token/credentials/request/accepted'), true);
+    assert.equal(ts.server.broker.hasSubscribers('state/dev-url/credentials/request/accepted'), false);
+    assert.equal(ts.server.broker.hasSubscribers('state/dev-url/update/accepted'), true);
     const jobId = await deploy(ts, ['dev-token'], 'fw@3.0.0');
     const e = await outcome(finished, jobId);
     assert.equal(e.status, 'SUCCESS', e.error);

@@ -171,7 +171,7 @@ export class SimProcesses implements SimulatedFleet {
     });
   }
 
-  /** Stops every child (SIGTERM: each stops its agents) and removes the devices file. */
+  /** Stops every child (SIGTERM: each stops its agents) and removes the devices files. */
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all(

@@ -34,6 +34,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { countPage } from './state-store.ts';
+import { rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
 export interface PostgresStoreDeps {
@@ -48,35 +49,18 @@ export interface PostgresStoreDeps {
 
 const DEFAULTS = { poolSize: 10, maxBatch: 1_000 };
 
-interface ShadowRow { device_id: string; name: string; version: string; deleted: boolean; state: ShadowRecord['state']; metadata: ShadowRecord['metadata']; timestamp: string }
-interface ArtifactRow { name: string; version: string; sha256: string; size: string; created_at: string; signature: string | null }
-interface JobRow {
-  job_id: string;
-  artifact_name: string;
-  artifact_version: string;
-  status: string;
-  created_at: string;
-  description: string | null;
-  spec: JobRecord['spec'] | null;
-  progress: JobRecord['progress'] | null;
-  updated_at: string | null;
-  version: string | null;
-}
-interface ExecutionRow {
-  job_id: string;
-  device_id: string;
-  status: string;
-  details: ExecutionRecord['details'];
-  queued_at: string;
-  updated_at: string;
-  version: string;
-  wave: number;
-  attempt: number;
-  dispatched_at: string | null;
-  due_at: string | null;
-}
-interface GroupRow { name: string; kind: string; devices: string[]; query: string | null; description: string | null; created_at: string; updated_at: string; version: string }
-interface DeviceRow { device_id: string; attributes: DeviceRecord['attributes']; tags: string[]; secret_hash: string | null; broker_hash: string | null; revoked: boolean; created_at: string; updated_at: string; version: string }
+// pg hands back json/jsonb and arrays parsed, bigints as strings and booleans as booleans
+type ShadowRow = ShadowRowOf<unknown, string, boolean>;
+type ArtifactRow = ArtifactRowOf<string>;
+type JobRow = JobRowOf<unknown, string>;
+type ExecutionRow = ExecutionRowOf<unknown, string>;
+type GroupRow = GroupRowOf<unknown, string>;
+type DeviceRow = DeviceRowOf<unknown, string, boolean>;
+const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappers<unknown, string, boolean>({
+  json: (v) => v,
+  num: (v) => Number(v),
+  bool: (v) => v,
+});
 
 const SHADOW_COLS = 'device_id, name, version, deleted, state, metadata, timestamp';
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
@@ -653,62 +637,8 @@ function deviceParams(d: DeviceRecord): unknown[] {
 }
 
 // BIGINT columns arrive as strings (node-postgres keeps 64-bit exact); every value we store fits a double
-function toShadow(r: ShadowRow): ShadowRecord {
-  return { deviceId: r.device_id, name: r.name, version: Number(r.version), deleted: r.deleted, state: r.state, metadata: r.metadata, timestamp: Number(r.timestamp) };
-}
 
-function toArtifact(r: ArtifactRow): ArtifactRecord {
-  const a: ArtifactRecord = { name: r.name, version: r.version, sha256: r.sha256, size: Number(r.size), createdAt: Number(r.created_at) };
-  if (r.signature !== null) a.signature = r.signature;
-  return a;
-}
 
-function toJob(r: JobRow): JobRecord {
-  const job: JobRecord = { jobId: r.job_id, artifactName: r.artifact_name, artifactVersion: r.artifact_version, status: r.status as JobStatus, createdAt: Number(r.created_at) };
-  if (r.description !== null) job.description = r.description;
-  if (r.spec !== null) job.spec = r.spec;
-  if (r.progress !== null) job.progress = r.progress;
-  if (r.updated_at !== null) job.updatedAt = Number(r.updated_at);
-  if (r.version !== null) job.version = Number(r.version);
-  return job;
-}
 
-function toExecution(r: ExecutionRow): ExecutionRecord {
-  const e: ExecutionRecord = {
-    jobId: r.job_id,
-    deviceId: r.device_id,
-    status: r.status as ExecutionStatus,
-    details: r.details,
-    queuedAt: Number(r.queued_at),
-    updatedAt: Number(r.updated_at),
-    version: Number(r.version),
-  };
-  // defaults read back as absent, so a record round-trips exactly
-  if (r.wave !== 0) e.wave = r.wave;
-  if (r.attempt !== 1) e.attempt = r.attempt;
-  if (r.dispatched_at !== null) e.dispatchedAt = Number(r.dispatched_at);
-  if (r.due_at !== null) e.dueAt = Number(r.due_at);
-  return e;
-}
 
-function toGroup(r: GroupRow): GroupRecord {
-  const g: GroupRecord = { name: r.name, kind: r.kind as GroupRecord['kind'], devices: r.devices, createdAt: Number(r.created_at), updatedAt: Number(r.updated_at), version: Number(r.version) };
-  if (r.query !== null) g.query = r.query;
-  if (r.description !== null) g.description = r.description;
-  return g;
-}
 
-function toDevice(r: DeviceRow): DeviceRecord {
-  const d: DeviceRecord = {
-    deviceId: r.device_id,
-    attributes: r.attributes,
-    tags: r.tags,
-    revoked: r.revoked,
-    createdAt: Number(r.created_at),
-    updatedAt: Number(r.updated_at),
-    version: Number(r.version),
-  };
-  if (r.secret_hash !== null) d.secretHash = r.secret_hash;
-  if (r.broker_hash !== null) d.brokerHash = r.broker_hash;
-  return d;
-}

@@ -18,7 +18,6 @@ import fs, { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
-import type { JsonObject } from '../protocol/json.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
@@ -37,6 +36,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { countPage } from './state-store.ts';
+import { rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
 export interface SqliteStoreDeps {
@@ -223,35 +223,18 @@ function insertJobRow(s: Statements, jobId: string, params: unknown[]): void {
   }
 }
 
-interface ShadowRow { device_id: string; name: string; version: number; deleted: number; state: string; metadata: string; timestamp: number }
-interface ArtifactRow { name: string; version: string; sha256: string; size: number; created_at: number; signature: string | null }
-interface JobRow {
-  job_id: string;
-  artifact_name: string;
-  artifact_version: string;
-  status: string;
-  created_at: number;
-  description: string | null;
-  spec: string | null;
-  progress: string | null;
-  updated_at: number | null;
-  version: number | null;
-}
-interface GroupRow { name: string; kind: string; devices: string; query: string | null; description: string | null; created_at: number; updated_at: number; version: number }
-interface DeviceRow { device_id: string; attributes: string; tags: string; secret_hash: string | null; broker_hash: string | null; revoked: number; created_at: number; updated_at: number; version: number }
-interface ExecutionRow {
-  job_id: string;
-  device_id: string;
-  status: string;
-  details: string;
-  queued_at: number;
-  updated_at: number;
-  version: number;
-  wave: number;
-  attempt: number;
-  dispatched_at: number | null;
-  due_at: number | null;
-}
+// SQLite hands back JSON as text, integers as numbers and booleans as 0/1
+type ShadowRow = ShadowRowOf<string, number, number>;
+type ArtifactRow = ArtifactRowOf<number>;
+type JobRow = JobRowOf<string, number>;
+type GroupRow = GroupRowOf<string, number>;
+type DeviceRow = DeviceRowOf<string, number, number>;
+type ExecutionRow = ExecutionRowOf<string, number>;
+const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappers<string, number, number>({
+  json: (v) => JSON.parse(v),
+  num: (v) => v,
+  bool: (v) => v !== 0,
+});
 
 type Stmt<R = unknown> = Database.Statement<unknown[], R>;
 
@@ -965,91 +948,16 @@ function checkLimit(limit: number): void {
   if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
 }
 
-function toGroup(row: GroupRow): GroupRecord {
-  const g: GroupRecord = {
-    name: row.name,
-    kind: row.kind as GroupRecord['kind'],
-    devices: JSON.parse(row.devices) as string[],
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    version: row.version,
-  };
-  if (row.query !== null) g.query = row.query;
-  if (row.description !== null) g.description = row.description;
-  return g;
-}
 
 /** Column order of `deviceCols`. */
 function deviceParams(d: DeviceRecord): unknown[] {
   return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked ? 1 : 0, d.createdAt, d.updatedAt, d.version];
 }
 
-function toDevice(row: DeviceRow): DeviceRecord {
-  const d: DeviceRecord = {
-    deviceId: row.device_id,
-    attributes: JSON.parse(row.attributes) as DeviceRecord['attributes'],
-    tags: JSON.parse(row.tags) as string[],
-    revoked: row.revoked !== 0,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    version: row.version,
-  };
-  if (row.secret_hash !== null) d.secretHash = row.secret_hash;
-  if (row.broker_hash !== null) d.brokerHash = row.broker_hash;
-  return d;
-}
 
-function toShadow(row: ShadowRow): ShadowRecord {
-  return {
-    deviceId: row.device_id,
-    name: row.name,
-    version: row.version,
-    deleted: row.deleted !== 0,
-    state: JSON.parse(row.state) as ShadowRecord['state'],
-    metadata: JSON.parse(row.metadata) as ShadowRecord['metadata'],
-    timestamp: row.timestamp,
-  };
-}
 
-function toArtifact(row: ArtifactRow): ArtifactRecord {
-  const a: ArtifactRecord = { name: row.name, version: row.version, sha256: row.sha256, size: row.size, createdAt: row.created_at };
-  if (row.signature !== null) a.signature = row.signature;
-  return a;
-}
 
-function toJob(row: JobRow): JobRecord {
-  const job: JobRecord = {
-    jobId: row.job_id,
-    artifactName: row.artifact_name,
-    artifactVersion: row.artifact_version,
-    status: row.status as JobStatus,
-    createdAt: row.created_at,
-  };
-  if (row.description !== null) job.description = row.description;
-  if (row.spec !== null) job.spec = JSON.parse(row.spec) as JsonObject;
-  if (row.progress !== null) job.progress = JSON.parse(row.progress) as JsonObject;
-  if (row.updated_at !== null) job.updatedAt = row.updated_at;
-  if (row.version !== null) job.version = row.version;
-  return job;
-}
 
-function toExecution(row: ExecutionRow): ExecutionRecord {
-  const e: ExecutionRecord = {
-    jobId: row.job_id,
-    deviceId: row.device_id,
-    status: row.status as ExecutionStatus,
-    details: JSON.parse(row.details) as ExecutionRecord['details'],
-    queuedAt: row.queued_at,
-    updatedAt: row.updated_at,
-    version: row.version,
-  };
-  // defaults read back as absent, so a record round-trips exactly
-  if (row.wave !== 0) e.wave = row.wave;
-  if (row.attempt !== 1) e.attempt = row.attempt;
-  if (row.dispatched_at !== null) e.dispatchedAt = row.dispatched_at;
-  if (row.due_at !== null) e.dueAt = row.due_at;
-  return e;
-}
 
 function isConstraint(err: unknown): boolean {
   return err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT');

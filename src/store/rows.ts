@@ -1,0 +1,113 @@
+/**
+ * Stored rows to records, one set of rules for both stores: which columns are optional, and
+ * which defaults read back as absent so that a record round-trips exactly. The drivers hand
+ * columns back in their own types (SQLite: JSON as text, integers as numbers, booleans as
+ * 0/1; PostgreSQL: JSON and arrays parsed, bigints as strings, booleans as booleans); a
+ * store's `Codec` says how to read them.
+ */
+import type { ArtifactRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobRecord, JobStatus, ShadowRecord } from './state-store.ts';
+
+/** How a driver returns JSON (`J`), integer (`N`) and boolean (`B`) columns. */
+export interface Codec<J, N, B> {
+  json(value: J): unknown;
+  num(value: N): number;
+  bool(value: B): boolean;
+}
+
+export interface ShadowRowOf<J, N, B> { device_id: string; name: string; version: N; deleted: B; state: J; metadata: J; timestamp: N }
+export interface ArtifactRowOf<N> { name: string; version: string; sha256: string; size: N; created_at: N; signature: string | null }
+export interface JobRowOf<J, N> {
+  job_id: string;
+  artifact_name: string;
+  artifact_version: string;
+  status: string;
+  created_at: N;
+  description: string | null;
+  spec: J | null;
+  progress: J | null;
+  updated_at: N | null;
+  version: N | null;
+}
+export interface ExecutionRowOf<J, N> {
+  job_id: string;
+  device_id: string;
+  status: string;
+  details: J;
+  queued_at: N;
+  updated_at: N;
+  version: N;
+  wave: number;
+  attempt: number;
+  dispatched_at: N | null;
+  due_at: N | null;
+}
+export interface GroupRowOf<J, N> { name: string; kind: string; devices: J; query: string | null; description: string | null; created_at: N; updated_at: N; version: N }
+export interface DeviceRowOf<J, N, B> { device_id: string; attributes: J; tags: J; secret_hash: string | null; broker_hash: string | null; revoked: B; created_at: N; updated_at: N; version: N }
+
+/** The row-to-record functions of a store whose driver reads columns as `c` says. */
+export function rowMappers<J, N, B>(c: Codec<J, N, B>) {
+  return {
+    toShadow(r: ShadowRowOf<J, N, B>): ShadowRecord {
+      return {
+        deviceId: r.device_id,
+        name: r.name,
+        version: c.num(r.version),
+        deleted: c.bool(r.deleted),
+        state: c.json(r.state) as ShadowRecord['state'],
+        metadata: c.json(r.metadata) as ShadowRecord['metadata'],
+        timestamp: c.num(r.timestamp),
+      };
+    },
+    toArtifact(r: ArtifactRowOf<N>): ArtifactRecord {
+      const a: ArtifactRecord = { name: r.name, version: r.version, sha256: r.sha256, size: c.num(r.size), createdAt: c.num(r.created_at) };
+      if (r.signature !== null) a.signature = r.signature;
+      return a;
+    },
+    toJob(r: JobRowOf<J, N>): JobRecord {
+      const job: JobRecord = { jobId: r.job_id, artifactName: r.artifact_name, artifactVersion: r.artifact_version, status: r.status as JobStatus, createdAt: c.num(r.created_at) };
+      if (r.description !== null) job.description = r.description;
+      if (r.spec !== null) job.spec = c.json(r.spec) as JobRecord['spec'];
+      if (r.progress !== null) job.progress = c.json(r.progress) as JobRecord['progress'];
+      if (r.updated_at !== null) job.updatedAt = c.num(r.updated_at);
+      if (r.version !== null) job.version = c.num(r.version);
+      return job;
+    },
+    toExecution(r: ExecutionRowOf<J, N>): ExecutionRecord {
+      const e: ExecutionRecord = {
+        jobId: r.job_id,
+        deviceId: r.device_id,
+        status: r.status as ExecutionStatus,
+        details: c.json(r.details) as ExecutionRecord['details'],
+        queuedAt: c.num(r.queued_at),
+        updatedAt: c.num(r.updated_at),
+        version: c.num(r.version),
+      };
+      // defaults read back as absent, so a record round-trips exactly
+      if (r.wave !== 0) e.wave = r.wave;
+      if (r.attempt !== 1) e.attempt = r.attempt;
+      if (r.dispatched_at !== null) e.dispatchedAt = c.num(r.dispatched_at);
+      if (r.due_at !== null) e.dueAt = c.num(r.due_at);
+      return e;
+    },
+    toGroup(r: GroupRowOf<J, N>): GroupRecord {
+      const g: GroupRecord = { name: r.name, kind: r.kind as GroupRecord['kind'], devices: c.json(r.devices) as string[], createdAt: c.num(r.created_at), updatedAt: c.num(r.updated_at), version: c.num(r.version) };
+      if (r.query !== null) g.query = r.query;
+      if (r.description !== null) g.description = r.description;
+      return g;
+    },
+    toDevice(r: DeviceRowOf<J, N, B>): DeviceRecord {
+      const d: DeviceRecord = {
+        deviceId: r.device_id,
+        attributes: c.json(r.attributes) as DeviceRecord['attributes'],
+        tags: c.json(r.tags) as string[],
+        revoked: c.bool(r.revoked),
+        createdAt: c.num(r.created_at),
+        updatedAt: c.num(r.updated_at),
+        version: c.num(r.version),
+      };
+      if (r.secret_hash !== null) d.secretHash = r.secret_hash;
+      if (r.broker_hash !== null) d.brokerHash = r.broker_hash;
+      return d;
+    },
+  };
+}

@@ -151,8 +151,8 @@ export interface UpdateFigures {
   broker_cpu_s?: number;
   /**
    * CPU milliseconds per device brought to SUCCEEDED, the whole system's: server, simulator
-   * and external broker. The machine-independent side of the throughput: N updates/s need
-   * N x this / 1000 cores.
+   * and external broker (not PostgreSQL). The other side of the throughput: N updates/s need
+   * N x this / 1000 cores. It moves with the machine's speed as the rates do.
    */
   cpu_ms_per_update: number;
 }

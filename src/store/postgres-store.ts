@@ -49,7 +49,8 @@ export interface PostgresStoreDeps {
 
 const DEFAULTS = { poolSize: 10, maxBatch: 1_000 };
 
-// pg hands back json/jsonb and arrays parsed, bigints as strings and booleans as booleans
+// pg hands back json/jsonb and arrays parsed, booleans as booleans, and BIGINT columns as strings
+// (node-postgres keeps 64-bit exact); every value we store fits a double
 type ShadowRow = ShadowRowOf<unknown, string, boolean>;
 type ArtifactRow = ArtifactRowOf<string>;
 type JobRow = JobRowOf<unknown, string>;
@@ -635,10 +636,4 @@ function json(value: object | undefined): string | null {
 function deviceParams(d: DeviceRecord): unknown[] {
   return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked, d.createdAt, d.updatedAt, d.version];
 }
-
-// BIGINT columns arrive as strings (node-postgres keeps 64-bit exact); every value we store fits a double
-
-
-
-
 

@@ -948,16 +948,10 @@ function checkLimit(limit: number): void {
   if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
 }
 
-
 /** Column order of `deviceCols`. */
 function deviceParams(d: DeviceRecord): unknown[] {
   return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked ? 1 : 0, d.createdAt, d.updatedAt, d.version];
 }
-
-
-
-
-
 
 function isConstraint(err: unknown): boolean {
   return err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT');

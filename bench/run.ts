@@ -123,6 +123,7 @@ const summary = {
         msgs_per_update: head.msgs_per_update,
         efficiency: round((head.updates_per_s * head.msgs_per_update) / brokerRate, 2),
         cpu_ms_per_update: head.cpu_ms_per_update,
+        server_loop_busy: head.server_loop_busy,
         server_rss_mb: head.server_rss_mb,
         rss_kb_per_device: head.rss_kb_per_device,
       }
@@ -130,7 +131,7 @@ const summary = {
   lost: Math.max(...updates.map((u) => u.lost), rollout?.lost ?? 0),
   replica_ops_per_s: ops?.ops_per_s,
   replica_p99_ms: ops?.p99_ms,
-  ...(rollout ? { rollout_devices: rollout.devices, rollout_s: rollout.seconds, rollout_lost: rollout.lost, rollout_cpu_ms_per_device: rollout.cpu_ms_per_update } : {}),
+  ...(rollout ? { rollout_devices: rollout.devices, rollout_s: rollout.seconds, rollout_lost: rollout.lost, rollout_cpu_ms_per_device: rollout.cpu_ms_per_update, rollout_server_loop_busy: rollout.server_loop_busy } : {}),
   ...(store ? { store_shadows: store.shadows, store_insert_per_s: store.insert_per_s, store_point_reads_per_s: store.point_reads_per_s, store_fleet_scan_s: store.fleet_scan_s, store_job_create_s: store.job_create_s, store_job_count_ms: store.job_count_ms } : {}),
 };
 await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, summary }, null, 2));

@@ -30,6 +30,8 @@ export interface BenchServer {
   admit(): Promise<void>;
   /** MQTT PUBLISH packets the broker has routed so far. */
   published(): Promise<number>;
+  /** The server's event loop so far: time running code and time waiting for work, ms (GET /api/v1/metrics). */
+  loop(): Promise<LoopTime>;
   /** The external broker's process (--external): its memory and CPU are reported beside the server's. */
   broker?: { rss(): number; cpuSeconds(): number };
   /** Node flags for the simulator: --cpu-prof into the same directory when profiling. */
@@ -77,12 +79,25 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
     admit: async () => ext?.admit(api),
     ...(ext ? { broker: ext.broker } : {}),
     published: async () => (ext ? ext.published() : (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published),
+    loop: async () => (await api.call<{ eventLoop: LoopTime }>('GET', '/api/v1/metrics')).eventLoop,
     close: async () => {
       await child.stop();
       await ext?.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Cumulative event-loop time of the server, ms. */
+export interface LoopTime {
+  activeMs: number;
+  idleMs: number;
+}
+
+/** The share of an interval the server's event loop spent running code: 1 is a saturated server. */
+function loopBusy(a: LoopTime, b: LoopTime): number {
+  const active = b.activeMs - a.activeMs;
+  return round(active / Math.max(1, active + b.idleMs - a.idleMs), 2);
 }
 
 /** CPU milliseconds per succeeded update, from CPU seconds. */
@@ -141,6 +156,12 @@ export interface UpdateFigures {
   /** CPU seconds the server and the simulator used during the update (2 cores: 2 per second at most). */
   server_cpu_s: number;
   sim_cpu_s: number;
+  /**
+   * The share of the update the server's event loop was running code (1 = saturated). Every
+   * device message, store statement and download runs on that one thread: near 1, the
+   * server's thread is the limit; well below it, something else is (the simulator, the cores).
+   */
+  server_loop_busy: number;
   /** Cycling: MQTT connections per device, and visits that ended without a command. */
   connects_per_device?: number;
   idle_visits?: number;
@@ -180,6 +201,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     await api.call('POST', `/api/v1/artifacts?name=fw-${n}&version=2.0.0`, randomBytes(1024));
     const m0 = await server.published();
     const cpu0 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
+    const loop0 = await server.loop();
     const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', {
       artifact: `fw-${n}@2.0.0`,
       targets: { query: 'tags = sim' }, // a fresh server per size: the fleet just registered
@@ -188,6 +210,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     const jobIds = [r.job.jobId];
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000), server.child.died()]);
     const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
+    const loop1 = await server.loop();
     await sleep(500); // last acknowledgements recorded
     const m1 = await server.published();
     const executions: Execution[] = [];
@@ -213,6 +236,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
       installs: Number(done[1]),
       server_cpu_s: round(cpu1[0]! - cpu0[0]!, 1),
       sim_cpu_s: round(cpu1[1]! - cpu0[1]!, 1),
+      server_loop_busy: loopBusy(loop0, loop1),
       ...(server.broker ? { broker_cpu_s: round(cpu1[2]! - cpu0[2]!, 1) } : {}),
       cpu_ms_per_update: cpuPerUpdate(cpu1.reduce((t, c, i) => t + c - cpu0[i]!, 0), o.succeeded),
     };
@@ -239,6 +263,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   }
   const serverCpu0 = server.child.cpuSeconds();
   const brokerCpu0 = server.broker?.cpuSeconds() ?? 0;
+  const loop0 = await server.loop();
   const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000', ...server.simArgs], server.simFlags);
   let simCpu = 0;
   try {
@@ -250,6 +275,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     simCpu = sim.cpuSeconds() - simCpu0;
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
     const brokerCpu = server.broker ? server.broker.cpuSeconds() - brokerCpu0 : undefined;
+    const loop1 = await server.loop();
     await sleep(500);
     const m1 = await server.published();
     const executions: Execution[] = [];
@@ -269,6 +295,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
       installs: Number(done[2]),
       server_cpu_s: round(serverCpu, 1),
       sim_cpu_s: round(simCpu, 1),
+      server_loop_busy: loopBusy(loop0, loop1),
       ...(brokerCpu !== undefined ? { broker_cpu_s: round(brokerCpu, 1) } : {}),
       cpu_ms_per_update: cpuPerUpdate(serverCpu + simCpu + (brokerCpu ?? 0), o.succeeded),
       // visits per device (connect, subscribe, catch up, leave); those with no command yet were wasted

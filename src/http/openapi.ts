@@ -214,7 +214,7 @@ export function openApiDocument(): Obj {
           ],
         }),
       },
-      '/api/v1/metrics': { get: op('Server counters', { '200': json({ type: 'object' }) }) },
+      '/api/v1/metrics': { get: op('Server counters: MQTT messages and connections, process memory, event-loop load (docs/deployment.md, Monitoring)', { '200': json({ type: 'object' }) }) },
       // the dashboard's aggregations (insight-routes.ts): small answers at any fleet size
       '/api/v1/fleet/overview': { get: op('Fleet summary (cached up to 2 s) and the latest failed executions of the last 20 jobs with their reasons', { '200': json(ref('FleetOverview')) }) },
       '/api/v1/fleet/search': {

@@ -44,6 +44,7 @@ import { ShadowReplica } from '../shadow/replica.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { createBlobStore, createStateStore } from './adapters.ts';
+import { EventLoopMonitor } from './event-loop-monitor.ts';
 import { loadOrCreateOperatorToken } from './operator-token.ts';
 import { UpdateCommands } from './update-commands.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
@@ -218,11 +219,14 @@ export class UpdraftServer {
       verifyArtifact: (a, signature) => security.manifests.verifyArtifact(a, signature),
     });
     this.rollouts.addRoutes(router);
+    const loop = new EventLoopMonitor();
+    await this.startPart(loop);
     addFleetRoutes(router, {
       registry: this.registry,
       metrics: () => ({
         mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size },
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
+        eventLoop: loop.figures(),
       }),
     });
     // the web dashboard at / and the aggregations its pages read (issue 8)

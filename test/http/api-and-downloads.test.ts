@@ -147,4 +147,22 @@ describe('HTTP API and downloads', () => {
     assert.equal(d.device.hasSecret, true);
     assert.equal(d.device.secretHash, undefined, 'the API never shows the secret hash');
   });
+
+  it('serves metrics behind the token: MQTT counters, memory, and how busy and how late the event loop is', async () => {
+    assert.equal((await api('GET', '/api/v1/metrics', undefined, null)).status, 401);
+    type Metrics = { mqtt: { published: number; connectedClients: number }; process: { rssBytes: number }; eventLoop: { activeMs: number; idleMs: number; utilization: number; delayMs: { p50: number; p99: number; max: number } } };
+    const read = async () => (await (await api('GET', '/api/v1/metrics')).json()) as Metrics;
+    const m0 = await read();
+    assert.ok(m0.mqtt.published > 0 && m0.mqtt.connectedClients >= 1 && m0.process.rssBytes > 0, JSON.stringify(m0));
+    assert.ok(m0.eventLoop.utilization > 0 && m0.eventLoop.utilization < 1, JSON.stringify(m0.eventLoop));
+    // the server runs in this process: hold its thread for 80 ms, as a long synchronous job would
+    const start = performance.now();
+    while (performance.now() - start < 80);
+    await new Promise((resolve) => setTimeout(resolve, 30)); // the delay timer fires, late
+    const m1 = await read();
+    // lower bounds only: a slower machine makes both larger, never smaller
+    assert.ok(m1.eventLoop.activeMs - m0.eventLoop.activeMs >= 79, `active time grew by the blocked 80 ms: ${JSON.stringify([m0.eventLoop, m1.eventLoop])}`);
+    assert.ok(m1.eventLoop.delayMs.max >= 60, `a timer due during the block fired at least 60 ms late: ${JSON.stringify(m1.eventLoop)}`);
+    assert.ok(m1.eventLoop.idleMs >= m0.eventLoop.idleMs);
+  });
 });

@@ -203,6 +203,32 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- while a job is active; by this index alone, not the device's whole history of jobs
   CREATE INDEX executions_device_undispatched ON executions (device_id) WHERE status = 'QUEUED' AND dispatched_at IS NULL;
   `,
+  `
+  -- shadows become an ordinary (rowid) table. WITHOUT ROWID keeps each row inside the
+  -- primary key's B-tree, which SQLite advises only for rows under about a twentieth of a
+  -- page; a shadow is the document (up to 8 KiB by default) and its metadata, and above
+  -- about 1 KB a row spills into overflow pages. Measured with 20,000 shadows, per size of
+  -- state + metadata (read + conditional update / point read / listing / file):
+  --   800 B: same speed (88 µs, 11 → 9 µs, 91 → 68 ms), same size
+  --   1.5 KB: 179 → 107 µs, 41 → 14 µs, 555 → 121 ms, 90 → 40 MB
+  --   6 KB: 262 → 173 µs, 64 → 23 µs, 840 → 245 ms, 168 → 118 MB
+  -- SQLite's way to change a table's kind: build the new one, copy, drop, rename.
+  CREATE TABLE shadows_rowid (
+    device_id TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    deleted   INTEGER NOT NULL,
+    state     TEXT NOT NULL,
+    metadata  TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (device_id, name)
+  );
+  INSERT INTO shadows_rowid (device_id, name, version, deleted, state, metadata, timestamp)
+    SELECT device_id, name, version, deleted, state, metadata, timestamp FROM shadows ORDER BY device_id, name;
+  DROP TABLE shadows;
+  ALTER TABLE shadows_rowid RENAME TO shadows;
+  CREATE INDEX shadows_classic ON shadows (device_id) WHERE name = '' AND deleted = 0;
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */

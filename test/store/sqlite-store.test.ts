@@ -150,6 +150,37 @@ describe('SqliteStore specifics', () => {
     await store.stop();
   });
 
+  it('rebuilds the shadows of a database from before shadows were a rowid table, keeping every one', async () => {
+    const { file, store } = await fresh();
+    const raw = new Database(file);
+    const before = SQLITE_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE shadows_rowid'));
+    for (const sql of SQLITE_MIGRATIONS.slice(0, before)) raw.exec(sql);
+    raw.pragma(`user_version = ${before}`);
+    const tableSql = () => (raw.prepare(`SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'shadows'`).get() as { sql: string }).sql;
+    assert.match(tableSql(), /WITHOUT ROWID/, 'the old schema');
+    const records: ShadowRecord[] = [
+      // a document larger than a row of the old table could hold without overflow pages
+      { deviceId: 'a', name: '', version: 7, deleted: false, state: { reported: { software: { name: 'fw', version: '1.0.0' }, notes: 'n'.repeat(3000) } }, metadata: { reported: { notes: { timestamp: 5 } } }, timestamp: 5 },
+      { deviceId: 'a', name: 'config', version: 2, deleted: false, state: { desired: { mode: 'eco' } }, metadata: { desired: { mode: { timestamp: 3 } } }, timestamp: 3 },
+      { deviceId: 'b', name: '', version: 4, deleted: true, state: {}, metadata: {}, timestamp: 9 },
+      { deviceId: 'c', name: '', version: 1, deleted: false, state: { reported: { x: 1 } }, metadata: { reported: { x: { timestamp: 1 } } }, timestamp: 1 },
+    ];
+    const insert = raw.prepare('INSERT INTO shadows (device_id, name, version, deleted, state, metadata, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    for (const r of records) insert.run(r.deviceId, r.name, r.version, r.deleted ? 1 : 0, JSON.stringify(r.state), JSON.stringify(r.metadata), r.timestamp);
+    await store.start();
+    assert.doesNotMatch(tableSql(), /WITHOUT ROWID/, 'migrated');
+    raw.close();
+    for (const r of records) assert.deepEqual(await store.getShadow(r.deviceId, r.name), r);
+    // the listing's index came back: existing classic shadows only, in device order
+    assert.deepEqual((await store.listShadows({ limit: 10 })).items.map((r) => r.deviceId), ['a', 'c']);
+    // and writes stay conditional on the version
+    const next = { ...records[3]!, version: 2, state: { reported: { x: 2 } } };
+    assert.equal(await store.putShadow(next, 0), false, 'a stale version is refused');
+    assert.equal(await store.putShadow(next, 1), true);
+    assert.deepEqual(await store.getShadow('c', ''), next);
+    await store.stop();
+  });
+
   it('removes at start what a crash left of a job being created in pieces', async () => {
     const { file, store } = await fresh();
     await store.start();

@@ -75,7 +75,7 @@ for (const n of sizes) {
     log(`\n[1,5] ${n} connected devices take one update\n${table([updates.at(-1)! as unknown as Record<string, unknown>])}`);
     if (n === sizes.at(-1)) {
       brokerRate = await rawBrokerRate(server);
-      log(`\n[ceiling] raw broker rate, same broker, mqtt.js QoS 1 clients: ${brokerRate} msgs/s`);
+      log(`\n[ceiling] raw broker rate, same broker, mqtt.js clients publishing QoS 1, subscribed QoS 0 like devices: ${brokerRate} msgs/s`);
       ops = await replicaOps(server);
       log(`\n[3] replica operations under load (200 devices x 8 in flight)\n${table([ops])}`);
     }

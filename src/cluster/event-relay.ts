@@ -96,6 +96,11 @@ export class EventRelay {
 
   private queue(event: Relayed): void {
     if (this.replaying || !this.client) return;
+    if (event.type === 'job.changed' && event.payload.job.spec) {
+      // no live view reads a job's spec, and one that lists its devices runs to megabytes
+      const { spec: _spec, ...job } = event.payload.job;
+      event = { type: 'job.changed', payload: { job } };
+    }
     this.batch.push(event);
     if (this.batch.length >= MAX_BATCH) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.deps.flushMs ?? 100);

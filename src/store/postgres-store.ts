@@ -70,6 +70,7 @@ const EXEC_UNNEST = 'unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5:
 const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, broker_hash, revoked, created_at, updated_at, version';
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
+const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
 
 // The writes of a fleet update, as bulk writes (postgres-group-commit.ts): the rows of a
@@ -407,18 +408,18 @@ export class PostgresStore implements StateStore {
   }
 
   async updateJob(job: JobRecord & { version: number }): Promise<boolean> {
-    const params = [job.status, job.description ?? null, json(job.spec), json(job.progress), job.updatedAt ?? null, job.version, job.jobId, job.version - 1];
+    const params = [job.status, job.description ?? null, json(job.progress), job.updatedAt ?? null, job.version, job.jobId, job.version - 1];
     return this.write(async (c) => {
-      // a job created without a version has version 1
+      // a job created without a version has version 1; no spec: it is fixed at creation (StateStore.updateJob)
       const r = await c.query(
-        'UPDATE jobs SET status = $1, description = $2, spec = $3, progress = $4, updated_at = $5, version = $6 WHERE job_id = $7 AND COALESCE(version, 1) = $8',
+        'UPDATE jobs SET status = $1, description = $2, progress = $3, updated_at = $4, version = $5 WHERE job_id = $6 AND COALESCE(version, 1) = $7',
         params,
       );
       return r.rowCount === 1;
     });
   }
 
-  async listJobs(options: { status?: JobStatus[]; after?: string; limit: number }): Promise<Page<JobRecord>> {
+  async listJobs(options: { status?: JobStatus[]; after?: string; limit: number; omitSpec?: boolean }): Promise<Page<JobRecord>> {
     const limit = checkLimit(options.limit);
     const where: string[] = [];
     const args: unknown[] = [limit + 1];
@@ -433,7 +434,7 @@ export class PostgresStore implements StateStore {
       args.push(Number(m[1]), m[2]);
       where.push(`(created_at, job_id) < ($${args.length - 1}, $${args.length})`);
     }
-    const rows = await this.read<JobRow>(`SELECT ${JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT $1`, args);
+    const rows = await this.read<JobRow>(`SELECT ${options.omitSpec ? JOB_COLS_NO_SPEC : JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT $1`, args);
     return page(rows.map(toJob), limit, (j) => `${j.createdAt}:${j.jobId}`);
   }
 

@@ -605,11 +605,11 @@ export class SqliteStore implements StateStore {
   }
 
   async updateJob(job: JobRecord & { version: number }): Promise<boolean> {
-    const params = [job.status, job.description ?? null, job.spec ? JSON.stringify(job.spec) : null, job.progress ? JSON.stringify(job.progress) : null, job.updatedAt ?? null, job.version, job.jobId, job.version - 1];
+    const params = [job.status, job.description ?? null, job.progress ? JSON.stringify(job.progress) : null, job.updatedAt ?? null, job.version, job.jobId, job.version - 1];
     return this.enqueue(() => this.statements().updateJob.run(...params).changes === 1);
   }
 
-  async listJobs(options: { status?: JobStatus[]; after?: string; limit: number }): Promise<Page<JobRecord>> {
+  async listJobs(options: { status?: JobStatus[]; after?: string; limit: number; omitSpec?: boolean }): Promise<Page<JobRecord>> {
     const { limit, status, after } = options;
     checkLimit(limit);
     const where: string[] = [];
@@ -625,7 +625,7 @@ export class SqliteStore implements StateStore {
       where.push('(created_at < ? OR (created_at = ? AND job_id < ?))');
       args.push(Number(m[1]), Number(m[1]), m[2]);
     }
-    const sql = `SELECT ${JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT ?`;
+    const sql = `SELECT ${options.omitSpec ? JOB_COLS_NO_SPEC : JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT ?`;
     const rows = this.database().prepare<unknown[], JobRow>(sql).all(...args, limit + 1);
     const items = rows.slice(0, limit).map(toJob);
     const last = items[items.length - 1];
@@ -917,7 +917,8 @@ function prepare(db: Database.Database): Statements {
     listDevicesFirst: p<DeviceRow>(`SELECT ${deviceCols} FROM devices ORDER BY device_id LIMIT ?`),
     listDevicesAfter: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?`),
     // a job created without a version has version 1
-    updateJob: p('UPDATE jobs SET status = ?, description = ?, spec = ?, progress = ?, updated_at = ?, version = ? WHERE job_id = ? AND COALESCE(version, 1) = ?'),
+    // no spec: it is fixed at creation (StateStore.updateJob)
+    updateJob: p('UPDATE jobs SET status = ?, description = ?, progress = ?, updated_at = ?, version = ? WHERE job_id = ? AND COALESCE(version, 1) = ?'),
     insertExecutionIfNew: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, device_id) DO NOTHING`),
     nextUndispatched: p<ExecutionRow>(
       `SELECT ${execCols} FROM executions WHERE job_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL AND wave <= ? ORDER BY wave, device_id LIMIT ?`,
@@ -947,6 +948,7 @@ function prepare(db: Database.Database): Statements {
 
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
+const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
 
 /** Column order of `EXEC_COLS`. */

@@ -226,10 +226,19 @@ export interface StateStore {
   /** Executions of one job, or of one device (newest first), or both filters. */
   listExecutions(filter: { jobId?: string; deviceId?: string }): Promise<ExecutionRecord[]>;
 
-  /** Writes a job (status, spec, progress, updatedAt) if the stored row version equals `job.version - 1`; false on conflict. */
+  /**
+   * Writes a job's status, description, progress and updatedAt if the stored row version
+   * equals `job.version - 1`; false on conflict. The spec is fixed at creation and is not
+   * written: a job's list of devices can run to megabytes, and the rollout engine saves a
+   * job's progress at every tick that sends commands.
+   */
   updateJob(job: JobRecord & { version: number }): Promise<boolean>;
-  /** Jobs newest first (createdAt, then jobId, descending), optionally only some states; `after` is a `next` cursor. */
-  listJobs(options: { status?: JobStatus[]; after?: string; limit: number }): Promise<Page<JobRecord>>;
+  /**
+   * Jobs newest first (createdAt, then jobId, descending), optionally only some states;
+   * `after` is a `next` cursor. `omitSpec` leaves each spec out: it can run to megabytes and
+   * never changes, so a caller that polls (the rollout engine, 4 times a second) keeps it.
+   */
+  listJobs(options: { status?: JobStatus[]; after?: string; limit: number; omitSpec?: boolean }): Promise<Page<JobRecord>>;
   /** Adds executions to existing jobs, skipping any (jobId, deviceId) that exists; resolves with how many were added. */
   addExecutions(executions: ExecutionRecord[]): Promise<number>;
   /** A page of one job's executions ordered by device id, optionally only some states; `next` is a device id. */

@@ -26,6 +26,35 @@ describe('rollout engine', () => {
   };
   const counts = async (jobId: string) => (await f.rollouts.jobs.view(jobId)).counts;
 
+  it('reads a job\'s spec once, not at every tick: ticks list active jobs without their specs', async () => {
+    const ids = await f.fleet('d', 5);
+    const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2, successThreshold: 100 }, { percent: 100 }] } });
+    // what the engine reads from the (real) store while it ticks
+    const reads = { listsWithSpecs: 0, specLoads: 0 };
+    const { listJobs, getJob } = { listJobs: f.store.listJobs.bind(f.store), getJob: f.store.getJob.bind(f.store) };
+    f.store.listJobs = (o) => {
+      if (!o.omitSpec) reads.listsWithSpecs++;
+      return listJobs(o);
+    };
+    f.store.getJob = (id) => {
+      if (id === jobId) reads.specLoads++;
+      return getJob(id);
+    };
+    for (let i = 0; i < 5; i++) {
+      f.advance(1000);
+      await f.tick();
+    }
+    assert.equal(reads.listsWithSpecs, 0, 'ticks do not list specs');
+    assert.equal(reads.specLoads, 1, 'the spec is read once, at the first tick');
+    // the remembered spec still drives the rollout: its canary wave, then the rest
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002']);
+    await f.complete('d001');
+    await f.complete('d002');
+    await f.tick();
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ids, 'the second wave went out');
+  });
+
   it('sends the canary wave first, then the next wave once the canary met its threshold, then completes', async () => {
     const ids = await f.fleet('d', 10);
     const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2, successThreshold: 100 }, { percent: 60 }, { percent: 100 }] } });

@@ -448,11 +448,11 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
     });
 
     describe('rollouts: jobs, executions, groups', () => {
-      it('updates a job with spec and progress only from the previous row version', () =>
+      it('updates a job\'s status and progress only from the previous row version, never its spec', () =>
         withStore(async (store) => {
           const j = job('job-1');
           await store.createJob(j, []);
-          const v2 = { ...j, status: 'PAUSED' as const, spec: { targets: { devices: ['dev-1'] } }, progress: { wave: 1 }, updatedAt: 900, version: 2 };
+          const v2 = { ...j, status: 'PAUSED' as const, progress: { wave: 1 }, updatedAt: 900, version: 2 };
           assert.equal(await store.updateJob(v2), true, 'a job created without a version is at version 1');
           assert.deepEqual(await store.getJob('job-1'), v2);
           assert.equal(await store.updateJob({ ...v2, status: 'ABORTED' }), false, 'version 1 is gone');
@@ -463,6 +463,13 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           const withSpec: JobRecord = { ...job('job-2'), spec: { a: [1] }, progress: {}, updatedAt: 1, version: 1 };
           await store.createJob(withSpec, []);
           assert.deepEqual(await store.getJob('job-2'), withSpec);
+          // the spec is fixed at creation: an update that carries another one, or none, leaves it
+          assert.equal(await store.updateJob({ ...withSpec, spec: { b: 2 }, status: 'PAUSED', version: 2 }), true);
+          const { spec: _omitted, ...noSpec } = withSpec;
+          assert.equal(await store.updateJob({ ...noSpec, status: 'IN_PROGRESS', version: 3 }), true);
+          assert.deepEqual(await store.getJob('job-2'), { ...withSpec, status: 'IN_PROGRESS', version: 3 });
+          assert.equal(await store.updateJob({ ...v3, spec: { c: 3 }, version: 4 }), true);
+          assert.equal((await store.getJob('job-1'))?.spec, undefined, 'a job created without a spec keeps none');
         }));
 
       it('lists jobs newest first with a cursor and a status filter', () =>
@@ -478,6 +485,17 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(second.next, undefined);
           const active = await store.listJobs({ limit: 10, status: ['IN_PROGRESS', 'PAUSED'] });
           assert.deepEqual(active.items.map((j) => j.jobId), ['d', 'c', 'b']);
+        }));
+
+      it('lists jobs without their specs when asked, and with them otherwise', () =>
+        withStore(async (store) => {
+          const a: JobRecord = { ...job('a'), spec: { targets: { devices: ['dev-1', 'dev-2'] } }, progress: { wave: 0 }, updatedAt: 5, version: 1 };
+          await store.createJob(a, []);
+          assert.deepEqual((await store.listJobs({ limit: 10 })).items, [a]);
+          const { spec: _omitted, ...head } = a;
+          assert.deepEqual((await store.listJobs({ limit: 10, omitSpec: true })).items, [head]);
+          assert.deepEqual((await store.listJobs({ limit: 10, omitSpec: true, status: ['IN_PROGRESS'] })).items, [head]);
+          assert.deepEqual((await store.listJobs({ limit: 10, omitSpec: true, status: ['PAUSED'] })).items, []);
         }));
 
       it('adds executions skipping existing ones, and round-trips wave, attempt, dispatch and due times', () =>

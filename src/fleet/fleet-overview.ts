@@ -72,7 +72,7 @@ export class FleetOverviewSource {
 
   private async failing(): Promise<FailingDevice[]> {
     const { store } = this.deps;
-    const jobs = await store.listJobs({ limit: RECENT_JOBS });
+    const jobs = await store.listJobs({ limit: RECENT_JOBS, omitSpec: true });
     const out: FailingDevice[] = [];
     for (const job of jobs.items) {
       const page = await store.listJobExecutions(job.jobId, { status: FAILED_STATES, limit: MAX_FAILING });

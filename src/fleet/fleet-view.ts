@@ -69,7 +69,7 @@ export class FleetView {
     const jobs: Record<JobStatus, number> = { SCHEDULED: 0, IN_PROGRESS: 0, PAUSED: 0, COMPLETED: 0, CANCELED: 0, ABORTED: 0 };
     after = undefined;
     do {
-      const page = await this.deps.store.listJobs({ limit: PAGE, ...(after ? { after } : {}) });
+      const page = await this.deps.store.listJobs({ limit: PAGE, omitSpec: true, ...(after ? { after } : {}) });
       for (const j of page.items) jobs[j.status]++;
       after = page.next;
     } while (after);

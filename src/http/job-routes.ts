@@ -46,7 +46,8 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
 
   router.add('GET', '/api/v1/jobs', async ({ res, url }) => {
     const status = listParam(url, 'status', JOB_STATES);
-    sendJson(res, 200, await store.listJobs({ ...pageParams(url), ...(status ? { status } : {}) }));
+    // summaries: a spec that lists its devices runs to megabytes; GET /api/v1/jobs/:id has it
+    sendJson(res, 200, await store.listJobs({ ...pageParams(url), ...(status ? { status } : {}), omitSpec: true }));
   });
 
   router.add('GET', '/api/v1/jobs/:id', async ({ res, params, url }) => {

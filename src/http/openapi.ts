@@ -183,7 +183,7 @@ export function openApiDocument(): Obj {
         post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, allowDowngrade: { type: 'boolean' } } })),
       },
       '/api/v1/jobs': {
-        get: op('List jobs, newest first', { '200': json(page(ref('Job'))) }, { parameters: [...pageParams, { name: 'status', in: 'query', schema: { type: 'string' }, description: `comma-separated: ${jobStates.join(', ')}` }] }),
+        get: op('List jobs, newest first, without their specs (GET /api/v1/jobs/{id} has the spec)', { '200': json(page(ref('Job'))) }, { parameters: [...pageParams, { name: 'status', in: 'query', schema: { type: 'string' }, description: `comma-separated: ${jobStates.join(', ')}` }] }),
         post: op('Create a rollout job', { '201': json(ref('JobView')) }, body(ref('JobRequest'))),
       },
       '/api/v1/jobs/{id}': { get: op('A job: counts per state and wave, progress, the first page of executions', { '200': json(ref('JobView')) }, { parameters: [idParam('id'), ...pageParams] }) },

@@ -130,6 +130,10 @@ describe('rollout API', () => {
     assert.equal(execs.body.next, 'eu-1');
     const list = await api('GET', '/api/v1/jobs?status=CANCELED');
     assert.deepEqual(list.body.items.map((j: any) => j.jobId), [jobId]);
+    // the listing is summaries; the job itself carries its spec (targets, plan...)
+    assert.equal(list.body.items[0].spec, undefined);
+    assert.equal(list.body.items[0].status, 'CANCELED');
+    assert.deepEqual((await api('GET', `/api/v1/jobs/${jobId}`)).body.job.spec.targets, { groups: ['old-eu'], query: 'tags.region = us' });
     const history = await api('GET', '/api/v1/devices/eu-1/history');
     assert.equal(history.body.items[0].jobId, jobId);
     assert.equal(history.body.items[0].artifact, 'fw@2.0.0');

@@ -314,7 +314,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
 /**
  * The broker's own ceiling: operator clients (mqtt.js) publishing to themselves through the
  * same broker, the way devices use it: publishing at QoS 1, subscribed at QoS 0 (the agent's
- * subscriptions; a QoS 1 subscription adds a PUBACK per delivery and measured a third lower).
+ * subscriptions; a QoS 1 subscription adds a PUBACK per delivery and measured 20-30% lower).
  */
 export async function rawBrokerRate(server: BenchServer, clients = 100, window = 20, seconds = 5): Promise<number> {
   const conns = await Promise.all(Array.from({ length: clients }, (_, i) => mqtt.connectAsync(server.serviceUrl, { clientId: `raw-${i}-${randomUUID().slice(0, 8)}`, username: 'operator', password: server.token, reconnectPeriod: 0 })));

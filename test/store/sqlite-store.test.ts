@@ -39,6 +39,16 @@ function isConfig(pathPart: string, reason: RegExp): (err: unknown) => boolean {
   };
 }
 
+/** The database file at the schema the migration containing `marker` found: every one before it applied. */
+function databaseBefore(file: string, marker: string): Database.Database {
+  const before = SQLITE_MIGRATIONS.findIndex((m) => m.includes(marker));
+  assert.ok(before > 0, `a migration contains ${marker}`);
+  const raw = new Database(file);
+  for (const sql of SQLITE_MIGRATIONS.slice(0, before)) raw.exec(sql);
+  raw.pragma(`user_version = ${before}`);
+  return raw;
+}
+
 describe('SqliteStore specifics', () => {
   const dirs: string[] = [];
   const stores: SqliteStore[] = [];
@@ -135,10 +145,7 @@ describe('SqliteStore specifics', () => {
   it('fills in the execution counts of a database migrated from before they were kept', async () => {
     const { file, store } = await fresh();
     // the schema as the previous release left it, with a job's executions in it
-    const raw = new Database(file);
-    const before = SQLITE_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE execution_counts'));
-    for (const sql of SQLITE_MIGRATIONS.slice(0, before)) raw.exec(sql);
-    raw.pragma(`user_version = ${before}`);
+    const raw = databaseBefore(file, 'CREATE TABLE execution_counts');
     const insert = raw.prepare('INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, wave, dispatched_at) VALUES (?, ?, ?, ?, 1, 1, 1, ?, ?)');
     insert.run('j', 'a', 'QUEUED', '{}', 0, null);
     insert.run('j', 'b', 'QUEUED', '{}', 0, 5);
@@ -152,10 +159,7 @@ describe('SqliteStore specifics', () => {
 
   it('rebuilds the shadows of a database from before shadows were a rowid table, keeping every one', async () => {
     const { file, store } = await fresh();
-    const raw = new Database(file);
-    const before = SQLITE_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE shadows_rowid'));
-    for (const sql of SQLITE_MIGRATIONS.slice(0, before)) raw.exec(sql);
-    raw.pragma(`user_version = ${before}`);
+    const raw = databaseBefore(file, 'CREATE TABLE shadows_rowid');
     const tableSql = () => (raw.prepare(`SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'shadows'`).get() as { sql: string }).sql;
     assert.match(tableSql(), /WITHOUT ROWID/, 'the old schema');
     const records: ShadowRecord[] = [

@@ -3,6 +3,7 @@
  * order. Without a query or a dynamic group nothing but the named devices is read; with one,
  * the registry is scanned page by page once, whatever the number of queries.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
 import { scanDevices } from '../fleet/device-selector.ts';
 import { parseQuery, type FleetQuery } from '../fleet/query.ts';
@@ -66,6 +67,9 @@ export async function resolveTargets(store: StateStore, targets: JobTargets, str
  */
 async function readDevices(store: StateStore, ids: readonly string[]): Promise<(DeviceRecord | undefined)[]> {
   const out: (DeviceRecord | undefined)[] = [];
-  for (let i = 0; i < ids.length; i += 1_000) out.push(...(await Promise.all(ids.slice(i, i + 1_000).map((d) => store.getDevice(d)))));
+  for (let i = 0; i < ids.length; i += 1_000) {
+    out.push(...(await Promise.all(ids.slice(i, i + 1_000).map((d) => store.getDevice(d)))));
+    await nextTurn(); // the embedded store's reads are synchronous: let device traffic through
+  }
   return out;
 }

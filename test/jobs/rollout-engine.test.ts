@@ -347,6 +347,29 @@ describe('rollout engine', () => {
     assert.equal((await f.job(jobId)).status, 'IN_PROGRESS', 'a continuous job does not complete by itself');
   });
 
+  it('spaces a continuous job\'s scans by how long they take: at most 5% of the server', async () => {
+    await f.fleet('eu', 2, '1.0.0', { tags: ['region:eu'] });
+    const jobId = await create({ type: 'continuous', targets: { query: 'tags.region = eu' } });
+    // a registry large enough that reading it takes 4 s (on the fake clock the engine measures with)
+    const listDevices = f.store.listDevices.bind(f.store);
+    f.store.listDevices = (o) => {
+      f.advance(4_000);
+      return listDevices(o);
+    };
+    f.advance(61_000);
+    await f.tick(); // scans: 4 s, so the next waits 80 s, not the 60 s configured
+    await f.fleet('late', 1, '1.0.0', { tags: ['region:eu'] });
+    f.advance(70_000);
+    await f.tick();
+    assert.equal((await f.rollouts.jobs.view(jobId)).total, 2, 'not yet: 70 s after a 4 s scan');
+    f.rollouts.engine.rescan(); // a group changed: still not before the spacing allows
+    await f.tick();
+    assert.equal((await f.rollouts.jobs.view(jobId)).total, 2, 'a group change waits for the spacing too');
+    f.advance(11_000);
+    await f.tick();
+    assert.equal((await f.rollouts.jobs.view(jobId)).total, 3, '81 s after: the late device is in');
+  });
+
   it('survives a restart: progress, waves and deadlines come from the store', async () => {
     const ids = await f.fleet('d', 6);
     const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2 }, {}] }, timeouts: { inProgressSeconds: 300 } });

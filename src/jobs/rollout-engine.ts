@@ -19,6 +19,7 @@
  * command written just before a crash and not yet marked sent is sent again with the same
  * device-side job id, which the agent never applies twice.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
 import { asUpdraftError } from '../errors.ts';
@@ -77,6 +78,9 @@ export interface RolloutEngineDeps {
  * often groups change (a million devices: a scan every 6 minutes or so instead of every 30 s).
  */
 export const SCAN_SPACING = 20;
+
+/** Commands begun per turn of the event loop when a tick sends many (see advance). */
+const DISPATCH_SLICE = 200;
 
 /** Defaults of the tuning options. */
 export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000 } as const;
@@ -445,8 +449,15 @@ export class RolloutEngine {
           await this.stopJob(job, 'ABORTED', `artifact ${job.artifactName}@${job.artifactVersion} is no longer in the catalogue`, now);
           return;
         }
-        const results = await Promise.all(batch.map((e) => this.dispatch(job, spec, artifact, e, now)));
-        sent = results.filter((r) => r === 'sent').length;
+        // started a slice at a time, with a turn of the event loop in between: the embedded
+        // store reads synchronously, and 2,000 dispatches begun at once held every device's
+        // messages for 200-300 ms (measured); still all in flight together, sharing commits
+        const dispatches: Promise<'sent' | 'refused' | 'failed'>[] = [];
+        for (let i = 0; i < batch.length; i += DISPATCH_SLICE) {
+          if (i > 0) await nextTurn();
+          for (const e of batch.slice(i, i + DISPATCH_SLICE)) dispatches.push(this.dispatch(job, spec, artifact, e, now));
+        }
+        sent = (await Promise.all(dispatches)).filter((r) => r === 'sent').length;
       }
     }
 

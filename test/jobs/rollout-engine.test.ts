@@ -347,6 +347,24 @@ describe('rollout engine', () => {
     assert.equal((await f.job(jobId)).status, 'IN_PROGRESS', 'a continuous job does not complete by itself');
   });
 
+  it('lets the event loop turn while it begins sending a large batch of commands', async () => {
+    const ids = await f.fleet('d', 450, '1.0.0', { tags: ['big'] });
+    // each command begins with a read of its device: note whether the loop turned since the first
+    const getDevice = f.store.getDevice.bind(f.store);
+    let calls = 0;
+    let turned = false;
+    let turnedAtLast = false;
+    f.store.getDevice = (id) => {
+      if (calls++ === 0) setImmediate(() => (turned = true));
+      turnedAtLast = turned;
+      return getDevice(id);
+    };
+    const jobId = await create({ targets: { query: 'tags = big' } });
+    assert.equal(calls, 450, 'one read per command, all sent by the job\'s first step');
+    assert.ok(turnedAtLast, 'the last commands began after a turn of the event loop');
+    assert.equal((await sentTo(ids, jobId)).length, 450);
+  });
+
   it('spaces a continuous job\'s scans by how long they take: at most 5% of the server', async () => {
     await f.fleet('eu', 2, '1.0.0', { tags: ['region:eu'] });
     const jobId = await create({ type: 'continuous', targets: { query: 'tags.region = eu' } });

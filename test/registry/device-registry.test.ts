@@ -1,0 +1,47 @@
+/** Bulk registration on the real embedded store. */
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { deviceSecretMatches } from '../../src/registry/device-secret.ts';
+import { DeviceRegistry } from '../../src/registry/device-registry.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+
+describe('DeviceRegistry.registerMany', () => {
+  let dir: string;
+  let store: SqliteStore;
+  let registry: DeviceRegistry;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'updraft-registry-'));
+    store = new SqliteStore({ path: path.join(dir, 'db') });
+    await store.start();
+    registry = new DeviceRegistry({ store });
+  });
+  after(async () => {
+    await store.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('registers every device with its own secret, and lets the event loop turn while it begins them', async () => {
+    const regs = Array.from({ length: 1_200 }, (_, i) => ({ deviceId: `bulk-${i}`, tags: ['line-3'] }));
+    // note, as each registration begins, whether the loop turned since the first began
+    const register = registry.register.bind(registry);
+    let begun = 0;
+    let turned = false;
+    let turnedAtLast = false;
+    registry.register = (r) => {
+      if (begun++ === 0) setImmediate(() => (turned = true));
+      turnedAtLast = turned;
+      return register(r);
+    };
+    const results = await registry.registerMany(regs);
+    assert.equal(begun, 1_200);
+    assert.ok(turnedAtLast, 'the last registrations began after a turn of the event loop');
+    assert.deepEqual(results.map((r) => r.deviceId), regs.map((r) => r.deviceId), 'in the order given');
+    assert.equal(new Set(results.map((r) => r.secret)).size, 1_200, 'a secret each');
+    const last = await store.getDevice('bulk-1199');
+    assert.ok(last && deviceSecretMatches(Buffer.from(results[1_199]!.secret), last.secretHash));
+    assert.deepEqual(last.tags, ['line-3']);
+  });
+});

@@ -40,7 +40,7 @@ import { specOf, type JobSpec } from './job-spec.ts';
 import { ACTIVE_JOB_STATES, isJobFinal } from './job-state.ts';
 import { retryIfAllowed } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
-import { resolveTargets } from './targets.ts';
+import { resolveTargets, targetsInclude } from './targets.ts';
 
 /** What the engine needs. */
 export interface RolloutEngineDeps {
@@ -221,6 +221,7 @@ export class RolloutEngine {
   /** Remembers the arrived device's executions still to send, for their jobs' next step. */
   private async arrive(deviceId: string): Promise<void> {
     try {
+      await this.joinContinuous(deviceId);
       let any = false;
       for (const e of await this.deps.store.listUndispatchedOfDevice(deviceId)) {
         let waiting = this.arrived.get(e.jobId);
@@ -232,6 +233,24 @@ export class RolloutEngine {
       if (any) this.wakeSoon();
     } catch (err) {
       this.deps.logger.warn('cannot look up the executions of a device that came online', { deviceId, error: asUpdraftError(err).message });
+    }
+  }
+
+  /**
+   * Adds the arrived device to the active continuous jobs whose targets it now matches (a
+   * device registered, tagged or grouped since their last scan): it gets its command now,
+   * not at the next scan, which on a large fleet comes minutes later (SCAN_SPACING). A few
+   * reads per job, and a write only for a device not in the job yet.
+   */
+  private async joinContinuous(deviceId: string): Promise<void> {
+    const now = this.now();
+    for (const [jobId, json] of this.specs) {
+      const spec = json ? specOf({ spec: json }) : undefined;
+      if (spec?.type !== 'continuous' || (await this.deps.store.getExecution(jobId, deviceId))) continue;
+      if (!(await targetsInclude(this.deps.store, spec.targets, deviceId))) continue;
+      const wave = spec.plan.waves.length - 1;
+      const added = await this.deps.store.addExecutions([{ jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) }]);
+      if (added > 0) this.deps.logger.info('continuous job picked up a device as it came online', { jobId, deviceId });
     }
   }
 

@@ -5,7 +5,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
-import { scanDevices } from '../fleet/device-selector.ts';
+import { scanDevices, subjectOf } from '../fleet/device-selector.ts';
 import { parseQuery, type FleetQuery } from '../fleet/query.ts';
 import type { DeviceRecord, StateStore } from '../store/state-store.ts';
 import type { JobTargets } from './job-spec.ts';
@@ -72,4 +72,26 @@ async function readDevices(store: StateStore, ids: readonly string[]): Promise<(
     await nextTurn(); // the embedded store's reads are synchronous: let device traffic through
   }
   return out;
+}
+
+/**
+ * Whether one device is among `targets` now (registered, not revoked, and named, a member
+ * of a group or matched by a query): a continuous job's check of a device that comes online,
+ * a few reads instead of a scan of the registry.
+ */
+export async function targetsInclude(store: StateStore, targets: JobTargets, deviceId: string): Promise<boolean> {
+  const device = await store.getDevice(deviceId);
+  if (!device || device.revoked) return false;
+  if (targets.devices?.includes(deviceId)) return true;
+  const queries: FleetQuery[] = [];
+  for (const name of targets.groups ?? []) {
+    const g = await store.getGroup(name);
+    if (!g) continue;
+    if (g.kind === 'dynamic' && g.query) queries.push(parseQuery(g.query));
+    else if (g.devices.includes(deviceId)) return true;
+  }
+  if (targets.query !== undefined) queries.push(parseQuery(targets.query));
+  if (queries.length === 0) return false;
+  const subject = await subjectOf(store, device, queries.some((q) => q.needsShadow));
+  return queries.some((q) => q.matches(subject));
 }

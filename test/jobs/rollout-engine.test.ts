@@ -365,6 +365,24 @@ describe('rollout engine', () => {
     assert.equal((await sentTo(ids, jobId)).length, 450);
   });
 
+  it('a continuous job takes a matching device as it comes online, without waiting for its next scan', async () => {
+    await f.fleet('eu', 1, '1.0.0', { tags: ['region:eu'] });
+    const jobId = await create({ type: 'continuous', targets: { query: 'tags.region = eu' } });
+    await f.tick(); // scanned; the next scan is a minute away on the fake clock, which stays put
+    await f.fleet('late', 1, '1.0.0', { tags: ['region:eu'] });
+    await f.fleet('us', 1, '1.0.0', { tags: ['region:us'] });
+    for (const id of ['late001', 'us001']) f.events.emit('device.presence', { deviceId: id, online: true });
+    await eventually(async () => (await f.store.getExecution(jobId, 'late001')) ?? undefined, 10_000, 'late001 joined the job');
+    await f.tick();
+    assert.equal((await f.desired('late001'))?.jobId, jobId, 'its command went out');
+    assert.equal(await f.store.getExecution(jobId, 'us001'), undefined, 'a device that does not match stays out');
+    assert.equal((await f.rollouts.jobs.view(jobId)).total, 2);
+    // coming online again adds nothing twice
+    f.events.emit('device.presence', { deviceId: 'late001', online: true });
+    await f.tick();
+    assert.equal((await f.rollouts.jobs.view(jobId)).total, 2);
+  });
+
   it('spaces a continuous job\'s scans by how long they take: at most 5% of the server', async () => {
     await f.fleet('eu', 2, '1.0.0', { tags: ['region:eu'] });
     const jobId = await create({ type: 'continuous', targets: { query: 'tags.region = eu' } });

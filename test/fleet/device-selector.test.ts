@@ -1,20 +1,16 @@
 /** Scanning the registry with a fleet query, on the real embedded store. */
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { scanDevices } from '../../src/fleet/device-selector.ts';
 import { parseQuery } from '../../src/fleet/query.ts';
-import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { startTempStore } from '../helpers/sqlite.ts';
 
 describe('scanDevices', () => {
-  let dir: string;
   let store: SqliteStore;
+  let close: () => Promise<void>;
   before(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'updraft-scan-'));
-    store = new SqliteStore({ path: path.join(dir, 'db') });
-    await store.start();
+    ({ store, close } = await startTempStore('scan'));
     // three pages of the scan (1,000 devices each), every third device tagged
     await Promise.all(
       Array.from({ length: 2_500 }, (_, i) => {
@@ -23,10 +19,7 @@ describe('scanDevices', () => {
       }),
     );
   });
-  after(async () => {
-    await store.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  after(() => close());
 
   it('selects every matching device in id order, in batches', async () => {
     const query = parseQuery('tags = canary');

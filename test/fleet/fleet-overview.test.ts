@@ -4,26 +4,19 @@
  * cost a bounded share of the server. Time is an injected clock: no test waits on the wall.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FleetOverviewSource } from '../../src/fleet/fleet-overview.ts';
 import { FleetView } from '../../src/fleet/fleet-view.ts';
-import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { startTempStore } from '../helpers/sqlite.ts';
 
 describe('FleetOverviewSource', () => {
-  let dir: string;
   let store: SqliteStore;
+  let close: () => Promise<void>;
   before(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'updraft-overview-'));
-    store = new SqliteStore({ path: path.join(dir, 'db') });
-    await store.start();
+    ({ store, close } = await startTempStore('overview'));
   });
-  after(async () => {
-    await store.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  after(() => close());
 
   /** A fleet view on the real store whose summary takes `costMs` of the injected clock. */
   function setup(costMs: number) {

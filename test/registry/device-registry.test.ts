@@ -1,27 +1,20 @@
 /** Bulk registration on the real embedded store. */
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deviceSecretMatches } from '../../src/registry/device-secret.ts';
 import { DeviceRegistry } from '../../src/registry/device-registry.ts';
-import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { startTempStore } from '../helpers/sqlite.ts';
 
 describe('DeviceRegistry.registerMany', () => {
-  let dir: string;
   let store: SqliteStore;
+  let close: () => Promise<void>;
   let registry: DeviceRegistry;
   before(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'updraft-registry-'));
-    store = new SqliteStore({ path: path.join(dir, 'db') });
-    await store.start();
+    ({ store, close } = await startTempStore('registry'));
     registry = new DeviceRegistry({ store });
   });
-  after(async () => {
-    await store.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+  after(() => close());
 
   it('registers every device with its own secret, and lets the event loop turn while it begins them', async () => {
     const regs = Array.from({ length: 1_200 }, (_, i) => ({ deviceId: `bulk-${i}`, tags: ['line-3'] }));

@@ -19,7 +19,6 @@
  * command written just before a crash and not yet marked sent is sent again with the same
  * device-side job id, which the agent never applies twice.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
 import { asUpdraftError } from '../errors.ts';
@@ -29,6 +28,7 @@ import { SEMVER, compareSemver, parseReportedSoftware } from '../protocol/softwa
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { ArtifactRecord, ExecutionCount, ExecutionRecord, JobRecord, JobStatus, StateStore } from '../store/state-store.ts';
 import { JOB_CHUNK } from '../store/job-creation.ts';
+import { startInSlices } from '../util/in-slices.ts';
 import type { Logger } from '../util/logger.ts';
 import { agentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
@@ -79,7 +79,7 @@ export interface RolloutEngineDeps {
  */
 export const SCAN_SPACING = 20;
 
-/** Commands begun per turn of the event loop when a tick sends many (see advance). */
+/** Commands begun per turn of the event loop when a tick sends many (startInSlices). */
 const DISPATCH_SLICE = 200;
 
 /** Defaults of the tuning options. */
@@ -468,15 +468,9 @@ export class RolloutEngine {
           await this.stopJob(job, 'ABORTED', `artifact ${job.artifactName}@${job.artifactVersion} is no longer in the catalogue`, now);
           return;
         }
-        // started a slice at a time, with a turn of the event loop in between: the embedded
-        // store reads synchronously, and 2,000 dispatches begun at once held every device's
-        // messages for 200-300 ms (measured); still all in flight together, sharing commits
-        const dispatches: Promise<'sent' | 'refused' | 'failed'>[] = [];
-        for (let i = 0; i < batch.length; i += DISPATCH_SLICE) {
-          if (i > 0) await nextTurn();
-          for (const e of batch.slice(i, i + DISPATCH_SLICE)) dispatches.push(this.dispatch(job, spec, artifact, e, now));
-        }
-        sent = (await Promise.all(dispatches)).filter((r) => r === 'sent').length;
+        // all in flight together (sharing group commits), begun a slice at a time
+        const results = await startInSlices(batch, DISPATCH_SLICE, (e) => this.dispatch(job, spec, artifact, e, now));
+        sent = results.filter((r) => r === 'sent').length;
       }
     }
 

@@ -2,11 +2,11 @@
  * The device registry: which devices exist, their attributes and tags (what groups and
  * queries select on), and their credential. Registration issues a secret, returned once.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
+import { startInSlices } from '../util/in-slices.ts';
 import { hashDeviceSecret, newDeviceSecret } from './device-secret.ts';
 
 /** Names of JavaScript's object machinery: never attribute names (they would shadow or reach prototypes). */
@@ -83,14 +83,7 @@ export class DeviceRegistry {
     if (regs.length > 10_000) throw new UpdraftError('BAD_REQUEST', 'at most 10000 devices per request; send several requests');
     regs.forEach(checkRegistration);
     if (new Set(regs.map((r) => r.deviceId)).size !== regs.length) throw new UpdraftError('BAD_REQUEST', 'a device id is listed twice');
-    // begun 500 at a time with a turn of the event loop in between, all in flight together:
-    // begun at once, 10,000 held every device's messages for most of a second (measured)
-    const done: Promise<{ deviceId: string; secret: string }>[] = [];
-    for (let i = 0; i < regs.length; i += 500) {
-      if (i > 0) await nextTurn();
-      for (const r of regs.slice(i, i + 500)) done.push(this.register(r).then(({ secret }) => ({ deviceId: r.deviceId, secret })));
-    }
-    return Promise.all(done);
+    return startInSlices(regs, 500, async (r) => ({ deviceId: r.deviceId, secret: (await this.register(r)).secret }));
   }
 
   /** A registered device; NOT_FOUND naming it. */

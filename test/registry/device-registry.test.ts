@@ -37,4 +37,24 @@ describe('DeviceRegistry.registerMany', () => {
     assert.ok(last && deviceSecretMatches(Buffer.from(results[1_199]!.secret), last.secretHash));
     assert.deepEqual(last.tags, ['line-3']);
   });
+
+  it('rejects the batch once every registration settled when one fails early, and nothing goes unhandled', async () => {
+    const fresh = new DeviceRegistry({ store });
+    const register = fresh.register.bind(fresh);
+    // the first registration fails at once (a store that refuses), before the second slice begins
+    fresh.register = (r) => (r.deviceId === 'fail-0' ? Promise.reject(new Error('store refused')) : register(r));
+    const unhandled: unknown[] = [];
+    const note = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', note);
+    try {
+      const regs = Array.from({ length: 1_200 }, (_, i) => ({ deviceId: `fail-${i}` }));
+      await assert.rejects(fresh.registerMany(regs), /store refused/);
+      // heard only once every other registration had settled: none is still writing
+      assert.ok(await store.getDevice('fail-1199'), 'the last registration had finished');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.off('unhandledRejection', note);
+    }
+    assert.deepEqual(unhandled, [], 'no rejection went unhandled');
+  });
 });

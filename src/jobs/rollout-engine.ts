@@ -394,16 +394,23 @@ export class RolloutEngine {
     const jobs: JobRecord[] = [];
     for (const head of out.reverse()) {
       // oldest first; a job deleted meanwhile is skipped
-      let spec = this.specs.get(head.jobId);
-      if (spec === undefined) {
-        const full = await this.deps.store.getJob(head.jobId);
-        if (!full) continue;
-        spec = full.spec ?? null;
-        this.specs.set(head.jobId, spec);
-      }
-      jobs.push(spec ? { ...head, spec } : head);
+      const job = await this.withSpec(head);
+      if (job) jobs.push(job);
     }
     return jobs;
+  }
+
+  /** A job read without its spec, given the spec the engine keeps (read once per active job). */
+  private async withSpec(head: JobRecord): Promise<JobRecord | undefined> {
+    let spec = this.specs.get(head.jobId);
+    if (spec === undefined) {
+      const full = await this.deps.store.getJob(head.jobId);
+      if (!full) return undefined;
+      spec = full.spec ?? null;
+      // finished jobs are forgotten at the next tick (forgetFinished): keep only active ones
+      if (ACTIVE_JOB_STATES.includes(full.status)) this.specs.set(head.jobId, spec);
+    }
+    return spec ? { ...head, spec } : head;
   }
 
   // ---- the job's own state ----------------------------------------------------------------
@@ -562,7 +569,13 @@ export class RolloutEngine {
     for (let round = 0; round < 20; round++) {
       const due = await this.deps.store.listDueExecutions(now, DUE_BATCH);
       if (due.length === 0) return;
-      for (const e of due) if (!jobs.has(e.jobId)) jobs.set(e.jobId, await this.deps.store.getJob(e.jobId));
+      // the job's current status (a retry needs it), with the spec the engine keeps: executions
+      // timing out tick after tick must not re-read a spec of megabytes each time
+      for (const e of due) {
+        if (jobs.has(e.jobId)) continue;
+        const head = await this.deps.store.getJob(e.jobId, { omitSpec: true });
+        jobs.set(e.jobId, head && (await this.withSpec(head)));
+      }
       await Promise.all(due.map((e) => this.expire(jobs.get(e.jobId), e, now)));
       if (due.length < DUE_BATCH) return;
     }

@@ -356,8 +356,8 @@ export class PostgresStore implements StateStore {
     }
   }
 
-  async getJob(jobId: string): Promise<JobRecord | undefined> {
-    const rows = await this.read<JobRow>(`SELECT ${JOB_COLS} FROM jobs WHERE job_id = $1`, [jobId]);
+  async getJob(jobId: string, options: { omitSpec?: boolean } = {}): Promise<JobRecord | undefined> {
+    const rows = await this.read<JobRow>(`SELECT ${options.omitSpec ? JOB_COLS_NO_SPEC : JOB_COLS} FROM jobs WHERE job_id = $1`, [jobId]);
     return rows[0] && toJob(rows[0]);
   }
 

@@ -278,6 +278,7 @@ interface Statements {
   listArtifacts: Stmt<ArtifactRow>;
   insertJob: Stmt;
   getJob: Stmt<JobRow>;
+  getJobHead: Stmt<JobRow>;
   setJobStatus: Stmt;
   insertExecution: Stmt;
   getExecution: Stmt<ExecutionRow>;
@@ -569,8 +570,9 @@ export class SqliteStore implements StateStore {
     return removed;
   }
 
-  async getJob(jobId: string): Promise<JobRecord | undefined> {
-    const row = this.statements().getJob.get(jobId);
+  async getJob(jobId: string, options: { omitSpec?: boolean } = {}): Promise<JobRecord | undefined> {
+    const s = this.statements();
+    const row = (options.omitSpec ? s.getJobHead : s.getJob).get(jobId);
     return row && toJob(row);
   }
 
@@ -899,6 +901,7 @@ function prepare(db: Database.Database): Statements {
     listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature FROM artifacts ORDER BY created_at DESC, rowid DESC'),
     insertJob: p(`INSERT INTO jobs (${JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getJob: p<JobRow>(`SELECT ${JOB_COLS} FROM jobs WHERE job_id = ?`),
+    getJobHead: p<JobRow>(`SELECT ${JOB_COLS_NO_SPEC} FROM jobs WHERE job_id = ?`),
     setJobStatus: p('UPDATE jobs SET status = ? WHERE job_id = ?'),
     insertExecution: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getExecution: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? AND device_id = ?`),

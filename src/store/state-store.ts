@@ -214,7 +214,8 @@ export interface StateStore {
 
   /** Creates a job and its executions in one transaction; CONFLICT if the job id exists. */
   createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void>;
-  getJob(jobId: string): Promise<JobRecord | undefined>;
+  /** A job; `omitSpec` leaves its spec out (it can run to megabytes: see `listJobs`). */
+  getJob(jobId: string, options?: { omitSpec?: boolean }): Promise<JobRecord | undefined>;
   /** Sets a job's status. */
   setJobStatus(jobId: string, status: JobStatus): Promise<void>;
   getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined>;

@@ -36,9 +36,9 @@ describe('rollout engine', () => {
       if (!o.omitSpec) reads.listsWithSpecs++;
       return listJobs(o);
     };
-    f.store.getJob = (id) => {
-      if (id === jobId) reads.specLoads++;
-      return getJob(id);
+    f.store.getJob = (id, o) => {
+      if (id === jobId && !o?.omitSpec) reads.specLoads++;
+      return getJob(id, o);
     };
     for (let i = 0; i < 5; i++) {
       f.advance(1000);
@@ -226,6 +226,32 @@ describe('rollout engine', () => {
     const e = await f.execution(jobId, d!);
     assert.equal(e.status, 'TIMED_OUT', 'progress within one phase does not reset the step clock');
     assert.match(String(e.details.error), /step timeout.*DOWNLOADING within 60 s/);
+  });
+
+  it('reads the spec once while executions time out tick after tick', async () => {
+    const ids = await f.fleet('d', 3);
+    const jobId = await create({ targets: { devices: ids }, timeouts: { inProgressSeconds: 3600, stepSeconds: 60 } });
+    // each device starts downloading 10 s after the previous: their step timeouts fall on different ticks
+    for (const id of ids) {
+      await f.report(id, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.1 });
+      f.advance(10_000);
+    }
+    let specLoads = 0;
+    const getJob = f.store.getJob.bind(f.store);
+    f.store.getJob = (id, o) => {
+      if (id === jobId && !o?.omitSpec) specLoads++;
+      return getJob(id, o);
+    };
+    const timedOut = async () => (await Promise.all(ids.map((id) => f.execution(jobId, id)))).filter((e) => e.status === 'TIMED_OUT').length;
+    f.advance(31_000); // 61 s after the first report
+    await f.tick();
+    assert.equal(await timedOut(), 1);
+    for (const n of [2, 3]) {
+      f.advance(10_000);
+      await f.tick();
+      assert.equal(await timedOut(), n, 'the next device timed out, with the timeout the spec sets');
+    }
+    assert.equal(specLoads, 1, 'the spec was read at the first tick only');
   });
 
   it('retries FAILED and TIMED_OUT executions with a new device-side job id, up to the limit', async () => {

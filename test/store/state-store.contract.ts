@@ -487,7 +487,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(active.items.map((j) => j.jobId), ['d', 'c', 'b']);
         }));
 
-      it('lists jobs without their specs when asked, and with them otherwise', () =>
+      it('lists and reads jobs without their specs when asked, and with them otherwise', () =>
         withStore(async (store) => {
           const a: JobRecord = { ...job('a'), spec: { targets: { devices: ['dev-1', 'dev-2'] } }, progress: { wave: 0 }, updatedAt: 5, version: 1 };
           await store.createJob(a, []);
@@ -496,6 +496,9 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual((await store.listJobs({ limit: 10, omitSpec: true })).items, [head]);
           assert.deepEqual((await store.listJobs({ limit: 10, omitSpec: true, status: ['IN_PROGRESS'] })).items, [head]);
           assert.deepEqual((await store.listJobs({ limit: 10, omitSpec: true, status: ['PAUSED'] })).items, []);
+          assert.deepEqual(await store.getJob('a'), a);
+          assert.deepEqual(await store.getJob('a', { omitSpec: true }), head);
+          assert.equal(await store.getJob('missing', { omitSpec: true }), undefined);
         }));
 
       it('adds executions skipping existing ones, and round-trips wave, attempt, dispatch and due times', () =>

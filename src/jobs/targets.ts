@@ -85,10 +85,10 @@ export async function targetsInclude(store: StateStore, targets: JobTargets, dev
   if (targets.devices?.includes(deviceId)) return true;
   const queries: FleetQuery[] = [];
   for (const name of targets.groups ?? []) {
-    const g = await store.getGroup(name);
-    if (!g) continue;
-    if (g.kind === 'dynamic' && g.query) queries.push(parseQuery(g.query));
-    else if (g.devices.includes(deviceId)) return true;
+    // a static group can list 100,000 devices: ask for this one, not for the list
+    if (await store.isGroupMember(name, deviceId)) return true;
+    const g = await store.getGroup(name, { omitDevices: true });
+    if (g?.kind === 'dynamic' && g.query) queries.push(parseQuery(g.query));
   }
   if (targets.query !== undefined) queries.push(parseQuery(targets.query));
   if (queries.length === 0) return false;

@@ -180,6 +180,18 @@ export const PG_MIGRATIONS: readonly string[] = [
   -- while a job is active; by this index alone, not the device's whole history of jobs
   CREATE INDEX executions_device_undispatched ON executions (device_id) WHERE status = 'QUEUED' AND dispatched_at IS NULL;
   `,
+  `
+  -- the members of static groups, one row each, beside the group's list: a continuous job
+  -- that targets a group asks whether each device coming online is a member (one index
+  -- lookup instead of reading a list of up to 100,000)
+  CREATE TABLE group_members (
+    name      TEXT COLLATE "C" NOT NULL,
+    device_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (name, device_id)
+  );
+  INSERT INTO group_members (name, device_id)
+    SELECT g.name, m.value FROM device_groups g, jsonb_array_elements_text(g.devices) m(value) WHERE g.kind = 'static';
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -72,6 +72,9 @@ const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
+const GROUP_COLS_NO_DEVICES = GROUP_COLS.replace(' devices,', " '[]'::jsonb AS devices,");
+/** The members of a static group (a dynamic group's list is empty) as rows. */
+const ADD_GROUP_MEMBERS = 'INSERT INTO group_members (name, device_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING';
 
 // The writes of a fleet update, as bulk writes (postgres-group-commit.ts): the rows of a
 // batch unnested from one array per column. Unnested text has the default collation, the
@@ -499,11 +502,12 @@ export class PostgresStore implements StateStore {
     await this.write(async (c) => {
       const r = await c.query(`INSERT INTO device_groups (${GROUP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING`, params);
       if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Group ${g.name} already exists`);
+      await c.query(ADD_GROUP_MEMBERS, [g.name, g.devices]);
     });
   }
 
-  async getGroup(name: string): Promise<GroupRecord | undefined> {
-    const rows = await this.read<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups WHERE name = $1`, [name]);
+  async getGroup(name: string, options: { omitDevices?: boolean } = {}): Promise<GroupRecord | undefined> {
+    const rows = await this.read<GroupRow>(`SELECT ${options.omitDevices ? GROUP_COLS_NO_DEVICES : GROUP_COLS} FROM device_groups WHERE name = $1`, [name]);
     return rows[0] && toGroup(rows[0]);
   }
 
@@ -512,12 +516,23 @@ export class PostgresStore implements StateStore {
     const params = [g.kind, JSON.stringify(g.devices), g.query ?? null, g.description ?? null, g.updatedAt, g.version, g.name, g.version - 1];
     return this.write(async (c) => {
       const r = await c.query('UPDATE device_groups SET kind = $1, devices = $2, query = $3, description = $4, updated_at = $5, version = $6 WHERE name = $7 AND version = $8', params);
-      return r.rowCount === 1;
+      if (r.rowCount !== 1) return false;
+      // only the difference is written: adding one device to a large group stays one insert
+      await c.query('DELETE FROM group_members WHERE name = $1 AND NOT (device_id = ANY($2::text[]))', [g.name, g.devices]);
+      await c.query(ADD_GROUP_MEMBERS, [g.name, g.devices]);
+      return true;
     });
   }
 
   async deleteGroup(name: string): Promise<boolean> {
-    return this.write(async (c) => (await c.query('DELETE FROM device_groups WHERE name = $1', [name])).rowCount === 1);
+    return this.write(async (c) => {
+      await c.query('DELETE FROM group_members WHERE name = $1', [name]);
+      return (await c.query('DELETE FROM device_groups WHERE name = $1', [name])).rowCount === 1;
+    });
+  }
+
+  async isGroupMember(name: string, deviceId: string): Promise<boolean> {
+    return (await this.read('SELECT 1 FROM group_members WHERE name = $1 AND device_id = $2', [name, deviceId])).length > 0;
   }
 
   async listGroups(): Promise<GroupRecord[]> {

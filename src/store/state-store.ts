@@ -259,11 +259,14 @@ export interface StateStore {
 
   /** Creates a group; throws UpdraftError CONFLICT if the name is taken. */
   createGroup(group: GroupRecord): Promise<void>;
-  getGroup(name: string): Promise<GroupRecord | undefined>;
+  /** A group; `omitDevices` leaves a static group's member list out (`devices` is empty): it can hold 100,000. */
+  getGroup(name: string, options?: { omitDevices?: boolean }): Promise<GroupRecord | undefined>;
   /** Writes `group` if the stored row version equals `group.version - 1`; false on conflict. */
   updateGroup(group: GroupRecord): Promise<boolean>;
   /** Deletes a group; false if there was none. */
   deleteGroup(name: string): Promise<boolean>;
   /** All groups ordered by name. */
   listGroups(): Promise<GroupRecord[]>;
+  /** Whether `deviceId` is among the members a static group lists (one lookup, whatever the group's size). */
+  isGroupMember(name: string, deviceId: string): Promise<boolean>;
 }

@@ -409,6 +409,33 @@ describe('rollout engine', () => {
     assert.equal((await f.rollouts.jobs.view(jobId)).total, 2);
   });
 
+  it('a continuous job on a static group checks a device coming online without reading the member list', async () => {
+    await f.fleet('eu', 1);
+    await f.rollouts.groups.create({ name: 'eu', devices: ['eu001'] });
+    const jobId = await create({ type: 'continuous', targets: { groups: ['eu'] } });
+    await f.tick(); // scanned; the clock stays put, so no other scan comes
+    await f.fleet('late', 1);
+    await f.fleet('us', 1);
+    await f.rollouts.groups.changeMembers('eu', ['late001'], undefined);
+    // a static group lists up to 100,000 devices: an arrival asks for itself, not for the list
+    let listsRead = 0;
+    let arrivalsDone = 0;
+    const { getGroup, listUndispatchedOfDevice } = { getGroup: f.store.getGroup.bind(f.store), listUndispatchedOfDevice: f.store.listUndispatchedOfDevice.bind(f.store) };
+    f.store.getGroup = (name, o) => {
+      if (!o?.omitDevices) listsRead++;
+      return getGroup(name, o);
+    };
+    f.store.listUndispatchedOfDevice = (id) => {
+      arrivalsDone++; // the engine's last read for an arrival, after its continuous jobs
+      return listUndispatchedOfDevice(id);
+    };
+    for (const id of ['late001', 'us001']) f.events.emit('device.presence', { deviceId: id, online: true });
+    await eventually(async () => (arrivalsDone === 2 ? true : undefined), 10_000, 'both arrivals handled');
+    assert.equal(listsRead, 0, 'no member list was read');
+    assert.ok(await f.store.getExecution(jobId, 'late001'), 'the new member joined the job');
+    assert.equal(await f.store.getExecution(jobId, 'us001'), undefined, 'a device outside the group stays out');
+  });
+
   it('spaces a continuous job\'s scans by how long they take: at most 5% of the server', async () => {
     await f.fleet('eu', 2, '1.0.0', { tags: ['region:eu'] });
     const jobId = await create({ type: 'continuous', targets: { query: 'tags.region = eu' } });

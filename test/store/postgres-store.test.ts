@@ -13,7 +13,7 @@ import { PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { checkMigratedCounts, stateStoreContract } from './state-store.contract.ts';
+import { checkMigratedCounts, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 const started = await startTestPostgres();
 
@@ -86,6 +86,27 @@ if (!started.ok) {
       const store = open(url);
       await store.start();
       await checkMigratedCounts(store);
+    });
+
+    it('gives the members of existing static groups rows of their own when it migrates', async () => {
+      const url = await server.createDatabase();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        await c.query('CREATE TABLE updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
+        const before = PG_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE group_members'));
+        for (const [i, sql] of PG_MIGRATIONS.slice(0, before).entries()) {
+          await c.query(sql);
+          await c.query('INSERT INTO updraft_migrations (version) VALUES ($1)', [i + 1]);
+        }
+        await c.query(`INSERT INTO device_groups (name, kind, devices, query, description, created_at, updated_at, version) VALUES
+          ('eu', 'static', '["a","b"]', NULL, NULL, 1, 1, 1), ('old', 'dynamic', '[]', 'tags = old', NULL, 1, 1, 1)`);
+      } finally {
+        await c.end();
+      }
+      const store = open(url);
+      await store.start();
+      await checkMigratedGroups(store);
     });
 
     it('removes at start job creations nobody touched for a while, not those in progress', async () => {

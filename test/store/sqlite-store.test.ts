@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError } from '../../src/errors.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.ts';
-import { checkMigratedCounts, stateStoreContract } from './state-store.contract.ts';
+import { checkMigratedCounts, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'updraft-sqlite-'));
@@ -182,6 +182,18 @@ describe('SqliteStore specifics', () => {
     assert.equal(await store.putShadow(next, 0), false, 'a stale version is refused');
     assert.equal(await store.putShadow(next, 1), true);
     assert.deepEqual(await store.getShadow('c', ''), next);
+    await store.stop();
+  });
+
+  it('gives the members of existing static groups rows of their own when it migrates', async () => {
+    const { file, store } = await fresh();
+    const raw = databaseBefore(file, 'CREATE TABLE group_members');
+    const insert = raw.prepare('INSERT INTO device_groups (name, kind, devices, query, description, created_at, updated_at, version) VALUES (?, ?, ?, ?, NULL, 1, 1, 1)');
+    insert.run('eu', 'static', '["a","b"]', null);
+    insert.run('old', 'dynamic', '[]', 'tags = old');
+    raw.close();
+    await store.start();
+    await checkMigratedGroups(store);
     await store.stop();
   });
 

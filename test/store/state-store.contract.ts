@@ -694,6 +694,35 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.deleteGroup('eu'), false);
           assert.equal(await store.getGroup('eu'), undefined);
         }));
+
+      it('answers whether a device is a member of a static group, through creation, changes and deletion', () =>
+        withStore(async (store) => {
+          const members = async (name: string, ids: string[]) => Promise.all(ids.map((d) => store.isGroupMember(name, d)));
+          const g: GroupRecord = { name: 'eu', kind: 'static', devices: ['dev-1', 'dev-2'], createdAt: 1, updatedAt: 1, version: 1 };
+          await store.createGroup(g);
+          await store.createGroup({ name: 'eu-2', kind: 'static', devices: ['dev-3'], createdAt: 1, updatedAt: 1, version: 1 });
+          await store.createGroup({ name: 'old', kind: 'dynamic', devices: [], query: 'tags = old', createdAt: 2, updatedAt: 2, version: 1 });
+          assert.deepEqual(await members('eu', ['dev-1', 'dev-2', 'dev-3']), [true, true, false]);
+          assert.deepEqual(await members('eu-2', ['dev-1', 'dev-3']), [false, true], 'each group has its own members');
+          assert.deepEqual(await members('nobody', ['dev-1']), [false]);
+          // the group without its list: kind, query and version, for a check of one device
+          const { devices: _list, ...head } = g;
+          assert.deepEqual(await store.getGroup('eu', { omitDevices: true }), { ...head, devices: [] });
+          assert.deepEqual(await store.getGroup('old', { omitDevices: true }), await store.getGroup('old'));
+          assert.equal(await store.getGroup('nobody', { omitDevices: true }), undefined);
+          // a change keeps the members it keeps, adds and removes the others
+          assert.equal(await store.updateGroup({ ...g, devices: ['dev-2', 'dev-4'], updatedAt: 3, version: 2 }), true);
+          assert.deepEqual(await members('eu', ['dev-1', 'dev-2', 'dev-4']), [false, true, true]);
+          // a stale write changes no member
+          assert.equal(await store.updateGroup({ ...g, devices: ['dev-9'], updatedAt: 4, version: 2 }), false);
+          assert.deepEqual(await members('eu', ['dev-2', 'dev-9']), [true, false]);
+          assert.equal(await store.deleteGroup('eu'), true);
+          assert.deepEqual(await members('eu', ['dev-2', 'dev-4']), [false, false], 'a deleted group has no members');
+          // a group created again under the name starts from its own list
+          await store.createGroup({ ...g, devices: ['dev-5'] });
+          assert.deepEqual(await members('eu', ['dev-2', 'dev-5']), [false, true]);
+          assert.deepEqual(await members('eu-2', ['dev-3']), [true], 'the other group kept its members');
+        }));
     });
 
     describe('lifecycle', () => {
@@ -795,4 +824,18 @@ function sortBy<T>(items: T[], key: (item: T) => string): T[] {
 
 function isCode(code: string): (err: unknown) => boolean {
   return (err) => err instanceof UpdraftError && err.code === code;
+}
+
+/**
+ * After a migration from before group members had rows of their own, over a static group
+ * 'eu' seeded with ["a","b"] and a dynamic 'old' (query `tags = old`): the members are
+ * found, the groups read as before, and changes keep the members right.
+ */
+export async function checkMigratedGroups(store: StateStore): Promise<void> {
+  assert.deepEqual(await Promise.all(['a', 'b', 'c'].map((d) => store.isGroupMember('eu', d))), [true, true, false]);
+  assert.equal(await store.isGroupMember('old', 'a'), false, 'a dynamic group lists no member');
+  const eu = await store.getGroup('eu');
+  assert.deepEqual(eu, { name: 'eu', kind: 'static', devices: ['a', 'b'], createdAt: 1, updatedAt: 1, version: 1 });
+  assert.equal(await store.updateGroup({ ...eu!, devices: ['b', 'c'], updatedAt: 2, version: 2 }), true);
+  assert.deepEqual(await Promise.all(['a', 'b', 'c'].map((d) => store.isGroupMember('eu', d))), [false, true, true]);
 }

@@ -86,9 +86,9 @@ export async function targetsInclude(store: StateStore, targets: JobTargets, dev
   const queries: FleetQuery[] = [];
   for (const name of targets.groups ?? []) {
     // a static group can list 100,000 devices: ask for this one, not for the list
-    if (await store.isGroupMember(name, deviceId)) return true;
     const g = await store.getGroup(name, { omitDevices: true });
     if (g?.kind === 'dynamic' && g.query) queries.push(parseQuery(g.query));
+    else if (g?.kind === 'static' && (await store.isGroupMember(name, deviceId))) return true;
   }
   if (targets.query !== undefined) queries.push(parseQuery(targets.query));
   if (queries.length === 0) return false;

@@ -727,16 +727,19 @@ export class SqliteStore implements StateStore {
   async createGroup(group: GroupRecord): Promise<void> {
     const devices = JSON.stringify(group.devices);
     const params = [group.name, group.kind, devices, group.query ?? null, group.description ?? null, group.createdAt, group.updatedAt, group.version];
-    await this.enqueue(() => {
-      const s = this.statements();
-      try {
-        s.insertGroup.run(...params);
-      } catch (err) {
-        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Group ${group.name} already exists`);
-        throw err;
-      }
-      s.addGroupMembers.run(group.name, devices);
-    });
+    // each write in a savepoint of its own: the group and its member rows go in together or not at all
+    await this.enqueue(() =>
+      this.database().transaction(() => {
+        const s = this.statements();
+        try {
+          s.insertGroup.run(...params);
+        } catch (err) {
+          if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Group ${group.name} already exists`);
+          throw err;
+        }
+        s.addGroupMembers.run(group.name, devices);
+      })(),
+    );
   }
 
   async getGroup(name: string, options: { omitDevices?: boolean } = {}): Promise<GroupRecord | undefined> {
@@ -748,22 +751,26 @@ export class SqliteStore implements StateStore {
   async updateGroup(group: GroupRecord): Promise<boolean> {
     const devices = JSON.stringify(group.devices);
     const params = [group.kind, devices, group.query ?? null, group.description ?? null, group.updatedAt, group.version, group.name, group.version - 1];
-    return this.enqueue(() => {
-      const s = this.statements();
-      if (s.updateGroup.run(...params).changes !== 1) return false;
-      // only the difference is written: adding one device to a large group stays one insert
-      s.dropGroupMembers.run(group.name, devices);
-      s.addGroupMembers.run(group.name, devices);
-      return true;
-    });
+    return this.enqueue(() =>
+      this.database().transaction(() => {
+        const s = this.statements();
+        if (s.updateGroup.run(...params).changes !== 1) return false;
+        // only the difference is written: adding one device to a large group stays one insert
+        s.dropGroupMembers.run(group.name, devices);
+        s.addGroupMembers.run(group.name, devices);
+        return true;
+      })(),
+    );
   }
 
   async deleteGroup(name: string): Promise<boolean> {
-    return this.enqueue(() => {
-      const s = this.statements();
-      s.deleteGroupMembers.run(name);
-      return s.deleteGroup.run(name).changes === 1;
-    });
+    return this.enqueue(() =>
+      this.database().transaction(() => {
+        const s = this.statements();
+        s.deleteGroupMembers.run(name);
+        return s.deleteGroup.run(name).changes === 1;
+      })(),
+    );
   }
 
   async isGroupMember(name: string, deviceId: string): Promise<boolean> {

@@ -66,44 +66,47 @@ if (!started.ok) {
       assert.equal(await s.putShadow(shadow('a', 1), 0), true);
     });
 
-    it('fills in the execution counts of a database migrated from before they were kept', async () => {
+    /**
+     * A new database at the schema the migration containing `marker` found (every one before
+     * it applied, as an earlier release left it), with `seed` run in it.
+     */
+    const databaseBefore = async (marker: string, seed: string): Promise<string> => {
       const url = await server.createDatabase();
       const c = new pg.Client({ connectionString: url });
       await c.connect();
       try {
-        // the schema as the previous release left it, with a job's executions in it
         await c.query('CREATE TABLE updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
-        const before = PG_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE execution_counts'));
+        const before = PG_MIGRATIONS.findIndex((m) => m.includes(marker));
+        assert.ok(before > 0, `a migration contains ${marker}`);
         for (const [i, sql] of PG_MIGRATIONS.slice(0, before).entries()) {
           await c.query(sql);
           await c.query('INSERT INTO updraft_migrations (version) VALUES ($1)', [i + 1]);
         }
-        await c.query(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, wave, dispatched_at) VALUES
-          ('j', 'a', 'QUEUED', '{}', 1, 1, 1, 0, NULL), ('j', 'b', 'QUEUED', '{}', 1, 1, 1, 0, 5), ('j', 'c', 'SUCCEEDED', '{}', 1, 1, 1, 1, 5), ('k', 'a', 'QUEUED', '{}', 1, 1, 1, 0, NULL)`);
+        await c.query(seed);
       } finally {
         await c.end();
       }
+      return url;
+    };
+
+    it('fills in the execution counts of a database migrated from before they were kept', async () => {
+      // a job's executions, from before counts were kept
+      const url = await databaseBefore(
+        'CREATE TABLE execution_counts',
+        `INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, wave, dispatched_at) VALUES
+          ('j', 'a', 'QUEUED', '{}', 1, 1, 1, 0, NULL), ('j', 'b', 'QUEUED', '{}', 1, 1, 1, 0, 5), ('j', 'c', 'SUCCEEDED', '{}', 1, 1, 1, 1, 5), ('k', 'a', 'QUEUED', '{}', 1, 1, 1, 0, NULL)`,
+      );
       const store = open(url);
       await store.start();
       await checkMigratedCounts(store);
     });
 
     it('gives the members of existing static groups rows of their own when it migrates', async () => {
-      const url = await server.createDatabase();
-      const c = new pg.Client({ connectionString: url });
-      await c.connect();
-      try {
-        await c.query('CREATE TABLE updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
-        const before = PG_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE group_members'));
-        for (const [i, sql] of PG_MIGRATIONS.slice(0, before).entries()) {
-          await c.query(sql);
-          await c.query('INSERT INTO updraft_migrations (version) VALUES ($1)', [i + 1]);
-        }
-        await c.query(`INSERT INTO device_groups (name, kind, devices, query, description, created_at, updated_at, version) VALUES
-          ('eu', 'static', '["a","b"]', NULL, NULL, 1, 1, 1), ('old', 'dynamic', '[]', 'tags = old', NULL, 1, 1, 1)`);
-      } finally {
-        await c.end();
-      }
+      const url = await databaseBefore(
+        'CREATE TABLE group_members',
+        `INSERT INTO device_groups (name, kind, devices, query, description, created_at, updated_at, version) VALUES
+          ('eu', 'static', '["a","b"]', NULL, NULL, 1, 1, 1), ('old', 'dynamic', '[]', 'tags = old', NULL, 1, 1, 1)`,
+      );
       const store = open(url);
       await store.start();
       await checkMigratedGroups(store);

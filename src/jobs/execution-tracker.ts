@@ -37,8 +37,10 @@ export class ExecutionTracker {
   private readonly deps: TrackerDeps;
   private readonly queue = new KeyedQueue(1_000_000);
   /**
-   * Jobs by id, for their immutable fields only (jobId, artifact): a stored job carries its
-   * spec and progress, and parsing them on every device report made a rollout quadratic.
+   * Jobs by id, for their immutable fields only (jobId, artifact, the spec's rules): a stored
+   * job carries its spec and progress, and parsing them on every device report made a
+   * rollout quadratic. Its status is not kept up to date here: what depends on it (a retry)
+   * reads it again. The spec is kept without its targets, which can list 100,000 devices.
    */
   private readonly jobCache = new Map<string, JobRecord>();
   private unsubscribe: (() => void) | undefined;
@@ -88,12 +90,13 @@ export class ExecutionTracker {
   private async jobIdentity(jobId: string): Promise<JobRecord | undefined> {
     const cached = this.jobCache.get(jobId);
     if (cached) return cached;
-    const job = await this.deps.store.getJob(jobId);
+    const found = await this.deps.store.getJob(jobId);
     // an unknown id may be created later: only remember jobs that exist
-    if (job) {
-      if (this.jobCache.size >= 1000) this.jobCache.delete(this.jobCache.keys().next().value!);
-      this.jobCache.set(jobId, job);
-    }
+    if (!found) return undefined;
+    const { targets: _targets, ...rules } = found.spec ?? {};
+    const job: JobRecord = found.spec ? { ...found, spec: rules } : found;
+    if (this.jobCache.size >= 1000) this.jobCache.delete(this.jobCache.keys().next().value!);
+    this.jobCache.set(jobId, job);
     return job;
   }
 
@@ -123,7 +126,10 @@ export class ExecutionTracker {
       },
       now,
     );
-    if (written?.status === 'FAILED') await retryIfAllowed(this.deps, job, written, now);
+    if (written?.status !== 'FAILED') return;
+    // retry only while the job is active now: it may have been canceled since it was cached
+    const current = await this.deps.store.getJob(job.jobId, { omitSpec: true });
+    if (current) await retryIfAllowed(this.deps, { ...current, ...(job.spec ? { spec: job.spec } : {}) }, written, now);
   }
 
   /** The change a report makes to `cur`, or undefined when it changes nothing. */

@@ -329,6 +329,20 @@ describe('rollout engine', () => {
     await assert.rejects(f.rollouts.jobs.cancel(jobId), /is CANCELED/);
   });
 
+  it('does not retry an install that fails after its job was canceled', async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] }, retries: { limit: 2 } });
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'INSTALLING' }); // the job is known to be in progress
+    assert.equal((await f.rollouts.jobs.cancel(jobId)).job.status, 'CANCELED');
+    // the install under way was left to finish, and fails
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: 'flash write failed' });
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'FAILED', 'a canceled job takes no new attempt');
+    assert.equal(e.attempt ?? 1, 1);
+    await f.tick();
+    assert.notEqual((await f.desired(d!))?.jobId, `${jobId}.2`, 'and sends none');
+  });
+
   it('pause stops sending; resume continues in the same wave', async () => {
     const ids = await f.fleet('d', 6);
     const jobId = await create({ targets: { devices: ids }, plan: { maxPerMinute: 2 } });

@@ -83,7 +83,7 @@ export class FleetView {
     const out = [];
     for (const e of executions) {
       if (!names.has(e.jobId)) {
-        const job = await this.deps.store.getJob(e.jobId);
+        const job = await this.deps.store.getJob(e.jobId, { omitSpec: true }); // a spec can list 100,000 devices
         names.set(e.jobId, job ? `${job.artifactName}@${job.artifactVersion}` : null);
       }
       out.push({ ...e, artifact: names.get(e.jobId) ?? null });

@@ -175,7 +175,8 @@ export class AwsJobsDoor {
   private async setStepTimer(view: JobView, minutes: number): Promise<void> {
     const { baseJobId, control } = awsIdOf(view.agentJobId);
     if (control) return;
-    const job = await this.deps.store.getJob(baseJobId);
+    // the job's rules (its timeouts), cached: a spec read per device message can be megabytes
+    const job = await this.deps.tracker.jobIdentity(baseJobId);
     const spec = job ? specOf(job) : undefined;
     const now = this.nowMs();
     await mutateExecution(this.deps, { jobId: baseJobId, deviceId: view.thing }, (cur) => {

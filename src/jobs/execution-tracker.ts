@@ -87,7 +87,12 @@ export class ExecutionTracker {
       .catch((err: unknown) => this.deps.logger.error('execution not recorded', { jobId: agentId, deviceId, error: asUpdraftError(err).message }));
   }
 
-  private async jobIdentity(jobId: string): Promise<JobRecord | undefined> {
+  /**
+   * A job's immutable fields and rules (its spec without its targets), cached: for whoever
+   * needs a job's timeouts or retries per device message. Its status may be stale: read the
+   * job again for that.
+   */
+  async jobIdentity(jobId: string): Promise<JobRecord | undefined> {
     const cached = this.jobCache.get(jobId);
     if (cached) return cached;
     const found = await this.deps.store.getJob(jobId);

@@ -69,6 +69,8 @@ export interface RolloutEngineDeps {
    * device's catch-up `get`, for an external broker, which tells nobody who connects).
    */
   arrivals?: 'presence' | 'fetch';
+  /** Most devices remembered per job as just come online (the oldest are forgotten first). */
+  maxArrivedPerJob?: number;
 }
 
 /**
@@ -83,7 +85,7 @@ export const SCAN_SPACING = 20;
 const DISPATCH_SLICE = 200;
 
 /** Defaults of the tuning options. */
-export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000 } as const;
+export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000, maxArrivedPerJob: 50_000 } as const;
 
 /** Why a job paused (progress.pause.reason). */
 export type PauseReason = 'operator' | 'threshold' | 'approval';
@@ -148,7 +150,10 @@ export class RolloutEngine {
    * next step sends these first, within the same budget (current wave, rate, window). A
    * rollout writes every target's command anyway (a device offline catches up with `get` when
    * it connects), but writing a big one takes a while, and a device online now should not
-   * wait behind thousands that are not, nor leave again before its turn.
+   * wait behind thousands that are not, nor leave again before its turn. Bounded per job
+   * (`maxArrivedPerJob`): a large job held back by its rate, window or a pause, while its
+   * fleet comes and goes, would otherwise remember most of its devices; the oldest arrivals,
+   * the likeliest to have left again, are forgotten first, and are sent in the normal order.
    */
   private readonly arrived = new Map<string, Map<string, ExecutionRecord>>();
   /** The active jobs as of the last tick (or kick): with none, a connecting device costs no lookup. */
@@ -223,10 +228,13 @@ export class RolloutEngine {
     try {
       await this.joinContinuous(deviceId);
       let any = false;
+      const max = this.deps.maxArrivedPerJob ?? ENGINE_DEFAULTS.maxArrivedPerJob;
       for (const e of await this.deps.store.listUndispatchedOfDevice(deviceId)) {
         let waiting = this.arrived.get(e.jobId);
         if (!waiting) this.arrived.set(e.jobId, (waiting = new Map()));
+        waiting.delete(deviceId); // the latest arrival goes last, the oldest is forgotten first
         waiting.set(deviceId, e);
+        if (waiting.size > max) waiting.delete(waiting.keys().next().value!);
         this.changed.add(e.jobId);
         any = true;
       }

@@ -168,6 +168,26 @@ describe('rollout engine', () => {
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004', 'd007', 'd009'], 'then the store order again');
   });
 
+  it('remembers a bounded number of arrivals per job, forgetting the oldest first', async () => {
+    await f.close();
+    f = await startRolloutFixture({ maxArrivedPerJob: 2 });
+    await f.addArtifact('1.0.0');
+    await f.addArtifact('2.0.0');
+    const ids = await f.fleet('d', 10);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 1 } });
+    assert.deepEqual(await sentTo(ids, jobId), ['d001']);
+    for (const id of ['d009', 'd007', 'd005']) {
+      f.events.emit('device.presence', { deviceId: id, online: true });
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks its executions up
+    }
+    for (const [done, next] of [['d001', 'd007'], ['d007', 'd005'], ['d005', 'd002']] as const) {
+      await f.complete(done);
+      await f.tick();
+      assert.ok((await sentTo(ids, jobId)).includes(next), `${next} went next`);
+    }
+    assert.equal((await f.desired('d009'))?.jobId, undefined, 'd009, the oldest arrival, was forgotten: it waits for its turn in store order');
+  });
+
   it('with an external broker, takes a device\'s catch-up get as its arrival (no presence events there)', async () => {
     await f.close();
     f = await startRolloutFixture({ arrivals: 'fetch' });

@@ -65,7 +65,7 @@ export interface RolloutFixture {
 }
 
 /** Starts a fixture. */
-export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fetch' } = {}): Promise<RolloutFixture> {
+export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fetch'; maxArrivedPerJob?: number } = {}): Promise<RolloutFixture> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-'));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;

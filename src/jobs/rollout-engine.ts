@@ -256,8 +256,7 @@ export class RolloutEngine {
       const spec = json ? specOf({ spec: json }) : undefined;
       if (spec?.type !== 'continuous' || (await this.deps.store.getExecution(jobId, deviceId))) continue;
       if (!(await targetsInclude(this.deps.store, spec.targets, deviceId))) continue;
-      const wave = spec.plan.waves.length - 1;
-      const added = await this.deps.store.addExecutions([{ jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) }]);
+      const added = await this.deps.store.addExecutions([continuousExecution(jobId, deviceId, spec, now)]);
       if (added > 0) this.deps.logger.info('continuous job picked up a device as it came online', { jobId, deviceId });
     }
   }
@@ -710,14 +709,11 @@ export class RolloutEngine {
     // set first: a scan that fails is not retried at every tick
     this.lastScan.set(job.jobId, { at: now, ms: last?.ms ?? 0 });
     const ids = await resolveTargets(this.deps.store, spec.targets, false);
-    const wave = spec.plan.waves.length - 1;
     let added = 0;
     // every target again (those already in the job are skipped by the store), in pieces: one
     // write of a million rows held SQLite's event loop for seconds at each scan
     for (let i = 0; i < ids.length; i += JOB_CHUNK) {
-      added += await this.deps.store.addExecutions(
-        ids.slice(i, i + JOB_CHUNK).map((deviceId) => ({ jobId: job.jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) })),
-      );
+      added += await this.deps.store.addExecutions(ids.slice(i, i + JOB_CHUNK).map((deviceId) => continuousExecution(job.jobId, deviceId, spec, now)));
     }
     this.lastScan.set(job.jobId, { at: now, ms: Math.max(0, this.now() - now) });
     if (added > 0) {
@@ -778,4 +774,10 @@ export function abortReason(spec: JobSpec, t: ReturnType<typeof tally>): string 
     }
   }
   return undefined;
+}
+
+/** A device's new execution of a continuous job: queued in the job's last wave, which takes every later device. */
+function continuousExecution(jobId: string, deviceId: string, spec: JobSpec, now: number): ExecutionRecord {
+  const wave = spec.plan.waves.length - 1;
+  return { jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) };
 }

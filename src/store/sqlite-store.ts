@@ -535,21 +535,15 @@ export class SqliteStore implements StateStore {
         s.insertCreation.run(jobId, Date.now());
       }),
     insert: (jobId, executions) =>
-      this.enqueue(() => {
-        const s = this.statements();
-        this.database().transaction(() => {
-          this.insertExecutions(s, executions);
-          s.touchCreation.run(Date.now(), jobId);
-        })();
+      this.enqueueAtomic((s) => {
+        this.insertExecutions(s, executions);
+        s.touchCreation.run(Date.now(), jobId);
       }),
     finish: (job) => {
       const jobParams = jobRowParams(job);
-      return this.enqueue(() => {
-        const s = this.statements();
-        this.database().transaction(() => {
-          if (s.deleteCreation.run(job.jobId).changes !== 1) throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
-          insertJobRow(s, job.jobId, jobParams);
-        })();
+      return this.enqueueAtomic((s) => {
+        if (s.deleteCreation.run(job.jobId).changes !== 1) throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
+        insertJobRow(s, job.jobId, jobParams);
       });
     },
     abandon: async (jobId) => {
@@ -727,19 +721,16 @@ export class SqliteStore implements StateStore {
   async createGroup(group: GroupRecord): Promise<void> {
     const devices = JSON.stringify(group.devices);
     const params = [group.name, group.kind, devices, group.query ?? null, group.description ?? null, group.createdAt, group.updatedAt, group.version];
-    // each write in a savepoint of its own: the group and its member rows go in together or not at all
-    await this.enqueue(() =>
-      this.database().transaction(() => {
-        const s = this.statements();
-        try {
-          s.insertGroup.run(...params);
-        } catch (err) {
-          if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Group ${group.name} already exists`);
-          throw err;
-        }
-        s.addGroupMembers.run(group.name, devices);
-      })(),
-    );
+    // the group and its member rows together
+    await this.enqueueAtomic((s) => {
+      try {
+        s.insertGroup.run(...params);
+      } catch (err) {
+        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Group ${group.name} already exists`);
+        throw err;
+      }
+      s.addGroupMembers.run(group.name, devices);
+    });
   }
 
   async getGroup(name: string, options: { omitDevices?: boolean } = {}): Promise<GroupRecord | undefined> {
@@ -751,26 +742,20 @@ export class SqliteStore implements StateStore {
   async updateGroup(group: GroupRecord): Promise<boolean> {
     const devices = JSON.stringify(group.devices);
     const params = [group.kind, devices, group.query ?? null, group.description ?? null, group.updatedAt, group.version, group.name, group.version - 1];
-    return this.enqueue(() =>
-      this.database().transaction(() => {
-        const s = this.statements();
-        if (s.updateGroup.run(...params).changes !== 1) return false;
-        // only the difference is written: adding one device to a large group stays one insert
-        s.dropGroupMembers.run(group.name, devices);
-        s.addGroupMembers.run(group.name, devices);
-        return true;
-      })(),
-    );
+    return this.enqueueAtomic((s) => {
+      if (s.updateGroup.run(...params).changes !== 1) return false;
+      // only the difference is written: adding one device to a large group stays one insert
+      s.dropGroupMembers.run(group.name, devices);
+      s.addGroupMembers.run(group.name, devices);
+      return true;
+    });
   }
 
   async deleteGroup(name: string): Promise<boolean> {
-    return this.enqueue(() =>
-      this.database().transaction(() => {
-        const s = this.statements();
-        s.deleteGroupMembers.run(name);
-        return s.deleteGroup.run(name).changes === 1;
-      })(),
-    );
+    return this.enqueueAtomic((s) => {
+      s.deleteGroupMembers.run(name);
+      return s.deleteGroup.run(name).changes === 1;
+    });
   }
 
   async isGroupMember(name: string, deviceId: string): Promise<boolean> {
@@ -779,6 +764,14 @@ export class SqliteStore implements StateStore {
 
   async listGroups(): Promise<GroupRecord[]> {
     return this.statements().listGroups.all().map(toGroup);
+  }
+
+  /**
+   * Queues a write of several statements that go in together or not at all: a savepoint
+   * (nested transaction) of its own, so a failure undoes this write only, not its batch.
+   */
+  private enqueueAtomic<T>(run: (s: Statements) => T): Promise<T> {
+    return this.enqueue(() => this.database().transaction(() => run(this.statements()))());
   }
 
   /** Queues a write for the next group commit; resolves with `run`'s result after the commit. */

@@ -106,17 +106,13 @@ export class ExecutionTracker {
   }
 
   private async record(agentId: string, deviceId: string, reported: ReportedSoftware): Promise<void> {
-    let job = await this.jobIdentity(agentId);
-    let attempt = 1;
-    let control: 'cancel' | 'rollback' | undefined;
-    if (!job) {
-      const parsed = parseAgentJobId(agentId);
-      if (!parsed || parsed.jobId === agentId) return; // a job id this server never issued
-      job = await this.jobIdentity(parsed.jobId);
-      if (!job) return;
-      attempt = parsed.attempt;
-      control = parsed.control;
-    }
+    // job ids are UUIDs (no dot): a dotted id is an attempt or a control command, never
+    // looked up as a job itself (that was a store read missed per report of a retry)
+    const parsed = parseAgentJobId(agentId);
+    if (!parsed) return; // a job id this server never issued
+    const job = await this.jobIdentity(parsed.jobId);
+    if (!job) return;
+    const { attempt, control } = parsed;
     const now = this.now();
     if (control) return this.recordControl(job, deviceId, agentId, reported, now);
     const to = executionStatusFor(reported.status);

@@ -18,7 +18,7 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
   if (!spec || isJobFinal(job.status)) return undefined;
   if (!canRetry(e.status) || !spec.retries.on.includes(e.status as 'FAILED' | 'TIMED_OUT')) return undefined;
   if ((e.attempt ?? 1) > spec.retries.limit) return undefined;
-  return mutateExecution(
+  const retried = await mutateExecution(
     deps,
     e,
     (cur) => {
@@ -33,4 +33,19 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
     },
     now,
   );
+  if (!retried) return undefined;
+  // The caller read the job as active before this write. A cancel or an abort committed in
+  // between has already passed over the job's unfinished executions, when this one was
+  // still FAILED: it would stay QUEUED for a job that sends nothing more. Read the job again
+  // now that the retry is committed (a stop committed later finds it QUEUED and ends it) and
+  // take a retry of a stopped job back: the execution ends as the attempt that failed.
+  const after = await deps.store.getJob(job.jobId, { omitSpec: true });
+  if (after && !isJobFinal(after.status)) return retried;
+  await mutateExecution(
+    deps,
+    retried,
+    (cur) => (cur.status === 'QUEUED' && cur.attempt === retried.attempt && cur.dispatchedAt === undefined ? { status: e.status, attempt: e.attempt, details: e.details, dueAt: undefined } : undefined),
+    now,
+  );
+  return undefined;
 }

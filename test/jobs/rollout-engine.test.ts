@@ -277,6 +277,9 @@ describe('rollout engine', () => {
   it('retries FAILED and TIMED_OUT executions with a new device-side job id, up to the limit', async () => {
     const [d] = await f.fleet('d', 1);
     const jobId = await create({ targets: { devices: [d!] }, retries: { limit: 2 }, timeouts: { inProgressSeconds: 100 } });
+    const getJob = f.store.getJob.bind(f.store);
+    const looked: string[] = [];
+    f.store.getJob = (id, options) => (looked.push(id), getJob(id, options));
     await f.complete(d!, 'FAILURE');
     let e = await f.execution(jobId, d!);
     assert.equal(e.status, 'QUEUED');
@@ -296,6 +299,7 @@ describe('rollout engine', () => {
     e = await f.execution(jobId, d!);
     assert.equal(e.status, 'FAILED', 'the limit is reached');
     assert.deepEqual((e.details.attempts as any[]).map((a) => [a.attempt, a.status]), [[1, 'FAILED'], [2, 'TIMED_OUT']]);
+    assert.deepEqual(looked.filter((id) => id !== jobId), [], 'an attempt\'s id (job.3) is never looked up as a job of its own');
   });
 
   it('aborts when failures pass the threshold after the minimum sample, and rolls failed devices back', async () => {
@@ -361,6 +365,34 @@ describe('rollout engine', () => {
     assert.equal(e.attempt ?? 1, 1);
     await f.tick();
     assert.notEqual((await f.desired(d!))?.jobId, `${jobId}.2`, 'and sends none');
+  });
+
+  it('takes back a retry when the job is canceled between the tracker\'s read of it and the retry', async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] }, retries: { limit: 2 } });
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'INSTALLING' });
+    // the cancel commits, and passes over the executions, right after the tracker has read
+    // the job as active for the FAILED report below (the real store, the real cancel)
+    const getJob = f.store.getJob.bind(f.store);
+    let raced = false;
+    f.store.getJob = async (id, options) => {
+      const found = await getJob(id, options);
+      if (!raced && id === jobId && options?.omitSpec && found?.status === 'IN_PROGRESS') {
+        raced = true;
+        assert.equal((await f.rollouts.jobs.cancel(jobId)).job.status, 'CANCELED');
+        assert.equal((await f.store.getExecution(jobId, d!))?.status, 'FAILED', 'the cancel passed when the install had failed');
+      }
+      return found;
+    };
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: 'flash write failed' });
+    await f.tracker.idle();
+    assert.ok(raced, 'the cancel landed between the read and the retry');
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'FAILED', 'the retry of a canceled job is taken back');
+    assert.equal(e.attempt ?? 1, 1);
+    assert.equal(e.details.error, 'flash write failed');
+    await f.tick();
+    assert.notEqual((await f.desired(d!))?.jobId, `${jobId}.2`, 'and no new attempt is sent');
   });
 
   it('pause stops sending; resume continues in the same wave', async () => {

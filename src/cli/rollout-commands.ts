@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import type { ExecutionRecord, GroupRecord, JobRecord } from '../store/state-store.ts';
+import type { ExecutionRecord, JobRecord } from '../store/state-store.ts';
+import type { GroupView } from '../fleet/group-service.ts';
 import { ApiClient } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
 import type { JobView } from '../jobs/job-service.ts';
@@ -105,29 +106,29 @@ export function addRolloutCommands(program: Command): void {
     .option('--description <text>', 'what the group is for')
     .action(async (name: string, o: Common & { device: string[]; query?: string; description?: string }) => {
       const body = { name, ...(o.query !== undefined ? { query: o.query } : { devices: o.device }), ...(o.description ? { description: o.description } : {}) };
-      const g = await new ApiClient(o).call<GroupRecord>('POST', '/api/v1/groups', body);
-      print(o, g, `created ${g.kind} group ${g.name}${g.query ? `: ${g.query}` : ` with ${g.devices.length} device(s)`}`);
+      const g = await new ApiClient(o).call<GroupView>('POST', '/api/v1/groups', body);
+      print(o, g, `created ${g.kind} group ${g.name}${g.query ? `: ${g.query}` : ` with ${g.size} device(s)`}`);
     });
   withApi(group.command('list').description('list groups')).action(async (o: Common) => {
-    const { items } = await new ApiClient(o).call<{ items: GroupRecord[] }>('GET', '/api/v1/groups');
-    print(o, items, items.length === 0 ? 'no groups' : items.map((g) => `${g.name}  ${g.kind}  ${g.query ?? `${g.devices.length} device(s)`}`).join('\n'));
+    const { items } = await new ApiClient(o).call<{ items: GroupView[] }>('GET', '/api/v1/groups');
+    print(o, items, items.length === 0 ? 'no groups' : items.map((g) => `${g.name}  ${g.kind}  ${g.query ?? `${g.size} device(s)`}`).join('\n'));
   });
   withApi(group.command('show <name>').description("a group and its members (a dynamic group's are evaluated now)"))
     .option('--limit <n>', 'page size', '100')
     .option('--after <id>', 'cursor')
     .action(async (name: string, o: Common & { limit: string; after?: string }) => {
       const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
-      const r = await new ApiClient(o).call<{ group: GroupRecord; members: string[]; next?: string }>('GET', `/api/v1/groups/${encodeURIComponent(name)}?${q}`);
-      const head = `group ${r.group.name}  ${r.group.kind}${r.group.query ? `  query: ${r.group.query}` : ''}`;
+      const r = await new ApiClient(o).call<{ group: GroupView; members: string[]; next?: string }>('GET', `/api/v1/groups/${encodeURIComponent(name)}?${q}`);
+      const head = `group ${r.group.name}  ${r.group.kind}${r.group.query ? `  query: ${r.group.query}` : `  ${r.group.size} device(s)`}`;
       print(o, r, [head, ...r.members.map((m) => `  ${m}`), ...(r.next ? [`(more: --after ${r.next})`] : [])].join('\n'));
     });
   withApi(group.command('add <name> <ids...>').description('add devices to a static group')).action(async (name: string, ids: string[], o: Common) => {
-    const g = await new ApiClient(o).call<GroupRecord>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { add: ids });
-    print(o, g, `group ${g.name}: ${g.devices.length} device(s)`);
+    const g = await new ApiClient(o).call<GroupView>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { add: ids });
+    print(o, g, `group ${g.name}: ${g.size} device(s)`);
   });
   withApi(group.command('remove <name> <ids...>').description('remove devices from a static group')).action(async (name: string, ids: string[], o: Common) => {
-    const g = await new ApiClient(o).call<GroupRecord>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { remove: ids });
-    print(o, g, `group ${g.name}: ${g.devices.length} device(s)`);
+    const g = await new ApiClient(o).call<GroupView>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { remove: ids });
+    print(o, g, `group ${g.name}: ${g.size} device(s)`);
   });
   withApi(group.command('delete <name>').description('delete a group')).action(async (name: string, o: Common) => {
     const r = await new ApiClient(o).call<unknown>('DELETE', `/api/v1/groups/${encodeURIComponent(name)}`);

@@ -120,7 +120,7 @@ function inState(state: DeviceState, s: SelectedDevice, online: boolean): boolea
 
 /** A membership test for a group: a set of ids (static) or the group's query (dynamic). */
 async function groupMatcher(groups: GroupService, name: string): Promise<(s: SelectedDevice) => boolean> {
-  const g = await groups.get(name); // NOT_FOUND naming it
+  const g = await groups.getWhole(name); // NOT_FOUND naming it
   if (g.kind === 'dynamic') {
     const q = parseQuery(g.query!);
     return (s) => q.matches(s);

@@ -22,6 +22,18 @@ export interface GroupRequest {
 /** Most members a static group lists (larger sets are better described by a query). */
 export const MAX_STATIC_MEMBERS = 100_000;
 
+/**
+ * A group as the operator API shows it: its members counted (`size`), never listed, since a
+ * static group holds up to 100,000; they come a page at a time (`members`).
+ */
+export type GroupView = Omit<GroupRecord, 'devices' | 'size'> & { size: number };
+
+/** The API's view of a group read from the store (or just created). */
+export function groupView(g: GroupRecord): GroupView {
+  const { devices, size, ...rest } = g;
+  return { ...rest, size: size ?? devices.length };
+}
+
 /** Creates, changes and reads groups. */
 export class GroupService {
   private readonly deps: { store: StateStore; now?: () => number; onChange?: (name: string) => void };
@@ -55,13 +67,21 @@ export class GroupService {
     return group;
   }
 
-  /** A group; NOT_FOUND naming it. */
+  /** A group without its member list (`size` counts it); NOT_FOUND naming it. */
   async get(name: string): Promise<GroupRecord> {
+    const g = await this.deps.store.getGroup(name, { omitDevices: true });
+    if (!g) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist; list groups with: updraft group list`);
+    return g;
+  }
+
+  /** A group with its whole member list (a static group's can hold 100,000); NOT_FOUND naming it. */
+  async getWhole(name: string): Promise<GroupRecord> {
     const g = await this.deps.store.getGroup(name);
     if (!g) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist; list groups with: updraft group list`);
     return g;
   }
 
+  /** Every group, without member lists. */
   list(): Promise<GroupRecord[]> {
     return this.deps.store.listGroups();
   }
@@ -72,38 +92,33 @@ export class GroupService {
     this.deps.onChange?.(name);
   }
 
-  /** Adds and removes members of a static group. */
+  /**
+   * Adds and removes members of a static group, in one transaction that writes only the
+   * members named (a device in both lists ends a member); resolves with the group without its
+   * list. NOT_FOUND for an unknown group or device to add, CONFLICT for a dynamic group,
+   * BAD_REQUEST past MAX_STATIC_MEMBERS.
+   */
   async changeMembers(name: string, add: unknown, remove: unknown): Promise<GroupRecord> {
-    const toAdd = add === undefined ? [] : await this.checkMembers(add);
     if (remove !== undefined && (!Array.isArray(remove) || remove.some((d) => typeof d !== 'string'))) throw new UpdraftError('BAD_REQUEST', 'remove must be an array of device ids');
-    const toRemove = new Set((remove as string[] | undefined) ?? []);
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const g = await this.get(name);
-      if (g.kind !== 'static') throw new UpdraftError('CONFLICT', `group ${name} is dynamic: its members are what its query selects`);
-      const members = new Set(g.devices.filter((d) => !toRemove.has(d)));
-      for (const d of toAdd) members.add(d);
-      if (members.size > MAX_STATIC_MEMBERS) throw new UpdraftError('BAD_REQUEST', `a static group holds at most ${MAX_STATIC_MEMBERS} devices; use a dynamic group`);
-      const next: GroupRecord = { ...g, devices: [...members].sort(), updatedAt: this.now(), version: g.version + 1 };
-      if (await this.deps.store.updateGroup(next)) {
-        this.deps.onChange?.(name);
-        return next;
-      }
-    }
-    throw new UpdraftError('CONFLICT', `group ${name} is being changed concurrently; retry`);
+    if (add === undefined && remove === undefined) throw new UpdraftError('BAD_REQUEST', 'give add and/or remove: arrays of device ids');
+    await this.get(name); // an unknown group is named before its devices
+    const toAdd = add === undefined ? [] : await this.checkMembers(add);
+    const changed = await this.deps.store.changeGroupMembers(name, { add: toAdd, remove: (remove as string[] | undefined) ?? [], updatedAt: this.now(), maxMembers: MAX_STATIC_MEMBERS });
+    this.deps.onChange?.(name);
+    return changed;
   }
 
   /** A page of a group's members (device id order). */
   async members(name: string, options: { after?: string; limit: number }): Promise<Page<SelectedDevice>> {
     const g = await this.get(name);
     if (g.kind === 'dynamic') return selectPage(this.deps.store, parseQuery(g.query!), options);
-    const ids = g.devices.filter((d) => options.after === undefined || d > options.after);
+    const ids = await this.deps.store.listGroupMembers(name, options);
     const items: SelectedDevice[] = [];
-    for (const id of ids.slice(0, options.limit)) {
+    for (const id of ids.items) {
       const device = await this.deps.store.getDevice(id);
       if (device) items.push({ device });
     }
-    const last = ids[options.limit - 1];
-    return ids.length > options.limit && last ? { items, next: last } : { items };
+    return ids.next ? { items, next: ids.next } : { items };
   }
 
   private async checkMembers(devices: unknown): Promise<string[]> {

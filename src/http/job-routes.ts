@@ -6,7 +6,7 @@
 import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { FleetView } from '../fleet/fleet-view.ts';
-import type { GroupService } from '../fleet/group-service.ts';
+import { groupView, type GroupService } from '../fleet/group-service.ts';
 import { selectPage } from '../fleet/device-selector.ts';
 import { parseQuery } from '../fleet/query.ts';
 import { EXECUTION_STATUSES } from '../jobs/execution-state.ts';
@@ -70,16 +70,17 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   router.add('POST', '/api/v1/jobs/:id/cancel', async ({ res, params }) => sendJson(res, 200, await jobs.cancel(params.id!)));
 
   // ---- groups
-  router.add('GET', '/api/v1/groups', async ({ res }) => sendJson(res, 200, { items: await groups.list() }));
+  // a group shows its members counted (size); they are listed a page at a time
+  router.add('GET', '/api/v1/groups', async ({ res }) => sendJson(res, 200, { items: (await groups.list()).map(groupView) }));
   router.add('POST', '/api/v1/groups', async ({ req, res }) => {
     const body = await readJson(req, 16 << 20);
-    sendJson(res, 201, await groups.create(body as never));
+    sendJson(res, 201, groupView(await groups.create(body as never)));
   });
   router.add('GET', '/api/v1/groups/:name', async ({ res, params, url }) => {
     const group = await groups.get(params.name!);
     const page = await groups.members(group.name, pageParams(url));
     const members = page.items.map((s) => s.device.deviceId);
-    sendJson(res, 200, { group, members, ...(page.next ? { next: page.next } : {}) });
+    sendJson(res, 200, { group: groupView(group), members, ...(page.next ? { next: page.next } : {}) });
   });
   router.add('DELETE', '/api/v1/groups/:name', async ({ res, params }) => {
     await groups.delete(params.name!);
@@ -87,7 +88,7 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   });
   router.add('POST', '/api/v1/groups/:name/members', async ({ req, res, params }) => {
     const body = await readJson(req, 16 << 20);
-    sendJson(res, 200, await groups.changeMembers(params.name!, body.add, body.remove));
+    sendJson(res, 200, groupView(await groups.changeMembers(params.name!, body.add, body.remove)));
   });
 
   // ---- fleet view

@@ -126,7 +126,8 @@ const schemas: Obj = {
   },
   Group: {
     type: 'object',
-    properties: { name: { type: 'string' }, kind: { enum: ['static', 'dynamic'] }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string' } },
+    description: 'members are counted (size: 0 for a dynamic group), not listed: GET /api/v1/groups/{name} pages them',
+    properties: { name: { type: 'string' }, kind: { enum: ['static', 'dynamic'] }, size: { type: 'integer' }, query: { type: 'string' }, description: { type: 'string' }, createdAt: { type: 'integer' }, updatedAt: { type: 'integer' }, version: { type: 'integer' } },
   },
   FleetOverview: {
     type: 'object',
@@ -198,7 +199,7 @@ export function openApiDocument(): Obj {
         post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string' } } })),
       },
       '/api/v1/groups/{name}': {
-        get: op('A group and a page of its members', { '200': json({ type: 'object' }) }, { parameters: [idParam('name'), ...pageParams] }),
+        get: op('A group and a page of its members', { '200': json({ type: 'object', properties: { group: ref('Group'), members: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }) }, { parameters: [idParam('name'), ...pageParams] }),
         delete: op('Delete a group', { '200': json({ type: 'object' }) }, { parameters: [idParam('name')] }),
       },
       '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },

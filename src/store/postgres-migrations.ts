@@ -192,6 +192,12 @@ export const PG_MIGRATIONS: readonly string[] = [
   INSERT INTO group_members (name, device_id)
     SELECT g.name, m.value FROM device_groups g, jsonb_array_elements_text(g.devices) m(value) WHERE g.kind = 'static';
   `,
+  `
+  -- group_members is now the only list of a static group's members: a change writes the
+  -- rows it names instead of rewriting a list of up to 100,000; the list column, filled into
+  -- it by the migration above, stays '[]'
+  UPDATE device_groups SET devices = '[]'::jsonb;
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

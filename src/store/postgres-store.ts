@@ -33,7 +33,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { countPage } from './state-store.ts';
+import { checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
 import { rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -72,7 +72,8 @@ const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
-const GROUP_COLS_NO_DEVICES = GROUP_COLS.replace(' devices,', " '[]'::jsonb AS devices,");
+/** A group without its members, counted (`size`): they are rows of group_members. */
+const GROUP_HEAD_COLS = `${GROUP_COLS.replace(' devices,', " '[]'::jsonb AS devices,")}, (SELECT COUNT(*) FROM group_members m WHERE m.name = g.name) AS size`;
 /** The members of a static group (a dynamic group's list is empty) as rows. */
 const ADD_GROUP_MEMBERS = 'INSERT INTO group_members (name, device_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING';
 
@@ -498,7 +499,8 @@ export class PostgresStore implements StateStore {
 
   async createGroup(group: GroupRecord): Promise<void> {
     const g = group;
-    const params = [g.name, g.kind, JSON.stringify(g.devices), g.query ?? null, g.description ?? null, g.createdAt, g.updatedAt, g.version];
+    // the members are rows of group_members; the list column stays '[]' (PG_MIGRATIONS)
+    const params = [g.name, g.kind, '[]', g.query ?? null, g.description ?? null, g.createdAt, g.updatedAt, g.version];
     await this.write(async (c) => {
       const r = await c.query(`INSERT INTO device_groups (${GROUP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING`, params);
       if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Group ${g.name} already exists`);
@@ -507,21 +509,38 @@ export class PostgresStore implements StateStore {
   }
 
   async getGroup(name: string, options: { omitDevices?: boolean } = {}): Promise<GroupRecord | undefined> {
-    const rows = await this.read<GroupRow>(`SELECT ${options.omitDevices ? GROUP_COLS_NO_DEVICES : GROUP_COLS} FROM device_groups WHERE name = $1`, [name]);
-    return rows[0] && toGroup(rows[0]);
+    const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups g WHERE name = $1`, [name]);
+    if (!rows[0] || options.omitDevices) return rows[0] && toGroup(rows[0]);
+    const members = await this.read<{ device_id: string }>('SELECT device_id FROM group_members WHERE name = $1 ORDER BY device_id', [name]);
+    // read apart from the head: a change committed in between shows in the list, not the size
+    return { ...toGroup(rows[0]), devices: members.map((m) => m.device_id), size: members.length };
   }
 
-  async updateGroup(group: GroupRecord): Promise<boolean> {
-    const g = group;
-    const params = [g.kind, JSON.stringify(g.devices), g.query ?? null, g.description ?? null, g.updatedAt, g.version, g.name, g.version - 1];
+  async changeGroupMembers(name: string, change: GroupMembersChange): Promise<GroupRecord> {
     return this.write(async (c) => {
-      const r = await c.query('UPDATE device_groups SET kind = $1, devices = $2, query = $3, description = $4, updated_at = $5, version = $6 WHERE name = $7 AND version = $8', params);
-      if (r.rowCount !== 1) return false;
-      // only the difference is written: adding one device to a large group stays one insert
-      await c.query('DELETE FROM group_members WHERE name = $1 AND NOT (device_id = ANY($2::text[]))', [g.name, g.devices]);
-      await c.query(ADD_GROUP_MEMBERS, [g.name, g.devices]);
-      return true;
+      // the row lock orders concurrent changes of one group
+      const head = (await c.query<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups g WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+      checkMembersChange(name, head?.kind, head && Number(head.size), change);
+      // a savepoint of its own: a refusal must undo this write only, and the batch it shares
+      // a transaction with commits the other writes' outcomes (postgres-group-commit.ts)
+      await c.query('SAVEPOINT group_members_change');
+      try {
+        await c.query('DELETE FROM group_members WHERE name = $1 AND device_id = ANY($2::text[])', [name, change.remove]);
+        await c.query(ADD_GROUP_MEMBERS, [name, change.add]);
+        const changed = (await c.query<GroupRow>(`UPDATE device_groups g SET updated_at = $2, version = version + 1 WHERE name = $1 RETURNING ${GROUP_HEAD_COLS}`, [name, change.updatedAt])).rows[0]!;
+        checkMembersChange(name, changed.kind, Number(changed.size), change);
+        await c.query('RELEASE SAVEPOINT group_members_change');
+        return toGroup(changed);
+      } catch (err) {
+        await c.query('ROLLBACK TO SAVEPOINT group_members_change');
+        throw err;
+      }
     });
+  }
+
+  async listGroupMembers(name: string, options: { after?: string; limit: number }): Promise<Page<string>> {
+    const rows = await this.read<{ device_id: string }>('SELECT device_id FROM group_members WHERE name = $1 AND device_id > $2 ORDER BY device_id LIMIT $3', [name, options.after ?? '', options.limit + 1]);
+    return idPage(rows.map((r) => r.device_id), options.limit);
   }
 
   async deleteGroup(name: string): Promise<boolean> {
@@ -536,7 +555,7 @@ export class PostgresStore implements StateStore {
   }
 
   async listGroups(): Promise<GroupRecord[]> {
-    const rows = await this.read<GroupRow>(`SELECT ${GROUP_COLS} FROM device_groups ORDER BY name`, []);
+    const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups g ORDER BY name`, []);
     return rows.map(toGroup);
   }
 

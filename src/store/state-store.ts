@@ -8,6 +8,7 @@
  * request only after that (DESIGN.md §2). Conditional writes (`expectedVersion`) are the
  * concurrency control, so several writers never lose an update.
  */
+import { UpdraftError } from '../errors.ts';
 import type { JsonObject } from '../protocol/json.ts';
 
 /** One shadow as stored. A deleted shadow keeps its row (a tombstone) so versions are never reused. */
@@ -95,8 +96,14 @@ export interface GroupRecord {
   /** Unique name (letters, digits, `_ . : -`). */
   name: string;
   kind: 'static' | 'dynamic';
-  /** Members of a static group (empty for a dynamic one). */
+  /**
+   * Members of a static group, in device id order (empty for a dynamic one). Read whole only
+   * by `getGroup`: a static group lists up to 100,000, so every other read leaves the list
+   * out (`[]`) and counts it (`size`), and members are paged with `listGroupMembers`.
+   */
   devices: string[];
+  /** How many members a static group has (0 for a dynamic one); set on every read. */
+  size?: number;
   /** The query of a dynamic group (`jobs/query/`). */
   query?: string;
   description?: string;
@@ -171,6 +178,30 @@ export interface DeviceRecord {
 export interface Page<T> {
   items: T[];
   next?: string;
+}
+
+/** A page of ids from `limit + 1` rows in id order: the id is its own cursor. */
+export function idPage(ids: string[], limit: number): Page<string> {
+  return ids.length > limit ? { items: ids.slice(0, limit), next: ids[limit - 1]! } : { items: ids };
+}
+
+/** Members to add to and remove from a static group (`changeGroupMembers`), in one go. */
+export interface GroupMembersChange {
+  add: string[];
+  remove: string[];
+  updatedAt: number;
+  /** Most members the group may have after the change; above it nothing is written. */
+  maxMembers: number;
+}
+
+/**
+ * What refuses a change of members, for both stores: NOT_FOUND without a group, CONFLICT for
+ * a dynamic one, BAD_REQUEST when the group would pass the bound (`size` after the change).
+ */
+export function checkMembersChange(name: string, kind: string | undefined, size: number | undefined, change: GroupMembersChange): void {
+  if (kind === undefined) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist; list groups with: updraft group list`);
+  if (kind !== 'static') throw new UpdraftError('CONFLICT', `group ${name} is dynamic: its members are what its query selects`);
+  if ((size ?? 0) > change.maxMembers) throw new UpdraftError('BAD_REQUEST', `a static group holds at most ${change.maxMembers} devices; use a dynamic group`);
 }
 
 /** The durable store. Implementations: SQLite (embedded), PostgreSQL (production). */
@@ -257,15 +288,22 @@ export interface StateStore {
   /** Counts of a job's executions per wave and state (only non-zero ones). */
   countExecutions(jobId: string): Promise<ExecutionCount[]>;
 
-  /** Creates a group; throws UpdraftError CONFLICT if the name is taken. */
+  /** Creates a group with its members; throws UpdraftError CONFLICT if the name is taken. */
   createGroup(group: GroupRecord): Promise<void>;
-  /** A group; `omitDevices` leaves a static group's member list out (`devices` is empty): it can hold 100,000. */
+  /** A group with its whole member list; `omitDevices` leaves the list out (`devices` is empty): it can hold 100,000. */
   getGroup(name: string, options?: { omitDevices?: boolean }): Promise<GroupRecord | undefined>;
-  /** Writes `group` if the stored row version equals `group.version - 1`; false on conflict. */
-  updateGroup(group: GroupRecord): Promise<boolean>;
+  /**
+   * Adds and removes members of a static group in one transaction (a device in both lists
+   * ends a member), raising its version; resolves with the group without its list. Writes
+   * only the rows named, whatever the group's size. Throws as `checkMembersChange` says, and
+   * then writes nothing.
+   */
+  changeGroupMembers(name: string, change: GroupMembersChange): Promise<GroupRecord>;
+  /** A page of a static group's members in device id order (none for a dynamic or unknown group). */
+  listGroupMembers(name: string, options: { after?: string; limit: number }): Promise<Page<string>>;
   /** Deletes a group; false if there was none. */
   deleteGroup(name: string): Promise<boolean>;
-  /** All groups ordered by name. */
+  /** All groups ordered by name, without their member lists (`size` counts them). */
   listGroups(): Promise<GroupRecord[]>;
   /** Whether `deviceId` is among the members a static group lists (one lookup, whatever the group's size). */
   isGroupMember(name: string, deviceId: string): Promise<boolean>;

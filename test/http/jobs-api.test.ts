@@ -64,7 +64,10 @@ describe('rollout API', () => {
   });
 
   it('creates static and dynamic groups and lists their members', async () => {
-    assert.equal((await api('POST', '/api/v1/groups', { name: 'spares', devices: ['spare-0', 'spare-1', 'spare-2'] })).status, 201);
+    const spares = await api('POST', '/api/v1/groups', { name: 'spares', devices: ['spare-2', 'spare-0', 'spare-1'] });
+    assert.equal(spares.status, 201);
+    assert.equal(spares.body.size, 3);
+    assert.equal(spares.body.devices, undefined, 'a group shows its members counted, not listed');
     const dyn = await api('POST', '/api/v1/groups', { name: 'old-eu', query: 'reported.software.version < 2.0.0 and tags.region = eu' });
     assert.equal(dyn.status, 201);
     assert.equal(dyn.body.kind, 'dynamic');
@@ -72,7 +75,25 @@ describe('rollout API', () => {
     const p1 = await api('GET', '/api/v1/groups/spares?limit=2');
     assert.deepEqual(p1.body.members, ['spare-0', 'spare-1']);
     assert.deepEqual((await api('GET', `/api/v1/groups/spares?limit=2&after=${p1.body.next}`)).body.members, ['spare-2']);
-    assert.equal((await api('POST', '/api/v1/groups/spares/members', { add: ['spare-3'], remove: ['spare-0'] })).body.devices.length, 3);
+    assert.equal(p1.body.group.size, 3);
+    assert.equal(p1.body.group.devices, undefined);
+    const changed = await api('POST', '/api/v1/groups/spares/members', { add: ['spare-3'], remove: ['spare-0'] });
+    assert.deepEqual([changed.status, changed.body.size, changed.body.version], [200, 3, 2]);
+    assert.deepEqual((await api('GET', '/api/v1/groups/spares')).body.members, ['spare-1', 'spare-2', 'spare-3']);
+    const listed = (await api('GET', '/api/v1/groups')).body.items;
+    assert.deepEqual(listed.map((g: any) => [g.name, g.kind, g.size, g.devices]), [['old-eu', 'dynamic', 0, undefined], ['spares', 'static', 3, undefined]]);
+    const changeRefusals: [string, unknown, number, RegExp][] = [
+      ['spares', { add: ['ghost'] }, 404, /device ghost is not registered/],
+      ['spares', { remove: 'spare-1' }, 400, /remove must be an array/],
+      ['spares', {}, 400, /give add and\/or remove/],
+      ['nobody', { add: ['spare-1'] }, 404, /group nobody does not exist/],
+    ];
+    for (const [name, body, status, re] of changeRefusals) {
+      const r = await api('POST', `/api/v1/groups/${name}/members`, body);
+      assert.equal(r.status, status, JSON.stringify(body));
+      assert.match(r.body.error.message, re);
+    }
+    assert.equal((await api('GET', '/api/v1/groups/spares')).body.group.version, 2, 'a refused change writes nothing');
     const refusals: [unknown, number, RegExp][] = [
       [{ name: 'x', query: 'tags = ' }, 400, /invalid query at position 8/],
       [{ name: 'x', devices: ['ghost'] }, 404, /device ghost is not registered/],

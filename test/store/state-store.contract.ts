@@ -677,25 +677,25 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await counted('job-2'), [{ wave: 0, status: 'QUEUED', count: 1, dispatched: 0 }], 'another job is counted apart');
         }));
 
-      it('creates, updates (conditionally), lists and deletes groups', () =>
+      it('creates, lists (without member lists), reads whole and deletes groups', () =>
         withStore(async (store) => {
-          const g: GroupRecord = { name: 'eu', kind: 'static', devices: ['dev-1', 'dev-2'], description: 'Europe', createdAt: 1, updatedAt: 1, version: 1 };
+          const g: GroupRecord = { name: 'eu', kind: 'static', devices: ['dev-2', 'dev-1'], description: 'Europe', createdAt: 1, updatedAt: 1, version: 1 };
           const q: GroupRecord = { name: 'old', kind: 'dynamic', devices: [], query: 'reported.software.version < 2.0.0', createdAt: 2, updatedAt: 2, version: 1 };
           await store.createGroup(g);
           await store.createGroup(q);
           await assert.rejects(store.createGroup(g), isCode('CONFLICT'));
-          assert.deepEqual(await store.getGroup('eu'), g);
-          assert.deepEqual(await store.listGroups(), [g, q]);
-          const g2 = { ...g, devices: ['dev-1'], updatedAt: 5, version: 2 };
-          assert.equal(await store.updateGroup(g2), true);
-          assert.equal(await store.updateGroup({ ...g2, devices: [] }), false, 'stale version');
-          assert.deepEqual(await store.getGroup('eu'), g2);
+          assert.deepEqual(await store.getGroup('eu'), { ...g, devices: ['dev-1', 'dev-2'], size: 2 }, 'whole: the members in device id order');
+          assert.deepEqual(await store.getGroup('eu', { omitDevices: true }), { ...g, devices: [], size: 2 }, 'the head: the members counted, not listed');
+          assert.deepEqual(await store.getGroup('old'), { ...q, size: 0 });
+          assert.deepEqual(await store.getGroup('old', { omitDevices: true }), { ...q, size: 0 });
+          assert.equal(await store.getGroup('nobody', { omitDevices: true }), undefined);
+          assert.deepEqual(await store.listGroups(), [{ ...g, devices: [], size: 2 }, { ...q, size: 0 }], 'a listing carries no member list');
           assert.equal(await store.deleteGroup('eu'), true);
           assert.equal(await store.deleteGroup('eu'), false);
           assert.equal(await store.getGroup('eu'), undefined);
         }));
 
-      it('answers whether a device is a member of a static group, through creation, changes and deletion', () =>
+      it('changes a static group\'s members in one transaction, refusing a change past the bound whole', () =>
         withStore(async (store) => {
           const members = async (name: string, ids: string[]) => Promise.all(ids.map((d) => store.isGroupMember(name, d)));
           const g: GroupRecord = { name: 'eu', kind: 'static', devices: ['dev-1', 'dev-2'], createdAt: 1, updatedAt: 1, version: 1 };
@@ -705,23 +705,45 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await members('eu', ['dev-1', 'dev-2', 'dev-3']), [true, true, false]);
           assert.deepEqual(await members('eu-2', ['dev-1', 'dev-3']), [false, true], 'each group has its own members');
           assert.deepEqual(await members('nobody', ['dev-1']), [false]);
-          // the group without its list: kind, query and version, for a check of one device
-          const { devices: _list, ...head } = g;
-          assert.deepEqual(await store.getGroup('eu', { omitDevices: true }), { ...head, devices: [] });
-          assert.deepEqual(await store.getGroup('old', { omitDevices: true }), await store.getGroup('old'));
-          assert.equal(await store.getGroup('nobody', { omitDevices: true }), undefined);
-          // a change keeps the members it keeps, adds and removes the others
-          assert.equal(await store.updateGroup({ ...g, devices: ['dev-2', 'dev-4'], updatedAt: 3, version: 2 }), true);
+          const changed = await store.changeGroupMembers('eu', { add: ['dev-4', 'dev-2'], remove: ['dev-1', 'dev-9'], updatedAt: 3, maxMembers: 3 });
+          assert.deepEqual(changed, { ...g, devices: [], size: 2, updatedAt: 3, version: 2 }, 'the group after the change, counted');
           assert.deepEqual(await members('eu', ['dev-1', 'dev-2', 'dev-4']), [false, true, true]);
-          // a stale write changes no member
-          assert.equal(await store.updateGroup({ ...g, devices: ['dev-9'], updatedAt: 4, version: 2 }), false);
-          assert.deepEqual(await members('eu', ['dev-2', 'dev-9']), [true, false]);
+          // a device both added and removed ends a member
+          await store.changeGroupMembers('eu', { add: ['dev-5'], remove: ['dev-5'], updatedAt: 4, maxMembers: 3 });
+          assert.deepEqual((await store.getGroup('eu'))?.devices, ['dev-2', 'dev-4', 'dev-5']);
+          // past the bound nothing is written, removals included
+          await assert.rejects(store.changeGroupMembers('eu', { add: ['dev-6', 'dev-7'], remove: ['dev-2'], updatedAt: 5, maxMembers: 3 }), isCode('BAD_REQUEST'));
+          assert.deepEqual(await store.getGroup('eu'), { ...g, devices: ['dev-2', 'dev-4', 'dev-5'], size: 3, updatedAt: 4, version: 3 });
+          // refused in a batch of other writes (one group commit): only the refused one is undone
+          const results = await Promise.allSettled([
+            store.changeGroupMembers('eu', { add: ['dev-8'], remove: [], updatedAt: 6, maxMembers: 3 }),
+            store.changeGroupMembers('eu-2', { add: ['dev-8'], remove: [], updatedAt: 6, maxMembers: 3 }),
+            store.createGroup({ name: 'us', kind: 'static', devices: ['dev-8'], createdAt: 6, updatedAt: 6, version: 1 }),
+          ]);
+          assert.deepEqual(results.map((r) => r.status), ['rejected', 'fulfilled', 'fulfilled']);
+          assert.deepEqual(await members('eu', ['dev-8', 'dev-2']), [false, true]);
+          assert.deepEqual(await members('eu-2', ['dev-8']), [true]);
+          assert.deepEqual((await store.getGroup('us'))?.devices, ['dev-8']);
+          await assert.rejects(store.changeGroupMembers('old', { add: ['dev-1'], remove: [], updatedAt: 7, maxMembers: 3 }), isCode('CONFLICT'), 'a dynamic group lists no members');
+          await assert.rejects(store.changeGroupMembers('nobody', { add: ['dev-1'], remove: [], updatedAt: 7, maxMembers: 3 }), isCode('NOT_FOUND'));
           assert.equal(await store.deleteGroup('eu'), true);
           assert.deepEqual(await members('eu', ['dev-2', 'dev-4']), [false, false], 'a deleted group has no members');
           // a group created again under the name starts from its own list
           await store.createGroup({ ...g, devices: ['dev-5'] });
           assert.deepEqual(await members('eu', ['dev-2', 'dev-5']), [false, true]);
-          assert.deepEqual(await members('eu-2', ['dev-3']), [true], 'the other group kept its members');
+          assert.deepEqual(await members('eu-2', ['dev-3', 'dev-8']), [true, true], 'the other group kept its members');
+        }));
+
+      it('pages a static group\'s members in device id order (byte order)', () =>
+        withStore(async (store) => {
+          await store.createGroup({ name: 'eu', kind: 'static', devices: ['c3', 'a1', 'B2', 'a10', 'd4'], createdAt: 1, updatedAt: 1, version: 1 });
+          const p1 = await store.listGroupMembers('eu', { limit: 2 });
+          assert.deepEqual(p1, { items: ['B2', 'a1'], next: 'a1' });
+          const p2 = await store.listGroupMembers('eu', { after: p1.next!, limit: 2 });
+          assert.deepEqual(p2, { items: ['a10', 'c3'], next: 'c3' });
+          assert.deepEqual(await store.listGroupMembers('eu', { after: p2.next!, limit: 2 }), { items: ['d4'] });
+          assert.deepEqual(await store.listGroupMembers('eu', { limit: 5 }), { items: ['B2', 'a1', 'a10', 'c3', 'd4'] }, 'a full last page has no next');
+          assert.deepEqual(await store.listGroupMembers('nobody', { limit: 5 }), { items: [] });
         }));
     });
 
@@ -829,13 +851,14 @@ function isCode(code: string): (err: unknown) => boolean {
 /**
  * After a migration from before group members had rows of their own, over a static group
  * 'eu' seeded with ["a","b"] and a dynamic 'old' (query `tags = old`): the members are
- * found, the groups read as before, and changes keep the members right.
+ * found, the groups read as before, and changes (of the rows alone) keep the members right.
  */
 export async function checkMigratedGroups(store: StateStore): Promise<void> {
   assert.deepEqual(await Promise.all(['a', 'b', 'c'].map((d) => store.isGroupMember('eu', d))), [true, true, false]);
   assert.equal(await store.isGroupMember('old', 'a'), false, 'a dynamic group lists no member');
-  const eu = await store.getGroup('eu');
-  assert.deepEqual(eu, { name: 'eu', kind: 'static', devices: ['a', 'b'], createdAt: 1, updatedAt: 1, version: 1 });
-  assert.equal(await store.updateGroup({ ...eu!, devices: ['b', 'c'], updatedAt: 2, version: 2 }), true);
+  assert.deepEqual(await store.getGroup('eu'), { name: 'eu', kind: 'static', devices: ['a', 'b'], size: 2, createdAt: 1, updatedAt: 1, version: 1 });
+  assert.deepEqual((await store.listGroups()).map((g) => [g.name, g.size, g.devices]), [['eu', 2, []], ['old', 0, []]]);
+  await store.changeGroupMembers('eu', { add: ['c'], remove: ['a'], updatedAt: 2, maxMembers: 10 });
   assert.deepEqual(await Promise.all(['a', 'b', 'c'].map((d) => store.isGroupMember('eu', d))), [false, true, true]);
+  assert.deepEqual((await store.getGroup('eu'))?.devices, ['b', 'c'], 'the rows are the list now');
 }

@@ -195,8 +195,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   -- group_members is now the only list of a static group's members: a change writes the
   -- rows it names instead of rewriting a list of up to 100,000; the list column, filled into
-  -- it by the migration above, stays '[]'
-  UPDATE device_groups SET devices = '[]'::jsonb;
+  -- it by the migration above, stays '[]'. The members are counted in size, kept by each
+  -- change (a continuous job reads the group at every device that comes online)
+  ALTER TABLE device_groups ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+  UPDATE device_groups g SET devices = '[]'::jsonb, size = (SELECT COUNT(*) FROM group_members m WHERE m.name = g.name);
   `,
 ];
 

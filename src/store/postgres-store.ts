@@ -71,9 +71,9 @@ const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, broker_hash, revo
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
-const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version';
-/** A group without its members, counted (`size`): they are rows of group_members. */
-const GROUP_HEAD_COLS = `${GROUP_COLS.replace(' devices,', " '[]'::jsonb AS devices,")}, (SELECT COUNT(*) FROM group_members m WHERE m.name = g.name) AS size`;
+const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';
+/** A group without its members (rows of group_members), counted: `size`. */
+const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', " '[]'::jsonb AS devices,");
 /** The members of a static group (a dynamic group's list is empty) as rows. */
 const ADD_GROUP_MEMBERS = 'INSERT INTO group_members (name, device_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING';
 
@@ -500,16 +500,16 @@ export class PostgresStore implements StateStore {
   async createGroup(group: GroupRecord): Promise<void> {
     const g = group;
     // the members are rows of group_members; the list column stays '[]' (PG_MIGRATIONS)
-    const params = [g.name, g.kind, '[]', g.query ?? null, g.description ?? null, g.createdAt, g.updatedAt, g.version];
+    const params = [g.name, g.kind, '[]', g.query ?? null, g.description ?? null, g.createdAt, g.updatedAt, g.version, new Set(g.devices).size];
     await this.write(async (c) => {
-      const r = await c.query(`INSERT INTO device_groups (${GROUP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING`, params);
+      const r = await c.query(`INSERT INTO device_groups (${GROUP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING`, params);
       if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Group ${g.name} already exists`);
       await c.query(ADD_GROUP_MEMBERS, [g.name, g.devices]);
     });
   }
 
   async getGroup(name: string, options: { omitDevices?: boolean } = {}): Promise<GroupRecord | undefined> {
-    const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups g WHERE name = $1`, [name]);
+    const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups WHERE name = $1`, [name]);
     if (!rows[0] || options.omitDevices) return rows[0] && toGroup(rows[0]);
     const members = await this.read<{ device_id: string }>('SELECT device_id FROM group_members WHERE name = $1 ORDER BY device_id', [name]);
     // read apart from the head: a change committed in between shows in the list, not the size
@@ -519,15 +519,15 @@ export class PostgresStore implements StateStore {
   async changeGroupMembers(name: string, change: GroupMembersChange): Promise<GroupRecord> {
     return this.write(async (c) => {
       // the row lock orders concurrent changes of one group
-      const head = (await c.query<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups g WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+      const head = (await c.query<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups WHERE name = $1 FOR UPDATE`, [name])).rows[0];
       checkMembersChange(name, head?.kind, head && Number(head.size), change);
       // a savepoint of its own: a refusal must undo this write only, and the batch it shares
       // a transaction with commits the other writes' outcomes (postgres-group-commit.ts)
       await c.query('SAVEPOINT group_members_change');
       try {
-        await c.query('DELETE FROM group_members WHERE name = $1 AND device_id = ANY($2::text[])', [name, change.remove]);
-        await c.query(ADD_GROUP_MEMBERS, [name, change.add]);
-        const changed = (await c.query<GroupRow>(`UPDATE device_groups g SET updated_at = $2, version = version + 1 WHERE name = $1 RETURNING ${GROUP_HEAD_COLS}`, [name, change.updatedAt])).rows[0]!;
+        const removed = (await c.query('DELETE FROM group_members WHERE name = $1 AND device_id = ANY($2::text[])', [name, change.remove])).rowCount ?? 0;
+        const added = (await c.query(ADD_GROUP_MEMBERS, [name, change.add])).rowCount ?? 0;
+        const changed = (await c.query<GroupRow>(`UPDATE device_groups SET updated_at = $2, version = version + 1, size = size + $3 WHERE name = $1 RETURNING ${GROUP_HEAD_COLS}`, [name, change.updatedAt, added - removed])).rows[0]!;
         checkMembersChange(name, changed.kind, Number(changed.size), change);
         await c.query('RELEASE SAVEPOINT group_members_change');
         return toGroup(changed);
@@ -555,7 +555,7 @@ export class PostgresStore implements StateStore {
   }
 
   async listGroups(): Promise<GroupRecord[]> {
-    const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups g ORDER BY name`, []);
+    const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups ORDER BY name`, []);
     return rows.map(toGroup);
   }
 

@@ -1,0 +1,38 @@
+/**
+ * targetsInclude: whether one device is among a job's targets now (a continuous job's check
+ * of each device that comes online), on a real SQLite store.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { targetsInclude } from '../../src/jobs/targets.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+
+describe('targetsInclude', () => {
+  let dir: string;
+  let store: SqliteStore;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-targets-'));
+    store = new SqliteStore({ path: path.join(dir, 'updraft.db') });
+    await store.start();
+    for (const [deviceId, revoked, tags] of [['a', false, ['eu']], ['b', false, []], ['c', true, []], ['d', false, []]] as const) {
+      await store.createDevice({ deviceId, attributes: {}, tags: [...tags], revoked, createdAt: 1, updatedAt: 1, version: 1 });
+    }
+    await store.createGroup({ name: 'g', kind: 'static', devices: ['d'], createdAt: 1, updatedAt: 1, version: 1 });
+  });
+  after(async () => {
+    await store.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('takes a named, grouped or matching device, never a revoked or unknown one', async () => {
+    const targets = { devices: ['a', 'c', 'ghost'], groups: ['g'], query: 'tags = eu' };
+    const found = await Promise.all(['a', 'b', 'c', 'd', 'ghost'].map((d) => targetsInclude(store, targets, d)));
+    assert.deepEqual(found, [true, false, false, true, false]);
+    // asked again (the named list is looked up through a set made once per list)
+    assert.equal(await targetsInclude(store, { devices: ['b'] }, 'b'), true);
+    assert.equal(await targetsInclude(store, { devices: ['a'] }, 'b'), false, 'another list is another set');
+  });
+});

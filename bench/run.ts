@@ -15,7 +15,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
-import { connectedUpdate, cyclingRollout, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
+import { profileOf, summarizeProfile, type PartShare } from './profile-summary.ts';
+import { connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { round } from './stats.ts';
 
 const { values } = parseArgs({
@@ -107,6 +108,23 @@ if (storeShadows > 0) {
 }
 await stopExternal();
 
+// --profile: where the server's and the simulator's time went in each update scenario (their
+// profiles are written as they exit, so after the scenarios)
+const profiles: { scenario: string; server?: { busySeconds: number; parts: PartShare[] }; sim?: { busySeconds: number; parts: PartShare[] } }[] = [];
+for (const w of profileDir ? profileWindows : []) {
+  const [serverFile, simFile] = [profileOf(profileDir!, w.serverPid), profileOf(profileDir!, w.simPid)];
+  const server = serverFile ? summarizeProfile(serverFile, w.fromUs, w.toUs, w.updates) : undefined;
+  const sim = simFile ? summarizeProfile(simFile, w.fromUs, w.toUs, w.updates) : undefined;
+  profiles.push({ scenario: w.scenario, ...(server ? { server } : {}), ...(sim ? { sim } : {}) });
+  const names = [...new Set([...(server?.parts ?? []), ...(sim?.parts ?? [])].map((x) => x.part))];
+  const cell = (of: PartShare[] | undefined, name: string) => of?.find((x) => x.part === name);
+  const rows = names.map((name) => {
+    const [a, b] = [cell(server?.parts, name), cell(sim?.parts, name)];
+    return { part: name, server_pct: a?.share ?? 0, server_us_per_update: a?.usPerUpdate ?? 0, sim_pct: b?.share ?? 0, sim_us_per_update: b?.usPerUpdate ?? 0 };
+  });
+  log(`\n[profile] ${w.scenario}: where the busy time went (server ${server?.busySeconds ?? '?'} s, simulator ${sim?.busySeconds ?? '?'} s busy in the window; self time by part)\n${table(rows)}`);
+}
+
 const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency`);
 await writeFile(`${values.out}/chart.svg`, chart);
 // the headline is the largest connected update; a run of other scenarios only (--sizes 0) has none
@@ -134,7 +152,7 @@ const summary = {
   ...(rollout ? { rollout_devices: rollout.devices, rollout_s: rollout.seconds, rollout_lost: rollout.lost, rollout_cpu_ms_per_device: rollout.cpu_ms_per_update, rollout_server_loop_busy: rollout.server_loop_busy } : {}),
   ...(store ? { store_shadows: store.shadows, store_insert_per_s: store.insert_per_s, store_point_reads_per_s: store.point_reads_per_s, store_fleet_scan_s: store.fleet_scan_s, store_job_create_s: store.job_create_s, store_job_count_ms: store.job_count_ms } : {}),
 };
-await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, summary }, null, 2));
+await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, ...(profileDir ? { profiles } : {}), summary }, null, 2));
 log(`\nchart: ${values.out}/chart.svg, raw figures: ${values.out}/latest.json`);
 log(JSON.stringify(summary));
 process.exit(0);

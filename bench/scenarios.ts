@@ -6,6 +6,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import { ApiClient } from '../src/cli/api-client.ts';
+import { monotonicUs, type ProfileWindow } from './profile-summary.ts';
 import { registerFleet } from '../src/sim/register-fleet.ts';
 import type { SimDevice } from '../src/sim/fleet-simulator.ts';
 import { PostgresStore } from '../src/store/postgres-store.ts';
@@ -87,6 +88,9 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
     },
   };
 }
+
+/** The update scenarios run so far, for the profile summaries of `--profile` (profile-summary.ts). */
+export const profileWindows: ProfileWindow[] = [];
 
 /** Cumulative event-loop time of the server, ms. */
 export interface LoopTime {
@@ -202,6 +206,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     const m0 = await server.published();
     const cpu0 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
     const loop0 = await server.loop();
+    const fromUs = monotonicUs();
     const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', {
       artifact: `fw-${n}@2.0.0`,
       targets: { query: 'tags = sim' }, // a fresh server per size: the fleet just registered
@@ -209,6 +214,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     });
     const jobIds = [r.job.jobId];
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000), server.child.died()]);
+    const toUs = monotonicUs();
     const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
     const loop1 = await server.loop();
     await sleep(500); // last acknowledgements recorded
@@ -221,6 +227,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
       executions.push(...(await jobExecutions(api, id)));
     }
     const o = outcome(n, executions, createdAt, m1 - m0);
+    profileWindows.push({ scenario: `${n} connected`, serverPid: server.child.proc.pid!, simPid: sim.proc.pid!, fromUs, toUs, updates: o.succeeded });
     const latencies = o.ok.map((x) => x.updatedAt - (x.dispatchedAt ?? x.queuedAt));
     return {
       devices: n,
@@ -270,7 +277,9 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     // the simulator's own start (loading the code and the devices) is not the fleet's work
     await Promise.race([sim.waitFor(/sim: ready/, 600_000), server.child.died()]);
     const simCpu0 = sim.cpuSeconds();
+    const fromUs = monotonicUs();
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);
+    const toUs = monotonicUs();
     const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number; reports: number; gets: number };
     simCpu = sim.cpuSeconds() - simCpu0;
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
@@ -281,6 +290,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     const executions: Execution[] = [];
     for (const id of jobIds) executions.push(...(await jobExecutions(api, id)));
     const o = outcome(n, executions, t0, m1 - m0);
+    profileWindows.push({ scenario: `${n} cycling`, serverPid: server.child.proc.pid!, simPid: sim.proc.pid!, fromUs, toUs, updates: o.succeeded });
     return {
       devices: n,
       succeeded: o.succeeded,

@@ -256,8 +256,9 @@ export class EmbeddedBroker implements MessageBus {
  * each took a `writev` of its own (`writev` is the largest item of the server's profile
  * during a fleet update, 12-13%). Held until the loop's check phase (`setImmediate`), they go
  * out together: 2 system calls fewer per device updated (strace: 60,013 `writev` instead of
- * 70,013 for 5,000 devices), and no packet waits longer than the turn it was written in. Backpressure is unchanged: `write` still returns
- * false past the socket's high-water mark, and the drain follows the flush.
+ * 70,013 for 5,000 devices), and no packet waits longer than the turn it was written in.
+ * Backpressure is unchanged: `write` still returns false past the socket's high-water mark,
+ * and the drain follows the flush.
  */
 export function coalesceWrites<S extends net.Socket>(socket: S): S {
   let corked = false;

@@ -40,7 +40,7 @@ export class ExecutionTracker {
    * Jobs by id, for their immutable fields only (jobId, artifact, the spec's rules): a stored
    * job carries its spec and progress, and parsing them on every device report made a
    * rollout quadratic. Its status is not kept up to date here: what depends on it (a retry)
-   * reads it again. The spec is kept without its targets, which can list 100,000 devices.
+   * reads it again (retryIfAllowed). The spec is kept without its targets, which can list 100,000 devices.
    */
   private readonly jobCache = new Map<string, JobRecord>();
   private unsubscribe: (() => void) | undefined;
@@ -127,10 +127,8 @@ export class ExecutionTracker {
       },
       now,
     );
-    if (written?.status !== 'FAILED') return;
-    // retry only while the job is active now: it may have been canceled since it was cached
-    const current = await this.deps.store.getJob(job.jobId, { omitSpec: true });
-    if (current) await retryIfAllowed(this.deps, { ...current, ...(job.spec ? { spec: job.spec } : {}) }, written, now);
+    // the cached job's status may be stale: retryIfAllowed reads the stored one
+    if (written?.status === 'FAILED') await retryIfAllowed(this.deps, job, written, now);
   }
 
   /** The change a report makes to `cur`, or undefined when it changes nothing. */

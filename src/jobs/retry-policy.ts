@@ -12,12 +12,18 @@ import { mutateExecution } from './execution-writer.ts';
 import { specOf } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
 
-/** Requeues `e` as its next attempt if the job's retry policy allows; resolves with the new record, if any. */
+/**
+ * Requeues `e` as its next attempt if the job's retry policy allows and the job is active;
+ * resolves with the new record, if any. `job` gives the rules (its spec); its status may be
+ * stale (the tracker caches jobs), so the store's is read, before the retry and after it.
+ */
 export async function retryIfAllowed(deps: { store: StateStore; events: EventBus }, job: JobRecord, e: ExecutionRecord, now: number): Promise<ExecutionRecord | undefined> {
   const spec = specOf(job);
   if (!spec || isJobFinal(job.status)) return undefined;
   if (!canRetry(e.status) || !spec.retries.on.includes(e.status as 'FAILED' | 'TIMED_OUT')) return undefined;
   if ((e.attempt ?? 1) > spec.retries.limit) return undefined;
+  // an install left to finish by a cancel, which then fails, is not retried
+  if (!(await isActive(deps.store, job.jobId))) return undefined;
   const retried = await mutateExecution(
     deps,
     e,
@@ -39,8 +45,7 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
   // still FAILED: it would stay QUEUED for a job that sends nothing more. Read the job again
   // now that the retry is committed (a stop committed later finds it QUEUED and ends it) and
   // take a retry of a stopped job back: the execution ends as the attempt that failed.
-  const after = await deps.store.getJob(job.jobId, { omitSpec: true });
-  if (after && !isJobFinal(after.status)) return retried;
+  if (await isActive(deps.store, job.jobId)) return retried;
   await mutateExecution(
     deps,
     retried,
@@ -48,4 +53,10 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
     now,
   );
   return undefined;
+}
+
+/** Whether the job is active now, as stored (read without its spec). */
+async function isActive(store: StateStore, jobId: string): Promise<boolean> {
+  const current = await store.getJob(jobId, { omitSpec: true });
+  return current !== undefined && !isJobFinal(current.status);
 }

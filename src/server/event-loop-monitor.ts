@@ -73,11 +73,19 @@ export class EventLoopMonitor {
 
   /** Closes the window under way: its figures become `lastMinute` (the timer calls this). */
   endWindow(): void {
-    const h = this.current;
     const now = { at: performance.now(), elu: performance.eventLoopUtilization() };
-    this.last = { seconds: round((now.at - this.windowStart.at) / 1000), utilization: utilization(performance.eventLoopUtilization(now.elu, this.windowStart.elu)), delayMs: delays(h) };
-    h?.reset();
+    this.last = this.windowSoFar(now);
+    this.current?.reset();
     this.windowStart = now;
+  }
+
+  /** The figures of the window under way, up to `now`. */
+  private windowSoFar(now: { at: number; elu: EventLoopUtilization }): EventLoopFigures['lastMinute'] {
+    return {
+      seconds: round((now.at - this.windowStart.at) / 1000),
+      utilization: utilization(performance.eventLoopUtilization(now.elu, this.windowStart.elu)),
+      delayMs: delays(this.current),
+    };
   }
 
   /** The figures now. */
@@ -88,11 +96,7 @@ export class EventLoopMonitor {
       idleMs: round(elu.idle),
       utilization: utilization(elu),
       delayMs: delays(this.total),
-      lastMinute: this.last ?? {
-        seconds: round((performance.now() - this.windowStart.at) / 1000),
-        utilization: utilization(performance.eventLoopUtilization(elu, this.windowStart.elu)),
-        delayMs: delays(this.current),
-      },
+      lastMinute: this.last ?? this.windowSoFar({ at: performance.now(), elu }),
     };
   }
 }

@@ -55,7 +55,7 @@ type ShadowRow = ShadowRowOf<unknown, string, boolean>;
 type ArtifactRow = ArtifactRowOf<string>;
 type JobRow = JobRowOf<unknown, string>;
 type ExecutionRow = ExecutionRowOf<unknown, string>;
-type GroupRow = GroupRowOf<unknown, string>;
+type GroupRow = GroupRowOf<string>;
 type DeviceRow = DeviceRowOf<unknown, string, boolean>;
 const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappers<unknown, string, boolean>({
   json: (v) => v,
@@ -73,7 +73,7 @@ const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, d
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';
 /** A group without its members (rows of group_members), counted: `size`. */
-const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', " '[]'::jsonb AS devices,");
+const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', '');
 /** The members of a static group (a dynamic group's list is empty) as rows. */
 const ADD_GROUP_MEMBERS = 'INSERT INTO group_members (name, device_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING';
 

@@ -41,7 +41,8 @@ export interface ExecutionRowOf<J, N> {
   dispatched_at: N | null;
   due_at: N | null;
 }
-export interface GroupRowOf<J, N> { name: string; kind: string; devices: J; query: string | null; description: string | null; created_at: N; updated_at: N; version: N; size: N }
+/** A group's row without its members (rows of group_members; the old list column stays '[]'). */
+export interface GroupRowOf<N> { name: string; kind: string; query: string | null; description: string | null; created_at: N; updated_at: N; version: N; size: N }
 export interface DeviceRowOf<J, N, B> { device_id: string; attributes: J; tags: J; secret_hash: string | null; broker_hash: string | null; revoked: B; created_at: N; updated_at: N; version: N }
 
 /** The row-to-record functions of a store whose driver reads columns as `c` says. */
@@ -89,8 +90,8 @@ export function rowMappers<J, N, B>(c: Codec<J, N, B>) {
       if (r.due_at !== null) e.dueAt = c.num(r.due_at);
       return e;
     },
-    toGroup(r: GroupRowOf<J, N>): GroupRecord {
-      const g: GroupRecord = { name: r.name, kind: r.kind as GroupRecord['kind'], devices: c.json(r.devices) as string[], size: c.num(r.size), createdAt: c.num(r.created_at), updatedAt: c.num(r.updated_at), version: c.num(r.version) };
+    toGroup(r: GroupRowOf<N>): GroupRecord {
+      const g: GroupRecord = { name: r.name, kind: r.kind as GroupRecord['kind'], devices: [], size: c.num(r.size), createdAt: c.num(r.created_at), updatedAt: c.num(r.updated_at), version: c.num(r.version) };
       if (r.query !== null) g.query = r.query;
       if (r.description !== null) g.description = r.description;
       return g;

@@ -274,7 +274,7 @@ function insertJobRow(s: Statements, jobId: string, params: unknown[]): void {
 type ShadowRow = ShadowRowOf<string, number, number>;
 type ArtifactRow = ArtifactRowOf<number>;
 type JobRow = JobRowOf<string, number>;
-type GroupRow = GroupRowOf<string, number>;
+type GroupRow = GroupRowOf<number>;
 type DeviceRow = DeviceRowOf<string, number, number>;
 type ExecutionRow = ExecutionRowOf<string, number>;
 const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappers<string, number, number>({
@@ -1019,7 +1019,7 @@ const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, d
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';
 /** A group without its members (rows of group_members), counted: `size`. */
-const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', " '[]' AS devices,");
+const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', '');
 
 /** Column order of `EXEC_COLS`. */
 function executionParams(e: ExecutionRecord): unknown[] {

@@ -31,7 +31,7 @@ describe('targetsInclude', () => {
     const targets = { devices: ['a', 'c', 'ghost'], groups: ['g'], query: 'tags = eu' };
     const found = await Promise.all(['a', 'b', 'c', 'd', 'ghost'].map((d) => targetsInclude(store, targets, d)));
     assert.deepEqual(found, [true, false, false, true, false]);
-    // asked again (the named list is looked up through a set made once per list)
+    // each list answers for itself (its set is made once per list and kept with it)
     assert.equal(await targetsInclude(store, { devices: ['b'] }, 'b'), true);
     assert.equal(await targetsInclude(store, { devices: ['a'] }, 'b'), false, 'another list is another set');
   });

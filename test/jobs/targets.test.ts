@@ -3,29 +3,22 @@
  * of each device that comes online), on a real SQLite store.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { targetsInclude } from '../../src/jobs/targets.ts';
-import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { startTempStore } from '../helpers/sqlite.ts';
 
 describe('targetsInclude', () => {
-  let dir: string;
   let store: SqliteStore;
+  let close: () => Promise<void>;
   before(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-targets-'));
-    store = new SqliteStore({ path: path.join(dir, 'updraft.db') });
-    await store.start();
+    ({ store, close } = await startTempStore('targets'));
     for (const [deviceId, revoked, tags] of [['a', false, ['eu']], ['b', false, []], ['c', true, []], ['d', false, []]] as const) {
       await store.createDevice({ deviceId, attributes: {}, tags: [...tags], revoked, createdAt: 1, updatedAt: 1, version: 1 });
     }
     await store.createGroup({ name: 'g', kind: 'static', devices: ['d'], createdAt: 1, updatedAt: 1, version: 1 });
   });
-  after(async () => {
-    await store.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => close());
 
   it('takes a named, grouped or matching device, never a revoked or unknown one', async () => {
     const targets = { devices: ['a', 'c', 'ghost'], groups: ['g'], query: 'tags = eu' };

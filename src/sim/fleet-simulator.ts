@@ -96,6 +96,10 @@ interface DeviceSlot {
   random: () => number;
   state: MemoryAgentStateStore;
   agent?: UpdateAgent;
+  /** The agent is connected and counted in `stats.connected`; retire() uncounts it. */
+  online: boolean;
+  /** Wakes a connect() waiting on an agent that was retired before it connected. */
+  onRetired?: () => void;
   done: boolean;
   /** Cycling: wakes the worker holding this device. */
   onFinished?: () => void;
@@ -141,6 +145,7 @@ export class FleetSimulator implements SimulatedFleet {
         random,
         installer: new SimulatedInstaller({ initial: { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
         state: new MemoryAgentStateStore(),
+        online: false,
         done: false,
       };
     });
@@ -193,6 +198,11 @@ export class FleetSimulator implements SimulatedFleet {
     const agent = slot.agent;
     if (!agent) return;
     slot.agent = undefined;
+    if (slot.online) {
+      slot.online = false;
+      this.stats.connected--;
+    }
+    slot.onRetired?.();
     await agent.stop();
     this.retired.reports += agent.requestsSent.update;
     this.retired.gets += agent.requestsSent.get;
@@ -239,6 +249,8 @@ export class FleetSimulator implements SimulatedFleet {
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300, ...(MQTT_DEBUG ? {} : { log: noLog }) },
     });
     agent.on('status', (e) => {
+      // a retired agent's last events (while it stops) no longer speak for the device
+      if (slot.agent !== agent) return;
       slot.onCommand?.();
       if (e.status === 'INSTALLING' && slot.random() < this.opts.crashRate) void this.crash(slot);
       if (e.status === 'DOWNLOADING' && slot.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
@@ -255,11 +267,17 @@ export class FleetSimulator implements SimulatedFleet {
     return agent;
   }
 
+  /**
+   * Starts a new agent for the device and counts it once connected. The agent resumes what
+   * the device was doing (a download), and the status it resumes with may draw a crash or an
+   * offline period that retires it before it connects: then it is not counted at all.
+   */
   private async connect(slot: DeviceSlot): Promise<void> {
     const agent = this.newAgent(slot);
     slot.agent = agent;
     await agent.start();
-    await waitConnected(agent);
+    if (!(await untilConnected(slot, agent))) return;
+    slot.online = true;
     this.stats.connected++;
     this.stats.connects++;
   }
@@ -285,7 +303,6 @@ export class FleetSimulator implements SimulatedFleet {
     if (!slot.done) this.stats.idleVisits++;
     // the agent may have been replaced by a crash or an offline period meanwhile
     await this.retire(slot);
-    this.stats.connected--;
     return slot.done;
   }
 
@@ -293,29 +310,33 @@ export class FleetSimulator implements SimulatedFleet {
   private async crash(slot: DeviceSlot): Promise<void> {
     this.stats.crashes++;
     await this.retire(slot);
-    if (this.stopped) return;
-    this.stats.connected--;
-    await this.connect(slot);
+    if (!this.stopped) await this.connect(slot);
   }
 
   private async offlinePeriod(slot: DeviceSlot): Promise<void> {
     this.stats.offlinePeriods++;
     await this.retire(slot);
-    this.stats.connected--;
     await sleep(this.opts.offlineMs);
     if (!this.stopped) await this.connect(slot);
   }
 }
 
-function waitConnected(agent: UpdateAgent): Promise<void> {
-  if (agent.connected) return Promise.resolve();
+/** True once `agent` is connected; false if it is retired first (it is no longer the slot's). */
+function untilConnected(slot: DeviceSlot, agent: UpdateAgent): Promise<boolean> {
+  if (slot.agent !== agent) return Promise.resolve(false);
+  if (agent.connected) return Promise.resolve(true);
   return new Promise((resolve) => {
-    const on = (e: { online: boolean }) => {
-      if (!e.online) return;
+    const done = (connected: boolean): void => {
       agent.off('connection', on);
-      resolve();
+      if (slot.onRetired === retired) slot.onRetired = undefined;
+      resolve(connected);
     };
+    const on = (e: { online: boolean }): void => {
+      if (e.online) done(true);
+    };
+    const retired = (): void => done(false);
     agent.on('connection', on);
+    slot.onRetired = retired;
   });
 }
 

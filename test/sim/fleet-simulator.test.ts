@@ -68,6 +68,28 @@ describe('fleet simulator', () => {
     }
   });
 
+  it('connected mode: offline periods and crashes leave the count of connected devices true', async () => {
+    // a device that goes offline while downloading comes back resuming its download, and may
+    // go offline again before its connection is up; the count must follow the live connections
+    const devices = await registerFleet(api, 'off-', 30);
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'connected', installMs: 20, offlineRate: 0.6, offlineMs: 100, crashRate: 0.3, seed: 5 });
+    try {
+      await sim.start();
+      await rollout(devices);
+      await sim.whenFinished(30);
+      // every device comes back after its last offline period: wait for the server to see them all
+      const online = async () => (await api.call<{ devices: { online: number } }>('GET', '/api/v1/fleet/status')).devices.online;
+      for (let i = 0; i < 300 && (await online()) < 30; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await online(), 30, 'every device is back online');
+      assert.ok(sim.stats.offlinePeriods > 30 && sim.stats.crashes > 0, `the seed exercises repeated offline periods and crashes: ${JSON.stringify(sim.stats)}`);
+      assert.equal(sim.stats.connected, 30, JSON.stringify(sim.stats));
+      // an agent retired before it connected (an offline period drawn from the download it resumed) is not a connection
+      assert.ok(sim.stats.connects > 30 && sim.stats.connects <= 30 + sim.stats.offlinePeriods + sim.stats.crashes, JSON.stringify(sim.stats));
+    } finally {
+      await sim.stop();
+    }
+  });
+
   it('cycling mode: more devices than slots, each connects, updates and leaves', async () => {
     const devices = await registerFleet(api, 'cyc-', 40);
     const jobId = await rollout(devices); // deployed while every device is offline

@@ -19,9 +19,18 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** Spawns `updraft ...args`; extra node flags (e.g. --cpu-prof) go before the script. */
+/**
+ * The Node.js settings the server and the simulator run with, as `npm start` and the
+ * deployment guide run the server: a young generation of 32 MiB semi-spaces instead of
+ * 16 lets most of a fleet update's short-lived objects die young. In profiles of a
+ * 5,000-device update the collector's share of the server fell from 10.4% to 4.5-6.7% (and
+ * the simulator's from 14.8% to 10-13%) for a few MB of memory (docs/deployment.md).
+ */
+export const NODE_TUNING = ['--max-semi-space-size=32'];
+
+/** Spawns `updraft ...args` with NODE_TUNING; extra node flags (e.g. --cpu-prof) go before the script. */
 export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
-  const proc = spawn(process.execPath, [...nodeFlags, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...NODE_TUNING, ...nodeFlags, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => {

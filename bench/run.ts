@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
 import { profileOf, summarizeProfile, type PartShare } from './profile-summary.ts';
+import { NODE_TUNING } from './processes.ts';
 import { connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { round } from './stats.ts';
 
@@ -65,7 +66,7 @@ process.once('uncaughtException', (err) => {
 });
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
-log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
+log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
 const updates: UpdateFigures[] = [];
 let brokerRate = 0;
 let ops: Awaited<ReturnType<typeof replicaOps>> | undefined;

@@ -50,6 +50,36 @@ export interface SqliteStoreDeps {
 }
 
 const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000 };
+
+/** The last group commit: how long it held the event loop, when it ended, how many writes it took. */
+export interface CommitRecord {
+  ms: number;
+  end: number;
+  writes: number;
+}
+
+/**
+ * How long the next batch waits before it commits (ms; below 1 means at once, by
+ * `setImmediate`). A commit holds the event loop while SQLite writes the batch's pages to
+ * the WAL, so the store waits as long as the last commit took (at least half the time stays
+ * for the work that fills the next batch).
+ *
+ * A batch of `LOADED_BATCH` writes or more means many writers at once (a fleet update: each
+ * device's report, each execution): the next commit then waits until `LOADED_INTERVAL_MS`
+ * after the last. Their writes share pages (indexes, execution counts, the job's rows), and a
+ * page changed by several writes of one batch is written to the WAL once, not once per
+ * commit; each commit also costs its own WAL fsync. In profiles of a 5,000-device update the
+ * store's work per update fell from 600-665 µs to 441-466 µs (8 ms and 16 ms measured alike,
+ * 4 ms in between), for at most 8 ms more per write under that load. A lone writer (one
+ * write at a time, each awaited: a script, a job created in pieces) makes batches of one and
+ * never waits for the interval. Never more than 20 ms.
+ */
+export function commitDelay(last: CommitRecord, now: number): number {
+  const spacing = last.writes >= LOADED_BATCH ? Math.max(last.ms, LOADED_INTERVAL_MS) : last.ms;
+  return Math.min(20, last.end + spacing - now);
+}
+const LOADED_BATCH = 8;
+const LOADED_INTERVAL_MS = 8;
 /** SQLite's page cache, KiB (per connection; the server opens one). */
 const PAGE_CACHE_KIB = 65_536;
 
@@ -357,8 +387,8 @@ export class SqliteStore implements StateStore {
   private stmts: Statements | undefined;
   private queue: PendingWrite[] = [];
   private scheduled: { cancel: () => void } | undefined;
-  /** Duration and end of the last commit, for the adaptive batching window. */
-  private lastCommit = { ms: 0, end: 0 };
+  /** The last commit, for the adaptive batching window (commitDelay). */
+  private lastCommit: CommitRecord = { ms: 0, end: 0, writes: 0 };
   /** The WAL file, fsynced before writes are acknowledged; undefined when not in WAL mode. */
   private walPath: string | undefined;
   private walHandle: FileHandle | undefined;
@@ -809,14 +839,9 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  /**
-   * When the next batch commits. A commit blocks the event loop for its fsync (better-sqlite3
-   * is synchronous), so under load the store waits as long as the last commit took before
-   * committing again (at most 20 ms): at least half the time stays for the work that fills the
-   * next batch, and batches grow instead of fsyncs multiplying. When idle it commits at once.
-   */
+  /** When the next batch commits (commitDelay): at once when idle, later under load. */
   private scheduleFlush(): { cancel: () => void } {
-    const wait = Math.min(20, this.lastCommit.end + this.lastCommit.ms - performance.now());
+    const wait = commitDelay(this.lastCommit, performance.now());
     if (wait < 1) {
       const immediate = setImmediate(() => this.flush());
       return { cancel: () => clearImmediate(immediate) };
@@ -849,7 +874,7 @@ export class SqliteStore implements StateStore {
           }
         }
       }).immediate();
-      this.lastCommit = { ms: performance.now() - started, end: performance.now() };
+      this.lastCommit = { ms: performance.now() - started, end: performance.now(), writes: batch.length };
     } catch (err) {
       const failure = new UpdraftError('INTERNAL', `Commit of ${batch.length} writes to ${this.deps.path} failed: ${errorMessage(err)}`, { cause: err });
       this.logger.error('group commit failed', { path: this.deps.path, writes: batch.length, error: errorMessage(err) });

@@ -80,6 +80,16 @@ export function commitDelay(last: CommitRecord, now: number): number {
 }
 const LOADED_BATCH = 8;
 const LOADED_INTERVAL_MS = 8;
+/** Device records kept from reads (about 0.5 KB each): a fleet update's devices in flight, and more. */
+const DEVICE_READS_KEPT = 20_000;
+
+/** A device record no reader can change: the store hands the same one to every reader. */
+function frozenDevice(d: DeviceRecord): DeviceRecord {
+  Object.freeze(d.attributes);
+  Object.freeze(d.tags);
+  return Object.freeze(d);
+}
+
 /** SQLite's page cache, KiB (per connection; the server opens one). */
 const PAGE_CACHE_KIB = 65_536;
 
@@ -387,6 +397,8 @@ export class SqliteStore implements StateStore {
   private stmts: Statements | undefined;
   private queue: PendingWrite[] = [];
   private scheduled: { cancel: () => void } | undefined;
+  /** Devices read lately, as committed (getDevice); this process is the file's only user. */
+  private readonly devices = new Map<string, DeviceRecord>();
   /** The last commit, for the adaptive batching window (commitDelay). */
   private lastCommit: CommitRecord = { ms: 0, end: 0, writes: 0 };
   /** The WAL file, fsynced before writes are acknowledged; undefined when not in WAL mode. */
@@ -450,6 +462,7 @@ export class SqliteStore implements StateStore {
     this.db.close();
     this.db = undefined;
     this.stmts = undefined;
+    this.devices.clear(); // the file may change before this store opens it again
     this.stopped = true;
   }
 
@@ -501,15 +514,34 @@ export class SqliteStore implements StateStore {
     });
   }
 
+  /**
+   * A registered device, from the recent reads when there (`devices`). A device is read at
+   * each connect, each command sent and each download, a few seconds apart during an
+   * update; each read of the row cost 25 µs of the server's thread on average, up to 12 ms
+   * behind a WAL fsync (measured in a 5,000-device update). The record returned is frozen:
+   * it is shared by every reader until the device changes.
+   */
   async getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
+    const known = this.devices.get(deviceId);
+    if (known) return known;
     const row = this.statements().getDevice.get(deviceId);
-    return row && toDevice(row);
+    if (!row) return undefined;
+    const device = frozenDevice(toDevice(row));
+    this.devices.set(deviceId, device);
+    // the oldest read goes first: an update reads a device again within seconds
+    if (this.devices.size > DEVICE_READS_KEPT) this.devices.delete(this.devices.keys().next().value!);
+    return device;
   }
 
   async updateDevice(record: DeviceRecord): Promise<boolean> {
     const d = record;
     const params = [JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked ? 1 : 0, d.updatedAt, d.version, d.deviceId, d.version - 1];
-    return this.enqueue(() => this.statements().updateDevice.run(...params).changes === 1);
+    return this.enqueue(() => {
+      // forgotten inside the commit: the first read after it (a revocation's next CONNECT or
+      // download) reads the row; a read before it was of the committed row, as without a cache
+      this.devices.delete(d.deviceId);
+      return this.statements().updateDevice.run(...params).changes === 1;
+    });
   }
 
   async listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>> {

@@ -58,6 +58,11 @@ export interface CommitRecord {
   writes: number;
 }
 
+/** A batch of this many writes or more means many writers at once (commitDelay). */
+const LOADED_BATCH = 8;
+/** Under such load, commits are at least this far apart (ms). */
+const LOADED_INTERVAL_MS = 8;
+
 /**
  * How long the next batch waits before it commits (ms; below 1 means at once, by
  * `setImmediate`). A commit holds the event loop while SQLite writes the batch's pages to
@@ -70,17 +75,16 @@ export interface CommitRecord {
  * page changed by several writes of one batch is written to the WAL once, not once per
  * commit; each commit also costs its own WAL fsync. In profiles of a 5,000-device update the
  * store's work per update fell from 600-665 µs to 441-466 µs (8 ms and 16 ms measured alike,
- * 4 ms in between), for at most 8 ms more per write under that load. A lone writer (one
- * write at a time, each awaited: a script, a job created in pieces) makes batches of one and
- * never waits for the interval. Never more than 20 ms.
+ * 4 ms in between), for at most 8 ms more per write under that load. A lone writer on a
+ * quiet store (one write at a time, each awaited: a script, a job created in pieces) makes
+ * batches of one and never waits for the interval. Never more than 20 ms.
  */
 export function commitDelay(last: CommitRecord, now: number): number {
   const spacing = last.writes >= LOADED_BATCH ? Math.max(last.ms, LOADED_INTERVAL_MS) : last.ms;
   return Math.min(20, last.end + spacing - now);
 }
-const LOADED_BATCH = 8;
-const LOADED_INTERVAL_MS = 8;
-/** Device records kept from reads (about 0.5 KB each): a fleet update's devices in flight, and more. */
+
+/** Device records kept from reads (under a KB each): a fleet update's devices in flight, and more. */
 const DEVICE_READS_KEPT = 20_000;
 
 /** A device record no reader can change: the store hands the same one to every reader. */

@@ -252,12 +252,16 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           const read = await Promise.all(['a', 'x', 'b', 'a'].map((id) => store.getDevice(id)));
           assert.deepEqual(read, [device('a'), undefined, device('b'), device('a')]);
           // a record of its own (PostgreSQL) or one nobody can change (the embedded store shares it, frozen)
-          try {
-            (read[0]!.attributes as Record<string, unknown>).region = 'changed';
-            read[0]!.tags.push('changed');
-          } catch (err) {
-            assert.ok(err instanceof TypeError, String(err));
-          }
+          const tryChange = (change: () => void) => {
+            try {
+              change();
+            } catch (err) {
+              assert.ok(err instanceof TypeError, String(err));
+            }
+          };
+          tryChange(() => ((read[0]!.attributes as Record<string, unknown>).region = 'changed'));
+          tryChange(() => read[0]!.tags.push('changed'));
+          tryChange(() => ((read[0] as { revoked: boolean }).revoked = true));
           assert.deepEqual(read[3], device('a'), 'the other reader of the same tick');
           assert.deepEqual(await store.getDevice('a'), device('a'), 'a later reader');
         }));

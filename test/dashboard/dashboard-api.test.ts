@@ -196,6 +196,26 @@ describe('dashboard aggregation endpoints', () => {
     assert.equal(scanned, 256);
   });
 
+  it('a static group is searched through its members: found in one call however few they are in the fleet', async () => {
+    const fleet = await registerFleet(api, 'sparse-', 300);
+    const members = [fleet[7]!, fleet[150]!, fleet[299]!].map((d) => d.deviceId);
+    await api.call('POST', '/api/v1/groups', { name: 'sparse', devices: members });
+    // a budget a registry scan would spend long before reaching the third member
+    const deps = { store: ts.server.store, groups: ts.server.rollouts.groups, isOnline: () => false, scanBudget: 100 };
+    const page = await searchDevices(deps, { group: 'sparse', limit: 10 });
+    assert.deepEqual(page.items.map((d) => d.deviceId), members);
+    assert.equal(page.next, undefined);
+    assert.equal(page.scanned, 3, 'only the members were read');
+    // paged through the member list with the same cursor as the registry's
+    const first = await searchDevices(deps, { group: 'sparse', limit: 2 });
+    assert.deepEqual(first.items.map((d) => d.deviceId), members.slice(0, 2));
+    const rest = await searchDevices(deps, { group: 'sparse', limit: 2, after: first.next! });
+    assert.deepEqual(rest.items.map((d) => d.deviceId), members.slice(2));
+    assert.equal(rest.next, undefined);
+    // the other filters still apply to the members
+    assert.deepEqual((await searchDevices(deps, { group: 'sparse', id: members[1]!.slice(-3), limit: 10 })).items.map((d) => d.deviceId), [members[1]]);
+  });
+
   it('GET /api/v1/devices/:id/events: the device\'s steps from durable records and its presence', async () => {
     const r = await api.call<{ items: { kind: string; status: string; jobId?: string }[] }>('GET', '/api/v1/devices/api-1/events');
     const kinds = r.items.map((e) => `${e.kind}:${e.status}`);

@@ -19,6 +19,7 @@
  * command written just before a crash and not yet marked sent is sent again with the same
  * device-side job id, which the agent never applies twice.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
 import { asUpdraftError } from '../errors.ts';
@@ -753,6 +754,9 @@ export class RolloutEngine {
         if (parseReportedSoftware(reported)?.jobId === agentJobId(e.jobId, e.attempt ?? 1)) void this.deps.tracker.apply(e.deviceId, reported);
       }
       after = page.next;
+      // the embedded store reads synchronously: a job with 100,000 commands out would hold
+      // the server for seconds at start-up; let device traffic through between pages
+      if (after) await nextTurn();
     } while (after);
   }
 }

@@ -66,7 +66,7 @@ export async function searchDevices(
   const group = search.group ? await deps.groups.get(search.group) : undefined; // NOT_FOUND naming it
   const inGroup = group?.kind === 'dynamic' ? queryMatcher(group.query!) : undefined;
   const pageOf: (cursor: { after?: string; limit: number }) => Promise<Page<DeviceRecord>> =
-    group?.kind === 'static' ? (cursor) => membersOf(store, group.name, cursor) : (cursor) => store.listDevices(cursor);
+    group?.kind === 'static' ? async (cursor) => pageOfDevices(await deps.groups.members(group.name, cursor)) : (cursor) => store.listDevices(cursor);
   const needle = search.id?.toLowerCase();
   const items: FoundDevice[] = [];
   let scanned = 0;
@@ -93,12 +93,10 @@ export async function searchDevices(
   }
 }
 
-/** A page of a static group's members, as device records (id order). */
-async function membersOf(store: StateStore, name: string, cursor: { after?: string; limit: number }): Promise<Page<DeviceRecord>> {
-  const ids = await store.listGroupMembers(name, cursor);
-  // a member is a registered device (devices are revoked, never deleted); read in one tick
-  const items = (await Promise.all(ids.items.map((id) => store.getDevice(id)))).filter((d): d is DeviceRecord => d !== undefined);
-  return ids.next ? { items, next: ids.next } : { items };
+/** A page of selected devices as their records. */
+function pageOfDevices(page: Page<SelectedDevice>): Page<DeviceRecord> {
+  const items = page.items.map((s) => s.device);
+  return page.next ? { items, next: page.next } : { items };
 }
 
 /** A dynamic group's membership test: its query. */

@@ -75,13 +75,6 @@ export class GroupService {
     return g;
   }
 
-  /** A group with its whole member list (a static group's can hold 100,000); NOT_FOUND naming it. */
-  async getWhole(name: string): Promise<GroupRecord> {
-    const g = await this.deps.store.getGroup(name);
-    if (!g) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist; list groups with: updraft group list`);
-    return g;
-  }
-
   /** Every group, without member lists. */
   list(): Promise<GroupRecord[]> {
     return this.deps.store.listGroups();
@@ -114,11 +107,9 @@ export class GroupService {
     const g = await this.get(name);
     if (g.kind === 'dynamic') return selectPage(this.deps.store, parseQuery(g.query!), options);
     const ids = await this.deps.store.listGroupMembers(name, options);
-    const items: SelectedDevice[] = [];
-    for (const id of ids.items) {
-      const device = await this.deps.store.getDevice(id);
-      if (device) items.push({ device });
-    }
+    // read in one tick (one query on PostgreSQL); a member is registered (devices are revoked, never deleted)
+    const devices = await Promise.all(ids.items.map((id) => this.deps.store.getDevice(id)));
+    const items = devices.filter((d) => d !== undefined).map((device) => ({ device }));
     return ids.next ? { items, next: ids.next } : { items };
   }
 

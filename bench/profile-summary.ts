@@ -36,7 +36,7 @@ export interface PartShare {
 }
 
 interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string }; children?: number[] }[];
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
   startTime: number;
   samples: number[];
   timeDeltas: number[];
@@ -81,6 +81,17 @@ function partOf(url: string): string {
   return 'other';
 }
 
+/** One function's self time in a window: where exactly a part's time went. */
+export interface FunctionShare {
+  fn: string;
+  part: string;
+  share: number;
+  usPerUpdate: number;
+}
+
+/** How many functions `summarizeProfile` names, most self time first. */
+const TOP_FUNCTIONS = 15;
+
 /** The largest profile `dir` holds for process `pid` (its main thread's). */
 export function profileOf(dir: string, pid: number): string | undefined {
   const mine = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile') && f.split('.')[3] === String(pid));
@@ -88,7 +99,7 @@ export function profileOf(dir: string, pid: number): string | undefined {
 }
 
 /** The parts of `file`'s busy time between `fromUs` and `toUs`, largest first. */
-export function summarizeProfile(file: string, fromUs: number, toUs: number, updates: number): { busySeconds: number; parts: PartShare[] } {
+export function summarizeProfile(file: string, fromUs: number, toUs: number, updates: number): { busySeconds: number; parts: PartShare[]; top: FunctionShare[] } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -107,6 +118,12 @@ export function summarizeProfile(file: string, fromUs: number, toUs: number, upd
     return found;
   };
   const totals = new Map<string, number>();
+  // self time by function (name, script and line), the same function's nodes summed
+  const byFunction = new Map<string, { part: string; us: number }>();
+  const where = (id: number): string => {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    return url ? `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|src)\//, '$1/')}:${lineNumber + 1}` : functionName;
+  };
   let busy = 0;
   let t = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
@@ -119,9 +136,18 @@ export function summarizeProfile(file: string, fromUs: number, toUs: number, upd
     busy += d;
     const k = part(id);
     totals.set(k, (totals.get(k) ?? 0) + d);
+    const fn = where(id);
+    const f = byFunction.get(fn) ?? byFunction.set(fn, { part: k, us: 0 }).get(fn)!;
+    f.us += d;
   }
+  const shareOf = (us: number) => Math.round((1000 * us) / Math.max(1, busy)) / 10;
+  const perUpdate = (us: number) => Math.round(us / Math.max(1, updates));
   const parts = [...totals]
     .sort((a, b) => b[1] - a[1])
-    .map(([name, us]) => ({ part: name, share: Math.round((1000 * us) / Math.max(1, busy)) / 10, usPerUpdate: Math.round(us / Math.max(1, updates)) }));
-  return { busySeconds: Math.round(busy / 1e4) / 100, parts };
+    .map(([name, us]) => ({ part: name, share: shareOf(us), usPerUpdate: perUpdate(us) }));
+  const top = [...byFunction]
+    .sort((a, b) => b[1].us - a[1].us)
+    .slice(0, TOP_FUNCTIONS)
+    .map(([fn, f]) => ({ fn, part: f.part, share: shareOf(f.us), usPerUpdate: perUpdate(f.us) }));
+  return { busySeconds: Math.round(busy / 1e4) / 100, parts, top };
 }

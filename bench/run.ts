@@ -15,7 +15,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
-import { profileOf, summarizeProfile, type PartShare } from './profile-summary.ts';
+import { profileOf, summarizeProfile, type FunctionShare, type PartShare } from './profile-summary.ts';
 import { NODE_TUNING } from './processes.ts';
 import { connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { round } from './stats.ts';
@@ -111,7 +111,8 @@ await stopExternal();
 
 // --profile: where the server's and the simulator's time went in each update scenario (their
 // profiles are written as they exit, so after the scenarios)
-const profiles: { scenario: string; server?: { busySeconds: number; parts: PartShare[] }; sim?: { busySeconds: number; parts: PartShare[] } }[] = [];
+type Summary = { busySeconds: number; parts: PartShare[]; top: FunctionShare[] };
+const profiles: { scenario: string; server?: Summary; sim?: Summary }[] = [];
 for (const w of profileDir ? profileWindows : []) {
   const [serverFile, simFile] = [profileOf(profileDir!, w.serverPid), profileOf(profileDir!, w.simPid)];
   const server = serverFile ? summarizeProfile(serverFile, w.fromUs, w.toUs, w.updates) : undefined;
@@ -124,6 +125,9 @@ for (const w of profileDir ? profileWindows : []) {
     return { part: name, server_pct: a?.share ?? 0, server_us_per_update: a?.usPerUpdate ?? 0, sim_pct: b?.share ?? 0, sim_us_per_update: b?.usPerUpdate ?? 0 };
   });
   log(`\n[profile] ${w.scenario}: where the busy time went (server ${server?.busySeconds ?? '?'} s, simulator ${sim?.busySeconds ?? '?'} s busy in the window; self time by part)\n${table(rows)}`);
+  for (const [who, of] of [['server', server], ['simulator', sim]] as const) {
+    if (of) log(`\n[profile] ${w.scenario}, ${who}: the functions with the most self time\n${table(of.top.map((f) => ({ pct: f.share, us_per_update: f.usPerUpdate, part: f.part, function: f.fn })))}`);
+  }
 }
 
 const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency`);

@@ -6,19 +6,19 @@
  * Everything else passes through untouched, so devices that never use the family cost
  * nothing more.
  */
-import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
+import { routeRequests, type MessageBus, type RequestHandler } from '../broker/message-bus.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import type { AwsShadowDoor } from './shadow-door.ts';
 
 /** `bus` with the AWS shadow door and the jobs door's handler (`AwsJobsDoor.handle`) in front of whoever subscribes through it (the replica). */
-export function withAwsDoors(bus: MessageBus, doors: { shadow: AwsShadowDoor; jobs: (msg: InboundMessage) => void }): MessageBus {
+export function withAwsDoors(bus: MessageBus, doors: { shadow: AwsShadowDoor; jobs: RequestHandler }): MessageBus {
   return routeRequests(
     bus,
     (msg, next) => {
       if (!msg.topic.startsWith(AWS_THINGS_PREFIX)) return next(msg);
       const shadowRequest = doors.shadow.translate(msg);
       if (shadowRequest) return next(shadowRequest);
-      doors.jobs(msg);
+      return doors.jobs(msg);
     },
     {
       // an answer is wanted when its own topic or its $aws mirror has a subscriber

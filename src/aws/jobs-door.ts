@@ -77,16 +77,15 @@ export class AwsJobsDoor {
     return this.deps.now ? this.deps.now() : Date.now();
   }
 
-  /** Handles one request on a Jobs topic; never throws (answers on `.../rejected`). */
-  handle(msg: InboundMessage): void {
+  /** Handles one request on a Jobs topic; never throws (answers on `.../rejected`); resolves once answered. */
+  handle(msg: InboundMessage): Promise<void> {
     const req = parseAwsJobsRequest(msg.topic);
-    if (!req || !mayActFor(msg.sender, req.thing)) return;
+    if (!req || !mayActFor(msg.sender, req.thing)) return Promise.resolve();
     this.deps.things.mark(req.thing);
     if ('invalid' in req) {
-      void this.publishJson(req.rejectTopic, this.rejection(new AwsJobsError('InvalidTopic', `Invalid topic: ${msg.topic}`), salvageJobsClientToken(msg.payload)));
-      return;
+      return this.publishJson(req.rejectTopic, this.rejection(new AwsJobsError('InvalidTopic', `Invalid topic: ${msg.topic}`), salvageJobsClientToken(msg.payload)));
     }
-    this.queue
+    return this.queue
       .run(req.thing, () => this.answer(req, msg.payload, msg.sender))
       .catch((err: unknown) => {
         const e = err instanceof AwsJobsError ? err : new AwsJobsError('RequestThrottled', asUpdraftError(err).message);

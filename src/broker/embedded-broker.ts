@@ -9,14 +9,14 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
+import { Aedes, type Client, type PublishPacket } from 'aedes';
 import mqemitter from 'mqemitter';
 import { UpdraftError } from '../errors.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Authenticator } from './authenticator.ts';
-import type { InboundMessage, MessageBus, PresenceEvent, Sender } from './message-bus.ts';
+import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
 
@@ -56,7 +56,7 @@ export class EmbeddedBroker implements MessageBus {
   private aedes: Aedes | undefined;
   private server: net.Server | undefined;
   private tlsServer: tls.Server | undefined;
-  private requestHandler: (msg: InboundMessage) => void = () => {};
+  private requestHandler: RequestHandler = () => {};
   private presenceHandler: (event: PresenceEvent) => void = () => {};
   private subscriptionHandler: (sender: Sender, filter: string) => void = () => {};
   /** Identity of each connection, decided at CONNECT. */
@@ -89,7 +89,7 @@ export class EmbeddedBroker implements MessageBus {
     return this.aedes?.connectedClients ?? 0;
   }
 
-  onRequest(handler: (msg: InboundMessage) => void): void {
+  onRequest(handler: RequestHandler): void {
     this.requestHandler = handler;
   }
 
@@ -138,8 +138,21 @@ export class EmbeddedBroker implements MessageBus {
           log.warn('publish dropped: topic not allowed for this client', { clientId: client?.id, topic: packet.topic });
           this.dropped.add(packet.payload as Buffer);
           packet.retain = false;
+          return done(null);
         }
-        done(null);
+        const handled = client ? this.route(packet, sender) : undefined;
+        if (!handled) return done(null);
+        // A request's PUBACK waits until it is handled: aedes writes it once this callback
+        // runs. So a device's report is acknowledged once the replica has recorded it
+        // (committed) and handed its answers to aedes, and the PUBACK leaves in the same
+        // write as the answers (`coalesceWrites`; just ahead of them) instead of a write of
+        // its own: two system calls fewer per device updated on the server, two reads fewer
+        // on the device (strace of 500 devices updated: 3 writes to each device's
+        // connection instead of 5). A request still being handled holds the client's next
+        // packets (aedes reads a connection's next packets once those of its last read are
+        // handled), which orders a device's requests and keeps a flooding client to its own
+        // pace. `handled` never rejects.
+        void handled.then(() => done(null));
       },
       authorizeSubscribe: (client, sub, done) => {
         const sender = this.senders.get(client);
@@ -156,7 +169,6 @@ export class EmbeddedBroker implements MessageBus {
         // MQTT messages, not aedes's own $SYS notices (a client came or went, subscribed): they
         // go to no device, and counting them inflated the bench's messages per update
         if (!packet.topic.startsWith('$SYS/')) this.stats.published++;
-        if (client) this.route(packet, client);
       },
     });
     aedes.on('clientReady', (client) => {
@@ -212,13 +224,15 @@ export class EmbeddedBroker implements MessageBus {
     });
   }
 
-  private route(packet: AedesPublishPacket, client: Client): void {
-    if (this.dropped.has(packet.payload as Buffer)) return;
+  /** Hands a request (a message on a request topic) to its handler; undefined for other messages. */
+  private route(packet: PublishPacket, sender: Sender): Promise<void> | undefined {
     // $aws/things/...: the AWS doors (aws/aws-bus.ts) pick their requests out
-    if (!parseRequestTopic(packet.topic) && !parseCredentialsRequestTopic(packet.topic) && !packet.topic.startsWith(AWS_THINGS_PREFIX)) return;
-    const sender = this.senders.get(client);
-    if (!sender) return;
-    this.requestHandler({ topic: packet.topic, payload: packet.payload as Buffer, sender });
+    if (!parseRequestTopic(packet.topic) && !parseCredentialsRequestTopic(packet.topic) && !packet.topic.startsWith(AWS_THINGS_PREFIX)) return undefined;
+    try {
+      return Promise.resolve(this.requestHandler({ topic: packet.topic, payload: packet.payload as Buffer, sender })).catch(() => undefined);
+    } catch {
+      return undefined; // handlers do not throw; a broken one must not stall the connection
+    }
   }
 
   /** True when a subscription of a connected client (or a persistent session) matches `topic`. */

@@ -24,7 +24,7 @@ import type { Lease } from '../cluster/lease.ts';
 import { awsThingOf } from '../protocol/aws-topics.ts';
 import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
-import type { InboundMessage, MessageBus, PresenceEvent } from './message-bus.ts';
+import type { MessageBus, PresenceEvent, RequestHandler } from './message-bus.ts';
 
 /** Options of the external broker connection. */
 export interface ExternalBrokerOptions {
@@ -57,7 +57,7 @@ export const REQUEST_FILTERS: readonly string[] = [...['update', 'get', 'delete'
 export class ExternalBroker implements MessageBus {
   private readonly opts: ExternalBrokerOptions;
   private client: MqttClient | undefined;
-  private requestHandler: (msg: InboundMessage) => void = () => {};
+  private requestHandler: RequestHandler = () => {};
   private exclusiveTimer: NodeJS.Timeout | undefined;
   private exclusiveSubscribed = false;
 
@@ -78,7 +78,7 @@ export class ExternalBroker implements MessageBus {
     return this.client?.connected ?? false;
   }
 
-  onRequest(handler: (msg: InboundMessage) => void): void {
+  onRequest(handler: RequestHandler): void {
     this.requestHandler = handler;
   }
 

@@ -24,6 +24,14 @@ export interface InboundMessage {
   sender: Sender;
 }
 
+/**
+ * The consumer of requests. It must not block: it queues the work and returns. The promise
+ * it may return settles once the request is handled (recorded and answered, or rejected)
+ * and never rejects: a bus that can hold a request's acknowledgement until then does (the
+ * embedded broker sends the PUBACK of a QoS 1 request then, see `embedded-broker.ts`).
+ */
+export type RequestHandler = (msg: InboundMessage) => void | Promise<void>;
+
 /** Connect and disconnect of device clients, for the fleet's online view. */
 export interface PresenceEvent {
   deviceId: string;
@@ -36,11 +44,8 @@ export interface MessageBus {
   start(): Promise<void>;
   /** Disconnects or closes the broker, releasing sockets and timers. */
   stop(): Promise<void>;
-  /**
-   * Sets the consumer of shadow requests (`state/+/update|get|delete` and named shadows).
-   * It must not block: it queues the work and returns.
-   */
-  onRequest(handler: (msg: InboundMessage) => void): void;
+  /** Sets the consumer of shadow requests (`state/+/update|get|delete` and named shadows). */
+  onRequest(handler: RequestHandler): void;
   /** Sets the listener for device presence changes. */
   onPresence(handler: (event: PresenceEvent) => void): void;
   /**
@@ -59,10 +64,10 @@ export interface MessageBus {
  */
 export function routeRequests(
   bus: MessageBus,
-  route: (msg: InboundMessage, next: (msg: InboundMessage) => void) => void,
+  route: (msg: InboundMessage, next: RequestHandler) => void | Promise<void>,
   overrides: Partial<Pick<MessageBus, 'publish' | 'hasSubscribers'>> = {},
 ): MessageBus {
-  let next: (msg: InboundMessage) => void = () => {};
+  let next: RequestHandler = () => {};
   bus.onRequest((msg) => route(msg, next));
   return {
     start: () => bus.start(),

@@ -51,12 +51,12 @@ export class CredentialService {
     return this.deps.now ? this.deps.now() : Math.floor(Date.now() / 1000);
   }
 
-  /** Handles one request; never throws (answers on the rejected topic instead). */
-  handle(msg: InboundMessage): void {
+  /** Handles one request; never throws (answers on the rejected topic instead); resolves once answered. */
+  handle(msg: InboundMessage): Promise<void> {
     const parsed = parseCredentialsRequestTopic(msg.topic);
-    if (!parsed) return;
+    if (!parsed) return Promise.resolve();
     const { deviceId } = parsed;
-    void this.answer(deviceId, msg).catch(async (err: unknown) => {
+    return this.answer(deviceId, msg).catch(async (err: unknown) => {
       const e = asUpdraftError(err);
       if (e.status >= 500) this.deps.logger.error('credentials request failed', { deviceId, error: e.message });
       else this.deps.logger.info('credentials refused', { deviceId, reason: e.message });

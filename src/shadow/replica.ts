@@ -87,30 +87,42 @@ export class ShadowReplica {
     return this.deps.now ? this.deps.now() : Math.floor(Date.now() / 1000);
   }
 
-  /** Queues one MQTT request; never throws, answers on the rejected topic instead. */
-  submit(msg: InboundMessage): void {
+  /**
+   * Queues one MQTT request; never throws, answers on the rejected topic instead. Resolves
+   * (never rejects) once it is handled: recorded (committed) and its answers handed to the
+   * bus, or rejected. The embedded broker acknowledges the request then, so the PUBACK
+   * leaves with the answers; the request keeps its place in the queue until the bus has
+   * taken them (backpressure).
+   */
+  submit(msg: InboundMessage): Promise<void> {
     const req = parseRequestTopic(msg.topic);
-    if (!req || this.stopped) return;
+    if (!req || this.stopped) return Promise.resolve();
     const ref: ShadowRef = { deviceId: req.deviceId, name: req.name };
-    this.queue
-      .run(key(ref), () => this.handle(ref, req.op, msg.payload, msg.sender))
-      .catch((err: unknown) => this.reject(ref, req.op, asUpdraftError(err), salvageClientToken(msg.payload)));
+    return new Promise<void>((answered) => {
+      this.queue
+        .run(key(ref), () => this.handle(ref, req.op, msg.payload, msg.sender, answered))
+        .catch((err: unknown) => this.reject(ref, req.op, asUpdraftError(err), salvageClientToken(msg.payload), answered))
+        .finally(() => answered());
+    });
   }
 
-  private async handle(ref: ShadowRef, op: ShadowOperation, payload: Buffer, sender: Sender): Promise<void> {
+  /** Handles one request; `answered` is called once its answers are handed to the bus. */
+  private async handle(ref: ShadowRef, op: ShadowOperation, payload: Buffer, sender: Sender, answered: () => void): Promise<void> {
     try {
       if (op === 'update') {
-        await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits), sender);
+        await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits), sender, answered);
       } else if (op === 'get') {
         const req = parseSimpleRequest(payload, this.deps.limits);
         const doc = await this.readDocument(ref, req.clientToken, true);
-        await this.publish(answerTopic(ref, 'get', 'accepted'), doc);
+        const sent = this.publish(answerTopic(ref, 'get', 'accepted'), doc);
+        answered();
+        await sent;
         if (ref.name === '' && sender.kind === 'device') this.deps.events.emit('device.fetched', { deviceId: ref.deviceId });
       } else {
-        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits));
+        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits), answered);
       }
     } catch (err) {
-      await this.reject(ref, op, asUpdraftError(err), salvageClientToken(payload));
+      await this.reject(ref, op, asUpdraftError(err), salvageClientToken(payload), answered);
     }
   }
 
@@ -136,7 +148,7 @@ export class ShadowReplica {
     return this.deps.issueCommand ? this.deps.issueCommand(deviceId, software) : undefined;
   }
 
-  private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender): Promise<ShadowRecord> {
+  private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender, answered?: () => void): Promise<ShadowRecord> {
     checkSoftwareSection(ref, request, sender);
     const { store } = this.deps;
     const k = key(ref);
@@ -186,13 +198,14 @@ export class ShadowReplica {
         await this.decorate(ref, next, delta.state);
         answers.push(this.publish(deltaTopic, delta));
       }
+      answered?.();
       await Promise.all(answers);
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
       return next;
     }
   }
 
-  private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }): Promise<void> {
+  private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }, answered: () => void): Promise<void> {
     this.cache.delete(key(ref));
     const current = await this.deps.store.getShadow(ref.deviceId, ref.name);
     if (!current || current.deleted) throw notFound(ref);
@@ -202,7 +215,9 @@ export class ShadowReplica {
     if (!(await this.deps.store.putShadow(gone, current.version))) throw new UpdraftError('CONFLICT', 'Version conflict');
     const answer: DeleteAccepted = { version: current.version, timestamp: now };
     if (req.clientToken !== undefined) answer.clientToken = req.clientToken;
-    await this.publish(answerTopic(ref, 'delete', 'accepted'), answer);
+    const sent = this.publish(answerTopic(ref, 'delete', 'accepted'), answer);
+    answered();
+    await sent;
     this.deps.events.emit('shadow.deleted', { deviceId: ref.deviceId, name: ref.name, version: gone.version });
   }
 
@@ -230,11 +245,13 @@ export class ShadowReplica {
     }
   }
 
-  private async reject(ref: ShadowRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined): Promise<void> {
+  private async reject(ref: ShadowRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined, answered: () => void): Promise<void> {
     if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
     const rejection: Rejection = { code: err.status, message: err.message, timestamp: this.now() };
     if (clientToken !== undefined) rejection.clientToken = clientToken;
-    await this.publish(answerTopic(ref, op, 'rejected'), rejection);
+    const sent = this.publish(answerTopic(ref, op, 'rejected'), rejection);
+    answered();
+    await sent;
   }
 
   private async publish(topic: string, message: object): Promise<void> {

@@ -96,7 +96,7 @@ if (!found.ok) {
           const original = replica.submit.bind(replica);
           replica.submit = (msg) => {
             handled[i]!++;
-            original(msg);
+            return original(msg);
           };
           await replica.start();
           await bus.start();

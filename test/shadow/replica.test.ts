@@ -129,6 +129,8 @@ describe('replica over MQTT', () => {
     const published = () => ts.server.broker.stats.published;
     const before = published();
     await lean.request('state/dev-lean/update', { state: { reported: { n: 1 } } }, 'lean-1');
+    // the request is counted as aedes forwards it, after its PUBACK, which waits for the answers
+    await eventually(async () => (published() - before >= 2 ? true : undefined), 10_000, 'the request counted');
     assert.equal(published() - before, 2, 'the request and its accepted, no documents');
     // a tool subscribing to every shadow's documents brings them back
     const tool = await TestClient.connect(ts.mqttUrl, 'ops-docs', { username: 'operator', password: ts.token });
@@ -141,6 +143,7 @@ describe('replica over MQTT', () => {
     await eventually(async () => (ts.server.broker.hasSubscribers('state/dev-lean/update/documents') ? undefined : true), 10_000, 'the subscription gone');
     const mark = published();
     await lean.request('state/dev-lean/update', { state: { reported: { n: 3 } } }, 'lean-3');
+    await eventually(async () => (published() - mark >= 2 ? true : undefined), 10_000, 'the request counted');
     assert.equal(published() - mark, 2);
     await lean.end();
   });

@@ -45,6 +45,33 @@ describe('shadow document', () => {
     assert.deepEqual(cleared.state.desired, { cfg: { a: 1 } });
   });
 
+  it('copies only what an update changes, and never changes its inputs', () => {
+    const deepFreeze = <T>(v: T): T => {
+      if (typeof v === 'object' && v !== null) {
+        for (const child of Object.values(v)) deepFreeze(child);
+        Object.freeze(v);
+      }
+      return v;
+    };
+    const first = deepFreeze(apply(undefined, { desired: { software: { version: '2' } }, reported: { software: { version: '1', status: 'IDLE' }, net: { rssi: -60, ips: ['10.0.0.2'] } } }).next);
+    const request = deepFreeze({ reported: { software: { status: 'DOWNLOADING' }, net: { ips: ['10.0.0.3'] }, temp: null } });
+    // frozen inputs: a write into either would throw here (modules are strict)
+    const { next, accepted } = apply(first, request, {}, 200);
+    assert.deepEqual(next.state.reported, { software: { version: '1', status: 'DOWNLOADING' }, net: { rssi: -60, ips: ['10.0.0.3'] } });
+    assert.deepEqual(next.metadata.reported?.net, { rssi: { timestamp: 100 }, ips: { timestamp: 200 } });
+    assert.deepEqual(first.state.reported?.software, { version: '1', status: 'IDLE' }, 'the previous record is unchanged');
+    // untouched subtrees are shared with the previous record, written values with the request
+    assert.equal(next.state.desired, first.state.desired);
+    assert.equal(next.metadata.desired, first.metadata.desired);
+    assert.equal((next.state.reported?.net as Record<string, unknown>).ips, (request.reported.net as Record<string, unknown>).ips);
+    assert.notEqual(next.state.reported, first.state.reported);
+    assert.equal(accepted.state, request);
+    // the delta and its metadata share the record's values and change nothing
+    const delta = deltaMessage(deepFreeze(next), 300);
+    assert.deepEqual(delta?.state, { software: { version: '2' } });
+    assert.deepEqual(delta?.metadata, { software: { version: { timestamp: 100 } } });
+  });
+
   it('replaces arrays as whole values', () => {
     const first = apply(undefined, { desired: { list: [1, 2, 3] } }).next;
     const { next } = apply(first, { desired: { list: [4] } });

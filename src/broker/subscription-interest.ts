@@ -10,7 +10,10 @@
  * Counted per client id, so a client that subscribes twice, or comes back with a
  * persistent session, is counted once; a clean session's filters go when it disconnects.
  * Matching is a trie lookup, not a scan: thousands of devices each subscribed to
- * `state/<id>/#` cost nothing per publish.
+ * `state/<id>/#` cost nothing per publish. Filters without wildcards (what agents subscribe
+ * to) are kept in a set instead: an answer to a device is found with one hash lookup, and
+ * the tries, which split the topic and walk it, hold only the few wildcard filters of
+ * operators and dashboards.
  */
 import { QlobberTrue } from 'qlobber';
 
@@ -22,6 +25,8 @@ export class SubscriptionInterest {
   private readonly byClient = new Map<string, Set<string>>();
   /** How many clients hold each filter: a filter enters the tries at 1 and leaves at 0. */
   private readonly counts = new Map<string, number>();
+  /** Filters without a wildcard: they match exactly one topic, themselves. */
+  private readonly exact = new Set<string>();
   /** Filters that start with a wildcard, which never match `$` topics [MQTT-4.7.2-1]. */
   private readonly leadingWildcard = trie();
   private readonly others = trie();
@@ -34,7 +39,10 @@ export class SubscriptionInterest {
     mine.add(filter);
     const n = (this.counts.get(filter) ?? 0) + 1;
     this.counts.set(filter, n);
-    if (n === 1) this.trieOf(filter).add(filter);
+    if (n === 1) {
+      if (isExact(filter)) this.exact.add(filter);
+      else this.trieOf(filter).add(filter);
+    }
   }
 
   /** A client unsubscribed from `filter`. */
@@ -45,7 +53,8 @@ export class SubscriptionInterest {
     const n = (this.counts.get(filter) ?? 1) - 1;
     if (n > 0) return void this.counts.set(filter, n);
     this.counts.delete(filter);
-    this.trieOf(filter).remove(filter);
+    if (isExact(filter)) this.exact.delete(filter);
+    else this.trieOf(filter).remove(filter);
   }
 
   /** A client's session ended (clean session): all its filters go. */
@@ -55,10 +64,14 @@ export class SubscriptionInterest {
 
   /** True when some subscription matches `topic`. */
   has(topic: string): boolean {
-    return this.others.test(topic) || (!topic.startsWith('$') && this.leadingWildcard.test(topic));
+    return this.exact.has(topic) || this.others.test(topic) || (!topic.startsWith('$') && this.leadingWildcard.test(topic));
   }
 
   private trieOf(filter: string) {
     return filter.startsWith('+') || filter.startsWith('#') ? this.leadingWildcard : this.others;
   }
+}
+
+function isExact(filter: string): boolean {
+  return !filter.includes('+') && !filter.includes('#');
 }

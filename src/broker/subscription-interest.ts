@@ -13,7 +13,9 @@
  * `state/<id>/#` cost nothing per publish. Filters without wildcards (what agents subscribe
  * to) are kept in a set instead: an answer to a device is found with one hash lookup, and
  * the tries, which split the topic and walk it, hold only the few wildcard filters of
- * operators and dashboards.
+ * operators and tools, and are not walked at all while they are empty (the usual case: the
+ * dashboard reads server-sent events, not MQTT). Walking empty tries for the answers nobody
+ * receives (`documents`, the `$aws` twins) took 4% of the server in a fleet update.
  */
 import { QlobberTrue } from 'qlobber';
 
@@ -27,6 +29,8 @@ export class SubscriptionInterest {
   private readonly counts = new Map<string, number>();
   /** Filters without a wildcard: they match exactly one topic, themselves. */
   private readonly exact = new Set<string>();
+  /** How many filters the tries hold. */
+  private wildcards = 0;
   /** Filters that start with a wildcard, which never match `$` topics [MQTT-4.7.2-1]. */
   private readonly leadingWildcard = trie();
   private readonly others = trie();
@@ -41,7 +45,10 @@ export class SubscriptionInterest {
     this.counts.set(filter, n);
     if (n === 1) {
       if (isExact(filter)) this.exact.add(filter);
-      else this.trieOf(filter).add(filter);
+      else {
+        this.trieOf(filter).add(filter);
+        this.wildcards++;
+      }
     }
   }
 
@@ -54,7 +61,10 @@ export class SubscriptionInterest {
     if (n > 0) return void this.counts.set(filter, n);
     this.counts.delete(filter);
     if (isExact(filter)) this.exact.delete(filter);
-    else this.trieOf(filter).remove(filter);
+    else {
+      this.trieOf(filter).remove(filter);
+      this.wildcards--;
+    }
   }
 
   /** A client's session ended (clean session): all its filters go. */
@@ -64,7 +74,9 @@ export class SubscriptionInterest {
 
   /** True when some subscription matches `topic`. */
   has(topic: string): boolean {
-    return this.exact.has(topic) || this.others.test(topic) || (!topic.startsWith('$') && this.leadingWildcard.test(topic));
+    if (this.exact.has(topic)) return true;
+    if (this.wildcards === 0) return false;
+    return this.others.test(topic) || (!topic.startsWith('$') && this.leadingWildcard.test(topic));
   }
 
   private trieOf(filter: string) {

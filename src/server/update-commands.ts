@@ -10,8 +10,9 @@
  * same job and artifact while it is young (a tenth of its lifetime, at most 30 s). The
  * manifest names no device (it vouches for the software and its freshness; the URL is what
  * binds a download to one device), so every device of a rollout wave shares one signature:
- * one per device was 2.5% of the server's CPU in a fleet update. The URL is issued anew every
- * time (an HMAC, cheap), so it always carries the current key after a rotation.
+ * one per device was 2.5% of the server's CPU in a fleet update. The URL is asked for every
+ * time, so it always carries the current key after a rotation; the HMAC signer gives the same
+ * device the URL it signed for the same grant (same expiry, same key) without signing again.
  */
 import type { DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
 import type { DesiredSoftware, SoftwareCommand } from '../protocol/software.ts';

@@ -44,3 +44,21 @@ it('counts subscriptions per client: twice is once, unsubscribing or a clean dis
   s.remove('tool', docs); // unknown: nothing happens
   assert.equal(s.has(docs), false);
 });
+
+it('keeps a wildcard filter while any client holds it, with exact filters alongside', () => {
+  const s = new SubscriptionInterest();
+  const docs = 'state/d1/update/documents';
+  s.add('agent-d1', 'state/d1/update/delta');
+  s.add('dash-1', 'state/+/update/documents');
+  s.add('dash-2', 'state/+/update/documents');
+  s.add('dash-2', '#');
+  s.forget('dash-1');
+  assert.equal(s.has(docs), true, 'dash-2 still holds both wildcards');
+  s.remove('dash-2', 'state/+/update/documents');
+  assert.equal(s.has(docs), true, '# still matches');
+  s.remove('dash-2', '#');
+  assert.equal(s.has(docs), false, 'no wildcard left');
+  assert.equal(s.has('state/d1/update/delta'), true, 'the exact filter stays');
+  s.add('dash-3', 'state/d1/#');
+  assert.equal(s.has(docs), true, 'a wildcard added after the tries emptied');
+});

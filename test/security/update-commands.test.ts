@@ -45,6 +45,27 @@ describe('update commands', () => {
     assert.notEqual(other.signature, a.signature, 'another job: another manifest');
   });
 
+  it('gives a device its URL again while the manifest is reused, and signs with the new key at once after a rotation', async () => {
+    const ring = [{ kid: 'k1', secret: randomBytes(32) }];
+    const ringSigner = new UrlSigner({ keys: ring, baseUrl: 'http://updraft.test' });
+    const clock = { now: 1_700_000_000_000 };
+    const c = new UpdateCommands({ store, urls: new HmacUrlIssuer({ signer: ringSigner }), manifests: new ManifestSigner({ key }), ttlSeconds: TTL, now: () => clock.now });
+    const first = await c.issue('dev-a', sw);
+    clock.now += 1_000;
+    assert.equal((await c.issue('dev-a', sw)).url, first.url, 'the progress report delta: the same URL');
+    // rotation replaces the ring in place (artifacts/key-ring.ts): the new key signs first
+    ring.splice(0, ring.length, { kid: 'k2', secret: randomBytes(32) }, ring[0]!);
+    const rotated = await c.issue('dev-a', sw);
+    const query = new URL(rotated.url).searchParams;
+    assert.equal(query.get('kid'), 'k2');
+    const nowS = Math.floor(clock.now / 1000);
+    assert.equal(ringSigner.verify(query, sw, '127.0.0.1', nowS), 'dev-a');
+    // the old key retired: its URL is refused, the new one still opens
+    ring.splice(1, 1);
+    assert.throws(() => ringSigner.verify(new URL(first.url).searchParams, sw, '127.0.0.1', nowS), /unknown or retired key/);
+    assert.equal(ringSigner.verify(new URL((await c.issue('dev-a', sw)).url).searchParams, sw, '127.0.0.1', nowS), 'dev-a');
+  });
+
   it('signs anew once the manifest is no longer young, with a later expiry', async () => {
     const clock = { now: 1_700_000_000_000 };
     const c = commands(clock);

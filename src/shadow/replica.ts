@@ -61,7 +61,7 @@ export class ShadowReplica {
   /**
    * Last committed record per shadow, for the read-modify-write of updates. Safe with several
    * instances: a stale entry makes the conditional write fail, and the retry reads the store.
-   * Records in it are never mutated (applyUpdate works on copies).
+   * Records in it are never mutated (an update builds new objects where it writes, copy on write).
    */
   private readonly cache = new Map<string, ShadowRecord>();
 

@@ -1,11 +1,12 @@
 /**
  * The embedded MQTT broker (aedes, MQTT 3.1.1 over TCP) and the in-process MessageBus over it.
  *
- * Device requests are consumed through aedes's `published` hook, in-process, rather than by
- * a wildcard MQTT subscriber: a QoS 1 wildcard subscriber that falls behind while many
- * clients disconnect overflows the stack inside mqemitter (`RangeError: Maximum call stack
- * size exceeded`). The hook hands each request to the replica's bounded queue and returns at
- * once, so aedes itself never holds a backlog for us.
+ * Device requests are consumed through aedes's `authorizePublish` hook, in-process, rather
+ * than by a wildcard MQTT subscriber: a QoS 1 wildcard subscriber that falls behind while
+ * many clients disconnect overflows the stack inside mqemitter (`RangeError: Maximum call
+ * stack size exceeded`). The hook hands each request to the replica's bounded queue and lets
+ * aedes go on (and write the PUBACK) once the request is handled, so aedes itself never
+ * holds a backlog for us: each connection waits for its own requests only.
  */
 import net from 'node:net';
 import tls from 'node:tls';

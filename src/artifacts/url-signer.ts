@@ -56,12 +56,13 @@ export class UrlSigner {
   /** A URL granting `grant`. */
   sign(grant: UrlGrant): string {
     const key = this.keys[0]!;
-    const id = `${key.kid}\n${message(grant)}`;
+    const msg = message(grant);
+    const id = `${key.kid}\n${msg}`;
     const known = this.signed.get(id);
     if (known) return known;
     const q = new URLSearchParams({ device: grant.deviceId, exp: String(grant.expiresAt), kid: key.kid });
     if (grant.ip) q.set('ip', grant.ip);
-    q.set('sig', mac(key.secret, grant));
+    q.set('sig', mac(key.secret, msg));
     const url = `${this.baseUrl}${UrlSigner.path(grant.name, grant.version)}?${q.toString()}`;
     rememberLru(this.signed, id, url, SIGNED_KEPT);
     return url;
@@ -83,7 +84,7 @@ export class UrlSigner {
     const key = this.keys.find((k) => k.kid === kid);
     if (!key) throw new UpdraftError('FORBIDDEN', 'download URL was signed with an unknown or retired key');
     const ip = query.get('ip') ?? undefined;
-    const expected = Buffer.from(mac(key.secret, { deviceId, ...artifact, expiresAt: exp, ...(ip ? { ip } : {}) }));
+    const expected = Buffer.from(mac(key.secret, message({ deviceId, ...artifact, expiresAt: exp, ...(ip ? { ip } : {}) })));
     const given = Buffer.from(sig);
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new UpdraftError('FORBIDDEN', 'download URL signature does not match (tampered, or for another device or artifact)');
@@ -101,8 +102,8 @@ function message(g: UrlGrant): string {
   return ['v1', g.deviceId, g.name, g.version, g.sha256, String(g.expiresAt), g.ip ?? ''].join('\n');
 }
 
-function mac(secret: Buffer, g: UrlGrant): string {
-  return createHmac('sha256', secret).update(message(g)).digest('base64url');
+function mac(secret: Buffer, msg: string): string {
+  return createHmac('sha256', secret).update(msg).digest('base64url');
 }
 
 /** `::ffff:127.0.0.1` and `127.0.0.1` are the same client. */

@@ -19,6 +19,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
+import { rememberLru } from '../util/lru.ts';
 import { JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
   ArtifactRecord,
@@ -531,9 +532,8 @@ export class SqliteStore implements StateStore {
     const row = this.statements().getDevice.get(deviceId);
     if (!row) return undefined;
     const device = frozenDevice(toDevice(row));
-    this.devices.set(deviceId, device);
     // the oldest read goes first: an update reads a device again within seconds
-    if (this.devices.size > DEVICE_READS_KEPT) this.devices.delete(this.devices.keys().next().value!);
+    rememberLru(this.devices, deviceId, device, DEVICE_READS_KEPT);
     return device;
   }
 

@@ -20,7 +20,6 @@ import Database from 'better-sqlite3';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { rememberLru } from '../util/lru.ts';
-import { FALLBACK_PAGES, WalCheckpointer, type CheckpointPass } from './wal-checkpointer.ts';
 import { JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
   ArtifactRecord,
@@ -49,14 +48,9 @@ export interface SqliteStoreDeps {
   maxPendingWrites?: number;
   /** How long a statement waits for a lock held by another connection, in milliseconds. */
   busyTimeoutMs?: number;
-  /**
-   * Pause between checkpoints of the WAL on a worker thread, in milliseconds
-   * (`wal-checkpointer.ts`); 0 leaves them to SQLite, inside the event loop's commits.
-   */
-  checkpointIntervalMs?: number;
 }
 
-const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000, checkpointIntervalMs: 500 };
+const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000 };
 
 /** The last group commit: how long it held the event loop, when it ended, how many writes it took. */
 export interface CommitRecord {
@@ -419,8 +413,6 @@ export class SqliteStore implements StateStore {
   private unsynced: (() => void)[] = [];
   private unsyncedFailures: ((err: unknown) => void)[] = [];
   private syncing: Promise<void> | undefined;
-  /** Checkpoints the WAL off the event loop; undefined when SQLite does it (not WAL, or turned off). */
-  private checkpointer: WalCheckpointer | undefined;
   private stopped = false;
 
   constructor(deps: SqliteStoreDeps) {
@@ -455,13 +447,10 @@ export class SqliteStore implements StateStore {
         const removed = db.transaction(() => this.removeCreation(this.stmts!, jobId))();
         this.logger.warn('removed a job whose creation was interrupted', { jobId, executions: removed });
       }
-      if (this.walPath) await this.checkpointOffLoop(db);
       this.db = db;
       this.stopped = false;
       this.logger.debug('state store opened', { path: file, schemaVersion: SQLITE_MIGRATIONS.length, migratedFrom: from });
     } catch (err) {
-      await this.checkpointer?.stop();
-      this.checkpointer = undefined;
       db?.close();
       if (err instanceof UpdraftError) throw err;
       throw new UpdraftError('CONFIG', `Cannot open the state database ${file}: ${openFailureReason(err)}`, { cause: err });
@@ -475,37 +464,11 @@ export class SqliteStore implements StateStore {
     await this.syncing;
     await this.walHandle?.close();
     this.walHandle = undefined;
-    // the worker's connection first: the last one to close checkpoints and removes the WAL
-    await this.checkpointer?.stop();
-    this.checkpointer = undefined;
     this.db.close();
     this.db = undefined;
     this.stmts = undefined;
     this.devices.clear(); // the file may change before this store opens it again
     this.stopped = true;
-  }
-
-  /**
-   * Moves the WAL's checkpoints to a worker thread (wal-checkpointer.ts); this connection
-   * checkpoints only past FALLBACK_PAGES. Should the worker not start, SQLite's own stay.
-   */
-  private async checkpointOffLoop(db: Database.Database): Promise<void> {
-    const intervalMs = this.deps.checkpointIntervalMs ?? DEFAULTS.checkpointIntervalMs;
-    if (intervalMs <= 0) return;
-    const checkpointer = new WalCheckpointer({ path: this.deps.path, intervalMs, logger: this.logger });
-    try {
-      await checkpointer.start();
-    } catch (err) {
-      this.logger.warn('WAL checkpoints stay in the commits: their worker did not start', { path: this.deps.path, error: errorMessage(err) });
-      return;
-    }
-    db.pragma(`wal_autocheckpoint = ${FALLBACK_PAGES}`);
-    this.checkpointer = checkpointer;
-  }
-
-  /** The worker's checkpoints so far (wal-checkpointer.ts); undefined when SQLite checkpoints in the commits. */
-  checkpoints(): { passes: number; last?: CheckpointPass } | undefined {
-    return this.checkpointer?.stats();
   }
 
   async getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined> {

@@ -18,6 +18,7 @@ import type { DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
 import type { DesiredSoftware, SoftwareCommand } from '../protocol/software.ts';
 import type { ManifestSigner, SignedManifest } from '../signing/manifest-signer.ts';
 import type { StateStore } from '../store/state-store.ts';
+import { rememberLru } from '../util/lru.ts';
 
 /** What the command issuer needs. */
 export interface UpdateCommandDeps {
@@ -30,7 +31,8 @@ export interface UpdateCommandDeps {
   now?: () => number;
 }
 
-const MAX_ENTRIES = 10_000;
+/** Signed manifests kept for reuse (least recently used dropped first); one per job and build. */
+export const KEPT_MANIFESTS = 10_000;
 
 /** Issues (and briefly reuses) update commands. */
 export class UpdateCommands {
@@ -54,9 +56,7 @@ export class UpdateCommands {
       // allowed only when the job allows it, or when the command takes a device back (rollback, cancel)
       const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await this.jobAllowsDowngrade(sw.jobId.split('.')[0]!));
       entry = { signed: this.deps.manifests.sign(sw, urlExpiresAt, allowDowngrade), urlExpiresAt, issuedAt: now };
-      this.recent.delete(key);
-      if (this.recent.size >= MAX_ENTRIES) this.recent.delete(this.recent.keys().next().value!);
-      this.recent.set(key, entry);
+      rememberLru(this.recent, key, entry, KEPT_MANIFESTS);
     }
     const { urlExpiresAt, signed } = entry;
     const url = await this.deps.urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt });

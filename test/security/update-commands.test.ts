@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { checkCommand } from '../../src/agent/manifest-check.ts';
 import { HmacUrlIssuer } from '../../src/artifacts/download-url-issuer.ts';
 import { UrlSigner } from '../../src/artifacts/url-signer.ts';
-import { UpdateCommands } from '../../src/server/update-commands.ts';
+import { KEPT_MANIFESTS, UpdateCommands } from '../../src/server/update-commands.ts';
 import { ManifestSigner } from '../../src/signing/manifest-signer.ts';
 import { parsePublicKey, SoftwareSigningKey } from '../../src/signing/signing-key.ts';
 import type { StateStore } from '../../src/store/state-store.ts';
@@ -74,5 +74,20 @@ describe('update commands', () => {
     const later = await c.issue('dev-b', sw);
     assert.notEqual(later.signature, first.signature);
     assert.equal(later.urlExpiresAt, first.urlExpiresAt + TTL / 10);
+  });
+
+  it('keeps the manifests of the last jobs only, signing anew for one it dropped', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const c = commands(clock);
+    const first = await c.issue('dev-a', { ...sw, jobId: 'job-0' });
+    // a second later (well inside the reuse window): a manifest signed now expires later
+    clock.now += 1_000;
+    let last = first;
+    for (let i = 1; i <= KEPT_MANIFESTS; i++) last = await c.issue('dev-a', { ...sw, jobId: `job-${i}` });
+    const lastAgain = await c.issue('dev-a', { ...sw, jobId: `job-${KEPT_MANIFESTS}` });
+    assert.equal(lastAgain.urlExpiresAt, last.urlExpiresAt, 'a kept manifest is reused');
+    const firstAgain = await c.issue('dev-a', { ...sw, jobId: 'job-0' });
+    assert.equal(firstAgain.urlExpiresAt, first.urlExpiresAt + 1, 'the oldest was dropped and is signed anew');
+    assert.notEqual(firstAgain.signature, first.signature);
   });
 });

@@ -57,7 +57,8 @@ export async function mutateExecution(
     const next: ExecutionRecord = { ...cur, ...change, updatedAt: now, version: cur.version + 1 };
     // a field set to undefined in `change` is removed (e.g. dueAt once nothing is due)
     for (const k of Object.keys(change) as (keyof ExecutionRecord)[]) if (change[k] === undefined) delete next[k];
-    if (await deps.store.updateExecution(next)) {
+    // the fields that changed: the store may write those columns only
+    if (await deps.store.updateExecution(next, new Set(Object.keys(change) as (keyof ExecutionRecord)[]))) {
       rememberLru(cache, slot, next, CACHE_ENTRIES);
       deps.events.emit('execution.changed', { previous: cur, current: next });
       return next;

@@ -252,9 +252,11 @@ export interface StateStore {
   getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined>;
   /**
    * Writes `record` if the stored row version equals `record.version - 1`.
-   * Resolves true after commit, false on conflict.
+   * Resolves true after commit, false on conflict. `changed`, when given, names every field
+   * that differs from the row at `record.version - 1` (`updatedAt` and `version` always do):
+   * a store may then write those columns only (SQLite then leaves the other indexes alone).
    */
-  updateExecution(record: ExecutionRecord): Promise<boolean>;
+  updateExecution(record: ExecutionRecord, changed?: ReadonlySet<keyof ExecutionRecord>): Promise<boolean>;
   /** Executions of one job, or of one device (newest first), or both filters. */
   listExecutions(filter: { jobId?: string; deviceId?: string }): Promise<ExecutionRecord[]>;
 

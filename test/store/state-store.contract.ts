@@ -403,6 +403,30 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.getExecution('job-1', 'dev-404'), undefined);
         }));
 
+      it('writes the fields an update says changed, from the previous row version only', () =>
+        withStore(async (store) => {
+          const queued = execution('job-1', 'dev-1', 1_000);
+          await store.createJob(job('job-1'), [queued]);
+          const sent: ExecutionRecord = { ...queued, dispatchedAt: 1_500, dueAt: 9_000, updatedAt: 1_500, version: 2 };
+          assert.equal(await store.updateExecution(sent, new Set(['dispatchedAt', 'dueAt'])), true);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), sent);
+          assert.deepEqual((await store.listDueExecutions(9_000, 10)).map((e) => e.deviceId), ['dev-1']);
+
+          const stale: ExecutionRecord = { ...queued, status: 'FAILED', updatedAt: 3_000, version: 2 };
+          assert.equal(await store.updateExecution(stale, new Set(['status'])), false, 'version 1 is gone');
+
+          const running: ExecutionRecord = { ...sent, status: 'IN_PROGRESS', details: { phase: 'DOWNLOADING' }, attempt: 2, wave: 1, updatedAt: 2_000, version: 3 };
+          assert.equal(await store.updateExecution(running, new Set(['status', 'details', 'attempt', 'wave'])), true);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), running);
+
+          const { dueAt: _due, ...rest } = running;
+          const done: ExecutionRecord = { ...rest, status: 'SUCCEEDED', details: { phase: 'SUCCESS' }, queuedAt: 1_100, updatedAt: 4_000, version: 4 };
+          assert.equal(await store.updateExecution(done, new Set(['status', 'details', 'dueAt', 'queuedAt'])), true);
+          assert.deepEqual(await store.getExecution('job-1', 'dev-1'), done);
+          assert.deepEqual(await store.listDueExecutions(10_000, 10), [], 'nothing is due once dueAt is gone');
+          assert.deepEqual(await store.countExecutions('job-1'), [{ wave: 1, status: 'SUCCEEDED', count: 1, dispatched: 1 }]);
+        }));
+
       it('resolves concurrent execution updates of one tick in call order', () =>
         withStore(async (store) => {
           const queued = execution('job-1', 'dev-1', 1_000);

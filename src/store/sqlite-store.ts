@@ -1106,7 +1106,6 @@ const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated
 /** A group without its members (rows of group_members), counted: `size`. */
 const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', '');
 
-/** Column order of `EXEC_COLS`. */
 /** An execution's columns an update may change (the key, job and device, never changes). */
 type ExecutionColumn = 'status' | 'details' | 'queued_at' | 'updated_at' | 'version' | 'wave' | 'attempt' | 'dispatched_at' | 'due_at';
 
@@ -1123,6 +1122,7 @@ const EXECUTION_COLUMN_VALUE: Record<ExecutionColumn, (e: ExecutionRecord) => un
   due_at: (e) => e.dueAt ?? null,
 };
 
+/** The column of each field an update may change (updatedAt and version are always written). */
 const EXECUTION_FIELD_COLUMN: Partial<Record<keyof ExecutionRecord, ExecutionColumn>> = {
   status: 'status',
   details: 'details',
@@ -1147,6 +1147,7 @@ function changedExecutionColumns(changed: ReadonlySet<keyof ExecutionRecord>): E
   return columns;
 }
 
+/** Column order of `EXEC_COLS`. */
 function executionParams(e: ExecutionRecord): unknown[] {
   return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null];
 }

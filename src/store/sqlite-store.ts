@@ -348,8 +348,7 @@ interface Statements {
   setJobStatus: Stmt;
   insertExecution: Stmt;
   getExecution: Stmt<ExecutionRow>;
-  updateExecution: Stmt;
-  /** UPDATEs of some of an execution's columns (updateExecution with `changed`), by column list. */
+  /** The UPDATEs of an execution (updateExecution), by the list of columns they set. */
   executionUpdates: Map<string, Stmt>;
   executionsByJob: Stmt<ExecutionRow>;
   executionsByDevice: Stmt<ExecutionRow>;
@@ -679,26 +678,22 @@ export class SqliteStore implements StateStore {
 
   async updateExecution(record: ExecutionRecord, changed?: ReadonlySet<keyof ExecutionRecord>): Promise<boolean> {
     const r = record;
-    const key = [r.jobId, r.deviceId, r.version - 1];
-    const columns = changed && changedExecutionColumns(changed);
-    if (!columns) {
-      const params = [r.status, JSON.stringify(r.details), r.queuedAt, r.updatedAt, r.version, r.wave ?? 0, r.attempt ?? 1, r.dispatchedAt ?? null, r.dueAt ?? null, ...key];
-      return this.enqueue(() => this.statements().updateExecution.run(...params).changes === 1);
-    }
-    // only the columns that changed: SQLite rewrites the entries of an index whose columns
-    // are SET, changed or not, and an execution has five (a fleet update's three writes per
-    // device cost 60 µs with every column, 45 µs with those that changed, in a scratch benchmark)
-    const params = [...columns.map((c) => EXECUTION_COLUMN_VALUE[c](r)), ...key];
-    return this.enqueue(() => this.narrowExecutionUpdate(columns).run(...params).changes === 1);
+    // only the columns that changed, when the caller says which: SQLite rewrites the entries
+    // of an index whose columns are SET, changed or not, and an execution has five (a fleet
+    // update's three writes per device cost 60 µs with every column, 45 µs with those that
+    // changed, in a scratch benchmark)
+    const columns = changed && !changed.has('jobId') && !changed.has('deviceId') ? EXECUTION_UPDATE_COLUMNS.filter((c) => c.always || changed.has(c.field)) : EXECUTION_UPDATE_COLUMNS;
+    const params = [...columns.map((c) => c.value(r)), r.jobId, r.deviceId, r.version - 1];
+    return this.enqueue(() => this.executionUpdate(columns).run(...params).changes === 1);
   }
 
   /** The UPDATE of these execution columns, prepared once per set of columns. */
-  private narrowExecutionUpdate(columns: readonly ExecutionColumn[]): Stmt {
+  private executionUpdate(columns: readonly ExecutionColumn[]): Stmt {
     const s = this.statements();
-    const which = columns.join(',');
+    const which = columns.map((c) => c.column).join(', ');
     let stmt = s.executionUpdates.get(which);
     if (!stmt) {
-      stmt = this.database().prepare(`UPDATE executions SET ${columns.map((c) => `${c} = ?`).join(', ')} WHERE job_id = ? AND device_id = ? AND version = ?`);
+      stmt = this.database().prepare(`UPDATE executions SET ${columns.map((c) => `${c.column} = ?`).join(', ')} WHERE job_id = ? AND device_id = ? AND version = ?`);
       s.executionUpdates.set(which, stmt);
     }
     return stmt;
@@ -1048,10 +1043,6 @@ function prepare(db: Database.Database): Statements {
     insertExecution: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getExecution: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? AND device_id = ?`),
     executionUpdates: new Map(),
-    updateExecution: p(
-      `UPDATE executions SET status = ?, details = ?, queued_at = ?, updated_at = ?, version = ?, wave = ?, attempt = ?, dispatched_at = ?, due_at = ?
-       WHERE job_id = ? AND device_id = ? AND version = ?`,
-    ),
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
     undispatchedOfDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL`),
     executionsByDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC`),
@@ -1106,46 +1097,27 @@ const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated
 /** A group without its members (rows of group_members), counted: `size`. */
 const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', '');
 
-/** An execution's columns an update may change (the key, job and device, never changes). */
-type ExecutionColumn = 'status' | 'details' | 'queued_at' | 'updated_at' | 'version' | 'wave' | 'attempt' | 'dispatched_at' | 'due_at';
-
-/** Each column's value in a record, as `executionParams` writes it. */
-const EXECUTION_COLUMN_VALUE: Record<ExecutionColumn, (e: ExecutionRecord) => unknown> = {
-  status: (e) => e.status,
-  details: (e) => JSON.stringify(e.details),
-  queued_at: (e) => e.queuedAt,
-  updated_at: (e) => e.updatedAt,
-  version: (e) => e.version,
-  wave: (e) => e.wave ?? 0,
-  attempt: (e) => e.attempt ?? 1,
-  dispatched_at: (e) => e.dispatchedAt ?? null,
-  due_at: (e) => e.dueAt ?? null,
-};
-
-/** The column of each field an update may change (updatedAt and version are always written). */
-const EXECUTION_FIELD_COLUMN: Partial<Record<keyof ExecutionRecord, ExecutionColumn>> = {
-  status: 'status',
-  details: 'details',
-  queuedAt: 'queued_at',
-  wave: 'wave',
-  attempt: 'attempt',
-  dispatchedAt: 'dispatched_at',
-  dueAt: 'due_at',
-};
-
-/**
- * The columns to write for these changed fields, in a fixed order (one statement per set):
- * `updated_at` and `version` always; undefined when a key field is said to change.
- */
-function changedExecutionColumns(changed: ReadonlySet<keyof ExecutionRecord>): ExecutionColumn[] | undefined {
-  if (changed.has('jobId') || changed.has('deviceId')) return undefined;
-  const columns: ExecutionColumn[] = [];
-  for (const [field, column] of Object.entries(EXECUTION_FIELD_COLUMN) as [keyof ExecutionRecord, ExecutionColumn][]) {
-    if (changed.has(field)) columns.push(column);
-  }
-  columns.push('updated_at', 'version');
-  return columns;
+/** A column an execution's update may set (the key, job and device, never changes): its field and its value in a record. */
+interface ExecutionColumn {
+  field: keyof ExecutionRecord;
+  column: string;
+  value: (e: ExecutionRecord) => unknown;
+  /** Set by every update (`updatedAt`, `version`). */
+  always?: true;
 }
+
+/** Every column an update may set, in one fixed order (one statement per set of columns), valued as `executionParams` writes them. */
+const EXECUTION_UPDATE_COLUMNS: readonly ExecutionColumn[] = [
+  { field: 'status', column: 'status', value: (e) => e.status },
+  { field: 'details', column: 'details', value: (e) => JSON.stringify(e.details) },
+  { field: 'queuedAt', column: 'queued_at', value: (e) => e.queuedAt },
+  { field: 'updatedAt', column: 'updated_at', value: (e) => e.updatedAt, always: true },
+  { field: 'version', column: 'version', value: (e) => e.version, always: true },
+  { field: 'wave', column: 'wave', value: (e) => e.wave ?? 0 },
+  { field: 'attempt', column: 'attempt', value: (e) => e.attempt ?? 1 },
+  { field: 'dispatchedAt', column: 'dispatched_at', value: (e) => e.dispatchedAt ?? null },
+  { field: 'dueAt', column: 'due_at', value: (e) => e.dueAt ?? null },
+];
 
 /** Column order of `EXEC_COLS`. */
 function executionParams(e: ExecutionRecord): unknown[] {

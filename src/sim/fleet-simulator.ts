@@ -79,9 +79,16 @@ export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
 /** Counters, readable while the simulation runs. */
 export interface SimStats {
   connected: number;
+  /** Devices that finished a job (their first outcome). */
   finished: number;
+  /**
+   * Devices by their latest outcome: a device that failed and then succeeded a retry counts as
+   * succeeded (as the server's execution does), so `succeeded + failed = finished`.
+   */
   succeeded: number;
   failed: number;
+  /** Outcomes the devices reported, retries' included (one per device-side job id). */
+  outcomes: number;
   crashes: number;
   offlinePeriods: number;
   /** MQTT connections opened, and cycling visits that ended idle (no command in `idleTimeoutMs`). */
@@ -101,6 +108,8 @@ interface DeviceSlot {
   /** Wakes a connect() waiting on an agent that was retired before it connected. */
   onRetired?: () => void;
   done: boolean;
+  /** The device's latest outcome, and the device-side job id it was for (a retry has its own). */
+  outcome?: { jobId: string; status: 'SUCCESS' | 'FAILURE' };
   /** Cycling: wakes the worker holding this device. */
   onFinished?: () => void;
   /** Cycling: the device took a command (it stays online until the job ends). */
@@ -123,7 +132,7 @@ export interface SimulatedFleet {
 
 /** Runs a simulated fleet until stopped (connected) or until every device finished (cycling). */
 export class FleetSimulator implements SimulatedFleet {
-  readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
+  readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
   private readonly opts: SimOptions;
   private readonly slots: DeviceSlot[];
   /** Requests of the agents stopped so far. */
@@ -256,12 +265,19 @@ export class FleetSimulator implements SimulatedFleet {
       if (e.status === 'DOWNLOADING' && slot.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
     });
     agent.on('job-finished', (e) => {
-      if (slot.done) return;
-      slot.done = true;
-      this.stats.finished++;
-      if (e.status === 'SUCCESS') this.stats.succeeded++;
-      else this.stats.failed++;
-      this.finishedListeners = this.finishedListeners.filter((l) => !l());
+      const was = slot.outcome;
+      if (was?.jobId === e.jobId) return;
+      slot.outcome = { jobId: e.jobId, status: e.status };
+      this.stats.outcomes++;
+      if (was?.status !== e.status) {
+        if (was) this.stats[was.status === 'SUCCESS' ? 'succeeded' : 'failed']--;
+        this.stats[e.status === 'SUCCESS' ? 'succeeded' : 'failed']++;
+      }
+      if (!slot.done) {
+        slot.done = true;
+        this.stats.finished++;
+        this.finishedListeners = this.finishedListeners.filter((l) => !l());
+      }
       slot.onFinished?.();
     });
     return agent;
@@ -285,25 +301,29 @@ export class FleetSimulator implements SimulatedFleet {
   /**
    * Cycling: online until the device finished a job, or sat idle too long without a command.
    * Once it has its command it stays until the job ends, as a real device does: leaving in
-   * the middle of a download would only make it start over on its next visit.
+   * the middle of a download would only make it start over on its next visit. True once the
+   * device succeeded: a device whose update failed keeps coming back (after the others of the
+   * queue), as a device in the field comes online again, so a job's retry can reach it.
    */
   private async cycle(slot: DeviceSlot): Promise<boolean> {
-    if (slot.done) return true;
+    if (succeeded(slot)) return true;
     await this.connect(slot);
+    let finished = false;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, this.opts.idleTimeoutMs);
       slot.onCommand = () => clearTimeout(timer);
       slot.onFinished = () => {
+        finished = true;
         clearTimeout(timer);
         resolve();
       };
     });
     slot.onFinished = undefined;
     slot.onCommand = undefined;
-    if (!slot.done) this.stats.idleVisits++;
+    if (!finished) this.stats.idleVisits++;
     // the agent may have been replaced by a crash or an offline period meanwhile
     await this.retire(slot);
-    return slot.done;
+    return succeeded(slot);
   }
 
   /** The device dies mid-install and comes back: the agent resumes from its persisted state. */
@@ -319,6 +339,11 @@ export class FleetSimulator implements SimulatedFleet {
     await sleep(this.opts.offlineMs);
     if (!this.stopped) await this.connect(slot);
   }
+}
+
+/** The device's latest outcome was a success (a function: the visit's awaits may change it). */
+function succeeded(slot: DeviceSlot): boolean {
+  return slot.outcome?.status === 'SUCCESS';
 }
 
 /** True once `agent` is connected; false if it is retired first (it is no longer the slot's). */

@@ -91,7 +91,7 @@ export class SimProcesses implements SimulatedFleet {
   }
 
   get stats(): SimStats {
-    const sum: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
+    const sum: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
     for (const c of this.children) {
       if (!c.report) continue;
       for (const k of Object.keys(sum) as (keyof SimStats)[]) sum[k] += c.report.stats[k];

@@ -104,6 +104,35 @@ describe('fleet simulator', () => {
     }
   });
 
+  it('cycling mode with failures and retries: a device that failed comes back for its retry; devices count by their latest outcome', async () => {
+    const devices = await registerFleet(api, 'retry-', 20);
+    const created = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: devices.map((d) => d.deviceId) }, retries: { limit: 10 } });
+    const jobId = created.job.jobId;
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'cycling', concurrency: 5, failureRate: 0.4, idleTimeoutMs: 300, seed: 11 });
+    type JobView = { job: { status: string }; counts: Record<string, number>; executions: { status: string; attempt?: number }[] };
+    try {
+      await sim.start();
+      let view = await api.call<JobView>('GET', `/api/v1/jobs/${jobId}`);
+      // every failed device must visit again for its retry: without that the job never ends
+      for (let i = 0; i < 600 && view.job.status !== 'COMPLETED'; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        view = await api.call<JobView>('GET', `/api/v1/jobs/${jobId}`);
+      }
+      assert.equal(view.job.status, 'COMPLETED', `the job ends: ${JSON.stringify(view.counts)} ${JSON.stringify(sim.stats)}`);
+      const attempts = view.executions.reduce((n, x) => n + (x.attempt ?? 1), 0);
+      assert.ok(attempts > 20, `the seed exercises retries: ${attempts} attempts`);
+      assert.equal(sim.stats.outcomes, attempts, 'one outcome per attempt');
+      assert.deepEqual(
+        { succeeded: sim.stats.succeeded, failed: sim.stats.failed, finished: sim.stats.finished },
+        { succeeded: view.counts.SUCCEEDED ?? 0, failed: view.counts.FAILED ?? 0, finished: 20 },
+        'the simulator counts each device by its latest outcome, as the server does',
+      );
+      assert.equal(sim.installs, attempts, 'each attempt installed once');
+    } finally {
+      await sim.stop();
+    }
+  });
+
   it('several processes: each runs its slice, and outcomes follow the seed as in one process', async () => {
     const options = { crashRate: 0.2, failureRate: 0.1, seed: 7 };
     // the reference: one in-process simulator

@@ -28,9 +28,14 @@ export interface Child {
  */
 export const NODE_TUNING = ['--max-semi-space-size=32'];
 
-/** Spawns `updraft ...args` with NODE_TUNING; extra node flags (e.g. --cpu-prof) go before the script. */
-export function spawnUpdraft(args: string[], nodeFlags: string[] = []): Child {
-  const proc = spawn(process.execPath, [...NODE_TUNING, ...nodeFlags, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Spawns `updraft ...args` with NODE_TUNING; extra node flags (e.g. --cpu-prof) go before the
+ * script. With `nice`, the process and every thread and child it makes run at that niceness
+ * (nice(1) execs node, so the pid is node's: /proc figures and profile names still match).
+ */
+export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { nice?: number } = {}): Child {
+  const argv = [...NODE_TUNING, ...nodeFlags, BIN, ...args];
+  const proc = opts.nice ? spawn('nice', ['-n', String(opts.nice), process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => {

@@ -7,6 +7,7 @@
  *   npm run bench -- --full             # also 15,000 connected and a 100,000-device cycling rollout
  *   npm run bench -- --sizes 2000 --rollout 20000 --store-shadows 0 --profile
  *   npm run bench -- --in-flight 0        # no in-flight window: every device commanded at once
+ *   npm run bench -- --sim-nice 0         # the simulator at the server's priority (default: nice 10)
  *   npm run bench -- --sizes 30000 --sim-processes 2   # fleets beyond one process's 20,000 connections
  *   npm run bench -- --external           # on a private Mosquitto 2 and PostgreSQL (bench/external.ts)
  *   npm run bench -- --external --db postgres://localhost/postgres   # databases on that server
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     'in-flight': { type: 'string', default: '1000' },
     'store-shadows': { type: 'string' },
     'sim-processes': { type: 'string', default: '1' },
+    'sim-nice': { type: 'string', default: '10' },
     profile: { type: 'boolean', default: false },
     external: { type: 'boolean', default: false },
     db: { type: 'string' },
@@ -58,7 +60,14 @@ if (values.db !== undefined) {
 }
 const simProcesses = Number(values['sim-processes']);
 if (!Number.isInteger(simProcesses) || simProcesses < 1) throw new Error('--sim-processes must be a positive integer');
-const serverOptions = { ...(profileDir ? { profileDir } : {}), external, simProcesses };
+// The simulated devices stand for a fleet on its own hardware, and share this machine's cores
+// with the system under test: at equal priority the scheduler hands their work the server's
+// core at the wrong moments. At nice 10 they yield to it: in alternating runs, 5,000 connected
+// devices updated 17% faster for 12% less CPU per update, and a 10,000-device cycling rollout
+// 39% faster for 24% less (docs/benchmarks.md). --sim-nice 0: equal priority, as before.
+const simNice = Number(values['sim-nice']);
+if (!Number.isInteger(simNice) || simNice < 0 || simNice > 19) throw new Error('--sim-nice must be an integer from 0 to 19');
+const serverOptions = { ...(profileDir ? { profileDir } : {}), external, simProcesses, simNice };
 // a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here
 process.once('uncaughtException', (err) => {
   process.stderr.write(`${err.stack ?? err.message}\n`);
@@ -66,7 +75,7 @@ process.once('uncaughtException', (err) => {
 });
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
-log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
+log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')}, simulator at nice ${simNice}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
 const updates: UpdateFigures[] = [];
 let brokerRate = 0;
 let ops: Awaited<ReturnType<typeof replicaOps>> | undefined;
@@ -136,6 +145,7 @@ await writeFile(`${values.out}/chart.svg`, chart);
 const head = updates.at(-1);
 const summary = {
   system: external ? 'external' : 'embedded',
+  sim_nice: simNice,
   ...(head
     ? {
         devices: head.devices,

@@ -39,6 +39,8 @@ export interface BenchServer {
   simFlags: string[];
   /** Extra `updraft sim` arguments: `--processes N` with --sim-processes. */
   simArgs: string[];
+  /** The simulator's niceness (--sim-nice): the devices' work yields to the system under test. */
+  simNice: number;
   close(): Promise<void>;
 }
 
@@ -46,7 +48,7 @@ export interface BenchServer {
  * Starts `updraft server` on a fresh data dir: embedded, or with `external` on a private
  * Mosquitto and a fresh PostgreSQL database (bench/external.ts).
  */
-export async function startServer(opts: { profileDir?: string; external?: boolean; simProcesses?: number } = {}): Promise<BenchServer> {
+export async function startServer(opts: { profileDir?: string; external?: boolean; simProcesses?: number; simNice?: number } = {}): Promise<BenchServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-'));
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   const nodeFlags = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
@@ -77,6 +79,7 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
     dir,
     simFlags: nodeFlags,
     simArgs: (opts.simProcesses ?? 1) > 1 ? ['--processes', String(opts.simProcesses)] : [],
+    simNice: opts.simNice ?? 0,
     admit: async () => ext?.admit(api),
     ...(ext ? { broker: ext.broker } : {}),
     published: async () => (ext ? ext.published() : (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published),
@@ -197,7 +200,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
   await server.admit();
   const file = path.join(server.dir, `devices-${n}.json`);
   await writeFile(file, JSON.stringify(devices));
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000', ...server.simArgs], server.simFlags);
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000', ...server.simArgs], server.simFlags, { nice: server.simNice });
   try {
     await sim.waitFor(/sim: ready/, 600_000);
     await sleep(1500); // the devices' first reports settle
@@ -271,7 +274,7 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   const serverCpu0 = server.child.cpuSeconds();
   const brokerCpu0 = server.broker?.cpuSeconds() ?? 0;
   const loop0 = await server.loop();
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000', ...server.simArgs], server.simFlags);
+  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000', ...server.simArgs], server.simFlags, { nice: server.simNice });
   let simCpu = 0;
   try {
     // the simulator's own start (loading the code and the devices) is not the fleet's work

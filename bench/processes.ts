@@ -34,8 +34,9 @@ export const NODE_TUNING = ['--max-semi-space-size=32'];
  * (nice(1) execs node, so the pid is node's: /proc figures and profile names still match).
  */
 export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { nice?: number } = {}): Child {
-  const argv = [...NODE_TUNING, ...nodeFlags, BIN, ...args];
-  const proc = opts.nice ? spawn('nice', ['-n', String(opts.nice), process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const node = [process.execPath, ...NODE_TUNING, ...nodeFlags, BIN, ...args];
+  const [command, ...argv] = opts.nice ? ['nice', '-n', String(opts.nice), ...node] : node;
+  const proc = spawn(command!, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => {

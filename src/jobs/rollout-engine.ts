@@ -202,6 +202,7 @@ export class RolloutEngine {
         ? this.deps.events.on('device.fetched', ({ deviceId }) => this.onArrival(deviceId))
         : this.deps.events.on('device.presence', ({ deviceId, online }) => {
             if (online) this.onArrival(deviceId);
+            else this.onDeparture(deviceId);
           }),
       // paused, resumed, canceled (here or on another instance): look at it again
       this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
@@ -222,6 +223,19 @@ export class RolloutEngine {
   /** A device came online: looked up only while this instance leads and some job is active. */
   private onArrival(deviceId: string): void {
     if (this.leading && this.running && this.active.size > 0) void this.arrive(deviceId);
+  }
+
+  /**
+   * A device went offline: it no longer goes before the store's order. Under load, when more
+   * devices arrive than a tick sends, the places go to devices still online (a device online
+   * for a short wake-up would otherwise see its command written just after it left, and wait
+   * for its next wake-up), and a command for one that left waits for its turn like any other.
+   * With an external broker there is no departure to learn (arrivals are catch-up `get`s).
+   */
+  private onDeparture(deviceId: string): void {
+    for (const [jobId, waiting] of this.arrived) {
+      if (waiting.delete(deviceId) && waiting.size === 0) this.arrived.delete(jobId);
+    }
   }
 
   /** Remembers the arrived device's executions still to send, for their jobs' next step. */

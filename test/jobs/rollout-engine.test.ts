@@ -168,6 +168,21 @@ describe('rollout engine', () => {
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004', 'd007', 'd009'], 'then the store order again');
   });
 
+  it('forgets an arrival that went offline before its turn: the place goes to a device still online', async () => {
+    const ids = await f.fleet('d', 10);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 3 } });
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003']);
+    for (const id of ['d009', 'd007']) f.events.emit('device.presence', { deviceId: id, online: true });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks their executions up
+    f.events.emit('device.presence', { deviceId: 'd009', online: false });
+    await f.complete('d001');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd007'], 'd007, still online, went before d009, which arrived first but left');
+    await f.complete('d002');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004', 'd007'], 'd009 waits for its turn in store order');
+  });
+
   it('remembers a bounded number of arrivals per job, forgetting the oldest first', async () => {
     await f.close();
     f = await startRolloutFixture({ maxArrivedPerJob: 2 });

@@ -25,6 +25,11 @@ describe('rollout engine', () => {
     return out;
   };
   const counts = async (jobId: string) => (await f.rollouts.jobs.view(jobId)).counts;
+  /** The embedded broker's presence notices, then time for the engine to look the arrivals' executions up. */
+  const presence = async (online: boolean, ...ids: string[]) => {
+    for (const id of ids) f.events.emit('device.presence', { deviceId: id, online });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
 
   it('reads a job\'s spec once, not at every tick: ticks list active jobs without their specs', async () => {
     const ids = await f.fleet('d', 5);
@@ -155,8 +160,7 @@ describe('rollout engine', () => {
     const ids = await f.fleet('d', 10);
     const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 3 } });
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003']);
-    for (const id of ['d009', 'd007']) f.events.emit('device.presence', { deviceId: id, online: true });
-    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks their executions up
+    await presence(true, 'd009', 'd007');
     await f.tick();
     assert.equal((await sentTo(ids, jobId)).length, 3, 'arrivals wait for a place in the window too');
     await f.complete('d001');
@@ -172,9 +176,8 @@ describe('rollout engine', () => {
     const ids = await f.fleet('d', 10);
     const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 3 } });
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003']);
-    for (const id of ['d009', 'd007']) f.events.emit('device.presence', { deviceId: id, online: true });
-    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks their executions up
-    f.events.emit('device.presence', { deviceId: 'd009', online: false });
+    await presence(true, 'd009', 'd007');
+    await presence(false, 'd009');
     await f.complete('d001');
     await f.tick();
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd007'], 'd007, still online, went before d009, which arrived first but left');
@@ -191,10 +194,7 @@ describe('rollout engine', () => {
     const ids = await f.fleet('d', 10);
     const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 1 } });
     assert.deepEqual(await sentTo(ids, jobId), ['d001']);
-    for (const id of ['d009', 'd007', 'd005']) {
-      f.events.emit('device.presence', { deviceId: id, online: true });
-      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks its executions up
-    }
+    for (const id of ['d009', 'd007', 'd005']) await presence(true, id);
     for (const [done, next] of [['d001', 'd007'], ['d007', 'd005'], ['d005', 'd002']] as const) {
       await f.complete(done);
       await f.tick();

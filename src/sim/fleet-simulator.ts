@@ -107,8 +107,7 @@ interface DeviceSlot {
   online: boolean;
   /** Wakes a connect() waiting on an agent that was retired before it connected. */
   onRetired?: () => void;
-  done: boolean;
-  /** The device's latest outcome, and the device-side job id it was for (a retry has its own). */
+  /** The device's latest outcome, and the device-side job id it was for (a retry has its own); none until it finished a job. */
   outcome?: { jobId: string; status: 'SUCCESS' | 'FAILURE' };
   /** Cycling: wakes the worker holding this device. */
   onFinished?: () => void;
@@ -155,7 +154,6 @@ export class FleetSimulator implements SimulatedFleet {
         installer: new SimulatedInstaller({ initial: { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
         state: new MemoryAgentStateStore(),
         online: false,
-        done: false,
       };
     });
   }
@@ -273,8 +271,7 @@ export class FleetSimulator implements SimulatedFleet {
         if (was) this.stats[was.status === 'SUCCESS' ? 'succeeded' : 'failed']--;
         this.stats[e.status === 'SUCCESS' ? 'succeeded' : 'failed']++;
       }
-      if (!slot.done) {
-        slot.done = true;
+      if (!was) {
         this.stats.finished++;
         this.finishedListeners = this.finishedListeners.filter((l) => !l());
       }

@@ -18,13 +18,22 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
 import { DOWNLOAD_DEFAULTS, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
 
-function get(url: URL, headers: Record<string, string> | undefined, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+/**
+ * Starts the request; `onAbort` is what the caller must run when the job is stopped. The
+ * request is not given the signal itself: node:http would keep listening to it until the
+ * request closes, and a simulated device retiring after its job stops that job's signal, so
+ * every visit paid for destroying a finished request with an AbortError and formatting its
+ * stack (source-mapped under tsx): 3.8% of a cycling simulator, profiled.
+ */
+function get(url: URL, headers: Record<string, string> | undefined): { response: Promise<IncomingMessage>; abort: (reason: unknown) => void } {
   const client = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : undefined;
-  if (!client) return Promise.reject(new UpdraftError('DOWNLOAD', `unsupported download URL scheme ${url.protocol}`));
-  return new Promise((resolve, reject) => {
-    const req = client.get(url, { agent: false, ...(headers ? { headers } : {}), ...(signal ? { signal } : {}) }, resolve);
+  if (!client) return { response: Promise.reject(new UpdraftError('DOWNLOAD', `unsupported download URL scheme ${url.protocol}`)), abort: () => {} };
+  let req: http.ClientRequest | undefined;
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    req = client.get(url, { agent: false, ...(headers ? { headers } : {}) }, resolve);
     req.on('error', reject);
   });
+  return { response, abort: (reason) => req!.destroy(reason instanceof Error ? reason : new UpdraftError('DOWNLOAD', 'download aborted')) };
 }
 
 /**
@@ -49,19 +58,27 @@ export const memoryDownloader: Downloader = async (opts) => {
 memoryDownloader.inMemory = true;
 
 async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
-  const res = await get(new URL(opts.url), opts.headers, opts.signal);
-  if (res.statusCode !== 200) {
-    let body = '';
-    for await (const chunk of res) if ((body += String(chunk)).length > 200) break;
-    throw Object.assign(new UpdraftError('DOWNLOAD', `HTTP ${res.statusCode}: ${body.slice(0, 200)}`), { status: res.statusCode });
-  }
+  opts.signal?.throwIfAborted();
+  const { response, abort } = get(new URL(opts.url), opts.headers);
+  const onAbort = () => abort(opts.signal!.reason);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > opts.size) throw new UpdraftError('INTEGRITY', `server sent more than the announced ${opts.size} bytes; download stopped`);
-    hash.update(chunk);
-    opts.onProgress?.(size, opts.size);
+  try {
+    const res = await response;
+    if (res.statusCode !== 200) {
+      let body = '';
+      for await (const chunk of res) if ((body += String(chunk)).length > 200) break;
+      throw Object.assign(new UpdraftError('DOWNLOAD', `HTTP ${res.statusCode}: ${body.slice(0, 200)}`), { status: res.statusCode });
+    }
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > opts.size) throw new UpdraftError('INTEGRITY', `server sent more than the announced ${opts.size} bytes; download stopped`);
+      hash.update(chunk);
+      opts.onProgress?.(size, opts.size);
+    }
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
   }
   await opts.beforeVerify?.();
   const sha256 = hash.digest('hex');

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { FileAgentStateStore, MAX_FINISHED_JOBS, checkTransition, rememberFinished, type AgentStateData } from '../../src/agent/agent-state.ts';
+import { FileAgentStateStore, MAX_FINISHED_JOBS, MemoryAgentStateStore, checkTransition, rememberFinished, type AgentStateData } from '../../src/agent/agent-state.ts';
 import { SimulatedInstaller, seededRandom } from '../../src/agent/simulated-installer.ts';
 import { UpdraftError } from '../../src/errors.ts';
 
@@ -63,6 +63,39 @@ describe('FileAgentStateStore', () => {
     const { stat } = await import('node:fs/promises');
     assert.equal((await stat(file)).mode & 0o077, 0);
     assert.equal(JSON.parse(await readFile(file, 'utf8')).version, 1);
+  });
+});
+
+describe('MemoryAgentStateStore', () => {
+  it('keeps what was saved, not what the agent does with its state afterwards', async () => {
+    const store = new MemoryAgentStateStore();
+    assert.deepEqual(await store.load(), { finished: [] });
+    const state: AgentStateData = { inFlight: { jobId: 'job-1', command, phase: 'DOWNLOADING', startedAt: '2024-01-01T00:00:00.000Z' }, finished: [] };
+    await store.save(state);
+    // the agent moves on by replacing the parts of its state, as it does between phases
+    state.inFlight = { ...state.inFlight!, phase: 'VERIFYING' };
+    state.finished = rememberFinished(state.finished, { jobId: 'job-0', status: 'SUCCESS', finishedAt: '' });
+    delete state.inFlight;
+    const loaded = await store.load();
+    assert.equal(loaded.inFlight?.phase, 'DOWNLOADING');
+    assert.deepEqual(loaded.finished, []);
+    // a loaded state is the agent's own to change at the top
+    loaded.finished = [];
+    delete loaded.inFlight;
+    assert.equal((await store.load()).inFlight?.phase, 'DOWNLOADING');
+  });
+
+  it('refuses a change to a saved object (the agent must replace, never mutate)', async () => {
+    const store = new MemoryAgentStateStore();
+    const inFlight = { jobId: 'job-1', command: { ...command }, phase: 'DOWNLOADING' as const, startedAt: '' };
+    await store.save({ inFlight, finished: [] });
+    assert.throws(() => {
+      inFlight.phase = 'VERIFYING' as 'DOWNLOADING';
+    }, TypeError);
+    assert.throws(() => {
+      inFlight.command.url = 'http://elsewhere/';
+    }, TypeError);
+    assert.equal((await store.load()).inFlight?.command.url, command.url);
   });
 });
 

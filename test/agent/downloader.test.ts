@@ -3,10 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { getEventListeners } from 'node:events';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { downloadArtifact, type DownloadOptions } from '../../src/agent/downloader.ts';
+import { memoryDownloader } from '../../src/sim/memory-downloader.ts';
 import { ArtifactServer, sha256, testContent } from './support/artifact-server.ts';
 
 const SIZE = 1024 * 1024 + 17;
@@ -165,5 +167,39 @@ describe('downloadArtifact', () => {
     await downloadArtifact(opts({ url: server.url(undefined, { sig: 'SECRET-SIGNATURE', exp: '4000000000' }), logger: createLogger({ level: 'debug', write: (l) => lines.push(l) }) }));
     assert.ok(lines.length > 0);
     assert.ok(lines.every((l) => !l.includes('SECRET-SIGNATURE')), lines.join('\n'));
+  });
+});
+
+describe("the simulator's memoryDownloader", () => {
+  let server: ArtifactServer;
+  before(async () => {
+    server = new ArtifactServer(content);
+    await server.start();
+  });
+  after(() => server.close());
+
+  const opts = (extra: Partial<DownloadOptions> = {}): DownloadOptions => ({ url: server.url(), file: '(memory)', size: SIZE, sha256: digest, retryDelayMs: 5, ...extra });
+
+  it('downloads and verifies, then leaves nothing listening to the job signal', async () => {
+    server.mode = 'normal';
+    const ctrl = new AbortController();
+    await memoryDownloader(opts({ signal: ctrl.signal }));
+    // a simulated device stops its job's signal when it retires: a listener left there
+    // would destroy a finished request, and the profile showed that cost
+    assert.equal(getEventListeners(ctrl.signal, 'abort').length, 0);
+    server.mode = 'tamper';
+    await assert.rejects(memoryDownloader(opts({ signal: ctrl.signal })), (err: unknown) => err instanceof UpdraftError && err.code === 'INTEGRITY');
+    assert.equal(getEventListeners(ctrl.signal, 'abort').length, 0);
+  });
+
+  it('stops on abort with the reason it was given', async () => {
+    server.mode = 'stall';
+    const ctrl = new AbortController();
+    const p = memoryDownloader(opts({ signal: ctrl.signal }));
+    await server.stalled();
+    const reason = new Error('stopped');
+    ctrl.abort(reason);
+    await assert.rejects(p, (err: unknown) => err === reason);
+    await assert.rejects(memoryDownloader(opts({ signal: ctrl.signal })), (err: unknown) => err === reason);
   });
 });

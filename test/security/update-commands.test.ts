@@ -90,4 +90,30 @@ describe('update commands', () => {
     assert.equal(firstAgain.urlExpiresAt, first.urlExpiresAt + 1, 'the oldest was dropped and is signed anew');
     assert.notEqual(firstAgain.signature, first.signature);
   });
+
+  it('signs once for a wave of commands asked for together, and keeps no failed signing', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    let signed = 0;
+    class CountingSigner extends ManifestSigner {
+      override sign(...args: Parameters<ManifestSigner['sign']>) {
+        signed++;
+        return super.sign(...args);
+      }
+    }
+    let failNext = true;
+    // the job's spec is read before the first signing; let it fail once
+    const getJob = async () => {
+      if (!failNext) return undefined;
+      failNext = false;
+      throw new Error('store down');
+    };
+    const flaky = { getJob } as unknown as StateStore;
+    const c = new UpdateCommands({ store: flaky, urls: new HmacUrlIssuer({ signer }), manifests: new CountingSigner({ key }), ttlSeconds: TTL, now: () => clock.now });
+    await assert.rejects(c.issue('dev-0', sw), /store down/);
+    assert.equal(signed, 0);
+    // a group commit hands the replica a batch of deltas at once, one command each
+    const wave = await Promise.all(Array.from({ length: 50 }, (_, i) => c.issue(`dev-${i}`, sw)));
+    assert.equal(signed, 1, 'one signature for the whole wave');
+    assert.equal(new Set(wave.map((w) => w.url)).size, 50, 'each device its own URL');
+  });
 });

@@ -128,9 +128,9 @@ export class FileAgentStateStore implements AgentStateStore {
  * Keeps the state in memory (simulator, tests): nothing survives the process. What it keeps
  * is what was saved, not a copy: the agent replaces the objects of its state (a new
  * in-flight record per phase, a new list of finished jobs), never changes them, so sharing
- * them is safe, and this store freezes them to hold the agent to it (a write to a saved
- * object throws). A copy per save (JSON, before it structuredClone) cost a cycling simulator
- * 1.8-3.2% of its CPU, profiled.
+ * them is safe (`test/agent/agent.test.ts` holds the agent to it). A copy per save cost a
+ * cycling simulator 1.8-3.2% of its CPU (JSON; structuredClone before it, more), and
+ * freezing what was saved 1.3%, profiled.
  */
 export class MemoryAgentStateStore implements AgentStateStore {
   private saved: AgentStateData = { finished: [] };
@@ -141,16 +141,8 @@ export class MemoryAgentStateStore implements AgentStateStore {
   }
 
   async save(state: AgentStateData): Promise<void> {
-    this.saved = deepFreeze(state.inFlight ? { inFlight: state.inFlight, finished: state.finished } : { finished: state.finished });
+    this.saved = state.inFlight ? { inFlight: state.inFlight, finished: state.finished } : { finished: state.finished };
   }
-}
-
-/** Freezes `value` and everything it holds; what is frozen already is not walked again. */
-function deepFreeze<T>(value: T): T {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
-  Object.freeze(value);
-  for (const v of Object.values(value)) deepFreeze(v);
-  return value;
 }
 
 const PHASES: readonly string[] = Object.keys(PHASE_TRANSITIONS);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { SimulatedInstaller } from '../../src/agent/simulated-installer.ts';
-import { MemoryAgentStateStore } from '../../src/agent/agent-state.ts';
+import { MemoryAgentStateStore, type AgentStateData } from '../../src/agent/agent-state.ts';
 import { AgentFixture, CountingInstaller, eventually, isMonotonic, nextEvent } from './support/agent-fixture.ts';
 
 describe('UpdateAgent', () => {
@@ -230,12 +230,24 @@ describe('UpdateAgent', () => {
 
   it('runs with the simulated installer, an in-memory state store and no MQTT credentials', async () => {
     const installer = new SimulatedInstaller({ initial: { name: 'fw', version: '1.0.0' } });
-    const agent = f.agent(installer, { stateStore: new MemoryAgentStateStore() });
+    // the memory store keeps what was saved, not a copy: the agent must never change a saved object
+    const saves: { saved: AgentStateData; json: string }[] = [];
+    class Recording extends MemoryAgentStateStore {
+      override async save(state: AgentStateData) {
+        saves.push({ saved: { ...state }, json: JSON.stringify(state) });
+        return super.save(state);
+      }
+    }
+    const agent = f.agent(installer, { stateStore: new Recording() });
     await agent.start();
-    const finished = nextEvent(agent, 'job-finished');
-    await f.server.setDesired(f.software('job-sim'));
-    assert.deepEqual(await finished, { jobId: 'job-sim', status: 'SUCCESS', version: '2.0.0' });
-    assert.equal(installer.installs, 1);
+    for (const jobId of ['job-sim', 'job-sim-2']) {
+      const finished = nextEvent(agent, 'job-finished');
+      await f.server.setDesired(f.software(jobId, jobId === 'job-sim' ? '2.0.0' : '3.0.0'));
+      assert.equal((await finished).status, 'SUCCESS');
+    }
+    assert.equal(installer.installs, 2);
+    assert.ok(saves.length >= 8, `every phase of both jobs saved: ${saves.length}`);
+    for (const { saved, json } of saves) assert.equal(JSON.stringify(saved), json, 'a saved state was changed afterwards');
     assert.equal(await stat(path.join(f.stateDir, 'agent-state.json')).then(() => true, () => false), false);
   });
 

@@ -56,6 +56,9 @@ const OPS: ReadonlySet<string> = new Set(['update', 'get', 'delete']);
  */
 export function parseRequestTopic(topic: string): ParsedRequestTopic | undefined {
   if (!topic.startsWith('state/')) return undefined;
+  // the operation ends the topic: answers (`.../accepted`, `.../delta`), which pass here as
+  // often as requests, are refused before the topic is split
+  if (!OPS.has(topic.slice(topic.lastIndexOf('/') + 1))) return undefined;
   const parts = topic.split('/');
   if (parts.length === 3) {
     const [, deviceId, op] = parts as [string, string, string];
@@ -93,6 +96,7 @@ export function credentialsAnswerTopic(deviceId: string, kind: 'accepted' | 'rej
 
 /** The device id of a credentials request topic, or undefined for any other topic. */
 export function parseCredentialsRequestTopic(topic: string): { deviceId: string } | undefined {
+  if (!topic.endsWith('/credentials/request')) return undefined;
   const parts = topic.split('/');
   if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== 'credentials' || parts[3] !== 'request') return undefined;
   return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;

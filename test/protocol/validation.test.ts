@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_LIMITS, parseSimpleRequest, parseUpdateRequest } from '../../src/protocol/shadow-messages.ts';
 import { compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
-import { parseRequestTopic } from '../../src/protocol/topics.ts';
+import { parseCredentialsRequestTopic, parseRequestTopic } from '../../src/protocol/topics.ts';
 
 const bad = (payload: string, message: RegExp, code = 'BAD_REQUEST') => assert.throws(() => parseUpdateRequest(payload, DEFAULT_LIMITS), (e: any) => e.code === code && message.test(e.message));
 
@@ -51,5 +51,14 @@ describe('request validation', () => {
     assert.equal(parseRequestTopic('state/dev-1/update/accepted'), undefined);
     assert.equal(parseRequestTopic('state/+/update'), undefined);
     assert.equal(parseRequestTopic('other/dev-1/update'), undefined);
+    assert.equal(parseRequestTopic('state/update'), undefined);
+    assert.equal(parseRequestTopic('state/dev-1/get/accepted'), undefined);
+    assert.deepEqual(parseRequestTopic('state/dev-1/shadow/update/delete'), { deviceId: 'dev-1', name: 'update', op: 'delete' });
+    assert.equal(parseRequestTopic('state/dev-1/shadow/cfg/update/delta'), undefined);
+    assert.equal(parseRequestTopic('state/dev-1/extra/update'), undefined);
+    assert.deepEqual(parseCredentialsRequestTopic('state/dev-1/credentials/request'), { deviceId: 'dev-1' });
+    assert.equal(parseCredentialsRequestTopic('state/dev-1/credentials/request/accepted'), undefined);
+    assert.equal(parseCredentialsRequestTopic('state/dev-1/x/credentials/request'), undefined);
+    assert.equal(parseCredentialsRequestTopic('state/+/credentials/request'), undefined);
   });
 });

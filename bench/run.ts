@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
 import { profileOf, summarizeProfile, type FunctionShare, type PartShare } from './profile-summary.ts';
-import { NODE_TUNING } from './processes.ts';
+import { NODE_TUNING, SIM_TUNING } from './processes.ts';
 import { connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { round } from './stats.ts';
 
@@ -75,7 +75,7 @@ process.once('uncaughtException', (err) => {
 });
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
-log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')}, simulator at nice ${simNice}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
+log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')} (simulator ${SIM_TUNING.join(' ')}), simulator at nice ${simNice}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
 const updates: UpdateFigures[] = [];
 let brokerRate = 0;
 let ops: Awaited<ReturnType<typeof replicaOps>> | undefined;

@@ -14,7 +14,7 @@ import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { ExecutionRecord, ShadowRecord, StateStore } from '../src/store/state-store.ts';
 import { freePort } from '../test/helpers/free-port.ts';
 import { startExternal, type ExternalParts } from './external.ts';
-import { spawnUpdraft, type Child } from './processes.ts';
+import { SIM_TUNING, spawnUpdraft, type Child } from './processes.ts';
 import { percentile, round } from './stats.ts';
 
 /** A server in its own process on free ports, with an API client. */
@@ -77,7 +77,7 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
     serviceUrl: ext?.serviceUrl ?? embeddedUrl,
     token,
     dir,
-    simFlags: nodeFlags,
+    simFlags: [...SIM_TUNING, ...nodeFlags],
     simArgs: (opts.simProcesses ?? 1) > 1 ? ['--processes', String(opts.simProcesses)] : [],
     simNice: opts.simNice ?? 0,
     admit: async () => ext?.admit(api),

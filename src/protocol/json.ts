@@ -42,21 +42,3 @@ export function objectDepth(value: JsonValue): number {
   }
   return 1 + max;
 }
-
-/** JSON text of objects that are never mutated once built, by identity (see `frozenJson`). */
-const jsonOfFrozen = new WeakMap<object, string>();
-
-/**
- * `JSON.stringify(value)`, computed once per object: for values never mutated after they
- * are built, such as a shadow record's state (copy on write, `shadow/document.ts`). The
- * replica measures the state against the size limit and the store writes it: one
- * serialization instead of two. Held weakly, so it lives only as long as the object.
- */
-export function frozenJson(value: object): string {
-  let json = jsonOfFrozen.get(value);
-  if (json === undefined) {
-    json = JSON.stringify(value);
-    jsonOfFrozen.set(value, json);
-  }
-  return json;
-}

@@ -4,7 +4,7 @@
  * the replica (`replica.ts`) adds persistence and publishing.
  */
 import { UpdraftError } from '../errors.ts';
-import { forbiddenKey, frozenJson, isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
+import { forbiddenKey, isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
 import type {
   DeltaMessage,
   DocumentSnapshot,
@@ -118,12 +118,9 @@ export function pickMetadata(delta: JsonObject, metadata: JsonObject | undefined
   return out;
 }
 
-/**
- * Size in bytes of a record's state as the limit counts it (state only, not metadata). Its
- * JSON is kept for the store, which writes the same text (`frozenJson`).
- */
+/** Size in bytes of a record's state as the limit counts it (state only, not metadata). */
 export function stateSize(state: ShadowRecord['state']): number {
-  return Buffer.byteLength(frozenJson(state));
+  return Buffer.byteLength(JSON.stringify(state));
 }
 
 /** Result of applying an update: the record to store and the update/accepted message. */

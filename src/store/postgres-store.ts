@@ -13,7 +13,6 @@
  */
 import pg from 'pg';
 import { UpdraftError } from '../errors.ts';
-import { frozenJson } from '../protocol/json.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
 import { columnsOf, mapPgError, PgGroupCommit, type PgBulkKind } from './postgres-group-commit.ts';
@@ -204,7 +203,7 @@ export class PostgresStore implements StateStore {
   async putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean> {
     // serialised now: the caller may mutate `record` before the batch runs
     const { deviceId, name } = record;
-    const values = [record.version, record.deleted, frozenJson(record.state), JSON.stringify(record.metadata), record.timestamp];
+    const values = [record.version, record.deleted, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
     // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused
     if (expectedVersion === 0) return this.bulk(SHADOW_INSERT, rowKey(deviceId, name), [deviceId, name, ...values]);
     return this.bulk(SHADOW_UPDATE, rowKey(deviceId, name), [deviceId, name, expectedVersion, ...values]);

@@ -18,7 +18,6 @@ import fs, { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
-import { frozenJson } from '../protocol/json.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { rememberLru } from '../util/lru.ts';
 import { JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
@@ -481,7 +480,7 @@ export class SqliteStore implements StateStore {
   async putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean> {
     // serialised now: the caller may mutate `record` before the batch runs
     const { deviceId, name } = record;
-    const values = [record.version, record.deleted ? 1 : 0, frozenJson(record.state), JSON.stringify(record.metadata), record.timestamp];
+    const values = [record.version, record.deleted ? 1 : 0, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
     return this.enqueue(() => {
       const s = this.statements();
       // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused

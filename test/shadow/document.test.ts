@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { applyUpdate, computeDelta, deltaMessage, fullDocument, tombstone } from '../../src/shadow/document.ts';
-import { frozenJson } from '../../src/protocol/json.ts';
 import { DEFAULT_LIMITS } from '../../src/protocol/shadow-messages.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 
@@ -121,18 +120,5 @@ describe('shadow document', () => {
     assert.equal(doc.version, 1);
     const synced = apply(rec, { reported: { b: 2 } }).next;
     assert.equal(deltaMessage(synced, 500), undefined);
-  });
-});
-
-describe('frozenJson', () => {
-  it('serializes each object once, by identity (the size check and the store share the text)', () => {
-    const next = applyUpdate(undefined, { deviceId: 'd', name: '' }, { state: { reported: { a: 1, b: { c: 'x' } } } }, 1, DEFAULT_LIMITS).next;
-    const text = frozenJson(next.state);
-    assert.equal(text, JSON.stringify(next.state));
-    // the contract: what goes through frozenJson is never changed afterwards; were it
-    // changed, the text kept from the first call would show it was not serialized again
-    (next.state.reported as Record<string, unknown>).a = 2;
-    assert.equal(frozenJson(next.state), text);
-    assert.notEqual(frozenJson({ ...next.state }), text);
   });
 });

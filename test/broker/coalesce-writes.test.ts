@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import mqttPacket from 'mqtt-packet';
 import { coalesceWrites } from '../../src/broker/embedded-broker.ts';
 
 /** The server side of a loopback connection, with the client side reading it. */
@@ -84,6 +85,32 @@ describe('coalesceWrites', () => {
     await new Promise<void>((resolve) => setImmediate(resolve));
     assert.deepEqual(seen, [1, 1]);
     assert.equal(await got, 'de');
+  });
+
+  it('takes MQTT packets from mqtt-packet without a tick each: they still leave together, whole', async () => {
+    const other = await connectedPair();
+    try {
+      const socket = coalesceWrites(other.server);
+      const seen = flushes(socket);
+      const parser = mqttPacket.parser();
+      const topics: string[] = [];
+      parser.on('packet', (p) => topics.push((p as { topic: string }).topic));
+      other.client.on('data', (d) => parser.parse(d));
+      // mqtt-packet corks what has `cork` and uncorks it a tick later (a nextTick per packet);
+      // the wrapper holds the whole turn, so the socket shows it no cork
+      let uncorks = 0;
+      const uncork = socket.uncork;
+      socket.uncork = () => (uncorks++, uncork.call(socket));
+      for (const topic of ['state/d/update/accepted', 'state/d/update/delta']) mqttPacket.writeToStream({ cmd: 'publish', topic, payload: '{}', qos: 0, dup: false, retain: false }, socket);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      assert.equal(uncorks, 1, 'uncorked once, by the wrapper at the end of the turn, not once per packet');
+      assert.equal(seen.length, 1, `both packets in one flush: ${JSON.stringify(seen)}`);
+      while (topics.length < 2) await new Promise<void>((resolve) => setImmediate(resolve));
+      assert.deepEqual(topics, ['state/d/update/accepted', 'state/d/update/delta']);
+    } finally {
+      other.close();
+    }
   });
 
   it('an unwrapped socket flushes each tick apart (what the wrapper changes)', async () => {

@@ -136,12 +136,12 @@ export class MemoryAgentStateStore implements AgentStateStore {
   private saved: AgentStateData = { finished: [] };
 
   async load(): Promise<AgentStateData> {
-    const { inFlight, finished } = this.saved;
-    return inFlight ? { inFlight, finished } : { finished };
+    return { ...this.saved };
   }
 
   async save(state: AgentStateData): Promise<void> {
-    this.saved = state.inFlight ? { inFlight: state.inFlight, finished: state.finished } : { finished: state.finished };
+    // the top level is copied: the agent sets and deletes its fields on its own object
+    this.saved = { ...state };
   }
 }
 

@@ -6,6 +6,7 @@
  *   npm run bench                       # 1,000 and 5,000 connected devices, replica ops, 1M-shadow store
  *   npm run bench -- --full             # also 15,000 connected and a 100,000-device cycling rollout
  *   npm run bench -- --sizes 2000 --rollout 20000 --store-shadows 0 --profile
+ *   npm run bench -- --full --repeat 3  # every update scenario three times: medians, and their ranges
  *   npm run bench -- --in-flight 0        # no in-flight window: every device commanded at once
  *   npm run bench -- --sim-nice 0         # the simulator at the server's priority (default: nice 10)
  *   npm run bench -- --sizes 30000 --sim-processes 2   # fleets beyond one process's 20,000 connections
@@ -16,10 +17,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
-import { profileOf, summarizeProfile, type FunctionShare, type PartShare } from './profile-summary.ts';
+import { profileOf, summarizeProfile, type FunctionShare, type PartShare, type ProfileWindow } from './profile-summary.ts';
 import { NODE_TUNING, SIM_TUNING } from './processes.ts';
 import { connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
-import { round } from './stats.ts';
+import { combineRuns, round } from './stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     'store-shadows': { type: 'string' },
     'sim-processes': { type: 'string', default: '1' },
     'sim-nice': { type: 'string', default: '10' },
+    repeat: { type: 'string', default: '1' },
     profile: { type: 'boolean', default: false },
     external: { type: 'boolean', default: false },
     db: { type: 'string' },
@@ -58,6 +60,12 @@ if (values.db !== undefined) {
   if (!external) throw new Error('--db goes with --external');
   usePostgres(values.db);
 }
+// --repeat N: the update scenarios run N rounds, one after the other, and each figure is the
+// median of the rounds. The machine moves single runs by up to a fifth from one minute to the
+// next, and rounds (not N runs of one scenario in a row) spread a slow minute over the
+// scenarios. The store scenario runs once: it varies less, and takes minutes.
+const repeat = Number(values.repeat);
+if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
 const simProcesses = Number(values['sim-processes']);
 if (!Number.isInteger(simProcesses) || simProcesses < 1) throw new Error('--sim-processes must be a positive integer');
 // The simulated devices stand for a fleet on its own hardware, and share this machine's cores
@@ -76,34 +84,44 @@ process.once('uncaughtException', (err) => {
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
 log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')} (simulator ${SIM_TUNING.join(' ')}), simulator at nice ${simNice}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
-const updates: UpdateFigures[] = [];
-let brokerRate = 0;
-let ops: Awaited<ReturnType<typeof replicaOps>> | undefined;
-for (const n of sizes) {
-  const server = await startServer(serverOptions);
-  try {
-    updates.push(await connectedUpdate(server, n, Number(values['in-flight']) || undefined));
-    log(`\n[1,5] ${n} connected devices take one update\n${table([updates.at(-1)! as unknown as Record<string, unknown>])}`);
-    if (n === sizes.at(-1)) {
-      brokerRate = await rawBrokerRate(server);
-      log(`\n[ceiling] raw broker rate, same broker, mqtt.js clients publishing QoS 1, subscribed QoS 0 like devices: ${brokerRate} msgs/s`);
-      ops = await replicaOps(server);
-      log(`\n[3] replica operations under load (200 devices x 8 in flight)\n${table([ops])}`);
-    }
-  } finally {
-    await server.close();
-  }
+/** One round of the update scenarios: each connected size, the ceiling and replica operations (on the last size's server), the cycling rollout. */
+interface Round {
+  updates: UpdateFigures[];
+  brokerRate: number;
+  ops?: Awaited<ReturnType<typeof replicaOps>>;
+  rollout?: UpdateFigures;
 }
-
-let rollout: UpdateFigures | undefined;
-if (rolloutSize > 0) {
-  const server = await startServer(serverOptions);
-  try {
-    rollout = await cyclingRollout(server, rolloutSize, Number(values.concurrency));
-    log(`\n[2] ${rolloutSize}-device rollout, devices cycling online (${values.concurrency} at once)\n${table([rollout as unknown as Record<string, unknown>])}`);
-  } finally {
-    await server.close();
+const rounds: Round[] = [];
+for (let r = 1; r <= repeat; r++) {
+  const tag = repeat > 1 ? ` (round ${r} of ${repeat})` : '';
+  const run: Round = { updates: [], brokerRate: 0 };
+  const windows = profileWindows.length;
+  for (const n of sizes) {
+    const server = await startServer(serverOptions);
+    try {
+      run.updates.push(await connectedUpdate(server, n, Number(values['in-flight']) || undefined));
+      log(`\n[1,5] ${n} connected devices take one update${tag}\n${table([run.updates.at(-1)! as unknown as Record<string, unknown>])}`);
+      if (n === sizes.at(-1)) {
+        run.brokerRate = await rawBrokerRate(server);
+        log(`\n[ceiling] raw broker rate, same broker, mqtt.js clients publishing QoS 1, subscribed QoS 0 like devices${tag}: ${run.brokerRate} msgs/s`);
+        run.ops = await replicaOps(server);
+        log(`\n[3] replica operations under load (200 devices x 8 in flight)${tag}\n${table([run.ops])}`);
+      }
+    } finally {
+      await server.close();
+    }
   }
+  if (rolloutSize > 0) {
+    const server = await startServer(serverOptions);
+    try {
+      run.rollout = await cyclingRollout(server, rolloutSize, Number(values.concurrency));
+      log(`\n[2] ${rolloutSize}-device rollout, devices cycling online (${values.concurrency} at once)${tag}\n${table([run.rollout as unknown as Record<string, unknown>])}`);
+    } finally {
+      await server.close();
+    }
+  }
+  for (const w of profileWindows.slice(windows)) w.scenario += tag;
+  rounds.push(run);
 }
 
 let store: Awaited<ReturnType<typeof storeAtScale>> | undefined;
@@ -121,12 +139,14 @@ await stopExternal();
 // --profile: where the server's and the simulator's time went in each update scenario (their
 // profiles are written as they exit, so after the scenarios)
 type Summary = { busySeconds: number; parts: PartShare[]; top: FunctionShare[] };
-const profiles: { scenario: string; server?: Summary; sim?: Summary }[] = [];
+// the window and the files go into latest.json too, for reading the profiles further by hand
+const profiles: { scenario: string; window: ProfileWindow; files: { server?: string; sim?: string }; server?: Summary; sim?: Summary }[] = [];
 for (const w of profileDir ? profileWindows : []) {
   const [serverFile, simFile] = [profileOf(profileDir!, w.serverPid), profileOf(profileDir!, w.simPid)];
   const server = serverFile ? summarizeProfile(serverFile, w.fromUs, w.toUs, w.updates) : undefined;
   const sim = simFile ? summarizeProfile(simFile, w.fromUs, w.toUs, w.updates) : undefined;
-  profiles.push({ scenario: w.scenario, ...(server ? { server } : {}), ...(sim ? { sim } : {}) });
+  const files = { ...(serverFile ? { server: serverFile } : {}), ...(simFile ? { sim: simFile } : {}) };
+  profiles.push({ scenario: w.scenario, window: w, files, ...(server ? { server } : {}), ...(sim ? { sim } : {}) });
   const names = [...new Set([...(server?.parts ?? []), ...(sim?.parts ?? [])].map((x) => x.part))];
   const cell = (of: PartShare[] | undefined, name: string) => of?.find((x) => x.part === name);
   const rows = names.map((name) => {
@@ -139,35 +159,55 @@ for (const w of profileDir ? profileWindows : []) {
   }
 }
 
-const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency`);
+/** The headline figures of one round: the largest connected update, the ceiling, the replica, the rollout, the store. */
+function summaryOf(r: Round) {
+  // the headline is the largest connected update; a run of other scenarios only (--sizes 0) has none
+  const head = r.updates.at(-1);
+  return {
+    system: external ? 'external' : 'embedded',
+    sim_nice: simNice,
+    ...(head
+      ? {
+          devices: head.devices,
+          updates_per_s: head.updates_per_s,
+          p50_ms: head.p50_ms,
+          p99_ms: head.p99_ms,
+          broker_msgs_per_s: r.brokerRate,
+          msgs_per_update: head.msgs_per_update,
+          efficiency: round((head.updates_per_s * head.msgs_per_update) / r.brokerRate, 2),
+          cpu_ms_per_update: head.cpu_ms_per_update,
+          server_loop_busy: head.server_loop_busy,
+          server_rss_mb: head.server_rss_mb,
+          rss_kb_per_device: head.rss_kb_per_device,
+        }
+      : {}),
+    lost: Math.max(...r.updates.map((u) => u.lost), r.rollout?.lost ?? 0),
+    replica_ops_per_s: r.ops?.ops_per_s,
+    replica_p99_ms: r.ops?.p99_ms,
+    ...(r.rollout ? { rollout_devices: r.rollout.devices, rollout_s: r.rollout.seconds, rollout_lost: r.rollout.lost, rollout_cpu_ms_per_device: r.rollout.cpu_ms_per_update, rollout_server_loop_busy: r.rollout.server_loop_busy } : {}),
+    ...(store ? { store_shadows: store.shadows, store_insert_per_s: store.insert_per_s, store_point_reads_per_s: store.point_reads_per_s, store_fleet_scan_s: store.fleet_scan_s, store_job_create_s: store.job_create_s, store_job_count_ms: store.job_count_ms } : {}),
+  };
+}
+
+// --repeat N: each figure is the median of the rounds, `lost` the worst round's (it must be 0
+// in every one); the JSON line gives the range of the figures that move with the machine
+const worst = ['lost', 'rollout_lost'];
+const updates = sizes.map((_, i) => combineRuns(rounds.map((r) => r.updates[i]!), { worst }).combined);
+const rollout = rolloutSize > 0 ? combineRuns(rounds.map((r) => r.rollout!), { worst }).combined : undefined;
+const ops = rounds[0]!.ops ? combineRuns(rounds.map((r) => r.ops!)).combined : undefined;
+const RANGED = ['updates_per_s', 'p99_ms', 'broker_msgs_per_s', 'efficiency', 'cpu_ms_per_update', 'rss_kb_per_device', 'replica_ops_per_s', 'rollout_s'];
+const { combined, ranges } = combineRuns(rounds.map(summaryOf), { worst, ranges: RANGED });
+const summary = { ...combined, ...(repeat > 1 ? { runs: repeat, ranges } : {}) };
+if (repeat > 1) {
+  const of = (figures: UpdateFigures[]) => table(figures as unknown as Record<string, unknown>[]);
+  if (updates.length > 0) log(`\n[median of ${repeat} rounds] connected updates (lost: the worst round)\n${of(updates)}`);
+  if (rollout) log(`\n[median of ${repeat} rounds] ${rolloutSize}-device cycling rollout (lost: the worst round)\n${of([rollout])}`);
+  log(`\n[range of ${repeat} rounds] ${Object.entries(ranges).map(([k, [lo, hi]]) => `${k} ${lo}-${hi}`).join(', ')}`);
+}
+
+const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency${repeat > 1 ? ` (median of ${repeat} rounds)` : ''}`);
 await writeFile(`${values.out}/chart.svg`, chart);
-// the headline is the largest connected update; a run of other scenarios only (--sizes 0) has none
-const head = updates.at(-1);
-const summary = {
-  system: external ? 'external' : 'embedded',
-  sim_nice: simNice,
-  ...(head
-    ? {
-        devices: head.devices,
-        updates_per_s: head.updates_per_s,
-        p50_ms: head.p50_ms,
-        p99_ms: head.p99_ms,
-        broker_msgs_per_s: brokerRate,
-        msgs_per_update: head.msgs_per_update,
-        efficiency: round((head.updates_per_s * head.msgs_per_update) / brokerRate, 2),
-        cpu_ms_per_update: head.cpu_ms_per_update,
-        server_loop_busy: head.server_loop_busy,
-        server_rss_mb: head.server_rss_mb,
-        rss_kb_per_device: head.rss_kb_per_device,
-      }
-    : {}),
-  lost: Math.max(...updates.map((u) => u.lost), rollout?.lost ?? 0),
-  replica_ops_per_s: ops?.ops_per_s,
-  replica_p99_ms: ops?.p99_ms,
-  ...(rollout ? { rollout_devices: rollout.devices, rollout_s: rollout.seconds, rollout_lost: rollout.lost, rollout_cpu_ms_per_device: rollout.cpu_ms_per_update, rollout_server_loop_busy: rollout.server_loop_busy } : {}),
-  ...(store ? { store_shadows: store.shadows, store_insert_per_s: store.insert_per_s, store_point_reads_per_s: store.point_reads_per_s, store_fleet_scan_s: store.fleet_scan_s, store_job_create_s: store.job_create_s, store_job_count_ms: store.job_count_ms } : {}),
-};
-await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, ...(profileDir ? { profiles } : {}), summary }, null, 2));
+await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, ...(repeat > 1 ? { rounds } : {}), ...(profileDir ? { profiles } : {}), summary }, null, 2));
 log(`\nchart: ${values.out}/chart.svg, raw figures: ${values.out}/latest.json`);
 log(JSON.stringify(summary));
 process.exit(0);

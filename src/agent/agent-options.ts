@@ -48,7 +48,7 @@ export interface UpdateAgentOptions {
   requestAttempts?: number;
   /** First retry delay of requests, in ms, doubled per retry (default 1000). */
   retryDelayMs?: number;
-  /** Longest pause between rounds of an owed final report or a failed catch-up, in ms (default 60 000). */
+  /** Longest pause between rounds of an owed final report or a failed catch-up, and between reconnection attempts, in ms (default 60 000). */
   maxRetryDelayMs?: number;
   /** Progress is reported when it advanced by at least this much (default 0.1)... */
   progressStep?: number;
@@ -66,7 +66,7 @@ export interface UpdateAgentOptions {
   maxUrlRefreshes?: number;
   /** Retries of interrupted downloads. */
   downloadSettings?: JobDownloadSettings;
-  /** Extra MQTT client options (TLS material, keepalive, reconnectPeriod…). */
+  /** Extra MQTT client options (TLS material, keepalive…). `reconnectPeriod` is the first pause before reconnecting (default 1000 ms; 0: never reconnect): it doubles after each failed attempt, with jitter, up to maxRetryDelayMs. */
   mqttOptions?: IClientOptions;
   /** Milliseconds since the epoch (tests). */
   now?: () => number;
@@ -78,6 +78,8 @@ export const AGENT_DEFAULTS = {
   requestAttempts: REQUEST_DEFAULTS.attempts,
   retryDelayMs: REQUEST_DEFAULTS.retryDelayMs,
   maxRetryDelayMs: 60_000,
+  /** mqtt.js's reconnectPeriod: the first pause before reconnecting (it then doubles, with jitter, up to maxRetryDelayMs). */
+  reconnectMs: 1000,
   progressStep: 0.1,
   progressIntervalMs: 1000,
   phaseSettleMs: 250,

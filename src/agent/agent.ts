@@ -134,19 +134,39 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const requester = this.requester;
     // progress and phase reports share the progress pace; outcomes go at once
     this.reports = new ReportQueue((software) => requester.request('update', reportRequest(software)), { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
+    // Reconnecting backs off: the pause before the next attempt grows after each failed one
+    // (doubling up to maxRetryDelayMs), with jitter, and starts again from reconnectPeriod
+    // once connected. A fleet that lost its server together, or that the server turned away
+    // (CONNACK 3, admission control), must not come back all at once, every second. mqtt.js
+    // retries at a fixed period; it reads the period anew each time it schedules a retry
+    // (when a connection closes), so the agent sets it as each attempt starts ('reconnect').
+    const reconnectMs = o.mqttOptions?.reconnectPeriod ?? AGENT_DEFAULTS.reconnectMs;
     const client = mqtt.connect(o.brokerUrl, {
       clientId: o.deviceId,
       clean: true,
-      reconnectPeriod: 1000,
       connectTimeout: 30_000,
       // subscriptions are renewed by our own connect handler, before the catch-up
       resubscribe: false,
+      // mqtt.js gives up for good after a refused CONNECT unless told otherwise: a device
+      // turned away while the server is full (3), or refused while it is revoked (4, 5), would
+      // stay offline until restarted. It retries, on the backoff above.
+      reconnectOnConnackError: true,
       ...(o.username !== undefined ? { username: o.username } : {}),
       ...(o.password !== undefined ? { password: o.password } : {}),
       ...o.mqttOptions,
+      reconnectPeriod: reconnectMs > 0 ? this.jittered(reconnectMs, 0) : 0,
     });
     this.client = client;
-    const onConnect = () => this.onConnect();
+    let failedAttempts = 0;
+    const onConnect = () => {
+      failedAttempts = 0;
+      if (reconnectMs > 0) client.options.reconnectPeriod = this.jittered(reconnectMs, 0);
+      this.onConnect();
+    };
+    // an attempt starts: should it fail, the next one waits longer
+    const onReconnect = () => {
+      if (reconnectMs > 0) client.options.reconnectPeriod = this.jittered(reconnectMs, ++failedAttempts);
+    };
     const onClose = () => this.setOnline(false);
     const onMessage = (topic: string, payload: Buffer) => this.onMessage(topic, payload);
     const onError = (err: Error) => {
@@ -155,9 +175,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.lastError = err.message;
       this.log.warn('mqtt error', { error: err.message });
     };
-    client.on('connect', onConnect).on('close', onClose).on('message', onMessage).on('error', onError);
+    client.on('connect', onConnect).on('reconnect', onReconnect).on('close', onClose).on('message', onMessage).on('error', onError);
     // only our own listeners: mqtt.js's internal ones must stay to clean up its timers on close
-    this.detach = () => client.off('connect', onConnect).off('close', onClose).off('message', onMessage).off('error', onError);
+    this.detach = () => client.off('connect', onConnect).off('reconnect', onReconnect).off('close', onClose).off('message', onMessage).off('error', onError);
     if (this.state.inFlight) {
       // resumed while connecting: its reports wait in the client's queue
       this.log.info('resuming interrupted update', { jobId: this.state.inFlight.jobId, phase: this.state.inFlight.phase });
@@ -547,7 +567,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   }
 
   private backoff(attempt: number): number {
-    const base = this.opts.retryDelayMs ?? AGENT_DEFAULTS.retryDelayMs;
+    return this.jittered(this.opts.retryDelayMs ?? AGENT_DEFAULTS.retryDelayMs, attempt);
+  }
+
+  /** base × 2^attempt, at most maxRetryDelayMs, between half of that and all of it. */
+  private jittered(base: number, attempt: number): number {
     const max = this.opts.maxRetryDelayMs ?? AGENT_DEFAULTS.maxRetryDelayMs;
     const delay = Math.min(base * 2 ** attempt, max);
     // jitter: a fleet that lost its server together must not return together

@@ -16,7 +16,8 @@ import { UpdraftError } from '../errors.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
-import type { Authenticator } from './authenticator.ts';
+import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
+import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
@@ -37,6 +38,8 @@ export interface EmbeddedBrokerOptions {
    * certificate issued by `ca`; the device id is the certificate's subject CN.
    */
   tls?: { port: number; key: string; cert: string; ca: string };
+  /** Admission control of device connections (connect-admission.ts); no limits by default. */
+  admission?: AdmissionLimits;
 }
 
 /** The subject CN of a TLS client certificate that the TLS layer verified, if any. */
@@ -47,7 +50,7 @@ function verifiedCommonName(conn: unknown): string | undefined {
 }
 
 /** aedes error with the CONNACK return code it should send. */
-function connectError(code: 4 | 5, message: string): Error & { returnCode: number } {
+function connectError(code: 3 | 4 | 5, message: string): Error & { returnCode: number } {
   return Object.assign(new Error(message), { returnCode: code });
 }
 
@@ -62,8 +65,13 @@ export class EmbeddedBroker implements MessageBus {
   private subscriptionHandler: (sender: Sender, filter: string) => void = () => {};
   /** Identity of each connection, decided at CONNECT. */
   private readonly senders = new WeakMap<Client, Sender>();
-  /** Counters for metrics and benchmarks: PUBLISH packets routed (from clients and from this process). */
-  readonly stats = { published: 0 };
+  /** Counters for metrics and benchmarks: PUBLISH packets routed (from clients and from this process), CONNECTs refused by admission control. */
+  readonly stats = { published: 0, refusedConnections: 0 };
+  private readonly admission: ConnectAdmission;
+  /** Connections admitted and still authenticating: held, though aedes does not count them yet. */
+  private authenticating = 0;
+  /** Refusals are logged at most every 10 s, with their count: a reconnect storm must not flood the log. */
+  private refusalLog = { at: -Infinity, count: 0 };
   /** Payloads of publishes refused by the ACL: acknowledged (MQTT-3.3.5-2 allows it), never routed. */
   private readonly dropped = new WeakSet<Buffer>();
   /** Every granted subscription, so answers nobody receives are skipped (`hasSubscribers`). */
@@ -71,6 +79,7 @@ export class EmbeddedBroker implements MessageBus {
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
+    this.admission = new ConnectAdmission(opts.admission ?? { maxConnections: 0, maxConnectRate: 0 });
   }
 
   /** The TCP port actually listened on (useful with port 0). */
@@ -103,6 +112,17 @@ export class EmbeddedBroker implements MessageBus {
     this.subscriptionHandler = handler;
   }
 
+  private noteRefusal(why: Refusal): void {
+    this.stats.refusedConnections++;
+    this.refusalLog.count++;
+    const now = performance.now();
+    if (now - this.refusalLog.at < 10_000) return;
+    const limits = this.opts.admission!;
+    const limit = why === 'rate' ? `${limits.maxConnectRate} new connections a second` : `${limits.maxConnections} connections`;
+    this.opts.logger.warn('connections refused (CONNACK 3): the broker is at its admission limit', { limit, refused: this.refusalLog.count, sinceMs: Number.isFinite(this.refusalLog.at) ? Math.round(now - this.refusalLog.at) : undefined });
+    this.refusalLog = { at: now, count: 0 };
+  }
+
   async start(): Promise<void> {
     const log = this.opts.logger;
     const aedes = await Aedes.createBroker({
@@ -118,6 +138,14 @@ export class EmbeddedBroker implements MessageBus {
       maxClientsIdLength: 128,
       drainTimeout: this.opts.drainTimeoutMs ?? 30_000,
       authenticate: (client, username, password, done) => {
+        // admission first, before any work on the credentials: the operator's own
+        // connections are not devices and are never turned away (their token is still checked)
+        const refusal = username === OPERATOR_USERNAME ? undefined : this.admission.admit(this.connectedClients + this.authenticating);
+        if (refusal) {
+          this.noteRefusal(refusal);
+          return done(connectError(3, 'Server unavailable'), false);
+        }
+        this.authenticating++;
         this.opts.authenticator
           .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined, certificateCommonName: verifiedCommonName(client.conn) })
           .then((sender) => {
@@ -131,7 +159,8 @@ export class EmbeddedBroker implements MessageBus {
           .catch((err: unknown) => {
             log.error('authentication failed', { clientId: client.id, error: String(err) });
             done(connectError(5, 'Not authorized'), false);
-          });
+          })
+          .finally(() => this.authenticating--);
       },
       authorizePublish: (client, packet, done) => {
         const sender = client ? this.senders.get(client) : { kind: 'internal' as const, id: '' };

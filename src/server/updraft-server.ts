@@ -138,6 +138,7 @@ export class UpdraftServer {
       host: config.mqtt.host,
       authenticator: new RegistryAuthenticator({ store: this.store, operatorToken: this.operatorToken, logger: logger.child('auth') }),
       logger: logger.child('mqtt'),
+      admission: { maxConnections: config.mqtt.maxConnections, maxConnectRate: config.mqtt.maxConnectRate },
       ...(security.mqttTls ? { tls: security.mqttTls } : {}),
     });
     this.bus = config.mqtt.url
@@ -224,7 +225,7 @@ export class UpdraftServer {
     addFleetRoutes(router, {
       registry: this.registry,
       metrics: () => ({
-        mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size },
+        mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections },
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
         eventLoop: loop.figures(),
       }),

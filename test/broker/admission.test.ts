@@ -9,24 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import mqtt from 'mqtt';
 import { MemoryAgentStateStore, SimulatedInstaller, UpdateAgent } from '../../src/agent/index.ts';
 import { OPERATOR_USERNAME } from '../../src/broker/authenticator.ts';
 import { ConnectAdmission } from '../../src/broker/connect-admission.ts';
 import { silentLogger } from '../../src/util/logger.ts';
-import { TestClient } from '../helpers/mqtt-client.ts';
+import { TestClient, connackCode } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-
-/** The CONNACK return code of a refused connection, or undefined when it was accepted (and closed again). */
-async function connackCode(url: string, options: mqtt.IClientOptions): Promise<number | undefined> {
-  try {
-    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-    await c.endAsync();
-    return undefined;
-  } catch (err) {
-    return (err as { code?: number }).code;
-  }
-}
 
 async function refusedCount(ts: TestServer): Promise<number> {
   const res = await fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}` } });

@@ -1,19 +1,8 @@
 /** Deny by default at CONNECT: only registered devices with their secret get in. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import mqtt from 'mqtt';
-import { TestClient } from '../helpers/mqtt-client.ts';
+import { TestClient, connackCode as refused } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-
-async function refused(url: string, options: mqtt.IClientOptions): Promise<number | undefined> {
-  try {
-    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-    await c.endAsync();
-    return undefined;
-  } catch (err) {
-    return (err as { code?: number }).code;
-  }
-}
 
 describe('device authentication', () => {
   let ts: TestServer;

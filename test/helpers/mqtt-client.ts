@@ -1,6 +1,17 @@
 /** A test MQTT client that records every message and can await one matching a predicate. */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
+/** The CONNACK return code of a refused connection, or undefined when it was accepted (it is closed again at once). */
+export async function connackCode(url: string, options: IClientOptions): Promise<number | undefined> {
+  try {
+    const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    await c.endAsync();
+    return undefined;
+  } catch (err) {
+    return (err as { code?: number }).code;
+  }
+}
+
 /** A received message, payload parsed as JSON when possible. */
 export interface Received {
   topic: string;

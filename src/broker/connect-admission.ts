@@ -17,7 +17,7 @@
 
 /** The two limits; 0 means no limit. */
 export interface AdmissionLimits {
-  /** Device connections held at once (connected, or admitted and authenticating). */
+  /** Connections held at once (connected, or admitted and authenticating; the operator's count too, though they are never refused). */
   maxConnections: number;
   /** New connections admitted per second: a token bucket holding one second's worth. */
   maxConnectRate: number;
@@ -41,11 +41,6 @@ export class ConnectAdmission {
     this.now = now;
     this.tokens = limits.maxConnectRate;
     this.refilledAt = now();
-  }
-
-  /** Whether any limit is set. */
-  get enabled(): boolean {
-    return this.limits.maxConnections > 0 || this.limits.maxConnectRate > 0;
   }
 
   /**

@@ -119,7 +119,8 @@ export class EmbeddedBroker implements MessageBus {
     if (now - this.refusalLog.at < 10_000) return;
     const limits = this.opts.admission!;
     const limit = why === 'rate' ? `${limits.maxConnectRate} new connections a second` : `${limits.maxConnections} connections`;
-    this.opts.logger.warn('connections refused (CONNACK 3): the broker is at its admission limit', { limit, refused: this.refusalLog.count, sinceMs: Number.isFinite(this.refusalLog.at) ? Math.round(now - this.refusalLog.at) : undefined });
+    const since = Number.isFinite(this.refusalLog.at) ? { sinceMs: Math.round(now - this.refusalLog.at) } : {};
+    this.opts.logger.warn('connections refused (CONNACK 3): the broker is at its admission limit', { limit, refused: this.refusalLog.count, ...since });
     this.refusalLog = { at: now, count: 0 };
   }
 
@@ -139,7 +140,8 @@ export class EmbeddedBroker implements MessageBus {
       drainTimeout: this.opts.drainTimeoutMs ?? 30_000,
       authenticate: (client, username, password, done) => {
         // admission first, before any work on the credentials: the operator's own
-        // connections are not devices and are never turned away (their token is still checked)
+        // connections are not devices and are never turned away (their token is still
+        // checked), though they count among the connections held
         const refusal = username === OPERATOR_USERNAME ? undefined : this.admission.admit(this.connectedClients + this.authenticating);
         if (refusal) {
           this.noteRefusal(refusal);

@@ -203,7 +203,7 @@ export const PG_MIGRATIONS: readonly string[] = [
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */
-const MIGRATION_LOCK = 0x75706472_6d6967n; // "updr" "mig"
+export const MIGRATION_LOCK = 0x75706472_6d6967n; // "updr" "mig"
 
 /** Applies the migrations not yet applied; returns the schema version found. */
 export async function migratePostgres(client: pg.PoolClient, where: string): Promise<number> {

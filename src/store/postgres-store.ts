@@ -45,9 +45,21 @@ export interface PostgresStoreDeps {
   poolSize?: number;
   /** Most writes committed in one transaction. */
   maxBatch?: number;
+  /**
+   * Longest a statement may run, locks waited for included, before PostgreSQL cancels it
+   * (its `statement_timeout`), and longest a request waits for a pooled connection or a new
+   * one. Without them a database that hangs (a lock another instance holds, a network
+   * partition, a failover) holds every request that reaches it, and each device's next
+   * packets behind its request, for ever; with them the request fails (500, the device
+   * retries), nothing is acknowledged that was not committed, and the store serves again as
+   * soon as the database does. Migrations run without the statement timeout: another
+   * instance may hold their lock, or build an index, for longer.
+   */
+  statementTimeoutMs?: number;
+  connectTimeoutMs?: number;
 }
 
-const DEFAULTS = { poolSize: 10, maxBatch: 1_000 };
+const DEFAULTS = { poolSize: 10, maxBatch: 1_000, statementTimeoutMs: 30_000, connectTimeoutMs: 30_000 };
 
 // pg hands back json/jsonb and arrays parsed, booleans as booleans, and BIGINT columns as strings
 // (node-postgres keeps 64-bit exact); every value we store fits a double
@@ -163,13 +175,20 @@ export class PostgresStore implements StateStore {
   /** Connects and applies pending migrations. */
   async start(): Promise<void> {
     if (this.pool) return;
-    const pool = new pg.Pool({ connectionString: this.deps.url, max: this.deps.poolSize ?? DEFAULTS.poolSize });
+    const pool = new pg.Pool({
+      connectionString: this.deps.url,
+      max: this.deps.poolSize ?? DEFAULTS.poolSize,
+      statement_timeout: this.deps.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs,
+      connectionTimeoutMillis: this.deps.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    });
     // an idle pooled connection that dies (server restart) must not crash the process
     pool.on('error', (err) => this.logger.warn('idle PostgreSQL connection lost', { error: err.message }));
     try {
       const client = await pool.connect();
       try {
+        await client.query('SET statement_timeout = 0');
         const from = await migratePostgres(client, this.where);
+        await client.query('RESET statement_timeout');
         this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
       } finally {
         client.release();

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { UpdraftError } from '../../src/errors.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { ABANDONED_AFTER_MS } from '../../src/store/job-creation.ts';
-import { PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
+import { MIGRATION_LOCK, PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
@@ -213,6 +213,45 @@ if (!started.ok) {
       assert.ok(await s.getShadow('ok-1', ''));
       assert.ok(await s.getShadow('ok-2', ''));
       assert.equal(await s.getShadow('bad', ''), undefined);
+    });
+
+    it('fails reads and writes held by a lock after statementTimeoutMs instead of waiting for ever, changes nothing, and serves again once the lock is gone', async () => {
+      const url = await server.createDatabase();
+      const s = open(url, { statementTimeoutMs: 300 });
+      await s.start();
+      assert.equal(await s.putShadow(shadow('dev-1', 1, { v: '1' }), 0), true);
+      // another session (an instance, an operator's migration) holds the table
+      const locker = new pg.Client({ connectionString: url });
+      await locker.connect();
+      try {
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE shadows IN ACCESS EXCLUSIVE MODE');
+        await assert.rejects(s.getShadow('dev-1', ''), /statement timeout/);
+        await assert.rejects(s.putShadow(shadow('dev-1', 2, { v: '2' }), 1), /statement timeout/);
+      } finally {
+        await locker.query('ROLLBACK');
+        await locker.end();
+      }
+      assert.deepEqual((await s.getShadow('dev-1', ''))?.state.desired, { v: '1' }, 'the write that timed out changed nothing');
+      assert.equal(await s.putShadow(shadow('dev-1', 2, { v: '2' }), 1), true, 'and the store writes again');
+    });
+
+    it('runs its migrations without the statement timeout', async () => {
+      const url = await server.createDatabase();
+      // an instance migrating holds the migration lock longer than the newcomer's statement timeout
+      const holder = new pg.Client({ connectionString: url });
+      await holder.connect();
+      const newcomer = open(url, { statementTimeoutMs: 200 });
+      try {
+        await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
+        const starting = newcomer.start();
+        await new Promise((r) => setTimeout(r, 600)); // three times its statement timeout
+        await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK.toString()]);
+        await starting;
+        assert.equal(await newcomer.putShadow(shadow('dev-1', 1), 0), true);
+      } finally {
+        await holder.end();
+      }
     });
   });
 }

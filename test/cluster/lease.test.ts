@@ -53,6 +53,9 @@ if (!started.ok) {
       const admin = new pg.Client({ connectionString: url });
       await admin.connect();
       await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+      // pg_terminate_backend only signals the backend: its locks go when it has exited
+      const held = async () => (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")).rows[0]!.n;
+      while ((await held()) > 0) await new Promise((r) => setTimeout(r, 10));
       await admin.end();
       assert.equal(await b.acquire(), true, 'the next instance takes over');
       assert.equal(await a.acquire(), false, 'the old holder learns it lost the lease');

@@ -15,7 +15,7 @@ import pg from 'pg';
 import { UpdraftError } from '../errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
-import { columnsOf, mapPgError, PgGroupCommit, type PgBulkKind } from './postgres-group-commit.ts';
+import { mapPgError, PgGroupCommit, rowsAsJson, type PgBulkKind } from './postgres-group-commit.ts';
 import { PgReadBatch } from './postgres-read-batch.ts';
 import { ABANDONED_AFTER_MS, JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
@@ -77,8 +77,14 @@ const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappe
 
 const SHADOW_COLS = 'device_id, name, version, deleted, state, metadata, timestamp';
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
-/** `unnest` of one array per EXEC_COLS column: every execution of a batch in one statement. */
-const EXEC_UNNEST = 'unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::int[], $10::bigint[], $11::bigint[])';
+/**
+ * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_COLS order) taken apart
+ * server-side: every execution of a batch in one statement.
+ */
+const EXEC_ROWS = `(SELECT r->>0, r->>1, r->>2, r->3, (r->>4)::bigint, (r->>5)::bigint, (r->>6)::bigint, (r->>7)::int, (r->>8)::int, (r->>9)::bigint, (r->>10)::bigint
+  FROM jsonb_array_elements($1::jsonb) AS r) AS v`;
+/** Positions of JSON text in `executionParams`. */
+const EXEC_JSON = [3];
 const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, broker_hash, revoked, created_at, updated_at, version';
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
@@ -90,8 +96,8 @@ const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', '');
 const ADD_GROUP_MEMBERS = 'INSERT INTO group_members (name, device_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING';
 
 // The writes of a fleet update, as bulk writes (postgres-group-commit.ts): the rows of a
-// batch unnested from one array per column. Unnested text has the default collation, the
-// keys "C": the comparisons name theirs.
+// batch taken apart from one JSON parameter (`rowsAsJson`). Their text has the default
+// collation, the keys "C": the comparisons name theirs.
 /** A row's key within its table, from its key columns (device and name, job and device). */
 const rowKey = (a: unknown, b: unknown) => `${String(a)}\u0000${String(b)}`;
 
@@ -99,8 +105,9 @@ const rowKey = (a: unknown, b: unknown) => `${String(a)}\u0000${String(b)}`;
 const SHADOW_INSERT: PgBulkKind = {
   table: 'shadows',
   many: `INSERT INTO shadows (${SHADOW_COLS})
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::jsonb[], $6::jsonb[], $7::bigint[])
+    SELECT r->>0, r->>1, (r->>2)::bigint, (r->>3)::boolean, r->4, r->5, (r->>6)::bigint FROM jsonb_array_elements($1::jsonb) AS r
     ON CONFLICT (device_id, name) DO NOTHING RETURNING device_id, name`,
+  jsonColumns: [4, 5],
   keyOf: (r) => rowKey(r.device_id, r.name),
   one: async (c, row) => (await c.query(`INSERT INTO shadows (${SHADOW_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, name) DO NOTHING`, row)).rowCount === 1,
 };
@@ -109,10 +116,11 @@ const SHADOW_INSERT: PgBulkKind = {
 const SHADOW_UPDATE: PgBulkKind = {
   table: 'shadows',
   many: `UPDATE shadows s SET version = v.version, deleted = v.deleted, state = v.state, metadata = v.metadata, timestamp = v.timestamp
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::boolean[], $6::jsonb[], $7::jsonb[], $8::bigint[])
+    FROM (SELECT r->>0, r->>1, (r->>2)::bigint, (r->>3)::bigint, (r->>4)::boolean, r->5, r->6, (r->>7)::bigint FROM jsonb_array_elements($1::jsonb) AS r)
       AS v (device_id, name, expected, version, deleted, state, metadata, timestamp)
     WHERE s.device_id = v.device_id COLLATE "C" AND s.name = v.name COLLATE "C" AND s.version = v.expected
     RETURNING s.device_id, s.name`,
+  jsonColumns: [5, 6],
   keyOf: (r) => rowKey(r.device_id, r.name),
   one: async (c, [deviceId, name, expected, ...values]) =>
     (await c.query('UPDATE shadows SET version = $1, deleted = $2, state = $3, metadata = $4, timestamp = $5 WHERE device_id = $6 AND name = $7 AND version = $8', [...values, deviceId, name, expected]))
@@ -124,10 +132,12 @@ const EXECUTION_UPDATE: PgBulkKind = {
   table: 'executions',
   many: `UPDATE executions e SET status = v.status, details = v.details, queued_at = v.queued_at, updated_at = v.updated_at, version = v.version,
       wave = v.wave, attempt = v.attempt, dispatched_at = v.dispatched_at, due_at = v.due_at
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::bigint[], $7::bigint[], $8::bigint[], $9::int[], $10::int[], $11::bigint[], $12::bigint[])
+    FROM (SELECT r->>0, r->>1, (r->>2)::bigint, r->>3, r->4, (r->>5)::bigint, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::int, (r->>9)::int, (r->>10)::bigint, (r->>11)::bigint
+        FROM jsonb_array_elements($1::jsonb) AS r)
       AS v (job_id, device_id, expected, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at)
     WHERE e.job_id = v.job_id COLLATE "C" AND e.device_id = v.device_id COLLATE "C" AND e.version = v.expected
     RETURNING e.job_id, e.device_id`,
+  jsonColumns: [4],
   keyOf: (r) => rowKey(r.job_id, r.device_id),
   one: async (c, [jobId, deviceId, expected, ...set]) =>
     (
@@ -463,9 +473,9 @@ export class PostgresStore implements StateStore {
 
   async addExecutions(executions: ExecutionRecord[]): Promise<number> {
     if (executions.length === 0) return 0;
-    const cols = executionColumns(executions);
+    const rows = executionRows(executions);
     return this.write(async (c) => {
-      const r = await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_UNNEST} ON CONFLICT (job_id, device_id) DO NOTHING`, cols);
+      const r = await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_ROWS} ON CONFLICT (job_id, device_id) DO NOTHING`, [rows]);
       return r.rowCount ?? 0;
     });
   }
@@ -642,15 +652,15 @@ function executionParams(e: ExecutionRecord): unknown[] {
   return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null];
 }
 
-/** One array per EXEC_COLS column, for EXEC_UNNEST. */
-function executionColumns(executions: readonly ExecutionRecord[]): unknown[][] {
-  return columnsOf(executions.map(executionParams));
+/** Executions as the parameter of EXEC_ROWS. */
+function executionRows(executions: readonly ExecutionRecord[]): string {
+  return rowsAsJson(executions.map(executionParams), EXEC_JSON);
 }
 
-/** Inserts a new job's executions: one statement however many, the arrays unnested server-side. */
+/** Inserts a new job's executions: one statement however many, the rows taken apart server-side. */
 async function insertExecutions(c: pg.PoolClient, executions: readonly ExecutionRecord[]): Promise<void> {
   if (executions.length === 0) return;
-  await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_UNNEST}`, executionColumns(executions));
+  await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_ROWS}`, [executionRows(executions)]);
 }
 
 /**

@@ -177,6 +177,32 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(page.items.length, 500);
         }));
 
+      it('stores every kind of value exactly when many writes share one statement', () =>
+        withStore(async (store) => {
+          // what a JSON or array encoding of a batch could get wrong: quotes, backslashes,
+          // text that looks like JSON or like an array literal, "null", control characters,
+          // non-ASCII, empty and nested containers, numbers of every kind
+          const awkward = ['say "hi"', 'C:\\dir\\', '{"a":1}', '{1,2}', 'null', 'line\nbreak\ttab', 'é 日本 🚀', '', ' ', ','];
+          const state = (i: number): ShadowRecord['state'] => ({
+            desired: { text: awkward[i % awkward.length]!, nested: { list: [1, 'two', null, { three: [] }], empty: {} }, n: -1.5e-7 * i, big: 2 ** 52 + i },
+            reported: { flag: i % 2 === 0, nothing: null, [awkward[(i + 1) % awkward.length]! || 'k']: awkward[(i + 2) % awkward.length]! },
+          });
+          const names = ['', 'cfg "x"', 'back\\slash', 'ü'];
+          const keys = Array.from({ length: 24 }, (_, i) => ({ id: `odd-${i}`, name: names[i % names.length]! }));
+          const created = keys.map(({ id, name }, i) => ({ ...shadow(id, 1, state(i), 1_000 + i), name }));
+          assert.ok((await Promise.all(created.map((r) => store.putShadow(r, 0)))).every((r) => r === true));
+          // updated in one batch too, half of them into tombstones
+          const updated = created.map((r, i) => ({ ...r, version: 2, deleted: i % 2 === 1, state: i % 2 === 1 ? {} : state(i + 5), metadata: i % 2 === 1 ? {} : r.metadata, timestamp: 2_000 + i }));
+          assert.ok((await Promise.all(updated.map((r) => store.putShadow(r, 1)))).every((r) => r === true));
+          for (const r of updated) assert.deepEqual(await store.getShadow(r.deviceId, r.name), r, `${r.deviceId} ${r.name}`);
+          // executions: created with a job, then updated in one batch, with awkward details and absent times
+          const queued = keys.map(({ id }, i) => ({ ...execution('job-"odd"', id, 1_000), details: { note: awkward[i % awkward.length]! } }));
+          await store.createJob(job('job-"odd"'), queued);
+          const next = queued.map((e, i): ExecutionRecord => ({ ...e, status: 'IN_PROGRESS', details: { phase: awkward[(i + 3) % awkward.length]!, progress: i, steps: [[]] }, updatedAt: 3_000, version: 2, ...(i % 2 === 0 ? { dispatchedAt: 2_500, dueAt: 9_000 } : {}) }));
+          assert.ok((await Promise.all(next.map((e) => store.updateExecution(e)))).every((r) => r === true));
+          for (const e of next) assert.deepEqual(await store.getExecution(e.jobId, e.deviceId), e, e.deviceId);
+        }));
+
       it('stores the record as it was when putShadow was called', () =>
         withStore(async (store) => {
           const record = shadow('dev-1', 1, { desired: { a: 1 } });

@@ -50,6 +50,18 @@ export interface ExternalBrokerOptions {
   exclusive?: { filters: readonly string[]; lease: Lease; intervalMs?: number };
 }
 
+/**
+ * The Receive Maximum an Updraft instance asks of its broker (MQTT 5): how many QoS 1
+ * messages the broker may send it before their PUBACKs, here the most MQTT allows. Every
+ * device's requests reach an instance through this one connection. Left unsaid, Mosquitto
+ * keeps 20 in flight, queues 1,000 more and then drops the rest without telling anyone:
+ * a fleet cycling online made it drop reports (its log said "Outgoing messages are being
+ * dropped"), whose devices waited for answers that never came and left idle. mqtt.js
+ * acknowledges each message as it reads it, so what is in flight is what the socket holds;
+ * a request is refused, when one must be, by the replica, with an answer the device reads.
+ */
+export const SERVICE_RECEIVE_MAXIMUM = 65_535;
+
 /** Request topic filters, classic and named shadows: `state/+/update`, `state/+/shadow/+/get`, ... */
 export const REQUEST_FILTERS: readonly string[] = [...['update', 'get', 'delete'].flatMap((op) => [`state/+/${op}`, `state/+/shadow/+/${op}`]), 'state/+/credentials/request'];
 
@@ -100,6 +112,7 @@ export class ExternalBroker implements MessageBus {
         password: o.password,
         // no session state to lose: a shared subscription's messages go to the live members
         clean: true,
+        properties: { receiveMaximum: SERVICE_RECEIVE_MAXIMUM },
         reconnectPeriod: o.reconnectPeriodMs ?? 1_000,
         connectTimeout: 10_000,
         ...(o.tls ?? {}),

@@ -4,6 +4,7 @@
  * shared store) splitting device requests through a shared subscription.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,6 +71,34 @@ if (!found.ok) {
       assert.ok(!spy.log.some((m) => m.topic === 'state/dev-02/update'), "dev-01's forged request was dropped");
       assert.ok(!spy.log.some((m) => m.topic === 'state/dev-02/update/accepted'), 'devices cannot publish answers');
       await Promise.all([a.end(), b.end(), spy.end()]);
+    });
+
+    it('takes a burst of requests far beyond what the broker queues by default: the broker drops none', async () => {
+      // Mosquitto keeps 20 QoS 1 messages in flight to a client unless its Receive Maximum
+      // says more, queues 1,000 more and drops the rest. The burst is published while this
+      // process (the instance) is blocked in spawnSync, so it cannot read or acknowledge
+      // anything until the broker holds every request.
+      const n = 2_500;
+      let received = 0;
+      const bus = new ExternalBroker({ url: broker.serviceUrl, username: 'operator', password: OPERATOR_TOKEN, shareGroup: 'burst', logger: silentLogger, clientId: 'burst-instance' });
+      bus.onRequest((r) => {
+        if (r.topic === 'state/dev-03/update') received++;
+      });
+      await bus.start();
+      try {
+        const publisher = `
+          const mqtt = (await import('mqtt')).default;
+          const c = await mqtt.connectAsync(process.env.URL, { clientId: 'dev-03', username: 'dev-03', password: process.env.SECRET, reconnectPeriod: 0 });
+          await Promise.all(Array.from({ length: ${n} }, (_, i) => c.publishAsync('state/dev-03/update', JSON.stringify({ state: { reported: { i } } }), { qos: 1 })));
+          await c.endAsync();`;
+        const run = spawnSync(process.execPath, ['--input-type=module', '-e', publisher], { env: { ...process.env, URL: broker.deviceUrl, SECRET: secrets.get('dev-03')! }, encoding: 'utf8', timeout: 120_000 });
+        assert.equal(run.status, 0, `the publisher failed: ${run.stderr}`);
+        const deadline = Date.now() + 30_000;
+        while (received < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(received, n, `the instance received ${received} of ${n} requests`);
+      } finally {
+        await bus.stop();
+      }
     });
 
     describe('two instances, one store', () => {

@@ -42,9 +42,9 @@ export type PgWrite<T> = (client: pg.PoolClient) => Promise<T>;
  * already (serialized when the write was queued, so a later change to the caller's object
  * cannot reach the batch) and go in as they are; the others are strings, numbers, booleans
  * or null. Against one text array per column, the form node-postgres escapes element by
- * element (a regular expression over each JSON document, twice), this took a third of the
- * client CPU and two thirds of the database's time for a batch of 1,000 shadow writes
- * (measured in the fourteenth session, docs/benchmarks-history.md).
+ * element (a regular expression over each JSON document, twice), this takes a third to a
+ * half of the client CPU and about four fifths of the database's for a batch of shadow
+ * writes (measured in the fourteenth session, docs/benchmarks-history.md).
  */
 export function rowsAsJson(rows: readonly (readonly unknown[])[], jsonColumns: readonly number[] = []): string {
   // one string built by appending: arrays of parts joined took 2.5 times as long

@@ -15,6 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { SERVICE_RECEIVE_MAXIMUM } from '../broker/external-broker.ts';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
 import { EVENT_RELAY_FILTER, eventRelayTopic, parseEventRelayTopic } from '../protocol/topics.ts';
@@ -71,6 +72,10 @@ export class EventRelay {
         username: d.username,
         password: d.password,
         clean: true,
+        // MQTT 5 for its Receive Maximum: a broker's default in-flight window and queue
+        // (Mosquitto: 20 and 1,000) would drop other instances' batches in a burst
+        protocolVersion: 5,
+        properties: { receiveMaximum: SERVICE_RECEIVE_MAXIMUM },
         reconnectPeriod: 1_000,
         connectTimeout: 10_000,
         ...(d.tls ?? {}),

@@ -4,7 +4,6 @@
  * shared store) splitting device requests through a shared subscription.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +17,7 @@ import { PostgresStore } from '../../src/store/postgres-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import type { StateStore } from '../../src/store/state-store.ts';
 import { silentLogger } from '../../src/util/logger.ts';
-import { TestClient } from '../helpers/mqtt-client.ts';
+import { publishBurstWhileBlocked, TestClient } from '../helpers/mqtt-client.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.ts';
 
@@ -86,13 +85,7 @@ if (!found.ok) {
       });
       await bus.start();
       try {
-        const publisher = `
-          const mqtt = (await import('mqtt')).default;
-          const c = await mqtt.connectAsync(process.env.URL, { clientId: 'dev-03', username: 'dev-03', password: process.env.SECRET, reconnectPeriod: 0 });
-          await Promise.all(Array.from({ length: ${n} }, (_, i) => c.publishAsync('state/dev-03/update', JSON.stringify({ state: { reported: { i } } }), { qos: 1 })));
-          await c.endAsync();`;
-        const run = spawnSync(process.execPath, ['--input-type=module', '-e', publisher], { env: { ...process.env, URL: broker.deviceUrl, SECRET: secrets.get('dev-03')! }, encoding: 'utf8', timeout: 120_000 });
-        assert.equal(run.status, 0, `the publisher failed: ${run.stderr}`);
+        publishBurstWhileBlocked(broker.deviceUrl, { clientId: 'dev-03', username: 'dev-03', password: secrets.get('dev-03')! }, 'state/dev-03/update', n, '{"state":{"reported":{"i":$i}}}');
         const deadline = Date.now() + 30_000;
         while (received < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
         assert.equal(received, n, `the instance received ${received} of ${n} requests`);

@@ -10,6 +10,7 @@ import { EventBus } from '../../src/events/event-bus.ts';
 import { eventRelayTopic } from '../../src/protocol/topics.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
+import { publishBurstWhileBlocked } from '../helpers/mqtt-client.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 
 const TOKEN = `updr_relay_test_${'r'.repeat(24)}`;
@@ -64,6 +65,22 @@ if (!found.ok) {
       await raw.publishAsync(eventRelayTopic('i-x'), JSON.stringify([{ type: 'unknown.event', payload: {} }, { type: 'aws.thing', payload: { thing: 'thing-3' } }]), { qos: 1 });
       await raw.endAsync();
       await eventually(async () => (onB.includes('thing-3') ? true : undefined), 10_000, 'the valid event of a mixed batch');
+    });
+
+    it('takes a burst of batches far beyond what the broker queues by default', async () => {
+      // Mosquitto keeps 20 QoS 1 messages in flight to a client unless its Receive Maximum
+      // says more, queues 1,000 more and drops the rest; the burst comes while this process
+      // is blocked, so the relay acknowledges nothing until the broker holds all of it
+      const events = new EventBus();
+      const relay = new EventRelay({ url: broker.serviceUrl, username: 'operator', password: TOKEN, events, logger: silentLogger, instanceId: 'i-burst' });
+      await relay.start();
+      relays.push(relay);
+      const n = 2_500;
+      const seen = new Set<string>();
+      events.on('aws.thing', (e) => seen.add(e.thing));
+      publishBurstWhileBlocked(broker.serviceUrl, { clientId: 'burst-peer', username: 'operator', password: TOKEN }, eventRelayTopic('i-peer'), n, '[{"type":"aws.thing","payload":{"thing":"t-$i"}}]');
+      await eventually(async () => (seen.size === n ? true : undefined), 30_000, `all ${n} batches (${seen.size} so far)`).catch(() => {});
+      assert.equal(seen.size, n, `the relay re-emitted ${seen.size} of ${n} batches`);
     });
 
     it('drops (and counts, and logs once) what it cannot send while the broker is unreachable', async () => {

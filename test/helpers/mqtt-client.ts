@@ -1,4 +1,5 @@
 /** A test MQTT client that records every message and can await one matching a predicate. */
+import { spawnSync } from 'node:child_process';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
 /** The CONNACK return code of a refused connection, or undefined when it was accepted (it is closed again at once). */
@@ -97,4 +98,22 @@ export class TestClient {
 export async function connectDevice(ts: { mqttUrl: string; server: { registry: { register(r: { deviceId: string }): Promise<{ secret: string }> } } }, deviceId: string): Promise<TestClient> {
   const { secret } = await ts.server.registry.register({ deviceId });
   return TestClient.connect(ts.mqttUrl, deviceId, { username: deviceId, password: secret });
+}
+
+/**
+ * Publishes `n` QoS 1 messages on `topic` from a child process while this process waits for
+ * it (spawnSync): whatever subscribes here can neither read nor acknowledge anything until
+ * the broker holds every message, as under a burst larger than a subscriber keeps up with.
+ * `$i` in `payload` becomes the message's index; returns once the child is done.
+ */
+export function publishBurstWhileBlocked(url: string, client: { clientId: string; username: string; password: string }, topic: string, n: number, payload: string): void {
+  const script = `
+    const mqtt = (await import('mqtt')).default;
+    const e = process.env;
+    const c = await mqtt.connectAsync(e.BURST_URL, { clientId: e.BURST_ID, username: e.BURST_USER, password: e.BURST_PASSWORD, reconnectPeriod: 0 });
+    await Promise.all(Array.from({ length: Number(e.BURST_N) }, (_, i) => c.publishAsync(e.BURST_TOPIC, e.BURST_PAYLOAD.replaceAll('$i', String(i)), { qos: 1 })));
+    await c.endAsync();`;
+  const env = { ...process.env, BURST_URL: url, BURST_ID: client.clientId, BURST_USER: client.username, BURST_PASSWORD: client.password, BURST_TOPIC: topic, BURST_N: String(n), BURST_PAYLOAD: payload };
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8', timeout: 120_000 });
+  if (run.status !== 0) throw new Error(`the burst publisher failed: ${run.stderr || run.error?.message}`);
 }

@@ -53,14 +53,34 @@ export interface ExternalBrokerOptions {
 /**
  * The Receive Maximum an Updraft instance asks of its broker (MQTT 5): how many QoS 1
  * messages the broker may send it before their PUBACKs, here the most MQTT allows. Every
- * device's requests reach an instance through this one connection. Left unsaid, Mosquitto
- * keeps 20 in flight, queues 1,000 more and then drops the rest without telling anyone:
- * a fleet cycling online made it drop reports (its log said "Outgoing messages are being
+ * device's requests reach an instance through one connection. Left unsaid, Mosquitto keeps
+ * 20 in flight, queues 1,000 more and then drops the rest without telling anyone: a fleet
+ * cycling online made it drop reports (its log said "Outgoing messages are being
  * dropped"), whose devices waited for answers that never came and left idle. mqtt.js
  * acknowledges each message as it reads it, so what is in flight is what the socket holds;
  * a request is refused, when one must be, by the replica, with an answer the device reads.
  */
 export const SERVICE_RECEIVE_MAXIMUM = 65_535;
+
+/**
+ * The options of every connection an Updraft instance opens to an external broker (the
+ * request subscriptions here, the event relay between instances): MQTT 5 with
+ * SERVICE_RECEIVE_MAXIMUM, and a clean session, since there is no session state to lose
+ * (a shared subscription's messages go to the live members; relayed events are live only).
+ */
+export function serviceConnectOptions(o: { clientId: string; username: string; password: string; tls?: ExternalBrokerOptions['tls']; reconnectPeriodMs?: number }): IClientOptions {
+  return {
+    protocolVersion: 5,
+    clientId: o.clientId,
+    username: o.username,
+    password: o.password,
+    clean: true,
+    properties: { receiveMaximum: SERVICE_RECEIVE_MAXIMUM },
+    reconnectPeriod: o.reconnectPeriodMs ?? 1_000,
+    connectTimeout: 10_000,
+    ...(o.tls ?? {}),
+  };
+}
 
 /** Request topic filters, classic and named shadows: `state/+/update`, `state/+/shadow/+/get`, ... */
 export const REQUEST_FILTERS: readonly string[] = [...['update', 'get', 'delete'].flatMap((op) => [`state/+/${op}`, `state/+/shadow/+/${op}`]), 'state/+/credentials/request'];
@@ -105,18 +125,7 @@ export class ExternalBroker implements MessageBus {
     const clientId = o.clientId ?? `updraft-${os.hostname().slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     let client: MqttClient;
     try {
-      client = await mqtt.connectAsync(o.url, {
-        protocolVersion: 5,
-        clientId,
-        username: o.username,
-        password: o.password,
-        // no session state to lose: a shared subscription's messages go to the live members
-        clean: true,
-        properties: { receiveMaximum: SERVICE_RECEIVE_MAXIMUM },
-        reconnectPeriod: o.reconnectPeriodMs ?? 1_000,
-        connectTimeout: 10_000,
-        ...(o.tls ?? {}),
-      });
+      client = await mqtt.connectAsync(o.url, serviceConnectOptions({ clientId, username: o.username, password: o.password, tls: o.tls, reconnectPeriodMs: o.reconnectPeriodMs }));
     } catch (err) {
       throw new UpdraftError('CONFIG', `cannot connect to the MQTT broker ${this.where} as ${o.username}: ${(err as Error).message}; check --mqtt-url and the broker's password file`, { cause: err });
     }

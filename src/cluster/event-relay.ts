@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { SERVICE_RECEIVE_MAXIMUM } from '../broker/external-broker.ts';
+import { serviceConnectOptions } from '../broker/external-broker.ts';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
 import { EVENT_RELAY_FILTER, eventRelayTopic, parseEventRelayTopic } from '../protocol/topics.ts';
@@ -67,19 +67,7 @@ export class EventRelay {
   async start(): Promise<void> {
     const d = this.deps;
     try {
-      this.client = await mqtt.connectAsync(d.url, {
-        clientId: `updraft-events-${this.instanceId}`,
-        username: d.username,
-        password: d.password,
-        clean: true,
-        // MQTT 5 for its Receive Maximum: a broker's default in-flight window and queue
-        // (Mosquitto: 20 and 1,000) would drop other instances' batches in a burst
-        protocolVersion: 5,
-        properties: { receiveMaximum: SERVICE_RECEIVE_MAXIMUM },
-        reconnectPeriod: 1_000,
-        connectTimeout: 10_000,
-        ...(d.tls ?? {}),
-      });
+      this.client = await mqtt.connectAsync(d.url, serviceConnectOptions({ clientId: `updraft-events-${this.instanceId}`, username: d.username, password: d.password, tls: d.tls }));
     } catch (err) {
       throw new UpdraftError('CONFIG', `cannot connect the event relay to the MQTT broker: ${(err as Error).message}`, { cause: err });
     }

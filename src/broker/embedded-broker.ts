@@ -14,7 +14,7 @@ import { Aedes, type Client, type PublishPacket } from 'aedes';
 import mqemitter from 'mqemitter';
 import { UpdraftError } from '../errors.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
-import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
+import { parseCredentialsRequestTopic, parsePresenceTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
@@ -172,6 +172,14 @@ export class EmbeddedBroker implements MessageBus {
           packet.retain = false;
           return done(null);
         }
+        if (sender.kind === 'device' && parsePresenceTopic(packet.topic) !== undefined) {
+          // the agent's presence (and its Will) is for external brokers, which do not tell who
+          // connects (protocol/presence.ts); this broker sees connections itself: discarded,
+          // neither routed nor retained (a fleet's retained messages would only hold memory)
+          this.dropped.add(packet.payload as Buffer);
+          packet.retain = false;
+          return done(null);
+        }
         const handled = client ? this.route(packet, sender) : undefined;
         if (!handled) return done(null);
         // A request's PUBACK waits until it is handled: aedes writes it once this callback
@@ -199,8 +207,9 @@ export class EmbeddedBroker implements MessageBus {
       published: (packet, client, done) => {
         done(null);
         // MQTT messages, not aedes's own $SYS notices (a client came or went, subscribed): they
-        // go to no device, and counting them inflated the bench's messages per update
-        if (!packet.topic.startsWith('$SYS/')) this.stats.published++;
+        // go to no device, and counting them inflated the bench's messages per update; nor
+        // the messages dropped above, which went nowhere either
+        if (!packet.topic.startsWith('$SYS/') && !this.dropped.has(packet.payload as Buffer)) this.stats.published++;
       },
     });
     aedes.on('clientReady', (client) => {

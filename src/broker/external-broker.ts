@@ -13,8 +13,11 @@
  * `desired.software` through the API (which calls the replica directly), and a device can
  * never pass as an operator.
  *
- * Presence: a broker does not report other clients' connects to a subscriber, so
- * `onPresence` stays silent here; online state is an embedded-broker feature for now.
+ * Presence: a broker does not report other clients' connects to a subscriber, so devices
+ * say it themselves (the agent's retained `state/{id}/presence` and its Will,
+ * `protocol/presence.ts`). Every instance subscribes to all of it, not shared: each keeps
+ * the whole fleet's online view, and the retained messages give it the current state as it
+ * subscribes (shared subscriptions get no retained messages, MQTT 5 §4.8.2).
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -22,7 +25,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { UpdraftError } from '../errors.ts';
 import type { Lease } from '../cluster/lease.ts';
 import { awsThingOf } from '../protocol/aws-topics.ts';
-import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
+import { parsePresence } from '../protocol/presence.ts';
+import { PRESENCE_FILTER, parseCredentialsRequestTopic, parsePresenceTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { MessageBus, PresenceEvent, RequestHandler } from './message-bus.ts';
 
@@ -90,6 +94,7 @@ export class ExternalBroker implements MessageBus {
   private readonly opts: ExternalBrokerOptions;
   private client: MqttClient | undefined;
   private requestHandler: RequestHandler = () => {};
+  private presenceHandler: (event: PresenceEvent) => void = () => {};
   private exclusiveTimer: NodeJS.Timeout | undefined;
   private exclusiveSubscribed = false;
 
@@ -114,8 +119,8 @@ export class ExternalBroker implements MessageBus {
     this.requestHandler = handler;
   }
 
-  onPresence(_handler: (event: PresenceEvent) => void): void {
-    // not observable through a broker; see the file comment
+  onPresence(handler: (event: PresenceEvent) => void): void {
+    this.presenceHandler = handler;
   }
 
   /** Connects, subscribes to the shared request filters and waits for the SUBACK. */
@@ -130,6 +135,13 @@ export class ExternalBroker implements MessageBus {
       throw new UpdraftError('CONFIG', `cannot connect to the MQTT broker ${this.where} as ${o.username}: ${(err as Error).message}; check --mqtt-url and the broker's password file`, { cause: err });
     }
     client.on('message', (topic, payload) => {
+      const present = parsePresenceTopic(topic);
+      if (present !== undefined) {
+        // an empty payload (a retained message cleared) or a malformed one tells nothing
+        const online = parsePresence(payload);
+        if (online !== undefined) this.presenceHandler({ deviceId: present, online });
+        return;
+      }
       // the broker's ACL admits only device {id} (or an operator) on state/{id}/... and
       // $aws/things/{id}/...: attribute it to the device (issue 9: the AWS doors)
       const deviceId = (parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic))?.deviceId ?? awsThingOf(topic);
@@ -155,7 +167,8 @@ export class ExternalBroker implements MessageBus {
     client.on('reconnect', () => log.debug('reconnecting to the MQTT broker', { broker: this.where }));
     client.on('error', (err) => log.warn('MQTT broker error', { broker: this.where, error: err.message }));
     this.client = client;
-    const filters = REQUEST_FILTERS.map((f) => `$share/${o.shareGroup}/${f}`);
+    // requests shared by the instances of the group; presence to every instance (file comment)
+    const filters = [...REQUEST_FILTERS.map((f) => `$share/${o.shareGroup}/${f}`), PRESENCE_FILTER];
     const granted = await client.subscribeAsync(filters, { qos: 1 });
     const refused = granted.filter((g) => g.qos >= 0x80).map((g) => g.topic);
     if (refused.length > 0) {

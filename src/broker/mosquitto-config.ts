@@ -62,6 +62,8 @@ export function mosquittoAcl(): string {
     ...ops.map((op) => `pattern write state/%u/${op}`),
     ...ops.map((op) => `pattern write state/%u/shadow/+/${op}`),
     'pattern write state/%u/credentials/request',
+    '# its presence: the retained online message and the Will (protocol/presence.ts)',
+    'pattern write state/%u/presence',
     'pattern read state/%u/#',
     '# the same for its own thing in the AWS IoT families: requests only, answers to read',
     ...ops.map((op) => `pattern write $aws/things/%u/shadow/${op}`),

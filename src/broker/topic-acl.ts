@@ -1,7 +1,7 @@
 /**
  * Per-device topic authorization, deny by default (DESIGN.md §6): a device may publish
- * requests only on its own `state/{id}/...` request topics (shadow and credentials) and subscribe only under its
- * own `state/{id}/`. Operators may use any topic except the broker's `$SYS`.
+ * requests only on its own `state/{id}/...` request topics (shadow and credentials), and its
+ * own presence (`state/{id}/presence`), and subscribe only under its own `state/{id}/`. Operators may use any topic except the broker's `$SYS`.
  *
  * The AWS IoT families (issue 9): a device may also publish shadow and jobs requests on
  * `$aws/things/{thing}/...` and subscribe under `$aws/things/{thing}/shadow/` and
@@ -10,7 +10,7 @@
  */
 import { mayActFor } from '../aws/thing-access.ts';
 import { AWS_THINGS_PREFIX, awsThingOf, parseAwsJobsRequest, parseAwsShadowRequest } from '../protocol/aws-topics.ts';
-import { parseCredentialsRequestTopic, parseRequestTopic } from '../protocol/topics.ts';
+import { parseCredentialsRequestTopic, parsePresenceTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Sender } from './message-bus.ts';
 
 /** True when `sender` may publish on `topic`. */
@@ -22,8 +22,8 @@ export function mayPublish(sender: Sender, topic: string): boolean {
     const thing = req && ('deviceId' in req ? req.deviceId : req.thing);
     return thing !== undefined && mayActFor(sender, thing);
   }
-  // devices publish requests only: answers (accepted, delta, ...) come from the replica
-  return (parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic))?.deviceId === sender.id;
+  // devices publish requests (and their presence) only: answers (accepted, delta, ...) come from the replica
+  return ((parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic))?.deviceId ?? parsePresenceTopic(topic)) === sender.id;
 }
 
 /** True when `sender` may subscribe to the topic filter `filter`. */

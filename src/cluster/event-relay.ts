@@ -3,7 +3,7 @@
  * device's report is handled by whichever instance the broker's shared subscription picked,
  * and a rollout is driven by the lease holder; an operator's live view (the API's event
  * stream, the dashboard) is served by yet another one. Each instance therefore publishes
- * its job, execution and presence events to the other instances over the same external
+ * its job and execution events to the other instances over the same external
  * MQTT broker, batched (one message per 100 ms at most, so a 1,000-device wave costs a
  * handful of messages, not thousands), and re-emits theirs on its own EventBus.
  *
@@ -22,8 +22,9 @@ import { EVENT_RELAY_FILTER, eventRelayTopic, parseEventRelayTopic } from '../pr
 import type { Logger } from '../util/logger.ts';
 
 /** The events live views need from other instances. */
-// device.fetched: the instance that answered a device's get is rarely the one driving rollouts
-export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'device.presence', 'device.fetched', 'aws.thing'] as const;
+// device.fetched: the instance that answered a device's get is rarely the one driving rollouts;
+// not device.presence: every instance hears all of it from the broker (external-broker.ts)
+export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'device.fetched', 'aws.thing'] as const;
 type RelayedEvent = (typeof RELAYED_EVENTS)[number];
 type Relayed = { [K in RelayedEvent]: { type: K; payload: UpdraftEvents[K] } }[RelayedEvent];
 

@@ -67,7 +67,9 @@ export interface RolloutEngineDeps {
   /**
    * How the engine learns that a device came online, to send it its command before the
    * others: `presence` (the embedded broker's connect events, the default) or `fetch` (the
-   * device's catch-up `get`, for an external broker, which tells nobody who connects).
+   * device's catch-up `get`, for an external broker: there presence is what devices announce
+   * themselves, and a device on an AWS IoT SDK, or any client but the agent, does not).
+   * Departures come from presence either way.
    */
   arrivals?: 'presence' | 'fetch';
   /** Most devices remembered per job as just come online (the oldest are forgotten first). */
@@ -198,12 +200,11 @@ export class RolloutEngine {
         // so that early ticks spend at most about 5% of the time counting
         if (isTerminal(current.status) && this.windowed.has(current.jobId)) this.wakeSoon();
       }),
-      this.deps.arrivals === 'fetch'
-        ? this.deps.events.on('device.fetched', ({ deviceId }) => this.onArrival(deviceId))
-        : this.deps.events.on('device.presence', ({ deviceId, online }) => {
-            if (online) this.onArrival(deviceId);
-            else this.onDeparture(deviceId);
-          }),
+      this.deps.events.on('device.presence', ({ deviceId, online }) => {
+        if (!online) this.onDeparture(deviceId);
+        else if (this.deps.arrivals !== 'fetch') this.onArrival(deviceId);
+      }),
+      ...(this.deps.arrivals === 'fetch' ? [this.deps.events.on('device.fetched', ({ deviceId }) => this.onArrival(deviceId))] : []),
       // paused, resumed, canceled (here or on another instance): look at it again
       this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
     ];
@@ -230,7 +231,8 @@ export class RolloutEngine {
    * devices arrive than a tick sends, the places go to devices still online (a device online
    * for a short wake-up would otherwise see its command written just after it left, and wait
    * for its next wake-up), and a command for one that left waits for its turn like any other.
-   * With an external broker there is no departure to learn (arrivals are catch-up `get`s).
+   * With an external broker, only devices that announce their presence (the agent) are
+   * seen leaving.
    */
   private onDeparture(deviceId: string): void {
     for (const [jobId, waiting] of this.arrived) {

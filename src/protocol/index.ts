@@ -4,3 +4,4 @@ export * from './json.ts';
 export * from './software.ts';
 export * from './manifest.ts';
 export * from './shadow-messages.ts';
+export * from './presence.ts';

@@ -4,6 +4,7 @@
  *
  * Classic shadow:  state/{deviceId}/{update|get|delete}[/accepted|/rejected|/delta|/documents]
  * Named shadow:    state/{deviceId}/shadow/{name}/{update|get|delete}[/...]
+ * Presence:        state/{deviceId}/presence (retained, `presence.ts`)
  */
 
 /** Device ids and shadow names: what may appear as one topic level and in a URL path. */
@@ -100,6 +101,21 @@ export function parseCredentialsRequestTopic(topic: string): { deviceId: string 
   const parts = topic.split('/');
   if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== 'credentials' || parts[3] !== 'request') return undefined;
   return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;
+}
+
+/** The topic a device's presence is published on, retained: `state/dev-1/presence`. */
+export function presenceTopic(deviceId: string): string {
+  return `state/${deviceId}/presence`;
+}
+
+/** What an Updraft instance subscribes to, on an external broker, to learn every device's presence. */
+export const PRESENCE_FILTER = 'state/+/presence';
+
+/** The device id of a presence topic, or undefined for any other topic. */
+export function parsePresenceTopic(topic: string): string | undefined {
+  if (!topic.endsWith('/presence') || !topic.startsWith('state/')) return undefined;
+  const deviceId = topic.slice(6, -9);
+  return isValidId(deviceId) ? deviceId : undefined;
 }
 
 /**

@@ -160,6 +160,9 @@ export class UpdraftServer {
       logger: logger.child('credentials'),
     });
     this.bus.onPresence((e) => {
+      // changes only: an external broker hands every retained presence again each time this
+      // instance (re)subscribes, and nothing changed for the devices it already knew
+      if (this.online.has(e.deviceId) === e.online) return;
       if (e.online) this.online.add(e.deviceId);
       else this.online.delete(e.deviceId);
       events.emit('device.presence', e);

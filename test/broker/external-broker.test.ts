@@ -9,7 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
+import { MemoryAgentStateStore, SimulatedInstaller, UpdateAgent } from '../../src/agent/index.ts';
 import { ExternalBroker } from '../../src/broker/external-broker.ts';
+import type { PresenceEvent } from '../../src/broker/message-bus.ts';
 import { mosquittoPasswordLine } from '../../src/broker/mosquitto-config.ts';
 import { EventBus } from '../../src/events/event-bus.ts';
 import { ShadowReplica } from '../../src/shadow/replica.ts';
@@ -17,6 +19,7 @@ import { PostgresStore } from '../../src/store/postgres-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import type { StateStore } from '../../src/store/state-store.ts';
 import { silentLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
 import { publishBurstWhileBlocked, TestClient } from '../helpers/mqtt-client.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.ts';
@@ -91,6 +94,52 @@ if (!found.ok) {
         assert.equal(received, n, `the instance received ${received} of ${n} requests`);
       } finally {
         await bus.stop();
+      }
+    });
+
+    it("learns each device's presence from its agent: the retained online message, the Will when the connection ends, the retained state for an instance that subscribes later", async () => {
+      const tmp = await mkdtemp(path.join(os.tmpdir(), 'updraft-presence-'));
+      const agent = (deviceId: string) =>
+        new UpdateAgent({ deviceId, username: deviceId, password: secrets.get(deviceId)!, brokerUrl: broker.deviceUrl, installer: new SimulatedInstaller({ initial: { name: 'fw', version: '1.0.0' } }), stateStore: new MemoryAgentStateStore(), stateDir: path.join(tmp, deviceId), logger: silentLogger, allowUnsigned: true });
+      const instance = (clientId: string, seen: PresenceEvent[]) => {
+        const bus = new ExternalBroker({ url: broker.serviceUrl, username: 'operator', password: OPERATOR_TOKEN, shareGroup: 'presence', logger: silentLogger, clientId });
+        bus.onPresence((e) => seen.push(e));
+        return bus;
+      };
+      const seenA: PresenceEvent[] = [];
+      const a = instance('presence-a', seenA);
+      await a.start();
+      const [stays, leaves] = [agent('dev-10'), agent('dev-11')];
+      const forger = await connect('dev-12', secrets.get('dev-12')!);
+      try {
+        await stays.start();
+        await leaves.start();
+        await eventually(async () => (seenA.some((e) => e.deviceId === 'dev-10' && e.online) && seenA.some((e) => e.deviceId === 'dev-11' && e.online) ? true : undefined), 10_000, 'both agents announced');
+        // stop() closes the socket without a DISCONNECT: the broker publishes the agent's Will
+        await leaves.stop();
+        await eventually(async () => (seenA.some((e) => e.deviceId === 'dev-11' && !e.online) ? true : undefined), 10_000, "dev-11's Will");
+        // a device cannot speak for another: the ACL drops it (proved by its own, delivered after)
+        await forger.publish('state/dev-10/presence', { online: false }, { retain: true });
+        await forger.publish('state/dev-12/presence', { online: true }, { retain: true });
+        await eventually(async () => (seenA.some((e) => e.deviceId === 'dev-12') ? true : undefined), 10_000, "dev-12's own presence");
+        assert.ok(!seenA.some((e) => e.deviceId === 'dev-10' && !e.online), `dev-12 made dev-10 look offline: ${JSON.stringify(seenA)}`);
+        // an instance started now learns the current state from the retained messages
+        const seenB: PresenceEvent[] = [];
+        const b = instance('presence-b', seenB);
+        await b.start();
+        try {
+          await eventually(async () => (['dev-10', 'dev-11', 'dev-12'].every((d) => seenB.some((e) => e.deviceId === d)) ? true : undefined), 10_000, 'the retained presence');
+          const last = (d: string) => seenB.filter((e) => e.deviceId === d).at(-1)?.online;
+          assert.deepEqual([last('dev-10'), last('dev-11'), last('dev-12')], [true, false, true]);
+        } finally {
+          await b.stop();
+        }
+      } finally {
+        await stays.stop();
+        await leaves.stop();
+        await forger.end();
+        await a.stop();
+        await rm(tmp, { recursive: true, force: true });
       }
     });
 

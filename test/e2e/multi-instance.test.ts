@@ -109,6 +109,10 @@ if (!mosquitto.ok || !pgResult.ok) {
         const { items } = await b.api.call<{ items: { devices: number }[] }>('GET', '/api/v1/fleet/versions');
         return items.reduce((n, v) => n + v.devices, 0) === DEVICES ? true : undefined;
       }, 120_000, 'every device reporting');
+      // both instances know every device online, from the agents' retained presence
+      const onlineOn = async (api: ApiClient) => (await api.call<{ mqtt: { onlineDevices: number } }>('GET', '/api/v1/metrics')).mqtt.onlineDevices;
+      for (const api of [a.api, b.api]) await eventually(async () => ((await onlineOn(api)) === DEVICES ? true : undefined), 30_000, 'every device online on both instances');
+      assert.equal((await b.api.call<{ online: boolean }>('GET', `/api/v1/devices/${fleet[0]!.deviceId}`)).online, true);
 
       // B's live stream: it must show what A records too
       const seenOnB = new Map<string, { status: string; version: number }>();
@@ -155,6 +159,10 @@ if (!mosquitto.ok || !pgResult.ok) {
       const url = (delta.body as { state: { software: { url: string } } }).state.software.url;
       assert.ok(url.startsWith(`${s3.endpoint}/multi-e2e/`), url);
       assert.match(url, /X-Amz-Signature=/);
+      // the agents stop: the broker publishes their Wills, and the survivor sees the fleet leave
+      await devices.stop();
+      await eventually(async () => ((await onlineOn(b.api)) === 0 ? true : undefined), 30_000, 'every device offline');
+      assert.equal((await b.api.call<{ online: boolean }>('GET', `/api/v1/devices/${fleet[0]!.deviceId}`)).online, false);
     });
   });
 }

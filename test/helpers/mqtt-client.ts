@@ -68,8 +68,8 @@ export class TestClient {
   }
 
   /** Publishes a JSON body (or a raw string) at QoS 1. */
-  async publish(topic: string, body: unknown): Promise<void> {
-    await this.client.publishAsync(topic, typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body), { qos: 1 });
+  async publish(topic: string, body: unknown, opts: { retain?: boolean } = {}): Promise<void> {
+    await this.client.publishAsync(topic, typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body), { qos: 1, retain: opts.retain ?? false });
   }
 
   /** Resolves with the first message (already received or future) that matches. */

@@ -123,6 +123,32 @@ describe('replica over MQTT', () => {
     assert.ok(eve.client.connected, 'the offender stays connected: its publish is dropped, not fatal');
     await eve.end();
   });
+  it("discards a device's presence messages: this broker sees connections itself (neither routed, retained nor counted)", async () => {
+    const tool = await TestClient.connect(ts.mqttUrl, 'ops-presence', { username: 'operator', password: ts.token });
+    await tool.subscribe('state/dev-pres/#');
+    const pres = await connectDevice(ts, 'dev-pres');
+    await pres.subscribe('state/dev-pres/update/accepted');
+    const published = () => ts.server.broker.stats.published;
+    const before = published();
+    await pres.publish('state/dev-pres/presence', { online: true }, { retain: true });
+    await pres.request('state/dev-pres/update', { state: { reported: { n: 1 } } }, 'pres-1');
+    // the request, sent after the presence message on the same connection, is routed after
+    // anything the broker routed of that message (it handles a connection's packets in order)
+    await tool.next((m) => m.topic === 'state/dev-pres/update');
+    await eventually(async () => (published() - before >= 3 ? true : undefined), 10_000, 'the request counted');
+    assert.deepEqual(tool.log.map((m) => m.topic).sort(), ['state/dev-pres/update', 'state/dev-pres/update/accepted', 'state/dev-pres/update/documents']);
+    assert.equal(published() - before, 3, 'the request, its accepted and its documents; the presence message went nowhere');
+    // a subscriber that comes later gets no retained presence (it would come before the answer)
+    const late = await TestClient.connect(ts.mqttUrl, 'ops-presence-late', { username: 'operator', password: ts.token });
+    await late.subscribe('state/dev-pres/#');
+    await pres.request('state/dev-pres/update', { state: { reported: { n: 2 } } }, 'pres-2');
+    await late.next((m) => m.topic === 'state/dev-pres/update');
+    assert.ok(!late.log.some((m) => m.topic === 'state/dev-pres/presence'), 'nothing retained');
+    assert.ok(pres.client.connected, 'the device stays connected');
+    const device = await (await fetch(`${ts.httpUrl}/api/v1/devices/dev-pres`, { headers: { authorization: `Bearer ${ts.token}` } })).json();
+    assert.equal(device.online, true, 'presence comes from the connection');
+    await Promise.all([tool.end(), late.end(), pres.end()]);
+  });
   it('publishes update/documents only while someone subscribes to it (agents never do)', async () => {
     const lean = await connectDevice(ts, 'dev-lean');
     await lean.subscribe('state/dev-lean/update/accepted', 'state/dev-lean/update/rejected', 'state/dev-lean/update/delta');

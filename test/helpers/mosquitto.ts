@@ -84,9 +84,14 @@ export async function startTestMosquitto(
  */
 export async function runMosquitto(bin: string, dir: string, ports: number[]): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
   const child: ChildProcess = spawn(bin, ['-c', path.join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // the end of its log, for a start failure's message: a broker under a long bench logs
+  // megabytes, which are not worth keeping
   let log = '';
-  child.stdout!.on('data', (d) => (log += d));
-  child.stderr!.on('data', (d) => (log += d));
+  const keep = (d: Buffer) => {
+    log = (log + d.toString()).slice(-16_384);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 20_000;
   for (const port of ports) {

@@ -1,7 +1,8 @@
 /**
  * Per-device topic authorization, deny by default (DESIGN.md §6): a device may publish
  * requests only on its own `state/{id}/...` request topics (shadow and credentials), and its
- * own presence (`state/{id}/presence`), and subscribe only under its own `state/{id}/`. Operators may use any topic except the broker's `$SYS`.
+ * own presence (`state/{id}/presence`), and subscribe only under its own `state/{id}/`.
+ * Operators may use any topic except the broker's `$SYS`.
  *
  * The AWS IoT families (issue 9): a device may also publish shadow and jobs requests on
  * `$aws/things/{thing}/...` and subscribe under `$aws/things/{thing}/shadow/` and
@@ -22,7 +23,8 @@ export function mayPublish(sender: Sender, topic: string): boolean {
     const thing = req && ('deviceId' in req ? req.deviceId : req.thing);
     return thing !== undefined && mayActFor(sender, thing);
   }
-  // devices publish requests (and their presence) only: answers (accepted, delta, ...) come from the replica
+  // devices publish requests (and their presence) only: answers (accepted, delta, ...)
+  // come from the replica
   return ((parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic))?.deviceId ?? parsePresenceTopic(topic)) === sender.id;
 }
 

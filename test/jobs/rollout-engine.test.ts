@@ -203,21 +203,31 @@ describe('rollout engine', () => {
     assert.equal((await f.desired('d009'))?.jobId, undefined, 'd009, the oldest arrival, was forgotten: it waits for its turn in store order');
   });
 
-  it('with an external broker, takes a device\'s catch-up get as its arrival (no presence events there)', async () => {
+  it('with an external broker, takes a device\'s catch-up get as its arrival, and its Will as its departure', async () => {
     await f.close();
     f = await startRolloutFixture({ arrivals: 'fetch' });
     await f.addArtifact('2.0.0');
     const ids = await f.fleet('d', 6);
     const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 2 } });
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002']);
-    f.events.emit('device.presence', { deviceId: 'd004', online: true }); // not what this engine listens to
+    // announced presence does not count as an arrival there: not every device announces it
+    f.events.emit('device.presence', { deviceId: 'd004', online: true });
     // what an agent publishes on connect, as the broker delivers it to the replica
-    f.replica.submit({ topic: 'state/d006/get', payload: Buffer.from('{"clientToken":"c1"}'), sender: { kind: 'device', id: 'd006' } });
-    await eventually(async () => f.bus.published.some((m) => m.topic === 'state/d006/get/accepted') || undefined, 10_000, 'the get answered');
-    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks its executions up
+    const get = async (deviceId: string) => {
+      f.replica.submit({ topic: `state/${deviceId}/get`, payload: Buffer.from('{"clientToken":"c1"}'), sender: { kind: 'device', id: deviceId } });
+      await eventually(async () => f.bus.published.some((m) => m.topic === `state/${deviceId}/get/accepted`) || undefined, 10_000, 'the get answered');
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the engine looks its executions up
+    };
+    await get('d006');
+    await get('d005');
+    // d005's Will: it left before its turn
+    f.events.emit('device.presence', { deviceId: 'd005', online: false });
     await f.complete('d001');
     await f.tick();
-    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd006'], 'd006 asked for its shadow: it went before d003; d004 only connected');
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd006'], 'd006 asked for its shadow: it went before d003; d004 only announced itself');
+    await f.complete('d002');
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd006'], 'd005 left: d003 went in store order');
   });
 
   it('waits for a scheduled start', async () => {

@@ -13,8 +13,8 @@
  * - a command for a job already finished is acknowledged (its outcome re-reported), never
  *   applied twice; a delta that merely echoes the agent's own last report is ignored;
  * - an idle agent holds no timers of its own (15,000 of them share one simulator process);
- * - it says when it is online over any broker: a retained message on every connect and a
- *   retained Will for when the connection ends (`protocol/presence.ts`).
+ * - it says when it is online over any broker: a retained message on every connect, and a
+ *   Will that clears it when the connection ends (`protocol/presence.ts`).
  */
 import type { KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -25,7 +25,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import { parseSoftwareCommand, type SoftwareCommand } from '../protocol/software.ts';
-import { PRESENCE_OFFLINE, PRESENCE_ONLINE } from '../protocol/presence.ts';
+import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
 import { deltaTopic, presenceTopic } from '../protocol/topics.ts';
 import { parsePublicKey } from '../signing/signing-key.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
@@ -155,8 +155,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // stay offline until restarted. It retries, on the backoff above.
       reconnectOnConnackError: true,
       // the broker publishes it when the connection ends without a DISCONNECT: a lost link, a
-      // crash, and stop() too, which closes the socket (protocol/presence.ts)
-      will: { topic: presenceTopic(o.deviceId), payload: Buffer.from(PRESENCE_OFFLINE), qos: 1, retain: true },
+      // crash, and stop() too, which closes the socket. It clears the retained online message
+      // (protocol/presence.ts)
+      will: { topic: presenceTopic(o.deviceId), payload: PRESENCE_WILL, qos: 1, retain: true },
       ...(o.username !== undefined ? { username: o.username } : {}),
       ...(o.password !== undefined ? { password: o.password } : {}),
       ...o.mqttOptions,
@@ -168,7 +169,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       failedAttempts = 0;
       if (reconnectMs > 0) client.options.reconnectPeriod = this.jittered(reconnectMs, 0);
       // first on the connection, before the subscriptions and the report: QoS 0 is enough,
-      // since a connection that drops before it arrives leaves the Will ("offline") instead
+      // since a connection that drops before it arrives leaves the Will (offline) instead
       client.publish(presenceTopic(o.deviceId), PRESENCE_ONLINE, { qos: 0, retain: true });
       this.onConnect();
     };

@@ -111,6 +111,15 @@ export function presenceTopic(deviceId: string): string {
 /** What an Updraft instance subscribes to, on an external broker, to learn every device's presence. */
 export const PRESENCE_FILTER = 'state/+/presence';
 
+/**
+ * Where an instance marks the end of the retained presence the broker replays when it
+ * subscribes (`external-broker.ts`): its own message, published after the SUBACK, comes
+ * after them. Only the service user may use `updraft/#`.
+ */
+export function presenceSyncTopic(clientId: string): string {
+  return `updraft/presence-sync/${clientId}`;
+}
+
 /** The device id of a presence topic, or undefined for any other topic. */
 export function parsePresenceTopic(topic: string): string | undefined {
   if (!topic.endsWith('/presence') || !topic.startsWith('state/')) return undefined;

@@ -160,8 +160,7 @@ export class UpdraftServer {
       logger: logger.child('credentials'),
     });
     this.bus.onPresence((e) => {
-      // changes only: an external broker hands every retained presence again each time this
-      // instance (re)subscribes, and nothing changed for the devices it already knew
+      // changes only, whatever a bus repeats (an external broker's replay at every connect)
       if (this.online.has(e.deviceId) === e.online) return;
       if (e.online) this.online.add(e.deviceId);
       else this.online.delete(e.deviceId);

@@ -50,6 +50,24 @@ if (!found.ok) {
     after(() => broker?.stop());
 
     const connect = (id: string, password: string) => TestClient.connect(broker.deviceUrl, id, { username: id, password });
+    /** An instance's bus that records the presence it reports. */
+    const presenceInstance = (clientId: string, seen: PresenceEvent[], extra: { reconnectPeriodMs?: number } = {}) => {
+      const bus = new ExternalBroker({ url: broker.serviceUrl, username: 'operator', password: OPERATOR_TOKEN, shareGroup: 'presence', logger: silentLogger, clientId, ...extra });
+      bus.onPresence((e) => seen.push(e));
+      return bus;
+    };
+    /**
+     * Resolves once an instance that has just started has taken in the broker's replay: a
+     * presence message published now reaches it after the replay, which the broker queued to it
+     * when it handled its subscription.
+     */
+    const afterReplay = async (seen: PresenceEvent[]) => {
+      const sentinel = `sentinel-${seen.length}-${Date.now()}`;
+      const op = await mqtt.connectAsync(broker.serviceUrl, { username: 'operator', password: OPERATOR_TOKEN, reconnectPeriod: 0 });
+      await op.publishAsync(`state/${sentinel}/presence`, '{"online":true}', { qos: 1 });
+      await op.endAsync();
+      await eventually(async () => (seen.some((e) => e.deviceId === sentinel) ? true : undefined), 30_000, 'the sentinel after the replay');
+    };
 
     it('admits a device with its secret and refuses wrong, unknown and revoked ones', async () => {
       const ok = await connect('dev-00', secrets.get('dev-00')!);
@@ -97,49 +115,82 @@ if (!found.ok) {
       }
     });
 
-    it("learns each device's presence from its agent: the retained online message, the Will when the connection ends, the retained state for an instance that subscribes later", async () => {
+    it("learns each device's presence from its agent: the retained online message, the Will that clears it, the broker's replay at every (re)connect", async () => {
       const tmp = await mkdtemp(path.join(os.tmpdir(), 'updraft-presence-'));
       const agent = (deviceId: string) =>
         new UpdateAgent({ deviceId, username: deviceId, password: secrets.get(deviceId)!, brokerUrl: broker.deviceUrl, installer: new SimulatedInstaller({ initial: { name: 'fw', version: '1.0.0' } }), stateStore: new MemoryAgentStateStore(), stateDir: path.join(tmp, deviceId), logger: silentLogger, allowUnsigned: true });
-      const instance = (clientId: string, seen: PresenceEvent[]) => {
-        const bus = new ExternalBroker({ url: broker.serviceUrl, username: 'operator', password: OPERATOR_TOKEN, shareGroup: 'presence', logger: silentLogger, clientId });
-        bus.onPresence((e) => seen.push(e));
-        return bus;
-      };
       const seenA: PresenceEvent[] = [];
-      const a = instance('presence-a', seenA);
+      // A reconnects only when told to (below), so what happens while it is away is certain
+      const a = presenceInstance('presence-a', seenA, { reconnectPeriodMs: 600_000 });
       await a.start();
-      const [stays, leaves] = [agent('dev-10'), agent('dev-11')];
+      const [stays, leaves, away] = [agent('dev-10'), agent('dev-11'), agent('dev-13')];
       const forger = await connect('dev-12', secrets.get('dev-12')!);
+      const spy = await TestClient.connect(broker.serviceUrl, 'presence-spy', { username: 'operator', password: OPERATOR_TOKEN });
+      await spy.subscribe('state/+/presence');
+      const last = (seen: PresenceEvent[], d: string) => seen.filter((e) => e.deviceId === d).at(-1)?.online;
       try {
-        await stays.start();
-        await leaves.start();
-        await eventually(async () => (seenA.some((e) => e.deviceId === 'dev-10' && e.online) && seenA.some((e) => e.deviceId === 'dev-11' && e.online) ? true : undefined), 10_000, 'both agents announced');
+        for (const x of [stays, leaves, away]) await x.start();
+        await eventually(async () => (['dev-10', 'dev-11', 'dev-13'].every((d) => last(seenA, d) === true) ? true : undefined), 10_000, 'the agents announced');
         // stop() closes the socket without a DISCONNECT: the broker publishes the agent's Will
         await leaves.stop();
-        await eventually(async () => (seenA.some((e) => e.deviceId === 'dev-11' && !e.online) ? true : undefined), 10_000, "dev-11's Will");
+        await eventually(async () => (last(seenA, 'dev-11') === false ? true : undefined), 10_000, "dev-11's Will");
         // a device cannot speak for another: the ACL drops it (proved by its own, delivered after)
-        await forger.publish('state/dev-10/presence', { online: false }, { retain: true });
+        await forger.publish('state/dev-10/presence', '', { retain: true });
         await forger.publish('state/dev-12/presence', { online: true }, { retain: true });
-        await eventually(async () => (seenA.some((e) => e.deviceId === 'dev-12') ? true : undefined), 10_000, "dev-12's own presence");
+        await eventually(async () => (last(seenA, 'dev-12') === true ? true : undefined), 10_000, "dev-12's own presence");
         assert.ok(!seenA.some((e) => e.deviceId === 'dev-10' && !e.online), `dev-12 made dev-10 look offline: ${JSON.stringify(seenA)}`);
-        // an instance started now learns the current state from the retained messages
+
+        // an instance started now gets the devices online now from the broker's replay; the Will
+        // cleared dev-11's message, so the broker holds none for it
         const seenB: PresenceEvent[] = [];
-        const b = instance('presence-b', seenB);
+        const b = presenceInstance('presence-b', seenB);
         await b.start();
         try {
-          await eventually(async () => (['dev-10', 'dev-11', 'dev-12'].every((d) => seenB.some((e) => e.deviceId === d)) ? true : undefined), 10_000, 'the retained presence');
-          const last = (d: string) => seenB.filter((e) => e.deviceId === d).at(-1)?.online;
-          assert.deepEqual([last('dev-10'), last('dev-11'), last('dev-12')], [true, false, true]);
+          await afterReplay(seenB);
+          assert.deepEqual(['dev-10', 'dev-11', 'dev-12', 'dev-13'].map((d) => last(seenB, d)), [true, undefined, true, true]);
         } finally {
           await b.stop();
         }
+
+        // A loses its connection (another client takes its id); dev-13 leaves meanwhile, and A
+        // misses its Will. At its next connect the replay does not name dev-13: gone.
+        const intruder = await mqtt.connectAsync(broker.serviceUrl, { clientId: 'presence-a', username: 'operator', password: OPERATOR_TOKEN, reconnectPeriod: 0 });
+        await eventually(async () => (a.connected ? undefined : true), 10_000, 'A disconnected');
+        await away.stop();
+        await spy.next((m) => m.topic === 'state/dev-13/presence' && m.body === '');
+        assert.equal(last(seenA, 'dev-13'), true, 'A did not hear the Will');
+        (a as unknown as { client: mqtt.MqttClient }).client.reconnect(); // takes its id back from the intruder
+        await eventually(async () => (last(seenA, 'dev-13') === false ? true : undefined), 10_000, 'dev-13 gone after the replay');
+        assert.equal(last(seenA, 'dev-10'), true, 'dev-10, still connected, was named by the replay');
+        await intruder.endAsync(true).catch(() => undefined);
       } finally {
-        await stays.stop();
-        await leaves.stop();
-        await forger.end();
+        for (const x of [stays, leaves, away]) await x.stop();
+        await Promise.all([forger.end(), spy.end()]);
         await a.stop();
         await rm(tmp, { recursive: true, force: true });
+      }
+    });
+
+    it("replays a fleet's presence beyond what the broker would queue at QoS 1 (65,535 in flight and 1,000 queued): none lost", async () => {
+      const n = 70_000;
+      const op = await mqtt.connectAsync(broker.serviceUrl, { username: 'operator', password: OPERATOR_TOKEN, reconnectPeriod: 0 });
+      const topic = (i: number) => `state/fleet-${String(i).padStart(6, '0')}/presence`;
+      // at QoS 1, as a publisher other than the agent may: the broker stores a retained
+      // message with its QoS, and replays it at the lower of that and the subscription's
+      const publishAll = async (payload: string) => {
+        for (let i = 0; i < n; i += 5_000) await Promise.all(Array.from({ length: Math.min(5_000, n - i) }, (_, k) => op.publishAsync(topic(i + k), payload, { qos: 1, retain: true })));
+      };
+      await publishAll('{"online":true}');
+      const seen: PresenceEvent[] = [];
+      const c = presenceInstance('presence-c', seen);
+      try {
+        await c.start();
+        await afterReplay(seen);
+        assert.equal(new Set(seen.filter((e) => e.online && e.deviceId.startsWith('fleet-')).map((e) => e.deviceId)).size, n);
+      } finally {
+        await c.stop();
+        await publishAll(''); // clears them: the later tests' instances need not replay them
+        await op.endAsync();
       }
     });
 

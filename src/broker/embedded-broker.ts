@@ -168,18 +168,12 @@ export class EmbeddedBroker implements MessageBus {
         const sender = client ? this.senders.get(client) : { kind: 'internal' as const, id: '' };
         if (!sender || !mayPublish(sender, packet.topic)) {
           log.warn('publish dropped: topic not allowed for this client', { clientId: client?.id, topic: packet.topic });
-          this.dropped.add(packet.payload as Buffer);
-          packet.retain = false;
-          return done(null);
+          return done(this.discard(packet));
         }
-        if (sender.kind === 'device' && parsePresenceTopic(packet.topic) !== undefined) {
-          // the agent's presence (and its Will) is for external brokers, which do not tell who
-          // connects (protocol/presence.ts); this broker sees connections itself: discarded,
-          // neither routed nor retained (a fleet's retained messages would only hold memory)
-          this.dropped.add(packet.payload as Buffer);
-          packet.retain = false;
-          return done(null);
-        }
+        // the agent's presence (and its Will) is for external brokers, which do not tell who
+        // connects (protocol/presence.ts); this broker sees connections itself (a fleet's
+        // retained messages would only hold memory)
+        if (sender.kind === 'device' && parsePresenceTopic(packet.topic) !== undefined) return done(this.discard(packet));
         const handled = client ? this.route(packet, sender) : undefined;
         if (!handled) return done(null);
         // A request's PUBACK waits until it is handled: aedes writes it once this callback
@@ -263,6 +257,13 @@ export class EmbeddedBroker implements MessageBus {
       // a fleet reconnecting at once overflows the default backlog (511): SYNs dropped cost seconds
       server.listen({ port, host: this.opts.host, backlog: 4096 }, () => resolve());
     });
+  }
+
+  /** Marks a publish to go nowhere: not forwarded (authorizeForward), not retained, not counted. */
+  private discard(packet: PublishPacket): null {
+    this.dropped.add(packet.payload as Buffer);
+    packet.retain = false;
+    return null;
   }
 
   /** Hands a request (a message on a request topic) to its handler; undefined for other messages. */

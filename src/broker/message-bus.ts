@@ -46,7 +46,10 @@ export interface MessageBus {
   stop(): Promise<void>;
   /** Sets the consumer of shadow requests (`state/+/update|get|delete` and named shadows). */
   onRequest(handler: RequestHandler): void;
-  /** Sets the listener for device presence changes. */
+  /**
+   * Sets the listener for device presence changes: changes only (an external broker's
+   * replay of what the bus already knew is not reported again).
+   */
   onPresence(handler: (event: PresenceEvent) => void): void;
   /**
    * Whether any subscription matches `topic`, when the bus can tell (the embedded broker

@@ -160,8 +160,6 @@ export class UpdraftServer {
       logger: logger.child('credentials'),
     });
     this.bus.onPresence((e) => {
-      // changes only, whatever a bus repeats (an external broker's replay at every connect)
-      if (this.online.has(e.deviceId) === e.online) return;
       if (e.online) this.online.add(e.deviceId);
       else this.online.delete(e.deviceId);
       events.emit('device.presence', e);

@@ -162,6 +162,7 @@ if (!found.ok) {
         (a as unknown as { client: mqtt.MqttClient }).client.reconnect(); // takes its id back from the intruder
         await eventually(async () => (last(seenA, 'dev-13') === false ? true : undefined), 10_000, 'dev-13 gone after the replay');
         assert.equal(last(seenA, 'dev-10'), true, 'dev-10, still connected, was named by the replay');
+        assert.equal(seenA.filter((e) => e.deviceId === 'dev-10').length, 1, 'and not reported again: changes only');
         await intruder.endAsync(true).catch(() => undefined);
       } finally {
         for (const x of [stays, leaves, away]) await x.stop();

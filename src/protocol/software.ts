@@ -90,6 +90,33 @@ export function parseDesiredSoftware(value: unknown, where = 'software'): Desire
   return { name, version, sha256, size, jobId };
 }
 
+/**
+ * Checks `reported.software` as a device writes it (server side): the section the server
+ * reads to decide a job's outcome and what a device runs. A report is a partial update, so
+ * only the fields present are checked, and `null` deletes one; other fields are left to the
+ * device. Without this, a device that reported `"status": "SUCESS"` or a numeric version had
+ * its report stored and silently ignored, and its job waited for its timeout.
+ * Throws BAD_REQUEST naming the field.
+ */
+export function checkReportedSoftware(value: unknown, where = 'state.reported.software'): void {
+  if (value === null || value === undefined) return;
+  if (!isJsonObject(value)) throw new UpdraftError('BAD_REQUEST', `${where} must be an object`);
+  for (const key of ['name', 'version', 'sha256', 'jobId', 'error'] as const) {
+    const v = value[key];
+    if (v !== undefined && v !== null && typeof v !== 'string') throw new UpdraftError('BAD_REQUEST', `${where}.${key} must be a string`);
+  }
+  const { status, size, progress } = value;
+  if (status !== undefined && status !== null && !(AGENT_STATUSES as readonly unknown[]).includes(status)) {
+    throw new UpdraftError('BAD_REQUEST', `${where}.status must be one of ${AGENT_STATUSES.join(', ')}`);
+  }
+  if (size !== undefined && size !== null && !(typeof size === 'number' && Number.isSafeInteger(size) && size >= 0)) {
+    throw new UpdraftError('BAD_REQUEST', `${where}.size must be a non-negative integer`);
+  }
+  if (progress !== undefined && progress !== null && !(typeof progress === 'number' && progress >= 0 && progress <= 1)) {
+    throw new UpdraftError('BAD_REQUEST', `${where}.progress must be a number from 0 to 1`);
+  }
+}
+
 /** Validates an update command taken from a delta (agent side). */
 export function parseSoftwareCommand(value: unknown): SoftwareCommand {
   const base = parseDesiredSoftware(value, 'delta.software');

@@ -22,7 +22,7 @@ import {
   type ShadowLimits,
   type UpdateRequest,
 } from '../protocol/shadow-messages.ts';
-import { parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from '../protocol/software.ts';
+import { checkReportedSoftware, parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from '../protocol/software.ts';
 import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef } from '../protocol/topics.ts';
 import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -274,11 +274,15 @@ function notFound(ref: ShadowRef): UpdraftError {
 
 /**
  * `desired.software` is the update command: only operators (and the rollout engine) set it,
- * and it must be well formed, because the device acts on it.
+ * and it must be well formed, because the device acts on it. `reported.software` is what
+ * the server reads back (a job's outcome, what a device runs): its fields must have their
+ * types, so a malformed report is rejected with the field's name instead of being ignored.
  */
 function checkSoftwareSection(ref: ShadowRef, request: UpdateRequest, sender: Sender): void {
   const desired = request.state.desired;
   if (ref.name !== '') return;
+  const reported = request.state.reported;
+  if (reported) checkReportedSoftware(reported.software);
   const touchesSoftware = desired === null || (desired !== undefined && 'software' in desired);
   if (!touchesSoftware) return;
   if (sender.kind === 'device') {

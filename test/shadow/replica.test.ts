@@ -57,6 +57,13 @@ describe('replica over MQTT', () => {
       [{ state: { reported: { big: 'x'.repeat(9000) } }, clientToken: 'bad-6' }, 413, /maximum size/],
       [{ state: { reported: { a: 1 } }, version: 1, clientToken: 'bad-7' }, 409, /^Version conflict$/],
       [{ state: { desired: { software: { name: 'fw' } } }, clientToken: 'bad-8' }, 403, /operators only/],
+      // the software section the server reads back (a job's outcome): a typo is refused, not ignored
+      [{ state: { reported: { software: '2.0.0' } }, clientToken: 'bad-10' }, 400, /^state\.reported\.software must be an object$/],
+      [{ state: { reported: { software: { version: '2.0.0', status: 'SUCESS' } } }, clientToken: 'bad-11' }, 400, /^state\.reported\.software\.status must be one of IDLE, DOWNLOADING, VERIFYING, INSTALLING, SUCCESS, FAILURE$/],
+      [{ state: { reported: { software: { version: 2, status: 'IDLE' } } }, clientToken: 'bad-12' }, 400, /^state\.reported\.software\.version must be a string$/],
+      [{ state: { reported: { software: { status: 'DOWNLOADING', progress: 50 } } }, clientToken: 'bad-13' }, 400, /progress must be a number from 0 to 1$/],
+      [{ state: { reported: { software: { size: -1 } } }, clientToken: 'bad-14' }, 400, /size must be a non-negative integer$/],
+      [{ state: { reported: { software: { jobId: 7 } } }, clientToken: 'bad-15' }, 400, /jobId must be a string$/],
     ];
     for (const [body, code, message] of cases) {
       const token = typeof body === 'object' ? (body as { clientToken: string }).clientToken : undefined;
@@ -77,6 +84,18 @@ describe('replica over MQTT', () => {
     const after = (await dev.request('state/dev-1/get', {})).body;
     assert.equal(after.version, before.version, 'no rejected request changed the version');
     assert.deepEqual(after.state, before.state);
+  });
+
+  it('accepts a partial software report: only the fields present are checked, null deletes one', async () => {
+    const d = await connectDevice(ts, 'dev-sw');
+    await d.subscribe('state/dev-sw/#');
+    const full = { name: 'fw', version: '1.0.0', sha256: null, size: 1024, jobId: 'job-1', status: 'DOWNLOADING', progress: 0.5, error: null, vendorField: { any: 'thing' } };
+    assert.equal((await d.request('state/dev-sw/update', { state: { reported: { software: full } } })).topic, 'state/dev-sw/update/accepted');
+    const partial = await d.request('state/dev-sw/update', { state: { reported: { software: { status: 'INSTALLING', progress: null } } } });
+    assert.equal(partial.topic, 'state/dev-sw/update/accepted');
+    const got = await d.request('state/dev-sw/get', {});
+    assert.deepEqual(got.body.state.reported.software, { name: 'fw', version: '1.0.0', size: 1024, jobId: 'job-1', status: 'INSTALLING', vendorField: { any: 'thing' } });
+    await d.end();
   });
 
   it('answers get and delete of a missing shadow with 404', async () => {

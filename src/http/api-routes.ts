@@ -10,6 +10,7 @@ import { isValidId } from '../protocol/topics.ts';
 import { publicDevice, type DeviceRegistration, type DeviceRegistry } from '../registry/device-registry.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
+import { pageParams } from './paging.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
@@ -66,10 +67,7 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   });
 
   router.add('GET', '/api/v1/devices', async ({ res, url }) => {
-    const limit = Math.min(Number(url.searchParams.get('limit') ?? 100) || 100, 1000);
-    if (limit < 1) throw new UpdraftError('BAD_REQUEST', 'limit must be from 1 to 1000');
-    const after = url.searchParams.get('after') ?? undefined;
-    const page = await deps.registry.list({ limit, ...(after ? { after } : {}) });
+    const page = await deps.registry.list(pageParams(url));
     const items = await Promise.all(
       page.items.map(async (d) => {
         const shadow = await deps.store.getShadow(d.deviceId, '');

@@ -58,6 +58,16 @@ describe('rollout API', () => {
       assert.match(r.body.error.message, re);
     }
     assert.equal((await api('GET', '/api/v1/jobs?limit=0')).status, 400);
+    // every list route reads limit the same way: a limit that is not 1..1000 is refused, not clamped
+    for (const limit of ['abc', '0', '1001', '2.5']) {
+      const r = await api('GET', `/api/v1/devices?limit=${limit}`);
+      assert.equal(r.status, 400, `devices?limit=${limit}`);
+      assert.equal(r.body.error.message, `limit must be an integer from 1 to 1000, got ${limit}`);
+    }
+    const first = await api('GET', '/api/v1/devices?limit=2');
+    assert.deepEqual(first.body.items.map((d: { deviceId: string }) => d.deviceId), ['eu-1', 'eu-2']);
+    const second = await api('GET', `/api/v1/devices?limit=2&after=${first.body.next}`);
+    assert.deepEqual(second.body.items.map((d: { deviceId: string }) => d.deviceId), ['spare-0', 'spare-1']);
     assert.equal((await api('GET', '/api/v1/jobs?status=DONE')).status, 400);
     assert.equal((await api('GET', '/api/v1/jobs/nope')).status, 404);
     assert.equal((await api('POST', '/api/v1/jobs/nope/pause')).status, 404);

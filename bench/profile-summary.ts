@@ -56,7 +56,7 @@ const NATIVE_PARTS: Record<string, string> = {
 };
 
 /** The part a script belongs to, by its URL. */
-function partOf(url: string): string {
+export function partOf(url: string): string {
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
   if (pkg) {
     if (['better-sqlite3', 'pg', 'pg-protocol', 'pg-pool'].includes(pkg)) return 'store';
@@ -79,6 +79,13 @@ function partOf(url: string): string {
   if (url.startsWith('node:internal/crypto') || url === 'node:crypto') return 'crypto (signatures, hashes)';
   if (url.startsWith('node:')) return 'Node.js core (streams, sockets, timers)';
   return 'other';
+}
+
+/** A script's URL from its package or from `src/`: `node_modules/debug/src/common.js`, `src/shadow/replica.ts`. */
+export function shortUrl(url: string): string {
+  const i = url.lastIndexOf('/node_modules/');
+  if (i >= 0) return url.slice(i + 1);
+  return url.replace(/^.*\/src\//, 'src/');
 }
 
 /** One function's self time in a window: where exactly a part's time went. */
@@ -122,7 +129,7 @@ export function summarizeProfile(file: string, fromUs: number, toUs: number, upd
   const byFunction = new Map<string, { part: string; us: number }>();
   const where = (id: number): string => {
     const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
-    return url ? `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|src)\//, '$1/')}:${lineNumber + 1}` : functionName;
+    return url ? `${functionName || '(anonymous)'} ${shortUrl(url)}:${lineNumber + 1}` : functionName;
   };
   let busy = 0;
   let t = p.startTime;

@@ -7,6 +7,7 @@
  *   npm run bench -- --full             # also 15,000 connected and a 100,000-device cycling rollout
  *   npm run bench -- --sizes 2000 --rollout 20000 --store-shadows 0 --profile
  *   npm run bench -- --full --repeat 3  # every update scenario three times: medians, and their ranges
+ *   npm run bench -- --sizes 5000 --store-shadows 0 --alloc   # what the server and simulator allocate per update
  *   npm run bench -- --in-flight 0        # no in-flight window: every device commanded at once
  *   npm run bench -- --sim-nice 0         # the simulator at the server's priority (default: nice 10)
  *   npm run bench -- --sizes 30000 --sim-processes 2   # fleets beyond one process's 20,000 connections
@@ -17,9 +18,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
+import { summarizeAllocations, type AllocPart, type AllocSite } from './alloc-summary.ts';
 import { profileOf, summarizeProfile, type FunctionShare, type PartShare, type ProfileWindow } from './profile-summary.ts';
 import { NODE_TUNING, SIM_TUNING } from './processes.ts';
-import { connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
+import { allocWindows, connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { combineRuns, round } from './stats.ts';
 
 const { values } = parseArgs({
@@ -34,6 +36,7 @@ const { values } = parseArgs({
     'sim-nice': { type: 'string', default: '10' },
     repeat: { type: 'string', default: '1' },
     profile: { type: 'boolean', default: false },
+    alloc: { type: 'boolean', default: false },
     external: { type: 'boolean', default: false },
     db: { type: 'string' },
     out: { type: 'string', default: 'bench-results' },
@@ -55,6 +58,9 @@ function table(rows: Record<string, unknown>[]): string {
 const log = (s: string) => process.stdout.write(s + '\n');
 await mkdir(values.out!, { recursive: true });
 const profileDir = values.profile ? `${values.out}/profiles` : undefined;
+// --alloc: V8's sampling heap profiler, freed objects included, in each update scenario's window
+const allocDir = values.alloc ? `${values.out}/profiles` : undefined;
+if (allocDir) await mkdir(allocDir, { recursive: true });
 const external = values.external!;
 if (values.db !== undefined) {
   if (!external) throw new Error('--db goes with --external');
@@ -75,7 +81,7 @@ if (!Number.isInteger(simProcesses) || simProcesses < 1) throw new Error('--sim-
 // 39% faster for 24% less (docs/benchmarks.md). --sim-nice 0: equal priority, as before.
 const simNice = Number(values['sim-nice']);
 if (!Number.isInteger(simNice) || simNice < 0 || simNice > 19) throw new Error('--sim-nice must be an integer from 0 to 19');
-const serverOptions = { ...(profileDir ? { profileDir } : {}), external, simProcesses, simNice };
+const serverOptions = { ...(profileDir ? { profileDir } : {}), ...(allocDir ? { allocDir } : {}), external, simProcesses, simNice };
 // a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here
 process.once('uncaughtException', (err) => {
   process.stderr.write(`${err.stack ?? err.message}\n`);
@@ -159,6 +165,25 @@ for (const w of profileDir ? profileWindows : []) {
   }
 }
 
+// --alloc: what the server and the simulator allocated per update in each update scenario
+type AllocSummary = { bytesPerUpdate: number; parts: AllocPart[]; top: AllocSite[] };
+const allocations: { scenario: string; files: { server?: string; sim?: string }; server?: AllocSummary; sim?: AllocSummary }[] = [];
+for (const w of allocWindows) {
+  const server = w.server ? summarizeAllocations(w.server, w.updates) : undefined;
+  const sim = w.sim ? summarizeAllocations(w.sim, w.updates) : undefined;
+  allocations.push({ scenario: w.scenario, files: { ...(w.server ? { server: w.server } : {}), ...(w.sim ? { sim: w.sim } : {}) }, ...(server ? { server } : {}), ...(sim ? { sim } : {}) });
+  const kb = (b: number | undefined) => (b === undefined ? '?' : round(b / 1024, 1));
+  const names = [...new Set([...(server?.parts ?? []), ...(sim?.parts ?? [])].map((x) => x.part))];
+  const rows = names.map((name) => {
+    const [a, b] = [server?.parts.find((x) => x.part === name), sim?.parts.find((x) => x.part === name)];
+    return { part: name, server_pct: a?.share ?? 0, server_bytes_per_update: a?.bytesPerUpdate ?? 0, sim_pct: b?.share ?? 0, sim_bytes_per_update: b?.bytesPerUpdate ?? 0 };
+  });
+  log(`\n[alloc] ${w.scenario}: what was allocated per update, freed or not (server ${kb(server?.bytesPerUpdate)} KB, simulator ${kb(sim?.bytesPerUpdate)} KB; by part)\n${table(rows)}`);
+  for (const [who, of] of [['server', server], ['simulator', sim]] as const) {
+    if (of) log(`\n[alloc] ${w.scenario}, ${who}: the largest allocation sites\n${table(of.top.map((x) => ({ pct: x.share, bytes_per_update: x.bytesPerUpdate, part: x.part, site: x.site })))}`);
+  }
+}
+
 /** The headline figures of one round: the largest connected update, the ceiling, the replica, the rollout, the store. */
 function summaryOf(r: Round) {
   // the headline is the largest connected update; a run of other scenarios only (--sizes 0) has none
@@ -207,7 +232,7 @@ if (repeat > 1) {
 
 const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency${repeat > 1 ? ` (median of ${repeat} rounds)` : ''}`);
 await writeFile(`${values.out}/chart.svg`, chart);
-await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, ...(repeat > 1 ? { rounds } : {}), ...(profileDir ? { profiles } : {}), summary }, null, 2));
+await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, ...(repeat > 1 ? { rounds } : {}), ...(profileDir ? { profiles } : {}), ...(allocDir ? { allocations } : {}), summary }, null, 2));
 log(`\nchart: ${values.out}/chart.svg, raw figures: ${values.out}/latest.json`);
 log(JSON.stringify(summary));
 process.exit(0);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import { ApiClient } from '../src/cli/api-client.ts';
+import { ALLOC_SAMPLER, startAllocSampling, stopAllocSampling } from './alloc-summary.ts';
 import { monotonicUs, type ProfileWindow } from './profile-summary.ts';
 import { registerFleet } from '../src/sim/register-fleet.ts';
 import type { SimDevice } from '../src/sim/fleet-simulator.ts';
@@ -35,6 +36,8 @@ export interface BenchServer {
   loop(): Promise<LoopTime>;
   /** The external broker's process (--external): its memory and CPU are reported beside the server's. */
   broker?: { rss(): number; cpuSeconds(): number };
+  /** With --alloc: where the server and the simulator write their allocation profiles. */
+  allocDir?: string;
   /** Node flags for the simulator: --cpu-prof into the same directory when profiling. */
   simFlags: string[];
   /** Extra `updraft sim` arguments: `--processes N` with --sim-processes. */
@@ -48,10 +51,12 @@ export interface BenchServer {
  * Starts `updraft server` on a fresh data dir: embedded, or with `external` on a private
  * Mosquitto and a fresh PostgreSQL database (bench/external.ts).
  */
-export async function startServer(opts: { profileDir?: string; external?: boolean; simProcesses?: number; simNice?: number } = {}): Promise<BenchServer> {
+export async function startServer(opts: { profileDir?: string; allocDir?: string; external?: boolean; simProcesses?: number; simNice?: number } = {}): Promise<BenchServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-'));
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
-  const nodeFlags = opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
+  // the allocation sampler reads its directory from the environment the processes inherit
+  if (opts.allocDir) process.env.UPDRAFT_ALLOC_DIR = path.resolve(opts.allocDir);
+  const nodeFlags = [...(opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : []), ...(opts.allocDir ? ['--import', ALLOC_SAMPLER] : [])];
   let ext: ExternalParts | undefined;
   if (opts.external) {
     // the broker must know the operator's password before the server connects to it
@@ -78,6 +83,7 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
     token,
     dir,
     simFlags: [...SIM_TUNING, ...nodeFlags],
+    ...(opts.allocDir ? { allocDir: path.resolve(opts.allocDir) } : {}),
     simArgs: (opts.simProcesses ?? 1) > 1 ? ['--processes', String(opts.simProcesses)] : [],
     simNice: opts.simNice ?? 0,
     admit: async () => ext?.admit(api),
@@ -94,6 +100,9 @@ export async function startServer(opts: { profileDir?: string; external?: boolea
 
 /** The update scenarios run so far, for the profile summaries of `--profile` (profile-summary.ts). */
 export const profileWindows: ProfileWindow[] = [];
+
+/** The update scenarios sampled by `--alloc` and their allocation profiles (alloc-summary.ts). */
+export const allocWindows: { scenario: string; updates: number; server: string | undefined; sim: string | undefined }[] = [];
 
 /** Cumulative event-loop time of the server, ms. */
 export interface LoopTime {
@@ -210,6 +219,8 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     const cpu0 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
     const loop0 = await server.loop();
     const fromUs = monotonicUs();
+    const pids = [server.child.proc.pid!, sim.proc.pid!];
+    if (server.allocDir) startAllocSampling(pids);
     const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', {
       artifact: `fw-${n}@2.0.0`,
       targets: { query: 'tags = sim' }, // a fresh server per size: the fleet just registered
@@ -220,6 +231,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     const toUs = monotonicUs();
     const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
     const loop1 = await server.loop();
+    const allocFiles = server.allocDir ? await stopAllocSampling(pids, server.allocDir) : undefined;
     await sleep(500); // last acknowledgements recorded
     const m1 = await server.published();
     const executions: Execution[] = [];
@@ -231,6 +243,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
     }
     const o = outcome(n, executions, createdAt, m1 - m0);
     profileWindows.push({ scenario: `${n} connected`, serverPid: server.child.proc.pid!, simPid: sim.proc.pid!, fromUs, toUs, updates: o.succeeded });
+    if (allocFiles) allocWindows.push({ scenario: `${n} connected`, updates: o.succeeded, server: allocFiles.get(pids[0]!), sim: allocFiles.get(pids[1]!) });
     const latencies = o.ok.map((x) => x.updatedAt - (x.dispatchedAt ?? x.queuedAt));
     return {
       devices: n,
@@ -281,6 +294,8 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     await Promise.race([sim.waitFor(/sim: ready/, 600_000), server.child.died()]);
     const simCpu0 = sim.cpuSeconds();
     const fromUs = monotonicUs();
+    const pids = [server.child.proc.pid!, sim.proc.pid!];
+    if (server.allocDir) startAllocSampling(pids);
     const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);
     const toUs = monotonicUs();
     const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number; reports: number; gets: number };
@@ -288,12 +303,14 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
     const serverCpu = server.child.cpuSeconds() - serverCpu0;
     const brokerCpu = server.broker ? server.broker.cpuSeconds() - brokerCpu0 : undefined;
     const loop1 = await server.loop();
+    const allocFiles = server.allocDir ? await stopAllocSampling(pids, server.allocDir) : undefined;
     await sleep(500);
     const m1 = await server.published();
     const executions: Execution[] = [];
     for (const id of jobIds) executions.push(...(await jobExecutions(api, id)));
     const o = outcome(n, executions, t0, m1 - m0);
     profileWindows.push({ scenario: `${n} cycling`, serverPid: server.child.proc.pid!, simPid: sim.proc.pid!, fromUs, toUs, updates: o.succeeded });
+    if (allocFiles) allocWindows.push({ scenario: `${n} cycling`, updates: o.succeeded, server: allocFiles.get(pids[0]!), sim: allocFiles.get(pids[1]!) });
     return {
       devices: n,
       succeeded: o.succeeded,

@@ -23,6 +23,7 @@ import { profileOf, summarizeProfile, type FunctionShare, type PartShare, type P
 import { NODE_TUNING, SIM_TUNING } from './processes.ts';
 import { allocWindows, connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { combineRuns, round } from './stats.ts';
+import { judgeTargets } from './targets.ts';
 
 const { values } = parseArgs({
   options: {
@@ -230,9 +231,19 @@ if (repeat > 1) {
   log(`\n[range of ${repeat} rounds] ${Object.entries(ranges).map(([k, [lo, hi]]) => `${k} ${lo}-${hi}`).join(', ')}`);
 }
 
+// the issue's targets, judged on this run's figures (the medians with --repeat)
+const targets = judgeTargets({
+  system: external ? 'external' : 'embedded',
+  updates,
+  ...(typeof summary.efficiency === 'number' ? { efficiency: summary.efficiency } : {}),
+  ...(rollout ? { rollout: { devices: rollout.devices, seconds: rollout.seconds, lost: rollout.lost } } : {}),
+  lost: summary.lost,
+});
+log(`\n[targets] the benchmark issue's targets for this 2-core machine, judged on this run${repeat > 1 ? `'s medians` : ''}\n${table(targets as unknown as Record<string, unknown>[])}`);
+
 const chart = renderChart(updates.map((u) => ({ devices: u.devices, updatesPerS: u.updates_per_s, p99Ms: u.p99_ms })), `Updraft, ${system}: fleet update throughput and p99 latency${repeat > 1 ? ` (median of ${repeat} rounds)` : ''}`);
 await writeFile(`${values.out}/chart.svg`, chart);
-await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, ...(repeat > 1 ? { rounds } : {}), ...(profileDir ? { profiles } : {}), ...(allocDir ? { allocations } : {}), summary }, null, 2));
+await writeFile(`${values.out}/latest.json`, JSON.stringify({ updates, rollout, ops, store, ...(repeat > 1 ? { rounds } : {}), ...(profileDir ? { profiles } : {}), ...(allocDir ? { allocations } : {}), targets, summary }, null, 2));
 log(`\nchart: ${values.out}/chart.svg, raw figures: ${values.out}/latest.json`);
 log(JSON.stringify(summary));
 process.exit(0);

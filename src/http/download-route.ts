@@ -16,6 +16,13 @@ import type { Logger } from '../util/logger.ts';
 import { parseRange } from './range.ts';
 import type { Handler } from './router.ts';
 
+/** What the download endpoint counted: downloads started, refused, and the bytes they were to carry. */
+export interface DownloadStats {
+  served: number;
+  refused: number;
+  bytes: number;
+}
+
 /** Builds the GET /v1/download/:name/:version handler. */
 export function downloadRoute(deps: {
   artifacts: ArtifactService;
@@ -28,6 +35,8 @@ export function downloadRoute(deps: {
   deviceRefusal?: (deviceId: string) => Promise<string | undefined>;
   /** Serves hot artifacts from memory. */
   cache?: ArtifactCache;
+  /** Counted into (GET /api/v1/metrics). */
+  stats?: DownloadStats;
 }): Handler {
   return async ({ req, res, params, url }) => {
     const name = params.name!;
@@ -52,6 +61,7 @@ export function downloadRoute(deps: {
     } catch (err) {
       const e = err instanceof UpdraftError && err.code === 'NOT_FOUND' ? new UpdraftError('FORBIDDEN', 'download URL does not name a stored artifact') : err;
       const method = req.headers.authorization ? 'token' : 'url';
+      if (deps.stats && e instanceof UpdraftError && e.status === 403) deps.stats.refused++;
       deps.logger.warn('download refused', { artifact: `${name}@${version}`, device: url.searchParams.get('device') ?? '', ip: ip(), method, reason: (e as Error).message });
       throw e;
     }
@@ -84,6 +94,10 @@ export function downloadRoute(deps: {
     if (req.method === 'HEAD' || size === 0) {
       res.end();
       return;
+    }
+    if (deps.stats) {
+      deps.stats.served++;
+      deps.stats.bytes += range ? range.end - range.start + 1 : size;
     }
     deps.logger.debug('download', { device: deviceId, artifact: `${name}@${version}`, range: range ? `${range.start}-${range.end}` : 'all' });
     if (held) {

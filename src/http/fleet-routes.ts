@@ -4,11 +4,12 @@
  */
 import { UpdraftError } from '../errors.ts';
 import type { DeviceRegistration, DeviceRegistry } from '../registry/device-registry.ts';
+import { renderPrometheus, wantsPrometheusText, type InstanceMetrics } from './metrics.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
 /** Live counters of the running server. */
-export type MetricsSource = () => Record<string, unknown>;
+export type MetricsSource = () => InstanceMetrics;
 
 /** Adds `POST /api/v1/devices/bulk` and `GET /api/v1/metrics`. */
 export function addFleetRoutes(router: Router, deps: { registry: DeviceRegistry; metrics: MetricsSource }): void {
@@ -19,5 +20,11 @@ export function addFleetRoutes(router: Router, deps: { registry: DeviceRegistry;
     sendJson(res, 201, { devices: results });
   });
 
-  router.add('GET', '/api/v1/metrics', async ({ res }) => sendJson(res, 200, deps.metrics()));
+  // JSON, or Prometheus's text format for a client that prefers text (Prometheus's scraper does)
+  router.add('GET', '/api/v1/metrics', async ({ req, res }) => {
+    if (!wantsPrometheusText(req.headers.accept)) return sendJson(res, 200, deps.metrics());
+    const body = renderPrometheus(deps.metrics());
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body), vary: 'accept' });
+    res.end(body);
+  });
 }

@@ -215,7 +215,7 @@ export function openApiDocument(): Obj {
           ],
         }),
       },
-      '/api/v1/metrics': { get: op('Server counters: MQTT messages and connections, process memory, event-loop load (docs/deployment.md, Monitoring)', { '200': json({ type: 'object' }) }) },
+      '/api/v1/metrics': { get: op('Server counters: MQTT messages and connections, shadow requests and rejections, downloads, process memory, event-loop load; Prometheus text format 0.0.4 when Accept prefers text/plain (docs/deployment.md, Monitoring)', { '200': { description: 'the counters', content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } } } }) },
       // the dashboard's aggregations (insight-routes.ts): small answers at any fleet size
       '/api/v1/fleet/overview': { get: op('Fleet summary (cached up to 2 s) and the latest failed executions of the last 20 jobs with their reasons', { '200': json(ref('FleetOverview')) }) },
       '/api/v1/fleet/search': {

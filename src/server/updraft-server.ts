@@ -30,7 +30,7 @@ import { DownloadTokens } from '../credentials/download-token.ts';
 import { EventBus } from '../events/event-bus.ts';
 import { addApiRoutes } from '../http/api-routes.ts';
 import { addBrokerRoutes } from '../http/broker-routes.ts';
-import { downloadRoute } from '../http/download-route.ts';
+import { downloadRoute, type DownloadStats } from '../http/download-route.ts';
 import { addFleetRoutes } from '../http/fleet-routes.ts';
 import { Dashboard } from '../http/dashboard.ts';
 import { HttpServer } from '../http/http-server.ts';
@@ -206,7 +206,8 @@ export class UpdraftServer {
       return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
     };
     const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
-    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, logger: logger.child('download') }));
+    const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0 };
+    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });
     addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, urlKeys, logger: logger.child('security') });
     addApiRoutes(router, {
@@ -226,6 +227,8 @@ export class UpdraftServer {
       registry: this.registry,
       metrics: () => ({
         mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections },
+        shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
+        downloads: { ...downloadStats },
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
         eventLoop: loop.figures(),
       }),

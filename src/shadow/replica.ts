@@ -30,6 +30,12 @@ import { rememberLru } from '../util/lru.ts';
 import { applyUpdate, deltaMessage, fullDocument, snapshot, tombstone } from './document.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 
+/** What the replica counted: MQTT shadow requests received, and those rejected by code. */
+export interface ShadowStats {
+  requests: number;
+  rejections: Map<number, number>;
+}
+
 /** Turns the desired software of a device into its update command (adds a signed URL). */
 export type CommandIssuer = (deviceId: string, software: DesiredSoftware) => SoftwareCommand | Promise<SoftwareCommand>;
 
@@ -64,6 +70,8 @@ export class ShadowReplica {
    * Records in it are never mutated (an update builds new objects where it writes, copy on write).
    */
   private readonly cache = new Map<string, ShadowRecord>();
+  /** MQTT requests received, and those rejected by code (GET /api/v1/metrics). */
+  readonly stats: ShadowStats = { requests: 0, rejections: new Map() };
 
   constructor(deps: ReplicaDeps) {
     this.deps = deps;
@@ -97,6 +105,7 @@ export class ShadowReplica {
   submit(msg: InboundMessage): Promise<void> {
     const req = parseRequestTopic(msg.topic);
     if (!req || this.stopped) return Promise.resolve();
+    this.stats.requests++;
     const ref: ShadowRef = { deviceId: req.deviceId, name: req.name };
     return new Promise<void>((answered) => {
       this.queue
@@ -247,6 +256,7 @@ export class ShadowReplica {
 
   private async reject(ref: ShadowRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined, answered: () => void): Promise<void> {
     if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
+    this.stats.rejections.set(err.status, (this.stats.rejections.get(err.status) ?? 0) + 1);
     const rejection: Rejection = { code: err.status, message: err.message, timestamp: this.now() };
     if (clientToken !== undefined) rejection.clientToken = clientToken;
     const sent = this.publish(answerTopic(ref, op, 'rejected'), rejection);

@@ -168,4 +168,43 @@ describe('HTTP API and downloads', () => {
     const w = m1.eventLoop.lastMinute;
     assert.ok(w.seconds > 0 && w.utilization > 0 && w.utilization <= 1 && w.delayMs.max >= 0, JSON.stringify(w));
   });
+
+  it('counts what it handled (downloads served and refused, shadow requests and rejections), as JSON and for Prometheus', async () => {
+    type Counters = { downloads: { served: number; refused: number; bytes: number }; shadow: { requests: number; rejections: Record<string, number> } };
+    const read = async () => (await (await api('GET', '/api/v1/metrics')).json()) as Counters;
+    const c0 = await read();
+    // dev-1 still has its job (desired 2.0.0): get brings the command and a fresh URL
+    const got = await dev.request('state/dev-1/get', {});
+    const url = new URL(got.body.state.delta.software.url);
+    assert.equal((await fetch(url, { headers: { range: 'bytes=0-99' } })).status, 206);
+    const forged = new URL(url);
+    forged.searchParams.set('device', 'dev-2');
+    assert.equal((await fetch(forged)).status, 403);
+    const rejected = await dev.request('state/dev-1/update', { state: { reported: { software: { status: 'SUCESS' } } } });
+    assert.equal(rejected.topic, 'state/dev-1/update/rejected');
+    const c1 = await read();
+    assert.deepEqual(
+      { served: c1.downloads.served - c0.downloads.served, bytes: c1.downloads.bytes - c0.downloads.bytes, refused: c1.downloads.refused - c0.downloads.refused },
+      { served: 1, bytes: 100, refused: 1 },
+    );
+    assert.equal(c1.shadow.requests - c0.shadow.requests, 2, 'the get and the rejected update');
+    assert.equal((c1.shadow.rejections['400'] ?? 0) - (c0.shadow.rejections['400'] ?? 0), 1);
+
+    // what Prometheus's scraper sends: it prefers OpenMetrics, then text; the answer is text 0.0.4
+    const res = await fetch(ts.httpUrl + '/api/v1/metrics', {
+      headers: { authorization: `Bearer ${ts.token}`, accept: 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1' },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    const text = await res.text();
+    const value = (sample: string) => Number(new RegExp(`^${sample.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(value('updraft_downloads_total{result="served"}'), c1.downloads.served);
+    assert.equal(value('updraft_downloads_total{result="refused"}'), c1.downloads.refused);
+    assert.equal(value('updraft_download_bytes_total'), c1.downloads.bytes);
+    assert.equal(value('updraft_shadow_rejections_total{code="400"}'), c1.shadow.rejections['400']);
+    assert.ok(value('updraft_shadow_requests_total') >= c1.shadow.requests);
+    assert.ok(value('updraft_mqtt_published_total') > 0);
+    assert.match(text, /^# TYPE updraft_event_loop_active_seconds_total counter$/m);
+    assert.equal((await fetch(ts.httpUrl + '/api/v1/metrics', { headers: { accept: 'text/plain' } })).status, 401, 'the text format is behind the token too');
+  });
 });

@@ -1,0 +1,67 @@
+/**
+ * An instance's live figures, for `GET /api/v1/metrics`: as JSON (the benchmark, the CLI, a
+ * person with curl) or in Prometheus's text exposition format (version 0.0.4) when the
+ * request asks for text, as Prometheus's scraper does in its `Accept` header. Counters only
+ * grow from the process's start; a scraper turns them into rates.
+ */
+import type { EventLoopFigures } from '../server/event-loop-monitor.ts';
+import type { DownloadStats } from './download-route.ts';
+
+/** The figures of one instance. */
+export interface InstanceMetrics {
+  mqtt: { published: number; connectedClients: number; onlineDevices: number; refusedConnections: number };
+  shadow: { requests: number; rejections: Record<string, number> };
+  downloads: DownloadStats;
+  process: { rssBytes: number; uptimeSeconds: number };
+  eventLoop: EventLoopFigures;
+}
+
+/** True when the request prefers the text format (Prometheus, OpenMetrics) to JSON. */
+export function wantsPrometheusText(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
+  const text = types.findIndex((t) => t === 'text/plain' || t === 'application/openmetrics-text');
+  const json = types.findIndex((t) => t === 'application/json');
+  return text >= 0 && (json < 0 || text < json);
+}
+
+type Sample = [labels: string, value: number];
+
+/** The figures in Prometheus's text exposition format 0.0.4. */
+export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1000): string {
+  const lines: string[] = [];
+  const family = (name: string, type: 'counter' | 'gauge', help: string, samples: Sample[]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${Number.isFinite(value) ? value : 0}`);
+  };
+  const one = (value: number): Sample[] => [['', value]];
+  family('updraft_mqtt_published_total', 'counter', 'MQTT PUBLISH packets the embedded broker routed (0 with an external broker).', one(m.mqtt.published));
+  family('updraft_mqtt_connected_clients', 'gauge', 'Connections on the embedded broker (0 with an external broker).', one(m.mqtt.connectedClients));
+  family('updraft_mqtt_refused_connections_total', 'counter', 'CONNECTs the embedded broker refused at an admission limit.', one(m.mqtt.refusedConnections));
+  family('updraft_online_devices', 'gauge', 'Devices this instance sees online.', one(m.mqtt.onlineDevices));
+  family('updraft_shadow_requests_total', 'counter', 'Shadow requests (update, get, delete) received over MQTT.', one(m.shadow.requests));
+  family(
+    'updraft_shadow_rejections_total',
+    'counter',
+    'Shadow requests answered on .../rejected, by code.',
+    Object.entries(m.shadow.rejections)
+      .sort(([a], [b]) => Number(a) - Number(b))
+      .map(([code, n]) => [`{code="${code}"}`, n]),
+  );
+  family('updraft_downloads_total', 'counter', 'Artifact downloads, by result: served (a 200 or 206 started) or refused (403).', [
+    ['{result="served"}', m.downloads.served],
+    ['{result="refused"}', m.downloads.refused],
+  ]);
+  family('updraft_download_bytes_total', 'counter', 'Bytes the served downloads were to carry (a download cut short counts whole).', one(m.downloads.bytes));
+  family('process_resident_memory_bytes', 'gauge', 'Resident memory of the process.', one(m.process.rssBytes));
+  family('process_start_time_seconds', 'gauge', 'Start time of the process, seconds since the epoch.', one(Math.round(nowSeconds - m.process.uptimeSeconds)));
+  const loop = m.eventLoop;
+  family('updraft_event_loop_active_seconds_total', 'counter', 'Time the JavaScript thread spent running code; its rate near 1 is a saturated instance.', one(loop.activeMs / 1000));
+  family('updraft_event_loop_idle_seconds_total', 'counter', 'Time the JavaScript thread waited for work.', one(loop.idleMs / 1000));
+  family('updraft_event_loop_delay_seconds', 'gauge', 'How late a 10 ms timer fired over the last complete minute: how long ready work waited for the thread.', [
+    ['{quantile="0.5"}', loop.lastMinute.delayMs.p50 / 1000],
+    ['{quantile="0.99"}', loop.lastMinute.delayMs.p99 / 1000],
+    ['{quantile="1"}', loop.lastMinute.delayMs.max / 1000],
+  ]);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,65 @@
+/**
+ * `GET /api/v1/metrics` in Prometheus's text format: which requests get it, and what it says
+ * for given figures.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { renderPrometheus, wantsPrometheusText, type InstanceMetrics } from '../../src/http/metrics.ts';
+
+describe('metrics for Prometheus', () => {
+  it('answers text to a client that prefers it, JSON otherwise', () => {
+    // Prometheus 2.x and 3.x scrapers, and a person asking for text
+    assert.equal(wantsPrometheusText('application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'), true);
+    assert.equal(wantsPrometheusText('text/plain;version=0.0.4;q=1,*/*;q=0.1'), true);
+    assert.equal(wantsPrometheusText('text/plain'), true);
+    // curl, fetch, the CLI, the bench, the dashboard: JSON as before
+    assert.equal(wantsPrometheusText(undefined), false);
+    assert.equal(wantsPrometheusText('*/*'), false);
+    assert.equal(wantsPrometheusText('application/json'), false);
+    assert.equal(wantsPrometheusText('application/json, text/plain, */*'), false);
+  });
+
+  it('writes each figure as a typed family, rejections by code, times in seconds', () => {
+    const m: InstanceMetrics = {
+      mqtt: { published: 1234, connectedClients: 7, onlineDevices: 5, refusedConnections: 2 },
+      shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
+      downloads: { served: 40, refused: 2, bytes: 4_000_000 },
+      process: { rssBytes: 52_428_800, uptimeSeconds: 100 },
+      eventLoop: {
+        activeMs: 2500,
+        idleMs: 97_500,
+        utilization: 0.025,
+        delayMs: { p50: 10, p99: 12, max: 80 },
+        lastMinute: { seconds: 60, utilization: 0.02, delayMs: { p50: 10.1, p99: 11, max: 20 } },
+      },
+    };
+    const text = renderPrometheus(m, 1_800_000_000);
+    assert.ok(text.endsWith('\n'), 'the format ends with a line feed');
+    const samples = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+    assert.deepEqual(samples, [
+      'updraft_mqtt_published_total 1234',
+      'updraft_mqtt_connected_clients 7',
+      'updraft_mqtt_refused_connections_total 2',
+      'updraft_online_devices 5',
+      'updraft_shadow_requests_total 900',
+      'updraft_shadow_rejections_total{code="400"} 3',
+      'updraft_shadow_rejections_total{code="413"} 1',
+      'updraft_downloads_total{result="served"} 40',
+      'updraft_downloads_total{result="refused"} 2',
+      'updraft_download_bytes_total 4000000',
+      'process_resident_memory_bytes 52428800',
+      'process_start_time_seconds 1799999900',
+      'updraft_event_loop_active_seconds_total 2.5',
+      'updraft_event_loop_idle_seconds_total 97.5',
+      'updraft_event_loop_delay_seconds{quantile="0.5"} 0.0101',
+      'updraft_event_loop_delay_seconds{quantile="0.99"} 0.011',
+      'updraft_event_loop_delay_seconds{quantile="1"} 0.02',
+    ]);
+    // every family is announced once, with its type, before its samples
+    const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
+    assert.equal(types.length, 13);
+    assert.ok(types.includes('# TYPE updraft_shadow_rejections_total counter'));
+    assert.ok(types.includes('# TYPE updraft_online_devices gauge'));
+    assert.ok(text.indexOf('# TYPE updraft_downloads_total counter') < text.indexOf('updraft_downloads_total{result="served"}'));
+  });
+});

@@ -26,8 +26,11 @@ export function reportFor(
   const prev = isJsonObject(previous) ? previous : {};
   const sameJob = prev.jobId === agentJobId;
   const running: JsonObject = {};
-  for (const k of ['name', 'version', 'sha256', 'size'] as const) if (prev[k] !== undefined) running[k] = prev[k];
-  if (typeof running.version !== 'string') running.version = 'unknown';
+  // only well-typed leaves are carried over: the replica refuses a report whose software
+  // fields have the wrong type, and a shadow written before it checked them may hold one
+  for (const k of ['name', 'version', 'sha256'] as const) if (typeof prev[k] === 'string') running[k] = prev[k];
+  if (typeof prev.size === 'number' && Number.isSafeInteger(prev.size) && prev.size >= 0) running.size = prev.size;
+  if (running.version === undefined) running.version = 'unknown';
   let agentStatus: AgentStatus;
   let out: JsonObject;
   if (status === 'SUCCEEDED') {

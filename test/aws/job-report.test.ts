@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { reportFor } from '../../src/aws/job-report.ts';
+import { checkReportedSoftware } from '../../src/protocol/software.ts';
 
 const sw = { name: 'fw', version: '2.0.0', sha256: 'a'.repeat(64), size: 10, jobId: 'J' };
 const running = { name: 'fw', version: '1.0.0', status: 'SUCCESS', jobId: 'J0', statusDetails: { old: 'x' } };
@@ -28,5 +29,10 @@ describe('reportFor', () => {
     }
     assert.equal(reportFor('REJECTED', 'J', sw, undefined, undefined).error, 'REJECTED by the device');
     assert.equal(reportFor('FAILED', 'J', sw, undefined, undefined).version, 'unknown');
+    // a shadow written before the replica checked these fields: what it cannot vouch for is left out
+    const legacy = { name: 7, version: 5, sha256: null, size: '1024', status: 'IDLE' };
+    const r = reportFor('FAILED', 'J', sw, legacy, { reason: 'x' });
+    assert.deepEqual([r.name, r.version, r.sha256, r.size], [undefined, 'unknown', undefined, undefined]);
+    assert.doesNotThrow(() => checkReportedSoftware(r), 'the replica takes the report');
   });
 });

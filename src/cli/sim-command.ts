@@ -1,5 +1,5 @@
 /** `updraft sim`: a simulated fleet in its own process, against a running Updraft. */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { FleetSimulator, SIM_DEFAULTS, type SimDevice, type SimulatedFleet } from '../sim/fleet-simulator.ts';
@@ -13,6 +13,25 @@ function num(value: string, name: string, min: number, max: number): number {
   return n;
 }
 
+/** The devices of a `--devices-file`: a JSON array of {deviceId, secret}, as `--save-devices` writes it. */
+async function readDevicesFile(file: string): Promise<SimDevice[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UpdraftError('BAD_REQUEST', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  let devices: unknown;
+  try {
+    devices = JSON.parse(text);
+  } catch {
+    devices = undefined;
+  }
+  const ok = Array.isArray(devices) && devices.length > 0 && devices.every((d) => typeof d?.deviceId === 'string' && typeof d?.secret === 'string');
+  if (!ok) throw new UpdraftError('BAD_REQUEST', `${file} must be a JSON array of {deviceId, secret}, as --save-devices writes it`);
+  return devices as SimDevice[];
+}
+
 /** Adds `sim`. */
 export function addSimCommand(program: Command): void {
   program
@@ -21,6 +40,7 @@ export function addSimCommand(program: Command): void {
     .option('--devices <n>', 'number of devices to register and run', '100')
     .option('--devices-file <file>', 'JSON array of {deviceId, secret} to run instead of registering new ones')
     .option('--prefix <prefix>', 'device id prefix for registered devices', 'sim-')
+    .option('--save-devices <file>', 'write the registered devices and their secrets there (mode 0600), to run them again with --devices-file')
     .option('--server <url>', 'Updraft server URL (for registration)')
     .option('--token <token>', 'operator token')
     .option('--data-dir <dir>', 'server data dir holding the operator token', './data')
@@ -46,13 +66,7 @@ export function addSimCommand(program: Command): void {
       const firstIndex = typeof o.firstIndex === 'string' ? parseFirstIndex(o.firstIndex) : undefined;
       const shard = firstIndex !== undefined;
       if (shard && (!process.send || typeof o.devicesFile !== 'string')) throw new UpdraftError('BAD_REQUEST', '--first-index is for the processes `updraft sim --processes` starts');
-      let devices: SimDevice[];
-      if (typeof o.devicesFile === 'string') {
-        devices = JSON.parse(await readFile(o.devicesFile, 'utf8')) as SimDevice[];
-      } else {
-        const api = new ApiClient({ ...(o.server ? { server: o.server as string } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
-        devices = await registerFleet(api, o.prefix as string, num(o.devices as string, 'devices', 1, 10_000_000));
-      }
+      // every option is checked before anything is registered: a typo must not leave devices behind
       const concurrency = num(o.concurrency as string, 'concurrency', 1, 100_000);
       const connectRate = num(o.connectRate as string, 'connect-rate', 1, 1_000_000);
       const behaviour = {
@@ -65,6 +79,20 @@ export function addSimCommand(program: Command): void {
         offlineMs: num(o.offlineMs as string, 'offline-ms', 0, 3_600_000),
         seed: num(o.seed as string, 'seed', 0, 2 ** 31),
       } as const;
+      let devices: SimDevice[];
+      if (typeof o.devicesFile === 'string') {
+        devices = await readDevicesFile(o.devicesFile);
+      } else {
+        const count = num(o.devices as string, 'devices', 1, 10_000_000);
+        const api = new ApiClient({ ...(o.server ? { server: o.server as string } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
+        devices = await registerFleet(api, o.prefix as string, count).catch((err: unknown) => {
+          if (err instanceof UpdraftError && err.status === 409) {
+            throw new UpdraftError('CONFLICT', `${err.message} (by an earlier run?): pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`);
+          }
+          throw err;
+        });
+        if (typeof o.saveDevices === 'string') await writeFile(o.saveDevices, JSON.stringify(devices), { mode: 0o600 });
+      }
       let fleet: SimulatedFleet;
       let failed: Promise<never> | undefined;
       if (shard) {

@@ -1,7 +1,7 @@
 /** Smoke runs of the fleet simulator against a real server (a few dozen devices). */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { ApiClient } from '../../src/cli/api-client.ts';
 import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { parseFirstIndex, shareOf, sliceOf } from '../../src/sim/sim-processes.ts';
-import { startCli } from '../helpers/cli.ts';
+import { eventually, runCli, startCli } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** The live child processes of `pid` and their command lines (Linux /proc). */
@@ -210,6 +210,56 @@ describe('fleet simulator', () => {
       assert.throws(() => process.kill(other.pid, 0), /ESRCH/, 'the other simulator process was stopped');
     } finally {
       await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the command: a bad option registers nothing; a fleet saved with --save-devices runs again from its file, and a second registration says how', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-cli-'));
+    const common = ['--server', ts.httpUrl, '--token', ts.token, '--broker', ts.mqttUrl];
+    const registered = async () => (await ts.server.store.listDevices({ limit: 1000 })).items.filter((d) => d.deviceId.startsWith('cli-')).length;
+    try {
+      for (const [bad, message] of [
+        [['--failure-rate', '2'], 'updraft: error: --failure-rate must be a number from 0 to 1'],
+        [['--mode', 'cycling', '--concurrency', '0'], 'updraft: error: --concurrency must be a number from 1 to 100000'],
+        [['--offline-ms', '-5'], 'updraft: error: --offline-ms must be a number from 0 to 3600000'],
+      ] as const) {
+        const r = await runCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-', ...bad]);
+        assert.equal(r.code, 2, bad.join(' ')); // the request was wrong (main.ts: 4xx → 2)
+        assert.equal(r.stderr.trim(), message);
+      }
+      assert.equal(await registered(), 0, 'no option error leaves devices behind');
+
+      const saved = path.join(dir, 'fleet.json');
+      const first = startCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-', '--save-devices', saved]);
+      try {
+        await first.waitFor(/sim: ready 3 devices \(connected\)/, 60_000);
+      } finally {
+        assert.equal(await first.kill('SIGINT'), 0);
+      }
+      assert.equal(statSync(saved).mode & 0o777, 0o600, 'the secrets are for this user only');
+      const fleet = JSON.parse(readFileSync(saved, 'utf8')) as { deviceId: string; secret: string }[];
+      assert.deepEqual(fleet.map((d) => d.deviceId), ['cli-1', 'cli-2', 'cli-3']);
+      assert.ok(fleet.every((d) => d.secret.startsWith('updr_dev_')));
+
+      const again = await runCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-']);
+      assert.equal(again.code, 2);
+      assert.equal(again.stderr.trim(), 'updraft: error: Device cli-1 is already registered (by an earlier run?): pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote');
+
+      const rerun = startCli(['sim', '--broker', ts.mqttUrl, '--devices-file', saved]);
+      try {
+        await rerun.waitFor(/sim: ready 3 devices \(connected\)/, 60_000);
+        await eventually(async () => ((await api.call<{ online: boolean }>('GET', '/api/v1/devices/cli-3')).online ? true : undefined), 30_000, 'the saved devices connect with their secrets');
+      } finally {
+        assert.equal(await rerun.kill('SIGINT'), 0);
+      }
+      const missing = await runCli(['sim', '--broker', ts.mqttUrl, '--devices-file', path.join(dir, 'nope.json')]);
+      assert.equal(missing.code, 2);
+      assert.equal(missing.stderr.trim(), `updraft: error: cannot read ${path.join(dir, 'nope.json')}: no such file`);
+      await writeFile(path.join(dir, 'bad.json'), '{"deviceId":"x"}');
+      const bad = await runCli(['sim', '--broker', ts.mqttUrl, '--devices-file', path.join(dir, 'bad.json')]);
+      assert.equal(bad.stderr.trim(), `updraft: error: ${path.join(dir, 'bad.json')} must be a JSON array of {deviceId, secret}, as --save-devices writes it`);
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

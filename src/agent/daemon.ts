@@ -134,7 +134,7 @@ function validate(opts: AgentDaemonOptions): void {
   if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
   if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');
   if (opts.tls && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) problems.push('--cert and --key go together');
-  if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options:\n  - ${problems.join('\n  - ')}`);
+  if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options: ${problems.join('; ')}`);
 }
 
 /** The broker URL without a password in it, fit for a log line. */

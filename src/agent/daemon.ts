@@ -54,7 +54,7 @@ export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
 
 /** Runs the agent until SIGINT, SIGTERM or `opts.signal`; resolves after a clean stop. */
 export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
-  validate(opts);
+  checkAgentOptions(opts);
   const log = opts.logger ?? createLogger({ component: 'agent' });
   const installDir = path.resolve(opts.installDir);
   const stateDir = path.join(installDir, '.updraft');
@@ -122,8 +122,8 @@ async function readProvisionedKey(installDir: string): Promise<string | undefine
   }
 }
 
-/** Every problem at once (STYLE.md habit 8). */
-function validate(opts: AgentDaemonOptions): void {
+/** Every problem of the options at once (STYLE.md habit 8); the command checks them before it reads any file. */
+export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   const problems: string[] = [];
   if (!isValidId(opts.deviceId ?? '')) problems.push('--device must be 1 to 128 characters of A-Z a-z 0-9 _ . : -');
   if (!opts.installDir) problems.push('--install-dir is required');

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import { DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
+import { checkAgentOptions, DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
 import { readDeviceSecret, secretFilePath } from '../agent/secret-file.ts';
 import { createLogger, type LogLevel } from '../util/logger.ts';
 
@@ -47,6 +47,17 @@ export function addAgentCommand(program: Command): void {
     .action(async (o: AgentFlags) => {
       const timeout = Number(o.healthCheckTimeout);
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
+      const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;
+      // every option is checked before a file is read: a secret missing for a device id that
+      // is not valid anyway would send the user to register it
+      checkAgentOptions({
+        deviceId: o.device,
+        installDir: o.installDir,
+        brokerUrl,
+        downloadAuth: o.downloadAuth as 'url' | 'token',
+        ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
+        ...(o.cert !== undefined || o.key !== undefined ? { tls: { ...(o.cert !== undefined ? { cert: o.cert } : {}), ...(o.key !== undefined ? { key: o.key } : {}) } } : {}),
+      });
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);
       });
@@ -63,7 +74,7 @@ export function addAgentCommand(program: Command): void {
       await runAgentDaemon({
         deviceId: o.device,
         installDir: o.installDir,
-        brokerUrl: o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL,
+        brokerUrl,
         logger: createLogger({ level: o.logLevel as LogLevel, component: 'agent' }),
         healthCheckTimeoutMs: timeout * 1000,
         username: o.username ?? o.device,

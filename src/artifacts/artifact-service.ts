@@ -56,6 +56,9 @@ export class ArtifactService {
       throw new UpdraftError('CONFLICT', `artifact ${name}@${version} already exists; versions are immutable, add a new version`);
     }
     const blob = await this.deps.blobs.write(source, this.deps.maxArtifactBytes);
+    // an empty build is a mistake (a wrong path, a failed build step), and a device would
+    // install nothing in place of its software; the empty blob left behind is zero bytes
+    if (blob.size === 0) throw new UpdraftError('BAD_REQUEST', `artifact ${name}@${version} is empty (0 bytes): there is nothing to install`);
     const record: ArtifactRecord = { name, version, sha256: blob.sha256, size: blob.size, createdAt: Date.now() };
     if (this.deps.sign) record.signature = this.deps.sign(record);
     await this.deps.store.putArtifact(record);

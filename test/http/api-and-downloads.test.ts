@@ -50,6 +50,10 @@ describe('HTTP API and downloads', () => {
     const badVersion = await api('POST', '/api/v1/artifacts?name=fw&version=latest', firmware);
     assert.equal(badVersion.status, 400);
     assert.match((await badVersion.json()).error.message, /semantic version/);
+    const empty = await api('POST', '/api/v1/artifacts?name=fw&version=3.0.0', Buffer.alloc(0));
+    assert.equal(empty.status, 400);
+    assert.equal((await empty.json()).error.message, 'artifact fw@3.0.0 is empty (0 bytes): there is nothing to install');
+    assert.equal((await api('GET', '/api/v1/artifacts/fw/3.0.0')).status, 404, 'nothing recorded');
   });
 
   it('refuses deployments of unknown artifacts, to unknown devices and without targets', async () => {

@@ -128,7 +128,7 @@ export class ShadowReplica {
         await sent;
         if (ref.name === '' && sender.kind === 'device') this.deps.events.emit('device.fetched', { deviceId: ref.deviceId });
       } else {
-        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits), answered);
+        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits), sender, answered);
       }
     } catch (err) {
       await this.reject(ref, op, asUpdraftError(err), salvageClientToken(payload), answered);
@@ -214,11 +214,16 @@ export class ShadowReplica {
     }
   }
 
-  private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }, answered: () => void): Promise<void> {
+  private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }, sender: Sender, answered: () => void): Promise<void> {
     this.cache.delete(key(ref));
     const current = await this.deps.store.getShadow(ref.deviceId, ref.name);
     if (!current || current.deleted) throw notFound(ref);
     if (req.version !== undefined && req.version !== current.version) throw new UpdraftError('CONFLICT', 'Version conflict');
+    // deleting the shadow removes desired.software, the operator's update command, as
+    // `desired: null` would: the same rule holds (checkSoftwareSection)
+    if (ref.name === '' && sender.kind === 'device' && current.state.desired?.software !== undefined) {
+      throw new UpdraftError('FORBIDDEN', 'desired.software can be removed by operators only: this shadow holds it');
+    }
     const now = this.now();
     const gone = tombstone(current, now);
     if (!(await this.deps.store.putShadow(gone, current.version))) throw new UpdraftError('CONFLICT', 'Version conflict');

@@ -110,6 +110,26 @@ describe('replica over MQTT', () => {
     await other.end();
   });
 
+  it("refuses a device's delete of its shadow while it holds desired.software (the operator's command); the operator may", async () => {
+    const d = await connectDevice(ts, 'dev-cmd');
+    await d.subscribe('state/dev-cmd/#');
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-del', { username: 'operator', password: ts.token });
+    await op.subscribe('state/dev-cmd/#');
+    const software = { name: 'fw', version: '2.0.0', sha256: 'a'.repeat(64), size: 10, jobId: 'job-del' };
+    assert.equal((await op.request('state/dev-cmd/update', { state: { desired: { software } } })).topic, 'state/dev-cmd/update/accepted');
+    const refused = await d.request('state/dev-cmd/delete', {});
+    assert.equal(refused.topic, 'state/dev-cmd/delete/rejected');
+    assert.deepEqual([refused.body.code, refused.body.message], [403, 'desired.software can be removed by operators only: this shadow holds it']);
+    const kept = await d.request('state/dev-cmd/get', {});
+    assert.equal(kept.body.state.desired.software.jobId, 'job-del', 'the command is still there');
+    // a named shadow is the device's own
+    await d.request('state/dev-cmd/shadow/cfg/update', { state: { reported: { a: 1 } } });
+    assert.equal((await d.request('state/dev-cmd/shadow/cfg/delete', {})).topic, 'state/dev-cmd/shadow/cfg/delete/accepted');
+    assert.equal((await op.request('state/dev-cmd/delete', {})).topic, 'state/dev-cmd/delete/accepted');
+    await op.end();
+    await d.end();
+  });
+
   it('never reuses a version across delete, and supports named shadows', async () => {
     const a = await connectDevice(ts, 'dev-del');
     await a.subscribe('state/dev-del/#');

@@ -1,6 +1,7 @@
 /** `updraft sim`: a simulated fleet in its own process, against a running Updraft. */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
+import { writeFileAtomic } from '../agent/atomic-file.ts';
 import { UpdraftError } from '../errors.ts';
 import { FleetSimulator, SIM_DEFAULTS, type SimDevice, type SimulatedFleet } from '../sim/fleet-simulator.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
@@ -67,6 +68,7 @@ export function addSimCommand(program: Command): void {
       const shard = firstIndex !== undefined;
       if (shard && (!process.send || typeof o.devicesFile !== 'string')) throw new UpdraftError('BAD_REQUEST', '--first-index is for the processes `updraft sim --processes` starts');
       // every option is checked before anything is registered: a typo must not leave devices behind
+      if (typeof o.saveDevices === 'string' && typeof o.devicesFile === 'string') throw new UpdraftError('BAD_REQUEST', '--save-devices saves the devices this run registers; with --devices-file it registers none');
       const concurrency = num(o.concurrency as string, 'concurrency', 1, 100_000);
       const connectRate = num(o.connectRate as string, 'connect-rate', 1, 1_000_000);
       const behaviour = {
@@ -91,7 +93,8 @@ export function addSimCommand(program: Command): void {
           }
           throw err;
         });
-        if (typeof o.saveDevices === 'string') await writeFile(o.saveDevices, JSON.stringify(devices), { mode: 0o600 });
+        // a new file renamed over the target: 0600 even where a file with wider rights was
+        if (typeof o.saveDevices === 'string') await writeFileAtomic(o.saveDevices, JSON.stringify(devices), 0o600);
       }
       let fleet: SimulatedFleet;
       let failed: Promise<never> | undefined;

@@ -231,6 +231,7 @@ describe('fleet simulator', () => {
       assert.equal(await registered(), 0, 'no option error leaves devices behind');
 
       const saved = path.join(dir, 'fleet.json');
+      await writeFile(saved, 'an older file, readable by all', { mode: 0o644 });
       const first = startCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-', '--save-devices', saved]);
       try {
         await first.waitFor(/sim: ready 3 devices \(connected\)/, 60_000);

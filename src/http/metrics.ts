@@ -39,11 +39,11 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   family('updraft_mqtt_connected_clients', 'gauge', 'Connections on the embedded broker (0 with an external broker).', one(m.mqtt.connectedClients));
   family('updraft_mqtt_refused_connections_total', 'counter', 'CONNECTs the embedded broker refused at an admission limit.', one(m.mqtt.refusedConnections));
   family('updraft_online_devices', 'gauge', 'Devices this instance sees online.', one(m.mqtt.onlineDevices));
-  family('updraft_shadow_requests_total', 'counter', 'Shadow requests (update, get, delete) received on the state/{deviceId}/... topics.', one(m.shadow.requests));
+  family('updraft_shadow_requests_total', 'counter', 'Shadow requests (update, get, delete) received over MQTT, on state/... or $aws/things/... topics.', one(m.shadow.requests));
   family(
     'updraft_shadow_rejections_total',
     'counter',
-    'Shadow requests on the state/{deviceId}/... topics answered on .../rejected, by code.',
+    'Shadow requests received over MQTT and answered on .../rejected, by code.',
     Object.entries(m.shadow.rejections)
       .sort(([a], [b]) => Number(a) - Number(b))
       .map(([code, n]) => [`{code="${code}"}`, n]),

@@ -56,7 +56,6 @@ export function addAgentCommand(program: Command): void {
         brokerUrl,
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
-        ...(o.cert !== undefined || o.key !== undefined ? { tls: { ...(o.cert !== undefined ? { cert: o.cert } : {}), ...(o.key !== undefined ? { key: o.key } : {}) } } : {}),
       });
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);

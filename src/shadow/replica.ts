@@ -7,6 +7,7 @@
  * reported, `delta`. Every failure is answered on `.../rejected` with a code and never
  * touches stored state. Requests of one device never wait for or affect another's.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { InboundMessage, MessageBus, Sender } from '../broker/message-bus.ts';
@@ -54,8 +55,16 @@ export interface ReplicaDeps {
   now?: () => number;
 }
 
-/** Attempts of the read-modify-write when another writer (instance) wins the race. */
-const MAX_STORE_RETRIES = 5;
+/**
+ * Retries of the read-modify-write when another writer (instance) wins the race. After the
+ * first, each waits a jittered moment that doubles up to RACE_BACKOFF_MAX_MS: the winner writes
+ * from its cache while the loser reads the store first, so with requests of its own queued
+ * for the same shadow the winner took every immediate retry (seen: an unconditional update
+ * refused after losing 6 races in a row, two instances each handling half of 10 updates of
+ * one shadow in flight).
+ */
+const MAX_STORE_RETRIES = 10;
+const RACE_BACKOFF_MAX_MS = 64;
 /** Shadows kept in memory for the update path (LRU); each costs about 1-2 KB. */
 const CACHE_ENTRIES = 50_000;
 
@@ -180,7 +189,11 @@ export class ShadowReplica {
       if (!(await store.putShadow(next, previous?.version ?? 0))) {
         this.cache.delete(k);
         // another writer committed first; with an explicit version that is the caller's conflict
-        if ((request.version !== undefined && !cached) || attempt >= MAX_STORE_RETRIES) throw new UpdraftError('CONFLICT', 'Version conflict');
+        if (request.version !== undefined && !cached) throw new UpdraftError('CONFLICT', 'Version conflict');
+        // without one, the update applies to whatever is current (protocol.md): it is never
+        // refused as a conflict, only, after every retry, as a moment's overload to retry
+        if (attempt >= MAX_STORE_RETRIES) throw new UpdraftError('TOO_MANY_REQUESTS', `the shadow kept changing under this update (${attempt + 1} attempts: other instances write it); retry later`);
+        if (attempt > 0) await sleep(Math.random() * Math.min(2 ** attempt, RACE_BACKOFF_MAX_MS));
         continue;
       }
       rememberLru(this.cache, k, next, CACHE_ENTRIES);

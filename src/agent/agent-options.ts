@@ -19,6 +19,14 @@ export interface UpdateAgentOptions {
   /** MQTT password (passed through). */
   password?: string;
   /**
+   * Asked before each reconnect attempt: a password returned replaces `password` from that
+   * attempt on. The server closes a connection when the device's secret is replaced
+   * (`updraft device rotate-secret`), so a device that reads its secret where the new one
+   * is put comes back with it instead of being refused until restarted. Keep it cheap and
+   * synchronous (it runs while mqtt.js sends CONNECT); undefined keeps the current one.
+   */
+  renewPassword?: () => string | undefined;
+  /**
    * The operator's Ed25519 public key (SPKI PEM text, or a KeyObject) the device was
    * provisioned with: every update command must carry a manifest signed by it, unexpired,
    * matching the command, and not lowering the version unless it allows that. Required

@@ -176,6 +176,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // an attempt starts: should it fail, the next one waits longer
     const onReconnect = () => {
       if (reconnectMs > 0) client.options.reconnectPeriod = this.jittered(reconnectMs, ++failedAttempts);
+      // a rotated secret, read where it is kept (mqtt.js builds each CONNECT from its options)
+      const renewed = o.renewPassword?.();
+      if (renewed !== undefined) client.options.password = renewed;
     };
     const onClose = () => this.setOnline(false);
     const onMessage = (topic: string, payload: Buffer) => this.onMessage(topic, payload);

@@ -11,6 +11,7 @@ import { isValidId } from '../protocol/topics.ts';
 import { SEMVER } from '../protocol/software.ts';
 import { createLogger, redactUrl, type Logger } from '../util/logger.ts';
 import { UpdateAgent } from './agent.ts';
+import { secretFileReader } from './secret-file.ts';
 import { SlotInstaller } from './slot-installer.ts';
 
 /** Options of `updraft agent`. */
@@ -25,6 +26,12 @@ export interface AgentDaemonOptions {
   username?: string;
   /** MQTT password (`--password`). */
   password?: string;
+  /**
+   * The file the password was read from (`<install-dir>/.updraft/device-secret`): read again
+   * before each reconnect, so a secret rotated into it (`updraft device rotate-secret
+   * --save`) is used without a restart.
+   */
+  passwordFile?: string;
   /** Health-check command run after each install (`--health-check`); exit 0 keeps the new version. */
   healthCheck?: string;
   /** Health-check timeout in ms (`--health-check-timeout`, default 60 000). */
@@ -81,6 +88,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     ...(opts.tls ? { mqttOptions: { ...opts.tls, rejectUnauthorized: true } } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
+    ...(opts.passwordFile !== undefined ? { renewPassword: secretFileReader(opts.passwordFile, opts.password, log) } : {}),
   });
   agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
   agent.on('status', (e) => log.info(`${opts.deviceId}: job ${e.jobId ?? '-'} ${e.status}${e.version ? ` ${e.version}` : ''}${e.error ? `: ${e.error}` : ''}`));

@@ -3,8 +3,10 @@
  * 0600, written by `updraft device register <id> --save <install-dir>` and read by
  * `updraft agent` when no password is given on the command line or in the environment.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Logger } from '../util/logger.ts';
 
 /** Path of the secret file of an install directory. */
 export function secretFilePath(installDir: string): string {
@@ -28,4 +30,25 @@ export async function readDeviceSecret(installDir: string): Promise<string | und
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/**
+ * For the agent's `renewPassword`: the secret in `file` when it differs from the one in use
+ * (`current` at first), else undefined (also while the file is missing, empty or unreadable:
+ * the secret in use stays). Synchronous: it runs before a reconnect attempt, on a few bytes.
+ */
+export function secretFileReader(file: string, current: string | undefined, log: Logger): () => string | undefined {
+  let last = current;
+  return () => {
+    let secret: string | undefined;
+    try {
+      secret = readFileSync(file, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+    if (secret === undefined || secret === last) return undefined;
+    log.info('the device secret changed on disk: reconnecting with the new one', { file });
+    last = secret;
+    return secret;
+  };
 }

@@ -76,6 +76,13 @@ export class EmbeddedBroker implements MessageBus {
   private readonly dropped = new WeakSet<Buffer>();
   /** Every granted subscription, so answers nobody receives are skipped (`hasSubscribers`). */
   private readonly interest = new SubscriptionInterest();
+  /** Access withdrawn from a device (`cutOff`), numbered in order, for connections still being admitted. */
+  private readonly cuts = new Map<string, { seq: number; at: number; certificates: boolean }>();
+  private cutSeq = 0;
+  /** The cut number current when each connection's authentication began. */
+  private readonly admittedAt = new WeakMap<Client, number>();
+  /** Each connected device's connection (aedes's own table of clients is not part of its API). */
+  private readonly deviceClients = new Map<string, Client>();
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
@@ -148,11 +155,16 @@ export class EmbeddedBroker implements MessageBus {
           return done(connectError(3, 'Server unavailable'), false);
         }
         this.authenticating++;
+        this.admittedAt.set(client, this.cutSeq);
         this.opts.authenticator
           .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined, certificateCommonName: verifiedCommonName(client.conn) })
           .then((sender) => {
             if (!sender) {
               log.warn('connection refused: bad credentials', { clientId: client.id });
+              return done(connectError(4, 'Bad user name or password'), false);
+            }
+            if (this.wasCut(client, sender)) {
+              log.warn('connection refused: access withdrawn while it connected', { clientId: client.id });
               return done(connectError(4, 'Bad user name or password'), false);
             }
             this.senders.set(client, sender);
@@ -208,11 +220,24 @@ export class EmbeddedBroker implements MessageBus {
     });
     aedes.on('clientReady', (client) => {
       const s = this.senders.get(client);
-      if (s?.kind === 'device') this.presenceHandler({ deviceId: s.id, online: true });
+      // access withdrawn after its authentication, before aedes listed it among its clients
+      if (s && this.wasCut(client, s)) {
+        log.warn('connection closed: access withdrawn while it connected', { clientId: client.id });
+        client.close();
+        return;
+      }
+      if (s?.kind === 'device') {
+        this.deviceClients.set(s.id, client);
+        this.presenceHandler({ deviceId: s.id, online: true });
+      }
     });
     aedes.on('clientDisconnect', (client) => {
       const s = this.senders.get(client);
-      if (s?.kind === 'device') this.presenceHandler({ deviceId: s.id, online: false });
+      // only a connection that came online goes offline (not one closed at once by `cutOff`);
+      // a connection taken over by a newer one of the same device leaves before that one comes
+      if (s?.kind !== 'device' || this.deviceClients.get(s.id) !== client) return;
+      this.deviceClients.delete(s.id);
+      this.presenceHandler({ deviceId: s.id, online: false });
     });
     aedes.on('subscribe', (subs, client) => {
       // a refused filter comes back with qos 128 (SUBACK failure), which the types do not admit
@@ -275,6 +300,37 @@ export class EmbeddedBroker implements MessageBus {
     } catch {
       return undefined; // handlers do not throw; a broken one must not stall the connection
     }
+  }
+
+  /**
+   * Closes the connections of a device whose access was withdrawn (revoked, or its secret
+   * replaced): the registry refuses it at its next CONNECT, and a connection it already
+   * holds must not outlive that (a compromised device would otherwise keep its session
+   * until it chose to leave). With `certificates: false` (a new secret) a connection
+   * authenticated by a client certificate stays: the secret was not what let it in. A
+   * connection still being admitted is refused too, with CONNACK 4, or closed as soon as
+   * aedes lists it. Resolves with the number of connections closed.
+   */
+  cutOff(deviceId: string, options: { certificates: boolean }): number {
+    const now = performance.now();
+    // what was cut over a minute ago no longer concerns a connection being admitted (aedes
+    // gives a CONNECT 30 s); revocations are rare, so this map stays small
+    for (const [id, c] of this.cuts) if (now - c.at > 60_000) this.cuts.delete(id);
+    this.cuts.set(deviceId, { seq: ++this.cutSeq, at: now, certificates: options.certificates });
+    const client = this.deviceClients.get(deviceId);
+    if (!client) return 0;
+    if (!options.certificates && verifiedCommonName(client.conn) !== undefined) return 0;
+    this.opts.logger.info('connection closed: access withdrawn', { deviceId });
+    client.close();
+    return 1;
+  }
+
+  /** Whether access was withdrawn from this connection's device after its authentication began. */
+  private wasCut(client: Client, sender: Sender): boolean {
+    if (sender.kind !== 'device') return false;
+    const cut = this.cuts.get(sender.id);
+    if (!cut || cut.seq <= (this.admittedAt.get(client) ?? Infinity)) return false;
+    return cut.certificates || verifiedCommonName(client.conn) === undefined;
   }
 
   /** True when a subscription of a connected client (or a persistent session) matches `topic`. */

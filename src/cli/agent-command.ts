@@ -66,7 +66,8 @@ export function addAgentCommand(program: Command): void {
         ...(o.key !== undefined ? { key: await read(o.key, '--key') } : {}),
       };
       const keyFile = o.signingKey ?? process.env.UPDRAFT_SIGNING_KEY;
-      const password = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD ?? (await readDeviceSecret(o.installDir));
+      const given = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD;
+      const password = given ?? (await readDeviceSecret(o.installDir));
       if (password === undefined && o.cert === undefined) {
         throw new UpdraftError('UNAUTHORIZED', `no device secret: register the device with "updraft device register ${o.device} --save ${o.installDir}" (writes ${secretFilePath(o.installDir)}), or pass --password`);
       }
@@ -78,6 +79,8 @@ export function addAgentCommand(program: Command): void {
         healthCheckTimeoutMs: timeout * 1000,
         username: o.username ?? o.device,
         ...(password !== undefined ? { password } : {}),
+        // a secret read from the install directory is read there again at each reconnect
+        ...(given === undefined && password !== undefined ? { passwordFile: secretFilePath(o.installDir) } : {}),
         ...(Object.keys(tls).length > 0 ? { tls } : {}),
         ...(keyFile !== undefined ? { signingPublicKey: await read(keyFile, '--signing-key') } : {}),
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),

@@ -28,6 +28,14 @@ export function print(opts: Common, json: unknown, text: string): void {
   process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + '\n' : text + '\n');
 }
 
+/** What became of the connections a revocation or a new secret withdrew access from. */
+function cutOffLine(disconnected: number | null, opener: string): string {
+  if (disconnected === null) {
+    return `  the external broker closes connections ${opener} opened once its password file is regenerated and reloaded: updraft broker mosquitto-config, then kill -HUP mosquitto`;
+  }
+  return disconnected === 0 ? `  no connection ${opener} opened was open` : `  closed the connection ${opener} had opened`;
+}
+
 function executionLine(x: ExecutionRecord): string {
   const d = x.details as { agentStatus?: string; error?: string; progress?: number; version?: string };
   const extra = [d.agentStatus, d.version ? `runs ${d.version}` : undefined, d.error ? `error: ${d.error}` : undefined].filter(Boolean).join(', ');
@@ -92,20 +100,21 @@ export function addApiCommands(program: Command): void {
         print(opts, r, `registered ${id}\n  secret ${r.secret}\n  (shown once: pass it to the agent with --password or UPDRAFT_DEVICE_PASSWORD)`);
       }
     });
-  withApi(device.command('rotate-secret <id>').description('issue a new secret; the old one stops working'))
+  withApi(device.command('rotate-secret <id>').description('issue a new secret; the old one stops working, and connections it opened are closed'))
     .option('--save <install-dir>', "write the secret into the agent's install directory")
     .action(async (id: string, opts: Common & { save?: string }) => {
-      const r = await new ApiClient(opts).call<{ secret: string }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/rotate-secret`);
-      if (opts.save) print(opts, { secretFile: await saveDeviceSecret(opts.save, r.secret) }, `new secret for ${id} saved`);
-      else print(opts, r, `new secret for ${id}: ${r.secret}`);
+      const r = await new ApiClient(opts).call<{ secret: string; disconnected: number | null }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/rotate-secret`);
+      const cut = cutOffLine(r.disconnected, 'the old secret');
+      if (opts.save) print(opts, { secretFile: await saveDeviceSecret(opts.save, r.secret), disconnected: r.disconnected }, `new secret for ${id} saved\n${cut}`);
+      else print(opts, r, `new secret for ${id}: ${r.secret}\n${cut}`);
     });
   withApi(device.command('reinstate <id>').description('lift a revocation (rotate the secret first if it leaked)')).action(async (id: string, opts: Common) => {
     const r = await new ApiClient(opts).call<unknown>('POST', `/api/v1/devices/${encodeURIComponent(id)}/reinstate`);
     print(opts, r, `reinstated ${id}`);
   });
-  withApi(device.command('revoke <id>').description('refuse the device from now on')).action(async (id: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<unknown>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);
-    print(opts, r, `revoked ${id}`);
+  withApi(device.command('revoke <id>').description('refuse the device from now on, and close the connection it holds')).action(async (id: string, opts: Common) => {
+    const r = await new ApiClient(opts).call<{ disconnected: number | null }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);
+    print(opts, r, `revoked ${id}\n${cutOffLine(r.disconnected, 'it')}`);
   });
   withApi(device.command('show <id>').description("a device's desired, reported and delta state and its jobs")).action(async (id: string, opts: Common) => {
     const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument | null; executions: ExecutionRecord[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);

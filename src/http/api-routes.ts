@@ -91,7 +91,8 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   });
 
   router.add('POST', '/api/v1/devices/:id/rotate-secret', async ({ res, params }) => {
-    sendJson(res, 200, { secret: await deps.registry.rotateSecret(deviceParam(params.id!)) });
+    // disconnected: connections the old secret had opened, now closed (null: an external broker's own, closed when it reloads its password file)
+    sendJson(res, 200, await deps.registry.rotateSecret(deviceParam(params.id!)));
   });
 
   router.add('POST', '/api/v1/devices/:id/reinstate', async ({ res, params }) => {
@@ -99,7 +100,7 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   });
 
   router.add('POST', '/api/v1/devices/:id/revoke', async ({ res, params }) => {
-    sendJson(res, 200, { device: await deps.registry.revoke(deviceParam(params.id!)) });
+    sendJson(res, 200, await deps.registry.revoke(deviceParam(params.id!)));
   });
 
   router.add('POST', '/api/v1/deployments', async ({ req, res }) => {

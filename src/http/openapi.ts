@@ -20,6 +20,8 @@ const pageParams: Obj[] = [
 ];
 const idParam = (name: string): Obj => ({ name, in: 'path', required: true, schema: { type: 'string' } });
 const op = (summary: string, responses: Obj, extra: Obj = {}): Obj => ({ summary, responses: { ...responses, ...errors }, ...extra });
+/** A revocation's or a new secret's answer: `disconnected` counts the connections closed (null: an external broker's, closed when it reloads its password file). */
+const cutOffAnswer = (properties: Obj): Obj => ({ type: 'object', properties: { ...properties, disconnected: { type: ['integer', 'null'] } } });
 const body = (schema: Obj): Obj => ({ requestBody: { required: true, content: { 'application/json': { schema } } } });
 
 const executionStates = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
@@ -177,8 +179,8 @@ export function openApiDocument(): Obj {
       '/api/v1/devices/bulk': { post: op('Register many devices', { '201': json({ type: 'object' }) }, body({ type: 'object' })) },
       '/api/v1/devices/{id}': { get: op('A device: shadow (desired, reported, delta) and executions', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/history': { get: op('A device\'s jobs and outcomes, newest first', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
-      '/api/v1/devices/{id}/rotate-secret': { post: op('Issue a new device secret', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
-      '/api/v1/devices/{id}/revoke': { post: op('Revoke a device', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/rotate-secret': { post: op('Issue a new device secret: the old one is refused, and the connection it opened is closed', { '200': json(cutOffAnswer({ secret: { type: 'string' } })) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/revoke': { post: op('Revoke a device: refused at CONNECT and download, and the connection it holds is closed', { '200': json(cutOffAnswer({ device: { type: 'object' } })) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/reinstate': { post: op('Lift a revocation', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
       '/api/v1/deployments': {
         post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, allowDowngrade: { type: 'boolean' } } })),

@@ -45,12 +45,23 @@ function checkRegistration(r: DeviceRegistration): void {
   }
 }
 
+/**
+ * What a device's withdrawn access means for the connections it holds: `all` (revoked)
+ * closes every one, `secret` (a new secret) those the old secret opened; returns how many
+ * were closed. The embedded broker does it (`EmbeddedBroker.cutOff`). An external broker
+ * holds the connections itself and closes them when its password file is regenerated and
+ * reloaded (docs/deployment.md): then `null`, "not done here".
+ */
+export type CutOff = (deviceId: string, which: 'all' | 'secret') => number | null;
+
 /** Registers devices and manages their secrets. */
 export class DeviceRegistry {
   private readonly store: StateStore;
+  private readonly cutOff: CutOff;
 
-  constructor(deps: { store: StateStore }) {
+  constructor(deps: { store: StateStore; cutOff?: CutOff }) {
     this.store = deps.store;
+    this.cutOff = deps.cutOff ?? (() => null);
   }
 
   /** Registers a device; resolves with its secret, which is not stored and never shown again. */
@@ -99,14 +110,17 @@ export class DeviceRegistry {
   }
 
   /**
-   * Issues a new secret (the old one stops working at the next CONNECT). It does not lift a
-   * revocation: that would also bring back the device's certificates; use `reinstate`.
+   * Issues a new secret. The old one stops working at once: refused at CONNECT, and a
+   * connection it opened is closed (one a client certificate opened stays), so whoever
+   * holds a leaked secret is cut off, and the device reconnects with its new one. It does
+   * not lift a revocation: that would also bring back the device's certificates; use
+   * `reinstate`.
    */
-  async rotateSecret(deviceId: string): Promise<string> {
+  async rotateSecret(deviceId: string): Promise<{ secret: string; disconnected: number | null }> {
     const secret = newDeviceSecret();
     const brokerHash = await mosquittoPasswordHash(secret);
     await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), brokerHash }));
-    return secret;
+    return { secret, disconnected: this.cutOff(deviceId, 'secret') };
   }
 
   /** Lifts a revocation: the device's current secret and certificates work again. */
@@ -114,9 +128,14 @@ export class DeviceRegistry {
     return publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false })));
   }
 
-  /** Revokes a device: refused at CONNECT and at download from now on. */
-  async revoke(deviceId: string): Promise<PublicDevice> {
-    return publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: true })));
+  /**
+   * Revokes a device: refused at CONNECT and at download from now on, and the connection it
+   * holds is closed (after the revocation is committed: a connection admitted meanwhile is
+   * refused or closed too).
+   */
+  async revoke(deviceId: string): Promise<{ device: PublicDevice; disconnected: number | null }> {
+    const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: true })));
+    return { device, disconnected: this.cutOff(deviceId, 'all') };
   }
 
   private async change(deviceId: string, edit: (d: DeviceRecord) => DeviceRecord): Promise<DeviceRecord> {

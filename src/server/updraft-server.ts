@@ -120,7 +120,9 @@ export class UpdraftServer {
     await this.startPart(this.store);
     const blobs = createBlobStore(config, dataDir);
     await this.startPart(blobs);
-    this.registry = new DeviceRegistry({ store: this.store });
+    // a revoked device, or one whose secret was replaced, loses the connection it holds at
+    // once: the embedded broker closes it; an external one, when its password file is reloaded
+    this.registry = new DeviceRegistry({ store: this.store, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })) });
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a) });
 
     const router = new Router();

@@ -31,11 +31,51 @@ describe('device authentication', () => {
     const s2 = await registerDevice(ts, 'dev-2');
     await ts.server.registry.revoke('dev-2');
     assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s2 }), 4);
-    const s3 = await ts.server.registry.rotateSecret('dev-2');
+    const { secret: s3 } = await ts.server.registry.rotateSecret('dev-2');
     assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s3 }), 4, 'still revoked after a rotation');
     await ts.server.registry.reinstate('dev-2');
     assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s2 }), 4, 'the old secret is dead');
     assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-2', username: 'dev-2', password: s3 }), undefined);
+  });
+
+  /** Resolves once the broker has closed `c`'s connection (mqtt.js reconnects never here); rejects after 10 s. */
+  const closed = (c: TestClient) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${c.client.options.clientId}'s connection is still open`)), 10_000);
+      c.client.once('close', () => (clearTimeout(timer), resolve()));
+    });
+  const api = async (route: string) => {
+    const res = await fetch(`${ts.httpUrl}${route}`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` } });
+    assert.equal(res.status, 200, await res.clone().text());
+    return (await res.json()) as { disconnected: number | null; secret?: string };
+  };
+
+  it('closes the connection a device holds when it is revoked; its neighbour stays', async () => {
+    const s4 = await registerDevice(ts, 'dev-4');
+    const s5 = await registerDevice(ts, 'dev-5');
+    const c4 = await TestClient.connect(ts.mqttUrl, 'dev-4', { username: 'dev-4', password: s4 });
+    const c5 = await TestClient.connect(ts.mqttUrl, 'dev-5', { username: 'dev-5', password: s5 });
+    await c5.subscribe('state/dev-5/get/+');
+    const gone = closed(c4);
+    assert.equal((await api('/api/v1/devices/dev-4/revoke')).disconnected, 1);
+    await gone;
+    assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-4', username: 'dev-4', password: s4 }), 4, 'and refused at its next CONNECT');
+    // the neighbour still talks: a request answered after the revocation
+    assert.equal((await c5.request('state/dev-5/get', {})).topic, 'state/dev-5/get/rejected', 'no shadow yet, but answered');
+    assert.equal(c5.client.connected, true);
+    assert.equal((await api('/api/v1/devices/dev-4/revoke')).disconnected, 0, 'nothing left to close');
+    await c5.end();
+  });
+
+  it('closes the connection the old secret opened when the secret is rotated; the new secret gets in', async () => {
+    const s6 = await registerDevice(ts, 'dev-6');
+    const c6 = await TestClient.connect(ts.mqttUrl, 'dev-6', { username: 'dev-6', password: s6 });
+    const gone = closed(c6);
+    const rotated = await api('/api/v1/devices/dev-6/rotate-secret');
+    assert.equal(rotated.disconnected, 1);
+    await gone;
+    assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-6', username: 'dev-6', password: s6 }), 4, 'the old secret');
+    assert.equal(await refused(ts.mqttUrl, { clientId: 'dev-6', username: 'dev-6', password: rotated.secret! }), undefined, 'the new one');
   });
 
   it('stores only a hash of the secret', async () => {

@@ -4,7 +4,7 @@
  * shared store) splitting device requests through a shared subscription.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,7 +12,7 @@ import mqtt from 'mqtt';
 import { MemoryAgentStateStore, SimulatedInstaller, UpdateAgent } from '../../src/agent/index.ts';
 import { ExternalBroker } from '../../src/broker/external-broker.ts';
 import type { PresenceEvent } from '../../src/broker/message-bus.ts';
-import { mosquittoPasswordLine } from '../../src/broker/mosquitto-config.ts';
+import { mosquittoPasswd, mosquittoPasswordLine } from '../../src/broker/mosquitto-config.ts';
 import { EventBus } from '../../src/events/event-bus.ts';
 import { ShadowReplica } from '../../src/shadow/replica.ts';
 import { PostgresStore } from '../../src/store/postgres-store.ts';
@@ -28,6 +28,9 @@ const OPERATOR_TOKEN = 'updr_test_operator_token_0123456789abcdef';
 const DEVICES = Array.from({ length: 20 }, (_, i) => `dev-${String(i).padStart(2, '0')}`);
 const secrets = new Map(DEVICES.map((d) => [d, `secret-of-${d}`]));
 const found = findMosquitto();
+const allSecrets = new Map([...secrets, ['gone', 'secret-of-gone'], ['leaving', 'secret-of-leaving']]);
+/** The registry as the password file is generated from: `gone` revoked, and whichever `revoked` names. */
+const registered = (revoked: string[] = []) => [...DEVICES, 'leaving'].map((deviceId) => ({ deviceId, revoked: revoked.includes(deviceId) })).concat({ deviceId: 'gone', revoked: true });
 
 describe('mosquitto-config', () => {
   it('writes password lines mosquitto_passwd would verify (PBKDF2-SHA512, $7$)', () => {
@@ -44,8 +47,7 @@ if (!found.ok) {
   describe('external broker (Mosquitto)', () => {
     let broker: TestMosquitto;
     before(async () => {
-      const devices = [...DEVICES.map((deviceId) => ({ deviceId, revoked: false })), { deviceId: 'gone', revoked: true }];
-      broker = await startTestMosquitto(found.bin, { operatorToken: OPERATOR_TOKEN, devices, secrets: new Map([...secrets, ['gone', 'secret-of-gone']]) });
+      broker = await startTestMosquitto(found.bin, { operatorToken: OPERATOR_TOKEN, devices: registered(), secrets: allSecrets });
     });
     after(() => broker?.stop());
 
@@ -75,6 +77,23 @@ if (!found.ok) {
       for (const [id, pw] of [['dev-00', 'wrong'], ['ghost', 'x'], ['gone', 'secret-of-gone']] as const) {
         await assert.rejects(mqtt.connectAsync(broker.deviceUrl, { clientId: id, username: id, password: pw, reconnectPeriod: 0 }), `${id} refused`);
       }
+    });
+
+    it('closes the connection of a device revoked in the reloaded password file; the others stay (docs/deployment.md)', async () => {
+      const leaving = await connect('leaving', allSecrets.get('leaving')!);
+      const staying = await connect('dev-05', secrets.get('dev-05')!);
+      const gone = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("Mosquitto kept the revoked device's connection")), 10_000);
+        leaving.client.once('close', () => (clearTimeout(timer), resolve()));
+      });
+      // what updraft broker mosquitto-config writes once the device is revoked (new salts for every line)
+      await writeFile(path.join(broker.dir, 'passwd'), mosquittoPasswd({ operatorToken: OPERATOR_TOKEN, devices: registered(['leaving']), secrets: allSecrets }).text);
+      await broker.reload();
+      await gone;
+      await assert.rejects(mqtt.connectAsync(broker.deviceUrl, { clientId: 'leaving', username: 'leaving', password: allSecrets.get('leaving')!, reconnectPeriod: 0 }), 'refused');
+      await staying.publish('state/dev-05/get', {}); // acknowledged: the connection is alive
+      assert.equal(staying.client.connected, true, 'a device whose line only got a new salt');
+      await staying.end();
     });
 
     it("keeps a device to its own topics: another device's answers never reach it, its forged requests never reach the replica", async () => {

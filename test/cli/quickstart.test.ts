@@ -71,6 +71,22 @@ describe('quick start through the CLI', () => {
     assert.deepEqual(installed, firmware);
   });
 
+  it("rotates the device's secret into its install directory: its connection is closed and the running agent comes back with the new one", async () => {
+    const oldSecret = await readFile(path.join(dir, 'dev1', '.updraft', 'device-secret'), 'utf8');
+    const rotated = await runCli(['device', 'rotate-secret', 'dev-1', '--save', './dev1', ...api()], { cwd: dir });
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.match(rotated.stdout, /^new secret for dev-1 saved\n {2}closed the connection the old secret had opened\n$/);
+    assert.notEqual(await readFile(path.join(dir, 'dev1', '.updraft', 'device-secret'), 'utf8'), oldSecret);
+    await agent!.waitFor(/the device secret changed on disk: reconnecting with the new one/);
+    await eventually(async () => (JSON.parse((await runCli(['device', 'show', 'dev-1', '--json', ...api()], { cwd: dir })).stdout).online ? true : undefined), 30_000, 'dev-1 online again');
+    // and revoked: closed, and kept out
+    const revoked = await runCli(['device', 'revoke', 'dev-1', ...api()], { cwd: dir });
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, /^revoked dev-1\n {2}closed the connection it had opened\n$/);
+    await eventually(async () => (JSON.parse((await runCli(['device', 'show', 'dev-1', '--json', ...api()], { cwd: dir })).stdout).online ? undefined : true), 30_000, 'dev-1 offline');
+    await agent!.waitFor(/Bad user name or password|Not authorized|refused/i);
+  });
+
   it('fails with one readable line and a non-zero code on bad input', async () => {
     const cases: [string[], RegExp][] = [
       [['deploy', '--device', 'dev-1', '--artifact', 'fw@9.9.9', ...api()], /^updraft: error: artifact fw@9\.9\.9 does not exist/],

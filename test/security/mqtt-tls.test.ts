@@ -96,6 +96,21 @@ describe('MQTT over TLS with client certificates, and HTTPS', () => {
     assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-2', ...own }), 4, 'revoked');
   });
 
+  it('a new secret leaves a connection its certificate opened; revoking the device closes it', async () => {
+    await registerDevice(ts, 'dev-tls-3');
+    const c = await TestClient.connect(mqttsUrl, 'dev-tls-3', await issue('dev-tls-3'));
+    const { disconnected } = await ts.server.registry.rotateSecret('dev-tls-3');
+    assert.equal(disconnected, 0, 'the secret did not let it in');
+    await c.subscribe('state/dev-tls-3/#');
+    assert.equal((await c.request('state/dev-tls-3/get', {})).topic, 'state/dev-tls-3/get/rejected', 'still answered after the rotation');
+    const gone = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the revoked device is still connected')), 10_000);
+      c.client.once('close', () => (clearTimeout(timer), resolve()));
+    });
+    assert.equal((await ts.server.registry.revoke('dev-tls-3')).disconnected, 1);
+    await gone;
+  });
+
   it('serves the API over HTTPS with a certificate from the CA; the token is still required', async () => {
     assert.equal((await httpsGet(`${httpsUrl}/healthz`, ca)).status, 200);
     assert.equal((await httpsGet(`${httpsUrl}/api/v1/artifacts`, ca)).status, 401);

@@ -53,6 +53,14 @@ export class ArtifactCache {
     return load;
   }
 
+  /** Lets go of a build's bytes (its artifact was deleted: the memory is for builds in use). */
+  forget(sha256: string): void {
+    const held = this.items.get(sha256);
+    if (!held) return;
+    this.items.delete(sha256);
+    this.bytes -= held.length;
+  }
+
   private async load(sha256: string, size: number): Promise<Buffer | undefined> {
     const chunks: Buffer[] = [];
     for await (const chunk of await this.opts.blobs.read(sha256)) chunks.push(chunk as Buffer);

@@ -11,9 +11,12 @@ import { rememberLru } from '../util/lru.ts';
 import type { BlobStore } from './blob-store.ts';
 
 /**
- * Records kept in memory: name@version is immutable and never deleted, so a record read once
- * is right on every instance for ever (every download resolves its artifact: 2% of the
- * server's CPU in a fleet update, profiled).
+ * Records kept in memory: name@version is immutable, so a record read once stays right
+ * until the artifact is deleted (every download resolves its artifact: 2% of the server's
+ * CPU in a fleet update, profiled). A deletion is refused while a job that is not finished
+ * installs the artifact, so no command names it afterwards; another instance that still
+ * holds the record only serves a download that finds no bytes (404). Job creation reads the
+ * store itself (`current`).
  */
 const RECORD_CACHE = 1000;
 
@@ -37,12 +40,30 @@ export interface ArtifactServiceDeps {
   maxArtifactBytes: number;
   /** Signs a new artifact's record (pattern step 2: stored, hashed, signed); the signature is recorded with it. */
   sign?: (artifact: { name: string; version: string; sha256: string; size: number }) => string;
+  /** Told when a build's bytes are deleted (the download cache lets them go). */
+  onBytesDeleted?: (sha256: string) => void;
 }
 
-/** Adds, lists and resolves artifacts. */
+/** What a deletion did. */
+export interface ArtifactDeletion {
+  artifact: ArtifactRecord;
+  /** False when another name@version holds the same bytes: they stay for it. */
+  bytesDeleted: boolean;
+}
+
+function notFound(name: string, version: string): UpdraftError {
+  return new UpdraftError('NOT_FOUND', `artifact ${name}@${version} does not exist; add it with: updraft artifact add <file> --name ${name} --version ${version}`);
+}
+
+/** Adds, lists, resolves and deletes artifacts. */
 export class ArtifactService {
   private readonly deps: ArtifactServiceDeps;
   private readonly records = new Map<string, ArtifactRecord>();
+  /**
+   * Blobs are shared by content: a record written and the check that no record names some
+   * bytes before they are deleted must not interleave (on this instance; see `delete`).
+   */
+  private blobTurn: Promise<unknown> = Promise.resolve();
 
   constructor(deps: ArtifactServiceDeps) {
     this.deps = deps;
@@ -61,8 +82,61 @@ export class ArtifactService {
     if (blob.size === 0) throw new UpdraftError('BAD_REQUEST', `artifact ${name}@${version} is empty (0 bytes): there is nothing to install`);
     const record: ArtifactRecord = { name, version, sha256: blob.sha256, size: blob.size, createdAt: Date.now() };
     if (this.deps.sign) record.signature = this.deps.sign(record);
-    await this.deps.store.putArtifact(record);
+    await this.inBlobTurn(async () => {
+      await this.deps.store.putArtifact(record);
+      // the same bytes, deleted with another artifact after they were written here and
+      // before this record named them: the record would point at nothing
+      if ((await this.deps.blobs.stat(record.sha256)) === undefined) {
+        await this.deps.store.deleteArtifact(name, version);
+        throw new UpdraftError('CONFLICT', `the bytes of ${name}@${version} were deleted with another artifact while they were being added; add it again`);
+      }
+    });
     return record;
+  }
+
+  /**
+   * Deletes a build: its record, then its bytes unless another name@version holds the same
+   * ones (blobs are content-addressed). CONFLICT naming the jobs while a job that is not
+   * finished installs it (cancel them, or let them finish); NOT_FOUND when there is none.
+   * The jobs that installed it keep their records. A device whose desired software still
+   * names it (one that missed a finished job) is refused its download and reports FAILURE:
+   * deploy another version to it.
+   *
+   * Order: the record first, so no download or command finds a record without bytes; a
+   * crash in between leaves bytes no record names (disk, not correctness). Between
+   * instances sharing a database and bucket, a build added under a new name with the same
+   * bytes while they are deleted elsewhere is not guarded: its downloads would find nothing.
+   */
+  async delete(name: string, version: string): Promise<ArtifactDeletion> {
+    checkArtifactId(name, version);
+    const r = await this.deps.store.deleteArtifact(name, version);
+    if (r.activeJobs.length > 0) {
+      const jobs = r.activeJobs.join(', ');
+      throw new UpdraftError('CONFLICT', `artifact ${name}@${version} is installed by jobs that are not finished (${jobs}${r.activeJobs.length === 10 ? ', …' : ''}); cancel them or let them finish, then delete it`);
+    }
+    if (!r.deleted) throw new UpdraftError('NOT_FOUND', `artifact ${name}@${version} does not exist`);
+    const artifact = r.deleted;
+    this.records.delete(`${name}@${version}`);
+    const bytesDeleted = await this.inBlobTurn(async () => {
+      if ((await this.deps.store.countArtifactsWithBlob(artifact.sha256)) > 0) return false;
+      this.deps.onBytesDeleted?.(artifact.sha256);
+      return this.deps.blobs.delete(artifact.sha256);
+    });
+    return { artifact, bytesDeleted };
+  }
+
+  /** Runs `work` once the work queued before it is done (a short section: no upload in it). */
+  private inBlobTurn<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.blobTurn.then(work, work);
+    this.blobTurn = run.catch(() => undefined);
+    return run;
+  }
+
+  /** An artifact as the store has it now (not a record kept from before): for job creation. */
+  async current(name: string, version: string): Promise<ArtifactRecord> {
+    const found = await this.deps.store.getArtifact(name, version);
+    if (!found) throw notFound(name, version);
+    return found;
   }
 
   /** An artifact by name and version; NOT_FOUND naming it. */
@@ -72,7 +146,7 @@ export class ArtifactService {
     if (held) return { ...held };
     const found = await this.deps.store.getArtifact(name, version);
     if (found) rememberLru(this.records, key, { ...found }, RECORD_CACHE);
-    if (!found) throw new UpdraftError('NOT_FOUND', `artifact ${name}@${version} does not exist; add it with: updraft artifact add <file> --name ${name} --version ${version}`);
+    if (!found) throw notFound(name, version);
     return found;
   }
 

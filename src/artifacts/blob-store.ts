@@ -28,4 +28,9 @@ export interface BlobStore {
   stat(sha256: string): Promise<number | undefined>;
   /** A stream of the blob's bytes, or of one range of them. */
   read(sha256: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Removes a blob; resolves false when there was none. Content-addressed: the caller makes
+   * sure no artifact record still names these bytes (`ArtifactService.delete`).
+   */
+  delete(sha256: string): Promise<boolean>;
 }

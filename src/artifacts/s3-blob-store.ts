@@ -191,6 +191,18 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  async delete(sha256: string): Promise<boolean> {
+    // S3's DeleteObject succeeds on an absent key too: ask first, to answer what was there
+    if ((await this.stat(sha256)) === undefined) return false;
+    const Key = this.keyOf(sha256);
+    try {
+      await this.s3().send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key }));
+      return true;
+    } catch (err) {
+      throw new UpdraftError('INTERNAL', `cannot delete ${Key} in ${this.where}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+
   async read(sha256: string, range?: ByteRange): Promise<Readable> {
     const Key = this.keyOf(sha256);
     try {

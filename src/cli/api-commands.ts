@@ -2,6 +2,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { parseArtifactRef } from '../artifacts/artifact-service.ts';
 import { UpdraftError } from '../errors.ts';
 import type { ShadowDocument } from '../protocol/shadow-messages.ts';
 import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-store.ts';
@@ -66,6 +67,11 @@ export function addApiCommands(program: Command): void {
   withApi(artifact.command('list').description('list artifacts')).action(async (opts: Common) => {
     const { items } = await new ApiClient(opts).call<{ items: ArtifactRecord[] }>('GET', '/api/v1/artifacts');
     print(opts, items, items.length === 0 ? 'no artifacts' : items.map((a) => `${a.name}@${a.version}  ${a.size} bytes  sha256 ${a.sha256}`).join('\n'));
+  });
+  withApi(artifact.command('delete <name@version>').description('delete a build no unfinished job installs, and its bytes unless another version holds the same ones')).action(async (ref: string, opts: Common) => {
+    const { name, version } = parseArtifactRef(ref);
+    const r = await new ApiClient(opts).call<{ artifact: ArtifactRecord; bytesDeleted: boolean }>('DELETE', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
+    print(opts, r, `deleted ${name}@${version}\n  ${r.bytesDeleted ? `its ${r.artifact.size} bytes removed from storage` : 'its bytes stay: another artifact holds the same ones'}`);
   });
 
   withApi(program.command('deploy').description('set the desired software of devices (creates a job with a unique id)'))

@@ -60,6 +60,9 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
 
   router.add('GET', '/api/v1/artifacts/:name/:version', async ({ res, params }) => sendJson(res, 200, await deps.artifacts.get(params.name!, params.version!)));
 
+  // 409 while a job that is not finished installs it; the jobs that did keep their records
+  router.add('DELETE', '/api/v1/artifacts/:name/:version', async ({ res, params }) => sendJson(res, 200, await deps.artifacts.delete(params.name!, params.version!)));
+
   router.add('POST', '/api/v1/devices', async ({ req, res }) => {
     const body = await readJson(req);
     const { device, secret } = await deps.registry.register(body as unknown as DeviceRegistration);

@@ -79,8 +79,10 @@ export function downloadRoute(deps: {
       res.end();
       return;
     }
-    // before the status line: a failed load is still answered with a clean error
+    // before the status line: a failed load is still answered with a clean error, and so are
+    // bytes missing from storage (an instance that still knew a record another one deleted)
     const held = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
+    const stream = held || req.method === 'HEAD' || size === 0 ? undefined : await deps.blobs.read(artifact.sha256, range);
     // the headers object is added to, not spread into a new one with the extra keys: Node
     // 20's V8 takes a slow path for the latter (about 1 µs, per download)
     if (range) {
@@ -91,7 +93,7 @@ export function downloadRoute(deps: {
       headers['content-length'] = size;
       res.writeHead(200, headers);
     }
-    if (req.method === 'HEAD' || size === 0) {
+    if (!held && !stream) {
       res.end();
       return;
     }
@@ -104,8 +106,7 @@ export function downloadRoute(deps: {
       res.end(range ? held.subarray(range.start, range.end + 1) : held);
       return;
     }
-    const stream = await deps.blobs.read(artifact.sha256, range);
-    await pipeline(stream, res).catch(() => {
+    await pipeline(stream!, res).catch(() => {
       // the device went away mid-transfer; it resumes with Range next time
     });
   };

@@ -171,7 +171,10 @@ export function openApiDocument(): Obj {
           requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
         }),
       },
-      '/api/v1/artifacts/{name}/{version}': { get: op('One artifact', { '200': json(ref('Artifact')) }, { parameters: [idParam('name'), idParam('version')] }) },
+      '/api/v1/artifacts/{name}/{version}': {
+        get: op('One artifact', { '200': json(ref('Artifact')) }, { parameters: [idParam('name'), idParam('version')] }),
+        delete: op('Delete an artifact (409 while a job that is not finished installs it), and its bytes unless another artifact holds the same ones', { '200': json({ type: 'object', properties: { artifact: ref('Artifact'), bytesDeleted: { type: 'boolean' } } }) }, { parameters: [idParam('name'), idParam('version')] }),
+      },
       '/api/v1/devices': {
         get: op('List devices', { '200': json(page(ref('Device'))) }, { parameters: pageParams }),
         post: op('Register a device; the secret is returned once', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } } } })),

@@ -61,7 +61,7 @@ export class JobService {
   async createFromSpec(artifactRef: string, spec: JobSpec, description: string | undefined, now = this.now()): Promise<JobView> {
     const { store } = this.deps;
     const { name, version } = parseArtifactRef(artifactRef);
-    await this.deps.artifacts.get(name, version); // NOT_FOUND naming it
+    await this.deps.artifacts.current(name, version); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
     const ids = await resolveTargets(store, spec.targets, true);
     if (ids.length === 0 && spec.type === 'snapshot') {
       throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');

@@ -123,7 +123,9 @@ export class UpdraftServer {
     // a revoked device, or one whose secret was replaced, loses the connection it holds at
     // once: the embedded broker closes it; an external one, when its password file is reloaded
     this.registry = new DeviceRegistry({ store: this.store, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })) });
-    this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a) });
+    // hot builds in memory for downloads; a deleted build's bytes leave it
+    const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
+    this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha) });
 
     const router = new Router();
     this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
@@ -207,7 +209,6 @@ export class UpdraftServer {
       const d = await this.store.getDevice(id);
       return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
     };
-    const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
     const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0 };
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });

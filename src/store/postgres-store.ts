@@ -33,7 +33,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
 import { rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -322,6 +322,22 @@ export class PostgresStore implements StateStore {
     // seq breaks ties between artifacts created in the same millisecond: later insert first
     const rows = await this.read<ArtifactRow>(`SELECT ${ARTIFACT_COLS} FROM artifacts ORDER BY created_at DESC, seq DESC`, []);
     return rows.map(toArtifact);
+  }
+
+  async deleteArtifact(name: string, version: string): Promise<{ deleted?: ArtifactRecord; activeJobs: string[] }> {
+    return this.write(async (c) => {
+      // every check before the first write: a write that throws must have written nothing
+      const active = await c.query<{ job_id: string }>(`SELECT job_id FROM jobs WHERE artifact_name = $1 AND artifact_version = $2 AND status IN (${ACTIVE_JOB_SQL}) ORDER BY created_at LIMIT 10`, [name, version]);
+      const activeJobs = active.rows.map((r) => r.job_id);
+      if (activeJobs.length > 0) return { activeJobs };
+      const gone = await c.query<ArtifactRow>(`DELETE FROM artifacts WHERE name = $1 AND version = $2 RETURNING ${ARTIFACT_COLS}`, [name, version]);
+      return gone.rows[0] ? { deleted: toArtifact(gone.rows[0]), activeJobs } : { activeJobs };
+    });
+  }
+
+  async countArtifactsWithBlob(sha256: string): Promise<number> {
+    const rows = await this.read<{ n: string }>('SELECT COUNT(*) AS n FROM artifacts WHERE sha256 = $1', [sha256]);
+    return Number(rows[0]?.n ?? 0);
   }
 
   async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {

@@ -36,7 +36,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
 import { rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -342,6 +342,9 @@ interface Statements {
   insertArtifact: Stmt;
   getArtifact: Stmt<ArtifactRow>;
   listArtifacts: Stmt<ArtifactRow>;
+  activeJobsOfArtifact: Stmt<{ job_id: string }>;
+  deleteArtifact: Stmt;
+  countArtifactsWithBlob: Stmt<{ n: number }>;
   insertJob: Stmt;
   getJob: Stmt<JobRow>;
   getJobHead: Stmt<JobRow>;
@@ -586,6 +589,21 @@ export class SqliteStore implements StateStore {
 
   async listArtifacts(): Promise<ArtifactRecord[]> {
     return this.statements().listArtifacts.all().map(toArtifact);
+  }
+
+  async deleteArtifact(name: string, version: string): Promise<{ deleted?: ArtifactRecord; activeJobs: string[] }> {
+    return this.enqueueAtomic((s) => {
+      const activeJobs = s.activeJobsOfArtifact.all(name, version).map((r) => r.job_id);
+      if (activeJobs.length > 0) return { activeJobs };
+      const row = s.getArtifact.get(name, version);
+      if (!row) return { activeJobs };
+      s.deleteArtifact.run(name, version);
+      return { deleted: toArtifact(row), activeJobs };
+    });
+  }
+
+  async countArtifactsWithBlob(sha256: string): Promise<number> {
+    return this.statements().countArtifactsWithBlob.get(sha256)?.n ?? 0;
   }
 
   async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
@@ -1036,6 +1054,9 @@ function prepare(db: Database.Database): Statements {
     getArtifact: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature FROM artifacts WHERE name = ? AND version = ?'),
     // rowid breaks ties between artifacts created in the same millisecond: later insert first
     listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature FROM artifacts ORDER BY created_at DESC, rowid DESC'),
+    activeJobsOfArtifact: p<{ job_id: string }>(`SELECT job_id FROM jobs WHERE artifact_name = ? AND artifact_version = ? AND status IN (${ACTIVE_JOB_SQL}) ORDER BY created_at LIMIT 10`),
+    deleteArtifact: p('DELETE FROM artifacts WHERE name = ? AND version = ?'),
+    countArtifactsWithBlob: p<{ n: number }>('SELECT COUNT(*) AS n FROM artifacts WHERE sha256 = ?'),
     insertJob: p(`INSERT INTO jobs (${JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getJob: p<JobRow>(`SELECT ${JOB_COLS} FROM jobs WHERE job_id = ?`),
     getJobHead: p<JobRow>(`SELECT ${JOB_COLS_NO_SPEC} FROM jobs WHERE job_id = ?`),

@@ -44,6 +44,10 @@ export interface ArtifactRecord {
  * CANCELED and ABORTED are final (`jobs/job-state.ts` has the legal moves).
  */
 export type JobStatus = 'SCHEDULED' | 'IN_PROGRESS' | 'PAUSED' | 'COMPLETED' | 'CANCELED' | 'ABORTED';
+/** Jobs not finished: the rollout engine looks at them, and they may still send their artifact to devices. */
+export const ACTIVE_JOB_STATUSES: readonly JobStatus[] = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED'];
+/** The same, as an SQL list (both stores). */
+export const ACTIVE_JOB_SQL = ACTIVE_JOB_STATUSES.map((s) => `'${s}'`).join(', ');
 
 /** An update job: one artifact, a set of target devices. */
 export interface JobRecord {
@@ -242,6 +246,14 @@ export interface StateStore {
   getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined>;
   /** All artifacts, newest first. */
   listArtifacts(): Promise<ArtifactRecord[]>;
+  /**
+   * Deletes an artifact's record, unless a job that is not finished (SCHEDULED, IN_PROGRESS,
+   * PAUSED) installs it: then nothing is deleted and `activeJobs` names up to 10 of them.
+   * `deleted` is the record deleted, absent when there was none.
+   */
+  deleteArtifact(name: string, version: string): Promise<{ deleted?: ArtifactRecord; activeJobs: string[] }>;
+  /** How many artifact records name the bytes with this SHA-256 (blobs are shared by content). */
+  countArtifactsWithBlob(sha256: string): Promise<number>;
 
   /** Creates a job and its executions in one transaction; CONFLICT if the job id exists. */
   createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void>;

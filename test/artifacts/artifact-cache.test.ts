@@ -19,6 +19,7 @@ const counting = () => ({
   stop: () => blobs.stop(),
   write: blobs.write.bind(blobs),
   stat: blobs.stat.bind(blobs),
+  delete: blobs.delete.bind(blobs),
   read: (sha256: string, range?: ByteRange) => {
     reads.push(sha256);
     return blobs.read(sha256, range);
@@ -75,4 +76,20 @@ it('does not hold bytes that do not match their SHA-256 (damaged storage)', asyn
   const cache = new ArtifactCache({ blobs: counting(), maxBytes: 1 << 20 });
   assert.equal(await cache.get(b.sha256, b.size), undefined);
   assert.equal(cache.size, 0);
+});
+
+it("lets go of a deleted build's bytes", async () => {
+  reads.length = 0;
+  const b = await put(randomBytes(20_000));
+  const kept = await put(randomBytes(10_000));
+  const cache = new ArtifactCache({ blobs: counting(), maxBytes: 1 << 20 });
+  await cache.get(b.sha256, b.size);
+  await cache.get(kept.sha256, kept.size);
+  cache.forget(b.sha256);
+  cache.forget(b.sha256); // twice: nothing more to let go
+  assert.equal(cache.size, 10_000);
+  reads.length = 0;
+  await cache.get(kept.sha256, kept.size);
+  await cache.get(b.sha256, b.size);
+  assert.deepEqual(reads, [b.sha256], 'only the forgotten one is read again');
 });

@@ -93,11 +93,25 @@ export function blobStoreContract(name: string, open: () => Promise<OpenedBlobSt
         await assert.rejects(store.read(absent), isCode('NOT_FOUND'));
       }));
 
+    it('deletes a blob, and answers false for one that is not there; other blobs stay', () =>
+      withStore(async (store) => {
+        const gone = Buffer.from('a build nobody runs any more');
+        const kept = Buffer.from('a build still in use');
+        await store.write(Readable.from([gone]), 1_000);
+        await store.write(Readable.from([kept]), 1_000);
+        assert.equal(await store.delete(sha(gone)), true);
+        assert.equal(await store.stat(sha(gone)), undefined);
+        await assert.rejects(store.read(sha(gone)), isCode('NOT_FOUND'));
+        assert.equal(await store.delete(sha(gone)), false, 'already gone');
+        assert.equal(await store.stat(sha(kept)), kept.length);
+      }));
+
     it('refuses keys that are not a SHA-256 with BAD_REQUEST', () =>
       withStore(async (store) => {
         for (const key of ['../etc/passwd', 'A'.repeat(64), 'abc']) {
           await assert.rejects(store.stat(key), isCode('BAD_REQUEST'), key);
           await assert.rejects(store.read(key), isCode('BAD_REQUEST'), key);
+          await assert.rejects(store.delete(key), isCode('BAD_REQUEST'), key);
         }
       }));
   });

@@ -355,6 +355,34 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.listArtifacts(), [first]);
         }));
 
+      it('deletes an artifact no unfinished job installs, counts who shares its bytes, and deletes nothing else', () =>
+        withStore(async (store) => {
+          const old = artifact('fw', '1.0.0', 1_000);
+          const twin = { ...artifact('fw-copy', '1.0.0', 2_000), sha256: old.sha256 }; // the same bytes under another name
+          const used = artifact('fw', '2.0.0', 3_000);
+          for (const a of [old, twin, used]) await store.putArtifact(a);
+          // fw@1.0.0 by a finished job only (history stays); fw@2.0.0 by a running and a paused one
+          await store.createJob({ ...job('done'), status: 'COMPLETED' }, []);
+          await store.createJob({ ...job('running'), artifactVersion: '2.0.0', createdAt: 600 }, []);
+          await store.createJob({ ...job('paused'), artifactVersion: '2.0.0', status: 'PAUSED', createdAt: 700 }, []);
+          await store.createJob({ ...job('canceled'), artifactVersion: '2.0.0', status: 'CANCELED' }, []);
+
+          assert.equal(await store.countArtifactsWithBlob(old.sha256), 2);
+          assert.deepEqual(await store.deleteArtifact('fw', '2.0.0'), { activeJobs: ['running', 'paused'] });
+          assert.deepEqual(await store.getArtifact('fw', '2.0.0'), used, 'kept while jobs may still send it');
+          assert.deepEqual(await store.deleteArtifact('fw', '1.0.0'), { deleted: old, activeJobs: [] });
+          assert.equal(await store.getArtifact('fw', '1.0.0'), undefined);
+          assert.equal(await store.countArtifactsWithBlob(old.sha256), 1, 'fw-copy still names the bytes');
+          assert.deepEqual(await store.deleteArtifact('fw', '1.0.0'), { activeJobs: [] }, 'already gone');
+          assert.deepEqual(await store.listArtifacts(), [used, twin]);
+          assert.equal((await store.getJob('done'))?.artifactVersion, '1.0.0', "the finished job's record stays");
+          // once its jobs are finished, it goes too
+          await store.setJobStatus('running', 'COMPLETED');
+          await store.setJobStatus('paused', 'CANCELED');
+          assert.deepEqual(await store.deleteArtifact('fw', '2.0.0'), { deleted: used, activeJobs: [] });
+          assert.equal(await store.countArtifactsWithBlob(used.sha256), 0);
+        }));
+
       it('lists nothing when there are no artifacts', () =>
         withStore(async (store) => {
           assert.deepEqual(await store.listArtifacts(), []);

@@ -62,7 +62,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     page.setDefaultTimeout(WAIT);
     page.on('console', (m) => {
       if (m.type() !== 'error') return;
-      if (expectRefusal && /status of 400/.test(m.text())) return;
+      if (expectRefusal && /status of (400|409)/.test(m.text())) return;
       consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
@@ -174,6 +174,29 @@ describe('web dashboard in Chromium', { skip }, () => {
     await nav('Jobs').click();
     await page.getByTestId('jobs-table').getByRole('row').filter({ hasText: 'CANCELED' }).waitFor();
     await shot('07-jobs');
+  });
+
+  it('deletes an artifact after a confirmation; refused, with the reason, while a job installs it', async () => {
+    const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=old&version=1.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(1024)) });
+    assert.equal(added.status, 201);
+    const job = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ['idle-1'], artifact: 'old@1.0.0' });
+    await nav('Artifacts').click();
+    await heading('Artifacts');
+    const row = page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'old' });
+    await row.getByRole('button', { name: 'Delete old@1.0.0' }).click();
+    await row.getByRole('button', { name: 'Keep it' }).click();
+    await row.getByRole('button', { name: 'Delete old@1.0.0' }).click();
+    expectRefusal = true;
+    await row.getByRole('button', { name: 'Yes, delete old@1.0.0' }).click();
+    await row.getByRole('alert').filter({ hasText: `installed by jobs that are not finished (${job.job.jobId})` }).waitFor();
+    expectRefusal = false;
+    await shot('07a-artifact-delete-refused');
+    await api.call('POST', `/api/v1/jobs/${job.job.jobId}/cancel`);
+    await row.getByRole('button', { name: 'Delete old@1.0.0' }).click();
+    await row.getByRole('button', { name: 'Yes, delete old@1.0.0' }).click();
+    await row.waitFor({ state: 'detached' });
+    assert.equal((await fetch(`${ts.httpUrl}/api/v1/artifacts/old/1.0.0`, { headers: { authorization: `Bearer ${ts.token}` } })).status, 404);
+    await page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: '2.0.0' }).waitFor();
   });
 
   it('searches devices page by page and opens one', async () => {

@@ -1,9 +1,10 @@
 /**
  * Artifacts: every build with version, size, SHA-256 and whether its signature is the
- * current signing key's; upload a build from the browser (raw bytes, with progress).
+ * current signing key's; upload a build from the browser (raw bytes, with progress); delete
+ * one, after a confirmation in the page (refused while a job that is not finished installs it).
  */
 import { useState } from 'preact/hooks';
-import { ApiError, upload } from '../api.ts';
+import { api, ApiError, upload } from '../api.ts';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
@@ -35,6 +36,9 @@ export function ArtifactsPage() {
                 <th scope="col">SHA-256</th>
                 <th scope="col">Signature</th>
                 <th scope="col">Added</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -51,12 +55,61 @@ export function ArtifactsPage() {
                     {a.signature && <span class="muted small"> key {a.signature.split(':')[0]}</span>}
                   </td>
                   <td>{dateTime(a.createdAt)}</td>
+                  <td>
+                    <DeleteControl artifact={a} onDone={list.reload} />
+                  </td>
                 </tr>
               ))}
             </tbody>
           </table>
         )}
       </section>
+    </>
+  );
+}
+
+/** Delete, confirmed in the page (no browser dialog); the server's refusal is shown in the row. */
+function DeleteControl({ artifact, onDone }: { artifact: Artifact; onDone: () => void }) {
+  const ref = `${artifact.name}@${artifact.version}`;
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | undefined>();
+  const remove = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await api('DELETE', `/artifacts/${encodeURIComponent(artifact.name)}/${encodeURIComponent(artifact.version)}`);
+      setConfirming(false);
+      onDone();
+    } catch (err) {
+      setError((err as Error).message);
+      setConfirming(false);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      {!confirming ? (
+        <button type="button" class="secondary" aria-label={`Delete ${ref}`} disabled={busy} onClick={() => setConfirming(true)}>
+          Delete
+        </button>
+      ) : (
+        <span class="confirm" role="alert">
+          Delete {ref}? Its bytes leave storage unless another version holds the same ones.{' '}
+          <button type="button" class="danger" disabled={busy} onClick={remove}>
+            Yes, delete {ref}
+          </button>{' '}
+          <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+            Keep it
+          </button>
+        </span>
+      )}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
     </>
   );
 }

@@ -122,6 +122,18 @@ export function addApiCommands(program: Command): void {
     const r = await new ApiClient(opts).call<{ disconnected: number | null }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);
     print(opts, r, `revoked ${id}\n${cutOffLine(r.disconnected, 'it')}`);
   });
+  withApi(device.command('delete <id>').description('decommission: revoke and disconnect it, end its unfinished job executions, delete its shadows and group memberships, then its registration')).action(async (id: string, opts: Common) => {
+    const r = await new ApiClient(opts).call<{ disconnected: number | null; executionsRemoved: string[]; shadowsDeleted: string[]; groupsLeft: string[] }>('DELETE', `/api/v1/devices/${encodeURIComponent(id)}`);
+    const shadows = r.shadowsDeleted.map((n) => (n === '' ? 'classic' : n));
+    const lines = [
+      `deleted ${id}`,
+      cutOffLine(r.disconnected, 'it'),
+      r.executionsRemoved.length === 0 ? '  no unfinished job execution' : `  unfinished job executions ended REMOVED: ${r.executionsRemoved.join(', ')}`,
+      shadows.length === 0 ? '  no shadow' : `  shadows deleted: ${shadows.join(', ')}`,
+      ...(r.groupsLeft.length > 0 ? [`  left static groups: ${r.groupsLeft.join(', ')}`] : []),
+    ];
+    print(opts, r, lines.join('\n'));
+  });
   withApi(device.command('show <id>').description("a device's desired, reported and delta state and its jobs")).action(async (id: string, opts: Common) => {
     const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument | null; executions: ExecutionRecord[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
     const state = d.shadow?.state ?? {};

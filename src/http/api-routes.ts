@@ -4,6 +4,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { UpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import { decommissionDevice } from '../fleet/decommission.ts';
 import type { DeploymentService } from '../jobs/deployment-service.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { isValidId } from '../protocol/topics.ts';
@@ -22,6 +24,7 @@ export interface ApiDeps {
   deployments: DeploymentService;
   tracker: ExecutionTracker;
   registry: DeviceRegistry;
+  events: EventBus;
   /** True when the device has an open MQTT connection. */
   isOnline: (deviceId: string) => boolean;
   /** True when an artifact's recorded signature is the current signing key's; adds `signatureStatus` to the artifact list. */
@@ -100,6 +103,13 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
 
   router.add('POST', '/api/v1/devices/:id/reinstate', async ({ res, params }) => {
     sendJson(res, 200, { device: await deps.registry.reinstate(deviceParam(params.id!)) });
+  });
+
+  // decommissioning: revoked and cut off, its unfinished executions REMOVED, its shadows and group memberships gone, then its registration
+  router.add('DELETE', '/api/v1/devices/:id', async ({ res, params }) => {
+    const deviceId = deviceParam(params.id!);
+    await deps.tracker.idle(); // reports already received are recorded first
+    sendJson(res, 200, await decommissionDevice(deps, deviceId));
   });
 
   router.add('POST', '/api/v1/devices/:id/revoke', async ({ res, params }) => {

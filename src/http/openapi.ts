@@ -180,8 +180,13 @@ export function openApiDocument(): Obj {
         post: op('Register a device; the secret is returned once', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } } } })),
       },
       '/api/v1/devices/bulk': { post: op('Register many devices', { '201': json({ type: 'object' }) }, body({ type: 'object' })) },
-      '/api/v1/devices/{id}': { get: op('A device: shadow (desired, reported, delta) and executions', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/history': { get: op('A device\'s jobs and outcomes, newest first', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}': {
+        get: op('A device: shadow (desired, reported, delta) and executions', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }),
+        delete: op('Decommission a device: revoked and disconnected, its unfinished executions REMOVED, its shadows and static group memberships deleted, then its registration', {
+          '200': json({ type: 'object', properties: { deviceId: { type: 'string' }, disconnected: { type: ['integer', 'null'] }, executionsRemoved: { type: 'array', items: { type: 'string' } }, shadowsDeleted: { type: 'array', items: { type: 'string' } }, groupsLeft: { type: 'array', items: { type: 'string' } } } }),
+        }, { parameters: [idParam('id')] }),
+      },
       '/api/v1/devices/{id}/rotate-secret': { post: op('Issue a new device secret: the old one is refused, and the connection it opened is closed', { '200': json(cutOffAnswer({ secret: { type: 'string' } })) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/revoke': { post: op('Revoke a device: refused at CONNECT and download, and the connection it holds is closed', { '200': json(cutOffAnswer({ device: { type: 'object' } })) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/reinstate': { post: op('Lift a revocation', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },

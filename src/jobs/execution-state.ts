@@ -9,7 +9,8 @@ import type { ExecutionStatus } from '../store/state-store.ts';
 const TRANSITIONS: Record<ExecutionStatus, readonly ExecutionStatus[]> = {
   // QUEUED may jump to a final state: a fast device's intermediate reports can be missed
   QUEUED: ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'],
-  IN_PROGRESS: ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED'],
+  // REMOVED: the device was deleted during its update (fleet/decommission.ts); no report sets it
+  IN_PROGRESS: ['IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'],
   SUCCEEDED: [],
   FAILED: [],
   TIMED_OUT: [],

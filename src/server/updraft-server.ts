@@ -220,6 +220,7 @@ export class UpdraftServer {
       deployments: this.deployments,
       tracker: this.tracker,
       registry: this.registry,
+      events,
       isOnline: (id) => this.online.has(id),
       verifyArtifact: (a, signature) => security.manifests.verifyArtifact(a, signature),
     });

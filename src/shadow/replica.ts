@@ -153,6 +153,15 @@ export class ShadowReplica {
     return this.queue.run(key(ref), () => this.applyUpdate(ref, request, sender));
   }
 
+  /**
+   * Deletes a shadow on behalf of `sender` (the operator API), in the device's queue like
+   * its own requests: `delete/accepted` is published and the tombstone keeps the version.
+   * NOT_FOUND when there is none.
+   */
+  delete(ref: ShadowRef, sender: Sender): Promise<void> {
+    return this.queue.run(key(ref), () => this.applyDelete(ref, {}, sender, () => {}));
+  }
+
   /** The full document of a shadow (desired, reported, delta, metadata); 404 if none. */
   getDocument(ref: ShadowRef): Promise<ShadowDocument> {
     return this.readDocument(ref, undefined, false);

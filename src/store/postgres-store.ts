@@ -276,6 +276,15 @@ export class PostgresStore implements StateStore {
     return this.deviceReads.get([deviceId]);
   }
 
+  async deleteDevice(deviceId: string, version: number): Promise<boolean> {
+    return this.write(async (c) => (await c.query('DELETE FROM devices WHERE device_id = $1 AND version = $2', [deviceId, version])).rowCount === 1);
+  }
+
+  async listShadowNames(deviceId: string): Promise<string[]> {
+    const rows = await this.read<{ name: string }>('SELECT name FROM shadows WHERE device_id = $1 AND NOT deleted ORDER BY name COLLATE "C"', [deviceId]);
+    return rows.map((r) => r.name);
+  }
+
   async updateDevice(record: DeviceRecord): Promise<boolean> {
     const d = record;
     // created_at never changes

@@ -360,6 +360,8 @@ interface Statements {
   insertDevice: Stmt;
   getDevice: Stmt<DeviceRow>;
   updateDevice: Stmt;
+  deleteDevice: Stmt;
+  listShadowNames: Stmt<{ name: string }>;
   listDevicesFirst: Stmt<DeviceRow>;
   listDevicesAfter: Stmt<DeviceRow>;
   updateJob: Stmt;
@@ -539,6 +541,18 @@ export class SqliteStore implements StateStore {
     // the oldest read goes first: an update reads a device again within seconds
     rememberLru(this.devices, deviceId, device, DEVICE_READS_KEPT);
     return device;
+  }
+
+  async deleteDevice(deviceId: string, version: number): Promise<boolean> {
+    return this.enqueue(() => {
+      // forgotten inside the commit, as in updateDevice: the next read finds no row
+      this.devices.delete(deviceId);
+      return this.statements().deleteDevice.run(deviceId, version).changes === 1;
+    });
+  }
+
+  async listShadowNames(deviceId: string): Promise<string[]> {
+    return this.statements().listShadowNames.all(deviceId).map((r) => r.name);
   }
 
   async updateDevice(record: DeviceRecord): Promise<boolean> {
@@ -1071,6 +1085,8 @@ function prepare(db: Database.Database): Statements {
     insertDevice: p(`INSERT INTO devices (${deviceCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),
     // created_at never changes
+    deleteDevice: p('DELETE FROM devices WHERE device_id = ? AND version = ?'),
+    listShadowNames: p<{ name: string }>('SELECT name FROM shadows WHERE device_id = ? AND deleted = 0 ORDER BY name'),
     updateDevice: p('UPDATE devices SET attributes = ?, tags = ?, secret_hash = ?, broker_hash = ?, revoked = ?, updated_at = ?, version = ? WHERE device_id = ? AND version = ?'),
     listDevicesFirst: p<DeviceRow>(`SELECT ${deviceCols} FROM devices ORDER BY device_id LIMIT ?`),
     listDevicesAfter: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?`),

@@ -224,6 +224,8 @@ export interface StateStore {
   putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean>;
   /** Existing (not deleted) classic shadows ordered by device id, after the cursor. */
   listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>>;
+  /** The names of a device's existing (not deleted) shadows, '' for the classic one, in name order. */
+  listShadowNames(deviceId: string): Promise<string[]>;
   /**
    * Up to `limit` existing classic shadows after the cursor (by device id), counted per
    * reported software (`state.reported.software` name, version and status) in the database:
@@ -233,6 +235,12 @@ export interface StateStore {
 
   /** Registers a device; throws UpdraftError CONFLICT if the id is taken. */
   createDevice(record: DeviceRecord): Promise<void>;
+  /**
+   * Removes a device's registration if its version is still `version`: resolves false when
+   * it changed or is gone (nothing removed). Its shadows, executions and group memberships
+   * are the caller's (`fleet/decommission.ts`).
+   */
+  deleteDevice(deviceId: string, version: number): Promise<boolean>;
   getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
   /** Writes `record` if the stored row version equals `record.version - 1`; false on conflict. */
   updateDevice(record: DeviceRecord): Promise<boolean>;

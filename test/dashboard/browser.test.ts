@@ -229,6 +229,17 @@ describe('web dashboard in Chromium', { skip }, () => {
     await shot('09-device');
   });
 
+  it('deletes a device from its page after a confirmation, and goes back to the list', async () => {
+    await page.goto(`${ts.httpUrl}/devices/idle-3`);
+    await heading(/Device idle-3/);
+    await page.getByRole('button', { name: 'Delete device' }).click();
+    await page.getByRole('alert').filter({ hasText: 'its job history stays' }).waitFor();
+    await shot('09a-device-delete');
+    await page.getByRole('button', { name: 'Yes, delete idle-3' }).click();
+    await heading('Devices');
+    assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices/idle-3`, { headers: { authorization: `Bearer ${ts.token}` } })).status, 404);
+  });
+
   it('shows the fleet overview live: versions, failures, events', async () => {
     await nav('Overview').click();
     await heading('Fleet overview');

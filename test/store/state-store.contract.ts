@@ -302,6 +302,34 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.getDevice('dev-1'), revoked);
         }));
 
+      it("deletes a device's registration only at the version read; a read after it finds none, and the id can be registered again", () =>
+        withStore(async (store) => {
+          await store.createDevice(device('dev-1'));
+          await store.createDevice(device('dev-2'));
+          assert.ok(await store.getDevice('dev-1'), 'read before (the embedded store keeps it)');
+          assert.equal(await store.deleteDevice('dev-1', 2), false, 'changed since: nothing removed');
+          assert.ok(await store.getDevice('dev-1'));
+          assert.equal(await store.deleteDevice('dev-1', 1), true);
+          assert.equal(await store.getDevice('dev-1'), undefined);
+          assert.equal(await store.deleteDevice('dev-1', 1), false, 'already gone');
+          assert.deepEqual((await store.listDevices({ limit: 10 })).items.map((d) => d.deviceId), ['dev-2']);
+          assert.deepEqual(await store.countDevices({ limit: 10 }), { counts: { registered: 1, revoked: 0 } });
+          await store.createDevice(device('dev-1', { tags: ['again'] }));
+          assert.deepEqual((await store.getDevice('dev-1'))?.tags, ['again']);
+        }));
+
+      it("names a device's existing shadows, classic and named, not its deleted ones nor another device's", () =>
+        withStore(async (store) => {
+          assert.deepEqual(await store.listShadowNames('dev-1'), []);
+          await store.putShadow(shadow('dev-1', 1, { reported: { a: 1 } }), 0);
+          await store.putShadow({ ...shadow('dev-1', 1, { reported: { b: 1 } }), name: 'wifi' }, 0);
+          await store.putShadow({ ...shadow('dev-1', 1, { reported: { c: 1 } }), name: 'gone' }, 0);
+          await store.putShadow({ ...shadow('dev-1', 2, {}), name: 'gone', deleted: true }, 1);
+          await store.putShadow({ ...shadow('dev-10', 1, { reported: { d: 1 } }), name: 'other' }, 0);
+          assert.deepEqual(await store.listShadowNames('dev-1'), ['', 'wifi']);
+          assert.deepEqual(await store.listShadowNames('dev-10'), ['other']);
+        }));
+
       it('lists devices by id, page by page', () =>
         withStore(async (store) => {
           for (const id of ['c', 'a', 'b']) await store.createDevice(device(id));

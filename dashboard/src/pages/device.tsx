@@ -1,10 +1,12 @@
-/** One device: connection, desired / reported / delta state, its jobs and its last events, live. */
+/** One device: connection, desired / reported / delta state, its jobs and its last events, live; delete it (decommission). */
+import { useState } from 'preact/hooks';
+import { api } from '../api.ts';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { dateTime, shortId, time } from '../format.ts';
 import { useApi, useLiveReload } from '../hooks.ts';
-import { Link } from '../router.tsx';
+import { Link, navigate } from '../router.tsx';
 import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
 
 export function DevicePage({ id }: { id: string }) {
@@ -32,6 +34,7 @@ export function DevicePage({ id }: { id: string }) {
             {d.device.tags.length > 0 && <> · tags {d.device.tags.join(', ')}</>}
             {d.shadow && <> · shadow version {d.shadow.version}</>}
           </p>
+          <DeleteDevice id={id} />
           <section aria-labelledby="state-h">
             <h2 id="state-h">State</h2>
             <div class="columns three">
@@ -97,5 +100,48 @@ export function DevicePage({ id }: { id: string }) {
         </section>
       </div>
     </>
+  );
+}
+
+/** Decommission, confirmed in the page (no browser dialog); back to the device list once done. */
+function DeleteDevice({ id }: { id: string }) {
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | undefined>();
+  const remove = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await api('DELETE', `/devices/${encodeURIComponent(id)}`);
+      navigate('/devices');
+    } catch (err) {
+      setError((err as Error).message);
+      setConfirming(false);
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="controls" role="group" aria-label="Device controls">
+      {!confirming ? (
+        <button type="button" class="danger" onClick={() => setConfirming(true)}>
+          Delete device
+        </button>
+      ) : (
+        <span class="confirm" role="alert">
+          Delete {id}? It is disconnected and refused from now on, its unfinished job executions end, its shadows are deleted; its job history stays.{' '}
+          <button type="button" class="danger" disabled={busy} onClick={remove}>
+            Yes, delete {id}
+          </button>{' '}
+          <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+            Keep it
+          </button>
+        </span>
+      )}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+    </div>
   );
 }

@@ -1,0 +1,92 @@
+/**
+ * Decommissioning a device (`updraft device delete`, `DELETE /api/v1/devices/:id`): a device
+ * retired, scrapped or replaced leaves the registry, and nothing of it keeps a job waiting
+ * or a listing full.
+ *
+ * In this order, so that a deletion cut short (a crash, a lost connection) can simply be
+ * asked for again, and finishes what was left:
+ * 1. revoked first: refused at CONNECT and at download, the connection it holds closed, and
+ *    no rollout selects it any more (a revoked device is never a target);
+ * 2. its unfinished job executions end REMOVED ("the device was deleted"), so their jobs
+ *    can finish; finished ones stay, as the record of which job reached it;
+ * 3. its shadows, classic and named, are deleted (their tombstones keep the version: the id
+ *    registered again continues from it, as after any shadow delete);
+ * 4. it leaves the static groups that list it;
+ * 5. its registration goes, at the version the revocation wrote (changed meanwhile: CONFLICT,
+ *    ask again).
+ */
+import { UpdraftError } from '../errors.ts';
+import type { Sender } from '../broker/message-bus.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import { isTerminal } from '../jobs/execution-state.ts';
+import { mutateExecution } from '../jobs/execution-writer.ts';
+import type { DeviceRegistry } from '../registry/device-registry.ts';
+import type { ShadowReplica } from '../shadow/replica.ts';
+import type { StateStore } from '../store/state-store.ts';
+import { MAX_STATIC_MEMBERS } from './group-service.ts';
+
+/** Who deletes a decommissioned device's shadows. */
+const DECOMMISSION_SENDER: Sender = { kind: 'operator', id: 'decommission' };
+
+/** What a decommissioning needs. */
+export interface DecommissionDeps {
+  store: StateStore;
+  registry: DeviceRegistry;
+  replica: ShadowReplica;
+  events: EventBus;
+  now?: () => number;
+}
+
+/** What was done. */
+export interface Decommissioned {
+  deviceId: string;
+  /** Connections closed (null: an external broker's, closed when it reloads its password file). */
+  disconnected: number | null;
+  /** Job ids of the executions that ended REMOVED. */
+  executionsRemoved: string[];
+  /** Names of the shadows deleted ('' for the classic one). */
+  shadowsDeleted: string[];
+  /** Static groups it was taken out of. */
+  groupsLeft: string[];
+}
+
+/** Deletes a device and what hangs on it (see the top of this file); NOT_FOUND when it is not registered. */
+export async function decommissionDevice(deps: DecommissionDeps, deviceId: string): Promise<Decommissioned> {
+  const { store } = deps;
+  const now = deps.now ?? Date.now;
+  const { device, disconnected } = await deps.registry.revoke(deviceId);
+
+  const executionsRemoved: string[] = [];
+  for (const e of await store.listExecutions({ deviceId })) {
+    if (isTerminal(e.status)) continue;
+    const after = await mutateExecution(
+      deps,
+      { jobId: e.jobId, deviceId },
+      (cur) => (isTerminal(cur.status) ? undefined : { status: 'REMOVED', details: { ...cur.details, error: 'the device was deleted' }, dueAt: undefined }),
+      now(),
+    );
+    if (after?.status === 'REMOVED') executionsRemoved.push(e.jobId);
+  }
+
+  const shadowsDeleted: string[] = [];
+  for (const name of await store.listShadowNames(deviceId)) {
+    try {
+      await deps.replica.delete({ deviceId, name }, DECOMMISSION_SENDER);
+      shadowsDeleted.push(name);
+    } catch (err) {
+      if (!(err instanceof UpdraftError && err.code === 'NOT_FOUND')) throw err; // deleted meanwhile
+    }
+  }
+
+  const groupsLeft: string[] = [];
+  for (const g of await store.listGroups()) {
+    if (g.kind !== 'static' || !(await store.isGroupMember(g.name, deviceId))) continue;
+    await store.changeGroupMembers(g.name, { add: [], remove: [deviceId], updatedAt: now(), maxMembers: MAX_STATIC_MEMBERS });
+    groupsLeft.push(g.name);
+  }
+
+  if (!(await store.deleteDevice(deviceId, device.version))) {
+    throw new UpdraftError('CONFLICT', `device ${deviceId} changed while it was being deleted; delete it again`);
+  }
+  return { deviceId, disconnected, executionsRemoved, shadowsDeleted, groupsLeft };
+}

@@ -179,7 +179,7 @@ export function openApiDocument(): Obj {
         get: op('List devices', { '200': json(page(ref('Device'))) }, { parameters: pageParams }),
         post: op('Register a device; the secret is returned once', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } } } })),
       },
-      '/api/v1/devices/bulk': { post: op('Register many devices', { '201': json({ type: 'object' }) }, body({ type: 'object' })) },
+      '/api/v1/devices/bulk': { post: op('Register up to 10,000 devices, all or nothing (409 naming ids already registered); the answer holds each secret, shown once', { '201': json({ type: 'object' }) }, body({ type: 'object' })) },
       '/api/v1/devices/{id}/history': { get: op('A device\'s jobs and outcomes, newest first', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}': {
         get: op('A device: shadow (desired, reported, delta) and executions', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }),

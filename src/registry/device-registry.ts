@@ -3,7 +3,7 @@
  * queries select on), and their credential. Registration issues a secret, returned once.
  */
 import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
-import { UpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
@@ -88,13 +88,34 @@ export class DeviceRegistry {
   /**
    * Registers many devices at once (fleet provisioning, the simulator): all are validated
    * first, then written in the store's group commits. Resolves with each device's secret.
+   *
+   * All or nothing: a secret is shown once, in the answer, so a request that failed half
+   * way would leave devices registered whose secrets nobody has. Ids already registered
+   * are refused before anything is written (CONFLICT naming them); an id registered by
+   * someone else while the request runs undoes the devices it had registered.
    */
   async registerMany(regs: DeviceRegistration[]): Promise<{ deviceId: string; secret: string }[]> {
     if (!Array.isArray(regs) || regs.length === 0) throw new UpdraftError('BAD_REQUEST', 'devices must list at least one device');
     if (regs.length > 10_000) throw new UpdraftError('BAD_REQUEST', 'at most 10000 devices per request; send several requests');
     regs.forEach(checkRegistration);
     if (new Set(regs.map((r) => r.deviceId)).size !== regs.length) throw new UpdraftError('BAD_REQUEST', 'a device id is listed twice');
-    return startInSlices(regs, 500, async (r) => ({ deviceId: r.deviceId, secret: (await this.register(r)).secret }));
+    const taken = (await startInSlices(regs, 500, (r) => this.store.getDevice(r.deviceId))).filter((d) => d !== undefined).map((d) => d.deviceId);
+    if (taken.length > 0) {
+      const named = taken.slice(0, 5).join(', ') + (taken.length > 5 ? `, and ${taken.length - 5} more` : '');
+      throw new UpdraftError('CONFLICT', `${taken.length} of these devices are already registered (${named}); nothing was registered`);
+    }
+    const settled = await startInSlices(regs, 500, (r) =>
+      this.register(r).then(
+        ({ device, secret }) => ({ deviceId: r.deviceId, secret, version: device.version }),
+        (err: unknown) => err as Error,
+      ),
+    );
+    const failed = settled.find((s): s is Error => s instanceof Error);
+    if (!failed) return settled.map((s) => ({ deviceId: (s as { deviceId: string }).deviceId, secret: (s as { secret: string }).secret }));
+    const made = settled.filter((s): s is { deviceId: string; secret: string; version: number } => !(s instanceof Error));
+    await startInSlices(made, 500, (d) => this.store.deleteDevice(d.deviceId, d.version));
+    const e = asUpdraftError(failed);
+    throw new UpdraftError(e.code, `${e.message}; nothing was registered`, { cause: failed });
   }
 
   /** A registered device; NOT_FOUND naming it. */

@@ -38,7 +38,16 @@ describe('DeviceRegistry.registerMany', () => {
     assert.deepEqual(last.tags, ['line-3']);
   });
 
-  it('rejects the batch once every registration settled when one fails early, and nothing goes unhandled', async () => {
+  it('refuses a batch that names registered devices, naming them, and registers none of it', async () => {
+    await registry.register({ deviceId: 'taken-1' });
+    await registry.register({ deviceId: 'taken-2' });
+    const regs = [{ deviceId: 'new-1' }, { deviceId: 'taken-1' }, { deviceId: 'new-2' }, { deviceId: 'taken-2' }];
+    await assert.rejects(registry.registerMany(regs), { code: 'CONFLICT', message: '2 of these devices are already registered (taken-1, taken-2); nothing was registered' });
+    assert.equal(await store.getDevice('new-1'), undefined);
+    assert.equal(await store.getDevice('new-2'), undefined);
+  });
+
+  it('undoes the batch once every registration settled when one fails (its secrets would be lost), and nothing goes unhandled', async () => {
     const fresh = new DeviceRegistry({ store });
     const register = fresh.register.bind(fresh);
     // the first registration fails at once (a store that refuses), before the second slice begins
@@ -48,9 +57,9 @@ describe('DeviceRegistry.registerMany', () => {
     process.on('unhandledRejection', note);
     try {
       const regs = Array.from({ length: 1_200 }, (_, i) => ({ deviceId: `fail-${i}` }));
-      await assert.rejects(fresh.registerMany(regs), /store refused/);
-      // heard only once every other registration had settled: none is still writing
-      assert.ok(await store.getDevice('fail-1199'), 'the last registration had finished');
+      await assert.rejects(fresh.registerMany(regs), { message: 'store refused; nothing was registered' });
+      // heard only once every other registration had settled and was undone: none is still writing
+      for (const id of ['fail-1', 'fail-600', 'fail-1199']) assert.equal(await store.getDevice(id), undefined, id);
       await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {
       process.off('unhandledRejection', note);

@@ -309,7 +309,7 @@ export class EmbeddedBroker implements MessageBus {
    * until it chose to leave). With `certificates: false` (a new secret) a connection
    * authenticated by a client certificate stays: the secret was not what let it in. A
    * connection still being admitted is refused too, with CONNACK 4, or closed as soon as
-   * aedes lists it. Resolves with the number of connections closed.
+   * aedes lists it. Returns the number of connections closed.
    */
   cutOff(deviceId: string, options: { certificates: boolean }): number {
     const now = performance.now();

@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { addAgentCommand } from './agent-command.ts';
 import { addApiCommands } from './api-commands.ts';
+import { addBackupCommand } from './backup-command.ts';
 import { addRolloutCommands } from './rollout-commands.ts';
 import { addCaCommand } from './ca-command.ts';
 import { addDeviceCertCommand } from './device-cert-command.ts';
@@ -30,6 +31,7 @@ addAgentCommand(program);
 addDemoCommand(program);
 addSimCommand(program);
 addBrokerCommands(program);
+addBackupCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);

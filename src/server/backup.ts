@@ -1,0 +1,124 @@
+/**
+ * `updraft backup`: a consistent copy of a data directory, taken while the server runs.
+ *
+ * - The embedded database is copied with SQLite's `VACUUM INTO` on a connection of its own:
+ *   one read transaction, so the copy is the database as of one instant however busy the
+ *   server is (its WAL lets readers and the writer go on side by side). SQLite's backup API
+ *   was not used: it starts over whenever another connection writes, which under a fleet
+ *   update is all the time.
+ * - Artifact bytes are copied for the artifacts that copy names (content-addressed files,
+ *   never changed once written), so the copy holds what it refers to, and no more.
+ * - Everything else (signing keys, the URL key ring, the CA, the operator token) is copied
+ *   as it is, modes kept: the copy holds secrets, and its directory is made 0700.
+ *
+ * A server with `--db` keeps its state in PostgreSQL and, with `--blob s3://...`, its bytes
+ * in a bucket: back those up with pg_dump and the bucket's versioning or replication; this
+ * copies what the data directory holds (keys, CA, token) and says so.
+ */
+import { chmod, copyFile, mkdir, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { UpdraftError } from '../errors.ts';
+
+/** What a backup copied. */
+export interface BackupReport {
+  /** False when the data directory holds no embedded database (a server with --db). */
+  database: boolean;
+  /** Artifacts whose bytes were copied, and how many bytes. */
+  artifacts: number;
+  artifactBytes: number;
+  /** Other files: keys, CA, operator token. */
+  files: string[];
+}
+
+const DATABASE = 'updraft.db';
+/** The database's own files, copied through SQLite; and artifacts, copied by what it names. */
+const SKIPPED = new Set([DATABASE, `${DATABASE}-wal`, `${DATABASE}-shm`, 'artifacts']);
+
+/** Copies `dataDir` into `out`, which must not exist or be empty. */
+export async function backupDataDir(dataDir: string, out: string): Promise<BackupReport> {
+  const from = path.resolve(dataDir);
+  const to = path.resolve(out);
+  if (!(await isDirectory(from))) throw new UpdraftError('BAD_REQUEST', `data directory ${dataDir} does not exist`);
+  if (to === from || to.startsWith(from + path.sep)) throw new UpdraftError('BAD_REQUEST', `the backup cannot go inside the data directory ${dataDir}`);
+  const existing = await readdir(to).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw new UpdraftError('BAD_REQUEST', `cannot use ${out}: ${err.message}`);
+  });
+  if (existing.length > 0) throw new UpdraftError('BAD_REQUEST', `${out} exists and is not empty; back up into a new directory`);
+  await mkdir(to, { recursive: true, mode: 0o700 });
+  await chmod(to, 0o700);
+
+  const report: BackupReport = { database: false, artifacts: 0, artifactBytes: 0, files: [] };
+  const dbFile = path.join(from, DATABASE);
+  if (await isFile(dbFile)) {
+    report.database = true;
+    const copy = path.join(to, DATABASE);
+    const db = new Database(dbFile, { fileMustExist: true });
+    let blobs: { name: string; version: string; sha256: string; size: number }[];
+    try {
+      // waits for the server's commit in progress, never blocks it
+      db.pragma('busy_timeout = 10000');
+      db.prepare('VACUUM INTO ?').run(copy);
+    } catch (err) {
+      throw new UpdraftError('INTERNAL', `cannot copy the database ${dbFile}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      db.close();
+    }
+    await chmod(copy, 0o600);
+    const snapshot = new Database(copy, { readonly: true });
+    try {
+      blobs = snapshot.prepare('SELECT name, version, sha256, size FROM artifacts').all() as typeof blobs;
+    } finally {
+      snapshot.close();
+    }
+    const missing: string[] = [];
+    const copied = new Set<string>();
+    for (const a of blobs) {
+      if (copied.has(a.sha256)) continue;
+      const rel = path.join('artifacts', 'sha256', a.sha256.slice(0, 2), a.sha256);
+      if (!(await isFile(path.join(from, rel)))) {
+        missing.push(`${a.name}@${a.version}`);
+        continue;
+      }
+      await copyKeepingMode(path.join(from, rel), path.join(to, rel));
+      copied.add(a.sha256);
+      report.artifacts++;
+      report.artifactBytes += a.size;
+    }
+    // an artifact deleted (bytes and all) between the database's copy and its bytes' copy
+    if (missing.length > 0) throw new UpdraftError('CONFLICT', `the bytes of ${missing.join(', ')} were not in ${path.join(dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged); ${out} is incomplete: back up again into a new directory`);
+  }
+
+  for (const rel of await filesUnder(from, '')) {
+    await copyKeepingMode(path.join(from, rel), path.join(to, rel));
+    report.files.push(rel);
+  }
+  return report;
+}
+
+/** Files under `dir/rel`, relative to `dir`, without the database, the artifacts and files being written (`*.tmp`). */
+async function filesUnder(dir: string, rel: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+    const r = path.join(rel, e.name);
+    if ((rel === '' && SKIPPED.has(e.name)) || e.name.endsWith('.tmp')) continue;
+    if (e.isDirectory()) out.push(...(await filesUnder(dir, r)));
+    else if (e.isFile()) out.push(r);
+  }
+  return out.sort();
+}
+
+async function copyKeepingMode(src: string, dest: string): Promise<void> {
+  await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+  await copyFile(src, dest);
+  await chmod(dest, (await stat(src)).mode & 0o777);
+}
+
+async function isFile(p: string): Promise<boolean> {
+  return stat(p).then((s) => s.isFile(), () => false);
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  return stat(p).then((s) => s.isDirectory(), () => false);
+}

@@ -89,7 +89,7 @@ export function addSimCommand(program: Command): void {
         const api = new ApiClient({ ...(o.server ? { server: o.server as string } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
         devices = await registerFleet(api, o.prefix as string, count).catch((err: unknown) => {
           if (err instanceof UpdraftError && err.status === 409) {
-            throw new UpdraftError('CONFLICT', `${err.message} (by an earlier run?): pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`);
+            throw new UpdraftError('CONFLICT', `${err.message}. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`);
           }
           throw err;
         });

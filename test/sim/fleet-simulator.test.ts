@@ -245,7 +245,7 @@ describe('fleet simulator', () => {
 
       const again = await runCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-']);
       assert.equal(again.code, 2);
-      assert.equal(again.stderr.trim(), 'updraft: error: Device cli-1 is already registered (by an earlier run?): pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote');
+      assert.equal(again.stderr.trim(), 'updraft: error: 3 of these devices are already registered (cli-1, cli-2, cli-3); nothing was registered. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote');
 
       const rerun = startCli(['sim', '--broker', ts.mqttUrl, '--devices-file', saved]);
       try {

@@ -83,6 +83,8 @@ export class EmbeddedBroker implements MessageBus {
   private readonly admittedAt = new WeakMap<Client, number>();
   /** Each connected device's connection (aedes's own table of clients is not part of its API). */
   private readonly deviceClients = new Map<string, Client>();
+  /** Connections of the operator identity (tools on the operator token). */
+  private readonly operatorClients = new Set<Client>();
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
@@ -229,10 +231,13 @@ export class EmbeddedBroker implements MessageBus {
       if (s?.kind === 'device') {
         this.deviceClients.set(s.id, client);
         this.presenceHandler({ deviceId: s.id, online: true });
+      } else if (s?.kind === 'operator') {
+        this.operatorClients.add(client);
       }
     });
     aedes.on('clientDisconnect', (client) => {
       const s = this.senders.get(client);
+      if (s?.kind === 'operator') this.operatorClients.delete(client);
       // only a connection that came online goes offline (not one closed at once by `cutOff`);
       // a connection taken over by a newer one of the same device leaves before that one comes
       if (s?.kind !== 'device' || this.deviceClients.get(s.id) !== client) return;
@@ -323,6 +328,15 @@ export class EmbeddedBroker implements MessageBus {
     this.opts.logger.info('connection closed: access withdrawn', { deviceId });
     client.close();
     return 1;
+  }
+
+  /** Closes every connection of the operator identity (its token was replaced); returns how many. */
+  cutOffOperators(): number {
+    const clients = [...this.operatorClients];
+    this.operatorClients.clear();
+    for (const c of clients) c.close();
+    if (clients.length > 0) this.opts.logger.info('operator connections closed: the operator token was replaced', { connections: clients.length });
+    return clients.length;
   }
 
   /** Whether access was withdrawn from this connection's device after its authentication began. */

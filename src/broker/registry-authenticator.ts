@@ -14,14 +14,21 @@ import type { Sender } from './message-bus.ts';
 /** Authenticates devices against the registry. */
 export class RegistryAuthenticator implements Authenticator {
   private readonly deps: { store: StateStore; operatorToken: string; logger: Logger };
+  private operatorToken: string;
 
   constructor(deps: { store: StateStore; operatorToken: string; logger: Logger }) {
     this.deps = deps;
+    this.operatorToken = deps.operatorToken;
+  }
+
+  /** Replaces the operator token: the next operator CONNECT must present the new one. */
+  setOperatorToken(token: string): void {
+    this.operatorToken = token;
   }
 
   async authenticate(c: ConnectCredentials): Promise<Sender | undefined> {
     if (c.username === OPERATOR_USERNAME) {
-      return secretMatches(c.password, this.deps.operatorToken) ? { kind: 'operator', id: OPERATOR_USERNAME } : undefined;
+      return secretMatches(c.password, this.operatorToken) ? { kind: 'operator', id: OPERATOR_USERNAME } : undefined;
     }
     const refuse = (reason: string) => {
       this.deps.logger.warn('device refused at CONNECT', { clientId: c.clientId, reason });

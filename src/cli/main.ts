@@ -15,6 +15,7 @@ import { addBrokerCommands } from './broker-command.ts';
 import { addDemoCommand } from './demo-command.ts';
 import { addServerCommand } from './server-command.ts';
 import { addSimCommand } from './sim-command.ts';
+import { addTokenCommand } from './token-command.ts';
 
 const program = new Command('updraft')
   .description('Self-hosted over-the-air software updates for IoT fleets')
@@ -32,6 +33,7 @@ addDemoCommand(program);
 addSimCommand(program);
 addBrokerCommands(program);
 addBackupCommand(program);
+addTokenCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);

@@ -44,6 +44,8 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
       res.write(`id: ${++id}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     const offs: (() => void)[] = [];
+    // opened with a token that is no longer the operator's: sign in again
+    offs.push(deps.events.on('operator.token-rotated', () => res.end()));
     if (types.includes('job.changed')) {
       offs.push(deps.events.on('job.changed', ({ job }) => {
         if (deviceId || (jobId && job.jobId !== jobId)) return;

@@ -26,9 +26,16 @@ export interface HttpServerOptions {
 export class HttpServer {
   private readonly opts: HttpServerOptions;
   private server: http.Server | undefined;
+  private operatorToken: string;
 
   constructor(opts: HttpServerOptions) {
     this.opts = opts;
+    this.operatorToken = opts.operatorToken;
+  }
+
+  /** Replaces the operator token (`updraft token rotate`): from the next request on, only the new one is accepted. */
+  setOperatorToken(token: string): void {
+    this.operatorToken = token;
   }
 
   /** The port actually listened on. */
@@ -78,7 +85,7 @@ export class HttpServer {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(header);
     if (!m) throw new UpdraftError('UNAUTHORIZED', 'the operator token is required: send Authorization: Bearer <token>');
-    if (!secretMatches(Buffer.from(m[1]!), this.opts.operatorToken)) throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
+    if (!secretMatches(Buffer.from(m[1]!), this.operatorToken)) throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
   }
 
   async stop(): Promise<void> {

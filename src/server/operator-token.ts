@@ -4,12 +4,24 @@
  * machine finds it (as a kubeconfig is found); remote CLIs pass it in UPDRAFT_TOKEN.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Path of the token file in a data directory. */
 export function operatorTokenPath(dataDir: string): string {
   return path.join(dataDir, 'operator-token');
+}
+
+/** A new operator token, written over the old one (mode 0600, renamed into place): it is the one read at the next start. */
+export async function replaceOperatorToken(dataDir: string): Promise<string> {
+  const file = operatorTokenPath(dataDir);
+  const token = `updr_${randomBytes(24).toString('base64url')}`;
+  await mkdir(dataDir, { recursive: true });
+  // a stale temporary file (a crash) may have other rights: remove it, never write into it
+  await rm(`${file}.tmp`, { force: true });
+  await writeFile(`${file}.tmp`, token + '\n', { mode: 0o600, flag: 'wx' });
+  await rename(`${file}.tmp`, file);
+  return token;
 }
 
 /** Reads the token, creating one when absent; `created` tells whether to print it. */
@@ -21,9 +33,5 @@ export async function loadOrCreateOperatorToken(dataDir: string): Promise<{ toke
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const token = `updr_${randomBytes(24).toString('base64url')}`;
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(`${file}.tmp`, token + '\n', { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
-  return { token, created: true };
+  return { token: await replaceOperatorToken(dataDir), created: true };
 }

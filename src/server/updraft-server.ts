@@ -17,6 +17,7 @@ import { ExternalBroker } from '../broker/external-broker.ts';
 import type { MessageBus } from '../broker/message-bus.ts';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
+import { UpdraftError } from '../errors.ts';
 import { EventRelay } from '../cluster/event-relay.ts';
 import { PostgresAdvisoryLease } from '../cluster/postgres-advisory-lease.ts';
 import { withAwsDoors } from '../aws/aws-bus.ts';
@@ -34,6 +35,7 @@ import { downloadRoute, type DownloadStats } from '../http/download-route.ts';
 import { addFleetRoutes } from '../http/fleet-routes.ts';
 import { Dashboard } from '../http/dashboard.ts';
 import { HttpServer } from '../http/http-server.ts';
+import { sendJson } from '../http/respond.ts';
 import { Router } from '../http/router.ts';
 import { addSecurityRoutes } from '../http/security-routes.ts';
 import { DeploymentService } from '../jobs/deployment-service.ts';
@@ -45,7 +47,7 @@ import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { createBlobStore, createStateStore } from './adapters.ts';
 import { EventLoopMonitor } from './event-loop-monitor.ts';
-import { loadOrCreateOperatorToken } from './operator-token.ts';
+import { loadOrCreateOperatorToken, replaceOperatorToken } from './operator-token.ts';
 import { UpdateCommands } from './update-commands.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 
@@ -137,10 +139,11 @@ export class UpdraftServer {
     // downloads.via s3: the bytes go from the bucket to the device, never through an instance
     const urls: DownloadUrlIssuer = config.downloads.via === 's3' && blobs instanceof S3BlobStore ? new S3UrlIssuer({ blobs }) : new HmacUrlIssuer({ signer });
 
+    const authenticator = new RegistryAuthenticator({ store: this.store, operatorToken: this.operatorToken, logger: logger.child('auth') });
     this.broker = new EmbeddedBroker({
       port: config.mqtt.port,
       host: config.mqtt.host,
-      authenticator: new RegistryAuthenticator({ store: this.store, operatorToken: this.operatorToken, logger: logger.child('auth') }),
+      authenticator,
       logger: logger.child('mqtt'),
       admission: { maxConnections: config.mqtt.maxConnections, maxConnectRate: config.mqtt.maxConnectRate },
       ...(security.mqttTls ? { tls: security.mqttTls } : {}),
@@ -212,6 +215,20 @@ export class UpdraftServer {
     const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0 };
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });
+    // a leaked operator token is replaced without a restart (docs/security.md)
+    router.add('POST', '/api/v1/operator-token/rotate', async ({ res }) => {
+      if (config.mqtt.url) {
+        throw new UpdraftError('CONFLICT', 'with an external broker every instance and the broker share the operator token: replace it in each data directory (updraft token rotate --offline), regenerate the broker\'s password file, then restart the instances (docs/security.md)');
+      }
+      const next = await replaceOperatorToken(dataDir);
+      this.operatorToken = next;
+      this.http.setOperatorToken(next);
+      authenticator.setOperatorToken(next);
+      const disconnected = this.broker.cutOffOperators();
+      events.emit('operator.token-rotated', {});
+      logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
+      sendJson(res, 200, { token: next, disconnected });
+    });
     addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, urlKeys, logger: logger.child('security') });
     addApiRoutes(router, {
       store: this.store,

@@ -92,6 +92,8 @@ if (!mosquitto.ok || !pgResult.ok) {
       await cp(dataA, dataB, { recursive: true });
       const b = await start(dataB);
       assert.doesNotMatch(b.p.output(), /driving rollouts/, 'the second instance waits for the lease');
+      // the token is shared with the other instance and the broker: not replaced by one instance alone
+      await assert.rejects(b.api.call('POST', '/api/v1/operator-token/rotate'), { status: 409, message: /^with an external broker every instance and the broker share the operator token/ });
 
       await a.api.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', Buffer.from('firmware 2.0.0 '.repeat(1000)));
       const fleet = await registerFleet(a.api, 'm-', DEVICES);

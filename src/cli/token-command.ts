@@ -1,0 +1,38 @@
+/**
+ * `updraft token rotate`: replaces the operator token. Online (default), the running server
+ * replaces it at once: the old token is refused by the API and at MQTT CONNECT, the
+ * operator's MQTT connections and live event streams are closed, and the server's
+ * `<data-dir>/operator-token` holds the new one. `--offline` writes a new token into a data
+ * directory for the next start (a stopped server, or the instances of the production
+ * topology, which share the token with each other and the broker).
+ */
+import type { Command } from 'commander';
+import { replaceOperatorToken } from '../server/operator-token.ts';
+import { ApiClient, type ApiOptions } from './api-client.ts';
+
+export function addTokenCommand(program: Command): void {
+  const token = program.command('token').description('the operator token');
+  token
+    .command('rotate')
+    .description('replace the operator token: the old one is refused from now on')
+    .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
+    .option('--token <token>', 'the current operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
+    .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
+    .option('--offline', 'write a new token into --data-dir for the next start, without a running server')
+    .option('--json', 'print JSON')
+    .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; json?: boolean }) => {
+      if (opts.offline) {
+        const next = await replaceOperatorToken(opts.dataDir);
+        const text = `new operator token (shown once; also in ${opts.dataDir}/operator-token, mode 0600): ${next}\n  it is used from the server's next start`;
+        process.stdout.write(opts.json ? JSON.stringify({ token: next }, null, 2) + '\n' : text + '\n');
+        return;
+      }
+      const r = await new ApiClient(opts).call<{ token: string; disconnected: number }>('POST', '/api/v1/operator-token/rotate');
+      const text = [
+        `new operator token (shown once; also in the server's data directory, operator-token, mode 0600): ${r.token}`,
+        `  the old one is refused from now on; ${r.disconnected} operator MQTT connection(s) closed, live event streams ended`,
+        '  pass the new one with --token or UPDRAFT_TOKEN where the old one was set',
+      ].join('\n');
+      process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : text + '\n');
+    });
+}

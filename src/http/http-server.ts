@@ -67,7 +67,10 @@ export class HttpServer {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (url.pathname.startsWith('/api/')) this.checkToken(req);
+      if (url.pathname.startsWith('/api/')) {
+        this.audit(req, res, url);
+        this.checkToken(req);
+      }
       const found = this.opts.router.match(req.method ?? 'GET', url.pathname);
       if (!found) throw new UpdraftError('NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
       if ('allowed' in found) {
@@ -79,6 +82,41 @@ export class HttpServer {
       if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
       sendError(res, err);
     }
+  }
+
+  /**
+   * The operator's audit trail, in the log: every change asked of the API (any method but
+   * GET and HEAD: artifacts added and deleted, devices registered, revoked and deleted,
+   * jobs created and cancelled, tokens replaced), with its answer, and every refused token.
+   * Path and query only: they name devices, artifacts and jobs, never a secret (bodies and
+   * headers are not logged; download URLs, which carry signatures, are not under /api/).
+   * Refused tokens are logged at most every 10 s with their count, so guessing cannot flood
+   * the log.
+   */
+  private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): void {
+    const method = req.method ?? 'GET';
+    if (method === 'GET' || method === 'HEAD') {
+      res.once('finish', () => {
+        if (res.statusCode === 401) this.noteRefusedToken(req);
+      });
+      return;
+    }
+    const started = performance.now();
+    res.once('finish', () => {
+      if (res.statusCode === 401) return this.noteRefusedToken(req);
+      this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote: req.socket.remoteAddress ?? '' });
+    });
+  }
+
+  private refusedTokens = { at: -Infinity, count: 0 };
+
+  private noteRefusedToken(req: http.IncomingMessage): void {
+    const r = this.refusedTokens;
+    r.count++;
+    const now = performance.now();
+    if (now - r.at < 10_000) return;
+    this.opts.logger.warn('API calls refused: no or a wrong operator token', { refused: r.count, lastFrom: req.socket.remoteAddress ?? '', path: new URL(req.url ?? '/', 'http://localhost').pathname });
+    this.refusedTokens = { at: now, count: 0 };
   }
 
   private checkToken(req: http.IncomingMessage): void {

@@ -1,0 +1,53 @@
+/** The operator's audit trail in the server's log: every change asked of the API, with its answer, and refused tokens, over real HTTP. */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load-config.ts';
+import { UpdraftServer } from '../../src/server/updraft-server.ts';
+import { createLogger } from '../../src/util/logger.ts';
+
+describe('audit log of operator requests', () => {
+  const lines: string[] = [];
+  let dir: string;
+  let server: UpdraftServer;
+  let url: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-audit-'));
+    const config = loadConfig({ flags: { 'data-dir': dir, 'mqtt-port': 0, 'mqtt-tls-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1' } });
+    server = new UpdraftServer(config, { logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    await server.start();
+    url = `http://127.0.0.1:${server.http.port}`;
+  });
+  after(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const call = (method: string, route: string, token = server.operatorToken, body?: Uint8Array) => fetch(url + route, { method, headers: { authorization: `Bearer ${token}` }, ...(body ? { body } : {}) });
+  /** The audit lines written since `from`. */
+  const audit = (from: number) => lines.slice(from).filter((l) => /operator request|API calls refused/.test(l));
+
+  it('logs each change with its answer, not the reads, and never a token', async () => {
+    const from = lines.length;
+    assert.equal((await call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', undefined, new Uint8Array(Buffer.from('build')))).status, 201);
+    assert.equal((await call('GET', '/api/v1/artifacts')).status, 200);
+    assert.equal((await call('DELETE', '/api/v1/artifacts/fw/9.9.9')).status, 404);
+    assert.equal((await call('DELETE', '/api/v1/artifacts/fw/2.0.0')).status, 200);
+    const got = audit(from);
+    assert.equal(got.length, 3, got.join('\n'));
+    assert.match(got[0]!, /INFO {2}\[http\] operator request method=POST path=\/api\/v1\/artifacts\?name=fw&version=2\.0\.0 status=201 ms=\d+ remote=127\.0\.0\.1$/);
+    assert.match(got[1]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/9\.9\.9 status=404 /);
+    assert.match(got[2]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/2\.0\.0 status=200 /);
+    assert.ok(!lines.some((l) => l.includes(server.operatorToken)), 'no token in the log');
+  });
+
+  it('logs refused tokens once, with their count, however many come at once', async () => {
+    const from = lines.length;
+    for (let i = 0; i < 5; i++) assert.equal((await call(i % 2 ? 'GET' : 'POST', '/api/v1/devices', `guess-${i}`)).status, 401);
+    const got = audit(from);
+    assert.equal(got.length, 1, got.join('\n'));
+    assert.match(got[0]!, /WARN {2}\[http\] API calls refused: no or a wrong operator token refused=1 lastFrom=127\.0\.0\.1 path=\/api\/v1\/devices$/);
+    assert.ok(!lines.some((l) => l.includes('guess-')), 'no presented token in the log');
+  });
+});

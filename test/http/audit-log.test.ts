@@ -24,7 +24,7 @@ describe('audit log of operator requests', () => {
     await server.stop();
     await rm(dir, { recursive: true, force: true });
   });
-  const call = (method: string, route: string, token = server.operatorToken, body?: Uint8Array) => fetch(url + route, { method, headers: { authorization: `Bearer ${token}` }, ...(body ? { body } : {}) });
+  const call = (method: string, route: string, token = server.operatorToken, body?: BodyInit) => fetch(url + route, { method, headers: { authorization: `Bearer ${token}` }, ...(body ? { body } : {}) });
   /** The audit lines written since `from`. */
   const audit = (from: number) => lines.slice(from).filter((l) => /operator request|API calls refused/.test(l));
 

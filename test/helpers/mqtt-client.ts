@@ -101,6 +101,17 @@ export async function connectDevice(ts: { mqttUrl: string; server: { registry: {
 }
 
 /**
+ * Registers and connects `deviceId`, subscribed to all of its topics, reporting that it runs
+ * fw `running` and is idle: a device ready to be sent an update.
+ */
+export async function connectIdleDevice(ts: Parameters<typeof connectDevice>[0], deviceId: string, running = '1.0.0'): Promise<TestClient> {
+  const dev = await connectDevice(ts, deviceId);
+  await dev.subscribe(`state/${deviceId}/#`);
+  await dev.request(`state/${deviceId}/update`, { state: { reported: { software: { name: 'fw', version: running, status: 'IDLE' } } } });
+  return dev;
+}
+
+/**
  * Publishes `n` QoS 1 messages on `topic` from a child process while this process waits for
  * it (spawnSync): whatever subscribes here can neither read nor acknowledge anything until
  * the broker holds every message, as under a burst larger than a subscriber keeps up with.

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { UrlSigner } from '../../src/artifacts/url-signer.ts';
-import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
+import { TestClient, connectIdleDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 const firmware = Buffer.from(Array.from({ length: 100_000 }, (_, i) => i % 251));
@@ -21,9 +21,7 @@ describe('HTTP API and downloads', () => {
 
   before(async () => {
     ts = await startTestServer();
-    dev = await connectDevice(ts, 'dev-1');
-    await dev.subscribe('state/dev-1/#');
-    await dev.request('state/dev-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', status: 'IDLE' } } } });
+    dev = await connectIdleDevice(ts, 'dev-1');
   });
   after(async () => {
     await dev.end();

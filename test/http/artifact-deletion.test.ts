@@ -5,7 +5,7 @@ import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
-import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
+import { TestClient, connectDevice, connectIdleDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 const build = Buffer.from(Array.from({ length: 50_000 }, (_, i) => (i * 7) % 253));
@@ -27,9 +27,7 @@ describe('deleting artifacts', () => {
       const [name, version] = ref.split('/');
       assert.equal((await api('POST', `/api/v1/artifacts?name=${name}&version=${version}`, bytes)).status, 201);
     }
-    dev = await connectDevice(ts, 'dev-1');
-    await dev.subscribe('state/dev-1/#');
-    await dev.request('state/dev-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', status: 'IDLE' } } } });
+    dev = await connectIdleDevice(ts, 'dev-1');
   });
   after(async () => {
     await dev.end();

@@ -5,6 +5,7 @@
  */
 import { useState } from 'preact/hooks';
 import { api, ApiError, upload } from '../api.ts';
+import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
@@ -68,49 +69,22 @@ export function ArtifactsPage() {
   );
 }
 
-/** Delete, confirmed in the page (no browser dialog); the server's refusal is shown in the row. */
+/** Delete, confirmed in the page; the server's refusal (a job that is not finished installs it) is shown in the row. */
 function DeleteControl({ artifact, onDone }: { artifact: Artifact; onDone: () => void }) {
   const ref = `${artifact.name}@${artifact.version}`;
-  const [confirming, setConfirming] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | undefined>();
-  const remove = async () => {
-    setBusy(true);
-    setError(undefined);
-    try {
-      await api('DELETE', `/artifacts/${encodeURIComponent(artifact.name)}/${encodeURIComponent(artifact.version)}`);
-      setConfirming(false);
-      onDone();
-    } catch (err) {
-      setError((err as Error).message);
-      setConfirming(false);
-    } finally {
-      setBusy(false);
-    }
-  };
   return (
-    <>
-      {!confirming ? (
-        <button type="button" class="secondary" aria-label={`Delete ${ref}`} disabled={busy} onClick={() => setConfirming(true)}>
-          Delete
-        </button>
-      ) : (
-        <span class="confirm" role="alert">
-          Delete {ref}? Its bytes leave storage unless another version holds the same ones.{' '}
-          <button type="button" class="danger" disabled={busy} onClick={remove}>
-            Yes, delete {ref}
-          </button>{' '}
-          <button type="button" class="secondary" onClick={() => setConfirming(false)}>
-            Keep it
-          </button>
-        </span>
-      )}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-    </>
+    <ConfirmAction
+      label="Delete"
+      name={`Delete ${ref}`}
+      buttonClass="secondary"
+      question={`Delete ${ref}? Its bytes leave storage unless another version holds the same ones.`}
+      confirm={`Yes, delete ${ref}`}
+      keep="Keep it"
+      run={async () => {
+        await api('DELETE', `/artifacts/${encodeURIComponent(artifact.name)}/${encodeURIComponent(artifact.version)}`);
+        onDone();
+      }}
+    />
   );
 }
 

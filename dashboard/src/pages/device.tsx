@@ -1,6 +1,6 @@
 /** One device: connection, desired / reported / delta state, its jobs and its last events, live; delete it (decommission). */
-import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
+import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
@@ -103,45 +103,20 @@ export function DevicePage({ id }: { id: string }) {
   );
 }
 
-/** Decommission, confirmed in the page (no browser dialog); back to the device list once done. */
+/** Decommission, confirmed in the page; back to the device list once done. */
 function DeleteDevice({ id }: { id: string }) {
-  const [confirming, setConfirming] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | undefined>();
-  const remove = async () => {
-    setBusy(true);
-    setError(undefined);
-    try {
-      await api('DELETE', `/devices/${encodeURIComponent(id)}`);
-      navigate('/devices');
-    } catch (err) {
-      setError((err as Error).message);
-      setConfirming(false);
-      setBusy(false);
-    }
-  };
   return (
     <div class="controls" role="group" aria-label="Device controls">
-      {!confirming ? (
-        <button type="button" class="danger" onClick={() => setConfirming(true)}>
-          Delete device
-        </button>
-      ) : (
-        <span class="confirm" role="alert">
-          Delete {id}? It is disconnected and refused from now on, its unfinished job executions end, its shadows are deleted; its job history stays.{' '}
-          <button type="button" class="danger" disabled={busy} onClick={remove}>
-            Yes, delete {id}
-          </button>{' '}
-          <button type="button" class="secondary" onClick={() => setConfirming(false)}>
-            Keep it
-          </button>
-        </span>
-      )}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ConfirmAction
+        label="Delete device"
+        question={`Delete ${id}? It is disconnected and refused from now on, its unfinished job executions end, its shadows are deleted; its job history stays.`}
+        confirm={`Yes, delete ${id}`}
+        keep="Keep it"
+        run={async () => {
+          await api('DELETE', `/devices/${encodeURIComponent(id)}`);
+          navigate('/devices');
+        }}
+      />
     </div>
   );
 }

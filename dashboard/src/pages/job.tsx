@@ -5,6 +5,7 @@
  */
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
+import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
@@ -114,16 +115,14 @@ export function JobPage({ id }: { id: string }) {
 
 /** Pause, resume and cancel; cancel asks for confirmation in the page (no browser dialog). */
 function Controls({ view, onChange }: { view: JobView; onChange: () => void }) {
-  const [confirming, setConfirming] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
   const status = view.job.status;
-  const act = async (action: 'pause' | 'resume' | 'cancel') => {
+  const act = async (action: 'pause' | 'resume') => {
     setBusy(true);
     setError(undefined);
     try {
       await api('POST', `/jobs/${view.job.jobId}/${action}`);
-      setConfirming(false);
       onChange();
     } catch (err) {
       setError((err as Error).message);
@@ -143,21 +142,16 @@ function Controls({ view, onChange }: { view: JobView; onChange: () => void }) {
           Pause
         </button>
       )}
-      {!confirming ? (
-        <button type="button" class="danger" disabled={busy} onClick={() => setConfirming(true)}>
-          Cancel job
-        </button>
-      ) : (
-        <span class="confirm" role="alert">
-          Cancel this job? Queued devices are skipped and devices not yet installing are told to stop.{' '}
-          <button type="button" class="danger" disabled={busy} onClick={() => act('cancel')}>
-            Yes, cancel the job
-          </button>{' '}
-          <button type="button" class="secondary" onClick={() => setConfirming(false)}>
-            Keep it running
-          </button>
-        </span>
-      )}
+      <ConfirmAction
+        label="Cancel job"
+        question="Cancel this job? Queued devices are skipped and devices not yet installing are told to stop."
+        confirm="Yes, cancel the job"
+        keep="Keep it running"
+        run={async () => {
+          await api('POST', `/jobs/${view.job.jobId}/cancel`);
+          onChange();
+        }}
+      />
       {error && (
         <p class="error" role="alert">
           {error}

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -65,6 +65,19 @@ describe('updraft backup', () => {
     const sha = createHash('sha256').update(build).digest('hex');
     assert.deepEqual(await readFile(path.join(out, 'artifacts', 'sha256', sha.slice(0, 2), sha)), build, 'the bytes');
     assert.equal((await (await api(restored, '/api/v1/artifacts/fw/2.0.0')).json()).sha256, sha);
+  });
+
+  it('copies only the files of a data directory whose state is in PostgreSQL, and says where the rest is', async () => {
+    const data = path.join(dir, 'pg-data');
+    await mkdir(path.join(data, 'keys'), { recursive: true });
+    await writeFile(path.join(data, 'keys', 'software-signing.key'), 'key', { mode: 0o600 });
+    await writeFile(path.join(data, 'operator-token'), 'updr_token', { mode: 0o600 });
+    const out = path.join(dir, 'pg-copy');
+    const r = await runCli(['backup', '--data-dir', data, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `backed up ${data} to ${out}\n  no embedded database here: a server with --db keeps its state in PostgreSQL (pg_dump it), and with --blob its artifacts in the bucket\n  files: keys/software-signing.key, operator-token\n`);
+    assert.equal(await readFile(path.join(out, 'keys', 'software-signing.key'), 'utf8'), 'key');
+    assert.equal((await stat(path.join(out, 'keys', 'software-signing.key'))).mode & 0o777, 0o600);
   });
 
   it('refuses, in one line, a directory that is not empty, one inside the data directory, and a missing data directory', async () => {

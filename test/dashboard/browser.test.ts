@@ -229,9 +229,15 @@ describe('web dashboard in Chromium', { skip }, () => {
     await shot('09-device');
   });
 
-  it('deletes a device from its page after a confirmation, and goes back to the list', async () => {
+  it('revokes, reinstates and deletes a device from its page (after confirmations), then goes back to the list', async () => {
     await page.goto(`${ts.httpUrl}/devices/idle-3`);
     await heading(/Device idle-3/);
+    // revoked, reinstated, then deleted
+    await page.getByRole('button', { name: 'Revoke device' }).click();
+    await page.getByRole('button', { name: 'Yes, revoke idle-3' }).click();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'REVOKED' }).waitFor();
+    await page.getByRole('button', { name: 'Reinstate device' }).click();
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'OFFLINE' }).waitFor();
     await page.getByRole('button', { name: 'Delete device' }).click();
     await page.getByRole('alert').filter({ hasText: 'its job history stays' }).waitFor();
     await shot('09a-device-delete');

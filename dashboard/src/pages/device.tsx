@@ -1,4 +1,5 @@
 /** One device: connection, desired / reported / delta state, its jobs and its last events, live; delete it (decommission). */
+import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
@@ -34,7 +35,7 @@ export function DevicePage({ id }: { id: string }) {
             {d.device.tags.length > 0 && <> · tags {d.device.tags.join(', ')}</>}
             {d.shadow && <> · shadow version {d.shadow.version}</>}
           </p>
-          <DeleteDevice id={id} />
+          <DeviceControls id={id} revoked={d.device.revoked} onChange={device.reload} />
           <section aria-labelledby="state-h">
             <h2 id="state-h">State</h2>
             <div class="columns three">
@@ -103,20 +104,55 @@ export function DevicePage({ id }: { id: string }) {
   );
 }
 
-/** Decommission, confirmed in the page; back to the device list once done. */
-function DeleteDevice({ id }: { id: string }) {
+/**
+ * Revoke (confirmed: the device is disconnected and refused) or reinstate, and delete
+ * (confirmed; back to the device list once done).
+ */
+function DeviceControls({ id, revoked, onChange }: { id: string; revoked: boolean; onChange: () => void }) {
+  const enc = encodeURIComponent(id);
+  const [error, setError] = useState<string | undefined>();
+  const reinstate = async () => {
+    setError(undefined);
+    try {
+      await api('POST', `/devices/${enc}/reinstate`);
+      onChange();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
   return (
     <div class="controls" role="group" aria-label="Device controls">
+      {revoked ? (
+        <button type="button" onClick={reinstate}>
+          Reinstate device
+        </button>
+      ) : (
+        <ConfirmAction
+          label="Revoke device"
+          question={`Revoke ${id}? Its connection is closed and it is refused at connect and at download until reinstated.`}
+          confirm={`Yes, revoke ${id}`}
+          keep="Keep it"
+          run={async () => {
+            await api('POST', `/devices/${enc}/revoke`);
+            onChange();
+          }}
+        />
+      )}{' '}
       <ConfirmAction
         label="Delete device"
         question={`Delete ${id}? It is disconnected and refused from now on, its unfinished job executions end, its shadows are deleted; its job history stays.`}
         confirm={`Yes, delete ${id}`}
         keep="Keep it"
         run={async () => {
-          await api('DELETE', `/devices/${encodeURIComponent(id)}`);
+          await api('DELETE', `/devices/${enc}`);
           navigate('/devices');
         }}
       />
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
     </div>
   );
 }

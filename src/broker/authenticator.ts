@@ -13,6 +13,8 @@ export interface ConnectCredentials {
   password?: Buffer;
   /** Subject CN of the client certificate, when the connection is TLS and the certificate verified against Updraft's CA. */
   certificateCommonName?: string | undefined;
+  /** When that certificate was issued (ms since the epoch): its notBefore, which the CA sets a few minutes early for clock skew, plus those minutes. */
+  certificateIssuedAt?: number | undefined;
 }
 
 /** Decides identities at CONNECT; returns undefined to refuse the connection. */

@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import mqemitter from 'mqemitter';
 import { UpdraftError } from '../errors.ts';
+import { SKEW_MS } from '../pki/certificate-authority.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseCredentialsRequestTopic, parsePresenceTopic, parseRequestTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
@@ -47,6 +48,13 @@ function verifiedCommonName(conn: unknown): string | undefined {
   if (!(conn instanceof tls.TLSSocket) || !conn.authorized) return undefined;
   const cn = conn.getPeerCertificate()?.subject?.CN;
   return typeof cn === 'string' ? cn : undefined;
+}
+
+/** When the verified client certificate was issued (ms), from its notBefore; undefined without one. */
+function certificateIssuedAt(conn: unknown): number | undefined {
+  if (!(conn instanceof tls.TLSSocket) || !conn.authorized) return undefined;
+  const from = Date.parse(conn.getPeerCertificate()?.valid_from ?? '');
+  return Number.isFinite(from) ? from + SKEW_MS : undefined;
 }
 
 /** aedes error with the CONNACK return code it should send. */
@@ -159,7 +167,7 @@ export class EmbeddedBroker implements MessageBus {
         this.authenticating++;
         this.admittedAt.set(client, this.cutSeq);
         this.opts.authenticator
-          .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined, certificateCommonName: verifiedCommonName(client.conn) })
+          .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined, certificateCommonName: verifiedCommonName(client.conn), certificateIssuedAt: certificateIssuedAt(client.conn) })
           .then((sender) => {
             if (!sender) {
               log.warn('connection refused: bad credentials', { clientId: client.id });

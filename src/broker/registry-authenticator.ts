@@ -61,6 +61,10 @@ export class RegistryAuthenticator implements Authenticator {
     const device = await this.deps.store.getDevice(cn);
     if (!device) return refuse('unknown device');
     if (device.revoked) return refuse('device revoked');
+    // issued for an earlier device of this id, deleted since (updraft device delete): a
+    // certificate is for the registration it was issued to, never for one made after it (a
+    // certificate's times are whole seconds: one issued in the second of the registration passes)
+    if (c.certificateIssuedAt !== undefined && c.certificateIssuedAt + 1000 <= device.createdAt) return refuse('certificate issued before this device was registered');
     return deviceSender(device);
   }
 }

@@ -33,7 +33,7 @@ export function caPaths(dataDir: string): { dir: string; cert: string; key: stri
 
 const DAY_MS = 86_400_000;
 /** Clock skew between server and devices tolerated at the start of a validity period. */
-const SKEW_MS = 5 * 60_000;
+export const SKEW_MS = 5 * 60_000;
 
 async function newRsaKey(): Promise<{ privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; pem: string }> {
   const { privateKey, publicKey } = await generateKeyPairAsync('rsa', {

@@ -36,12 +36,19 @@ function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number |
 }
 
 function httpsGet(url: string, ca: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return httpsFetch(url, ca, { headers });
+}
+
+function httpsFetch(url: string, ca: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    https.get(url, { ca, headers }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
+    https
+      .request(url, { ca, method: opts.method ?? 'GET', headers: opts.headers ?? {} }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject)
+      .end();
   });
 }
 
@@ -109,6 +116,20 @@ describe('MQTT over TLS with client certificates, and HTTPS', () => {
     });
     assert.equal((await ts.server.registry.revoke('dev-tls-3')).disconnected, 1);
     await gone;
+  });
+
+  it("refuses a deleted device's certificate once its id is registered again; a certificate issued for the new registration gets in", async () => {
+    await registerDevice(ts, 'dev-tls-4');
+    const old = await issue('dev-tls-4');
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-4', ...old }), undefined, 'issued in the second of its registration: admitted');
+    const deleted = await httpsFetch(`${httpsUrl}/api/v1/devices/dev-tls-4`, ca, { method: 'DELETE', headers: { authorization: `Bearer ${ts.token}` } });
+    assert.equal(deleted.status, 200, deleted.body);
+    // a certificate's times are whole seconds: the new registration comes in a later one
+    const later = Math.floor(Date.now() / 1000) * 1000 + 2000;
+    await new Promise((r) => setTimeout(r, later - Date.now()));
+    await registerDevice(ts, 'dev-tls-4');
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-4', ...old }), 4, "the old hardware's certificate");
+    assert.equal(await tryConnect(mqttsUrl, { clientId: 'dev-tls-4', ...(await issue('dev-tls-4')) }), undefined, 'a certificate of the new registration');
   });
 
   it('serves the API over HTTPS with a certificate from the CA; the token is still required', async () => {

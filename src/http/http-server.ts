@@ -27,6 +27,8 @@ export class HttpServer {
   private readonly opts: HttpServerOptions;
   private server: http.Server | undefined;
   private operatorToken: string;
+  /** Counted into `GET /api/v1/metrics`: changes asked of the API, calls refused for their token. */
+  readonly stats = { changes: 0, refusedTokens: 0 };
 
   constructor(opts: HttpServerOptions) {
     this.opts = opts;
@@ -104,6 +106,7 @@ export class HttpServer {
     const started = performance.now();
     res.once('finish', () => {
       if (res.statusCode === 401) return this.noteRefusedToken(req);
+      this.stats.changes++;
       this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote: req.socket.remoteAddress ?? '' });
     });
   }
@@ -111,6 +114,7 @@ export class HttpServer {
   private refusedTokens = { at: -Infinity, count: 0 };
 
   private noteRefusedToken(req: http.IncomingMessage): void {
+    this.stats.refusedTokens++;
     const r = this.refusedTokens;
     r.count++;
     const now = performance.now();

@@ -12,6 +12,8 @@ export interface InstanceMetrics {
   mqtt: { published: number; connectedClients: number; onlineDevices: number; refusedConnections: number };
   shadow: { requests: number; rejections: Record<string, number> };
   downloads: DownloadStats;
+  /** The operator API: changes asked (any method but GET and HEAD, whatever the answer), and calls refused for their token. */
+  api: { changes: number; refusedTokens: number };
   process: { rssBytes: number; uptimeSeconds: number };
   eventLoop: EventLoopFigures;
 }
@@ -53,6 +55,8 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
     ['{result="refused"}', m.downloads.refused],
   ]);
   family('updraft_download_bytes_total', 'counter', 'Bytes the served downloads were to carry (a download cut short counts whole).', one(m.downloads.bytes));
+  family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD), whatever the answer: each is in the log.', one(m.api.changes));
+  family('updraft_api_refused_tokens_total', 'counter', 'Operator API calls refused for a missing or wrong token (a rise: someone guessing, or a tool with an old token).', one(m.api.refusedTokens));
   family('process_resident_memory_bytes', 'gauge', 'Resident memory of the process.', one(m.process.rssBytes));
   family('process_start_time_seconds', 'gauge', 'Start time of the process, seconds since the epoch.', one(Math.round(nowSeconds - m.process.uptimeSeconds)));
   const loop = m.eventLoop;

@@ -250,6 +250,7 @@ export class UpdraftServer {
         mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections },
         shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
         downloads: { ...downloadStats },
+        api: { ...this.http.stats },
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
         eventLoop: loop.figures(),
       }),

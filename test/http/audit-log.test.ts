@@ -1,4 +1,4 @@
-/** The operator's audit trail in the server's log: every change asked of the API, with its answer, and refused tokens, over real HTTP. */
+/** The operator's audit trail in the server's log (and its counters in the metrics): every change asked of the API, with its answer, and refused tokens, over real HTTP. */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -49,5 +49,8 @@ describe('audit log of operator requests', () => {
     assert.equal(got.length, 1, got.join('\n'));
     assert.match(got[0]!, /WARN {2}\[http\] API calls refused: no or a wrong operator token refused=1 lastFrom=127\.0\.0\.1 path=\/api\/v1\/devices$/);
     assert.ok(!lines.some((l) => l.includes('guess-')), 'no presented token in the log');
+    // and counted for alerts: every refusal, and the three changes of the test before (reads are not changes)
+    const metrics = (await (await call('GET', '/api/v1/metrics')).json()) as { api: { changes: number; refusedTokens: number } };
+    assert.deepEqual(metrics.api, { changes: 3, refusedTokens: 5 });
   });
 });

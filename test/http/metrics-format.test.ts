@@ -24,6 +24,7 @@ describe('metrics for Prometheus', () => {
       mqtt: { published: 1234, connectedClients: 7, onlineDevices: 5, refusedConnections: 2 },
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
       downloads: { served: 40, refused: 2, bytes: 4_000_000 },
+      api: { changes: 12, refusedTokens: 3 },
       process: { rssBytes: 52_428_800, uptimeSeconds: 100 },
       eventLoop: {
         activeMs: 2500,
@@ -47,6 +48,8 @@ describe('metrics for Prometheus', () => {
       'updraft_downloads_total{result="served"} 40',
       'updraft_downloads_total{result="refused"} 2',
       'updraft_download_bytes_total 4000000',
+      'updraft_api_changes_total 12',
+      'updraft_api_refused_tokens_total 3',
       'process_resident_memory_bytes 52428800',
       'process_start_time_seconds 1799999900',
       'updraft_event_loop_active_seconds_total 2.5',
@@ -57,7 +60,7 @@ describe('metrics for Prometheus', () => {
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 13);
+    assert.equal(types.length, 15);
     assert.ok(types.includes('# TYPE updraft_shadow_rejections_total counter'));
     assert.ok(types.includes('# TYPE updraft_online_devices gauge'));
     assert.ok(text.indexOf('# TYPE updraft_downloads_total counter') < text.indexOf('updraft_downloads_total{result="served"}'));

@@ -97,15 +97,10 @@ export class HttpServer {
    */
   private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): void {
     const method = req.method ?? 'GET';
-    if (method === 'GET' || method === 'HEAD') {
-      res.once('finish', () => {
-        if (res.statusCode === 401) this.noteRefusedToken(req);
-      });
-      return;
-    }
+    if (method === 'GET' || method === 'HEAD') return;
     const started = performance.now();
     res.once('finish', () => {
-      if (res.statusCode === 401) return this.noteRefusedToken(req);
+      if (res.statusCode === 401) return; // counted and logged by checkToken
       this.stats.changes++;
       this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote: req.socket.remoteAddress ?? '' });
     });
@@ -126,8 +121,14 @@ export class HttpServer {
   private checkToken(req: http.IncomingMessage): void {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(header);
-    if (!m) throw new UpdraftError('UNAUTHORIZED', 'the operator token is required: send Authorization: Bearer <token>');
-    if (!secretMatches(Buffer.from(m[1]!), this.operatorToken)) throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
+    if (!m) {
+      this.noteRefusedToken(req);
+      throw new UpdraftError('UNAUTHORIZED', 'the operator token is required: send Authorization: Bearer <token>');
+    }
+    if (!secretMatches(Buffer.from(m[1]!), this.operatorToken)) {
+      this.noteRefusedToken(req);
+      throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
+    }
   }
 
   async stop(): Promise<void> {

@@ -3,7 +3,7 @@
  * are final.
  */
 import { UpdraftError } from '../errors.ts';
-import { ACTIVE_JOB_STATUSES, type JobStatus } from '../store/state-store.ts';
+import type { JobStatus } from '../store/state-store.ts';
 
 const MOVES: Record<JobStatus, readonly JobStatus[]> = {
   SCHEDULED: ['IN_PROGRESS', 'PAUSED', 'CANCELED'],
@@ -24,5 +24,3 @@ export function assertJobMove(jobId: string, from: JobStatus, to: JobStatus): vo
   if (!MOVES[from].includes(to)) throw new UpdraftError('CONFLICT', `job ${jobId} is ${from}; it cannot become ${to}`);
 }
 
-/** States in which the rollout engine looks at a job (defined with the store, whose queries use them too). */
-export const ACTIVE_JOB_STATES: readonly JobStatus[] = ACTIVE_JOB_STATUSES;

@@ -27,7 +27,7 @@ import type { EventBus } from '../events/event-bus.ts';
 import type { JsonObject } from '../protocol/json.ts';
 import { SEMVER, compareSemver, parseReportedSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
-import type { ArtifactRecord, ExecutionCount, ExecutionRecord, JobRecord, JobStatus, StateStore } from '../store/state-store.ts';
+import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type ExecutionCount, type ExecutionRecord, type JobRecord, type JobStatus, type StateStore } from '../store/state-store.ts';
 import { JOB_CHUNK } from '../store/job-creation.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import type { Logger } from '../util/logger.ts';
@@ -38,7 +38,7 @@ import { isTerminal } from './execution-state.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
 import { mutateExecution } from './execution-writer.ts';
 import { specOf, type JobSpec } from './job-spec.ts';
-import { ACTIVE_JOB_STATES, isJobFinal } from './job-state.ts';
+import { isJobFinal } from './job-state.ts';
 import { retryIfAllowed } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
@@ -401,7 +401,7 @@ export class RolloutEngine {
     return this.exclusive(async () => {
       if (!(await this.lead())) return;
       const job = await this.deps.store.getJob(jobId);
-      if (!job || !ACTIVE_JOB_STATES.includes(job.status)) return;
+      if (!job || !ACTIVE_JOB_STATUSES.includes(job.status)) return;
       this.active.add(jobId);
       await this.advance(job, this.now());
     });
@@ -411,7 +411,7 @@ export class RolloutEngine {
     const out: JobRecord[] = [];
     let after: string | undefined;
     do {
-      const page = await this.deps.store.listJobs({ status: [...ACTIVE_JOB_STATES], limit: PAGE, omitSpec: true, ...(after ? { after } : {}) });
+      const page = await this.deps.store.listJobs({ status: [...ACTIVE_JOB_STATUSES], limit: PAGE, omitSpec: true, ...(after ? { after } : {}) });
       out.push(...page.items);
       after = page.next;
     } while (after);
@@ -432,7 +432,7 @@ export class RolloutEngine {
       if (!full) return undefined;
       spec = full.spec ?? null;
       // finished jobs are forgotten at the next tick (forgetFinished): keep only active ones
-      if (ACTIVE_JOB_STATES.includes(full.status)) this.specs.set(head.jobId, spec);
+      if (ACTIVE_JOB_STATUSES.includes(full.status)) this.specs.set(head.jobId, spec);
     }
     return spec ? { ...head, spec } : head;
   }

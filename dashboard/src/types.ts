@@ -87,7 +87,7 @@ export interface Artifact {
   size: number;
   createdAt: number;
   signature?: string;
-  signatureStatus?: 'valid' | 'invalid' | 'unsigned';
+  signatureStatus?: 'valid' | 'invalid' | 'previous_key' | 'unsigned';
 }
 
 export interface Job {

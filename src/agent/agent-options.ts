@@ -33,7 +33,15 @@ export interface UpdateAgentOptions {
    * unless `allowUnsigned` is true.
    */
   signingPublicKey?: string | KeyObject;
-  /** Accept unsigned software when no `signingPublicKey` is given (insecure; tests and simulators only). */
+  /**
+   * The offline root's Ed25519 public key (SPKI PEM text, or a KeyObject), instead of
+   * `signingPublicKey`: every command must then carry the root's certificate of the key that
+   * signed its manifest (`updraft keys certify`), unexpired and not older than the newest this
+   * device has seen (kept in its state), so the server's signing key can be replaced without
+   * provisioning the device again. Wins over `signingPublicKey` when both are given.
+   */
+  rootPublicKey?: string | KeyObject;
+  /** Accept unsigned software when neither `signingPublicKey` nor `rootPublicKey` is given (insecure; tests and simulators only). */
   allowUnsigned?: boolean;
   /**
    * How the artifact is fetched: `url` (default) with the pre-signed URL of the command;

@@ -62,6 +62,8 @@ export interface AgentStateData {
   inFlight?: InFlightUpdate;
   /** Most recent last; bounded by `MAX_FINISHED_JOBS`. */
   finished: FinishedJob[];
+  /** The highest key certificate serial accepted (a device trusting the root key): lower ones are refused. */
+  keySerial?: number;
 }
 
 /** How many finished jobs are remembered (duplicates of older ones are not expected). */
@@ -154,6 +156,7 @@ function sanitize(raw: unknown): AgentStateData {
     ? (obj.finished as FinishedJob[]).filter((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE'))
     : [];
   const out: AgentStateData = { finished: finished.slice(-MAX_FINISHED_JOBS) };
+  if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
   const inFlight = obj.inFlight as InFlightUpdate | undefined;
   const outcomeOk = inFlight?.phase !== 'REPORTING' || inFlight.outcome?.status === 'SUCCESS' || inFlight.outcome?.status === 'FAILURE';
   if (inFlight && typeof inFlight.jobId === 'string' && PHASES.includes(inFlight.phase) && outcomeOk) {

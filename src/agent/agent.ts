@@ -112,10 +112,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.started = true;
     const o = this.opts;
     try {
-      this.signatures = signaturePolicy(o.signingPublicKey, o.allowUnsigned);
-      if (!('publicKey' in this.signatures)) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
+      this.signatures = signaturePolicy(o.rootPublicKey, o.signingPublicKey, o.allowUnsigned);
+      if ('allowUnsigned' in this.signatures) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
       this.store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);
       this.state = await this.store.load();
+      if ('rootKey' in this.signatures) this.signatures.minSerial = this.state.keySerial ?? 0;
       this.installed = await o.installer.current();
       // partial downloads of jobs no longer in flight (left by a crash) only take space
       if (!o.download) await removeStaleDownloads(o.stateDir, this.state.inFlight?.jobId);
@@ -391,7 +392,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       now: () => this.now(),
       logger: this.log,
       downloadSettings: o.downloadSettings ?? {},
-      verifyCommand: (command, running) => checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000)),
+      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000)).certificateSerial),
       ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
       urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
       maxUrlRefreshes: o.maxUrlRefreshes ?? AGENT_DEFAULTS.maxUrlRefreshes,
@@ -442,6 +443,19 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     await this.store!.save(this.state);
     this.emitStatus(job, phase);
     this.reportSoon(this.phaseReport(job, phase));
+  }
+
+  /**
+   * Raises the lowest key certificate serial this device accepts to `serial` (one it just
+   * accepted), durably before the download starts: from then on, the key of an older
+   * certificate (a replaced one) is refused, even after a restart.
+   */
+  private async rememberKeySerial(serial: number | undefined): Promise<void> {
+    if (serial === undefined || serial <= (this.state.keySerial ?? 0) || !this.signatures || !('rootKey' in this.signatures)) return;
+    this.signatures.minSerial = serial;
+    this.state.keySerial = serial;
+    await this.store!.save(this.state);
+    this.log.info('newer software signing key certificate accepted: older ones are refused from now on', { serial });
   }
 
   /** Asks the server for a fresh command (and URL) for `job`, patiently: the broker may be away. */
@@ -597,10 +611,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 }
 
 /** Secure by default: a public key to verify with, or an explicit opt-out. */
-function signaturePolicy(key: string | KeyObject | undefined, allowUnsigned: boolean | undefined): SignaturePolicy {
+function signaturePolicy(root: string | KeyObject | undefined, key: string | KeyObject | undefined, allowUnsigned: boolean | undefined): SignaturePolicy {
+  if (root !== undefined) return { rootKey: typeof root === 'string' ? parsePublicKey(root) : root, minSerial: 0 };
   if (key !== undefined) return { publicKey: typeof key === 'string' ? parsePublicKey(key) : key };
   if (allowUnsigned === true) return { allowUnsigned: true };
-  throw new UpdraftError('CONFIG', 'no software signing key: pass signingPublicKey (the server prints where its public key is; updraft keys export-public), or allowUnsigned: true to accept unsigned software (insecure)');
+  throw new UpdraftError('CONFIG', 'no software signing key: pass signingPublicKey (the server prints where its public key is; updraft keys export-public) or rootPublicKey, or allowUnsigned: true to accept unsigned software (insecure)');
 }
 
 function numberOrUndefined(v: unknown): number | undefined {

@@ -44,6 +44,14 @@ export interface AgentDaemonOptions {
    * Without one the daemon refuses to start unless `allowUnsigned`.
    */
   signingPublicKey?: string;
+  /**
+   * The offline root's public key (SPKI PEM text, `--root-key <file>`) instead: the signing
+   * key may then be replaced without provisioning the device again (docs/security.md).
+   * Default: `<install-dir>/.updraft/root-key.pub` (written by `device register --save` when
+   * the server has a certificate from a root), preferred over a provisioned signing key; a
+   * key given explicitly wins over a provisioned one.
+   */
+  rootPublicKey?: string;
   /** Accept unsigned software (`--insecure-allow-unsigned`). */
   allowUnsigned?: boolean;
   /** Download with the pre-signed URL (default) or a temporary credential (`--download-auth token`). */
@@ -66,9 +74,9 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   const installDir = path.resolve(opts.installDir);
   const stateDir = path.join(installDir, '.updraft');
   await mkdir(stateDir, { recursive: true });
-  const signingPublicKey = opts.signingPublicKey ?? (await readProvisionedKey(installDir));
-  if (signingPublicKey === undefined && opts.allowUnsigned !== true) {
-    throw new UpdraftError('CONFIG', `no software signing key: pass --signing-key <file> (the server's keys/software-signing.pub; updraft keys export-public), or save it as ${signingKeyFilePath(installDir)} (updraft device register --save does), or --insecure-allow-unsigned`);
+  const trust = await resolveTrust(opts, installDir);
+  if (trust === undefined && opts.allowUnsigned !== true) {
+    throw new UpdraftError('CONFIG', `no software signing key: pass --signing-key <file> (the server's keys/software-signing.pub; updraft keys export-public) or --root-key <file>, or save it as ${signingKeyFilePath(installDir)} (updraft device register --save does), or --insecure-allow-unsigned`);
   }
   const installer = new SlotInstaller({
     dir: installDir,
@@ -83,7 +91,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     installer,
     stateDir,
     logger: log,
-    ...(signingPublicKey !== undefined ? { signingPublicKey } : { allowUnsigned: true }),
+    ...(trust ?? { allowUnsigned: true }),
     ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
     ...(opts.tls ? { mqttOptions: { ...opts.tls, rejectUnauthorized: true } } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
@@ -121,9 +129,24 @@ export function signingKeyFilePath(installDir: string): string {
   return path.join(installDir, '.updraft', 'signing-key.pub');
 }
 
-async function readProvisionedKey(installDir: string): Promise<string | undefined> {
+/** Where `updraft device register --save` puts the offline root's public key (when the server has a certificate from one). */
+export function rootKeyFilePath(installDir: string): string {
+  return path.join(installDir, '.updraft', 'root-key.pub');
+}
+
+/** What the daemon trusts: a key given wins over a provisioned one, and a root over a signing key. */
+async function resolveTrust(opts: AgentDaemonOptions, installDir: string): Promise<{ rootPublicKey: string } | { signingPublicKey: string } | undefined> {
+  if (opts.rootPublicKey !== undefined) return { rootPublicKey: opts.rootPublicKey };
+  if (opts.signingPublicKey !== undefined) return { signingPublicKey: opts.signingPublicKey };
+  const root = await readIfThere(rootKeyFilePath(installDir));
+  if (root !== undefined) return { rootPublicKey: root };
+  const key = await readIfThere(signingKeyFilePath(installDir));
+  return key !== undefined ? { signingPublicKey: key } : undefined;
+}
+
+async function readIfThere(file: string): Promise<string | undefined> {
   try {
-    return await readFile(signingKeyFilePath(installDir), 'utf8');
+    return await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

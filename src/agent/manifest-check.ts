@@ -1,19 +1,37 @@
 /**
  * The agent's check of a signed update command (issue 5, DESIGN.md §5): before anything is
- * downloaded, the manifest must be signed by the key the device was provisioned with,
- * unexpired (freeze attacks), name exactly what the command names (mix-and-match), and not
- * lower the running version unless it says so itself (rollback attacks). Every refusal is an
- * INTEGRITY error whose message becomes the job's FAILURE reason.
+ * downloaded, the manifest must be signed by the key the device was provisioned with (or,
+ * on a device provisioned with the offline root key, by the key of the command's key
+ * certificate: signed by the root, unexpired, and not older than the newest this device has
+ * seen), unexpired (freeze attacks), name exactly what the command names (mix-and-match),
+ * and not lower the running version unless it says so itself (rollback attacks). Every
+ * refusal is an INTEGRITY error whose message becomes the job's FAILURE reason.
  */
 import { verify, type KeyObject } from 'node:crypto';
 import { UpdraftError } from '../errors.ts';
+import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import { manifestBytes, parseManifest } from '../protocol/manifest.ts';
 import { compareSemver, type SoftwareCommand } from '../protocol/software.ts';
+import { verifyKeyCertificate } from '../signing/root-key.ts';
 import { keyIdOf } from '../signing/signing-key.ts';
 import type { InstalledSoftware } from './installer.ts';
 
-/** How the agent treats signatures. */
-export type SignaturePolicy = { publicKey: KeyObject } | { allowUnsigned: true };
+/** Trusts the offline root key: a command's key is the one its key certificate names. */
+export interface RootTrust {
+  rootKey: KeyObject;
+  /** The highest certificate serial this device has seen: lower ones are refused (their keys were replaced). */
+  minSerial: number;
+  /** The last certificate verified (all its fields) and its key: the same one comes with every command, checked once. */
+  verified?: { certificate: string; key: KeyObject };
+}
+
+/** How the agent treats signatures: one provisioned signing key, the root key, or none (insecure). */
+export type SignaturePolicy = { publicKey: KeyObject } | RootTrust | { allowUnsigned: true };
+
+/** What a check learned: the serial of the key certificate it accepted, if any (the agent remembers the highest). */
+export interface CommandCheck {
+  certificateSerial?: number;
+}
 
 function refuse(reason: string): never {
   throw new UpdraftError('INTEGRITY', `refused: ${reason}; nothing installed`);
@@ -24,8 +42,14 @@ function refuse(reason: string): never {
  * `nowSeconds`. With `allowUnsigned` only the version rule applies to unsigned commands;
  * signed ones are still checked as far as possible (expiry, fields, downgrade).
  */
-export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, running: InstalledSoftware | undefined, nowSeconds: number): void {
-  const key = 'publicKey' in policy ? policy.publicKey : undefined;
+export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, running: InstalledSoftware | undefined, nowSeconds: number): CommandCheck {
+  const result: CommandCheck = {};
+  let key = 'publicKey' in policy ? policy.publicKey : undefined;
+  if ('rootKey' in policy) {
+    const certified = certifiedKey(command, policy, nowSeconds);
+    key = certified.key;
+    result.certificateSerial = certified.serial;
+  }
   let allowDowngrade = false;
   if (command.manifest === undefined || command.signature === undefined) {
     if (key) refuse('the update command is not signed (no manifest or signature)');
@@ -55,4 +79,32 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
   if (running && running.version && (running.name === undefined || running.name === command.name) && compareSemver(command.version, running.version) < 0 && !allowDowngrade) {
     refuse(`version ${command.version} is lower than the running ${running.version} and the manifest does not allow a downgrade`);
   }
+  return result;
+}
+
+/** The signing key the command's certificate vouches for under `trust`, and the certificate's serial; refuses otherwise. */
+function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: number): { key: KeyObject; serial: number } {
+  if (command.keyCertificate === undefined) refuse(`the update command carries no key certificate, and this device trusts root key ${keyIdOf(trust.rootKey)} only`);
+  let cert;
+  try {
+    cert = parseKeyCertificate(command.keyCertificate);
+  } catch (err) {
+    refuse(`malformed key certificate: ${(err as Error).message}`);
+  }
+  let key: KeyObject;
+  // every field, not the signature alone: a copy with a raised serial or a later expiry must be checked again, and fail
+  const whole = `${cert.rootKeyId} ${cert.keyId} ${cert.publicKey} ${cert.serial} ${cert.expiresAt} ${cert.signature}`;
+  if (trust.verified?.certificate === whole) {
+    key = trust.verified.key;
+  } else {
+    try {
+      key = verifyKeyCertificate(cert, trust.rootKey);
+    } catch (err) {
+      refuse((err as Error).message);
+    }
+    trust.verified = { certificate: whole, key };
+  }
+  if (cert.expiresAt < nowSeconds) refuse(`key certificate ${cert.serial} of key ${cert.keyId} expired at ${new Date(cert.expiresAt * 1000).toISOString()}`);
+  if (cert.serial < trust.minSerial) refuse(`key certificate ${cert.serial} of key ${cert.keyId} is older than certificate ${trust.minSerial}, which this device has seen: that key was replaced`);
+  return { key, serial: cert.serial };
 }

@@ -36,7 +36,7 @@ export interface UpdateJobDeps {
   /** Fresh URLs asked for at most this many times per job. */
   maxUrlRefreshes: number;
   /** Refuses a command that must not be installed (signature, expiry, downgrade): throws INTEGRITY with the reason. */
-  verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void;
+  verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void | Promise<void>;
   /**
    * Download with a temporary credential instead of the pre-signed URL: the URL and headers
    * to use; `renew` asks for a new credential (the previous one was refused or expired).
@@ -150,7 +150,7 @@ export class UpdateJob {
         continue;
       }
       // before a byte is fetched: a command that must not be installed fails here, with the reason
-      deps.verifyCommand?.(cmd, await deps.installer.current());
+      await deps.verifyCommand?.(cmd, await deps.installer.current());
       const target = deps.authorizeDownload ? await deps.authorizeDownload(this, renewCredential) : { url: cmd.url, headers: {} };
       renewCredential = false;
       try {

@@ -17,6 +17,7 @@ interface AgentFlags {
   initialVersion?: string;
   logLevel: string;
   signingKey?: string;
+  rootKey?: string;
   insecureAllowUnsigned?: boolean;
   downloadAuth: string;
   ca?: string;
@@ -39,6 +40,7 @@ export function addAgentCommand(program: Command): void {
     .option('--initial-version <v>', 'version to report while nothing was installed yet')
     .option('--log-level <level>', 'debug, info, warn, error', 'info')
     .option('--signing-key <file>', "the operator's software signing public key [env UPDRAFT_SIGNING_KEY, default: <install-dir>/.updraft/signing-key.pub]")
+    .option('--root-key <file>', "the offline root's public key, instead of --signing-key: signing keys it certifies are trusted, so the server's can be replaced (updraft keys certify) [env UPDRAFT_ROOT_KEY, default: <install-dir>/.updraft/root-key.pub]")
     .option('--insecure-allow-unsigned', 'accept unsigned software when no signing key is given (insecure)')
     .option('--download-auth <how>', 'url: the pre-signed URL; token: a temporary credential asked for over MQTT', 'url')
     .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
@@ -66,6 +68,7 @@ export function addAgentCommand(program: Command): void {
         ...(o.key !== undefined ? { key: await read(o.key, '--key') } : {}),
       };
       const keyFile = o.signingKey ?? process.env.UPDRAFT_SIGNING_KEY;
+      const rootFile = o.rootKey ?? process.env.UPDRAFT_ROOT_KEY;
       const given = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD;
       const password = given ?? (await readDeviceSecret(o.installDir));
       if (password === undefined && o.cert === undefined) {
@@ -83,6 +86,7 @@ export function addAgentCommand(program: Command): void {
         ...(given === undefined && password !== undefined ? { passwordFile: secretFilePath(o.installDir) } : {}),
         ...(Object.keys(tls).length > 0 ? { tls } : {}),
         ...(keyFile !== undefined ? { signingPublicKey: await read(keyFile, '--signing-key') } : {}),
+        ...(rootFile !== undefined ? { rootPublicKey: await read(rootFile, '--root-key') } : {}),
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(o.healthCheck !== undefined ? { healthCheck: o.healthCheck } : {}),

@@ -100,8 +100,12 @@ export function addApiCommands(program: Command): void {
       if (opts.save) {
         const file = await saveDeviceSecret(opts.save, r.secret);
         // provision the agent with the operator's public signing key too: it refuses unsigned software
-        const keyFile = await saveSigningKey(new ApiClient(opts), opts.save);
-        print(opts, { device: r.device, secretFile: file, signingKeyFile: keyFile }, `registered ${id}; secret saved to ${file}; signing key to ${keyFile}`);
+        const keys = await saveSigningKey(new ApiClient(opts), opts.save);
+        print(
+          opts,
+          { device: r.device, secretFile: file, signingKeyFile: keys.keyFile, ...(keys.rootFile !== undefined ? { rootKeyFile: keys.rootFile } : {}) },
+          `registered ${id}; secret saved to ${file}; signing key to ${keys.keyFile}${keys.rootFile !== undefined ? `; root key to ${keys.rootFile}` : ''}`,
+        );
       } else {
         print(opts, r, `registered ${id}\n  secret ${r.secret}\n  (shown once: pass it to the agent with --password or UPDRAFT_DEVICE_PASSWORD)`);
       }

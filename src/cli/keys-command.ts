@@ -1,6 +1,8 @@
 /**
  * `updraft keys ...`: the operator's Ed25519 software signing key (generate, export the
- * public half for provisioning devices) and the URL signing key ring (list, rotate, retire).
+ * public half for provisioning devices), the offline root key that certifies it (generate,
+ * certify, install the certificate: docs/security.md) and the URL signing key ring (list,
+ * rotate, retire).
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,8 +10,10 @@ import type { Command } from 'commander';
 import type { KeyInfo } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
 import { writeAtomic } from '../pki/certificate-authority.ts';
-import { signingKeyFilePath } from '../agent/daemon.ts';
-import { generateSigningKey, signingKeyPaths } from '../signing/signing-key.ts';
+import { rootKeyFilePath, signingKeyFilePath } from '../agent/daemon.ts';
+import { parseKeyCertificate, type KeyCertificate } from '../protocol/key-certificate.ts';
+import { certifySigningKey, generateRootKey, installKeyCertificate, readRootPrivateKey } from '../signing/root-key.ts';
+import { generateSigningKey, loadSigningKey, readPublicKey, signingKeyPaths } from '../signing/signing-key.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 
 interface Common extends ApiOptions {
@@ -28,13 +32,35 @@ function print(opts: { json?: boolean }, json: unknown, text: string): void {
   process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + '\n' : text + '\n');
 }
 
-/** Fetches the server's public signing key and writes it where the agent daemon looks for it. */
-export async function saveSigningKey(api: ApiClient, installDir: string): Promise<string> {
-  const keys = await api.call<{ signing: { publicKey: string } }>('GET', '/api/v1/keys');
-  const file = signingKeyFilePath(installDir);
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  await writeAtomic(file, keys.signing.publicKey, 0o644);
-  return file;
+/**
+ * Fetches the server's public signing key, and the root's when the server has a certificate
+ * from one, and writes them where the agent daemon looks for them (it prefers the root).
+ */
+export async function saveSigningKey(api: ApiClient, installDir: string): Promise<{ keyFile: string; rootFile?: string }> {
+  const keys = await api.call<{ signing: { publicKey: string }; root: { publicKey: string } | null }>('GET', '/api/v1/keys');
+  const keyFile = signingKeyFilePath(installDir);
+  await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });
+  await writeAtomic(keyFile, keys.signing.publicKey, 0o644);
+  if (!keys.root) return { keyFile };
+  const rootFile = rootKeyFilePath(installDir);
+  await writeAtomic(rootFile, keys.root.publicKey, 0o644);
+  return { keyFile, rootFile };
+}
+
+/** Reads a certificate file written by `keys certify`; BAD_REQUEST naming what is wrong. */
+async function readCertificateFile(file: string): Promise<KeyCertificate> {
+  const text = await readFile(file, 'utf8').catch((err: Error) => {
+    throw new UpdraftError('BAD_REQUEST', `cannot read the certificate ${file}: ${err.message}`);
+  });
+  try {
+    return parseKeyCertificate(JSON.parse(text), file);
+  } catch (err) {
+    throw new UpdraftError('BAD_REQUEST', `${file} is not a key certificate: ${(err as Error).message}`);
+  }
+}
+
+function certificateLine(c: KeyCertificate): string {
+  return `certificate ${c.serial} of signing key ${c.keyId} by root ${c.rootKeyId}, valid until ${new Date(c.expiresAt * 1000).toISOString()}`;
 }
 
 function keyLines(keys: KeyInfo[]): string {
@@ -49,12 +75,12 @@ export function addKeysCommand(program: Command): void {
     .command('generate')
     .description('make the Ed25519 software signing key in the data directory (the server also makes one on first start)')
     .option('--data-dir <dir>', 'the server data directory', './data')
-    .option('--force', 'replace an existing key (every device must then be provisioned with the new public key)')
+    .option('--force', 'replace an existing key: devices provisioned with the old public key must be provisioned again; devices that trust a root key take the new one once its certificate is installed (keys certify, keys install-cert)')
     .option('--json', 'print JSON')
     .action(async (opts: { dataDir: string; force?: boolean; json?: boolean }) => {
       const key = await generateSigningKey(opts.dataDir, { replace: opts.force === true });
       const p = signingKeyPaths(opts.dataDir);
-      print(opts, { keyId: key.keyId, publicKeyFile: p.pub, privateKeyFile: p.key }, `software signing key ${key.keyId}\n  private ${p.key} (mode 0600; restart the server to use it)\n  public  ${p.pub} (provision devices with it: updraft agent --signing-key)`);
+      print(opts, { keyId: key.keyId, publicKeyFile: p.pub, privateKeyFile: p.key }, `software signing key ${key.keyId}\n  private ${p.key} (mode 0600; restart the server to use it)\n  public  ${p.pub} (provision devices with it: updraft agent --signing-key; or certify it for devices that trust a root: updraft keys certify, then keys install-cert --offline before the restart)`);
     });
 
   keys
@@ -73,6 +99,58 @@ export function addKeysCommand(program: Command): void {
       } else {
         process.stdout.write(pem);
       }
+    });
+
+  keys
+    .command('root-generate')
+    .description('make the offline root key that certifies signing keys: run it on a machine that is not the server, and keep root.key there')
+    .requiredOption('--out <dir>', 'directory for root.key (mode 0600) and root.pub')
+    .option('--json', 'print JSON')
+    .action(async (opts: { out: string; json?: boolean }) => {
+      const r = await generateRootKey(opts.out);
+      print(opts, r, `root key ${r.keyId}\n  private ${r.keyFile} (mode 0600): keep it offline; it is needed only to certify a signing key\n  public  ${r.publicFile}: give it to the server with its first certificate (updraft keys install-cert --root-public)`);
+    });
+
+  keys
+    .command('certify')
+    .description("sign a certificate of the server's public signing key with the root key (offline): devices that trust the root trust the key it names")
+    .requiredOption('--root-key <file>', 'the root private key (root.key of keys root-generate)')
+    .requiredOption('--public-key <file>', "the server's public signing key (updraft keys export-public)")
+    .requiredOption('--serial <n>', 'a number above every earlier certificate\'s: devices refuse certificates older than the newest they have seen')
+    .requiredOption('--out <file>', 'where to write the certificate (JSON)')
+    .option('--valid-days <days>', 'how long devices accept it', '365')
+    .option('--json', 'print JSON')
+    .action(async (opts: { rootKey: string; publicKey: string; serial: string; out: string; validDays: string; json?: boolean }) => {
+      const problems: string[] = [];
+      const serial = Number(opts.serial);
+      if (!Number.isSafeInteger(serial) || serial < 1) problems.push('--serial must be a whole number of at least 1');
+      const days = Number(opts.validDays);
+      if (!Number.isFinite(days) || days <= 0 || days > 3650) problems.push('--valid-days must be a number of days from 1 to 3650');
+      if (problems.length > 0) throw new UpdraftError('BAD_REQUEST', problems.join('; '));
+      const root = await readRootPrivateKey(opts.rootKey);
+      const signing = await readPublicKey(opts.publicKey);
+      const cert = certifySigningKey(root, signing, serial, Math.floor(Date.now() / 1000 + days * 86_400));
+      await writeAtomic(opts.out, JSON.stringify(cert, null, 2) + '\n', 0o644);
+      print(opts, cert, `${certificateLine(cert)}\n  written to ${opts.out}: install it with updraft keys install-cert ${opts.out}`);
+    });
+
+  withApi(keys.command('install-cert <file>').description('install a certificate of the signing key (keys certify) on the running server: update commands carry it from now on'))
+    .option('--root-public <file>', 'the root public key (root.pub), needed with the first certificate; later ones must come from the same root')
+    .option('--offline', 'write it into --data-dir for the next start, without a running server')
+    .action(async (file: string, opts: Common & { dataDir: string; rootPublic?: string; offline?: boolean }) => {
+      const certificate = await readCertificateFile(file);
+      const rootPublicKey = opts.rootPublic === undefined ? undefined : await readFile(opts.rootPublic, 'utf8').catch((err: Error) => {
+        throw new UpdraftError('BAD_REQUEST', `cannot read the root public key ${opts.rootPublic}: ${err.message}`);
+      });
+      if (opts.offline) {
+        const key = await loadSigningKey(opts.dataDir);
+        if (!key) throw new UpdraftError('NOT_FOUND', `no software signing key in ${opts.dataDir}; start the server once or run: updraft keys generate --data-dir ${opts.dataDir}`);
+        await installKeyCertificate(opts.dataDir, key, certificate, rootPublicKey !== undefined ? { rootPublicKeyPem: rootPublicKey } : {});
+        print(opts, { certificate }, `installed ${certificateLine(certificate)} in ${opts.dataDir}; the server sends it from its next start`);
+        return;
+      }
+      const r = await new ApiClient(opts).call<{ certificate: KeyCertificate }>('PUT', '/api/v1/keys/signing/certificate', { certificate, ...(rootPublicKey !== undefined ? { rootPublicKey } : {}) });
+      print(opts, r, `installed ${certificateLine(r.certificate)}; update commands carry it from now on`);
     });
 
   withApi(keys.command('list-url').description('the URL signing keys of the running server, active first')).action(async (opts: Common) => {

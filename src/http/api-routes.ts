@@ -12,6 +12,7 @@ import { isValidId } from '../protocol/topics.ts';
 import { publicDevice, type DeviceRegistration, type DeviceRegistry } from '../registry/device-registry.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
+import type { ArtifactSignatureStatus } from '../signing/manifest-signer.ts';
 import { pageParams } from './paging.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
@@ -27,14 +28,12 @@ export interface ApiDeps {
   events: EventBus;
   /** True when the device has an open MQTT connection. */
   isOnline: (deviceId: string) => boolean;
-  /** True when an artifact's recorded signature is the current signing key's; adds `signatureStatus` to the artifact list. */
-  verifyArtifact?: (artifact: ArtifactRecord, signature: string) => boolean;
+  /** How an artifact's recorded signature stands against the current signing key; adds `signatureStatus` to the artifact list. */
+  checkArtifactSignature?: (artifact: ArtifactRecord, signature: string) => ArtifactSignatureStatus;
 }
 
-/** valid: signed by the current key; invalid: another key (rotated) or tampered; unsigned. */
-function signatureStatus(a: ArtifactRecord, verify: (a: ArtifactRecord, s: string) => boolean): 'valid' | 'invalid' | 'unsigned' {
-  if (!a.signature) return 'unsigned';
-  return verify(a, a.signature) ? 'valid' : 'invalid';
+function signatureStatus(a: ArtifactRecord, check: NonNullable<ApiDeps['checkArtifactSignature']>): ArtifactSignatureStatus | 'unsigned' {
+  return a.signature ? check(a, a.signature) : 'unsigned';
 }
 
 function deviceParam(id: string): string {
@@ -52,8 +51,8 @@ function query(req: IncomingMessage, url: URL, key: string): string {
 export function addApiRoutes(router: Router, deps: ApiDeps): void {
   router.add('GET', '/api/v1/artifacts', async ({ res }) => {
     const items = await deps.artifacts.list();
-    const verify = deps.verifyArtifact;
-    sendJson(res, 200, { items: verify ? items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, verify) })) : items });
+    const check = deps.checkArtifactSignature;
+    sendJson(res, 200, { items: check ? items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, check) })) : items });
   });
 
   router.add('POST', '/api/v1/artifacts', async ({ req, res, url }) => {

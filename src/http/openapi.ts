@@ -38,7 +38,7 @@ const schemas: Obj = {
       size: { type: 'integer' },
       createdAt: { type: 'integer' },
       signature: { type: 'string', description: '<keyId>:<base64 Ed25519>' },
-      signatureStatus: { enum: ['valid', 'invalid', 'unsigned'], description: 'in the list: valid when signed by the current signing key' },
+      signatureStatus: { enum: ['valid', 'invalid', 'previous_key', 'unsigned'], description: 'in the list: valid when signed by the current signing key; previous_key when signed by a key it replaced (still deployable: commands are signed when sent)' },
     },
   },
   Targets: {

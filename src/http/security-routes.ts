@@ -1,15 +1,20 @@
 /**
  * Operator API for device certificates and keys (`/api/v1/...`, behind the operator token):
- * issue a device's client certificate from Updraft's CA, show the public signing key, and
- * rotate or retire URL signing keys without a restart.
+ * issue a device's client certificate from Updraft's CA, show the public signing key (and the
+ * root's certificate of it), install a new certificate of it, and rotate or retire URL
+ * signing keys without a restart.
  */
+import { readFile } from 'node:fs/promises';
 import type { SigningKey } from '../artifacts/url-signer.ts';
 import { listKeyRing, rotateKeyRing } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
 import type { CertificateAuthority } from '../pki/certificate-authority.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
-import type { SoftwareSigningKey } from '../signing/signing-key.ts';
+import { parseKeyCertificate } from '../protocol/key-certificate.ts';
+import type { ManifestSigner } from '../signing/manifest-signer.ts';
+import { installKeyCertificate, keyCertificatePaths } from '../signing/root-key.ts';
+import { keyIdOf, parsePublicKey, type SoftwareSigningKey } from '../signing/signing-key.ts';
 import type { Logger } from '../util/logger.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
@@ -20,6 +25,8 @@ export interface SecurityRouteDeps {
   registry: DeviceRegistry;
   ca: CertificateAuthority;
   signingKey: SoftwareSigningKey;
+  /** Sends the signing key's certificate with every command; given a new one when one is installed. */
+  manifests: ManifestSigner;
   /** The live URL key ring (changed in place by rotation). */
   urlKeys: SigningKey[];
   logger: Logger;
@@ -38,11 +45,40 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
   });
 
   router.add('GET', '/api/v1/keys', async ({ res }) => {
+    const certificate = deps.manifests.certificate;
     sendJson(res, 200, {
-      signing: { keyId: deps.signingKey.keyId, algorithm: 'Ed25519', publicKey: deps.signingKey.publicKeyPem },
+      signing: { keyId: deps.signingKey.keyId, algorithm: 'Ed25519', publicKey: deps.signingKey.publicKeyPem, certificate: certificate ?? null },
+      root: certificate ? await rootKey(deps.dataDir) : null,
       url: await listKeyRing(deps.dataDir),
       ca: deps.ca.certificate,
     });
+  });
+
+  // one installation at a time: each checks its serial against the one installed before it
+  let installing: Promise<unknown> = Promise.resolve();
+  router.add('PUT', '/api/v1/keys/signing/certificate', async ({ req, res }) => {
+    const body = await readJson(req);
+    const certificate = parseKeyCertificate(body.certificate, 'certificate');
+    const rootPublicKey = body.rootPublicKey;
+    if (rootPublicKey !== undefined) {
+      try {
+        if (typeof rootPublicKey !== 'string') throw new Error('not a string');
+        parsePublicKey(rootPublicKey);
+      } catch (err) {
+        throw new UpdraftError('BAD_REQUEST', `rootPublicKey must be an Ed25519 public key in PEM: ${(err as Error).message}`);
+      }
+    }
+    const run = installing.then(() =>
+      installKeyCertificate(deps.dataDir, deps.signingKey, certificate, typeof rootPublicKey === 'string' ? { rootPublicKeyPem: rootPublicKey } : {}).catch((err: unknown) => {
+        // a certificate that fails the root's check is the operator's input, not the server's fault
+        throw err instanceof UpdraftError && err.code === 'INTEGRITY' ? new UpdraftError('BAD_REQUEST', err.message) : err;
+      }),
+    );
+    installing = run.catch(() => {});
+    const installed = await run;
+    deps.manifests.certificate = installed.certificate;
+    deps.logger.info('software signing key certificate installed: update commands carry it from now on', { keyId: certificate.keyId, serial: certificate.serial, rootKeyId: certificate.rootKeyId });
+    sendJson(res, 200, { certificate: installed.certificate, root: { keyId: keyIdOf(parsePublicKey(installed.rootPublicKeyPem)), publicKey: installed.rootPublicKeyPem } });
   });
 
   router.add('POST', '/api/v1/keys/url/rotate', async ({ req, res }) => {
@@ -61,4 +97,10 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     deps.logger.info('URL signing key retired', { retired: body.kid });
     sendJson(res, 200, { keys });
   });
+}
+
+/** The installed root's public key, as devices are provisioned with it. */
+async function rootKey(dataDir: string): Promise<{ keyId: string; publicKey: string }> {
+  const pem = await readFile(keyCertificatePaths(dataDir).rootPub, 'utf8');
+  return { keyId: keyIdOf(parsePublicKey(pem)), publicKey: pem };
 }

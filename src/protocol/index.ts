@@ -3,5 +3,6 @@ export * from './topics.ts';
 export * from './json.ts';
 export * from './software.ts';
 export * from './manifest.ts';
+export * from './key-certificate.ts';
 export * from './shadow-messages.ts';
 export * from './presence.ts';

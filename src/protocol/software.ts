@@ -38,6 +38,12 @@ export interface SoftwareCommand extends DesiredSoftware {
   manifest?: JsonObject;
   /** Base64 Ed25519 signature over `manifestBytes(manifest)`. */
   signature?: string;
+  /**
+   * The root's certificate of the key that signed the manifest (a `KeyCertificate`, see
+   * `key-certificate.ts`), when the server has one: what a device provisioned with the root
+   * key verifies the manifest's key by. Kept as received, like the manifest.
+   */
+  keyCertificate?: JsonObject;
 }
 
 /** The agent's update phases, reported in `state.reported.software.status`. */
@@ -129,6 +135,7 @@ export function parseSoftwareCommand(value: unknown): SoftwareCommand {
   // an unsigned or malformed manifest is not refused here: the agent decides, and reports why
   if (isJsonObject(obj.manifest)) out.manifest = obj.manifest;
   if (typeof obj.signature === 'string') out.signature = obj.signature;
+  if (isJsonObject(obj.keyCertificate)) out.keyCertificate = obj.keyCertificate;
   return out;
 }
 

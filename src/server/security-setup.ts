@@ -7,6 +7,7 @@ import type { UpdraftConfig } from '../config/schema.ts';
 import { loadOrCreateCa, type CertificateAuthority } from '../pki/certificate-authority.ts';
 import { resolveServerTls, type ServerTls } from '../pki/server-tls.ts';
 import { ManifestSigner } from '../signing/manifest-signer.ts';
+import { loadKeyCertificate } from '../signing/root-key.ts';
 import { loadOrCreateSigningKey, signingKeyPaths, type SoftwareSigningKey } from '../signing/signing-key.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -28,6 +29,21 @@ export async function loadSecurity(config: UpdraftConfig, dataDir: string, logge
   const { key: signingKey, created } = await loadOrCreateSigningKey(dataDir);
   const publicKeyFile = signingKeyPaths(dataDir).pub;
   if (created) logger.debug('software signing key created; provision devices with its public key', { publicKey: publicKeyFile, keyId: signingKey.keyId });
+  // a certificate that cannot be used (it certifies a key since replaced, say) is said loudly,
+  // but the server still runs: refusing to start would take the whole fleet's connections,
+  // shadows and API down over updates that devices trusting the root refuse anyway
+  const installed = await loadKeyCertificate(dataDir, signingKey).catch((err: Error) => {
+    logger.error(`the software signing key certificate is not used, so devices that trust the root refuse every update: ${err.message}`);
+    return undefined;
+  });
+  if (installed) {
+    const c = installed.certificate;
+    const daysLeft = (c.expiresAt - Date.now() / 1000) / 86_400;
+    // an expired certificate is refused by every device that trusts the root: said loudly, but
+    // the server still runs (devices provisioned with the signing key itself are not affected)
+    if (daysLeft <= 0) logger.error('the software signing key certificate has EXPIRED: devices that trust the root refuse every update. Certify the key again (updraft keys certify) and install it (updraft keys install-cert)', { keyId: c.keyId, serial: c.serial, expiredAt: new Date(c.expiresAt * 1000).toISOString() });
+    else if (daysLeft < 30) logger.warn('the software signing key certificate expires soon: certify the key again (updraft keys certify) and install it (updraft keys install-cert)', { keyId: c.keyId, serial: c.serial, expiresAt: new Date(c.expiresAt * 1000).toISOString() });
+  }
   const { ca, created: caCreated } = await loadOrCreateCa(dataDir);
   if (caCreated) logger.debug("Updraft's device CA created", { dir: `${dataDir}/pki` });
   const hosts = config.tls.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
@@ -36,5 +52,5 @@ export async function loadSecurity(config: UpdraftConfig, dataDir: string, logge
       ? { ...(await resolveServerTls({ dataDir, ca, certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey, hosts, what: 'mqtt.tls' })), ca: ca.certificate, port: config.mqtt.tlsPort }
       : undefined;
   const httpTls = config.http.tls === 'on' ? await resolveServerTls({ dataDir, ca, certFile: config.http.tlsCert, keyFile: config.http.tlsKey, hosts, what: 'http.tls' }) : undefined;
-  return { signingKey, publicKeyFile, manifests: new ManifestSigner({ key: signingKey }), ca, mqttTls, httpTls };
+  return { signingKey, publicKeyFile, manifests: new ManifestSigner({ key: signingKey, ...(installed ? { certificate: installed.certificate } : {}) }), ca, mqttTls, httpTls };
 }

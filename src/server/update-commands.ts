@@ -80,7 +80,11 @@ export class UpdateCommands {
     const url = await this.deps.urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt });
     // field by field, not `{ ...sw, url, ...signed }`: a spread followed by new keys takes V8's
     // slow path in Node 20 (1.5-2 µs against 0.02), twice per updated device
-    return { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, jobId: sw.jobId, url, urlExpiresAt, manifest: signed.manifest, signature: signed.signature };
+    const command: SoftwareCommand = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, jobId: sw.jobId, url, urlExpiresAt, manifest: signed.manifest, signature: signed.signature };
+    // read per command, not kept with the manifest: a certificate installed while the server runs goes out at once
+    const certificate = this.deps.manifests.certificate;
+    if (certificate) command.keyCertificate = certificate;
+    return command;
   }
 
   private async signManifest(sw: DesiredSoftware, now: number): Promise<SignedCommandPart> {

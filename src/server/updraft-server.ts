@@ -229,7 +229,7 @@ export class UpdraftServer {
       logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
       sendJson(res, 200, { token: next, disconnected });
     });
-    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, urlKeys, logger: logger.child('security') });
+    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, logger: logger.child('security') });
     addApiRoutes(router, {
       store: this.store,
       replica: this.replica,
@@ -239,7 +239,7 @@ export class UpdraftServer {
       registry: this.registry,
       events,
       isOnline: (id) => this.online.has(id),
-      verifyArtifact: (a, signature) => security.manifests.verifyArtifact(a, signature),
+      checkArtifactSignature: (a, signature) => security.manifests.checkArtifact(a, signature),
     });
     this.rollouts.addRoutes(router);
     const loop = new EventLoopMonitor();

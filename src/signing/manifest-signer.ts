@@ -3,6 +3,7 @@
  * command, built when the delta is issued (never stored, like the URL), and the record of
  * every artifact when it is added.
  */
+import type { KeyCertificate } from '../protocol/key-certificate.ts';
 import type { DesiredSoftware } from '../protocol/software.ts';
 import { manifestBytes, type SoftwareManifest } from '../protocol/manifest.ts';
 import type { SoftwareSigningKey } from './signing-key.ts';
@@ -14,6 +15,9 @@ export interface SignedManifest {
   signature: string;
 }
 
+/** How an artifact's recorded signature stands against the current key (`ManifestSigner.checkArtifact`). */
+export type ArtifactSignatureStatus = 'valid' | 'invalid' | 'previous_key';
+
 /** The bytes an artifact signature covers. */
 export function artifactBytes(keyId: string, a: { name: string; version: string; sha256: string; size: number }): Buffer {
   return Buffer.from(['updraft-artifact-v1', keyId, a.name, a.version, a.sha256, String(a.size)].join('\n'), 'utf8');
@@ -22,9 +26,15 @@ export function artifactBytes(keyId: string, a: { name: string; version: string;
 /** Signs manifests and artifact records with the operator's key. */
 export class ManifestSigner {
   private readonly key: SoftwareSigningKey;
+  /**
+   * The root's certificate of the key (`updraft keys install-cert`), sent with every command
+   * so that devices provisioned with the root learn the key from it; undefined without one.
+   */
+  certificate: KeyCertificate | undefined;
 
-  constructor(deps: { key: SoftwareSigningKey }) {
+  constructor(deps: { key: SoftwareSigningKey; certificate?: KeyCertificate }) {
     this.key = deps.key;
+    this.certificate = deps.certificate;
   }
 
   /** The manifest of `software` for one command, valid until `expiresAt` (seconds since the epoch). */
@@ -47,9 +57,14 @@ export class ManifestSigner {
     return `${this.key.keyId}:${this.key.sign(artifactBytes(this.key.keyId, a))}`;
   }
 
-  /** True when `signature` (as recorded by `signArtifact`) is this key's over the artifact. */
-  verifyArtifact(a: { name: string; version: string; sha256: string; size: number }, signature: string): boolean {
+  /**
+   * How `signature` (as recorded by `signArtifact`) stands: `valid`, this key's over the
+   * artifact; `previous_key`, another key's (one this key replaced: only this key's public
+   * half is known here, so it is not checked); `invalid`, this key's id over other bytes.
+   */
+  checkArtifact(a: { name: string; version: string; sha256: string; size: number }, signature: string): ArtifactSignatureStatus {
     const [keyId, sig] = signature.split(':');
-    return keyId === this.key.keyId && sig !== undefined && this.key.verify(artifactBytes(keyId, a), sig);
+    if (keyId !== this.key.keyId) return 'previous_key';
+    return sig !== undefined && this.key.verify(artifactBytes(keyId, a), sig) ? 'valid' : 'invalid';
   }
 }

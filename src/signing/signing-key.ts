@@ -90,7 +90,7 @@ export async function loadSigningKey(dataDir: string): Promise<SoftwareSigningKe
 export async function generateSigningKey(dataDir: string, options: { replace?: boolean } = {}): Promise<SoftwareSigningKey> {
   const p = signingKeyPaths(dataDir);
   if (!options.replace && (await loadSigningKey(dataDir))) {
-    throw new UpdraftError('CONFLICT', `a software signing key already exists (${p.key}); devices trust it. Replace it with --force only if you re-provision every device with the new public key`);
+    throw new UpdraftError('CONFLICT', `a software signing key already exists (${p.key}); devices trust it. Replace it with --force only if you re-provision every device with the new public key, or if devices trust a root key (then certify the new key and install the certificate: docs/security.md)`);
   }
   const { privateKey } = generateKeyPairSync('ed25519');
   const key = new SoftwareSigningKey(privateKey);

@@ -19,6 +19,7 @@ const TONE: Record<string, string> = {
   PAUSED: 'warn',
   SCHEDULED: 'warn',
   unsigned: 'warn',
+  previous_key: 'plain',
 };
 
 /** A badge for `status`. */

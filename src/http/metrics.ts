@@ -14,6 +14,8 @@ export interface InstanceMetrics {
   downloads: DownloadStats;
   /** The operator API: changes asked (any method but GET and HEAD, whatever the answer), and calls refused for their token. */
   api: { changes: number; refusedTokens: number };
+  /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
+  signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
   process: { rssBytes: number; uptimeSeconds: number };
   eventLoop: EventLoopFigures;
 }
@@ -57,6 +59,11 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   family('updraft_download_bytes_total', 'counter', 'Bytes the served downloads were to carry (a download cut short counts whole).', one(m.downloads.bytes));
   family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD), whatever the answer: each is in the log.', one(m.api.changes));
   family('updraft_api_refused_tokens_total', 'counter', 'Operator API calls refused for a missing or wrong token (a rise: someone guessing, or a tool with an old token).', one(m.api.refusedTokens));
+  if (m.signing.certificateExpiresAt !== null) {
+    // absent without a certificate: an alert on `time() > expiry - 30 days` then never fires for nothing
+    family('updraft_signing_key_certificate_expiry_timestamp_seconds', 'gauge', "When the offline root's certificate of the software signing key expires: devices that trust the root refuse every update after it.", one(m.signing.certificateExpiresAt));
+    family('updraft_signing_key_certificate_serial', 'gauge', "Serial of the installed certificate of the software signing key (every instance should send the same).", one(m.signing.certificateSerial ?? 0));
+  }
   family('process_resident_memory_bytes', 'gauge', 'Resident memory of the process.', one(m.process.rssBytes));
   family('process_start_time_seconds', 'gauge', 'Start time of the process, seconds since the epoch.', one(Math.round(nowSeconds - m.process.uptimeSeconds)));
   const loop = m.eventLoop;

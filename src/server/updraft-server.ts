@@ -251,6 +251,7 @@ export class UpdraftServer {
         shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
         downloads: { ...downloadStats },
         api: { ...this.http.stats },
+        signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
         eventLoop: loop.figures(),
       }),

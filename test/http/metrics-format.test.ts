@@ -25,6 +25,7 @@ describe('metrics for Prometheus', () => {
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
       downloads: { served: 40, refused: 2, bytes: 4_000_000 },
       api: { changes: 12, refusedTokens: 3 },
+      signing: { certificateExpiresAt: null, certificateSerial: null },
       process: { rssBytes: 52_428_800, uptimeSeconds: 100 },
       eventLoop: {
         activeMs: 2500,
@@ -64,5 +65,22 @@ describe('metrics for Prometheus', () => {
     assert.ok(types.includes('# TYPE updraft_shadow_rejections_total counter'));
     assert.ok(types.includes('# TYPE updraft_online_devices gauge'));
     assert.ok(text.indexOf('# TYPE updraft_downloads_total counter') < text.indexOf('updraft_downloads_total{result="served"}'));
+    assert.ok(!text.includes('certificate'), 'no certificate figures without a certificate');
+  });
+
+  it("gives the signing key certificate's expiry and serial when there is one, for an alert before devices refuse updates", () => {
+    const m: InstanceMetrics = {
+      mqtt: { published: 0, connectedClients: 0, onlineDevices: 0, refusedConnections: 0 },
+      shadow: { requests: 0, rejections: {} },
+      downloads: { served: 0, refused: 0, bytes: 0 },
+      api: { changes: 0, refusedTokens: 0 },
+      signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
+      process: { rssBytes: 1, uptimeSeconds: 1 },
+      eventLoop: { activeMs: 0, idleMs: 0, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 }, lastMinute: { seconds: 60, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 } } },
+    };
+    const lines = renderPrometheus(m, 1_800_000_000).split('\n');
+    assert.ok(lines.includes('# TYPE updraft_signing_key_certificate_expiry_timestamp_seconds gauge'));
+    assert.ok(lines.includes('updraft_signing_key_certificate_expiry_timestamp_seconds 1830000000'));
+    assert.ok(lines.includes('updraft_signing_key_certificate_serial 3'));
   });
 });

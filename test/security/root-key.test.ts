@@ -113,6 +113,8 @@ describe('the offline root key and signing key certificates', () => {
     assert.equal(keys.signing.certificate.serial, 1);
     assert.equal(keys.signing.certificate.keyId, keys.signing.keyId);
     assert.equal(keys.root.publicKey, await readFile(rootFiles.publicFile, 'utf8'));
+    const metrics = (await (await fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}` } })).json()) as { signing: { certificateExpiresAt: number; certificateSerial: number } };
+    assert.deepEqual(metrics.signing, { certificateExpiresAt: keys.signing.certificate.expiresAt, certificateSerial: 1 });
     oldKey = (await loadSigningKey(ts.dataDir))!;
     oldCertificate = keys.signing.certificate;
   });

@@ -1,7 +1,8 @@
 /**
  * The dashboard's client of the operator API: every call carries the token as a bearer
  * header; errors become ApiError with the server's code and message (which name the field).
- * A 401 signs the tab out, so an expired or rotated token leads back to the login page.
+ * A 401 signs the tab out, so an expired or rotated token leads back to the login page
+ * (unless this tab replaced the token meanwhile).
  */
 import { getToken, setToken } from './auth.ts';
 
@@ -29,7 +30,8 @@ async function errorOf(res: Response): Promise<ApiError> {
 
 /** Calls `/api/v1{path}` with JSON in and out. */
 export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-  const headers: Record<string, string> = { authorization: `Bearer ${getToken() ?? ''}` };
+  const token = getToken();
+  const headers: Record<string, string> = { authorization: `Bearer ${token ?? ''}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
   let res: Response;
   try {
@@ -40,7 +42,9 @@ export async function api<T>(method: string, path: string, body?: unknown, signa
   }
   if (!res.ok) {
     const e = await errorOf(res);
-    if (e.status === 401) setToken(null);
+    // only if the refused token is still this tab's: a call sent just before the token was
+    // replaced from this tab comes back 401, and must not sign out the new one
+    if (e.status === 401 && getToken() === token) setToken(null);
     throw e;
   }
   return (await res.json()) as T;
@@ -59,7 +63,8 @@ export function upload<T>(path: string, file: Blob, onProgress: (fraction: numbe
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', `/api/v1${path}`);
-    xhr.setRequestHeader('authorization', `Bearer ${getToken() ?? ''}`);
+    const token = getToken();
+    xhr.setRequestHeader('authorization', `Bearer ${token ?? ''}`);
     xhr.setRequestHeader('content-type', 'application/octet-stream');
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onerror = () => reject(new ApiError(0, 'NETWORK', 'the upload failed: the server cannot be reached'));
@@ -71,7 +76,7 @@ export function upload<T>(path: string, file: Blob, onProgress: (fraction: numbe
         /* not JSON: reported below by status */
       }
       if (xhr.status >= 200 && xhr.status < 300) return resolve(body as T);
-      if (xhr.status === 401) setToken(null);
+      if (xhr.status === 401 && getToken() === token) setToken(null);
       reject(new ApiError(xhr.status, body.error?.code ?? 'HTTP', body.error?.message ?? `HTTP ${xhr.status}`));
     };
     xhr.send(file);

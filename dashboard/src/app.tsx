@@ -14,6 +14,7 @@ import { JobPage } from './pages/job.tsx';
 import { JobsPage } from './pages/jobs.tsx';
 import { LoginPage } from './pages/login.tsx';
 import { OverviewPage } from './pages/overview.tsx';
+import { SecurityPage } from './pages/security.tsx';
 import { Link, match, useLocation } from './router.tsx';
 
 const NAV = [
@@ -21,6 +22,7 @@ const NAV = [
   { href: '/devices', label: 'Devices' },
   { href: '/artifacts', label: 'Artifacts' },
   { href: '/jobs', label: 'Jobs' },
+  { href: '/security', label: 'Security' },
 ];
 
 function page(path: string) {
@@ -28,6 +30,7 @@ function page(path: string) {
   if (path === '/devices') return { title: 'Devices', node: <DevicesPage /> };
   if (path === '/artifacts') return { title: 'Artifacts', node: <ArtifactsPage /> };
   if (path === '/jobs') return { title: 'Jobs', node: <JobsPage /> };
+  if (path === '/security') return { title: 'Security', node: <SecurityPage /> };
   if (path === '/jobs/new') return { title: 'New rollout', node: <JobNewPage /> };
   let m = match('/devices/:id', path);
   if (m) return { title: `Device ${m.id}`, node: <DevicePage key={m.id} id={m.id!} /> };

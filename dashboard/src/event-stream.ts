@@ -30,8 +30,11 @@ export function subscribe(options: StreamOptions): () => void {
       options.onStatus?.('connecting');
       try {
         const qs = new URLSearchParams(options.filter ?? {}).toString();
-        const res = await fetch(`/api/v1/events${qs ? `?${qs}` : ''}`, { headers: { authorization: `Bearer ${getToken() ?? ''}`, accept: 'text/event-stream' }, signal: controller.signal });
-        if (res.status === 401 || !res.body) return options.onStatus?.('offline'); // signed out: api.ts handles the login
+        const token = getToken();
+        const res = await fetch(`/api/v1/events${qs ? `?${qs}` : ''}`, { headers: { authorization: `Bearer ${token ?? ''}`, accept: 'text/event-stream' }, signal: controller.signal });
+        // signed out: api.ts handles the login; a token replaced meanwhile from this tab: try again with it
+        if ((res.status === 401 && getToken() === token) || !res.body) return options.onStatus?.('offline');
+        if (res.status === 401) continue;
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         options.onStatus?.('live');
         delay = 1000;

@@ -31,3 +31,19 @@ export function count(n: number): string {
 export function shortId(id: string): string {
   return id.length > 8 ? id.slice(0, 8) : id;
 }
+
+const DAY_MS = 86_400_000;
+
+/**
+ * How the signing key certificate's expiry (seconds since the epoch) reads at `now`, and
+ * whether it needs the operator: `bad` once expired (devices that trust the root refuse
+ * every update), `warn` in its last 30 days (the server warns from then too).
+ */
+export function certificateExpiry(expiresAtSeconds: number, now = Date.now()): { text: string; tone: 'good' | 'warn' | 'bad' } {
+  const left = expiresAtSeconds * 1000 - now;
+  const when = dateTime(expiresAtSeconds * 1000);
+  if (left <= 0) return { text: `expired ${when}: devices that trust the root refuse every update until a new certificate is installed`, tone: 'bad' };
+  const days = Math.floor(left / DAY_MS);
+  if (days < 30) return { text: `expires ${when}, in ${days} day${days === 1 ? '' : 's'}: certify the key again and install the certificate`, tone: 'warn' };
+  return { text: `expires ${when}, in ${days} days`, tone: 'good' };
+}

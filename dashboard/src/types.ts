@@ -120,3 +120,16 @@ export interface Group {
   name: string;
   kind: 'static' | 'dynamic';
 }
+
+/** `GET /api/v1/keys`. */
+export interface KeysView {
+  signing: {
+    keyId: string;
+    algorithm: string;
+    publicKey: string;
+    /** The offline root's certificate of the key, when one is installed. */
+    certificate: { rootKeyId: string; keyId: string; serial: number; expiresAt: number } | null;
+  };
+  root: { keyId: string; publicKey: string } | null;
+  url: { kid: string; createdAt: string; active: boolean }[];
+}

@@ -260,7 +260,7 @@ describe('web dashboard in Chromium', { skip }, () => {
   });
 
   it('has the accessible basics: skip link first, every control labelled, keyboard reachable', async () => {
-    for (const route of ['/', '/devices', '/artifacts', '/jobs/new']) {
+    for (const route of ['/', '/devices', '/artifacts', '/jobs/new', '/security']) {
       await page.goto(ts.httpUrl + route);
       await page.locator('main h1').waitFor();
       const unlabelled = await page.evaluate(() =>
@@ -282,6 +282,32 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.keyboard.press('Enter');
     await heading('Devices');
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'main', 'focus moves to the new page');
+  });
+
+  it('shows the keys, rotates the URL key and replaces the operator token from the Security page; the tab goes on with the new token', async () => {
+    await nav('Security').click();
+    await heading('Security');
+    await page.getByTestId('certificate').filter({ hasText: /^none: devices are provisioned with this key itself/ }).waitFor();
+    const urlKeys = page.getByTestId('url-keys').locator('tbody tr');
+    assert.equal(await urlKeys.count(), 1);
+    await page.getByRole('button', { name: 'Rotate URL key' }).click();
+    await page.getByRole('button', { name: 'Yes, rotate' }).click();
+    await urlKeys.nth(1).waitFor();
+    assert.match((await urlKeys.nth(0).textContent()) ?? '', /active$/);
+
+    await page.getByRole('button', { name: 'Replace the operator token' }).click();
+    await page.getByRole('button', { name: 'Yes, replace it' }).click();
+    const fresh = await page.getByLabel(/New operator token/).inputValue();
+    assert.ok(fresh.length >= 32 && fresh !== ts.token, 'a new token is shown');
+    await shot('11-security');
+    const status = (token: string) => fetch(`${ts.httpUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
+    assert.equal(await status(ts.token), 401, 'the old token is refused');
+    assert.equal(await status(fresh), 200);
+    // still signed in, and live again (the server closed the stream the old token opened)
+    await nav('Overview').click();
+    await heading('Fleet overview');
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('updraft.operatorToken')), fresh);
   });
 
   it('logged no console error', () => {

@@ -4,12 +4,29 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { certificateExpiry } from '../../dashboard/src/format.ts';
 import { emptyForm, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
 import { parseSse } from '../../dashboard/src/sse.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { parseJobRequest } from '../../src/jobs/job-spec.ts';
 
 describe('dashboard client logic', () => {
+  it("reads the signing key certificate's expiry: fine, in its last 30 days, expired", () => {
+    const now = Date.UTC(2026, 11, 3);
+    const at = (days: number) => (now + days * 86_400_000) / 1000;
+    assert.equal(certificateExpiry(at(200), now).tone, 'good');
+    assert.match(certificateExpiry(at(200), now).text, /in 200 days$/);
+    assert.equal(certificateExpiry(at(30), now).tone, 'good');
+    const soon = certificateExpiry(at(29.5), now);
+    assert.equal(soon.tone, 'warn');
+    assert.match(soon.text, /in 29 days: certify the key again and install the certificate$/);
+    assert.match(certificateExpiry(at(1.2), now).text, /in 1 day:/);
+    const gone = certificateExpiry(at(-1), now);
+    assert.equal(gone.tone, 'bad');
+    assert.match(gone.text, /^expired .*: devices that trust the root refuse every update until a new certificate is installed$/);
+    assert.equal(certificateExpiry(at(0), now).tone, 'bad');
+  });
+
   it('parses server-sent events split anywhere, skipping keep-alive comments', () => {
     const text = ': updraft events\n\nid: 1\nevent: job.changed\ndata: {"jobId":"j1"}\n\n: keep-alive\n\nid: 2\nevent: device.presence\ndata: {"deviceId":"d","online":true}\n\n';
     for (let cut = 0; cut <= text.length; cut++) {

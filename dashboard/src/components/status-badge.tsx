@@ -5,6 +5,7 @@ const TONE: Record<string, string> = {
   SUCCESS: 'good',
   ONLINE: 'good',
   valid: 'good',
+  active: 'good',
   FAILED: 'bad',
   FAILURE: 'bad',
   TIMED_OUT: 'bad',

@@ -1,0 +1,129 @@
+/**
+ * Keys and the operator token: the software signing key and its certificate from the offline
+ * root (when it expires, so it is renewed before devices refuse updates), the URL signing
+ * keys with rotation, and the replacement of the operator token. Replacing the token from
+ * here signs this tab in with the new one and shows it once, for the CLI and other tools.
+ */
+import { useState } from 'preact/hooks';
+import { api } from '../api.ts';
+import { setToken } from '../auth.ts';
+import { ConfirmAction } from '../components/confirm-action.tsx';
+import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { StatusBadge } from '../components/status-badge.tsx';
+import { certificateExpiry, dateTime } from '../format.ts';
+import { useApi } from '../hooks.ts';
+import type { KeysView } from '../types.ts';
+
+export function SecurityPage() {
+  const keys = useApi<KeysView>('/keys');
+  const [newToken, setNewToken] = useState<string | undefined>();
+  const [copied, setCopied] = useState(false);
+  const cert = keys.data?.signing.certificate;
+  const exp = cert ? certificateExpiry(cert.expiresAt) : undefined;
+  return (
+    <>
+      <h1>Security</h1>
+      <ErrorNote error={keys.error} />
+      {!keys.data ? (
+        !keys.error && <Loading what="keys" />
+      ) : (
+        <>
+          <section aria-labelledby="signing-h">
+            <h2 id="signing-h">Software signing key</h2>
+            <dl class="facts">
+              <dt>Key id</dt>
+              <dd>
+                <code>{keys.data.signing.keyId}</code> ({keys.data.signing.algorithm}): signs every update command's manifest
+              </dd>
+              <dt>Certificate</dt>
+              <dd data-testid="certificate">
+                {cert && exp ? (
+                  <>
+                    serial {cert.serial} from root <code>{cert.rootKeyId}</code>; <span class={`note-${exp.tone}`}>{exp.text}</span>
+                  </>
+                ) : (
+                  <>none: devices are provisioned with this key itself, and must be provisioned again if it is replaced (an offline root key avoids that: see the security docs)</>
+                )}
+              </dd>
+            </dl>
+          </section>
+
+          <section aria-labelledby="url-h">
+            <h2 id="url-h">URL signing keys</h2>
+            <p class="muted">They sign download URLs and temporary credentials. A new key signs from now on; URLs signed by older keys stay valid until they expire.</p>
+            <table data-testid="url-keys">
+              <caption class="sr-only">URL signing keys, active first</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Key</th>
+                  <th scope="col">Created</th>
+                  <th scope="col">State</th>
+                </tr>
+              </thead>
+              <tbody>
+                {keys.data.url.map((k) => (
+                  <tr key={k.kid}>
+                    <td>
+                      <code>{k.kid}</code>
+                    </td>
+                    <td>{dateTime(Date.parse(k.createdAt))}</td>
+                    <td>
+                      <StatusBadge status={k.active ? 'active' : 'verifies'} />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+            <ConfirmAction
+              label="Rotate URL key"
+              buttonClass="secondary"
+              question="Put a new URL signing key in front? URLs already issued stay valid until they expire."
+              confirm="Yes, rotate"
+              keep="Keep the current key"
+              run={async () => {
+                await api('POST', '/keys/url/rotate', {});
+                keys.reload();
+              }}
+            />
+          </section>
+
+          <section aria-labelledby="token-h">
+            <h2 id="token-h">Operator token</h2>
+            <p class="muted">It opens the operator API and the operator's MQTT identity. Replace it if it may have leaked: the old one is refused at once, and what it opened is closed.</p>
+            <ConfirmAction
+              label="Replace the operator token"
+              question="Replace the operator token? Every tool using the current one (CLI, scripts, other tabs, Prometheus) is refused until given the new one."
+              confirm="Yes, replace it"
+              keep="Keep it"
+              run={async () => {
+                const r = await api<{ token: string }>('POST', '/operator-token/rotate');
+                // this tab goes on with the new token; the old one is already refused
+                setToken(r.token);
+                setCopied(false);
+                setNewToken(r.token);
+              }}
+            />
+            {newToken && (
+              <div class="new-token" role="status">
+                <label for="new-token">New operator token (shown once; this tab already uses it):</label>
+                <input id="new-token" readOnly value={newToken} onFocus={(e) => e.currentTarget.select()} />
+                <button
+                  type="button"
+                  class="secondary"
+                  onClick={() =>
+                    void navigator.clipboard?.writeText(newToken).then(
+                      () => setCopied(true),
+                      () => setCopied(false),
+                    )
+                  }
+                >
+                  {copied ? 'Copied' : 'Copy'}
+                </button>
+              </div>
+            )}
+          </section>
+        </>
+      )}
+    </>
+  );
+}

@@ -16,11 +16,16 @@ import type { Logger } from '../util/logger.ts';
 import { parseRange } from './range.ts';
 import type { Handler } from './router.ts';
 
-/** What the download endpoint counted: downloads started, refused, and the bytes they were to carry. */
+/** What the download endpoint counted. */
 export interface DownloadStats {
+  /** Downloads started (a 200 or 206 with a body). */
   served: number;
+  /** Downloads refused (403). */
   refused: number;
+  /** Bytes of the downloads that were delivered whole (a 206 counts its range). */
   bytes: number;
+  /** Downloads that ended before their last byte (the device went away; it resumes with Range). */
+  cut: number;
 }
 
 /** Builds the GET /v1/download/:name/:version handler. */
@@ -97,9 +102,15 @@ export function downloadRoute(deps: {
       res.end();
       return;
     }
-    if (deps.stats) {
-      deps.stats.served++;
-      deps.stats.bytes += range ? range.end - range.start + 1 : size;
+    const stats = deps.stats;
+    const length = range ? range.end - range.start + 1 : size;
+    if (stats) {
+      stats.served++;
+      // counted when the response ends: a transfer cut short adds to `cut`, not its bytes
+      res.once('close', () => {
+        if (res.writableFinished) stats.bytes += length;
+        else stats.cut++;
+      });
     }
     deps.logger.debug('download', { device: deviceId, artifact: `${name}@${version}`, range: range ? `${range.start}-${range.end}` : 'all' });
     if (held) {

@@ -212,7 +212,7 @@ export class UpdraftServer {
       const d = await this.store.getDevice(id);
       return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
     };
-    const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0 };
+    const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0 };
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });
     // a leaked operator token is replaced without a restart (docs/security.md)

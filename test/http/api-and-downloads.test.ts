@@ -1,8 +1,10 @@
 /** The operator API and the signed download endpoint over real HTTP. */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { UrlSigner } from '../../src/artifacts/url-signer.ts';
+import { eventually } from '../helpers/cli.ts';
 import { TestClient, connectIdleDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -172,7 +174,7 @@ describe('HTTP API and downloads', () => {
   });
 
   it('counts what it handled (downloads served and refused, shadow requests and rejections), as JSON and for Prometheus', async () => {
-    type Counters = { downloads: { served: number; refused: number; bytes: number }; shadow: { requests: number; rejections: Record<string, number> } };
+    type Counters = { downloads: { served: number; refused: number; bytes: number; cut: number }; shadow: { requests: number; rejections: Record<string, number> } };
     const read = async () => (await (await api('GET', '/api/v1/metrics')).json()) as Counters;
     const c0 = await read();
     // dev-1 still has its job (desired 2.0.0): get brings the command and a fresh URL
@@ -186,8 +188,8 @@ describe('HTTP API and downloads', () => {
     assert.equal(rejected.topic, 'state/dev-1/update/rejected');
     const c1 = await read();
     assert.deepEqual(
-      { served: c1.downloads.served - c0.downloads.served, bytes: c1.downloads.bytes - c0.downloads.bytes, refused: c1.downloads.refused - c0.downloads.refused },
-      { served: 1, bytes: 100, refused: 1 },
+      { served: c1.downloads.served - c0.downloads.served, bytes: c1.downloads.bytes - c0.downloads.bytes, refused: c1.downloads.refused - c0.downloads.refused, cut: c1.downloads.cut - c0.downloads.cut },
+      { served: 1, bytes: 100, refused: 1, cut: 0 },
     );
     assert.equal(c1.shadow.requests - c0.shadow.requests, 2, 'the get and the rejected update');
     assert.equal((c1.shadow.rejections['400'] ?? 0) - (c0.shadow.rejections['400'] ?? 0), 1);
@@ -203,10 +205,40 @@ describe('HTTP API and downloads', () => {
     assert.equal(value('updraft_downloads_total{result="served"}'), c1.downloads.served);
     assert.equal(value('updraft_downloads_total{result="refused"}'), c1.downloads.refused);
     assert.equal(value('updraft_download_bytes_total'), c1.downloads.bytes);
+    assert.equal(value('updraft_downloads_cut_total'), c1.downloads.cut);
     assert.equal(value('updraft_shadow_rejections_total{code="400"}'), c1.shadow.rejections['400']);
     assert.ok(value('updraft_shadow_requests_total') >= c1.shadow.requests);
     assert.ok(value('updraft_mqtt_published_total') > 0);
     assert.match(text, /^# TYPE updraft_event_loop_active_seconds_total counter$/m);
     assert.equal((await fetch(ts.httpUrl + '/api/v1/metrics', { headers: { accept: 'text/plain' } })).status, 401, 'the text format is behind the token too');
+  });
+
+  it('counts a download the device leaves after its first bytes as cut, and none of its bytes', async () => {
+    // large enough that the kernel's socket buffers cannot take it all before the client goes
+    const big = randomBytes(48 * 1024 * 1024);
+    const added = await api('POST', '/api/v1/artifacts?name=big&version=1.0.0', big);
+    assert.equal(added.status, 201, await added.clone().text());
+    const { sha256 } = (await added.json()) as { sha256: string };
+    const keys = (await import('../../src/artifacts/key-ring.ts')).loadOrCreateKeyRing;
+    const signer = new UrlSigner({ keys: await keys(ts.dataDir), baseUrl: ts.httpUrl });
+    const url = signer.sign({ deviceId: 'dev-1', name: 'big', version: '1.0.0', sha256, expiresAt: Math.floor(Date.now() / 1000) + 60 });
+    type Downloads = { downloads: { served: number; bytes: number; cut: number } };
+    const read = async () => ((await (await api('GET', '/api/v1/metrics')).json()) as Downloads).downloads;
+    const before = await read();
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get(url, (res) => {
+        assert.equal(res.statusCode, 200);
+        res.once('data', () => {
+          req.destroy(); // the device goes away mid-transfer
+          resolve();
+        });
+      });
+      req.on('error', (err) => (err.message === 'socket hang up' || (err as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(err)));
+    });
+    const after = await eventually(async () => {
+      const d = await read();
+      return d.cut > before.cut ? d : undefined;
+    }, 15_000, 'the cut download counted');
+    assert.deepEqual({ served: after.served - before.served, cut: after.cut - before.cut, bytes: after.bytes - before.bytes }, { served: 1, cut: 1, bytes: 0 });
   });
 });

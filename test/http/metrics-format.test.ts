@@ -23,7 +23,7 @@ describe('metrics for Prometheus', () => {
     const m: InstanceMetrics = {
       mqtt: { published: 1234, connectedClients: 7, onlineDevices: 5, refusedConnections: 2 },
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
-      downloads: { served: 40, refused: 2, bytes: 4_000_000 },
+      downloads: { served: 40, refused: 2, bytes: 4_000_000, cut: 3 },
       api: { changes: 12, refusedTokens: 3 },
       signing: { certificateExpiresAt: null, certificateSerial: null },
       process: { rssBytes: 52_428_800, uptimeSeconds: 100 },
@@ -48,6 +48,7 @@ describe('metrics for Prometheus', () => {
       'updraft_shadow_rejections_total{code="413"} 1',
       'updraft_downloads_total{result="served"} 40',
       'updraft_downloads_total{result="refused"} 2',
+      'updraft_downloads_cut_total 3',
       'updraft_download_bytes_total 4000000',
       'updraft_api_changes_total 12',
       'updraft_api_refused_tokens_total 3',
@@ -61,7 +62,7 @@ describe('metrics for Prometheus', () => {
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 15);
+    assert.equal(types.length, 16);
     assert.ok(types.includes('# TYPE updraft_shadow_rejections_total counter'));
     assert.ok(types.includes('# TYPE updraft_online_devices gauge'));
     assert.ok(text.indexOf('# TYPE updraft_downloads_total counter') < text.indexOf('updraft_downloads_total{result="served"}'));
@@ -72,7 +73,7 @@ describe('metrics for Prometheus', () => {
     const m: InstanceMetrics = {
       mqtt: { published: 0, connectedClients: 0, onlineDevices: 0, refusedConnections: 0 },
       shadow: { requests: 0, rejections: {} },
-      downloads: { served: 0, refused: 0, bytes: 0 },
+      downloads: { served: 0, refused: 0, bytes: 0, cut: 0 },
       api: { changes: 0, refusedTokens: 0 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
       process: { rssBytes: 1, uptimeSeconds: 1 },

@@ -153,6 +153,16 @@ export function addKeysCommand(program: Command): void {
       print(opts, r, `installed ${certificateLine(r.certificate)}; update commands carry it from now on`);
     });
 
+  withApi(keys.command('show').description('the running server\'s signing key, its certificate from the offline root (and when it expires), and URL signing keys')).action(async (opts: Common) => {
+    const r = await new ApiClient(opts).call<{ signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string } | null; url: KeyInfo[] }>('GET', '/api/v1/keys');
+    const c = r.signing.certificate;
+    const days = c ? Math.floor((c.expiresAt * 1000 - Date.now()) / 86_400_000) : 0;
+    const certLine = !c
+      ? 'certificate: none (devices are provisioned with the signing key itself)'
+      : `${certificateLine(c)}${days < 0 ? ': EXPIRED, devices that trust the root refuse every update' : days < 30 ? `: ${days} day(s) left, renew it (keys certify, keys install-cert)` : ''}`;
+    print(opts, r, `signing key ${r.signing.keyId}\n${certLine}\nURL signing keys:\n${keyLines(r.url)}`);
+  });
+
   withApi(keys.command('list-url').description('the URL signing keys of the running server, active first')).action(async (opts: Common) => {
     const r = await new ApiClient(opts).call<{ url: KeyInfo[]; signing: { keyId: string } }>('GET', '/api/v1/keys');
     print(opts, r.url, keyLines(r.url));

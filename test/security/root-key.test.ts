@@ -102,6 +102,7 @@ describe('the offline root key and signing key certificates', () => {
     assert.equal(again.code, 2);
     assert.match(again.stderr, /^updraft: error: a root key already exists/);
 
+    assert.match(await cli(['keys', 'show', ...api()]), /^certificate: none \(devices are provisioned with the signing key itself\)$/m);
     const cert = await certify(1);
     const firstTime = await runCli(['keys', 'install-cert', cert, ...api()]);
     assert.equal(firstTime.code, 2);
@@ -115,6 +116,8 @@ describe('the offline root key and signing key certificates', () => {
     assert.equal(keys.root.publicKey, await readFile(rootFiles.publicFile, 'utf8'));
     const metrics = (await (await fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}` } })).json()) as { signing: { certificateExpiresAt: number; certificateSerial: number } };
     assert.deepEqual(metrics.signing, { certificateExpiresAt: keys.signing.certificate.expiresAt, certificateSerial: 1 });
+    const shown = await cli(['keys', 'show', ...api()]);
+    assert.match(shown, new RegExp(`^signing key ${keys.signing.keyId}\ncertificate 1 of signing key ${keys.signing.keyId} by root [0-9a-f]{16}, valid until \\S+\nURL signing keys:\n[0-9a-f]+ `));
     oldKey = (await loadSigningKey(ts.dataDir))!;
     oldCertificate = keys.signing.certificate;
   });
@@ -217,6 +220,7 @@ describe('the offline root key and signing key certificates', () => {
 
   it('refuses an expired certificate, one of another root, and a malformed one', async () => {
     const key = (await loadSigningKey(ts.dataDir))!;
+    assert.match(await cli(['keys', 'show', ...api()]), /^certificate 2 of signing key [0-9a-f]{16} by root [0-9a-f]{16}, valid until \S+$/m);
     const inAnHour = Math.floor(Date.now() / 1000) + 3600;
     const expired = certifySigningKey(await readRootPrivateKey(rootFiles.keyFile), parsePublicKey(key.publicKeyPem), 4, Math.floor(Date.now() / 1000) - 60);
     await refused('dev-r', await forged('dev-r', '4.0.0', new ManifestSigner({ key, certificate: expired })), /^refused: key certificate 4 of key [0-9a-f]{16} expired at .*; nothing installed$/);

@@ -1,10 +1,10 @@
 /** `updraft agent`: runs one device's update agent (the daemon of `src/agent/`). */
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { checkAgentOptions, DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
 import { readDeviceSecret, secretFilePath } from '../agent/secret-file.ts';
-import { createLogger, type LogLevel } from '../util/logger.ts';
+import { createLogger, type LogFormat, type LogLevel } from '../util/logger.ts';
 
 interface AgentFlags {
   device: string;
@@ -16,6 +16,7 @@ interface AgentFlags {
   healthCheckTimeout: string;
   initialVersion?: string;
   logLevel: string;
+  logFormat: string;
   signingKey?: string;
   rootKey?: string;
   insecureAllowUnsigned?: boolean;
@@ -38,7 +39,8 @@ export function addAgentCommand(program: Command): void {
     .option('--health-check <cmd>', 'shell command run after switching slots; non-zero exit rolls back')
     .option('--health-check-timeout <s>', 'seconds before a health check counts as failed', '60')
     .option('--initial-version <v>', 'version to report while nothing was installed yet')
-    .option('--log-level <level>', 'debug, info, warn, error', 'info')
+    .addOption(new Option('--log-level <level>', 'how much to log').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .addOption(new Option('--log-format <format>', 'text, or json (one object per line)').choices(['text', 'json']).default('text'))
     .option('--signing-key <file>', "the operator's software signing public key [env UPDRAFT_SIGNING_KEY, default: <install-dir>/.updraft/signing-key.pub]")
     .option('--root-key <file>', "the offline root's public key, instead of --signing-key: signing keys it certifies are trusted, so the server's can be replaced (updraft keys certify) [env UPDRAFT_ROOT_KEY, default: <install-dir>/.updraft/root-key.pub]")
     .option('--insecure-allow-unsigned', 'accept unsigned software when no signing key is given (insecure)')
@@ -78,7 +80,7 @@ export function addAgentCommand(program: Command): void {
         deviceId: o.device,
         installDir: o.installDir,
         brokerUrl,
-        logger: createLogger({ level: o.logLevel as LogLevel, component: 'agent' }),
+        logger: createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat, component: 'agent' }),
         healthCheckTimeoutMs: timeout * 1000,
         username: o.username ?? o.device,
         ...(password !== undefined ? { password } : {}),

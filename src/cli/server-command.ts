@@ -18,7 +18,7 @@ export function addServerCommand(program: Command): void {
       if (opts[key] !== undefined) flags[s.flag] = opts[key];
     }
     const config = loadConfig({ ...(typeof opts.config === 'string' ? { file: opts.config } : {}), env: process.env, flags });
-    const logger = createLogger({ level: config.logLevel });
+    const logger = createLogger({ level: config.logLevel, format: config.logFormat });
     const server = new UpdraftServer(config, { logger });
     await server.start();
     const out = process.stdout;

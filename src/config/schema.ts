@@ -3,7 +3,7 @@
  * environment variable and CLI flag that map onto it, and a line of documentation.
  * `docs/configuration.md` is generated from this table by `updraft config --docs`.
  */
-import type { LogLevel } from '../util/logger.ts';
+import type { LogFormat, LogLevel } from '../util/logger.ts';
 
 /** The validated configuration. */
 export interface UpdraftConfig {
@@ -21,6 +21,7 @@ export interface UpdraftConfig {
   shadow: { maxDocumentBytes: number; maxDepth: number; maxPending: number };
   downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3'; memoryCacheBytes: number };
   logLevel: LogLevel;
+  logFormat: LogFormat;
 }
 
 /** One setting. */
@@ -70,4 +71,5 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'downloads.tokenTtlSeconds', type: 'integer', default: 900, env: 'UPDRAFT_TOKEN_TTL', flag: 'token-ttl', doc: 'Lifetime of a temporary download credential (state/{id}/credentials/request), in seconds.', min: 10, max: 86400 },
   { path: 'downloads.maxArtifactBytes', type: 'integer', default: 2 * 1024 ** 3, env: 'UPDRAFT_MAX_ARTIFACT_BYTES', flag: 'max-artifact-bytes', doc: 'Largest artifact accepted by `artifact add`, in bytes.', min: 1 },
   { path: 'logLevel', type: 'enum', default: 'info', env: 'UPDRAFT_LOG_LEVEL', flag: 'log-level', doc: 'debug, info, warn, error or silent.', values: ['debug', 'info', 'warn', 'error', 'silent'] },
+  { path: 'logFormat', type: 'enum', default: 'text', env: 'UPDRAFT_LOG_FORMAT', flag: 'log-format', doc: 'text (time, level, message, key=value fields; values with spaces quoted) or json (one object per line, for log pipelines).', values: ['text', 'json'] },
 ];

@@ -2,8 +2,24 @@
  * A small structured logger, passed to every part through its deps (no global logger).
  * Lines go to stderr so that CLI output on stdout stays machine-readable. Callers must not
  * pass secrets, tokens or signed URLs: use `redactUrl` for URLs.
+ *
+ * Two formats, one event per line either way:
+ * - `text` (default): time, level, [component], message, then `key=value` fields; a value
+ *   with a space, a quote, an `=` or a control character is written as a JSON string, so
+ *   fields parse unambiguously (logfmt) and no value (an error message from a device, say)
+ *   can start a line of its own;
+ * - `json`: one JSON object per line, `{"time","level","component","msg",...fields}`, for
+ *   log pipelines (Loki, Elasticsearch, CloudWatch) that index fields.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+/** How lines are written. */
+export type LogFormat = 'text' | 'json';
+
+/** Keys of a JSON line the logger sets itself; a field of the same name is written as `_<name>`. */
+const RESERVED = new Set(['time', 'level', 'component', 'msg']);
+/** What makes a text value need quoting: space, quote, equals sign, backslash, control characters, or nothing at all. */
+const NEEDS_QUOTES = /^$|[\s"=\\\x00-\x1f\x7f]/;
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
@@ -17,15 +33,31 @@ export interface Logger {
   child(component: string): Logger;
 }
 
+/** A field's value in the text format: as it is when that is unambiguous, else a JSON string. */
+function textValue(v: unknown): string {
+  const text = typeof v === 'string' ? v : v instanceof Error ? v.message : (JSON.stringify(v) ?? String(v));
+  return NEEDS_QUOTES.test(text) ? JSON.stringify(text) : text;
+}
+
 /** Creates a logger writing one line per event to `write` (stderr by default). */
-export function createLogger(options: { level?: LogLevel; component?: string; write?: (line: string) => void } = {}): Logger {
+export function createLogger(options: { level?: LogLevel; format?: LogFormat; component?: string; write?: (line: string) => void } = {}): Logger {
   const min = RANK[options.level ?? 'info'];
+  const json = options.format === 'json';
   const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
   const make = (component: string | undefined): Logger => {
     const log = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>) => {
       if (RANK[level] < min) return;
-      const extra = fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ') : '';
-      write(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${component ? `[${component}] ` : ''}${msg}${extra}`);
+      const time = new Date().toISOString();
+      if (json) {
+        const line: Record<string, unknown> = { time, level, ...(component ? { component } : {}), msg };
+        if (fields) for (const [k, v] of Object.entries(fields)) line[RESERVED.has(k) ? `_${k}` : k] = v instanceof Error ? v.message : v;
+        write(JSON.stringify(line));
+        return;
+      }
+      const extra = fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${textValue(v)}`).join(' ') : '';
+      // a message carrying text from elsewhere (an error's) stays on its line
+      const oneLine = msg.includes('\n') || msg.includes('\r') ? msg.replace(/\r?\n|\r/g, '\\n') : msg;
+      write(`${time} ${level.toUpperCase().padEnd(5)} ${component ? `[${component}] ` : ''}${oneLine}${extra}`);
     };
     return {
       debug: (m, f) => log('debug', m, f),

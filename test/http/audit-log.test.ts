@@ -36,7 +36,7 @@ describe('audit log of operator requests', () => {
     assert.equal((await call('DELETE', '/api/v1/artifacts/fw/2.0.0')).status, 200);
     const got = audit(from);
     assert.equal(got.length, 3, got.join('\n'));
-    assert.match(got[0]!, /INFO {2}\[http\] operator request method=POST path=\/api\/v1\/artifacts\?name=fw&version=2\.0\.0 status=201 ms=\d+ remote=127\.0\.0\.1$/);
+    assert.match(got[0]!, /INFO {2}\[http\] operator request method=POST path="\/api\/v1\/artifacts\?name=fw&version=2\.0\.0" status=201 ms=\d+ remote=127\.0\.0\.1$/);
     assert.match(got[1]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/9\.9\.9 status=404 /);
     assert.match(got[2]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/2\.0\.0 status=200 /);
     assert.ok(!lines.some((l) => l.includes(server.operatorToken)), 'no token in the log');

@@ -26,6 +26,11 @@ export interface JobForm {
   maxPerMinute: string;
   rampInitial: string;
   rampFactor: string;
+  /** One maintenance window: opens at HH:MM, for minutes, on days (empty: every day), in a time zone (empty: UTC). */
+  windowStart: string;
+  windowMinutes: string;
+  windowDays: string;
+  timeZone: string;
   abortType: string;
   abortPercent: string;
   abortMin: string;
@@ -49,6 +54,10 @@ export function emptyForm(): JobForm {
     maxPerMinute: '',
     rampInitial: '',
     rampFactor: '',
+    windowStart: '',
+    windowMinutes: '',
+    windowDays: '',
+    timeZone: '',
     abortType: 'ANY',
     abortPercent: '',
     abortMin: '',
@@ -82,6 +91,11 @@ export function toRequest(f: JobForm): Record<string, unknown> {
   const plan: Record<string, unknown> = { waves };
   if (f.maxPerMinute.trim()) plan.maxPerMinute = num(f.maxPerMinute);
   if (f.rampInitial.trim() || f.rampFactor.trim()) plan.rampUp = { initialPerMinute: num(f.rampInitial), factor: num(f.rampFactor || '2') };
+  if (f.windowStart.trim() || f.windowMinutes.trim() || f.windowDays.trim()) {
+    const days = list(f.windowDays.toLowerCase());
+    plan.windows = [{ start: f.windowStart.trim(), minutes: num(f.windowMinutes), ...(days.length ? { days } : {}) }];
+  }
+  if (f.timeZone.trim()) plan.timeZone = f.timeZone.trim();
   const body: Record<string, unknown> = { artifact: f.artifact, targets, plan, type: f.continuous ? 'continuous' : 'snapshot' };
   if (f.description.trim()) body.description = f.description.trim();
   if (f.abortPercent.trim() || f.rollback) {
@@ -110,6 +124,8 @@ export function fieldOf(message: string): ErrorKey {
     [/^plan\.waves/, 'waves'],
     [/^plan\.maxPerMinute/, 'maxPerMinute'],
     [/^plan\.rampUp/, 'rampUp'],
+    [/^plan\.windows/, 'windowStart'],
+    [/^plan\.timeZone/, 'timeZone'],
     [/^abort/, 'abort'],
     [/^timeouts\.inProgressSeconds/, 'inProgressSeconds'],
     [/^timeouts\.stepSeconds/, 'stepSeconds'],

@@ -98,7 +98,7 @@ export interface Job {
   createdAt: number;
   description?: string;
   spec?: { plan?: { waves?: { count?: number; percent?: number; successThreshold?: number; requireApproval?: boolean }[] } };
-  progress?: { wave?: number; total?: number; pause?: { reason: string; wave: number; message: string }; abortReason?: string; finishedAt?: number; startedAt?: number };
+  progress?: { wave?: number; total?: number; pause?: { reason: string; wave: number; message: string }; windowClosed?: { since: number; opensAt?: number }; abortReason?: string; finishedAt?: number; startedAt?: number };
 }
 
 export interface JobView {

@@ -9,6 +9,7 @@ import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-
 import { saveDeviceSecret } from '../agent/secret-file.ts';
 import { saveSigningKey } from './keys-command.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
+import { jobNote } from './job-watch.ts';
 
 /** Options of every API command. */
 export interface Common extends ApiOptions {
@@ -165,7 +166,7 @@ export function addApiCommands(program: Command): void {
   const job = program.command('job').description('inspect jobs');
   withApi(job.command('show <jobId>').description('a job and the outcome on each device')).action(async (jobId: string, opts: Common) => {
     const r = await new ApiClient(opts).call<{ job: JobRecord; executions: ExecutionRecord[] }>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}`);
-    const lines = [`job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.job.status}`, ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${(x.details as { error?: string }).error ?? ''}`)];
+    const lines = [`job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.job.status}${jobNote(r.job)}`, ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${(x.details as { error?: string }).error ?? ''}`)];
     print(opts, r, lines.join('\n'));
   });
 }

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
 import { EXECUTION_STATUSES } from '../jobs/execution-state.ts';
 import type { JobView } from '../jobs/job-service.ts';
+import type { JobRecord } from '../store/state-store.ts';
 import type { ApiClient } from './api-client.ts';
 
 
@@ -18,13 +19,21 @@ export function progressBar(percent: number, width = 30): string {
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
 }
 
+/** Why a job is where it is, as `  (…)` to append to a line: paused, aborted, or waiting for a maintenance window; '' otherwise. */
+export function jobNote(job: Pick<JobRecord, 'status' | 'progress'>): string {
+  const p = (job.progress ?? {}) as { pause?: { message?: string }; abortReason?: string; windowClosed?: { opensAt?: number } };
+  if (job.status === 'PAUSED' && p.pause?.message) return `  (${p.pause.message})`;
+  if (job.status === 'ABORTED' && p.abortReason) return `  (${p.abortReason})`;
+  if (job.status === 'IN_PROGRESS' && p.windowClosed) return `  (outside its maintenance windows${p.windowClosed.opensAt !== undefined ? `: the next opens ${new Date(p.windowClosed.opensAt).toISOString()}` : ''})`;
+  return '';
+}
+
 /** One line: bar, percentage, state, wave, non-zero counts. */
 export function describeJob(v: JobView): string {
-  const p = (v.job.progress ?? {}) as { wave?: number; pause?: { message?: string }; abortReason?: string };
+  const p = (v.job.progress ?? {}) as { wave?: number };
   const counts = EXECUTION_STATUSES.filter((s) => (v.counts[s] ?? 0) > 0).map((s) => `${s} ${v.counts[s]}`).join('  ');
   const waves = v.waves.length > 1 ? `  wave ${(p.wave ?? 0) + 1}/${v.waves.length}` : '';
-  const why = v.job.status === 'PAUSED' && p.pause?.message ? `  (${p.pause.message})` : v.job.status === 'ABORTED' && p.abortReason ? `  (${p.abortReason})` : '';
-  return `${progressBar(v.percentDone)} ${v.percentDone.toFixed(1).padStart(5)}%  ${v.job.status}${waves}  ${counts || 'no devices'}${why}`;
+  return `${progressBar(v.percentDone)} ${v.percentDone.toFixed(1).padStart(5)}%  ${v.job.status}${waves}  ${counts || 'no devices'}${jobNote(v.job)}`;
 }
 
 /** Watches until the job ends; throws (exit 1) if it did not complete. */

@@ -30,6 +30,14 @@ export function parseWave(text: string): Record<string, unknown> {
   return wave;
 }
 
+/** `--window 02:00+120` or `22:00+240@sat,sun`: opens at HH:MM for N minutes, on those days (every day without). */
+export function parseWindow(text: string): Record<string, unknown> {
+  const m = /^(\d{1,2}:\d{2})\+(\d+)(?:@([a-z,]+))?$/i.exec(text.trim());
+  if (!m) throw new UpdraftError('BAD_REQUEST', `--window ${text} must look like 02:00+120 or 22:00+240@sat,sun (opens at HH:MM for N minutes, on those days)`);
+  const start = m[1]!.padStart(5, '0');
+  return { start, minutes: Number(m[2]), ...(m[3] ? { days: m[3].toLowerCase().split(',').filter(Boolean) } : {}) };
+}
+
 function number(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -48,6 +56,8 @@ interface CreateOptions extends Common {
   maxInFlight?: string;
   rampUp?: string;
   startAt?: string;
+  window: string[];
+  timeZone?: string;
   abort: string[];
   rollback?: boolean;
   timeout?: string;
@@ -78,6 +88,8 @@ async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
     plan.rampUp = { initialPerMinute: number('--ramp-up', initial), factor: number('--ramp-up', factor ?? '2') };
   }
   if (o.startAt) plan.startAt = o.startAt;
+  if (o.window.length) plan.windows = o.window.map(parseWindow);
+  if (o.timeZone) plan.timeZone = o.timeZone;
   if (Object.keys(plan).length) body.plan = plan;
   if (o.abort.length || o.rollback) {
     const rules = o.abort.map((a) => {
@@ -148,6 +160,8 @@ export function addRolloutCommands(program: Command): void {
     .option('--max-in-flight <n>', 'most devices with a command and no outcome yet')
     .option('--ramp-up <initial:factor>', 'exponential ramp-up per minute, e.g. 10:2')
     .option('--start-at <time>', 'scheduled start (ISO 8601)')
+    .option('--window <HH:MM+minutes[@days]>', 'maintenance window (repeatable): commands are sent only then, e.g. 02:00+120 or 22:00+240@sat,sun', collect, [])
+    .option('--time-zone <zone>', 'IANA time zone of --window, e.g. Europe/Madrid (default UTC)')
     .option('--abort <type:percent[:min]>', 'abort rule (repeatable), e.g. FAILED:10:20 or ANY:5', collect, [])
     .option('--rollback', 'on abort, set failed devices back to what they ran before')
     .option('--timeout <s>', 'in-progress timeout in seconds')

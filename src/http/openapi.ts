@@ -71,6 +71,14 @@ const schemas: Obj = {
           maxInFlight: { type: 'integer', minimum: 1, description: 'most devices with a command and no outcome yet' },
           rampUp: { type: 'object', properties: { initialPerMinute: { type: 'integer', minimum: 1 }, factor: { type: 'number', minimum: 1, maximum: 100 } } },
           startAt: { type: 'string', format: 'date-time' },
+          windows: {
+            type: 'array',
+            minItems: 1,
+            maxItems: 20,
+            description: 'maintenance windows: commands are sent only inside them',
+            items: { type: 'object', required: ['start', 'minutes'], properties: { start: { type: 'string', pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }, minutes: { type: 'integer', minimum: 1, maximum: 1440 }, days: { type: 'array', items: { enum: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] } } } },
+          },
+          timeZone: { type: 'string', description: 'IANA time zone of windows (default UTC)' },
         },
       },
       abort: {

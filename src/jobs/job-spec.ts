@@ -1,6 +1,6 @@
 /**
  * A rollout job's specification (DESIGN.md §4): targets, snapshot or continuous, the
- * rollout plan (waves, thresholds, rate, ramp-up, scheduled start), abort rules, timeouts,
+ * rollout plan (waves, thresholds, rate, ramp-up, scheduled start, maintenance windows), abort rules, timeouts,
  * retries and downgrade protection. `parseJobRequest` validates an operator's request and
  * reports every problem it finds at once, as one BAD_REQUEST line.
  */
@@ -8,6 +8,7 @@ import { UpdraftError } from '../errors.ts';
 import { parseQuery } from '../fleet/query.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { isValidId } from '../protocol/topics.ts';
+import { isTimeZone, windowProblems, type MaintenanceWindow } from './maintenance-window.ts';
 
 /** Which devices a job is for: the union of the listed devices, the groups' members and the query's matches. */
 export interface JobTargets {
@@ -57,6 +58,10 @@ export interface JobSpec {
     rampUp?: { initialPerMinute: number; factor: number };
     /** Milliseconds since the epoch before which nothing is sent. */
     startAt?: number;
+    /** Daily times when commands may be sent (absent: any time); see `maintenance-window.ts`. */
+    windows?: MaintenanceWindow[];
+    /** IANA time zone of `windows` (absent: UTC). */
+    timeZone?: string;
   };
   abort: { rules: AbortRule[]; rollback: boolean };
   /** Seconds; absent means no timeout. inProgress counts from the command being sent; step from the device's last report. */
@@ -150,7 +155,8 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
     bad('plan must be an object');
     return plan;
   }
-  for (const k of Object.keys(value)) if (!['waves', 'maxPerMinute', 'maxInFlight', 'rampUp', 'startAt'].includes(k)) bad(`unknown field "plan.${k}" (waves, maxPerMinute, maxInFlight, rampUp, startAt)`);
+  const fields = ['waves', 'maxPerMinute', 'maxInFlight', 'rampUp', 'startAt', 'windows', 'timeZone'];
+  for (const k of Object.keys(value)) if (!fields.includes(k)) bad(`unknown field "plan.${k}" (${fields.join(', ')})`);
   if (value.waves !== undefined) {
     const waves = value.waves;
     if (!Array.isArray(waves) || waves.length === 0 || waves.length > MAX_WAVES) {
@@ -212,6 +218,16 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
     const t = typeof value.startAt === 'number' ? value.startAt : typeof value.startAt === 'string' ? Date.parse(value.startAt) : NaN;
     if (!Number.isFinite(t)) bad('plan.startAt must be an ISO 8601 time or milliseconds since the epoch');
     else if (t > now) plan.startAt = t;
+  }
+  if (value.windows !== undefined) {
+    const problems = windowProblems(value.windows);
+    for (const problem of problems) bad(problem);
+    if (problems.length === 0) plan.windows = (value.windows as unknown as MaintenanceWindow[]).map((w) => ({ start: w.start, minutes: w.minutes, ...(w.days ? { days: [...new Set(w.days)] } : {}) }));
+  }
+  if (value.timeZone !== undefined) {
+    if (typeof value.timeZone !== 'string' || !isTimeZone(value.timeZone)) bad('plan.timeZone must be an IANA time zone such as Europe/Madrid or UTC');
+    else if (value.windows === undefined) bad('plan.timeZone is the time zone of plan.windows: give the windows too');
+    else plan.timeZone = value.timeZone;
   }
   return plan;
 }

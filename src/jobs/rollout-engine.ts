@@ -39,6 +39,7 @@ import type { ExecutionTracker } from './execution-tracker.ts';
 import { mutateExecution } from './execution-writer.ts';
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
+import { inWindow, nextOpening } from './maintenance-window.ts';
 import { retryIfAllowed } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
@@ -106,6 +107,8 @@ export interface RolloutProgress {
   /** ...and the commands sent since. */
   sentSinceEpoch: number;
   pause?: { reason: PauseReason; wave: number; message: string; at: number };
+  /** Set while the job's maintenance windows are closed: since when, and when the next one opens (absent: none within 8 days). */
+  windowClosed?: { since: number; opensAt?: number };
   /** Why the job was aborted. */
   abortReason?: string;
   finishedAt?: number;
@@ -477,12 +480,27 @@ export class RolloutEngine {
     }
     if (spec.type === 'continuous') await this.scanContinuous(job, spec, now);
 
+    // maintenance windows: outside them nothing new is sent (what was sent goes on); the
+    // rate starts over when one opens, so a night's allowance is not spent in one burst
+    const windows = spec.plan.windows;
+    const closed = windows !== undefined && !inWindow(windows, now, spec.plan.timeZone);
+    let mustSave = false;
+    if (closed && !p.windowClosed) {
+      const opensAt = nextOpening(windows, now, spec.plan.timeZone);
+      p = { ...p, windowClosed: { since: now, ...(opensAt !== undefined ? { opensAt } : {}) } };
+      mustSave = true;
+    } else if (!closed && p.windowClosed) {
+      const { windowClosed: _, ...rest } = p;
+      p = { ...rest, rateEpoch: now, sentSinceEpoch: 0 };
+      mustSave = true;
+    }
+
     // send within the rate allowance and the in-flight window
     const w = p.wave;
     const allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
     const window = spec.plan.maxInFlight === undefined ? Infinity : spec.plan.maxInFlight - inFlight(counts);
     if (spec.plan.maxInFlight !== undefined) this.windowed.add(job.jobId);
-    const budget = Math.min(allowance, window, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
+    const budget = closed ? 0 : Math.min(allowance, window, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
     let sent = 0;
     // nothing to send until an execution changes: the window is full, or the wave all sent
     let quiet = window <= 0 && allowance > 0;
@@ -529,8 +547,11 @@ export class RolloutEngine {
     if (next) {
       const saved = await this.saveJob(job, next.status, next.progress, now);
       if (saved && next.progress.wave !== w) this.wake(); // start the next wave at once
-    } else if (sent > 0) {
+    } else if (sent > 0 || mustSave) {
       await this.saveJob(job, job.status, { ...p, sentSinceEpoch: p.sentSinceEpoch + sent }, now);
+    } else if (closed && job.status === 'IN_PROGRESS' && !this.changed.has(job.jobId)) {
+      // looked at again when an execution changes, or every few seconds: soon enough for a window to open
+      this.quiet.set(job.jobId, now);
     } else if (quiet && job.status === 'IN_PROGRESS' && spec.type === 'snapshot' && !this.changed.has(job.jobId)) {
       // continuous jobs are not quiet: they look for new devices on a timer
       this.quiet.set(job.jobId, now);

@@ -74,4 +74,22 @@ describe('updraft group / job / status', () => {
     assert.match(found.stdout, /^new-1 +online +3\.0\.0/);
     assert.equal((await cli('job', 'watch', 'nope')).code, 2);
   });
+
+  it('creates a job with maintenance windows in a time zone; outside them it waits, and says until when', async () => {
+    // a one-minute window twelve hours from now: closed at creation, whatever the time of day
+    const at = new Date(Date.now() + 12 * 3_600_000);
+    const start = `${String(at.getUTCHours()).padStart(2, '0')}:${String(at.getUTCMinutes()).padStart(2, '0')}`;
+    const created = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--window', `${start}+1`, '--time-zone', 'UTC', '--json');
+    assert.equal(created.code, 0, created.stderr);
+    const view = JSON.parse(created.stdout);
+    assert.deepEqual(view.job.spec.plan.windows, [{ start, minutes: 1 }]);
+    assert.equal(view.job.spec.plan.timeZone, 'UTC');
+    const shown = await cli('job', 'show', view.job.jobId);
+    const opens = new Date(Math.floor(at.getTime() / 60_000) * 60_000).toISOString();
+    assert.match(shown.stdout, new RegExp(`IN_PROGRESS  \\(outside its maintenance windows: the next opens ${opens.replace(/[.]/g, '\\.')}\\)`));
+    assert.equal((await cli('job', 'cancel', view.job.jobId)).code, 0);
+    const bad = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--window', '25:00+60@someday');
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, 'updraft: error: plan.windows[0].start must be a time of day "HH:MM" (00:00 to 23:59); plan.windows[0].days must be a non-empty list of sun, mon, tue, wed, thu, fri, sat\n');
+  });
 });

@@ -53,6 +53,11 @@ describe('dashboard client logic', () => {
     assert.equal(parsed.spec.plan.maxPerMinute, 60);
     assert.deepEqual(parsed.spec.abort, { rules: [{ type: 'ANY', thresholdPercent: 20, minFinished: 5 }], rollback: true });
     assert.equal(parsed.spec.retries.limit, 2);
+    // a maintenance window in a time zone
+    const windowed = parseJobRequest(toRequest({ ...f, windowStart: '02:00', windowMinutes: '120', windowDays: 'Sat, sun', timeZone: 'Europe/Madrid' }), Date.now());
+    assert.deepEqual(windowed.spec.plan.windows, [{ start: '02:00', minutes: 120, days: ['sat', 'sun'] }]);
+    assert.equal(windowed.spec.plan.timeZone, 'Europe/Madrid');
+    assert.equal(parsed.spec.plan.windows, undefined, 'no window: any time');
   });
 
   it('puts each of the server\'s validation messages on its field', () => {
@@ -74,6 +79,13 @@ describe('dashboard client logic', () => {
     assert.equal(fieldOf('group g does not exist; list groups with: updraft group list'), 'groups');
     assert.equal(fieldOf('targets.query: invalid query at position 3: expected a value'), 'query');
     assert.equal(fieldOf('something else entirely'), 'form');
+    let windowMessage = '';
+    try {
+      parseJobRequest(toRequest({ ...f, waves: [{ size: '100', unit: 'percent', threshold: '', approval: false }], maxPerMinute: '', stepSeconds: '', retries: '', devices: 'd1', windowStart: '2am', windowMinutes: '60', timeZone: 'Nowhere/Land' }), Date.now());
+    } catch (err) {
+      windowMessage = (err as Error).message;
+    }
+    assert.deepEqual(Object.keys(fieldErrors(windowMessage)).sort(), ['timeZone', 'windowStart'], windowMessage);
     assert.deepEqual(fieldErrors('device dev-9 is not registered; register it with: updraft device register dev-9', 'NOT_FOUND'), { devices: 'device dev-9 is not registered; register it with: updraft device register dev-9' });
   });
 });

@@ -242,6 +242,48 @@ describe('rollout engine', () => {
     assert.equal((await sentTo(ids, jobId)).length, 2);
   });
 
+  it('sends only inside its maintenance windows, at its rate from each opening; what was sent goes on outside them', async () => {
+    // the fixture's clock starts on Thursday 2026-01-01 at 00:00 UTC
+    const ids = await f.fleet('d', 5);
+    const jobId = await create({ targets: { devices: ids }, plan: { maxPerMinute: 2, windows: [{ start: '02:00', minutes: 2 }] } });
+    const atTwo = Date.UTC(2026, 0, 1, 2, 0);
+    assert.deepEqual(await sentTo(ids, jobId), [], 'created outside its window: nothing sent');
+    let job = await f.job(jobId);
+    assert.equal(job.status, 'IN_PROGRESS');
+    assert.deepEqual((job.progress as { windowClosed?: unknown }).windowClosed, { since: f.clock.now, opensAt: atTwo });
+    f.advance(atTwo - 60_000 - f.clock.now); // 01:59
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), []);
+
+    // 02:00: open, and the rate (one at once, then two a minute) starts here, not at the
+    // job's creation two hours ago, which would allow a burst of all five
+    f.advance(60_000);
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001']);
+    job = await f.job(jobId);
+    assert.equal((job.progress as { windowClosed?: unknown }).windowClosed, undefined);
+    f.advance(60_000); // 02:01
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003']);
+
+    f.advance(60_000); // 02:02: closed again
+    await f.tick();
+    await f.complete('d001'); // a device that had its command goes on
+    f.advance(6 * 3_600_000);
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003'], 'the rest wait for the next window');
+    assert.equal((await f.execution(jobId, 'd001')).status, 'SUCCEEDED');
+    job = await f.job(jobId);
+    assert.deepEqual((job.progress as { windowClosed?: { opensAt?: number } }).windowClosed?.opensAt, atTwo + 86_400_000);
+
+    f.advance(atTwo + 86_400_000 - f.clock.now); // Friday 02:00: the rate starts over
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002', 'd003', 'd004']);
+    f.advance(60_000);
+    await f.tick();
+    assert.deepEqual(await sentTo(ids, jobId), ids);
+  });
+
   it('times a silent device out (in-progress timeout) and takes the command back', async () => {
     const [d] = await f.fleet('d', 1);
     const jobId = await create({ targets: { devices: [d!] }, timeouts: { inProgressSeconds: 600 } });

@@ -61,6 +61,10 @@ describe('rollout arithmetic', () => {
     bad({ retries: { limit: 11 } }, /retries\.limit must be an integer from 0 to 10/);
     bad({ timeouts: { stepSeconds: -1 } }, /timeouts\.stepSeconds must be/);
     bad({ plan: { startAt: 'tomorrow' } }, /startAt must be an ISO 8601 time/);
+    bad({ plan: { windows: [] } }, /plan\.windows must be an array of 1 to 20 windows/);
+    bad({ plan: { windows: [{ start: '24:00', minutes: 0, days: ['monday'], colour: 1 }] } }, /unknown field "plan\.windows\[0\]\.colour".*plan\.windows\[0\]\.start must be a time of day "HH:MM".*plan\.windows\[0\]\.minutes must be a whole number from 1 to 1440.*plan\.windows\[0\]\.days must be a non-empty list of sun, mon/);
+    bad({ plan: { windows: [{ start: '02:00', minutes: 60 }], timeZone: 'Mars/Olympus' } }, /plan\.timeZone must be an IANA time zone/);
+    bad({ plan: { timeZone: 'Europe/Madrid' } }, /plan\.timeZone is the time zone of plan\.windows: give the windows too/);
     bad({ colour: 'red' }, /unknown field "colour"/);
     assert.throws(
       () => parseJobRequest({ artifact: 7, targets: {}, retries: { limit: -1 } }, now),

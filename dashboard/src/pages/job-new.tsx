@@ -145,6 +145,22 @@ export function JobNewPage() {
             </div>
           </div>
           <div class="row">
+            <Field id="j-window" label="Maintenance window opens (HH:MM)" error={errors.windowStart}>
+              <input {...aria('windowStart', 'j-window')} value={f.windowStart} placeholder="any time" onInput={(e) => set('windowStart', e.currentTarget.value)} />
+            </Field>
+            <div class="field">
+              <label for="j-window-minutes">Window open for (minutes)</label>
+              <input id="j-window-minutes" inputMode="numeric" value={f.windowMinutes} placeholder="120" onInput={(e) => set('windowMinutes', e.currentTarget.value)} />
+            </div>
+            <div class="field">
+              <label for="j-window-days">Window days</label>
+              <input id="j-window-days" value={f.windowDays} placeholder="every day (or: sat, sun)" onInput={(e) => set('windowDays', e.currentTarget.value)} />
+            </div>
+            <Field id="j-tz" label="Time zone of the window" error={errors.timeZone}>
+              <input {...aria('timeZone', 'j-tz')} value={f.timeZone} placeholder="UTC" onInput={(e) => set('timeZone', e.currentTarget.value)} />
+            </Field>
+          </div>
+          <div class="row">
             <div class="field">
               <label for="j-abort-type">Abort on</label>
               <select id="j-abort-type" value={f.abortType} onChange={(e) => set('abortType', e.currentTarget.value)}>

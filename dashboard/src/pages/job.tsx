@@ -48,6 +48,12 @@ export function JobPage({ id }: { id: string }) {
               Paused: {v.job.progress.pause.message}
             </p>
           )}
+          {v.job.progress?.windowClosed && v.job.status === 'IN_PROGRESS' && (
+            <p class="notice" role="status" data-testid="window-closed">
+              Outside its maintenance windows: nothing new is sent
+              {v.job.progress.windowClosed.opensAt !== undefined ? ` until ${dateTime(v.job.progress.windowClosed.opensAt)}` : ''} (devices already updating go on).
+            </p>
+          )}
           {v.job.progress?.abortReason && (
             <p class="error" role="status">
               Aborted: {v.job.progress.abortReason}

@@ -137,7 +137,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     });
     const requester = this.requester;
     // progress and phase reports share the progress pace; outcomes go at once
-    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(software)), { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
+    // a device trusting the root reports the newest key certificate it accepted, so the fleet
+    // can be asked which devices still accept a replaced signing key (reported.software.keySerial < N)
+    const withKeySerial = (software: JsonObject) => (this.state.keySerial === undefined ? software : { ...software, keySerial: this.state.keySerial });
+    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(withKeySerial(software))), { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
     // Reconnecting backs off: the pause before the next attempt grows after each failed one
     // (doubling up to maxRetryDelayMs), with jitter, and starts again from reconnectPeriod
     // once connected. A fleet that lost its server together, or that the server turned away

@@ -69,6 +69,8 @@ export interface ReportedSoftware {
   progress?: number;
   /** Why the job failed, when status is FAILURE. */
   error?: string;
+  /** On a device that trusts the offline root key: the newest key certificate serial it has accepted (older ones it refuses). */
+  keySerial?: number;
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -120,6 +122,10 @@ export function checkReportedSoftware(value: unknown, where = 'state.reported.so
   }
   if (progress !== undefined && progress !== null && !(typeof progress === 'number' && progress >= 0 && progress <= 1)) {
     throw new UpdraftError('BAD_REQUEST', `${where}.progress must be a number from 0 to 1`);
+  }
+  const keySerial = value.keySerial;
+  if (keySerial !== undefined && keySerial !== null && !(typeof keySerial === 'number' && Number.isSafeInteger(keySerial) && keySerial >= 0)) {
+    throw new UpdraftError('BAD_REQUEST', `${where}.keySerial must be a non-negative integer`);
   }
 }
 

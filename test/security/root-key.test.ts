@@ -174,6 +174,10 @@ describe('the offline root key and signing key certificates', () => {
     await daemon.waitFor(new RegExp(`dev-d: job ${job} acknowledged: SUCCESS, running 2.0.0`));
     const state = JSON.parse(await readFile(path.join(installDir, '.updraft', 'agent-state.json'), 'utf8')) as { keySerial?: number };
     assert.equal(state.keySerial, 1);
+    // and each says so in its reports: the fleet can be asked which devices still accept an older key
+    const reported = async (id: string) => (await ts.server.store.getShadow(id, ''))?.state.reported?.software as { keySerial?: number } | undefined;
+    assert.equal((await reported('dev-r'))?.keySerial, 1);
+    assert.equal((await reported('dev-d'))?.keySerial, 1);
   });
 
   it('the signing key is replaced on the server only; devices take the new one, then refuse the old one for good', async () => {
@@ -197,9 +201,15 @@ describe('the offline root key and signing key certificates', () => {
     const list = (await (await fetch(`${ts.httpUrl}/api/v1/artifacts`, { headers: { authorization: `Bearer ${ts.token}` } })).json()) as { items: { version: string; signatureStatus: string }[] };
     assert.deepEqual(Object.fromEntries(list.items.map((a) => [a.version, a.signatureStatus])), { '2.0.0': 'previous_key', '3.0.0': 'previous_key', '4.0.0': 'previous_key', '5.0.0': 'previous_key', '6.0.0': 'valid' });
 
+    const exposed = async () => {
+      const out = await cli(['device', 'list', '--query', 'reported.software.keySerial < 2', ...api()]);
+      return out === 'no devices\n' ? [] : out.split('\n').filter(Boolean).map((l) => l.split(' ')[0]);
+    };
+    assert.deepEqual(await exposed(), ['dev-d', 'dev-r'], 'both still accept the replaced key');
     const job = await deploy(ts, ['dev-r', 'dev-d'], 'fw@3.0.0');
     assert.equal((await outcome(finished, job)).status, 'SUCCESS');
     await daemon!.waitFor(new RegExp(`dev-d: job ${job} acknowledged: SUCCESS, running 3.0.0`));
+    assert.deepEqual(await exposed(), [], 'none does any more');
 
     // the holder of the old key, with its genuine certificate: older than what the device has seen
     const withOld = new ManifestSigner({ key: oldKey, certificate: oldCertificate });

@@ -64,6 +64,7 @@ describe('replica over MQTT', () => {
       [{ state: { reported: { software: { status: 'DOWNLOADING', progress: 50 } } }, clientToken: 'bad-13' }, 400, /progress must be a number from 0 to 1$/],
       [{ state: { reported: { software: { size: -1 } } }, clientToken: 'bad-14' }, 400, /size must be a non-negative integer$/],
       [{ state: { reported: { software: { jobId: 7 } } }, clientToken: 'bad-15' }, 400, /jobId must be a string$/],
+      [{ state: { reported: { software: { keySerial: '2' } } }, clientToken: 'bad-16' }, 400, /^state\.reported\.software\.keySerial must be a non-negative integer$/],
     ];
     for (const [body, code, message] of cases) {
       const token = typeof body === 'object' ? (body as { clientToken: string }).clientToken : undefined;

@@ -133,3 +133,13 @@ export interface KeysView {
   root: { keyId: string; publicKey: string } | null;
   url: { kid: string; createdAt: string; active: boolean }[];
 }
+
+/** `POST /api/v1/jobs/preview`: what a job would do, nothing created. */
+export interface JobPreview {
+  artifact: string;
+  type: 'snapshot' | 'continuous';
+  total: number;
+  waves: { wave: number; devices: number; first: string[] }[];
+  startsAt: number;
+  minSendMinutes?: number;
+}

@@ -10,7 +10,7 @@ import type { ExecutionRecord, JobRecord } from '../store/state-store.ts';
 import type { GroupView } from '../fleet/group-service.ts';
 import { ApiClient } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
-import type { JobView } from '../jobs/job-service.ts';
+import type { JobPreview, JobView } from '../jobs/job-service.ts';
 import { describeJob, watchJob } from './job-watch.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -67,6 +67,16 @@ interface CreateOptions extends Common {
   allowDowngrade?: boolean;
   description?: string;
   file?: string;
+  dryRun?: boolean;
+}
+
+/** A preview in a few lines: the targets per wave, when sending starts, and its least duration at the rate. */
+export function describePreview(p: JobPreview, now = Date.now()): string {
+  const lines = [`dry run: ${p.artifact} to ${p.total} device(s)${p.type === 'continuous' ? ' now (and devices that match later)' : ''}; nothing created`];
+  for (const w of p.waves) lines.push(`  wave ${w.wave + 1}: ${w.devices} device(s)${w.first.length ? `: ${w.first.join(', ')}${w.devices > w.first.length ? ', ...' : ''}` : ''}`);
+  lines.push(p.startsAt > now + 60_000 ? `  starts sending ${new Date(p.startsAt).toISOString()}` : '  starts sending at once');
+  if (p.minSendMinutes !== undefined) lines.push(`  sending every command takes at least ${p.minSendMinutes} minute(s) at its rate`);
+  return lines.join('\n');
 }
 
 /** The create-job body from flags (or from --file, which the flags then extend). */
@@ -171,7 +181,13 @@ export function addRolloutCommands(program: Command): void {
     .option('--allow-downgrade', 'install even where a higher version runs')
     .option('--description <text>', 'what the job is for')
     .option('--file <spec.json>', 'the job body as JSON (flags extend it)')
+    .option('--dry-run', 'show what the job would target, wave by wave, and when it would start; create nothing')
     .action(async (o: CreateOptions) => {
+      if (o.dryRun) {
+        const preview = await new ApiClient(o).call<JobPreview>('POST', '/api/v1/jobs/preview', await jobBody(o));
+        print(o, preview, describePreview(preview));
+        return;
+      }
       const view = await new ApiClient(o).call<JobView>('POST', '/api/v1/jobs', await jobBody(o));
       print(o, view, `job ${view.job.jobId}: ${view.job.artifactName}@${view.job.artifactVersion} to ${view.total} device(s), ${view.job.status}`);
     });

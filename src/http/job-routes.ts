@@ -43,6 +43,8 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
 
   // ---- jobs
   router.add('POST', '/api/v1/jobs', async ({ req, res }) => sendJson(res, 201, await jobs.create(await readJson(req))));
+  // the same body as a creation: what the job would target, wave by wave, and when it would start; nothing is written
+  router.add('POST', '/api/v1/jobs/preview', async ({ req, res }) => sendJson(res, 200, await jobs.preview(await readJson(req))));
 
   router.add('GET', '/api/v1/jobs', async ({ res, url }) => {
     const status = listParam(url, 'status', JOB_STATES);

@@ -205,6 +205,25 @@ export function openApiDocument(): Obj {
         get: op('List jobs, newest first, without their specs (GET /api/v1/jobs/{id} has the spec)', { '200': json(page(ref('Job'))) }, { parameters: [...pageParams, { name: 'status', in: 'query', schema: { type: 'string' }, description: `comma-separated: ${jobStates.join(', ')}` }] }),
         post: op('Create a rollout job', { '201': json(ref('JobView')) }, body(ref('JobRequest'))),
       },
+      '/api/v1/jobs/preview': {
+        post: op(
+          'What a job would do, nothing created: its targets per wave (with the first devices), when sending starts (scheduled start, then maintenance windows), and the least time its rate needs; refused as a creation would be',
+          {
+            '200': json({
+              type: 'object',
+              properties: {
+                artifact: { type: 'string' },
+                type: { enum: ['snapshot', 'continuous'] },
+                total: { type: 'integer' },
+                waves: { type: 'array', items: { type: 'object', properties: { wave: { type: 'integer' }, devices: { type: 'integer' }, first: { type: 'array', items: { type: 'string' } } } } },
+                startsAt: { type: 'integer', description: 'milliseconds since the epoch' },
+                minSendMinutes: { type: 'integer' },
+              },
+            }),
+          },
+          body(ref('JobRequest')),
+        ),
+      },
       '/api/v1/jobs/{id}': { get: op('A job: counts per state and wave, progress, the first page of executions', { '200': json(ref('JobView')) }, { parameters: [idParam('id'), ...pageParams] }) },
       '/api/v1/jobs/{id}/executions': {
         get: op('A job\'s executions by device id', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id'), ...pageParams, { name: 'status', in: 'query', schema: { type: 'string' } }] }),

@@ -14,7 +14,8 @@ import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '..
 import { parseJobRequest, specOf, specToJson, type JobSpec } from './job-spec.ts';
 import { assertJobMove } from './job-state.ts';
 import { progressOf, type RolloutEngine, type RolloutProgress } from './rollout-engine.ts';
-import { FINISHED, tally, waveEnds, waveOf } from './rollout-math.ts';
+import { inWindow, nextOpening } from './maintenance-window.ts';
+import { FINISHED, rateAllowance, tally, waveEnds, waveOf } from './rollout-math.ts';
 import { resolveTargets } from './targets.ts';
 
 /** What the service needs. */
@@ -38,6 +39,23 @@ export interface JobView {
   total: number;
 }
 
+/** What a job would do, without creating it (`POST /api/v1/jobs/preview`, `job create --dry-run`). */
+export interface JobPreview {
+  artifact: string;
+  type: JobSpec['type'];
+  /** Devices targeted now (a continuous job adds those that match later). */
+  total: number;
+  /** Each wave's size and its first devices (by id, as they are sent). */
+  waves: { wave: number; devices: number; first: string[] }[];
+  /** When sending starts: the scheduled start, else now; then the first maintenance window open from it. */
+  startsAt: number;
+  /** The least time sending every command takes at the job's rate (absent without a rate): no approval, threshold or window counted. */
+  minSendMinutes?: number;
+}
+
+/** Devices of each wave shown by a preview. */
+const PREVIEW_FIRST = 5;
+
 /** Operator operations on rollout jobs. */
 export class JobService {
   private readonly deps: JobServiceDeps;
@@ -57,15 +75,42 @@ export class JobService {
     return this.createFromSpec(req.artifact, req.spec, req.description, now);
   }
 
+  /**
+   * What `create` would make of `body`, refused as `create` would refuse it (every problem of
+   * the spec, an unknown artifact, an empty snapshot), but nothing is written or sent.
+   */
+  async preview(body: Record<string, unknown>): Promise<JobPreview> {
+    const now = this.now();
+    const { artifact, spec } = parseJobRequest(body, now);
+    const ids = await this.targetsOf(artifact, spec);
+    const ends = waveEnds(spec.plan.waves, ids.length);
+    const waves = ends.map((end, w) => {
+      const start = w === 0 ? 0 : ends[w - 1]!;
+      return { wave: w, devices: end - start, first: ids.slice(start, Math.min(end, start + PREVIEW_FIRST)) };
+    });
+    const begin = spec.plan.startAt !== undefined && spec.plan.startAt > now ? spec.plan.startAt : now;
+    const windows = spec.plan.windows;
+    const startsAt = windows && !inWindow(windows, begin, spec.plan.timeZone) ? (nextOpening(windows, begin, spec.plan.timeZone) ?? begin) : begin;
+    const limited = spec.plan.maxPerMinute !== undefined || spec.plan.rampUp !== undefined;
+    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}) };
+  }
+
+  /** The artifact checked, and the devices a spec targets now; BAD_REQUEST for an empty snapshot. */
+  private async targetsOf(artifactRef: string, spec: JobSpec): Promise<string[]> {
+    const { name, version } = parseArtifactRef(artifactRef);
+    await this.deps.artifacts.current(name, version); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
+    const ids = await resolveTargets(this.deps.store, spec.targets, true);
+    if (ids.length === 0 && spec.type === 'snapshot') {
+      throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');
+    }
+    return ids;
+  }
+
   /** Creates a job from a validated spec (the deploy command's single-wave jobs come here too). */
   async createFromSpec(artifactRef: string, spec: JobSpec, description: string | undefined, now = this.now()): Promise<JobView> {
     const { store } = this.deps;
     const { name, version } = parseArtifactRef(artifactRef);
-    await this.deps.artifacts.current(name, version); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
-    const ids = await resolveTargets(store, spec.targets, true);
-    if (ids.length === 0 && spec.type === 'snapshot') {
-      throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');
-    }
+    const ids = await this.targetsOf(artifactRef, spec);
     const ends = waveEnds(spec.plan.waves, ids.length);
     const jobId = randomUUID();
     const scheduled = spec.plan.startAt !== undefined && spec.plan.startAt > now;
@@ -160,4 +205,18 @@ export class JobService {
     this.deps.engine.wake();
     return this.view(jobId);
   }
+}
+
+/** The least whole minutes in which the rate (and ramp-up) of `plan` allows `count` commands. */
+function sendMinutes(plan: JobSpec['plan'], count: number): number {
+  // rateAllowance is monotonic: search the smallest minute count whose allowance covers them
+  let lo = 0;
+  let hi = 1;
+  while (rateAllowance(plan, hi * 60_000) < count) hi *= 2;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (rateAllowance(plan, mid * 60_000) >= count) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }

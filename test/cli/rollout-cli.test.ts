@@ -92,4 +92,27 @@ describe('updraft group / job / status', () => {
     assert.equal(bad.code, 2);
     assert.equal(bad.stderr, 'updraft: error: plan.windows[0].start must be a time of day "HH:MM" (00:00 to 23:59); plan.windows[0].days must be a non-empty list of sun, mon, tue, wed, thu, fri, sat\n');
   });
+
+  it('previews a job with --dry-run: waves and their first devices, start, least sending time; creates nothing', async () => {
+    const before = (await cli('job', 'list', '--json')).stdout;
+    const dry = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--group', 'lab', '--wave', '1', '--wave', '100%', '--max-per-minute', '1', '--dry-run');
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(
+      dry.stdout,
+      'dry run: fw@2.0.0 to 3 device(s); nothing created\n  wave 1: 1 device(s): a-1\n  wave 2: 2 device(s): a-2, a-3\n  starts sending at once\n  sending every command takes at least 2 minute(s) at its rate\n',
+    );
+    // outside a maintenance window it starts at the next opening
+    const at = new Date(Date.now() + 6 * 3_600_000);
+    const start = `${String(at.getUTCHours()).padStart(2, '0')}:${String(at.getUTCMinutes()).padStart(2, '0')}`;
+    const windowed = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-2', '--window', `${start}+30`, '--dry-run', '--json')).stdout) as { total: number; startsAt: number; waves: unknown[] };
+    assert.deepEqual({ total: windowed.total, startsAt: windowed.startsAt, waves: windowed.waves }, { total: 1, startsAt: Math.floor(at.getTime() / 60_000) * 60_000, waves: [{ wave: 0, devices: 1, first: ['a-2'] }] });
+    // refused as a creation would be
+    const unknown = await cli('job', 'create', '--artifact', 'fw@9.9.9', '--group', 'lab', '--dry-run');
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^updraft: error: artifact fw@9\.9\.9 does not exist/);
+    const empty = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--query', 'tags = nowhere', '--dry-run');
+    assert.equal(empty.code, 2);
+    assert.match(empty.stderr, /the target set is empty/);
+    assert.equal((await cli('job', 'list', '--json')).stdout, before, 'no job was created');
+  });
 });

@@ -133,6 +133,13 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Add a wave' }).click();
     await page.getByLabel('Device ids (comma or space separated)').fill(ids.join(' '));
     await page.getByLabel('Description (optional)').fill('fleet to 2.0.0');
+    // a preview first: the server resolves the targets into waves, and creates nothing
+    await page.getByRole('button', { name: 'Preview' }).click();
+    const preview = page.getByTestId('preview');
+    await preview.filter({ hasText: `Would send fw@2.0.0 to ${FLEET} devices; starting at once.` }).waitFor();
+    assert.deepEqual(await preview.getByRole('listitem').allInnerTexts(), ['Wave 1: 6 devices (sim-01, sim-02, sim-03, sim-04, sim-05, …)', `Wave 2: ${FLEET - 6} devices (sim-07, sim-08, sim-09, sim-10, sim-11, …)`]);
+    assert.equal((await (await fetch(`${ts.httpUrl}/api/v1/jobs`, { headers: { authorization: `Bearer ${ts.token}` } })).json()).items.length, 0, 'no job yet');
+    await shot('03b-job-preview');
     await page.getByRole('button', { name: 'Start rollout' }).click();
     await heading(/fw@2\.0\.0/);
     // no reload from here on: the page follows the event stream

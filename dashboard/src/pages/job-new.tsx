@@ -1,7 +1,8 @@
 /**
- * Create a rollout: artifact, targets, waves with thresholds, rate, abort rule, timeouts
- * and retries. The server validates (job-request.ts explains how its messages land next to
- * the fields); on success the job's page opens.
+ * Create a rollout: artifact, targets, waves with thresholds, rate, a maintenance window,
+ * abort rule, timeouts and retries. The server validates (job-request.ts explains how its
+ * messages land next to the fields); "Preview" shows what the job would target, wave by
+ * wave, without creating it; on success the job's page opens.
  */
 import { useRef, useState } from 'preact/hooks';
 import { ApiError, api } from '../api.ts';
@@ -9,7 +10,8 @@ import { Field } from '../components/field.tsx';
 import { useApi } from '../hooks.ts';
 import { emptyForm, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
 import { navigate } from '../router.tsx';
-import type { Artifact, JobView, Page } from '../types.ts';
+import { count as count0, dateTime } from '../format.ts';
+import type { Artifact, JobPreview, JobView, Page } from '../types.ts';
 
 export function JobNewPage() {
   const artifacts = useApi<Page<Artifact>>('/artifacts');
@@ -21,6 +23,22 @@ export function JobNewPage() {
   const setWave = (i: number, w: Partial<WaveForm>) => set('waves', f.waves.map((x, j) => (j === i ? { ...x, ...w } : x)));
   // props that tie a control to its error message
   const aria = (key: ErrorKey, id: string) => ({ id, 'aria-invalid': errors[key] ? ('true' as const) : undefined, 'aria-describedby': errors[key] ? `${id}-error` : undefined });
+
+  const [preview, setPreview] = useState<JobPreview | undefined>();
+  // the same request, checked and resolved by the server without creating anything
+  const showPreview = async () => {
+    setBusy(true);
+    setErrors({});
+    setPreview(undefined);
+    try {
+      setPreview(await api<JobPreview>('POST', '/jobs/preview', toRequest(f)));
+    } catch (err) {
+      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
+      setTimeout(() => summary.current?.focus(), 0);
+    } finally {
+      setBusy(false);
+    }
+  };
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -193,9 +211,31 @@ export function JobNewPage() {
             </Field>
           </div>
         </fieldset>
-        <button type="submit" disabled={busy}>
-          {busy ? 'Creating…' : 'Start rollout'}
-        </button>
+        {preview && (
+          <div class="preview" role="status" data-testid="preview">
+            <p>
+              Would send {preview.artifact} to {count0(preview.total)} device{preview.total === 1 ? '' : 's'}
+              {preview.type === 'continuous' ? ' now, and to devices that match later' : ''}; starting {preview.startsAt > Date.now() + 60_000 ? dateTime(preview.startsAt) : 'at once'}
+              {preview.minSendMinutes !== undefined ? `; sending every command takes at least ${preview.minSendMinutes} minute${preview.minSendMinutes === 1 ? '' : 's'} at this rate` : ''}.
+            </p>
+            <ul>
+              {preview.waves.map((w) => (
+                <li key={w.wave}>
+                  Wave {w.wave + 1}: {count0(w.devices)} device{w.devices === 1 ? '' : 's'}
+                  {w.first.length > 0 && <span class="muted"> ({w.first.join(', ')}{w.devices > w.first.length ? ', …' : ''})</span>}
+                </li>
+              ))}
+            </ul>
+          </div>
+        )}
+        <div class="controls">
+          <button type="button" class="secondary" disabled={busy} onClick={showPreview}>
+            Preview
+          </button>
+          <button type="submit" disabled={busy}>
+            {busy ? 'Working…' : 'Start rollout'}
+          </button>
+        </div>
       </form>
     </>
   );

@@ -56,6 +56,8 @@ export interface AgentDaemonOptions {
   allowUnsigned?: boolean;
   /** Download with the pre-signed URL (default) or a temporary credential (`--download-auth token`). */
   downloadAuth?: 'url' | 'token';
+  /** Most bytes per second a download takes (`--max-download-rate`); absent: no limit. */
+  maxDownloadBytesPerSecond?: number;
   /** TLS material for an `mqtts://` broker (`--ca`, `--cert`, `--key`): PEM texts. */
   tls?: { ca?: string; cert?: string; key?: string };
   /** Where lines go (default: stderr, level info). */
@@ -93,6 +95,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     logger: log,
     ...(trust ?? { allowUnsigned: true }),
     ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
+    ...(opts.maxDownloadBytesPerSecond !== undefined ? { downloadSettings: { maxBytesPerSecond: opts.maxDownloadBytesPerSecond } } : {}),
     ...(opts.tls ? { mqttOptions: { ...opts.tls, rejectUnauthorized: true } } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
@@ -165,6 +168,9 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
   if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');
   if (opts.tls && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) problems.push('--cert and --key go together');
+  if (opts.maxDownloadBytesPerSecond !== undefined && !(Number.isFinite(opts.maxDownloadBytesPerSecond) && opts.maxDownloadBytesPerSecond >= 1000)) {
+    problems.push('--max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)');
+  }
   if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options: ${problems.join('; ')}`);
 }
 

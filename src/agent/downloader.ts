@@ -41,6 +41,14 @@ export interface DownloadOptions {
   retryDelayMs?: number;
   /** Longest retry delay in ms (default 30 000). */
   maxRetryDelayMs?: number;
+  /**
+   * Most bytes per second to take from the network (absent: as fast as it comes), for
+   * devices on metered or shared links: the body is read no faster than this, so TCP's flow
+   * control slows the sender down, and the link keeps room for the device's own traffic.
+   */
+  maxBytesPerSecond?: number;
+  /** The clock the pacing reads and waits on (tests); default the real one. */
+  clock?: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> };
   /** Extra request headers (e.g. `Authorization` for a temporary credential). */
   headers?: Record<string, string>;
   logger?: Logger;
@@ -63,6 +71,8 @@ export interface DownloadResult {
   /** Bytes that were already on disk when the call started. */
   resumedFrom: number;
 }
+
+const REAL_CLOCK = { now: () => performance.now(), sleep: (ms: number, signal?: AbortSignal) => sleep(ms, undefined, signal ? { signal } : {}) };
 
 /** A failure worth another attempt (connection cut, 5xx, wrong resume offset). */
 class Retryable extends Error {}
@@ -176,12 +186,20 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
 async function writeBody(res: Response, opts: DownloadOptions, start: number, limit: number, ctrl: AbortController): Promise<number> {
   const fh = await open(opts.file, start === 0 ? 'w' : 'a');
   let written = 0;
+  const rate = opts.maxBytesPerSecond;
+  const clock = opts.clock ?? REAL_CLOCK;
+  const began = clock.now();
   try {
     if (res.body) {
       for await (const chunk of res.body) {
         if (chunk.length > limit - written) {
           ctrl.abort();
           throw new UpdraftError('INTEGRITY', `server sent more than the announced ${opts.size} bytes; download stopped`);
+        }
+        // paced: what was taken so far may not exceed the rate since this request began
+        if (rate !== undefined) {
+          const wait = began + (written / rate) * 1000 - clock.now();
+          if (wait > 0) await clock.sleep(wait, opts.signal);
         }
         await fh.write(chunk);
         written += chunk.length;

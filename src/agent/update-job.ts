@@ -13,7 +13,7 @@ import { isInstalled, type InstalledSoftware, type Installer } from './installer
 import { AgentStoppedError } from './shadow-requester.ts';
 
 /** Download settings the agent passes through. */
-export type JobDownloadSettings = Pick<DownloadOptions, 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs'>;
+export type JobDownloadSettings = Pick<DownloadOptions, 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs' | 'maxBytesPerSecond'>;
 
 /** What a job needs from the agent. */
 export interface UpdateJobDeps {

@@ -21,6 +21,7 @@ interface AgentFlags {
   rootKey?: string;
   insecureAllowUnsigned?: boolean;
   downloadAuth: string;
+  maxDownloadRate?: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -45,6 +46,7 @@ export function addAgentCommand(program: Command): void {
     .option('--root-key <file>', "the offline root's public key, instead of --signing-key: signing keys it certifies are trusted, so the server's can be replaced (updraft keys certify) [env UPDRAFT_ROOT_KEY, default: <install-dir>/.updraft/root-key.pub]")
     .option('--insecure-allow-unsigned', 'accept unsigned software when no signing key is given (insecure)')
     .option('--download-auth <how>', 'url: the pre-signed URL; token: a temporary credential asked for over MQTT', 'url')
+    .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')
     .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
     .option('--cert <file>', 'client certificate for MQTT over TLS (updraft device cert); the device id is its CN, no secret needed')
     .option('--key <file>', 'private key of --cert')
@@ -52,6 +54,7 @@ export function addAgentCommand(program: Command): void {
       const timeout = Number(o.healthCheckTimeout);
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
       const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;
+      const maxRate = o.maxDownloadRate === undefined ? undefined : parseRate(o.maxDownloadRate);
       // every option is checked before a file is read: a secret missing for a device id that
       // is not valid anyway would send the user to register it
       checkAgentOptions({
@@ -60,6 +63,7 @@ export function addAgentCommand(program: Command): void {
         brokerUrl,
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
+        ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
       });
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);
@@ -91,8 +95,17 @@ export function addAgentCommand(program: Command): void {
         ...(rootFile !== undefined ? { rootPublicKey: await read(rootFile, '--root-key') } : {}),
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
         downloadAuth: o.downloadAuth as 'url' | 'token',
+        ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
         ...(o.healthCheck !== undefined ? { healthCheck: o.healthCheck } : {}),
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
       });
     });
+}
+
+/** `500k`, `2M` or a number of bytes per second (k = 1,000, M = 1,000,000); NaN when it is none of those (the options check says so). */
+export function parseRate(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(text.trim());
+  if (!m) return NaN;
+  const unit = m[2]!.toLowerCase();
+  return Math.round(Number(m[1]) * (unit === 'k' ? 1_000 : unit === 'm' ? 1_000_000 : 1));
 }

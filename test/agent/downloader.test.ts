@@ -50,6 +50,24 @@ describe('downloadArtifact', () => {
     assert.equal(seen[seen.length - 1], SIZE);
   });
 
+  it('takes the bytes no faster than maxBytesPerSecond: each chunk waits until the bytes before it are within the rate', async () => {
+    // a fake clock: waiting moves it on, so the pacing is checked exactly and at full speed
+    let t = 1_000;
+    const waits: number[] = [];
+    const clock = { now: () => t, sleep: async (ms: number) => void (waits.push(ms), (t += ms)) };
+    const seen: number[] = [];
+    await downloadArtifact(opts({ maxBytesPerSecond: 200_000, clock, onProgress: (r) => seen.push(r) }));
+    assert.deepEqual(await readFile(file), content);
+    // the last chunk may go once the bytes before it are within the rate: SIZE minus that chunk, at 200,000 a second
+    const beforeLast = seen[seen.length - 2] ?? 0;
+    assert.ok(waits.length > 0);
+    assert.ok(Math.abs(t - 1_000 - (beforeLast / 200_000) * 1000) < 1e-6, `waited ${t - 1_000} ms for ${beforeLast} bytes`);
+    // and no limit: no wait at all
+    const untouched = { now: () => 0, sleep: async () => assert.fail('no pacing without a rate') };
+    await rm(file);
+    await downloadArtifact(opts({ clock: untouched }));
+  });
+
   it('resumes with a Range request after the connection is cut halfway', async () => {
     server.mode = 'cut';
     await downloadArtifact(opts());

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { signingKeyPaths } from '../../src/signing/signing-key.ts';
+import { parseRate } from '../../src/cli/agent-command.ts';
 import { runCli } from '../helpers/cli.ts';
 
 describe('updraft keys', () => {
@@ -42,6 +43,16 @@ describe('updraft keys', () => {
     const r = await runCli(['agent', '--device', 'dev-1', '--install-dir', path.join(dir, 'dev1'), '--password', 'x', '--broker', 'mqtt://127.0.0.1:1']);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /^updraft: error: no software signing key: pass --signing-key/);
+  });
+
+  it('the agent reads a download rate limit as bytes per second with k and M suffixes, and refuses one it cannot read', async () => {
+    assert.equal(parseRate('500k'), 500_000);
+    assert.equal(parseRate('2M'), 2_000_000);
+    assert.equal(parseRate('1.5m'), 1_500_000);
+    assert.equal(parseRate('4096'), 4096);
+    assert.ok(Number.isNaN(parseRate('fast')));
+    const r = await runCli(['agent', '--device', 'dev-1', '--install-dir', path.join(dir, 'dev1'), '--max-download-rate', '10']);
+    assert.equal(r.stderr, 'updraft: error: invalid agent options: --max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)\n');
   });
 
   it('the agent daemon names every bad option at once, on the one line the command prints', async () => {

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
 import { SETTINGS } from '../config/schema.ts';
-import { settingsMarkdown } from '../config/load-config.ts';
+import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
 import { UpdraftServer } from '../server/updraft-server.ts';
 import { createLogger } from '../util/logger.ts';
 
@@ -47,6 +47,6 @@ export function addServerCommand(program: Command): void {
     .option('--docs', 'as a Markdown table')
     .action((opts: { docs?: boolean }) => {
       if (opts.docs) process.stdout.write(settingsMarkdown() + '\n');
-      else process.stdout.write(JSON.stringify(loadConfig({ env: process.env }), null, 2) + '\n');
+      else process.stdout.write(JSON.stringify(redactedConfig(loadConfig({ env: process.env })), null, 2) + '\n');
     });
 }

@@ -43,7 +43,7 @@ function coerce(s: Setting, raw: unknown, source: string, errors: string[]): str
     try {
       scheme = new URL(raw).protocol.slice(0, -1);
     } catch {
-      return void errors.push(`${s.path} (${source}) must be a URL like ${s.schemes![0]}://..., got "${raw.replace(/\/\/[^@/]*@/, '//***@')}"`);
+      return void errors.push(`${s.path} (${source}) must be a URL like ${s.schemes![0]}://..., got ${s.secret ? 'something else (not shown: it is a secret)' : `"${raw.replace(/\/\/[^@/]*@/, '//***@')}"`}`);
     }
     if (!s.schemes!.includes(scheme)) return void errors.push(`${s.path} (${source}) must be a ${s.schemes!.join(' or ')} URL, got ${scheme}://`);
   }
@@ -79,6 +79,21 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`);
   const config = out as unknown as UpdraftConfig;
   return config;
+}
+
+/**
+ * The configuration fit to print (`updraft config`): secret settings as "***" when set, and
+ * the password of any URL (a database's) as "***".
+ */
+export function redactedConfig(config: UpdraftConfig): Record<string, unknown> {
+  const out = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  for (const s of SETTINGS) {
+    const value = getPath(out, s.path);
+    if (typeof value !== 'string' || value === '') continue;
+    if (s.secret) setPath(out, s.path, '***');
+    else if (s.type === 'url') setPath(out, s.path, value.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@'));
+  }
+  return out;
 }
 
 /** The settings table as Markdown (for docs/configuration.md). */

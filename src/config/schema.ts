@@ -22,6 +22,8 @@ export interface UpdraftConfig {
   downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3'; memoryCacheBytes: number };
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** Where rollout state changes are POSTed ('' : nowhere), and the HMAC key that signs them. */
+  webhook: { url: string; secret: string };
 }
 
 /** One setting. */
@@ -39,6 +41,8 @@ export interface Setting {
   values?: readonly string[];
   /** URL schemes accepted by a 'url' setting, without the colon. */
   schemes?: readonly string[];
+  /** A secret: `updraft config` prints it as "***" (and a URL's password the same way). */
+  secret?: boolean;
 }
 
 /** Every setting. `http.publicUrl` defaults to `http://127.0.0.1:<http.port>` when empty. */
@@ -71,5 +75,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'downloads.tokenTtlSeconds', type: 'integer', default: 900, env: 'UPDRAFT_TOKEN_TTL', flag: 'token-ttl', doc: 'Lifetime of a temporary download credential (state/{id}/credentials/request), in seconds.', min: 10, max: 86400 },
   { path: 'downloads.maxArtifactBytes', type: 'integer', default: 2 * 1024 ** 3, env: 'UPDRAFT_MAX_ARTIFACT_BYTES', flag: 'max-artifact-bytes', doc: 'Largest artifact accepted by `artifact add`, in bytes.', min: 1 },
   { path: 'logLevel', type: 'enum', default: 'info', env: 'UPDRAFT_LOG_LEVEL', flag: 'log-level', doc: 'debug, info, warn, error or silent.', values: ['debug', 'info', 'warn', 'error', 'silent'] },
+  { path: 'webhook.url', type: 'url', default: '', env: 'UPDRAFT_WEBHOOK_URL', flag: 'webhook-url', doc: 'Endpoint that receives a JSON POST when a rollout starts, pauses, moves to its next wave, completes, is canceled or aborts (docs/rollouts.md); empty: none.', schemes: ['http', 'https'], secret: true },
+  { path: 'webhook.secret', type: 'string', default: '', env: 'UPDRAFT_WEBHOOK_SECRET', flag: 'webhook-secret', doc: 'HMAC-SHA256 key of the x-updraft-signature header of webhook deliveries (give it in the environment, not as a flag, which other users can read).', secret: true },
   { path: 'logFormat', type: 'enum', default: 'text', env: 'UPDRAFT_LOG_FORMAT', flag: 'log-format', doc: 'text (time, level, message, key=value fields; values with spaces quoted) or json (one object per line, for log pipelines).', values: ['text', 'json'] },
 ];

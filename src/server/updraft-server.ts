@@ -41,6 +41,7 @@ import { addSecurityRoutes } from '../http/security-routes.ts';
 import { DeploymentService } from '../jobs/deployment-service.ts';
 import { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { Rollouts } from '../jobs/rollouts.ts';
+import { WebhookNotifier } from '../events/webhook-notifier.ts';
 import { DeviceRegistry } from '../registry/device-registry.ts';
 import { ShadowReplica } from '../shadow/replica.ts';
 import type { StateStore } from '../store/state-store.ts';
@@ -205,6 +206,11 @@ export class UpdraftServer {
     await this.startPart(this.bus);
     // several instances on one external broker: every instance's live views see all events
     if (config.mqtt.url) await this.startPart(new EventRelay({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
+    // rollout state changes to the operator's endpoint, from the instance that drives rollouts
+    if (config.webhook.url) {
+      const engine = this.rollouts.engine;
+      await this.startPart(new WebhookNotifier({ events, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook') }));
+    }
     // after the bus: recovery and the first tick may send commands
     await this.startPart(this.rollouts);
 

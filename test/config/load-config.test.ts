@@ -3,7 +3,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/load-config.ts';
+import { loadConfig, redactedConfig } from '../../src/config/load-config.ts';
 
 describe('configuration', () => {
   it('has documented defaults', () => {
@@ -33,6 +33,18 @@ describe('configuration', () => {
         /http\.port \(flag --http-port\) must be at most 65535/.test(err.message) &&
         /logLevel \(env UPDRAFT_LOG_LEVEL\) must be one of/.test(err.message),
     );
+  });
+
+  it('prints no secret: secret settings as ***, a URL\'s password as ***; and does not echo a malformed secret URL', () => {
+    const config = loadConfig({ env: { UPDRAFT_DB: 'postgres://updraft:hunter2@db:5432/updraft', UPDRAFT_WEBHOOK_URL: 'https://hooks.example/T000/B000/XXXXSECRET', UPDRAFT_WEBHOOK_SECRET: 's3cr3t' } });
+    assert.equal(config.webhook.secret, 's3cr3t');
+    const shown = redactedConfig(config) as { db: string; webhook: { url: string; secret: string }; mqtt: { port: number } };
+    assert.equal(shown.db, 'postgres://updraft:***@db:5432/updraft');
+    assert.deepEqual(shown.webhook, { url: '***', secret: '***' });
+    assert.equal(shown.mqtt.port, 1883);
+    assert.ok(!JSON.stringify(shown).includes('hunter2') && !JSON.stringify(shown).includes('XXXXSECRET') && !JSON.stringify(shown).includes('s3cr3t'));
+    assert.equal(config.db, 'postgres://updraft:hunter2@db:5432/updraft', 'the configuration itself is untouched');
+    assert.throws(() => loadConfig({ env: { UPDRAFT_WEBHOOK_URL: 'not a url/XXXXSECRET' } }), (e: Error) => /webhook\.url \(env UPDRAFT_WEBHOOK_URL\) must be a URL like http:\/\/\.\.\., got something else \(not shown: it is a secret\)/.test(e.message) && !e.message.includes('XXXXSECRET'));
   });
 
   it('names an unreadable config file', () => {

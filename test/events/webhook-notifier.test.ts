@@ -1,0 +1,117 @@
+/**
+ * Rollout state changes POSTed to the operator's endpoint: a real server with
+ * `--webhook-url`, a real HTTP receiver, a real agent. Deliveries are signed, in order,
+ * retried after a 5xx with the same delivery id, and only news: a job's progress within one
+ * state sends nothing.
+ */
+import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { UpdateAgent } from '../../src/agent/agent.ts';
+import type { WebhookDelivery } from '../../src/events/webhook-notifier.ts';
+import { eventually } from '../helpers/cli.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, outcome, startAgent } from '../security/support.ts';
+
+const SECRET = 'hook-secret-for-tests';
+
+describe('webhook notifications of rollouts', () => {
+  let receiver: http.Server;
+  let ts: TestServer;
+  let root: string;
+  let agent: UpdateAgent | undefined;
+  const got: { headers: http.IncomingHttpHeaders; body: string }[] = [];
+  /** Answers to give, first first; then 204. */
+  const answers: number[] = [];
+
+  before(async () => {
+    receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        got.push({ headers: req.headers, body });
+        res.writeHead(answers.shift() ?? 204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/updraft`;
+    ts = await startTestServer({ flags: { 'webhook-url': url, 'webhook-secret': SECRET } });
+    root = await mkdtemp(path.join(os.tmpdir(), 'updraft-hook-'));
+    await addArtifact(ts, '2.0.0', randomBytes(5000));
+  });
+  after(async () => {
+    await agent?.stop();
+    await ts?.close();
+    await new Promise((r) => receiver.close(r));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const api = async (method: string, route: string, body?: unknown) => {
+    const res = await fetch(ts.httpUrl + route, { method, headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    assert.ok(res.ok, `${method} ${route}: ${res.status} ${await res.clone().text()}`);
+    return (await res.json()) as { job: { jobId: string } };
+  };
+  const deliveries = () => got.map((g) => JSON.parse(g.body) as WebhookDelivery);
+  const waitFor = (n: number) => eventually(async () => (got.length >= n ? true : undefined), 30_000, `${n} deliveries`);
+
+  it('posts each change of state, in order and signed; a 5xx is retried with the same delivery id; progress alone is not news', async () => {
+    await registerDevice(ts, 'idle-1');
+    await registerDevice(ts, 'idle-2');
+    answers.push(503); // the receiver fails the first attempt
+    const { job } = await api('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['idle-1', 'idle-2'] }, description: 'night rollout' });
+    await api('POST', `/api/v1/jobs/${job.jobId}/pause`);
+    await api('POST', `/api/v1/jobs/${job.jobId}/resume`);
+    await api('POST', `/api/v1/jobs/${job.jobId}/cancel`);
+    await waitFor(5);
+    const d = deliveries();
+    assert.deepEqual(
+      d.map((x) => [x.type, x.job.status, x.job.previousStatus ?? null]),
+      [
+        ['job.state', 'IN_PROGRESS', null], // refused with 503...
+        ['job.state', 'IN_PROGRESS', null], // ...and sent again
+        ['job.state', 'PAUSED', 'IN_PROGRESS'],
+        ['job.state', 'IN_PROGRESS', 'PAUSED'],
+        ['job.state', 'CANCELED', 'IN_PROGRESS'],
+      ],
+    );
+    assert.equal(got[0]!.headers['x-updraft-delivery'], got[1]!.headers['x-updraft-delivery'], 'a retry is the same delivery');
+    assert.equal(new Set(d.map((x) => x.id)).size, 4, 'one id per change');
+    assert.deepEqual({ ...d[2]!.job }, { jobId: job.jobId, artifact: 'fw@2.0.0', status: 'PAUSED', previousStatus: 'IN_PROGRESS', wave: 1, waves: 1, reason: 'paused by an operator', description: 'night rollout' });
+    for (const g of got) {
+      assert.equal(g.headers['x-updraft-event'], 'job.state');
+      assert.equal(g.headers['x-updraft-delivery'], (JSON.parse(g.body) as WebhookDelivery).id);
+      const m = /^t=(\d+),sha256=([0-9a-f]{64})$/.exec(String(g.headers['x-updraft-signature']));
+      assert.ok(m, String(g.headers['x-updraft-signature']));
+      assert.equal(m[2], createHmac('sha256', SECRET).update(`${m[1]}.${g.body}`).digest('hex'), 'the signature holds');
+      assert.notEqual(m[2], createHmac('sha256', 'another secret').update(`${m[1]}.${g.body}`).digest('hex'));
+    }
+  });
+
+  it('posts a wave moving on, and a job completing', async () => {
+    got.length = 0;
+    const started = await startAgent(ts, root, 'w-1');
+    agent = started.agent;
+    const secret2 = await registerDevice(ts, 'w-2');
+    const second = await startAgent(ts, root, 'w-2', { username: 'w-2', password: secret2 });
+    try {
+      const { job } = await api('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['w-1', 'w-2'] }, plan: { waves: [{ count: 1 }, { percent: 100 }] } });
+      assert.equal((await outcome(second.finished, job.jobId)).status, 'SUCCESS');
+      await eventually(async () => (deliveries().some((x) => x.job.status === 'COMPLETED') ? true : undefined), 30_000, 'COMPLETED posted');
+      assert.deepEqual(
+        deliveries().map((x) => [x.type, x.job.status, x.job.wave, x.job.waves]),
+        [
+          ['job.state', 'IN_PROGRESS', 1, 2],
+          ['job.wave', 'IN_PROGRESS', 2, 2],
+          ['job.state', 'COMPLETED', 2, 2],
+        ],
+      );
+    } finally {
+      await second.agent.stop();
+    }
+  });
+});

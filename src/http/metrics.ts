@@ -14,6 +14,8 @@ export interface InstanceMetrics {
   downloads: DownloadStats;
   /** The operator API: changes asked (any method but GET and HEAD, whatever the answer), and calls refused for their token. */
   api: { changes: number; refusedTokens: number };
+  /** Rollout notifications (webhook.url): delivered, failed for good (refused, or every attempt failed), dropped from a full queue; null without a webhook. */
+  webhook: { delivered: number; failed: number; dropped: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
   signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
   process: { rssBytes: number; uptimeSeconds: number };
@@ -60,6 +62,13 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   family('updraft_download_bytes_total', 'counter', 'Bytes of the downloads delivered whole (a range counts its length; a download cut short counts nothing).', one(m.downloads.bytes));
   family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD), whatever the answer: each is in the log.', one(m.api.changes));
   family('updraft_api_refused_tokens_total', 'counter', 'Operator API calls refused for a missing or wrong token (a rise: someone guessing, or a tool with an old token).', one(m.api.refusedTokens));
+  if (m.webhook) {
+    family('updraft_webhook_deliveries_total', 'counter', 'Rollout notifications by result: delivered, failed (refused by the receiver, or every attempt failed), dropped (the queue was full).', [
+      ['{result="delivered"}', m.webhook.delivered],
+      ['{result="failed"}', m.webhook.failed],
+      ['{result="dropped"}', m.webhook.dropped],
+    ]);
+  }
   if (m.signing.certificateExpiresAt !== null) {
     // absent without a certificate: an alert on `time() > expiry - 30 days` then never fires for nothing
     family('updraft_signing_key_certificate_expiry_timestamp_seconds', 'gauge', "When the offline root's certificate of the software signing key expires: devices that trust the root refuse every update after it.", one(m.signing.certificateExpiresAt));

@@ -207,9 +207,11 @@ export class UpdraftServer {
     // several instances on one external broker: every instance's live views see all events
     if (config.mqtt.url) await this.startPart(new EventRelay({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
     // rollout state changes to the operator's endpoint, from the instance that drives rollouts
+    let webhook: WebhookNotifier | undefined;
     if (config.webhook.url) {
       const engine = this.rollouts.engine;
-      await this.startPart(new WebhookNotifier({ events, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook') }));
+      webhook = new WebhookNotifier({ events, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook') });
+      await this.startPart(webhook);
     }
     // after the bus: recovery and the first tick may send commands
     await this.startPart(this.rollouts);
@@ -257,6 +259,7 @@ export class UpdraftServer {
         shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
         downloads: { ...downloadStats },
         api: { ...this.http.stats },
+        webhook: webhook ? { ...webhook.stats } : null,
         signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
         eventLoop: loop.figures(),

@@ -80,6 +80,9 @@ describe('webhook notifications of rollouts', () => {
       ],
     );
     assert.equal(got[0]!.headers['x-updraft-delivery'], got[1]!.headers['x-updraft-delivery'], 'a retry is the same delivery');
+    // counted once the receiver's answer is read, just after it arrived there
+    const counted = () => fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}` } }).then(async (r) => ((await r.json()) as { webhook: { delivered: number; failed: number; dropped: number } }).webhook);
+    assert.deepEqual(await eventually(async () => ((await counted()).delivered === 4 ? counted() : undefined), 10_000, 'four delivered'), { delivered: 4, failed: 0, dropped: 0 });
     assert.equal(new Set(d.map((x) => x.id)).size, 4, 'one id per change');
     assert.deepEqual({ ...d[2]!.job }, { jobId: job.jobId, artifact: 'fw@2.0.0', status: 'PAUSED', previousStatus: 'IN_PROGRESS', wave: 1, waves: 1, reason: 'paused by an operator', description: 'night rollout' });
     for (const g of got) {

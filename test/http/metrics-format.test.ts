@@ -25,6 +25,7 @@ describe('metrics for Prometheus', () => {
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
       downloads: { served: 40, refused: 2, bytes: 4_000_000, cut: 3 },
       api: { changes: 12, refusedTokens: 3 },
+      webhook: null,
       signing: { certificateExpiresAt: null, certificateSerial: null },
       process: { rssBytes: 52_428_800, uptimeSeconds: 100 },
       eventLoop: {
@@ -67,14 +68,16 @@ describe('metrics for Prometheus', () => {
     assert.ok(types.includes('# TYPE updraft_online_devices gauge'));
     assert.ok(text.indexOf('# TYPE updraft_downloads_total counter') < text.indexOf('updraft_downloads_total{result="served"}'));
     assert.ok(!text.includes('certificate'), 'no certificate figures without a certificate');
+    assert.ok(!text.includes('webhook'), 'no webhook figures without a webhook');
   });
 
-  it("gives the signing key certificate's expiry and serial when there is one, for an alert before devices refuse updates", () => {
+  it("gives the signing key certificate's expiry and serial, and the webhook's deliveries, when there are those", () => {
     const m: InstanceMetrics = {
       mqtt: { published: 0, connectedClients: 0, onlineDevices: 0, refusedConnections: 0 },
       shadow: { requests: 0, rejections: {} },
       downloads: { served: 0, refused: 0, bytes: 0, cut: 0 },
       api: { changes: 0, refusedTokens: 0 },
+      webhook: { delivered: 7, failed: 1, dropped: 0 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
       process: { rssBytes: 1, uptimeSeconds: 1 },
       eventLoop: { activeMs: 0, idleMs: 0, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 }, lastMinute: { seconds: 60, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 } } },
@@ -83,5 +86,7 @@ describe('metrics for Prometheus', () => {
     assert.ok(lines.includes('# TYPE updraft_signing_key_certificate_expiry_timestamp_seconds gauge'));
     assert.ok(lines.includes('updraft_signing_key_certificate_expiry_timestamp_seconds 1830000000'));
     assert.ok(lines.includes('updraft_signing_key_certificate_serial 3'));
+    assert.ok(lines.includes('updraft_webhook_deliveries_total{result="delivered"} 7'));
+    assert.ok(lines.includes('updraft_webhook_deliveries_total{result="failed"} 1'));
   });
 });

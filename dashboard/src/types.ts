@@ -131,7 +131,7 @@ export interface KeysView {
     certificate: { rootKeyId: string; keyId: string; serial: number; expiresAt: number } | null;
   };
   root: { keyId: string; publicKey: string } | null;
-  url: { kid: string; createdAt: string; active: boolean }[];
+  url: { kid: string; createdAt: string; active: boolean; activeFrom?: string }[];
 }
 
 /** `POST /api/v1/jobs/preview`: what a job would do, nothing created. */

@@ -2,8 +2,8 @@
  * Pre-signed download URLs (the pattern's first answer to "only the targeted device gets the
  * software", DESIGN.md §5): an HMAC-SHA256 over device, artifact (name, version and SHA-256),
  * expiry and optionally the client IP. Keys carry an id (`kid`) so they can rotate: new URLs
- * are signed with the newest key while URLs signed with an older key in the ring stay valid
- * until they expire.
+ * are signed with the newest active key while URLs signed with an older key in the ring stay
+ * valid until they expire; a key may be staged to sign only from a given time.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { UpdraftError } from '../errors.ts';
@@ -22,6 +22,21 @@ const SIGNED_KEPT = 10_000;
 export interface SigningKey {
   kid: string;
   secret: Buffer;
+  /**
+   * Milliseconds since the epoch from which it signs (absent: at once). Until then it only
+   * verifies: a key staged on every instance before any signs with it, so that a URL signed
+   * by one instance is never refused by another that has not the key yet.
+   */
+  activeFrom?: number;
+}
+
+/** The key that signs at `now`: the newest (first) whose activation has come. */
+export function activeKey(keys: readonly SigningKey[], now = Date.now()): SigningKey {
+  for (const k of keys) if (k.activeFrom === undefined || k.activeFrom <= now) return k;
+  // every key staged for later (a ring written by hand): the oldest signs meanwhile
+  const last = keys[keys.length - 1];
+  if (!last) throw new UpdraftError('CONFIG', 'the URL key ring is empty');
+  return last;
 }
 
 /** What a URL grants: one device, one artifact, until `expiresAt`, optionally from one IP. */
@@ -41,11 +56,14 @@ export class UrlSigner {
   private readonly baseUrl: string;
   private readonly signed = new Map<string, string>();
 
-  /** `keys[0]` signs; every key verifies. `baseUrl` is how devices reach the HTTP server. */
-  constructor(deps: { keys: SigningKey[]; baseUrl: string }) {
+  private readonly now: () => number;
+
+  /** `activeKey` signs; every key verifies. `baseUrl` is how devices reach the HTTP server. */
+  constructor(deps: { keys: SigningKey[]; baseUrl: string; now?: () => number }) {
     if (deps.keys.length === 0) throw new UpdraftError('CONFIG', 'the URL signer needs at least one key');
     this.keys = deps.keys;
     this.baseUrl = deps.baseUrl.replace(/\/+$/, '');
+    this.now = deps.now ?? Date.now;
   }
 
   /** The path of an artifact's download endpoint. */
@@ -55,7 +73,7 @@ export class UrlSigner {
 
   /** A URL granting `grant`. */
   sign(grant: UrlGrant): string {
-    const key = this.keys[0]!;
+    const key = activeKey(this.keys, this.now());
     const msg = message(grant);
     const id = `${key.kid}\n${msg}`;
     const known = this.signed.get(id);

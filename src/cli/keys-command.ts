@@ -7,7 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { KeyInfo } from '../artifacts/key-ring.ts';
+import { rotateKeyRing, type KeyInfo } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
 import { writeAtomic } from '../pki/certificate-authority.ts';
 import { rootKeyFilePath, signingKeyFilePath } from '../agent/daemon.ts';
@@ -64,7 +64,16 @@ function certificateLine(c: KeyCertificate): string {
 }
 
 function keyLines(keys: KeyInfo[]): string {
-  return keys.map((k) => `${k.kid}  ${k.createdAt}${k.active ? '  active (signs new URLs and tokens)' : '  verifies until its URLs expire'}`).join('\n');
+  return keys
+    .map((k) => `${k.kid}  ${k.createdAt}${k.active ? '  active (signs new URLs and tokens)' : k.activeFrom ? `  staged: verifies now, signs from ${k.activeFrom}` : '  verifies until its URLs expire'}`)
+    .join('\n');
+}
+
+/** `90`, `30s`, `10m`, `1h`, `2d` as seconds; BAD_REQUEST naming the flag otherwise. */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!m) throw new UpdraftError('BAD_REQUEST', `${flag} must be a duration like 90, 30s, 10m, 1h or 2d, got ${text}`);
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
 }
 
 /** Adds `keys`. */
@@ -170,8 +179,19 @@ export function addKeysCommand(program: Command): void {
 
   withApi(keys.command('rotate-url').description('add a new URL signing key in front; URLs signed with older keys stay valid until they expire'))
     .option('--retire <kid>', 'then retire this key: URLs and tokens it signed are refused from now on')
-    .action(async (opts: Common & { retire?: string }) => {
-      const r = await new ApiClient(opts).call<{ keys: KeyInfo[] }>('POST', '/api/v1/keys/url/rotate', opts.retire !== undefined ? { retire: opts.retire } : {});
-      print(opts, r.keys, `rotated: ${r.keys[0]?.kid} signs from now on${opts.retire ? `; ${opts.retire} retired` : ''}\n${keyLines(r.keys)}`);
+    .option('--activate-in <duration>', 'stage the new key: it verifies at once and signs only after this (e.g. 1h), time to give it to every instance of a cluster')
+    .option('--offline', 'change the key ring in --data-dir (a stopped server, or the copy for the other instances) instead of the running server')
+    .action(async (opts: Common & { dataDir: string; retire?: string; activateIn?: string; offline?: boolean }) => {
+      const delay = opts.activateIn === undefined ? undefined : parseDuration('--activate-in', opts.activateIn);
+      let list: KeyInfo[];
+      if (opts.offline) {
+        list = await rotateKeyRing(opts.dataDir, { add: true, ...(delay ? { activateAt: Date.now() + delay * 1000 } : {}), ...(opts.retire !== undefined ? { retire: opts.retire } : {}) });
+      } else {
+        list = (await new ApiClient(opts).call<{ keys: KeyInfo[] }>('POST', '/api/v1/keys/url/rotate', { ...(opts.retire !== undefined ? { retire: opts.retire } : {}), ...(delay !== undefined ? { activateInSeconds: delay } : {}) })).keys;
+      }
+      const added = list[0]!;
+      const when = added.activeFrom ? `signs from ${added.activeFrom} (verifies already)` : 'signs from now on';
+      const where = opts.offline ? ` in ${opts.dataDir} (copy keys/url-signing.json to every instance, then restart them${added.activeFrom ? ' before then' : ''})` : '';
+      print(opts, list, `rotated: ${added.kid} ${when}${opts.retire ? `; ${opts.retire} retired` : ''}${where}\n${keyLines(list)}`);
     });
 }

@@ -8,7 +8,7 @@
  * Form: `updr_dl_<base64url JSON grant>.<base64url HMAC>`.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { SigningKey } from '../artifacts/url-signer.ts';
+import { activeKey, type SigningKey } from '../artifacts/url-signer.ts';
 import { UpdraftError } from '../errors.ts';
 
 /** What a token grants. */
@@ -38,19 +38,21 @@ function mac(secret: Buffer, encodedPayload: string): string {
   return createHmac('sha256', secret).update(`updraft-download-token-v1\n${encodedPayload}`).digest('base64url');
 }
 
-/** Issues and checks download tokens with the URL key ring (`keys[0]` signs, every key verifies). */
+/** Issues and checks download tokens with the URL key ring (`activeKey` signs, every key verifies). */
 export class DownloadTokens {
   private readonly keys: SigningKey[];
 
+  private readonly now: () => number;
+
   /** `keys` is shared with the URL signer: rotating the ring in place rotates both. */
-  constructor(deps: { keys: SigningKey[] }) {
+  constructor(deps: { keys: SigningKey[]; now?: () => number }) {
     this.keys = deps.keys;
+    this.now = deps.now ?? Date.now;
   }
 
   /** A token granting `grant`. */
   issue(grant: TokenGrant): string {
-    const key = this.keys[0];
-    if (!key) throw new UpdraftError('CONFIG', 'the URL key ring is empty');
+    const key = activeKey(this.keys, this.now());
     const payload: Payload = { v: 1, kid: key.kid, d: grant.deviceId, n: grant.name, ver: grant.version, h: grant.sha256, exp: grant.expiresAt };
     const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');
     return `${PREFIX}${encoded}.${mac(key.secret, encoded)}`;

@@ -84,9 +84,14 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
   router.add('POST', '/api/v1/keys/url/rotate', async ({ req, res }) => {
     const body = await readJson(req);
     const retire = body.retire;
-    if (retire !== undefined && typeof retire !== 'string') throw new UpdraftError('BAD_REQUEST', 'retire must be a key id');
-    const keys = await rotateKeyRing(deps.dataDir, { add: true, ring: deps.urlKeys, ...(retire !== undefined ? { retire } : {}) });
-    deps.logger.info('URL signing key rotated', { active: keys[0]?.kid, ...(retire !== undefined ? { retired: retire } : {}) });
+    const delay = body.activateInSeconds;
+    const problems: string[] = [];
+    if (retire !== undefined && typeof retire !== 'string') problems.push('retire must be a key id');
+    if (delay !== undefined && !(typeof delay === 'number' && Number.isSafeInteger(delay) && delay >= 0 && delay <= 30 * 86_400)) problems.push('activateInSeconds must be a whole number of seconds from 0 to 2592000 (30 days)');
+    if (problems.length > 0) throw new UpdraftError('BAD_REQUEST', problems.join('; '));
+    const activateAt = typeof delay === 'number' && delay > 0 ? Date.now() + delay * 1000 : undefined;
+    const keys = await rotateKeyRing(deps.dataDir, { add: true, ring: deps.urlKeys, ...(activateAt !== undefined ? { activateAt } : {}), ...(typeof retire === 'string' ? { retire } : {}) });
+    deps.logger.info('URL signing key rotated', { added: keys[0]?.kid, ...(keys[0]?.activeFrom ? { signsFrom: keys[0].activeFrom } : {}), ...(typeof retire === 'string' ? { retired: retire } : {}) });
     sendJson(res, 200, { keys });
   });
 

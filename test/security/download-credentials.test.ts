@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import { loadOrCreateKeyRing } from '../../src/artifacts/key-ring.ts';
+import { UrlSigner } from '../../src/artifacts/url-signer.ts';
 import { DownloadTokens } from '../../src/credentials/download-token.ts';
 import { runCli } from '../helpers/cli.ts';
 import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
@@ -157,6 +158,34 @@ describe('temporary download credentials, revocation and key rotation', () => {
     assert.match(await reason(refused), /unknown or retired key/);
     const list = await runCli(['keys', 'list-url', ...cli]);
     assert.ok(!list.stdout.includes(oldKid));
+  });
+
+  it('a staged URL key verifies at once and signs only from its time: another instance that signs with it already is not refused', async () => {
+    const cli = ['--server', ts.httpUrl, '--token', ts.token];
+    const signingNow = new URL((await dev2.request('state/dev-2/get', {})).body.state.delta.software.url).searchParams.get('kid')!;
+    const staged = await runCli(['keys', 'rotate-url', ...cli, '--activate-in', '1h']);
+    assert.equal(staged.code, 0, staged.stderr);
+    const newKid = /^rotated: ([0-9a-f]+) signs from (\S+) \(verifies already\)$/m.exec(staged.stdout);
+    assert.ok(newKid, staged.stdout);
+    assert.ok(Math.abs(Date.parse(newKid[2]!) - (Date.now() + 3_600_000)) < 60_000, newKid[2]);
+    assert.match(staged.stdout, new RegExp(`^${newKid[1]}  \\S+  staged: verifies now, signs from `, 'm'));
+    // this instance still signs with the key it had
+    const url = new URL((await dev2.request('state/dev-2/get', {})).body.state.delta.software.url);
+    assert.equal(url.searchParams.get('kid'), signingNow);
+    // an instance whose clock is past the activation (or one restarted later) signs with the new key: accepted here
+    const later = new UrlSigner({ keys: await loadOrCreateKeyRing(ts.dataDir), baseUrl: ts.httpUrl, now: () => Date.now() + 2 * 3_600_000 });
+    const grant = { deviceId: 'dev-2', name: 'fw', version: '3.0.0', sha256: (await ts.server.store.getArtifact('fw', '3.0.0'))!.sha256, expiresAt: Math.floor(Date.now() / 1000) + 600 };
+    const fromThere = new URL(later.sign(grant));
+    assert.equal(fromThere.searchParams.get('kid'), newKid[1]);
+    const res = await fetch(fromThere);
+    assert.equal(res.status, 200, await res.clone().text());
+    await res.arrayBuffer();
+    // the key signing now cannot be retired while the new one is only staged; the staged one can
+    const early = await runCli(['keys', 'rotate-url', ...cli, '--retire', signingNow, '--activate-in', '1h']);
+    assert.equal(early.code, 2);
+    assert.match(early.stderr, new RegExp(`^updraft: error: key ${signingNow} signs now; rotate first`));
+    const retired = await runCli(['keys', 'rotate-url', ...cli, '--retire', newKid[1]!]);
+    assert.equal(retired.code, 0, retired.stderr);
   });
 
   it("refuses every download of a revoked device, by URL or by token: 403 'device revoked'", async () => {

@@ -5,6 +5,8 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { loadOrCreateKeyRing } from '../../src/artifacts/key-ring.ts';
+import { activeKey } from '../../src/artifacts/url-signer.ts';
 import { signingKeyPaths } from '../../src/signing/signing-key.ts';
 import { parseRate } from '../../src/cli/agent-command.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -37,6 +39,21 @@ describe('updraft keys', () => {
     assert.equal(exported.stdout, await readFile(p.pub, 'utf8'));
     const missing = await runCli(['keys', 'export-public', '--data-dir', path.join(dir, 'none')]);
     assert.match(missing.stderr, /no public signing key/);
+  });
+
+  it('stages a URL key offline in a data directory, to be copied to every instance', async () => {
+    const data = path.join(dir, 'ring');
+    const [first] = await loadOrCreateKeyRing(data);
+    const r = await runCli(['keys', 'rotate-url', '--offline', '--data-dir', data, '--activate-in', '2h']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^rotated: [0-9a-f]{8} signs from \S+ \(verifies already\) in .*ring \(copy keys\/url-signing\.json to every instance, then restart them before then\)\n/);
+    const ring = await loadOrCreateKeyRing(data);
+    assert.equal(ring.length, 2);
+    assert.equal(activeKey(ring).kid, first!.kid, 'the old key signs until then');
+    assert.ok(Math.abs(ring[0]!.activeFrom! - (Date.now() + 7_200_000)) < 60_000);
+    assert.equal(activeKey(ring, Date.now() + 7_300_000).kid, ring[0]!.kid, 'the new one after');
+    const bad = await runCli(['keys', 'rotate-url', '--offline', '--data-dir', data, '--activate-in', 'soon']);
+    assert.equal(bad.stderr, 'updraft: error: --activate-in must be a duration like 90, 30s, 10m, 1h or 2d, got soon\n');
   });
 
   it('the agent daemon will not run without a signing key unless told --insecure-allow-unsigned', async () => {

@@ -68,7 +68,8 @@ export function SecurityPage() {
                     </td>
                     <td>{dateTime(Date.parse(k.createdAt))}</td>
                     <td>
-                      <StatusBadge status={k.active ? 'active' : 'verifies'} />
+                      <StatusBadge status={k.active ? 'active' : k.activeFrom ? 'staged' : 'verifies'} />
+                      {k.activeFrom && <span class="muted"> signs from {dateTime(Date.parse(k.activeFrom))}</span>}
                     </td>
                   </tr>
                 ))}

@@ -41,6 +41,7 @@ import { addSecurityRoutes } from '../http/security-routes.ts';
 import { DeploymentService } from '../jobs/deployment-service.ts';
 import { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { Rollouts } from '../jobs/rollouts.ts';
+import { ReadinessProbe } from './readiness.ts';
 import { WebhookNotifier } from '../events/webhook-notifier.ts';
 import { DeviceRegistry } from '../registry/device-registry.ts';
 import { ShadowReplica } from '../shadow/replica.ts';
@@ -72,6 +73,8 @@ export class UpdraftServer {
   broker!: EmbeddedBroker;
   /** The bus the replica uses: the embedded broker, or an external one with --mqtt-url (then `broker` is not started). */
   bus!: MessageBus;
+  /** Set when stop() begins: /readyz then answers 503, so a balancer drains the instance. */
+  private stopping = false;
   http!: HttpServer;
   replica!: ShadowReplica;
   store!: StateStore;
@@ -250,6 +253,12 @@ export class UpdraftServer {
       checkArtifactSignature: (a, signature) => security.manifests.checkArtifact(a, signature),
     });
     this.rollouts.addRoutes(router);
+    const bus = this.bus;
+    const readiness = new ReadinessProbe({ store: this.store, busConnected: () => (bus instanceof ExternalBroker ? bus.connected : true), stopping: () => this.stopping, logger: logger.child('readyz') });
+    router.add('GET', '/readyz', async ({ res }) => {
+      const r = await readiness.check();
+      sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', checks: r.checks });
+    });
     const loop = new EventLoopMonitor();
     await this.startPart(loop);
     addFleetRoutes(router, {
@@ -271,6 +280,7 @@ export class UpdraftServer {
 
   /** Stops every started part in reverse order; safe to call twice. */
   async stop(): Promise<void> {
+    this.stopping = true;
     const parts = this.started.reverse();
     this.started = [];
     for (const part of parts) {

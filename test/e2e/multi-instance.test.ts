@@ -165,6 +165,16 @@ if (!mosquitto.ok || !pgResult.ok) {
       await devices.stop();
       await eventually(async () => ((await onlineOn(b.api)) === 0 ? true : undefined), 30_000, 'every device offline');
       assert.equal((await b.api.call<{ online: boolean }>('GET', `/api/v1/devices/${fleet[0]!.deviceId}`)).online, false);
+      // readiness follows the shared parts: ready on the external broker and PostgreSQL, not
+      // ready once the broker is gone (a balancer then sends nobody there)
+      const readyz = () => fetch(`${b.api.baseUrl}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as { checks: Record<string, string> } }));
+      assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', checks: { store: 'ok', broker: 'ok', instance: 'ok' } } });
+      await broker.stop();
+      const down = await eventually(async () => {
+        const r = await readyz();
+        return r.status === 503 ? r : undefined;
+      }, 30_000, 'not ready without the broker');
+      assert.deepEqual(down.body.checks, { store: 'ok', broker: 'disconnected', instance: 'ok' });
     });
   });
 }

@@ -1,0 +1,53 @@
+/**
+ * `GET /readyz`: ready while the store answers, the bus is connected and the instance is not
+ * stopping; 503 naming the failing check otherwise; no token needed, no detail given.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ReadinessProbe } from '../../src/server/readiness.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { startTestServer } from '../helpers/server.ts';
+
+describe('readiness', () => {
+  it('a running server is ready; with its store closed it is not, and says only which check fails', async () => {
+    const ts = await startTestServer();
+    try {
+      const ready = await fetch(`${ts.httpUrl}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.deepEqual(await ready.json(), { status: 'ready', checks: { store: 'ok', broker: 'ok', instance: 'ok' } });
+      assert.equal((await fetch(`${ts.httpUrl}/healthz`)).status, 200);
+
+      await ts.server.store.stop(); // the database goes away under the running server
+      const down = await fetch(`${ts.httpUrl}/readyz`);
+      assert.equal(down.status, 503);
+      assert.deepEqual(await down.json(), { status: 'not ready', checks: { store: 'unreachable', broker: 'ok', instance: 'ok' } });
+      assert.equal((await fetch(`${ts.httpUrl}/healthz`)).status, 200, 'still alive: liveness is another question');
+    } finally {
+      await ts.close();
+    }
+  });
+
+  it('is not ready while the bus is disconnected, the store does not answer in time, or the instance stops; logs each change once', async () => {
+    const lines: string[] = [];
+    const state = { connected: true, stopping: false, hang: false };
+    const probe = new ReadinessProbe({
+      store: { getDevice: () => (state.hang ? new Promise(() => {}) : Promise.resolve(undefined)) },
+      busConnected: () => state.connected,
+      stopping: () => state.stopping,
+      logger: createLogger({ write: (l) => lines.push(l) }),
+      timeoutMs: 20,
+    });
+    assert.equal((await probe.check()).ready, true);
+    state.connected = false;
+    assert.deepEqual(await probe.check(), { ready: false, checks: { store: 'ok', broker: 'disconnected', instance: 'ok' } });
+    await probe.check();
+    state.connected = true;
+    state.hang = true;
+    assert.deepEqual((await probe.check()).checks, { store: 'timeout', broker: 'ok', instance: 'ok' });
+    state.hang = false;
+    state.stopping = true;
+    assert.deepEqual((await probe.check()).checks, { store: 'ok', broker: 'ok', instance: 'stopping' });
+    assert.equal(lines.length, 4, `one line per change: ${lines.join('\n')}`);
+    assert.match(lines[2]!, /WARN .*not ready store=timeout broker=ok instance=ok storeError="no answer within 20 ms"$/);
+  });
+});

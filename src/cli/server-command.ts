@@ -31,11 +31,26 @@ export function addServerCommand(program: Command): void {
       out.write(`updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`);
     }
     let stopping = false;
+    let endDrain: (() => void) | undefined;
     const shutdown = (signal: string) => {
-      if (stopping) return;
+      if (stopping) {
+        // a second signal during the drain: stop now
+        endDrain?.();
+        return;
+      }
       stopping = true;
-      logger.info(`${signal}: stopping`);
-      void server.stop().then(() => process.exit(0));
+      // not ready from now on (GET /readyz answers 503), so a balancer takes the instance out
+      // of rotation before its connections close; devices and the API are served meanwhile
+      server.beginStopping();
+      const drain = config.drainSeconds * 1000;
+      if (drain > 0) logger.info(`${signal}: draining for ${config.drainSeconds} s before stopping (/readyz answers 503; signal again to stop now)`);
+      else logger.info(`${signal}: stopping`);
+      void new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drain);
+        endDrain = () => (clearTimeout(timer), resolve());
+      })
+        .then(() => server.stop())
+        .then(() => process.exit(0));
     };
     process.on('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -22,6 +22,8 @@ export interface UpdraftConfig {
   downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3'; memoryCacheBytes: number };
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** On SIGTERM or SIGINT: seconds of answering /readyz with 503 before stopping. */
+  drainSeconds: number;
   /** Where rollout state changes are POSTed ('' : nowhere), and the HMAC key that signs them. */
   webhook: { url: string; secret: string };
 }
@@ -75,6 +77,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'downloads.tokenTtlSeconds', type: 'integer', default: 900, env: 'UPDRAFT_TOKEN_TTL', flag: 'token-ttl', doc: 'Lifetime of a temporary download credential (state/{id}/credentials/request), in seconds.', min: 10, max: 86400 },
   { path: 'downloads.maxArtifactBytes', type: 'integer', default: 2 * 1024 ** 3, env: 'UPDRAFT_MAX_ARTIFACT_BYTES', flag: 'max-artifact-bytes', doc: 'Largest artifact accepted by `artifact add`, in bytes.', min: 1 },
   { path: 'logLevel', type: 'enum', default: 'info', env: 'UPDRAFT_LOG_LEVEL', flag: 'log-level', doc: 'debug, info, warn, error or silent.', values: ['debug', 'info', 'warn', 'error', 'silent'] },
+  { path: 'drainSeconds', type: 'integer', default: 0, env: 'UPDRAFT_DRAIN_SECONDS', flag: 'drain-seconds', doc: 'On SIGTERM or SIGINT, how long to go on serving while GET /readyz answers 503, so that a load balancer takes the instance out of rotation before it stops (a second signal stops at once).', min: 0, max: 3600 },
   { path: 'webhook.url', type: 'url', default: '', env: 'UPDRAFT_WEBHOOK_URL', flag: 'webhook-url', doc: 'Endpoint that receives a JSON POST when a rollout starts, pauses, moves to its next wave, completes, is canceled or aborts (docs/rollouts.md); empty: none.', schemes: ['http', 'https'], secret: true },
   { path: 'webhook.secret', type: 'string', default: '', env: 'UPDRAFT_WEBHOOK_SECRET', flag: 'webhook-secret', doc: 'HMAC-SHA256 key of the x-updraft-signature header of webhook deliveries (give it in the environment, not as a flag, which other users can read).', secret: true },
   { path: 'logFormat', type: 'enum', default: 'text', env: 'UPDRAFT_LOG_FORMAT', flag: 'log-format', doc: 'text (time, level, message, key=value fields; values with spaces quoted) or json (one object per line, for log pipelines).', values: ['text', 'json'] },

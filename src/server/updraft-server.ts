@@ -279,6 +279,11 @@ export class UpdraftServer {
   }
 
   /** Stops every started part in reverse order; safe to call twice. */
+  /** From now on /readyz answers 503 `stopping`; the instance goes on serving until stop(). */
+  beginStopping(): void {
+    this.stopping = true;
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     const parts = this.started.reverse();

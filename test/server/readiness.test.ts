@@ -4,8 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { ReadinessProbe } from '../../src/server/readiness.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { startCli } from '../helpers/cli.ts';
 import { startTestServer } from '../helpers/server.ts';
 
 describe('readiness', () => {
@@ -49,5 +53,24 @@ describe('readiness', () => {
     assert.deepEqual((await probe.check()).checks, { store: 'ok', broker: 'ok', instance: 'stopping' });
     assert.equal(lines.length, 4, `one line per change: ${lines.join('\n')}`);
     assert.match(lines[2]!, /WARN .*not ready store=timeout broker=ok instance=ok storeError="no answer within 20 ms"$/);
+  });
+
+  it('drains on SIGTERM with --drain-seconds: not ready, still serving; a second signal stops it at once', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'updraft-drain-'));
+    const server = startCli(['server', '--data-dir', dataDir, '--drain-seconds', '600', '--mqtt-port', '0', '--mqtt-tls-port', '-1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1']);
+    try {
+      const url = (await server.waitFor(/HTTP API and downloads on (http:\/\/\S+)/))[1]!;
+      assert.equal((await fetch(`${url}/readyz`)).status, 200);
+      server.child.kill('SIGTERM');
+      await server.waitFor(/SIGTERM: draining for 600 s before stopping/);
+      const draining = await fetch(`${url}/readyz`);
+      assert.equal(draining.status, 503);
+      assert.deepEqual(((await draining.json()) as { checks: unknown }).checks, { store: 'ok', broker: 'ok', instance: 'stopping' });
+      assert.equal((await fetch(`${url}/healthz`)).status, 200, 'still serving while it drains');
+      assert.equal(await server.kill('SIGTERM'), 0, 'the second signal stops it, cleanly');
+    } finally {
+      await server.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

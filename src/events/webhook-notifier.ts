@@ -148,10 +148,10 @@ export class WebhookNotifier {
 
   private async drain(): Promise<void> {
     while (this.running && this.queue.length > 0) {
-      const next = this.queue[0]!;
+      // taken off the queue while it is sent: a full queue drops the oldest waiting, not this one
+      const next = this.queue.shift()!;
       const ok = await this.deliver(next.delivery, next.body);
       if (!this.running) return;
-      this.queue.shift();
       if (ok) this.stats.delivered++;
       else this.stats.failed++;
     }

@@ -13,7 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
-import type { WebhookDelivery } from '../../src/events/webhook-notifier.ts';
+import { EventBus } from '../../src/events/event-bus.ts';
+import { WebhookNotifier, type WebhookDelivery } from '../../src/events/webhook-notifier.ts';
+import type { JobRecord } from '../../src/store/state-store.ts';
+import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, outcome, startAgent } from '../security/support.ts';
@@ -115,6 +118,43 @@ describe('webhook notifications of rollouts', () => {
       );
     } finally {
       await second.agent.stop();
+    }
+  });
+});
+
+describe('webhook queue', () => {
+  it('holds at most 1,000 waiting deliveries: past that the oldest waiting one is dropped, never the one being sent', async () => {
+    const received: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        received.push((JSON.parse(body) as WebhookDelivery).job.jobId);
+        // the first delivery hangs until the queue has overflowed
+        void (received.length === 1 ? held : Promise.resolve()).then(() => res.writeHead(204).end());
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const events = new EventBus();
+    const notifier = new WebhookNotifier({ events, url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, secret: 's', isLeader: () => true, logger: silentLogger });
+    await notifier.start();
+    try {
+      const job = (i: number): JobRecord => ({ jobId: `job-${i}`, artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS', createdAt: Date.now(), updatedAt: Date.now(), version: 1, progress: {} });
+      events.emit('job.changed', { job: job(0) });
+      await eventually(async () => (received.length === 1 ? true : undefined), 10_000, 'the first delivery in flight');
+      for (let i = 1; i <= 1001; i++) events.emit('job.changed', { job: job(i) });
+      assert.equal(notifier.stats.dropped, 1);
+      release();
+      await eventually(async () => (notifier.stats.delivered === 1001 ? true : undefined), 30_000, 'the rest delivered');
+      assert.equal(received[0], 'job-0', 'the one being sent was sent');
+      assert.ok(!received.includes('job-1'), 'the oldest waiting was dropped');
+      assert.deepEqual(received.slice(1, 3), ['job-2', 'job-3'], 'the rest in order');
+      assert.equal(received.length, 1001);
+    } finally {
+      await notifier.stop();
+      await new Promise((r) => receiver.close(r));
     }
   });
 });

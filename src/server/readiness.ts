@@ -4,24 +4,32 @@
  * liveness check (the process answers); this one checks what an instance depends on:
  *
  * - the state store answers a read within 2 s (PostgreSQL reachable, SQLite open);
+ * - the artifact storage answers within 2 s (the S3 bucket reachable: artifacts are added
+ *   and downloaded there; the local directory answers while the disk does);
  * - the MQTT bus is connected (an external broker; the embedded one listens while it runs);
  * - the instance is not stopping (so a balancer drains it before its sockets close).
  *
  * No token: it says only which check fails (`unreachable`, `timeout`, `disconnected`,
  * `stopping`), never why in detail; the log says that, once per change.
  */
+import type { BlobStore } from '../artifacts/blob-store.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+
+/** A content address no blob has (the SHA-256 of nothing would be a real one). */
+const NO_BLOB = '0'.repeat(64);
 
 /** What one probe found. */
 export interface Readiness {
   ready: boolean;
-  checks: { store: string; broker: string; instance: string };
+  checks: { store: string; artifacts: string; broker: string; instance: string };
 }
 
 /** What the probe looks at. */
 export interface ReadinessDeps {
   store: Pick<StateStore, 'getDevice'>;
+  /** Asked for the size of a blob no artifact has: any answer, even "absent", is an answer. */
+  blobs: Pick<BlobStore, 'stat'>;
   /** True while the MQTT bus can carry messages. */
   busConnected: () => boolean;
   /** True once the instance began to stop. */
@@ -40,24 +48,29 @@ export class ReadinessProbe {
   }
 
   async check(): Promise<Readiness> {
-    const [store, detail] = await this.storeCheck();
+    const [[store, storeError], [artifacts, artifactsError]] = await Promise.all([
+      this.answers(() => this.deps.store.getDevice('readyz-probe')),
+      this.answers(() => this.deps.blobs.stat(NO_BLOB)),
+    ]);
     const broker = this.deps.busConnected() ? 'ok' : 'disconnected';
     const instance = this.deps.stopping() ? 'stopping' : 'ok';
-    const r: Readiness = { ready: store === 'ok' && broker === 'ok' && instance === 'ok', checks: { store, broker, instance } };
+    const checks = { store, artifacts, broker, instance };
+    const r: Readiness = { ready: Object.values(checks).every((c) => c === 'ok'), checks };
     const summary = JSON.stringify(r.checks);
     if (summary !== this.last) {
       if (r.ready) this.deps.logger.info('ready', r.checks);
-      else this.deps.logger.warn('not ready', { ...r.checks, ...(detail ? { storeError: detail } : {}) });
+      else this.deps.logger.warn('not ready', { ...r.checks, ...(storeError ? { storeError } : {}), ...(artifactsError ? { artifactsError } : {}) });
       this.last = summary;
     }
     return r;
   }
 
-  private async storeCheck(): Promise<[string, string | undefined]> {
+  /** `ok` when `ask` settles in time, `timeout` or `unreachable` otherwise, with the detail for the log. */
+  private async answers(ask: () => Promise<unknown>): Promise<[string, string | undefined]> {
     const ms = this.deps.timeoutMs ?? 2000;
     let timer: NodeJS.Timeout | undefined;
     try {
-      const read = this.deps.store.getDevice('readyz-probe').then(() => 'ok' as const);
+      const read = ask().then(() => 'ok' as const);
       const late = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
       const result = await Promise.race([read, late]);
       return [result, result === 'timeout' ? `no answer within ${ms} ms` : undefined];

@@ -254,7 +254,7 @@ export class UpdraftServer {
     });
     this.rollouts.addRoutes(router);
     const bus = this.bus;
-    const readiness = new ReadinessProbe({ store: this.store, busConnected: () => (bus instanceof ExternalBroker ? bus.connected : true), stopping: () => this.stopping, logger: logger.child('readyz') });
+    const readiness = new ReadinessProbe({ store: this.store, blobs, busConnected: () => (bus instanceof ExternalBroker ? bus.connected : true), stopping: () => this.stopping, logger: logger.child('readyz') });
     router.add('GET', '/readyz', async ({ res }) => {
       const r = await readiness.check();
       sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', checks: r.checks });

@@ -46,6 +46,7 @@ if (!mosquitto.ok || !pgResult.ok) {
     const pg: TestPostgres = pgResult.server;
     let broker: TestMosquitto;
     let s3: TestS3;
+    let s3Stopped = false;
     let dir: string;
     let dbUrl: string;
     const servers: CliProcess[] = [];
@@ -63,7 +64,7 @@ if (!mosquitto.ok || !pgResult.ok) {
       await stopAgents();
       await Promise.all(servers.map((s) => s.kill('SIGTERM')));
       await broker?.stop();
-      await s3?.stop();
+      if (!s3Stopped) await s3?.stop();
       await pg.stop();
       if (dir) await rm(dir, { recursive: true, force: true });
     });
@@ -168,13 +169,19 @@ if (!mosquitto.ok || !pgResult.ok) {
       // readiness follows the shared parts: ready on the external broker and PostgreSQL, not
       // ready once the broker is gone (a balancer then sends nobody there)
       const readyz = () => fetch(`${b.api.baseUrl}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as { checks: Record<string, string> } }));
-      assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', checks: { store: 'ok', broker: 'ok', instance: 'ok' } } });
+      assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', checks: { store: 'ok', artifacts: 'ok', broker: 'ok', instance: 'ok' } } });
       await broker.stop();
       const down = await eventually(async () => {
         const r = await readyz();
         return r.status === 503 ? r : undefined;
       }, 30_000, 'not ready without the broker');
-      assert.deepEqual(down.body.checks, { store: 'ok', broker: 'disconnected', instance: 'ok' });
+      assert.deepEqual(down.body.checks, { store: 'ok', artifacts: 'ok', broker: 'disconnected', instance: 'ok' });
+      // nor without its bucket (the S3 client's own retries may outlast the probe's 2 s)
+      await s3.stop();
+      s3Stopped = true;
+      const noBucket = await readyz();
+      assert.equal(noBucket.status, 503);
+      assert.match(noBucket.body.checks.artifacts!, /^(unreachable|timeout)$/);
     });
   });
 }

@@ -18,13 +18,13 @@ describe('readiness', () => {
     try {
       const ready = await fetch(`${ts.httpUrl}/readyz`);
       assert.equal(ready.status, 200);
-      assert.deepEqual(await ready.json(), { status: 'ready', checks: { store: 'ok', broker: 'ok', instance: 'ok' } });
+      assert.deepEqual(await ready.json(), { status: 'ready', checks: { store: 'ok', artifacts: 'ok', broker: 'ok', instance: 'ok' } });
       assert.equal((await fetch(`${ts.httpUrl}/healthz`)).status, 200);
 
       await ts.server.store.stop(); // the database goes away under the running server
       const down = await fetch(`${ts.httpUrl}/readyz`);
       assert.equal(down.status, 503);
-      assert.deepEqual(await down.json(), { status: 'not ready', checks: { store: 'unreachable', broker: 'ok', instance: 'ok' } });
+      assert.deepEqual(await down.json(), { status: 'not ready', checks: { store: 'unreachable', artifacts: 'ok', broker: 'ok', instance: 'ok' } });
       assert.equal((await fetch(`${ts.httpUrl}/healthz`)).status, 200, 'still alive: liveness is another question');
     } finally {
       await ts.close();
@@ -33,9 +33,10 @@ describe('readiness', () => {
 
   it('is not ready while the bus is disconnected, the store does not answer in time, or the instance stops; logs each change once', async () => {
     const lines: string[] = [];
-    const state = { connected: true, stopping: false, hang: false };
+    const state = { connected: true, stopping: false, hang: false, blobsDown: false };
     const probe = new ReadinessProbe({
       store: { getDevice: () => (state.hang ? new Promise(() => {}) : Promise.resolve(undefined)) },
+      blobs: { stat: () => (state.blobsDown ? Promise.reject(new Error('connect ECONNREFUSED')) : Promise.resolve(undefined)) },
       busConnected: () => state.connected,
       stopping: () => state.stopping,
       logger: createLogger({ write: (l) => lines.push(l) }),
@@ -43,16 +44,20 @@ describe('readiness', () => {
     });
     assert.equal((await probe.check()).ready, true);
     state.connected = false;
-    assert.deepEqual(await probe.check(), { ready: false, checks: { store: 'ok', broker: 'disconnected', instance: 'ok' } });
+    assert.deepEqual(await probe.check(), { ready: false, checks: { store: 'ok', artifacts: 'ok', broker: 'disconnected', instance: 'ok' } });
     await probe.check();
     state.connected = true;
     state.hang = true;
-    assert.deepEqual((await probe.check()).checks, { store: 'timeout', broker: 'ok', instance: 'ok' });
+    assert.deepEqual((await probe.check()).checks, { store: 'timeout', artifacts: 'ok', broker: 'ok', instance: 'ok' });
     state.hang = false;
+    state.blobsDown = true;
+    assert.deepEqual((await probe.check()).checks, { store: 'ok', artifacts: 'unreachable', broker: 'ok', instance: 'ok' });
+    state.blobsDown = false;
     state.stopping = true;
-    assert.deepEqual((await probe.check()).checks, { store: 'ok', broker: 'ok', instance: 'stopping' });
-    assert.equal(lines.length, 4, `one line per change: ${lines.join('\n')}`);
-    assert.match(lines[2]!, /WARN .*not ready store=timeout broker=ok instance=ok storeError="no answer within 20 ms"$/);
+    assert.deepEqual((await probe.check()).checks, { store: 'ok', artifacts: 'ok', broker: 'ok', instance: 'stopping' });
+    assert.equal(lines.length, 5, `one line per change: ${lines.join('\n')}`);
+    assert.match(lines[2]!, /WARN .*not ready store=timeout artifacts=ok broker=ok instance=ok storeError="no answer within 20 ms"$/);
+    assert.match(lines[3]!, /artifacts=unreachable .*artifactsError="connect ECONNREFUSED"$/);
   });
 
   it('drains on SIGTERM with --drain-seconds: not ready, still serving; a second signal stops it at once', async () => {
@@ -65,7 +70,7 @@ describe('readiness', () => {
       await server.waitFor(/SIGTERM: draining for 600 s before stopping/);
       const draining = await fetch(`${url}/readyz`);
       assert.equal(draining.status, 503);
-      assert.deepEqual(((await draining.json()) as { checks: unknown }).checks, { store: 'ok', broker: 'ok', instance: 'stopping' });
+      assert.deepEqual(((await draining.json()) as { checks: unknown }).checks, { store: 'ok', artifacts: 'ok', broker: 'ok', instance: 'stopping' });
       assert.equal((await fetch(`${url}/healthz`)).status, 200, 'still serving while it drains');
       assert.equal(await server.kill('SIGTERM'), 0, 'the second signal stops it, cleanly');
     } finally {

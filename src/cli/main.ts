@@ -16,6 +16,7 @@ import { addDemoCommand } from './demo-command.ts';
 import { addServerCommand } from './server-command.ts';
 import { addSimCommand } from './sim-command.ts';
 import { addTokenCommand } from './token-command.ts';
+import { addDoctorCommand } from './doctor-command.ts';
 
 const program = new Command('updraft')
   .description('Self-hosted over-the-air software updates for IoT fleets')
@@ -34,6 +35,7 @@ addSimCommand(program);
 addBrokerCommands(program);
 addBackupCommand(program);
 addTokenCommand(program);
+addDoctorCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);

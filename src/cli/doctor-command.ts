@@ -1,0 +1,119 @@
+/**
+ * `updraft doctor`: one command that says whether a running Updraft is fit to update a fleet,
+ * and what to do where it is not. Each line is a check, `ok`, `note`, `warn` or `FAIL`; the
+ * command exits 1 when one fails (a script or a cron job can act on it), 0 otherwise.
+ *
+ * It asks only what the API and the health endpoints answer: reachability, readiness (store,
+ * artifact storage, broker), the operator token, the clocks (manifests and URLs expire by
+ * them), the signing key's certificate, staged URL keys, how busy the instance is, refused
+ * tokens, failing webhook deliveries, and rollouts waiting for an operator.
+ */
+import type { Command } from 'commander';
+import type { KeyInfo } from '../artifacts/key-ring.ts';
+import type { InstanceMetrics } from '../http/metrics.ts';
+import type { KeyCertificate } from '../protocol/key-certificate.ts';
+import type { JobRecord } from '../store/state-store.ts';
+import { ApiClient, type ApiOptions } from './api-client.ts';
+
+type Verdict = 'ok' | 'note' | 'warn' | 'FAIL';
+
+/** One line of the report. */
+export interface Finding {
+  verdict: Verdict;
+  check: string;
+  text: string;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Runs every check against the server of `opts`; never throws for what the server answers. */
+export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Finding[]> {
+  const out: Finding[] = [];
+  const add = (verdict: Verdict, check: string, text: string) => void out.push({ verdict, check, text });
+  const base = (opts.server ?? process.env.UPDRAFT_SERVER ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+
+  let alive: Response;
+  try {
+    alive = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(5000) });
+  } catch (err) {
+    add('FAIL', 'reachable', `no answer from ${base}: ${(err as Error).message}; is the server running (updraft server), and is --server right?`);
+    return out;
+  }
+  await alive.body?.cancel();
+  add(alive.ok ? 'ok' : 'FAIL', 'reachable', `${base} answers (HTTP ${alive.status})`);
+  // the server's clock, from the Date header: manifests, URLs and tokens expire by it
+  const serverDate = Date.parse(alive.headers.get('date') ?? '');
+  if (Number.isFinite(serverDate)) {
+    const skew = Math.round((serverDate - now) / 1000);
+    if (Math.abs(skew) > 30) add('warn', 'clock', `the server's clock is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} this machine's: update commands and URLs expire by the server's clock, so a device whose clock differs as much refuses or outlives them; run NTP everywhere`);
+    else add('ok', 'clock', `the server's clock agrees with this machine's (${skew} s)`);
+  }
+
+  const ready = await fetch(`${base}/readyz`).catch(() => undefined);
+  if (ready) {
+    const body = (await ready.json().catch(() => ({}))) as { checks?: Record<string, string> };
+    const failing = Object.entries(body.checks ?? {}).filter(([, v]) => v !== 'ok');
+    if (ready.ok) add('ok', 'ready', `store, artifact storage and broker answer`);
+    else add('FAIL', 'ready', `not ready: ${failing.map(([k, v]) => `${k} ${v}`).join(', ') || `HTTP ${ready.status}`}; the server's log says why`);
+  }
+
+  let api: ApiClient;
+  try {
+    api = new ApiClient({ ...opts, server: base });
+  } catch (err) {
+    add('FAIL', 'token', (err as Error).message);
+    return out;
+  }
+  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; url: KeyInfo[] };
+  try {
+    keys = await api.call('GET', '/api/v1/keys');
+  } catch (err) {
+    add('FAIL', 'token', `the API refused the operator token: ${(err as Error).message}`);
+    return out;
+  }
+  add('ok', 'token', 'the operator token is accepted');
+
+  const cert = keys.signing.certificate;
+  if (!cert) {
+    add('note', 'signing key', `${keys.signing.keyId}, no certificate from an offline root: replacing it means provisioning every device again (docs/security.md)`);
+  } else {
+    const days = Math.floor((cert.expiresAt * 1000 - now) / DAY_MS);
+    if (days < 0) add('FAIL', 'signing key', `the certificate of ${cert.keyId} expired ${-days} day(s) ago: devices that trust the root refuse every update; certify the key again and install it (updraft keys certify, keys install-cert)`);
+    else if (days < 30) add('warn', 'signing key', `the certificate of ${cert.keyId} expires in ${days} day(s): certify the key again and install it`);
+    else add('ok', 'signing key', `${cert.keyId}, certified by root ${cert.rootKeyId} (serial ${cert.serial}) for ${days} more days`);
+  }
+  for (const k of keys.url.filter((x) => x.activeFrom)) add('note', 'URL keys', `key ${k.kid} is staged: it signs from ${k.activeFrom}; every instance must have it by then`);
+
+  const m = await api.call<InstanceMetrics>('GET', '/api/v1/metrics').catch(() => undefined);
+  if (m) {
+    const busy = m.eventLoop.lastMinute.utilization;
+    if (busy > 0.9) add('warn', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute: at its limit, commands and answers queue (docs/deployment.md: add an instance)`);
+    else add('ok', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute`);
+    if (m.api.refusedTokens > 0) add('note', 'tokens', `${m.api.refusedTokens} API call(s) refused for their token since the start: a tool with an old token, or someone guessing (the log says from where)`);
+    if (m.webhook && m.webhook.failed + m.webhook.dropped > 0) add('warn', 'webhook', `${m.webhook.failed} notification(s) failed and ${m.webhook.dropped} dropped since the start: check the receiver (the log names them)`);
+  }
+
+  const paused = await api.call<{ items: JobRecord[] }>('GET', '/api/v1/jobs?status=PAUSED&limit=100').catch(() => undefined);
+  for (const j of paused?.items ?? []) {
+    const why = (j.progress as { pause?: { reason?: string; message?: string } } | undefined)?.pause;
+    if (why && why.reason !== 'operator') add('note', 'rollouts', `job ${j.jobId} (${j.artifactName}@${j.artifactVersion}) waits for an operator: ${why.message ?? why.reason}`);
+  }
+  return out;
+}
+
+/** Adds `doctor`. */
+export function addDoctorCommand(program: Command): void {
+  program
+    .command('doctor')
+    .description('check a running Updraft: reachable, ready, token, clocks, signing key, load, webhooks, rollouts waiting; exits 1 if a check fails')
+    .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
+    .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
+    .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
+    .option('--json', 'print JSON')
+    .action(async (opts: ApiOptions & { json?: boolean }) => {
+      const findings = await diagnose(opts);
+      if (opts.json) process.stdout.write(JSON.stringify(findings, null, 2) + '\n');
+      else process.stdout.write(findings.map((f) => `${f.verdict.padEnd(4)}  ${f.check.padEnd(11)}  ${f.text}`).join('\n') + '\n');
+      if (findings.some((f) => f.verdict === 'FAIL')) process.exitCode = 1;
+    });
+}

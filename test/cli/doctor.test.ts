@@ -1,0 +1,72 @@
+/** `updraft doctor` against a real server: all well, a rollout waiting for approval, a wrong token, no server, a skewed clock. */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { UpdateAgent } from '../../src/agent/agent.ts';
+import { diagnose } from '../../src/cli/doctor-command.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, outcome, startAgent } from '../security/support.ts';
+
+describe('updraft doctor', () => {
+  let ts: TestServer;
+  let root: string;
+  let agent: UpdateAgent | undefined;
+  const doctor = (...extra: string[]) => runCli(['doctor', '--server', ts.httpUrl, '--token', ts.token, ...extra]);
+
+  before(async () => {
+    ts = await startTestServer();
+    root = await mkdtemp(path.join(os.tmpdir(), 'updraft-doctor-'));
+  });
+  after(async () => {
+    await agent?.stop();
+    await ts.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('says a fresh server is well, check by check, and exits 0', async () => {
+    const r = await doctor();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const verdicts = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(6, 17).trim(), l.slice(0, 4).trim()]));
+    assert.deepEqual(verdicts, { reachable: 'ok', clock: 'ok', ready: 'ok', token: 'ok', 'signing key': 'note', load: 'ok' });
+    assert.match(r.stdout, /^note  signing key  [0-9a-f]{16}, no certificate from an offline root: replacing it means provisioning every device again/m);
+  });
+
+  it('names a rollout waiting for an approval', async () => {
+    await addArtifact(ts, '2.0.0', randomBytes(2000));
+    const started = await startAgent(ts, root, 'doc-1');
+    agent = started.agent;
+    const res = await fetch(`${ts.httpUrl}/api/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ artifact: 'fw@2.0.0', targets: { devices: ['doc-1'] }, plan: { waves: [{ count: 1, requireApproval: true }, { percent: 100 }] } }) });
+    const jobId = ((await res.json()) as { job: { jobId: string } }).job.jobId;
+    assert.equal((await outcome(started.finished, jobId)).status, 'SUCCESS');
+    const r = await eventually(async () => {
+      const d = await doctor('--json');
+      return d.stdout.includes('"rollouts"') ? d : undefined;
+    }, 30_000, 'the paused job reported');
+    const findings = JSON.parse(r.stdout) as { verdict: string; check: string; text: string }[];
+    const waiting = findings.find((f) => f.check === 'rollouts')!;
+    assert.equal(waiting.verdict, 'note');
+    assert.match(waiting.text, new RegExp(`^job ${jobId} \\(fw@2\\.0\\.0\\) waits for an operator: wave 0 finished \\(100\\.0% succeeded\\) and needs approval`));
+    assert.equal(r.code, 0);
+  });
+
+  it('fails, exit 1, on a refused token and on a server that does not answer', async () => {
+    const wrong = await runCli(['doctor', '--server', ts.httpUrl, '--token', 'not-the-token']);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stdout, /^FAIL  token {8}the API refused the operator token: /m);
+    const nobody = await runCli(['doctor', '--server', `http://127.0.0.1:${await freePort()}`, '--token', 'x']);
+    assert.equal(nobody.code, 1);
+    assert.match(nobody.stdout, /^FAIL  reachable {4}no answer from http:\/\/127\.0\.0\.1:\d+: .*is the server running/m);
+  });
+
+  it('warns when the clocks disagree: commands and URLs expire by the server\'s', async () => {
+    const findings = await diagnose({ server: ts.httpUrl, token: ts.token }, Date.now() - 120_000);
+    const clock = findings.find((f) => f.check === 'clock')!;
+    assert.equal(clock.verdict, 'warn');
+    assert.match(clock.text, /^the server's clock is 1(19|20|21) s ahead of this machine's/);
+  });
+});

@@ -87,14 +87,18 @@ export function addSimCommand(program: Command): void {
       } else {
         const count = num(o.devices as string, 'devices', 1, 10_000_000);
         const api = new ApiClient({ ...(o.server ? { server: o.server as string } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
-        devices = await registerFleet(api, o.prefix as string, count).catch((err: unknown) => {
+        // saved after each request of the registration, not only at its end: a request that
+        // fails later must not lose the secrets of the devices registered before it
+        // (a new file renamed over the target: 0600 even where a file with wider rights was)
+        const save = typeof o.saveDevices === 'string' ? (all: SimDevice[]) => writeFileAtomic(o.saveDevices as string, JSON.stringify(all), 0o600) : undefined;
+        devices = await registerFleet(api, o.prefix as string, count, save).catch((err: unknown) => {
+          const kept = save && err instanceof UpdraftError && /the requests before this one registered/.test(err.message) ? `; their secrets are in ${o.saveDevices as string}` : '';
           if (err instanceof UpdraftError && err.status === 409) {
-            throw new UpdraftError('CONFLICT', `${err.message}. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`);
+            throw new UpdraftError('CONFLICT', `${err.message}${kept}. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`);
           }
+          if (kept && err instanceof UpdraftError) throw new UpdraftError(err.code, `${err.message}${kept}`, { status: err.status });
           throw err;
         });
-        // a new file renamed over the target: 0600 even where a file with wider rights was
-        if (typeof o.saveDevices === 'string') await writeFileAtomic(o.saveDevices, JSON.stringify(devices), 0o600);
       }
       let fleet: SimulatedFleet;
       let failed: Promise<never> | undefined;

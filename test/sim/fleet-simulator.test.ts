@@ -11,7 +11,7 @@ import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { parseFirstIndex, shareOf, sliceOf } from '../../src/sim/sim-processes.ts';
 import { eventually, runCli, startCli } from '../helpers/cli.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** The live child processes of `pid` and their command lines (Linux /proc). */
 function childProcesses(pid: number): { pid: number; cmd: string }[] {
@@ -260,6 +260,27 @@ describe('fleet simulator', () => {
       await writeFile(path.join(dir, 'bad.json'), '{"deviceId":"x"}');
       const bad = await runCli(['sim', '--broker', ts.mqttUrl, '--devices-file', path.join(dir, 'bad.json')]);
       assert.equal(bad.stderr.trim(), `updraft: error: ${path.join(dir, 'bad.json')} must be a JSON array of {deviceId, secret}, as --save-devices writes it`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the command keeps the secrets of the devices registered before a later request of the registration fails', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-big-'));
+    try {
+      // a fleet of 10,003 takes two requests; the second names a device that exists already
+      await registerDevice(ts, 'big-10002');
+      const saved = path.join(dir, 'fleet.json');
+      const r = await runCli(['sim', '--server', ts.httpUrl, '--token', ts.token, '--broker', ts.mqttUrl, '--devices', '10003', '--prefix', 'big-', '--save-devices', saved]);
+      assert.equal(r.code, 2);
+      assert.equal(
+        r.stderr.trim(),
+        `updraft: error: 1 of these devices are already registered (big-10002); nothing was registered; the requests before this one registered 10000 device(s), big-00001 to big-10000; their secrets are in ${saved}. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`,
+      );
+      const fleet = JSON.parse(readFileSync(saved, 'utf8')) as { deviceId: string; secret: string }[];
+      assert.equal(fleet.length, 10_000);
+      assert.equal(fleet[9_999]!.deviceId, 'big-10000');
+      assert.equal(statSync(saved).mode & 0o777, 0o600);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

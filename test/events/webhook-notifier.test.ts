@@ -122,6 +122,65 @@ describe('webhook notifications of rollouts', () => {
   });
 });
 
+describe('webhook delivery rules', () => {
+  /** A receiver answering `status` to everything, and a notifier posting to it. */
+  async function setup(status: number, leader: { is: boolean }) {
+    const received: string[] = [];
+    const receiver = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        received.push(req.headers['x-updraft-delivery'] as string);
+        res.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const events = new EventBus();
+    const notifier = new WebhookNotifier({ events, url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, secret: 's', isLeader: () => leader.is, logger: silentLogger, retryDelayMs: 1 });
+    await notifier.start();
+    const job: JobRecord = { jobId: 'j-1', artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS', createdAt: Date.now(), updatedAt: Date.now(), version: 1, progress: {} };
+    const close = async () => {
+      await notifier.stop();
+      await new Promise((r) => receiver.close(r));
+    };
+    return { received, events, notifier, job, close };
+  }
+
+  it('a receiver refusing with a 4xx is not asked again; a 5xx is, five times in all', async () => {
+    const refused = await setup(400, { is: true });
+    try {
+      refused.events.emit('job.changed', { job: refused.job });
+      await eventually(async () => (refused.notifier.stats.failed === 1 ? true : undefined), 10_000, 'the refusal counted');
+      assert.deepEqual(refused.received, ['j-1:1']);
+    } finally {
+      await refused.close();
+    }
+    const failing = await setup(502, { is: true });
+    try {
+      failing.events.emit('job.changed', { job: failing.job });
+      await eventually(async () => (failing.notifier.stats.failed === 1 ? true : undefined), 10_000, 'every attempt failed');
+      assert.deepEqual(failing.received, ['j-1:1', 'j-1:1', 'j-1:1', 'j-1:1', 'j-1:1']);
+    } finally {
+      await failing.close();
+    }
+  });
+
+  it('an instance that does not drive rollouts sends nothing; once it takes the lead, it sends what changes from then on', async () => {
+    const leader = { is: false };
+    const follower = await setup(204, leader);
+    try {
+      follower.events.emit('job.changed', { job: follower.job });
+      follower.events.emit('job.changed', { job: { ...follower.job, status: 'PAUSED', version: 2 } });
+      leader.is = true;
+      follower.events.emit('job.changed', { job: { ...follower.job, status: 'CANCELED', version: 3 } });
+      // deliveries go in order: had the first two been queued, they would come first
+      await eventually(async () => (follower.notifier.stats.delivered === 1 ? true : undefined), 10_000, 'the delivery after the lead');
+      assert.deepEqual(follower.received, ['j-1:3']);
+    } finally {
+      await follower.close();
+    }
+  });
+});
+
 describe('webhook queue', () => {
   it('holds at most 1,000 waiting deliveries: past that the oldest waiting one is dropped, never the one being sent', async () => {
     const received: string[] = [];

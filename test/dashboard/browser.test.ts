@@ -162,8 +162,14 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('link', { name: 'New rollout' }).click();
     await page.getByLabel('Artifact').selectOption('fw@2.0.0');
     await page.getByLabel('Device ids (comma or space separated)').fill('idle-1 idle-2 idle-3');
+    // a maintenance window twelve hours from now: the job waits for it, and says so
+    const at = new Date(Date.now() + 12 * 3_600_000);
+    await page.getByLabel('Maintenance window opens (HH:MM)').fill(`${String(at.getUTCHours()).padStart(2, '0')}:${String(at.getUTCMinutes()).padStart(2, '0')}`);
+    await page.getByLabel('Window open for (minutes)').fill('60');
+    await page.getByLabel('Time zone of the window').fill('UTC');
     await page.getByRole('button', { name: 'Start rollout' }).click();
     await page.getByRole('heading', { level: 1 }).filter({ hasText: 'IN PROGRESS' }).waitFor();
+    await page.getByTestId('window-closed').filter({ hasText: /^Outside its maintenance windows: nothing new is sent until .+ \(devices already updating go on\)\.$/ }).waitFor();
     await page.getByRole('button', { name: 'Pause' }).click();
     await page.getByRole('heading', { level: 1 }).filter({ hasText: 'PAUSED' }).waitFor();
     await page.getByRole('status').filter({ hasText: 'paused by an operator' }).waitFor();

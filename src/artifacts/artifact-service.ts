@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import { UpdraftError } from '../errors.ts';
-import { SEMVER } from '../protocol/software.ts';
+import { SEMVER, compareSemver } from '../protocol/software.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
 import { rememberLru } from '../util/lru.ts';
@@ -49,6 +49,15 @@ export interface ArtifactDeletion {
   artifact: ArtifactRecord;
   /** False when another name@version holds the same bytes: they stay for it. */
   bytesDeleted: boolean;
+}
+
+/** What a prune did (or, with dryRun, would do): name@version references, newest first per name. */
+export interface ArtifactPrune {
+  dryRun: boolean;
+  kept: string[];
+  deleted: string[];
+  /** Versions older than the kept ones that could not go: a job that is not finished installs them. */
+  refused: { artifact: string; reason: string }[];
 }
 
 function notFound(name: string, version: string): UpdraftError {
@@ -123,6 +132,42 @@ export class ArtifactService {
       return this.deps.blobs.delete(artifact.sha256);
     });
     return { artifact, bytesDeleted };
+  }
+
+  /**
+   * Keeps the `keep` newest versions of each name (semantic version order: 1.10.0 is newer
+   * than 1.9.0), or of `name` only, and deletes the older ones as `delete` does: one that an
+   * unfinished job installs is refused and stays. `keep` is at least 1, so every name keeps
+   * its newest build. With `dryRun` nothing is deleted: the answer says what would be.
+   */
+  async prune(o: { keep: number; name?: string; dryRun?: boolean }): Promise<ArtifactPrune> {
+    if (!Number.isSafeInteger(o.keep) || o.keep < 1) throw new UpdraftError('BAD_REQUEST', 'keep must be a whole number of at least 1: the newest version of each name always stays');
+    const all = (await this.list()).filter((a) => o.name === undefined || a.name === o.name);
+    if (o.name !== undefined && all.length === 0) throw new UpdraftError('NOT_FOUND', `no artifact is named ${o.name}; list them with: updraft artifact list`);
+    const byName = new Map<string, ArtifactRecord[]>();
+    for (const a of all) byName.set(a.name, [...(byName.get(a.name) ?? []), a]);
+    const out: ArtifactPrune = { dryRun: o.dryRun === true, kept: [], deleted: [], refused: [] };
+    for (const [name, versions] of [...byName].sort(([a], [b]) => a.localeCompare(b))) {
+      versions.sort((a, b) => compareSemver(b.version, a.version));
+      out.kept.push(...versions.slice(0, o.keep).map((a) => `${name}@${a.version}`));
+      for (const old of versions.slice(o.keep)) {
+        const ref = `${name}@${old.version}`;
+        if (o.dryRun) {
+          out.deleted.push(ref);
+          continue;
+        }
+        try {
+          await this.delete(name, old.version);
+          out.deleted.push(ref);
+        } catch (err) {
+          if (!(err instanceof UpdraftError) || (err.code !== 'CONFLICT' && err.code !== 'NOT_FOUND')) throw err;
+          // NOT_FOUND: deleted meanwhile (by another operator or instance): gone either way
+          if (err.code === 'NOT_FOUND') out.deleted.push(ref);
+          else out.refused.push({ artifact: ref, reason: err.message });
+        }
+      }
+    }
+    return out;
   }
 
   /** Runs `work` once the work queued before it is done (a short section: no upload in it). */

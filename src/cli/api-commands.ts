@@ -2,7 +2,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { parseArtifactRef } from '../artifacts/artifact-service.ts';
+import { parseArtifactRef, type ArtifactPrune } from '../artifacts/artifact-service.ts';
 import { UpdraftError } from '../errors.ts';
 import type { ShadowDocument } from '../protocol/shadow-messages.ts';
 import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-store.ts';
@@ -74,6 +74,19 @@ export function addApiCommands(program: Command): void {
     const r = await new ApiClient(opts).call<{ artifact: ArtifactRecord; bytesDeleted: boolean }>('DELETE', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
     print(opts, r, `deleted ${name}@${version}\n  ${r.bytesDeleted ? `its ${r.artifact.size} bytes removed from storage` : 'its bytes stay: another artifact holds the same ones'}`);
   });
+  withApi(artifact.command('prune').description('delete old builds: keep the N newest versions of each name (or of --name); builds an unfinished job installs stay'))
+    .requiredOption('--keep <n>', 'how many of the newest versions of each name stay (at least 1; keep the one your fleet runs: rollbacks install it)')
+    .option('--name <name>', 'only this name')
+    .option('--dry-run', 'say what would be deleted; delete nothing')
+    .action(async (opts: Common & { keep: string; name?: string; dryRun?: boolean }) => {
+      const r = await new ApiClient(opts).call<ArtifactPrune>('POST', '/api/v1/artifacts/prune', { keep: Number(opts.keep), ...(opts.name !== undefined ? { name: opts.name } : {}), ...(opts.dryRun ? { dryRun: true } : {}) });
+      const lines = [
+        `${r.dryRun ? 'would delete' : 'deleted'}: ${r.deleted.join(', ') || 'nothing'}`,
+        `kept: ${r.kept.join(', ') || 'nothing'}`,
+        ...r.refused.map((x) => `not deleted: ${x.reason}`),
+      ];
+      print(opts, r, lines.join('\n'));
+    });
 
   withApi(program.command('deploy').description('set the desired software of devices (creates a job with a unique id)'))
     .requiredOption('--device <id...>', 'target device id (repeatable)')

@@ -64,6 +64,13 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
 
   // 409 while a job that is not finished installs it; the jobs that did keep their records
   router.add('DELETE', '/api/v1/artifacts/:name/:version', async ({ res, params }) => sendJson(res, 200, await deps.artifacts.delete(params.name!, params.version!)));
+  // old builds out of storage: the `keep` newest of each name stay (dryRun: say what would go)
+  router.add('POST', '/api/v1/artifacts/prune', async ({ req, res }) => {
+    const body = await readJson(req);
+    if (body.name !== undefined && typeof body.name !== 'string') throw new UpdraftError('BAD_REQUEST', 'name must be an artifact name');
+    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new UpdraftError('BAD_REQUEST', 'dryRun must be true or false');
+    sendJson(res, 200, await deps.artifacts.prune({ keep: body.keep as number, ...(typeof body.name === 'string' ? { name: body.name } : {}), ...(body.dryRun === true ? { dryRun: true } : {}) }));
+  });
 
   router.add('POST', '/api/v1/devices', async ({ req, res }) => {
     const body = await readJson(req);

@@ -6,7 +6,8 @@ import type { AgentStateStore } from './agent-state.ts';
 import type { Downloader } from './downloader.ts';
 import type { Installer } from './installer.ts';
 import { REQUEST_DEFAULTS } from './shadow-requester.ts';
-import type { JobDownloadSettings } from './update-job.ts';
+import type { SoftwareCommand } from '../protocol/software.ts';
+import type { GateAnswer, JobDownloadSettings } from './update-job.ts';
 
 /** Options of an UpdateAgent. */
 export interface UpdateAgentOptions {
@@ -49,6 +50,16 @@ export interface UpdateAgentOptions {
    * and sent as `Authorization: Bearer <token>`.
    */
   downloadAuth?: 'url' | 'token';
+  /**
+   * Asked before a verified build is installed: `{ go: true }`, `{ later: reason }` (asked
+   * again after `installGateRetryMs`, default 5 min, until `installGateMaxWaitMs`, default
+   * 24 h, after the job started on the device, when it fails with the reason) or
+   * `{ refuse: reason }` (the job fails at once). For a device that must not install now: a
+   * low battery, a vehicle in motion, a machine at work. The daemon's `--install-gate`.
+   */
+  installGate?: (command: SoftwareCommand, signal: AbortSignal) => Promise<GateAnswer>;
+  installGateRetryMs?: number;
+  installGateMaxWaitMs?: number;
   /** Puts software in place (SlotInstaller, SimulatedInstaller, your own). */
   installer: Installer;
   /** Holds `agent-state.json` and `downloads/`. */
@@ -101,4 +112,6 @@ export const AGENT_DEFAULTS = {
   phaseSettleMs: 250,
   urlMarginMs: 5000,
   maxUrlRefreshes: 3,
+  installGateRetryMs: 5 * 60_000,
+  installGateMaxWaitMs: 24 * 3_600_000,
 } as const;

@@ -397,6 +397,17 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       downloadSettings: o.downloadSettings ?? {},
       verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000)).certificateSerial),
       ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
+      ...(o.installGate
+        ? {
+            installGate: {
+              ask: o.installGate,
+              retryMs: o.installGateRetryMs ?? AGENT_DEFAULTS.installGateRetryMs,
+              maxWaitMs: o.installGateMaxWaitMs ?? AGENT_DEFAULTS.installGateMaxWaitMs,
+              // from the job's start on this device, which a restart keeps
+              startedAt: Date.parse(inFlight.startedAt),
+            },
+          }
+        : {}),
       urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
       maxUrlRefreshes: o.maxUrlRefreshes ?? AGENT_DEFAULTS.maxUrlRefreshes,
       progressStep: o.progressStep ?? AGENT_DEFAULTS.progressStep,

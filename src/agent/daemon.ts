@@ -11,6 +11,8 @@ import { isValidId } from '../protocol/topics.ts';
 import { SEMVER } from '../protocol/software.ts';
 import { createLogger, redactUrl, type Logger } from '../util/logger.ts';
 import { UpdateAgent } from './agent.ts';
+import type { UpdateAgentOptions } from './agent-options.ts';
+import { runInstallGate } from './health-check.ts';
 import { secretFileReader } from './secret-file.ts';
 import { SlotInstaller } from './slot-installer.ts';
 
@@ -58,6 +60,14 @@ export interface AgentDaemonOptions {
   downloadAuth?: 'url' | 'token';
   /** Most bytes per second a download takes (`--max-download-rate`); absent: no limit. */
   maxDownloadBytesPerSecond?: number;
+  /**
+   * Shell command asked before installing a verified build (`--install-gate`): exit 0
+   * installs, 75 puts it off (asked again after `installGateRetryMs`), anything else fails the
+   * job; the last line of its stderr is the reason.
+   */
+  installGate?: string;
+  installGateRetryMs?: number;
+  installGateMaxWaitMs?: number;
   /** TLS material for an `mqtts://` broker (`--ca`, `--cert`, `--key`): PEM texts. */
   tls?: { ca?: string; cert?: string; key?: string };
   /** Where lines go (default: stderr, level info). */
@@ -96,6 +106,9 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     ...(trust ?? { allowUnsigned: true }),
     ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
     ...(opts.maxDownloadBytesPerSecond !== undefined ? { downloadSettings: { maxBytesPerSecond: opts.maxDownloadBytesPerSecond } } : {}),
+    ...(opts.installGate !== undefined ? { installGate: gateOf(opts.installGate, installDir) } : {}),
+    ...(opts.installGateRetryMs !== undefined ? { installGateRetryMs: opts.installGateRetryMs } : {}),
+    ...(opts.installGateMaxWaitMs !== undefined ? { installGateMaxWaitMs: opts.installGateMaxWaitMs } : {}),
     ...(opts.tls ? { mqttOptions: { ...opts.tls, rejectUnauthorized: true } } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
@@ -130,6 +143,12 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
 /** Where `updraft device register --save` puts the operator's public signing key. */
 export function signingKeyFilePath(installDir: string): string {
   return path.join(installDir, '.updraft', 'signing-key.pub');
+}
+
+/** The `--install-gate` command as the agent's gate: the build's name, version and job in its environment, a minute to answer. */
+function gateOf(command: string, installDir: string): NonNullable<UpdateAgentOptions['installGate']> {
+  return (sw, signal) =>
+    runInstallGate({ command, cwd: installDir, env: { UPDRAFT_ARTIFACT: sw.name, UPDRAFT_VERSION: sw.version, UPDRAFT_JOB_ID: sw.jobId }, timeoutMs: 60_000, signal });
 }
 
 /** Where `updraft device register --save` puts the offline root's public key (when the server has a certificate from one). */
@@ -168,6 +187,9 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
   if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');
   if (opts.tls && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) problems.push('--cert and --key go together');
+  for (const [flag, ms] of [['--install-gate-retry', opts.installGateRetryMs], ['--install-gate-max-wait', opts.installGateMaxWaitMs]] as const) {
+    if (ms !== undefined && !(Number.isFinite(ms) && ms >= 1000)) problems.push(`${flag} must be a number of seconds of at least 1`);
+  }
   if (opts.maxDownloadBytesPerSecond !== undefined && !(Number.isFinite(opts.maxDownloadBytesPerSecond) && opts.maxDownloadBytesPerSecond >= 1000)) {
     problems.push('--max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)');
   }

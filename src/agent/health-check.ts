@@ -1,7 +1,8 @@
 /**
  * Runs the operator's health-check command against a freshly installed slot (pattern step 7:
  * "health-checks, or rolls back"). Exit code 0 keeps the new software; anything else, a
- * timeout or an abort rejects it with a reason the FAILURE report can carry.
+ * timeout or an abort rejects it with a reason the FAILURE report can carry. The install
+ * gate, asked before installing, runs the same way.
  */
 import { spawn } from 'node:child_process';
 import { UpdraftError } from '../errors.ts';
@@ -22,11 +23,42 @@ export interface HealthCheckOptions {
 /** Keep only the tail of stderr: the reason is on its last line, and memory stays bounded. */
 const STDERR_TAIL = 4096;
 
+/** How a script ended: its exit code (null when killed), and the last line of its stderr; `failure` when it timed out, was aborted or could not run. */
+export interface ScriptEnd {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  lastLine: string;
+  failure?: string;
+}
+
 /** Resolves when the command exits 0; throws UpdraftError('HEALTH_CHECK', reason) otherwise. */
-export function runHealthCheck(opts: HealthCheckOptions): Promise<void> {
-  return new Promise((resolve, reject) => {
+export async function runHealthCheck(opts: HealthCheckOptions): Promise<void> {
+  const end = await runScript(opts, 'health check');
+  if (end.failure) throw new UpdraftError('HEALTH_CHECK', end.failure);
+  if (end.code === 0) return;
+  const how = end.code === null ? `killed by ${end.signal}` : `exit code ${end.code}`;
+  throw new UpdraftError('HEALTH_CHECK', `health check failed: ${how}${end.lastLine ? `: ${end.lastLine}` : ''}`);
+}
+
+/**
+ * The device's install gate (`updraft agent --install-gate <cmd>`), asked before a verified
+ * build is installed: exit 0, install now; exit 75 (EX_TEMPFAIL), not now (the last line of
+ * stderr says why; asked again later); any other exit, not this build. A gate that does not
+ * answer within the timeout counts as "not now".
+ */
+export async function runInstallGate(opts: HealthCheckOptions): Promise<{ go: true } | { later: string } | { refuse: string }> {
+  const end = await runScript(opts, 'install gate');
+  if (end.failure) return { later: end.failure };
+  if (end.code === 0) return { go: true };
+  if (end.code === 75) return { later: end.lastLine || 'exit code 75 (not now)' };
+  return { refuse: `${end.code === null ? `killed by ${end.signal}` : `exit code ${end.code}`}${end.lastLine ? `: ${end.lastLine}` : ''}` };
+}
+
+/** Runs `opts.command` with `/bin/sh -c` in its own process group; resolves with how it ended. */
+function runScript(opts: HealthCheckOptions, what: string): Promise<ScriptEnd> {
+  return new Promise((resolve) => {
     if (opts.signal?.aborted) {
-      reject(new UpdraftError('HEALTH_CHECK', 'health check aborted: the agent is stopping'));
+      resolve({ code: null, signal: null, lastLine: '', failure: `${what} aborted: the agent is stopping` });
       return;
     }
     // detached: the command gets its own process group, so a timeout kills its children too
@@ -46,27 +78,20 @@ export function runHealthCheck(opts: HealthCheckOptions): Promise<void> {
         child.kill('SIGKILL');
       }
     };
-    const timer = setTimeout(() => kill(`health check timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
-    const onAbort = () => kill('health check aborted: the agent is stopping');
+    const timer = setTimeout(() => kill(`${what} timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
+    const onAbort = () => kill(`${what} aborted: the agent is stopping`);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-STDERR_TAIL);
     });
-    const done = (err: UpdraftError | undefined) => {
+    const done = (end: ScriptEnd) => {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      if (err) reject(err);
-      else resolve();
+      resolve(end);
     };
-    child.on('error', (err) => done(new UpdraftError('HEALTH_CHECK', `health check could not run: ${err.message}`, { cause: err })));
-    child.on('close', (code, sig) => {
-      if (failure) return done(new UpdraftError('HEALTH_CHECK', failure));
-      if (code === 0) return done(undefined);
-      const last = lastLine(stderr);
-      const how = code === null ? `killed by ${sig}` : `exit code ${code}`;
-      done(new UpdraftError('HEALTH_CHECK', `health check failed: ${how}${last ? `: ${last}` : ''}`));
-    });
+    child.on('error', (err) => done({ code: null, signal: null, lastLine: '', failure: `${what} could not run: ${err.message}` }));
+    child.on('close', (code, sig) => done({ code, signal: sig, lastLine: lastLine(stderr), ...(failure ? { failure } : {}) }));
   });
 }
 

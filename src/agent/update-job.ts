@@ -4,6 +4,7 @@
  * owns persistence and reporting and passes them in; the job only sequences the phases and
  * decides the outcome. A job lives only while it runs: an idle agent holds none.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
@@ -11,6 +12,9 @@ import type { InFlightPhase, JobOutcome } from './agent-state.ts';
 import type { DownloadOptions, Downloader } from './downloader.ts';
 import { isInstalled, type InstalledSoftware, type Installer } from './installer.ts';
 import { AgentStoppedError } from './shadow-requester.ts';
+
+/** The install gate's answer: install now, not now (why), or not this build (why). */
+export type GateAnswer = { go: true } | { later: string } | { refuse: string };
 
 /** Download settings the agent passes through. */
 export type JobDownloadSettings = Pick<DownloadOptions, 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs' | 'maxBytesPerSecond'>;
@@ -35,6 +39,13 @@ export interface UpdateJobDeps {
   urlMarginMs: number;
   /** Fresh URLs asked for at most this many times per job. */
   maxUrlRefreshes: number;
+  /**
+   * The device's say on when to install a verified build (battery, a vehicle in motion, a
+   * machine at work): asked before INSTALLING, again every `retryMs` while it says "later",
+   * until `maxWaitMs` after the job started on the device (`startedAt`, ms), when the job
+   * fails with the last reason; "refuse" fails it at once.
+   */
+  installGate?: { ask: (command: SoftwareCommand, signal: AbortSignal) => Promise<GateAnswer>; retryMs: number; maxWaitMs: number; startedAt: number };
   /** Refuses a command that must not be installed (signature, expiry, downgrade): throws INTEGRITY with the reason. */
   verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void | Promise<void>;
   /**
@@ -114,6 +125,9 @@ export class UpdateJob {
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       // a custom downloader may not call beforeVerify: the phases still go in order
       if (this.phase === 'DOWNLOADING') await this.enter('VERIFYING');
+      const refused = await this.awaitGate(signal);
+      if (refused !== undefined) return { status: 'FAILURE', error: refused };
+      if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       await this.enter('INSTALLING');
       await installer.install(file, this.command, { signal });
       return { status: 'SUCCESS' };
@@ -122,6 +136,24 @@ export class UpdateJob {
       if (err instanceof AgentStoppedError) throw err;
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       return { status: 'FAILURE', error: asUpdraftError(err).message };
+    }
+  }
+
+  /** Waits for the install gate's "go"; the FAILURE reason when it refuses or keeps putting the install off. */
+  private async awaitGate(signal: AbortSignal): Promise<string | undefined> {
+    const gate = this.deps.installGate;
+    if (!gate) return undefined;
+    for (;;) {
+      const answer = await gate.ask(this.command, signal);
+      signal.throwIfAborted();
+      if ('go' in answer) return undefined;
+      if ('refuse' in answer) return `refused by the device's install gate: ${answer.refuse}; nothing installed`;
+      const waited = this.deps.now() - gate.startedAt;
+      if (waited + gate.retryMs > gate.maxWaitMs) {
+        return `the device's install gate put the install off for ${Math.round(waited / 1000)} s, past the ${Math.round(gate.maxWaitMs / 1000)} s allowed: ${answer.later}; nothing installed`;
+      }
+      this.deps.logger.info('install put off by the device\'s gate', { jobId: this.jobId, reason: answer.later, askAgainInMs: gate.retryMs });
+      await sleep(gate.retryMs, undefined, { signal });
     }
   }
 

@@ -22,6 +22,9 @@ interface AgentFlags {
   insecureAllowUnsigned?: boolean;
   downloadAuth: string;
   maxDownloadRate?: string;
+  installGate?: string;
+  installGateRetry: string;
+  installGateMaxWait: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -46,6 +49,9 @@ export function addAgentCommand(program: Command): void {
     .option('--root-key <file>', "the offline root's public key, instead of --signing-key: signing keys it certifies are trusted, so the server's can be replaced (updraft keys certify) [env UPDRAFT_ROOT_KEY, default: <install-dir>/.updraft/root-key.pub]")
     .option('--insecure-allow-unsigned', 'accept unsigned software when no signing key is given (insecure)')
     .option('--download-auth <how>', 'url: the pre-signed URL; token: a temporary credential asked for over MQTT', 'url')
+    .option('--install-gate <cmd>', 'shell command asked before installing a verified build: exit 0 installs, 75 puts it off (asked again later), anything else fails the job; the last line of stderr says why')
+    .option('--install-gate-retry <s>', 'seconds before asking the install gate again', '300')
+    .option('--install-gate-max-wait <s>', 'seconds after the job started on the device before a gate that keeps putting it off fails it', '86400')
     .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')
     .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
     .option('--cert <file>', 'client certificate for MQTT over TLS (updraft device cert); the device id is its CN, no secret needed')
@@ -64,6 +70,8 @@ export function addAgentCommand(program: Command): void {
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
+        installGateRetryMs: Number(o.installGateRetry) * 1000,
+        installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
       });
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);
@@ -96,6 +104,9 @@ export function addAgentCommand(program: Command): void {
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
+        ...(o.installGate !== undefined ? { installGate: o.installGate } : {}),
+        installGateRetryMs: Number(o.installGateRetry) * 1000,
+        installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
         ...(o.healthCheck !== undefined ? { healthCheck: o.healthCheck } : {}),
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
       });

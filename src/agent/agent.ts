@@ -27,7 +27,7 @@ import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import { parseSoftwareCommand, type SoftwareCommand } from '../protocol/software.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
 import { deltaTopic, presenceTopic } from '../protocol/topics.ts';
-import { parsePublicKey } from '../signing/signing-key.ts';
+import { keyIdOf, parsePublicKey } from '../signing/signing-key.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { AgentEvents } from './agent-events.ts';
 import { AGENT_DEFAULTS, type UpdateAgentOptions } from './agent-options.ts';
@@ -81,6 +81,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private detach: () => void = () => {};
   /** Decided in start() from `signingPublicKey` / `allowUnsigned`. */
   private signatures: SignaturePolicy | undefined;
+  /** Set at each connect: the next report carries `reported.agent` (what this agent trusts). */
+  private announceTrust = false;
   /** The temporary download credential of the job in flight (`downloadAuth: 'token'`). */
   private credential: { jobId: string; token: string; expiresAt: number } | undefined;
 
@@ -140,7 +142,18 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // a device trusting the root reports the newest key certificate it accepted, so the fleet
     // can be asked which devices still accept a replaced signing key (reported.software.keySerial < N)
     const withKeySerial = (software: JsonObject) => (this.state.keySerial === undefined ? software : { ...software, keySerial: this.state.keySerial });
-    this.reports = new ReportQueue((software) => requester.request('update', reportRequest(withKeySerial(software))), { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
+    // the first report of each connection also says what the agent trusts, so the fleet can be
+    // asked which devices accept unsigned software, or still trust one signing key only
+    const send = (software: JsonObject) => {
+      const body = reportRequest(withKeySerial(software));
+      const announcing = this.announceTrust;
+      if (announcing) ((body.state as JsonObject).reported as JsonObject).agent = trustReport(this.signatures!);
+      const sent = requester.request('update', body);
+      // said until the server has it (a report lost on the way is sent again, and says it again)
+      if (announcing) sent.then(() => void (this.announceTrust = false), () => {});
+      return sent;
+    };
+    this.reports = new ReportQueue(send, { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
     // Reconnecting backs off: the pause before the next attempt grows after each failed one
     // (doubling up to maxRetryDelayMs), with jitter, and starts again from reconnectPeriod
     // once connected. A fleet that lost its server together, or that the server turned away
@@ -171,6 +184,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     let failedAttempts = 0;
     const onConnect = () => {
       failedAttempts = 0;
+      this.announceTrust = true;
       if (reconnectMs > 0) client.options.reconnectPeriod = this.jittered(reconnectMs, 0);
       // first on the connection, before the subscriptions and the report: QoS 0 is enough,
       // since a connection that drops before it arrives leaves the Will (offline) instead
@@ -622,6 +636,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private now(): number {
     return this.opts.now ? this.opts.now() : Date.now();
   }
+}
+
+/** `reported.agent`: how this agent checks software, by key id (`unsigned`: it does not). */
+function trustReport(policy: SignaturePolicy): JsonObject {
+  if ('rootKey' in policy) return { trust: 'root', keyId: keyIdOf(policy.rootKey) };
+  if ('publicKey' in policy) return { trust: 'signing-key', keyId: keyIdOf(policy.publicKey) };
+  return { trust: 'unsigned' };
 }
 
 /** Secure by default: a public key to verify with, or an explicit opt-out. */

@@ -39,6 +39,7 @@ describe('the offline root key and signing key certificates', () => {
   let rootFiles: { keyFile: string; publicFile: string };
   let oldKey: SoftwareSigningKey;
   let oldCertificate: KeyCertificate;
+  let keys0: { root: { keyId: string } };
   const artifacts = new Map<string, { sha256: string; size: number }>();
 
   const api = (t = ts) => ['--server', t.httpUrl, '--token', t.token];
@@ -110,7 +111,8 @@ describe('the offline root key and signing key certificates', () => {
 
     const installed = await cli(['keys', 'install-cert', cert, '--root-public', rootFiles.publicFile, ...api()]);
     assert.match(installed, /^installed certificate 1 of signing key [0-9a-f]{16} by root [0-9a-f]{16}/);
-    const keys = (await (await fetch(`${ts.httpUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${ts.token}` } })).json()) as { signing: { keyId: string; certificate: KeyCertificate }; root: { publicKey: string } };
+    const keys = (await (await fetch(`${ts.httpUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${ts.token}` } })).json()) as { signing: { keyId: string; certificate: KeyCertificate }; root: { keyId: string; publicKey: string } };
+    keys0 = keys;
     assert.equal(keys.signing.certificate.serial, 1);
     assert.equal(keys.signing.certificate.keyId, keys.signing.keyId);
     assert.equal(keys.root.publicKey, await readFile(rootFiles.publicFile, 'utf8'));
@@ -177,6 +179,9 @@ describe('the offline root key and signing key certificates', () => {
     // and each says so in its reports: the fleet can be asked which devices still accept an older key
     const reported = async (id: string) => (await ts.server.store.getShadow(id, ''))?.state.reported?.software as { keySerial?: number } | undefined;
     assert.equal((await reported('dev-r'))?.keySerial, 1);
+    const rootKeyId = keys0.root.keyId;
+    assert.deepEqual((await ts.server.store.getShadow('dev-r', ''))?.state.reported?.agent, { trust: 'root', keyId: rootKeyId });
+    assert.deepEqual((await ts.server.store.getShadow('dev-d', ''))?.state.reported?.agent, { trust: 'root', keyId: rootKeyId }, 'the daemon took the root from its install directory');
     assert.equal((await reported('dev-d'))?.keySerial, 1);
   });
 

@@ -21,6 +21,7 @@ import { manifestBytes, type SoftwareManifest } from '../../src/protocol/manifes
 import { artifactBytes, ManifestSigner } from '../../src/signing/manifest-signer.ts';
 import { SoftwareSigningKey } from '../../src/signing/signing-key.ts';
 import { silentLogger } from '../../src/util/logger.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from './support.ts';
@@ -142,5 +143,18 @@ describe('signed software', () => {
   it('an agent without a key refuses to start unless unsigned software is explicitly allowed', async () => {
     const opts = { deviceId: 'dev-nokey', brokerUrl: ts.mqttUrl, installer: new SlotInstaller({ dir: path.join(root, 'nokey') }), stateDir: path.join(root, 'nokey', '.updraft'), logger: silentLogger };
     await assert.rejects(new UpdateAgent(opts).start(), /no software signing key/);
+  });
+
+  it('each agent says what it trusts when it connects, so the fleet can be asked which devices accept unsigned software', async () => {
+    const keyed = await startAgent(ts, root, 'dev-trusting');
+    agents.push(keyed.agent);
+    const unsigned = await startAgent(ts, root, 'dev-careless', { signingPublicKey: undefined as unknown as string, allowUnsigned: true });
+    agents.push(unsigned.agent);
+    const agentOf = async (id: string) => eventually(async () => (await ts.server.store.getShadow(id, ''))?.state.reported?.agent, 15_000, `${id}'s trust reported`);
+    assert.deepEqual(await agentOf('dev-trusting'), { trust: 'signing-key', keyId: ts.server.security.signingKey.keyId });
+    assert.deepEqual(await agentOf('dev-careless'), { trust: 'unsigned' });
+    const careless = await runCli(['device', 'list', '--query', 'reported.agent.trust = unsigned', '--server', ts.httpUrl, '--token', ts.token]);
+    assert.match(careless.stdout, /^dev-careless +online/);
+    assert.equal(careless.stdout.trim().split('\n').length, 1);
   });
 });

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -145,6 +145,12 @@ describe('the offline root key and signing key certificates', () => {
     assert.equal(wrongKey.status, 400);
     assert.match(await message(wrongKey), /^the certificate is for signing key [0-9a-f]{16}, but this data directory's signing key is [0-9a-f]{16}$/);
 
+    // offline too, the same refusal and the same exit status as any bad input
+    const tamperedFile = path.join(dir, 'tampered.cert');
+    await writeFile(tamperedFile, JSON.stringify({ ...oldCertificate, serial: 9 }));
+    const offline = await runCli(['keys', 'install-cert', tamperedFile, '--offline', '--data-dir', ts.dataDir]);
+    assert.equal(offline.code, 2);
+    assert.equal(offline.stderr, 'updraft: error: bad key certificate signature\n');
     const tampered = await put({ certificate: { ...oldCertificate, serial: 9 } });
     assert.equal(tampered.status, 400);
     assert.equal(await message(tampered), 'bad key certificate signature');

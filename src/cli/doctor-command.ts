@@ -6,7 +6,8 @@
  * It asks only what the API and the health endpoints answer: reachability, readiness (store,
  * artifact storage, broker), the operator token, the clocks (manifests and URLs expire by
  * them), the signing key's certificate, staged URL keys, how busy the instance is, refused
- * tokens, failing webhook deliveries, and rollouts waiting for an operator.
+ * tokens, failing webhook deliveries, devices that accept unsigned software, and rollouts
+ * waiting for an operator.
  */
 import type { Command } from 'commander';
 import type { KeyInfo } from '../artifacts/key-ring.ts';
@@ -91,6 +92,16 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     else add('ok', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute`);
     if (m.api.refusedTokens > 0) add('note', 'tokens', `${m.api.refusedTokens} API call(s) refused for their token since the start: a tool with an old token, or someone guessing (the log says from where)`);
     if (m.webhook && m.webhook.failed + m.webhook.dropped > 0) add('warn', 'webhook', `${m.webhook.failed} notification(s) failed and ${m.webhook.dropped} dropped since the start: check the receiver (the log names them)`);
+  }
+
+  // agents that install unsigned software (they say so when they connect): a fleet query,
+  // which reads the whole fleet when none does
+  const careless = await api
+    .call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent('reported.agent.trust = unsigned')}`)
+    .catch(() => undefined);
+  if (careless && careless.items.length > 0) {
+    const some = `${careless.items.map((d) => d.deviceId).join(', ')}${careless.next ? ', …' : ''}`;
+    add('warn', 'devices', `${some} accept unsigned software (an agent run with --insecure-allow-unsigned): whoever can send them a command can install anything; give them the signing key or the root (list them: updraft device list --query 'reported.agent.trust = unsigned')`);
   }
 
   const paused = await api.call<{ items: JobRecord[] }>('GET', '/api/v1/jobs?status=PAUSED&limit=100').catch(() => undefined);

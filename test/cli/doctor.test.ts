@@ -63,6 +63,20 @@ describe('updraft doctor', () => {
     assert.match(nobody.stdout, /^FAIL  reachable {4}no answer from http:\/\/127\.0\.0\.1:\d+: .*is the server running/m);
   });
 
+  it('warns of devices that accept unsigned software', async () => {
+    const careless = await startAgent(ts, root, 'doc-unsigned', { signingPublicKey: undefined as unknown as string, allowUnsigned: true });
+    try {
+      const r = await eventually(async () => {
+        const d = await doctor();
+        return d.stdout.includes('warn  devices') ? d : undefined;
+      }, 30_000, 'the careless device named');
+      assert.match(r.stdout, /^warn  devices {6}doc-unsigned accept unsigned software \(an agent run with --insecure-allow-unsigned\)/m);
+      assert.equal(r.code, 0, 'a warning, not a failure');
+    } finally {
+      await careless.agent.stop();
+    }
+  });
+
   it('warns when the clocks disagree: commands and URLs expire by the server\'s', async () => {
     const findings = await diagnose({ server: ts.httpUrl, token: ts.token }, Date.now() - 120_000);
     const clock = findings.find((f) => f.check === 'clock')!;

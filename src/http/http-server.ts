@@ -10,6 +10,9 @@ import type { Logger } from '../util/logger.ts';
 import { sendError, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
+/** POSTs that change nothing (they carry a request body to read against): not changes, so not audited or counted as such. */
+const READS_BY_POST = new Set(['/api/v1/jobs/preview']);
+
 /** Options of the HTTP server. */
 export interface HttpServerOptions {
   port: number;
@@ -97,7 +100,7 @@ export class HttpServer {
    */
   private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): void {
     const method = req.method ?? 'GET';
-    if (method === 'GET' || method === 'HEAD') return;
+    if (method === 'GET' || method === 'HEAD' || READS_BY_POST.has(url.pathname)) return;
     const started = performance.now();
     res.once('finish', () => {
       if (res.statusCode === 401) return; // counted and logged by checkToken

@@ -32,6 +32,8 @@ describe('audit log of operator requests', () => {
     const from = lines.length;
     assert.equal((await call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', undefined, new Uint8Array(Buffer.from('build')))).status, 201);
     assert.equal((await call('GET', '/api/v1/artifacts')).status, 200);
+    // a dry run reads, though by POST: not a change
+    assert.equal((await call('POST', '/api/v1/jobs/preview', undefined, JSON.stringify({ artifact: 'fw@2.0.0', targets: { devices: ['nobody'] } }))).status, 404);
     assert.equal((await call('DELETE', '/api/v1/artifacts/fw/9.9.9')).status, 404);
     assert.equal((await call('DELETE', '/api/v1/artifacts/fw/2.0.0')).status, 200);
     const got = audit(from);

@@ -12,7 +12,7 @@ export interface InstanceMetrics {
   mqtt: { published: number; connectedClients: number; onlineDevices: number; refusedConnections: number };
   shadow: { requests: number; rejections: Record<string, number> };
   downloads: DownloadStats;
-  /** The operator API: changes asked (any method but GET and HEAD, whatever the answer), and calls refused for their token. */
+  /** The operator API: changes asked (any method but GET and HEAD, but for a job's dry run; whatever the answer), and calls refused for their token. */
   api: { changes: number; refusedTokens: number };
   /** Rollout notifications (webhook.url): delivered, failed for good (refused, or every attempt failed), dropped from a full queue; null without a webhook. */
   webhook: { delivered: number; failed: number; dropped: number } | null;
@@ -60,7 +60,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   ]);
   family('updraft_downloads_cut_total', 'counter', 'Served downloads that ended before their last byte (the device went away, and resumes with Range): a rise is flaky device networks.', one(m.downloads.cut));
   family('updraft_download_bytes_total', 'counter', 'Bytes of the downloads delivered whole (a range counts its length; a download cut short counts nothing).', one(m.downloads.bytes));
-  family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD), whatever the answer: each is in the log.', one(m.api.changes));
+  family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD, but for a job\'s dry run), whatever the answer: each is in the log.', one(m.api.changes));
   family('updraft_api_refused_tokens_total', 'counter', 'Operator API calls refused for a missing or wrong token (a rise: someone guessing, or a tool with an old token).', one(m.api.refusedTokens));
   if (m.webhook) {
     family('updraft_webhook_deliveries_total', 'counter', 'Rollout notifications by result: delivered, failed (refused by the receiver, or every attempt failed), dropped (the queue was full).', [

@@ -73,7 +73,9 @@ export class WebhookNotifier {
   private readonly last = new Map<string, { status: string; wave: number }>();
   private off: (() => void) | undefined;
   private running = false;
+  /** The drain under way (stop() waits for it), and whether one runs: set and cleared with no await between the queue's last check and the flag. */
   private sending: Promise<void> | undefined;
+  private draining = false;
   private readonly stopped = new AbortController();
   /** Deliveries made, failed for good, and dropped from a full queue (tests, metrics). */
   readonly stats = { delivered: 0, failed: 0, dropped: 0 };
@@ -143,17 +145,23 @@ export class WebhookNotifier {
       this.stats.dropped++;
       this.deps.logger.warn('webhook queue full: the oldest delivery was dropped', { delivery: dropped.delivery.id });
     }
-    this.sending ??= this.drain().finally(() => (this.sending = undefined));
+    if (!this.draining) this.sending = this.drain();
   }
 
   private async drain(): Promise<void> {
-    while (this.running && this.queue.length > 0) {
-      // taken off the queue while it is sent: a full queue drops the oldest waiting, not this one
-      const next = this.queue.shift()!;
-      const ok = await this.deliver(next.delivery, next.body);
-      if (!this.running) return;
-      if (ok) this.stats.delivered++;
-      else this.stats.failed++;
+    this.draining = true;
+    try {
+      while (this.running && this.queue.length > 0) {
+        // taken off the queue while it is sent: a full queue drops the oldest waiting, not this one
+        const next = this.queue.shift()!;
+        const ok = await this.deliver(next.delivery, next.body);
+        if (!this.running) return;
+        if (ok) this.stats.delivered++;
+        else this.stats.failed++;
+      }
+    } finally {
+      // cleared as the loop sees an empty queue: a delivery queued after it starts a new drain
+      this.draining = false;
     }
   }
 

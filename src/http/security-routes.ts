@@ -68,12 +68,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
         throw new UpdraftError('BAD_REQUEST', `rootPublicKey must be an Ed25519 public key in PEM: ${(err as Error).message}`);
       }
     }
-    const run = installing.then(() =>
-      installKeyCertificate(deps.dataDir, deps.signingKey, certificate, typeof rootPublicKey === 'string' ? { rootPublicKeyPem: rootPublicKey } : {}).catch((err: unknown) => {
-        // a certificate that fails the root's check is the operator's input, not the server's fault
-        throw err instanceof UpdraftError && err.code === 'INTEGRITY' ? new UpdraftError('BAD_REQUEST', err.message) : err;
-      }),
-    );
+    const run = installing.then(() => installKeyCertificate(deps.dataDir, deps.signingKey, certificate, typeof rootPublicKey === 'string' ? { rootPublicKeyPem: rootPublicKey } : {}));
     installing = run.catch(() => {});
     const installed = await run;
     deps.manifests.certificate = installed.certificate;

@@ -144,10 +144,16 @@ export async function installKeyCertificate(
   const rootPem = options.rootPublicKeyPem ?? installedRoot;
   if (rootPem === undefined) throw new UpdraftError('BAD_REQUEST', 'no root public key is installed yet: give the root public key (--root-public) the first time');
   const root = parsePublicKey(rootPem);
-  if (installedRoot !== undefined && keyIdOf(parsePublicKey(installedRoot)) !== keyIdOf(root)) {
-    throw new UpdraftError('CONFLICT', `the installed root is ${keyIdOf(parsePublicKey(installedRoot))}, not ${keyIdOf(root)}: devices trust the installed one, so a certificate of another root would be refused by all of them`);
+  const installedId = installedRoot !== undefined ? keyIdOf(parsePublicKey(installedRoot)) : undefined;
+  if (installedId !== undefined && installedId !== keyIdOf(root)) {
+    throw new UpdraftError('CONFLICT', `the installed root is ${installedId}, not ${keyIdOf(root)}: devices trust the installed one, so a certificate of another root would be refused by all of them`);
   }
-  verifyKeyCertificate(certificate, root);
+  try {
+    verifyKeyCertificate(certificate, root);
+  } catch (err) {
+    // the operator's input: refused as bad input (400, exit 2), not as an integrity fault of the server
+    throw new UpdraftError('BAD_REQUEST', (err as Error).message);
+  }
   if (certificate.keyId !== signingKey.keyId) throw new UpdraftError('BAD_REQUEST', `the certificate is for signing key ${certificate.keyId}, but this data directory's signing key is ${signingKey.keyId}`);
   const now = options.nowSeconds ?? Math.floor(Date.now() / 1000);
   if (certificate.expiresAt <= now) throw new UpdraftError('BAD_REQUEST', `the certificate expired at ${new Date(certificate.expiresAt * 1000).toISOString()}`);

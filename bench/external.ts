@@ -16,7 +16,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { mosquittoPasswd } from '../src/broker/mosquitto-config.ts';
 import type { ApiClient } from '../src/cli/api-client.ts';
-import { brokerCredentials } from '../src/cli/broker-command.ts';
+import { brokerCredentials } from '../src/cli/broker-credentials.ts';
 import { UpdraftError } from '../src/errors.ts';
 import { findMosquitto, startTestMosquitto } from '../test/helpers/mosquitto.ts';
 import { startTestPostgres, type TestPostgres } from '../test/helpers/postgres.ts';

@@ -54,8 +54,8 @@ export async function runInstallGate(opts: HealthCheckOptions): Promise<{ go: tr
   return { refuse: `${end.code === null ? `killed by ${end.signal}` : `exit code ${end.code}`}${end.lastLine ? `: ${end.lastLine}` : ''}` };
 }
 
-/** Runs `opts.command` with `/bin/sh -c` in its own process group; resolves with how it ended. */
-function runScript(opts: HealthCheckOptions, what: string): Promise<ScriptEnd> {
+/** Runs `opts.command` with `/bin/sh -c` in its own process group; resolves with how it ended. Also the broker password file watcher's reload command. */
+export function runScript(opts: HealthCheckOptions, what: string): Promise<ScriptEnd> {
   return new Promise((resolve) => {
     if (opts.signal?.aborted) {
       resolve({ code: null, signal: null, lastLine: '', failure: `${what} aborted: the agent is stopping` });

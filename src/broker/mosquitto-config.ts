@@ -131,21 +131,94 @@ export function mosquittoPasswd(input: { operatorToken: string; devices: Registe
   const included: string[] = [];
   const missing: string[] = [];
   const revoked: string[] = [];
+  const secretLine = (id: string) => {
+    const secret = input.secrets.get(id);
+    return secret === undefined ? undefined : mosquittoPasswordLine(id, secret);
+  };
   for (const d of input.devices) {
-    if (d.revoked) {
-      revoked.push(d.deviceId);
-      continue;
-    }
-    const secret = input.secrets.get(d.deviceId);
-    if (secret !== undefined) lines.push(mosquittoPasswordLine(d.deviceId, secret));
-    else if (d.brokerHash) lines.push(passwordLine(d.deviceId, d.brokerHash));
+    const line = devicePasswdLine(d, secretLine);
+    if (line === 'revoked') revoked.push(d.deviceId);
+    else if (line === 'missing') missing.push(d.deviceId);
     else {
-      missing.push(d.deviceId);
-      continue;
+      lines.push(line);
+      included.push(d.deviceId);
     }
-    included.push(d.deviceId);
   }
   return { text: lines.join('\n') + '\n', included, missing, revoked };
+}
+
+/** A device's line of the password file (a secret given wins over the kept hash), or why it has none. */
+function devicePasswdLine(d: RegisteredDevice, secretLine: (deviceId: string) => string | undefined): string | 'revoked' | 'missing' {
+  if (d.revoked) return 'revoked';
+  const fromSecret = secretLine(d.deviceId);
+  if (fromSecret !== undefined) return fromSecret;
+  return d.brokerHash ? passwordLine(d.deviceId, d.brokerHash) : 'missing';
+}
+
+/**
+ * The password file kept up to date device by device (`mosquitto-config --watch`). Lines
+ * made from a given secret, and the operator's, are salted once for the book's life, so the
+ * text changes only when a device's admission does, and Mosquitto is reloaded only then.
+ */
+export class MosquittoPasswdBook {
+  private readonly operatorLine: string;
+  private readonly secrets: Map<string, string>;
+  private readonly secretLines = new Map<string, string>();
+  /** Admitted devices and their lines. */
+  private readonly lines = new Map<string, string>();
+  private readonly missingIds = new Set<string>();
+
+  constructor(operatorToken: string, secrets: Map<string, string>) {
+    this.operatorLine = mosquittoPasswordLine(OPERATOR_USERNAME, operatorToken);
+    this.secrets = secrets;
+  }
+
+  /** Takes in a device as the registry has it now. */
+  set(d: RegisteredDevice): void {
+    const line = devicePasswdLine(d, (id) => this.secretLine(id));
+    if (line === 'missing') this.missingIds.add(d.deviceId);
+    else this.missingIds.delete(d.deviceId);
+    if (line === 'revoked' || line === 'missing') this.lines.delete(d.deviceId);
+    else this.lines.set(d.deviceId, line);
+  }
+
+  /** A device no longer registered. */
+  remove(deviceId: string): void {
+    this.lines.delete(deviceId);
+    this.missingIds.delete(deviceId);
+  }
+
+  /** Replaces everything with a full listing of the registry. */
+  replaceAll(devices: RegisteredDevice[]): void {
+    this.lines.clear();
+    this.missingIds.clear();
+    for (const d of devices) this.set(d);
+  }
+
+  /** Devices admitted. */
+  get admitted(): number {
+    return this.lines.size;
+  }
+
+  /** Devices registered with neither a kept hash nor a given secret (not admitted). */
+  get missing(): string[] {
+    return [...this.missingIds];
+  }
+
+  text(): string {
+    return [this.operatorLine, ...this.lines.values()].join('\n') + '\n';
+  }
+
+  private secretLine(deviceId: string): string | undefined {
+    const secret = this.secrets.get(deviceId);
+    if (secret === undefined) return undefined;
+    let line = this.secretLines.get(deviceId);
+    if (line === undefined) {
+      line = mosquittoPasswordLine(deviceId, secret);
+      this.secretLines.set(deviceId, line);
+    }
+    return line;
+  }
 }
 
 /** Parses a secrets file: one `deviceId secret` (or `deviceId:secret`) per line; # comments. */

@@ -33,7 +33,7 @@ export function print(opts: Common, json: unknown, text: string): void {
 /** What became of the connections a revocation or a new secret withdrew access from. */
 function cutOffLine(disconnected: number | null, opener: string): string {
   if (disconnected === null) {
-    return `  the external broker closes connections ${opener} opened once its password file is regenerated and reloaded: updraft broker mosquitto-config, then kill -HUP mosquitto`;
+    return `  the external broker closes connections ${opener} opened once its password file is regenerated and reloaded: within seconds under updraft broker mosquitto-config --watch, else run updraft broker mosquitto-config, then kill -HUP mosquitto`;
   }
   return disconnected === 0 ? `  no connection ${opener} opened was open` : `  closed the connection ${opener} had opened`;
 }

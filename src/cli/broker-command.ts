@@ -3,14 +3,18 @@
  * Mosquitto 2 from the device registry (read through the API). The registry keeps each
  * secret's Mosquitto hash since it is issued (registration, rotation); devices registered
  * before that can be admitted with `--secrets` (lines `deviceId secret`) or by rotating
- * their secret. Those without either are listed; revoked ones are left out.
+ * their secret. Those without either are listed; revoked ones are left out. With `--watch`
+ * it keeps running and keeps the password file current (cli/mosquitto-watch.ts).
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Command } from 'commander';
-import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type RegisteredDevice } from '../broker/mosquitto-config.ts';
+import { Option, type Command } from 'commander';
+import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
+import { createLogger, type LogFormat } from '../util/logger.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
+import { brokerCredentials } from './broker-credentials.ts';
+import { watchMosquittoPasswd } from './mosquitto-watch.ts';
 
 interface Options extends ApiOptions {
   out: string;
@@ -22,6 +26,10 @@ interface Options extends ApiOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
+  watch?: boolean;
+  reloadCommand?: string;
+  resyncMinutes: string;
+  logFormat: string;
 }
 
 /** Adds `broker mosquitto-config`. */
@@ -42,22 +50,36 @@ export function addBrokerCommands(program: Command): void {
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
     .option('--data-dir <dir>', 'where to find the operator token file')
+    .option('--watch', 'keep running: rewrite passwd as devices are registered, revoked, reinstated or given a new secret (on any instance), and reload the broker')
+    .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
+    .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
+    .addOption(new Option('--log-format <format>', 'with --watch: text, or json (one object per line)').choices(['text', 'json']).default('text'))
     .action(async (opts: Options) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
+      if (opts.reloadCommand !== undefined && !opts.watch) throw new UpdraftError('BAD_REQUEST', '--reload-command goes with --watch');
+      const resyncMinutes = Number(opts.resyncMinutes);
+      if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
       const api = new ApiClient(opts);
-      const devices = await brokerCredentials(api);
       const secrets = opts.secrets ? parseSecrets(await readFile(opts.secrets, 'utf8')) : new Map<string, string>();
-      const passwd = mosquittoPasswd({ operatorToken: api.token, devices, secrets });
       const dir = path.resolve(opts.out);
+      if (opts.watch) {
+        await mkdir(dir, { recursive: true });
+        await writeAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
+        await writeAtomic(path.join(dir, 'mosquitto.conf'), mosquittoConf(listeners(opts, dir)), 0o644);
+        const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
+        logger.info('wrote mosquitto.conf and acl; keeping passwd current', { dir, server: api.baseUrl, reloadCommand: opts.reloadCommand ?? 'none' });
+        const ctl = new AbortController();
+        const stop = () => ctl.abort();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), secrets, ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
+        logger.info('stopped');
+        return;
+      }
+      const devices = await brokerCredentials(api);
+      const passwd = mosquittoPasswd({ operatorToken: api.token, devices, secrets });
       await mkdir(dir, { recursive: true });
-      const conf = mosquittoConf({
-        dir,
-        deviceHost: opts.deviceHost,
-        devicePort: port(opts.devicePort, '--device-port'),
-        serviceHost: opts.serviceHost,
-        servicePort: port(opts.servicePort, '--service-port'),
-        ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : {}) } } : {}),
-      });
+      const conf = mosquittoConf(listeners(opts, dir));
       await writeAtomic(path.join(dir, 'passwd'), passwd.text, 0o600);
       await writeAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
       await writeAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
@@ -65,21 +87,19 @@ export function addBrokerCommands(program: Command): void {
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
-      out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>)\n`);
+      out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>; or keep it current with --watch)\n`);
     });
 }
 
-/** Every registered device with what the broker needs (revoked, the kept hash), page by page. */
-export async function brokerCredentials(api: ApiClient): Promise<RegisteredDevice[]> {
-  const devices: RegisteredDevice[] = [];
-  let after: string | undefined;
-  do {
-    const q = new URLSearchParams({ limit: '1000', ...(after ? { after } : {}) });
-    const page = await api.call<{ items: RegisteredDevice[]; next?: string }>('GET', `/api/v1/broker/credentials?${q}`);
-    devices.push(...page.items.map((d) => ({ deviceId: d.deviceId, revoked: d.revoked, ...(d.brokerHash ? { brokerHash: d.brokerHash } : {}) })));
-    after = page.next;
-  } while (after);
-  return devices;
+function listeners(opts: Options, dir: string): MosquittoListeners {
+  return {
+    dir,
+    deviceHost: opts.deviceHost,
+    devicePort: port(opts.devicePort, '--device-port'),
+    serviceHost: opts.serviceHost,
+    servicePort: port(opts.servicePort, '--service-port'),
+    ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : {}) } } : {}),
+  };
 }
 
 function port(value: string, flag: string): number {

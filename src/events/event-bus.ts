@@ -21,6 +21,13 @@ export interface UpdraftEvents {
    * sign of a device coming online where the broker does not tell (an external one).
    */
   'device.fetched': { deviceId: string };
+  /**
+   * A device's broker credentials changed, here or on another instance: it was registered,
+   * its secret replaced, it was revoked or reinstated, or a registration was undone. What
+   * `updraft broker mosquitto-config --watch` follows to keep an external broker's password
+   * file current.
+   */
+  'device.credentials': { deviceId: string };
   /** A job execution changed state. */
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
   /** A job was created or changed state or progress (rollouts). */

@@ -40,7 +40,7 @@ export interface DecommissionDeps {
 /** What was done. */
 export interface Decommissioned {
   deviceId: string;
-  /** Connections closed (null: an external broker's, closed when it reloads its password file). */
+  /** Connections closed (null: an external broker's, closed when it reloads its password file; `mosquitto-config --watch` reloads it within seconds). */
   disconnected: number | null;
   /** Job ids of the executions that ended REMOVED. */
   executionsRemoved: string[];

@@ -2,26 +2,46 @@
  * `GET /api/v1/broker/credentials`: what an external broker needs to admit devices (issue 6),
  * page by page: each device's id, whether it is revoked and the `$7$` hash of its secret in
  * Mosquitto's format (`updraft broker mosquitto-config` turns the pages into a password
- * file). Behind the operator token like every `/api/` route; the hashes are of 256-bit
+ * file). With `?ids=a,b,c` (at most 100), those devices only, the ones not registered left
+ * out: what `mosquitto-config --watch` asks after `device.credentials` events. Behind the operator token like every `/api/` route; the hashes are of 256-bit
  * random secrets, so they cannot be turned back into them, but they are still kept out of
  * every other view of a device.
  */
 import { UpdraftError } from '../errors.ts';
+import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
+import type { DeviceRecord } from '../store/state-store.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
 /** Adds the broker credentials route. */
 export function addBrokerRoutes(router: Router, deps: { registry: DeviceRegistry }): void {
   router.add('GET', '/api/v1/broker/credentials', async ({ res, url }) => {
+    const ids = url.searchParams.get('ids');
+    if (ids !== null) {
+      const wanted = [...new Set(ids.split(',').filter((id) => id !== ''))];
+      if (wanted.length === 0 || wanted.length > MAX_IDS) throw new UpdraftError('BAD_REQUEST', `ids must list 1 to ${MAX_IDS} device ids, separated by commas; got ${wanted.length}`);
+      const bad = wanted.find((id) => !isValidId(id));
+      if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `"${bad.slice(0, 140)}" is not a device id (1-128 letters, digits, _ . : -)`);
+      const found = await Promise.all(wanted.map((id) => deps.registry.find(id)));
+      sendJson(res, 200, { items: found.filter((d) => d !== undefined).map(credentials) });
+      return;
+    }
     const raw = url.searchParams.get('limit') ?? '1000';
     const limit = Number(raw);
     if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new UpdraftError('BAD_REQUEST', `limit must be an integer from 1 to 5000, got ${raw}`);
     const after = url.searchParams.get('after') ?? undefined;
     const page = await deps.registry.list({ limit, ...(after ? { after } : {}) });
     sendJson(res, 200, {
-      items: page.items.map((d) => ({ deviceId: d.deviceId, revoked: d.revoked, ...(d.brokerHash ? { brokerHash: d.brokerHash } : {}) })),
+      items: page.items.map(credentials),
       ...(page.next ? { next: page.next } : {}),
     });
   });
+}
+
+/** Device ids one `?ids=` request may name. */
+const MAX_IDS = 100;
+
+function credentials(d: DeviceRecord): { deviceId: string; revoked: boolean; brokerHash?: string } {
+  return { deviceId: d.deviceId, revoked: d.revoked, ...(d.brokerHash ? { brokerHash: d.brokerHash } : {}) };
 }

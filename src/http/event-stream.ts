@@ -1,8 +1,10 @@
 /**
  * `GET /api/v1/events`: a server-sent events stream (text/event-stream) of job and device
- * events for live views: `job.changed`, `execution.changed`, `device.presence`. Filters:
- * `?jobId=` (job and execution events of one job), `?deviceId=`, `?types=a,b`. A comment
- * line every 15 s keeps proxies from closing an idle stream.
+ * events for live views: `job.changed`, `execution.changed`, `device.presence`, and when
+ * asked for by `?types=` only, `device.credentials` (a device registered, revoked,
+ * reinstated or given a new secret: what a broker password file follows, and no live view
+ * needs). Filters: `?jobId=` (job and execution events of one job), `?deviceId=`,
+ * `?types=a,b`. A comment line every 15 s keeps proxies from closing an idle stream.
  *
  * Backpressure: a client that does not read (a stalled network, a suspended laptop, a pipe
  * into a pager) is cut off once `maxBacklogBytes` wait for its socket, rather than the server
@@ -14,7 +16,9 @@ import type { EventBus } from '../events/event-bus.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { Router } from './router.ts';
 
-const TYPES = ['job.changed', 'execution.changed', 'device.presence'] as const;
+const TYPES = ['job.changed', 'execution.changed', 'device.presence', 'device.credentials'] as const;
+/** What a stream without `?types=` carries. */
+const DEFAULT_TYPES: readonly StreamType[] = ['job.changed', 'execution.changed', 'device.presence'];
 type StreamType = (typeof TYPES)[number];
 const HEARTBEAT_MS = 15_000;
 /** Bytes a stream may have waiting for its client's socket before the stream is cut. */
@@ -26,7 +30,7 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
   const maxBacklog = deps.maxBacklogBytes ?? MAX_BACKLOG_BYTES;
   router.add('GET', '/api/v1/events', async ({ req, res, url }) => {
     const rawTypes = url.searchParams.get('types');
-    const types = rawTypes ? rawTypes.split(',').map((t) => t.trim()) : [...TYPES];
+    const types = rawTypes ? rawTypes.split(',').map((t) => t.trim()) : [...DEFAULT_TYPES];
     const unknown = types.find((t) => !(TYPES as readonly string[]).includes(t));
     if (unknown !== undefined) throw new UpdraftError('BAD_REQUEST', `types must be a comma-separated list of ${TYPES.join(', ')}; got ${unknown}`);
     const jobId = url.searchParams.get('jobId');
@@ -63,6 +67,12 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
       offs.push(deps.events.on('device.presence', (e) => {
         if (jobId || (deviceId && e.deviceId !== deviceId)) return;
         send('device.presence', e);
+      }));
+    }
+    if (types.includes('device.credentials')) {
+      offs.push(deps.events.on('device.credentials', (e) => {
+        if (jobId || (deviceId && e.deviceId !== deviceId)) return;
+        send('device.credentials', e);
       }));
     }
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);

@@ -20,7 +20,7 @@ const pageParams: Obj[] = [
 ];
 const idParam = (name: string): Obj => ({ name, in: 'path', required: true, schema: { type: 'string' } });
 const op = (summary: string, responses: Obj, extra: Obj = {}): Obj => ({ summary, responses: { ...responses, ...errors }, ...extra });
-/** A revocation's or a new secret's answer: `disconnected` counts the connections closed (null: an external broker's, closed when it reloads its password file). */
+/** A revocation's or a new secret's answer: `disconnected` counts the connections closed (null: an external broker's, closed when it reloads its password file: `mosquitto-config --watch` does that within seconds). */
 const cutOffAnswer = (properties: Obj): Obj => ({ type: 'object', properties: { ...properties, disconnected: { type: ['integer', 'null'] } } });
 const body = (schema: Obj): Obj => ({ requestBody: { required: true, content: { 'application/json': { schema } } } });
 
@@ -244,12 +244,17 @@ export function openApiDocument(): Obj {
       '/api/v1/fleet/versions': { get: op('Devices per reported name@version', { '200': json({ type: 'object' }) }) },
       '/api/v1/fleet/status': { get: op('Fleet summary: devices, versions, jobs per state', { '200': json({ type: 'object' }) }) },
       '/api/v1/events': {
-        get: op('Server-sent events: job.changed, execution.changed, device.presence', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
+        get: op('Server-sent events: job.changed, execution.changed, device.presence; device.credentials (a device registered, revoked, reinstated or given a new secret) only when named in types', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
           parameters: [
             { name: 'jobId', in: 'query', schema: { type: 'string' } },
             { name: 'deviceId', in: 'query', schema: { type: 'string' } },
             { name: 'types', in: 'query', schema: { type: 'string' } },
           ],
+        }),
+      },
+      '/api/v1/broker/credentials': {
+        get: op("What an external broker needs to admit devices: each device's id, revoked, and its secret's Mosquitto $7$ hash (updraft broker mosquitto-config)", { '200': json({ type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { deviceId: { type: 'string' }, revoked: { type: 'boolean' }, brokerHash: { type: 'string' } } } }, next: { type: 'string' } } }) }, {
+          parameters: [...pageParams, { name: 'ids', in: 'query', schema: { type: 'string' }, description: 'comma-separated device ids (at most 100): those only, the ones not registered left out, no paging' }],
         }),
       },
       '/api/v1/metrics': { get: op('Server counters: MQTT messages and connections, shadow requests and rejections, downloads, process memory, event-loop load; Prometheus text format 0.0.4 when Accept prefers text/plain (docs/deployment.md, Monitoring)', { '200': { description: 'the counters', content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } } } }) },

@@ -4,6 +4,7 @@
  */
 import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
@@ -59,9 +60,17 @@ export class DeviceRegistry {
   private readonly store: StateStore;
   private readonly cutOff: CutOff;
 
-  constructor(deps: { store: StateStore; cutOff?: CutOff }) {
+  private readonly events: EventBus | undefined;
+
+  constructor(deps: { store: StateStore; cutOff?: CutOff; events?: EventBus }) {
     this.store = deps.store;
     this.cutOff = deps.cutOff ?? (() => null);
+    this.events = deps.events;
+  }
+
+  /** Tells whoever keeps a copy of the broker credentials (an external broker's password file) that `deviceId`'s changed. */
+  private credentialsChanged(deviceId: string): void {
+    this.events?.emit('device.credentials', { deviceId });
   }
 
   /** Registers a device; resolves with its secret, which is not stored and never shown again. */
@@ -82,6 +91,7 @@ export class DeviceRegistry {
       version: 1,
     };
     await this.store.createDevice(record);
+    this.credentialsChanged(record.deviceId);
     return { device: publicDevice(record), secret };
   }
 
@@ -113,7 +123,10 @@ export class DeviceRegistry {
     const failed = settled.find((s): s is Error => s instanceof Error);
     if (!failed) return settled.map((s) => ({ deviceId: (s as { deviceId: string }).deviceId, secret: (s as { secret: string }).secret }));
     const made = settled.filter((s): s is { deviceId: string; secret: string; version: number } => !(s instanceof Error));
-    await startInSlices(made, 500, (d) => this.store.deleteDevice(d.deviceId, d.version));
+    await startInSlices(made, 500, async (d) => {
+      await this.store.deleteDevice(d.deviceId, d.version);
+      this.credentialsChanged(d.deviceId);
+    });
     const e = asUpdraftError(failed);
     throw new UpdraftError(e.code, `${e.message}; nothing was registered`, { cause: failed });
   }
@@ -123,6 +136,11 @@ export class DeviceRegistry {
     const d = await this.store.getDevice(deviceId);
     if (!d) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered; register it with: updraft device register ${deviceId}`);
     return d;
+  }
+
+  /** A registered device, or undefined. */
+  find(deviceId: string): Promise<DeviceRecord | undefined> {
+    return this.store.getDevice(deviceId);
   }
 
   /** A page of registered devices. */
@@ -141,12 +159,15 @@ export class DeviceRegistry {
     const secret = newDeviceSecret();
     const brokerHash = await mosquittoPasswordHash(secret);
     await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), brokerHash }));
+    this.credentialsChanged(deviceId);
     return { secret, disconnected: this.cutOff(deviceId, 'secret') };
   }
 
   /** Lifts a revocation: the device's current secret and certificates work again. */
   async reinstate(deviceId: string): Promise<PublicDevice> {
-    return publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false })));
+    const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false })));
+    this.credentialsChanged(deviceId);
+    return device;
   }
 
   /**
@@ -156,6 +177,7 @@ export class DeviceRegistry {
    */
   async revoke(deviceId: string): Promise<{ device: PublicDevice; disconnected: number | null }> {
     const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: true })));
+    this.credentialsChanged(deviceId);
     return { device, disconnected: this.cutOff(deviceId, 'all') };
   }
 

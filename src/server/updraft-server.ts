@@ -128,7 +128,8 @@ export class UpdraftServer {
     await this.startPart(blobs);
     // a revoked device, or one whose secret was replaced, loses the connection it holds at
     // once: the embedded broker closes it; an external one, when its password file is reloaded
-    this.registry = new DeviceRegistry({ store: this.store, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })) });
+    // (`updraft broker mosquitto-config --watch` follows the registry's device.credentials events)
+    this.registry = new DeviceRegistry({ store: this.store, events, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })) });
     // hot builds in memory for downloads; a deleted build's bytes leave it
     const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha) });

@@ -55,8 +55,13 @@ if (!found.ok) {
       const fetched: string[] = [];
       a.on('device.fetched', (e) => fetched.push(e.deviceId));
       b.emit('device.fetched', { deviceId: 'd-2' });
-      await eventually(async () => (fetched.length === 1 ? true : undefined), 10_000, 'a sees b’s fetch');
+      // a device registered or revoked through b reaches a password file watcher listening to a
+      const credentials: string[] = [];
+      a.on('device.credentials', (e) => credentials.push(e.deviceId));
+      b.emit('device.credentials', { deviceId: 'd-3' });
+      await eventually(async () => (fetched.length === 1 && credentials.length === 1 ? true : undefined), 10_000, 'a sees b’s fetch and credentials change');
       assert.deepEqual(fetched, ['d-2']);
+      assert.deepEqual(credentials, ['d-3']);
       assert.deepEqual(presence, [], 'b’s presence event, relayed no earlier than its fetch, was not relayed');
       assert.deepEqual(onA, ['thing-1', 'thing-2'], 'a saw only its own two, not echoes');
 

@@ -1,0 +1,274 @@
+/**
+ * `updraft broker mosquitto-config --watch`: keeps an external Mosquitto's password file in
+ * step with the device registry, so that a device registered is admitted, and one revoked or
+ * given a new secret is cut off, within seconds and without an operator regenerating the
+ * file (docs/deployment.md). Run it beside Mosquitto, where it can write the file and reload
+ * the broker.
+ *
+ * How it stays right:
+ * - It listens to the server's event stream for `device.credentials` (relayed between
+ *   instances, so a change made on any instance arrives) before it reads the whole registry,
+ *   so no change falls between the two.
+ * - After an event it waits a moment to gather a burst (a bulk registration), reads the
+ *   credentials of the devices named (100 per request), writes the file only when its text
+ *   changed (write-then-rename: Mosquitto never reads half a file) and runs the reload
+ *   command (`kill -HUP`, `systemctl reload mosquitto`).
+ * - Events are not durable: the relay drops them while its broker is unreachable, and a
+ *   stream that breaks misses what happens until it is back. So every reconnection is
+ *   followed by a full read of the registry, and so is every `resyncMs` anyway. A stream
+ *   silent for longer than three heartbeats is taken for dead (a half-open connection) and
+ *   opened again.
+ * - A failed read leaves the file as it was (never a partial listing) and is tried again
+ *   with backoff; a failed reload is tried again at the next pass.
+ * - A refused token (401) ends the watch with an error: it will not come right by waiting.
+ */
+import { rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { runScript } from '../agent/health-check.ts';
+import { MosquittoPasswdBook } from '../broker/mosquitto-config.ts';
+import { UpdraftError } from '../errors.ts';
+import type { Logger } from '../util/logger.ts';
+import type { ApiClient } from './api-client.ts';
+import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
+
+/** What the watch needs. */
+export interface MosquittoWatchOptions {
+  api: ApiClient;
+  /** The password file to keep. */
+  passwdFile: string;
+  /** Secrets of devices registered without a kept broker hash. */
+  secrets: Map<string, string>;
+  /** Run with `/bin/sh -c` after each change of the file; none: the file is only written. */
+  reloadCommand?: string;
+  /** A full read of the registry at least this often, in ms (default 10 minutes). */
+  resyncMs?: number;
+  /** How long to gather changes after an event before writing, in ms (default 1 s). */
+  settleMs?: number;
+  logger: Logger;
+  /** Ends the watch. */
+  signal: AbortSignal;
+}
+
+/** The server sends a comment every 15 s (http/event-stream.ts): three missed means the stream is gone. */
+const STREAM_SILENCE_MS = 45_000;
+const MAX_BACKOFF_MS = 30_000;
+const RELOAD_TIMEOUT_MS = 30_000;
+
+/** Runs until `signal` aborts (resolves) or the token is refused (rejects). */
+export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<void> {
+  const resyncMs = o.resyncMs ?? 10 * 60_000;
+  const settleMs = o.settleMs ?? 1_000;
+  const book = new MosquittoPasswdBook(o.api.token, o.secrets);
+  const pending = new Set<string>();
+  let needFull = true;
+  let lastFull = 0;
+  let written: string | undefined;
+  let reloadOwed = false;
+  let fatal: Error | undefined;
+  // ends the stream and every wait: aborted by the caller, or a refused token
+  const stop = new AbortController();
+  const abortStop = () => stop.abort();
+  o.signal.addEventListener('abort', abortStop, { once: true });
+  if (o.signal.aborted) stop.abort();
+  const fail = (err: Error) => {
+    fatal = err;
+    stop.abort();
+  };
+  let wake: (() => void) | undefined;
+  const poke = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  /** Waits `ms`, or less when stopped or, if `pokeable`, when an event or the stream's opening pokes. */
+  const nap = (ms: number, pokeable: boolean) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        stop.signal.removeEventListener('abort', done);
+        if (wake === done) wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      stop.signal.addEventListener('abort', done, { once: true });
+      if (pokeable) wake = done;
+    });
+  const refused = () => new UpdraftError('UNAUTHORIZED', 'the server refused the operator token; give the current one (--token or UPDRAFT_TOKEN)');
+
+  // the stream: changes as they happen; each (re)connection asks for a full read after it,
+  // since what happened while it was down was not heard
+  let opened: () => void = () => undefined;
+  const firstOpen = new Promise<void>((resolve) => (opened = resolve));
+  const streaming = (async () => {
+    let backoff = 1_000;
+    while (!stop.signal.aborted) {
+      try {
+        await followStream(
+          o.api,
+          stop.signal,
+          () => {
+            backoff = 1_000;
+            needFull = true;
+            opened();
+            poke();
+          },
+          (deviceId) => {
+            pending.add(deviceId);
+            poke();
+          },
+        );
+        if (!stop.signal.aborted) o.logger.warn('event stream ended; reconnecting');
+      } catch (err) {
+        if (stop.signal.aborted) break;
+        if ((err as UpdraftError).status === 401) {
+          fail(refused());
+          break;
+        }
+        o.logger.warn('event stream unavailable; retrying (the registry is still read in full every resync)', { error: (err as Error).message, retryInMs: backoff });
+      }
+      await nap(backoff, false);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    }
+  })();
+
+  // the first full read after the stream is open, so that no change falls between them
+  // (if the stream cannot open, the registry is read anyway, and again when it does)
+  await Promise.race([firstOpen, nap(5_000, false)]);
+  let backoff = 1_000;
+  let readingFull = false;
+  while (!stop.signal.aborted) {
+    const full = needFull || Date.now() >= lastFull + resyncMs;
+    if (!full && pending.size === 0 && !reloadOwed) {
+      await nap(lastFull + resyncMs - Date.now(), true);
+      // gather the rest of a burst (a bulk registration) into one write and one reload
+      if (pending.size > 0 && !needFull) await nap(settleMs, false);
+      continue;
+    }
+    try {
+      if (full) {
+        needFull = false;
+        readingFull = true;
+        pending.clear(); // the listing sees them; changes after its start arrive as new events
+        const devices = await brokerCredentials(o.api);
+        book.replaceAll(devices);
+        readingFull = false;
+        lastFull = Date.now();
+        o.logger.info('read the registry', { devices: devices.length, admitted: book.admitted });
+        if (book.missing.length) o.logger.warn('devices with no kept broker hash and no --secrets line are not admitted: rotate their secrets or list them in --secrets', { count: book.missing.length, first: book.missing.slice(0, 20).join(',') });
+      } else if (pending.size > 0) {
+        const ids = [...pending];
+        pending.clear();
+        try {
+          const found = new Map((await credentialsOf(o.api, ids)).map((d) => [d.deviceId, d]));
+          for (const id of ids) {
+            const d = found.get(id);
+            if (d) book.set(d);
+            else book.remove(id); // not registered any more
+          }
+        } catch (err) {
+          for (const id of ids) pending.add(id);
+          throw err;
+        }
+      }
+      const text = book.text();
+      if (text !== written) {
+        await writeAtomic(o.passwdFile, text);
+        written = text;
+        reloadOwed = o.reloadCommand !== undefined;
+        o.logger.info('password file written', { file: o.passwdFile, admitted: book.admitted });
+      }
+      if (reloadOwed) {
+        await reload(o);
+        reloadOwed = false;
+      }
+      backoff = 1_000;
+    } catch (err) {
+      if (readingFull) needFull = true;
+      readingFull = false;
+      if ((err as UpdraftError).status === 401) {
+        fail(refused());
+        break;
+      }
+      if (stop.signal.aborted) break;
+      o.logger.warn('could not bring the password file up to date; it stays as it was, retrying', { error: (err as Error).message, retryInMs: backoff });
+      await nap(backoff, false);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    }
+  }
+  stop.abort();
+  o.signal.removeEventListener('abort', abortStop);
+  await streaming;
+  if (fatal) throw fatal;
+}
+
+async function reload(o: MosquittoWatchOptions): Promise<void> {
+  const end = await runScript({ command: o.reloadCommand!, env: {}, cwd: path.dirname(o.passwdFile), timeoutMs: RELOAD_TIMEOUT_MS }, 'reload command');
+  if (end.failure) throw new Error(end.failure);
+  if (end.code !== 0) throw new Error(`reload command failed: ${end.code === null ? `killed by ${end.signal}` : `exit code ${end.code}`}${end.lastLine ? `: ${end.lastLine}` : ''}`);
+  o.logger.info('broker reloaded');
+}
+
+/**
+ * Follows `GET /api/v1/events?types=device.credentials` until it ends, breaks or falls
+ * silent; `onOpen` once the server has subscribed it (its answer's head is written after).
+ */
+async function followStream(api: ApiClient, signal: AbortSignal, onOpen: () => void, onChange: (deviceId: string) => void): Promise<void> {
+  const ctl = new AbortController();
+  const abort = () => ctl.abort();
+  signal.addEventListener('abort', abort, { once: true });
+  let silence: NodeJS.Timeout | undefined;
+  const alive = () => {
+    clearTimeout(silence);
+    silence = setTimeout(abort, STREAM_SILENCE_MS);
+  };
+  try {
+    alive();
+    const res = await fetch(`${api.baseUrl}/api/v1/events?types=device.credentials`, { headers: { authorization: `Bearer ${api.token}` }, signal: ctl.signal });
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new UpdraftError('INTERNAL', `the event stream answered HTTP ${res.status}`, { status: res.status });
+    }
+    onOpen();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      alive();
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const message = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = parseEvent(message, 'device.credentials');
+        if (data && typeof (data as { deviceId?: unknown }).deviceId === 'string') onChange((data as { deviceId: string }).deviceId);
+      }
+    }
+  } catch (err) {
+    if (ctl.signal.aborted && !signal.aborted) throw new Error('the event stream fell silent');
+    throw err;
+  } finally {
+    clearTimeout(silence);
+    signal.removeEventListener('abort', abort);
+  }
+}
+
+/** The data of one server-sent event of `type`, or undefined (a comment, another type, unreadable data). */
+export function parseEvent(message: string, type: string): unknown {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of message.split('\n')) {
+    if (line.startsWith('event:')) event = line.slice(6).trim();
+    else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+  }
+  if (event !== type || data.length === 0) return undefined;
+  try {
+    return JSON.parse(data.join('\n'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Write-then-rename: Mosquitto reloading never reads half a file. 0600: it holds password hashes. */
+async function writeAtomic(file: string, text: string): Promise<void> {
+  await writeFile(`${file}.tmp`, text, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+}

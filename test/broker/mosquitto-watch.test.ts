@@ -1,0 +1,173 @@
+/**
+ * `updraft broker mosquitto-config --watch` against a real Updraft server and a real
+ * Mosquitto started for this file: devices registered, revoked, reinstated and given new
+ * secrets through the API are admitted or cut off by the broker without anyone regenerating
+ * its password file (docs/deployment.md).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { MosquittoPasswdBook } from '../../src/broker/mosquitto-config.ts';
+import { ApiClient } from '../../src/cli/api-client.ts';
+import { watchMosquittoPasswd } from '../../src/cli/mosquitto-watch.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+const found = findMosquitto();
+
+describe('the password book', () => {
+  it('changes its text only when a device is admitted differently, so the broker is reloaded only then', () => {
+    const book = new MosquittoPasswdBook('updr_token_0123456789abcdef', new Map([['old-1', 'secret-of-old-1']]));
+    const hash = '$7$101$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNo';
+    book.replaceAll([{ deviceId: 'a', revoked: false, brokerHash: hash }, { deviceId: 'old-1', revoked: false }, { deviceId: 'old-2', revoked: false }]);
+    const first = book.text();
+    assert.match(first, /^operator:\$7\$/);
+    assert.match(first, /\na:\$7\$101\$c2FsdHNhbHRzYWx0\$aGFzaGhhc2hoYXNo\n/);
+    assert.match(first, /\nold-1:\$7\$/, 'a device without a kept hash, admitted by its given secret');
+    assert.deepEqual(book.missing, ['old-2']);
+    book.set({ deviceId: 'a', revoked: false, brokerHash: hash });
+    book.set({ deviceId: 'old-1', revoked: false });
+    assert.equal(book.text(), first, 'the same devices again: the same text (salts of given secrets are kept)');
+    book.set({ deviceId: 'a', revoked: true, brokerHash: hash });
+    assert.doesNotMatch(book.text(), /\na:/, 'revoked: left out');
+    book.set({ deviceId: 'a', revoked: false, brokerHash: hash });
+    book.remove('old-1');
+    assert.doesNotMatch(book.text(), /old-1/);
+    assert.equal(book.admitted, 1);
+  });
+});
+
+if (!found.ok) {
+  const message = mosquittoUnavailable(found.reason, 'mosquitto-config --watch tests');
+  it('mosquitto-config --watch', (t) => t.skip(message));
+} else {
+  describe('mosquitto-config --watch (Mosquitto)', () => {
+    let ts: TestServer;
+    let broker: TestMosquitto;
+    let watch: CliProcess;
+    let api: ApiClient;
+
+    before(async () => {
+      ts = await startTestServer();
+      api = new ApiClient({ server: ts.httpUrl, token: ts.token });
+      // the broker starts with the operator only; the watch writes the rest
+      broker = await startTestMosquitto(found.bin, { operatorToken: ts.token, devices: [], secrets: new Map() });
+      watch = startCli([
+        'broker', 'mosquitto-config', '--watch', '--out', broker.dir,
+        '--device-host', '127.0.0.1', '--device-port', String(broker.devicePort), '--service-host', '127.0.0.1', '--service-port', String(broker.servicePort),
+        // mosquitto dropped to its own user: it must be able to read the file
+        '--reload-command', `chmod 644 passwd && kill -HUP ${broker.pid}`,
+        '--server', ts.httpUrl, '--token', ts.token,
+      ]);
+      await watch.waitFor(/password file written/);
+    });
+    after(async () => {
+      assert.equal(await watch?.kill('SIGTERM'), 0, 'the watch stops cleanly on SIGTERM');
+      await broker?.stop();
+      await ts?.close();
+    });
+
+    const connects = async (id: string, password: string) => {
+      try {
+        const c = await mqtt.connectAsync(broker.deviceUrl, { clientId: id, username: id, password, reconnectPeriod: 0, connectTimeout: 5_000 });
+        return c;
+      } catch {
+        return undefined;
+      }
+    };
+    const admitted = (id: string, password: string, what: string) =>
+      eventually(async () => connects(id, password), 30_000, what);
+    const refused = (id: string, password: string, what: string) =>
+      eventually(async () => {
+        const c = await connects(id, password);
+        if (!c) return true;
+        await c.endAsync();
+        return undefined;
+      }, 30_000, what);
+    const closed = (client: mqtt.MqttClient, what: string) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${what}: the connection is still open after 30 s`)), 30_000);
+        client.once('close', () => (clearTimeout(timer), resolve()));
+      });
+
+    it('admits a device registered after it started; revoking it closes its connection; reinstating admits it again', async () => {
+      assert.equal(await connects('w-1', 'x'), undefined, 'not registered: refused');
+      const { secret } = await api.call<{ secret: string }>('POST', '/api/v1/devices', { deviceId: 'w-1' });
+      const client = await admitted('w-1', secret, 'w-1 admitted after its registration');
+      const gone = closed(client, 'w-1 revoked');
+      await api.call('POST', '/api/v1/devices/w-1/revoke');
+      await gone; // Mosquitto closed it at the reload that left its line out
+      await refused('w-1', secret, 'w-1 refused once revoked');
+      await api.call('POST', '/api/v1/devices/w-1/reinstate');
+      const back = await admitted('w-1', secret, 'w-1 admitted again once reinstated');
+      await back.endAsync();
+    });
+
+    it('cuts off the old secret when a device is given a new one, and admits the new one', async () => {
+      const { secret: old } = await api.call<{ secret: string }>('POST', '/api/v1/devices', { deviceId: 'w-2' });
+      const client = await admitted('w-2', old, 'w-2 admitted');
+      const gone = closed(client, 'w-2 given a new secret');
+      const { secret: fresh } = await api.call<{ secret: string }>('POST', '/api/v1/devices/w-2/rotate-secret');
+      await gone;
+      const again = await admitted('w-2', fresh, 'the new secret admitted');
+      await again.endAsync();
+      assert.equal(await connects('w-2', old), undefined, 'the old secret refused');
+    });
+
+    it('admits every device of a bulk registration (more than one request of ids)', async () => {
+      const ids = Array.from({ length: 250 }, (_, i) => `bulk-${String(i).padStart(3, '0')}`);
+      const { devices } = await api.call<{ devices: { deviceId: string; secret: string }[] }>('POST', '/api/v1/devices/bulk', { devices: ids.map((deviceId) => ({ deviceId })) });
+      await eventually(async () => {
+        const passwd = await readFile(path.join(broker.dir, 'passwd'), 'utf8');
+        return ids.every((id) => passwd.includes(`\n${id}:`)) ? true : undefined;
+      }, 30_000, 'all 250 in the password file');
+      for (const d of [devices[0]!, devices[137]!, devices[249]!]) {
+        const c = await admitted(d.deviceId, d.secret, `${d.deviceId} admitted`);
+        await c.endAsync();
+      }
+    });
+
+    it('a change whose event was missed is taken in by the periodic full read', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-watch-'));
+      const file = path.join(dir, 'passwd');
+      const ctl = new AbortController();
+      const running = watchMosquittoPasswd({ api, passwdFile: file, secrets: new Map(), resyncMs: 1_000, logger: silentLogger, signal: ctl.signal });
+      try {
+        await api.call('POST', '/api/v1/devices', { deviceId: 'quiet-1' });
+        await eventually(async () => ((await readFile(file, 'utf8').catch(() => '')).includes('\nquiet-1:') ? true : undefined), 30_000, 'quiet-1 written');
+        // revoked behind the registry's back: no event is emitted, only the store changes
+        const d = (await ts.server.store.getDevice('quiet-1'))!;
+        assert.ok(await ts.server.store.updateDevice({ ...d, revoked: true, version: d.version + 1, updatedAt: Date.now() }));
+        await eventually(async () => (!(await readFile(file, 'utf8')).includes('\nquiet-1:') ? true : undefined), 30_000, 'quiet-1 left out after a full read');
+      } finally {
+        ctl.abort();
+        await running;
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('refuses a bad ids query with 400', async () => {
+      await assert.rejects(api.call('GET', '/api/v1/broker/credentials?ids=a,b%2Fc'), (err: Error & { status?: number }) => err.status === 400 && /not a device id/.test(err.message));
+      const many = Array.from({ length: 101 }, (_, i) => `d-${i}`).join(',');
+      await assert.rejects(api.call('GET', `/api/v1/broker/credentials?ids=${many}`), (err: Error & { status?: number }) => err.status === 400 && /1 to 100/.test(err.message));
+      const { items } = await api.call<{ items: { deviceId: string }[] }>('GET', '/api/v1/broker/credentials?ids=w-2,nobody');
+      assert.deepEqual(items.map((d) => d.deviceId), ['w-2'], 'an id not registered is left out');
+    });
+
+    it('ends with one readable line and a non-zero exit when the token is refused', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-watch-'));
+      try {
+        const r = await runCli(['broker', 'mosquitto-config', '--watch', '--out', dir, '--server', ts.httpUrl, '--token', 'updr_wrong_token_0123456789abcdef']);
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, /refused the operator token/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}

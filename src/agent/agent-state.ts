@@ -64,6 +64,8 @@ export interface AgentStateData {
   finished: FinishedJob[];
   /** The highest key certificate serial accepted (a device trusting the root key): lower ones are refused. */
   keySerial?: number;
+  /** The clock offset (seconds) last put in `reported.agent.clockOffsetSeconds`, if one was. */
+  clockOffsetReported?: number;
 }
 
 /** How many finished jobs are remembered (duplicates of older ones are not expected). */
@@ -157,6 +159,7 @@ function sanitize(raw: unknown): AgentStateData {
     : [];
   const out: AgentStateData = { finished: finished.slice(-MAX_FINISHED_JOBS) };
   if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
+  if (typeof obj.clockOffsetReported === 'number' && Number.isSafeInteger(obj.clockOffsetReported)) out.clockOffsetReported = obj.clockOffsetReported;
   const inFlight = obj.inFlight as InFlightUpdate | undefined;
   const outcomeOk = inFlight?.phase !== 'REPORTING' || inFlight.outcome?.status === 'SUCCESS' || inFlight.outcome?.status === 'FAILURE';
   if (inFlight && typeof inFlight.jobId === 'string' && PHASES.includes(inFlight.phase) && outcomeOk) {

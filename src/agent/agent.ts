@@ -44,6 +44,7 @@ import {
 } from './agent-state.ts';
 import { partFile, removeStaleDownloads } from './download-files.ts';
 import { downloadArtifact } from './downloader.ts';
+import { ClockOffset, describeSeconds, WRONG_CLOCK_SECONDS } from './clock-offset.ts';
 import { checkCommand, type SignaturePolicy } from './manifest-check.ts';
 import type { InstalledSoftware } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
@@ -81,6 +82,12 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private detach: () => void = () => {};
   /** Decided in start() from `signingPublicKey` / `allowUnsigned`. */
   private signatures: SignaturePolicy | undefined;
+  /** This device's clock against the server's. */
+  private readonly clock = new ClockOffset();
+  /** A clock offset to report (in `reported.agent`), until the server has it. */
+  private clockNews: number | undefined;
+  /** The connection in which a wrong clock was last logged (once per connection). */
+  private clockWarnedSession = -1;
   /** Set at each connect: the next report carries `reported.agent` (what this agent trusts). */
   private announceTrust = false;
   /** The temporary download credential of the job in flight (`downloadAuth: 'token'`). */
@@ -147,10 +154,23 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const send = (software: JsonObject) => {
       const body = reportRequest(withKeySerial(software));
       const announcing = this.announceTrust;
-      if (announcing) ((body.state as JsonObject).reported as JsonObject).agent = trustReport(this.signatures!);
+      const clockNews = this.clockNews;
+      if (announcing) {
+        const agent = trustReport(this.signatures!);
+        if (clockNews !== undefined) agent.clockOffsetSeconds = clockNews;
+        ((body.state as JsonObject).reported as JsonObject).agent = agent;
+      }
+      const sentAt = this.now();
       const sent = requester.request('update', body);
-      // said until the server has it (a report lost on the way is sent again, and says it again)
-      if (announcing) sent.then(() => void (this.announceTrust = false), () => {});
+      sent.then(
+        (answer) => {
+          // said until the server has it (a report lost on the way is sent again, and says it again)
+          if (announcing) this.announceTrust = false;
+          if (announcing && clockNews !== undefined) void this.clockReported(clockNews);
+          this.observeClock(sentAt, answer);
+        },
+        () => {},
+      );
       return sent;
     };
     this.reports = new ReportQueue(send, { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
@@ -311,7 +331,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   /** The shadow document (`get`), or undefined when the device has none yet. */
   private async getDocument(): Promise<JsonObject | undefined> {
     try {
-      return await this.requester!.request('get', {});
+      const sentAt = this.now();
+      const doc = await this.requester!.request('get', {});
+      this.observeClock(sentAt, doc);
+      return doc;
     } catch (err) {
       if (err instanceof UpdraftError && err.status === 404) return undefined;
       throw err;
@@ -407,9 +430,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       },
       refreshCommand: (job) => this.refreshCommand(job),
       now: () => this.now(),
+      // what the server enforces (a URL's expiry) by its clock; what the device enforces (a manifest's) by its own
+      serverNow: () => this.clock.serverTime(this.now()),
       logger: this.log,
       downloadSettings: o.downloadSettings ?? {},
-      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000)).certificateSerial),
+      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000), this.clock.hint()).certificateSerial),
       ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
       ...(o.installGate
         ? {
@@ -509,7 +534,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private async authorizeDownload(job: UpdateJob, renew: boolean): Promise<{ url: string; headers: Record<string, string> }> {
     const marginS = (this.opts.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs) / 1000;
     let c = this.credential;
-    if (renew || !c || c.jobId !== job.jobId || c.expiresAt - marginS <= this.now() / 1000) {
+    if (renew || !c || c.jobId !== job.jobId || c.expiresAt - marginS <= this.clock.serverTime(this.now()) / 1000) {
       const answer = await this.requester!.request('credentials', { jobId: job.jobId });
       if (typeof answer.token !== 'string' || typeof answer.expiresAt !== 'number') throw new UpdraftError('DOWNLOAD', 'the credentials answer carries no token');
       c = { jobId: job.jobId, token: answer.token, expiresAt: answer.expiresAt };
@@ -635,6 +660,39 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 
   private now(): number {
     return this.opts.now ? this.opts.now() : Date.now();
+  }
+
+  // ---- the device's clock (clock-offset.ts) ---------------------------------------------
+
+  /** Takes in the server's timestamp of an answer to a request sent at `sentAt`; reports a wrong clock, and a mended one. */
+  private observeClock(sentAt: number, answer: JsonObject | undefined): void {
+    const offset = this.clock.observe(sentAt, this.now(), answer?.timestamp);
+    if (offset === undefined) return;
+    const wrong = Math.abs(offset) >= WRONG_CLOCK_SECONDS;
+    if (wrong && this.clockWarnedSession !== this.session) {
+      this.clockWarnedSession = this.session;
+      this.log.warn(`this device's clock is ${describeSeconds(Math.abs(offset))} ${offset > 0 ? 'ahead of' : 'behind'} the server's: signed commands are judged by it, and may look expired; set it (NTP, or an RTC kept in UTC)`, { clockOffsetSeconds: offset });
+    }
+    const known = this.clockNews ?? this.state.clockOffsetReported;
+    const news = wrong ? known === undefined || Math.abs(offset - known) >= WRONG_CLOCK_SECONDS / 2 : known !== undefined && Math.abs(known) >= WRONG_CLOCK_SECONDS;
+    if (!news || !this.started) return;
+    // one report with reported.agent (a healthy clock that was never wrong costs nothing)
+    this.clockNews = offset;
+    this.announceTrust = true;
+    setImmediate(() => {
+      if (!this.started) return;
+      this.reportCurrent().catch((err: unknown) => {
+        if (!(err instanceof AgentStoppedError)) this.log.debug('clock report not acknowledged', { error: asUpdraftError(err).message });
+      });
+    });
+  }
+
+  /** `offset` is in the shadow: remembered across restarts, so a mended clock is reported once, and a wrong one not again. */
+  private async clockReported(offset: number): Promise<void> {
+    if (this.clockNews === offset) this.clockNews = undefined;
+    if (this.state.clockOffsetReported === offset) return;
+    this.state.clockOffsetReported = offset;
+    await this.store?.save(this.state).catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
   }
 }
 

@@ -39,14 +39,16 @@ function refuse(reason: string): never {
 
 /**
  * Throws INTEGRITY with the reason unless `command` may be installed over `running` at
- * `nowSeconds`. With `allowUnsigned` only the version rule applies to unsigned commands;
- * signed ones are still checked as far as possible (expiry, fields, downgrade).
+ * `nowSeconds` (this device's clock). With `allowUnsigned` only the version rule applies to
+ * unsigned commands; signed ones are still checked as far as possible (expiry, fields,
+ * downgrade). `clockHint` follows an expiry's date in a refusal: what is known of this
+ * device's clock (agent/clock-offset.ts).
  */
-export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, running: InstalledSoftware | undefined, nowSeconds: number): CommandCheck {
+export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, running: InstalledSoftware | undefined, nowSeconds: number, clockHint = ''): CommandCheck {
   const result: CommandCheck = {};
   let key = 'publicKey' in policy ? policy.publicKey : undefined;
   if ('rootKey' in policy) {
-    const certified = certifiedKey(command, policy, nowSeconds);
+    const certified = certifiedKey(command, policy, nowSeconds, clockHint);
     key = certified.key;
     result.certificateSerial = certified.serial;
   }
@@ -70,7 +72,7 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
       }
       if (!ok) refuse('bad manifest signature');
     }
-    if (m.expiresAt < nowSeconds) refuse(`manifest expired at ${new Date(m.expiresAt * 1000).toISOString()}`);
+    if (m.expiresAt < nowSeconds) refuse(`manifest expired at ${new Date(m.expiresAt * 1000).toISOString()}${clockHint}`);
     for (const f of ['name', 'version', 'sha256', 'size', 'jobId'] as const) {
       if (m[f] !== command[f]) refuse(`manifest ${f} ${JSON.stringify(m[f])} differs from the command's ${JSON.stringify(command[f])}`);
     }
@@ -83,7 +85,7 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
 }
 
 /** The signing key the command's certificate vouches for under `trust`, and the certificate's serial; refuses otherwise. */
-function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: number): { key: KeyObject; serial: number } {
+function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: number, clockHint: string): { key: KeyObject; serial: number } {
   if (command.keyCertificate === undefined) refuse(`the update command carries no key certificate, and this device trusts root key ${keyIdOf(trust.rootKey)} only`);
   let cert;
   try {
@@ -104,7 +106,7 @@ function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: nu
     }
     trust.verified = { certificate: whole, key };
   }
-  if (cert.expiresAt < nowSeconds) refuse(`key certificate ${cert.serial} of key ${cert.keyId} expired at ${new Date(cert.expiresAt * 1000).toISOString()}`);
+  if (cert.expiresAt < nowSeconds) refuse(`key certificate ${cert.serial} of key ${cert.keyId} expired at ${new Date(cert.expiresAt * 1000).toISOString()}${clockHint}`);
   if (cert.serial < trust.minSerial) refuse(`key certificate ${cert.serial} of key ${cert.keyId} is older than certificate ${trust.minSerial}, which this device has seen: that key was replaced`);
   return { key, serial: cert.serial };
 }

@@ -33,6 +33,8 @@ export interface UpdateJobDeps {
   refreshCommand: (job: UpdateJob) => Promise<void>;
   /** Milliseconds since the epoch. */
   now: () => number;
+  /** The server's time (ms), by which a URL's expiry is judged (the server enforces it); default `now`. */
+  serverNow?: () => number;
   logger: Logger;
   downloadSettings: JobDownloadSettings;
   /** A URL expiring within this many ms is refreshed before use. */
@@ -172,7 +174,7 @@ export class UpdateJob {
     for (;;) {
       signal.throwIfAborted();
       const cmd = this.command;
-      if (cmd.urlExpiresAt * 1000 - deps.urlMarginMs <= deps.now()) {
+      if (cmd.urlExpiresAt * 1000 - deps.urlMarginMs <= (deps.serverNow ?? deps.now)()) {
         if (refreshes >= deps.maxUrlRefreshes) {
           throw new UpdraftError('DOWNLOAD', `download URL expired and no fresh one arrived after ${refreshes} requests`);
         }

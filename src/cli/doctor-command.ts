@@ -6,8 +6,8 @@
  * It asks only what the API and the health endpoints answer: reachability, readiness (store,
  * artifact storage, broker), the operator token, the clocks (manifests and URLs expire by
  * them), the signing key's certificate, staged URL keys, how busy the instance is, refused
- * tokens, failing webhook deliveries, devices that accept unsigned software, and rollouts
- * waiting for an operator.
+ * tokens, failing webhook deliveries, devices that accept unsigned software, devices whose
+ * clocks are wrong, and rollouts waiting for an operator.
  */
 import type { Command } from 'commander';
 import type { KeyInfo } from '../artifacts/key-ring.ts';
@@ -17,6 +17,9 @@ import type { JobRecord } from '../store/state-store.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 
 type Verdict = 'ok' | 'note' | 'warn' | 'FAIL';
+
+/** Devices whose agents reported a clock a minute or more off the server's. */
+const WRONG_CLOCK_QUERY = 'reported.agent.clockOffsetSeconds > 59 or reported.agent.clockOffsetSeconds < -59';
 
 /** One line of the report. */
 export interface Finding {
@@ -102,6 +105,16 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   if (careless && careless.items.length > 0) {
     const some = `${careless.items.map((d) => d.deviceId).join(', ')}${careless.next ? ', …' : ''}`;
     add('warn', 'devices', `${some} accept unsigned software (an agent run with --insecure-allow-unsigned): whoever can send them a command can install anything; give them the signing key or the root (list them: updraft device list --query 'reported.agent.trust = unsigned')`);
+  }
+
+  // agents whose clock is a minute or more off the server's (they report it: agent/clock-offset.ts);
+  // a clock ahead by more than a command's lifetime fails every update as expired
+  const skewed = await api
+    .call<{ items: { deviceId: string; reported?: unknown }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(WRONG_CLOCK_QUERY)}`)
+    .catch(() => undefined);
+  if (skewed && skewed.items.length > 0) {
+    const some = `${skewed.items.map((d) => d.deviceId).join(', ')}${skewed.next ? ', …' : ''}`;
+    add('warn', 'devices', `${some} run with a wrong clock (a minute or more off the server's): a clock ahead by more than --url-ttl fails every update as expired; set their clocks (NTP, an RTC in UTC) (list them with their offsets: updraft device list --query '${WRONG_CLOCK_QUERY}')`);
   }
 
   const paused = await api.call<{ items: JobRecord[] }>('GET', '/api/v1/jobs?status=PAUSED&limit=100').catch(() => undefined);

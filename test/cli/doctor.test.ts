@@ -77,6 +77,20 @@ describe('updraft doctor', () => {
     }
   });
 
+  it('warns of devices whose clocks are wrong', async () => {
+    const skewed = await startAgent(ts, root, 'doc-skewed', { now: () => Date.now() + 2 * 3_600_000 });
+    try {
+      const r = await eventually(async () => {
+        const d = await doctor();
+        return d.stdout.includes('wrong clock') ? d : undefined;
+      }, 30_000, 'the skewed device named');
+      assert.match(r.stdout, /^warn  devices {6}doc-skewed run with a wrong clock \(a minute or more off the server's\)/m);
+      assert.equal(r.code, 0, 'a warning, not a failure');
+    } finally {
+      await skewed.agent.stop();
+    }
+  });
+
   it('warns when the clocks disagree: commands and URLs expire by the server\'s', async () => {
     const findings = await diagnose({ server: ts.httpUrl, token: ts.token }, Date.now() - 120_000);
     const clock = findings.find((f) => f.check === 'clock')!;

@@ -9,10 +9,15 @@
  * - An interrupted connection is retried with exponential backoff, resuming from what is on
  *   disk; the bound counts failed attempts in a row without net progress.
  * - The whole file is verified (size and SHA-256) at the end; a mismatching file is deleted.
+ * - Before a byte is fetched, the free space of the download's file system must hold what is
+ *   left to fetch: a device short of space fails at once with the figures, rather than
+ *   spending its (metered) link on a download that ends in ENOSPC. Running out while writing
+ *   anyway (something else filled the disk) fails with the same kind of reason, and the
+ *   partial file is deleted to give the space back.
  * - The URL carries a signature: only its redacted form is ever logged.
  */
 import { randomInt } from 'node:crypto';
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
@@ -54,6 +59,8 @@ export interface DownloadOptions {
   logger?: Logger;
   /** The fetch implementation (default: Node's global fetch). */
   fetch?: typeof fetch;
+  /** Bytes free to this process in a directory (tests); default the file system's (statfs). */
+  freeBytes?: (dir: string) => Promise<number>;
 }
 
 /** Defaults of the optional settings. */
@@ -70,6 +77,32 @@ export interface DownloadResult {
   file: string;
   /** Bytes that were already on disk when the call started. */
   resumedFrom: number;
+}
+
+/** Fails at once, with the figures, when the download's file system cannot hold `needed` more bytes. */
+async function ensureSpace(opts: DownloadOptions, needed: number): Promise<void> {
+  const dir = path.dirname(opts.file);
+  let free: number;
+  try {
+    free = opts.freeBytes ? await opts.freeBytes(dir) : await statfs(dir).then((s) => s.bavail * s.bsize);
+  } catch {
+    return; // a file system that cannot tell: the write will say
+  }
+  if (free < needed) {
+    throw new UpdraftError('DOWNLOAD', `not enough space for the download: ${formatBytes(needed)} to fetch, ${formatBytes(free)} free in ${dir}; nothing fetched`);
+  }
+}
+
+function isNoSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} bytes`;
 }
 
 const REAL_CLOCK = { now: () => performance.now(), sleep: (ms: number, signal?: AbortSignal) => sleep(ms, undefined, signal ? { signal } : {}) };
@@ -99,6 +132,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       have = undefined;
     }
     if (have === undefined || have < opts.size) {
+      await ensureSpace(opts, opts.size - (have ?? 0));
       try {
         await transfer(opts, have ?? 0, log);
         const now = (await sizeOnDisk(opts.file)) ?? 0;
@@ -106,6 +140,10 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       } catch (err) {
         if (opts.signal?.aborted) throw opts.signal.reason;
         if (err instanceof UpdraftError) throw err;
+        if (isNoSpace(err)) {
+          await rm(opts.file, { force: true });
+          throw new UpdraftError('DOWNLOAD', `no space left for the download in ${path.dirname(opts.file)} (${opts.size} bytes announced); the partial file was deleted`, { cause: err });
+        }
         if (!(err instanceof Retryable)) throw new UpdraftError('DOWNLOAD', `download failed: ${describe(err)}`, { cause: err });
         // only net progress renews the budget: a server that restarts at byte 0 every time must not be retried forever
         if (((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0)) failures = 0;
@@ -216,6 +254,8 @@ async function writeBody(res: Response, opts: DownloadOptions, start: number, li
       await rm(opts.file, { force: true });
       throw err;
     }
+    // a full disk is not a network fault: retrying cannot help
+    if (isNoSpace(err)) throw err;
     // connection cut mid-body: what was written stays and is resumed
     throw new Retryable(`connection interrupted after ${start + written} of ${opts.size} bytes: ${describe(err)}`);
   } finally {

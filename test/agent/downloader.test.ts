@@ -1,6 +1,6 @@
 /** The downloader against a real HTTP server: resume, bounds, integrity, HTTP errors. */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { getEventListeners } from 'node:events';
@@ -160,6 +160,39 @@ describe('downloadArtifact', () => {
       return true;
     });
     assert.equal(server.requests.length, 1);
+  });
+
+  it('fails at once, fetching nothing, when the file system cannot hold the download', async () => {
+    // the real file system's free space (statfs) against a petabyte
+    await assert.rejects(downloadArtifact(opts({ size: 1e15 })), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError && err.code === 'DOWNLOAD', String(err));
+      assert.match(err.message, /^not enough space for the download: 1000000\.00 GB to fetch, [\d.]+ (GB|MB|kB|bytes) free in .*downloads; nothing fetched$/);
+      return true;
+    });
+    assert.equal(server.requests.length, 0);
+  });
+
+  it('counts only what is left to fetch against the free space when resuming', async () => {
+    const half = Math.floor(SIZE / 2);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content.subarray(0, half));
+    await assert.rejects(downloadArtifact(opts({ freeBytes: async () => SIZE - half - 1 })), /not enough space for the download: 524\.3 kB to fetch, 524\.3 kB free/);
+    assert.equal(server.requests.length, 0);
+    await downloadArtifact(opts({ freeBytes: async () => SIZE - half }));
+    assert.deepEqual(await readFile(file), content);
+    assert.equal(server.requests.at(-1)!.range, `bytes=${half}-`);
+  });
+
+  it('a disk that fills while writing (ENOSPC, from /dev/full) fails at once, not retried as a network fault, and gives the space back', async () => {
+    await mkdir(path.dirname(file), { recursive: true });
+    await symlink('/dev/full', file); // every write to it fails with ENOSPC
+    await assert.rejects(downloadArtifact(opts({ freeBytes: async () => 1e12 })), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError && err.code === 'DOWNLOAD', String(err));
+      assert.match(err.message, /^no space left for the download in .*downloads \(1048593 bytes announced\); the partial file was deleted$/);
+      return true;
+    });
+    assert.equal(server.requests.length, 1, 'no retry');
+    assert.equal(await lstat(file).then(() => true, () => false), false, 'the partial file is gone');
   });
 
   it('stops on abort and keeps the partial file for a later resume', async () => {

@@ -95,6 +95,12 @@ export interface UpdateAgentOptions {
   downloadSettings?: JobDownloadSettings;
   /** Extra MQTT client options (TLS material, keepalive…). `reconnectPeriod` is the first pause before reconnecting (default 1000 ms; 0: never reconnect): it doubles after each failed attempt, with jitter, up to maxRetryDelayMs. */
   mqttOptions?: IClientOptions;
+  /**
+   * What hardware this is (`rpi4`, `gw-rev-b`): a build made for given device types
+   * (`updraft artifact add --device-type`) is refused on any other, and on a device given no
+   * type. Reported as `reported.agent.deviceType`, so rollouts can target by it.
+   */
+  deviceType?: string;
   /** Milliseconds since the epoch (tests). */
   now?: () => number;
 }

@@ -157,6 +157,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const clockNews = this.clockNews;
       if (announcing) {
         const agent = trustReport(this.signatures!);
+        if (o.deviceType !== undefined) agent.deviceType = o.deviceType;
         if (clockNews !== undefined) agent.clockOffsetSeconds = clockNews;
         ((body.state as JsonObject).reported as JsonObject).agent = agent;
       }
@@ -434,7 +435,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       serverNow: () => this.clock.serverTime(this.now()),
       logger: this.log,
       downloadSettings: o.downloadSettings ?? {},
-      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000), this.clock.hint()).certificateSerial),
+      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000), this.clock.hint(), o.deviceType).certificateSerial),
       ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
       ...(o.installGate
         ? {

@@ -60,6 +60,8 @@ export interface AgentDaemonOptions {
   downloadAuth?: 'url' | 'token';
   /** Most bytes per second a download takes (`--max-download-rate`); absent: no limit. */
   maxDownloadBytesPerSecond?: number;
+  /** What hardware this is (`--device-type`): builds made for other types are refused. */
+  deviceType?: string;
   /**
    * Shell command asked before installing a verified build (`--install-gate`): exit 0
    * installs, 75 puts it off (asked again after `installGateRetryMs`), anything else fails the
@@ -106,6 +108,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     ...(trust ?? { allowUnsigned: true }),
     ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
     ...(opts.maxDownloadBytesPerSecond !== undefined ? { downloadSettings: { maxBytesPerSecond: opts.maxDownloadBytesPerSecond } } : {}),
+    ...(opts.deviceType !== undefined ? { deviceType: opts.deviceType } : {}),
     ...(opts.installGate !== undefined ? { installGate: gateOf(opts.installGate, installDir) } : {}),
     ...(opts.installGateRetryMs !== undefined ? { installGateRetryMs: opts.installGateRetryMs } : {}),
     ...(opts.installGateMaxWaitMs !== undefined ? { installGateMaxWaitMs: opts.installGateMaxWaitMs } : {}),
@@ -193,6 +196,7 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (opts.maxDownloadBytesPerSecond !== undefined && !(Number.isFinite(opts.maxDownloadBytesPerSecond) && opts.maxDownloadBytesPerSecond >= 1000)) {
     problems.push('--max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)');
   }
+  if (opts.deviceType !== undefined && !isValidId(opts.deviceType)) problems.push('--device-type must be 1 to 128 characters of A-Z a-z 0-9 _ . : -');
   if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options: ${problems.join('; ')}`);
 }
 

@@ -9,6 +9,7 @@
  */
 import { verify, type KeyObject } from 'node:crypto';
 import { UpdraftError } from '../errors.ts';
+import { incompatibility } from '../protocol/compatibility.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import { manifestBytes, parseManifest } from '../protocol/manifest.ts';
 import { compareSemver, type SoftwareCommand } from '../protocol/software.ts';
@@ -42,9 +43,10 @@ function refuse(reason: string): never {
  * `nowSeconds` (this device's clock). With `allowUnsigned` only the version rule applies to
  * unsigned commands; signed ones are still checked as far as possible (expiry, fields,
  * downgrade). `clockHint` follows an expiry's date in a refusal: what is known of this
- * device's clock (agent/clock-offset.ts).
+ * device's clock (agent/clock-offset.ts). The manifest's compatibility (device types, the
+ * versions it installs over) is checked against `deviceType` and `running`.
  */
-export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, running: InstalledSoftware | undefined, nowSeconds: number, clockHint = ''): CommandCheck {
+export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, running: InstalledSoftware | undefined, nowSeconds: number, clockHint = '', deviceType?: string): CommandCheck {
   const result: CommandCheck = {};
   let key = 'publicKey' in policy ? policy.publicKey : undefined;
   if ('rootKey' in policy) {
@@ -77,6 +79,8 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
       if (m[f] !== command[f]) refuse(`manifest ${f} ${JSON.stringify(m[f])} differs from the command's ${JSON.stringify(command[f])}`);
     }
     allowDowngrade = m.allowDowngrade === true;
+    const wrong = incompatibility({ ...(m.deviceTypes ? { deviceTypes: m.deviceTypes } : {}), ...(m.requires !== undefined ? { requires: m.requires } : {}) }, { ...(deviceType !== undefined ? { deviceType } : {}), ...(running ? { running } : {}), name: command.name });
+    if (wrong) refuse(`not compatible: ${wrong}`);
   }
   if (running && running.version && (running.name === undefined || running.name === command.name) && compareSemver(command.version, running.version) < 0 && !allowDowngrade) {
     refuse(`version ${command.version} is lower than the running ${running.version} and the manifest does not allow a downgrade`);

@@ -3,6 +3,7 @@
  * name, version, SHA-256 and size in the state store, and resolves `name@version` references.
  */
 import type { Readable } from 'node:stream';
+import type { Compatibility } from '../protocol/compatibility.ts';
 import { UpdraftError } from '../errors.ts';
 import { SEMVER, compareSemver } from '../protocol/software.ts';
 import { isValidId } from '../protocol/topics.ts';
@@ -78,8 +79,11 @@ export class ArtifactService {
     this.deps = deps;
   }
 
-  /** Stores a build; CONFLICT if name@version exists (versions are immutable). */
-  async add(name: string, version: string, source: Readable): Promise<ArtifactRecord> {
+  /**
+   * Stores a build; CONFLICT if name@version exists (versions are immutable). `compatibility`
+   * (checked by `parseCompatibility`) goes into every command for it, signed.
+   */
+  async add(name: string, version: string, source: Readable, compatibility: Compatibility = {}): Promise<ArtifactRecord> {
     checkArtifactId(name, version);
     if (await this.deps.store.getArtifact(name, version)) {
       source.resume();
@@ -90,6 +94,7 @@ export class ArtifactService {
     // install nothing in place of its software; the empty blob left behind is zero bytes
     if (blob.size === 0) throw new UpdraftError('BAD_REQUEST', `artifact ${name}@${version} is empty (0 bytes): there is nothing to install`);
     const record: ArtifactRecord = { name, version, sha256: blob.sha256, size: blob.size, createdAt: Date.now() };
+    if (compatibility.deviceTypes || compatibility.requires !== undefined) record.compatibility = compatibility;
     if (this.deps.sign) record.signature = this.deps.sign(record);
     await this.inBlobTurn(async () => {
       await this.deps.store.putArtifact(record);

@@ -22,6 +22,7 @@ interface AgentFlags {
   insecureAllowUnsigned?: boolean;
   downloadAuth: string;
   maxDownloadRate?: string;
+  deviceType?: string;
   installGate?: string;
   installGateRetry: string;
   installGateMaxWait: string;
@@ -52,6 +53,7 @@ export function addAgentCommand(program: Command): void {
     .option('--install-gate <cmd>', 'shell command asked before installing a verified build: exit 0 installs, 75 puts it off (asked again later), anything else fails the job; the last line of stderr says why')
     .option('--install-gate-retry <s>', 'seconds before asking the install gate again', '300')
     .option('--install-gate-max-wait <s>', 'seconds after the job started on the device before a gate that keeps putting it off fails it', '86400')
+    .option('--device-type <type>', 'what hardware this is (rpi4, gw-rev-b): builds added for other device types are refused before download [env UPDRAFT_DEVICE_TYPE]')
     .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')
     .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
     .option('--cert <file>', 'client certificate for MQTT over TLS (updraft device cert); the device id is its CN, no secret needed')
@@ -61,6 +63,7 @@ export function addAgentCommand(program: Command): void {
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
       const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;
       const maxRate = o.maxDownloadRate === undefined ? undefined : parseRate(o.maxDownloadRate);
+      const deviceType = o.deviceType ?? process.env.UPDRAFT_DEVICE_TYPE;
       // every option is checked before a file is read: a secret missing for a device id that
       // is not valid anyway would send the user to register it
       checkAgentOptions({
@@ -70,6 +73,7 @@ export function addAgentCommand(program: Command): void {
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
+        ...(deviceType !== undefined ? { deviceType } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
         installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
       });
@@ -104,6 +108,7 @@ export function addAgentCommand(program: Command): void {
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
+        ...(deviceType !== undefined ? { deviceType } : {}),
         ...(o.installGate !== undefined ? { installGate: o.installGate } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
         installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,

@@ -30,6 +30,12 @@ export function print(opts: Common, json: unknown, text: string): void {
   process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + '\n' : text + '\n');
 }
 
+/** `  for rpi4, rpi5  over >=2.5.0` (after `sep`), or '' for a build without constraints. */
+function compatibilityText(a: ArtifactRecord, sep: string): string {
+  const c = a.compatibility;
+  return `${c?.deviceTypes ? `${sep}for    ${c.deviceTypes.join(', ')}` : ''}${c?.requires ? `${sep}over   ${c.requires}` : ''}`;
+}
+
 /** What became of the connections a revocation or a new secret withdrew access from. */
 function cutOffLine(disconnected: number | null, opener: string): string {
   if (disconnected === null) {
@@ -52,22 +58,25 @@ function block(label: string, value: unknown): string {
 /** Adds the API commands. */
 export function addApiCommands(program: Command): void {
   const artifact = program.command('artifact').description('manage software artifacts');
-  withApi(artifact.command('add <file>').description('store a build: records SHA-256 and size'))
+  withApi(artifact.command('add <file>').description('store a build: records SHA-256 and size, and what it may be installed on'))
     .requiredOption('--name <name>', 'artifact name, e.g. fw')
     .requiredOption('--version <version>', 'semantic version, e.g. 2.0.0')
-    .action(async (file: string, opts: Common & { name: string; version: string }) => {
+    .option('--device-type <type...>', 'the device types it is made for (repeat, or list them): devices of other types, or given none, refuse it before downloading')
+    .option('--requires <range>', "the versions it may be installed over, e.g. '>=2.5.0' or '>=2.5.0 <3.0.0': devices running others refuse it")
+    .action(async (file: string, opts: Common & { name: string; version: string; deviceType?: string[]; requires?: string }) => {
       const info = await stat(file).catch(() => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${file}: no such file`);
       });
       if (!info.isFile()) throw new UpdraftError('BAD_REQUEST', `${file} is not a regular file`);
       const api = new ApiClient(opts);
-      const q = new URLSearchParams({ name: opts.name, version: opts.version });
+      const types = opts.deviceType?.flatMap((t) => t.split(',')).filter((t) => t !== '');
+      const q = new URLSearchParams({ name: opts.name, version: opts.version, ...(types ? { deviceTypes: types.join(',') } : {}), ...(opts.requires !== undefined ? { requires: opts.requires } : {}) });
       const rec = await api.call<ArtifactRecord>('POST', `/api/v1/artifacts?${q}`, createReadStream(file));
-      print(opts, rec, `added ${rec.name}@${rec.version}\n  sha256 ${rec.sha256}\n  size   ${rec.size} bytes`);
+      print(opts, rec, `added ${rec.name}@${rec.version}\n  sha256 ${rec.sha256}\n  size   ${rec.size} bytes${compatibilityText(rec, '\n  ')}`);
     });
   withApi(artifact.command('list').description('list artifacts')).action(async (opts: Common) => {
     const { items } = await new ApiClient(opts).call<{ items: ArtifactRecord[] }>('GET', '/api/v1/artifacts');
-    print(opts, items, items.length === 0 ? 'no artifacts' : items.map((a) => `${a.name}@${a.version}  ${a.size} bytes  sha256 ${a.sha256}`).join('\n'));
+    print(opts, items, items.length === 0 ? 'no artifacts' : items.map((a) => `${a.name}@${a.version}  ${a.size} bytes  sha256 ${a.sha256}${compatibilityText(a, '  ')}`).join('\n'));
   });
   withApi(artifact.command('delete <name@version>').description('delete a build no unfinished job installs, and its bytes unless another version holds the same ones')).action(async (ref: string, opts: Common) => {
     const { name, version } = parseArtifactRef(ref);

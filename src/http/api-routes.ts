@@ -3,6 +3,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import { parseCompatibility } from '../protocol/compatibility.ts';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { decommissionDevice } from '../fleet/decommission.ts';
@@ -56,7 +57,17 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   });
 
   router.add('POST', '/api/v1/artifacts', async ({ req, res, url }) => {
-    const record = await deps.artifacts.add(query(req, url, 'name'), query(req, url, 'version'), req);
+    // what the build may be installed on: ?deviceTypes=rpi4,rpi5&requires=>=2.5.0 (protocol/compatibility.ts)
+    const types = url.searchParams.get('deviceTypes');
+    const requires = url.searchParams.get('requires');
+    let compatibility;
+    try {
+      compatibility = parseCompatibility({ ...(types !== null ? { deviceTypes: types.split(',') } : {}), ...(requires !== null ? { requires } : {}) });
+    } catch (err) {
+      req.resume(); // the body is not read: drain it so the answer reaches the client
+      throw err;
+    }
+    const record = await deps.artifacts.add(query(req, url, 'name'), query(req, url, 'version'), req, compatibility);
     sendJson(res, 201, record);
   });
 

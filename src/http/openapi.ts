@@ -39,6 +39,7 @@ const schemas: Obj = {
       createdAt: { type: 'integer' },
       signature: { type: 'string', description: '<keyId>:<base64 Ed25519>' },
       signatureStatus: { enum: ['valid', 'invalid', 'previous_key', 'unsigned'], description: 'in the list: valid when signed by the current signing key; previous_key when signed by a key it replaced (still deployable: commands are signed when sent)' },
+      compatibility: { type: 'object', description: 'what it may be installed on, carried signed in every command and checked by the agent', properties: { deviceTypes: { type: 'array', items: { type: 'string' } }, requires: { type: 'string', description: 'comparators all of which the running version must satisfy, e.g. ">=2.5.0 <3.0.0"' } } },
     },
   },
   Targets: {
@@ -175,6 +176,8 @@ export function openApiDocument(): Obj {
           parameters: [
             { name: 'name', in: 'query', required: true, schema: { type: 'string' } },
             { name: 'version', in: 'query', required: true, schema: { type: 'string' } },
+            { name: 'deviceTypes', in: 'query', schema: { type: 'string' }, description: 'comma-separated device types the build is made for' },
+            { name: 'requires', in: 'query', schema: { type: 'string' }, description: 'the versions it may be installed over, e.g. >=2.5.0' },
           ],
           requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
         }),

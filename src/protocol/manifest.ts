@@ -6,6 +6,7 @@
  * (`manifestBytes`), so field order in transit does not matter.
  */
 import { UpdraftError } from '../errors.ts';
+import { parseCompatibility } from './compatibility.ts';
 import { isJsonObject } from './json.ts';
 
 /** What the signature vouches for (a type, not an interface, so that it is a JSON object). */
@@ -26,6 +27,10 @@ export type SoftwareManifest = {
   allowDowngrade?: boolean;
   /** Id of the signing key (`keyId` of its public key: the first 16 hex digits of its SHA-256). */
   keyId: string;
+  /** The device types the build is made for (`protocol/compatibility.ts`); absent: any. */
+  deviceTypes?: string[];
+  /** The versions it may be installed over (`>=2.5.0 <3.0.0`); absent: any. */
+  requires?: string;
 };
 
 /**
@@ -34,6 +39,10 @@ export type SoftwareManifest = {
  */
 export function manifestBytes(m: SoftwareManifest): Buffer {
   const lines = ['updraft-manifest-v1', m.keyId, m.name, m.version, m.sha256, String(m.size), m.jobId, String(m.expiresAt), m.allowDowngrade === true ? 'downgrade' : 'no-downgrade'];
+  // added after the first release, only when present: a manifest without them signs the same
+  // bytes as before, so older agents keep verifying it (one with them fails their check: closed)
+  if (m.deviceTypes !== undefined) lines.push(`device-types:${m.deviceTypes.join(',')}`);
+  if (m.requires !== undefined) lines.push(`requires:${m.requires}`);
   return Buffer.from(lines.join('\n'), 'utf8');
 }
 
@@ -54,6 +63,17 @@ export function parseManifest(value: unknown, where = 'manifest'): SoftwareManif
   if (value.allowDowngrade !== undefined) {
     if (typeof value.allowDowngrade !== 'boolean') throw new UpdraftError('BAD_REQUEST', `${where}.allowDowngrade must be a boolean`);
     if (value.allowDowngrade) m.allowDowngrade = true;
+  }
+  if (value.deviceTypes !== undefined || value.requires !== undefined) {
+    let c;
+    try {
+      c = parseCompatibility({ deviceTypes: value.deviceTypes, requires: value.requires });
+    } catch (err) {
+      throw new UpdraftError('BAD_REQUEST', `${where}: ${(err as Error).message}`);
+    }
+    // exactly as signed: a list reordered in transit would not verify, rather than pass
+    if (c.deviceTypes) m.deviceTypes = value.deviceTypes as string[];
+    if (c.requires !== undefined) m.requires = value.requires as string;
   }
   return m;
 }

@@ -90,8 +90,11 @@ export class UpdateCommands {
   private async signManifest(sw: DesiredSoftware, now: number): Promise<SignedCommandPart> {
     const urlExpiresAt = Math.floor(now / 1000) + this.deps.ttlSeconds;
     // allowed only when the job allows it, or when the command takes a device back (rollback, cancel)
-    const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || (await this.jobAllowsDowngrade(sw.jobId.split('.')[0]!));
-    return { signed: this.deps.manifests.sign(sw, urlExpiresAt, allowDowngrade), urlExpiresAt };
+    const [jobAllows, artifact] = await Promise.all([this.jobAllowsDowngrade(sw.jobId.split('.')[0]!), this.deps.store.getArtifact(sw.name, sw.version)]);
+    const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || jobAllows;
+    // what the build may be installed on, signed: the device checks it before downloading
+    const compatibility = artifact?.sha256 === sw.sha256 ? artifact.compatibility : undefined;
+    return { signed: this.deps.manifests.sign(sw, urlExpiresAt, allowDowngrade, compatibility), urlExpiresAt };
   }
 
   /** A job's spec never changes: remember allowDowngrade instead of loading (and parsing) the job per delta. */

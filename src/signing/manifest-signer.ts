@@ -4,6 +4,7 @@
  * every artifact when it is added.
  */
 import type { KeyCertificate } from '../protocol/key-certificate.ts';
+import type { Compatibility } from '../protocol/compatibility.ts';
 import type { DesiredSoftware } from '../protocol/software.ts';
 import { manifestBytes, type SoftwareManifest } from '../protocol/manifest.ts';
 import type { SoftwareSigningKey } from './signing-key.ts';
@@ -38,7 +39,7 @@ export class ManifestSigner {
   }
 
   /** The manifest of `software` for one command, valid until `expiresAt` (seconds since the epoch). */
-  sign(software: DesiredSoftware, expiresAt: number, allowDowngrade = false): SignedManifest {
+  sign(software: DesiredSoftware, expiresAt: number, allowDowngrade = false, compatibility: Compatibility = {}): SignedManifest {
     const manifest: SoftwareManifest = {
       name: software.name,
       version: software.version,
@@ -48,6 +49,8 @@ export class ManifestSigner {
       expiresAt,
       keyId: this.key.keyId,
       ...(allowDowngrade ? { allowDowngrade: true } : {}),
+      ...(compatibility.deviceTypes ? { deviceTypes: compatibility.deviceTypes } : {}),
+      ...(compatibility.requires !== undefined ? { requires: compatibility.requires } : {}),
     };
     return { manifest, signature: this.key.sign(manifestBytes(manifest)) };
   }

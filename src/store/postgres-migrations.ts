@@ -200,6 +200,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE device_groups ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
   UPDATE device_groups g SET devices = '[]'::jsonb, size = (SELECT COUNT(*) FROM group_members m WHERE m.name = g.name);
   `,
+  `
+  -- what a build may be installed on (protocol/compatibility.ts), as JSON: {deviceTypes, requires}
+  ALTER TABLE artifacts ADD COLUMN compatibility TEXT;
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

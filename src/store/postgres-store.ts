@@ -34,7 +34,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
-import { rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { compatibilityColumn, rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
 export interface PostgresStoreDeps {
@@ -86,7 +86,7 @@ const EXEC_ROWS = `(SELECT r->>0, r->>1, r->>2, r->3, (r->>4)::bigint, (r->>5)::
 /** Positions of JSON text in `executionParams`. */
 const EXEC_JSON = [3];
 const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, broker_hash, revoked, created_at, updated_at, version';
-const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature';
+const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature, compatibility';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';
@@ -315,9 +315,9 @@ export class PostgresStore implements StateStore {
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {
-    const params = [record.name, record.version, record.sha256, record.size, record.createdAt, record.signature ?? null];
+    const params = [record.name, record.version, record.sha256, record.size, record.createdAt, record.signature ?? null, compatibilityColumn(record)];
     await this.write(async (c) => {
-      const r = await c.query(`INSERT INTO artifacts (${ARTIFACT_COLS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO NOTHING`, params);
+      const r = await c.query(`INSERT INTO artifacts (${ARTIFACT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name, version) DO NOTHING`, params);
       if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Artifact ${record.name}@${record.version} already exists; publish a new version instead`);
     });
   }

@@ -5,6 +5,7 @@
  * 0/1; PostgreSQL: JSON and arrays parsed, bigints as strings, booleans as booleans); a
  * store's `Codec` says how to read them.
  */
+import type { Compatibility } from '../protocol/compatibility.ts';
 import type { ArtifactRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobRecord, JobStatus, ShadowRecord } from './state-store.ts';
 
 /** How a driver returns JSON (`J`), integer (`N`) and boolean (`B`) columns. */
@@ -15,7 +16,12 @@ export interface Codec<J, N, B> {
 }
 
 export interface ShadowRowOf<J, N, B> { device_id: string; name: string; version: N; deleted: B; state: J; metadata: J; timestamp: N }
-export interface ArtifactRowOf<N> { name: string; version: string; sha256: string; size: N; created_at: N; signature: string | null }
+export interface ArtifactRowOf<N> { name: string; version: string; sha256: string; size: N; created_at: N; signature: string | null; compatibility: string | null }
+
+/** The artifacts.compatibility column of a record: JSON, or null when it constrains nothing. */
+export function compatibilityColumn(a: ArtifactRecord): string | null {
+  return a.compatibility && (a.compatibility.deviceTypes || a.compatibility.requires !== undefined) ? JSON.stringify(a.compatibility) : null;
+}
 export interface JobRowOf<J, N> {
   job_id: string;
   artifact_name: string;
@@ -62,6 +68,7 @@ export function rowMappers<J, N, B>(c: Codec<J, N, B>) {
     toArtifact(r: ArtifactRowOf<N>): ArtifactRecord {
       const a: ArtifactRecord = { name: r.name, version: r.version, sha256: r.sha256, size: c.num(r.size), createdAt: c.num(r.created_at) };
       if (r.signature !== null) a.signature = r.signature;
+      if (r.compatibility !== null) a.compatibility = JSON.parse(r.compatibility) as Compatibility;
       return a;
     },
     toJob(r: JobRowOf<J, N>): JobRecord {

@@ -37,7 +37,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
-import { rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { compatibilityColumn, rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
 export interface SqliteStoreDeps {
@@ -294,6 +294,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- continuous job reads the group at every device that comes online
   ALTER TABLE device_groups ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
   UPDATE device_groups SET devices = '[]', size = (SELECT COUNT(*) FROM group_members m WHERE m.name = device_groups.name);
+  `,
+  `
+  -- what a build may be installed on (protocol/compatibility.ts), as JSON: {deviceTypes, requires}
+  ALTER TABLE artifacts ADD COLUMN compatibility TEXT;
   `,
 ];
 
@@ -585,7 +589,7 @@ export class SqliteStore implements StateStore {
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {
-    const params = [record.name, record.version, record.sha256, record.size, record.createdAt, record.signature ?? null];
+    const params = [record.name, record.version, record.sha256, record.size, record.createdAt, record.signature ?? null, compatibilityColumn(record)];
     await this.enqueue(() => {
       try {
         this.statements().insertArtifact.run(...params);
@@ -1064,10 +1068,10 @@ function prepare(db: Database.Database): Statements {
       ) HAVING COUNT(*) > 0`),
     listShadowsFirst: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 ORDER BY device_id LIMIT ?`),
     listShadowsAfter: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?`),
-    insertArtifact: p('INSERT INTO artifacts (name, version, sha256, size, created_at, signature) VALUES (?, ?, ?, ?, ?, ?)'),
-    getArtifact: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature FROM artifacts WHERE name = ? AND version = ?'),
+    insertArtifact: p('INSERT INTO artifacts (name, version, sha256, size, created_at, signature, compatibility) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    getArtifact: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature, compatibility FROM artifacts WHERE name = ? AND version = ?'),
     // rowid breaks ties between artifacts created in the same millisecond: later insert first
-    listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature FROM artifacts ORDER BY created_at DESC, rowid DESC'),
+    listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature, compatibility FROM artifacts ORDER BY created_at DESC, rowid DESC'),
     activeJobsOfArtifact: p<{ job_id: string }>(`SELECT job_id FROM jobs WHERE artifact_name = ? AND artifact_version = ? AND status IN (${ACTIVE_JOB_SQL}) ORDER BY created_at LIMIT 10`),
     deleteArtifact: p('DELETE FROM artifacts WHERE name = ? AND version = ?'),
     countArtifactsWithBlob: p<{ n: number }>('SELECT COUNT(*) AS n FROM artifacts WHERE sha256 = ?'),

@@ -9,6 +9,7 @@
  * concurrency control, so several writers never lose an update.
  */
 import { UpdraftError } from '../errors.ts';
+import type { Compatibility } from '../protocol/compatibility.ts';
 import type { JsonObject } from '../protocol/json.ts';
 
 /** One shadow as stored. A deleted shadow keeps its row (a tombstone) so versions are never reused. */
@@ -36,6 +37,8 @@ export interface ArtifactRecord {
   createdAt: number;
   /** Ed25519 signature made when it was added, `<keyId>:<base64>` (`signing/manifest-signer.ts`); absent for unsigned ones. */
   signature?: string;
+  /** What it may be installed on (`protocol/compatibility.ts`); absent: anything. */
+  compatibility?: Compatibility;
 }
 
 /**

@@ -16,8 +16,13 @@ import type { StateStore } from '../../src/store/state-store.ts';
 
 const key = new SoftwareSigningKey(generateKeyPairSync('ed25519').privateKey);
 const signer = new UrlSigner({ keys: [{ kid: 'k1', secret: randomBytes(32) }], baseUrl: 'http://updraft.test' });
-// the job lookup (allowDowngrade) answers "no such job": the commands here are written by hand
-const store = { getJob: async () => undefined } as unknown as StateStore;
+// the job lookup (allowDowngrade) answers "no such job": the commands here are written by hand;
+// fw@2.0.0 is a build for rpi4 over >=1.5.0 (protocol/compatibility.ts)
+const compatibility = { deviceTypes: ['rpi4'], requires: '>=1.5.0' };
+const store = {
+  getJob: async () => undefined,
+  getArtifact: async (name: string, version: string) => (name === 'fw' && version === '2.0.0' ? { name, version, sha256: 'a'.repeat(64), size: 1024, createdAt: 1, compatibility } : undefined),
+} as unknown as StateStore;
 const sw = { name: 'fw', version: '2.0.0', sha256: 'a'.repeat(64), size: 1024, jobId: 'job-1' };
 const TTL = 600;
 
@@ -37,12 +42,26 @@ describe('update commands', () => {
     assert.notEqual(b.url, a.url);
     const nowS = Math.floor(clock.now / 1000);
     for (const [cmd, device] of [[a, 'dev-a'], [b, 'dev-b']] as const) {
-      checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, undefined, nowS); // throws if the signature does not verify
+      checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, { name: 'fw', version: '1.5.0' }, nowS, '', 'rpi4'); // throws if the signature does not verify
       const query = new URL(cmd.url).searchParams;
       assert.equal(signer.verify(query, sw, '127.0.0.1', nowS), device, 'the URL opens the download for its own device');
     }
     const other = await c.issue('dev-a', { ...sw, jobId: 'job-2' });
     assert.notEqual(other.signature, a.signature, 'another job: another manifest');
+  });
+
+  it("puts the build's compatibility in the signed manifest, only for the bytes the artifact names", async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const c = commands(clock);
+    const cmd = await c.issue('dev-a', sw);
+    assert.deepEqual(cmd.manifest!.deviceTypes, ['rpi4']);
+    assert.equal(cmd.manifest!.requires, '>=1.5.0');
+    const nowS = Math.floor(clock.now / 1000);
+    checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, { name: 'fw', version: '1.5.0' }, nowS, '', 'rpi4');
+    assert.throws(() => checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, { name: 'fw', version: '1.5.0' }, nowS, '', 'rpi3'), /not compatible: the build is for device types rpi4, not rpi3/);
+    // a desired state naming other bytes than the artifact's (written by hand): no constraints to take from it
+    const odd = await c.issue('dev-a', { ...sw, sha256: 'b'.repeat(64), jobId: 'job-odd' });
+    assert.equal(odd.manifest!.deviceTypes, undefined);
   });
 
   it('gives a device its URL again while the manifest is reused, and signs with the new key at once after a rotation', async () => {
@@ -107,7 +126,7 @@ describe('update commands', () => {
       failNext = false;
       throw new Error('store down');
     };
-    const flaky = { getJob } as unknown as StateStore;
+    const flaky = { getJob, getArtifact: async () => undefined } as unknown as StateStore;
     const c = new UpdateCommands({ store: flaky, urls: new HmacUrlIssuer({ signer }), manifests: new CountingSigner({ key }), ttlSeconds: TTL, now: () => clock.now });
     await assert.rejects(c.issue('dev-0', sw), /store down/);
     assert.equal(signed, 0);

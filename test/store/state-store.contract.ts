@@ -361,7 +361,8 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
         withStore(async (store) => {
           const a1 = artifact('fw', '1.0.0', 1_000);
           const a2 = { ...artifact('fw', '2.0.0', 3_000), signature: 'k1:c2lnbmF0dXJl' }; // signed and unsigned both round-trip
-          const b1 = artifact('cam', '1.0.0', 2_000);
+          // with what it may be installed on (protocol/compatibility.ts): round-trips too
+          const b1 = { ...artifact('cam', '1.0.0', 2_000), compatibility: { deviceTypes: ['cam-v2'], requires: '>=0.9.0' } };
           for (const a of [a1, a2, b1]) await store.putArtifact(a);
 
           await assert.rejects(store.putArtifact({ ...a1, sha256: 'f'.repeat(64), createdAt: 9_000 }), isCode('CONFLICT'));

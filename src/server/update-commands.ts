@@ -91,9 +91,13 @@ export class UpdateCommands {
     const urlExpiresAt = Math.floor(now / 1000) + this.deps.ttlSeconds;
     // allowed only when the job allows it, or when the command takes a device back (rollback, cancel)
     const [jobAllows, artifact] = await Promise.all([this.jobAllowsDowngrade(sw.jobId.split('.')[0]!), this.deps.store.getArtifact(sw.name, sw.version)]);
-    const allowDowngrade = /\.(rollback|cancel)$/.test(sw.jobId) || jobAllows;
-    // what the build may be installed on, signed: the device checks it before downloading
-    const compatibility = artifact?.sha256 === sw.sha256 ? artifact.compatibility : undefined;
+    const takesBack = /\.(rollback|cancel)$/.test(sw.jobId);
+    const allowDowngrade = takesBack || jobAllows;
+    // what the build may be installed on, signed: the device checks it before downloading.
+    // Taking a device back to what it ran is a path it has been on: its hardware still counts,
+    // not the versions the build installs over
+    let compatibility = artifact?.sha256 === sw.sha256 ? artifact.compatibility : undefined;
+    if (takesBack && compatibility?.requires !== undefined) compatibility = compatibility.deviceTypes ? { deviceTypes: compatibility.deviceTypes } : undefined;
     return { signed: this.deps.manifests.sign(sw, urlExpiresAt, allowDowngrade, compatibility), urlExpiresAt };
   }
 

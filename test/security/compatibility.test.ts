@@ -74,35 +74,62 @@ describe('builds for given hardware and versions', () => {
     return a;
   };
 
-  it('installs on a device of a named type running an allowed version; every other device refuses it before downloading, and keeps what it runs', async () => {
+  it('installs on a device of a named type running an allowed version; skips the devices that reported another type or version; an untyped device refuses it itself', async () => {
     const fits = await start('hw-fits', { deviceType: 'rpi4', initialVersion: '2.0.0' });
-    const otherHw = await start('hw-other', { deviceType: 'rpi3', initialVersion: '2.0.0' });
+    await start('hw-other', { deviceType: 'rpi3', initialVersion: '2.0.0' });
     const untyped = await start('hw-untyped', { initialVersion: '2.0.0' });
-    const tooOld = await start('hw-too-old', { deviceType: 'rpi5', initialVersion: '1.0.0' });
+    await start('hw-too-old', { deviceType: 'rpi5', initialVersion: '1.0.0' });
+    // each agent says what it is (rollouts can target by it, and the server skips what does not fit)
+    await eventually(async () => ((await ts.server.store.getShadow('hw-other', ''))?.state.reported?.agent as { deviceType?: string } | undefined)?.deviceType, 15_000, 'hw-other reported its type');
     const served = async () => (await api.call<{ downloads: { served: number } }>('GET', '/api/v1/metrics')).downloads.served;
     const downloadsBefore = await served();
     const jobId = await deploy(ts, ['hw-fits', 'hw-other', 'hw-untyped', 'hw-too-old'], 'fw@3.0.0');
     assert.equal((await outcome(fits.finished, jobId)).status, 'SUCCESS');
-    const refusals: [typeof fits, RegExp][] = [
-      [otherHw, /^refused: not compatible: the build is for device types rpi4, rpi5, not rpi3; nothing installed$/],
-      [untyped, /^refused: not compatible: the build is for device types rpi4, rpi5, and this device was given no type \(--device-type\); nothing installed$/],
-      [tooOld, /^refused: not compatible: the build installs only over fw >=1\.5\.0, and this device runs 1\.0\.0: install a version in between first; nothing installed$/],
+    // the agent of a device that never said its type is the one to refuse
+    const ev = await outcome(untyped.finished, jobId);
+    assert.equal(ev.status, 'FAILURE');
+    assert.match(ev.error ?? '', /^refused: not compatible: the build is for device types rpi4, rpi5, and this device was given no type \(--device-type\); nothing installed$/);
+    const execution = (id: string) => eventually(async () => {
+      const x = await ts.server.store.getExecution(jobId, id);
+      return x && x.status !== 'QUEUED' && x.status !== 'IN_PROGRESS' ? x : undefined;
+    }, 15_000, `${id}'s execution finished`);
+    const skipped: [string, RegExp][] = [
+      ['hw-other', /^not compatible: the build is for device types rpi4, rpi5, not rpi3$/],
+      ['hw-too-old', /^not compatible: the build installs only over fw >=1\.5\.0, and the device runs 1\.0\.0: install a version in between first$/],
     ];
-    for (const [a, reason] of refusals) {
-      const ev = await outcome(a.finished, jobId);
-      assert.equal(ev.status, 'FAILURE');
-      assert.match(ev.error ?? '', reason);
+    for (const [id, reason] of skipped) {
+      const x = await execution(id);
+      assert.equal(x.status, 'REJECTED', id);
+      assert.match(String(x.details.error), reason);
+      assert.equal(x.dispatchedAt, undefined, `${id}: no command was sent`);
     }
+    assert.equal((await execution('hw-untyped')).status, 'FAILED');
     assert.equal((await served()) - downloadsBefore, 1, 'only the device that fits downloaded the build');
-    const runs = async (id: string) => ((await ts.server.store.getShadow(id, ''))?.state.reported?.software as { version?: string } | undefined)?.version;
-    assert.equal(await runs('hw-other'), '2.0.0');
-    assert.equal(await runs('hw-too-old'), '1.0.0');
-    // each agent says what it is: rollouts can target by it
-    const listed = await eventually(async () => {
-      const r = await runCli(['device', 'list', '--query', 'reported.agent.deviceType = rpi3', ...cli]);
-      return r.stdout.includes('hw-other') ? r : undefined;
-    }, 15_000, 'hw-other listed by its type');
-    assert.equal(listed.stdout.trim().split('\n').length, 1);
+    const listed = await runCli(['device', 'list', '--query', 'reported.agent.deviceType = rpi3', ...cli]);
+    assert.deepEqual(listed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]), ['hw-other']);
+  });
+
+  it("the agent checks the build itself: a validly signed command replayed to other hardware, or over another version, is refused before downloading", async () => {
+    const a = (await ts.server.store.getArtifact('fw', '3.0.0'))!;
+    const urls = new UrlSigner({ keys: await loadOrCreateKeyRing(ts.dataDir), baseUrl: ts.httpUrl });
+    const operator = await TestClient.connect(ts.mqttUrl, 'ops-compat-replay', { username: 'operator', password: ts.token });
+    try {
+      for (const [id, deviceType, version, reason] of [
+        ['hw-replay-type', 'rpi3', '2.0.0', /^refused: not compatible: the build is for device types rpi4, rpi5, not rpi3; nothing installed$/],
+        ['hw-replay-old', 'rpi4', '1.0.0', /^refused: not compatible: the build installs only over fw >=1\.5\.0, and this device runs 1\.0\.0: install a version in between first; nothing installed$/],
+      ] as const) {
+        const victim = await start(id, { deviceType, initialVersion: version });
+        const sw = { name: 'fw', version: '3.0.0', sha256: a.sha256, size: a.size, jobId: randomUUID() };
+        const exp = Math.floor(Date.now() / 1000) + 600;
+        const command = { ...sw, url: urls.sign({ deviceId: id, ...sw, expiresAt: exp }), urlExpiresAt: exp, ...ts.server.security.manifests.sign(sw, exp, false, a.compatibility) };
+        await operator.publish(`state/${id}/update/delta`, { state: { software: command }, metadata: {}, version: 1_000_000, timestamp: Math.floor(Date.now() / 1000) });
+        const ev = await outcome(victim.finished, sw.jobId);
+        assert.equal(ev.status, 'FAILURE');
+        assert.match(ev.error ?? '', reason);
+      }
+    } finally {
+      await operator.end();
+    }
   });
 
   it('a command whose constraints were stripped on the way is refused: they are signed', async () => {

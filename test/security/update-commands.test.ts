@@ -59,6 +59,10 @@ describe('update commands', () => {
     const nowS = Math.floor(clock.now / 1000);
     checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, { name: 'fw', version: '1.5.0' }, nowS, '', 'rpi4');
     assert.throws(() => checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, { name: 'fw', version: '1.5.0' }, nowS, '', 'rpi3'), /not compatible: the build is for device types rpi4, not rpi3/);
+    // taking a device back (rollback, cancel) to what it ran: its hardware counts, not the versions the build installs over
+    const back = await c.issue('dev-a', { ...sw, jobId: 'job-1.rollback' });
+    assert.deepEqual(back.manifest!.deviceTypes, ['rpi4']);
+    assert.equal(back.manifest!.requires, undefined);
     // a desired state naming other bytes than the artifact's (written by hand): no constraints to take from it
     const odd = await c.issue('dev-a', { ...sw, sha256: 'b'.repeat(64), jobId: 'job-odd' });
     assert.equal(odd.manifest!.deviceTypes, undefined);

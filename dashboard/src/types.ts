@@ -88,6 +88,8 @@ export interface Artifact {
   createdAt: number;
   signature?: string;
   signatureStatus?: 'valid' | 'invalid' | 'previous_key' | 'unsigned';
+  /** What it may be installed on (device types, the versions it installs over); absent: anything. */
+  compatibility?: { deviceTypes?: string[]; requires?: string };
 }
 
 export interface Job {

@@ -104,6 +104,21 @@ describe('web dashboard in Chromium', { skip }, () => {
     const row = page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: '2.0.0' });
     await row.filter({ hasText: '64 KiB' }).filter({ hasText: 'valid' }).waitFor();
     assert.match(await row.locator('code').innerText(), /^[0-9a-f]{64}$/);
+    await row.filter({ hasText: 'any device type' }).waitFor();
+    // a build for given hardware, over given versions; a malformed range is shown beside its field
+    await page.getByLabel('Build file').setInputFiles({ name: 'gw.bin', mimeType: 'application/octet-stream', buffer: randomBytes(1024) });
+    await page.getByLabel('Name').fill('gw');
+    await page.getByLabel('Version').fill('1.0.0');
+    await page.getByLabel('Device types (optional)').fill('rpi5, rpi4');
+    await page.getByLabel('Installs over (optional)').fill('>=banana');
+    expectRefusal = true;
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.locator('#a-requires-error').filter({ hasText: 'is not an operator' }).waitFor();
+    expectRefusal = false;
+    await page.getByLabel('Installs over (optional)').fill('>=0.9.0');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByRole('status').filter({ hasText: 'Uploaded gw@1.0.0' }).waitFor();
+    await page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'gw' }).filter({ hasText: 'rpi4, rpi5 over >=0.9.0' }).waitFor();
     await shot('02-artifacts');
   });
 

@@ -1,6 +1,7 @@
 /**
- * Artifacts: every build with version, size, SHA-256 and whether its signature is the
- * current signing key's; upload a build from the browser (raw bytes, with progress); delete
+ * Artifacts: every build with version, size, SHA-256, what it may be installed on (device
+ * types, the versions it installs over) and whether its signature is the current signing
+ * key's; upload a build from the browser (raw bytes, with progress); delete
  * one, after a confirmation in the page (refused while a job that is not finished installs it).
  */
 import { useState } from 'preact/hooks';
@@ -35,6 +36,7 @@ export function ArtifactsPage() {
                 <th scope="col">Version</th>
                 <th scope="col">Size</th>
                 <th scope="col">SHA-256</th>
+                <th scope="col">Installs on</th>
                 <th scope="col">Signature</th>
                 <th scope="col">Added</th>
                 <th scope="col">
@@ -50,6 +52,10 @@ export function ArtifactsPage() {
                   <td>{bytes(a.size)}</td>
                   <td>
                     <code class="hash">{a.sha256}</code>
+                  </td>
+                  <td>
+                    {a.compatibility?.deviceTypes ? a.compatibility.deviceTypes.join(', ') : <span class="muted">any device type</span>}
+                    {a.compatibility?.requires && <span class="small"> over {a.compatibility.requires}</span>}
                   </td>
                   <td>
                     <StatusBadge status={a.signatureStatus ?? (a.signature ? 'signed' : 'unsigned')} />
@@ -92,8 +98,10 @@ function UploadForm({ onDone }: { onDone: () => void }) {
   const [file, setFile] = useState<File | null>(null);
   const [name, setName] = useState('');
   const [version, setVersion] = useState('');
+  const [deviceTypes, setDeviceTypes] = useState('');
+  const [requires, setRequires] = useState('');
   const [progress, setProgress] = useState<number | undefined>();
-  const [errors, setErrors] = useState<{ file?: string; name?: string; version?: string; form?: string }>({});
+  const [errors, setErrors] = useState<{ file?: string; name?: string; version?: string; deviceTypes?: string; requires?: string; form?: string }>({});
   const [done, setDone] = useState<string | undefined>();
 
   const submit = async (e: Event) => {
@@ -107,14 +115,21 @@ function UploadForm({ onDone }: { onDone: () => void }) {
     if (Object.keys(local).length > 0) return;
     setProgress(0);
     try {
-      const a = await upload<Artifact>(`/artifacts?name=${encodeURIComponent(name.trim())}&version=${encodeURIComponent(version.trim())}`, file!, setProgress);
+      const types = deviceTypes
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t !== '');
+      const q = new URLSearchParams({ name: name.trim(), version: version.trim(), ...(types.length ? { deviceTypes: types.join(',') } : {}), ...(requires.trim() ? { requires: requires.trim() } : {}) });
+      const a = await upload<Artifact>(`/artifacts?${q}`, file!, setProgress);
       setDone(`Uploaded ${a.name}@${a.version} (${bytes(a.size)}, SHA-256 ${a.sha256.slice(0, 12)}…).`);
       setVersion('');
       onDone();
     } catch (err) {
       const m = (err as Error).message;
       // the server's message names what was wrong; show it beside that field
-      if (err instanceof ApiError && /artifact name/.test(m)) setErrors({ name: m });
+      if (err instanceof ApiError && /device type/.test(m)) setErrors({ deviceTypes: m });
+      else if (err instanceof ApiError && /requires/.test(m)) setErrors({ requires: m });
+      else if (err instanceof ApiError && /artifact name/.test(m)) setErrors({ name: m });
       else if (err instanceof ApiError && (/version/.test(m) || err.code === 'CONFLICT')) setErrors({ version: m });
       else setErrors({ form: m });
     } finally {
@@ -134,6 +149,12 @@ function UploadForm({ onDone }: { onDone: () => void }) {
         </Field>
         <Field id="a-version" label="Version" error={errors.version}>
           <input id="a-version" value={version} placeholder="2.0.0" onInput={(e) => setVersion(e.currentTarget.value)} aria-invalid={errors.version ? 'true' : undefined} aria-describedby={errors.version ? 'a-version-error' : undefined} />
+        </Field>
+        <Field id="a-types" label="Device types (optional)" error={errors.deviceTypes}>
+          <input id="a-types" value={deviceTypes} placeholder="rpi4, rpi5" onInput={(e) => setDeviceTypes(e.currentTarget.value)} aria-invalid={errors.deviceTypes ? 'true' : undefined} aria-describedby={errors.deviceTypes ? 'a-types-error' : undefined} />
+        </Field>
+        <Field id="a-requires" label="Installs over (optional)" error={errors.requires}>
+          <input id="a-requires" value={requires} placeholder=">=1.5.0" onInput={(e) => setRequires(e.currentTarget.value)} aria-invalid={errors.requires ? 'true' : undefined} aria-describedby={errors.requires ? 'a-requires-error' : undefined} />
         </Field>
         <div class="field actions">
           <button type="submit" disabled={progress !== undefined}>

@@ -129,7 +129,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
 export function addDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check a running Updraft: reachable, ready, token, clocks, signing key, load, webhooks, rollouts waiting; exits 1 if a check fails')
+    .description('check a running Updraft: reachable, ready, token, clocks, signing key, load, webhooks, devices that accept unsigned software or run with a wrong clock, rollouts waiting; exits 1 if a check fails')
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
     .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')

@@ -3,9 +3,10 @@
  * page by page: each device's id, whether it is revoked and the `$7$` hash of its secret in
  * Mosquitto's format (`updraft broker mosquitto-config` turns the pages into a password
  * file). With `?ids=a,b,c` (at most 100), those devices only, the ones not registered left
- * out: what `mosquitto-config --watch` asks after `device.credentials` events. Behind the operator token like every `/api/` route; the hashes are of 256-bit
- * random secrets, so they cannot be turned back into them, but they are still kept out of
- * every other view of a device.
+ * out: what `mosquitto-config --watch` asks after `device.credentials` events. Behind the
+ * operator token like every `/api/` route; the hashes are of 256-bit random secrets, so they
+ * cannot be turned back into them, but they are still kept out of every other view of a
+ * device.
  */
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';

@@ -44,7 +44,7 @@ export function parseCompatibility(input: { deviceTypes?: unknown; requires?: un
 
 /** `>=2.5.0 <3.0.0` → its comparators; BAD_REQUEST when one is not an operator and a semantic version. */
 function comparators(range: string): { op: string; version: string }[] {
-  const parts = range.split(' ').filter((p) => p !== '');
+  const parts = range.split(/\s+/).filter((p) => p !== '');
   if (parts.length === 0 || parts.length > 8) throw new UpdraftError('BAD_REQUEST', `requires must hold 1 to 8 comparators like ">=2.5.0", got "${range.slice(0, 140)}"`);
   return parts.map((p) => {
     const m = COMPARATOR.exec(p)!;

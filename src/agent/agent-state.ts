@@ -64,6 +64,8 @@ export interface AgentStateData {
   finished: FinishedJob[];
   /** The highest key certificate serial accepted (a device trusting the root key): lower ones are refused. */
   keySerial?: number;
+  /** The signing key that certificate certifies: older certificates of it are still accepted. */
+  keySerialKeyId?: string;
   /** The clock offset (seconds) last put in `reported.agent.clockOffsetSeconds`, if one was. */
   clockOffsetReported?: number;
 }
@@ -159,6 +161,7 @@ function sanitize(raw: unknown): AgentStateData {
     : [];
   const out: AgentStateData = { finished: finished.slice(-MAX_FINISHED_JOBS) };
   if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
+  if (out.keySerial !== undefined && typeof obj.keySerialKeyId === 'string' && /^[0-9a-f]{16}$/.test(obj.keySerialKeyId)) out.keySerialKeyId = obj.keySerialKeyId;
   if (typeof obj.clockOffsetReported === 'number' && Number.isSafeInteger(obj.clockOffsetReported)) out.clockOffsetReported = obj.clockOffsetReported;
   const inFlight = obj.inFlight as InFlightUpdate | undefined;
   const outcomeOk = inFlight?.phase !== 'REPORTING' || inFlight.outcome?.status === 'SUCCESS' || inFlight.outcome?.status === 'FAILURE';

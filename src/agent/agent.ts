@@ -45,7 +45,7 @@ import {
 import { partFile, removeStaleDownloads } from './download-files.ts';
 import { downloadArtifact } from './downloader.ts';
 import { ClockOffset, describeSeconds, WRONG_CLOCK_SECONDS } from './clock-offset.ts';
-import { checkCommand, type SignaturePolicy } from './manifest-check.ts';
+import { checkCommand, type CommandCheck, type SignaturePolicy } from './manifest-check.ts';
 import type { InstalledSoftware } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
 import { AgentStoppedError, ShadowRequester, isRetryable } from './shadow-requester.ts';
@@ -125,7 +125,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if ('allowUnsigned' in this.signatures) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
       this.store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);
       this.state = await this.store.load();
-      if ('rootKey' in this.signatures) this.signatures.minSerial = this.state.keySerial ?? 0;
+      if ('rootKey' in this.signatures) {
+        this.signatures.minSerial = this.state.keySerial ?? 0;
+        if (this.state.keySerialKeyId !== undefined) this.signatures.minSerialKeyId = this.state.keySerialKeyId;
+      }
       this.installed = await o.installer.current();
       // partial downloads of jobs no longer in flight (left by a crash) only take space
       if (!o.download) await removeStaleDownloads(o.stateDir, this.state.inFlight?.jobId);
@@ -435,7 +438,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       serverNow: () => this.clock.serverTime(this.now()),
       logger: this.log,
       downloadSettings: o.downloadSettings ?? {},
-      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000), this.clock.hint(), o.deviceType).certificateSerial),
+      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000), this.clock.hint(), o.deviceType)),
       ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
       ...(o.installGate
         ? {
@@ -504,12 +507,17 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * accepted), durably before the download starts: from then on, the key of an older
    * certificate (a replaced one) is refused, even after a restart.
    */
-  private async rememberKeySerial(serial: number | undefined): Promise<void> {
+  private async rememberKeySerial(check: CommandCheck): Promise<void> {
+    const serial = check.certificateSerial;
     if (serial === undefined || serial <= (this.state.keySerial ?? 0) || !this.signatures || !('rootKey' in this.signatures)) return;
     this.signatures.minSerial = serial;
     this.state.keySerial = serial;
+    if (check.certificateKeyId !== undefined) {
+      this.signatures.minSerialKeyId = check.certificateKeyId;
+      this.state.keySerialKeyId = check.certificateKeyId;
+    }
     await this.store!.save(this.state);
-    this.log.info('newer software signing key certificate accepted: older ones are refused from now on', { serial });
+    this.log.info('newer software signing key certificate accepted: certificates of other keys older than it are refused from now on', { serial, keyId: check.certificateKeyId });
   }
 
   /** Asks the server for a fresh command (and URL) for `job`, patiently: the broker may be away. */

@@ -20,8 +20,14 @@ import type { InstalledSoftware } from './installer.ts';
 /** Trusts the offline root key: a command's key is the one its key certificate names. */
 export interface RootTrust {
   rootKey: KeyObject;
-  /** The highest certificate serial this device has seen: lower ones are refused (their keys were replaced). */
+  /** The highest certificate serial this device has seen: lower ones are refused (their keys were replaced)... */
   minSerial: number;
+  /**
+   * ...unless they certify this key, the one the highest certifies: an older certificate of
+   * the key still in use (an instance not yet given the renewed one) trusts nothing the newer
+   * one does not. Unknown for a state saved before it was kept: then every lower one is refused.
+   */
+  minSerialKeyId?: string;
   /** The last certificate verified (all its fields) and its key: the same one comes with every command, checked once. */
   verified?: { certificate: string; key: KeyObject };
 }
@@ -32,6 +38,8 @@ export type SignaturePolicy = { publicKey: KeyObject } | RootTrust | { allowUnsi
 /** What a check learned: the serial of the key certificate it accepted, if any (the agent remembers the highest). */
 export interface CommandCheck {
   certificateSerial?: number;
+  /** The key that certificate certifies. */
+  certificateKeyId?: string;
 }
 
 function refuse(reason: string): never {
@@ -53,6 +61,7 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
     const certified = certifiedKey(command, policy, nowSeconds, clockHint);
     key = certified.key;
     result.certificateSerial = certified.serial;
+    result.certificateKeyId = keyIdOf(certified.key);
   }
   let allowDowngrade = false;
   if (command.manifest === undefined || command.signature === undefined) {
@@ -111,6 +120,6 @@ function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: nu
     trust.verified = { certificate: whole, key };
   }
   if (cert.expiresAt < nowSeconds) refuse(`key certificate ${cert.serial} of key ${cert.keyId} expired at ${new Date(cert.expiresAt * 1000).toISOString()}${clockHint}`);
-  if (cert.serial < trust.minSerial) refuse(`key certificate ${cert.serial} of key ${cert.keyId} is older than certificate ${trust.minSerial}, which this device has seen: that key was replaced`);
+  if (cert.serial < trust.minSerial && cert.keyId !== trust.minSerialKeyId) refuse(`key certificate ${cert.serial} of key ${cert.keyId} is older than certificate ${trust.minSerial}, which this device has seen: that key was replaced`);
   return { key, serial: cert.serial };
 }

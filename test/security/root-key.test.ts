@@ -254,4 +254,27 @@ describe('the offline root key and signing key certificates', () => {
     const job = await deploy(ts, ['dev-r'], 'fw@4.0.0');
     assert.equal((await outcome(finished, job)).status, 'SUCCESS');
   });
+
+  it('a renewed certificate of the same key: an instance still sending the older one is not refused, while a replaced key stays refused', async () => {
+    const key = (await loadSigningKey(ts.dataDir))!;
+    const older = ts.server.security.manifests.certificate!;
+    assert.equal(older.serial, 2);
+    // the renewal, installed on this instance through the API
+    await cli(['keys', 'install-cert', await certify(3), ...api()]);
+    assert.equal(ts.server.security.manifests.certificate?.serial, 3);
+    artifacts.set('7.0.0', await addArtifact(ts, '7.0.0', randomBytes(1000)));
+    const renewed = await deploy(ts, ['dev-r'], 'fw@7.0.0');
+    assert.equal((await outcome(finished, renewed)).status, 'SUCCESS');
+    assert.deepEqual(await eventually(async () => {
+      const sw = (await ts.server.store.getShadow('dev-r', ''))?.state.reported?.software as { keySerial?: number } | undefined;
+      return sw?.keySerial === 3 ? sw.keySerial : undefined;
+    }, 15_000, 'dev-r reports serial 3'), 3);
+    // another instance, not yet given the renewal, sends certificate 2 of the same key: trusted
+    artifacts.set('8.0.0', await addArtifact(ts, '8.0.0', randomBytes(1000)));
+    const lagging = await forged('dev-r', '8.0.0', new ManifestSigner({ key, certificate: older }));
+    const o = await outcome(finished, await inject('dev-r', lagging));
+    assert.equal(o.status, 'SUCCESS', o.error);
+    // the replaced key's genuine certificate 1 stays refused
+    await refused('dev-r', await forged('dev-r', '6.0.0', new ManifestSigner({ key: oldKey, certificate: oldCertificate })), /older than certificate 3, which this device has seen: that key was replaced/);
+  });
 });

@@ -32,6 +32,8 @@ export interface UpdraftEvents {
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
   /** A job was created or changed state or progress (rollouts). */
   'job.changed': { job: JobRecord };
+  /** A signing key certificate was installed, here or on another instance: look at the shared one (`signing/shared-certificate.ts`). */
+  'keys.certificate': { serial: number };
   /** The operator token was replaced: live API streams opened with the old one end. */
   'operator.token-rotated': Record<string, never>;
   /** A thing started using the AWS IoT topic families (issue 9), here or on another instance. */

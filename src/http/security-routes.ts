@@ -13,7 +13,7 @@ import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import type { ManifestSigner } from '../signing/manifest-signer.ts';
-import { installKeyCertificate, keyCertificatePaths } from '../signing/root-key.ts';
+import { installKeyCertificate, keyCertificatePaths, type InstalledKeyCertificate } from '../signing/root-key.ts';
 import { keyIdOf, parsePublicKey, type SoftwareSigningKey } from '../signing/signing-key.ts';
 import type { Logger } from '../util/logger.ts';
 import { readJson, sendJson } from './respond.ts';
@@ -30,6 +30,8 @@ export interface SecurityRouteDeps {
   /** The live URL key ring (changed in place by rotation). */
   urlKeys: SigningKey[];
   logger: Logger;
+  /** After a certificate is installed here: share it with the other instances. */
+  onCertificateInstalled?: (installed: InstalledKeyCertificate) => Promise<void>;
 }
 
 /** Adds the routes to `router`. */
@@ -72,6 +74,8 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     installing = run.catch(() => {});
     const installed = await run;
     deps.manifests.certificate = installed.certificate;
+    // to the other instances on this store (signing/shared-certificate.ts)
+    await deps.onCertificateInstalled?.(installed);
     deps.logger.info('software signing key certificate installed: update commands carry it from now on', { keyId: certificate.keyId, serial: certificate.serial, rootKeyId: certificate.rootKeyId });
     sendJson(res, 200, { certificate: installed.certificate, root: { keyId: keyIdOf(parsePublicKey(installed.rootPublicKeyPem)), publicKey: installed.rootPublicKeyPem } });
   });

@@ -51,6 +51,7 @@ import { createBlobStore, createStateStore } from './adapters.ts';
 import { EventLoopMonitor } from './event-loop-monitor.ts';
 import { loadOrCreateOperatorToken, replaceOperatorToken } from './operator-token.ts';
 import { UpdateCommands } from './update-commands.ts';
+import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 
 /** A part with a lifecycle. */
@@ -126,6 +127,10 @@ export class UpdraftServer {
     await this.startPart(this.store);
     const blobs = createBlobStore(config, dataDir);
     await this.startPart(blobs);
+    // the signing key's certificate, shared by the instances on this store: one installed on
+    // any instance (or offline in one data directory) reaches every other
+    const sharedCertificate = new SharedCertificate({ store: this.store, dataDir, signingKey: security.signingKey, manifests: security.manifests, events, logger: logger.child('security') });
+    await this.startPart(sharedCertificate);
     // a revoked device, or one whose secret was replaced, loses the connection it holds at
     // once: the embedded broker closes it; an external one, when its password file is reloaded
     // (`updraft broker mosquitto-config --watch` follows the registry's device.credentials events)
@@ -241,7 +246,7 @@ export class UpdraftServer {
       logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
       sendJson(res, 200, { token: next, disconnected });
     });
-    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, logger: logger.child('security') });
+    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, logger: logger.child('security'), onCertificateInstalled: (installed) => sharedCertificate.publish(installed) });
     addApiRoutes(router, {
       store: this.store,
       replica: this.replica,

@@ -204,6 +204,14 @@ export const PG_MIGRATIONS: readonly string[] = [
   -- what a build may be installed on (protocol/compatibility.ts), as JSON: {deviceTypes, requires}
   ALTER TABLE artifacts ADD COLUMN compatibility TEXT;
   `,
+  `
+  -- settings every instance on this database shares (the signing key's certificate)
+  CREATE TABLE settings (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -608,6 +608,14 @@ export class PostgresStore implements StateStore {
     return (await this.read('SELECT 1 FROM group_members WHERE name = $1 AND device_id = $2', [name, deviceId])).length > 0;
   }
 
+  async getSetting(key: string): Promise<string | undefined> {
+    return (await this.read<{ value: string }>('SELECT value FROM settings WHERE key = $1', [key]))[0]?.value;
+  }
+
+  async putSetting(key: string, value: string): Promise<void> {
+    await this.write((c) => c.query('INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at', [key, value, Date.now()]));
+  }
+
   async listGroups(): Promise<GroupRecord[]> {
     const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups ORDER BY name`, []);
     return rows.map(toGroup);

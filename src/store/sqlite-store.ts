@@ -299,6 +299,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- what a build may be installed on (protocol/compatibility.ts), as JSON: {deviceTypes, requires}
   ALTER TABLE artifacts ADD COLUMN compatibility TEXT;
   `,
+  `
+  -- settings every instance on this store shares (the signing key's certificate)
+  CREATE TABLE settings (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -393,6 +401,8 @@ interface Statements {
   listAllGroupMembers: Stmt<{ device_id: string }>;
   listGroupMembers: Stmt<{ device_id: string }>;
   isGroupMember: Stmt<{ one: number }>;
+  getSetting: Stmt<{ value: string }>;
+  putSetting: Stmt;
 }
 
 /** One queued write: `run` executes inside the batch transaction; settled after the commit. */
@@ -907,6 +917,16 @@ export class SqliteStore implements StateStore {
     return this.statements().listGroups.all().map(toGroup);
   }
 
+  async getSetting(key: string): Promise<string | undefined> {
+    return this.statements().getSetting.get(key)?.value;
+  }
+
+  async putSetting(key: string, value: string): Promise<void> {
+    await this.enqueue(() => {
+      this.statements().putSetting.run(key, value, Date.now());
+    });
+  }
+
   /**
    * Queues a write of several statements that go in together or not at all: a savepoint
    * (nested transaction) of its own, so a failure undoes this write only, not its batch.
@@ -1128,6 +1148,8 @@ function prepare(db: Database.Database): Statements {
     listAllGroupMembers: p<{ device_id: string }>('SELECT device_id FROM group_members WHERE name = ? ORDER BY device_id'),
     listGroupMembers: p<{ device_id: string }>('SELECT device_id FROM group_members WHERE name = ? AND device_id > ? ORDER BY device_id LIMIT ?'),
     isGroupMember: p<{ one: number }>('SELECT 1 AS one FROM group_members WHERE name = ? AND device_id = ?'),
+    getSetting: p<{ value: string }>('SELECT value FROM settings WHERE key = ?'),
+    putSetting: p('INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
   };
 }
 

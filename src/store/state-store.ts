@@ -332,4 +332,9 @@ export interface StateStore {
   listGroups(): Promise<GroupRecord[]>;
   /** Whether `deviceId` is among the members a static group lists (one lookup, whatever the group's size). */
   isGroupMember(name: string, deviceId: string): Promise<boolean>;
+
+  /** A setting shared by every instance on this store (`signing/shared-certificate.ts`), or undefined. */
+  getSetting(key: string): Promise<string | undefined>;
+  /** Writes a shared setting (last write wins: callers check what they replace). */
+  putSetting(key: string, value: string): Promise<void>;
 }

@@ -13,11 +13,13 @@
  * recorded (events are relayed between instances).
  */
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
+import { certifySigningKey, generateRootKey, readRootPrivateKey } from '../../src/signing/root-key.ts';
+import { parsePublicKey } from '../../src/signing/signing-key.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { fleetAgents } from '../helpers/agents.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
@@ -95,6 +97,16 @@ if (!mosquitto.ok || !pgResult.ok) {
       assert.doesNotMatch(b.p.output(), /driving rollouts/, 'the second instance waits for the lease');
       // the token is shared with the other instance and the broker: not replaced by one instance alone
       await assert.rejects(b.api.call('POST', '/api/v1/operator-token/rotate'), { status: 409, message: /^with an external broker every instance and the broker share the operator token/ });
+      // a certificate of the signing key installed through one instance reaches the other at
+      // once, through the store and the relayed event (signing/shared-certificate.ts)
+      const root = await generateRootKey(path.join(dir, 'root'));
+      const { signing } = await a.api.call<{ signing: { publicKey: string } }>('GET', '/api/v1/keys');
+      const certificate = certifySigningKey(await readRootPrivateKey(root.keyFile), parsePublicKey(signing.publicKey), 1, Math.floor(Date.now() / 1000) + 86_400);
+      await a.api.call('PUT', '/api/v1/keys/signing/certificate', { certificate, rootPublicKey: await readFile(root.publicFile, 'utf8') });
+      await b.p.waitFor(/took in the signing key certificate installed on another instance/, 15_000);
+      const onB = await b.api.call<{ signing: { certificate: { serial: number } | null }; root: { keyId: string } | null }>('GET', '/api/v1/keys');
+      assert.equal(onB.signing.certificate?.serial, 1);
+      assert.equal(onB.root?.keyId, certificate.rootKeyId, 'with its root, written to its data directory for its next start');
 
       await a.api.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', Buffer.from('firmware 2.0.0 '.repeat(1000)));
       const fleet = await registerFleet(a.api, 'm-', DEVICES);

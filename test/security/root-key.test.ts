@@ -203,6 +203,8 @@ describe('the offline root key and signing key certificates', () => {
     ts = await startTestServer({ dataDir, flags: { 'mqtt-port': mqttPort } });
     assert.notEqual(ts.server.security.signingKey.keyId, oldKey.keyId);
     assert.equal(ts.server.security.manifests.certificate?.serial, 2);
+    // the certificate installed offline is shared through the store at the start, for the other instances
+    assert.equal((JSON.parse((await ts.server.store.getSetting('signing.certificate'))!) as { certificate: { serial: number } }).certificate.serial, 2);
     await operator.end();
     operator = await TestClient.connect(ts.mqttUrl, 'ops-root', { username: 'operator', password: ts.token });
     await eventually(async () => (agent.connected ? true : undefined), 15_000, 'dev-r back online');

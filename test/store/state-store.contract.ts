@@ -356,6 +356,18 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
         }));
     });
 
+    describe('settings', () => {
+      it('keeps a setting shared by the instances: absent, written, replaced', () =>
+        withStore(async (store) => {
+          assert.equal(await store.getSetting('signing.certificate'), undefined);
+          await store.putSetting('signing.certificate', '{"serial":1}');
+          assert.equal(await store.getSetting('signing.certificate'), '{"serial":1}');
+          await store.putSetting('signing.certificate', '{"serial":2}');
+          assert.equal(await store.getSetting('signing.certificate'), '{"serial":2}');
+          assert.equal(await store.getSetting('other'), undefined);
+        }));
+    });
+
     describe('artifacts', () => {
       it('stores artifacts, refuses a duplicate name@version with CONFLICT and lists newest first', () =>
         withStore(async (store) => {

@@ -144,4 +144,6 @@ export interface JobPreview {
   waves: { wave: number; devices: number; first: string[] }[];
   startsAt: number;
   minSendMinutes?: number;
+  /** Of the first `scanned` targets, those the engine would skip by what they reported. */
+  skipped?: { scanned: number; downgrade: number; incompatible: number; first: { deviceId: string; error: string }[] };
 }

@@ -76,6 +76,12 @@ export function describePreview(p: JobPreview, now = Date.now()): string {
   for (const w of p.waves) lines.push(`  wave ${w.wave + 1}: ${w.devices} device(s)${w.first.length ? `: ${w.first.join(', ')}${w.devices > w.first.length ? ', ...' : ''}` : ''}`);
   lines.push(p.startsAt > now + 60_000 ? `  starts sending ${new Date(p.startsAt).toISOString()}` : '  starts sending at once');
   if (p.minSendMinutes !== undefined) lines.push(`  sending every command takes at least ${p.minSendMinutes} minute(s) at its rate`);
+  const k = p.skipped;
+  if (k && k.downgrade + k.incompatible > 0) {
+    const kinds = [k.incompatible ? `${k.incompatible} not compatible` : '', k.downgrade ? `${k.downgrade} running a higher version` : ''].filter(Boolean).join(', ');
+    lines.push(`  skipped (REJECTED, nothing sent), by what they reported: ${kinds}${k.scanned < p.total ? ` among the first ${k.scanned}` : ''}`);
+    for (const f of k.first) lines.push(`    ${f.deviceId}: ${f.error}`);
+  }
   return lines.join('\n');
 }
 

@@ -210,7 +210,7 @@ export function openApiDocument(): Obj {
       },
       '/api/v1/jobs/preview': {
         post: op(
-          'What a job would do, nothing created: its targets per wave (with the first devices), when sending starts (scheduled start, then maintenance windows), and the least time its rate needs; refused as a creation would be',
+          'What a job would do, nothing created: its targets per wave (with the first devices), when sending starts (scheduled start, then maintenance windows), the least time its rate needs, and the devices it would skip; refused as a creation would be',
           {
             '200': json({
               type: 'object',
@@ -221,6 +221,7 @@ export function openApiDocument(): Obj {
                 waves: { type: 'array', items: { type: 'object', properties: { wave: { type: 'integer' }, devices: { type: 'integer' }, first: { type: 'array', items: { type: 'string' } } } } },
                 startsAt: { type: 'integer', description: 'milliseconds since the epoch' },
                 minSendMinutes: { type: 'integer' },
+                skipped: { type: 'object', description: 'of the first 2,000 targets (scanned), those the engine would skip (REJECTED, nothing sent) by what they reported: a lower version than they run (downgrade) or a build that does not fit them (incompatible), the first five with the reason', properties: { scanned: { type: 'integer' }, downgrade: { type: 'integer' }, incompatible: { type: 'integer' }, first: { type: 'array', items: { type: 'object', properties: { deviceId: { type: 'string' }, error: { type: 'string' } } } } } },
               },
             }),
           },

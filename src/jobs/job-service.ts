@@ -12,6 +12,8 @@ import type { EventBus } from '../events/event-bus.ts';
 import type { JsonObject } from '../protocol/json.ts';
 import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
 import { parseJobRequest, specOf, specToJson, type JobSpec } from './job-spec.ts';
+import { startInSlices } from '../util/in-slices.ts';
+import { refusalOf } from './device-fit.ts';
 import { assertJobMove } from './job-state.ts';
 import { progressOf, type RolloutEngine, type RolloutProgress } from './rollout-engine.ts';
 import { inWindow, nextOpening } from './maintenance-window.ts';
@@ -51,7 +53,17 @@ export interface JobPreview {
   startsAt: number;
   /** The least time sending every command takes at the job's rate (absent without a rate): no approval, threshold or window counted. */
   minSendMinutes?: number;
+  /**
+   * Of the first `scanned` targets (by id, as they are sent), those the engine would skip
+   * (REJECTED, nothing sent) by what they reported: a lower version than they run without
+   * allowDowngrade, a build for another device type or over another version
+   * (`jobs/device-fit.ts`); the first few named with the reason.
+   */
+  skipped: { scanned: number; downgrade: number; incompatible: number; first: { deviceId: string; error: string }[] };
 }
+
+/** Targets a preview reads the reported state of: enough to see a mistake, a bounded cost at any fleet size. */
+export const PREVIEW_SCAN = 2_000;
 
 /** Devices of each wave shown by a preview. */
 const PREVIEW_FIRST = 5;
@@ -83,6 +95,7 @@ export class JobService {
     const now = this.now();
     const { artifact, spec } = parseJobRequest(body, now);
     const ids = await this.targetsOf(artifact, spec);
+    const skipped = await this.skippedOf(artifact, spec, ids.slice(0, PREVIEW_SCAN));
     const ends = waveEnds(spec.plan.waves, ids.length);
     const waves = ends.map((end, w) => {
       const start = w === 0 ? 0 : ends[w - 1]!;
@@ -92,7 +105,24 @@ export class JobService {
     const windows = spec.plan.windows;
     const startsAt = windows && !inWindow(windows, begin, spec.plan.timeZone) ? (nextOpening(windows, begin, spec.plan.timeZone) ?? begin) : begin;
     const limited = spec.plan.maxPerMinute !== undefined || spec.plan.rampUp !== undefined;
-    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}) };
+    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped };
+  }
+
+  /** The devices of `ids` the engine would skip by what they reported (`JobPreview.skipped`). */
+  private async skippedOf(artifactRef: string, spec: JobSpec, ids: string[]): Promise<JobPreview['skipped']> {
+    const { name, version } = parseArtifactRef(artifactRef);
+    const artifact = await this.deps.artifacts.current(name, version);
+    const out: JobPreview['skipped'] = { scanned: ids.length, downgrade: 0, incompatible: 0, first: [] };
+    const refusals = await startInSlices(ids, 500, async (deviceId) => {
+      const shadow = await this.deps.store.getShadow(deviceId, '');
+      return { deviceId, refusal: refusalOf(artifact, spec.allowDowngrade === true, shadow && !shadow.deleted ? shadow.state.reported : undefined) };
+    });
+    for (const { deviceId, refusal } of refusals) {
+      if (!refusal) continue;
+      out[refusal.kind]++;
+      if (out.first.length < PREVIEW_FIRST) out.first.push({ deviceId, error: refusal.error });
+    }
+    return out;
   }
 
   /** The artifact checked, and the devices a spec targets now; BAD_REQUEST for an empty snapshot. */

@@ -24,9 +24,8 @@ import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
-import { incompatibility } from '../protocol/compatibility.ts';
-import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { SEMVER, compareSemver, parseReportedSoftware } from '../protocol/software.ts';
+import type { JsonObject } from '../protocol/json.ts';
+import { parseReportedSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type ExecutionCount, type ExecutionRecord, type JobRecord, type JobStatus, type StateStore } from '../store/state-store.ts';
 import { JOB_CHUNK } from '../store/job-creation.ts';
@@ -34,6 +33,7 @@ import { startInSlices } from '../util/in-slices.ts';
 import type { Logger } from '../util/logger.ts';
 import { agentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
+import { refusalOf } from './device-fit.ts';
 import { retractCommand, rollBack, sendCommand, softwareFor, type DesiredSoftwareDeps } from './desired-software.ts';
 import { isTerminal } from './execution-state.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
@@ -574,20 +574,15 @@ export class RolloutEngine {
         return 'refused';
       }
       const shadow = await store.getShadow(e.deviceId, '');
-      const reported = parseReportedSoftware(shadow && !shadow.deleted ? shadow.state.reported?.software : undefined);
-      // downgrade protection: reported is the truth about what runs
-      if (!spec.allowDowngrade && reported && SEMVER.test(reported.version) && compareSemver(job.artifactVersion, reported.version) < 0) {
-        const error = `downgrade refused: the device runs ${reported.version}, the job installs ${job.artifactVersion}; create the job with allowDowngrade to allow it`;
-        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, version: reported.version } } : undefined), now, e);
-        return 'refused';
-      }
-      // a build for other hardware, or over other versions (protocol/compatibility.ts), by what
-      // the device reported: skipped (REJECTED, which a wave's success rate leaves out) rather
-      // than sent to be refused by the agent. A device that has not said its type decides itself
-      const unfit = artifact.compatibility ? serverSideIncompatibility(artifact, shadow && !shadow.deleted ? shadow.state.reported : undefined, reported) : undefined;
-      if (unfit) {
-        const error = `not compatible: ${unfit}`;
-        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, ...(reported ? { version: reported.version } : {}) } } : undefined), now, e);
+      const reportedState = shadow && !shadow.deleted ? shadow.state.reported : undefined;
+      const reported = parseReportedSoftware(reportedState?.software);
+      // a lower version than the device runs, or a build for other hardware or over other
+      // versions (protocol/compatibility.ts): REJECTED, nothing sent (a wave's success rate
+      // leaves it out). A device that has not said its type decides itself (jobs/device-fit.ts)
+      const refusal = refusalOf(artifact, spec.allowDowngrade === true, reportedState);
+      if (refusal) {
+        const { error, version } = refusal;
+        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, ...(version !== undefined ? { version } : {}) } } : undefined), now, e);
         return 'refused';
       }
       const aid = agentJobId(e.jobId, e.attempt ?? 1);
@@ -831,18 +826,4 @@ export function abortReason(spec: JobSpec, t: ReturnType<typeof tally>): string 
 function continuousExecution(jobId: string, deviceId: string, spec: JobSpec, now: number): ExecutionRecord {
   const wave = spec.plan.waves.length - 1;
   return { jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) };
-}
-
-/**
- * Why `artifact` does not fit a device by what it reported, or undefined: the device type
- * rule only when the device reported a type (`reported.agent.deviceType`), the version rule
- * only when it reported what runs.
- */
-function serverSideIncompatibility(artifact: ArtifactRecord, reportedState: JsonObject | undefined, running: { name?: string; version: string } | undefined): string | undefined {
-  const c = artifact.compatibility!;
-  const agent = reportedState?.agent;
-  const deviceType = isJsonObject(agent) && typeof agent.deviceType === 'string' ? agent.deviceType : undefined;
-  const rules = { ...(c.deviceTypes && deviceType !== undefined ? { deviceTypes: c.deviceTypes } : {}), ...(c.requires !== undefined && running ? { requires: c.requires } : {}) };
-  const reason = incompatibility(rules, { ...(deviceType !== undefined ? { deviceType } : {}), ...(running ? { running } : {}), name: artifact.name });
-  return reason?.replace('this device', 'the device');
 }

@@ -155,6 +155,11 @@ describe('web dashboard in Chromium', { skip }, () => {
     assert.deepEqual(await preview.getByRole('listitem').allInnerTexts(), ['Wave 1: 6 devices (sim-01, sim-02, sim-03, sim-04, sim-05, …)', `Wave 2: ${FLEET - 6} devices (sim-07, sim-08, sim-09, sim-10, sim-11, …)`]);
     assert.equal((await (await fetch(`${ts.httpUrl}/api/v1/jobs`, { headers: { authorization: `Bearer ${ts.token}` } })).json()).items.length, 0, 'no job yet');
     await shot('03b-job-preview');
+    // the build for other software (gw over >=0.9.0): the preview says the engine would skip them all
+    await page.getByLabel('Artifact').selectOption('gw@1.0.0');
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.getByTestId('preview-skipped').filter({ hasText: `Skipped (rejected, nothing sent) by what they reported: ${FLEET} not compatible` }).filter({ hasText: 'sim-01: not compatible: the build installs only over gw >=0.9.0, and the device runs fw 1.0.0' }).waitFor();
+    await page.getByLabel('Artifact').selectOption('fw@2.0.0');
     await page.getByRole('button', { name: 'Start rollout' }).click();
     await heading(/fw@2\.0\.0/);
     // no reload from here on: the page follows the event stream

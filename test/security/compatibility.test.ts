@@ -109,6 +109,15 @@ describe('builds for given hardware and versions', () => {
     assert.deepEqual(listed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]), ['hw-other']);
   });
 
+  it('a dry run counts the devices the engine would skip, by what they reported, with their reasons', async () => {
+    // after the job above: hw-fits runs 3.0.0; hw-other is an rpi3; hw-too-old runs 1.0.0; hw-untyped said no type (it decides itself)
+    const dry = await runCli(['job', 'create', '--artifact', 'fw@3.0.0', '--device', 'hw-fits', '--device', 'hw-other', '--device', 'hw-too-old', '--device', 'hw-untyped', '--dry-run', ...cli]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /\n {2}skipped \(REJECTED, nothing sent\), by what they reported: 2 not compatible\n {4}hw-other: not compatible: the build is for device types rpi4, rpi5, not rpi3\n {4}hw-too-old: not compatible: the build installs only over fw >=1\.5\.0, and the device runs 1\.0\.0: install a version in between first\n$/);
+    const json = JSON.parse((await runCli(['job', 'create', '--artifact', 'fw@3.0.0', '--device', 'hw-fits', '--device', 'hw-other', '--dry-run', '--json', ...cli])).stdout) as { skipped: { scanned: number; downgrade: number; incompatible: number } };
+    assert.deepEqual({ ...json.skipped, first: undefined }, { scanned: 2, downgrade: 0, incompatible: 1, first: undefined });
+  });
+
   it("the agent checks the build itself: a validly signed command replayed to other hardware, or over another version, is refused before downloading", async () => {
     const a = (await ts.server.store.getArtifact('fw', '3.0.0'))!;
     const urls = new UrlSigner({ keys: await loadOrCreateKeyRing(ts.dataDir), baseUrl: ts.httpUrl });

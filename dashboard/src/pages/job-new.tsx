@@ -226,6 +226,14 @@ export function JobNewPage() {
                 </li>
               ))}
             </ul>
+            {preview.skipped && preview.skipped.downgrade + preview.skipped.incompatible > 0 && (
+              <p data-testid="preview-skipped">
+                Skipped (rejected, nothing sent) by what they reported
+                {preview.skipped.scanned < preview.total ? `, among the first ${count0(preview.skipped.scanned)}` : ''}:{' '}
+                {[preview.skipped.incompatible ? `${count0(preview.skipped.incompatible)} not compatible` : '', preview.skipped.downgrade ? `${count0(preview.skipped.downgrade)} running a higher version` : ''].filter(Boolean).join(', ')}
+                <span class="muted"> ({preview.skipped.first.map((f) => `${f.deviceId}: ${f.error}`).join('; ')})</span>
+              </p>
+            )}
           </div>
         )}
         <div class="controls">

@@ -74,8 +74,9 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     installing = run.catch(() => {});
     const installed = await run;
     deps.manifests.certificate = installed.certificate;
-    // to the other instances on this store (signing/shared-certificate.ts)
-    await deps.onCertificateInstalled?.(installed);
+    // to the other instances on this store (signing/shared-certificate.ts). Installed here either
+    // way: a store that does not take it now gets it at this instance's next comparison (30 s)
+    await deps.onCertificateInstalled?.(installed).catch((err: unknown) => deps.logger.warn('certificate installed on this instance, but not yet shared with the others: the store did not take it; it is shared at the next comparison, within 30 s', { error: (err as Error).message }));
     deps.logger.info('software signing key certificate installed: update commands carry it from now on', { keyId: certificate.keyId, serial: certificate.serial, rootKeyId: certificate.rootKeyId });
     sendJson(res, 200, { certificate: installed.certificate, root: { keyId: keyIdOf(parsePublicKey(installed.rootPublicKeyPem)), publicKey: installed.rootPublicKeyPem } });
   });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { SEMVER } from '../protocol/software.ts';
-import { createLogger, redactUrl, type Logger } from '../util/logger.ts';
+import { createLogger, safeUrl, type Logger } from '../util/logger.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
 import { runInstallGate } from './health-check.ts';
@@ -200,13 +200,3 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options: ${problems.join('; ')}`);
 }
 
-/** The broker URL without a password in it, fit for a log line. */
-function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return redactUrl(u.toString());
-  } catch {
-    return '<unparsable broker URL>';
-  }
-}

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
-import { createLogger, type LogFormat } from '../util/logger.ts';
+import { createLogger, safeUrl, type LogFormat } from '../util/logger.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
@@ -67,7 +67,7 @@ export function addBrokerCommands(program: Command): void {
         await writeAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
         await writeAtomic(path.join(dir, 'mosquitto.conf'), mosquittoConf(listeners(opts, dir)), 0o644);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
-        logger.info('wrote mosquitto.conf and acl; keeping passwd current', { dir, server: api.baseUrl, reloadCommand: opts.reloadCommand ?? 'none' });
+        logger.info('wrote mosquitto.conf and acl; keeping passwd current', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
         const ctl = new AbortController();
         const stop = () => ctl.abort();
         process.once('SIGINT', stop);

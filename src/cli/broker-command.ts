@@ -6,11 +6,13 @@
  * their secret. Those without either are listed; revoked ones are left out. With `--watch`
  * it keeps running and keeps the password file current (cli/mosquitto-watch.ts).
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
+// through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
+import { writeAtomic } from '../pki/certificate-authority.ts';
 import { createLogger, safeUrl, type LogFormat } from '../util/logger.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
@@ -106,10 +108,4 @@ function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UpdraftError('BAD_REQUEST', `${flag} must be a port from 1 to 65535, got ${value}`);
   return n;
-}
-
-/** Writes via a temp file and rename: Mosquitto reloading on SIGHUP never reads half a file. */
-async function writeAtomic(file: string, text: string, mode: number): Promise<void> {
-  await writeFile(`${file}.tmp`, text, { mode });
-  await rename(`${file}.tmp`, file);
 }

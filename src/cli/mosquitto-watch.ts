@@ -22,11 +22,11 @@
  *   with backoff; a failed reload is tried again at the next pass.
  * - A refused token (401) ends the watch with an error: it will not come right by waiting.
  */
-import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runScript } from '../agent/health-check.ts';
 import { MosquittoPasswdBook } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
+import { writeAtomic } from '../pki/certificate-authority.ts';
 import type { Logger } from '../util/logger.ts';
 import type { ApiClient } from './api-client.ts';
 import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
@@ -172,7 +172,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       }
       const text = book.text();
       if (text !== written) {
-        await writeAtomic(o.passwdFile, text);
+        await writeAtomic(o.passwdFile, text, 0o600); // Mosquitto reloading never reads half a file; 0600: password hashes
         written = text;
         reloadOwed = o.reloadCommand !== undefined;
         o.logger.info('password file written', { file: o.passwdFile, admitted: book.admitted });
@@ -252,7 +252,7 @@ async function followStream(api: ApiClient, signal: AbortSignal, onOpen: () => v
 }
 
 /** The data of one server-sent event of `type`, or undefined (a comment, another type, unreadable data). */
-export function parseEvent(message: string, type: string): unknown {
+function parseEvent(message: string, type: string): unknown {
   let event = 'message';
   const data: string[] = [];
   for (const line of message.split('\n')) {
@@ -265,10 +265,4 @@ export function parseEvent(message: string, type: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** Write-then-rename: Mosquitto reloading never reads half a file. 0600: it holds password hashes. */
-async function writeAtomic(file: string, text: string): Promise<void> {
-  await writeFile(`${file}.tmp`, text, { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
 }

@@ -17,9 +17,8 @@ export interface Refusal {
   version?: string;
 }
 
-/** The refusal of `artifact` for a device that reported `reportedState` (the shadow's `state.reported`), or undefined. */
-export function refusalOf(artifact: ArtifactRecord, allowDowngrade: boolean, reportedState: JsonObject | undefined): Refusal | undefined {
-  const reported = parseReportedSoftware(reportedState?.software);
+/** The refusal of `artifact` for a device that reported `reportedState` (the shadow's `state.reported`; `reported`, its software, when the caller parsed it already), or undefined. */
+export function refusalOf(artifact: ArtifactRecord, allowDowngrade: boolean, reportedState: JsonObject | undefined, reported = parseReportedSoftware(reportedState?.software)): Refusal | undefined {
   // downgrade protection: reported is the truth about what runs
   if (!allowDowngrade && reported && SEMVER.test(reported.version) && compareSemver(artifact.version, reported.version) < 0) {
     return { kind: 'downgrade', error: `downgrade refused: the device runs ${reported.version}, the job installs ${artifact.version}; create the job with allowDowngrade to allow it`, version: reported.version };

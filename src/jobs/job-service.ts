@@ -10,7 +10,7 @@ import { parseArtifactRef } from '../artifacts/artifact-service.ts';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { JsonObject } from '../protocol/json.ts';
-import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
+import type { ArtifactRecord, ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
 import { parseJobRequest, specOf, specToJson, type JobSpec } from './job-spec.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { refusalOf } from './device-fit.ts';
@@ -94,8 +94,8 @@ export class JobService {
   async preview(body: Record<string, unknown>): Promise<JobPreview> {
     const now = this.now();
     const { artifact, spec } = parseJobRequest(body, now);
-    const ids = await this.targetsOf(artifact, spec);
-    const skipped = await this.skippedOf(artifact, spec, ids.slice(0, PREVIEW_SCAN));
+    const { ids, record } = await this.targetsOf(artifact, spec);
+    const skipped = await this.skippedOf(record, spec, ids.slice(0, PREVIEW_SCAN));
     const ends = waveEnds(spec.plan.waves, ids.length);
     const waves = ends.map((end, w) => {
       const start = w === 0 ? 0 : ends[w - 1]!;
@@ -109,9 +109,7 @@ export class JobService {
   }
 
   /** The devices of `ids` the engine would skip by what they reported (`JobPreview.skipped`). */
-  private async skippedOf(artifactRef: string, spec: JobSpec, ids: string[]): Promise<JobPreview['skipped']> {
-    const { name, version } = parseArtifactRef(artifactRef);
-    const artifact = await this.deps.artifacts.current(name, version);
+  private async skippedOf(artifact: ArtifactRecord, spec: JobSpec, ids: string[]): Promise<JobPreview['skipped']> {
     const out: JobPreview['skipped'] = { scanned: ids.length, downgrade: 0, incompatible: 0, first: [] };
     const refusals = await startInSlices(ids, 500, async (deviceId) => {
       const shadow = await this.deps.store.getShadow(deviceId, '');
@@ -125,22 +123,22 @@ export class JobService {
     return out;
   }
 
-  /** The artifact checked, and the devices a spec targets now; BAD_REQUEST for an empty snapshot. */
-  private async targetsOf(artifactRef: string, spec: JobSpec): Promise<string[]> {
+  /** The artifact's record, and the devices a spec targets now; BAD_REQUEST for an empty snapshot. */
+  private async targetsOf(artifactRef: string, spec: JobSpec): Promise<{ ids: string[]; record: ArtifactRecord }> {
     const { name, version } = parseArtifactRef(artifactRef);
-    await this.deps.artifacts.current(name, version); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
+    const record = await this.deps.artifacts.current(name, version); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
     const ids = await resolveTargets(this.deps.store, spec.targets, true);
     if (ids.length === 0 && spec.type === 'snapshot') {
       throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');
     }
-    return ids;
+    return { ids, record };
   }
 
   /** Creates a job from a validated spec (the deploy command's single-wave jobs come here too). */
   async createFromSpec(artifactRef: string, spec: JobSpec, description: string | undefined, now = this.now()): Promise<JobView> {
     const { store } = this.deps;
     const { name, version } = parseArtifactRef(artifactRef);
-    const ids = await this.targetsOf(artifactRef, spec);
+    const { ids } = await this.targetsOf(artifactRef, spec);
     const ends = waveEnds(spec.plan.waves, ids.length);
     const jobId = randomUUID();
     const scheduled = spec.plan.startAt !== undefined && spec.plan.startAt > now;

@@ -579,7 +579,7 @@ export class RolloutEngine {
       // a lower version than the device runs, or a build for other hardware or over other
       // versions (protocol/compatibility.ts): REJECTED, nothing sent (a wave's success rate
       // leaves it out). A device that has not said its type decides itself (jobs/device-fit.ts)
-      const refusal = refusalOf(artifact, spec.allowDowngrade === true, reportedState);
+      const refusal = refusalOf(artifact, spec.allowDowngrade === true, reportedState, reported);
       if (refusal) {
         const { error, version } = refusal;
         await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, ...(version !== undefined ? { version } : {}) } } : undefined), now, e);

@@ -63,7 +63,8 @@ export interface Execution {
   jobId: string;
   deviceId: string;
   status: ExecutionStatus;
-  details: { error?: string; agentStatus?: string; version?: string; progress?: number };
+  /** `waiting`: the device's install gate put the install off (IN_PROGRESS, VERIFYING). */
+  details: { error?: string; agentStatus?: string; version?: string; progress?: number; waiting?: { reason: string; count: number; nextCheckInSeconds: number } };
   wave?: number;
   attempt?: number;
   queuedAt: number;

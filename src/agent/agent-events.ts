@@ -1,6 +1,6 @@
 /** The events an UpdateAgent emits (typed EventEmitter map). */
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
-import type { AgentStatus } from '../protocol/software.ts';
+import type { AgentStatus, InstallWait } from '../protocol/software.ts';
 
 /** The agent entered a phase of a job (or reported IDLE). */
 export interface StatusEvent {
@@ -10,6 +10,8 @@ export interface StatusEvent {
   version?: string;
   /** Why it failed (FAILURE). */
   error?: string;
+  /** VERIFYING: the install gate put the install off (one event per "not now"). */
+  waiting?: InstallWait;
 }
 
 /** Download progress of the job in flight (throttled like the reports). */

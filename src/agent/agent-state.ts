@@ -7,7 +7,7 @@
 import { mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
-import { parseSoftwareCommand, type SoftwareCommand } from '../protocol/software.ts';
+import { parseInstallWait, parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 
@@ -48,6 +48,8 @@ export interface InFlightUpdate {
   startedAt: string;
   /** Set in phase REPORTING. */
   outcome?: JobOutcome;
+  /** In phase VERIFYING: the install gate put the install off (reported as `software.waiting`). */
+  waiting?: InstallWait;
 }
 
 /** A job this device finished and whose outcome the server acknowledged. */
@@ -168,7 +170,11 @@ function sanitize(raw: unknown): AgentStateData {
   if (inFlight && typeof inFlight.jobId === 'string' && PHASES.includes(inFlight.phase) && outcomeOk) {
     try {
       const command = parseSoftwareCommand(inFlight.command);
-      if (command.jobId === inFlight.jobId) out.inFlight = { ...inFlight, command };
+      if (command.jobId === inFlight.jobId) {
+        const { waiting, ...rest } = inFlight;
+        const wait = inFlight.phase === 'VERIFYING' ? parseInstallWait(waiting) : undefined;
+        out.inFlight = { ...rest, command, ...(wait ? { waiting: wait } : {}) };
+      }
     } catch {
       /* dropped */
     }

@@ -24,7 +24,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
-import { parseSoftwareCommand, type SoftwareCommand } from '../protocol/software.ts';
+import { parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
 import { deltaTopic, presenceTopic } from '../protocol/topics.ts';
 import { keyIdOf, parsePublicKey } from '../signing/signing-key.ts';
@@ -448,6 +448,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
               maxWaitMs: o.installGateMaxWaitMs ?? AGENT_DEFAULTS.installGateMaxWaitMs,
               // from the job's start on this device, which a restart keeps
               startedAt: Date.parse(inFlight.startedAt),
+              putOff: (job: UpdateJob, wait: InstallWait) => this.putOff(job, wait),
+              ...(inFlight.waiting ? { previous: inFlight.waiting } : {}),
             },
           }
         : {}),
@@ -496,10 +498,24 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const current = this.state.inFlight;
     if (!current || current.jobId !== job.jobId) throw new UpdraftError('INTERNAL', `job ${job.jobId} is not the update in flight`);
     checkTransition(current.phase, phase);
-    this.state.inFlight = { ...current, phase, command: job.command };
+    const { waiting: _ended, ...rest } = current;
+    this.state.inFlight = { ...rest, phase, command: job.command };
     await this.store!.save(this.state);
     this.emitStatus(job, phase);
     this.reportSoon(this.phaseReport(job, phase));
+  }
+
+  /**
+   * The install gate put the install off: persisted (a restart goes on counting), announced,
+   * and reported as `software.waiting`, so that the server's step timer waits for the gate.
+   */
+  private async putOff(job: UpdateJob, wait: InstallWait): Promise<void> {
+    const current = this.state.inFlight;
+    if (!current || current.jobId !== job.jobId || current.phase !== 'VERIFYING') throw new UpdraftError('INTERNAL', `job ${job.jobId} is not waiting to install`);
+    this.state.inFlight = { ...current, waiting: wait };
+    await this.store!.save(this.state);
+    this.emit('status', { jobId: job.jobId, status: 'VERIFYING', version: job.command.version, waiting: wait });
+    this.reportSoon(this.phaseReport(job, 'VERIFYING'));
   }
 
   /**
@@ -602,7 +618,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 
   private phaseReport(job: UpdateJob, phase: InFlightPhase): JsonObject {
     if (phase === 'REPORTING') throw new UpdraftError('INTERNAL', 'REPORTING is not a reported phase');
-    return softwareReport(this.installed, { jobId: job.jobId, status: phase, ...(phase === 'DOWNLOADING' ? { progress: job.progress } : {}) });
+    const waiting = phase === 'VERIFYING' && this.state.inFlight?.jobId === job.jobId ? this.state.inFlight.waiting : undefined;
+    return softwareReport(this.installed, { jobId: job.jobId, status: phase, ...(phase === 'DOWNLOADING' ? { progress: job.progress } : waiting ? { waiting } : {}) });
   }
 
   private async reportCurrent(): Promise<void> {

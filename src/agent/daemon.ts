@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
-import { SEMVER } from '../protocol/software.ts';
+import { MAX_WAIT_CHECK_SECONDS, SEMVER } from '../protocol/software.ts';
 import { createLogger, safeUrl, type Logger } from '../util/logger.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
@@ -118,7 +118,10 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     ...(opts.passwordFile !== undefined ? { renewPassword: secretFileReader(opts.passwordFile, opts.password, log) } : {}),
   });
   agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
-  agent.on('status', (e) => log.info(`${opts.deviceId}: job ${e.jobId ?? '-'} ${e.status}${e.version ? ` ${e.version}` : ''}${e.error ? `: ${e.error}` : ''}`));
+  agent.on('status', (e) => {
+    const why = e.error ? `: ${e.error}` : e.waiting ? `: install put off (${e.waiting.count}), asking again in ${e.waiting.nextCheckInSeconds} s: ${e.waiting.reason}` : '';
+    log.info(`${opts.deviceId}: job ${e.jobId ?? '-'} ${e.status}${e.version ? ` ${e.version}` : ''}${why}`);
+  });
   agent.on('progress', (e) => log.info(`${opts.deviceId}: job ${e.jobId} DOWNLOADING ${Math.round(e.progress * 100)}%`));
   agent.on('job-finished', (e) => log.info(`${opts.deviceId}: job ${e.jobId} acknowledged: ${e.status}, running ${e.version}`));
 
@@ -193,6 +196,8 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   for (const [flag, ms] of [['--install-gate-retry', opts.installGateRetryMs], ['--install-gate-max-wait', opts.installGateMaxWaitMs]] as const) {
     if (ms !== undefined && !(Number.isFinite(ms) && ms >= 1000)) problems.push(`${flag} must be a number of seconds of at least 1`);
   }
+  // the device tells the server when it asks again (reported.software.waiting), at most a day ahead
+  if (opts.installGateRetryMs !== undefined && opts.installGateRetryMs > MAX_WAIT_CHECK_SECONDS * 1000) problems.push(`--install-gate-retry must be at most ${MAX_WAIT_CHECK_SECONDS} seconds (a day)`);
   if (opts.maxDownloadBytesPerSecond !== undefined && !(Number.isFinite(opts.maxDownloadBytesPerSecond) && opts.maxDownloadBytesPerSecond >= 1000)) {
     problems.push('--max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)');
   }

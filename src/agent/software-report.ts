@@ -4,7 +4,7 @@
  * harmless and a newer one may replace an older one still queued.
  */
 import type { JsonObject } from '../protocol/json.ts';
-import type { AgentStatus, SoftwareCommand } from '../protocol/software.ts';
+import type { AgentStatus, InstallWait, SoftwareCommand } from '../protocol/software.ts';
 import type { AgentStateData, FinishedJob, JobOutcome } from './agent-state.ts';
 import type { InstalledSoftware } from './installer.ts';
 
@@ -20,6 +20,8 @@ export interface ReportStatus {
   progress?: number;
   /** Why the job failed (FAILURE only). */
   error?: string;
+  /** VERIFYING only: the install gate put the install off. */
+  waiting?: InstallWait;
 }
 
 /**
@@ -35,6 +37,7 @@ export function softwareReport(running: InstalledSoftware | undefined, s: Report
     status: s.status,
     progress: s.progress ?? null,
     error: s.error ?? null,
+    waiting: s.waiting ? { reason: s.waiting.reason, count: s.waiting.count, nextCheckInSeconds: s.waiting.nextCheckInSeconds } : null,
   };
   if (s.jobId !== undefined) out.jobId = s.jobId;
   return out;
@@ -67,7 +70,7 @@ export function stateReport(running: InstalledSoftware | undefined, state: Agent
   const inFlight = state.inFlight;
   if (inFlight?.phase === 'REPORTING') return { software: outcomeReport(running, inFlight.command, inFlight.outcome!) };
   if (inFlight) {
-    const p = inFlight.phase === 'DOWNLOADING' ? { progress } : {};
+    const p = inFlight.phase === 'DOWNLOADING' ? { progress } : inFlight.waiting ? { waiting: inFlight.waiting } : {};
     return { software: softwareReport(running, { jobId: inFlight.jobId, status: inFlight.phase, ...p }) };
   }
   const last = state.finished[state.finished.length - 1];

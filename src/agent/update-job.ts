@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
-import type { SoftwareCommand } from '../protocol/software.ts';
+import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
 import type { InFlightPhase, JobOutcome } from './agent-state.ts';
 import type { DownloadOptions, Downloader } from './downloader.ts';
@@ -47,7 +47,19 @@ export interface UpdateJobDeps {
    * until `maxWaitMs` after the job started on the device (`startedAt`, ms), when the job
    * fails with the last reason; "refuse" fails it at once.
    */
-  installGate?: { ask: (command: SoftwareCommand, signal: AbortSignal) => Promise<GateAnswer>; retryMs: number; maxWaitMs: number; startedAt: number };
+  installGate?: {
+    ask: (command: SoftwareCommand, signal: AbortSignal) => Promise<GateAnswer>;
+    retryMs: number;
+    maxWaitMs: number;
+    startedAt: number;
+    /**
+     * Persists and reports that the gate put the install off (`reported.software.waiting`),
+     * before the job waits: the server's step timer then waits for the gate too. `previous`
+     * is the wait recorded before (a restart goes on counting from it).
+     */
+    putOff: (job: UpdateJob, wait: InstallWait) => Promise<void>;
+    previous?: InstallWait;
+  };
   /** Refuses a command that must not be installed (signature, expiry, downgrade): throws INTEGRITY with the reason. */
   verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void | Promise<void>;
   /**
@@ -145,6 +157,7 @@ export class UpdateJob {
   private async awaitGate(signal: AbortSignal): Promise<string | undefined> {
     const gate = this.deps.installGate;
     if (!gate) return undefined;
+    let count = gate.previous?.count ?? 0;
     for (;;) {
       const answer = await gate.ask(this.command, signal);
       signal.throwIfAborted();
@@ -155,6 +168,9 @@ export class UpdateJob {
         return `the device's install gate put the install off for ${Math.round(waited / 1000)} s, past the ${Math.round(gate.maxWaitMs / 1000)} s allowed: ${answer.later}; nothing installed`;
       }
       this.deps.logger.info('install put off by the device\'s gate', { jobId: this.jobId, reason: answer.later, askAgainInMs: gate.retryMs });
+      count += 1;
+      const reason = answer.later.length > MAX_WAIT_REASON ? `${answer.later.slice(0, MAX_WAIT_REASON - 1)}…` : answer.later;
+      await gate.putOff(this, { reason, count, nextCheckInSeconds: Math.min(gate.retryMs / 1000, MAX_WAIT_CHECK_SECONDS) });
       await sleep(gate.retryMs, undefined, { signal });
     }
   }

@@ -51,7 +51,7 @@ export function addAgentCommand(program: Command): void {
     .option('--insecure-allow-unsigned', 'accept unsigned software when no signing key is given (insecure)')
     .option('--download-auth <how>', 'url: the pre-signed URL; token: a temporary credential asked for over MQTT', 'url')
     .option('--install-gate <cmd>', 'shell command asked before installing a verified build: exit 0 installs, 75 puts it off (asked again later), anything else fails the job; the last line of stderr says why')
-    .option('--install-gate-retry <s>', 'seconds before asking the install gate again', '300')
+    .option('--install-gate-retry <s>', 'seconds before asking the install gate again (at most 86400)', '300')
     .option('--install-gate-max-wait <s>', 'seconds after the job started on the device before a gate that keeps putting it off fails it', '86400')
     .option('--device-type <type>', 'what hardware this is (rpi4, gw-rev-b): builds added for other device types are refused before download [env UPDRAFT_DEVICE_TYPE]')
     .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')

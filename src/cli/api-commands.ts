@@ -6,6 +6,7 @@ import { parseArtifactRef, type ArtifactPrune } from '../artifacts/artifact-serv
 import { UpdraftError } from '../errors.ts';
 import type { ShadowDocument } from '../protocol/shadow-messages.ts';
 import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-store.ts';
+import { waitOf } from '../jobs/deadlines.ts';
 import { saveDeviceSecret } from '../agent/secret-file.ts';
 import { saveSigningKey } from './keys-command.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
@@ -46,8 +47,14 @@ function cutOffLine(disconnected: number | null, opener: string): string {
 
 function executionLine(x: ExecutionRecord): string {
   const d = x.details as { agentStatus?: string; error?: string; progress?: number; version?: string };
-  const extra = [d.agentStatus, d.version ? `runs ${d.version}` : undefined, d.error ? `error: ${d.error}` : undefined].filter(Boolean).join(', ');
+  const extra = [d.agentStatus, d.version ? `runs ${d.version}` : undefined, d.error ? `error: ${d.error}` : undefined, waitNote(x)].filter(Boolean).join(', ');
   return `  ${x.jobId}  ${x.status.padEnd(11)}  ${new Date(x.updatedAt).toISOString()}  ${extra}`;
+}
+
+/** "install put off 3 times: battery at 12%" while a device's install gate holds its update. */
+function waitNote(x: ExecutionRecord): string | undefined {
+  const w = x.status === 'IN_PROGRESS' ? waitOf(x.details) : undefined;
+  return w && `install put off ${w.count === 1 ? 'once' : `${w.count} times`}: ${w.reason}`;
 }
 
 function block(label: string, value: unknown): string {
@@ -188,7 +195,7 @@ export function addApiCommands(program: Command): void {
   const job = program.command('job').description('inspect jobs');
   withApi(job.command('show <jobId>').description('a job and the outcome on each device')).action(async (jobId: string, opts: Common) => {
     const r = await new ApiClient(opts).call<{ job: JobRecord; executions: ExecutionRecord[] }>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}`);
-    const lines = [`job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.job.status}${jobNote(r.job)}`, ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${(x.details as { error?: string }).error ?? ''}`)];
+    const lines = [`job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.job.status}${jobNote(r.job)}`, ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${(x.details as { error?: string }).error ?? waitNote(x) ?? ''}`)];
     print(opts, r, lines.join('\n'));
   });
 }

@@ -5,6 +5,7 @@
  * changes this server saw recently (in memory, `events/recent-events.ts`).
  */
 import type { RecentEvents } from '../events/recent-events.ts';
+import { waitOf } from '../jobs/deadlines.ts';
 import type { ExecutionRecord } from '../store/state-store.ts';
 
 /** One line of the device's timeline. */
@@ -33,10 +34,11 @@ export function deviceTimeline(executions: (ExecutionRecord & { artifact: string
     }
     if (e.dispatchedAt !== undefined) out.push({ ...base, at: e.dispatchedAt, kind: 'sent', status: 'COMMAND SENT' });
     if (e.status !== 'QUEUED') {
-      const error = e.details.error;
+      const wait = e.status === 'IN_PROGRESS' ? waitOf(e.details) : undefined;
+      const error = typeof e.details.error === 'string' ? e.details.error : wait && `the device's install gate put the install off (${wait.count}): ${wait.reason}`;
       const phase = e.details.agentStatus;
       const status = e.status === 'IN_PROGRESS' && typeof phase === 'string' ? `IN_PROGRESS (${phase})` : e.status;
-      out.push({ ...base, at: e.updatedAt, kind: 'state', status, ...(typeof error === 'string' ? { reason: error } : {}) });
+      out.push({ ...base, at: e.updatedAt, kind: 'state', status, ...(error !== undefined ? { reason: error } : {}) });
     }
   }
   for (const p of recent.list({ deviceId, limit })) {

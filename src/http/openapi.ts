@@ -126,7 +126,7 @@ const schemas: Obj = {
       jobId: { type: 'string' },
       deviceId: { type: 'string' },
       status: { enum: executionStates },
-      details: { type: 'object', description: 'agentStatus, version, progress, error, previous, attempts[], cancelRequested, rollback, control' },
+      details: { type: 'object', description: 'agentStatus, version, progress, error, waiting (the install gate put the install off: reason, count, nextCheckInSeconds), previous, attempts[], cancelRequested, rollback, control' },
       wave: { type: 'integer' },
       attempt: { type: 'integer' },
       queuedAt: { type: 'integer' },

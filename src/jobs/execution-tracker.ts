@@ -17,7 +17,7 @@ import { KeyedQueue } from '../shadow/keyed-queue.ts';
 import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseAgentJobId } from './agent-job-id.ts';
-import { deadlineOf } from './deadlines.ts';
+import { deadlineOf, sameWait } from './deadlines.ts';
 import { canTransition, executionStatusFor, isTerminal } from './execution-state.ts';
 import { mutateExecution } from './execution-writer.ts';
 import { specOf } from './job-spec.ts';
@@ -139,7 +139,13 @@ export class ExecutionTracker {
     delete details.error;
     if (reported.progress !== undefined) details.progress = reported.progress;
     if (reported.error !== undefined) details.error = reported.error;
-    if (cur.details.agentStatus !== reported.status) details.phaseStartedAt = now;
+    // the step timer counts from the phase's start, and again from each new "not now" of the
+    // device's install gate (and from the end of a wait): a device waiting for its gate is not
+    // stuck; the same wait applied twice (a repeated report) does not restart it
+    delete details.waiting;
+    if (reported.waiting) details.waiting = { ...reported.waiting };
+    const waitChanged = reported.waiting ? !sameWait(cur.details.waiting, reported.waiting) : cur.details.waiting !== undefined;
+    if (cur.details.agentStatus !== reported.status || waitChanged) details.phaseStartedAt = now;
     if (to === 'SUCCEEDED' && reported.version !== job.artifactVersion) {
       to = 'FAILED';
       details.error = `device reported SUCCESS but runs ${reported.version}, not ${job.artifactVersion}`;

@@ -71,6 +71,38 @@ export interface ReportedSoftware {
   error?: string;
   /** On a device that trusts the offline root key: the newest key certificate serial it has accepted (older ones it refuses). */
   keySerial?: number;
+  /** While VERIFYING: the device's install gate put the install off (absent or null otherwise). */
+  waiting?: InstallWait;
+}
+
+/**
+ * `reported.software.waiting`: a verified build the device's install gate put off ("not
+ * now": a low battery, a vehicle in motion). Each new one (another `count`) restarts the
+ * job's step timer, with `nextCheckInSeconds` more: the device asks its gate again by then
+ * and reports INSTALLING or another `waiting`. A device that goes silent still times out.
+ */
+export interface InstallWait {
+  /** Why, as the gate said it (at most `MAX_WAIT_REASON` characters). */
+  reason: string;
+  /** How many times in a row the gate put this job's install off (1, 2, …). */
+  count: number;
+  /** When the device asks its gate again, in seconds from this report (at most a day). */
+  nextCheckInSeconds: number;
+}
+
+/** Longest `waiting.reason` accepted; the agent shortens longer ones. */
+export const MAX_WAIT_REASON = 500;
+/** Longest `waiting.nextCheckInSeconds` accepted: a day. */
+export const MAX_WAIT_CHECK_SECONDS = 86_400;
+
+/** The install wait in `value`, or undefined when it is not a well-formed one. */
+export function parseInstallWait(value: unknown): InstallWait | undefined {
+  if (!isJsonObject(value)) return undefined;
+  const { reason, count, nextCheckInSeconds } = value;
+  if (typeof reason !== 'string' || reason.length > MAX_WAIT_REASON) return undefined;
+  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) return undefined;
+  if (typeof nextCheckInSeconds !== 'number' || !(nextCheckInSeconds > 0 && nextCheckInSeconds <= MAX_WAIT_CHECK_SECONDS)) return undefined;
+  return { reason, count, nextCheckInSeconds };
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -127,6 +159,10 @@ export function checkReportedSoftware(value: unknown, where = 'state.reported.so
   if (keySerial !== undefined && keySerial !== null && !(typeof keySerial === 'number' && Number.isSafeInteger(keySerial) && keySerial >= 0)) {
     throw new UpdraftError('BAD_REQUEST', `${where}.keySerial must be a non-negative integer`);
   }
+  const waiting = value.waiting;
+  if (waiting !== undefined && waiting !== null && !parseInstallWait(waiting)) {
+    throw new UpdraftError('BAD_REQUEST', `${where}.waiting must be null or {reason: a string of at most ${MAX_WAIT_REASON} characters, count: a whole number from 1, nextCheckInSeconds: above 0 and at most ${MAX_WAIT_CHECK_SECONDS}}`);
+  }
 }
 
 /** Validates an update command taken from a delta (agent side). */
@@ -159,6 +195,8 @@ export function parseReportedSoftware(value: unknown): ReportedSoftware | undefi
   if (typeof value.jobId === 'string') out.jobId = value.jobId;
   if (typeof value.progress === 'number') out.progress = value.progress;
   if (typeof value.error === 'string') out.error = value.error;
+  const waiting = value.waiting === undefined || value.waiting === null ? undefined : parseInstallWait(value.waiting);
+  if (waiting) out.waiting = waiting;
   return out;
 }
 

@@ -12,7 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import { runInstallGate } from '../../src/agent/health-check.ts';
 import type { GateAnswer } from '../../src/agent/update-job.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';
 
 describe('install gate', () => {
@@ -80,5 +81,88 @@ describe('install gate', () => {
     assert.match(o3.error ?? '', /^the device's install gate put the install off for \d+ s, past the 0 s allowed: battery at 12%; nothing installed$/);
     assert.ok(stalling.asked.length >= 2, 'asked again before giving up');
     assert.equal(await current(stalling.installDir), before3);
+  });
+
+  // ---- the server's step timer and the gate's wait --------------------------------------
+
+  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${ts.httpUrl}${route}`, { method, headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    assert.ok(res.ok, `${method} ${route}: ${res.status} ${await res.clone().text()}`);
+    return (await res.json()) as T;
+  };
+  type Execution = { deviceId: string; status: string; details: { agentStatus?: string; error?: string; waiting?: { reason: string; count: number; nextCheckInSeconds: number } } };
+  const createJob = async (deviceId: string, stepSeconds: number) =>
+    (await api<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: [deviceId] }, timeouts: { stepSeconds } })).job.jobId;
+  const executionOf = async (jobId: string) => (await api<{ executions: Execution[] }>('GET', `/api/v1/jobs/${jobId}`)).executions[0]!;
+
+  it("a job's step timer waits for the device's gate: each \"not now\" is recorded and restarts it, so waits longer than the step timeout end in success", async () => {
+    // "not now" for 4 s, asked every 0.4 s, under a step timeout of 1.5 s: the gate's whole
+    // wait is past it, each interval well inside it
+    let since: number | undefined;
+    const a = await startAgent(ts, root, 'g-4', {
+      installGate: async () => {
+        since ??= Date.now();
+        return Date.now() - since < 4000 ? { later: 'vehicle moving' } : { go: true };
+      },
+      installGateRetryMs: 400,
+    });
+    agents.push(a.agent);
+    const before4 = await current(a.installDir);
+    const jobId = await createJob('g-4', 1.5);
+    const waiting = await eventually(async () => {
+      const e = await executionOf(jobId);
+      return (e.details.waiting?.count ?? 0) >= 2 ? e : undefined;
+    }, 30_000, 'the wait recorded on the execution');
+    assert.equal(waiting.status, 'IN_PROGRESS');
+    assert.equal(waiting.details.agentStatus, 'VERIFYING');
+    assert.deepEqual({ ...waiting.details.waiting, count: 0 }, { reason: 'vehicle moving', count: 0, nextCheckInSeconds: 0.4 });
+    assert.equal((await outcome(a.finished, jobId)).status, 'SUCCESS');
+    const done = await eventually(async () => {
+      const e = await executionOf(jobId);
+      return e.status === 'IN_PROGRESS' ? undefined : e;
+    }, 30_000, 'the execution ended');
+    assert.equal(done.status, 'SUCCEEDED', JSON.stringify(done.details));
+    assert.equal(done.details.waiting, undefined, 'the wait ended with it');
+    assert.notEqual(await current(a.installDir), before4, 'the new build is installed');
+  });
+
+  it('a device that goes silent while its gate waits still times out, with the gate\'s reason; a restarted agent goes on counting', async () => {
+    const a = await startAgent(ts, root, 'g-5', { installGate: async () => ({ later: 'machine at work' }), installGateRetryMs: 1000 });
+    const jobId = await createJob('g-5', 1);
+    const first = await eventually(async () => (await executionOf(jobId)).details.waiting, 30_000, 'the wait recorded');
+    await a.agent.stop();
+    const timedOut = await eventually(async () => {
+      const e = await executionOf(jobId);
+      return e.status === 'TIMED_OUT' ? e : undefined;
+    }, 30_000, 'the execution timed out');
+    assert.match(timedOut.details.error ?? '', /^step timeout: the device's install gate put the install off \(machine at work; \d+ times?\), and it did not report within 2 s of that$/);
+    assert.ok(first.count >= 1);
+
+    // the count is kept in the agent's state: a restart asks again and counts on
+    const password = await registerDevice(ts, 'g-5-restarted');
+    const gate = { username: 'g-5-restarted', password, installGate: async (): Promise<GateAnswer> => ({ later: 'machine at work' }), installGateRetryMs: 60_000 };
+    const again = await startAgent(ts, root, 'g-5-restarted', gate);
+    agents.push(again.agent);
+    const jobId2 = await createJob('g-5-restarted', 600);
+    const w1 = await eventually(async () => (await executionOf(jobId2)).details.waiting, 30_000, 'the first wait recorded');
+    assert.equal(w1.count, 1);
+    await again.agent.stop();
+    const restarted = await startAgent(ts, root, 'g-5-restarted', gate);
+    agents.push(restarted.agent);
+    const w2 = await eventually(async () => {
+      const w = (await executionOf(jobId2)).details.waiting;
+      return w && w.count >= 2 ? w : undefined;
+    }, 30_000, 'the wait after the restart');
+    assert.equal(w2.count, 2);
+
+    // what an operator sees of it
+    const cli = (...args: string[]) => runCli([...args, '--server', ts.httpUrl, '--token', ts.token]);
+    const device = await cli('device', 'show', 'g-5-restarted');
+    assert.equal(device.code, 0, device.stderr);
+    assert.match(device.stdout, new RegExp(`${jobId2}  IN_PROGRESS .* VERIFYING, runs 1\\.0\\.0, install put off 2 times: machine at work$`, 'm'));
+    const job = await cli('job', 'show', jobId2);
+    assert.match(job.stdout, /^  g-5-restarted  IN_PROGRESS  install put off 2 times: machine at work$/m);
+    const timeline = await api<{ items: { kind: string; status: string; reason?: string }[] }>('GET', '/api/v1/devices/g-5-restarted/events');
+    assert.equal(timeline.items.find((e) => e.kind === 'state')?.reason, "the device's install gate put the install off (2): machine at work");
   });
 });

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,7 @@ import { ApiClient } from '../../src/cli/api-client.ts';
 import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, deploy, startAgent } from '../security/support.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = '/usr/bin/chromium';
@@ -315,6 +317,21 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.keyboard.press('Enter');
     await heading('Devices');
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'main', 'focus moves to the new page');
+  });
+
+  it("shows on a device's page why its install waits: its install gate put it off", async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'updraft-dash-gate-'));
+    await addArtifact(ts, '9.0.0', randomBytes(2000), 'gated');
+    const gated = await startAgent(ts, root, 'gate-1', { installGate: async () => ({ later: 'battery at 12%' }), installGateRetryMs: 60_000 });
+    try {
+      await deploy(ts, ['gate-1'], 'gated@9.0.0');
+      await page.goto(`${ts.httpUrl}/devices/gate-1`);
+      await heading(/Device gate-1/);
+      await page.getByRole('cell', { name: 'install put off by the device (1): battery at 12%' }).waitFor();
+    } finally {
+      await gated.agent.stop();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('shows the keys, rotates the URL key and replaces the operator token from the Security page; the tab goes on with the new token', async () => {

@@ -65,6 +65,9 @@ describe('replica over MQTT', () => {
       [{ state: { reported: { software: { size: -1 } } }, clientToken: 'bad-14' }, 400, /size must be a non-negative integer$/],
       [{ state: { reported: { software: { jobId: 7 } } }, clientToken: 'bad-15' }, 400, /jobId must be a string$/],
       [{ state: { reported: { software: { keySerial: '2' } } }, clientToken: 'bad-16' }, 400, /^state\.reported\.software\.keySerial must be a non-negative integer$/],
+      [{ state: { reported: { software: { status: 'VERIFYING', waiting: { reason: 'battery low', count: 1, nextCheckInSeconds: 86_401 } } } }, clientToken: 'bad-17' }, 400, /^state\.reported\.software\.waiting must be null or \{reason: a string of at most 500 characters, count: a whole number from 1, nextCheckInSeconds: above 0 and at most 86400\}$/],
+      [{ state: { reported: { software: { status: 'VERIFYING', waiting: { reason: 'x'.repeat(501), count: 1, nextCheckInSeconds: 60 } } } }, clientToken: 'bad-18' }, 400, /waiting must be null or/],
+      [{ state: { reported: { software: { status: 'VERIFYING', waiting: { count: 2 } } } }, clientToken: 'bad-19' }, 400, /waiting must be null or/],
     ];
     for (const [body, code, message] of cases) {
       const token = typeof body === 'object' ? (body as { clientToken: string }).clientToken : undefined;

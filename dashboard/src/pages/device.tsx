@@ -74,7 +74,7 @@ export function DevicePage({ id }: { id: string }) {
                     <td>
                       <StatusBadge status={e.status} />
                     </td>
-                    <td>{e.details.error ?? '—'}</td>
+                    <td>{e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : '—')}</td>
                     <td>{dateTime(e.updatedAt)}</td>
                   </tr>
                 ))}

@@ -9,6 +9,7 @@
 import type { Command } from 'commander';
 import { replaceOperatorToken } from '../server/operator-token.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
+import { print, withApi, type Common } from './api-commands.ts';
 
 export function addTokenCommand(program: Command): void {
   const token = program.command('token').description('the operator token');
@@ -35,4 +36,24 @@ export function addTokenCommand(program: Command): void {
       ].join('\n');
       process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : text + '\n');
     });
+
+  // read-only tokens (server/viewer-tokens.ts)
+  const viewer = token.command('viewer').description('read-only API tokens: for monitoring, wall dashboards, support desks; they cannot change anything');
+  withApi(viewer.command('add <name>').description('a new read-only token named <name> (shown once)')).action(async (name: string, opts: Common) => {
+    const r = await new ApiClient(opts).call<{ name: string; token: string; createdAt: number }>('POST', '/api/v1/viewer-tokens', { name });
+    const text = [
+      `viewer token ${r.name} (shown once; the server keeps only its hash): ${r.token}`,
+      '  it reads the operator API (GET, the event stream, dry runs) and changes nothing; it is no MQTT password',
+      `  remove it with: updraft token viewer remove ${r.name}`,
+    ].join('\n');
+    print(opts, r, text);
+  });
+  withApi(viewer.command('list').description('the read-only tokens, by name (never the tokens)')).action(async (opts: Common) => {
+    const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number }[] }>('GET', '/api/v1/viewer-tokens');
+    print(opts, r, r.items.length === 0 ? 'no viewer token' : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}`).join('\n'));
+  });
+  withApi(viewer.command('remove <name>').description('removes a read-only token: refused at once by this server, within 30 s by every instance')).action(async (name: string, opts: Common) => {
+    const r = await new ApiClient(opts).call<{ removed: string }>('DELETE', `/api/v1/viewer-tokens/${encodeURIComponent(name)}`);
+    print(opts, r, `viewer token ${r.removed} removed: refused from now on`);
+  });
 }

@@ -28,7 +28,7 @@ export const MAX_BACKLOG_BYTES = 4 << 20;
 export function addEventStream(router: Router, deps: { events: EventBus; logger?: Logger; maxBacklogBytes?: number }): void {
   const logger = deps.logger ?? silentLogger;
   const maxBacklog = deps.maxBacklogBytes ?? MAX_BACKLOG_BYTES;
-  router.add('GET', '/api/v1/events', async ({ req, res, url }) => {
+  router.add('GET', '/api/v1/events', async ({ req, res, url, caller }) => {
     const rawTypes = url.searchParams.get('types');
     const types = rawTypes ? rawTypes.split(',').map((t) => t.trim()) : [...DEFAULT_TYPES];
     const unknown = types.find((t) => !(TYPES as readonly string[]).includes(t));
@@ -49,7 +49,9 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
     };
     const offs: (() => void)[] = [];
     // opened with a token that is no longer the operator's: sign in again
-    offs.push(deps.events.on('operator.token-rotated', () => res.end()));
+    if (caller?.role !== 'viewer') offs.push(deps.events.on('operator.token-rotated', () => res.end()));
+    // opened with a viewer token that was removed (or replaced under its name)
+    if (caller?.role === 'viewer') offs.push(deps.events.on('viewer.tokens', ({ name }) => name === caller.name && res.end()));
     if (types.includes('job.changed')) {
       offs.push(deps.events.on('job.changed', ({ job }) => {
         if (deviceId || (jobId && job.jobId !== jobId)) return;

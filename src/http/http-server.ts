@@ -8,10 +8,18 @@ import { UpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
 import type { Logger } from '../util/logger.ts';
 import { sendError, sendJson } from './respond.ts';
-import type { Router } from './router.ts';
+import type { Caller, Router } from './router.ts';
 
 /** POSTs that change nothing (they carry a request body to read against): not changes, so not audited or counted as such. */
 const READS_BY_POST = new Set(['/api/v1/jobs/preview']);
+/** Reads that hand out secrets (the broker's password hashes) or manage tokens: the operator's only. */
+const OPERATOR_READS = ['/api/v1/broker/credentials', '/api/v1/viewer-tokens'];
+
+/** True when a read-only viewer token may make this call (`server/viewer-tokens.ts`). */
+export function viewerMay(method: string, pathname: string): boolean {
+  const reads = method === 'GET' || method === 'HEAD' || (method === 'POST' && READS_BY_POST.has(pathname));
+  return reads && !OPERATOR_READS.some((p) => pathname === p || pathname.startsWith(p + '/'));
+}
 
 /** Options of the HTTP server. */
 export interface HttpServerOptions {
@@ -20,6 +28,8 @@ export interface HttpServerOptions {
   router: Router;
   /** Required as `Authorization: Bearer <token>` on every `/api/` call. */
   operatorToken: string;
+  /** Read-only tokens also taken, for reads only: the viewer's name of a token, or undefined. */
+  viewerTokens?: { match(token: string): string | undefined };
   logger: Logger;
   /** Serve HTTPS with this key and certificate chain (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
@@ -72,9 +82,15 @@ export class HttpServer {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      let caller: Caller | undefined;
       if (url.pathname.startsWith('/api/')) {
-        this.audit(req, res, url);
-        this.checkToken(req);
+        const audit = this.audit(req, res, url);
+        caller = this.checkToken(req);
+        if (audit) audit.by = caller.role === 'operator' ? 'operator' : `viewer ${caller.name}`;
+        const method = req.method ?? 'GET';
+        if (caller.role === 'viewer' && !viewerMay(method, url.pathname)) {
+          throw new UpdraftError('FORBIDDEN', `the viewer token ${caller.name} is read-only: ${method} ${url.pathname} needs the operator token`);
+        }
       }
       const found = this.opts.router.match(req.method ?? 'GET', url.pathname);
       if (!found) throw new UpdraftError('NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
@@ -82,7 +98,7 @@ export class HttpServer {
         res.setHeader('allow', found.allowed.join(', '));
         throw new UpdraftError('BAD_REQUEST', `method ${req.method} is not allowed on ${url.pathname}`, { status: 405 });
       }
-      await found.handler({ req, res, params: found.params, url });
+      await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {
       if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
       sendError(res, err);
@@ -98,15 +114,18 @@ export class HttpServer {
    * Refused tokens are logged at most every 10 s with their count, so guessing cannot flood
    * the log.
    */
-  private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): void {
+  private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): { by: string } | undefined {
     const method = req.method ?? 'GET';
-    if (method === 'GET' || method === 'HEAD' || READS_BY_POST.has(url.pathname)) return;
+    if (method === 'GET' || method === 'HEAD' || READS_BY_POST.has(url.pathname)) return undefined;
     const started = performance.now();
+    // who asked (the operator, or a viewer token refused with 403), once the token is checked
+    const entry = { by: '' };
     res.once('finish', () => {
       if (res.statusCode === 401) return; // counted and logged by checkToken
       this.stats.changes++;
-      this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote: req.socket.remoteAddress ?? '' });
+      this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote: req.socket.remoteAddress ?? '', by: entry.by });
     });
+    return entry;
   }
 
   private refusedTokens = { at: -Infinity, count: 0 };
@@ -121,17 +140,18 @@ export class HttpServer {
     this.refusedTokens = { at: now, count: 0 };
   }
 
-  private checkToken(req: http.IncomingMessage): void {
+  private checkToken(req: http.IncomingMessage): Caller {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(header);
     if (!m) {
       this.noteRefusedToken(req);
       throw new UpdraftError('UNAUTHORIZED', 'the operator token is required: send Authorization: Bearer <token>');
     }
-    if (!secretMatches(Buffer.from(m[1]!), this.operatorToken)) {
-      this.noteRefusedToken(req);
-      throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
-    }
+    if (secretMatches(Buffer.from(m[1]!), this.operatorToken)) return { role: 'operator' };
+    const viewer = this.opts.viewerTokens?.match(m[1]!);
+    if (viewer !== undefined) return { role: 'viewer', name: viewer };
+    this.noteRefusedToken(req);
+    throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
   }
 
   async stop(): Promise<void> {

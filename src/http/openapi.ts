@@ -165,7 +165,7 @@ const schemas: Obj = {
 export function openApiDocument(): Obj {
   return {
     openapi: '3.1.0',
-    info: { title: 'Updraft operator API', version: '1', description: 'Self-hosted OTA updates: artifacts, devices, groups, rollout jobs, fleet view, live events. Every call needs `Authorization: Bearer <operator token>`.' },
+    info: { title: 'Updraft operator API', version: '1', description: 'Self-hosted OTA updates: artifacts, devices, groups, rollout jobs, fleet view, live events. Every call needs `Authorization: Bearer <token>`: the operator token, or a read-only viewer token (GET and HEAD, the event stream, a job\'s dry run; 403 for the rest).' },
     components: { securitySchemes: { operatorToken: { type: 'http', scheme: 'bearer' } }, schemas },
     security: [{ operatorToken: [] }],
     paths: {
@@ -261,6 +261,11 @@ export function openApiDocument(): Obj {
           parameters: [...pageParams, { name: 'ids', in: 'query', schema: { type: 'string' }, description: 'comma-separated device ids (at most 100): those only, the ones not registered left out, no paging' }],
         }),
       },
+      '/api/v1/viewer-tokens': {
+        get: op('The read-only viewer tokens, by name (never the tokens); the operator only', { '200': json({ type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, createdAt: { type: 'integer' } } } } } }) }),
+        post: op('A new read-only viewer token {name}: the token is in the answer only (the store keeps its SHA-256); 409 when the name is taken', { '201': json({ type: 'object', properties: { name: { type: 'string' }, token: { type: 'string' }, createdAt: { type: 'integer' } } }) }),
+      },
+      '/api/v1/viewer-tokens/{name}': { delete: op('Removes a viewer token: refused from now on (other instances: at the relayed event, within 30 s)', { '200': json({ type: 'object', properties: { removed: { type: 'string' } } }) }) },
       '/api/v1/metrics': { get: op('Server counters: MQTT messages and connections, shadow requests and rejections, downloads, process memory, event-loop load; Prometheus text format 0.0.4 when Accept prefers text/plain (docs/deployment.md, Monitoring)', { '200': { description: 'the counters', content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } } } }) },
       // the dashboard's aggregations (insight-routes.ts): small answers at any fleet size
       '/api/v1/fleet/overview': { get: op('Fleet summary (cached up to 2 s) and the latest failed executions of the last 20 jobs with their reasons', { '200': json(ref('FleetOverview')) }) },

@@ -4,12 +4,17 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+/** Who called the operator API: the operator, or a read-only viewer token (its name). */
+export type Caller = { role: 'operator' } | { role: 'viewer'; name: string };
+
 /** What a handler receives. */
 export interface RouteContext {
   req: IncomingMessage;
   res: ServerResponse;
   params: Record<string, string>;
   url: URL;
+  /** Set on `/api/` routes, whose token was checked. */
+  caller?: Caller;
 }
 
 /** A route handler; throw UpdraftError for refusals. */

@@ -616,6 +616,18 @@ export class PostgresStore implements StateStore {
     await this.write((c) => c.query('INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at', [key, value, Date.now()]));
   }
 
+  async addSetting(key: string, value: string): Promise<boolean> {
+    return this.write(async (c) => (await c.query('INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING', [key, value, Date.now()])).rowCount === 1);
+  }
+
+  async deleteSetting(key: string): Promise<boolean> {
+    return this.write(async (c) => (await c.query('DELETE FROM settings WHERE key = $1', [key])).rowCount === 1);
+  }
+
+  async listSettings(prefix: string): Promise<{ key: string; value: string }[]> {
+    return this.read<{ key: string; value: string }>('SELECT key, value FROM settings WHERE left(key, length($1)) = $1 ORDER BY key COLLATE "C"', [prefix]);
+  }
+
   async listGroups(): Promise<GroupRecord[]> {
     const rows = await this.read<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups ORDER BY name`, []);
     return rows.map(toGroup);

@@ -403,6 +403,9 @@ interface Statements {
   isGroupMember: Stmt<{ one: number }>;
   getSetting: Stmt<{ value: string }>;
   putSetting: Stmt;
+  addSetting: Stmt;
+  deleteSetting: Stmt;
+  listSettings: Stmt<{ key: string; value: string }>;
 }
 
 /** One queued write: `run` executes inside the batch transaction; settled after the commit. */
@@ -927,6 +930,18 @@ export class SqliteStore implements StateStore {
     });
   }
 
+  async addSetting(key: string, value: string): Promise<boolean> {
+    return this.enqueue(() => this.statements().addSetting.run(key, value, Date.now()).changes === 1);
+  }
+
+  async deleteSetting(key: string): Promise<boolean> {
+    return this.enqueue(() => this.statements().deleteSetting.run(key).changes === 1);
+  }
+
+  async listSettings(prefix: string): Promise<{ key: string; value: string }[]> {
+    return this.statements().listSettings.all(prefix, prefix);
+  }
+
   /**
    * Queues a write of several statements that go in together or not at all: a savepoint
    * (nested transaction) of its own, so a failure undoes this write only, not its batch.
@@ -1150,6 +1165,9 @@ function prepare(db: Database.Database): Statements {
     isGroupMember: p<{ one: number }>('SELECT 1 AS one FROM group_members WHERE name = ? AND device_id = ?'),
     getSetting: p<{ value: string }>('SELECT value FROM settings WHERE key = ?'),
     putSetting: p('INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
+    addSetting: p('INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING'),
+    deleteSetting: p('DELETE FROM settings WHERE key = ?'),
+    listSettings: p<{ key: string; value: string }>('SELECT key, value FROM settings WHERE substr(key, 1, length(?)) = ? ORDER BY key'),
   };
 }
 

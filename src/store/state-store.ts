@@ -337,4 +337,10 @@ export interface StateStore {
   getSetting(key: string): Promise<string | undefined>;
   /** Writes a shared setting (last write wins: callers check what they replace). */
   putSetting(key: string, value: string): Promise<void>;
+  /** Writes a shared setting only where `key` has none: false (nothing written) when it has one. */
+  addSetting(key: string, value: string): Promise<boolean>;
+  /** Removes a shared setting: false when there was none. */
+  deleteSetting(key: string): Promise<boolean>;
+  /** The shared settings whose keys start with `prefix`, by key. */
+  listSettings(prefix: string): Promise<{ key: string; value: string }[]>;
 }

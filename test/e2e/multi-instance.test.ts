@@ -107,6 +107,15 @@ if (!mosquitto.ok || !pgResult.ok) {
       const onB = await b.api.call<{ signing: { certificate: { serial: number } | null }; root: { keyId: string } | null }>('GET', '/api/v1/keys');
       assert.equal(onB.signing.certificate?.serial, 1);
       assert.equal(onB.root?.keyId, certificate.rootKeyId, 'with its root, written to its data directory for its next start');
+      // a viewer token added through one instance reads through the other; removed on the
+      // first, it is refused by the other at once (the store and the relayed event)
+      const viewer = await a.api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'grafana' });
+      const viewerOnB = new ApiClient({ server: b.api.baseUrl, token: viewer.token });
+      const viewerRead = () => viewerOnB.call('GET', '/api/v1/fleet/versions').then(() => 200, (e: { status?: number }) => e.status);
+      await eventually(async () => ((await viewerRead()) === 200 ? true : undefined), 15_000, 'the viewer token taken on B');
+      await assert.rejects(viewerOnB.call('POST', '/api/v1/devices', { deviceId: 'by-viewer' }), { status: 403, message: /^the viewer token grafana is read-only: POST \/api\/v1\/devices needs the operator token$/ });
+      await a.api.call('DELETE', '/api/v1/viewer-tokens/grafana');
+      await eventually(async () => ((await viewerRead()) === 401 ? true : undefined), 15_000, 'the removed viewer token refused on B');
 
       await a.api.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', Buffer.from('firmware 2.0.0 '.repeat(1000)));
       const fleet = await registerFleet(a.api, 'm-', DEVICES);

@@ -38,7 +38,7 @@ describe('audit log of operator requests', () => {
     assert.equal((await call('DELETE', '/api/v1/artifacts/fw/2.0.0')).status, 200);
     const got = audit(from);
     assert.equal(got.length, 3, got.join('\n'));
-    assert.match(got[0]!, /INFO {2}\[http\] operator request method=POST path="\/api\/v1\/artifacts\?name=fw&version=2\.0\.0" status=201 ms=\d+ remote=127\.0\.0\.1$/);
+    assert.match(got[0]!, /INFO {2}\[http\] operator request method=POST path="\/api\/v1\/artifacts\?name=fw&version=2\.0\.0" status=201 ms=\d+ remote=127\.0\.0\.1 by=operator$/);
     assert.match(got[1]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/9\.9\.9 status=404 /);
     assert.match(got[2]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/2\.0\.0 status=200 /);
     assert.ok(!lines.some((l) => l.includes(server.operatorToken)), 'no token in the log');
@@ -54,5 +54,15 @@ describe('audit log of operator requests', () => {
     // and counted for alerts: every refusal, and the three changes of the test before (reads are not changes)
     const metrics = (await (await call('GET', '/api/v1/metrics')).json()) as { api: { changes: number; refusedTokens: number } };
     assert.deepEqual(metrics.api, { changes: 3, refusedTokens: 5 });
+  });
+
+  it('names the viewer token that asked for a change it may not make, and never the token', async () => {
+    const added = (await (await call('POST', '/api/v1/viewer-tokens', undefined, JSON.stringify({ name: 'wall-screen' }))).json()) as { token: string };
+    const from = lines.length;
+    assert.equal((await call('POST', '/api/v1/artifacts?name=fw&version=3.0.0', added.token, new Uint8Array(Buffer.from('build')))).status, 403);
+    const got = audit(from);
+    assert.equal(got.length, 1, got.join('\n'));
+    assert.match(got[0]!, /INFO {2}\[http\] operator request method=POST path="\/api\/v1\/artifacts\?name=fw&version=3\.0\.0" status=403 ms=\d+ remote=127\.0\.0\.1 by="viewer wall-screen"$/);
+    assert.ok(!lines.some((l) => l.includes(added.token)), 'no viewer token in the log');
   });
 });

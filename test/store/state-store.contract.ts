@@ -366,6 +366,24 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.getSetting('signing.certificate'), '{"serial":2}');
           assert.equal(await store.getSetting('other'), undefined);
         }));
+
+      it('adds a setting only where there is none, lists by prefix in key order, and removes one', () =>
+        withStore(async (store) => {
+          assert.equal(await store.addSetting('viewer-token:b', '{"n":1}'), true);
+          assert.equal(await store.addSetting('viewer-token:b', '{"n":2}'), false, 'not over one already there');
+          assert.equal(await store.getSetting('viewer-token:b'), '{"n":1}');
+          assert.equal(await store.addSetting('viewer-token:a', '{"n":3}'), true);
+          await store.putSetting('viewer-tokenz', 'x');
+          await store.putSetting('other', 'y');
+          assert.deepEqual(await store.listSettings('viewer-token:'), [
+            { key: 'viewer-token:a', value: '{"n":3}' },
+            { key: 'viewer-token:b', value: '{"n":1}' },
+          ]);
+          assert.equal(await store.deleteSetting('viewer-token:a'), true);
+          assert.equal(await store.deleteSetting('viewer-token:a'), false);
+          assert.deepEqual((await store.listSettings('viewer-token:')).map((s) => s.key), ['viewer-token:b']);
+          assert.deepEqual(await store.listSettings('nothing:'), []);
+        }));
     });
 
     describe('artifacts', () => {

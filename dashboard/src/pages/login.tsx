@@ -1,6 +1,7 @@
 /**
  * Sign-in: the operator token (printed by the server on first start, kept in
- * data/operator-token). Checked against the API before it is kept for the tab.
+ * data/operator-token), or a read-only viewer token. Checked against the API before it is
+ * kept for the tab.
  */
 import { useState } from 'preact/hooks';
 import { setToken } from '../auth.ts';
@@ -18,7 +19,7 @@ export function LoginPage() {
     const res = await fetch('/api/v1/openapi.json', { headers: { authorization: `Bearer ${t}` } }).catch(() => undefined);
     setBusy(false);
     if (!res) return setError('The server cannot be reached; check that it runs.');
-    if (res.status === 401) return setError('That token is not the operator token. It is in data/operator-token on the server.');
+    if (res.status === 401) return setError('That token is neither the operator token nor a viewer token. The operator token is in data/operator-token on the server.');
     if (!res.ok) return setError(`The server answered HTTP ${res.status}.`);
     setToken(t);
   };
@@ -30,7 +31,7 @@ export function LoginPage() {
         <label for="token">Operator token</label>
         <input id="token" name="token" type="password" autoComplete="current-password" value={token} onInput={(e) => setValue(e.currentTarget.value)} aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'token-error' : 'token-help'} autoFocus />
         <p id="token-help" class="help">
-          The server prints it on first start; it is also in <code>data/operator-token</code>. It is kept only for this browser tab.
+          The server prints it on first start; it is also in <code>data/operator-token</code>. A read-only viewer token (<code>updraft token viewer add</code>) signs in too, and changes nothing. It is kept only for this browser tab.
         </p>
         {error && (
           <p id="token-error" class="field-error" role="alert">

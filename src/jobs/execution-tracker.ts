@@ -143,8 +143,9 @@ export class ExecutionTracker {
     // device's install gate (and from the end of a wait): a device waiting for its gate is not
     // stuck; the same wait applied twice (a repeated report) does not restart it
     delete details.waiting;
-    if (reported.waiting) details.waiting = { ...reported.waiting };
-    const waitChanged = reported.waiting ? !sameWait(cur.details.waiting, reported.waiting) : cur.details.waiting !== undefined;
+    const wait = reported.status === 'VERIFYING' ? reported.waiting : undefined; // a verified build waits, nothing else
+    if (wait) details.waiting = { ...wait };
+    const waitChanged = wait ? !sameWait(cur.details.waiting, wait) : cur.details.waiting !== undefined;
     if (cur.details.agentStatus !== reported.status || waitChanged) details.phaseStartedAt = now;
     if (to === 'SUCCEEDED' && reported.version !== job.artifactVersion) {
       to = 'FAILED';

@@ -4,8 +4,8 @@
  * screen-reader users start reading the new page, not the old link.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { getToken, onAuthChange, setToken } from './auth.ts';
-import { useStreamStatus } from './hooks.ts';
+import { getToken, getViewer, onAuthChange, setToken } from './auth.ts';
+import { useReadOnly, useStreamStatus } from './hooks.ts';
 import { ArtifactsPage } from './pages/artifacts.tsx';
 import { DevicePage } from './pages/device.tsx';
 import { DevicesPage } from './pages/devices.tsx';
@@ -61,6 +61,7 @@ function LiveIndicator() {
 
 export function App() {
   const [signedIn, setSignedIn] = useState(getToken() !== null);
+  const readOnly = useReadOnly();
   useEffect(() => onAuthChange(() => setSignedIn(getToken() !== null)), []);
   const { path } = useLocation();
   const main = useRef<HTMLElement>(null);
@@ -93,6 +94,11 @@ export function App() {
           </ul>
         </nav>
         <LiveIndicator />
+        {readOnly && (
+          <span class="read-only" role="note">
+            Read-only: viewer token {getViewer()}
+          </span>
+        )}
         <button type="button" class="secondary" onClick={() => setToken(null)}>
           Sign out
         </button>

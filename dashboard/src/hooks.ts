@@ -1,6 +1,7 @@
 /** Data hooks: load an API resource, and reload it (throttled) when live events arrive. */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { get } from './api.ts';
+import { getViewer, onAuthChange } from './auth.ts';
 import { subscribe, type StreamEvent, type StreamStatus } from './event-stream.ts';
 
 /** A loaded resource. */
@@ -105,4 +106,11 @@ export function usePoll(loaded: Loaded<unknown>[], ms: number): void {
     }, ms);
     return () => clearInterval(timer);
   }, [ms]);
+}
+
+/** True while the tab is signed in with a read-only viewer token: what would change something is not shown. */
+export function useReadOnly(): boolean {
+  const [viewer, setViewer] = useState(getViewer());
+  useEffect(() => onAuthChange(() => setViewer(getViewer())), []);
+  return viewer !== null;
 }

@@ -144,9 +144,12 @@ export class ViewerTokens {
 
 /**
  * `GET /api/v1/viewer-tokens` (names and dates), `POST` `{name}` (the token, shown once),
- * `DELETE /api/v1/viewer-tokens/:name`. The operator's only (`http-server.ts`).
+ * `DELETE /api/v1/viewer-tokens/:name`: the operator's only (`http-server.ts`). And
+ * `GET /api/v1/whoami`, for anyone with a token: `{role: "operator"}` or `{role: "viewer", name}`.
  */
 export function addViewerTokenRoutes(router: Router, tokens: ViewerTokens): void {
+  // who the token is: the dashboard hides what a viewer may not do
+  router.add('GET', '/api/v1/whoami', async ({ res, caller }) => sendJson(res, 200, caller ?? { role: 'operator' }));
   router.add('GET', '/api/v1/viewer-tokens', async ({ res }) => {
     await tokens.reload();
     sendJson(res, 200, { items: tokens.list() });

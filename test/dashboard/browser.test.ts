@@ -334,6 +334,49 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it('signs in with a read-only viewer token: every page shows, and nothing that would change something', async () => {
+    const { token: viewer } = await api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'wall-screen' });
+    const signIn = async (token: string) => {
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByLabel('Operator token').fill(token);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await nav('Overview').click();
+      await heading('Fleet overview');
+    };
+    const none = async (locator: ReturnType<Page['getByRole']>, what: string) => assert.equal(await locator.count(), 0, what);
+    await signIn(viewer);
+    await page.getByRole('note').filter({ hasText: 'Read-only: viewer token wall-screen' }).waitFor();
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    await nav('Jobs').click();
+    await heading('Jobs');
+    await page.getByRole('link', { name: /^job / }).first().waitFor();
+    await none(page.getByRole('link', { name: 'New rollout' }), 'no new rollout');
+    await page.getByRole('link', { name: /^job / }).first().click();
+    await page.getByRole('heading', { level: 2 }).first().waitFor();
+    await none(page.getByRole('group', { name: 'Job controls' }), 'no job controls');
+    await nav('Artifacts').click();
+    await heading('Artifacts');
+    await page.getByTestId('artifacts-table').waitFor();
+    await none(page.getByRole('button', { name: 'Upload' }), 'no upload');
+    await none(page.getByRole('button', { name: /^Delete / }), 'no delete');
+    await page.goto(`${ts.httpUrl}/devices/sim-01`);
+    await heading(/Device sim-01/);
+    await page.getByRole('heading', { name: 'Job history' }).waitFor();
+    await none(page.getByRole('button', { name: 'Revoke device' }), 'no revoke');
+    await page.goto(`${ts.httpUrl}/jobs/new`);
+    await page.getByRole('note').filter({ hasText: 'rollouts are started with the operator token' }).waitFor();
+    await nav('Security').click();
+    await heading('Security');
+    await page.getByTestId('url-keys').waitFor();
+    await none(page.getByRole('button', { name: 'Rotate URL key' }), 'no key rotation');
+    await shot('12-viewer');
+    // and back to the operator, with every control
+    await signIn(ts.token);
+    await none(page.getByRole('note').filter({ hasText: 'Read-only' }), 'no read-only note');
+    await nav('Jobs').click();
+    await page.getByRole('link', { name: 'New rollout' }).waitFor();
+  });
+
   it('shows the keys, rotates the URL key and replaces the operator token from the Security page; the tab goes on with the new token', async () => {
     await nav('Security').click();
     await heading('Security');

@@ -48,6 +48,8 @@ describe('viewer tokens', () => {
     assert.equal(metrics.status, 200);
     assert.match(await metrics.text(), /^updraft_online_devices 0$/m);
     assert.equal((await call(viewer, 'GET', '/api/v1/devices/v-1')).status, 200);
+    assert.deepEqual(await (await call(viewer, 'GET', '/api/v1/whoami')).json(), { role: 'viewer', name: 'prometheus' });
+    assert.deepEqual(await (await call(ts.token, 'GET', '/api/v1/whoami')).json(), { role: 'operator' });
     const preview = await call(viewer, 'POST', '/api/v1/jobs/preview', { artifact: 'fw@2.0.0', targets: { devices: ['v-1'] } });
     assert.equal(preview.status, 200, await preview.clone().text());
     const listed = await runCli(['device', 'list', '--server', ts.httpUrl, '--token', viewer]);

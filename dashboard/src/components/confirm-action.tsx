@@ -4,6 +4,7 @@
  * button comes back so the operator can try again.
  */
 import { useState } from 'preact/hooks';
+import { useReadOnly } from '../hooks.ts';
 
 export interface ConfirmActionProps {
   /** The button's text, and its accessible name when `name` is absent. */
@@ -23,6 +24,7 @@ export interface ConfirmActionProps {
 }
 
 export function ConfirmAction(p: ConfirmActionProps) {
+  const readOnly = useReadOnly();
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>();
@@ -38,6 +40,7 @@ export function ConfirmAction(p: ConfirmActionProps) {
       setBusy(false);
     }
   };
+  if (readOnly) return null; // a viewer token changes nothing: no button that would be refused
   return (
     <>
       {!confirming ? (

@@ -11,15 +11,16 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { bytes, dateTime } from '../format.ts';
-import { useApi } from '../hooks.ts';
+import { useApi, useReadOnly } from '../hooks.ts';
 import type { Artifact, Page } from '../types.ts';
 
 export function ArtifactsPage() {
   const list = useApi<Page<Artifact>>('/artifacts');
+  const readOnly = useReadOnly();
   return (
     <>
       <h1>Artifacts</h1>
-      <UploadForm onDone={list.reload} />
+      {!readOnly && <UploadForm onDone={list.reload} />}
       <section aria-labelledby="list-h">
         <h2 id="list-h">Builds</h2>
         <ErrorNote error={list.error} />

@@ -6,7 +6,7 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { dateTime, shortId, time } from '../format.ts';
-import { useApi, useLiveReload } from '../hooks.ts';
+import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate } from '../router.tsx';
 import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
 
@@ -110,6 +110,7 @@ export function DevicePage({ id }: { id: string }) {
  */
 function DeviceControls({ id, revoked, onChange }: { id: string; revoked: boolean; onChange: () => void }) {
   const enc = encodeURIComponent(id);
+  const readOnly = useReadOnly();
   const [error, setError] = useState<string | undefined>();
   const reinstate = async () => {
     setError(undefined);
@@ -120,6 +121,7 @@ function DeviceControls({ id, revoked, onChange }: { id: string; revoked: boolea
       setError((err as Error).message);
     }
   };
+  if (readOnly) return null;
   return (
     <div class="controls" role="group" aria-label="Device controls">
       {revoked ? (

@@ -7,7 +7,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { ApiError, api } from '../api.ts';
 import { Field } from '../components/field.tsx';
-import { useApi } from '../hooks.ts';
+import { useApi, useReadOnly } from '../hooks.ts';
 import { emptyForm, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
 import { navigate } from '../router.tsx';
 import { count as count0, dateTime } from '../format.ts';
@@ -15,6 +15,7 @@ import type { Artifact, JobPreview, JobView, Page } from '../types.ts';
 
 export function JobNewPage() {
   const artifacts = useApi<Page<Artifact>>('/artifacts');
+  const readOnly = useReadOnly();
   const [f, setF] = useState<JobForm>(emptyForm());
   const [errors, setErrors] = useState<Partial<Record<ErrorKey, string>>>({});
   const [busy, setBusy] = useState(false);
@@ -56,6 +57,14 @@ export function JobNewPage() {
   };
 
   const count = Object.keys(errors).length;
+  if (readOnly) {
+    return (
+      <>
+        <h1>New rollout</h1>
+        <p role="note">This tab is signed in with a read-only viewer token: rollouts are started with the operator token.</p>
+      </>
+    );
+  }
   return (
     <>
       <h1>New rollout</h1>

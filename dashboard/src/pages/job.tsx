@@ -12,7 +12,7 @@ import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { TimelineChart } from '../components/timeline-chart.tsx';
 import { count, dateTime } from '../format.ts';
-import { useApi, useLiveReload } from '../hooks.ts';
+import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link } from '../router.tsx';
 import type { Execution, ExecutionStatus, JobView, JobTimeline, Page } from '../types.ts';
 
@@ -123,6 +123,7 @@ export function JobPage({ id }: { id: string }) {
 function Controls({ view, onChange }: { view: JobView; onChange: () => void }) {
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
+  const readOnly = useReadOnly();
   const status = view.job.status;
   const act = async (action: 'pause' | 'resume') => {
     setBusy(true);
@@ -136,7 +137,7 @@ function Controls({ view, onChange }: { view: JobView; onChange: () => void }) {
       setBusy(false);
     }
   };
-  if (FINAL.includes(status)) return null;
+  if (FINAL.includes(status) || readOnly) return null;
   return (
     <div class="controls" role="group" aria-label="Job controls">
       {status === 'PAUSED' ? (

@@ -2,7 +2,7 @@
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { count, dateTime, shortId } from '../format.ts';
-import { useApi, useLiveReload } from '../hooks.ts';
+import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
 import type { Job, Page } from '../types.ts';
 
@@ -10,14 +10,17 @@ export function JobsPage() {
   const { query } = useLocation();
   const after = query.get('after');
   const jobs = useApi<Page<Job>>(`/jobs?limit=25${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+  const readOnly = useReadOnly();
   useLiveReload({ types: 'job.changed' }, [jobs], 1000);
   return (
     <>
       <div class="title-row">
         <h1>Jobs</h1>
-        <Link href="/jobs/new" class="button">
-          New rollout
-        </Link>
+        {!readOnly && (
+          <Link href="/jobs/new" class="button">
+            New rollout
+          </Link>
+        )}
       </div>
       <ErrorNote error={jobs.error} />
       {!jobs.data ? (

@@ -16,12 +16,13 @@ export function LoginPage() {
     if (!t) return setError('Enter the operator token.');
     setBusy(true);
     setError(undefined);
-    const res = await fetch('/api/v1/openapi.json', { headers: { authorization: `Bearer ${t}` } }).catch(() => undefined);
+    const res = await fetch('/api/v1/whoami', { headers: { authorization: `Bearer ${t}` } }).catch(() => undefined);
     setBusy(false);
     if (!res) return setError('The server cannot be reached; check that it runs.');
     if (res.status === 401) return setError('That token is neither the operator token nor a viewer token. The operator token is in data/operator-token on the server.');
     if (!res.ok) return setError(`The server answered HTTP ${res.status}.`);
-    setToken(t);
+    const who = (await res.json().catch(() => ({}))) as { role?: string; name?: string };
+    setToken(t, who.role === 'viewer' ? (who.name ?? 'viewer') : null);
   };
   return (
     <main id="main" class="login">

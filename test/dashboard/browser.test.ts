@@ -335,7 +335,14 @@ describe('web dashboard in Chromium', { skip }, () => {
   });
 
   it('signs in with a read-only viewer token: every page shows, and nothing that would change something', async () => {
-    const { token: viewer } = await api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'wall-screen' });
+    // added on the Security page, shown once
+    await nav('Security').click();
+    await heading('Security');
+    await page.getByLabel('Name of a new viewer token').fill('wall-screen');
+    await page.getByRole('button', { name: 'Add viewer token' }).click();
+    const viewer = await page.getByLabel(/Viewer token wall-screen \(shown once/).inputValue();
+    assert.match(viewer, /^updr_view_/);
+    await page.getByTestId('viewer-tokens').getByRole('cell', { name: 'wall-screen', exact: true }).waitFor();
     const signIn = async (token: string) => {
       await page.getByRole('button', { name: 'Sign out' }).click();
       await page.getByLabel('Operator token').fill(token);
@@ -375,6 +382,12 @@ describe('web dashboard in Chromium', { skip }, () => {
     await none(page.getByRole('note').filter({ hasText: 'Read-only' }), 'no read-only note');
     await nav('Jobs').click();
     await page.getByRole('link', { name: 'New rollout' }).waitFor();
+    // removed on the Security page: refused from then on
+    await nav('Security').click();
+    await page.getByRole('button', { name: 'Remove wall-screen' }).click();
+    await page.getByRole('button', { name: 'Yes, remove wall-screen' }).click();
+    await page.getByRole('button', { name: 'Remove wall-screen' }).waitFor({ state: 'detached' });
+    assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${viewer}` } })).status, 401);
   });
 
   it('shows the keys, rotates the URL key and replaces the operator token from the Security page; the tab goes on with the new token', async () => {

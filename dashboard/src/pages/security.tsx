@@ -3,19 +3,22 @@
  * root (when it expires, so it is renewed before devices refuse updates), the URL signing
  * keys with rotation, and the replacement of the operator token. Replacing the token from
  * here signs this tab in with the new one and shows it once, for the CLI and other tools.
+ * And the read-only viewer tokens (the operator's only).
  */
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { setToken } from '../auth.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { certificateExpiry, dateTime } from '../format.ts';
-import { useApi } from '../hooks.ts';
+import { useApi, useReadOnly } from '../hooks.ts';
 import type { KeysView } from '../types.ts';
 
 export function SecurityPage() {
   const keys = useApi<KeysView>('/keys');
+  const readOnly = useReadOnly();
   const [newToken, setNewToken] = useState<string | undefined>();
   const [copied, setCopied] = useState(false);
   const cert = keys.data?.signing.certificate;
@@ -123,8 +126,90 @@ export function SecurityPage() {
               </div>
             )}
           </section>
+          {!readOnly && <ViewerTokens />}
         </>
       )}
     </>
+  );
+}
+
+/** The read-only viewer tokens: listed by name, added (the token shown once), removed. */
+function ViewerTokens() {
+  const list = useApi<{ items: { name: string; createdAt: number }[] }>('/viewer-tokens');
+  const [name, setName] = useState('');
+  const [error, setError] = useState<string | undefined>();
+  const [added, setAdded] = useState<{ name: string; token: string } | undefined>();
+  const [busy, setBusy] = useState(false);
+  const add = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const r = await api<{ name: string; token: string }>('POST', '/viewer-tokens', { name: name.trim() });
+      setAdded(r);
+      setName('');
+      list.reload();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section aria-labelledby="viewer-h">
+      <h2 id="viewer-h">Viewer tokens</h2>
+      <p class="muted">Read-only tokens for what only reads: Prometheus, a wall screen, a support desk. They change nothing and are no MQTT password. Each is shown once; removing one refuses it at once.</p>
+      <ErrorNote error={list.error} />
+      {list.data && list.data.items.length > 0 && (
+        <table data-testid="viewer-tokens">
+          <caption class="sr-only">Viewer tokens by name</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Added</th>
+              <th scope="col">
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.data.items.map((t) => (
+              <tr key={t.name}>
+                <td>{t.name}</td>
+                <td>{dateTime(t.createdAt)}</td>
+                <td>
+                  <ConfirmAction
+                    label="Remove"
+                    name={`Remove ${t.name}`}
+                    buttonClass="secondary"
+                    question={`Remove ${t.name}? What uses it is refused from now on.`}
+                    confirm={`Yes, remove ${t.name}`}
+                    keep="Keep it"
+                    run={async () => {
+                      await api('DELETE', `/viewer-tokens/${encodeURIComponent(t.name)}`);
+                      list.reload();
+                    }}
+                  />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <form class="inline-form" onSubmit={add} noValidate>
+        <Field id="viewer-name" label="Name of a new viewer token" error={error}>
+          <input id="viewer-name" value={name} placeholder="prometheus" onInput={(e) => setName(e.currentTarget.value)} aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'viewer-name-error' : undefined} />
+        </Field>
+        <button type="submit" disabled={busy || name.trim() === ''}>
+          Add viewer token
+        </button>
+      </form>
+      {added && (
+        <div class="new-token" role="status">
+          <label for="new-viewer-token">Viewer token {added.name} (shown once; the server keeps only its hash):</label>
+          <input id="new-viewer-token" readOnly value={added.token} onFocus={(e) => e.currentTarget.select()} />
+        </div>
+      )}
+    </section>
   );
 }

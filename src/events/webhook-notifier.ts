@@ -7,18 +7,23 @@
  * - **Signed**: with `webhook.secret`, `x-updraft-signature: t=<unix seconds>,sha256=<hex>`
  *   is the HMAC-SHA256 of `<t>.<body>` (the receiver recomputes it, and refuses an old `t`:
  *   a captured delivery cannot be replayed later).
- * - **At least once, in order**: deliveries go one at a time; a network error, a timeout
- *   (10 s), a 408, a 429 or a 5xx is retried with a doubling pause (5 attempts); another 4xx
- *   is the receiver refusing it, logged and dropped. `x-updraft-delivery` is the same on
- *   every attempt and on every instance (`<jobId>:<job version>`), so a receiver drops
- *   duplicates.
- * - **Bounded**: at most 1,000 deliveries wait; past that the oldest is dropped, with a warning.
- * - **One sender**: with several instances every one sees every job change (the event relay);
- *   only the one driving rollouts (`isLeader`) sends.
+ * - **At least once, in order, across restarts and instances**: a change is written to the
+ *   store (the shared settings, `webhook:<time>:<job>:<version>`) before it is sent, by every
+ *   instance that sees it (the relayed events), the first write winning: so a change made
+ *   while no instance drove rollouts, or queued when the sender stopped or died, is sent by
+ *   the next one. Only the instance driving rollouts (`isLeader`) sends, one at a time, in
+ *   the order of the changes, and marks each sent (kept an hour, so that a late copy from
+ *   another instance is not taken for news). A network error, a timeout (10 s), a 408, a
+ *   429 or a 5xx is retried with a doubling pause (5 attempts); another 4xx is the receiver
+ *   refusing it, logged and dropped. `x-updraft-delivery` is the same on every attempt and
+ *   on every instance (`<jobId>:<job version>`), so a receiver drops the duplicates a
+ *   sender's death between sending and marking can cause.
+ * - **Bounded**: at most 1,000 deliveries wait; past that the oldest waiting is dropped,
+ *   with a warning.
  */
 import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { JobRecord } from '../store/state-store.ts';
+import type { JobRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import type { EventBus } from './event-bus.ts';
 
@@ -48,6 +53,8 @@ export interface WebhookDelivery {
 /** What the notifier needs. */
 export interface WebhookDeps {
   events: EventBus;
+  /** Where deliveries wait (shared by the instances), so none is lost to a stop or a handover. */
+  store: StateStore;
   url: string;
   /** HMAC key of the signature; empty: deliveries are not signed. */
   secret: string;
@@ -56,6 +63,8 @@ export interface WebhookDeps {
   logger: Logger;
   /** First retry pause in ms (doubled per attempt); default 1000. */
   retryDelayMs?: number;
+  /** How often the sender looks for deliveries waiting in the store (written by another instance, or before a handover), in ms; default 5000. */
+  scanMs?: number;
   now?: () => number;
 }
 
@@ -64,18 +73,36 @@ const ATTEMPTS = 5;
 const TIMEOUT_MS = 10_000;
 /** A running job's first sighting this long after its creation is a restart, not news. */
 const NEW_JOB_MS = 60_000;
+/** Key prefix of the deliveries in the store's shared settings. */
+export const WEBHOOK_KEY = 'webhook:';
+/** How long a sent delivery's record is kept: a copy written late by another instance is then not sent again. */
+const SENT_KEPT_MS = 3_600_000;
+
+/** A delivery as stored: waiting, or `sentAt` (delivered, or given up). */
+interface Stored {
+  delivery: WebhookDelivery;
+  sentAt?: number;
+}
+
+/** The store key of a delivery: in the order of the changes, the same on every instance. */
+function keyOf(d: WebhookDelivery): string {
+  const [jobId, version] = [d.id.slice(0, d.id.lastIndexOf(':')), d.id.slice(d.id.lastIndexOf(':') + 1)];
+  return `${WEBHOOK_KEY}${String(d.at).padStart(15, '0')}:${jobId}:${version.padStart(10, '0')}`;
+}
 
 /** Sends job changes to the operator's endpoint. */
 export class WebhookNotifier {
   private readonly deps: WebhookDeps;
-  private readonly queue: { delivery: WebhookDelivery; body: string }[] = [];
   /** Each job's last status and wave seen (bounded like RecentEvents). */
   private readonly last = new Map<string, { status: string; wave: number }>();
   private off: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
   private running = false;
-  /** The drain under way (stop() waits for it), and whether one runs: set and cleared with no await between the queue's last check and the flag. */
+  /** The drain under way (stop() waits for it), and whether another pass is wanted after it. */
   private sending: Promise<void> | undefined;
-  private draining = false;
+  private again = false;
+  /** Records being written (stop() waits for them). */
+  private readonly writes = new Set<Promise<void>>();
   private readonly stopped = new AbortController();
   /** Deliveries made, failed for good, and dropped from a full queue (tests, metrics). */
   readonly stats = { delivered: 0, failed: 0, dropped: 0 };
@@ -88,15 +115,18 @@ export class WebhookNotifier {
     this.running = true;
     this.off = this.deps.events.on('job.changed', ({ job }) => this.onJob(job));
     if (!this.deps.secret) this.deps.logger.warn('webhook deliveries are not signed: set webhook.secret (UPDRAFT_WEBHOOK_SECRET) so the receiver can check they come from here');
+    // what waits in the store: written by another instance, or before a stop or a handover
+    this.timer = setInterval(() => this.kick(), this.deps.scanMs ?? 5_000);
+    this.timer.unref();
+    this.kick();
   }
 
   async stop(): Promise<void> {
     this.running = false;
     this.off?.();
+    clearInterval(this.timer);
     this.stopped.abort();
-    await this.sending;
-    if (this.queue.length > 0) this.deps.logger.warn('webhook deliveries not sent before the stop', { count: this.queue.length });
-    this.queue.length = 0;
+    await Promise.all([this.sending, ...this.writes]);
   }
 
   private now(): number {
@@ -121,7 +151,7 @@ export class WebhookNotifier {
     } else {
       return; // progress within a state: not news
     }
-    if (!this.running || !this.deps.isLeader()) return;
+    if (!this.running) return;
     const spec = job.spec as { plan?: { waves?: unknown[] } } | undefined;
     const reason = job.status === 'PAUSED' ? progress.pause?.message : job.status === 'ABORTED' ? progress.abortReason : undefined;
     const delivery: WebhookDelivery = {
@@ -139,32 +169,66 @@ export class WebhookNotifier {
         ...(job.description ? { description: job.description } : {}),
       },
     };
-    this.queue.push({ delivery, body: JSON.stringify(delivery) });
-    if (this.queue.length > MAX_QUEUED) {
-      const dropped = this.queue.shift()!;
-      this.stats.dropped++;
-      this.deps.logger.warn('webhook queue full: the oldest delivery was dropped', { delivery: dropped.delivery.id });
-    }
-    if (!this.draining) this.sending = this.drain();
+    // every instance writes it (the first write wins): the sender may be another one, or none for now
+    const write = this.deps.store
+      .addSetting(keyOf(delivery), JSON.stringify({ delivery } satisfies Stored))
+      .then((added) => {
+        if (added) this.kick();
+      })
+      .catch((err: unknown) => this.deps.logger.warn('webhook delivery not recorded; it is sent only if another instance recorded it', { delivery: delivery.id, error: (err as Error).message }))
+      .finally(() => this.writes.delete(write));
+    this.writes.add(write);
   }
 
+  /** Sends what waits, on the instance that drives rollouts; a pass under way goes round again. */
+  private kick(): void {
+    if (!this.running || !this.deps.isLeader()) return;
+    if (this.sending) {
+      this.again = true;
+      return;
+    }
+    this.sending = this.drain()
+      .catch((err: unknown) => this.deps.logger.warn('webhook deliveries not read from the store; trying again shortly', { error: (err as Error).message }))
+      .finally(() => {
+        this.sending = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** One pass: the waiting deliveries, oldest first, one at a time; sent records past their hour removed. */
   private async drain(): Promise<void> {
-    this.draining = true;
-    try {
-      while (this.running && this.queue.length > 0) {
-        // taken off the queue while it is sent: a full queue drops the oldest waiting, not this one
-        const next = this.queue.shift()!;
-        const ok = await this.deliver(next.delivery, next.body);
-        if (!this.running) return;
-        if (ok) this.stats.delivered++;
-        else this.stats.failed++;
+    const { store } = this.deps;
+    const waiting: { key: string; stored: Stored }[] = [];
+    for (const { key, value } of await store.listSettings(WEBHOOK_KEY)) {
+      let stored: Stored;
+      try {
+        stored = JSON.parse(value) as Stored;
+      } catch {
+        await store.deleteSetting(key);
+        continue;
       }
-    } finally {
-      // cleared as the loop sees an empty queue: a delivery queued after it starts a new drain
-      this.draining = false;
+      if (stored.sentAt === undefined) waiting.push({ key, stored });
+      else if (this.now() - stored.sentAt > SENT_KEPT_MS) await store.deleteSetting(key);
+    }
+    // a receiver down for long: the oldest waiting are dropped, the latest news kept
+    while (waiting.length > MAX_QUEUED) {
+      const dropped = waiting.shift()!;
+      await store.deleteSetting(dropped.key);
+      this.stats.dropped++;
+      this.deps.logger.warn('webhook queue full: the oldest delivery was dropped', { delivery: dropped.stored.delivery.id });
+    }
+    for (const { key, stored } of waiting) {
+      if (!this.running || !this.deps.isLeader()) return;
+      const ok = await this.deliver(stored.delivery, JSON.stringify(stored.delivery));
+      if (!this.running) return; // stopped mid-delivery: it waits in the store for the next sender
+      if (ok) this.stats.delivered++;
+      else this.stats.failed++;
+      await store.putSetting(key, JSON.stringify({ delivery: stored.delivery, sentAt: this.now() } satisfies Stored));
     }
   }
-
   /** True when the endpoint took it; false when it refused it or every attempt failed. */
   private async deliver(delivery: WebhookDelivery, body: string): Promise<boolean> {
     const base = this.deps.retryDelayMs ?? 1000;

@@ -222,7 +222,7 @@ export class UpdraftServer {
     let webhook: WebhookNotifier | undefined;
     if (config.webhook.url) {
       const engine = this.rollouts.engine;
-      webhook = new WebhookNotifier({ events, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook') });
+      webhook = new WebhookNotifier({ events, store: this.store, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook') });
       await this.startPart(webhook);
     }
     // after the bus: recovery and the first tick may send commands

@@ -12,10 +12,12 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import { EventBus } from '../../src/events/event-bus.ts';
 import { WebhookNotifier, type WebhookDelivery } from '../../src/events/webhook-notifier.ts';
 import type { JobRecord } from '../../src/store/state-store.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
@@ -122,27 +124,49 @@ describe('webhook notifications of rollouts', () => {
   });
 });
 
+/** A store in a temporary directory, as an instance's. */
+async function tempStore(): Promise<{ store: SqliteStore; close: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-hook-store-'));
+  const store = new SqliteStore({ path: path.join(dir, 'updraft.db') });
+  await store.start();
+  return {
+    store,
+    close: async () => {
+      await store.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('webhook delivery rules', () => {
-  /** A receiver answering `status` to everything, and a notifier posting to it. */
-  async function setup(status: number, leader: { is: boolean }) {
+  /**
+   * A receiver answering `status` to everything (or never, for `hang`), and a notifier
+   * posting to it; `store` is shared with other notifiers (instances) when given.
+   */
+  async function setup(status: number | 'hang', leader: { is: boolean }, shared?: SqliteStore) {
     const received: string[] = [];
     const receiver = http.createServer((req, res) => {
       req.resume();
       req.on('end', () => {
         received.push(req.headers['x-updraft-delivery'] as string);
-        res.writeHead(status).end();
+        if (status !== 'hang') res.writeHead(status).end();
       });
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const own = shared ? undefined : await tempStore();
+    const store = shared ?? own!.store;
     const events = new EventBus();
-    const notifier = new WebhookNotifier({ events, url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, secret: 's', isLeader: () => leader.is, logger: silentLogger, retryDelayMs: 1 });
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`;
+    const notifier = new WebhookNotifier({ events, store, url, secret: 's', isLeader: () => leader.is, logger: silentLogger, retryDelayMs: 1, scanMs: 50 });
     await notifier.start();
     const job: JobRecord = { jobId: 'j-1', artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS', createdAt: Date.now(), updatedAt: Date.now(), version: 1, progress: {} };
     const close = async () => {
       await notifier.stop();
+      receiver.closeAllConnections();
       await new Promise((r) => receiver.close(r));
+      await own?.close();
     };
-    return { received, events, notifier, job, close };
+    return { received, events, notifier, job, store, url, close };
   }
 
   it('a receiver refusing with a 4xx is not asked again; a 5xx is, five times in all', async () => {
@@ -164,19 +188,58 @@ describe('webhook delivery rules', () => {
     }
   });
 
-  it('an instance that does not drive rollouts sends nothing; once it takes the lead, it sends what changes from then on', async () => {
+  it('an instance that does not drive rollouts records changes and sends nothing; the one that takes the lead sends them, in order, once', async () => {
     const leader = { is: false };
     const follower = await setup(204, leader);
+    // another instance on the same store, which saw the same changes (the relayed events)
+    const other = await setup(204, { is: false }, follower.store);
     try {
-      follower.events.emit('job.changed', { job: follower.job });
-      follower.events.emit('job.changed', { job: { ...follower.job, status: 'PAUSED', version: 2 } });
+      const at = follower.job.updatedAt!;
+      const changes: JobRecord[] = [follower.job, { ...follower.job, status: 'PAUSED', version: 2, updatedAt: at + 1 }, { ...follower.job, status: 'CANCELED', version: 3, updatedAt: at + 2 }];
+      for (const job of changes) follower.events.emit('job.changed', { job });
+      for (const job of changes) other.events.emit('job.changed', { job });
+      await eventually(async () => ((await follower.store.listSettings('webhook:')).length === 3 ? true : undefined), 10_000, 'three recorded');
+      await sleep(200);
+      assert.deepEqual(follower.received, [], 'nothing sent without the lead');
       leader.is = true;
-      follower.events.emit('job.changed', { job: { ...follower.job, status: 'CANCELED', version: 3 } });
-      // deliveries go in order: had the first two been queued, they would come first
-      await eventually(async () => (follower.notifier.stats.delivered === 1 ? true : undefined), 10_000, 'the delivery after the lead');
-      assert.deepEqual(follower.received, ['j-1:3']);
+      await eventually(async () => (follower.notifier.stats.delivered === 3 ? true : undefined), 10_000, 'the three sent once it leads');
+      assert.deepEqual(follower.received, ['j-1:1', 'j-1:2', 'j-1:3']);
+      // a copy of a change sent already, recorded late by an instance that saw it late: not news
+      const late = await setup(204, { is: false }, follower.store);
+      try {
+        late.events.emit('job.changed', { job: changes[2]! });
+        await sleep(300);
+      } finally {
+        await late.close();
+      }
+      assert.deepEqual(follower.received, ['j-1:1', 'j-1:2', 'j-1:3'], 'each sent once');
+      assert.deepEqual(other.received, []);
     } finally {
+      await other.close();
       await follower.close();
+    }
+  });
+
+  it('a delivery under way when its sender stops is sent by the next one (a restart, or an instance taking over)', async () => {
+    const first = await setup('hang', { is: true });
+    const next = await setup(204, { is: false }, first.store);
+    try {
+      first.events.emit('job.changed', { job: first.job });
+      await eventually(async () => (first.received.length === 1 ? true : undefined), 10_000, 'the first attempt in flight');
+      await first.notifier.stop(); // the sender stops (or dies) before the receiver answers
+      assert.equal(first.notifier.stats.delivered, 0);
+      await next.notifier.stop();
+      const taking = new WebhookNotifier({ events: new EventBus(), store: first.store, url: next.url, secret: 's', isLeader: () => true, logger: silentLogger, retryDelayMs: 1, scanMs: 50 });
+      await taking.start();
+      try {
+        await eventually(async () => (taking.stats.delivered === 1 ? true : undefined), 10_000, 'sent by the next sender');
+        assert.deepEqual(next.received, ['j-1:1'], 'the same delivery id');
+      } finally {
+        await taking.stop();
+      }
+    } finally {
+      await next.close();
+      await first.close();
     }
   });
 });
@@ -197,16 +260,19 @@ describe('webhook queue', () => {
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     const events = new EventBus();
-    const notifier = new WebhookNotifier({ events, url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, secret: 's', isLeader: () => true, logger: silentLogger });
+    const { store, close } = await tempStore();
+    const notifier = new WebhookNotifier({ events, store, url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, secret: 's', isLeader: () => true, logger: silentLogger });
     await notifier.start();
     try {
-      const job = (i: number): JobRecord => ({ jobId: `job-${i}`, artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS', createdAt: Date.now(), updatedAt: Date.now(), version: 1, progress: {} });
+      const at = Date.now();
+      const job = (i: number): JobRecord => ({ jobId: `job-${i}`, artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS', createdAt: at, updatedAt: at + i, version: 1, progress: {} });
       events.emit('job.changed', { job: job(0) });
       await eventually(async () => (received.length === 1 ? true : undefined), 10_000, 'the first delivery in flight');
       for (let i = 1; i <= 1001; i++) events.emit('job.changed', { job: job(i) });
-      assert.equal(notifier.stats.dropped, 1);
+      await eventually(async () => ((await store.listSettings('webhook:')).length === 1002 ? true : undefined), 10_000, 'all recorded');
       release();
       await eventually(async () => (notifier.stats.delivered === 1001 ? true : undefined), 30_000, 'the rest delivered');
+      assert.equal(notifier.stats.dropped, 1);
       assert.equal(received[0], 'job-0', 'the one being sent was sent');
       assert.ok(!received.includes('job-1'), 'the oldest waiting was dropped');
       assert.deepEqual(received.slice(1, 3), ['job-2', 'job-3'], 'the rest in order');
@@ -214,6 +280,7 @@ describe('webhook queue', () => {
     } finally {
       await notifier.stop();
       await new Promise((r) => receiver.close(r));
+      await close();
     }
   });
 });

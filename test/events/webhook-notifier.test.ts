@@ -17,10 +17,11 @@ import type { UpdateAgent } from '../../src/agent/agent.ts';
 import { EventBus } from '../../src/events/event-bus.ts';
 import { WebhookNotifier, type WebhookDelivery } from '../../src/events/webhook-notifier.ts';
 import type { JobRecord } from '../../src/store/state-store.ts';
-import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { startTempStore } from '../helpers/sqlite.ts';
 import { addArtifact, outcome, startAgent } from '../security/support.ts';
 
 const SECRET = 'hook-secret-for-tests';
@@ -124,20 +125,6 @@ describe('webhook notifications of rollouts', () => {
   });
 });
 
-/** A store in a temporary directory, as an instance's. */
-async function tempStore(): Promise<{ store: SqliteStore; close: () => Promise<void> }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-hook-store-'));
-  const store = new SqliteStore({ path: path.join(dir, 'updraft.db') });
-  await store.start();
-  return {
-    store,
-    close: async () => {
-      await store.stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 describe('webhook delivery rules', () => {
   /**
    * A receiver answering `status` to everything (or never, for `hang`), and a notifier
@@ -153,7 +140,7 @@ describe('webhook delivery rules', () => {
       });
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-    const own = shared ? undefined : await tempStore();
+    const own = shared ? undefined : await startTempStore('hook-store');
     const store = shared ?? own!.store;
     const events = new EventBus();
     const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`;
@@ -260,7 +247,7 @@ describe('webhook queue', () => {
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     const events = new EventBus();
-    const { store, close } = await tempStore();
+    const { store, close } = await startTempStore('hook-store');
     const notifier = new WebhookNotifier({ events, store, url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, secret: 's', isLeader: () => true, logger: silentLogger });
     await notifier.start();
     try {

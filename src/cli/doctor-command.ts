@@ -95,6 +95,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     else add('ok', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute`);
     if (m.api.refusedTokens > 0) add('note', 'tokens', `${m.api.refusedTokens} API call(s) refused for their token since the start: a tool with an old token, or someone guessing (the log says from where)`);
     if (m.webhook && m.webhook.failed + m.webhook.dropped > 0) add('warn', 'webhook', `${m.webhook.failed} notification(s) failed and ${m.webhook.dropped} dropped since the start: check the receiver (the log names them)`);
+    if (m.webhook && m.webhook.waiting >= 100) add('warn', 'webhook', `${m.webhook.waiting} notification(s) wait to be sent: the receiver is down or slow (past 1,000 the oldest are dropped)`);
   }
 
   // agents that install unsigned software (they say so when they connect): a fleet query,

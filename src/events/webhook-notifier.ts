@@ -104,8 +104,8 @@ export class WebhookNotifier {
   /** Records being written (stop() waits for them). */
   private readonly writes = new Set<Promise<void>>();
   private readonly stopped = new AbortController();
-  /** Deliveries made, failed for good, and dropped from a full queue (tests, metrics). */
-  readonly stats = { delivered: 0, failed: 0, dropped: 0 };
+  /** Deliveries made, failed for good, and dropped from a full queue; and, on the sender, how many wait in the store (tests, metrics). */
+  readonly stats = { delivered: 0, failed: 0, dropped: 0, waiting: 0 };
 
   constructor(deps: WebhookDeps) {
     this.deps = deps;
@@ -220,6 +220,7 @@ export class WebhookNotifier {
       this.stats.dropped++;
       this.deps.logger.warn('webhook queue full: the oldest delivery was dropped', { delivery: dropped.stored.delivery.id });
     }
+    this.stats.waiting = waiting.length;
     for (const { key, stored } of waiting) {
       if (!this.running || !this.deps.isLeader()) return;
       const ok = await this.deliver(stored.delivery, JSON.stringify(stored.delivery));
@@ -227,6 +228,7 @@ export class WebhookNotifier {
       if (ok) this.stats.delivered++;
       else this.stats.failed++;
       await store.putSetting(key, JSON.stringify({ delivery: stored.delivery, sentAt: this.now() } satisfies Stored));
+      this.stats.waiting--;
     }
   }
   /** True when the endpoint took it; false when it refused it or every attempt failed. */

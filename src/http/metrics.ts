@@ -14,8 +14,8 @@ export interface InstanceMetrics {
   downloads: DownloadStats;
   /** The operator API: changes asked (any method but GET and HEAD, but for a job's dry run; whatever the answer), and calls refused for their token. */
   api: { changes: number; refusedTokens: number };
-  /** Rollout notifications (webhook.url): delivered, failed for good (refused, or every attempt failed), dropped from a full queue; null without a webhook. */
-  webhook: { delivered: number; failed: number; dropped: number } | null;
+  /** Rollout notifications (webhook.url): delivered, failed for good (refused, or every attempt failed), dropped from a full queue, waiting in the store (as the sender last counted; 0 on the others); null without a webhook. */
+  webhook: { delivered: number; failed: number; dropped: number; waiting: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
   signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
   process: { rssBytes: number; uptimeSeconds: number };
@@ -68,6 +68,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
       ['{result="failed"}', m.webhook.failed],
       ['{result="dropped"}', m.webhook.dropped],
     ]);
+    family('updraft_webhook_waiting', 'gauge', 'Rollout notifications waiting in the store to be sent, as the sending instance last counted them (0 on the others): a rise is a receiver down or slow.', one(m.webhook.waiting));
   }
   if (m.signing.certificateExpiresAt !== null) {
     // absent without a certificate: an alert on `time() > expiry - 30 days` then never fires for nothing

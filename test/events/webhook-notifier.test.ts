@@ -88,7 +88,7 @@ describe('webhook notifications of rollouts', () => {
     assert.equal(got[0]!.headers['x-updraft-delivery'], got[1]!.headers['x-updraft-delivery'], 'a retry is the same delivery');
     // counted once the receiver's answer is read, just after it arrived there
     const counted = () => fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}` } }).then(async (r) => ((await r.json()) as { webhook: { delivered: number; failed: number; dropped: number } }).webhook);
-    assert.deepEqual(await eventually(async () => ((await counted()).delivered === 4 ? counted() : undefined), 10_000, 'four delivered'), { delivered: 4, failed: 0, dropped: 0 });
+    assert.deepEqual(await eventually(async () => ((await counted()).delivered === 4 ? counted() : undefined), 10_000, 'four delivered'), { delivered: 4, failed: 0, dropped: 0, waiting: 0 });
     assert.equal(new Set(d.map((x) => x.id)).size, 4, 'one id per change');
     assert.deepEqual({ ...d[2]!.job }, { jobId: job.jobId, artifact: 'fw@2.0.0', status: 'PAUSED', previousStatus: 'IN_PROGRESS', wave: 1, waves: 1, reason: 'paused by an operator', description: 'night rollout' });
     for (const g of got) {
@@ -213,6 +213,7 @@ describe('webhook delivery rules', () => {
     try {
       first.events.emit('job.changed', { job: first.job });
       await eventually(async () => (first.received.length === 1 ? true : undefined), 10_000, 'the first attempt in flight');
+      assert.equal(first.notifier.stats.waiting, 1, 'counted as waiting while it is sent');
       await first.notifier.stop(); // the sender stops (or dies) before the receiver answers
       assert.equal(first.notifier.stats.delivered, 0);
       await next.notifier.stop();

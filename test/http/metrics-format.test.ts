@@ -77,7 +77,7 @@ describe('metrics for Prometheus', () => {
       shadow: { requests: 0, rejections: {} },
       downloads: { served: 0, refused: 0, bytes: 0, cut: 0 },
       api: { changes: 0, refusedTokens: 0 },
-      webhook: { delivered: 7, failed: 1, dropped: 0 },
+      webhook: { delivered: 7, failed: 1, dropped: 0, waiting: 3 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
       process: { rssBytes: 1, uptimeSeconds: 1 },
       eventLoop: { activeMs: 0, idleMs: 0, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 }, lastMinute: { seconds: 60, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 } } },
@@ -87,6 +87,7 @@ describe('metrics for Prometheus', () => {
     assert.ok(lines.includes('updraft_signing_key_certificate_expiry_timestamp_seconds 1830000000'));
     assert.ok(lines.includes('updraft_signing_key_certificate_serial 3'));
     assert.ok(lines.includes('updraft_webhook_deliveries_total{result="delivered"} 7'));
+    assert.ok(lines.includes('updraft_webhook_waiting 3'));
     assert.ok(lines.includes('updraft_webhook_deliveries_total{result="failed"} 1'));
   });
 });

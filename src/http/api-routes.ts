@@ -9,6 +9,7 @@ import type { EventBus } from '../events/event-bus.ts';
 import { decommissionDevice } from '../fleet/decommission.ts';
 import type { DeploymentService } from '../jobs/deployment-service.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
+import { requeueReinstated } from '../jobs/retry-policy.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { publicDevice, type DeviceRegistration, type DeviceRegistry } from '../registry/device-registry.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
@@ -119,7 +120,11 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   });
 
   router.add('POST', '/api/v1/devices/:id/reinstate', async ({ res, params }) => {
-    sendJson(res, 200, { device: await deps.registry.reinstate(deviceParam(params.id!)) });
+    const deviceId = deviceParam(params.id!);
+    const device = await deps.registry.reinstate(deviceId);
+    // what its revocation took it out of, in rollouts still running, it is in again
+    const jobsRequeued = await requeueReinstated(deps, deviceId, Date.now());
+    sendJson(res, 200, { device, jobsRequeued });
   });
 
   // decommissioning: revoked and cut off, its unfinished executions REMOVED, its shadows and group memberships gone, then its registration

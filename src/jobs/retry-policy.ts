@@ -3,6 +3,10 @@
  * QUEUED as a new attempt while the job's retry limit allows. The attempt number changes the
  * device-side job id (`agent-job-id.ts`), so the agent, which never applies a job id twice,
  * takes it as new. The outcome of every attempt stays in `details.attempts`.
+ *
+ * A device reinstated after a revocation is taken back the same way: the executions that
+ * ended REMOVED because it was revoked (before their command was sent) are queued again as
+ * their next attempt, in the jobs still active (`requeueReinstated`).
  */
 import type { EventBus } from '../events/event-bus.ts';
 import type { JsonObject } from '../protocol/json.ts';
@@ -24,6 +28,28 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
   if ((e.attempt ?? 1) > spec.retries.limit) return undefined;
   // an install left to finish by a cancel, which then fails, is not retried
   if (!(await isActive(deps.store, job.jobId))) return undefined;
+  return requeue(deps, e, now);
+}
+
+/** Why the engine ends a revoked device's queued execution REMOVED (`rollout-engine.ts`). */
+export const DEVICE_REVOKED = 'the device was revoked';
+
+/**
+ * After `deviceId` is reinstated: its executions that ended REMOVED because it was revoked,
+ * in jobs still active, queued again as their next attempt. Resolves with their job ids.
+ */
+export async function requeueReinstated(deps: { store: StateStore; events: EventBus }, deviceId: string, now: number): Promise<string[]> {
+  const requeued: string[] = [];
+  for (const e of await deps.store.listExecutions({ deviceId })) {
+    if (e.status !== 'REMOVED' || e.details.error !== DEVICE_REVOKED) continue;
+    if (!(await isActive(deps.store, e.jobId))) continue;
+    if (await requeue(deps, e, now)) requeued.push(e.jobId);
+  }
+  return requeued;
+}
+
+/** `e` (as read) back to QUEUED as its next attempt, the outcome of this one kept; undefined when it changed meanwhile or its job stopped. */
+async function requeue(deps: { store: StateStore; events: EventBus }, e: ExecutionRecord, now: number): Promise<ExecutionRecord | undefined> {
   const retried = await mutateExecution(
     deps,
     e,
@@ -45,7 +71,7 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
   // still FAILED: it would stay QUEUED for a job that sends nothing more. Read the job again
   // now that the retry is committed (a stop committed later finds it QUEUED and ends it) and
   // take a retry of a stopped job back: the execution ends as the attempt that failed.
-  if (await isActive(deps.store, job.jobId)) return retried;
+  if (await isActive(deps.store, e.jobId)) return retried;
   await mutateExecution(
     deps,
     retried,

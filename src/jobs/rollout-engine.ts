@@ -41,7 +41,7 @@ import { mutateExecution } from './execution-writer.ts';
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
 import { inWindow, nextOpening } from './maintenance-window.ts';
-import { retryIfAllowed } from './retry-policy.ts';
+import { DEVICE_REVOKED, retryIfAllowed } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
 
@@ -569,7 +569,7 @@ export class RolloutEngine {
     try {
       const device = await store.getDevice(e.deviceId);
       if (!device || device.revoked) {
-        const error = device ? 'the device was revoked' : 'the device is no longer registered';
+        const error = device ? DEVICE_REVOKED : 'the device is no longer registered';
         await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REMOVED', details: { ...cur.details, error } } : undefined), now, e);
         return 'refused';
       }

@@ -96,26 +96,26 @@ describe('install gate', () => {
   const executionOf = async (jobId: string) => (await api<{ executions: Execution[] }>('GET', `/api/v1/jobs/${jobId}`)).executions[0]!;
 
   it("a job's step timer waits for the device's gate: each \"not now\" is recorded and restarts it, so waits longer than the step timeout end in success", async () => {
-    // "not now" for 4 s, asked every 0.4 s, under a step timeout of 1.5 s: the gate's whole
-    // wait is past it, each interval well inside it
+    // "not now" for 7 s, asked every 0.5 s, under a step timeout of 3 s: the gate's whole
+    // wait is past it, each interval (with the agent's report pacing, 1 s) well inside it
     let since: number | undefined;
     const a = await startAgent(ts, root, 'g-4', {
       installGate: async () => {
         since ??= Date.now();
-        return Date.now() - since < 4000 ? { later: 'vehicle moving' } : { go: true };
+        return Date.now() - since < 7000 ? { later: 'vehicle moving' } : { go: true };
       },
-      installGateRetryMs: 400,
+      installGateRetryMs: 500,
     });
     agents.push(a.agent);
     const before4 = await current(a.installDir);
-    const jobId = await createJob('g-4', 1.5);
+    const jobId = await createJob('g-4', 3);
     const waiting = await eventually(async () => {
       const e = await executionOf(jobId);
       return (e.details.waiting?.count ?? 0) >= 2 ? e : undefined;
     }, 30_000, 'the wait recorded on the execution');
     assert.equal(waiting.status, 'IN_PROGRESS');
     assert.equal(waiting.details.agentStatus, 'VERIFYING');
-    assert.deepEqual({ ...waiting.details.waiting, count: 0 }, { reason: 'vehicle moving', count: 0, nextCheckInSeconds: 0.4 });
+    assert.deepEqual({ ...waiting.details.waiting, count: 0 }, { reason: 'vehicle moving', count: 0, nextCheckInSeconds: 0.5 });
     assert.equal((await outcome(a.finished, jobId)).status, 'SUCCESS');
     const done = await eventually(async () => {
       const e = await executionOf(jobId);

@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { replaceOperatorToken } from '../server/operator-token.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
+import { parseDuration } from './keys-command.ts';
 
 export function addTokenCommand(program: Command): void {
   const token = program.command('token').description('the operator token');
@@ -39,18 +40,21 @@ export function addTokenCommand(program: Command): void {
 
   // read-only tokens (server/viewer-tokens.ts)
   const viewer = token.command('viewer').description('read-only API tokens: for monitoring, wall dashboards, support desks; they cannot change anything');
-  withApi(viewer.command('add <name>').description('a new read-only token named <name> (shown once)')).action(async (name: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<{ name: string; token: string; createdAt: number }>('POST', '/api/v1/viewer-tokens', { name });
+  withApi(viewer.command('add <name>').description('a new read-only token named <name> (shown once)').option('--expires-in <duration>', 'refused after this long: 90d, 12h, 30m (default: never)')).action(async (name: string, opts: Common & { expiresIn?: string }) => {
+    const expiresInSeconds = opts.expiresIn === undefined ? undefined : parseDuration('--expires-in', opts.expiresIn);
+    const r = await new ApiClient(opts).call<{ name: string; token: string; createdAt: number; expiresAt?: number }>('POST', '/api/v1/viewer-tokens', { name, ...(expiresInSeconds !== undefined ? { expiresInSeconds } : {}) });
     const text = [
       `viewer token ${r.name} (shown once; the server keeps only its hash): ${r.token}`,
+      ...(r.expiresAt !== undefined ? [`  it expires at ${new Date(r.expiresAt).toISOString()}`] : []),
       '  it reads the operator API (GET, the event stream, dry runs) and changes nothing; it is no MQTT password',
       `  remove it with: updraft token viewer remove ${r.name}`,
     ].join('\n');
     print(opts, r, text);
   });
   withApi(viewer.command('list').description('the read-only tokens, by name (never the tokens)')).action(async (opts: Common) => {
-    const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number }[] }>('GET', '/api/v1/viewer-tokens');
-    print(opts, r, r.items.length === 0 ? 'no viewer token' : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}`).join('\n'));
+    const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>('GET', '/api/v1/viewer-tokens');
+    const expiry = (t: { expiresAt?: number }) => (t.expiresAt === undefined ? '' : t.expiresAt <= Date.now() ? `  EXPIRED at ${new Date(t.expiresAt).toISOString()}` : `  expires ${new Date(t.expiresAt).toISOString()}`);
+    print(opts, r, r.items.length === 0 ? 'no viewer token' : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${expiry(t)}`).join('\n'));
   });
   withApi(viewer.command('remove <name>').description('removes a read-only token: refused at once by this server, within 30 s by every instance')).action(async (name: string, opts: Common) => {
     const r = await new ApiClient(opts).call<{ removed: string }>('DELETE', `/api/v1/viewer-tokens/${encodeURIComponent(name)}`);

@@ -263,7 +263,7 @@ export function openApiDocument(): Obj {
       },
       '/api/v1/viewer-tokens': {
         get: op('The read-only viewer tokens, by name (never the tokens); the operator only', { '200': json({ type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, createdAt: { type: 'integer' } } } } } }) }),
-        post: op('A new read-only viewer token {name}: the token is in the answer only (the store keeps its SHA-256); 409 when the name is taken', { '201': json({ type: 'object', properties: { name: { type: 'string' }, token: { type: 'string' }, createdAt: { type: 'integer' } } }) }),
+        post: op('A new read-only viewer token {name, expiresInSeconds?}: the token is in the answer only (the store keeps its SHA-256); 409 when the name is taken', { '201': json({ type: 'object', properties: { name: { type: 'string' }, token: { type: 'string' }, createdAt: { type: 'integer' } } }) }),
       },
       '/api/v1/whoami': { get: op('Who the token is: {role: "operator"} or {role: "viewer", name}', { '200': json({ type: 'object', properties: { role: { enum: ['operator', 'viewer'] }, name: { type: 'string' } } }) }) },
       '/api/v1/viewer-tokens/{name}': { delete: op('Removes a viewer token: refused from now on (other instances: at the relayed event, within 30 s)', { '200': json({ type: 'object', properties: { removed: { type: 'string' } } }) }) },

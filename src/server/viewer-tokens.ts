@@ -9,7 +9,9 @@
  *   secrets: the broker's password hashes (`/api/v1/broker/credentials`) and the list of
  *   viewer tokens. It is no MQTT password: the broker knows only devices and the operator.
  * - Named, so that each user has its own and one can be removed without the others
- *   (`updraft token viewer add prometheus`). The token is shown once. The store keeps its
+ *   (`updraft token viewer add prometheus`), and may expire (`--expires-in 30d`, for a
+ *   contractor or a demo: refused from then on, listed as expired until removed). The
+ *   token is shown once. The store keeps its
  *   SHA-256, not the token: it is 192 random bits, so a hash is as good as a password hash
  *   and is checked in a map lookup.
  * - Kept in the store's shared settings (`viewer-token:<name>`), so every instance knows
@@ -37,7 +39,12 @@ export interface ViewerTokenInfo {
   name: string;
   /** Milliseconds since the epoch. */
   createdAt: number;
+  /** When it stops being taken (ms since the epoch); absent: never. */
+  expiresAt?: number;
 }
+
+/** Longest lifetime of a viewer token given `expiresInSeconds`: ten years. */
+const MAX_EXPIRES_IN_SECONDS = 10 * 365 * 86_400;
 
 /** What the tokens need. */
 export interface ViewerTokenDeps {
@@ -54,8 +61,8 @@ const sha256 = (token: string) => createHash('sha256').update(token).digest('hex
 /** The viewer tokens of every instance on this store. */
 export class ViewerTokens {
   private readonly deps: ViewerTokenDeps;
-  /** SHA-256 (hex) of each token → its name. */
-  private byHash = new Map<string, string>();
+  /** SHA-256 (hex) of each token → its name, and when it expires. */
+  private byHash = new Map<string, { name: string; expiresAt?: number }>();
   private infos: ViewerTokenInfo[] = [];
   private timer: NodeJS.Timeout | undefined;
   private off: (() => void) | undefined;
@@ -78,9 +85,10 @@ export class ViewerTokens {
     await this.turn.catch(() => {});
   }
 
-  /** The name of the viewer token `token` is, or undefined. */
-  match(token: string): string | undefined {
-    return this.byHash.size === 0 ? undefined : this.byHash.get(sha256(token));
+  /** The name of the viewer token `token` is, or undefined (none, or expired). */
+  match(token: string, now = Date.now()): string | undefined {
+    const found = this.byHash.size === 0 ? undefined : this.byHash.get(sha256(token));
+    return found && (found.expiresAt === undefined || now < found.expiresAt) ? found.name : undefined;
   }
 
   /** The tokens, by name. */
@@ -88,19 +96,23 @@ export class ViewerTokens {
     return this.infos.map((i) => ({ ...i }));
   }
 
-  /** A new viewer token named `name` (shown once: only its hash is kept). */
-  async add(name: string): Promise<{ name: string; token: string; createdAt: number }> {
+  /** A new viewer token named `name`, valid for `expiresInSeconds` when given (shown once: only its hash is kept). */
+  async add(name: string, expiresInSeconds?: number): Promise<{ name: string; token: string; createdAt: number; expiresAt?: number }> {
     if (!NAME.test(name)) throw new UpdraftError('BAD_REQUEST', 'a viewer token name is 1 to 64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit');
+    if (expiresInSeconds !== undefined && !(Number.isSafeInteger(expiresInSeconds) && expiresInSeconds > 0 && expiresInSeconds <= MAX_EXPIRES_IN_SECONDS)) {
+      throw new UpdraftError('BAD_REQUEST', `expiresInSeconds must be a whole number of seconds from 1 to ${MAX_EXPIRES_IN_SECONDS} (ten years)`);
+    }
     await this.reload();
     if (this.infos.length >= MAX_VIEWER_TOKENS) throw new UpdraftError('CONFLICT', `there are already ${MAX_VIEWER_TOKENS} viewer tokens: remove one first`);
     const token = `updr_view_${randomBytes(24).toString('base64url')}`;
     const createdAt = Date.now();
-    if (!(await this.deps.store.addSetting(VIEWER_TOKEN_KEY + name, JSON.stringify({ sha256: sha256(token), createdAt })))) {
+    const expiresAt = expiresInSeconds === undefined ? undefined : createdAt + expiresInSeconds * 1000;
+    if (!(await this.deps.store.addSetting(VIEWER_TOKEN_KEY + name, JSON.stringify({ sha256: sha256(token), createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}) })))) {
       throw new UpdraftError('CONFLICT', `a viewer token named ${name} exists: remove it first (updraft token viewer remove ${name})`);
     }
     await this.changed(name);
-    this.deps.logger.info('viewer token added', { name });
-    return { name, token, createdAt };
+    this.deps.logger.info('viewer token added', { name, ...(expiresAt !== undefined ? { expiresAt: new Date(expiresAt).toISOString() } : {}) });
+    return { name, token, createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}) };
   }
 
   /** Removes the token named `name`: refused from now on here, within 30 s on every instance. */
@@ -118,15 +130,17 @@ export class ViewerTokens {
   }
 
   private async read(): Promise<void> {
-    const byHash = new Map<string, string>();
+    const byHash = new Map<string, { name: string; expiresAt?: number }>();
     const infos: ViewerTokenInfo[] = [];
     for (const { key, value } of await this.deps.store.listSettings(VIEWER_TOKEN_KEY)) {
       const name = key.slice(VIEWER_TOKEN_KEY.length);
       try {
-        const raw = JSON.parse(value) as { sha256?: unknown; createdAt?: unknown };
+        const raw = JSON.parse(value) as { sha256?: unknown; createdAt?: unknown; expiresAt?: unknown };
         if (typeof raw.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(raw.sha256)) throw new Error('no SHA-256');
-        byHash.set(raw.sha256, name);
-        infos.push({ name, createdAt: typeof raw.createdAt === 'number' ? raw.createdAt : 0 });
+        if (raw.expiresAt !== undefined && typeof raw.expiresAt !== 'number') throw new Error('an expiry that is not a time');
+        const expiresAt = raw.expiresAt as number | undefined;
+        byHash.set(raw.sha256, { name, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+        infos.push({ name, createdAt: typeof raw.createdAt === 'number' ? raw.createdAt : 0, ...(expiresAt !== undefined ? { expiresAt } : {}) });
       } catch (err) {
         this.deps.logger.warn('a viewer token in the store is unreadable and refused; remove it and add it again', { name, error: (err as Error).message });
       }
@@ -155,9 +169,10 @@ export function addViewerTokenRoutes(router: Router, tokens: ViewerTokens): void
     sendJson(res, 200, { items: tokens.list() });
   });
   router.add('POST', '/api/v1/viewer-tokens', async ({ req, res }) => {
-    const name = (await readJson(req, 4096)).name;
-    if (typeof name !== 'string') throw new UpdraftError('BAD_REQUEST', 'the body must be {"name": "<viewer token name>"}');
-    sendJson(res, 201, await tokens.add(name));
+    const { name, expiresInSeconds } = await readJson(req, 4096);
+    if (typeof name !== 'string') throw new UpdraftError('BAD_REQUEST', 'the body must be {"name": "<viewer token name>", "expiresInSeconds"?: <seconds>}');
+    if (expiresInSeconds !== undefined && typeof expiresInSeconds !== 'number') throw new UpdraftError('BAD_REQUEST', 'expiresInSeconds must be a number of seconds');
+    sendJson(res, 201, await tokens.add(name, expiresInSeconds));
   });
   router.add('DELETE', '/api/v1/viewer-tokens/:name', async ({ res, params }) => {
     await tokens.remove(params.name!);

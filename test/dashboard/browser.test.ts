@@ -343,6 +343,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     const viewer = await page.getByLabel(/Viewer token wall-screen \(shown once/).inputValue();
     assert.match(viewer, /^updr_view_/);
     await page.getByTestId('viewer-tokens').getByRole('cell', { name: 'wall-screen', exact: true }).waitFor();
+    assert.match((await page.getByTestId('viewer-tokens').getByRole('row').filter({ hasText: 'wall-screen' }).innerText()).replace(/\s+/g, ' '), /wall-screen .* never/);
     const signIn = async (token: string) => {
       await page.getByRole('button', { name: 'Sign out' }).click();
       await page.getByLabel('Operator token').fill(token);

@@ -92,6 +92,22 @@ describe('viewer tokens', () => {
     assert.match(err.message, /Not authorized|Bad username or password/);
   });
 
+  it('may expire: taken until then, refused after, listed as expired', async () => {
+    const added = await cli('token', 'viewer', 'add', 'contractor', '--expires-in', '2s', '--json');
+    assert.equal(added.code, 0, added.stderr);
+    const r = JSON.parse(added.stdout) as { token: string; createdAt: number; expiresAt: number };
+    assert.equal(r.expiresAt - r.createdAt, 2000);
+    assert.equal((await call(r.token, 'GET', '/api/v1/devices')).status, 200, 'taken before its expiry');
+    await sleep(Math.max(0, r.expiresAt - Date.now()) + 100);
+    assert.equal((await call(r.token, 'GET', '/api/v1/devices')).status, 401, 'refused after it');
+    assert.match((await cli('token', 'viewer', 'list')).stdout, /^contractor  added \S+  EXPIRED at \S+$/m);
+    const bad = await cli('token', 'viewer', 'add', 'forever', '--expires-in', '5 years');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--expires-in must be a duration like 90, 30s, 10m, 1h or 2d, got 5 years/);
+    assert.equal((await call(ts.token, 'POST', '/api/v1/viewer-tokens', { name: 'x', expiresInSeconds: 0 })).status, 400);
+    assert.equal((await cli('token', 'viewer', 'remove', 'contractor')).code, 0);
+  });
+
   it('removed: refused at once, and its live event stream ends', async () => {
     const stream = await call(viewer, 'GET', '/api/v1/events');
     assert.equal(stream.status, 200);

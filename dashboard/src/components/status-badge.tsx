@@ -13,6 +13,7 @@ const TONE: Record<string, string> = {
   ABORTED: 'bad',
   invalid: 'bad',
   REVOKED: 'bad',
+  expired: 'bad',
   IN_PROGRESS: 'busy',
   DOWNLOADING: 'busy',
   VERIFYING: 'busy',

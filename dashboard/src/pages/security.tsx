@@ -135,7 +135,7 @@ export function SecurityPage() {
 
 /** The read-only viewer tokens: listed by name, added (the token shown once), removed. */
 function ViewerTokens() {
-  const list = useApi<{ items: { name: string; createdAt: number }[] }>('/viewer-tokens');
+  const list = useApi<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>('/viewer-tokens');
   const [name, setName] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [added, setAdded] = useState<{ name: string; token: string } | undefined>();
@@ -167,6 +167,7 @@ function ViewerTokens() {
             <tr>
               <th scope="col">Name</th>
               <th scope="col">Added</th>
+              <th scope="col">Expires</th>
               <th scope="col">
                 <span class="sr-only">Actions</span>
               </th>
@@ -177,6 +178,7 @@ function ViewerTokens() {
               <tr key={t.name}>
                 <td>{t.name}</td>
                 <td>{dateTime(t.createdAt)}</td>
+                <td>{t.expiresAt === undefined ? 'never' : t.expiresAt <= Date.now() ? <StatusBadge status="expired" /> : dateTime(t.expiresAt)}</td>
                 <td>
                   <ConfirmAction
                     label="Remove"

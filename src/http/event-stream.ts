@@ -79,9 +79,15 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
     }
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
     heartbeat.unref();
+    // opened with a viewer token that expires: it ends then (a reconnection is refused); a
+    // timer holds at most 24.8 days, and a stream open longer than that is not worth one
+    const untilExpiry = caller?.role === 'viewer' && caller.expiresAt !== undefined ? Math.max(0, caller.expiresAt - Date.now()) : undefined;
+    const expiry = untilExpiry !== undefined && untilExpiry < 2 ** 31 - 1 ? setTimeout(() => res.end(), untilExpiry) : undefined;
+    expiry?.unref();
     await new Promise<void>((resolve) => {
       const done = () => {
         clearInterval(heartbeat);
+        clearTimeout(expiry);
         for (const off of offs) off();
         resolve();
       };

@@ -29,7 +29,7 @@ export interface HttpServerOptions {
   /** Required as `Authorization: Bearer <token>` on every `/api/` call. */
   operatorToken: string;
   /** Read-only tokens also taken, for reads only: the viewer's name of a token, or undefined. */
-  viewerTokens?: { match(token: string): string | undefined };
+  viewerTokens?: { match(token: string): { name: string; expiresAt?: number } | undefined };
   logger: Logger;
   /** Serve HTTPS with this key and certificate chain (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
@@ -149,7 +149,7 @@ export class HttpServer {
     }
     if (secretMatches(Buffer.from(m[1]!), this.operatorToken)) return { role: 'operator' };
     const viewer = this.opts.viewerTokens?.match(m[1]!);
-    if (viewer !== undefined) return { role: 'viewer', name: viewer };
+    if (viewer !== undefined) return { role: 'viewer', ...viewer };
     this.noteRefusedToken(req);
     throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
   }

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Who called the operator API: the operator, or a read-only viewer token (its name). */
-export type Caller = { role: 'operator' } | { role: 'viewer'; name: string };
+export type Caller = { role: 'operator' } | { role: 'viewer'; name: string; expiresAt?: number };
 
 /** What a handler receives. */
 export interface RouteContext {

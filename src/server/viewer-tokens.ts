@@ -85,10 +85,10 @@ export class ViewerTokens {
     await this.turn.catch(() => {});
   }
 
-  /** The name of the viewer token `token` is, or undefined (none, or expired). */
-  match(token: string, now = Date.now()): string | undefined {
+  /** The viewer token `token` is (its name and expiry), or undefined (none, or expired). */
+  match(token: string, now = Date.now()): { name: string; expiresAt?: number } | undefined {
     const found = this.byHash.size === 0 ? undefined : this.byHash.get(sha256(token));
-    return found && (found.expiresAt === undefined || now < found.expiresAt) ? found.name : undefined;
+    return found && (found.expiresAt === undefined || now < found.expiresAt) ? found : undefined;
   }
 
   /** The tokens, by name. */

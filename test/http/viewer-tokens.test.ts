@@ -98,8 +98,18 @@ describe('viewer tokens', () => {
     const r = JSON.parse(added.stdout) as { token: string; createdAt: number; expiresAt: number };
     assert.equal(r.expiresAt - r.createdAt, 2000);
     assert.equal((await call(r.token, 'GET', '/api/v1/devices')).status, 200, 'taken before its expiry');
+    const stream = await call(r.token, 'GET', '/api/v1/events');
+    assert.equal(stream.status, 200);
+    const ended = (async () => {
+      for await (const _chunk of stream.body!) {
+        /* reads until the server ends it */
+      }
+      return Date.now();
+    })();
     await sleep(Math.max(0, r.expiresAt - Date.now()) + 100);
     assert.equal((await call(r.token, 'GET', '/api/v1/devices')).status, 401, 'refused after it');
+    const endedAt = await Promise.race([ended, sleep(10_000).then(() => undefined)]);
+    assert.ok(endedAt !== undefined && endedAt >= r.expiresAt, 'its live stream ended at its expiry');
     assert.match((await cli('token', 'viewer', 'list')).stdout, /^contractor  added \S+  EXPIRED at \S+$/m);
     const bad = await cli('token', 'viewer', 'add', 'forever', '--expires-in', '5 years');
     assert.equal(bad.code, 2);

@@ -337,6 +337,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     try {
       const sentAt = this.now();
       const doc = await this.requester!.request('get', {});
+      this.adoptReportedClock(doc);
       this.observeClock(sentAt, doc);
       return doc;
     } catch (err) {
@@ -711,6 +712,19 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         if (!(err instanceof AgentStoppedError)) this.log.debug('clock report not acknowledged', { error: asUpdraftError(err).message });
       });
     });
+  }
+
+  /**
+   * An agent whose state file was lost (a re-flashed device, a wiped data partition) does not
+   * know what it reported before: the clock offset its shadow still holds is taken as
+   * reported, so that a clock mended since replaces it instead of leaving it there for good.
+   */
+  private adoptReportedClock(doc: JsonObject | undefined): void {
+    if (this.state.clockOffsetReported !== undefined || this.clockNews !== undefined) return;
+    const reported = isJsonObject(doc?.state) ? doc.state.reported : undefined;
+    const agent = isJsonObject(reported) ? reported.agent : undefined;
+    const offset = isJsonObject(agent) ? agent.clockOffsetSeconds : undefined;
+    if (typeof offset === 'number' && Number.isSafeInteger(offset)) this.state.clockOffsetReported = offset;
   }
 
   /** `offset` is in the shadow: remembered across restarts, so a mended clock is reported once, and a wrong one not again. */

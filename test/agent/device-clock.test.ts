@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import { ClockOffset, describeSeconds } from '../../src/agent/clock-offset.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';
 
 const HOURS_2 = 2 * 3_600_000;
@@ -83,5 +83,17 @@ describe('devices with wrong clocks', () => {
     await agent.start();
     agents.push(agent);
     assert.ok(Math.abs(await offsetOf('clock-behind', (n) => Math.abs(n) < 59)) <= 2);
+  });
+
+  it('a device whose agent state was wiped, its clock mended meanwhile, replaces the offset its shadow still holds', async () => {
+    const password = await registerDevice(ts, 'clock-wiped');
+    const first = await startAgent(ts, root, 'clock-wiped', { username: 'clock-wiped', password, now: () => Date.now() + HOURS_2 });
+    assert.ok(Math.abs((await offsetOf('clock-wiped', (n) => n > 0)) - 7200) <= 2);
+    await first.agent.stop();
+    // re-flashed: the agent's state is gone, the shadow still says 2 h ahead
+    await rm(path.join(first.installDir, '.updraft', 'agent-state.json'));
+    const again = await startAgent(ts, root, 'clock-wiped', { username: 'clock-wiped', password });
+    agents.push(again.agent);
+    assert.ok(Math.abs(await offsetOf('clock-wiped', (n) => Math.abs(n) < 59)) <= 2);
   });
 });

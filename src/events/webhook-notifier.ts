@@ -84,10 +84,9 @@ interface Stored {
   sentAt?: number;
 }
 
-/** The store key of a delivery: in the order of the changes, the same on every instance. */
-function keyOf(d: WebhookDelivery): string {
-  const [jobId, version] = [d.id.slice(0, d.id.lastIndexOf(':')), d.id.slice(d.id.lastIndexOf(':') + 1)];
-  return `${WEBHOOK_KEY}${String(d.at).padStart(15, '0')}:${jobId}:${version.padStart(10, '0')}`;
+/** The store key of a job's change: in the order of the changes, the same on every instance. */
+function keyOf(at: number, jobId: string, version: number): string {
+  return `${WEBHOOK_KEY}${String(at).padStart(15, '0')}:${jobId}:${String(version).padStart(10, '0')}`;
 }
 
 /** Sends job changes to the operator's endpoint. */
@@ -171,7 +170,7 @@ export class WebhookNotifier {
     };
     // every instance writes it (the first write wins): the sender may be another one, or none for now
     const write = this.deps.store
-      .addSetting(keyOf(delivery), JSON.stringify({ delivery } satisfies Stored))
+      .addSetting(keyOf(delivery.at, job.jobId, job.version ?? 1), JSON.stringify({ delivery } satisfies Stored))
       .then((added) => {
         if (added) this.kick();
       })

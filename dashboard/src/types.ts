@@ -133,7 +133,8 @@ export interface KeysView {
     /** The offline root's certificate of the key, when one is installed. */
     certificate: { rootKeyId: string; keyId: string; serial: number; expiresAt: number } | null;
   };
-  root: { keyId: string; publicKey: string } | null;
+  /** `rotations`: the root's rotations from the first root on (none when it was never replaced). */
+  root: { keyId: string; publicKey: string; rotations: { previousRootKeyId: string; rootKeyId: string }[] } | null;
   url: { kid: string; createdAt: string; active: boolean; activeFrom?: string }[];
 }
 

@@ -70,6 +70,12 @@ export interface AgentStateData {
   keySerialKeyId?: string;
   /** The clock offset (seconds) last put in `reported.agent.clockOffsetSeconds`, if one was. */
   clockOffsetReported?: number;
+  /**
+   * The root this device took from a command's root rotations (a device trusting the root
+   * key): trusted instead of the provisioned root, `provisionedKeyId`, while that one is the
+   * root the agent is given (a device given another root by hand trusts that one).
+   */
+  rotatedRoot?: { keyId: string; publicKey: string; provisionedKeyId: string };
 }
 
 /** How many finished jobs are remembered (duplicates of older ones are not expected). */
@@ -165,6 +171,11 @@ function sanitize(raw: unknown): AgentStateData {
   if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
   if (out.keySerial !== undefined && typeof obj.keySerialKeyId === 'string' && /^[0-9a-f]{16}$/.test(obj.keySerialKeyId)) out.keySerialKeyId = obj.keySerialKeyId;
   if (typeof obj.clockOffsetReported === 'number' && Number.isSafeInteger(obj.clockOffsetReported)) out.clockOffsetReported = obj.clockOffsetReported;
+  const root = obj.rotatedRoot as Record<string, unknown> | undefined;
+  const keyId = /^[0-9a-f]{16}$/;
+  if (typeof root?.keyId === 'string' && keyId.test(root.keyId) && typeof root.provisionedKeyId === 'string' && keyId.test(root.provisionedKeyId) && typeof root.publicKey === 'string') {
+    out.rotatedRoot = { keyId: root.keyId, publicKey: root.publicKey, provisionedKeyId: root.provisionedKeyId };
+  }
   const inFlight = obj.inFlight as InFlightUpdate | undefined;
   const outcomeOk = inFlight?.phase !== 'REPORTING' || inFlight.outcome?.status === 'SUCCESS' || inFlight.outcome?.status === 'FAILURE';
   if (inFlight && typeof inFlight.jobId === 'string' && PHASES.includes(inFlight.phase) && outcomeOk) {

@@ -16,7 +16,7 @@
  * - it says when it is online over any broker: a retained message on every connect, and a
  *   Will that clears it when the connection ends (`protocol/presence.ts`).
  */
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -45,7 +45,7 @@ import {
 import { partFile, removeStaleDownloads } from './download-files.ts';
 import { downloadArtifact } from './downloader.ts';
 import { ClockOffset, describeSeconds, WRONG_CLOCK_SECONDS } from './clock-offset.ts';
-import { checkCommand, type CommandCheck, type SignaturePolicy } from './manifest-check.ts';
+import { checkCommand, type CommandCheck, type RootTrust, type SignaturePolicy } from './manifest-check.ts';
 import type { InstalledSoftware } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
 import { AgentStoppedError, ShadowRequester, isRetryable } from './shadow-requester.ts';
@@ -90,6 +90,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private clockWarnedSession = -1;
   /** Set at each connect: the next report carries `reported.agent` (what this agent trusts). */
   private announceTrust = false;
+  /** The id of the root this agent was given (a device trusting the root key), whichever root it trusts now. */
+  private provisionedRootId: string | undefined;
   /** The temporary download credential of the job in flight (`downloadAuth: 'token'`). */
   private credential: { jobId: string; token: string; expiresAt: number } | undefined;
 
@@ -128,6 +130,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if ('rootKey' in this.signatures) {
         this.signatures.minSerial = this.state.keySerial ?? 0;
         if (this.state.keySerialKeyId !== undefined) this.signatures.minSerialKeyId = this.state.keySerialKeyId;
+        this.resumeRotatedRoot(this.signatures);
       }
       this.installed = await o.installer.current();
       // partial downloads of jobs no longer in flight (left by a crash) only take space
@@ -525,6 +528,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * certificate (a replaced one) is refused, even after a restart.
    */
   private async rememberKeySerial(check: CommandCheck): Promise<void> {
+    if (check.rotatedRoot) await this.adoptRoot(check.rotatedRoot);
     const serial = check.certificateSerial;
     if (serial === undefined || serial <= (this.state.keySerial ?? 0) || !this.signatures || !('rootKey' in this.signatures)) return;
     this.signatures.minSerial = serial;
@@ -535,6 +539,51 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     }
     await this.store!.save(this.state);
     this.log.info('newer software signing key certificate accepted: certificates of other keys older than it are refused from now on', { serial, keyId: check.certificateKeyId });
+  }
+
+  /**
+   * Trusts `root` from now on, durably before the download starts: the root the command's
+   * root rotations led to from the trusted one. Certificates of the roots before it are
+   * refused from then on (a leaked old root vouches for nothing here), even after a restart.
+   */
+  private async adoptRoot(root: KeyObject): Promise<void> {
+    const trust = this.signatures;
+    if (!trust || !('rootKey' in trust)) return;
+    const previous = trust.rootKeyId ?? keyIdOf(trust.rootKey);
+    const keyId = keyIdOf(root);
+    if (keyId === previous) return;
+    trust.rootKey = root;
+    trust.rootKeyId = keyId;
+    const provisioned = this.state.rotatedRoot?.provisionedKeyId ?? this.provisionedRootId!;
+    this.state.rotatedRoot = { keyId, publicKey: root.export({ type: 'spki', format: 'der' }).toString('base64'), provisionedKeyId: provisioned };
+    await this.store!.save(this.state);
+    // said in the next report (reported.agent.keyId), so the fleet can be asked who still trusts the old root
+    this.announceTrust = true;
+    this.log.info('the offline root was replaced: this device trusts the new root from now on, and refuses certificates of the old one', { previousRootKeyId: previous, rootKeyId: keyId });
+  }
+
+  /** At start: the root taken from root rotations before, while the agent is given the root it was taken from. */
+  private resumeRotatedRoot(trust: RootTrust): void {
+    const provisionedId = keyIdOf(trust.rootKey);
+    this.provisionedRootId = provisionedId;
+    const saved = this.state.rotatedRoot;
+    if (!saved) return;
+    if (saved.provisionedKeyId !== provisionedId) {
+      // given another root by hand (provisioned again): that one is trusted, and the rotation forgotten
+      this.log.warn('this device was given another root key than the one its rotated root came from: it trusts the root it was given', { givenRootKeyId: provisionedId, rotatedRootKeyId: saved.keyId });
+      delete this.state.rotatedRoot;
+      return;
+    }
+    try {
+      const key = createPublicKey({ key: Buffer.from(saved.publicKey, 'base64'), format: 'der', type: 'spki' });
+      if (keyIdOf(key) !== saved.keyId) throw new Error(`its public key is not key ${saved.keyId}`);
+      trust.rootKey = key;
+      trust.rootKeyId = saved.keyId;
+    } catch (err) {
+      // the state file is ours and written atomically: damage from outside. The provisioned root still leads to it through the rotations
+      this.log.warn('the saved rotated root is unreadable: trusting the provisioned root, whose rotations every command carries', { error: (err as Error).message });
+      delete this.state.rotatedRoot;
+    }
   }
 
   /** Asks the server for a fresh command (and URL) for `job`, patiently: the broker may be away. */

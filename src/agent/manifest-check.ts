@@ -13,7 +13,8 @@ import { incompatibility } from '../protocol/compatibility.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import { manifestBytes, parseManifest } from '../protocol/manifest.ts';
 import { compareSemver, type SoftwareCommand } from '../protocol/software.ts';
-import { verifyKeyCertificate } from '../signing/root-key.ts';
+import { parseRootRotations } from '../protocol/root-rotation.ts';
+import { followRootChain, verifyKeyCertificate } from '../signing/root-key.ts';
 import { keyIdOf } from '../signing/signing-key.ts';
 import type { InstalledSoftware } from './installer.ts';
 
@@ -28,8 +29,14 @@ export interface RootTrust {
    * one does not. Unknown for a state saved before it was kept: then every lower one is refused.
    */
   minSerialKeyId?: string;
-  /** The last certificate verified (all its fields) and its key: the same one comes with every command, checked once. */
-  verified?: { certificate: string; key: KeyObject };
+  /** `keyIdOf(rootKey)`, once computed (set with `rootKey`). */
+  rootKeyId?: string;
+  /**
+   * The last certificate verified (all its fields) and its key: the same one comes with every
+   * command, checked once, while the same root is trusted (`trustedId`); `root`, the root it
+   * was verified by when rotations led to it.
+   */
+  verified?: { certificate: string; key: KeyObject; trustedId: string; root?: KeyObject };
 }
 
 /** How the agent treats signatures: one provisioned signing key, the root key, or none (insecure). */
@@ -40,6 +47,8 @@ export interface CommandCheck {
   certificateSerial?: number;
   /** The key that certificate certifies. */
   certificateKeyId?: string;
+  /** The root that certificate is signed by, when the command's root rotations led to it from the trusted one: the agent trusts it from then on. */
+  rotatedRoot?: KeyObject;
 }
 
 function refuse(reason: string): never {
@@ -62,6 +71,7 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
     key = certified.key;
     result.certificateSerial = certified.serial;
     result.certificateKeyId = keyIdOf(certified.key);
+    if (certified.rotatedRoot) result.rotatedRoot = certified.rotatedRoot;
   }
   let allowDowngrade = false;
   if (command.manifest === undefined || command.signature === undefined) {
@@ -97,8 +107,13 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
   return result;
 }
 
-/** The signing key the command's certificate vouches for under `trust`, and the certificate's serial; refuses otherwise. */
-function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: number, clockHint: string): { key: KeyObject; serial: number } {
+/**
+ * The signing key the command's certificate vouches for under `trust`, and the certificate's
+ * serial; refuses otherwise. A certificate of another root than the trusted one is accepted
+ * when the command's root rotations lead to that root from the trusted one
+ * (`followRootChain`): then `rotatedRoot` is that root.
+ */
+function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: number, clockHint: string): { key: KeyObject; serial: number; rotatedRoot?: KeyObject } {
   if (command.keyCertificate === undefined) refuse(`the update command carries no key certificate, and this device trusts root key ${keyIdOf(trust.rootKey)} only`);
   let cert;
   try {
@@ -107,19 +122,37 @@ function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: nu
     refuse(`malformed key certificate: ${(err as Error).message}`);
   }
   let key: KeyObject;
+  let rotatedRoot: KeyObject | undefined;
+  const trustedId = (trust.rootKeyId ??= keyIdOf(trust.rootKey));
   // every field, not the signature alone: a copy with a raised serial or a later expiry must be checked again, and fail
   const whole = `${cert.rootKeyId} ${cert.keyId} ${cert.publicKey} ${cert.serial} ${cert.expiresAt} ${cert.signature}`;
-  if (trust.verified?.certificate === whole) {
+  if (trust.verified?.certificate === whole && trust.verified.trustedId === trustedId) {
     key = trust.verified.key;
+    rotatedRoot = trust.verified.root;
   } else {
+    let root = trust.rootKey;
+    if (cert.rootKeyId !== trustedId && command.rootRotations !== undefined) {
+      let chain;
+      try {
+        chain = parseRootRotations(command.rootRotations);
+      } catch (err) {
+        refuse(`malformed root rotations: ${(err as Error).message}`);
+      }
+      try {
+        root = followRootChain(trust.rootKey, chain, cert.rootKeyId).root;
+      } catch (err) {
+        refuse((err as Error).message);
+      }
+      rotatedRoot = root;
+    }
     try {
-      key = verifyKeyCertificate(cert, trust.rootKey);
+      key = verifyKeyCertificate(cert, root);
     } catch (err) {
       refuse((err as Error).message);
     }
-    trust.verified = { certificate: whole, key };
+    trust.verified = { certificate: whole, key, trustedId, ...(rotatedRoot ? { root: rotatedRoot } : {}) };
   }
   if (cert.expiresAt < nowSeconds) refuse(`key certificate ${cert.serial} of key ${cert.keyId} expired at ${new Date(cert.expiresAt * 1000).toISOString()}${clockHint}`);
   if (cert.serial < trust.minSerial && cert.keyId !== trust.minSerialKeyId) refuse(`key certificate ${cert.serial} of key ${cert.keyId} is older than certificate ${trust.minSerial}, which this device has seen: that key was replaced`);
-  return { key, serial: cert.serial };
+  return { key, serial: cert.serial, ...(rotatedRoot ? { rotatedRoot } : {}) };
 }

@@ -12,7 +12,8 @@ import { UpdraftError } from '../errors.ts';
 import { writeAtomic } from '../pki/certificate-authority.ts';
 import { rootKeyFilePath, signingKeyFilePath } from '../agent/daemon.ts';
 import { parseKeyCertificate, type KeyCertificate } from '../protocol/key-certificate.ts';
-import { certifySigningKey, generateRootKey, installKeyCertificate, readRootPrivateKey } from '../signing/root-key.ts';
+import { parseRootRotation, parseRootRotations, type RootRotation } from '../protocol/root-rotation.ts';
+import { certifySigningKey, generateRootKey, installKeyCertificate, readRootPrivateKey, rotateRoot } from '../signing/root-key.ts';
 import { generateSigningKey, loadSigningKey, readPublicKey, signingKeyPaths } from '../signing/signing-key.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 
@@ -45,6 +46,19 @@ export async function saveSigningKey(api: ApiClient, installDir: string): Promis
   const rootFile = rootKeyFilePath(installDir);
   await writeAtomic(rootFile, keys.root.publicKey, 0o644);
   return { keyFile, rootFile };
+}
+
+/** Reads a rotation file written by `keys root-rotate` (one rotation, or a chain of them); BAD_REQUEST naming what is wrong. */
+async function readRotationFile(file: string): Promise<RootRotation[]> {
+  const text = await readFile(file, 'utf8').catch((err: Error) => {
+    throw new UpdraftError('BAD_REQUEST', `cannot read the root rotation ${file}: ${err.message}`);
+  });
+  try {
+    const value: unknown = JSON.parse(text);
+    return Array.isArray(value) ? parseRootRotations(value, file) : [parseRootRotation(value, file)];
+  } catch (err) {
+    throw new UpdraftError('BAD_REQUEST', `${file} is not a root rotation: ${(err as Error).message}`);
+  }
 }
 
 /** Reads a certificate file written by `keys certify`; BAD_REQUEST naming what is wrong. */
@@ -121,6 +135,25 @@ export function addKeysCommand(program: Command): void {
     });
 
   keys
+    .command('root-rotate')
+    .description('replace the offline root key (offline): a new root, and the rotation to it signed by the old root and the new one; devices that trust the old root take the new one from the rotation that every command then carries')
+    .requiredOption('--root-key <file>', 'the root private key devices trust now (root.key of keys root-generate)')
+    .requiredOption('--out <dir>', 'a new directory for the new root.key (mode 0600), root.pub and root-rotation.json')
+    .option('--json', 'print JSON')
+    .action(async (opts: { rootKey: string; out: string; json?: boolean }) => {
+      const previous = await readRootPrivateKey(opts.rootKey);
+      const made = await generateRootKey(opts.out);
+      const rotation = rotateRoot(previous, await readRootPrivateKey(made.keyFile));
+      const rotationFile = path.join(path.resolve(opts.out), 'root-rotation.json');
+      await writeAtomic(rotationFile, JSON.stringify(rotation, null, 2) + '\n', 0o644);
+      print(
+        opts,
+        { ...made, previousKeyId: rotation.previousRootKeyId, rotationFile, rotation },
+        `root key ${made.keyId} replaces root ${rotation.previousRootKeyId}\n  private  ${made.keyFile} (mode 0600): keep it offline\n  public   ${made.publicFile}\n  rotation ${rotationFile}\nnext: certify the signing key with the new root (updraft keys certify --root-key ${made.keyFile} --serial <above the installed one>), then install both: updraft keys install-cert <certificate> --root-rotation ${rotationFile}`,
+      );
+    });
+
+  keys
     .command('certify')
     .description("sign a certificate of the server's public signing key with the root key (offline): devices that trust the root trust the key it names")
     .requiredOption('--root-key <file>', 'the root private key (root.key of keys root-generate)')
@@ -145,31 +178,35 @@ export function addKeysCommand(program: Command): void {
 
   withApi(keys.command('install-cert <file>').description('install a certificate of the signing key (keys certify) on the running server: update commands carry it from now on'))
     .option('--root-public <file>', 'the root public key (root.pub), needed with the first certificate; later ones must come from the same root')
+    .option('--root-rotation <file>', 'the rotation to the root of a certificate from a new root (keys root-rotate): the new root replaces the installed one, and every command carries the rotation')
     .option('--offline', 'write it into --data-dir for the next start, without a running server')
-    .action(async (file: string, opts: Common & { dataDir: string; rootPublic?: string; offline?: boolean }) => {
+    .action(async (file: string, opts: Common & { dataDir: string; rootPublic?: string; rootRotation?: string; offline?: boolean }) => {
       const certificate = await readCertificateFile(file);
+      const rootRotations = opts.rootRotation === undefined ? undefined : await readRotationFile(opts.rootRotation);
       const rootPublicKey = opts.rootPublic === undefined ? undefined : await readFile(opts.rootPublic, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read the root public key ${opts.rootPublic}: ${err.message}`);
       });
       if (opts.offline) {
         const key = await loadSigningKey(opts.dataDir);
         if (!key) throw new UpdraftError('NOT_FOUND', `no software signing key in ${opts.dataDir}; start the server once or run: updraft keys generate --data-dir ${opts.dataDir}`);
-        await installKeyCertificate(opts.dataDir, key, certificate, rootPublicKey !== undefined ? { rootPublicKeyPem: rootPublicKey } : {});
-        print(opts, { certificate }, `installed ${certificateLine(certificate)} in ${opts.dataDir}; the server sends it from its next start`);
+        const installed = await installKeyCertificate(opts.dataDir, key, certificate, { ...(rootPublicKey !== undefined ? { rootPublicKeyPem: rootPublicKey } : {}), ...(rootRotations ? { rootRotations } : {}) });
+        print(opts, { certificate, rootRotations: installed.rootRotations, replacedRoot: installed.replacedRootKeyId ?? null }, `installed ${certificateLine(certificate)}${rotationNote(installed.replacedRootKeyId, certificate)} in ${opts.dataDir}; the server sends it from its next start`);
         return;
       }
-      const r = await new ApiClient(opts).call<{ certificate: KeyCertificate }>('PUT', '/api/v1/keys/signing/certificate', { certificate, ...(rootPublicKey !== undefined ? { rootPublicKey } : {}) });
-      print(opts, r, `installed ${certificateLine(r.certificate)}; update commands carry it from now on`);
+      const r = await new ApiClient(opts).call<{ certificate: KeyCertificate; root: { replaced?: string | null } }>('PUT', '/api/v1/keys/signing/certificate', { certificate, ...(rootPublicKey !== undefined ? { rootPublicKey } : {}), ...(rootRotations ? { rootRotations } : {}) });
+      print(opts, r, `installed ${certificateLine(r.certificate)}${rotationNote(r.root.replaced ?? undefined, r.certificate)}; update commands carry it from now on`);
     });
 
   withApi(keys.command('show').description('the running server\'s signing key, its certificate from the offline root (and when it expires), and URL signing keys')).action(async (opts: Common) => {
-    const r = await new ApiClient(opts).call<{ signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string } | null; url: KeyInfo[] }>('GET', '/api/v1/keys');
+    const r = await new ApiClient(opts).call<{ signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: RootRotation[] } | null; url: KeyInfo[] }>('GET', '/api/v1/keys');
     const c = r.signing.certificate;
     const days = c ? Math.floor((c.expiresAt * 1000 - Date.now()) / 86_400_000) : 0;
     const certLine = !c
       ? 'certificate: none (devices are provisioned with the signing key itself)'
       : `${certificateLine(c)}${days < 0 ? ': EXPIRED, devices that trust the root refuse every update' : days < 30 ? `: ${days} day(s) left, renew it (keys certify, keys install-cert)` : ''}`;
-    print(opts, r, `signing key ${r.signing.keyId}\n${certLine}\nURL signing keys:\n${keyLines(r.url)}`);
+    const rotations = r.root?.rotations ?? [];
+    const rootLine = rotations.length > 0 ? `\nroot ${r.root!.keyId}, rotated from ${[rotations[0]!.previousRootKeyId, ...rotations.map((x) => x.rootKeyId)].join(' -> ')}: commands carry the rotations` : '';
+    print(opts, r, `signing key ${r.signing.keyId}\n${certLine}${rootLine}\nURL signing keys:\n${keyLines(r.url)}`);
   });
 
   withApi(keys.command('list-url').description('the URL signing keys of the running server, active first')).action(async (opts: Common) => {
@@ -194,4 +231,10 @@ export function addKeysCommand(program: Command): void {
       const where = opts.offline ? ` in ${opts.dataDir} (copy keys/url-signing.json to every instance, then restart them${added.activeFrom ? ' before then' : ''})` : '';
       print(opts, list, `rotated: ${added.kid} ${when}${opts.retire ? `; ${opts.retire} retired` : ''}${where}\n${keyLines(list)}`);
     });
+}
+
+/** What an installation did to the root: nothing, or replace it. */
+function rotationNote(replaced: string | undefined, certificate: KeyCertificate): string {
+  if (replaced === undefined) return '';
+  return `; root ${replaced} is replaced by ${certificate.rootKeyId}: devices that trust the old root take the new one with their next command, and refuse the old one from then on`;
 }

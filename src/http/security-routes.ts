@@ -12,6 +12,7 @@ import type { CertificateAuthority } from '../pki/certificate-authority.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
+import { parseRootRotations } from '../protocol/root-rotation.ts';
 import type { ManifestSigner } from '../signing/manifest-signer.ts';
 import { installKeyCertificate, keyCertificatePaths, type InstalledKeyCertificate } from '../signing/root-key.ts';
 import { keyIdOf, parsePublicKey, type SoftwareSigningKey } from '../signing/signing-key.ts';
@@ -50,7 +51,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     const certificate = deps.manifests.certificate;
     sendJson(res, 200, {
       signing: { keyId: deps.signingKey.keyId, algorithm: 'Ed25519', publicKey: deps.signingKey.publicKeyPem, certificate: certificate ?? null },
-      root: certificate ? await rootKey(deps.dataDir) : null,
+      root: certificate ? { ...(await rootKey(deps.dataDir)), rotations: deps.manifests.rootRotations } : null,
       url: await listKeyRing(deps.dataDir),
       ca: deps.ca.certificate,
     });
@@ -70,15 +71,22 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
         throw new UpdraftError('BAD_REQUEST', `rootPublicKey must be an Ed25519 public key in PEM: ${(err as Error).message}`);
       }
     }
-    const run = installing.then(() => installKeyCertificate(deps.dataDir, deps.signingKey, certificate, typeof rootPublicKey === 'string' ? { rootPublicKeyPem: rootPublicKey } : {}));
+    // the rotations from the installed root to the certificate's, when the root is replaced (updraft keys root-rotate)
+    const rootRotations = body.rootRotations === undefined ? undefined : parseRootRotations(body.rootRotations);
+    const run = installing.then(() =>
+      installKeyCertificate(deps.dataDir, deps.signingKey, certificate, { ...(typeof rootPublicKey === 'string' ? { rootPublicKeyPem: rootPublicKey } : {}), ...(rootRotations ? { rootRotations } : {}) }),
+    );
     installing = run.catch(() => {});
     const installed = await run;
-    deps.manifests.certificate = installed.certificate;
+    deps.manifests.useCertificate(installed);
+    if (installed.replacedRootKeyId !== undefined) {
+      deps.logger.warn('the offline root was replaced: devices that trusted the old one take the new one with their next command, and refuse the old one from then on', { previousRootKeyId: installed.replacedRootKeyId, rootKeyId: installed.certificate.rootKeyId });
+    }
     // to the other instances on this store (signing/shared-certificate.ts). Installed here either
     // way: a store that does not take it now gets it at this instance's next comparison (30 s)
     await deps.onCertificateInstalled?.(installed).catch((err: unknown) => deps.logger.warn('certificate installed on this instance, but not yet shared with the others: the store did not take it; it is shared at the next comparison, within 30 s', { error: (err as Error).message }));
     deps.logger.info('software signing key certificate installed: update commands carry it from now on', { keyId: certificate.keyId, serial: certificate.serial, rootKeyId: certificate.rootKeyId });
-    sendJson(res, 200, { certificate: installed.certificate, root: { keyId: keyIdOf(parsePublicKey(installed.rootPublicKeyPem)), publicKey: installed.rootPublicKeyPem } });
+    sendJson(res, 200, { certificate: installed.certificate, root: { keyId: keyIdOf(parsePublicKey(installed.rootPublicKeyPem)), publicKey: installed.rootPublicKeyPem, rotations: installed.rootRotations, replaced: installed.replacedRootKeyId ?? null } });
   });
 
   router.add('POST', '/api/v1/keys/url/rotate', async ({ req, res }) => {

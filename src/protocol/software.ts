@@ -44,6 +44,12 @@ export interface SoftwareCommand extends DesiredSoftware {
    * key verifies the manifest's key by. Kept as received, like the manifest.
    */
   keyCertificate?: JsonObject;
+  /**
+   * The rotations of the offline root from the first root to the certificate's (each a
+   * `RootRotation`, see `root-rotation.ts`), when it was replaced: a device provisioned with an
+   * older root follows them. Kept as received, like the certificate.
+   */
+  rootRotations?: JsonObject[];
 }
 
 /** The agent's update phases, reported in `state.reported.software.status`. */
@@ -178,6 +184,7 @@ export function parseSoftwareCommand(value: unknown): SoftwareCommand {
   if (isJsonObject(obj.manifest)) out.manifest = obj.manifest;
   if (typeof obj.signature === 'string') out.signature = obj.signature;
   if (isJsonObject(obj.keyCertificate)) out.keyCertificate = obj.keyCertificate;
+  if (Array.isArray(obj.rootRotations)) out.rootRotations = obj.rootRotations as JsonObject[];
   return out;
 }
 

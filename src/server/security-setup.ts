@@ -52,5 +52,5 @@ export async function loadSecurity(config: UpdraftConfig, dataDir: string, logge
       ? { ...(await resolveServerTls({ dataDir, ca, certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey, hosts, what: 'mqtt.tls' })), ca: ca.certificate, port: config.mqtt.tlsPort }
       : undefined;
   const httpTls = config.http.tls === 'on' ? await resolveServerTls({ dataDir, ca, certFile: config.http.tlsCert, keyFile: config.http.tlsKey, hosts, what: 'http.tls' }) : undefined;
-  return { signingKey, publicKeyFile, manifests: new ManifestSigner({ key: signingKey, ...(installed ? { certificate: installed.certificate } : {}) }), ca, mqttTls, httpTls };
+  return { signingKey, publicKeyFile, manifests: new ManifestSigner({ key: signingKey, ...(installed ? { certificate: installed.certificate, rootRotations: installed.rootRotations } : {}) }), ca, mqttTls, httpTls };
 }

@@ -14,6 +14,7 @@
  * time, so it always carries the current key after a rotation; the HMAC signer gives the same
  * device the URL it signed for the same grant (same expiry, same key) without signing again.
  */
+import type { RootRotation } from '../protocol/root-rotation.ts';
 import type { DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
 import type { DesiredSoftware, SoftwareCommand } from '../protocol/software.ts';
 import type { ManifestSigner, SignedManifest } from '../signing/manifest-signer.ts';
@@ -83,7 +84,12 @@ export class UpdateCommands {
     const command: SoftwareCommand = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, jobId: sw.jobId, url, urlExpiresAt, manifest: signed.manifest, signature: signed.signature };
     // read per command, not kept with the manifest: a certificate installed while the server runs goes out at once
     const certificate = this.deps.manifests.certificate;
-    if (certificate) command.keyCertificate = certificate;
+    if (certificate) {
+      command.keyCertificate = certificate;
+      // after a root rotation, the chain to the certificate's root (about 330 bytes a step): a device provisioned with an older root follows it
+      const rotations = this.deps.manifests.rootRotations;
+      if (rotations.length > 0) command.rootRotations = rotations as RootRotation[];
+    }
     return command;
   }
 

@@ -4,6 +4,7 @@
  * every artifact when it is added.
  */
 import type { KeyCertificate } from '../protocol/key-certificate.ts';
+import type { RootRotation } from '../protocol/root-rotation.ts';
 import type { Compatibility } from '../protocol/compatibility.ts';
 import type { DesiredSoftware } from '../protocol/software.ts';
 import { manifestBytes, type SoftwareManifest } from '../protocol/manifest.ts';
@@ -32,10 +33,19 @@ export class ManifestSigner {
    * so that devices provisioned with the root learn the key from it; undefined without one.
    */
   certificate: KeyCertificate | undefined;
+  /** The rotations from the first root to the certificate's (none when it was never rotated), sent with every command too. */
+  rootRotations: readonly RootRotation[];
 
-  constructor(deps: { key: SoftwareSigningKey; certificate?: KeyCertificate }) {
+  constructor(deps: { key: SoftwareSigningKey; certificate?: KeyCertificate; rootRotations?: readonly RootRotation[] }) {
     this.key = deps.key;
     this.certificate = deps.certificate;
+    this.rootRotations = deps.rootRotations ?? [];
+  }
+
+  /** Sends `installed` (a certificate and the root chain to its root) with every command from now on. */
+  useCertificate(installed: { certificate: KeyCertificate; rootRotations: readonly RootRotation[] }): void {
+    this.certificate = installed.certificate;
+    this.rootRotations = installed.rootRotations;
   }
 
   /** The manifest of `software` for one command, valid until `expiresAt` (seconds since the epoch). */

@@ -9,7 +9,8 @@
  * written to the data directory too, so a restart starts with it.
  *
  * The store is trusted no further than that: whoever can write it can make an instance send
- * a certificate the installed root signed for its own key, nothing else. An instance with no
+ * a certificate the installed root signed for its own key (or a root the installed one rotated
+ * to, with its rotations: `protocol/root-rotation.ts`), nothing else. An instance with no
  * root installed takes the root from the store with the first certificate, as the first
  * `install-cert --root-public` would. A certificate of another key (the signing key was
  * replaced elsewhere, and this instance still runs the old one) is not taken: it is logged,
@@ -19,6 +20,7 @@ import { readFile } from 'node:fs/promises';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
+import { parseRootRotations } from '../protocol/root-rotation.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import type { ManifestSigner } from './manifest-signer.ts';
@@ -88,9 +90,11 @@ export class SharedCertificate {
     let shared: InstalledKeyCertificate | undefined;
     if (text !== undefined) {
       try {
-        const raw = JSON.parse(text) as { certificate?: unknown; rootPublicKeyPem?: unknown };
+        const raw = JSON.parse(text) as { certificate?: unknown; rootPublicKeyPem?: unknown; rootRotations?: unknown };
         if (typeof raw.rootPublicKeyPem !== 'string') throw new Error('no root public key');
-        shared = { certificate: parseKeyCertificate(raw.certificate, 'certificate'), rootPublicKeyPem: raw.rootPublicKeyPem };
+        // none from an instance older than root rotation
+        const rootRotations = raw.rootRotations === undefined ? [] : parseRootRotations(raw.rootRotations);
+        shared = { certificate: parseKeyCertificate(raw.certificate, 'certificate'), rootPublicKeyPem: raw.rootPublicKeyPem, rootRotations };
       } catch (err) {
         this.refused(`the shared signing key certificate in the store is unreadable (${(err as Error).message}); it is replaced by this instance's`, 'error');
       }
@@ -98,7 +102,7 @@ export class SharedCertificate {
     if (mine && (!shared || shared.certificate.serial < mine.serial)) {
       // this instance has a newer one (installed offline before its start): the others take it from here
       const installedRoot = await this.rootOf();
-      if (installedRoot) await this.publish({ certificate: mine, rootPublicKeyPem: installedRoot });
+      if (installedRoot) await this.publish({ certificate: mine, rootPublicKeyPem: installedRoot, rootRotations: [...d.manifests.rootRotations] });
       return;
     }
     if (!shared || (mine && shared.certificate.serial <= mine.serial)) return;
@@ -107,10 +111,11 @@ export class SharedCertificate {
       return;
     }
     try {
-      const installed = await installKeyCertificate(d.dataDir, d.signingKey, shared.certificate, { rootPublicKeyPem: shared.rootPublicKeyPem });
-      d.manifests.certificate = installed.certificate;
+      const installed = await installKeyCertificate(d.dataDir, d.signingKey, shared.certificate, { rootPublicKeyPem: shared.rootPublicKeyPem, rootRotations: shared.rootRotations });
+      const rotated = mine !== undefined && mine.rootKeyId !== installed.certificate.rootKeyId;
+      d.manifests.useCertificate(installed);
       this.lastRefusal = undefined;
-      d.logger.info('took in the signing key certificate installed on another instance: update commands carry it from now on', { keyId: installed.certificate.keyId, serial: installed.certificate.serial });
+      d.logger.info(`took in the signing key certificate installed on another instance${rotated ? ', of a new root' : ''}: update commands carry it from now on`, { keyId: installed.certificate.keyId, serial: installed.certificate.serial, rootKeyId: installed.certificate.rootKeyId });
     } catch (err) {
       if (!(err instanceof UpdraftError)) throw err;
       this.refused(`the shared signing key certificate ${shared.certificate.serial} is not taken in: ${err.message}`, 'warn');

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -18,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
+import { certifySigningKey, rotateRoot } from '../../src/signing/root-key.ts';
+import { keyIdOf, parsePublicKey } from '../../src/signing/signing-key.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, startAgent } from '../security/support.ts';
@@ -410,6 +412,17 @@ describe('web dashboard in Chromium', { skip }, () => {
     const status = (token: string) => fetch(`${ts.httpUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
     assert.equal(await status(ts.token), 401, 'the old token is refused');
     assert.equal(await status(fresh), 200);
+    // the offline root, then replaced in band: the page names the rotation
+    const [r1, r2] = [generateKeyPairSync('ed25519'), generateKeyPairSync('ed25519')];
+    const signingPub = parsePublicKey(ts.server.security.signingKey.publicKeyPem);
+    const inADay = Math.floor(Date.now() / 1000) + 86_400;
+    const install = (body: unknown) => fetch(`${ts.httpUrl}/api/v1/keys/signing/certificate`, { method: 'PUT', headers: { authorization: `Bearer ${fresh}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.status);
+    assert.equal(await install({ certificate: certifySigningKey(r1.privateKey, signingPub, 1, inADay), rootPublicKey: r1.publicKey.export({ type: 'spki', format: 'pem' }).toString() }), 200);
+    assert.equal(await install({ certificate: certifySigningKey(r2.privateKey, signingPub, 2, inADay), rootRotations: [rotateRoot(r1.privateKey, r2.privateKey)] }), 200);
+    await nav('Overview').click();
+    await nav('Security').click();
+    await page.getByTestId('certificate').filter({ hasText: `serial 2 from root ${keyIdOf(r2.publicKey)}` }).waitFor();
+    await page.getByTestId('root-rotations').filter({ hasText: `${keyIdOf(r1.publicKey)} → ${keyIdOf(r2.publicKey)}: every command carries them` }).waitFor();
     // still signed in, and live again (the server closed the stream the old token opened)
     await nav('Overview').click();
     await heading('Fleet overview');

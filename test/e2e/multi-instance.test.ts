@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
-import { certifySigningKey, generateRootKey, readRootPrivateKey } from '../../src/signing/root-key.ts';
+import { certifySigningKey, generateRootKey, readRootPrivateKey, rotateRoot } from '../../src/signing/root-key.ts';
 import { parsePublicKey } from '../../src/signing/signing-key.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { fleetAgents } from '../helpers/agents.ts';
@@ -107,6 +107,16 @@ if (!mosquitto.ok || !pgResult.ok) {
       const onB = await b.api.call<{ signing: { certificate: { serial: number } | null }; root: { keyId: string } | null }>('GET', '/api/v1/keys');
       assert.equal(onB.signing.certificate?.serial, 1);
       assert.equal(onB.root?.keyId, certificate.rootKeyId, 'with its root, written to its data directory for its next start');
+      // the root replaced through one instance: the other takes the new root with its rotation, which its commands carry
+      const root2 = await generateRootKey(path.join(dir, 'root-2'));
+      const root2Key = await readRootPrivateKey(root2.keyFile);
+      const rotation = rotateRoot(await readRootPrivateKey(root.keyFile), root2Key);
+      const certificate2 = certifySigningKey(root2Key, parsePublicKey(signing.publicKey), 2, Math.floor(Date.now() / 1000) + 86_400);
+      await a.api.call('PUT', '/api/v1/keys/signing/certificate', { certificate: certificate2, rootRotations: [rotation] });
+      await b.p.waitFor(/took in the signing key certificate installed on another instance, of a new root/, 15_000);
+      const rotatedOnB = await b.api.call<{ root: { keyId: string; rotations: unknown[] } | null }>('GET', '/api/v1/keys');
+      assert.equal(rotatedOnB.root?.keyId, certificate2.rootKeyId);
+      assert.deepEqual(rotatedOnB.root?.rotations, [rotation]);
       // a viewer token added through one instance reads through the other; removed on the
       // first, it is refused by the other at once (the store and the relayed event)
       const viewer = await a.api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'grafana' });

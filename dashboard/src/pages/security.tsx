@@ -48,6 +48,20 @@ export function SecurityPage() {
                   <>none: devices are provisioned with this key itself, and must be provisioned again if it is replaced (an offline root key avoids that: see the security docs)</>
                 )}
               </dd>
+              {keys.data.root && keys.data.root.rotations.length > 0 && (
+                <>
+                  <dt>Root rotations</dt>
+                  <dd data-testid="root-rotations">
+                    {[keys.data.root.rotations[0]!.previousRootKeyId, ...keys.data.root.rotations.map((r) => r.rootKeyId)].map((id, i) => (
+                      <span key={id}>
+                        {i > 0 && ' → '}
+                        <code>{id}</code>
+                      </span>
+                    ))}
+                    : every command carries them, and devices provisioned with an older root follow them (<code>reported.agent.keyId</code> names the root a device trusts)
+                  </dd>
+                </>
+              )}
             </dl>
           </section>
 

@@ -68,7 +68,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     add('FAIL', 'token', (err as Error).message);
     return out;
   }
-  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; url: KeyInfo[] };
+  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[] };
   try {
     keys = await api.call('GET', '/api/v1/keys');
   } catch (err) {
@@ -106,6 +106,17 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   if (careless && careless.items.length > 0) {
     const some = `${careless.items.map((d) => d.deviceId).join(', ')}${careless.next ? ', …' : ''}`;
     add('warn', 'devices', `${some} accept unsigned software (an agent run with --insecure-allow-unsigned): whoever can send them a command can install anything; give them the signing key or the root (list them: updraft device list --query 'reported.agent.trust = unsigned')`);
+  }
+
+  // after a root rotation, devices that have not followed it yet (no command since) still trust
+  // the old root: whoever holds it can certify a key of their own for them
+  if (keys.root && (keys.root.rotations?.length ?? 0) > 0) {
+    const query = `reported.agent.trust = root and reported.agent.keyId != ${keys.root.keyId}`;
+    const behind = await api.call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(query)}`).catch(() => undefined);
+    if (behind && behind.items.length > 0) {
+      const some = `${behind.items.map((d) => d.deviceId).join(', ')}${behind.next ? ', …' : ''}`;
+      add('warn', 'devices', `${some} still trust a replaced root (the root is ${keys.root.keyId} now): they follow the rotation with their next command; until then, the old root can vouch for any key for them (list them: updraft device list --query '${query}')`);
+    }
   }
 
   // agents whose clock is a minute or more off the server's (they report it: agent/clock-offset.ts);

@@ -164,6 +164,10 @@ describe('the offline root replaced in band', () => {
     assert.deepEqual(keys.root.rotations, [JSON.parse(await readFile(root2.rotationFile, 'utf8'))]);
     assert.match(await cli(['keys', 'show', ...api()]), new RegExp(`^root ${root2.keyId}, rotated from ${root1.keyId} -> ${root2.keyId}: commands carry the rotations$`, 'm'));
 
+    // doctor names the device still on the old root
+    const doctor = await runCli(['doctor', ...api()]);
+    assert.match(doctor.stdout, new RegExp(`^warn  devices {6}dev-a still trust a replaced root \\(the root is ${root2.keyId} now\\)`, 'm'));
+
     // dev-a trusts root 1 and takes the next update through the rotation; dev-b, provisioned with root 1 and never updated, too
     const b = await startDevice('dev-b', root1.publicFile);
     assert.equal(await trusted('dev-b'), root1.keyId);
@@ -174,6 +178,7 @@ describe('the offline root replaced in band', () => {
     await eventually(async () => ((await trusted('dev-a')) === root2.keyId && (await trusted('dev-b')) === root2.keyId ? true : undefined), 15_000, 'both report the new root');
     const onOld = await cli(['device', 'list', '--query', `reported.agent.keyId = ${root1.keyId}`, ...api()]);
     assert.equal(onOld, 'no devices\n');
+    assert.doesNotMatch((await runCli(['doctor', ...api()])).stdout, /replaced root/);
   });
 
   it('a device that followed the rotation refuses what the old root vouches for, across a restart', async () => {

@@ -13,7 +13,7 @@ import { print, withApi, type Common } from './api-commands.ts';
 import { parseDuration } from './keys-command.ts';
 
 export function addTokenCommand(program: Command): void {
-  const token = program.command('token').description('the operator token');
+  const token = program.command('token').description('the operator token, and named viewer and operator tokens');
   token
     .command('rotate')
     .description('replace the operator token: the old one is refused from now on')
@@ -38,26 +38,45 @@ export function addTokenCommand(program: Command): void {
       process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : text + '\n');
     });
 
-  // read-only tokens (server/viewer-tokens.ts)
-  const viewer = token.command('viewer').description('read-only API tokens: for monitoring, wall dashboards, support desks; they cannot change anything');
-  withApi(viewer.command('add <name>').description('a new read-only token named <name> (shown once)').option('--expires-in <duration>', 'refused after this long: 90d, 12h, 30m (default: never)')).action(async (name: string, opts: Common & { expiresIn?: string }) => {
-    const expiresInSeconds = opts.expiresIn === undefined ? undefined : parseDuration('--expires-in', opts.expiresIn);
-    const r = await new ApiClient(opts).call<{ name: string; token: string; createdAt: number; expiresAt?: number }>('POST', '/api/v1/viewer-tokens', { name, ...(expiresInSeconds !== undefined ? { expiresInSeconds } : {}) });
-    const text = [
-      `viewer token ${r.name} (shown once; the server keeps only its hash): ${r.token}`,
-      ...(r.expiresAt !== undefined ? [`  it expires at ${new Date(r.expiresAt).toISOString()}`] : []),
-      '  it reads the operator API (GET, the event stream, dry runs) and changes nothing; it is no MQTT password',
-      `  remove it with: updraft token viewer remove ${r.name}`,
-    ].join('\n');
-    print(opts, r, text);
-  });
-  withApi(viewer.command('list').description('the read-only tokens, by name (never the tokens)')).action(async (opts: Common) => {
-    const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>('GET', '/api/v1/viewer-tokens');
-    const expiry = (t: { expiresAt?: number }) => (t.expiresAt === undefined ? '' : t.expiresAt <= Date.now() ? `  EXPIRED at ${new Date(t.expiresAt).toISOString()}` : `  expires ${new Date(t.expiresAt).toISOString()}`);
-    print(opts, r, r.items.length === 0 ? 'no viewer token' : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${expiry(t)}`).join('\n'));
-  });
-  withApi(viewer.command('remove <name>').description('removes a read-only token: refused at once by this server, within 30 s by every instance')).action(async (name: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<{ removed: string }>('DELETE', `/api/v1/viewer-tokens/${encodeURIComponent(name)}`);
-    print(opts, r, `viewer token ${r.removed} removed: refused from now on`);
-  });
+  // named tokens (server/named-tokens.ts): read-only viewers, and operators by name
+  const kinds = [
+    {
+      role: 'viewer',
+      label: 'viewer token',
+      description: 'read-only API tokens: for monitoring, wall dashboards, support desks; they cannot change anything',
+      adds: 'a new read-only token named <name> (shown once)',
+      may: '  it reads the operator API (GET, the event stream, dry runs) and changes nothing; it is no MQTT password',
+    },
+    {
+      role: 'operator',
+      label: 'operator token',
+      description: "named operator tokens: one per person or tool, with the operator token's rights over the API; the audit log names who did what, and each is removed alone",
+      adds: 'a new operator token named <name> (shown once): it may do everything the operator token may over the API',
+      may: '  it may do everything the operator token may over the API (the audit log names it); it is no MQTT password',
+    },
+  ] as const;
+  for (const kind of kinds) {
+    const group = token.command(kind.role).description(kind.description);
+    const path = `/api/v1/${kind.role}-tokens`;
+    withApi(group.command('add <name>').description(kind.adds).option('--expires-in <duration>', 'refused after this long: 90d, 12h, 30m (default: never)')).action(async (name: string, opts: Common & { expiresIn?: string }) => {
+      const expiresInSeconds = opts.expiresIn === undefined ? undefined : parseDuration('--expires-in', opts.expiresIn);
+      const r = await new ApiClient(opts).call<{ name: string; token: string; createdAt: number; expiresAt?: number }>('POST', path, { name, ...(expiresInSeconds !== undefined ? { expiresInSeconds } : {}) });
+      const text = [
+        `${kind.label} ${r.name} (shown once; the server keeps only its hash): ${r.token}`,
+        ...(r.expiresAt !== undefined ? [`  it expires at ${new Date(r.expiresAt).toISOString()}`] : []),
+        kind.may,
+        `  remove it with: updraft token ${kind.role} remove ${r.name}`,
+      ].join('\n');
+      print(opts, r, text);
+    });
+    withApi(group.command('list').description(`the ${kind.label}s, by name (never the tokens)`)).action(async (opts: Common) => {
+      const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>('GET', path);
+      const expiry = (t: { expiresAt?: number }) => (t.expiresAt === undefined ? '' : t.expiresAt <= Date.now() ? `  EXPIRED at ${new Date(t.expiresAt).toISOString()}` : `  expires ${new Date(t.expiresAt).toISOString()}`);
+      print(opts, r, r.items.length === 0 ? `no ${kind.label}` : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${expiry(t)}`).join('\n'));
+    });
+    withApi(group.command('remove <name>').description(`removes ${kind.label === 'viewer token' ? 'a read-only' : 'an operator'} token: refused at once by this server, within 30 s by every instance`)).action(async (name: string, opts: Common) => {
+      const r = await new ApiClient(opts).call<{ removed: string }>('DELETE', `${path}/${encodeURIComponent(name)}`);
+      print(opts, r, `${kind.label} ${r.removed} removed: refused from now on`);
+    });
+  }
 }

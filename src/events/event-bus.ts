@@ -34,8 +34,10 @@ export interface UpdraftEvents {
   'job.changed': { job: JobRecord };
   /** A signing key certificate was installed, here or on another instance: look at the shared one (`signing/shared-certificate.ts`). */
   'keys.certificate': { serial: number };
-  /** A viewer token was added or removed, here or on another instance (`server/viewer-tokens.ts`): read them again; streams opened with a removed one end. */
+  /** A viewer token was added or removed, here or on another instance (`server/named-tokens.ts`): read them again; streams opened with a removed one end. */
   'viewer.tokens': { name: string };
+  /** A named operator token was added or removed (`server/named-tokens.ts`): the same. */
+  'operator.tokens': { name: string };
   /** The operator token was replaced: live API streams opened with the old one end. */
   'operator.token-rotated': Record<string, never>;
   /** A thing started using the AWS IoT topic families (issue 9), here or on another instance. */

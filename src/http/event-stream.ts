@@ -48,10 +48,10 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
       res.write(`id: ${++id}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     const offs: (() => void)[] = [];
-    // opened with a token that is no longer the operator's: sign in again
-    if (caller?.role !== 'viewer') offs.push(deps.events.on('operator.token-rotated', () => res.end()));
-    // opened with a viewer token that was removed (or replaced under its name)
-    if (caller?.role === 'viewer') offs.push(deps.events.on('viewer.tokens', ({ name }) => name === caller.name && res.end()));
+    // opened with the data directory's operator token, replaced since: sign in again
+    if (caller?.name === undefined) offs.push(deps.events.on('operator.token-rotated', () => res.end()));
+    // opened with a named token that was removed (or replaced under its name)
+    else offs.push(deps.events.on(caller.role === 'viewer' ? 'viewer.tokens' : 'operator.tokens', ({ name }) => name === caller.name && res.end()));
     if (types.includes('job.changed')) {
       offs.push(deps.events.on('job.changed', ({ job }) => {
         if (deviceId || (jobId && job.jobId !== jobId)) return;
@@ -79,9 +79,9 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
     }
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
     heartbeat.unref();
-    // opened with a viewer token that expires: it ends then (a reconnection is refused); a
+    // opened with a named token that expires: it ends then (a reconnection is refused); a
     // timer holds at most 24.8 days, and a stream open longer than that is not worth one
-    const untilExpiry = caller?.role === 'viewer' && caller.expiresAt !== undefined ? Math.max(0, caller.expiresAt - Date.now()) : undefined;
+    const untilExpiry = caller?.expiresAt !== undefined ? Math.max(0, caller.expiresAt - Date.now()) : undefined;
     const expiry = untilExpiry !== undefined && untilExpiry < 2 ** 31 - 1 ? setTimeout(() => res.end(), untilExpiry) : undefined;
     expiry?.unref();
     await new Promise<void>((resolve) => {

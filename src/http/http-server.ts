@@ -13,9 +13,9 @@ import type { Caller, Router } from './router.ts';
 /** POSTs that change nothing (they carry a request body to read against): not changes, so not audited or counted as such. */
 const READS_BY_POST = new Set(['/api/v1/jobs/preview']);
 /** Reads that hand out secrets (the broker's password hashes) or manage tokens: the operator's only. */
-const OPERATOR_READS = ['/api/v1/broker/credentials', '/api/v1/viewer-tokens'];
+const OPERATOR_READS = ['/api/v1/broker/credentials', '/api/v1/viewer-tokens', '/api/v1/operator-tokens'];
 
-/** True when a read-only viewer token may make this call (`server/viewer-tokens.ts`). */
+/** True when a read-only viewer token may make this call (`server/named-tokens.ts`). */
 export function viewerMay(method: string, pathname: string): boolean {
   const reads = method === 'GET' || method === 'HEAD' || (method === 'POST' && READS_BY_POST.has(pathname));
   return reads && !OPERATOR_READS.some((p) => pathname === p || pathname.startsWith(p + '/'));
@@ -30,6 +30,8 @@ export interface HttpServerOptions {
   operatorToken: string;
   /** Read-only tokens also taken, for reads only: the viewer's name of a token, or undefined. */
   viewerTokens?: { match(token: string): { name: string; expiresAt?: number } | undefined };
+  /** Named operator tokens also taken, with the operator token's rights: the name of a token, or undefined. */
+  operatorTokens?: { match(token: string): { name: string; expiresAt?: number } | undefined };
   logger: Logger;
   /** Serve HTTPS with this key and certificate chain (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
@@ -86,7 +88,7 @@ export class HttpServer {
       if (url.pathname.startsWith('/api/')) {
         const audit = this.audit(req, res, url);
         caller = this.checkToken(req);
-        if (audit) audit.by = caller.role === 'operator' ? 'operator' : `viewer ${caller.name}`;
+        if (audit) audit.by = caller.name === undefined ? caller.role : `${caller.role} ${caller.name}`;
         const method = req.method ?? 'GET';
         if (caller.role === 'viewer' && !viewerMay(method, url.pathname)) {
           throw new UpdraftError('FORBIDDEN', `the viewer token ${caller.name} is read-only: ${method} ${url.pathname} needs the operator token`);
@@ -148,6 +150,8 @@ export class HttpServer {
       throw new UpdraftError('UNAUTHORIZED', 'the operator token is required: send Authorization: Bearer <token>');
     }
     if (secretMatches(Buffer.from(m[1]!), this.operatorToken)) return { role: 'operator' };
+    const operator = this.opts.operatorTokens?.match(m[1]!);
+    if (operator !== undefined) return { role: 'operator', ...operator };
     const viewer = this.opts.viewerTokens?.match(m[1]!);
     if (viewer !== undefined) return { role: 'viewer', ...viewer };
     this.noteRefusedToken(req);

@@ -5,7 +5,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Who called the operator API: the operator, or a read-only viewer token (its name). */
-export type Caller = { role: 'operator' } | { role: 'viewer'; name: string; expiresAt?: number };
+/** Who called the API: the data directory's operator token (no name), a named operator token, or a read-only viewer token (`server/named-tokens.ts`). */
+export type Caller = { role: 'operator'; name?: string; expiresAt?: number } | { role: 'viewer'; name: string; expiresAt?: number };
 
 /** What a handler receives. */
 export interface RouteContext {

@@ -50,7 +50,7 @@ import type { Logger } from '../util/logger.ts';
 import { createBlobStore, createStateStore } from './adapters.ts';
 import { EventLoopMonitor } from './event-loop-monitor.ts';
 import { loadOrCreateOperatorToken, replaceOperatorToken } from './operator-token.ts';
-import { ViewerTokens, addViewerTokenRoutes } from './viewer-tokens.ts';
+import { NamedTokens, addNamedTokenRoutes } from './named-tokens.ts';
 import { UpdateCommands } from './update-commands.ts';
 import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
@@ -132,8 +132,10 @@ export class UpdraftServer {
     // any instance (or offline in one data directory) reaches every other
     const sharedCertificate = new SharedCertificate({ store: this.store, dataDir, signingKey: security.signingKey, manifests: security.manifests, events, logger: logger.child('security') });
     await this.startPart(sharedCertificate);
-    const viewerTokens = new ViewerTokens({ store: this.store, events, logger: logger.child('http') });
+    const viewerTokens = new NamedTokens({ role: 'viewer', store: this.store, events, logger: logger.child('http') });
     await this.startPart(viewerTokens);
+    const operatorTokens = new NamedTokens({ role: 'operator', store: this.store, events, logger: logger.child('http') });
+    await this.startPart(operatorTokens);
     // a revoked device, or one whose secret was replaced, loses the connection it holds at
     // once: the embedded broker closes it; an external one, when its password file is reloaded
     // (`updraft broker mosquitto-config --watch` follows the registry's device.credentials events)
@@ -143,7 +145,7 @@ export class UpdraftServer {
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha) });
 
     const router = new Router();
-    this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, viewerTokens, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
+    this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, viewerTokens, operatorTokens, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
     await this.startPart(this.http);
     // one live key ring: URL signatures and download tokens rotate together
     const urlKeys = await loadOrCreateKeyRing(dataDir);
@@ -235,7 +237,7 @@ export class UpdraftServer {
     const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0 };
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });
-    addViewerTokenRoutes(router, viewerTokens);
+    addNamedTokenRoutes(router, [viewerTokens, operatorTokens]);
     // a leaked operator token is replaced without a restart (docs/security.md)
     router.add('POST', '/api/v1/operator-token/rotate', async ({ res }) => {
       if (config.mqtt.url) {

@@ -387,10 +387,27 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('link', { name: 'New rollout' }).waitFor();
     // removed on the Security page: refused from then on
     await nav('Security').click();
-    await page.getByRole('button', { name: 'Remove wall-screen' }).click();
+    await page.getByRole('button', { name: 'Remove viewer token wall-screen' }).click();
     await page.getByRole('button', { name: 'Yes, remove wall-screen' }).click();
-    await page.getByRole('button', { name: 'Remove wall-screen' }).waitFor({ state: 'detached' });
+    await page.getByRole('button', { name: 'Remove viewer token wall-screen' }).waitFor({ state: 'detached' });
     assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${viewer}` } })).status, 401);
+
+    // a named operator token, added on the same page: signed in with it, every control is there
+    await page.getByLabel('Name of a new operator token').fill('alice');
+    await page.getByRole('button', { name: 'Add operator token' }).click();
+    const alice = await page.getByLabel(/Operator token alice \(shown once/).inputValue();
+    assert.match(alice, /^updr_oper_/);
+    await page.getByTestId('operator-tokens').getByRole('cell', { name: 'alice', exact: true }).waitFor();
+    await signIn(alice);
+    await none(page.getByRole('note').filter({ hasText: 'Read-only' }), 'alice is no viewer');
+    await nav('Jobs').click();
+    await page.getByRole('link', { name: 'New rollout' }).waitFor();
+    await signIn(ts.token);
+    await nav('Security').click();
+    await page.getByRole('button', { name: 'Remove operator token alice' }).click();
+    await page.getByRole('button', { name: 'Yes, remove alice' }).click();
+    await page.getByRole('button', { name: 'Remove operator token alice' }).waitFor({ state: 'detached' });
+    assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${alice}` } })).status, 401);
   });
 
   it('shows the keys, rotates the URL key and replaces the operator token from the Security page; the tab goes on with the new token', async () => {

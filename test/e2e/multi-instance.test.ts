@@ -126,6 +126,13 @@ if (!mosquitto.ok || !pgResult.ok) {
       await assert.rejects(viewerOnB.call('POST', '/api/v1/devices', { deviceId: 'by-viewer' }), { status: 403, message: /^the viewer token grafana is read-only: POST \/api\/v1\/devices needs the operator token$/ });
       await a.api.call('DELETE', '/api/v1/viewer-tokens/grafana');
       await eventually(async () => ((await viewerRead()) === 401 ? true : undefined), 15_000, 'the removed viewer token refused on B');
+      // a named operator token the same way: it changes things through the other instance, and is refused there once removed
+      const alice = await a.api.call<{ token: string }>('POST', '/api/v1/operator-tokens', { name: 'alice' });
+      const aliceOnB = new ApiClient({ server: b.api.baseUrl, token: alice.token });
+      await eventually(async () => (await aliceOnB.call('POST', '/api/v1/devices', { deviceId: 'by-alice' }).then(() => true, () => undefined)), 15_000, 'the operator token taken on B');
+      await aliceOnB.call('DELETE', '/api/v1/devices/by-alice');
+      await a.api.call('DELETE', '/api/v1/operator-tokens/alice');
+      await eventually(async () => ((await aliceOnB.call('GET', '/api/v1/devices').then(() => 200, (e: { status?: number }) => e.status)) === 401 ? true : undefined), 15_000, 'the removed operator token refused on B');
 
       await a.api.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', Buffer.from('firmware 2.0.0 '.repeat(1000)));
       const fleet = await registerFleet(a.api, 'm-', DEVICES);

@@ -65,4 +65,16 @@ describe('audit log of operator requests', () => {
     assert.match(got[0]!, /INFO {2}\[http\] operator request method=POST path="\/api\/v1\/artifacts\?name=fw&version=3\.0\.0" status=403 ms=\d+ remote=127\.0\.0\.1 by="viewer wall-screen"$/);
     assert.ok(!lines.some((l) => l.includes(added.token)), 'no viewer token in the log');
   });
+
+  it('names the person behind a named operator token, for each change they make', async () => {
+    const alice = (await (await call('POST', '/api/v1/operator-tokens', undefined, JSON.stringify({ name: 'alice' }))).json()) as { token: string };
+    const from = lines.length;
+    assert.equal((await call('POST', '/api/v1/artifacts?name=fw&version=4.0.0', alice.token, new Uint8Array(Buffer.from('build')))).status, 201);
+    assert.equal((await call('DELETE', '/api/v1/artifacts/fw/4.0.0')).status, 200);
+    const got = audit(from);
+    assert.equal(got.length, 2, got.join('\n'));
+    assert.match(got[0]!, /operator request method=POST path="\/api\/v1\/artifacts\?name=fw&version=4\.0\.0" status=201 ms=\d+ remote=127\.0\.0\.1 by="operator alice"$/);
+    assert.match(got[1]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/4\.0\.0 status=200 .* by=operator$/);
+    assert.ok(!lines.some((l) => l.includes(alice.token)), 'no operator token in the log');
+  });
 });

@@ -1,5 +1,5 @@
 /**
- * Read-only viewer tokens (src/server/viewer-tokens.ts) on a real server: added and removed
+ * Read-only viewer tokens (src/server/named-tokens.ts) on a real server: added and removed
  * with the real CLI, used over HTTP, MQTT and the live event stream.
  */
 import assert from 'node:assert/strict';

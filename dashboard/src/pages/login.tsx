@@ -19,7 +19,7 @@ export function LoginPage() {
     const res = await fetch('/api/v1/whoami', { headers: { authorization: `Bearer ${t}` } }).catch(() => undefined);
     setBusy(false);
     if (!res) return setError('The server cannot be reached; check that it runs.');
-    if (res.status === 401) return setError('That token is neither the operator token nor a viewer token. The operator token is in data/operator-token on the server.');
+    if (res.status === 401) return setError('That token is not one this server takes: the operator token (in data/operator-token on the server), a named operator token or a viewer token.');
     if (!res.ok) return setError(`The server answered HTTP ${res.status}.`);
     const who = (await res.json().catch(() => ({}))) as { role?: string; name?: string };
     setToken(t, who.role === 'viewer' ? (who.name ?? 'viewer') : null);

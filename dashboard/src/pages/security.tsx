@@ -3,7 +3,7 @@
  * root (when it expires, so it is renewed before devices refuse updates), the URL signing
  * keys with rotation, and the replacement of the operator token. Replacing the token from
  * here signs this tab in with the new one and shows it once, for the CLI and other tools.
- * And the read-only viewer tokens (the operator's only).
+ * And the named operator tokens and read-only viewer tokens (the operators' only).
  */
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
@@ -140,16 +140,35 @@ export function SecurityPage() {
               </div>
             )}
           </section>
-          {!readOnly && <ViewerTokens />}
+          {!readOnly && <NamedTokens role="operator" />}
+          {!readOnly && <NamedTokens role="viewer" />}
         </>
       )}
     </>
   );
 }
 
-/** The read-only viewer tokens: listed by name, added (the token shown once), removed. */
-function ViewerTokens() {
-  const list = useApi<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>('/viewer-tokens');
+/** What differs between the two kinds of named tokens on the page. */
+const KINDS = {
+  viewer: {
+    title: 'Viewer tokens',
+    one: 'viewer token',
+    about: 'Read-only tokens for what only reads: Prometheus, a wall screen, a support desk. They change nothing and are no MQTT password. Each is shown once; removing one refuses it at once.',
+    placeholder: 'prometheus',
+  },
+  operator: {
+    title: 'Operator tokens',
+    one: 'operator token',
+    about: "One per person or tool that operates the fleet, with the operator token's rights over the API: the audit log names who did what, and someone who leaves loses access when their token is removed, without replacing the shared one. No MQTT password. Each is shown once; removing one refuses it at once.",
+    placeholder: 'alice',
+  },
+} as const;
+
+/** The named tokens of one kind: listed by name, added (the token shown once), removed. */
+function NamedTokens({ role }: { role: keyof typeof KINDS }) {
+  const kind = KINDS[role];
+  const path = `/${role}-tokens`;
+  const list = useApi<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>(path);
   const [name, setName] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [added, setAdded] = useState<{ name: string; token: string } | undefined>();
@@ -159,7 +178,7 @@ function ViewerTokens() {
     setBusy(true);
     setError(undefined);
     try {
-      const r = await api<{ name: string; token: string }>('POST', '/viewer-tokens', { name: name.trim() });
+      const r = await api<{ name: string; token: string }>('POST', path, { name: name.trim() });
       setAdded(r);
       setName('');
       list.reload();
@@ -169,14 +188,15 @@ function ViewerTokens() {
       setBusy(false);
     }
   };
+  const capital = kind.one[0]!.toUpperCase() + kind.one.slice(1);
   return (
-    <section aria-labelledby="viewer-h">
-      <h2 id="viewer-h">Viewer tokens</h2>
-      <p class="muted">Read-only tokens for what only reads: Prometheus, a wall screen, a support desk. They change nothing and are no MQTT password. Each is shown once; removing one refuses it at once.</p>
+    <section aria-labelledby={`${role}-h`}>
+      <h2 id={`${role}-h`}>{kind.title}</h2>
+      <p class="muted">{kind.about}</p>
       <ErrorNote error={list.error} />
       {list.data && list.data.items.length > 0 && (
-        <table data-testid="viewer-tokens">
-          <caption class="sr-only">Viewer tokens by name</caption>
+        <table data-testid={`${role}-tokens`}>
+          <caption class="sr-only">{kind.title} by name</caption>
           <thead>
             <tr>
               <th scope="col">Name</th>
@@ -196,13 +216,13 @@ function ViewerTokens() {
                 <td>
                   <ConfirmAction
                     label="Remove"
-                    name={`Remove ${t.name}`}
+                    name={`Remove ${kind.one} ${t.name}`}
                     buttonClass="secondary"
-                    question={`Remove ${t.name}? What uses it is refused from now on.`}
+                    question={`Remove the ${kind.one} ${t.name}? What uses it is refused from now on.`}
                     confirm={`Yes, remove ${t.name}`}
                     keep="Keep it"
                     run={async () => {
-                      await api('DELETE', `/viewer-tokens/${encodeURIComponent(t.name)}`);
+                      await api('DELETE', `${path}/${encodeURIComponent(t.name)}`);
                       list.reload();
                     }}
                   />
@@ -213,17 +233,19 @@ function ViewerTokens() {
         </table>
       )}
       <form class="inline-form" onSubmit={add} noValidate>
-        <Field id="viewer-name" label="Name of a new viewer token" error={error}>
-          <input id="viewer-name" value={name} placeholder="prometheus" onInput={(e) => setName(e.currentTarget.value)} aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'viewer-name-error' : undefined} />
+        <Field id={`${role}-name`} label={`Name of a new ${kind.one}`} error={error}>
+          <input id={`${role}-name`} value={name} placeholder={kind.placeholder} onInput={(e) => setName(e.currentTarget.value)} aria-invalid={error ? 'true' : undefined} aria-describedby={error ? `${role}-name-error` : undefined} />
         </Field>
         <button type="submit" disabled={busy || name.trim() === ''}>
-          Add viewer token
+          Add {kind.one}
         </button>
       </form>
       {added && (
         <div class="new-token" role="status">
-          <label for="new-viewer-token">Viewer token {added.name} (shown once; the server keeps only its hash):</label>
-          <input id="new-viewer-token" readOnly value={added.token} onFocus={(e) => e.currentTarget.select()} />
+          <label for={`new-${role}-token`}>
+            {capital} {added.name} (shown once; the server keeps only its hash):
+          </label>
+          <input id={`new-${role}-token`} readOnly value={added.token} onFocus={(e) => e.currentTarget.select()} />
         </div>
       )}
     </section>

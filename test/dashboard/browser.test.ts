@@ -21,6 +21,7 @@ import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { certifySigningKey, rotateRoot } from '../../src/signing/root-key.ts';
 import { keyIdOf, parsePublicKey } from '../../src/signing/signing-key.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
+import { eventually } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, startAgent } from '../security/support.ts';
 
@@ -269,12 +270,22 @@ describe('web dashboard in Chromium', { skip }, () => {
   it('revokes, reinstates and deletes a device from its page (after confirmations), then goes back to the list', async () => {
     await page.goto(`${ts.httpUrl}/devices/idle-3`);
     await heading(/Device idle-3/);
+    // a rollout that starts in a moment (idle-2, offline, keeps it running): it skips idle-3, revoked before then
+    const skipping = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['idle-2', 'idle-3'] }, plan: { startAt: Date.now() + 5000 } })).job.jobId;
     // revoked, reinstated, then deleted
     await page.getByRole('button', { name: 'Revoke device' }).click();
     await page.getByRole('button', { name: 'Yes, revoke idle-3' }).click();
     await page.getByRole('heading', { level: 1 }).filter({ hasText: 'REVOKED' }).waitFor();
+    await eventually(async () => {
+      const page1 = await api.call<{ items: { deviceId: string; status: string }[] }>('GET', `/api/v1/jobs/${skipping}/executions?status=REMOVED`);
+      return page1.items.some((e) => e.deviceId === 'idle-3') ? true : undefined;
+    }, 30_000, 'idle-3 skipped while revoked');
+    // ...and takes it back when it is reinstated: the page names the job
     await page.getByRole('button', { name: 'Reinstate device' }).click();
     await page.getByRole('heading', { level: 1 }).filter({ hasText: 'OFFLINE' }).waitFor();
+    await page.getByTestId('jobs-requeued').filter({ hasText: `Queued again in the running job that skipped it while it was revoked: ${skipping.slice(0, 8)}` }).waitFor();
+    await page.getByTestId('jobs-requeued').getByRole('link', { name: `job ${skipping}` }).waitFor();
+    await api.call('POST', `/api/v1/jobs/${skipping}/cancel`);
     await page.getByRole('button', { name: 'Delete device' }).click();
     await page.getByRole('alert').filter({ hasText: 'its job history stays' }).waitFor();
     await shot('09a-device-delete');

@@ -112,10 +112,13 @@ function DeviceControls({ id, revoked, onChange }: { id: string; revoked: boolea
   const enc = encodeURIComponent(id);
   const readOnly = useReadOnly();
   const [error, setError] = useState<string | undefined>();
+  /** The running jobs that took the device back when it was reinstated (they had skipped it while it was revoked). */
+  const [requeued, setRequeued] = useState<string[] | undefined>();
   const reinstate = async () => {
     setError(undefined);
     try {
-      await api('POST', `/devices/${enc}/reinstate`);
+      const r = await api<{ jobsRequeued?: string[] }>('POST', `/devices/${enc}/reinstate`);
+      setRequeued(r.jobsRequeued ?? []);
       onChange();
     } catch (err) {
       setError((err as Error).message);
@@ -153,6 +156,19 @@ function DeviceControls({ id, revoked, onChange }: { id: string; revoked: boolea
       {error && (
         <p class="error" role="alert">
           {error}
+        </p>
+      )}
+      {requeued && requeued.length > 0 && !revoked && (
+        <p role="status" data-testid="jobs-requeued">
+          Queued again in the running {requeued.length === 1 ? 'job' : 'jobs'} that skipped it while it was revoked:{' '}
+          {requeued.map((jobId, i) => (
+            <span key={jobId}>
+              {i > 0 && ', '}
+              <Link href={`/jobs/${jobId}`} aria-label={`job ${jobId}`}>
+                {shortId(jobId)}
+              </Link>
+            </span>
+          ))}
         </p>
       )}
     </div>

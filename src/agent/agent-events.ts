@@ -39,4 +39,6 @@ export interface AgentEvents {
   delta: [DeltaMessage];
   /** The MQTT connection came up or went down. */
   connection: [{ online: boolean }];
+  /** The client certificate was renewed and saved (`certificateRenewal`): its expiry, in seconds since the epoch; used from the next connection. */
+  'certificate-renewed': [{ expiresAt: number }];
 }

@@ -3,6 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
 import type { Logger } from '../util/logger.ts';
 import type { AgentStateStore } from './agent-state.ts';
+import type { CertificateRenewalOptions } from './certificate-renewer.ts';
 import type { Downloader } from './downloader.ts';
 import type { Installer } from './installer.ts';
 import { REQUEST_DEFAULTS } from './shadow-requester.ts';
@@ -27,6 +28,13 @@ export interface UpdateAgentOptions {
    * synchronous (it runs while mqtt.js sends CONNECT); undefined keeps the current one.
    */
   renewPassword?: () => string | undefined;
+  /**
+   * Renews the client certificate of `mqttOptions` (`cert` and `key`, PEM) before it expires
+   * (`agent/certificate-renewer.ts`): the agent makes a new key, the server's CA certifies it,
+   * `save` keeps the pair, and the next connection uses it. Without it, a device authenticated
+   * by certificate is refused by the broker once its certificate expires.
+   */
+  certificateRenewal?: CertificateRenewalOptions;
   /**
    * The operator's Ed25519 public key (SPKI PEM text, or a KeyObject) the device was
    * provisioned with: every update command must carry a manifest signed by it, unexpired,

@@ -45,6 +45,7 @@ import {
 import { partFile, removeStaleDownloads } from './download-files.ts';
 import { downloadArtifact } from './downloader.ts';
 import { ClockOffset, describeSeconds, WRONG_CLOCK_SECONDS } from './clock-offset.ts';
+import { CertificateRenewer, certificateExpiry } from './certificate-renewer.ts';
 import { checkCommand, type CommandCheck, type RootTrust, type SignaturePolicy } from './manifest-check.ts';
 import type { InstalledSoftware } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
@@ -90,6 +91,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private clockWarnedSession = -1;
   /** Set at each connect: the next report carries `reported.agent` (what this agent trusts). */
   private announceTrust = false;
+  /** Renews the client certificate before it expires (`certificateRenewal`). */
+  private renewer: CertificateRenewer | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** When the client certificate expires (seconds), for a device that does not renew it. */
+  private certificateExpiresAt: number | undefined;
   /** The id of the root this agent was given (a device trusting the root key), whichever root it trusts now. */
   private provisionedRootId: string | undefined;
   /** The temporary download credential of the job in flight (`downloadAuth: 'token'`). */
@@ -144,6 +150,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       deviceId: o.deviceId,
       send: (topic, payload) => this.publish(topic, payload),
       credentials: o.downloadAuth === 'token',
+      certificates: o.certificateRenewal !== undefined,
       policy: {
         timeoutMs: o.requestTimeoutMs ?? AGENT_DEFAULTS.requestTimeoutMs,
         attempts: o.requestAttempts ?? AGENT_DEFAULTS.requestAttempts,
@@ -151,6 +158,14 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       },
     });
     const requester = this.requester;
+    this.renewer = this.certificateRenewer(requester);
+    if (!this.renewer && o.mqttOptions?.cert !== undefined) {
+      try {
+        this.certificateExpiresAt = Math.floor(certificateExpiry(String(o.mqttOptions.cert)) / 1000);
+      } catch {
+        // not a certificate the agent can read: the TLS connection says what is wrong with it
+      }
+    }
     // progress and phase reports share the progress pace; outcomes go at once
     // a device trusting the root reports the newest key certificate it accepted, so the fleet
     // can be asked which devices still accept a replaced signing key (reported.software.keySerial < N)
@@ -165,6 +180,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         const agent = trustReport(this.signatures!);
         if (o.deviceType !== undefined) agent.deviceType = o.deviceType;
         if (clockNews !== undefined) agent.clockOffsetSeconds = clockNews;
+        // when its client certificate expires: the fleet can be asked which devices would be locked out soon
+        const certificateExpiresAt = this.renewer?.expiresAtSeconds ?? this.certificateExpiresAt;
+        if (certificateExpiresAt !== undefined) agent.certificateExpiresAt = certificateExpiresAt;
         ((body.state as JsonObject).reported as JsonObject).agent = agent;
       }
       const sentAt = this.now();
@@ -249,6 +267,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.started = false;
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
+    clearInterval(this.renewTimer);
     for (const wake of this.wakers) wake();
     const job = this.job;
     job?.run.stop();
@@ -312,6 +331,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const heard = this.softwareDeltas;
       await this.reportCurrent();
       if (session !== this.session || !this.started) return;
+      // a client certificate near its expiry is renewed over this connection (not awaited: the catch-up goes on)
+      void this.renewer?.check();
       // When desired software differs, the report's own delta carries the whole command, as
       // the `get` would: the replica publishes an update's answers back to back, so it comes
       // in the same read as the report's `accepted`, handled one packet per tick before the
@@ -333,6 +354,38 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         void this.sync(session, attempt + 1);
       }, delay);
     }
+  }
+
+  /**
+   * The renewer of the client certificate of `mqttOptions`, with `certificateRenewal`; it
+   * checks at every connect and twice a day. Undefined without a certificate or the option.
+   */
+  private certificateRenewer(requester: ShadowRequester): CertificateRenewer | undefined {
+    const o = this.opts;
+    const cert = o.mqttOptions?.cert;
+    const key = o.mqttOptions?.key;
+    if (!o.certificateRenewal || cert === undefined || key === undefined) return undefined;
+    const pem = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+    const ca = o.mqttOptions?.ca;
+    const renewer = new CertificateRenewer({
+      deviceId: o.deviceId,
+      current: { certificate: pem(cert), privateKey: pem(key) },
+      ...(ca !== undefined && !Array.isArray(ca) ? { ca: pem(ca) } : {}),
+      options: o.certificateRenewal,
+      request: (body) => requester.request('certificate', body),
+      use: (renewed) => {
+        // mqtt.js builds each TLS connection from its options: the next one presents the new pair
+        if (this.client) Object.assign(this.client.options, { cert: renewed.certificate, key: renewed.privateKey });
+        // said in the next report (reported.agent.certificateExpiresAt)
+        this.announceTrust = true;
+        this.emit('certificate-renewed', { expiresAt: renewer.expiresAtSeconds });
+      },
+      logger: this.log,
+      now: () => this.clock.serverTime(this.now()),
+    });
+    this.renewTimer = setInterval(() => void renewer.check(), 12 * 3_600_000);
+    this.renewTimer.unref();
+    return renewer;
   }
 
   /** The shadow document (`get`), or undefined when the device has none yet. */

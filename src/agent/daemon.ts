@@ -10,6 +10,7 @@ import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { MAX_WAIT_CHECK_SECONDS, SEMVER } from '../protocol/software.ts';
 import { createLogger, safeUrl, type Logger } from '../util/logger.ts';
+import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
 import { runInstallGate } from './health-check.ts';
@@ -72,6 +73,13 @@ export interface AgentDaemonOptions {
   installGateMaxWaitMs?: number;
   /** TLS material for an `mqtts://` broker (`--ca`, `--cert`, `--key`): PEM texts. */
   tls?: { ca?: string; cert?: string; key?: string };
+  /**
+   * The files `tls.cert` and `tls.key` were read from: the certificate is renewed before it
+   * expires and written over them (`agent/certificate-renewer.ts`).
+   */
+  tlsFiles?: { cert: string; key: string };
+  /** Renew the client certificate when fewer than this many days are left (default 30; 0: never). */
+  renewCertificateDays?: number;
   /** Where lines go (default: stderr, level info). */
   logger?: Logger;
   /** Stops the daemon when aborted (embedding, tests). SIGINT and SIGTERM always stop it. */
@@ -113,6 +121,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     ...(opts.installGateRetryMs !== undefined ? { installGateRetryMs: opts.installGateRetryMs } : {}),
     ...(opts.installGateMaxWaitMs !== undefined ? { installGateMaxWaitMs: opts.installGateMaxWaitMs } : {}),
     ...(opts.tls ? { mqttOptions: { ...opts.tls, rejectUnauthorized: true } } : {}),
+    ...(opts.tlsFiles && opts.renewCertificateDays !== 0 ? { certificateRenewal: { renewBeforeDays: opts.renewCertificateDays ?? 30, save: (pair: TlsPair) => saveRenewedFiles(opts.tlsFiles!, pair) } } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
     ...(opts.passwordFile !== undefined ? { renewPassword: secretFileReader(opts.passwordFile, opts.password, log) } : {}),
@@ -124,6 +133,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   });
   agent.on('progress', (e) => log.info(`${opts.deviceId}: job ${e.jobId} DOWNLOADING ${Math.round(e.progress * 100)}%`));
   agent.on('job-finished', (e) => log.info(`${opts.deviceId}: job ${e.jobId} acknowledged: ${e.status}, running ${e.version}`));
+  agent.on('certificate-renewed', (e) => log.info(`${opts.deviceId}: client certificate renewed, valid until ${new Date(e.expiresAt * 1000).toISOString()}; written to ${opts.tlsFiles?.cert}`));
 
   const stop = new AbortController();
   const onSignal = () => stop.abort();

@@ -8,12 +8,12 @@
 import { randomBytes } from 'node:crypto';
 import { UpdraftError, type ErrorCode } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { answerTopic, credentialsAnswerTopic, credentialsRequestTopic, requestTopic, shadowPrefix, type ShadowRef } from '../protocol/topics.ts';
+import { answerTopic, certificateAnswerTopic, certificateRenewTopic, credentialsAnswerTopic, credentialsRequestTopic, requestTopic, shadowPrefix, type ShadowRef } from '../protocol/topics.ts';
 
-/** The operations the agent uses: shadow update and get, and temporary download credentials. */
-export type AgentOperation = 'update' | 'get' | 'credentials';
+/** The operations the agent uses: shadow update and get, temporary download credentials, and the renewal of its client certificate. */
+export type AgentOperation = 'update' | 'get' | 'credentials' | 'certificate';
 
-const OPERATIONS = ['update', 'get', 'credentials'] as const;
+const OPERATIONS = ['update', 'get', 'credentials', 'certificate'] as const;
 
 /** Timing of requests. */
 export interface RequestPolicy {
@@ -47,16 +47,19 @@ export class ShadowRequester {
   private seq = 0;
   private closed = false;
   /** Requests sent per operation (each counted once, however many attempts it took). */
-  readonly sent: Record<AgentOperation, number> = { update: 0, get: 0, credentials: 0 };
+  readonly sent: Record<AgentOperation, number> = { update: 0, get: 0, credentials: 0, certificate: 0 };
 
   /** Whether this device asks for temporary download credentials (`downloadAuth: 'token'`). */
   private readonly credentials: boolean;
+  /** Whether this device renews its client certificate (`certificateRenewal`). */
+  private readonly certificates: boolean;
 
-  constructor(deps: { deviceId: string; send: (topic: string, payload: string) => Promise<void>; policy: RequestPolicy; credentials: boolean }) {
+  constructor(deps: { deviceId: string; send: (topic: string, payload: string) => Promise<void>; policy: RequestPolicy; credentials: boolean; certificates?: boolean }) {
     this.ref = { deviceId: deps.deviceId, name: '' };
     this.send = deps.send;
     this.policy = deps.policy;
     this.credentials = deps.credentials;
+    this.certificates = deps.certificates === true;
   }
 
   /**
@@ -72,11 +75,14 @@ export class ShadowRequester {
     const prefix = shadowPrefix(this.ref);
     const topics = [`${prefix}/+/accepted`, `${prefix}/+/rejected`];
     if (this.credentials) topics.push(`${credentialsRequestTopic(this.ref.deviceId)}/+`);
+    if (this.certificates) topics.push(`${certificateRenewTopic(this.ref.deviceId)}/+`);
     return topics;
   }
 
   private answer(op: AgentOperation, kind: 'accepted' | 'rejected'): string {
-    return op === 'credentials' ? credentialsAnswerTopic(this.ref.deviceId, kind) : answerTopic(this.ref, op, kind);
+    if (op === 'credentials') return credentialsAnswerTopic(this.ref.deviceId, kind);
+    if (op === 'certificate') return certificateAnswerTopic(this.ref.deviceId, kind);
+    return answerTopic(this.ref, op, kind);
   }
 
   /**
@@ -142,7 +148,8 @@ export class ShadowRequester {
       }, this.policy.timeoutMs);
       this.pending.set(token, { op, resolve, reject, timer });
       // a failed send is not final: the broker may have it, and the timeout retries otherwise
-      this.send(op === 'credentials' ? credentialsRequestTopic(this.ref.deviceId) : requestTopic(this.ref, op), payload).catch(() => {});
+      const topic = op === 'credentials' ? credentialsRequestTopic(this.ref.deviceId) : op === 'certificate' ? certificateRenewTopic(this.ref.deviceId) : requestTopic(this.ref, op);
+      this.send(topic, payload).catch(() => {});
     });
   }
 
@@ -160,6 +167,8 @@ export class ShadowRequester {
 
   private kindOf(topic: string): { op: AgentOperation; accepted: boolean } | undefined {
     for (const op of OPERATIONS) {
+      // not subscribed, so never an answer (and every message a device receives comes this way)
+      if (op === 'certificate' && !this.certificates) continue;
       if (topic === this.answer(op, 'accepted')) return { op, accepted: true };
       if (topic === this.answer(op, 'rejected')) return { op, accepted: false };
     }

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { checkAgentOptions, DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
+import { settleRenewedFiles } from '../agent/certificate-renewer.ts';
 import { readDeviceSecret, secretFilePath } from '../agent/secret-file.ts';
 import { createLogger, type LogFormat, type LogLevel } from '../util/logger.ts';
 
@@ -29,6 +30,7 @@ interface AgentFlags {
   ca?: string;
   cert?: string;
   key?: string;
+  renewCertificateDays: string;
 }
 
 /** Adds `agent`. */
@@ -58,6 +60,7 @@ export function addAgentCommand(program: Command): void {
     .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
     .option('--cert <file>', 'client certificate for MQTT over TLS (updraft device cert); the device id is its CN, no secret needed')
     .option('--key <file>', 'private key of --cert')
+    .option('--renew-certificate-days <n>', 'renew --cert over MQTT when fewer than this many days are left, writing the new pair over --cert and --key (0: never)', '30')
     .action(async (o: AgentFlags) => {
       const timeout = Number(o.healthCheckTimeout);
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
@@ -80,6 +83,10 @@ export function addAgentCommand(program: Command): void {
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);
       });
+      const renewDays = Number(o.renewCertificateDays);
+      if (!Number.isSafeInteger(renewDays) || renewDays < 0 || renewDays > 365) throw new UpdraftError('BAD_REQUEST', '--renew-certificate-days must be a whole number of days from 0 to 365');
+      // a renewal stopped halfway through its files is finished (or dropped) before they are read
+      if (o.cert !== undefined && o.key !== undefined) await settleRenewedFiles({ cert: o.cert, key: o.key });
       const tls = {
         ...(o.ca !== undefined ? { ca: await read(o.ca, '--ca') } : {}),
         ...(o.cert !== undefined ? { cert: await read(o.cert, '--cert') } : {}),
@@ -103,6 +110,7 @@ export function addAgentCommand(program: Command): void {
         // a secret read from the install directory is read there again at each reconnect
         ...(given === undefined && password !== undefined ? { passwordFile: secretFilePath(o.installDir) } : {}),
         ...(Object.keys(tls).length > 0 ? { tls } : {}),
+        ...(o.cert !== undefined && o.key !== undefined ? { tlsFiles: { cert: o.cert, key: o.key }, renewCertificateDays: renewDays } : {}),
         ...(keyFile !== undefined ? { signingPublicKey: await read(keyFile, '--signing-key') } : {}),
         ...(rootFile !== undefined ? { rootPublicKey: await read(rootFile, '--root-key') } : {}),
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),

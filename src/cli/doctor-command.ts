@@ -119,6 +119,17 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     }
   }
 
+  // agents whose client certificate expires within two weeks (they report it): renewal is
+  // off, or failing; past the expiry the broker refuses them
+  const soon = Math.floor(now / 1000) + 14 * 86_400;
+  const expiring = await api
+    .call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(`reported.agent.certificateExpiresAt < ${soon}`)}`)
+    .catch(() => undefined);
+  if (expiring && expiring.items.length > 0) {
+    const some = `${expiring.items.map((d) => d.deviceId).join(', ')}${expiring.next ? ', …' : ''}`;
+    add('warn', 'devices', `${some} have a client certificate that expires within 14 days: past it the broker refuses them; their agents renew it over MQTT unless told --renew-certificate-days 0, and the log says why a renewal failed (list them: updraft device list --query 'reported.agent.certificateExpiresAt < ${soon}')`);
+  }
+
   // agents whose clock is a minute or more off the server's (they report it: agent/clock-offset.ts);
   // a clock ahead by more than a command's lifetime fails every update as expired
   const skewed = await api

@@ -8,7 +8,7 @@
  * device speaks it); node:crypto cannot build certificates, so node-forge assembles and
  * signs them. Nothing here verifies certificates: Node's TLS (OpenSSL) does that.
  */
-import { generateKeyPair, randomBytes } from 'node:crypto';
+import { X509Certificate, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -62,12 +62,14 @@ export class CertificateAuthority {
   /** PEM of the CA certificate: what devices and clients trust. */
   readonly certificate: string;
   private readonly cert: forge.pki.Certificate;
+  private readonly x509: X509Certificate;
   private readonly key: forge.pki.rsa.PrivateKey;
 
   /** Only assigns; use `loadCa`, `createCa` or `loadOrCreateCa`. */
   constructor(certPem: string, keyPem: string) {
     this.certificate = certPem;
     this.cert = forge.pki.certificateFromPem(certPem);
+    this.x509 = new X509Certificate(certPem);
     this.key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
   }
 
@@ -78,6 +80,68 @@ export class CertificateAuthority {
       { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
       { name: 'extKeyUsage', clientAuth: true },
     ]);
+  }
+
+  /**
+   * The public key of `certificatePem` when it is a device certificate this CA issued to
+   * `deviceId`, valid at `nowMs` (give or take `SKEW_MS`), and when it was issued (its
+   * notBefore, which `validity` sets `SKEW_MS` early, plus those minutes); FORBIDDEN naming
+   * what is wrong otherwise (another CA's, another device's, expired), BAD_REQUEST for what
+   * is no certificate.
+   */
+  deviceCertificateKey(certificatePem: string, deviceId: string, nowMs = Date.now()): { key: KeyObject; issuedAt: number } {
+    let x509: X509Certificate;
+    try {
+      x509 = new X509Certificate(certificatePem);
+    } catch {
+      throw new UpdraftError('BAD_REQUEST', 'certificate is not a PEM X.509 certificate');
+    }
+    if (!x509.checkIssued(this.x509) || !x509.verify(this.x509.publicKey)) throw new UpdraftError('FORBIDDEN', "the current certificate was not issued by this server's CA");
+    const cn = /^CN=(.*)$/m.exec(x509.subject)?.[1];
+    if (cn !== deviceId) throw new UpdraftError('FORBIDDEN', `the current certificate is ${cn === undefined ? 'no device' : `device ${cn}`}'s, not ${deviceId}'s`);
+    if (Date.parse(x509.validTo) + SKEW_MS < nowMs) throw new UpdraftError('FORBIDDEN', `the current certificate expired at ${new Date(x509.validTo).toISOString()}: a device whose certificate expired is given a new one by the operator (updraft device cert)`);
+    if (Date.parse(x509.validFrom) - SKEW_MS > nowMs) throw new UpdraftError('FORBIDDEN', 'the current certificate is not valid yet');
+    return { key: x509.publicKey, issuedAt: Date.parse(x509.validFrom) + SKEW_MS };
+  }
+
+  /**
+   * A client certificate for `deviceId` over the key of `csrPem` (PKCS #10), which the device
+   * made and keeps: the request must be signed by that key (it holds it), name the device as
+   * its CN, and carry an RSA key of at least 2048 bits. BAD_REQUEST naming what is wrong.
+   */
+  issueDeviceCertificateFromRequest(deviceId: string, csrPem: string, days = 730): { certificate: string; notAfter: number } {
+    if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
+    let csr: forge.pki.CertificateSigningRequest;
+    try {
+      csr = forge.pki.certificationRequestFromPem(csrPem);
+    } catch (err) {
+      throw new UpdraftError('BAD_REQUEST', `csr is not a PEM certificate signing request with an RSA key: ${(err as Error).message}`);
+    }
+    let signed = false;
+    try {
+      signed = csr.verify();
+    } catch {
+      signed = false;
+    }
+    if (!signed) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request is not signed by its own key');
+    const cn = csr.subject.getField('CN')?.value as string | undefined;
+    if (cn !== deviceId) throw new UpdraftError('BAD_REQUEST', `the certificate signing request names ${cn === undefined ? 'no device' : `device ${cn}`}, not ${deviceId}`);
+    const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
+    if (!publicKey || publicKey.n.bitLength() < 2048) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request needs an RSA key of at least 2048 bits');
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = publicKey;
+    cert.serialNumber = serial();
+    validity(cert, days);
+    cert.setSubject([{ name: 'commonName', value: deviceId }, { name: 'organizationName', value: 'Updraft device' }]);
+    cert.setIssuer(this.cert.subject.attributes);
+    cert.setExtensions([
+      { name: 'basicConstraints', cA: false, critical: true },
+      { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', clientAuth: true },
+      { name: 'subjectKeyIdentifier' },
+    ]);
+    cert.sign(this.key, forge.md.sha256.create());
+    return { certificate: forge.pki.certificateToPem(cert), notAfter: Math.floor(cert.validity.notAfter.getTime() / 1000) };
   }
 
   /** A server certificate valid for `hosts` (DNS names and IP addresses). */

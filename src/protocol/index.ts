@@ -4,5 +4,6 @@ export * from './json.ts';
 export * from './software.ts';
 export * from './manifest.ts';
 export * from './key-certificate.ts';
+export * from './root-rotation.ts';
 export * from './shadow-messages.ts';
 export * from './presence.ts';

@@ -103,6 +103,29 @@ export function parseCredentialsRequestTopic(topic: string): { deviceId: string 
   return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;
 }
 
+/**
+ * Renewal of a device's client certificate (docs/security.md): a device asks on
+ * `state/{id}/certificate/renew` with a certificate signing request for a key it made, and
+ * the certificate arrives on `.../renew/accepted` (or a refusal on `.../renew/rejected`),
+ * echoing its clientToken.
+ */
+export function certificateRenewTopic(deviceId: string): string {
+  return `state/${deviceId}/certificate/renew`;
+}
+
+/** The answer topics of a certificate renewal. */
+export function certificateAnswerTopic(deviceId: string, kind: 'accepted' | 'rejected'): string {
+  return `${certificateRenewTopic(deviceId)}/${kind}`;
+}
+
+/** The device id of a certificate renewal topic, or undefined for any other topic. */
+export function parseCertificateRenewTopic(topic: string): { deviceId: string } | undefined {
+  if (!topic.endsWith('/certificate/renew')) return undefined;
+  const parts = topic.split('/');
+  if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== 'certificate' || parts[3] !== 'renew') return undefined;
+  return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;
+}
+
 /** The topic a device's presence is published on, retained: `state/dev-1/presence`. */
 export function presenceTopic(deviceId: string): string {
   return `state/${deviceId}/presence`;

@@ -25,6 +25,7 @@ import { AwsThings } from '../aws/aws-things.ts';
 import { AwsJobsDoor } from '../aws/jobs-door.ts';
 import { AwsShadowDoor } from '../aws/shadow-door.ts';
 import { CredentialService, withCredentials } from '../credentials/credential-service.ts';
+import { CertificateRenewal, withCertificateRenewal } from '../pki/certificate-renewal.ts';
 import { InProcessLease } from '../cluster/lease.ts';
 import { AWS_REQUEST_FILTERS, awsThingOf } from '../protocol/aws-topics.ts';
 import { DownloadTokens } from '../credentials/download-token.ts';
@@ -181,6 +182,8 @@ export class UpdraftServer {
       ttlSeconds: config.downloads.tokenTtlSeconds,
       logger: logger.child('credentials'),
     });
+    // devices authenticated by certificate renew them before they expire (pki/certificate-renewal.ts)
+    const renewal = new CertificateRenewal({ store: this.store, ca: security.ca, publish: (topic, payload) => this.bus.publish(topic, payload, 1), logger: logger.child('pki') });
     this.bus.onPresence((e) => {
       if (e.online) this.online.add(e.deviceId);
       else this.online.delete(e.deviceId);
@@ -199,7 +202,7 @@ export class UpdraftServer {
     });
     this.replica = new ShadowReplica({
       store: this.store,
-      bus: withAwsDoors(withCredentials(this.bus, credentials), { shadow: awsShadow, jobs: (msg) => awsJobs?.handle(msg) }),
+      bus: withAwsDoors(withCertificateRenewal(withCredentials(this.bus, credentials), renewal), { shadow: awsShadow, jobs: (msg) => awsJobs?.handle(msg) }),
       events,
       logger: logger.child('replica'),
       limits: { maxDocumentBytes: config.shadow.maxDocumentBytes, maxDepth: config.shadow.maxDepth },

@@ -1,0 +1,165 @@
+/**
+ * Renews the agent's MQTT client certificate before it expires (server side:
+ * `pki/certificate-renewal.ts`). When fewer than `renewBeforeDays` are left, the agent makes
+ * a new RSA key (it never leaves the device), asks for a certificate of it with a request
+ * signed by the new key and, as proof that it holds the current identity, by the current
+ * certificate's key; it checks the answer (its CN, the new key, the CA when it has one),
+ * hands the pair to `save` (the daemon writes its files) and uses it from its next
+ * connection. A failed attempt is logged and tried again at the next check.
+ */
+import { X509Certificate, createPrivateKey, generateKeyPair, sign } from 'node:crypto';
+import { readFile, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import forge from 'node-forge';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import type { JsonObject } from '../protocol/json.ts';
+import type { Logger } from '../util/logger.ts';
+import { syncDir, writeFileAtomic } from './atomic-file.ts';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+const DAY_MS = 86_400_000;
+
+/** A client certificate and its private key, PEM. */
+export interface TlsPair {
+  certificate: string;
+  privateKey: string;
+}
+
+/** How the agent renews its certificate (`UpdateAgentOptions.certificateRenewal`). */
+export interface CertificateRenewalOptions {
+  /** Renew when fewer than this many days are left (default 30). */
+  renewBeforeDays?: number;
+  /** Keeps the new pair durably (the daemon writes its files); the agent uses it from its next connection. */
+  save: (renewed: TlsPair) => Promise<void>;
+}
+
+/** The expiry of a PEM certificate, in ms since the epoch. CONFIG when it is none. */
+export function certificateExpiry(pem: string): number {
+  try {
+    return Date.parse(new X509Certificate(pem).validTo);
+  } catch (err) {
+    throw new UpdraftError('CONFIG', `the client certificate is not a PEM X.509 certificate: ${(err as Error).message}`);
+  }
+}
+
+/** Renews one device's certificate, one attempt at a time. */
+export class CertificateRenewer {
+  private pair: TlsPair;
+  private expiresAt: number;
+  private running: Promise<boolean> | undefined;
+  private readonly renewBeforeMs: number;
+
+  constructor(
+    private readonly deps: {
+      deviceId: string;
+      current: TlsPair;
+      /** The CA that must have issued the new certificate (PEM), when the agent verifies the broker with it. */
+      ca?: string;
+      options: CertificateRenewalOptions;
+      /** Sends the renewal request and resolves with the accepted answer (the agent's requester). */
+      request: (body: JsonObject) => Promise<JsonObject>;
+      /** Uses the new pair from the next connection on. */
+      use: (renewed: TlsPair) => void;
+      logger: Logger;
+      /** The server's time, in ms (the agent's clock corrected by the offset it measured). */
+      now: () => number;
+    },
+  ) {
+    this.pair = deps.current;
+    this.expiresAt = certificateExpiry(deps.current.certificate);
+    this.renewBeforeMs = (deps.options.renewBeforeDays ?? 30) * DAY_MS;
+  }
+
+  /** When the certificate in use expires, in seconds since the epoch. */
+  get expiresAtSeconds(): number {
+    return Math.floor(this.expiresAt / 1000);
+  }
+
+  /** Renews when the certificate is due; resolves true when it was renewed now. Never throws: a failure is logged, and the next check tries again. */
+  check(): Promise<boolean> {
+    if (this.running) return this.running;
+    if (this.expiresAt - this.deps.now() > this.renewBeforeMs) return Promise.resolve(false);
+    this.running = this.renew()
+      .then(() => true)
+      .catch((err: unknown) => {
+        this.deps.logger.warn('client certificate not renewed; trying again later', { error: asUpdraftError(err).message, expiresAt: new Date(this.expiresAt).toISOString() });
+        return false;
+      })
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async renew(): Promise<void> {
+    const { deviceId } = this.deps;
+    const { publicKey, privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+    const csr = forge.pki.createCertificationRequest();
+    csr.publicKey = forge.pki.publicKeyFromPem(publicKey);
+    csr.setSubject([{ name: 'commonName', value: deviceId }]);
+    csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+    const csrPem = forge.pki.certificationRequestToPem(csr);
+    const signature = sign('sha256', Buffer.from(csrPem, 'utf8'), createPrivateKey(this.pair.privateKey)).toString('base64');
+    const answer = await this.deps.request({ csr: csrPem, certificate: this.pair.certificate, signature });
+    if (typeof answer.certificate !== 'string') throw new UpdraftError('INTEGRITY', 'the renewal answer holds no certificate');
+    let issued: X509Certificate;
+    try {
+      issued = new X509Certificate(answer.certificate);
+    } catch {
+      throw new UpdraftError('INTEGRITY', 'the renewal answer holds no readable certificate');
+    }
+    if (!issued.checkPrivateKey(createPrivateKey(privateKey))) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not for the key this device made');
+    if (/^CN=(.*)$/m.exec(issued.subject)?.[1] !== deviceId) throw new UpdraftError('INTEGRITY', `the renewed certificate is not ${deviceId}'s`);
+    if (this.deps.ca !== undefined && !issued.verify(new X509Certificate(this.deps.ca).publicKey)) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not signed by the CA this device trusts');
+    const renewed = { certificate: answer.certificate, privateKey };
+    await this.deps.options.save(renewed);
+    this.pair = renewed;
+    const previous = this.expiresAt;
+    this.expiresAt = Date.parse(issued.validTo);
+    this.deps.use(renewed);
+    this.deps.logger.info('client certificate renewed: used from the next connection', { previousExpiry: new Date(previous).toISOString(), expiresAt: new Date(this.expiresAt).toISOString() });
+  }
+}
+
+/**
+ * Writes a renewed pair over the files the daemon was given (`--cert`, `--key`): both as
+ * `.renewed` first, then the key renamed into place, then the certificate. A stop between the
+ * two renames leaves the new key beside the old certificate; `settleRenewedFiles`, run before
+ * the files are read, finishes the job (or drops a pair that was not complete).
+ */
+export async function saveRenewedFiles(files: { cert: string; key: string }, pair: TlsPair): Promise<void> {
+  await writeFileAtomic(`${files.key}.renewed`, pair.privateKey, 0o600);
+  await writeFileAtomic(`${files.cert}.renewed`, pair.certificate, 0o644);
+  await rename(`${files.key}.renewed`, files.key);
+  await rename(`${files.cert}.renewed`, files.cert);
+  await syncDir(path.dirname(files.cert));
+  if (path.dirname(files.key) !== path.dirname(files.cert)) await syncDir(path.dirname(files.key));
+}
+
+/** Finishes or undoes a `saveRenewedFiles` that was stopped halfway; returns what it did. */
+export async function settleRenewedFiles(files: { cert: string; key: string }): Promise<'nothing' | 'finished' | 'dropped'> {
+  const read = (f: string) => readFile(f, 'utf8').catch(() => undefined);
+  const [newCert, newKey, key] = await Promise.all([read(`${files.cert}.renewed`), read(`${files.key}.renewed`), read(files.key)]);
+  if (newCert === undefined && newKey === undefined) return 'nothing';
+  const fits = (cert: string | undefined, k: string | undefined) => {
+    if (cert === undefined || k === undefined) return false;
+    try {
+      return new X509Certificate(cert).checkPrivateKey(createPrivateKey(k));
+    } catch {
+      return false;
+    }
+  };
+  if (fits(newCert, newKey)) {
+    // stopped before the first rename: both new files are whole
+    await rename(`${files.key}.renewed`, files.key);
+    await rename(`${files.cert}.renewed`, files.cert);
+    return 'finished';
+  }
+  if (newKey === undefined && fits(newCert, key)) {
+    // stopped between the renames: the new key is in place, its certificate not yet
+    await rename(`${files.cert}.renewed`, files.cert);
+    return 'finished';
+  }
+  // a pair not written whole: the old files are as they were
+  await Promise.all([unlink(`${files.cert}.renewed`).catch(() => {}), unlink(`${files.key}.renewed`).catch(() => {})]);
+  return 'dropped';
+}

@@ -1,0 +1,128 @@
+/**
+ * Renews devices' client certificates over MQTT (`state/{id}/certificate/renew` →
+ * `.../accepted|rejected`, clientToken echoed), so that a fleet authenticated by
+ * certificates is not locked out when they expire (two years after their issue).
+ *
+ * The device makes a new key pair and keeps the private key; it sends a certificate signing
+ * request (PKCS #10, signed by the new key: it holds it) with its current certificate and a
+ * signature of the request by the current certificate's key. The service issues a
+ * certificate for the new key only when:
+ * - the request comes from that device (the topic ACL lets a device publish on its own
+ *   topics only), registered and not revoked;
+ * - the current certificate is one this server's CA issued to that device (to this
+ *   registration of its id, as the broker checks at CONNECT), unexpired;
+ * - the current key signed the request: whoever asks holds the device's current identity,
+ *   whatever the broker (the embedded one or Mosquitto) and however the connection was
+ *   authenticated. A device secret alone gets no certificate: a leaked secret, replaced
+ *   since, must not have become a certificate that outlives its replacement;
+ * - the request names the device and carries an RSA key of at least 2048 bits.
+ *
+ * Revoking the device refuses every certificate it holds, the renewed ones too.
+ */
+import { verify } from 'node:crypto';
+import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { isJsonObject } from '../protocol/json.ts';
+import { readClientToken, salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
+import { certificateAnswerTopic, parseCertificateRenewTopic } from '../protocol/topics.ts';
+import type { StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+import type { CertificateAuthority } from './certificate-authority.ts';
+
+/** The largest request taken: a CSR and a certificate of a 4096-bit key fit four times over. */
+export const MAX_RENEWAL_BYTES = 16_384;
+
+/** The accepted answer. */
+export interface CertificateRenewed {
+  /** PEM of the new certificate, for the key of the request. */
+  certificate: string;
+  /** Its expiry, in seconds since the epoch. */
+  notAfter: number;
+  timestamp: number;
+  clientToken?: string;
+}
+
+/** What the service needs. */
+export interface CertificateRenewalDeps {
+  store: StateStore;
+  ca: CertificateAuthority;
+  /** Where answers are published. */
+  publish: (topic: string, payload: string) => Promise<void>;
+  logger: Logger;
+  /** Validity of a renewed certificate, in days (default 730, as issued by `updraft device cert`). */
+  days?: number;
+  /** Milliseconds since the epoch (tests). */
+  now?: () => number;
+}
+
+/** Issues renewed device certificates. */
+export class CertificateRenewal {
+  private readonly deps: CertificateRenewalDeps;
+
+  constructor(deps: CertificateRenewalDeps) {
+    this.deps = deps;
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** Handles one request; never throws (answers on the rejected topic instead); resolves once answered. */
+  handle(msg: InboundMessage): Promise<void> {
+    const parsed = parseCertificateRenewTopic(msg.topic);
+    if (!parsed) return Promise.resolve();
+    const { deviceId } = parsed;
+    return this.answer(deviceId, msg).catch(async (err: unknown) => {
+      const e = asUpdraftError(err);
+      if (e.status >= 500) this.deps.logger.error('certificate renewal failed', { deviceId, error: e.message });
+      else this.deps.logger.warn('certificate renewal refused', { deviceId, reason: e.message });
+      const rejection: Rejection = { code: e.status, message: e.message, timestamp: Math.floor(this.now() / 1000) };
+      const clientToken = salvageClientToken(msg.payload);
+      if (clientToken !== undefined) rejection.clientToken = clientToken;
+      await this.deps.publish(certificateAnswerTopic(deviceId, 'rejected'), JSON.stringify(rejection)).catch(() => {});
+    });
+  }
+
+  private async answer(deviceId: string, msg: InboundMessage): Promise<void> {
+    if (msg.sender.kind === 'device' && msg.sender.id !== deviceId) throw new UpdraftError('FORBIDDEN', 'a device may renew its own certificate only');
+    if (msg.payload.length > MAX_RENEWAL_BYTES) throw new UpdraftError('TOO_LARGE', `certificate renewal request larger than ${MAX_RENEWAL_BYTES} bytes`);
+    let body: unknown;
+    try {
+      body = JSON.parse(msg.payload.toString('utf8'));
+    } catch {
+      throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
+    }
+    if (!isJsonObject(body)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
+    const clientToken = readClientToken(body);
+    const { csr, certificate, signature } = body;
+    const problems: string[] = [];
+    if (typeof csr !== 'string') problems.push('csr (the PEM certificate signing request of the new key)');
+    if (typeof certificate !== 'string') problems.push('certificate (the PEM of the current certificate)');
+    if (typeof signature !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(signature)) problems.push('signature (base64 RSA-SHA256 of csr by the current key)');
+    if (problems.length > 0) throw new UpdraftError('BAD_REQUEST', `missing or malformed: ${problems.join(', ')}`);
+    const device = await this.deps.store.getDevice(deviceId);
+    if (!device) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered`);
+    if (device.revoked) throw new UpdraftError('FORBIDDEN', 'device revoked');
+    const current = this.deps.ca.deviceCertificateKey(certificate as string, deviceId, this.now());
+    // as at CONNECT (broker/registry-authenticator.ts): a certificate is for the registration it
+    // was issued to, not for a device registered later under the same id (whole seconds)
+    if (current.issuedAt + 1000 <= device.createdAt) throw new UpdraftError('FORBIDDEN', 'the current certificate was issued before this device was registered (to an earlier device of this id)');
+    let proven = false;
+    try {
+      proven = verify('sha256', Buffer.from(csr as string, 'utf8'), current.key, Buffer.from(signature as string, 'base64'));
+    } catch {
+      proven = false;
+    }
+    if (!proven) throw new UpdraftError('FORBIDDEN', "the request is not signed by the current certificate's key");
+    const issued = this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
+    const accepted: CertificateRenewed = { certificate: issued.certificate, notAfter: issued.notAfter, timestamp: Math.floor(this.now() / 1000) };
+    if (clientToken !== undefined) accepted.clientToken = clientToken;
+    this.deps.logger.info('device certificate renewed', { deviceId, notAfter: new Date(issued.notAfter * 1000).toISOString() });
+    await this.deps.publish(certificateAnswerTopic(deviceId, 'accepted'), JSON.stringify(accepted));
+  }
+}
+
+/** A MessageBus that hands certificate renewals to `service` and every other request on. */
+export function withCertificateRenewal(bus: MessageBus, service: CertificateRenewal): MessageBus {
+  return routeRequests(bus, (msg, next) => (parseCertificateRenewTopic(msg.topic) ? service.handle(msg) : next(msg)));
+}

@@ -37,11 +37,22 @@ export interface SecurityRouteDeps {
 
 /** Adds the routes to `router`. */
 export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void {
-  router.add('POST', '/api/v1/devices/:id/certificate', async ({ res, params }) => {
+  // a certificate and a key made here, or, with {csr}, a certificate for a key the device made
+  // and keeps (a secure element, a factory line): then no private key travels at all
+  router.add('POST', '/api/v1/devices/:id/certificate', async ({ req, res, params }) => {
     const deviceId = params.id!;
     if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
+    // a body is optional: the call without one (the CLI's, scripts') has the key made here
+    const body = (req.headers['content-type'] ?? '').includes('json') ? await readJson(req, 16_384) : (req.resume(), {});
+    if (body.csr !== undefined && typeof body.csr !== 'string') throw new UpdraftError('BAD_REQUEST', 'csr must be the PEM text of a certificate signing request');
     const device = await deps.registry.get(deviceId);
     if (device.revoked) throw new UpdraftError('CONFLICT', `device ${deviceId} is revoked; rotate its secret first to re-admit it`);
+    if (typeof body.csr === 'string') {
+      const issued = deps.ca.issueDeviceCertificateFromRequest(deviceId, body.csr);
+      deps.logger.info('device certificate issued for its own key', { deviceId });
+      sendJson(res, 201, { deviceId, certificate: issued.certificate, ca: deps.ca.certificate });
+      return;
+    }
     const issued = await deps.ca.issueDeviceCertificate(deviceId);
     deps.logger.info('device certificate issued', { deviceId });
     sendJson(res, 201, { deviceId, certificate: issued.certificate, privateKey: issued.privateKey, ca: deps.ca.certificate });

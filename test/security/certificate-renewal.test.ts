@@ -150,6 +150,29 @@ describe('client certificates renewed over MQTT', () => {
     await operator.end();
   });
 
+  it('device cert --csr certifies a key made on the device: no private key is made or written by the server', async () => {
+    await registerDevice(ts, 'c-5');
+    const made = csrFor('c-5');
+    const csrFile = path.join(dir, 'c-5.csr');
+    await writeFile(csrFile, made.csr);
+    const out = path.join(dir, 'c-5-out');
+    const r = await runCli(['device', 'cert', 'c-5', '--csr', csrFile, '--out', out, '--server', ts.httpUrl, '--token', ts.token]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^certificate for c-5 \(for the key of the request\)\n/);
+    const cert = await readFile(path.join(out, 'c-5.crt'), 'utf8');
+    assert.ok(new X509Certificate(cert).checkPrivateKey(createPrivateKey(made.key)), 'for the key the device made');
+    await assert.rejects(stat(path.join(out, 'c-5.key')), { code: 'ENOENT' }, 'no key written');
+    // and it connects with it
+    const client = await TestClient.connect(mqttsUrl, 'c-5', { ca, cert, key: made.key });
+    await client.end();
+    // a request naming another device is refused, exit 2, one line
+    const other = csrFor('c-6');
+    await writeFile(csrFile, other.csr);
+    const refused = await runCli(['device', 'cert', 'c-5', '--csr', csrFile, '--out', out, '--server', ts.httpUrl, '--token', ts.token]);
+    assert.equal(refused.code, 2);
+    assert.equal(refused.stderr, 'updraft: error: the certificate signing request names device c-6, not c-5\n');
+  });
+
   it('a renewal stopped halfway through its files is finished, or dropped, before the files are read', async () => {
     const d = path.join(dir, 'halfway');
     await mkdir(d, { recursive: true });

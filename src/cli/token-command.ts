@@ -70,9 +70,11 @@ export function addTokenCommand(program: Command): void {
       print(opts, r, text);
     });
     withApi(group.command('list').description(`the ${kind.label}s, by name (never the tokens)`)).action(async (opts: Common) => {
-      const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>('GET', path);
+      const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number; expiresAt?: number; lastUsedAt?: number }[] }>('GET', path);
       const expiry = (t: { expiresAt?: number }) => (t.expiresAt === undefined ? '' : t.expiresAt <= Date.now() ? `  EXPIRED at ${new Date(t.expiresAt).toISOString()}` : `  expires ${new Date(t.expiresAt).toISOString()}`);
-      print(opts, r, r.items.length === 0 ? `no ${kind.label}` : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${expiry(t)}`).join('\n'));
+      // a token long unused is one to remove
+      const used = (t: { lastUsedAt?: number }) => (t.lastUsedAt === undefined ? '  never used' : `  last used ${new Date(t.lastUsedAt).toISOString()}`);
+      print(opts, r, r.items.length === 0 ? `no ${kind.label}` : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${used(t)}${expiry(t)}`).join('\n'));
     });
     withApi(group.command('remove <name>').description(`removes ${kind.label === 'viewer token' ? 'a read-only' : 'an operator'} token: refused at once by this server, within 30 s by every instance`)).action(async (name: string, opts: Common) => {
       const r = await new ApiClient(opts).call<{ removed: string }>('DELETE', `${path}/${encodeURIComponent(name)}`);

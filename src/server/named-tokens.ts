@@ -57,6 +57,8 @@ export interface NamedTokenInfo {
   createdAt: number;
   /** When it stops being taken (ms since the epoch); absent: never. */
   expiresAt?: number;
+  /** When it was last taken by any instance (ms since the epoch, to within the instances' 30 s reads); absent: never. */
+  lastUsedAt?: number;
 }
 
 /** Longest lifetime of a named token given `expiresInSeconds`: ten years. */
@@ -83,6 +85,8 @@ export class NamedTokens {
   private readonly kind: (typeof KINDS)[TokenRole];
   /** SHA-256 (hex) of each token → its name, and when it expires. */
   private byHash = new Map<string, { name: string; expiresAt?: number }>();
+  /** Uses on this instance not written to the store yet: name → when (ms). */
+  private used = new Map<string, number>();
   private infos: NamedTokenInfo[] = [];
   private timer: NodeJS.Timeout | undefined;
   private off: (() => void) | undefined;
@@ -105,12 +109,41 @@ export class NamedTokens {
     clearInterval(this.timer);
     this.off?.();
     await this.turn.catch(() => {});
+    await this.flushUses().catch(() => {});
   }
 
-  /** The token `token` is (its name and expiry), or undefined (none, or expired). */
+  /** The token `token` is (its name and expiry), or undefined (none, or expired). Its use is noted (in memory; written with the next read). */
   match(token: string, now = Date.now()): { name: string; expiresAt?: number } | undefined {
     const found = this.byHash.size === 0 ? undefined : this.byHash.get(sha256(token));
-    return found && (found.expiresAt === undefined || now < found.expiresAt) ? found : undefined;
+    if (!found || (found.expiresAt !== undefined && now >= found.expiresAt)) return undefined;
+    this.used.set(found.name, now);
+    return found;
+  }
+
+  /**
+   * Writes the uses noted since the last time, one setting per token
+   * (`token-used:<role>:<name>`, apart from the token's own, so that a use written late never
+   * brings back a removed token), keeping the later time of this instance's and the store's.
+   * The token's creation time goes with it: a token added again under the same name starts
+   * unused. A write per token used, at most every 30 s: no write per request.
+   */
+  private async flushUses(): Promise<void> {
+    if (this.used.size === 0) return;
+    const uses = this.used;
+    this.used = new Map();
+    const created = new Map(this.infos.map((i) => [i.name, i.createdAt]));
+    for (const [name, at] of uses) {
+      const createdAt = created.get(name);
+      if (createdAt === undefined) continue; // removed meanwhile
+      const key = this.usedKey(name);
+      const before = parseUse(await this.deps.store.getSetting(key));
+      if (before && before.createdAt === createdAt && before.at >= at) continue;
+      await this.deps.store.putSetting(key, JSON.stringify({ at, createdAt }));
+    }
+  }
+
+  private usedKey(name: string): string {
+    return `token-used:${this.role}:${name}`;
   }
 
   /** The tokens, by name. */
@@ -141,13 +174,18 @@ export class NamedTokens {
   /** Removes the token named `name`: refused from now on here, within 30 s on every instance. */
   async remove(name: string): Promise<void> {
     if (!(await this.deps.store.deleteSetting(this.kind.key + name))) throw new UpdraftError('NOT_FOUND', `no ${this.kind.label} is named ${name}`);
+    this.used.delete(name);
+    await this.deps.store.deleteSetting(this.usedKey(name));
     await this.changed(name);
     this.deps.logger.info(`${this.kind.label} removed: it is refused from now on`, { name });
   }
 
   /** Reads the tokens from the store again, one read at a time. */
   reload(): Promise<void> {
-    const run = this.turn.then(() => this.read());
+    const run = this.turn.then(async () => {
+      await this.flushUses();
+      await this.read();
+    });
     this.turn = run.catch((err: unknown) => this.deps.logger.warn(`could not read the ${this.kind.label}s; trying again later`, { error: (err as Error).message }));
     return run;
   }
@@ -155,6 +193,11 @@ export class NamedTokens {
   private async read(): Promise<void> {
     const byHash = new Map<string, { name: string; expiresAt?: number }>();
     const infos: NamedTokenInfo[] = [];
+    const uses = new Map<string, { at: number; createdAt: number }>();
+    for (const { key, value } of await this.deps.store.listSettings(this.usedKey(''))) {
+      const use = parseUse(value);
+      if (use) uses.set(key.slice(this.usedKey('').length), use);
+    }
     for (const { key, value } of await this.deps.store.listSettings(this.kind.key)) {
       const name = key.slice(this.kind.key.length);
       try {
@@ -163,7 +206,10 @@ export class NamedTokens {
         if (raw.expiresAt !== undefined && typeof raw.expiresAt !== 'number') throw new Error('an expiry that is not a time');
         const expiresAt = raw.expiresAt as number | undefined;
         byHash.set(raw.sha256, { name, ...(expiresAt !== undefined ? { expiresAt } : {}) });
-        infos.push({ name, createdAt: typeof raw.createdAt === 'number' ? raw.createdAt : 0, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+        const createdAt = typeof raw.createdAt === 'number' ? raw.createdAt : 0;
+        const use = uses.get(name);
+        const lastUsedAt = Math.max(use && use.createdAt === createdAt ? use.at : 0, this.used.get(name) ?? 0);
+        infos.push({ name, createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}), ...(lastUsedAt > 0 ? { lastUsedAt } : {}) });
       } catch (err) {
         this.deps.logger.warn(`a ${this.kind.label} in the store is unreadable and refused; remove it and add it again`, { name, error: (err as Error).message });
       }
@@ -176,6 +222,17 @@ export class NamedTokens {
   private async changed(name: string): Promise<void> {
     await this.reload();
     this.deps.events.emit(this.kind.event, { name });
+  }
+}
+
+/** A use record (`token-used:...`), or undefined when there is none or it is unreadable. */
+function parseUse(value: string | undefined): { at: number; createdAt: number } | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const raw = JSON.parse(value) as { at?: unknown; createdAt?: unknown };
+    return typeof raw.at === 'number' && typeof raw.createdAt === 'number' ? { at: raw.at, createdAt: raw.createdAt } : undefined;
+  } catch {
+    return undefined;
   }
 }
 

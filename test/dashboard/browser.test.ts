@@ -415,6 +415,11 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('link', { name: 'New rollout' }).waitFor();
     await signIn(ts.token);
     await nav('Security').click();
+    // her token's row says when she last used it
+    const aliceRow = page.getByTestId('operator-tokens').getByRole('row').filter({ hasText: 'alice' });
+    await aliceRow.waitFor();
+    const lastUsed = (await aliceRow.getByRole('cell').nth(2).textContent()) ?? '';
+    assert.ok(lastUsed !== '' && lastUsed !== 'never', `a last use is shown, got "${lastUsed}"`);
     await page.getByRole('button', { name: 'Remove operator token alice' }).click();
     await page.getByRole('button', { name: 'Yes, remove alice' }).click();
     await page.getByRole('button', { name: 'Remove operator token alice' }).waitFor({ state: 'detached' });

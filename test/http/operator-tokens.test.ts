@@ -48,7 +48,7 @@ describe('named operator tokens', () => {
     assert.match(r.token, /^updr_oper_[A-Za-z0-9_-]{32}$/);
     alice = r.token;
     const listed = await cli('token', 'operator', 'list');
-    assert.match(listed.stdout, /^alice  added \d{4}-\d\d-\d\dT\S+$/m);
+    assert.match(listed.stdout, /^alice  added \d{4}-\d\d-\d\dT\S+  never used$/m);
     assert.ok(!listed.stdout.includes(alice), 'never the token itself');
     const again = await cli('token', 'operator', 'add', 'alice');
     assert.equal(again.code, 2);
@@ -66,6 +66,13 @@ describe('named operator tokens', () => {
     assert.equal((await call(alice, 'POST', '/api/v1/deployments', { devices: ['by-alice'], artifact: 'fw@2.0.0' })).status, 201);
     assert.equal((await call(alice, 'GET', '/api/v1/broker/credentials?ids=by-alice')).status, 200);
     assert.equal((await call(alice, 'GET', '/api/v1/operator-tokens')).status, 200);
+    // the list says when each was last used: a token long unused is one to remove
+    const listed = await cli('token', 'operator', 'list');
+    const at = /^alice  added \S+  last used (\S+)$/m.exec(listed.stdout)?.[1];
+    assert.ok(at !== undefined, listed.stdout);
+    assert.ok(Date.now() - Date.parse(at) < 60_000, 'just now');
+    const recorded = JSON.parse((await ts.server.store.getSetting('token-used:operator:alice'))!) as { at: number };
+    assert.equal(new Date(recorded.at).toISOString(), at, 'kept in the store, for every instance');
   });
 
   it('a viewer token may not see or add operator tokens', async () => {
@@ -112,11 +119,15 @@ describe('named operator tokens', () => {
     const missing = await cli('token', 'operator', 'remove', 'alice');
     assert.equal(missing.code, 2);
     assert.equal(missing.stderr, 'updraft: error: no named operator token is named alice\n');
+    assert.equal(await ts.server.store.getSetting('token-used:operator:alice'), undefined, 'its use record went with it');
+    // added again under the same name: a new token, never used
+    assert.equal((await cli('token', 'operator', 'add', 'alice')).code, 0);
+    assert.match((await cli('token', 'operator', 'list')).stdout, /^alice  added \S+  never used$/m);
 
     const temp = (await (await call(operatorToken, 'POST', '/api/v1/operator-tokens', { name: 'contractor', expiresInSeconds: 1 })).json()) as { token: string; expiresAt: number };
     assert.equal((await call(temp.token, 'GET', '/api/v1/devices')).status, 200, 'taken before its expiry');
     await eventually(async () => ((await call(temp.token, 'GET', '/api/v1/devices')).status === 401 ? true : undefined), 10_000, 'refused after its expiry');
     assert.ok(Date.now() >= temp.expiresAt);
-    assert.match((await cli('token', 'operator', 'list')).stdout, /^contractor  added \S+  EXPIRED at \S+$/m);
+    assert.match((await cli('token', 'operator', 'list')).stdout, /^contractor  added \S+  last used \S+  EXPIRED at \S+$/m);
   });
 });

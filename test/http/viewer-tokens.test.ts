@@ -110,7 +110,7 @@ describe('viewer tokens', () => {
     assert.equal((await call(r.token, 'GET', '/api/v1/devices')).status, 401, 'refused after it');
     const endedAt = await Promise.race([ended, sleep(10_000).then(() => undefined)]);
     assert.ok(endedAt !== undefined && endedAt >= r.expiresAt, 'its live stream ended at its expiry');
-    assert.match((await cli('token', 'viewer', 'list')).stdout, /^contractor  added \S+  EXPIRED at \S+$/m);
+    assert.match((await cli('token', 'viewer', 'list')).stdout, /^contractor  added \S+  last used \S+  EXPIRED at \S+$/m);
     const bad = await cli('token', 'viewer', 'add', 'forever', '--expires-in', '5 years');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--expires-in must be a duration like 90, 30s, 10m, 1h or 2d, got 5 years/);

@@ -168,7 +168,7 @@ const KINDS = {
 function NamedTokens({ role }: { role: keyof typeof KINDS }) {
   const kind = KINDS[role];
   const path = `/${role}-tokens`;
-  const list = useApi<{ items: { name: string; createdAt: number; expiresAt?: number }[] }>(path);
+  const list = useApi<{ items: { name: string; createdAt: number; expiresAt?: number; lastUsedAt?: number }[] }>(path);
   const [name, setName] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [added, setAdded] = useState<{ name: string; token: string } | undefined>();
@@ -201,6 +201,7 @@ function NamedTokens({ role }: { role: keyof typeof KINDS }) {
             <tr>
               <th scope="col">Name</th>
               <th scope="col">Added</th>
+              <th scope="col">Last used</th>
               <th scope="col">Expires</th>
               <th scope="col">
                 <span class="sr-only">Actions</span>
@@ -212,6 +213,7 @@ function NamedTokens({ role }: { role: keyof typeof KINDS }) {
               <tr key={t.name}>
                 <td>{t.name}</td>
                 <td>{dateTime(t.createdAt)}</td>
+                <td>{t.lastUsedAt === undefined ? 'never' : dateTime(t.lastUsedAt)}</td>
                 <td>{t.expiresAt === undefined ? 'never' : t.expiresAt <= Date.now() ? <StatusBadge status="expired" /> : dateTime(t.expiresAt)}</td>
                 <td>
                   <ConfirmAction

@@ -1,6 +1,7 @@
 /**
  * Renews the agent's MQTT client certificate before it expires (server side:
- * `pki/certificate-renewal.ts`). When fewer than `renewBeforeDays` are left, the agent makes
+ * `pki/certificate-renewal.ts`). When fewer than `renewBeforeDays` are left (each device
+ * waits until a point it picks at random in the second half of that window), the agent makes
  * a new RSA key (it never leaves the device), asks for a certificate of it with a request
  * signed by the new key and, as proof that it holds the current identity, by the current
  * certificate's key; it checks the answer (its CN, the new key, the CA when it has one),
@@ -68,7 +69,9 @@ export class CertificateRenewer {
   ) {
     this.pair = deps.current;
     this.expiresAt = certificateExpiry(deps.current.certificate);
-    this.renewBeforeMs = (deps.options.renewBeforeDays ?? 30) * DAY_MS;
+    // each device picks its point in the second half of the window: a fleet provisioned on
+    // one day does not renew in one burst when the window opens (every check, twice a day)
+    this.renewBeforeMs = (deps.options.renewBeforeDays ?? 30) * DAY_MS * (0.5 + Math.random() / 2);
   }
 
   /** When the certificate in use expires, in seconds since the epoch. */

@@ -17,6 +17,9 @@
  *   since, must not have become a certificate that outlives its replacement;
  * - the request names the device and carries an RSA key of at least 2048 bits.
  *
+ * One renewal per device an hour at most (per instance): a device, buggy or taken, cannot
+ * keep the CA busy (signing takes about a millisecond; the request's checks a few).
+ *
  * Revoking the device refuses every certificate it holds, the renewed ones too.
  */
 import { verify } from 'node:crypto';
@@ -27,6 +30,7 @@ import { readClientToken, salvageClientToken, type Rejection } from '../protocol
 import { certificateAnswerTopic, parseCertificateRenewTopic } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { rememberLru } from '../util/lru.ts';
 import type { CertificateAuthority } from './certificate-authority.ts';
 
 /** The largest request taken: a CSR and a certificate of a 4096-bit key fit four times over. */
@@ -51,6 +55,8 @@ export interface CertificateRenewalDeps {
   logger: Logger;
   /** Validity of a renewed certificate, in days (default 730, as issued by `updraft device cert`). */
   days?: number;
+  /** Least time between two renewals of one device, in ms (default an hour): a device, buggy or taken, cannot keep the CA busy. */
+  minIntervalMs?: number;
   /** Milliseconds since the epoch (tests). */
   now?: () => number;
 }
@@ -58,6 +64,8 @@ export interface CertificateRenewalDeps {
 /** Issues renewed device certificates. */
 export class CertificateRenewal {
   private readonly deps: CertificateRenewalDeps;
+  /** When each device was last given a certificate here (the most recent 100,000). */
+  private readonly renewedAt = new Map<string, number>();
 
   constructor(deps: CertificateRenewalDeps) {
     this.deps = deps;
@@ -103,6 +111,11 @@ export class CertificateRenewal {
     const device = await this.deps.store.getDevice(deviceId);
     if (!device) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered`);
     if (device.revoked) throw new UpdraftError('FORBIDDEN', 'device revoked');
+    const last = this.renewedAt.get(deviceId);
+    const minInterval = this.deps.minIntervalMs ?? 3_600_000;
+    if (last !== undefined && this.now() - last < minInterval) {
+      throw new UpdraftError('TOO_MANY_REQUESTS', `this device was given a certificate ${Math.round((this.now() - last) / 1000)} s ago; ask again after ${new Date(last + minInterval).toISOString()}`);
+    }
     const current = this.deps.ca.deviceCertificateKey(certificate as string, deviceId, this.now());
     // as at CONNECT (broker/registry-authenticator.ts): a certificate is for the registration it
     // was issued to, not for a device registered later under the same id (whole seconds)
@@ -115,6 +128,7 @@ export class CertificateRenewal {
     }
     if (!proven) throw new UpdraftError('FORBIDDEN', "the request is not signed by the current certificate's key");
     const issued = this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
+    rememberLru(this.renewedAt, deviceId, this.now(), 100_000);
     const accepted: CertificateRenewed = { certificate: issued.certificate, notAfter: issued.notAfter, timestamp: Math.floor(this.now() / 1000) };
     if (clientToken !== undefined) accepted.clientToken = clientToken;
     this.deps.logger.info('device certificate renewed', { deviceId, notAfter: new Date(issued.notAfter * 1000).toISOString() });

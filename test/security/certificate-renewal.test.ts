@@ -138,6 +138,8 @@ describe('client certificates renewed over MQTT', () => {
     const issued = new X509Certificate((r.body as { certificate: string }).certificate);
     assert.ok(issued.checkPrivateKey(createPrivateKey(good.key)));
     assert.equal((r.body as { notAfter: number }).notAfter, Math.floor(Date.parse(issued.validTo) / 1000));
+    // once an hour at most: a device, buggy or taken, cannot keep the CA busy
+    await refused({ csr: good.csr, certificate: own.certificate, signature: proof(good.csr, own.privateKey) }, 429, /^this device was given a certificate \d+ s ago; ask again after \S+$/);
     await client.end();
 
     // a revoked device is refused (its connection is closed; an operator asking for it is answered 403)

@@ -22,6 +22,7 @@ import { certifySigningKey, rotateRoot } from '../../src/signing/root-key.ts';
 import { keyIdOf, parsePublicKey } from '../../src/signing/signing-key.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { eventually } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, startAgent } from '../security/support.ts';
 
@@ -265,6 +266,17 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('heading', { name: 'Job history' }).waitFor();
     await page.getByTestId('device-events').getByText('COMMAND SENT').waitFor();
     await shot('09-device');
+    // what its agent says of itself: the simulator's accept unsigned software
+    await page.getByTestId('agent-facts').filter({ hasText: 'Agent: accepts unsigned software' }).waitFor();
+    // a device on a root whose client certificate expires in five days: said, as a warning
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-facts', { username: 'operator', password: ts.token });
+    const expiresAt = Math.floor(Date.now() / 1000) + 5 * 86_400;
+    await op.publish('state/idle-1/update', { state: { reported: { agent: { trust: 'root', keyId: '0123456789abcdef', certificateExpiresAt: expiresAt } } } });
+    await op.end();
+    await page.goto(`${ts.httpUrl}/devices/idle-1`);
+    const facts = page.getByTestId('agent-facts');
+    await facts.filter({ hasText: /^Agent: checks software against the offline root 0123456789abcdef · client certificate valid until / }).waitFor();
+    assert.equal(await facts.locator('.note-warn').count(), 1, 'within 14 days: a warning');
   });
 
   it('revokes, reinstates and deletes a device from its page (after confirmations), then goes back to the list', async () => {

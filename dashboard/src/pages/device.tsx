@@ -35,6 +35,7 @@ export function DevicePage({ id }: { id: string }) {
             {d.device.tags.length > 0 && <> · tags {d.device.tags.join(', ')}</>}
             {d.shadow && <> · shadow version {d.shadow.version}</>}
           </p>
+          <AgentFacts agent={d.shadow?.state.reported?.agent} />
           <DeviceControls id={id} revoked={d.device.revoked} onChange={device.reload} />
           <section aria-labelledby="state-h">
             <h2 id="state-h">State</h2>
@@ -101,6 +102,41 @@ export function DevicePage({ id }: { id: string }) {
         </section>
       </div>
     </>
+  );
+}
+
+/**
+ * What the device's agent says of itself (`reported.agent`): what it checks software
+ * against, and when its client certificate expires (the broker refuses it after that).
+ */
+function AgentFacts({ agent }: { agent: unknown }) {
+  if (typeof agent !== 'object' || agent === null) return null;
+  const a = agent as { trust?: string; keyId?: string; certificateExpiresAt?: number };
+  const facts: preact.JSX.Element[] = [];
+  if (a.trust === 'root') facts.push(<>checks software against the offline root <code>{a.keyId}</code></>);
+  else if (a.trust === 'signing-key') facts.push(<>checks software against signing key <code>{a.keyId}</code></>);
+  else if (a.trust === 'unsigned') facts.push(<span class="note-bad">accepts unsigned software</span>);
+  if (typeof a.certificateExpiresAt === 'number') {
+    const ms = a.certificateExpiresAt * 1000;
+    const days = Math.floor((ms - Date.now()) / 86_400_000);
+    const tone = days < 0 ? 'bad' : days < 14 ? 'warn' : 'good';
+    facts.push(
+      <span class={`note-${tone}`}>
+        client certificate {days < 0 ? `expired ${dateTime(ms)}: the broker refuses it` : `valid until ${dateTime(ms)}`}
+      </span>,
+    );
+  }
+  if (facts.length === 0) return null;
+  return (
+    <p class="muted" data-testid="agent-facts">
+      Agent:{' '}
+      {facts.map((f, i) => (
+        <span key={i}>
+          {i > 0 && ' · '}
+          {f}
+        </span>
+      ))}
+    </p>
   );
 }
 

@@ -109,6 +109,12 @@ export interface UpdateAgentOptions {
    * type. Reported as `reported.agent.deviceType`, so rollouts can target by it.
    */
   deviceType?: string;
+  /**
+   * This device's IANA time zone (`Europe/Madrid`), default the system's: a job whose
+   * maintenance windows are in each device's own time (`plan.timeZone: "device"`) is
+   * installed when one is open here. Reported as `reported.agent.timeZone`.
+   */
+  timeZone?: string;
   /** Milliseconds since the epoch (tests). */
   now?: () => number;
 }

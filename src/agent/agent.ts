@@ -25,6 +25,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import { parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
+import { isTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
 import { deltaTopic, presenceTopic } from '../protocol/topics.ts';
 import { keyIdOf, parsePublicKey } from '../signing/signing-key.ts';
@@ -91,6 +92,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private clockWarnedSession = -1;
   /** Set at each connect: the next report carries `reported.agent` (what this agent trusts). */
   private announceTrust = false;
+  /** This device's IANA time zone: where the windows of a job in each device's own time are read. */
+  private timeZone = 'UTC';
   /** Renews the client certificate before it expires (`certificateRenewal`). */
   private renewer: CertificateRenewer | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
@@ -130,6 +133,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const o = this.opts;
     try {
       this.signatures = signaturePolicy(o.rootPublicKey, o.signingPublicKey, o.allowUnsigned);
+      this.timeZone = o.timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC';
+      if (!isTimeZone(this.timeZone)) throw new UpdraftError('CONFIG', `timeZone "${this.timeZone}" is not an IANA time zone (such as Europe/Madrid or UTC)`);
       if ('allowUnsigned' in this.signatures) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
       this.store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);
       this.state = await this.store.load();
@@ -179,6 +184,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (announcing) {
         const agent = trustReport(this.signatures!);
         if (o.deviceType !== undefined) agent.deviceType = o.deviceType;
+        agent.timeZone = this.timeZone;
         if (clockNews !== undefined) agent.clockOffsetSeconds = clockNews;
         // when its client certificate expires: the fleet can be asked which devices would be locked out soon
         const certificateExpiresAt = this.renewer?.expiresAtSeconds ?? this.certificateExpiresAt;
@@ -505,11 +511,12 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
               maxWaitMs: o.installGateMaxWaitMs ?? AGENT_DEFAULTS.installGateMaxWaitMs,
               // from the job's start on this device, which a restart keeps
               startedAt: Date.parse(inFlight.startedAt),
-              putOff: (job: UpdateJob, wait: InstallWait) => this.putOff(job, wait),
-              ...(inFlight.waiting ? { previous: inFlight.waiting } : {}),
             },
           }
         : {}),
+      putOff: (job: UpdateJob, wait: InstallWait) => this.putOff(job, wait),
+      ...(inFlight.waiting ? { previousWait: inFlight.waiting } : {}),
+      timeZone: this.timeZone,
       urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
       maxUrlRefreshes: o.maxUrlRefreshes ?? AGENT_DEFAULTS.maxUrlRefreshes,
       progressStep: o.progressStep ?? AGENT_DEFAULTS.progressStep,

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
+import { isTimeZone } from '../protocol/maintenance-window.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { MAX_WAIT_CHECK_SECONDS, SEMVER } from '../protocol/software.ts';
 import { createLogger, safeUrl, type Logger } from '../util/logger.ts';
@@ -71,6 +72,8 @@ export interface AgentDaemonOptions {
   installGate?: string;
   installGateRetryMs?: number;
   installGateMaxWaitMs?: number;
+  /** This device's IANA time zone (`--time-zone`), default the system's: where a job's windows in each device's own time are read. */
+  timeZone?: string;
   /** TLS material for an `mqtts://` broker (`--ca`, `--cert`, `--key`): PEM texts. */
   tls?: { ca?: string; cert?: string; key?: string };
   /**
@@ -117,6 +120,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
     ...(opts.maxDownloadBytesPerSecond !== undefined ? { downloadSettings: { maxBytesPerSecond: opts.maxDownloadBytesPerSecond } } : {}),
     ...(opts.deviceType !== undefined ? { deviceType: opts.deviceType } : {}),
+    ...(opts.timeZone !== undefined ? { timeZone: opts.timeZone } : {}),
     ...(opts.installGate !== undefined ? { installGate: gateOf(opts.installGate, installDir) } : {}),
     ...(opts.installGateRetryMs !== undefined ? { installGateRetryMs: opts.installGateRetryMs } : {}),
     ...(opts.installGateMaxWaitMs !== undefined ? { installGateMaxWaitMs: opts.installGateMaxWaitMs } : {}),
@@ -202,6 +206,7 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   }
   if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
   if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');
+  if (opts.timeZone !== undefined && !isTimeZone(opts.timeZone)) problems.push(`--time-zone must be an IANA time zone such as Europe/Madrid or UTC, got ${opts.timeZone}`);
   if (opts.tls && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) problems.push('--cert and --key go together');
   for (const [flag, ms] of [['--install-gate-retry', opts.installGateRetryMs], ['--install-gate-max-wait', opts.installGateMaxWaitMs]] as const) {
     if (ms !== undefined && !(Number.isFinite(ms) && ms >= 1000)) problems.push(`${flag} must be a number of seconds of at least 1`);

@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { inWindow, nextOpening, wallTime, windowProblems, type MaintenanceWindow } from '../protocol/maintenance-window.ts';
 import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
 import type { InFlightPhase, JobOutcome } from './agent-state.ts';
@@ -52,14 +53,17 @@ export interface UpdateJobDeps {
     retryMs: number;
     maxWaitMs: number;
     startedAt: number;
-    /**
-     * Persists and reports that the gate put the install off (`reported.software.waiting`),
-     * before the job waits: the server's step timer then waits for the gate too. `previous`
-     * is the wait recorded before (a restart goes on counting from it).
-     */
-    putOff: (job: UpdateJob, wait: InstallWait) => Promise<void>;
-    previous?: InstallWait;
   };
+  /**
+   * Persists and reports that the install is put off (`reported.software.waiting`), by the
+   * install gate or until the command's maintenance window opens here, before the job waits:
+   * the server's step timer then waits too. `previousWait` is the wait recorded before (a
+   * restart goes on counting from it).
+   */
+  putOff?: (job: UpdateJob, wait: InstallWait) => Promise<void>;
+  previousWait?: InstallWait;
+  /** This device's IANA time zone: the command's `installWindows` are its wall-clock times. */
+  timeZone?: string;
   /** Refuses a command that must not be installed (signature, expiry, downgrade): throws INTEGRITY with the reason. */
   verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void | Promise<void>;
   /**
@@ -139,7 +143,7 @@ export class UpdateJob {
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       // a custom downloader may not call beforeVerify: the phases still go in order
       if (this.phase === 'DOWNLOADING') await this.enter('VERIFYING');
-      const refused = await this.awaitGate(signal);
+      const refused = await this.awaitInstallTime(signal);
       if (refused !== undefined) return { status: 'FAILURE', error: refused };
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       await this.enter('INSTALLING');
@@ -153,12 +157,43 @@ export class UpdateJob {
     }
   }
 
-  /** Waits for the install gate's "go"; the FAILURE reason when it refuses or keeps putting the install off. */
-  private async awaitGate(signal: AbortSignal): Promise<string | undefined> {
+  /**
+   * Waits until a window of the command's `installWindows` is open in this device's time
+   * zone, then for the install gate's "go" (the window is looked at again after each "later":
+   * it may have closed meanwhile). The FAILURE reason when the windows are malformed, or the
+   * gate refuses or keeps putting the install off.
+   */
+  private async awaitInstallTime(signal: AbortSignal): Promise<string | undefined> {
     const gate = this.deps.installGate;
-    if (!gate) return undefined;
-    let count = gate.previous?.count ?? 0;
+    const windows = this.command.installWindows;
+    if (windows !== undefined) {
+      const problems = windowProblems(windows, 'installWindows');
+      if (problems.length > 0) return `the command's maintenance windows are malformed (${problems[0]}); nothing installed`;
+    }
+    if (!gate && windows === undefined) return undefined;
+    const zone = this.deps.timeZone ?? 'UTC';
+    let count = this.deps.previousWait?.count ?? 0;
+    const putOff = async (reason: string, nextCheckInSeconds: number) => {
+      count += 1;
+      const text = reason.length > MAX_WAIT_REASON ? `${reason.slice(0, MAX_WAIT_REASON - 1)}…` : reason;
+      await this.deps.putOff?.(this, { reason: text, count, nextCheckInSeconds });
+    };
     for (;;) {
+      if (windows !== undefined) {
+        const now = this.deps.now();
+        const list = windows as unknown as MaintenanceWindow[];
+        if (!inWindow(list, now, zone)) {
+          const opensAt = nextOpening(list, now, zone);
+          // windows open weekly at the least; checked again within a day however far the next one is
+          const waitMs = Math.min(Math.max(1000, (opensAt ?? now + 86_400_000) - now), MAX_WAIT_CHECK_SECONDS * 1000);
+          const opens = opensAt === undefined ? 'none opens within 8 days' : `the next opens at ${wallTime(opensAt, zone)} (${zone})`;
+          this.deps.logger.info('install held until a maintenance window opens here', { jobId: this.jobId, timeZone: zone, opensAt: opensAt === undefined ? null : new Date(opensAt).toISOString() });
+          await putOff(`outside the job's maintenance windows here: ${opens}`, Math.ceil(waitMs / 1000));
+          await sleep(waitMs, undefined, { signal });
+          continue;
+        }
+      }
+      if (!gate) return undefined;
       const answer = await gate.ask(this.command, signal);
       signal.throwIfAborted();
       if ('go' in answer) return undefined;
@@ -168,9 +203,7 @@ export class UpdateJob {
         return `the device's install gate put the install off for ${Math.round(waited / 1000)} s, past the ${Math.round(gate.maxWaitMs / 1000)} s allowed: ${answer.later}; nothing installed`;
       }
       this.deps.logger.info('install put off by the device\'s gate', { jobId: this.jobId, reason: answer.later, askAgainInMs: gate.retryMs });
-      count += 1;
-      const reason = answer.later.length > MAX_WAIT_REASON ? `${answer.later.slice(0, MAX_WAIT_REASON - 1)}…` : answer.later;
-      await gate.putOff(this, { reason, count, nextCheckInSeconds: Math.min(gate.retryMs / 1000, MAX_WAIT_CHECK_SECONDS) });
+      await putOff(answer.later, Math.min(gate.retryMs / 1000, MAX_WAIT_CHECK_SECONDS));
       await sleep(gate.retryMs, undefined, { signal });
     }
   }

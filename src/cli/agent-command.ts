@@ -27,6 +27,7 @@ interface AgentFlags {
   installGate?: string;
   installGateRetry: string;
   installGateMaxWait: string;
+  timeZone?: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -54,6 +55,7 @@ export function addAgentCommand(program: Command): void {
     .option('--download-auth <how>', 'url: the pre-signed URL; token: a temporary credential asked for over MQTT', 'url')
     .option('--install-gate <cmd>', 'shell command asked before installing a verified build: exit 0 installs, 75 puts it off (asked again later), anything else fails the job; the last line of stderr says why')
     .option('--install-gate-retry <s>', 'seconds before asking the install gate again (at most 86400)', '300')
+    .option('--time-zone <zone>', "this device's IANA time zone (Europe/Madrid): a rollout whose maintenance windows are each device's own time installs when one is open here [env UPDRAFT_TIME_ZONE, default: the system's]")
     .option('--install-gate-max-wait <s>', 'seconds after the job started on the device before a gate that keeps putting it off fails it', '86400')
     .option('--device-type <type>', 'what hardware this is (rpi4, gw-rev-b): builds added for other device types are refused before download [env UPDRAFT_DEVICE_TYPE]')
     .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')
@@ -67,6 +69,7 @@ export function addAgentCommand(program: Command): void {
       const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;
       const maxRate = o.maxDownloadRate === undefined ? undefined : parseRate(o.maxDownloadRate);
       const deviceType = o.deviceType ?? process.env.UPDRAFT_DEVICE_TYPE;
+      const timeZone = o.timeZone ?? process.env.UPDRAFT_TIME_ZONE;
       // every option is checked before a file is read: a secret missing for a device id that
       // is not valid anyway would send the user to register it
       checkAgentOptions({
@@ -77,6 +80,7 @@ export function addAgentCommand(program: Command): void {
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
         ...(deviceType !== undefined ? { deviceType } : {}),
+        ...(timeZone !== undefined ? { timeZone } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
         installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
       });
@@ -117,6 +121,7 @@ export function addAgentCommand(program: Command): void {
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
         ...(deviceType !== undefined ? { deviceType } : {}),
+        ...(timeZone !== undefined ? { timeZone } : {}),
         ...(o.installGate !== undefined ? { installGate: o.installGate } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
         installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,

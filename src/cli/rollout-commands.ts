@@ -177,7 +177,7 @@ export function addRolloutCommands(program: Command): void {
     .option('--ramp-up <initial:factor>', 'exponential ramp-up per minute, e.g. 10:2')
     .option('--start-at <time>', 'scheduled start (ISO 8601)')
     .option('--window <HH:MM+minutes[@days]>', 'maintenance window (repeatable): commands are sent only then, e.g. 02:00+120 or 22:00+240@sat,sun', collect, [])
-    .option('--time-zone <zone>', 'IANA time zone of --window, e.g. Europe/Madrid (default UTC)')
+    .option('--time-zone <zone>', 'IANA time zone of --window, e.g. Europe/Madrid (default UTC); "device": each device\'s own (commands go out at any time, and each agent installs when a window is open where it is)')
     .option('--abort <type:percent[:min]>', 'abort rule (repeatable), e.g. FAILED:10:20 or ANY:5', collect, [])
     .option('--rollback', 'on abort, set failed devices back to what they ran before')
     .option('--timeout <s>', 'in-progress timeout in seconds')

@@ -79,7 +79,7 @@ const schemas: Obj = {
             description: 'maintenance windows: commands are sent only inside them',
             items: { type: 'object', required: ['start', 'minutes'], properties: { start: { type: 'string', pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }, minutes: { type: 'integer', minimum: 1, maximum: 1440 }, days: { type: 'array', items: { enum: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] } } } },
           },
-          timeZone: { type: 'string', description: 'IANA time zone of windows (default UTC)' },
+          timeZone: { type: 'string', description: 'IANA time zone of windows (default UTC), or "device": each device\'s own (commands are sent at any time; each agent installs when a window is open where it is)' },
         },
       },
       abort: {

@@ -16,7 +16,7 @@ import { startInSlices } from '../util/in-slices.ts';
 import { refusalOf } from './device-fit.ts';
 import { assertJobMove } from './job-state.ts';
 import { progressOf, type RolloutEngine, type RolloutProgress } from './rollout-engine.ts';
-import { inWindow, nextOpening } from './maintenance-window.ts';
+import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
 import { FINISHED, rateAllowance, tally, waveEnds, waveOf } from './rollout-math.ts';
 import { resolveTargets } from './targets.ts';
 
@@ -102,7 +102,7 @@ export class JobService {
       return { wave: w, devices: end - start, first: ids.slice(start, Math.min(end, start + PREVIEW_FIRST)) };
     });
     const begin = spec.plan.startAt !== undefined && spec.plan.startAt > now ? spec.plan.startAt : now;
-    const windows = spec.plan.windows;
+    const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? undefined : spec.plan.windows;
     const startsAt = windows && !inWindow(windows, begin, spec.plan.timeZone) ? (nextOpening(windows, begin, spec.plan.timeZone) ?? begin) : begin;
     const limited = spec.plan.maxPerMinute !== undefined || spec.plan.rampUp !== undefined;
     return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped };

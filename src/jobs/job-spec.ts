@@ -8,7 +8,7 @@ import { UpdraftError } from '../errors.ts';
 import { parseQuery } from '../fleet/query.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { isValidId } from '../protocol/topics.ts';
-import { isTimeZone, windowProblems, type MaintenanceWindow } from './maintenance-window.ts';
+import { DEVICE_TIME_ZONE, isTimeZone, windowProblems, type MaintenanceWindow } from '../protocol/maintenance-window.ts';
 
 /** Which devices a job is for: the union of the listed devices, the groups' members and the query's matches. */
 export interface JobTargets {
@@ -60,7 +60,11 @@ export interface JobSpec {
     startAt?: number;
     /** Daily times when commands may be sent (absent: any time); see `maintenance-window.ts`. */
     windows?: MaintenanceWindow[];
-    /** IANA time zone of `windows` (absent: UTC). */
+    /**
+     * IANA time zone of `windows` (absent: UTC), or `"device"`: each device's own. Then the
+     * engine sends at any time, the command carries the windows (`installWindows`), and each
+     * agent downloads at once and installs when a window is open in its local time.
+     */
     timeZone?: string;
   };
   abort: { rules: AbortRule[]; rollback: boolean };
@@ -225,7 +229,8 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
     if (problems.length === 0) plan.windows = (value.windows as unknown as MaintenanceWindow[]).map((w) => ({ start: w.start, minutes: w.minutes, ...(w.days ? { days: [...new Set(w.days)] } : {}) }));
   }
   if (value.timeZone !== undefined) {
-    if (typeof value.timeZone !== 'string' || !isTimeZone(value.timeZone)) bad('plan.timeZone must be an IANA time zone such as Europe/Madrid or UTC');
+    // "device": each device's own time zone; the engine sends at any time and each agent installs in its local window
+    if (typeof value.timeZone !== 'string' || (value.timeZone !== DEVICE_TIME_ZONE && !isTimeZone(value.timeZone))) bad('plan.timeZone must be an IANA time zone such as Europe/Madrid or UTC, or "device" (each device\'s own)');
     else if (value.windows === undefined) bad('plan.timeZone is the time zone of plan.windows: give the windows too');
     else plan.timeZone = value.timeZone;
   }

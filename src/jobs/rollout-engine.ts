@@ -40,7 +40,7 @@ import type { ExecutionTracker } from './execution-tracker.ts';
 import { mutateExecution } from './execution-writer.ts';
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
-import { inWindow, nextOpening } from './maintenance-window.ts';
+import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
 import { DEVICE_REVOKED, retryIfAllowed } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
@@ -483,7 +483,8 @@ export class RolloutEngine {
 
     // maintenance windows: outside them nothing new is sent (what was sent goes on); the
     // rate starts over when one opens, so a night's allowance is not spent in one burst
-    const windows = spec.plan.windows;
+    // in each device's own time zone, the agents hold their installs: the engine sends at any time
+    const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? undefined : spec.plan.windows;
     const closed = windows !== undefined && !inWindow(windows, now, spec.plan.timeZone);
     let mustSave = false;
     if (closed && !p.windowClosed) {

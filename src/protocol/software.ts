@@ -50,6 +50,12 @@ export interface SoftwareCommand extends DesiredSoftware {
    * older root follows them. Kept as received, like the certificate.
    */
   rootRotations?: JsonObject[];
+  /**
+   * The job's maintenance windows in the device's own time zone (`plan.timeZone: "device"`):
+   * the agent downloads and verifies at once, and installs when one is open in its local
+   * time, reporting the wait meanwhile. Kept as received; the agent checks them.
+   */
+  installWindows?: JsonObject[];
 }
 
 /** The agent's update phases, reported in `state.reported.software.status`. */
@@ -185,6 +191,7 @@ export function parseSoftwareCommand(value: unknown): SoftwareCommand {
   if (typeof obj.signature === 'string') out.signature = obj.signature;
   if (isJsonObject(obj.keyCertificate)) out.keyCertificate = obj.keyCertificate;
   if (Array.isArray(obj.rootRotations)) out.rootRotations = obj.rootRotations as JsonObject[];
+  if (Array.isArray(obj.installWindows)) out.installWindows = obj.installWindows as JsonObject[];
   return out;
 }
 

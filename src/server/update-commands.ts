@@ -14,8 +14,10 @@
  * time, so it always carries the current key after a rotation; the HMAC signer gives the same
  * device the URL it signed for the same grant (same expiry, same key) without signing again.
  */
+import { DEVICE_TIME_ZONE, type MaintenanceWindow } from '../protocol/maintenance-window.ts';
 import type { RootRotation } from '../protocol/root-rotation.ts';
 import type { DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
+import type { JsonObject } from '../protocol/json.ts';
 import type { DesiredSoftware, SoftwareCommand } from '../protocol/software.ts';
 import type { ManifestSigner, SignedManifest } from '../signing/manifest-signer.ts';
 import type { StateStore } from '../store/state-store.ts';
@@ -39,6 +41,14 @@ export const KEPT_MANIFESTS = 10_000;
 interface SignedCommandPart {
   signed: SignedManifest;
   urlExpiresAt: number;
+  /** The job's windows, in the device's own time zone, when it has them (`plan.timeZone: "device"`). */
+  installWindows?: MaintenanceWindow[];
+}
+
+/** What a job's spec says of every command it sends (it never changes). */
+interface JobTerms {
+  allowDowngrade: boolean;
+  installWindows?: MaintenanceWindow[];
 }
 
 /** A manifest kept for reuse: when it was asked for, and its signing (shared while it runs). */
@@ -50,8 +60,8 @@ interface KeptManifest {
 /** Issues (and briefly reuses) update commands. */
 export class UpdateCommands {
   private readonly deps: UpdateCommandDeps;
-  /** jobId → whether its spec allows a downgrade; the promise, so concurrent deltas load a job once. */
-  private readonly downgrade = new Map<string, Promise<boolean>>();
+  /** jobId → what its spec says of its commands; the promise, so concurrent deltas load a job once. */
+  private readonly terms = new Map<string, Promise<JobTerms>>();
   /**
    * Kept manifests. The promise is kept, not its value: a wave of commands for one job asked
    * for in the same turn of the event loop would all miss an entry that is set only after the
@@ -77,11 +87,12 @@ export class UpdateCommands {
       kept.signing.catch(() => this.recent.get(key) === kept && this.recent.delete(key));
       entry = kept;
     }
-    const { urlExpiresAt, signed } = await entry.signing;
+    const { urlExpiresAt, signed, installWindows } = await entry.signing;
     const url = await this.deps.urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt });
     // field by field, not `{ ...sw, url, ...signed }`: a spread followed by new keys takes V8's
     // slow path in Node 20 (1.5-2 µs against 0.02), twice per updated device
     const command: SoftwareCommand = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, jobId: sw.jobId, url, urlExpiresAt, manifest: signed.manifest, signature: signed.signature };
+    if (installWindows) command.installWindows = installWindows as unknown as JsonObject[];
     // read per command, not kept with the manifest: a certificate installed while the server runs goes out at once
     const certificate = this.deps.manifests.certificate;
     if (certificate) {
@@ -96,29 +107,34 @@ export class UpdateCommands {
   private async signManifest(sw: DesiredSoftware, now: number): Promise<SignedCommandPart> {
     const urlExpiresAt = Math.floor(now / 1000) + this.deps.ttlSeconds;
     // allowed only when the job allows it, or when the command takes a device back (rollback, cancel)
-    const [jobAllows, artifact] = await Promise.all([this.jobAllowsDowngrade(sw.jobId.split('.')[0]!), this.deps.store.getArtifact(sw.name, sw.version)]);
+    const [terms, artifact] = await Promise.all([this.jobTerms(sw.jobId.split('.')[0]!), this.deps.store.getArtifact(sw.name, sw.version)]);
     const takesBack = /\.(rollback|cancel)$/.test(sw.jobId);
-    const allowDowngrade = takesBack || jobAllows;
+    const allowDowngrade = takesBack || terms.allowDowngrade;
     // what the build may be installed on, signed: the device checks it before downloading.
     // Taking a device back to what it ran is a path it has been on: its hardware still counts,
     // not the versions the build installs over
     let compatibility = artifact?.sha256 === sw.sha256 ? artifact.compatibility : undefined;
     if (takesBack && compatibility?.requires !== undefined) compatibility = compatibility.deviceTypes ? { deviceTypes: compatibility.deviceTypes } : undefined;
-    return { signed: this.deps.manifests.sign(sw, urlExpiresAt, allowDowngrade, compatibility), urlExpiresAt };
+    const signed = this.deps.manifests.sign(sw, urlExpiresAt, allowDowngrade, compatibility);
+    // the device holds the install until a window opens where it is; a command that takes it
+    // back (a rollback, a cancel) is not held: it undoes what should not be there
+    return { signed, urlExpiresAt, ...(terms.installWindows && !takesBack ? { installWindows: terms.installWindows } : {}) };
   }
 
-  /** A job's spec never changes: remember allowDowngrade instead of loading (and parsing) the job per delta. */
-  private jobAllowsDowngrade(jobId: string): Promise<boolean> {
-    const known = this.downgrade.get(jobId);
+  /** A job's spec never changes: remember what it says of its commands instead of loading (and parsing) the job per delta. */
+  private jobTerms(jobId: string): Promise<JobTerms> {
+    const known = this.terms.get(jobId);
     if (known) return known;
-    const loading = this.deps.store.getJob(jobId).then((job) => {
+    const loading = this.deps.store.getJob(jobId).then((job): JobTerms => {
       // an unknown job (a command written by hand) is looked up again next time
-      if (!job) this.downgrade.delete(jobId);
-      return job?.spec?.allowDowngrade === true;
+      if (!job) this.terms.delete(jobId);
+      const plan = job?.spec?.plan as { timeZone?: string; windows?: MaintenanceWindow[] } | undefined;
+      const windows = plan?.timeZone === DEVICE_TIME_ZONE ? plan.windows : undefined;
+      return { allowDowngrade: job?.spec?.allowDowngrade === true, ...(windows ? { installWindows: windows } : {}) };
     });
-    loading.catch(() => this.downgrade.delete(jobId));
-    if (this.downgrade.size >= 10_000) this.downgrade.delete(this.downgrade.keys().next().value!);
-    this.downgrade.set(jobId, loading);
+    loading.catch(() => this.terms.delete(jobId));
+    if (this.terms.size >= 10_000) this.terms.delete(this.terms.keys().next().value!);
+    this.terms.set(jobId, loading);
     return loading;
   }
 }

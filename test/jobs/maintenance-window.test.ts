@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseWindow } from '../../src/cli/rollout-commands.ts';
-import { inWindow, nextOpening, type MaintenanceWindow } from '../../src/jobs/maintenance-window.ts';
+import { inWindow, nextOpening, type MaintenanceWindow } from '../../src/protocol/maintenance-window.ts';
 
 const utc = (d: number, h: number, m = 0) => Date.UTC(2026, 0, d, h, m); // 2026-01-01 is a Thursday
 

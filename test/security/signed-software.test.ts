@@ -26,6 +26,8 @@ import { TestClient } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from './support.ts';
 
+/** The time zone every agent here reports (`reported.agent.timeZone`): the system's, as this process's. */
+const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
 describe('signed software', () => {
   let ts: TestServer;
   let root: string;
@@ -151,8 +153,8 @@ describe('signed software', () => {
     const unsigned = await startAgent(ts, root, 'dev-careless', { signingPublicKey: undefined as unknown as string, allowUnsigned: true });
     agents.push(unsigned.agent);
     const agentOf = async (id: string) => eventually(async () => (await ts.server.store.getShadow(id, ''))?.state.reported?.agent, 15_000, `${id}'s trust reported`);
-    assert.deepEqual(await agentOf('dev-trusting'), { trust: 'signing-key', keyId: ts.server.security.signingKey.keyId });
-    assert.deepEqual(await agentOf('dev-careless'), { trust: 'unsigned' });
+    assert.deepEqual(await agentOf('dev-trusting'), { trust: 'signing-key', keyId: ts.server.security.signingKey.keyId, timeZone: LOCAL_ZONE });
+    assert.deepEqual(await agentOf('dev-careless'), { trust: 'unsigned', timeZone: LOCAL_ZONE });
     const careless = await runCli(['device', 'list', '--query', 'reported.agent.trust = unsigned', '--server', ts.httpUrl, '--token', ts.token]);
     assert.match(careless.stdout, /^dev-careless +online/);
     assert.equal(careless.stdout.trim().split('\n').length, 1);

@@ -1,5 +1,6 @@
 /**
- * Maintenance windows of a rollout (`plan.windows`): the daily times, in one time zone, when
+ * Maintenance windows of a rollout (`plan.windows`): the daily times, in one time zone (or in
+ * each device's own: `DEVICE_TIME_ZONE`), when
  * its update commands may be sent, so that devices in the field install (and restart) at
  * night, or on weekends, and not in their busiest hours. Outside every window a job sends
  * nothing new; what was sent goes on to its outcome (a download or an install is not cut in
@@ -11,6 +12,13 @@
  * wall-clock times in the job's `timeZone` (an IANA name, default UTC), daylight saving
  * included.
  */
+
+/**
+ * `plan.timeZone` of a job whose windows are each device's local time: the engine sends at
+ * any time, and the agent holds the install until a window is open where it is
+ * (`SoftwareCommand.installWindows`).
+ */
+export const DEVICE_TIME_ZONE = 'device';
 
 /** Days as written in a window, Sunday first (as `Date.getUTCDay`). */
 export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
@@ -80,6 +88,12 @@ function wallClock(ms: number, timeZone: string): { day: number; minute: number 
 function startMinute(w: MaintenanceWindow): number {
   const [h, m] = w.start.split(':').map(Number) as [number, number];
   return h * 60 + m;
+}
+
+/** `ms` as a wall-clock weekday and time in `timeZone`, as windows are written: "sat 02:00". */
+export function wallTime(ms: number, timeZone: string): string {
+  const { day, minute } = wallClock(ms, timeZone);
+  return `${WEEKDAYS[day]} ${String(Math.floor(minute / 60)).padStart(2, '0')}:${String(minute % 60).padStart(2, '0')}`;
 }
 
 /** True when `ms` falls in one of `windows` (wall-clock time in `timeZone`). */

@@ -183,8 +183,8 @@ export function JobNewPage() {
               <label for="j-window-days">Window days</label>
               <input id="j-window-days" value={f.windowDays} placeholder="every day (or: sat, sun)" onInput={(e) => set('windowDays', e.currentTarget.value)} />
             </div>
-            <Field id="j-tz" label="Time zone of the window" error={errors.timeZone}>
-              <input {...aria('timeZone', 'j-tz')} value={f.timeZone} placeholder="UTC" onInput={(e) => set('timeZone', e.currentTarget.value)} />
+            <Field id="j-tz" label="Time zone of the window" error={errors.timeZone} help={'IANA (Europe/Madrid), or "device": each device\'s own, where it installs when the window is open'}>
+              <input {...aria('timeZone', 'j-tz')} aria-describedby={errors.timeZone ? 'j-tz-error' : 'j-tz-help'} value={f.timeZone} placeholder="UTC" onInput={(e) => set('timeZone', e.currentTarget.value)} />
             </Field>
           </div>
           <div class="row">

@@ -25,7 +25,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import { parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
-import { isTimeZone } from '../protocol/maintenance-window.ts';
+import { isTimeZone, systemTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
 import { deltaTopic, presenceTopic } from '../protocol/topics.ts';
 import { keyIdOf, parsePublicKey } from '../signing/signing-key.ts';
@@ -133,7 +133,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const o = this.opts;
     try {
       this.signatures = signaturePolicy(o.rootPublicKey, o.signingPublicKey, o.allowUnsigned);
-      this.timeZone = o.timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC';
+      this.timeZone = o.timeZone ?? systemTimeZone();
       if (!isTimeZone(this.timeZone)) throw new UpdraftError('CONFIG', `timeZone "${this.timeZone}" is not an IANA time zone (such as Europe/Madrid or UTC)`);
       if ('allowUnsigned' in this.signatures) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
       this.store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);

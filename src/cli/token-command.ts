@@ -70,15 +70,19 @@ export function addTokenCommand(program: Command): void {
       print(opts, r, text);
     });
     withApi(group.command('list').description(`the ${kind.label}s, by name (never the tokens)`)).action(async (opts: Common) => {
-      const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number; expiresAt?: number; lastUsedAt?: number }[] }>('GET', path);
+      const r = await new ApiClient(opts).call<{ items: { name: string; createdAt: number; expiresAt?: number; lastUsedAt?: number; createdBy?: string }[] }>('GET', path);
       const expiry = (t: { expiresAt?: number }) => (t.expiresAt === undefined ? '' : t.expiresAt <= Date.now() ? `  EXPIRED at ${new Date(t.expiresAt).toISOString()}` : `  expires ${new Date(t.expiresAt).toISOString()}`);
       // a token long unused is one to remove
       const used = (t: { lastUsedAt?: number }) => (t.lastUsedAt === undefined ? '  never used' : `  last used ${new Date(t.lastUsedAt).toISOString()}`);
-      print(opts, r, r.items.length === 0 ? `no ${kind.label}` : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${used(t)}${expiry(t)}`).join('\n'));
+      // who added it: a named operator may add tokens, so removing one means looking at what it added
+      const by = (t: { createdBy?: string }) => (t.createdBy === undefined || t.createdBy === 'operator' ? '' : ` by ${t.createdBy.replace(/^operator /, '')}`);
+      print(opts, r, r.items.length === 0 ? `no ${kind.label}` : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${by(t)}${used(t)}${expiry(t)}`).join('\n'));
     });
     withApi(group.command('remove <name>').description(`removes ${kind.label === 'viewer token' ? 'a read-only' : 'an operator'} token: refused at once by this server, within 30 s by every instance`)).action(async (name: string, opts: Common) => {
-      const r = await new ApiClient(opts).call<{ removed: string }>('DELETE', `${path}/${encodeURIComponent(name)}`);
-      print(opts, r, `${kind.label} ${r.removed} removed: refused from now on`);
+      const r = await new ApiClient(opts).call<{ removed: string; added?: { role: string; name: string }[] }>('DELETE', `${path}/${encodeURIComponent(name)}`);
+      const added = r.added ?? [];
+      const also = added.length === 0 ? '' : `\n  it added: ${added.map((t) => `${t.role} token ${t.name}`).join(', ')}; they stay valid (remove them too if they should go with it)`;
+      print(opts, r, `${kind.label} ${r.removed} removed: refused from now on${also}`);
     });
   }
 }

@@ -59,6 +59,12 @@ export interface NamedTokenInfo {
   expiresAt?: number;
   /** When it was last taken by any instance (ms since the epoch, to within the instances' 30 s reads); absent: never. */
   lastUsedAt?: number;
+  /**
+   * Who added it: `operator` (the data directory's token) or `operator <name>` (a named
+   * operator token). A named operator may add tokens: whoever removes one sees what it added,
+   * and removes those too if need be.
+   */
+  createdBy?: string;
 }
 
 /** Longest lifetime of a named token given `expiresInSeconds`: ten years. */
@@ -152,7 +158,7 @@ export class NamedTokens {
   }
 
   /** A new token named `name`, valid for `expiresInSeconds` when given (shown once: only its hash is kept). */
-  async add(name: string, expiresInSeconds?: number): Promise<{ name: string; token: string; createdAt: number; expiresAt?: number }> {
+  async add(name: string, expiresInSeconds?: number, createdBy?: string): Promise<{ name: string; token: string; createdAt: number; expiresAt?: number }> {
     const k = this.kind;
     if (!NAME.test(name)) throw new UpdraftError('BAD_REQUEST', `a ${k.label} name is 1 to 64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit`);
     if (expiresInSeconds !== undefined && !(Number.isSafeInteger(expiresInSeconds) && expiresInSeconds > 0 && expiresInSeconds <= MAX_EXPIRES_IN_SECONDS)) {
@@ -163,11 +169,12 @@ export class NamedTokens {
     const token = `${k.prefix}${randomBytes(24).toString('base64url')}`;
     const createdAt = Date.now();
     const expiresAt = expiresInSeconds === undefined ? undefined : createdAt + expiresInSeconds * 1000;
-    if (!(await this.deps.store.addSetting(k.key + name, JSON.stringify({ sha256: sha256(token), createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}) })))) {
+    const record = { sha256: sha256(token), createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}), ...(createdBy !== undefined ? { createdBy } : {}) };
+    if (!(await this.deps.store.addSetting(k.key + name, JSON.stringify(record)))) {
       throw new UpdraftError('CONFLICT', `a ${k.label} named ${name} exists: remove it first (updraft token ${this.role} remove ${name})`);
     }
     await this.changed(name);
-    this.deps.logger.info(`${k.label} added`, { name, ...(expiresAt !== undefined ? { expiresAt: new Date(expiresAt).toISOString() } : {}) });
+    this.deps.logger.info(`${k.label} added`, { name, ...(expiresAt !== undefined ? { expiresAt: new Date(expiresAt).toISOString() } : {}), ...(createdBy !== undefined ? { by: createdBy } : {}) });
     return { name, token, createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}) };
   }
 
@@ -201,7 +208,7 @@ export class NamedTokens {
     for (const { key, value } of await this.deps.store.listSettings(this.kind.key)) {
       const name = key.slice(this.kind.key.length);
       try {
-        const raw = JSON.parse(value) as { sha256?: unknown; createdAt?: unknown; expiresAt?: unknown };
+        const raw = JSON.parse(value) as { sha256?: unknown; createdAt?: unknown; expiresAt?: unknown; createdBy?: unknown };
         if (typeof raw.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(raw.sha256)) throw new Error('no SHA-256');
         if (raw.expiresAt !== undefined && typeof raw.expiresAt !== 'number') throw new Error('an expiry that is not a time');
         const expiresAt = raw.expiresAt as number | undefined;
@@ -209,7 +216,7 @@ export class NamedTokens {
         const createdAt = typeof raw.createdAt === 'number' ? raw.createdAt : 0;
         const use = uses.get(name);
         const lastUsedAt = Math.max(use && use.createdAt === createdAt ? use.at : 0, this.used.get(name) ?? 0);
-        infos.push({ name, createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}), ...(lastUsedAt > 0 ? { lastUsedAt } : {}) });
+        infos.push({ name, createdAt, ...(expiresAt !== undefined ? { expiresAt } : {}), ...(lastUsedAt > 0 ? { lastUsedAt } : {}), ...(typeof raw.createdBy === 'string' ? { createdBy: raw.createdBy } : {}) });
       } catch (err) {
         this.deps.logger.warn(`a ${this.kind.label} in the store is unreadable and refused; remove it and add it again`, { name, error: (err as Error).message });
       }
@@ -251,15 +258,20 @@ export function addNamedTokenRoutes(router: Router, kinds: readonly NamedTokens[
       await tokens.reload();
       sendJson(res, 200, { items: tokens.list() });
     });
-    router.add('POST', base, async ({ req, res }) => {
+    router.add('POST', base, async ({ req, res, caller }) => {
       const { name, expiresInSeconds } = await readJson(req, 4096);
       if (typeof name !== 'string') throw new UpdraftError('BAD_REQUEST', `the body must be {"name": "<${KINDS[tokens.role].label} name>", "expiresInSeconds"?: <seconds>}`);
       if (expiresInSeconds !== undefined && typeof expiresInSeconds !== 'number') throw new UpdraftError('BAD_REQUEST', 'expiresInSeconds must be a number of seconds');
-      sendJson(res, 201, await tokens.add(name, expiresInSeconds));
+      const by = caller === undefined || caller.name === undefined ? 'operator' : `${caller.role} ${caller.name}`;
+      sendJson(res, 201, await tokens.add(name, expiresInSeconds, by));
     });
     router.add('DELETE', `${base}/:name`, async ({ res, params }) => {
       await tokens.remove(params.name!);
-      sendJson(res, 200, { removed: params.name });
+      // what a removed operator added stays: said, so that it can go too
+      const by = `operator ${params.name!}`;
+      if (tokens.role === 'operator') await Promise.all(kinds.map((k) => k.reload()));
+      const added = tokens.role === 'operator' ? kinds.flatMap((k) => k.list().filter((t) => t.createdBy === by).map((t) => ({ role: k.role, name: t.name }))) : [];
+      sendJson(res, 200, { removed: params.name, added });
     });
   }
 }

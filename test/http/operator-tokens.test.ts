@@ -75,6 +75,15 @@ describe('named operator tokens', () => {
     assert.equal(new Date(recorded.at).toISOString(), at, 'kept in the store, for every instance');
   });
 
+  it('says who added each token; removing an operator says what it added, which stays', async () => {
+    const bob = await call(alice, 'POST', '/api/v1/operator-tokens', { name: 'bob' });
+    assert.equal(bob.status, 201);
+    assert.equal((await call(alice, 'POST', '/api/v1/viewer-tokens', { name: 'alices-screen' })).status, 201);
+    assert.match((await cli('token', 'operator', 'list')).stdout, /^bob  added \S+ by alice  never used$/m);
+    assert.match((await cli('token', 'operator', 'list')).stdout, /^alice  added \S+  /m, 'added with the operator token: no "by"');
+    assert.match((await cli('token', 'viewer', 'list')).stdout, /^alices-screen  added \S+ by alice  never used$/m);
+  });
+
   it('a viewer token may not see or add operator tokens', async () => {
     const viewer = (await (await call(operatorToken, 'POST', '/api/v1/viewer-tokens', { name: 'wall' })).json()) as { token: string };
     const list = await call(viewer.token, 'GET', '/api/v1/operator-tokens');
@@ -113,7 +122,7 @@ describe('named operator tokens', () => {
     const { ended } = await openStream(alice);
     const removed = await cli('token', 'operator', 'remove', 'alice');
     assert.equal(removed.code, 0, removed.stderr);
-    assert.equal(removed.stdout.trim(), 'operator token alice removed: refused from now on');
+    assert.equal(removed.stdout.trim(), 'operator token alice removed: refused from now on\n  it added: viewer token alices-screen, operator token bob; they stay valid (remove them too if they should go with it)');
     assert.equal(await Promise.race([ended, sleep(10_000).then(() => false)]), true, 'the stream ended');
     assert.equal((await call(alice, 'GET', '/api/v1/devices')).status, 401);
     const missing = await cli('token', 'operator', 'remove', 'alice');

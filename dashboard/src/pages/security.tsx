@@ -168,7 +168,7 @@ const KINDS = {
 function NamedTokens({ role }: { role: keyof typeof KINDS }) {
   const kind = KINDS[role];
   const path = `/${role}-tokens`;
-  const list = useApi<{ items: { name: string; createdAt: number; expiresAt?: number; lastUsedAt?: number }[] }>(path);
+  const list = useApi<{ items: { name: string; createdAt: number; expiresAt?: number; lastUsedAt?: number; createdBy?: string }[] }>(path);
   const [name, setName] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [added, setAdded] = useState<{ name: string; token: string } | undefined>();
@@ -212,7 +212,10 @@ function NamedTokens({ role }: { role: keyof typeof KINDS }) {
             {list.data.items.map((t) => (
               <tr key={t.name}>
                 <td>{t.name}</td>
-                <td>{dateTime(t.createdAt)}</td>
+                <td>
+                  {dateTime(t.createdAt)}
+                  {t.createdBy !== undefined && t.createdBy !== 'operator' && <span class="muted"> by {t.createdBy.replace(/^operator /, '')}</span>}
+                </td>
                 <td>{t.lastUsedAt === undefined ? 'never' : dateTime(t.lastUsedAt)}</td>
                 <td>{t.expiresAt === undefined ? 'never' : t.expiresAt <= Date.now() ? <StatusBadge status="expired" /> : dateTime(t.expiresAt)}</td>
                 <td>

@@ -100,7 +100,7 @@ export interface Job {
   status: JobStatus;
   createdAt: number;
   description?: string;
-  spec?: { plan?: { waves?: { count?: number; percent?: number; successThreshold?: number; requireApproval?: boolean }[] } };
+  spec?: { plan?: { waves?: { count?: number; percent?: number; successThreshold?: number; requireApproval?: boolean }[]; windows?: { start: string; minutes: number; days?: string[] }[]; timeZone?: string } };
   progress?: { wave?: number; total?: number; pause?: { reason: string; wave: number; message: string }; windowClosed?: { since: number; opensAt?: number }; abortReason?: string; finishedAt?: number; startedAt?: number };
 }
 

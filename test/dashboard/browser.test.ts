@@ -215,6 +215,14 @@ describe('web dashboard in Chromium', { skip }, () => {
     await shot('07-jobs');
   });
 
+  it("shows a rollout whose windows are each device's own time", async () => {
+    const job = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['idle-2'] }, plan: { windows: [{ start: '02:00', minutes: 120, days: ['sat', 'sun'] }], timeZone: 'device' } });
+    await page.goto(`${ts.httpUrl}/jobs/${job.job.jobId}`);
+    await page.getByTestId('device-windows').filter({ hasText: "Installs in each device's own maintenance windows (02:00 for 120 min on sat, sun, in the device's time zone)" }).waitFor();
+    assert.equal(await page.getByTestId('window-closed').count(), 0, 'the engine holds nothing back');
+    await api.call('POST', `/api/v1/jobs/${job.job.jobId}/cancel`);
+  });
+
   it('deletes an artifact after a confirmation; refused, with the reason, while a job installs it', async () => {
     const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=old&version=1.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(1024)) });
     assert.equal(added.status, 201);

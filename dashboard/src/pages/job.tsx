@@ -54,6 +54,11 @@ export function JobPage({ id }: { id: string }) {
               {v.job.progress.windowClosed.opensAt !== undefined ? ` until ${dateTime(v.job.progress.windowClosed.opensAt)}` : ''} (devices already updating go on).
             </p>
           )}
+          {v.job.spec?.plan?.timeZone === 'device' && v.job.spec.plan.windows && (
+            <p class="muted" data-testid="device-windows">
+              Installs in each device's own maintenance windows ({v.job.spec.plan.windows.map((w) => `${w.start} for ${w.minutes} min${w.days ? ` on ${w.days.join(', ')}` : ''}`).join('; ')}, in the device's time zone): commands go out at any time, and a device outside its window has downloaded and waits, saying until when.
+            </p>
+          )}
           {v.job.progress?.abortReason && (
             <p class="error" role="status">
               Aborted: {v.job.progress.abortReason}

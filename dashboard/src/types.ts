@@ -148,4 +148,6 @@ export interface JobPreview {
   minSendMinutes?: number;
   /** Of the first `scanned` targets, those the engine would skip by what they reported. */
   skipped?: { scanned: number; downgrade: number; incompatible: number; first: { deviceId: string; error: string }[] };
+  /** With windows in each device's own time: targets whose agents would install at once (older, or never connected). */
+  installAtOnce?: { count: number; first: string[] };
 }

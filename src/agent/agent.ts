@@ -25,6 +25,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import { parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
+import { AGENT_FEATURES } from '../protocol/agent-features.ts';
 import { isTimeZone, systemTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
 import { deltaTopic, presenceTopic } from '../protocol/topics.ts';
@@ -185,6 +186,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         const agent = trustReport(this.signatures!);
         if (o.deviceType !== undefined) agent.deviceType = o.deviceType;
         agent.timeZone = this.timeZone;
+        // what it understands: the server and operators tell older agents apart (protocol/agent-features.ts)
+        agent.features = FEATURES;
         if (clockNews !== undefined) agent.clockOffsetSeconds = clockNews;
         // when its client certificate expires: the fleet can be asked which devices would be locked out soon
         const certificateExpiresAt = this.renewer?.expiresAtSeconds ?? this.certificateExpiresAt;
@@ -844,6 +847,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     await this.store?.save(this.state).catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
   }
 }
+
+/** `reported.agent.features`, one array shared by every report. */
+const FEATURES: JsonObject[keyof JsonObject] = [...AGENT_FEATURES];
 
 /** `reported.agent`: how this agent checks software, by key id (`unsigned`: it does not). */
 function trustReport(policy: SignaturePolicy): JsonObject {

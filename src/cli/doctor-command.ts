@@ -108,6 +108,17 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     add('warn', 'devices', `${some} accept unsigned software (an agent run with --insecure-allow-unsigned): whoever can send them a command can install anything; give them the signing key or the root (list them: updraft device list --query 'reported.agent.trust = unsigned')`);
   }
 
+  // devices on the root whose agents cannot follow a root rotation (protocol/agent-features.ts):
+  // after one, they refuse every update until given the new root by hand
+  if (keys.root) {
+    const query = 'reported.agent.trust = root and not reported.agent.features = root-rotation';
+    const old = await api.call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(query)}`).catch(() => undefined);
+    if (old && old.items.length > 0) {
+      const some = `${old.items.map((d) => d.deviceId).join(', ')}${old.next ? ', …' : ''}`;
+      add('note', 'devices', `${some} trust the root with agents that cannot follow a root rotation: update their agents before replacing the root, or they refuse every update after it (list them: updraft device list --query '${query}')`);
+    }
+  }
+
   // after a root rotation, devices that have not followed it yet (no command since) still trust
   // the old root: whoever holds it can certify a key of their own for them
   if (keys.root && (keys.root.rotations?.length ?? 0) > 0) {

@@ -16,6 +16,7 @@ import { startInSlices } from '../util/in-slices.ts';
 import { refusalOf } from './device-fit.ts';
 import { assertJobMove } from './job-state.ts';
 import { progressOf, type RolloutEngine, type RolloutProgress } from './rollout-engine.ts';
+import { hasAgentFeature } from '../protocol/agent-features.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
 import { FINISHED, rateAllowance, tally, waveEnds, waveOf } from './rollout-math.ts';
 import { resolveTargets } from './targets.ts';
@@ -60,6 +61,13 @@ export interface JobPreview {
    * (`jobs/device-fit.ts`); the first few named with the reason.
    */
   skipped: { scanned: number; downgrade: number; incompatible: number; first: { deviceId: string; error: string }[] };
+  /**
+   * With windows in each device's own time (`plan.timeZone: "device"`): of the same
+   * targets, those whose agents did not say they hold an install for a window
+   * (`reported.agent.features`, `protocol/agent-features.ts`): older agents, or devices that
+   * never connected. They would install as soon as they have downloaded.
+   */
+  installAtOnce?: { count: number; first: string[] };
 }
 
 /** Targets a preview reads the reported state of: enough to see a mistake, a bounded cost at any fleet size. */
@@ -95,7 +103,7 @@ export class JobService {
     const now = this.now();
     const { artifact, spec } = parseJobRequest(body, now);
     const { ids, record } = await this.targetsOf(artifact, spec);
-    const skipped = await this.skippedOf(record, spec, ids.slice(0, PREVIEW_SCAN));
+    const { skipped, installAtOnce } = await this.skippedOf(record, spec, ids.slice(0, PREVIEW_SCAN));
     const ends = waveEnds(spec.plan.waves, ids.length);
     const waves = ends.map((end, w) => {
       const start = w === 0 ? 0 : ends[w - 1]!;
@@ -105,22 +113,29 @@ export class JobService {
     const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? undefined : spec.plan.windows;
     const startsAt = windows && !inWindow(windows, begin, spec.plan.timeZone) ? (nextOpening(windows, begin, spec.plan.timeZone) ?? begin) : begin;
     const limited = spec.plan.maxPerMinute !== undefined || spec.plan.rampUp !== undefined;
-    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped };
+    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped, ...(installAtOnce ? { installAtOnce } : {}) };
   }
 
   /** The devices of `ids` the engine would skip by what they reported (`JobPreview.skipped`). */
-  private async skippedOf(artifact: ArtifactRecord, spec: JobSpec, ids: string[]): Promise<JobPreview['skipped']> {
+  private async skippedOf(artifact: ArtifactRecord, spec: JobSpec, ids: string[]): Promise<Pick<JobPreview, 'skipped' | 'installAtOnce'>> {
     const out: JobPreview['skipped'] = { scanned: ids.length, downgrade: 0, incompatible: 0, first: [] };
+    const localWindows = spec.plan.timeZone === DEVICE_TIME_ZONE && spec.plan.windows !== undefined;
+    const atOnce = { count: 0, first: [] as string[] };
     const refusals = await startInSlices(ids, 500, async (deviceId) => {
       const shadow = await this.deps.store.getShadow(deviceId, '');
-      return { deviceId, refusal: refusalOf(artifact, spec.allowDowngrade === true, shadow && !shadow.deleted ? shadow.state.reported : undefined) };
+      const reported = shadow && !shadow.deleted ? shadow.state.reported : undefined;
+      return { deviceId, refusal: refusalOf(artifact, spec.allowDowngrade === true, reported), holds: hasAgentFeature(reported?.agent, 'install-windows') };
     });
-    for (const { deviceId, refusal } of refusals) {
+    for (const { deviceId, refusal, holds } of refusals) {
+      if (localWindows && !refusal && !holds) {
+        atOnce.count++;
+        if (atOnce.first.length < PREVIEW_FIRST) atOnce.first.push(deviceId);
+      }
       if (!refusal) continue;
       out[refusal.kind]++;
       if (out.first.length < PREVIEW_FIRST) out.first.push({ deviceId, error: refusal.error });
     }
-    return out;
+    return { skipped: out, ...(localWindows ? { installAtOnce: atOnce } : {}) };
   }
 
   /** The artifact's record, and the devices a spec targets now; BAD_REQUEST for an empty snapshot. */

@@ -5,5 +5,6 @@ export * from './software.ts';
 export * from './manifest.ts';
 export * from './key-certificate.ts';
 export * from './root-rotation.ts';
+export * from './agent-features.ts';
 export * from './shadow-messages.ts';
 export * from './presence.ts';

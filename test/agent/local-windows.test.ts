@@ -80,6 +80,10 @@ describe('maintenance windows in each device\'s own time', () => {
 
   it('refuses a time zone that is neither IANA nor "device", with the reason', async () => {
     await registerDevice(ts, 'lw-x');
+    // a dry run names the targets whose agents would install at once (here: one that never connected)
+    const dry = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-east', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'device', '--dry-run', ...api()]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^ {2}1 device\(s\) would install at once, outside their windows: their agents do not hold an install for a window \(older agents, or never connected\): lw-x$/m);
     const r = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'Mars/Olympus', ...api()]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /plan\.timeZone must be an IANA time zone such as Europe\/Madrid or UTC, or "device" \(each device's own\)/);

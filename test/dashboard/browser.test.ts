@@ -216,6 +216,16 @@ describe('web dashboard in Chromium', { skip }, () => {
   });
 
   it("shows a rollout whose windows are each device's own time", async () => {
+    // its preview names the targets whose agents would install at once (idle-2 never connected)
+    await nav('Jobs').click();
+    await page.getByRole('link', { name: 'New rollout' }).click();
+    await page.getByLabel('Artifact').selectOption('fw@2.0.0');
+    await page.getByLabel('Device ids (comma or space separated)').fill('idle-2');
+    await page.getByLabel('Maintenance window opens (HH:MM)').fill('02:00');
+    await page.getByLabel('Window open for (minutes)').fill('120');
+    await page.getByLabel('Time zone of the window').fill('device');
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.getByTestId('preview-at-once').filter({ hasText: '1 device would install at once, outside their windows' }).filter({ hasText: 'idle-2' }).waitFor();
     const job = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['idle-2'] }, plan: { windows: [{ start: '02:00', minutes: 120, days: ['sat', 'sun'] }], timeZone: 'device' } });
     await page.goto(`${ts.httpUrl}/jobs/${job.job.jobId}`);
     await page.getByTestId('device-windows').filter({ hasText: "Installs in each device's own maintenance windows (02:00 for 120 min on sat, sun, in the device's time zone)" }).waitFor();

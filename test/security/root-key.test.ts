@@ -26,6 +26,7 @@ import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from './support.ts';
+import { AGENT_FEATURES } from '../../src/protocol/agent-features.ts';
 
 /** The time zone every agent here reports (`reported.agent.timeZone`): the system's, as this process's. */
 const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -188,8 +189,8 @@ describe('the offline root key and signing key certificates', () => {
     const reported = async (id: string) => (await ts.server.store.getShadow(id, ''))?.state.reported?.software as { keySerial?: number } | undefined;
     assert.equal((await reported('dev-r'))?.keySerial, 1);
     const rootKeyId = keys0.root.keyId;
-    assert.deepEqual((await ts.server.store.getShadow('dev-r', ''))?.state.reported?.agent, { trust: 'root', keyId: rootKeyId, timeZone: LOCAL_ZONE });
-    assert.deepEqual((await ts.server.store.getShadow('dev-d', ''))?.state.reported?.agent, { trust: 'root', keyId: rootKeyId, timeZone: LOCAL_ZONE }, 'the daemon took the root from its install directory');
+    assert.deepEqual((await ts.server.store.getShadow('dev-r', ''))?.state.reported?.agent, { trust: 'root', keyId: rootKeyId, timeZone: LOCAL_ZONE, features: [...AGENT_FEATURES] });
+    assert.deepEqual((await ts.server.store.getShadow('dev-d', ''))?.state.reported?.agent, { trust: 'root', keyId: rootKeyId, timeZone: LOCAL_ZONE, features: [...AGENT_FEATURES] }, 'the daemon took the root from its install directory');
     assert.equal((await reported('dev-d'))?.keySerial, 1);
   });
 

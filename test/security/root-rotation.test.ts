@@ -114,6 +114,14 @@ describe('the offline root replaced in band', () => {
     const job = await deploy(ts, ['dev-a'], 'fw@2.0.0');
     assert.equal((await outcome(agents[a]!.finished, job)).status, 'SUCCESS');
     assert.equal(await trusted('dev-a'), root1.keyId);
+    // doctor names a device on the root whose agent cannot follow a rotation (an older agent: no features reported)
+    await registerDevice(ts, 'dev-old');
+    await operator.publish('state/dev-old/update', { state: { reported: { agent: { trust: 'root', keyId: root1.keyId } } } });
+    await eventually(async () => ((await trusted('dev-old')) === root1.keyId ? true : undefined), 10_000, 'dev-old reported');
+    const doctor = await runCli(['doctor', ...api()]);
+    assert.match(doctor.stdout, /^note  devices {6}dev-old trust the root with agents that cannot follow a root rotation: update their agents before replacing the root/m);
+    assert.doesNotMatch(doctor.stdout, /dev-a trust the root with agents/, 'a current agent says it can');
+    assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices/dev-old`, { method: 'DELETE', headers: { authorization: `Bearer ${ts.token}` } })).status, 200);
   });
 
   it('refuses a rotation the installed root did not sign, and one not signed by its new root; nothing changes', async () => {

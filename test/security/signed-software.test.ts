@@ -25,6 +25,7 @@ import { eventually, runCli } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from './support.ts';
+import { AGENT_FEATURES } from '../../src/protocol/agent-features.ts';
 
 /** The time zone every agent here reports (`reported.agent.timeZone`): the system's, as this process's. */
 const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -153,8 +154,8 @@ describe('signed software', () => {
     const unsigned = await startAgent(ts, root, 'dev-careless', { signingPublicKey: undefined as unknown as string, allowUnsigned: true });
     agents.push(unsigned.agent);
     const agentOf = async (id: string) => eventually(async () => (await ts.server.store.getShadow(id, ''))?.state.reported?.agent, 15_000, `${id}'s trust reported`);
-    assert.deepEqual(await agentOf('dev-trusting'), { trust: 'signing-key', keyId: ts.server.security.signingKey.keyId, timeZone: LOCAL_ZONE });
-    assert.deepEqual(await agentOf('dev-careless'), { trust: 'unsigned', timeZone: LOCAL_ZONE });
+    assert.deepEqual(await agentOf('dev-trusting'), { trust: 'signing-key', keyId: ts.server.security.signingKey.keyId, timeZone: LOCAL_ZONE, features: [...AGENT_FEATURES] });
+    assert.deepEqual(await agentOf('dev-careless'), { trust: 'unsigned', timeZone: LOCAL_ZONE, features: [...AGENT_FEATURES] });
     const careless = await runCli(['device', 'list', '--query', 'reported.agent.trust = unsigned', '--server', ts.httpUrl, '--token', ts.token]);
     assert.match(careless.stdout, /^dev-careless +online/);
     assert.equal(careless.stdout.trim().split('\n').length, 1);

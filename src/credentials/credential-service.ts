@@ -4,10 +4,11 @@
  * whose only right is reading the artifact of the device's current job, i.e. the desired
  * software in its shadow, for `ttlSeconds`.
  */
-import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { answerDeviceRequest } from '../broker/device-request.ts';
+import { UpdraftError } from '../errors.ts';
 import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
 import { isJsonObject } from '../protocol/json.ts';
-import { readClientToken, salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
+import { readClientToken } from '../protocol/shadow-messages.ts';
 import { parseDesiredSoftware } from '../protocol/software.ts';
 import { credentialsAnswerTopic, parseCredentialsRequestTopic } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
@@ -56,15 +57,9 @@ export class CredentialService {
     const parsed = parseCredentialsRequestTopic(msg.topic);
     if (!parsed) return Promise.resolve();
     const { deviceId } = parsed;
-    return this.answer(deviceId, msg).catch(async (err: unknown) => {
-      const e = asUpdraftError(err);
-      if (e.status >= 500) this.deps.logger.error('credentials request failed', { deviceId, error: e.message });
-      else this.deps.logger.info('credentials refused', { deviceId, reason: e.message });
-      const rejection: Rejection = { code: e.status, message: e.message, timestamp: this.now() };
-      const clientToken = salvageClientToken(msg.payload);
-      if (clientToken !== undefined) rejection.clientToken = clientToken;
-      await this.deps.publish(credentialsAnswerTopic(deviceId, 'rejected'), JSON.stringify(rejection)).catch(() => {});
-    });
+    const d = this.deps;
+    const o = { deviceId, msg, rejectedTopic: credentialsAnswerTopic(deviceId, 'rejected'), what: 'credentials request', refusedLevel: 'info' as const, publish: d.publish, logger: d.logger, nowSeconds: () => this.now() };
+    return answerDeviceRequest(o, () => this.answer(deviceId, msg));
   }
 
   private async answer(deviceId: string, msg: InboundMessage): Promise<void> {

@@ -24,9 +24,10 @@
  */
 import { verify } from 'node:crypto';
 import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
-import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { answerDeviceRequest } from '../broker/device-request.ts';
+import { UpdraftError } from '../errors.ts';
 import { isJsonObject } from '../protocol/json.ts';
-import { readClientToken, salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
+import { readClientToken } from '../protocol/shadow-messages.ts';
 import { certificateAnswerTopic, parseCertificateRenewTopic } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -80,15 +81,9 @@ export class CertificateRenewal {
     const parsed = parseCertificateRenewTopic(msg.topic);
     if (!parsed) return Promise.resolve();
     const { deviceId } = parsed;
-    return this.answer(deviceId, msg).catch(async (err: unknown) => {
-      const e = asUpdraftError(err);
-      if (e.status >= 500) this.deps.logger.error('certificate renewal failed', { deviceId, error: e.message });
-      else this.deps.logger.warn('certificate renewal refused', { deviceId, reason: e.message });
-      const rejection: Rejection = { code: e.status, message: e.message, timestamp: Math.floor(this.now() / 1000) };
-      const clientToken = salvageClientToken(msg.payload);
-      if (clientToken !== undefined) rejection.clientToken = clientToken;
-      await this.deps.publish(certificateAnswerTopic(deviceId, 'rejected'), JSON.stringify(rejection)).catch(() => {});
-    });
+    const d = this.deps;
+    const o = { deviceId, msg, rejectedTopic: certificateAnswerTopic(deviceId, 'rejected'), what: 'certificate renewal', refusedLevel: 'warn' as const, publish: d.publish, logger: d.logger, nowSeconds: () => Math.floor(this.now() / 1000) };
+    return answerDeviceRequest(o, () => this.answer(deviceId, msg));
   }
 
   private async answer(deviceId: string, msg: InboundMessage): Promise<void> {

@@ -97,9 +97,14 @@ export function credentialsAnswerTopic(deviceId: string, kind: 'accepted' | 'rej
 
 /** The device id of a credentials request topic, or undefined for any other topic. */
 export function parseCredentialsRequestTopic(topic: string): { deviceId: string } | undefined {
-  if (!topic.endsWith('/credentials/request')) return undefined;
+  return parseServiceTopic(topic, 'credentials', 'request');
+}
+
+/** The device id of `state/{id}/{family}/{action}` (a request to a service beside the replica), or undefined. */
+function parseServiceTopic(topic: string, family: string, action: string): { deviceId: string } | undefined {
+  if (!topic.endsWith(`/${family}/${action}`)) return undefined;
   const parts = topic.split('/');
-  if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== 'credentials' || parts[3] !== 'request') return undefined;
+  if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== family || parts[3] !== action) return undefined;
   return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;
 }
 
@@ -120,10 +125,7 @@ export function certificateAnswerTopic(deviceId: string, kind: 'accepted' | 'rej
 
 /** The device id of a certificate renewal topic, or undefined for any other topic. */
 export function parseCertificateRenewTopic(topic: string): { deviceId: string } | undefined {
-  if (!topic.endsWith('/certificate/renew')) return undefined;
-  const parts = topic.split('/');
-  if (parts.length !== 4 || parts[0] !== 'state' || parts[2] !== 'certificate' || parts[3] !== 'renew') return undefined;
-  return isValidId(parts[1]!) ? { deviceId: parts[1]! } : undefined;
+  return parseServiceTopic(topic, 'certificate', 'renew');
 }
 
 /** The topic a device's presence is published on, retained: `state/dev-1/presence`. */

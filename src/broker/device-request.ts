@@ -5,7 +5,8 @@
  * logged (an error for a fault of ours, `refusedLevel` for a refusal). Never rejects: the bus
  * hands requests over and forgets them.
  */
-import { asUpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
 import type { Logger } from '../util/logger.ts';
 import type { InboundMessage } from './message-bus.ts';
@@ -34,4 +35,18 @@ export function answerDeviceRequest(
     if (clientToken !== undefined) rejection.clientToken = clientToken;
     await o.publish(o.rejectedTopic, JSON.stringify(rejection)).catch(() => {});
   });
+}
+
+/** The JSON object of a request's payload, at most `maxBytes` (an empty payload is `{}` when `emptyIsObject`); TOO_LARGE or BAD_REQUEST otherwise. */
+export function requestBody(payload: Buffer, maxBytes: number, what: string, emptyIsObject = false): JsonObject {
+  if (payload.length === 0 && emptyIsObject) return {};
+  if (payload.length > maxBytes) throw new UpdraftError('TOO_LARGE', `${what} larger than ${maxBytes} bytes`);
+  let body: unknown;
+  try {
+    body = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
+  }
+  if (!isJsonObject(body)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
+  return body;
 }

@@ -4,10 +4,9 @@
  * whose only right is reading the artifact of the device's current job, i.e. the desired
  * software in its shadow, for `ttlSeconds`.
  */
-import { answerDeviceRequest } from '../broker/device-request.ts';
+import { answerDeviceRequest, requestBody } from '../broker/device-request.ts';
 import { UpdraftError } from '../errors.ts';
 import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
-import { isJsonObject } from '../protocol/json.ts';
 import { readClientToken } from '../protocol/shadow-messages.ts';
 import { parseDesiredSoftware } from '../protocol/software.ts';
 import { credentialsAnswerTopic, parseCredentialsRequestTopic } from '../protocol/topics.ts';
@@ -65,16 +64,7 @@ export class CredentialService {
   private async answer(deviceId: string, msg: InboundMessage): Promise<void> {
     // the topic ACL lets a device publish only on its own topics; operators may ask for any device
     if (msg.sender.kind === 'device' && msg.sender.id !== deviceId) throw new UpdraftError('FORBIDDEN', 'a device may ask for its own credentials only');
-    let body: unknown = {};
-    if (msg.payload.length > 0) {
-      if (msg.payload.length > 4096) throw new UpdraftError('TOO_LARGE', 'credentials request larger than 4096 bytes');
-      try {
-        body = JSON.parse(msg.payload.toString('utf8'));
-      } catch {
-        throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
-      }
-    }
-    if (!isJsonObject(body)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
+    const body = requestBody(msg.payload, 4096, 'credentials request', true);
     const clientToken = readClientToken(body);
     const device = await this.deps.store.getDevice(deviceId);
     if (!device) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered`);

@@ -24,9 +24,8 @@
  */
 import { verify } from 'node:crypto';
 import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
-import { answerDeviceRequest } from '../broker/device-request.ts';
+import { answerDeviceRequest, requestBody } from '../broker/device-request.ts';
 import { UpdraftError } from '../errors.ts';
-import { isJsonObject } from '../protocol/json.ts';
 import { readClientToken } from '../protocol/shadow-messages.ts';
 import { certificateAnswerTopic, parseCertificateRenewTopic } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
@@ -88,14 +87,7 @@ export class CertificateRenewal {
 
   private async answer(deviceId: string, msg: InboundMessage): Promise<void> {
     if (msg.sender.kind === 'device' && msg.sender.id !== deviceId) throw new UpdraftError('FORBIDDEN', 'a device may renew its own certificate only');
-    if (msg.payload.length > MAX_RENEWAL_BYTES) throw new UpdraftError('TOO_LARGE', `certificate renewal request larger than ${MAX_RENEWAL_BYTES} bytes`);
-    let body: unknown;
-    try {
-      body = JSON.parse(msg.payload.toString('utf8'));
-    } catch {
-      throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
-    }
-    if (!isJsonObject(body)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
+    const body = requestBody(msg.payload, MAX_RENEWAL_BYTES, 'certificate renewal request');
     const clientToken = readClientToken(body);
     const { csr, certificate, signature } = body;
     const problems: string[] = [];

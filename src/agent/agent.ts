@@ -376,6 +376,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (!o.certificateRenewal || cert === undefined || key === undefined) return undefined;
     const pem = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
     const ca = o.mqttOptions?.ca;
+    try {
+      certificateExpiry(pem(cert));
+    } catch (err) {
+      // the TLS connection says what is wrong with it; nothing to renew
+      this.log.warn('the client certificate is unreadable: it is not renewed', { error: asUpdraftError(err).message });
+      return undefined;
+    }
     const renewer = new CertificateRenewer({
       deviceId: o.deviceId,
       current: { certificate: pem(cert), privateKey: pem(key) },

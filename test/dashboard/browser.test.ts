@@ -430,7 +430,8 @@ describe('web dashboard in Chromium', { skip }, () => {
     await nav('Security').click();
     await page.getByRole('button', { name: 'Remove viewer token wall-screen' }).click();
     await page.getByRole('button', { name: 'Yes, remove wall-screen' }).click();
-    await page.getByRole('button', { name: 'Remove viewer token wall-screen' }).waitFor({ state: 'detached' });
+    // the row goes once the server removed it (the button alone goes as soon as the confirmation shows)
+    await page.getByTestId('viewer-tokens').getByRole('row').filter({ hasText: 'wall-screen' }).waitFor({ state: 'detached' });
     assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${viewer}` } })).status, 401);
 
     // a named operator token, added on the same page: signed in with it, every control is there
@@ -452,7 +453,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     assert.ok(lastUsed !== '' && lastUsed !== 'never', `a last use is shown, got "${lastUsed}"`);
     await page.getByRole('button', { name: 'Remove operator token alice' }).click();
     await page.getByRole('button', { name: 'Yes, remove alice' }).click();
-    await page.getByRole('button', { name: 'Remove operator token alice' }).waitFor({ state: 'detached' });
+    await aliceRow.waitFor({ state: 'detached' });
     assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${alice}` } })).status, 401);
   });
 

@@ -19,6 +19,8 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 type Verdict = 'ok' | 'note' | 'warn' | 'FAIL';
 
 /** Devices whose agents reported a clock a minute or more off the server's. */
+/** A named token unused this long is named by doctor. */
+const UNUSED_TOKEN_DAYS = 90;
 const WRONG_CLOCK_QUERY = 'reported.agent.clockOffsetSeconds > 59 or reported.agent.clockOffsetSeconds < -59';
 
 /** One line of the report. */
@@ -149,6 +151,17 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   if (skewed && skewed.items.length > 0) {
     const some = `${skewed.items.map((d) => d.deviceId).join(', ')}${skewed.next ? ', …' : ''}`;
     add('warn', 'devices', `${some} run with a wrong clock (a minute or more off the server's): a clock ahead by more than --url-ttl fails every update as expired; set their clocks (NTP, an RTC in UTC) (list them with their offsets: updraft device list --query '${WRONG_CLOCK_QUERY}')`);
+  }
+
+  // named tokens nobody has used for 90 days (or ever, 90 days after they were added): a
+  // forgotten token is a door left open; the operator's token lists say when each was used
+  for (const role of ['operator', 'viewer'] as const) {
+    const tokens = await api.call<{ items: { name: string; createdAt: number; lastUsedAt?: number; expiresAt?: number }[] }>('GET', `/api/v1/${role}-tokens`).catch(() => undefined);
+    const idle = (tokens?.items ?? []).filter((t) => (t.expiresAt === undefined || t.expiresAt > now) && now - (t.lastUsedAt ?? t.createdAt) > UNUSED_TOKEN_DAYS * DAY_MS);
+    if (idle.length > 0) {
+      const names = idle.slice(0, 5).map((t) => `${t.name} (${t.lastUsedAt === undefined ? 'never used' : `last used ${Math.floor((now - t.lastUsedAt) / DAY_MS)} days ago`})`);
+      add('note', 'tokens', `${role} token(s) unused for ${UNUSED_TOKEN_DAYS} days: ${names.join(', ')}${idle.length > 5 ? ', …' : ''}; remove what no one uses (updraft token ${role} remove <name>)`);
+    }
   }
 
   const paused = await api.call<{ items: JobRecord[] }>('GET', '/api/v1/jobs?status=PAUSED&limit=100').catch(() => undefined);

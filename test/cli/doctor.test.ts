@@ -97,4 +97,15 @@ describe('updraft doctor', () => {
     assert.equal(clock.verdict, 'warn');
     assert.match(clock.text, /^the server's clock is 1(19|20|21) s ahead of this machine's/);
   });
+
+  it('notes named tokens no one has used for 90 days', async () => {
+    const added = await fetch(`${ts.httpUrl}/api/v1/operator-tokens`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'carol' }) });
+    assert.equal(added.status, 201);
+    const unusedNote = (findings: { check: string; text: string }[]) => findings.find((f) => f.check === 'tokens' && f.text.includes('unused for 90 days'));
+    assert.equal(unusedNote(await diagnose({ server: ts.httpUrl, token: ts.token })), undefined, 'just added: nothing to say');
+    const later = await diagnose({ server: ts.httpUrl, token: ts.token }, Date.now() + 91 * 86_400_000);
+    const note = unusedNote(later);
+    assert.ok(note, JSON.stringify(later));
+    assert.equal(note.text, 'operator token(s) unused for 90 days: carol (never used); remove what no one uses (updraft token operator remove <name>)');
+  });
 });

@@ -150,4 +150,6 @@ export interface JobPreview {
   skipped?: { scanned: number; downgrade: number; incompatible: number; first: { deviceId: string; error: string }[] };
   /** With windows in each device's own time: targets whose agents would install at once (older, or never connected). */
   installAtOnce?: { count: number; first: string[] };
+  /** What in the spec is likely a mistake, one sentence each. */
+  warnings?: string[];
 }

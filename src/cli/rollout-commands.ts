@@ -82,6 +82,7 @@ export function describePreview(p: JobPreview, now = Date.now()): string {
     lines.push(`  skipped (REJECTED, nothing sent), by what they reported: ${kinds}${k.scanned < p.total ? ` among the first ${k.scanned}` : ''}`);
     for (const f of k.first) lines.push(`    ${f.deviceId}: ${f.error}`);
   }
+  for (const w of p.warnings ?? []) lines.push(`  warning: ${w}`);
   const a = p.installAtOnce;
   if (a && a.count > 0) {
     lines.push(`  ${a.count} device(s)${k && k.scanned < p.total ? ` among the first ${k.scanned}` : ''} would install at once, outside their windows: their agents do not hold an install for a window (older agents, or never connected): ${a.first.join(', ')}${a.count > a.first.length ? ', ...' : ''}`);

@@ -68,6 +68,26 @@ export interface JobPreview {
    * never connected. They would install as soon as they have downloaded.
    */
   installAtOnce?: { count: number; first: string[] };
+  /** What in the spec is likely a mistake, each said in one sentence (absent: nothing). */
+  warnings?: string[];
+}
+
+/**
+ * What in a spec is likely a mistake: windows in each device's own time with an in-progress
+ * timeout shorter than a device may wait for its window (a day, or a week when the windows
+ * open on some days only, less the longest window), so devices time out waiting.
+ */
+function warningsOf(spec: JobSpec): { warnings?: string[] } {
+  const warnings: string[] = [];
+  const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? spec.plan.windows : undefined;
+  const timeout = spec.timeouts.inProgressSeconds;
+  if (windows && timeout !== undefined) {
+    const longestWait = (windows.some((w) => w.days === undefined) ? 86_400 : 7 * 86_400) - Math.max(...windows.map((w) => w.minutes)) * 60;
+    if (timeout < longestWait) {
+      warnings.push(`a device outside its window may wait up to ${Math.ceil(longestWait / 3600)} h for it, longer than the in-progress timeout of ${timeout} s: it would time out waiting (give a timeout of ${longestWait} s or more)`);
+    }
+  }
+  return warnings.length > 0 ? { warnings } : {};
 }
 
 /** Targets a preview reads the reported state of: enough to see a mistake, a bounded cost at any fleet size. */
@@ -113,7 +133,7 @@ export class JobService {
     const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? undefined : spec.plan.windows;
     const startsAt = windows && !inWindow(windows, begin, spec.plan.timeZone) ? (nextOpening(windows, begin, spec.plan.timeZone) ?? begin) : begin;
     const limited = spec.plan.maxPerMinute !== undefined || spec.plan.rampUp !== undefined;
-    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped, ...(installAtOnce ? { installAtOnce } : {}) };
+    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped, ...(installAtOnce ? { installAtOnce } : {}), ...warningsOf(spec) };
   }
 
   /** The devices of `ids` the engine would skip by what they reported (`JobPreview.skipped`). */

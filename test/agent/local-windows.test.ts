@@ -84,6 +84,11 @@ describe('maintenance windows in each device\'s own time', () => {
     const dry = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-east', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'device', '--dry-run', ...api()]);
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, /^ {2}1 device\(s\) would install at once, outside their windows: their agents do not hold an install for a window \(older agents, or never connected\): lw-x$/m);
+    assert.doesNotMatch(dry.stdout, /warning:/, 'no timeout given: nothing to warn of');
+    // an in-progress timeout shorter than a device may wait for its window
+    const short = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'device', '--timeout', '3600', '--dry-run', ...api()]);
+    assert.equal(short.code, 0, short.stderr);
+    assert.match(short.stdout, /^ {2}warning: a device outside its window may wait up to 23 h for it, longer than the in-progress timeout of 3600 s: it would time out waiting \(give a timeout of 82800 s or more\)$/m);
     const r = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'Mars/Olympus', ...api()]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /plan\.timeZone must be an IANA time zone such as Europe\/Madrid or UTC, or "device" \(each device's own\)/);

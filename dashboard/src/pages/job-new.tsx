@@ -243,6 +243,11 @@ export function JobNewPage() {
                 <span class="muted"> ({preview.skipped.first.map((f) => `${f.deviceId}: ${f.error}`).join('; ')})</span>
               </p>
             )}
+            {(preview.warnings ?? []).map((w) => (
+              <p key={w} class="note-warn" data-testid="preview-warning">
+                Warning: {w}
+              </p>
+            ))}
             {preview.installAtOnce && preview.installAtOnce.count > 0 && (
               <p data-testid="preview-at-once" class="note-warn">
                 {count0(preview.installAtOnce.count)} device{preview.installAtOnce.count === 1 ? '' : 's'} would install at once, outside their windows: their agents do not hold an install for a window (older agents, or never connected)

@@ -98,6 +98,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   /** Renews the client certificate before it expires (`certificateRenewal`). */
   private renewer: CertificateRenewer | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  /** Why the last certificate renewal failed (null: it succeeded since; undefined: nothing to say). */
+  private renewalError: string | null | undefined;
   /** When the client certificate expires (seconds), for a device that does not renew it. */
   private certificateExpiresAt: number | undefined;
   /** The id of the root this agent was given (a device trusting the root key), whichever root it trusts now. */
@@ -192,6 +194,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         // when its client certificate expires: the fleet can be asked which devices would be locked out soon
         const certificateExpiresAt = this.renewer?.expiresAtSeconds ?? this.certificateExpiresAt;
         if (certificateExpiresAt !== undefined) agent.certificateExpiresAt = certificateExpiresAt;
+        // why the last renewal failed (null once one succeeds): the operator sees what the device's log says
+        if (this.renewalError !== undefined) agent.certificateRenewalError = this.renewalError;
         ((body.state as JsonObject).reported as JsonObject).agent = agent;
       }
       const sentAt = this.now();
@@ -394,7 +398,15 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         if (this.client) Object.assign(this.client.options, { cert: renewed.certificate, key: renewed.privateKey });
         // said in the next report (reported.agent.certificateExpiresAt)
         this.announceTrust = true;
+        if (this.renewalError !== undefined) this.renewalError = null;
+        setImmediate(() => this.started && void this.reportCurrent().catch(() => {}));
         this.emit('certificate-renewed', { expiresAt: renewer.expiresAtSeconds });
+      },
+      onFailure: (message) => {
+        this.renewalError = message.length > 300 ? `${message.slice(0, 299)}…` : message;
+        this.announceTrust = true;
+        // reported now, not only at the next connect
+        setImmediate(() => this.started && void this.reportCurrent().catch(() => {}));
       },
       logger: this.log,
       now: () => this.clock.serverTime(this.now()),

@@ -62,6 +62,8 @@ export class CertificateRenewer {
       request: (body: JsonObject) => Promise<JsonObject>;
       /** Uses the new pair from the next connection on. */
       use: (renewed: TlsPair) => void;
+      /** Told why an attempt failed (the agent reports it, so the operator sees it too). */
+      onFailure?: (message: string) => void;
       logger: Logger;
       /** The server's time, in ms (the agent's clock corrected by the offset it measured). */
       now: () => number;
@@ -86,7 +88,9 @@ export class CertificateRenewer {
     this.running = this.renew()
       .then(() => true)
       .catch((err: unknown) => {
-        this.deps.logger.warn('client certificate not renewed; trying again later', { error: asUpdraftError(err).message, expiresAt: new Date(this.expiresAt).toISOString() });
+        const message = asUpdraftError(err).message;
+        this.deps.logger.warn('client certificate not renewed; trying again later', { error: message, expiresAt: new Date(this.expiresAt).toISOString() });
+        this.deps.onFailure?.(message);
         return false;
       })
       .finally(() => (this.running = undefined));

@@ -136,10 +136,12 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   // off, or failing; past the expiry the broker refuses them
   const soon = Math.floor(now / 1000) + 14 * 86_400;
   const expiring = await api
-    .call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(`reported.agent.certificateExpiresAt < ${soon}`)}`)
+    .call<{ items: { deviceId: string; agent?: { certificateRenewalError?: string | null } | null }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(`reported.agent.certificateExpiresAt < ${soon}`)}`)
     .catch(() => undefined);
   if (expiring && expiring.items.length > 0) {
-    const some = `${expiring.items.map((d) => d.deviceId).join(', ')}${expiring.next ? ', …' : ''}`;
+    // with what each device said of its last failed renewal
+    const named = expiring.items.map((d) => (typeof d.agent?.certificateRenewalError === 'string' ? `${d.deviceId} (renewal failed: ${d.agent.certificateRenewalError})` : d.deviceId));
+    const some = `${named.join(', ')}${expiring.next ? ', …' : ''}`;
     add('warn', 'devices', `${some} have a client certificate that expires within 14 days: past it the broker refuses them; their agents renew it over MQTT unless told --renew-certificate-days 0, and the log says why a renewal failed (list them: updraft device list --query 'reported.agent.certificateExpiresAt < ${soon}')`);
   }
 

@@ -106,6 +106,8 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
       online: deps.isOnline(s.device.deviceId),
       reported: s.reported?.software ?? null,
       desired: s.desired?.software ?? null,
+      // what its agent says of itself: trust, time zone, features, certificate expiry and renewal
+      agent: s.reported?.agent ?? null,
     }));
     sendJson(res, 200, { items, ...(page.next ? { next: page.next } : {}) });
   });

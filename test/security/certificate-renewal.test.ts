@@ -17,6 +17,7 @@ import { caPaths, createCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { startAgent } from './support.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -150,6 +151,27 @@ describe('client certificates renewed over MQTT', () => {
     assert.equal(asRevoked.topic, 'state/c-2/certificate/renew/rejected');
     assert.equal((asRevoked.body as { message: string }).message, 'device revoked');
     await operator.end();
+  });
+
+  it('a failed renewal is reported, and doctor says why', async () => {
+    await registerDevice(ts, 'c-7');
+    const short = await ts.server.security.ca.issueDeviceCertificate('c-7', 10);
+    // renewed a moment ago (by hand): the agent's own renewal is refused for the hour
+    const client = await TestClient.connect(mqttsUrl, 'c-7', { ca, cert: short.certificate, key: short.privateKey });
+    await client.subscribe('state/c-7/certificate/renew/+');
+    const made = csrFor('c-7');
+    const first = await client.request('state/c-7/certificate/renew', { csr: made.csr, certificate: short.certificate, signature: sign('sha256', Buffer.from(made.csr), createPrivateKey(short.privateKey)).toString('base64') });
+    assert.equal(first.topic, 'state/c-7/certificate/renew/accepted');
+    await client.end();
+    const { agent } = await startAgent(ts, dir, 'c-7', { brokerUrl: mqttsUrl, mqttOptions: { ca, cert: short.certificate, key: short.privateKey }, certificateRenewal: { save: async () => {} }, requestAttempts: 1 });
+    try {
+      const error = await eventually(async () => (((await ts.server.store.getShadow('c-7', ''))?.state.reported?.agent as { certificateRenewalError?: string } | undefined)?.certificateRenewalError), 30_000, 'the failure reported');
+      assert.match(error, /^certificate rejected \(429\): this device was given a certificate \d+ s ago; ask again after \S+$/);
+      const doctor = await runCli(['doctor', '--server', ts.httpUrl, '--token', ts.token]);
+      assert.match(doctor.stdout, /c-7 \(renewal failed: certificate rejected \(429\): this device was given a certificate/);
+    } finally {
+      await agent.stop();
+    }
   });
 
   it('device cert --csr certifies a key made on the device: no private key is made or written by the server', async () => {

@@ -224,7 +224,9 @@ export function addKeysCommand(program: Command): void {
       if (opts.offline) {
         list = await rotateKeyRing(opts.dataDir, { add: true, ...(delay ? { activateAt: Date.now() + delay * 1000 } : {}), ...(opts.retire !== undefined ? { retire: opts.retire } : {}) });
       } else {
-        list = (await new ApiClient(opts).call<{ keys: KeyInfo[] }>('POST', '/api/v1/keys/url/rotate', { ...(opts.retire !== undefined ? { retire: opts.retire } : {}), ...(delay !== undefined ? { activateInSeconds: delay } : {}) })).keys;
+        const r = await new ApiClient(opts).call<{ keys: KeyInfo[]; warning?: string }>('POST', '/api/v1/keys/url/rotate', { ...(opts.retire !== undefined ? { retire: opts.retire } : {}), ...(delay !== undefined ? { activateInSeconds: delay } : {}) });
+        list = r.keys;
+        if (r.warning !== undefined && !opts.json) process.stderr.write(`updraft: warning: ${r.warning}\n`);
       }
       const added = list[0]!;
       const when = added.activeFrom ? `signs from ${added.activeFrom} (verifies already)` : 'signs from now on';

@@ -30,6 +30,12 @@ export interface SecurityRouteDeps {
   manifests: ManifestSigner;
   /** The live URL key ring (changed in place by rotation). */
   urlKeys: SigningKey[];
+  /**
+   * True on a store other instances may share (PostgreSQL): the URL key ring is per data
+   * directory, so a rotation here must be copied to them (docs/deployment.md), and the answer
+   * says so.
+   */
+  sharedStore?: boolean;
   logger: Logger;
   /** After a certificate is installed here: share it with the other instances. */
   onCertificateInstalled?: (installed: InstalledKeyCertificate) => Promise<void>;
@@ -111,7 +117,11 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     const activateAt = typeof delay === 'number' && delay > 0 ? Date.now() + delay * 1000 : undefined;
     const keys = await rotateKeyRing(deps.dataDir, { add: true, ring: deps.urlKeys, ...(activateAt !== undefined ? { activateAt } : {}), ...(typeof retire === 'string' ? { retire } : {}) });
     deps.logger.info('URL signing key rotated', { added: keys[0]?.kid, ...(keys[0]?.activeFrom ? { signsFrom: keys[0].activeFrom } : {}), ...(typeof retire === 'string' ? { retired: retire } : {}) });
-    sendJson(res, 200, { keys });
+    // the key ring is per data directory: on a shared database, the other instances refuse what this key signs until they have it
+    const warning = deps.sharedStore
+      ? `this instance's key ring changed, not the others': instances on one database verify each other's URLs only with the same keys/url-signing.json. Copy it to every instance (and restart them)${keys[0]?.activeFrom ? ` before ${keys[0].activeFrom}, when the new key starts signing` : ': the new key signs at once, so stage the next one (--activate-in 1h) or rotate offline'} (docs/deployment.md)`
+      : undefined;
+    sendJson(res, 200, { keys, ...(warning ? { warning } : {}) });
   });
 
   router.add('POST', '/api/v1/keys/url/retire', async ({ req, res }) => {

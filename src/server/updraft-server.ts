@@ -255,7 +255,7 @@ export class UpdraftServer {
       logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
       sendJson(res, 200, { token: next, disconnected });
     });
-    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, logger: logger.child('security'), onCertificateInstalled: (installed) => sharedCertificate.publish(installed) });
+    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, sharedStore: config.db !== '', logger: logger.child('security'), onCertificateInstalled: (installed) => sharedCertificate.publish(installed) });
     addApiRoutes(router, {
       store: this.store,
       replica: this.replica,

@@ -467,6 +467,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Yes, rotate' }).click();
     await urlKeys.nth(1).waitFor();
     assert.match((await urlKeys.nth(0).textContent()) ?? '', /active$/);
+    assert.equal(await page.getByTestId('url-rotation-warning').count(), 0, 'the embedded store is no shared one: nothing to copy');
 
     await page.getByRole('button', { name: 'Replace the operator token' }).click();
     await page.getByRole('button', { name: 'Yes, replace it' }).click();

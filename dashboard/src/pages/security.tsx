@@ -18,6 +18,8 @@ import type { KeysView } from '../types.ts';
 
 export function SecurityPage() {
   const keys = useApi<KeysView>('/keys');
+  /** What the server said of a URL key rotation (on a shared store: copy the key ring to the other instances). */
+  const [rotationWarning, setRotationWarning] = useState<string | undefined>();
   const readOnly = useReadOnly();
   const [newToken, setNewToken] = useState<string | undefined>();
   const [copied, setCopied] = useState(false);
@@ -99,10 +101,16 @@ export function SecurityPage() {
               confirm="Yes, rotate"
               keep="Keep the current key"
               run={async () => {
-                await api('POST', '/keys/url/rotate', {});
+                const r = await api<{ warning?: string }>('POST', '/keys/url/rotate', {});
+                setRotationWarning(r.warning);
                 keys.reload();
               }}
             />
+            {rotationWarning && (
+              <p class="note-warn" role="status" data-testid="url-rotation-warning">
+                {rotationWarning}
+              </p>
+            )}
           </section>
 
           <section aria-labelledby="token-h">

@@ -10,6 +10,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { parseInstallWait, parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { writeFileAtomic } from './atomic-file.ts';
+import type { JobLogData } from './job-log.ts';
 
 /**
  * Persisted phase of the update in flight. REPORTING: the outcome is known (and acted on)
@@ -50,6 +51,8 @@ export interface InFlightUpdate {
   outcome?: JobOutcome;
   /** In phase VERIFYING: the install gate put the install off (reported as `software.waiting`). */
   waiting?: InstallWait;
+  /** The job's log so far (`job-log.ts`), saved with each phase. */
+  log?: JobLogData;
 }
 
 /** A job this device finished and whose outcome the server acknowledged. */
@@ -76,6 +79,8 @@ export interface AgentStateData {
    * root the agent is given (a device given another root by hand trusts that one).
    */
   rotatedRoot?: { keyId: string; publicKey: string; provisionedKeyId: string };
+  /** The log of the last failed job, until the server took it (or refused it for good). */
+  pendingLog?: JobLogData & { jobId: string };
 }
 
 /** How many finished jobs are remembered (duplicates of older ones are not expected). */
@@ -176,19 +181,31 @@ function sanitize(raw: unknown): AgentStateData {
   if (typeof root?.keyId === 'string' && keyId.test(root.keyId) && typeof root.provisionedKeyId === 'string' && keyId.test(root.provisionedKeyId) && typeof root.publicKey === 'string') {
     out.rotatedRoot = { keyId: root.keyId, publicKey: root.publicKey, provisionedKeyId: root.provisionedKeyId };
   }
+  const pending = obj.pendingLog as Record<string, unknown> | undefined;
+  const pendingData = jobLogData(pending);
+  if (typeof pending?.jobId === 'string' && pendingData) out.pendingLog = { jobId: pending.jobId, ...pendingData };
   const inFlight = obj.inFlight as InFlightUpdate | undefined;
   const outcomeOk = inFlight?.phase !== 'REPORTING' || inFlight.outcome?.status === 'SUCCESS' || inFlight.outcome?.status === 'FAILURE';
   if (inFlight && typeof inFlight.jobId === 'string' && PHASES.includes(inFlight.phase) && outcomeOk) {
     try {
       const command = parseSoftwareCommand(inFlight.command);
       if (command.jobId === inFlight.jobId) {
-        const { waiting, ...rest } = inFlight;
+        const { waiting, log, ...rest } = inFlight;
         const wait = inFlight.phase === 'VERIFYING' ? parseInstallWait(waiting) : undefined;
-        out.inFlight = { ...rest, command, ...(wait ? { waiting: wait } : {}) };
+        const logData = jobLogData(log);
+        out.inFlight = { ...rest, command, ...(wait ? { waiting: wait } : {}), ...(logData ? { log: logData } : {}) };
       }
     } catch {
       /* dropped */
     }
   }
   return out;
+}
+
+/** A saved job log when well formed (a damaged one is dropped: it is evidence, not state). */
+function jobLogData(raw: unknown): JobLogData | undefined {
+  const o = raw as Record<string, unknown> | undefined;
+  if (!Array.isArray(o?.lines) || !o.lines.every((l) => typeof l === 'string')) return undefined;
+  const dropped = typeof o.dropped === 'number' && Number.isSafeInteger(o.dropped) && o.dropped >= 0 ? o.dropped : 0;
+  return { lines: o.lines as string[], dropped };
 }

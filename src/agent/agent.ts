@@ -54,6 +54,7 @@ import { ReportQueue } from './report-queue.ts';
 import { AgentStoppedError, ShadowRequester, isRetryable } from './shadow-requester.ts';
 import { UNKNOWN_VERSION, finishedReport, outcomeReport, reportRequest, softwareReport, stateReport } from './software-report.ts';
 import { UpdateJob } from './update-job.ts';
+import { JobLog, teeLogger } from './job-log.ts';
 
 /** The update agent of one device. */
 export class UpdateAgent extends EventEmitter<AgentEvents> {
@@ -66,7 +67,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private state: AgentStateData = { finished: [] };
   /** What runs now (refreshed at start and after every job). */
   private installed: InstalledSoftware | undefined;
-  private job: { run: UpdateJob; done: Promise<void> } | undefined;
+  /** The job in flight, its log (`job-log.ts`), and its logger: the agent's, and into the log. */
+  private job: { run: UpdateJob; done: Promise<void>; log: JobLog; logger: Logger } | undefined;
+  /** A pending job log is being sent. */
+  private sendingLog = false;
   /** A newer command that arrived while a job could not be called off. */
   private pending: { command: SoftwareCommand; version: number | undefined } | undefined;
   /** Shadow version at which the server acknowledged a finished job's outcome (echo suppression). */
@@ -346,6 +350,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (session !== this.session || !this.started) return;
       // a client certificate near its expiry is renewed over this connection (not awaited: the catch-up goes on)
       void this.renewer?.check();
+      // and the log of a failed job the server has not taken yet
+      void this.sendPendingLog();
       // When desired software differs, the report's own delta carries the whole command, as
       // the `get` would: the replica publishes an update's answers back to back, so it comes
       // in the same read as the report's `accepted`, handled one packet per tick before the
@@ -508,6 +514,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 
   private launch(inFlight: InFlightUpdate, fresh: boolean, version: number | undefined): void {
     const o = this.opts;
+    // the job's lines go to the agent's log and into the job's own, sent if it fails
+    const log = new JobLog(`agent:${o.deviceId}`, inFlight.log);
+    const logger = teeLogger(this.log, log.logger);
     const run = new UpdateJob(inFlight.command, inFlight.phase, {
       installer: o.installer,
       download: o.download ?? downloadArtifact,
@@ -521,7 +530,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       now: () => this.now(),
       // what the server enforces (a URL's expiry) by its clock; what the device enforces (a manifest's) by its own
       serverNow: () => this.clock.serverTime(this.now()),
-      logger: this.log,
+      logger,
       downloadSettings: o.downloadSettings ?? {},
       verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000), this.clock.hint(), o.deviceType)),
       ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
@@ -545,7 +554,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       progressIntervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs,
     });
     run.commandVersion = version;
-    const entry = { run, done: Promise.resolve() };
+    const entry = { run, done: Promise.resolve(), log, logger };
     this.job = entry;
     entry.done = this.runJob(run, inFlight, fresh).finally(() => {
       if (this.job === entry) this.job = undefined;
@@ -561,7 +570,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         // persisted BEFORE acting: a crash from here on resumes this job
         this.state.inFlight = inFlight;
         await this.store!.save(this.state);
-        this.log.info('update command received', { jobId: run.jobId, version: run.command.version });
+        this.loggerOf(run).info('update command received', { jobId: run.jobId, version: run.command.version, size: run.command.size, sha256: run.command.sha256 });
       }
       if (inFlight.phase !== 'REPORTING') {
         this.emitStatus(run, inFlight.phase);
@@ -574,7 +583,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (err instanceof AgentStoppedError || !this.started) return;
       // only an internal failure (the state file cannot be written, …) gets here
       const error = asUpdraftError(err).message;
-      this.log.error('update job failed unexpectedly', { jobId: run.jobId, error });
+      this.loggerOf(run).error('update job failed unexpectedly', { jobId: run.jobId, error });
       await this.finish(run, { status: 'FAILURE', error }).catch(() => {});
     }
   }
@@ -585,7 +594,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (!current || current.jobId !== job.jobId) throw new UpdraftError('INTERNAL', `job ${job.jobId} is not the update in flight`);
     checkTransition(current.phase, phase);
     const { waiting: _ended, ...rest } = current;
-    this.state.inFlight = { ...rest, phase, command: job.command };
+    const log = this.logOf(job);
+    log?.logger.info(`phase ${phase}`, { jobId: job.jobId });
+    this.state.inFlight = { ...rest, phase, command: job.command, ...(log ? { log: log.data() } : {}) };
     await this.store!.save(this.state);
     this.emitStatus(job, phase);
     this.reportSoon(this.phaseReport(job, phase));
@@ -598,7 +609,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private async putOff(job: UpdateJob, wait: InstallWait): Promise<void> {
     const current = this.state.inFlight;
     if (!current || current.jobId !== job.jobId || current.phase !== 'VERIFYING') throw new UpdraftError('INTERNAL', `job ${job.jobId} is not waiting to install`);
-    this.state.inFlight = { ...current, waiting: wait };
+    const log = this.logOf(job);
+    this.state.inFlight = { ...current, waiting: wait, ...(log ? { log: log.data() } : {}) };
     await this.store!.save(this.state);
     this.emit('status', { jobId: job.jobId, status: 'VERIFYING', version: job.command.version, waiting: wait });
     this.reportSoon(this.phaseReport(job, 'VERIFYING'));
@@ -708,8 +720,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   /** Steps 8-9: persist the outcome, report it until acknowledged, then forget the job. */
   private async finish(job: UpdateJob, outcome: JobOutcome): Promise<void> {
     const current = this.state.inFlight;
+    const log = this.logOf(job);
     if (current && current.jobId === job.jobId && current.phase !== 'REPORTING') {
-      this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command };
+      log?.logger.info(`outcome ${outcome.status}`, { jobId: job.jobId, ...(outcome.error !== undefined ? { error: outcome.error } : {}) });
+      this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command, ...(log ? { log: log.data() } : {}) };
       await this.store!.save(this.state);
     }
     // a plain file or none: unlink is one call, where rm first lstats it (9% of a simulated
@@ -722,8 +736,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (outcome.error !== undefined) finished.error = outcome.error;
     delete this.state.inFlight;
     this.state.finished = rememberFinished(this.state.finished, finished);
+    // a failure's log goes to the server once the failure is recorded there (the last one only)
+    if (outcome.status === 'FAILURE' && ack !== undefined && log) this.state.pendingLog = { jobId: job.jobId, ...log.data() };
     await this.store!.save(this.state);
     this.noteAck(job.jobId, ack);
+    if (this.state.pendingLog?.jobId === job.jobId) void this.sendPendingLog();
     this.log.info('update finished', { jobId: job.jobId, status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
     this.emit('job-finished', { jobId: job.jobId, status: outcome.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(outcome.error ? { error: outcome.error } : {}) });
   }
@@ -744,6 +761,44 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         await this.pause(delay);
       }
     }
+  }
+
+  /** The log of `job` while it is the job in flight. */
+  private logOf(job: UpdateJob): JobLog | undefined {
+    return this.job?.run === job ? this.job.log : undefined;
+  }
+
+  /** The logger of `job` (into its log too) while it is the job in flight, else the agent's. */
+  private loggerOf(job: UpdateJob): Logger {
+    return this.job?.run === job ? this.job.logger : this.log;
+  }
+
+  /**
+   * Sends the log of the last failed job (`state/{id}/job-log`) until the server takes it or
+   * refuses it for good (a 4xx: the job is gone, or keeps enough logs); a timeout or a 5xx
+   * leaves it for the next connect. One at a time.
+   */
+  private async sendPendingLog(): Promise<void> {
+    const pending = this.state.pendingLog;
+    if (!pending || this.sendingLog || !this.requester) return;
+    this.sendingLog = true;
+    try {
+      await this.requester.request('job-log', { jobId: pending.jobId, lines: pending.lines, dropped: pending.dropped });
+      this.log.info('job log sent', { jobId: pending.jobId, lines: pending.lines.length });
+    } catch (err) {
+      if (err instanceof AgentStoppedError || !this.started) return;
+      if (isRetryable(err)) {
+        this.log.debug('job log not sent yet; tried again at the next connect', { jobId: pending.jobId, error: asUpdraftError(err).message });
+        return;
+      }
+      this.log.warn('job log refused by the server; dropped', { jobId: pending.jobId, error: asUpdraftError(err).message });
+    } finally {
+      this.sendingLog = false;
+    }
+    // a later failure's log may have replaced it meanwhile: that one stays
+    if (this.state.pendingLog !== pending) return void this.sendPendingLog();
+    delete this.state.pendingLog;
+    await this.store?.save(this.state).catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
   }
 
   // ---- reports (step 8) ---------------------------------------------------------------

@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { UpdraftError } from '../errors.ts';
+import type { Logger } from '../util/logger.ts';
 
 /** How to run one health check. */
 export interface HealthCheckOptions {
@@ -18,6 +19,8 @@ export interface HealthCheckOptions {
   /** Killed and failed after this many ms. */
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Where the health check's stderr goes, line by line, once it ended (the job's log: `job-log.ts`). */
+  logger?: Logger;
 }
 
 /** Keep only the tail of stderr: the reason is on its last line, and memory stays bounded. */
@@ -28,12 +31,19 @@ export interface ScriptEnd {
   code: number | null;
   signal: NodeJS.Signals | null;
   lastLine: string;
+  /** The last 4 KiB of its stderr. */
+  stderr: string;
   failure?: string;
 }
 
 /** Resolves when the command exits 0; throws UpdraftError('HEALTH_CHECK', reason) otherwise. */
 export async function runHealthCheck(opts: HealthCheckOptions): Promise<void> {
   const end = await runScript(opts, 'health check');
+  if (opts.logger) {
+    const lines = end.stderr.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    for (const line of lines) opts.logger.info(`health check: ${line}`);
+    opts.logger.info('health check ended', { exitCode: end.code, ...(end.signal ? { signal: end.signal } : {}), ...(end.failure ? { failure: end.failure } : {}) });
+  }
   if (end.failure) throw new UpdraftError('HEALTH_CHECK', end.failure);
   if (end.code === 0) return;
   const how = end.code === null ? `killed by ${end.signal}` : `exit code ${end.code}`;
@@ -58,7 +68,7 @@ export async function runInstallGate(opts: HealthCheckOptions): Promise<{ go: tr
 export function runScript(opts: HealthCheckOptions, what: string): Promise<ScriptEnd> {
   return new Promise((resolve) => {
     if (opts.signal?.aborted) {
-      resolve({ code: null, signal: null, lastLine: '', failure: `${what} aborted: the agent is stopping` });
+      resolve({ code: null, signal: null, lastLine: '', stderr: '', failure: `${what} aborted: the agent is stopping` });
       return;
     }
     // detached: the command gets its own process group, so a timeout kills its children too
@@ -90,8 +100,8 @@ export function runScript(opts: HealthCheckOptions, what: string): Promise<Scrip
       opts.signal?.removeEventListener('abort', onAbort);
       resolve(end);
     };
-    child.on('error', (err) => done({ code: null, signal: null, lastLine: '', failure: `${what} could not run: ${err.message}` }));
-    child.on('close', (code, sig) => done({ code, signal: sig, lastLine: lastLine(stderr), ...(failure ? { failure } : {}) }));
+    child.on('error', (err) => done({ code: null, signal: null, lastLine: '', stderr, failure: `${what} could not run: ${err.message}` }));
+    child.on('close', (code, sig) => done({ code, signal: sig, lastLine: lastLine(stderr), stderr, ...(failure ? { failure } : {}) }));
   });
 }
 

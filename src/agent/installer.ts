@@ -4,6 +4,7 @@
  * `SlotInstaller` (A/B slots on disk) is the default; `SimulatedInstaller` serves the demo.
  */
 import type { DesiredSoftware } from '../protocol/software.ts';
+import type { Logger } from '../util/logger.ts';
 
 /** What runs on the device now. */
 export interface InstalledSoftware {
@@ -21,6 +22,12 @@ export interface InstalledSoftware {
 export interface InstallContext {
   /** Aborted when the agent stops: the installer rolls back what it started and throws. */
   signal?: AbortSignal;
+  /**
+   * The job's logger: what an installer writes here at info level and above goes to the
+   * agent's log and into the job's log, which the server keeps when the job fails
+   * (`updraft job log`). Write what whoever diagnoses a failure would want: steps, tool output.
+   */
+  logger?: Logger;
 }
 
 /** Result of `recover` after a crash while installing. */

@@ -8,12 +8,12 @@
 import { randomBytes } from 'node:crypto';
 import { UpdraftError, type ErrorCode } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { answerTopic, certificateAnswerTopic, certificateRenewTopic, credentialsAnswerTopic, credentialsRequestTopic, requestTopic, shadowPrefix, type ShadowRef } from '../protocol/topics.ts';
+import { answerTopic, certificateAnswerTopic, certificateRenewTopic, credentialsAnswerTopic, credentialsRequestTopic, jobLogAnswerTopic, jobLogTopic, requestTopic, shadowPrefix, type ShadowRef } from '../protocol/topics.ts';
 
-/** The operations the agent uses: shadow update and get, temporary download credentials, and the renewal of its client certificate. */
-export type AgentOperation = 'update' | 'get' | 'credentials' | 'certificate';
+/** The operations the agent uses: shadow update and get, temporary download credentials, the renewal of its client certificate, and the log of a failed job. */
+export type AgentOperation = 'update' | 'get' | 'credentials' | 'certificate' | 'job-log';
 
-const OPERATIONS = ['update', 'get', 'credentials', 'certificate'] as const;
+const OPERATIONS = ['update', 'get', 'credentials', 'certificate', 'job-log'] as const;
 
 /** Timing of requests. */
 export interface RequestPolicy {
@@ -47,7 +47,7 @@ export class ShadowRequester {
   private seq = 0;
   private closed = false;
   /** Requests sent per operation (each counted once, however many attempts it took). */
-  readonly sent: Record<AgentOperation, number> = { update: 0, get: 0, credentials: 0, certificate: 0 };
+  readonly sent: Record<AgentOperation, number> = { update: 0, get: 0, credentials: 0, certificate: 0, 'job-log': 0 };
 
   /** Whether this device asks for temporary download credentials (`downloadAuth: 'token'`). */
   private readonly credentials: boolean;
@@ -68,8 +68,8 @@ export class ShadowRequester {
    * connect and disconnect, and a fleet connects and disconnects all the time; a device that
    * downloads with pre-signed URLs never asks for credentials, so it does not listen for
    * their answers either. `+` also matches `delete/...` answers, which are not ours and are
-   * dropped like any other answer nobody waits for; `update/documents` and `update/delta`
-   * it does not match.
+   * dropped like any other answer nobody waits for, and `job-log/...`, which are; `update/documents`
+   * and `update/delta` it does not match.
    */
   answerTopics(): string[] {
     const prefix = shadowPrefix(this.ref);
@@ -82,6 +82,7 @@ export class ShadowRequester {
   private answer(op: AgentOperation, kind: 'accepted' | 'rejected'): string {
     if (op === 'credentials') return credentialsAnswerTopic(this.ref.deviceId, kind);
     if (op === 'certificate') return certificateAnswerTopic(this.ref.deviceId, kind);
+    if (op === 'job-log') return jobLogAnswerTopic(this.ref.deviceId, kind);
     return answerTopic(this.ref, op, kind);
   }
 
@@ -148,7 +149,7 @@ export class ShadowRequester {
       }, this.policy.timeoutMs);
       this.pending.set(token, { op, resolve, reject, timer });
       // a failed send is not final: the broker may have it, and the timeout retries otherwise
-      const topic = op === 'credentials' ? credentialsRequestTopic(this.ref.deviceId) : op === 'certificate' ? certificateRenewTopic(this.ref.deviceId) : requestTopic(this.ref, op);
+      const topic = op === 'credentials' ? credentialsRequestTopic(this.ref.deviceId) : op === 'certificate' ? certificateRenewTopic(this.ref.deviceId) : op === 'job-log' ? jobLogTopic(this.ref.deviceId) : requestTopic(this.ref, op);
       this.send(topic, payload).catch(() => {});
     });
   }

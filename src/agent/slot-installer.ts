@@ -112,6 +112,7 @@ export class SlotInstaller implements Installer {
   }
 
   async install(file: string, sw: DesiredSoftware, ctx: InstallContext): Promise<void> {
+    const log = this.jobLog(ctx);
     const previous = await this.activeSlot();
     const target: Slot = previous === 'a' ? 'b' : 'a';
     try {
@@ -125,17 +126,23 @@ export class SlotInstaller implements Installer {
     } catch (err) {
       throw new UpdraftError('INSTALL', `cannot switch ${this.currentLink()} to slot ${target}: ${asUpdraftError(err).message}`, { cause: err });
     }
-    this.log.info('switched', { slot: target, version: sw.version });
-    await this.checkOrRollBack(target, previous, sw, ctx.signal);
+    log.info('switched', { slot: target, version: sw.version });
+    await this.checkOrRollBack(target, previous, sw, ctx.signal, log);
+  }
+
+  /** Where an install's lines go: the job's logger (into the job's log too) when the agent gives one. */
+  private jobLog(ctx: InstallContext): Logger {
+    return ctx.logger ? ctx.logger.child('slot-installer') : this.log;
   }
 
   async recover(sw: DesiredSoftware, ctx: InstallContext): Promise<RecoveryResult> {
+    const log = this.jobLog(ctx);
     const active = await this.activeSlot();
     if (active && matches(await this.readManifest(active), sw)) {
       // the crash came after the switch: the health check never finished
       const other: Slot = active === 'a' ? 'b' : 'a';
       const fallback = usable(await this.readManifest(other)) ? other : undefined;
-      return this.finish(active, fallback, sw, ctx.signal);
+      return this.finish(active, fallback, sw, ctx.signal, log);
     }
     const target: Slot = active === 'a' ? 'b' : 'a';
     const manifest = await this.readManifest(target);
@@ -145,7 +152,8 @@ export class SlotInstaller implements Installer {
       const actual = await hashFile(path.join(this.slotDir(target), ARTIFACT_FILE)).catch(() => undefined);
       if (actual?.sha256 === sw.sha256 && actual.size === sw.size) {
         await this.switchTo(target);
-        return this.finish(target, active, sw, ctx.signal);
+        log.info('switched after a restart: the slot was written before it', { slot: target, version: sw.version });
+        return this.finish(target, active, sw, ctx.signal, log);
       }
     }
     // a half-written slot: discard it, the old software runs, nothing was changed
@@ -153,9 +161,9 @@ export class SlotInstaller implements Installer {
     return { outcome: 'not-started' };
   }
 
-  private async finish(slot: Slot, fallback: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined): Promise<RecoveryResult> {
+  private async finish(slot: Slot, fallback: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined, log: Logger): Promise<RecoveryResult> {
     try {
-      await this.checkOrRollBack(slot, fallback, sw, signal);
+      await this.checkOrRollBack(slot, fallback, sw, signal, log);
       return { outcome: 'installed' };
     } catch (err) {
       return { outcome: 'rolled-back', reason: asUpdraftError(err).message };
@@ -163,10 +171,11 @@ export class SlotInstaller implements Installer {
   }
 
   /** Health-checks `slot` (already current); on failure points `current` back to `previous` and throws. */
-  private async checkOrRollBack(slot: Slot, previous: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined): Promise<void> {
+  private async checkOrRollBack(slot: Slot, previous: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined, log: Logger): Promise<void> {
     if (this.opts.healthCheck === undefined) return;
     try {
       await runHealthCheck({
+        logger: log,
         command: this.opts.healthCheck,
         cwd: this.opts.dir,
         env: { UPDRAFT_SLOT: this.slotDir(slot), UPDRAFT_VERSION: sw.version },
@@ -178,7 +187,7 @@ export class SlotInstaller implements Installer {
       await this.switchTo(previous);
       // a check cut short by stop() says nothing about the software: recover() tries it again
       if (!signal?.aborted) await this.markRejected(slot, reason);
-      this.log.warn('rolled back', { slot: previous ?? 'none', version: sw.version, reason });
+      log.warn('rolled back', { slot: previous ?? 'none', version: sw.version, reason });
       throw new UpdraftError('HEALTH_CHECK', reason, { cause: err });
     }
   }

@@ -130,7 +130,7 @@ export class UpdateJob {
     try {
       if (this.phase === 'INSTALLING') {
         // the agent died while installing: the installer finishes or undoes it
-        const result = installer.recover ? await installer.recover(this.command, { signal }) : { outcome: 'not-started' as const };
+        const result = installer.recover ? await installer.recover(this.command, { signal, logger }) : { outcome: 'not-started' as const };
         logger.info('install interrupted by a restart: recovered', { jobId: this.jobId, outcome: result.outcome });
         if (result.outcome === 'installed') return { status: 'SUCCESS' };
         if (result.outcome === 'rolled-back') return { status: 'FAILURE', error: result.reason ?? 'install interrupted by a restart; rolled back' };
@@ -147,7 +147,7 @@ export class UpdateJob {
       if (refused !== undefined) return { status: 'FAILURE', error: refused };
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       await this.enter('INSTALLING');
-      await installer.install(file, this.command, { signal });
+      await installer.install(file, this.command, { signal, logger });
       return { status: 'SUCCESS' };
     } catch (err) {
       if (signal.reason instanceof AgentStoppedError) throw signal.reason;
@@ -249,6 +249,7 @@ export class UpdateJob {
           onProgress: (received, size) => this.onProgress(received, size),
           beforeVerify: () => (this.phase === 'DOWNLOADING' ? this.enter('VERIFYING') : undefined),
         });
+        deps.logger.info('downloaded and verified', { jobId: this.jobId, size: cmd.size });
         return deps.file;
       } catch (err) {
         const forbidden = err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === 403;

@@ -15,7 +15,7 @@ import mqemitter from 'mqemitter';
 import { UpdraftError } from '../errors.ts';
 import { SKEW_MS } from '../pki/certificate-authority.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
-import { parseCertificateRenewTopic, parseCredentialsRequestTopic, parsePresenceTopic, parseRequestTopic } from '../protocol/topics.ts';
+import { parseDeviceRequestTopic, parsePresenceTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
@@ -307,7 +307,7 @@ export class EmbeddedBroker implements MessageBus {
   /** Hands a request (a message on a request topic) to its handler; undefined for other messages. */
   private route(packet: PublishPacket, sender: Sender): Promise<void> | undefined {
     // $aws/things/...: the AWS doors (aws/aws-bus.ts) pick their requests out
-    if (!parseRequestTopic(packet.topic) && !parseCredentialsRequestTopic(packet.topic) && !parseCertificateRenewTopic(packet.topic) && !packet.topic.startsWith(AWS_THINGS_PREFIX)) return undefined;
+    if (!parseDeviceRequestTopic(packet.topic) && !packet.topic.startsWith(AWS_THINGS_PREFIX)) return undefined;
     try {
       return Promise.resolve(this.requestHandler({ topic: packet.topic, payload: packet.payload as Buffer, sender })).catch(() => undefined);
     } catch {

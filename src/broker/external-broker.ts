@@ -30,7 +30,7 @@ import { UpdraftError } from '../errors.ts';
 import type { Lease } from '../cluster/lease.ts';
 import { awsThingOf } from '../protocol/aws-topics.ts';
 import { parsePresence } from '../protocol/presence.ts';
-import { PRESENCE_FILTER, parseCertificateRenewTopic, parseCredentialsRequestTopic, parsePresenceTopic, parseRequestTopic, presenceSyncTopic } from '../protocol/topics.ts';
+import { PRESENCE_FILTER, parseDeviceRequestTopic, parsePresenceTopic, presenceSyncTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { MessageBus, PresenceEvent, RequestHandler } from './message-bus.ts';
 
@@ -91,7 +91,7 @@ export function serviceConnectOptions(o: { clientId: string; username: string; p
 }
 
 /** Request topic filters, classic and named shadows: `state/+/update`, `state/+/shadow/+/get`, ... */
-export const REQUEST_FILTERS: readonly string[] = [...['update', 'get', 'delete'].flatMap((op) => [`state/+/${op}`, `state/+/shadow/+/${op}`]), 'state/+/credentials/request', 'state/+/certificate/renew'];
+export const REQUEST_FILTERS: readonly string[] = [...['update', 'get', 'delete'].flatMap((op) => [`state/+/${op}`, `state/+/shadow/+/${op}`]), 'state/+/credentials/request', 'state/+/certificate/renew', 'state/+/job-log'];
 
 /** mqtt.js over MQTT 5 with shared subscriptions, as a MessageBus. */
 export class ExternalBroker implements MessageBus {
@@ -154,7 +154,7 @@ export class ExternalBroker implements MessageBus {
       if (topic === this.syncTopic) return this.replayed(payload.toString());
       // the broker's ACL admits only device {id} (or an operator) on state/{id}/... and
       // $aws/things/{id}/...: attribute it to the device (issue 9: the AWS doors)
-      const deviceId = (parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic) ?? parseCertificateRenewTopic(topic))?.deviceId ?? awsThingOf(topic);
+      const deviceId = parseDeviceRequestTopic(topic)?.deviceId ?? awsThingOf(topic);
       if (deviceId === undefined) return;
       this.requestHandler({ topic, payload, sender: { kind: 'device', id: deviceId } });
     });

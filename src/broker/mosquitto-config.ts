@@ -63,6 +63,7 @@ export function mosquittoAcl(): string {
     ...ops.map((op) => `pattern write state/%u/shadow/+/${op}`),
     'pattern write state/%u/credentials/request',
     'pattern write state/%u/certificate/renew',
+    'pattern write state/%u/job-log',
     '# its presence: the retained online message and the Will (protocol/presence.ts)',
     'pattern write state/%u/presence',
     'pattern read state/%u/#',

@@ -1,7 +1,7 @@
 /**
  * Per-device topic authorization, deny by default (DESIGN.md §6): a device may publish
- * requests only on its own `state/{id}/...` request topics (shadow, credentials and certificate
- * renewal), and its
+ * requests only on its own `state/{id}/...` request topics (shadow, credentials, certificate
+ * renewal and job logs), and its
  * own presence (`state/{id}/presence`), and subscribe only under its own `state/{id}/`.
  * Operators may use any topic except the broker's `$SYS`.
  *
@@ -12,7 +12,7 @@
  */
 import { mayActFor } from '../aws/thing-access.ts';
 import { AWS_THINGS_PREFIX, awsThingOf, parseAwsJobsRequest, parseAwsShadowRequest } from '../protocol/aws-topics.ts';
-import { parseCertificateRenewTopic, parseCredentialsRequestTopic, parsePresenceTopic, parseRequestTopic } from '../protocol/topics.ts';
+import { parseDeviceRequestTopic, parsePresenceTopic } from '../protocol/topics.ts';
 import type { Sender } from './message-bus.ts';
 
 /** True when `sender` may publish on `topic`. */
@@ -26,7 +26,7 @@ export function mayPublish(sender: Sender, topic: string): boolean {
   }
   // devices publish requests (and their presence) only: answers (accepted, delta, ...)
   // come from the replica
-  return ((parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic) ?? parseCertificateRenewTopic(topic))?.deviceId ?? parsePresenceTopic(topic)) === sender.id;
+  return (parseDeviceRequestTopic(topic)?.deviceId ?? parsePresenceTopic(topic)) === sender.id;
 }
 
 /** True when `sender` may subscribe to the topic filter `filter`. */

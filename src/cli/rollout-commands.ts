@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import type { ExecutionRecord, JobRecord } from '../store/state-store.ts';
+import type { ExecutionRecord, JobLogRecord, JobLogSummary, JobRecord, Page } from '../store/state-store.ts';
+import { JOB_LOG_HEAD_LINES } from '../protocol/job-log.ts';
 import type { GroupView } from '../fleet/group-service.ts';
 import { ApiClient } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
@@ -219,6 +220,24 @@ export function addRolloutCommands(program: Command): void {
       print(o, view, describeJob(view));
     });
   }
+  withApi(job.command('log <jobId> [deviceId]').description("a device's log of its failed attempt of the job; without a device, the devices whose logs the job keeps"))
+    .option('--limit <n>', 'page size (the list)', '100')
+    .option('--after <cursor>', 'cursor (the list)')
+    .action(async (jobId: string, deviceId: string | undefined, o: Common & { limit: string; after?: string }) => {
+      const api = new ApiClient(o);
+      const base = `/api/v1/jobs/${encodeURIComponent(jobId)}/logs`;
+      if (deviceId === undefined) {
+        const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
+        const page = await api.call<Page<JobLogSummary>>('GET', `${base}?${q}`);
+        const lines = page.items.map((l) => `${l.deviceId}  ${l.agentJobId}  ${new Date(l.receivedAt).toISOString()}  ${l.lineCount} line(s)${l.dropped > 0 ? `, ${l.dropped} dropped` : ''}`);
+        print(o, page, (lines.join('\n') || `no device sent a log for job ${jobId} (a device sends one when an attempt fails)`) + (page.next ? `\n(more: --after ${page.next})` : ''));
+        return;
+      }
+      const log = await api.call<JobLogRecord>('GET', `${base}/${encodeURIComponent(deviceId)}`);
+      const head = `${log.deviceId}: log of job ${log.agentJobId}, received ${new Date(log.receivedAt).toISOString()}`;
+      const body = log.dropped > 0 ? [...log.lines.slice(0, JOB_LOG_HEAD_LINES), `… ${log.dropped} line(s) dropped by the device …`, ...log.lines.slice(JOB_LOG_HEAD_LINES)] : log.lines;
+      print(o, log, [head, ...body].join('\n'));
+    });
   withApi(job.command('watch <jobId>').description('a live progress bar and counts per state until the job ends'))
     .option('--interval <ms>', 'poll interval', '1000')
     .option('--timeout <s>', 'give up (exit 1) after this many seconds')

@@ -26,6 +26,8 @@ export interface UpdraftConfig {
   drainSeconds: number;
   /** Where rollout state changes are POSTed ('' : nowhere), and the HMAC key that signs them. */
   webhook: { url: string; secret: string };
+  /** Devices' logs of failed jobs kept per job (protocol/job-log.ts). */
+  jobs: { maxLogsPerJob: number };
 }
 
 /** One setting. */
@@ -80,5 +82,6 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'drainSeconds', type: 'integer', default: 0, env: 'UPDRAFT_DRAIN_SECONDS', flag: 'drain-seconds', doc: 'On SIGTERM or SIGINT, how long to go on serving while GET /readyz answers 503, so that a load balancer takes the instance out of rotation before it stops (a second signal stops at once).', min: 0, max: 3600 },
   { path: 'webhook.url', type: 'url', default: '', env: 'UPDRAFT_WEBHOOK_URL', flag: 'webhook-url', doc: 'Endpoint that receives a JSON POST when a rollout starts, pauses, moves to its next wave, completes, is canceled or aborts (docs/rollouts.md); empty: none.', schemes: ['http', 'https'], secret: true },
   { path: 'webhook.secret', type: 'string', default: '', env: 'UPDRAFT_WEBHOOK_SECRET', flag: 'webhook-secret', doc: 'HMAC-SHA256 key of the x-updraft-signature header of webhook deliveries (give it in the environment, not as a flag, which other users can read).', secret: true },
+  { path: 'jobs.maxLogsPerJob', type: 'integer', default: 1000, env: 'UPDRAFT_MAX_LOGS_PER_JOB', flag: 'max-logs-per-job', doc: "Devices' logs of failed attempts (state/{id}/job-log, at most 16 KiB each) kept per job; the first devices' are kept, later ones refused with 409. 0 keeps none.", min: 0, max: 1_000_000 },
   { path: 'logFormat', type: 'enum', default: 'text', env: 'UPDRAFT_LOG_FORMAT', flag: 'log-format', doc: 'text (time, level, message, key=value fields; values with spaces quoted) or json (one object per line, for log pipelines).', values: ['text', 'json'] },
 ];

@@ -30,6 +30,8 @@ export interface UpdraftEvents {
   'device.credentials': { deviceId: string };
   /** A job execution changed state. */
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
+  /** A device's log of a failed job was kept (`jobs/job-logs.ts`), here or on another instance. */
+  'job.log': { jobId: string; deviceId: string; agentJobId: string; lineCount: number };
   /** A job was created or changed state or progress (rollouts). */
   'job.changed': { job: JobRecord };
   /** A signing key certificate was installed, here or on another instance: look at the shared one (`signing/shared-certificate.ts`). */

@@ -1,6 +1,6 @@
 /**
  * `GET /api/v1/events`: a server-sent events stream (text/event-stream) of job and device
- * events for live views: `job.changed`, `execution.changed`, `device.presence`, and when
+ * events for live views: `job.changed`, `execution.changed`, `job.log`, `device.presence`, and when
  * asked for by `?types=` only, `device.credentials` (a device registered, revoked,
  * reinstated or given a new secret: what a broker password file follows, and no live view
  * needs). Filters: `?jobId=` (job and execution events of one job), `?deviceId=`,
@@ -16,9 +16,9 @@ import type { EventBus } from '../events/event-bus.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { Router } from './router.ts';
 
-const TYPES = ['job.changed', 'execution.changed', 'device.presence', 'device.credentials'] as const;
+const TYPES = ['job.changed', 'execution.changed', 'job.log', 'device.presence', 'device.credentials'] as const;
 /** What a stream without `?types=` carries. */
-const DEFAULT_TYPES: readonly StreamType[] = ['job.changed', 'execution.changed', 'device.presence'];
+const DEFAULT_TYPES: readonly StreamType[] = ['job.changed', 'execution.changed', 'job.log', 'device.presence'];
 type StreamType = (typeof TYPES)[number];
 const HEARTBEAT_MS = 15_000;
 /** Bytes a stream may have waiting for its client's socket before the stream is cut. */
@@ -63,6 +63,12 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
       offs.push(deps.events.on('execution.changed', ({ previous, current }) => {
         if ((jobId && current.jobId !== jobId) || (deviceId && current.deviceId !== deviceId)) return;
         send('execution.changed', { ...current, previousStatus: previous?.status ?? null });
+      }));
+    }
+    if (types.includes('job.log')) {
+      offs.push(deps.events.on('job.log', (e) => {
+        if ((jobId && e.jobId !== jobId) || (deviceId && e.deviceId !== deviceId)) return;
+        send('job.log', e);
       }));
     }
     if (types.includes('device.presence')) {

@@ -67,6 +67,18 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
     sendJson(res, 200, await store.listJobExecutions(job.jobId, { ...pageParams(url), ...(status ? { status } : {}) }));
   });
 
+  // devices' logs of failed attempts (jobs/job-logs.ts): a list without the lines, then one with them
+  router.add('GET', '/api/v1/jobs/:id/logs', async ({ res, params, url }) => {
+    const job = await jobs.get(params.id!);
+    sendJson(res, 200, await store.listJobLogs(job.jobId, pageParams(url)));
+  });
+  router.add('GET', '/api/v1/jobs/:id/logs/:deviceId', async ({ res, params }) => {
+    const job = await jobs.get(params.id!);
+    const log = await store.getJobLog(job.jobId, params.deviceId!);
+    if (!log) throw new UpdraftError('NOT_FOUND', `device ${params.deviceId} sent no log for job ${job.jobId} (a device sends one when an attempt fails)`);
+    sendJson(res, 200, log);
+  });
+
   router.add('POST', '/api/v1/jobs/:id/pause', async ({ res, params }) => sendJson(res, 200, await jobs.pause(params.id!)));
   router.add('POST', '/api/v1/jobs/:id/resume', async ({ res, params }) => sendJson(res, 200, await jobs.resume(params.id!)));
   router.add('POST', '/api/v1/jobs/:id/cancel', async ({ res, params }) => sendJson(res, 200, await jobs.cancel(params.id!)));

@@ -107,6 +107,14 @@ const schemas: Obj = {
       progress: { type: 'object', description: 'wave, total, startedAt, waveStartedAt, rateEpoch, sentSinceEpoch, pause {reason, wave, message}, abortReason, finishedAt' },
     },
   },
+  JobLogSummary: {
+    type: 'object',
+    properties: { jobId: { type: 'string' }, deviceId: { type: 'string' }, agentJobId: { type: 'string', description: 'the job id the device saw (<jobId>.<attempt> for a retry)' }, receivedAt: { type: 'integer', description: 'ms since the epoch' }, dropped: { type: 'integer', description: 'lines the agent dropped between the first ones and the latest' }, lineCount: { type: 'integer' } },
+  },
+  JobLog: {
+    type: 'object',
+    properties: { jobId: { type: 'string' }, deviceId: { type: 'string' }, agentJobId: { type: 'string' }, receivedAt: { type: 'integer' }, dropped: { type: 'integer' }, lines: { type: 'array', items: { type: 'string' } } },
+  },
   Counts: { type: 'object', additionalProperties: { type: 'integer' }, description: `executions per state: ${executionStates.join(', ')}` },
   JobView: {
     type: 'object',
@@ -231,6 +239,12 @@ export function openApiDocument(): Obj {
       '/api/v1/jobs/{id}': { get: op('A job: counts per state and wave, progress, the first page of executions', { '200': json(ref('JobView')) }, { parameters: [idParam('id'), ...pageParams] }) },
       '/api/v1/jobs/{id}/executions': {
         get: op('A job\'s executions by device id', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id'), ...pageParams, { name: 'status', in: 'query', schema: { type: 'string' } }] }),
+      },
+      '/api/v1/jobs/{id}/logs': {
+        get: op("The devices' logs of failed attempts this job keeps, by device id, without their lines", { '200': json(page(ref('JobLogSummary'))) }, { parameters: [idParam('id'), ...pageParams] }),
+      },
+      '/api/v1/jobs/{id}/logs/{deviceId}': {
+        get: op("A device's log of its failed attempt of this job (404 when it sent none)", { '200': json(ref('JobLog')) }, { parameters: [idParam('id'), idParam('deviceId')] }),
       },
       '/api/v1/jobs/{id}/pause': { post: op('Pause sending', { '200': json(ref('JobView')) }, { parameters: [idParam('id')] }) },
       '/api/v1/jobs/{id}/resume': { post: op('Resume (approves the next wave after a threshold or approval pause)', { '200': json(ref('JobView')) }, { parameters: [idParam('id')] }) },

@@ -5,6 +5,7 @@
  * Classic shadow:  state/{deviceId}/{update|get|delete}[/accepted|/rejected|/delta|/documents]
  * Named shadow:    state/{deviceId}/shadow/{name}/{update|get|delete}[/...]
  * Presence:        state/{deviceId}/presence (retained, `presence.ts`)
+ * Other requests:  state/{deviceId}/credentials/request, .../certificate/renew, .../job-log
  */
 
 /** Device ids and shadow names: what may appear as one topic level and in a URL path. */
@@ -126,6 +127,36 @@ export function certificateAnswerTopic(deviceId: string, kind: 'accepted' | 'rej
 /** The device id of a certificate renewal topic, or undefined for any other topic. */
 export function parseCertificateRenewTopic(topic: string): { deviceId: string } | undefined {
   return parseServiceTopic(topic, 'certificate', 'renew');
+}
+
+/**
+ * A device's log of a failed job (`protocol/job-log.ts`): sent on `state/{id}/job-log`, answered
+ * on `.../job-log/accepted` or `.../rejected`, which the agent's `state/{id}/+/accepted|rejected`
+ * subscriptions already cover.
+ */
+export function jobLogTopic(deviceId: string): string {
+  return `state/${deviceId}/job-log`;
+}
+
+/** The answer topics of a job log. */
+export function jobLogAnswerTopic(deviceId: string, kind: 'accepted' | 'rejected'): string {
+  return `${jobLogTopic(deviceId)}/${kind}`;
+}
+
+/** The device id of a job log topic, or undefined for any other topic. */
+export function parseJobLogTopic(topic: string): { deviceId: string } | undefined {
+  if (!topic.endsWith('/job-log') || !topic.startsWith('state/')) return undefined;
+  const deviceId = topic.slice(6, -8);
+  return isValidId(deviceId) ? { deviceId } : undefined;
+}
+
+/**
+ * The device id of any request a device may publish to Updraft (shadow, credentials,
+ * certificate renewal, job log), or undefined for any other topic: what the topic ACL lets a
+ * device publish on its own topics, and what the brokers hand to the server.
+ */
+export function parseDeviceRequestTopic(topic: string): { deviceId: string } | undefined {
+  return parseRequestTopic(topic) ?? parseCredentialsRequestTopic(topic) ?? parseCertificateRenewTopic(topic) ?? parseJobLogTopic(topic);
 }
 
 /** The topic a device's presence is published on, retained: `state/dev-1/presence`. */

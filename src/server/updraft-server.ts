@@ -26,6 +26,7 @@ import { AwsJobsDoor } from '../aws/jobs-door.ts';
 import { AwsShadowDoor } from '../aws/shadow-door.ts';
 import { CredentialService, withCredentials } from '../credentials/credential-service.ts';
 import { CertificateRenewal, withCertificateRenewal } from '../pki/certificate-renewal.ts';
+import { JobLogService, withJobLogs } from '../jobs/job-logs.ts';
 import { InProcessLease } from '../cluster/lease.ts';
 import { AWS_REQUEST_FILTERS, awsThingOf } from '../protocol/aws-topics.ts';
 import { DownloadTokens } from '../credentials/download-token.ts';
@@ -184,6 +185,8 @@ export class UpdraftServer {
     });
     // devices authenticated by certificate renew them before they expire (pki/certificate-renewal.ts)
     const renewal = new CertificateRenewal({ store: this.store, ca: security.ca, publish: (topic, payload) => this.bus.publish(topic, payload, 1), logger: logger.child('pki') });
+    // devices' logs of failed jobs (jobs/job-logs.ts)
+    const jobLogs = new JobLogService({ store: this.store, events, publish: (topic, payload) => this.bus.publish(topic, payload, 1), logger: logger.child('jobs'), maxPerJob: config.jobs.maxLogsPerJob });
     this.bus.onPresence((e) => {
       if (e.online) this.online.add(e.deviceId);
       else this.online.delete(e.deviceId);
@@ -202,7 +205,7 @@ export class UpdraftServer {
     });
     this.replica = new ShadowReplica({
       store: this.store,
-      bus: withAwsDoors(withCertificateRenewal(withCredentials(this.bus, credentials), renewal), { shadow: awsShadow, jobs: (msg) => awsJobs?.handle(msg) }),
+      bus: withAwsDoors(withJobLogs(withCertificateRenewal(withCredentials(this.bus, credentials), renewal), jobLogs), { shadow: awsShadow, jobs: (msg) => awsJobs?.handle(msg) }),
       events,
       logger: logger.child('replica'),
       limits: { maxDocumentBytes: config.shadow.maxDocumentBytes, maxDepth: config.shadow.maxDepth },

@@ -212,6 +212,20 @@ export const PG_MIGRATIONS: readonly string[] = [
     updated_at BIGINT NOT NULL
   );
   `,
+  `
+  -- devices' logs of failed jobs (protocol/job-log.ts): one per job and device, at most
+  -- jobs.maxLogsPerJob per job
+  CREATE TABLE job_logs (
+    job_id       TEXT COLLATE "C" NOT NULL,
+    device_id    TEXT COLLATE "C" NOT NULL,
+    agent_job_id TEXT NOT NULL,
+    received_at  BIGINT NOT NULL,
+    dropped      INTEGER NOT NULL,
+    line_count   INTEGER NOT NULL,
+    lines        TEXT NOT NULL,
+    PRIMARY KEY (job_id, device_id)
+  );
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

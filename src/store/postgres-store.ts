@@ -26,6 +26,8 @@ import type {
   ExecutionRecord,
   ExecutionStatus,
   GroupRecord,
+  JobLogRecord,
+  JobLogSummary,
   JobRecord,
   JobStatus,
   Page,
@@ -34,7 +36,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
-import { compatibilityColumn, rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
 export interface PostgresStoreDeps {
@@ -626,6 +628,31 @@ export class PostgresStore implements StateStore {
 
   async listSettings(prefix: string): Promise<{ key: string; value: string }[]> {
     return this.read<{ key: string; value: string }>('SELECT key, value FROM settings WHERE left(key, length($1)) = $1 ORDER BY key COLLATE "C"', [prefix]);
+  }
+
+  async putJobLog(record: JobLogRecord, maxPerJob: number): Promise<boolean> {
+    // a device that sent a log for the job replaces it; another is kept while the job has fewer
+    // than the bound (concurrent uploads to several instances may pass it by a few)
+    return this.write(async (c) => {
+      const r = await c.query(
+        `INSERT INTO job_logs (job_id, device_id, agent_job_id, received_at, dropped, line_count, lines)
+         SELECT $1, $2, $3, $4, $5, $6, $7
+         WHERE EXISTS (SELECT 1 FROM job_logs WHERE job_id = $1 AND device_id = $2) OR (SELECT count(*) FROM job_logs WHERE job_id = $1) < $8
+         ON CONFLICT (job_id, device_id) DO UPDATE SET agent_job_id = EXCLUDED.agent_job_id, received_at = EXCLUDED.received_at, dropped = EXCLUDED.dropped, line_count = EXCLUDED.line_count, lines = EXCLUDED.lines`,
+        [...jobLogParams(record), maxPerJob],
+      );
+      return r.rowCount === 1;
+    });
+  }
+
+  async getJobLog(jobId: string, deviceId: string): Promise<JobLogRecord | undefined> {
+    const row = (await this.read<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count, lines FROM job_logs WHERE job_id = $1 AND device_id = $2', [jobId, deviceId]))[0];
+    return row && toJobLog(row);
+  }
+
+  async listJobLogs(jobId: string, options: { after?: string; limit: number }): Promise<Page<JobLogSummary>> {
+    const rows = await this.read<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE job_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3', [jobId, options.after ?? '', options.limit + 1]);
+    return jobLogPage(rows, options.limit);
   }
 
   async listGroups(): Promise<GroupRecord[]> {

@@ -6,7 +6,7 @@
  * store's `Codec` says how to read them.
  */
 import type { Compatibility } from '../protocol/compatibility.ts';
-import type { ArtifactRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobRecord, JobStatus, ShadowRecord } from './state-store.ts';
+import type { ArtifactRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
 
 /** How a driver returns JSON (`J`), integer (`N`) and boolean (`B`) columns. */
 export interface Codec<J, N, B> {
@@ -118,4 +118,35 @@ export function rowMappers<J, N, B>(c: Codec<J, N, B>) {
       return d;
     },
   };
+}
+
+/** A job_logs row; `lines` is left out of lists. Integers are numbers in SQLite and may be strings in PostgreSQL. */
+export interface JobLogRow {
+  job_id: string;
+  device_id: string;
+  agent_job_id: string;
+  received_at: number | string;
+  dropped: number | string;
+  line_count: number | string;
+  lines?: string;
+}
+
+/** The columns of a job log, in the order the stores insert them (lines as a JSON array). */
+export function jobLogParams(r: JobLogRecord): [string, string, string, number, number, number, string] {
+  return [r.jobId, r.deviceId, r.agentJobId, r.receivedAt, r.dropped, r.lines.length, JSON.stringify(r.lines)];
+}
+
+/** A job log row with its lines. */
+export function toJobLog(row: JobLogRow): JobLogRecord {
+  return { ...toJobLogHead(row), lines: JSON.parse(row.lines ?? '[]') as string[] };
+}
+
+function toJobLogHead(row: JobLogRow): Omit<JobLogRecord, 'lines'> {
+  return { jobId: row.job_id, deviceId: row.device_id, agentJobId: row.agent_job_id, receivedAt: Number(row.received_at), dropped: Number(row.dropped) };
+}
+
+/** A page of job log summaries from `limit + 1` rows in device id order. */
+export function jobLogPage(rows: JobLogRow[], limit: number): Page<JobLogSummary> {
+  const items = rows.slice(0, limit).map((r) => ({ ...toJobLogHead(r), lineCount: Number(r.line_count) }));
+  return rows.length > limit ? { items, next: items[limit - 1]!.deviceId } : { items };
 }

@@ -28,6 +28,8 @@ import type {
   ExecutionRecord,
   ExecutionStatus,
   GroupRecord,
+  JobLogRecord,
+  JobLogSummary,
   JobRecord,
   JobStatus,
   Page,
@@ -37,7 +39,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
-import { compatibilityColumn, rowMappers, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
 export interface SqliteStoreDeps {
@@ -307,6 +309,20 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- devices' logs of failed jobs (protocol/job-log.ts): one per job and device, at most
+  -- jobs.maxLogsPerJob per job; lines as a JSON array
+  CREATE TABLE job_logs (
+    job_id       TEXT NOT NULL,
+    device_id    TEXT NOT NULL,
+    agent_job_id TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    dropped      INTEGER NOT NULL,
+    line_count   INTEGER NOT NULL,
+    lines        TEXT NOT NULL,
+    PRIMARY KEY (job_id, device_id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -406,6 +422,9 @@ interface Statements {
   addSetting: Stmt;
   deleteSetting: Stmt;
   listSettings: Stmt<{ key: string; value: string }>;
+  putJobLog: Stmt;
+  getJobLog: Stmt<JobLogRow>;
+  listJobLogs: Stmt<JobLogRow>;
 }
 
 /** One queued write: `run` executes inside the batch transaction; settled after the commit. */
@@ -942,6 +961,20 @@ export class SqliteStore implements StateStore {
     return this.statements().listSettings.all(prefix, prefix);
   }
 
+  async putJobLog(record: JobLogRecord, maxPerJob: number): Promise<boolean> {
+    const params = jobLogParams(record);
+    return this.enqueue(() => this.statements().putJobLog.run(...params, record.jobId, record.deviceId, record.jobId, maxPerJob).changes === 1);
+  }
+
+  async getJobLog(jobId: string, deviceId: string): Promise<JobLogRecord | undefined> {
+    const row = this.statements().getJobLog.get(jobId, deviceId);
+    return row && toJobLog(row);
+  }
+
+  async listJobLogs(jobId: string, options: { after?: string; limit: number }): Promise<Page<JobLogSummary>> {
+    return jobLogPage(this.statements().listJobLogs.all(jobId, options.after ?? '', options.limit + 1), options.limit);
+  }
+
   /**
    * Queues a write of several statements that go in together or not at all: a savepoint
    * (nested transaction) of its own, so a failure undoes this write only, not its batch.
@@ -1168,6 +1201,15 @@ function prepare(db: Database.Database): Statements {
     addSetting: p('INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING'),
     deleteSetting: p('DELETE FROM settings WHERE key = ?'),
     listSettings: p<{ key: string; value: string }>('SELECT key, value FROM settings WHERE substr(key, 1, length(?)) = ? ORDER BY key'),
+    // a device that sent a log for the job replaces it; another is kept while the job has fewer than the bound
+    putJobLog: p(
+      `INSERT INTO job_logs (job_id, device_id, agent_job_id, received_at, dropped, line_count, lines)
+       SELECT ?, ?, ?, ?, ?, ?, ?
+       WHERE EXISTS (SELECT 1 FROM job_logs WHERE job_id = ? AND device_id = ?) OR (SELECT COUNT(*) FROM job_logs WHERE job_id = ?) < ?
+       ON CONFLICT (job_id, device_id) DO UPDATE SET agent_job_id = excluded.agent_job_id, received_at = excluded.received_at, dropped = excluded.dropped, line_count = excluded.line_count, lines = excluded.lines`,
+    ),
+    getJobLog: p<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count, lines FROM job_logs WHERE job_id = ? AND device_id = ?'),
+    listJobLogs: p<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE job_id = ? AND device_id > ? ORDER BY device_id LIMIT ?'),
   };
 }
 

@@ -98,6 +98,27 @@ export interface ExecutionRecord {
   dueAt?: number;
 }
 
+/** A device's log of a failed job (`protocol/job-log.ts`): one per job and device, a later attempt's replacing it. */
+export interface JobLogRecord {
+  /** The job (its id without an attempt suffix). */
+  jobId: string;
+  deviceId: string;
+  /** The job id the device saw (`<jobId>.<attempt>`, `<jobId>.rollback`, ...). */
+  agentJobId: string;
+  /** When the server received it, ms since the epoch. */
+  receivedAt: number;
+  /** Oldest first. */
+  lines: string[];
+  /** Lines the agent dropped between the first ones and the latest. */
+  dropped: number;
+}
+
+/** A job log without its lines, for lists. */
+export interface JobLogSummary extends Omit<JobLogRecord, 'lines'> {
+  /** How many lines it holds. */
+  lineCount: number;
+}
+
 /** A device group: static (listed members) or dynamic (members are the devices a query selects). */
 export interface GroupRecord {
   /** Unique name (letters, digits, `_ . : -`). */
@@ -332,6 +353,16 @@ export interface StateStore {
   listGroups(): Promise<GroupRecord[]>;
   /** Whether `deviceId` is among the members a static group lists (one lookup, whatever the group's size). */
   isGroupMember(name: string, deviceId: string): Promise<boolean>;
+
+  /**
+   * Keeps a device's log of a job, replacing the one it sent for that job before. When the job
+   * keeps `maxPerJob` logs of other devices already, nothing is written and it returns false.
+   */
+  putJobLog(record: JobLogRecord, maxPerJob: number): Promise<boolean>;
+  /** A device's log of a job, or undefined. */
+  getJobLog(jobId: string, deviceId: string): Promise<JobLogRecord | undefined>;
+  /** A page of a job's logs, without their lines, in device id order. */
+  listJobLogs(jobId: string, options: { after?: string; limit: number }): Promise<Page<JobLogSummary>>;
 
   /** A setting shared by every instance on this store (`signing/shared-certificate.ts`), or undefined. */
   getSetting(key: string): Promise<string | undefined>;

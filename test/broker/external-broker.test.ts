@@ -112,6 +112,27 @@ if (!found.ok) {
       await Promise.all([a.end(), b.end(), spy.end()]);
     });
 
+    it("hands the instances every request family a device may publish (the generated ACL and the request filters agree), each from its own device only", async () => {
+      const got: { topic: string; sender: string }[] = [];
+      const bus = new ExternalBroker({ url: broker.serviceUrl, username: 'operator', password: OPERATOR_TOKEN, shareGroup: 'families', logger: silentLogger, clientId: 'families-instance' });
+      bus.onRequest((r) => {
+        if (r.topic.startsWith('state/dev-04/') || r.topic.startsWith('state/dev-06/')) got.push({ topic: r.topic, sender: r.sender.kind === 'device' ? r.sender.id : r.sender.kind });
+      });
+      await bus.start();
+      const dev = await connect('dev-04', secrets.get('dev-04')!);
+      try {
+        const families = ['state/dev-04/update', 'state/dev-04/get', 'state/dev-04/shadow/config/get', 'state/dev-04/credentials/request', 'state/dev-04/certificate/renew', 'state/dev-04/job-log'];
+        await dev.publish('state/dev-06/job-log', { forged: true }); // another device's: dropped by the ACL
+        for (const topic of families) await dev.publish(topic, { clientToken: topic });
+        await eventually(async () => (got.length >= families.length ? true : undefined), 10_000, 'every request family');
+        assert.deepEqual(got.map((g) => g.topic).sort(), [...families].sort());
+        assert.ok(got.every((g) => g.sender === 'dev-04'));
+      } finally {
+        await dev.end();
+        await bus.stop();
+      }
+    });
+
     it('takes a burst of requests far beyond what the broker queues by default: the broker drops none', async () => {
       // Mosquitto keeps 20 QoS 1 messages in flight to a client unless its Receive Maximum
       // says more, queues 1,000 more and drops the rest. The burst is published while this

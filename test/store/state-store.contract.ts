@@ -386,6 +386,29 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
         }));
     });
 
+    describe('job logs', () => {
+      it("keeps one log per job and device, replaced by the device's next, at most maxPerJob devices per job; lists them without their lines", () =>
+        withStore(async (store) => {
+          const log = (deviceId: string, jobId = 'job-1', agentJobId = jobId, lines = [`${deviceId} failed`, 'with "quotes" and ünïcode']) => ({ jobId, deviceId, agentJobId, receivedAt: 1_700_000_000_123, lines, dropped: 3 });
+          assert.equal(await store.getJobLog('job-1', 'dev-b'), undefined);
+          assert.equal(await store.putJobLog(log('dev-b'), 2), true);
+          assert.deepEqual(await store.getJobLog('job-1', 'dev-b'), log('dev-b'));
+          assert.equal(await store.putJobLog(log('dev-a'), 2), true);
+          // the job is full: a third device's is not written, a device's own is replaced
+          assert.equal(await store.putJobLog(log('dev-c'), 2), false);
+          assert.equal(await store.getJobLog('job-1', 'dev-c'), undefined);
+          assert.equal(await store.putJobLog(log('dev-b', 'job-1', 'job-1.2', ['second attempt']), 2), true);
+          assert.deepEqual(await store.getJobLog('job-1', 'dev-b'), log('dev-b', 'job-1', 'job-1.2', ['second attempt']));
+          // another job counts its own
+          assert.equal(await store.putJobLog(log('dev-c', 'job-2'), 2), true);
+          const first = await store.listJobLogs('job-1', { limit: 1 });
+          assert.deepEqual(first, { items: [{ jobId: 'job-1', deviceId: 'dev-a', agentJobId: 'job-1', receivedAt: 1_700_000_000_123, dropped: 3, lineCount: 2 }], next: 'dev-a' });
+          const rest = await store.listJobLogs('job-1', { after: first.next!, limit: 1 });
+          assert.deepEqual(rest, { items: [{ jobId: 'job-1', deviceId: 'dev-b', agentJobId: 'job-1.2', receivedAt: 1_700_000_000_123, dropped: 3, lineCount: 1 }] });
+          assert.deepEqual(await store.listJobLogs('job-3', { limit: 10 }), { items: [] });
+        }));
+    });
+
     describe('artifacts', () => {
       it('stores artifacts, refuses a duplicate name@version with CONFLICT and lists newest first', () =>
         withStore(async (store) => {

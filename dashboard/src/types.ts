@@ -72,6 +72,24 @@ export interface Execution {
   artifact?: string | null;
 }
 
+/** `GET /api/v1/jobs/<id>/logs`: a device's log of a failed attempt, without its lines. */
+export interface JobLogSummary {
+  jobId: string;
+  deviceId: string;
+  /** The job id as the device saw it (`<jobId>`, `<jobId>.<attempt>`, `<jobId>.rollback`, ...). */
+  agentJobId: string;
+  /** When the server received it, ms since the epoch. */
+  receivedAt: number;
+  /** Lines the device dropped between the first ones and the latest (a long job). */
+  dropped: number;
+  lineCount: number;
+}
+
+/** `GET /api/v1/jobs/<id>/logs/<deviceId>`: the log with its lines, oldest first. */
+export interface JobLog extends Omit<JobLogSummary, 'lineCount'> {
+  lines: string[];
+}
+
 export interface DeviceEvent {
   at: number;
   kind: string;

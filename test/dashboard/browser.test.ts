@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ApiClient } from '../../src/cli/api-client.ts';
-import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
+import { FleetSimulator, type SimDevice } from '../../src/sim/fleet-simulator.ts';
 import { certifySigningKey, rotateRoot } from '../../src/signing/root-key.ts';
 import { keyIdOf, parsePublicKey } from '../../src/signing/signing-key.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
@@ -41,6 +41,8 @@ describe('web dashboard in Chromium', { skip }, () => {
   let ts: TestServer;
   let api: ApiClient;
   let sim: FleetSimulator;
+  /** The devices that never connect, with their secrets. */
+  let idle: SimDevice[];
   let browser: Browser;
   let page: Page;
   const consoleErrors: string[] = [];
@@ -56,7 +58,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     api = new ApiClient({ server: ts.httpUrl, token: ts.token });
     const devices = await registerFleet(api, 'sim-', FLEET);
     // devices that never connect: a rollout to them stays in progress until it is cancelled
-    await registerFleet(api, 'idle-', 3);
+    idle = await registerFleet(api, 'idle-', 3);
     // seeded: some installs fail their health check, so the failing-devices table has rows
     sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'connected', installMs: 30, failureRate: 0.15, seed: 11 });
     await sim.start();
@@ -374,6 +376,51 @@ describe('web dashboard in Chromium', { skip }, () => {
     } finally {
       await gated.agent.stop();
       await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("shows a device's log of its failed attempt on the job's page, live, in the page", async () => {
+    // idle-1 has no agent: its execution stays unfinished until it says otherwise
+    const jobId = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ['idle-1'], artifact: 'fw@2.0.0' })).job.jobId;
+    const firstLogs = page.waitForResponse((r) => r.url().endsWith(`/api/v1/jobs/${jobId}/logs?limit=1000`));
+    await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+    await heading(/fw@2\.0\.0/);
+    assert.deepEqual(await (await firstLogs).json(), { items: [] });
+    await page.getByText('No device has failed.').waitFor();
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    const viewLog = page.getByRole('button', { name: 'View the log of idle-1' });
+    assert.equal(await viewLog.count(), 0, 'no log yet');
+    // the device, signed in with its own secret, sends its log of the attempt
+    const device = await TestClient.connect(ts.mqttUrl, 'idle-1', { username: 'idle-1', password: idle.find((d) => d.deviceId === 'idle-1')!.secret });
+    try {
+      assert.deepEqual(await device.subscribe('state/idle-1/job-log/+'), [1]);
+      const lines = ['command received: fw@2.0.0', 'download attempt 1 failed: connection reset', 'installer: exit code 3 (postinst: <missing /etc/app.conf>)', 'health check failed: service did not start'];
+      const answer = await device.request('state/idle-1/job-log', { jobId, lines, dropped: 3 });
+      assert.equal(answer.topic, 'state/idle-1/job-log/accepted', JSON.stringify(answer.body));
+      // live, without a reload: its execution is not finished, so it is listed under the other devices' logs
+      await page.getByTestId('other-logs-table').getByRole('row').filter({ hasText: 'idle-1' }).filter({ hasText: jobId }).waitFor();
+      await viewLog.click();
+      const panel = page.getByTestId('job-log');
+      await panel.getByRole('heading', { name: `Log of idle-1 for job ${jobId}` }).waitFor();
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'job-log-h', 'the focus moves to the log');
+      await panel.getByText(/^Received .+ · 4 lines$/).waitFor();
+      await panel.getByText('3 lines dropped between the first lines and the latest').waitFor();
+      assert.equal(await panel.getByTestId('job-log-lines').innerText(), lines.join('\n'));
+      await shot('09b-job-log');
+      await panel.getByRole('button', { name: 'Close' }).click();
+      await panel.waitFor({ state: 'detached' });
+      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'View the log of idle-1', 'the focus goes back');
+      // its failure reported: it moves to the failing devices, its log in their Log column
+      await device.publish('state/idle-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: 'health check failed' } } } });
+      const row = page.getByTestId('failing-table').getByRole('row').filter({ hasText: 'idle-1' });
+      await row.filter({ hasText: 'health check failed' }).waitFor();
+      await page.getByTestId('other-logs-table').waitFor({ state: 'detached' });
+      await row.getByRole('button', { name: 'View the log of idle-1' }).click();
+      assert.equal(await panel.getByTestId('job-log-lines').innerText(), lines.join('\n'));
+      await page.keyboard.press('Escape');
+      await panel.waitFor({ state: 'detached' });
+    } finally {
+      await device.end();
     }
   });
 

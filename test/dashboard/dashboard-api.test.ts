@@ -18,6 +18,7 @@ import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 describe('dashboard static files', () => {
@@ -240,11 +241,65 @@ describe('dashboard aggregation endpoints', () => {
     assert.ok(jobs.items.some((e) => e.type === 'job.changed' && e.status === 'COMPLETED'));
   });
 
+  it("GET /api/v1/jobs/:id/logs: the devices' logs the job page lists and opens, announced on its stream, for a viewer token too", async () => {
+    const { token: viewer } = await api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'dash-logs' });
+    const get = (p: string) => fetch(ts.httpUrl + p, { headers: { authorization: `Bearer ${viewer}` } });
+    // api-5 never connects: its execution of this job stays unfinished
+    const logJob = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ['api-5'], artifact: 'fw@2.0.0' })).job.jobId;
+    const none = await get(`/api/v1/jobs/${logJob}/logs?limit=1000`);
+    assert.equal(none.status, 200);
+    assert.deepEqual(await none.json(), { items: [] });
+    // the job page's stream (default types, this job only), opened with the viewer token
+    const controller = new AbortController();
+    const stream = await fetch(`${ts.httpUrl}/api/v1/events?jobId=${logJob}`, { headers: { authorization: `Bearer ${viewer}`, accept: 'text/event-stream' }, signal: controller.signal });
+    assert.equal(stream.status, 200);
+    const announced = (async () => {
+      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended without a job.log event: ${text}`);
+        text += value;
+        const m = /event: job\.log\ndata: (.+)\n/.exec(text);
+        if (m) return JSON.parse(m[1]!) as unknown;
+      }
+    })();
+    const { secret } = await api.call<{ secret: string }>('POST', '/api/v1/devices/api-5/rotate-secret');
+    const device = await TestClient.connect(ts.mqttUrl, 'api-5', { username: 'api-5', password: secret });
+    try {
+      await device.subscribe('state/api-5/job-log/+');
+      const answer = await device.request('state/api-5/job-log', { jobId: logJob, lines: ['download failed: 503', 'gave up after 3 attempts'], dropped: 2 });
+      assert.equal(answer.topic, 'state/api-5/job-log/accepted', JSON.stringify(answer.body));
+    } finally {
+      await device.end();
+    }
+    try {
+      assert.deepEqual(await announced, { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, lineCount: 2 });
+    } finally {
+      controller.abort();
+    }
+    const list = (await (await get(`/api/v1/jobs/${logJob}/logs?limit=1000`)).json()) as { items: Record<string, unknown>[]; next?: string };
+    assert.equal(list.next, undefined);
+    assert.equal(list.items.length, 1);
+    const { receivedAt, ...summary } = list.items[0]!;
+    assert.deepEqual(summary, { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, dropped: 2, lineCount: 2 }, 'no lines in the list');
+    assert.equal(typeof receivedAt, 'number');
+    const log = await get(`/api/v1/jobs/${logJob}/logs/api-5`);
+    assert.equal(log.status, 200);
+    assert.deepEqual(await log.json(), { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, receivedAt, dropped: 2, lines: ['download failed: 503', 'gave up after 3 attempts'] });
+    // what the page shows when a log is not there
+    const missing = await get(`/api/v1/jobs/${logJob}/logs/api-6`);
+    assert.equal(missing.status, 404);
+    assert.match(((await missing.json()) as { error: { message: string } }).error.message, /api-6 sent no log/);
+    assert.equal((await get('/api/v1/jobs/00000000-0000-4000-8000-000000000000/logs')).status, 404);
+    await api.call('POST', `/api/v1/jobs/${logJob}/cancel`);
+  });
+
   it('lists artifacts with their signature status, and documents the new routes', async () => {
     const a = await api.call<{ items: { signatureStatus: string }[] }>('GET', '/api/v1/artifacts');
     assert.equal(a.items[0]!.signatureStatus, 'valid');
     const doc = await api.call<{ paths: Record<string, unknown> }>('GET', '/api/v1/openapi.json');
-    for (const p of ['/api/v1/fleet/overview', '/api/v1/fleet/search', '/api/v1/devices/{id}/events', '/api/v1/jobs/{id}/timeline', '/api/v1/events/recent']) assert.ok(doc.paths[p], p);
+    for (const p of ['/api/v1/fleet/overview', '/api/v1/fleet/search', '/api/v1/devices/{id}/events', '/api/v1/jobs/{id}/timeline', '/api/v1/events/recent', '/api/v1/jobs/{id}/logs', '/api/v1/jobs/{id}/logs/{deviceId}']) assert.ok(doc.paths[p], p);
   });
 
   it('serves the dashboard at / without the token, and the API still needs it', async () => {

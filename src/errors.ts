@@ -58,3 +58,13 @@ export function asUpdraftError(err: unknown): UpdraftError {
   const message = err instanceof Error ? err.message : String(err);
   return new UpdraftError('INTERNAL', message, { cause: err });
 }
+
+/**
+ * What a device (or anyone who is not an operator) is told of a failure: the reason of a
+ * refusal (4xx), which says what to change, and of a fault of the server (5xx) only that it
+ * was one and that it may be tried again. The fault's own text, which can name files, tables,
+ * hosts or a library's internals, is for the server's log and its operators.
+ */
+export function publicMessage(e: UpdraftError): string {
+  return e.status >= 500 ? `internal error (${e.status}): the server could not answer; try again later` : e.message;
+}

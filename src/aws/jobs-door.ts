@@ -8,7 +8,7 @@
  * Shapes and codes: https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html
  */
 import type { InboundMessage, Sender } from '../broker/message-bus.ts';
-import { asUpdraftError } from '../errors.ts';
+import { asUpdraftError, publicMessage } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { deadlineOf } from '../jobs/deadlines.ts';
 import { canTransition, isTerminal } from '../jobs/execution-state.ts';
@@ -102,7 +102,7 @@ export class AwsJobsDoor {
       await this.publishJson(awsJobsAnswerTopic(req, 'accepted'), accepted);
     } catch (err) {
       if (!(err instanceof AwsJobsError)) this.deps.logger.error('jobs request failed', { thing: req.thing, op: req.op, error: asUpdraftError(err).message });
-      const e = err instanceof AwsJobsError ? err : new AwsJobsError('InternalError', asUpdraftError(err).message);
+      const e = err instanceof AwsJobsError ? err : new AwsJobsError('InternalError', publicMessage(asUpdraftError(err)));
       await this.publishJson(awsJobsAnswerTopic(req, 'rejected'), this.rejection(e, body.clientToken ?? salvageJobsClientToken(payload)));
     }
   }

@@ -5,7 +5,7 @@
  * logged (an error for a fault of ours, `refusedLevel` for a refusal). Never rejects: the bus
  * hands requests over and forgets them.
  */
-import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
 import type { Logger } from '../util/logger.ts';
@@ -30,7 +30,7 @@ export function answerDeviceRequest(
     const e = asUpdraftError(err);
     if (e.status >= 500) o.logger.error(`${o.what} failed`, { deviceId: o.deviceId, error: e.message });
     else o.logger[o.refusedLevel](`${o.what} refused`, { deviceId: o.deviceId, reason: e.message });
-    const rejection: Rejection = { code: e.status, message: e.message, timestamp: o.nowSeconds() };
+    const rejection: Rejection = { code: e.status, message: publicMessage(e), timestamp: o.nowSeconds() };
     const clientToken = salvageClientToken(o.msg.payload);
     if (clientToken !== undefined) rejection.clientToken = clientToken;
     await o.publish(o.rejectedTopic, JSON.stringify(rejection)).catch(() => {});

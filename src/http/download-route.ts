@@ -117,8 +117,13 @@ export function downloadRoute(deps: {
       res.end(range ? held.subarray(range.start, range.end + 1) : held);
       return;
     }
+    // storage that fails mid-transfer (a bad disk, a file gone, a bucket unreachable) cuts the
+    // transfer as a device that goes away does, but it is the operator's to hear about
+    let storageError: Error | undefined;
+    stream!.once('error', (err: Error) => (storageError = err));
     await pipeline(stream!, res).catch(() => {
       // the device went away mid-transfer; it resumes with Range next time
+      if (storageError) deps.logger.error('download cut: the artifact cannot be read from storage', { artifact: `${name}@${version}`, device: deviceId, error: storageError.message });
     });
   };
 }

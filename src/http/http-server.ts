@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { UpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
 import type { Logger } from '../util/logger.ts';
 import { sendError, sendJson } from './respond.ts';
@@ -103,7 +103,12 @@ export class HttpServer {
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {
       if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
-      sendError(res, err);
+      const e = asUpdraftError(err);
+      const pathname = (req.url ?? '/').split('?')[0]!;
+      if (e.status >= 500) this.opts.logger.error('request failed', { method: req.method ?? 'GET', path: pathname, error: e.message });
+      // downloads and the dashboard's files answer devices and browsers before any token: a
+      // fault's own text (files, hosts, a library's internals) is for the log and the API's callers
+      sendError(res, e, pathname.startsWith('/api/') ? undefined : { public: true });
     }
   }
 

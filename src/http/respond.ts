@@ -1,6 +1,6 @@
 /** JSON responses, body reading and the one place where UpdraftError maps to HTTP. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
 
 /** Sends a JSON body with a status. */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -9,14 +9,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-/** Sends an error as `{ error: { code, message } }` with its HTTP status. */
-export function sendError(res: ServerResponse, err: unknown): void {
+/** Sends an error as `{ error: { code, message } }` with its HTTP status; `public`: a fault's message is not told (`publicMessage`). */
+export function sendError(res: ServerResponse, err: unknown, opts: { public?: boolean } = {}): void {
   const e = asUpdraftError(err);
   if (res.headersSent) {
     res.destroy(e);
     return;
   }
-  sendJson(res, e.status, { error: { code: e.code, message: e.message } });
+  sendJson(res, e.status, { error: { code: e.code, message: opts.public ? publicMessage(e) : e.message } });
 }
 
 /** Reads a JSON object body of at most `maxBytes`; 400/413 naming the problem. */

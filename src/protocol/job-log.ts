@@ -34,16 +34,6 @@ export interface JobLogUpload {
   dropped: number;
 }
 
-/** A log as the server keeps it, one per job and device (a later attempt's replaces it). */
-export interface JobLogRecord extends JobLogUpload {
-  /** The device. */
-  deviceId: string;
-  /** The job (without the attempt suffix). */
-  job: string;
-  /** When the server received it, ms since the epoch. */
-  receivedAt: number;
-}
-
 /** Checks an upload's body; BAD_REQUEST or TOO_LARGE naming what is wrong. */
 export function parseJobLogUpload(body: JsonObject): JobLogUpload {
   const { jobId, lines, dropped } = body;

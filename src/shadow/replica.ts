@@ -8,7 +8,7 @@
  * touches stored state. Requests of one device never wait for or affect another's.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { InboundMessage, MessageBus, Sender } from '../broker/message-bus.ts';
 import { isJsonObject } from '../protocol/json.ts';
@@ -284,7 +284,7 @@ export class ShadowReplica {
   private async reject(ref: ShadowRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined, answered: () => void): Promise<void> {
     if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
     this.stats.rejections.set(err.status, (this.stats.rejections.get(err.status) ?? 0) + 1);
-    const rejection: Rejection = { code: err.status, message: err.message, timestamp: this.now() };
+    const rejection: Rejection = { code: err.status, message: publicMessage(err), timestamp: this.now() };
     if (clientToken !== undefined) rejection.clientToken = clientToken;
     const sent = this.publish(answerTopic(ref, op, 'rejected'), rejection);
     answered();

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/load-config.ts';
 import { UpdraftServer } from '../../src/server/updraft-server.ts';
-import { createLogger } from '../../src/util/logger.ts';
+import { createLogger, type Logger } from '../../src/util/logger.ts';
 
 /** A running test server and how to reach it. */
 export interface TestServer {
@@ -20,10 +20,10 @@ export interface TestServer {
 }
 
 /** Starts a server; pass `dataDir` to restart on existing state, `flags` to override settings. */
-export async function startTestServer(options: { dataDir?: string; flags?: Record<string, unknown> } = {}): Promise<TestServer> {
+export async function startTestServer(options: { dataDir?: string; flags?: Record<string, unknown>; logger?: Logger } = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-test-')));
   const config = loadConfig({ flags: { 'data-dir': dataDir, 'mqtt-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1', 'mqtt-tls-port': 0, ...options.flags } });
-  const server = new UpdraftServer(config, { logger: createLogger({ level: process.env.UPDRAFT_TEST_LOG === '1' ? 'debug' : 'silent' }) });
+  const server = new UpdraftServer(config, { logger: options.logger ?? createLogger({ level: process.env.UPDRAFT_TEST_LOG === '1' ? 'debug' : 'silent' }) });
   await server.start();
   const stop = () => server.stop();
   return {

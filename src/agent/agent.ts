@@ -775,27 +775,39 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 
   /**
    * Sends the log of the last failed job (`state/{id}/job-log`) until the server takes it or
-   * refuses it for good (a 4xx: the job is gone, or keeps enough logs); a timeout or a 5xx
-   * leaves it for the next connect. One at a time.
+   * refuses it for good (a 4xx: the job is gone, or keeps enough logs). A timeout or a 5xx is
+   * tried again with backoff a few times, then at the next connect. One at a time.
    */
   private async sendPendingLog(): Promise<void> {
     const pending = this.state.pendingLog;
     if (!pending || this.sendingLog || !this.requester) return;
     this.sendingLog = true;
     try {
-      await this.requester.request('job-log', { jobId: pending.jobId, lines: pending.lines, dropped: pending.dropped });
-      this.log.info('job log sent', { jobId: pending.jobId, lines: pending.lines.length });
-    } catch (err) {
-      if (err instanceof AgentStoppedError || !this.started) return;
-      if (isRetryable(err)) {
-        this.log.debug('job log not sent yet; tried again at the next connect', { jobId: pending.jobId, error: asUpdraftError(err).message });
-        return;
+      for (let round = 0; ; round++) {
+        try {
+          await this.requester.request('job-log', { jobId: pending.jobId, lines: pending.lines, dropped: pending.dropped });
+          this.log.info('job log sent', { jobId: pending.jobId, lines: pending.lines.length });
+          break;
+        } catch (err) {
+          if (err instanceof AgentStoppedError || !this.started) return;
+          if (!isRetryable(err)) {
+            this.log.warn('job log refused by the server; dropped', { jobId: pending.jobId, error: asUpdraftError(err).message });
+            break;
+          }
+          if (round >= 4) {
+            this.log.debug('job log not sent yet; tried again at the next connect', { jobId: pending.jobId, error: asUpdraftError(err).message });
+            return;
+          }
+          // woken early by a reconnect; rejects when the agent stops
+          await this.pause(this.backoff(round));
+        }
       }
-      this.log.warn('job log refused by the server; dropped', { jobId: pending.jobId, error: asUpdraftError(err).message });
+    } catch {
+      return; // stopped while pausing: the log stays for the next start
     } finally {
       this.sendingLog = false;
     }
-    // a later failure's log may have replaced it meanwhile: that one stays
+    // a later failure's log may have replaced it meanwhile: that one goes next
     if (this.state.pendingLog !== pending) return void this.sendPendingLog();
     delete this.state.pendingLog;
     await this.store?.save(this.state).catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));

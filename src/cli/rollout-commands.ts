@@ -253,8 +253,8 @@ export function addRolloutCommands(program: Command): void {
     print(o, a, `${a.name}@${a.version}\n  sha256 ${a.sha256}\n  size   ${a.size} bytes`);
   });
   withApi(parent(program, 'device', 'register and inspect devices').command('history <id>').description("a device's jobs and outcomes, newest first")).action(async (id: string, o: Common) => {
-    const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null })[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/history`);
-    const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${String(x.details.error ?? '')}`);
+    const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null; log?: { lineCount: number } })[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/history`);
+    const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${String(x.details.error ?? '')}${x.log ? `  [log: updraft job log ${x.jobId} ${id}]` : ''}`.trimEnd());
     print(o, r, lines.join('\n') || `no jobs for ${id}`);
   });
   withApi(program.command('status').description('fleet summary: devices, versions, jobs')).action(async (o: Common) => {

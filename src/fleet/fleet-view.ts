@@ -77,8 +77,10 @@ export class FleetView {
   }
 
   /** A device's jobs, newest first, with the artifact each installed and every attempt's outcome. */
-  async history(deviceId: string): Promise<(ExecutionRecord & { artifact: string | null })[]> {
+  async history(deviceId: string): Promise<(ExecutionRecord & { artifact: string | null; log?: { agentJobId: string; receivedAt: number; lineCount: number } })[]> {
     const executions = await this.deps.store.listExecutions({ deviceId });
+    // the device's logs of failed attempts, one per job at most (`jobs/job-logs.ts`)
+    const logs = new Map((await this.deps.store.listDeviceJobLogs(deviceId, Math.max(executions.length, 1))).map((l) => [l.jobId, l]));
     const names = new Map<string, string | null>();
     const out = [];
     for (const e of executions) {
@@ -86,7 +88,8 @@ export class FleetView {
         const job = await this.deps.store.getJob(e.jobId, { omitSpec: true }); // a spec can list 100,000 devices
         names.set(e.jobId, job ? `${job.artifactName}@${job.artifactVersion}` : null);
       }
-      out.push({ ...e, artifact: names.get(e.jobId) ?? null });
+      const log = logs.get(e.jobId);
+      out.push({ ...e, artifact: names.get(e.jobId) ?? null, ...(log ? { log: { agentJobId: log.agentJobId, receivedAt: log.receivedAt, lineCount: log.lineCount } } : {}) });
     }
     return out;
   }

@@ -111,7 +111,9 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     });
     await deps.tracker.idle();
     const executions = await deps.store.listExecutions({ deviceId });
-    sendJson(res, 200, { deviceId, device, online: deps.isOnline(deviceId), shadow, executions });
+    // its logs of failed attempts (jobs/job-logs.ts), without their lines: GET /api/v1/jobs/{id}/logs/{deviceId} reads one
+    const jobLogs = await deps.store.listDeviceJobLogs(deviceId, 100);
+    sendJson(res, 200, { deviceId, device, online: deps.isOnline(deviceId), shadow, executions, jobLogs });
   });
 
   router.add('POST', '/api/v1/devices/:id/rotate-secret', async ({ res, params }) => {

@@ -199,9 +199,9 @@ export function openApiDocument(): Obj {
         post: op('Register a device; the secret is returned once', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } } } })),
       },
       '/api/v1/devices/bulk': { post: op('Register up to 10,000 devices, all or nothing (409 naming ids already registered); the answer holds each secret, shown once', { '201': json({ type: 'object' }) }, body({ type: 'object' })) },
-      '/api/v1/devices/{id}/history': { get: op('A device\'s jobs and outcomes, newest first', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/history': { get: op("A device's jobs and outcomes, newest first; `log` (agentJobId, receivedAt, lineCount) on those whose failed attempt left a log", { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}': {
-        get: op('A device: shadow (desired, reported, delta) and executions', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }),
+        get: op("A device: shadow (desired, reported, delta), executions, and its logs of failed attempts without their lines (jobLogs, newest first, at most 100)", { '200': json({ type: 'object', properties: { jobLogs: { type: 'array', items: ref('JobLogSummary') } } }) }, { parameters: [idParam('id')] }),
         delete: op('Decommission a device: revoked and disconnected, its unfinished executions REMOVED, its shadows and static group memberships deleted, then its registration', {
           '200': json({ type: 'object', properties: { deviceId: { type: 'string' }, disconnected: { type: ['integer', 'null'] }, executionsRemoved: { type: 'array', items: { type: 'string' } }, shadowsDeleted: { type: 'array', items: { type: 'string' } }, groupsLeft: { type: 'array', items: { type: 'string' } } } }),
         }, { parameters: [idParam('id')] }),

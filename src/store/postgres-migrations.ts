@@ -226,6 +226,10 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (job_id, device_id)
   );
   `,
+  `
+  -- a device's logs, for its history (GET /api/v1/devices/{id}/history)
+  CREATE INDEX job_logs_device ON job_logs (device_id, received_at);
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

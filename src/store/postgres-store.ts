@@ -36,7 +36,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
-import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
 export interface PostgresStoreDeps {
@@ -648,6 +648,11 @@ export class PostgresStore implements StateStore {
   async getJobLog(jobId: string, deviceId: string): Promise<JobLogRecord | undefined> {
     const row = (await this.read<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count, lines FROM job_logs WHERE job_id = $1 AND device_id = $2', [jobId, deviceId]))[0];
     return row && toJobLog(row);
+  }
+
+  async listDeviceJobLogs(deviceId: string, limit: number): Promise<JobLogSummary[]> {
+    const rows = await this.read<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE device_id = $1 ORDER BY received_at DESC LIMIT $2', [deviceId, limit]);
+    return rows.map(toJobLogSummary);
   }
 
   async listJobLogs(jobId: string, options: { after?: string; limit: number }): Promise<Page<JobLogSummary>> {

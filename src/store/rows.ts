@@ -145,8 +145,13 @@ function toJobLogHead(row: JobLogRow): Omit<JobLogRecord, 'lines'> {
   return { jobId: row.job_id, deviceId: row.device_id, agentJobId: row.agent_job_id, receivedAt: Number(row.received_at), dropped: Number(row.dropped) };
 }
 
+/** A job log row without its lines. */
+export function toJobLogSummary(r: JobLogRow): JobLogSummary {
+  return { ...toJobLogHead(r), lineCount: Number(r.line_count) };
+}
+
 /** A page of job log summaries from `limit + 1` rows in device id order. */
 export function jobLogPage(rows: JobLogRow[], limit: number): Page<JobLogSummary> {
-  const items = rows.slice(0, limit).map((r) => ({ ...toJobLogHead(r), lineCount: Number(r.line_count) }));
+  const items = rows.slice(0, limit).map(toJobLogSummary);
   return rows.length > limit ? { items, next: items[limit - 1]!.deviceId } : { items };
 }

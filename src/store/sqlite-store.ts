@@ -39,7 +39,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
-import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
 export interface SqliteStoreDeps {
@@ -323,6 +323,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (job_id, device_id)
   ) WITHOUT ROWID;
   `,
+  `
+  -- a device's logs, for its history (GET /api/v1/devices/{id}/history)
+  CREATE INDEX job_logs_device ON job_logs (device_id, received_at);
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -425,6 +429,7 @@ interface Statements {
   putJobLog: Stmt;
   getJobLog: Stmt<JobLogRow>;
   listJobLogs: Stmt<JobLogRow>;
+  listDeviceJobLogs: Stmt<JobLogRow>;
 }
 
 /** One queued write: `run` executes inside the batch transaction; settled after the commit. */
@@ -975,6 +980,10 @@ export class SqliteStore implements StateStore {
     return jobLogPage(this.statements().listJobLogs.all(jobId, options.after ?? '', options.limit + 1), options.limit);
   }
 
+  async listDeviceJobLogs(deviceId: string, limit: number): Promise<JobLogSummary[]> {
+    return this.statements().listDeviceJobLogs.all(deviceId, limit).map(toJobLogSummary);
+  }
+
   /**
    * Queues a write of several statements that go in together or not at all: a savepoint
    * (nested transaction) of its own, so a failure undoes this write only, not its batch.
@@ -1210,6 +1219,7 @@ function prepare(db: Database.Database): Statements {
     ),
     getJobLog: p<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count, lines FROM job_logs WHERE job_id = ? AND device_id = ?'),
     listJobLogs: p<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE job_id = ? AND device_id > ? ORDER BY device_id LIMIT ?'),
+    listDeviceJobLogs: p<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE device_id = ? ORDER BY received_at DESC LIMIT ?'),
   };
 }
 

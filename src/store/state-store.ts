@@ -363,6 +363,8 @@ export interface StateStore {
   getJobLog(jobId: string, deviceId: string): Promise<JobLogRecord | undefined>;
   /** A page of a job's logs, without their lines, in device id order. */
   listJobLogs(jobId: string, options: { after?: string; limit: number }): Promise<Page<JobLogSummary>>;
+  /** A device's logs, one per job at most, without their lines, newest first (at most `limit`). */
+  listDeviceJobLogs(deviceId: string, limit: number): Promise<JobLogSummary[]>;
 
   /** A setting shared by every instance on this store (`signing/shared-certificate.ts`), or undefined. */
   getSetting(key: string): Promise<string | undefined>;

@@ -91,6 +91,14 @@ describe("devices' logs of failed jobs", () => {
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, new RegExp(`^log-1: log of job ${jobId}, received `));
     assert.match(shown.stdout, /health check: fw did not answer: connection refused/);
+    // the device's history says which of its jobs left a log
+    const history = await cli('device', 'history', 'log-1');
+    assert.equal(history.code, 0, history.stderr);
+    assert.match(history.stdout, new RegExp(`${jobId}  fw@2\\.0\\.0  FAILED  health check failed: .*  \\[log: updraft job log ${jobId} log-1\\]$`, 'm'));
+    const device = (await (await get('/devices/log-1')).json()) as { jobLogs: { jobId: string; lineCount: number }[] };
+    assert.deepEqual(device.jobLogs.map((l) => [l.jobId, l.lineCount]), [[jobId, log.lines.length]]);
+    const healthyHistory = await cli('device', 'history', 'log-2');
+    assert.doesNotMatch(healthyHistory.stdout, /\[log:/);
     const missing = await cli('job', 'log', jobId, 'log-2');
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /^updraft: error: device log-2 sent no log for job /);

@@ -406,6 +406,11 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           const rest = await store.listJobLogs('job-1', { after: first.next!, limit: 1 });
           assert.deepEqual(rest, { items: [{ jobId: 'job-1', deviceId: 'dev-b', agentJobId: 'job-1.2', receivedAt: 1_700_000_000_123, dropped: 3, lineCount: 1 }] });
           assert.deepEqual(await store.listJobLogs('job-3', { limit: 10 }), { items: [] });
+          // a device's logs across jobs, newest first
+          assert.equal(await store.putJobLog({ ...log('dev-c', 'job-3'), receivedAt: 1_700_000_009_000 }, 2), true);
+          assert.deepEqual((await store.listDeviceJobLogs('dev-c', 10)).map((l) => [l.jobId, l.lineCount]), [['job-3', 2], ['job-2', 2]]);
+          assert.deepEqual((await store.listDeviceJobLogs('dev-c', 1)).map((l) => l.jobId), ['job-3']);
+          assert.deepEqual(await store.listDeviceJobLogs('dev-z', 10), []);
         }));
     });
 

@@ -79,8 +79,8 @@ export interface AgentStateData {
    * root the agent is given (a device given another root by hand trusts that one).
    */
   rotatedRoot?: { keyId: string; publicKey: string; provisionedKeyId: string };
-  /** The log of the last failed job, until the server took it (or refused it for good). */
-  pendingLog?: JobLogData & { jobId: string };
+  /** The log of the last failed job, until the server took it (or refused it for good), and since when (ISO). */
+  pendingLog?: JobLogData & { jobId: string; since: string };
 }
 
 /** How many finished jobs are remembered (duplicates of older ones are not expected). */
@@ -183,7 +183,7 @@ function sanitize(raw: unknown): AgentStateData {
   }
   const pending = obj.pendingLog as Record<string, unknown> | undefined;
   const pendingData = jobLogData(pending);
-  if (typeof pending?.jobId === 'string' && pendingData) out.pendingLog = { jobId: pending.jobId, ...pendingData };
+  if (typeof pending?.jobId === 'string' && pendingData) out.pendingLog = { jobId: pending.jobId, since: typeof pending.since === 'string' && !Number.isNaN(Date.parse(pending.since)) ? pending.since : new Date().toISOString(), ...pendingData };
   const inFlight = obj.inFlight as InFlightUpdate | undefined;
   const outcomeOk = inFlight?.phase !== 'REPORTING' || inFlight.outcome?.status === 'SUCCESS' || inFlight.outcome?.status === 'FAILURE';
   if (inFlight && typeof inFlight.jobId === 'string' && PHASES.includes(inFlight.phase) && outcomeOk) {

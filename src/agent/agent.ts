@@ -56,6 +56,9 @@ import { UNKNOWN_VERSION, finishedReport, outcomeReport, reportRequest, software
 import { UpdateJob } from './update-job.ts';
 import { JobLog, teeLogger } from './job-log.ts';
 
+/** How long a failed job's log is offered to a server that does not take it. */
+const PENDING_LOG_MAX_AGE_MS = 7 * 86_400_000;
+
 /** The update agent of one device. */
 export class UpdateAgent extends EventEmitter<AgentEvents> {
   private readonly opts: UpdateAgentOptions;
@@ -737,7 +740,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     delete this.state.inFlight;
     this.state.finished = rememberFinished(this.state.finished, finished);
     // a failure's log goes to the server once the failure is recorded there (the last one only)
-    if (outcome.status === 'FAILURE' && ack !== undefined && log) this.state.pendingLog = { jobId: job.jobId, ...log.data() };
+    if (outcome.status === 'FAILURE' && ack !== undefined && log) this.state.pendingLog = { jobId: job.jobId, since: new Date(this.now()).toISOString(), ...log.data() };
     await this.store!.save(this.state);
     this.noteAck(job.jobId, ack);
     if (this.state.pendingLog?.jobId === job.jobId) void this.sendPendingLog();
@@ -784,6 +787,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.sendingLog = true;
     try {
       for (let round = 0; ; round++) {
+        // a server that never takes it (one older than job logs times out) is not asked forever
+        if (this.now() - Date.parse(pending.since) > PENDING_LOG_MAX_AGE_MS) {
+          this.log.info('job log not taken by the server for a week; dropped', { jobId: pending.jobId, since: pending.since });
+          break;
+        }
         try {
           await this.requester.request('job-log', { jobId: pending.jobId, lines: pending.lines, dropped: pending.dropped });
           this.log.info('job log sent', { jobId: pending.jobId, lines: pending.lines.length });

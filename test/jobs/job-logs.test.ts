@@ -126,6 +126,21 @@ describe("devices' logs of failed jobs", () => {
     assert.equal(log.dropped, 4);
   });
 
+  it('a log no server took for a week is dropped, not offered forever', async () => {
+    const secret = await registerDevice(ts, 'log-8');
+    const jobId = await deploy(ts, ['log-8'], 'fw@2.0.0');
+    const stateDir = path.join(dir, 'log-8', '.updraft');
+    await mkdir(stateDir, { recursive: true });
+    const since = new Date(Date.now() - 8 * 86_400_000).toISOString();
+    const stateFile = path.join(stateDir, 'agent-state.json');
+    await writeFile(stateFile, JSON.stringify({ version: 1, finished: [], pendingLog: { jobId, since, lines: ['an old failure'], dropped: 0 } }));
+    const { agent, finished } = await startAgent(ts, dir, 'log-8', { username: 'log-8', password: secret });
+    stops.push(() => agent.stop());
+    assert.equal((await outcome(finished, jobId)).status, 'SUCCESS');
+    await eventually(async () => (JSON.parse(await readFile(stateFile, 'utf8')) as { pendingLog?: unknown }).pendingLog === undefined || undefined, 10_000, 'the old log dropped');
+    assert.equal((await get(`/jobs/${jobId}/logs/log-8`)).status, 404, 'never sent');
+  });
+
   it('refuses, with the reason, what is not a log of an execution of this device; keeps at most jobs.maxLogsPerJob per job', async () => {
     const dev = await connectDevice(ts, 'log-4');
     const other = await connectDevice(ts, 'log-5');

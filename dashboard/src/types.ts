@@ -57,6 +57,8 @@ export interface DeviceView {
   device: { deviceId: string; attributes: Record<string, unknown>; tags: string[]; revoked: boolean; createdAt: number };
   online: boolean;
   shadow: { state: { desired?: Record<string, unknown>; reported?: Record<string, unknown>; delta?: Record<string, unknown> }; version: number; timestamp: number } | null;
+  /** Its logs of failed attempts, one per job at most, without their lines, newest first (at most 100). */
+  jobLogs: JobLogSummary[];
 }
 
 export interface Execution {
@@ -70,6 +72,8 @@ export interface Execution {
   queuedAt: number;
   updatedAt: number;
   artifact?: string | null;
+  /** `GET /api/v1/devices/<id>/history` only: the log its failed attempt left, if any (without its lines). */
+  log?: { agentJobId: string; receivedAt: number; lineCount: number };
 }
 
 /** `GET /api/v1/jobs/<id>/logs`: a device's log of a failed attempt, without its lines. */

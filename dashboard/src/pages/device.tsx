@@ -1,8 +1,13 @@
-/** One device: connection, desired / reported / delta state, its jobs and its last events, live; delete it (decommission). */
+/**
+ * One device: connection, desired / reported / delta state, its jobs (with the logs its agent sent
+ * of failed attempts, opened in the page) and its last events, live (a `job.log` event of the
+ * device reloads it too); delete it (decommission).
+ */
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { dateTime, shortId, time } from '../format.ts';
@@ -15,8 +20,18 @@ export function DevicePage({ id }: { id: string }) {
   const device = useApi<DeviceView>(`/devices/${enc}`);
   const history = useApi<Page<Execution>>(`/devices/${enc}/history`);
   const events = useApi<Page<DeviceEvent>>(`/devices/${enc}/events?limit=20`);
+  // every event of this device (execution.changed, job.log, device.presence) reloads them all
   useLiveReload({ deviceId: id }, [device, history, events], 1000);
+  // the log shown, by job id
+  const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const d = device.data;
+  // its logs of failed attempts by job: the newest 100 (jobLogs), and any older one its history marks
+  const logOf = new Map<string, { agentJobId: string; receivedAt: number }>();
+  for (const e of history.data?.items ?? []) if (e.log) logOf.set(e.jobId, e.log);
+  for (const l of d?.jobLogs ?? []) {
+    const known = logOf.get(l.jobId);
+    if (!known || known.receivedAt < l.receivedAt) logOf.set(l.jobId, l);
+  }
   return (
     <>
       <p class="crumbs">
@@ -61,6 +76,7 @@ export function DevicePage({ id }: { id: string }) {
                   <th scope="col">State</th>
                   <th scope="col">Reason</th>
                   <th scope="col">Updated</th>
+                  <th scope="col">Log</th>
                 </tr>
               </thead>
               <tbody>
@@ -77,11 +93,13 @@ export function DevicePage({ id }: { id: string }) {
                     </td>
                     <td>{e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : '—')}</td>
                     <td>{dateTime(e.updatedAt)}</td>
+                    <td>{logOf.has(e.jobId) ? logButton(e.jobId, `View the log of job ${e.jobId}`) : '—'}</td>
                   </tr>
                 ))}
               </tbody>
             </table>
           )}
+          {openLog !== undefined && <JobLogPanel jobId={openLog} deviceId={id} summary={logOf.get(openLog)} onClose={closeLog} />}
         </section>
         <section aria-labelledby="dev-events-h">
           <h2 id="dev-events-h">Last events</h2>

@@ -4,10 +4,11 @@
  * attempt (`job.log`), and pause / resume / cancel. Live: every event of this job reloads the
  * (aggregated, small) answers, at most once a second.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
@@ -15,7 +16,7 @@ import { TimelineChart } from '../components/timeline-chart.tsx';
 import { count, dateTime } from '../format.ts';
 import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link } from '../router.tsx';
-import type { Execution, ExecutionStatus, JobLog, JobLogSummary, JobView, JobTimeline, Page } from '../types.ts';
+import type { Execution, ExecutionStatus, JobLogSummary, JobView, JobTimeline, Page } from '../types.ts';
 
 const FINISHED: ExecutionStatus[] = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED'];
 const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
@@ -29,24 +30,14 @@ export function JobPage({ id }: { id: string }) {
   const logs = useApi<Page<JobLogSummary>>(`/jobs/${id}/logs?limit=1000`);
   // every event of this job (execution.changed, job.changed, job.log) reloads them all
   useLiveReload({ jobId: id }, [view, timeline, failing, logs], 1000);
-  const [openLog, setOpenLog] = useState<string | undefined>();
+  // the log shown, by device id
+  const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const v = view.data;
   const logOf = new Map((logs.data?.items ?? []).map((l) => [l.deviceId, l]));
   const failingIds = new Set((failing.data?.items ?? []).map((e) => e.deviceId));
   // logs of devices not in the failing table: still updating (the failure not reported yet), a
   // later attempt that succeeded, or past the table's first 50
   const otherLogs = failing.data ? (logs.data?.items ?? []).filter((l) => !failingIds.has(l.deviceId)) : [];
-  const closeLog = () => {
-    const deviceId = openLog;
-    setOpenLog(undefined);
-    // the focus goes back to the button that opened the log
-    if (deviceId !== undefined) setTimeout(() => document.querySelector<HTMLElement>(`[data-log-device="${CSS.escape(deviceId)}"]`)?.focus());
-  };
-  const logButton = (deviceId: string) => (
-    <button type="button" class="secondary small" data-log-device={deviceId} aria-label={`View the log of ${deviceId}`} aria-expanded={openLog === deviceId} aria-controls={openLog === deviceId ? 'job-log' : undefined} onClick={() => setOpenLog(deviceId)}>
-      View log
-    </button>
-  );
   return (
     <>
       <p class="crumbs">
@@ -135,7 +126,7 @@ export function JobPage({ id }: { id: string }) {
                   </td>
                   <td>{e.details.error ?? '—'}</td>
                   <td>{dateTime(e.updatedAt)}</td>
-                  <td>{logOf.has(e.deviceId) ? logButton(e.deviceId) : '—'}</td>
+                  <td>{logOf.has(e.deviceId) ? logButton(e.deviceId, `View the log of ${e.deviceId}`) : '—'}</td>
                 </tr>
               ))}
             </tbody>
@@ -168,7 +159,7 @@ export function JobPage({ id }: { id: string }) {
                     </td>
                     <td>{dateTime(l.receivedAt)}</td>
                     <td>{count(l.lineCount)}</td>
-                    <td>{logButton(l.deviceId)}</td>
+                    <td>{logButton(l.deviceId, `View the log of ${l.deviceId}`)}</td>
                   </tr>
                 ))}
               </tbody>
@@ -179,66 +170,6 @@ export function JobPage({ id }: { id: string }) {
         {openLog !== undefined && <JobLogPanel jobId={id} deviceId={openLog} summary={logOf.get(openLog)} onClose={closeLog} />}
       </section>
     </>
-  );
-}
-
-/**
- * One device's log of its failed attempt, shown in the page (no dialog): the job id as the device
- * saw it, when it came, how many lines (and how many the device dropped in the middle), the lines.
- * Loaded again when the device sends a newer one (a later attempt's replaces it).
- */
-function JobLogPanel({ jobId, deviceId, summary, onClose }: { jobId: string; deviceId: string; summary: JobLogSummary | undefined; onClose: () => void }) {
-  const log = useApi<JobLog>(`/jobs/${jobId}/logs/${encodeURIComponent(deviceId)}`);
-  const heading = useRef<HTMLHeadingElement>(null);
-  const receivedAt = summary?.receivedAt;
-  const seen = useRef(receivedAt);
-  useEffect(() => {
-    if (receivedAt !== undefined && seen.current !== undefined && receivedAt !== seen.current) log.reload();
-    seen.current = receivedAt;
-  }, [receivedAt]);
-  // the focus moves to the log when it opens (from the button that opened it)
-  useEffect(() => heading.current?.focus(), [deviceId]);
-  const l = log.data;
-  const agentJobId = l?.agentJobId ?? summary?.agentJobId;
-  return (
-    <section id="job-log" class="log-panel" aria-labelledby="job-log-h" data-testid="job-log" onKeyDown={(e) => e.key === 'Escape' && onClose()}>
-      <div class="title-row">
-        <h3 id="job-log-h" tabIndex={-1} ref={heading}>
-          Log of {deviceId}
-          {agentJobId !== undefined && (
-            <>
-              {' '}
-              for job <code>{agentJobId}</code>
-            </>
-          )}
-        </h3>
-        <button type="button" class="secondary" onClick={onClose}>
-          Close
-        </button>
-      </div>
-      <ErrorNote error={log.error} />
-      {!l ? (
-        !log.error && <Loading what="the log" />
-      ) : (
-        <>
-          <p class="muted small">
-            Received {dateTime(l.receivedAt)} · {count(l.lines.length)} line{l.lines.length === 1 ? '' : 's'}
-          </p>
-          {l.dropped > 0 && (
-            <p class="notice" data-testid="job-log-dropped">
-              {count(l.dropped)} line{l.dropped === 1 ? '' : 's'} dropped between the first lines and the latest: the device keeps both ends of a long job's log.
-            </p>
-          )}
-          {l.lines.length === 0 ? (
-            <p class="muted">The log has no lines.</p>
-          ) : (
-            <pre data-testid="job-log-lines" tabIndex={0}>
-              {l.lines.join('\n')}
-            </pre>
-          )}
-        </>
-      )}
-    </section>
   );
 }
 

@@ -74,6 +74,10 @@ export class ArtifactService {
    * bytes before they are deleted must not interleave (on this instance; see `delete`).
    */
   private blobTurn: Promise<unknown> = Promise.resolve();
+  /** Jobs being created for each name@version here (`whileCreatingJob`): it is not deleted under them. */
+  private readonly creating = new Map<string, number>();
+  /** name@version being deleted here: no job is created for it meanwhile. */
+  private readonly deleting = new Set<string>();
 
   constructor(deps: ArtifactServiceDeps) {
     this.deps = deps;
@@ -123,6 +127,19 @@ export class ArtifactService {
    */
   async delete(name: string, version: string): Promise<ArtifactDeletion> {
     checkArtifactId(name, version);
+    const key = `${name}@${version}`;
+    // a job being created for it is not a job in the store yet, which the store's check sees:
+    // a large one is written in pieces for seconds, the job row last (`whileCreatingJob`)
+    if ((this.creating.get(key) ?? 0) > 0) throw new UpdraftError('CONFLICT', `a job for artifact ${key} is being created right now; let it be created, cancel it, then delete the artifact`);
+    this.deleting.add(key);
+    try {
+      return await this.deleteUnused(name, version);
+    } finally {
+      this.deleting.delete(key);
+    }
+  }
+
+  private async deleteUnused(name: string, version: string): Promise<ArtifactDeletion> {
     const r = await this.deps.store.deleteArtifact(name, version);
     if (r.activeJobs.length > 0) {
       const jobs = r.activeJobs.join(', ');
@@ -183,6 +200,27 @@ export class ArtifactService {
   }
 
   /** An artifact as the store has it now (not a record kept from before): for job creation. */
+  /**
+   * Runs the creation of a job for name@version (`create`, given the artifact's record read
+   * after the guard is up): the artifact is not deleted here until it is done, and none is
+   * created while it is being deleted (CONFLICT). Without it, a deletion could pass between
+   * the creation's read of the record and its job row, the store's check seeing no job yet,
+   * and devices would be sent a build that is gone. On this instance: instances sharing a
+   * database are not guarded against each other (docs/rollouts.md).
+   */
+  async whileCreatingJob<T>(name: string, version: string, create: (record: ArtifactRecord) => Promise<T>): Promise<T> {
+    const key = `${name}@${version}`;
+    if (this.deleting.has(key)) throw new UpdraftError('CONFLICT', `artifact ${key} is being deleted right now`);
+    this.creating.set(key, (this.creating.get(key) ?? 0) + 1);
+    try {
+      return await create(await this.current(name, version));
+    } finally {
+      const n = (this.creating.get(key) ?? 1) - 1;
+      if (n > 0) this.creating.set(key, n);
+      else this.creating.delete(key);
+    }
+  }
+
   async current(name: string, version: string): Promise<ArtifactRecord> {
     const found = await this.deps.store.getArtifact(name, version);
     if (!found) throw notFound(name, version);

@@ -159,9 +159,9 @@ export class JobService {
   }
 
   /** The artifact's record, and the devices a spec targets now; BAD_REQUEST for an empty snapshot. */
-  private async targetsOf(artifactRef: string, spec: JobSpec): Promise<{ ids: string[]; record: ArtifactRecord }> {
+  private async targetsOf(artifactRef: string, spec: JobSpec, known?: ArtifactRecord): Promise<{ ids: string[]; record: ArtifactRecord }> {
     const { name, version } = parseArtifactRef(artifactRef);
-    const record = await this.deps.artifacts.current(name, version); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
+    const record = known ?? (await this.deps.artifacts.current(name, version)); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
     const ids = await resolveTargets(this.deps.store, spec.targets, true);
     if (ids.length === 0 && spec.type === 'snapshot') {
       throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');
@@ -171,9 +171,20 @@ export class JobService {
 
   /** Creates a job from a validated spec (the deploy command's single-wave jobs come here too). */
   async createFromSpec(artifactRef: string, spec: JobSpec, description: string | undefined, now = this.now()): Promise<JobView> {
+    const { name, version } = parseArtifactRef(artifactRef);
+    // the artifact is not deleted under the creation (artifact-service.ts)
+    // once written, the job row is what keeps the artifact (the store's check)
+    const job = await this.deps.artifacts.whileCreatingJob(name, version, (record) => this.write(artifactRef, spec, description, now, record));
+    this.deps.events.emit('job.changed', { job });
+    await this.deps.engine.kick(job.jobId);
+    return this.view(job.jobId);
+  }
+
+  /** Writes a new job and its executions. */
+  private async write(artifactRef: string, spec: JobSpec, description: string | undefined, now: number, record: ArtifactRecord): Promise<JobRecord> {
     const { store } = this.deps;
     const { name, version } = parseArtifactRef(artifactRef);
-    const { ids } = await this.targetsOf(artifactRef, spec);
+    const { ids } = await this.targetsOf(artifactRef, spec, record);
     const ends = waveEnds(spec.plan.waves, ids.length);
     const jobId = randomUUID();
     const scheduled = spec.plan.startAt !== undefined && spec.plan.startAt > now;
@@ -195,9 +206,7 @@ export class JobService {
       return { jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) };
     });
     await store.createJob(job, executions);
-    this.deps.events.emit('job.changed', { job });
-    await this.deps.engine.kick(jobId);
-    return this.view(jobId);
+    return job;
   }
 
   /** A job; NOT_FOUND naming it. */

@@ -424,6 +424,53 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it("shows a device's logs of failed attempts on its own page, per job, live, in the page", async () => {
+    // idle-1's job of the test above left a log; a second job to it has none yet
+    const jobs = await api.call<{ jobLogs: { jobId: string; agentJobId: string; lineCount: number }[] }>('GET', '/api/v1/devices/idle-1');
+    assert.equal(jobs.jobLogs.length, 1, JSON.stringify(jobs.jobLogs));
+    const first = jobs.jobLogs[0]!.jobId;
+    const second = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ['idle-1'], artifact: 'fw@2.0.0' })).job.jobId;
+    await page.goto(`${ts.httpUrl}/devices/idle-1`);
+    await heading(/Device idle-1/);
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    const table = page.getByTestId('device-jobs');
+    const rowOf = (jobId: string) => table.getByRole('row').filter({ has: page.getByRole('link', { name: `job ${jobId}`, exact: true }) });
+    await rowOf(second).waitFor();
+    const viewFirst = rowOf(first).getByRole('button', { name: `View the log of job ${first}`, exact: true });
+    const viewSecond = rowOf(second).getByRole('button', { name: `View the log of job ${second}`, exact: true });
+    await viewFirst.waitFor();
+    assert.equal(await viewSecond.count(), 0, 'no log of the second job yet');
+    assert.equal(await rowOf(second).locator('td').last().innerText(), '—');
+    // the device sends its log of the second job while the page is open: its button shows without a reload
+    const device = await TestClient.connect(ts.mqttUrl, 'idle-1', { username: 'idle-1', password: idle.find((d) => d.deviceId === 'idle-1')!.secret });
+    const lines = ['command received: fw@2.0.0', 'download: sha256 mismatch, expected 3f2a…', 'gave up after 3 attempts'];
+    try {
+      assert.deepEqual(await device.subscribe('state/idle-1/job-log/+'), [1]);
+      const answer = await device.request('state/idle-1/job-log', { jobId: second, lines });
+      assert.equal(answer.topic, 'state/idle-1/job-log/accepted', JSON.stringify(answer.body));
+    } finally {
+      await device.end();
+    }
+    await viewSecond.click();
+    const panel = page.getByTestId('job-log');
+    await panel.getByRole('heading', { name: `Log of idle-1 for job ${second}` }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'job-log-h', 'the focus moves to the log');
+    await panel.getByText(/^Received .+ · 3 lines$/).waitFor();
+    assert.equal(await panel.getByTestId('job-log-dropped').count(), 0);
+    assert.equal(await panel.getByTestId('job-log-lines').innerText(), lines.join('\n'));
+    assert.equal(await viewSecond.getAttribute('aria-expanded'), 'true');
+    await shot('09c-device-job-log');
+    // the other job's log replaces it in the panel
+    await viewFirst.click();
+    await panel.getByRole('heading', { name: `Log of idle-1 for job ${first}` }).waitFor();
+    await panel.getByTestId('job-log-lines').filter({ hasText: 'installer: exit code 3 (postinst: <missing /etc/app.conf>)' }).waitFor();
+    assert.equal(await viewSecond.getAttribute('aria-expanded'), 'false');
+    await page.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), `View the log of job ${first}`, 'the focus goes back');
+    await api.call('POST', `/api/v1/jobs/${second}/cancel`);
+  });
+
   it('signs in with a read-only viewer token: every page shows, and nothing that would change something', async () => {
     // added on the Security page, shown once
     await nav('Security').click();

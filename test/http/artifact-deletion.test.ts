@@ -81,6 +81,28 @@ describe('deleting artifacts', () => {
     assert.equal(await exists(blobFile(build)), false);
   });
 
+  it('never deletes a build while a job for it is being created, nor creates one while it is being deleted: one of the two is refused, and no job is left without its build', async () => {
+    for (const [ref, bytes] of [['race/1.0.0', build], ['race/2.0.0', build]] as const) {
+      const [name, version] = ref.split('/');
+      assert.equal((await api('POST', `/api/v1/artifacts?name=${name}&version=${version}`, bytes)).status, 201);
+    }
+    const { jobs } = ts.server.rollouts;
+    const { artifacts } = ts.server;
+    // a creation asked first: the deletion asked meanwhile (the creation's job row not written yet) is refused
+    const creating = jobs.create({ artifact: 'race@1.0.0', targets: { devices: ['dev-1'] } });
+    await assert.rejects(artifacts.delete('race', '1.0.0'), /^UpdraftError: a job for artifact race@1\.0\.0 is being created right now; let it be created, cancel it, then delete the artifact$/);
+    const created = await creating;
+    assert.equal(created.job.artifactVersion, '1.0.0');
+    assert.ok(await ts.server.store.getArtifact('race', '1.0.0'), 'the build stays');
+    // a deletion asked first: the creation asked meanwhile is refused, and the build goes
+    const deleting = artifacts.delete('race', '2.0.0');
+    await assert.rejects(jobs.create({ artifact: 'race@2.0.0', targets: { devices: ['dev-1'] } }), /being deleted right now|race@2\.0\.0 does not exist/);
+    assert.equal((await deleting).artifact.version, '2.0.0');
+    const { items } = await ts.server.store.listJobs({ limit: 1000, omitSpec: true });
+    assert.deepEqual(items.filter((j) => j.artifactName === 'race').map((j) => j.artifactVersion), ['1.0.0'], 'no job for the deleted build');
+    await api('POST', `/api/v1/jobs/${created.job.jobId}/cancel`);
+  });
+
   it('answers 404 for an artifact that is not there, 400 for a malformed one, and the CLI says so in one line', async () => {
     const missing = await api('DELETE', '/api/v1/artifacts/fw/9.9.9');
     assert.equal(missing.status, 404);

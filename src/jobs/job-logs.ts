@@ -71,7 +71,10 @@ export class JobLogService {
     if (!execution) throw new UpdraftError('NOT_FOUND', `job ${upload.jobId} has no execution on device ${deviceId}: its log is not kept`);
     const receivedAt = this.now();
     const kept = this.deps.maxPerJob > 0 && (await this.deps.store.putJobLog({ jobId: execution.jobId, deviceId, agentJobId: upload.jobId, receivedAt, lines: upload.lines, dropped: upload.dropped }, this.deps.maxPerJob));
-    if (!kept) throw new UpdraftError('CONFLICT', `job ${execution.jobId} keeps the logs of ${this.deps.maxPerJob} devices already (jobs.maxLogsPerJob): this one is not kept`);
+    if (!kept) {
+      const why = this.deps.maxPerJob > 0 ? `keeps the logs of ${this.deps.maxPerJob} devices already` : 'keeps no logs';
+      throw new UpdraftError('CONFLICT', `job ${execution.jobId} ${why} (jobs.maxLogsPerJob): this one is not kept`);
+    }
     this.deps.events.emit('job.log', { jobId: execution.jobId, deviceId, agentJobId: upload.jobId, lineCount: upload.lines.length });
     const accepted: Record<string, unknown> = { jobId: upload.jobId, lines: upload.lines.length, timestamp: Math.floor(receivedAt / 1000) };
     if (clientToken !== undefined) accepted.clientToken = clientToken;

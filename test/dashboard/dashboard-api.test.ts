@@ -241,7 +241,7 @@ describe('dashboard aggregation endpoints', () => {
     assert.ok(jobs.items.some((e) => e.type === 'job.changed' && e.status === 'COMPLETED'));
   });
 
-  it("GET /api/v1/jobs/:id/logs: the devices' logs the job page lists and opens, announced on its stream, for a viewer token too", async () => {
+  it("GET /api/v1/jobs/:id/logs: the devices' logs the job and device pages list and open, announced on their streams, for a viewer token too", async () => {
     const { token: viewer } = await api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'dash-logs' });
     const get = (p: string) => fetch(ts.httpUrl + p, { headers: { authorization: `Bearer ${viewer}` } });
     // api-5 never connects: its execution of this job stays unfinished
@@ -249,21 +249,30 @@ describe('dashboard aggregation endpoints', () => {
     const none = await get(`/api/v1/jobs/${logJob}/logs?limit=1000`);
     assert.equal(none.status, 200);
     assert.deepEqual(await none.json(), { items: [] });
-    // the job page's stream (default types, this job only), opened with the viewer token
+    // the job page's stream (default types, this job only) and the device page's (this device only), opened with the viewer token
     const controller = new AbortController();
-    const stream = await fetch(`${ts.httpUrl}/api/v1/events?jobId=${logJob}`, { headers: { authorization: `Bearer ${viewer}`, accept: 'text/event-stream' }, signal: controller.signal });
-    assert.equal(stream.status, 200);
-    const announced = (async () => {
-      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
-      let text = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the stream ended without a job.log event: ${text}`);
-        text += value;
-        const m = /event: job\.log\ndata: (.+)\n/.exec(text);
-        if (m) return JSON.parse(m[1]!) as unknown;
-      }
-    })();
+    /** Opens a stream; resolves, once it is open, to the promise of its first job.log event. */
+    const firstJobLog = async (query: string): Promise<{ event: Promise<unknown> }> => {
+      const stream = await fetch(`${ts.httpUrl}/api/v1/events?${query}`, { headers: { authorization: `Bearer ${viewer}`, accept: 'text/event-stream' }, signal: controller.signal });
+      assert.equal(stream.status, 200);
+      const event = (async () => {
+        const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+        let text = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`the stream ?${query} ended without a job.log event: ${text}`);
+          text += value;
+          const m = /event: job\.log\ndata: (.+)\n/.exec(text);
+          if (m) return JSON.parse(m[1]!) as unknown;
+        }
+      })();
+      event.catch(() => undefined); // awaited below; aborted if something before fails
+      return { event };
+    };
+    const announced = (await firstJobLog(`jobId=${logJob}`)).event;
+    const announcedToDevice = (await firstJobLog('deviceId=api-5')).event;
+    // the device page before: no log
+    assert.deepEqual(((await (await get('/api/v1/devices/api-5')).json()) as { jobLogs: unknown[] }).jobLogs, []);
     const { secret } = await api.call<{ secret: string }>('POST', '/api/v1/devices/api-5/rotate-secret');
     const device = await TestClient.connect(ts.mqttUrl, 'api-5', { username: 'api-5', password: secret });
     try {
@@ -275,6 +284,7 @@ describe('dashboard aggregation endpoints', () => {
     }
     try {
       assert.deepEqual(await announced, { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, lineCount: 2 });
+      assert.deepEqual(await announcedToDevice, { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, lineCount: 2 });
     } finally {
       controller.abort();
     }
@@ -284,6 +294,12 @@ describe('dashboard aggregation endpoints', () => {
     const { receivedAt, ...summary } = list.items[0]!;
     assert.deepEqual(summary, { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, dropped: 2, lineCount: 2 }, 'no lines in the list');
     assert.equal(typeof receivedAt, 'number');
+    // the device page lists it too (its jobs table matches jobLogs[].jobId with the executions' jobId)
+    const onDevice = (await (await get('/api/v1/devices/api-5')).json()) as { jobLogs: unknown[]; executions: { jobId: string }[] };
+    assert.deepEqual(onDevice.jobLogs, [{ jobId: logJob, deviceId: 'api-5', agentJobId: logJob, receivedAt, dropped: 2, lineCount: 2 }], 'no lines on the device either');
+    assert.ok(onDevice.executions.some((e) => e.jobId === logJob));
+    const history = (await (await get('/api/v1/devices/api-5/history')).json()) as { items: { jobId: string; log?: unknown }[] };
+    assert.deepEqual(history.items.find((e) => e.jobId === logJob)?.log, { agentJobId: logJob, receivedAt, lineCount: 2 });
     const log = await get(`/api/v1/jobs/${logJob}/logs/api-5`);
     assert.equal(log.status, 200);
     assert.deepEqual(await log.json(), { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, receivedAt, dropped: 2, lines: ['download failed: 503', 'gave up after 3 attempts'] });

@@ -93,7 +93,7 @@ export function DevicePage({ id }: { id: string }) {
                     </td>
                     <td>{e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : '—')}</td>
                     <td>{dateTime(e.updatedAt)}</td>
-                    <td>{'—'}</td>
+                    <td>{logOf.has(e.jobId) ? logButton(e.jobId, `View the log of job ${e.jobId}`) : '—'}</td>
                   </tr>
                 ))}
               </tbody>

@@ -141,7 +141,21 @@ const schemas: Obj = {
       dispatchedAt: { type: 'integer' },
       dueAt: { type: 'integer' },
       updatedAt: { type: 'integer' },
+      version: { type: 'integer', description: 'row version, 1 when created' },
     },
+  },
+  DeviceHistoryItem: {
+    description: "an execution of one of the device's jobs, with the build it installs and the device's log of its failed attempt, if it left one",
+    allOf: [
+      ref('Execution'),
+      {
+        type: 'object',
+        properties: {
+          artifact: { type: ['string', 'null'], description: 'name@version; null when the job is gone' },
+          log: { type: 'object', properties: { agentJobId: { type: 'string' }, receivedAt: { type: 'integer' }, lineCount: { type: 'integer' } } },
+        },
+      },
+    ],
   },
   Group: {
     type: 'object',
@@ -199,9 +213,9 @@ export function openApiDocument(): Obj {
         post: op('Register a device; the secret is returned once', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['deviceId'], properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } } } })),
       },
       '/api/v1/devices/bulk': { post: op('Register up to 10,000 devices, all or nothing (409 naming ids already registered); the answer holds each secret, shown once', { '201': json({ type: 'object' }) }, body({ type: 'object' })) },
-      '/api/v1/devices/{id}/history': { get: op("A device's jobs and outcomes, newest first; `log` (agentJobId, receivedAt, lineCount) on those whose failed attempt left a log", { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/history': { get: op("A device's jobs and outcomes, newest first; `log` (agentJobId, receivedAt, lineCount) on those whose failed attempt left a log", { '200': json({ type: 'object', required: ['deviceId', 'items'], properties: { deviceId: { type: 'string' }, items: { type: 'array', items: ref('DeviceHistoryItem') } } }) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}': {
-        get: op("A device: shadow (desired, reported, delta), executions, and its logs of failed attempts without their lines (jobLogs, newest first, at most 100)", { '200': json({ type: 'object', properties: { jobLogs: { type: 'array', items: ref('JobLogSummary') } } }) }, { parameters: [idParam('id')] }),
+        get: op("A device: shadow (desired, reported, delta), executions, and its logs of failed attempts without their lines (jobLogs, newest first, at most 100)", { '200': json({ type: 'object', properties: { deviceId: { type: 'string' }, device: { type: 'object', description: 'its registration (attributes, tags, revocation, hasSecret; never the secret or its hash)' }, online: { type: 'boolean' }, shadow: { type: ['object', 'null'] }, executions: { type: 'array', items: ref('Execution') }, jobLogs: { type: 'array', items: ref('JobLogSummary') } } }) }, { parameters: [idParam('id')] }),
         delete: op('Decommission a device: revoked and disconnected, its unfinished executions REMOVED, its shadows and static group memberships deleted, then its registration', {
           '200': json({ type: 'object', properties: { deviceId: { type: 'string' }, disconnected: { type: ['integer', 'null'] }, executionsRemoved: { type: 'array', items: { type: 'string' } }, shadowsDeleted: { type: 'array', items: { type: 'string' } }, groupsLeft: { type: 'array', items: { type: 'string' } } } }),
         }, { parameters: [idParam('id')] }),

@@ -361,6 +361,8 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.keyboard.press('Tab'); // Devices
     await page.keyboard.press('Enter');
     await heading('Devices');
+    // the focus moves in an effect after the new page renders: wait for it (a timeout fails the test)
+    await page.waitForFunction(() => document.activeElement?.id === 'main', undefined, { timeout: 5000 }).catch(() => undefined);
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'main', 'focus moves to the new page');
   });
 

@@ -18,6 +18,7 @@ import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
+import { propertySchema, responseSchema, undocumentedKeys, type OpenApiDoc } from '../helpers/openapi.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -300,6 +301,15 @@ describe('dashboard aggregation endpoints', () => {
     assert.ok(onDevice.executions.some((e) => e.jobId === logJob));
     const history = (await (await get('/api/v1/devices/api-5/history')).json()) as { items: { jobId: string; log?: unknown }[] };
     assert.deepEqual(history.items.find((e) => e.jobId === logJob)?.log, { agentJobId: logJob, receivedAt, lineCount: 2 });
+    // what the device page reads is what the OpenAPI document says
+    const doc = await api.call<OpenApiDoc>('GET', '/api/v1/openapi.json');
+    const historySchema = responseSchema(doc, '/api/v1/devices/{id}/history');
+    assert.deepEqual(undocumentedKeys(doc, historySchema, history), [], 'history answer');
+    for (const item of history.items) assert.deepEqual(undocumentedKeys(doc, propertySchema(doc, historySchema, 'items'), item), [], `history item ${item.jobId}`);
+    const deviceSchema = responseSchema(doc, '/api/v1/devices/{id}');
+    assert.deepEqual(undocumentedKeys(doc, deviceSchema, onDevice), [], 'device answer');
+    for (const e of onDevice.executions) assert.deepEqual(undocumentedKeys(doc, propertySchema(doc, deviceSchema, 'executions'), e), [], `execution ${e.jobId}`);
+    for (const l of onDevice.jobLogs) assert.deepEqual(undocumentedKeys(doc, propertySchema(doc, deviceSchema, 'jobLogs'), l as object), [], 'job log summary');
     const log = await get(`/api/v1/jobs/${logJob}/logs/api-5`);
     assert.equal(log.status, 200);
     assert.deepEqual(await log.json(), { jobId: logJob, deviceId: 'api-5', agentJobId: logJob, receivedAt, dropped: 2, lines: ['download failed: 503', 'gave up after 3 attempts'] });

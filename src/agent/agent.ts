@@ -67,6 +67,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private requester: ShadowRequester | undefined;
   private reports: ReportQueue | undefined;
   private store: AgentStateStore | undefined;
+  /** Settles when every save of the state begun so far has ended: `stop()` waits for it. */
+  private saving: Promise<unknown> = Promise.resolve();
   private state: AgentStateData = { finished: [] };
   /** What runs now (refreshed at start and after every job). */
   private installed: InstalledSoftware | undefined;
@@ -304,6 +306,18 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       client.on('error', () => {});
     }
     this.setOnline(false);
+    await this.saving;
+  }
+
+  /**
+   * Saves the state. A save can begin after an answer that comes during `stop()` (the clock
+   * offset the server took, a job log it took): `stop()` waits for it, so that what follows a
+   * stop (a restart on the same directory, its removal) never meets a late write.
+   */
+  private saveState(): Promise<void> {
+    const run = this.store ? this.store.save(this.state) : Promise.resolve();
+    this.saving = Promise.allSettled([this.saving, run]);
+    return run;
   }
 
   // ---- connection and catch-up -------------------------------------------------------
@@ -572,7 +586,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (fresh) {
         // persisted BEFORE acting: a crash from here on resumes this job
         this.state.inFlight = inFlight;
-        await this.store!.save(this.state);
+        await this.saveState();
         this.loggerOf(run).info('update command received', { jobId: run.jobId, version: run.command.version, size: run.command.size, sha256: run.command.sha256 });
       }
       if (inFlight.phase !== 'REPORTING') {
@@ -600,7 +614,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const log = this.logOf(job);
     log?.logger.info(`phase ${phase}`, { jobId: job.jobId });
     this.state.inFlight = { ...rest, phase, command: job.command, ...(log ? { log: log.data() } : {}) };
-    await this.store!.save(this.state);
+    await this.saveState();
     this.emitStatus(job, phase);
     this.reportSoon(this.phaseReport(job, phase));
   }
@@ -614,7 +628,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (!current || current.jobId !== job.jobId || current.phase !== 'VERIFYING') throw new UpdraftError('INTERNAL', `job ${job.jobId} is not waiting to install`);
     const log = this.logOf(job);
     this.state.inFlight = { ...current, waiting: wait, ...(log ? { log: log.data() } : {}) };
-    await this.store!.save(this.state);
+    await this.saveState();
     this.emit('status', { jobId: job.jobId, status: 'VERIFYING', version: job.command.version, waiting: wait });
     this.reportSoon(this.phaseReport(job, 'VERIFYING'));
   }
@@ -634,7 +648,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.signatures.minSerialKeyId = check.certificateKeyId;
       this.state.keySerialKeyId = check.certificateKeyId;
     }
-    await this.store!.save(this.state);
+    await this.saveState();
     this.log.info('newer software signing key certificate accepted: certificates of other keys older than it are refused from now on', { serial, keyId: check.certificateKeyId });
   }
 
@@ -653,7 +667,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     trust.rootKeyId = keyId;
     const provisioned = this.state.rotatedRoot?.provisionedKeyId ?? this.provisionedRootId!;
     this.state.rotatedRoot = { keyId, publicKey: root.export({ type: 'spki', format: 'der' }).toString('base64'), provisionedKeyId: provisioned };
-    await this.store!.save(this.state);
+    await this.saveState();
     // said in the next report (reported.agent.keyId), so the fleet can be asked who still trusts the old root
     this.announceTrust = true;
     this.log.info('the offline root was replaced: this device trusts the new root from now on, and refuses certificates of the old one', { previousRootKeyId: previous, rootKeyId: keyId });
@@ -727,7 +741,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (current && current.jobId === job.jobId && current.phase !== 'REPORTING') {
       log?.logger.info(`outcome ${outcome.status}`, { jobId: job.jobId, ...(outcome.error !== undefined ? { error: outcome.error } : {}) });
       this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command, ...(log ? { log: log.data() } : {}) };
-      await this.store!.save(this.state);
+      await this.saveState();
     }
     // a plain file or none: unlink is one call, where rm first lstats it (9% of a simulated
     // fleet's CPU, profiled); an in-memory downloader left none (the failing call cost 7% more)
@@ -741,7 +755,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.state.finished = rememberFinished(this.state.finished, finished);
     // a failure's log goes to the server once the failure is recorded there (the last one only)
     if (outcome.status === 'FAILURE' && ack !== undefined && log) this.state.pendingLog = { jobId: job.jobId, since: new Date(this.now()).toISOString(), ...log.data() };
-    await this.store!.save(this.state);
+    await this.saveState();
     this.noteAck(job.jobId, ack);
     if (this.state.pendingLog?.jobId === job.jobId) void this.sendPendingLog();
     this.log.info('update finished', { jobId: job.jobId, status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
@@ -818,7 +832,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // a later failure's log may have replaced it meanwhile: that one goes next
     if (this.state.pendingLog !== pending) return void this.sendPendingLog();
     delete this.state.pendingLog;
-    await this.store?.save(this.state).catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
+    await this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
   }
 
   // ---- reports (step 8) ---------------------------------------------------------------
@@ -938,7 +952,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (this.clockNews === offset) this.clockNews = undefined;
     if (this.state.clockOffsetReported === offset) return;
     this.state.clockOffsetReported = offset;
-    await this.store?.save(this.state).catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
+    await this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
   }
 }
 

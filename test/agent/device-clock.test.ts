@@ -6,17 +6,27 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
+import { FileAgentStateStore, type AgentStateData } from '../../src/agent/agent-state.ts';
 import { ClockOffset, describeSeconds } from '../../src/agent/clock-offset.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';
 
 const HOURS_2 = 2 * 3_600_000;
+
+/** The agent's file store on a storage that takes a second to begin each write. */
+class SlowFileStore extends FileAgentStateStore {
+  override async save(state: AgentStateData): Promise<void> {
+    const copy = { ...state };
+    await new Promise((r) => setTimeout(r, 1000));
+    return super.save(copy);
+  }
+}
 
 describe('the clock offset estimate', () => {
   it('reads the server time from an answer, ignores slow or unstamped ones, and names a wrong clock', () => {
@@ -87,12 +97,16 @@ describe('devices with wrong clocks', () => {
 
   it('a device whose agent state was wiped, its clock mended meanwhile, replaces the offset its shadow still holds', async () => {
     const password = await registerDevice(ts, 'clock-wiped');
-    const first = await startAgent(ts, root, 'clock-wiped', { username: 'clock-wiped', password, now: () => Date.now() + HOURS_2 });
+    // a storage slow to write: the agent saves the offset it reported after the server's
+    // answer, and its stop waits for that save (nothing lands after the stop)
+    const file = path.join(root, 'clock-wiped', '.updraft', 'agent-state.json');
+    const first = await startAgent(ts, root, 'clock-wiped', { username: 'clock-wiped', password, now: () => Date.now() + HOURS_2, stateStore: new SlowFileStore(file) });
     assert.ok(Math.abs((await offsetOf('clock-wiped', (n) => n > 0)) - 7200) <= 2);
     await first.agent.stop();
-    // re-flashed: the agent's state is gone, the shadow still says 2 h ahead (the agent saves
-    // the offset it reported after the answer, which may come after the stop: there may be no file)
-    await rm(path.join(first.installDir, '.updraft', 'agent-state.json'), { force: true });
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { clockOffsetReported?: number };
+    assert.ok(Math.abs((saved.clockOffsetReported ?? 0) - 7200) <= 2, `saved before the stop returned: ${JSON.stringify(saved)}`);
+    // re-flashed: the agent's state is gone, the shadow still says 2 h ahead
+    await rm(file);
     const again = await startAgent(ts, root, 'clock-wiped', { username: 'clock-wiped', password });
     agents.push(again.agent);
     assert.ok(Math.abs(await offsetOf('clock-wiped', (n) => Math.abs(n) < 59)) <= 2);

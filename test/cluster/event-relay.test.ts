@@ -59,9 +59,14 @@ if (!found.ok) {
       const credentials: string[] = [];
       a.on('device.credentials', (e) => credentials.push(e.deviceId));
       b.emit('device.credentials', { deviceId: 'd-3' });
-      await eventually(async () => (fetched.length === 1 && credentials.length === 1 ? true : undefined), 10_000, 'a sees b’s fetch and credentials change');
+      // a device's log of a failed job taken by b reaches a dashboard streaming from a
+      const logs: unknown[] = [];
+      a.on('job.log', (e) => logs.push(e));
+      b.emit('job.log', { jobId: 'job-1', deviceId: 'd-4', agentJobId: 'job-1:2', lineCount: 3 });
+      await eventually(async () => (fetched.length === 1 && credentials.length === 1 && logs.length === 1 ? true : undefined), 10_000, 'a sees b’s fetch, credentials change and job log');
       assert.deepEqual(fetched, ['d-2']);
       assert.deepEqual(credentials, ['d-3']);
+      assert.deepEqual(logs, [{ jobId: 'job-1', deviceId: 'd-4', agentJobId: 'job-1:2', lineCount: 3 }]);
       assert.deepEqual(presence, [], 'b’s presence event, relayed no earlier than its fetch, was not relayed');
       assert.deepEqual(onA, ['thing-1', 'thing-2'], 'a saw only its own two, not echoes');
 

@@ -252,11 +252,15 @@ export function addRolloutCommands(program: Command): void {
     const a = await new ApiClient(o).call<{ name: string; version: string; sha256: string; size: number }>('GET', `/api/v1/artifacts/${encodeURIComponent(ref.slice(0, at))}/${encodeURIComponent(ref.slice(at + 1))}`);
     print(o, a, `${a.name}@${a.version}\n  sha256 ${a.sha256}\n  size   ${a.size} bytes`);
   });
-  withApi(parent(program, 'device', 'register and inspect devices').command('history <id>').description("a device's jobs and outcomes, newest first")).action(async (id: string, o: Common) => {
-    const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null; log?: { lineCount: number } })[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/history`);
-    const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${String(x.details.error ?? '')}${x.log ? `  [log: updraft job log ${x.jobId} ${id}]` : ''}`.trimEnd());
-    print(o, r, lines.join('\n') || `no jobs for ${id}`);
-  });
+  withApi(parent(program, 'device', 'register and inspect devices').command('history <id>').description("a device's jobs and outcomes, newest first"))
+    .option('--limit <n>', 'page size', '100')
+    .option('--after <cursor>', 'cursor (older jobs)')
+    .action(async (id: string, o: Common & { limit: string; after?: string }) => {
+      const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
+      const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null; log?: { lineCount: number } })[]; next?: string }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/history?${q}`);
+      const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${String(x.details.error ?? '')}${x.log ? `  [log: updraft job log ${x.jobId} ${id}]` : ''}`.trimEnd());
+      print(o, r, (lines.join('\n') || `no jobs for ${id}`) + (r.next ? `\n(more: --after ${r.next})` : ''));
+    });
   withApi(program.command('status').description('fleet summary: devices, versions, jobs')).action(async (o: Common) => {
     type Summary = { devices: Record<string, number>; versions: { name: string | null; version: string | null; devices: number }[]; jobs: Record<string, number> };
     const s = await new ApiClient(o).call<Summary>('GET', '/api/v1/fleet/status');

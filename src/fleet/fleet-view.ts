@@ -4,7 +4,7 @@
  * `updraft status`, and a device's history of jobs and outcomes.
  */
 import { parseReportedSoftware } from '../protocol/software.ts';
-import type { ExecutionRecord, JobStatus, StateStore } from '../store/state-store.ts';
+import type { ExecutionRecord, JobStatus, Page, StateStore } from '../store/state-store.ts';
 
 /** How many devices run one build. */
 export interface VersionCount {
@@ -76,21 +76,28 @@ export class FleetView {
     return { devices: { registered, revoked, online: this.deps.onlineCount(), reporting }, versions, jobs };
   }
 
-  /** A device's jobs, newest first, with the artifact each installed and every attempt's outcome. */
-  async history(deviceId: string): Promise<(ExecutionRecord & { artifact: string | null; log?: { agentJobId: string; receivedAt: number; lineCount: number } })[]> {
-    const executions = await this.deps.store.listExecutions({ deviceId });
-    // the device's logs of failed attempts, one per job at most (`jobs/job-logs.ts`)
-    const logs = new Map((await this.deps.store.listDeviceJobLogs(deviceId, Math.max(executions.length, 1))).map((l) => [l.jobId, l]));
+  /**
+   * A page of a device's jobs, newest first, with the artifact each installed, every attempt's
+   * outcome and, where its failed attempt left one, the device's log (without its lines).
+   */
+  async history(deviceId: string, options: { after?: string; limit: number }): Promise<Page<HistoryItem>> {
+    const executions = await this.deps.store.listDeviceExecutions(deviceId, options);
+    // the device's logs of failed attempts of these jobs, one per job at most (`jobs/job-logs.ts`)
+    const jobIds = executions.items.map((e) => e.jobId);
+    const logs = new Map((await this.deps.store.listDeviceJobLogs(deviceId, Math.max(jobIds.length, 1), jobIds)).map((l) => [l.jobId, l]));
     const names = new Map<string, string | null>();
-    const out = [];
-    for (const e of executions) {
+    const items: HistoryItem[] = [];
+    for (const e of executions.items) {
       if (!names.has(e.jobId)) {
         const job = await this.deps.store.getJob(e.jobId, { omitSpec: true }); // a spec can list 100,000 devices
         names.set(e.jobId, job ? `${job.artifactName}@${job.artifactVersion}` : null);
       }
       const log = logs.get(e.jobId);
-      out.push({ ...e, artifact: names.get(e.jobId) ?? null, ...(log ? { log: { agentJobId: log.agentJobId, receivedAt: log.receivedAt, lineCount: log.lineCount } } : {}) });
+      items.push({ ...e, artifact: names.get(e.jobId) ?? null, ...(log ? { log: { agentJobId: log.agentJobId, receivedAt: log.receivedAt, lineCount: log.lineCount } } : {}) });
     }
-    return out;
+    return executions.next !== undefined ? { items, next: executions.next } : { items };
   }
 }
+
+/** One job in a device's history (`GET /api/v1/devices/{id}/history`). */
+export type HistoryItem = ExecutionRecord & { artifact: string | null; log?: { agentJobId: string; receivedAt: number; lineCount: number } };

@@ -110,10 +110,11 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
       throw err;
     });
     await deps.tracker.idle();
-    const executions = await deps.store.listExecutions({ deviceId });
+    // its newest 100 jobs: GET /api/v1/devices/{id}/history pages them all (a device's history only grows)
+    const executions = await deps.store.listDeviceExecutions(deviceId, { limit: 100 });
     // its logs of failed attempts (jobs/job-logs.ts), without their lines: GET /api/v1/jobs/{id}/logs/{deviceId} reads one
     const jobLogs = await deps.store.listDeviceJobLogs(deviceId, 100);
-    sendJson(res, 200, { deviceId, device, online: deps.isOnline(deviceId), shadow, executions, jobLogs });
+    sendJson(res, 200, { deviceId, device, online: deps.isOnline(deviceId), shadow, executions: executions.items, ...(executions.next !== undefined ? { executionsNext: executions.next } : {}), jobLogs });
   });
 
   router.add('POST', '/api/v1/devices/:id/rotate-secret', async ({ res, params }) => {

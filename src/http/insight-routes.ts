@@ -16,7 +16,7 @@ import type { JobService } from '../jobs/job-service.ts';
 import { jobTimeline, type JobTimeline } from '../jobs/job-timeline.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
-import { pageParams } from './paging.ts';
+import { MAX_PAGE, pageParams } from './paging.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
@@ -79,7 +79,9 @@ export function addInsightRoutes(router: Router, deps: InsightDeps): void {
     if (!(await store.getDevice(deviceId))) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered`);
     const limit = intParam(url, 'limit', 30, 1, 200);
     await tracker.idle();
-    sendJson(res, 200, { deviceId, items: deviceTimeline(await deps.fleet.history(deviceId), deps.recent, deviceId, limit) });
+    // from its newest 1,000 jobs (an older job whose steps are still among the newest is unheard of)
+    const history = await deps.fleet.history(deviceId, { limit: MAX_PAGE });
+    sendJson(res, 200, { deviceId, items: deviceTimeline(history.items, deps.recent, deviceId, limit) });
   });
 
   router.add('GET', '/api/v1/jobs/:id/timeline', async ({ res, params, url }) => {

@@ -125,11 +125,12 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   });
   router.add('GET', '/api/v1/fleet/versions', async ({ res }) => sendJson(res, 200, { items: await fleet.versions() }));
   router.add('GET', '/api/v1/fleet/status', async ({ res }) => sendJson(res, 200, await fleet.summary()));
-  router.add('GET', '/api/v1/devices/:id/history', async ({ res, params }) => {
+  router.add('GET', '/api/v1/devices/:id/history', async ({ res, params, url }) => {
     if (!isValidId(params.id!)) throw new UpdraftError('BAD_REQUEST', `"${params.id}" is not a valid device id`);
+    const page = pageParams(url);
     if (!(await store.getDevice(params.id!))) throw new UpdraftError('NOT_FOUND', `device ${params.id} is not registered`);
     await tracker.idle();
-    sendJson(res, 200, { deviceId: params.id, items: await fleet.history(params.id!) });
+    sendJson(res, 200, { deviceId: params.id, ...(await fleet.history(params.id!, page)) });
   });
 
   addEventStream(router, { events: deps.events, ...(deps.logger ? { logger: deps.logger } : {}) });

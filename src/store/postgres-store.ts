@@ -35,7 +35,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, checkMembersChange, countPage, executionCursor, idPage, type GroupMembersChange } from './state-store.ts';
 import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -498,6 +498,19 @@ export class PostgresStore implements StateStore {
     return page(rows.map(toJob), limit, (j) => `${j.createdAt}:${j.jobId}`);
   }
 
+  async listDeviceExecutions(deviceId: string, options: { after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
+    const limit = checkLimit(options.limit);
+    const args: unknown[] = [deviceId, limit + 1];
+    let where = 'device_id = $1';
+    if (options.after !== undefined) {
+      const c = executionCursor(options.after);
+      args.push(c.queuedAt, c.jobId);
+      where += ' AND (queued_at, job_id) < ($3, $4)';
+    }
+    const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE ${where} ORDER BY queued_at DESC, job_id DESC LIMIT $2`, args);
+    return page(rows.map(toExecution), limit, (e) => `${e.queuedAt}:${e.jobId}`);
+  }
+
   async addExecutions(executions: ExecutionRecord[]): Promise<number> {
     if (executions.length === 0) return 0;
     const rows = executionRows(executions);
@@ -650,8 +663,12 @@ export class PostgresStore implements StateStore {
     return row && toJobLog(row);
   }
 
-  async listDeviceJobLogs(deviceId: string, limit: number): Promise<JobLogSummary[]> {
-    const rows = await this.read<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE device_id = $1 ORDER BY received_at DESC LIMIT $2', [deviceId, limit]);
+  async listDeviceJobLogs(deviceId: string, limit: number, jobIds?: readonly string[]): Promise<JobLogSummary[]> {
+    if (jobIds !== undefined && jobIds.length === 0) return [];
+    const rows =
+      jobIds === undefined
+        ? await this.read<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE device_id = $1 ORDER BY received_at DESC LIMIT $2', [deviceId, limit])
+        : await this.read<JobLogRow>('SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE device_id = $1 AND job_id = ANY($3::text[]) ORDER BY received_at DESC LIMIT $2', [deviceId, limit, jobIds]);
     return rows.map(toJobLogSummary);
   }
 

@@ -38,7 +38,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, checkMembersChange, countPage, executionCursor, idPage, type GroupMembersChange } from './state-store.ts';
 import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -387,6 +387,8 @@ interface Statements {
   executionUpdates: Map<string, Stmt>;
   executionsByJob: Stmt<ExecutionRow>;
   executionsByDevice: Stmt<ExecutionRow>;
+  deviceExecutionsPage: Stmt<ExecutionRow>;
+  deviceExecutionsAfter: Stmt<ExecutionRow>;
   undispatchedOfDevice: Stmt<ExecutionRow>;
   executionsAll: Stmt<ExecutionRow>;
   insertDevice: Stmt;
@@ -784,6 +786,21 @@ export class SqliteStore implements StateStore {
     return s.executionsAll.all().map(toExecution);
   }
 
+  async listDeviceExecutions(deviceId: string, options: { after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
+    const { limit, after } = options;
+    checkLimit(limit);
+    const s = this.statements();
+    let rows: ExecutionRow[];
+    if (after === undefined) rows = s.deviceExecutionsPage.all(deviceId, limit + 1);
+    else {
+      const c = executionCursor(after);
+      rows = s.deviceExecutionsAfter.all(deviceId, c.queuedAt, c.queuedAt, c.jobId, limit + 1);
+    }
+    const items = rows.slice(0, limit).map(toExecution);
+    const last = items[items.length - 1];
+    return rows.length > limit && last ? { items, next: `${last.queuedAt}:${last.jobId}` } : { items };
+  }
+
   async updateJob(job: JobRecord & { version: number }): Promise<boolean> {
     const params = [job.status, job.description ?? null, job.progress ? JSON.stringify(job.progress) : null, job.updatedAt ?? null, job.version, job.jobId, job.version - 1];
     return this.enqueue(() => this.statements().updateJob.run(...params).changes === 1);
@@ -980,8 +997,11 @@ export class SqliteStore implements StateStore {
     return jobLogPage(this.statements().listJobLogs.all(jobId, options.after ?? '', options.limit + 1), options.limit);
   }
 
-  async listDeviceJobLogs(deviceId: string, limit: number): Promise<JobLogSummary[]> {
-    return this.statements().listDeviceJobLogs.all(deviceId, limit).map(toJobLogSummary);
+  async listDeviceJobLogs(deviceId: string, limit: number, jobIds?: readonly string[]): Promise<JobLogSummary[]> {
+    if (jobIds === undefined) return this.statements().listDeviceJobLogs.all(deviceId, limit).map(toJobLogSummary);
+    if (jobIds.length === 0) return [];
+    const sql = `SELECT job_id, device_id, agent_job_id, received_at, dropped, line_count FROM job_logs WHERE device_id = ? AND job_id IN (${jobIds.map(() => '?').join(', ')}) ORDER BY received_at DESC LIMIT ?`;
+    return this.database().prepare<unknown[], JobLogRow>(sql).all(deviceId, ...jobIds, limit).map(toJobLogSummary);
   }
 
   /**
@@ -1162,6 +1182,8 @@ function prepare(db: Database.Database): Statements {
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
     undispatchedOfDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL`),
     executionsByDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC`),
+    deviceExecutionsPage: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC LIMIT ?`),
+    deviceExecutionsAfter: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND (queued_at < ? OR (queued_at = ? AND job_id < ?)) ORDER BY queued_at DESC, job_id DESC LIMIT ?`),
     executionsAll: p<ExecutionRow>(`SELECT ${execCols} FROM executions ORDER BY queued_at DESC, job_id, device_id`),
     insertDevice: p(`INSERT INTO devices (${deviceCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),

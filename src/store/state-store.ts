@@ -303,6 +303,11 @@ export interface StateStore {
   updateExecution(record: ExecutionRecord, changed?: ReadonlySet<keyof ExecutionRecord>): Promise<boolean>;
   /** Executions of one job, or of one device (newest first), or both filters. */
   listExecutions(filter: { jobId?: string; deviceId?: string }): Promise<ExecutionRecord[]>;
+  /**
+   * A page of one device's executions, newest first (by `queuedAt`, then job id): its history,
+   * which grows with every job that ever targeted it. `after` is the `next` of the page before.
+   */
+  listDeviceExecutions(deviceId: string, options: { after?: string; limit: number }): Promise<Page<ExecutionRecord>>;
 
   /**
    * Writes a job's status, description, progress and updatedAt if the stored row version
@@ -363,8 +368,8 @@ export interface StateStore {
   getJobLog(jobId: string, deviceId: string): Promise<JobLogRecord | undefined>;
   /** A page of a job's logs, without their lines, in device id order. */
   listJobLogs(jobId: string, options: { after?: string; limit: number }): Promise<Page<JobLogSummary>>;
-  /** A device's logs, one per job at most, without their lines, newest first (at most `limit`). */
-  listDeviceJobLogs(deviceId: string, limit: number): Promise<JobLogSummary[]>;
+  /** A device's logs, one per job at most, without their lines, newest first (at most `limit`); only those of `jobIds` when given. */
+  listDeviceJobLogs(deviceId: string, limit: number, jobIds?: readonly string[]): Promise<JobLogSummary[]>;
 
   /** A setting shared by every instance on this store (`signing/shared-certificate.ts`), or undefined. */
   getSetting(key: string): Promise<string | undefined>;
@@ -376,4 +381,11 @@ export interface StateStore {
   deleteSetting(key: string): Promise<boolean>;
   /** The shared settings whose keys start with `prefix`, by key. */
   listSettings(prefix: string): Promise<{ key: string; value: string }[]>;
+}
+
+/** The `next` of a page of a device's executions: "<queuedAt>:<jobId>" of its last one. */
+export function executionCursor(after: string): { queuedAt: number; jobId: string } {
+  const m = /^(\d+):(.+)$/.exec(after);
+  if (!m) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${after}`);
+  return { queuedAt: Number(m[1]), jobId: m[2]! };
 }

@@ -52,6 +52,20 @@ describe('updraft group / job / status', () => {
     assert.equal(watched.code, 1, 'a canceled job is not a success');
     assert.match(watched.stderr, /\[#+\] 100\.0%  CANCELED  wave 1\/2  CANCELED 3\n/, 'nothing is left to do: 100%');
     assert.match(watched.stderr, new RegExp(`updraft: error: job ${jobId} ended CANCELED\\n$`));
+    // a device's history a page at a time, newest first
+    await new Promise((r) => setTimeout(r, 2)); // not queued in the same millisecond as the first
+    const second = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--json')).stdout).job.jobId as string;
+    assert.equal((await cli('job', 'cancel', second)).code, 0);
+    const newest = await cli('device', 'history', 'a-1', '--limit', '1');
+    assert.equal(newest.code, 0, newest.stderr);
+    const more = /\n\(more: --after (\S+)\)\n$/.exec(newest.stdout);
+    assert.ok(more, newest.stdout);
+    assert.match(newest.stdout, new RegExp(`^\\S+  ${second}  fw@2\\.0\\.0  CANCELED`));
+    const older = await cli('device', 'history', 'a-1', '--limit', '1', '--after', more[1]!);
+    assert.match(older.stdout, new RegExp(`^\\S+  ${jobId}  fw@2\\.0\\.0  CANCELED  job canceled by an operator\\n$`), 'the older job, and no more');
+    const bad = await cli('device', 'history', 'a-1', '--after', 'garbage');
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, 'updraft: error: after must be a cursor returned as next, got garbage\n');
   });
 
   it('watches a job to completion; downgrade protection rejects the device', async () => {
@@ -69,7 +83,7 @@ describe('updraft group / job / status', () => {
   it('prints the fleet status and filters devices by query', async () => {
     const status = await cli('status');
     assert.equal(status.code, 0, status.stderr);
-    assert.match(status.stdout, /devices: 4 registered, 1 online, 1 reporting, 0 revoked\nversions:\n {2}fw@3\.0\.0 {2}1\njobs: COMPLETED 1, CANCELED 1/);
+    assert.match(status.stdout, /devices: 4 registered, 1 online, 1 reporting, 0 revoked\nversions:\n {2}fw@3\.0\.0 {2}1\njobs: COMPLETED 1, CANCELED 2/);
     const found = await cli('device', 'list', '--query', 'reported.software.version > 2.10.0');
     assert.match(found.stdout, /^new-1 +online +3\.0\.0/);
     assert.equal((await cli('job', 'watch', 'nope')).code, 2);

@@ -470,7 +470,23 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.keyboard.press('Escape');
     await panel.waitFor({ state: 'detached' });
     assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), `View the log of job ${first}`, 'the focus goes back');
-    await api.call('POST', `/api/v1/jobs/${second}/cancel`);
+    // 49 jobs more: the history shows 50 a page, the first job (and its log) on the older page
+    const more: string[] = [];
+    for (let i = 0; i < 49; i++) {
+      await new Promise((r) => setTimeout(r, 2)); // queued in distinct milliseconds: the order of creation
+      more.push((await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['idle-1'] } })).job.jobId);
+    }
+    await page.reload();
+    await rowOf(more[48]!).waitFor();
+    assert.equal(await rowOf(first).count(), 0, 'the oldest job is on the next page');
+    const pager = page.getByRole('navigation', { name: "Pages of this device's jobs" });
+    assert.equal(await pager.getByRole('button', { name: 'Newer jobs' }).isDisabled(), true);
+    await pager.getByRole('button', { name: 'Older jobs' }).click();
+    await viewFirst.waitFor();
+    assert.equal(await rowOf(more[48]!).count(), 0);
+    await pager.getByRole('button', { name: 'Newer jobs' }).click();
+    await rowOf(more[48]!).waitFor();
+    for (const jobId of [second, ...more]) await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
   });
 
   it('signs in with a read-only viewer token: every page shows, and nothing that would change something', async () => {

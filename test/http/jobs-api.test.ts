@@ -178,4 +178,58 @@ describe('rollout API', () => {
     assert.equal(history.body.items[0].artifact, 'fw@2.0.0');
     assert.equal(specsRead, 0);
   });
+
+  it("pages a device's history, newest first, and its page shows the newest 100 jobs only", async () => {
+    // spare-0 never connects: each job's execution of it stays queued. Jobs queued in one
+    // millisecond go by job id (random): a pause between them keeps the order of creation
+    const created: string[] = [];
+    const createJob = async (description: string) => {
+      await new Promise((r) => setTimeout(r, 2));
+      const r = await api('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['spare-0'] }, description });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      created.push(r.body.job.jobId);
+    };
+    for (let i = 0; i < 3; i++) await createJob(`history ${i}`);
+    const seen: string[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    do {
+      const r = await api('GET', `/api/v1/devices/spare-0/history?limit=2${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.deviceId, 'spare-0');
+      assert.ok(r.body.items.length <= 2);
+      for (const item of r.body.items) assert.equal(item.artifact, 'fw@2.0.0');
+      seen.push(...r.body.items.map((e: { jobId: string }) => e.jobId));
+      after = r.body.next;
+      pages++;
+    } while (after);
+    assert.deepEqual(seen, [...created].reverse(), 'newest first, each once');
+    assert.equal(pages, 2);
+    // the device's own page: no cursor when its jobs fit
+    const device = await api('GET', '/api/v1/devices/spare-0');
+    assert.deepEqual(device.body.executions.map((e: { jobId: string }) => e.jobId), [...created].reverse());
+    assert.equal(device.body.executionsNext, undefined);
+    // 101 jobs: the device's page holds the newest 100, and its cursor leads the history to the oldest
+    for (let i = 3; i < 101; i++) await createJob(`history ${i}`);
+    const full = await api('GET', '/api/v1/devices/spare-0');
+    assert.equal(full.body.executions.length, 100);
+    assert.equal(full.body.executions[0].jobId, created[100]);
+    assert.equal(typeof full.body.executionsNext, 'string');
+    const rest = await api('GET', `/api/v1/devices/spare-0/history?after=${encodeURIComponent(full.body.executionsNext)}`);
+    assert.deepEqual(rest.body.items.map((e: { jobId: string }) => e.jobId), [created[0]]);
+    assert.equal(rest.body.next, undefined);
+    // refusals name what is wrong
+    const cases: [string, number, RegExp][] = [
+      ['/api/v1/devices/spare-0/history?limit=0', 400, /limit must be an integer from 1 to 1000/],
+      ['/api/v1/devices/spare-0/history?limit=1001', 400, /limit must be an integer from 1 to 1000/],
+      ['/api/v1/devices/spare-0/history?after=garbage', 400, /after must be a cursor returned as next/],
+      ['/api/v1/devices/ghost/history', 404, /device ghost is not registered/],
+    ];
+    for (const [route, status, re] of cases) {
+      const r = await api('GET', route);
+      assert.equal(r.status, status, route);
+      assert.match(r.body.error.message, re, route);
+    }
+    for (const jobId of created) await api('POST', `/api/v1/jobs/${jobId}/cancel`);
+  });
 });

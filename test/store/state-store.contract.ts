@@ -623,6 +623,35 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.listExecutions({ jobId: 'job-404' }), []);
           assert.deepEqual(await store.listExecutions({ deviceId: 'dev-404' }), []);
         }));
+
+      it("pages a device's executions newest first, jobs queued in the same millisecond by job id", () =>
+        withStore(async (store) => {
+          for (const [jobId, at] of [['job-a', 1_000], ['job-b', 2_000], ['job-c', 2_000], ['job-d', 3_000], ['job-e', 500]] as const) {
+            await store.createJob(job(jobId), [execution(jobId, 'dev-1', at), execution(jobId, 'dev-2', at)]);
+          }
+          const ids: string[] = [];
+          let after: string | undefined;
+          let pages = 0;
+          do {
+            const page = await store.listDeviceExecutions('dev-1', { limit: 2, ...(after ? { after } : {}) });
+            assert.ok(page.items.length <= 2);
+            for (const e of page.items) assert.equal(e.deviceId, 'dev-1');
+            ids.push(...page.items.map((e) => e.jobId));
+            after = page.next;
+            pages++;
+          } while (after !== undefined);
+          assert.deepEqual(ids, ['job-d', 'job-c', 'job-b', 'job-a', 'job-e']);
+          assert.equal(pages, 3);
+          assert.deepEqual(await store.listDeviceExecutions('dev-1', { limit: 5 }), { items: ['job-d', 'job-c', 'job-b', 'job-a', 'job-e'].map((j) => ({ ...execution(j, 'dev-1', { 'job-a': 1_000, 'job-b': 2_000, 'job-c': 2_000, 'job-d': 3_000, 'job-e': 500 }[j]!) })) }, 'no next when nothing is left');
+          assert.deepEqual(await store.listDeviceExecutions('dev-404', { limit: 5 }), { items: [] });
+          await assert.rejects(store.listDeviceExecutions('dev-1', { limit: 2, after: 'nonsense' }), isCode('BAD_REQUEST'));
+          await assert.rejects(store.listDeviceExecutions('dev-1', { limit: 0 }), isCode('BAD_REQUEST'));
+          // its logs of some jobs only
+          for (const jobId of ['job-a', 'job-c', 'job-d']) await store.putJobLog({ jobId, deviceId: 'dev-1', agentJobId: jobId, receivedAt: 1_700_000_000_000, lines: ['x'], dropped: 0 }, 10);
+          assert.deepEqual((await store.listDeviceJobLogs('dev-1', 10, ['job-c', 'job-a', 'job-b'])).map((l) => l.jobId).sort(), ['job-a', 'job-c']);
+          assert.deepEqual(await store.listDeviceJobLogs('dev-1', 10, []), []);
+          assert.deepEqual(await store.listDeviceJobLogs('dev-2', 10, ['job-a']), []);
+        }));
     });
 
     describe('rollouts: jobs, executions, groups', () => {

@@ -15,10 +15,17 @@ import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate } from '../router.tsx';
 import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
 
+/** Jobs per page of the device's history. */
+const HISTORY_PAGE = 50;
+
 export function DevicePage({ id }: { id: string }) {
   const enc = encodeURIComponent(id);
   const device = useApi<DeviceView>(`/devices/${enc}`);
-  const history = useApi<Page<Execution>>(`/devices/${enc}/history`);
+  // its jobs, a page at a time (a device's history only grows); the cursors of newer pages kept for "Newer jobs"
+  const [paging, setPaging] = useState<{ id: string; after?: string; newer: string[] }>({ id, newer: [] });
+  const pages = paging.id === id ? paging : { id, newer: [] as string[], after: undefined }; // another device: its first page
+  const setPages = (f: (p: { after?: string; newer: string[] }) => { after?: string; newer: string[] }) => setPaging({ id, ...f(pages) });
+  const history = useApi<Page<Execution>>(`/devices/${enc}/history?limit=${HISTORY_PAGE}${pages.after ? `&after=${encodeURIComponent(pages.after)}` : ''}`);
   const events = useApi<Page<DeviceEvent>>(`/devices/${enc}/events?limit=20`);
   // every event of this device (execution.changed, job.log, device.presence) reloads them all
   useLiveReload({ deviceId: id }, [device, history, events], 1000);
@@ -98,6 +105,16 @@ export function DevicePage({ id }: { id: string }) {
                 ))}
               </tbody>
             </table>
+          )}
+          {(pages.after !== undefined || history.data?.next) && (
+            <nav class="pager" aria-label="Pages of this device's jobs">
+              <button type="button" disabled={pages.after === undefined} onClick={() => setPages((p) => ({ ...(p.newer.length > 1 ? { after: p.newer[p.newer.length - 1] } : {}), newer: p.newer.slice(0, -1) }))}>
+                Newer jobs
+              </button>
+              <button type="button" disabled={!history.data?.next} onClick={() => setPages((p) => ({ after: history.data!.next!, newer: [...p.newer, p.after ?? ''] }))}>
+                Older jobs
+              </button>
+            </nav>
           )}
           {openLog !== undefined && <JobLogPanel jobId={openLog} deviceId={id} summary={logOf.get(openLog)} onClose={closeLog} />}
         </section>

@@ -133,7 +133,10 @@ export class ArtifactService {
     if ((this.creating.get(key) ?? 0) > 0) throw new UpdraftError('CONFLICT', `a job for artifact ${key} is being created right now; let it be created, cancel it, then delete the artifact`);
     this.deleting.add(key);
     try {
-      return await this.deleteUnused(name, version);
+      // and on the other instances sharing the database (a lock they all see)
+      const r = await this.deps.store.withArtifactLock(name, version, 'delete', () => this.deleteUnused(name, version));
+      if (!r.ran) throw new UpdraftError('CONFLICT', `a job for artifact ${key} is being created right now on another instance; let it be created, cancel it, then delete the artifact`);
+      return r.value;
     } finally {
       this.deleting.delete(key);
     }
@@ -205,15 +208,17 @@ export class ArtifactService {
    * after the guard is up): the artifact is not deleted here until it is done, and none is
    * created while it is being deleted (CONFLICT). Without it, a deletion could pass between
    * the creation's read of the record and its job row, the store's check seeing no job yet,
-   * and devices would be sent a build that is gone. On this instance: instances sharing a
-   * database are not guarded against each other (docs/rollouts.md).
+   * and devices would be sent a build that is gone. Instances sharing a database see each
+   * other's through the store's lock (`withArtifactLock`: PostgreSQL advisory locks).
    */
   async whileCreatingJob<T>(name: string, version: string, create: (record: ArtifactRecord) => Promise<T>): Promise<T> {
     const key = `${name}@${version}`;
     if (this.deleting.has(key)) throw new UpdraftError('CONFLICT', `artifact ${key} is being deleted right now`);
     this.creating.set(key, (this.creating.get(key) ?? 0) + 1);
     try {
-      return await create(await this.current(name, version));
+      const r = await this.deps.store.withArtifactLock(name, version, 'create', async () => create(await this.current(name, version)));
+      if (!r.ran) throw new UpdraftError('CONFLICT', `artifact ${key} is being deleted right now on another instance`);
+      return r.value;
     } finally {
       const n = (this.creating.get(key) ?? 1) - 1;
       if (n > 0) this.creating.set(key, n);

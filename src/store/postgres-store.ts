@@ -158,6 +158,8 @@ export class PostgresStore implements StateStore {
   private pool: pg.Pool | undefined;
   private writes: PgGroupCommit | undefined;
   private stopped = false;
+  /** The connection of the artifact locks (`withArtifactLock`), once one was taken. */
+  private locks: Promise<pg.Client> | undefined;
   // point reads of one tick in one query (postgres-read-batch.ts)
   private readonly shadowReads = new PgReadBatch<ShadowRow & { i?: string }, ShadowRecord>({
     query: (sql, params) => this.read(sql, params),
@@ -224,7 +226,9 @@ export class PostgresStore implements StateStore {
     this.pool = undefined;
     this.writes = undefined;
     this.stopped = true;
-    await pool.end();
+    const locks = this.locks;
+    this.locks = undefined;
+    await Promise.all([pool.end(), locks?.then((c) => c.end()).catch(() => undefined)]);
   }
 
   getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined> {
@@ -344,6 +348,56 @@ export class PostgresStore implements StateStore {
       const gone = await c.query<ArtifactRow>(`DELETE FROM artifacts WHERE name = $1 AND version = $2 RETURNING ${ARTIFACT_COLS}`, [name, version]);
       return gone.rows[0] ? { deleted: toArtifact(gone.rows[0]), activeJobs } : { activeJobs };
     });
+  }
+
+  /**
+   * A session-level advisory lock on the artifact, held while `fn` runs (a large job is written
+   * for seconds, in pieces): shared for a creation, exclusive for a deletion, tried without
+   * waiting. The locks of an instance live on one connection of their own, outside the pool
+   * (a pooled one held by each of many concurrent creations would starve their own writes).
+   * An instance that dies, or loses that connection, loses its locks with the session.
+   */
+  async withArtifactLock<T>(name: string, version: string, kind: 'create' | 'delete', fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    if (!this.pool) throw this.notOpen();
+    const key = `updraft-artifact:${name}@${version}`;
+    const [lock, unlock] = kind === 'create' ? ['pg_try_advisory_lock_shared', 'pg_advisory_unlock_shared'] : ['pg_try_advisory_lock', 'pg_advisory_unlock'];
+    let client: pg.Client;
+    let got: boolean;
+    try {
+      client = await this.lockConnection();
+      got = (await client.query<{ ok: boolean }>(`SELECT ${lock}(hashtextextended($1, 0)) AS ok`, [key])).rows[0]?.ok === true;
+    } catch (err) {
+      throw mapPgError(err);
+    }
+    if (!got) return { ran: false };
+    try {
+      return { ran: true, value: await fn() };
+    } finally {
+      // a lost connection took its locks with it
+      await client.query(`SELECT ${unlock}(hashtextextended($1, 0))`, [key]).catch(() => undefined);
+    }
+  }
+
+  /** The connection that holds this instance's artifact locks, opened when first needed and again after it is lost. */
+  private lockConnection(): Promise<pg.Client> {
+    if (this.locks) return this.locks;
+    const client = new pg.Client({
+      connectionString: this.deps.url,
+      statement_timeout: this.deps.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs,
+      connectionTimeoutMillis: this.deps.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    });
+    const connected = client.connect().then(() => client);
+    const forget = () => {
+      if (this.locks === connected) this.locks = undefined;
+    };
+    client.on('error', (err) => {
+      this.logger.warn('PostgreSQL connection of the artifact locks lost: the deletions and job creations in progress here are no longer guarded against other instances', { error: err.message });
+      forget();
+    });
+    client.on('end', forget);
+    connected.catch(forget);
+    this.locks = connected;
+    return connected;
   }
 
   async countArtifactsWithBlob(sha256: string): Promise<number> {

@@ -786,6 +786,11 @@ export class SqliteStore implements StateStore {
     return s.executionsAll.all().map(toExecution);
   }
 
+  async withArtifactLock<T>(_name: string, _version: string, _kind: 'create' | 'delete', fn: () => Promise<T>): Promise<{ ran: true; value: T }> {
+    // one process owns the file: ArtifactService's own guard is the whole lock
+    return { ran: true, value: await fn() };
+  }
+
   async listDeviceExecutions(deviceId: string, options: { after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
     const { limit, after } = options;
     checkLimit(limit);

@@ -284,6 +284,14 @@ export interface StateStore {
    * `deleted` is the record deleted, absent when there was none.
    */
   deleteArtifact(name: string, version: string): Promise<{ deleted?: ArtifactRecord; activeJobs: string[] }>;
+  /**
+   * Runs `fn` holding a lock on artifact name@version that every instance sharing the store
+   * sees: `create` while a job for it is being created (several may hold it at once), `delete`
+   * while it is being deleted (alone). When the other kind holds it, `fn` is not run and the
+   * answer is `{ ran: false }`. A store with one user (SQLite: one process owns the file) runs
+   * `fn` at once; its process guards itself (`ArtifactService`).
+   */
+  withArtifactLock<T>(name: string, version: string, kind: 'create' | 'delete', fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
   /** How many artifact records name the bytes with this SHA-256 (blobs are shared by content). */
   countArtifactsWithBlob(sha256: string): Promise<number>;
 

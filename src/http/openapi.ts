@@ -105,6 +105,8 @@ const schemas: Obj = {
       description: { type: 'string' },
       spec: { type: 'object' },
       progress: { type: 'object', description: 'wave, total, startedAt, waveStartedAt, rateEpoch, sentSinceEpoch, pause {reason, wave, message}, abortReason, finishedAt' },
+      updatedAt: { type: 'integer' },
+      version: { type: 'integer', description: 'row version, 1 when created' },
     },
   },
   JobLogSummary: {
@@ -180,7 +182,24 @@ const schemas: Obj = {
     type: 'object',
     properties: { seq: { type: 'integer' }, at: { type: 'integer' }, type: { enum: ['job.changed', 'execution.changed', 'device.presence'] }, deviceId: { type: 'string' }, jobId: { type: 'string' }, status: { type: 'string' }, previousStatus: { type: 'string' }, reason: { type: 'string' } },
   },
-  Device: { type: 'object', properties: { deviceId: { type: 'string' }, attributes: { type: 'object' }, tags: { type: 'array', items: { type: 'string' } }, online: { type: 'boolean' }, reported: { type: 'object' }, desired: { type: 'object' } } },
+  Device: {
+    type: 'object',
+    description: 'GET /api/v1/devices lists registrations (attributes, revoked, hasSecret, times, version); the fleet routes list what devices run (online, reported, desired, agent)',
+    properties: {
+      deviceId: { type: 'string' },
+      attributes: { type: 'object' },
+      tags: { type: 'array', items: { type: 'string' } },
+      revoked: { type: 'boolean' },
+      hasSecret: { type: 'boolean', description: 'whether it has a secret (never the secret or its hash)' },
+      createdAt: { type: 'integer' },
+      updatedAt: { type: 'integer' },
+      version: { type: 'integer', description: 'row version' },
+      online: { type: 'boolean' },
+      reported: { type: ['object', 'null'] },
+      desired: { type: ['object', 'null'] },
+      agent: { type: ['object', 'null'], description: 'what its agent says of itself: trust, time zone, features, certificate expiry and renewal' },
+    },
+  },
 };
 
 /** The document. */
@@ -274,7 +293,18 @@ export function openApiDocument(): Obj {
       '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },
       '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', schema: { type: 'string' } }] }) },
       '/api/v1/fleet/versions': { get: op('Devices per reported name@version', { '200': json({ type: 'object' }) }) },
-      '/api/v1/fleet/status': { get: op('Fleet summary: devices, versions, jobs per state', { '200': json({ type: 'object' }) }) },
+      '/api/v1/fleet/status': {
+        get: op('Fleet summary: devices, versions, jobs per state', {
+          '200': json({
+            type: 'object',
+            properties: {
+              devices: { type: 'object', properties: { registered: { type: 'integer' }, revoked: { type: 'integer' }, online: { type: 'integer' }, reporting: { type: 'integer' } } },
+              versions: { type: 'array', items: { type: 'object', properties: { name: { type: ['string', 'null'] }, version: { type: ['string', 'null'] }, devices: { type: 'integer' } } } },
+              jobs: { type: 'object', additionalProperties: { type: 'integer' } },
+            },
+          }),
+        }),
+      },
       '/api/v1/events': {
         get: op('Server-sent events: job.changed, execution.changed, device.presence; device.credentials (a device registered, revoked, reinstated or given a new secret) only when named in types', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
           parameters: [

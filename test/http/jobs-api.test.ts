@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
+import { propertySchema, responseSchema, undocumentedKeys, type OpenApiDoc } from '../helpers/openapi.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 describe('rollout API', () => {
@@ -231,5 +232,37 @@ describe('rollout API', () => {
       assert.match(r.body.error.message, re, route);
     }
     for (const jobId of created) await api('POST', `/api/v1/jobs/${jobId}/cancel`);
+  });
+
+  it('answers as its OpenAPI document says: no field of a listed route goes undocumented', async () => {
+    const doc = (await api('GET', '/api/v1/openapi.json')).body as OpenApiDoc;
+    const jobId = (await api('GET', '/api/v1/jobs?limit=1')).body.items[0].jobId as string;
+    await api('POST', '/api/v1/groups', { name: 'documented', kind: 'static', members: ['eu-1'] });
+    const routes: [string, string][] = [
+      ['/api/v1/jobs', '/api/v1/jobs'],
+      ['/api/v1/jobs/{id}', `/api/v1/jobs/${jobId}`],
+      ['/api/v1/jobs/{id}/executions', `/api/v1/jobs/${jobId}/executions`],
+      ['/api/v1/artifacts', '/api/v1/artifacts'],
+      ['/api/v1/devices', '/api/v1/devices'],
+      ['/api/v1/devices/{id}', '/api/v1/devices/eu-1'],
+      ['/api/v1/devices/{id}/history', '/api/v1/devices/eu-1/history'],
+      ['/api/v1/groups', '/api/v1/groups'],
+      ['/api/v1/fleet/overview', '/api/v1/fleet/overview'],
+      ['/api/v1/fleet/status', '/api/v1/fleet/status'],
+      ['/api/v1/fleet/search', '/api/v1/fleet/search'],
+      ['/api/v1/fleet/devices', '/api/v1/fleet/devices'],
+    ];
+    for (const [template, route] of routes) {
+      const r = await api('GET', route);
+      assert.equal(r.status, 200, route);
+      const schema = responseSchema(doc, template);
+      assert.deepEqual(undocumentedKeys(doc, schema, r.body), [], `${route}: undocumented fields`);
+      for (const key of ['items', 'job', 'executions'] as const) {
+        const inner = r.body[key];
+        const first = Array.isArray(inner) ? inner[0] : inner;
+        if (first === undefined || first === null || typeof first !== 'object') continue;
+        assert.deepEqual(undocumentedKeys(doc, propertySchema(doc, schema, key), first), [], `${route}: undocumented fields of ${key}`);
+      }
+    }
   });
 });

@@ -73,11 +73,14 @@ export interface JobPreview {
 }
 
 /**
- * What in a spec is likely a mistake: windows in each device's own time with an in-progress
- * timeout shorter than a device may wait for its window (a day, or a week when the windows
- * open on some days only, less the longest window), so devices time out waiting.
+ * What in a spec is likely a mistake, with windows in each device's own time (the agent holds
+ * the install until its window opens): an in-progress timeout shorter than a device may wait
+ * for its window (a day, or a week when the windows open on some days only, less the longest
+ * window), so devices time out waiting; and an in-flight limit below the largest wave
+ * (`largestWave` devices), since a device waiting for its window holds its place, so the limit
+ * fills with devices waiting for their night and the job sends no more meanwhile.
  */
-function warningsOf(spec: JobSpec): { warnings?: string[] } {
+function warningsOf(spec: JobSpec, largestWave: number): { warnings?: string[] } {
   const warnings: string[] = [];
   const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? spec.plan.windows : undefined;
   const timeout = spec.timeouts.inProgressSeconds;
@@ -86,6 +89,10 @@ function warningsOf(spec: JobSpec): { warnings?: string[] } {
     if (timeout < longestWait) {
       warnings.push(`a device outside its window may wait up to ${Math.ceil(longestWait / 3600)} h for it, longer than the in-progress timeout of ${timeout} s: it would time out waiting (give a timeout of ${longestWait} s or more)`);
     }
+  }
+  const inFlight = spec.plan.maxInFlight;
+  if (windows && inFlight !== undefined && inFlight < largestWave) {
+    warnings.push(`a device waiting for its window holds its place among the ${inFlight} in flight (maxInFlight): with ${largestWave} devices in a wave, the places may all go to devices waiting for their window while the job sends no more (give no maxInFlight, or one of ${largestWave} or more)`);
   }
   return warnings.length > 0 ? { warnings } : {};
 }
@@ -133,7 +140,7 @@ export class JobService {
     const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? undefined : spec.plan.windows;
     const startsAt = windows && !inWindow(windows, begin, spec.plan.timeZone) ? (nextOpening(windows, begin, spec.plan.timeZone) ?? begin) : begin;
     const limited = spec.plan.maxPerMinute !== undefined || spec.plan.rampUp !== undefined;
-    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped, ...(installAtOnce ? { installAtOnce } : {}), ...warningsOf(spec) };
+    return { artifact, type: spec.type, total: ids.length, waves, startsAt, ...(limited && ids.length > 0 ? { minSendMinutes: sendMinutes(spec.plan, ids.length) } : {}), skipped, ...(installAtOnce ? { installAtOnce } : {}), ...warningsOf(spec, Math.max(0, ...waves.map((w) => w.devices))) };
   }
 
   /** The devices of `ids` the engine would skip by what they reported (`JobPreview.skipped`). */

@@ -89,6 +89,14 @@ describe('maintenance windows in each device\'s own time', () => {
     const short = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'device', '--timeout', '3600', '--dry-run', ...api()]);
     assert.equal(short.code, 0, short.stderr);
     assert.match(short.stdout, /^ {2}warning: a device outside its window may wait up to 23 h for it, longer than the in-progress timeout of 3600 s: it would time out waiting \(give a timeout of 82800 s or more\)$/m);
+    // an in-flight limit below the wave: devices waiting for their window would fill it
+    const narrow = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-east', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'device', '--max-in-flight', '1', '--dry-run', ...api()]);
+    assert.equal(narrow.code, 0, narrow.stderr);
+    assert.match(narrow.stdout, /^ {2}warning: a device waiting for its window holds its place among the 1 in flight \(maxInFlight\): with 2 devices in a wave, the places may all go to devices waiting for their window while the job sends no more \(give no maxInFlight, or one of 2 or more\)$/m);
+    const wide = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-east', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'device', '--max-in-flight', '2', '--dry-run', ...api()]);
+    assert.doesNotMatch(wide.stdout, /warning:/, 'a limit the wave fits in: nothing to warn of');
+    const serverTime = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-east', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'UTC', '--max-in-flight', '1', '--dry-run', ...api()]);
+    assert.doesNotMatch(serverTime.stdout, /warning:/, 'windows in one time zone: the server holds the commands, no device holds a place');
     const r = await runCli(['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'lw-x', '--window', '02:00+60', '--time-zone', 'Mars/Olympus', ...api()]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /plan\.timeZone must be an IANA time zone such as Europe\/Madrid or UTC, or "device" \(each device's own\)/);

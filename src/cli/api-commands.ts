@@ -169,7 +169,7 @@ export function addApiCommands(program: Command): void {
     print(opts, r, lines.join('\n'));
   });
   withApi(device.command('show <id>').description("a device's desired, reported and delta state and its jobs")).action(async (id: string, opts: Common) => {
-    const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument | null; executions: ExecutionRecord[] }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
+    const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument | null; executions: ExecutionRecord[]; executionsNext?: string }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
     const state = d.shadow?.state ?? {};
     const lines = [
       `device ${d.deviceId}  ${d.online ? 'online' : 'offline'}  ${d.shadow ? `shadow version ${d.shadow.version}` : 'never connected'}`,
@@ -177,6 +177,8 @@ export function addApiCommands(program: Command): void {
       block('reported', state.reported),
       block('delta', state.delta),
       d.executions.length === 0 ? 'jobs: (none)' : `jobs:\n${d.executions.map(executionLine).join('\n')}`,
+      // the newest 100 only: a device's history only grows
+      ...(d.executionsNext ? [`(older jobs: updraft device history ${id} --after ${d.executionsNext})`] : []),
     ];
     print(opts, d, lines.join('\n'));
   });

@@ -129,4 +129,20 @@ describe('updraft group / job / status', () => {
     assert.match(empty.stderr, /the target set is empty/);
     assert.equal((await cli('job', 'list', '--json')).stdout, before, 'no job was created');
   });
+
+  it("shows a device's newest 100 jobs, and how to read the older ones", async () => {
+    await registerDevice(ts, 'many-jobs');
+    const jobs: string[] = [];
+    for (let i = 0; i < 101; i++) {
+      await new Promise((r) => setTimeout(r, 2)); // queued in distinct milliseconds: the order of creation
+      jobs.push(JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'many-jobs', '--json')).stdout).job.jobId);
+    }
+    const shown = await cli('device', 'show', 'many-jobs');
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal(shown.stdout.split('\n').filter((l) => /^ {2}[0-9a-f-]{36} +[A-Z_]+ /.test(l)).length, 100, shown.stdout);
+    const older = /^\(older jobs: updraft device history many-jobs --after (\S+)\)$/m.exec(shown.stdout);
+    assert.ok(older, shown.stdout);
+    const rest = await cli('device', 'history', 'many-jobs', '--after', older[1]!);
+    assert.match(rest.stdout, new RegExp(`^\\S+  ${jobs[0]}  fw@2\\.0\\.0  \\S+\\n$`), 'the oldest job, alone');
+  });
 });

@@ -35,7 +35,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, checkMembersChange, countPage, executionCursor, idPage, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -249,7 +249,7 @@ export class PostgresStore implements StateStore {
     const where = options.after === undefined ? '' : 'AND device_id > $2';
     const params: unknown[] = options.after === undefined ? [limit + 1] : [limit + 1, options.after];
     const rows = await this.read<ShadowRow>(`SELECT ${SHADOW_COLS} FROM shadows WHERE name = '' AND NOT deleted ${where} ORDER BY device_id LIMIT $1`, params);
-    return page(rows.map(toShadow), limit, (s) => s.deviceId);
+    return pageOf(rows.map(toShadow), limit, (s) => s.deviceId);
   }
 
   async countReportedSoftware(options: { after?: string; limit: number }): Promise<CountPage<SoftwareCount[]>> {
@@ -306,7 +306,7 @@ export class PostgresStore implements StateStore {
     const where = options.after === undefined ? '' : 'WHERE device_id > $2';
     const params: unknown[] = options.after === undefined ? [limit + 1] : [limit + 1, options.after];
     const rows = await this.read<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices ${where} ORDER BY device_id LIMIT $1`, params);
-    return page(rows.map(toDevice), limit, (d) => d.deviceId);
+    return pageOf(rows.map(toDevice), limit, (d) => d.deviceId);
   }
 
   async countDevices(options: { after?: string; limit: number }): Promise<CountPage<{ registered: number; revoked: number }>> {
@@ -542,14 +542,12 @@ export class PostgresStore implements StateStore {
       where.push(`status = ANY($${args.length}::text[])`);
     }
     if (options.after !== undefined) {
-      // cursor "<createdAt>:<jobId>" of the last job of the previous page
-      const m = /^(\d+):(.+)$/.exec(options.after);
-      if (!m) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${options.after}`);
-      args.push(Number(m[1]), m[2]);
+      const c = timeCursor(options.after);
+      args.push(c.at, c.jobId);
       where.push(`(created_at, job_id) < ($${args.length - 1}, $${args.length})`);
     }
     const rows = await this.read<JobRow>(`SELECT ${options.omitSpec ? JOB_COLS_NO_SPEC : JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT $1`, args);
-    return page(rows.map(toJob), limit, (j) => `${j.createdAt}:${j.jobId}`);
+    return pageOf(rows.map(toJob), limit, (j) => `${j.createdAt}:${j.jobId}`);
   }
 
   async listDeviceExecutions(deviceId: string, options: { after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
@@ -557,12 +555,12 @@ export class PostgresStore implements StateStore {
     const args: unknown[] = [deviceId, limit + 1];
     let where = 'device_id = $1';
     if (options.after !== undefined) {
-      const c = executionCursor(options.after);
-      args.push(c.queuedAt, c.jobId);
+      const c = timeCursor(options.after);
+      args.push(c.at, c.jobId);
       where += ' AND (queued_at, job_id) < ($3, $4)';
     }
     const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE ${where} ORDER BY queued_at DESC, job_id DESC LIMIT $2`, args);
-    return page(rows.map(toExecution), limit, (e) => `${e.queuedAt}:${e.jobId}`);
+    return pageOf(rows.map(toExecution), limit, (e) => `${e.queuedAt}:${e.jobId}`);
   }
 
   async addExecutions(executions: ExecutionRecord[]): Promise<number> {
@@ -587,7 +585,7 @@ export class PostgresStore implements StateStore {
       where.push(`device_id > $${args.length}`);
     }
     const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE ${where.join(' AND ')} ORDER BY device_id LIMIT $1`, args);
-    return page(rows.map(toExecution), limit, (e) => e.deviceId);
+    return pageOf(rows.map(toExecution), limit, (e) => e.deviceId);
   }
 
   async nextUndispatched(jobId: string, maxWave: number, limit: number): Promise<ExecutionRecord[]> {
@@ -786,13 +784,6 @@ function prefixed(alias: string, cols: string): string {
 function checkLimit(limit: number): number {
   if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
   return limit;
-}
-
-/** One row more than asked tells whether another page exists. */
-function page<T>(rows: T[], limit: number, cursor: (item: T) => string): Page<T> {
-  const items = rows.slice(0, limit);
-  const last = items[items.length - 1];
-  return rows.length > limit && last ? { items, next: cursor(last) } : { items };
 }
 
 /** Column order of EXEC_COLS. */

@@ -38,7 +38,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, checkMembersChange, countPage, executionCursor, idPage, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -798,12 +798,10 @@ export class SqliteStore implements StateStore {
     let rows: ExecutionRow[];
     if (after === undefined) rows = s.deviceExecutionsPage.all(deviceId, limit + 1);
     else {
-      const c = executionCursor(after);
-      rows = s.deviceExecutionsAfter.all(deviceId, c.queuedAt, c.queuedAt, c.jobId, limit + 1);
+      const c = timeCursor(after);
+      rows = s.deviceExecutionsAfter.all(deviceId, c.at, c.at, c.jobId, limit + 1);
     }
-    const items = rows.slice(0, limit).map(toExecution);
-    const last = items[items.length - 1];
-    return rows.length > limit && last ? { items, next: `${last.queuedAt}:${last.jobId}` } : { items };
+    return pageOf(rows.map(toExecution), limit, (e) => `${e.queuedAt}:${e.jobId}`);
   }
 
   async updateJob(job: JobRecord & { version: number }): Promise<boolean> {
@@ -821,17 +819,13 @@ export class SqliteStore implements StateStore {
       args.push(...status);
     }
     if (after !== undefined) {
-      // cursor "<createdAt>:<jobId>" of the last job of the previous page
-      const m = /^(\d+):(.+)$/.exec(after);
-      if (!m) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${after}`);
+      const c = timeCursor(after);
       where.push('(created_at < ? OR (created_at = ? AND job_id < ?))');
-      args.push(Number(m[1]), Number(m[1]), m[2]);
+      args.push(c.at, c.at, c.jobId);
     }
     const sql = `SELECT ${options.omitSpec ? JOB_COLS_NO_SPEC : JOB_COLS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, job_id DESC LIMIT ?`;
     const rows = this.database().prepare<unknown[], JobRow>(sql).all(...args, limit + 1);
-    const items = rows.slice(0, limit).map(toJob);
-    const last = items[items.length - 1];
-    return rows.length > limit && last ? { items, next: `${last.createdAt}:${last.jobId}` } : { items };
+    return pageOf(rows.map(toJob), limit, (j) => `${j.createdAt}:${j.jobId}`);
   }
 
   async addExecutions(executions: ExecutionRecord[]): Promise<number> {

@@ -391,9 +391,19 @@ export interface StateStore {
   listSettings(prefix: string): Promise<{ key: string; value: string }[]>;
 }
 
-/** The `next` of a page of a device's executions: "<queuedAt>:<jobId>" of its last one. */
-export function executionCursor(after: string): { queuedAt: number; jobId: string } {
+/**
+ * A cursor "<time>:<jobId>" of lists newest first, the `next` of their pages: jobs by
+ * `createdAt`, a device's executions by `queuedAt`.
+ */
+export function timeCursor(after: string): { at: number; jobId: string } {
   const m = /^(\d+):(.+)$/.exec(after);
   if (!m) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${after}`);
-  return { queuedAt: Number(m[1]), jobId: m[2]! };
+  return { at: Number(m[1]), jobId: m[2]! };
+}
+
+/** A page of `rows` read with one row more than `limit`, which tells whether another page exists; `cursor` names its last item. */
+export function pageOf<T>(rows: T[], limit: number, cursor: (item: T) => string): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1];
+  return rows.length > limit && last !== undefined ? { items, next: cursor(last) } : { items };
 }

@@ -642,7 +642,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           } while (after !== undefined);
           assert.deepEqual(ids, ['job-d', 'job-c', 'job-b', 'job-a', 'job-e']);
           assert.equal(pages, 3);
-          assert.deepEqual(await store.listDeviceExecutions('dev-1', { limit: 5 }), { items: ['job-d', 'job-c', 'job-b', 'job-a', 'job-e'].map((j) => ({ ...execution(j, 'dev-1', { 'job-a': 1_000, 'job-b': 2_000, 'job-c': 2_000, 'job-d': 3_000, 'job-e': 500 }[j]!) })) }, 'no next when nothing is left');
+          assert.deepEqual(await store.listDeviceExecutions('dev-1', { limit: 5 }), { items: ['job-d', 'job-c', 'job-b', 'job-a', 'job-e'].map((j) => execution(j, 'dev-1', { 'job-a': 1_000, 'job-b': 2_000, 'job-c': 2_000, 'job-d': 3_000, 'job-e': 500 }[j]!)) }, 'no next when nothing is left');
           assert.deepEqual(await store.listDeviceExecutions('dev-404', { limit: 5 }), { items: [] });
           await assert.rejects(store.listDeviceExecutions('dev-1', { limit: 2, after: 'nonsense' }), isCode('BAD_REQUEST'));
           await assert.rejects(store.listDeviceExecutions('dev-1', { limit: 0 }), isCode('BAD_REQUEST'));

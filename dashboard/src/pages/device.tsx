@@ -21,10 +21,9 @@ const HISTORY_PAGE = 50;
 export function DevicePage({ id }: { id: string }) {
   const enc = encodeURIComponent(id);
   const device = useApi<DeviceView>(`/devices/${enc}`);
-  // its jobs, a page at a time (a device's history only grows); the cursors of newer pages kept for "Newer jobs"
-  const [paging, setPaging] = useState<{ id: string; after?: string; newer: string[] }>({ id, newer: [] });
-  const pages = paging.id === id ? paging : { id, newer: [] as string[], after: undefined }; // another device: its first page
-  const setPages = (f: (p: { after?: string; newer: string[] }) => { after?: string; newer: string[] }) => setPaging({ id, ...f(pages) });
+  // its jobs, a page at a time (a device's history only grows); the cursors of newer pages kept for
+  // "Newer jobs" ('' for the first). The router keys this page by device id: another device starts afresh
+  const [pages, setPages] = useState<{ after?: string; newer: string[] }>({ newer: [] });
   const history = useApi<Page<Execution>>(`/devices/${enc}/history?limit=${HISTORY_PAGE}${pages.after ? `&after=${encodeURIComponent(pages.after)}` : ''}`);
   const events = useApi<Page<DeviceEvent>>(`/devices/${enc}/events?limit=20`);
   // every event of this device (execution.changed, job.log, device.presence) reloads them all

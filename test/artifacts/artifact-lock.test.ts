@@ -10,11 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { ArtifactService } from '../../src/artifacts/artifact-service.ts';
 import type { BlobStore } from '../../src/artifacts/blob-store.ts';
 import { LocalBlobStore } from '../../src/artifacts/local-blob-store.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { PostgresStore } from '../../src/store/postgres-store.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
 const started = await startTestPostgres();
@@ -34,14 +37,17 @@ if (!started.ok) {
     let a: ArtifactService;
     let b: ArtifactService;
     let storeA: PostgresStore;
+    let url: string;
+    /** What instance A logged, one JSON line each. */
+    const logA: string[] = [];
 
     before(async () => {
       dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-artifact-lock-'));
       blobs = new LocalBlobStore({ dir: path.join(dir, 'blobs') });
       await blobs.start();
-      const url = await server.createDatabase();
+      url = await server.createDatabase();
       for (let i = 0; i < 2; i++) {
-        const s = new PostgresStore({ url });
+        const s = new PostgresStore({ url, ...(i === 0 ? { logger: createLogger({ level: 'warn', format: 'json', write: (line) => logA.push(line) }) } : {}) });
         await s.start();
         stores.push(s);
       }
@@ -124,6 +130,49 @@ if (!started.ok) {
         /the target set is empty/,
       );
       assert.equal((await b.delete('fw', '3.0.0')).artifact.version, '3.0.0');
+    });
+
+    it('takes its locks again on a new connection after losing the one that held them', async () => {
+      await add('4.0.0');
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let inside!: () => void;
+      const entered = new Promise<void>((r) => (inside = r));
+      const creating = a.whileCreatingJob('fw', '4.0.0', async () => {
+        inside();
+        await gate;
+        return 'created';
+      });
+      await entered;
+      // the database ends the session that holds instance A's locks (a restart, a failover, an idle timeout)
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const holders = await client.query<{ pid: number }>("SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock'");
+        assert.equal(holders.rows.length, 1, 'one session holds the shared lock of the creation');
+        await client.query('SELECT pg_terminate_backend($1)', [holders.rows[0]!.pid]);
+        // with its session, the lock is gone: a deletion on B is no longer refused
+        await eventually(async () => (await client.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'")).rows[0]!.n === 0 || undefined, 10_000, 'the lock released');
+      } finally {
+        await client.end();
+      }
+      await eventually(async () => logA.some((l) => l.includes('connection of the artifact locks lost')) || undefined, 10_000, 'the warning');
+      release();
+      assert.equal(await creating, 'created', 'the creation in progress ends as it would have');
+      // the next creation on A opens a new connection, and its lock guards the build again
+      let again!: () => void;
+      const held = new Promise<void>((r) => (again = r));
+      let letGo!: () => void;
+      const hold = new Promise<void>((r) => (letGo = r));
+      const second = a.whileCreatingJob('fw', '4.0.0', async () => {
+        again();
+        await hold;
+      });
+      await held;
+      await assert.rejects(b.delete('fw', '4.0.0'), isConflict(/being created right now on another instance/));
+      letGo();
+      await second;
+      assert.equal((await b.delete('fw', '4.0.0')).artifact.version, '4.0.0');
     });
   });
 }

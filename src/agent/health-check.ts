@@ -19,11 +19,11 @@ export interface HealthCheckOptions {
   /** Killed and failed after this many ms. */
   timeoutMs: number;
   signal?: AbortSignal;
-  /** Where the health check's stderr goes, line by line, once it ended (the job's log: `job-log.ts`). */
+  /** Where the health check's output (stdout and stderr, in the order it came) goes, line by line, once it ended (the job's log: `job-log.ts`). */
   logger?: Logger;
 }
 
-/** Keep only the tail of stderr: the reason is on its last line, and memory stays bounded. */
+/** Keep only the tail of stderr (the reason is on its last line) and of the output, so memory stays bounded. */
 const STDERR_TAIL = 4096;
 
 /** How a script ended: its exit code (null when killed), and the last line of its stderr; `failure` when it timed out, was aborted or could not run. */
@@ -33,6 +33,8 @@ export interface ScriptEnd {
   lastLine: string;
   /** The last 4 KiB of its stderr. */
   stderr: string;
+  /** The last 4 KiB of what it wrote on stdout and stderr, in the order it came (for a log). */
+  output: string;
   failure?: string;
 }
 
@@ -40,7 +42,7 @@ export interface ScriptEnd {
 export async function runHealthCheck(opts: HealthCheckOptions): Promise<void> {
   const end = await runScript(opts, 'health check');
   if (opts.logger) {
-    const lines = end.stderr.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
+    const lines = end.output.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
     for (const line of lines) opts.logger.info(`health check: ${line}`);
     opts.logger.info('health check ended', { exitCode: end.code, ...(end.signal ? { signal: end.signal } : {}), ...(end.failure ? { failure: end.failure } : {}) });
   }
@@ -68,17 +70,19 @@ export async function runInstallGate(opts: HealthCheckOptions): Promise<{ go: tr
 export function runScript(opts: HealthCheckOptions, what: string): Promise<ScriptEnd> {
   return new Promise((resolve) => {
     if (opts.signal?.aborted) {
-      resolve({ code: null, signal: null, lastLine: '', stderr: '', failure: `${what} aborted: the agent is stopping` });
+      resolve({ code: null, signal: null, lastLine: '', stderr: '', output: '', failure: `${what} aborted: the agent is stopping` });
       return;
     }
-    // detached: the command gets its own process group, so a timeout kills its children too
+    // detached: the command gets its own process group, so a timeout kills its children too.
+    // stdout is read too (a script's own words are often there), for the log; the reason is stderr's
     const child = spawn('/bin/sh', ['-c', opts.command], {
       cwd: opts.cwd,
       env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
     let stderr = '';
+    let output = '';
     let failure: string | undefined;
     const kill = (why: string) => {
       failure ??= why;
@@ -94,14 +98,19 @@ export function runScript(opts: HealthCheckOptions, what: string): Promise<Scrip
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-STDERR_TAIL);
+      output = (output + chunk).slice(-STDERR_TAIL);
+    });
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      output = (output + chunk).slice(-STDERR_TAIL);
     });
     const done = (end: ScriptEnd) => {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       resolve(end);
     };
-    child.on('error', (err) => done({ code: null, signal: null, lastLine: '', stderr, failure: `${what} could not run: ${err.message}` }));
-    child.on('close', (code, sig) => done({ code, signal: sig, lastLine: lastLine(stderr), stderr, ...(failure ? { failure } : {}) }));
+    child.on('error', (err) => done({ code: null, signal: null, lastLine: '', stderr, output, failure: `${what} could not run: ${err.message}` }));
+    child.on('close', (code, sig) => done({ code, signal: sig, lastLine: lastLine(stderr), stderr, output, ...(failure ? { failure } : {}) }));
   });
 }
 

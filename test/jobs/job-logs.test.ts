@@ -43,13 +43,13 @@ describe("devices' logs of failed jobs", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("a failed attempt's log reaches the job: the agent's steps, the health check's output, the outcome; a success sends none", async () => {
+  it("a failed attempt's log reaches the job: the agent's steps, the health check's output (stderr and stdout), the outcome; a success sends none", async () => {
     const failing = await startAgent(ts, dir, 'log-1', {
       installer: new SlotInstaller({
         dir: path.join(dir, 'log-1'),
         initialVersion: '1.0.0',
         initialName: 'fw',
-        healthCheck: 'echo "checking fw on :8443" >&2; echo "fw did not answer: connection refused" >&2; exit 3',
+        healthCheck: 'echo "checking fw on :8443" >&2; echo "GET /health: connect ECONNREFUSED"; echo "fw did not answer: connection refused" >&2; exit 3',
       }),
     });
     const healthy = await startAgent(ts, dir, 'log-2');
@@ -73,6 +73,9 @@ describe("devices' logs of failed jobs", () => {
       assert.ok(i >= 0, `${re} after line ${at} in:\n${text}`);
       at = i + 1;
     }
+    // what it wrote on stdout too, within the health check's lines (two pipes: in the order they arrived, not interleaved exactly)
+    const said = log.lines.findIndex((l) => /health check: GET \/health: connect ECONNREFUSED$/.test(l));
+    assert.ok(said > log.lines.findIndex((l) => /switched slot=a/.test(l)) && said < log.lines.findIndex((l) => /health check ended/.test(l)), text);
     // the agent forgets a log the server took
     await eventually(async () => (JSON.parse(await readFile(path.join(dir, 'log-1', '.updraft', 'agent-state.json'), 'utf8')) as { pendingLog?: unknown }).pendingLog === undefined || undefined, 10_000, 'pendingLog cleared');
 

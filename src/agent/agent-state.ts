@@ -9,7 +9,7 @@ import path from 'node:path';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { parseInstallWait, parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
-import { writeFileAtomic } from './atomic-file.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { JobLogData } from './job-log.ts';
 
 /**

@@ -16,7 +16,7 @@ import forge from 'node-forge';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { JsonObject } from '../protocol/json.ts';
 import type { Logger } from '../util/logger.ts';
-import { syncDir, writeFileAtomic } from './atomic-file.ts';
+import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const DAY_MS = 86_400_000;

@@ -15,7 +15,7 @@ import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
 import { runInstallGate } from './health-check.ts';
-import { secretFileReader } from './secret-file.ts';
+import { DEFAULT_BROKER_URL, rootKeyFilePath, secretFileReader, signingKeyFilePath } from './provisioning.ts';
 import { SlotInstaller } from './slot-installer.ts';
 
 /** Options of `updraft agent`. */
@@ -89,8 +89,7 @@ export interface AgentDaemonOptions {
   signal?: AbortSignal;
 }
 
-/** Default broker of the daemon. */
-export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
+export { DEFAULT_BROKER_URL } from './provisioning.ts';
 
 /** Runs the agent until SIGINT, SIGTERM or `opts.signal`; resolves after a clean stop. */
 export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
@@ -160,20 +159,10 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   log.info(`${opts.deviceId}: stopped`);
 }
 
-/** Where `updraft device register --save` puts the operator's public signing key. */
-export function signingKeyFilePath(installDir: string): string {
-  return path.join(installDir, '.updraft', 'signing-key.pub');
-}
-
 /** The `--install-gate` command as the agent's gate: the build's name, version and job in its environment, a minute to answer. */
 function gateOf(command: string, installDir: string): NonNullable<UpdateAgentOptions['installGate']> {
   return (sw, signal) =>
     runInstallGate({ command, cwd: installDir, env: { UPDRAFT_ARTIFACT: sw.name, UPDRAFT_VERSION: sw.version, UPDRAFT_JOB_ID: sw.jobId }, timeoutMs: 60_000, signal });
-}
-
-/** Where `updraft device register --save` puts the offline root's public key (when the server has a certificate from one). */
-export function rootKeyFilePath(installDir: string): string {
-  return path.join(installDir, '.updraft', 'root-key.pub');
 }
 
 /** What the daemon trusts: a key given wins over a provisioned one, and a root over a signing key. */

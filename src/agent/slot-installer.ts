@@ -17,7 +17,7 @@ import path from 'node:path';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { DesiredSoftware } from '../protocol/software.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
-import { syncDir, writeFileAtomic } from './atomic-file.ts';
+import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 import { hashFile } from './file-hash.ts';
 import { runHealthCheck } from './health-check.ts';
 import type { InstallContext, InstalledSoftware, Installer, RecoveryResult } from './installer.ts';

@@ -2,9 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import { checkAgentOptions, DEFAULT_BROKER_URL, runAgentDaemon } from '../agent/daemon.ts';
-import { settleRenewedFiles } from '../agent/certificate-renewer.ts';
-import { readDeviceSecret, secretFilePath } from '../agent/secret-file.ts';
+import { DEFAULT_BROKER_URL, readDeviceSecret, secretFilePath } from '../agent/provisioning.ts';
 import { createLogger, type LogFormat, type LogLevel } from '../util/logger.ts';
 
 interface AgentFlags {
@@ -34,7 +32,7 @@ interface AgentFlags {
   renewCertificateDays: string;
 }
 
-/** Adds `agent`. */
+/** Adds `agent`. The agent's modules (mqtt.js, the certificate renewer) are loaded only when it runs. */
 export function addAgentCommand(program: Command): void {
   program
     .command('agent')
@@ -64,6 +62,7 @@ export function addAgentCommand(program: Command): void {
     .option('--key <file>', 'private key of --cert')
     .option('--renew-certificate-days <n>', 'renew --cert over MQTT when fewer than this many days are left, writing the new pair over --cert and --key (0: never)', '30')
     .action(async (o: AgentFlags) => {
+      const [{ checkAgentOptions, runAgentDaemon }, { settleRenewedFiles }] = await Promise.all([import('../agent/daemon.ts'), import('../agent/certificate-renewer.ts')]);
       const timeout = Number(o.healthCheckTimeout);
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
       const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;

@@ -7,7 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import type { ShadowDocument } from '../protocol/shadow-messages.ts';
 import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-store.ts';
 import { waitOf } from '../jobs/deadlines.ts';
-import { saveDeviceSecret } from '../agent/secret-file.ts';
+import { saveDeviceSecret } from '../agent/provisioning.ts';
 import { saveSigningKey } from './keys-command.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { jobNote } from './job-watch.ts';

@@ -1,6 +1,5 @@
 /** `updraft backup`: a consistent copy of the data directory, taken while the server runs (server/backup.ts). */
 import type { Command } from 'commander';
-import { backupDataDir } from '../server/backup.ts';
 
 export function addBackupCommand(program: Command): void {
   program
@@ -10,6 +9,7 @@ export function addBackupCommand(program: Command): void {
     .option('--data-dir <dir>', 'the server data directory', './data')
     .option('--json', 'print JSON')
     .action(async (opts: { out: string; dataDir: string; json?: boolean }) => {
+      const { backupDataDir } = await import('../server/backup.ts'); // SQLite: loaded only to run
       const r = await backupDataDir(opts.dataDir, opts.out);
       const lines = [
         `backed up ${opts.dataDir} to ${opts.out}`,

@@ -12,7 +12,7 @@ import { Option, type Command } from 'commander';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
-import { writeAtomic } from '../pki/certificate-authority.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import { createLogger, safeUrl, type LogFormat } from '../util/logger.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
@@ -66,8 +66,8 @@ export function addBrokerCommands(program: Command): void {
       const dir = path.resolve(opts.out);
       if (opts.watch) {
         await mkdir(dir, { recursive: true });
-        await writeAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
-        await writeAtomic(path.join(dir, 'mosquitto.conf'), mosquittoConf(listeners(opts, dir)), 0o644);
+        await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
+        await writeFileAtomic(path.join(dir, 'mosquitto.conf'), mosquittoConf(listeners(opts, dir)), 0o644);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         logger.info('wrote mosquitto.conf and acl; keeping passwd current', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
         const ctl = new AbortController();
@@ -82,9 +82,9 @@ export function addBrokerCommands(program: Command): void {
       const passwd = mosquittoPasswd({ operatorToken: api.token, devices, secrets });
       await mkdir(dir, { recursive: true });
       const conf = mosquittoConf(listeners(opts, dir));
-      await writeAtomic(path.join(dir, 'passwd'), passwd.text, 0o600);
-      await writeAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
-      await writeAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
+      await writeFileAtomic(path.join(dir, 'passwd'), passwd.text, 0o600);
+      await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
+      await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
       const out = process.stdout;
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);

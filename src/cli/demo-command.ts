@@ -1,7 +1,6 @@
 /** `updraft demo --devices 50`: the whole pattern for simulated devices, one summary line. */
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import { runDemo } from '../demo/run-demo.ts';
 
 /** Adds `demo`. */
 export function addDemoCommand(program: Command): void {
@@ -19,6 +18,7 @@ export function addDemoCommand(program: Command): void {
       if (!Number.isSafeInteger(kb) || kb < 1) throw new UpdraftError('BAD_REQUEST', '--artifact-kb must be a positive integer');
       const failureRate = Number(opts.failureRate);
       if (!(failureRate >= 0 && failureRate <= 1)) throw new UpdraftError('BAD_REQUEST', '--failure-rate must be a number from 0 to 1');
+      const { runDemo } = await import('../demo/run-demo.ts'); // the whole server: loaded only to run
       const r = await runDemo({ devices, artifactBytes: kb * 1024, timeoutMs: Number(opts.timeout) * 1000, failureRate });
       for (const f of r.failures.slice(0, 10)) process.stderr.write(`demo: ${f.deviceId}: ${f.reason}\n`);
       process.stdout.write(`demo: ${r.updated}/${r.devices} devices updated to ${r.version} in ${r.seconds.toFixed(1)} s\n`);

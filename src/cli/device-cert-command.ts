@@ -6,7 +6,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import { writeAtomic } from '../pki/certificate-authority.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 
 /** Adds `device cert` (to the `device` command, created if absent). */
@@ -28,9 +28,9 @@ export function addDeviceCertCommand(program: Command): void {
       const r = await new ApiClient(opts).call<{ certificate: string; privateKey?: string; ca: string }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/certificate`, csr !== undefined ? { csr } : undefined);
       await mkdir(opts.out, { recursive: true });
       const files = { cert: path.join(opts.out, `${id}.crt`), ...(r.privateKey !== undefined ? { key: path.join(opts.out, `${id}.key`) } : {}), ca: path.join(opts.out, 'ca.crt') };
-      if (files.key !== undefined) await writeAtomic(files.key, r.privateKey!, 0o600);
-      await writeAtomic(files.cert, r.certificate, 0o644);
-      await writeAtomic(files.ca, r.ca, 0o644);
+      if (files.key !== undefined) await writeFileAtomic(files.key, r.privateKey!, 0o600);
+      await writeFileAtomic(files.cert, r.certificate, 0o644);
+      await writeFileAtomic(files.ca, r.ca, 0o644);
       const keyLine = files.key !== undefined ? `  ${files.key} (mode 0600)\n` : '';
       const keyArg = files.key ?? '<the key of the request, on the device>';
       const text = `certificate for ${id}${csr !== undefined ? ' (for the key of the request)' : ''}\n  ${files.cert}\n${keyLine}  ${files.ca}\nrun: updraft agent --device ${id} --broker mqtts://<host>:8883 --ca ${files.ca} --cert ${files.cert} --key ${keyArg} ...`;

@@ -9,8 +9,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { rotateKeyRing, type KeyInfo } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
-import { writeAtomic } from '../pki/certificate-authority.ts';
-import { rootKeyFilePath, signingKeyFilePath } from '../agent/daemon.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
+import { rootKeyFilePath, signingKeyFilePath } from '../agent/provisioning.ts';
 import { parseKeyCertificate, type KeyCertificate } from '../protocol/key-certificate.ts';
 import { parseRootRotation, parseRootRotations, type RootRotation } from '../protocol/root-rotation.ts';
 import { certifySigningKey, generateRootKey, installKeyCertificate, readRootPrivateKey, rotateRoot } from '../signing/root-key.ts';
@@ -41,10 +41,10 @@ export async function saveSigningKey(api: ApiClient, installDir: string): Promis
   const keys = await api.call<{ signing: { publicKey: string }; root: { publicKey: string } | null }>('GET', '/api/v1/keys');
   const keyFile = signingKeyFilePath(installDir);
   await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });
-  await writeAtomic(keyFile, keys.signing.publicKey, 0o644);
+  await writeFileAtomic(keyFile, keys.signing.publicKey, 0o644);
   if (!keys.root) return { keyFile };
   const rootFile = rootKeyFilePath(installDir);
-  await writeAtomic(rootFile, keys.root.publicKey, 0o644);
+  await writeFileAtomic(rootFile, keys.root.publicKey, 0o644);
   return { keyFile, rootFile };
 }
 
@@ -117,7 +117,7 @@ export function addKeysCommand(program: Command): void {
         throw new UpdraftError('NOT_FOUND', `no public signing key at ${file}; start the server once or run: updraft keys generate --data-dir ${opts.dataDir}`);
       });
       if (opts.out) {
-        await writeAtomic(opts.out, pem, 0o644);
+        await writeFileAtomic(opts.out, pem, 0o644);
         process.stdout.write(`public signing key written to ${opts.out}\n`);
       } else {
         process.stdout.write(pem);
@@ -145,7 +145,7 @@ export function addKeysCommand(program: Command): void {
       const made = await generateRootKey(opts.out);
       const rotation = rotateRoot(previous, await readRootPrivateKey(made.keyFile));
       const rotationFile = path.join(path.resolve(opts.out), 'root-rotation.json');
-      await writeAtomic(rotationFile, JSON.stringify(rotation, null, 2) + '\n', 0o644);
+      await writeFileAtomic(rotationFile, JSON.stringify(rotation, null, 2) + '\n', 0o644);
       print(
         opts,
         { ...made, previousKeyId: rotation.previousRootKeyId, rotationFile, rotation },
@@ -172,7 +172,7 @@ export function addKeysCommand(program: Command): void {
       const root = await readRootPrivateKey(opts.rootKey);
       const signing = await readPublicKey(opts.publicKey);
       const cert = certifySigningKey(root, signing, serial, Math.floor(Date.now() / 1000 + days * 86_400));
-      await writeAtomic(opts.out, JSON.stringify(cert, null, 2) + '\n', 0o644);
+      await writeFileAtomic(opts.out, JSON.stringify(cert, null, 2) + '\n', 0o644);
       print(opts, cert, `${certificateLine(cert)}\n  written to ${opts.out}: install it with updraft keys install-cert ${opts.out}`);
     });
 

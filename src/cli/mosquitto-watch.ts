@@ -26,7 +26,7 @@ import path from 'node:path';
 import { runScript } from '../agent/health-check.ts';
 import { MosquittoPasswdBook } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
-import { writeAtomic } from '../pki/certificate-authority.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
 import type { ApiClient } from './api-client.ts';
 import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
@@ -172,7 +172,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       }
       const text = book.text();
       if (text !== written) {
-        await writeAtomic(o.passwdFile, text, 0o600); // Mosquitto reloading never reads half a file; 0600: password hashes
+        await writeFileAtomic(o.passwdFile, text, 0o600); // Mosquitto reloading never reads half a file; 0600: password hashes
         written = text;
         reloadOwed = o.reloadCommand !== undefined;
         o.logger.info('password file written', { file: o.passwdFile, admitted: book.admitted });

@@ -3,10 +3,12 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
 import { SETTINGS } from '../config/schema.ts';
 import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
-import { UpdraftServer } from '../server/updraft-server.ts';
 import { createLogger } from '../util/logger.ts';
 
-/** Adds `server` and `config`. */
+/**
+ * Adds `server` and `config`. The server's modules (the broker, the stores, the S3 client)
+ * are loaded only when it runs: every other command starts without them.
+ */
 export function addServerCommand(program: Command): void {
   const cmd = program.command('server').description('run the Updraft server: embedded MQTT broker, replica, HTTP API and downloads, store');
   cmd.option('--config <file>', 'JSON configuration file');
@@ -19,6 +21,7 @@ export function addServerCommand(program: Command): void {
     }
     const config = loadConfig({ ...(typeof opts.config === 'string' ? { file: opts.config } : {}), env: process.env, flags });
     const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+    const { UpdraftServer } = await import('../server/updraft-server.ts');
     const server = new UpdraftServer(config, { logger });
     await server.start();
     const out = process.stdout;

@@ -1,9 +1,10 @@
 /** `updraft sim`: a simulated fleet in its own process, against a running Updraft. */
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { writeFileAtomic } from '../agent/atomic-file.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UpdraftError } from '../errors.ts';
-import { FleetSimulator, SIM_DEFAULTS, type SimDevice, type SimulatedFleet } from '../sim/fleet-simulator.ts';
+import type { SimulatedFleet } from '../sim/fleet-simulator.ts';
+import { SIM_DEFAULTS, type SimDevice } from '../sim/sim-options.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { ApiClient } from './api-client.ts';
@@ -100,6 +101,8 @@ export function addSimCommand(program: Command): void {
           throw err;
         });
       }
+      // the agent and mqtt.js: loaded only to run (every other command starts without them)
+      const { FleetSimulator } = await import('../sim/fleet-simulator.ts');
       let fleet: SimulatedFleet;
       let failed: Promise<never> | undefined;
       if (shard) {

@@ -9,13 +9,14 @@
  * signs them. Nothing here verifies certificates: Node's TLS (OpenSSL) does that.
  */
 import { X509Certificate, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -221,8 +222,8 @@ export async function createCa(dataDir: string, commonName = 'Updraft device CA'
   signNatively(cert, createPrivateKey(keys.pem));
   const certPem = forge.pki.certificateToPem(cert);
   await mkdir(p.dir, { recursive: true, mode: 0o700 });
-  await writeAtomic(p.key, keys.pem, 0o600);
-  await writeAtomic(p.cert, certPem, 0o644);
+  await writeFileAtomic(p.key, keys.pem, 0o600);
+  await writeFileAtomic(p.cert, certPem, 0o644);
   return new CertificateAuthority(certPem, keys.pem);
 }
 
@@ -230,11 +231,4 @@ export async function createCa(dataDir: string, commonName = 'Updraft device CA'
 export async function loadOrCreateCa(dataDir: string): Promise<{ ca: CertificateAuthority; created: boolean }> {
   const ca = await loadCa(dataDir);
   return ca ? { ca, created: false } : { ca: await createCa(dataDir), created: true };
-}
-
-/** Writes through a temp file and a rename, with `mode` from the start. */
-export async function writeAtomic(file: string, content: string, mode: number): Promise<void> {
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, content, { mode });
-  await rename(tmp, file);
 }

@@ -7,7 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
-import { writeAtomic, type CertificateAuthority } from './certificate-authority.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
+import type { CertificateAuthority } from './certificate-authority.ts';
 
 /** Key and certificate chain of a TLS server, PEM. */
 export interface ServerTls {
@@ -36,8 +37,8 @@ export async function resolveServerTls(opts: { dataDir: string; ca: CertificateA
     /* absent or unreadable: issue a new one */
   }
   const issued = await opts.ca.issueServerCertificate(hosts);
-  await writeAtomic(files.key, issued.privateKey, 0o600);
-  await writeAtomic(files.cert, issued.certificate, 0o644);
-  await writeAtomic(files.hosts, JSON.stringify(hosts), 0o644);
+  await writeFileAtomic(files.key, issued.privateKey, 0o600);
+  await writeFileAtomic(files.cert, issued.certificate, 0o644);
+  await writeFileAtomic(files.hosts, JSON.stringify(hosts), 0o644);
   return { cert: issued.certificate, key: issued.privateKey };
 }

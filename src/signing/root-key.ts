@@ -12,7 +12,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, t
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
-import { writeAtomic } from '../pki/certificate-authority.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import { keyCertificateBytes, parseKeyCertificate, type KeyCertificate } from '../protocol/key-certificate.ts';
 import { MAX_ROOT_ROTATIONS, parseRootRotations, rootRotationBytes, type RootRotation } from '../protocol/root-rotation.ts';
 import { keyIdOf, parsePublicKey, type SoftwareSigningKey } from './signing-key.ts';
@@ -30,8 +30,8 @@ export async function generateRootKey(dir: string): Promise<{ keyId: string; key
   if (await exists(keyFile)) throw new UpdraftError('CONFLICT', `a root key already exists (${keyFile}); devices trust it, and a new one would be trusted by none`);
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });
-  await writeAtomic(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
-  await writeAtomic(publicFile, publicKey.export({ type: 'spki', format: 'pem' }).toString(), 0o644);
+  await writeFileAtomic(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
+  await writeFileAtomic(publicFile, publicKey.export({ type: 'spki', format: 'pem' }).toString(), 0o644);
   return { keyId: keyIdOf(publicKey), keyFile, publicFile };
 }
 
@@ -222,7 +222,7 @@ export async function loadKeyCertificate(dataDir: string, signingKey: SoftwareSi
     checkChainShape(rootRotations, certificate.rootKeyId);
     if (root !== installed) {
       rootPublicKeyPem = root.export({ type: 'spki', format: 'pem' }).toString();
-      await writeAtomic(p.rootPub, rootPublicKeyPem, 0o644);
+      await writeFileAtomic(p.rootPub, rootPublicKeyPem, 0o644);
     }
   } catch (err) {
     throw new UpdraftError('CONFIG', `${p.cert}: ${(err as Error).message}`);
@@ -304,10 +304,10 @@ export async function installKeyCertificate(
   // in this order: a stop between two writes leaves a chain ahead of the certificate's root
   // (loading cuts it back: `chainUpTo`), or a new certificate beside the old root's file,
   // which the recorded chain leads to (loading follows it, and mends the file)
-  if (rotated !== undefined || (installedRoot === undefined && chain.length > 0)) await writeAtomic(p.rotations, JSON.stringify(chain, null, 2) + '\n', 0o644);
-  if (installedRoot === undefined) await writeAtomic(p.rootPub, rootPublicKeyPem, 0o644);
-  await writeAtomic(p.cert, JSON.stringify(certificate, null, 2) + '\n', 0o644);
-  if (rotated !== undefined) await writeAtomic(p.rootPub, rootPublicKeyPem, 0o644);
+  if (rotated !== undefined || (installedRoot === undefined && chain.length > 0)) await writeFileAtomic(p.rotations, JSON.stringify(chain, null, 2) + '\n', 0o644);
+  if (installedRoot === undefined) await writeFileAtomic(p.rootPub, rootPublicKeyPem, 0o644);
+  await writeFileAtomic(p.cert, JSON.stringify(certificate, null, 2) + '\n', 0o644);
+  if (rotated !== undefined) await writeFileAtomic(p.rootPub, rootPublicKeyPem, 0o644);
   return { certificate, rootPublicKeyPem, rootRotations: chain, ...(rotated !== undefined ? { replacedRootKeyId: rotated } : {}) };
 }
 

@@ -8,7 +8,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
-import { writeAtomic } from '../pki/certificate-authority.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 
 /** Files of the signing key under a data directory. */
 export function signingKeyPaths(dataDir: string): { key: string; pub: string } {
@@ -95,8 +95,8 @@ export async function generateSigningKey(dataDir: string, options: { replace?: b
   const { privateKey } = generateKeyPairSync('ed25519');
   const key = new SoftwareSigningKey(privateKey);
   await mkdir(path.dirname(p.key), { recursive: true, mode: 0o700 });
-  await writeAtomic(p.key, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
-  await writeAtomic(p.pub, key.publicKeyPem, 0o644);
+  await writeFileAtomic(p.key, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
+  await writeFileAtomic(p.pub, key.publicKeyPem, 0o644);
   return key;
 }
 

@@ -7,74 +7,18 @@
  *   file-descriptor limit, and devices that are mostly offline, as real ones are).
  * Failure, crash-during-install and offline periods are configurable and seeded.
  */
-import os from 'node:os';
 import path from 'node:path';
 import { MemoryAgentStateStore } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
-import type { Logger } from '../util/logger.ts';
 import { memoryDownloader } from './memory-downloader.ts';
 import { silentLogger } from '../util/logger.ts';
-
-/** One simulated device's identity. */
-export interface SimDevice {
-  deviceId: string;
-  secret: string;
-}
-
-/** Options of the simulator. */
-export interface SimOptions {
-  brokerUrl: string;
-  devices: SimDevice[];
-  mode: 'connected' | 'cycling';
-  /** Cycling: devices online at once. */
-  concurrency: number;
-  /** New connections per second while starting (a real fleet does not connect in one burst). */
-  connectRate: number;
-  /** Version the devices run at start. */
-  initialVersion: string;
-  /** Simulated install duration, ms. */
-  installMs: number;
-  /** Probability that an install fails its health check. */
-  failureRate: number;
-  /** Probability that the device "crashes" (agent stopped) while installing and restarts. */
-  crashRate: number;
-  /** Probability that a device goes offline for `offlineMs` right after taking its command. */
-  offlineRate: number;
-  offlineMs: number;
-  /** Cycling: how long a device waits online for a command before giving its slot away. */
-  idleTimeoutMs: number;
-  /** Where partial downloads go. */
-  workDir: string;
-  seed: number;
-  /**
-   * Index of the first device in the whole fleet, when this simulator runs one slice of it
-   * (`updraft sim --processes`): each device's random sequence follows its index in the fleet,
-   * so a fleet split over several processes fails, crashes and goes offline exactly as in one.
-   */
-  firstIndex: number;
-  logger?: Logger;
-}
+import { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
 
 const MQTT_DEBUG = /mqttjs/.test(process.env.DEBUG ?? '');
 const noLog = (): void => {};
 
-/** Defaults for every option but the broker and the devices. */
-export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
-  mode: 'connected',
-  concurrency: 5000,
-  connectRate: 2000,
-  initialVersion: '1.0.0',
-  installMs: 0,
-  failureRate: 0,
-  crashRate: 0,
-  offlineRate: 0,
-  offlineMs: 2000,
-  idleTimeoutMs: 5000,
-  workDir: path.join(os.tmpdir(), 'updraft-sim'),
-  seed: 1,
-  firstIndex: 0,
-};
+export { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
 
 /** Counters, readable while the simulation runs. */
 export interface SimStats {

@@ -1,24 +1,42 @@
 /**
+ * What an agent is provisioned with before it runs, and where: the files `updraft device
+ * register <id> --save <install-dir>` writes (the signing and root public keys the agent
+ * trusts, the device secret), and the broker it connects to by default. Light on purpose:
+ * the `updraft` command reads it without loading the agent.
+ *
  * Where the daemon keeps its device secret: `<install-dir>/.updraft/device-secret`, mode
  * 0600, written by `updraft device register <id> --save <install-dir>` and read by
  * `updraft agent` when no password is given on the command line or in the environment.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
+
+/** Default broker of the daemon. */
+export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
 
 /** Path of the secret file of an install directory. */
 export function secretFilePath(installDir: string): string {
   return path.join(installDir, '.updraft', 'device-secret');
 }
 
+/** Where `updraft device register --save` puts the operator's public signing key. */
+export function signingKeyFilePath(installDir: string): string {
+  return path.join(installDir, '.updraft', 'signing-key.pub');
+}
+
+/** Where `updraft device register --save` puts the offline root's public key (when the server has a certificate from one). */
+export function rootKeyFilePath(installDir: string): string {
+  return path.join(installDir, '.updraft', 'root-key.pub');
+}
+
 /** Writes the secret (atomically, owner-only). */
 export async function saveDeviceSecret(installDir: string, secret: string): Promise<string> {
   const file = secretFilePath(installDir);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  await writeFile(`${file}.tmp`, secret + '\n', { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomic(file, secret + '\n', 0o600);
   return file;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Crash-safe small files: write a temporary file beside the target, fsync it, rename it over
+ * Crash-safe small files (agent state, keys, certificates, configuration): write a temporary file beside the target, fsync it, rename it over
  * the target, fsync the directory. After a power cut the target holds either the old or the
  * new content, never a mix (rename is atomic on POSIX file systems).
  */
@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
-/** Atomically replaces `file` with `data` (mode 0600 by default: agent state may hold a signed URL). */
+/** Atomically replaces `file` with `data` (mode 0600 by default: agent state may hold a signed URL, a key file a secret). */
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await open(tmp, 'w', mode);

@@ -1,0 +1,64 @@
+/**
+ * The fleet simulator's options and their defaults, apart from the simulator itself, so that
+ * the `updraft` command can describe them without loading the agent and mqtt.js.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from '../util/logger.ts';
+
+/** One simulated device's identity. */
+export interface SimDevice {
+  deviceId: string;
+  secret: string;
+}
+
+/** Options of the simulator. */
+export interface SimOptions {
+  brokerUrl: string;
+  devices: SimDevice[];
+  mode: 'connected' | 'cycling';
+  /** Cycling: devices online at once. */
+  concurrency: number;
+  /** New connections per second while starting (a real fleet does not connect in one burst). */
+  connectRate: number;
+  /** Version the devices run at start. */
+  initialVersion: string;
+  /** Simulated install duration, ms. */
+  installMs: number;
+  /** Probability that an install fails its health check. */
+  failureRate: number;
+  /** Probability that the device "crashes" (agent stopped) while installing and restarts. */
+  crashRate: number;
+  /** Probability that a device goes offline for `offlineMs` right after taking its command. */
+  offlineRate: number;
+  offlineMs: number;
+  /** Cycling: how long a device waits online for a command before giving its slot away. */
+  idleTimeoutMs: number;
+  /** Where partial downloads go. */
+  workDir: string;
+  seed: number;
+  /**
+   * Index of the first device in the whole fleet, when this simulator runs one slice of it
+   * (`updraft sim --processes`): each device's random sequence follows its index in the fleet,
+   * so a fleet split over several processes fails, crashes and goes offline exactly as in one.
+   */
+  firstIndex: number;
+  logger?: Logger;
+}
+
+/** Defaults for every option but the broker and the devices. */
+export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
+  mode: 'connected',
+  concurrency: 5000,
+  connectRate: 2000,
+  initialVersion: '1.0.0',
+  installMs: 0,
+  failureRate: 0,
+  crashRate: 0,
+  offlineRate: 0,
+  offlineMs: 2000,
+  idleTimeoutMs: 5000,
+  workDir: path.join(os.tmpdir(), 'updraft-sim'),
+  seed: 1,
+  firstIndex: 0,
+};

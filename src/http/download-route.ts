@@ -48,7 +48,7 @@ export function downloadRoute(deps: {
     const version = params.version!;
     // read only when needed (an IP-bound URL, a refusal to log): it is a getpeername system
     // call per connection, and a device opens a connection per download (1.3% of the server)
-    const ip = () => req.socket.remoteAddress ?? '';
+    const ip = () => req.socket?.remoteAddress ?? ''; // no socket once the device went away
     let deviceId: string;
     let artifact;
     try {

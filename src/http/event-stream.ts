@@ -41,7 +41,7 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
     const send = (type: StreamType, data: unknown) => {
       if (res.writableEnded || res.destroyed) return;
       if (res.writableLength > maxBacklog) {
-        logger.warn('event stream cut: its client does not keep up', { backlogBytes: res.writableLength, remote: req.socket.remoteAddress });
+        logger.warn('event stream cut: its client does not keep up', { backlogBytes: res.writableLength, remote: req.socket?.remoteAddress });
         res.destroy(); // 'close' below unsubscribes
         return;
       }

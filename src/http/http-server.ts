@@ -125,12 +125,14 @@ export class HttpServer {
     const method = req.method ?? 'GET';
     if (method === 'GET' || method === 'HEAD' || READS_BY_POST.has(url.pathname)) return undefined;
     const started = performance.now();
+    // taken now: a request cut short (a body over its limit) has no socket by the time its answer is finished
+    const remote = req.socket.remoteAddress ?? '';
     // who asked (the operator, or a viewer token refused with 403), once the token is checked
     const entry = { by: '' };
     res.once('finish', () => {
       if (res.statusCode === 401) return; // counted and logged by checkToken
       this.stats.changes++;
-      this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote: req.socket.remoteAddress ?? '', by: entry.by });
+      this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote, by: entry.by });
     });
     return entry;
   }
@@ -143,7 +145,7 @@ export class HttpServer {
     r.count++;
     const now = performance.now();
     if (now - r.at < 10_000) return;
-    this.opts.logger.warn('API calls refused: no or a wrong operator token', { refused: r.count, lastFrom: req.socket.remoteAddress ?? '', path: new URL(req.url ?? '/', 'http://localhost').pathname });
+    this.opts.logger.warn('API calls refused: no or a wrong operator token', { refused: r.count, lastFrom: req.socket?.remoteAddress ?? '', path: new URL(req.url ?? '/', 'http://localhost').pathname });
     this.refusedTokens = { at: now, count: 0 };
   }
 

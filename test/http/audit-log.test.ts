@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load-config.ts';
 import { UpdraftServer } from '../../src/server/updraft-server.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
 
 describe('audit log of operator requests', () => {
   const lines: string[] = [];
@@ -76,5 +77,18 @@ describe('audit log of operator requests', () => {
     assert.match(got[0]!, /operator request method=POST path="\/api\/v1\/artifacts\?name=fw&version=4\.0\.0" status=201 ms=\d+ remote=127\.0\.0\.1 by="operator alice"$/);
     assert.match(got[1]!, /method=DELETE path=\/api\/v1\/artifacts\/fw\/4\.0\.0 status=200 .* by=operator$/);
     assert.ok(!lines.some((l) => l.includes(alice.token)), 'no operator token in the log');
+  });
+
+  it('logs a change refused for its size, with the caller, and serves on (the request was cut before its answer was logged)', async () => {
+    const from = lines.length;
+    const devices = Array.from({ length: 90_000 }, (_, i) => `dev-${String(i).padStart(6, '0')}`);
+    const big = await call('POST', '/api/v1/jobs', undefined, JSON.stringify({ artifact: 'fw@1.0.0', targets: { devices } }));
+    assert.equal(big.status, 413);
+    assert.match(((await big.json()) as { error: { message: string } }).error.message, /^request body exceeds 1048576 bytes$/);
+    // the audit line is written when the answer is finished
+    const got = await eventually(async () => (audit(from).length > 0 ? audit(from) : undefined), 10_000, 'the audit line');
+    assert.equal(got.length, 1, got.join('\n'));
+    assert.match(got[0]!, /method=POST path=\/api\/v1\/jobs status=413 ms=\d+ remote=127\.0\.0\.1 by=operator$/);
+    assert.equal((await call('GET', '/api/v1/jobs')).status, 200, 'the server still serves');
   });
 });

@@ -80,6 +80,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private pending: { command: SoftwareCommand; version: number | undefined } | undefined;
   /** Shadow version at which the server acknowledged a finished job's outcome (echo suppression). */
   private readonly acked = new Map<string, number>();
+  /**
+   * Finished jobs whose outcome is in a report not answered yet. The replica answers a report
+   * with its `accepted` and, while desired still differs (after a FAILURE), a delta naming the
+   * job, back to back in one read: that delta reaches `handleCommand` before the report's
+   * answer is noted in `acked`, and is the echo of the report, not a command to re-report.
+   */
+  private readonly reportingOutcome = new Map<string, number>();
   private started = false;
   /** Resolves once subscribed on the current connection: a request sent before would miss its answer. */
   private ready!: Promise<void>;
@@ -513,6 +520,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const acked = this.acked.get(finished.jobId);
       // the echo of our own outcome report (desired still differs after a FAILURE): nothing new
       if (acked !== undefined && (version === undefined || version <= acked)) return;
+      if (this.reportingOutcome.has(finished.jobId)) return;
       this.log.info('duplicate command for a finished job: re-reporting its outcome', { jobId: finished.jobId, status: finished.status });
       void this.reportFinished(finished).catch((err: unknown) => this.log.warn('outcome not re-reported', { jobId: finished.jobId, error: asUpdraftError(err).message }));
       return;
@@ -847,13 +855,27 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const job = this.job?.run;
     const progress = job && job.jobId === this.state.inFlight?.jobId ? job.progress : 0;
     const { software, finishedJob } = stateReport(this.installed, this.state, progress);
-    const ack = await this.reports!.submit(software);
-    if (finishedJob) this.noteAck(finishedJob, ack);
+    if (finishedJob === undefined) {
+      await this.reports!.submit(software);
+      return;
+    }
+    await this.reportOutcome(finishedJob, software);
   }
 
-  private async reportFinished(finished: FinishedJob): Promise<void> {
-    const ack = await this.reports!.submit(finishedReport(this.installed, finished));
-    this.noteAck(finished.jobId, ack);
+  private reportFinished(finished: FinishedJob): Promise<void> {
+    return this.reportOutcome(finished.jobId, finishedReport(this.installed, finished));
+  }
+
+  /** Sends a report that carries a finished job's outcome, and notes the version that acknowledged it. */
+  private async reportOutcome(jobId: string, software: JsonObject): Promise<void> {
+    this.reportingOutcome.set(jobId, (this.reportingOutcome.get(jobId) ?? 0) + 1);
+    try {
+      this.noteAck(jobId, await this.reports!.submit(software));
+    } finally {
+      const left = this.reportingOutcome.get(jobId)! - 1;
+      if (left > 0) this.reportingOutcome.set(jobId, left);
+      else this.reportingOutcome.delete(jobId);
+    }
   }
 
   /** Fire and forget: a lost progress or phase report is superseded by the next one. */

@@ -41,6 +41,42 @@ export interface EmbeddedBrokerOptions {
   tls?: { port: number; key: string; cert: string; ca: string };
   /** Admission control of device connections (connect-admission.ts); no limits by default. */
   admission?: AdmissionLimits;
+  /**
+   * Largest MQTT packet a client may send (its remaining length), in bytes; a larger one closes
+   * the connection as soon as its header is read, before its body is buffered. 64 KiB by
+   * default: well above any request the server answers (a shadow document, 8 KiB by default,
+   * a job log of 16 KiB), whose oversize ones get their 413 on `.../rejected` below the limit.
+   */
+  maxPacketBytes?: number;
+}
+
+/** Default of `maxPacketBytes`. */
+export const DEFAULT_MAX_PACKET_BYTES = 64 * 1024;
+
+/** aedes's client, as far as the packet limit reaches into it: its mqtt-packet parser. */
+interface ParsingClient {
+  id?: string;
+  _parser?: { packet: { length: number }; _parseLength(): boolean; _emitError(err: Error): void };
+}
+
+/**
+ * Makes `client`'s parser refuse a packet longer than `max` once its length is read: the
+ * parser's error closes the connection (aedes has no such limit: a device could otherwise
+ * make the server buffer up to 256 MB per packet).
+ */
+function limitPacketSize(client: ParsingClient, max: number, onRefused: (length: number) => void): void {
+  const parser = client._parser;
+  if (!parser || typeof parser._parseLength !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its mqtt-packet parser: the packet size limit cannot be applied');
+  const parseLength = parser._parseLength;
+  parser._parseLength = function (this: typeof parser) {
+    const read = parseLength.call(this);
+    if (read && this.packet.length > max) {
+      onRefused(this.packet.length);
+      this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the limit of ${max}`));
+      return false;
+    }
+    return read;
+  };
 }
 
 /** The subject CN of a TLS client certificate that the TLS layer verified, if any. */
@@ -196,6 +232,9 @@ export class EmbeddedBroker implements MessageBus {
         // connects (protocol/presence.ts); this broker sees connections itself (a fleet's
         // retained messages would only hold memory)
         if (sender.kind === 'device' && parsePresenceTopic(packet.topic) !== undefined) return done(this.discard(packet));
+        // a device's messages are requests, answered once: none is kept for later subscribers
+        // (a retained one would be held in memory, and handed to whoever subscribes next)
+        if (sender.kind === 'device') packet.retain = false;
         const handled = client ? this.route(packet, sender) : undefined;
         if (!handled) return done(null);
         // A request's PUBACK waits until it is handled: aedes writes it once this callback
@@ -264,7 +303,12 @@ export class EmbeddedBroker implements MessageBus {
     aedes.on('connectionError', (_client, err) => log.debug('connection error', { error: err.message }));
     this.aedes = aedes;
 
-    const server = net.createServer((socket) => aedes.handle(coalesceWrites(socket)));
+    const maxPacket = this.opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    const handle = (socket: net.Socket) => {
+      const client = aedes.handle(coalesceWrites(socket)) as unknown as ParsingClient;
+      limitPacketSize(client, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote: socket.remoteAddress }));
+    };
+    const server = net.createServer(handle);
     this.server = server;
     await this.listen(server, this.opts.port, 'mqtt-port').catch((err: unknown) => {
       aedes.close();
@@ -273,7 +317,7 @@ export class EmbeddedBroker implements MessageBus {
     const t = this.opts.tls;
     if (t) {
       // requestCert + rejectUnauthorized: a client without a certificate from our CA never reaches CONNECT
-      const secure = tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: true }, (socket) => aedes.handle(coalesceWrites(socket)));
+      const secure = tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: true }, handle);
       secure.on('tlsClientError', (err) => log.warn('MQTTS handshake refused', { error: err.message }));
       this.tlsServer = secure;
       await this.listen(secure, t.port, 'mqtt-tls-port').catch(async (err: unknown) => {

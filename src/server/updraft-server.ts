@@ -12,7 +12,7 @@ import { S3BlobStore } from '../artifacts/s3-blob-store.ts';
 import { loadOrCreateKeyRing } from '../artifacts/key-ring.ts';
 import { UrlSigner } from '../artifacts/url-signer.ts';
 import { RegistryAuthenticator } from '../broker/registry-authenticator.ts';
-import { EmbeddedBroker } from '../broker/embedded-broker.ts';
+import { DEFAULT_MAX_PACKET_BYTES, EmbeddedBroker } from '../broker/embedded-broker.ts';
 import { ExternalBroker } from '../broker/external-broker.ts';
 import type { MessageBus } from '../broker/message-bus.ts';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
@@ -163,6 +163,8 @@ export class UpdraftServer {
       authenticator,
       logger: logger.child('mqtt'),
       admission: { maxConnections: config.mqtt.maxConnections, maxConnectRate: config.mqtt.maxConnectRate },
+      // a request over the shadow's limit still gets its 413: the packet limit stays well above it
+      maxPacketBytes: Math.max(DEFAULT_MAX_PACKET_BYTES, 4 * config.shadow.maxDocumentBytes),
       ...(security.mqttTls ? { tls: security.mqttTls } : {}),
     });
     this.bus = config.mqtt.url

@@ -143,10 +143,15 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
 
   router.add('POST', '/api/v1/deployments', async ({ req, res }) => {
     const body = await readJson(req);
+    const fields = ['devices', 'artifact', 'description', 'allowDowngrade'];
+    // a field this route does not take (a dry run, a plan) must not be dropped silently: it would deploy at once
+    for (const k of Object.keys(body)) if (!fields.includes(k)) throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: ${fields.join(', ')}; a job with a plan, or a dry run: POST /api/v1/jobs, /api/v1/jobs/preview)`);
     const devices = body.devices;
     const artifact = body.artifact;
     if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');
     if (typeof artifact !== 'string') throw new UpdraftError('BAD_REQUEST', 'artifact must be a string like fw@2.0.0');
+    if (body.description !== undefined && typeof body.description !== 'string') throw new UpdraftError('BAD_REQUEST', 'description must be a string');
+    if (body.allowDowngrade !== undefined && typeof body.allowDowngrade !== 'boolean') throw new UpdraftError('BAD_REQUEST', 'allowDowngrade must be true or false');
     const result = await deps.deployments.deploy({
       devices: devices as string[],
       artifact,

@@ -5,6 +5,7 @@
 import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
@@ -30,9 +31,13 @@ export function publicDevice(d: DeviceRecord): PublicDevice {
 }
 
 function checkRegistration(r: DeviceRegistration): void {
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UpdraftError('BAD_REQUEST', 'a device to register must be an object: {deviceId, attributes?, tags?}');
+  if (r.deviceId === undefined) throw new UpdraftError('BAD_REQUEST', 'deviceId is required');
   if (typeof r.deviceId !== 'string' || !isValidId(r.deviceId)) {
     throw new UpdraftError('BAD_REQUEST', `device id "${String(r.deviceId)}" must be 1-128 characters of letters, digits, _ . : -`);
   }
+  // the broker's user name of operators and Updraft's instances: a device of that name could never connect
+  if (r.deviceId === OPERATOR_USERNAME) throw new UpdraftError('BAD_REQUEST', `device id "${OPERATOR_USERNAME}" is reserved: it is the MQTT user name of operators and Updraft's instances`);
   if (r.attributes !== undefined) {
     if (typeof r.attributes !== 'object' || r.attributes === null || Array.isArray(r.attributes)) throw new UpdraftError('BAD_REQUEST', 'attributes must be an object');
     for (const [k, v] of Object.entries(r.attributes)) {

@@ -63,6 +63,10 @@ describe('HTTP API and downloads', () => {
       [{ devices: [], artifact: 'fw@2.0.0' }, 400, /at least one device/],
       [{ devices: ['dev-1'], artifact: 'fw' }, 400, /name@version/],
       [{ devices: ['a/b'], artifact: 'fw@2.0.0' }, 400, /not a valid device id/],
+      // what this route does not take is refused, not dropped: a dry run would otherwise deploy
+      [{ devices: ['dev-1'], artifact: 'fw@2.0.0', dryRun: true }, 400, /unknown field "dryRun" \(fields: devices, artifact, description, allowDowngrade; .*\/api\/v1\/jobs\/preview\)/],
+      [{ devices: ['dev-1'], artifact: 'fw@2.0.0', allowDowngrade: 'yes' }, 400, /allowDowngrade must be true or false/],
+      [{ devices: ['dev-1'], artifact: 'fw@2.0.0', description: 5 }, 400, /description must be a string/],
     ];
     for (const [body, status, message] of cases) {
       const res = await api('POST', '/api/v1/deployments', body);
@@ -71,6 +75,15 @@ describe('HTTP API and downloads', () => {
     }
     const broken = await fetch(ts.httpUrl + '/api/v1/deployments', { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: '{nope' });
     assert.equal(broken.status, 400);
+  });
+
+  it('refuses a bulk registration entry that is not a device, and the reserved id "operator", naming them', async () => {
+    for (const [entry, message] of [[null, /a device to register must be an object/], [5, /a device to register must be an object/], [{}, /deviceId is required/], [{ deviceId: 'operator' }, /device id "operator" is reserved/]] as const) {
+      const res = await api('POST', '/api/v1/devices/bulk', { devices: [entry] });
+      assert.equal(res.status, 400, JSON.stringify(entry));
+      assert.match((await res.json()).error.message, message);
+    }
+    assert.equal((await api('POST', '/api/v1/devices', { deviceId: 'operator' })).status, 400);
   });
 
   it('refuses device attributes named after object machinery (constructor, prototype, __proto__)', async () => {

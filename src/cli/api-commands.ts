@@ -10,7 +10,8 @@ import { waitOf } from '../jobs/deadlines.ts';
 import { saveDeviceSecret } from '../agent/provisioning.ts';
 import { saveSigningKey } from './keys-command.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
-import { jobNote } from './job-watch.ts';
+import { describeJob } from './job-watch.ts';
+import type { JobView } from '../jobs/job-service.ts';
 
 /** Options of every API command. */
 export interface Common extends ApiOptions {
@@ -195,9 +196,18 @@ export function addApiCommands(program: Command): void {
     });
 
   const job = program.command('job').description('inspect jobs');
-  withApi(job.command('show <jobId>').description('a job and the outcome on each device')).action(async (jobId: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<{ job: JobRecord; executions: ExecutionRecord[] }>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}`);
-    const lines = [`job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.job.status}${jobNote(r.job)}`, ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${(x.details as { error?: string }).error ?? waitNote(x) ?? ''}`)];
-    print(opts, r, lines.join('\n'));
-  });
+  withApi(job.command('show <jobId>').description('a job, its counts and the outcome on each device (1,000 a page)'))
+    .option('--limit <n>', 'devices a page (at most 1000)', '1000')
+    .option('--after <deviceId>', 'cursor: the devices after this one (the line "(more: ...)" names it)')
+    .action(async (jobId: string, opts: Common & { limit: string; after?: string }) => {
+      const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}) });
+      const r = await new ApiClient(opts).call<JobView & { executions: ExecutionRecord[]; next?: string }>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?${q}`);
+      const lines = [
+        `job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.total} device(s)`,
+        `  ${describeJob(r)}`,
+        ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${(x.details as { error?: string }).error ?? waitNote(x) ?? ''}`),
+        ...(r.next ? [`(more: updraft job show ${jobId} --after ${r.next})`] : []),
+      ];
+      print(opts, r, lines.join('\n'));
+    });
 }

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
+import { parseArtifactRef } from '../artifacts/artifact-service.ts';
 import type { ExecutionRecord, JobLogRecord, JobLogSummary, JobRecord, Page } from '../store/state-store.ts';
 import { JOB_LOG_HEAD_LINES } from '../protocol/job-log.ts';
 import type { GroupView } from '../fleet/group-service.ts';
@@ -92,8 +93,27 @@ export function describePreview(p: JobPreview, now = Date.now()): string {
 }
 
 /** The create-job body from flags (or from --file, which the flags then extend). */
+/** The JSON object of `--file`; a readable error naming the file otherwise. */
+async function readJobFile(file: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UpdraftError('BAD_REQUEST', `cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new UpdraftError('BAD_REQUEST', `${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UpdraftError('BAD_REQUEST', `${file} must hold a JSON object: the job, as POST /api/v1/jobs takes it`);
+  return value as Record<string, unknown>;
+}
+
 async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
-  const body: Record<string, unknown> = o.file ? (JSON.parse(await readFile(o.file, 'utf8')) as Record<string, unknown>) : {};
+  const body: Record<string, unknown> = o.file ? await readJobFile(o.file) : {};
   body.artifact = o.artifact;
   const targets: Record<string, unknown> = { ...(body.targets as object | undefined) };
   if (o.device.length) targets.devices = o.device;
@@ -139,6 +159,7 @@ export function addRolloutCommands(program: Command): void {
     .option('--query <query>', 'a dynamic group: the devices this query selects, e.g. "tags.region = eu"')
     .option('--description <text>', 'what the group is for')
     .action(async (name: string, o: Common & { device: string[]; query?: string; description?: string }) => {
+      if (o.query !== undefined && o.device.length > 0) throw new UpdraftError('BAD_REQUEST', 'give either --device (a static group) or --query (a dynamic group), not both');
       const body = { name, ...(o.query !== undefined ? { query: o.query } : { devices: o.device }), ...(o.description ? { description: o.description } : {}) };
       const g = await new ApiClient(o).call<GroupView>('POST', '/api/v1/groups', body);
       print(o, g, `created ${g.kind} group ${g.name}${g.query ? `: ${g.query}` : ` with ${g.size} device(s)`}`);
@@ -247,9 +268,8 @@ export function addRolloutCommands(program: Command): void {
 
   // ---- artifacts, devices, fleet
   withApi(parent(program, 'artifact', 'manage software artifacts').command('show <name@version>').description('one artifact')).action(async (ref: string, o: Common) => {
-    const at = ref.lastIndexOf('@');
-    if (at <= 0) throw new UpdraftError('BAD_REQUEST', `${ref} must look like name@version, e.g. fw@2.0.0`);
-    const a = await new ApiClient(o).call<{ name: string; version: string; sha256: string; size: number }>('GET', `/api/v1/artifacts/${encodeURIComponent(ref.slice(0, at))}/${encodeURIComponent(ref.slice(at + 1))}`);
+    const { name, version } = parseArtifactRef(ref);
+    const a = await new ApiClient(o).call<{ name: string; version: string; sha256: string; size: number }>('GET', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
     print(o, a, `${a.name}@${a.version}\n  sha256 ${a.sha256}\n  size   ${a.size} bytes`);
   });
   withApi(parent(program, 'device', 'register and inspect devices').command('history <id>').description("a device's jobs and outcomes, newest first"))

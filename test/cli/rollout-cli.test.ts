@@ -100,7 +100,7 @@ describe('updraft group / job / status', () => {
     assert.equal(view.job.spec.plan.timeZone, 'UTC');
     const shown = await cli('job', 'show', view.job.jobId);
     const opens = new Date(Math.floor(at.getTime() / 60_000) * 60_000).toISOString();
-    assert.match(shown.stdout, new RegExp(`IN_PROGRESS  \\(outside its maintenance windows: the next opens ${opens.replace(/[.]/g, '\\.')}\\)`));
+    assert.match(shown.stdout, new RegExp(`IN_PROGRESS  QUEUED 1  \\(outside its maintenance windows: the next opens ${opens.replace(/[.]/g, '\\.')}\\)`));
     assert.equal((await cli('job', 'cancel', view.job.jobId)).code, 0);
     const bad = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--window', '25:00+60@someday');
     assert.equal(bad.code, 2);
@@ -144,5 +144,36 @@ describe('updraft group / job / status', () => {
     assert.ok(older, shown.stdout);
     const rest = await cli('device', 'history', 'many-jobs', '--after', older[1]!);
     assert.match(rest.stdout, new RegExp(`^\\S+  ${jobs[0]}  fw@2\\.0\\.0  \\S+\\n$`), 'the oldest job, alone');
+  });
+
+  it('shows a job with its counts, a page of devices and how to read the next', async () => {
+    const created = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--device', 'a-2', '--device', 'a-3', '--json');
+    const jobId = JSON.parse(created.stdout).job.jobId as string;
+    const shown = await cli('job', 'show', jobId, '--limit', '2');
+    assert.equal(shown.code, 0, shown.stderr);
+    const lines = shown.stdout.trimEnd().split('\n');
+    assert.equal(lines[0], `job ${jobId}  fw@2.0.0  3 device(s)`);
+    assert.match(lines[1]!, /%  IN_PROGRESS  .*(QUEUED|IN_PROGRESS) \d/);
+    assert.deepEqual(lines.slice(2, 4).map((l) => l.trim().split(/\s+/)[0]), ['a-1', 'a-2']);
+    assert.equal(lines[4], `(more: updraft job show ${jobId} --after a-2)`);
+    const rest = await cli('job', 'show', jobId, '--after', 'a-2');
+    assert.deepEqual(rest.stdout.trimEnd().split('\n').slice(2).map((l) => l.trim().split(/\s+/)[0]), ['a-3']);
+    assert.equal((await cli('job', 'cancel', jobId)).code, 0);
+  });
+
+  it('refuses, in one line naming what is wrong, a job file that cannot be read, two kinds of group, and an artifact reference without its version', async () => {
+    const cases: [string[], string][] = [
+      [['job', 'create', '--artifact', 'fw@2.0.0', '--file', '/nonexistent/job.json'], 'updraft: error: cannot read /nonexistent/job.json: no such file\n'],
+      [['job', 'create', '--artifact', 'fw@2.0.0', '--file', '/etc/hostname'], ''],
+      [['group', 'create', 'both', '--device', 'a-1', '--query', 'tags = lab'], 'updraft: error: give either --device (a static group) or --query (a dynamic group), not both\n'],
+      [['artifact', 'show', 'fw@'], 'updraft: error: artifact reference "fw@" must look like name@version, e.g. fw@2.0.0\n'],
+    ];
+    for (const [args, stderr] of cases) {
+      const r = await cli(...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      if (stderr) assert.equal(r.stderr, stderr);
+      else assert.match(r.stderr, /^updraft: error: \/etc\/hostname (is not valid JSON: .*|must hold a JSON object: .*)\n$/);
+    }
+    assert.equal((await cli('group', 'show', 'both')).code, 2, 'no group was created');
   });
 });

@@ -5,7 +5,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
-import type { GroupRecord, Page, StateStore } from '../store/state-store.ts';
+import { ACTIVE_JOB_STATUSES, type GroupRecord, type Page, type StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { selectPage, type SelectedDevice } from './device-selector.ts';
 import { parseQuery } from './query.ts';
@@ -82,8 +82,27 @@ export class GroupService {
 
   /** Deletes a group (jobs that targeted it keep their executions). */
   async delete(name: string): Promise<void> {
+    // a continuous job keeps adding the group's devices: deleted, and created again for other
+    // devices, the group would roll the job out to them
+    const jobs = await this.continuousJobsOf(name);
+    if (jobs.length > 0) throw new UpdraftError('CONFLICT', `group ${name} is a target of continuous jobs that are not finished (${jobs.slice(0, 10).join(', ')}${jobs.length > 10 ? ', ...' : ''}): cancel them first (updraft job cancel <jobId>)`);
     if (!(await this.deps.store.deleteGroup(name))) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist`);
     this.deps.onChange?.(name);
+  }
+
+  /** The unfinished continuous jobs that target the group (a snapshot job's targets were fixed at its creation). */
+  private async continuousJobsOf(name: string): Promise<string[]> {
+    const found: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.deps.store.listJobs({ status: [...ACTIVE_JOB_STATUSES], limit: 500, ...(after ? { after } : {}) });
+      for (const job of page.items) {
+        const spec = job.spec as { type?: string; targets?: { groups?: unknown } } | undefined;
+        if (spec?.type === 'continuous' && Array.isArray(spec.targets?.groups) && spec.targets.groups.includes(name)) found.push(job.jobId);
+      }
+      if (!page.next) return found;
+      after = page.next;
+    }
   }
 
   /**

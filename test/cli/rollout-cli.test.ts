@@ -176,4 +176,16 @@ describe('updraft group / job / status', () => {
     }
     assert.equal((await cli('group', 'show', 'both')).code, 2, 'no group was created');
   });
+
+  it('refuses to delete a group an unfinished continuous job targets, naming the job; deletes it once the job is canceled', async () => {
+    assert.equal((await cli('group', 'create', 'cont', '--device', 'a-2')).code, 0);
+    const jobId = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--group', 'cont', '--continuous', '--json')).stdout).job.jobId as string;
+    const refused = await cli('group', 'delete', 'cont');
+    assert.equal(refused.code, 2);
+    assert.equal(refused.stderr, `updraft: error: group cont is a target of continuous jobs that are not finished (${jobId}): cancel them first (updraft job cancel <jobId>)\n`);
+    assert.equal((await cli('group', 'show', 'cont')).code, 0, 'the group is still there');
+    assert.equal((await cli('job', 'cancel', jobId)).code, 0);
+    assert.equal((await cli('group', 'delete', 'cont')).code, 0);
+    assert.equal((await cli('group', 'show', 'cont')).code, 2);
+  });
 });

@@ -370,7 +370,14 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (session !== this.session || !this.started) return;
       this.markReady();
       const heard = this.softwareDeltas;
-      await this.reportCurrent();
+      try {
+        await this.reportCurrent();
+      } catch (err) {
+        // refused for good (its shadow is full, say): retrying the same report would never end,
+        // and the command must still be acted on; the catch-up goes on without it
+        if (err instanceof AgentStoppedError || isRetryable(err)) throw err;
+        this.log.error('report of what runs rejected; the server will not take it: going on without it', { error: asUpdraftError(err).message });
+      }
       if (session !== this.session || !this.started) return;
       // a client certificate near its expiry is renewed over this connection (not awaited: the catch-up goes on)
       void this.renewer?.check();

@@ -68,8 +68,43 @@ export class ExecutionTracker {
   }
 
   private onShadowUpdated(e: UpdraftEvents['shadow.updated']): void {
-    if (e.current.name !== '' || e.request.state.reported?.software === undefined) return;
+    if (e.current.name !== '') return;
+    if (e.request.state.desired?.software !== undefined) this.supersede(e);
+    if (e.request.state.reported?.software === undefined) return;
     void this.apply(e.current.deviceId, e.current.state.reported?.software);
+  }
+
+  /**
+   * A device asked for another job's build before it reported an outcome of the job it was
+   * asked for (a second deploy while it was offline, say) will never run the first: that
+   * execution ends CANCELED, superseded, instead of waiting for ever (a job without a timeout
+   * would never finish, and its build could never be deleted). A device that had started it
+   * calls it off, or finishes an install under way; its later reports about it change nothing.
+   */
+  private supersede(e: UpdraftEvents['shadow.updated']): void {
+    const idOf = (software: unknown) => (software && typeof software === 'object' && typeof (software as JsonObject).jobId === 'string' ? ((software as JsonObject).jobId as string) : undefined);
+    const before = idOf(e.previous && !e.previous.deleted ? e.previous.state.desired?.software : undefined);
+    if (before === undefined) return;
+    const now = idOf(e.current.state.desired?.software);
+    const old = parseAgentJobId(before);
+    const next = now === undefined ? undefined : parseAgentJobId(now);
+    // only another job's command supersedes: not a cleared desired state (a cancel or a
+    // timeout of the job itself, handled where it is written), not a control command (a
+    // cancel's stay, a rollback), not another attempt, cancel or rollback of the same job
+    if (!old || old.control || !next || next.jobId === old.jobId) return;
+    const deviceId = e.current.deviceId;
+    const reason = `superseded: the device was asked for job ${next.jobId} before it finished this one`;
+    void this.queue
+      .run(`${old.jobId}/${deviceId}`, async () => {
+        const at = this.now();
+        await mutateExecution(
+          this.deps,
+          { jobId: old.jobId, deviceId },
+          (cur) => (isTerminal(cur.status) || (cur.attempt ?? 1) !== old.attempt ? undefined : { status: 'CANCELED', details: { ...cur.details, error: reason }, dueAt: undefined }),
+          at,
+        );
+      })
+      .catch((err: unknown) => this.deps.logger.error('superseded execution not recorded', { jobId: old.jobId, deviceId, error: asUpdraftError(err).message }));
   }
 
   /**

@@ -42,12 +42,15 @@ describe('reinstating a device', () => {
 
   it('queues it again in the running rollouts that skipped it while revoked, not in the stopped ones; it then updates', async () => {
     const secret = await registerDevice(ts, 'r-1');
-    await registerDevice(ts, 'r-never'); // never connects: keeps the jobs running
+    // never connect: keep the jobs running (one each: a device asked for one job's build and then
+    // another's would end the first one's execution, superseded)
+    await registerDevice(ts, 'r-never-1');
+    await registerDevice(ts, 'r-never-2');
     // rollouts that start in a moment; the device is revoked before they send it anything
     const startAt = Date.now() + 3000;
-    const create = async () => (await api<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['r-1', 'r-never'] }, plan: { startAt } })).job.jobId;
-    const running = await create();
-    const stopped = await create();
+    const create = async (other: string) => (await api<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['r-1', other] }, plan: { startAt } })).job.jobId;
+    const running = await create('r-never-1');
+    const stopped = await create('r-never-2');
     await api('POST', '/api/v1/devices/r-1/revoke');
     await removed(running);
     await removed(stopped);

@@ -182,6 +182,9 @@ export class ShadowReplica {
     for (let attempt = 0; ; attempt++) {
       const cached = attempt === 0 ? this.cache.get(k) : undefined;
       const previous = cached ?? (await store.getShadow(ref.deviceId, ref.name));
+      if (sender.kind === 'device' && ref.name === '' && removesSoftware(request) && previous && !previous.deleted && previous.state.desired?.software !== undefined) {
+        throw new UpdraftError('FORBIDDEN', 'desired.software can be removed by operators only: this shadow holds it');
+      }
       const now = this.now();
       let applied;
       try {
@@ -315,6 +318,12 @@ function notFound(ref: ShadowRef): UpdraftError {
  * the server reads back (a job's outcome, what a device runs): its fields must have their
  * types, so a malformed report is rejected with the field's name instead of being ignored.
  */
+/** True when the update removes `desired.software` (`desired: null`, or `software: null` in it). */
+function removesSoftware(request: UpdateRequest): boolean {
+  const desired = request.state.desired;
+  return desired === null || (desired !== undefined && desired.software === null);
+}
+
 function checkSoftwareSection(ref: ShadowRef, request: UpdateRequest, sender: Sender): void {
   const desired = request.state.desired;
   if (ref.name !== '') return;
@@ -322,7 +331,9 @@ function checkSoftwareSection(ref: ShadowRef, request: UpdateRequest, sender: Se
   if (reported) checkReportedSoftware(reported.software);
   const touchesSoftware = desired === null || (desired !== undefined && 'software' in desired);
   if (!touchesSoftware) return;
-  if (sender.kind === 'device') {
+  // a device may clear a desired state that holds no software (its own keys): whether it
+  // holds any is checked against the stored shadow (removesSoftware)
+  if (sender.kind === 'device' && !(desired === null || desired.software === null)) {
     throw new UpdraftError('FORBIDDEN', 'desired.software can be set by operators only');
   }
   const sw = desired?.software;

@@ -114,6 +114,18 @@ describe('replica over MQTT', () => {
     await other.end();
   });
 
+  it('lets a device clear a desired state of its own that holds no software', async () => {
+    const d = await connectDevice(ts, 'dev-own');
+    await d.subscribe('state/dev-own/#');
+    for (const desired of [{ software: null }, null]) {
+      assert.equal((await d.request('state/dev-own/update', { state: { desired: { color: 'red' } } })).topic, 'state/dev-own/update/accepted');
+      const cleared = await d.request('state/dev-own/update', { state: { desired } });
+      assert.equal(cleared.topic, 'state/dev-own/update/accepted', JSON.stringify(cleared.body));
+    }
+    assert.equal((await d.request('state/dev-own/get', {})).body.state.desired, undefined);
+    await d.end();
+  });
+
   it("refuses a device's delete of its shadow while it holds desired.software (the operator's command); the operator may", async () => {
     const d = await connectDevice(ts, 'dev-cmd');
     await d.subscribe('state/dev-cmd/#');
@@ -126,6 +138,12 @@ describe('replica over MQTT', () => {
     assert.deepEqual([refused.body.code, refused.body.message], [403, 'desired.software can be removed by operators only: this shadow holds it']);
     const kept = await d.request('state/dev-cmd/get', {});
     assert.equal(kept.body.state.desired.software.jobId, 'job-del', 'the command is still there');
+    // nor may it clear the command with desired: null, or software: null
+    for (const desired of [null, { software: null }]) {
+      const cleared = await d.request('state/dev-cmd/update', { state: { desired } });
+      assert.deepEqual([cleared.body.code, cleared.body.message], [403, 'desired.software can be removed by operators only: this shadow holds it'], JSON.stringify(desired));
+    }
+    assert.equal((await d.request('state/dev-cmd/get', {})).body.state.desired.software.jobId, 'job-del');
     // a named shadow is the device's own
     await d.request('state/dev-cmd/shadow/cfg/update', { state: { reported: { a: 1 } } });
     assert.equal((await d.request('state/dev-cmd/shadow/cfg/delete', {})).topic, 'state/dev-cmd/shadow/cfg/delete/accepted');

@@ -32,8 +32,18 @@ export function forbiddenKey(value: JsonValue): string | undefined {
   return undefined;
 }
 
-/** Depth of nested objects: `{}` and `{a:1}` are 1, `{a:{b:1}}` is 2. Arrays count as leaves. */
+/** Depth of nested objects and arrays: `{}`, `{a:1}` and `[1]` are 1, `{a:{b:1}}` and `{a:[1]}` are 2. */
 export function objectDepth(value: JsonValue): number {
+  // an array is a level too: an object inside arrays is no way around the limit, and a value
+  // nested thousands deep (8 KiB of brackets) is refused before anything walks it recursively
+  if (Array.isArray(value)) {
+    let max = 0;
+    for (const item of value) {
+      const d = objectDepth(item);
+      if (d > max) max = d;
+    }
+    return 1 + max;
+  }
   if (!isJsonObject(value)) return 0;
   let max = 0;
   for (const key in value) {

@@ -20,6 +20,10 @@ describe('request validation', () => {
     bad('{"state": {"desired": {}}, "clientToken": 12}', /^Invalid clientToken/);
     bad(`{"state": {"desired": {}}, "clientToken": "${'x'.repeat(65)}"}`, /^Invalid clientToken/);
     bad('{"state": {"desired": {"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}}}', /too many levels of nesting; maximum is 6/);
+    // arrays are levels too: objects inside them, or arrays thousands deep, are no way around it
+    bad('{"state": {"reported": {"a":[[[{"x":{"y":{"z":1}}}]]]}}}', /too many levels of nesting; maximum is 6/);
+    bad(JSON.stringify({ state: { reported: { a: JSON.parse('['.repeat(3000) + ']'.repeat(3000)) } } }), /too many levels of nesting; maximum is 6/);
+    assert.doesNotThrow(() => parseUpdateRequest('{"state": {"reported": {"a":[{"x":{"y":{"z":1}}}]}}}', DEFAULT_LIMITS), 'six levels, an array among them');
     bad(JSON.stringify({ state: { desired: { a: 'x'.repeat(9000) } } }), /maximum size/, 'TOO_LARGE');
   });
 

@@ -121,9 +121,21 @@ export function downloadRoute(deps: {
     // transfer as a device that goes away does, but it is the operator's to hear about
     let storageError: Error | undefined;
     stream!.once('error', (err: Error) => (storageError = err));
-    await pipeline(stream!, res).catch(() => {
-      // the device went away mid-transfer; it resumes with Range next time
-      if (storageError) deps.logger.error('download cut: the artifact cannot be read from storage', { artifact: `${name}@${version}`, device: deviceId, error: storageError.message });
-    });
+    // and storage that holds fewer bytes than the record says (a truncated file) ends the
+    // stream early: the response is cut at once (the device retries, and sees it fail)
+    // rather than left short of its content-length until the connection times out
+    let sent = 0;
+    stream!.on('data', (chunk: Buffer) => (sent += chunk.length));
+    await pipeline(stream!, res).then(
+      () => {
+        if (sent >= length) return;
+        deps.logger.error('download cut: storage holds fewer bytes than the artifact has (damaged or truncated)', { artifact: `${name}@${version}`, device: deviceId, sent, expected: length });
+        res.destroy();
+      },
+      () => {
+        // the device went away mid-transfer; it resumes with Range next time
+        if (storageError) deps.logger.error('download cut: the artifact cannot be read from storage', { artifact: `${name}@${version}`, device: deviceId, error: storageError.message });
+      },
+    );
   };
 }

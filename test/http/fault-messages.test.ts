@@ -6,12 +6,13 @@
  * (`broker/device-request.ts`) for the second.
  */
 import assert from 'node:assert/strict';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { answerDeviceRequest } from '../../src/broker/device-request.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
 import { TestClient, connectIdleDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact } from '../security/support.ts';
@@ -51,6 +52,24 @@ describe('faults of the server', () => {
     const line = logged.find((l) => l.includes('cannot be read from storage'));
     assert.ok(line, logged.join('\n'));
     assert.match(line, /ERROR \[download\] download cut: the artifact cannot be read from storage artifact=fw@2\.0\.0 device=dev-1 error=.*EISDIR/);
+  });
+
+  it('a download whose stored bytes are fewer than the artifact has is cut at once and logged', async () => {
+    const { sha256 } = await addArtifact(ts, '3.0.0', Buffer.alloc(200_000, 9));
+    const res = await fetch(`${ts.httpUrl}/api/v1/deployments`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ devices: ['dev-1'], artifact: 'fw@3.0.0' }) });
+    assert.equal(res.status, 201);
+    const delta = await dev.next((m) => m.topic === 'state/dev-1/update/delta' && m.body.state?.software?.version === '3.0.0' && m.body.state?.software?.url !== undefined);
+    // storage lost the second half of the file
+    await truncate(path.join(ts.dataDir, 'artifacts', 'sha256', sha256.slice(0, 2), sha256), 100_000);
+    // a short body is an error for the client, not a wait for bytes that never come (the
+    // connection's keep-alive timeout would end it only seconds later, as if it were fine)
+    await assert.rejects(async () => {
+      const r = await fetch(delta.body.state.software.url as string);
+      assert.equal(r.headers.get('content-length'), '200000');
+      await r.arrayBuffer();
+    });
+    const line = await eventually(async () => logged.find((l) => l.includes('storage holds fewer bytes')), 10_000, 'the log line');
+    assert.match(line, /ERROR \[download\] download cut: storage holds fewer bytes than the artifact has \(damaged or truncated\) artifact=fw@3\.0\.0 device=dev-1 sent=100000 expected=200000$/);
   });
 
   it("tells a device that a fault of the server happened, not the fault's own text; the log has it", async () => {

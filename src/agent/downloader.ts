@@ -256,6 +256,13 @@ async function writeBody(res: Response, opts: DownloadOptions, start: number, li
     }
     // a full disk is not a network fault: retrying cannot help
     if (isNoSpace(err)) throw err;
+    // cut after its last byte (a slow reader, rate-limited, still draining what the server
+    // had finished sending when it closed the idle connection): nothing is missing, and the
+    // verification that follows checks every byte
+    if (written === limit) {
+      await fh.sync();
+      return written;
+    }
     // connection cut mid-body: what was written stays and is resumed
     throw new Retryable(`connection interrupted after ${start + written} of ${opts.size} bytes: ${describe(err)}`);
   } finally {

@@ -106,6 +106,15 @@ describe('downloadArtifact', () => {
     assert.equal(server.requests[1]!.range, undefined);
   });
 
+  it('takes a body cut after its last byte as whole, without a retry', async () => {
+    server.mode = 'cut-after-last';
+    const logged: string[] = [];
+    await downloadArtifact(opts({ logger: createLogger({ level: 'info', write: (l) => logged.push(l) }) }));
+    assert.deepEqual(await readFile(file), content);
+    assert.equal(server.requests.length, 1, 'no second request');
+    assert.ok(!logged.some((l) => /interrupted/.test(l)), logged.join('\n'));
+  });
+
   it('never accepts a truncated file: retries, then fails with DOWNLOAD', async () => {
     server.mode = 'short';
     await assert.rejects(downloadArtifact(opts({ maxAttempts: 3 })), (err: unknown) => {

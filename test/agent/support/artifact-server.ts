@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** How the next responses behave. */
-export type ServeMode = 'normal' | 'cut' | 'short' | 'endless' | 'oversize-announced' | 'tamper' | 'forbidden' | 'no-range' | 'stall';
+export type ServeMode = 'normal' | 'cut' | 'short' | 'endless' | 'oversize-announced' | 'tamper' | 'forbidden' | 'no-range' | 'stall' | 'cut-after-last';
 
 /** One request as the server saw it. */
 export interface SeenRequest {
@@ -117,6 +117,13 @@ export class ArtifactServer {
     if (this.mode === 'oversize-announced') {
       send(200, { 'content-length': body.length + 100 });
       res.end(Buffer.concat([body, Buffer.alloc(100, 1)]));
+      return;
+    }
+    if (this.mode === 'cut-after-last') {
+      // every byte, chunked, then the connection dies before the chunk that ends the body (a
+      // server closing an idle connection while a slow client still reads the last bytes)
+      send(200, { 'content-type': 'application/octet-stream' });
+      res.write(body, () => setTimeout(() => res.socket?.destroy(), 50));
       return;
     }
     if (this.mode === 'short') {

@@ -66,6 +66,7 @@ export class CredentialService {
     if (msg.sender.kind === 'device' && msg.sender.id !== deviceId) throw new UpdraftError('FORBIDDEN', 'a device may ask for its own credentials only');
     const body = requestBody(msg.payload, 4096, 'credentials request', true);
     const clientToken = readClientToken(body);
+    if (body.jobId !== undefined && typeof body.jobId !== 'string') throw new UpdraftError('BAD_REQUEST', 'jobId must be a string: the job id of the command');
     const device = await this.deps.store.getDevice(deviceId);
     if (!device) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered`);
     if (device.revoked) throw new UpdraftError('FORBIDDEN', 'device revoked');

@@ -54,7 +54,7 @@ export function downloadRoute(deps: {
     try {
       artifact = await deps.artifacts.get(name, version);
       const now = Math.floor(Date.now() / 1000);
-      const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+      const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1]; // the scheme is case-insensitive
       if (bearer !== undefined) {
         if (!deps.tokens) throw new UpdraftError('FORBIDDEN', 'download tokens are not accepted here; use the pre-signed URL');
         deviceId = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);

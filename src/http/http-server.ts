@@ -151,7 +151,7 @@ export class HttpServer {
 
   private checkToken(req: http.IncomingMessage): Caller {
     const header = req.headers.authorization ?? '';
-    const m = /^Bearer (.+)$/.exec(header);
+    const m = /^Bearer (.+)$/i.exec(header); // an auth scheme is case-insensitive (RFC 9110 §11.1)
     if (!m) {
       this.noteRefusedToken(req);
       throw new UpdraftError('UNAUTHORIZED', 'the operator token is required: send Authorization: Bearer <token>');

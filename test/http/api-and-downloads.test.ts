@@ -37,6 +37,8 @@ describe('HTTP API and downloads', () => {
     const wrong = await api('GET', '/api/v1/artifacts', undefined, 'nope');
     assert.equal(wrong.status, 401);
     assert.equal((await api('GET', '/healthz', undefined, null)).status, 200);
+    // the scheme is case-insensitive (RFC 9110 §11.1)
+    assert.equal((await fetch(ts.httpUrl + '/api/v1/artifacts', { headers: { authorization: `bearer ${ts.token}` } })).status, 200);
   });
 
   it('stores an artifact with its SHA-256 and size, and refuses a duplicate version', async () => {

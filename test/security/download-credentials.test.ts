@@ -69,14 +69,20 @@ describe('temporary download credentials, revocation and key rotation', () => {
     const res = await download('/v1/download/fw/2.0.0?device=dev-1', { authorization: `Bearer ${r.body.token}` });
     assert.equal(res.status, 200);
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), v2);
+    // the auth scheme is case-insensitive (RFC 9110)
+    const lower = await download('/v1/download/fw/2.0.0?device=dev-1', { authorization: `bearer ${r.body.token}` });
+    assert.equal(lower.status, 200);
+    await lower.arrayBuffer();
     const ranged = await download('/v1/download/fw/2.0.0?device=dev-1', { authorization: `Bearer ${r.body.token}`, range: 'bytes=100-' });
     assert.equal(ranged.status, 206, 'resumable with a token too');
     await ranged.arrayBuffer();
   });
 
-  it('refuses a token request naming another job', async () => {
+  it('refuses a token request naming another job, or a job id that is not a string', async () => {
     const r = await credentials(dev1, 'dev-1', { jobId: 'not-my-job' });
     assert.equal(r.body.code, 409);
+    const typed = await credentials(dev1, 'dev-1', { jobId: 5 });
+    assert.deepEqual([typed.body.code, typed.body.message], [400, 'jobId must be a string: the job id of the command']);
   });
 
   it('refuses token misuse with 403 and the reason: another device, another artifact, expired, tampered', async () => {

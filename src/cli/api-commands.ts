@@ -120,13 +120,7 @@ export function addApiCommands(program: Command): void {
     .option('--tag <tag>', 'tag (repeatable)', collect, [])
     .option('--save <install-dir>', "write the secret into the agent's install directory (mode 0600) instead of printing it")
     .action(async (id: string, opts: Common & { attr: string[]; tag: string[]; save?: string }) => {
-      const attributes: Record<string, string | number | boolean> = {};
-      for (const a of opts.attr) {
-        const eq = a.indexOf('=');
-        if (eq <= 0) throw new UpdraftError('BAD_REQUEST', `--attr ${a} must look like key=value`);
-        const raw = a.slice(eq + 1);
-        attributes[a.slice(0, eq)] = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
-      }
+      const attributes = parseAttributes(opts.attr);
       const r = await new ApiClient(opts).call<{ device: { deviceId: string }; secret: string }>('POST', '/api/v1/devices', { deviceId: id, attributes, tags: opts.tag });
       if (opts.save) {
         const file = await saveDeviceSecret(opts.save, r.secret);
@@ -140,6 +134,24 @@ export function addApiCommands(program: Command): void {
       } else {
         print(opts, r, `registered ${id}\n  secret ${r.secret}\n  (shown once: pass it to the agent with --password or UPDRAFT_DEVICE_PASSWORD)`);
       }
+    });
+  withApi(device.command('update <id>').description('change what a device is selected by: set or remove attributes, replace its tags'))
+    .option('--attr <key=value>', 'set an attribute (repeatable); numbers and true/false are typed', collect, [])
+    .option('--unset-attr <key>', 'remove an attribute (repeatable)', collect, [])
+    .option('--tag <tag>', 'its tags from now on (repeatable): they replace the ones it has', collect, [])
+    .option('--no-tags', 'remove every tag')
+    .action(async (id: string, opts: Common & { attr: string[]; unsetAttr: string[]; tag: string[]; tags: boolean }) => {
+      const attributes: Record<string, string | number | boolean | null> = parseAttributes(opts.attr);
+      for (const k of opts.unsetAttr) attributes[k] = null;
+      if (!opts.tags && opts.tag.length > 0) throw new UpdraftError('BAD_REQUEST', 'give either --tag (its tags from now on) or --no-tags, not both');
+      const tags = !opts.tags ? [] : opts.tag.length > 0 ? opts.tag : undefined;
+      if (Object.keys(attributes).length === 0 && tags === undefined) throw new UpdraftError('BAD_REQUEST', 'nothing to change: give --attr, --unset-attr, --tag or --no-tags');
+      const d = await new ApiClient(opts).call<{ deviceId: string; attributes: Record<string, unknown>; tags: string[] }>('PATCH', `/api/v1/devices/${encodeURIComponent(id)}`, {
+        ...(Object.keys(attributes).length > 0 ? { attributes } : {}),
+        ...(tags !== undefined ? { tags } : {}),
+      });
+      const attrs = Object.entries(d.attributes).map(([k, v]) => `${k}=${String(v)}`).join(' ');
+      print(opts, d, `updated ${d.deviceId}\n  attributes ${attrs || '(none)'}\n  tags       ${d.tags.join(' ') || '(none)'}`);
     });
   withApi(device.command('rotate-secret <id>').description('issue a new secret; the old one stops working, and connections it opened are closed'))
     .option('--save <install-dir>', "write the secret into the agent's install directory")
@@ -210,4 +222,16 @@ export function addApiCommands(program: Command): void {
       ];
       print(opts, r, lines.join('\n'));
     });
+}
+
+/** `--attr key=value` options as attributes: numbers and true/false typed. */
+function parseAttributes(pairs: string[]): Record<string, string | number | boolean> {
+  const attributes: Record<string, string | number | boolean> = {};
+  for (const a of pairs) {
+    const eq = a.indexOf('=');
+    if (eq <= 0) throw new UpdraftError('BAD_REQUEST', `--attr ${a} must look like key=value`);
+    const raw = a.slice(eq + 1);
+    attributes[a.slice(0, eq)] = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  }
+  return attributes;
 }

@@ -28,6 +28,8 @@ export interface UpdraftEvents {
    * file current.
    */
   'device.credentials': { deviceId: string };
+  /** A device's attributes or tags changed (what queries, dynamic groups and continuous jobs select by). */
+  'device.changed': { deviceId: string };
   /** A job execution changed state. */
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
   /** A device's log of a failed job was kept (`jobs/job-logs.ts`), here or on another instance. */

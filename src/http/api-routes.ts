@@ -131,6 +131,10 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   });
 
   // decommissioning: revoked and cut off, its unfinished executions REMOVED, its shadows and group memberships gone, then its registration
+  router.add('PATCH', '/api/v1/devices/:id', async ({ req, res, params }) => {
+    sendJson(res, 200, await deps.registry.update(deviceParam(params.id!), await readJson(req)));
+  });
+
   router.add('DELETE', '/api/v1/devices/:id', async ({ res, params }) => {
     const deviceId = deviceParam(params.id!);
     await deps.tracker.idle(); // reports already received are recorded first

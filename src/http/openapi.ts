@@ -238,6 +238,10 @@ export function openApiDocument(): Obj {
         delete: op('Decommission a device: revoked and disconnected, its unfinished executions REMOVED, its shadows and static group memberships deleted, then its registration', {
           '200': json({ type: 'object', properties: { deviceId: { type: 'string' }, disconnected: { type: ['integer', 'null'] }, executionsRemoved: { type: 'array', items: { type: 'string' } }, shadowsDeleted: { type: 'array', items: { type: 'string' } }, groupsLeft: { type: 'array', items: { type: 'string' } } } }),
         }, { parameters: [idParam('id')] }),
+        patch: op("Change a device's attributes (merged; a null value removes its key) and tags (replaced); continuous jobs pick up a device that now matches", { '200': json({ type: 'object', description: 'its registration (attributes, tags, revocation, hasSecret; never the secret or its hash)' }) }, {
+          parameters: [idParam('id')],
+          ...body({ type: 'object', additionalProperties: false, properties: { attributes: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean', 'null'] } }, tags: { type: 'array', items: { type: 'string' } } } }),
+        }),
       },
       '/api/v1/devices/{id}/rotate-secret': { post: op('Issue a new device secret: the old one is refused, and the connection it opened is closed', { '200': json(cutOffAnswer({ secret: { type: 'string' } })) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/revoke': { post: op('Revoke a device: refused at CONNECT and download, and the connection it holds is closed', { '200': json(cutOffAnswer({ device: { type: 'object' } })) }, { parameters: [idParam('id')] }) },

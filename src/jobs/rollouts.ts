@@ -53,12 +53,17 @@ export class Rollouts {
     this.fleet = new FleetView({ store, onlineCount: deps.onlineCount });
   }
 
+  private unsubscribe: (() => void) | undefined;
+
   /** Recovers rollouts left in flight and starts the scheduler. */
   start(): Promise<void> {
+    // a device re-tagged may now match what continuous jobs target, as after a group change
+    this.unsubscribe = this.deps.events.on('device.changed', () => this.engine.rescan());
     return this.engine.start();
   }
 
   stop(): Promise<void> {
+    this.unsubscribe?.();
     return this.engine.stop();
   }
 

@@ -168,6 +168,30 @@ export class DeviceRegistry {
     return { secret, disconnected: this.cutOff(deviceId, 'secret') };
   }
 
+  /**
+   * Changes a device's attributes and tags (what queries, dynamic groups and continuous jobs
+   * select devices by): `attributes` are merged, a null value removing its key; `tags`, when
+   * given, replace the list. Continuous jobs pick up a device that now matches at their next look.
+   */
+  async update(deviceId: string, change: { attributes?: unknown; tags?: unknown }): Promise<PublicDevice> {
+    if (typeof change !== 'object' || change === null || Array.isArray(change)) throw new UpdraftError('BAD_REQUEST', 'the change must be an object: {attributes?, tags?}');
+    for (const k of Object.keys(change)) if (k !== 'attributes' && k !== 'tags') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: attributes, tags)`);
+    if (change.attributes === undefined && change.tags === undefined) throw new UpdraftError('BAD_REQUEST', 'give attributes and/or tags');
+    const attrs = change.attributes;
+    if (attrs !== undefined && (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs))) throw new UpdraftError('BAD_REQUEST', 'attributes must be an object');
+    const removed = attrs ? Object.keys(attrs).filter((k) => (attrs as Record<string, unknown>)[k] === null) : [];
+    const set = attrs ? Object.fromEntries(Object.entries(attrs).filter(([, v]) => v !== null)) : undefined;
+    // the same rules as at registration, for what is set
+    checkRegistration({ deviceId, ...(set ? { attributes: set as DeviceRegistration['attributes'] } : {}), ...(change.tags !== undefined ? { tags: change.tags as string[] } : {}) });
+    const updated = await this.change(deviceId, (d) => {
+      const attributes = { ...d.attributes, ...set };
+      for (const k of removed) delete attributes[k];
+      return { ...d, attributes, ...(change.tags !== undefined ? { tags: [...new Set(change.tags as string[])] } : {}) };
+    });
+    this.events?.emit('device.changed', { deviceId });
+    return publicDevice(updated);
+  }
+
   /** Lifts a revocation: the device's current secret and certificates work again. */
   async reinstate(deviceId: string): Promise<PublicDevice> {
     const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false })));

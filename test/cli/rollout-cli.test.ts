@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
-import { runCli } from '../helpers/cli.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 describe('updraft group / job / status', () => {
@@ -188,5 +188,33 @@ describe('updraft group / job / status', () => {
     assert.equal((await cli('job', 'cancel', jobId)).code, 0);
     assert.equal((await cli('group', 'delete', 'cont')).code, 0);
     assert.equal((await cli('group', 'show', 'cont')).code, 2);
+  });
+
+  it("changes a device's attributes and tags, and a continuous job picks up a device that now matches", async () => {
+    await registerDevice(ts, 'u-1', { tags: ['old'] });
+    const jobId = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--query', 'tags = pilot', '--continuous', '--json')).stdout).job.jobId as string;
+    const changed = await cli('device', 'update', 'u-1', '--tag', 'pilot', '--attr', 'region=eu', '--attr', 'rack=7');
+    assert.equal(changed.code, 0, changed.stderr);
+    assert.equal(changed.stdout, 'updated u-1\n  attributes region=eu rack=7\n  tags       pilot\n');
+    // stored: the registry reads it back so
+    const stored = await ts.server.store.getDevice('u-1');
+    assert.deepEqual([stored?.attributes, stored?.tags], [{ region: 'eu', rack: 7 }, ['pilot']]);
+    // the job that selects pilots adds it
+    await eventually(async () => {
+      const view = JSON.parse((await cli('job', 'show', jobId, '--json')).stdout) as { executions: { deviceId: string }[] };
+      return view.executions.some((e) => e.deviceId === 'u-1') ? true : undefined;
+    }, 20_000, 'u-1 added to the continuous job');
+    assert.equal((await cli('job', 'cancel', jobId)).code, 0);
+    const unset = await cli('device', 'update', 'u-1', '--unset-attr', 'rack', '--no-tags');
+    assert.equal(unset.stdout, 'updated u-1\n  attributes region=eu\n  tags       (none)\n');
+    for (const [args, message] of [
+      [['u-1', '--attr', 'constructor=x'], 'updraft: error: attribute name "constructor" is reserved\n'],
+      [['u-1'], 'updraft: error: nothing to change: give --attr, --unset-attr, --tag or --no-tags\n'],
+      [['ghost', '--tag', 'x'], 'updraft: error: device ghost is not registered; register it with: updraft device register ghost\n'],
+    ] as const) {
+      const r = await cli('device', 'update', ...args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, message);
+    }
   });
 });

@@ -3,6 +3,7 @@
  * Enough for a dozen routes without a framework; downloads need the raw response stream.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { UpdraftError } from '../errors.ts';
 
 /** Who called the operator API: the operator, or a read-only viewer token (its name). */
 /** Who called the API: the data directory's operator token (no name), a named operator token, or a read-only viewer token (`server/named-tokens.ts`). */
@@ -58,7 +59,7 @@ export class Router {
         try {
           s = decodeURIComponent(segs[i]!);
         } catch {
-          return undefined;
+          throw new UpdraftError('BAD_REQUEST', `the path segment "${segs[i]!.slice(0, 64)}" is not valid percent-encoding`);
         }
         if (p.startsWith(':')) params[p.slice(1)] = s;
         else ok = p === s;

@@ -37,6 +37,10 @@ describe('HTTP API and downloads', () => {
     const wrong = await api('GET', '/api/v1/artifacts', undefined, 'nope');
     assert.equal(wrong.status, 401);
     assert.equal((await api('GET', '/healthz', undefined, null)).status, 200);
+    // a path that is not valid percent-encoding is a bad request, not a missing route
+    const mangled = await api('GET', '/api/v1/devices/%E0%A4%A');
+    assert.equal(mangled.status, 400);
+    assert.equal((await mangled.json()).error.message, 'the path segment "%E0%A4%A" is not valid percent-encoding');
     // the scheme is case-insensitive (RFC 9110 §11.1)
     assert.equal((await fetch(ts.httpUrl + '/api/v1/artifacts', { headers: { authorization: `bearer ${ts.token}` } })).status, 200);
   });

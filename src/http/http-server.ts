@@ -102,10 +102,16 @@ export class HttpServer {
       }
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {
-      if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
+      // a request whose body was cut off (over its limit) took its connection with it: the
+      // answer says so, or a client would send its next request on a connection being reset
+      if (req.destroyed && !res.headersSent) res.setHeader('connection', 'close');
+      else if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
       const e = asUpdraftError(err);
       const pathname = (req.url ?? '/').split('?')[0]!;
-      if (e.status >= 500) this.opts.logger.error('request failed', { method: req.method ?? 'GET', path: pathname, error: e.message });
+      // a client that went away mid-request (an upload aborted) is no fault of the server's
+      const gone = req.destroyed && (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
+      if (gone) this.opts.logger.info('request abandoned by its client', { method: req.method ?? 'GET', path: pathname });
+      else if (e.status >= 500) this.opts.logger.error('request failed', { method: req.method ?? 'GET', path: pathname, error: e.message });
       // downloads and the dashboard's files answer devices and browsers before any token: a
       // fault's own text (files, hosts, a library's internals) is for the log and the API's callers
       sendError(res, e, pathname.startsWith('/api/') ? undefined : { public: true });

@@ -91,4 +91,18 @@ describe('audit log of operator requests', () => {
     assert.match(got[0]!, /method=POST path=\/api\/v1\/jobs status=413 ms=\d+ remote=127\.0\.0\.1 by=operator$/);
     assert.equal((await call('GET', '/api/v1/jobs')).status, 200, 'the server still serves');
   });
+
+  it('logs an upload its client abandoned at info, not as a fault of the server', async () => {
+    const from = lines.length;
+    const { request } = await import('node:http');
+    const req = request(`${url}/api/v1/artifacts?name=fw&version=9.0.0`, { method: 'POST', headers: { authorization: `Bearer ${server.operatorToken}`, 'content-length': 1_000_000 } });
+    req.on('error', () => undefined);
+    req.write(Buffer.alloc(100_000));
+    await new Promise((r) => setTimeout(r, 100));
+    req.destroy(); // the client goes away with most of the body unsent
+    const line = await eventually(async () => lines.slice(from).find((l) => /request abandoned by its client|request failed/.test(l)), 10_000, 'the log line');
+    assert.match(line, /INFO {2}\[http\] request abandoned by its client method=POST path=\/api\/v1\/artifacts$/);
+    // and the client's next request goes on a connection that works (the 413 above closed its own)
+    assert.equal((await call('GET', '/api/v1/artifacts/fw/9.0.0')).status, 404, 'nothing stored');
+  });
 });

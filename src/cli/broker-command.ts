@@ -32,6 +32,7 @@ interface Options extends ApiOptions {
   reloadCommand?: string;
   resyncMinutes: string;
   logFormat: string;
+  maxPacketBytes: string;
 }
 
 /** Adds `broker mosquitto-config`. */
@@ -49,6 +50,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--tls-cert <file>', 'server certificate (PEM) for the device listener')
     .option('--tls-key <file>', 'server private key (PEM) for the device listener')
     .option('--tls-ca <file>', 'CA (PEM) of device client certificates, if devices present one')
+    .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
     .option('--data-dir <dir>', 'where to find the operator token file')
@@ -59,6 +61,8 @@ export function addBrokerCommands(program: Command): void {
     .action(async (opts: Options) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
       if (opts.reloadCommand !== undefined && !opts.watch) throw new UpdraftError('BAD_REQUEST', '--reload-command goes with --watch');
+      const maxPacketBytes = Number(opts.maxPacketBytes);
+      if (!Number.isSafeInteger(maxPacketBytes) || maxPacketBytes < 4096) throw new UpdraftError('BAD_REQUEST', `--max-packet-bytes must be a whole number of bytes from 4096, got ${opts.maxPacketBytes}`);
       const resyncMinutes = Number(opts.resyncMinutes);
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
       const api = new ApiClient(opts);
@@ -100,6 +104,7 @@ function listeners(opts: Options, dir: string): MosquittoListeners {
     devicePort: port(opts.devicePort, '--device-port'),
     serviceHost: opts.serviceHost,
     servicePort: port(opts.servicePort, '--service-port'),
+    maxPacketBytes: Number(opts.maxPacketBytes),
     ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : {}) } } : {}),
   };
 }

@@ -96,6 +96,18 @@ if (!found.ok) {
       await staying.end();
     });
 
+    it('closes the connection of a device sending a packet over max_packet_size (64 KiB), as the embedded broker does', async () => {
+      const big = await connect('dev-06', secrets.get('dev-06')!);
+      const closed = new Promise<void>((resolve) => big.client.once('close', () => resolve()));
+      big.client.publish('state/dev-06/update', Buffer.alloc(100 * 1024, 0x20), { qos: 0 });
+      await closed;
+      // a request under the limit goes through on a new connection
+      const again = await connect('dev-06', secrets.get('dev-06')!);
+      await again.publish('state/dev-06/get', {});
+      await again.end();
+      big.client.end(true);
+    });
+
     it("keeps a device to its own topics: another device's answers never reach it, its forged requests never reach the replica", async () => {
       const spy = await TestClient.connect(broker.serviceUrl, 'spy-operator', { username: 'operator', password: OPERATOR_TOKEN });
       await spy.subscribe('state/#');

@@ -534,10 +534,11 @@ export class RolloutEngine {
         const wave = spec.plan.waves[w]!;
         const pct = successPercent(tally(counts, (x) => x === w));
         if (pct < wave.successThreshold) {
-          const message = `wave ${w} succeeded on ${pct.toFixed(1)}% of its finished devices, below its threshold of ${wave.successThreshold}%; resume to go on, or cancel`;
+          // waves are named from 1 to people (job watch, the dashboard, webhooks); `wave: w` is the index
+          const message = `wave ${w + 1} succeeded on ${pct.toFixed(1)}% of its finished devices, below its threshold of ${wave.successThreshold}%; resume to go on, or cancel`;
           next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'threshold', wave: w, message, at: now } } };
         } else if (wave.requireApproval) {
-          const message = `wave ${w} finished (${pct.toFixed(1)}% succeeded) and needs approval: resume the job to start wave ${w + 1}`;
+          const message = `wave ${w + 1} finished (${pct.toFixed(1)}% succeeded) and needs approval: resume the job to start wave ${w + 2}`;
           next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'approval', wave: w, message, at: now } } };
         } else {
           next = { status: 'IN_PROGRESS', progress: { ...p, wave: w + 1, waveStartedAt: now, rateEpoch: now, sentSinceEpoch: 0 } };

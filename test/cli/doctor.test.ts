@@ -50,7 +50,7 @@ describe('updraft doctor', () => {
     const findings = JSON.parse(r.stdout) as { verdict: string; check: string; text: string }[];
     const waiting = findings.find((f) => f.check === 'rollouts')!;
     assert.equal(waiting.verdict, 'note');
-    assert.match(waiting.text, new RegExp(`^job ${jobId} \\(fw@2\\.0\\.0\\) waits for an operator: wave 0 finished \\(100\\.0% succeeded\\) and needs approval`));
+    assert.match(waiting.text, new RegExp(`^job ${jobId} \\(fw@2\\.0\\.0\\) waits for an operator: wave 1 finished \\(100\\.0% succeeded\\) and needs approval`));
     assert.equal(r.code, 0);
   });
 

@@ -91,7 +91,7 @@ describe('rollout engine', () => {
     await f.tick();
     const paused = await f.job(jobId);
     assert.equal(paused.status, 'PAUSED');
-    assert.match(String((paused.progress as any).pause.message), /wave 0 succeeded on 50\.0%.*threshold of 100%/);
+    assert.match(String((paused.progress as any).pause.message), /wave 1 succeeded on 50\.0%.*threshold of 100%/);
     await f.tick();
     assert.deepEqual(await sentTo(ids, jobId), ['d001', 'd002'], 'nothing more is sent while paused');
     await f.rollouts.jobs.resume(jobId);

@@ -77,7 +77,13 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     add('FAIL', 'token', `the API refused the operator token: ${(err as Error).message}`);
     return out;
   }
-  add('ok', 'token', 'the operator token is accepted');
+  // a viewer token reads everything above, but not the token lists: say what it is, and what is skipped
+  const viewer = await api.call('GET', '/api/v1/operator-tokens?limit=1').then(
+    () => false,
+    (err: { status?: number }) => err.status === 403,
+  );
+  if (viewer) add('note', 'token', 'a read-only viewer token is accepted: the checks of named tokens need the operator token, and are skipped');
+  else add('ok', 'token', 'the operator token is accepted');
 
   const cert = keys.signing.certificate;
   if (!cert) {
@@ -157,7 +163,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
 
   // named tokens nobody has used for 90 days (or ever, 90 days after they were added): a
   // forgotten token is a door left open; the operator's token lists say when each was used
-  for (const role of ['operator', 'viewer'] as const) {
+  for (const role of viewer ? [] : (['operator', 'viewer'] as const)) {
     const tokens = await api.call<{ items: { name: string; createdAt: number; lastUsedAt?: number; expiresAt?: number }[] }>('GET', `/api/v1/${role}-tokens`).catch(() => undefined);
     const idle = (tokens?.items ?? []).filter((t) => (t.expiresAt === undefined || t.expiresAt > now) && now - (t.lastUsedAt ?? t.createdAt) > UNUSED_TOKEN_DAYS * DAY_MS);
     if (idle.length > 0) {

@@ -108,4 +108,13 @@ describe('updraft doctor', () => {
     assert.ok(note, JSON.stringify(later));
     assert.equal(note.text, 'operator token(s) unused for 90 days: carol (never used); remove what no one uses (updraft token operator remove <name>)');
   });
+
+  it('says when its token is a read-only viewer token, and skips what needs the operator token', async () => {
+    const added = await fetch(`${ts.httpUrl}/api/v1/viewer-tokens`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'wall' }) });
+    const { token } = (await added.json()) as { token: string };
+    const findings = await diagnose({ server: ts.httpUrl, token }, Date.now() + 91 * 86_400_000);
+    const line = findings.find((f) => f.check === 'token');
+    assert.deepEqual(line, { verdict: 'note', check: 'token', text: 'a read-only viewer token is accepted: the checks of named tokens need the operator token, and are skipped' });
+    assert.equal(findings.find((f) => f.text.includes('unused for 90 days')), undefined, 'the token lists are not read');
+  });
 });

@@ -133,7 +133,13 @@ async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
   if (o.window.length) plan.windows = o.window.map(parseWindow);
   if (o.timeZone) plan.timeZone = o.timeZone;
   if (Object.keys(plan).length) body.plan = plan;
-  if (o.abort.length || o.rollback) {
+  // options that only qualify another are refused alone, not dropped
+  if (o.rollback && o.abort.length === 0 && body.abort === undefined) throw new UpdraftError('BAD_REQUEST', '--rollback goes with --abort: it says what an abort does to the devices that failed');
+  if (o.retryOn && o.retries === undefined) throw new UpdraftError('BAD_REQUEST', '--retry-on goes with --retries: without a number of retries, nothing is retried');
+  if (o.rollback && o.abort.length === 0) {
+    // the abort rules of --file, with their rollback
+    body.abort = { ...(body.abort as object), rollback: true };
+  } else if (o.abort.length || o.rollback) {
     const rules = o.abort.map((a) => {
       const [type, pct, min] = a.split(':');
       return { type: (type ?? 'ANY').toUpperCase(), thresholdPercent: number('--abort', pct), ...(min ? { minFinished: number('--abort', min) } : {}) };

@@ -1,5 +1,8 @@
 /** The rollout commands of the real `updraft` binary against a real server. */
 import assert from 'node:assert/strict';
+import { rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
@@ -168,6 +171,8 @@ describe('updraft group / job / status', () => {
       [['job', 'create', '--artifact', 'fw@2.0.0', '--file', '/etc/hostname'], ''],
       [['group', 'create', 'both', '--device', 'a-1', '--query', 'tags = lab'], 'updraft: error: give either --device (a static group) or --query (a dynamic group), not both\n'],
       [['artifact', 'show', 'fw@'], 'updraft: error: artifact reference "fw@" must look like name@version, e.g. fw@2.0.0\n'],
+      [['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--rollback'], 'updraft: error: --rollback goes with --abort: it says what an abort does to the devices that failed\n'],
+      [['job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--retry-on', 'FAILED'], 'updraft: error: --retry-on goes with --retries: without a number of retries, nothing is retried\n'],
     ];
     for (const [args, stderr] of cases) {
       const r = await cli(...args);
@@ -176,6 +181,15 @@ describe('updraft group / job / status', () => {
       else assert.match(r.stderr, /^updraft: error: \/etc\/hostname (is not valid JSON: .*|must hold a JSON object: .*)\n$/);
     }
     assert.equal((await cli('group', 'show', 'both')).code, 2, 'no group was created');
+    // --rollback alone with a --file holding abort rules: the file's rules, with their rollback
+    const file = path.join(os.tmpdir(), `updraft-job-${process.pid}.json`);
+    await writeFile(file, JSON.stringify({ abort: { rules: [{ type: 'FAILED', thresholdPercent: 20 }] } }));
+    const made = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--file', file, '--rollback', '--json');
+    await rm(file);
+    assert.equal(made.code, 0, made.stderr);
+    const spec = JSON.parse(made.stdout).job.spec as { abort: { rules: { type: string; thresholdPercent: number }[]; rollback: boolean } };
+    assert.deepEqual([spec.abort.rules.map((r) => [r.type, r.thresholdPercent]), spec.abort.rollback], [[['FAILED', 20]], true]);
+    assert.equal((await cli('job', 'cancel', JSON.parse(made.stdout).job.jobId)).code, 0);
   });
 
   it('refuses to delete a group an unfinished continuous job targets, naming the job; deletes it once the job is canceled', async () => {

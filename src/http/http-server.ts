@@ -50,6 +50,11 @@ export class HttpServer {
     this.operatorToken = opts.operatorToken;
   }
 
+  /** The routes served. */
+  get router(): Router {
+    return this.opts.router;
+  }
+
   /** Replaces the operator token (`updraft token rotate`): from the next request on, only the new one is accepted. */
   setOperatorToken(token: string): void {
     this.operatorToken = token;

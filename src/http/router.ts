@@ -39,6 +39,11 @@ export class Router {
     return this;
   }
 
+  /** Every route, as `add` was given it (`GET /api/v1/devices/:id`): what the OpenAPI document must describe. */
+  list(): string[] {
+    return this.routes.map((r) => `${r.method} /${r.parts.join('/')}`);
+  }
+
   /** Handles GET and HEAD requests that no route matches (the dashboard's client-side routes). */
   setFallback(handler: Handler): this {
     this.fallback = handler;

@@ -63,8 +63,9 @@ export function addServerCommand(program: Command): void {
     .command('config')
     .description('print the configuration settings')
     .option('--docs', 'as a Markdown table')
-    .action((opts: { docs?: boolean }) => {
+    .option('--config <file>', 'with this JSON configuration file, as `updraft server --config` reads it (then the environment wins over it)')
+    .action((opts: { docs?: boolean; config?: string }) => {
       if (opts.docs) process.stdout.write(settingsMarkdown() + '\n');
-      else process.stdout.write(JSON.stringify(redactedConfig(loadConfig({ env: process.env })), null, 2) + '\n');
+      else process.stdout.write(JSON.stringify(redactedConfig(loadConfig({ ...(opts.config !== undefined ? { file: opts.config } : {}), env: process.env })), null, 2) + '\n');
     });
 }

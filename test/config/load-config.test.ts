@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig, redactedConfig } from '../../src/config/load-config.ts';
+import { runCli } from '../helpers/cli.ts';
 
 describe('configuration', () => {
   it('has documented defaults', () => {
@@ -49,5 +50,16 @@ describe('configuration', () => {
 
   it('names an unreadable config file', () => {
     assert.throws(() => loadConfig({ file: '/nonexistent/updraft.json' }), /config file \/nonexistent\/updraft\.json/);
+  });
+
+  it('updraft config --config prints the configuration a file gives, the environment over it, secrets hidden', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'updraft-cfg-'));
+    const file = path.join(dir, 'updraft.json');
+    writeFileSync(file, JSON.stringify({ logLevel: 'debug', http: { port: 9999 }, webhook: { url: 'https://hooks.example/x', secret: 's3cret' } }));
+    const r = await runCli(['config', '--config', file], { env: { UPDRAFT_HTTP_PORT: '9000' } });
+    assert.equal(r.code, 0, r.stderr);
+    const shown = JSON.parse(r.stdout) as { logLevel: string; http: { port: number }; webhook: { secret: string } };
+    assert.deepEqual([shown.logLevel, shown.http.port, shown.webhook.secret], ['debug', 9000, '***']);
+    assert.ok(!r.stdout.includes('s3cret'));
   });
 });

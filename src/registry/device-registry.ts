@@ -117,7 +117,7 @@ export class DeviceRegistry {
     const taken = (await startInSlices(regs, 500, (r) => this.store.getDevice(r.deviceId))).filter((d) => d !== undefined).map((d) => d.deviceId);
     if (taken.length > 0) {
       const named = taken.slice(0, 5).join(', ') + (taken.length > 5 ? `, and ${taken.length - 5} more` : '');
-      throw new UpdraftError('CONFLICT', `${taken.length} of these devices are already registered (${named}); nothing was registered`);
+      throw new UpdraftError('CONFLICT', `${taken.length} of these devices ${taken.length === 1 ? 'is' : 'are'} already registered (${named}); nothing was registered`);
     }
     const settled = await startInSlices(regs, 500, (r) =>
       this.register(r).then(

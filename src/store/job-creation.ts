@@ -39,7 +39,7 @@ export interface JobCreationSteps {
 export function assertDistinctDevices(jobId: string, executions: readonly ExecutionRecord[]): void {
   const seen = new Set<string>();
   for (const e of executions) {
-    if (seen.has(e.deviceId)) throw new UpdraftError('BAD_REQUEST', `Device ${e.deviceId} is listed twice in job ${jobId}`);
+    if (seen.has(e.deviceId)) throw new UpdraftError('BAD_REQUEST', `device ${e.deviceId} is listed twice in job ${jobId}`);
     seen.add(e.deviceId);
   }
 }

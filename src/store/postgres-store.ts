@@ -274,7 +274,7 @@ export class PostgresStore implements StateStore {
     const params = deviceParams(record);
     await this.write(async (c) => {
       const r = await c.query(`INSERT INTO devices (${DEVICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (device_id) DO NOTHING`, params);
-      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Device ${record.deviceId} is already registered`);
+      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `device ${record.deviceId} is already registered`);
     });
   }
 
@@ -432,7 +432,7 @@ export class PostgresStore implements StateStore {
         // a device of an earlier piece: refused before writing (a unique violation would abort the batch)
         const ids = executions.map((e) => e.deviceId);
         const twice = await c.query<{ device_id: string }>('SELECT device_id FROM executions WHERE job_id = $1 AND device_id = ANY($2::text[]) LIMIT 1', [jobId, ids]);
-        if (twice.rows[0]) throw new UpdraftError('BAD_REQUEST', `Device ${twice.rows[0].device_id} is listed twice in job ${jobId}`);
+        if (twice.rows[0]) throw new UpdraftError('BAD_REQUEST', `device ${twice.rows[0].device_id} is listed twice in job ${jobId}`);
         await insertExecutions(c, executions);
         await c.query('UPDATE job_creations SET touched_at = $1 WHERE job_id = $2', [Date.now(), jobId]);
       }),
@@ -624,7 +624,7 @@ export class PostgresStore implements StateStore {
     const params = [g.name, g.kind, '[]', g.query ?? null, g.description ?? null, g.createdAt, g.updatedAt, g.version, new Set(g.devices).size];
     await this.write(async (c) => {
       const r = await c.query(`INSERT INTO device_groups (${GROUP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING`, params);
-      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `Group ${g.name} already exists`);
+      if (r.rowCount !== 1) throw new UpdraftError('CONFLICT', `group ${g.name} already exists`);
       await c.query(ADD_GROUP_MEMBERS, [g.name, g.devices]);
     });
   }

@@ -562,7 +562,7 @@ export class SqliteStore implements StateStore {
       try {
         this.statements().insertDevice.run(...params);
       } catch (err) {
-        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Device ${record.deviceId} is already registered`);
+        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `device ${record.deviceId} is already registered`);
         throw err;
       }
     });
@@ -714,7 +714,7 @@ export class SqliteStore implements StateStore {
       try {
         s.insertExecution.run(...executionParams(e));
       } catch (err) {
-        if (isConstraint(err)) throw new UpdraftError('BAD_REQUEST', `Device ${e.deviceId} is listed twice in job ${e.jobId}`);
+        if (isConstraint(err)) throw new UpdraftError('BAD_REQUEST', `device ${e.deviceId} is listed twice in job ${e.jobId}`);
         throw err;
       }
     }
@@ -910,7 +910,7 @@ export class SqliteStore implements StateStore {
       try {
         s.insertGroup.run(...params);
       } catch (err) {
-        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `Group ${group.name} already exists`);
+        if (isConstraint(err)) throw new UpdraftError('CONFLICT', `group ${group.name} already exists`);
         throw err;
       }
       s.addGroupMembers.run(group.name, devices);

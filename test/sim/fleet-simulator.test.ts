@@ -275,7 +275,7 @@ describe('fleet simulator', () => {
       assert.equal(r.code, 2);
       assert.equal(
         r.stderr.trim(),
-        `updraft: error: 1 of these devices are already registered (big-10002); nothing was registered; the requests before this one registered 10000 device(s), big-00001 to big-10000; their secrets are in ${saved}. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`,
+        `updraft: error: 1 of these devices is already registered (big-10002); nothing was registered; the requests before this one registered 10000 device(s), big-00001 to big-10000; their secrets are in ${saved}. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote`,
       );
       const fleet = JSON.parse(readFileSync(saved, 'utf8')) as { deviceId: string; secret: string }[];
       assert.equal(fleet.length, 10_000);

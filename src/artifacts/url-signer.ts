@@ -92,13 +92,11 @@ export class UrlSigner {
    * `clientIp` is the address, or a function reading it: read only for an IP-bound URL.
    */
   verify(query: URLSearchParams, artifact: { name: string; version: string; sha256: string }, clientIp: string | (() => string), nowSeconds: number): string {
-    const deviceId = query.get('device');
+    requireSignedQuery(query);
+    const deviceId = query.get('device')!;
     const exp = Number(query.get('exp'));
-    const kid = query.get('kid');
-    const sig = query.get('sig');
-    if (!deviceId || !kid || !sig || !Number.isSafeInteger(exp)) {
-      throw new UpdraftError('FORBIDDEN', 'download URL is not signed: device, exp, kid and sig are required');
-    }
+    const kid = query.get('kid')!;
+    const sig = query.get('sig')!;
     const key = this.keys.find((k) => k.kid === kid);
     if (!key) throw new UpdraftError('FORBIDDEN', 'download URL was signed with an unknown or retired key');
     const ip = query.get('ip') ?? undefined;
@@ -127,4 +125,14 @@ function mac(secret: Buffer, msg: string): string {
 /** `::ffff:127.0.0.1` and `127.0.0.1` are the same client. */
 function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
+/**
+ * Refuses a download URL that carries no signature at all. Checked before the artifact is
+ * looked up: an unsigned request learns nothing, not even whether the artifact exists.
+ */
+export function requireSignedQuery(query: URLSearchParams): void {
+  if (!query.get('device') || !query.get('kid') || !query.get('sig') || !Number.isSafeInteger(Number(query.get('exp')))) {
+    throw new UpdraftError('FORBIDDEN', 'download URL is not signed: device, exp, kid and sig are required');
+  }
 }

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
-import type { UrlSigner } from '../artifacts/url-signer.ts';
+import { requireSignedQuery, type UrlSigner } from '../artifacts/url-signer.ts';
 import type { DownloadTokens } from '../credentials/download-token.ts';
 import { UpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
@@ -52,9 +52,10 @@ export function downloadRoute(deps: {
     let deviceId: string;
     let artifact;
     try {
+      const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1]; // the scheme is case-insensitive
+      if (bearer === undefined) requireSignedQuery(url.searchParams);
       artifact = await deps.artifacts.get(name, version);
       const now = Math.floor(Date.now() / 1000);
-      const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1]; // the scheme is case-insensitive
       if (bearer !== undefined) {
         if (!deps.tokens) throw new UpdraftError('FORBIDDEN', 'download tokens are not accepted here; use the pre-signed URL');
         deviceId = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);

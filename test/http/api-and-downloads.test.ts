@@ -138,6 +138,9 @@ describe('HTTP API and downloads', () => {
     await refused((x) => x.searchParams.delete('sig'), /not signed/);
     await refused((x) => x.searchParams.set('kid', 'old'), /unknown or retired key/);
     await refused((x) => (x.pathname = x.pathname.replace('2.0.0', '1.0.0')), /does not name a stored artifact/);
+    // unsigned, an artifact that exists and one that does not are refused alike: nothing is told
+    await refused((x) => (x.search = ''), /^download URL is not signed: device, exp, kid and sig are required$/);
+    await refused((x) => ((x.search = ''), (x.pathname = x.pathname.replace('2.0.0', '9.9.9'))), /^download URL is not signed: device, exp, kid and sig are required$/);
   });
 
   it('refuses an expired URL and one bound to another IP', async () => {

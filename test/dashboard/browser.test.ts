@@ -411,6 +411,8 @@ describe('web dashboard in Chromium', { skip }, () => {
       await shot('09b-job-log');
       await panel.getByRole('button', { name: 'Close' }).click();
       await panel.waitFor({ state: 'detached' });
+      // given back by a timer once the panel has gone: waited for, then checked
+      await page.waitForFunction(() => document.activeElement?.getAttribute('aria-label') === 'View the log of idle-1', undefined, { timeout: 5000 }).catch(() => undefined);
       assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'View the log of idle-1', 'the focus goes back');
       // its failure reported: it moves to the failing devices, its log in their Log column
       await device.publish('state/idle-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: 'health check failed' } } } });
@@ -469,7 +471,10 @@ describe('web dashboard in Chromium', { skip }, () => {
     assert.equal(await viewSecond.getAttribute('aria-expanded'), 'false');
     await page.keyboard.press('Escape');
     await panel.waitFor({ state: 'detached' });
-    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), `View the log of job ${first}`, 'the focus goes back');
+    // the panel gives the focus back once it has gone (a timer after it closes): wait for it, then say where it is
+    const back = `View the log of job ${first}`;
+    await page.waitForFunction((label) => document.activeElement?.getAttribute('aria-label') === label, back, { timeout: 5000 }).catch(() => undefined);
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), back, 'the focus goes back');
     // 49 jobs more: the history shows 50 a page, the first job (and its log) on the older page
     const more: string[] = [];
     for (let i = 0; i < 49; i++) {

@@ -61,8 +61,6 @@ export function addBrokerCommands(program: Command): void {
     .action(async (opts: Options) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
       if (opts.reloadCommand !== undefined && !opts.watch) throw new UpdraftError('BAD_REQUEST', '--reload-command goes with --watch');
-      const maxPacketBytes = Number(opts.maxPacketBytes);
-      if (!Number.isSafeInteger(maxPacketBytes) || maxPacketBytes < 4096) throw new UpdraftError('BAD_REQUEST', `--max-packet-bytes must be a whole number of bytes from 4096, got ${opts.maxPacketBytes}`);
       const resyncMinutes = Number(opts.resyncMinutes);
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
       const api = new ApiClient(opts);
@@ -104,9 +102,15 @@ function listeners(opts: Options, dir: string): MosquittoListeners {
     devicePort: port(opts.devicePort, '--device-port'),
     serviceHost: opts.serviceHost,
     servicePort: port(opts.servicePort, '--service-port'),
-    maxPacketBytes: Number(opts.maxPacketBytes),
+    maxPacketBytes: packetBytes(opts.maxPacketBytes),
     ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : {}) } } : {}),
   };
+}
+
+function packetBytes(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 4096) throw new UpdraftError('BAD_REQUEST', `--max-packet-bytes must be a whole number of bytes from 4096, got ${value}`);
+  return n;
 }
 
 function port(value: string, flag: string): number {

@@ -3,7 +3,7 @@
  * `updraft group ...`, `updraft job create|list|pause|resume|cancel|watch`,
  * `updraft artifact show`, `updraft device history`, `updraft status`.
  */
-import { readFile } from 'node:fs/promises';
+import { readJsonFile } from './json-file.ts';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { parseArtifactRef } from '../artifacts/artifact-service.ts';
@@ -95,19 +95,7 @@ export function describePreview(p: JobPreview, now = Date.now()): string {
 /** The create-job body from flags (or from --file, which the flags then extend). */
 /** The JSON object of `--file`; a readable error naming the file otherwise. */
 async function readJobFile(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UpdraftError('BAD_REQUEST', `cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message}`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new UpdraftError('BAD_REQUEST', `${file} is not valid JSON: ${(err as Error).message}`);
-  }
+  const value = await readJsonFile(file);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UpdraftError('BAD_REQUEST', `${file} must hold a JSON object: the job, as POST /api/v1/jobs takes it`);
   return value as Record<string, unknown>;
 }

@@ -1,5 +1,5 @@
 /** `updraft sim`: a simulated fleet in its own process, against a running Updraft. */
-import { readFile } from 'node:fs/promises';
+import { readJsonFile } from './json-file.ts';
 import { Option, type Command } from 'commander';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UpdraftError } from '../errors.ts';
@@ -17,18 +17,7 @@ function num(value: string, name: string, min: number, max: number): number {
 
 /** The devices of a `--devices-file`: a JSON array of {deviceId, secret}, as `--save-devices` writes it. */
 async function readDevicesFile(file: string): Promise<SimDevice[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new UpdraftError('BAD_REQUEST', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-  }
-  let devices: unknown;
-  try {
-    devices = JSON.parse(text);
-  } catch {
-    devices = undefined;
-  }
+  const devices = await readJsonFile(file);
   const ok = Array.isArray(devices) && devices.length > 0 && devices.every((d) => typeof d?.deviceId === 'string' && typeof d?.secret === 'string');
   if (!ok) throw new UpdraftError('BAD_REQUEST', `${file} must be a JSON array of {deviceId, secret}, as --save-devices writes it`);
   return devices as SimDevice[];

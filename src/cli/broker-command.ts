@@ -66,10 +66,12 @@ export function addBrokerCommands(program: Command): void {
       const api = new ApiClient(opts);
       const secrets = opts.secrets ? parseSecrets(await readFile(opts.secrets, 'utf8')) : new Map<string, string>();
       const dir = path.resolve(opts.out);
+      // every option checked (ports, packet size) before the server is asked anything
+      const conf = mosquittoConf(listeners(opts, dir));
       if (opts.watch) {
         await mkdir(dir, { recursive: true });
         await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
-        await writeFileAtomic(path.join(dir, 'mosquitto.conf'), mosquittoConf(listeners(opts, dir)), 0o644);
+        await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         logger.info('wrote mosquitto.conf and acl; keeping passwd current', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
         const ctl = new AbortController();
@@ -83,7 +85,6 @@ export function addBrokerCommands(program: Command): void {
       const devices = await brokerCredentials(api);
       const passwd = mosquittoPasswd({ operatorToken: api.token, devices, secrets });
       await mkdir(dir, { recursive: true });
-      const conf = mosquittoConf(listeners(opts, dir));
       await writeFileAtomic(path.join(dir, 'passwd'), passwd.text, 0o600);
       await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
       await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);

@@ -162,8 +162,9 @@ export function addApiCommands(program: Command): void {
       else print(opts, r, `new secret for ${id}: ${r.secret}\n${cut}`);
     });
   withApi(device.command('reinstate <id>').description('lift a revocation (rotate the secret first if it leaked); running rollouts that skipped it for it take it back')).action(async (id: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<{ jobsRequeued: string[] }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/reinstate`);
-    print(opts, r, r.jobsRequeued.length === 0 ? `reinstated ${id}` : `reinstated ${id}\n  queued again in the running job(s) that skipped it while it was revoked: ${r.jobsRequeued.join(', ')}`);
+    const r = await new ApiClient(opts).call<{ wasRevoked: boolean; jobsRequeued: string[] }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/reinstate`);
+    const head = r.wasRevoked ? `reinstated ${id}` : `${id} was not revoked: nothing to lift`;
+    print(opts, r, r.jobsRequeued.length === 0 ? head : `${head}\n  queued again in the running job(s) that skipped it while it was revoked: ${r.jobsRequeued.join(', ')}`);
   });
   withApi(device.command('revoke <id>').description('refuse the device from now on, and close the connection it holds')).action(async (id: string, opts: Common) => {
     const r = await new ApiClient(opts).call<{ disconnected: number | null }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);

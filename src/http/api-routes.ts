@@ -124,10 +124,11 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
 
   router.add('POST', '/api/v1/devices/:id/reinstate', async ({ res, params }) => {
     const deviceId = deviceParam(params.id!);
-    const device = await deps.registry.reinstate(deviceId);
-    // what its revocation took it out of, in rollouts still running, it is in again
+    const { device, wasRevoked } = await deps.registry.reinstate(deviceId);
+    // what its revocation took it out of, in rollouts still running, it is in again (looked for
+    // even when it was not revoked: a reinstatement cut off before this step is finished by its retry)
     const jobsRequeued = await requeueReinstated(deps, deviceId, Date.now());
-    sendJson(res, 200, { device, jobsRequeued });
+    sendJson(res, 200, { device, wasRevoked, jobsRequeued });
   });
 
   // decommissioning: revoked and cut off, its unfinished executions REMOVED, its shadows and group memberships gone, then its registration

@@ -21,6 +21,12 @@ export function viewerMay(method: string, pathname: string): boolean {
   return reads && !OPERATOR_READS.some((p) => pathname === p || pathname.startsWith(p + '/'));
 }
 
+/** A set of named tokens (server/named-tokens.ts): the one a token is, or the one it was when it has expired. */
+export interface NamedTokenCheck {
+  match(token: string): { name: string; expiresAt?: number } | undefined;
+  expired(token: string): { name: string; expiresAt: number } | undefined;
+}
+
 /** Options of the HTTP server. */
 export interface HttpServerOptions {
   port: number;
@@ -29,9 +35,9 @@ export interface HttpServerOptions {
   /** Required as `Authorization: Bearer <token>` on every `/api/` call. */
   operatorToken: string;
   /** Read-only tokens also taken, for reads only: the viewer's name of a token, or undefined. */
-  viewerTokens?: { match(token: string): { name: string; expiresAt?: number } | undefined };
+  viewerTokens?: NamedTokenCheck;
   /** Named operator tokens also taken, with the operator token's rights: the name of a token, or undefined. */
-  operatorTokens?: { match(token: string): { name: string; expiresAt?: number } | undefined };
+  operatorTokens?: NamedTokenCheck;
   logger: Logger;
   /** Serve HTTPS with this key and certificate chain (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
@@ -103,7 +109,7 @@ export class HttpServer {
       if (!found) throw new UpdraftError('NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
       if ('allowed' in found) {
         res.setHeader('allow', found.allowed.join(', '));
-        throw new UpdraftError('BAD_REQUEST', `method ${req.method} is not allowed on ${url.pathname}`, { status: 405 });
+        throw new UpdraftError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${url.pathname} (allowed: ${found.allowed.join(', ')})`);
       }
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {
@@ -173,6 +179,11 @@ export class HttpServer {
     const viewer = this.opts.viewerTokens?.match(m[1]!);
     if (viewer !== undefined) return { role: 'viewer', ...viewer };
     this.noteRefusedToken(req);
+    // a named token past its expiry is told so (its holder had it; "wrong" would send them hunting for a typo)
+    for (const [kind, tokens] of [['operator', this.opts.operatorTokens], ['viewer', this.opts.viewerTokens]] as const) {
+      const gone = tokens?.expired(m[1]!);
+      if (gone) throw new UpdraftError('UNAUTHORIZED', `the ${kind} token "${gone.name}" expired at ${new Date(gone.expiresAt).toISOString()}; ask an operator for a new one`);
+    }
     throw new UpdraftError('UNAUTHORIZED', 'the operator token is wrong');
   }
 

@@ -245,7 +245,7 @@ export function openApiDocument(): Obj {
       },
       '/api/v1/devices/{id}/rotate-secret': { post: op('Issue a new device secret: the old one is refused, and the connection it opened is closed', { '200': json(cutOffAnswer({ secret: { type: 'string' } })) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/revoke': { post: op('Revoke a device: refused at CONNECT and download, and the connection it holds is closed', { '200': json(cutOffAnswer({ device: { type: 'object' } })) }, { parameters: [idParam('id')] }) },
-      '/api/v1/devices/{id}/reinstate': { post: op('Lift a revocation', { '200': json({ type: 'object' }) }, { parameters: [idParam('id')] }) },
+      '/api/v1/devices/{id}/reinstate': { post: op('Lift a revocation (wasRevoked false: it was not revoked, and nothing changed); jobsRequeued: the running jobs that take it back', { '200': json({ type: 'object', properties: { device: { type: 'object' }, wasRevoked: { type: 'boolean' }, jobsRequeued: { type: 'array', items: { type: 'string' } } } }) }, { parameters: [idParam('id')] }) },
       '/api/v1/deployments': {
         post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, allowDowngrade: { type: 'boolean' } } })),
       },

@@ -136,10 +136,13 @@ export class DeviceRegistry {
     throw new UpdraftError(e.code, `${e.message}; nothing was registered`, { cause: failed });
   }
 
-  /** A registered device; NOT_FOUND naming it. */
-  async get(deviceId: string): Promise<DeviceRecord> {
+  /**
+   * A registered device; NOT_FOUND naming it, with how to register it unless `hint` is false
+   * (revoking, reinstating or deleting a device that does not exist calls for no registration).
+   */
+  async get(deviceId: string, hint = true): Promise<DeviceRecord> {
     const d = await this.store.getDevice(deviceId);
-    if (!d) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered; register it with: updraft device register ${deviceId}`);
+    if (!d) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered${hint ? `; register it with: updraft device register ${deviceId}` : ''}`);
     return d;
   }
 
@@ -163,7 +166,7 @@ export class DeviceRegistry {
   async rotateSecret(deviceId: string): Promise<{ secret: string; disconnected: number | null }> {
     const secret = newDeviceSecret();
     const brokerHash = await mosquittoPasswordHash(secret);
-    await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), brokerHash }));
+    await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), brokerHash }), false);
     this.credentialsChanged(deviceId);
     return { secret, disconnected: this.cutOff(deviceId, 'secret') };
   }
@@ -192,11 +195,16 @@ export class DeviceRegistry {
     return publicDevice(updated);
   }
 
-  /** Lifts a revocation: the device's current secret and certificates work again. */
-  async reinstate(deviceId: string): Promise<PublicDevice> {
-    const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false })));
+  /**
+   * Lifts a revocation: the device's current secret and certificates work again. A device that
+   * is not revoked is left as it is (wasRevoked false), so the operator is not told otherwise.
+   */
+  async reinstate(deviceId: string): Promise<{ device: PublicDevice; wasRevoked: boolean }> {
+    const current = await this.get(deviceId, false);
+    if (!current.revoked) return { device: publicDevice(current), wasRevoked: false };
+    const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false }), false));
     this.credentialsChanged(deviceId);
-    return device;
+    return { device, wasRevoked: true };
   }
 
   /**
@@ -205,14 +213,14 @@ export class DeviceRegistry {
    * refused or closed too).
    */
   async revoke(deviceId: string): Promise<{ device: PublicDevice; disconnected: number | null }> {
-    const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: true })));
+    const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: true }), false));
     this.credentialsChanged(deviceId);
     return { device, disconnected: this.cutOff(deviceId, 'all') };
   }
 
-  private async change(deviceId: string, edit: (d: DeviceRecord) => DeviceRecord): Promise<DeviceRecord> {
+  private async change(deviceId: string, edit: (d: DeviceRecord) => DeviceRecord, hint = true): Promise<DeviceRecord> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const current = await this.get(deviceId);
+      const current = await this.get(deviceId, hint);
       const next = { ...edit(current), updatedAt: Date.now(), version: current.version + 1 };
       if (await this.store.updateDevice(next)) return next;
     }

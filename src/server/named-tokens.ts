@@ -126,6 +126,12 @@ export class NamedTokens {
     return found;
   }
 
+  /** The token `token` was, when it is one of these and has expired (so a refusal can say so), or undefined. */
+  expired(token: string, now = Date.now()): { name: string; expiresAt: number } | undefined {
+    const found = this.byHash.size === 0 ? undefined : this.byHash.get(sha256(token));
+    return found?.expiresAt !== undefined && now >= found.expiresAt ? { name: found.name, expiresAt: found.expiresAt } : undefined;
+  }
+
   /**
    * Writes the uses noted since the last time, one setting per token
    * (`token-used:<role>:<name>`, apart from the token's own, so that a use written late never

@@ -93,6 +93,9 @@ describe('quick start through the CLI', () => {
       [['artifact', 'add', './missing.bin', '--name', 'fw', '--version', '3.0.0', ...api()], /^updraft: error: cannot read \.\/missing\.bin/],
       [['artifact', 'add', './firmware.bin', '--name', 'fw', '--version', 'x', ...api()], /^updraft: error: artifact version "x" must be a semantic version/],
       [['device', 'show', 'nobody', ...api()], /^updraft: error: device nobody is not registered/],
+      // deleting (or revoking) a device that does not exist: no advice to register it
+      [['device', 'delete', 'nobody', ...api()], /^updraft: error: device nobody is not registered\n$/],
+      [['device', 'revoke', 'nobody', ...api()], /^updraft: error: device nobody is not registered\n$/],
       [['device', 'register', 'dev-1', ...api()], /^updraft: error: device dev-1 is already registered/],
       [['agent', '--device', 'dev-9', '--install-dir', './dev9'], /^updraft: error: no device secret: register the device/],
       [['device', 'show', 'dev-1', '--server', httpUrl, '--token', 'wrong'], /^updraft: error: the operator token is wrong/],

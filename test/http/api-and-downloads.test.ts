@@ -45,6 +45,15 @@ describe('HTTP API and downloads', () => {
     assert.equal((await fetch(ts.httpUrl + '/api/v1/artifacts', { headers: { authorization: `bearer ${ts.token}` } })).status, 200);
   });
 
+  it('answers a method a path does not take with 405, its code and the methods it does take', async () => {
+    for (const [method, route, allowed] of [['DELETE', '/v1/download/fw/2.0.0', 'GET'], ['PUT', '/api/v1/devices/dev-1', 'GET, PATCH, DELETE']] as const) {
+      const res = await api(method, route);
+      assert.equal(res.status, 405, route);
+      assert.equal(res.headers.get('allow'), allowed);
+      assert.deepEqual((await res.json()).error, { code: 'METHOD_NOT_ALLOWED', message: `method ${method} is not allowed on ${route} (allowed: ${allowed})` });
+    }
+  });
+
   it('stores an artifact with its SHA-256 and size, and refuses a duplicate version', async () => {
     const res = await api('POST', '/api/v1/artifacts?name=fw&version=2.0.0', firmware);
     assert.equal(res.status, 201);

@@ -137,6 +137,9 @@ describe('named operator tokens', () => {
     assert.equal((await call(temp.token, 'GET', '/api/v1/devices')).status, 200, 'taken before its expiry');
     await eventually(async () => ((await call(temp.token, 'GET', '/api/v1/devices')).status === 401 ? true : undefined), 10_000, 'refused after its expiry');
     assert.ok(Date.now() >= temp.expiresAt);
+    const told = await runCli(['device', 'list', '--server', ts.httpUrl, '--token', temp.token]);
+    assert.equal(told.code, 2);
+    assert.equal(told.stderr, `updraft: error: the operator token "contractor" expired at ${new Date(temp.expiresAt).toISOString()}; ask an operator for a new one\n`);
     assert.match((await cli('token', 'operator', 'list')).stdout, /^contractor  added \S+  last used \S+  EXPIRED at \S+$/m);
   });
 });

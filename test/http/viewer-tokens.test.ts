@@ -107,7 +107,10 @@ describe('viewer tokens', () => {
       return Date.now();
     })();
     await sleep(Math.max(0, r.expiresAt - Date.now()) + 100);
-    assert.equal((await call(r.token, 'GET', '/api/v1/devices')).status, 401, 'refused after it');
+    const refused = await call(r.token, 'GET', '/api/v1/devices');
+    assert.equal(refused.status, 401, 'refused after it');
+    // told it expired, not that it is wrong
+    assert.deepEqual(((await refused.json()) as { error: unknown }).error, { code: 'UNAUTHORIZED', message: `the viewer token "contractor" expired at ${new Date(r.expiresAt).toISOString()}; ask an operator for a new one` });
     const endedAt = await Promise.race([ended, sleep(10_000).then(() => undefined)]);
     assert.ok(endedAt !== undefined && endedAt >= r.expiresAt, 'its live stream ended at its expiry');
     assert.match((await cli('token', 'viewer', 'list')).stdout, /^contractor  added \S+  last used \S+  EXPIRED at \S+$/m);

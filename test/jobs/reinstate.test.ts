@@ -75,4 +75,15 @@ describe('reinstating a device', () => {
     const again = await cli('device', 'reinstate', 'r-1', '--json');
     assert.deepEqual((JSON.parse(again.stdout) as { jobsRequeued: string[] }).jobsRequeued, []);
   });
+
+  it('says so when the device was not revoked, and leaves its record as it was', async () => {
+    await registerDevice(ts, 'r-fine');
+    const before = (await api<{ device: { version: number } }>('GET', '/api/v1/devices/r-fine')).device;
+    const r = await cli('device', 'reinstate', 'r-fine');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'r-fine was not revoked: nothing to lift');
+    const json = JSON.parse((await cli('device', 'reinstate', 'r-fine', '--json')).stdout) as { wasRevoked: boolean };
+    assert.equal(json.wasRevoked, false);
+    assert.equal((await api<{ device: { version: number } }>('GET', '/api/v1/devices/r-fine')).device.version, before.version, 'no new version written');
+  });
 });

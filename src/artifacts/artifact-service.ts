@@ -95,13 +95,23 @@ export class ArtifactService {
     }
     const blob = await this.deps.blobs.write(source, this.deps.maxArtifactBytes);
     // an empty build is a mistake (a wrong path, a failed build step), and a device would
-    // install nothing in place of its software; the empty blob left behind is zero bytes
-    if (blob.size === 0) throw new UpdraftError('BAD_REQUEST', `artifact ${name}@${version} is empty (0 bytes): there is nothing to install`);
+    // install nothing in place of its software
+    if (blob.size === 0) {
+      await this.inBlobTurn(() => this.dropIfUnnamed(blob.sha256));
+      throw new UpdraftError('BAD_REQUEST', `artifact ${name}@${version} is empty (0 bytes): there is nothing to install`);
+    }
     const record: ArtifactRecord = { name, version, sha256: blob.sha256, size: blob.size, createdAt: Date.now() };
     if (compatibility.deviceTypes || compatibility.requires !== undefined) record.compatibility = compatibility;
     if (this.deps.sign) record.signature = this.deps.sign(record);
     await this.inBlobTurn(async () => {
-      await this.deps.store.putArtifact(record);
+      try {
+        await this.deps.store.putArtifact(record);
+      } catch (err) {
+        // refused (the same name@version added meanwhile, with other bytes): the bytes just
+        // written would stay in storage with no record naming them
+        await this.dropIfUnnamed(record.sha256);
+        throw err;
+      }
       // the same bytes, deleted with another artifact after they were written here and
       // before this record named them: the record would point at nothing
       if ((await this.deps.blobs.stat(record.sha256)) === undefined) {
@@ -151,11 +161,7 @@ export class ArtifactService {
     if (!r.deleted) throw new UpdraftError('NOT_FOUND', `artifact ${name}@${version} does not exist`);
     const artifact = r.deleted;
     this.records.delete(`${name}@${version}`);
-    const bytesDeleted = await this.inBlobTurn(async () => {
-      if ((await this.deps.store.countArtifactsWithBlob(artifact.sha256)) > 0) return false;
-      this.deps.onBytesDeleted?.(artifact.sha256);
-      return this.deps.blobs.delete(artifact.sha256);
-    });
+    const bytesDeleted = await this.inBlobTurn(() => this.dropIfUnnamed(artifact.sha256));
     return { artifact, bytesDeleted };
   }
 
@@ -193,6 +199,17 @@ export class ArtifactService {
       }
     }
     return out;
+  }
+
+  /**
+   * Deletes the bytes `sha256` unless a record names them; whether it did. Run in the blob
+   * turn: an add of the same bytes on this instance waits for it; one on another instance
+   * finds them gone and is refused with CONFLICT, "add it again", by its own check.
+   */
+  private async dropIfUnnamed(sha256: string): Promise<boolean> {
+    if ((await this.deps.store.countArtifactsWithBlob(sha256)) > 0) return false;
+    this.deps.onBytesDeleted?.(sha256);
+    return this.deps.blobs.delete(sha256);
   }
 
   /** Runs `work` once the work queued before it is done (a short section: no upload in it). */

@@ -4,6 +4,7 @@
  * store's write is held open after it finished, to put the deletion exactly in between.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,3 +67,51 @@ it('an artifact added with the bytes of one deleted meanwhile is refused, not re
   const again = await artifacts.add('fw-copy', '1.0.0', Readable.from([bytes]));
   assert.equal(await blobs.stat(again.sha256), bytes.length);
 });
+
+it('two adds of one name@version with different bytes: the loser is refused and its bytes are not left in storage', async () => {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let bothWritten!: () => void;
+  const written = new Promise<void>((resolve) => (bothWritten = resolve));
+  let writes = 0;
+  // both uploads pass the "already exists?" look before either records: their writes wait for each other
+  const gated: BlobStore = {
+    start: () => blobs.start(),
+    stop: () => blobs.stop(),
+    stat: (sha) => blobs.stat(sha),
+    read: (sha, range) => blobs.read(sha, range),
+    delete: (sha) => blobs.delete(sha),
+    write: async (source, max) => {
+      const r = await blobs.write(source, max);
+      if (++writes === 2) bothWritten();
+      await written;
+      await held;
+      return r;
+    },
+  };
+  const artifacts = new ArtifactService({ store, blobs: gated, maxArtifactBytes: 1 << 20 });
+  const a = artifacts.add('race', '1.0.0', Readable.from([Buffer.from('build A')]));
+  const b = artifacts.add('race', '1.0.0', Readable.from([Buffer.from('build B')]));
+  await written;
+  release();
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  const won = [ra, rb].filter((r) => r.status === 'fulfilled');
+  const lost = [ra, rb].filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  assert.equal(won.length, 1);
+  assert.equal(lost.length, 1);
+  assert.equal((lost[0]!.reason as { code: string }).code, 'CONFLICT');
+  const recorded = (await store.getArtifact('race', '1.0.0'))!;
+  const other = recorded.sha256 === sha('build A') ? sha('build B') : sha('build A');
+  assert.equal(await blobs.stat(recorded.sha256), 7, "the winner's bytes stay");
+  assert.equal(await blobs.stat(other), undefined, "the loser's bytes are gone");
+});
+
+it('an empty build is refused and leaves no blob behind', async () => {
+  const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 });
+  await assert.rejects(artifacts.add('empty', '1.0.0', Readable.from([Buffer.alloc(0)])), { code: 'BAD_REQUEST' });
+  assert.equal(await blobs.stat(sha('')), undefined);
+});
+
+function sha(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}

@@ -148,6 +148,15 @@ export class PgGroupCommit {
       return;
     }
     let broken: unknown;
+    // a checked-out client has no 'error' listener (the pool's covers idle ones only): a
+    // connection that dies between two statements (a failover, a terminated session) would
+    // throw an unhandled 'error' event and end the process. The statement in flight fails
+    // with it, and the connection is released broken, below.
+    const guard = (err: Error) => {
+      broken ??= err;
+      this.deps.logger.warn('PostgreSQL connection lost during a commit', { error: err.message });
+    };
+    client.on('error', guard);
     try {
       const outcomes = await this.together(client, batch);
       const results = outcomes ?? (await this.oneByOne(client, batch));
@@ -163,6 +172,7 @@ export class PgGroupCommit {
       this.deps.logger.error('group commit failed', { writes: batch.length, error: messageOf(err) });
       for (const w of batch) w.reject(failure);
     } finally {
+      client.removeListener('error', guard);
       client.release(broken instanceof Error ? broken : undefined);
     }
   }

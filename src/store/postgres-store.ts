@@ -199,13 +199,18 @@ export class PostgresStore implements StateStore {
     pool.on('error', (err) => this.logger.warn('idle PostgreSQL connection lost', { error: err.message }));
     try {
       const client = await pool.connect();
+      // checked out, it has no 'error' listener: a connection lost during the migrations must fail them, not end the process
+      let lost: Error | undefined;
+      const guard = (err: Error) => (lost ??= err);
+      client.on('error', guard);
       try {
         await client.query('SET statement_timeout = 0');
         const from = await migratePostgres(client, this.where);
         await client.query('RESET statement_timeout');
         this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
       } finally {
-        client.release();
+        client.removeListener('error', guard);
+        client.release(lost);
       }
     } catch (err) {
       await pool.end().catch(() => {});

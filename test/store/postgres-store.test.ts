@@ -44,6 +44,34 @@ if (!started.ok) {
       for (const s of stores) await s.stop();
     });
 
+    it('survives its sessions being ended under write load (a failover): the writes in flight fail, the next ones succeed', async () => {
+      const url = await server.createDatabase();
+      const store = open(url);
+      await store.start();
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      const shadow = (deviceId: string, version: number): ShadowRecord => ({ deviceId, name: '', version, deleted: false, state: { reported: { v: version } }, metadata: {}, timestamp: 1 });
+      const failures: string[] = [];
+      try {
+        // rounds of 200 writes, each with every session of the store ended while they commit,
+        // until the ending has hit a commit in flight (a checked-out connection with no
+        // 'error' listener once took the process with it)
+        for (let round = 0; round < 40 && failures.length === 0; round++) {
+          const writes = Array.from({ length: 200 }, (_, i) => store.putShadow(shadow(`fo-${round}-${i}`, 1), 0).catch((err: unknown) => void failures.push(String((err as UpdraftError).code))));
+          await new Promise((resolve) => setImmediate(resolve));
+          await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+          await Promise.all(writes);
+        }
+        assert.ok(failures.length > 0, 'an ended session hit a commit in flight');
+        assert.ok(failures.every((c) => c === 'INTERNAL'), failures.join(','));
+        // and it serves again
+        assert.equal(await store.putShadow(shadow('fo-after', 1), 0), true);
+        assert.equal((await store.getShadow('fo-after', ''))?.version, 1);
+      } finally {
+        await admin.end();
+      }
+    });
+
     it('records applied migrations in updraft_migrations, and a restart applies none twice', async () => {
       const url = await server.createDatabase();
       await open(url).start();

@@ -37,21 +37,12 @@ it('an artifact added with the bytes of one deleted meanwhile is refused, not re
   const held = new Promise<void>((resolve) => (release = resolve));
   // the real store; the second write's answer waits until the test lets it through
   let writes = 0;
-  const gated: BlobStore = {
-    start: () => blobs.start(),
-    stop: () => blobs.stop(),
-    stat: (sha) => blobs.stat(sha),
-    read: (sha, range) => blobs.read(sha, range),
-    delete: (sha) => blobs.delete(sha),
-    write: async (source, max) => {
-      const r = await blobs.write(source, max);
-      if (++writes === 2) {
-        written();
-        await held;
-      }
-      return r;
-    },
-  };
+  const gated = afterEachWrite(async () => {
+    if (++writes === 2) {
+      written();
+      await held;
+    }
+  });
   const artifacts = new ArtifactService({ store, blobs: gated, maxArtifactBytes: 1 << 20 });
   const bytes = Buffer.from('the same build under two names');
   const first = await artifacts.add('fw', '1.0.0', Readable.from([bytes]));
@@ -75,20 +66,11 @@ it('two adds of one name@version with different bytes: the loser is refused and 
   const written = new Promise<void>((resolve) => (bothWritten = resolve));
   let writes = 0;
   // both uploads pass the "already exists?" look before either records: their writes wait for each other
-  const gated: BlobStore = {
-    start: () => blobs.start(),
-    stop: () => blobs.stop(),
-    stat: (sha) => blobs.stat(sha),
-    read: (sha, range) => blobs.read(sha, range),
-    delete: (sha) => blobs.delete(sha),
-    write: async (source, max) => {
-      const r = await blobs.write(source, max);
-      if (++writes === 2) bothWritten();
-      await written;
-      await held;
-      return r;
-    },
-  };
+  const gated = afterEachWrite(async () => {
+    if (++writes === 2) bothWritten();
+    await written;
+    await held;
+  });
   const artifacts = new ArtifactService({ store, blobs: gated, maxArtifactBytes: 1 << 20 });
   const a = artifacts.add('race', '1.0.0', Readable.from([Buffer.from('build A')]));
   const b = artifacts.add('race', '1.0.0', Readable.from([Buffer.from('build B')]));
@@ -114,4 +96,20 @@ it('an empty build is refused and leaves no blob behind', async () => {
 
 function sha(text: string): string {
   return createHash('sha256').update(text).digest('hex');
+}
+
+/** The real blob store, whose writes answer only once `hold` (run after each write) resolves. */
+function afterEachWrite(hold: () => Promise<void>): BlobStore {
+  return {
+    start: () => blobs.start(),
+    stop: () => blobs.stop(),
+    stat: (sha) => blobs.stat(sha),
+    read: (sha, range) => blobs.read(sha, range),
+    delete: (sha) => blobs.delete(sha),
+    write: async (source, max) => {
+      const r = await blobs.write(source, max);
+      await hold();
+      return r;
+    },
+  };
 }

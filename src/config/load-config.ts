@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { UpdraftError } from '../errors.ts';
 import { SETTINGS, type Setting, type UpdraftConfig } from './schema.ts';
+import { redactUrl } from '../util/redact-url.ts';
 
 /** Where settings come from. Flags are keyed by flag name (`mqtt-port`), file by dotted path. */
 export interface ConfigSources {
@@ -91,7 +92,7 @@ export function redactedConfig(config: UpdraftConfig): Record<string, unknown> {
     const value = getPath(out, s.path);
     if (typeof value !== 'string' || value === '') continue;
     if (s.secret) setPath(out, s.path, '***');
-    else if (s.type === 'url') setPath(out, s.path, value.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@'));
+    else if (s.type === 'url') setPath(out, s.path, redactUrl(value));
   }
   return out;
 }

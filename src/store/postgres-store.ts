@@ -13,6 +13,7 @@
  */
 import pg from 'pg';
 import { UpdraftError } from '../errors.ts';
+import { redactUrl } from '../util/redact-url.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
 import { mapPgError, PgGroupCommit, rowsAsJson, type PgBulkKind } from './postgres-group-commit.ts';
@@ -770,9 +771,8 @@ export class PostgresStore implements StateStore {
 /** The URL with its password replaced by `***`, for logs and messages. */
 export function redactPostgresUrl(url: string): string {
   try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
+    new URL(url); // only to tell an unparseable one
+    return redactUrl(url);
   } catch {
     return 'postgres://(unparseable URL)';
   }

@@ -45,6 +45,9 @@ describe('configuration', () => {
     assert.equal(shown.mqtt.port, 1883);
     assert.ok(!JSON.stringify(shown).includes('hunter2') && !JSON.stringify(shown).includes('XXXXSECRET') && !JSON.stringify(shown).includes('s3cr3t'));
     assert.equal(config.db, 'postgres://updraft:hunter2@db:5432/updraft', 'the configuration itself is untouched');
+    // node-postgres also takes the password as a query parameter
+    const inQuery = redactedConfig(loadConfig({ env: { UPDRAFT_DB: 'postgres://updraft@db/updraft?password=hunter2&sslmode=require' } })) as { db: string };
+    assert.equal(inQuery.db, 'postgres://updraft@db/updraft?password=***&sslmode=require');
     assert.throws(() => loadConfig({ env: { UPDRAFT_WEBHOOK_URL: 'not a url/XXXXSECRET' } }), (e: Error) => /webhook\.url \(env UPDRAFT_WEBHOOK_URL\) must be a URL like http:\/\/\.\.\., got something else \(not shown: it is a secret\)/.test(e.message) && !e.message.includes('XXXXSECRET'));
   });
 

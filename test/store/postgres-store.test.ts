@@ -175,6 +175,8 @@ if (!started.ok) {
       const store = new PostgresStore({ url: 'postgres://u:hunter2@127.0.0.1:1/none' });
       await assert.rejects(store.start(), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFIG' && !err.message.includes('hunter2') && err.message.includes('***'));
       assert.equal(redactPostgresUrl('postgres://u:pw@h/db'), 'postgres://u:***@h/db');
+      // node-postgres also takes the password as a query parameter
+      assert.equal(redactPostgresUrl('postgres://u@h/db?sslmode=require&password=pw&sslpassword=k'), 'postgres://u@h/db?sslmode=require&password=***&sslpassword=***');
     });
 
     it('lets exactly one of two instances win each conditional write, under contention', async () => {

@@ -40,7 +40,7 @@ export class ApiClient {
         ...(body === undefined ? {} : { body: isBytes ? (body as BodyInit) : JSON.stringify(body), duplex: 'half' }),
       } as RequestInit);
     } catch (err) {
-      throw new UpdraftError('INTERNAL', `cannot reach the Updraft server at ${this.baseUrl}: is it running? (npm start)`, { cause: err });
+      throw new UpdraftError('INTERNAL', `cannot reach the Updraft server at ${this.baseUrl}: ${whyUnreachable(err)}`, { cause: err });
     }
     const text = await res.text();
     let parsed: unknown;
@@ -64,4 +64,20 @@ function readTokenFile(dataDir: string): string {
   } catch {
     throw new UpdraftError('UNAUTHORIZED', `no operator token: set UPDRAFT_TOKEN or --token, or run in the directory of the server's data dir (${file} not found)`);
   }
+}
+
+/** TLS errors of a certificate the client does not trust (Node's codes). */
+const UNTRUSTED = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+
+/**
+ * Why a request got no answer, from fetch's cause (fetch itself only says "fetch failed"): a
+ * refused connection is a server not running; an untrusted certificate, or anything else, is
+ * named, since "is it running?" would send the operator after a server that is up.
+ */
+export function whyUnreachable(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } } | undefined)?.cause;
+  const code = cause?.code ?? '';
+  if (code === 'ECONNREFUSED') return 'is it running? (npm start)';
+  if (UNTRUSTED.has(code)) return `its TLS certificate is not trusted (${cause?.message ?? code}); for Updraft's own CA, set NODE_EXTRA_CA_CERTS=<data-dir>/pki/ca.crt`;
+  return `${cause?.message ?? (err as Error | undefined)?.message ?? String(err)}; is it running, and is the URL right (http or https)?`;
 }

@@ -14,7 +14,7 @@ import type { KeyInfo } from '../artifacts/key-ring.ts';
 import type { InstanceMetrics } from '../http/metrics.ts';
 import type { KeyCertificate } from '../protocol/key-certificate.ts';
 import type { JobRecord } from '../store/state-store.ts';
-import { ApiClient, type ApiOptions } from './api-client.ts';
+import { ApiClient, whyUnreachable, type ApiOptions } from './api-client.ts';
 
 type Verdict = 'ok' | 'note' | 'warn' | 'FAIL';
 
@@ -42,7 +42,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   try {
     alive = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(5000) });
   } catch (err) {
-    add('FAIL', 'reachable', `no answer from ${base}: ${(err as Error).message}; is the server running (updraft server), and is --server right?`);
+    add('FAIL', 'reachable', `no answer from ${base}: ${whyUnreachable(err)}`);
     return out;
   }
   await alive.body?.cancel();

@@ -60,7 +60,7 @@ describe('updraft doctor', () => {
     assert.match(wrong.stdout, /^FAIL  token {8}the API refused the operator token: /m);
     const nobody = await runCli(['doctor', '--server', `http://127.0.0.1:${await freePort()}`, '--token', 'x']);
     assert.equal(nobody.code, 1);
-    assert.match(nobody.stdout, /^FAIL  reachable {4}no answer from http:\/\/127\.0\.0\.1:\d+: .*is the server running/m);
+    assert.match(nobody.stdout, /^FAIL  reachable {4}no answer from http:\/\/127\.0\.0\.1:\d+: is it running\? \(npm start\)$/m);
   });
 
   it('warns of devices that accept unsigned software', async () => {

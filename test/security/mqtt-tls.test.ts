@@ -152,6 +152,11 @@ describe('MQTT over TLS with client certificates, and HTTPS', () => {
     // the operator's CLI and the agent trust Updraft's CA for HTTPS
     const env = { NODE_EXTRA_CA_CERTS: caPaths(ts.dataDir).cert };
     const api = ['--server', httpsUrl, '--token', ts.token];
+    // without it, they say the certificate is not trusted, not that the server is down
+    const untrusted = await runCli(['device', 'list', ...api]);
+    assert.equal(untrusted.code, 1);
+    assert.match(untrusted.stderr, /^updraft: error: cannot reach the Updraft server at https:\S+: its TLS certificate is not trusted \(.+\); for Updraft's own CA, set NODE_EXTRA_CA_CERTS=<data-dir>\/pki\/ca\.crt\n$/);
+    assert.match((await runCli(['doctor', ...api])).stdout, /^FAIL  reachable {4}no answer from https:\S+: its TLS certificate is not trusted/m);
     assert.equal((await runCli(['device', 'register', 'dev-x509', ...api], { env })).code, 0);
     const certs = path.join(dir, 'certs');
     const cert = await runCli(['device', 'cert', 'dev-x509', '--out', certs, ...api], { env });

@@ -13,6 +13,7 @@
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { Sender } from '../broker/message-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import { parseAgentJobId } from './agent-job-id.ts';
 import { parseReportedSoftware, type DesiredSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
@@ -64,14 +65,20 @@ export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string
 /**
  * Automatic rollback of a failed device: its desired software goes back to what it ran
  * before the job (`previous`), if the catalogue holds that build, else it is cleared so the
- * failed update stops being asked for. Resolves with the version asked for, if any.
+ * failed update stops being asked for. Resolves with the version asked for (null: cleared),
+ * or with the job the device was asked for since: a later job's command is never undone by
+ * this job's rollback (it would take the device back from that job's build).
  */
-export async function rollBack(deps: DesiredSoftwareDeps, deviceId: string, jobId: string, previous: JsonObject | undefined): Promise<string | undefined> {
+export async function rollBack(deps: DesiredSoftwareDeps, deviceId: string, jobId: string, previous: JsonObject | undefined): Promise<{ to: string | null } | { supersededBy: string }> {
+  const shadow = await deps.store.getShadow(deviceId, '');
+  const desired = shadow && !shadow.deleted ? shadow.state.desired?.software : undefined;
+  const asked = isJsonObject(desired) && typeof desired.jobId === 'string' ? parseAgentJobId(desired.jobId) : undefined;
+  if (asked && asked.jobId !== jobId) return { supersededBy: asked.jobId };
   const prev = await catalogued(deps, typeof previous?.name === 'string' ? previous.name : undefined, typeof previous?.version === 'string' ? previous.version : undefined);
   if (prev) {
     await sendCommand(deps, deviceId, softwareFor(prev, `${jobId}.rollback`));
-    return prev.version;
+    return { to: prev.version };
   }
   await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
-  return undefined;
+  return { to: null };
 }

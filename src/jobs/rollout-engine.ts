@@ -735,8 +735,9 @@ export class RolloutEngine {
         page.items.map(async (e) => {
           if (e.details.rollback !== undefined) return;
           const previous = e.details.previous as JsonObject | undefined;
-          const version = await rollBack(this.desired, e.deviceId, e.jobId, previous);
-          await mutateExecution(this.deps, e, (cur) => ({ details: { ...cur.details, rollback: { to: version ?? null, at: now } } }), now);
+          const r = await rollBack(this.desired, e.deviceId, e.jobId, previous);
+          const rollback: JsonObject = 'to' in r ? { to: r.to, at: now } : { to: null, skipped: `the device was asked for job ${r.supersededBy} since`, at: now };
+          await mutateExecution(this.deps, e, (cur) => ({ details: { ...cur.details, rollback } }), now);
         }),
       );
       after = page.next;

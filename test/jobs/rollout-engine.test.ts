@@ -395,6 +395,23 @@ describe('rollout engine', () => {
     assert.equal((await f.desired(sent[2]!))?.jobId, jobId, 'a device that succeeded keeps the new version');
   });
 
+  it('does not roll back a failed device that a later job has asked for another build since', async () => {
+    const ids = await f.fleet('d', 3);
+    const jobId = await create({ targets: { devices: ids }, abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 2 }], rollback: true } });
+    await f.tick();
+    await f.complete(ids[0]!, 'FAILURE');
+    // the operator deploys another job to that device before the first one aborts
+    const later = await create({ targets: { devices: [ids[0]!] } });
+    await f.tick();
+    assert.equal((await f.desired(ids[0]!))?.jobId, later);
+    await f.complete(ids[1]!, 'FAILURE');
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'ABORTED');
+    assert.equal((await f.desired(ids[0]!))?.jobId, later, "the later job's command stays");
+    assert.deepEqual((await f.execution(jobId, ids[0]!)).details.rollback, { to: null, skipped: `the device was asked for job ${later} since`, at: f.clock.now });
+    assert.equal((await f.desired(ids[1]!))?.jobId, `${jobId}.rollback`, 'the other failed device is rolled back');
+  });
+
   it('cancels: queued end CANCELED, downloading devices are told to stop, installing ones finish', async () => {
     const ids = await f.fleet('d', 4);
     const jobId = await create({ targets: { devices: ids }, plan: { maxPerMinute: 2 } });

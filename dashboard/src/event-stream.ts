@@ -3,7 +3,7 @@
  * a streaming reader instead of EventSource: EventSource cannot send the Authorization
  * header, and the token must never go into a URL. Reconnects with a growing delay.
  */
-import { getToken } from './auth.ts';
+import { getToken, setToken } from './auth.ts';
 import { parseSse } from './sse.ts';
 
 import type { StreamEvent } from './sse.ts';
@@ -32,8 +32,14 @@ export function subscribe(options: StreamOptions): () => void {
         const qs = new URLSearchParams(options.filter ?? {}).toString();
         const token = getToken();
         const res = await fetch(`/api/v1/events${qs ? `?${qs}` : ''}`, { headers: { authorization: `Bearer ${token ?? ''}`, accept: 'text/event-stream' }, signal: controller.signal });
-        // signed out: api.ts handles the login; a token replaced meanwhile from this tab: try again with it
-        if ((res.status === 401 && getToken() === token) || !res.body) return options.onStatus?.('offline');
+        // the tab's token refused (rotated, removed, expired): signed out, as api.ts does on a
+        // 401 (a page that reads only this stream would otherwise stay, stale, for ever); a
+        // token replaced meanwhile from this tab: try again with it
+        if (res.status === 401 && getToken() === token) {
+          setToken(null);
+          return options.onStatus?.('offline');
+        }
+        if (!res.body) return options.onStatus?.('offline');
         if (res.status === 401) continue;
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         options.onStatus?.('live');

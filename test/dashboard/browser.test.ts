@@ -70,7 +70,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     page.setDefaultTimeout(WAIT);
     page.on('console', (m) => {
       if (m.type() !== 'error') return;
-      if (expectRefusal && /status of (400|409)/.test(m.text())) return;
+      if (expectRefusal && /status of (400|401|409)/.test(m.text())) return;
       consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
@@ -555,6 +555,21 @@ describe('web dashboard in Chromium', { skip }, () => {
     // the row goes once the server removed it (the button alone goes as soon as the confirmation shows)
     await page.getByTestId('viewer-tokens').getByRole('row').filter({ hasText: 'wall-screen' }).waitFor({ state: 'detached' });
     assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${viewer}` } })).status, 401);
+
+    // a tab whose token is removed while it shows a page that only listens to the live stream
+    // is signed out (its stream ends, and the reconnect gets 401), not left stale for ever
+    const api = new ApiClient({ server: ts.httpUrl, token: ts.token });
+    const kiosk = (await api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'kiosk' })).token;
+    await signIn(kiosk);
+    await nav('Jobs').click();
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    expectRefusal = true; // the stream's 401 (the browser logs it)
+    await api.call('DELETE', '/api/v1/viewer-tokens/kiosk');
+    await page.getByLabel('Operator token').waitFor({ timeout: 30_000 });
+    expectRefusal = false;
+    await page.getByLabel('Operator token').fill(ts.token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await nav('Security').click();
 
     // a named operator token, added on the same page: signed in with it, every control is there
     await page.getByLabel('Name of a new operator token').fill('alice');

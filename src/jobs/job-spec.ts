@@ -220,7 +220,8 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
   }
   if (value.startAt !== undefined) {
     const t = typeof value.startAt === 'number' ? value.startAt : typeof value.startAt === 'string' ? Date.parse(value.startAt) : NaN;
-    if (!Number.isFinite(t)) bad('plan.startAt must be an ISO 8601 time or milliseconds since the epoch');
+    // a time JavaScript's Date cannot hold (beyond ±8.64e15 ms) would make a job that can never start
+    if (!Number.isFinite(t) || Number.isNaN(new Date(t).getTime())) bad('plan.startAt must be an ISO 8601 time or milliseconds since the epoch');
     else if (t > now) plan.startAt = t;
   }
   if (value.windows !== undefined) {

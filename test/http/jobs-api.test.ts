@@ -60,6 +60,8 @@ describe('rollout API', () => {
       [{ artifact: 'fw@2.0.0', targets: { devices: ['ghost'] } }, 404, /device ghost is not registered/],
       [{ artifact: 'fw@2.0.0', targets: { groups: ['nope'] } }, 404, /group nope does not exist/],
       [{ artifact: 'fw', targets: { devices: ['eu-1'] } }, 400, /name@version/],
+      // beyond what a Date can hold: a job that could never start
+      [{ artifact: 'fw@2.0.0', targets: { devices: ['eu-1'] }, plan: { startAt: 9e15 } }, 400, /plan\.startAt must be an ISO 8601 time/],
     ];
     for (const [body, status, re] of cases) {
       const r = await api('POST', '/api/v1/jobs', body);

@@ -109,7 +109,8 @@ export class ArtifactService {
       } catch (err) {
         // refused (the same name@version added meanwhile, with other bytes): the bytes just
         // written would stay in storage with no record naming them
-        await this.dropIfUnnamed(record.sha256);
+        // (the refusal is what the caller is told, even if this clean-up fails too)
+        await this.dropIfUnnamed(record.sha256).catch(() => false);
         throw err;
       }
       // the same bytes, deleted with another artifact after they were written here and

@@ -16,7 +16,7 @@ import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { parseAgentJobId } from './agent-job-id.ts';
 import { parseReportedSoftware, type DesiredSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
-import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
+import type { ArtifactRecord, ShadowRecord, StateStore } from '../store/state-store.ts';
 
 /** Desired state is written as the operator: only operators may set `desired.software`. */
 export const ROLLOUT_SENDER: Sender = { kind: 'operator', id: 'rollouts' };
@@ -49,9 +49,8 @@ async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, v
  * command is desired already, or nothing is).
  */
 export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string): Promise<'stay' | 'cleared' | 'none'> {
-  const shadow = await deps.store.getShadow(deviceId, '');
-  const desired = shadow && !shadow.deleted ? shadow.state.desired?.software : undefined;
-  if (!isJsonObject(desired) || desired.jobId !== agentJobId) return 'none';
+  const { shadow, askedJobId } = await currentCommand(deps, deviceId);
+  if (askedJobId !== agentJobId) return 'none';
   const reported = parseReportedSoftware(shadow?.state.reported?.software);
   const running = await catalogued(deps, reported?.name, reported?.version);
   if (running) {
@@ -70,9 +69,8 @@ export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string
  * this job's rollback (it would take the device back from that job's build).
  */
 export async function rollBack(deps: DesiredSoftwareDeps, deviceId: string, jobId: string, previous: JsonObject | undefined): Promise<{ to: string | null } | { supersededBy: string }> {
-  const shadow = await deps.store.getShadow(deviceId, '');
-  const desired = shadow && !shadow.deleted ? shadow.state.desired?.software : undefined;
-  const asked = isJsonObject(desired) && typeof desired.jobId === 'string' ? parseAgentJobId(desired.jobId) : undefined;
+  const { askedJobId } = await currentCommand(deps, deviceId);
+  const asked = askedJobId === undefined ? undefined : parseAgentJobId(askedJobId);
   if (asked && asked.jobId !== jobId) return { supersededBy: asked.jobId };
   const prev = await catalogued(deps, typeof previous?.name === 'string' ? previous.name : undefined, typeof previous?.version === 'string' ? previous.version : undefined);
   if (prev) {
@@ -81,4 +79,11 @@ export async function rollBack(deps: DesiredSoftwareDeps, deviceId: string, jobI
   }
   await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
   return { to: null };
+}
+
+/** The device's classic shadow, and the (agent) job id of the command its desired software holds, if any. */
+async function currentCommand(deps: DesiredSoftwareDeps, deviceId: string): Promise<{ shadow: ShadowRecord | undefined; askedJobId: string | undefined }> {
+  const shadow = await deps.store.getShadow(deviceId, '');
+  const desired = shadow && !shadow.deleted ? shadow.state.desired?.software : undefined;
+  return { shadow, askedJobId: isJsonObject(desired) && typeof desired.jobId === 'string' ? desired.jobId : undefined };
 }

@@ -148,15 +148,7 @@ export class PgGroupCommit {
       return;
     }
     let broken: unknown;
-    // a checked-out client has no 'error' listener (the pool's covers idle ones only): a
-    // connection that dies between two statements (a failover, a terminated session) would
-    // throw an unhandled 'error' event and end the process. The statement in flight fails
-    // with it, and the connection is released broken, below.
-    const guard = (err: Error) => {
-      broken ??= err;
-      this.deps.logger.warn('PostgreSQL connection lost during a commit', { error: err.message });
-    };
-    client.on('error', guard);
+    const guard = guardCheckedOut(client, (err) => this.deps.logger.warn('PostgreSQL connection lost during a commit', { error: err.message }));
     try {
       const outcomes = await this.together(client, batch);
       const results = outcomes ?? (await this.oneByOne(client, batch));
@@ -172,8 +164,8 @@ export class PgGroupCommit {
       this.deps.logger.error('group commit failed', { writes: batch.length, error: messageOf(err) });
       for (const w of batch) w.reject(failure);
     } finally {
-      client.removeListener('error', guard);
-      client.release(broken instanceof Error ? broken : undefined);
+      const lost = guard.end();
+      client.release(broken instanceof Error ? broken : lost);
     }
   }
 
@@ -262,6 +254,28 @@ export function mapPgError(err: unknown): UpdraftError {
     return new UpdraftError('BAD_REQUEST', `the database refused the value: ${messageOf(err)}`, { cause: err });
   }
   return new UpdraftError('INTERNAL', `PostgreSQL: ${messageOf(err)}`, { cause: err });
+}
+
+/**
+ * A checked-out client has no 'error' listener (the pool's covers idle ones only): a
+ * connection that dies between two statements (a failover, a terminated session) would throw
+ * an unhandled 'error' event and end the process. This listens until `end`, which gives the
+ * error it heard, if any, for the client's release (a broken connection leaves the pool);
+ * the statement in flight fails with it on its own.
+ */
+export function guardCheckedOut(client: pg.PoolClient, onLost?: (err: Error) => void): { end(): Error | undefined } {
+  let lost: Error | undefined;
+  const listener = (err: Error) => {
+    lost ??= err;
+    onLost?.(err);
+  };
+  client.on('error', listener);
+  return {
+    end: () => {
+      client.removeListener('error', listener);
+      return lost;
+    },
+  };
 }
 
 function messageOf(err: unknown): string {

@@ -16,7 +16,7 @@ import { UpdraftError } from '../errors.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
-import { mapPgError, PgGroupCommit, rowsAsJson, type PgBulkKind } from './postgres-group-commit.ts';
+import { guardCheckedOut, mapPgError, PgGroupCommit, rowsAsJson, type PgBulkKind } from './postgres-group-commit.ts';
 import { PgReadBatch } from './postgres-read-batch.ts';
 import { ABANDONED_AFTER_MS, JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSteps } from './job-creation.ts';
 import type {
@@ -200,18 +200,15 @@ export class PostgresStore implements StateStore {
     pool.on('error', (err) => this.logger.warn('idle PostgreSQL connection lost', { error: err.message }));
     try {
       const client = await pool.connect();
-      // checked out, it has no 'error' listener: a connection lost during the migrations must fail them, not end the process
-      let lost: Error | undefined;
-      const guard = (err: Error) => (lost ??= err);
-      client.on('error', guard);
+      // a connection lost during the migrations must fail them, not end the process
+      const guard = guardCheckedOut(client);
       try {
         await client.query('SET statement_timeout = 0');
         const from = await migratePostgres(client, this.where);
         await client.query('RESET statement_timeout');
         this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
       } finally {
-        client.removeListener('error', guard);
-        client.release(lost);
+        client.release(guard.end());
       }
     } catch (err) {
       await pool.end().catch(() => {});

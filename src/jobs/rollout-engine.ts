@@ -196,13 +196,14 @@ export class RolloutEngine {
     await this.exclusive(() => this.lead());
     this.running = true;
     this.offEvents = [
-      this.deps.events.on('execution.changed', ({ current }) => {
+      this.deps.events.on('execution.changed', ({ previous, current }) => {
         this.changed.add(current.jobId);
         // a device that finishes frees a place in its job's in-flight window: refill it soon
         // rather than at the next tick. Coalesced: at most one early tick per 50 ms, and fewer
         // when counting the jobs' executions takes long (a tick counts each job it advances),
         // so that early ticks spend at most about 5% of the time counting
         if (isTerminal(current.status) && this.windowed.has(current.jobId)) this.wakeSoon();
+        if ((current.status === 'FAILED' || current.status === 'TIMED_OUT') && previous?.status !== current.status) this.track(this.rollBackLate(current));
       }),
       this.deps.events.on('device.presence', ({ deviceId, online }) => {
         if (!online) this.onDeparture(deviceId);
@@ -313,6 +314,7 @@ export class RolloutEngine {
     clearTimeout(this.refill);
     this.refill = undefined;
     await this.chain.catch(() => undefined);
+    await this.settled();
     this.leading = false;
     await this.lease.release();
   }
@@ -731,17 +733,53 @@ export class RolloutEngine {
     let after: string | undefined;
     do {
       const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['FAILED', 'TIMED_OUT'], limit: PAGE, ...(after ? { after } : {}) });
-      await Promise.all(
-        page.items.map(async (e) => {
-          if (e.details.rollback !== undefined) return;
-          const previous = e.details.previous as JsonObject | undefined;
-          const r = await rollBack(this.desired, e.deviceId, e.jobId, previous);
-          const rollback: JsonObject = 'to' in r ? { to: r.to, at: now } : { to: null, skipped: `the device was asked for job ${r.supersededBy} since`, at: now };
-          await mutateExecution(this.deps, e, (cur) => ({ details: { ...cur.details, rollback } }), now);
-        }),
-      );
+      await Promise.all(page.items.map((e) => this.rollBackExecution(e, now)));
       after = page.next;
     } while (after);
+  }
+
+  /**
+   * A device whose failure is recorded after its job was aborted with rollback (it was
+   * installing at the abort, or timed out later) is rolled back too: rollouts.md promises
+   * every failed device. Run by every instance that sees the failure (a relayed event is
+   * not durable, so the leader alone could miss it); the execution's `rollback` mark makes
+   * the second one a no-op.
+   */
+  private async rollBackLate(e: ExecutionRecord): Promise<void> {
+    try {
+      const job = await this.deps.tracker.jobIdentity(e.jobId);
+      if (!job || !specOf(job)?.abort.rollback) return;
+      // the cached job's status is stale: read the stored one (the abort commits before its
+      // own pass over failed devices, so a failure is seen by one of the two)
+      const stored = await this.deps.store.getJob(e.jobId, { omitSpec: true });
+      if (stored?.status !== 'ABORTED') return;
+      const current = await this.deps.store.getExecution(e.jobId, e.deviceId);
+      if (current && (current.status === 'FAILED' || current.status === 'TIMED_OUT')) await this.rollBackExecution(current, this.now());
+    } catch (err) {
+      this.deps.logger.warn('failed device not rolled back', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+    }
+  }
+
+  /** Asks a failed device for what it ran before the job, once; the outcome is kept in `details.rollback`. */
+  private async rollBackExecution(e: ExecutionRecord, now: number): Promise<void> {
+    if (e.details.rollback !== undefined) return;
+    const previous = e.details.previous as JsonObject | undefined;
+    const r = await rollBack(this.desired, e.deviceId, e.jobId, previous);
+    const rollback: JsonObject = 'to' in r ? { to: r.to, at: now } : { to: null, skipped: `the device was asked for job ${r.supersededBy} since`, at: now };
+    await mutateExecution(this.deps, e, (cur) => (cur.details.rollback === undefined ? { details: { ...cur.details, rollback } } : undefined), now);
+  }
+
+  /** Work started by an event, awaited by `settled()`. */
+  private readonly pending = new Set<Promise<void>>();
+
+  private track(work: Promise<void>): void {
+    this.pending.add(work);
+    void work.finally(() => this.pending.delete(work));
+  }
+
+  /** Resolves when the work events started so far (late rollbacks) is done (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
   }
 
   // ---- continuous jobs and recovery ---------------------------------------------------------

@@ -395,6 +395,27 @@ describe('rollout engine', () => {
     assert.equal((await f.desired(sent[2]!))?.jobId, jobId, 'a device that succeeded keeps the new version');
   });
 
+  it('rolls back a device that fails after the abort (it was installing then)', async () => {
+    const ids = await f.fleet('d', 3);
+    const jobId = await create({ targets: { devices: ids }, abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 2 }], rollback: true } });
+    await f.tick();
+    const [late, ...rest] = ids;
+    const cmd = await f.desired(late!);
+    const base = { name: 'fw', version: '1.0.0', jobId: cmd!.jobId as string };
+    await f.report(late!, { ...base, status: 'INSTALLING' });
+    for (const id of rest) await f.complete(id, 'FAILURE');
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'ABORTED');
+    assert.equal((await f.desired(late!))?.jobId, jobId, 'an install under way is left to finish');
+    f.advance(1000);
+    await f.report(late!, { ...base, status: 'FAILURE', error: 'health check failed' });
+    assert.equal((await f.execution(jobId, late!)).status, 'FAILED');
+    const desired = await f.desired(late!);
+    assert.equal(desired?.jobId, `${jobId}.rollback`, 'the late failure is rolled back too');
+    assert.equal(desired?.version, '1.0.0');
+    assert.deepEqual((await f.execution(jobId, late!)).details.rollback, { to: '1.0.0', at: f.clock.now });
+  });
+
   it('does not roll back a failed device that a later job has asked for another build since', async () => {
     const ids = await f.fleet('d', 3);
     const jobId = await create({ targets: { devices: ids }, abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 2 }], rollback: true } });

@@ -116,6 +116,7 @@ export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fe
     async report(deviceId, software) {
       await replica.update({ deviceId, name: '' }, { state: { reported: { software } } }, { kind: 'device', id: deviceId });
       await f.tracker.idle();
+      await f.rollouts.engine.settled(); // what the recorded report set off (a late rollback)
     },
     async desired(deviceId) {
       const s = await store.getShadow(deviceId, '');

@@ -2,12 +2,13 @@
  * Keys and the operator token: the software signing key and its certificate from the offline
  * root (when it expires, so it is renewed before devices refuse updates), the URL signing
  * keys with rotation, and the replacement of the operator token. Replacing the token from
- * here signs this tab in with the new one and shows it once, for the CLI and other tools.
+ * here shows the new one once, for the CLI and other tools, and signs this tab in with it if
+ * the tab held the old one (a named operator keeps their own token).
  * And the named operator tokens and read-only viewer tokens (the operators' only).
  */
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
-import { setToken } from '../auth.ts';
+import { getToken, setToken } from '../auth.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
@@ -21,7 +22,8 @@ export function SecurityPage() {
   /** What the server said of a URL key rotation (on a shared store: copy the key ring to the other instances). */
   const [rotationWarning, setRotationWarning] = useState<string | undefined>();
   const readOnly = useReadOnly();
-  const [newToken, setNewToken] = useState<string | undefined>();
+  /** The new shared operator token, and the named operator token this tab kept instead (if it held one). */
+  const [newToken, setNewToken] = useState<{ token: string; keptBy?: string } | undefined>();
   const [copied, setCopied] = useState(false);
   const cert = keys.data?.signing.certificate;
   const exp = cert ? certificateExpiry(cert.expiresAt) : undefined;
@@ -122,22 +124,26 @@ export function SecurityPage() {
               confirm="Yes, replace it"
               keep="Keep it"
               run={async () => {
+                // only a tab that holds the shared token switches to the new one (the old one is
+                // refused at once); a named operator's token stays valid, and switching would
+                // make the audit log stop naming them
+                const held = getToken();
+                const who = await api<{ role: string; name?: string }>('GET', '/whoami');
                 const r = await api<{ token: string }>('POST', '/operator-token/rotate');
-                // this tab goes on with the new token; the old one is already refused
-                setToken(r.token);
+                if (who.name === undefined && getToken() === held) setToken(r.token);
                 setCopied(false);
-                setNewToken(r.token);
+                setNewToken({ token: r.token, ...(who.name !== undefined ? { keptBy: who.name } : {}) });
               }}
             />
             {newToken && (
               <div class="new-token" role="status">
-                <label for="new-token">New operator token (shown once; this tab already uses it):</label>
-                <input id="new-token" readOnly value={newToken} onFocus={(e) => e.currentTarget.select()} />
+                <label for="new-token">New operator token (shown once; {newToken.keptBy === undefined ? 'this tab already uses it' : `this tab goes on with operator token ${newToken.keptBy}`}):</label>
+                <input id="new-token" readOnly value={newToken.token} onFocus={(e) => e.currentTarget.select()} />
                 <button
                   type="button"
                   class="secondary"
                   onClick={() =>
-                    void navigator.clipboard?.writeText(newToken).then(
+                    void navigator.clipboard?.writeText(newToken.token).then(
                       () => setCopied(true),
                       () => setCopied(false),
                     )

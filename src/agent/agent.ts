@@ -28,7 +28,7 @@ import { parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '..
 import { AGENT_FEATURES } from '../protocol/agent-features.ts';
 import { isTimeZone, systemTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
-import { deltaTopic, presenceTopic } from '../protocol/topics.ts';
+import { answerTopic, deltaTopic, presenceTopic } from '../protocol/topics.ts';
 import { keyIdOf, parsePublicKey } from '../signing/signing-key.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { AgentEvents } from './agent-events.ts';
@@ -469,7 +469,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 
   private onMessage(topic: string, payload: Buffer): void {
     if (topic !== deltaTopic(this.opts.deviceId)) {
-      this.requester?.handleMessage(topic, payload);
+      if (this.requester?.handleMessage(topic, payload)) return;
+      if (this.job?.run && topic === answerTopic({ deviceId: this.opts.deviceId, name: '' }, 'update', 'accepted')) this.onUpdateAccepted(payload);
       return;
     }
     let delta: DeltaMessage;
@@ -501,6 +502,33 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // nothing desired any more for the job in flight: it was canceled while we were away
     if (job && (version === undefined || job.commandVersion === undefined || version >= job.commandVersion)) {
       job.cancel('canceled: the server no longer asks for this update');
+    }
+  }
+
+  /**
+   * Another client's update of the shadow, while a job is in flight. The server takes a
+   * command back by clearing desired software when the catalogue does not hold the build the
+   * device runs (a cancel, a timeout; `jobs/desired-software.ts`): no delta says so, since a
+   * cleared key differs from nothing, but the update's accepted answer, which reaches every
+   * client subscribed to the shadow's answers, carries `desired.software: null`. It counts
+   * as the `get` that shows nothing desired: the download is called off now, not at the next
+   * connect (which let a canceled device install the build anyway).
+   */
+  private onUpdateAccepted(payload: Buffer): void {
+    // most are answers to others' writes that do not touch the software: no parse
+    if (!payload.includes('"software"')) return;
+    let body: unknown;
+    try {
+      body = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return;
+    }
+    const desired = isJsonObject(body) && isJsonObject(body.state) ? body.state.desired : undefined;
+    if (!isJsonObject(desired) || desired.software !== null) return;
+    const job = this.job?.run;
+    const version = numberOrUndefined((body as JsonObject).version);
+    if (job && (version === undefined || job.commandVersion === undefined || version >= job.commandVersion)) {
+      if (job.cancel('canceled: the server no longer asks for this update')) this.log.info('job canceled: desired software cleared', { jobId: job.jobId });
     }
   }
 

@@ -8,7 +8,8 @@
  * device reports running, under the job id `<id>.cancel`. The agent calls off the download
  * (its report for the job is a FAILURE the tracker records as CANCELED) and finds the stay
  * command already installed. When the catalogue does not hold what the device runs, the
- * desired software is cleared instead; the agent then stops at its next `get`.
+ * desired software is cleared instead: no delta says so, but the update's accepted answer
+ * (`desired.software: null`) reaches the agent, which calls the download off on it.
  */
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { Sender } from '../broker/message-bus.ts';

@@ -30,17 +30,33 @@ export function useLocation(): { path: string; query: URLSearchParams } {
   return { path: location.pathname, query: new URLSearchParams(location.search) };
 }
 
-/** Matches `pattern` (segments starting with `:` capture) against `path`. */
+/**
+ * Matches `pattern` (segments starting with `:` capture) against `path`. A captured segment
+ * that is no valid percent-encoding (`/devices/%`) matches nothing: the page is not found
+ * (decodeURIComponent would throw, and an uncaught error blanks the app).
+ */
 export function match(pattern: string, path: string): Record<string, string> | undefined {
   const p = pattern.split('/').filter(Boolean);
   const s = path.split('/').filter(Boolean);
   if (p.length !== s.length) return undefined;
   const params: Record<string, string> = {};
   for (let i = 0; i < p.length; i++) {
-    if (p[i]!.startsWith(':')) params[p[i]!.slice(1)] = decodeURIComponent(s[i]!);
-    else if (p[i] !== s[i]) return undefined;
+    if (p[i]!.startsWith(':')) {
+      const value = decoded(s[i]!);
+      if (value === undefined) return undefined;
+      params[p[i]!.slice(1)] = value;
+    } else if (p[i] !== s[i]) return undefined;
   }
   return params;
+}
+
+/** `segment` percent-decoded, or undefined when it is malformed (a `%` not followed by two hex digits, bytes that are no UTF-8). */
+function decoded(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
 }
 
 /** An anchor that navigates in place (plain clicks only: ctrl/middle click open a tab as usual). */

@@ -366,6 +366,14 @@ describe('web dashboard in Chromium', { skip }, () => {
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'main', 'focus moves to the new page');
   });
 
+  it('shows the not-found page for a path with a malformed percent-encoding, rather than a blank page', async () => {
+    for (const route of ['/devices/%', '/jobs/%E0%A4%A']) {
+      await page.goto(ts.httpUrl + route);
+      await heading('Page not found');
+      await page.getByText(`There is no page at ${route}.`).waitFor();
+    }
+  });
+
   it("shows on a device's page why its install waits: its install gate put it off", async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'updraft-dash-gate-'));
     await addArtifact(ts, '9.0.0', randomBytes(2000), 'gated');

@@ -4,18 +4,21 @@
  * secret's Mosquitto hash since it is issued (registration, rotation); devices registered
  * before that can be admitted with `--secrets` (lines `deviceId secret`) or by rotating
  * their secret. Those without either are listed; revoked ones are left out. With `--watch`
- * it keeps running and keeps the password file current (cli/mosquitto-watch.ts).
+ * it keeps running and keeps the password file current (cli/mosquitto-watch.ts). With
+ * `--offline` it reads the data directory and the state store instead of the API
+ * (cli/broker-offline.ts): the broker of `--mqtt-url` instances is set up before they start.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners } from '../broker/mosquitto-config.ts';
+import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { createLogger, safeUrl, type LogFormat } from '../util/logger.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
+import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
 
 interface Options extends ApiOptions {
@@ -33,6 +36,9 @@ interface Options extends ApiOptions {
   resyncMinutes: string;
   logFormat: string;
   maxPacketBytes: string;
+  offline?: boolean;
+  db?: string;
+  config?: string;
 }
 
 /** Adds `broker mosquitto-config`. */
@@ -53,7 +59,10 @@ export function addBrokerCommands(program: Command): void {
     .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
-    .option('--data-dir <dir>', 'where to find the operator token file')
+    .option('--data-dir <dir>', 'where to find the operator token file (env UPDRAFT_DATA_DIR, default ./data)')
+    .option('--offline', "without a running server: the operator token from --data-dir's operator-token, the registry from the state store (--db, or the data directory's SQLite file while no server uses it); how the broker of --mqtt-url instances is set up before the first one starts")
+    .option('--db <url>', 'with --offline: the state store, as updraft server --db (env UPDRAFT_DB)')
+    .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .option('--watch', 'keep running: rewrite passwd as devices are registered, revoked, reinstated or given a new secret (on any instance), and reload the broker')
     .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
     .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
@@ -63,12 +72,13 @@ export function addBrokerCommands(program: Command): void {
       if (opts.reloadCommand !== undefined && !opts.watch) throw new UpdraftError('BAD_REQUEST', '--reload-command goes with --watch');
       const resyncMinutes = Number(opts.resyncMinutes);
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
-      const api = new ApiClient(opts);
+      checkOffline(opts);
       const secrets = opts.secrets ? parseSecrets(await readFile(opts.secrets, 'utf8')) : new Map<string, string>();
       const dir = path.resolve(opts.out);
       // every option checked (ports, packet size) before the server is asked anything
       const conf = mosquittoConf(listeners(opts, dir));
       if (opts.watch) {
+        const api = new ApiClient(opts);
         await mkdir(dir, { recursive: true });
         await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
         await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
@@ -82,18 +92,32 @@ export function addBrokerCommands(program: Command): void {
         logger.info('stopped');
         return;
       }
-      const devices = await brokerCredentials(api);
-      const passwd = mosquittoPasswd({ operatorToken: api.token, devices, secrets });
+      const { token, devices, from } = opts.offline ? await offlineCredentials(opts) : await online(new ApiClient(opts));
+      const passwd = mosquittoPasswd({ operatorToken: token, devices, secrets });
       await mkdir(dir, { recursive: true });
       await writeFileAtomic(path.join(dir, 'passwd'), passwd.text, 0o600);
       await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
       await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
       const out = process.stdout;
-      out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices\n`);
+      out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
       out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>; or keep it current with --watch)\n`);
     });
+}
+
+async function online(api: ApiClient): Promise<{ token: string; devices: RegisteredDevice[]; from: string }> {
+  return { token: api.token, devices: await brokerCredentials(api), from: safeUrl(api.baseUrl) };
+}
+
+/** `--offline` reads what the instances start with: a server or token given with it would be ignored, so they are refused. */
+function checkOffline(opts: Options): void {
+  if (!opts.offline) {
+    if (opts.db !== undefined || opts.config !== undefined) throw new UpdraftError('BAD_REQUEST', '--db and --config go with --offline (without it the registry is read through --server)');
+    return;
+  }
+  if (opts.watch) throw new UpdraftError('BAD_REQUEST', '--offline and --watch do not go together: --watch follows a running server');
+  if (opts.server !== undefined || opts.token !== undefined) throw new UpdraftError('BAD_REQUEST', "--offline reads the operator token from --data-dir's operator-token, the one the instances start with, and the registry from the store: drop --server and --token");
 }
 
 function listeners(opts: Options, dir: string): MosquittoListeners {

@@ -25,7 +25,12 @@ export function addTokenCommand(program: Command): void {
     .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; json?: boolean }) => {
       if (opts.offline) {
         const next = await replaceOperatorToken(opts.dataDir);
-        const text = `new operator token (shown once; also in ${opts.dataDir}/operator-token, mode 0600): ${next}\n  it is used from the server's next start`;
+        const text = [
+          `new operator token (shown once; also in ${opts.dataDir}/operator-token, mode 0600): ${next}`,
+          "  it is used from the server's next start",
+          // each run makes a new token: instances that rotated one each would not share it
+          "  instances on an external broker share one token: copy this file into every instance's data directory (do not rotate in each), then regenerate the broker's passwd (updraft broker mosquitto-config --offline)",
+        ].join('\n');
         process.stdout.write(opts.json ? JSON.stringify({ token: next }, null, 2) + '\n' : text + '\n');
         return;
       }

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UpdraftError } from '../errors.ts';
+import { fileShapeErrors } from './file-shape.ts';
 import { SETTINGS, type Setting, type UpdraftConfig } from './schema.ts';
 import { redactUrl } from '../util/redact-url.ts';
 
@@ -52,13 +53,14 @@ function coerce(s: Setting, raw: unknown, source: string, errors: string[]): str
   return raw;
 }
 
-/** Loads and validates; throws one UpdraftError CONFIG listing every problem. */
+/** Loads and validates; throws one UpdraftError CONFIG (status 400) listing every problem, unknown keys of the file included. */
 export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   const errors: string[] = [];
   let fileValues: unknown = {};
   if (sources.file) {
     try {
       fileValues = JSON.parse(readFileSync(sources.file, 'utf8'));
+      for (const e of fileShapeErrors(fileValues, SETTINGS)) errors.push(`config file ${sources.file}: ${e}`);
     } catch (err) {
       errors.push(`config file ${sources.file}: ${(err as Error).message}`);
     }
@@ -77,7 +79,8 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   // settings that depend on each other
   const partial = out as unknown as UpdraftConfig;
   if (partial.downloads?.via === 's3' && !partial.blob) errors.push('downloads.via s3 needs S3 artifact storage: set blob (--blob s3://bucket?endpoint=...)');
-  if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`);
+  // a usage error (status 400): the CLI exits with code 2, as for a bad flag
+  if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`, { status: 400 });
   const config = out as unknown as UpdraftConfig;
   return config;
 }

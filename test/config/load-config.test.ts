@@ -51,6 +51,43 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ env: { UPDRAFT_WEBHOOK_URL: 'not a url/XXXXSECRET' } }), (e: Error) => /webhook\.url \(env UPDRAFT_WEBHOOK_URL\) must be a URL like http:\/\/\.\.\., got something else \(not shown: it is a secret\)/.test(e.message) && !e.message.includes('XXXXSECRET'));
   });
 
+  it('refuses unknown keys of the file by name, suggesting the setting meant, and wrong shapes, all at once', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'updraft-cfg-'));
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ mqtt: { prot: 1884 }, http: 8080, loglevel: 'debug', 'mqtt.port': 1, colour: 'blue', shadow: { maxDepth: 3 } }));
+    assert.throws(
+      () => loadConfig({ file }),
+      (err: any) => {
+        assert.equal(err.code, 'CONFIG');
+        assert.equal(err.status, 400, 'a usage error');
+        assert.equal(
+          err.message,
+          `invalid configuration: config file ${file}: unknown setting mqtt.prot (did you mean mqtt.port?); ` +
+            `config file ${file}: http must be an object of settings (http.host, http.port, http.tls, http.tlsCert, http.tlsKey, http.publicUrl), got 8080; ` +
+            `config file ${file}: unknown setting loglevel (did you mean logLevel?); ` +
+            `config file ${file}: mqtt.port must be written nested, as {"mqtt": {"port": ...}}; ` +
+            `config file ${file}: unknown setting colour`,
+        );
+        return true;
+      },
+    );
+    writeFileSync(file, '[1884]');
+    assert.throws(() => loadConfig({ file }), /config file .*c\.json: must hold a JSON object of settings, e\.g\. \{"mqtt": \{"port": 1884\}\}; got an array/);
+    writeFileSync(file, JSON.stringify({ mqtt: { port: 1884, url: '' }, tls: { hosts: 'a' } }));
+    assert.equal(loadConfig({ file }).mqtt.port, 1884, 'a file of known keys only is taken');
+  });
+
+  it('updraft server exits with code 2 and one line on a config file with a typo (a usage error)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'updraft-cfg-'));
+    const file = path.join(dir, 'updraft.json');
+    writeFileSync(file, JSON.stringify({ mqtt: { prot: 1884 } }));
+    const r = await runCli(['server', '--config', file, '--data-dir', path.join(dir, 'data')]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, `updraft: error: invalid configuration: config file ${file}: unknown setting mqtt.prot (did you mean mqtt.port?)\n`);
+    const bad = await runCli(['server', '--data-dir', path.join(dir, 'data')], { env: { UPDRAFT_LOG_LEVEL: 'loud' } });
+    assert.equal(bad.code, 2, bad.stderr);
+  });
+
   it('names an unreadable config file', () => {
     assert.throws(() => loadConfig({ file: '/nonexistent/updraft.json' }), /config file \/nonexistent\/updraft\.json/);
   });

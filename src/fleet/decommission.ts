@@ -8,7 +8,9 @@
  * 1. revoked first: refused at CONNECT and at download, the connection it holds closed, and
  *    no rollout selects it any more (a revoked device is never a target);
  * 2. its unfinished job executions end REMOVED ("the device was deleted"), so their jobs
- *    can finish; finished ones stay, as the record of which job reached it;
+ *    can finish; finished ones stay, as the record of which job reached it. Every one is
+ *    marked `details.deviceDeletedAt`: the id registered again is a new device, which an
+ *    active continuous job takes up again when it comes online (`jobs/rollout-engine.ts`);
  * 3. its shadows, classic and named, are deleted (their tombstones keep the version: the id
  *    registered again continues from it, as after any shadow delete);
  * 4. it leaves the static groups that list it;
@@ -58,14 +60,19 @@ export async function decommissionDevice(deps: DecommissionDeps, deviceId: strin
 
   const executionsRemoved: string[] = [];
   for (const e of await store.listExecutions({ deviceId })) {
-    if (isTerminal(e.status)) continue;
+    if (e.details.deviceDeletedAt !== undefined) continue; // a deletion asked for again
+    const at = now();
     const after = await mutateExecution(
       deps,
       { jobId: e.jobId, deviceId },
-      (cur) => (isTerminal(cur.status) ? undefined : { status: 'REMOVED', details: { ...cur.details, error: 'the device was deleted' }, dueAt: undefined }),
-      now(),
+      (cur) => {
+        if (cur.details.deviceDeletedAt !== undefined) return undefined;
+        const details = { ...cur.details, deviceDeletedAt: at };
+        return isTerminal(cur.status) ? { details } : { status: 'REMOVED', details: { ...details, error: 'the device was deleted' }, dueAt: undefined };
+      },
+      at,
     );
-    if (after?.status === 'REMOVED') executionsRemoved.push(e.jobId);
+    if (after?.status === 'REMOVED' && !isTerminal(e.status)) executionsRemoved.push(e.jobId);
   }
 
   const shadowsDeleted: string[] = [];

@@ -48,19 +48,36 @@ export async function requeueReinstated(deps: { store: StateStore; events: Event
   return requeued;
 }
 
-/** `e` (as read) back to QUEUED as its next attempt, the outcome of this one kept; undefined when it changed meanwhile or its job stopped. */
-async function requeue(deps: { store: StateStore; events: EventBus }, e: ExecutionRecord, now: number): Promise<ExecutionRecord | undefined> {
+/**
+ * An active continuous job's execution left by a device that was deleted (`details.deviceDeletedAt`,
+ * `fleet/decommission.ts`), for the device registered since under the same id: a new device,
+ * queued again as the execution's next attempt (a device-side job id it never saw). The earlier
+ * device's outcome stays in `details.attempts`; what it ran before the job (`previous`) is not
+ * the new device's and goes. Resolves with the new record, or undefined.
+ */
+export function requeueForNewDevice(deps: { store: StateStore; events: EventBus }, e: ExecutionRecord, now: number): Promise<ExecutionRecord | undefined> {
+  if (e.details.deviceDeletedAt === undefined) return Promise.resolve(undefined);
+  return requeue(deps, e, now, true);
+}
+
+/**
+ * `e` (as read) back to QUEUED as its next attempt, the outcome of this one kept; undefined
+ * when it changed meanwhile or its job stopped. `newDevice`: the attempt was another device's.
+ */
+async function requeue(deps: { store: StateStore; events: EventBus }, e: ExecutionRecord, now: number, newDevice = false): Promise<ExecutionRecord | undefined> {
   const retried = await mutateExecution(
     deps,
     e,
     (cur) => {
       if (cur.status !== e.status || (cur.attempt ?? 1) !== (e.attempt ?? 1)) return undefined;
+      if (newDevice && cur.details.deviceDeletedAt === undefined) return undefined;
       const attempt = cur.attempt ?? 1;
       const past = Array.isArray(cur.details.attempts) ? cur.details.attempts : [];
       const outcome: JsonObject = { attempt, status: cur.status, at: now };
       if (typeof cur.details.error === 'string') outcome.error = cur.details.error;
+      if (newDevice) outcome.deviceDeletedAt = cur.details.deviceDeletedAt!;
       const details: JsonObject = { attempts: [...past, outcome] };
-      if (cur.details.previous !== undefined) details.previous = cur.details.previous;
+      if (cur.details.previous !== undefined && !newDevice) details.previous = cur.details.previous;
       return { status: 'QUEUED', attempt: attempt + 1, details, dispatchedAt: undefined, dueAt: undefined };
     },
     now,

@@ -41,7 +41,7 @@ import { mutateExecution } from './execution-writer.ts';
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
-import { DEVICE_REVOKED, retryIfAllowed } from './retry-policy.ts';
+import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
 
@@ -271,13 +271,27 @@ export class RolloutEngine {
    * device registered, tagged or grouped since their last scan): it gets its command now,
    * not at the next scan, which on a large fleet comes minutes later (SCAN_SPACING). A few
    * reads per job, and a write only for a device not in the job yet.
+   *
+   * An id deleted and registered again is a new device: the execution its predecessor left
+   * (marked `deviceDeletedAt` when it was deleted) is queued again for it. Only here, as it
+   * comes online: a scan skips the devices a job holds already (the store adds only new
+   * rows), so such a device registered again gets its command when it first connects.
    */
   private async joinContinuous(deviceId: string): Promise<void> {
     const now = this.now();
     for (const [jobId, json] of this.specs) {
       const spec = json ? specOf({ spec: json }) : undefined;
-      if (spec?.type !== 'continuous' || (await this.deps.store.getExecution(jobId, deviceId))) continue;
+      if (spec?.type !== 'continuous') continue;
+      const existing = await this.deps.store.getExecution(jobId, deviceId);
+      if (existing && existing.details.deviceDeletedAt === undefined) continue;
       if (!(await targetsInclude(this.deps.store, spec.targets, deviceId))) continue;
+      if (existing) {
+        // registered again (a presence notice may come from a connection the deletion has not closed yet)
+        const device = await this.deps.store.getDevice(deviceId);
+        if (!device || device.revoked) continue;
+        if (await requeueForNewDevice(this.deps, existing, now)) this.deps.logger.info('continuous job took up a device registered again under a deleted id', { jobId, deviceId });
+        continue;
+      }
       const added = await this.deps.store.addExecutions([continuousExecution(jobId, deviceId, spec, now)]);
       if (added > 0) this.deps.logger.info('continuous job picked up a device as it came online', { jobId, deviceId });
     }

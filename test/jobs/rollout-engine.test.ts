@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { decommissionDevice } from '../../src/fleet/decommission.ts';
+import type { JsonObject } from '../../src/protocol/json.ts';
 import { eventually } from '../helpers/cli.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
@@ -578,6 +580,41 @@ describe('rollout engine', () => {
     f.events.emit('device.presence', { deviceId: 'late001', online: true });
     await f.tick();
     assert.equal((await f.rollouts.jobs.view(jobId)).total, 2);
+  });
+
+  it('a continuous job takes up a device id deleted and registered again: a new device', async () => {
+    const [done, midway] = await f.fleet('eu', 2, '1.0.0', { tags: ['region:eu'] });
+    const jobId = await create({ type: 'continuous', targets: { query: 'tags.region = eu' } });
+    await f.tick();
+    await f.complete(done!);
+    await f.report(midway!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.1 });
+    const decommission = { store: f.store, registry: f.registry, replica: f.replica, events: f.events, now: () => f.clock.now };
+    for (const id of [done!, midway!]) await decommissionDevice(decommission, id);
+    assert.equal((await f.execution(jobId, done!)).status, 'SUCCEEDED', 'a finished execution stays, the record of which job reached it');
+    assert.equal((await f.execution(jobId, midway!)).status, 'REMOVED');
+    // new hardware under the same ids, running the old build
+    f.advance(1000);
+    await f.fleet('eu', 2, '1.0.0', { tags: ['region:eu'] });
+    await presence(true, done!, midway!);
+    for (const id of [done!, midway!]) {
+      const e = await eventually(async () => {
+        const cur = await f.execution(jobId, id);
+        return cur.status === 'QUEUED' ? cur : undefined;
+      }, 10_000, `${id} queued again`);
+      assert.equal(e.attempt, 2, 'a new attempt: a device-side job id the new device never saw');
+      assert.equal((e.details.attempts as JsonObject[])[0]!.deviceDeletedAt, f.clock.now - 1000, "the deleted device's outcome is kept");
+      assert.equal(e.details.previous, undefined, "what the deleted device ran is not the new one's");
+    }
+    await f.tick();
+    for (const id of [done!, midway!]) {
+      assert.equal((await f.desired(id))?.jobId, `${jobId}.2`);
+      await f.complete(id);
+      assert.equal((await f.execution(jobId, id)).status, 'SUCCEEDED');
+    }
+    // coming online again changes nothing
+    await presence(true, done!);
+    await f.tick();
+    assert.equal((await f.execution(jobId, done!)).attempt, 2);
   });
 
   it('a continuous job on a static group checks a device coming online without reading the member list', async () => {

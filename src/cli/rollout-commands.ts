@@ -6,6 +6,7 @@
 import { readJsonFile } from './json-file.ts';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
+import { isJsonObject } from '../protocol/json.ts';
 import { parseArtifactRef } from '../artifacts/artifact-service.ts';
 import type { ExecutionRecord, JobLogRecord, JobLogSummary, JobRecord, Page } from '../store/state-store.ts';
 import { JOB_LOG_HEAD_LINES } from '../protocol/job-log.ts';
@@ -121,24 +122,37 @@ async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
   if (o.window.length) plan.windows = o.window.map(parseWindow);
   if (o.timeZone) plan.timeZone = o.timeZone;
   if (Object.keys(plan).length) body.plan = plan;
-  // options that only qualify another are refused alone, not dropped
-  if (o.rollback && o.abort.length === 0 && body.abort === undefined) throw new UpdraftError('BAD_REQUEST', '--rollback goes with --abort: it says what an abort does to the devices that failed');
-  if (o.retryOn && o.retries === undefined) throw new UpdraftError('BAD_REQUEST', '--retry-on goes with --retries: without a number of retries, nothing is retried');
-  if (o.rollback && o.abort.length === 0) {
-    // the abort rules of --file, with their rollback
-    body.abort = { ...(body.abort as object), rollback: true };
-  } else if (o.abort.length || o.rollback) {
-    const rules = o.abort.map((a) => {
-      const [type, pct, min] = a.split(':');
-      return { type: (type ?? 'ANY').toUpperCase(), thresholdPercent: number('--abort', pct), ...(min ? { minFinished: number('--abort', min) } : {}) };
-    });
-    body.abort = { rules, rollback: o.rollback === true };
+  // A flag overrides its own field of --file's spec and leaves the file's other fields be:
+  // --abort replaces the file's rules but keeps its rollback, --retries its limit but keeps
+  // the statuses it retries on (and the reverse). Options that only qualify another are
+  // refused alone, not dropped: --rollback needs abort rules, --retry-on a retry limit,
+  // from the flags or the file.
+  const fileAbort = isJsonObject(body.abort) ? body.abort : undefined;
+  const fileRetries = isJsonObject(body.retries) ? body.retries : undefined;
+  if (o.rollback && o.abort.length === 0 && fileAbort === undefined) throw new UpdraftError('BAD_REQUEST', '--rollback goes with --abort: it says what an abort does to the devices that failed');
+  if (o.retryOn && o.retries === undefined && fileRetries?.limit === undefined) throw new UpdraftError('BAD_REQUEST', '--retry-on goes with --retries: without a number of retries, nothing is retried');
+  if (o.abort.length || o.rollback) {
+    const abort: Record<string, unknown> = { ...fileAbort };
+    if (o.abort.length) {
+      abort.rules = o.abort.map((a) => {
+        const [type, pct, min] = a.split(':');
+        return { type: (type ?? 'ANY').toUpperCase(), thresholdPercent: number('--abort', pct), ...(min ? { minFinished: number('--abort', min) } : {}) };
+      });
+    }
+    if (o.rollback) abort.rollback = true;
+    body.abort = abort;
   }
   const timeouts: Record<string, unknown> = { ...(body.timeouts as object | undefined) };
   if (o.timeout) timeouts.inProgressSeconds = number('--timeout', o.timeout);
   if (o.stepTimeout) timeouts.stepSeconds = number('--step-timeout', o.stepTimeout);
   if (Object.keys(timeouts).length) body.timeouts = timeouts;
-  if (o.retries !== undefined) body.retries = { limit: number('--retries', o.retries), ...(o.retryOn ? { on: o.retryOn.split(',').map((s) => s.trim().toUpperCase()) } : {}) };
+  if (o.retries !== undefined || o.retryOn) {
+    body.retries = {
+      ...fileRetries,
+      ...(o.retries !== undefined ? { limit: number('--retries', o.retries) } : {}),
+      ...(o.retryOn ? { on: o.retryOn.split(',').map((s) => s.trim().toUpperCase()) } : {}),
+    };
+  }
   if (o.allowDowngrade) body.allowDowngrade = true;
   if (o.description) body.description = o.description;
   return body;

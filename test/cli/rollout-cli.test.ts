@@ -192,6 +192,28 @@ describe('updraft group / job / status', () => {
     assert.equal((await cli('job', 'cancel', JSON.parse(made.stdout).job.jobId)).code, 0);
   });
 
+  it('lets a flag override its own field of a --file spec and keeps the file\'s other fields', async () => {
+    const file = path.join(os.tmpdir(), `updraft-job-merge-${process.pid}.json`);
+    type Spec = { abort: { rules: { type: string; thresholdPercent: number }[]; rollback: boolean }; retries: { limit: number; on: string[] } };
+    const create = async (body: object, ...flags: string[]) => {
+      await writeFile(file, JSON.stringify(body));
+      const r = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--file', file, '--json', ...flags);
+      await rm(file);
+      assert.equal(r.code, 0, r.stderr);
+      const { job } = JSON.parse(r.stdout) as { job: { jobId: string; spec: Spec } };
+      assert.equal((await cli('job', 'cancel', job.jobId)).code, 0);
+      return job.spec;
+    };
+    const file1 = { abort: { rules: [{ type: 'FAILED', thresholdPercent: 20 }], rollback: true }, retries: { limit: 2, on: ['TIMED_OUT'] } };
+    const a = await create(file1, '--abort', 'ANY:10', '--retries', '3');
+    assert.deepEqual(a.abort.rules.map((r) => [r.type, r.thresholdPercent]), [['ANY', 10]], '--abort replaces the rules');
+    assert.equal(a.abort.rollback, true, "the file's rollback stays");
+    assert.deepEqual([a.retries.limit, a.retries.on], [3, ['TIMED_OUT']], "--retries sets the limit, the file's statuses stay");
+    // --retry-on with the file's limit: accepted, and the limit kept
+    const b = await create({ retries: { limit: 2 } }, '--retry-on', 'FAILED,TIMED_OUT');
+    assert.deepEqual([b.retries.limit, b.retries.on], [2, ['FAILED', 'TIMED_OUT']]);
+  });
+
   it('refuses to delete a group an unfinished continuous job targets, naming the job; deletes it once the job is canceled', async () => {
     assert.equal((await cli('group', 'create', 'cont', '--device', 'a-2')).code, 0);
     const jobId = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--group', 'cont', '--continuous', '--json')).stdout).job.jobId as string;

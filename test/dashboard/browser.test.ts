@@ -574,6 +574,15 @@ describe('web dashboard in Chromium', { skip }, () => {
     expectRefusal = true; // the stream's 401 (the browser logs it)
     await api.call('DELETE', '/api/v1/viewer-tokens/kiosk');
     await page.getByLabel('Operator token').waitFor({ timeout: 30_000 });
+    // the sign-in page says why a token is refused: wrong, or a named token past its expiry
+    const brief = (await api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'brief', expiresInSeconds: 1 })).token;
+    await page.getByLabel('Operator token').fill('not-a-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: /^The server refused that token: the operator token is wrong\. It takes the operator token/ }).waitFor();
+    await eventually(async () => ((await fetch(`${ts.httpUrl}/api/v1/whoami`, { headers: { authorization: `Bearer ${brief}` } })).status === 401 ? true : undefined), 30_000, 'brief expired');
+    await page.getByLabel('Operator token').fill(brief);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: /^The server refused that token: the viewer token "brief" expired at \S+; ask an operator for a new one\./ }).waitFor();
     expectRefusal = false;
     await page.getByLabel('Operator token').fill(ts.token);
     await page.getByRole('button', { name: 'Sign in' }).click();

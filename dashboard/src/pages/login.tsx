@@ -1,7 +1,7 @@
 /**
  * Sign-in: the operator token (printed by the server on first start, kept in
  * data/operator-token), or a read-only viewer token. Checked against the API before it is
- * kept for the tab.
+ * kept for the tab; a refusal shows the server's reason (wrong, or a named token expired).
  */
 import { useState } from 'preact/hooks';
 import { setToken } from '../auth.ts';
@@ -19,7 +19,12 @@ export function LoginPage() {
     const res = await fetch('/api/v1/whoami', { headers: { authorization: `Bearer ${t}` } }).catch(() => undefined);
     setBusy(false);
     if (!res) return setError('The server cannot be reached; check that it runs.');
-    if (res.status === 401) return setError('That token is not one this server takes: the operator token (in data/operator-token on the server), a named operator token or a viewer token.');
+    if (res.status === 401) {
+      // the server says why (an expired named token is told so, not that it is wrong)
+      const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
+      const why = body.error?.message;
+      return setError(`${why ? `The server refused that token: ${why}. ` : ''}It takes the operator token (in data/operator-token on the server), a named operator token or a viewer token.`);
+    }
     if (!res.ok) return setError(`The server answered HTTP ${res.status}.`);
     const who = (await res.json().catch(() => ({}))) as { role?: string; name?: string };
     setToken(t, who.role === 'viewer' ? (who.name ?? 'viewer') : null);

@@ -68,21 +68,55 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   const env = sources.env ?? {};
   const flags = sources.flags ?? {};
   const out: Record<string, unknown> = {};
+  /** Where each setting's value came from, for errors about settings that depend on each other. */
+  const from = new Map<string, string>();
   for (const s of SETTINGS) {
     let value = coerce(s, s.default, 'default', errors);
+    from.set(s.path, 'default');
+    const take = (raw: unknown, source: string) => {
+      const v = coerce(s, raw, source, errors);
+      if (v === undefined) return;
+      value = v;
+      from.set(s.path, source);
+    };
     const fromFile = getPath(fileValues, s.path);
-    if (fromFile !== undefined) value = coerce(s, fromFile, `file ${sources.file}`, errors) ?? value;
-    if (env[s.env] !== undefined) value = coerce(s, env[s.env], `env ${s.env}`, errors) ?? value;
-    if (flags[s.flag] !== undefined) value = coerce(s, flags[s.flag], `flag --${s.flag}`, errors) ?? value;
+    if (fromFile !== undefined) take(fromFile, `file ${sources.file}`);
+    if (env[s.env] !== undefined) take(env[s.env], `env ${s.env}`);
+    if (flags[s.flag] !== undefined) take(flags[s.flag], `flag --${s.flag}`);
     setPath(out, s.path, value);
   }
   // settings that depend on each other
   const partial = out as unknown as UpdraftConfig;
   if (partial.downloads?.via === 's3' && !partial.blob) errors.push('downloads.via s3 needs S3 artifact storage: set blob (--blob s3://bucket?endpoint=...)');
+  errors.push(...tlsFileErrors(partial, (p) => `${p} (${from.get(p)})`, (p) => from.get(p)!));
   // a usage error (status 400): the CLI exits with code 2, as for a bad flag
   if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`, { status: 400 });
   const config = out as unknown as UpdraftConfig;
   return config;
+}
+
+/**
+ * The operator's own certificate and key of a TLS listener go together, and with the listener
+ * turned on. Given while it is off they were ignored without a word: the API, its tokens and
+ * the downloads went out in clear text to an operator who believed them encrypted. So they are
+ * refused rather than warned about (a warning is lost in a supervisor's log; this fails closed).
+ */
+function tlsFileErrors(c: UpdraftConfig, named: (path: string) => string, sourceOf: (path: string) => string): string[] {
+  const listeners = [
+    { prefix: 'http', on: c.http?.tls === 'on', cert: c.http?.tlsCert, key: c.http?.tlsKey, off: 'http.tls is off: add --http-tls on (UPDRAFT_HTTP_TLS=on) to serve HTTPS with them, or leave them out' },
+    { prefix: 'mqtt', on: (c.mqtt?.tlsPort ?? -1) >= 0, cert: c.mqtt?.tlsCert, key: c.mqtt?.tlsKey, off: `mqtt.tlsPort is -1 (${sourceOf('mqtt.tlsPort')}): the MQTTS listener is off; give it a port, or leave them out` },
+  ];
+  const errors: string[] = [];
+  for (const l of listeners) {
+    const given = [l.cert ? `${l.prefix}.tlsCert` : '', l.key ? `${l.prefix}.tlsKey` : ''].filter((p) => p !== '');
+    if (given.length === 0) continue;
+    if (!l.on) errors.push(`${given.map(named).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but ${l.off}`);
+    else if (given.length === 1) {
+      const missing = l.cert ? `${l.prefix}.tlsKey` : `${l.prefix}.tlsCert`;
+      errors.push(`${named(given[0]!)} is set without ${missing}: give both the certificate and its key, or neither (then one is issued by Updraft's CA)`);
+    }
+  }
+  return errors;
 }
 
 /**

@@ -130,10 +130,16 @@ function inState(state: DeviceState, s: SelectedDevice, online: boolean): boolea
     case 'failed':
       return reported?.status === 'FAILURE';
     case 'updating': {
-      // an update is under way while the desired job differs from the one reported done
+      // under way: a phase of an update reported, or a command the device has not answered
+      // yet. A command answered with FAILURE is not: desired software still names the build
+      // the device did not take (the job may have ended), and the device is "failed".
       const desired = s.desired?.software as { jobId?: unknown; version?: unknown } | undefined;
       if (!desired || typeof desired !== 'object') return false;
-      return reported === undefined || desired.version !== reported.version || (reported.status !== 'SUCCESS' && reported.status !== 'IDLE' && reported.status !== 'FAILURE');
+      if (reported === undefined) return true;
+      if (reported.status === 'DOWNLOADING' || reported.status === 'VERIFYING' || reported.status === 'INSTALLING') return true;
+      if (typeof desired.jobId === 'string') return desired.jobId !== reported.jobId;
+      // desired software written without a job id (by hand): its version not running yet
+      return desired.version !== reported.version && reported.status !== 'FAILURE';
     }
   }
 }

@@ -352,7 +352,12 @@ export function openApiDocument(): Obj {
             { name: 'tag', in: 'query', schema: { type: 'string' } },
             { name: 'group', in: 'query', schema: { type: 'string' } },
             { name: 'version', in: 'query', schema: { type: 'string' }, description: 'reported software version' },
-            { name: 'state', in: 'query', schema: { enum: ['online', 'offline', 'updating', 'failed', 'revoked'] } },
+            {
+              name: 'state',
+              in: 'query',
+              schema: { enum: ['online', 'offline', 'updating', 'failed', 'revoked'] },
+              description: 'updating: a command not answered yet, or DOWNLOADING, VERIFYING or INSTALLING reported; failed: FAILURE reported (a failed device is not updating, though its desired software still names the build)',
+            },
           ],
         }),
       },

@@ -53,6 +53,10 @@ describe('rollout arithmetic', () => {
     bad({ plan: { waves: [{ count: 1, successThreshold: 120 }, {}] } }, /plan\.waves\[0\]\.successThreshold must be a percentage from 0 to 100/);
     bad({ plan: { waves: [{ percent: 50 }, { percent: 20 }] } }, /must not be lower than an earlier wave's/);
     bad({ plan: { waves: [{}, {}] } }, /plan\.waves\[0\] needs count or percent/);
+    bad({ plan: { waves: [{ count: 1, successThreshold: 100 }, { percent: 100, successThreshold: 95 }] } }, /plan\.waves\[1\] is the last wave: a successThreshold gates the next wave and none follows; to stop a failing last wave, use abort rules/);
+    bad({ plan: { waves: [{ successThreshold: 50 }] } }, /plan\.waves\[0\] is the last wave/);
+    bad({ plan: { waves: [{ count: 1 }, { requireApproval: true }] } }, /plan\.waves\[1\] is the last wave: requireApproval holds the next wave and none follows/);
+    assert.equal(parseJobRequest({ artifact: 'fw@2.0.0', targets: { devices: ['d1'] }, plan: { waves: [{ count: 1, successThreshold: 100, requireApproval: true }, { percent: 100, successThreshold: 0, requireApproval: false }] } }, now).spec.plan.waves.length, 2, 'a zero threshold and no approval on the last wave are the defaults, accepted');
     bad({ plan: { maxPerMinute: 0 } }, /maxPerMinute must be a positive integer/);
     bad({ plan: { maxInFlight: 1.5 } }, /maxInFlight must be a positive integer/);
     bad({ plan: { maxPerMinute: 5, rampUp: { initialPerMinute: 10, factor: 2 } } }, /initialPerMinute must not exceed/);

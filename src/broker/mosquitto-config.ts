@@ -14,6 +14,8 @@
 import { pbkdf2, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
+import { UpdraftError } from '../errors.ts';
+import { ID_PATTERN } from '../protocol/topics.ts';
 
 /** Mosquitto 2's default PBKDF2 iterations for `$7$` hashes. */
 const PBKDF2_ITERATIONS = 101;
@@ -228,14 +230,48 @@ export class MosquittoPasswdBook {
   }
 }
 
-/** Parses a secrets file: one `deviceId secret` (or `deviceId:secret`) per line; # comments. */
-export function parseSecrets(text: string): Map<string, string> {
+/** Problems of a secrets file named before the rest are left unsaid (the message is one line). */
+const MAX_SECRET_ERRORS = 5;
+
+/**
+ * Parses a secrets file: one `deviceId secret` (or `deviceId:secret`) per line; blank lines
+ * and `#` comments are skipped. Any other line is refused, by line number, with every
+ * problem at once: a skipped line was a device left out of the password file without a word.
+ * The messages never show a secret. `name` says which file (`--secrets devices.txt`).
+ */
+export function parseSecrets(text: string, name = 'secrets file'): Map<string, string> {
   const out = new Map<string, string>();
-  for (const raw of text.split('\n')) {
+  const firstLine = new Map<string, number>();
+  const errors: string[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const n = i + 1;
     const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const m = /^([^\s:]+)[\s:]+(\S+)$/.exec(line);
-    if (m) out.set(m[1]!, m[2]!);
+    if (!line || line.startsWith('#')) return;
+    const fields = line.split(/\s+/);
+    let id: string;
+    let secret: string;
+    if (fields.length === 2) {
+      // `deviceId: secret` too; a device id may hold a colon, so only a trailing one is a separator
+      id = fields[0]!.endsWith(':') ? fields[0]!.slice(0, -1) : fields[0]!;
+      secret = fields[1]!;
+    } else if (fields.length === 1 && line.includes(':')) {
+      id = line.slice(0, line.indexOf(':'));
+      secret = line.slice(line.indexOf(':') + 1);
+    } else {
+      errors.push(`line ${n}: expected "deviceId secret" or "deviceId:secret", got ${fields.length} ${fields.length === 1 ? 'field' : 'fields'}`);
+      return;
+    }
+    if (!ID_PATTERN.test(id)) errors.push(`line ${n}: "${id.slice(0, 140)}" is not a device id (1-128 letters, digits, _ . : -)`);
+    else if (secret === '') errors.push(`line ${n}: no secret for ${id}`);
+    else if (firstLine.has(id)) errors.push(`line ${n}: ${id} is listed again (first on line ${firstLine.get(id)})`);
+    else {
+      firstLine.set(id, n);
+      out.set(id, secret);
+    }
+  });
+  if (errors.length > 0) {
+    const more = errors.length > MAX_SECRET_ERRORS ? `; and ${errors.length - MAX_SECRET_ERRORS} more` : '';
+    throw new UpdraftError('BAD_REQUEST', `${name}: ${errors.slice(0, MAX_SECRET_ERRORS).join('; ')}${more}`);
   }
   return out;
 }

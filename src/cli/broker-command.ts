@@ -73,7 +73,7 @@ export function addBrokerCommands(program: Command): void {
       const resyncMinutes = Number(opts.resyncMinutes);
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
       checkOffline(opts);
-      const secrets = opts.secrets ? parseSecrets(await readFile(opts.secrets, 'utf8')) : new Map<string, string>();
+      const secrets = opts.secrets ? await readSecrets(opts.secrets) : new Map<string, string>();
       const dir = path.resolve(opts.out);
       // every option checked (ports, packet size) before the server is asked anything
       const conf = mosquittoConf(listeners(opts, dir));
@@ -118,6 +118,18 @@ function checkOffline(opts: Options): void {
   }
   if (opts.watch) throw new UpdraftError('BAD_REQUEST', '--offline and --watch do not go together: --watch follows a running server');
   if (opts.server !== undefined || opts.token !== undefined) throw new UpdraftError('BAD_REQUEST', "--offline reads the operator token from --data-dir's operator-token, the one the instances start with, and the registry from the store: drop --server and --token");
+}
+
+/** The `--secrets` file, refused whole (naming the file and each bad line) rather than read in part. */
+async function readSecrets(file: string): Promise<Map<string, string>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UpdraftError('BAD_REQUEST', `--secrets ${file}: cannot read it (${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message})`, { cause: err });
+  }
+  return parseSecrets(text, `--secrets ${file}`);
 }
 
 function listeners(opts: Options, dir: string): MosquittoListeners {

@@ -80,15 +80,19 @@ export function addBrokerCommands(program: Command): void {
       if (opts.watch) {
         const api = new ApiClient(opts);
         await mkdir(dir, { recursive: true });
-        await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
-        await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
-        logger.info('wrote mosquitto.conf and acl; keeping passwd current', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
+        // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
+        const writeCompanions = async () => {
+          await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
+          await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
+          logger.info('wrote mosquitto.conf and acl', { dir });
+        };
+        logger.info('keeping passwd current (mosquitto.conf and acl are written after it)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
         const ctl = new AbortController();
         const stop = () => ctl.abort();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
-        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), secrets, ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
+        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), secrets, writeCompanions, ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
       }

@@ -38,6 +38,12 @@ export interface MosquittoWatchOptions {
   passwdFile: string;
   /** Secrets of devices registered without a kept broker hash. */
   secrets: Map<string, string>;
+  /**
+   * Writes the files that name the password file (mosquitto.conf, acl), once, right after the
+   * password file is first written: a broker started on a configuration whose password file
+   * is missing does not start (a server that cannot be reached left exactly that).
+   */
+  writeCompanions?: () => Promise<void>;
   /** Run with `/bin/sh -c` after each change of the file; none: the file is only written. */
   reloadCommand?: string;
   /** A full read of the registry at least this often, in ms (default 10 minutes). */
@@ -64,6 +70,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let lastFull = 0;
   let written: string | undefined;
   let reloadOwed = false;
+  let companionsOwed = o.writeCompanions !== undefined;
   let fatal: Error | undefined;
   // ends the stream and every wait: aborted by the caller, or a refused token
   const stop = new AbortController();
@@ -138,7 +145,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let readingFull = false;
   while (!stop.signal.aborted) {
     const full = needFull || Date.now() >= lastFull + resyncMs;
-    if (!full && pending.size === 0 && !reloadOwed) {
+    if (!full && pending.size === 0 && !reloadOwed && !companionsOwed) {
       await nap(lastFull + resyncMs - Date.now(), true);
       // gather the rest of a burst (a bulk registration) into one write and one reload
       if (pending.size > 0 && !needFull) await nap(settleMs, false);
@@ -176,6 +183,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         written = text;
         reloadOwed = o.reloadCommand !== undefined;
         o.logger.info('password file written', { file: o.passwdFile, admitted: book.admitted });
+      }
+      if (companionsOwed && written !== undefined) {
+        await o.writeCompanions!();
+        companionsOwed = false;
       }
       if (reloadOwed) {
         await reload(o);

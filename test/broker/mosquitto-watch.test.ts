@@ -5,7 +5,7 @@
  * its password file (docs/deployment.md).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -31,6 +31,45 @@ describe('mosquitto-config options', () => {
       const r = await runCli([...base, ...extra]);
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr, message);
+    }
+  });
+});
+
+describe('mosquitto-config --watch: the configuration never names a password file that is not there', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-watch-files-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+  const exists = (file: string) => access(file).then(() => true, () => false);
+  const watchInto = (out: string, server: string, token: string) => startCli(['broker', 'mosquitto-config', '--watch', '--out', out, '--server', server, '--token', token]);
+
+  it('writes nothing while the server cannot be reached', async () => {
+    const out = path.join(dir, 'unreachable');
+    // port 9 (discard): nothing listens, the connection is refused
+    const watch = watchInto(out, 'http://127.0.0.1:9', 'updr_0123456789abcdef0123456789abcdef');
+    try {
+      await watch.waitFor(/could not bring the password file up to date/);
+      for (const f of ['mosquitto.conf', 'acl', 'passwd']) assert.equal(await exists(path.join(out, f)), false, `${f} not written`);
+    } finally {
+      assert.equal(await watch.kill('SIGTERM'), 0);
+    }
+  });
+
+  it('writes mosquitto.conf and acl once passwd is written', async () => {
+    const ts = await startTestServer();
+    const out = path.join(dir, 'reachable');
+    const watch = watchInto(out, ts.httpUrl, ts.token);
+    try {
+      await watch.waitFor(/wrote mosquitto\.conf and acl/);
+      const conf = await readFile(path.join(out, 'mosquitto.conf'), 'utf8');
+      assert.ok(conf.includes(`password_file ${out}/passwd`));
+      assert.match(await readFile(path.join(out, 'passwd'), 'utf8'), /^operator:\$7\$/);
+      assert.equal(await exists(path.join(out, 'acl')), true);
+      assert.ok(watch.output().indexOf('password file written') < watch.output().indexOf('wrote mosquitto.conf and acl'), 'passwd first');
+    } finally {
+      assert.equal(await watch.kill('SIGTERM'), 0);
+      await ts.close();
     }
   });
 });

@@ -141,6 +141,12 @@ export class ExternalBroker implements MessageBus {
     try {
       client = await mqtt.connectAsync(o.url, serviceConnectOptions({ clientId, username: o.username, password: o.password, tls: o.tls, reconnectPeriodMs: o.reconnectPeriodMs }));
     } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      // MQTT 5 CONNACK 0x86 bad user name or password, 0x87 not authorized (§3.2.2.2.8): the
+      // broker's password file was not made from this instance's token, the usual first-start slip
+      if (code === 0x86 || code === 0x87) {
+        throw new UpdraftError('CONFIG', `the MQTT broker ${this.where} refused user ${o.username} (${(err as Error).message}): its password must be the operator token this instance started with (<data-dir>/operator-token), one token shared by every instance; write the broker's password file from it with updraft broker mosquitto-config --offline (docs/deployment.md, the first start)`, { cause: err });
+      }
       throw new UpdraftError('CONFIG', `cannot connect to the MQTT broker ${this.where} as ${o.username}: ${(err as Error).message}; check --mqtt-url and the broker's password file`, { cause: err });
     }
     this.syncTopic = presenceSyncTopic(clientId);

@@ -108,6 +108,13 @@ if (!found.ok) {
       const mosquitto = await runMosquitto(found.bin, conf, [devicePort, servicePort]);
       stops.push(() => mosquitto.stop());
 
+      // a token rotated in another data directory instead of copied: that instance is refused, and told why
+      const stray = path.join(root, 'stray');
+      assert.equal((await runCli(['token', 'rotate', '--offline', '--data-dir', stray])).code, 0);
+      const refused = await runCli(['server', '--data-dir', stray, '--db', db, '--mqtt-url', `mqtt://127.0.0.1:${servicePort}`, '--http-host', '127.0.0.1', '--http-port', '0', '--mqtt-tls-port', '-1']);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /refused user operator \(Connection refused: Not authorized\): its password must be the operator token this instance started with .*updraft broker mosquitto-config --offline/);
+
       // 3. the first instance on the broker: it makes the keys and the CA in its data directory
       const startInstance = async (dataDir: string) => {
         const httpPort = await freePort();

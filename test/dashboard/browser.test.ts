@@ -70,7 +70,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     page.setDefaultTimeout(WAIT);
     page.on('console', (m) => {
       if (m.type() !== 'error') return;
-      if (expectRefusal && /status of (400|401|409)/.test(m.text())) return;
+      if (expectRefusal && /status of (400|401|409|503)/.test(m.text())) return;
       consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
@@ -337,6 +337,22 @@ describe('web dashboard in Chromium', { skip }, () => {
     await sim.stop();
     await page.getByTestId('stat-online').filter({ hasText: /^0$/ }).waitFor();
     await shot('10-overview');
+  });
+
+  it("says so when the overview's recent events fail to load, rather than 'Loading' for ever", async () => {
+    // the fleet's answer comes; the recent events' is refused
+    await page.route('**/api/v1/events/recent*', (route) => route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'UNAVAILABLE', message: 'recent events are unavailable' } }) }));
+    expectRefusal = true;
+    try {
+      await page.goto(ts.httpUrl + '/');
+      await page.getByTestId('stat-registered').waitFor();
+      const events = page.getByRole('region', { name: 'Recent events' });
+      await events.getByRole('alert').filter({ hasText: 'recent events are unavailable' }).waitFor();
+      assert.equal(await events.getByText('Loading events…').count(), 0);
+    } finally {
+      await page.unroute('**/api/v1/events/recent*');
+      expectRefusal = false;
+    }
   });
 
   it('has the accessible basics: skip link first, every control labelled, keyboard reachable', async () => {

@@ -90,14 +90,14 @@ export function OverviewPage() {
       )}
       <section aria-labelledby="events-h">
         <h2 id="events-h">Recent events</h2>
-        <RecentEvents events={recent.data?.items} />
+        <ErrorNote error={recent.error} />
+        {recent.data ? <RecentEvents events={recent.data.items} /> : !recent.error && <Loading what="events" />}
       </section>
     </>
   );
 }
 
-function RecentEvents({ events }: { events: RecentEvent[] | undefined }) {
-  if (!events) return <Loading what="events" />;
+function RecentEvents({ events }: { events: RecentEvent[] }) {
   if (events.length === 0) return <p class="muted">Nothing has happened since the server started.</p>;
   return (
     <ol class="events" data-testid="recent-events">

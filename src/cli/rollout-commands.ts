@@ -77,7 +77,9 @@ interface CreateOptions extends Common {
 export function describePreview(p: JobPreview, now = Date.now()): string {
   const lines = [`dry run: ${p.artifact} to ${p.total} device(s)${p.type === 'continuous' ? ' now (and devices that match later)' : ''}; nothing created`];
   for (const w of p.waves) lines.push(`  wave ${w.wave + 1}: ${w.devices} device(s)${w.first.length ? `: ${w.first.join(', ')}${w.devices > w.first.length ? ', ...' : ''}` : ''}`);
-  lines.push(p.startsAt > now + 60_000 ? `  starts sending ${new Date(p.startsAt).toISOString()}` : '  starts sending at once');
+  // a few seconds of slack for the clocks of this machine and the server's; a start within
+  // the minute is still a start to name (it said "at once" of one 50 s away)
+  lines.push(p.startsAt > now + 5_000 ? `  starts sending ${new Date(p.startsAt).toISOString()}` : '  starts sending at once');
   if (p.minSendMinutes !== undefined) lines.push(`  sending every command takes at least ${p.minSendMinutes} minute(s) at its rate`);
   const k = p.skipped;
   if (k && k.downgrade + k.incompatible > 0) {

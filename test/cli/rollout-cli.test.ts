@@ -118,6 +118,11 @@ describe('updraft group / job / status', () => {
       dry.stdout,
       'dry run: fw@2.0.0 to 3 device(s); nothing created\n  wave 1: 1 device(s): a-1\n  wave 2: 2 device(s): a-2, a-3\n  starts sending at once\n  sending every command takes at least 2 minute(s) at its rate\n',
     );
+    // a start within the minute is named, not "at once"
+    const soon = new Date(Date.now() + 45_000).toISOString();
+    const later = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--start-at', soon, '--dry-run');
+    assert.equal(later.code, 0, later.stderr);
+    assert.ok(later.stdout.includes(`\n  starts sending ${soon}\n`), later.stdout);
     // outside a maintenance window it starts at the next opening
     const at = new Date(Date.now() + 6 * 3_600_000);
     const start = `${String(at.getUTCHours()).padStart(2, '0')}:${String(at.getUTCMinutes()).padStart(2, '0')}`;

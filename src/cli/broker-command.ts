@@ -110,6 +110,7 @@ export function addBrokerCommands(program: Command): void {
     });
 }
 
+/** The token and the registry through a running instance's API (the default). */
 async function online(api: ApiClient): Promise<{ token: string; devices: RegisteredDevice[]; from: string }> {
   return { token: api.token, devices: await brokerCredentials(api), from: safeUrl(api.baseUrl) };
 }

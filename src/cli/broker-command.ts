@@ -67,9 +67,15 @@ export function addBrokerCommands(program: Command): void {
     .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
     .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
     .addOption(new Option('--log-format <format>', 'with --watch: text, or json (one object per line)').choices(['text', 'json']).default('text'))
-    .action(async (opts: Options) => {
+    .action(async (opts: Options, cmd: Command) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
-      if (opts.reloadCommand !== undefined && !opts.watch) throw new UpdraftError('BAD_REQUEST', '--reload-command goes with --watch');
+      // each of these was dropped without a word: a broker without the client-certificate check, a watch setting never used
+      if (opts.tlsCa !== undefined && !opts.tlsCert) throw new UpdraftError('BAD_REQUEST', '--tls-ca goes with --tls-cert and --tls-key: client certificates are asked for on the TLS device listener');
+      if (!opts.watch) {
+        const given = (['reloadCommand', 'resyncMinutes', 'logFormat'] as const).filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+        if (given.length > 0) throw new UpdraftError('BAD_REQUEST', `${given.map(flag).join(', ')} ${given.length === 1 ? 'goes' : 'go'} with --watch`);
+      }
       const resyncMinutes = Number(opts.resyncMinutes);
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
       checkOffline(opts);

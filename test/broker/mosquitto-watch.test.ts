@@ -21,12 +21,15 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 const found = findMosquitto();
 
 describe('mosquitto-config options', () => {
-  it('refuses a bad port or packet size in one line, before asking the server anything', async () => {
+  it('refuses a bad port or packet size, and options it would ignore, in one line, before asking the server anything', async () => {
     // the server named does not answer: the options are refused first
     const base = ['broker', 'mosquitto-config', '--out', path.join(os.tmpdir(), `updraft-mq-${process.pid}`), '--server', 'http://127.0.0.1:9', '--token', 't'];
     for (const [extra, message] of [
       [['--max-packet-bytes', '10'], 'updraft: error: --max-packet-bytes must be a whole number of bytes from 4096, got 10\n'],
       [['--device-port', '99999'], 'updraft: error: --device-port must be a port from 1 to 65535, got 99999\n'],
+      // options that were dropped without a word
+      [['--tls-ca', '/etc/ca.pem'], 'updraft: error: --tls-ca goes with --tls-cert and --tls-key: client certificates are asked for on the TLS device listener\n'],
+      [['--resync-minutes', '5', '--log-format', 'json'], 'updraft: error: --resync-minutes, --log-format go with --watch\n'],
     ] as const) {
       const r = await runCli([...base, ...extra]);
       assert.equal(r.code, 2, r.stderr);

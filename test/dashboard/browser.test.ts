@@ -274,6 +274,15 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Search' }).click();
     // all 27 devices: a full page of 25, then the rest, and back
     await page.getByText('25 shown', { exact: true }).waitFor();
+    // the form follows the URL: back to the filtered search shows its filters, forward clears them
+    await page.goBack();
+    await page.getByText(`${sim.stats.succeeded} shown`, { exact: true }).waitFor();
+    assert.equal(await page.getByLabel('Version running').inputValue(), '2.0.0');
+    assert.equal(await page.getByLabel('Device id contains').inputValue(), 'sim-');
+    await page.goForward();
+    await page.getByText('25 shown', { exact: true }).waitFor();
+    assert.equal(await page.getByLabel('Version running').inputValue(), '');
+    assert.equal(await page.getByLabel('Device id contains').inputValue(), '');
     await page.getByRole('button', { name: 'Next' }).click();
     await page.getByText('2 shown', { exact: true }).waitFor();
     assert.deepEqual(await rows.locator('td:first-child').allInnerTexts(), ['sim-23', 'sim-24']);

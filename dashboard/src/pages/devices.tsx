@@ -1,9 +1,9 @@
 /**
  * Device search: filters go into the URL (back, forward and bookmarks work) and to the
  * server, which pages in device id order; the browser holds one page at a time. The
- * cursors of earlier pages are kept for "Previous".
+ * cursors of earlier pages are kept for "Previous". The form follows the URL.
  */
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { count } from '../format.ts';
@@ -14,18 +14,19 @@ import type { SearchPage } from '../types.ts';
 const FILTERS = ['id', 'tag', 'group', 'version', 'state'] as const;
 const STATES = ['online', 'offline', 'updating', 'failed', 'revoked'];
 const PAGE = 25;
+/** The search's filters, by name ('' when not set). */
+type Filters = Record<(typeof FILTERS)[number], string>;
 
 export function DevicesPage() {
   const { query } = useLocation();
   const after = query.get('after') ?? '';
   const prev = query.get('prev') ?? ''; // earlier cursors, comma-separated ('' for the first page)
-  const filters = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) ?? ''])) as Record<(typeof FILTERS)[number], string>;
+  const filters = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) ?? ''])) as Filters;
   const params = new URLSearchParams({ limit: String(PAGE) });
   for (const k of FILTERS) if (filters[k]) params.set(k, filters[k]);
   if (after) params.set('after', after);
   const page = useApi<SearchPage>(`/fleet/search?${params}`);
   useLiveReload({ types: 'device.presence' }, [page], 3000);
-  const [form, setForm] = useState(filters);
 
   const go = (f: Record<string, string>, cursor: string, prevList: string) => {
     const q = new URLSearchParams();
@@ -35,48 +36,13 @@ export function DevicesPage() {
     const qs = q.toString();
     navigate(`/devices${qs ? `?${qs}` : ''}`);
   };
-  const submit = (e: Event) => {
-    e.preventDefault();
-    go(form, '', '');
-  };
   const prevList = prev ? prev.split(',') : [];
   const next = page.data?.next;
 
   return (
     <>
       <h1>Devices</h1>
-      <form class="filters" role="search" aria-label="Search devices" onSubmit={submit}>
-        <div class="field">
-          <label for="f-id">Device id contains</label>
-          <input id="f-id" value={form.id} onInput={(e) => setForm({ ...form, id: e.currentTarget.value })} />
-        </div>
-        <div class="field">
-          <label for="f-tag">Tag</label>
-          <input id="f-tag" value={form.tag} onInput={(e) => setForm({ ...form, tag: e.currentTarget.value })} />
-        </div>
-        <div class="field">
-          <label for="f-group">Group</label>
-          <input id="f-group" value={form.group} onInput={(e) => setForm({ ...form, group: e.currentTarget.value })} />
-        </div>
-        <div class="field">
-          <label for="f-version">Version running</label>
-          <input id="f-version" value={form.version} placeholder="e.g. 2.0.0" onInput={(e) => setForm({ ...form, version: e.currentTarget.value })} />
-        </div>
-        <div class="field">
-          <label for="f-state">State</label>
-          <select id="f-state" value={form.state} onChange={(e) => setForm({ ...form, state: e.currentTarget.value })}>
-            <option value="">any</option>
-            {STATES.map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div class="field actions">
-          <button type="submit">Search</button>
-        </div>
-      </form>
+      <FilterForm filters={filters} onSearch={(f) => go(f, '', '')} />
       <ErrorNote error={page.error} />
       {!page.data ? (
         !page.error && <Loading what="devices" />
@@ -124,5 +90,54 @@ export function DevicesPage() {
         </>
       )}
     </>
+  );
+}
+
+/**
+ * The filter form: edited freely until "Search" puts it in the URL, and set again from the URL
+ * whenever its filters change there (back, forward, a link). Not remounted for that: the focus
+ * stays where it was after a search.
+ */
+function FilterForm({ filters, onSearch }: { filters: Filters; onSearch: (f: Filters) => void }) {
+  const [form, setForm] = useState(filters);
+  const inUrl = FILTERS.map((k) => filters[k]).join('\n');
+  useEffect(() => setForm(filters), [inUrl]);
+  const submit = (e: Event) => {
+    e.preventDefault();
+    onSearch(form);
+  };
+  return (
+    <form class="filters" role="search" aria-label="Search devices" onSubmit={submit}>
+      <div class="field">
+        <label for="f-id">Device id contains</label>
+        <input id="f-id" value={form.id} onInput={(e) => setForm({ ...form, id: e.currentTarget.value })} />
+      </div>
+      <div class="field">
+        <label for="f-tag">Tag</label>
+        <input id="f-tag" value={form.tag} onInput={(e) => setForm({ ...form, tag: e.currentTarget.value })} />
+      </div>
+      <div class="field">
+        <label for="f-group">Group</label>
+        <input id="f-group" value={form.group} onInput={(e) => setForm({ ...form, group: e.currentTarget.value })} />
+      </div>
+      <div class="field">
+        <label for="f-version">Version running</label>
+        <input id="f-version" value={form.version} placeholder="e.g. 2.0.0" onInput={(e) => setForm({ ...form, version: e.currentTarget.value })} />
+      </div>
+      <div class="field">
+        <label for="f-state">State</label>
+        <select id="f-state" value={form.state} onChange={(e) => setForm({ ...form, state: e.currentTarget.value })}>
+          <option value="">any</option>
+          {STATES.map((s) => (
+            <option key={s} value={s}>
+              {s}
+            </option>
+          ))}
+        </select>
+      </div>
+      <div class="field actions">
+        <button type="submit">Search</button>
+      </div>
+    </form>
   );
 }

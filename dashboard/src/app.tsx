@@ -49,8 +49,10 @@ function page(path: string) {
   };
 }
 
+/** The state of the page's live updates; absent on a page that reads no event stream (it would say nothing true). */
 function LiveIndicator() {
   const status = useStreamStatus();
+  if (status === undefined) return null;
   const text = status === 'live' ? 'Live' : status === 'connecting' ? 'Connecting…' : 'Reconnecting…';
   return (
     <span class={`live live-${status}`} role="status" aria-label={`Live updates: ${text}`}>

@@ -1,5 +1,5 @@
 /** Data hooks: load an API resource, and reload it (throttled) when live events arrive. */
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { get } from './api.ts';
 import { getViewer, onAuthChange } from './auth.ts';
 import { subscribe, type StreamEvent, type StreamStatus } from './event-stream.ts';
@@ -55,15 +55,33 @@ export function useThrottle(fn: () => void, ms: number): () => void {
   }, [ms]);
 }
 
-/** The live status every stream shares, for the header's indicator. */
-const statusListeners = new Set<(s: StreamStatus) => void>();
-let lastStatus: StreamStatus = 'connecting';
+/**
+ * The state of each open stream, for the header's indicator. Only the streams of the pages
+ * shown count: a page that reads none (Artifacts, Security) is not live, whatever the page
+ * before it was.
+ */
+const streams = new Map<number, StreamStatus>();
+let nextStream = 0;
+const statusListeners = new Set<(s: StreamStatus | undefined) => void>();
 
-/** The current stream status; re-renders on change. */
-export function useStreamStatus(): StreamStatus {
-  const [s, setS] = useState(lastStatus);
+/** undefined while no stream is open; else the worst of the open streams' states. */
+function streamStatus(): StreamStatus | undefined {
+  if (streams.size === 0) return undefined;
+  const all = [...streams.values()];
+  return all.includes('offline') ? 'offline' : all.includes('connecting') ? 'connecting' : 'live';
+}
+
+function publishStatus(): void {
+  const s = streamStatus();
+  for (const l of statusListeners) l(s);
+}
+
+/** The state of the current page's event stream (undefined: it reads none); re-renders on change. */
+export function useStreamStatus(): StreamStatus | undefined {
+  const [s, setS] = useState(streamStatus);
   useEffect(() => {
     statusListeners.add(setS);
+    setS(streamStatus()); // a stream opened between the first render and now
     return () => void statusListeners.delete(setS);
   }, []);
   return s;
@@ -74,18 +92,27 @@ export function useEvents(filter: Record<string, string>, onEvent: (e: StreamEve
   const handler = useRef(onEvent);
   handler.current = onEvent;
   const key = JSON.stringify(filter);
-  useEffect(
-    () =>
-      subscribe({
-        filter,
-        onEvent: (e) => handler.current(e),
-        onStatus: (s) => {
-          lastStatus = s;
-          for (const l of statusListeners) l(s);
-        },
-      }),
-    [key],
-  );
+  // a layout effect: the new page's stream is counted before the browser paints, so the
+  // indicator does not blink out between two pages that both read one
+  useLayoutEffect(() => {
+    const id = nextStream++;
+    streams.set(id, 'connecting');
+    publishStatus();
+    const stop = subscribe({
+      filter,
+      onEvent: (e) => handler.current(e),
+      onStatus: (s) => {
+        if (!streams.has(id)) return; // ended: a late report of a closed stream
+        streams.set(id, s);
+        publishStatus();
+      },
+    });
+    return () => {
+      streams.delete(id);
+      stop();
+      publishStatus();
+    };
+  }, [key]);
 }
 
 /** Reloads each of `loaded` (throttled to once per `ms`) on every event matching `filter`. */

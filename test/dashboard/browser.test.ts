@@ -364,6 +364,23 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it('shows the live indicator only on pages that read the event stream', async () => {
+    const live = page.getByRole('status', { name: /^Live updates/ });
+    await page.goto(ts.httpUrl + '/');
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    // these pages do not update by themselves: no "Live" carried over from the page before
+    for (const [name, title] of [['Artifacts', 'Artifacts'], ['Security', 'Security']] as const) {
+      await nav(name).click();
+      await heading(title);
+      assert.equal(await live.count(), 0, `no live indicator on ${title}`);
+    }
+    await page.goto(ts.httpUrl + '/jobs/new');
+    await heading('New rollout');
+    assert.equal(await live.count(), 0, 'no live indicator on New rollout');
+    await nav('Jobs').click();
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+  });
+
   it('has the accessible basics: skip link first, every control labelled, keyboard reachable', async () => {
     for (const route of ['/', '/devices', '/artifacts', '/jobs/new', '/security']) {
       await page.goto(ts.httpUrl + route);

@@ -197,6 +197,12 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
           if (typeof w.requireApproval !== 'boolean') bad(`${where}.requireApproval must be true or false`);
           else wave.requireApproval = w.requireApproval;
         }
+        // a wave's threshold and approval gate the wave after it: on the last one they would
+        // be ignored, and a job written to stop below 95% would complete at 10% without a word
+        if (i === waves.length - 1 && wave.successThreshold > 0) {
+          bad(`${where} is the last wave: a successThreshold gates the next wave and none follows; to stop a failing last wave, use abort rules (abort.rules, --abort)`);
+        }
+        if (i === waves.length - 1 && wave.requireApproval) bad(`${where} is the last wave: requireApproval holds the next wave and none follows`);
         return wave;
       });
     }

@@ -41,6 +41,9 @@ export function parseWindow(text: string): Record<string, unknown> {
   return { start, minutes: Number(m[2]), ...(m[3] ? { days: m[3].toLowerCase().split(',').filter(Boolean) } : {}) };
 }
 
+/** The shortest poll interval of `job watch`, in ms. */
+const MIN_WATCH_INTERVAL_MS = 100;
+
 function number(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -270,10 +273,15 @@ export function addRolloutCommands(program: Command): void {
       print(o, log, [head, ...body].join('\n'));
     });
   withApi(job.command('watch <jobId>').description('a live progress bar and counts per state until the job ends'))
-    .option('--interval <ms>', 'poll interval', '1000')
+    .option('--interval <ms>', `poll interval (at least ${MIN_WATCH_INTERVAL_MS})`, '1000')
     .option('--timeout <s>', 'give up (exit 1) after this many seconds')
     .action(async (jobId: string, o: Common & { interval: string; timeout?: string }) => {
-      await watchJob(new ApiClient(o), jobId, { json: o.json === true, intervalMs: number('--interval', o.interval) ?? 1000, ...(o.timeout ? { timeoutMs: (number('--timeout', o.timeout) ?? 0) * 1000 } : {}) });
+      const intervalMs = number('--interval', o.interval) ?? 1000;
+      // a watch polls the server: 0 would poll it as fast as it answers
+      if (intervalMs < MIN_WATCH_INTERVAL_MS) throw new UpdraftError('BAD_REQUEST', `--interval must be at least ${MIN_WATCH_INTERVAL_MS} (milliseconds between polls), got ${o.interval}`);
+      const timeoutS = number('--timeout', o.timeout);
+      if (timeoutS !== undefined && timeoutS <= 0) throw new UpdraftError('BAD_REQUEST', `--timeout must be a number of seconds above 0, got ${o.timeout}`);
+      await watchJob(new ApiClient(o), jobId, { json: o.json === true, intervalMs, ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}) });
     });
 
   // ---- artifacts, devices, fleet

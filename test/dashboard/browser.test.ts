@@ -242,12 +242,28 @@ describe('web dashboard in Chromium', { skip }, () => {
     await nav('Artifacts').click();
     await heading('Artifacts');
     const row = page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'old' });
+    // the focus moves to the question's confirming button, and back to the button when it is kept
+    // (set in an effect after the render: waited for, then checked)
+    const focused = () => page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? document.activeElement?.textContent ?? '');
+    const focusOn = async (name: string) => {
+      await page.waitForFunction((n) => (document.activeElement?.getAttribute('aria-label') ?? document.activeElement?.textContent) === n, name, { timeout: 5000 }).catch(() => undefined);
+      assert.equal(await focused(), name);
+    };
     await row.getByRole('button', { name: 'Delete old@1.0.0' }).click();
+    await focusOn('Yes, delete old@1.0.0');
     await row.getByRole('button', { name: 'Keep it' }).click();
+    await focusOn('Delete old@1.0.0');
+    // from the keyboard alone: Enter opens the question, Tab reaches "Keep it", Enter keeps it
+    await page.keyboard.press('Enter');
+    await focusOn('Yes, delete old@1.0.0');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await focusOn('Delete old@1.0.0');
     await row.getByRole('button', { name: 'Delete old@1.0.0' }).click();
     expectRefusal = true;
     await row.getByRole('button', { name: 'Yes, delete old@1.0.0' }).click();
     await row.getByRole('alert').filter({ hasText: `installed by jobs that are not finished (${job.job.jobId})` }).waitFor();
+    await focusOn('Delete old@1.0.0'); // refused: back on the button, to try again
     expectRefusal = false;
     await shot('07a-artifact-delete-refused');
     await api.call('POST', `/api/v1/jobs/${job.job.jobId}/cancel`);

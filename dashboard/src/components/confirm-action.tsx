@@ -1,9 +1,10 @@
 /**
  * A destructive action confirmed in the page, never in a browser dialog: its button, then
  * the question with "Yes, …" and a way back; the server's refusal is shown under it, and the
- * button comes back so the operator can try again.
+ * button comes back so the operator can try again. The focus moves to "Yes, …" when the
+ * question opens and back to the button when it closes.
  */
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { useReadOnly } from '../hooks.ts';
 
 export interface ConfirmActionProps {
@@ -28,6 +29,21 @@ export function ConfirmAction(p: ConfirmActionProps) {
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>();
+  const trigger = useRef<HTMLButtonElement>(null);
+  const yes = useRef<HTMLButtonElement>(null);
+  // the button that had the focus is gone once the question opens or closes: the focus goes to
+  // the question's "Yes", and back to the button (WAI-ARIA APG, dialog pattern: focus moves into
+  // what opened and returns to what opened it), unless something else took it meanwhile
+  const focusNext = useRef<'yes' | 'trigger' | undefined>(undefined);
+  useEffect(() => {
+    const to = focusNext.current === 'yes' ? yes.current : focusNext.current === 'trigger' ? trigger.current : null;
+    focusNext.current = undefined;
+    if (to && (document.activeElement === null || document.activeElement === document.body)) to.focus();
+  }, [confirming]);
+  const open = (on: boolean) => {
+    focusNext.current = on ? 'yes' : 'trigger';
+    setConfirming(on);
+  };
   const go = async () => {
     setBusy(true);
     setError(undefined);
@@ -36,7 +52,7 @@ export function ConfirmAction(p: ConfirmActionProps) {
     } catch (err) {
       setError((err as Error).message);
     } finally {
-      setConfirming(false);
+      open(false);
       setBusy(false);
     }
   };
@@ -44,16 +60,16 @@ export function ConfirmAction(p: ConfirmActionProps) {
   return (
     <>
       {!confirming ? (
-        <button type="button" class={p.buttonClass ?? 'danger'} aria-label={p.name} disabled={busy} onClick={() => setConfirming(true)}>
+        <button ref={trigger} type="button" class={p.buttonClass ?? 'danger'} aria-label={p.name} disabled={busy} onClick={() => open(true)}>
           {p.label}
         </button>
       ) : (
         <span class="confirm" role="alert">
           {p.question}{' '}
-          <button type="button" class="danger" disabled={busy} onClick={go}>
+          <button ref={yes} type="button" class="danger" disabled={busy} onClick={go}>
             {p.confirm}
           </button>{' '}
-          <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+          <button type="button" class="secondary" onClick={() => open(false)}>
             {p.keep}
           </button>
         </span>

@@ -186,8 +186,17 @@ export class ExecutionTracker {
       to = 'FAILED';
       details.error = `device reported SUCCESS but runs ${reported.version}, not ${job.artifactVersion}`;
     }
-    // the device stopped because it was asked to: that is the cancellation, not a failure
-    if (to === 'FAILED' && cur.details.cancelRequested === true) to = 'CANCELED';
+    // the device stopped because it was asked to: that is the cancellation, not a failure.
+    // Its reason is the job's (the operator's cancel, the abort's rule), as for every other
+    // execution the stop ended; the device's own words ("superseded by job <id>.cancel")
+    // stay beside it
+    if (to === 'FAILED' && cur.details.cancelRequested === true) {
+      to = 'CANCELED';
+      if (typeof cur.details.cancelReason === 'string') {
+        if (reported.error !== undefined) details.deviceError = reported.error;
+        details.error = cur.details.cancelReason;
+      }
+    }
     if (cur.status === to && to !== 'IN_PROGRESS') return undefined; // duplicate report: already recorded
     if (!canTransition(cur.status, to)) {
       if (!isTerminal(cur.status) || cur.status !== to) this.deps.logger.debug('report ignored: illegal execution transition', { jobId: cur.jobId, deviceId: cur.deviceId, from: cur.status, to });

@@ -454,7 +454,10 @@ describe('rollout engine', () => {
     assert.equal((await f.desired(installing!))?.jobId, jobId, 'an install under way is left to finish');
     // the agent reports the superseded download as a failure: that is the cancellation
     await f.report(downloading!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: `superseded by job ${jobId}.cancel` });
-    assert.equal((await f.execution(jobId, downloading!)).status, 'CANCELED');
+    const stopped = await f.execution(jobId, downloading!);
+    assert.equal(stopped.status, 'CANCELED');
+    assert.equal(stopped.details.error, 'job canceled by an operator', "the job's reason, as for the executions the cancel ended itself");
+    assert.equal(stopped.details.deviceError, `superseded by job ${jobId}.cancel`, "the device's words kept beside it");
     await f.report(installing!, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
     assert.equal((await f.execution(jobId, installing!)).status, 'SUCCEEDED');
     await assert.rejects(f.rollouts.jobs.cancel(jobId), /is CANCELED/);

@@ -19,9 +19,11 @@ export function progressBar(percent: number, width = 30): string {
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
 }
 
-/** Why a job is where it is, as `  (…)` to append to a line: paused, aborted, or waiting for a maintenance window; '' otherwise. */
-export function jobNote(job: Pick<JobRecord, 'status' | 'progress'>): string {
+/** Why a job is where it is, as `  (…)` to append to a line: scheduled, paused, aborted, or waiting for a maintenance window; '' otherwise. */
+export function jobNote(job: Pick<JobRecord, 'status' | 'progress' | 'spec'>): string {
   const p = (job.progress ?? {}) as { pause?: { message?: string }; abortReason?: string; windowClosed?: { opensAt?: number } };
+  const startAt = (job.spec as { plan?: { startAt?: unknown } } | undefined)?.plan?.startAt;
+  if (job.status === 'SCHEDULED' && typeof startAt === 'number') return `  (starts sending ${new Date(startAt).toISOString()})`;
   if (job.status === 'PAUSED' && p.pause?.message) return `  (${p.pause.message})`;
   if (job.status === 'ABORTED' && p.abortReason) return `  (${p.abortReason})`;
   if (job.status === 'IN_PROGRESS' && p.windowClosed) return `  (outside its maintenance windows${p.windowClosed.opensAt !== undefined ? `: the next opens ${new Date(p.windowClosed.opensAt).toISOString()}` : ''})`;

@@ -37,7 +37,11 @@ export interface JobView {
   counts: Record<ExecutionStatus, number>;
   /** Executions per state, per wave. */
   waves: { wave: number; counts: Record<ExecutionStatus, number> }[];
-  /** Finished (SUCCEEDED, FAILED, TIMED_OUT, REJECTED) out of all but CANCELED and REMOVED, in percent. */
+  /**
+   * Finished (SUCCEEDED, FAILED, TIMED_OUT, REJECTED) out of all but CANCELED and REMOVED, in
+   * percent; with none of those, 100 for a COMPLETED job and 0 otherwise (a job canceled
+   * before it sent anything has done nothing).
+   */
   percentDone: number;
   total: number;
 }
@@ -233,7 +237,7 @@ export class JobService {
     const total = Object.values(all).reduce((a, b) => a + b, 0);
     const relevant = total - all.CANCELED - all.REMOVED;
     const finished = FINISHED.reduce((n, s) => n + all[s], 0);
-    return { job, counts: all, waves, total, percentDone: relevant === 0 ? 100 : Math.round((finished / relevant) * 1000) / 10 };
+    return { job, counts: all, waves, total, percentDone: relevant === 0 ? (job.status === 'COMPLETED' ? 100 : 0) : Math.round((finished / relevant) * 1000) / 10 };
   }
 
   /** Pauses sending (devices already updating go on; timeouts still apply). */

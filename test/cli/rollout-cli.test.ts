@@ -53,7 +53,7 @@ describe('updraft group / job / status', () => {
     assert.equal((await cli('job', 'cancel', jobId)).code, 0);
     const watched = await cli('job', 'watch', jobId, '--interval', '100');
     assert.equal(watched.code, 1, 'a canceled job is not a success');
-    assert.match(watched.stderr, /\[#+\] 100\.0%  CANCELED  wave 1\/2  CANCELED 3\n/, 'nothing is left to do: 100%');
+    assert.match(watched.stderr, /\[\.{30}\]   0\.0%  CANCELED  wave 1\/2  CANCELED 3\n/, 'canceled before any device finished: nothing was done');
     assert.match(watched.stderr, new RegExp(`updraft: error: job ${jobId} ended CANCELED\\n$`));
     // a device's history a page at a time, newest first
     await new Promise((r) => setTimeout(r, 2)); // not queued in the same millisecond as the first
@@ -94,6 +94,14 @@ describe('updraft group / job / status', () => {
     assert.deepEqual([fast.code, fast.stderr], [2, 'updraft: error: --interval must be at least 100 (milliseconds between polls), got 0\n']);
     const never = await cli('job', 'watch', 'nope', '--timeout', '-5');
     assert.deepEqual([never.code, never.stderr], [2, 'updraft: error: --timeout must be a number of seconds above 0, got -5\n']);
+  });
+
+  it('shows when a scheduled job starts; canceled before it sent anything, it shows nothing done', async () => {
+    const inAnHour = new Date(Date.now() + 3_600_000).toISOString();
+    const scheduled = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--start-at', inAnHour, '--json')).stdout).job.jobId as string;
+    assert.ok((await cli('job', 'show', scheduled)).stdout.includes(`\n  [${'.'.repeat(30)}]   0.0%  SCHEDULED  QUEUED 1  (starts sending ${inAnHour})\n`));
+    assert.equal((await cli('job', 'cancel', scheduled)).code, 0);
+    assert.ok((await cli('job', 'show', scheduled)).stdout.includes(`\n  [${'.'.repeat(30)}]   0.0%  CANCELED  CANCELED 1\n`));
   });
 
   it('creates a job with maintenance windows in a time zone; outside them it waits, and says until when', async () => {

@@ -20,6 +20,8 @@ import type { BlobStore } from './blob-store.ts';
  * store itself (`current`).
  */
 const RECORD_CACHE = 1000;
+/** The longest version a build may be added under (with its prerelease and build parts). */
+export const MAX_VERSION_LENGTH = 64;
 
 /** Parses `fw@2.0.0` into name and version; BAD_REQUEST naming the expected form. */
 export function parseArtifactRef(ref: string): { name: string; version: string } {
@@ -89,6 +91,13 @@ export class ArtifactService {
    */
   async add(name: string, version: string, source: Readable, compatibility: Compatibility = {}): Promise<ArtifactRecord> {
     checkArtifactId(name, version);
+    // semver sets no length; a version is shown in every listing, job and device row, and a
+    // 500-character one made the dashboard's pages 5,000 pixels wide. Checked when a build is
+    // added only: one stored before the limit can still be looked up and deleted
+    if (version.length > MAX_VERSION_LENGTH) {
+      source.resume();
+      throw new UpdraftError('BAD_REQUEST', `artifact version "${version.slice(0, 20)}…" is ${version.length} characters long: at most ${MAX_VERSION_LENGTH}`);
+    }
     if (await this.deps.store.getArtifact(name, version)) {
       source.resume();
       throw new UpdraftError('CONFLICT', `artifact ${name}@${version} already exists; versions are immutable, add a new version`);

@@ -65,6 +65,11 @@ describe('HTTP API and downloads', () => {
     const badVersion = await api('POST', '/api/v1/artifacts?name=fw&version=latest', firmware);
     assert.equal(badVersion.status, 400);
     assert.match((await badVersion.json()).error.message, /semantic version/);
+    const long = `3.0.0-${'a'.repeat(59)}`; // 65 characters
+    const tooLong = await api('POST', `/api/v1/artifacts?name=fw&version=${long}`, firmware);
+    assert.equal(tooLong.status, 400);
+    assert.equal((await tooLong.json()).error.message, 'artifact version "3.0.0-aaaaaaaaaaaaaa…" is 65 characters long: at most 64');
+    assert.equal((await api('POST', `/api/v1/artifacts?name=fw&version=${long.slice(0, 64)}`, firmware)).status, 201, '64 characters are accepted');
     const empty = await api('POST', '/api/v1/artifacts?name=fw&version=3.0.0', Buffer.alloc(0));
     assert.equal(empty.status, 400);
     assert.equal((await empty.json()).error.message, 'artifact fw@3.0.0 is empty (0 bytes): there is nothing to install');

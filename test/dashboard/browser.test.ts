@@ -92,6 +92,8 @@ describe('web dashboard in Chromium', { skip }, () => {
     await shot('01-login');
     // the token field has the focus; Enter submits
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'token');
+    // no invitation to a password manager to keep it beyond the tab
+    assert.equal(await page.getByLabel('Operator token').getAttribute('autocomplete'), 'off');
     await page.keyboard.type(ts.token);
     await page.keyboard.press('Enter');
     await heading('Fleet overview');

@@ -35,7 +35,8 @@ export function LoginPage() {
       <p class="muted">Over-the-air updates for your fleet.</p>
       <form onSubmit={submit} noValidate>
         <label for="token">Operator token</label>
-        <input id="token" name="token" type="password" autoComplete="current-password" value={token} onInput={(e) => setValue(e.currentTarget.value)} aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'token-error' : 'token-help'} autoFocus />
+        {/* autocomplete off: a password manager would keep the token beyond the tab */}
+        <input id="token" name="token" type="password" autoComplete="off" value={token} onInput={(e) => setValue(e.currentTarget.value)} aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'token-error' : 'token-help'} autoFocus />
         <p id="token-help" class="help">
           The server prints it on first start; it is also in <code>data/operator-token</code>. A read-only viewer token (<code>updraft token viewer add</code>) signs in too, and changes nothing. It is kept only for this browser tab.
         </p>

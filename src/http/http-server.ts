@@ -77,6 +77,7 @@ export class HttpServer {
     const tls = this.opts.tls;
     const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
     server.keepAliveTimeout = 5_000;
+    server.on('clientError', answerClientError);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
@@ -194,4 +195,24 @@ export class HttpServer {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/**
+ * A request Node could not parse, answered in the API's error shape (Node's own answer has
+ * no body, so the dashboard and the CLI could only say "HTTP 431"): headers over Node's limit
+ * (16 KiB, usually a URL grown too long), an unparsable request, a request too slow to arrive.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'TOO_LARGE', `the request's headers exceed ${http.maxHeaderSize} bytes: a URL (its query) or a header is too long`]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'TIMEOUT', 'the request did not arrive in time']
+        : [400, 'Bad Request', 'BAD_REQUEST', 'the request is not valid HTTP'];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }

@@ -15,6 +15,7 @@ import { parseKeyCertificate, type KeyCertificate } from '../protocol/key-certif
 import { parseRootRotation, parseRootRotations, type RootRotation } from '../protocol/root-rotation.ts';
 import { certifySigningKey, generateRootKey, installKeyCertificate, readRootPrivateKey, rotateRoot } from '../signing/root-key.ts';
 import { generateSigningKey, loadSigningKey, readPublicKey, signingKeyPaths } from '../signing/signing-key.ts';
+import type { SharedSecretName } from '../server/shared-secrets.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 
 interface Common extends ApiOptions {
@@ -90,20 +91,57 @@ export function parseDuration(flag: string, text: string): number {
   return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
 }
 
+/**
+ * After an offline change of a data directory's shared secrets: recorded in the PostgreSQL
+ * store of the settings (`--db`, `--config`, UPDRAFT_DB), so instances given the new files
+ * start and those with the old ones are told (server/shared-secrets.ts). Lines to print; a
+ * store that cannot be reached is a warning (the files are changed already), with the
+ * command that records them later.
+ */
+export async function recordAfterOffline(opts: { dataDir: string; db?: string; config?: string }, names: readonly SharedSecretName[]): Promise<{ lines: string[]; json: { recordedIn?: string } }> {
+  const { recordOffline } = await import('../server/shared-secrets.ts');
+  try {
+    const r = await recordOffline(opts, names);
+    if (!r) return { lines: [], json: {} };
+    return { lines: [`  recorded in ${r.where}: instances on it start only with this copy; those holding the old one are told`], json: { recordedIn: r.where } };
+  } catch (err) {
+    process.stderr.write(`updraft: warning: not recorded in the database (${(err as Error).message}): instances on it refuse to start with the new copy until it is; record it with: updraft keys record-shared --data-dir ${opts.dataDir} --db <url>\n`);
+    return { lines: [], json: {} };
+  }
+}
+
+/** `--db` and `--config` of the commands that record what they change offline. */
+function withStore(cmd: Command, what: string): Command {
+  return cmd
+    .option('--db <url>', `the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): ${what} is recorded there, so the instances given the new file start and the others are told`)
+    .option('--config <file>', "the server's JSON configuration file, for dataDir and db");
+}
+
 /** Adds `keys`. */
 export function addKeysCommand(program: Command): void {
   const keys = program.command('keys').description('software signing key and URL signing keys');
 
-  keys
-    .command('generate')
+  withStore(keys.command('generate'), 'the new key')
     .description('make the Ed25519 software signing key in the data directory (the server also makes one on first start)')
     .option('--data-dir <dir>', 'the server data directory', './data')
     .option('--force', 'replace an existing key: devices provisioned with the old public key must be provisioned again; devices that trust a root key take the new one once its certificate is installed (keys certify, keys install-cert)')
     .option('--json', 'print JSON')
-    .action(async (opts: { dataDir: string; force?: boolean; json?: boolean }) => {
+    .action(async (opts: { dataDir: string; db?: string; config?: string; force?: boolean; json?: boolean }) => {
       const key = await generateSigningKey(opts.dataDir, { replace: opts.force === true });
       const p = signingKeyPaths(opts.dataDir);
-      print(opts, { keyId: key.keyId, publicKeyFile: p.pub, privateKeyFile: p.key }, `software signing key ${key.keyId}\n  private ${p.key} (mode 0600; restart the server to use it)\n  public  ${p.pub} (provision devices with it: updraft agent --signing-key; or certify it for devices that trust a root: updraft keys certify, then keys install-cert --offline before the restart)`);
+      const recorded = await recordAfterOffline(opts, ['software-signing-key']);
+      print(opts, { keyId: key.keyId, publicKeyFile: p.pub, privateKeyFile: p.key, ...recorded.json }, [`software signing key ${key.keyId}\n  private ${p.key} (mode 0600; restart the server to use it; several instances: copy both files to every one)\n  public  ${p.pub} (provision devices with it: updraft agent --signing-key; or certify it for devices that trust a root: updraft keys certify, then keys install-cert --offline before the restart)`, ...recorded.lines].join('\n'));
+    });
+
+  withStore(keys.command('record-shared'), "this data directory's operator token, signing key, URL key ring and CA")
+    .description("record this data directory's shared secrets (operator token, signing key, URL key ring, CA) as the ones every instance on the PostgreSQL database must hold: after replacing one offline without --db. Instances holding other copies are then refused at start")
+    .option('--data-dir <dir>', 'the server data directory', './data')
+    .option('--json', 'print JSON')
+    .action(async (opts: { dataDir: string; db?: string; config?: string; json?: boolean }) => {
+      const { recordOffline, SHARED_SECRET_NAMES, SHARED_SECRET_FILES } = await import('../server/shared-secrets.ts');
+      const r = await recordOffline(opts, SHARED_SECRET_NAMES);
+      if (!r) throw new UpdraftError('BAD_REQUEST', 'no PostgreSQL store given (--db, --config or UPDRAFT_DB): only instances sharing one compare their secrets');
+      print(opts, r, `recorded in ${r.where}: ${r.recorded.map((n) => SHARED_SECRET_FILES[n]).join(', ')} of ${opts.dataDir}; instances holding other copies are refused at start, and running ones are told within 30 s`);
     });
 
   keys
@@ -218,12 +256,17 @@ export function addKeysCommand(program: Command): void {
     .option('--retire <kid>', 'then retire this key: URLs and tokens it signed are refused from now on')
     .option('--activate-in <duration>', 'stage the new key: it verifies at once and signs only after this (e.g. 1h), time to give it to every instance of a cluster')
     .option('--offline', 'change the key ring in --data-dir (a stopped server, or the copy for the other instances) instead of the running server')
-    .action(async (opts: Common & { dataDir: string; retire?: string; activateIn?: string; offline?: boolean }) => {
+    .option('--db <url>', 'with --offline: the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the new ring is recorded there, so the instances given it start and the others are told')
+    .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
+    .action(async (opts: Common & { dataDir: string; retire?: string; activateIn?: string; offline?: boolean; db?: string; config?: string }) => {
       const delay = opts.activateIn === undefined ? undefined : parseDuration('--activate-in', opts.activateIn);
       let list: KeyInfo[];
+      let recorded: string[] = [];
       if (opts.offline) {
         list = await rotateKeyRing(opts.dataDir, { add: true, ...(delay ? { activateAt: Date.now() + delay * 1000 } : {}), ...(opts.retire !== undefined ? { retire: opts.retire } : {}) });
+        recorded = (await recordAfterOffline(opts, ['url-signing-keys'])).lines;
       } else {
+        if (opts.db !== undefined || opts.config !== undefined) throw new UpdraftError('BAD_REQUEST', '--db and --config go with --offline (online, the running server records the new ring itself)');
         const r = await new ApiClient(opts).call<{ keys: KeyInfo[]; warning?: string }>('POST', '/api/v1/keys/url/rotate', { ...(opts.retire !== undefined ? { retire: opts.retire } : {}), ...(delay !== undefined ? { activateInSeconds: delay } : {}) });
         list = r.keys;
         if (r.warning !== undefined && !opts.json) process.stderr.write(`updraft: warning: ${r.warning}\n`);
@@ -231,7 +274,7 @@ export function addKeysCommand(program: Command): void {
       const added = list[0]!;
       const when = added.activeFrom ? `signs from ${added.activeFrom} (verifies already)` : 'signs from now on';
       const where = opts.offline ? ` in ${opts.dataDir} (copy keys/url-signing.json to every instance, then restart them${added.activeFrom ? ' before then' : ''})` : '';
-      print(opts, list, `rotated: ${added.kid} ${when}${opts.retire ? `; ${opts.retire} retired` : ''}${where}\n${keyLines(list)}`);
+      print(opts, list, [`rotated: ${added.kid} ${when}${opts.retire ? `; ${opts.retire} retired` : ''}${where}`, ...recorded, keyLines(list)].join('\n'));
     });
 }
 

@@ -8,9 +8,10 @@
  */
 import type { Command } from 'commander';
 import { replaceOperatorToken } from '../server/operator-token.ts';
+import { UpdraftError } from '../errors.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
-import { parseDuration } from './keys-command.ts';
+import { parseDuration, recordAfterOffline } from './keys-command.ts';
 
 export function addTokenCommand(program: Command): void {
   const token = program.command('token').description('the operator token, and named viewer and operator tokens');
@@ -21,19 +22,24 @@ export function addTokenCommand(program: Command): void {
     .option('--token <token>', 'the current operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
     .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
     .option('--offline', 'write a new token into --data-dir for the next start, without a running server')
+    .option('--db <url>', 'with --offline: the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the new token is recorded there, so the instances given it start and the others are told')
+    .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .option('--json', 'print JSON')
-    .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; json?: boolean }) => {
+    .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; db?: string; config?: string; json?: boolean }) => {
       if (opts.offline) {
         const next = await replaceOperatorToken(opts.dataDir);
+        const recorded = await recordAfterOffline(opts, ['operator-token']);
         const text = [
           `new operator token (shown once; also in ${opts.dataDir}/operator-token, mode 0600): ${next}`,
           "  it is used from the server's next start",
           // each run makes a new token: instances that rotated one each would not share it
           "  instances on an external broker share one token: copy this file into every instance's data directory (do not rotate in each), then regenerate the broker's passwd (updraft broker mosquitto-config --offline)",
+          ...recorded.lines,
         ].join('\n');
-        process.stdout.write(opts.json ? JSON.stringify({ token: next }, null, 2) + '\n' : text + '\n');
+        process.stdout.write(opts.json ? JSON.stringify({ token: next, ...recorded.json }, null, 2) + '\n' : text + '\n');
         return;
       }
+      if (opts.db !== undefined || opts.config !== undefined) throw new UpdraftError('BAD_REQUEST', '--db and --config go with --offline (online, the running server records the new token itself)');
       const r = await new ApiClient(opts).call<{ token: string; disconnected: number }>('POST', '/api/v1/operator-token/rotate');
       const text = [
         `new operator token (shown once; also in the server's data directory, operator-token, mode 0600): ${r.token}`,

@@ -56,6 +56,7 @@ import { NamedTokens, addNamedTokenRoutes } from './named-tokens.ts';
 import { UpdateCommands } from './update-commands.ts';
 import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
+import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 
 /** A part with a lifecycle. */
 interface Part {
@@ -90,6 +91,8 @@ export class UpdraftServer {
   rollouts!: Rollouts;
   /** Signing key, CA and TLS material (issue 5). */
   security!: SecurityMaterial;
+  /** On a PostgreSQL store: this instance's shared secrets compared with the other instances' (shared-secrets.ts). */
+  sharedSecrets: SharedSecrets | undefined;
 
   constructor(config: UpdraftConfig, deps: { logger: Logger }) {
     this.config = config;
@@ -124,10 +127,16 @@ export class UpdraftServer {
     this.tokenCreated = token.created;
     const security = await loadSecurity(config, dataDir, logger.child('security'));
     this.security = security;
+    // one live key ring: URL signatures and download tokens rotate together
+    const urlKeys = await loadOrCreateKeyRing(dataDir);
 
     // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)
     this.store = createStateStore(config, dataDir, logger.child('store'));
     await this.startPart(this.store);
+    // instances on one PostgreSQL database must hold the same secrets: one whose copy differs
+    // from what the others recorded is refused before it serves (shared-secrets.ts)
+    const secretValues = (): SharedSecretValues => ({ 'operator-token': this.operatorToken, 'software-signing-key': security.signingKey.keyId, 'url-signing-keys': urlKeys, ca: security.ca.certificate });
+    if (config.db) await checkSharedSecrets(this.store, dataDir, secretValues());
     const blobs = createBlobStore(config, dataDir);
     await this.startPart(blobs);
     // the signing key's certificate, shared by the instances on this store: one installed on
@@ -149,8 +158,6 @@ export class UpdraftServer {
     const router = new Router();
     this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, viewerTokens, operatorTokens, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
     await this.startPart(this.http);
-    // one live key ring: URL signatures and download tokens rotate together
-    const urlKeys = await loadOrCreateKeyRing(dataDir);
     const signer = new UrlSigner({ keys: urlKeys, baseUrl: this.publicUrl });
     const tokens = new DownloadTokens({ keys: urlKeys });
     // downloads.via s3: the bytes go from the bucket to the device, never through an instance
@@ -257,6 +264,8 @@ export class UpdraftServer {
       authenticator.setOperatorToken(next);
       const disconnected = this.broker.cutOffOperators();
       events.emit('operator.token-rotated', {});
+      // instances on this database compare their token with this one from now on
+      await this.sharedSecrets?.record(['operator-token']).catch((err: unknown) => logger.warn('the new operator token is not recorded in the store yet: it is at the next comparison, within 30 s', { error: (err as Error).message }));
       logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
       sendJson(res, 200, { token: next, disconnected });
     });
@@ -296,6 +305,12 @@ export class UpdraftServer {
     });
     // the web dashboard at / and the aggregations its pages read (issue 8)
     await this.startPart(new Dashboard({ router, store: this.store, events, rollouts: this.rollouts, tracker: this.tracker, isOnline, logger: logger.child('dashboard') }));
+    // last: the secrets are recorded for the instances after this one only once this one has
+    // started (the broker admitted its token), then compared every 30 s
+    if (config.db) {
+      this.sharedSecrets = new SharedSecrets({ store: this.store, dataDir, values: secretValues, logger: logger.child('security') });
+      await this.startPart(this.sharedSecrets);
+    }
   }
 
   /** Stops every started part in reverse order; safe to call twice. */

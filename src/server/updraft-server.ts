@@ -256,7 +256,8 @@ export class UpdraftServer {
     // a leaked operator token is replaced without a restart (docs/security.md)
     router.add('POST', '/api/v1/operator-token/rotate', async ({ res }) => {
       if (config.mqtt.url) {
-        throw new UpdraftError('CONFLICT', 'with an external broker every instance and the broker share the operator token: replace it in each data directory (updraft token rotate --offline), regenerate the broker\'s password file, then restart the instances (docs/security.md)');
+        // rotating in each data directory would give each instance a token of its own: one is made, then copied
+        throw new UpdraftError('CONFLICT', "with an external broker every instance and the broker share the operator token, so it is not replaced online: rotate it once, offline, in one data directory (updraft token rotate --offline --data-dir <dir> --db <url>), copy that operator-token file into every instance's data directory (do not rotate in each: each would get a token of its own), regenerate the broker's password file (updraft broker mosquitto-config --offline), then restart the instances (docs/security.md)");
       }
       const next = await replaceOperatorToken(dataDir);
       this.operatorToken = next;

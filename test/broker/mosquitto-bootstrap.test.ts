@@ -131,6 +131,11 @@ if (!found.ok) {
         const ready = await fetch(`${api.baseUrl}/readyz`);
         assert.equal(ready.status, 200, `${api.baseUrl} ready: ${await ready.text()}`);
       }
+      // the token is not rotated online here, and the answer says to rotate once and copy, not to rotate in each directory
+      await assert.rejects(a.call('POST', '/api/v1/operator-token/rotate'), {
+        status: 409,
+        message: /rotate it once, offline, in one data directory \(updraft token rotate --offline --data-dir <dir> --db <url>\), copy that operator-token file into every instance's data directory \(do not rotate in each: each would get a token of its own\), regenerate the broker's password file/,
+      });
 
       // 5. the watch keeps passwd current (against either instance): a device registered on one is admitted
       const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', conf, ...listenerFlags, '--reload-command', `chmod 644 passwd && kill -HUP ${mosquitto.child.pid}`, '--server', b.baseUrl, '--data-dir', dataB]);

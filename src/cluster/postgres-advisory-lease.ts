@@ -6,8 +6,14 @@
  * keepalive bounds how long a silently vanished holder keeps it.
  *
  * Work done under the lease must still use conditional writes: a holder that lost its
- * connection learns so only at its next acquire(), and the store's version checks make a
+ * connection may learn so only at its next acquire(), and the store's version checks make a
  * late write from it fail instead of clobbering the new leader's.
+ *
+ * A loss is a warning that says why and what follows, whenever it is seen (the connection
+ * ending between two acquire()s, as when the database restarts, or a query failing), and the
+ * next attempt says whether another instance took over: whoever reads the log of an instance
+ * that stopped driving rollouts needs to know it was not a crash of this one, and that nothing
+ * is to be done.
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -20,6 +26,8 @@ export class PostgresAdvisoryLease implements Lease {
   private readonly key: string;
   private client: pg.Client | undefined;
   private holding = false;
+  /** Set when the lease was lost: the next acquire() says who has it now. */
+  private lost = false;
 
   constructor(deps: { url: string; name: string; logger: Logger }) {
     this.deps = deps;
@@ -41,14 +49,26 @@ export class PostgresAdvisoryLease implements Lease {
       }
       const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [this.key]);
       this.holding = rows[0]?.ok === true;
-      if (this.holding) this.deps.logger.info('lease acquired', { lease: this.deps.name });
+      if (this.holding) this.deps.logger.info(this.lost ? 'lease taken again after losing it' : 'lease acquired', { lease: this.deps.name });
+      else if (this.lost) this.deps.logger.warn(`the ${this.deps.name} lease is held by another instance now (it took over after this one lost it); this instance keeps trying to take it at each attempt`, { lease: this.deps.name });
+      this.lost = false;
       return this.holding;
     } catch (err) {
-      if (this.holding) this.deps.logger.warn('lease lost with its database session', { lease: this.deps.name, error: (err as Error).message });
+      if (this.holding) this.lose(err as Error);
       this.holding = false;
       await this.drop();
       return false;
     }
+  }
+
+  /** The session that held the lock is gone: said once, with what follows. */
+  private lose(err: Error | undefined): void {
+    this.holding = false;
+    this.lost = true;
+    this.deps.logger.warn(
+      `the ${this.deps.name} lease was lost: its PostgreSQL connection ended${err ? ` (${err.message})` : ''}, and PostgreSQL freed the lock with it. Another instance takes the lease over at its next attempt; this one tries to take it again at each of its own`,
+      { lease: this.deps.name },
+    );
   }
 
   async release(): Promise<void> {
@@ -61,11 +81,15 @@ export class PostgresAdvisoryLease implements Lease {
   private async connection(): Promise<pg.Client> {
     if (this.client) return this.client;
     const client = new pg.Client({ connectionString: this.deps.url, keepAlive: true });
-    client.on('error', () => {
-      // the session is gone, and the lock with it
-      this.holding = false;
+    // the session is gone, and the lock with it: between two acquire()s too (a restart of the
+    // database, a terminated backend, a network loss), so it is said when it happens
+    const gone = (err?: Error) => {
+      if (this.client !== client) return;
       this.client = undefined;
-    });
+      if (this.holding) this.lose(err);
+    };
+    client.on('error', (err) => gone(err));
+    client.on('end', () => gone());
     await client.connect();
     this.client = client;
     return client;

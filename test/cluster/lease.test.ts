@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
 import { InProcessLease } from '../../src/cluster/lease.ts';
 import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
 it('the in-process lease always leads', async () => {
@@ -60,6 +60,39 @@ if (!started.ok) {
       assert.equal(await b.acquire(), true, 'the next instance takes over');
       assert.equal(await a.acquire(), false, 'the old holder learns it lost the lease');
       assert.equal(a.held, false);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  });
+
+  it('a lease lost while idle is a warning that says why and what follows, and the next attempt says another instance took over', async () => {
+    const url = await server.createDatabase();
+    const lines: string[] = [];
+    const a = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: createLogger({ level: 'warn', write: (l) => lines.push(l) }) });
+    const b = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+    try {
+      assert.equal(await a.acquire(), true);
+      // between two acquire()s, a's session is ended from outside (a database restart, a network loss)
+      const pg = (await import('pg')).default;
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+      // pg_terminate_backend only signals the backend: its locks go when it has exited
+      const held = async () => (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")).rows[0]!.n;
+      while ((await held()) > 0) await new Promise((r) => setTimeout(r, 10));
+      await admin.end();
+      // said when it happens, not at the next acquire()
+      const deadline = Date.now() + 10_000;
+      while (a.held && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(a.held, false);
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, /WARN .*the rollouts lease was lost: its PostgreSQL connection ended .*PostgreSQL freed the lock with it\. Another instance takes the lease over at its next attempt; this one tries to take it again at each of its own/);
+      assert.equal(await b.acquire(), true, 'another instance takes over');
+      assert.equal(await a.acquire(), false);
+      assert.match(lines[1] ?? '', /WARN .*the rollouts lease is held by another instance now \(it took over after this one lost it\); this instance keeps trying to take it at each attempt/);
+      assert.equal(await a.acquire(), false);
+      assert.equal(lines.length, 2, 'said once');
     } finally {
       await a.release();
       await b.release();

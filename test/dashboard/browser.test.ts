@@ -70,7 +70,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     page.setDefaultTimeout(WAIT);
     page.on('console', (m) => {
       if (m.type() !== 'error') return;
-      if (expectRefusal && /status of (400|401|409|503)/.test(m.text())) return;
+      if (expectRefusal && /status of (400|401|404|409|503)/.test(m.text())) return;
       consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
@@ -431,6 +431,28 @@ describe('web dashboard in Chromium', { skip }, () => {
       await page.goto(ts.httpUrl + route);
       await heading('Page not found');
       await page.getByText(`There is no page at ${route}.`).waitFor();
+    }
+  });
+
+  it('says once that a device or a job does not exist, not once per section', async () => {
+    expectRefusal = true; // the 404s (the browser logs them)
+    try {
+      for (const [route, title, calls] of [
+        ['/devices/no-such-device', 'Device no-such-device', ['/api/v1/devices/no-such-device', '/api/v1/devices/no-such-device/history', '/api/v1/devices/no-such-device/events']],
+        ['/jobs/no-such-job', 'Job no-such-job', ['/api/v1/jobs/no-such-job?', '/api/v1/jobs/no-such-job/timeline', '/api/v1/jobs/no-such-job/executions', '/api/v1/jobs/no-such-job/logs']],
+      ] as const) {
+        const answered = calls.map((c) => page.waitForResponse((r) => r.url().includes(c)));
+        await page.goto(ts.httpUrl + route);
+        await heading(title);
+        await Promise.all(answered);
+        const alerts = page.locator('main [role="alert"]');
+        await alerts.first().waitFor();
+        // every section's answer came (a refusal): give a second alert the chance to show, then count
+        await page.waitForFunction(() => document.querySelectorAll('main [role="alert"]').length > 1, undefined, { timeout: 2000 }).catch(() => undefined);
+        assert.equal(await alerts.count(), 1, `one error on ${route}: ${(await alerts.allInnerTexts()).join(' | ')}`);
+      }
+    } finally {
+      expectRefusal = false;
     }
   });
 

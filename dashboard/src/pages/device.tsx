@@ -38,6 +38,18 @@ export function DevicePage({ id }: { id: string }) {
     const known = logOf.get(l.jobId);
     if (!known || known.receivedAt < l.receivedAt) logOf.set(l.jobId, l);
   }
+  if (!d && device.error) {
+    // an unknown device (or no server): said once, not again by its history and its events
+    return (
+      <>
+        <p class="crumbs">
+          <Link href="/devices">Devices</Link> / {id}
+        </p>
+        <h1>Device {id}</h1>
+        <ErrorNote error={device.error} />
+      </>
+    );
+  }
   return (
     <>
       <p class="crumbs">
@@ -48,7 +60,7 @@ export function DevicePage({ id }: { id: string }) {
       </h1>
       <ErrorNote error={device.error} />
       {!d ? (
-        !device.error && <Loading what="the device" />
+        <Loading what="the device" />
       ) : (
         <>
           <p class="muted">

@@ -38,6 +38,18 @@ export function JobPage({ id }: { id: string }) {
   // logs of devices not in the failing table: still updating (the failure not reported yet), a
   // later attempt that succeeded, or past the table's first 50
   const otherLogs = failing.data ? (logs.data?.items ?? []).filter((l) => !failingIds.has(l.deviceId)) : [];
+  if (!v && view.error) {
+    // an unknown job (or no server): said once, not again by each of its sections
+    return (
+      <>
+        <p class="crumbs">
+          <Link href="/jobs">Jobs</Link> / {id}
+        </p>
+        <h1>Job {id}</h1>
+        <ErrorNote error={view.error} />
+      </>
+    );
+  }
   return (
     <>
       <p class="crumbs">
@@ -45,7 +57,7 @@ export function JobPage({ id }: { id: string }) {
       </p>
       <ErrorNote error={view.error} />
       {!v ? (
-        !view.error && <Loading what="the job" />
+        <Loading what="the job" />
       ) : (
         <>
           <h1>

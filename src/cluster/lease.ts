@@ -15,6 +15,12 @@ export interface Lease {
   acquire(): Promise<boolean>;
   /** True if this instance held the lease at its last acquire() and has not lost it since. */
   readonly held: boolean;
+  /**
+   * How many times this instance has taken the lease afresh. A holder that lost it and took
+   * it again between two acquire()s has a new term: another instance may have led meanwhile,
+   * and what it left in flight is recovered as after any takeover.
+   */
+  readonly term: number;
   /** Gives the lease up (others can take it at once) and releases resources. */
   release(): Promise<void>;
 }
@@ -22,12 +28,18 @@ export interface Lease {
 /** The embedded topology: one process, so it always leads. */
 export class InProcessLease implements Lease {
   private holding = false;
+  private terms = 0;
 
   get held(): boolean {
     return this.holding;
   }
 
+  get term(): number {
+    return this.terms;
+  }
+
   async acquire(): Promise<boolean> {
+    if (!this.holding) this.terms++;
     this.holding = true;
     return true;
   }

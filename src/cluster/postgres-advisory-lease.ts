@@ -28,6 +28,7 @@ export class PostgresAdvisoryLease implements Lease {
   private holding = false;
   /** Set when the lease was lost: the next acquire() says who has it now. */
   private lost = false;
+  private terms = 0;
 
   constructor(deps: { url: string; name: string; logger: Logger }) {
     this.deps = deps;
@@ -37,6 +38,11 @@ export class PostgresAdvisoryLease implements Lease {
 
   get held(): boolean {
     return this.holding;
+  }
+
+  /** Times the lock was taken afresh (Lease.term). */
+  get term(): number {
+    return this.terms;
   }
 
   async acquire(): Promise<boolean> {
@@ -49,6 +55,7 @@ export class PostgresAdvisoryLease implements Lease {
       }
       const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [this.key]);
       this.holding = rows[0]?.ok === true;
+      if (this.holding) this.terms++;
       if (this.holding) this.deps.logger.info(this.lost ? 'lease taken again after losing it' : 'lease acquired', { lease: this.deps.name });
       else if (this.lost) this.deps.logger.warn(`the ${this.deps.name} lease is held by another instance now (it took over after this one lost it); this instance keeps trying to take it at each attempt`, { lease: this.deps.name });
       this.lost = false;

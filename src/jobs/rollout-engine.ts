@@ -139,6 +139,8 @@ export class RolloutEngine {
   private readonly lastScan = new Map<string, { at: number; ms: number; wanted?: boolean }>();
   private readonly lease: Lease;
   private leading = false;
+  /** The lease's term this instance leads in (Lease.term). */
+  private leadTerm = 0;
   private offEvents: (() => void)[] = [];
   private refill: NodeJS.Timeout | undefined;
   /** Jobs whose executions changed since the job was last advanced. */
@@ -340,9 +342,14 @@ export class RolloutEngine {
    */
   private async lead(): Promise<boolean> {
     const held = await this.lease.acquire();
-    if (held && !this.leading) {
+    // a new term: taken now, or lost and taken again since the last tick (another instance
+    // may have led in between, and died between two commits as a crashed one does)
+    if (held && (!this.leading || this.lease.term !== this.leadTerm)) {
+      if (this.leading) this.deps.logger.warn('the rollouts lease was lost and taken again since the last tick: recovering what another instance may have left in flight');
       await this.recover();
       this.lastScan.clear();
+      this.quiet.clear();
+      this.leadTerm = this.lease.term;
       this.leading = true;
       this.deps.logger.info('driving rollouts (lease taken)');
     } else if (!held && this.leading) {

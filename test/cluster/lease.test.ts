@@ -5,6 +5,7 @@ import { InProcessLease } from '../../src/cluster/lease.ts';
 import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import { startRolloutFixture } from '../jobs/rollout-fixture.ts';
 
 it('the in-process lease always leads', async () => {
   const l = new InProcessLease();
@@ -63,6 +64,41 @@ if (!started.ok) {
     } finally {
       await a.release();
       await b.release();
+    }
+  });
+
+  it('a lease lost and taken again between two ticks is a new term: the engine recovers what was left in flight', async () => {
+    const url = await server.createDatabase();
+    const lease = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+    const f = await startRolloutFixture({ lease });
+    try {
+      assert.equal(lease.term, 1, 'taken at start');
+      await f.addArtifact('1.0.0');
+      await f.addArtifact('2.0.0');
+      const [d] = await f.fleet('d', 1);
+      const { jobId } = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] } })).job;
+      await f.tick();
+      assert.equal(lease.term, 1, 'renewals keep the term');
+      // while this instance has lost the lease, the device's SUCCESS reaches its shadow and
+      // the leader of the meantime dies before recording it (here: nobody records it)
+      await f.tracker.stop();
+      await f.replica.update({ deviceId: d!, name: '' }, { state: { reported: { software: { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' } } } }, { kind: 'device', id: d! });
+      await f.tracker.start();
+      const pg = (await import('pg')).default;
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+      const held = async () => (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")).rows[0]!.n;
+      while ((await held()) > 0) await new Promise((r) => setTimeout(r, 10));
+      await admin.end();
+      const deadline = Date.now() + 10_000;
+      while (lease.held && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal((await f.store.getExecution(jobId, d!))?.status, 'QUEUED', 'not recorded yet');
+      await f.tick(); // takes the lease again, in a new term
+      assert.equal(lease.term, 2);
+      assert.equal((await f.execution(jobId, d!)).status, 'SUCCEEDED', 'recovered from the shadow, as after any takeover');
+    } finally {
+      await f.close();
     }
   });
 

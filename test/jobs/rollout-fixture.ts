@@ -10,6 +10,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ArtifactService } from '../../src/artifacts/artifact-service.ts';
 import { LocalBlobStore } from '../../src/artifacts/local-blob-store.ts';
+import type { Lease } from '../../src/cluster/lease.ts';
 import type { InboundMessage, MessageBus, PresenceEvent } from '../../src/broker/message-bus.ts';
 import { EventBus } from '../../src/events/event-bus.ts';
 import { ExecutionTracker } from '../../src/jobs/execution-tracker.ts';
@@ -65,7 +66,7 @@ export interface RolloutFixture {
 }
 
 /** Starts a fixture. */
-export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fetch'; maxArrivedPerJob?: number } = {}): Promise<RolloutFixture> {
+export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fetch'; maxArrivedPerJob?: number; lease?: Lease } = {}): Promise<RolloutFixture> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-'));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;

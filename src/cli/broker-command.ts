@@ -60,7 +60,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
     .option('--data-dir <dir>', 'where to find the operator token file (env UPDRAFT_DATA_DIR, default ./data)')
-    .option('--offline', "without a running server: the operator token from --data-dir's operator-token, the registry from the state store (--db, or the data directory's SQLite file while no server uses it); how the broker of --mqtt-url instances is set up before the first one starts")
+    .option('--offline', "without a running server: the operator token from --data-dir's operator-token, the registry from the state store (--db, or the data directory's SQLite file); how the broker of --mqtt-url instances is set up before the first one starts")
     .option('--db <url>', 'with --offline: the state store, as updraft server --db (env UPDRAFT_DB)')
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .option('--watch', 'keep running: rewrite passwd as devices are registered, revoked, reinstated or given a new secret (on any instance), and reload the broker')

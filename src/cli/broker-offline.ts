@@ -36,7 +36,7 @@ export async function offlineCredentials(source: OfflineSource): Promise<{ token
   const token = await readOperatorToken(dataDir);
   // loaded here only: every other command starts without the stores' modules
   const { createStateStore } = await import('../server/adapters.ts');
-  const store = createStateStore(config, dataDir, createLogger({ level: 'warn', component: 'store' }));
+  const store = createStateStore(config, dataDir, createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
   await store.start();
   try {
     return { token, devices: await registryCredentials(store), from: config.db ? redactUrl(config.db) : path.join(dataDir, 'updraft.db') };

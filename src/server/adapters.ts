@@ -15,9 +15,10 @@ import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 
 /** PostgreSQL when `db` is set, else the SQLite file `<dataDir>/updraft.db`. */
-export function createStateStore(config: Pick<UpdraftConfig, 'db'>, dataDir: string, logger: Logger): StateStore {
+export function createStateStore(config: Pick<UpdraftConfig, 'db'>, dataDir: string, logger: Logger, options: { besideServer?: boolean } = {}): StateStore {
   if (config.db) return new PostgresStore({ url: config.db, logger });
-  return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger });
+  // a command run beside a server on the same file leaves the server's job creations be
+  return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger, ...(options.besideServer ? { recoverCreations: false } : {}) });
 }
 
 /** S3 when `blob` is set, else the directory `<dataDir>/artifacts`. */

@@ -50,6 +50,13 @@ export interface SqliteStoreDeps {
   maxPendingWrites?: number;
   /** How long a statement waits for a lock held by another connection, in milliseconds. */
   busyTimeoutMs?: number;
+  /**
+   * Remove job creations a crash interrupted when opening (default true): right for the
+   * server, the file's one user. False for a command that reads the file beside a server
+   * that may be running (`broker mosquitto-config --offline`): a creation in progress there
+   * is not interrupted, and removing it would fail that job's creation.
+   */
+  recoverCreations?: boolean;
 }
 
 const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000 };
@@ -492,7 +499,7 @@ export class SqliteStore implements StateStore {
       const from = migrate(db, file);
       this.stmts = prepare(db);
       // a job whose creation a crash interrupted: this process is the file's only user
-      for (const { job_id: jobId } of this.stmts.listCreations.all()) {
+      for (const { job_id: jobId } of this.deps.recoverCreations === false ? [] : this.stmts.listCreations.all()) {
         const removed = db.transaction(() => this.removeCreation(this.stmts!, jobId))();
         this.logger.warn('removed a job whose creation was interrupted', { jobId, executions: removed });
       }

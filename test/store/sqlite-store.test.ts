@@ -218,6 +218,24 @@ describe('SqliteStore specifics', () => {
     await again.stop();
   });
 
+  it('leaves a creation in progress alone when opened beside a server (recoverCreations: false)', async () => {
+    const { file, store } = await fresh();
+    await store.start();
+    await store.stop();
+    // a server on this file is creating a job in pieces right now
+    const raw = new Database(file);
+    raw.prepare('INSERT INTO job_creations (job_id, touched_at) VALUES (?, ?)').run('busy', Date.now());
+    raw.prepare(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version) VALUES ('busy', 'a', 'QUEUED', '{}', 1, 1, 1)`).run();
+    raw.close();
+    const beside = new SqliteStore({ path: file, recoverCreations: false });
+    await beside.start();
+    assert.equal((await beside.listExecutions({ deviceId: 'a' })).length, 1, 'the piece written so far stays');
+    await beside.stop();
+    const check = new Database(file, { readonly: true });
+    assert.equal((check.prepare('SELECT count(*) AS n FROM job_creations').get() as { n: number }).n, 1, 'and so does its marker');
+    check.close();
+  });
+
   it('reports a CONFIG error for a database from a newer schema', async () => {
     const { file, store } = await fresh();
     const raw = new Database(file);

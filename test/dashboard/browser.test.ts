@@ -140,8 +140,11 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByLabel('Artifact').selectOption('fw@2.0.0');
     await page.getByLabel('Wave 1 size').fill('150');
     expectRefusal = true;
+    // a refused preview says what it refused: nothing was being created
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.getByTestId('error-summary').filter({ hasText: /^Nothing to preview: 2 fields need attention\./ }).waitFor();
     await page.getByRole('button', { name: 'Start rollout' }).click();
-    await page.getByTestId('error-summary').filter({ hasText: 'was not created' }).waitFor();
+    await page.getByTestId('error-summary').filter({ hasText: /^The job was not created: 2 fields need attention\./ }).waitFor();
     // each message sits beside its field and is tied to it for screen readers
     const wave = page.getByLabel('Wave 1 size');
     assert.equal(await wave.getAttribute('aria-invalid'), 'true');

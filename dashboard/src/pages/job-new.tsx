@@ -19,6 +19,8 @@ export function JobNewPage() {
   const [f, setF] = useState<JobForm>(emptyForm());
   const [errors, setErrors] = useState<Partial<Record<ErrorKey, string>>>({});
   const [busy, setBusy] = useState(false);
+  /** What the errors shown refused: a preview creates nothing, so it must not say the job was not created. */
+  const [refused, setRefused] = useState<'preview' | 'create'>('create');
   const summary = useRef<HTMLDivElement>(null);
   const set = <K extends keyof JobForm>(k: K, v: JobForm[K]) => setF({ ...f, [k]: v });
   const setWave = (i: number, w: Partial<WaveForm>) => set('waves', f.waves.map((x, j) => (j === i ? { ...x, ...w } : x)));
@@ -34,6 +36,7 @@ export function JobNewPage() {
     try {
       setPreview(await api<JobPreview>('POST', '/jobs/preview', toRequest(f)));
     } catch (err) {
+      setRefused('preview');
       setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
       setTimeout(() => summary.current?.focus(), 0);
     } finally {
@@ -49,6 +52,7 @@ export function JobNewPage() {
       const view = await api<JobView>('POST', '/jobs', toRequest(f));
       navigate(`/jobs/${view.job.jobId}`);
     } catch (err) {
+      setRefused('create');
       setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
       setBusy(false);
       // move focus to the summary so keyboard and screen-reader users hear what went wrong
@@ -71,7 +75,7 @@ export function JobNewPage() {
       <div ref={summary} tabIndex={-1} class={count ? 'error-summary' : ''} role={count ? 'alert' : undefined} data-testid="error-summary">
         {count > 0 && (
           <p>
-            The job was not created: {count === 1 ? 'one field needs' : `${count} fields need`} attention.{errors.form && <> {errors.form}</>}
+            {refused === 'preview' ? 'Nothing to preview' : 'The job was not created'}: {count === 1 ? 'one field needs' : `${count} fields need`} attention.{errors.form && <> {errors.form}</>}
           </p>
         )}
       </div>

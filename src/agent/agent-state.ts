@@ -135,8 +135,13 @@ export class FileAgentStateStore implements AgentStateStore {
   save(state: AgentStateData): Promise<void> {
     const data = JSON.stringify({ version: 1, ...state }, null, 2) + '\n';
     const run = this.chain.then(async () => {
-      await mkdir(path.dirname(this.file), { recursive: true });
-      await writeFileAtomic(this.file, data);
+      try {
+        await mkdir(path.dirname(this.file), { recursive: true });
+        await writeFileAtomic(this.file, data);
+      } catch (err) {
+        // said as the job's failure reason on the server: name the file and the disk's answer
+        throw new UpdraftError('INTERNAL', `cannot save the agent's state in ${this.file}: ${asUpdraftError(err).message}`, { cause: err });
+      }
     });
     this.chain = run.catch(() => {});
     return run;

@@ -784,7 +784,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (current && current.jobId === job.jobId && current.phase !== 'REPORTING') {
       log?.logger.info(`outcome ${outcome.status}`, { jobId: job.jobId, ...(outcome.error !== undefined ? { error: outcome.error } : {}) });
       this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command, ...(log ? { log: log.data() } : {}) };
-      await this.saveState();
+      // the report does not wait on the disk: with the state directory full or read-only, the
+      // outcome (that failure itself, most likely) still reaches the server, where the job
+      // would otherwise wait for its timeout. Only a restart before the report is sent loses
+      // it (the job is then taken up again, as after any crash before the outcome was saved)
+      await this.saveState().catch((err: unknown) => this.log.warn('outcome not saved before reporting it', { jobId: job.jobId, error: asUpdraftError(err).message }));
     }
     // a plain file or none: unlink is one call, where rm first lstats it (9% of a simulated
     // fleet's CPU, profiled); an in-memory downloader left none (the failing call cost 7% more)
@@ -798,7 +802,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.state.finished = rememberFinished(this.state.finished, finished);
     // a failure's log goes to the server once the failure is recorded there (the last one only)
     if (outcome.status === 'FAILURE' && ack !== undefined && log) this.state.pendingLog = { jobId: job.jobId, since: new Date(this.now()).toISOString(), ...log.data() };
-    await this.saveState();
+    // reported and acknowledged: the job is over whether or not the disk takes it (kept in
+    // memory; the next save that succeeds writes it)
+    await this.saveState().catch((err: unknown) => this.log.warn('finished job not saved', { jobId: job.jobId, error: asUpdraftError(err).message }));
     this.noteAck(job.jobId, ack);
     if (this.state.pendingLog?.jobId === job.jobId) void this.sendPendingLog();
     this.log.info('update finished', { jobId: job.jobId, status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });

@@ -283,11 +283,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     client.on('connect', onConnect).on('reconnect', onReconnect).on('close', onClose).on('message', onMessage).on('error', onError);
     // only our own listeners: mqtt.js's internal ones must stay to clean up its timers on close
     this.detach = () => client.off('connect', onConnect).off('reconnect', onReconnect).off('close', onClose).off('message', onMessage).off('error', onError);
-    if (this.state.inFlight) {
-      // resumed while connecting: its reports wait in the client's queue
-      this.log.info('resuming interrupted update', { jobId: this.state.inFlight.jobId, phase: this.state.inFlight.phase });
-      this.launch(this.state.inFlight, false, undefined);
-    }
+    // resumed while connecting: its reports wait in the client's queue (runJob logs the resumption)
+    if (this.state.inFlight) this.launch(this.state.inFlight, false, undefined);
   }
 
   /** Disconnects and releases timers and listeners; an update in flight is left to resume on the next start. */
@@ -627,10 +624,20 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private async runJob(run: UpdateJob, inFlight: InFlightUpdate, fresh: boolean): Promise<void> {
     try {
       if (fresh) {
-        // persisted BEFORE acting: a crash from here on resumes this job
-        this.state.inFlight = inFlight;
-        await this.saveState();
         this.loggerOf(run).info('update command received', { jobId: run.jobId, version: run.command.version, size: run.command.size, sha256: run.command.sha256 });
+        // persisted BEFORE acting, with its log so far: a crash from here on resumes this job,
+        // and the log sent if it fails starts at the command, not at the next phase saved
+        const log = this.logOf(run);
+        this.state.inFlight = log ? { ...inFlight, log: log.data() } : inFlight;
+        await this.saveState();
+      } else {
+        // in the job's log too (the tee writes the agent's), saved: the restart is part of its story
+        this.loggerOf(run).info('resuming interrupted update', { jobId: run.jobId, phase: inFlight.phase });
+        const log = this.logOf(run);
+        if (log && this.state.inFlight?.jobId === run.jobId) {
+          this.state.inFlight = { ...this.state.inFlight, log: log.data() };
+          await this.saveState();
+        }
       }
       if (inFlight.phase !== 'REPORTING') {
         this.emitStatus(run, inFlight.phase);

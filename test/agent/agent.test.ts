@@ -159,6 +159,24 @@ describe('UpdateAgent', () => {
     assert.equal((await readState()).inFlight, undefined);
   });
 
+  it("keeps the job's log across a restart during the download: the command and the resumption", async () => {
+    f.http.mode = 'stall';
+    const first = f.agent(slots());
+    await first.start();
+    await f.server.setDesired(f.software('job-l'));
+    await f.http.stalled();
+    await first.stop();
+    const lines = async () => ((await readState()).inFlight.log?.lines ?? []) as string[];
+    assert.ok((await lines()).some((l) => /update command received jobId=job-l /.test(l)), `saved with the command: ${JSON.stringify(await lines())}`);
+    const second = f.agent(slots());
+    await second.start();
+    await f.http.stalled();
+    await second.stop();
+    const after = await lines();
+    assert.ok(after.some((l) => /update command received jobId=job-l /.test(l)), JSON.stringify(after));
+    assert.ok(after.some((l) => /resuming interrupted update jobId=job-l phase=DOWNLOADING/.test(l)), `the restart is in the job's log: ${JSON.stringify(after)}`);
+  });
+
   it('recovers an install interrupted by a restart through Installer.recover', async () => {
     const marker = path.join(f.root, 'health-check-started');
     const first = f.agent(slots({ healthCheck: `touch '${marker}'; sleep 30` }));

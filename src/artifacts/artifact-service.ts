@@ -85,6 +85,11 @@ export class ArtifactService {
     this.deps = deps;
   }
 
+  /** The largest build `add` takes, in bytes (`downloads.maxArtifactBytes`). */
+  get maxBytes(): number {
+    return this.deps.maxArtifactBytes;
+  }
+
   /**
    * Stores a build; CONFLICT if name@version exists (versions are immutable). `compatibility`
    * (checked by `parseCompatibility`) goes into every command for it, signed.

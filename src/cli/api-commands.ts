@@ -77,6 +77,12 @@ export function addApiCommands(program: Command): void {
       });
       if (!info.isFile()) throw new UpdraftError('BAD_REQUEST', `${file} is not a regular file`);
       const api = new ApiClient(opts);
+      // refused here, not half-way: the server stops reading an upload at its limit and the
+      // connection goes with it, which fetch reports as a broken pipe, not as the server's 413
+      const { maxArtifactBytes } = await api.call<{ maxArtifactBytes?: number }>('GET', '/api/v1/artifacts');
+      if (maxArtifactBytes !== undefined && info.size > maxArtifactBytes) {
+        throw new UpdraftError('TOO_LARGE', `${file} is ${info.size} bytes: the server takes builds of at most ${maxArtifactBytes} bytes (its --max-artifact-bytes); nothing was sent`);
+      }
       const types = opts.deviceType?.flatMap((t) => t.split(',')).filter((t) => t !== '');
       const q = new URLSearchParams({ name: opts.name, version: opts.version, ...(types ? { deviceTypes: types.join(',') } : {}), ...(opts.requires !== undefined ? { requires: opts.requires } : {}) });
       const rec = await api.call<ArtifactRecord>('POST', `/api/v1/artifacts?${q}`, createReadStream(file));

@@ -54,7 +54,9 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   router.add('GET', '/api/v1/artifacts', async ({ res }) => {
     const items = await deps.artifacts.list();
     const check = deps.checkArtifactSignature;
-    sendJson(res, 200, { items: check ? items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, check) })) : items });
+    // the size limit too: a client can refuse a build over it before sending it, where the
+    // server, which stops reading at the limit, cuts the connection of an upload under way
+    sendJson(res, 200, { items: check ? items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, check) })) : items, maxArtifactBytes: deps.artifacts.maxBytes });
   });
 
   router.add('POST', '/api/v1/artifacts', async ({ req, res, url }) => {

@@ -212,7 +212,9 @@ export function openApiDocument(): Obj {
     paths: {
       '/api/v1/openapi.json': { get: op('This document', { '200': json({ type: 'object' }) }) },
       '/api/v1/artifacts': {
-        get: op('List artifacts', { '200': json(page(ref('Artifact'))) }),
+        get: op('List artifacts, and the largest build the server takes', {
+          '200': json({ type: 'object', required: ['items', 'maxArtifactBytes'], properties: { items: { type: 'array', items: ref('Artifact') }, maxArtifactBytes: { type: 'integer', description: 'an upload over it is refused (413)' } } }),
+        }),
         post: op('Upload a build (raw bytes)', { '201': json(ref('Artifact')) }, {
           parameters: [
             { name: 'name', in: 'query', required: true, schema: { type: 'string' } },

@@ -78,6 +78,18 @@ export function downloadRoute(deps: {
       'content-type': 'application/octet-stream',
       etag: `"${artifact.sha256}"`,
       'cache-control': 'private, no-store',
+      // The connection ends with the download, said so up front (RFC 9112 §9.6): once the body
+      // is handed to the kernel, Node ends the socket gracefully (FIN after the last byte).
+      // Kept alive, the server's keep-alive timer (5 s) started at that moment, while a device
+      // on a thin link or under --max-download-rate still had megabytes in the socket buffers
+      // to read; the timer closed the connection under it, and fetch refuses a persistent
+      // connection that closes before the end of the response: the download was cut near its
+      // end, then resumed with Range. A longer timer for downloads would only move the race
+      // (a device at 20 kB/s takes minutes to drain 4 MB of buffers) and hold an idle socket,
+      // an fd and its memory per device for as long after every fast download, 15,000 of them
+      // in a fleet update. Nothing is lost by closing: a device downloads once per update, and
+      // a resumed download comes after a broken connection anyway.
+      connection: 'close',
     };
     if (range === 'unsatisfiable') {
       headers['content-range'] = `bytes */${size}`;

@@ -54,7 +54,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     const built = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'dashboard/vite.config.ts', '--logLevel', 'warn'], { cwd: ROOT, encoding: 'utf8' });
     assert.equal(built.status, 0, `vite build failed:\n${built.stdout}\n${built.stderr}`);
     await mkdir(SHOTS, { recursive: true });
-    ts = await startTestServer();
+    ts = await startTestServer({ flags: { 'max-artifact-bytes': 8 * 1024 * 1024 } });
     api = new ApiClient({ server: ts.httpUrl, token: ts.token });
     const devices = await registerFleet(api, 'sim-', FLEET);
     // devices that never connect: a rollout to them stays in progress until it is cancelled
@@ -129,6 +129,13 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Upload' }).click();
     await page.getByRole('status').filter({ hasText: 'Uploaded gw@1.0.0' }).waitFor();
     await page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'gw' }).filter({ hasText: 'rpi4, rpi5 over >=0.9.0' }).waitFor();
+    // a build over the server's limit (8 MiB here) is refused beside its field, before it is sent
+    await page.getByLabel('Build file').setInputFiles({ name: 'huge.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(9 * 1024 * 1024) });
+    await page.getByLabel('Name').fill('huge');
+    await page.getByLabel('Version').fill('1.0.0');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.locator('#a-file-error').filter({ hasText: 'huge.bin is 9.0 MiB: the server takes builds of at most 8.0 MiB (its --max-artifact-bytes).' }).waitFor();
+    assert.equal((await fetch(`${ts.httpUrl}/api/v1/artifacts/huge/1.0.0`, { headers: { authorization: `Bearer ${ts.token}` } })).status, 404, 'nothing was sent');
     await shot('02-artifacts');
   });
 

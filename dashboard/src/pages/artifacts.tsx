@@ -15,12 +15,12 @@ import { useApi, useReadOnly } from '../hooks.ts';
 import type { Artifact, Page } from '../types.ts';
 
 export function ArtifactsPage() {
-  const list = useApi<Page<Artifact>>('/artifacts');
+  const list = useApi<Page<Artifact> & { maxArtifactBytes?: number }>('/artifacts');
   const readOnly = useReadOnly();
   return (
     <>
       <h1>Artifacts</h1>
-      {!readOnly && <UploadForm onDone={list.reload} />}
+      {!readOnly && <UploadForm onDone={list.reload} maxBytes={list.data?.maxArtifactBytes} />}
       <section aria-labelledby="list-h">
         <h2 id="list-h">Builds</h2>
         <ErrorNote error={list.error} />
@@ -95,7 +95,7 @@ function DeleteControl({ artifact, onDone }: { artifact: Artifact; onDone: () =>
   );
 }
 
-function UploadForm({ onDone }: { onDone: () => void }) {
+function UploadForm({ onDone, maxBytes }: { onDone: () => void; maxBytes: number | undefined }) {
   const [file, setFile] = useState<File | null>(null);
   const [name, setName] = useState('');
   const [version, setVersion] = useState('');
@@ -110,6 +110,9 @@ function UploadForm({ onDone }: { onDone: () => void }) {
     setDone(undefined);
     const local: typeof errors = {};
     if (!file) local.file = 'Choose the build file to upload.';
+    // refused before sending: the server stops reading an upload at its limit and cuts the
+    // connection, which the browser reports as a failed request, not as the server's reason
+    else if (maxBytes !== undefined && file.size > maxBytes) local.file = `${file.name} is ${bytes(file.size)}: the server takes builds of at most ${bytes(maxBytes)} (its --max-artifact-bytes).`;
     if (!name.trim()) local.name = 'Give the artifact a name, e.g. fw.';
     if (!version.trim()) local.version = 'Give a semantic version, e.g. 2.0.0.';
     setErrors(local);

@@ -2,11 +2,13 @@
  * The download endpoint a device's pre-signed URL points at (pattern step 7): verifies the
  * signature (device, artifact, expiry, IP), or instead a temporary credential sent as
  * `Authorization: Bearer <token>` (with `?device=<id>`), refuses revoked devices, then streams the bytes with HTTP Range support so
- * an interrupted download resumes where it stopped. Every refusal is a 403 with the reason
+ * an interrupted download resumes where it stopped. A device revoked while it downloads loses
+ * the download at once (`active-downloads.ts`). Every refusal is a 403 with the reason
  * and is logged without the signature or token.
  */
 import { pipeline } from 'node:stream/promises';
 import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
+import { wasCutOff, type ActiveDownloads } from './active-downloads.ts';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import { requireSignedQuery, type UrlSigner } from '../artifacts/url-signer.ts';
@@ -38,6 +40,8 @@ export function downloadRoute(deps: {
   tokens?: DownloadTokens;
   /** Why the device may not download (`device revoked`, not registered), or undefined; absent: not checked. */
   deviceRefusal?: (deviceId: string) => Promise<string | undefined>;
+  /** Downloads in progress, so that a device revoked meanwhile loses them (`active-downloads.ts`); absent: not tracked. */
+  active?: Pick<ActiveDownloads, 'add'>;
   /** Serves hot artifacts from memory. */
   cache?: ArtifactCache;
   /** Counted into (GET /api/v1/metrics). */
@@ -62,6 +66,9 @@ export function downloadRoute(deps: {
       } else {
         deviceId = deps.signer.verify(url.searchParams, artifact, ip, now);
       }
+      // tracked before the check: a revocation committed after it ends the download (its event
+      // finds it), one committed before is refused here
+      deps.active?.add(deviceId, res);
       const refusal = await deps.deviceRefusal?.(deviceId);
       if (refusal !== undefined) throw new UpdraftError('FORBIDDEN', refusal);
     } catch (err) {
@@ -119,9 +126,15 @@ export function downloadRoute(deps: {
     const length = range ? range.end - range.start + 1 : size;
     if (stats) {
       stats.served++;
-      // counted when the response ends: a transfer cut short adds to `cut`, not its bytes
+      // counted when the response ends: a transfer cut short adds to `cut`, not its bytes.
+      // 'finish' (the last byte handed to the kernel), not writableFinished: a response sent
+      // from memory in one write whose socket is gone has nothing left to write, and
+      // writableFinished said it was delivered whole. One ended for a revoked device may
+      // still have said 'finish' (its write done, its bytes dropped by the reset)
+      let finished = false;
+      res.once('finish', () => (finished = true));
       res.once('close', () => {
-        if (res.writableFinished) stats.bytes += length;
+        if (finished && !wasCutOff(res)) stats.bytes += length;
         else stats.cut++;
       });
     }

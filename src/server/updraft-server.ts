@@ -33,6 +33,7 @@ import { DownloadTokens } from '../credentials/download-token.ts';
 import { EventBus } from '../events/event-bus.ts';
 import { addApiRoutes } from '../http/api-routes.ts';
 import { addBrokerRoutes } from '../http/broker-routes.ts';
+import { ActiveDownloads } from '../http/active-downloads.ts';
 import { downloadRoute, type DownloadStats } from '../http/download-route.ts';
 import { addFleetRoutes } from '../http/fleet-routes.ts';
 import { Dashboard } from '../http/dashboard.ts';
@@ -250,7 +251,11 @@ export class UpdraftServer {
       return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
     };
     const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0 };
-    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, cache, stats: downloadStats, logger: logger.child('download') }));
+    // a device revoked or deleted, here or on another instance (the relay brings its
+    // device.credentials), loses the downloads it has in progress here
+    const activeDownloads = new ActiveDownloads({ events, refusal: deviceRefusal, logger: logger.child('download') });
+    await this.startPart(activeDownloads);
+    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, active: activeDownloads, cache, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });
     addNamedTokenRoutes(router, [viewerTokens, operatorTokens]);
     // a leaked operator token is replaced without a restart (docs/security.md)

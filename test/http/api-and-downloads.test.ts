@@ -139,6 +139,8 @@ describe('HTTP API and downloads', () => {
     assert.equal((await fetch(cmd.url, { headers: { range: 'bytes=200000-' } })).status, 416);
 
     const u = new URL(cmd.url);
+    // bound to the device and the artifact, not to an address (docs/security.md, "Not covered")
+    assert.deepEqual([...u.searchParams.keys()].sort(), ['device', 'exp', 'kid', 'sig']);
     const refused = async (mutate: (url: URL) => void, reason: RegExp) => {
       const copy = new URL(u);
       mutate(copy);

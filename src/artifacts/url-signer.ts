@@ -1,8 +1,9 @@
 /**
  * Pre-signed download URLs (the pattern's first answer to "only the targeted device gets the
  * software", DESIGN.md §5): an HMAC-SHA256 over device, artifact (name, version and SHA-256),
- * expiry and optionally the client IP (verified when a URL carries one; the server issues
- * none: it cannot know which address a device downloads from, docs/security.md). Keys carry
+ * expiry and optionally the client IP (verified when a URL carries one; issued only with
+ * `downloads.ipBinding mqtt`, the address of the device's MQTT connection: in general the
+ * server cannot know which address a device downloads from, docs/security.md). Keys carry
  * an id (`kid`) so they can rotate: new URLs are signed with the newest active key while URLs
  * signed with an older key in the ring stay valid until they expire; a key may be staged to
  * sign only from a given time.

@@ -156,6 +156,16 @@ export class EmbeddedBroker implements MessageBus {
     this.requestHandler = handler;
   }
 
+  /**
+   * The address a device's current MQTT connection comes from (`downloads.ipBinding mqtt`);
+   * undefined while it is not connected. An IPv4 client of a dual-stack listener is named
+   * as IPv4 (`::ffff:` dropped), as the download route compares it.
+   */
+  addressOf(deviceId: string): string | undefined {
+    const address = (this.deviceClients.get(deviceId)?.conn as { remoteAddress?: string } | undefined)?.remoteAddress;
+    return address?.startsWith('::ffff:') ? address.slice(7) : address;
+  }
+
   onPresence(handler: (event: PresenceEvent) => void): void {
     this.presenceHandler = handler;
   }

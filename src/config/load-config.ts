@@ -88,6 +88,11 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   // settings that depend on each other
   const partial = out as unknown as UpdraftConfig;
   if (partial.downloads?.via === 's3' && !partial.blob) errors.push('downloads.via s3 needs S3 artifact storage: set blob (--blob s3://bucket?endpoint=...)');
+  if (partial.downloads?.ipBinding === 'mqtt') {
+    // the address comes from the embedded broker's connection; S3 checks no address
+    if (partial.mqtt?.url) errors.push('downloads.ipBinding mqtt needs the embedded broker: an external one (mqtt.url) does not tell Updraft where a device connects from');
+    if (partial.downloads.via === 's3') errors.push('downloads.ipBinding mqtt needs downloads.via updraft: an S3 pre-signed URL cannot be bound to an address');
+  }
   errors.push(...tlsFileErrors(partial, (p) => `${p} (${from.get(p)})`, (p) => from.get(p)!));
   // a usage error (status 400): the CLI exits with code 2, as for a bad flag
   if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`, { status: 400 });

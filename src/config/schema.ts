@@ -19,7 +19,7 @@ export interface UpdraftConfig {
   /** Host names and IPs put into server certificates issued by Updraft's CA (comma-separated). */
   tls: { hosts: string };
   shadow: { maxDocumentBytes: number; maxDepth: number; maxPending: number };
-  downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3'; memoryCacheBytes: number };
+  downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3'; memoryCacheBytes: number; ipBinding: 'off' | 'mqtt' };
   logLevel: LogLevel;
   logFormat: LogFormat;
   /** On SIGTERM or SIGINT: seconds of answering /readyz with 503 before stopping. */
@@ -74,7 +74,8 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },
   { path: 'shadow.maxPending', type: 'integer', default: 100000, env: 'UPDRAFT_SHADOW_MAX_PENDING', flag: 'shadow-max-pending', doc: 'Shadow requests queued across all devices before new ones are rejected with 429.', min: 1 },
   { path: 'downloads.urlTtlSeconds', type: 'integer', default: 3600, env: 'UPDRAFT_URL_TTL', flag: 'url-ttl', doc: 'Lifetime of a pre-signed download URL and of the signed manifest of an update command, in seconds.', min: 10, max: 7 * 86400 },
-  { path: 'downloads.via', type: 'enum', default: 'updraft', env: 'UPDRAFT_DOWNLOADS_VIA', flag: 'downloads-via', doc: 'Where devices download from: updraft (HMAC-signed URLs to /v1/download, bound to device, artifact and expiry) or s3 (S3 pre-signed URLs straight to the bucket, bound to artifact and expiry only; needs blob=s3://...).', values: ['updraft', 's3'] },
+  { path: 'downloads.via', type: 'enum', default: 'updraft', env: 'UPDRAFT_DOWNLOADS_VIA', flag: 'downloads-via', doc: 'Where devices download from: updraft (HMAC-signed URLs to /v1/download, bound to device, artifact and expiry, and with downloads.ipBinding to the device\'s address) or s3 (S3 pre-signed URLs straight to the bucket, bound to artifact and expiry only; needs blob=s3://...).', values: ['updraft', 's3'] },
+  { path: 'downloads.ipBinding', type: 'enum', default: 'off', env: 'UPDRAFT_DOWNLOAD_IP_BINDING', flag: 'download-ip-binding', doc: 'mqtt: bind each download URL also to the address the device\'s MQTT connection comes from, as the embedded broker sees it (a URL issued while the device is not connected is not bound). Only for devices that reach MQTT and HTTP from one address (private networks, static addresses): not behind NAT pools or a proxy, nor across IPv4 and IPv6, where downloads would be refused. Not with an external broker (mqtt.url) nor downloads.via s3.', values: ['off', 'mqtt'] },
   { path: 'downloads.memoryCacheBytes', type: 'integer', default: 64 * 1024 ** 2, env: 'UPDRAFT_DOWNLOAD_CACHE_BYTES', flag: 'download-cache-bytes', doc: 'Memory for artifacts served to devices (least recently used leave first; artifacts over an eighth of it are streamed from storage); 0 turns it off.', min: 0 },
   { path: 'downloads.tokenTtlSeconds', type: 'integer', default: 900, env: 'UPDRAFT_TOKEN_TTL', flag: 'token-ttl', doc: 'Lifetime of a temporary download credential (state/{id}/credentials/request), in seconds.', min: 10, max: 86400 },
   { path: 'downloads.maxArtifactBytes', type: 'integer', default: 2 * 1024 ** 3, env: 'UPDRAFT_MAX_ARTIFACT_BYTES', flag: 'max-artifact-bytes', doc: 'Largest artifact accepted by `artifact add`, in bytes.', min: 1 },

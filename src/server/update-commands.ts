@@ -30,6 +30,8 @@ export interface UpdateCommandDeps {
   manifests: ManifestSigner;
   /** Lifetime of the URL and the manifest, in seconds. */
   ttlSeconds: number;
+  /** The address to bind a device's URL to (`downloads.ipBinding mqtt`), if any. */
+  addressOf?: (deviceId: string) => string | undefined;
   /** Milliseconds since the epoch (tests). */
   now?: () => number;
 }
@@ -88,7 +90,8 @@ export class UpdateCommands {
       entry = kept;
     }
     const { urlExpiresAt, signed, installWindows } = await entry.signing;
-    const url = await this.deps.urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt });
+    const ip = this.deps.addressOf?.(deviceId);
+    const url = await this.deps.urls.issue({ deviceId, name: sw.name, version: sw.version, sha256: sw.sha256, expiresAt: urlExpiresAt, ...(ip ? { ip } : {}) });
     // field by field, not `{ ...sw, url, ...signed }`: a spread followed by new keys takes V8's
     // slow path in Node 20 (1.5-2 µs against 0.02), twice per updated device
     const command: SoftwareCommand = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, jobId: sw.jobId, url, urlExpiresAt, manifest: signed.manifest, signature: signed.signature };

@@ -202,7 +202,14 @@ export class UpdraftServer {
       else this.online.delete(e.deviceId);
       events.emit('device.presence', e);
     });
-    const commands = new UpdateCommands({ store: this.store, urls, manifests: security.manifests, ttlSeconds: config.downloads.urlTtlSeconds });
+    const commands = new UpdateCommands({
+      store: this.store,
+      urls,
+      manifests: security.manifests,
+      ttlSeconds: config.downloads.urlTtlSeconds,
+      // the configuration refuses ipBinding with an external broker: this one sees the connections
+      ...(config.downloads.ipBinding === 'mqtt' ? { addressOf: (deviceId: string) => this.broker.addressOf(deviceId) } : {}),
+    });
     // issue 9: the AWS IoT shadow and jobs topic families, doors onto the same replica and job engine
     // a thing new here is announced (the relay tells the other instances); one new there is marked here
     const awsThings = new AwsThings({ onNew: (thing) => events.emit('aws.thing', { thing }) });

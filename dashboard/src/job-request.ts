@@ -113,20 +113,50 @@ export function toRequest(f: JobForm): Record<string, unknown> {
   return body;
 }
 
-/** Field keys errors attach to: form fields, `wave-<i>` rows, or `form` for the rest. */
-export type ErrorKey = keyof JobForm | `wave-${number}` | 'targets' | 'rampUp' | 'abort' | 'form';
+/**
+ * Field keys errors attach to: form fields, a wave's controls (`wave-<i>` its size,
+ * `wave-<i>-threshold`, `wave-<i>-approval`), `targets`, or `form` for what is no field's.
+ */
+export type ErrorKey = keyof JobForm | `wave-${number}` | `wave-${number}-threshold` | `wave-${number}-approval` | 'targets' | 'form';
 
-/** Which field a server message is about. */
-export function fieldOf(message: string): ErrorKey {
+const positiveInt = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+
+/**
+ * Which control a refused `plan.rampUp` is about. The server names the object as a whole
+ * ("plan.rampUp must be {initialPerMinute: positive integer, factor: number from 1 to 100}"),
+ * so the form looks at what it sent against the rule the message states: the value that
+ * breaks it gets the message (the first control when both do, or nothing was sent).
+ */
+function rampKey(sent: Record<string, unknown> | undefined): ErrorKey {
+  const r = (sent?.plan as { rampUp?: { initialPerMinute?: unknown; factor?: unknown } } | undefined)?.rampUp;
+  if (!r) return 'rampInitial';
+  const factorOk = typeof r.factor === 'number' && r.factor >= 1 && r.factor <= 100;
+  return positiveInt(r.initialPerMinute) && !factorOk ? 'rampFactor' : 'rampInitial';
+}
+
+/** Which field a server message is about; `sent` (the request refused) settles a message that names two. */
+export function fieldOf(message: string, sent?: Record<string, unknown>): ErrorKey {
   const m = /plan\.waves\[(\d+)\]/.exec(message);
-  if (m) return `wave-${Number(m[1])}`;
-  const rules: [RegExp, ErrorKey][] = [
+  if (m) {
+    const i = Number(m[1]);
+    // "plan.waves[i].successThreshold must be..." and "plan.waves[i] is the last wave: a successThreshold gates..."
+    if (/^plan\.waves\[\d+\](\.successThreshold| is the last wave: a successThreshold)/.test(message)) return `wave-${i}-threshold`;
+    if (/^plan\.waves\[\d+\](\.requireApproval| is the last wave: requireApproval)/.test(message)) return `wave-${i}-approval`;
+    return `wave-${i}`;
+  }
+  const rules: [RegExp, ErrorKey | (() => ErrorKey)][] = [
     [/^plan\.waves/, 'waves'],
     [/^plan\.maxPerMinute/, 'maxPerMinute'],
-    [/^plan\.rampUp/, 'rampUp'],
+    [/^plan\.rampUp\.factor/, 'rampFactor'],
+    [/^plan\.rampUp\.initialPerMinute/, 'rampInitial'],
+    [/^plan\.rampUp/, () => rampKey(sent)],
+    [/^plan\.windows\[\d+\]\.minutes/, 'windowMinutes'],
+    [/^plan\.windows\[\d+\]\.days/, 'windowDays'],
     [/^plan\.windows/, 'windowStart'],
     [/^plan\.timeZone/, 'timeZone'],
-    [/^abort/, 'abort'],
+    [/^abort\.rules\[\d+\]\.minFinished/, 'abortMin'],
+    [/^abort\.rules\[\d+\]\.type/, 'abortType'],
+    [/^abort/, 'abortPercent'],
     [/^timeouts\.inProgressSeconds/, 'inProgressSeconds'],
     [/^timeouts\.stepSeconds/, 'stepSeconds'],
     [/^retries/, 'retries'],
@@ -137,20 +167,46 @@ export function fieldOf(message: string): ErrorKey {
     [/artifact/, 'artifact'],
     [/^description/, 'description'],
   ];
-  for (const [re, key] of rules) if (re.test(message)) return key;
+  for (const [re, key] of rules) if (re.test(message)) return typeof key === 'function' ? key() : key;
   return 'form';
 }
+
+/** Refusals whose message is about the request (a field, an artifact or device that does not exist); the rest (no server, a server error) are no field's. */
+const ABOUT_THE_REQUEST = new Set(['BAD_REQUEST', 'NOT_FOUND', 'CONFLICT']);
 
 /**
  * The server's message split onto fields; several messages for one field are joined. Only
  * BAD_REQUEST lists several problems; other refusals (an artifact or device that does not
- * exist) are one message that goes on with advice after its "; ".
+ * exist) are one message that goes on with advice after its "; ". A failure that is not a
+ * refusal of the request (`NETWORK`: the server cannot be reached, `INTERNAL`...) is the
+ * form's, whatever words it contains.
  */
-export function fieldErrors(message: string, code = 'BAD_REQUEST'): Partial<Record<ErrorKey, string>> {
+export function fieldErrors(message: string, code = 'BAD_REQUEST', sent?: Record<string, unknown>): Partial<Record<ErrorKey, string>> {
+  if (!ABOUT_THE_REQUEST.has(code)) return { form: message };
   const out: Partial<Record<ErrorKey, string>> = {};
+  const parts: string[] = [];
   for (const part of code === 'BAD_REQUEST' ? message.split('; ') : [message]) {
-    const key = fieldOf(part);
+    // advice after a problem's own "; " ("... none follows; to stop a failing last wave, use
+    // abort rules") is that problem's, not a problem of its own
+    if (/^to \w/.test(part) && parts.length > 0) parts[parts.length - 1] += `; ${part}`;
+    else parts.push(part);
+  }
+  for (const part of parts) {
+    const key = fieldOf(part, sent);
     out[key] = out[key] ? `${out[key]}; ${part}` : part;
   }
   return out;
+}
+
+/**
+ * The summary above the form: what was refused, how many fields need attention, and what is
+ * no field's said as it is (not counted as a field: "the server cannot be reached...").
+ */
+export function errorSummary(errors: Partial<Record<ErrorKey, string>>, refused: 'preview' | 'create'): string {
+  const fields = Object.keys(errors).filter((k) => k !== 'form').length;
+  const head = refused === 'preview' ? 'Nothing to preview' : 'The job was not created';
+  const parts: string[] = [];
+  if (fields > 0) parts.push(`${fields === 1 ? 'one field needs' : `${fields} fields need`} attention.`);
+  if (errors.form) parts.push(/[.!?]$/.test(errors.form) ? errors.form : `${errors.form}.`);
+  return parts.length ? `${head}: ${parts.join(' ')}` : '';
 }

@@ -70,7 +70,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     page.setDefaultTimeout(WAIT);
     page.on('console', (m) => {
       if (m.type() !== 'error') return;
-      if (expectRefusal && /status of (400|401|404|409|503)/.test(m.text())) return;
+      if (expectRefusal && /status of (400|401|404|409|503)|net::ERR_FAILED/.test(m.text())) return;
       consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
@@ -159,6 +159,35 @@ describe('web dashboard in Chromium', { skip }, () => {
     assert.match(await waveError.innerText(), /plan\.waves\[0\]\.percent must be a number above 0 and at most 100/);
     assert.match(await page.locator('#j-targets-error').innerText(), /target set is empty/);
     await shot('03-job-form-errors');
+    // a wave's threshold, the window's minutes and the abort rule's minimum: each message under its own control
+    const describedBy = async (label: string) => {
+      const control = page.getByLabel(label, { exact: true });
+      assert.equal(await control.getAttribute('aria-invalid'), 'true', label);
+      return page.locator(`#${await control.getAttribute('aria-describedby')}`).innerText();
+    };
+    await page.getByLabel('Wave 1 size').fill('100');
+    await page.getByLabel('Success threshold %').fill('90');
+    await page.getByLabel('Maintenance window opens (HH:MM)').fill('02:00');
+    await page.getByLabel('Window open for (minutes)').fill('5000');
+    await page.getByLabel('Abort at failure %').fill('20');
+    await page.getByLabel('after at least (finished)').fill('0');
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+    await page.getByTestId('error-summary').filter({ hasText: /^The job was not created: 4 fields need attention\./ }).waitFor();
+    assert.match(await describedBy('Success threshold %'), /^plan\.waves\[0\] is the last wave: a successThreshold gates the next wave and none follows; to stop a failing last wave, use abort rules/);
+    assert.match(await describedBy('Window open for (minutes)'), /^plan\.windows\[0\]\.minutes must be/);
+    assert.match(await describedBy('after at least (finished)'), /^abort\.rules\[0\]\.minFinished must be/);
+    assert.equal(await page.getByLabel('Maintenance window opens (HH:MM)').getAttribute('aria-invalid'), null, 'the start is fine');
+    assert.equal(await page.getByLabel('Abort at failure %').getAttribute('aria-invalid'), null, 'the percentage is fine');
+    await shot('03a-job-form-errors-own-controls');
+    for (const label of ['Success threshold %', 'Maintenance window opens (HH:MM)', 'Window open for (minutes)', 'Abort at failure %', 'after at least (finished)']) await page.getByLabel(label, { exact: true }).fill('');
+    // a failure that is no field's is said as it is, not counted as "one field"
+    await page.route('**/api/v1/jobs/preview', (route) => route.abort());
+    try {
+      await page.getByRole('button', { name: 'Preview' }).click();
+      await page.getByTestId('error-summary').filter({ hasText: /^Nothing to preview: the server cannot be reached; check that it runs\.$/ }).waitFor();
+    } finally {
+      await page.unroute('**/api/v1/jobs/preview');
+    }
     expectRefusal = false;
   });
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { certificateExpiry } from '../../dashboard/src/format.ts';
-import { emptyForm, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
+import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
 import { parseSse } from '../../dashboard/src/sse.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { parseJobRequest } from '../../src/jobs/job-spec.ts';
@@ -71,9 +71,9 @@ describe('dashboard client logic', () => {
       message = err.message;
     }
     const errors = fieldErrors(message);
-    assert.deepEqual(Object.keys(errors).sort(), ['maxPerMinute', 'retries', 'stepSeconds', 'targets', 'wave-0', 'wave-1'].sort(), message);
+    assert.deepEqual(Object.keys(errors).sort(), ['maxPerMinute', 'retries', 'stepSeconds', 'targets', 'wave-0', 'wave-1-threshold'].sort(), message);
     assert.match(errors['wave-0']!, /plan\.waves\[0\]\.percent/);
-    assert.match(errors['wave-1']!, /successThreshold/);
+    assert.match(errors['wave-1-threshold']!, /successThreshold/);
     assert.equal(fieldOf('artifact fw@9.9.9 does not exist; add it with: updraft artifact add'), 'artifact');
     assert.equal(fieldOf('device dev-9 is not registered; register it with: updraft device register dev-9'), 'devices');
     assert.equal(fieldOf('group g does not exist; list groups with: updraft group list'), 'groups');
@@ -88,4 +88,47 @@ describe('dashboard client logic', () => {
     assert.deepEqual(Object.keys(fieldErrors(windowMessage)).sort(), ['timeZone', 'windowStart'], windowMessage);
     assert.deepEqual(fieldErrors('device dev-9 is not registered; register it with: updraft device register dev-9', 'NOT_FOUND'), { devices: 'device dev-9 is not registered; register it with: updraft device register dev-9' });
   });
+  it('puts the messages of a wave\'s threshold and approval, the window, the ramp-up and the abort rule under their own controls', () => {
+    const refused = (f: ReturnType<typeof emptyForm>) => {
+      const body = toRequest(f);
+      try {
+        parseJobRequest(body, Date.now());
+      } catch (err) {
+        return fieldErrors((err as Error).message, 'BAD_REQUEST', body);
+      }
+      assert.fail('the server would accept it');
+    };
+    const base = { ...emptyForm(), artifact: 'fw@2.0.0', devices: 'd1' };
+    // a threshold out of range, and the last wave's threshold and approval that gate nothing
+    const waves = refused({ ...base, waves: [{ size: '10', unit: 'percent', threshold: '101', approval: false }, { size: '', unit: 'percent', threshold: '90', approval: true }] });
+    assert.deepEqual(Object.keys(waves).sort(), ['wave-0-threshold', 'wave-1-approval', 'wave-1-threshold'], JSON.stringify(waves));
+    assert.match(waves['wave-0-threshold']!, /^plan\.waves\[0\]\.successThreshold must be/);
+    assert.match(waves['wave-1-threshold']!, /is the last wave: a successThreshold gates the next wave and none follows; to stop a failing last wave, use abort rules/);
+    assert.match(waves['wave-1-approval']!, /is the last wave: requireApproval holds the next wave/);
+    // the window's minutes and days, each under its own control, not under its start
+    const window = refused({ ...base, windowStart: '02:00', windowMinutes: '5000', windowDays: 'someday' });
+    assert.deepEqual(Object.keys(window).sort(), ['windowDays', 'windowMinutes'], JSON.stringify(window));
+    assert.deepEqual(Object.keys(refused({ ...base, windowStart: '2am', windowMinutes: '60' })), ['windowStart']);
+    // the ramp-up: the server names the whole object; the value that breaks its rule gets it
+    assert.deepEqual(Object.keys(refused({ ...base, rampInitial: '10', rampFactor: '0.5' })), ['rampFactor']);
+    assert.deepEqual(Object.keys(refused({ ...base, rampInitial: '-3', rampFactor: '2' })), ['rampInitial']);
+    assert.deepEqual(Object.keys(refused({ ...base, maxPerMinute: '5', rampInitial: '10', rampFactor: '2' })), ['rampInitial']);
+    assert.equal(fieldOf('plan.rampUp.factor must be a number from 1 to 100'), 'rampFactor');
+    // the abort rule's minimum, and its percentage
+    assert.deepEqual(Object.keys(refused({ ...base, abortPercent: '20', abortMin: '0' })), ['abortMin']);
+    assert.deepEqual(Object.keys(refused({ ...base, abortPercent: '200' })), ['abortPercent']);
+    assert.equal(fieldOf('abort.rules[0].type must be FAILED, TIMED_OUT, REJECTED or ANY'), 'abortType');
+  });
+
+  it('says what went wrong when it is no field\'s, rather than counting it as a field', () => {
+    // the server cannot be reached: whatever its words, the message is the form's
+    const network = fieldErrors('the server cannot be reached; check that it runs', 'NETWORK');
+    assert.deepEqual(network, { form: 'the server cannot be reached; check that it runs' });
+    assert.equal(errorSummary(network, 'create'), 'The job was not created: the server cannot be reached; check that it runs.');
+    assert.deepEqual(fieldErrors('the artifact store failed', 'INTERNAL'), { form: 'the artifact store failed' });
+    assert.equal(errorSummary({ 'wave-0': 'x', targets: 'y' }, 'preview'), 'Nothing to preview: 2 fields need attention.');
+    assert.equal(errorSummary({ artifact: 'x', form: 'unknown field "colour".' }, 'create'), 'The job was not created: one field needs attention. unknown field "colour".');
+    assert.equal(errorSummary({}, 'create'), '');
+  });
 });
+

@@ -8,7 +8,7 @@ import { useRef, useState } from 'preact/hooks';
 import { ApiError, api } from '../api.ts';
 import { Field } from '../components/field.tsx';
 import { useApi, useReadOnly } from '../hooks.ts';
-import { emptyForm, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
+import { emptyForm, errorSummary, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
 import { navigate } from '../router.tsx';
 import { count as count0, dateTime } from '../format.ts';
 import type { Artifact, JobPreview, JobView, Page } from '../types.ts';
@@ -33,11 +33,12 @@ export function JobNewPage() {
     setBusy(true);
     setErrors({});
     setPreview(undefined);
+    const body = toRequest(f);
     try {
-      setPreview(await api<JobPreview>('POST', '/jobs/preview', toRequest(f)));
+      setPreview(await api<JobPreview>('POST', '/jobs/preview', body));
     } catch (err) {
       setRefused('preview');
-      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
+      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code, body) : { form: (err as Error).message });
       setTimeout(() => summary.current?.focus(), 0);
     } finally {
       setBusy(false);
@@ -48,19 +49,20 @@ export function JobNewPage() {
     e.preventDefault();
     setBusy(true);
     setErrors({});
+    const body = toRequest(f);
     try {
-      const view = await api<JobView>('POST', '/jobs', toRequest(f));
+      const view = await api<JobView>('POST', '/jobs', body);
       navigate(`/jobs/${view.job.jobId}`);
     } catch (err) {
       setRefused('create');
-      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
+      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code, body) : { form: (err as Error).message });
       setBusy(false);
       // move focus to the summary so keyboard and screen-reader users hear what went wrong
       setTimeout(() => summary.current?.focus(), 0);
     }
   };
 
-  const count = Object.keys(errors).length;
+  const summaryText = errorSummary(errors, refused);
   if (readOnly) {
     return (
       <>
@@ -72,12 +74,8 @@ export function JobNewPage() {
   return (
     <>
       <h1>New rollout</h1>
-      <div ref={summary} tabIndex={-1} class={count ? 'error-summary' : ''} role={count ? 'alert' : undefined} data-testid="error-summary">
-        {count > 0 && (
-          <p>
-            {refused === 'preview' ? 'Nothing to preview' : 'The job was not created'}: {count === 1 ? 'one field needs' : `${count} fields need`} attention.{errors.form && <> {errors.form}</>}
-          </p>
-        )}
+      <div ref={summary} tabIndex={-1} class={summaryText ? 'error-summary' : ''} role={summaryText ? 'alert' : undefined} data-testid="error-summary">
+        {summaryText && <p>{summaryText}</p>}
       </div>
       <form class="job-form" onSubmit={submit} noValidate>
         <fieldset>
@@ -137,13 +135,19 @@ export function JobNewPage() {
                   <option value="count">devices</option>
                 </select>
               </div>
-              <div class="field">
-                <label for={`w${i}-threshold`}>Success threshold %</label>
-                <input id={`w${i}-threshold`} inputMode="decimal" value={w.threshold} placeholder="0" onInput={(e) => setWave(i, { threshold: e.currentTarget.value })} />
+              <Field id={`w${i}-threshold`} label="Success threshold %" error={errors[`wave-${i}-threshold`]}>
+                <input {...aria(`wave-${i}-threshold`, `w${i}-threshold`)} inputMode="decimal" value={w.threshold} placeholder="0" onInput={(e) => setWave(i, { threshold: e.currentTarget.value })} />
+              </Field>
+              <div class={`field${errors[`wave-${i}-approval`] ? ' invalid' : ''}`}>
+                <label class="check">
+                  <input type="checkbox" {...aria(`wave-${i}-approval`, `w${i}-approval`)} checked={w.approval} onChange={(e) => setWave(i, { approval: e.currentTarget.checked })} /> Wait for approval after
+                </label>
+                {errors[`wave-${i}-approval`] && (
+                  <p id={`w${i}-approval-error`} class="field-error" role="alert">
+                    {errors[`wave-${i}-approval`]}
+                  </p>
+                )}
               </div>
-              <label class="check">
-                <input type="checkbox" checked={w.approval} onChange={(e) => setWave(i, { approval: e.currentTarget.checked })} /> Wait for approval after
-              </label>
               {f.waves.length > 1 && (
                 <button type="button" class="secondary" onClick={() => set('waves', f.waves.filter((_, j) => j !== i))} aria-label={`Remove wave ${i + 1}`}>
                   Remove
@@ -167,47 +171,42 @@ export function JobNewPage() {
             <Field id="j-rate" label="Most updates per minute" error={errors.maxPerMinute}>
               <input {...aria('maxPerMinute', 'j-rate')} inputMode="numeric" value={f.maxPerMinute} placeholder="no limit" onInput={(e) => set('maxPerMinute', e.currentTarget.value)} />
             </Field>
-            <Field id="j-ramp" label="Ramp-up: first minute" error={errors.rampUp}>
-              <input {...aria('rampUp', 'j-ramp')} inputMode="numeric" value={f.rampInitial} placeholder="none" onInput={(e) => set('rampInitial', e.currentTarget.value)} />
+            <Field id="j-ramp" label="Ramp-up: first minute" error={errors.rampInitial}>
+              <input {...aria('rampInitial', 'j-ramp')} inputMode="numeric" value={f.rampInitial} placeholder="none" onInput={(e) => set('rampInitial', e.currentTarget.value)} />
             </Field>
-            <div class="field">
-              <label for="j-ramp-factor">Ramp-up factor per minute</label>
-              <input id="j-ramp-factor" inputMode="decimal" value={f.rampFactor} placeholder="2" onInput={(e) => set('rampFactor', e.currentTarget.value)} />
-            </div>
+            <Field id="j-ramp-factor" label="Ramp-up factor per minute" error={errors.rampFactor}>
+              <input {...aria('rampFactor', 'j-ramp-factor')} inputMode="decimal" value={f.rampFactor} placeholder="2" onInput={(e) => set('rampFactor', e.currentTarget.value)} />
+            </Field>
           </div>
           <div class="row">
             <Field id="j-window" label="Maintenance window opens (HH:MM)" error={errors.windowStart}>
               <input {...aria('windowStart', 'j-window')} value={f.windowStart} placeholder="any time" onInput={(e) => set('windowStart', e.currentTarget.value)} />
             </Field>
-            <div class="field">
-              <label for="j-window-minutes">Window open for (minutes)</label>
-              <input id="j-window-minutes" inputMode="numeric" value={f.windowMinutes} placeholder="120" onInput={(e) => set('windowMinutes', e.currentTarget.value)} />
-            </div>
-            <div class="field">
-              <label for="j-window-days">Window days</label>
-              <input id="j-window-days" value={f.windowDays} placeholder="every day (or: sat, sun)" onInput={(e) => set('windowDays', e.currentTarget.value)} />
-            </div>
+            <Field id="j-window-minutes" label="Window open for (minutes)" error={errors.windowMinutes}>
+              <input {...aria('windowMinutes', 'j-window-minutes')} inputMode="numeric" value={f.windowMinutes} placeholder="120" onInput={(e) => set('windowMinutes', e.currentTarget.value)} />
+            </Field>
+            <Field id="j-window-days" label="Window days" error={errors.windowDays}>
+              <input {...aria('windowDays', 'j-window-days')} value={f.windowDays} placeholder="every day (or: sat, sun)" onInput={(e) => set('windowDays', e.currentTarget.value)} />
+            </Field>
             <Field id="j-tz" label="Time zone of the window" error={errors.timeZone} help={'IANA (Europe/Madrid), or "device": each device\'s own, where it installs when the window is open'}>
               <input {...aria('timeZone', 'j-tz')} aria-describedby={errors.timeZone ? 'j-tz-error' : 'j-tz-help'} value={f.timeZone} placeholder="UTC" onInput={(e) => set('timeZone', e.currentTarget.value)} />
             </Field>
           </div>
           <div class="row">
-            <div class="field">
-              <label for="j-abort-type">Abort on</label>
-              <select id="j-abort-type" value={f.abortType} onChange={(e) => set('abortType', e.currentTarget.value)}>
+            <Field id="j-abort-type" label="Abort on" error={errors.abortType}>
+              <select {...aria('abortType', 'j-abort-type')} value={f.abortType} onChange={(e) => set('abortType', e.currentTarget.value)}>
                 <option value="ANY">any failure</option>
                 <option value="FAILED">FAILED</option>
                 <option value="TIMED_OUT">TIMED_OUT</option>
                 <option value="REJECTED">REJECTED</option>
               </select>
-            </div>
-            <Field id="j-abort" label="Abort at failure %" error={errors.abort}>
-              <input {...aria('abort', 'j-abort')} inputMode="decimal" value={f.abortPercent} placeholder="never" onInput={(e) => set('abortPercent', e.currentTarget.value)} />
             </Field>
-            <div class="field">
-              <label for="j-abort-min">after at least (finished)</label>
-              <input id="j-abort-min" inputMode="numeric" value={f.abortMin} placeholder="1" onInput={(e) => set('abortMin', e.currentTarget.value)} />
-            </div>
+            <Field id="j-abort" label="Abort at failure %" error={errors.abortPercent}>
+              <input {...aria('abortPercent', 'j-abort')} inputMode="decimal" value={f.abortPercent} placeholder="never" onInput={(e) => set('abortPercent', e.currentTarget.value)} />
+            </Field>
+            <Field id="j-abort-min" label="after at least (finished)" error={errors.abortMin}>
+              <input {...aria('abortMin', 'j-abort-min')} inputMode="numeric" value={f.abortMin} placeholder="1" onInput={(e) => set('abortMin', e.currentTarget.value)} />
+            </Field>
           </div>
           <label class="check">
             <input type="checkbox" checked={f.rollback} onChange={(e) => set('rollback', e.currentTarget.checked)} /> On abort, roll failed devices back

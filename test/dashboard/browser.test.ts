@@ -300,6 +300,12 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.keyboard.press('Tab');
     await page.keyboard.press('Enter');
     await focusOn('Delete old@1.0.0');
+    // Escape keeps it too, and gives the focus back to the button
+    await page.keyboard.press('Enter');
+    await focusOn('Yes, delete old@1.0.0');
+    await page.keyboard.press('Escape');
+    await row.getByRole('button', { name: 'Yes, delete old@1.0.0' }).waitFor({ state: 'detached', timeout: 5000 });
+    await focusOn('Delete old@1.0.0');
     await row.getByRole('button', { name: 'Delete old@1.0.0' }).click();
     expectRefusal = true;
     await row.getByRole('button', { name: 'Yes, delete old@1.0.0' }).click();

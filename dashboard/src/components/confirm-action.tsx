@@ -2,7 +2,7 @@
  * A destructive action confirmed in the page, never in a browser dialog: its button, then
  * the question with "Yes, …" and a way back; the server's refusal is shown under it, and the
  * button comes back so the operator can try again. The focus moves to "Yes, …" when the
- * question opens and back to the button when it closes.
+ * question opens and back to the button when it closes; Escape closes it as the way back does.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { useReadOnly } from '../hooks.ts';
@@ -64,7 +64,16 @@ export function ConfirmAction(p: ConfirmActionProps) {
           {p.label}
         </button>
       ) : (
-        <span class="confirm" role="alert">
+        // Escape keeps it, as the way back does (WAI-ARIA APG, dialog pattern); not while the action runs
+        <span
+          class="confirm"
+          role="alert"
+          onKeyDown={(e) => {
+            if (e.key !== 'Escape' || busy) return;
+            e.stopPropagation(); // closes this question only, not a panel around it
+            open(false);
+          }}
+        >
           {p.question}{' '}
           <button ref={yes} type="button" class="danger" disabled={busy} onClick={go}>
             {p.confirm}

@@ -123,6 +123,32 @@ export function useLiveReload(filter: Record<string, string>, loaded: Loaded<unk
   useEvents(filter, reload);
 }
 
+/**
+ * Reloads each of `loaded` when the tab comes back (it is shown again, or the window takes the
+ * focus): for a page whose changes no event announces (an artifact deleted from the CLI or
+ * another tab), so it is current when the operator looks at it again.
+ */
+export function useReloadOnReturn(loaded: Loaded<unknown>[]): void {
+  const ref = useRef(loaded);
+  ref.current = loaded;
+  useEffect(() => {
+    let last = 0;
+    const back = () => {
+      if (document.visibilityState !== 'visible') return;
+      // showing a tab also focuses its window: one reload for both
+      if (Date.now() - last < 500) return;
+      last = Date.now();
+      for (const l of ref.current) l.reload();
+    };
+    document.addEventListener('visibilitychange', back);
+    window.addEventListener('focus', back);
+    return () => {
+      document.removeEventListener('visibilitychange', back);
+      window.removeEventListener('focus', back);
+    };
+  }, []);
+}
+
 /** Reloads each of `loaded` every `ms` while mounted (what no event announces). */
 export function usePoll(loaded: Loaded<unknown>[], ms: number): void {
   const ref = useRef(loaded);

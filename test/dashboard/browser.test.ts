@@ -319,6 +319,23 @@ describe('web dashboard in Chromium', { skip }, () => {
     await row.waitFor({ state: 'detached' });
     assert.equal((await fetch(`${ts.httpUrl}/api/v1/artifacts/old/1.0.0`, { headers: { authorization: `Bearer ${ts.token}` } })).status, 404);
     await page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: '2.0.0' }).waitFor();
+    // builds deleted elsewhere (the CLI, another tab): no event says so, so their rows go when
+    // the operator comes back to the tab (it is shown again, or its window takes the focus)
+    for (const name of ['gone', 'went']) {
+      const res = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=${name}&version=1.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(512)) });
+      assert.equal(res.status, 201);
+    }
+    await nav('Overview').click();
+    await nav('Artifacts').click();
+    const rowNamed = (name: string) => page.getByTestId('artifacts-table').getByRole('row').filter({ has: page.getByRole('cell', { name, exact: true }) });
+    await rowNamed('went').waitFor();
+    for (const [name, back] of [['gone', 'visibilitychange'], ['went', 'focus']] as const) {
+      await rowNamed(name).waitFor();
+      await api.call('DELETE', `/api/v1/artifacts/${name}/1.0.0`);
+      await new Promise((r) => setTimeout(r, 600)); // the page folds a show and a focus within 500 ms into one reload
+      await page.evaluate((type) => (type === 'focus' ? window : document).dispatchEvent(new Event(type)), back);
+      await rowNamed(name).waitFor({ state: 'detached', timeout: 10_000 });
+    }
   });
 
   it('searches devices page by page and opens one', async () => {
@@ -374,6 +391,14 @@ describe('web dashboard in Chromium', { skip }, () => {
   it('revokes, reinstates and deletes a device from its page (after confirmations), then goes back to the list', async () => {
     await page.goto(`${ts.httpUrl}/devices/idle-3`);
     await heading(/Device idle-3/);
+    // revoked and reinstated elsewhere (the CLI makes these calls): the page follows, without a
+    // reload (idle-3 never connects: no presence or execution event stands in for it)
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    await api.call('POST', '/api/v1/devices/idle-3/revoke');
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'REVOKED' }).waitFor({ timeout: 10_000 });
+    await page.getByRole('button', { name: 'Reinstate device' }).waitFor();
+    await api.call('POST', '/api/v1/devices/idle-3/reinstate');
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'OFFLINE' }).waitFor({ timeout: 10_000 });
     // a rollout that starts in a moment (idle-2, offline, keeps it running): it skips idle-3, revoked before then
     const skipping = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['idle-2', 'idle-3'] }, plan: { startAt: Date.now() + 5000 } })).job.jobId;
     // revoked, reinstated, then deleted

@@ -3,6 +3,8 @@
  * types, the versions it installs over) and whether its signature is the current signing
  * key's; upload a build from the browser (raw bytes, with progress); delete
  * one, after a confirmation in the page (refused while a job that is not finished installs it).
+ * Read again when the tab is shown or focused again: no event announces a build added or
+ * deleted elsewhere.
  */
 import { useState } from 'preact/hooks';
 import { api, ApiError, upload } from '../api.ts';
@@ -11,12 +13,15 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { bytes, dateTime } from '../format.ts';
-import { useApi, useReadOnly } from '../hooks.ts';
+import { useApi, useReadOnly, useReloadOnReturn } from '../hooks.ts';
 import type { Artifact, Page } from '../types.ts';
 
 export function ArtifactsPage() {
   const list = useApi<Page<Artifact> & { maxArtifactBytes?: number }>('/artifacts');
   const readOnly = useReadOnly();
+  // no event announces an artifact added or deleted elsewhere (the CLI, another tab): read
+  // the list again when the operator comes back to this tab
+  useReloadOnReturn([list]);
   return (
     <>
       <h1>Artifacts</h1>

@@ -26,8 +26,10 @@ export function DevicePage({ id }: { id: string }) {
   const [pages, setPages] = useState<{ after?: string; newer: string[] }>({ newer: [] });
   const history = useApi<Page<Execution>>(`/devices/${enc}/history?limit=${HISTORY_PAGE}${pages.after ? `&after=${encodeURIComponent(pages.after)}` : ''}`);
   const events = useApi<Page<DeviceEvent>>(`/devices/${enc}/events?limit=20`);
-  // every event of this device (execution.changed, job.log, device.presence) reloads them all
-  useLiveReload({ deviceId: id }, [device, history, events], 1000);
+  // every event of this device reloads them all: its executions, its logs, its presence, and its
+  // credentials (revoked or reinstated here, from the CLI or another tab; a stream carries
+  // device.credentials only when asked for by types)
+  useLiveReload({ deviceId: id, types: 'execution.changed,job.log,device.presence,device.credentials' }, [device, history, events], 1000);
   // the log shown, by job id
   const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const d = device.data;

@@ -659,6 +659,38 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it('pages through the jobs, older and back newer, one page at a time', async () => {
+    // the tests above made more than 50 jobs: three pages of 25, newest first
+    const first = await api.call<{ items: { jobId: string }[]; next?: string }>('GET', '/api/v1/jobs?limit=25');
+    const second = await api.call<{ items: { jobId: string }[]; next?: string }>('GET', `/api/v1/jobs?limit=25&after=${encodeURIComponent(first.next!)}`);
+    assert.ok(second.next, 'a third page');
+    const third = await api.call<{ items: { jobId: string }[] }>('GET', `/api/v1/jobs?limit=25&after=${encodeURIComponent(second.next!)}`);
+    await nav('Jobs').click();
+    await heading('Jobs');
+    const pager = page.getByRole('navigation', { name: 'Pages of jobs' });
+    const top = (p: { items: { jobId: string }[] }) => page.getByTestId('jobs-table').getByRole('link', { name: `job ${p.items[0]!.jobId}`, exact: true }).waitFor();
+    await top(first);
+    assert.equal(await pager.getByRole('button', { name: 'Newer jobs' }).isDisabled(), true);
+    await pager.getByRole('button', { name: 'Older jobs' }).click();
+    await top(second);
+    await pager.getByRole('button', { name: 'Older jobs' }).click();
+    await top(third);
+    // one page newer: the second, not the newest
+    await pager.getByRole('button', { name: 'Newer jobs' }).click();
+    await top(second);
+    assert.equal(await page.getByTestId('jobs-table').getByRole('link', { name: `job ${first.items[0]!.jobId}`, exact: true }).count(), 0);
+    // the page is in the URL: back returns to the third, a reload keeps the second
+    await page.goBack();
+    await top(third);
+    await page.goForward();
+    await top(second);
+    await page.reload();
+    await top(second);
+    await pager.getByRole('button', { name: 'Newer jobs' }).click();
+    await top(first);
+    assert.equal(await pager.getByRole('button', { name: 'Newer jobs' }).isDisabled(), true);
+  });
+
   it('signs in with a read-only viewer token: every page shows, and nothing that would change something', async () => {
     // added on the Security page, shown once
     await nav('Security').click();

@@ -1,4 +1,9 @@
-/** Rollout jobs, newest first, one server page at a time; live as jobs change. */
+/**
+ * Rollout jobs, newest first, one server page at a time; live as jobs change. The page is in
+ * the URL (`after`: the cursor of this page; `newer`, repeated: the cursors of the pages
+ * between the first and this one), so back, forward, bookmarks and "Newer jobs" work: the
+ * server pages only towards older jobs.
+ */
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { count, dateTime, shortId } from '../format.ts';
@@ -9,6 +14,15 @@ import type { Job, Page } from '../types.ts';
 export function JobsPage() {
   const { query } = useLocation();
   const after = query.get('after');
+  const newer = query.getAll('newer');
+  /** The URL of a page: its cursor, and those of the pages before it. */
+  const pageUrl = (cursor: string | undefined, trail: string[]) => {
+    if (cursor === undefined) return '/jobs';
+    const q = new URLSearchParams();
+    for (const c of trail) q.append('newer', c);
+    q.set('after', cursor);
+    return `/jobs?${q.toString()}`;
+  };
   const jobs = useApi<Page<Job>>(`/jobs?limit=25${after ? `&after=${encodeURIComponent(after)}` : ''}`);
   const readOnly = useReadOnly();
   useLiveReload({ types: 'job.changed' }, [jobs], 1000);
@@ -67,8 +81,11 @@ export function JobsPage() {
           <button type="button" disabled={!after} onClick={() => navigate('/jobs')}>
             Newest
           </button>
-          <button type="button" disabled={!jobs.data?.next} onClick={() => navigate(`/jobs?after=${encodeURIComponent(jobs.data!.next!)}`)}>
-            Older
+          <button type="button" disabled={!after} onClick={() => navigate(pageUrl(newer[newer.length - 1], newer.slice(0, -1)))}>
+            Newer jobs
+          </button>
+          <button type="button" disabled={!jobs.data?.next} onClick={() => navigate(pageUrl(jobs.data!.next!, after ? [...newer, after] : []))}>
+            Older jobs
           </button>
         </nav>
       )}

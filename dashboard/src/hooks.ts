@@ -87,24 +87,29 @@ export function useStreamStatus(): StreamStatus | undefined {
   return s;
 }
 
-/** Subscribes to the event stream with `filter` while mounted; `onEvent` may change freely. */
-export function useEvents(filter: Record<string, string>, onEvent: (e: StreamEvent) => void): void {
-  const handler = useRef(onEvent);
-  handler.current = onEvent;
+/**
+ * Subscribes to the event stream with `filter` while mounted (null: none, e.g. while what the
+ * page shows is not known to exist); `onEvent` and `onLive` (the stream connected) may change freely.
+ */
+export function useEvents(filter: Record<string, string> | null, onEvent: (e: StreamEvent) => void, onLive?: () => void): void {
+  const handler = useRef({ onEvent, onLive });
+  handler.current = { onEvent, onLive };
   const key = JSON.stringify(filter);
   // a layout effect: the new page's stream is counted before the browser paints, so the
   // indicator does not blink out between two pages that both read one
   useLayoutEffect(() => {
+    if (filter === null) return;
     const id = nextStream++;
     streams.set(id, 'connecting');
     publishStatus();
     const stop = subscribe({
       filter,
-      onEvent: (e) => handler.current(e),
+      onEvent: (e) => handler.current.onEvent(e),
       onStatus: (s) => {
         if (!streams.has(id)) return; // ended: a late report of a closed stream
         streams.set(id, s);
         publishStatus();
+        if (s === 'live') handler.current.onLive?.();
       },
     });
     return () => {
@@ -115,12 +120,16 @@ export function useEvents(filter: Record<string, string>, onEvent: (e: StreamEve
   }, [key]);
 }
 
-/** Reloads each of `loaded` (throttled to once per `ms`) on every event matching `filter`. */
-export function useLiveReload(filter: Record<string, string>, loaded: Loaded<unknown>[], ms = 1000): void {
+/**
+ * Reloads each of `loaded` (throttled to once per `ms`) on every event matching `filter` (null:
+ * no stream). `reloadWhenLive`: also when the stream connects, for a page that opens its stream
+ * only after its first answer, so that what changed in between is not missed.
+ */
+export function useLiveReload(filter: Record<string, string> | null, loaded: Loaded<unknown>[], ms = 1000, reloadWhenLive = false): void {
   const reload = useThrottle(() => {
     for (const l of loaded) l.reload();
   }, ms);
-  useEvents(filter, reload);
+  useEvents(filter, reload, reloadWhenLive ? reload : undefined);
 }
 
 /**

@@ -21,15 +21,19 @@ const HISTORY_PAGE = 50;
 export function DevicePage({ id }: { id: string }) {
   const enc = encodeURIComponent(id);
   const device = useApi<DeviceView>(`/devices/${enc}`);
+  // its other sections and its live stream once it is known to exist: an unknown device (a
+  // mistyped or deleted id) costs one request, and holds no stream open
+  const known = device.data !== undefined;
   // its jobs, a page at a time (a device's history only grows); the cursors of newer pages kept for
   // "Newer jobs" ('' for the first). The router keys this page by device id: another device starts afresh
   const [pages, setPages] = useState<{ after?: string; newer: string[] }>({ newer: [] });
-  const history = useApi<Page<Execution>>(`/devices/${enc}/history?limit=${HISTORY_PAGE}${pages.after ? `&after=${encodeURIComponent(pages.after)}` : ''}`);
-  const events = useApi<Page<DeviceEvent>>(`/devices/${enc}/events?limit=20`);
+  const history = useApi<Page<Execution>>(known ? `/devices/${enc}/history?limit=${HISTORY_PAGE}${pages.after ? `&after=${encodeURIComponent(pages.after)}` : ''}` : null);
+  const events = useApi<Page<DeviceEvent>>(known ? `/devices/${enc}/events?limit=20` : null);
   // every event of this device reloads them all: its executions, its logs, its presence, and its
   // credentials (revoked or reinstated here, from the CLI or another tab; a stream carries
   // device.credentials only when asked for by types)
-  useLiveReload({ deviceId: id, types: 'execution.changed,job.log,device.presence,device.credentials' }, [device, history, events], 1000);
+  // (opened after the first answer: reloaded once connected, for what changed in between)
+  useLiveReload(known ? { deviceId: id, types: 'execution.changed,job.log,device.presence,device.credentials' } : null, [device, history, events], 1000, true);
   // the log shown, by job id
   const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const d = device.data;

@@ -24,12 +24,16 @@ const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
 export function JobPage({ id }: { id: string }) {
   // limit=1: the view's counts are what this page needs, not the executions
   const view = useApi<JobView>(`/jobs/${id}?limit=1`);
-  const timeline = useApi<JobTimeline>(`/jobs/${id}/timeline?buckets=40`);
-  const failing = useApi<Page<Execution>>(`/jobs/${id}/executions?status=FAILED,TIMED_OUT,REJECTED&limit=50`);
+  // its other sections and its live stream once it is known to exist: an unknown job (a
+  // mistyped or deleted id) costs one request, and holds no stream open
+  const known = view.data !== undefined;
+  const timeline = useApi<JobTimeline>(known ? `/jobs/${id}/timeline?buckets=40` : null);
+  const failing = useApi<Page<Execution>>(known ? `/jobs/${id}/executions?status=FAILED,TIMED_OUT,REJECTED&limit=50` : null);
   // the devices' logs of failed attempts, without their lines (one per device, at most maxLogsPerJob)
-  const logs = useApi<Page<JobLogSummary>>(`/jobs/${id}/logs?limit=1000`);
-  // every event of this job (execution.changed, job.changed, job.log) reloads them all
-  useLiveReload({ jobId: id }, [view, timeline, failing, logs], 1000);
+  const logs = useApi<Page<JobLogSummary>>(known ? `/jobs/${id}/logs?limit=1000` : null);
+  // every event of this job (execution.changed, job.changed, job.log) reloads them all (the
+  // stream opens after the first answer: reloaded once connected, for what changed in between)
+  useLiveReload(known ? { jobId: id } : null, [view, timeline, failing, logs], 1000, true);
   // the log shown, by device id
   const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const v = view.data;

@@ -1,6 +1,6 @@
 /** Data hooks: load an API resource, and reload it (throttled) when live events arrive. */
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { get } from './api.ts';
+import { ApiError, get } from './api.ts';
 import { getViewer, onAuthChange } from './auth.ts';
 import { subscribe, type StreamEvent, type StreamStatus } from './event-stream.ts';
 
@@ -130,6 +130,18 @@ export function useLiveReload(filter: Record<string, string> | null, loaded: Loa
     for (const l of loaded) l.reload();
   }, ms);
   useEvents(filter, reload, reloadWhenLive ? reload : undefined);
+}
+
+/**
+ * Whether a page about one thing (a device, a job) opens its live stream, given its first read of
+ * that thing: once read; or when the read got no answer (no server) or a server error, so that the
+ * stream's reconnection, and its reload once live, bring the page back by itself. Never when the
+ * server refused it (404: it does not exist).
+ */
+export function streamAfter(main: Loaded<unknown>): boolean {
+  if (main.data !== undefined) return true;
+  const e = main.error;
+  return e !== undefined && !(e instanceof ApiError && e.status >= 400 && e.status < 500);
 }
 
 /**

@@ -534,6 +534,27 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it('comes back by itself when a device or job page opened while the server could not be reached', async () => {
+    const jobId = (await api.call<{ items: { jobId: string }[] }>('GET', '/api/v1/jobs?limit=1')).items[0]!.jobId;
+    expectRefusal = true; // the failed request (the browser logs it)
+    try {
+      for (const [route, path, ready] of [
+        ['/devices/sim-02', '/api/v1/devices/sim-02', () => page.getByTestId('device-jobs').waitFor({ timeout: 15_000 })],
+        [`/jobs/${jobId}`, `/api/v1/jobs/${jobId}`, () => page.getByRole('heading', { level: 1 }).filter({ hasText: 'fw@2.0.0' }).waitFor({ timeout: 15_000 })],
+      ] as const) {
+        // its first read gets no answer; the live stream reconnects and reloads it
+        await page.route((url) => url.pathname === path, (r) => r.abort(), { times: 1 });
+        await page.goto(ts.httpUrl + route);
+        await page.locator('main [role="alert"]').filter({ hasText: 'the server cannot be reached' }).waitFor();
+        await ready();
+        assert.equal(await page.locator('main [role="alert"]').filter({ hasText: 'the server cannot be reached' }).count(), 0, route);
+      }
+    } finally {
+      await page.unrouteAll();
+      expectRefusal = false;
+    }
+  });
+
   it("shows on a device's page why its install waits: its install gate put it off", async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'updraft-dash-gate-'));
     await addArtifact(ts, '9.0.0', randomBytes(2000), 'gated');

@@ -11,7 +11,7 @@ import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { dateTime, shortId, time } from '../format.ts';
-import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
+import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate } from '../router.tsx';
 import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
 
@@ -22,7 +22,8 @@ export function DevicePage({ id }: { id: string }) {
   const enc = encodeURIComponent(id);
   const device = useApi<DeviceView>(`/devices/${enc}`);
   // its other sections and its live stream once it is known to exist: an unknown device (a
-  // mistyped or deleted id) costs one request, and holds no stream open
+  // mistyped or deleted id) costs one request, and holds no stream open (a first read that got no
+  // answer opens the stream, whose reload once connected brings the page back: streamAfter)
   const known = device.data !== undefined;
   // its jobs, a page at a time (a device's history only grows); the cursors of newer pages kept for
   // "Newer jobs" ('' for the first). The router keys this page by device id: another device starts afresh
@@ -33,7 +34,7 @@ export function DevicePage({ id }: { id: string }) {
   // credentials (revoked or reinstated here, from the CLI or another tab; a stream carries
   // device.credentials only when asked for by types)
   // (opened after the first answer: reloaded once connected, for what changed in between)
-  useLiveReload(known ? { deviceId: id, types: 'execution.changed,job.log,device.presence,device.credentials' } : null, [device, history, events], 1000, true);
+  useLiveReload(streamAfter(device) ? { deviceId: id, types: 'execution.changed,job.log,device.presence,device.credentials' } : null, [device, history, events], 1000, true);
   // the log shown, by job id
   const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const d = device.data;

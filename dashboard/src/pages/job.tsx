@@ -14,7 +14,7 @@ import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { TimelineChart } from '../components/timeline-chart.tsx';
 import { count, dateTime } from '../format.ts';
-import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
+import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link } from '../router.tsx';
 import type { Execution, ExecutionStatus, JobLogSummary, JobView, JobTimeline, Page } from '../types.ts';
 
@@ -25,7 +25,8 @@ export function JobPage({ id }: { id: string }) {
   // limit=1: the view's counts are what this page needs, not the executions
   const view = useApi<JobView>(`/jobs/${id}?limit=1`);
   // its other sections and its live stream once it is known to exist: an unknown job (a
-  // mistyped or deleted id) costs one request, and holds no stream open
+  // mistyped or deleted id) costs one request, and holds no stream open (a first read that got no
+  // answer opens the stream, whose reload once connected brings the page back: streamAfter)
   const known = view.data !== undefined;
   const timeline = useApi<JobTimeline>(known ? `/jobs/${id}/timeline?buckets=40` : null);
   const failing = useApi<Page<Execution>>(known ? `/jobs/${id}/executions?status=FAILED,TIMED_OUT,REJECTED&limit=50` : null);
@@ -33,7 +34,7 @@ export function JobPage({ id }: { id: string }) {
   const logs = useApi<Page<JobLogSummary>>(known ? `/jobs/${id}/logs?limit=1000` : null);
   // every event of this job (execution.changed, job.changed, job.log) reloads them all (the
   // stream opens after the first answer: reloaded once connected, for what changed in between)
-  useLiveReload(known ? { jobId: id } : null, [view, timeline, failing, logs], 1000, true);
+  useLiveReload(streamAfter(view) ? { jobId: id } : null, [view, timeline, failing, logs], 1000, true);
   // the log shown, by device id
   const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const v = view.data;

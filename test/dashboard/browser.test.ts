@@ -144,6 +144,12 @@ describe('web dashboard in Chromium', { skip }, () => {
     await heading('Jobs');
     await page.getByRole('link', { name: 'New rollout' }).click();
     await heading('New rollout');
+    await page.getByLabel('Artifact').locator('option', { hasText: 'fw@2.0.0' }).waitFor({ state: 'attached' });
+    // a build added elsewhere (the CLI, another tab) is offered once the operator comes back to the tab
+    const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=1.9.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(512)) });
+    assert.equal(added.status, 201);
+    await page.evaluate(() => window.dispatchEvent(new Event('focus')));
+    await page.getByLabel('Artifact').locator('option', { hasText: 'fw@1.9.0' }).waitFor({ state: 'attached', timeout: 10_000 });
     await page.getByLabel('Artifact').selectOption('fw@2.0.0');
     await page.getByLabel('Wave 1 size').fill('150');
     expectRefusal = true;

@@ -733,18 +733,27 @@ export class RolloutEngine {
         return;
       }
       // once installing has begun the device finishes (its outcome is recorded as it comes)
-      if (e.details.agentStatus === 'INSTALLING' || e.details.cancelRequested === true) return;
+      if (e.details.agentStatus === 'INSTALLING') return;
+      // marked before the device is told: a fast agent confirms the stop (a FAILURE) as soon as
+      // the command is taken back, and that answer must find the execution waiting for it, or
+      // it is recorded FAILED. Marked already (a pass cut short, redone at start): told again,
+      // which changes nothing once the device has been told
+      const marked =
+        e.details.cancelRequested === true
+          ? e
+          : await mutateExecution(
+              this.deps,
+              key,
+              (cur) => {
+                if (cur.status !== 'IN_PROGRESS' || cur.details.cancelRequested === true || cur.details.agentStatus === 'INSTALLING') return undefined;
+                const details: JsonObject = { ...cur.details, cancelRequested: true, cancelBy: now + CANCEL_GRACE_MS, cancelReason: reason };
+                return { details, dueAt: Math.min(cur.dueAt ?? Infinity, now + CANCEL_GRACE_MS) };
+              },
+              now,
+            );
+      // finished, installing or marked by another pass meanwhile: nothing to take back here
+      if (!marked) return;
       await retractCommand(this.desired, e.deviceId, aid);
-      await mutateExecution(
-        this.deps,
-        key,
-        (cur) => {
-          if (cur.status !== 'IN_PROGRESS' || cur.details.cancelRequested === true) return undefined;
-          const details: JsonObject = { ...cur.details, cancelRequested: true, cancelBy: now + CANCEL_GRACE_MS, cancelReason: reason };
-          return { details, dueAt: Math.min(cur.dueAt ?? Infinity, now + CANCEL_GRACE_MS) };
-        },
-        now,
-      );
     } catch (err) {
       this.deps.logger.warn('execution not canceled; retried on next start', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
     }

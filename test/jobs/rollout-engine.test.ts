@@ -463,6 +463,32 @@ describe('rollout engine', () => {
     await assert.rejects(f.rollouts.jobs.cancel(jobId), /is CANCELED/);
   });
 
+  it('records CANCELED a device that confirms the stop as soon as it is told, before the cancel has marked its execution', async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] } });
+    await f.tick();
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.3 });
+    // the device answers the stay command the moment the replica commits it, as a fast agent does
+    let confirmed: Promise<void> | undefined;
+    const off = f.events.on('shadow.updated', ({ current }) => {
+      const cmd = current.state.desired?.software as { jobId?: string } | undefined;
+      if (current.deviceId === d && cmd?.jobId === `${jobId}.cancel` && !confirmed) {
+        // straight to the tracker, as the report's own commit would reach it: no store round trip first
+        confirmed = f.tracker.apply(d!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: `superseded by job ${jobId}.cancel` });
+      }
+    });
+    try {
+      await f.rollouts.jobs.cancel(jobId);
+      assert.ok(confirmed, 'the device was told to stop');
+      await confirmed;
+    } finally {
+      off();
+    }
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'CANCELED', 'its FAILURE is the confirmation of the stop, not a failure');
+    assert.equal(e.details.error, 'job canceled by an operator');
+  });
+
   it('does not retry an install that fails after its job was canceled', async () => {
     const [d] = await f.fleet('d', 1);
     const jobId = await create({ targets: { devices: [d!] }, retries: { limit: 2 } });

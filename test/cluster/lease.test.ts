@@ -50,14 +50,7 @@ if (!started.ok) {
       assert.equal(await a.acquire(), true);
       assert.equal(await b.acquire(), false);
       // kill a's backend from outside, as the server does when the instance's process vanishes
-      const pg = (await import('pg')).default;
-      const admin = new pg.Client({ connectionString: url });
-      await admin.connect();
-      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
-      // pg_terminate_backend only signals the backend: its locks go when it has exited
-      const held = async () => (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")).rows[0]!.n;
-      while ((await held()) > 0) await new Promise((r) => setTimeout(r, 10));
-      await admin.end();
+      await endLeaseSessions(url);
       assert.equal(await b.acquire(), true, 'the next instance takes over');
       assert.equal(await a.acquire(), false, 'the old holder learns it lost the lease');
       assert.equal(a.held, false);
@@ -84,13 +77,7 @@ if (!started.ok) {
       await f.tracker.stop();
       await f.replica.update({ deviceId: d!, name: '' }, { state: { reported: { software: { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' } } } }, { kind: 'device', id: d! });
       await f.tracker.start();
-      const pg = (await import('pg')).default;
-      const admin = new pg.Client({ connectionString: url });
-      await admin.connect();
-      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
-      const held = async () => (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")).rows[0]!.n;
-      while ((await held()) > 0) await new Promise((r) => setTimeout(r, 10));
-      await admin.end();
+      await endLeaseSessions(url);
       const deadline = Date.now() + 10_000;
       while (lease.held && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       assert.equal((await f.store.getExecution(jobId, d!))?.status, 'QUEUED', 'not recorded yet');
@@ -110,14 +97,7 @@ if (!started.ok) {
     try {
       assert.equal(await a.acquire(), true);
       // between two acquire()s, a's session is ended from outside (a database restart, a network loss)
-      const pg = (await import('pg')).default;
-      const admin = new pg.Client({ connectionString: url });
-      await admin.connect();
-      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
-      // pg_terminate_backend only signals the backend: its locks go when it has exited
-      const held = async () => (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")).rows[0]!.n;
-      while ((await held()) > 0) await new Promise((r) => setTimeout(r, 10));
-      await admin.end();
+      await endLeaseSessions(url);
       // said when it happens, not at the next acquire()
       const deadline = Date.now() + 10_000;
       while (a.held && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
@@ -134,4 +114,22 @@ if (!started.ok) {
       await b.release();
     }
   });
+}
+
+/**
+ * Ends every session holding an advisory lock from outside (as PostgreSQL does when the
+ * holder's process vanishes, or at a restart) and waits until the locks are gone:
+ * pg_terminate_backend only signals the backend, and its locks go when it has exited.
+ */
+async function endLeaseSessions(url: string): Promise<void> {
+  const pg = (await import('pg')).default;
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    const held = async () => (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted")).rows[0]!.n;
+    while ((await held()) > 0) await new Promise((r) => setTimeout(r, 10));
+  } finally {
+    await admin.end();
+  }
 }

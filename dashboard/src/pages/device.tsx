@@ -6,7 +6,7 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
-import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
@@ -46,16 +46,7 @@ export function DevicePage({ id }: { id: string }) {
     if (!known || known.receivedAt < l.receivedAt) logOf.set(l.jobId, l);
   }
   if (!d && device.error) {
-    // an unknown device (or no server): said once, not again by its history and its events
-    return (
-      <>
-        <p class="crumbs">
-          <Link href="/devices">Devices</Link> / {id}
-        </p>
-        <h1>Device {id}</h1>
-        <ErrorNote error={device.error} />
-      </>
-    );
+    return <UnreadPage list="Devices" listHref="/devices" title="Device" id={id} error={device.error} />;
   }
   return (
     <>

@@ -7,7 +7,7 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
-import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
@@ -44,16 +44,7 @@ export function JobPage({ id }: { id: string }) {
   // later attempt that succeeded, or past the table's first 50
   const otherLogs = failing.data ? (logs.data?.items ?? []).filter((l) => !failingIds.has(l.deviceId)) : [];
   if (!v && view.error) {
-    // an unknown job (or no server): said once, not again by each of its sections
-    return (
-      <>
-        <p class="crumbs">
-          <Link href="/jobs">Jobs</Link> / {id}
-        </p>
-        <h1>Job {id}</h1>
-        <ErrorNote error={view.error} />
-      </>
-    );
+    return <UnreadPage list="Jobs" listHref="/jobs" title="Job" id={id} error={view.error} />;
   }
   return (
     <>

@@ -126,6 +126,13 @@ const QUIET_RECHECK_MS = 5_000;
 const PAGE = 500;
 
 /** Runs rollouts. */
+/** A QUEUED execution ended by a cancel or abort, with the job's reason. */
+function canceledNow(cur: ExecutionRecord, reason: string): Partial<ExecutionRecord> {
+  const details: JsonObject = { ...cur.details, error: reason };
+  delete details.cancelBy;
+  return { status: 'CANCELED', details, dueAt: undefined };
+}
+
 export class RolloutEngine {
   private readonly deps: RolloutEngineDeps;
   private readonly desired: DesiredSoftwareDeps;
@@ -727,17 +734,19 @@ export class RolloutEngine {
     const key = { jobId: e.jobId, deviceId: e.deviceId };
     const aid = agentJobId(e.jobId, e.attempt ?? 1);
     try {
-      if (e.status === 'QUEUED') {
-        if (e.dispatchedAt !== undefined) await retractCommand(this.desired, e.deviceId, aid);
-        await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' ? { status: 'CANCELED', details: { ...cur.details, error: reason }, dueAt: undefined } : undefined), now, e);
-        return;
+      if (e.status === 'QUEUED' && e.dispatchedAt === undefined) {
+        const canceled = await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' && cur.dispatchedAt === undefined ? canceledNow(cur, reason) : undefined), now, e);
+        if (canceled) return;
+        // dispatched (or finished) meanwhile: what follows reads it again
       }
       // once installing has begun the device finishes (its outcome is recorded as it comes)
       if (e.details.agentStatus === 'INSTALLING') return;
-      // marked before the device is told: a fast agent confirms the stop (a FAILURE) as soon as
-      // the command is taken back, and that answer must find the execution waiting for it, or
-      // it is recorded FAILED. Marked already (a pass cut short, redone at start): told again,
-      // which changes nothing once the device has been told
+      // marked before the device is told, whether it has reported yet or not: a fast agent
+      // confirms the stop (a FAILURE) as soon as the command is taken back, and its reports
+      // (a DOWNLOADING sent before it heard of the cancel, then that FAILURE) must find the
+      // execution waiting for the confirmation, or it is recorded FAILED. Marked already (a
+      // pass cut short, redone at start): told again, which changes nothing once the device
+      // has been told
       const marked =
         e.details.cancelRequested === true
           ? e
@@ -745,7 +754,7 @@ export class RolloutEngine {
               this.deps,
               key,
               (cur) => {
-                if (cur.status !== 'IN_PROGRESS' || cur.details.cancelRequested === true || cur.details.agentStatus === 'INSTALLING') return undefined;
+                if ((cur.status !== 'IN_PROGRESS' && cur.status !== 'QUEUED') || cur.details.cancelRequested === true || cur.details.agentStatus === 'INSTALLING') return undefined;
                 const details: JsonObject = { ...cur.details, cancelRequested: true, cancelBy: now + CANCEL_GRACE_MS, cancelReason: reason };
                 return { details, dueAt: Math.min(cur.dueAt ?? Infinity, now + CANCEL_GRACE_MS) };
               },
@@ -754,6 +763,9 @@ export class RolloutEngine {
       // finished, installing or marked by another pass meanwhile: nothing to take back here
       if (!marked) return;
       await retractCommand(this.desired, e.deviceId, aid);
+      // a device that had not reported (it may never have seen the command) ends CANCELED now;
+      // one that reports from here on finds the mark and is recorded CANCELED all the same
+      await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' ? canceledNow(cur, reason) : undefined), now);
     } catch (err) {
       this.deps.logger.warn('execution not canceled; retried on next start', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
     }

@@ -489,6 +489,35 @@ describe('rollout engine', () => {
     assert.equal(e.details.error, 'job canceled by an operator');
   });
 
+  it('records CANCELED a device that has its command, reports it is downloading while the cancel runs, and confirms the stop', async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] } });
+    await f.tick();
+    assert.equal((await f.execution(jobId, d!)).status, 'QUEUED', 'dispatched, nothing reported yet');
+    // the cancel reads the execution QUEUED; the device's DOWNLOADING report, in flight, lands
+    // as the command is taken back, and the device confirms the stop right after
+    let confirmed: Promise<void> | undefined;
+    const off = f.events.on('shadow.updated', ({ current }) => {
+      const cmd = current.state.desired?.software as { jobId?: string } | undefined;
+      if (current.deviceId === d && cmd?.jobId === `${jobId}.cancel` && !confirmed) {
+        confirmed = (async () => {
+          await f.tracker.apply(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.1 });
+          await f.tracker.apply(d!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: `superseded by job ${jobId}.cancel` });
+        })();
+      }
+    });
+    try {
+      await f.rollouts.jobs.cancel(jobId);
+      assert.ok(confirmed, 'the device was told to stop');
+      await confirmed;
+    } finally {
+      off();
+    }
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'CANCELED', 'its FAILURE is the confirmation of the stop, not a failure');
+    assert.equal(e.details.error, 'job canceled by an operator');
+  });
+
   it('does not retry an install that fails after its job was canceled', async () => {
     const [d] = await f.fleet('d', 1);
     const jobId = await create({ targets: { devices: [d!] }, retries: { limit: 2 } });

@@ -1,6 +1,7 @@
 /** `updraft server`: runs the whole system with embedded defaults (what `npm start` runs). */
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
+import { unknownEnvironment } from '../config/environment.ts';
 import { SETTINGS } from '../config/schema.ts';
 import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
 import { createLogger } from '../util/logger.ts';
@@ -21,6 +22,7 @@ export function addServerCommand(program: Command): void {
     }
     const config = loadConfig({ ...(typeof opts.config === 'string' ? { file: opts.config } : {}), env: process.env, flags });
     const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+    for (const w of unknownEnvironment(process.env)) logger.warn(w);
     const { UpdraftServer } = await import('../server/updraft-server.ts');
     const server = new UpdraftServer(config, { logger });
     await server.start();
@@ -65,7 +67,8 @@ export function addServerCommand(program: Command): void {
     .option('--docs', 'as a Markdown table')
     .option('--config <file>', 'with this JSON configuration file, as `updraft server --config` reads it (then the environment wins over it)')
     .action((opts: { docs?: boolean; config?: string }) => {
-      if (opts.docs) process.stdout.write(settingsMarkdown() + '\n');
-      else process.stdout.write(JSON.stringify(redactedConfig(loadConfig({ ...(opts.config !== undefined ? { file: opts.config } : {}), env: process.env })), null, 2) + '\n');
+      if (opts.docs) return void process.stdout.write(settingsMarkdown() + '\n');
+      for (const w of unknownEnvironment(process.env)) process.stderr.write(`updraft: warning: ${w}\n`);
+      process.stdout.write(JSON.stringify(redactedConfig(loadConfig({ ...(opts.config !== undefined ? { file: opts.config } : {}), env: process.env })), null, 2) + '\n');
     });
 }

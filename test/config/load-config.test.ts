@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig, redactedConfig } from '../../src/config/load-config.ts';
-import { runCli } from '../helpers/cli.ts';
+import { CLIENT_ENVIRONMENT, unknownEnvironment } from '../../src/config/environment.ts';
+import { SETTINGS } from '../../src/config/schema.ts';
+import { runCli, startCli } from '../helpers/cli.ts';
 
 describe('configuration', () => {
   it('has documented defaults', () => {
@@ -101,5 +103,43 @@ describe('configuration', () => {
     const shown = JSON.parse(r.stdout) as { logLevel: string; http: { port: number }; webhook: { secret: string } };
     assert.deepEqual([shown.logLevel, shown.http.port, shown.webhook.secret], ['debug', 9000, '***']);
     assert.ok(!r.stdout.includes('s3cret'));
+  });
+
+  it('warns of an UPDRAFT_* environment variable nothing reads, naming the one meant; the ones Updraft reads pass', () => {
+    assert.deepEqual(
+      unknownEnvironment({ UPDRAFT_MQTT_PROT: '1884', UPDRAFT_DATADIR: '/srv', UPDRAFT_STORE: 'pg', UPDRAFT_HTTP_PORT: '80', UPDRAFT_TOKEN: 't', UPDRAFT_TEST_LOG: '1', HOME: '/root' }),
+      [
+        'environment variable UPDRAFT_DATADIR is not an Updraft setting and is ignored (did you mean UPDRAFT_DATA_DIR?)',
+        'environment variable UPDRAFT_MQTT_PROT is not an Updraft setting and is ignored (did you mean UPDRAFT_MQTT_PORT?)',
+        'environment variable UPDRAFT_STORE is not an Updraft setting and is ignored',
+      ],
+    );
+  });
+
+  it('knows every UPDRAFT_* variable the source reads or documents in an option', () => {
+    const root = path.resolve(import.meta.dirname, '../../src');
+    const known = new Set([...SETTINGS.map((s) => s.env), ...CLIENT_ENVIRONMENT]);
+    const named = new Set<string>();
+    for (const f of readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'))) {
+      const text = readFileSync(path.join(root, f), 'utf8');
+      for (const m of text.matchAll(/process\.env\.(UPDRAFT_[A-Z_]+)|\benv (UPDRAFT_[A-Z_]+)|\b(UPDRAFT_[A-Z_]+): /g)) named.add((m[1] ?? m[2] ?? m[3])!);
+    }
+    assert.ok(named.has('UPDRAFT_BROKER') && named.has('UPDRAFT_SLOT'), 'the scan finds what the agent reads and gives its hooks');
+    assert.deepEqual([...named].filter((n) => !known.has(n)), [], 'read but warned about as unknown');
+  });
+
+  it('updraft server and updraft config warn of a misspelt UPDRAFT_* variable and go on', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'updraft-cfg-'));
+    const env = { UPDRAFT_MQTT_PROT: '1884' };
+    const shown = await runCli(['config'], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal(shown.stderr, 'updraft: warning: environment variable UPDRAFT_MQTT_PROT is not an Updraft setting and is ignored (did you mean UPDRAFT_MQTT_PORT?)\n');
+    const server = startCli(['server', '--data-dir', path.join(dir, 'data'), '--mqtt-port', '0', '--mqtt-tls-port', '-1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1'], { env });
+    try {
+      await server.waitFor(/updraft: data in /);
+      assert.match(server.output(), /WARN +environment variable UPDRAFT_MQTT_PROT is not an Updraft setting and is ignored \(did you mean UPDRAFT_MQTT_PORT\?\)/);
+    } finally {
+      await server.kill('SIGTERM');
+    }
   });
 });

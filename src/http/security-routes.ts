@@ -39,6 +39,8 @@ export interface SecurityRouteDeps {
   logger: Logger;
   /** After a certificate is installed here: share it with the other instances. */
   onCertificateInstalled?: (installed: InstalledKeyCertificate) => Promise<void>;
+  /** After this instance's URL key ring changed (rotated or a key retired): recorded for the other instances on the store. */
+  onUrlKeysChanged?: () => Promise<void>;
 }
 
 /** Adds the routes to `router`. */
@@ -117,6 +119,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     const activateAt = typeof delay === 'number' && delay > 0 ? Date.now() + delay * 1000 : undefined;
     const keys = await rotateKeyRing(deps.dataDir, { add: true, ring: deps.urlKeys, ...(activateAt !== undefined ? { activateAt } : {}), ...(typeof retire === 'string' ? { retire } : {}) });
     deps.logger.info('URL signing key rotated', { added: keys[0]?.kid, ...(keys[0]?.activeFrom ? { signsFrom: keys[0].activeFrom } : {}), ...(typeof retire === 'string' ? { retired: retire } : {}) });
+    await urlKeysChanged(deps);
     // the key ring is per data directory: on a shared database, the other instances refuse what this key signs until they have it
     const warning = deps.sharedStore
       ? `this instance's key ring changed, not the others': instances on one database verify each other's URLs only with the same keys/url-signing.json. Copy it to every instance (and restart them)${keys[0]?.activeFrom ? ` before ${keys[0].activeFrom}, when the new key starts signing` : ': the new key signs at once, so stage the next one (--activate-in 1h) or rotate offline'} (docs/deployment.md)`
@@ -129,8 +132,18 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     if (typeof body.kid !== 'string') throw new UpdraftError('BAD_REQUEST', 'kid (the key id to retire) is required');
     const keys = await rotateKeyRing(deps.dataDir, { retire: body.kid, ring: deps.urlKeys });
     deps.logger.info('URL signing key retired', { retired: body.kid });
+    await urlKeysChanged(deps);
     sendJson(res, 200, { keys });
   });
+}
+
+/**
+ * A changed ring is recorded at once as the one every instance on the store must hold, so the
+ * others are told at their next comparison and an instance started with the new file is let
+ * in; left to this instance's own next comparison (30 s), one started meanwhile was refused.
+ */
+async function urlKeysChanged(deps: SecurityRouteDeps): Promise<void> {
+  await deps.onUrlKeysChanged?.().catch((err: unknown) => deps.logger.warn('the new URL key ring is not recorded in the store yet: it is at the next comparison, within 30 s', { error: (err as Error).message }));
 }
 
 /** The installed root's public key, as devices are provisioned with it. */

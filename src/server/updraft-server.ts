@@ -154,7 +154,7 @@ export class UpdraftServer {
     this.registry = new DeviceRegistry({ store: this.store, events, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })) });
     // hot builds in memory for downloads; a deleted build's bytes leave it
     const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
-    this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha) });
+    this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha), events });
 
     const router = new Router();
     this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, viewerTokens, operatorTokens, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
@@ -282,7 +282,7 @@ export class UpdraftServer {
       logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
       sendJson(res, 200, { token: next, disconnected });
     });
-    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, sharedStore: config.db !== '', logger: logger.child('security'), onCertificateInstalled: (installed) => sharedCertificate.publish(installed) });
+    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, sharedStore: config.db !== '', logger: logger.child('security'), onCertificateInstalled: (installed) => sharedCertificate.publish(installed), onUrlKeysChanged: async () => this.sharedSecrets?.record(['url-signing-keys']) });
     addApiRoutes(router, {
       store: this.store,
       replica: this.replica,

@@ -133,7 +133,7 @@ if (!started.ok) {
       assert.match(old.stderr, /^updraft: error: this instance's keys\/software-signing\.key and \.pub differ from .*devices provisioned with the other public key refuse the commands this instance signs/);
     });
 
-    it('an online URL key rotation is recorded at the rotating instance\'s next comparison, and the others are told', async () => {
+    it('an online URL key rotation or retirement is recorded at once, and the others are told at their next comparison', async () => {
       const db = await pg.createDatabase();
       const dataA = path.join(root, 'a4');
       const a = await instance(db, dataA);
@@ -142,12 +142,25 @@ if (!started.ok) {
       const b = await instance(db, dataB);
       const r = await runCli(['keys', 'rotate-url', '--activate-in', '1h', '--server', a.ts.httpUrl, '--token', a.ts.token]);
       assert.equal(r.code, 0, r.stderr);
-      await b.ts.server.sharedSecrets!.sync();
-      assert.deepEqual(b.errors, [], 'nothing recorded before A compares');
-      await a.ts.server.sharedSecrets!.sync();
+      // recorded by the rotation itself, before A's own comparison runs
       await b.ts.server.sharedSecrets!.sync();
       assert.ok(b.errors.some((l) => /keys\/url-signing\.json was replaced on .+a4 at /.test(l)), b.errors.join('\n'));
-      assert.deepEqual(a.errors, []);
+      // an instance started with A's new ring is let in at once
+      const dataC = path.join(root, 'c4');
+      await cp(dataA, dataC, { recursive: true });
+      const c = await instance(db, dataC);
+      const recorded = await c.ts.server.store.getSetting('shared-secret:url-signing-keys');
+      // a retirement too: C retires the staged key (a rotation called off), and its ring is the record from then on
+      const auth = { authorization: `Bearer ${c.ts.token}`, 'content-type': 'application/json' };
+      const ring = (await (await fetch(`${c.ts.httpUrl}/api/v1/keys`, { headers: auth })).json()) as { url: { kid: string; active: boolean }[] };
+      const staged = ring.url.find((k) => !k.active);
+      assert.ok(staged, JSON.stringify(ring.url));
+      const retired = await fetch(`${c.ts.httpUrl}/api/v1/keys/url/retire`, { method: 'POST', headers: auth, body: JSON.stringify({ kid: staged.kid }) });
+      assert.equal(retired.status, 200, await retired.text());
+      assert.notEqual(await c.ts.server.store.getSetting('shared-secret:url-signing-keys'), recorded, 'the retirement is recorded');
+      await a.ts.server.sharedSecrets!.sync();
+      assert.ok(a.errors.some((l) => /keys\/url-signing\.json was replaced on .+c4 at /.test(l)), a.errors.join('\n'));
+      assert.deepEqual(c.errors, []);
     });
 
     it('an online token rotation is recorded: an instance restarted with the old token is refused until given the new file; one replaced offline without --db is recorded with keys record-shared', async () => {

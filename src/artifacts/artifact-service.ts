@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import type { Compatibility } from '../protocol/compatibility.ts';
 import { UpdraftError } from '../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
 import { SEMVER, compareSemver } from '../protocol/software.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
@@ -45,6 +46,8 @@ export interface ArtifactServiceDeps {
   sign?: (artifact: { name: string; version: string; sha256: string; size: number }) => string;
   /** Told when a build's bytes are deleted (the download cache lets them go). */
   onBytesDeleted?: (sha256: string) => void;
+  /** Told of every build added or deleted (`artifact.changed`: live views read the list again). */
+  events?: EventBus;
 }
 
 /** What a deletion did. */
@@ -134,6 +137,7 @@ export class ArtifactService {
         throw new UpdraftError('CONFLICT', `the bytes of ${name}@${version} were deleted with another artifact while they were being added; add it again`);
       }
     });
+    this.deps.events?.emit('artifact.changed', { name, version, change: 'added' });
     return record;
   }
 
@@ -176,6 +180,8 @@ export class ArtifactService {
     if (!r.deleted) throw new UpdraftError('NOT_FOUND', `artifact ${name}@${version} does not exist`);
     const artifact = r.deleted;
     this.records.delete(`${name}@${version}`);
+    // the record is gone, which is what a listing shows: announced even if the bytes' clean-up fails
+    this.deps.events?.emit('artifact.changed', { name, version, change: 'deleted' });
     const bytesDeleted = await this.inBlobTurn(() => this.dropIfUnnamed(artifact.sha256));
     return { artifact, bytesDeleted };
   }

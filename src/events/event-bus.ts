@@ -34,6 +34,12 @@ export interface UpdraftEvents {
   'execution.changed': { previous: ExecutionRecord | undefined; current: ExecutionRecord };
   /** A device's log of a failed job was kept (`jobs/job-logs.ts`), here or on another instance. */
   'job.log': { jobId: string; deviceId: string; agentJobId: string; lineCount: number };
+  /**
+   * A build was added to the artifact catalogue or deleted from it (a prune deletes one by one),
+   * here or on another instance. A build is immutable otherwise: its signature status changes
+   * only with the signing key, which a running server never replaces.
+   */
+  'artifact.changed': { name: string; version: string; change: 'added' | 'deleted' };
   /** A job was created or changed state or progress (rollouts). */
   'job.changed': { job: JobRecord };
   /** A signing key certificate was installed, here or on another instance: look at the shared one (`signing/shared-certificate.ts`). */

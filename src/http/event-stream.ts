@@ -1,6 +1,7 @@
 /**
  * `GET /api/v1/events`: a server-sent events stream (text/event-stream) of job and device
- * events for live views: `job.changed`, `execution.changed`, `job.log`, `device.presence`, and when
+ * events for live views: `job.changed`, `execution.changed`, `job.log`, `device.presence`,
+ * `artifact.changed` (a build added or deleted: the artifact list and the rollout form), and when
  * asked for by `?types=` only, `device.credentials` (a device registered, revoked,
  * reinstated or given a new secret: what a broker password file follows, and no live view
  * needs). Filters: `?jobId=` (job and execution events of one job), `?deviceId=`,
@@ -16,9 +17,9 @@ import type { EventBus } from '../events/event-bus.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { Router } from './router.ts';
 
-const TYPES = ['job.changed', 'execution.changed', 'job.log', 'device.presence', 'device.credentials'] as const;
+const TYPES = ['job.changed', 'execution.changed', 'job.log', 'device.presence', 'artifact.changed', 'device.credentials'] as const;
 /** What a stream without `?types=` carries. */
-const DEFAULT_TYPES: readonly StreamType[] = ['job.changed', 'execution.changed', 'job.log', 'device.presence'];
+const DEFAULT_TYPES: readonly StreamType[] = ['job.changed', 'execution.changed', 'job.log', 'device.presence', 'artifact.changed'];
 type StreamType = (typeof TYPES)[number];
 const HEARTBEAT_MS = 15_000;
 /** Bytes a stream may have waiting for its client's socket before the stream is cut. */
@@ -75,6 +76,13 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
       offs.push(deps.events.on('device.presence', (e) => {
         if (jobId || (deviceId && e.deviceId !== deviceId)) return;
         send('device.presence', e);
+      }));
+    }
+    if (types.includes('artifact.changed')) {
+      // about no job or device: a stream filtered to one does not carry it
+      offs.push(deps.events.on('artifact.changed', (e) => {
+        if (jobId || deviceId) return;
+        send('artifact.changed', e);
       }));
     }
     if (types.includes('device.credentials')) {

@@ -63,7 +63,12 @@ if (!found.ok) {
       const logs: unknown[] = [];
       a.on('job.log', (e) => logs.push(e));
       b.emit('job.log', { jobId: 'job-1', deviceId: 'd-4', agentJobId: 'job-1:2', lineCount: 3 });
-      await eventually(async () => (fetched.length === 1 && credentials.length === 1 && logs.length === 1 ? true : undefined), 10_000, 'a sees b’s fetch, credentials change and job log');
+      // a build uploaded through b reaches the artifact list of a dashboard streaming from a
+      const artifacts: unknown[] = [];
+      a.on('artifact.changed', (e) => artifacts.push(e));
+      b.emit('artifact.changed', { name: 'fw', version: '2.0.0', change: 'added' });
+      await eventually(async () => (fetched.length === 1 && credentials.length === 1 && logs.length === 1 && artifacts.length === 1 ? true : undefined), 10_000, 'a sees b’s fetch, credentials change, job log and artifact change');
+      assert.deepEqual(artifacts, [{ name: 'fw', version: '2.0.0', change: 'added' }]);
       assert.deepEqual(fetched, ['d-2']);
       assert.deepEqual(credentials, ['d-3']);
       assert.deepEqual(logs, [{ jobId: 'job-1', deviceId: 'd-4', agentJobId: 'job-1:2', lineCount: 3 }]);

@@ -57,7 +57,7 @@ export function useThrottle(fn: () => void, ms: number): () => void {
 
 /**
  * The state of each open stream, for the header's indicator. Only the streams of the pages
- * shown count: a page that reads none (Artifacts, Security) is not live, whatever the page
+ * shown count: a page that reads none (Security) is not live, whatever the page
  * before it was.
  */
 const streams = new Map<number, StreamStatus>();
@@ -142,32 +142,6 @@ export function streamAfter(main: Loaded<unknown>): boolean {
   if (main.data !== undefined) return true;
   const e = main.error;
   return e !== undefined && !(e instanceof ApiError && e.status >= 400 && e.status < 500);
-}
-
-/**
- * Reloads each of `loaded` when the tab comes back (it is shown again, or the window takes the
- * focus): for a page whose changes no event announces (an artifact deleted from the CLI or
- * another tab), so it is current when the operator looks at it again.
- */
-export function useReloadOnReturn(loaded: Loaded<unknown>[]): void {
-  const ref = useRef(loaded);
-  ref.current = loaded;
-  useEffect(() => {
-    let last = 0;
-    const back = () => {
-      if (document.visibilityState !== 'visible') return;
-      // showing a tab also focuses its window: one reload for both
-      if (Date.now() - last < 500) return;
-      last = Date.now();
-      for (const l of ref.current) l.reload();
-    };
-    document.addEventListener('visibilitychange', back);
-    window.addEventListener('focus', back);
-    return () => {
-      document.removeEventListener('visibilitychange', back);
-      window.removeEventListener('focus', back);
-    };
-  }, []);
 }
 
 /** Reloads each of `loaded` every `ms` while mounted (what no event announces). */

@@ -145,11 +145,14 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('link', { name: 'New rollout' }).click();
     await heading('New rollout');
     await page.getByLabel('Artifact').locator('option', { hasText: 'fw@2.0.0' }).waitFor({ state: 'attached' });
-    // a build added elsewhere (the CLI, another tab) is offered once the operator comes back to the tab
+    // a build added elsewhere (the CLI, another tab) is offered at once, and one deleted is not
+    // (artifact.changed; no focus or reload of the tab stands in for it)
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
     const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=1.9.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(512)) });
     assert.equal(added.status, 201);
-    await page.evaluate(() => window.dispatchEvent(new Event('focus')));
     await page.getByLabel('Artifact').locator('option', { hasText: 'fw@1.9.0' }).waitFor({ state: 'attached', timeout: 10_000 });
+    await api.call('DELETE', '/api/v1/artifacts/fw/1.9.0');
+    await page.getByLabel('Artifact').locator('option', { hasText: 'fw@1.9.0' }).waitFor({ state: 'detached', timeout: 10_000 });
     await page.getByLabel('Artifact').selectOption('fw@2.0.0');
     await page.getByLabel('Wave 1 size').fill('150');
     expectRefusal = true;
@@ -325,21 +328,17 @@ describe('web dashboard in Chromium', { skip }, () => {
     await row.waitFor({ state: 'detached' });
     assert.equal((await fetch(`${ts.httpUrl}/api/v1/artifacts/old/1.0.0`, { headers: { authorization: `Bearer ${ts.token}` } })).status, 404);
     await page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: '2.0.0' }).waitFor();
-    // builds deleted elsewhere (the CLI, another tab): no event says so, so their rows go when
-    // the operator comes back to the tab (it is shown again, or its window takes the focus)
+    // builds added and deleted elsewhere (the CLI, another tab): their rows come and go at once
+    // (artifact.changed; no focus or reload of the tab stands in for it)
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    const rowNamed = (name: string) => page.getByTestId('artifacts-table').getByRole('row').filter({ has: page.getByRole('cell', { name, exact: true }) });
     for (const name of ['gone', 'went']) {
       const res = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=${name}&version=1.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(512)) });
       assert.equal(res.status, 201);
+      await rowNamed(name).waitFor({ timeout: 10_000 });
     }
-    await nav('Overview').click();
-    await nav('Artifacts').click();
-    const rowNamed = (name: string) => page.getByTestId('artifacts-table').getByRole('row').filter({ has: page.getByRole('cell', { name, exact: true }) });
-    await rowNamed('went').waitFor();
-    for (const [name, back] of [['gone', 'visibilitychange'], ['went', 'focus']] as const) {
-      await rowNamed(name).waitFor();
+    for (const name of ['gone', 'went']) {
       await api.call('DELETE', `/api/v1/artifacts/${name}/1.0.0`);
-      await new Promise((r) => setTimeout(r, 600)); // the page folds a show and a focus within 500 ms into one reload
-      await page.evaluate((type) => (type === 'focus' ? window : document).dispatchEvent(new Event(type)), back);
       await rowNamed(name).waitFor({ state: 'detached', timeout: 10_000 });
     }
   });
@@ -462,15 +461,20 @@ describe('web dashboard in Chromium', { skip }, () => {
     const live = page.getByRole('status', { name: /^Live updates/ });
     await page.goto(ts.httpUrl + '/');
     await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
-    // these pages do not update by themselves: no "Live" carried over from the page before
-    for (const [name, title] of [['Artifacts', 'Artifacts'], ['Security', 'Security']] as const) {
-      await nav(name).click();
-      await heading(title);
-      assert.equal(await live.count(), 0, `no live indicator on ${title}`);
-    }
+    // Security does not update by itself: no "Live" carried over from the page before
+    await nav('Security').click();
+    await heading('Security');
+    assert.equal(await live.count(), 0, 'no live indicator on Security');
+    // Artifacts and New rollout follow the builds added and deleted (artifact.changed)
+    await nav('Artifacts').click();
+    await heading('Artifacts');
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
     await page.goto(ts.httpUrl + '/jobs/new');
     await heading('New rollout');
-    assert.equal(await live.count(), 0, 'no live indicator on New rollout');
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    await nav('Security').click();
+    await heading('Security');
+    assert.equal(await live.count(), 0, 'no live indicator on Security after New rollout');
     await nav('Jobs').click();
     await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
   });

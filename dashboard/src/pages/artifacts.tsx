@@ -3,8 +3,7 @@
  * types, the versions it installs over) and whether its signature is the current signing
  * key's; upload a build from the browser (raw bytes, with progress); delete
  * one, after a confirmation in the page (refused while a job that is not finished installs it).
- * Read again when the tab is shown or focused again: no event announces a build added or
- * deleted elsewhere.
+ * Live: a build added or deleted elsewhere (the CLI, another tab) shows at once (`artifact.changed`).
  */
 import { useState } from 'preact/hooks';
 import { api, ApiError, upload } from '../api.ts';
@@ -13,15 +12,15 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { bytes, dateTime } from '../format.ts';
-import { useApi, useReadOnly, useReloadOnReturn } from '../hooks.ts';
+import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import type { Artifact, Page } from '../types.ts';
 
 export function ArtifactsPage() {
   const list = useApi<Page<Artifact> & { maxArtifactBytes?: number }>('/artifacts');
   const readOnly = useReadOnly();
-  // no event announces an artifact added or deleted elsewhere (the CLI, another tab): read
-  // the list again when the operator comes back to this tab
-  useReloadOnReturn([list]);
+  // a build added or deleted elsewhere (the CLI, another tab, another instance); read again
+  // once the stream (re)connects too, for what changed while it was not
+  useLiveReload({ types: 'artifact.changed' }, [list], 1000, true);
   return (
     <>
       <h1>Artifacts</h1>

@@ -7,7 +7,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { ApiError, api } from '../api.ts';
 import { Field } from '../components/field.tsx';
-import { useApi, useReadOnly, useReloadOnReturn } from '../hooks.ts';
+import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { emptyForm, errorSummary, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
 import { navigate } from '../router.tsx';
 import { count as count0, dateTime } from '../format.ts';
@@ -15,8 +15,9 @@ import type { Artifact, JobPreview, JobView, Page } from '../types.ts';
 
 export function JobNewPage() {
   const artifacts = useApi<Page<Artifact>>('/artifacts');
-  // a build uploaded from the CLI or another tab meanwhile is offered once the operator comes back
-  useReloadOnReturn([artifacts]);
+  // a build uploaded or deleted from the CLI or another tab meanwhile is offered, or not, at once
+  // (read again once the stream (re)connects too, for what changed while it was not)
+  useLiveReload({ types: 'artifact.changed' }, [artifacts], 1000, true);
   const readOnly = useReadOnly();
   const [f, setF] = useState<JobForm>(emptyForm());
   const [errors, setErrors] = useState<Partial<Record<ErrorKey, string>>>({});

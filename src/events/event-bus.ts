@@ -23,7 +23,7 @@ export interface UpdraftEvents {
   'device.fetched': { deviceId: string };
   /**
    * A device's broker credentials changed, here or on another instance: it was registered,
-   * its secret replaced, it was revoked or reinstated, or a registration was undone. What
+   * its secret replaced, it was revoked, reinstated or deleted, or a registration was undone. What
    * `updraft broker mosquitto-config --watch` follows to keep an external broker's password
    * file current.
    */

@@ -15,7 +15,7 @@
  *    registered again continues from it, as after any shadow delete);
  * 4. it leaves the static groups that list it;
  * 5. its registration goes, at the version the revocation wrote (changed meanwhile: CONFLICT,
- *    ask again).
+ *    ask again), announced as a credentials change (`device.credentials`).
  */
 import { UpdraftError } from '../errors.ts';
 import type { Sender } from '../broker/message-bus.ts';
@@ -95,5 +95,8 @@ export async function decommissionDevice(deps: DecommissionDeps, deviceId: strin
   if (!(await store.deleteDevice(deviceId, device.version))) {
     throw new UpdraftError('CONFLICT', `device ${deviceId} changed while it was being deleted; delete it again`);
   }
+  // its registration (and with it its broker credentials) is gone: what the revocation's event
+  // came too early to tell a device page open on it, whose read now says it is not registered
+  deps.events.emit('device.credentials', { deviceId });
   return { deviceId, disconnected, executionsRemoved, shadowsDeleted, groupsLeft };
 }

@@ -23,7 +23,7 @@ import { keyIdOf, parsePublicKey } from '../../src/signing/signing-key.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { eventually } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, startAgent } from '../security/support.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -426,6 +426,29 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Yes, delete idle-3' }).click();
     await heading('Devices');
     assert.equal((await fetch(`${ts.httpUrl}/api/v1/devices/idle-3`, { headers: { authorization: `Bearer ${ts.token}` } })).status, 404);
+  });
+
+  it('says so when the device whose page is open is deleted elsewhere, and drops what it showed of it', async () => {
+    await registerDevice(ts, 'gone-1', { tags: ['doomed'] });
+    await page.goto(`${ts.httpUrl}/devices/gone-1`);
+    await heading(/Device gone-1/);
+    await page.getByRole('heading', { name: 'State' }).waitFor();
+    await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+    expectRefusal = true; // the re-read's 404 (the browser logs it)
+    try {
+      await api.call('DELETE', '/api/v1/devices/gone-1'); // what the CLI's `updraft device delete` calls
+      await page.locator('main [role="alert"]').filter({ hasText: 'Device gone-1 was deleted while this page was open' }).waitFor({ timeout: 10_000 });
+      // said once, and nothing stale under it: no state, tags, history or events, no controls, no stream
+      assert.equal(await page.locator('main [role="alert"]').count(), 1);
+      for (const gone of ['State', 'Job history', 'Last events']) assert.equal(await page.getByRole('heading', { name: gone }).count(), 0, `no ${gone} section`);
+      assert.equal(await page.getByText('doomed').count(), 0, 'its tags are not shown');
+      assert.equal(await page.getByRole('button', { name: 'Delete device' }).count(), 0);
+      await page.getByRole('status', { name: /^Live updates/ }).waitFor({ state: 'detached' });
+      await page.getByRole('link', { name: 'Devices' }).first().waitFor();
+      await shot('09b-device-deleted-elsewhere');
+    } finally {
+      expectRefusal = false;
+    }
   });
 
   it('shows the fleet overview live: versions, failures, events', async () => {

@@ -97,6 +97,34 @@ describe('deleting a device (decommissioning)', () => {
     }
   });
 
+  it('announces on the event stream that its registration is gone, after the revocation: a page open on it reads it again and learns so', { timeout: 60_000 }, async () => {
+    await registerDevice(ts, 'dev-d');
+    const controller = new AbortController();
+    const stream = await fetch(`${ts.httpUrl}/api/v1/events?deviceId=dev-d&types=device.credentials`, { headers: { authorization: `Bearer ${ts.token}` }, signal: controller.signal });
+    assert.equal(stream.status, 200);
+    const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+    await reader.read(); // the stream's opening comment: subscribed
+    let text = '';
+    /** Resolves with the device ids of the first `n` device.credentials events. */
+    const first = async (n: number) => {
+      for (;;) {
+        const ids = [...text.matchAll(/event: device\.credentials\ndata: (.+)\n/g)].map((m) => (JSON.parse(m[1]!) as { deviceId: string }).deviceId);
+        if (ids.length >= n) return ids.slice(0, n);
+        const { value, done } = await reader.read();
+        if (done) return ids;
+        text += value;
+      }
+    };
+    try {
+      assert.equal((await api('DELETE', '/api/v1/devices/dev-d')).status, 200);
+      // the revocation's, which came while it was still registered (revoked), then the deletion's
+      assert.deepEqual(await first(2), ['dev-d', 'dev-d']);
+      assert.equal((await api('GET', '/api/v1/devices/dev-d')).status, 404);
+    } finally {
+      controller.abort();
+    }
+  });
+
   it('answers 404 for a device that is not registered, and the CLI reports what it did on one line each', async () => {
     const missing = await api('DELETE', '/api/v1/devices/nobody');
     assert.equal(missing.status, 404);

@@ -1,10 +1,10 @@
 /**
  * One device: connection, desired / reported / delta state, its jobs (with the logs its agent sent
  * of failed attempts, opened in the page) and its last events, live (a `job.log` event of the
- * device reloads it too); delete it (decommission).
+ * device reloads it too); delete it (decommission). Deleted meanwhile, it says so and nothing else.
  */
 import { useState } from 'preact/hooks';
-import { api } from '../api.ts';
+import { api, ApiError } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
@@ -24,7 +24,11 @@ export function DevicePage({ id }: { id: string }) {
   // its other sections and its live stream once it is known to exist: an unknown device (a
   // mistyped or deleted id) costs one request, and holds no stream open (a first read that got no
   // answer opens the stream, whose reload once connected brings the page back: streamAfter)
-  const known = device.data !== undefined;
+  // deleted while the page is open (here, from the CLI, another tab): the re-read that its deletion's
+  // event (device.credentials) brings says it is not registered. What the page held is stale:
+  // said once, with nothing else, and nothing more asked of the server, as for an unknown device
+  const deleted = device.data !== undefined && device.error instanceof ApiError && device.error.status === 404;
+  const known = device.data !== undefined && !deleted;
   // its jobs, a page at a time (a device's history only grows); the cursors of newer pages kept for
   // "Newer jobs" ('' for the first). The router keys this page by device id: another device starts afresh
   const [pages, setPages] = useState<{ after?: string; newer: string[] }>({ newer: [] });
@@ -34,7 +38,7 @@ export function DevicePage({ id }: { id: string }) {
   // credentials (revoked or reinstated here, from the CLI or another tab; a stream carries
   // device.credentials only when asked for by types)
   // (opened after the first answer: reloaded once connected, for what changed in between)
-  useLiveReload(streamAfter(device) ? { deviceId: id, types: 'execution.changed,job.log,device.presence,device.credentials' } : null, [device, history, events], 1000, true);
+  useLiveReload(streamAfter(device) && !deleted ? { deviceId: id, types: 'execution.changed,job.log,device.presence,device.credentials' } : null, [device, history, events], 1000, true);
   // the log shown, by job id
   const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const d = device.data;
@@ -47,6 +51,9 @@ export function DevicePage({ id }: { id: string }) {
   }
   if (!d && device.error) {
     return <UnreadPage list="Devices" listHref="/devices" title="Device" id={id} error={device.error} />;
+  }
+  if (deleted) {
+    return <UnreadPage list="Devices" listHref="/devices" title="Device" id={id} error={new Error(`Device ${id} was deleted while this page was open: it is no longer registered. The jobs that reached it keep their records.`)} />;
   }
   return (
     <>

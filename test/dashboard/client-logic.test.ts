@@ -1,10 +1,11 @@
 /**
- * The dashboard's pure client logic, run in Node: reading the event stream's format, and the
+ * The dashboard's pure client logic, run in Node: reading the event stream's format, the way back to newer jobs of a jobs page bookmarked without it,
  * rollout form's request and the mapping of the server's validation messages onto fields.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { certificateExpiry } from '../../dashboard/src/format.ts';
+import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
 import { parseSse } from '../../dashboard/src/sse.ts';
 import { UpdraftError } from '../../src/errors.ts';
@@ -25,6 +26,34 @@ describe('dashboard client logic', () => {
     assert.equal(gone.tone, 'bad');
     assert.match(gone.text, /^expired .*: devices that trust the root refuse every update until a new certificate is installed$/);
     assert.equal(certificateExpiry(at(0), now).tone, 'bad');
+  });
+
+  it("finds the way back to newer jobs from a jobs page whose URL has only its cursor (an old bookmark)", async () => {
+    // 100 jobs newest first, as the server orders them: created at descending, then job id descending
+    const jobs = Array.from({ length: 100 }, (_, i) => `${1_000_000 - Math.floor(i / 2)}:${i % 2 === 0 ? 'b' : 'a'}-${String(i).padStart(3, '0')}`);
+    for (let i = 1; i < jobs.length; i++) assert.ok(isNewer(jobs[i - 1]!, jobs[i]!), `${jobs[i - 1]} before ${jobs[i]}`);
+    const reads: (string | undefined)[] = [];
+    /** The server's `next` of the page of 25 that starts after `cursor`. */
+    const next = async (cursor: string | undefined) => {
+      reads.push(cursor);
+      const start = cursor === undefined ? 0 : jobs.findIndex((c) => !isNewer(c, cursor) && c !== cursor);
+      return start + 25 < jobs.length ? jobs[start + 24] : undefined;
+    };
+    // pages start after jobs[24], jobs[49], jobs[74]
+    const [c1, c2, c3] = [jobs[24]!, jobs[49]!, jobs[74]!];
+    // the second page: the way back is the first page
+    assert.deepEqual(await findNewerPage(c1, next), { after: undefined, trail: [] });
+    assert.deepEqual(reads, [undefined], 'one page read');
+    // the fourth page (a bookmark without its trail): the third, with the pages before it
+    assert.deepEqual(await findNewerPage(c3, next), { after: c2, trail: [c1] });
+    // jobs created since the bookmark moved the pages: the page that holds the cursor's job
+    const shifted = jobs[60]!;
+    assert.deepEqual(await findNewerPage(shifted, next), { after: c2, trail: [c1] });
+    assert.deepEqual(await findNewerPage(jobs[10]!, next), { after: undefined, trail: [] });
+    // deeper than it reads: the newest page
+    reads.length = 0;
+    assert.deepEqual(await findNewerPage(c3, next, 2), { after: undefined, trail: [] });
+    assert.equal(reads.length, 2);
   });
 
   it('parses server-sent events split anywhere, skipping keep-alive comments', () => {

@@ -2,12 +2,16 @@
  * Rollout jobs, newest first, one server page at a time; live as jobs change. The page is in
  * the URL (`after`: the cursor of this page; `newer`, repeated: the cursors of the pages
  * between the first and this one), so back, forward, bookmarks and "Newer jobs" work: the
- * server pages only towards older jobs.
+ * server pages only towards older jobs. A URL with `after` alone (an older bookmark) finds its
+ * way back on "Newer jobs" by reading the pages from the newest (`job-pages.ts`).
  */
+import { useState } from 'preact/hooks';
+import { get } from '../api.ts';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { count, dateTime, shortId } from '../format.ts';
 import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
+import { findNewerPage } from '../job-pages.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
 import type { Job, Page } from '../types.ts';
 
@@ -23,7 +27,23 @@ export function JobsPage() {
     q.set('after', cursor);
     return `/jobs?${q.toString()}`;
   };
-  const jobs = useApi<Page<Job>>(`/jobs?limit=25${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+  const listPath = (cursor: string | null | undefined) => `/jobs?limit=25${cursor ? `&after=${encodeURIComponent(cursor)}` : ''}`;
+  const jobs = useApi<Page<Job>>(listPath(after));
+  /** While the way back of a URL without it is looked for; its failure. */
+  const [finding, setFinding] = useState<{ busy: boolean; error?: Error }>({ busy: false });
+  const newerPage = async () => {
+    // the pages before this one are in the URL: one step back along them
+    if (newer.length > 0 || !after) return navigate(pageUrl(newer[newer.length - 1], newer.slice(0, -1)));
+    // `after` alone (page 2, or a bookmark of a deeper page without its way back): found by reading from the newest
+    setFinding({ busy: true });
+    try {
+      const found = await findNewerPage(after, async (cursor) => (await get<Page<Job>>(listPath(cursor))).next);
+      setFinding({ busy: false });
+      navigate(pageUrl(found.after, found.trail));
+    } catch (err) {
+      setFinding({ busy: false, error: err as Error });
+    }
+  };
   const readOnly = useReadOnly();
   useLiveReload({ types: 'job.changed' }, [jobs], 1000);
   return (
@@ -81,7 +101,7 @@ export function JobsPage() {
           <button type="button" disabled={!after} onClick={() => navigate('/jobs')}>
             Newest
           </button>
-          <button type="button" disabled={!after} onClick={() => navigate(pageUrl(newer[newer.length - 1], newer.slice(0, -1)))}>
+          <button type="button" disabled={!after || finding.busy} onClick={newerPage}>
             Newer jobs
           </button>
           <button type="button" disabled={!jobs.data?.next} onClick={() => navigate(pageUrl(jobs.data!.next!, after ? [...newer, after] : []))}>
@@ -89,6 +109,7 @@ export function JobsPage() {
           </button>
         </nav>
       )}
+      <ErrorNote error={finding.error} />
     </>
   );
 }

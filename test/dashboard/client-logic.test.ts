@@ -1,6 +1,6 @@
 /**
  * The dashboard's pure client logic, run in Node: reading the event stream's format, the way back to newer jobs of a jobs page bookmarked without it,
- * rollout form's request and the mapping of the server's validation messages onto fields.
+ * and the rollout form's request and the mapping of the server's validation messages onto fields.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -58,6 +58,8 @@ import { JobLog, teeLogger } from './job-log.ts';
 
 /** How long a failed job's log is offered to a server that does not take it. */
 const PENDING_LOG_MAX_AGE_MS = 7 * 86_400_000;
+/** How long a line of the job's log waits to be saved, with those that follow it. */
+const JOB_LOG_SAVE_DELAY_MS = 1000;
 
 /** The update agent of one device. */
 export class UpdateAgent extends EventEmitter<AgentEvents> {
@@ -96,6 +98,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   /** Deltas with a software section heard so far (the catch-up skips its `get` after one). */
   private softwareDeltas = 0;
   private syncTimer: NodeJS.Timeout | undefined;
+  /** Set while a save of the job's log is due (`saveLogSoon`). */
+  private logTimer: NodeJS.Timeout | undefined;
   private readonly wakers = new Set<() => void>();
   private lastError: string | undefined;
   private detach: () => void = () => {};
@@ -299,6 +303,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     job?.run.stop();
     this.requester?.close();
     await job?.done;
+    // the lines of the last second and of the stop, which a restart on this directory takes up
+    if (job) await this.saveLogNow(job);
     this.pending = undefined;
     const client = this.client;
     this.client = undefined;
@@ -572,7 +578,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private launch(inFlight: InFlightUpdate, fresh: boolean, version: number | undefined): void {
     const o = this.opts;
     // the job's lines go to the agent's log and into the job's own, sent if it fails
-    const log = new JobLog(`agent:${o.deviceId}`, inFlight.log);
+    const log = new JobLog(`agent:${o.deviceId}`, inFlight.log, () => this.saveLogSoon());
     const logger = teeLogger(this.log, log.logger);
     const run = new UpdateJob(inFlight.command, inFlight.phase, {
       installer: o.installer,
@@ -653,6 +659,29 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.loggerOf(run).error('update job failed unexpectedly', { jobId: run.jobId, error });
       await this.finish(run, { status: 'FAILURE', error }).catch(() => {});
     }
+  }
+
+  /**
+   * A line of the job's log (a download retry, a refusal) is saved within a second, not only
+   * with the next phase: a restart in between (power lost during a flaky download) kept the
+   * log as of the phase's start, without the retries that tell why the download was slow or
+   * failed. One save per second at most, whatever the installer prints.
+   */
+  private saveLogSoon(): void {
+    if (this.logTimer || !this.started) return;
+    const entry = this.job;
+    this.logTimer = setTimeout(() => void this.saveLogNow(entry), JOB_LOG_SAVE_DELAY_MS);
+    this.logTimer.unref();
+  }
+
+  /** Saves the job's log as it is now into the update in flight (at the timer, and at a stop). */
+  private async saveLogNow(job: { run: UpdateJob; log: JobLog } | undefined): Promise<void> {
+    clearTimeout(this.logTimer);
+    this.logTimer = undefined;
+    const current = this.state.inFlight;
+    if (!job || current?.jobId !== job.run.jobId) return;
+    this.state.inFlight = { ...current, log: job.log.data() };
+    await this.saveState().catch((err: unknown) => this.log.warn("the job's log is not saved; it is with the next phase", { jobId: current.jobId, error: asUpdraftError(err).message }));
   }
 
   /** Persists the phase, then announces and reports it. */

@@ -3,8 +3,8 @@
  * writes at info level and above (phases, download retries, refusals, the installer's and the
  * health check's output), kept within the protocol's bounds. A long job keeps its first lines
  * (how it started) and its latest ones (how it ended), counting those dropped in between. It
- * is persisted with the job's phases, so a restart mid-install keeps what came before, and
- * sent once the job's FAILURE is acknowledged.
+ * is persisted with the job's phases and within a second of each line, so a restart keeps
+ * what came before, and sent once the job's FAILURE is acknowledged.
  */
 import { JOB_LOG_HEAD_LINES, JOB_LOG_MAX_CHARS, JOB_LOG_MAX_LINES, JOB_LOG_MAX_LINE_CHARS } from '../protocol/job-log.ts';
 import { createLogger, type Logger } from '../util/logger.ts';
@@ -25,8 +25,16 @@ export class JobLog {
   /** Writes into this log (info and above, in the text format, the time in UTC), its lines marked `component`. */
   readonly logger: Logger;
 
-  constructor(component: string, saved?: JobLogData) {
-    this.logger = createLogger({ level: 'info', component, write: (line) => this.add(line) });
+  /** `onLine` is told of each line the logger writes (not of the saved ones taken back). */
+  constructor(component: string, saved?: JobLogData, onLine?: () => void) {
+    this.logger = createLogger({
+      level: 'info',
+      component,
+      write: (line) => {
+        this.add(line);
+        onLine?.();
+      },
+    });
     if (!saved) return;
     for (const line of saved.lines) this.add(line);
     this.dropped += saved.dropped;

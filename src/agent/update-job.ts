@@ -199,12 +199,15 @@ export class UpdateJob {
       if ('go' in answer) return undefined;
       if ('refuse' in answer) return `refused by the device's install gate: ${answer.refuse}; nothing installed`;
       const waited = this.deps.now() - gate.startedAt;
-      if (waited + gate.retryMs > gate.maxWaitMs) {
-        return `the device's install gate put the install off for ${Math.round(waited / 1000)} s, past the ${Math.round(gate.maxWaitMs / 1000)} s allowed: ${answer.later}; nothing installed`;
+      // asked a last time at the limit, not given up one interval before it (which failed the
+      // job early, saying it had waited less than allowed)
+      if (waited >= gate.maxWaitMs) {
+        return `the device's install gate put the install off for ${Math.round(waited / 1000)} s, the ${Math.round(gate.maxWaitMs / 1000)} s allowed: ${answer.later}; nothing installed`;
       }
-      this.deps.logger.info('install put off by the device\'s gate', { jobId: this.jobId, reason: answer.later, askAgainInMs: gate.retryMs });
-      await putOff(answer.later, Math.min(gate.retryMs / 1000, MAX_WAIT_CHECK_SECONDS));
-      await sleep(gate.retryMs, undefined, { signal });
+      const askAgainInMs = Math.min(gate.retryMs, gate.maxWaitMs - waited);
+      this.deps.logger.info('install put off by the device\'s gate', { jobId: this.jobId, reason: answer.later, askAgainInMs });
+      await putOff(answer.later, Math.min(askAgainInMs / 1000, MAX_WAIT_CHECK_SECONDS));
+      await sleep(askAgainInMs, undefined, { signal });
     }
   }
 

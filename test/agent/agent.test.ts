@@ -177,6 +177,21 @@ describe('UpdateAgent', () => {
     assert.ok(after.some((l) => /resuming interrupted update jobId=job-l phase=DOWNLOADING/.test(l)), `the restart is in the job's log: ${JSON.stringify(after)}`);
   });
 
+  it("saves the job's log as lines come, not only with each phase: a download retry is on disk before the next phase", async () => {
+    f.http.mode = 'cut';
+    f.http.cuts = 1000;
+    // a long wait after the first cut: the job stays in DOWNLOADING, no phase saves its log
+    const agent = f.agent(slots(), { downloadSettings: { retryDelayMs: 600_000, maxRetryDelayMs: 600_000 } });
+    await agent.start();
+    await f.server.setDesired(f.software('job-r'));
+    const lines = async () => ((await readState().catch(() => ({}))).inFlight?.log?.lines ?? []) as string[];
+    await eventually(async () => (await lines()).some((l) => /download interrupted, retrying/.test(l)), 'the retry saved in the job\'s log');
+    assert.equal((await readState()).inFlight.phase, 'DOWNLOADING');
+    const saved = await lines();
+    assert.ok(saved.some((l) => /update command received jobId=job-r /.test(l)), JSON.stringify(saved));
+    await agent.stop();
+  });
+
   it('recovers an install interrupted by a restart through Installer.recover', async () => {
     const marker = path.join(f.root, 'health-check-started');
     const first = f.agent(slots({ healthCheck: `touch '${marker}'; sleep 30` }));

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 export function addBackupCommand(program: Command): void {
   program
     .command('backup')
-    .description('copy the data directory (database, artifacts, keys, CA, operator token) while the server runs; restore by starting a server on the copy')
+    .description('copy the data directory (database, artifacts, keys, CA, operator token) while the server runs; restore it with updraft restore')
     .requiredOption('--out <dir>', 'a new (or empty) directory for the copy; it holds secrets and is made 0700')
     .option('--data-dir <dir>', 'the server data directory', './data')
     .option('--json', 'print JSON')

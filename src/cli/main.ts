@@ -7,6 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import { addAgentCommand } from './agent-command.ts';
 import { addApiCommands } from './api-commands.ts';
 import { addBackupCommand } from './backup-command.ts';
+import { addRestoreCommand } from './restore-command.ts';
 import { addRolloutCommands } from './rollout-commands.ts';
 import { addCaCommand } from './ca-command.ts';
 import { addDeviceCertCommand } from './device-cert-command.ts';
@@ -34,6 +35,7 @@ addDemoCommand(program);
 addSimCommand(program);
 addBrokerCommands(program);
 addBackupCommand(program);
+addRestoreCommand(program);
 addTokenCommand(program);
 addDoctorCommand(program);
 

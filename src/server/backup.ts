@@ -15,10 +15,11 @@
  * in a bucket: back those up with pg_dump and the bucket's versioning or replication; this
  * copies what the data directory holds (keys, CA, token) and says so.
  */
-import { chmod, copyFile, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
+import { BACKUP_MARKER, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 
 /** What a backup copied. */
 export interface BackupReport {
@@ -33,7 +34,7 @@ export interface BackupReport {
 
 const DATABASE = 'updraft.db';
 /** The database's own files, copied through SQLite; and artifacts, copied by what it names. */
-const SKIPPED = new Set([DATABASE, `${DATABASE}-wal`, `${DATABASE}-shm`, 'artifacts']);
+const SKIPPED = new Set([DATABASE, `${DATABASE}-wal`, `${DATABASE}-shm`, 'artifacts', BACKUP_MARKER]);
 
 /** Copies `dataDir` into `out`, which must not exist or be empty. */
 export async function backupDataDir(dataDir: string, out: string): Promise<BackupReport> {
@@ -94,6 +95,9 @@ export async function backupDataDir(dataDir: string, out: string): Promise<Backu
     await copyKeepingMode(path.join(from, rel), path.join(to, rel));
     report.files.push(rel);
   }
+  // last: `updraft restore` takes only a copy that has it, so one cut short is never restored
+  const marker: BackupMarker = { format: 'updraft-backup', version: 1, createdAt: new Date().toISOString() };
+  await writeFile(path.join(to, BACKUP_MARKER), JSON.stringify(marker, null, 2) + '\n', { mode: 0o600 });
   return report;
 }
 
@@ -107,18 +111,4 @@ async function filesUnder(dir: string, rel: string): Promise<string[]> {
     else if (e.isFile()) out.push(r);
   }
   return out.sort();
-}
-
-async function copyKeepingMode(src: string, dest: string): Promise<void> {
-  await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
-  await copyFile(src, dest);
-  await chmod(dest, (await stat(src)).mode & 0o777);
-}
-
-async function isFile(p: string): Promise<boolean> {
-  return stat(p).then((s) => s.isFile(), () => false);
-}
-
-async function isDirectory(p: string): Promise<boolean> {
-  return stat(p).then((s) => s.isDirectory(), () => false);
 }

@@ -1,0 +1,22 @@
+/** `updraft restore`: puts a backup in place of a data directory, the old contents moved aside (server/restore.ts). */
+import type { Command } from 'commander';
+
+/** Adds `restore`. */
+export function addRestoreCommand(program: Command): void {
+  program
+    .command('restore')
+    .description('put a copy made by updraft backup in place of a data directory, with its server stopped; the directory\'s current contents (a crashed server\'s updraft.db-wal too) are moved aside, never deleted')
+    .argument('<backup-dir>', 'the directory updraft backup --out wrote')
+    .requiredOption('--data-dir <dir>', 'the server data directory to restore into')
+    .option('--json', 'print JSON')
+    .action(async (backupDir: string, opts: { dataDir: string; json?: boolean }) => {
+      const { restoreDataDir } = await import('../server/restore.ts'); // SQLite: loaded only to run
+      const r = await restoreDataDir(backupDir, opts.dataDir);
+      const lines = [
+        `restored ${backupDir} into ${opts.dataDir}; start the server on it`,
+        r.aside ? `  its previous contents (${r.movedAside.join(', ')}) are in ${r.aside}: delete them once the restored server is checked` : '  it was empty',
+        `  files: ${r.files.join(', ')}`,
+      ];
+      process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : lines.join('\n') + '\n');
+    });
+}

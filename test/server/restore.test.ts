@@ -1,0 +1,110 @@
+/**
+ * `updraft restore` on the data directory of a server killed with SIGKILL (its updraft.db-wal
+ * left behind): the restored server has the backup's state, not the crashed one's; the old
+ * contents are moved aside whole. Refused while a server runs on the directory, and for a
+ * directory that is not a finished backup.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+
+const SERVER_FLAGS = ['--mqtt-port', '0', '--mqtt-tls-port', '-1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1'];
+
+/** A server process on `dataDir`, with its URL and operator token. */
+async function serve(dataDir: string): Promise<{ proc: CliProcess; url: string; token: string }> {
+  const proc = startCli(['server', '--data-dir', dataDir, ...SERVER_FLAGS]);
+  try {
+    const url = (await proc.waitFor(/HTTP API and downloads on (http:\/\/\S+)/))[1]!;
+    await proc.waitFor(/data in /);
+    const token = (await readFile(path.join(dataDir, 'operator-token'), 'utf8')).trim();
+    return { proc, url, token };
+  } catch (err) {
+    await proc.kill('SIGKILL');
+    throw err;
+  }
+}
+
+async function register(s: { url: string; token: string }, deviceId: string): Promise<void> {
+  const res = await fetch(`${s.url}/api/v1/devices`, { method: 'POST', headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ deviceId }) });
+  assert.equal(res.status, 201, await res.text());
+}
+
+async function deviceIds(s: { url: string; token: string }): Promise<string[]> {
+  const body = (await (await fetch(`${s.url}/api/v1/devices`, { headers: { authorization: `Bearer ${s.token}` } })).json()) as { items: { deviceId: string }[] };
+  return body.items.map((d) => d.deviceId).sort();
+}
+
+describe('updraft restore', () => {
+  let dir: string;
+  const running: CliProcess[] = [];
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-restore-'));
+  });
+  after(async () => {
+    for (const p of running) await p.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("restores over a crashed server's directory: its stale WAL is moved aside, not replayed over the backup", async () => {
+    const data = path.join(dir, 'data');
+    const backup = path.join(dir, 'bk');
+    const first = await serve(data);
+    running.push(first.proc);
+    await register(first, 'dev-before');
+    const b = await runCli(['backup', '--data-dir', data, '--out', backup]);
+    assert.equal(b.code, 0, b.stderr);
+    await register(first, 'dev-after');
+    await first.proc.kill('SIGKILL');
+    assert.ok((await stat(path.join(data, 'updraft.db-wal'))).size > 0, 'the crash left a WAL');
+
+    // refused while a server holds the directory
+    const holder = await serve(data);
+    running.push(holder.proc);
+    const refused = await runCli(['restore', backup, '--data-dir', data]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.equal(refused.stderr, `updraft: error: a server is using ${data} (its updraft.db is open in another process): stop it, then restore\n`);
+    assert.deepEqual(await deviceIds(holder), ['dev-after', 'dev-before'], 'nothing changed');
+    await holder.proc.kill('SIGKILL');
+    assert.ok((await stat(path.join(data, 'updraft.db-wal'))).size > 0, 'crashed again, the WAL is there');
+
+    const r = await runCli(['restore', backup, '--data-dir', data]);
+    assert.equal(r.code, 0, r.stderr);
+    const aside = (await readdir(dir)).filter((n) => n.startsWith('data.before-restore-'));
+    assert.equal(aside.length, 1, r.stdout);
+    assert.match(r.stdout, new RegExp(`^restored ${backup} into ${data}; start the server on it\\n {2}its previous contents \\(.*operator-token.*updraft\\.db.*\\) are in ${path.join(dir, aside[0]!)}: delete them once the restored server is checked\\n {2}files: `));
+    assert.deepEqual((await readdir(data)).filter((n) => n.startsWith('updraft.db')), ['updraft.db'], 'no -wal nor -shm beside the restored database');
+    const old = new Database(path.join(dir, aside[0]!, 'updraft.db'), { readonly: true });
+    const oldIds = old.prepare('SELECT device_id AS id FROM devices ORDER BY device_id').all();
+    old.close();
+    assert.deepEqual(oldIds, [{ id: 'dev-after' }, { id: 'dev-before' }], "the crashed server's state moved aside whole, not deleted");
+
+    const restored = await serve(data);
+    running.push(restored.proc);
+    assert.deepEqual(await deviceIds(restored), ['dev-before'], "the backup's devices, not the crashed server's");
+    await restored.proc.kill('SIGTERM');
+  });
+
+  it('refuses, in one line, a directory that is not a finished backup, and leaves the data directory alone', async () => {
+    const data = path.join(dir, 'data2');
+    const s = await serve(data);
+    running.push(s.proc);
+    const backup = path.join(dir, 'bk2');
+    assert.equal((await runCli(['backup', '--data-dir', data, '--out', backup])).code, 0);
+    await s.proc.kill('SIGTERM');
+    await unlink(path.join(backup, 'updraft-backup.json')); // as a backup cut short leaves it
+    await writeFile(path.join(dir, 'not-a-dir'), 'x');
+    for (const [from, message] of [
+      [backup, `updraft: error: ${backup} is not a whole backup made by updraft backup (it has no valid updraft-backup.json, which a backup writes last): restore only a backup that finished\n`],
+      [path.join(dir, 'nothing'), `updraft: error: backup ${path.join(dir, 'nothing')} does not exist\n`],
+    ] as const) {
+      const r = await runCli(['restore', from, '--data-dir', data]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, message);
+    }
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('data2.before-restore-')), []);
+  });
+});

@@ -8,7 +8,7 @@ import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { SEMVER, compareSemver } from '../protocol/software.ts';
 import { isValidId } from '../protocol/topics.ts';
-import type { ArtifactRecord, StateStore } from '../store/state-store.ts';
+import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type JobRecord, type StateStore } from '../store/state-store.ts';
 import { rememberLru } from '../util/lru.ts';
 import type { BlobStore } from './blob-store.ts';
 
@@ -173,10 +173,7 @@ export class ArtifactService {
 
   private async deleteUnused(name: string, version: string): Promise<ArtifactDeletion> {
     const r = await this.deps.store.deleteArtifact(name, version);
-    if (r.activeJobs.length > 0) {
-      const jobs = r.activeJobs.join(', ');
-      throw new UpdraftError('CONFLICT', `artifact ${name}@${version} is installed by jobs that are not finished (${jobs}${r.activeJobs.length === 10 ? ', …' : ''}); cancel them or let them finish, then delete it`);
-    }
+    if (r.activeJobs.length > 0) throw new UpdraftError('CONFLICT', inUse(name, version, r.activeJobs));
     if (!r.deleted) throw new UpdraftError('NOT_FOUND', `artifact ${name}@${version} does not exist`);
     const artifact = r.deleted;
     this.records.delete(`${name}@${version}`);
@@ -199,13 +196,17 @@ export class ArtifactService {
     const byName = new Map<string, ArtifactRecord[]>();
     for (const a of all) byName.set(a.name, [...(byName.get(a.name) ?? []), a]);
     const out: ArtifactPrune = { dryRun: o.dryRun === true, kept: [], deleted: [], refused: [] };
+    // a dry run refuses what a prune would: the builds of unfinished jobs (few: read at once)
+    const unfinished = o.dryRun ? await this.unfinishedJobsByArtifact() : undefined;
     for (const [name, versions] of [...byName].sort(([a], [b]) => a.localeCompare(b))) {
       versions.sort((a, b) => compareSemver(b.version, a.version));
       out.kept.push(...versions.slice(0, o.keep).map((a) => `${name}@${a.version}`));
       for (const old of versions.slice(o.keep)) {
         const ref = `${name}@${old.version}`;
-        if (o.dryRun) {
-          out.deleted.push(ref);
+        if (unfinished) {
+          const jobs = unfinished.get(ref);
+          if (jobs) out.refused.push({ artifact: ref, reason: inUse(name, old.version, jobs.slice(0, 10)) });
+          else out.deleted.push(ref);
           continue;
         }
         try {
@@ -218,6 +219,23 @@ export class ArtifactService {
           else out.refused.push({ artifact: ref, reason: err.message });
         }
       }
+    }
+    return out;
+  }
+
+  /** The unfinished jobs' ids by the build they install (`name@version`), oldest first as `delete` names them. */
+  private async unfinishedJobsByArtifact(): Promise<Map<string, string[]>> {
+    const jobs: JobRecord[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobs({ status: [...ACTIVE_JOB_STATUSES], limit: 500, omitSpec: true, ...(after ? { after } : {}) });
+      jobs.push(...page.items);
+      after = page.next;
+    } while (after);
+    const out = new Map<string, string[]>();
+    for (const j of jobs.sort((a, b) => a.createdAt - b.createdAt)) {
+      const ref = `${j.artifactName}@${j.artifactVersion}`;
+      out.set(ref, [...(out.get(ref) ?? []), j.jobId]);
     }
     return out;
   }
@@ -285,4 +303,9 @@ export class ArtifactService {
   list(): Promise<ArtifactRecord[]> {
     return this.deps.store.listArtifacts();
   }
+}
+
+/** Why a build is not deleted: the unfinished jobs that install it (the store names up to 10). */
+function inUse(name: string, version: string, jobIds: string[]): string {
+  return `artifact ${name}@${version} is installed by jobs that are not finished (${jobIds.join(', ')}${jobIds.length === 10 ? ', …' : ''}); cancel them or let them finish, then delete it`;
 }

@@ -26,11 +26,15 @@ describe('pruning artifacts', () => {
   });
   after(() => ts.close());
 
-  it('says what it would delete with --dry-run, and deletes nothing', async () => {
+  it('says what it would delete with --dry-run, and what it would not (a build an unfinished job installs), and deletes nothing', async () => {
     const before = await names();
     const r = await cli('artifact', 'prune', '--keep', '2', '--dry-run');
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'would delete: fw@1.2.1, fw@1.2.0, fw@1.0.0\nkept: cam@2.0.0, cam@1.0.0, fw@1.10.0, fw@1.9.0\n');
+    assert.equal(
+      r.stdout,
+      'would delete: fw@1.2.1, fw@1.0.0\nkept: cam@2.0.0, cam@1.0.0, fw@1.10.0, fw@1.9.0\n' +
+        `not deleted: artifact fw@1.2.0 is installed by jobs that are not finished (${jobId}); cancel them or let them finish, then delete it\n`,
+    );
     assert.deepEqual(await names(), before);
   });
 

@@ -15,7 +15,7 @@
  * in a bucket: back those up with pg_dump and the bucket's versioning or replication; this
  * copies what the data directory holds (keys, CA, token) and says so.
  */
-import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
@@ -47,6 +47,8 @@ export async function backupDataDir(dataDir: string, out: string): Promise<Backu
     throw new UpdraftError('BAD_REQUEST', `cannot use ${out}: ${err.message}`);
   });
   if (existing.length > 0) throw new UpdraftError('BAD_REQUEST', `${out} exists and is not empty; back up into a new directory`);
+  // listed first: a link to nothing is refused before anything is copied
+  const files = await filesUnder(from, '', dataDir, new Set([await realpath(from)]));
   await mkdir(to, { recursive: true, mode: 0o700 });
   await chmod(to, 0o700);
 
@@ -91,7 +93,7 @@ export async function backupDataDir(dataDir: string, out: string): Promise<Backu
     if (missing.length > 0) throw new UpdraftError('CONFLICT', `the bytes of ${missing.join(', ')} were not in ${path.join(dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged); ${out} is incomplete: back up again into a new directory`);
   }
 
-  for (const rel of await filesUnder(from, '')) {
+  for (const rel of files) {
     await copyKeepingMode(path.join(from, rel), path.join(to, rel));
     report.files.push(rel);
   }
@@ -101,14 +103,35 @@ export async function backupDataDir(dataDir: string, out: string): Promise<Backu
   return report;
 }
 
-/** Files under `dir/rel`, relative to `dir`, without the database, the artifacts and files being written (`*.tmp`). */
-async function filesUnder(dir: string, rel: string): Promise<string[]> {
+/**
+ * Files under `dir/rel`, relative to `dir`, without the database, the artifacts and files
+ * being written (`*.tmp`). Symbolic links are followed (their targets are copied as regular
+ * files): keys and tokens mounted from a secret store are links (a Kubernetes secret volume
+ * links each file through `..data` to a `..<time>` directory, names skipped here as the
+ * volume's own, so each file is copied once). A link to nothing is refused: the copy would
+ * lack a key or the token without a word. `seen`: real paths of the directories on the way
+ * down, so that a link to one of them is not followed round.
+ */
+async function filesUnder(dir: string, rel: string, dataDir: string, seen: Set<string>): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
     const r = path.join(rel, e.name);
-    if ((rel === '' && SKIPPED.has(e.name)) || e.name.endsWith('.tmp')) continue;
-    if (e.isDirectory()) out.push(...(await filesUnder(dir, r)));
-    else if (e.isFile()) out.push(r);
+    if ((rel === '' && SKIPPED.has(e.name)) || e.name.endsWith('.tmp') || e.name.startsWith('..')) continue;
+    let isDir = e.isDirectory();
+    let isReg = e.isFile();
+    if (e.isSymbolicLink()) {
+      const target = await stat(path.join(dir, r)).catch(async (err: NodeJS.ErrnoException) => {
+        const to = await readlink(path.join(dir, r));
+        throw new UpdraftError('CONFIG', `${path.join(dataDir, r)} is a symbolic link to ${to}, which ${err.code === 'ELOOP' ? 'loops' : 'does not exist'} (a secret volume not mounted?): mount what it points to, or replace the link with the file, then back up again`, { cause: err });
+      });
+      isDir = target.isDirectory();
+      isReg = target.isFile();
+    }
+    if (isDir) {
+      const real = await realpath(path.join(dir, r));
+      if (seen.has(real)) continue;
+      out.push(...(await filesUnder(dir, r, dataDir, new Set([...seen, real]))));
+    } else if (isReg) out.push(r);
   }
   return out.sort();
 }

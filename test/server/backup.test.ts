@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -96,5 +96,63 @@ describe('updraft backup', () => {
       assert.equal(r.stderr.trim().split('\n').length, 1);
     }
     assert.deepEqual(await readdir(path.join(dir)).then((d) => d.includes('new')), false, 'nothing created for a missing data directory');
+  });
+});
+
+describe('updraft backup of keys and a token mounted as symbolic links (a Kubernetes secret volume)', () => {
+  let ts: TestServer | undefined;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-backup-links-'));
+  });
+  after(async () => {
+    await ts?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('copies what the links point to, as regular files, and a server restored from the copy has the same key and token', async () => {
+    ts = await startTestServer();
+    const keyBefore = await (await fetch(`${ts.httpUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${ts.token}` } })).json();
+    await ts.stop();
+    // the layout of a secret volume: <name> -> ..data/<name>, ..data -> ..<time>/
+    const keys = path.join(ts.dataDir, 'keys');
+    const volume = path.join(keys, '..2026_12_04_10_00_00.1');
+    await mkdir(volume);
+    for (const name of ['software-signing.key', 'url-signing.json']) {
+      await rename(path.join(keys, name), path.join(volume, name));
+      await symlink(path.join('..data', name), path.join(keys, name));
+    }
+    await symlink('..2026_12_04_10_00_00.1', path.join(keys, '..data'));
+    const secrets = path.join(dir, 'secrets');
+    await mkdir(secrets);
+    await rename(path.join(ts.dataDir, 'operator-token'), path.join(secrets, 'operator-token'));
+    await symlink(path.join(secrets, 'operator-token'), path.join(ts.dataDir, 'operator-token'));
+
+    const out = path.join(dir, 'copy');
+    const r = await runCli(['backup', '--data-dir', ts.dataDir, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /files: .*keys\/software-signing\.key.*keys\/url-signing\.json.*operator-token/);
+    assert.doesNotMatch(r.stdout, /\.\.data|\.\.2026/, "the volume's own names are not copied");
+    for (const rel of ['operator-token', 'keys/software-signing.key', 'keys/url-signing.json']) {
+      assert.ok((await lstat(path.join(out, rel))).isFile(), `${rel}: a regular file`);
+    }
+    const data = path.join(dir, 'restored');
+    assert.equal((await runCli(['restore', out, '--data-dir', data])).code, 0);
+    const restored = await startTestServer({ dataDir: data });
+    try {
+      assert.equal(restored.token, ts.token, 'the same operator token');
+      assert.deepEqual(await (await fetch(`${restored.httpUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${restored.token}` } })).json(), keyBefore, 'the same signing keys');
+    } finally {
+      await restored.stop();
+    }
+  });
+
+  it('refuses, in one line and before copying anything, a link to a file that is not there', async () => {
+    await rm(path.join(dir, 'secrets', 'operator-token'));
+    const out = path.join(dir, 'dangling');
+    const r = await runCli(['backup', '--data-dir', ts!.dataDir, '--out', out]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, `updraft: error: ${path.join(ts!.dataDir, 'operator-token')} is a symbolic link to ${path.join(dir, 'secrets', 'operator-token')}, which does not exist (a secret volume not mounted?): mount what it points to, or replace the link with the file, then back up again\n`);
+    await assert.rejects(stat(out), { code: 'ENOENT' }, 'nothing copied');
   });
 });

@@ -7,6 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import { fileShapeErrors } from './file-shape.ts';
 import { SETTINGS, type Setting, type UpdraftConfig } from './schema.ts';
 import { redactUrl } from '../util/redact-url.ts';
+import { parseS3Url } from '../artifacts/s3-url.ts';
 
 /** Where settings come from. Flags are keyed by flag name (`mqtt-port`), file by dotted path. */
 export interface ConfigSources {
@@ -87,6 +88,15 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   }
   // settings that depend on each other
   const partial = out as unknown as UpdraftConfig;
+  if (partial.blob) {
+    // its parameters are checked here, with the rest: found when the store was made, a typo
+    // (pathStyel=true) came alone, after every other error was fixed, with exit code 1
+    try {
+      parseS3Url(partial.blob);
+    } catch (err) {
+      errors.push(`blob (${from.get('blob')}): ${(err as Error).message}`);
+    }
+  }
   if (partial.downloads?.via === 's3' && !partial.blob) errors.push('downloads.via s3 needs S3 artifact storage: set blob (--blob s3://bucket?endpoint=...)');
   if (partial.downloads?.ipBinding === 'mqtt') {
     // the address comes from the embedded broker's connection; S3 checks no address

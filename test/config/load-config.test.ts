@@ -142,4 +142,21 @@ describe('configuration', () => {
       await server.kill('SIGTERM');
     }
   });
+
+  it("checks the blob URL's parameters with every other setting: a typo in one is a usage error reported with the rest", () => {
+    assert.throws(
+      () => loadConfig({ flags: { blob: 's3://firmware?endpoint=http://127.0.0.1:9000&pathStyel=true', 'mqtt-port': 70000 } }),
+      (err: Error & { status?: number }) => {
+        assert.equal(err.status, 400, 'a usage error');
+        assert.equal(
+          err.message,
+          'invalid configuration: mqtt.port (flag --mqtt-port) must be at most 65535, got 70000; ' +
+            'blob (flag --blob): blob URL has unknown parameters pathStyel; known: endpoint, region, pathStyle, create',
+        );
+        return true;
+      },
+    );
+    assert.throws(() => loadConfig({ env: { UPDRAFT_BLOB: 's3://firmware?create=yes' } }), /blob \(env UPDRAFT_BLOB\): blob URL parameter create must be true or false, got yes/);
+    assert.equal(loadConfig({ flags: { blob: 's3://firmware/p?endpoint=http://127.0.0.1:9000&pathStyle=true&create=true' } }).blob, 's3://firmware/p?endpoint=http://127.0.0.1:9000&pathStyle=true&create=true');
+  });
 });

@@ -11,20 +11,35 @@
  * - Everything else (signing keys, the URL key ring, the CA, the operator token) is copied
  *   as it is, modes kept: the copy holds secrets, and its directory is made 0700.
  *
- * A server with `--db` keeps its state in PostgreSQL and, with `--blob s3://...`, its bytes
- * in a bucket: back those up with pg_dump and the bucket's versioning or replication; this
- * copies what the data directory holds (keys, CA, token) and says so.
+ * What to copy follows the server's own settings (`--db`, `--blob`, read by loadConfig as
+ * the server reads them), not what happens to lie in the directory. A server with `--db`
+ * keeps its state in PostgreSQL: back it up with pg_dump (this says so); its artifact bytes,
+ * unless `--blob` puts them in a bucket, are in the data directory and are copied, for the
+ * builds the database names when the backup runs.
  */
 import { chmod, mkdir, readdir, readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
+import { createLogger } from '../util/logger.ts';
+import { redactUrl } from '../util/redact-url.ts';
 import { BACKUP_MARKER, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
+
+/** Where the server keeps what is backed up: its settings (`--data-dir`, `--db`, `--blob`, from loadConfig). */
+export interface BackupSource {
+  dataDir: string;
+  /** The PostgreSQL store, or '' for the embedded `updraft.db`. */
+  db: string;
+  /** The S3 artifact storage, or '' for `<dataDir>/artifacts`. */
+  blob: string;
+}
 
 /** What a backup copied. */
 export interface BackupReport {
-  /** False when the data directory holds no embedded database (a server with --db). */
+  /** True when the embedded database was copied; false for a server with --db (its state is in PostgreSQL). */
   database: boolean;
+  /** The PostgreSQL store (password hidden) whose artifact records named the bytes copied; absent for the embedded one. */
+  postgres?: string;
   /** Artifacts whose bytes were copied, and how many bytes. */
   artifacts: number;
   artifactBytes: number;
@@ -32,12 +47,21 @@ export interface BackupReport {
   files: string[];
 }
 
+/** An artifact's record: what its bytes are. */
+interface ArtifactBytes {
+  name: string;
+  version: string;
+  sha256: string;
+  size: number;
+}
+
 const DATABASE = 'updraft.db';
 /** The database's own files, copied through SQLite; and artifacts, copied by what it names. */
 const SKIPPED = new Set([DATABASE, `${DATABASE}-wal`, `${DATABASE}-shm`, 'artifacts', BACKUP_MARKER]);
 
-/** Copies `dataDir` into `out`, which must not exist or be empty. */
-export async function backupDataDir(dataDir: string, out: string): Promise<BackupReport> {
+/** Copies the data directory of `source` into `out`, which must not exist or be empty. */
+export async function backupDataDir(source: BackupSource, out: string): Promise<BackupReport> {
+  const dataDir = source.dataDir;
   const from = path.resolve(dataDir);
   const to = path.resolve(out);
   if (!(await isDirectory(from))) throw new UpdraftError('BAD_REQUEST', `data directory ${dataDir} does not exist`);
@@ -47,37 +71,29 @@ export async function backupDataDir(dataDir: string, out: string): Promise<Backu
     throw new UpdraftError('BAD_REQUEST', `cannot use ${out}: ${err.message}`);
   });
   if (existing.length > 0) throw new UpdraftError('BAD_REQUEST', `${out} exists and is not empty; back up into a new directory`);
+  const dbFile = path.join(from, DATABASE);
+  if (!source.db && !(await isFile(dbFile))) {
+    throw new UpdraftError('BAD_REQUEST', `no ${DATABASE} in ${dataDir}: a server with --db keeps its state in PostgreSQL; give the backup its settings as the server has them (--db, --blob, or --config, or UPDRAFT_DB and UPDRAFT_BLOB)`);
+  }
   // listed first: a link to nothing is refused before anything is copied
   const files = await filesUnder(from, '', dataDir, new Set([await realpath(from)]));
   await mkdir(to, { recursive: true, mode: 0o700 });
   await chmod(to, 0o700);
 
   const report: BackupReport = { database: false, artifacts: 0, artifactBytes: 0, files: [] };
-  const dbFile = path.join(from, DATABASE);
-  if (await isFile(dbFile)) {
+  let records: ArtifactBytes[] = [];
+  if (!source.db) {
     report.database = true;
-    const copy = path.join(to, DATABASE);
-    const db = new Database(dbFile, { fileMustExist: true });
-    let blobs: { name: string; version: string; sha256: string; size: number }[];
-    try {
-      // waits for the server's commit in progress, never blocks it
-      db.pragma('busy_timeout = 10000');
-      db.prepare('VACUUM INTO ?').run(copy);
-    } catch (err) {
-      throw new UpdraftError('INTERNAL', `cannot copy the database ${dbFile}: ${(err as Error).message}`, { cause: err });
-    } finally {
-      db.close();
-    }
-    await chmod(copy, 0o600);
-    const snapshot = new Database(copy, { readonly: true });
-    try {
-      blobs = snapshot.prepare('SELECT name, version, sha256, size FROM artifacts').all() as typeof blobs;
-    } finally {
-      snapshot.close();
-    }
+    records = await copyDatabase(dbFile, path.join(to, DATABASE));
+  } else if (!source.blob) {
+    // PostgreSQL with the bytes in the data directory: copied for the builds it names now
+    report.postgres = redactUrl(source.db);
+    records = await postgresArtifacts(source);
+  }
+  if (!source.db || !source.blob) {
     const missing: string[] = [];
     const copied = new Set<string>();
-    for (const a of blobs) {
+    for (const a of records) {
       if (copied.has(a.sha256)) continue;
       const rel = path.join('artifacts', 'sha256', a.sha256.slice(0, 2), a.sha256);
       if (!(await isFile(path.join(from, rel)))) {
@@ -101,6 +117,39 @@ export async function backupDataDir(dataDir: string, out: string): Promise<Backu
   const marker: BackupMarker = { format: 'updraft-backup', version: 1, createdAt: new Date().toISOString() };
   await writeFile(path.join(to, BACKUP_MARKER), JSON.stringify(marker, null, 2) + '\n', { mode: 0o600 });
   return report;
+}
+
+/** Copies the embedded database as of one instant; resolves with the artifacts the copy names. */
+async function copyDatabase(dbFile: string, copy: string): Promise<ArtifactBytes[]> {
+  const db = new Database(dbFile, { fileMustExist: true });
+  try {
+    // waits for the server's commit in progress, never blocks it
+    db.pragma('busy_timeout = 10000');
+    db.prepare('VACUUM INTO ?').run(copy);
+  } catch (err) {
+    throw new UpdraftError('INTERNAL', `cannot copy the database ${dbFile}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    db.close();
+  }
+  await chmod(copy, 0o600);
+  const snapshot = new Database(copy, { readonly: true });
+  try {
+    return snapshot.prepare('SELECT name, version, sha256, size FROM artifacts').all() as ArtifactBytes[];
+  } finally {
+    snapshot.close();
+  }
+}
+
+/** The artifacts a PostgreSQL store names, read through the store as the server reads them. */
+async function postgresArtifacts(source: BackupSource): Promise<ArtifactBytes[]> {
+  const { createStateStore } = await import('./adapters.ts');
+  const store = createStateStore(source, path.resolve(source.dataDir), createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
+  await store.start();
+  try {
+    return await store.listArtifacts();
+  } finally {
+    await store.stop();
+  }
 }
 
 /**

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
-import { TestClient, connackCode } from '../helpers/mqtt-client.ts';
+import { TestClient, connackCode, connectDevice } from '../helpers/mqtt-client.ts';
+import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 describe('updraft backup', () => {
@@ -67,15 +68,16 @@ describe('updraft backup', () => {
     assert.equal((await (await api(restored, '/api/v1/artifacts/fw/2.0.0')).json()).sha256, sha);
   });
 
-  it('copies only the files of a data directory whose state is in PostgreSQL, and says where the rest is', async () => {
+  it('copies only the files of a data directory whose state is in PostgreSQL and bytes in a bucket, and says where the rest is', async () => {
     const data = path.join(dir, 'pg-data');
     await mkdir(path.join(data, 'keys'), { recursive: true });
     await writeFile(path.join(data, 'keys', 'software-signing.key'), 'key', { mode: 0o600 });
     await writeFile(path.join(data, 'operator-token'), 'updr_token', { mode: 0o600 });
     const out = path.join(dir, 'pg-copy');
-    const r = await runCli(['backup', '--data-dir', data, '--out', out]);
+    // nothing to read from the database: no server listens there
+    const r = await runCli(['backup', '--data-dir', data, '--out', out, '--blob', 's3://fw'], { env: { UPDRAFT_DB: 'postgres://u:pw@127.0.0.1:1/x' } });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, `backed up ${data} to ${out}\n  no embedded database here: a server with --db keeps its state in PostgreSQL (pg_dump it), and with --blob its artifacts in the bucket\n  files: keys/software-signing.key, operator-token\n`);
+    assert.equal(r.stdout, `backed up ${data} to ${out}\n  database: PostgreSQL postgres://u:***@127.0.0.1:1/x, not copied: back it up with pg_dump; artifacts in the bucket\n  files: keys/software-signing.key, operator-token\n`);
     assert.equal(await readFile(path.join(out, 'keys', 'software-signing.key'), 'utf8'), 'key');
     assert.equal((await stat(path.join(out, 'keys', 'software-signing.key'))).mode & 0o777, 0o600);
   });
@@ -89,6 +91,7 @@ describe('updraft backup', () => {
       [['--data-dir', restored!.dataDir, '--out', full], /^updraft: error: .+full exists and is not empty; back up into a new directory$/],
       [['--data-dir', restored!.dataDir, '--out', path.join(restored!.dataDir, 'inside')], /^updraft: error: the backup cannot go inside the data directory /],
       [['--data-dir', path.join(dir, 'nothing'), '--out', path.join(dir, 'new')], /^updraft: error: data directory .+nothing does not exist$/],
+      [['--data-dir', path.join(dir, 'pg-data'), '--out', path.join(dir, 'new')], /^updraft: error: no updraft\.db in .+pg-data: a server with --db keeps its state in PostgreSQL; give the backup its settings as the server has them \(--db, --blob, or --config, or UPDRAFT_DB and UPDRAFT_BLOB\)$/],
     ] as const) {
       const r = await runCli(['backup', ...args]);
       assert.equal(r.code, 2, r.stderr);
@@ -154,5 +157,61 @@ describe('updraft backup of keys and a token mounted as symbolic links (a Kubern
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stderr, `updraft: error: ${path.join(ts!.dataDir, 'operator-token')} is a symbolic link to ${path.join(dir, 'secrets', 'operator-token')}, which does not exist (a secret volume not mounted?): mount what it points to, or replace the link with the file, then back up again\n`);
     await assert.rejects(stat(out), { code: 'ENOENT' }, 'nothing copied');
+  });
+});
+
+describe('updraft backup of a server on PostgreSQL with its artifacts in the data directory', () => {
+  let pg: TestPostgres | undefined;
+  let skip: string | undefined;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-backup-pg-'));
+    const started = await startTestPostgres();
+    if (!started.ok) skip = unavailable(started, 'PostgreSQL backup test');
+    else pg = started.server;
+  });
+  after(async () => {
+    await pg?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('copies the bytes of the builds the database names (settings from --config, as the server reads them); a server restored on the copy serves them', async (t) => {
+    if (skip || !pg) return t.skip(skip);
+    const db = await pg.createDatabase();
+    const build = randomBytes(20_000);
+    const ts = await startTestServer({ flags: { db } });
+    let restored: TestServer | undefined;
+    try {
+      const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=3.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(build) });
+      assert.equal(added.status, 201);
+      const config = path.join(dir, 'updraft.json');
+      await writeFile(config, JSON.stringify({ dataDir: ts.dataDir, db }));
+      const out = path.join(dir, 'copy');
+      const r = await runCli(['backup', '--config', config, '--out', out]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /\n {2}database: PostgreSQL postgres:.+, not copied: back it up with pg_dump; 1 artifact\(s\) it names, 20000 bytes, copied from .+\/artifacts\n/);
+      const sha = createHash('sha256').update(build).digest('hex');
+      assert.deepEqual(await readFile(path.join(out, 'artifacts', 'sha256', sha.slice(0, 2), sha)), build);
+      await ts.stop();
+      // the database is the same one (as pg_dump and pg_restore would give back); the data directory the copy
+      const data = path.join(dir, 'restored');
+      assert.equal((await runCli(['restore', out, '--data-dir', data])).code, 0);
+      restored = await startTestServer({ dataDir: data, flags: { db } });
+      const dev = await connectDevice(restored, 'dev-1');
+      try {
+        await dev.subscribe('state/dev-1/#');
+        const deploy = await fetch(`${restored.httpUrl}/api/v1/deployments`, { method: 'POST', headers: { authorization: `Bearer ${restored.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ devices: ['dev-1'], artifact: 'fw@3.0.0' }) });
+        assert.equal(deploy.status, 201, await deploy.text());
+        const url = (await dev.next((m) => m.topic === 'state/dev-1/update/delta' && m.body.state?.software?.url)).body.state.software.url as string;
+        const res = await fetch(url);
+        assert.equal(res.status, 200, 'the download is served, not a 404');
+        assert.deepEqual(Buffer.from(await res.arrayBuffer()), build);
+      } finally {
+        await dev.end();
+      }
+    } finally {
+      await restored?.stop();
+      await ts.close();
+    }
   });
 });

@@ -575,10 +575,16 @@ describe('web dashboard in Chromium', { skip }, () => {
         ['/devices/sim-02', '/api/v1/devices/sim-02', () => page.getByTestId('device-jobs').waitFor({ timeout: 15_000 })],
         [`/jobs/${jobId}`, `/api/v1/jobs/${jobId}`, () => page.getByRole('heading', { level: 1 }).filter({ hasText: 'fw@2.0.0' }).waitFor({ timeout: 15_000 })],
       ] as const) {
-        // its first read gets no answer; the live stream reconnects and reloads it
+        // its first read gets no answer; the live stream reconnects and reloads it. The stream
+        // is held until the error has been seen: connected at once, it replaced the error
+        // before the test could see it (seen in CI on a loaded machine)
+        let seen!: () => void;
+        const errorSeen = new Promise<void>((resolve) => (seen = resolve));
         await page.route((url) => url.pathname === path, (r) => r.abort(), { times: 1 });
+        await page.route((url) => url.pathname === '/api/v1/events', async (r) => (await errorSeen, r.continue()), { times: 1 });
         await page.goto(ts.httpUrl + route);
         await page.locator('main [role="alert"]').filter({ hasText: 'the server cannot be reached' }).waitFor();
+        seen();
         await ready();
         assert.equal(await page.locator('main [role="alert"]').filter({ hasText: 'the server cannot be reached' }).count(), 0, route);
       }

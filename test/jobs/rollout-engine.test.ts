@@ -463,28 +463,34 @@ describe('rollout engine', () => {
     await assert.rejects(f.rollouts.jobs.cancel(jobId), /is CANCELED/);
   });
 
+  /**
+   * Cancels `jobId` while device `d` answers its stay command the moment the replica commits
+   * it, as a fast agent does: `answer` runs then, straight into the tracker (as the report's
+   * own commit would reach it, no store round trip first). The execution, once it is done.
+   */
+  async function cancelAnsweredAtOnce(d: string, jobId: string, answer: () => Promise<void>) {
+    let answered: Promise<void> | undefined;
+    const off = f.events.on('shadow.updated', ({ current }) => {
+      const cmd = current.state.desired?.software as { jobId?: string } | undefined;
+      if (current.deviceId === d && cmd?.jobId === `${jobId}.cancel` && !answered) answered = answer();
+    });
+    try {
+      await f.rollouts.jobs.cancel(jobId);
+      assert.ok(answered, 'the device was told to stop');
+      await answered;
+    } finally {
+      off();
+    }
+    return f.execution(jobId, d);
+  }
+  const stopConfirmed = (d: string, jobId: string) => f.tracker.apply(d, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: `superseded by job ${jobId}.cancel` });
+
   it('records CANCELED a device that confirms the stop as soon as it is told, before the cancel has marked its execution', async () => {
     const [d] = await f.fleet('d', 1);
     const jobId = await create({ targets: { devices: [d!] } });
     await f.tick();
     await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.3 });
-    // the device answers the stay command the moment the replica commits it, as a fast agent does
-    let confirmed: Promise<void> | undefined;
-    const off = f.events.on('shadow.updated', ({ current }) => {
-      const cmd = current.state.desired?.software as { jobId?: string } | undefined;
-      if (current.deviceId === d && cmd?.jobId === `${jobId}.cancel` && !confirmed) {
-        // straight to the tracker, as the report's own commit would reach it: no store round trip first
-        confirmed = f.tracker.apply(d!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: `superseded by job ${jobId}.cancel` });
-      }
-    });
-    try {
-      await f.rollouts.jobs.cancel(jobId);
-      assert.ok(confirmed, 'the device was told to stop');
-      await confirmed;
-    } finally {
-      off();
-    }
-    const e = await f.execution(jobId, d!);
+    const e = await cancelAnsweredAtOnce(d!, jobId, () => stopConfirmed(d!, jobId));
     assert.equal(e.status, 'CANCELED', 'its FAILURE is the confirmation of the stop, not a failure');
     assert.equal(e.details.error, 'job canceled by an operator');
   });
@@ -496,24 +502,10 @@ describe('rollout engine', () => {
     assert.equal((await f.execution(jobId, d!)).status, 'QUEUED', 'dispatched, nothing reported yet');
     // the cancel reads the execution QUEUED; the device's DOWNLOADING report, in flight, lands
     // as the command is taken back, and the device confirms the stop right after
-    let confirmed: Promise<void> | undefined;
-    const off = f.events.on('shadow.updated', ({ current }) => {
-      const cmd = current.state.desired?.software as { jobId?: string } | undefined;
-      if (current.deviceId === d && cmd?.jobId === `${jobId}.cancel` && !confirmed) {
-        confirmed = (async () => {
-          await f.tracker.apply(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.1 });
-          await f.tracker.apply(d!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: `superseded by job ${jobId}.cancel` });
-        })();
-      }
+    const e = await cancelAnsweredAtOnce(d!, jobId, async () => {
+      await f.tracker.apply(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.1 });
+      await stopConfirmed(d!, jobId);
     });
-    try {
-      await f.rollouts.jobs.cancel(jobId);
-      assert.ok(confirmed, 'the device was told to stop');
-      await confirmed;
-    } finally {
-      off();
-    }
-    const e = await f.execution(jobId, d!);
     assert.equal(e.status, 'CANCELED', 'its FAILURE is the confirmation of the stop, not a failure');
     assert.equal(e.details.error, 'job canceled by an operator');
   });

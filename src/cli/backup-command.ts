@@ -22,7 +22,7 @@ export function addBackupCommand(program: Command): void {
       const lines = [
         `backed up ${config.dataDir} to ${opts.out}`,
         r.database
-          ? `  database: updraft.db, as of one instant; ${r.artifacts} artifact(s), ${r.artifactBytes} bytes`
+          ? `  database: updraft.db, as of one instant; ${r.bucket ? `its ${r.bucket.artifacts} artifact(s) are in the bucket ${r.bucket.url}, not copied: back it up with its versioning or replication` : `${r.artifacts} artifact(s), ${r.artifactBytes} bytes`}`
           : `  database: PostgreSQL ${redactUrl(config.db)}, not copied: back it up with pg_dump; ${config.blob ? 'artifacts in the bucket' : `${r.artifacts} artifact(s) it names, ${r.artifactBytes} bytes, copied from ${config.dataDir}/artifacts`}`,
         `  files: ${r.files.length === 0 ? 'none' : r.files.join(', ')}`,
       ];

@@ -15,9 +15,13 @@
  * the server reads them), not what happens to lie in the directory. A server with `--db`
  * keeps its state in PostgreSQL: back it up with pg_dump (this says so); its artifact bytes,
  * unless `--blob` puts them in a bucket, are in the data directory and are copied, for the
- * builds the database names when the backup runs.
+ * builds the database names when the backup runs. With `--blob` the bytes are in the bucket
+ * (back it up with its versioning or replication): none are looked for in the directory.
+ *
+ * A backup that fails is removed, so that no partial copy passes for a whole one; and the
+ * marker file is written last, so one cut short by a crash is refused by `updraft restore`.
  */
-import { chmod, mkdir, readdir, readlink, realpath, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
@@ -43,6 +47,8 @@ export interface BackupReport {
   /** Artifacts whose bytes were copied, and how many bytes. */
   artifacts: number;
   artifactBytes: number;
+  /** With S3 artifact storage (`--blob`): the bucket (password hidden) that holds the bytes, not copied, and how many builds the copy names. */
+  bucket?: { url: string; artifacts: number };
   /** Other files: keys, CA, operator token. */
   files: string[];
 }
@@ -77,20 +83,40 @@ export async function backupDataDir(source: BackupSource, out: string): Promise<
   }
   // listed first: a link to nothing is refused before anything is copied
   const files = await filesUnder(from, '', dataDir, new Set([await realpath(from)]));
+  const created = existing.length === 0 && !(await isDirectory(to));
   await mkdir(to, { recursive: true, mode: 0o700 });
-  await chmod(to, 0o700);
+  try {
+    return await copyInto(source, from, to, files);
+  } catch (err) {
+    // a copy cut short must not pass for a backup: removed (it has no marker either, so
+    // `updraft restore` would refuse it), and the directory left as it was found
+    const removed = await (created ? rm(to, { recursive: true, force: true }) : emptyDirectory(to)).then(
+      () => `${out} was removed`,
+      (e: Error) => `${out} could not be removed (${e.message}): delete it; it has no ${BACKUP_MARKER}, so updraft restore refuses it`,
+    );
+    const e = err instanceof UpdraftError ? err : new UpdraftError('INTERNAL', (err as Error).message, { cause: err });
+    throw new UpdraftError(e.code, `${e.message}; the backup is not complete: ${removed}`, { cause: err, status: e.status });
+  }
+}
 
+/** The copy itself, into the new directory `to`: the database, the artifact bytes, the files, and last the marker. */
+async function copyInto(source: BackupSource, from: string, to: string, files: string[]): Promise<BackupReport> {
+  const dataDir = source.dataDir;
+  await chmod(to, 0o700);
   const report: BackupReport = { database: false, artifacts: 0, artifactBytes: 0, files: [] };
   let records: ArtifactBytes[] = [];
   if (!source.db) {
     report.database = true;
-    records = await copyDatabase(dbFile, path.join(to, DATABASE));
+    records = await copyDatabase(path.join(from, DATABASE), path.join(to, DATABASE));
   } else if (!source.blob) {
     // PostgreSQL with the bytes in the data directory: copied for the builds it names now
     report.postgres = redactUrl(source.db);
     records = await postgresArtifacts(source);
   }
-  if (!source.db || !source.blob) {
+  if (source.blob) {
+    // the bytes are in the bucket, none in the data directory: nothing of them to copy
+    report.bucket = { url: redactUrl(source.blob), artifacts: records.length };
+  } else {
     const missing: string[] = [];
     const copied = new Set<string>();
     for (const a of records) {
@@ -106,7 +132,7 @@ export async function backupDataDir(source: BackupSource, out: string): Promise<
       report.artifactBytes += a.size;
     }
     // an artifact deleted (bytes and all) between the database's copy and its bytes' copy
-    if (missing.length > 0) throw new UpdraftError('CONFLICT', `the bytes of ${missing.join(', ')} were not in ${path.join(dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged); ${out} is incomplete: back up again into a new directory`);
+    if (missing.length > 0) throw new UpdraftError('CONFLICT', `the bytes of ${missing.join(', ')} were not in ${path.join(dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged): back up again`);
   }
 
   for (const rel of files) {
@@ -117,6 +143,11 @@ export async function backupDataDir(source: BackupSource, out: string): Promise<
   const marker: BackupMarker = { format: 'updraft-backup', version: 1, createdAt: new Date().toISOString() };
   await writeFile(path.join(to, BACKUP_MARKER), JSON.stringify(marker, null, 2) + '\n', { mode: 0o600 });
   return report;
+}
+
+/** Removes what is in `dir`, keeping `dir` (it existed, empty, before the backup). */
+async function emptyDirectory(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) await rm(path.join(dir, name), { recursive: true, force: true });
 }
 
 /** Copies the embedded database as of one instant; resolves with the artifacts the copy names. */

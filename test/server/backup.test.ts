@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 import { TestClient, connackCode, connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
+import { startTestS3, type TestS3 } from '../helpers/s3.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 describe('updraft backup', () => {
@@ -211,6 +212,67 @@ describe('updraft backup of a server on PostgreSQL with its artifacts in the dat
       }
     } finally {
       await restored?.stop();
+      await ts.close();
+    }
+  });
+});
+
+describe('updraft backup of an embedded store with its artifacts in S3, and of a backup that fails', () => {
+  let s3: TestS3;
+  let dir: string;
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-backup-s3-'));
+    s3 = await startTestS3();
+    process.env.AWS_ACCESS_KEY_ID = s3.credentials.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = s3.credentials.secretAccessKey;
+  });
+  after(async () => {
+    process.env.AWS_ACCESS_KEY_ID = saved.id;
+    process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID;
+    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
+    await s3.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('copies the database, keys and token, and says the builds are in the bucket; a server restored on the copy has them', async () => {
+    const blob = `s3://backup-s3?endpoint=${encodeURIComponent(s3.endpoint)}&pathStyle=true&create=true&region=us-east-1`;
+    const ts = await startTestServer({ flags: { blob } });
+    let restored: TestServer | undefined;
+    try {
+      const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=2.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(5_000)) });
+      assert.equal(added.status, 201);
+      const out = path.join(dir, 'copy');
+      const r = await runCli(['backup', '--data-dir', ts.dataDir, '--out', out], { env: { UPDRAFT_BLOB: blob } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /\n {2}database: updraft\.db, as of one instant; its 1 artifact\(s\) are in the bucket s3:\/\/backup-s3\?.+, not copied: back it up with its versioning or replication\n {2}files: .*operator-token/);
+      assert.ok(!(await readdir(out)).includes('artifacts'));
+      await ts.stop();
+      const data = path.join(dir, 'restored');
+      assert.equal((await runCli(['restore', out, '--data-dir', data])).code, 0);
+      restored = await startTestServer({ dataDir: data, flags: { blob } });
+      assert.equal((await fetch(`${restored.httpUrl}/api/v1/artifacts/fw/2.0.0`, { headers: { authorization: `Bearer ${restored.token}` } })).status, 200);
+    } finally {
+      await restored?.close();
+      await ts.close();
+    }
+  });
+
+  it('removes the copy of a backup that fails, and says so', async () => {
+    const ts = await startTestServer();
+    try {
+      const build = randomBytes(1_000);
+      const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=2.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(build) });
+      assert.equal(added.status, 201);
+      const sha = createHash('sha256').update(build).digest('hex');
+      await rm(path.join(ts.dataDir, 'artifacts', 'sha256', sha.slice(0, 2), sha));
+      const out = path.join(dir, 'failed');
+      const r = await runCli(['backup', '--data-dir', ts.dataDir, '--out', out]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `updraft: error: the bytes of fw@2.0.0 were not in ${path.join(ts.dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged): back up again; the backup is not complete: ${out} was removed\n`);
+      await assert.rejects(stat(out), { code: 'ENOENT' });
+    } finally {
       await ts.close();
     }
   });

@@ -44,7 +44,7 @@ export interface BackupReport {
   database: boolean;
   /** The PostgreSQL store (password hidden) whose artifact records named the bytes copied; absent for the embedded one. */
   postgres?: string;
-  /** Artifacts whose bytes were copied, and how many bytes. */
+  /** Artifacts whose bytes were copied, and how many bytes were copied (each file's size checked against its record). */
   artifacts: number;
   artifactBytes: number;
   /** With S3 artifact storage (`--blob`): the bucket (password hidden) that holds the bytes, not copied, and how many builds the copy names. */
@@ -118,6 +118,7 @@ async function copyInto(source: BackupSource, from: string, to: string, files: s
     report.bucket = { url: redactUrl(source.blob), artifacts: records.length };
   } else {
     const missing: string[] = [];
+    const damaged: string[] = [];
     const copied = new Set<string>();
     for (const a of records) {
       if (copied.has(a.sha256)) continue;
@@ -128,9 +129,17 @@ async function copyInto(source: BackupSource, from: string, to: string, files: s
       }
       await copyKeepingMode(path.join(from, rel), path.join(to, rel));
       copied.add(a.sha256);
+      // the copy's size against the record, as a download checks what storage holds
+      // (http/download-route.ts); not its SHA-256: that would read every build's bytes
+      // again on each backup (up to downloads.maxArtifactBytes each) where the copy itself
+      // need not pass them through this process, and nothing in the server re-hashes stored
+      // bytes either (devices check the hash in the signed manifest)
+      const size = (await stat(path.join(to, rel))).size;
+      if (size !== a.size) damaged.push(`${a.name}@${a.version} (${size} of ${a.size} bytes in ${path.join(dataDir, rel)})`);
       report.artifacts++;
-      report.artifactBytes += a.size;
+      report.artifactBytes += size;
     }
+    if (damaged.length > 0) throw new UpdraftError('INTEGRITY', `the bytes of ${damaged.join(', ')} are not what their records say (storage is damaged): put the files back from an older backup, or delete those builds and add them again, then back up again`);
     // an artifact deleted (bytes and all) between the database's copy and its bytes' copy
     if (missing.length > 0) throw new UpdraftError('CONFLICT', `the bytes of ${missing.join(', ')} were not in ${path.join(dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged): back up again`);
   }

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -271,6 +271,25 @@ describe('updraft backup of an embedded store with its artifacts in S3, and of a
       const r = await runCli(['backup', '--data-dir', ts.dataDir, '--out', out]);
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr, `updraft: error: the bytes of fw@2.0.0 were not in ${path.join(ts.dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged): back up again; the backup is not complete: ${out} was removed\n`);
+      await assert.rejects(stat(out), { code: 'ENOENT' });
+    } finally {
+      await ts.close();
+    }
+  });
+
+  it('refuses an artifact whose file is shorter than its record, as a damaged store, and removes the copy', async () => {
+    const ts = await startTestServer();
+    try {
+      const build = randomBytes(4_000);
+      const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=2.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(build) });
+      assert.equal(added.status, 201);
+      const sha = createHash('sha256').update(build).digest('hex');
+      const file = path.join(ts.dataDir, 'artifacts', 'sha256', sha.slice(0, 2), sha);
+      await truncate(file, 1_000);
+      const out = path.join(dir, 'truncated');
+      const r = await runCli(['backup', '--data-dir', ts.dataDir, '--out', out]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stderr, `updraft: error: the bytes of fw@2.0.0 (1000 of 4000 bytes in ${file}) are not what their records say (storage is damaged): put the files back from an older backup, or delete those builds and add them again, then back up again; the backup is not complete: ${out} was removed\n`);
       await assert.rejects(stat(out), { code: 'ENOENT' });
     } finally {
       await ts.close();

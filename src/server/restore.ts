@@ -98,6 +98,9 @@ async function refuseIfOpen(file: string, dataDir: string): Promise<void> {
     if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
       throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`, { cause: err });
     }
+    // a file SQLite cannot read is no server's database (none could serve from it): the
+    // damage a restore is for, moved aside with the rest
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return;
     throw new UpdraftError('INTERNAL', `cannot check that no server uses ${file}: ${(err as Error).message}`, { cause: err });
   } finally {
     db?.close();

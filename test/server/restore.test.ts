@@ -107,4 +107,22 @@ describe('updraft restore', () => {
     }
     assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('data2.before-restore-')), []);
   });
+
+  it('restores over a database file that is damaged (not SQLite any more), moving it aside', async () => {
+    const data = path.join(dir, 'data3');
+    const s = await serve(data);
+    running.push(s.proc);
+    const backup = path.join(dir, 'bk3');
+    assert.equal((await runCli(['backup', '--data-dir', data, '--out', backup])).code, 0);
+    await s.proc.kill('SIGTERM');
+    await writeFile(path.join(data, 'updraft.db'), Buffer.alloc(8192, 0x5a));
+    const r = await runCli(['restore', backup, '--data-dir', data]);
+    assert.equal(r.code, 0, r.stderr);
+    const aside = (await readdir(dir)).filter((n) => n.startsWith('data3.before-restore-'));
+    assert.deepEqual(await readFile(path.join(dir, aside[0]!, 'updraft.db')), Buffer.alloc(8192, 0x5a), 'the damaged file kept, aside');
+    const restored = await serve(data);
+    running.push(restored.proc);
+    assert.deepEqual(await deviceIds(restored), []);
+    await restored.proc.kill('SIGTERM');
+  });
 });

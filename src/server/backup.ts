@@ -141,7 +141,7 @@ async function copyInto(source: BackupSource, from: string, to: string, files: s
     }
     if (damaged.length > 0) throw new UpdraftError('INTEGRITY', `the bytes of ${damaged.join(', ')} are not what their records say (storage is damaged): put the files back from an older backup, or delete those builds and add them again, then back up again`);
     // an artifact deleted (bytes and all) between the database's copy and its bytes' copy
-    if (missing.length > 0) throw new UpdraftError('CONFLICT', `the bytes of ${missing.join(', ')} were not in ${path.join(dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged): back up again`);
+    if (missing.length > 0) throw new UpdraftError('CONFLICT', `the bytes of ${missing.join(', ')} were not in ${path.join(dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged; or the server keeps them in S3: give the backup its --blob): back up again`);
   }
 
   for (const rel of files) {

@@ -270,7 +270,7 @@ describe('updraft backup of an embedded store with its artifacts in S3, and of a
       const out = path.join(dir, 'failed');
       const r = await runCli(['backup', '--data-dir', ts.dataDir, '--out', out]);
       assert.equal(r.code, 2, r.stderr);
-      assert.equal(r.stderr, `updraft: error: the bytes of fw@2.0.0 were not in ${path.join(ts.dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged): back up again; the backup is not complete: ${out} was removed\n`);
+      assert.equal(r.stderr, `updraft: error: the bytes of fw@2.0.0 were not in ${path.join(ts.dataDir, 'artifacts')} (deleted while the backup ran, or storage is damaged; or the server keeps them in S3: give the backup its --blob): back up again; the backup is not complete: ${out} was removed\n`);
       await assert.rejects(stat(out), { code: 'ENOENT' });
     } finally {
       await ts.close();

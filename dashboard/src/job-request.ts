@@ -119,23 +119,8 @@ export function toRequest(f: JobForm): Record<string, unknown> {
  */
 export type ErrorKey = keyof JobForm | `wave-${number}` | `wave-${number}-threshold` | `wave-${number}-approval` | 'targets' | 'form';
 
-const positiveInt = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
-
-/**
- * Which control a refused `plan.rampUp` is about. The server names the object as a whole
- * ("plan.rampUp must be {initialPerMinute: positive integer, factor: number from 1 to 100}"),
- * so the form looks at what it sent against the rule the message states: the value that
- * breaks it gets the message (the first control when both do, or nothing was sent).
- */
-function rampKey(sent: Record<string, unknown> | undefined): ErrorKey {
-  const r = (sent?.plan as { rampUp?: { initialPerMinute?: unknown; factor?: unknown } } | undefined)?.rampUp;
-  if (!r) return 'rampInitial';
-  const factorOk = typeof r.factor === 'number' && r.factor >= 1 && r.factor <= 100;
-  return positiveInt(r.initialPerMinute) && !factorOk ? 'rampFactor' : 'rampInitial';
-}
-
-/** Which field a server message is about; `sent` (the request refused) settles a message that names two. */
-export function fieldOf(message: string, sent?: Record<string, unknown>): ErrorKey {
+/** Which field a server message is about. */
+export function fieldOf(message: string): ErrorKey {
   const m = /plan\.waves\[(\d+)\]/.exec(message);
   if (m) {
     const i = Number(m[1]);
@@ -144,12 +129,14 @@ export function fieldOf(message: string, sent?: Record<string, unknown>): ErrorK
     if (/^plan\.waves\[\d+\](\.requireApproval| is the last wave: requireApproval)/.test(message)) return `wave-${i}-approval`;
     return `wave-${i}`;
   }
-  const rules: [RegExp, ErrorKey | (() => ErrorKey)][] = [
+  const rules: [RegExp, ErrorKey][] = [
+    // a field the form never sends (a request built elsewhere): no control of the form's
+    [/^unknown field "[^".]*"/, 'form'],
     [/^plan\.waves/, 'waves'],
     [/^plan\.maxPerMinute/, 'maxPerMinute'],
     [/^plan\.rampUp\.factor/, 'rampFactor'],
     [/^plan\.rampUp\.initialPerMinute/, 'rampInitial'],
-    [/^plan\.rampUp/, () => rampKey(sent)],
+    [/^plan\.rampUp/, 'rampInitial'],
     [/^plan\.windows\[\d+\]\.minutes/, 'windowMinutes'],
     [/^plan\.windows\[\d+\]\.days/, 'windowDays'],
     [/^plan\.windows/, 'windowStart'],
@@ -167,7 +154,7 @@ export function fieldOf(message: string, sent?: Record<string, unknown>): ErrorK
     [/artifact/, 'artifact'],
     [/^description/, 'description'],
   ];
-  for (const [re, key] of rules) if (re.test(message)) return typeof key === 'function' ? key() : key;
+  for (const [re, key] of rules) if (re.test(message)) return key;
   return 'form';
 }
 
@@ -181,7 +168,7 @@ const ABOUT_THE_REQUEST = new Set(['BAD_REQUEST', 'NOT_FOUND', 'CONFLICT']);
  * refusal of the request (`NETWORK`: the server cannot be reached, `INTERNAL`...) is the
  * form's, whatever words it contains.
  */
-export function fieldErrors(message: string, code = 'BAD_REQUEST', sent?: Record<string, unknown>): Partial<Record<ErrorKey, string>> {
+export function fieldErrors(message: string, code = 'BAD_REQUEST'): Partial<Record<ErrorKey, string>> {
   if (!ABOUT_THE_REQUEST.has(code)) return { form: message };
   const out: Partial<Record<ErrorKey, string>> = {};
   const parts: string[] = [];
@@ -192,7 +179,7 @@ export function fieldErrors(message: string, code = 'BAD_REQUEST', sent?: Record
     else parts.push(part);
   }
   for (const part of parts) {
-    const key = fieldOf(part, sent);
+    const key = fieldOf(part);
     out[key] = out[key] ? `${out[key]}; ${part}` : part;
   }
   return out;

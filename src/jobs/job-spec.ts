@@ -217,8 +217,11 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
   }
   if (value.rampUp !== undefined) {
     const r = value.rampUp;
-    if (!isJsonObject(r) || !isPositiveInt(r.initialPerMinute) || typeof r.factor !== 'number' || !(r.factor >= 1 && r.factor <= 100)) {
-      bad('plan.rampUp must be {initialPerMinute: positive integer, factor: number from 1 to 100}');
+    // each value named on its own, so a form puts the message under the control that holds it
+    if (!isJsonObject(r)) bad('plan.rampUp must be {initialPerMinute: positive integer, factor: number from 1 to 100}');
+    else if (!isPositiveInt(r.initialPerMinute) || typeof r.factor !== 'number' || !(r.factor >= 1 && r.factor <= 100)) {
+      if (!isPositiveInt(r.initialPerMinute)) bad('plan.rampUp.initialPerMinute must be a positive integer');
+      if (typeof r.factor !== 'number' || !(r.factor >= 1 && r.factor <= 100)) bad('plan.rampUp.factor must be a number from 1 to 100');
     } else {
       plan.rampUp = { initialPerMinute: r.initialPerMinute, factor: r.factor };
       if (plan.maxPerMinute !== undefined && r.initialPerMinute > plan.maxPerMinute) bad('plan.rampUp.initialPerMinute must not exceed plan.maxPerMinute');

@@ -123,7 +123,7 @@ describe('dashboard client logic', () => {
       try {
         parseJobRequest(body, Date.now());
       } catch (err) {
-        return fieldErrors((err as Error).message, 'BAD_REQUEST', body);
+        return fieldErrors((err as Error).message, 'BAD_REQUEST');
       }
       assert.fail('the server would accept it');
     };
@@ -138,9 +138,13 @@ describe('dashboard client logic', () => {
     const window = refused({ ...base, windowStart: '02:00', windowMinutes: '5000', windowDays: 'someday' });
     assert.deepEqual(Object.keys(window).sort(), ['windowDays', 'windowMinutes'], JSON.stringify(window));
     assert.deepEqual(Object.keys(refused({ ...base, windowStart: '2am', windowMinutes: '60' })), ['windowStart']);
-    // the ramp-up: the server names the whole object; the value that breaks its rule gets it
+    // the ramp-up: the server names each value that breaks its rule, and each goes under its control
     assert.deepEqual(Object.keys(refused({ ...base, rampInitial: '10', rampFactor: '0.5' })), ['rampFactor']);
     assert.deepEqual(Object.keys(refused({ ...base, rampInitial: '-3', rampFactor: '2' })), ['rampInitial']);
+    assert.deepEqual(Object.keys(refused({ ...base, rampInitial: '-3', rampFactor: '0.5' })).sort(), ['rampFactor', 'rampInitial']);
+    // a field the form never sends is no control's: not under Artifact, whose name its list holds
+    assert.equal(fieldOf('unknown field "colour" (fields: artifact, targets, plan, abort, timeouts, retries, description, type)'), 'form');
+    assert.equal(fieldOf('unknown field "plan.speed" (waves, maxPerMinute)'), 'form');
     assert.deepEqual(Object.keys(refused({ ...base, maxPerMinute: '5', rampInitial: '10', rampFactor: '2' })), ['rampInitial']);
     assert.equal(fieldOf('plan.rampUp.factor must be a number from 1 to 100'), 'rampFactor');
     // the abort rule's minimum, and its percentage

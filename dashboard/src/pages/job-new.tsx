@@ -41,7 +41,7 @@ export function JobNewPage() {
       setPreview(await api<JobPreview>('POST', '/jobs/preview', body));
     } catch (err) {
       setRefused('preview');
-      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code, body) : { form: (err as Error).message });
+      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
       setTimeout(() => summary.current?.focus(), 0);
     } finally {
       setBusy(false);
@@ -58,7 +58,7 @@ export function JobNewPage() {
       navigate(`/jobs/${view.job.jobId}`);
     } catch (err) {
       setRefused('create');
-      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code, body) : { form: (err as Error).message });
+      setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });
       setBusy(false);
       // move focus to the summary so keyboard and screen-reader users hear what went wrong
       setTimeout(() => summary.current?.focus(), 0);

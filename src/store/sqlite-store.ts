@@ -485,6 +485,9 @@ export class SqliteStore implements StateStore {
       await fs.mkdir(path.dirname(file), { recursive: true });
       // `timeout` is SQLite's busy_timeout: wait for another connection's lock instead of failing
       db = new Database(file, { timeout: this.deps.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs });
+      // a file of a newer Updraft is refused before anything is written to it (switching to WAL
+      // rewrites the header): it goes back to the Updraft it came from as it was
+      refuseNewer(db, file);
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       // FULL: with WAL, NORMAL may lose the last commits on power loss, and we acknowledge on commit
       // WAL: commits skip SQLite's own fsync (NORMAL) and the store fsyncs the WAL itself, off
@@ -1135,12 +1138,18 @@ export class SqliteStore implements StateStore {
   }
 }
 
-/** Applies the migrations not yet applied, each in its own transaction; returns the version found. */
-function migrate(db: Database.Database, file: string): number {
+/** The file's schema version; CONFIG if a newer Updraft wrote it. */
+function refuseNewer(db: Database.Database, file: string): number {
   const current = Number(db.pragma('user_version', { simple: true }));
   if (current > SQLITE_MIGRATIONS.length) {
     throw new UpdraftError('CONFIG', `State database ${file} has schema version ${current}, newer than this Updraft (${SQLITE_MIGRATIONS.length}); upgrade Updraft or restore a backup`);
   }
+  return current;
+}
+
+/** Applies the migrations not yet applied, each in its own transaction; returns the version found. */
+function migrate(db: Database.Database, file: string): number {
+  const current = refuseNewer(db, file);
   for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {
     db.transaction(() => {
       db.exec(SQLITE_MIGRATIONS[v]!);

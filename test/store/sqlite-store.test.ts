@@ -239,9 +239,12 @@ describe('SqliteStore specifics', () => {
   it('reports a CONFIG error for a database from a newer schema', async () => {
     const { file, store } = await fresh();
     const raw = new Database(file);
+    raw.pragma('journal_mode = DELETE'); // as a newer Updraft might leave it: refused, it must stay as it is
     raw.pragma('user_version = 999');
     raw.close();
+    const before = await fs.readFile(file);
     await assert.rejects(store.start(), isConfig(file, /schema version 999/));
+    assert.ok((await fs.readFile(file)).equals(before), 'the refused file is not written (its header kept its journal mode)');
   });
 
   it('reports a CONFIG error when another process holds the file locked', async () => {

@@ -16,9 +16,10 @@ import type { Logger } from '../util/logger.ts';
 
 /** PostgreSQL when `db` is set, else the SQLite file `<dataDir>/updraft.db`. */
 export function createStateStore(config: Pick<UpdraftConfig, 'db'>, dataDir: string, logger: Logger, options: { besideServer?: boolean } = {}): StateStore {
-  if (config.db) return new PostgresStore({ url: config.db, logger });
-  // a command run beside a server on the same file leaves the server's job creations be
-  return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger, ...(options.besideServer ? { recoverCreations: false } : {}) });
+  // a command run beside servers leaves their schema (olderSchemaRefused) and, on the file,
+  // their job creations be
+  if (config.db) return new PostgresStore({ url: config.db, logger, ...(options.besideServer ? { migrateExisting: false } : {}) });
+  return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger, ...(options.besideServer ? { recoverCreations: false, migrateExisting: false } : {}) });
 }
 
 /** S3 when `blob` is set, else the directory `<dataDir>/artifacts`. */

@@ -208,7 +208,7 @@ export async function recordOffline(source: OfflineStoreSource, names: readonly 
   const [{ createStateStore }, { createLogger }, { redactUrl }] = await Promise.all([import('./adapters.ts'), import('../util/logger.ts'), import('../util/redact-url.ts')]);
   const dataDir = path.resolve(config.dataDir);
   const values = await readSharedSecrets(dataDir);
-  const store = createStateStore(config, dataDir, createLogger({ level: 'warn', component: 'store' }));
+  const store = createStateStore(config, dataDir, createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
   await store.start();
   try {
     return { where: redactUrl(config.db), recorded: await recordSharedSecrets(store, dataDir, values, names) };

@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { UpdraftError } from '../errors.ts';
+import { olderSchemaRefused } from './state-store.ts';
 
 /** Migrations; index i is schema version i + 1. */
 export const PG_MIGRATIONS: readonly string[] = [
@@ -236,7 +237,7 @@ export const PG_MIGRATIONS: readonly string[] = [
 export const MIGRATION_LOCK = 0x75706472_6d6967n; // "updr" "mig"
 
 /** Applies the migrations not yet applied; returns the schema version found. */
-export async function migratePostgres(client: pg.PoolClient, where: string): Promise<number> {
+export async function migratePostgres(client: pg.PoolClient, where: string, existing = true): Promise<number> {
   await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
   try {
     await client.query('CREATE TABLE IF NOT EXISTS updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
@@ -245,6 +246,7 @@ export async function migratePostgres(client: pg.PoolClient, where: string): Pro
     if (current > PG_MIGRATIONS.length) {
       throw new UpdraftError('CONFIG', `State database ${where} has schema version ${current}, newer than this Updraft (${PG_MIGRATIONS.length}); upgrade Updraft`);
     }
+    if (!existing && current > 0 && current < PG_MIGRATIONS.length) throw olderSchemaRefused(where, current, PG_MIGRATIONS.length);
     for (let v = current; v < PG_MIGRATIONS.length; v++) {
       // DDL is transactional in PostgreSQL: a migration and its bookkeeping row commit together
       await client.query('BEGIN');

@@ -60,6 +60,8 @@ export interface PostgresStoreDeps {
    */
   statementTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** False: a database holding an older schema is refused rather than migrated (`olderSchemaRefused`). */
+  migrateExisting?: boolean;
 }
 
 const DEFAULTS = { poolSize: 10, maxBatch: 1_000, statementTimeoutMs: 30_000, connectTimeoutMs: 30_000 };
@@ -204,7 +206,7 @@ export class PostgresStore implements StateStore {
       const guard = guardCheckedOut(client);
       try {
         await client.query('SET statement_timeout = 0');
-        const from = await migratePostgres(client, this.where);
+        const from = await migratePostgres(client, this.where, this.deps.migrateExisting !== false);
         await client.query('RESET statement_timeout');
         this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
       } finally {

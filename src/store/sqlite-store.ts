@@ -38,7 +38,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -57,6 +57,8 @@ export interface SqliteStoreDeps {
    * is not interrupted, and removing it would fail that job's creation.
    */
   recoverCreations?: boolean;
+  /** False: a file holding an older schema is refused rather than migrated (`olderSchemaRefused`). */
+  migrateExisting?: boolean;
 }
 
 const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000 };
@@ -499,7 +501,7 @@ export class SqliteStore implements StateStore {
       db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
       this.walPath = mode === 'wal' ? `${file}-wal` : undefined;
       if (mode !== 'wal') this.logger.warn('SQLite WAL mode unavailable; writes still durable but slower', { path: file, journalMode: mode });
-      const from = migrate(db, file);
+      const from = migrate(db, file, this.deps.migrateExisting !== false);
       this.stmts = prepare(db);
       // a job whose creation a crash interrupted: this process is the file's only user
       for (const { job_id: jobId } of this.deps.recoverCreations === false ? [] : this.stmts.listCreations.all()) {
@@ -1148,8 +1150,9 @@ function refuseNewer(db: Database.Database, file: string): number {
 }
 
 /** Applies the migrations not yet applied, each in its own transaction; returns the version found. */
-function migrate(db: Database.Database, file: string): number {
+function migrate(db: Database.Database, file: string, existing: boolean): number {
   const current = refuseNewer(db, file);
+  if (!existing && current > 0 && current < SQLITE_MIGRATIONS.length) throw olderSchemaRefused(file, current, SQLITE_MIGRATIONS.length);
   for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {
     db.transaction(() => {
       db.exec(SQLITE_MIGRATIONS[v]!);

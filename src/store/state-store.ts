@@ -223,6 +223,16 @@ export interface GroupMembersChange {
 }
 
 /**
+ * A command run beside running servers (`updraft backup`, `broker mosquitto-config --offline`,
+ * an offline key rotation given the database) opens the store without migrating one that
+ * holds an older schema: a newer CLI would change the schema under servers that do not know
+ * the new one. A new (empty) database is set up, as before a first start.
+ */
+export function olderSchemaRefused(where: string, current: number, latest: number): UpdraftError {
+  return new UpdraftError('CONFIG', `State database ${where} has schema version ${current}, older than this Updraft's (${latest}), and this command does not migrate it under the servers that use it: run it with the Updraft the servers run, or upgrade the servers first (their start migrates it)`);
+}
+
+/**
  * What refuses a change of members, for both stores: NOT_FOUND without a group, CONFLICT for
  * a dynamic one, BAD_REQUEST when the group would pass the bound (`size` after the change).
  */

@@ -171,6 +171,27 @@ if (!started.ok) {
       await assert.rejects(open(url).start(), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFIG' && /schema version 999/.test(err.message));
     });
 
+    it('with migrateExisting false (a command beside running servers), refuses a database of an older schema and leaves it as it is; sets up a new one', async () => {
+      const url = await server.createDatabase();
+      const first = open(url);
+      await first.start();
+      await first.stop();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        const latest = (await c.query<{ v: number }>('SELECT max(version) AS v FROM updraft_migrations')).rows[0]!.v;
+        await c.query('DELETE FROM updraft_migrations WHERE version = $1', [latest]); // as the previous Updraft left it
+        await assert.rejects(open(url, { migrateExisting: false }).start(), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFIG' && err.message.includes(`has schema version ${latest - 1}, older than this Updraft's (${latest})`));
+        assert.equal((await c.query<{ v: number }>('SELECT max(version) AS v FROM updraft_migrations')).rows[0]!.v, latest - 1, 'not migrated');
+      } finally {
+        await c.end();
+      }
+      const fresh = open(await server.createDatabase(), { migrateExisting: false });
+      await fresh.start();
+      assert.equal(await fresh.getDevice('x'), undefined, 'a new database is set up');
+      await fresh.stop();
+    });
+
     it('reports an unreachable server as a CONFIG error without the password', async () => {
       const store = new PostgresStore({ url: 'postgres://u:hunter2@127.0.0.1:1/none' });
       await assert.rejects(store.start(), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFIG' && !err.message.includes('hunter2') && err.message.includes('***'));

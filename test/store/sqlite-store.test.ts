@@ -247,6 +247,26 @@ describe('SqliteStore specifics', () => {
     assert.ok((await fs.readFile(file)).equals(before), 'the refused file is not written (its header kept its journal mode)');
   });
 
+  it('with migrateExisting false (a command beside running servers), refuses a file of an older schema and leaves it as it is; sets up a new one', async () => {
+    const { file, store } = await fresh();
+    await store.start();
+    await store.stop();
+    const raw = new Database(file);
+    const latest = Number(raw.pragma('user_version', { simple: true }));
+    raw.pragma(`user_version = ${latest - 1}`); // as the previous Updraft left it
+    raw.close();
+    const beside = new SqliteStore({ path: file, migrateExisting: false, recoverCreations: false });
+    await assert.rejects(beside.start(), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFIG' && err.message.includes(`has schema version ${latest - 1}, older than this Updraft's (${latest})`));
+    const after = new Database(file);
+    assert.equal(Number(after.pragma('user_version', { simple: true })), latest - 1, 'not migrated');
+    after.close();
+    const { file: newFile } = await fresh();
+    const first = new SqliteStore({ path: newFile, migrateExisting: false });
+    stores.push(first);
+    await first.start();
+    assert.equal(await first.getDevice('x'), undefined, 'a new file is set up');
+  });
+
   it('reports a CONFIG error when another process holds the file locked', async () => {
     const dir = await tempDir();
     dirs.push(dir);

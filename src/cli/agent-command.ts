@@ -71,7 +71,7 @@ export function addAgentCommand(program: Command): void {
       const timeZone = o.timeZone ?? process.env.UPDRAFT_TIME_ZONE;
       // every option is checked before a file is read: a secret missing for a device id that
       // is not valid anyway would send the user to register it
-      checkAgentOptions({
+      badFlags(() => checkAgentOptions({
         deviceId: o.device,
         installDir: o.installDir,
         brokerUrl,
@@ -82,7 +82,7 @@ export function addAgentCommand(program: Command): void {
         ...(timeZone !== undefined ? { timeZone } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
         installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
-      });
+      }));
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);
       });
@@ -128,6 +128,19 @@ export function addAgentCommand(program: Command): void {
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
       });
     });
+}
+
+/**
+ * Runs the daemon's options check as a check of flags: what it refuses is bad input (exit 2,
+ * README), where the daemon itself, given options by a program, calls it a CONFIG fault.
+ */
+function badFlags(check: () => void): void {
+  try {
+    check();
+  } catch (err) {
+    if (err instanceof UpdraftError && err.code === 'CONFIG') throw new UpdraftError('BAD_REQUEST', err.message, { cause: err });
+    throw err;
+  }
 }
 
 /** `500k`, `2M` or a number of bytes per second (k = 1,000, M = 1,000,000); NaN when it is none of those (the options check says so). */

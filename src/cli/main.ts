@@ -1,8 +1,9 @@
 /**
- * The `updraft` command line. Every command exits 0 on success and, on error, non-zero with
- * one readable line on stderr.
+ * The `updraft` command line. Every command exits 0 on success and, on error, 2 for bad input
+ * (a usage error: a flag, an argument or a request the server refuses as a 4xx) or 1 for
+ * anything else, with one readable line on stderr: `updraft: error: ...` (README, CLI reference).
  */
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { addAgentCommand } from './agent-command.ts';
 import { addApiCommands } from './api-commands.ts';
@@ -21,8 +22,8 @@ import { addDoctorCommand } from './doctor-command.ts';
 
 const program = new Command('updraft')
   .description('Self-hosted over-the-air software updates for IoT fleets')
-  .showHelpAfterError('(run with --help for usage)')
-  .configureOutput({ outputError: (str, write) => write(str) });
+  // commander's own error lines are not printed: usageErrors() turns them into the one line
+  .configureOutput({ outputError: () => undefined });
 
 addServerCommand(program);
 addApiCommands(program);
@@ -38,6 +39,25 @@ addBackupCommand(program);
 addRestoreCommand(program);
 addTokenCommand(program);
 addDoctorCommand(program);
+
+/** What commander ends with that is no error: help asked for (or shown for a missing subcommand) and --version. */
+const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version', 'commander.executeSubCommandAsync']);
+
+/**
+ * Makes commander's usage errors (an unknown option, command or choice, a missing argument or
+ * required option) bad input like any other: exit 2 with one line naming the command's help.
+ * Set on every command, after they are all added: the hint names the command that refused.
+ */
+function usageErrors(cmd: Command, path: string): void {
+  cmd.exitOverride((err: CommanderError) => {
+    if (NOT_ERRORS.has(err.code)) process.exit(err.exitCode);
+    // one line: a suggestion ("(Did you mean --data-dir?)") comes after a line break
+    const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+    throw new UpdraftError('BAD_REQUEST', `${message} (see ${path} --help)`, { cause: err });
+  });
+  for (const sub of cmd.commands) usageErrors(sub, `${path} ${sub.name()}`);
+}
+usageErrors(program, 'updraft');
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);

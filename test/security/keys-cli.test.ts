@@ -68,13 +68,16 @@ describe('updraft keys', () => {
     assert.equal(parseRate('1.5m'), 1_500_000);
     assert.equal(parseRate('4096'), 4096);
     assert.ok(Number.isNaN(parseRate('fast')));
-    const r = await runCli(['agent', '--device', 'dev-1', '--install-dir', path.join(dir, 'dev1'), '--max-download-rate', '10']);
-    assert.equal(r.stderr, 'updraft: error: invalid agent options: --max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)\n');
+    for (const rate of ['10', 'fast']) {
+      const r = await runCli(['agent', '--device', 'dev-1', '--install-dir', path.join(dir, 'dev1'), '--max-download-rate', rate]);
+      assert.equal(r.code, 2, `--max-download-rate ${rate} is bad input`);
+      assert.equal(r.stderr, 'updraft: error: invalid agent options: --max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)\n');
+    }
   });
 
   it('the agent daemon names every bad option at once, on the one line the command prints', async () => {
     const r = await runCli(['agent', '--device', 'bad id!', '--install-dir', path.join(dir, 'dev1'), '--broker', 'nope://x', '--download-auth', 'ftp']);
-    assert.equal(r.code, 1); // a configuration error, as the server's
+    assert.equal(r.code, 2); // bad flags: a usage error, as a bad server setting is
     assert.equal(
       r.stderr,
       'updraft: error: invalid agent options: --device must be 1 to 128 characters of A-Z a-z 0-9 _ . : -; --broker must be a URL like mqtt://host:1883; --download-auth must be url or token\n',

@@ -1,0 +1,35 @@
+/**
+ * Usage errors commander finds (an unknown option or command, a missing required option or
+ * argument, a value not among the choices) end as every other bad input does (README, CLI
+ * reference): exit 2 and one line on stderr, `updraft: error: ...`, naming the command's help.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { runCli } from '../helpers/cli.ts';
+
+describe('updraft usage errors', () => {
+  it('exit 2 with one line naming the help of the command that refused', async () => {
+    const cases: [string[], string][] = [
+      [['server', '--bogus-flag'], "updraft: error: unknown option '--bogus-flag' (see updraft server --help)"],
+      [['config', '--webhook-url', 'x'], "updraft: error: unknown option '--webhook-url' (see updraft config --help)"],
+      [['bogus'], "updraft: error: unknown command 'bogus' (see updraft --help)"],
+      [['deploy', '--device', 'dev-1'], "updraft: error: required option '--artifact <name@version>' not specified (see updraft deploy --help)"],
+      [['device', 'show'], "updraft: error: missing required argument 'id' (see updraft device show --help)"],
+      [['job', 'list', '--limit'], "updraft: error: option '--limit <n>' argument missing (see updraft job list --help)"],
+      // commander's suggestion, on a line of its own, is kept on the one line
+      [['server', '--data-di', 'x'], "updraft: error: unknown option '--data-di' (Did you mean --data-dir?) (see updraft server --help)"],
+      [['agent', '--device', 'd', '--install-dir', 'x', '--log-level', 'loud'], "updraft: error: option '--log-level <level>' argument 'loud' is invalid. Allowed choices are debug, info, warn, error. (see updraft agent --help)"],
+    ];
+    for (const [args, line] of cases) {
+      const r = await runCli(args);
+      assert.deepEqual({ code: r.code, stderr: r.stderr, stdout: r.stdout }, { code: 2, stderr: `${line}\n`, stdout: '' }, `updraft ${args.join(' ')}`);
+    }
+  });
+
+  it('help asked for is no error: exit 0, on stdout', async () => {
+    const r = await runCli(['job', 'list', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: updraft job list \[options\]/);
+    assert.equal(r.stderr, '');
+  });
+});

@@ -52,7 +52,7 @@ function number(flag: string, v: string | undefined): number | undefined {
 }
 
 interface CreateOptions extends Common {
-  artifact: string;
+  artifact?: string;
   device: string[];
   group: string[];
   query?: string;
@@ -98,7 +98,6 @@ export function describePreview(p: JobPreview, now = Date.now()): string {
   return lines.join('\n');
 }
 
-/** The create-job body from flags (or from --file, which the flags then extend). */
 /** The JSON object of `--file`; a readable error naming the file otherwise. */
 async function readJobFile(file: string): Promise<Record<string, unknown>> {
   const value = await readJsonFile(file);
@@ -106,9 +105,15 @@ async function readJobFile(file: string): Promise<Record<string, unknown>> {
   return value as Record<string, unknown>;
 }
 
+/** The create-job body from flags (or from --file, which the flags then extend). */
 async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
   const body: Record<string, unknown> = o.file ? await readJobFile(o.file) : {};
-  body.artifact = o.artifact;
+  // --artifact is required unless the file names the artifact (docs/rollouts.md): not a
+  // required option of commander's, which refused a file that gives it
+  if (o.artifact !== undefined) body.artifact = o.artifact;
+  else if (body.artifact === undefined) {
+    throw new UpdraftError('BAD_REQUEST', o.file ? `${o.file} names no "artifact": give it there ("artifact": "fw@2.0.0") or as --artifact <name@version>` : 'no artifact to install: give --artifact <name@version> (e.g. fw@2.0.0), or --file with the job\'s "artifact"');
+  }
   const targets: Record<string, unknown> = { ...(body.targets as object | undefined) };
   if (o.device.length) targets.devices = o.device;
   if (o.group.length) targets.groups = o.group;
@@ -206,7 +211,7 @@ export function addRolloutCommands(program: Command): void {
   // ---- jobs
   const job = parent(program, 'job', 'rollout jobs');
   withApi(job.command('create').description('create a rollout job (see docs/rollouts.md)'))
-    .requiredOption('--artifact <name@version>', 'artifact to install, e.g. fw@2.0.0')
+    .option('--artifact <name@version>', 'artifact to install, e.g. fw@2.0.0 (required unless --file gives "artifact")')
     .option('--device <id>', 'target device (repeatable)', collect, [])
     .option('--group <name>', 'target group (repeatable)', collect, [])
     .option('--query <query>', 'target query, e.g. "reported.software.version < 2.0.0"')
@@ -226,7 +231,7 @@ export function addRolloutCommands(program: Command): void {
     .option('--retry-on <states>', 'FAILED,TIMED_OUT (default both)')
     .option('--allow-downgrade', 'install even where a higher version runs')
     .option('--description <text>', 'what the job is for')
-    .option('--file <spec.json>', 'the job body as JSON (flags extend it)')
+    .option('--file <spec.json>', 'the job body as JSON, "artifact" included (flags override their own fields)')
     .option('--dry-run', 'show what the job would target, wave by wave, and when it would start; create nothing')
     .action(async (o: CreateOptions) => {
       if (o.dryRun) {

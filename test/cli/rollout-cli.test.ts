@@ -231,6 +231,32 @@ describe('updraft group / job / status', () => {
     assert.deepEqual([b.retries.limit, b.retries.on], [2, ['FAILED', 'TIMED_OUT']]);
   });
 
+  it('creates a job from --file alone, its "artifact" included; --artifact overrides it; neither is a usage error naming both', async () => {
+    const file = path.join(os.tmpdir(), `updraft-job-alone-${process.pid}.json`);
+    await writeFile(file, JSON.stringify({ artifact: 'fw@2.0.0', targets: { devices: ['a-1', 'a-2'] } }));
+    try {
+      const preview = await cli('job', 'create', '--file', file, '--dry-run');
+      assert.equal(preview.code, 0, preview.stderr);
+      assert.match(preview.stdout, /^dry run: fw@2\.0\.0 to 2 device\(s\); nothing created\n/);
+      const made = await cli('job', 'create', '--file', file, '--json');
+      assert.equal(made.code, 0, made.stderr);
+      const { job } = JSON.parse(made.stdout) as { job: { jobId: string; artifactName: string; artifactVersion: string } };
+      assert.equal(`${job.artifactName}@${job.artifactVersion}`, 'fw@2.0.0');
+      assert.equal((await cli('job', 'cancel', job.jobId)).code, 0);
+      // the flag overrides the file's artifact (the server refuses one it does not hold)
+      const other = await cli('job', 'create', '--file', file, '--artifact', 'fw@9.9.9', '--dry-run');
+      assert.equal(other.code, 2);
+      assert.match(other.stderr, /^updraft: error: .*fw@9\.9\.9/);
+      await writeFile(file, JSON.stringify({ targets: { devices: ['a-1'] } }));
+      const none = await cli('job', 'create', '--file', file, '--dry-run');
+      assert.deepEqual([none.code, none.stderr], [2, `updraft: error: ${file} names no "artifact": give it there ("artifact": "fw@2.0.0") or as --artifact <name@version>\n`]);
+    } finally {
+      await rm(file, { force: true });
+    }
+    const neither = await cli('job', 'create', '--device', 'a-1');
+    assert.deepEqual([neither.code, neither.stderr], [2, 'updraft: error: no artifact to install: give --artifact <name@version> (e.g. fw@2.0.0), or --file with the job\'s "artifact"\n']);
+  });
+
   it('refuses to delete a group an unfinished continuous job targets, naming the job; deletes it once the job is canceled', async () => {
     assert.equal((await cli('group', 'create', 'cont', '--device', 'a-2')).code, 0);
     const jobId = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--group', 'cont', '--continuous', '--json')).stdout).job.jobId as string;

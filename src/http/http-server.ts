@@ -112,6 +112,15 @@ export class HttpServer {
         res.setHeader('allow', found.allowed.join(', '));
         throw new UpdraftError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${url.pathname} (allowed: ${found.allowed.join(', ')})`);
       }
+      // checked again on the route found, which is what is served: the router matches a
+      // route's fixed words only as written, so this agrees with the checks above, and stays
+      // true should a route ever be reached by another spelling of its path
+      if (found.pattern?.startsWith('/api/')) {
+        caller ??= this.checkToken(req);
+        if (caller.role === 'viewer' && !viewerMay(req.method ?? 'GET', found.pattern)) {
+          throw new UpdraftError('FORBIDDEN', `the viewer token ${caller.name} is read-only: ${req.method ?? 'GET'} ${url.pathname} needs the operator token`);
+        }
+      }
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {
       // a request whose body was cut off (over its limit) took its connection with it: the

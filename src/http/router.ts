@@ -50,27 +50,39 @@ export class Router {
     return this;
   }
 
-  /** The handler and params for a request; `allowed` lists methods when only the path matched. */
-  match(method: string, pathname: string): { handler: Handler; params: Record<string, string> } | { allowed: string[] } | undefined {
-    const segs = pathname.split('/').filter(Boolean);
+  /**
+   * The handler and params for a request, and the route's pattern (what access checks read);
+   * `allowed` lists methods when only the path matched.
+   *
+   * A route's fixed words match only as written: `/%61pi/v1/whoami` and `/api/v1//whoami`
+   * are no route. Were they decoded or squeezed here, a check made in front of the router on
+   * the raw path (the token on `/api/`, a viewer's limits) would read another path than the
+   * one routed, and let `/%61pi/...` reach the API without a token. Only what a route
+   * captures (`:id`) is decoded: ids may hold any character.
+   */
+  match(method: string, pathname: string): { handler: Handler; params: Record<string, string>; pattern?: string } | { allowed: string[] } | undefined {
+    const segs = pathname.split('/').slice(1);
+    if (segs.at(-1) === '') segs.pop(); // a trailing slash (and `/` itself)
+    const routable = !segs.includes('');
     const allowed: string[] = [];
-    for (const route of this.routes) {
+    for (const route of routable ? this.routes : []) {
       if (route.parts.length !== segs.length) continue;
       const params: Record<string, string> = {};
       let ok = true;
       for (let i = 0; i < segs.length && ok; i++) {
         const p = route.parts[i]!;
-        let s: string;
+        if (!p.startsWith(':')) {
+          ok = p === segs[i];
+          continue;
+        }
         try {
-          s = decodeURIComponent(segs[i]!);
+          params[p.slice(1)] = decodeURIComponent(segs[i]!);
         } catch {
           throw new UpdraftError('BAD_REQUEST', `the path segment "${segs[i]!.slice(0, 64)}" is not valid percent-encoding`);
         }
-        if (p.startsWith(':')) params[p.slice(1)] = s;
-        else ok = p === s;
       }
       if (!ok) continue;
-      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { handler: route.handler, params };
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { handler: route.handler, params, pattern: `/${route.parts.join('/')}` };
       allowed.push(route.method);
     }
     if (allowed.length > 0) return { allowed };

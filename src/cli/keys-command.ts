@@ -241,7 +241,7 @@ export function addKeysCommand(program: Command): void {
     const days = c ? Math.floor((c.expiresAt * 1000 - Date.now()) / 86_400_000) : 0;
     const certLine = !c
       ? 'certificate: none (devices are provisioned with the signing key itself)'
-      : `${certificateLine(c)}${days < 0 ? ': EXPIRED, devices that trust the root refuse every update' : days < 30 ? `: ${days} day(s) left, renew it (keys certify, keys install-cert)` : ''}`;
+      : `${certificateLine(c)}${days < 0 ? ': EXPIRED, devices that trust the root refuse every update' : days < 30 ? `: ${days} day(s) left, renew it (keys certify, keys install-cert)` : ` (${days} days left)`}`;
     const rotations = r.root?.rotations ?? [];
     const rootLine = rotations.length > 0 ? `\nroot ${r.root!.keyId}, rotated from ${[rotations[0]!.previousRootKeyId, ...rotations.map((x) => x.rootKeyId)].join(' -> ')}: commands carry the rotations` : '';
     print(opts, r, `signing key ${r.signing.keyId}\n${certLine}${rootLine}\nURL signing keys:\n${keyLines(r.url)}`);

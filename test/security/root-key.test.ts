@@ -122,7 +122,12 @@ describe('the offline root key and signing key certificates', () => {
     const metrics = (await (await fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}` } })).json()) as { signing: { certificateExpiresAt: number; certificateSerial: number } };
     assert.deepEqual(metrics.signing, { certificateExpiresAt: keys.signing.certificate.expiresAt, certificateSerial: 1 });
     const shown = await cli(['keys', 'show', ...api()]);
-    assert.match(shown, new RegExp(`^signing key ${keys.signing.keyId}\ncertificate 1 of signing key ${keys.signing.keyId} by root [0-9a-f]{16}, valid until \\S+\nURL signing keys:\n[0-9a-f]+ `));
+    const shownCert = new RegExp(`^signing key ${keys.signing.keyId}\ncertificate 1 of signing key ${keys.signing.keyId} by root [0-9a-f]{16}, valid until (\\S+) \\((\\d+) days left\\)\nURL signing keys:\n[0-9a-f]+ `).exec(shown);
+    assert.ok(shownCert, shown);
+    // the days left, as README says, also far from the expiry (certify's default: 365 days)
+    const daysLeft = Math.floor((keys.signing.certificate.expiresAt * 1000 - Date.now()) / 86_400_000);
+    assert.equal(shownCert[1], new Date(keys.signing.certificate.expiresAt * 1000).toISOString());
+    assert.ok([daysLeft, daysLeft + 1].includes(Number(shownCert[2])), `${shownCert[2]} days left, ${daysLeft} by the certificate`);
     oldKey = (await loadSigningKey(ts.dataDir))!;
     oldCertificate = keys.signing.certificate;
   });
@@ -246,7 +251,7 @@ describe('the offline root key and signing key certificates', () => {
 
   it('refuses an expired certificate, one of another root, and a malformed one', async () => {
     const key = (await loadSigningKey(ts.dataDir))!;
-    assert.match(await cli(['keys', 'show', ...api()]), /^certificate 2 of signing key [0-9a-f]{16} by root [0-9a-f]{16}, valid until \S+$/m);
+    assert.match(await cli(['keys', 'show', ...api()]), /^certificate 2 of signing key [0-9a-f]{16} by root [0-9a-f]{16}, valid until \S+ \(\d+ days left\)$/m);
     const inAnHour = Math.floor(Date.now() / 1000) + 3600;
     const expired = certifySigningKey(await readRootPrivateKey(rootFiles.keyFile), parsePublicKey(key.publicKeyPem), 4, Math.floor(Date.now() / 1000) - 60);
     await refused('dev-r', await forged('dev-r', '4.0.0', new ManifestSigner({ key, certificate: expired })), /^refused: key certificate 4 of key [0-9a-f]{16} expired at .*; nothing installed$/);

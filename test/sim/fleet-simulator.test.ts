@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -243,9 +245,13 @@ describe('fleet simulator', () => {
       assert.deepEqual(fleet.map((d) => d.deviceId), ['cli-1', 'cli-2', 'cli-3']);
       assert.ok(fleet.every((d) => d.secret.startsWith('updr_dev_')));
 
-      const again = await runCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-']);
-      assert.equal(again.code, 2);
-      assert.equal(again.stderr.trim(), 'updraft: error: 3 of these devices are already registered (cli-1, cli-2, cli-3); nothing was registered. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote');
+      // refused whatever the size: 10 devices would be cli-01..cli-10, none of them taken
+      for (const n of ['3', '10', '1']) {
+        const again = await runCli(['sim', ...common, '--devices', n, '--prefix', 'cli-']);
+        assert.equal(again.code, 2, `--devices ${n}`);
+        assert.equal(again.stderr.trim(), 'updraft: error: devices named cli-<number> are registered already (cli-1 is); nothing was registered. By an earlier run? Pick another --prefix, or run those devices again with --devices-file and the file --save-devices wrote');
+      }
+      assert.equal(await registered(), 3, 'the later runs registered nothing');
 
       const rerun = startCli(['sim', '--broker', ts.mqttUrl, '--devices-file', saved]);
       try {
@@ -267,11 +273,28 @@ describe('fleet simulator', () => {
 
   it('the command keeps the secrets of the devices registered before a later request of the registration fails', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-big-'));
+    // a fleet of 10,003 takes two requests; someone registers a device the second names
+    // between them (the command refuses a prefix whose devices exist before it starts): a
+    // proxy in front of the server does, when the second request arrives
+    let bulk = 0;
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        void (async () => {
+          if (req.url === '/api/v1/devices/bulk' && ++bulk === 2) await registerDevice(ts, 'big-10002');
+          const body = chunks.length ? Buffer.concat(chunks) : undefined;
+          const r = await fetch(ts.httpUrl + req.url!, { method: req.method!, headers: { authorization: req.headers.authorization!, ...(body ? { 'content-type': req.headers['content-type']! } : {}) }, ...(body ? { body } : {}) });
+          res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' });
+          res.end(Buffer.from(await r.arrayBuffer()));
+        })();
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     try {
-      // a fleet of 10,003 takes two requests; the second names a device that exists already
-      await registerDevice(ts, 'big-10002');
       const saved = path.join(dir, 'fleet.json');
-      const r = await runCli(['sim', '--server', ts.httpUrl, '--token', ts.token, '--broker', ts.mqttUrl, '--devices', '10003', '--prefix', 'big-', '--save-devices', saved]);
+      const server = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const r = await runCli(['sim', '--server', server, '--token', ts.token, '--broker', ts.mqttUrl, '--devices', '10003', '--prefix', 'big-', '--save-devices', saved]);
       assert.equal(r.code, 2);
       assert.equal(
         r.stderr.trim(),
@@ -282,6 +305,7 @@ describe('fleet simulator', () => {
       assert.equal(fleet[9_999]!.deviceId, 'big-10000');
       assert.equal(statSync(saved).mode & 0o777, 0o600);
     } finally {
+      await new Promise((resolve) => proxy.close(resolve));
       await rm(dir, { recursive: true, force: true });
     }
   });

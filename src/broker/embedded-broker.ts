@@ -21,6 +21,7 @@ import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
+import { SubscriptionQuota } from './subscription-quota.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
 
 /** Options of the embedded broker. */
@@ -48,7 +49,16 @@ export interface EmbeddedBrokerOptions {
    * a job log of 16 KiB), whose oversize ones get their 413 on `.../rejected` below the limit.
    */
   maxPacketBytes?: number;
+  /**
+   * Distinct topic filters one device connection may hold (`mqtt.maxSubscriptions`); one more
+   * is refused with SUBACK 0x80 (subscription-quota.ts). Operators are not limited.
+   * 100 by default.
+   */
+  maxSubscriptions?: number;
 }
+
+/** Default of `maxSubscriptions`: the agent holds 5, an AWS IoT SDK client at most 50 (AWS IoT Core's own limit per connection). */
+export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
 
 /** Default of `maxPacketBytes`. */
 export const DEFAULT_MAX_PACKET_BYTES = 64 * 1024;
@@ -129,9 +139,12 @@ export class EmbeddedBroker implements MessageBus {
   private readonly deviceClients = new Map<string, Client>();
   /** Connections of the operator identity (tools on the operator token). */
   private readonly operatorClients = new Set<Client>();
+  /** The filters each device connection holds, bounded. */
+  private readonly quota: SubscriptionQuota<Client>;
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
+    this.quota = new SubscriptionQuota(opts.maxSubscriptions ?? DEFAULT_MAX_SUBSCRIPTIONS);
     this.admission = new ConnectAdmission(opts.admission ?? { maxConnections: 0, maxConnectRate: 0 });
   }
 
@@ -273,6 +286,13 @@ export class EmbeddedBroker implements MessageBus {
           log.warn('subscription refused: topic not allowed for this client', { clientId: client.id, topic: sub.topic });
           return done(null, null); // SUBACK 0x80 for this filter, the connection stays
         }
+        const refusal = sender.kind === 'device' ? this.quota.admit(client, sub.topic) : undefined;
+        if (refusal) {
+          if (this.quota.firstRefusal(client)) {
+            log.warn(`subscription refused: ${refusal} (further refusals on this connection are not logged)`, { clientId: client.id, limit: this.opts.maxSubscriptions ?? DEFAULT_MAX_SUBSCRIPTIONS, topic: sub.topic.slice(0, 200) });
+          }
+          return done(null, null);
+        }
         this.subscriptionHandler(sender, sub.topic);
         done(null, sub);
       },
@@ -315,7 +335,10 @@ export class EmbeddedBroker implements MessageBus {
     });
     // also sent by aedes for every filter of a clean session when it ends
     aedes.on('unsubscribe', (filters, client) => {
-      for (const f of filters) this.interest.remove(client.id, f);
+      for (const f of filters) {
+        this.interest.remove(client.id, f);
+        this.quota.release(client, f);
+      }
     });
     aedes.on('clientError', (client, err) => log.debug('client error', { clientId: client.id, error: err.message }));
     aedes.on('connectionError', (_client, err) => log.debug('connection error', { error: err.message }));

@@ -10,7 +10,7 @@ export interface UpdraftConfig {
   /** Directory for the embedded store, artifacts, keys and the operator token. */
   dataDir: string;
   /** `url` set: an external broker instead of the embedded one (host and port then unused). */
-  mqtt: { host: string; port: number; url: string; shareGroup: string; tlsPort: number; tlsCert: string; tlsKey: string; maxConnections: number; maxConnectRate: number };
+  mqtt: { host: string; port: number; url: string; shareGroup: string; tlsPort: number; tlsCert: string; tlsKey: string; maxConnections: number; maxConnectRate: number; maxSubscriptions: number };
   /** State store URL: '' for the embedded SQLite file, or postgres://... */
   db: string;
   /** Artifact storage URL: '' for the local directory, or s3://bucket[/prefix]?endpoint=... */
@@ -59,6 +59,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'mqtt.tlsKey', type: 'string', default: '', env: 'UPDRAFT_MQTT_TLS_KEY', flag: 'mqtt-tls-key', doc: 'PEM private key of mqtt.tlsCert (unencrypted); a key that is not the certificate\'s is refused at start-up.' },
   { path: 'mqtt.maxConnections', type: 'integer', default: 0, env: 'UPDRAFT_MQTT_MAX_CONNECTIONS', flag: 'mqtt-max-connections', doc: 'Device connections the embedded broker holds at once; a CONNECT beyond them is refused with CONNACK 3 (server unavailable) and the device retries after its backoff. The operator\'s connections are never refused (they count among those held). 0: no limit.', min: 0 },
   { path: 'mqtt.maxConnectRate', type: 'integer', default: 0, env: 'UPDRAFT_MQTT_MAX_CONNECT_RATE', flag: 'mqtt-max-connect-rate', doc: 'New device connections the embedded broker admits per second (bursts of up to one second\'s worth); beyond it a CONNECT is refused with CONNACK 3, so a fleet reconnecting after an outage comes in at a pace the server serves. 0: no limit.', min: 0 },
+  { path: 'mqtt.maxSubscriptions', type: 'integer', default: 100, env: 'UPDRAFT_MQTT_MAX_SUBSCRIPTIONS', flag: 'mqtt-max-subscriptions', doc: 'Topic filters one device connection may hold on the embedded broker (subscribing again to a filter it holds takes no new place; unsubscribing frees one); one more is refused with SUBACK 0x80, the connection stays. The Updraft agent holds 5, an AWS IoT SDK client at most 50 (AWS IoT Core\'s own limit). The operator\'s connections are not limited. An external broker sets its own limits (docs/security.md).', min: 1, max: 100_000 },
   { path: 'mqtt.url', type: 'url', default: '', env: 'UPDRAFT_MQTT_URL', flag: 'mqtt-url', doc: 'External MQTT 5 broker (mqtt://host:1883 or mqtts://...) instead of the embedded one; Updraft connects as user operator with the operator token.', schemes: ['mqtt', 'mqtts'] },
   { path: 'mqtt.shareGroup', type: 'string', default: 'updraft', env: 'UPDRAFT_MQTT_SHARE_GROUP', flag: 'mqtt-share-group', doc: 'Shared-subscription group ($share/<group>/...) of the instances that split device requests on an external broker.' },
   { path: 'db', type: 'url', default: '', env: 'UPDRAFT_DB', flag: 'db', doc: 'State store: empty for the embedded SQLite file in dataDir, or postgres://user:password@host:5432/database.', schemes: ['postgres', 'postgresql'] },

@@ -173,6 +173,7 @@ export class UpdraftServer {
       admission: { maxConnections: config.mqtt.maxConnections, maxConnectRate: config.mqtt.maxConnectRate },
       // a request over the shadow's limit still gets its 413: the packet limit stays well above it
       maxPacketBytes: Math.max(DEFAULT_MAX_PACKET_BYTES, 4 * config.shadow.maxDocumentBytes),
+      maxSubscriptions: config.mqtt.maxSubscriptions,
       ...(security.mqttTls ? { tls: security.mqttTls } : {}),
     });
     this.bus = config.mqtt.url

@@ -18,7 +18,7 @@ export interface UpdraftConfig {
   http: { host: string; port: number; publicUrl: string; tls: 'on' | 'off'; tlsCert: string; tlsKey: string };
   /** Host names and IPs put into server certificates issued by Updraft's CA (comma-separated). */
   tls: { hosts: string };
-  shadow: { maxDocumentBytes: number; maxDepth: number; maxPending: number };
+  shadow: { maxDocumentBytes: number; maxDepth: number; maxPending: number; maxNamedShadows: number };
   downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3'; memoryCacheBytes: number; ipBinding: 'off' | 'mqtt' };
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -74,6 +74,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'shadow.maxDocumentBytes', type: 'integer', default: 8192, env: 'UPDRAFT_SHADOW_MAX_BYTES', flag: 'shadow-max-bytes', doc: 'Largest shadow request and stored state, in bytes; larger ones are rejected with 413.', min: 256, max: 1 << 20 },
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },
   { path: 'shadow.maxPending', type: 'integer', default: 100000, env: 'UPDRAFT_SHADOW_MAX_PENDING', flag: 'shadow-max-pending', doc: 'Shadow requests queued across all devices before new ones are rejected with 429.', min: 1 },
+  { path: 'shadow.maxNamedShadows', type: 'integer', default: 100, env: 'UPDRAFT_SHADOW_MAX_NAMED', flag: 'shadow-max-named', doc: 'Named shadows one device may have (its classic shadow not counted); creating one more is rejected with 403, while those it has are updated and deleted as before, and deleting one frees a place. With shadow.maxDocumentBytes, it bounds what one device can store.', min: 0, max: 100_000 },
   { path: 'downloads.urlTtlSeconds', type: 'integer', default: 3600, env: 'UPDRAFT_URL_TTL', flag: 'url-ttl', doc: 'Lifetime of a pre-signed download URL and of the signed manifest of an update command, in seconds.', min: 10, max: 7 * 86400 },
   { path: 'downloads.via', type: 'enum', default: 'updraft', env: 'UPDRAFT_DOWNLOADS_VIA', flag: 'downloads-via', doc: 'Where devices download from: updraft (HMAC-signed URLs to /v1/download, bound to device, artifact and expiry, and with downloads.ipBinding to the device\'s address) or s3 (S3 pre-signed URLs straight to the bucket, bound to artifact and expiry only; needs blob=s3://...).', values: ['updraft', 's3'] },
   { path: 'downloads.ipBinding', type: 'enum', default: 'off', env: 'UPDRAFT_DOWNLOAD_IP_BINDING', flag: 'download-ip-binding', doc: 'mqtt: bind each download URL also to the address the device\'s MQTT connection comes from, as the embedded broker sees it (a URL issued while the device is not connected is not bound). Only for devices that reach MQTT and HTTP from one address (private networks, static addresses): not behind NAT pools or a proxy, nor across IPv4 and IPv6, where downloads would be refused. Not with an external broker (mqtt.url) nor downloads.via s3.', values: ['off', 'mqtt'] },

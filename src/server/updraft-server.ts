@@ -228,6 +228,7 @@ export class UpdraftServer {
       logger: logger.child('replica'),
       limits: { maxDocumentBytes: config.shadow.maxDocumentBytes, maxDepth: config.shadow.maxDepth },
       maxPending: config.shadow.maxPending,
+      maxNamedShadows: config.shadow.maxNamedShadows,
       issueCommand: (deviceId, sw) => commands.issue(deviceId, sw),
     });
     // the replica subscribes to the bus before the broker accepts the first device

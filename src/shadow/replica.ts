@@ -51,6 +51,11 @@ export interface ReplicaDeps {
   issueCommand?: CommandIssuer;
   /** Requests waiting or running across all shadows before new ones get 429. */
   maxPending: number;
+  /**
+   * Named shadows one device may have (`shadow.maxNamedShadows`, DEFAULT_MAX_NAMED_SHADOWS
+   * when absent); creating one more is refused with 403. Its classic shadow is not counted.
+   */
+  maxNamedShadows?: number;
   /** Seconds since the epoch (injectable for tests). */
   now?: () => number;
 }
@@ -67,11 +72,19 @@ const MAX_STORE_RETRIES = 10;
 const RACE_BACKOFF_MAX_MS = 64;
 /** Shadows kept in memory for the update path (LRU); each costs about 1-2 KB. */
 const CACHE_ENTRIES = 50_000;
+/** Default of `maxNamedShadows` (the schema's `shadow.maxNamedShadows`). */
+export const DEFAULT_MAX_NAMED_SHADOWS = 100;
 
 /** The device shadow service. */
 export class ShadowReplica {
   private readonly deps: ReplicaDeps;
   private readonly queue: KeyedQueue;
+  /**
+   * Creations of named shadows, one at a time per device: the count and the write of one
+   * creation are not interleaved with another's, whose shadows (other keys of `queue`) run
+   * concurrently. Unbounded: each waiting creation already holds a place in `queue`.
+   */
+  private readonly creations = new KeyedQueue(Number.POSITIVE_INFINITY);
   private stopped = true;
   /**
    * Last committed record per shadow, for the read-modify-write of updates. Safe with several
@@ -198,7 +211,16 @@ export class ShadowReplica {
         throw err;
       }
       const { next, accepted } = applied;
-      if (!(await store.putShadow(next, previous?.version ?? 0))) {
+      // only a creation counts the device's shadows: an update of one that exists (the hot
+      // path) costs no query more
+      const creates = ref.name !== '' && (!previous || previous.deleted);
+      const committed = creates
+        ? await this.creations.run(ref.deviceId, async () => {
+            await this.checkRoomForNamedShadow(ref);
+            return store.putShadow(next, previous?.version ?? 0);
+          })
+        : await store.putShadow(next, previous?.version ?? 0);
+      if (!committed) {
         this.cache.delete(k);
         // another writer committed first; with an explicit version that is the caller's conflict
         if (request.version !== undefined && !cached) throw new UpdraftError('CONFLICT', 'Version conflict');
@@ -236,6 +258,22 @@ export class ShadowReplica {
       await Promise.all(answers);
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
       return next;
+    }
+  }
+
+  /**
+   * Refuses to create a named shadow of a device that has `maxNamedShadows` (one device could
+   * otherwise fill the store: a QA pass created 2,000 of 7 KB in seconds). 403, not 409,
+   * which shadow clients take as a version conflict to re-read and retry, nor 429 (retry later):
+   * the same request is refused until a shadow is deleted. With several instances, creations
+   * of one device's shadows on two of them at once can pass the limit by one each.
+   */
+  private async checkRoomForNamedShadow(ref: ShadowRef): Promise<void> {
+    const max = this.deps.maxNamedShadows ?? DEFAULT_MAX_NAMED_SHADOWS;
+    // the classic shadow ('') is listed too: it is not counted
+    const named = (await this.deps.store.listShadowNames(ref.deviceId)).filter((n) => n !== '').length;
+    if (named >= max) {
+      throw new UpdraftError('FORBIDDEN', `device ${ref.deviceId} has ${named} named shadows, the most it may have (shadow.maxNamedShadows ${max}): shadow '${ref.name}' is not created; delete one first`);
     }
   }
 

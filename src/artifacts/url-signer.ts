@@ -76,12 +76,16 @@ export class UrlSigner {
 
   /** A URL granting `grant`. */
   sign(grant: UrlGrant): string {
-    const key = activeKey(this.keys, this.now());
-    const msg = message(grant);
+    const now = this.now();
+    const key = activeKey(this.keys, now);
+    // when it was issued, signed: a URL of a device deleted since is refused to the device
+    // registered again under its id (the download route compares it with the registration)
+    const issuedAt = Math.floor(now / 1000);
+    const msg = message(grant, issuedAt);
     const id = `${key.kid}\n${msg}`;
     const known = this.signed.get(id);
     if (known) return known;
-    const q = new URLSearchParams({ device: grant.deviceId, exp: String(grant.expiresAt), kid: key.kid });
+    const q = new URLSearchParams({ device: grant.deviceId, exp: String(grant.expiresAt), iat: String(issuedAt), kid: key.kid });
     if (grant.ip) q.set('ip', grant.ip);
     q.set('sig', mac(key.secret, msg));
     const url = `${this.baseUrl}${UrlSigner.path(grant.name, grant.version)}?${q.toString()}`;
@@ -103,7 +107,10 @@ export class UrlSigner {
     const key = this.keys.find((k) => k.kid === kid);
     if (!key) throw new UpdraftError('FORBIDDEN', 'download URL was signed with an unknown or retired key');
     const ip = query.get('ip') ?? undefined;
-    const expected = Buffer.from(mac(key.secret, message({ deviceId, ...artifact, expiresAt: exp, ...(ip ? { ip } : {}) })));
+    const iat = query.get('iat');
+    const issuedAt = iat === null ? undefined : Number(iat);
+    if (issuedAt !== undefined && !Number.isSafeInteger(issuedAt)) throw new UpdraftError('FORBIDDEN', 'download URL signature does not match (tampered, or for another device or artifact)');
+    const expected = Buffer.from(mac(key.secret, message({ deviceId, ...artifact, expiresAt: exp, ...(ip ? { ip } : {}) }, issuedAt)));
     const given = Buffer.from(sig);
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new UpdraftError('FORBIDDEN', 'download URL signature does not match (tampered, or for another device or artifact)');
@@ -116,9 +123,19 @@ export class UrlSigner {
   }
 }
 
-/** What the MAC covers; newline-separated: no field can contain a newline (ids and versions are validated). */
-function message(g: UrlGrant): string {
-  return ['v1', g.deviceId, g.name, g.version, g.sha256, String(g.expiresAt), g.ip ?? ''].join('\n');
+/**
+ * What the MAC covers; newline-separated: no field can contain a newline (ids and versions
+ * are validated). v2 adds when the URL was issued; a v1 URL (issued before) has no `iat`.
+ */
+function message(g: UrlGrant, issuedAt?: number): string {
+  const v1 = ['v1', g.deviceId, g.name, g.version, g.sha256, String(g.expiresAt), g.ip ?? ''];
+  return issuedAt === undefined ? v1.join('\n') : ['v2', ...v1.slice(1), String(issuedAt)].join('\n');
+}
+
+/** When a verified URL was issued (seconds), if it says (URLs issued before it was signed do not). */
+export function urlIssuedAt(query: URLSearchParams): number | undefined {
+  const iat = query.get('iat');
+  return iat === null ? undefined : Number(iat);
 }
 
 function mac(secret: Buffer, msg: string): string {

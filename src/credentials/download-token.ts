@@ -31,6 +31,8 @@ interface Payload {
   ver: string;
   h: string;
   exp: number;
+  /** When it was issued (seconds); absent in tokens issued before it was kept. */
+  iat?: number;
 }
 
 function mac(secret: Buffer, encodedPayload: string): string {
@@ -53,7 +55,7 @@ export class DownloadTokens {
   /** A token granting `grant`. */
   issue(grant: TokenGrant): string {
     const key = activeKey(this.keys, this.now());
-    const payload: Payload = { v: 1, kid: key.kid, d: grant.deviceId, n: grant.name, ver: grant.version, h: grant.sha256, exp: grant.expiresAt };
+    const payload: Payload = { v: 1, kid: key.kid, d: grant.deviceId, n: grant.name, ver: grant.version, h: grant.sha256, exp: grant.expiresAt, iat: Math.floor(this.now() / 1000) };
     const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');
     return `${PREFIX}${encoded}.${mac(key.secret, encoded)}`;
   }
@@ -62,7 +64,7 @@ export class DownloadTokens {
    * Checks `token` for a download of `artifact` by `deviceId` (the `device` query parameter)
    * at `nowSeconds`. Returns the device id; throws FORBIDDEN with the reason.
    */
-  verify(token: string, artifact: { name: string; version: string; sha256: string }, deviceId: string | null, nowSeconds: number): string {
+  verify(token: string, artifact: { name: string; version: string; sha256: string }, deviceId: string | null, nowSeconds: number): { deviceId: string; issuedAt?: number } {
     const m = new RegExp(`^${PREFIX}([A-Za-z0-9_-]+)\\.([A-Za-z0-9_-]+)$`).exec(token);
     if (!m) throw new UpdraftError('FORBIDDEN', 'download token is malformed');
     const [, encoded, sig] = m as unknown as [string, string, string];
@@ -82,6 +84,6 @@ export class DownloadTokens {
     if (!deviceId) throw new UpdraftError('FORBIDDEN', 'a download with a token must name the device (?device=<id>)');
     if (p.d !== deviceId) throw new UpdraftError('FORBIDDEN', 'download token was issued to another device');
     if (p.n !== artifact.name || p.ver !== artifact.version || p.h !== artifact.sha256) throw new UpdraftError('FORBIDDEN', 'download token was issued for another artifact');
-    return p.d;
+    return { deviceId: p.d, ...(Number.isSafeInteger(p.iat) ? { issuedAt: p.iat } : {}) };
   }
 }

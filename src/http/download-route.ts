@@ -11,7 +11,7 @@ import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import { wasCutOff, type ActiveDownloads } from './active-downloads.ts';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
-import { requireSignedQuery, type UrlSigner } from '../artifacts/url-signer.ts';
+import { requireSignedQuery, urlIssuedAt, type UrlSigner } from '../artifacts/url-signer.ts';
 import type { DownloadTokens } from '../credentials/download-token.ts';
 import { UpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
@@ -38,8 +38,12 @@ export function downloadRoute(deps: {
   logger: Logger;
   /** Accepts temporary credentials as an alternative to the URL signature. */
   tokens?: DownloadTokens;
-  /** Why the device may not download (`device revoked`, not registered), or undefined; absent: not checked. */
-  deviceRefusal?: (deviceId: string) => Promise<string | undefined>;
+  /**
+   * Why the device may not download (`device revoked`, not registered, registered again
+   * since `issuedAt`, ms, when the URL or token was issued, if it says), or undefined;
+   * absent: not checked.
+   */
+  deviceRefusal?: (deviceId: string, issuedAt?: number) => Promise<string | undefined>;
   /** Downloads in progress, so that a device revoked meanwhile loses them (`active-downloads.ts`); absent: not tracked. */
   active?: Pick<ActiveDownloads, 'add'>;
   /** Serves hot artifacts from memory. */
@@ -60,16 +64,20 @@ export function downloadRoute(deps: {
       if (bearer === undefined) requireSignedQuery(url.searchParams);
       artifact = await deps.artifacts.get(name, version);
       const now = Math.floor(Date.now() / 1000);
+      let issuedAt: number | undefined;
       if (bearer !== undefined) {
         if (!deps.tokens) throw new UpdraftError('FORBIDDEN', 'download tokens are not accepted here; use the pre-signed URL');
-        deviceId = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);
+        const grant = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);
+        deviceId = grant.deviceId;
+        issuedAt = grant.issuedAt;
       } else {
         deviceId = deps.signer.verify(url.searchParams, artifact, ip, now);
+        issuedAt = urlIssuedAt(url.searchParams);
       }
       // tracked before the check: a revocation committed after it ends the download (its event
       // finds it), one committed before is refused here
       deps.active?.add(deviceId, res);
-      const refusal = await deps.deviceRefusal?.(deviceId);
+      const refusal = await deps.deviceRefusal?.(deviceId, issuedAt === undefined ? undefined : issuedAt * 1000);
       if (refusal !== undefined) throw new UpdraftError('FORBIDDEN', refusal);
     } catch (err) {
       const e = err instanceof UpdraftError && err.code === 'NOT_FOUND' ? new UpdraftError('FORBIDDEN', 'download URL does not name a stored artifact') : err;

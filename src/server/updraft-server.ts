@@ -59,6 +59,12 @@ import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 
+/**
+ * How much later than a URL's or token's issue time a registration may be and still be the
+ * one it was issued to: the issuing and the registering instance's clocks may differ a little.
+ */
+const REGISTRATION_MARGIN_MS = 60_000;
+
 /** A part with a lifecycle. */
 interface Part {
   start(): Promise<void>;
@@ -255,9 +261,14 @@ export class UpdraftServer {
     // after the bus: recovery and the first tick may send commands
     await this.startPart(this.rollouts);
 
-    const deviceRefusal = async (id: string) => {
+    const deviceRefusal = async (id: string, issuedAt?: number) => {
       const d = await this.store.getDevice(id);
-      return !d ? 'device is not registered' : d.revoked ? 'device revoked' : undefined;
+      if (!d) return 'device is not registered';
+      if (d.revoked) return 'device revoked';
+      // a URL or token of a device deleted since, whose id was registered again: it is the
+      // earlier device's (certificates are bound to the registration the same way)
+      if (issuedAt !== undefined && d.createdAt > issuedAt + REGISTRATION_MARGIN_MS) return 'issued to an earlier registration of this device id (deleted since); ask for a fresh one';
+      return undefined;
     };
     const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0 };
     // a device revoked or deleted, here or on another instance (the relay brings its

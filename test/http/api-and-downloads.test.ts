@@ -140,7 +140,7 @@ describe('HTTP API and downloads', () => {
 
     const u = new URL(cmd.url);
     // bound to the device and the artifact, not to an address (docs/security.md, "Not covered")
-    assert.deepEqual([...u.searchParams.keys()].sort(), ['device', 'exp', 'kid', 'sig']);
+    assert.deepEqual([...u.searchParams.keys()].sort(), ['device', 'exp', 'iat', 'kid', 'sig']);
     const refused = async (mutate: (url: URL) => void, reason: RegExp) => {
       const copy = new URL(u);
       mutate(copy);
@@ -151,6 +151,9 @@ describe('HTTP API and downloads', () => {
     await refused((x) => x.searchParams.set('device', 'dev-2'), /signature does not match/);
     await refused((x) => x.searchParams.set('exp', String(Number(x.searchParams.get('exp')) + 1000)), /signature does not match/);
     await refused((x) => x.searchParams.set('sig', 'A'.repeat(43)), /signature does not match/);
+    // when it was issued is signed too: neither moved nor taken off (which would skip the check of the registration)
+    await refused((x) => x.searchParams.set('iat', String(Number(x.searchParams.get('iat')) + 86_400)), /signature does not match/);
+    await refused((x) => x.searchParams.delete('iat'), /signature does not match/);
     await refused((x) => x.searchParams.delete('sig'), /not signed/);
     await refused((x) => x.searchParams.set('kid', 'old'), /unknown or retired key/);
     await refused((x) => (x.pathname = x.pathname.replace('2.0.0', '1.0.0')), /does not name a stored artifact/);

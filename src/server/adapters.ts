@@ -19,7 +19,7 @@ export function createStateStore(config: Pick<UpdraftConfig, 'db'>, dataDir: str
   // a command run beside servers leaves their schema (olderSchemaRefused) and, on the file,
   // their job creations be
   if (config.db) return new PostgresStore({ url: config.db, logger, ...(options.besideServer ? { migrateExisting: false } : {}) });
-  return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger, ...(options.besideServer ? { recoverCreations: false, migrateExisting: false } : {}) });
+  return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger, ...(options.besideServer ? { recoverCreations: false, migrateExisting: false } : { soleUser: true }) });
 }
 
 /** S3 when `blob` is set, else the directory `<dataDir>/artifacts`. */

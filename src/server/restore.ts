@@ -18,8 +18,8 @@
  */
 import { mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
+import { sqliteInUse } from '../store/sqlite-in-use.ts';
 import { BACKUP_MARKER, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 
 /** What a restore did. */
@@ -83,28 +83,7 @@ async function readMarker(from: string, backupDir: string): Promise<void> {
 /** Refuses while another process has `file` (the embedded database) open. */
 async function refuseIfOpen(file: string, dataDir: string): Promise<void> {
   if (!(await isFile(file))) return;
-  let db: Database.Database | undefined;
-  try {
-    db = new Database(file, { fileMustExist: true, timeout: 0 });
-    // EXCLUSIVE before the first access: SQLite then takes an exclusive lock on the file
-    // itself, which fails at once while any other connection holds its shared lock. (When no
-    // server holds it, closing folds a crashed server's WAL into that old file, as the server
-    // itself would at its next start: nothing in it is lost, and it is moved aside next.)
-    db.pragma('locking_mode = EXCLUSIVE');
-    db.exec('BEGIN EXCLUSIVE');
-    db.exec('COMMIT');
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
-      throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`, { cause: err });
-    }
-    // a file SQLite cannot read is no server's database (none could serve from it): the
-    // damage a restore is for, moved aside with the rest
-    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return;
-    throw new UpdraftError('INTERNAL', `cannot check that no server uses ${file}: ${(err as Error).message}`, { cause: err });
-  } finally {
-    db?.close();
-  }
+  if (sqliteInUse(file)) throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`);
 }
 
 /** Renames every entry of `dir` into `aside`; on a failure puts back those moved and refuses. */

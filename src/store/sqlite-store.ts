@@ -38,6 +38,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
+import { sqliteInUse } from './sqlite-in-use.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
@@ -59,6 +60,12 @@ export interface SqliteStoreDeps {
   recoverCreations?: boolean;
   /** False: a file holding an older schema is refused rather than migrated (`olderSchemaRefused`). */
   migrateExisting?: boolean;
+  /**
+   * True for a server: the file must not be open in another process (another server on the
+   * same data directory, which would drive rollouts beside this one and remove its job
+   * creations as interrupted); refused with CONFIG when it is (`sqliteInUse`).
+   */
+  soleUser?: boolean;
 }
 
 const DEFAULTS = { maxPendingWrites: 10_000, busyTimeoutMs: 5_000 };
@@ -485,6 +492,9 @@ export class SqliteStore implements StateStore {
     let db: Database.Database | undefined;
     try {
       await fs.mkdir(path.dirname(file), { recursive: true });
+      if (this.deps.soleUser && sqliteInUse(file)) {
+        throw new UpdraftError('CONFIG', `State database ${file} is open in another process: another server on this data directory, or a command such as updraft backup; one server per data directory (stop the other, or give this one its own --data-dir)`);
+      }
       // `timeout` is SQLite's busy_timeout: wait for another connection's lock instead of failing
       db = new Database(file, { timeout: this.deps.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs });
       // a file of a newer Updraft is refused before anything is written to it (switching to WAL

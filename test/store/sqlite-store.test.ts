@@ -267,6 +267,21 @@ describe('SqliteStore specifics', () => {
     assert.equal(await first.getDevice('x'), undefined, 'a new file is set up');
   });
 
+  it('as a server (soleUser), refuses a file another connection has open, as a second server on the data directory would; a command beside it (not soleUser) opens it', async () => {
+    const { file, store } = await fresh();
+    await store.start(); // the first server: its connection holds the file for its whole life
+    const second = new SqliteStore({ path: file, soleUser: true });
+    await assert.rejects(second.start(), isConfig(file, /is open in another process: another server on this data directory/));
+    const beside = new SqliteStore({ path: file, recoverCreations: false, migrateExisting: false });
+    stores.push(beside);
+    await beside.start();
+    await beside.stop();
+    await store.stop();
+    const again = new SqliteStore({ path: file, soleUser: true });
+    stores.push(again);
+    await again.start(); // the first one stopped: this one is the file's only user now
+  });
+
   it('reports a CONFIG error when another process holds the file locked', async () => {
     const dir = await tempDir();
     dirs.push(dir);

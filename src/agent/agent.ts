@@ -639,11 +639,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       } else {
         // in the job's log too (the tee writes the agent's), saved: the restart is part of its story
         this.loggerOf(run).info('resuming interrupted update', { jobId: run.jobId, phase: inFlight.phase });
-        const log = this.logOf(run);
-        if (log && this.state.inFlight?.jobId === run.jobId) {
-          this.state.inFlight = { ...this.state.inFlight, log: log.data() };
-          await this.saveState();
-        }
+        await this.saveLogNow(this.job);
       }
       if (inFlight.phase !== 'REPORTING') {
         this.emitStatus(run, inFlight.phase);

@@ -94,11 +94,12 @@ export class UrlSigner {
   }
 
   /**
-   * Checks a request's query against the artifact it asks for. Returns the device id;
+   * Checks a request's query against the artifact it asks for. Returns the device id and,
+   * when the URL says (`iat`, signed), when it was issued, in seconds;
    * throws FORBIDDEN with the reason (expired, tampered, unknown key, wrong IP).
    * `clientIp` is the address, or a function reading it: read only for an IP-bound URL.
    */
-  verify(query: URLSearchParams, artifact: { name: string; version: string; sha256: string }, clientIp: string | (() => string), nowSeconds: number): string {
+  verify(query: URLSearchParams, artifact: { name: string; version: string; sha256: string }, clientIp: string | (() => string), nowSeconds: number): { deviceId: string; issuedAt?: number } {
     requireSignedQuery(query);
     const deviceId = query.get('device')!;
     const exp = Number(query.get('exp'));
@@ -119,7 +120,7 @@ export class UrlSigner {
     if (ip && normalizeIp(ip) !== normalizeIp(typeof clientIp === 'string' ? clientIp : clientIp())) {
       throw new UpdraftError('FORBIDDEN', 'download URL is bound to another IP address');
     }
-    return deviceId;
+    return { deviceId, ...(issuedAt !== undefined ? { issuedAt } : {}) };
   }
 }
 
@@ -130,12 +131,6 @@ export class UrlSigner {
 function message(g: UrlGrant, issuedAt?: number): string {
   const v1 = ['v1', g.deviceId, g.name, g.version, g.sha256, String(g.expiresAt), g.ip ?? ''];
   return issuedAt === undefined ? v1.join('\n') : ['v2', ...v1.slice(1), String(issuedAt)].join('\n');
-}
-
-/** When a verified URL was issued (seconds), if it says (URLs issued before it was signed do not). */
-export function urlIssuedAt(query: URLSearchParams): number | undefined {
-  const iat = query.get('iat');
-  return iat === null ? undefined : Number(iat);
 }
 
 function mac(secret: Buffer, msg: string): string {

@@ -11,7 +11,7 @@ import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import { wasCutOff, type ActiveDownloads } from './active-downloads.ts';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
-import { requireSignedQuery, urlIssuedAt, type UrlSigner } from '../artifacts/url-signer.ts';
+import { requireSignedQuery, type UrlSigner } from '../artifacts/url-signer.ts';
 import type { DownloadTokens } from '../credentials/download-token.ts';
 import { UpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
@@ -64,16 +64,12 @@ export function downloadRoute(deps: {
       if (bearer === undefined) requireSignedQuery(url.searchParams);
       artifact = await deps.artifacts.get(name, version);
       const now = Math.floor(Date.now() / 1000);
-      let issuedAt: number | undefined;
-      if (bearer !== undefined) {
-        if (!deps.tokens) throw new UpdraftError('FORBIDDEN', 'download tokens are not accepted here; use the pre-signed URL');
-        const grant = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);
-        deviceId = grant.deviceId;
-        issuedAt = grant.issuedAt;
-      } else {
-        deviceId = deps.signer.verify(url.searchParams, artifact, ip, now);
-        issuedAt = urlIssuedAt(url.searchParams);
-      }
+      let grant: { deviceId: string; issuedAt?: number };
+      if (bearer === undefined) grant = deps.signer.verify(url.searchParams, artifact, ip, now);
+      else if (deps.tokens) grant = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);
+      else throw new UpdraftError('FORBIDDEN', 'download tokens are not accepted here; use the pre-signed URL');
+      deviceId = grant.deviceId;
+      const issuedAt = grant.issuedAt;
       // tracked before the check: a revocation committed after it ends the download (its event
       // finds it), one committed before is refused here
       deps.active?.add(deviceId, res);

@@ -96,29 +96,27 @@ export class HttpServer {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      const method = req.method ?? 'GET';
       let caller: Caller | undefined;
+      // the token before the route is looked up: without one, no path under /api/ says
+      // whether it exists
       if (url.pathname.startsWith('/api/')) {
         const audit = this.audit(req, res, url);
         caller = this.checkToken(req);
         if (audit) audit.by = caller.name === undefined ? caller.role : `${caller.role} ${caller.name}`;
-        const method = req.method ?? 'GET';
-        if (caller.role === 'viewer' && !viewerMay(method, url.pathname)) {
-          throw new UpdraftError('FORBIDDEN', `the viewer token ${caller.name} is read-only: ${method} ${url.pathname} needs the operator token`);
-        }
       }
-      const found = this.opts.router.match(req.method ?? 'GET', url.pathname);
-      if (!found) throw new UpdraftError('NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
+      const found = this.opts.router.match(method, url.pathname);
+      if (!found) throw new UpdraftError('NOT_FOUND', `no route for ${method} ${url.pathname}`);
       if ('allowed' in found) {
         res.setHeader('allow', found.allowed.join(', '));
-        throw new UpdraftError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${url.pathname} (allowed: ${found.allowed.join(', ')})`);
+        throw new UpdraftError('METHOD_NOT_ALLOWED', `method ${method} is not allowed on ${url.pathname} (allowed: ${found.allowed.join(', ')})`);
       }
-      // checked again on the route found, which is what is served: the router matches a
-      // route's fixed words only as written, so this agrees with the checks above, and stays
-      // true should a route ever be reached by another spelling of its path
+      // who may call it, by the route found, which is what is served (not by the path as
+      // written: the router matches fixed words only as written, but the route is the truth)
       if (found.pattern?.startsWith('/api/')) {
         caller ??= this.checkToken(req);
-        if (caller.role === 'viewer' && !viewerMay(req.method ?? 'GET', found.pattern)) {
-          throw new UpdraftError('FORBIDDEN', `the viewer token ${caller.name} is read-only: ${req.method ?? 'GET'} ${url.pathname} needs the operator token`);
+        if (caller.role === 'viewer' && !viewerMay(method, found.pattern)) {
+          throw new UpdraftError('FORBIDDEN', `the viewer token ${caller.name} is read-only: ${method} ${url.pathname} needs the operator token`);
         }
       }
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });

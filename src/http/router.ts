@@ -25,6 +25,8 @@ export type Handler = (ctx: RouteContext) => Promise<void>;
 interface Route {
   method: string;
   parts: string[];
+  /** As given to `add`, normalized (`/api/v1/devices/:id`): what access checks read. */
+  pattern: string;
   handler: Handler;
 }
 
@@ -35,13 +37,14 @@ export class Router {
 
   /** Adds a route, e.g. `add('GET', '/api/v1/devices/:id', h)`. */
   add(method: string, pattern: string, handler: Handler): this {
-    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+    const parts = pattern.split('/').filter(Boolean);
+    this.routes.push({ method, parts, pattern: `/${parts.join('/')}`, handler });
     return this;
   }
 
   /** Every route, as `add` was given it (`GET /api/v1/devices/:id`): what the OpenAPI document must describe. */
   list(): string[] {
-    return this.routes.map((r) => `${r.method} /${r.parts.join('/')}`);
+    return this.routes.map((r) => `${r.method} ${r.pattern}`);
   }
 
   /** Handles GET and HEAD requests that no route matches (the dashboard's client-side routes). */
@@ -82,7 +85,7 @@ export class Router {
         }
       }
       if (!ok) continue;
-      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { handler: route.handler, params, pattern: `/${route.parts.join('/')}` };
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { handler: route.handler, params, pattern: route.pattern };
       allowed.push(route.method);
     }
     if (allowed.length > 0) return { allowed };

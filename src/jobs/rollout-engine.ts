@@ -125,7 +125,6 @@ const DUE_BATCH = 500;
 const QUIET_RECHECK_MS = 5_000;
 const PAGE = 500;
 
-/** Runs rollouts. */
 /** A QUEUED execution ended by a cancel or abort, with the job's reason. */
 function canceledNow(cur: ExecutionRecord, reason: string): Partial<ExecutionRecord> {
   const details: JsonObject = { ...cur.details, error: reason };
@@ -133,6 +132,7 @@ function canceledNow(cur: ExecutionRecord, reason: string): Partial<ExecutionRec
   return { status: 'CANCELED', details, dueAt: undefined };
 }
 
+/** Runs rollouts. */
 export class RolloutEngine {
   private readonly deps: RolloutEngineDeps;
   private readonly desired: DesiredSoftwareDeps;

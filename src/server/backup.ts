@@ -83,7 +83,7 @@ export async function backupDataDir(source: BackupSource, out: string): Promise<
   }
   // listed first: a link to nothing is refused before anything is copied
   const files = await filesUnder(from, '', dataDir, new Set([await realpath(from)]));
-  const created = existing.length === 0 && !(await isDirectory(to));
+  const created = !(await isDirectory(to)); // else it exists, empty (a non-empty one was refused)
   await mkdir(to, { recursive: true, mode: 0o700 });
   try {
     return await copyInto(source, from, to, files);

@@ -44,7 +44,7 @@ describe('update commands', () => {
     for (const [cmd, device] of [[a, 'dev-a'], [b, 'dev-b']] as const) {
       checkCommand(cmd, { publicKey: parsePublicKey(key.publicKeyPem) }, { name: 'fw', version: '1.5.0' }, nowS, '', 'rpi4'); // throws if the signature does not verify
       const query = new URL(cmd.url).searchParams;
-      assert.equal(signer.verify(query, sw, '127.0.0.1', nowS), device, 'the URL opens the download for its own device');
+      assert.equal(signer.verify(query, sw, '127.0.0.1', nowS).deviceId, device, 'the URL opens the download for its own device');
     }
     const other = await c.issue('dev-a', { ...sw, jobId: 'job-2' });
     assert.notEqual(other.signature, a.signature, 'another job: another manifest');
@@ -82,11 +82,11 @@ describe('update commands', () => {
     const query = new URL(rotated.url).searchParams;
     assert.equal(query.get('kid'), 'k2');
     const nowS = Math.floor(clock.now / 1000);
-    assert.equal(ringSigner.verify(query, sw, '127.0.0.1', nowS), 'dev-a');
+    assert.equal(ringSigner.verify(query, sw, '127.0.0.1', nowS).deviceId, 'dev-a');
     // the old key retired: its URL is refused, the new one still opens
     ring.splice(1, 1);
     assert.throws(() => ringSigner.verify(new URL(first.url).searchParams, sw, '127.0.0.1', nowS), /unknown or retired key/);
-    assert.equal(ringSigner.verify(new URL((await c.issue('dev-a', sw)).url).searchParams, sw, '127.0.0.1', nowS), 'dev-a');
+    assert.equal(ringSigner.verify(new URL((await c.issue('dev-a', sw)).url).searchParams, sw, '127.0.0.1', nowS).deviceId, 'dev-a');
   });
 
   it('signs anew once the manifest is no longer young, with a later expiry', async () => {

@@ -200,6 +200,28 @@ export class EmbeddedBroker implements MessageBus {
     this.refusalLog = { at: now, count: 0 };
   }
 
+  /**
+   * A persistent session (`clean: false`) keeps a device's granted filters only. aedes stores
+   * the whole SUBSCRIBE packet's filter list once any filter of it is granted, refused ones
+   * included, and keeps it after the connection ends: a QA script stored 90,000 refused
+   * filters (another device's topics, or past `mqtt.maxSubscriptions`) under one device's
+   * session, 41 MB of server memory that no limit bounded and that would be authorized again
+   * at each reconnect. Restored filters are still authorized (and counted) again.
+   */
+  private storeGrantedOnly(aedes: Aedes): void {
+    // aedes's types leave its persistence out; its addSubscriptions(client, subs) is documented (aedes-persistence)
+    const persistence = (aedes as unknown as { persistence: { addSubscriptions(client: Client, subs: { topic: string }[]): Promise<void> } }).persistence;
+    const add = persistence.addSubscriptions.bind(persistence);
+    persistence.addSubscriptions = (client, subs) => {
+      const sender = this.senders.get(client);
+      if (sender && sender.kind !== 'device') return add(client, subs); // operators are not limited
+      // each granted filter of the packet stores the list once it is granted, so a filter
+      // granted after another's store is in its own store's list
+      const granted = sender ? subs.filter((s) => this.quota.holds(client, s.topic)) : [];
+      return add(client, granted);
+    };
+  }
+
   async start(): Promise<void> {
     const log = this.opts.logger;
     const aedes = await Aedes.createBroker({
@@ -305,6 +327,7 @@ export class EmbeddedBroker implements MessageBus {
         if (!packet.topic.startsWith('$SYS/') && !this.dropped.has(packet.payload as Buffer)) this.stats.published++;
       },
     });
+    this.storeGrantedOnly(aedes);
     aedes.on('clientReady', (client) => {
       const s = this.senders.get(client);
       // access withdrawn after its authentication, before aedes listed it among its clients

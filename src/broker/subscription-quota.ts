@@ -64,6 +64,11 @@ export class SubscriptionQuota<C extends object> {
     return undefined;
   }
 
+  /** True when `client` holds `filter` (it was granted and not released). */
+  holds(client: C, filter: string): boolean {
+    return this.held.get(client)?.has(filter) ?? false;
+  }
+
   /** `client` unsubscribed from `filter` (or its session ended): its place is free. */
   release(client: C, filter: string): void {
     this.held.get(client)?.delete(filter);

@@ -71,6 +71,39 @@ describe('embedded broker: subscriptions one device connection may hold', () => 
     }
   });
 
+  it('a persistent session keeps only the filters granted: none refused by the ACL or past the limit, which aedes would store with the packet', async () => {
+    const { secret } = await ts.server.registry.register({ deviceId: 'subs-p' });
+    const options = { username: 'subs-p', password: secret, clean: false };
+    // aedes's own persistence, as its session store holds it (no protocol message shows it)
+    const stored = async () => {
+      const aedes = (ts.server.broker as unknown as { aedes: { persistence: { subscriptionsByClient(c: { id: string }): Promise<{ topic: string }[]> } } }).aedes;
+      return (await aedes.persistence.subscriptionsByClient({ id: 'subs-p' })).map((s) => s.topic).sort();
+    };
+    const own = filters('subs-p', 0, LIMIT);
+    const dev = await TestClient.connect(ts.mqttUrl, 'subs-p', options);
+    try {
+      // one packet: another device's topic (ACL), the limit's worth of its own, three more past it
+      const packet = ['state/other/update/delta', ...own, ...filters('subs-p', 1000, 3)];
+      const granted = await dev.client.subscribeAsync(packet, { qos: 0 }).catch((err: { packet?: { granted?: number[] } }) => err.packet?.granted?.map((qos) => ({ qos })));
+      assert.deepEqual(granted?.map((g) => g.qos), [128, ...own.map(() => 0), 128, 128, 128]);
+    } finally {
+      await dev.client.endAsync();
+    }
+    assert.deepEqual(await stored(), [...own].sort());
+    // the session is restored on what was granted: a message on it reaches the device unasked
+    const back = await TestClient.connect(ts.mqttUrl, 'subs-p', options);
+    try {
+      const op = await TestClient.connect(ts.mqttUrl, 'op-subs-p', { username: 'operator', password: ts.token });
+      const topic = own[0]!.replace('+', 'x');
+      await op.publish(topic, { hello: 1 });
+      await op.end();
+      assert.deepEqual((await back.next((m) => m.topic === topic)).body, { hello: 1 });
+      assert.deepEqual(await stored(), [...own].sort());
+    } finally {
+      await back.client.endAsync();
+    }
+  });
+
   it('does not limit the operator', async () => {
     const op = await TestClient.connect(ts.mqttUrl, 'op-subs', { username: 'operator', password: ts.token });
     try {

@@ -40,8 +40,8 @@ addRestoreCommand(program);
 addTokenCommand(program);
 addDoctorCommand(program);
 
-/** What commander ends with that is no error: help asked for (or shown for a missing subcommand) and --version. */
-const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version', 'commander.executeSubCommandAsync']);
+/** What commander ends with that is no error: help asked for and --version. */
+const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'commander.executeSubCommandAsync']);
 
 /**
  * Makes commander's usage errors (an unknown option, command or choice, a missing argument or
@@ -51,6 +51,10 @@ const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.help', 'comman
 function usageErrors(cmd: Command, path: string): void {
   cmd.exitOverride((err: CommanderError) => {
     if (NOT_ERRORS.has(err.code)) process.exit(err.exitCode);
+    // help shown: asked for (`updraft help job`, exit 0), or for a command named without its
+    // subcommand (`updraft job`: on stderr, which is the message; a usage error like the
+    // others, so exit 2 where commander says 1)
+    if (err.code === 'commander.help') process.exit(err.exitCode === 0 ? 0 : 2);
     // one line: a suggestion ("(Did you mean --data-dir?)") comes after a line break
     const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
     throw new UpdraftError('BAD_REQUEST', `${message} (see ${path} --help)`, { cause: err });

@@ -26,10 +26,27 @@ describe('updraft usage errors', () => {
     }
   });
 
+  it('a command without its subcommand is a usage error: its help on stderr, exit 2', async () => {
+    for (const args of [['job'], []]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 2, `updraft ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^Usage: updraft${args.map((a) => ` ${a}`).join('')} \\[options\\] \\[command\\]`));
+      assert.match(r.stderr, /\n {2}show \[options\]|\n {2}server \[options\]/, 'the subcommands are listed');
+      assert.equal(r.stdout, '');
+    }
+  });
+
   it('help asked for is no error: exit 0, on stdout', async () => {
-    const r = await runCli(['job', 'list', '--help']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^Usage: updraft job list \[options\]/);
-    assert.equal(r.stderr, '');
+    const cases: [string[], string][] = [
+      [['job', 'list', '--help'], 'updraft job list'],
+      [['help', 'job'], 'updraft job'],
+      [['job', 'help', 'list'], 'updraft job list'],
+    ];
+    for (const [args, usage] of cases) {
+      const r = await runCli(args);
+      assert.equal(r.code, 0, `updraft ${args.join(' ')}: ${r.stderr}`);
+      assert.ok(r.stdout.startsWith(`Usage: ${usage} [options]`), r.stdout.split('\n')[0]);
+      assert.equal(r.stderr, '');
+    }
   });
 });

@@ -57,6 +57,13 @@ interface DeviceSlot {
   onFinished?: () => void;
   /** Cycling: the device took a command (it stays online until the job ends). */
   onCommand?: () => void;
+  /**
+   * The device-side job ids (a retry has its own) for which this device drew its crash and its
+   * offline period: one draw each per job attempt, not one per status. The status a restarted
+   * agent resumes with would otherwise draw again, and a rate of 1 would crash it forever.
+   */
+  crashDrawn?: string;
+  offlineDrawn?: string;
 }
 
 /** What `updraft sim` drives: one simulator, or several in their own processes (sim-processes.ts). */
@@ -203,8 +210,16 @@ export class FleetSimulator implements SimulatedFleet {
       // a retired agent's last events (while it stops) no longer speak for the device
       if (slot.agent !== agent) return;
       slot.onCommand?.();
-      if (e.status === 'INSTALLING' && slot.random() < this.opts.crashRate) void this.crash(slot);
-      if (e.status === 'DOWNLOADING' && slot.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
+      // at most one crash and one offline period per device and job attempt: the resumed agent
+      // then finishes the job, as a device that restarted once does
+      if (e.status === 'INSTALLING' && slot.crashDrawn !== e.jobId) {
+        slot.crashDrawn = e.jobId;
+        if (slot.random() < this.opts.crashRate) void this.crash(slot);
+      }
+      if (e.status === 'DOWNLOADING' && slot.offlineDrawn !== e.jobId) {
+        slot.offlineDrawn = e.jobId;
+        if (slot.random() < this.opts.offlineRate) void this.offlinePeriod(slot);
+      }
     });
     agent.on('job-finished', (e) => {
       const was = slot.outcome;
@@ -226,8 +241,8 @@ export class FleetSimulator implements SimulatedFleet {
 
   /**
    * Starts a new agent for the device and counts it once connected. The agent resumes what
-   * the device was doing (a download), and the status it resumes with may draw a crash or an
-   * offline period that retires it before it connects: then it is not counted at all.
+   * the device was doing (a download), and may reach a step that draws a crash (the install
+   * of a job it went offline during) and retires it before it connects: then it is not counted.
    */
   private async connect(slot: DeviceSlot): Promise<void> {
     const agent = this.newAgent(slot);

@@ -27,9 +27,12 @@ export interface SimOptions {
   installMs: number;
   /** Probability that an install fails its health check. */
   failureRate: number;
-  /** Probability that the device "crashes" (agent stopped) while installing and restarts. */
+  /**
+   * Probability, per device and job attempt (a retry draws again), that the device "crashes"
+   * (agent stopped) while installing and restarts; it then resumes and finishes the job.
+   */
   crashRate: number;
-  /** Probability that a device goes offline for `offlineMs` right after taking its command. */
+  /** Probability, per device and job attempt, that a device goes offline for `offlineMs` while downloading. */
   offlineRate: number;
   offlineMs: number;
   /** Cycling: how long a device waits online for a command before giving its slot away. */

@@ -83,12 +83,40 @@ describe('fleet simulator', () => {
       const online = async () => (await api.call<{ devices: { online: number } }>('GET', '/api/v1/fleet/status')).devices.online;
       for (let i = 0; i < 300 && (await online()) < 30; i++) await new Promise((r) => setTimeout(r, 100));
       assert.equal(await online(), 30, 'every device is back online');
-      assert.ok(sim.stats.offlinePeriods > 30 && sim.stats.crashes > 0, `the seed exercises repeated offline periods and crashes: ${JSON.stringify(sim.stats)}`);
+      assert.ok(sim.stats.offlinePeriods > 0 && sim.stats.crashes > 0, `the seed exercises offline periods and crashes: ${JSON.stringify(sim.stats)}`);
       assert.equal(sim.stats.connected, 30, JSON.stringify(sim.stats));
       // an agent retired before it connected (an offline period drawn from the download it resumed) is not a connection
       assert.ok(sim.stats.connects > 30 && sim.stats.connects <= 30 + sim.stats.offlinePeriods + sim.stats.crashes, JSON.stringify(sim.stats));
     } finally {
       await sim.stop();
+    }
+  });
+
+  it('a crash or offline rate is a probability per device and job: at rate 1 each device crashes once and goes offline once, and the job ends', async () => {
+    // the status a restarted agent resumes with drew again: at rate 1 a device crashed forever
+    for (const [prefix, mode, rates] of [
+      ['rate1c-', 'connected', { crashRate: 1, offlineRate: 1, offlineMs: 50 }],
+      ['rate1y-', 'cycling', { crashRate: 1, offlineRate: 1, offlineMs: 50 }],
+      ['rate05-', 'connected', { crashRate: 0.5, offlineRate: 0.5, offlineMs: 50 }],
+    ] as const) {
+      const devices = await registerFleet(api, prefix, 10);
+      const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode, concurrency: 4, installMs: 20, seed: 3, ...rates });
+      try {
+        await sim.start();
+        const jobId = await rollout(devices);
+        // bounded: the run that never ended must fail here, not hang the suite
+        const finished = await Promise.race([sim.whenFinished(10).then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 30_000).unref())]);
+        assert.ok(finished, `${prefix}: every device finished: ${JSON.stringify(sim.stats)}`);
+        assert.deepEqual(await outcome(jobId), { SUCCEEDED: 10 }, prefix);
+        if (rates.crashRate === 1) {
+          assert.deepEqual({ crashes: sim.stats.crashes, offlinePeriods: sim.stats.offlinePeriods }, { crashes: 10, offlinePeriods: 10 }, prefix);
+          assert.equal(sim.installs, 20, 'each device installed twice: the crash interrupted the first');
+        } else {
+          assert.ok(sim.stats.crashes <= 10 && sim.stats.offlinePeriods <= 10, `${prefix}: at most one of each per device: ${JSON.stringify(sim.stats)}`);
+        }
+      } finally {
+        await sim.stop();
+      }
     }
   });
 

@@ -13,6 +13,7 @@
  */
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { Sender } from '../broker/message-bus.ts';
+import { UpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { parseAgentJobId } from './agent-job-id.ts';
 import { parseReportedSoftware, type DesiredSoftware } from '../protocol/software.ts';
@@ -60,6 +61,26 @@ export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string
   }
   await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
   return 'cleared';
+}
+
+/**
+ * Withdraws the stay command `stayJobId` (`<id>.cancel`) if the device is still asked for it:
+ * the device reported it finished the job the stay was to call off (it had the build before
+ * the cancel or timeout reached it: offline, its reports not yet in), so the stay no longer
+ * says what it runs and would be pending for good. The desired software is cleared; written
+ * only on the version read, so a command written meanwhile (another job) stands. Resolves
+ * with true when it was withdrawn.
+ */
+export async function withdrawStay(deps: DesiredSoftwareDeps, deviceId: string, stayJobId: string): Promise<boolean> {
+  const { shadow, askedJobId } = await currentCommand(deps, deviceId);
+  if (!shadow || askedJobId !== stayJobId) return false;
+  try {
+    await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } }, version: shadow.version }, ROLLOUT_SENDER);
+    return true;
+  } catch (err) {
+    if (err instanceof UpdraftError && err.code === 'CONFLICT') return false;
+    throw err;
+  }
 }
 
 /**

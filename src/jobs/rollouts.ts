@@ -4,15 +4,18 @@
  * lines. The engine is a Part: started after the message bus, stopped before it.
  */
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
-import type { EventBus } from '../events/event-bus.ts';
+import { asUpdraftError } from '../errors.ts';
+import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
 import { FleetView } from '../fleet/fleet-view.ts';
 import { GroupService } from '../fleet/group-service.ts';
 import { addJobRoutes } from '../http/job-routes.ts';
 import type { Router } from '../http/router.ts';
+import { isJsonObject } from '../protocol/json.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { DeploymentService } from './deployment-service.ts';
+import { withdrawStay } from './desired-software.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
 import { JobService } from './job-service.ts';
 import { RolloutEngine, type RolloutEngineDeps } from './rollout-engine.ts';
@@ -53,18 +56,47 @@ export class Rollouts {
     this.fleet = new FleetView({ store, onlineCount: deps.onlineCount });
   }
 
-  private unsubscribe: (() => void) | undefined;
+  private unsubscribe: (() => void)[] = [];
+  private readonly withdrawing = new Set<Promise<void>>();
 
   /** Recovers rollouts left in flight and starts the scheduler. */
   start(): Promise<void> {
-    // a device re-tagged may now match what continuous jobs target, as after a group change
-    this.unsubscribe = this.deps.events.on('device.changed', () => this.engine.rescan());
+    this.unsubscribe = [
+      // a device re-tagged may now match what continuous jobs target, as after a group change
+      this.deps.events.on('device.changed', () => this.engine.rescan()),
+      // on every instance: the one that handled the device's report sees it
+      this.deps.events.on('shadow.updated', (e) => this.onShadowUpdated(e)),
+    ];
     return this.engine.start();
   }
 
-  stop(): Promise<void> {
-    this.unsubscribe?.();
-    return this.engine.stop();
+  async stop(): Promise<void> {
+    for (const off of this.unsubscribe) off();
+    this.unsubscribe = [];
+    await Promise.all(this.withdrawing);
+    await this.engine.stop();
+  }
+
+  /**
+   * A device that reports SUCCESS of the job whose stay command (`<id>.cancel`) it is asked
+   * for finished that job before the cancel or timeout reached it: the stay is withdrawn
+   * (desired-software.ts, withdrawStay). Read from the event, no store read on other reports.
+   */
+  private onShadowUpdated(e: UpdraftEvents['shadow.updated']): void {
+    if (e.current.name !== '') return;
+    const reported = e.request.state.reported?.software;
+    const desired = e.current.state.desired?.software;
+    if (!isJsonObject(reported) || reported.status !== 'SUCCESS' || typeof reported.jobId !== 'string') return;
+    if (!isJsonObject(desired) || desired.jobId !== `${reported.jobId}.cancel`) return;
+    const { deviceId } = e.current;
+    const stayJobId = desired.jobId;
+    const done = withdrawStay({ store: this.deps.store, replica: this.deps.replica, artifacts: this.deps.artifacts }, deviceId, stayJobId)
+      .then((withdrawn) => {
+        if (withdrawn) this.deps.logger.info('stay command withdrawn: the device finished the job before its cancel reached it', { deviceId, jobId: reported.jobId as string, version: String(reported.version) });
+      })
+      .catch((err: unknown) => this.deps.logger.warn('stay command not withdrawn', { deviceId, jobId: stayJobId, error: asUpdraftError(err).message }))
+      .finally(() => this.withdrawing.delete(done));
+    this.withdrawing.add(done);
   }
 
   /** Adds the jobs, groups, fleet, events and OpenAPI routes. */

@@ -109,10 +109,16 @@ export class UpdateCommands {
 
   private async signManifest(sw: DesiredSoftware, now: number): Promise<SignedCommandPart> {
     const urlExpiresAt = Math.floor(now / 1000) + this.deps.ttlSeconds;
-    // allowed only when the job allows it, or when the command takes a device back (rollback, cancel)
     const [terms, artifact] = await Promise.all([this.jobTerms(sw.jobId.split('.')[0]!), this.deps.store.getArtifact(sw.name, sw.version)]);
-    const takesBack = /\.(rollback|cancel)$/.test(sw.jobId);
-    const allowDowngrade = takesBack || terms.allowDowngrade;
+    const control = /\.(rollback|cancel)$/.exec(sw.jobId)?.[1];
+    const takesBack = control !== undefined;
+    // a downgrade is allowed when the job allows it, and for a rollback (back to what the
+    // device ran before the job). Never for a stay (cancel): it names what the device reported
+    // running, so it is no downgrade for a device that runs it. One that finished the job
+    // before the cancel reached it (offline, its reports not yet in) refuses the stay instead
+    // of being taken back from the job's build; and a stay replayed into another device's
+    // delta cannot take that device back either
+    const allowDowngrade = control === 'rollback' || (control === undefined && terms.allowDowngrade);
     // what the build may be installed on, signed: the device checks it before downloading.
     // Taking a device back to what it ran is a path it has been on: its hardware still counts,
     // not the versions the build installs over

@@ -304,6 +304,24 @@ describe('rollout engine', () => {
     assert.equal((await f.job(jobId)).status, 'COMPLETED');
   });
 
+  it('withdraws the stay of a timed-out device that reports it finished the job (it had the build before the timeout reached it)', async () => {
+    const [d, other] = await f.fleet('d', 2);
+    const jobId = await create({ targets: { devices: [d!, other!] }, timeouts: { inProgressSeconds: 600 } });
+    f.advance(600_000);
+    await f.tick();
+    for (const id of [d!, other!]) {
+      assert.equal((await f.execution(jobId, id)).status, 'TIMED_OUT');
+      assert.deepEqual(await f.desired(id).then((s) => [s?.jobId, s?.version]), [`${jobId}.cancel`, '1.0.0'], 'told to stay on what it ran');
+    }
+    // another report (not SUCCESS of the job) leaves the stay
+    await f.report(other!, { name: 'fw', version: '1.0.0', jobId, status: 'FAILURE', error: 'superseded' });
+    // d finished the job while offline, and says so when it comes back
+    await f.report(d!, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    await eventually(async () => ((await f.desired(d!)) === undefined ? true : undefined), 5000, 'the stay withdrawn: nothing desired');
+    assert.equal((await f.execution(jobId, d!)).status, 'TIMED_OUT', 'the execution stays as it ended');
+    assert.equal((await f.desired(other!))?.jobId, `${jobId}.cancel`);
+  });
+
   it('enforces the step timeout from the last phase change', async () => {
     const [d] = await f.fleet('d', 1);
     const jobId = await create({ targets: { devices: [d!] }, timeouts: { inProgressSeconds: 3600, stepSeconds: 60 } });

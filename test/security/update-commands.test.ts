@@ -68,6 +68,28 @@ describe('update commands', () => {
     assert.equal(odd.manifest!.deviceTypes, undefined);
   });
 
+  it('allows a downgrade to a rollback and to a job that allows one, never to a stay (cancel): a device past the stay refuses it', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const allowing = { ...store, getJob: async (jobId: string) => (jobId === 'job-d' ? { jobId, spec: { allowDowngrade: true } } : undefined) } as unknown as StateStore;
+    const c = new UpdateCommands({ store: allowing, urls: new HmacUrlIssuer({ signer }), manifests: new ManifestSigner({ key }), ttlSeconds: TTL, now: () => clock.now });
+    const nowS = Math.floor(clock.now / 1000);
+    const policy = { publicKey: parsePublicKey(key.publicKeyPem) };
+    const past = { name: 'fw', version: '3.0.0' };
+    for (const jobId of ['job-1.rollback', 'job-d', 'job-d.2']) {
+      const cmd = await c.issue('dev-a', { ...sw, jobId });
+      assert.equal(cmd.manifest!.allowDowngrade, true, jobId);
+      checkCommand(cmd, policy, past, nowS, '', 'rpi4'); // a downgrade from 3.0.0, allowed
+    }
+    for (const jobId of ['job-1.cancel', 'job-1.2.cancel', 'job-d.cancel']) {
+      const stay = await c.issue('dev-a', { ...sw, jobId });
+      assert.equal(stay.manifest!.allowDowngrade, undefined, jobId);
+      // the device runs what the stay names (what it reported): no downgrade, accepted
+      checkCommand(stay, policy, { name: 'fw', version: '2.0.0' }, nowS, '', 'rpi4');
+      // it finished the job before the stay reached it: refused, not taken back
+      assert.throws(() => checkCommand(stay, policy, past, nowS, '', 'rpi4'), /version 2\.0\.0 is lower than the running 3\.0\.0 and the manifest does not allow a downgrade/, jobId);
+    }
+  });
+
   it('gives a device its URL again while the manifest is reused, and signs with the new key at once after a rotation', async () => {
     const ring = [{ kid: 'k1', secret: randomBytes(32) }];
     const ringSigner = new UrlSigner({ keys: ring, baseUrl: 'http://updraft.test' });

@@ -49,7 +49,10 @@ export class GroupService {
 
   /** Creates a group; BAD_REQUEST for a bad name, query or member list, NOT_FOUND for unregistered members, CONFLICT for a taken name. */
   async create(req: GroupRequest): Promise<GroupRecord> {
-    if (typeof req !== 'object' || req === null) throw new UpdraftError('BAD_REQUEST', 'body must be an object {name, devices | query, description?}');
+    if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new UpdraftError('BAD_REQUEST', 'body must be an object {name, devices | query, description?}');
+    // a misspelt field ("decription", "devicse") would be dropped without a word
+    const unknown = Object.keys(req).filter((k) => !['name', 'devices', 'query', 'description'].includes(k));
+    if (unknown.length > 0) throw new UpdraftError('BAD_REQUEST', `unknown field ${unknown.map((k) => `"${k}"`).join(', ')} (fields: name, devices, query, description)`);
     if (typeof req.name !== 'string' || !isValidId(req.name)) throw new UpdraftError('BAD_REQUEST', `group name "${String(req.name)}" must be 1-128 characters of letters, digits, _ . : -`);
     if ((req.devices === undefined) === (req.query === undefined)) throw new UpdraftError('BAD_REQUEST', 'give either devices (a static group) or query (a dynamic group)');
     if (req.description !== undefined && typeof req.description !== 'string') throw new UpdraftError('BAD_REQUEST', 'description must be a string');
@@ -112,6 +115,7 @@ export class GroupService {
    * BAD_REQUEST past MAX_STATIC_MEMBERS.
    */
   async changeMembers(name: string, add: unknown, remove: unknown): Promise<GroupRecord> {
+    if (add !== undefined && !Array.isArray(add)) throw new UpdraftError('BAD_REQUEST', 'add must be an array of device ids');
     if (remove !== undefined && (!Array.isArray(remove) || remove.some((d) => typeof d !== 'string'))) throw new UpdraftError('BAD_REQUEST', 'remove must be an array of device ids');
     if (add === undefined && remove === undefined) throw new UpdraftError('BAD_REQUEST', 'give add and/or remove: arrays of device ids');
     await this.get(name); // an unknown group is named before its devices

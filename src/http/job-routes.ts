@@ -102,6 +102,8 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   });
   router.add('POST', '/api/v1/groups/:name/members', async ({ req, res, params }) => {
     const body = await readJson(req, 16 << 20);
+    const unknown = Object.keys(body).filter((k) => k !== 'add' && k !== 'remove');
+    if (unknown.length > 0) throw new UpdraftError('BAD_REQUEST', `unknown field ${unknown.map((k) => `"${k}"`).join(', ')} (fields: add, remove)`);
     sendJson(res, 200, groupView(await groups.changeMembers(params.name!, body.add, body.remove)));
   });
 

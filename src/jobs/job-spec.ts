@@ -219,7 +219,10 @@ function parsePlan(value: unknown, now: number, bad: (m: string) => void): JobSp
     const r = value.rampUp;
     // each value named on its own, so a form puts the message under the control that holds it
     if (!isJsonObject(r)) bad('plan.rampUp must be {initialPerMinute: positive integer, factor: number from 1 to 100}');
-    else if (!isPositiveInt(r.initialPerMinute) || typeof r.factor !== 'number' || !(r.factor >= 1 && r.factor <= 100)) {
+    else if (Object.keys(r).some((k) => !['initialPerMinute', 'factor'].includes(k))) {
+      // a misspelt or misplaced cap ("maxPerMinute" belongs to plan) would be lost without a word
+      for (const k of Object.keys(r)) if (!['initialPerMinute', 'factor'].includes(k)) bad(`unknown field "plan.rampUp.${k}" (initialPerMinute, factor)`);
+    } else if (!isPositiveInt(r.initialPerMinute) || typeof r.factor !== 'number' || !(r.factor >= 1 && r.factor <= 100)) {
       if (!isPositiveInt(r.initialPerMinute)) bad('plan.rampUp.initialPerMinute must be a positive integer');
       if (typeof r.factor !== 'number' || !(r.factor >= 1 && r.factor <= 100)) bad('plan.rampUp.factor must be a number from 1 to 100');
     } else {
@@ -265,6 +268,9 @@ function parseAbort(value: unknown, bad: (m: string) => void): JobSpec['abort'] 
   value.rules.forEach((r, i) => {
     const where = `abort.rules[${i}]`;
     if (!isJsonObject(r)) return bad(`${where} must be an object`);
+    // a misspelt minFinished would abort after the first finished device, a misplaced rollback would be lost
+    const unknown = Object.keys(r).filter((k) => !['type', 'thresholdPercent', 'minFinished'].includes(k));
+    if (unknown.length > 0) return unknown.forEach((k) => bad(`unknown field "${where}.${k}" (type, thresholdPercent, minFinished)`));
     const type = r.type ?? 'ANY';
     if (!['FAILED', 'TIMED_OUT', 'REJECTED', 'ANY'].includes(type as string)) return bad(`${where}.type must be FAILED, TIMED_OUT, REJECTED or ANY`);
     if (!isPercent(r.thresholdPercent) || r.thresholdPercent === 0) return bad(`${where}.thresholdPercent must be a number above 0 and at most 100`);

@@ -106,6 +106,8 @@ describe('rollout API', () => {
     const changeRefusals: [string, unknown, number, RegExp][] = [
       ['spares', { add: ['ghost'] }, 404, /device ghost is not registered/],
       ['spares', { remove: 'spare-1' }, 400, /remove must be an array/],
+      ['spares', { add: 'spare-1' }, 400, /^add must be an array of device ids$/],
+      ['spares', { add: ['spare-1'], bogus: 1 }, 400, /^unknown field "bogus" \(fields: add, remove\)$/],
       ['spares', {}, 400, /give add and\/or remove/],
       ['nobody', { add: ['spare-1'] }, 404, /group nobody does not exist/],
     ];
@@ -121,6 +123,7 @@ describe('rollout API', () => {
       [{ name: 'x' }, 400, /either devices .* or query/],
       [{ name: 'spares', devices: [] }, 409, /already exists/],
       [{ name: 'bad/name', devices: [] }, 400, /group name/],
+      [{ name: 'x', devices: ['spare-1'], decription: 'typo' }, 400, /^unknown field "decription" \(fields: name, devices, query, description\)$/],
     ];
     for (const [body, status, re] of refusals) {
       const r = await api('POST', '/api/v1/groups', body);

@@ -70,6 +70,9 @@ describe('rollout arithmetic', () => {
     bad({ plan: { windows: [{ start: '02:00', minutes: 60 }], timeZone: 'Mars/Olympus' } }, /plan\.timeZone must be an IANA time zone/);
     bad({ plan: { timeZone: 'Europe/Madrid' } }, /plan\.timeZone is the time zone of plan\.windows: give the windows too/);
     bad({ colour: 'red' }, /unknown field "colour"/);
+    // misspelt or misplaced inside a rule or the ramp-up: refused, not dropped (minfinished would abort after 1 device)
+    bad({ abort: { rules: [{ type: 'FAILED', thresholdPercent: 5, minfinished: 20, rollback: true }] } }, /unknown field "abort\.rules\[0\]\.minfinished" \(type, thresholdPercent, minFinished\).*unknown field "abort\.rules\[0\]\.rollback"/);
+    bad({ plan: { rampUp: { initialPerMinute: 5, factor: 2, maxPerMinute: 10 } } }, /unknown field "plan\.rampUp\.maxPerMinute" \(initialPerMinute, factor\)/);
     assert.throws(
       () => parseJobRequest({ artifact: 7, targets: {}, retries: { limit: -1 } }, now),
       (e: unknown) => e instanceof UpdraftError && /artifact must be a string.*target set is empty.*retries\.limit/.test(e.message),

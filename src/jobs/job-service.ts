@@ -177,6 +177,12 @@ export class JobService {
     if (ids.length === 0 && spec.type === 'snapshot') {
       throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');
     }
+    // a continuous job's waves are drawn from the devices it targets at its creation; devices
+    // that match later join its last wave. Started empty, its first waves (a canary and its
+    // threshold) would have no devices and be passed at once: refused rather than skipped
+    if (ids.length === 0 && spec.plan.waves.length > 1) {
+      throw new UpdraftError('BAD_REQUEST', `the target set is empty, and a continuous job's waves are drawn from the devices it targets at its creation (devices that match later join its last wave): its ${spec.plan.waves.length - 1} first wave(s) would be skipped. Create it with one wave (abort rules still watch every device), or once devices match`);
+    }
     return { ids, record };
   }
 

@@ -517,6 +517,15 @@ export class RolloutEngine {
     const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? undefined : spec.plan.windows;
     const closed = windows !== undefined && !inWindow(windows, now, spec.plan.timeZone);
     let mustSave = false;
+    // a continuous job's devices grow as it picks them up: its count of devices (progress.total,
+    // the job list's) follows them, a tick behind, written only when it changed
+    if (spec.type === 'continuous') {
+      const counted = Object.values(all).reduce((n, c) => n + c, 0);
+      if (counted !== p.total) {
+        p = { ...p, total: counted };
+        mustSave = true;
+      }
+    }
     if (closed && !p.windowClosed) {
       const opensAt = nextOpening(windows, now, spec.plan.timeZone);
       p = { ...p, windowClosed: { since: now, ...(opensAt !== undefined ? { opensAt } : {}) } };

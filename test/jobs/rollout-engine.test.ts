@@ -607,11 +607,26 @@ describe('rollout engine', () => {
     await f.tick();
     const view = await f.rollouts.jobs.view(jobId);
     assert.equal(view.total, 3);
+    await f.tick();
+    assert.equal((await f.job(jobId)).progress?.total, 3, "the job's count of devices (the job list's) follows");
     assert.equal((await f.desired('late001'))?.jobId, jobId);
     assert.equal(await f.desired('us001'), undefined);
     for (const d of ['eu001', 'eu002', 'late001']) await f.complete(d);
     await f.tick();
     assert.equal((await f.job(jobId)).status, 'IN_PROGRESS', 'a continuous job does not complete by itself');
+  });
+
+  it('refuses a continuous job with waves that starts empty (its canary would be skipped); with one wave it may start empty', async () => {
+    await f.fleet('eu', 1, '1.0.0', { tags: ['region:eu'] });
+    const body = { type: 'continuous', targets: { query: 'tags.region = us' }, plan: { waves: [{ count: 5, successThreshold: 100 }, { percent: 100 }] } };
+    await assert.rejects(create(body), /the target set is empty, and a continuous job's waves are drawn from the devices it targets at its creation .*its 1 first wave\(s\) would be skipped/);
+    await assert.rejects(f.rollouts.jobs.preview({ artifact: 'fw@2.0.0', ...body }), /its 1 first wave\(s\) would be skipped/, 'the dry run says so too');
+    assert.equal((await f.store.listJobs({ limit: 10 })).items.length, 0, 'nothing written');
+    // with devices at creation, the waves are drawn from them
+    const jobId = await create({ ...body, targets: { query: 'tags.region = eu' } });
+    assert.equal((await f.job(jobId)).status, 'IN_PROGRESS');
+    const one = await create({ type: 'continuous', targets: { query: 'tags.region = us' } });
+    assert.equal((await f.job(one)).progress?.total, 0);
   });
 
   it('lets the event loop turn while it begins sending a large batch of commands', async () => {

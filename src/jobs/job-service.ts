@@ -260,6 +260,8 @@ export class JobService {
    */
   resume(jobId: string): Promise<JobView> {
     return this.change(jobId, (job, p, now) => {
+      // SCHEDULED -> IN_PROGRESS is the engine's move at startAt, not a resume
+      if (job.status === 'SCHEDULED') throw new UpdraftError('CONFLICT', `job ${jobId} is SCHEDULED: only a paused job resumes (it starts at its startAt; cancel it and create another to start now)`);
       assertJobMove(jobId, job.status, 'IN_PROGRESS');
       const { pause, ...rest } = p;
       const nextWave = pause && pause.reason !== 'operator' ? pause.wave + 1 : p.wave;

@@ -236,6 +236,8 @@ describe('rollout engine', () => {
     const ids = await f.fleet('d', 2);
     const jobId = await create({ targets: { devices: ids }, plan: { startAt: new Date(f.clock.now + 3_600_000).toISOString() } });
     assert.equal((await f.job(jobId)).status, 'SCHEDULED');
+    // resume is for a paused job: on a scheduled one it would answer 200 and do nothing
+    await assert.rejects(f.rollouts.jobs.resume(jobId), /is SCHEDULED: only a paused job resumes \(it starts at its startAt; cancel it and create another to start now\)/);
     await f.tick();
     assert.deepEqual(await sentTo(ids, jobId), []);
     f.advance(3_600_000);

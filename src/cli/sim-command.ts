@@ -9,9 +9,17 @@ import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { ApiClient } from './api-client.ts';
 
-function num(value: string, name: string, min: number, max: number): number {
+/** A whole number from `min` to `max` (digits only: '', '2.5', '1e3' and '-1' are refused). */
+function int(value: string, name: string, min: number, max: number): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n < min || n > max) throw new UpdraftError('BAD_REQUEST', `--${name} must be a number from ${min} to ${max}`);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) throw new UpdraftError('BAD_REQUEST', `--${name} must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+/** A probability from 0 to 1, written as a decimal number ('' is refused, not read as 0). */
+function rate(value: string, name: string): number {
+  const n = Number(value);
+  if (!/^\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(value) || !(n >= 0 && n <= 1)) throw new UpdraftError('BAD_REQUEST', `--${name} must be a number from 0 to 1`);
   return n;
 }
 
@@ -51,31 +59,33 @@ export function addSimCommand(program: Command): void {
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const mode = o.mode as string;
       if (mode !== 'connected' && mode !== 'cycling') throw new UpdraftError('BAD_REQUEST', '--mode must be connected or cycling');
-      const processes = num(o.processes as string, 'processes', 1, 64);
-      if (!Number.isInteger(processes)) throw new UpdraftError('BAD_REQUEST', '--processes must be an integer');
+      const processes = int(o.processes as string, 'processes', 1, 64);
       // a child of `--processes`: its slice of the fleet, and where the slice starts
       const firstIndex = typeof o.firstIndex === 'string' ? parseFirstIndex(o.firstIndex) : undefined;
       const shard = firstIndex !== undefined;
       if (shard && (!process.send || typeof o.devicesFile !== 'string')) throw new UpdraftError('BAD_REQUEST', '--first-index is for the processes `updraft sim --processes` starts');
       // every option is checked before anything is registered: a typo must not leave devices behind
       if (typeof o.saveDevices === 'string' && typeof o.devicesFile === 'string') throw new UpdraftError('BAD_REQUEST', '--save-devices saves the devices this run registers; with --devices-file it registers none');
-      const concurrency = num(o.concurrency as string, 'concurrency', 1, 100_000);
-      const connectRate = num(o.connectRate as string, 'connect-rate', 1, 1_000_000);
+      const concurrency = int(o.concurrency as string, 'concurrency', 1, 100_000);
+      const connectRate = int(o.connectRate as string, 'connect-rate', 1, 1_000_000);
       const behaviour = {
         brokerUrl: o.broker as string,
         mode,
-        installMs: num(o.installMs as string, 'install-ms', 0, 3_600_000),
-        failureRate: num(o.failureRate as string, 'failure-rate', 0, 1),
-        crashRate: num(o.crashRate as string, 'crash-rate', 0, 1),
-        offlineRate: num(o.offlineRate as string, 'offline-rate', 0, 1),
-        offlineMs: num(o.offlineMs as string, 'offline-ms', 0, 3_600_000),
-        seed: num(o.seed as string, 'seed', 0, 2 ** 31),
+        installMs: int(o.installMs as string, 'install-ms', 0, 3_600_000),
+        failureRate: rate(o.failureRate as string, 'failure-rate'),
+        crashRate: rate(o.crashRate as string, 'crash-rate'),
+        offlineRate: rate(o.offlineRate as string, 'offline-rate'),
+        offlineMs: int(o.offlineMs as string, 'offline-ms', 0, 3_600_000),
+        seed: int(o.seed as string, 'seed', 0, 2 ** 31),
       } as const;
+      // the fleet's size, known before anything is registered: --processes cannot exceed it
+      const fromFile = typeof o.devicesFile === 'string' ? await readDevicesFile(o.devicesFile) : undefined;
+      const count = fromFile?.length ?? int(o.devices as string, 'devices', 1, 10_000_000);
+      if (!shard && processes > count) throw new UpdraftError('BAD_REQUEST', `--processes ${processes} is more than the ${count} devices`);
       let devices: SimDevice[];
-      if (typeof o.devicesFile === 'string') {
-        devices = await readDevicesFile(o.devicesFile);
+      if (fromFile) {
+        devices = fromFile;
       } else {
-        const count = num(o.devices as string, 'devices', 1, 10_000_000);
         const api = new ApiClient({ ...(o.server ? { server: o.server as string } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
         // saved after each request of the registration, not only at its end: a request that
         // fails later must not lose the secrets of the devices registered before it

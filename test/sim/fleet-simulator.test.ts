@@ -251,8 +251,18 @@ describe('fleet simulator', () => {
     try {
       for (const [bad, message] of [
         [['--failure-rate', '2'], 'updraft: error: --failure-rate must be a number from 0 to 1'],
-        [['--mode', 'cycling', '--concurrency', '0'], 'updraft: error: --concurrency must be a number from 1 to 100000'],
-        [['--offline-ms', '-5'], 'updraft: error: --offline-ms must be a number from 0 to 3600000'],
+        [['--mode', 'cycling', '--concurrency', '0'], 'updraft: error: --concurrency must be an integer from 1 to 100000'],
+        [['--offline-ms', '-5'], 'updraft: error: --offline-ms must be an integer from 0 to 3600000'],
+        // integers where integers are meant, and an empty value is not 0
+        [['--devices', '2.5'], 'updraft: error: --devices must be an integer from 1 to 10000000'],
+        [['--mode', 'cycling', '--concurrency', '1.5'], 'updraft: error: --concurrency must be an integer from 1 to 100000'],
+        [['--seed', '1.5'], 'updraft: error: --seed must be an integer from 0 to 2147483648'],
+        [['--seed', ''], 'updraft: error: --seed must be an integer from 0 to 2147483648'],
+        [['--install-ms', ''], 'updraft: error: --install-ms must be an integer from 0 to 3600000'],
+        [['--failure-rate', ''], 'updraft: error: --failure-rate must be a number from 0 to 1'],
+        [['--crash-rate', 'abc'], 'updraft: error: --crash-rate must be a number from 0 to 1'],
+        // more processes than devices: refused before the devices are registered
+        [['--processes', '5'], 'updraft: error: --processes 5 is more than the 3 devices'],
       ] as const) {
         const r = await runCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-', ...bad]);
         assert.equal(r.code, 2, bad.join(' ')); // the request was wrong (main.ts: 4xx → 2)

@@ -64,8 +64,12 @@ describe('bench targets', () => {
     assert.equal(judgeTargets(fewDevices)[5]!.figure, '57 KB at 2,000');
     const mixed: TargetInput = { ...measured, updates: [fewDevices.updates[0]!, ...measured.updates] };
     assert.equal(judgeTargets(mixed)[5]!.verdict, 'met', '36.4 and 28.6 KB at 5,000 and 15,000');
+    // no update scenario (a store-only run, --sizes 0): lost = 0 measured nothing either
     const none: TargetInput = { system: 'embedded', updates: [], lost: 0 };
-    assert.deepEqual(verdicts(none), ['not run', 'not run', 'not run', 'not run', 'met', 'not run']);
+    assert.deepEqual(verdicts(none), ['not run', 'not run', 'not run', 'not run', 'not run', 'not run']);
+    assert.equal(judgeTargets(none)[4]!.figure, 'no update scenario');
+    const rolloutOnly: TargetInput = { system: 'embedded', updates: [], rollout: { devices: 20_000, seconds: 10, lost: 0 }, lost: 0 };
+    assert.equal(judgeTargets(rolloutOnly)[4]!.verdict, 'met', 'a rollout alone counts its lost devices');
     // the rate, latency and rollout targets are the embedded system's
     const external: TargetInput = { ...measured, system: 'external', updates: [{ devices: 15000, updates_per_s: 2500, p99_ms: 500, rss_kb_per_device: 20, lost: 0 }], rollout: { devices: 100_000, seconds: 80, lost: 0 } };
     assert.deepEqual(verdicts(external), ['not run', 'not met', 'not run', 'not run', 'met', 'met']);

@@ -12,10 +12,9 @@
  *   npm run bench -- --sim-nice 0         # the simulator at the server's priority (default: nice 10)
  *   npm run bench -- --sizes 30000 --sim-processes 2   # fleets beyond one process's 20,000 connections
  *   npm run bench -- --external           # on a private Mosquitto 2 and PostgreSQL (bench/external.ts)
- *   npm run bench -- --external --db postgres://localhost/postgres   # databases on that server
+ *   npm run bench -- --external --db postgres://postgres@localhost/postgres   # databases on that server (the URL names its user)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
 import { summarizeAllocations, type AllocPart, type AllocSite } from './alloc-summary.ts';
@@ -24,29 +23,20 @@ import { NODE_TUNING, SIM_TUNING } from './processes.ts';
 import { allocWindows, connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { combineRuns, round } from './stats.ts';
 import { judgeTargets } from './targets.ts';
+import { BenchUsageError, parseBenchArgs, type BenchOptions } from './options.ts';
 
-const { values } = parseArgs({
-  options: {
-    full: { type: 'boolean', default: false },
-    sizes: { type: 'string' },
-    rollout: { type: 'string' },
-    concurrency: { type: 'string', default: '5000' },
-    'in-flight': { type: 'string', default: '1000' },
-    'store-shadows': { type: 'string' },
-    'sim-processes': { type: 'string', default: '1' },
-    'sim-nice': { type: 'string', default: '10' },
-    repeat: { type: 'string', default: '1' },
-    profile: { type: 'boolean', default: false },
-    alloc: { type: 'boolean', default: false },
-    external: { type: 'boolean', default: false },
-    db: { type: 'string' },
-    out: { type: 'string', default: 'bench-results' },
-  },
-});
-
-const sizes = (values.sizes ?? (values.full ? '5000,15000' : '1000,5000')).split(',').map(Number).filter((n) => n > 0);
-const rolloutSize = Number(values.rollout ?? (values.full ? 100_000 : 0));
-const storeShadows = Number(values['store-shadows'] ?? 1_000_000);
+// every option is checked before anything starts: one line and exit 2 for a bad one
+let options: BenchOptions;
+try {
+  options = parseBenchArgs(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof BenchUsageError)) throw err;
+  process.stderr.write(`bench: error: ${err.message}\n`);
+  process.exit(2);
+}
+const values = options;
+// smallest first (parseBenchArgs sorts them): the last is the largest, the headline's
+const { sizes, rollout: rolloutSize, storeShadows } = options;
 
 function table(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '';
@@ -57,31 +47,24 @@ function table(rows: Record<string, unknown>[]): string {
 }
 
 const log = (s: string) => process.stdout.write(s + '\n');
-await mkdir(values.out!, { recursive: true });
+await mkdir(values.out, { recursive: true });
 const profileDir = values.profile ? `${values.out}/profiles` : undefined;
 // --alloc: V8's sampling heap profiler, freed objects included, in each update scenario's window
 const allocDir = values.alloc ? `${values.out}/profiles` : undefined;
 if (allocDir) await mkdir(allocDir, { recursive: true });
-const external = values.external!;
-if (values.db !== undefined) {
-  if (!external) throw new Error('--db goes with --external');
-  usePostgres(values.db);
-}
+const external = values.external;
+if (values.db !== undefined) usePostgres(values.db);
 // --repeat N: the update scenarios run N rounds, one after the other, and each figure is the
 // median of the rounds. The machine moves single runs by up to a fifth from one minute to the
 // next, and rounds (not N runs of one scenario in a row) spread a slow minute over the
 // scenarios. The store scenario runs once: it varies less, and takes minutes.
-const repeat = Number(values.repeat);
-if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be a positive integer');
-const simProcesses = Number(values['sim-processes']);
-if (!Number.isInteger(simProcesses) || simProcesses < 1) throw new Error('--sim-processes must be a positive integer');
+const { repeat, simProcesses } = options;
 // The simulated devices stand for a fleet on its own hardware, and share this machine's cores
 // with the system under test: at equal priority the scheduler hands their work the server's
 // core at the wrong moments. At nice 10 they yield to it: in alternating runs, 5,000 connected
 // devices updated 17% faster for 12% less CPU per update, and a 10,000-device cycling rollout
 // 39% faster for 24% less (docs/benchmarks.md). --sim-nice 0: equal priority, as before.
-const simNice = Number(values['sim-nice']);
-if (!Number.isInteger(simNice) || simNice < 0 || simNice > 19) throw new Error('--sim-nice must be an integer from 0 to 19');
+const { simNice } = options;
 const serverOptions = { ...(profileDir ? { profileDir } : {}), ...(allocDir ? { allocDir } : {}), external, simProcesses, simNice };
 // a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here
 process.once('uncaughtException', (err) => {
@@ -91,7 +74,7 @@ process.once('uncaughtException', (err) => {
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
 log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')} (simulator ${SIM_TUNING.join(' ')}), simulator at nice ${simNice}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);
-/** One round of the update scenarios: each connected size, the ceiling and replica operations (on the last size's server), the cycling rollout. */
+/** One round of the update scenarios: each connected size (smallest first), the ceiling and replica operations (on the largest size's server), the cycling rollout. */
 interface Round {
   updates: UpdateFigures[];
   brokerRate: number;
@@ -106,7 +89,7 @@ for (let r = 1; r <= repeat; r++) {
   for (const n of sizes) {
     const server = await startServer(serverOptions);
     try {
-      run.updates.push(await connectedUpdate(server, n, Number(values['in-flight']) || undefined));
+      run.updates.push(await connectedUpdate(server, n, options.inFlight));
       log(`\n[1,5] ${n} connected devices take one update${tag}\n${table([run.updates.at(-1)! as unknown as Record<string, unknown>])}`);
       if (n === sizes.at(-1)) {
         run.brokerRate = await rawBrokerRate(server);
@@ -121,7 +104,7 @@ for (let r = 1; r <= repeat; r++) {
   if (rolloutSize > 0) {
     const server = await startServer(serverOptions);
     try {
-      run.rollout = await cyclingRollout(server, rolloutSize, Number(values.concurrency));
+      run.rollout = await cyclingRollout(server, rolloutSize, options.concurrency);
       log(`\n[2] ${rolloutSize}-device rollout, devices cycling online (${values.concurrency} at once)${tag}\n${table([run.rollout as unknown as Record<string, unknown>])}`);
     } finally {
       await server.close();
@@ -187,7 +170,8 @@ for (const w of allocWindows) {
 
 /** The headline figures of one round: the largest connected update, the ceiling, the replica, the rollout, the store. */
 function summaryOf(r: Round) {
-  // the headline is the largest connected update; a run of other scenarios only (--sizes 0) has none
+  // the headline is the largest connected update (sizes run smallest first); a run of other
+  // scenarios only (--sizes 0) has none
   const head = r.updates.at(-1);
   return {
     system: external ? 'external' : 'embedded',

@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UpdraftError } from '../errors.ts';
 import type { SimulatedFleet } from '../sim/fleet-simulator.ts';
-import { SIM_DEFAULTS, type SimDevice } from '../sim/sim-options.ts';
+import { SIM_DEFAULTS, type SimDevice, type SimDeviceState } from '../sim/sim-options.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { ApiClient } from './api-client.ts';
@@ -23,12 +23,21 @@ function rate(value: string, name: string): number {
   return n;
 }
 
-/** The devices of a `--devices-file`: a JSON array of {deviceId, secret}, as `--save-devices` writes it. */
+/**
+ * The devices of a `--devices-file`: a JSON array of {deviceId, secret}, as `--save-devices`
+ * writes it, each with the `state` a run wrote when it stopped, if any (a malformed one is
+ * dropped: that device starts afresh).
+ */
 async function readDevicesFile(file: string): Promise<SimDevice[]> {
   const devices = await readJsonFile(file);
   const ok = Array.isArray(devices) && devices.length > 0 && devices.every((d) => typeof d?.deviceId === 'string' && typeof d?.secret === 'string');
   if (!ok) throw new UpdraftError('BAD_REQUEST', `${file} must be a JSON array of {deviceId, secret}, as --save-devices writes it`);
-  return devices as SimDevice[];
+  return (devices as SimDevice[]).map((d) => {
+    const st = d.state as Partial<SimDeviceState> | undefined;
+    const finished = Array.isArray(st?.finished) && st.finished.every((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE'));
+    const well = typeof st?.software?.version === 'string' && finished;
+    return well ? { deviceId: d.deviceId, secret: d.secret, state: st as SimDeviceState } : { deviceId: d.deviceId, secret: d.secret };
+  });
 }
 
 /** Adds `sim`. */
@@ -37,7 +46,7 @@ export function addSimCommand(program: Command): void {
     .command('sim')
     .description('run a simulated fleet (the agent library with a simulated installer) against a running server')
     .option('--devices <n>', 'number of devices to register and run', '100')
-    .option('--devices-file <file>', 'JSON array of {deviceId, secret} to run instead of registering new ones')
+    .option('--devices-file <file>', 'JSON array of {deviceId, secret} to run instead of registering new ones; when the sim stops it writes there what each device runs and the jobs it finished, so a rerun starts where the devices were')
     .option('--prefix <prefix>', 'device id prefix for registered devices', 'sim-')
     .option('--save-devices <file>', 'write the registered devices and their secrets there (mode 0600), to run them again with --devices-file')
     .option('--server <url>', 'Updraft server URL (for registration)')
@@ -53,7 +62,7 @@ export function addSimCommand(program: Command): void {
     .option('--offline-rate <p>', 'probability, per device and job attempt, that the device goes offline once while downloading (for --offline-ms, then resumes)', '0')
     .option('--offline-ms <ms>', 'length of an offline period', String(SIM_DEFAULTS.offlineMs))
     .option('--seed <n>', 'random seed', '1')
-    .option('--until-finished', 'exit once every device finished a job, printing a JSON summary')
+    .option('--until-finished', 'exit once every device finished a job in this run (a job it finished in an earlier run, kept in the devices file, does not count), printing a JSON summary')
     .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each)', '1')
     .addOption(new Option('--first-index <n>', 'run --devices-file as the slice starting at device n of the fleet, reporting to the parent process (--processes)').hideHelp())
     .action(async (o: Record<string, string | boolean | undefined>) => {
@@ -118,11 +127,19 @@ export function addSimCommand(program: Command): void {
       }
       const ticker = shard ? undefined : setInterval(() => process.stderr.write(`sim: ${JSON.stringify(fleet.stats)}\n`), 1000);
       const toParent = shard ? reportToParent(fleet, () => stop()) : undefined;
-      const stop = async () => {
-        clearInterval(ticker);
-        toParent?.close();
-        await fleet.stop();
-      };
+      // the devices file (--devices-file, or the one --save-devices wrote; a child's slice) keeps
+      // what each device runs and the jobs it finished, for the next run
+      const keep = typeof o.devicesFile === 'string' ? o.devicesFile : typeof o.saveDevices === 'string' ? o.saveDevices : undefined;
+      let stopping: Promise<void> | undefined;
+      const stop = () =>
+        (stopping ??= (async () => {
+          clearInterval(ticker);
+          toParent?.close();
+          await fleet.stop();
+          if (keep) {
+            await writeFileAtomic(keep, JSON.stringify(await fleet.devicesState()), 0o600).catch((err: Error) => process.stderr.write(`updraft: warning: the devices' state is not kept in ${keep}: ${err.message}\n`));
+          }
+        })());
       // Ctrl-C reaches every process of the group: a child leaves its stopping to the parent,
       // which would otherwise see it exit first and report it as a failure
       if (shard) process.on('SIGINT', () => undefined);

@@ -8,17 +8,32 @@
  * Failure, crash-during-install and offline periods are configurable and seeded.
  */
 import path from 'node:path';
-import { MemoryAgentStateStore } from '../agent/agent-state.ts';
+import type { AgentStateData, AgentStateStore } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import { memoryDownloader } from './memory-downloader.ts';
 import { silentLogger } from '../util/logger.ts';
-import { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
+import { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
 
 const MQTT_DEBUG = /mqttjs/.test(process.env.DEBUG ?? '');
 const noLog = (): void => {};
 
-export { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
+export { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
+
+/** An agent's state kept in memory, starting from what the device kept from an earlier run. */
+class SimStateStore implements AgentStateStore {
+  saved: AgentStateData;
+  constructor(finished: SimDeviceState['finished'] = []) {
+    this.saved = { finished: [...finished] };
+  }
+  async load(): Promise<AgentStateData> {
+    return { ...this.saved };
+  }
+  async save(state: AgentStateData): Promise<void> {
+    // the top level is copied: the agent sets and deletes its fields on its own object
+    this.saved = { ...state };
+  }
+}
 
 /** Counters, readable while the simulation runs. */
 export interface SimStats {
@@ -45,7 +60,7 @@ interface DeviceSlot {
   installer: SimulatedInstaller;
   /** This device's own random sequence (failures, crashes, offline periods). */
   random: () => number;
-  state: MemoryAgentStateStore;
+  state: SimStateStore;
   agent?: UpdateAgent;
   /** The agent is connected and counted in `stats.connected`; retire() uncounts it. */
   online: boolean;
@@ -75,8 +90,13 @@ export interface SimulatedFleet {
   requestsSent(): { reports: number; gets: number };
   /** Connected mode: resolves once every device is connected. Cycling: once the devices start visiting. */
   start(): Promise<void>;
-  /** Resolves when `n` devices finished a job (SUCCESS or FAILURE). */
+  /**
+   * Resolves when `n` devices finished a job (SUCCESS or FAILURE) in this run: a job a device
+   * had finished in an earlier run (its `state`) is acknowledged again, not counted.
+   */
   whenFinished(n: number): Promise<void>;
+  /** Once stopped: the devices with the state each keeps for the next run. */
+  devicesState(): Promise<SimDevice[]>;
   stop(): Promise<void>;
 }
 
@@ -102,8 +122,8 @@ export class FleetSimulator implements SimulatedFleet {
       return {
         device,
         random,
-        installer: new SimulatedInstaller({ initial: { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
-        state: new MemoryAgentStateStore(),
+        installer: new SimulatedInstaller({ initial: device.state?.software ?? { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
+        state: new SimStateStore(device.state?.finished),
         online: false,
       };
     });
@@ -143,6 +163,17 @@ export class FleetSimulator implements SimulatedFleet {
       };
       this.finishedListeners.push(check);
     });
+  }
+
+  /** The devices with what each keeps for the next run (the software it runs, the jobs it finished). */
+  async devicesState(): Promise<SimDevice[]> {
+    return Promise.all(
+      this.slots.map(async (s) => {
+        const { deviceId, secret } = s.device;
+        const software = (await s.installer.current()) ?? { version: this.opts.initialVersion };
+        return { deviceId, secret, state: { software, finished: s.state.saved.finished } };
+      }),
+    );
   }
 
   /** Stops every agent. */

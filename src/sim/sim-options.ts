@@ -4,12 +4,26 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import type { FinishedJob } from '../agent/agent-state.ts';
+import type { InstalledSoftware } from '../agent/installer.ts';
 import type { Logger } from '../util/logger.ts';
 
-/** One simulated device's identity. */
+/**
+ * What a simulated device keeps between runs, as a real device keeps it on its disk: the
+ * software it runs and the jobs its agent finished. `updraft sim` writes it into the devices
+ * file when it stops, so a rerun with `--devices-file` starts where the devices were: a job
+ * they finished is acknowledged again, not installed again and not counted as finished.
+ */
+export interface SimDeviceState {
+  software: InstalledSoftware;
+  finished: FinishedJob[];
+}
+
+/** One simulated device's identity, and its state from an earlier run. */
 export interface SimDevice {
   deviceId: string;
   secret: string;
+  state?: SimDeviceState;
 }
 
 /** Options of the simulator. */
@@ -21,7 +35,7 @@ export interface SimOptions {
   concurrency: number;
   /** New connections per second while starting (a real fleet does not connect in one burst). */
   connectRate: number;
-  /** Version the devices run at start. */
+  /** Version the devices run at start (a device with a `state` from an earlier run runs its own). */
   initialVersion: string;
   /** Simulated install duration, ms. */
   installMs: number;

@@ -12,7 +12,7 @@
  * the fleet (its `sim: ready` line comes once every child is ready).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
@@ -74,6 +74,10 @@ export class SimProcesses implements SimulatedFleet {
   private readonly opts: SimProcessesOptions;
   private readonly children: ChildState[] = [];
   private dir: string | undefined;
+  /** The children's devices files: each child writes its devices' state into its own as it stops. */
+  private files: string[] = [];
+  /** The devices' state, read from the children's files once they stopped. */
+  private final: SimDevice[] | undefined;
   private stopping = false;
   /** Every child was ready: from then on a child's exit fails the simulation through `failed`. */
   private running = false;
@@ -126,6 +130,7 @@ export class SimProcesses implements SimulatedFleet {
         return file;
       }),
     );
+    this.files = files;
     const entry = o.entry ?? process.argv[1]!;
     const shares = ['--concurrency', String(shareOf(o.concurrency, o.processes)), '--connect-rate', String(shareOf(o.connectRate, o.processes))];
     const allReady = slices.map((slice, k) => {
@@ -184,8 +189,18 @@ export class SimProcesses implements SimulatedFleet {
         clearTimeout(timer);
       }),
     );
-    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+    if (this.dir) {
+      // what each child wrote as it stopped (a child that could not keeps its devices as they came)
+      const slices = await Promise.all(this.files.map(async (f) => JSON.parse(await readFile(f, 'utf8')) as SimDevice[])).catch(() => undefined);
+      if (slices) this.final = slices.flat();
+      await rm(this.dir, { recursive: true, force: true });
+    }
     this.dir = undefined;
+  }
+
+  /** Once stopped: the devices with the state the children wrote for them. */
+  async devicesState(): Promise<SimDevice[]> {
+    return this.final ?? this.opts.devices;
   }
 }
 

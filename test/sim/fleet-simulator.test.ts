@@ -309,6 +309,54 @@ describe('fleet simulator', () => {
     }
   });
 
+  it('the command: a rerun with --devices-file starts where the devices were, and --until-finished waits for a job they had not finished', async () => {
+    // the devices' state was lost between runs: they restarted at 1.0.0, installed the earlier
+    // job's build again and counted it, and the rerun exited while the new job still ran
+    await api.call('POST', '/api/v1/artifacts?name=fw&version=3.0.0', randomBytes(4096));
+    const devices = await registerFleet(api, 'rerun-', 10);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-rerun-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(devices), { mode: 0o600 });
+    const jobOf = (jobId: string) => api.call<{ job: { status: string }; counts: Record<string, number> }>('GET', `/api/v1/jobs/${jobId}`);
+    try {
+      const first = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--until-finished']);
+      try {
+        await first.waitFor(/sim: ready 10 devices/, 60_000);
+        await rollout(devices);
+        const summary = JSON.parse((await first.waitFor(/^(\{.*"devices":10.*\})$/m, 60_000))[1]!);
+        assert.deepEqual({ finished: summary.finished, installs: summary.installs }, { finished: 10, installs: 10 });
+        assert.equal(await first.kill(), 0);
+      } finally {
+        await first.kill('SIGKILL').catch(() => undefined);
+      }
+      const kept = JSON.parse(readFileSync(file, 'utf8')) as { deviceId: string; state?: { software: { version: string }; finished: unknown[] } }[];
+      assert.deepEqual(kept.map((d) => [d.deviceId, d.state?.software.version, d.state?.finished.length]), devices.map((d) => [d.deviceId, '2.0.0', 1]), 'each device keeps what it runs and the job it finished');
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+
+      const second = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--until-finished']);
+      try {
+        await second.waitFor(/sim: ready 10 devices/, 60_000);
+        // its counts a second later, every device online: the job they finished before is not counted again
+        const [, line] = await second.waitFor(/^sim: (\{"connected":10,.*\})$/m, 60_000);
+        assert.deepEqual({ finished: JSON.parse(line!).finished, outcomes: JSON.parse(line!).outcomes }, { finished: 0, outcomes: 0 }, line);
+        const created = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: devices.map((d) => d.deviceId), artifact: 'fw@3.0.0' });
+        const summary = JSON.parse((await second.waitFor(/^(\{.*"devices":10.*\})$/m, 60_000))[1]!);
+        // the summary comes once every device finished the new job: it is over on the server too
+        await ts.server.tracker.idle();
+        const view = await jobOf(created.job.jobId);
+        assert.deepEqual(view.counts.SUCCEEDED, 10, JSON.stringify(view.counts));
+        assert.deepEqual({ finished: summary.finished, installs: summary.installs }, { finished: 10, installs: 10 }, 'the earlier job was not installed again');
+        assert.equal(await second.kill(), 0);
+      } finally {
+        await second.kill('SIGKILL').catch(() => undefined);
+      }
+      const after = JSON.parse(readFileSync(file, 'utf8')) as { state?: { software: { version: string } } }[];
+      assert.deepEqual([...new Set(after.map((d) => d.state?.software.version))], ['3.0.0']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the command keeps the secrets of the devices registered before a later request of the registration fails', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-big-'));
     // a fleet of 10,003 takes two requests; someone registers a device the second names

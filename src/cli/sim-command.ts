@@ -55,7 +55,7 @@ export function addSimCommand(program: Command): void {
     .option('--broker <url>', 'MQTT broker URL', 'mqtt://127.0.0.1:1883')
     .option('--mode <mode>', 'connected (all online) or cycling (connect, update, disconnect)', 'connected')
     .option('--concurrency <n>', 'cycling: devices online at once', String(SIM_DEFAULTS.concurrency))
-    .option('--connect-rate <n>', 'new connections per second', String(SIM_DEFAULTS.connectRate))
+    .option('--connect-rate <n>', 'new connections per second, in both modes (cycling visits and reconnections after a crash or an offline period included)', String(SIM_DEFAULTS.connectRate))
     .option('--install-ms <ms>', 'simulated install duration', '0')
     .option('--failure-rate <p>', 'probability an install fails its health check', '0')
     .option('--crash-rate <p>', 'probability, per device and job attempt, that the device crashes while installing (it restarts, resumes and finishes the job)', '0')

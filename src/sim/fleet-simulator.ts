@@ -12,6 +12,7 @@ import type { AgentStateData, AgentStateStore } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import { memoryDownloader } from './memory-downloader.ts';
+import { ConnectPacer } from './connect-pacer.ts';
 import { silentLogger } from '../util/logger.ts';
 import { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
 
@@ -109,12 +110,15 @@ export class FleetSimulator implements SimulatedFleet {
   private readonly retired = { reports: 0, gets: 0 };
   private readonly random: () => number;
   private stopped = false;
+  /** Every new connection (a start, a visit, a restart after a crash or an offline period) takes a slot of the connect rate. */
+  private readonly pacer: ConnectPacer;
   /** Each returns true once satisfied (and is then dropped). */
   private finishedListeners: (() => boolean)[] = [];
 
   constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices'>) {
     this.opts = { ...SIM_DEFAULTS, ...opts };
     this.random = seededRandom(this.opts.seed + this.opts.firstIndex);
+    this.pacer = new ConnectPacer(this.opts.connectRate, this.opts.clock);
     // one random sequence per device: outcomes then depend on the seed alone, not on the
     // order in which devices happen to reach each step
     this.slots = this.opts.devices.map((device, i) => {
@@ -137,7 +141,7 @@ export class FleetSimulator implements SimulatedFleet {
   /** Connected mode: resolves once every device is connected. Cycling: starts the workers. */
   async start(): Promise<void> {
     if (this.opts.mode === 'connected') {
-      await this.paced(this.slots, (slot) => this.connect(slot));
+      await Promise.all(this.slots.map((slot) => this.connect(slot)));
       return;
     }
     const queue = [...this.slots];
@@ -208,16 +212,6 @@ export class FleetSimulator implements SimulatedFleet {
     return out;
   }
 
-  private async paced<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
-    const batch = Math.max(1, Math.round(this.opts.connectRate / 10));
-    for (let i = 0; i < items.length && !this.stopped; i += batch) {
-      const started = Date.now();
-      await Promise.all(items.slice(i, i + batch).map(fn));
-      const wait = 100 - (Date.now() - started);
-      if (wait > 0) await sleep(wait);
-    }
-  }
-
   private newAgent(slot: DeviceSlot): UpdateAgent {
     const { deviceId, secret } = slot.device;
     const agent = new UpdateAgent({
@@ -276,6 +270,8 @@ export class FleetSimulator implements SimulatedFleet {
    * of a job it went offline during) and retires it before it connects: then it is not counted.
    */
   private async connect(slot: DeviceSlot): Promise<void> {
+    await this.pacer.take();
+    if (this.stopped) return;
     const agent = this.newAgent(slot);
     slot.agent = agent;
     await agent.start();

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { FinishedJob } from '../agent/agent-state.ts';
 import type { InstalledSoftware } from '../agent/installer.ts';
 import type { Logger } from '../util/logger.ts';
+import type { PacerClock } from './connect-pacer.ts';
 
 /**
  * What a simulated device keeps between runs, as a real device keeps it on its disk: the
@@ -33,8 +34,14 @@ export interface SimOptions {
   mode: 'connected' | 'cycling';
   /** Cycling: devices online at once. */
   concurrency: number;
-  /** New connections per second while starting (a real fleet does not connect in one burst). */
+  /**
+   * New connections per second (a real fleet does not connect in one burst): every connection
+   * the simulator opens, at its start, in each cycling visit and after a crash or an offline
+   * period, takes the next slot of a schedule 1000/connectRate ms apart.
+   */
   connectRate: number;
+  /** The connect rate's clock (tests: a virtual one). */
+  clock?: PacerClock;
   /** Version the devices run at start (a device with a `state` from an earlier run runs its own). */
   initialVersion: string;
   /** Simulated install duration, ms. */

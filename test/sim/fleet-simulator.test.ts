@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
+import { ConnectPacer, type PacerClock } from '../../src/sim/connect-pacer.ts';
 import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { parseFirstIndex, shareOf, sliceOf } from '../../src/sim/sim-processes.ts';
@@ -393,6 +394,41 @@ describe('fleet simulator', () => {
     } finally {
       await new Promise((resolve) => proxy.close(resolve));
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the connect rate holds at any rate and in both modes: each connection takes its own slot, 1000/rate ms after the one before', async () => {
+    // a virtual clock: sleeping moves it to the end of the sleep, and each wait is recorded
+    const virtualClock = () => {
+      let t = 0;
+      const waits: number[] = [];
+      const clock: PacerClock = {
+        now: () => t,
+        sleep: async (ms) => {
+          const until = t + ms;
+          waits.push(until);
+          t = Math.max(t, until);
+        },
+      };
+      return { clock, waits };
+    };
+    // below 15/s the batches of max(1, round(rate / 10)) per 100 ms were 10/s at least
+    const low = virtualClock();
+    const pacer = new ConnectPacer(2, low.clock);
+    await Promise.all(Array.from({ length: 5 }, () => pacer.take()));
+    assert.deepEqual(low.waits, [500, 1000, 1500, 2000], 'one connection every 500 ms at 2/s');
+    // the simulator's connections take the slots, connected and cycling (which started every worker at once)
+    for (const mode of ['connected', 'cycling'] as const) {
+      const devices = await registerFleet(api, `pace-${mode}-`, 4);
+      const { clock, waits } = virtualClock();
+      const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode, concurrency: 4, connectRate: 4, clock, seed: 2 });
+      try {
+        await sim.start();
+        await eventually(async () => (sim.stats.connects === 4 ? true : undefined), 30_000, `${mode}: every device connects`);
+        assert.deepEqual(waits, [250, 500, 750], `${mode}: 4 connections at 4/s, 250 ms apart`);
+      } finally {
+        await sim.stop();
+      }
     }
   });
 

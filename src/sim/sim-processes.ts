@@ -99,6 +99,9 @@ export class SimProcesses implements SimulatedFleet {
     for (const c of this.children) {
       if (!c.report) continue;
       for (const k of Object.keys(sum) as (keyof SimStats)[]) sum[k] += c.report.stats[k];
+      // a child's last report was sent while its devices were online: once it exited, none is
+      // (the summary after a stop said "connected": 200 where one process says 0)
+      if (c.exited) sum.connected -= c.report.stats.connected;
     }
     return sum;
   }

@@ -195,6 +195,7 @@ describe('fleet simulator', () => {
       const jobId = await rollout(many);
       const summary = JSON.parse((await cli.waitFor(/^(\{.*"devices":30.*\})$/m, 60_000))[1]!);
       assert.equal(summary.finished, 30);
+      assert.equal(summary.connected, 0, 'printed once every process stopped: no device is connected, as with one process');
       // an install a crash interrupted is done again after the restart: installs = 30 + crashes during install
       assert.deepEqual({ succeeded: summary.succeeded, failed: summary.failed, crashes: summary.crashes, installs: summary.installs }, reference);
       const counts = await outcome(jobId);

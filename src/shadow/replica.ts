@@ -217,6 +217,8 @@ export class ShadowReplica {
       const committed = creates
         ? await this.creations.run(ref.deviceId, async () => {
             await this.checkRoomForNamedShadow(ref);
+            // a name never used (no tombstone to reuse) adds a row: bound the device's tombstones
+            if (!previous) await this.makeRoomForTombstones(ref);
             return store.putShadow(next, previous?.version ?? 0);
           })
         : await store.putShadow(next, previous?.version ?? 0);
@@ -274,6 +276,24 @@ export class ShadowReplica {
     const named = (await this.deps.store.listShadowNames(ref.deviceId)).filter((n) => n !== '').length;
     if (named >= max) {
       throw new UpdraftError('FORBIDDEN', `device ${ref.deviceId} has ${named} named shadows, the most it may have (shadow.maxNamedShadows ${max}): shadow '${ref.name}' is not created; delete one first`);
+    }
+  }
+
+  /**
+   * A deleted named shadow leaves a tombstone (its name and version, no state), so that the
+   * name created again goes on from its version instead of reusing one. A device creating
+   * and deleting ever new names would add a row per name for good; so before a new name is
+   * created, the device's oldest tombstones are removed until it keeps fewer than
+   * `shadow.maxNamedShadows` of them: at most twice that many named rows per device. A name
+   * whose tombstone was removed starts again from version 1 (AWS IoT does so 48 hours after
+   * a deletion). Runs inside the device's creations, one at a time on an instance.
+   */
+  private async makeRoomForTombstones(ref: ShadowRef): Promise<void> {
+    const max = this.deps.maxNamedShadows ?? DEFAULT_MAX_NAMED_SHADOWS;
+    const tombstones = (await this.deps.store.listShadowTombstones(ref.deviceId)).filter((t) => t.name !== '');
+    for (const t of tombstones.slice(0, Math.max(0, tombstones.length - max + 1))) {
+      this.cache.delete(key({ deviceId: ref.deviceId, name: t.name }));
+      await this.deps.store.removeShadowTombstone(ref.deviceId, t.name, t.version);
     }
   }
 

@@ -296,6 +296,15 @@ export class PostgresStore implements StateStore {
     return rows.map((r) => r.name);
   }
 
+  async listShadowTombstones(deviceId: string): Promise<{ name: string; version: number; timestamp: number }[]> {
+    const rows = await this.read<{ name: string; version: string | number; timestamp: string | number }>('SELECT name, version, timestamp FROM shadows WHERE device_id = $1 AND deleted ORDER BY timestamp, name COLLATE "C"', [deviceId]);
+    return rows.map((r) => ({ name: r.name, version: Number(r.version), timestamp: Number(r.timestamp) }));
+  }
+
+  async removeShadowTombstone(deviceId: string, name: string, version: number): Promise<boolean> {
+    return this.write(async (c) => (await c.query('DELETE FROM shadows WHERE device_id = $1 AND name = $2 AND deleted AND version = $3', [deviceId, name, version])).rowCount === 1);
+  }
+
   async updateDevice(record: DeviceRecord): Promise<boolean> {
     const d = record;
     // created_at never changes

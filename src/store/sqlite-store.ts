@@ -412,6 +412,8 @@ interface Statements {
   updateDevice: Stmt;
   deleteDevice: Stmt;
   listShadowNames: Stmt<{ name: string }>;
+  listTombstones: Stmt<{ name: string; version: number; timestamp: number }>;
+  removeTombstone: Stmt;
   listDevicesFirst: Stmt<DeviceRow>;
   listDevicesAfter: Stmt<DeviceRow>;
   updateJob: Stmt;
@@ -618,6 +620,14 @@ export class SqliteStore implements StateStore {
 
   async listShadowNames(deviceId: string): Promise<string[]> {
     return this.statements().listShadowNames.all(deviceId).map((r) => r.name);
+  }
+
+  async listShadowTombstones(deviceId: string): Promise<{ name: string; version: number; timestamp: number }[]> {
+    return this.statements().listTombstones.all(deviceId).map((r) => ({ name: r.name, version: r.version, timestamp: r.timestamp }));
+  }
+
+  async removeShadowTombstone(deviceId: string, name: string, version: number): Promise<boolean> {
+    return this.enqueue(() => this.statements().removeTombstone.run(deviceId, name, version).changes === 1);
   }
 
   async updateDevice(record: DeviceRecord): Promise<boolean> {
@@ -1218,6 +1228,8 @@ function prepare(db: Database.Database): Statements {
     // created_at never changes
     deleteDevice: p('DELETE FROM devices WHERE device_id = ? AND version = ?'),
     listShadowNames: p<{ name: string }>('SELECT name FROM shadows WHERE device_id = ? AND deleted = 0 ORDER BY name'),
+    listTombstones: p<{ name: string; version: number; timestamp: number }>('SELECT name, version, timestamp FROM shadows WHERE device_id = ? AND deleted = 1 ORDER BY timestamp, name'),
+    removeTombstone: p('DELETE FROM shadows WHERE device_id = ? AND name = ? AND deleted = 1 AND version = ?'),
     updateDevice: p('UPDATE devices SET attributes = ?, tags = ?, secret_hash = ?, broker_hash = ?, revoked = ?, updated_at = ?, version = ? WHERE device_id = ? AND version = ?'),
     listDevicesFirst: p<DeviceRow>(`SELECT ${deviceCols} FROM devices ORDER BY device_id LIMIT ?`),
     listDevicesAfter: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?`),

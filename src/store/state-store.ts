@@ -260,6 +260,10 @@ export interface StateStore {
   listShadows(options: { after?: string; limit: number }): Promise<Page<ShadowRecord>>;
   /** The names of a device's existing (not deleted) shadows, '' for the classic one, in name order. */
   listShadowNames(deviceId: string): Promise<string[]>;
+  /** A device's shadow tombstones (deleted shadows' rows: name, version, deletion time), oldest deletion first. */
+  listShadowTombstones(deviceId: string): Promise<{ name: string; version: number; timestamp: number }[]>;
+  /** Removes the tombstone of a device's shadow `name` if it still is one at `version`; true when removed. */
+  removeShadowTombstone(deviceId: string, name: string, version: number): Promise<boolean>;
   /**
    * Up to `limit` existing classic shadows after the cursor (by device id), counted per
    * reported software (`state.reported.software` name, version and status) in the database:

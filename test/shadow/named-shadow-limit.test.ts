@@ -54,6 +54,34 @@ describe('replica: named shadows per device', () => {
     }
   });
 
+  it("keeps fewer tombstones than the limit per device: created and deleted ever new names do not grow its rows; a name whose tombstone went starts again at version 1", async () => {
+    const small = await startTestServer({ flags: { 'shadow-max-named': 3 } });
+    try {
+      const dev = await connectDevice(small, 'churn-1');
+      try {
+        await dev.subscribe('state/churn-1/shadow/+/+/accepted', 'state/churn-1/shadow/+/+/rejected');
+        const cycle = async (name: string) => {
+          const created = await dev.request(`state/churn-1/shadow/${name}/update`, { state: { reported: { a: 1 } } });
+          assert.equal(created.topic, `state/churn-1/shadow/${name}/update/accepted`, JSON.stringify(created.body));
+          assert.equal((await dev.request(`state/churn-1/shadow/${name}/update`, { state: { reported: { a: 2 } } })).body.version, created.body.version + 1);
+          assert.equal((await dev.request(`state/churn-1/shadow/${name}/delete`, {})).topic, `state/churn-1/shadow/${name}/delete/accepted`);
+          return created.body.version as number;
+        };
+        assert.equal(await cycle('n0'), 1);
+        for (let i = 1; i < 20; i++) await cycle(`n${i}`);
+        const tombstones = await small.server.store.listShadowTombstones('churn-1');
+        assert.deepEqual(tombstones.map((t) => t.name), ['n17', 'n18', 'n19'], 'the newest three: fewer than 3 before each creation, then its own deletion');
+        // a kept tombstone's name goes on from its version; a removed one's starts again
+        assert.equal(await cycle('n19'), 4, 'created, updated, deleted at 3: created again at 4');
+        assert.equal(await cycle('n0'), 1);
+      } finally {
+        await dev.end();
+      }
+    } finally {
+      await small.close();
+    }
+  });
+
   it("counts each device's own shadows: another device creates its own", async () => {
     const dev = await connectDevice(ts, 'many-2');
     try {

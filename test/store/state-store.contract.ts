@@ -330,6 +330,31 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.listShadowNames('dev-10'), ['other']);
         }));
 
+      it("lists a device's shadow tombstones oldest deletion first, and removes one only while it is that tombstone", () =>
+        withStore(async (store) => {
+          const named = (name: string, version: number, deleted: boolean, timestamp: number) => ({ ...shadow('dev-1', version, {}, timestamp), name, deleted });
+          await store.putShadow(named('late', 1, false, 100), 0);
+          await store.putShadow(named('late', 2, true, 300), 1);
+          await store.putShadow(named('early', 1, false, 100), 0);
+          await store.putShadow(named('early', 2, true, 200), 1);
+          await store.putShadow(named('live', 1, false, 100), 0);
+          await store.putShadow({ ...named('x', 1, false, 100), deviceId: 'dev-10' }, 0);
+          await store.putShadow({ ...named('x', 2, true, 100), deviceId: 'dev-10' }, 1);
+          assert.deepEqual(await store.listShadowTombstones('dev-1'), [
+            { name: 'early', version: 2, timestamp: 200 },
+            { name: 'late', version: 2, timestamp: 300 },
+          ]);
+          assert.equal(await store.removeShadowTombstone('dev-1', 'early', 1), false, 'another version: kept');
+          assert.equal(await store.removeShadowTombstone('dev-1', 'live', 1), false, 'no tombstone: kept');
+          assert.equal((await store.getShadow('dev-1', 'live'))?.deleted, false);
+          assert.equal(await store.removeShadowTombstone('dev-1', 'early', 2), true);
+          assert.equal(await store.getShadow('dev-1', 'early'), undefined, 'the row is gone');
+          assert.deepEqual((await store.listShadowTombstones('dev-1')).map((t) => t.name), ['late']);
+          assert.deepEqual((await store.listShadowTombstones('dev-10')).map((t) => t.name), ['x']);
+          // the name is new again: created from no row, at version 1
+          assert.equal(await store.putShadow(named('early', 1, false, 400), 0), true);
+        }));
+
       it('lists devices by id, page by page', () =>
         withStore(async (store) => {
           for (const id of ['c', 'a', 'b']) await store.createDevice(device(id));

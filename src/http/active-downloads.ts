@@ -28,12 +28,46 @@ export interface ActiveDownloadsDeps {
   /** Why the device may not download any more (`device revoked`, not registered), or undefined. */
   refusal: (deviceId: string) => Promise<string | undefined>;
   logger: Logger;
+  /** A download cut after its response was written whole (the metrics' `downloads.cut`: the route counts those cut before). */
+  cutAfterWritten?: () => void;
+}
+
+/**
+ * How long a connection that carried a download is kept open, at most, once its last byte
+ * was handed to the kernel, waiting for the device to close its side (`keepOpenUntilRead`).
+ */
+export const DRAIN_TIMEOUT_MS = 120_000;
+
+/**
+ * A download's response says `connection: close` (download-route.ts), and Node ends such a
+ * connection with `destroySoon` once the body is handed to the kernel: a FIN after the last
+ * byte, and the descriptor closed at once, while the kernels' send and receive buffers
+ * (several megabytes) are still on their way to a slow device. A closed descriptor cannot be
+ * reset: a whole build of a few megabytes reached a device revoked mid-download (QA, at
+ * 100 KB/s). Here the connection's write side alone is ended (the same FIN after the last
+ * byte), and the connection stays open until the device, having read everything, closes its
+ * side (at once, for a client that reads `connection: close`), or `DRAIN_TIMEOUT_MS` pass:
+ * a revocation meanwhile still resets it, and what the buffers held is dropped.
+ */
+function keepOpenUntilRead(socket: Socket): void {
+  socket.destroySoon = function (this: Socket) {
+    if (this.destroyed) return;
+    if (this.writable) this.end();
+    this.setTimeout(DRAIN_TIMEOUT_MS); // then Node's server destroys it (no 'timeout' listener answers)
+  };
+}
+
+/** A download's response and the connection it went out on (kept after the response ends). */
+interface Download {
+  res: ServerResponse;
+  socket: Socket | null;
 }
 
 /** Downloads in progress by device; ends those of a device that may no longer download. */
 export class ActiveDownloads {
   private readonly deps: ActiveDownloadsDeps;
-  private readonly byDevice = new Map<string, Set<ServerResponse>>();
+  /** By device, the last download on each of its connections (or on none, once detached). */
+  private readonly byDevice = new Map<string, Map<Socket | ServerResponse, Download>>();
   private off: (() => void) | undefined;
 
   constructor(deps: ActiveDownloadsDeps) {
@@ -51,15 +85,31 @@ export class ActiveDownloads {
     this.off = undefined;
   }
 
-  /** Tracks `res` as a download of `deviceId` until it closes. */
+  /**
+   * Tracks `res` as a download of `deviceId` until its connection closes, not only until the
+   * response ends ('finish' is the last byte handed to the kernel, which may hold all of a
+   * small build): a revocation meanwhile resets the connection, and what the kernels held
+   * is dropped. Once the response is written, the connection is kept open until the device
+   * has read it (`keepOpenUntilRead`).
+   */
   add(deviceId: string, res: ServerResponse): void {
-    let set = this.byDevice.get(deviceId);
-    if (!set) this.byDevice.set(deviceId, (set = new Set()));
-    set.add(res);
-    res.once('close', () => {
-      set.delete(res);
-      if (set.size === 0 && this.byDevice.get(deviceId) === set) this.byDevice.delete(deviceId);
-    });
+    let mine = this.byDevice.get(deviceId);
+    if (!mine) this.byDevice.set(deviceId, (mine = new Map()));
+    const socket = (res.socket as Socket | null) ?? null;
+    const key = socket ?? res;
+    const known = mine.has(key);
+    mine.set(key, { res, socket });
+    if (known) return; // a later request on a kept-alive connection: one listener per connection
+    const done = () => {
+      mine.delete(key);
+      if (mine.size === 0 && this.byDevice.get(deviceId) === mine) this.byDevice.delete(deviceId);
+    };
+    if (!socket) {
+      res.once('close', done);
+      return;
+    }
+    socket.once('close', done);
+    keepOpenUntilRead(socket);
   }
 
   private async recheck(deviceId: string): Promise<void> {
@@ -71,10 +121,13 @@ export class ActiveDownloads {
       return;
     }
     if (reason === undefined) return;
-    const set = this.byDevice.get(deviceId);
-    if (!set || set.size === 0) return;
-    const cut = [...set];
-    for (const res of cut) endAbruptly(res);
+    const mine = this.byDevice.get(deviceId);
+    if (!mine || mine.size === 0) return;
+    const cut = [...mine.values()];
+    for (const d of cut) {
+      if (d.res.writableFinished) this.deps.cutAfterWritten?.();
+      endAbruptly(d);
+    }
     this.deps.logger.info('downloads in progress cut', { device: deviceId, reason, downloads: cut.length });
   }
 }
@@ -95,9 +148,9 @@ export function wasCutOff(res: ServerResponse): boolean {
  * the socket is no plain TCP one and is closed instead (the device misses the TLS
  * close_notify and sees the transfer truncated).
  */
-function endAbruptly(res: ServerResponse): void {
+function endAbruptly(d: Download): void {
+  const { res, socket } = d;
   cutOff.add(res);
-  const socket = res.socket as Socket | null;
   try {
     if (socket && typeof socket.resetAndDestroy === 'function' && !('encrypted' in socket)) {
       socket.resetAndDestroy();
@@ -106,5 +159,7 @@ function endAbruptly(res: ServerResponse): void {
   } catch {
     // not a TCP handle after all: closed below
   }
-  res.destroy();
+  // a response already ended is detached from its connection: close the connection itself
+  if (socket) socket.destroy();
+  else res.destroy();
 }

@@ -273,7 +273,7 @@ export class UpdraftServer {
     const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0 };
     // a device revoked or deleted, here or on another instance (the relay brings its
     // device.credentials), loses the downloads it has in progress here
-    const activeDownloads = new ActiveDownloads({ events, refusal: deviceRefusal, logger: logger.child('download') });
+    const activeDownloads = new ActiveDownloads({ events, refusal: deviceRefusal, logger: logger.child('download'), cutAfterWritten: () => downloadStats.cut++ });
     await this.startPart(activeDownloads);
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, active: activeDownloads, cache, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });

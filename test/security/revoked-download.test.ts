@@ -48,6 +48,8 @@ describe('a device revoked while it downloads', () => {
   // one streamed from storage, one served from the memory cache (under an eighth of it)
   const streamed = randomBytes(48 * 1024 * 1024);
   const held = randomBytes(24 * 1024 * 1024);
+  // small enough that the kernels' buffers take all of it at once
+  const small = randomBytes(3 * 1024 * 1024);
   const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
   const api = (method: string, route: string, body?: Buffer) =>
     fetch(ts.httpUrl + route, { method, headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/octet-stream' }, ...(body ? { body: new Uint8Array(body) } : {}) });
@@ -57,8 +59,8 @@ describe('a device revoked while it downloads', () => {
 
   before(async () => {
     ts = await startTestServer({ flags: { 'download-cache-bytes': 256 * 1024 * 1024 } });
-    for (const id of ['dev-revoked', 'dev-deleted', 'dev-elsewhere', 'dev-ok']) await registerDevice(ts, id);
-    for (const [version, bytes] of [['2.0.0', streamed], ['2.1.0', held]] as const) {
+    for (const id of ['dev-revoked', 'dev-deleted', 'dev-elsewhere', 'dev-ok', 'dev-small']) await registerDevice(ts, id);
+    for (const [version, bytes] of [['2.0.0', streamed], ['2.1.0', held], ['2.2.0', small]] as const) {
       const added = await api('POST', `/api/v1/artifacts?name=fw&version=${version}`, bytes);
       assert.equal(added.status, 201, await added.clone().text());
     }
@@ -87,6 +89,18 @@ describe('a device revoked while it downloads', () => {
     assert.match(((await resumed.json()) as { error: { message: string } }).error.message, /device revoked/);
     // another device's download goes on, whole
     assert.deepEqual(await other.finish(), { received: streamed.length });
+  });
+
+  it('loses a build the server has written whole but the device has not read yet (all of it in the kernels\' buffers)', async () => {
+    const { bytes, cut } = await metrics();
+    const d = await startDownload(url('dev-small', '2.2.0', small));
+    // the server handed the last byte to the kernel: the response is over (connection: close),
+    // the bytes on their way; the connection is still the server's to reset
+    await eventually(async () => ((await metrics()).bytes >= bytes + small.length ? true : undefined), 15_000, 'the response written whole');
+    assert.equal((await api('POST', '/api/v1/devices/dev-small/revoke')).status, 200);
+    await cutCounted(cut, 1);
+    const end = await d.finish();
+    assert.ok(end.received < small.length, `truncated: ${end.received} of ${small.length} bytes`);
   });
 
   it('loses it when deleted', async () => {

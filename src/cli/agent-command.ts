@@ -1,7 +1,10 @@
 /** `updraft agent`: runs one device's update agent (the daemon of `src/agent/`). */
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { Option, type Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
+import { parsePublicKey } from '../signing/signing-key.ts';
 import { DEFAULT_BROKER_URL, readDeviceSecret, secretFilePath } from '../agent/provisioning.ts';
 import { createLogger, type LogFormat, type LogLevel } from '../util/logger.ts';
 
@@ -95,6 +98,9 @@ export function addAgentCommand(program: Command): void {
         ...(o.cert !== undefined ? { cert: await read(o.cert, '--cert') } : {}),
         ...(o.key !== undefined ? { key: await read(o.key, '--key') } : {}),
       };
+      // parsed before the agent starts, naming the option and file: OpenSSL's own words
+      // ("PEM routines::no start line") came after the start-up lines, naming neither
+      usableTls(tls, o);
       const keyFile = o.signingKey ?? process.env.UPDRAFT_SIGNING_KEY;
       const rootFile = o.rootKey ?? process.env.UPDRAFT_ROOT_KEY;
       const given = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD;
@@ -114,8 +120,8 @@ export function addAgentCommand(program: Command): void {
         ...(given === undefined && password !== undefined ? { passwordFile: secretFilePath(o.installDir) } : {}),
         ...(Object.keys(tls).length > 0 ? { tls } : {}),
         ...(o.cert !== undefined && o.key !== undefined ? { tlsFiles: { cert: o.cert, key: o.key }, renewCertificateDays: renewDays } : {}),
-        ...(keyFile !== undefined ? { signingPublicKey: await read(keyFile, '--signing-key') } : {}),
-        ...(rootFile !== undefined ? { rootPublicKey: await read(rootFile, '--root-key') } : {}),
+        ...(keyFile !== undefined ? { signingPublicKey: publicKeyIn(await read(keyFile, '--signing-key'), '--signing-key', keyFile) } : {}),
+        ...(rootFile !== undefined ? { rootPublicKey: publicKeyIn(await read(rootFile, '--root-key'), '--root-key', rootFile) } : {}),
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
@@ -149,4 +155,34 @@ export function parseRate(text: string): number {
   if (!m) return NaN;
   const unit = m[2]!.toLowerCase();
   return Math.round(Number(m[1]) * (unit === 'k' ? 1_000 : unit === 'm' ? 1_000_000 : 1));
+}
+
+/** `text`, once it parses as the Ed25519 public key `option` names (BAD_REQUEST naming the option and file). */
+function publicKeyIn(text: string, option: string, file: string): string {
+  try {
+    parsePublicKey(text);
+  } catch (err) {
+    throw new UpdraftError('BAD_REQUEST', `${option} ${file} is not an Ed25519 public key in PEM: ${(err as Error).message.replace(/^not a PEM public key: /, '')}`);
+  }
+  return text;
+}
+
+/** Checks the TLS files given: the CA is a certificate, the certificate and its key make a client context. */
+function usableTls(tls: { ca?: string; cert?: string; key?: string }, o: { ca?: string; cert?: string; key?: string }): void {
+  const attempt = (what: string, options: SecureContextOptions) => {
+    try {
+      createSecureContext(options);
+    } catch (err) {
+      throw new UpdraftError('BAD_REQUEST', `${what}: ${(err as Error).message}`);
+    }
+  };
+  // a CA that is no certificate is skipped by createSecureContext, not refused
+  if (tls.ca !== undefined) {
+    try {
+      new X509Certificate(tls.ca);
+    } catch (err) {
+      throw new UpdraftError('BAD_REQUEST', `--ca ${o.ca} is not a usable CA certificate (PEM): ${(err as Error).message}`);
+    }
+  }
+  if (tls.cert !== undefined && tls.key !== undefined) attempt(`--cert ${o.cert} and --key ${o.key} are not a usable certificate and its private key (PEM)`, { cert: tls.cert, key: tls.key });
 }

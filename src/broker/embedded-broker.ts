@@ -57,7 +57,7 @@ export interface EmbeddedBrokerOptions {
   maxSubscriptions?: number;
 }
 
-/** Default of `maxSubscriptions`: the agent holds 5, an AWS IoT SDK client at most 50 (AWS IoT Core's own limit per connection). */
+/** Default of `maxSubscriptions`: the agent holds 3 to 5, an AWS IoT SDK client at most 50 (AWS IoT Core's own limit per connection). */
 export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
 
 /** Default of `maxPacketBytes`. */

@@ -62,12 +62,23 @@ export function downloadRoute(deps: {
     try {
       const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1]; // the scheme is case-insensitive
       if (bearer === undefined) requireSignedQuery(url.searchParams);
-      artifact = await deps.artifacts.get(name, version);
+      const stored = await deps.artifacts.get(name, version).catch((err: unknown) => {
+        if (err instanceof UpdraftError && err.code === 'NOT_FOUND') return undefined;
+        throw err;
+      });
+      // an artifact not stored is checked as one whose credentials do not match (no build has
+      // an empty hash): a forged URL or token gets the same answer whether or not the artifact
+      // exists, so it learns nothing of what is stored (QA). A genuine URL of a build deleted
+      // since gets that answer too (its MAC covers the build's hash); a build cannot be
+      // deleted while a job that is not finished installs it
+      const subject = stored ?? { name, version, sha256: '' };
       const now = Math.floor(Date.now() / 1000);
       let grant: { deviceId: string; issuedAt?: number };
-      if (bearer === undefined) grant = deps.signer.verify(url.searchParams, artifact, ip, now);
-      else if (deps.tokens) grant = deps.tokens.verify(bearer, artifact, url.searchParams.get('device'), now);
+      if (bearer === undefined) grant = deps.signer.verify(url.searchParams, subject, ip, now);
+      else if (deps.tokens) grant = deps.tokens.verify(bearer, subject, url.searchParams.get('device'), now);
       else throw new UpdraftError('FORBIDDEN', 'download tokens are not accepted here; use the pre-signed URL');
+      if (!stored) throw new UpdraftError('NOT_FOUND', `${name}@${version} is not stored`);
+      artifact = stored;
       deviceId = grant.deviceId;
       const issuedAt = grant.issuedAt;
       // tracked before the check: a revocation committed after it ends the download (its event

@@ -156,7 +156,17 @@ describe('HTTP API and downloads', () => {
     await refused((x) => x.searchParams.delete('iat'), /signature does not match/);
     await refused((x) => x.searchParams.delete('sig'), /not signed/);
     await refused((x) => x.searchParams.set('kid', 'old'), /unknown or retired key/);
-    await refused((x) => (x.pathname = x.pathname.replace('2.0.0', '1.0.0')), /does not name a stored artifact/);
+    await refused((x) => (x.pathname = x.pathname.replace('2.0.0', '1.0.0')), /signature does not match/);
+    // forged, an artifact that exists and one that does not are refused alike (QA: they said
+    // 'does not name a stored artifact' for the one not stored): nothing is told
+    const forged = (version: string) => (x: URL) => ((x.pathname = x.pathname.replace('2.0.0', version)), x.searchParams.set('sig', 'A'.repeat(43)));
+    await refused(forged('2.0.0'), /^download URL signature does not match \(tampered, or for another device or artifact\)$/);
+    await refused(forged('9.9.9'), /^download URL signature does not match \(tampered, or for another device or artifact\)$/);
+    for (const version of ['2.0.0', '9.9.9']) {
+      const r = await fetch(new URL(`/v1/download/fw/${version}?device=dev-1`, u), { headers: { authorization: 'Bearer abc' } });
+      assert.equal(r.status, 403);
+      assert.equal((await r.json()).error.message, 'download token is malformed', version);
+    }
     // unsigned, an artifact that exists and one that does not are refused alike: nothing is told
     await refused((x) => (x.search = ''), /^download URL is not signed: device, exp, kid and sig are required$/);
     await refused((x) => ((x.search = ''), (x.pathname = x.pathname.replace('2.0.0', '9.9.9'))), /^download URL is not signed: device, exp, kid and sig are required$/);

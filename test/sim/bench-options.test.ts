@@ -1,6 +1,5 @@
 /** `npm run bench`'s options: checked whole before anything starts, one line and exit 2 for a bad one. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -8,21 +7,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { parseBenchArgs } from '../../bench/options.ts';
+import { runNode } from '../helpers/cli.ts';
 
 const RUN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/run.ts');
 
 /** Runs `npm run bench -- ...args` (bench/run.ts) to its end. */
-function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', RUN, ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const bench = (args: string[]) => runNode(['--import', 'tsx', RUN, ...args]);
 
 describe('bench options', () => {
   it('refuses each bad value with one line', () => {

@@ -157,7 +157,17 @@ export class FileAgentStateStore implements AgentStateStore {
  * freezing what was saved 1.3%, profiled.
  */
 export class MemoryAgentStateStore implements AgentStateStore {
-  private saved: AgentStateData = { finished: [] };
+  private saved: AgentStateData;
+
+  /** `initial`: what the device kept from an earlier run (the simulator's devices file). */
+  constructor(initial: AgentStateData = { finished: [] }) {
+    this.saved = { ...initial, finished: [...initial.finished] };
+  }
+
+  /** What was saved last (read, not changed: see above). */
+  get current(): Readonly<AgentStateData> {
+    return this.saved;
+  }
 
   async load(): Promise<AgentStateData> {
     return { ...this.saved };

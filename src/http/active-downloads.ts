@@ -66,8 +66,7 @@ interface Download {
 /** Downloads in progress by device; ends those of a device that may no longer download. */
 export class ActiveDownloads {
   private readonly deps: ActiveDownloadsDeps;
-  /** By device, the last download on each of its connections (or on none, once detached). */
-  private readonly byDevice = new Map<string, Map<Socket | ServerResponse, Download>>();
+  private readonly byDevice = new Map<string, Set<Download>>();
   private off: (() => void) | undefined;
 
   constructor(deps: ActiveDownloadsDeps) {
@@ -94,20 +93,16 @@ export class ActiveDownloads {
    */
   add(deviceId: string, res: ServerResponse): void {
     let mine = this.byDevice.get(deviceId);
-    if (!mine) this.byDevice.set(deviceId, (mine = new Map()));
+    if (!mine) this.byDevice.set(deviceId, (mine = new Set()));
+    // one download per connection: its response says connection: close
     const socket = (res.socket as Socket | null) ?? null;
-    const key = socket ?? res;
-    const known = mine.has(key);
-    mine.set(key, { res, socket });
-    if (known) return; // a later request on a kept-alive connection: one listener per connection
+    const d = { res, socket };
+    mine.add(d);
     const done = () => {
-      mine.delete(key);
+      mine.delete(d);
       if (mine.size === 0 && this.byDevice.get(deviceId) === mine) this.byDevice.delete(deviceId);
     };
-    if (!socket) {
-      res.once('close', done);
-      return;
-    }
+    if (!socket) return void res.once('close', done);
     socket.once('close', done);
     keepOpenUntilRead(socket);
   }
@@ -123,7 +118,7 @@ export class ActiveDownloads {
     if (reason === undefined) return;
     const mine = this.byDevice.get(deviceId);
     if (!mine || mine.size === 0) return;
-    const cut = [...mine.values()];
+    const cut = [...mine];
     for (const d of cut) {
       if (d.res.writableFinished) this.deps.cutAfterWritten?.();
       endAbruptly(d);

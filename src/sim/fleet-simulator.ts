@@ -8,33 +8,18 @@
  * Failure, crash-during-install and offline periods are configurable and seeded.
  */
 import path from 'node:path';
-import type { AgentStateData, AgentStateStore } from '../agent/agent-state.ts';
+import { MemoryAgentStateStore } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import { memoryDownloader } from './memory-downloader.ts';
 import { ConnectPacer } from './connect-pacer.ts';
 import { silentLogger } from '../util/logger.ts';
-import { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
+import { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
 
 const MQTT_DEBUG = /mqttjs/.test(process.env.DEBUG ?? '');
 const noLog = (): void => {};
 
 export { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
-
-/** An agent's state kept in memory, starting from what the device kept from an earlier run. */
-class SimStateStore implements AgentStateStore {
-  saved: AgentStateData;
-  constructor(finished: SimDeviceState['finished'] = []) {
-    this.saved = { finished: [...finished] };
-  }
-  async load(): Promise<AgentStateData> {
-    return { ...this.saved };
-  }
-  async save(state: AgentStateData): Promise<void> {
-    // the top level is copied: the agent sets and deletes its fields on its own object
-    this.saved = { ...state };
-  }
-}
 
 /** Counters, readable while the simulation runs. */
 export interface SimStats {
@@ -61,7 +46,7 @@ interface DeviceSlot {
   installer: SimulatedInstaller;
   /** This device's own random sequence (failures, crashes, offline periods). */
   random: () => number;
-  state: SimStateStore;
+  state: MemoryAgentStateStore;
   agent?: UpdateAgent;
   /** The agent is connected and counted in `stats.connected`; retire() uncounts it. */
   online: boolean;
@@ -130,7 +115,7 @@ export class FleetSimulator implements SimulatedFleet {
         device,
         random,
         installer: new SimulatedInstaller({ initial: device.state?.software ?? { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
-        state: new SimStateStore(device.state?.finished),
+        state: new MemoryAgentStateStore({ finished: device.state?.finished ?? [] }),
         online: false,
       };
     });
@@ -178,7 +163,7 @@ export class FleetSimulator implements SimulatedFleet {
       this.slots.map(async (s) => {
         const { deviceId, secret } = s.device;
         const software = (await s.installer.current()) ?? { version: this.opts.initialVersion };
-        return { deviceId, secret, state: { software, finished: s.state.saved.finished } };
+        return { deviceId, secret, state: { software, finished: s.state.current.finished } };
       }),
     );
   }

@@ -66,7 +66,7 @@ export interface Execution {
   deviceId: string;
   status: ExecutionStatus;
   /** `waiting`: the device's install gate put the install off (IN_PROGRESS, VERIFYING). */
-  details: { error?: string; agentStatus?: string; version?: string; progress?: number; waiting?: { reason: string; count: number; nextCheckInSeconds: number } };
+  details: { error?: string; agentStatus?: string; version?: string; progress?: number; waiting?: { reason: string; count: number; nextCheckInSeconds: number }; lateSuccess?: { version: string; at: number } };
   wave?: number;
   attempt?: number;
   queuedAt: number;

@@ -48,8 +48,15 @@ function cutOffLine(disconnected: number | null, opener: string): string {
 
 function executionLine(x: ExecutionRecord): string {
   const d = x.details as { agentStatus?: string; error?: string; progress?: number; version?: string };
-  const extra = [d.agentStatus, d.version ? `runs ${d.version}` : undefined, d.error ? `error: ${d.error}` : undefined, waitNote(x)].filter(Boolean).join(', ');
+  const extra = [d.agentStatus, d.version ? `runs ${d.version}` : undefined, d.error ? `error: ${d.error}` : undefined, waitNote(x), lateNote(x)].filter(Boolean).join(', ');
   return `  ${x.jobId}  ${x.status.padEnd(11)}  ${new Date(x.updatedAt).toISOString()}  ${extra}`;
+}
+
+/** "then reported SUCCESS at 2026-...: runs 1.2.0" for a device that finished the job after it timed out or was canceled. */
+export function lateNote(x: ExecutionRecord): string | undefined {
+  const late = x.details.lateSuccess as { version?: unknown; at?: unknown } | undefined;
+  if (!late) return undefined;
+  return `then reported SUCCESS${typeof late.at === 'number' ? ` at ${new Date(late.at).toISOString()}` : ''}: runs ${String(late.version)}`;
 }
 
 /** "install put off 3 times: battery at 12%" while a device's install gate holds its update. */
@@ -224,7 +231,7 @@ export function addApiCommands(program: Command): void {
       const lines = [
         `job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.total} device(s)`,
         `  ${describeJob(r)}`,
-        ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${(x.details as { error?: string }).error ?? waitNote(x) ?? ''}`),
+        ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${[(x.details as { error?: string }).error ?? waitNote(x), lateNote(x)].filter(Boolean).join('; ')}`),
         ...(r.next ? [`(more: updraft job show ${jobId} --after ${r.next})`] : []),
       ];
       print(opts, r, lines.join('\n'));

@@ -198,6 +198,7 @@ export class ExecutionTracker {
       }
     }
     if (cur.status === to && to !== 'IN_PROGRESS') return undefined; // duplicate report: already recorded
+    if ((cur.status === 'TIMED_OUT' || cur.status === 'CANCELED') && to === 'SUCCEEDED') return lateSuccess(cur, reported, now);
     if (!canTransition(cur.status, to)) {
       if (!isTerminal(cur.status) || cur.status !== to) this.deps.logger.debug('report ignored: illegal execution transition', { jobId: cur.jobId, deviceId: cur.deviceId, from: cur.status, to });
       return undefined;
@@ -226,4 +227,17 @@ export class ExecutionTracker {
       now,
     );
   }
+}
+
+/**
+ * A device that finished the job after its execution timed out or was canceled (offline with
+ * the build, its reports held back): the execution stays as it ended, as AWS IoT Jobs keeps a
+ * terminal execution, and the success is kept beside it in `details.lateSuccess`, so
+ * `job show` and the dashboard tell that the device runs the job's build. Only a SUCCESS is
+ * kept: a later FAILURE is what a device that stops on its stay command reports, and changes
+ * nothing it runs. A repeat writes nothing.
+ */
+function lateSuccess(cur: ExecutionRecord, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
+  if (cur.details.lateSuccess !== undefined) return undefined;
+  return { details: { ...cur.details, lateSuccess: { version: reported.version, at: now } } };
 }

@@ -320,8 +320,16 @@ describe('rollout engine', () => {
     // d finished the job while offline, and says so when it comes back
     await f.report(d!, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
     await eventually(async () => ((await f.desired(d!)) === undefined ? true : undefined), 5000, 'the stay withdrawn: nothing desired');
-    assert.equal((await f.execution(jobId, d!)).status, 'TIMED_OUT', 'the execution stays as it ended');
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'TIMED_OUT', 'the execution stays as it ended');
+    assert.deepEqual(e.details.lateSuccess, { version: '2.0.0', at: f.clock.now }, 'with the late success beside it');
+    assert.match(String(e.details.error), /in-progress timeout/, 'and the reason it ended');
+    const repeatedAt = e.version;
+    f.advance(1_000);
+    await f.report(d!, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    assert.equal((await f.execution(jobId, d!)).version, repeatedAt, 'a repeated SUCCESS writes nothing');
     assert.equal((await f.desired(other!))?.jobId, `${jobId}.cancel`);
+    assert.equal((await f.execution(jobId, other!)).details.lateSuccess, undefined, 'a FAILURE after the timeout is no late success');
   });
 
   it('enforces the step timeout from the last phase change', async () => {

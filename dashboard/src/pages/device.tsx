@@ -114,7 +114,10 @@ export function DevicePage({ id }: { id: string }) {
                     <td>
                       <StatusBadge status={e.status} />
                     </td>
-                    <td>{e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : '—')}</td>
+                    <td>
+                      {e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : '—')}
+                      {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
+                    </td>
                     <td>{dateTime(e.updatedAt)}</td>
                     <td>{logOf.has(e.jobId) ? logButton(e.jobId, `View the log of job ${e.jobId}`) : '—'}</td>
                   </tr>

@@ -132,7 +132,11 @@ export function JobPage({ id }: { id: string }) {
                   <td>
                     <StatusBadge status={e.status} />
                   </td>
-                  <td>{e.details.error ?? '—'}</td>
+                  <td>
+                    {e.details.error ?? '—'}
+                    {/* finished after it timed out: it runs the job's build (execution-tracker.ts, lateSuccess) */}
+                    {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
+                  </td>
                   <td>{dateTime(e.updatedAt)}</td>
                   <td>{logOf.has(e.deviceId) ? logButton(e.deviceId, `View the log of ${e.deviceId}`) : '—'}</td>
                 </tr>

@@ -47,3 +47,12 @@ export function certificateExpiry(expiresAtSeconds: number, now = Date.now()): {
   if (days < 30) return { text: `expires ${when}, in ${days} day${days === 1 ? '' : 's'}: certify the key again and install the certificate`, tone: 'warn' };
   return { text: `expires ${when}, in ${days} days`, tone: 'good' };
 }
+
+/** A span of time in its largest whole unit that reads well: "500 ms", "10 s", "5 min", "2 h", "1 d". */
+export function span(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${+(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${+(ms / 60_000).toFixed(1)} min`;
+  if (ms < 86_400_000) return `${+(ms / 3_600_000).toFixed(1)} h`;
+  return `${+(ms / 86_400_000).toFixed(1)} d`;
+}

@@ -232,6 +232,9 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByTestId('failing-table').getByRole('row').nth(failed).waitFor(); // header + one row per failure
     assert.equal(await page.getByLabel('Wave 2: 100%').count(), 1);
     await page.locator(`[data-testid="timeline-chart"][aria-label*="${succeeded} succeeded, ${failed} failed"]`).waitFor();
+    // its scales: the line's top is every completion, and the caption says how long a bar is
+    assert.equal(await page.getByTestId('timeline-total').textContent(), String(FLEET));
+    assert.match(await page.locator('figure.timeline figcaption').innerText(), /^bars per \d+(\.\d)? (ms|s|min|h|d) \(left scale\)/);
     await shot('04-job-completed');
   });
 
@@ -809,11 +812,18 @@ describe('web dashboard in Chromium', { skip }, () => {
     await heading(/Device sim-01/);
     await page.getByRole('heading', { name: 'Job history' }).waitFor();
     await none(page.getByRole('button', { name: 'Revoke device' }), 'no revoke');
+    // the page shows no form: it reads nothing, and no live stream (the header said "Live" of nothing)
+    const asked: string[] = [];
+    const onRequest = (r: { url(): string }) => asked.push(new URL(r.url()).pathname);
+    page.on('request', onRequest);
     await page.goto(`${ts.httpUrl}/jobs/new`);
     await page.getByRole('note').filter({ hasText: 'rollouts are started with the operator token' }).waitFor();
     await nav('Security').click();
     await heading('Security');
     await page.getByTestId('url-keys').waitFor();
+    page.off('request', onRequest);
+    assert.ok(asked.some((p) => p.startsWith('/api/v1/')), `the Security page read the API: ${asked.join(' ')}`);
+    assert.deepEqual(asked.filter((p) => p === '/api/v1/artifacts' || p === '/api/v1/events'), [], 'New rollout read nothing for a viewer');
     await none(page.getByRole('button', { name: 'Rotate URL key' }), 'no key rotation');
     await shot('12-viewer');
     // and back to the operator, with every control

@@ -1,15 +1,17 @@
 /**
  * A job's completions over time: stacked bars per time bucket (succeeded, failed) and the
- * cumulative total as a line, hand-drawn SVG. The accessible name states the totals.
+ * cumulative total as a line, hand-drawn SVG. Two scales: the bars' on the left (the busiest
+ * bucket), the line's on the right (all completions), and the caption says how long a bucket
+ * is. The accessible name states the totals.
  */
-import { count, time } from '../format.ts';
+import { count, span, time } from '../format.ts';
 import type { JobTimeline } from '../types.ts';
 
 export function TimelineChart({ timeline }: { timeline: JobTimeline }) {
   const { buckets } = timeline;
   const width = 600;
   const height = 180;
-  const pad = { l: 44, r: 10, t: 10, b: 26 };
+  const pad = { l: 44, r: 44, t: 10, b: 26 };
   const plotW = width - pad.l - pad.r;
   const plotH = height - pad.t - pad.b;
   const totalOk = buckets.reduce((n, b) => n + b.succeeded, 0);
@@ -34,6 +36,12 @@ export function TimelineChart({ timeline }: { timeline: JobTimeline }) {
         <text x={pad.l - 6} y={pad.t + plotH} text-anchor="end" class="chart-value">
           0
         </text>
+        <text x={pad.l + plotW + 6} y={pad.t + 10} class="chart-value" data-testid="timeline-total">
+          {count(total)}
+        </text>
+        <text x={pad.l + plotW + 6} y={pad.t + plotH} class="chart-value">
+          0
+        </text>
         {buckets.map((b, i) => {
           const okH = (b.succeeded / peak) * plotH;
           const badH = (b.failed / peak) * plotH;
@@ -54,7 +62,7 @@ export function TimelineChart({ timeline }: { timeline: JobTimeline }) {
         </text>
       </svg>
       <figcaption class="legend">
-        <span class="key key-ok" aria-hidden="true" /> succeeded ({count(totalOk)}) <span class="key key-bad" aria-hidden="true" /> failed ({count(totalBad)}) <span class="key key-line" aria-hidden="true" /> cumulative
+        bars per {span(timeline.bucketMs)} (left scale): <span class="key key-ok" aria-hidden="true" /> succeeded ({count(totalOk)}) <span class="key key-bad" aria-hidden="true" /> failed ({count(totalBad)}) · <span class="key key-line" aria-hidden="true" /> all completions so far (right scale)
       </figcaption>
     </figure>
   );

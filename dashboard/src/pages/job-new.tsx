@@ -14,11 +14,12 @@ import { count as count0, dateTime } from '../format.ts';
 import type { Artifact, JobPreview, JobView, Page } from '../types.ts';
 
 export function JobNewPage() {
-  const artifacts = useApi<Page<Artifact>>('/artifacts');
+  const readOnly = useReadOnly();
+  // a viewer is shown no form: nothing to read, no live stream (the header would say "Live" of nothing)
+  const artifacts = useApi<Page<Artifact>>(readOnly ? null : '/artifacts');
   // a build uploaded or deleted from the CLI or another tab meanwhile is offered, or not, at once
   // (read again once the stream (re)connects too, for what changed while it was not)
-  useLiveReload({ types: 'artifact.changed' }, [artifacts], 1000, true);
-  const readOnly = useReadOnly();
+  useLiveReload(readOnly ? null : { types: 'artifact.changed' }, [artifacts], 1000, true);
   const [f, setF] = useState<JobForm>(emptyForm());
   const [errors, setErrors] = useState<Partial<Record<ErrorKey, string>>>({});
   const [busy, setBusy] = useState(false);

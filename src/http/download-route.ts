@@ -24,7 +24,7 @@ export interface DownloadStats {
   served: number;
   /** Downloads refused (403). */
   refused: number;
-  /** Bytes of the downloads that were delivered whole (a 206 counts its range). */
+  /** Bytes of the downloads handed to the network whole (a 206 counts its range), also those reset after, their device revoked. */
   bytes: number;
   /** Downloads that ended before their last byte (the device went away; it resumes with Range). */
   cut: number;

@@ -58,8 +58,8 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
     ['{result="served"}', m.downloads.served],
     ['{result="refused"}', m.downloads.refused],
   ]);
-  family('updraft_downloads_cut_total', 'counter', 'Served downloads that ended before their last byte (the device went away, and resumes with Range): a rise is flaky device networks.', one(m.downloads.cut));
-  family('updraft_download_bytes_total', 'counter', 'Bytes of the downloads delivered whole (a range counts its length; a download cut short counts nothing).', one(m.downloads.bytes));
+  family('updraft_downloads_cut_total', 'counter', 'Served downloads that ended before their last byte (the device went away, and resumes with Range: a rise is flaky device networks), or were reset after it because their device was revoked.', one(m.downloads.cut));
+  family('updraft_download_bytes_total', 'counter', 'Bytes of the downloads handed to the network whole (a range counts its length; one cut before its last byte counts nothing; one reset after it, its device revoked, is counted here and in updraft_downloads_cut_total).', one(m.downloads.bytes));
   family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD, but for a job\'s dry run), whatever the answer: each is in the log.', one(m.api.changes));
   family('updraft_api_refused_tokens_total', 'counter', 'Operator API calls refused for a missing or wrong token (a rise: someone guessing, or a tool with an old token).', one(m.api.refusedTokens));
   if (m.webhook) {

@@ -28,6 +28,7 @@ import { UpdraftError } from '../errors.ts';
 import { createLogger } from '../util/logger.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { BACKUP_MARKER, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
+import { SERVER_LOCK } from './data-dir-lock.ts';
 
 /** Where the server keeps what is backed up: its settings (`--data-dir`, `--db`, `--blob`, from loadConfig). */
 export interface BackupSource {
@@ -62,8 +63,8 @@ interface ArtifactBytes {
 }
 
 const DATABASE = 'updraft.db';
-/** The database's own files, copied through SQLite; and artifacts, copied by what it names. */
-const SKIPPED = new Set([DATABASE, `${DATABASE}-wal`, `${DATABASE}-shm`, 'artifacts', BACKUP_MARKER]);
+/** The database's own files, copied through SQLite; artifacts, copied by what it names; and the running server's lock (data-dir-lock.ts). */
+const SKIPPED = new Set([DATABASE, `${DATABASE}-wal`, `${DATABASE}-shm`, 'artifacts', BACKUP_MARKER, SERVER_LOCK, `${SERVER_LOCK}-wal`, `${SERVER_LOCK}-shm`]);
 
 /** Copies the data directory of `source` into `out`, which must not exist or be empty. */
 export async function backupDataDir(source: BackupSource, out: string): Promise<BackupReport> {

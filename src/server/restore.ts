@@ -14,13 +14,15 @@
  * and serve the old state, so the restore refuses while the database is open elsewhere:
  * every SQLite connection holds a shared lock on the file while it is open (in WAL mode, for
  * its whole life), and an exclusive lock taken without waiting fails while one does. A
- * directory without `updraft.db` (a server with --db) has no such lock to test.
+ * server with --db has no `updraft.db`, and holds `server.lock` open the same way for that
+ * (data-dir-lock.ts).
  */
 import { mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { sqliteInUse } from '../store/sqlite-in-use.ts';
 import { BACKUP_MARKER, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
+import { SERVER_LOCK } from './data-dir-lock.ts';
 
 /** What a restore did. */
 export interface RestoreReport {
@@ -42,7 +44,8 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
   }
 
   const report: RestoreReport = { files: [], movedAside: [] };
-  await refuseIfOpen(path.join(to, 'updraft.db'), dataDir);
+  await refuseIfOpen(path.join(to, 'updraft.db'), `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`);
+  await refuseIfOpen(path.join(to, SERVER_LOCK), `a server with --db is using ${dataDir} (it holds its ${SERVER_LOCK}): stop it, then restore`);
   // listed after the check, which may have folded a crashed server's WAL into the old file
   const present = await readdir(to).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
@@ -80,10 +83,10 @@ async function readMarker(from: string, backupDir: string): Promise<void> {
   }
 }
 
-/** Refuses while another process has `file` (the embedded database) open. */
-async function refuseIfOpen(file: string, dataDir: string): Promise<void> {
+/** Refuses, saying `why`, while another process has `file` (the embedded database, or a --db server's lock) open. */
+async function refuseIfOpen(file: string, why: string): Promise<void> {
   if (!(await isFile(file))) return;
-  if (sqliteInUse(file)) throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`);
+  if (sqliteInUse(file)) throw new UpdraftError('CONFLICT', why);
 }
 
 /** Renames every entry of `dir` into `aside`; on a failure puts back those moved and refuses. */

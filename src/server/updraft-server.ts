@@ -58,6 +58,7 @@ import { UpdateCommands } from './update-commands.ts';
 import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
+import { DataDirLock } from './data-dir-lock.ts';
 
 /**
  * How much later than a URL's or token's issue time a registration may be and still be the
@@ -137,6 +138,8 @@ export class UpdraftServer {
     // one live key ring: URL signatures and download tokens rotate together
     const urlKeys = await loadOrCreateKeyRing(dataDir);
 
+    // with --db the directory holds no database whose lock says a server uses it: this one does (restore)
+    if (config.db) await this.startPart(new DataDirLock(dataDir));
     // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)
     this.store = createStateStore(config, dataDir, logger.child('store'));
     await this.startPart(this.store);

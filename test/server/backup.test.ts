@@ -193,7 +193,15 @@ describe('updraft backup of a server on PostgreSQL with its artifacts in the dat
       assert.match(r.stdout, /\n {2}database: PostgreSQL postgres:.+, not copied: back it up with pg_dump; 1 artifact\(s\) it names, 20000 bytes, copied from .+\/artifacts\n/);
       const sha = createHash('sha256').update(build).digest('hex');
       assert.deepEqual(await readFile(path.join(out, 'artifacts', 'sha256', sha.slice(0, 2), sha)), build);
+      assert.deepEqual((await readdir(out)).filter((n) => n.startsWith('server.lock')), [], "the running server's lock is not copied");
+      // a restore under the running server would move its keys and builds aside while it serves
+      const refused = await runCli(['restore', out, '--data-dir', ts.dataDir]);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(refused.stderr, `updraft: error: a server with --db is using ${ts.dataDir} (it holds its server.lock): stop it, then restore\n`);
+      assert.ok((await readdir(ts.dataDir)).includes('operator-token'), 'nothing moved aside');
       await ts.stop();
+      const afterStop = path.join(dir, 'after-stop');
+      assert.equal((await runCli(['restore', out, '--data-dir', afterStop])).code, 0);
       // the database is the same one (as pg_dump and pg_restore would give back); the data directory the copy
       const data = path.join(dir, 'restored');
       assert.equal((await runCli(['restore', out, '--data-dir', data])).code, 0);

@@ -22,8 +22,9 @@ export class ApiClient {
   readonly token: string;
 
   constructor(opts: ApiOptions) {
-    this.baseUrl = (opts.server ?? process.env.UPDRAFT_SERVER ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
-    this.token = opts.token ?? process.env.UPDRAFT_TOKEN ?? readTokenFile(opts.dataDir ?? process.env.UPDRAFT_DATA_DIR ?? './data');
+    // an empty variable (UPDRAFT_TOKEN= in a unit file or a script) is one not set
+    this.baseUrl = (opts.server ?? (process.env.UPDRAFT_SERVER || 'http://127.0.0.1:8080')).replace(/\/+$/, '');
+    this.token = opts.token ?? (process.env.UPDRAFT_TOKEN || readTokenFile(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data')));
   }
 
   /** Calls the API; `body` is JSON unless it is a stream or buffer (sent as bytes). */

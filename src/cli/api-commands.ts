@@ -12,6 +12,7 @@ import { saveSigningKey } from './keys-command.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { describeJob } from './job-watch.ts';
 import type { JobView } from '../jobs/job-service.ts';
+import { dataDirOption } from './data-dir-option.ts';
 
 /** Options of every API command. */
 export interface Common extends ApiOptions {
@@ -23,7 +24,7 @@ export function withApi(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
-    .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
+    .addOption(dataDirOption('the server data directory holding the operator token'))
     .option('--json', 'print JSON');
 }
 

@@ -1,12 +1,13 @@
 /** `updraft ca init`: Updraft's own certificate authority for device client certificates. */
 import type { Command } from 'commander';
+import { dataDirOption } from './data-dir-option.ts';
 
 /** Adds `ca`. */
 export function addCaCommand(program: Command): void {
   const ca = program.command('ca').description("Updraft's certificate authority for MQTT over TLS with client certificates");
   ca.command('init')
     .description('create the CA in the data directory (the server also creates it on first start); refuses to replace one')
-    .option('--data-dir <dir>', 'the server data directory', './data')
+    .addOption(dataDirOption('the server data directory'))
     .option('--name <cn>', 'subject common name of the CA', 'Updraft device CA')
     .action(async (opts: { dataDir: string; name: string }) => {
       const { caPaths, createCa } = await import('../pki/certificate-authority.ts'); // node-forge: loaded only to run

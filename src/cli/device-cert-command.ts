@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
+import { dataDirOption } from './data-dir-option.ts';
 
 /** Adds `device cert` (to the `device` command, created if absent). */
 export function addDeviceCertCommand(program: Command): void {
@@ -19,7 +20,7 @@ export function addDeviceCertCommand(program: Command): void {
     .option('--csr <file>', "certify the key of this certificate signing request (PEM, CN = the device id), made on the device: no private key is made here or travels")
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
-    .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
+    .addOption(dataDirOption('the server data directory holding the operator token'))
     .option('--json', 'print JSON')
     .action(async (id: string, opts: ApiOptions & { out: string; csr?: string; json?: boolean }) => {
       const csr = opts.csr === undefined ? undefined : await readFile(opts.csr, 'utf8').catch((err: Error) => {

@@ -15,6 +15,7 @@ import type { InstanceMetrics } from '../http/metrics.ts';
 import type { KeyCertificate } from '../protocol/key-certificate.ts';
 import type { JobRecord } from '../store/state-store.ts';
 import { ApiClient, whyUnreachable, type ApiOptions } from './api-client.ts';
+import { dataDirOption } from './data-dir-option.ts';
 
 type Verdict = 'ok' | 'note' | 'warn' | 'FAIL';
 
@@ -187,7 +188,7 @@ export function addDoctorCommand(program: Command): void {
     .description('check a running Updraft: reachable, ready, token, clocks, signing key, load, webhooks, devices that accept unsigned software or run with a wrong clock, rollouts waiting; exits 1 if a check fails')
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
-    .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
+    .addOption(dataDirOption('the server data directory holding the operator token'))
     .option('--json', 'print JSON')
     .action(async (opts: ApiOptions & { json?: boolean }) => {
       const findings = await diagnose(opts);

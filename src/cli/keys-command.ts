@@ -17,6 +17,7 @@ import { certifySigningKey, generateRootKey, installKeyCertificate, readRootPriv
 import { generateSigningKey, loadSigningKey, readPublicKey, signingKeyPaths } from '../signing/signing-key.ts';
 import type { SharedSecretName } from '../server/shared-secrets.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
+import { dataDirOption } from './data-dir-option.ts';
 
 interface Common extends ApiOptions {
   json?: boolean;
@@ -26,7 +27,7 @@ function withApi(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
-    .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
+    .addOption(dataDirOption('the server data directory holding the operator token'))
     .option('--json', 'print JSON');
 }
 
@@ -123,7 +124,7 @@ export function addKeysCommand(program: Command): void {
 
   withStore(keys.command('generate'), 'the new key')
     .description('make the Ed25519 software signing key in the data directory (the server also makes one on first start)')
-    .option('--data-dir <dir>', 'the server data directory', './data')
+    .addOption(dataDirOption('the server data directory'))
     .option('--force', 'replace an existing key: devices provisioned with the old public key must be provisioned again; devices that trust a root key take the new one once its certificate is installed (keys certify, keys install-cert)')
     .option('--json', 'print JSON')
     .action(async (opts: { dataDir: string; db?: string; config?: string; force?: boolean; json?: boolean }) => {
@@ -135,7 +136,7 @@ export function addKeysCommand(program: Command): void {
 
   withStore(keys.command('record-shared'), "this data directory's operator token, signing key, URL key ring and CA")
     .description("record this data directory's shared secrets (operator token, signing key, URL key ring, CA) as the ones every instance on the PostgreSQL database must hold: after replacing one offline without --db. Instances holding other copies are then refused at start")
-    .option('--data-dir <dir>', 'the server data directory', './data')
+    .addOption(dataDirOption('the server data directory'))
     .option('--json', 'print JSON')
     .action(async (opts: { dataDir: string; db?: string; config?: string; json?: boolean }) => {
       const { recordOffline, SHARED_SECRET_NAMES, SHARED_SECRET_FILES } = await import('../server/shared-secrets.ts');
@@ -147,7 +148,7 @@ export function addKeysCommand(program: Command): void {
   keys
     .command('export-public')
     .description('print the public software signing key (PEM) devices are provisioned with')
-    .option('--data-dir <dir>', 'the server data directory', './data')
+    .addOption(dataDirOption('the server data directory'))
     .option('--out <file>', 'write it to this file instead')
     .action(async (opts: { dataDir: string; out?: string }) => {
       const file = signingKeyPaths(opts.dataDir).pub;

@@ -8,6 +8,7 @@ import { SIM_DEFAULTS, type SimDevice, type SimDeviceState } from '../sim/sim-op
 import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { ApiClient } from './api-client.ts';
+import { dataDirOption } from './data-dir-option.ts';
 
 /** A whole number from `min` to `max` (digits only: '', '2.5', '1e3' and '-1' are refused). */
 function int(value: string, name: string, min: number, max: number): number {
@@ -51,7 +52,7 @@ export function addSimCommand(program: Command): void {
     .option('--save-devices <file>', 'write the registered devices and their secrets there (mode 0600), to run them again with --devices-file')
     .option('--server <url>', 'Updraft server URL (for registration)')
     .option('--token <token>', 'operator token')
-    .option('--data-dir <dir>', 'server data dir holding the operator token', './data')
+    .addOption(dataDirOption('server data dir holding the operator token'))
     .option('--broker <url>', 'MQTT broker URL', 'mqtt://127.0.0.1:1883')
     .option('--mode <mode>', 'connected (all online) or cycling (connect, update, disconnect)', 'connected')
     .option('--concurrency <n>', 'cycling: devices online at once', String(SIM_DEFAULTS.concurrency))

@@ -12,6 +12,7 @@ import { UpdraftError } from '../errors.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
 import { parseDuration, recordAfterOffline } from './keys-command.ts';
+import { dataDirOption } from './data-dir-option.ts';
 
 export function addTokenCommand(program: Command): void {
   const token = program.command('token').description('the operator token, and named viewer and operator tokens');
@@ -20,14 +21,18 @@ export function addTokenCommand(program: Command): void {
     .description('replace the operator token: the old one is refused from now on')
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'the current operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
-    .option('--data-dir <dir>', 'the server data directory holding the operator token', './data')
+    .addOption(dataDirOption('the server data directory holding the operator token'))
     .option('--offline', 'write a new token into --data-dir for the next start, without a running server')
     .option('--db <url>', 'with --offline: the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the new token is recorded there, so the instances given it start and the others are told')
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .option('--json', 'print JSON')
     .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; db?: string; config?: string; json?: boolean }) => {
       if (opts.offline) {
+        // a token rotated because it leaked must be refused now, which only the online rotation does
+        const { serverRunningOn } = await import('../server/data-dir-lock.ts');
+        const running = serverRunningOn(opts.dataDir);
         const next = await replaceOperatorToken(opts.dataDir);
+        if (running) process.stderr.write(`updraft: warning: a server is running on ${opts.dataDir}: it accepts the old token until it restarts; to refuse the old token at once, rotate online instead (updraft token rotate, without --offline)\n`);
         const recorded = await recordAfterOffline(opts, ['operator-token']);
         const text = [
           `new operator token (shown once; also in ${opts.dataDir}/operator-token, mode 0600): ${next}`,

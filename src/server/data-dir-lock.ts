@@ -12,9 +12,15 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
+import { sqliteInUse } from '../store/sqlite-in-use.ts';
 
 /** The lock file's name in the data directory (not copied by backups). */
 export const SERVER_LOCK = 'server.lock';
+
+/** True while a server runs on `dataDir` (on this machine): its `updraft.db`, or with --db its server lock, is open. */
+export function serverRunningOn(dataDir: string): boolean {
+  return sqliteInUse(path.join(dataDir, 'updraft.db')) || sqliteInUse(path.join(dataDir, SERVER_LOCK));
+}
 
 /** Holds the data directory's server lock from start() to stop(). */
 export class DataDirLock {

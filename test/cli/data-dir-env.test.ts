@@ -1,0 +1,49 @@
+/**
+ * The commands that read the server's data directory take it from UPDRAFT_DATA_DIR, as
+ * `updraft server` does, when --data-dir is not given: a plain default of ./data hid the
+ * variable, and `token rotate --offline` wrote a new token into the current directory while
+ * the server's stayed. Rotating offline under a running server warns that the old token is
+ * still accepted.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from '../helpers/cli.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+describe('UPDRAFT_DATA_DIR for the CLI', () => {
+  let ts: TestServer;
+  let scratch: string;
+  before(async () => {
+    ts = await startTestServer();
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'updraft-cwd-'));
+  });
+  after(async () => {
+    await ts.close();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('reads the operator token from the directory the variable names', async () => {
+    const r = await runCli(['device', 'list'], { cwd: scratch, env: { UPDRAFT_DATA_DIR: ts.dataDir, UPDRAFT_SERVER: ts.httpUrl, UPDRAFT_TOKEN: '' } });
+    assert.equal(r.code, 0, r.stderr);
+    // --data-dir still wins over the variable
+    const flag = await runCli(['device', 'list', '--data-dir', path.join(scratch, 'nowhere')], { cwd: scratch, env: { UPDRAFT_DATA_DIR: ts.dataDir, UPDRAFT_SERVER: ts.httpUrl, UPDRAFT_TOKEN: '' } });
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /nowhere/);
+  });
+
+  it("rotates offline into that directory, not the current one, and warns that the running server still takes the old token", async () => {
+    const before = (await readFile(path.join(ts.dataDir, 'operator-token'), 'utf8')).trim();
+    const r = await runCli(['token', 'rotate', '--offline'], { cwd: scratch, env: { UPDRAFT_DATA_DIR: ts.dataDir } });
+    assert.equal(r.code, 0, r.stderr);
+    const now = (await readFile(path.join(ts.dataDir, 'operator-token'), 'utf8')).trim();
+    assert.notEqual(now, before, "the server's token file holds the new token");
+    assert.ok(r.stdout.includes(now));
+    assert.deepEqual(await readdir(scratch), [], 'nothing written into the current directory');
+    assert.equal(r.stderr, `updraft: warning: a server is running on ${ts.dataDir}: it accepts the old token until it restarts; to refuse the old token at once, rotate online instead (updraft token rotate, without --offline)\n`);
+    const old = await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${before}` } });
+    assert.equal(old.status, 200, 'as the warning says');
+  });
+});

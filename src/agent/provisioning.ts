@@ -8,8 +8,8 @@
  * 0600, written by `updraft device register <id> --save <install-dir>` and read by
  * `updraft agent` when no password is given on the command line or in the environment.
  */
-import { readFileSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { constants, readFileSync } from 'node:fs';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
@@ -30,6 +30,18 @@ export function signingKeyFilePath(installDir: string): string {
 /** Where `updraft device register --save` puts the offline root's public key (when the server has a certificate from one). */
 export function rootKeyFilePath(installDir: string): string {
   return path.join(installDir, '.updraft', 'root-key.pub');
+}
+
+/**
+ * Makes the directory the secret goes to, and checks that a file can be written there:
+ * before the server issues a secret (`device register`, `rotate-secret`), which it keeps
+ * only as a hash, so that a secret it committed is not lost to a bad `--save` path.
+ * Rejects with the file system's reason.
+ */
+export async function prepareSecretDir(installDir: string): Promise<void> {
+  const dir = path.dirname(secretFilePath(installDir));
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await access(dir, constants.W_OK);
 }
 
 /** Writes the secret (atomically, owner-only). */

@@ -7,7 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import type { ShadowDocument } from '../protocol/shadow-messages.ts';
 import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-store.ts';
 import { waitOf } from '../jobs/deadlines.ts';
-import { saveDeviceSecret } from '../agent/provisioning.ts';
+import { prepareSecretDir, saveDeviceSecret, secretFilePath } from '../agent/provisioning.ts';
 import { saveSigningKey } from './keys-command.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { describeJob } from './job-watch.ts';
@@ -40,6 +40,26 @@ function compatibilityText(a: ArtifactRecord, sep: string): string {
 }
 
 /** What became of the connections a revocation or a new secret withdrew access from. */
+/** Checks, before the server issues a secret, that `--save` can take it (nothing is asked of the server otherwise). */
+async function checkSaveDir(installDir: string, command: string): Promise<void> {
+  await prepareSecretDir(installDir).catch((err: NodeJS.ErrnoException) => {
+    throw new UpdraftError('BAD_REQUEST', `cannot save the secret into ${installDir}: ${err.message}; nothing was ${command}`);
+  });
+}
+
+/**
+ * Saves a secret the server has just issued; when that fails all the same (a full disk), the
+ * secret is printed, since the server keeps only its hash and no one could get it again.
+ */
+async function saveIssuedSecret(installDir: string, secret: string, what: string): Promise<string> {
+  try {
+    return await saveDeviceSecret(installDir, secret);
+  } catch (err) {
+    process.stdout.write(`${what}: ${secret}\n`);
+    throw new UpdraftError('INTERNAL', `${what} could not be saved into ${installDir} (${(err as Error).message}): it is printed above, shown once; put it in ${secretFilePath(installDir)} (mode 0600) by hand`);
+  }
+}
+
 function cutOffLine(disconnected: number | null, opener: string): string {
   if (disconnected === null) {
     return `  the external broker closes connections ${opener} opened once its password file is regenerated and reloaded: within seconds under updraft broker mosquitto-config --watch, else run updraft broker mosquitto-config, then kill -HUP mosquitto`;
@@ -135,9 +155,10 @@ export function addApiCommands(program: Command): void {
     .option('--save <install-dir>', "write the secret into the agent's install directory (mode 0600) instead of printing it")
     .action(async (id: string, opts: Common & { attr: string[]; tag: string[]; save?: string }) => {
       const attributes = parseAttributes(opts.attr);
+      if (opts.save) await checkSaveDir(opts.save, 'registered');
       const r = await new ApiClient(opts).call<{ device: { deviceId: string }; secret: string }>('POST', '/api/v1/devices', { deviceId: id, attributes, tags: opts.tag });
       if (opts.save) {
-        const file = await saveDeviceSecret(opts.save, r.secret);
+        const file = await saveIssuedSecret(opts.save, r.secret, `the secret of ${id}, registered,`);
         // provision the agent with the operator's public signing key too: it refuses unsigned software
         const keys = await saveSigningKey(new ApiClient(opts), opts.save);
         print(
@@ -170,9 +191,10 @@ export function addApiCommands(program: Command): void {
   withApi(device.command('rotate-secret <id>').description('issue a new secret; the old one stops working, and connections it opened are closed'))
     .option('--save <install-dir>', "write the secret into the agent's install directory")
     .action(async (id: string, opts: Common & { save?: string }) => {
+      if (opts.save) await checkSaveDir(opts.save, 'rotated');
       const r = await new ApiClient(opts).call<{ secret: string; disconnected: number | null }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/rotate-secret`);
       const cut = cutOffLine(r.disconnected, 'the old secret');
-      if (opts.save) print(opts, { secretFile: await saveDeviceSecret(opts.save, r.secret), disconnected: r.disconnected }, `new secret for ${id} saved\n${cut}`);
+      if (opts.save) print(opts, { secretFile: await saveIssuedSecret(opts.save, r.secret, `the new secret of ${id}`), disconnected: r.disconnected }, `new secret for ${id} saved\n${cut}`);
       else print(opts, r, `new secret for ${id}: ${r.secret}\n${cut}`);
     });
   withApi(device.command('reinstate <id>').description('lift a revocation (rotate the secret first if it leaked); running rollouts that skipped it for it take it back')).action(async (id: string, opts: Common) => {

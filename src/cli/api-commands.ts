@@ -150,7 +150,7 @@ export function addApiCommands(program: Command): void {
   const device = program.command('device').description('register and inspect devices');
   const collect = (v: string, acc: string[]) => [...acc, v];
   withApi(device.command('register <id>').description('register a device; prints its secret once'))
-    .option('--attr <key=value>', 'attribute (repeatable); numbers and true/false are typed', collect, [])
+    .option('--attr <key=value>', 'attribute (repeatable); true/false and numbers written plainly (12, -3, 1.5) are typed, anything else (00123, 1.10, 0x1F) stays text', collect, [])
     .option('--tag <tag>', 'tag (repeatable)', collect, [])
     .option('--save <install-dir>', "write the secret into the agent's install directory (mode 0600) instead of printing it")
     .action(async (id: string, opts: Common & { attr: string[]; tag: string[]; save?: string }) => {
@@ -171,7 +171,7 @@ export function addApiCommands(program: Command): void {
       }
     });
   withApi(device.command('update <id>').description('change what a device is selected by: set or remove attributes, replace its tags'))
-    .option('--attr <key=value>', 'set an attribute (repeatable); numbers and true/false are typed', collect, [])
+    .option('--attr <key=value>', 'set an attribute (repeatable); true/false and numbers written plainly (12, -3, 1.5) are typed, anything else (00123, 1.10, 0x1F) stays text', collect, [])
     .option('--unset-attr <key>', 'remove an attribute (repeatable)', collect, [])
     .option('--tag <tag>', 'its tags from now on (repeatable): they replace the ones it has', collect, [])
     .option('--no-tags', 'remove every tag')
@@ -262,13 +262,28 @@ export function addApiCommands(program: Command): void {
 }
 
 /** `--attr key=value` options as attributes: numbers and true/false typed. */
-function parseAttributes(pairs: string[]): Record<string, string | number | boolean> {
-  const attributes: Record<string, string | number | boolean> = {};
+/**
+ * `--attr key=value` pairs: true/false are booleans, and a number written as JSON writes it
+ * (`12`, `-3`, `1.5`) is a number. Anything else stays the string typed: `00123` (a serial),
+ * `0x1F`, `1e3` and `1.10` (a version) would each be another value as numbers. A key may
+ * appear once; the object has no prototype, so `__proto__` is a key like any other (the
+ * server says whether it takes it).
+ */
+export function parseAttributes(pairs: string[]): Record<string, string | number | boolean> {
+  const attributes: Record<string, string | number | boolean> = Object.create(null) as Record<string, string | number | boolean>;
   for (const a of pairs) {
     const eq = a.indexOf('=');
     if (eq <= 0) throw new UpdraftError('BAD_REQUEST', `--attr ${a} must look like key=value`);
+    const key = a.slice(0, eq);
+    if (Object.hasOwn(attributes, key)) throw new UpdraftError('BAD_REQUEST', `--attr ${key} is given twice`);
     const raw = a.slice(eq + 1);
-    attributes[a.slice(0, eq)] = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    attributes[key] = raw === 'true' ? true : raw === 'false' ? false : isPlainNumber(raw) ? Number(raw) : raw;
   }
   return attributes;
+}
+
+/** True for a number written the way JSON and JavaScript write it back (`String(Number(s)) === s`). */
+function isPlainNumber(s: string): boolean {
+  const n = Number(s);
+  return s !== '' && Number.isFinite(n) && String(n) === s;
 }

@@ -45,7 +45,7 @@ export interface BackupReport {
   database: boolean;
   /** The PostgreSQL store (password hidden) whose artifact records named the bytes copied; absent for the embedded one. */
   postgres?: string;
-  /** Artifacts whose bytes were copied, and how many bytes were copied (each file's size checked against its record). */
+  /** Artifacts (builds) whose bytes were copied, and how many bytes were copied (each file's size checked against its record; builds with the same bytes share a file, copied once). */
   artifacts: number;
   artifactBytes: number;
   /** With S3 artifact storage (`--blob`): the bucket (password hidden) that holds the bytes, not copied, and how many builds the copy names. */
@@ -122,7 +122,11 @@ async function copyInto(source: BackupSource, from: string, to: string, files: s
     const damaged: string[] = [];
     const copied = new Set<string>();
     for (const a of records) {
-      if (copied.has(a.sha256)) continue;
+      // builds with the same bytes share one file: copied once, each counted as a build
+      if (copied.has(a.sha256)) {
+        report.artifacts++;
+        continue;
+      }
       const rel = path.join('artifacts', 'sha256', a.sha256.slice(0, 2), a.sha256);
       if (!(await isFile(path.join(from, rel)))) {
         missing.push(`${a.name}@${a.version}`);

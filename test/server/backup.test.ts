@@ -35,6 +35,8 @@ describe('updraft backup', () => {
   });
 
   it('copies a running, writing server; a server started on the copy has its devices, artifacts, keys and token', async () => {
+    // a second build with the same bytes: stored once, copied once, counted as a build
+    assert.equal((await api(ts, '/api/v1/artifacts?name=fw-lab&version=2.0.0', { method: 'POST', body: new Uint8Array(build) })).status, 201);
     const dev = await TestClient.connect(ts.mqttUrl, 'dev-1', { username: 'dev-1', password: secret });
     await dev.subscribe('state/dev-1/update/+');
     const before = await dev.request('state/dev-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', status: 'IDLE' } } } });
@@ -49,7 +51,7 @@ describe('updraft backup', () => {
     await writes;
     await dev.end();
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^backed up .+ to .+\n {2}database: updraft\.db, as of one instant; 1 artifact\(s\), 30000 bytes\n {2}files: /);
+    assert.match(r.stdout, /^backed up .+ to .+\n {2}database: updraft\.db, as of one instant; 2 artifact\(s\), 30000 bytes\n {2}files: /);
     assert.match(r.stdout, /keys\/software-signing\.key/);
     assert.match(r.stdout, /operator-token/);
     assert.equal((await stat(out)).mode & 0o777, 0o700, 'it holds secrets');

@@ -81,6 +81,9 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   // old builds out of storage: the `keep` newest of each name stay (dryRun: say what would go)
   router.add('POST', '/api/v1/artifacts/prune', async ({ req, res }) => {
     const body = await readJson(req);
+    const fields = ['keep', 'name', 'dryRun'];
+    // a misspelt field must not be dropped: {"dryrun": true} deleted the builds it was to list
+    for (const k of Object.keys(body)) if (!fields.includes(k)) throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: ${fields.join(', ')})`);
     if (body.name !== undefined && typeof body.name !== 'string') throw new UpdraftError('BAD_REQUEST', 'name must be an artifact name');
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new UpdraftError('BAD_REQUEST', 'dryRun must be true or false');
     sendJson(res, 200, await deps.artifacts.prune({ keep: body.keep as number, ...(typeof body.name === 'string' ? { name: body.name } : {}), ...(body.dryRun === true ? { dryRun: true } : {}) }));

@@ -30,6 +30,9 @@ export function publicDevice(d: DeviceRecord): PublicDevice {
   return { ...rest, hasSecret: secretHash !== undefined };
 }
 
+/** The fields of a registration: any other is refused. */
+const REGISTRATION_FIELDS = ['deviceId', 'attributes', 'tags'];
+
 function checkRegistration(r: DeviceRegistration): void {
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UpdraftError('BAD_REQUEST', 'a device to register must be an object: {deviceId, attributes?, tags?}');
   if (r.deviceId === undefined) throw new UpdraftError('BAD_REQUEST', 'deviceId is required');
@@ -38,6 +41,9 @@ function checkRegistration(r: DeviceRegistration): void {
   }
   // the broker's user name of operators and Updraft's instances: a device of that name could never connect
   if (r.deviceId === OPERATOR_USERNAME) throw new UpdraftError('BAD_REQUEST', `device id "${OPERATOR_USERNAME}" is reserved: it is the MQTT user name of operators and Updraft's instances`);
+  // a misspelt field must not be dropped: {"tag": [...]} registered the device with no tags
+  // (named with the device: a bulk registration lists up to 10,000)
+  for (const k of Object.keys(r)) if (!REGISTRATION_FIELDS.includes(k)) throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" of device ${r.deviceId} (fields: ${REGISTRATION_FIELDS.join(', ')})`);
   if (r.attributes !== undefined) {
     if (typeof r.attributes !== 'object' || r.attributes === null || Array.isArray(r.attributes)) throw new UpdraftError('BAD_REQUEST', 'attributes must be an object');
     for (const [k, v] of Object.entries(r.attributes)) {

@@ -265,7 +265,10 @@ export function addNamedTokenRoutes(router: Router, kinds: readonly NamedTokens[
       sendJson(res, 200, { items: tokens.list() });
     });
     router.add('POST', base, async ({ req, res, caller }) => {
-      const { name, expiresInSeconds } = await readJson(req, 4096);
+      const body = await readJson(req, 4096);
+      // a misspelt field must not be dropped: {"expiresIn": 60} made a token that never expires
+      for (const k of Object.keys(body)) if (k !== 'name' && k !== 'expiresInSeconds') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: name, expiresInSeconds)`);
+      const { name, expiresInSeconds } = body;
       if (typeof name !== 'string') throw new UpdraftError('BAD_REQUEST', `the body must be {"name": "<${KINDS[tokens.role].label} name>", "expiresInSeconds"?: <seconds>}`);
       if (expiresInSeconds !== undefined && typeof expiresInSeconds !== 'number') throw new UpdraftError('BAD_REQUEST', 'expiresInSeconds must be a number of seconds');
       const by = caller === undefined || caller.name === undefined ? 'operator' : `${caller.role} ${caller.name}`;

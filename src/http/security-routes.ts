@@ -56,7 +56,8 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     for (const k of Object.keys(body)) if (k !== 'csr') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: csr)`);
     if (body.csr !== undefined && typeof body.csr !== 'string') throw new UpdraftError('BAD_REQUEST', 'csr must be the PEM text of a certificate signing request');
     const device = await deps.registry.get(deviceId);
-    if (device.revoked) throw new UpdraftError('CONFLICT', `device ${deviceId} is revoked; rotate its secret first to re-admit it`);
+    // only reinstating lifts a revocation (a new secret does not: registry rotateSecret)
+    if (device.revoked) throw new UpdraftError('CONFLICT', `device ${deviceId} is revoked; reinstate it first (updraft device reinstate ${deviceId}): a new secret does not lift a revocation`);
     if (typeof body.csr === 'string') {
       const issued = deps.ca.issueDeviceCertificateFromRequest(deviceId, body.csr);
       deps.logger.info('device certificate issued for its own key', { deviceId });

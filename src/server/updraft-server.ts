@@ -282,7 +282,14 @@ export class UpdraftServer {
     addBrokerRoutes(router, { registry: this.registry });
     addNamedTokenRoutes(router, [viewerTokens, operatorTokens]);
     // a leaked operator token is replaced without a restart (docs/security.md)
-    router.add('POST', '/api/v1/operator-token/rotate', async ({ res }) => {
+    router.add('POST', '/api/v1/operator-token/rotate', async ({ res, caller }) => {
+      // the answer is the new shared token, the operators' MQTT password too, which named
+      // tokens do not have (they are removed alone): one could take it and keep it after
+      // its own removal. Rotated with the operator token itself (even a leaked one: it is
+      // valid until replaced), or offline
+      if (caller?.name !== undefined) {
+        throw new UpdraftError('FORBIDDEN', `the operator token is replaced with itself, not with a named token (${caller.role} ${caller.name}): its answer is the new shared token, the MQTT password that named tokens do not have; run updraft token rotate with --token <the operator token> (or --data-dir of the server), or offline on a stopped server`);
+      }
       if (config.mqtt.url) {
         // rotating in each data directory would give each instance a token of its own: one is made, then copied
         throw new UpdraftError('CONFLICT', "with an external broker every instance and the broker share the operator token, so it is not replaced online: rotate it once, offline, in one data directory (updraft token rotate --offline --data-dir <dir> --db <url>), copy that operator-token file into every instance's data directory (do not rotate in each: each would get a token of its own), regenerate the broker's password file (updraft broker mosquitto-config --offline), then restart the instances (docs/security.md)");

@@ -924,7 +924,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     assert.equal(await page.evaluate(() => sessionStorage.getItem('updraft.operatorToken')), fresh);
   });
 
-  it('keeps a named operator on their own token when they replace the shared one, so the audit log goes on naming them', async () => {
+  it('does not offer a named operator the shared token: its replacement shows it, and it is the MQTT password named tokens do not have', async () => {
     const shared = (await page.evaluate(() => sessionStorage.getItem('updraft.operatorToken')))!;
     const bob = (await new ApiClient({ server: ts.httpUrl, token: shared }).call<{ token: string }>('POST', '/api/v1/operator-tokens', { name: 'bob' })).token;
     await page.getByRole('button', { name: 'Sign out' }).click();
@@ -932,13 +932,12 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await nav('Security').click();
     await heading('Security');
-    await page.getByRole('button', { name: 'Replace the operator token' }).click();
-    await page.getByRole('button', { name: 'Yes, replace it' }).click();
-    const next = await page.locator('#new-token').inputValue();
-    assert.ok(next.length >= 32 && next !== shared, 'a new shared token is shown');
-    assert.equal(await page.evaluate(() => sessionStorage.getItem('updraft.operatorToken')), bob, "the tab goes on with bob's own token");
-    assert.equal(await page.getByLabel('New operator token (shown once; this tab goes on with operator token bob):').count(), 1);
-    // what he does next is recorded as his: a viewer token added from the page says who added it
+    await page.getByTestId('named-no-rotation').filter({ hasText: 'This tab is signed in with operator token bob.' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Replace the operator token' }).count(), 0);
+    const asked = await fetch(`${ts.httpUrl}/api/v1/operator-token/rotate`, { method: 'POST', headers: { authorization: `Bearer ${bob}` } });
+    assert.equal(asked.status, 403, 'nor does the server');
+    assert.equal((await fetch(`${ts.httpUrl}/api/v1/keys`, { headers: { authorization: `Bearer ${shared}` } })).status, 200, 'the shared token stays');
+    // what he does on the page is recorded as his: a viewer token added from the page says who added it
     await page.getByLabel('Name of a new viewer token').fill('after-rotation');
     await page.getByRole('button', { name: 'Add viewer token' }).click();
     await page.getByTestId('viewer-tokens').getByRole('row').filter({ hasText: 'after-rotation' }).filter({ hasText: 'by bob' }).waitFor();

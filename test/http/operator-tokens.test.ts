@@ -109,7 +109,12 @@ describe('named operator tokens', () => {
     let aliceEnded = false;
     const aliceStream = await openStream(alice);
     void aliceStream.ended.then(() => (aliceEnded = true));
-    const rotated = await runCli(['token', 'rotate', '--server', ts.httpUrl, '--token', alice, '--json']);
+    // not with her own token: the answer is the shared token, the MQTT password she does not have
+    const refused = await runCli(['token', 'rotate', '--server', ts.httpUrl, '--token', alice]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /^updraft: error: the operator token is replaced with itself, not with a named token \(operator alice\): /);
+    assert.equal((await call(operatorToken, 'GET', '/api/v1/devices')).status, 200, 'the operator token was not replaced');
+    const rotated = await runCli(['token', 'rotate', '--server', ts.httpUrl, '--token', operatorToken, '--json']);
     assert.equal(rotated.code, 0, rotated.stderr);
     operatorToken = (JSON.parse(rotated.stdout) as { token: string }).token;
     assert.equal(await Promise.race([main.ended, sleep(10_000).then(() => false)]), true, 'the old operator token\'s stream ended');

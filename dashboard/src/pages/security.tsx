@@ -2,8 +2,10 @@
  * Keys and the operator token: the software signing key and its certificate from the offline
  * root (when it expires, so it is renewed before devices refuse updates), the URL signing
  * keys with rotation, and the replacement of the operator token. Replacing the token from
- * here shows the new one once, for the CLI and other tools, and signs this tab in with it if
- * the tab held the old one (a named operator keeps their own token).
+ * here shows the new one once, for the CLI and other tools, and signs this tab in with it.
+ * Only a tab signed in with the shared token itself may: the answer is the new shared token,
+ * the operators' MQTT password too, which a named operator token does not have (the server
+ * refuses it; the page says so instead of offering the button).
  * And the named operator tokens and read-only viewer tokens (the operators' only).
  */
 import { useState } from 'preact/hooks';
@@ -22,8 +24,10 @@ export function SecurityPage() {
   /** What the server said of a URL key rotation (on a shared store: copy the key ring to the other instances). */
   const [rotationWarning, setRotationWarning] = useState<string | undefined>();
   const readOnly = useReadOnly();
-  /** The new shared operator token, and the named operator token this tab kept instead (if it held one). */
-  const [newToken, setNewToken] = useState<{ token: string; keptBy?: string } | undefined>();
+  /** Who this tab is: a named operator is not offered the replacement of the shared token. */
+  const who = useApi<{ role: string; name?: string }>(readOnly ? null : '/whoami');
+  /** The new shared operator token. */
+  const [newToken, setNewToken] = useState<string | undefined>();
   const [copied, setCopied] = useState(false);
   const cert = keys.data?.signing.certificate;
   const exp = cert ? certificateExpiry(cert.expiresAt) : undefined;
@@ -118,32 +122,37 @@ export function SecurityPage() {
           <section aria-labelledby="token-h">
             <h2 id="token-h">Operator token</h2>
             <p class="muted">It opens the operator API and the operator's MQTT identity. Replace it if it may have leaked: the old one is refused at once, and what it opened is closed.</p>
-            <ConfirmAction
-              label="Replace the operator token"
-              question="Replace the operator token? Every tool using the current one (CLI, scripts, other tabs, Prometheus) is refused until given the new one."
-              confirm="Yes, replace it"
-              keep="Keep it"
-              run={async () => {
-                // only a tab that holds the shared token switches to the new one (the old one is
-                // refused at once); a named operator's token stays valid, and switching would
-                // make the audit log stop naming them
-                const held = getToken();
-                const who = await api<{ role: string; name?: string }>('GET', '/whoami');
-                const r = await api<{ token: string }>('POST', '/operator-token/rotate');
-                if (who.name === undefined && getToken() === held) setToken(r.token);
-                setCopied(false);
-                setNewToken({ token: r.token, ...(who.name !== undefined ? { keptBy: who.name } : {}) });
-              }}
-            />
+            {who.data?.name !== undefined ? (
+              <p role="note" data-testid="named-no-rotation">
+                This tab is signed in with operator token {who.data.name}. The shared operator token is replaced by whoever holds it (sign in with it, or run updraft token rotate on the server), since the new one is shown to whoever replaces it and is also the operators' MQTT password, which named tokens do not have.
+              </p>
+            ) : (
+              who.data && (
+                <ConfirmAction
+                  label="Replace the operator token"
+                  question="Replace the operator token? Every tool using the current one (CLI, scripts, other tabs, Prometheus) is refused until given the new one."
+                  confirm="Yes, replace it"
+                  keep="Keep it"
+                  run={async () => {
+                    // the tab switches to the new one: the old one is refused at once
+                    const held = getToken();
+                    const r = await api<{ token: string }>('POST', '/operator-token/rotate');
+                    if (getToken() === held) setToken(r.token);
+                    setCopied(false);
+                    setNewToken(r.token);
+                  }}
+                />
+              )
+            )}
             {newToken && (
               <div class="new-token" role="status">
-                <label for="new-token">New operator token (shown once; {newToken.keptBy === undefined ? 'this tab already uses it' : `this tab goes on with operator token ${newToken.keptBy}`}):</label>
-                <input id="new-token" readOnly value={newToken.token} onFocus={(e) => e.currentTarget.select()} />
+                <label for="new-token">New operator token (shown once; this tab already uses it):</label>
+                <input id="new-token" readOnly value={newToken} onFocus={(e) => e.currentTarget.select()} />
                 <button
                   type="button"
                   class="secondary"
                   onClick={() =>
-                    void navigator.clipboard?.writeText(newToken.token).then(
+                    void navigator.clipboard?.writeText(newToken).then(
                       () => setCopied(true),
                       () => setCopied(false),
                     )

@@ -20,6 +20,7 @@ import type { Logger } from '../util/logger.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
+import { Qos2Receipts } from './qos2-receipts.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
 import { SubscriptionQuota } from './subscription-quota.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
@@ -66,7 +67,7 @@ export const DEFAULT_MAX_PACKET_BYTES = 64 * 1024;
 /** aedes's client, as far as the packet limit reaches into it: its mqtt-packet parser. */
 interface ParsingClient {
   id?: string;
-  _parser?: { packet: { length: number }; _parseLength(): boolean; _emitError(err: Error): void };
+  _parser?: { packet: { length: number }; _parseLength(): boolean; _emitError(err: Error): void; on(event: 'packet', listener: (packet: { cmd: string; messageId?: number }) => void): void };
 }
 
 /**
@@ -101,6 +102,11 @@ function certificateIssuedAt(conn: unknown): number | undefined {
   if (!(conn instanceof tls.TLSSocket) || !conn.authorized) return undefined;
   const from = Date.parse(conn.getPeerCertificate()?.valid_from ?? '');
   return Number.isFinite(from) ? from + SKEW_MS : undefined;
+}
+
+/** Whether `topic` is a request some handler answers; $aws/things/...: the AWS doors (aws/aws-bus.ts) pick their requests out. */
+function isRequestTopic(topic: string): boolean {
+  return parseDeviceRequestTopic(topic) !== undefined || topic.startsWith(AWS_THINGS_PREFIX);
 }
 
 /** aedes error with the CONNACK return code it should send. */
@@ -141,6 +147,8 @@ export class EmbeddedBroker implements MessageBus {
   private readonly operatorClients = new Set<Client>();
   /** The filters each device connection holds, bounded. */
   private readonly quota: SubscriptionQuota<Client>;
+  /** QoS 2 requests received and not yet released (PUBREL), per session: each is handled once. */
+  private readonly qos2 = new Qos2Receipts();
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
@@ -288,8 +296,24 @@ export class EmbeddedBroker implements MessageBus {
         // a device's messages are requests, answered once: none is kept for later subscribers
         // (a retained one would be held in memory, and handed to whoever subscribes next)
         if (sender.kind === 'device') packet.retain = false;
-        const handled = client ? this.route(packet, sender) : undefined;
-        if (!handled) return done(null);
+        if (!client || !isRequestTopic(packet.topic)) return done(null);
+        if (packet.qos === 2) {
+          // [MQTT-4.3.3-2]: a QoS 2 message sent again before its PUBREL (a retransmission
+          // whose PUBREC was lost, here or, in a persistent session, over an earlier
+          // connection) is acknowledged and not delivered again. aedes checks that only after
+          // this hook, where requests are handed over: each copy was applied (the QA pass saw
+          // two update/accepted, or a 409 for a conditional update that had succeeded). The
+          // copy waits for the first's handling, so its PUBREC too says the request is handled,
+          // and goes to no subscriber.
+          const earlier = this.qos2.earlier(client, packet.messageId!);
+          if (earlier) {
+            this.discard(packet);
+            void earlier.then(() => done(null));
+            return;
+          }
+        }
+        const handled = this.route(packet, sender);
+        if (packet.qos === 2) this.qos2.record(client, packet.messageId!, handled);
         // A request's PUBACK waits until it is handled: aedes writes it once this callback
         // runs. So a device's report is acknowledged once the replica has recorded it
         // (committed) and handed its answers to aedes, and the PUBACK leaves in the same
@@ -329,6 +353,7 @@ export class EmbeddedBroker implements MessageBus {
     });
     this.storeGrantedOnly(aedes);
     aedes.on('clientReady', (client) => {
+      this.qos2.connected(client);
       const s = this.senders.get(client);
       // access withdrawn after its authentication, before aedes listed it among its clients
       if (s && this.wasCut(client, s)) {
@@ -344,6 +369,7 @@ export class EmbeddedBroker implements MessageBus {
       }
     });
     aedes.on('clientDisconnect', (client) => {
+      this.qos2.disconnected(client);
       const s = this.senders.get(client);
       if (s?.kind === 'operator') this.operatorClients.delete(client);
       // only a connection that came online goes offline (not one closed at once by `cutOff`);
@@ -371,6 +397,10 @@ export class EmbeddedBroker implements MessageBus {
     const handle = (socket: net.Socket) => {
       const client = aedes.handle(coalesceWrites(socket)) as unknown as ParsingClient;
       limitPacketSize(client, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote: socket.remoteAddress }));
+      // after aedes's own listener: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
+      client._parser!.on('packet', (packet) => {
+        if (packet.cmd === 'pubrel') this.qos2.release(client as unknown as Client, packet.messageId!);
+      });
     };
     const server = net.createServer(handle);
     this.server = server;
@@ -412,14 +442,12 @@ export class EmbeddedBroker implements MessageBus {
     return null;
   }
 
-  /** Hands a request (a message on a request topic) to its handler; undefined for other messages. */
-  private route(packet: PublishPacket, sender: Sender): Promise<void> | undefined {
-    // $aws/things/...: the AWS doors (aws/aws-bus.ts) pick their requests out
-    if (!parseDeviceRequestTopic(packet.topic) && !packet.topic.startsWith(AWS_THINGS_PREFIX)) return undefined;
+  /** Hands a request (a message on a request topic) to its handler; resolves (never rejects) once it is handled. */
+  private route(packet: PublishPacket, sender: Sender): Promise<void> {
     try {
       return Promise.resolve(this.requestHandler({ topic: packet.topic, payload: packet.payload as Buffer, sender })).catch(() => undefined);
     } catch {
-      return undefined; // handlers do not throw; a broken one must not stall the connection
+      return Promise.resolve(); // handlers do not throw; a broken one must not stall the connection
     }
   }
 

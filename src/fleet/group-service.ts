@@ -55,7 +55,8 @@ export class GroupService {
     if (unknown.length > 0) throw new UpdraftError('BAD_REQUEST', `unknown field ${unknown.map((k) => `"${k}"`).join(', ')} (fields: name, devices, query, description)`);
     if (typeof req.name !== 'string' || !isValidId(req.name)) throw new UpdraftError('BAD_REQUEST', `group name "${String(req.name)}" must be 1-128 characters of letters, digits, _ . : -`);
     if ((req.devices === undefined) === (req.query === undefined)) throw new UpdraftError('BAD_REQUEST', 'give either devices (a static group) or query (a dynamic group)');
-    if (req.description !== undefined && typeof req.description !== 'string') throw new UpdraftError('BAD_REQUEST', 'description must be a string');
+    // a job's bound and message (jobs/job-spec.ts): a group is listed with its description
+    if (req.description !== undefined && (typeof req.description !== 'string' || req.description.length > 1000)) throw new UpdraftError('BAD_REQUEST', 'description must be a string of at most 1000 characters');
     const now = this.now();
     const group: GroupRecord = { name: req.name, kind: req.query !== undefined ? 'dynamic' : 'static', devices: [], createdAt: now, updatedAt: now, version: 1 };
     if (req.description) group.description = req.description;

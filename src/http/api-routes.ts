@@ -160,12 +160,12 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     const artifact = body.artifact;
     if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');
     if (typeof artifact !== 'string') throw new UpdraftError('BAD_REQUEST', 'artifact must be a string like fw@2.0.0');
-    if (body.description !== undefined && typeof body.description !== 'string') throw new UpdraftError('BAD_REQUEST', 'description must be a string');
     if (body.allowDowngrade !== undefined && typeof body.allowDowngrade !== 'boolean') throw new UpdraftError('BAD_REQUEST', 'allowDowngrade must be true or false');
     const result = await deps.deployments.deploy({
       devices: devices as string[],
       artifact,
-      ...(typeof body.description === 'string' ? { description: body.description } : {}),
+      // checked by the service (a string of at most 1000 characters, as a job's)
+      ...(body.description !== undefined ? { description: body.description as string } : {}),
       ...(body.allowDowngrade === true ? { allowDowngrade: true } : {}),
     });
     sendJson(res, 201, result);

@@ -68,7 +68,7 @@ const schemas: Obj = {
     required: ['artifact', 'targets'],
     properties: {
       artifact: { type: 'string', example: 'fw@2.0.0' },
-      description: { type: 'string' },
+      description: { type: 'string', maxLength: 1000 },
       targets: ref('Targets'),
       type: { enum: ['snapshot', 'continuous'], default: 'snapshot' },
       plan: {
@@ -256,7 +256,7 @@ export function openApiDocument(): Obj {
       '/api/v1/devices/{id}/revoke': { post: op('Revoke a device: refused at CONNECT and download, and the connection it holds is closed', { '200': json(cutOffAnswer({ device: { type: 'object' } })) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/reinstate': { post: op('Lift a revocation (wasRevoked false: it was not revoked, and nothing changed); jobsRequeued: the running jobs that take it back', { '200': json({ type: 'object', properties: { device: { type: 'object' }, wasRevoked: { type: 'boolean' }, jobsRequeued: { type: 'array', items: { type: 'string' } } } }) }, { parameters: [idParam('id')] }) },
       '/api/v1/deployments': {
-        post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, allowDowngrade: { type: 'boolean' } } })),
+        post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], additionalProperties: false, properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, description: { type: 'string', maxLength: 1000 }, allowDowngrade: { type: 'boolean' } } })),
       },
       '/api/v1/jobs': {
         get: op('List jobs, newest first, without their specs (GET /api/v1/jobs/{id} has the spec)', { '200': json(page(ref('Job'))) }, { parameters: [...pageParams, { name: 'status', in: 'query', schema: { type: 'string' }, description: `comma-separated: ${jobStates.join(', ')}` }] }),
@@ -297,7 +297,7 @@ export function openApiDocument(): Obj {
       '/api/v1/jobs/{id}/cancel': { post: op('Cancel: queued executions end CANCELED, devices not yet installing are told to stop', { '200': json(ref('JobView')) }, { parameters: [idParam('id')] }) },
       '/api/v1/groups': {
         get: op('List groups', { '200': json(page(ref('Group'))) }),
-        post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string' } } })),
+        post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string', maxLength: 1000 } } })),
       },
       '/api/v1/groups/{name}': {
         get: op('A group and a page of its members', { '200': json({ type: 'object', properties: { group: ref('Group'), members: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }) }, { parameters: [idParam('name'), ...pageParams] }),

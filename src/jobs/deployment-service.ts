@@ -31,13 +31,16 @@ export class DeploymentService {
     this.deps = deps;
   }
 
-  /** Deploys; BAD_REQUEST for an empty or malformed target list, NOT_FOUND for unregistered devices or a missing artifact. */
+  /** Deploys; BAD_REQUEST for an empty or malformed target list or a description over 1000 characters, NOT_FOUND for unregistered devices or a missing artifact. */
   async deploy(req: DeployRequest): Promise<{ job: JobRecord; executions: ExecutionRecord[]; total: number }> {
     if (!Array.isArray(req.devices) || req.devices.length === 0) throw new UpdraftError('BAD_REQUEST', 'devices must list at least one device id');
     const devices = [...new Set(req.devices)];
     for (const d of devices) {
       if (typeof d !== 'string' || !isValidId(d)) throw new UpdraftError('BAD_REQUEST', `"${String(d)}" is not a valid device id`);
     }
+    // a job's bound and message (jobs/job-spec.ts): a deployment is a job, and its
+    // description is shown in every job list and kept with the job
+    if (req.description !== undefined && (typeof req.description !== 'string' || req.description.length > 1000)) throw new UpdraftError('BAD_REQUEST', 'description must be a string of at most 1000 characters');
     const spec = { ...deploymentSpec(devices), allowDowngrade: req.allowDowngrade === true };
     const view = await this.deps.jobs.createFromSpec(req.artifact, spec, req.description);
     const page = await this.deps.store.listJobExecutions(view.job.jobId, { limit: MAX_LISTED });

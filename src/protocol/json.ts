@@ -32,23 +32,41 @@ export function forbiddenKey(value: JsonValue): string | undefined {
   return undefined;
 }
 
-/** Depth of nested objects and arrays: `{}`, `{a:1}` and `[1]` are 1, `{a:{b:1}}` and `{a:[1]}` are 2. */
-export function objectDepth(value: JsonValue): number {
-  // an array is a level too: an object inside arrays is no way around the limit, and a value
-  // nested thousands deep (8 KiB of brackets) is refused before anything walks it recursively
-  if (Array.isArray(value)) {
-    let max = 0;
-    for (const item of value) {
-      const d = objectDepth(item);
-      if (d > max) max = d;
+/**
+ * Whether objects and arrays nest deeper than `max` levels in `value`: `{}`, `{a:1}` and `[1]`
+ * are 1 level, `{a:{b:1}}` and `{a:[1]}` are 2. An array is a level too: an object inside
+ * arrays is no way around the limit.
+ *
+ * Iterative, and it stops at the first container past `max`: JSON.parse builds a value nested
+ * hundreds of thousands deep without recursion (half a million levels of brackets fit in the
+ * largest `shadow.maxDocumentBytes`, 1 MiB), and a recursive walk overflowed the stack from
+ * about 10,000 levels, a 500 instead of this 400 (QA, at 64 KiB). Nothing walks a request
+ * recursively before this check.
+ */
+export function deeperThan(value: JsonValue, max: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const containers: (JsonValue[] | JsonObject)[] = [value];
+  const levels: number[] = [1];
+  while (containers.length > 0) {
+    const container = containers.pop()!;
+    const level = levels.pop()!;
+    if (level > max) return true;
+    if (Array.isArray(container)) {
+      for (const item of container) {
+        if (typeof item === 'object' && item !== null) {
+          containers.push(item);
+          levels.push(level + 1);
+        }
+      }
+    } else {
+      for (const key in container) {
+        const item = container[key]!;
+        if (typeof item === 'object' && item !== null) {
+          containers.push(item);
+          levels.push(level + 1);
+        }
+      }
     }
-    return 1 + max;
   }
-  if (!isJsonObject(value)) return 0;
-  let max = 0;
-  for (const key in value) {
-    const d = objectDepth(value[key] as JsonValue);
-    if (d > max) max = d;
-  }
-  return 1 + max;
+  return false;
 }

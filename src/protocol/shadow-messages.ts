@@ -4,7 +4,7 @@
  * where it has one, so that clients written against it understand our rejections.
  */
 import { UpdraftError } from '../errors.ts';
-import { isJsonObject, objectDepth, type JsonObject, type JsonValue } from './json.ts';
+import { deeperThan, isJsonObject, type JsonObject, type JsonValue } from './json.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
@@ -133,7 +133,7 @@ function readSection(state: JsonObject, key: 'desired' | 'reported', limits: Sha
   if (!isJsonObject(section)) {
     throw new UpdraftError('BAD_REQUEST', `${key === 'desired' ? 'Desired' : 'Reported'} node must be an object`);
   }
-  if (objectDepth(section) > limits.maxDepth) {
+  if (deeperThan(section, limits.maxDepth)) {
     throw new UpdraftError('BAD_REQUEST', `JSON contains too many levels of nesting; maximum is ${limits.maxDepth}`);
   }
   return section;

@@ -27,6 +27,20 @@ describe('request validation', () => {
     bad(JSON.stringify({ state: { desired: { a: 'x'.repeat(9000) } } }), /maximum size/, 'TOO_LARGE');
   });
 
+  it('refuses nesting of any depth the size limit lets through with 400, walking it without recursion', () => {
+    // the limit at its most (shadow.maxDocumentBytes 1 MiB): half a million levels of brackets,
+    // which JSON.parse builds without recursion; a recursive depth check overflowed the stack
+    // from about 10,000 levels (QA: 500 "Maximum call stack size exceeded" at 65536 bytes)
+    const limits = { maxDocumentBytes: 1 << 20, maxDepth: 6 };
+    const arrays = (n: number) => '['.repeat(n) + ']'.repeat(n);
+    const objects = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+    for (const deep of [arrays(15_000), arrays(500_000), objects(15_000), objects(150_000)]) {
+      const payload = `{"state":{"reported":{"a":${deep}}}}`;
+      assert.ok(payload.length <= limits.maxDocumentBytes);
+      assert.throws(() => parseUpdateRequest(payload, limits), (e: any) => e.code === 'BAD_REQUEST' && /too many levels of nesting; maximum is 6/.test(e.message), `${payload.length} bytes`);
+    }
+  });
+
   it('accepts a well-formed request and keeps nulls', () => {
     const r = parseUpdateRequest('{"state":{"desired":null,"reported":{"a":1}},"version":3,"clientToken":"t"}', DEFAULT_LIMITS);
     assert.deepEqual(r, { state: { desired: null, reported: { a: 1 } }, version: 3, clientToken: 't' });

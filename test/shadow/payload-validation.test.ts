@@ -1,0 +1,45 @@
+/**
+ * What a device sends that the replica cannot store as sent is refused with 400 and the
+ * reason, and stores nothing; the connection and the device's next request go on. Real
+ * server, real MQTT over TCP, payloads as the QA pass sent them.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { connectDevice, type Received, type TestClient } from '../helpers/mqtt-client.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+describe('shadow payload validation', () => {
+  let ts: TestServer;
+  let dev: TestClient;
+  before(async () => {
+    // a raised limit, as an operator may set it: room for 30,000 levels of brackets
+    ts = await startTestServer({ flags: { 'shadow-max-bytes': 65536 } });
+    dev = await connectDevice(ts, 'pv-1');
+    await dev.subscribe('state/pv-1/+/accepted', 'state/pv-1/+/rejected', 'state/pv-1/shadow/+/+/accepted', 'state/pv-1/shadow/+/+/rejected');
+  });
+  after(async () => {
+    await dev.end();
+    await ts.close();
+  });
+
+  /** Publishes `payload` (a raw string or bytes) with `token` and resolves with its answer. */
+  async function send(topic: string, payload: string | Buffer, token: string): Promise<Received> {
+    const answer = dev.next((m) => (m.topic === `${topic}/accepted` || m.topic === `${topic}/rejected`) && m.body?.clientToken === token);
+    await dev.publish(topic, payload);
+    return answer;
+  }
+
+  it('refuses nesting deeper than the limit with 400 whatever its depth, on classic and named shadows', async () => {
+    const n = 15_000;
+    const deep = '['.repeat(n) + ']'.repeat(n);
+    for (const topic of ['state/pv-1/update', 'state/pv-1/shadow/n/update']) {
+      const answer = await send(topic, `{"state":{"reported":{"a":${deep}}},"clientToken":"deep"}`, 'deep');
+      assert.equal(answer.topic, `${topic}/rejected`);
+      assert.deepEqual([answer.body.code, answer.body.message], [400, 'JSON contains too many levels of nesting; maximum is 6']);
+    }
+    const after = await send('state/pv-1/update', '{"state":{"reported":{"ok":1}},"clientToken":"after"}', 'after');
+    assert.equal(after.topic, 'state/pv-1/update/accepted');
+    assert.deepEqual((await ts.server.store.getShadow('pv-1', ''))?.state.reported, { ok: 1 });
+    assert.equal(await ts.server.store.getShadow('pv-1', 'n'), undefined);
+  });
+});

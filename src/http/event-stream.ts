@@ -5,7 +5,8 @@
  * asked for by `?types=` only, `device.credentials` (a device registered, revoked,
  * reinstated or given a new secret: what a broker password file follows, and no live view
  * needs). Filters: `?jobId=` (job and execution events of one job), `?deviceId=`,
- * `?types=a,b`. A comment line every 15 s keeps proxies from closing an idle stream.
+ * `?types=a,b`. A comment line every 15 s keeps proxies from closing an idle stream. `HEAD`
+ * answers the headers alone, at once.
  *
  * Backpressure: a client that does not read (a stalled network, a suspended laptop, a pipe
  * into a pager) is cut off once `maxBacklogBytes` wait for its socket, rather than the server
@@ -37,6 +38,16 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
     const jobId = url.searchParams.get('jobId');
     const deviceId = url.searchParams.get('deviceId');
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    // HEAD (the router gives it GET's handler): the stream's headers, then the end. A HEAD
+    // answer is a GET's header fields without content (RFC 9110 §9.3.2), and a stream's are
+    // known at once; Node drops a HEAD answer's body writes, so held open like a stream its
+    // headers were never even sent, and it never answered. Not 405 with Allow: GET: HEAD
+    // works on every other read, and here it checks the URL, the token and the filters (a bad
+    // `types` is 400 as on GET) without holding a stream open
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     res.write(': updraft events\n\n');
     let id = 0;
     const send = (type: StreamType, data: unknown) => {

@@ -319,7 +319,7 @@ export function openApiDocument(): Obj {
         }),
       },
       '/api/v1/events': {
-        get: op('Server-sent events: job.changed, execution.changed, job.log, device.presence, artifact.changed ({name, version, change: added or deleted}; not on a stream filtered by jobId or deviceId); device.credentials (a device registered, revoked, reinstated, given a new secret or deleted) only when named in types', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
+        get: op('Server-sent events: job.changed, execution.changed, job.log, device.presence, artifact.changed ({name, version, change: added or deleted}; not on a stream filtered by jobId or deviceId); device.credentials (a device registered, revoked, reinstated, given a new secret or deleted) only when named in types. HEAD answers at once with the headers alone', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
           parameters: [
             { name: 'jobId', in: 'query', schema: { type: 'string' } },
             { name: 'deviceId', in: 'query', schema: { type: 'string' } },

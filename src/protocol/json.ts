@@ -32,41 +32,61 @@ export function forbiddenKey(value: JsonValue): string | undefined {
   return undefined;
 }
 
+/** Why a parsed JSON value cannot be stored as it was sent (`jsonDefect`). */
+export type JsonDefect =
+  /** objects and arrays nest deeper than allowed */
+  | { kind: 'depth' }
+  /** a number beyond the double range: JSON.parse makes it ±Infinity, which JSON.stringify writes as null */
+  | { kind: 'number'; path: string };
+
 /**
- * Whether objects and arrays nest deeper than `max` levels in `value`: `{}`, `{a:1}` and `[1]`
- * are 1 level, `{a:{b:1}}` and `{a:[1]}` are 2. An array is a level too: an object inside
- * arrays is no way around the limit.
+ * The first defect of `value` (whose own path is `path`, e.g. `state.reported`), or undefined:
+ * objects and arrays nested deeper than `maxDepth` levels (`{}`, `{a:1}` and `[1]` are 1
+ * level, `{a:{b:1}}` and `{a:[1]}` are 2; an array is a level too, so an object inside arrays
+ * is no way around the limit), or a number that is not finite, named by its path
+ * (`state.reported.cfg.list[1]`): `1e999` parses as Infinity, and what is stored and answered
+ * would be null while the replica's cache held Infinity.
  *
- * Iterative, and it stops at the first container past `max`: JSON.parse builds a value nested
- * hundreds of thousands deep without recursion (half a million levels of brackets fit in the
- * largest `shadow.maxDocumentBytes`, 1 MiB), and a recursive walk overflowed the stack from
- * about 10,000 levels, a 500 instead of this 400 (QA, at 64 KiB). Nothing walks a request
- * recursively before this check.
+ * One walk, iterative, stopping at the first container past `maxDepth`: JSON.parse builds a
+ * value nested hundreds of thousands deep without recursion (half a million levels of brackets
+ * fit in the largest `shadow.maxDocumentBytes`, 1 MiB), and a recursive walk overflowed the
+ * stack from about 10,000 levels, a 500 instead of the 400 (QA, at 64 KiB). Nothing walks a
+ * request recursively before this check.
  */
-export function deeperThan(value: JsonValue, max: number): boolean {
-  if (typeof value !== 'object' || value === null) return false;
+export function jsonDefect(value: JsonValue, maxDepth: number, path: string): JsonDefect | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : { kind: 'number', path };
+  if (typeof value !== 'object' || value === null) return undefined;
   const containers: (JsonValue[] | JsonObject)[] = [value];
   const levels: number[] = [1];
+  const paths: string[] = [path];
   while (containers.length > 0) {
     const container = containers.pop()!;
     const level = levels.pop()!;
-    if (level > max) return true;
+    const at = paths.pop()!;
+    if (level > maxDepth) return { kind: 'depth' };
     if (Array.isArray(container)) {
-      for (const item of container) {
-        if (typeof item === 'object' && item !== null) {
+      for (let i = 0; i < container.length; i++) {
+        const item = container[i]!;
+        if (typeof item === 'number') {
+          if (!Number.isFinite(item)) return { kind: 'number', path: `${at}[${i}]` };
+        } else if (typeof item === 'object' && item !== null) {
           containers.push(item);
           levels.push(level + 1);
+          paths.push(`${at}[${i}]`);
         }
       }
     } else {
       for (const key in container) {
         const item = container[key]!;
-        if (typeof item === 'object' && item !== null) {
+        if (typeof item === 'number') {
+          if (!Number.isFinite(item)) return { kind: 'number', path: `${at}.${key}` };
+        } else if (typeof item === 'object' && item !== null) {
           containers.push(item);
           levels.push(level + 1);
+          paths.push(`${at}.${key}`);
         }
       }
     }
   }
-  return false;
+  return undefined;
 }

@@ -4,7 +4,7 @@
  * where it has one, so that clients written against it understand our rejections.
  */
 import { UpdraftError } from '../errors.ts';
-import { deeperThan, isJsonObject, type JsonObject, type JsonValue } from './json.ts';
+import { isJsonObject, jsonDefect, type JsonObject, type JsonValue } from './json.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
@@ -133,8 +133,12 @@ function readSection(state: JsonObject, key: 'desired' | 'reported', limits: Sha
   if (!isJsonObject(section)) {
     throw new UpdraftError('BAD_REQUEST', `${key === 'desired' ? 'Desired' : 'Reported'} node must be an object`);
   }
-  if (deeperThan(section, limits.maxDepth)) {
+  const defect = jsonDefect(section, limits.maxDepth, `state.${key}`);
+  if (defect?.kind === 'depth') {
     throw new UpdraftError('BAD_REQUEST', `JSON contains too many levels of nesting; maximum is ${limits.maxDepth}`);
+  }
+  if (defect?.kind === 'number') {
+    throw new UpdraftError('BAD_REQUEST', `${defect.path} is not a finite number: a JSON number beyond the double range (about ±1.8e308) cannot be stored`);
   }
   return section;
 }

@@ -41,6 +41,13 @@ describe('request validation', () => {
     }
   });
 
+  it('refuses a number beyond the double range, naming it: JSON.parse makes it Infinity, which would be stored as null', () => {
+    bad('{"state":{"reported":{"big":1e999}}}', /^state\.reported\.big is not a finite number/);
+    bad('{"state":{"desired":{"cfg":{"list":[1,{"low":-1e400}]}}}}', /^state\.desired\.cfg\.list\[1\]\.low is not a finite number/);
+    bad(`{"state":{"reported":{"n":1${'0'.repeat(400)}}}}`, /^state\.reported\.n is not a finite number/);
+    assert.doesNotThrow(() => parseUpdateRequest('{"state":{"reported":{"max":1.7976931348623157e308,"tiny":1e-400,"nz":-0}}}', DEFAULT_LIMITS), 'the largest double, and an underflow to 0');
+  });
+
   it('accepts a well-formed request and keeps nulls', () => {
     const r = parseUpdateRequest('{"state":{"desired":null,"reported":{"a":1}},"version":3,"clientToken":"t"}', DEFAULT_LIMITS);
     assert.deepEqual(r, { state: { desired: null, reported: { a: 1 } }, version: 3, clientToken: 't' });

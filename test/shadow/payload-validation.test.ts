@@ -42,4 +42,16 @@ describe('shadow payload validation', () => {
     assert.deepEqual((await ts.server.store.getShadow('pv-1', ''))?.state.reported, { ok: 1 });
     assert.equal(await ts.server.store.getShadow('pv-1', 'n'), undefined);
   });
+
+  it('refuses a number beyond the double range with 400 naming it; before, it was stored as null (and cached as Infinity)', async () => {
+    const answer = await send('state/pv-1/update', '{"state":{"reported":{"big":1e999}},"clientToken":"inf"}', 'inf');
+    assert.equal(answer.topic, 'state/pv-1/update/rejected');
+    assert.equal(answer.body.code, 400);
+    assert.match(answer.body.message, /^state\.reported\.big is not a finite number/);
+    const named = await send('state/pv-1/shadow/inf/update', '{"state":{"desired":{"x":1e999},"reported":{"x":-1e999}},"clientToken":"inf2"}', 'inf2');
+    assert.equal(named.topic, 'state/pv-1/shadow/inf/update/rejected');
+    assert.match(named.body.message, /^state\.desired\.x is not a finite number/);
+    assert.equal((await ts.server.store.getShadow('pv-1', ''))?.state.reported?.big, undefined, 'nothing stored');
+    assert.equal(await ts.server.store.getShadow('pv-1', 'inf'), undefined);
+  });
 });

@@ -5,6 +5,24 @@ export interface JsonObject {
   [key: string]: JsonValue;
 }
 
+/**
+ * Decodes UTF-8 and refuses what is not (RFC 8259 section 8.1: JSON exchanged between systems
+ * is UTF-8), where `Buffer.toString` puts U+FFFD in place of each bad byte, which was stored.
+ * A BOM is kept, so JSON.parse refuses it as before. Stateless (fatal, not streaming), so one
+ * serves every call. On every device message: for a 270-byte agent report it costs what
+ * `toString` does (0.11-0.12 us), where `buffer.isUtf8` before `toString` costs 0.15 us.
+ */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The text of a payload, or undefined when its bytes are not UTF-8. */
+export function utf8Text(payload: Uint8Array): string | undefined {
+  try {
+    return strictUtf8.decode(payload);
+  } catch {
+    return undefined;
+  }
+}
+
 /** True for a plain JSON object (not null, not an array). */
 export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

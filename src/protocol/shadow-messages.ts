@@ -4,7 +4,7 @@
  * where it has one, so that clients written against it understand our rejections.
  */
 import { UpdraftError } from '../errors.ts';
-import { isJsonObject, jsonDefect, type JsonObject, type JsonValue } from './json.ts';
+import { isJsonObject, jsonDefect, utf8Text, type JsonObject, type JsonValue } from './json.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
@@ -92,15 +92,20 @@ export interface DeleteAccepted {
 
 const MAX_CLIENT_TOKEN = 64;
 
+/** The rejection of a payload whose bytes are not UTF-8 (RFC 8259 section 8.1). */
+export const NOT_UTF8 = 'Invalid JSON: the payload is not UTF-8';
+
 /** Parses a payload as a JSON object; 413 above the size limit, 400 for anything else. */
 export function parseJsonPayload(payload: Buffer | string, limits: ShadowLimits): JsonObject {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   if (size > limits.maxDocumentBytes) {
     throw new UpdraftError('TOO_LARGE', `The payload exceeds the maximum size allowed (${size} > ${limits.maxDocumentBytes} bytes)`);
   }
+  const text = typeof payload === 'string' ? payload : utf8Text(payload);
+  if (text === undefined) throw new UpdraftError('BAD_REQUEST', NOT_UTF8);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch {
     throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
   }

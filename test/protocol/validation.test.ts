@@ -48,6 +48,19 @@ describe('request validation', () => {
     assert.doesNotThrow(() => parseUpdateRequest('{"state":{"reported":{"max":1.7976931348623157e308,"tiny":1e-400,"nz":-0}}}', DEFAULT_LIMITS), 'the largest double, and an underflow to 0');
   });
 
+  it('refuses bytes that are not UTF-8 (RFC 8259 section 8.1) instead of storing U+FFFD in their place', () => {
+    const payload = Buffer.concat([Buffer.from('{"state":{"reported":{"u":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}},"clientToken":"utf"}')]);
+    assert.throws(() => parseUpdateRequest(payload, DEFAULT_LIMITS), (e: any) => e.code === 'BAD_REQUEST' && /^Invalid JSON: the payload is not UTF-8/.test(e.message));
+    assert.throws(() => parseSimpleRequest(Buffer.from([0x7b, 0x22, 0xc3, 0x22, 0x3a, 0x31, 0x7d]), DEFAULT_LIMITS), /not UTF-8/, 'a get or delete too');
+    // a surrogate encoded in UTF-8 (CESU), and an overlong '/': not UTF-8 either
+    for (const bad of [[0xed, 0xa0, 0x80], [0xc0, 0xaf]]) {
+      const p = Buffer.concat([Buffer.from('{"state":{"reported":{"u":"'), Buffer.from(bad), Buffer.from('"}}}')]);
+      assert.throws(() => parseUpdateRequest(p, DEFAULT_LIMITS), /not UTF-8/);
+    }
+    const fine = parseUpdateRequest(Buffer.from('{"state":{"reported":{"s":"héllo 😀"}}}'), DEFAULT_LIMITS);
+    assert.equal(fine.state.reported?.s, 'héllo 😀');
+  });
+
   it('accepts a well-formed request and keeps nulls', () => {
     const r = parseUpdateRequest('{"state":{"desired":null,"reported":{"a":1}},"version":3,"clientToken":"t"}', DEFAULT_LIMITS);
     assert.deepEqual(r, { state: { desired: null, reported: { a: 1 } }, version: 3, clientToken: 't' });

@@ -15,7 +15,7 @@ describe('shadow payload validation', () => {
     // a raised limit, as an operator may set it: room for 30,000 levels of brackets
     ts = await startTestServer({ flags: { 'shadow-max-bytes': 65536 } });
     dev = await connectDevice(ts, 'pv-1');
-    await dev.subscribe('state/pv-1/+/accepted', 'state/pv-1/+/rejected', 'state/pv-1/shadow/+/+/accepted', 'state/pv-1/shadow/+/+/rejected');
+    await dev.subscribe('state/pv-1/+/accepted', 'state/pv-1/+/rejected', 'state/pv-1/shadow/+/+/accepted', 'state/pv-1/shadow/+/+/rejected', 'state/pv-1/credentials/request/+');
   });
   after(async () => {
     await dev.end();
@@ -53,5 +53,17 @@ describe('shadow payload validation', () => {
     assert.match(named.body.message, /^state\.desired\.x is not a finite number/);
     assert.equal((await ts.server.store.getShadow('pv-1', ''))?.state.reported?.big, undefined, 'nothing stored');
     assert.equal(await ts.server.store.getShadow('pv-1', 'inf'), undefined);
+  });
+
+  it('refuses bytes that are not UTF-8 with 400, echoing the clientToken; before, each was stored as U+FFFD', async () => {
+    const bad = Buffer.from([0xff, 0xfe, 0xc3]);
+    const answer = await send('state/pv-1/update', Buffer.concat([Buffer.from('{"state":{"reported":{"u":"'), bad, Buffer.from('"}},"clientToken":"utf"}')]), 'utf');
+    assert.equal(answer.topic, 'state/pv-1/update/rejected');
+    assert.deepEqual([answer.body.code, answer.body.message], [400, 'Invalid JSON: the payload is not UTF-8']);
+    assert.equal((await ts.server.store.getShadow('pv-1', ''))?.state.reported?.u, undefined, 'nothing stored');
+    // the requests beside the replica read their bodies the same way
+    const cred = await send('state/pv-1/credentials/request', Buffer.concat([Buffer.from('{"clientToken":"utf2","jobId":"'), bad, Buffer.from('"}')]), 'utf2');
+    assert.equal(cred.topic, 'state/pv-1/credentials/request/rejected');
+    assert.deepEqual([cred.body.code, cred.body.message], [400, 'Invalid JSON: the payload is not UTF-8']);
   });
 });

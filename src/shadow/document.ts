@@ -38,7 +38,8 @@ export function jsonEqual(a: JsonValue | undefined, b: JsonValue | undefined): b
 /**
  * `patch` merged into `target` and its metadata `meta`, as new objects: `null` deletes a key,
  * objects merge leaf by leaf, anything else (including arrays) replaces. Metadata gets
- * `{timestamp}` on every leaf written. Objects left empty by deletions are removed.
+ * `{timestamp}` on every leaf written. Objects left empty by deletions are removed; an object
+ * with no leaf to write changes nothing, whatever it lands on (no empty object is stored).
  *
  * Copy on write: only the objects on the patch's paths are copied; every subtree the patch
  * does not touch, and every value it writes, is shared with `target` or `patch`. Shadow
@@ -61,13 +62,17 @@ function merged(target: JsonObject | undefined, meta: JsonObject | undefined, pa
       // metadata mirrors the state tree: an object's metadata is an object of its keys'
       const childMeta = had && Object.hasOwn(outMeta, key) && isJsonObject(outMeta[key]) ? (outMeta[key] as JsonObject) : undefined;
       const child = merged(had ? (out[key] as JsonObject) : undefined, childMeta, value, now);
-      if (Object.keys(child.value).length === 0) {
-        delete out[key];
-        delete outMeta[key];
-      } else {
+      if (Object.keys(child.value).length > 0) {
         out[key] = child.value;
         outMeta[key] = child.meta;
+      } else if (had) {
+        // emptied by its deletions (a stored object is never empty)
+        delete out[key];
+        delete outMeta[key];
       }
+      // else an object without leaves (`{}`, `{"a":{}}`) onto a value, an array or nothing
+      // writes nothing: only null deletes. It deleted the value while update/accepted,
+      // which echoes the request, said `{}` was set (QA)
     } else {
       out[key] = value;
       outMeta[key] = { timestamp: now };

@@ -72,6 +72,20 @@ describe('shadow document', () => {
     assert.deepEqual(delta?.metadata, { software: { version: { timestamp: 100 } } });
   });
 
+  it('an object without leaves writes nothing: it leaves a value, an object or an absent key as they are (only null deletes)', () => {
+    const first = apply(undefined, { reported: { sc: 5, obj: { x: 1 }, list: [1] } }).next;
+    for (const patch of [{ sc: {} }, { obj: {} }, { list: {} }, { none: {} }, { sc: { a: {} } }, { sc: { gone: null } }]) {
+      const { next, accepted } = apply(first, { reported: patch }, {}, 200);
+      // before, an empty object onto a value deleted it while accepted said it was set
+      assert.deepEqual(next.state.reported, { sc: 5, obj: { x: 1 }, list: [1] }, JSON.stringify(patch));
+      assert.deepEqual(next.metadata.reported, first.metadata.reported, 'no leaf written');
+      assert.equal(accepted.state.reported, patch, 'accepted echoes the request: it names no leaf either');
+    }
+    // an object with leaves replaces a value, and an object emptied by deletions goes
+    assert.deepEqual(apply(first, { reported: { sc: { a: 1 } } }).next.state.reported?.sc, { a: 1 });
+    assert.equal(apply(first, { reported: { obj: { x: null } } }).next.state.reported?.obj, undefined);
+  });
+
   it('replaces arrays as whole values', () => {
     const first = apply(undefined, { desired: { list: [1, 2, 3] } }).next;
     const { next } = apply(first, { desired: { list: [4] } });

@@ -9,6 +9,7 @@ import { ACTIVE_JOB_STATUSES, type GroupRecord, type Page, type StateStore } fro
 import { startInSlices } from '../util/in-slices.ts';
 import { selectPage, type SelectedDevice } from './device-selector.ts';
 import { parseQuery } from './query.ts';
+import { descriptionProblem, refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** What an operator gives to create a group. */
 export interface GroupRequest {
@@ -51,12 +52,12 @@ export class GroupService {
   async create(req: GroupRequest): Promise<GroupRecord> {
     if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new UpdraftError('BAD_REQUEST', 'body must be an object {name, devices | query, description?}');
     // a misspelt field ("decription", "devicse") would be dropped without a word
-    const unknown = Object.keys(req).filter((k) => !['name', 'devices', 'query', 'description'].includes(k));
-    if (unknown.length > 0) throw new UpdraftError('BAD_REQUEST', `unknown field ${unknown.map((k) => `"${k}"`).join(', ')} (fields: name, devices, query, description)`);
+    refuseUnknownFields(req, ['name', 'devices', 'query', 'description']);
     if (typeof req.name !== 'string' || !isValidId(req.name)) throw new UpdraftError('BAD_REQUEST', `group name "${String(req.name)}" must be 1-128 characters of letters, digits, _ . : -`);
     if ((req.devices === undefined) === (req.query === undefined)) throw new UpdraftError('BAD_REQUEST', 'give either devices (a static group) or query (a dynamic group)');
     // a job's bound and message (jobs/job-spec.ts): a group is listed with its description
-    if (req.description !== undefined && (typeof req.description !== 'string' || req.description.length > 1000)) throw new UpdraftError('BAD_REQUEST', 'description must be a string of at most 1000 characters');
+    const description = descriptionProblem(req.description);
+    if (description) throw new UpdraftError('BAD_REQUEST', description);
     const now = this.now();
     const group: GroupRecord = { name: req.name, kind: req.query !== undefined ? 'dynamic' : 'static', devices: [], createdAt: now, updatedAt: now, version: 1 };
     if (req.description) group.description = req.description;

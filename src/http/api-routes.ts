@@ -18,6 +18,7 @@ import type { ArtifactSignatureStatus } from '../signing/manifest-signer.ts';
 import { pageParams } from './paging.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
+import { refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** What the API needs. */
 export interface ApiDeps {
@@ -83,7 +84,7 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     const body = await readJson(req);
     const fields = ['keep', 'name', 'dryRun'];
     // a misspelt field must not be dropped: {"dryrun": true} deleted the builds it was to list
-    for (const k of Object.keys(body)) if (!fields.includes(k)) throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: ${fields.join(', ')})`);
+    refuseUnknownFields(body, fields);
     if (body.name !== undefined && typeof body.name !== 'string') throw new UpdraftError('BAD_REQUEST', 'name must be an artifact name');
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new UpdraftError('BAD_REQUEST', 'dryRun must be true or false');
     sendJson(res, 200, await deps.artifacts.prune({ keep: body.keep as number, ...(typeof body.name === 'string' ? { name: body.name } : {}), ...(body.dryRun === true ? { dryRun: true } : {}) }));
@@ -155,7 +156,7 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     const body = await readJson(req);
     const fields = ['devices', 'artifact', 'description', 'allowDowngrade'];
     // a field this route does not take (a dry run, a plan) must not be dropped silently: it would deploy at once
-    for (const k of Object.keys(body)) if (!fields.includes(k)) throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: ${fields.join(', ')}; a job with a plan, or a dry run: POST /api/v1/jobs, /api/v1/jobs/preview)`);
+    refuseUnknownFields(body, fields, { hint: '; a job with a plan, or a dry run: POST /api/v1/jobs, /api/v1/jobs/preview' });
     const devices = body.devices;
     const artifact = body.artifact;
     if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');

@@ -7,6 +7,7 @@ import type { DeviceRegistration, DeviceRegistry } from '../registry/device-regi
 import { renderPrometheus, wantsPrometheusText, type InstanceMetrics } from './metrics.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
+import { refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** Live counters of the running server. */
 export type MetricsSource = () => InstanceMetrics;
@@ -15,6 +16,7 @@ export type MetricsSource = () => InstanceMetrics;
 export function addFleetRoutes(router: Router, deps: { registry: DeviceRegistry; metrics: MetricsSource }): void {
   router.add('POST', '/api/v1/devices/bulk', async ({ req, res }) => {
     const body = await readJson(req, 16 << 20);
+    refuseUnknownFields(body, ['devices']);
     if (!Array.isArray(body.devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of {deviceId, attributes?, tags?}');
     const results = await deps.registry.registerMany(body.devices as DeviceRegistration[]);
     sendJson(res, 201, { devices: results });

@@ -20,6 +20,7 @@ import { openApiDocument } from './openapi.ts';
 import { listParam, pageParams } from './paging.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
+import { refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** What the rollout routes need. */
 export interface JobRoutesDeps {
@@ -102,8 +103,7 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   });
   router.add('POST', '/api/v1/groups/:name/members', async ({ req, res, params }) => {
     const body = await readJson(req, 16 << 20);
-    const unknown = Object.keys(body).filter((k) => k !== 'add' && k !== 'remove');
-    if (unknown.length > 0) throw new UpdraftError('BAD_REQUEST', `unknown field ${unknown.map((k) => `"${k}"`).join(', ')} (fields: add, remove)`);
+    refuseUnknownFields(body, ['add', 'remove']);
     sendJson(res, 200, groupView(await groups.changeMembers(params.name!, body.add, body.remove)));
   });
 

@@ -19,6 +19,7 @@ import { keyIdOf, parsePublicKey, type SoftwareSigningKey } from '../signing/sig
 import type { Logger } from '../util/logger.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
+import { refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** What the security routes need. */
 export interface SecurityRouteDeps {
@@ -53,7 +54,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     // a body is optional: the call without one (the CLI's, scripts') has the key made here
     const body = (req.headers['content-type'] ?? '').includes('json') ? await readJson(req, 16_384) : (req.resume(), {});
     // a misspelt "csr" must not be dropped: the key would be made here and sent, where the device meant to keep its own
-    for (const k of Object.keys(body)) if (k !== 'csr') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: csr)`);
+    refuseUnknownFields(body, ['csr']);
     if (body.csr !== undefined && typeof body.csr !== 'string') throw new UpdraftError('BAD_REQUEST', 'csr must be the PEM text of a certificate signing request');
     const device = await deps.registry.get(deviceId);
     // only reinstating lifts a revocation (a new secret does not: registry rotateSecret)
@@ -83,8 +84,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
   let installing: Promise<unknown> = Promise.resolve();
   router.add('PUT', '/api/v1/keys/signing/certificate', async ({ req, res }) => {
     const body = await readJson(req);
-    const certFields = ['certificate', 'rootPublicKey', 'rootRotations'];
-    for (const k of Object.keys(body)) if (!certFields.includes(k)) throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: ${certFields.join(', ')})`);
+    refuseUnknownFields(body, ['certificate', 'rootPublicKey', 'rootRotations']);
     const certificate = parseKeyCertificate(body.certificate, 'certificate');
     const rootPublicKey = body.rootPublicKey;
     if (rootPublicKey !== undefined) {
@@ -116,7 +116,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
   router.add('POST', '/api/v1/keys/url/rotate', async ({ req, res }) => {
     const body = await readJson(req);
     // a misspelt field must not be dropped: {"activateIn": 3600} put a key to signing at once
-    for (const k of Object.keys(body)) if (k !== 'retire' && k !== 'activateInSeconds') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: retire, activateInSeconds)`);
+    refuseUnknownFields(body, ['retire', 'activateInSeconds']);
     const retire = body.retire;
     const delay = body.activateInSeconds;
     const problems: string[] = [];
@@ -136,7 +136,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
 
   router.add('POST', '/api/v1/keys/url/retire', async ({ req, res }) => {
     const body = await readJson(req);
-    for (const k of Object.keys(body)) if (k !== 'kid') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: kid)`);
+    refuseUnknownFields(body, ['kid']);
     if (typeof body.kid !== 'string') throw new UpdraftError('BAD_REQUEST', 'kid (the key id to retire) is required');
     const keys = await rotateKeyRing(deps.dataDir, { retire: body.kid, ring: deps.urlKeys });
     deps.logger.info('URL signing key retired', { retired: body.kid });

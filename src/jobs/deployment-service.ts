@@ -9,6 +9,7 @@ import type { ExecutionRecord, JobRecord, StateStore } from '../store/state-stor
 import { deploymentSpec } from './job-spec.ts';
 import type { JobService } from './job-service.ts';
 import { isValidId } from '../protocol/topics.ts';
+import { descriptionProblem } from '../protocol/known-fields.ts';
 
 /** A deployment request. */
 export interface DeployRequest {
@@ -40,7 +41,8 @@ export class DeploymentService {
     }
     // a job's bound and message (jobs/job-spec.ts): a deployment is a job, and its
     // description is shown in every job list and kept with the job
-    if (req.description !== undefined && (typeof req.description !== 'string' || req.description.length > 1000)) throw new UpdraftError('BAD_REQUEST', 'description must be a string of at most 1000 characters');
+    const description = descriptionProblem(req.description);
+    if (description) throw new UpdraftError('BAD_REQUEST', description);
     const spec = { ...deploymentSpec(devices), allowDowngrade: req.allowDowngrade === true };
     const view = await this.deps.jobs.createFromSpec(req.artifact, spec, req.description);
     const page = await this.deps.store.listJobExecutions(view.job.jobId, { limit: MAX_LISTED });

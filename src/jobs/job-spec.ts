@@ -9,6 +9,7 @@ import { parseQuery } from '../fleet/query.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { DEVICE_TIME_ZONE, isTimeZone, windowProblems, type MaintenanceWindow } from '../protocol/maintenance-window.ts';
+import { descriptionProblem } from '../protocol/known-fields.ts';
 
 /** Which devices a job is for: the union of the listed devices, the groups' members and the query's matches. */
 export interface JobTargets {
@@ -93,7 +94,8 @@ export function parseJobRequest(body: Record<string, unknown>, now: number): Job
   for (const k of Object.keys(body)) if (!known.includes(k)) bad(`unknown field "${k}" (fields: ${known.join(', ')})`);
 
   if (typeof body.artifact !== 'string') bad('artifact must be a string like fw@2.0.0');
-  if (body.description !== undefined && (typeof body.description !== 'string' || body.description.length > 1000)) bad('description must be a string of at most 1000 characters');
+  const description = descriptionProblem(body.description);
+  if (description) bad(description);
 
   const targets = parseTargets(body.targets, bad);
   const type = body.type ?? 'snapshot';

@@ -10,6 +10,7 @@ import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { hashDeviceSecret, newDeviceSecret } from './device-secret.ts';
+import { refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** Names of JavaScript's object machinery: never attribute names (they would shadow or reach prototypes). */
 const RESERVED_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
@@ -43,7 +44,7 @@ function checkRegistration(r: DeviceRegistration): void {
   if (r.deviceId === OPERATOR_USERNAME) throw new UpdraftError('BAD_REQUEST', `device id "${OPERATOR_USERNAME}" is reserved: it is the MQTT user name of operators and Updraft's instances`);
   // a misspelt field must not be dropped: {"tag": [...]} registered the device with no tags
   // (named with the device: a bulk registration lists up to 10,000)
-  for (const k of Object.keys(r)) if (!REGISTRATION_FIELDS.includes(k)) throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" of device ${r.deviceId} (fields: ${REGISTRATION_FIELDS.join(', ')})`);
+  refuseUnknownFields(r, REGISTRATION_FIELDS, { where: `of device ${r.deviceId}` });
   if (r.attributes !== undefined) {
     if (typeof r.attributes !== 'object' || r.attributes === null || Array.isArray(r.attributes)) throw new UpdraftError('BAD_REQUEST', 'attributes must be an object');
     for (const [k, v] of Object.entries(r.attributes)) {
@@ -184,7 +185,7 @@ export class DeviceRegistry {
    */
   async update(deviceId: string, change: { attributes?: unknown; tags?: unknown }): Promise<PublicDevice> {
     if (typeof change !== 'object' || change === null || Array.isArray(change)) throw new UpdraftError('BAD_REQUEST', 'the change must be an object: {attributes?, tags?}');
-    for (const k of Object.keys(change)) if (k !== 'attributes' && k !== 'tags') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: attributes, tags)`);
+    refuseUnknownFields(change, ['attributes', 'tags']);
     if (change.attributes === undefined && change.tags === undefined) throw new UpdraftError('BAD_REQUEST', 'give attributes and/or tags');
     const attrs = change.attributes;
     if (attrs !== undefined && (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs))) throw new UpdraftError('BAD_REQUEST', 'attributes must be an object');

@@ -36,6 +36,7 @@ import { readJson, sendJson } from '../http/respond.ts';
 import type { Router } from '../http/router.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** The kinds of named tokens: what each may do is decided by `http-server.ts`. */
 export type TokenRole = 'viewer' | 'operator';
@@ -267,7 +268,7 @@ export function addNamedTokenRoutes(router: Router, kinds: readonly NamedTokens[
     router.add('POST', base, async ({ req, res, caller }) => {
       const body = await readJson(req, 4096);
       // a misspelt field must not be dropped: {"expiresIn": 60} made a token that never expires
-      for (const k of Object.keys(body)) if (k !== 'name' && k !== 'expiresInSeconds') throw new UpdraftError('BAD_REQUEST', `unknown field "${k}" (fields: name, expiresInSeconds)`);
+      refuseUnknownFields(body, ['name', 'expiresInSeconds']);
       const { name, expiresInSeconds } = body;
       if (typeof name !== 'string') throw new UpdraftError('BAD_REQUEST', `the body must be {"name": "<${KINDS[tokens.role].label} name>", "expiresInSeconds"?: <seconds>}`);
       if (expiresInSeconds !== undefined && typeof expiresInSeconds !== 'number') throw new UpdraftError('BAD_REQUEST', 'expiresInSeconds must be a number of seconds');

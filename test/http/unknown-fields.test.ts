@@ -67,6 +67,14 @@ describe('write routes refuse unknown fields', () => {
     const bulk = await call('POST', '/api/v1/devices/bulk', { devices: [{ deviceId: 'bulk-1', tags: ['a'] }, { deviceId: 'bulk-2', tag: ['a'] }] });
     assert.deepEqual(bulk, { status: 400, message: 'unknown field "tag" of device bulk-2 (fields: deviceId, attributes, tags)' });
     assert.equal(await ts.server.registry.find('bulk-1'), undefined, 'all or nothing');
+    // and a field beside the list: {"dryRun": true} would register them all
+    const top = await call('POST', '/api/v1/devices/bulk', { devices: [{ deviceId: 'bulk-3' }], dryRun: true });
+    assert.deepEqual(top, { status: 400, message: 'unknown field "dryRun" (fields: devices)' });
+    assert.equal(await ts.server.registry.find('bulk-3'), undefined, 'nothing registered');
+  });
+
+  it('names every misspelt field at once', async () => {
+    assert.deepEqual(await call('POST', '/api/v1/artifacts/prune', { keep: 1, dryrun: true, nmae: 'p' }), { status: 400, message: 'unknown field "dryrun", "nmae" (fields: keep, name, dryRun)' });
   });
 
   it('POST /api/v1/devices/:id/certificate: a misspelt csr issues nothing', async () => {

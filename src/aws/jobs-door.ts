@@ -8,7 +8,7 @@
  * Shapes and codes: https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html
  */
 import type { InboundMessage, Sender } from '../broker/message-bus.ts';
-import { asUpdraftError, publicMessage } from '../errors.ts';
+import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { deadlineOf } from '../jobs/deadlines.ts';
 import { canTransition, isTerminal } from '../jobs/execution-state.ts';
@@ -101,8 +101,8 @@ export class AwsJobsDoor {
       if (body.clientToken !== undefined) accepted.clientToken = body.clientToken;
       await this.publishJson(awsJobsAnswerTopic(req, 'accepted'), accepted);
     } catch (err) {
-      if (!(err instanceof AwsJobsError)) this.deps.logger.error('jobs request failed', { thing: req.thing, op: req.op, error: asUpdraftError(err).message });
-      const e = err instanceof AwsJobsError ? err : new AwsJobsError('InternalError', publicMessage(asUpdraftError(err)));
+      const e = err instanceof AwsJobsError ? err : awsJobsErrorOf(asUpdraftError(err));
+      if (e.code === 'InternalError') this.deps.logger.error('jobs request failed', { thing: req.thing, op: req.op, error: asUpdraftError(err).message });
       await this.publishJson(awsJobsAnswerTopic(req, 'rejected'), this.rejection(e, body.clientToken ?? salvageJobsClientToken(payload)));
     }
   }
@@ -164,7 +164,9 @@ export class AwsJobsDoor {
     const reported = reportFor(status, view.agentJobId, software, shadow?.state.reported?.software, body.statusDetails);
     const request = { state: { reported: { software: reported } }, clientToken: 'updraft-aws-jobs' };
     // the device's own report, on its behalf: it may not write desired.software this way
-    await replica.update({ deviceId: view.thing, name: '' }, request, sender.kind === 'device' ? sender : { kind: 'device', id: view.thing });
+    await replica.update({ deviceId: view.thing, name: '' }, request, sender.kind === 'device' ? sender : { kind: 'device', id: view.thing }).catch((err: unknown) => {
+      throw refusedReport(err);
+    });
     await tracker.idle();
     if (body.stepTimeoutInMinutes !== undefined && (status === 'IN_PROGRESS')) await this.setStepTimer(view, body.stepTimeoutInMinutes);
     return (await this.jobs.current(view.thing)) ?? view;
@@ -201,6 +203,29 @@ export class AwsJobsDoor {
       this.deps.logger.warn('jobs answer not published', { topic, error: asUpdraftError(err).message });
     }
   }
+}
+
+/**
+ * The AWS code of a failure that is not a refusal of the door's own: a moment's overload (a
+ * queue full, a shadow that kept changing under the report) is RequestThrottled; anything
+ * else is a fault of the server, InternalError, which the SDKs retry as it is.
+ */
+function awsJobsErrorOf(e: UpdraftError): AwsJobsError {
+  return e.code === 'TOO_MANY_REQUESTS' ? new AwsJobsError('RequestThrottled', e.message) : new AwsJobsError('InternalError', publicMessage(e));
+}
+
+/**
+ * The replica's refusal of the report a status update is written as: a key the shadow
+ * refuses (`__proto__`), a document over its size limit. That is the request's fault,
+ * InvalidRequest, as AWS answers malformed status details; the same request is refused
+ * again, so it is no InternalError for the SDKs to retry. AWS's ErrorCode list is closed
+ * (the SDKs parse no other code), so a 403, which has no code of its own there, is
+ * InvalidRequest too. Anything else is left to `awsJobsErrorOf`.
+ * https://docs.aws.amazon.com/iot/latest/developerguide/jobs-api.html#jobs-mqtt-error-response
+ */
+function refusedReport(err: unknown): unknown {
+  if (!(err instanceof UpdraftError) || !(err.code === 'BAD_REQUEST' || err.code === 'FORBIDDEN' || err.code === 'TOO_LARGE')) return err;
+  return new AwsJobsError('InvalidRequest', `The status update cannot be recorded in the thing's shadow, which carries it (reported.software): ${err.message}`);
 }
 
 function notFound(thing: string, jobId: string): AwsJobsError {

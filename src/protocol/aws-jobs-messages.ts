@@ -84,10 +84,35 @@ export interface AwsJobsRequestBody {
 
 /** AWS limits: clientToken up to 64 characters, statusDetails up to 10 entries. */
 const MAX_CLIENT_TOKEN = 64;
-const MAX_STATUS_DETAILS = 10;
+export const MAX_STATUS_DETAILS = 10;
+/**
+ * AWS limits of a statusDetails entry (JobExecutionState.statusDetails in the API reference,
+ * https://docs.aws.amazon.com/iot/latest/apireference/API_iot-jobs-data_JobExecutionState.html):
+ * a key of 1 to 128 characters matching `[a-zA-Z0-9:_-]+`, a value of 1 to 1,024 characters
+ * matching `[^\p{C}]+` (no control, format or unassigned characters).
+ */
+const STATUS_DETAILS_KEY = /^[a-zA-Z0-9:_-]{1,128}$/;
+const STATUS_DETAILS_VALUE = /^[^\p{C}]+$/u;
+export const MAX_STATUS_DETAILS_VALUE = 1024;
 /** stepTimeoutInMinutes: 1 minute to 7 days (10080), per the UpdateJobExecution reference. */
 const MAX_STEP_TIMEOUT = 10_080;
 const MAX_PAYLOAD = 16_384;
+
+/** Why `d` is not a statusDetails map AWS takes (naming the first bad entry), or undefined. */
+export function statusDetailsDefect(d: unknown): string | undefined {
+  if (!isJsonObject(d)) return 'statusDetails must be a map of strings to strings';
+  const entries = Object.entries(d);
+  if (entries.length > MAX_STATUS_DETAILS) return `statusDetails may hold at most ${MAX_STATUS_DETAILS} entries, not ${entries.length}`;
+  for (const [k, v] of entries) {
+    // a key can be long: name it by its start
+    const name = JSON.stringify(k.length > 64 ? `${k.slice(0, 64)}...` : k);
+    if (!STATUS_DETAILS_KEY.test(k)) return `statusDetails key ${name} must be 1 to 128 characters of a-z, A-Z, 0-9, ':', '_' and '-'`;
+    if (typeof v !== 'string') return `statusDetails.${k} must be a string`;
+    if (v.length === 0 || v.length > MAX_STATUS_DETAILS_VALUE) return `statusDetails.${k} must be 1 to ${MAX_STATUS_DETAILS_VALUE} characters, not ${v.length}`;
+    if (!STATUS_DETAILS_VALUE.test(v)) return `statusDetails.${k} must not hold control, format or unassigned characters (Unicode category C: a line break, a tab, a zero-width joiner)`;
+  }
+  return undefined;
+}
 
 function invalid(message: string): AwsJobsError {
   return new AwsJobsError('InvalidRequest', message);
@@ -117,8 +142,8 @@ export function parseAwsJobsBody(payload: Buffer): AwsJobsRequestBody {
   }
   if (v.statusDetails !== undefined && v.statusDetails !== null) {
     const d = v.statusDetails;
-    if (!isJsonObject(d) || Object.values(d).some((x) => typeof x !== 'string')) throw invalid('statusDetails must be a map of strings to strings');
-    if (Object.keys(d).length > MAX_STATUS_DETAILS) throw invalid(`statusDetails may hold at most ${MAX_STATUS_DETAILS} entries`);
+    const defect = statusDetailsDefect(d);
+    if (defect !== undefined) throw invalid(defect);
     out.statusDetails = d as Record<string, string>;
   }
   for (const k of ['expectedVersion', 'executionNumber'] as const) {

@@ -65,4 +65,23 @@ describe('AWS Jobs statusDetails', () => {
     const ok = await dev.request(update, { status: 'SUCCEEDED', statusDetails: { step: 'done' } });
     assert.equal(ok.topic, `${update}/accepted`);
   });
+
+  it("statusDetails beyond AWS's limits are InvalidRequest, on start-next and update, and not stored", async () => {
+    await addArtifact(ts, '3.0.0');
+    const jobId = await deploy(ts, ['sd-1'], 'fw@3.0.0');
+    await dev.next((m) => m.topic === jobs('sd-1', 'notify-next') && m.body.execution?.jobId === jobId);
+    const start = await dev.request(jobs('sd-1', 'start-next'), { statusDetails: { 'a b/c': 'x' } });
+    assert.deepEqual([start.topic, start.body.code], [jobs('sd-1', 'start-next/rejected'), 'InvalidRequest']);
+    assert.equal(await executionStatus(ts, jobId, 'sd-1'), 'QUEUED', 'not started');
+    await dev.request(jobs('sd-1', 'start-next'), {});
+    const update = jobs('sd-1', `${jobId}/update`);
+    for (const statusDetails of [{ '': '' }, { 'a b/c': 'x' }, { reason: 'v'.repeat(1025) }, { reason: '' }, { reason: 'a\nb' }]) {
+      const r = await dev.request(update, { status: 'IN_PROGRESS', statusDetails });
+      assert.equal(r.topic, `${update}/rejected`, JSON.stringify(statusDetails));
+      assert.equal(r.body.code, 'InvalidRequest', r.body.message);
+      assert.match(r.body.message, /^statusDetails/, 'refused by the AWS rules, not by the shadow');
+    }
+    const sw = (await ts.server.store.getShadow('sd-1', ''))?.state.reported?.software as Record<string, unknown>;
+    assert.equal(sw.statusDetails, undefined);
+  });
 });

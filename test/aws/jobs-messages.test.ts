@@ -1,0 +1,37 @@
+/** Validation of AWS Jobs request bodies (src/protocol/aws-jobs-messages.ts) against AWS's documented limits. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AwsJobsError, parseAwsJobsBody } from '../../src/protocol/aws-jobs-messages.ts';
+
+const body = (statusDetails: unknown) => Buffer.from(JSON.stringify({ status: 'IN_PROGRESS', statusDetails }));
+const refusal = (statusDetails: unknown) => {
+  try {
+    parseAwsJobsBody(body(statusDetails));
+  } catch (err) {
+    assert.ok(err instanceof AwsJobsError);
+    return `${err.code}: ${err.message}`;
+  }
+  return undefined;
+};
+
+describe('statusDetails (UpdateJobExecution, StartNextPendingJobExecution)', () => {
+  it('takes what AWS takes: up to 10 entries, keys of 1 to 128 of [a-zA-Z0-9:_-], values of 1 to 1,024 characters', () => {
+    const edge = { [`k${'x'.repeat(127)}`]: 'v'.repeat(1024), 'a:b_c-D9': 'é 😀 \u00a0 any text' };
+    assert.deepEqual(parseAwsJobsBody(body(edge)).statusDetails, edge);
+    const ten = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, 'v']));
+    assert.deepEqual(parseAwsJobsBody(body(ten)).statusDetails, ten);
+    assert.deepEqual(parseAwsJobsBody(body({})).statusDetails, {});
+  });
+
+  it('refuses anything else with InvalidRequest naming the entry', () => {
+    assert.equal(refusal({ '': '' }), `InvalidRequest: statusDetails key "" must be 1 to 128 characters of a-z, A-Z, 0-9, ':', '_' and '-'`);
+    assert.match(refusal({ 'a b/c': 'x' })!, /^InvalidRequest: statusDetails key "a b\/c" must be/);
+    assert.match(refusal({ ['k'.repeat(129)]: 'x' })!, /^InvalidRequest: statusDetails key "k{64}\.\.\." must be/);
+    assert.equal(refusal({ reason: '' }), 'InvalidRequest: statusDetails.reason must be 1 to 1024 characters, not 0');
+    assert.equal(refusal({ reason: 'v'.repeat(1025) }), 'InvalidRequest: statusDetails.reason must be 1 to 1024 characters, not 1025');
+    for (const v of ['line 1\nline 2', 'tab\t', 'zero\u200dwidth', '\u0000']) assert.match(refusal({ reason: v })!, /^InvalidRequest: statusDetails\.reason must not hold control/, JSON.stringify(v));
+    assert.equal(refusal({ reason: 42 }), 'InvalidRequest: statusDetails.reason must be a string');
+    assert.equal(refusal(['x']), 'InvalidRequest: statusDetails must be a map of strings to strings');
+    assert.equal(refusal(Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v']))), 'InvalidRequest: statusDetails may hold at most 10 entries, not 11');
+  });
+});

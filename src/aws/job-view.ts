@@ -11,7 +11,7 @@
  * (`<id>.cancel`) is no job: the thing has nothing pending.
  */
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import type { AwsJobExecution, AwsJobExecutionState, AwsJobExecutionSummary, AwsJobStatus } from '../protocol/aws-jobs-messages.ts';
+import { statusDetailsOf, type AwsJobExecution, type AwsJobExecutionState, type AwsJobExecutionSummary, type AwsJobStatus } from '../protocol/aws-jobs-messages.ts';
 import { parseDesiredSoftware, parseReportedSoftware, type DesiredSoftware } from '../protocol/software.ts';
 import { agentJobId, parseAgentJobId } from '../jobs/agent-job-id.ts';
 import type { ExecutionRecord, ShadowRecord } from '../store/state-store.ts';
@@ -76,13 +76,11 @@ function reportedStatus(shadow: ShadowRecord, agentId: string): AwsJobStatus {
   return reported.status === 'IDLE' ? 'QUEUED' : 'IN_PROGRESS';
 }
 
-/** The statusDetails the device last reported for `agentId`, if any. */
+/** The statusDetails the device last reported for `agentId`, if any, as AWS bounds them. */
 export function reportedStatusDetails(shadow: ShadowRecord | undefined, agentId: string): Record<string, string> | undefined {
   const sw = shadow?.state.reported?.software;
-  if (!isJsonObject(sw) || sw.jobId !== agentId || !isJsonObject(sw.statusDetails)) return undefined;
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(sw.statusDetails)) if (typeof v === 'string') out[k] = v;
-  return out;
+  if (!isJsonObject(sw) || sw.jobId !== agentId) return undefined;
+  return statusDetailsOf(sw.statusDetails);
 }
 
 /** The view of the device's current command; `execution` is the record of its job, if any. */
@@ -123,15 +121,10 @@ export function pastJobView(thing: string, execution: ExecutionRecord): JobView 
     current: false,
   };
   if (execution.dispatchedAt !== undefined && execution.status !== 'QUEUED') view.startedAt = secs(execution.dispatchedAt);
-  const details = execution.details.statusDetails;
-  if (isJsonObject(details)) view.statusDetails = stringMap(details);
+  // recorded by the tracker with the report: the shadow holds them only until the next job
+  const details = statusDetailsOf(execution.details.statusDetails);
+  if (details) view.statusDetails = details;
   return view;
-}
-
-function stringMap(o: JsonObject): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(o)) if (typeof v === 'string') out[k] = v;
-  return out;
 }
 
 /** True for QUEUED and IN_PROGRESS: the execution is on the thing's pending list. */

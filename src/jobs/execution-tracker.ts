@@ -174,6 +174,10 @@ export class ExecutionTracker {
     delete details.error;
     if (reported.progress !== undefined) details.progress = reported.progress;
     if (reported.error !== undefined) details.error = reported.error;
+    // an AWS device's statusDetails as they stand after this report (the shadow keeps them
+    // only until the next job's first report): a finished execution still answers with them
+    delete details.statusDetails;
+    if (reported.statusDetails !== undefined) details.statusDetails = reported.statusDetails;
     // the step timer counts from the phase's start, and again from each new "not now" of the
     // device's install gate (and from the end of a wait): a device waiting for its gate is not
     // stuck; the same wait applied twice (a repeated report) does not restart it

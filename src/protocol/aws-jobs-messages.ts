@@ -114,6 +114,22 @@ export function statusDetailsDefect(d: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The statusDetails in `value` as AWS bounds them, for what reads them back from a report
+ * (`reported.software.statusDetails`, which a device may also write through its shadow):
+ * the entries AWS would take, at most 10 of them; undefined when none.
+ */
+export function statusDetailsOf(value: unknown): Record<string, string> | undefined {
+  if (!isJsonObject(value)) return undefined;
+  const kept: [string, string][] = [];
+  for (const [k, v] of Object.entries(value)) {
+    if (kept.length === MAX_STATUS_DETAILS) break;
+    if (STATUS_DETAILS_KEY.test(k) && typeof v === 'string' && v.length > 0 && v.length <= MAX_STATUS_DETAILS_VALUE && STATUS_DETAILS_VALUE.test(v)) kept.push([k, v]);
+  }
+  // fromEntries defines each key as data: a "__proto__" entry stays an entry
+  return kept.length === 0 ? undefined : Object.fromEntries(kept);
+}
+
 function invalid(message: string): AwsJobsError {
   return new AwsJobsError('InvalidRequest', message);
 }

@@ -3,6 +3,7 @@
  * device reports, and the update command the device receives in its delta.
  */
 import { UpdraftError } from '../errors.ts';
+import { statusDetailsOf } from './aws-jobs-messages.ts';
 import { isJsonObject, type JsonObject } from './json.ts';
 
 /** `state.desired.software`, written by a deployment or rollout (pattern step 3). */
@@ -85,6 +86,11 @@ export interface ReportedSoftware {
   keySerial?: number;
   /** While VERIFYING: the device's install gate put the install off (absent or null otherwise). */
   waiting?: InstallWait;
+  /**
+   * AWS Jobs `statusDetails` for `jobId`, written by the AWS jobs door (docs/aws-compatibility.md);
+   * read as AWS bounds them (`statusDetailsOf`: at most 10 well-formed entries).
+   */
+  statusDetails?: Record<string, string>;
 }
 
 /**
@@ -211,6 +217,8 @@ export function parseReportedSoftware(value: unknown): ReportedSoftware | undefi
   if (typeof value.error === 'string') out.error = value.error;
   const waiting = value.waiting === undefined || value.waiting === null ? undefined : parseInstallWait(value.waiting);
   if (waiting) out.waiting = waiting;
+  const statusDetails = value.statusDetails === undefined ? undefined : statusDetailsOf(value.statusDetails);
+  if (statusDetails) out.statusDetails = statusDetails;
   return out;
 }
 

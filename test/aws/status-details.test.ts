@@ -1,9 +1,11 @@
 /**
- * AWS Jobs `statusDetails` over MQTT with a real server: what the thing's shadow cannot take
- * is the device's InvalidRequest, not an InternalError it would retry.
+ * AWS Jobs `statusDetails` over MQTT with a real server: checked against AWS's limits; what
+ * the thing's shadow cannot take is the device's InvalidRequest, not an InternalError it would
+ * retry; a finished execution keeps them after the shadow has moved on to the next job.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { eventually } from '../helpers/cli.ts';
 import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, executionStatus } from './support.ts';
@@ -13,11 +15,13 @@ const jobs = (thing: string, rest: string) => `$aws/things/${thing}/jobs/${rest}
 describe('AWS Jobs statusDetails', () => {
   let ts: TestServer;
   let dev: TestClient;
+  /** The jobs deployed by the tests, in order (each test goes on from the last). */
+  const jobIds: string[] = [];
 
   before(async () => {
     ts = await startTestServer();
     dev = await connectDevice(ts, 'sd-1');
-    await dev.subscribe(jobs('sd-1', '#'));
+    await dev.subscribe(jobs('sd-1', '#'), '$aws/things/sd-1/shadow/update/+');
     await addArtifact(ts, '2.0.0');
   });
   after(async () => {
@@ -36,6 +40,7 @@ describe('AWS Jobs statusDetails', () => {
 
   it('an update the thing\'s shadow refuses is InvalidRequest, and nothing is recorded', async () => {
     const jobId = await started('fw@2.0.0');
+    jobIds.push(jobId);
     const update = jobs('sd-1', `${jobId}/update`);
     // JSON.parse keeps "__proto__" as a key of its own (an object literal would not)
     const proto = await dev.request(update, { status: 'IN_PROGRESS', statusDetails: JSON.parse('{"__proto__":"x"}') });
@@ -69,6 +74,7 @@ describe('AWS Jobs statusDetails', () => {
   it("statusDetails beyond AWS's limits are InvalidRequest, on start-next and update, and not stored", async () => {
     await addArtifact(ts, '3.0.0');
     const jobId = await deploy(ts, ['sd-1'], 'fw@3.0.0');
+    jobIds.push(jobId);
     await dev.next((m) => m.topic === jobs('sd-1', 'notify-next') && m.body.execution?.jobId === jobId);
     const start = await dev.request(jobs('sd-1', 'start-next'), { statusDetails: { 'a b/c': 'x' } });
     assert.deepEqual([start.topic, start.body.code], [jobs('sd-1', 'start-next/rejected'), 'InvalidRequest']);
@@ -84,4 +90,49 @@ describe('AWS Jobs statusDetails', () => {
     const sw = (await ts.server.store.getShadow('sd-1', ''))?.state.reported?.software as Record<string, unknown>;
     assert.equal(sw.statusDetails, undefined);
   });
+
+  it("a finished execution keeps its statusDetails once another job is the thing's current one", async () => {
+    const [first, second] = jobIds as [string, string];
+    const failed = await dev.request(jobs('sd-1', `${second}/update`), { status: 'FAILED', statusDetails: { reason: 'disk full', code: 'E42' } });
+    assert.equal(failed.topic, jobs('sd-1', `${second}/update/accepted`));
+    const details = { reason: 'disk full', code: 'E42' };
+    assert.deepEqual((await dev.request(jobs('sd-1', `${second}/get`), {})).body.execution.statusDetails, details);
+
+    await addArtifact(ts, '4.0.0');
+    const third = await deploy(ts, ['sd-1'], 'fw@4.0.0');
+    jobIds.push(third);
+    await dev.next((m) => m.topic === jobs('sd-1', 'notify-next') && m.body.execution?.jobId === third);
+    const past = await dev.request(jobs('sd-1', `${second}/get`), {});
+    assert.deepEqual([past.body.execution.status, past.body.execution.statusDetails], ['FAILED', details]);
+    // the next job's first report replaces them in the shadow: the execution still has them
+    const s3 = await dev.request(jobs('sd-1', 'start-next'), { statusDetails: { phase: 'DOWNLOADING' } });
+    assert.deepEqual(s3.body.execution.statusDetails, { phase: 'DOWNLOADING' });
+    assert.deepEqual((await dev.request(jobs('sd-1', `${second}/get`), {})).body.execution.statusDetails, details);
+    const older = await dev.request(jobs('sd-1', `${first}/get`), {});
+    assert.deepEqual([older.body.execution.status, older.body.execution.statusDetails], ['SUCCEEDED', { step: 'done' }]);
+  });
+
+  it('reads statusDetails a device wrote through its shadow as AWS bounds them', async () => {
+    const third = jobIds[2]!;
+    // reported.software is the device's to write: only the 10 first well-formed entries count
+    const junk: Record<string, unknown> = { 'bad key': 'x', n: 1, empty: '' };
+    for (let i = 0; i < 12; i++) junk[`k${String(i).padStart(2, '0')}`] = `v${i}`;
+    await dev.request('$aws/things/sd-1/shadow/update', { state: { reported: { software: { statusDetails: junk } } } });
+    // merged into what start-next wrote: its phase, then nine of these
+    const bounded = { phase: 'DOWNLOADING', ...Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`k${String(i).padStart(2, '0')}`, `v${i}`])) };
+    const current = await dev.request(jobs('sd-1', `${third}/get`), {});
+    assert.deepEqual(current.body.execution.statusDetails, bounded);
+    await eventuallyDetails(third, bounded);
+    // cleared in the shadow, cleared on the execution
+    await dev.request('$aws/things/sd-1/shadow/update', { state: { reported: { software: { statusDetails: null } } } });
+    await eventuallyDetails(third, undefined);
+  });
+
+  /** Waits until the execution of `jobId` on sd-1 records `details` (none: undefined). */
+  async function eventuallyDetails(jobId: string, details: Record<string, string> | undefined): Promise<void> {
+    await eventually(async () => {
+      const got = (await ts.server.store.getExecution(jobId, 'sd-1'))?.details.statusDetails;
+      return JSON.stringify(got) === JSON.stringify(details) ? true : undefined;
+    }, 5000, `statusDetails ${JSON.stringify(details)} recorded on ${jobId}`);
+  }
 });

@@ -3,7 +3,7 @@
  * documents them (https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html)
  * and the AWS IoT Device SDKs parse them. Timestamps are seconds since the epoch.
  */
-import { isJsonObject, type JsonObject } from './json.ts';
+import { isJsonObject, utf8Text, type JsonObject } from './json.ts';
 
 /** Job execution states as AWS names them (Updraft's execution states use the same names). */
 export type AwsJobStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'REMOVED' | 'CANCELED';
@@ -138,9 +138,12 @@ function invalid(message: string): AwsJobsError {
 export function parseAwsJobsBody(payload: Buffer): AwsJobsRequestBody {
   if (payload.length > MAX_PAYLOAD) throw invalid(`The payload exceeds the maximum size allowed (${payload.length} > ${MAX_PAYLOAD} bytes)`);
   if (payload.length === 0) return {};
+  // strict: Buffer.toString would put U+FFFD for each byte that is not UTF-8 and store that
+  const text = utf8Text(payload);
+  if (text === undefined) throw new AwsJobsError('InvalidJson', 'Request payload is not valid JSON: it is not UTF-8');
   let v: unknown;
   try {
-    v = JSON.parse(payload.toString('utf8'));
+    v = JSON.parse(text);
   } catch {
     throw new AwsJobsError('InvalidJson', 'Request payload is not valid JSON');
   }
@@ -185,7 +188,9 @@ export function parseAwsJobsBody(payload: Buffer): AwsJobsRequestBody {
 /** Best-effort clientToken of a payload that failed validation, to echo on the rejection. */
 export function salvageJobsClientToken(payload: Buffer): string | undefined {
   try {
-    const v = JSON.parse(payload.toString('utf8')) as unknown;
+    const text = utf8Text(payload);
+    if (text === undefined) return undefined;
+    const v = JSON.parse(text) as unknown;
     if (isJsonObject(v) && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
   } catch {
     /* not JSON: nothing to echo */

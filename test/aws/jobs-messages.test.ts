@@ -1,7 +1,7 @@
 /** Validation of AWS Jobs request bodies (src/protocol/aws-jobs-messages.ts) against AWS's documented limits. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AwsJobsError, parseAwsJobsBody } from '../../src/protocol/aws-jobs-messages.ts';
+import { AwsJobsError, parseAwsJobsBody, salvageJobsClientToken } from '../../src/protocol/aws-jobs-messages.ts';
 
 const body = (statusDetails: unknown) => Buffer.from(JSON.stringify({ status: 'IN_PROGRESS', statusDetails }));
 const refusal = (statusDetails: unknown) => {
@@ -33,5 +33,14 @@ describe('statusDetails (UpdateJobExecution, StartNextPendingJobExecution)', () 
     assert.equal(refusal({ reason: 42 }), 'InvalidRequest: statusDetails.reason must be a string');
     assert.equal(refusal(['x']), 'InvalidRequest: statusDetails must be a map of strings to strings');
     assert.equal(refusal(Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v']))), 'InvalidRequest: statusDetails may hold at most 10 entries, not 11');
+  });
+});
+
+describe('the payload bytes', () => {
+  it('refuses bytes that are not UTF-8 as InvalidJson, instead of storing U+FFFD in their place, and echoes no token from them', () => {
+    const bad = Buffer.concat([Buffer.from('{"status":"IN_PROGRESS","statusDetails":{"reason":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"},"clientToken":"t1"}')]);
+    assert.throws(() => parseAwsJobsBody(bad), (err: unknown) => err instanceof AwsJobsError && err.code === 'InvalidJson' && /not UTF-8/.test(err.message));
+    assert.equal(salvageJobsClientToken(bad), undefined);
+    assert.equal(salvageJobsClientToken(Buffer.from('{"clientToken":"t2","status":5}')), 't2', 'a well-formed payload still has its token echoed');
   });
 });

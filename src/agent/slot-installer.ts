@@ -7,13 +7,16 @@
  *   <dir>/current -> slots/a
  *
  * A slot's `manifest.json` is written last (atomically, after the artifact is fsynced), so a
- * slot with a manifest is complete. Installing writes the inactive slot, points `current` at
+ * slot with a manifest is complete. Installing writes the inactive slot (checking size and
+ * SHA-256 against the command as it copies: a changed file is refused), points `current` at
  * it (temporary symlink renamed over `current`), runs the health check, and points `current`
  * back when the check fails. `recover` finishes or undoes an install a crash interrupted.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, open, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdir, open, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { DesiredSoftware } from '../protocol/software.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
@@ -119,6 +122,7 @@ export class SlotInstaller implements Installer {
       await this.writeSlot(target, file, sw, ctx.signal);
     } catch (err) {
       await rm(this.slotDir(target), { recursive: true, force: true }).catch(() => {});
+      if (err instanceof UpdraftError && err.code === 'INTEGRITY') throw err;
       throw new UpdraftError('INSTALL', `cannot write slot ${target}: ${asUpdraftError(err).message}`, { cause: err });
     }
     try {
@@ -198,7 +202,26 @@ export class SlotInstaller implements Installer {
     await mkdir(dir, { recursive: true });
     signal?.throwIfAborted();
     const artifact = path.join(dir, ARTIFACT_FILE);
-    await copyFile(file, artifact);
+    // hashed as it is copied: what goes into the slot is the build the signed command names,
+    // whatever happened to the file since the agent verified it (it may have waited hours for
+    // the install gate), at no extra read
+    const hash = createHash('sha256');
+    let size = 0;
+    await pipeline(
+      createReadStream(file, signal ? { signal } : {}),
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          size += chunk.length;
+          if (size > sw.size) throw new UpdraftError('INTEGRITY', `the file to install is not the verified build: more than the ${sw.size} bytes announced; nothing installed`);
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(artifact),
+    );
+    const actual = hash.digest('hex');
+    if (size !== sw.size) throw new UpdraftError('INTEGRITY', `the file to install is not the verified build: ${size} bytes, expected ${sw.size}; nothing installed`);
+    if (actual !== sw.sha256) throw new UpdraftError('INTEGRITY', `the file to install is not the verified build: sha256 ${actual}, expected ${sw.sha256}; nothing installed`);
     await chmod(artifact, 0o755);
     const handle = await open(artifact, 'r');
     try {

@@ -11,6 +11,7 @@ import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type Softwar
 import { redactUrl, type Logger } from '../util/logger.ts';
 import type { InFlightPhase, JobOutcome } from './agent-state.ts';
 import type { DownloadOptions, Downloader } from './downloader.ts';
+import { hashFile } from './file-hash.ts';
 import { isInstalled, type InstalledSoftware, type Installer } from './installer.ts';
 import { AgentStoppedError } from './shadow-requester.ts';
 
@@ -91,6 +92,8 @@ export class UpdateJob {
   private readonly deps: UpdateJobDeps;
   private readonly ctrl = new AbortController();
   private cancelReason: string | undefined;
+  /** Set once the install was put off (gate, maintenance window): the file is hashed again before it is installed. */
+  private waited = false;
 
   constructor(command: SoftwareCommand, phase: InFlightPhase, deps: UpdateJobDeps) {
     this.jobId = command.jobId;
@@ -146,6 +149,8 @@ export class UpdateJob {
       const refused = await this.awaitInstallTime(signal);
       if (refused !== undefined) return { status: 'FAILURE', error: refused };
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
+      const changed = this.waited ? await this.changedSinceVerified(file, signal) : undefined;
+      if (changed !== undefined) return { status: 'FAILURE', error: changed };
       await this.enter('INSTALLING');
       await installer.install(file, this.command, { signal, logger });
       return { status: 'SUCCESS' };
@@ -174,6 +179,7 @@ export class UpdateJob {
     const zone = this.deps.timeZone ?? 'UTC';
     let count = this.deps.previousWait?.count ?? 0;
     const putOff = async (reason: string, nextCheckInSeconds: number) => {
+      this.waited = true;
       count += 1;
       const text = reason.length > MAX_WAIT_REASON ? `${reason.slice(0, MAX_WAIT_REASON - 1)}…` : reason;
       await this.deps.putOff?.(this, { reason: text, count, nextCheckInSeconds });
@@ -209,6 +215,30 @@ export class UpdateJob {
       await putOff(answer.later, Math.min(askAgainInMs / 1000, MAX_WAIT_CHECK_SECONDS));
       await sleep(askAgainInMs, undefined, { signal });
     }
+  }
+
+  /**
+   * After the install waited (minutes, hours: the gate, a maintenance window), the downloaded
+   * file is hashed again: it sat on the device's disk all that time, and an installer of the
+   * device's own is promised a verified file. The FAILURE reason when it is no longer the
+   * build the command names. Not when the install went ahead at once: the slot installer
+   * hashes what it copies anyway, and a second full read of every build is not free (a
+   * downloader that keeps the build in memory left no file to change).
+   */
+  private async changedSinceVerified(file: string, signal: AbortSignal): Promise<string | undefined> {
+    if (this.deps.download.inMemory) return undefined;
+    const { sha256, size } = this.command;
+    let actual: { size: number; sha256: string };
+    try {
+      actual = await hashFile(file, signal);
+    } catch (err) {
+      signal.throwIfAborted();
+      return `the downloaded build cannot be read again after the install waited: ${asUpdraftError(err).message}; nothing installed`;
+    }
+    if (actual.size === size && actual.sha256 === sha256) return undefined;
+    const what = actual.size !== size ? `${actual.size} bytes, expected ${size}` : `sha256 ${actual.sha256}, expected ${sha256}`;
+    this.deps.logger.warn('the downloaded build changed after it was verified: not installed', { jobId: this.jobId, file, actualSha256: actual.sha256, size: actual.size });
+    return `the downloaded build changed on the device after it was verified, while the install waited: ${what}; nothing installed`;
   }
 
   private async enter(phase: InFlightPhase): Promise<void> {

@@ -61,6 +61,30 @@ describe('SlotInstaller', () => {
     assert.equal(await link(), path.join('slots', 'a'));
   });
 
+  it('refuses a file that is not the build it is told to install: nothing written, nothing switched', async () => {
+    const i = make();
+    await install(i, '1.0.0');
+    const { sw } = artifacts['2.0.0']!;
+    // changed after the agent verified it (same size, one byte differs)
+    const changed = Buffer.from(await readFile(artifacts['2.0.0']!.file));
+    changed[3]! ^= 0xff;
+    const file = path.join(root, 'changed.bin');
+    await writeFile(file, changed);
+    await assert.rejects(i.install(file, sw, {}), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError);
+      assert.equal(err.code, 'INTEGRITY');
+      assert.equal(err.message, `the file to install is not the verified build: sha256 ${sha256(changed)}, expected ${sw.sha256}; nothing installed`);
+      return true;
+    });
+    assert.equal(await link(), path.join('slots', 'a'));
+    assert.equal(await stat(path.join(dir, 'slots', 'b')).then(() => true, () => false), false, 'the half-made slot is removed');
+    assert.equal((await i.current())?.version, '1.0.0');
+    // longer than announced: refused too
+    await writeFile(file, Buffer.concat([await readFile(artifacts['2.0.0']!.file), Buffer.from('x')]));
+    await assert.rejects(i.install(file, sw, {}), (err: unknown) => err instanceof UpdraftError && err.message === `the file to install is not the verified build: more than the ${sw.size} bytes announced; nothing installed`);
+    assert.equal(await link(), path.join('slots', 'a'));
+  });
+
   it('keeps the new slot when the health check passes, with the slot and version in its env', async () => {
     const i = make({ healthCheck: 'test "$UPDRAFT_VERSION" = 2.0.0 && test -x "$UPDRAFT_SLOT/artifact" && "$UPDRAFT_SLOT/artifact" | grep -q "firmware 2.0.0"' });
     await install(i, '1.0.0').catch(() => {}); // its check fails (version 1.0.0): nothing runs

@@ -20,7 +20,7 @@ import type { Logger } from '../util/logger.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
-import { Qos2Receipts } from './qos2-receipts.ts';
+import { MAX_DEVICE_QOS2_AWAITING_RELEASE, MAX_OPERATOR_QOS2_AWAITING_RELEASE, Qos2Receipts } from './qos2-receipts.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
 import { SubscriptionQuota } from './subscription-quota.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
@@ -147,8 +147,10 @@ export class EmbeddedBroker implements MessageBus {
   private readonly operatorClients = new Set<Client>();
   /** The filters each device connection holds, bounded. */
   private readonly quota: SubscriptionQuota<Client>;
-  /** QoS 2 requests received and not yet released (PUBREL), per session: each is handled once. */
+  /** QoS 2 messages received and not yet released (PUBREL), per session: each request is handled once, and a session holds few. */
   private readonly qos2 = new Qos2Receipts();
+  /** Connections closed for holding too many QoS 2 messages: logged once each. */
+  private readonly qos2Refused = new WeakSet<Client>();
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
@@ -230,6 +232,43 @@ export class EmbeddedBroker implements MessageBus {
     };
   }
 
+  /**
+   * aedes stores a QoS 2 message only while its session holds it (Qos2Receipts), so what it
+   * keeps awaiting PUBREL is bounded as the session is: it keeps a message per client id, not
+   * per connection, and a message handled after its connection was taken over (by a clean
+   * session, whose connect emptied the id's store) would otherwise land in the store after
+   * the wipe, uncounted. And when aedes empties an id's store (a clean session begins or
+   * ends, [MQTT-3.1.2-6]) the session's receipts go with it.
+   */
+  private storeHeldQos2Only(aedes: Aedes): void {
+    // aedes's types leave its persistence out; incomingStorePacket and cleanIncoming are aedes-persistence's (asyncPersistence.js)
+    type Incoming = { incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>; cleanIncoming?(client: Client): Promise<void> };
+    const persistence = (aedes as unknown as { persistence: Incoming }).persistence;
+    const store = persistence.incomingStorePacket.bind(persistence);
+    persistence.incomingStorePacket = (client, packet) => (this.qos2.holds(client, packet.messageId!) ? store(client, packet) : Promise.resolve());
+    const clean = persistence.cleanIncoming?.bind(persistence);
+    if (clean) {
+      persistence.cleanIncoming = (client) => {
+        this.qos2.discard(client.id);
+        return clean(client);
+      };
+    }
+  }
+
+  /**
+   * Takes a QoS 2 PUBLISH into its session, or refuses it: false when the session holds as
+   * many awaiting their PUBREL as it may (then the connection is closed).
+   */
+  private admitQos2(client: Client, sender: Sender | undefined, messageId: number): boolean {
+    const limit = sender?.kind === 'operator' ? MAX_OPERATOR_QOS2_AWAITING_RELEASE : MAX_DEVICE_QOS2_AWAITING_RELEASE;
+    if (this.qos2.admit(client, messageId, limit)) return true;
+    if (!this.qos2Refused.has(client)) {
+      this.qos2Refused.add(client);
+      this.opts.logger.warn('connection closed: too many QoS 2 messages awaiting their PUBREL', { clientId: client.id, limit });
+    }
+    return false;
+  }
+
   async start(): Promise<void> {
     const log = this.opts.logger;
     const aedes = await Aedes.createBroker({
@@ -277,6 +316,27 @@ export class EmbeddedBroker implements MessageBus {
       },
       authorizePublish: (client, packet, done) => {
         const sender = client ? this.senders.get(client) : { kind: 'internal' as const, id: '' };
+        // (a Will has no packet id: it is no message received, and aedes does not store it)
+        if (client && packet.qos === 2 && packet.messageId !== undefined) {
+          // [MQTT-4.3.3-2]: a QoS 2 message sent again before its PUBREL (a retransmission
+          // whose PUBREC was lost, here or, in a persistent session, over an earlier
+          // connection) is acknowledged and not delivered again. aedes checks that only after
+          // this hook, where requests are handed over: each copy was applied (the QA pass saw
+          // two update/accepted, or a 409 for a conditional update that had succeeded). The
+          // copy waits for the first's handling, so its PUBREC too says the request is handled,
+          // and goes to no subscriber.
+          const earlier = this.qos2.earlier(client, packet.messageId!);
+          if (earlier) {
+            this.discard(packet);
+            void earlier.then(() => done(null));
+            return;
+          }
+          // every QoS 2 message aedes acknowledges, whatever its topic (a presence, one the ACL
+          // drops), stays in its store until the PUBREL: a session holds a few at most, over
+          // all its connections. One more closes the connection: MQTT 3.1.1 has no way to say
+          // "not now", and evicting one would break exactly-once for a message acknowledged.
+          if (!this.admitQos2(client, sender, packet.messageId!)) return done(new Error('too many QoS 2 messages awaiting their PUBREL'));
+        }
         if (!sender || !mayPublish(sender, packet.topic)) {
           log.warn('publish dropped: topic not allowed for this client', { clientId: client?.id, topic: packet.topic });
           return done(this.discard(packet));
@@ -297,23 +357,8 @@ export class EmbeddedBroker implements MessageBus {
         // (a retained one would be held in memory, and handed to whoever subscribes next)
         if (sender.kind === 'device') packet.retain = false;
         if (!client || !isRequestTopic(packet.topic)) return done(null);
-        if (packet.qos === 2) {
-          // [MQTT-4.3.3-2]: a QoS 2 message sent again before its PUBREL (a retransmission
-          // whose PUBREC was lost, here or, in a persistent session, over an earlier
-          // connection) is acknowledged and not delivered again. aedes checks that only after
-          // this hook, where requests are handed over: each copy was applied (the QA pass saw
-          // two update/accepted, or a 409 for a conditional update that had succeeded). The
-          // copy waits for the first's handling, so its PUBREC too says the request is handled,
-          // and goes to no subscriber.
-          const earlier = this.qos2.earlier(client, packet.messageId!);
-          if (earlier) {
-            this.discard(packet);
-            void earlier.then(() => done(null));
-            return;
-          }
-        }
         const handled = this.route(packet, sender);
-        if (packet.qos === 2) this.qos2.record(client, packet.messageId!, handled);
+        if (packet.qos === 2) this.qos2.handling(client, packet.messageId!, handled);
         // A request's PUBACK waits until it is handled: aedes writes it once this callback
         // runs. So a device's report is acknowledged once the replica has recorded it
         // (committed) and handed its answers to aedes, and the PUBACK leaves in the same
@@ -352,6 +397,7 @@ export class EmbeddedBroker implements MessageBus {
       },
     });
     this.storeGrantedOnly(aedes);
+    this.storeHeldQos2Only(aedes);
     aedes.on('clientReady', (client) => {
       this.qos2.connected(client);
       const s = this.senders.get(client);

@@ -1,10 +1,18 @@
 /**
- * The QoS 2 requests each MQTT session has received and not yet seen released, so that a
+ * The QoS 2 messages each MQTT session has received and not yet seen released, so that a
  * request sent again before its PUBREL is handled once ([MQTT-4.3.3-2], method B: until the
  * PUBREL, a PUBLISH with the same packet id is acknowledged with PUBREC and not delivered
  * again). aedes has this check, but runs it after `authorizePublish`, where the embedded broker
  * hands requests over; and it checks its store, which a copy read in the same batch as the
  * first (before that was stored) passes too.
+ *
+ * They also bound what a session may hold: aedes keeps every QoS 2 PUBLISH it acknowledges
+ * (its incoming store, per client id) until the PUBREL, and its own limit
+ * (`maxInflightInbound`, 1,000) counts per connection, from zero at each reconnect. A device
+ * that withheld its PUBRELs on a persistent session held 900 messages of 60 KB more at each
+ * reconnect (QA: 4 reconnects, 250 MB). Here a session holds at most `limit` messages, over
+ * all its connections; the embedded broker refuses one more, and lets aedes store only what
+ * a session holds (embedded-broker.ts).
  *
  * Kept per client id, not per connection: a persistent session (`clean: false`) keeps its
  * receipts across a reconnect, also one that takes over while the first copy is still being
@@ -18,16 +26,25 @@ export interface SessionClient {
 }
 
 /**
- * Receipts one session keeps at most; past it, its oldest go. aedes closes a connection past
- * 1,000 QoS 2 messages awaiting PUBREL (`maxInflightInbound`), so only a session that keeps
- * reconnecting to hold more reaches this: the 16-bit packet ids bound it otherwise.
+ * QoS 2 messages a device's session may hold awaiting their PUBREL, over all its connections.
+ * The agent publishes at QoS 1, and AWS IoT Core takes no QoS 2, so its SDKs never send
+ * one; a client that publishes at QoS 2 needs a handful in flight: the embedded broker
+ * handles one device's requests in order and reads its next packets once its last read is
+ * handled, so more buys no speed, and client libraries that cap their messages in flight cap
+ * them at 10 (Paho Java, Paho C's synchronous client) or 20 (libmosquitto). So 20: with the
+ * 64 KiB packet limit, at most 1.25 MiB per device id.
  */
-export const MAX_RECEIPTS_PER_SESSION = 1000;
+export const MAX_DEVICE_QOS2_AWAITING_RELEASE = 20;
+
+/** The same for the operator's tools, trusted: aedes's own limit per connection. */
+export const MAX_OPERATOR_QOS2_AWAITING_RELEASE = 1000;
 
 interface Session {
   /** The handling of each packet id received and not released, in the order received. */
   readonly pending: Map<number, Promise<void>>;
 }
+
+const handledAlready = Promise.resolve();
 
 /** Receipts of QoS 2 messages per MQTT session, until their PUBREL. */
 export class Qos2Receipts {
@@ -41,16 +58,38 @@ export class Qos2Receipts {
     return this.session(client)?.pending.get(messageId);
   }
 
-  /** Records the receipt of a new message and its handling. */
-  record(client: SessionClient, messageId: number, handled: Promise<void>): void {
+  /**
+   * Takes a new message into the client's session, awaiting its PUBREL; false, and nothing
+   * taken, when the session already holds `limit` (refused, not evicted: an evicted receipt
+   * would let a copy be handled again, and aedes would still hold the message).
+   */
+  admit(client: SessionClient, messageId: number, limit: number): boolean {
     let session = this.session(client);
+    if (session?.pending.has(messageId)) return true;
+    if (session && session.pending.size >= limit) return false;
     if (!session) {
       session = { pending: new Map() };
       this.ofClient.set(client, session);
+      this.sessions.set(client.id, session);
+    } else if (!this.sessions.has(client.id)) {
+      // discarded under a live connection (aedes emptied the id's store as an older clean
+      // connection closed): its own again. One held under the id is a newer connection's.
+      this.sessions.set(client.id, session);
     }
-    this.sessions.set(client.id, session);
-    session.pending.set(messageId, handled);
-    if (session.pending.size > MAX_RECEIPTS_PER_SESSION) session.pending.delete(session.pending.keys().next().value!);
+    session.pending.set(messageId, handledAlready);
+    return true;
+  }
+
+  /** The handling of an admitted message: a copy received before its PUBREL waits for it. */
+  handling(client: SessionClient, messageId: number, handled: Promise<void>): void {
+    const pending = this.session(client)?.pending;
+    if (pending?.has(messageId)) pending.set(messageId, handled);
+  }
+
+  /** Whether the client's session, still the one under its id, awaits the PUBREL of `messageId`. */
+  holds(client: SessionClient, messageId: number): boolean {
+    const own = this.ofClient.get(client);
+    return own !== undefined && this.sessions.get(client.id) === own && own.pending.has(messageId);
   }
 
   /** A PUBREL: from now on `messageId` names a new message. */
@@ -68,6 +107,16 @@ export class Qos2Receipts {
     const session = this.ofClient.get(client);
     if (!session || this.sessions.get(client.id) !== session) return;
     if (client.clean || session.pending.size === 0) this.sessions.delete(client.id);
+  }
+
+  /** The session under `clientId` is discarded (aedes emptied its store of the id's messages). */
+  discard(clientId: string): void {
+    this.sessions.delete(clientId);
+  }
+
+  /** Messages the session under `clientId` holds awaiting their PUBREL. */
+  awaiting(clientId: string): number {
+    return this.sessions.get(clientId)?.pending.size ?? 0;
   }
 
   /** Sessions held (for tests). */

@@ -1,26 +1,36 @@
-/** What the QoS 2 receipts keep, and for how long: bounded, and nothing of a clean session once it ends. */
+/** What the QoS 2 receipts keep, and for how long: a bounded number per session, and nothing of a clean session once it ends. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_RECEIPTS_PER_SESSION, Qos2Receipts } from '../../src/broker/qos2-receipts.ts';
+import { MAX_DEVICE_QOS2_AWAITING_RELEASE, Qos2Receipts, type SessionClient } from '../../src/broker/qos2-receipts.ts';
 
 const done = Promise.resolve();
+const LIMIT = MAX_DEVICE_QOS2_AWAITING_RELEASE;
+
+/** Admits `messageId` and records its handling, as the broker does for a request. */
+function receive(r: Qos2Receipts, client: SessionClient, messageId: number, handled = done): void {
+  assert.equal(r.admit(client, messageId, LIMIT), true);
+  r.handling(client, messageId, handled);
+}
 
 describe('QoS 2 receipts', () => {
   it('keep a packet id until its PUBREL, per session', () => {
     const r = new Qos2Receipts();
     const a = { id: 'a', clean: true };
     const b = { id: 'b', clean: true };
-    r.record(a, 7, done);
-    assert.equal(r.earlier(a, 7), done);
+    const handled = new Promise<void>(() => {});
+    receive(r, a, 7, handled);
+    assert.equal(r.earlier(a, 7), handled);
     assert.equal(r.earlier(b, 7), undefined, 'another client');
+    assert.equal(r.holds(a, 7), true);
     r.release(a, 7);
     assert.equal(r.earlier(a, 7), undefined);
+    assert.equal(r.holds(a, 7), false);
   });
 
   it('a persistent session keeps them across connections; a clean one starts with none and keeps none', () => {
     const r = new Qos2Receipts();
     const first = { id: 'p', clean: false };
-    r.record(first, 1, done);
+    receive(r, first, 1);
     r.disconnected(first);
     const second = { id: 'p', clean: false };
     r.connected(second);
@@ -29,22 +39,53 @@ describe('QoS 2 receipts', () => {
     r.disconnected(second);
     assert.equal(r.size, 0, 'a persistent session with nothing to remember is not kept');
 
-    r.record({ id: 'p', clean: false }, 2, done);
+    receive(r, { id: 'p', clean: false }, 2);
     const clean = { id: 'p', clean: true };
     r.connected(clean);
     assert.equal(r.earlier(clean, 2), undefined, 'a clean session discards the one before');
-    r.record(clean, 3, done);
+    receive(r, clean, 3);
     r.disconnected(clean);
     assert.equal(r.size, 0);
     assert.equal(r.earlier({ id: 'p', clean: false }, 3), undefined);
   });
 
-  it('hold at most MAX_RECEIPTS_PER_SESSION, the oldest going first', () => {
+  it(`refuse a message past the limit, over all of a session's connections; a copy or a released id is no new one`, () => {
     const r = new Qos2Receipts();
-    const c = { id: 'flood', clean: false };
-    for (let id = 1; id <= MAX_RECEIPTS_PER_SESSION + 5; id++) r.record(c, id, done);
-    assert.equal(r.earlier(c, 5), undefined);
-    assert.equal(r.earlier(c, 6), done);
-    assert.equal(r.earlier(c, MAX_RECEIPTS_PER_SESSION + 5), done);
+    let conn = { id: 'flood', clean: false };
+    for (let id = 1; id <= LIMIT; id++) {
+      if (id % 7 === 0) {
+        r.disconnected(conn);
+        conn = { id: 'flood', clean: false };
+        r.connected(conn);
+      }
+      receive(r, conn, id);
+    }
+    assert.equal(r.awaiting('flood'), LIMIT);
+    assert.equal(r.admit(conn, LIMIT + 1, LIMIT), false, 'refused');
+    const next = { id: 'flood', clean: false };
+    r.disconnected(conn);
+    r.connected(next);
+    assert.equal(r.admit(next, LIMIT + 1, LIMIT), false, 'refused after a reconnect too');
+    assert.equal(r.awaiting('flood'), LIMIT, 'nothing taken, nothing evicted');
+    assert.equal(r.earlier(next, 1), done, 'the oldest is still remembered');
+    assert.equal(r.admit(next, 3, LIMIT), true, 'one it holds');
+    r.release(next, 3);
+    assert.equal(r.admit(next, LIMIT + 1, LIMIT), true, 'a PUBREL frees a place');
+    assert.equal(r.holds(next, LIMIT + 1), true);
+  });
+
+  it('a discarded session holds nothing, and the connection it was taken from stores nothing more', () => {
+    const r = new Qos2Receipts();
+    const old = { id: 'd', clean: false };
+    receive(r, old, 1);
+    r.discard('d'); // a clean connection of the same id begins: aedes empties the id's store
+    assert.equal(r.holds(old, 1), false, 'a message of the old connection handled after the wipe is not stored');
+    assert.equal(r.awaiting('d'), 0);
+    const clean = { id: 'd', clean: true };
+    r.connected(clean);
+    receive(r, clean, 5);
+    assert.equal(r.admit(old, 2, LIMIT), true);
+    assert.equal(r.holds(old, 2), false, 'the newer connection owns the id');
+    assert.equal(r.holds(clean, 5), true);
   });
 });

@@ -1,6 +1,7 @@
 /** JSON responses, body reading and the one place where UpdraftError maps to HTTP. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
+import { isJsonObject, jsonDefect, utf8Text } from '../protocol/json.ts';
 
 /** Sends a JSON body with a status. */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -19,7 +20,15 @@ export function sendError(res: ServerResponse, err: unknown, opts: { public?: bo
   sendJson(res, e.status, { error: { code: e.code, message: opts.public ? publicMessage(e) : e.message } });
 }
 
-/** Reads a JSON object body of at most `maxBytes`; 400/413 naming the problem. */
+/**
+ * Reads a JSON object body of at most `maxBytes`; 400/413 naming the problem. Its bytes must
+ * be UTF-8 (RFC 8259 section 8.1): `Buffer.toString` put U+FFFD in place of each bad byte,
+ * and that was stored. Its numbers must be finite: JSON.parse makes a number beyond the
+ * double range (`1e999`) Infinity, which JSON.stringify writes as null, so
+ * `{"attributes":{"big":1e999}}` was answered 200 and stored `big: null`. No body takes
+ * such a number, and JSON.parse yields a non-finite number from nothing else, so every body
+ * is checked.
+ */
 export async function readJson(req: IncomingMessage, maxBytes = 1 << 20): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -28,12 +37,19 @@ export async function readJson(req: IncomingMessage, maxBytes = 1 << 20): Promis
     if (size > maxBytes) throw new UpdraftError('TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
     chunks.push(chunk);
   }
+  const text = utf8Text(Buffer.concat(chunks));
+  if (text === undefined) throw new UpdraftError('BAD_REQUEST', 'request body is not UTF-8: send JSON encoded as UTF-8');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    parsed = JSON.parse(text);
   } catch {
     throw new UpdraftError('BAD_REQUEST', 'request body is not valid JSON');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UpdraftError('BAD_REQUEST', 'request body must be a JSON object');
-  return parsed as Record<string, unknown>;
+  if (!isJsonObject(parsed)) throw new UpdraftError('BAD_REQUEST', 'request body must be a JSON object');
+  for (const key of Object.keys(parsed)) {
+    // the nesting is not limited here (Infinity): only the numbers are checked
+    const defect = jsonDefect(parsed[key]!, Infinity, key);
+    if (defect?.kind === 'number') throw new UpdraftError('BAD_REQUEST', `${defect.path} is not a finite number: a JSON number beyond the double range (about ±1.8e308) cannot be stored`);
+  }
+  return parsed;
 }

@@ -51,6 +51,8 @@ function checkRegistration(r: DeviceRegistration): void {
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k)) throw new UpdraftError('BAD_REQUEST', `attribute name "${k}" must start with a letter or _ and hold only letters, digits and _`);
       if (RESERVED_NAMES.has(k)) throw new UpdraftError('BAD_REQUEST', `attribute name "${k}" is reserved`);
       if (!['string', 'number', 'boolean'].includes(typeof v)) throw new UpdraftError('BAD_REQUEST', `attribute ${k} must be a string, number or boolean`);
+      // Infinity and NaN are stored as JSON, which writes them as null: what was set would read back as nothing
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new UpdraftError('BAD_REQUEST', `attribute ${k} must be a finite number`);
     }
   }
   if (r.tags !== undefined && (!Array.isArray(r.tags) || r.tags.some((t) => typeof t !== 'string' || !isValidId(t)))) {

@@ -67,3 +67,26 @@ describe('DeviceRegistry.registerMany', () => {
     assert.deepEqual(unhandled, [], 'no rejection went unhandled');
   });
 });
+
+describe('DeviceRegistry attributes', () => {
+  let store: SqliteStore;
+  let close: () => Promise<void>;
+  let registry: DeviceRegistry;
+  before(async () => {
+    ({ store, close } = await startTempStore('registry-attributes'));
+    registry = new DeviceRegistry({ store });
+  });
+  after(() => close());
+
+  it('refuses a number that is not finite (stored as JSON, it would read back as null), at registration and at an update', async () => {
+    for (const v of [Infinity, -Infinity, NaN]) {
+      await assert.rejects(registry.register({ deviceId: 'attr-inf', attributes: { big: v } }), { code: 'BAD_REQUEST', message: 'attribute big must be a finite number' });
+    }
+    assert.equal(await store.getDevice('attr-inf'), undefined);
+    await registry.register({ deviceId: 'attr-1', attributes: { big: 1 } });
+    await assert.rejects(registry.update('attr-1', { attributes: { big: Infinity } }), { code: 'BAD_REQUEST', message: 'attribute big must be a finite number' });
+    await assert.rejects(registry.registerMany([{ deviceId: 'attr-2' }, { deviceId: 'attr-3', attributes: { n: -Infinity } }]), { message: 'attribute n must be a finite number' });
+    assert.deepEqual((await store.getDevice('attr-1'))?.attributes, { big: 1 });
+    assert.equal(await store.getDevice('attr-2'), undefined);
+  });
+});

@@ -143,7 +143,7 @@ const schemas: Obj = {
       jobId: { type: 'string' },
       deviceId: { type: 'string' },
       status: { enum: executionStates },
-      details: { type: 'object', description: 'agentStatus, version, progress, error, waiting (the install gate put the install off: reason, count, nextCheckInSeconds), previous, attempts[], cancelRequested, rollback, control, statusDetails (the device's last AWS Jobs statusDetails: at most 10 strings), lateSuccess (version, at: the device reported SUCCESS after the execution ended TIMED_OUT or CANCELED)' },
+      details: { type: 'object', description: 'agentStatus, version, progress, error, waiting (the install gate put the install off: reason, count, nextCheckInSeconds), previous, attempts[], cancelRequested, rollback, control, statusDetails (the last AWS Jobs statusDetails the device reported: at most 10 strings), lateSuccess (version, at: the device reported SUCCESS after the execution ended TIMED_OUT or CANCELED)' },
       wave: { type: 'integer' },
       attempt: { type: 'integer' },
       queuedAt: { type: 'integer' },

@@ -9,6 +9,7 @@
  * goes with the process, also when it is killed: no stale lock file to clean up. Several
  * servers may hold it at once (each a shared lock): it refuses only the restore.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
@@ -19,7 +20,9 @@ export const SERVER_LOCK = 'server.lock';
 
 /** True while a server runs on `dataDir` (on this machine): its `updraft.db`, or with --db its server lock, is open. */
 export function serverRunningOn(dataDir: string): boolean {
-  return sqliteInUse(path.join(dataDir, 'updraft.db')) || sqliteInUse(path.join(dataDir, SERVER_LOCK));
+  // a file that is not there is open nowhere (and a directory that is not there holds none)
+  const inUse = (file: string) => existsSync(file) && sqliteInUse(file);
+  return inUse(path.join(dataDir, 'updraft.db')) || inUse(path.join(dataDir, SERVER_LOCK));
 }
 
 /** Holds the data directory's server lock from start() to stop(). */

@@ -59,6 +59,11 @@ export interface SlotManifest {
   installedAt: string;
   /** Set when the slot failed its health check: why. Such a slot is never switched to again. */
   rejected?: string;
+  /**
+   * The job whose health check rejected it. Recovery takes `rejected` as the outcome of that
+   * job only: another job for the same build (a retry, a new deployment) installs it again.
+   */
+  rejectedBy?: string;
 }
 
 /** File name of the artifact inside a slot (`$UPDRAFT_SLOT/artifact`). */
@@ -150,8 +155,11 @@ export class SlotInstaller implements Installer {
     }
     const target: Slot = active === 'a' ? 'b' : 'a';
     const manifest = await this.readManifest(target);
-    if (manifest && matches(manifest, sw)) {
-      if (manifest.rejected) return { outcome: 'rolled-back', reason: manifest.rejected };
+    if (manifest && matches(manifest, sw) && (manifest.rejected === undefined || manifest.rejectedBy === sw.jobId)) {
+      // this job's own check rejected it before the crash: that is its outcome. A slot an
+      // earlier job rejected (the same build, a check since fixed) is discarded below, and
+      // this job installs as if nothing had begun
+      if (manifest.rejected !== undefined) return { outcome: 'rolled-back', reason: manifest.rejected };
       // the slot was completely written before the crash: finish the install
       const actual = await hashFile(path.join(this.slotDir(target), ARTIFACT_FILE)).catch(() => undefined);
       if (actual?.sha256 === sw.sha256 && actual.size === sw.size) {
@@ -160,7 +168,7 @@ export class SlotInstaller implements Installer {
         return this.finish(target, active, sw, ctx.signal, log);
       }
     }
-    // a half-written slot: discard it, the old software runs, nothing was changed
+    // a half-written slot, or one an earlier job rejected: discard it, the old software runs, nothing was changed
     await rm(this.slotDir(target), { recursive: true, force: true });
     return { outcome: 'not-started' };
   }
@@ -190,7 +198,7 @@ export class SlotInstaller implements Installer {
       const reason = asUpdraftError(err).message;
       await this.switchTo(previous);
       // a check cut short by stop() says nothing about the software: recover() tries it again
-      if (!signal?.aborted) await this.markRejected(slot, reason);
+      if (!signal?.aborted) await this.markRejected(slot, reason, sw.jobId);
       log.warn('rolled back', { slot: previous ?? 'none', version: sw.version, reason });
       throw new UpdraftError('HEALTH_CHECK', reason, { cause: err });
     }
@@ -252,10 +260,11 @@ export class SlotInstaller implements Installer {
     await syncDir(this.opts.dir);
   }
 
-  private async markRejected(slot: Slot, reason: string): Promise<void> {
+  private async markRejected(slot: Slot, reason: string, jobId: string): Promise<void> {
     const manifest = await this.readManifest(slot).catch(() => undefined);
     if (!manifest) return;
-    await writeFileAtomic(path.join(this.slotDir(slot), MANIFEST_FILE), JSON.stringify({ ...manifest, rejected: reason }, null, 2) + '\n', 0o644).catch((err: unknown) =>
+    const rejected: SlotManifest = { ...manifest, rejected: reason, rejectedBy: jobId };
+    await writeFileAtomic(path.join(this.slotDir(slot), MANIFEST_FILE), JSON.stringify(rejected, null, 2) + '\n', 0o644).catch((err: unknown) =>
       this.log.warn('cannot mark slot rejected', { slot, error: asUpdraftError(err).message }),
     );
   }

@@ -171,6 +171,19 @@ describe('SlotInstaller', () => {
     assert.deepEqual(await make({ healthCheck: 'true' }).recover(artifacts['2.0.0']!.sw, {}), { outcome: 'rolled-back', reason: result.reason });
   });
 
+  it("does not take another job's rejection of the same build for its own on recovery: the install runs again", async () => {
+    await install(make(), '1.0.0');
+    const { file, sw } = artifacts['2.0.0']!;
+    await assert.rejects(make({ healthCheck: 'echo "sensor broken" >&2; exit 1' }).install(file, sw, {}), /sensor broken/);
+    // the same build again as a new job, which crashed once its INSTALLING was saved, before it wrote the slot
+    const retry = { ...sw, jobId: 'job-2.0.0-again' };
+    const fixed = make({ healthCheck: 'true' });
+    assert.deepEqual(await fixed.recover(retry, {}), { outcome: 'not-started' });
+    assert.equal(await link(), path.join('slots', 'a'), 'nothing switched');
+    await fixed.install(file, retry, {});
+    assert.equal((await fixed.current())?.version, '2.0.0');
+  });
+
   it('does not mark a slot rejected when the check was cut short by stop()', async () => {
     await install(make(), '1.0.0');
     const ctrl = new AbortController();

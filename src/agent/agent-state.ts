@@ -81,6 +81,13 @@ export interface AgentStateData {
   rotatedRoot?: { keyId: string; publicKey: string; provisionedKeyId: string };
   /** The log of the last failed job, until the server took it (or refused it for good), and since when (ISO). */
   pendingLog?: JobLogData & { jobId: string; since: string };
+  /**
+   * Set by a store that had no state to give (none saved yet, or lost: unreadable, deleted):
+   * what this device did before is not known here. Before its first report (which would
+   * overwrite it) the agent takes the outcome its shadow still holds, the last one it
+   * reported, as a finished job, so that a job it finished is not run again; then clears it.
+   */
+  unknownPast?: true;
 }
 
 /** How many finished jobs are remembered (duplicates of older ones are not expected). */
@@ -118,7 +125,8 @@ export class FileAgentStateStore implements AgentStateStore {
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { finished: [] };
+      // a first start, or a state directory wiped since: the shadow tells what was finished
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { finished: [], unknownPast: true };
       throw new UpdraftError('CONFIG', `cannot read ${this.file}: ${asUpdraftError(err).message}`, { cause: err });
     }
     try {
@@ -128,7 +136,7 @@ export class FileAgentStateStore implements AgentStateStore {
       const aside = `${this.file}.corrupt-${Date.now()}`;
       await rename(this.file, aside).catch(() => {});
       this.log.warn('agent state unreadable, starting without it', { file: aside, error: asUpdraftError(err).message });
-      return { finished: [] };
+      return { finished: [], unknownPast: true };
     }
   }
 
@@ -188,6 +196,8 @@ function sanitize(raw: unknown): AgentStateData {
     ? (obj.finished as FinishedJob[]).filter((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE'))
     : [];
   const out: AgentStateData = { finished: finished.slice(-MAX_FINISHED_JOBS) };
+  // saved before the shadow could be asked (no connection yet): it still has to be
+  if (obj.unknownPast === true) out.unknownPast = true;
   if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
   if (out.keySerial !== undefined && typeof obj.keySerialKeyId === 'string' && /^[0-9a-f]{16}$/.test(obj.keySerialKeyId)) out.keySerialKeyId = obj.keySerialKeyId;
   if (typeof obj.clockOffsetReported === 'number' && Number.isSafeInteger(obj.clockOffsetReported)) out.clockOffsetReported = obj.clockOffsetReported;

@@ -80,6 +80,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private sendingLog = false;
   /** A newer command that arrived while a job could not be called off. */
   private pending: { command: SoftwareCommand; version: number | undefined } | undefined;
+  /** The latest command heard while the agent asked its shadow what it finished (`learnPast`). */
+  private held: { value: unknown; version: number | undefined } | undefined;
   /** Shadow version at which the server acknowledged a finished job's outcome (echo suppression). */
   private readonly acked = new Map<string, number>();
   /**
@@ -306,6 +308,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // the lines of the last second and of the stop, which a restart on this directory takes up
     if (job) await this.saveLogNow(job);
     this.pending = undefined;
+    this.held = undefined;
     const client = this.client;
     this.client = undefined;
     if (client) {
@@ -372,6 +375,20 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       await this.client?.subscribeAsync([deltaTopic(d), ...this.requester!.answerTopics()], { qos: 0 });
       if (session !== this.session || !this.started) return;
       this.markReady();
+      // without its state (a first start, a lost or damaged file) the agent does not know what it
+      // finished: its shadow does, until the first report overwrites it. Asked first, once
+      const early = this.state.unknownPast ? { doc: await this.learnPast() } : undefined;
+      if (session !== this.session || !this.started) return;
+      const held = this.held;
+      this.held = undefined;
+      if (early && held) {
+        // a delta heard while asking: the command, unless the document is newer
+        const docVersion = numberOrUndefined(early.doc?.version);
+        if (held.version === undefined || docVersion === undefined || held.version >= docVersion) {
+          early.doc = undefined;
+          this.handleCommand(held.value, held.version);
+        }
+      }
       const heard = this.softwareDeltas;
       try {
         await this.reportCurrent();
@@ -395,7 +412,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // subscription, and a newer desired state sends a newer delta).
       await new Promise((resolve) => setImmediate(resolve));
       if (session !== this.session || !this.started || this.softwareDeltas > heard) return;
-      const doc = await this.getDocument();
+      const doc = early ? early.doc : await this.getDocument();
       if (session !== this.session || !this.started) return;
       if (doc) this.handleDocument(doc);
     } catch (err) {
@@ -454,6 +471,33 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.renewTimer = setInterval(() => void renewer.check(), 12 * 3_600_000);
     this.renewTimer.unref();
     return renewer;
+  }
+
+  /**
+   * For an agent without its state (`unknownPast`): asks for its document and takes the outcome
+   * it reported last (`reported.software`: a job id with SUCCESS or FAILURE) as a finished job,
+   * so that a command for that job is answered by re-reporting it, not by running it again
+   * (a FAILURE's execution stays FAILED on the server; a retry is a new job id). The document,
+   * for the catch-up to act on. Throws when the `get` fails (the catch-up is retried).
+   */
+  private async learnPast(): Promise<JsonObject | undefined> {
+    // what an earlier attempt heard is older than what this one's document says
+    this.held = undefined;
+    const doc = await this.getDocument();
+    const reported = isJsonObject(doc?.state) ? doc.state.reported : undefined;
+    const last = isJsonObject(reported) ? reported.software : undefined;
+    const jobId = isJsonObject(last) ? last.jobId : undefined;
+    const status = isJsonObject(last) ? last.status : undefined;
+    if (typeof jobId === 'string' && (status === 'SUCCESS' || status === 'FAILURE') && !this.state.finished.some((f) => f.jobId === jobId) && this.state.inFlight?.jobId !== jobId) {
+      const finished: FinishedJob = { jobId, status, finishedAt: new Date(this.now()).toISOString() };
+      const error = (last as JsonObject).error;
+      if (typeof error === 'string') finished.error = error;
+      this.state.finished = rememberFinished(this.state.finished, finished);
+      this.log.info('no saved state: took the last outcome this device reported from its shadow', { jobId, status });
+    }
+    delete this.state.unknownPast;
+    await this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
+    return doc;
   }
 
   /** The shadow document (`get`), or undefined when the device has none yet. */
@@ -551,6 +595,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // the job in flight: every delta re-sends it (our own reports change the shadow); keep its fresh URL
       job.command = command;
       job.commandVersion = version ?? job.commandVersion;
+      return;
+    }
+    // not before the agent knows what it finished (learnPast): the catch-up acts on it then
+    if (this.state.unknownPast) {
+      this.held = { value, version };
       return;
     }
     const finished = this.state.finished.find((f) => f.jobId === command.jobId);

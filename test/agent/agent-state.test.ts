@@ -17,7 +17,8 @@ describe('FileAgentStateStore', () => {
 
   it('starts empty, round-trips, and leaves no temporary file', async () => {
     const store = new FileAgentStateStore(path.join(dir, 'sub', 'agent-state.json'));
-    assert.deepEqual(await store.load(), { finished: [] });
+    // nothing saved: what the device did before is not known here (the agent asks its shadow)
+    assert.deepEqual(await store.load(), { finished: [], unknownPast: true });
     const state: AgentStateData = {
       inFlight: { jobId: 'job-1', command, phase: 'DOWNLOADING', startedAt: '2024-01-01T00:00:00.000Z' },
       finished: [{ jobId: 'job-0', status: 'FAILURE', error: 'x', finishedAt: '2024-01-01T00:00:00.000Z' }],
@@ -30,8 +31,16 @@ describe('FileAgentStateStore', () => {
   it('sets a corrupt file aside and starts empty', async () => {
     const file = path.join(dir, 'agent-state.json');
     await writeFile(file, '{"inFlight": {');
-    assert.deepEqual(await new FileAgentStateStore(file).load(), { finished: [] });
+    assert.deepEqual(await new FileAgentStateStore(file).load(), { finished: [], unknownPast: true });
     assert.ok((await readdir(dir)).some((n) => n.startsWith('agent-state.json.corrupt-')));
+  });
+
+  it('keeps saying the past is unknown when that was saved (before the shadow could be asked)', async () => {
+    const file = path.join(dir, 'agent-state.json');
+    await new FileAgentStateStore(file).save({ finished: [], unknownPast: true, clockOffsetReported: 3600 });
+    assert.deepEqual(await new FileAgentStateStore(file).load(), { finished: [], unknownPast: true, clockOffsetReported: 3600 });
+    await new FileAgentStateStore(file).save({ finished: [] });
+    assert.deepEqual(await new FileAgentStateStore(file).load(), { finished: [] });
   });
 
   it('drops a malformed in-flight record but keeps the finished jobs', async () => {

@@ -4,7 +4,7 @@
  * deltas, echoes the agent's reports back as deltas like the replica does).
  */
 import assert from 'node:assert/strict';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
@@ -116,9 +116,16 @@ describe('UpdateAgent', () => {
     assert.equal(f.server.differs, false);
   });
 
+  /** The device ran before: it has a state file (without one it asks its shadow first, below). */
+  const ranBefore = async () => {
+    await mkdir(f.stateDir, { recursive: true });
+    await writeFile(path.join(f.stateDir, 'agent-state.json'), JSON.stringify({ version: 1, finished: [] }));
+  };
+
   it('skips the get when the delta answering its connect report already brought the command', async () => {
     f.server.deltaFirst = true;
     await f.server.setDesired(f.software('job-from-report')); // nobody listens yet
+    await ranBefore();
     const agent = f.agent(slots());
     const finished = nextEvent(agent, 'job-finished');
     await agent.start();
@@ -128,10 +135,46 @@ describe('UpdateAgent', () => {
 
   it('still asks for its document when no delta with software answered its connect report', async () => {
     f.server.deltaFirst = true; // a delta would come first, but nothing is desired
+    await ranBefore();
     const agent = f.agent(slots());
     await agent.start();
     await f.server.until(() => f.server.gets === 1, 'the catch-up get');
     assert.equal(f.server.reports.length, 1, 'the connect report came first');
+  });
+
+  it('without saved state, asks for its document before it reports, and takes the outcome it reported last as finished', async () => {
+    // what the device reported before its state was lost: a job that failed
+    const sw = f.software('job-failed-before');
+    f.server.reported = { software: { name: null, version: '0.0.0', status: 'FAILURE', jobId: sw.jobId, error: 'health check failed: exit code 3' } };
+    f.server.deltaFirst = true;
+    await f.server.setDesired(sw); // still desired after the failure
+    const installer = slots();
+    const agent = f.agent(installer);
+    await agent.start();
+    await f.server.until(() => f.server.gets >= 1 && f.server.reports.length >= 1, 'the get and the connect report');
+    assert.equal(f.server.gets, 1, 'one get: its document serves the catch-up too');
+    // its connect report re-reports that outcome instead of IDLE, and nothing runs
+    assert.deepEqual(f.server.reports[0], { name: null, version: '0.0.0', sha256: null, size: null, status: 'FAILURE', progress: null, error: 'health check failed: exit code 3', waiting: null, jobId: sw.jobId });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(installer.installs, 0);
+    assert.equal(agent.currentJobId, undefined);
+    const saved = await readState();
+    assert.deepEqual(saved.finished.map((j: { jobId: string; status: string }) => [j.jobId, j.status]), [[sw.jobId, 'FAILURE']]);
+    assert.equal(saved.unknownPast, undefined, 'known from now on');
+    // a new job is taken as usual
+    const finished = nextEvent(agent, 'job-finished');
+    await f.server.setDesired(f.software('job-new'));
+    assert.equal((await finished).status, 'SUCCESS');
+  });
+
+  it('without saved state, acts on a command that came while it asked for its document', async () => {
+    f.server.dropNext = 1; // the first get goes unanswered: the agent asks again after its timeout
+    const agent = f.agent(slots(), { requestTimeoutMs: 500 });
+    await agent.start();
+    await f.server.until(() => f.server.dropNext === 0, 'the first get');
+    const finished = nextEvent(agent, 'job-finished');
+    await f.server.setDesired(f.software('job-meanwhile'));
+    assert.deepEqual(await finished, { jobId: 'job-meanwhile', status: 'SUCCESS', version: '2.0.0' });
   });
 
   it('resumes a download interrupted by a restart from the partial file', async () => {

@@ -21,6 +21,8 @@ export interface HealthCheckOptions {
   signal?: AbortSignal;
   /** Where the health check's output (stdout and stderr, in the order it came) goes, line by line, once it ended (the job's log: `job-log.ts`). */
   logger?: Logger;
+  /** Told the process group id of the command once it is started (the slot installer records it: `check-record.ts`). */
+  onSpawn?: (pgid: number) => void;
 }
 
 /** Keep only the tail of stderr (the reason is on its last line) and of the output, so memory stays bounded. */
@@ -81,6 +83,8 @@ export function runScript(opts: HealthCheckOptions, what: string): Promise<Scrip
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    // detached: its pid is its process group's id
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     let stderr = '';
     let output = '';
     let failure: string | undefined;

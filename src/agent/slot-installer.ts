@@ -21,6 +21,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { DesiredSoftware } from '../protocol/software.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
+import { forgetCheck, killLeftoverCheck, recordCheck } from './check-record.ts';
 import { hashFile } from './file-hash.ts';
 import { runHealthCheck } from './health-check.ts';
 import type { InstallContext, InstalledSoftware, Installer, RecoveryResult } from './installer.ts';
@@ -69,6 +70,8 @@ export interface SlotManifest {
 /** File name of the artifact inside a slot (`$UPDRAFT_SLOT/artifact`). */
 export const ARTIFACT_FILE = 'artifact';
 const MANIFEST_FILE = 'manifest.json';
+/** `<dir>/.health-check.json`: the health check that runs (`check-record.ts`), gone once it ended. */
+const CHECK_RECORD_FILE = '.health-check.json';
 
 /** A/B slot installer with atomic switch, health check and rollback. */
 export class SlotInstaller implements Installer {
@@ -185,15 +188,28 @@ export class SlotInstaller implements Installer {
   /** Health-checks `slot` (already current); on failure points `current` back to `previous` and throws. */
   private async checkOrRollBack(slot: Slot, previous: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined, log: Logger): Promise<void> {
     if (this.opts.healthCheck === undefined) return;
+    // a check that a crash left running (in its own process group, it outlives the agent) is
+    // killed first: two at once can fail each other. It is recorded while it runs for that
+    const record = path.join(this.opts.dir, CHECK_RECORD_FILE);
+    await killLeftoverCheck(record, log);
+    let recording: Promise<void> | undefined;
     try {
-      await runHealthCheck({
-        logger: log,
-        command: this.opts.healthCheck,
-        cwd: this.opts.dir,
-        env: { UPDRAFT_SLOT: this.slotDir(slot), UPDRAFT_VERSION: sw.version },
-        timeoutMs: this.opts.healthCheckTimeoutMs ?? SLOT_INSTALLER_DEFAULTS.healthCheckTimeoutMs,
-        ...(signal ? { signal } : {}),
-      });
+      try {
+        await runHealthCheck({
+          logger: log,
+          command: this.opts.healthCheck,
+          cwd: this.opts.dir,
+          env: { UPDRAFT_SLOT: this.slotDir(slot), UPDRAFT_VERSION: sw.version },
+          timeoutMs: this.opts.healthCheckTimeoutMs ?? SLOT_INSTALLER_DEFAULTS.healthCheckTimeoutMs,
+          ...(signal ? { signal } : {}),
+          onSpawn: (pgid) => {
+            recording = recordCheck(record, pgid).catch((err: unknown) => log.warn('cannot record the running health check', { error: asUpdraftError(err).message }));
+          },
+        });
+      } finally {
+        await recording;
+        await forgetCheck(record).catch(() => {});
+      }
     } catch (err) {
       const reason = asUpdraftError(err).message;
       await this.switchTo(previous);

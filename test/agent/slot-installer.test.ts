@@ -13,6 +13,18 @@ import { sha256 } from './support/artifact-server.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+/** Processes of group `pgid` that still run (a killed orphan may stay a zombie where nothing reaps it). */
+async function liveMembers(pgid: number): Promise<number> {
+  let count = 0;
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') count++;
+  }
+  return count;
+}
+
 describe('SlotInstaller', () => {
   let root: string;
   let dir: string;
@@ -136,6 +148,34 @@ describe('SlotInstaller', () => {
     const result = await make({ healthCheck: 'test "$UPDRAFT_VERSION" = 2.0.0' }).recover(sw, {});
     assert.deepEqual(result, { outcome: 'installed' });
     assert.equal((await make().current())?.version, '2.0.0');
+  });
+
+  it('kills the health check a crash left running before it checks again', async () => {
+    await install(make(), '1.0.0');
+    const marker = path.join(root, 'hc.pid');
+    const { file, sw } = artifacts['2.0.0']!;
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support', 'crash-install.ts'), dir, file, sw.version, sw.sha256, String(sw.size), marker], { stdio: 'inherit', cwd: path.resolve(here, '..', '..') });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    while (!(await stat(marker).then((s) => s.size > 0, () => false))) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGKILL');
+    await exited;
+    // the agent is gone; its check (its own process group) runs on
+    const pgid = Number((await readFile(marker, 'utf8')).trim());
+    try {
+      assert.ok((await liveMembers(pgid)) > 0, 'the check outlived the agent');
+      // the restarted agent's check passes only when no process of the old one runs beside it
+      const alone = `! grep -Eqs '^[0-9]+ \\([^)]*\\) [^Z] [0-9]+ ${pgid} ' /proc/[0-9]*/stat`;
+      const result = await make({ healthCheck: alone }).recover(sw, {});
+      assert.deepEqual(result, { outcome: 'installed' });
+      assert.equal(await liveMembers(pgid), 0, 'the old check was killed');
+      assert.deepEqual(await readdir(dir).then((names) => names.filter((n) => n.startsWith('.'))), [], 'no record of a check left');
+    } finally {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // killed already
+      }
+    }
   });
 
   it('recovers a crash after the slot was written but before the switch: switches and checks', async () => {

@@ -18,7 +18,8 @@ export interface InstanceMetrics {
   webhook: { delivered: number; failed: number; dropped: number; waiting: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
   signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
-  process: { rssBytes: number; uptimeSeconds: number };
+  /** `databaseClockOffsetMs`: how far the shared database's clock is ahead of this instance's (null without one: cluster/cluster-clock.ts). */
+  process: { rssBytes: number; uptimeSeconds: number; databaseClockOffsetMs: number | null };
   eventLoop: EventLoopFigures;
 }
 
@@ -77,6 +78,9 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   }
   family('process_resident_memory_bytes', 'gauge', 'Resident memory of the process.', one(m.process.rssBytes));
   family('process_start_time_seconds', 'gauge', 'Start time of the process, seconds since the epoch.', one(Math.round(nowSeconds - m.process.uptimeSeconds)));
+  if (m.process.databaseClockOffsetMs !== null) {
+    family('updraft_database_clock_offset_seconds', 'gauge', "How far the shared database's clock is ahead of this instance's (negative: behind). Job times are kept by the database's; manifests, URLs and tokens expire by the instance's: alert past a few seconds (NTP).", one(m.process.databaseClockOffsetMs / 1000));
+  }
   const loop = m.eventLoop;
   family('updraft_event_loop_active_seconds_total', 'counter', 'Time the JavaScript thread spent running code; its rate near 1 is a saturated instance.', one(loop.activeMs / 1000));
   family('updraft_event_loop_idle_seconds_total', 'counter', 'Time the JavaScript thread waited for work.', one(loop.idleMs / 1000));

@@ -59,6 +59,7 @@ import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 import { DataDirLock } from './data-dir-lock.ts';
+import { ClusterClock } from '../cluster/cluster-clock.ts';
 
 /**
  * How much later than a URL's or token's issue time a registration may be and still be the
@@ -101,6 +102,8 @@ export class UpdraftServer {
   security!: SecurityMaterial;
   /** On a PostgreSQL store: this instance's shared secrets compared with the other instances' (shared-secrets.ts). */
   sharedSecrets: SharedSecrets | undefined;
+  /** On a PostgreSQL store: the database's clock, which job times are kept by (cluster-clock.ts). */
+  clusterClock: ClusterClock | undefined;
 
   constructor(config: UpdraftConfig, deps: { logger: Logger }) {
     this.config = config;
@@ -143,6 +146,11 @@ export class UpdraftServer {
     // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)
     this.store = createStateStore(config, dataDir, logger.child('store'));
     await this.startPart(this.store);
+    // instances on one database keep job times by its clock: one whose clock is off would
+    // stamp deadlines the leader judges by another (cluster/cluster-clock.ts)
+    const clock = config.db ? new ClusterClock({ store: this.store, logger: logger.child('cluster') }) : undefined;
+    if (clock) await this.startPart(clock);
+    this.clusterClock = clock;
     // instances on one PostgreSQL database must hold the same secrets: one whose copy differs
     // from what the others recorded is refused before it serves (shared-secrets.ts)
     const secretValues = (): SharedSecretValues => ({ 'operator-token': this.operatorToken, 'software-signing-key': security.signingKey.keyId, 'url-signing-keys': urlKeys, ca: security.ca.certificate });
@@ -242,14 +250,14 @@ export class UpdraftServer {
     });
     // the replica subscribes to the bus before the broker accepts the first device
     await this.startPart(this.replica);
-    this.tracker = new ExecutionTracker({ store: this.store, events, logger: logger.child('jobs') });
+    this.tracker = new ExecutionTracker({ store: this.store, events, logger: logger.child('jobs'), ...(clock ? { now: clock.now } : {}) });
     await this.startPart(this.tracker);
     awsJobs = new AwsJobsDoor({ store: this.store, replica: this.replica, tracker: this.tracker, events, things: awsThings, publish: (topic, payload) => this.bus.publish(topic, payload, 1), wanted: (topic) => this.bus.hasSubscribers?.(topic) !== false, logger: logger.child('aws-jobs') });
     await this.startPart(awsJobs);
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (DESIGN.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease') }) : undefined;
-    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence' } });
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence' } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
     // several instances on one external broker: every instance's live views see all events
@@ -335,7 +343,7 @@ export class UpdraftServer {
         api: { ...this.http.stats },
         webhook: webhook ? { ...webhook.stats } : null,
         signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
-        process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime() },
+        process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime(), databaseClockOffsetMs: this.clusterClock?.offsetMs ?? null },
         eventLoop: loop.figures(),
       }),
     });

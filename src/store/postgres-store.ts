@@ -748,6 +748,12 @@ export class PostgresStore implements StateStore {
     return rows.map(toGroup);
   }
 
+  async databaseTime(): Promise<number> {
+    // clock_timestamp(): the time now, not the transaction's start (now())
+    const [row] = await this.read<{ ms: number }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms', []);
+    return row!.ms;
+  }
+
   /** Runs a read on any pooled connection. */
   private async read<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
     const pool = this.pool;

@@ -246,6 +246,12 @@ export function checkMembersChange(name: string, kind: string | undefined, size:
 export interface StateStore {
   /** Opens connections and applies schema migrations. */
   start(): Promise<void>;
+  /**
+   * The database server's clock, in ms since the epoch: what the instances sharing a store
+   * keep their job clocks to (cluster/cluster-clock.ts). Only a store that instances share
+   * (PostgreSQL) has it; the embedded one has one instance, whose own clock is the clock.
+   */
+  databaseTime?(): Promise<number>;
   /** Flushes pending writes and releases every resource. */
   stop(): Promise<void>;
 

@@ -27,7 +27,7 @@ describe('metrics for Prometheus', () => {
       api: { changes: 12, refusedTokens: 3 },
       webhook: null,
       signing: { certificateExpiresAt: null, certificateSerial: null },
-      process: { rssBytes: 52_428_800, uptimeSeconds: 100 },
+      process: { rssBytes: 52_428_800, uptimeSeconds: 100, databaseClockOffsetMs: null },
       eventLoop: {
         activeMs: 2500,
         idleMs: 97_500,
@@ -79,7 +79,7 @@ describe('metrics for Prometheus', () => {
       api: { changes: 0, refusedTokens: 0 },
       webhook: { delivered: 7, failed: 1, dropped: 0, waiting: 3 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
-      process: { rssBytes: 1, uptimeSeconds: 1 },
+      process: { rssBytes: 1, uptimeSeconds: 1, databaseClockOffsetMs: -1500 },
       eventLoop: { activeMs: 0, idleMs: 0, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 }, lastMinute: { seconds: 60, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 } } },
     };
     const lines = renderPrometheus(m, 1_800_000_000).split('\n');
@@ -89,5 +89,6 @@ describe('metrics for Prometheus', () => {
     assert.ok(lines.includes('updraft_webhook_deliveries_total{result="delivered"} 7'));
     assert.ok(lines.includes('updraft_webhook_waiting 3'));
     assert.ok(lines.includes('updraft_webhook_deliveries_total{result="failed"} 1'));
+    assert.ok(lines.includes('updraft_database_clock_offset_seconds -1.5'), 'on a shared database: its clock against this instance\'s');
   });
 });

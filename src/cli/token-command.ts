@@ -29,8 +29,8 @@ export function addTokenCommand(program: Command): void {
     .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; db?: string; config?: string; json?: boolean }) => {
       if (opts.offline) {
         // a token rotated because it leaked must be refused now, which only the online rotation does
-        const { serverRunningOn } = await import('../server/data-dir-lock.ts');
-        const running = serverRunningOn(opts.dataDir);
+        const { serverHeldFile } = await import('../server/data-dir-lock.ts');
+        const running = serverHeldFile(opts.dataDir) !== undefined;
         const next = await replaceOperatorToken(opts.dataDir);
         if (running) process.stderr.write(`updraft: warning: a server is running on ${opts.dataDir}: it accepts the old token until it restarts; to refuse the old token at once, rotate online instead (updraft token rotate, without --offline)\n`);
         const recorded = await recordAfterOffline(opts, ['operator-token']);

@@ -18,11 +18,18 @@ import { sqliteInUse } from '../store/sqlite-in-use.ts';
 /** The lock file's name in the data directory (not copied by backups). */
 export const SERVER_LOCK = 'server.lock';
 
-/** True while a server runs on `dataDir` (on this machine): its `updraft.db`, or with --db its server lock, is open. */
-export function serverRunningOn(dataDir: string): boolean {
+/**
+ * The file by which a server (on this machine) shows it runs on `dataDir`: its embedded
+ * `updraft.db`, or with --db its `server.lock`, open in another process; undefined when
+ * neither is. For `updraft restore` (which refuses) and `token rotate --offline` (which warns).
+ */
+export function serverHeldFile(dataDir: string): 'updraft.db' | typeof SERVER_LOCK | undefined {
   // a file that is not there is open nowhere (and a directory that is not there holds none)
-  const inUse = (file: string) => existsSync(file) && sqliteInUse(file);
-  return inUse(path.join(dataDir, 'updraft.db')) || inUse(path.join(dataDir, SERVER_LOCK));
+  for (const name of ['updraft.db', SERVER_LOCK] as const) {
+    const file = path.join(dataDir, name);
+    if (existsSync(file) && sqliteInUse(file)) return name;
+  }
+  return undefined;
 }
 
 /** Holds the data directory's server lock from start() to stop(). */

@@ -20,9 +20,8 @@
 import { mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
-import { sqliteInUse } from '../store/sqlite-in-use.ts';
-import { BACKUP_MARKER, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
-import { SERVER_LOCK } from './data-dir-lock.ts';
+import { BACKUP_MARKER, copyKeepingMode, isDirectory, type BackupMarker } from './data-dir-files.ts';
+import { SERVER_LOCK, serverHeldFile } from './data-dir-lock.ts';
 
 /** What a restore did. */
 export interface RestoreReport {
@@ -44,8 +43,9 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
   }
 
   const report: RestoreReport = { files: [], movedAside: [] };
-  await refuseIfOpen(path.join(to, 'updraft.db'), `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`);
-  await refuseIfOpen(path.join(to, SERVER_LOCK), `a server with --db is using ${dataDir} (it holds its ${SERVER_LOCK}): stop it, then restore`);
+  const held = serverHeldFile(to);
+  if (held === 'updraft.db') throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`);
+  if (held) throw new UpdraftError('CONFLICT', `a server with --db is using ${dataDir} (it holds its ${SERVER_LOCK}): stop it, then restore`);
   // listed after the check, which may have folded a crashed server's WAL into the old file
   const present = await readdir(to).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
@@ -81,12 +81,6 @@ async function readMarker(from: string, backupDir: string): Promise<void> {
   if (marker?.format !== 'updraft-backup' || marker.version !== 1) {
     throw new UpdraftError('BAD_REQUEST', `${backupDir} is not a whole backup made by updraft backup (it has no valid ${BACKUP_MARKER}, which a backup writes last): restore only a backup that finished`);
   }
-}
-
-/** Refuses, saying `why`, while another process has `file` (the embedded database, or a --db server's lock) open. */
-async function refuseIfOpen(file: string, why: string): Promise<void> {
-  if (!(await isFile(file))) return;
-  if (sqliteInUse(file)) throw new UpdraftError('CONFLICT', why);
 }
 
 /** Renames every entry of `dir` into `aside`; on a failure puts back those moved and refuses. */

@@ -24,7 +24,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
-import { parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
+import { parseReportedSoftware, parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { AGENT_FEATURES } from '../protocol/agent-features.ts';
 import { isTimeZone, systemTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
@@ -485,13 +485,12 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.held = undefined;
     const doc = await this.getDocument();
     const reported = isJsonObject(doc?.state) ? doc.state.reported : undefined;
-    const last = isJsonObject(reported) ? reported.software : undefined;
-    const jobId = isJsonObject(last) ? last.jobId : undefined;
-    const status = isJsonObject(last) ? last.status : undefined;
-    if (typeof jobId === 'string' && (status === 'SUCCESS' || status === 'FAILURE') && !this.state.finished.some((f) => f.jobId === jobId) && this.state.inFlight?.jobId !== jobId) {
+    const last = parseReportedSoftware(isJsonObject(reported) ? reported.software : undefined);
+    const jobId = last?.jobId;
+    const status = last?.status;
+    if (jobId !== undefined && (status === 'SUCCESS' || status === 'FAILURE') && !this.state.finished.some((f) => f.jobId === jobId) && this.state.inFlight?.jobId !== jobId) {
       const finished: FinishedJob = { jobId, status, finishedAt: new Date(this.now()).toISOString() };
-      const error = (last as JsonObject).error;
-      if (typeof error === 'string') finished.error = error;
+      if (last?.error !== undefined) finished.error = last.error;
       this.state.finished = rememberFinished(this.state.finished, finished);
       this.log.info('no saved state: took the last outcome this device reported from its shadow', { jobId, status });
     }

@@ -39,7 +39,6 @@ function compatibilityText(a: ArtifactRecord, sep: string): string {
   return `${c?.deviceTypes ? `${sep}for    ${c.deviceTypes.join(', ')}` : ''}${c?.requires ? `${sep}over   ${c.requires}` : ''}`;
 }
 
-/** What became of the connections a revocation or a new secret withdrew access from. */
 /** Checks, before the server issues a secret, that `--save` can take it (nothing is asked of the server otherwise). */
 async function checkSaveDir(installDir: string, command: string): Promise<void> {
   await prepareSecretDir(installDir).catch((err: NodeJS.ErrnoException) => {
@@ -60,6 +59,7 @@ async function saveIssuedSecret(installDir: string, secret: string, what: string
   }
 }
 
+/** What became of the connections a revocation or a new secret withdrew access from. */
 function cutOffLine(disconnected: number | null, opener: string): string {
   if (disconnected === null) {
     return `  the external broker closes connections ${opener} opened once its password file is regenerated and reloaded: within seconds under updraft broker mosquitto-config --watch, else run updraft broker mosquitto-config, then kill -HUP mosquitto`;
@@ -261,7 +261,6 @@ export function addApiCommands(program: Command): void {
     });
 }
 
-/** `--attr key=value` options as attributes: numbers and true/false typed. */
 /**
  * `--attr key=value` pairs: true/false are booleans, and a number written as JSON writes it
  * (`12`, `-3`, `1.5`) is a number. Anything else stays the string typed: `00123` (a serial),

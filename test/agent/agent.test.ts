@@ -168,12 +168,18 @@ describe('UpdateAgent', () => {
   });
 
   it('without saved state, acts on a command that came while it asked for its document', async () => {
-    f.server.dropNext = 1; // the first get goes unanswered: the agent asks again after its timeout
-    const agent = f.agent(slots(), { requestTimeoutMs: 500 });
+    // the get's answer is the document from before the command, and the connect report gets
+    // no delta (the replica would send one, which would carry the command too, and prove
+    // nothing): only the delta heard while asking carries it
+    let release!: () => void;
+    f.server.holdNextGet = new Promise<void>((r) => (release = r));
+    f.server.noDeltaOnUpdate = true;
+    const agent = f.agent(slots());
     await agent.start();
-    await f.server.until(() => f.server.dropNext === 0, 'the first get');
+    await f.server.until(() => f.server.gets === 1, 'the get');
     const finished = nextEvent(agent, 'job-finished');
     await f.server.setDesired(f.software('job-meanwhile'));
+    release();
     assert.deepEqual(await finished, { jobId: 'job-meanwhile', status: 'SUCCESS', version: '2.0.0' });
   });
 

@@ -32,6 +32,10 @@ describe('UPDRAFT_DATA_DIR for the CLI', () => {
     const flag = await runCli(['device', 'list', '--data-dir', path.join(scratch, 'nowhere')], { cwd: scratch, env: { UPDRAFT_DATA_DIR: ts.dataDir, UPDRAFT_SERVER: ts.httpUrl, UPDRAFT_TOKEN: '' } });
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /nowhere/);
+    // an empty variable is one not set, as the server reads it: ./data, not the current directory
+    const empty = await runCli(['device', 'list'], { cwd: scratch, env: { UPDRAFT_DATA_DIR: '', UPDRAFT_SERVER: ts.httpUrl, UPDRAFT_TOKEN: '' } });
+    assert.equal(empty.code, 2);
+    assert.match(empty.stderr, /data\/operator-token/, empty.stderr);
   });
 
   it("rotates offline into that directory, not the current one, and warns that the running server still takes the old token", async () => {

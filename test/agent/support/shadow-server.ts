@@ -29,6 +29,10 @@ export class FakeShadowServer {
   dropNext = 0;
   /** Answer an update with its delta before its accepted (the agent then has the command before its report resolves). */
   deltaFirst = false;
+  /** Answer updates with no delta (the replica sends one when desired software differs; this leaves only the deltas of setDesired). */
+  noDeltaOnUpdate = false;
+  /** When set, the next get is answered once this resolves, with the document as it was when the get came (a delta may overtake it). */
+  holdNextGet: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
   private closing = false;
 
@@ -126,23 +130,26 @@ export class FakeShadowServer {
       merge(this.reported, reported);
       if (isObj(reported.software)) this.reports.push(reported.software);
       this.version++;
-      if (this.deltaFirst) await this.publishDelta();
+      if (this.deltaFirst && !this.noDeltaOnUpdate) await this.publishDelta();
       await this.client.publishAsync(
         answerTopic(this.ref, 'update', 'accepted'),
         JSON.stringify({ state: { reported }, metadata: {}, version: this.version, timestamp: now, clientToken: req.clientToken }),
         { qos: 1 },
       );
-      if (!this.deltaFirst) await this.publishDelta();
+      if (!this.deltaFirst && !this.noDeltaOnUpdate) await this.publishDelta();
     } else {
       this.gets++;
-      const state: JsonObject = { reported: this.reported };
+      const state: JsonObject = { reported: structuredClone(this.reported) };
       if (this.desired) state.desired = { software: { ...this.desired } };
       if (this.differs) state.delta = { software: { ...this.command() } };
-      await this.client.publishAsync(
-        answerTopic(this.ref, 'get', 'accepted'),
-        JSON.stringify({ state, metadata: {}, version: this.version, timestamp: now, clientToken: req.clientToken }),
-        { qos: 1 },
-      );
+      const answer = JSON.stringify({ state, metadata: {}, version: this.version, timestamp: now, clientToken: req.clientToken });
+      const hold = this.holdNextGet;
+      this.holdNextGet = undefined;
+      if (hold) {
+        this.notify(); // the get has come
+        await hold;
+      }
+      await this.client.publishAsync(answerTopic(this.ref, 'get', 'accepted'), answer, { qos: 1 });
     }
     this.notify();
   }

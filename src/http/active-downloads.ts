@@ -92,10 +92,13 @@ export class ActiveDownloads {
    * has read it (`keepOpenUntilRead`).
    */
   add(deviceId: string, res: ServerResponse): void {
+    const socket = (res.socket as Socket | null) ?? null;
+    // gone already (the device left while the route looked the artifact up): nothing to cut,
+    // and its 'close' came before this listener, so it would be kept for good
+    if (socket?.destroyed) return;
     let mine = this.byDevice.get(deviceId);
     if (!mine) this.byDevice.set(deviceId, (mine = new Set()));
     // one download per connection: its response says connection: close
-    const socket = (res.socket as Socket | null) ?? null;
     const d = { res, socket };
     mine.add(d);
     const done = () => {

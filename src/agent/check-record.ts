@@ -10,7 +10,7 @@
  * while its leader is that same process. Elsewhere (no /proc) nothing is killed; the record
  * only lets the restart say that a check may still run.
  */
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { asUpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -59,12 +59,42 @@ export async function killLeftoverCheck(file: string, log: Logger): Promise<void
     // another boot, or its leader is gone (the number may be another group's by now): not ours
     if (now?.bootId !== record.bootId || now.startTime !== record.startTime) return;
     process.kill(-pgid, 'SIGKILL');
-    log.warn('killed the health check the interrupted install left running', { pgid });
+    // SIGKILL is sent, not done: the group's processes end a moment later, and the new check
+    // must not start beside them (a port they hold, a file they write). CI saw one still
+    // running when the new check began
+    const gone = await groupEnded(pgid, GROUP_END_WAIT_MS);
+    log.warn('killed the health check the interrupted install left running', { pgid, ...(gone ? {} : { stillRunningAfterMs: GROUP_END_WAIT_MS }) });
   } catch (err) {
     log.warn('cannot kill the health check the interrupted install left running', { pgid: record.pgid, error: asUpdraftError(err).message });
   } finally {
     await forgetCheck(file).catch(() => {});
   }
+}
+
+/** How long the restart waits for a killed check's processes to end. */
+const GROUP_END_WAIT_MS = 2_000;
+
+/** Waits until no process of group `pgid` runs (zombies, which hold nothing, aside); false after `ms`. */
+async function groupEnded(pgid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (!(await groupRuns(pgid))) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Whether a process of group `pgid` runs (not a zombie), from /proc. */
+async function groupRuns(pgid: number): Promise<boolean> {
+  const pids = (await readdir('/proc').catch(() => [] as string[])).filter((n) => /^\d+$/.test(n));
+  for (const pid of pids) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+    if (stat === undefined) continue;
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+  }
+  return false;
 }
 
 /**

@@ -4,6 +4,7 @@
  * nothing, or a value silently dropped (a run that measured nothing and exited 0).
  */
 import { parseArgs } from 'node:util';
+import { wholeNumber } from '../src/util/number-text.ts';
 
 /** A bad option: run.ts prints its message on one line and exits 2. */
 export class BenchUsageError extends Error {}
@@ -35,8 +36,8 @@ const SIM_MAX_CONCURRENCY = 100_000;
 const SIM_MAX_DEVICES = 10_000_000;
 
 function int(value: string, name: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) throw new BenchUsageError(`--${name} must be an integer from ${min} to ${max}, got '${value}'`);
+  const n = wholeNumber(value, min, max);
+  if (n === undefined) throw new BenchUsageError(`--${name} must be an integer from ${min} to ${max}, got '${value}'`);
   return n;
 }
 

@@ -88,7 +88,8 @@ export class AwsJobsDoor {
     return this.queue
       .run(req.thing, () => this.answer(req, msg.payload, msg.sender))
       .catch((err: unknown) => {
-        const e = err instanceof AwsJobsError ? err : new AwsJobsError('RequestThrottled', asUpdraftError(err).message);
+        // the queue refuses only when full (TOO_MANY_REQUESTS: RequestThrottled); answer() never throws
+        const e = err instanceof AwsJobsError ? err : awsJobsErrorOf(asUpdraftError(err));
         return this.publishJson(awsJobsAnswerTopic(req, 'rejected'), this.rejection(e, salvageJobsClientToken(msg.payload)));
       });
   }

@@ -1,6 +1,7 @@
 /** `updraft demo --devices 50`: the whole pattern for simulated devices, one summary line. */
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
+import { probability, wholeNumber } from '../util/number-text.ts';
 
 /** Adds `demo`. */
 export function addDemoCommand(program: Command): void {
@@ -12,16 +13,16 @@ export function addDemoCommand(program: Command): void {
     .option('--timeout <s>', 'give up after this many seconds (a whole number from 1 to 86400)', '120')
     .option('--failure-rate <p>', 'probability (0..1) that a simulated install fails its health check', '0')
     .action(async (opts: { devices: string; artifactKb: string; timeout: string; failureRate: string }) => {
-      const devices = Number(opts.devices);
-      if (!Number.isSafeInteger(devices) || devices < 1 || devices > 20_000) throw new UpdraftError('BAD_REQUEST', '--devices must be an integer from 1 to 20000');
-      const kb = Number(opts.artifactKb);
-      if (!Number.isSafeInteger(kb) || kb < 1) throw new UpdraftError('BAD_REQUEST', '--artifact-kb must be a positive integer');
-      const failureRate = Number(opts.failureRate);
+      const devices = wholeNumber(opts.devices, 1, 20_000);
+      if (devices === undefined) throw new UpdraftError('BAD_REQUEST', '--devices must be an integer from 1 to 20000');
+      const kb = wholeNumber(opts.artifactKb, 1, Number.MAX_SAFE_INTEGER);
+      if (kb === undefined) throw new UpdraftError('BAD_REQUEST', '--artifact-kb must be a positive integer');
       // '' is refused, not read as 0
-      if (!/^\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(opts.failureRate) || !(failureRate >= 0 && failureRate <= 1)) throw new UpdraftError('BAD_REQUEST', '--failure-rate must be a number from 0 to 1');
+      const failureRate = probability(opts.failureRate);
+      if (failureRate === undefined) throw new UpdraftError('BAD_REQUEST', '--failure-rate must be a number from 0 to 1');
       // checked before the demo's server starts ('abc', 0 and -5 gave up at once, "within NaN s")
-      const timeout = Number(opts.timeout);
-      if (!/^\d+$/.test(opts.timeout) || !Number.isSafeInteger(timeout) || timeout < 1 || timeout > 86_400) throw new UpdraftError('BAD_REQUEST', '--timeout must be a whole number of seconds from 1 to 86400');
+      const timeout = wholeNumber(opts.timeout, 1, 86_400);
+      if (timeout === undefined) throw new UpdraftError('BAD_REQUEST', '--timeout must be a whole number of seconds from 1 to 86400');
       const { runDemo } = await import('../demo/run-demo.ts'); // the whole server: loaded only to run
       const r = await runDemo({ devices, artifactBytes: kb * 1024, timeoutMs: timeout * 1000, failureRate });
       for (const f of r.failures.slice(0, 10)) process.stderr.write(`demo: ${f.deviceId}: ${f.reason}\n`);

@@ -9,18 +9,19 @@ import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { ApiClient } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
+import { probability, wholeNumber } from '../util/number-text.ts';
 
 /** A whole number from `min` to `max` (digits only: '', '2.5', '1e3' and '-1' are refused). */
 function int(value: string, name: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) throw new UpdraftError('BAD_REQUEST', `--${name} must be an integer from ${min} to ${max}`);
+  const n = wholeNumber(value, min, max);
+  if (n === undefined) throw new UpdraftError('BAD_REQUEST', `--${name} must be an integer from ${min} to ${max}`);
   return n;
 }
 
 /** A probability from 0 to 1, written as a decimal number ('' is refused, not read as 0). */
 function rate(value: string, name: string): number {
-  const n = Number(value);
-  if (!/^\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(value) || !(n >= 0 && n <= 1)) throw new UpdraftError('BAD_REQUEST', `--${name} must be a number from 0 to 1`);
+  const n = probability(value);
+  if (n === undefined) throw new UpdraftError('BAD_REQUEST', `--${name} must be a number from 0 to 1`);
   return n;
 }
 

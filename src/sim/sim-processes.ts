@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import type { SimDevice, SimStats, SimulatedFleet } from './fleet-simulator.ts';
+import { wholeNumber } from '../util/number-text.ts';
 
 /** How often a child sends its counters. */
 export const SHARD_REPORT_MS = 250;
@@ -32,8 +33,8 @@ export interface Shard {
 
 /** Parses the hidden `--first-index <n>` of a child: a non-negative integer. */
 export function parseFirstIndex(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new UpdraftError('BAD_REQUEST', `--first-index must be a non-negative integer, got ${value}`);
+  const n = wholeNumber(value, 0, Number.MAX_SAFE_INTEGER);
+  if (n === undefined) throw new UpdraftError('BAD_REQUEST', `--first-index must be a non-negative integer, got ${value}`);
   return n;
 }
 

@@ -10,6 +10,7 @@ import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-proces
 import { ApiClient } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { probability, wholeNumber } from '../util/number-text.ts';
+import { finishedJobsOf } from '../agent/agent-state.ts';
 
 /** A whole number from `min` to `max` (digits only: '', '2.5', '1e3' and '-1' are refused). */
 function int(value: string, name: string, min: number, max: number): number {
@@ -27,8 +28,9 @@ function rate(value: string, name: string): number {
 
 /**
  * The devices of a `--devices-file`: a JSON array of {deviceId, secret}, as `--save-devices`
- * writes it, each with the `state` a run wrote when it stopped, if any (a malformed one is
- * dropped: that device starts afresh).
+ * writes it, each with the `state` a run wrote when it stopped, if any (one without the
+ * software it runs is dropped: that device starts afresh; a malformed entry of its finished
+ * jobs is dropped alone, as the agent drops it from its own saved state).
  */
 async function readDevicesFile(file: string): Promise<SimDevice[]> {
   const devices = await readJsonFile(file);
@@ -36,9 +38,9 @@ async function readDevicesFile(file: string): Promise<SimDevice[]> {
   if (!ok) throw new UpdraftError('BAD_REQUEST', `${file} must be a JSON array of {deviceId, secret}, as --save-devices writes it`);
   return (devices as SimDevice[]).map((d) => {
     const st = d.state as Partial<SimDeviceState> | undefined;
-    const finished = Array.isArray(st?.finished) && st.finished.every((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE'));
-    const well = typeof st?.software?.version === 'string' && finished;
-    return well ? { deviceId: d.deviceId, secret: d.secret, state: st as SimDeviceState } : { deviceId: d.deviceId, secret: d.secret };
+    // the list of finished jobs read as the agent reads its own saved state
+    if (typeof st?.software?.version !== 'string' || !Array.isArray(st.finished)) return { deviceId: d.deviceId, secret: d.secret };
+    return { deviceId: d.deviceId, secret: d.secret, state: { ...st, finished: finishedJobsOf(st.finished) } as SimDeviceState };
   });
 }
 

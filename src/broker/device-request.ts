@@ -6,8 +6,8 @@
  * hands requests over and forgets them.
  */
 import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
-import { isJsonObject, utf8Text, type JsonObject } from '../protocol/json.ts';
-import { NOT_UTF8, salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
+import { requireJsonObject, type JsonObject } from '../protocol/json.ts';
+import { PAYLOAD_JSON_MESSAGES, salvageClientToken, type Rejection } from '../protocol/shadow-messages.ts';
 import type { Logger } from '../util/logger.ts';
 import type { InboundMessage } from './message-bus.ts';
 
@@ -41,14 +41,5 @@ export function answerDeviceRequest(
 export function requestBody(payload: Buffer, maxBytes: number, what: string, emptyIsObject = false): JsonObject {
   if (payload.length === 0 && emptyIsObject) return {};
   if (payload.length > maxBytes) throw new UpdraftError('TOO_LARGE', `${what} larger than ${maxBytes} bytes`);
-  const text = utf8Text(payload);
-  if (text === undefined) throw new UpdraftError('BAD_REQUEST', NOT_UTF8);
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
-  }
-  if (!isJsonObject(body)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
-  return body;
+  return requireJsonObject(payload, PAYLOAD_JSON_MESSAGES);
 }

@@ -1,7 +1,7 @@
 /** JSON responses, body reading and the one place where UpdraftError maps to HTTP. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
-import { isJsonObject, jsonDefect, utf8Text } from '../protocol/json.ts';
+import { jsonDefect, requireJsonObject, type JsonTextMessages } from '../protocol/json.ts';
 
 /** Sends a JSON body with a status. */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -20,6 +20,13 @@ export function sendError(res: ServerResponse, err: unknown, opts: { public?: bo
   sendJson(res, e.status, { error: { code: e.code, message: opts.public ? publicMessage(e) : e.message } });
 }
 
+/** What an API client is answered when its body is no JSON object. */
+const BODY_JSON_MESSAGES: JsonTextMessages = {
+  'not-utf8': 'request body is not UTF-8: send JSON encoded as UTF-8',
+  'not-json': 'request body is not valid JSON',
+  'not-object': 'request body must be a JSON object',
+};
+
 /**
  * Reads a JSON object body of at most `maxBytes`; 400/413 naming the problem. Its bytes must
  * be UTF-8 (RFC 8259 section 8.1): `Buffer.toString` put U+FFFD in place of each bad byte,
@@ -37,15 +44,7 @@ export async function readJson(req: IncomingMessage, maxBytes = 1 << 20): Promis
     if (size > maxBytes) throw new UpdraftError('TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
     chunks.push(chunk);
   }
-  const text = utf8Text(Buffer.concat(chunks));
-  if (text === undefined) throw new UpdraftError('BAD_REQUEST', 'request body is not UTF-8: send JSON encoded as UTF-8');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new UpdraftError('BAD_REQUEST', 'request body is not valid JSON');
-  }
-  if (!isJsonObject(parsed)) throw new UpdraftError('BAD_REQUEST', 'request body must be a JSON object');
+  const parsed = requireJsonObject(Buffer.concat(chunks), BODY_JSON_MESSAGES);
   for (const key of Object.keys(parsed)) {
     // the nesting is not limited here (Infinity): only the numbers are checked
     const defect = jsonDefect(parsed[key]!, Infinity, key);

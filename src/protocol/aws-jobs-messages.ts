@@ -3,7 +3,7 @@
  * documents them (https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html)
  * and the AWS IoT Device SDKs parse them. Timestamps are seconds since the epoch.
  */
-import { isJsonObject, utf8Text, type JsonObject } from './json.ts';
+import { isJsonObject, parseJsonObject, type JsonObject, type JsonTextMessages } from './json.ts';
 
 /** Job execution states as AWS names them (Updraft's execution states use the same names). */
 export type AwsJobStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'REMOVED' | 'CANCELED';
@@ -130,6 +130,13 @@ export function statusDetailsOf(value: unknown): Record<string, string> | undefi
   return kept.length === 0 ? undefined : Object.fromEntries(kept);
 }
 
+/** The InvalidJson messages of a payload that is no JSON object. */
+const INVALID_JSON_MESSAGES: JsonTextMessages = {
+  'not-utf8': 'Request payload is not valid JSON: it is not UTF-8',
+  'not-json': 'Request payload is not valid JSON',
+  'not-object': 'Request payload must be a JSON object',
+};
+
 function invalid(message: string): AwsJobsError {
   return new AwsJobsError('InvalidRequest', message);
 }
@@ -139,15 +146,8 @@ export function parseAwsJobsBody(payload: Buffer): AwsJobsRequestBody {
   if (payload.length > MAX_PAYLOAD) throw invalid(`The payload exceeds the maximum size allowed (${payload.length} > ${MAX_PAYLOAD} bytes)`);
   if (payload.length === 0) return {};
   // strict: Buffer.toString would put U+FFFD for each byte that is not UTF-8 and store that
-  const text = utf8Text(payload);
-  if (text === undefined) throw new AwsJobsError('InvalidJson', 'Request payload is not valid JSON: it is not UTF-8');
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new AwsJobsError('InvalidJson', 'Request payload is not valid JSON');
-  }
-  if (!isJsonObject(v)) throw new AwsJobsError('InvalidJson', 'Request payload must be a JSON object');
+  const v = parseJsonObject(payload);
+  if (typeof v === 'string') throw new AwsJobsError('InvalidJson', INVALID_JSON_MESSAGES[v]);
   const out: AwsJobsRequestBody = {};
   if (v.clientToken !== undefined) {
     if (typeof v.clientToken !== 'string' || v.clientToken.length === 0 || v.clientToken.length > MAX_CLIENT_TOKEN) throw invalid(`clientToken must be a string of 1 to ${MAX_CLIENT_TOKEN} characters`);
@@ -187,13 +187,8 @@ export function parseAwsJobsBody(payload: Buffer): AwsJobsRequestBody {
 
 /** Best-effort clientToken of a payload that failed validation, to echo on the rejection. */
 export function salvageJobsClientToken(payload: Buffer): string | undefined {
-  try {
-    const text = utf8Text(payload);
-    if (text === undefined) return undefined;
-    const v = JSON.parse(text) as unknown;
-    if (isJsonObject(v) && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
-  } catch {
-    /* not JSON: nothing to echo */
-  }
+  // nothing from bytes that are not UTF-8: the token read from them may not be the one sent
+  const v = parseJsonObject(payload);
+  if (typeof v !== 'string' && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
   return undefined;
 }

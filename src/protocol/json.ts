@@ -1,4 +1,6 @@
 /** JSON value types shared by the shadow documents and their validation. */
+import { UpdraftError } from '../errors.ts';
+
 export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
 /** A JSON object (never an array, never null). */
 export interface JsonObject {
@@ -26,6 +28,37 @@ export function utf8Text(payload: Uint8Array): string | undefined {
 /** True for a plain JSON object (not null, not an array). */
 export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Why a payload is not a JSON object (`parseJsonObject`). */
+export type JsonTextDefect = 'not-utf8' | 'not-json' | 'not-object';
+
+/** What a caller answers for each `JsonTextDefect` (one constant per caller: the shadow, the REST API, the AWS door). */
+export type JsonTextMessages = Readonly<Record<JsonTextDefect, string>>;
+
+/**
+ * The JSON object a payload holds (bytes decoded strictly, `utf8Text`; text as it is), or why
+ * it holds none. The defect is returned, not thrown, so that callers with different errors
+ * (UpdraftError, the AWS door's AwsJobsError, none for a salvaged clientToken) share it
+ * without a closure or an options object per call: it runs on every device message.
+ */
+export function parseJsonObject(payload: Uint8Array | string): JsonObject | JsonTextDefect {
+  const text = typeof payload === 'string' ? payload : utf8Text(payload);
+  if (text === undefined) return 'not-utf8';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return 'not-json';
+  }
+  return isJsonObject(parsed) ? parsed : 'not-object';
+}
+
+/** `parseJsonObject`, throwing BAD_REQUEST with the caller's message for the defect. */
+export function requireJsonObject(payload: Uint8Array | string, messages: JsonTextMessages): JsonObject {
+  const parsed = parseJsonObject(payload);
+  if (typeof parsed === 'string') throw new UpdraftError('BAD_REQUEST', messages[parsed]);
+  return parsed;
 }
 
 /**

@@ -4,7 +4,7 @@
  * where it has one, so that clients written against it understand our rejections.
  */
 import { UpdraftError } from '../errors.ts';
-import { isJsonObject, jsonDefect, utf8Text, type JsonObject, type JsonValue } from './json.ts';
+import { isJsonObject, jsonDefect, requireJsonObject, type JsonObject, type JsonTextMessages, type JsonValue } from './json.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
@@ -95,22 +95,20 @@ const MAX_CLIENT_TOKEN = 64;
 /** The rejection of a payload whose bytes are not UTF-8 (RFC 8259 section 8.1). */
 export const NOT_UTF8 = 'Invalid JSON: the payload is not UTF-8';
 
+/** What a device is answered when its payload is no JSON object (the shadow and the requests beside it). */
+export const PAYLOAD_JSON_MESSAGES: JsonTextMessages = {
+  'not-utf8': NOT_UTF8,
+  'not-json': 'Invalid JSON',
+  'not-object': 'Invalid JSON: the payload must be a JSON object',
+};
+
 /** Parses a payload as a JSON object; 413 above the size limit, 400 for anything else. */
 export function parseJsonPayload(payload: Buffer | string, limits: ShadowLimits): JsonObject {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   if (size > limits.maxDocumentBytes) {
     throw new UpdraftError('TOO_LARGE', `The payload exceeds the maximum size allowed (${size} > ${limits.maxDocumentBytes} bytes)`);
   }
-  const text = typeof payload === 'string' ? payload : utf8Text(payload);
-  if (text === undefined) throw new UpdraftError('BAD_REQUEST', NOT_UTF8);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new UpdraftError('BAD_REQUEST', 'Invalid JSON');
-  }
-  if (!isJsonObject(parsed)) throw new UpdraftError('BAD_REQUEST', 'Invalid JSON: the payload must be a JSON object');
-  return parsed;
+  return requireJsonObject(payload, PAYLOAD_JSON_MESSAGES);
 }
 
 /** Reads the optional `clientToken` (a string of at most 64 characters). */

@@ -90,6 +90,26 @@ function limitPacketSize(client: ParsingClient, max: number, onRefused: (length:
   };
 }
 
+/**
+ * aedes's session store, as far as the broker reaches into it: aedes-persistence's documented
+ * interface (asyncPersistence.js), which aedes's own types leave out. Sessions are kept per
+ * client id: `{ id }` names one.
+ */
+interface SessionStore {
+  addSubscriptions(client: Client, subs: { topic: string }[]): Promise<void>;
+  cleanSubscriptions(client: { id: string }): Promise<void>;
+  outgoingStream(client: { id: string }): AsyncIterable<PublishPacket>;
+  outgoingClearMessageId(client: { id: string }, packet: PublishPacket): Promise<unknown>;
+  incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>;
+  cleanIncoming?(client: { id: string }): Promise<void>;
+  delWill(client: { id: string }): Promise<unknown>;
+}
+
+/** aedes's session store. */
+function sessionStoreOf(aedes: Aedes): SessionStore {
+  return (aedes as unknown as { persistence: SessionStore }).persistence;
+}
+
 /** The subject CN of a TLS client certificate that the TLS layer verified, if any. */
 function verifiedCommonName(conn: unknown): string | undefined {
   if (!(conn instanceof tls.TLSSocket) || !conn.authorized) return undefined;
@@ -219,8 +239,7 @@ export class EmbeddedBroker implements MessageBus {
    * at each reconnect. Restored filters are still authorized (and counted) again.
    */
   private storeGrantedOnly(aedes: Aedes): void {
-    // aedes's types leave its persistence out; its addSubscriptions(client, subs) is documented (aedes-persistence)
-    const persistence = (aedes as unknown as { persistence: { addSubscriptions(client: Client, subs: { topic: string }[]): Promise<void> } }).persistence;
+    const persistence = sessionStoreOf(aedes);
     const add = persistence.addSubscriptions.bind(persistence);
     persistence.addSubscriptions = (client, subs) => {
       const sender = this.senders.get(client);
@@ -241,9 +260,7 @@ export class EmbeddedBroker implements MessageBus {
    * ends, [MQTT-3.1.2-6]) the session's receipts go with it.
    */
   private storeHeldQos2Only(aedes: Aedes): void {
-    // aedes's types leave its persistence out; incomingStorePacket and cleanIncoming are aedes-persistence's (asyncPersistence.js)
-    type Incoming = { incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>; cleanIncoming?(client: Client): Promise<void> };
-    const persistence = (aedes as unknown as { persistence: Incoming }).persistence;
+    const persistence = sessionStoreOf(aedes);
     const store = persistence.incomingStorePacket.bind(persistence);
     persistence.incomingStorePacket = (client, packet) => (this.qos2.holds(client, packet.messageId!) ? store(client, packet) : Promise.resolve());
     const clean = persistence.cleanIncoming?.bind(persistence);
@@ -505,6 +522,13 @@ export class EmbeddedBroker implements MessageBus {
    * authenticated by a client certificate stays: the secret was not what let it in. A
    * connection still being admitted is refused too, with CONNACK 4, or closed as soon as
    * aedes lists it. Returns the number of connections closed.
+   *
+   * With `certificates: true` (a revocation, which is also the first step of a deletion:
+   * fleet/decommission.ts) the device's persistent session ends too (`endSession`): a
+   * deleted device's id registered again is a new device, which must not resume the old
+   * one's subscriptions and queued messages; and a revoked device's session was made by
+   * whoever held its access, and filled while it had none. A new secret keeps it: the same
+   * device reconnects with it.
    */
   cutOff(deviceId: string, options: { certificates: boolean }): number {
     const now = performance.now();
@@ -513,11 +537,37 @@ export class EmbeddedBroker implements MessageBus {
     for (const [id, c] of this.cuts) if (now - c.at > 60_000) this.cuts.delete(id);
     this.cuts.set(deviceId, { seq: ++this.cutSeq, at: now, certificates: options.certificates });
     const client = this.deviceClients.get(deviceId);
-    if (!client) return 0;
-    if (!options.certificates && verifiedCommonName(client.conn) !== undefined) return 0;
-    this.opts.logger.info('connection closed: access withdrawn', { deviceId });
-    client.close();
-    return 1;
+    const closing = client && (options.certificates || verifiedCommonName(client.conn) === undefined) ? client : undefined;
+    if (closing) {
+      this.opts.logger.info('connection closed: access withdrawn', { deviceId });
+      closing.close();
+    }
+    // after the close: aedes keeps a persistent session's state as its connection ends
+    if (options.certificates) {
+      this.endSession(deviceId).catch((err: unknown) => this.opts.logger.error('the session of a device cut off was not ended', { deviceId, error: String(err) }));
+    }
+    return closing ? 1 : 0;
+  }
+
+  /**
+   * Ends the persistent session (`clean: false`) held under a client id, as a clean session
+   * would ([MQTT-3.1.2-6]): its subscriptions, the messages queued for it, the QoS 2 messages
+   * it sent awaiting their PUBREL (and their receipts), its Will. aedes has no call for it,
+   * and keeps a session for as long as it runs (in memory): its persistence's own calls do it.
+   */
+  private async endSession(clientId: string): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes) return;
+    const store = sessionStoreOf(aedes);
+    const session = { id: clientId };
+    this.interest.forget(clientId);
+    await store.cleanSubscriptions(session);
+    // a message matched against the subscriptions just before they went is queued a few
+    // promise callbacks later (aedes's enqueueOffline): past this turn, nothing more comes
+    await new Promise((resolve) => setImmediate(resolve));
+    for await (const packet of store.outgoingStream(session)) await store.outgoingClearMessageId(session, packet);
+    await store.cleanIncoming?.(session); // also drops its receipts (storeHeldQos2Only)
+    await store.delWill(session);
   }
 
   /** Closes every connection of the operator identity (its token was replaced); returns how many. */

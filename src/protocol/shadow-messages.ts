@@ -4,7 +4,7 @@
  * where it has one, so that clients written against it understand our rejections.
  */
 import { UpdraftError } from '../errors.ts';
-import { isJsonObject, jsonDefect, requireJsonObject, type JsonObject, type JsonTextMessages, type JsonValue } from './json.ts';
+import { isJsonObject, jsonDefect, parseJsonObject, requireJsonObject, type JsonObject, type JsonTextMessages, type JsonValue } from './json.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
@@ -179,13 +179,13 @@ export function parseSimpleRequest(payload: Buffer | string, limits: ShadowLimit
   return out;
 }
 
-/** Best-effort clientToken of a payload that failed validation, to echo on the rejection. */
+/**
+ * Best-effort clientToken of a payload that failed validation, to echo on the rejection; none
+ * from bytes that are not UTF-8 (as the AWS jobs door): decoded leniently, a token holding a
+ * bad byte read as another token (U+FFFD in its place), one the device never sent.
+ */
 export function salvageClientToken(payload: Buffer | string): string | undefined {
-  try {
-    const v = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8')) as unknown;
-    if (isJsonObject(v) && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
-  } catch {
-    /* not JSON: nothing to echo */
-  }
+  const v = parseJsonObject(payload);
+  if (typeof v !== 'string' && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
   return undefined;
 }

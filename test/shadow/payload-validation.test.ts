@@ -55,15 +55,32 @@ describe('shadow payload validation', () => {
     assert.equal(await ts.server.store.getShadow('pv-1', 'inf'), undefined);
   });
 
-  it('refuses bytes that are not UTF-8 with 400, echoing the clientToken; before, each was stored as U+FFFD', async () => {
+  it('refuses bytes that are not UTF-8 with 400 and echoes no clientToken read from them; before, each was stored as U+FFFD', async () => {
     const bad = Buffer.from([0xff, 0xfe, 0xc3]);
-    const answer = await send('state/pv-1/update', Buffer.concat([Buffer.from('{"state":{"reported":{"u":"'), bad, Buffer.from('"}},"clientToken":"utf"}')]), 'utf');
-    assert.equal(answer.topic, 'state/pv-1/update/rejected');
-    assert.deepEqual([answer.body.code, answer.body.message], [400, 'Invalid JSON: the payload is not UTF-8']);
+    const notUtf8 = 'Invalid JSON: the payload is not UTF-8';
+    /** Publishes raw bytes on `topic` and resolves with its not-UTF-8 rejection, whatever token it carries. */
+    const refused = async (topic: string, payload: Buffer): Promise<Received> => {
+      const answer = dev.next((m) => m.topic === `${topic}/rejected` && m.body?.message === notUtf8);
+      await dev.publish(topic, payload);
+      return answer;
+    };
+    const answer = await refused('state/pv-1/update', Buffer.concat([Buffer.from('{"state":{"reported":{"u":"'), bad, Buffer.from('"}},"clientToken":"utf"}')]));
+    assert.deepEqual([answer.body.code, answer.body.message], [400, notUtf8]);
+    // the token was read leniently (Buffer.toString) and echoed, where the AWS door echoes none:
+    // the payload is not JSON text, so what it holds is not read
+    assert.equal(answer.body.clientToken, undefined, 'no token echoed from bytes that are not UTF-8');
     assert.equal((await ts.server.store.getShadow('pv-1', ''))?.state.reported?.u, undefined, 'nothing stored');
-    // the requests beside the replica read their bodies the same way
-    const cred = await send('state/pv-1/credentials/request', Buffer.concat([Buffer.from('{"clientToken":"utf2","jobId":"'), bad, Buffer.from('"}')]), 'utf2');
-    assert.equal(cred.topic, 'state/pv-1/credentials/request/rejected');
-    assert.deepEqual([cred.body.code, cred.body.message], [400, 'Invalid JSON: the payload is not UTF-8']);
+    // a bad byte in the token itself: read leniently it was "t\uFFFD", a token the device never sent
+    const inToken = await refused('state/pv-1/shadow/utf/update', Buffer.concat([Buffer.from('{"state":{"reported":{"u":1}},"clientToken":"t'), bad, Buffer.from('"}')]));
+    assert.deepEqual([inToken.body.code, inToken.body.clientToken], [400, undefined]);
+    assert.equal(await ts.server.store.getShadow('pv-1', 'utf'), undefined, 'nothing stored');
+    // the requests beside the replica read their bodies, and salvage their tokens, the same way
+    const cred = await refused('state/pv-1/credentials/request', Buffer.concat([Buffer.from('{"clientToken":"utf2","jobId":"'), bad, Buffer.from('"}')]));
+    assert.deepEqual([cred.body.code, cred.body.message, cred.body.clientToken], [400, notUtf8, undefined]);
+    // a well-formed request still has its token echoed, on a refusal as on an answer
+    const fine = await send('state/pv-1/update', '{"state":{"reported":{"u":"\u00fc"}},"clientToken":"utf3"}', 'utf3');
+    assert.equal(fine.topic, 'state/pv-1/update/accepted');
+    const refusedFine = await send('state/pv-1/credentials/request', '{"clientToken":"utf4","jobId":5}', 'utf4');
+    assert.equal(refusedFine.topic, 'state/pv-1/credentials/request/rejected');
   });
 });

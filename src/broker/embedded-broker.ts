@@ -101,7 +101,7 @@ interface SessionStore {
   outgoingStream(client: { id: string }): AsyncIterable<PublishPacket>;
   outgoingClearMessageId(client: { id: string }, packet: PublishPacket): Promise<unknown>;
   incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>;
-  cleanIncoming?(client: { id: string }): Promise<void>;
+  cleanIncoming(client: { id: string }): Promise<void>;
   delWill(client: { id: string }): Promise<unknown>;
 }
 
@@ -256,20 +256,22 @@ export class EmbeddedBroker implements MessageBus {
    * keeps awaiting PUBREL is bounded as the session is: it keeps a message per client id, not
    * per connection, and a message handled after its connection was taken over (by a clean
    * session, whose connect emptied the id's store) would otherwise land in the store after
-   * the wipe, uncounted. And when aedes empties an id's store (a clean session begins or
-   * ends, [MQTT-3.1.2-6]) the session's receipts go with it.
+   * the wipe, uncounted. And when aedes empties an id's store the session's receipts go
+   * with it: the one place they end. aedes does it as a clean session begins (once the
+   * connection of the id it takes over is closed: lib/handlers/connect.js) and as one ends
+   * (lib/client.js), [MQTT-3.1.2-6]; `endSession` too.
    */
   private storeHeldQos2Only(aedes: Aedes): void {
     const persistence = sessionStoreOf(aedes);
     const store = persistence.incomingStorePacket.bind(persistence);
     persistence.incomingStorePacket = (client, packet) => (this.qos2.holds(client, packet.messageId!) ? store(client, packet) : Promise.resolve());
-    const clean = persistence.cleanIncoming?.bind(persistence);
-    if (clean) {
-      persistence.cleanIncoming = (client) => {
-        this.qos2.discard(client.id);
-        return clean(client);
-      };
-    }
+    // aedes feature-detects cleanIncoming; without it no receipt of a clean session would ever go
+    if (typeof persistence.cleanIncoming !== 'function') throw new UpdraftError('INTERNAL', "aedes's persistence has no cleanIncoming: the QoS 2 receipts of clean sessions would never end");
+    const clean = persistence.cleanIncoming.bind(persistence);
+    persistence.cleanIncoming = (client) => {
+      this.qos2.discard(client.id);
+      return clean(client);
+    };
   }
 
   /**
@@ -416,7 +418,6 @@ export class EmbeddedBroker implements MessageBus {
     this.storeGrantedOnly(aedes);
     this.storeHeldQos2Only(aedes);
     aedes.on('clientReady', (client) => {
-      this.qos2.connected(client);
       const s = this.senders.get(client);
       // access withdrawn after its authentication, before aedes listed it among its clients
       if (s && this.wasCut(client, s)) {
@@ -432,7 +433,6 @@ export class EmbeddedBroker implements MessageBus {
       }
     });
     aedes.on('clientDisconnect', (client) => {
-      this.qos2.disconnected(client);
       const s = this.senders.get(client);
       if (s?.kind === 'operator') this.operatorClients.delete(client);
       // only a connection that came online goes offline (not one closed at once by `cutOff`);
@@ -566,7 +566,7 @@ export class EmbeddedBroker implements MessageBus {
     // promise callbacks later (aedes's enqueueOffline): past this turn, nothing more comes
     await new Promise((resolve) => setImmediate(resolve));
     for await (const packet of store.outgoingStream(session)) await store.outgoingClearMessageId(session, packet);
-    await store.cleanIncoming?.(session); // also drops its receipts (storeHeldQos2Only)
+    await store.cleanIncoming(session); // its receipts too (storeHeldQos2Only)
     await store.delWill(session);
   }
 

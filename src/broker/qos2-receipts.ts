@@ -16,7 +16,10 @@
  *
  * Kept per client id, not per connection: a persistent session (`clean: false`) keeps its
  * receipts across a reconnect, also one that takes over while the first copy is still being
- * handled; a clean session starts with none and takes none with it ([MQTT-3.1.2-6]).
+ * handled; a clean session starts with none and takes none with it ([MQTT-3.1.2-6]). Sessions
+ * end in one place, `discard`, which the embedded broker calls wherever aedes empties an id's
+ * store (its `cleanIncoming`: as a clean session begins, after a connection of the id it takes
+ * over, and as one ends); and a session with nothing awaiting its PUBREL is held under no id.
  */
 
 /** What of an aedes client the receipts need. */
@@ -92,21 +95,15 @@ export class Qos2Receipts {
     return own !== undefined && this.sessions.get(client.id) === own && own.pending.has(messageId);
   }
 
-  /** A PUBREL: from now on `messageId` names a new message. */
+  /**
+   * A PUBREL: from now on `messageId` names a new message. A session left with nothing to
+   * remember is no longer held under its id (a persistent one would otherwise stay for
+   * good); its connection keeps it, and its next message holds it again (`admit`).
+   */
   release(client: SessionClient, messageId: number): void {
-    this.session(client)?.pending.delete(messageId);
-  }
-
-  /** A connection was accepted: a clean one ends the session held before under its id. */
-  connected(client: SessionClient): void {
-    if (client.clean && this.sessions.get(client.id) !== this.ofClient.get(client)) this.sessions.delete(client.id);
-  }
-
-  /** A connection ended: a clean session ends with it, and a persistent one with nothing to remember is not kept. */
-  disconnected(client: SessionClient): void {
-    const session = this.ofClient.get(client);
-    if (!session || this.sessions.get(client.id) !== session) return;
-    if (client.clean || session.pending.size === 0) this.sessions.delete(client.id);
+    const session = this.session(client);
+    if (!session?.pending.delete(messageId) || session.pending.size > 0) return;
+    if (this.sessions.get(client.id) === session) this.sessions.delete(client.id);
   }
 
   /** The session under `clientId` is discarded (aedes emptied its store of the id's messages). */
@@ -114,12 +111,7 @@ export class Qos2Receipts {
     this.sessions.delete(clientId);
   }
 
-  /** Messages the session under `clientId` holds awaiting their PUBREL. */
-  awaiting(clientId: string): number {
-    return this.sessions.get(clientId)?.pending.size ?? 0;
-  }
-
-  /** Sessions held (for tests). */
+  /** Sessions held under a client id: what outlives connections, so what must not grow (tests check it). */
   get size(): number {
     return this.sessions.size;
   }

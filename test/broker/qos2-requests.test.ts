@@ -108,6 +108,38 @@ describe('QoS 2 device requests', () => {
     await clean2.end();
   });
 
+  it('a persistent session after a clean one holds nothing of the sessions before it: their packet ids are new messages', async () => {
+    const id = 'q2-after-clean';
+    const topic = `state/${id}/update`;
+    const offline = () =>
+      new Promise<void>((resolve) => {
+        const off = ts.server.events.on('device.presence', (e) => {
+          if (e.deviceId === id && !e.online) (off(), resolve());
+        });
+      });
+    const update = (messageId: number, clientToken: string) => publish(topic, { state: { reported: { n: messageId } }, clientToken }, messageId);
+    // each leaves a message awaiting its PUBREL: the persistent session, then the clean one
+    const { c: persistent, secret } = await device(id, false);
+    persistent.send(update(11, 'q2-p'));
+    await persistent.next((p) => p.cmd === 'pubrec' && p.messageId === 11);
+    let gone = offline();
+    persistent.drop();
+    await gone;
+    const clean = await RawClient.connect(ts.server.broker.port, id, secret, true);
+    clean.send(update(12, 'q2-c'));
+    await clean.next((p) => p.cmd === 'pubrec' && p.messageId === 12);
+    gone = offline();
+    clean.drop();
+    await gone;
+    // aedes emptied the id's store as the clean session began and as it ended ([MQTT-3.1.2-6])
+    const next = await RawClient.connect(ts.server.broker.port, id, secret, false);
+    await next.subscribe(`${topic}/+`);
+    next.send(update(11, 'q2-p2'), update(12, 'q2-c2'));
+    await next.next((p) => isPublish(p, `${topic}/accepted`, 'q2-p2'));
+    await next.next((p) => isPublish(p, `${topic}/accepted`, 'q2-c2'));
+    await next.end();
+  });
+
   it('answers a retransmitted credentials request once', async () => {
     const { c } = await device('q2-cred');
     const request = publish('state/q2-cred/credentials/request', { clientToken: 'q2-cr' }, 9);

@@ -169,6 +169,8 @@ export class EmbeddedBroker implements MessageBus {
   private readonly quota: SubscriptionQuota<Client>;
   /** QoS 2 messages received and not yet released (PUBREL), per session: each request is handled once, and a session holds few. */
   private readonly qos2 = new Qos2Receipts();
+  /** Empties aedes's store of the QoS 2 messages received under a client id, and their receipts (`storeHeldQos2Only`). */
+  private cleanIncoming: (clientId: string) => Promise<void> = () => Promise.resolve();
   /** Connections closed for holding too many QoS 2 messages: logged once each. */
   private readonly qos2Refused = new WeakSet<Client>();
 
@@ -268,10 +270,15 @@ export class EmbeddedBroker implements MessageBus {
     // aedes feature-detects cleanIncoming; without it no receipt of a clean session would ever go
     if (typeof persistence.cleanIncoming !== 'function') throw new UpdraftError('INTERNAL', "aedes's persistence has no cleanIncoming: the QoS 2 receipts of clean sessions would never end");
     const clean = persistence.cleanIncoming.bind(persistence);
-    persistence.cleanIncoming = (client) => {
-      this.qos2.discard(client.id);
-      return clean(client);
+    this.cleanIncoming = (clientId) => {
+      this.qos2.discard(clientId);
+      return clean({ id: clientId });
     };
+    // aedes also calls it as a clean CONNECT it refused closes (lib/client.js checks no
+    // authentication): anyone could then end, under a device's id and without its secret,
+    // the QoS 2 messages its session awaits the PUBREL of, and a copy of one was handled
+    // again. Only a connection that authenticated ends a session
+    persistence.cleanIncoming = (client) => (this.senders.has(client as Client) ? this.cleanIncoming(client.id) : Promise.resolve());
   }
 
   /**
@@ -566,7 +573,7 @@ export class EmbeddedBroker implements MessageBus {
     // promise callbacks later (aedes's enqueueOffline): past this turn, nothing more comes
     await new Promise((resolve) => setImmediate(resolve));
     for await (const packet of store.outgoingStream(session)) await store.outgoingClearMessageId(session, packet);
-    await store.cleanIncoming(session); // its receipts too (storeHeldQos2Only)
+    await this.cleanIncoming(clientId); // its receipts too (storeHeldQos2Only)
     await store.delWill(session);
   }
 

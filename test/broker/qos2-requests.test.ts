@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Packet } from 'mqtt-packet';
+import { connackCode } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { isPublish, publish, RawClient } from './raw-mqtt-client.ts';
 
@@ -138,6 +139,29 @@ describe('QoS 2 device requests', () => {
     await next.next((p) => isPublish(p, `${topic}/accepted`, 'q2-p2'));
     await next.next((p) => isPublish(p, `${topic}/accepted`, 'q2-c2'));
     await next.end();
+  });
+
+  it("a CONNECT refused under a device's id, with a clean session, leaves the device's session alone", async () => {
+    const id = 'q2-refused';
+    const topic = `state/${id}/update`;
+    const { c, secret } = await device(id, false);
+    const v0 = await version(c, id, 'g0');
+    const request = publish(topic, { state: { reported: { once: 1 } }, clientToken: 'q2-once' }, 31);
+    c.send(request);
+    await c.next((p) => p.cmd === 'pubrec' && p.messageId === 31);
+    c.drop(); // the PUBREC lost with the link
+    // someone without the secret connects under the device's id, asking for a clean session:
+    // refused, it must not end the session it named ([MQTT-3.1.2-6] is for a session that begins)
+    assert.equal(await connackCode(`mqtt://127.0.0.1:${ts.server.broker.port}`, { clientId: id, username: id, password: 'not-the-secret', clean: true }), 4);
+    const again = await RawClient.connect(ts.server.broker.port, id, secret, false);
+    await again.subscribe(`${topic}/+`);
+    again.send({ ...request, dup: true });
+    await again.next((p) => p.cmd === 'pubrec' && p.messageId === 31);
+    again.send({ cmd: 'pubrel', messageId: 31 });
+    await again.next((p) => p.cmd === 'pubcomp' && p.messageId === 31);
+    assert.equal(await version(again, id, 'g1'), v0 + 1, 'the resent request was not applied again');
+    assert.equal(again.count((p) => isPublish(p, `${topic}/accepted`, 'q2-once')), 0, 'no second answer');
+    await again.end();
   });
 
   it('answers a retransmitted credentials request once', async () => {

@@ -156,8 +156,9 @@ export class ExecutionTracker {
       this.deps,
       { jobId: job.jobId, deviceId },
       (cur) => {
-        // a late report about an earlier attempt (or an attempt not sent yet) changes nothing
-        if ((cur.attempt ?? 1) !== attempt) return undefined;
+        // a late report about an earlier attempt (or an attempt not sent yet) changes nothing,
+        // but the success of an earlier attempt on an execution that ended is kept beside it
+        if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, to, reported, now) : undefined;
         return this.transition(job, cur, to, reported, now);
       },
       now,
@@ -231,6 +232,19 @@ export class ExecutionTracker {
       now,
     );
   }
+}
+
+/**
+ * A SUCCESS on the job's version reported for an earlier attempt than the execution's: a
+ * device that had the build of an attempt that timed out (offline, its reports held back)
+ * before the timeout's stay reached it. While a retry is pending nothing is written (the
+ * retry is sent all the same); once the execution ended TIMED_OUT or CANCELED (the retry
+ * canceled with its job, or timed out too) it is a late success like any other.
+ */
+function earlierSuccess(job: JobRecord, cur: ExecutionRecord, to: ExecutionStatus, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
+  if (to !== 'SUCCEEDED' || reported.version !== job.artifactVersion) return undefined;
+  if (cur.status !== 'TIMED_OUT' && cur.status !== 'CANCELED') return undefined;
+  return lateSuccess(cur, reported, now);
 }
 
 /**

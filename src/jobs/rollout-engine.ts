@@ -696,9 +696,16 @@ export class RolloutEngine {
         now,
       );
       if (written?.status !== 'TIMED_OUT') return;
-      const retried = job ? await retryIfAllowed(this.deps, job, written, now) : undefined;
-      // a device that comes back after its timeout must not start the update any more
-      if (!retried) await retractCommand(this.desired, e.deviceId, aid);
+      if (job) await retryIfAllowed(this.deps, job, written, now);
+      // a device that comes back after its timeout must not start this attempt any more, also
+      // when a retry is queued: the retry is a command of its own (`<jobId>.<attempt>`), sent
+      // when the job's waves, rate, window, in-flight limit and pauses allow, maybe long after,
+      // maybe never (the job canceled or aborted first, which ends an unsent retry without
+      // telling the device anything). Left in place, the timed-out attempt's command was
+      // installed by a device coming back meanwhile, outside all of that, and recorded nowhere
+      // (its reports are about an attempt no longer current). An online device then gets the
+      // stay and the retry one after the other: a download called off and started again
+      await retractCommand(this.desired, e.deviceId, aid);
     } catch (err) {
       this.deps.logger.warn('timeout not processed; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
     }

@@ -1,0 +1,94 @@
+/**
+ * A device that times out loses its command even when a retry is queued: the retry is a
+ * command of its own, sent when the job allows (maybe never: a cancel or an abort ends it
+ * unsent), and a device coming back meanwhile must not install the timed-out attempt. Real
+ * parts (SQLite store, replica, tracker, engine) with a fake clock.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import type { JsonObject } from '../../src/protocol/json.ts';
+import { eventually } from '../helpers/cli.ts';
+import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
+
+describe('a timed-out device with a retry queued', () => {
+  let f: RolloutFixture;
+  beforeEach(async () => {
+    f = await startRolloutFixture();
+    await f.addArtifact('1.0.0');
+    await f.addArtifact('2.0.0');
+  });
+  afterEach(() => f.close());
+
+  /** A job of one offline device with a 60 s timeout and one retry, paused after its command went out, timed out. */
+  const timedOutWhilePaused = async (body: Record<string, unknown> = {}) => {
+    const [d] = await f.fleet('t', 1);
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] }, timeouts: { inProgressSeconds: 60 }, retries: { limit: 1 }, ...body })).job.jobId;
+    assert.equal((await f.desired(d!))?.jobId, jobId, 'the first attempt was sent');
+    // stands in for whatever holds the retry back: the rate, maxInFlight, a later wave, a closed window
+    await f.rollouts.jobs.pause(jobId);
+    f.advance(61_000);
+    await f.tick();
+    const e = await f.execution(jobId, d!);
+    assert.deepEqual([e.status, e.attempt, e.dispatchedAt], ['QUEUED', 2, undefined], 'the retry is queued, not sent');
+    return { d: d!, jobId };
+  };
+
+  it('takes the timed-out attempt back at once; the retry is sent, a fresh command, when the job goes on', async () => {
+    const { d, jobId } = await timedOutWhilePaused();
+    const stay = await f.desired(d);
+    assert.deepEqual([stay?.jobId, stay?.version], [`${jobId}.cancel`, '1.0.0'], 'told to stay on what it runs, not to install the timed-out attempt');
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    const retry = await f.desired(d);
+    assert.deepEqual([retry?.jobId, retry?.version], [`${jobId}.2`, '2.0.0'], 'the retry goes out under its own id');
+    await f.complete(d);
+    assert.equal((await f.execution(jobId, d)).status, 'SUCCEEDED');
+  });
+
+  it('canceled before the retry is sent: a device coming back does not install the build', async () => {
+    const { d, jobId } = await timedOutWhilePaused();
+    await f.rollouts.jobs.cancel(jobId);
+    assert.equal((await f.job(jobId)).status, 'CANCELED');
+    assert.equal((await f.execution(jobId, d)).status, 'CANCELED');
+    const asked = await f.desired(d);
+    assert.deepEqual([asked?.jobId, asked?.version], [`${jobId}.cancel`, '1.0.0'], 'the device, coming back, is asked to stay on 1.0.0');
+    // the agent runs what it is asked: the stay
+    await f.complete(d, 'SUCCESS', '1.0.0');
+    assert.equal(((await f.store.getShadow(d, ''))?.state.reported?.software as JsonObject | undefined)?.version, '1.0.0');
+  });
+
+  it('aborted with rollback before the retry is sent: a device coming back does not install the build', async () => {
+    const [ok, failing] = await f.fleet('a', 2);
+    const jobId = (
+      await f.rollouts.jobs.create({
+        artifact: 'fw@2.0.0',
+        targets: { devices: [ok!, failing!] },
+        timeouts: { inProgressSeconds: 60 },
+        retries: { limit: 1, on: ['TIMED_OUT'] },
+        abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 1 }], rollback: true },
+      })
+    ).job.jobId;
+    await f.rollouts.jobs.pause(jobId);
+    await f.complete(failing!, 'FAILURE'); // not retried (TIMED_OUT only); the abort rule fires at the next tick
+    f.advance(61_000);
+    await f.tick(); // ok times out, its retry is queued (paused: not sent); the job aborts
+    assert.equal((await f.job(jobId)).status, 'ABORTED');
+    const e = await f.execution(jobId, ok!);
+    assert.deepEqual([e.status, e.attempt], ['CANCELED', 2], 'the unsent retry ends with the job');
+    const asked = await f.desired(ok!);
+    assert.notEqual(asked?.version, '2.0.0', 'not asked for the build of the aborted job');
+    assert.equal(asked?.jobId, `${jobId}.cancel`);
+    assert.equal((await f.desired(failing!))?.jobId, `${jobId}.rollback`, 'the failed device is rolled back');
+  });
+
+  it('keeps the late success of the timed-out attempt on the canceled execution, and withdraws the stay', async () => {
+    const { d, jobId } = await timedOutWhilePaused();
+    await f.rollouts.jobs.cancel(jobId);
+    // the device had the build before the timeout reached it (offline, its reports held back)
+    await f.report(d, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    const e = await f.execution(jobId, d);
+    assert.equal(e.status, 'CANCELED', 'the execution stays as it ended');
+    assert.deepEqual(e.details.lateSuccess, { version: '2.0.0', at: f.clock.now }, 'job show says it runs the build');
+    await eventually(async () => ((await f.desired(d)) === undefined ? true : undefined), 5000, 'the stay withdrawn');
+  });
+});

@@ -28,13 +28,22 @@ const BODY_JSON_MESSAGES: JsonTextMessages = {
 };
 
 /**
+ * Deepest nesting of objects and arrays in a request body (`{}` is 1 level, `{"a":[1]}` 2).
+ * The deepest body a route takes has 5 (a job's `plan.windows[].days`): 64 leaves room for
+ * every route's, and for what a route may take later.
+ */
+export const MAX_BODY_DEPTH = 64;
+
+/**
  * Reads a JSON object body of at most `maxBytes`; 400/413 naming the problem. Its bytes must
  * be UTF-8 (RFC 8259 section 8.1): `Buffer.toString` put U+FFFD in place of each bad byte,
  * and that was stored. Its numbers must be finite: JSON.parse makes a number beyond the
  * double range (`1e999`) Infinity, which JSON.stringify writes as null, so
  * `{"attributes":{"big":1e999}}` was answered 200 and stored `big: null`. No body takes
  * such a number, and JSON.parse yields a non-finite number from nothing else, so every body
- * is checked.
+ * is checked. Its objects and arrays nest at most `MAX_BODY_DEPTH` levels: JSON.parse builds
+ * half a million levels from a 1 MiB body of brackets without recursion, and any code after
+ * this that walked the value recursively would overflow the stack.
  */
 export async function readJson(req: IncomingMessage, maxBytes = 1 << 20): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
@@ -46,8 +55,9 @@ export async function readJson(req: IncomingMessage, maxBytes = 1 << 20): Promis
   }
   const parsed = requireJsonObject(Buffer.concat(chunks), BODY_JSON_MESSAGES);
   for (const key of Object.keys(parsed)) {
-    // the nesting is not limited here (Infinity): only the numbers are checked
-    const defect = jsonDefect(parsed[key]!, Infinity, key);
+    // the body itself is the first level: its fields may nest one level less
+    const defect = jsonDefect(parsed[key]!, MAX_BODY_DEPTH - 1, key);
+    if (defect?.kind === 'depth') throw new UpdraftError('BAD_REQUEST', `request body is nested too deep: objects and arrays may nest at most ${MAX_BODY_DEPTH} levels`);
     if (defect?.kind === 'number') throw new UpdraftError('BAD_REQUEST', `${defect.path} is not a finite number: a JSON number beyond the double range (about ±1.8e308) cannot be stored`);
   }
   return parsed;

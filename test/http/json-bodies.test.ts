@@ -43,6 +43,33 @@ describe('JSON request bodies', () => {
     assert.deepEqual((await ts.server.registry.get('jb-1')).attributes, { big: 1.7e308, site: 'Zürich', tiny: 0 });
   });
 
+  it('refuses a body nested deeper than 64 levels with 400 naming the limit, however deep, and stores nothing', async () => {
+    const deepMessage = 'request body is nested too deep: objects and arrays may nest at most 64 levels';
+    const before = (await ts.server.registry.get('jb-1')).attributes;
+    const nested = (levels: number) => '['.repeat(levels) + '"x"' + ']'.repeat(levels);
+    // the body is level 1, attributes level 2: 62 arrays make 64 levels, which the route itself answers
+    const at = await call('PATCH', '/api/v1/devices/jb-1', `{"attributes":{"x":${nested(62)}}}`);
+    assert.deepEqual([at.status, at.message], [400, 'attribute x must be a string, number or boolean']);
+    const past = await call('PATCH', '/api/v1/devices/jb-1', `{"attributes":{"x":${nested(63)}}}`);
+    assert.deepEqual([past.status, past.message], [400, deepMessage]);
+    // half a million levels fit in the 1 MiB limit: JSON.parse builds them, the check stops at 65
+    const deep = `{"attributes":{"x":${nested(500_000)}}}`;
+    assert.ok(deep.length <= 1 << 20);
+    const huge = await call('PATCH', '/api/v1/devices/jb-1', deep);
+    assert.deepEqual([huge.status, huge.message], [400, deepMessage]);
+    const objects = await call('POST', '/api/v1/devices', `{"deviceId":"jb-5","attributes":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`);
+    assert.deepEqual([objects.status, objects.message], [400, deepMessage]);
+    assert.equal(await ts.server.registry.find('jb-5'), undefined, 'nothing registered');
+    // where a route turned such a value into text (an id, a group name), that recursed: a 500
+    // 'Maximum call stack size exceeded' at 200,000 levels
+    const deepArray = nested(200_000);
+    const id = await call('POST', '/api/v1/devices', `{"deviceId":${deepArray}}`);
+    assert.deepEqual([id.status, id.message], [400, deepMessage]);
+    const group = await call('POST', '/api/v1/groups', `{"name":${deepArray},"devices":["jb-1"]}`);
+    assert.deepEqual([group.status, group.message], [400, deepMessage]);
+    assert.deepEqual((await ts.server.registry.get('jb-1')).attributes, before, 'nothing changed');
+  });
+
   it('refuses a body whose bytes are not UTF-8, and stores nothing', async () => {
     const bytes = (s: string, bad: number[]) => {
       const [head, tail] = s.split('<bad>');

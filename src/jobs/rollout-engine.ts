@@ -24,14 +24,14 @@ import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
-import type { JsonObject } from '../protocol/json.ts';
-import { parseReportedSoftware } from '../protocol/software.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import { parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type ExecutionCount, type ExecutionRecord, type JobRecord, type JobStatus, type StateStore } from '../store/state-store.ts';
 import { JOB_CHUNK } from '../store/job-creation.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import type { Logger } from '../util/logger.ts';
-import { agentJobId } from './agent-job-id.ts';
+import { agentJobId, parseAgentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
 import { refusalOf } from './device-fit.ts';
 import { retractCommand, rollBack, sendCommand, softwareFor, type DesiredSoftwareDeps } from './desired-software.ts';
@@ -626,6 +626,15 @@ export class RolloutEngine {
         await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, ...(version !== undefined ? { version } : {}) } } : undefined), now, e);
         return 'refused';
       }
+      // the device is asked for a newer job's build it has not finished (a hotfix over this
+      // slower rollout): that job stands, and this execution ends, CANCELED as when the newer
+      // job's command supersedes this one's (execution-tracker.ts); nothing is sent
+      const newer = await this.newerCommand(job, e.deviceId, shadow?.deleted ? undefined : shadow?.state.desired?.software, reported);
+      if (newer) {
+        const error = `not sent: the device was asked for job ${newer}, created after this one, and has not finished it; that job's command stands`;
+        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'CANCELED', details: { ...cur.details, error }, dueAt: undefined } : undefined), now, e);
+        return 'refused';
+      }
       const aid = agentJobId(e.jobId, e.attempt ?? 1);
       await sendCommand(this.desired, e.deviceId, softwareFor(artifact, aid));
       // the command's clock starts when it is committed and sent, not when the tick began: a
@@ -652,6 +661,29 @@ export class RolloutEngine {
       this.deps.logger.warn('update command not sent; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
       return 'failed';
     }
+  }
+
+  /**
+   * The id of the job whose update command the device is asked for (`desired`) when that job
+   * was created after `job` and the device has not finished it: its outcome not reported, its
+   * execution there not ended. "The last asked wins" holds in the order the jobs were made: a
+   * newer job's command supersedes an older one's, an older job's later wave does not
+   * overwrite a newer one's (a hotfix over a slow rollout). A control command (a stay, a
+   * rollback) ends its job on the device, and jobs created in the same millisecond have no
+   * order: the command is sent. Reads nothing for a device asked for this job, an older one
+   * (its jobs are cached by the tracker) or nothing.
+   */
+  private async newerCommand(job: JobRecord, deviceId: string, desired: unknown, reported: ReportedSoftware | undefined): Promise<string | undefined> {
+    const askedId = isJsonObject(desired) && typeof desired.jobId === 'string' ? desired.jobId : undefined;
+    const asked = askedId === undefined ? undefined : parseAgentJobId(askedId);
+    if (!asked || asked.control || asked.jobId === job.jobId) return undefined;
+    // finished there: its outcome reported
+    if (reported !== undefined && reported.jobId === askedId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE')) return undefined;
+    const other = await this.deps.tracker.jobIdentity(asked.jobId);
+    if (!other || other.createdAt <= job.createdAt) return undefined;
+    const theirs = await this.deps.store.getExecution(asked.jobId, deviceId);
+    if (!theirs || isTerminal(theirs.status) || (theirs.attempt ?? 1) !== asked.attempt) return undefined;
+    return asked.jobId;
   }
 
   /** Ends executions whose deadline passed. */

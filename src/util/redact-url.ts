@@ -4,5 +4,8 @@
  * on text that is not a valid URL too: it only replaces.
  */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@').replace(/([?&][^=&#]*pass[^=&#]*=)[^&#]*/gi, '$1***');
+  // the user info ends at the authority's last '@' (WHATWG URL, as node-postgres reads it), so
+  // a password may hold '@': `//app:Tr0ub@dor@host` printed `//app:***@dor@host` when this
+  // stopped at the first
+  return url.replace(/\/\/([^:@/?#]*):[^/?#]*@/, '//$1:***@').replace(/([?&][^=&#]*pass[^=&#]*=)[^&#]*/gi, '$1***');
 }

@@ -63,9 +63,13 @@ import { ClusterClock } from '../cluster/cluster-clock.ts';
 
 /**
  * How much later than a URL's or token's issue time a registration may be and still be the
- * one it was issued to: the issuing and the registering instance's clocks may differ a little.
+ * one it was issued to: the issue time is in whole seconds (1 s), and the issuing and the
+ * registering instance's clocks may differ a little (the cluster clock warns past 2 s). It
+ * was 60 s: a device deleted and its id registered again at once (a replacement) left the
+ * earlier device's URLs and tokens of its last minute working for the new registration (QA),
+ * and whoever held the retired device's secret could take a fresh one at any moment.
  */
-const REGISTRATION_MARGIN_MS = 60_000;
+const REGISTRATION_MARGIN_MS = 3_000;
 
 /** A part with a lifecycle. */
 interface Part {

@@ -53,6 +53,10 @@ describe('downloads of a device id registered again', () => {
     assert.deepEqual([refused.url, refused.token], [403, 403], JSON.stringify(refused));
     assert.match(refused.urlText, /issued to an earlier registration of this device id \(deleted since\); ask for a fresh one/);
     assert.match(refused.tokenText, /issued to an earlier registration of this device id/);
+    // taken in the last seconds before the deletion (a stolen device's secret asks for one at
+    // will): the earlier device's too; it was served for a minute after the registration
+    const late = await download(grants('dev-r', 5), 'dev-r');
+    assert.deepEqual([late.url, late.token], [403, 403], `issued 5 s before the new registration: ${JSON.stringify(late).slice(0, 300)}`);
     const fresh = await download(grants('dev-r', 0), 'dev-r');
     assert.deepEqual([fresh.url, fresh.token], [200, 200], 'what is issued to the new device is served');
   });

@@ -125,6 +125,11 @@ const DUE_BATCH = 500;
 const QUIET_RECHECK_MS = 5_000;
 const PAGE = 500;
 
+/** The reason a stopped job's executions end with, as its record keeps it (the operator's words are not kept). */
+function stopReasonOf(job: JobRecord): string {
+  return progressOf(job).abortReason ?? 'job canceled';
+}
+
 /** A QUEUED execution ended by a cancel or abort, with the job's reason. */
 function canceledNow(cur: ExecutionRecord, reason: string): Partial<ExecutionRecord> {
   const details: JsonObject = { ...cur.details, error: reason };
@@ -219,8 +224,12 @@ export class RolloutEngine {
         else if (this.deps.arrivals !== 'fetch') this.onArrival(deviceId);
       }),
       ...(this.deps.arrivals === 'fetch' ? [this.deps.events.on('device.fetched', ({ deviceId }) => this.onArrival(deviceId))] : []),
-      // paused, resumed, canceled (here or on another instance): look at it again
-      this.deps.events.on('job.changed', ({ job }) => this.quiet.delete(job.jobId)),
+      // paused, resumed, canceled (here or on another instance): look at it again; a job that
+      // ended takes no more devices coming online from now (stopJob does so on this instance)
+      this.deps.events.on('job.changed', ({ job }) => {
+        this.quiet.delete(job.jobId);
+        if (isJobFinal(job.status)) this.retire(job.jobId);
+      }),
     ];
     this.schedule(0);
   }
@@ -302,8 +311,33 @@ export class RolloutEngine {
         continue;
       }
       const added = await this.deps.store.addExecutions([continuousExecution(jobId, deviceId, spec, now)]);
-      if (added > 0) this.deps.logger.info('continuous job picked up a device as it came online', { jobId, deviceId });
+      if (added === 0) continue;
+      // the job may have been canceled or aborted since it was read as active (here, in the
+      // store, or on another instance, where this one's memory of active jobs is a tick old):
+      // the stop's pass over its executions, begun after its status was committed, may have
+      // missed this one. Read the status now that the execution is committed; a stop committed
+      // later finds the execution and ends it itself
+      const stopped = await this.stoppedJob(jobId);
+      if (stopped) {
+        const reason = stopReasonOf(stopped);
+        await mutateExecution(this.deps, { jobId, deviceId }, (cur) => (cur.status === 'QUEUED' && cur.dispatchedAt === undefined ? canceledNow(cur, reason) : undefined), this.now());
+        continue;
+      }
+      this.deps.logger.info('continuous job picked up a device as it came online', { jobId, deviceId });
     }
+  }
+
+  /** A job as stored, if it has ended (a continuous job's stop is read again after devices are added to it). */
+  private async stoppedJob(jobId: string): Promise<JobRecord | undefined> {
+    const stored = await this.deps.store.getJob(jobId, { omitSpec: true });
+    return stored && isJobFinal(stored.status) ? stored : undefined;
+  }
+
+  /** A job that ended takes no more devices: forgotten as active at once, not at the next tick. */
+  private retire(jobId: string): void {
+    this.active.delete(jobId);
+    this.specs.delete(jobId);
+    this.arrived.delete(jobId);
   }
 
   /**
@@ -509,7 +543,7 @@ export class RolloutEngine {
       if (!started) return;
       job = started;
     }
-    if (spec.type === 'continuous') await this.scanContinuous(job, spec, now);
+    if (spec.type === 'continuous' && (await this.scanContinuous(job, spec, now)) === 'stopped') return;
 
     // maintenance windows: outside them nothing new is sent (what was sent goes on); the
     // rate starts over when one opens, so a night's allowance is not spent in one burst
@@ -752,6 +786,9 @@ export class RolloutEngine {
    * `abort.rollback`, failed devices are asked to run what they ran before.
    */
   async stopJob(job: JobRecord, status: 'CANCELED' | 'ABORTED', reason: string, now: number): Promise<JobRecord> {
+    // before anything is awaited: a device coming online from now is not added to it (one
+    // being added already is caught by joinContinuous's second look at the job's status)
+    this.retire(job.jobId);
     let current: JobRecord | undefined = job;
     let saved: JobRecord | undefined;
     for (let attempt = 0; attempt < 5 && current && !saved; attempt++) {
@@ -874,12 +911,13 @@ export class RolloutEngine {
 
   // ---- continuous jobs and recovery ---------------------------------------------------------
 
-  private async scanContinuous(job: JobRecord, spec: JobSpec, now: number): Promise<void> {
+  /** Adds the devices that match a continuous job now; 'stopped' when the job turned out to have ended meanwhile. */
+  private async scanContinuous(job: JobRecord, spec: JobSpec, now: number): Promise<'stopped' | undefined> {
     const every = this.deps.continuousScanMs ?? ENGINE_DEFAULTS.continuousScanMs;
     const last = this.lastScan.get(job.jobId);
     const since = last ? now - last.at : 0;
     // a clock set back scans at once
-    if (last && since >= 0 && (since < SCAN_SPACING * last.ms || (since < every && !last.wanted))) return;
+    if (last && since >= 0 && (since < SCAN_SPACING * last.ms || (since < every && !last.wanted))) return undefined;
     // set first: a scan that fails is not retried at every tick
     this.lastScan.set(job.jobId, { at: now, ms: last?.ms ?? 0 });
     const ids = await resolveTargets(this.deps.store, spec.targets, false);
@@ -890,10 +928,17 @@ export class RolloutEngine {
       added += await this.deps.store.addExecutions(ids.slice(i, i + JOB_CHUNK).map((deviceId) => continuousExecution(job.jobId, deviceId, spec, now)));
     }
     this.lastScan.set(job.jobId, { at: now, ms: Math.max(0, this.now() - now) });
-    if (added > 0) {
-      this.deps.logger.info('continuous job picked up new devices', { jobId: job.jobId, added });
-      this.deps.events.emit('job.changed', { job });
+    if (added === 0) return undefined;
+    // canceled or aborted meanwhile through another instance (a cancel here waits for the
+    // tick): its stop's pass may have missed the devices just added; pass again
+    const stopped = await this.stoppedJob(job.jobId);
+    if (stopped) {
+      await this.stopExecutions(stopped, stopReasonOf(stopped), now);
+      return 'stopped';
     }
+    this.deps.logger.info('continuous job picked up new devices', { jobId: job.jobId, added });
+    this.deps.events.emit('job.changed', { job });
+    return undefined;
   }
 
   /**
@@ -909,7 +954,7 @@ export class RolloutEngine {
         const open = tally(await this.deps.store.countExecutions(job.jobId));
         if (open.QUEUED + open.IN_PROGRESS === 0) continue;
         await this.catchUp(job);
-        if (job.status === 'CANCELED' || job.status === 'ABORTED') await this.stopExecutions(job, progressOf(job).abortReason ?? 'job canceled', now);
+        if (job.status === 'CANCELED' || job.status === 'ABORTED') await this.stopExecutions(job, stopReasonOf(job), now);
       }
       after = page.next;
     } while (after);

@@ -267,7 +267,10 @@ export class JobService {
       const nextWave = pause && pause.reason !== 'operator' ? pause.wave + 1 : p.wave;
       const startAt = specOf(job)?.plan.startAt;
       const waiting = startAt !== undefined && startAt > now && p.startedAt === undefined;
-      const progress: RolloutProgress = { ...rest, wave: nextWave, rateEpoch: now, sentSinceEpoch: 0, ...(nextWave !== p.wave ? { waveStartedAt: now } : {}) };
+      // a job paused before its startAt and resumed after it starts now: what the engine's
+      // SCHEDULED -> IN_PROGRESS step records (its start, its first wave's) is recorded here
+      const starts = !waiting && p.startedAt === undefined;
+      const progress: RolloutProgress = { ...rest, wave: nextWave, rateEpoch: now, sentSinceEpoch: 0, ...(nextWave !== p.wave || starts ? { waveStartedAt: now } : {}), ...(starts ? { startedAt: now } : {}) };
       return { status: waiting ? 'SCHEDULED' : 'IN_PROGRESS', progress };
     });
   }

@@ -321,6 +321,7 @@ export class RolloutEngine {
       if (stopped) {
         const reason = stopReasonOf(stopped);
         await mutateExecution(this.deps, { jobId, deviceId }, (cur) => (cur.status === 'QUEUED' && cur.dispatchedAt === undefined ? canceledNow(cur, reason) : undefined), this.now());
+        await this.settleTotal(jobId, this.now());
         continue;
       }
       this.deps.logger.info('continuous job picked up a device as it came online', { jobId, deviceId });
@@ -331,6 +332,21 @@ export class RolloutEngine {
   private async stoppedJob(jobId: string): Promise<JobRecord | undefined> {
     const stored = await this.deps.store.getJob(jobId, { omitSpec: true });
     return stored && isJobFinal(stored.status) ? stored : undefined;
+  }
+
+  /**
+   * A stopped continuous job's count of devices (progress.total) brought up to date with
+   * devices added after its stop counted them: nothing advances a stopped job. Written only
+   * when it differs.
+   */
+  private async settleTotal(jobId: string, now: number): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const job = await this.deps.store.getJob(jobId, { omitSpec: true });
+      if (!job) return;
+      const p = progressOf(job);
+      const total = devicesOf(await this.deps.store.countExecutions(jobId));
+      if (total === p.total || (await this.saveJob(job, job.status, { ...p, total }, now))) return;
+    }
   }
 
   /** A job that ended takes no more devices: forgotten as active at once, not at the next tick. */
@@ -554,7 +570,7 @@ export class RolloutEngine {
     // a continuous job's devices grow as it picks them up: its count of devices (progress.total,
     // the job list's) follows them, a tick behind, written only when it changed
     if (spec.type === 'continuous') {
-      const counted = Object.values(all).reduce((n, c) => n + c, 0);
+      const counted = devicesOf(counts);
       if (counted !== p.total) {
         p = { ...p, total: counted };
         mustSave = true;
@@ -789,17 +805,23 @@ export class RolloutEngine {
     // before anything is awaited: a device coming online from now is not added to it (one
     // being added already is caught by joinContinuous's second look at the job's status)
     this.retire(job.jobId);
+    // a continuous job's count of devices follows them a tick behind (advance), and nothing
+    // advances a stopped job: counted here, in the same write
+    const continuous = specOf(job)?.type === 'continuous';
+    const total = continuous ? devicesOf(await this.deps.store.countExecutions(job.jobId)) : undefined;
     let current: JobRecord | undefined = job;
     let saved: JobRecord | undefined;
     for (let attempt = 0; attempt < 5 && current && !saved; attempt++) {
       if (isJobFinal(current.status)) return current;
       const p = progressOf(current);
-      saved = await this.saveJob(current, status, { ...p, finishedAt: now, ...(status === 'ABORTED' ? { abortReason: reason } : {}) }, now);
+      saved = await this.saveJob(current, status, { ...p, finishedAt: now, ...(total !== undefined ? { total } : {}), ...(status === 'ABORTED' ? { abortReason: reason } : {}) }, now);
       if (!saved) current = await this.deps.store.getJob(job.jobId);
     }
     if (!saved) throw new Error(`job ${job.jobId} could not be marked ${status}`);
     this.deps.logger.info(`job ${status.toLowerCase()}`, { jobId: job.jobId, reason });
     await this.stopExecutions(saved, reason, now);
+    // a device added between the count and the stop's commit (a join or a scan on its way)
+    if (continuous) await this.settleTotal(job.jobId, now);
     const spec = specOf(saved);
     if (status === 'ABORTED' && spec?.abort.rollback) await this.rollBackFailed(saved, now);
     return saved;
@@ -934,6 +956,7 @@ export class RolloutEngine {
     const stopped = await this.stoppedJob(job.jobId);
     if (stopped) {
       await this.stopExecutions(stopped, stopReasonOf(stopped), now);
+      await this.settleTotal(job.jobId, now);
       return 'stopped';
     }
     this.deps.logger.info('continuous job picked up new devices', { jobId: job.jobId, added });
@@ -977,6 +1000,11 @@ export class RolloutEngine {
       if (after) await nextTurn();
     } while (after);
   }
+}
+
+/** A job's executions, in every state: a continuous job's count of devices. */
+function devicesOf(counts: readonly ExecutionCount[]): number {
+  return counts.reduce((n, c) => n + c.count, 0);
 }
 
 /** Executions sent their command and without an outcome yet. */

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { RolloutProgress } from '../../src/jobs/rollout-engine.ts';
+import { eventually } from '../helpers/cli.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
 describe("a job's progress record", () => {
@@ -47,5 +48,38 @@ describe("a job's progress record", () => {
     await f.tick();
     const p = await progress(jobId);
     assert.deepEqual([(await f.job(jobId)).status, p.startedAt, p.waveStartedAt], ['IN_PROGRESS', startAt, startAt]);
+  });
+
+  it('a canceled continuous job counts every device it took, also the last ones', async () => {
+    await f.fleet('c', 2, '1.0.0', { tags: ['grp'] });
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { query: 'tags = grp' }, type: 'continuous' })).job.jobId;
+    await f.tick();
+    assert.equal((await progress(jobId)).total, 2);
+    await f.registry.register({ deviceId: 'c003', tags: ['grp'] });
+    f.advance(61_000);
+    await f.tick(); // the look at the registry takes c003; the count follows a tick behind
+    assert.equal((await f.rollouts.jobs.view(jobId)).total, 3);
+    await f.rollouts.jobs.cancel(jobId);
+    assert.equal((await progress(jobId)).total, 3, 'nothing advances a canceled job: counted as it stops');
+    await f.tick();
+    assert.equal((await progress(jobId)).total, 3);
+  });
+
+  it('an aborted continuous job counts a device that joined as it stopped', async () => {
+    const ids = await f.fleet('c', 2, '1.0.0', { tags: ['grp'] });
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { query: 'tags = grp' }, type: 'continuous', abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 1 }] } })).job.jobId;
+    await f.tick();
+    await f.complete(ids[0]!, 'FAILURE');
+    await f.registry.register({ deviceId: 'c003', tags: ['grp'] });
+    // the abort (at the tick) commits while the device coming online is being added
+    const add = f.store.addExecutions.bind(f.store);
+    f.store.addExecutions = async (rows) => {
+      if (rows.some((r) => r.deviceId === 'c003')) await f.tick();
+      return add(rows);
+    };
+    f.events.emit('device.presence', { deviceId: 'c003', online: true });
+    await eventually(async () => ((await f.store.getExecution(jobId, 'c003'))?.status === 'CANCELED' ? true : undefined), 5_000, 'the device that joined as the job stopped ended CANCELED');
+    assert.equal((await f.job(jobId)).status, 'ABORTED');
+    await eventually(async () => ((await progress(jobId)).total === 3 ? true : undefined), 5_000, 'the aborted job counts 3 devices');
   });
 });

@@ -77,15 +77,21 @@ export interface JobPreview {
 }
 
 /**
- * What in a spec is likely a mistake, with windows in each device's own time (the agent holds
- * the install until its window opens): an in-progress timeout shorter than a device may wait
- * for its window (a day, or a week when the windows open on some days only, less the longest
- * window), so devices time out waiting; and an in-flight limit below the largest wave
- * (`largestWave` devices), since a device waiting for its window holds its place, so the limit
- * fills with devices waiting for their night and the job sends no more meanwhile.
+ * What in a spec is likely a mistake. A continuous job without abort rules: every device that
+ * matches after its creation joins its last wave, where no canary or success threshold
+ * applies, so abort rules are all that stops it when those devices fail. With windows in each
+ * device's own time (the agent holds the install until its window opens): an in-progress
+ * timeout shorter than a device may wait for its window (a day, or a week when the windows
+ * open on some days only, less the longest window), so devices time out waiting; and an
+ * in-flight limit below the largest wave (`largestWave` devices), since a device waiting for
+ * its window holds its place, so the limit fills with devices waiting for their night and the
+ * job sends no more meanwhile.
  */
 function warningsOf(spec: JobSpec, largestWave: number): { warnings?: string[] } {
   const warnings: string[] = [];
+  if (spec.type === 'continuous' && spec.abort.rules.length === 0) {
+    warnings.push('a continuous job has no abort rule: the devices that match after its creation join its last wave, where no canary or success threshold applies, so nothing would stop it if they fail (add one, e.g. --abort FAILED:10:20, with --rollback to set failed devices back)');
+  }
   const windows = spec.plan.timeZone === DEVICE_TIME_ZONE ? spec.plan.windows : undefined;
   const timeout = spec.timeouts.inProgressSeconds;
   if (windows && timeout !== undefined) {

@@ -40,6 +40,18 @@ function formatHash(salt: Buffer, hash: Buffer): string {
   return `$7$${PBKDF2_ITERATIONS}$${salt.toString('base64')}$${hash.toString('base64')}`;
 }
 
+/**
+ * Why Mosquitto cannot take `deviceId` as a user name, or undefined. Its password file
+ * separates the name from the hash at the first ':' (`user:hash`, mosquitto_passwd), so a
+ * device id holding one (the registry allows `_ . : -`, as AWS thing names do) cannot log in
+ * with a secret there. Such a device is left out of the file, named; it never stops the file
+ * being written for the others (one `gw:1` made every regeneration fail, so revocations
+ * stopped reaching Mosquitto).
+ */
+export function mosquittoUserNameDefect(deviceId: string): string | undefined {
+  return deviceId.includes(':') ? `device id "${deviceId}" holds ':', which Mosquitto's password file cannot hold in a user name (it separates name and hash with ':')` : undefined;
+}
+
 function passwordLine(username: string, hash: string): string {
   if (/[:\n]/.test(username)) throw new Error(`a Mosquitto user name cannot contain ':' or a newline: ${username}`);
   if (!/^\$7\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/.test(hash)) throw new Error(`the stored broker hash of ${username} is not a Mosquitto $7$ hash`);
@@ -135,11 +147,12 @@ export interface RegisteredDevice {
  * The password file: the operator, then every registered, non-revoked device, with the
  * hash the registry kept or, for devices registered before it kept one, a secret given.
  */
-export function mosquittoPasswd(input: { operatorToken: string; devices: RegisteredDevice[]; secrets: Map<string, string> }): { text: string; included: string[]; missing: string[]; revoked: string[] } {
+export function mosquittoPasswd(input: { operatorToken: string; devices: RegisteredDevice[]; secrets: Map<string, string> }): { text: string; included: string[]; missing: string[]; revoked: string[]; unnamable: string[] } {
   const lines = [mosquittoPasswordLine(OPERATOR_USERNAME, input.operatorToken)];
   const included: string[] = [];
   const missing: string[] = [];
   const revoked: string[] = [];
+  const unnamable: string[] = [];
   const secretLine = (id: string) => {
     const secret = input.secrets.get(id);
     return secret === undefined ? undefined : mosquittoPasswordLine(id, secret);
@@ -148,17 +161,19 @@ export function mosquittoPasswd(input: { operatorToken: string; devices: Registe
     const line = devicePasswdLine(d, secretLine);
     if (line === 'revoked') revoked.push(d.deviceId);
     else if (line === 'missing') missing.push(d.deviceId);
+    else if (line === 'unnamable') unnamable.push(d.deviceId);
     else {
       lines.push(line);
       included.push(d.deviceId);
     }
   }
-  return { text: lines.join('\n') + '\n', included, missing, revoked };
+  return { text: lines.join('\n') + '\n', included, missing, revoked, unnamable };
 }
 
 /** A device's line of the password file (a secret given wins over the kept hash), or why it has none. */
-function devicePasswdLine(d: RegisteredDevice, secretLine: (deviceId: string) => string | undefined): string | 'revoked' | 'missing' {
+function devicePasswdLine(d: RegisteredDevice, secretLine: (deviceId: string) => string | undefined): string | 'revoked' | 'missing' | 'unnamable' {
   if (d.revoked) return 'revoked';
+  if (mosquittoUserNameDefect(d.deviceId) !== undefined) return 'unnamable';
   const fromSecret = secretLine(d.deviceId);
   if (fromSecret !== undefined) return fromSecret;
   return d.brokerHash ? passwordLine(d.deviceId, d.brokerHash) : 'missing';
@@ -176,6 +191,7 @@ export class MosquittoPasswdBook {
   /** Admitted devices and their lines. */
   private readonly lines = new Map<string, string>();
   private readonly missingIds = new Set<string>();
+  private readonly unnamableIds = new Set<string>();
 
   constructor(operatorToken: string, secrets: Map<string, string>) {
     this.operatorLine = mosquittoPasswordLine(OPERATOR_USERNAME, operatorToken);
@@ -187,7 +203,8 @@ export class MosquittoPasswdBook {
     const line = devicePasswdLine(d, (id) => this.secretLine(id));
     if (line === 'missing') this.missingIds.add(d.deviceId);
     else this.missingIds.delete(d.deviceId);
-    if (line === 'revoked' || line === 'missing') this.lines.delete(d.deviceId);
+    if (line === 'unnamable') this.unnamableIds.add(d.deviceId);
+    if (line === 'revoked' || line === 'missing' || line === 'unnamable') this.lines.delete(d.deviceId);
     else this.lines.set(d.deviceId, line);
   }
 
@@ -195,13 +212,20 @@ export class MosquittoPasswdBook {
   remove(deviceId: string): void {
     this.lines.delete(deviceId);
     this.missingIds.delete(deviceId);
+    this.unnamableIds.delete(deviceId);
   }
 
   /** Replaces everything with a full listing of the registry. */
   replaceAll(devices: RegisteredDevice[]): void {
     this.lines.clear();
     this.missingIds.clear();
+    this.unnamableIds.clear();
     for (const d of devices) this.set(d);
+  }
+
+  /** Devices whose id Mosquitto cannot take as a user name (`mosquittoUserNameDefect`): not admitted. */
+  get unnamable(): string[] {
+    return [...this.unnamableIds];
   }
 
   /** Devices admitted. */

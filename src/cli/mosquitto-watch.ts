@@ -24,7 +24,7 @@
  */
 import path from 'node:path';
 import { runScript } from '../agent/health-check.ts';
-import { MosquittoPasswdBook } from '../broker/mosquitto-config.ts';
+import { MosquittoPasswdBook, mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
@@ -58,6 +58,8 @@ export interface MosquittoWatchOptions {
 /** The server sends a comment every 15 s (http/event-stream.ts): three missed means the stream is gone. */
 const STREAM_SILENCE_MS = 45_000;
 const MAX_BACKOFF_MS = 30_000;
+/** Said of devices left out for their id (`mosquittoUserNameDefect`). */
+const UNNAMABLE = "devices whose id holds ':' are not admitted: Mosquitto's password file cannot hold it in a user name; register them under ids without ':'";
 const RELOAD_TIMEOUT_MS = 30_000;
 
 /** Runs until `signal` aborts (resolves) or the token is refused (rejects). */
@@ -162,6 +164,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         lastFull = Date.now();
         o.logger.info('read the registry', { devices: devices.length, admitted: book.admitted });
         if (book.missing.length) o.logger.warn('devices with no kept broker hash and no --secrets line are not admitted: rotate their secrets or list them in --secrets', { count: book.missing.length, first: book.missing.slice(0, 20).join(',') });
+        if (book.unnamable.length) o.logger.warn(UNNAMABLE, { count: book.unnamable.length, first: book.unnamable.slice(0, 20).join(',') });
       } else if (pending.size > 0) {
         const ids = [...pending];
         pending.clear();
@@ -169,8 +172,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
           const found = new Map((await credentialsOf(o.api, ids)).map((d) => [d.deviceId, d]));
           for (const id of ids) {
             const d = found.get(id);
-            if (d) book.set(d);
-            else book.remove(id); // not registered any more
+            if (d) {
+              book.set(d);
+              if (mosquittoUserNameDefect(id) !== undefined && !d.revoked) o.logger.warn(UNNAMABLE, { count: 1, first: id });
+            } else book.remove(id); // not registered any more
           }
         } catch (err) {
           for (const id of ids) pending.add(id);

@@ -37,9 +37,8 @@ const REGISTRATION_FIELDS = ['deviceId', 'attributes', 'tags'];
 function checkRegistration(r: DeviceRegistration): void {
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UpdraftError('BAD_REQUEST', 'a device to register must be an object: {deviceId, attributes?, tags?}');
   if (r.deviceId === undefined) throw new UpdraftError('BAD_REQUEST', 'deviceId is required');
-  if (typeof r.deviceId !== 'string' || !isValidId(r.deviceId)) {
-    throw new UpdraftError('BAD_REQUEST', `device id "${String(r.deviceId)}" must be 1-128 characters of letters, digits, _ . : -`);
-  }
+  if (typeof r.deviceId !== 'string') throw new UpdraftError('BAD_REQUEST', 'deviceId must be a string of 1-128 letters, digits, _ . : -');
+  if (!isValidId(r.deviceId)) throw new UpdraftError('BAD_REQUEST', `device id "${r.deviceId.slice(0, 140)}" must be 1-128 characters of letters, digits, _ . : -`);
   // the broker's user name of operators and Updraft's instances: a device of that name could never connect
   if (r.deviceId === OPERATOR_USERNAME) throw new UpdraftError('BAD_REQUEST', `device id "${OPERATOR_USERNAME}" is reserved: it is the MQTT user name of operators and Updraft's instances`);
   // a misspelt field must not be dropped: {"tag": [...]} registered the device with no tags
@@ -75,11 +74,24 @@ export class DeviceRegistry {
   private readonly cutOff: CutOff;
 
   private readonly events: EventBus | undefined;
+  private readonly idDefect: ((deviceId: string) => string | undefined) | undefined;
 
-  constructor(deps: { store: StateStore; cutOff?: CutOff; events?: EventBus }) {
+  /**
+   * `idDefect`: why the broker in use cannot take an otherwise valid id, refused at
+   * registration (an external Mosquitto: an id holding ':', `mosquittoUserNameDefect`),
+   * rather than registered for a device that could never log in.
+   */
+  constructor(deps: { store: StateStore; cutOff?: CutOff; events?: EventBus; idDefect?: (deviceId: string) => string | undefined }) {
     this.store = deps.store;
     this.cutOff = deps.cutOff ?? (() => null);
     this.events = deps.events;
+    this.idDefect = deps.idDefect;
+  }
+
+  private check(r: DeviceRegistration): void {
+    checkRegistration(r);
+    const defect = this.idDefect?.(r.deviceId);
+    if (defect !== undefined) throw new UpdraftError('BAD_REQUEST', `${defect}: a device registered so could not log in to it with its secret; pick an id without ':'`);
   }
 
   /** Tells whoever keeps a copy of the broker credentials (an external broker's password file) that `deviceId`'s changed. */
@@ -89,7 +101,7 @@ export class DeviceRegistry {
 
   /** Registers a device; resolves with its secret, which is not stored and never shown again. */
   async register(r: DeviceRegistration): Promise<{ device: PublicDevice; secret: string }> {
-    checkRegistration(r);
+    this.check(r);
     const secret = newDeviceSecret();
     const now = Date.now();
     const record: DeviceRecord = {
@@ -121,7 +133,7 @@ export class DeviceRegistry {
   async registerMany(regs: DeviceRegistration[]): Promise<{ deviceId: string; secret: string }[]> {
     if (!Array.isArray(regs) || regs.length === 0) throw new UpdraftError('BAD_REQUEST', 'devices must list at least one device');
     if (regs.length > 10_000) throw new UpdraftError('BAD_REQUEST', 'at most 10000 devices per request; send several requests');
-    regs.forEach(checkRegistration);
+    regs.forEach((r) => this.check(r));
     if (new Set(regs.map((r) => r.deviceId)).size !== regs.length) throw new UpdraftError('BAD_REQUEST', 'a device id is listed twice');
     const taken = (await startInSlices(regs, 500, (r) => this.store.getDevice(r.deviceId))).filter((d) => d !== undefined).map((d) => d.deviceId);
     if (taken.length > 0) {

@@ -60,6 +60,7 @@ import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 import { DataDirLock } from './data-dir-lock.ts';
 import { ClusterClock } from '../cluster/cluster-clock.ts';
+import { mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 
 /**
  * How much later than a URL's or token's issue time a registration may be and still be the
@@ -172,7 +173,7 @@ export class UpdraftServer {
     // a revoked device, or one whose secret was replaced, loses the connection it holds at
     // once: the embedded broker closes it; an external one, when its password file is reloaded
     // (`updraft broker mosquitto-config --watch` follows the registry's device.credentials events)
-    this.registry = new DeviceRegistry({ store: this.store, events, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })) });
+    this.registry = new DeviceRegistry({ store: this.store, events, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })), ...(config.mqtt.url ? { idDefect: mosquittoUserNameDefect } : {}) });
     // hot builds in memory for downloads; a deleted build's bytes leave it
     const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha), events });

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { MosquittoPasswdBook } from '../../src/broker/mosquitto-config.ts';
+import { MosquittoPasswdBook, mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { watchMosquittoPasswd } from '../../src/cli/mosquitto-watch.ts';
 import { silentLogger } from '../../src/util/logger.ts';
@@ -96,6 +96,21 @@ describe('the password book', () => {
     book.remove('old-1');
     assert.doesNotMatch(book.text(), /old-1/);
     assert.equal(book.admitted, 1);
+    // an id Mosquitto cannot take as a user name is left out and named; the others are written
+    book.set({ deviceId: 'gw:1', revoked: false, brokerHash: hash });
+    book.set({ deviceId: 'b', revoked: false, brokerHash: hash });
+    assert.deepEqual(book.unnamable, ['gw:1']);
+    assert.doesNotMatch(book.text(), /gw/);
+    assert.match(book.text(), /\nb:\$7\$/);
+    book.remove('gw:1');
+    assert.deepEqual(book.unnamable, []);
+  });
+
+  it('mosquittoPasswd leaves out an id holding \':\', named, and writes the rest', () => {
+    const hash = '$7$101$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNo';
+    const p = mosquittoPasswd({ operatorToken: 'updr_token_0123456789abcdef', devices: [{ deviceId: 'gw:1', revoked: false, brokerHash: hash }, { deviceId: 'c', revoked: false, brokerHash: hash }], secrets: new Map() });
+    assert.deepEqual([p.included, p.unnamable], [['c'], ['gw:1']]);
+    assert.doesNotMatch(p.text, /gw/);
   });
 });
 
@@ -201,6 +216,26 @@ if (!found.ok) {
         const d = (await ts.server.store.getDevice('quiet-1'))!;
         assert.ok(await ts.server.store.updateDevice({ ...d, revoked: true, version: d.version + 1, updatedAt: Date.now() }));
         await eventually(async () => (!(await readFile(file, 'utf8')).includes('\nquiet-1:') ? true : undefined), 30_000, 'quiet-1 left out after a full read');
+      } finally {
+        ctl.abort();
+        await running;
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a device whose id Mosquitto cannot name (it holds \':\') does not stop the password file being kept for the others', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-watch-'));
+      const file = path.join(dir, 'passwd');
+      const ctl = new AbortController();
+      // registered on this embedded server (which allows ':'), or before the fleet moved to Mosquitto
+      await api.call('POST', '/api/v1/devices', { deviceId: 'gw:1' });
+      const running = watchMosquittoPasswd({ api, passwdFile: file, secrets: new Map(), resyncMs: 600_000, logger: silentLogger, signal: ctl.signal });
+      try {
+        await api.call('POST', '/api/v1/devices', { deviceId: 'after-gw' });
+        await eventually(async () => ((await readFile(file, 'utf8').catch(() => '')).includes('\nafter-gw:') ? true : undefined), 30_000, 'after-gw written');
+        await api.call('POST', '/api/v1/devices/after-gw/revoke');
+        await eventually(async () => (!(await readFile(file, 'utf8')).includes('\nafter-gw:') ? true : undefined), 30_000, 'after-gw left out once revoked');
+        assert.doesNotMatch(await readFile(file, 'utf8'), /gw:1/);
       } finally {
         ctl.abort();
         await running;

@@ -254,6 +254,22 @@ export class EmbeddedBroker implements MessageBus {
   }
 
   /**
+   * A clean session begins by emptying the stored subscriptions of its id (aedes's fetchSubs
+   * calls its persistence's cleanSubscriptions, after authentication) and emits no
+   * `unsubscribe` for them, so the interest forgets them there: a device that left a
+   * persistent session and came back with a clean one stayed counted as subscribed to the
+   * old session's filters for good, and answers nobody received were built and sent.
+   */
+  private forgetCleanedSubscriptions(aedes: Aedes): void {
+    const persistence = sessionStoreOf(aedes);
+    const clean = persistence.cleanSubscriptions.bind(persistence);
+    persistence.cleanSubscriptions = (client) => {
+      this.interest.forget(client.id);
+      return clean(client);
+    };
+  }
+
+  /**
    * aedes stores a QoS 2 message only while its session holds it (Qos2Receipts), so what it
    * keeps awaiting PUBREL is bounded as the session is: it keeps a message per client id, not
    * per connection, and a message handled after its connection was taken over (by a clean
@@ -424,6 +440,7 @@ export class EmbeddedBroker implements MessageBus {
     });
     this.storeGrantedOnly(aedes);
     this.storeHeldQos2Only(aedes);
+    this.forgetCleanedSubscriptions(aedes);
     aedes.on('clientReady', (client) => {
       const s = this.senders.get(client);
       // access withdrawn after its authentication, before aedes listed it among its clients
@@ -567,8 +584,7 @@ export class EmbeddedBroker implements MessageBus {
     if (!aedes) return;
     const store = sessionStoreOf(aedes);
     const session = { id: clientId };
-    this.interest.forget(clientId);
-    await store.cleanSubscriptions(session);
+    await store.cleanSubscriptions(session); // the interest forgets them too (forgetCleanedSubscriptions)
     // a message matched against the subscriptions just before they went is queued a few
     // promise callbacks later (aedes's enqueueOffline): past this turn, nothing more comes
     await new Promise((resolve) => setImmediate(resolve));

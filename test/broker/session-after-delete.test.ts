@@ -74,6 +74,19 @@ describe("a device's persistent MQTT session", () => {
     assert.deepEqual(await resume('ps-keep', secret), { sessionPresent: true, markers: ['queued', 'after'] });
   });
 
+  it('once the device comes back with a clean session, none of its filters is counted as subscribed any more', async () => {
+    const secret = await registerDevice(ts, 'ps-clean');
+    await leaveWithQueuedMessage('ps-clean', secret, 'queued');
+    assert.equal(ts.server.broker.hasSubscribers(delta('ps-clean')), true, 'the persistent session holds its filter while the device is away');
+    const c = await RawClient.connect(port(), 'ps-clean', secret, true);
+    try {
+      // aedes empties the stored subscriptions of a clean session without an unsubscribe event
+      assert.equal(ts.server.broker.hasSubscribers(delta('ps-clean')), false, 'the clean session subscribed to nothing');
+    } finally {
+      await c.end();
+    }
+  });
+
   it('does not pass to the device registered again under the id of a deleted one', async () => {
     const old = await registerDevice(ts, 'ps-del');
     await leaveWithQueuedMessage('ps-del', old, 'for-the-deleted-device');

@@ -104,13 +104,22 @@ export function statusDetailsDefect(d: unknown): string | undefined {
   const entries = Object.entries(d);
   if (entries.length > MAX_STATUS_DETAILS) return `statusDetails may hold at most ${MAX_STATUS_DETAILS} entries, not ${entries.length}`;
   for (const [k, v] of entries) {
+    const defect = entryDefect(k, v);
+    if (defect !== undefined) return defect;
+  }
+  return undefined;
+}
+
+/** Why one statusDetails entry is not one AWS takes, or undefined: the rule of both `statusDetailsDefect` and `statusDetailsOf`. */
+function entryDefect(k: string, v: unknown): string | undefined {
+  if (!STATUS_DETAILS_KEY.test(k)) {
     // a key can be long: name it by its start
     const name = JSON.stringify(k.length > 64 ? `${k.slice(0, 64)}...` : k);
-    if (!STATUS_DETAILS_KEY.test(k)) return `statusDetails key ${name} must be 1 to 128 characters of a-z, A-Z, 0-9, ':', '_' and '-'`;
-    if (typeof v !== 'string') return `statusDetails.${k} must be a string`;
-    if (v.length === 0 || v.length > MAX_STATUS_DETAILS_VALUE) return `statusDetails.${k} must be 1 to ${MAX_STATUS_DETAILS_VALUE} characters, not ${v.length}`;
-    if (!STATUS_DETAILS_VALUE.test(v)) return `statusDetails.${k} must not hold control, format or unassigned characters (Unicode category C: a line break, a tab, a zero-width joiner)`;
+    return `statusDetails key ${name} must be 1 to 128 characters of a-z, A-Z, 0-9, ':', '_' and '-'`;
   }
+  if (typeof v !== 'string') return `statusDetails.${k} must be a string`;
+  if (v.length === 0 || v.length > MAX_STATUS_DETAILS_VALUE) return `statusDetails.${k} must be 1 to ${MAX_STATUS_DETAILS_VALUE} characters, not ${v.length}`;
+  if (!STATUS_DETAILS_VALUE.test(v)) return `statusDetails.${k} must not hold control, format or unassigned characters (Unicode category C: a line break, a tab, a zero-width joiner)`;
   return undefined;
 }
 
@@ -124,7 +133,8 @@ export function statusDetailsOf(value: unknown): Record<string, string> | undefi
   const kept: [string, string][] = [];
   for (const [k, v] of Object.entries(value)) {
     if (kept.length === MAX_STATUS_DETAILS) break;
-    if (STATUS_DETAILS_KEY.test(k) && typeof v === 'string' && v.length > 0 && v.length <= MAX_STATUS_DETAILS_VALUE && STATUS_DETAILS_VALUE.test(v)) kept.push([k, v]);
+    // the messages are built only for a bad entry: a report's well-formed details build none
+    if (entryDefect(k, v) === undefined) kept.push([k, v as string]);
   }
   // fromEntries defines each key as data: a "__proto__" entry stays an entry
   return kept.length === 0 ? undefined : Object.fromEntries(kept);

@@ -18,8 +18,17 @@ export class LocalBlobStore implements BlobStore {
     this.dir = deps.dir;
   }
 
+  /**
+   * Empties `tmp/`: an upload in progress writes there until its hash is known, and one cut by
+   * a crash (kill -9, power lost) left its partial file for good, up to `--max-artifact-bytes`
+   * each (QA: a 1 MiB part of a 5 MiB upload, still there after restarts). No upload can be in
+   * progress as the server starts: the data directory is its own (it holds updraft.db, or
+   * server.lock with --db, before the blob store starts: data-dir-lock.ts).
+   */
   async start(): Promise<void> {
-    await mkdir(path.join(this.dir, 'tmp'), { recursive: true });
+    const tmp = path.join(this.dir, 'tmp');
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
   }
 
   async stop(): Promise<void> {}

@@ -127,8 +127,10 @@ export class HttpServer {
       else if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
       const e = asUpdraftError(err);
       const pathname = (req.url ?? '/').split('?')[0]!;
-      // a client that went away mid-request (an upload aborted) is no fault of the server's
-      const gone = req.destroyed && (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
+      // a client that went away mid-request (an upload aborted) is no fault of the server's,
+      // also when a part wrapped the request's error in its own (the S3 store's "cannot store")
+      const cause = err instanceof UpdraftError && err.cause !== undefined ? err.cause : err;
+      const gone = req.destroyed && (cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
       if (gone) this.opts.logger.info('request abandoned by its client', { method: req.method ?? 'GET', path: pathname });
       else if (e.status >= 500) this.opts.logger.error('request failed', { method: req.method ?? 'GET', path: pathname, error: e.message });
       // downloads and the dashboard's files answer devices and browsers before any token: a

@@ -7,7 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load-config.ts';
 import { UpdraftServer } from '../../src/server/updraft-server.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { request } from 'node:http';
 import { eventually } from '../helpers/cli.ts';
+import { startTestS3, type TestS3 } from '../helpers/s3.ts';
 
 describe('audit log of operator requests', () => {
   const lines: string[] = [];
@@ -93,16 +95,45 @@ describe('audit log of operator requests', () => {
   });
 
   it('logs an upload its client abandoned at info, not as a fault of the server', async () => {
-    const from = lines.length;
-    const { request } = await import('node:http');
-    const req = request(`${url}/api/v1/artifacts?name=fw&version=9.0.0`, { method: 'POST', headers: { authorization: `Bearer ${server.operatorToken}`, 'content-length': 1_000_000 } });
-    req.on('error', () => undefined);
-    req.write(Buffer.alloc(100_000));
-    await new Promise((r) => setTimeout(r, 100));
-    req.destroy(); // the client goes away with most of the body unsent
-    const line = await eventually(async () => lines.slice(from).find((l) => /request abandoned by its client|request failed/.test(l)), 10_000, 'the log line');
-    assert.match(line, /INFO {2}\[http\] request abandoned by its client method=POST path=\/api\/v1\/artifacts$/);
+    await abandonUpload(url, server.operatorToken, lines);
     // and the client's next request goes on a connection that works (the 413 above closed its own)
     assert.equal((await call('GET', '/api/v1/artifacts/fw/9.0.0')).status, 404, 'nothing stored');
   });
+});
+
+/** Sends part of an upload, goes away, and checks the server's log says so at info, not as a fault. */
+async function abandonUpload(url: string, token: string, lines: string[]): Promise<void> {
+  const from = lines.length;
+  const req = request(`${url}/api/v1/artifacts?name=fw&version=9.0.0`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-length': 1_000_000 } });
+  req.on('error', () => undefined);
+  req.write(Buffer.alloc(100_000));
+  await new Promise((r) => setTimeout(r, 100));
+  req.destroy(); // the client goes away with most of the body unsent
+  const line = await eventually(async () => lines.slice(from).find((l) => /request abandoned by its client|request failed/.test(l)), 10_000, 'the log line');
+  assert.match(line, /INFO {2}\[http\] request abandoned by its client method=POST path=\/api\/v1\/artifacts$/);
+}
+
+describe('an upload abandoned by its client, with the builds in S3', () => {
+  const lines: string[] = [];
+  let dir: string;
+  let s3: TestS3;
+  let server: UpdraftServer;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-audit-s3-'));
+    s3 = await startTestS3();
+    const blob = `s3://audit?endpoint=${encodeURIComponent(s3.endpoint)}&pathStyle=true&create=true&region=us-east-1`;
+    process.env.AWS_ACCESS_KEY_ID ??= s3.credentials.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY ??= s3.credentials.secretAccessKey;
+    const config = loadConfig({ flags: { 'data-dir': dir, blob, 'mqtt-port': 0, 'mqtt-tls-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1' } });
+    server = new UpdraftServer(config, { logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    await server.start();
+  });
+  after(async () => {
+    await server?.stop();
+    await s3?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // the S3 store wraps the request's own error in "cannot store the artifact in s3://...", which was logged as an ERROR
+  it('is logged at info, not as a fault of the server', () => abandonUpload(`http://127.0.0.1:${server.http.port}`, server.operatorToken, lines));
 });

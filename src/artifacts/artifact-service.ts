@@ -106,9 +106,10 @@ export class ArtifactService {
       source.resume();
       throw new UpdraftError('BAD_REQUEST', `artifact version "${version.slice(0, 20)}…" is ${version.length} characters long: at most ${MAX_VERSION_LENGTH}`);
     }
+    const exists = () => new UpdraftError('CONFLICT', `artifact ${name}@${version} already exists; versions are immutable, add a new version`);
     if (await this.deps.store.getArtifact(name, version)) {
       source.resume();
-      throw new UpdraftError('CONFLICT', `artifact ${name}@${version} already exists; versions are immutable, add a new version`);
+      throw exists();
     }
     const blob = await this.deps.blobs.write(source, this.deps.maxArtifactBytes);
     // an empty build is a mistake (a wrong path, a failed build step), and a device would
@@ -128,7 +129,8 @@ export class ArtifactService {
         // written would stay in storage with no record naming them
         // (the refusal is what the caller is told, even if this clean-up fails too)
         await this.dropIfUnnamed(record.sha256).catch(() => false);
-        throw err;
+        // the loser of a race is told what a later retry is told, not the store's own wording
+        throw err instanceof UpdraftError && err.code === 'CONFLICT' ? exists() : err;
       }
       // the same bytes, deleted with another artifact after they were written here and
       // before this record named them: the record would point at nothing

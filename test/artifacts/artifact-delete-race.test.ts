@@ -82,6 +82,8 @@ it('two adds of one name@version with different bytes: the loser is refused and 
   assert.equal(won.length, 1);
   assert.equal(lost.length, 1);
   assert.equal((lost[0]!.reason as { code: string }).code, 'CONFLICT');
+  // told as a later retry is told (the README's wording), not the store's own
+  assert.equal((lost[0]!.reason as Error).message, 'artifact race@1.0.0 already exists; versions are immutable, add a new version');
   const recorded = (await store.getArtifact('race', '1.0.0'))!;
   const other = recorded.sha256 === sha('build A') ? sha('build B') : sha('build A');
   assert.equal(await blobs.stat(recorded.sha256), 7, "the winner's bytes stay");

@@ -1,8 +1,9 @@
 /**
  * Serves the built web dashboard (`dashboard/dist`, made by `npm run build:dashboard`, which
  * `npm ci` runs through `prepare`) as the router's fallback: `/assets/...` are Vite's
- * content-hashed files (cached for a year), every other GET outside `/api/` and `/v1/` is a
- * client-side route and gets index.html (never cached, so a new build shows at once).
+ * content-hashed files (cached for a year), every other GET outside `/api/` and `/v1/` that names
+ * no file of the build is a client-side route and gets index.html (never cached, so a new build
+ * shows at once), but for a missing asset or top-level file (`isFileRequest`).
  * The files are public; every data call the page makes carries the operator token.
  */
 import { createReadStream } from 'node:fs';
@@ -63,6 +64,18 @@ async function isFile(file: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * Whether a path that names no file of the build asks for a file (404) rather than a client
+ * route (index.html): everything under `/assets/` (Vite's hashed files), and a name with an
+ * extension at the top level. No client route is one of those; deeper segments are ids, which
+ * may hold dots (`/devices/evil.dev-1`, device ids allow `_ . : -`), so their extension says nothing.
+ */
+function isFileRequest(pathname: string): boolean {
+  if (pathname.startsWith('/assets/')) return true;
+  const segments = pathname.split('/').filter(Boolean);
+  return segments.length === 1 && path.posix.extname(segments[0]!) !== '';
+}
+
 /** The fallback handler serving the dashboard from `dir`. */
 export function dashboardRoute(options: { dir?: string } = {}): Handler {
   const dir = path.resolve(options.dir ?? DEFAULT_DASHBOARD_DIR);
@@ -74,8 +87,9 @@ export function dashboardRoute(options: { dir?: string } = {}): Handler {
     let file = resolveInside(dir, p);
     let size = file && p !== '/' ? await isFile(file) : undefined;
     if (size === undefined) {
-      // a missing hashed file is a stale page asking for an old build: 404, not index.html
-      if (isAsset || path.extname(p) !== '') throw new UpdraftError('NOT_FOUND', `no file ${p} in the dashboard build`);
+      // a missing hashed file is a stale page asking for an old build, and a missing file
+      // named at the top (/favicon.ico, /robots.txt) no page: 404, not index.html
+      if (isFileRequest(p)) throw new UpdraftError('NOT_FOUND', `no file ${p} in the dashboard build`);
       file = path.join(dir, 'index.html');
       size = await isFile(file);
       if (size === undefined) {

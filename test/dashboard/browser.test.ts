@@ -540,6 +540,16 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it("opens a device's page whose id holds a dot by its URL: a reload, a bookmark, a shared link", async () => {
+    // device ids allow _ . : - ; the server once took '.dev-1' for a file's extension and answered 404
+    await registerDevice(ts, 'evil.dev-1');
+    await page.goto(`${ts.httpUrl}/devices/evil.dev-1`);
+    await heading('Device evil.dev-1 OFFLINE');
+    await page.reload();
+    await heading('Device evil.dev-1 OFFLINE');
+    await page.getByText('No job has targeted this device.').waitFor();
+  });
+
   it('says once that a device or a job does not exist, not once per section, and asks nothing more of the server', async () => {
     expectRefusal = true; // the 404s (the browser logs them)
     const requests: string[] = [];

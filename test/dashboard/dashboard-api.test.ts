@@ -66,6 +66,14 @@ describe('dashboard static files', () => {
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
       assert.equal(await res.text(), '<!doctype html><title>dash</title>');
     }
+    // ids hold dots (device ids allow _ . : -): a page opened by its URL (a reload, a bookmark,
+    // a shared link) is a client route, whatever its last segment's "extension"
+    for (const p of ['/devices/evil.dev-1', '/devices/gw%3A1.2', '/devices/a.js', '/jobs/x.y', '/devices/dev.1?tab=jobs']) {
+      const res = await fetch(base + p);
+      assert.equal(res.status, 200, p);
+      assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8', p);
+      assert.equal(await res.text(), '<!doctype html><title>dash</title>', p);
+    }
     const head = await fetch(base + '/', { method: 'HEAD' });
     assert.equal(head.status, 200);
     assert.equal(await head.text(), '');
@@ -83,6 +91,8 @@ describe('dashboard static files', () => {
     const gone = await fetch(base + '/assets/index-Old999.js');
     assert.equal(gone.status, 404);
     assert.equal(((await gone.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
+    // and a file asked for at the top that the build does not have: no page either
+    for (const p of ['/assets/x', '/assets/sub/x.css', '/favicon.ico', '/robots.txt']) assert.equal((await fetch(base + p)).status, 404, p);
   });
 
   it('never serves a file outside the bundle', async () => {

@@ -26,7 +26,8 @@ export function DevicesPage() {
   for (const k of FILTERS) if (filters[k]) params.set(k, filters[k]);
   if (after) params.set('after', after);
   const page = useApi<SearchPage>(`/fleet/search?${params}`);
-  useLiveReload({ types: 'device.presence' }, [page], 3000);
+  // read again when the stream (re)connects too: what changed while it was down sent no event here
+  useLiveReload({ types: 'device.presence' }, [page], 3000, true);
 
   const go = (f: Record<string, string>, cursor: string, prevList: string) => {
     const q = new URLSearchParams();

@@ -45,7 +45,8 @@ export function JobsPage() {
     }
   };
   const readOnly = useReadOnly();
-  useLiveReload({ types: 'job.changed' }, [jobs], 1000);
+  // read again when the stream (re)connects too: what changed while it was down sent no event here
+  useLiveReload({ types: 'job.changed' }, [jobs], 1000, true);
   return (
     <>
       <div class="title-row">

@@ -9,7 +9,9 @@
  * not exist, and nobody can name its executions. A row in `job_creations` marks a creation
  * in progress; a failure removes what was written, and a crash is cleaned up when a store
  * starts (SQLite: every marker, the file has one user; PostgreSQL: markers nobody touched
- * for ABANDONED_AFTER_MS, another instance may be creating a job right now).
+ * for ABANDONED_AFTER_MS, another instance may be creating a job right now, and every
+ * minute while it runs too: an instance restarted at once finds its own marker still fresh).
+ * Until the job row is written, the reads of a device's jobs and of its work skip them.
  */
 import { UpdraftError } from '../errors.ts';
 import type { ExecutionRecord, JobRecord } from './state-store.ts';
@@ -17,7 +19,7 @@ import type { ExecutionRecord, JobRecord } from './state-store.ts';
 /** Executions per piece: 25-45 ms of SQLite writing, one statement on PostgreSQL. */
 export const JOB_CHUNK = 5_000;
 
-/** A creation marker untouched this long belongs to an instance that died (PostgreSQL). */
+/** A creation marker untouched this long, by the database's clock, belongs to an instance that died (PostgreSQL). */
 export const ABANDONED_AFTER_MS = 10 * 60_000;
 
 /** What a store does for one step of a job created in pieces. */

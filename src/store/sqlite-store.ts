@@ -1218,10 +1218,13 @@ function prepare(db: Database.Database): Statements {
     getExecution: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? AND device_id = ?`),
     executionUpdates: new Map(),
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
-    undispatchedOfDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL`),
+    // of jobs that exist: a job created in pieces has executions before its row (job-creation.ts)
+    undispatchedOfDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL AND ${JOB_EXISTS}`),
     executionsByDevice: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC`),
-    deviceExecutionsPage: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? ORDER BY queued_at DESC, job_id DESC LIMIT ?`),
-    deviceExecutionsAfter: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND (queued_at < ? OR (queued_at = ? AND job_id < ?)) ORDER BY queued_at DESC, job_id DESC LIMIT ?`),
+    deviceExecutionsPage: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE device_id = ? AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT ?`),
+    deviceExecutionsAfter: p<ExecutionRow>(
+      `SELECT ${execCols} FROM executions WHERE device_id = ? AND (queued_at < ? OR (queued_at = ? AND job_id < ?)) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT ?`,
+    ),
     executionsAll: p<ExecutionRow>(`SELECT ${execCols} FROM executions ORDER BY queued_at DESC, job_id, device_id`),
     insertDevice: p(`INSERT INTO devices (${deviceCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),
@@ -1286,6 +1289,12 @@ function prepare(db: Database.Database): Statements {
 }
 
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
+/**
+ * An execution whose job has a row (one lookup in its primary key): a job created in pieces
+ * writes its executions first and its row last (job-creation.ts), and until then they are
+ * nobody's; a device's jobs, and its work, are those of jobs that exist.
+ */
+const JOB_EXISTS = 'EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = executions.job_id)';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';

@@ -334,6 +334,8 @@ export interface StateStore {
   /**
    * A page of one device's executions, newest first (by `queuedAt`, then job id): its history,
    * which grows with every job that ever targeted it. `after` is the `next` of the page before.
+   * Only those of jobs that exist: a job created in pieces has executions before its row
+   * (job-creation.ts), and a crash may leave them until they are removed.
    */
   listDeviceExecutions(deviceId: string, options: { after?: string; limit: number }): Promise<Page<ExecutionRecord>>;
 
@@ -359,7 +361,7 @@ export interface StateStore {
   /**
    * A device's QUEUED executions whose command was not sent yet, of any job (what a device
    * that comes online may be sent first); read from an index of those alone, so a device's
-   * history of finished jobs costs nothing here.
+   * history of finished jobs costs nothing here. Only those of jobs that exist, as above.
    */
   listUndispatchedOfDevice(deviceId: string): Promise<ExecutionRecord[]>;
   /** Up to `limit` executions whose `dueAt` is at or before `now`, earliest first. */

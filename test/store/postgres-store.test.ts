@@ -162,6 +162,67 @@ if (!started.ok) {
       await assert.rejects(store.createJob({ jobId: 'live', artifactName: 'fw', artifactVersion: '1', status: 'IN_PROGRESS', createdAt: 1 }, []), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFLICT');
     });
 
+    it('removes, while it runs, a creation that goes stale after its start (an instance restarted at once after a crash), within a sweep period; not one in progress; no more once stopped', async () => {
+      const url = await server.createDatabase();
+      const lines: string[] = [];
+      const store = open(url, { abandonedSweepMs: 20, logger: createLogger({ level: 'warn', format: 'json', write: (line) => lines.push(line) }) });
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      const markers = async () => (await c.query<{ job_id: string }>('SELECT job_id FROM job_creations ORDER BY job_id')).rows.map((r) => r.job_id);
+      const executionsOf = async (jobId: string) => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM executions WHERE job_id = $1', [jobId])).rows[0]!.n);
+      const countsOf = async (jobId: string) => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM execution_counts WHERE job_id = $1', [jobId])).rows[0]!.n);
+      // nobody touched it for a while, by the database's clock
+      const stale = (jobId: string) => c.query(`UPDATE job_creations SET touched_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $2::bigint WHERE job_id = $1`, [jobId, ABANDONED_AFTER_MS + 1000]);
+      const waitFor = async (what: string, done: () => Promise<boolean>) => {
+        // generous: the sweep runs every 20 ms; the bound only keeps a failing test from hanging
+        for (const deadline = Date.now() + 20_000; !(await done()); ) {
+          if (Date.now() > deadline) assert.fail(`${what}: not within 20 s`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      try {
+        await store.start();
+        // as a crash leaves it (the first piece of 'cut' committed, the instance killed, and this
+        // one started at once), and as another instance creating a job right now has it ('live'):
+        // both markers fresh, the executions' counts kept by the triggers
+        await c.query(`INSERT INTO job_creations (job_id, touched_at) VALUES ('cut', (extract(epoch FROM clock_timestamp()) * 1000)::bigint), ('live', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`);
+        await c.query(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version)
+          SELECT 'cut', 'd' || i, 'QUEUED', '{}'::jsonb, 1, 1, 1 FROM generate_series(1, 50) AS i UNION ALL SELECT 'live', 'd1', 'QUEUED', '{}'::jsonb, 1, 1, 1`);
+        await store.createJob({ jobId: 'real', artifactName: 'fw', artifactVersion: '1', status: 'IN_PROGRESS', createdAt: 1 }, [{ jobId: 'real', deviceId: 'd1', status: 'QUEUED', details: {}, queuedAt: 2, updatedAt: 2, version: 1 }]);
+        // the device shows the job that exists, nothing of the two without a row
+        assert.deepEqual((await store.listDeviceExecutions('d1', { limit: 10 })).items.map((e) => e.jobId), ['real']);
+        assert.deepEqual((await store.listUndispatchedOfDevice('d1')).map((e) => e.jobId), ['real']);
+        // sweeps go by (a fresh marker is 10 minutes from stale: whenever this runs, none is due)
+        await new Promise((r) => setTimeout(r, 200));
+        assert.deepEqual(await markers(), ['cut', 'live']);
+        assert.equal(await executionsOf('cut'), 50);
+
+        await stale('cut');
+        await waitFor('the abandoned creation removed', async () => (await markers()).length === 1);
+        assert.deepEqual(await markers(), ['live'], 'the creation in progress is left alone');
+        assert.equal(await executionsOf('cut'), 0);
+        assert.equal(await countsOf('cut'), 0);
+        assert.equal(await executionsOf('live'), 1);
+        assert.ok(lines.some((l) => l.includes('removed a job whose creation was interrupted') && l.includes('"jobId":"cut"')), lines.join('\n'));
+
+        // a sweep that fails is logged, and the next one goes on
+        await c.query('ALTER TABLE job_creations RENAME TO job_creations_away');
+        await waitFor('the failed sweep logged', async () => lines.some((l) => l.includes('cannot remove abandoned job creations')));
+        await c.query('ALTER TABLE job_creations_away RENAME TO job_creations');
+        await stale('live');
+        await waitFor('the next sweep removing the creation gone stale', async () => (await markers()).length === 0);
+        assert.equal(await executionsOf('live'), 0);
+
+        // stopped: no more sweeps
+        await store.stop();
+        await c.query(`INSERT INTO job_creations (job_id, touched_at) VALUES ('after', 1)`);
+        await new Promise((r) => setTimeout(r, 200));
+        assert.deepEqual(await markers(), ['after']);
+      } finally {
+        await c.end();
+      }
+    });
+
     it('refuses a database from a newer schema with a CONFIG error', async () => {
       const url = await server.createDatabase();
       const c = new pg.Client({ connectionString: url });

@@ -677,6 +677,28 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.listDeviceJobLogs('dev-1', 10, []), []);
           assert.deepEqual(await store.listDeviceJobLogs('dev-2', 10, ['job-a']), []);
         }));
+
+      it("leaves out of a device's executions, and of its unsent work, those of a job that does not exist (one being created, or whose creation a crash cut)", () =>
+        withStore(async (store) => {
+          await store.createJob(job('job-a'), [execution('job-a', 'dev-1', 1_000)]);
+          await store.createJob(job('job-b'), [execution('job-b', 'dev-1', 3_000)]);
+          // what a job created in pieces has written before its row (job-creation.ts); written
+          // here by addExecutions, which does not look for the job
+          assert.equal(await store.addExecutions([execution('ghost-1', 'dev-1', 4_000), execution('ghost-2', 'dev-1', 2_000), execution('ghost-2', 'dev-2', 2_000)]), 3);
+          assert.deepEqual(await store.listDeviceExecutions('dev-1', { limit: 10 }), { items: [execution('job-b', 'dev-1', 3_000), execution('job-a', 'dev-1', 1_000)] });
+          // pages are of the jobs that exist: a full page of one, then the last
+          const first = await store.listDeviceExecutions('dev-1', { limit: 1 });
+          assert.deepEqual(first.items.map((e) => e.jobId), ['job-b']);
+          assert.ok(first.next !== undefined);
+          assert.deepEqual(await store.listDeviceExecutions('dev-1', { limit: 1, after: first.next }), { items: [execution('job-a', 'dev-1', 1_000)] });
+          assert.deepEqual(await store.listDeviceExecutions('dev-2', { limit: 10 }), { items: [] });
+          assert.deepEqual((await store.listUndispatchedOfDevice('dev-1')).map((e) => e.jobId).sort(), ['job-a', 'job-b']);
+          assert.deepEqual(await store.listUndispatchedOfDevice('dev-2'), []);
+          // its job written: its executions are the device's
+          await store.createJob(job('ghost-2'), []);
+          assert.deepEqual((await store.listDeviceExecutions('dev-2', { limit: 10 })).items, [execution('ghost-2', 'dev-2', 2_000)]);
+          assert.deepEqual((await store.listUndispatchedOfDevice('dev-2')).map((e) => e.jobId), ['ghost-2']);
+        }));
     });
 
     describe('rollouts: jobs, executions, groups', () => {

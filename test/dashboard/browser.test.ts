@@ -551,6 +551,33 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByText('No job has targeted this device.').waitFor();
   });
 
+  it("follows on the devices list what a rollout changes: the desired version, the update status, the version running", async () => {
+    await addArtifact(ts, '2.5.0', randomBytes(256), 'livefw');
+    await registerDevice(ts, 'live-1');
+    // the device's reports are sent by an operator, connected before the page opens: no
+    // presence event of the device (which the page followed already) stands in for them
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-live', { username: 'operator', password: ts.token });
+    try {
+      await page.goto(`${ts.httpUrl}/devices?id=live-`);
+      await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+      const row = page.getByTestId('devices-table').getByRole('row').filter({ has: page.getByRole('link', { name: 'live-1', exact: true }) });
+      const cells = async () => (await row.locator('td').allInnerTexts()).slice(1, 5);
+      await row.waitFor();
+      assert.deepEqual(await cells(), ['OFFLINE', '—', '—', '—']);
+      // the command sent: the desired version
+      const jobId = await deploy(ts, ['live-1'], 'livefw@2.5.0');
+      await row.locator('td').nth(4).filter({ hasText: /^2\.5\.0$/ }).waitFor({ timeout: 10_000 });
+      // the device's report: its update status, then the version it runs
+      await op.publish('state/live-1/update', { state: { reported: { software: { name: 'livefw', version: '1.0.0', jobId, status: 'DOWNLOADING' } } } });
+      await row.locator('td').nth(3).filter({ hasText: 'DOWNLOADING' }).waitFor({ timeout: 10_000 });
+      await op.publish('state/live-1/update', { state: { reported: { software: { name: 'livefw', version: '2.5.0', jobId, status: 'SUCCESS' } } } });
+      await row.locator('td').nth(2).filter({ hasText: /^2\.5\.0$/ }).waitFor({ timeout: 10_000 });
+      assert.deepEqual(await cells(), ['OFFLINE', '2.5.0', 'SUCCESS', '2.5.0']);
+    } finally {
+      await op.end();
+    }
+  });
+
   it('reads the jobs and devices lists again when their stream comes back after a network drop, for what changed meanwhile', async () => {
     await addArtifact(ts, '1.0.0', randomBytes(256), 'dropfw');
     await registerDevice(ts, 'drop-1');

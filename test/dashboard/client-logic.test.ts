@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { touchesSearch } from '../../dashboard/src/device-search-live.ts';
 import { certificateExpiry } from '../../dashboard/src/format.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
@@ -26,6 +27,24 @@ describe('dashboard client logic', () => {
     assert.equal(gone.tone, 'bad');
     assert.match(gone.text, /^expired .*: devices that trust the root refuse every update until a new certificate is installed$/);
     assert.equal(certificateExpiry(at(0), now).tone, 'bad');
+  });
+
+  it('reads the devices search again for the live events that change what it shows, not for every event of the fleet', () => {
+    const shown = new Set(['dev-1', 'dev-2']);
+    const ev = (type: string, deviceId: string) => ({ type, data: type === 'execution.changed' ? { jobId: 'j1', deviceId, status: 'IN_PROGRESS', previousStatus: 'QUEUED' } : { deviceId, online: true } });
+    const none = { state: '', version: '' };
+    // a device shown: its connection, its update status, desired and running versions
+    for (const type of ['device.presence', 'execution.changed', 'device.credentials']) assert.equal(touchesSearch(ev(type, 'dev-1'), none, shown), true, type);
+    // a device not shown, on a page whose filters do not select by what changed: not read again
+    assert.equal(touchesSearch(ev('execution.changed', 'dev-9'), none, shown), false);
+    assert.equal(touchesSearch(ev('device.presence', 'dev-9'), { state: '', version: '2.0.0' }, shown), false);
+    // ...unless they do: the device may come into the page
+    assert.equal(touchesSearch(ev('execution.changed', 'dev-9'), { state: '', version: '2.0.0' }, shown), true);
+    assert.equal(touchesSearch(ev('execution.changed', 'dev-9'), { state: 'updating', version: '' }, shown), true);
+    assert.equal(touchesSearch(ev('device.presence', 'dev-9'), { state: 'online', version: '' }, shown), true);
+    // registered, revoked or deleted: may be one to show (an empty page too)
+    assert.equal(touchesSearch(ev('device.credentials', 'dev-9'), none, new Set()), true);
+    assert.equal(touchesSearch({ type: 'job.changed', data: { jobId: 'j1' } }, none, shown), false);
   });
 
   it("finds the way back to newer jobs from a jobs page whose URL has only its cursor (an old bookmark)", async () => {

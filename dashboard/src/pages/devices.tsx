@@ -6,8 +6,9 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../device-search-live.ts';
 import { count } from '../format.ts';
-import { useApi, useLiveReload } from '../hooks.ts';
+import { useApi, useEvents, useThrottle } from '../hooks.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
 import type { SearchPage } from '../types.ts';
 
@@ -26,8 +27,11 @@ export function DevicesPage() {
   for (const k of FILTERS) if (filters[k]) params.set(k, filters[k]);
   if (after) params.set('after', after);
   const page = useApi<SearchPage>(`/fleet/search?${params}`);
-  // read again when the stream (re)connects too: what changed while it was down sent no event here
-  useLiveReload({ types: 'device.presence' }, [page], 3000, true);
+  // live: what changes its columns (device-search-live.ts), at most every 3 s; and read again
+  // when the stream (re)connects: what changed while it was down sent no event here
+  const shown = new Set((page.data?.items ?? []).map((d) => d.deviceId));
+  const reload = useThrottle(page.reload, 3000);
+  useEvents({ types: DEVICE_SEARCH_EVENTS }, (e) => touchesSearch(e, filters, shown) && reload(), reload);
 
   const go = (f: Record<string, string>, cursor: string, prevList: string) => {
     const q = new URLSearchParams();

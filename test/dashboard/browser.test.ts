@@ -222,7 +222,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Start rollout' }).click();
     await heading(/fw@2\.0\.0/);
     // no reload from here on: the page follows the event stream
-    await page.getByTestId('job-progress').filter({ hasText: `100% of ${FLEET}` }).waitFor();
+    await page.getByTestId('job-progress').filter({ hasText: `${FLEET} of ${FLEET} finished (100%)` }).waitFor();
     await page.getByRole('heading', { level: 1 }).filter({ hasText: 'COMPLETED' }).waitFor();
     await sim.whenFinished(FLEET);
     const succeeded = Number(await page.locator('dd[data-state="SUCCEEDED"]').innerText());
@@ -576,6 +576,31 @@ describe('web dashboard in Chromium', { skip }, () => {
     } finally {
       await op.end();
     }
+  });
+
+  it("shows a canceled job's progress with figures that cannot mislead: finished out of all its devices, and how many were canceled", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'halffw');
+    for (const id of ['half-1', 'half-2']) await registerDevice(ts, id);
+    // the first wave is half-1, which installs it (its report sent by an operator); the second
+    // waits for an approval that never comes
+    const jobId = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'halffw@1.0.0', targets: { devices: ['half-1', 'half-2'] }, plan: { waves: [{ count: 1, requireApproval: true }, {}] } })).job.jobId;
+    await eventually(async () => ((await api.call<{ items: { deviceId: string; dispatchedAt?: number }[] }>('GET', `/api/v1/jobs/${jobId}/executions`)).items.some((e) => e.deviceId === 'half-1' && e.dispatchedAt !== undefined) ? true : undefined), 30_000, 'the first wave sent');
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-half', { username: 'operator', password: ts.token });
+    try {
+      await op.publish('state/half-1/update', { state: { reported: { software: { name: 'halffw', version: '1.0.0', jobId, status: 'SUCCESS' } } } });
+    } finally {
+      await op.end();
+    }
+    await eventually(async () => ((await api.call<{ counts: Record<string, number> }>('GET', `/api/v1/jobs/${jobId}?limit=1`)).counts.SUCCEEDED === 1 ? true : undefined), 30_000, 'the first wave succeeded');
+    await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
+    await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'CANCELED' }).waitFor();
+    // the API's percentDone leaves the canceled device out (1 of 1: 100%): beside 2 devices, it read "100% of 2" over a full bar
+    const progress = page.getByTestId('job-progress');
+    await progress.filter({ hasText: '1 of 2 finished (50%) · 1 canceled' }).waitFor();
+    assert.equal(await page.getByLabel('All devices: 50%').count(), 1);
+    assert.equal(await page.getByLabel('Wave 2: 0%').count(), 1);
+    await page.locator('.progress').filter({ hasText: 'Wave 2' }).filter({ hasText: '0 of 1 finished (0%) · 1 canceled' }).waitFor();
   });
 
   it('reads the jobs and devices lists again when their stream comes back after a network drop, for what changed meanwhile', async () => {

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { touchesSearch } from '../../dashboard/src/device-search-live.ts';
 import { certificateExpiry } from '../../dashboard/src/format.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
+import { progressOf } from '../../dashboard/src/job-progress.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
 import { parseSse } from '../../dashboard/src/sse.ts';
 import { UpdraftError } from '../../src/errors.ts';
@@ -45,6 +46,15 @@ describe('dashboard client logic', () => {
     // registered, revoked or deleted: may be one to show (an empty page too)
     assert.equal(touchesSearch(ev('device.credentials', 'dev-9'), none, new Set()), true);
     assert.equal(touchesSearch({ type: 'job.changed', data: { jobId: 'j1' } }, none, shown), false);
+  });
+
+  it("gives a job's progress out of all its devices, naming those canceled or removed, so a canceled job does not read as done", () => {
+    const none = { QUEUED: 0, IN_PROGRESS: 0, SUCCEEDED: 0, FAILED: 0, TIMED_OUT: 0, REJECTED: 0, CANCELED: 0, REMOVED: 0 };
+    // QA: 13 of 195 updated, the rest canceled (the API's percentDone: 100)
+    assert.deepEqual(progressOf({ ...none, SUCCEEDED: 12, FAILED: 1, CANCELED: 182 }), { value: 13, max: 195, detail: '13 of 195 finished (6.7%) · 182 canceled' });
+    assert.deepEqual(progressOf({ ...none, SUCCEEDED: 1500, REJECTED: 3, IN_PROGRESS: 497, REMOVED: 2, CANCELED: 1 }), { value: 1503, max: 2003, detail: '1,503 of 2,003 finished (75%) · 1 canceled, 2 removed' });
+    assert.deepEqual(progressOf({ ...none, SUCCEEDED: 24 }), { value: 24, max: 24, detail: '24 of 24 finished (100%)' });
+    assert.deepEqual(progressOf(none), { value: 0, max: 0, detail: '0 of 0 finished (0%)' });
   });
 
   it("finds the way back to newer jobs from a jobs page whose URL has only its cursor (an old bookmark)", async () => {

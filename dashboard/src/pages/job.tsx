@@ -15,10 +15,10 @@ import { StatusBadge } from '../components/status-badge.tsx';
 import { TimelineChart } from '../components/timeline-chart.tsx';
 import { count, dateTime } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
+import { progressOf } from '../job-progress.ts';
 import { Link } from '../router.tsx';
-import type { Execution, ExecutionStatus, JobLogSummary, JobView, JobTimeline, Page } from '../types.ts';
+import type { Execution, JobLogSummary, JobView, JobTimeline, Page } from '../types.ts';
 
-const FINISHED: ExecutionStatus[] = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED'];
 const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
 
 export function JobPage({ id }: { id: string }) {
@@ -88,14 +88,9 @@ export function JobPage({ id }: { id: string }) {
           <section aria-labelledby="progress-h">
             <h2 id="progress-h">Progress</h2>
             <div data-testid="job-progress">
-              <ProgressBar label="All devices" value={v.percentDone} max={100} detail={`${v.percentDone}% of ${count(v.total)}`} />
+              <ProgressBar label="All devices" {...progressOf(v.counts)} />
             </div>
-            {v.waves.length > 1 &&
-              v.waves.map((w) => {
-                const total = Object.values(w.counts).reduce((a, b) => a + b, 0) - w.counts.CANCELED - w.counts.REMOVED;
-                const done = FINISHED.reduce((n, s) => n + w.counts[s], 0);
-                return <ProgressBar key={w.wave} label={`Wave ${w.wave + 1}`} value={done} max={total} detail={`${count(done)} of ${count(total)} finished`} />;
-              })}
+            {v.waves.length > 1 && v.waves.map((w) => <ProgressBar key={w.wave} label={`Wave ${w.wave + 1}`} {...progressOf(w.counts)} />)}
           </section>
           <section aria-labelledby="counts-h">
             <h2 id="counts-h">Devices per state</h2>

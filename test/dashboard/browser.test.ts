@@ -696,6 +696,35 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it("puts a job page's id into its API paths encoded: an id holding ? / # reads that job, not another resource", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'encfw');
+    await registerDevice(ts, 'enc-1');
+    const jobId = await deploy(ts, ['enc-1'], 'encfw@1.0.0');
+    expectRefusal = true; // the 404s (the browser logs them)
+    const requests: string[] = [];
+    const record = (r: { url: () => string }) => void requests.push(new URL(r.url()).pathname + new URL(r.url()).search);
+    page.on('request', record);
+    try {
+      // '?' once made the job list's answer be read as a job (the page stayed on "Loading the job…"),
+      // and '<id>?x' or '<id>/timeline' another answer of that job under a wrong header
+      for (const [route, id] of [['/jobs/%3F', '?'], [`/jobs/${jobId}%3Fx`, `${jobId}?x`], [`/jobs/${jobId}%2Ftimeline`, `${jobId}/timeline`], [`/jobs/${jobId}%23a`, `${jobId}#a`]] as const) {
+        requests.length = 0;
+        await page.goto(ts.httpUrl + route);
+        await heading(`Job ${id}`);
+        await page.locator('main [role="alert"]').filter({ hasText: `job ${id} does not exist` }).waitFor();
+        assert.equal(await page.locator('main [role="alert"]').count(), 1, route);
+        assert.deepEqual(requests.filter((r) => r.startsWith('/api/')), [`/api/v1/jobs/${encodeURIComponent(id)}?limit=1`], route);
+      }
+    } finally {
+      page.off('request', record);
+      expectRefusal = false;
+    }
+    // its own id reads it, its controls and its log panel included
+    await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+    await heading(/encfw@1\.0\.0/);
+    await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
+  });
+
   it('comes back by itself when a device or job page opened while the server could not be reached', async () => {
     const jobId = (await api.call<{ items: { jobId: string }[] }>('GET', '/api/v1/jobs?limit=1')).items[0]!.jobId;
     expectRefusal = true; // the failed request (the browser logs it)

@@ -41,7 +41,7 @@ export function useJobLog(): {
  * says a newer one came (a later attempt's replaces it).
  */
 export function JobLogPanel({ jobId, deviceId, summary, onClose }: { jobId: string; deviceId: string; summary: Pick<JobLogSummary, 'agentJobId' | 'receivedAt'> | undefined; onClose: () => void }) {
-  const log = useApi<JobLog>(`/jobs/${jobId}/logs/${encodeURIComponent(deviceId)}`);
+  const log = useApi<JobLog>(`/jobs/${encodeURIComponent(jobId)}/logs/${encodeURIComponent(deviceId)}`);
   const heading = useRef<HTMLHeadingElement>(null);
   const receivedAt = summary?.receivedAt;
   // the summary last seen of this log (another log opened in its place is loaded anyway)

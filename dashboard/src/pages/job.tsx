@@ -22,16 +22,19 @@ import type { Execution, JobLogSummary, JobView, JobTimeline, Page } from '../ty
 const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
 
 export function JobPage({ id }: { id: string }) {
+  // the id as a path segment: one from a URL may hold '?', '#' or '/' (it then names no job,
+  // which the server says), never another resource (the job list, another job's timeline)
+  const enc = encodeURIComponent(id);
   // limit=1: the view's counts are what this page needs, not the executions
-  const view = useApi<JobView>(`/jobs/${id}?limit=1`);
+  const view = useApi<JobView>(`/jobs/${enc}?limit=1`);
   // its other sections and its live stream once it is known to exist: an unknown job (a
   // mistyped or deleted id) costs one request, and holds no stream open (a first read that got no
   // answer opens the stream, whose reload once connected brings the page back: streamAfter)
   const known = view.data !== undefined;
-  const timeline = useApi<JobTimeline>(known ? `/jobs/${id}/timeline?buckets=40` : null);
-  const failing = useApi<Page<Execution>>(known ? `/jobs/${id}/executions?status=FAILED,TIMED_OUT,REJECTED&limit=50` : null);
+  const timeline = useApi<JobTimeline>(known ? `/jobs/${enc}/timeline?buckets=40` : null);
+  const failing = useApi<Page<Execution>>(known ? `/jobs/${enc}/executions?status=FAILED,TIMED_OUT,REJECTED&limit=50` : null);
   // the devices' logs of failed attempts, without their lines (one per device, at most maxLogsPerJob)
-  const logs = useApi<Page<JobLogSummary>>(known ? `/jobs/${id}/logs?limit=1000` : null);
+  const logs = useApi<Page<JobLogSummary>>(known ? `/jobs/${enc}/logs?limit=1000` : null);
   // every event of this job (execution.changed, job.changed, job.log) reloads them all (the
   // stream opens after the first answer: reloaded once connected, for what changed in between)
   useLiveReload(streamAfter(view) ? { jobId: id } : null, [view, timeline, failing, logs], 1000, true);
@@ -190,7 +193,7 @@ function Controls({ view, onChange }: { view: JobView; onChange: () => void }) {
     setBusy(true);
     setError(undefined);
     try {
-      await api('POST', `/jobs/${view.job.jobId}/${action}`);
+      await api('POST', `/jobs/${encodeURIComponent(view.job.jobId)}/${action}`);
       onChange();
     } catch (err) {
       setError((err as Error).message);
@@ -216,7 +219,7 @@ function Controls({ view, onChange }: { view: JobView; onChange: () => void }) {
         confirm="Yes, cancel the job"
         keep="Keep it running"
         run={async () => {
-          await api('POST', `/jobs/${view.job.jobId}/cancel`);
+          await api('POST', `/jobs/${encodeURIComponent(view.job.jobId)}/cancel`);
           onChange();
         }}
       />

@@ -725,6 +725,43 @@ describe('web dashboard in Chromium', { skip }, () => {
     await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
   });
 
+  it("keeps a long unbreakable failure reason inside its table: the device page's View log stays clickable, no page is wider than the window", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'hashfw');
+    const secret = await registerDevice(ts, 'hash-1');
+    const jobId = await deploy(ts, ['hash-1'], 'hashfw@1.0.0');
+    // the agent's own words when a download's bytes are not the build's (src/agent/downloader.ts)
+    const reason = `sha256 mismatch: expected ${'3f2a'.repeat(16)}, got ${'e3b0'.repeat(16)}`;
+    const device = await TestClient.connect(ts.mqttUrl, 'hash-1', { username: 'hash-1', password: secret });
+    try {
+      assert.deepEqual(await device.subscribe('state/hash-1/job-log/+'), [1]);
+      await device.publish('state/hash-1/update', { state: { reported: { software: { name: 'hashfw', version: '0.9.0', jobId, status: 'FAILURE', error: reason } } } });
+      const answer = await device.request('state/hash-1/job-log', { jobId, lines: ['download verified: sha256 mismatch'] });
+      assert.equal(answer.topic, 'state/hash-1/job-log/accepted', JSON.stringify(answer.body));
+    } finally {
+      await device.end();
+    }
+    const fitsTheWindow = () => page.evaluate(() => ({ page: document.documentElement.scrollWidth, window: window.innerWidth }));
+    await page.goto(`${ts.httpUrl}/devices/hash-1`);
+    await page.getByTestId('device-jobs').getByRole('cell', { name: reason }).waitFor();
+    await page.getByTestId('device-events').getByText(reason).waitFor();
+    const viewLog = page.getByRole('button', { name: `View the log of job ${jobId}`, exact: true });
+    const box = (await viewLog.boundingBox())!;
+    // the button itself at its centre, not the "Last events" column drawn over it
+    assert.equal(await page.evaluate(({ x, y }) => document.elementFromPoint(x, y)?.getAttribute('aria-label'), { x: box.x + box.width / 2, y: box.y + box.height / 2 }), `View the log of job ${jobId}`);
+    const inDevice = await fitsTheWindow();
+    assert.ok(inDevice.page <= inDevice.window, `the device page is ${inDevice.page} px wide in a window of ${inDevice.window}`);
+    await viewLog.click();
+    await page.getByTestId('job-log').getByTestId('job-log-lines').filter({ hasText: 'download verified: sha256 mismatch' }).waitFor();
+    await shot('09d-device-long-reason');
+    // the overview's failures, and the job's failing devices
+    for (const route of ['/', `/jobs/${jobId}`]) {
+      await page.goto(ts.httpUrl + route);
+      await page.getByRole('cell', { name: reason }).first().waitFor();
+      const sized = await fitsTheWindow();
+      assert.ok(sized.page <= sized.window, `${route} is ${sized.page} px wide in a window of ${sized.window}`);
+    }
+  });
+
   it('comes back by itself when a device or job page opened while the server could not be reached', async () => {
     const jobId = (await api.call<{ items: { jobId: string }[] }>('GET', '/api/v1/jobs?limit=1')).items[0]!.jobId;
     expectRefusal = true; // the failed request (the browser logs it)

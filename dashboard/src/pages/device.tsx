@@ -114,7 +114,7 @@ export function DevicePage({ id }: { id: string }) {
                     <td>
                       <StatusBadge status={e.status} />
                     </td>
-                    <td>
+                    <td class="long-text">
                       {e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : '—')}
                       {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
                     </td>

@@ -130,7 +130,7 @@ export function JobPage({ id }: { id: string }) {
                   <td>
                     <StatusBadge status={e.status} />
                   </td>
-                  <td>
+                  <td class="long-text">
                     {e.details.error ?? '—'}
                     {/* finished after it timed out: it runs the job's build (execution-tracker.ts, lateSuccess) */}
                     {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}

@@ -91,7 +91,7 @@ export function JobsPage() {
                 </td>
                 <td>{j.progress?.total !== undefined ? count(j.progress.total) : '—'}</td>
                 <td>{dateTime(j.createdAt)}</td>
-                <td>{j.description ?? ''}</td>
+                <td class="long-text">{j.description ?? ''}</td>
               </tr>
             ))}
           </tbody>

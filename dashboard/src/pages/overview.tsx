@@ -78,7 +78,7 @@ export function OverviewPage() {
                         <td>
                           <StatusBadge status={f.status} />
                         </td>
-                        <td>{f.reason ?? '—'}</td>
+                        <td class="long-text">{f.reason ?? '—'}</td>
                       </tr>
                     ))}
                   </tbody>

@@ -762,6 +762,22 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
+  it("says that a client certificate expiry a device reports is not a valid date, rather than 'valid until Invalid Date' in green", async () => {
+    await registerDevice(ts, 'odd-cert-1');
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-cert', { username: 'operator', password: ts.token });
+    try {
+      // seconds since the epoch, as agents send it: 4e15 is past the last date JavaScript has
+      await op.publish('state/odd-cert-1/update', { state: { reported: { agent: { trust: 'root', keyId: '0123456789abcdef', certificateExpiresAt: 4e15 } } } });
+    } finally {
+      await op.end();
+    }
+    await page.goto(`${ts.httpUrl}/devices/odd-cert-1`);
+    const facts = page.getByTestId('agent-facts');
+    await facts.filter({ hasText: 'client certificate expiry reported as 4000000000000000: not a valid date' }).waitFor();
+    assert.equal(await facts.locator('.note-good').count(), 0, 'not said in green');
+    assert.equal(await facts.locator('.note-warn').count(), 1);
+  });
+
   it('comes back by itself when a device or job page opened while the server could not be reached', async () => {
     const jobId = (await api.call<{ items: { jobId: string }[] }>('GET', '/api/v1/jobs?limit=1')).items[0]!.jobId;
     expectRefusal = true; // the failed request (the browser logs it)

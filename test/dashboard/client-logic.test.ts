@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { touchesSearch } from '../../dashboard/src/device-search-live.ts';
-import { certificateExpiry } from '../../dashboard/src/format.ts';
+import { certificateExpiry, clientCertificateExpiry } from '../../dashboard/src/format.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { progressOf } from '../../dashboard/src/job-progress.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
@@ -55,6 +55,21 @@ describe('dashboard client logic', () => {
     assert.deepEqual(progressOf({ ...none, SUCCEEDED: 1500, REJECTED: 3, IN_PROGRESS: 497, REMOVED: 2, CANCELED: 1 }), { value: 1503, max: 2003, detail: '1,503 of 2,003 finished (75%) · 1 canceled, 2 removed' });
     assert.deepEqual(progressOf({ ...none, SUCCEEDED: 24 }), { value: 24, max: 24, detail: '24 of 24 finished (100%)' });
     assert.deepEqual(progressOf(none), { value: 0, max: 0, detail: '0 of 0 finished (0%)' });
+  });
+
+  it("reads a device's client certificate expiry: fine, in its last 14 days, expired, and a number that is no date", () => {
+    const now = Date.UTC(2026, 11, 3);
+    const at = (days: number) => (now + days * 86_400_000) / 1000;
+    assert.equal(clientCertificateExpiry(at(200), now).tone, 'good');
+    assert.match(clientCertificateExpiry(at(200), now).text, /^client certificate valid until /);
+    assert.equal(clientCertificateExpiry(at(13.5), now).tone, 'warn');
+    assert.equal(clientCertificateExpiry(at(-1), now).tone, 'bad');
+    assert.match(clientCertificateExpiry(at(-1), now).text, /^client certificate expired .*: the broker refuses it$/);
+    // past what a Date holds (QA: 4e15 read "valid until Invalid Date", in green)
+    for (const odd of [4e15, -4e15, 8.64e12 + 1]) {
+      assert.deepEqual(clientCertificateExpiry(odd, now), { text: `client certificate expiry reported as ${odd}: not a valid date`, tone: 'warn' }, String(odd));
+    }
+    assert.equal(clientCertificateExpiry(8.64e12, now).tone, 'good', 'the last date a Date holds');
   });
 
   it("finds the way back to newer jobs from a jobs page whose URL has only its cursor (an old bookmark)", async () => {

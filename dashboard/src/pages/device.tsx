@@ -10,7 +10,7 @@ import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
-import { dateTime, shortId, time } from '../format.ts';
+import { clientCertificateExpiry, dateTime, shortId, time } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate } from '../router.tsx';
 import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
@@ -171,14 +171,8 @@ function AgentFacts({ agent }: { agent: unknown }) {
   else if (a.trust === 'signing-key') facts.push(<>checks software against signing key <code>{a.keyId}</code></>);
   else if (a.trust === 'unsigned') facts.push(<span class="note-bad">accepts unsigned software</span>);
   if (typeof a.certificateExpiresAt === 'number') {
-    const ms = a.certificateExpiresAt * 1000;
-    const days = Math.floor((ms - Date.now()) / 86_400_000);
-    const tone = days < 0 ? 'bad' : days < 14 ? 'warn' : 'good';
-    facts.push(
-      <span class={`note-${tone}`}>
-        client certificate {days < 0 ? `expired ${dateTime(ms)}: the broker refuses it` : `valid until ${dateTime(ms)}`}
-      </span>,
-    );
+    const { text, tone } = clientCertificateExpiry(a.certificateExpiresAt);
+    facts.push(<span class={`note-${tone}`}>{text}</span>);
   }
   if (facts.length === 0) return null;
   return (

@@ -541,131 +541,6 @@ describe('web dashboard in Chromium', { skip }, () => {
     }
   });
 
-  it("opens a device's page whose id holds a dot by its URL: a reload, a bookmark, a shared link", async () => {
-    // device ids allow _ . : - ; the server once took '.dev-1' for a file's extension and answered 404
-    await registerDevice(ts, 'evil.dev-1');
-    await page.goto(`${ts.httpUrl}/devices/evil.dev-1`);
-    await heading('Device evil.dev-1 OFFLINE');
-    await page.reload();
-    await heading('Device evil.dev-1 OFFLINE');
-    await page.getByText('No job has targeted this device.').waitFor();
-  });
-
-  it("follows on the devices list what a rollout changes: the desired version, the update status, the version running", async () => {
-    await addArtifact(ts, '2.5.0', randomBytes(256), 'livefw');
-    await registerDevice(ts, 'live-1');
-    // the device's reports are sent by an operator, connected before the page opens: no
-    // presence event of the device (which the page followed already) stands in for them
-    const op = await TestClient.connect(ts.mqttUrl, 'ops-live', { username: 'operator', password: ts.token });
-    try {
-      await page.goto(`${ts.httpUrl}/devices?id=live-`);
-      await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
-      const row = page.getByTestId('devices-table').getByRole('row').filter({ has: page.getByRole('link', { name: 'live-1', exact: true }) });
-      const cells = async () => (await row.locator('td').allInnerTexts()).slice(1, 5);
-      await row.waitFor();
-      assert.deepEqual(await cells(), ['OFFLINE', '—', '—', '—']);
-      // the command sent: the desired version
-      const jobId = await deploy(ts, ['live-1'], 'livefw@2.5.0');
-      await row.locator('td').nth(4).filter({ hasText: /^2\.5\.0$/ }).waitFor({ timeout: 10_000 });
-      // the device's report: its update status, then the version it runs
-      await op.publish('state/live-1/update', { state: { reported: { software: { name: 'livefw', version: '1.0.0', jobId, status: 'DOWNLOADING' } } } });
-      await row.locator('td').nth(3).filter({ hasText: 'DOWNLOADING' }).waitFor({ timeout: 10_000 });
-      await op.publish('state/live-1/update', { state: { reported: { software: { name: 'livefw', version: '2.5.0', jobId, status: 'SUCCESS' } } } });
-      await row.locator('td').nth(2).filter({ hasText: /^2\.5\.0$/ }).waitFor({ timeout: 10_000 });
-      assert.deepEqual(await cells(), ['OFFLINE', '2.5.0', 'SUCCESS', '2.5.0']);
-    } finally {
-      await op.end();
-    }
-  });
-
-  it("shows a canceled job's progress with figures that cannot mislead: finished out of all its devices, and how many were canceled", async () => {
-    await addArtifact(ts, '1.0.0', randomBytes(256), 'halffw');
-    for (const id of ['half-1', 'half-2']) await registerDevice(ts, id);
-    // the first wave is half-1, which installs it (its report sent by an operator); the second
-    // waits for an approval that never comes
-    const jobId = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'halffw@1.0.0', targets: { devices: ['half-1', 'half-2'] }, plan: { waves: [{ count: 1, requireApproval: true }, {}] } })).job.jobId;
-    await eventually(async () => ((await api.call<{ items: { deviceId: string; dispatchedAt?: number }[] }>('GET', `/api/v1/jobs/${jobId}/executions`)).items.some((e) => e.deviceId === 'half-1' && e.dispatchedAt !== undefined) ? true : undefined), 30_000, 'the first wave sent');
-    const op = await TestClient.connect(ts.mqttUrl, 'ops-half', { username: 'operator', password: ts.token });
-    try {
-      await op.publish('state/half-1/update', { state: { reported: { software: { name: 'halffw', version: '1.0.0', jobId, status: 'SUCCESS' } } } });
-    } finally {
-      await op.end();
-    }
-    await eventually(async () => ((await api.call<{ counts: Record<string, number> }>('GET', `/api/v1/jobs/${jobId}?limit=1`)).counts.SUCCEEDED === 1 ? true : undefined), 30_000, 'the first wave succeeded');
-    await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
-    await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
-    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'CANCELED' }).waitFor();
-    // the API's percentDone leaves the canceled device out (1 of 1: 100%): beside 2 devices, it read "100% of 2" over a full bar
-    const progress = page.getByTestId('job-progress');
-    await progress.filter({ hasText: '1 of 2 finished (50%) · 1 canceled' }).waitFor();
-    assert.equal(await page.getByLabel('All devices: 50%').count(), 1);
-    assert.equal(await page.getByLabel('Wave 2: 0%').count(), 1);
-    await page.locator('.progress').filter({ hasText: 'Wave 2' }).filter({ hasText: '0 of 1 finished (0%) · 1 canceled' }).waitFor();
-  });
-
-  it('reads the jobs and devices lists again when their stream comes back after a network drop, for what changed meanwhile', async () => {
-    await addArtifact(ts, '1.0.0', randomBytes(256), 'dropfw');
-    await registerDevice(ts, 'drop-1');
-    await registerDevice(ts, 'drop-2');
-    // drop-1 never connects: its job stays in progress until it is canceled
-    const jobId = await deploy(ts, ['drop-1'], 'dropfw@1.0.0');
-    // the tab reaches the server through a proxy whose connections can be cut, as a network
-    // drop does (the browser's offline emulation leaves an open stream alone)
-    const sockets = new Set<net.Socket>();
-    let down = false;
-    const proxy = net.createServer((client) => {
-      if (down) return void client.destroy();
-      const upstream = net.connect(Number(new URL(ts.httpUrl).port), '127.0.0.1');
-      const end = () => {
-        for (const s of [client, upstream]) {
-          s.destroy();
-          sockets.delete(s);
-        }
-      };
-      for (const s of [client, upstream]) sockets.add(s.on('error', end).on('close', end));
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const via = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
-    const live = page.getByRole('status', { name: 'Live updates: Live' });
-    /** Cuts the network while `change` is made (no event of it reaches the page), then brings it back. */
-    const dropWhile = async (change: () => Promise<unknown>) => {
-      await live.waitFor();
-      down = true;
-      expectRefusal = true; // the reconnections refused meanwhile (the browser logs them)
-      try {
-        for (const s of sockets) s.destroy();
-        await page.getByRole('status', { name: 'Live updates: Reconnecting…' }).waitFor();
-        await change();
-      } finally {
-        down = false;
-      }
-      await live.waitFor({ timeout: 30_000 });
-      expectRefusal = false;
-    };
-    try {
-      // another origin: signed in there too (the token is kept per origin, in the tab's sessionStorage)
-      await page.goto(`${via}/jobs`);
-      await page.getByLabel('Operator token').fill(ts.token);
-      await page.getByRole('button', { name: 'Sign in' }).click();
-      const row = page.getByTestId('jobs-table').getByRole('row').filter({ has: page.getByRole('link', { name: `job ${jobId}`, exact: true }) });
-      await row.filter({ hasText: 'IN PROGRESS' }).waitFor();
-      await dropWhile(() => api.call('POST', `/api/v1/jobs/${jobId}/cancel`));
-      await row.filter({ hasText: 'CANCELED' }).waitFor({ timeout: 10_000 });
-      // the devices list: drop-2 revoked while the network was down
-      await page.goto(`${via}/devices?id=drop-`);
-      const device = page.getByTestId('devices-table').getByRole('row').filter({ has: page.getByRole('link', { name: 'drop-2', exact: true }) });
-      await device.filter({ hasText: 'OFFLINE' }).waitFor();
-      await dropWhile(() => api.call('POST', '/api/v1/devices/drop-2/revoke'));
-      await device.filter({ hasText: 'REVOKED' }).waitFor({ timeout: 10_000 });
-    } finally {
-      expectRefusal = false;
-      await page.goto(`${ts.httpUrl}/`);
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => proxy.close(resolve));
-    }
-  });
-
   it('says once that a device or a job does not exist, not once per section, and asks nothing more of the server', async () => {
     expectRefusal = true; // the 404s (the browser logs them)
     const requests: string[] = [];
@@ -694,88 +569,6 @@ describe('web dashboard in Chromium', { skip }, () => {
       page.off('request', record);
       expectRefusal = false;
     }
-  });
-
-  it("puts a job page's id into its API paths encoded: an id holding ? / # reads that job, not another resource", async () => {
-    await addArtifact(ts, '1.0.0', randomBytes(256), 'encfw');
-    await registerDevice(ts, 'enc-1');
-    const jobId = await deploy(ts, ['enc-1'], 'encfw@1.0.0');
-    expectRefusal = true; // the 404s (the browser logs them)
-    const requests: string[] = [];
-    const record = (r: { url: () => string }) => void requests.push(new URL(r.url()).pathname + new URL(r.url()).search);
-    page.on('request', record);
-    try {
-      // '?' once made the job list's answer be read as a job (the page stayed on "Loading the job…"),
-      // and '<id>?x' or '<id>/timeline' another answer of that job under a wrong header
-      for (const [route, id] of [['/jobs/%3F', '?'], [`/jobs/${jobId}%3Fx`, `${jobId}?x`], [`/jobs/${jobId}%2Ftimeline`, `${jobId}/timeline`], [`/jobs/${jobId}%23a`, `${jobId}#a`]] as const) {
-        requests.length = 0;
-        await page.goto(ts.httpUrl + route);
-        await heading(`Job ${id}`);
-        await page.locator('main [role="alert"]').filter({ hasText: `job ${id} does not exist` }).waitFor();
-        assert.equal(await page.locator('main [role="alert"]').count(), 1, route);
-        assert.deepEqual(requests.filter((r) => r.startsWith('/api/')), [`/api/v1/jobs/${encodeURIComponent(id)}?limit=1`], route);
-      }
-    } finally {
-      page.off('request', record);
-      expectRefusal = false;
-    }
-    // its own id reads it, its controls and its log panel included
-    await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
-    await heading(/encfw@1\.0\.0/);
-    await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
-  });
-
-  it("keeps a long unbreakable failure reason inside its table: the device page's View log stays clickable, no page is wider than the window", async () => {
-    await addArtifact(ts, '1.0.0', randomBytes(256), 'hashfw');
-    const secret = await registerDevice(ts, 'hash-1');
-    const jobId = await deploy(ts, ['hash-1'], 'hashfw@1.0.0');
-    // the agent's own words when a download's bytes are not the build's (src/agent/downloader.ts)
-    const reason = `sha256 mismatch: expected ${'3f2a'.repeat(16)}, got ${'e3b0'.repeat(16)}`;
-    const device = await TestClient.connect(ts.mqttUrl, 'hash-1', { username: 'hash-1', password: secret });
-    try {
-      assert.deepEqual(await device.subscribe('state/hash-1/job-log/+'), [1]);
-      await device.publish('state/hash-1/update', { state: { reported: { software: { name: 'hashfw', version: '0.9.0', jobId, status: 'FAILURE', error: reason } } } });
-      const answer = await device.request('state/hash-1/job-log', { jobId, lines: ['download verified: sha256 mismatch'] });
-      assert.equal(answer.topic, 'state/hash-1/job-log/accepted', JSON.stringify(answer.body));
-    } finally {
-      await device.end();
-    }
-    const fitsTheWindow = () => page.evaluate(() => ({ page: document.documentElement.scrollWidth, window: window.innerWidth }));
-    await page.goto(`${ts.httpUrl}/devices/hash-1`);
-    await page.getByTestId('device-jobs').getByRole('cell', { name: reason }).waitFor();
-    await page.getByTestId('device-events').getByText(reason).waitFor();
-    const viewLog = page.getByRole('button', { name: `View the log of job ${jobId}`, exact: true });
-    const box = (await viewLog.boundingBox())!;
-    // the button itself at its centre, not the "Last events" column drawn over it
-    assert.equal(await page.evaluate(({ x, y }) => document.elementFromPoint(x, y)?.getAttribute('aria-label'), { x: box.x + box.width / 2, y: box.y + box.height / 2 }), `View the log of job ${jobId}`);
-    const inDevice = await fitsTheWindow();
-    assert.ok(inDevice.page <= inDevice.window, `the device page is ${inDevice.page} px wide in a window of ${inDevice.window}`);
-    await viewLog.click();
-    await page.getByTestId('job-log').getByTestId('job-log-lines').filter({ hasText: 'download verified: sha256 mismatch' }).waitFor();
-    await shot('09d-device-long-reason');
-    // the overview's failures, and the job's failing devices
-    for (const route of ['/', `/jobs/${jobId}`]) {
-      await page.goto(ts.httpUrl + route);
-      await page.getByRole('cell', { name: reason }).first().waitFor();
-      const sized = await fitsTheWindow();
-      assert.ok(sized.page <= sized.window, `${route} is ${sized.page} px wide in a window of ${sized.window}`);
-    }
-  });
-
-  it("says that a client certificate expiry a device reports is not a valid date, rather than 'valid until Invalid Date' in green", async () => {
-    await registerDevice(ts, 'odd-cert-1');
-    const op = await TestClient.connect(ts.mqttUrl, 'ops-cert', { username: 'operator', password: ts.token });
-    try {
-      // seconds since the epoch, as agents send it: 4e15 is past the last date JavaScript has
-      await op.publish('state/odd-cert-1/update', { state: { reported: { agent: { trust: 'root', keyId: '0123456789abcdef', certificateExpiresAt: 4e15 } } } });
-    } finally {
-      await op.end();
-    }
-    await page.goto(`${ts.httpUrl}/devices/odd-cert-1`);
-    const facts = page.getByTestId('agent-facts');
-    await facts.filter({ hasText: 'client certificate expiry reported as 4000000000000000: not a valid date' }).waitFor();
-    assert.equal(await facts.locator('.note-good').count(), 0, 'not said in green');
-    assert.equal(await facts.locator('.note-warn').count(), 1);
   });
 
   it('comes back by itself when a device or job page opened while the server could not be reached', async () => {
@@ -940,6 +733,214 @@ describe('web dashboard in Chromium', { skip }, () => {
         if (err.status !== 409 || !/is COMPLETED/.test(err.message)) throw err;
       });
     }
+  });
+
+  it("opens a device's page whose id holds a dot by its URL: a reload, a bookmark, a shared link", async () => {
+    // device ids allow _ . : - ; the server once took '.dev-1' for a file's extension and answered 404
+    await registerDevice(ts, 'evil.dev-1');
+    await page.goto(`${ts.httpUrl}/devices/evil.dev-1`);
+    await heading('Device evil.dev-1 OFFLINE');
+    await page.reload();
+    await heading('Device evil.dev-1 OFFLINE');
+    await page.getByText('No job has targeted this device.').waitFor();
+  });
+
+  it("follows on the devices list what a rollout changes: the desired version, the update status, the version running", async () => {
+    await addArtifact(ts, '2.5.0', randomBytes(256), 'livefw');
+    await registerDevice(ts, 'live-1');
+    // the device's reports are sent by an operator, connected before the page opens: no
+    // presence event of the device (which the page followed already) stands in for them
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-live', { username: 'operator', password: ts.token });
+    try {
+      await page.goto(`${ts.httpUrl}/devices?id=live-`);
+      await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+      const row = page.getByTestId('devices-table').getByRole('row').filter({ has: page.getByRole('link', { name: 'live-1', exact: true }) });
+      const cells = async () => (await row.locator('td').allInnerTexts()).slice(1, 5);
+      await row.waitFor();
+      assert.deepEqual(await cells(), ['OFFLINE', '—', '—', '—']);
+      // the command sent: the desired version
+      const jobId = await deploy(ts, ['live-1'], 'livefw@2.5.0');
+      await row.locator('td').nth(4).filter({ hasText: /^2\.5\.0$/ }).waitFor({ timeout: 10_000 });
+      // the device's report: its update status, then the version it runs
+      await op.publish('state/live-1/update', { state: { reported: { software: { name: 'livefw', version: '1.0.0', jobId, status: 'DOWNLOADING' } } } });
+      await row.locator('td').nth(3).filter({ hasText: 'DOWNLOADING' }).waitFor({ timeout: 10_000 });
+      await op.publish('state/live-1/update', { state: { reported: { software: { name: 'livefw', version: '2.5.0', jobId, status: 'SUCCESS' } } } });
+      await row.locator('td').nth(2).filter({ hasText: /^2\.5\.0$/ }).waitFor({ timeout: 10_000 });
+      assert.deepEqual(await cells(), ['OFFLINE', '2.5.0', 'SUCCESS', '2.5.0']);
+    } finally {
+      await op.end();
+    }
+  });
+
+  it("shows a canceled job's progress with figures that cannot mislead: finished out of all its devices, and how many were canceled", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'halffw');
+    for (const id of ['half-1', 'half-2']) await registerDevice(ts, id);
+    // the first wave is half-1, which installs it (its report sent by an operator); the second
+    // waits for an approval that never comes
+    const jobId = (await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'halffw@1.0.0', targets: { devices: ['half-1', 'half-2'] }, plan: { waves: [{ count: 1, requireApproval: true }, {}] } })).job.jobId;
+    await eventually(async () => ((await api.call<{ items: { deviceId: string; dispatchedAt?: number }[] }>('GET', `/api/v1/jobs/${jobId}/executions`)).items.some((e) => e.deviceId === 'half-1' && e.dispatchedAt !== undefined) ? true : undefined), 30_000, 'the first wave sent');
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-half', { username: 'operator', password: ts.token });
+    try {
+      await op.publish('state/half-1/update', { state: { reported: { software: { name: 'halffw', version: '1.0.0', jobId, status: 'SUCCESS' } } } });
+    } finally {
+      await op.end();
+    }
+    await eventually(async () => ((await api.call<{ counts: Record<string, number> }>('GET', `/api/v1/jobs/${jobId}?limit=1`)).counts.SUCCEEDED === 1 ? true : undefined), 30_000, 'the first wave succeeded');
+    await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
+    await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+    await page.getByRole('heading', { level: 1 }).filter({ hasText: 'CANCELED' }).waitFor();
+    // the API's percentDone leaves the canceled device out (1 of 1: 100%): beside 2 devices, it read "100% of 2" over a full bar
+    const progress = page.getByTestId('job-progress');
+    await progress.filter({ hasText: '1 of 2 finished (50%) · 1 canceled' }).waitFor();
+    assert.equal(await page.getByLabel('All devices: 50%').count(), 1);
+    assert.equal(await page.getByLabel('Wave 2: 0%').count(), 1);
+    await page.locator('.progress').filter({ hasText: 'Wave 2' }).filter({ hasText: '0 of 1 finished (0%) · 1 canceled' }).waitFor();
+  });
+
+  it('reads the jobs and devices lists again when their stream comes back after a network drop, for what changed meanwhile', async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'dropfw');
+    await registerDevice(ts, 'drop-1');
+    await registerDevice(ts, 'drop-2');
+    // drop-1 never connects: its job stays in progress until it is canceled
+    const jobId = await deploy(ts, ['drop-1'], 'dropfw@1.0.0');
+    // the tab reaches the server through a proxy whose connections can be cut, as a network
+    // drop does (the browser's offline emulation leaves an open stream alone)
+    const sockets = new Set<net.Socket>();
+    let down = false;
+    const proxy = net.createServer((client) => {
+      if (down) return void client.destroy();
+      const upstream = net.connect(Number(new URL(ts.httpUrl).port), '127.0.0.1');
+      const end = () => {
+        for (const s of [client, upstream]) {
+          s.destroy();
+          sockets.delete(s);
+        }
+      };
+      for (const s of [client, upstream]) sockets.add(s.on('error', end).on('close', end));
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const via = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const live = page.getByRole('status', { name: 'Live updates: Live' });
+    /** Cuts the network while `change` is made (no event of it reaches the page), then brings it back. */
+    const dropWhile = async (change: () => Promise<unknown>) => {
+      await live.waitFor();
+      down = true;
+      expectRefusal = true; // the reconnections refused meanwhile (the browser logs them)
+      try {
+        for (const s of sockets) s.destroy();
+        await page.getByRole('status', { name: 'Live updates: Reconnecting…' }).waitFor();
+        await change();
+      } finally {
+        down = false;
+      }
+      await live.waitFor({ timeout: 30_000 });
+      expectRefusal = false;
+    };
+    try {
+      // another origin: signed in there too (the token is kept per origin, in the tab's sessionStorage)
+      await page.goto(`${via}/jobs`);
+      await page.getByLabel('Operator token').fill(ts.token);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      const row = page.getByTestId('jobs-table').getByRole('row').filter({ has: page.getByRole('link', { name: `job ${jobId}`, exact: true }) });
+      await row.filter({ hasText: 'IN PROGRESS' }).waitFor();
+      await dropWhile(() => api.call('POST', `/api/v1/jobs/${jobId}/cancel`));
+      await row.filter({ hasText: 'CANCELED' }).waitFor({ timeout: 10_000 });
+      // the devices list: drop-2 revoked while the network was down
+      await page.goto(`${via}/devices?id=drop-`);
+      const device = page.getByTestId('devices-table').getByRole('row').filter({ has: page.getByRole('link', { name: 'drop-2', exact: true }) });
+      await device.filter({ hasText: 'OFFLINE' }).waitFor();
+      await dropWhile(() => api.call('POST', '/api/v1/devices/drop-2/revoke'));
+      await device.filter({ hasText: 'REVOKED' }).waitFor({ timeout: 10_000 });
+    } finally {
+      expectRefusal = false;
+      // back on the server's own origin, on a page that reads nothing (the next test may count requests)
+      await page.goto(`${ts.httpUrl}/no-such-page`);
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it("puts a job page's id into its API paths encoded: an id holding ? / # reads that job, not another resource", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'encfw');
+    await registerDevice(ts, 'enc-1');
+    const jobId = await deploy(ts, ['enc-1'], 'encfw@1.0.0');
+    expectRefusal = true; // the 404s (the browser logs them)
+    const requests: string[] = [];
+    const record = (r: { url: () => string }) => void requests.push(new URL(r.url()).pathname + new URL(r.url()).search);
+    page.on('request', record);
+    try {
+      // '?' once made the job list's answer be read as a job (the page stayed on "Loading the job…"),
+      // and '<id>?x' or '<id>/timeline' another answer of that job under a wrong header
+      for (const [route, id] of [['/jobs/%3F', '?'], [`/jobs/${jobId}%3Fx`, `${jobId}?x`], [`/jobs/${jobId}%2Ftimeline`, `${jobId}/timeline`], [`/jobs/${jobId}%23a`, `${jobId}#a`]] as const) {
+        requests.length = 0;
+        await page.goto(ts.httpUrl + route);
+        await heading(`Job ${id}`);
+        await page.locator('main [role="alert"]').filter({ hasText: `job ${id} does not exist` }).waitFor();
+        assert.equal(await page.locator('main [role="alert"]').count(), 1, route);
+        assert.deepEqual(requests.filter((r) => r.startsWith('/api/')), [`/api/v1/jobs/${encodeURIComponent(id)}?limit=1`], route);
+      }
+    } finally {
+      page.off('request', record);
+      expectRefusal = false;
+    }
+    // its own id reads it, its controls and its log panel included
+    await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+    await heading(/encfw@1\.0\.0/);
+    await api.call('POST', `/api/v1/jobs/${jobId}/cancel`);
+  });
+
+  it("keeps a long unbreakable failure reason inside its table: the device page's View log stays clickable, no page is wider than the window", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'hashfw');
+    const secret = await registerDevice(ts, 'hash-1');
+    const jobId = await deploy(ts, ['hash-1'], 'hashfw@1.0.0');
+    // the agent's own words when a download's bytes are not the build's (src/agent/downloader.ts)
+    const reason = `sha256 mismatch: expected ${'3f2a'.repeat(16)}, got ${'e3b0'.repeat(16)}`;
+    const device = await TestClient.connect(ts.mqttUrl, 'hash-1', { username: 'hash-1', password: secret });
+    try {
+      assert.deepEqual(await device.subscribe('state/hash-1/job-log/+'), [1]);
+      await device.publish('state/hash-1/update', { state: { reported: { software: { name: 'hashfw', version: '0.9.0', jobId, status: 'FAILURE', error: reason } } } });
+      const answer = await device.request('state/hash-1/job-log', { jobId, lines: ['download verified: sha256 mismatch'] });
+      assert.equal(answer.topic, 'state/hash-1/job-log/accepted', JSON.stringify(answer.body));
+    } finally {
+      await device.end();
+    }
+    const fitsTheWindow = () => page.evaluate(() => ({ page: document.documentElement.scrollWidth, window: window.innerWidth }));
+    await page.goto(`${ts.httpUrl}/devices/hash-1`);
+    await page.getByTestId('device-jobs').getByRole('cell', { name: reason }).waitFor();
+    await page.getByTestId('device-events').getByText(reason).waitFor();
+    const viewLog = page.getByRole('button', { name: `View the log of job ${jobId}`, exact: true });
+    const box = (await viewLog.boundingBox())!;
+    // the button itself at its centre, not the "Last events" column drawn over it
+    assert.equal(await page.evaluate(({ x, y }) => document.elementFromPoint(x, y)?.getAttribute('aria-label'), { x: box.x + box.width / 2, y: box.y + box.height / 2 }), `View the log of job ${jobId}`);
+    const inDevice = await fitsTheWindow();
+    assert.ok(inDevice.page <= inDevice.window, `the device page is ${inDevice.page} px wide in a window of ${inDevice.window}`);
+    await viewLog.click();
+    await page.getByTestId('job-log').getByTestId('job-log-lines').filter({ hasText: 'download verified: sha256 mismatch' }).waitFor();
+    await shot('09d-device-long-reason');
+    // the overview's failures, and the job's failing devices
+    for (const route of ['/', `/jobs/${jobId}`]) {
+      await page.goto(ts.httpUrl + route);
+      await page.getByRole('cell', { name: reason }).first().waitFor();
+      const sized = await fitsTheWindow();
+      assert.ok(sized.page <= sized.window, `${route} is ${sized.page} px wide in a window of ${sized.window}`);
+    }
+  });
+
+  it("says that a client certificate expiry a device reports is not a valid date, rather than 'valid until Invalid Date' in green", async () => {
+    await registerDevice(ts, 'odd-cert-1');
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-cert', { username: 'operator', password: ts.token });
+    try {
+      // seconds since the epoch, as agents send it: 4e15 is past the last date JavaScript has
+      await op.publish('state/odd-cert-1/update', { state: { reported: { agent: { trust: 'root', keyId: '0123456789abcdef', certificateExpiresAt: 4e15 } } } });
+    } finally {
+      await op.end();
+    }
+    await page.goto(`${ts.httpUrl}/devices/odd-cert-1`);
+    const facts = page.getByTestId('agent-facts');
+    await facts.filter({ hasText: 'client certificate expiry reported as 4000000000000000: not a valid date' }).waitFor();
+    assert.equal(await facts.locator('.note-good').count(), 0, 'not said in green');
+    assert.equal(await facts.locator('.note-warn').count(), 1);
   });
 
   it('pages through the jobs, older and back newer, one page at a time', async () => {

@@ -26,6 +26,26 @@ function rate(value: string, name: string): number {
   return n;
 }
 
+/** The schemes the agent connects with (as `updraft agent --broker` accepts them). */
+const BROKER_SCHEMES = new Set(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:', 'tls:']);
+
+/**
+ * `--broker`, checked before anything is registered: mqtt.js reads 'foo' as no URL at all
+ * (an error once the fleet is registered) and '127.0.0.1:1883' as the scheme '127.0.0.1:' (a
+ * fleet that never connects, silently).
+ */
+function brokerUrl(value: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // said below
+  }
+  // not echoed: a broker URL may carry a password
+  if (!url || !BROKER_SCHEMES.has(url.protocol) || url.hostname === '') throw new UpdraftError('BAD_REQUEST', '--broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)');
+  return value;
+}
+
 /**
  * The devices of a `--devices-file`: a JSON array of {deviceId, secret}, as `--save-devices`
  * writes it, each with the `state` a run wrote when it stopped, if any (one without the
@@ -82,7 +102,7 @@ export function addSimCommand(program: Command): void {
       const concurrency = int(o.concurrency as string, 'concurrency', 1, 100_000);
       const connectRate = int(o.connectRate as string, 'connect-rate', 1, 1_000_000);
       const behaviour = {
-        brokerUrl: o.broker as string,
+        brokerUrl: brokerUrl(o.broker as string),
         mode,
         installMs: int(o.installMs as string, 'install-ms', 0, 3_600_000),
         failureRate: rate(o.failureRate as string, 'failure-rate'),

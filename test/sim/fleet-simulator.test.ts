@@ -265,6 +265,10 @@ describe('fleet simulator', () => {
         [['--crash-rate', 'abc'], 'updraft: error: --crash-rate must be a number from 0 to 1'],
         // more processes than devices: refused before the devices are registered
         [['--processes', '5'], 'updraft: error: --processes 5 is more than the 3 devices'],
+        // a broker URL mqtt.js cannot use: it failed (or never connected) once the fleet was registered
+        [['--broker', 'foo'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
+        [['--broker', '127.0.0.1:18831'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
+        [['--broker', 'mqtt://'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
       ] as const) {
         const r = await runCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-', ...bad]);
         assert.equal(r.code, 2, bad.join(' ')); // the request was wrong (main.ts: 4xx → 2)

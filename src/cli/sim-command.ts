@@ -1,4 +1,7 @@
 /** `updraft sim`: a simulated fleet in its own process, against a running Updraft. */
+import { randomBytes } from 'node:crypto';
+import { open, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { readJsonFile } from './json-file.ts';
 import { Option, type Command } from 'commander';
 import { writeFileAtomic } from '../util/atomic-file.ts';
@@ -44,6 +47,26 @@ function brokerUrl(value: string): string {
   // not echoed: a broker URL may carry a password
   if (!url || !BROKER_SCHEMES.has(url.protocol) || url.hostname === '') throw new UpdraftError('BAD_REQUEST', '--broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)');
   return value;
+}
+
+/**
+ * `--save-devices`, checked before anything is registered: the secrets are shown once, and a
+ * file found unwritable only once they were (a missing directory: ENOENT on the temporary
+ * file) lost them. A file made and removed beside it, where writeFileAtomic makes its own,
+ * answers for a missing directory, its permissions and a read-only file system alike.
+ */
+async function checkWritable(file: string): Promise<void> {
+  if ((await stat(file).catch(() => undefined))?.isDirectory()) throw new UpdraftError('BAD_REQUEST', `--save-devices ${file} is a directory: name a file`);
+  const dir = path.dirname(file);
+  const probe = path.join(dir, `.${path.basename(file)}.${randomBytes(4).toString('hex')}.probe`);
+  try {
+    await (await open(probe, 'wx', 0o600)).close();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' || code === 'ENOTDIR' ? `there is no directory ${dir}` : code === 'EACCES' || code === 'EPERM' ? `${dir} is not writable` : (err as Error).message;
+    throw new UpdraftError('BAD_REQUEST', `cannot write --save-devices ${file}: ${why}`);
+  }
+  await rm(probe, { force: true });
 }
 
 /**
@@ -115,6 +138,7 @@ export function addSimCommand(program: Command): void {
       const fromFile = typeof o.devicesFile === 'string' ? await readDevicesFile(o.devicesFile) : undefined;
       const count = fromFile?.length ?? int(o.devices as string, 'devices', 1, 10_000_000);
       if (!shard && processes > count) throw new UpdraftError('BAD_REQUEST', `--processes ${processes} is more than the ${count} devices`);
+      if (typeof o.saveDevices === 'string') await checkWritable(o.saveDevices);
       let devices: SimDevice[];
       if (fromFile) {
         devices = fromFile;

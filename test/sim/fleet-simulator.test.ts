@@ -269,6 +269,9 @@ describe('fleet simulator', () => {
         [['--broker', 'foo'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
         [['--broker', '127.0.0.1:18831'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
         [['--broker', 'mqtt://'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
+        // where the secrets cannot be saved: found once the devices were registered, the secrets lost
+        [['--save-devices', path.join(dir, 'missing', 'fleet.json')], `updraft: error: cannot write --save-devices ${path.join(dir, 'missing', 'fleet.json')}: there is no directory ${path.join(dir, 'missing')}`],
+        [['--save-devices', dir], `updraft: error: --save-devices ${dir} is a directory: name a file`],
       ] as const) {
         const r = await runCli(['sim', ...common, '--devices', '3', '--prefix', 'cli-', ...bad]);
         assert.equal(r.code, 2, bad.join(' ')); // the request was wrong (main.ts: 4xx → 2)

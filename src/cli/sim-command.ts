@@ -110,7 +110,7 @@ export function addSimCommand(program: Command): void {
     .option('--offline-ms <ms>', 'length of an offline period', String(SIM_DEFAULTS.offlineMs))
     .option('--seed <n>', 'random seed', '1')
     .option('--until-finished', 'exit once every device finished a job in this run (a job it finished in an earlier run, kept in the devices file, does not count), printing a JSON summary')
-    .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each)', '1')
+    .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each), each with its share of --connect-rate and --concurrency', '1')
     .addOption(new Option('--first-index <n>', 'run --devices-file as the slice starting at device n of the fleet, reporting to the parent process (--processes)').hideHelp())
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const mode = o.mode as string;
@@ -138,6 +138,10 @@ export function addSimCommand(program: Command): void {
       const fromFile = typeof o.devicesFile === 'string' ? await readDevicesFile(o.devicesFile) : undefined;
       const count = fromFile?.length ?? int(o.devices as string, 'devices', 1, 10_000_000);
       if (!shard && processes > count) throw new UpdraftError('BAD_REQUEST', `--processes ${processes} is more than the ${count} devices`);
+      // each process takes its share of the totals, and a share is 1 at least: a total below
+      // the processes would be exceeded (the fleet's rate, its devices online at once)
+      if (!shard && processes > connectRate) throw new UpdraftError('BAD_REQUEST', `--connect-rate ${connectRate} is less than 1 per process (--processes ${processes}): each process connects at its share of the rate`);
+      if (!shard && mode === 'cycling' && processes > concurrency) throw new UpdraftError('BAD_REQUEST', `--concurrency ${concurrency} is less than 1 per process (--processes ${processes}): each process keeps its share of the devices online`);
       if (typeof o.saveDevices === 'string') await checkWritable(o.saveDevices);
       let devices: SimDevice[];
       if (fromFile) {
@@ -167,7 +171,7 @@ export function addSimCommand(program: Command): void {
         // each child takes the options that describe the devices' behaviour as they are
         const childArgs = ['--broker', behaviour.brokerUrl, '--mode', mode, '--seed', String(behaviour.seed), '--install-ms', String(behaviour.installMs)];
         childArgs.push('--failure-rate', String(behaviour.failureRate), '--crash-rate', String(behaviour.crashRate), '--offline-rate', String(behaviour.offlineRate), '--offline-ms', String(behaviour.offlineMs));
-        const parent = new SimProcesses({ devices, processes, childArgs, concurrency, connectRate });
+        const parent = new SimProcesses({ devices, processes, childArgs, connectRate, ...(mode === 'cycling' ? { concurrency } : {}) });
         failed = parent.failed;
         fleet = parent;
       } else {

@@ -5,11 +5,11 @@
  * connection open (a file descriptor; a process here may not open more than 20,000), and one
  * Node process uses one core. The parent forks N children of the same command; child k runs
  * the k-th contiguous slice of the devices, from a file of its own (`--devices-file`, so no
- * child parses the whole fleet), with its share of the concurrency and of the connect rate,
- * and with each device's random sequence taken from its index in the whole fleet
- * (`--first-index`), so outcomes do not depend on how the fleet is split. Children report their
- * counters over the IPC channel a few times a second; the parent adds them up and speaks for
- * the fleet (its `sim: ready` line comes once every child is ready).
+ * child parses the whole fleet), with its share of the concurrency and of the connect rate
+ * (shares that add up to the totals), and with each device's random sequence taken from its
+ * index in the whole fleet (`--first-index`), so outcomes do not depend on how the fleet is
+ * split. Children report their counters over the IPC channel a few times a second; the parent
+ * adds them up and speaks for the fleet (its `sim: ready` line comes once every child is ready).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -45,9 +45,15 @@ export function sliceOf<T>(items: T[], shard: Shard): { first: number; items: T[
   return { first, items: items.slice(first, end) };
 }
 
-/** `total` split over `count` shards: each gets its share, at least 1. */
-export function shareOf(total: number, count: number): number {
-  return Math.max(1, Math.ceil(total / count));
+/**
+ * `total` split over `count` shards exactly: the shares sum to `total` and differ by one at
+ * most, so the fleet's connect rate and concurrency hold as with one process (rounded up, 2/s
+ * over 4 processes connected 4/s). A share of 0 is refused: the command refuses a total below
+ * `count` first.
+ */
+export function sharesOf(total: number, count: number): number[] {
+  if (total < count) throw new UpdraftError('BAD_REQUEST', `${total} cannot be split over ${count} processes: each takes at least 1`);
+  return Array.from({ length: count }, (_, k) => Math.floor(((k + 1) * total) / count) - Math.floor((k * total) / count));
 }
 
 interface ChildState {
@@ -62,8 +68,8 @@ export interface SimProcessesOptions {
   processes: number;
   /** `updraft sim` options every child takes as they are (broker, mode, rates, seed...). */
   childArgs: string[];
-  /** Concurrency and connect rate of the whole fleet: each child takes its share. */
-  concurrency: number;
+  /** Connect rate of the whole fleet, and its concurrency (cycling only): each child takes its share (`sharesOf`). */
+  concurrency?: number;
   connectRate: number;
   /** The `updraft` entry script, and the node flags to run it with. */
   entry?: string;
@@ -136,8 +142,10 @@ export class SimProcesses implements SimulatedFleet {
     );
     this.files = files;
     const entry = o.entry ?? process.argv[1]!;
-    const shares = ['--concurrency', String(shareOf(o.concurrency, o.processes)), '--connect-rate', String(shareOf(o.connectRate, o.processes))];
+    const rates = sharesOf(o.connectRate, o.processes);
+    const concurrencies = o.concurrency === undefined ? undefined : sharesOf(o.concurrency, o.processes);
     const allReady = slices.map((slice, k) => {
+      const shares = ['--connect-rate', String(rates[k]), ...(concurrencies ? ['--concurrency', String(concurrencies[k])] : [])];
       const args = ['sim', ...o.childArgs, ...shares, '--devices-file', files[k]!, '--first-index', String(slice.first)];
       const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const child: ChildState = { proc, exited: false };

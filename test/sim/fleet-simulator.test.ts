@@ -12,7 +12,7 @@ import { ApiClient } from '../../src/cli/api-client.ts';
 import { ConnectPacer, type PacerClock } from '../../src/sim/connect-pacer.ts';
 import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
-import { parseFirstIndex, shareOf, sliceOf } from '../../src/sim/sim-processes.ts';
+import { parseFirstIndex, sharesOf, sliceOf } from '../../src/sim/sim-processes.ts';
 import { eventually, runCli, startCli } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -192,6 +192,8 @@ describe('fleet simulator', () => {
       assert.deepEqual(shards.map((c) => Number(/--first-index (\d+)/.exec(c.cmd)?.[1])).sort((a, b) => a - b), [0, 10, 20]);
       const slices = shards.map((c) => JSON.parse(readFileSync(/--devices-file (\S+)/.exec(c.cmd)![1]!, 'utf8')) as { deviceId: string }[]);
       assert.deepEqual(slices.flat().map((d) => d.deviceId).sort(), many.map((d) => d.deviceId).sort());
+      // their shares of the connect rate make the fleet's (the default 2,000/s), no more
+      assert.equal(shards.reduce((n, c) => n + Number(/--connect-rate (\d+)/.exec(c.cmd)?.[1]), 0), 2000);
       const jobId = await rollout(many);
       const summary = JSON.parse((await cli.waitFor(/^(\{.*"devices":30.*\})$/m, 60_000))[1]!);
       assert.equal(summary.finished, 30);
@@ -265,6 +267,9 @@ describe('fleet simulator', () => {
         [['--crash-rate', 'abc'], 'updraft: error: --crash-rate must be a number from 0 to 1'],
         // more processes than devices: refused before the devices are registered
         [['--processes', '5'], 'updraft: error: --processes 5 is more than the 3 devices'],
+        // a total below one per process: each process's share (1 at least) exceeded it
+        [['--processes', '3', '--connect-rate', '2'], 'updraft: error: --connect-rate 2 is less than 1 per process (--processes 3): each process connects at its share of the rate'],
+        [['--mode', 'cycling', '--processes', '3', '--concurrency', '2'], 'updraft: error: --concurrency 2 is less than 1 per process (--processes 3): each process keeps its share of the devices online'],
         // a broker URL mqtt.js cannot use: it failed (or never connected) once the fleet was registered
         [['--broker', 'foo'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
         [['--broker', '127.0.0.1:18831'], 'updraft: error: --broker must be a URL like mqtt://host:1883 (mqtt, mqtts, ws, wss, tcp or tls, and a host)'],
@@ -451,7 +456,10 @@ describe('fleet simulator', () => {
     }
     assert.equal(parseFirstIndex('20'), 20);
     for (const bad of ['-1', '2.5', 'x', '']) assert.throws(() => parseFirstIndex(bad), /non-negative integer/);
-    assert.equal(shareOf(5000, 3), 1667);
-    assert.equal(shareOf(1, 3), 1);
+    // the processes' shares of the connect rate and the concurrency add up to the totals (rounded up, 2/s over 4 processes connected 4/s)
+    assert.deepEqual(sharesOf(5000, 3), [1666, 1667, 1667]);
+    assert.deepEqual(sharesOf(2, 2), [1, 1]);
+    assert.deepEqual(sharesOf(7, 4), [1, 2, 2, 2]);
+    assert.throws(() => sharesOf(2, 4), /each takes at least 1/);
   });
 });

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { touchesSearch } from '../../dashboard/src/device-search-live.ts';
+import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../../dashboard/src/device-search-live.ts';
 import { certificateExpiry, clientCertificateExpiry } from '../../dashboard/src/format.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { progressOf } from '../../dashboard/src/job-progress.ts';
@@ -35,6 +35,8 @@ describe('dashboard client logic', () => {
     const ev = (type: string, deviceId: string) => ({ type, data: type === 'execution.changed' ? { jobId: 'j1', deviceId, status: 'IN_PROGRESS', previousStatus: 'QUEUED' } : { deviceId, online: true } });
     const none = { state: '', version: '' };
     // a device shown: its connection, its update status, desired and running versions
+    // executions are polled, not streamed: a rollout's thousands a second cost the server a copy per open tab
+    assert.equal(DEVICE_SEARCH_EVENTS, 'device.presence,device.credentials');
     for (const type of ['device.presence', 'execution.changed', 'device.credentials']) assert.equal(touchesSearch(ev(type, 'dev-1'), none, shown), true, type);
     // a device not shown, on a page whose filters do not select by what changed: not read again
     assert.equal(touchesSearch(ev('execution.changed', 'dev-9'), none, shown), false);

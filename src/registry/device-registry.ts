@@ -75,14 +75,17 @@ export class DeviceRegistry {
 
   private readonly events: EventBus | undefined;
   private readonly idDefect: ((deviceId: string) => string | undefined) | undefined;
+  /** The clock registrations are dated by (the cluster's, `cluster/cluster-clock.ts`, with several instances). */
+  private readonly now: () => number;
 
   /**
    * `idDefect`: why the broker in use cannot take an otherwise valid id, refused at
    * registration (an external Mosquitto: an id holding ':', `mosquittoUserNameDefect`),
    * rather than registered for a device that could never log in.
    */
-  constructor(deps: { store: StateStore; cutOff?: CutOff; events?: EventBus; idDefect?: (deviceId: string) => string | undefined }) {
+  constructor(deps: { store: StateStore; cutOff?: CutOff; events?: EventBus; idDefect?: (deviceId: string) => string | undefined; now?: () => number }) {
     this.store = deps.store;
+    this.now = deps.now ?? Date.now;
     this.cutOff = deps.cutOff ?? (() => null);
     this.events = deps.events;
     this.idDefect = deps.idDefect;
@@ -103,7 +106,7 @@ export class DeviceRegistry {
   async register(r: DeviceRegistration): Promise<{ device: PublicDevice; secret: string }> {
     this.check(r);
     const secret = newDeviceSecret();
-    const now = Date.now();
+    const now = this.now();
     const record: DeviceRecord = {
       deviceId: r.deviceId,
       attributes: r.attributes ?? {},
@@ -242,7 +245,7 @@ export class DeviceRegistry {
   private async change(deviceId: string, edit: (d: DeviceRecord) => DeviceRecord, hint = true): Promise<DeviceRecord> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const current = await this.get(deviceId, hint);
-      const next = { ...edit(current), updatedAt: Date.now(), version: current.version + 1 };
+      const next = { ...edit(current), updatedAt: this.now(), version: current.version + 1 };
       if (await this.store.updateDevice(next)) return next;
     }
     throw new UpdraftError('CONFLICT', `device ${deviceId} is being changed concurrently; retry`);

@@ -64,8 +64,9 @@ import { mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 
 /**
  * How much later than a URL's or token's issue time a registration may be and still be the
- * one it was issued to: the issue time is in whole seconds (1 s), and the issuing and the
- * registering instance's clocks may differ a little (the cluster clock warns past 2 s). It
+ * one it was issued to: the issue time is in whole seconds (1 s), and with several instances
+ * both are dated by the cluster's clock (the database's), which the instances follow to within
+ * their round trip to it, so a little more covers them. It
  * was 60 s: a device deleted and its id registered again at once (a replacement) left the
  * earlier device's URLs and tokens of its last minute working for the new registration (QA),
  * and whoever held the retired device's secret could take a fresh one at any moment.
@@ -173,7 +174,7 @@ export class UpdraftServer {
     // a revoked device, or one whose secret was replaced, loses the connection it holds at
     // once: the embedded broker closes it; an external one, when its password file is reloaded
     // (`updraft broker mosquitto-config --watch` follows the registry's device.credentials events)
-    this.registry = new DeviceRegistry({ store: this.store, events, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })), ...(config.mqtt.url ? { idDefect: mosquittoUserNameDefect } : {}) });
+    this.registry = new DeviceRegistry({ store: this.store, events, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })), ...(config.mqtt.url ? { idDefect: mosquittoUserNameDefect } : {}), ...(clock ? { now: clock.now } : {}) });
     // hot builds in memory for downloads; a deleted build's bytes leave it
     const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha), events });
@@ -181,8 +182,12 @@ export class UpdraftServer {
     const router = new Router();
     this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, viewerTokens, operatorTokens, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
     await this.startPart(this.http);
-    const signer = new UrlSigner({ keys: urlKeys, baseUrl: this.publicUrl });
-    const tokens = new DownloadTokens({ keys: urlKeys });
+    // with several instances, a URL's or token's issue time and a device's registration are
+    // dated by the cluster's clock: a URL issued just after a registration on an instance whose
+    // clock runs behind the registering one's was taken for an earlier registration's
+    // (REGISTRATION_MARGIN_MS); their expiry moves with it, by the instance's offset
+    const signer = new UrlSigner({ keys: urlKeys, baseUrl: this.publicUrl, ...(clock ? { now: clock.now } : {}) });
+    const tokens = new DownloadTokens({ keys: urlKeys, ...(clock ? { now: clock.now } : {}) });
     // downloads.via s3: the bytes go from the bucket to the device, never through an instance
     const urls: DownloadUrlIssuer = config.downloads.via === 's3' && blobs instanceof S3BlobStore ? new S3UrlIssuer({ blobs }) : new HmacUrlIssuer({ signer });
 

@@ -58,6 +58,9 @@ if (!started.ok) {
       type WithClock = { deps: { now?: () => number } };
       assert.equal((ts.server.tracker as unknown as WithClock).deps.now, ts.server.clusterClock!.now);
       assert.equal((ts.server.rollouts.engine as unknown as WithClock).deps.now, ts.server.clusterClock!.now);
+      // registrations are dated by it too, as are download URLs and tokens (their issue time is
+      // compared with the registration's: a device id registered again, REGISTRATION_MARGIN_MS)
+      assert.equal((ts.server.registry as unknown as { now: () => number }).now, ts.server.clusterClock!.now);
     } finally {
       await ts.close();
     }

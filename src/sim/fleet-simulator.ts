@@ -23,6 +23,7 @@ export { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } fr
 
 /** Counters, readable while the simulation runs. */
 export interface SimStats {
+  /** Devices whose connection is up now (it follows each connection's ups and downs: a broker gone takes it to 0). */
   connected: number;
   /** Devices that finished a job (their first outcome). */
   finished: number;
@@ -48,10 +49,10 @@ interface DeviceSlot {
   random: () => number;
   state: MemoryAgentStateStore;
   agent?: UpdateAgent;
-  /** The agent is connected and counted in `stats.connected`; retire() uncounts it. */
+  /** The agent's connection is up, and counted in `stats.connected`; its close or retire() uncounts it. */
   online: boolean;
-  /** Wakes a connect() waiting on an agent that was retired before it connected. */
-  onRetired?: () => void;
+  /** Wakes what waits on the device's connection (connect()): it came up, went down, or the agent was retired. */
+  onChange?: () => void;
   /** The device's latest outcome, and the device-side job id it was for (a retry has its own); none until it finished a job. */
   outcome?: { jobId: string; status: 'SUCCESS' | 'FAILURE' };
   /** Cycling: wakes the worker holding this device. */
@@ -183,7 +184,7 @@ export class FleetSimulator implements SimulatedFleet {
       slot.online = false;
       this.stats.connected--;
     }
-    slot.onRetired?.();
+    slot.onChange?.();
     await agent.stop();
     this.retired.reports += agent.requestsSent.update;
     this.retired.gets += agent.requestsSent.get;
@@ -219,6 +220,13 @@ export class FleetSimulator implements SimulatedFleet {
       // took 2% of a cycling simulator; DEBUG=mqttjs* still turns it on
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300, ...(MQTT_DEBUG ? {} : { log: noLog }) },
     });
+    // the count follows the connection itself: a broker that went away takes it down at once
+    agent.on('connection', ({ online }) => {
+      if (slot.agent !== agent || slot.online === online) return;
+      slot.online = online;
+      this.stats.connected += online ? 1 : -1;
+      slot.onChange?.();
+    });
     agent.on('status', (e) => {
       // a retired agent's last events (while it stops) no longer speak for the device
       if (slot.agent !== agent) return;
@@ -253,9 +261,10 @@ export class FleetSimulator implements SimulatedFleet {
   }
 
   /**
-   * Starts a new agent for the device and counts it once connected. The agent resumes what
-   * the device was doing (a download), and may reach a step that draws a crash (the install
-   * of a job it went offline during) and retires it before it connects: then it is not counted.
+   * Starts a new agent for the device and resolves once it connected (counted in `connects`).
+   * The agent resumes what the device was doing (a download), and may reach a step that draws
+   * a crash (the install of a job it went offline during) and retires it before it connects:
+   * then it is not counted.
    */
   private async connect(slot: DeviceSlot): Promise<void> {
     await this.pacer.take();
@@ -266,8 +275,6 @@ export class FleetSimulator implements SimulatedFleet {
       slot.agent = agent;
       await agent.start();
       if (!(await untilConnected(slot, agent))) return;
-      slot.online = true;
-      this.stats.connected++;
       this.stats.connects++;
     } finally {
       this.connecting--;
@@ -337,22 +344,10 @@ function succeeded(slot: DeviceSlot): boolean {
 }
 
 /** True once `agent` is connected; false if it is retired first (it is no longer the slot's). */
-function untilConnected(slot: DeviceSlot, agent: UpdateAgent): Promise<boolean> {
-  if (slot.agent !== agent) return Promise.resolve(false);
-  if (agent.connected) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = (connected: boolean): void => {
-      agent.off('connection', on);
-      if (slot.onRetired === retired) slot.onRetired = undefined;
-      resolve(connected);
-    };
-    const on = (e: { online: boolean }): void => {
-      if (e.online) done(true);
-    };
-    const retired = (): void => done(false);
-    agent.on('connection', on);
-    slot.onRetired = retired;
-  });
+async function untilConnected(slot: DeviceSlot, agent: UpdateAgent): Promise<boolean> {
+  // one waiter per slot: a new agent's connect() waits only once this one's was woken by its retirement
+  while (slot.agent === agent && !slot.online) await new Promise<void>((resolve) => (slot.onChange = resolve));
+  return slot.agent === agent;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -14,6 +14,7 @@ import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { parseFirstIndex, sharesOf, sliceOf } from '../../src/sim/sim-processes.ts';
 import { eventually, runCli, startCli } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** The live child processes of `pid` and their command lines (Linux /proc). */
@@ -90,6 +91,29 @@ describe('fleet simulator', () => {
       assert.ok(sim.stats.connects > 30 && sim.stats.connects <= 30 + sim.stats.offlinePeriods + sim.stats.crashes, JSON.stringify(sim.stats));
     } finally {
       await sim.stop();
+    }
+  });
+
+  it('the count of connected devices follows the connections: a broker gone takes it to 0, its return back up', async () => {
+    // it changed only as the simulator connected and retired agents: with the broker dead it said connected:20
+    const port = await freePort();
+    let own: TestServer | undefined = await startTestServer({ flags: { 'mqtt-port': port } });
+    const dataDir = own.dataDir;
+    const devices = await registerFleet(new ApiClient({ server: own.httpUrl, token: own.token }), 'drop-', 3);
+    const sim = new FleetSimulator({ brokerUrl: own.mqttUrl, devices, mode: 'connected', seed: 4 });
+    try {
+      await sim.start();
+      assert.equal(sim.stats.connected, 3);
+      await own.stop();
+      own = undefined;
+      await eventually(async () => (sim.stats.connected === 0 ? true : undefined), 30_000, `the count drops to 0: ${JSON.stringify(sim.stats)}`);
+      own = await startTestServer({ dataDir, flags: { 'mqtt-port': port } });
+      await eventually(async () => (sim.stats.connected === 3 ? true : undefined), 60_000, `the devices reconnect and count again: ${JSON.stringify(sim.stats)}`);
+      assert.equal(sim.stats.connects, 3, 'connects counts the simulator\'s own connections, not the reconnections');
+    } finally {
+      await sim.stop();
+      await own?.stop();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 

@@ -89,7 +89,7 @@ for (let r = 1; r <= repeat; r++) {
   for (const n of sizes) {
     const server = await startServer(serverOptions);
     try {
-      run.updates.push(await connectedUpdate(server, n, options.inFlight));
+      run.updates.push(await server.guard(connectedUpdate(server, n, options.inFlight)));
       log(`\n[1,5] ${n} connected devices take one update${tag}\n${table([run.updates.at(-1)! as unknown as Record<string, unknown>])}`);
       if (n === sizes.at(-1)) {
         run.brokerRate = await rawBrokerRate(server);
@@ -104,7 +104,7 @@ for (let r = 1; r <= repeat; r++) {
   if (rolloutSize > 0) {
     const server = await startServer(serverOptions);
     try {
-      run.rollout = await cyclingRollout(server, rolloutSize, options.concurrency);
+      run.rollout = await server.guard(cyclingRollout(server, rolloutSize, options.concurrency));
       log(`\n[2] ${rolloutSize}-device rollout, devices cycling online (${values.concurrency} at once)${tag}\n${table([run.rollout as unknown as Record<string, unknown>])}`);
     } finally {
       await server.close();

@@ -38,12 +38,21 @@ export interface BenchServer {
   broker?: { rss(): number; cpuSeconds(): number };
   /** With --alloc: where the server and the simulator write their allocation profiles. */
   allocDir?: string;
-  /** Node flags for the simulator: --cpu-prof into the same directory when profiling. */
-  simFlags: string[];
-  /** Extra `updraft sim` arguments: `--processes N` with --sim-processes. */
-  simArgs: string[];
-  /** The simulator's niceness (--sim-nice): the devices' work yields to the system under test. */
-  simNice: number;
+  /**
+   * Starts `updraft sim ...args` for this server: with its Node flags (--cpu-prof into the same
+   * directory when profiling), `--processes N` (--sim-processes) and the simulator's niceness
+   * (--sim-nice: the devices' work yields to the system under test). guard() watches it,
+   * close() stops it.
+   */
+  sim(args: string[]): Child;
+  /**
+   * `phase`, unless the server or a simulator it started exits on its own first: then that
+   * child's died() error at once. Every phase of a scenario runs under it (run.ts): a dead server
+   * answers nothing, and a phase waiting for it would wait out its timeout (10 minutes for a
+   * simulator to be ready) or, with nothing left to wake it, let Node exit mid-await.
+   */
+  guard<T>(phase: Promise<T>): Promise<T>;
+  /** Stops the simulators it started and the server, and removes its data dir. */
   close(): Promise<void>;
 }
 
@@ -75,6 +84,14 @@ export async function startServer(opts: { profileDir?: string; allocDir?: string
   const token = (await readFile(path.join(dir, 'operator-token'), 'utf8')).trim();
   const api = new ApiClient({ server: `http://127.0.0.1:${httpPort}`, token });
   const embeddedUrl = `mqtt://127.0.0.1:${mqttPort}`;
+  // the first child of this server to exit on its own: what guard() races every phase against
+  let died!: (err: Error) => void;
+  const failed = new Promise<never>((_, reject) => (died = reject));
+  failed.catch(() => undefined); // observed by guard()
+  void child.died().catch(died);
+  const sims = new Set<Child>();
+  const simFlags = [...SIM_TUNING, ...nodeFlags];
+  const simArgs = (opts.simProcesses ?? 1) > 1 ? ['--processes', String(opts.simProcesses)] : [];
   return {
     child,
     api,
@@ -82,15 +99,21 @@ export async function startServer(opts: { profileDir?: string; allocDir?: string
     serviceUrl: ext?.serviceUrl ?? embeddedUrl,
     token,
     dir,
-    simFlags: [...SIM_TUNING, ...nodeFlags],
     ...(opts.allocDir ? { allocDir: path.resolve(opts.allocDir) } : {}),
-    simArgs: (opts.simProcesses ?? 1) > 1 ? ['--processes', String(opts.simProcesses)] : [],
-    simNice: opts.simNice ?? 0,
+    sim(args) {
+      const sim = spawnUpdraft(['sim', ...args, ...simArgs], simFlags, { nice: opts.simNice ?? 0 });
+      sims.add(sim);
+      void sim.died().catch(died);
+      return sim;
+    },
+    guard: (phase) => Promise.race([phase, failed]),
     admit: async () => ext?.admit(api),
     ...(ext ? { broker: ext.broker } : {}),
     published: async () => (ext ? ext.published() : (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published),
     loop: async () => (await api.call<{ eventLoop: LoopTime }>('GET', '/api/v1/metrics')).eventLoop,
     close: async () => {
+      // a phase that failed by guard() left its simulator running
+      await Promise.all([...sims].map((s) => s.stop()));
       await child.stop();
       await ext?.stop();
       await rm(dir, { recursive: true, force: true });
@@ -209,7 +232,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
   await server.admit();
   const file = path.join(server.dir, `devices-${n}.json`);
   await writeFile(file, JSON.stringify(devices));
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000', ...server.simArgs], server.simFlags, { nice: server.simNice });
+  const sim = server.sim(['--devices-file', file, '--broker', server.mqttUrl, '--mode', 'connected', '--connect-rate', '4000']);
   try {
     await sim.waitFor(/sim: ready/, 600_000);
     await sleep(1500); // the devices' first reports settle
@@ -227,7 +250,7 @@ export async function connectedUpdate(server: BenchServer, n: number, maxInFligh
       ...(maxInFlight ? { plan: { maxInFlight } } : {}),
     });
     const jobIds = [r.job.jobId];
-    const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000), server.child.died()]);
+    const done = await sim.waitFor(/sim: finished \d+ devices .* installs=(\d+)/, 600_000);
     const toUs = monotonicUs();
     const cpu1 = [server.child.cpuSeconds(), sim.cpuSeconds(), server.broker?.cpuSeconds() ?? 0];
     const loop1 = await server.loop();
@@ -287,16 +310,16 @@ export async function cyclingRollout(server: BenchServer, n: number, concurrency
   const serverCpu0 = server.child.cpuSeconds();
   const brokerCpu0 = server.broker?.cpuSeconds() ?? 0;
   const loop0 = await server.loop();
-  const sim = spawnUpdraft(['sim', '--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000', ...server.simArgs], server.simFlags, { nice: server.simNice });
+  const sim = server.sim(['--devices-file', file, '--broker', server.mqttUrl, '--mode', 'cycling', '--concurrency', String(concurrency), '--connect-rate', '5000']);
   let simCpu = 0;
   try {
     // the simulator's own start (loading the code and the devices) is not the fleet's work
-    await Promise.race([sim.waitFor(/sim: ready/, 600_000), server.child.died()]);
+    await sim.waitFor(/sim: ready/, 600_000);
     const simCpu0 = sim.cpuSeconds();
     const fromUs = monotonicUs();
     const pids = [server.child.proc.pid!, sim.proc.pid!];
     if (server.allocDir) startAllocSampling(pids);
-    const done = await Promise.race([sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000), server.child.died()]);
+    const done = await sim.waitFor(/sim: finished \d+ devices (\{.*\}) installs=(\d+)/, 1_800_000);
     const toUs = monotonicUs();
     const simStats = JSON.parse(done[1]!) as { connects: number; idleVisits: number; reports: number; gets: number };
     simCpu = sim.cpuSeconds() - simCpu0;

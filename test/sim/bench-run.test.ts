@@ -1,0 +1,97 @@
+/**
+ * `npm run bench` (bench/run.ts) when a part fails under it: it fails at once, says why on one
+ * line, and leaves no process or temporary directory behind. A tiny fleet, and the bench
+ * stopped as soon as its simulator starts: seconds, not a benchmark.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { eventually } from '../helpers/cli.ts';
+
+const RUN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/run.ts');
+
+/** A process's parent and command line, from /proc (Linux); undefined once it has ended. */
+function procInfo(pid: number): { ppid: number; args: string[] } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return { ppid, args: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live children of `pid` running `updraft <command>`. */
+function updraftChildren(pid: number, command: 'server' | 'sim'): { pid: number; args: string[] }[] {
+  const out: { pid: number; args: string[] }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const info = procInfo(Number(entry));
+    if (info?.ppid !== pid) continue;
+    const bin = info.args.findIndex((a) => a.endsWith('updraft.js'));
+    if (bin >= 0 && info.args[bin + 1] === command) out.push({ pid: Number(entry), args: info.args });
+  }
+  return out;
+}
+
+/** Whether `pid` runs (a zombie, exited but not yet reaped by its parent, does not). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts a 20-device bench, waits for its server and simulator, and hands them to `act`; then
+ * waits (at most `waitMs`) for the bench to end. Whatever is still running at the end is killed.
+ */
+async function benchUntil(act: (bench: { pid: number; server: { pid: number; args: string[] }; sim: { pid: number; args: string[] } }) => void, waitMs = 60_000) {
+  const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-run-test-'));
+  const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--sizes', '20', '--store-shadows', '0', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (d) => (stdout += d));
+  proc.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
+  const pids: number[] = [proc.pid!];
+  let dataDir: string | undefined;
+  try {
+    const sim = await eventually(async () => updraftChildren(proc.pid!, 'sim')[0], 120_000, 'the simulator started');
+    const server = updraftChildren(proc.pid!, 'server')[0]!;
+    pids.push(sim.pid, server.pid);
+    dataDir = server.args[server.args.indexOf('--data-dir') + 1]!;
+    act({ pid: proc.pid!, server, sim });
+    const t0 = Date.now();
+    const timeout = new Promise<undefined>((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      void exited.then(() => clearTimeout(timer));
+    });
+    const end = await Promise.race([exited, timeout]);
+    // what the bench left, seen before this function's own cleanup below
+    const left = { server: alive(server.pid), sim: alive(sim.pid), dataDir: existsSync(dataDir) };
+    return { end, seconds: (Date.now() - t0) / 1000, stdout, stderr, left };
+  } finally {
+    // a bench that failed the test: nothing of it stays
+    for (const pid of pids.reverse()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await rm(out, { recursive: true, force: true });
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+describe('bench run', () => {
+  it('the server dying before the simulator is ready fails the run at once, blaming the server', async () => {
+    const r = await benchUntil(({ server }) => process.kill(server.pid, 'SIGKILL'));
+    assert.ok(r.end, `the bench still ran ${r.seconds} s after its server died:\n${r.stderr}`);
+    assert.equal(r.end.code, 1, r.stderr);
+    assert.match(r.stderr, /updraft server exited unexpectedly/);
+    assert.deepEqual(r.left, { server: false, sim: false, dataDir: false }, 'the simulator stopped, the data dir removed');
+  });
+});

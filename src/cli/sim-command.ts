@@ -203,13 +203,14 @@ export function addSimCommand(program: Command): void {
         process.stderr.write(`updraft: error: ${err.message}\n`);
         process.exit(1);
       });
+      // a stop resolves the connects still waiting, and with them start(): that is no readiness
+      const started = () => fleet.start().then(() => stopping === undefined);
       if (shard) {
-        await fleet.start();
-        toParent!.ready();
+        if (await started()) toParent!.ready();
         return;
       }
       void fleet.whenFinished(devices.length).then(() => process.stdout.write(`sim: finished ${devices.length} devices ${JSON.stringify({ ...fleet.stats, ...fleet.requestsSent() })} installs=${fleet.installs}\n`));
-      await fleet.start();
+      if (!(await started())) return;
       process.stdout.write(`sim: ready ${devices.length} devices (${mode}${processes > 1 ? `, ${processes} processes` : ''})\n`);
       if (o.untilFinished) {
         await fleet.whenFinished(devices.length);

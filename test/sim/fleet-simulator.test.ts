@@ -395,6 +395,23 @@ describe('fleet simulator', () => {
     }
   });
 
+  it('the command: a fleet stopped before it connected is not said to be ready', async () => {
+    // a stop resolves the connects still waiting: 'sim: ready 2 devices' came with 0 connected
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-stop-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify([{ deviceId: 'stop-1', secret: 'x' }, { deviceId: 'stop-2', secret: 'x' }]), { mode: 0o600 });
+    const nobody = await freePort(); // no broker listens there
+    const cli = startCli(['sim', '--devices-file', file, '--broker', `mqtt://127.0.0.1:${nobody}`]);
+    try {
+      await cli.waitFor(/^sim: \{"connected":0,/m, 30_000);
+      assert.equal(await cli.kill('SIGTERM'), 0);
+      assert.doesNotMatch(cli.output(), /sim: ready/);
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the command keeps the secrets of the devices registered before a later request of the registration fails', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-big-'));
     // a fleet of 10,003 takes two requests; someone registers a device the second names

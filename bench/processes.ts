@@ -6,6 +6,20 @@ import { fileURLToPath } from 'node:url';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/updraft.js');
 
+/** An `updraft` child that exited before the bench stopped it: the message is one line, its output's end is `tail`. */
+export class ChildExited extends Error {
+  constructor(
+    message: string,
+    /** The end of the child's output (stdout and stderr): a crash's reason is there. */
+    readonly tail: string,
+    /** Its exit code, or null when a signal ended it. */
+    readonly code: number | null,
+  ) {
+    super(message);
+    this.name = 'ChildExited';
+  }
+}
+
 /** A running `updraft` child. */
 export interface Child {
   proc: ChildProcess;
@@ -14,7 +28,7 @@ export interface Child {
   rss(): number;
   /** CPU time used so far (user + system) by the process and its live children (`sim --processes`), in seconds, from /proc (Linux). */
   cpuSeconds(): number;
-  /** Rejects, with the end of its output, if the process exits before stop(): race it against waits. */
+  /** Rejects with a ChildExited if the process exits before stop(): race it against waits. */
   died(): Promise<never>;
   stop(): Promise<void>;
 }
@@ -59,7 +73,7 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { n
   let stopping = false;
   const died = new Promise<never>((_, reject) => {
     proc.on('close', (code, signal) => {
-      if (!stopping) reject(new Error(`updraft ${args[0]} exited unexpectedly (code ${code}, signal ${signal}); output tail:\n${out.slice(-4000)}`));
+      if (!stopping) reject(new ChildExited(`updraft ${args[0]} exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`, out.slice(-4000), code));
     });
   });
   died.catch(() => undefined); // observed by whoever races it

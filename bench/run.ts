@@ -19,7 +19,7 @@ import { renderChart } from './chart.ts';
 import { freshDatabase, stopExternal, usePostgres } from './external.ts';
 import { summarizeAllocations, type AllocPart, type AllocSite } from './alloc-summary.ts';
 import { profileOf, summarizeProfile, type FunctionShare, type PartShare, type ProfileWindow } from './profile-summary.ts';
-import { NODE_TUNING, SIM_TUNING } from './processes.ts';
+import { ChildExited, NODE_TUNING, SIM_TUNING } from './processes.ts';
 import { allocWindows, connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { combineRuns, round } from './stats.ts';
 import { judgeTargets } from './targets.ts';
@@ -66,9 +66,16 @@ const { repeat, simProcesses } = options;
 // 39% faster for 24% less (docs/benchmarks.md). --sim-nice 0: equal priority, as before.
 const { simNice } = options;
 const serverOptions = { ...(profileDir ? { profileDir } : {}), ...(allocDir ? { allocDir } : {}), external, simProcesses, simNice };
-// a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here
+// a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here.
+// A server or simulator that died is one line (and, if it exited with an error, the end of
+// its output: the reason), anything else the whole stack.
 process.once('uncaughtException', (err) => {
-  process.stderr.write(`${err.stack ?? err.message}\n`);
+  if (err instanceof ChildExited) {
+    const tail = err.code !== null && err.code !== 0 ? err.tail.trimEnd().split('\n').slice(-20) : [];
+    process.stderr.write(`bench: error: ${err.message}\n${tail.length > 0 ? `its output ended with:\n${tail.map((l) => `  ${l}\n`).join('')}` : ''}`);
+  } else {
+    process.stderr.write(`${err.stack ?? err.message}\n`);
+  }
   void stopExternal().finally(() => process.exit(1));
 });
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
@@ -92,7 +99,7 @@ for (let r = 1; r <= repeat; r++) {
       run.updates.push(await server.guard(connectedUpdate(server, n, options.inFlight)));
       log(`\n[1,5] ${n} connected devices take one update${tag}\n${table([run.updates.at(-1)! as unknown as Record<string, unknown>])}`);
       if (n === sizes.at(-1)) {
-        run.brokerRate = await rawBrokerRate(server);
+        run.brokerRate = await server.guard(rawBrokerRate(server));
         log(`\n[ceiling] raw broker rate, same broker, mqtt.js clients publishing QoS 1, subscribed QoS 0 like devices${tag}: ${run.brokerRate} msgs/s`);
         run.ops = await replicaOps(server);
         log(`\n[3] replica operations under load (200 devices x 8 in flight)${tag}\n${table([run.ops])}`);

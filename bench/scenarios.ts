@@ -46,8 +46,8 @@ export interface BenchServer {
    */
   sim(args: string[]): Child;
   /**
-   * `phase`, unless the server or a simulator it started exits on its own first: then that
-   * child's died() error at once. Every phase of a scenario runs under it (run.ts): a dead server
+   * `phase`, unless the server or a simulator it started exits on its own first: then its
+   * ChildExited at once. Every phase of a scenario runs under it (run.ts): a dead server
    * answers nothing, and a phase waiting for it would wait out its timeout (10 minutes for a
    * simulator to be ready) or, with nothing left to wake it, let Node exit mid-await.
    */

@@ -189,13 +189,13 @@ export class MemoryAgentStateStore implements AgentStateStore {
 
 const PHASES: readonly string[] = Object.keys(PHASE_TRANSITIONS);
 
-/** Keeps what is well formed; a malformed in-flight record is dropped (the server re-sends the command). */
 /** The well-formed entries of a saved list of finished jobs (a job id, SUCCESS or FAILURE), the latest `MAX_FINISHED_JOBS`; [] for what is not a list. */
 export function finishedJobsOf(raw: unknown): FinishedJob[] {
   if (!Array.isArray(raw)) return [];
   return (raw as FinishedJob[]).filter((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE')).slice(-MAX_FINISHED_JOBS);
 }
 
+/** Keeps what is well formed; a malformed in-flight record is dropped (the server re-sends the command). */
 function sanitize(raw: unknown): AgentStateData {
   const obj = (raw ?? {}) as Record<string, unknown>;
   const out: AgentStateData = { finished: finishedJobsOf(obj.finished) };

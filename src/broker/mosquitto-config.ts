@@ -204,6 +204,7 @@ export class MosquittoPasswdBook {
     if (line === 'missing') this.missingIds.add(d.deviceId);
     else this.missingIds.delete(d.deviceId);
     if (line === 'unnamable') this.unnamableIds.add(d.deviceId);
+    else this.unnamableIds.delete(d.deviceId); // revoked since: no longer one to name
     if (line === 'revoked' || line === 'missing' || line === 'unnamable') this.lines.delete(d.deviceId);
     else this.lines.set(d.deviceId, line);
   }

@@ -319,8 +319,9 @@ export class RolloutEngine {
       // later finds the execution and ends it itself
       const stopped = await this.stoppedJob(jobId);
       if (stopped) {
-        const reason = stopReasonOf(stopped);
-        await mutateExecution(this.deps, { jobId, deviceId }, (cur) => (cur.status === 'QUEUED' && cur.dispatchedAt === undefined ? canceledNow(cur, reason) : undefined), this.now());
+        // as the stop's own pass would: canceled if unsent, told to stay if a tick sent it meanwhile
+        const record = await this.deps.store.getExecution(jobId, deviceId);
+        if (record) await this.stopExecution(record, stopReasonOf(stopped), this.now());
         await this.settleTotal(jobId, this.now());
         continue;
       }
@@ -621,8 +622,17 @@ export class RolloutEngine {
       const last = spec.plan.waves.length - 1;
       if (w < last) {
         const wave = spec.plan.waves[w]!;
-        const pct = successPercent(tally(counts, (x) => x === w));
-        if (pct < wave.successThreshold) {
+        const own = tally(counts, (x) => x === w);
+        const pct = successPercent(own);
+        const finished = own.SUCCEEDED + own.FAILED + own.TIMED_OUT;
+        const unproven = own.REJECTED + own.CANCELED + own.REMOVED;
+        if (wave.successThreshold > 0 && finished === 0 && unproven > 0) {
+          // a gate with nothing to judge: every device of the wave ended without an install
+          // (REJECTED, CANCELED: a newer job's command stood, REMOVED). Counting that as 100%
+          // let the rollout past its canary with no evidence at all
+          const message = `wave ${w + 1} finished with no device updated (${unproven} ended without an install: rejected, canceled or removed), so its threshold of ${wave.successThreshold}% has nothing to judge; resume to go on, or cancel`;
+          next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'threshold', wave: w, message, at: now } } };
+        } else if (pct < wave.successThreshold) {
           // waves are named from 1 to people (job watch, the dashboard, webhooks); `wave: w` is the index
           const message = `wave ${w + 1} succeeded on ${pct.toFixed(1)}% of its finished devices, below its threshold of ${wave.successThreshold}%; resume to go on, or cancel`;
           next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'threshold', wave: w, message, at: now } } };
@@ -720,8 +730,9 @@ export class RolloutEngine {
    * newer job's command supersedes an older one's, an older job's later wave does not
    * overwrite a newer one's (a hotfix over a slow rollout). A control command (a stay, a
    * rollback) ends its job on the device, and jobs created in the same millisecond have no
-   * order: the command is sent. Reads nothing for a device asked for this job, an older one
-   * (its jobs are cached by the tracker) or nothing.
+   * order: the command is sent. Reads nothing for a device asked for nothing, for this job
+   * or for one it reported finishing; else the asked job's identity (the tracker caches the
+   * last 1,000 jobs) and, for a newer one, the device's execution in it.
    */
   private async newerCommand(job: JobRecord, deviceId: string, desired: unknown, reported: ReportedSoftware | undefined): Promise<string | undefined> {
     const askedId = isJsonObject(desired) && typeof desired.jobId === 'string' ? desired.jobId : undefined;

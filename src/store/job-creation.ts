@@ -58,7 +58,7 @@ export async function createJobInPieces(steps: JobCreationSteps, job: JobRecord,
     }
     await steps.finish(job);
   } catch (err) {
-    // if this fails too, the marker stays and a later start removes the rest
+    // if this fails too, the marker stays and a sweep removes the rest once it is stale
     await steps.abandon(job.jobId).catch(() => undefined);
     throw err;
   }

@@ -32,9 +32,15 @@ describe('a continuous job stopped while devices join it', () => {
   };
 
   it('a device coming online just after the cancel is not added', async () => {
+    // a second continuous job, made after it, still running: the engine looks at the jobs in
+    // the order it learned them, so the device's execution in this one says the engine is done
+    // with the arrival (no wait that a slow machine could cut short)
+    const witness = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { query: 'tags = grp' }, type: 'continuous' })).job.jobId;
+    await f.tick();
     await f.rollouts.jobs.cancel(jobId);
     await f.registry.register({ deviceId: 'c100', tags: ['grp'] });
     await comesOnline('c100');
+    await eventually(async () => ((await f.store.getExecution(witness, 'c100')) ? true : undefined), 5_000, 'the running job took the device');
     await f.tick();
     assert.equal(await f.store.getExecution(jobId, 'c100'), undefined);
     assert.equal(await open(), 0, 'nothing left QUEUED in the canceled job');

@@ -58,6 +58,23 @@ describe('a newer job on a device before an older job reaches it', () => {
     assert.equal((await f.desired('d003'))?.version, '2.1.0');
   });
 
+  it('does not let a canary wave whose devices all kept a newer job\'s command pass its threshold with nothing to judge', async () => {
+    const ids = await f.fleet('c', 3);
+    const startAt = f.clock.now + 60_000;
+    const rollout = await create('fw@2.0.0', { targets: { devices: ids }, plan: { startAt, waves: [{ count: 1, successThreshold: 100 }, { percent: 100 }] } });
+    f.advance(1_000);
+    const hotfix = await create('fw@2.1.0', { targets: { devices: ['c001'] } }); // the canary's device
+    f.advance(60_000);
+    await f.tick();
+    await f.tick();
+    assert.equal((await f.execution(rollout, 'c001')).status, 'CANCELED', "the hotfix's command stands");
+    const job = await f.job(rollout);
+    assert.equal(job.status, 'PAUSED', 'the canary proved nothing: the rollout waits');
+    assert.match(String((job.progress as { pause?: { message?: string } }).pause?.message), /^wave 1 finished with no device updated \(1 ended without an install/);
+    for (const d of ['c002', 'c003']) assert.notEqual((await f.desired(d))?.jobId, rollout, `${d} not sent the build`);
+    assert.equal((await f.desired('c001'))?.jobId, hotfix);
+  });
+
   it("supersedes an older job's command still pending: the last asked wins in the order the jobs were made", async () => {
     const [d] = await f.fleet('o', 1);
     const older = await create('fw@2.0.0', { targets: { devices: [d!] } });

@@ -30,6 +30,7 @@ export interface Child {
   cpuSeconds(): number;
   /** Rejects with a ChildExited if the process exits before stop(): race it against waits. */
   died(): Promise<never>;
+  /** Stops the process (SIGINT, SIGKILL after 15 s); rejects with its ChildExited if it had exited on its own before. */
   stop(): Promise<void>;
 }
 
@@ -70,6 +71,7 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { n
   proc.stdout!.on('data', onData);
   proc.stderr!.on('data', onData);
   const exited = new Promise<void>((resolve) => proc.on('close', () => resolve()));
+  // stop() was called while the process ran: its exit from then on is expected
   let stopping = false;
   const died = new Promise<never>((_, reject) => {
     proc.on('close', (code, signal) => {
@@ -98,11 +100,15 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { n
     cpuSeconds: () => procTreeCpuSeconds(proc.pid!),
     died: () => died,
     async stop() {
-      stopping = true;
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      if (!stopping && proc.exitCode === null && proc.signalCode === null) {
+        stopping = true;
+        proc.kill('SIGINT');
+      }
+      const timer = stopping ? setTimeout(() => proc.kill('SIGKILL'), 15_000) : undefined;
       await exited;
       clearTimeout(timer);
+      // it had exited on its own before: the figures taken meanwhile are not to be trusted
+      if (!stopping) await died;
     },
   };
 }

@@ -101,7 +101,7 @@ for (let r = 1; r <= repeat; r++) {
       if (n === sizes.at(-1)) {
         run.brokerRate = await server.guard(rawBrokerRate(server));
         log(`\n[ceiling] raw broker rate, same broker, mqtt.js clients publishing QoS 1, subscribed QoS 0 like devices${tag}: ${run.brokerRate} msgs/s`);
-        run.ops = await replicaOps(server);
+        run.ops = await server.guard(replicaOps(server));
         log(`\n[3] replica operations under load (200 devices x 8 in flight)${tag}\n${table([run.ops])}`);
       }
     } finally {

@@ -52,7 +52,7 @@ export interface BenchServer {
    * simulator to be ready) or, with nothing left to wake it, let Node exit mid-await.
    */
   guard<T>(phase: Promise<T>): Promise<T>;
-  /** Stops the simulators it started and the server, and removes its data dir. */
+  /** Stops the simulators it started and the server, and removes its data dir; rejects with the ChildExited of one that had died. */
   close(): Promise<void>;
 }
 
@@ -112,11 +112,16 @@ export async function startServer(opts: { profileDir?: string; allocDir?: string
     published: async () => (ext ? ext.published() : (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published),
     loop: async () => (await api.call<{ eventLoop: LoopTime }>('GET', '/api/v1/metrics')).eventLoop,
     close: async () => {
-      // a phase that failed by guard() left its simulator running
-      await Promise.all([...sims].map((s) => s.stop()));
-      await child.stop();
-      await ext?.stop();
-      await rm(dir, { recursive: true, force: true });
+      try {
+        // a phase that failed by guard() left its simulator running
+        const stopped = await Promise.allSettled([...sims].map((s) => s.stop()));
+        // a child that had died is reported (the server's death first: a simulator's follows from it)
+        await child.stop();
+        for (const r of stopped) if (r.status === 'rejected') throw r.reason;
+      } finally {
+        await ext?.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
     },
   };
 }
@@ -439,7 +444,10 @@ export async function replicaOps(server: BenchServer, clients = 200, window = 8,
   const all = loops.flatMap((run) => run());
   await sleep(seconds * 1000);
   running = false;
-  await Promise.race([Promise.all(all), sleep(10_000)]);
+  // each loop ends with the answer to its last request: a server that stalls (or died, which
+  // guard() reports first) is a failed run, not a finished one with the answers it gave
+  const drained = await Promise.race([Promise.all(all).then(() => true), sleep(30_000).then(() => false)]);
+  if (!drained) throw new Error(`replica operations: requests still unanswered 30 s after the ${seconds} s window; the server stalled`);
   const elapsed = (Date.now() - start) / 1000;
   await Promise.all(conns.map((c) => c.endAsync(true)));
   return { ops_per_s: round(latencies.length / Math.min(elapsed, seconds), 0), p50_ms: round(percentile(latencies, 50), 1), p99_ms: round(percentile(latencies, 99), 1) };

@@ -1,7 +1,7 @@
 /** BlobStore on a local directory: `<dir>/sha256/<first two hex>/<sha256>`. */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,22 +13,30 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** Artifacts on local disk, written to a temp file and renamed into place once hashed. */
 export class LocalBlobStore implements BlobStore {
   private readonly dir: string;
+  private readonly leftoverAgeMs: number;
 
-  constructor(deps: { dir: string }) {
+  /** `leftoverAgeMs`: how long untouched a file of `tmp/` is before `start` takes it for a leftover (0: every file). */
+  constructor(deps: { dir: string; leftoverAgeMs?: number }) {
     this.dir = deps.dir;
+    this.leftoverAgeMs = deps.leftoverAgeMs ?? 0;
   }
 
   /**
-   * Empties `tmp/`: an upload in progress writes there until its hash is known, and one cut by
-   * a crash (kill -9, power lost) left its partial file for good, up to `--max-artifact-bytes`
-   * each (QA: a 1 MiB part of a 5 MiB upload, still there after restarts). No upload can be in
-   * progress as the server starts: the data directory is its own (it holds updraft.db, or
-   * server.lock with --db, before the blob store starts: data-dir-lock.ts).
+   * Removes what uploads left in `tmp/`: an upload writes there until its hash is known, and
+   * one cut by a crash (kill -9, power lost) left its partial file for good, up to
+   * `--max-artifact-bytes` each (QA: a 1 MiB part of a 5 MiB upload, still there after
+   * restarts). Every file, when nothing else can be uploading into the directory (the
+   * embedded store holds it alone); else those untouched for `leftoverAgeMs`.
    */
   async start(): Promise<void> {
     const tmp = path.join(this.dir, 'tmp');
-    await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
+    const now = Date.now();
+    for (const name of await readdir(tmp)) {
+      const file = path.join(tmp, name);
+      const touched = await stat(file).then((st) => st.mtimeMs, () => undefined);
+      if (touched !== undefined && now - touched >= this.leftoverAgeMs) await rm(file, { recursive: true, force: true });
+    }
   }
 
   async stop(): Promise<void> {}

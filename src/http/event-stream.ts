@@ -3,8 +3,8 @@
  * events for live views: `job.changed`, `execution.changed`, `job.log`, `device.presence`,
  * `artifact.changed` (a build added or deleted: the artifact list and the rollout form), and when
  * asked for by `?types=` only, `device.credentials` (a device registered, revoked,
- * reinstated or given a new secret: what a broker password file follows, and no live view
- * needs). Filters: `?jobId=` (job and execution events of one job), `?deviceId=`,
+ * reinstated, deleted or given a new secret: what a broker password file follows, and the
+ * device and devices pages). Filters: `?jobId=` (job and execution events of one job), `?deviceId=`,
  * `?types=a,b`. A comment line every 15 s keeps proxies from closing an idle stream. `HEAD`
  * answers the headers alone, at once.
  *

@@ -122,15 +122,22 @@ describe('an upload abandoned by its client, with the builds in S3', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-audit-s3-'));
     s3 = await startTestS3();
     const blob = `s3://audit?endpoint=${encodeURIComponent(s3.endpoint)}&pathStyle=true&create=true&region=us-east-1`;
-    process.env.AWS_ACCESS_KEY_ID ??= s3.credentials.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY ??= s3.credentials.secretAccessKey;
+    // s3rver's own keys, whatever the machine has (real AWS keys would be refused by it)
+    saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    process.env.AWS_ACCESS_KEY_ID = s3.credentials.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = s3.credentials.secretAccessKey;
     const config = loadConfig({ flags: { 'data-dir': dir, blob, 'mqtt-port': 0, 'mqtt-tls-port': 0, 'http-port': 0, 'mqtt-host': '127.0.0.1', 'http-host': '127.0.0.1' } });
     server = new UpdraftServer(config, { logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
     await server.start();
   });
+  let saved: { id: string | undefined; secret: string | undefined } = { id: undefined, secret: undefined };
   after(async () => {
     await server?.stop();
     await s3?.stop();
+    for (const [name, value] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -9,6 +9,10 @@ test('redactUrl hides the whole password of the user info, whatever it holds', (
   assert.equal(new URL(url).password, 'Tr0ub4dor%403xyzSECRET', 'the password as the URL parser reads it');
   assert.equal(redactUrl(url), 'postgres://app:***@127.0.0.1:1/db');
   assert.equal(redactUrl('postgres://app:a@b@c@host'), 'postgres://app:***@host');
+  // '@' in the user name: the password after its ':' is still hidden
+  assert.equal(new URL('postgres://a@b:Secret@host/db').password, 'Secret');
+  assert.equal(redactUrl('postgres://a@b:Secret@host/db'), 'postgres://a@b:***@host/db');
+  assert.equal(redactUrl('postgres://user@host:5432/db'), 'postgres://user@host:5432/db', 'no password: nothing to hide');
   // an '@' after the authority (a query) is not the user info's
   assert.equal(redactUrl('postgres://app:pw@host/db?application_name=a@b'), 'postgres://app:***@host/db?application_name=a@b');
   assert.equal(redactUrl('postgres://host:5432/db?user=a@b'), 'postgres://host:5432/db?user=a@b');

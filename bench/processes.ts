@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mustUndo } from './teardown.ts';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/updraft.js');
 
@@ -79,7 +80,7 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { n
     });
   });
   died.catch(() => undefined); // observed by whoever races it
-  return {
+  const child: Child = {
     proc,
     waitFor(re, timeoutMs = 120_000) {
       return new Promise((resolve, reject) => {
@@ -111,6 +112,14 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { n
       if (!stopping) await died;
     },
   };
+  // a bench that fails or is stopped by a signal stops it (run.ts); so does the bench's exit:
+  // left running, a server keeps its ports and data dir, a simulator its fleet's connections
+  const forget = mustUndo(
+    () => child.stop(),
+    () => proc.kill('SIGTERM'),
+  );
+  proc.on('close', forget);
+  return child;
 }
 
 /** Resident memory of process `pid`, in bytes, from /proc (Linux). */

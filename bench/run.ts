@@ -22,6 +22,7 @@ import { profileOf, summarizeProfile, type FunctionShare, type PartShare, type P
 import { ChildExited, NODE_TUNING, SIM_TUNING } from './processes.ts';
 import { allocWindows, connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
 import { combineRuns, round } from './stats.ts';
+import { undoAll } from './teardown.ts';
 import { judgeTargets } from './targets.ts';
 import { BenchUsageError, parseBenchArgs, type BenchOptions } from './options.ts';
 
@@ -66,18 +67,40 @@ const { repeat, simProcesses } = options;
 // 39% faster for 24% less (docs/benchmarks.md). --sim-nice 0: equal priority, as before.
 const { simNice } = options;
 const serverOptions = { ...(profileDir ? { profileDir } : {}), ...(allocDir ? { allocDir } : {}), external, simProcesses, simNice };
-// a failed scenario closes its server (finally blocks); the private PostgreSQL is stopped here.
+/**
+ * Ends a failed or stopped run, once, whoever comes first: says why, stops what is still
+ * running (servers, simulators and their processes, the private PostgreSQL), removes the
+ * temporary directories (teardown.ts), then exits with `code`.
+ */
+let ending = false;
+function end(code: number, why: string): void {
+  if (ending) return;
+  ending = true;
+  process.stderr.write(why);
+  void undoAll()
+    .then(() => stopExternal())
+    .catch(() => undefined)
+    .finally(() => process.exit(code));
+}
 // A server or simulator that died is one line (and, if it exited with an error, the end of
 // its output: the reason), anything else the whole stack.
-process.once('uncaughtException', (err) => {
+process.on('uncaughtException', (err) => {
   if (err instanceof ChildExited) {
     const tail = err.code !== null && err.code !== 0 ? err.tail.trimEnd().split('\n').slice(-20) : [];
-    process.stderr.write(`bench: error: ${err.message}\n${tail.length > 0 ? `its output ended with:\n${tail.map((l) => `  ${l}\n`).join('')}` : ''}`);
+    end(1, `bench: error: ${err.message}\n${tail.length > 0 ? `its output ended with:\n${tail.map((l) => `  ${l}\n`).join('')}` : ''}`);
   } else {
-    process.stderr.write(`${err.stack ?? err.message}\n`);
+    end(1, `${err.stack ?? err.message}\n`);
   }
-  void stopExternal().finally(() => process.exit(1));
 });
+// `timeout`, a CI runner's cancel or `kill` send SIGTERM to this process alone: without this its
+// children ran on (Ctrl-C's SIGINT reaches them too, and they stopped, leaving the data dirs).
+// A second signal exits at once: the children still running then get a SIGTERM (teardown.ts).
+for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  process.on(signal, () => {
+    if (ending) process.exit(code);
+    end(code, `bench: ${signal}: stopping the server and the simulator, removing temporary directories (again to stop at once)\n`);
+  });
+}
 const system = external ? 'external (Mosquitto 2 + PostgreSQL)' : 'embedded (aedes + SQLite)';
 
 log(`updraft bench: ${system}, node ${process.version}, ${(await import('node:os')).cpus().length} cores, server and simulator with ${NODE_TUNING.join(' ')} (simulator ${SIM_TUNING.join(' ')}), simulator at nice ${simNice}, sizes ${sizes.join(', ')}${rolloutSize ? `, rollout ${rolloutSize}` : ''}`);

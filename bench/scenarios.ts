@@ -1,5 +1,6 @@
 /** The benchmark scenarios (issue: fleet simulator and benchmarks). Each returns figures. */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import type { ExecutionRecord, ShadowRecord, StateStore } from '../src/store/sta
 import { freePort } from '../test/helpers/free-port.ts';
 import { startExternal, type ExternalParts } from './external.ts';
 import { SIM_TUNING, spawnUpdraft, type Child } from './processes.ts';
+import { mustUndo } from './teardown.ts';
 import { percentile, round } from './stats.ts';
 
 /** A server in its own process on free ports, with an API client. */
@@ -62,6 +64,27 @@ export interface BenchServer {
  */
 export async function startServer(opts: { profileDir?: string; allocDir?: string; external?: boolean; simProcesses?: number; simNice?: number } = {}): Promise<BenchServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-'));
+  // what close() stops, as they start
+  const parts: { child?: Child; ext?: ExternalParts } = {};
+  const sims = new Set<Child>();
+  let closing: Promise<void> | undefined;
+  // once, whoever asks first: the run's own finally, or a failed or stopped run's teardown
+  const close = () =>
+    (closing ??= (async () => {
+      try {
+        // a phase that failed by guard() left its simulator running
+        const stopped = await Promise.allSettled([...sims].map((s) => s.stop()));
+        // a child that had died is reported (the server's death first: a simulator's follows from it)
+        await parts.child?.stop();
+        for (const r of stopped) if (r.status === 'rejected') throw r.reason;
+      } finally {
+        forget();
+        await parts.ext?.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    })());
+  // the data dir holds the fleet's secrets: removed however the run ends (teardown.ts)
+  const forget = mustUndo(close, () => rmSync(dir, { recursive: true, force: true }));
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   // the allocation sampler reads its directory from the environment the processes inherit
   if (opts.allocDir) process.env.UPDRAFT_ALLOC_DIR = path.resolve(opts.allocDir);
@@ -71,15 +94,15 @@ export async function startServer(opts: { profileDir?: string; allocDir?: string
     // the broker must know the operator's password before the server connects to it
     const token = `updr_${randomBytes(24).toString('base64url')}`;
     await writeFile(path.join(dir, 'operator-token'), `${token}\n`, { mode: 0o600 });
-    ext = await startExternal(token);
+    ext = parts.ext = await startExternal(token);
   }
-  const child = spawnUpdraft(
+  const child = (parts.child = spawnUpdraft(
     [
       'server', '--data-dir', dir, '--mqtt-port', String(mqttPort), '--http-port', String(httpPort), '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-tls-port', '-1', '--log-level', 'warn', '--shadow-max-pending', '2000000',
       ...(ext ? ['--mqtt-url', ext.serviceUrl, '--db', ext.dbUrl] : []),
     ],
     nodeFlags,
-  );
+  ));
   await child.waitFor(/HTTP API and downloads on/);
   const token = (await readFile(path.join(dir, 'operator-token'), 'utf8')).trim();
   const api = new ApiClient({ server: `http://127.0.0.1:${httpPort}`, token });
@@ -89,7 +112,6 @@ export async function startServer(opts: { profileDir?: string; allocDir?: string
   const failed = new Promise<never>((_, reject) => (died = reject));
   failed.catch(() => undefined); // observed by guard()
   void child.died().catch(died);
-  const sims = new Set<Child>();
   const simFlags = [...SIM_TUNING, ...nodeFlags];
   const simArgs = (opts.simProcesses ?? 1) > 1 ? ['--processes', String(opts.simProcesses)] : [];
   return {
@@ -111,18 +133,7 @@ export async function startServer(opts: { profileDir?: string; allocDir?: string
     ...(ext ? { broker: ext.broker } : {}),
     published: async () => (ext ? ext.published() : (await api.call<{ mqtt: { published: number } }>('GET', '/api/v1/metrics')).mqtt.published),
     loop: async () => (await api.call<{ eventLoop: LoopTime }>('GET', '/api/v1/metrics')).eventLoop,
-    close: async () => {
-      try {
-        // a phase that failed by guard() left its simulator running
-        const stopped = await Promise.allSettled([...sims].map((s) => s.stop()));
-        // a child that had died is reported (the server's death first: a simulator's follows from it)
-        await child.stop();
-        for (const r of stopped) if (r.status === 'rejected') throw r.reason;
-      } finally {
-        await ext?.stop();
-        await rm(dir, { recursive: true, force: true });
-      }
-    },
+    close,
   };
 }
 
@@ -462,6 +473,10 @@ export async function storeAtScale(
   pgUrl?: string,
 ): Promise<{ shadows: number; insert_per_s: number; point_reads_per_s: number; fleet_scan_s: number; job_create_s: number; job_create_max_stall_ms: number; job_count_ms: number; db_mb: number }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-store-'));
+  const forget = mustUndo(
+    () => rm(dir, { recursive: true, force: true }),
+    () => rmSync(dir, { recursive: true, force: true }),
+  );
   const store: StateStore = pgUrl ? new PostgresStore({ url: pgUrl }) : new SqliteStore({ path: path.join(dir, 'bench.db') });
   await store.start();
   try {
@@ -510,6 +525,7 @@ export async function storeAtScale(
   } finally {
     await store.stop();
     await rm(dir, { recursive: true, force: true });
+    forget();
   }
 }
 

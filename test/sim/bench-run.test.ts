@@ -49,26 +49,32 @@ function alive(pid: number): boolean {
   }
 }
 
+type Proc = { pid: number; args: string[] };
+
 /**
- * Starts a 20-device bench, waits for its server and simulator, and hands them to `act`; then
- * waits (at most `waitMs`) for the bench to end. Whatever is still running at the end is killed.
+ * Starts a 20-device bench (with `args`), waits for its server and simulator, and hands them
+ * to `act`, which returns any more processes and directories to watch; then waits (at most
+ * `waitMs`) for the bench to end, and reports which of them it left. Whatever is still
+ * running at the end is killed.
  */
-async function benchUntil(act: (bench: { pid: number; server: { pid: number; args: string[] }; sim: { pid: number; args: string[] } }) => void, waitMs = 60_000) {
+async function benchUntil(args: string[], act: (bench: { pid: number; server: Proc; sim: Proc }) => Promise<{ pids?: number[]; dirs?: string[] } | void>, waitMs = 60_000) {
   const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-run-test-'));
-  const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--sizes', '20', '--store-shadows', '0', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--sizes', '20', '--store-shadows', '0', '--out', out, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d) => (stdout += d));
   proc.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
   const pids: number[] = [proc.pid!];
-  let dataDir: string | undefined;
+  const dirs: string[] = [];
   try {
     const sim = await eventually(async () => updraftChildren(proc.pid!, 'sim')[0], 120_000, 'the simulator started');
     const server = updraftChildren(proc.pid!, 'server')[0]!;
-    pids.push(sim.pid, server.pid);
-    dataDir = server.args[server.args.indexOf('--data-dir') + 1]!;
-    act({ pid: proc.pid!, server, sim });
+    pids.push(server.pid, sim.pid);
+    dirs.push(server.args[server.args.indexOf('--data-dir') + 1]!);
+    const more = await act({ pid: proc.pid!, server, sim });
+    pids.push(...(more?.pids ?? []));
+    dirs.push(...(more?.dirs ?? []));
     const t0 = Date.now();
     const timeout = new Promise<undefined>((resolve) => {
       const timer = setTimeout(resolve, waitMs);
@@ -76,22 +82,40 @@ async function benchUntil(act: (bench: { pid: number; server: { pid: number; arg
     });
     const end = await Promise.race([exited, timeout]);
     // what the bench left, seen before this function's own cleanup below
-    const left = { server: alive(server.pid), sim: alive(sim.pid), dataDir: existsSync(dataDir) };
+    const left = { processes: pids.slice(1).filter(alive), dirs: dirs.filter((d) => existsSync(d)) };
     return { end, seconds: (Date.now() - t0) / 1000, stdout, stderr, left };
   } finally {
     // a bench that failed the test: nothing of it stays
     for (const pid of pids.reverse()) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await rm(out, { recursive: true, force: true });
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    for (const dir of [out, ...dirs]) await rm(dir, { recursive: true, force: true });
   }
 }
 
 describe('bench run', () => {
   it('the server dying before the simulator is ready fails the run at once, blaming the server', async () => {
-    const r = await benchUntil(({ server }) => process.kill(server.pid, 'SIGKILL'));
+    const r = await benchUntil([], async ({ server }) => void process.kill(server.pid, 'SIGKILL'));
     assert.ok(r.end, `the bench still ran ${r.seconds} s after its server died:\n${r.stderr}`);
     assert.equal(r.end.code, 1, r.stderr);
     assert.match(r.stderr, /updraft server exited unexpectedly/);
-    assert.deepEqual(r.left, { server: false, sim: false, dataDir: false }, 'the simulator stopped, the data dir removed');
+    assert.deepEqual(r.left, { processes: [], dirs: [] }, 'the simulator stopped, the data dir removed');
   });
+
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    it(`${signal} to the bench alone stops the server, the simulator and its processes, and removes their directories, then exits ${code}`, async () => {
+      const r = await benchUntil(['--sim-processes', '2'], async ({ pid, sim }) => {
+        // the simulator's own processes, and the directory it gave them their devices in
+        const shards = await eventually(async () => {
+          const found = updraftChildren(sim.pid, 'sim');
+          return found.length === 2 ? found : undefined;
+        }, 60_000, "the simulator's processes started");
+        const devicesFile = shards[0]!.args[shards[0]!.args.indexOf('--devices-file') + 1]!;
+        process.kill(pid, signal); // as `timeout`, a CI cancel or `kill` do: the bench alone
+        return { pids: shards.map((s) => s.pid), dirs: [path.dirname(devicesFile)] };
+      });
+      assert.ok(r.end, `the bench still ran ${r.seconds} s after ${signal}:\n${r.stderr}`);
+      assert.deepEqual(r.left, { processes: [], dirs: [] }, 'nothing left running, no directory left');
+      assert.deepEqual(r.end, { code, signal: null }, r.stderr);
+      assert.match(r.stderr, new RegExp(`^bench: ${signal}: stopping`, 'm'));
+    });
+  }
 });

@@ -44,11 +44,13 @@ function int(value: string, name: string, min: number, max: number): number {
 /** Parses and checks `npm run bench -- ...` (argv without node and the script). */
 export function parseBenchArgs(argv: string[]): BenchOptions {
   let values;
+  let tokens;
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       args: argv,
       strict: true,
       allowPositionals: false,
+      tokens: true,
       options: {
         full: { type: 'boolean', default: false },
         sizes: { type: 'string' },
@@ -69,6 +71,13 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   } catch (err) {
     // node's own message (unknown option, a value missing), without its stack and error code
     throw new BenchUsageError((err as Error).message.split('\n')[0]!);
+  }
+  // parseArgs keeps the last of a repeated option: `--sizes 200 --sizes 300` would run 300 alone
+  const seen = new Set<string>();
+  for (const t of tokens!) {
+    if (t.kind !== 'option') continue;
+    if (seen.has(t.name)) throw new BenchUsageError(`--${t.name} is given more than once; give it once${t.name === 'sizes' ? ' (several sizes: --sizes 200,300)' : ''}`);
+    seen.add(t.name);
   }
   const full = values.full!;
   const sizesText = values.sizes ?? (full ? '5000,15000' : '1000,5000');

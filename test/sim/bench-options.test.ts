@@ -33,6 +33,11 @@ describe('bench options', () => {
       [['--concurrency', '0'], "--concurrency must be an integer from 1 to 100000, got '0'"],
       [['--sizes', '0', '--store-shadows', '0'], 'nothing to measure: --sizes 0, --rollout 0 and --store-shadows 0'],
       [['--bogus'], "Unknown option '--bogus'"],
+      // a repeated option is refused, never one of its values silently dropped
+      [['--sizes', '200', '--sizes', '300'], '--sizes is given more than once; give it once (several sizes: --sizes 200,300)'],
+      [['--sizes=200', '--store-shadows', '0', '--sizes', '200'], '--sizes is given more than once; give it once (several sizes: --sizes 200,300)'],
+      [['--repeat', '3', '--repeat', '5'], '--repeat is given more than once; give it once'],
+      [['--full', '--full'], '--full is given more than once; give it once'],
     ] as const) {
       assert.throws(() => parseBenchArgs([...args]), (err: Error) => err.message === message, args.join(' '));
     }
@@ -52,7 +57,7 @@ describe('bench options', () => {
   it('the command: a bad option is one line, exit 2, before anything starts', async () => {
     const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-opts-'));
     try {
-      for (const args of [['--repeat', '0'], ['--bogus'], ['--sizes', 'abc', '--store-shadows', '0'], ['--in-flight=-5', '--sizes', '100', '--store-shadows', '0']]) {
+      for (const args of [['--repeat', '0'], ['--bogus'], ['--sizes', '200', '--sizes', '300', '--store-shadows', '0'], ['--sizes', 'abc', '--store-shadows', '0'], ['--in-flight=-5', '--sizes', '100', '--store-shadows', '0']]) {
         const dir = path.join(out, 'results');
         const r = await bench([...args, '--out', dir]);
         assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

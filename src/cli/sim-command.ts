@@ -165,8 +165,16 @@ export function addSimCommand(program: Command): void {
       const { FleetSimulator } = await import('../sim/fleet-simulator.ts');
       let fleet: SimulatedFleet;
       let failed: Promise<never> | undefined;
+      // a fleet the broker turns away must not sit at connected:0 in silence: the first device
+      // refused is named with the reason, and the counts say how many are (`refused`)
+      let refusedSaid = false;
+      const onRefused = (deviceId: string, reason: string) => {
+        if (refusedSaid) return;
+        refusedSaid = true;
+        process.stderr.write(`sim: warning: ${deviceId} cannot connect: ${reason} (a wrong secret, a revoked or deleted device, no broker there?); "refused" in the counts is how many devices cannot\n`);
+      };
       if (shard) {
-        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, firstIndex });
+        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, firstIndex, onRefused });
       } else if (processes > 1) {
         // each child takes the options that describe the devices' behaviour as they are
         const childArgs = ['--broker', behaviour.brokerUrl, '--mode', mode, '--seed', String(behaviour.seed), '--install-ms', String(behaviour.installMs)];
@@ -175,7 +183,7 @@ export function addSimCommand(program: Command): void {
         failed = parent.failed;
         fleet = parent;
       } else {
-        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate });
+        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, onRefused });
       }
       const ticker = shard ? undefined : setInterval(() => process.stderr.write(`sim: ${JSON.stringify(fleet.stats)}\n`), 1000);
       const toParent = shard ? reportToParent(fleet, () => stop()) : undefined;

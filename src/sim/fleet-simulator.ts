@@ -13,7 +13,7 @@ import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import { memoryDownloader } from './memory-downloader.ts';
 import { ConnectPacer } from './connect-pacer.ts';
-import { silentLogger } from '../util/logger.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
 import { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
 
 const MQTT_DEBUG = /mqttjs/.test(process.env.DEBUG ?? '');
@@ -25,6 +25,11 @@ export { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } fr
 export interface SimStats {
   /** Devices whose connection is up now (it follows each connection's ups and downs: a broker gone takes it to 0). */
   connected: number;
+  /**
+   * Devices whose latest connection attempt failed, not connected since: the broker refused
+   * them (a wrong secret, a revoked or deleted device) or could not be reached.
+   */
+  refused: number;
   /** Devices that finished a job (their first outcome). */
   finished: number;
   /**
@@ -51,8 +56,12 @@ interface DeviceSlot {
   agent?: UpdateAgent;
   /** The agent's connection is up, and counted in `stats.connected`; its close or retire() uncounts it. */
   online: boolean;
-  /** Wakes what waits on the device's connection (connect()): it came up, went down, or the agent was retired. */
+  /** Wakes what waits on the device's connection (connect()): it came up, went down, failed, or the agent was retired. */
   onChange?: () => void;
+  /** The agent whose connection attempt failed (its place among those connecting is free again). */
+  failed?: UpdateAgent;
+  /** Why the device's latest connection attempt failed, until it connects (counted in `stats.refused`). */
+  refused?: string;
   /** The device's latest outcome, and the device-side job id it was for (a retry has its own); none until it finished a job. */
   outcome?: { jobId: string; status: 'SUCCESS' | 'FAILURE' };
   /** Cycling: wakes the worker holding this device. */
@@ -89,7 +98,7 @@ export interface SimulatedFleet {
 
 /** Runs a simulated fleet until stopped (connected) or until every device finished (cycling). */
 export class FleetSimulator implements SimulatedFleet {
-  readonly stats: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
+  readonly stats: SimStats = { connected: 0, refused: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
   private readonly opts: SimOptions;
   private readonly slots: DeviceSlot[];
   /** Requests of the agents stopped so far. */
@@ -180,6 +189,7 @@ export class FleetSimulator implements SimulatedFleet {
     const agent = slot.agent;
     if (!agent) return;
     slot.agent = undefined;
+    slot.failed = undefined;
     if (slot.online) {
       slot.online = false;
       this.stats.connected--;
@@ -201,9 +211,22 @@ export class FleetSimulator implements SimulatedFleet {
     return out;
   }
 
+  /** The agent's connection attempt failed (while it was not connected): its place is free, and the device counts as refused until it connects. */
+  private attemptFailed(slot: DeviceSlot, agent: UpdateAgent, reason: string): void {
+    if (slot.agent !== agent || slot.online) return;
+    slot.failed = agent;
+    if (slot.refused === undefined) {
+      this.stats.refused++;
+      this.opts.onRefused?.(slot.device.deviceId, reason);
+    }
+    slot.refused = reason;
+    slot.onChange?.();
+  }
+
   private newAgent(slot: DeviceSlot): UpdateAgent {
     const { deviceId, secret } = slot.device;
-    const agent = new UpdateAgent({
+    const logger = hearingConnectErrors(this.opts.logger ?? silentLogger, (reason) => this.attemptFailed(slot, agent, reason));
+    const agent: UpdateAgent = new UpdateAgent({
       deviceId,
       username: deviceId,
       password: secret,
@@ -212,7 +235,7 @@ export class FleetSimulator implements SimulatedFleet {
       stateStore: slot.state,
       download: memoryDownloader,
       stateDir: path.join(this.opts.workDir, deviceId),
-      logger: this.opts.logger ?? silentLogger,
+      logger,
       // simulated devices are not provisioned with the signing key; signatures are tested in test/security/
       allowUnsigned: true,
       // a fleet reconnecting in lockstep is a thundering herd: spread it
@@ -225,6 +248,10 @@ export class FleetSimulator implements SimulatedFleet {
       if (slot.agent !== agent || slot.online === online) return;
       slot.online = online;
       this.stats.connected += online ? 1 : -1;
+      if (online && slot.refused !== undefined) {
+        slot.refused = undefined;
+        this.stats.refused--;
+      }
       slot.onChange?.();
     });
     agent.on('status', (e) => {
@@ -261,25 +288,39 @@ export class FleetSimulator implements SimulatedFleet {
   }
 
   /**
-   * Starts a new agent for the device and resolves once it connected (counted in `connects`).
-   * The agent resumes what the device was doing (a download), and may reach a step that draws
-   * a crash (the install of a job it went offline during) and retires it before it connects:
-   * then it is not counted.
+   * Starts a new agent for the device and resolves once it connected (counted in `connects`),
+   * or was retired first, or was not connected within `withinMs` (a cycling visit's time;
+   * the agent is left to its retries, for the caller to retire). The agent resumes what the
+   * device was doing (a download), and may reach a step that draws a crash (the install of a
+   * job it went offline during) and retires it before it connects: then it is not counted.
+   *
+   * It holds a place among the connections opened at once (`connectingPlace`) while its first
+   * attempt lasts: until it connects, fails (the broker refused it: a wrong secret, a revoked
+   * or deleted device; no broker there; no CONNACK in time), or `connectAttemptMs` pass (a
+   * connection closed without a word). Held until the device connected, a device the broker
+   * refuses held it for good: one such device of 10 at --connect-rate 5 kept the 9 others from
+   * connecting (QA). Its retries (the agent's backoff) take no place.
    */
-  private async connect(slot: DeviceSlot): Promise<void> {
+  private async connect(slot: DeviceSlot, withinMs = Infinity): Promise<'connected' | 'retired' | 'not connected'> {
     await this.pacer.take();
     await this.connectingPlace();
+    let agent: UpdateAgent;
+    const startedAt = performance.now();
     try {
-      if (this.stopped) return;
-      const agent = this.newAgent(slot);
+      if (this.stopped) return 'retired';
+      agent = this.newAgent(slot);
       slot.agent = agent;
       await agent.start();
-      if (!(await untilConnected(slot, agent))) return;
-      this.stats.connects++;
+      await until(slot, agent, () => slot.online || slot.failed === agent, Math.min(this.opts.connectAttemptMs, withinMs));
     } finally {
       this.connecting--;
       this.connectWaiters.shift()?.();
     }
+    const connected = await until(slot, agent, () => slot.online, withinMs - (performance.now() - startedAt));
+    if (slot.agent !== agent) return 'retired';
+    if (!connected) return 'not connected';
+    this.stats.connects++;
+    return 'connected';
   }
 
   /**
@@ -304,7 +345,12 @@ export class FleetSimulator implements SimulatedFleet {
    */
   private async cycle(slot: DeviceSlot): Promise<boolean> {
     if (succeeded(slot)) return true;
-    await this.connect(slot);
+    // a device the broker turns away (or that could not connect within its visit's time) ends
+    // its visit and comes back after the others: it held its worker for good (QA)
+    if ((await this.connect(slot, this.opts.idleTimeoutMs)) === 'not connected') {
+      await this.retire(slot);
+      return false;
+    }
     let finished = false;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, this.opts.idleTimeoutMs);
@@ -343,11 +389,44 @@ function succeeded(slot: DeviceSlot): boolean {
   return slot.outcome?.status === 'SUCCESS';
 }
 
-/** True once `agent` is connected; false if it is retired first (it is no longer the slot's). */
-async function untilConnected(slot: DeviceSlot, agent: UpdateAgent): Promise<boolean> {
-  // one waiter per slot: a new agent's connect() waits only once this one's was woken by its retirement
-  while (slot.agent === agent && !slot.online) await new Promise<void>((resolve) => (slot.onChange = resolve));
-  return slot.agent === agent;
+/**
+ * True once `done()` holds for `agent` (checked at each change of the slot's connection);
+ * false if `agent` is retired first (it is no longer the slot's) or `ms` pass.
+ */
+function until(slot: DeviceSlot, agent: UpdateAgent, done: () => boolean, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    let over = false;
+    const finish = (): void => {
+      over = true;
+      clearTimeout(timer);
+      resolve(slot.agent === agent && done());
+    };
+    // one waiter per slot: a connect() waits only after the one before it for that slot was woken (its agent retired) or was over
+    const check = (): void => {
+      if (over) return;
+      if (slot.agent !== agent || done()) finish();
+      else slot.onChange = check;
+    };
+    const timer = Number.isFinite(ms) ? setTimeout(finish, Math.max(0, ms)) : undefined;
+    check();
+  });
+}
+
+/**
+ * The agent's logger, hearing its 'mqtt error' warnings too (once per outage: a CONNACK that
+ * refused it, no broker there, no CONNACK in time): the agent has no event for an attempt
+ * that failed, and a refused device must not wait for a connection in silence.
+ */
+function hearingConnectErrors(logger: Logger, onError: (reason: string) => void): Logger {
+  const hearing = (log: Logger): Logger => ({
+    ...log,
+    warn: (msg, fields) => {
+      if (msg === 'mqtt error') onError(String(fields?.error));
+      log.warn(msg, fields);
+    },
+    child: (component) => hearing(log.child(component)),
+  });
+  return hearing(logger);
 }
 
 function sleep(ms: number): Promise<void> {

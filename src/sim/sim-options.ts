@@ -56,8 +56,15 @@ export interface SimOptions {
   /** Probability, per device and job attempt, that a device goes offline for `offlineMs` while downloading. */
   offlineRate: number;
   offlineMs: number;
-  /** Cycling: how long a device waits online for a command before giving its slot away. */
+  /** Cycling: how long a device waits online for a command before giving its slot away (and at most to connect). */
   idleTimeoutMs: number;
+  /**
+   * How long a connection attempt that neither connected nor failed holds its place among
+   * those opened at once (a connection closed without a word, which the agent does not report).
+   */
+  connectAttemptMs: number;
+  /** Hears a device the broker refused or could not be reached for: once, until it connects. */
+  onRefused?: (deviceId: string, reason: string) => void;
   /** Where partial downloads go. */
   workDir: string;
   seed: number;
@@ -82,6 +89,7 @@ export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
   offlineRate: 0,
   offlineMs: 2000,
   idleTimeoutMs: 5000,
+  connectAttemptMs: 10_000,
   workDir: path.join(os.tmpdir(), 'updraft-sim'),
   seed: 1,
   firstIndex: 0,

@@ -102,13 +102,16 @@ export class SimProcesses implements SimulatedFleet {
   }
 
   get stats(): SimStats {
-    const sum: SimStats = { connected: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
+    const sum: SimStats = { connected: 0, refused: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
     for (const c of this.children) {
       if (!c.report) continue;
       for (const k of Object.keys(sum) as (keyof SimStats)[]) sum[k] += c.report.stats[k];
       // a child's last report was sent while its devices were online: once it exited, none is
       // (the summary after a stop said "connected": 200 where one process says 0)
-      if (c.exited) sum.connected -= c.report.stats.connected;
+      if (c.exited) {
+        sum.connected -= c.report.stats.connected;
+        sum.refused -= c.report.stats.refused;
+      }
     }
     return sum;
   }

@@ -403,9 +403,13 @@ describe('fleet simulator', () => {
     const nobody = await freePort(); // no broker listens there
     const cli = startCli(['sim', '--devices-file', file, '--broker', `mqtt://127.0.0.1:${nobody}`]);
     try {
-      await cli.waitFor(/^sim: \{"connected":0,/m, 30_000);
+      // counted, and said once, with the reason: not a silent connected:0
+      await cli.waitFor(/^sim: \{"connected":0,"refused":2,/m, 30_000);
       assert.equal(await cli.kill('SIGTERM'), 0);
       assert.doesNotMatch(cli.output(), /sim: ready/);
+      const warnings = cli.output().match(/^sim: warning: .*$/gm) ?? [];
+      assert.equal(warnings.length, 1, cli.output());
+      assert.match(warnings[0]!, /^sim: warning: stop-\d cannot connect: connect ECONNREFUSED 127\.0\.0\.1:\d+ \(a wrong secret, a revoked or deleted device, no broker there\?\); "refused" in the counts is how many devices cannot$/);
     } finally {
       await cli.kill('SIGKILL').catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
@@ -483,6 +487,35 @@ describe('fleet simulator', () => {
       } finally {
         await sim.stop();
       }
+    }
+  });
+
+  it('a device the broker refuses frees its place among those connecting, and holds no cycling worker: the others connect, and it is counted as refused', async () => {
+    // its place was released only once it connected: never, and one place (--connect-rate 5) let no other device in
+    const noWait: PacerClock = { now: () => 0, sleep: async () => {} }; // the rate's schedule out of the way: one place at 1/s
+    const devices = await registerFleet(api, 'refused-', 5);
+    const withBad = [{ ...devices[0]!, secret: 'updr_dev_not-its-secret' }, ...devices.slice(1)];
+    const heard: string[] = [];
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices: withBad, mode: 'connected', connectRate: 1, clock: noWait, seed: 6, onRefused: (id, reason) => heard.push(`${id}: ${reason}`) });
+    try {
+      void sim.start();
+      await eventually(async () => (sim.stats.connected === 4 ? true : undefined), 30_000, `the 4 others connect: ${JSON.stringify(sim.stats)}`);
+      assert.equal(sim.stats.refused, 1, JSON.stringify(sim.stats));
+      assert.deepEqual(heard, ['refused-1: Connection refused: Bad username or password'], 'said once');
+    } finally {
+      await sim.stop();
+    }
+    // cycling: its visit ends (it took its worker for good), and it comes back after the others
+    const cycling = await registerFleet(api, 'refusedc-', 4);
+    const jobId = await rollout(cycling.slice(1));
+    const sim2 = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices: [{ ...cycling[0]!, secret: 'updr_dev_not-its-secret' }, ...cycling.slice(1)], mode: 'cycling', concurrency: 1, idleTimeoutMs: 500, seed: 6 });
+    try {
+      await sim2.start();
+      await eventually(async () => (sim2.stats.finished === 3 ? true : undefined), 30_000, `the 3 others take the update: ${JSON.stringify(sim2.stats)}`);
+      assert.deepEqual(await outcome(jobId), { SUCCEEDED: 3 });
+      assert.equal(sim2.stats.refused, 1, JSON.stringify(sim2.stats));
+    } finally {
+      await sim2.stop();
     }
   });
 

@@ -31,7 +31,7 @@ export interface Child {
   cpuSeconds(): number;
   /** Rejects with a ChildExited if the process exits before stop(): race it against waits. */
   died(): Promise<never>;
-  /** Stops the process (SIGINT, SIGKILL after 15 s); rejects with its ChildExited if it had exited on its own before. */
+  /** Stops the process (SIGTERM, SIGKILL after 15 s); rejects with its ChildExited if it had exited on its own before. */
   stop(): Promise<void>;
 }
 
@@ -103,7 +103,9 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { n
     async stop() {
       if (!stopping && proc.exitCode === null && proc.signalCode === null) {
         stopping = true;
-        proc.kill('SIGINT');
+        // not SIGINT: at Ctrl-C the child has had the group's, and `updraft sim` takes one
+        // SIGINT only (process.once), a second killing it before it removed its directory
+        proc.kill('SIGTERM');
       }
       const timer = stopping ? setTimeout(() => proc.kill('SIGKILL'), 15_000) : undefined;
       await exited;

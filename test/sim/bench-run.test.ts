@@ -59,7 +59,8 @@ type Proc = { pid: number; args: string[] };
  */
 async function benchUntil(args: string[], act: (bench: { pid: number; server: Proc; sim: Proc }) => Promise<{ pids?: number[]; dirs?: string[] } | void>, waitMs = 60_000) {
   const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-run-test-'));
-  const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--sizes', '20', '--store-shadows', '0', '--out', out, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // its own process group, as a shell's job: Ctrl-C's SIGINT goes to the whole group
+  const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--sizes', '20', '--store-shadows', '0', '--out', out, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d) => (stdout += d));
@@ -100,8 +101,8 @@ describe('bench run', () => {
     assert.deepEqual(r.left, { processes: [], dirs: [] }, 'the simulator stopped, the data dir removed');
   });
 
-  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
-    it(`${signal} to the bench alone stops the server, the simulator and its processes, and removes their directories, then exits ${code}`, async () => {
+  for (const [signal, code, group] of [['SIGTERM', 143, false], ['SIGINT', 130, false], ['SIGINT', 130, true]] as const) {
+    it(`${signal} to ${group ? 'the process group (Ctrl-C)' : 'the bench alone'} stops the server, the simulator and its processes, and removes their directories, then exits ${code}`, async () => {
       const r = await benchUntil(['--sim-processes', '2'], async ({ pid, sim }) => {
         // the simulator's own processes, and the directory it gave them their devices in
         const shards = await eventually(async () => {
@@ -109,7 +110,8 @@ describe('bench run', () => {
           return found.length === 2 ? found : undefined;
         }, 60_000, "the simulator's processes started");
         const devicesFile = shards[0]!.args[shards[0]!.args.indexOf('--devices-file') + 1]!;
-        process.kill(pid, signal); // as `timeout`, a CI cancel or `kill` do: the bench alone
+        // to the bench alone, as `timeout`, a CI cancel or `kill` do; or to all, as Ctrl-C does
+        process.kill(group ? -pid : pid, signal);
         return { pids: shards.map((s) => s.pid), dirs: [path.dirname(devicesFile)] };
       });
       assert.ok(r.end, `the bench still ran ${r.seconds} s after ${signal}:\n${r.stderr}`);

@@ -39,6 +39,8 @@ export interface AgentEvents {
   delta: [DeltaMessage];
   /** The MQTT connection came up or went down. */
   connection: [{ online: boolean }];
+  /** A connection attempt failed (a CONNACK that refused it, no broker there, none in time), once per outage as it is logged: why. */
+  'connection-error': [{ error: string }];
   /** The client certificate was renewed and saved (`certificateRenewal`): its expiry, in seconds since the epoch; used from the next connection. */
   'certificate-renewed': [{ expiresAt: number }];
 }

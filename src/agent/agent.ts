@@ -285,6 +285,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (err.message === this.lastError) return;
       this.lastError = err.message;
       this.log.warn('mqtt error', { error: err.message });
+      this.emit('connection-error', { error: err.message });
     };
     client.on('connect', onConnect).on('reconnect', onReconnect).on('close', onClose).on('message', onMessage).on('error', onError);
     // only our own listeners: mqtt.js's internal ones must stay to clean up its timers on close

@@ -13,7 +13,7 @@ import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import { memoryDownloader } from './memory-downloader.ts';
 import { ConnectPacer } from './connect-pacer.ts';
-import { silentLogger, type Logger } from '../util/logger.ts';
+import { silentLogger } from '../util/logger.ts';
 import { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
 
 const MQTT_DEBUG = /mqttjs/.test(process.env.DEBUG ?? '');
@@ -225,7 +225,6 @@ export class FleetSimulator implements SimulatedFleet {
 
   private newAgent(slot: DeviceSlot): UpdateAgent {
     const { deviceId, secret } = slot.device;
-    const logger = hearingConnectErrors(this.opts.logger ?? silentLogger, (reason) => this.attemptFailed(slot, agent, reason));
     const agent: UpdateAgent = new UpdateAgent({
       deviceId,
       username: deviceId,
@@ -235,7 +234,7 @@ export class FleetSimulator implements SimulatedFleet {
       stateStore: slot.state,
       download: memoryDownloader,
       stateDir: path.join(this.opts.workDir, deviceId),
-      logger,
+      logger: this.opts.logger ?? silentLogger,
       // simulated devices are not provisioned with the signing key; signatures are tested in test/security/
       allowUnsigned: true,
       // a fleet reconnecting in lockstep is a thundering herd: spread it
@@ -243,6 +242,8 @@ export class FleetSimulator implements SimulatedFleet {
       // took 2% of a cycling simulator; DEBUG=mqttjs* still turns it on
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300, ...(MQTT_DEBUG ? {} : { log: noLog }) },
     });
+    // a refused CONNACK, no broker there, none in time: its place is free, and it counts as refused
+    agent.on('connection-error', ({ error }) => this.attemptFailed(slot, agent, error));
     // the count follows the connection itself: a broker that went away takes it down at once
     agent.on('connection', ({ online }) => {
       if (slot.agent !== agent || slot.online === online) return;
@@ -410,23 +411,6 @@ function until(slot: DeviceSlot, agent: UpdateAgent, done: () => boolean, ms: nu
     const timer = Number.isFinite(ms) ? setTimeout(finish, Math.max(0, ms)) : undefined;
     check();
   });
-}
-
-/**
- * The agent's logger, hearing its 'mqtt error' warnings too (once per outage: a CONNACK that
- * refused it, no broker there, no CONNACK in time): the agent has no event for an attempt
- * that failed, and a refused device must not wait for a connection in silence.
- */
-function hearingConnectErrors(logger: Logger, onError: (reason: string) => void): Logger {
-  const hearing = (log: Logger): Logger => ({
-    ...log,
-    warn: (msg, fields) => {
-      if (msg === 'mqtt error') onError(String(fields?.error));
-      log.warn(msg, fields);
-    },
-    child: (component) => hearing(log.child(component)),
-  });
-  return hearing(logger);
 }
 
 function sleep(ms: number): Promise<void> {

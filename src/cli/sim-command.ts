@@ -201,10 +201,13 @@ export function addSimCommand(program: Command): void {
           }
         })());
       // Ctrl-C reaches every process of the group: a child leaves its stopping to the parent,
-      // which would otherwise see it exit first and report it as a failure
+      // which would otherwise see it exit first and report it as a failure. A second Ctrl-C (or
+      // SIGTERM) waits for the first's stop (bounded: a child is killed after 15 s) rather than
+      // killing the command half way, which left its children's files, and the devices'
+      // secrets in them, on disk
       if (shard) process.on('SIGINT', () => undefined);
-      else process.once('SIGINT', () => void stop().then(() => process.exit(0)));
-      process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
+      else process.on('SIGINT', () => void stop().then(() => process.exit(0)));
+      process.on('SIGTERM', () => void stop().then(() => process.exit(0)));
       // a child process that died takes the whole simulation down, with one readable line
       void failed?.catch(async (err: Error) => {
         await stop();

@@ -1,7 +1,7 @@
 /** Smoke runs of the fleet simulator against a real server (a few dozen devices). */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -236,6 +236,31 @@ describe('fleet simulator', () => {
         }
       };
       assert.deepEqual(shards.filter((c) => alive(c.pid)), [], 'no simulator process outlives the command');
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('several processes: Ctrl-C pressed twice still lets the run remove its children\'s files, which hold the devices\' secrets', async () => {
+    const devices = await registerFleet(api, 'twice-', 4);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(devices));
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '2']);
+    try {
+      await cli.waitFor(/sim: ready 4 devices \(connected, 2 processes\)/, 60_000);
+      const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes('--first-index'));
+      const files = shards.map((c) => /--devices-file (\S+)/.exec(c.cmd)![1]!);
+      assert.equal(files.length, 2);
+      for (const f of files) assert.match(readFileSync(f, 'utf8'), /"secret"/, 'a child\'s file holds secrets');
+      // the second press comes while the first one's stop is still under way
+      const exited = new Promise<number | null>((resolve) => cli.child.once('exit', (code) => resolve(code)));
+      cli.child.kill('SIGINT');
+      cli.child.kill('SIGINT');
+      assert.equal(await exited, 0, 'exits 0 once stopped, not killed by the second press');
+      assert.deepEqual(files.filter((f) => existsSync(f)), [], 'no devices file left behind');
+      assert.equal(existsSync(path.dirname(files[0]!)), false, 'nor their directory');
     } finally {
       await cli.kill('SIGKILL').catch(() => undefined);
       await rm(dir, { recursive: true, force: true });

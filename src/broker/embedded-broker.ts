@@ -159,6 +159,8 @@ export class EmbeddedBroker implements MessageBus {
   /** Access withdrawn from a device (`cutOff`), numbered in order, for connections still being admitted. */
   private readonly cuts = new Map<string, { seq: number; at: number; certificates: boolean }>();
   private cutSeq = 0;
+  /** Sessions being ended (`endSession`), by client id: a connection under that id waits for its end before it is admitted. */
+  private readonly endingSessions = new Map<string, Promise<void>>();
   /** The cut number current when each connection's authentication began. */
   private readonly admittedAt = new WeakMap<Client, number>();
   /** Each connected device's connection (aedes's own table of clients is not part of its API). */
@@ -336,8 +338,9 @@ export class EmbeddedBroker implements MessageBus {
         }
         this.authenticating++;
         this.admittedAt.set(client, this.cutSeq);
-        this.opts.authenticator
-          .authenticate({ clientId: client.id, username: username ?? undefined, password: password ?? undefined, certificateCommonName: verifiedCommonName(client.conn), certificateIssuedAt: certificateIssuedAt(client.conn) })
+        const credentials = { clientId: client.id, username: username ?? undefined, password: password ?? undefined, certificateCommonName: verifiedCommonName(client.conn), certificateIssuedAt: certificateIssuedAt(client.conn) };
+        const ending = this.endingSessions.get(client.id);
+        (ending ? ending.then(() => this.opts.authenticator.authenticate(credentials)) : this.opts.authenticator.authenticate(credentials))
           .then((sender) => {
             if (!sender) {
               log.warn('connection refused: bad credentials', { clientId: client.id });
@@ -568,7 +571,15 @@ export class EmbeddedBroker implements MessageBus {
     }
     // after the close: aedes keeps a persistent session's state as its connection ends
     if (options.certificates) {
-      this.endSession(deviceId).catch((err: unknown) => this.opts.logger.error('the session of a device cut off was not ended', { deviceId, error: String(err) }));
+      // a revocation answers before the session has ended: a connection under the id (the
+      // device reinstated at once) waits for it, or its new Will and QoS 2 receipts could go
+      // with the old session's
+      const ending: Promise<void> = this.endSession(deviceId)
+        .catch((err: unknown) => this.opts.logger.error('the session of a device cut off was not ended', { deviceId, error: String(err) }))
+        .finally(() => {
+          if (this.endingSessions.get(deviceId) === ending) this.endingSessions.delete(deviceId);
+        });
+      this.endingSessions.set(deviceId, ending);
     }
     return closing ? 1 : 0;
   }

@@ -156,7 +156,11 @@ describe('SlotInstaller', () => {
     const { file, sw } = artifacts['2.0.0']!;
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support', 'crash-install.ts'), dir, file, sw.version, sw.sha256, String(sw.size), marker], { stdio: 'inherit', cwd: path.resolve(here, '..', '..') });
     const exited = new Promise((resolve) => child.on('exit', resolve));
-    while (!(await stat(marker).then((s) => s.size > 0, () => false))) await new Promise((r) => setTimeout(r, 20));
+    // the check has started (its marker) and the agent has recorded it: the record is written
+    // after the spawn, so a crash between the two leaves nothing to go by (under load the
+    // marker came first and the kill fell there: CI saw the check survive the restart)
+    const recorded = () => readFile(path.join(dir, '.health-check.json'), 'utf8').then((t) => typeof (JSON.parse(t) as { pgid?: unknown }).pgid === 'number', () => false);
+    while (!(await stat(marker).then((s) => s.size > 0, () => false)) || !(await recorded())) await new Promise((r) => setTimeout(r, 20));
     child.kill('SIGKILL');
     await exited;
     // the agent is gone; its check (its own process group) runs on

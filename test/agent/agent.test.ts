@@ -269,7 +269,8 @@ describe('UpdateAgent', () => {
     };
     const agent = f.agent(slots());
     await agent.start();
-    await f.server.until(() => f.server.gets >= 1, 'the connect get');
+    // the connect report too: handled after setDesired, it would publish a second delta with a fresh URL
+    await f.server.until(() => f.server.reports.length >= 1 && f.server.gets >= 1, 'the connect report and get');
     const finished = nextEvent(agent, 'job-finished');
     await f.server.setDesired(f.software('job-x'));
     assert.equal((await finished).status, 'SUCCESS');
@@ -283,7 +284,8 @@ describe('UpdateAgent', () => {
     f.server.issueUrl = () => ({ url: f.http.url(undefined, { sig: issued++ === 0 ? 'old' : 'new' }), urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
     const agent = f.agent(slots());
     await agent.start();
-    await f.server.until(() => f.server.gets >= 1, 'the connect get');
+    // the connect report too: handled after setDesired, it would publish a second delta with a fresh URL
+    await f.server.until(() => f.server.reports.length >= 1 && f.server.gets >= 1, 'the connect report and get');
     const finished = nextEvent(agent, 'job-finished');
     await f.server.setDesired(f.software('job-403'));
     assert.equal((await finished).status, 'SUCCESS');

@@ -37,7 +37,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
-import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
 export interface PostgresStoreDeps {
@@ -102,13 +102,6 @@ const EXEC_ROWS = `(SELECT r->>0, r->>1, r->>2, r->3, (r->>4)::bigint, (r->>5)::
   FROM jsonb_array_elements($1::jsonb) AS r) AS v`;
 /** Positions of JSON text in `executionParams`. */
 const EXEC_JSON = [3];
-/**
- * An execution whose job has a row: a job created in pieces writes its executions first and
- * its row last (job-creation.ts), and until then, or for good when a crash cut the creation,
- * they are nobody's. The reads that show a device's jobs, or pick its work, skip the others:
- * a lookup in the jobs' primary key per row read.
- */
-const JOB_EXISTS = 'EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = executions.job_id)';
 const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, broker_hash, revoked, created_at, updated_at, version';
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature, compatibility';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';

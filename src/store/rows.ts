@@ -8,6 +8,15 @@
 import type { Compatibility } from '../protocol/compatibility.ts';
 import type { ArtifactRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
 
+/**
+ * An execution whose job has a row, as an SQL condition on `executions` (one lookup in the
+ * jobs' primary key per row read). A job created in pieces writes its executions first and
+ * its row last (job-creation.ts). Until then, and after a crash cut the creation until the
+ * store cleans it up, those executions are nobody's: this hides the executions of a job
+ * creation still running or abandoned from the reads that show a device's jobs or pick its work.
+ */
+export const JOB_EXISTS = 'EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = executions.job_id)';
+
 /** How a driver returns JSON (`J`), integer (`N`) and boolean (`B`) columns. */
 export interface Codec<J, N, B> {
   json(value: J): unknown;

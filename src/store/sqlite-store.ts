@@ -40,7 +40,7 @@ import type {
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
 import { ACTIVE_JOB_SQL, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
-import { compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
 export interface SqliteStoreDeps {
@@ -1289,12 +1289,6 @@ function prepare(db: Database.Database): Statements {
 }
 
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
-/**
- * An execution whose job has a row (one lookup in its primary key): a job created in pieces
- * writes its executions first and its row last (job-creation.ts), and until then they are
- * nobody's; a device's jobs, and its work, are those of jobs that exist.
- */
-const JOB_EXISTS = 'EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = executions.job_id)';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';

@@ -41,6 +41,12 @@ function formatHash(salt: Buffer, hash: Buffer): string {
 }
 
 /**
+ * Why a device id holding ':' is refused with Mosquitto, and what to do: the one wording of
+ * every such refusal (the registration's, the generator's, `--watch`'s), after the id or ids.
+ */
+export const COLON_ID_REASON = "Mosquitto's password file separates user name and hash with ':', so a device whose id holds ':' cannot log in to Mosquitto with a secret; register devices under ids without ':'";
+
+/**
  * Why Mosquitto cannot take `deviceId` as a user name, or undefined. Its password file
  * separates the name from the hash at the first ':' (`user:hash`, mosquitto_passwd), so a
  * device id holding one (the registry allows `_ . : -`, as AWS thing names do) cannot log in
@@ -49,7 +55,7 @@ function formatHash(salt: Buffer, hash: Buffer): string {
  * stopped reaching Mosquitto).
  */
 export function mosquittoUserNameDefect(deviceId: string): string | undefined {
-  return deviceId.includes(':') ? `device id "${deviceId}" holds ':', which Mosquitto's password file cannot hold in a user name (it separates name and hash with ':')` : undefined;
+  return deviceId.includes(':') ? `device id "${deviceId}" holds ':': ${COLON_ID_REASON}` : undefined;
 }
 
 function passwordLine(username: string, hash: string): string {

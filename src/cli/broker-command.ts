@@ -11,7 +11,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
+import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
 import { writeFileAtomic } from '../util/atomic-file.ts';
@@ -111,7 +111,7 @@ export function addBrokerCommands(program: Command): void {
       const out = process.stdout;
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);
-      if (passwd.unnamable.length) out.write(`left out ${passwd.unnamable.length} devices whose id holds ':', which Mosquitto's password file cannot hold in a user name (they cannot log in to Mosquitto with a secret: register them under ids without ':'): ${passwd.unnamable.slice(0, 20).join(', ')}${passwd.unnamable.length > 20 ? ', ...' : ''}\n`);
+      if (passwd.unnamable.length) out.write(`left out ${passwd.unnamable.length} devices whose id holds ':' (${COLON_ID_REASON}): ${passwd.unnamable.slice(0, 20).join(', ')}${passwd.unnamable.length > 20 ? ', ...' : ''}\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
       out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>; or keep it current with --watch)\n`);
     });

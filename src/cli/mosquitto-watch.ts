@@ -24,7 +24,7 @@
  */
 import path from 'node:path';
 import { runScript } from '../agent/health-check.ts';
-import { MosquittoPasswdBook, mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
+import { COLON_ID_REASON, MosquittoPasswdBook, mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
@@ -59,7 +59,7 @@ export interface MosquittoWatchOptions {
 const STREAM_SILENCE_MS = 45_000;
 const MAX_BACKOFF_MS = 30_000;
 /** Said of devices left out for their id (`mosquittoUserNameDefect`). */
-const UNNAMABLE = "devices whose id holds ':' are not admitted: Mosquitto's password file cannot hold it in a user name; register them under ids without ':'";
+const UNNAMABLE = `devices whose id holds ':' are not admitted: ${COLON_ID_REASON}`;
 const RELOAD_TIMEOUT_MS = 30_000;
 
 /** Runs until `signal` aborts (resolves) or the token is refused (rejects). */

@@ -79,9 +79,9 @@ export class DeviceRegistry {
   private readonly now: () => number;
 
   /**
-   * `idDefect`: why the broker in use cannot take an otherwise valid id, refused at
-   * registration (an external Mosquitto: an id holding ':', `mosquittoUserNameDefect`),
-   * rather than registered for a device that could never log in.
+   * `idDefect`: why the broker in use cannot take an otherwise valid id, and what to do,
+   * refused at registration with that message (an external Mosquitto: an id holding ':',
+   * `mosquittoUserNameDefect`), rather than registered for a device that could never log in.
    */
   constructor(deps: { store: StateStore; cutOff?: CutOff; events?: EventBus; idDefect?: (deviceId: string) => string | undefined; now?: () => number }) {
     this.store = deps.store;
@@ -94,7 +94,7 @@ export class DeviceRegistry {
   private check(r: DeviceRegistration): void {
     checkRegistration(r);
     const defect = this.idDefect?.(r.deviceId);
-    if (defect !== undefined) throw new UpdraftError('BAD_REQUEST', `${defect}: a device registered so could not log in to it with its secret; pick an id without ':'`);
+    if (defect !== undefined) throw new UpdraftError('BAD_REQUEST', defect);
   }
 
   /** Tells whoever keeps a copy of the broker credentials (an external broker's password file) that `deviceId`'s changed. */

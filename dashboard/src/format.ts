@@ -12,6 +12,21 @@ export function bytes(n: number): string {
   return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
+/** `value` of `max` as a percentage to one decimal (0 when `max` is 0): the progress bars' and their words' one rounding. */
+export function percent(value: number, max: number): number {
+  return max === 0 ? 0 : Math.round((value / max) * 1000) / 10;
+}
+
+/** The dashboard's page of a job (the server names jobs with UUIDs; encoded all the same, as every id put in a path). */
+export function jobHref(jobId: string): string {
+  return `/jobs/${encodeURIComponent(jobId)}`;
+}
+
+/** The dashboard's page of a device (its id encoded: ids may hold '.', ':' and more). */
+export function deviceHref(deviceId: string): string {
+  return `/devices/${encodeURIComponent(deviceId)}`;
+}
+
 /** Local date and time, to the second. */
 export function dateTime(ms: number): string {
   return new Date(ms).toLocaleString(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });

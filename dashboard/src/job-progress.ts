@@ -4,7 +4,7 @@
  * Not the API's `percentDone`, which leaves those out (docs/rollouts.md): beside the job's
  * device count it read "100% of 195" over a full bar when 13 of 195 updated and 182 were canceled.
  */
-import { count } from './format.ts';
+import { count, percent } from './format.ts';
 import type { ExecutionStatus } from './types.ts';
 
 const FINISHED: ExecutionStatus[] = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED'];
@@ -21,8 +21,7 @@ export function progressOf(counts: Partial<Record<ExecutionStatus, number>>): Pr
   const n = (s: ExecutionStatus) => counts[s] ?? 0;
   const max = Object.values(counts).reduce<number>((a, b) => a + (b ?? 0), 0);
   const value = FINISHED.reduce((a, s) => a + n(s), 0);
-  // rounded as the bar's label is (components/progress-bar.tsx)
-  const pct = max === 0 ? 0 : Math.round((value / max) * 1000) / 10;
+  const pct = percent(value, max); // as the bar's label rounds it
   const stopped = (['CANCELED', 'REMOVED'] as const).filter((s) => n(s) > 0).map((s) => `${count(n(s))} ${s.toLowerCase()}`);
   return { value, max, detail: `${count(value)} of ${count(max)} finished (${pct}%)${stopped.length > 0 ? ` · ${stopped.join(', ')}` : ''}` };
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../../dashboard/src/device-search-live.ts';
-import { certificateExpiry, clientCertificateExpiry } from '../../dashboard/src/format.ts';
+import { certificateExpiry, clientCertificateExpiry, deviceHref, jobHref, percent } from '../../dashboard/src/format.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { progressOf } from '../../dashboard/src/job-progress.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
@@ -57,6 +57,15 @@ describe('dashboard client logic', () => {
     assert.deepEqual(progressOf({ ...none, SUCCEEDED: 1500, REJECTED: 3, IN_PROGRESS: 497, REMOVED: 2, CANCELED: 1 }), { value: 1503, max: 2003, detail: '1,503 of 2,003 finished (75%) · 1 canceled, 2 removed' });
     assert.deepEqual(progressOf({ ...none, SUCCEEDED: 24 }), { value: 24, max: 24, detail: '24 of 24 finished (100%)' });
     assert.deepEqual(progressOf(none), { value: 0, max: 0, detail: '0 of 0 finished (0%)' });
+  });
+
+  it('links to a job or a device with its id encoded, and rounds a percentage to one decimal', () => {
+    assert.equal(deviceHref('gw.1:a/b?c#d'), '/devices/gw.1%3Aa%2Fb%3Fc%23d');
+    assert.equal(jobHref('a/b?c'), '/jobs/a%2Fb%3Fc');
+    assert.equal(jobHref('0b7c2f7e-1c7e-4e4b-9a51-3f0d1c2b9e10'), '/jobs/0b7c2f7e-1c7e-4e4b-9a51-3f0d1c2b9e10');
+    assert.equal(percent(13, 195), 6.7);
+    assert.equal(percent(2, 3), 66.7);
+    assert.equal(percent(0, 0), 0);
   });
 
   it("reads a device's client certificate expiry: fine, in its last 14 days, expired, and a number that is no date", () => {

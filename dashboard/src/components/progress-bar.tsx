@@ -1,6 +1,8 @@
+import { percent } from '../format.ts';
+
 /** A labelled progress bar: the native <progress> element, so screen readers announce it. */
 export function ProgressBar({ label, value, max, detail }: { label: string; value: number; max: number; detail?: string }) {
-  const pct = max === 0 ? 0 : Math.round((value / max) * 1000) / 10;
+  const pct = percent(value, max);
   return (
     <div class="progress">
       <div class="progress-label">

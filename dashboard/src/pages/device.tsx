@@ -10,7 +10,7 @@ import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
-import { clientCertificateExpiry, dateTime, shortId, time } from '../format.ts';
+import { clientCertificateExpiry, dateTime, jobHref, shortId, time } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate } from '../router.tsx';
 import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
@@ -106,7 +106,7 @@ export function DevicePage({ id }: { id: string }) {
                 {history.data.items.map((e) => (
                   <tr key={e.jobId}>
                     <td>
-                      <Link href={`/jobs/${e.jobId}`} aria-label={`job ${e.jobId}`}>
+                      <Link href={jobHref(e.jobId)} aria-label={`job ${e.jobId}`}>
                         {shortId(e.jobId)}
                       </Link>
                     </td>
@@ -248,7 +248,7 @@ function DeviceControls({ id, revoked, onChange }: { id: string; revoked: boolea
           {requeued.map((jobId, i) => (
             <span key={jobId}>
               {i > 0 && ', '}
-              <Link href={`/jobs/${jobId}`} aria-label={`job ${jobId}`}>
+              <Link href={jobHref(jobId)} aria-label={`job ${jobId}`}>
                 {shortId(jobId)}
               </Link>
             </span>

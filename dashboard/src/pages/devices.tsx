@@ -7,7 +7,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../device-search-live.ts';
-import { count } from '../format.ts';
+import { count, deviceHref } from '../format.ts';
 import { useApi, useEvents, usePoll, useThrottle } from '../hooks.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
 import type { SearchPage } from '../types.ts';
@@ -71,7 +71,7 @@ export function DevicesPage() {
               {page.data.items.map((d) => (
                 <tr key={d.deviceId}>
                   <td>
-                    <Link href={`/devices/${encodeURIComponent(d.deviceId)}`}>{d.deviceId}</Link>
+                    <Link href={deviceHref(d.deviceId)}>{d.deviceId}</Link>
                   </td>
                   <td>{d.revoked ? <StatusBadge status="REVOKED" /> : <StatusBadge status={d.online ? 'ONLINE' : 'OFFLINE'} />}</td>
                   <td>{d.reported?.version ?? '—'}</td>

@@ -10,7 +10,7 @@ import { Field } from '../components/field.tsx';
 import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { emptyForm, errorSummary, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
 import { navigate } from '../router.tsx';
-import { count as count0, dateTime } from '../format.ts';
+import { count as count0, dateTime, jobHref } from '../format.ts';
 import type { Artifact, JobPreview, JobView, Page } from '../types.ts';
 
 export function JobNewPage() {
@@ -56,7 +56,7 @@ export function JobNewPage() {
     const body = toRequest(f);
     try {
       const view = await api<JobView>('POST', '/jobs', body);
-      navigate(`/jobs/${view.job.jobId}`);
+      navigate(jobHref(view.job.jobId));
     } catch (err) {
       setRefused('create');
       setErrors(err instanceof ApiError ? fieldErrors(err.message, err.code) : { form: (err as Error).message });

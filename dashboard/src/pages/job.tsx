@@ -13,7 +13,7 @@ import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { TimelineChart } from '../components/timeline-chart.tsx';
-import { count, dateTime } from '../format.ts';
+import { count, dateTime, deviceHref } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { progressOf } from '../job-progress.ts';
 import { Link } from '../router.tsx';
@@ -125,7 +125,7 @@ export function JobPage({ id }: { id: string }) {
               {failing.data.items.map((e) => (
                 <tr key={e.deviceId}>
                   <td>
-                    <Link href={`/devices/${encodeURIComponent(e.deviceId)}`}>{e.deviceId}</Link>
+                    <Link href={deviceHref(e.deviceId)}>{e.deviceId}</Link>
                   </td>
                   <td>
                     <StatusBadge status={e.status} />
@@ -162,7 +162,7 @@ export function JobPage({ id }: { id: string }) {
                 {otherLogs.map((l) => (
                   <tr key={l.deviceId}>
                     <td>
-                      <Link href={`/devices/${encodeURIComponent(l.deviceId)}`}>{l.deviceId}</Link>
+                      <Link href={deviceHref(l.deviceId)}>{l.deviceId}</Link>
                     </td>
                     <td>
                       <code>{l.agentJobId}</code>

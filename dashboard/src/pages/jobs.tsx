@@ -9,7 +9,7 @@ import { useState } from 'preact/hooks';
 import { get } from '../api.ts';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
-import { count, dateTime, shortId } from '../format.ts';
+import { count, dateTime, jobHref, shortId } from '../format.ts';
 import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { findNewerPage } from '../job-pages.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
@@ -79,7 +79,7 @@ export function JobsPage() {
             {jobs.data.items.map((j) => (
               <tr key={j.jobId}>
                 <td>
-                  <Link href={`/jobs/${j.jobId}`} aria-label={`job ${j.jobId}`}>
+                  <Link href={jobHref(j.jobId)} aria-label={`job ${j.jobId}`}>
                     {shortId(j.jobId)}
                   </Link>
                 </td>

@@ -8,7 +8,7 @@
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { VersionChart } from '../components/version-chart.tsx';
-import { count, shortId, time } from '../format.ts';
+import { count, deviceHref, jobHref, shortId, time } from '../format.ts';
 import { useApi, useLiveReload, usePoll } from '../hooks.ts';
 import { Link } from '../router.tsx';
 import type { FleetOverview, Page, RecentEvent } from '../types.ts';
@@ -70,10 +70,10 @@ export function OverviewPage() {
                     {o.failing.map((f) => (
                       <tr key={`${f.jobId}/${f.deviceId}`}>
                         <td>
-                          <Link href={`/devices/${encodeURIComponent(f.deviceId)}`}>{f.deviceId}</Link>
+                          <Link href={deviceHref(f.deviceId)}>{f.deviceId}</Link>
                         </td>
                         <td>
-                          <Link href={`/jobs/${f.jobId}`}>{f.artifact}</Link>
+                          <Link href={jobHref(f.jobId)}>{f.artifact}</Link>
                         </td>
                         <td>
                           <StatusBadge status={f.status} />
@@ -104,9 +104,9 @@ function RecentEvents({ events }: { events: RecentEvent[] }) {
       {events.map((e) => (
         <li key={e.seq}>
           <time dateTime={new Date(e.at).toISOString()}>{time(e.at)}</time>
-          {e.deviceId && <Link href={`/devices/${encodeURIComponent(e.deviceId)}`}>{e.deviceId}</Link>}
+          {e.deviceId && <Link href={deviceHref(e.deviceId)}>{e.deviceId}</Link>}
           {e.jobId && (
-            <Link href={`/jobs/${e.jobId}`} aria-label={`job ${e.jobId}`}>
+            <Link href={jobHref(e.jobId)} aria-label={`job ${e.jobId}`}>
               job {shortId(e.jobId)}
             </Link>
           )}

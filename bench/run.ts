@@ -20,7 +20,7 @@ import { freshDatabase, stopExternal, usePostgres } from './external.ts';
 import { summarizeAllocations, type AllocPart, type AllocSite } from './alloc-summary.ts';
 import { profileOf, summarizeProfile, type FunctionShare, type PartShare, type ProfileWindow } from './profile-summary.ts';
 import { ChildExited, NODE_TUNING, SIM_TUNING } from './processes.ts';
-import { allocWindows, connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type UpdateFigures } from './scenarios.ts';
+import { allocWindows, connectedUpdate, cyclingRollout, profileWindows, rawBrokerRate, replicaOps, startServer, storeAtScale, type BenchServer, type UpdateFigures } from './scenarios.ts';
 import { combineRuns, round } from './stats.ts';
 import { undoAll } from './teardown.ts';
 import { judgeTargets } from './targets.ts';
@@ -82,14 +82,27 @@ function end(code: number, why: string): void {
     .catch(() => undefined)
     .finally(() => process.exit(code));
 }
-// A server or simulator that died is one line (and, if it exited with an error, the end of
-// its output: the reason), anything else the whole stack.
+/**
+ * The phase running (`[3] replica operations`), which every failure line names: set by
+ * inPhase(), cleared after the scenarios. A server's close() that fails after its last phase
+ * (a child that died meanwhile) fails that phase: its figures are not to be trusted.
+ */
+let phase: string | undefined;
+/** Runs `work` as phase `name`: under `server`'s guard when given (a child dying fails it at once). */
+function inPhase<T>(name: string, work: () => Promise<T>, server?: BenchServer): Promise<T> {
+  phase = name;
+  return server ? server.guard(work()) : work();
+}
+// A failure is one line naming its phase: `bench: error: [3] replica operations: updraft
+// server exited unexpectedly (code 1)`. Under it, for a server or simulator that exited with
+// an error, the end of its output (the reason); for anything else, the stack.
 process.on('uncaughtException', (err) => {
+  const line = `bench: error: ${phase ? `${phase}: ` : ''}${(err instanceof Error ? err.message : String(err)).split('\n')[0]}\n`;
   if (err instanceof ChildExited) {
     const tail = err.code !== null && err.code !== 0 ? err.tail.trimEnd().split('\n').slice(-20) : [];
-    end(1, `bench: error: ${err.message}\n${tail.length > 0 ? `its output ended with:\n${tail.map((l) => `  ${l}\n`).join('')}` : ''}`);
+    end(1, `${line}${tail.length > 0 ? `its output ended with:\n${tail.map((l) => `  ${l}\n`).join('')}` : ''}`);
   } else {
-    end(1, `${err.stack ?? err.message}\n`);
+    end(1, `${line}${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   }
 });
 // `timeout`, a CI runner's cancel or `kill` send SIGTERM to this process alone: without this its
@@ -117,14 +130,15 @@ for (let r = 1; r <= repeat; r++) {
   const run: Round = { updates: [], brokerRate: 0 };
   const windows = profileWindows.length;
   for (const n of sizes) {
-    const server = await startServer(serverOptions);
+    const connectedPhase = `[1,5] ${n} connected${tag}`;
+    const server = await inPhase(connectedPhase, () => startServer(serverOptions));
     try {
-      run.updates.push(await server.guard(connectedUpdate(server, n, options.inFlight)));
+      run.updates.push(await inPhase(connectedPhase, () => connectedUpdate(server, n, options.inFlight), server));
       log(`\n[1,5] ${n} connected devices take one update${tag}\n${table([run.updates.at(-1)! as unknown as Record<string, unknown>])}`);
       if (n === sizes.at(-1)) {
-        run.brokerRate = await server.guard(rawBrokerRate(server));
+        run.brokerRate = await inPhase(`[ceiling]${tag}`, () => rawBrokerRate(server), server);
         log(`\n[ceiling] raw broker rate, same broker, mqtt.js clients publishing QoS 1, subscribed QoS 0 like devices${tag}: ${run.brokerRate} msgs/s`);
-        run.ops = await server.guard(replicaOps(server));
+        run.ops = await inPhase(`[3] replica operations${tag}`, () => replicaOps(server), server);
         log(`\n[3] replica operations under load (200 devices x 8 in flight)${tag}\n${table([run.ops])}`);
       }
     } finally {
@@ -132,9 +146,10 @@ for (let r = 1; r <= repeat; r++) {
     }
   }
   if (rolloutSize > 0) {
-    const server = await startServer(serverOptions);
+    const rolloutPhase = `[2] ${rolloutSize}-device rollout${tag}`;
+    const server = await inPhase(rolloutPhase, () => startServer(serverOptions));
     try {
-      run.rollout = await server.guard(cyclingRollout(server, rolloutSize, options.concurrency));
+      run.rollout = await inPhase(rolloutPhase, () => cyclingRollout(server, rolloutSize, options.concurrency), server);
       log(`\n[2] ${rolloutSize}-device rollout, devices cycling online (${values.concurrency} at once)${tag}\n${table([run.rollout as unknown as Record<string, unknown>])}`);
     } finally {
       await server.close();
@@ -146,14 +161,17 @@ for (let r = 1; r <= repeat; r++) {
 
 let store: Awaited<ReturnType<typeof storeAtScale>> | undefined;
 if (storeShadows > 0) {
-  const db = external ? await freshDatabase() : undefined;
-  try {
-    store = await storeAtScale(storeShadows, db?.url);
-  } finally {
-    await db?.drop();
-  }
+  store = await inPhase('[4] store', async () => {
+    const db = external ? await freshDatabase() : undefined;
+    try {
+      return await storeAtScale(storeShadows, db?.url);
+    } finally {
+      await db?.drop();
+    }
+  });
   log(`\n[4] ${external ? 'PostgreSQL' : 'embedded'} store with ${storeShadows.toLocaleString('en')} shadows\n${table([store])}`);
 }
+phase = undefined;
 await stopExternal();
 
 // --profile: where the server's and the simulator's time went in each update scenario (their

@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { eventually } from '../helpers/cli.ts';
+import { eventually, runNode } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 const RUN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/run.ts');
 
@@ -97,8 +98,22 @@ describe('bench run', () => {
     const r = await benchUntil([], async ({ server }) => void process.kill(server.pid, 'SIGKILL'));
     assert.ok(r.end, `the bench still ran ${r.seconds} s after its server died:\n${r.stderr}`);
     assert.equal(r.end.code, 1, r.stderr);
-    assert.match(r.stderr, /updraft server exited unexpectedly/);
+    // the line names the phase it failed in
+    assert.match(r.stderr, /^bench: error: \[1,5\] 20 connected: updraft server exited unexpectedly \(signal SIGKILL\)$/m);
     assert.deepEqual(r.left, { processes: [], dirs: [] }, 'the simulator stopped, the data dir removed');
+  });
+
+  it('a failure outside a server names its phase too: the store scenario on a PostgreSQL that cannot be reached', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-run-test-'));
+    try {
+      // nothing listens there: creating the store's database fails at once
+      const db = `postgres://postgres@127.0.0.1:${await freePort()}/postgres`;
+      const r = await runNode(['--import', 'tsx', RUN, '--external', '--db', db, '--sizes', '0', '--store-shadows', '10', '--out', out]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^bench: error: \[4\] store: connect ECONNREFUSED 127\.0\.0\.1:\d+$/m);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
   });
 
   for (const [signal, code, group] of [['SIGTERM', 143, false], ['SIGINT', 130, false], ['SIGINT', 130, true]] as const) {

@@ -10,10 +10,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { ConnectPacer, type PacerClock } from '../../src/sim/connect-pacer.ts';
-import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
+import { FleetSimulator, type SimDevice } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { parseFirstIndex, sharesOf, sliceOf } from '../../src/sim/sim-processes.ts';
-import { eventually, runCli, startCli } from '../helpers/cli.ts';
+import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -53,6 +53,40 @@ describe('fleet simulator', () => {
     await ts.server.tracker.idle();
     const { executions } = await api.call<{ executions: { status: string }[] }>('GET', `/api/v1/jobs/${jobId}`);
     return executions.reduce<Record<string, number>>((acc, x) => ({ ...acc, [x.status]: (acc[x.status] ?? 0) + 1 }), {});
+  }
+
+  /** A running `updraft sim --processes n`, ready, and its simulator processes. */
+  interface ShardedSim {
+    cli: CliProcess;
+    devices: SimDevice[];
+    /** The simulator processes (the command's children with `--first-index`). */
+    shards: { pid: number; cmd: string }[];
+    /** Kills the command (if still running) and removes its devices file. */
+    close(): Promise<void>;
+  }
+
+  /**
+   * Registers `size` devices named `prefix<n>`, runs them from a devices file with `updraft sim
+   * --processes n` (and `args`), and resolves once the command says the fleet is ready.
+   */
+  async function startShardedSim(prefix: string, n: number, { size = 2 * n, args = [] }: { size?: number; args?: string[] } = {}): Promise<ShardedSim> {
+    const devices = await registerFleet(api, prefix, size);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(devices));
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', String(n), ...args]);
+    const close = async () => {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    };
+    try {
+      await cli.waitFor(new RegExp(`sim: ready ${size} devices \\(connected, ${n} processes\\)`), 60_000);
+    } catch (err) {
+      await close();
+      throw err;
+    }
+    const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes(' sim ') && c.cmd.includes('--first-index'));
+    return { cli, devices, shards, close };
   }
 
   it('connected mode: every device takes the update once, with crashes and failures', async () => {
@@ -203,16 +237,10 @@ describe('fleet simulator', () => {
       await sim.stop();
     }
     // the same fleet's behaviour split over three processes by `updraft sim --processes 3`
-    const many = await registerFleet(api, 'many-', 30);
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
-    const file = path.join(dir, 'devices.json');
-    await writeFile(file, JSON.stringify(many));
     const behaviour = ['--install-ms', '20', '--crash-rate', String(options.crashRate), '--failure-rate', String(options.failureRate), '--seed', String(options.seed)];
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '3', '--until-finished', ...behaviour]);
+    const { cli, devices: many, shards, close } = await startShardedSim('many-', 3, { size: 30, args: ['--until-finished', ...behaviour] });
     try {
-      await cli.waitFor(/sim: ready 30 devices \(connected, 3 processes\)/, 60_000);
       // each child runs its own slice, from its own file
-      const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes(' sim ') && c.cmd.includes('--first-index'));
       assert.deepEqual(shards.map((c) => Number(/--first-index (\d+)/.exec(c.cmd)?.[1])).sort((a, b) => a - b), [0, 10, 20]);
       const slices = shards.map((c) => JSON.parse(readFileSync(/--devices-file (\S+)/.exec(c.cmd)![1]!, 'utf8')) as { deviceId: string }[]);
       assert.deepEqual(slices.flat().map((d) => d.deviceId).sort(), many.map((d) => d.deviceId).sort());
@@ -237,20 +265,13 @@ describe('fleet simulator', () => {
       };
       assert.deepEqual(shards.filter((c) => alive(c.pid)), [], 'no simulator process outlives the command');
     } finally {
-      await cli.kill('SIGKILL').catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      await close();
     }
   });
 
   it('several processes: Ctrl-C pressed twice still lets the run remove its children\'s files, which hold the devices\' secrets', async () => {
-    const devices = await registerFleet(api, 'twice-', 4);
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
-    const file = path.join(dir, 'devices.json');
-    await writeFile(file, JSON.stringify(devices));
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '2']);
+    const { cli, shards, close } = await startShardedSim('twice-', 2);
     try {
-      await cli.waitFor(/sim: ready 4 devices \(connected, 2 processes\)/, 60_000);
-      const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes('--first-index'));
       const files = shards.map((c) => /--devices-file (\S+)/.exec(c.cmd)![1]!);
       assert.equal(files.length, 2);
       for (const f of files) assert.match(readFileSync(f, 'utf8'), /"secret"/, 'a child\'s file holds secrets');
@@ -262,20 +283,14 @@ describe('fleet simulator', () => {
       assert.deepEqual(files.filter((f) => existsSync(f)), [], 'no devices file left behind');
       assert.equal(existsSync(path.dirname(files[0]!)), false, 'nor their directory');
     } finally {
-      await cli.kill('SIGKILL').catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      await close();
     }
   });
 
   it('several processes: a child that dies takes the run down with one line, and no other child stays', async () => {
-    const devices = await registerFleet(api, 'die-', 4);
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
-    const file = path.join(dir, 'devices.json');
-    await writeFile(file, JSON.stringify(devices));
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', '2']);
+    const { cli, shards, close } = await startShardedSim('die-', 2);
     try {
-      await cli.waitFor(/sim: ready 4 devices \(connected, 2 processes\)/, 60_000);
-      const [victim, other] = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes('--first-index'));
+      const [victim, other] = shards;
       assert.ok(victim && other, 'two simulator processes');
       process.kill(victim.pid, 'SIGKILL');
       // bounded waits: a parent that ignored its child's death would run on
@@ -292,8 +307,7 @@ describe('fleet simulator', () => {
       assert.equal(code, 1);
       assert.throws(() => process.kill(other.pid, 0), /ESRCH/, 'the other simulator process was stopped');
     } finally {
-      await cli.kill('SIGKILL').catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      await close();
     }
   });
 

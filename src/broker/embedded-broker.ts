@@ -280,13 +280,17 @@ export class EmbeddedBroker implements MessageBus {
    * with it: the one place they end. aedes does it as a clean session begins (once the
    * connection of the id it takes over is closed: lib/handlers/connect.js) and as one ends
    * (lib/client.js), [MQTT-3.1.2-6]; `endSession` too.
+   *
+   * Throws, having changed nothing, when the persistence has no cleanIncoming. No option
+   * passes a persistence, and aedes's default (aedes-persistence's memory store) has one:
+   * the check guards an upgrade of either, and `start` closes aedes before the error leaves it.
    */
   private storeHeldQos2Only(aedes: Aedes): void {
     const persistence = sessionStoreOf(aedes);
-    const store = persistence.incomingStorePacket.bind(persistence);
-    persistence.incomingStorePacket = (client, packet) => (this.qos2.holds(client, packet.messageId!) ? store(client, packet) : Promise.resolve());
     // aedes feature-detects cleanIncoming; without it no receipt of a clean session would ever go
     if (typeof persistence.cleanIncoming !== 'function') throw new UpdraftError('INTERNAL', "aedes's persistence has no cleanIncoming: the QoS 2 receipts of clean sessions would never end");
+    const store = persistence.incomingStorePacket.bind(persistence);
+    persistence.incomingStorePacket = (client, packet) => (this.qos2.holds(client, packet.messageId!) ? store(client, packet) : Promise.resolve());
     const clean = persistence.cleanIncoming.bind(persistence);
     this.cleanIncoming = (clientId) => {
       this.qos2.discard(clientId);
@@ -441,9 +445,15 @@ export class EmbeddedBroker implements MessageBus {
         if (!packet.topic.startsWith('$SYS/') && !this.dropped.has(packet.payload as Buffer)) this.stats.published++;
       },
     });
-    this.storeGrantedOnly(aedes);
-    this.storeHeldQos2Only(aedes);
-    this.forgetCleanedSubscriptions(aedes);
+    try {
+      this.storeGrantedOnly(aedes);
+      this.storeHeldQos2Only(aedes);
+      this.forgetCleanedSubscriptions(aedes);
+    } catch (err) {
+      // createBroker started aedes's heartbeat and Will timers: they would keep the process alive
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      throw err;
+    }
     aedes.on('clientReady', (client) => {
       const s = this.senders.get(client);
       // access withdrawn after its authentication, before aedes listed it among its clients

@@ -2,8 +2,9 @@
  * The rollout engine (DESIGN.md §4): one scheduler tick, no per-device timers. Each tick
  *
  * 1. takes the executions whose deadline passed (one indexed scan, `listDueExecutions`) and
- *    ends them TIMED_OUT (or CANCELED, for devices asked to stop), then retries or takes
- *    the command back;
+ *    ends them TIMED_OUT (or CANCELED, for devices asked to stop), then takes the command
+ *    back and retries; a TIMED_OUT execution stays due until then, so a crash in between is
+ *    finished by the next tick;
  * 2. for every active job: starts it at its scheduled time, applies the abort rules, sends
  *    the next commands of the current wave, devices that just came online first, within
  *    the rate allowance and the in-flight window (the allowance derived from the
@@ -774,22 +775,33 @@ export class RolloutEngine {
       const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
       if (parseReportedSoftware(reported)?.jobId === aid) await this.deps.tracker.apply(e.deviceId, reported);
       const spec = job ? specOf(job) : undefined;
+      // TIMED_OUT and still due: a timeout written by an earlier pass whose command was not
+      // taken back yet (the process died after the write, or the replica refused the retract)
+      let unfinished: ExecutionRecord | undefined;
       const written = await mutateExecution(
         this.deps,
         key,
         (cur) => {
+          unfinished = undefined;
           if (cur.dueAt === undefined || cur.dueAt > now) return undefined;
+          if (cur.status === 'TIMED_OUT') {
+            unfinished = cur;
+            return undefined;
+          }
           if (isTerminal(cur.status)) return { dueAt: undefined }; // nothing is due for a finished execution
           const canceled = cur.details.cancelRequested === true;
           const error = canceled ? 'canceled: the device did not confirm it stopped' : timeoutReason(spec, cur, now);
           const details: JsonObject = { ...cur.details, error };
           delete details.cancelBy;
-          return { status: canceled ? 'CANCELED' : 'TIMED_OUT', details, dueAt: undefined };
+          // a timeout stays due (its dueAt kept, indexed) until its command is taken back: the
+          // mark that lets the next tick, after a restart too, finish what a crash cut short
+          if (!canceled) return { status: 'TIMED_OUT', details };
+          return { status: 'CANCELED', details, dueAt: undefined };
         },
         now,
       );
-      if (written?.status !== 'TIMED_OUT') return;
-      if (job) await retryIfAllowed(this.deps, job, written, now);
+      const timedOut = written?.status === 'TIMED_OUT' ? written : unfinished;
+      if (!timedOut) return;
       // a device that comes back after its timeout must not start this attempt any more, also
       // when a retry is queued: the retry is a command of its own (`<jobId>.<attempt>`), sent
       // when the job's waves, rate, window, in-flight limit and pauses allow, maybe long after,
@@ -797,8 +809,13 @@ export class RolloutEngine {
       // telling the device anything). Left in place, the timed-out attempt's command was
       // installed by a device coming back meanwhile, outside all of that, and recorded nowhere
       // (its reports are about an attempt no longer current). An online device then gets the
-      // stay and the retry one after the other: a download called off and started again
-      await retractCommand(this.desired, e.deviceId, aid);
+      // stay and the retry one after the other: a download called off and started again.
+      // Taken back before the retry is queued, whose write ends the mark (a crash in between
+      // takes it back again, which finds the stay there and writes nothing)
+      const attempt = timedOut.attempt ?? 1;
+      await retractCommand(this.desired, e.deviceId, agentJobId(e.jobId, attempt));
+      if (job && (await retryIfAllowed(this.deps, job, timedOut, now))) return;
+      await mutateExecution(this.deps, key, (cur) => (cur.status === 'TIMED_OUT' && (cur.attempt ?? 1) === attempt && cur.dueAt !== undefined ? { dueAt: undefined } : undefined), now);
     } catch (err) {
       this.deps.logger.warn('timeout not processed; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
     }

@@ -66,8 +66,17 @@ export interface RolloutFixture {
 }
 
 /** Starts a fixture. */
-export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fetch'; maxArrivedPerJob?: number; lease?: Lease } = {}): Promise<RolloutFixture> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-'));
+export async function startRolloutFixture(
+  options: {
+    arrivals?: 'presence' | 'fetch';
+    maxArrivedPerJob?: number;
+    lease?: Lease;
+    /** An existing fixture's directory (a process killed on it): its store and artifacts are opened again, and removed by close(). */
+    dir?: string;
+  } = {},
+): Promise<RolloutFixture> {
+  const { dir: reopened, ...engineOptions } = options;
+  const dir = reopened ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-')));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;
   const store = new SqliteStore({ path: path.join(dir, 'updraft.db') });
@@ -82,7 +91,7 @@ export async function startRolloutFixture(options: { arrivals?: 'presence' | 'fe
   const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 } as ConstructorParameters<typeof ArtifactService>[0]);
   let tracker = new ExecutionTracker({ store, events, logger: silentLogger, now });
   await tracker.start();
-  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger: silentLogger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000, ...options } });
+  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger: silentLogger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000, ...engineOptions } });
   let rollouts = build();
   await rollouts.start();
 

@@ -504,8 +504,9 @@ export class EmbeddedBroker implements MessageBus {
     };
     const server = net.createServer(handle);
     this.server = server;
-    await this.listen(server, this.opts.port, 'mqtt-port').catch((err: unknown) => {
-      aedes.close();
+    await this.listen(server, this.opts.port, 'mqtt-port').catch(async (err: unknown) => {
+      // as the TLS port's below: aedes closed (awaited) and the broker left unstarted, not half
+      await this.stop();
       throw err;
     });
     const t = this.opts.tls;

@@ -11,12 +11,12 @@
  */
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
-import type { JsonObject } from '../protocol/json.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
 import { KeyedQueue } from '../shadow/keyed-queue.ts';
 import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
-import { parseAgentJobId } from './agent-job-id.ts';
+import { parseAgentJobId, type ParsedAgentJobId } from './agent-job-id.ts';
 import { deadlineOf, sameWait } from './deadlines.ts';
 import { canTransition, executionStatusFor, isTerminal } from './execution-state.ts';
 import { mutateExecution } from './execution-writer.ts';
@@ -149,7 +149,7 @@ export class ExecutionTracker {
     if (!job) return;
     const { attempt, control } = parsed;
     const now = this.now();
-    if (control) return this.recordControl(job, deviceId, agentId, reported, now);
+    if (control) return this.recordControl(job, deviceId, agentId, parsed, reported, now);
     const to = executionStatusFor(reported.status);
     if (!to) return;
     const written = await mutateExecution(
@@ -216,22 +216,48 @@ export class ExecutionTracker {
     return { status: to, details, dispatchedAt, dueAt: deadlineOf(specOf(job), { status: to, dispatchedAt, details }) };
   }
 
-  /** The outcome of a stay (cancel) or rollback command, kept beside the execution's own outcome. */
-  private async recordControl(job: JobRecord, deviceId: string, agentId: string, reported: ReportedSoftware, now: number): Promise<void> {
+  /**
+   * The outcome of a stay (cancel) or rollback command, kept beside the execution's own
+   * outcome. A stay is about one attempt (`<device job id>.cancel`): a timed-out attempt's,
+   * answered once its retry is queued (the timeout takes the command back, then queues the
+   * retry), is kept with that attempt's outcome in `details.attempts`, not on the retry, which
+   * had no control command. A rollback is about the job as it ended, its current attempt.
+   */
+  private async recordControl(job: JobRecord, deviceId: string, agentId: string, parsed: ParsedAgentJobId, reported: ReportedSoftware, now: number): Promise<void> {
     if (reported.status !== 'SUCCESS' && reported.status !== 'FAILURE') return;
+    const control: JsonObject = { jobId: agentId, status: reported.status, version: reported.version, at: now };
+    if (reported.error !== undefined) control.error = reported.error;
     await mutateExecution(
       this.deps,
       { jobId: job.jobId, deviceId },
       (cur) => {
-        const prev = cur.details.control as JsonObject | undefined;
-        if (prev?.jobId === agentId && prev.status === reported.status) return undefined;
-        const control: JsonObject = { jobId: agentId, status: reported.status, version: reported.version, at: now };
-        if (reported.error !== undefined) control.error = reported.error;
+        if (parsed.control === 'cancel' && parsed.attempt !== (cur.attempt ?? 1)) return controlOfAttempt(cur, parsed.attempt, control);
+        if (sameControl(cur.details.control, control)) return undefined;
         return { details: { ...cur.details, control } };
       },
       now,
     );
   }
+}
+
+/** True when `recorded` is the answer `control` again (a repeated report). */
+function sameControl(recorded: unknown, control: JsonObject): boolean {
+  return isJsonObject(recorded) && recorded.jobId === control.jobId && recorded.status === control.status;
+}
+
+/**
+ * The answer to a stay about an earlier attempt than the execution's, kept with that
+ * attempt's outcome (`details.attempts`); undefined when the execution has no such past
+ * attempt (nothing to keep it with) or holds this answer already.
+ */
+function controlOfAttempt(cur: ExecutionRecord, attempt: number, control: JsonObject): Partial<ExecutionRecord> | undefined {
+  const past = Array.isArray(cur.details.attempts) ? cur.details.attempts : [];
+  const i = past.findIndex((a) => isJsonObject(a) && a.attempt === attempt);
+  const outcome = past[i];
+  if (!isJsonObject(outcome) || sameControl(outcome.control, control)) return undefined;
+  const attempts = [...past];
+  attempts[i] = { ...outcome, control };
+  return { details: { ...cur.details, attempts } };
 }
 
 /**

@@ -75,6 +75,8 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
       const past = Array.isArray(cur.details.attempts) ? cur.details.attempts : [];
       const outcome: JsonObject = { attempt, status: cur.status, at: now };
       if (typeof cur.details.error === 'string') outcome.error = cur.details.error;
+      // the device's answer to this attempt's stay (a timeout's, answered before the retry was queued)
+      if (cur.details.control !== undefined) outcome.control = cur.details.control;
       if (newDevice) outcome.deviceDeletedAt = cur.details.deviceDeletedAt!;
       const details: JsonObject = { attempts: [...past, outcome] };
       if (cur.details.previous !== undefined && !newDevice) details.previous = cur.details.previous;

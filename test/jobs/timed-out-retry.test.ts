@@ -45,6 +45,24 @@ describe('a timed-out device with a retry queued', () => {
     assert.equal((await f.execution(jobId, d)).status, 'SUCCEEDED');
   });
 
+  it("keeps the device's answer to the stay with the attempt that timed out, not on the retry", async () => {
+    const { d, jobId } = await timedOutWhilePaused();
+    // the device (online, or back) answers the stay: it runs 1.0.0
+    await f.complete(d, 'SUCCESS', '1.0.0');
+    const e = await f.execution(jobId, d);
+    assert.equal(e.attempt, 2);
+    assert.equal(e.details.control, undefined, 'the retry has had no control command');
+    const [first] = e.details.attempts as JsonObject[];
+    assert.deepEqual([first?.attempt, first?.status, first?.control], [1, 'TIMED_OUT', { jobId: `${jobId}.cancel`, status: 'SUCCESS', version: '1.0.0', at: f.clock.now }]);
+    // the retry's own life leaves it there
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    await f.complete(d);
+    const done = await f.execution(jobId, d);
+    assert.deepEqual([done.status, done.details.control], ['SUCCEEDED', undefined]);
+    assert.deepEqual((done.details.attempts as JsonObject[])[0]?.control, first?.control);
+  });
+
   it('canceled before the retry is sent: a device coming back does not install the build', async () => {
     const { d, jobId } = await timedOutWhilePaused();
     await f.rollouts.jobs.cancel(jobId);

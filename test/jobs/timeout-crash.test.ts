@@ -18,10 +18,10 @@ import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** Runs the child to its crash; resolves with the job and device it made. */
-async function crashAtTimeout(dir: string, retries: number): Promise<{ jobId: string; deviceId: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support', 'crash-at-timeout.ts'), dir, String(retries)], { stdio: 'inherit', cwd: path.resolve(here, '..', '..') });
+async function crashAtTimeout(dir: string, retries: number, at: 'timed-out' | 'retract'): Promise<{ jobId: string; deviceId: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'support', 'crash-at-timeout.ts'), dir, String(retries), at], { stdio: 'inherit', cwd: path.resolve(here, '..', '..') });
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
-  assert.deepEqual([code, signal], [null, 'SIGKILL'], 'the child died at the TIMED_OUT, as a killed server');
+  assert.deepEqual([code, signal], [null, 'SIGKILL'], `the child died at the ${at}, as a killed server`);
   return JSON.parse(await readFile(path.join(dir, 'crash.json'), 'utf8')) as { jobId: string; deviceId: string };
 }
 
@@ -38,7 +38,7 @@ describe('a crash between a timeout and the retract of its command', () => {
   /** The crash, then the restart on the same store at the crash's time. */
   const restartAfterCrash = async (retries: number) => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-timeout-crash-'));
-    const { jobId, deviceId } = await crashAtTimeout(dir, retries);
+    const { jobId, deviceId } = await crashAtTimeout(dir, retries, 'timed-out');
     f = await startRolloutFixture({ dir });
     f.advance(61_000);
     const e = await f.execution(jobId, deviceId);
@@ -81,5 +81,21 @@ describe('a crash between a timeout and the retract of its command', () => {
     assert.deepEqual([retry?.jobId, retry?.version], [`${jobId}.2`, '2.0.0'], 'the retry goes out under its own id');
     await f.complete(d);
     assert.equal((await f.execution(jobId, d)).status, 'SUCCEEDED');
+  });
+
+  it("crashed after the retract, before the retry: the device's answer to the stay stays with the attempt that timed out", async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-timeout-crash-'));
+    const { jobId, deviceId: d } = await crashAtTimeout(dir, 1, 'retract');
+    f = await startRolloutFixture({ dir });
+    f.advance(61_000);
+    assert.equal((await f.desired(d))?.jobId, `${jobId}.cancel`, 'the crash came after the stay');
+    // the device answers the stay before the restarted engine's first tick
+    await f.complete(d, 'SUCCESS', '1.0.0');
+    assert.equal((await f.execution(jobId, d)).status, 'TIMED_OUT', 'no retry yet');
+    await f.tick(); // finishes the timeout: the stay stands, the retry is queued
+    const e = await f.execution(jobId, d);
+    assert.deepEqual([e.status, e.attempt, e.details.control], ['QUEUED', 2, undefined], 'the retry has had no control command');
+    const [first] = e.details.attempts as JsonObject[];
+    assert.deepEqual([first?.attempt, first?.status, first?.control], [1, 'TIMED_OUT', { jobId: `${jobId}.cancel`, status: 'SUCCESS', version: '1.0.0', at: f.clock.now }]);
   });
 });

@@ -18,9 +18,11 @@ import { mosquittoPasswd } from '../src/broker/mosquitto-config.ts';
 import type { ApiClient } from '../src/cli/api-client.ts';
 import { brokerCredentials } from '../src/cli/broker-credentials.ts';
 import { UpdraftError } from '../src/errors.ts';
+import { redactUrl } from '../src/util/redact-url.ts';
 import { findMosquitto, startTestMosquitto } from '../test/helpers/mosquitto.ts';
 import { startTestPostgres, type TestPostgres } from '../test/helpers/postgres.ts';
 import { procCpuSeconds, procRss } from './processes.ts';
+import { mustUndo } from './teardown.ts';
 
 /** The external parts of one bench server. */
 export interface ExternalParts {
@@ -39,11 +41,17 @@ export interface ExternalParts {
 }
 
 let postgres: Promise<TestPostgres> | undefined;
+/** Whether the databases go on the server --db names, where they outlive the run unless dropped. */
+let shared = false;
+
+/** How long the teardown of a failed or stopped run (or a run's own drop) waits for a database to be dropped. */
+const DROP_TIMEOUT_MS = 10_000;
 
 /** Databases go on the server `url` names (any database on it) instead of a private one. */
 export function usePostgres(url: string): void {
   // the helper's own switch: it then creates and drops databases there
   process.env.UPDRAFT_TEST_POSTGRES_URL = url;
+  shared = true;
 }
 
 /** The PostgreSQL server of this bench run, started (or reached) on first use. */
@@ -62,11 +70,64 @@ export async function stopExternal(): Promise<void> {
   if (started) await (await started).stop();
 }
 
-/** A fresh database for the store scenario; `drop` removes it. */
+/**
+ * A fresh database, for a bench server or the store scenario; `drop` removes it (once, waiting
+ * at most DROP_TIMEOUT_MS) and never rejects. On the server --db names, where a database
+ * outlives the run, one it could not drop is one line on stderr naming it, for the operator to
+ * drop, and a run that fails or is stopped (SIGTERM, SIGINT) drops it too (teardown.ts), or
+ * names it if it exits first. A private server's databases go with its directory (stopExternal,
+ * after the teardown).
+ */
 export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
   const server = await privatePostgres();
-  const url = await server.createDatabase();
-  return { url, drop: () => server.dropDatabase(url) };
+  let url: string | undefined;
+  let dropping: Promise<void> | undefined;
+  const drop = (): Promise<void> =>
+    (dropping ??= (async () => {
+      try {
+        const made = await within(DROP_TIMEOUT_MS, created);
+        try {
+          await within(DROP_TIMEOUT_MS, server.dropDatabase(made));
+        } catch (err) {
+          // a private server's go with its directory: nothing for the operator to do
+          if (shared) process.stderr.write(`${notDropped(made, (err as Error).message)}\n`);
+        }
+      } catch {
+        // never made: nothing to drop (its creation's failure is the run's)
+      } finally {
+        forget();
+      }
+    })());
+  const created = server.createDatabase().then((u) => (url = u));
+  // registered before the database exists: a signal as CREATE DATABASE returns still drops it
+  const forget = shared
+    ? mustUndo(drop, () => {
+        if (url !== undefined) process.stderr.write(`${notDropped(url, 'the bench exited first')}\n`);
+      })
+    : () => {};
+  try {
+    return { url: await created, drop };
+  } catch (err) {
+    forget();
+    throw err;
+  }
+}
+
+/** The line naming a database the bench made and could not drop, for the operator (never its password). */
+function notDropped(url: string, why: string): string {
+  const name = new URL(url).pathname.slice(1);
+  return `bench: database ${name} was not dropped (${why.split('\n')[0]}): drop it with DROP DATABASE ${name} WITH (FORCE) on ${redactUrl(url)}`;
+}
+
+/** `work`, or a rejection once `ms` have passed without its answer. */
+async function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms)));
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Starts Mosquitto and gets a fresh database, for a server whose operator token is `token`. */
@@ -109,7 +170,7 @@ export async function startExternal(token: string): Promise<ExternalParts> {
     async stop() {
       await counter.endAsync();
       await broker.stop();
-      await db.drop().catch(() => {});
+      await db.drop();
     },
   };
 }

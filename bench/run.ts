@@ -70,7 +70,8 @@ const serverOptions = { ...(profileDir ? { profileDir } : {}), ...(allocDir ? { 
 /**
  * Ends a failed or stopped run, once, whoever comes first: says why, stops what is still
  * running (servers, simulators and their processes, the private PostgreSQL), removes the
- * temporary directories (teardown.ts), then exits with `code`.
+ * temporary directories and drops the databases made on the server --db names (teardown.ts),
+ * then exits with `code`.
  */
 let ending = false;
 function end(code: number, why: string): void {

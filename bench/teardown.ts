@@ -1,12 +1,13 @@
 /**
- * What a bench run must undo however it ends: the children it started and the temporary
- * directories it made (a server's data dir holds the fleet's secrets; `updraft sim` stopped by
+ * What a bench run must undo however it ends: the children it started, the temporary
+ * directories it made and the databases it made on the server --db names, which outlive it
+ * (external.ts). A server's data dir holds the fleet's secrets; `updraft sim` stopped by
  * SIGINT or SIGTERM stops its own processes and removes its /tmp/updraft-sim-*, which holds
- * them too). Each registers as it is made and is forgotten once its own code has undone it;
+ * them too. Each registers as it is made and is forgotten once its own code has undone it;
  * run.ts undoes what is left, newest first, when the run fails or a signal stops it (a
  * simulator before its server, a server before its data dir). Should the process exit with
  * some left anyway (a second signal, an exit mid-await), each gets its quick version: a
- * SIGTERM, a synchronous rm.
+ * SIGTERM, a synchronous rm, a line naming the database for the operator to drop.
  */
 
 interface Undo {
@@ -37,10 +38,14 @@ export function mustUndo(undo: () => Promise<void>, atExit: () => void): () => v
   return () => void pending.delete(entry);
 }
 
-/** Undoes everything still registered, newest first; a failure to undo one does not stop the others. */
+/**
+ * Undoes everything still registered, newest first; a failure to undo one does not stop the
+ * others. Each stays registered until its undo has ended: an exit meanwhile (a second signal)
+ * still gets its quick version (a database being dropped is then named, teardown or not).
+ */
 export async function undoAll(): Promise<void> {
   for (const u of [...pending].reverse()) {
-    pending.delete(u);
     await u.undo().catch(() => undefined);
+    pending.delete(u);
   }
 }

@@ -7,12 +7,15 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { eventually, runNode } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
+import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
 
 const RUN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/run.ts');
 
@@ -135,4 +138,142 @@ describe('bench run', () => {
       assert.match(r.stderr, new RegExp(`^bench: ${signal}: stopping`, 'm'));
     });
   }
+});
+
+/** Runs `sql` on `url` with a client of its own. */
+async function query<T extends pg.QueryResultRow>(url: string, sql: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A TCP relay to `port` on 127.0.0.1 that can be frozen: from then on nothing passes either
+ * way and new connections are accepted but never answered, as a PostgreSQL server behind a
+ * network that went silent.
+ */
+async function relay(port: number): Promise<{ port: number; freeze(): void; close(): void }> {
+  let frozen = false;
+  const sockets = new Set<net.Socket>();
+  const keep = (s: net.Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+  };
+  const server = net.createServer((client) => {
+    keep(client);
+    if (frozen) return;
+    const upstream = net.connect(port, '127.0.0.1');
+    keep(upstream);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    freeze() {
+      frozen = true;
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    close() {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+describe('bench run on the PostgreSQL server --db names', () => {
+  let server: TestPostgres | undefined;
+  let skip: string | undefined;
+  /** The server's own database, reached directly; `password` is in the URL the bench gets, and must never be printed. */
+  let admin: URL;
+  let password: string;
+  before(async () => {
+    const started = await startTestPostgres();
+    if (!started.ok) {
+      skip = unavailable(started, 'bench --external --db tests');
+      return;
+    }
+    server = started.server;
+    // the server's URL, from one of its databases: the bench may be given any database on it
+    admin = new URL(await server.createDatabase());
+    await server.dropDatabase(admin.toString());
+    admin.pathname = '/postgres';
+    // a private test server trusts every local connection: a password is accepted and ignored
+    if (!admin.password) admin.password = 's3cret-pw';
+    password = decodeURIComponent(admin.password);
+  });
+  after(() => server?.stop());
+
+  /** The databases bench process `pid` made that exist now (the helper names them `updraft_t<pid>_...`). */
+  const databasesOf = async (pid: number) => (await query<{ datname: string }>(admin.toString(), 'SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY datname', [`updraft\\_t${pid}\\_%`])).map((r) => r.datname);
+
+  /**
+   * Starts a store-only bench on `db` with more shadows than it could insert before it is
+   * stopped, waits until its database exists, hands it to `act`, then waits (at most 60 s) for
+   * the bench to end. Whatever it leaves is killed and dropped.
+   */
+  async function storeBench(db: URL, act: (pid: number) => Promise<void>) {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-run-test-'));
+    const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--external', '--db', db.toString(), '--sizes', '0', '--store-shadows', '100000000', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d) => (stdout += d));
+    proc.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
+    const pid = proc.pid!;
+    try {
+      const [name] = await eventually(async () => {
+        const found = await databasesOf(pid);
+        return found.length > 0 ? found : undefined;
+      }, 120_000, "the store scenario's database made");
+      await act(pid);
+      const timeout = new Promise<undefined>((resolve) => {
+        const timer = setTimeout(resolve, 60_000);
+        void exited.then(() => clearTimeout(timer));
+      });
+      const end = await Promise.race([exited, timeout]);
+      return { end, stdout, stderr, name: name!, left: await databasesOf(pid) };
+    } finally {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      for (const name of await databasesOf(pid)) await query(admin.toString(), `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await rm(out, { recursive: true, force: true });
+    }
+  }
+
+  it('SIGTERM during the store scenario drops the database it made, then exits 143', async (t) => {
+    if (skip) return t.skip(skip);
+    const r = await storeBench(admin, async (pid) => void process.kill(pid, 'SIGTERM'));
+    assert.deepEqual(r.end, { code: 143, signal: null }, r.stderr);
+    assert.deepEqual(r.left, [], `${r.name} is left on the server:\n${r.stderr}`);
+    assert.ok(!`${r.stdout}${r.stderr}`.includes(password), 'no password printed');
+  });
+
+  it('a drop that gets no answer is given up after a bound, with one line naming the database (not the password), then exits 143', async (t) => {
+    if (skip) return t.skip(skip);
+    const silent = await relay(Number(admin.port));
+    try {
+      const db = new URL(admin);
+      db.port = String(silent.port);
+      const r = await storeBench(db, async (pid) => {
+        silent.freeze();
+        process.kill(pid, 'SIGTERM');
+      });
+      assert.deepEqual(r.end, { code: 143, signal: null }, r.stderr);
+      const where = `postgres://${db.username}:***@127.0.0.1:${silent.port}/${r.name}`;
+      assert.ok(r.stderr.split('\n').includes(`bench: database ${r.name} was not dropped (no answer within 10 s): drop it with DROP DATABASE ${r.name} WITH (FORCE) on ${where}`), r.stderr);
+      assert.deepEqual(r.left, [r.name], 'left for the operator, who was told');
+      assert.ok(!`${r.stdout}${r.stderr}`.includes(password), 'no password printed');
+    } finally {
+      silent.close();
+    }
+  });
 });

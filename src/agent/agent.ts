@@ -262,6 +262,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     });
     this.client = client;
     let failedAttempts = 0;
+    // the current attempt's failure was said (an error): the close that follows it is the same failure
+    let attemptFailed = false;
     const onConnect = () => {
       failedAttempts = 0;
       this.announceTrust = true;
@@ -273,14 +275,21 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     };
     // an attempt starts: should it fail, the next one waits longer
     const onReconnect = () => {
+      attemptFailed = false;
       if (reconnectMs > 0) client.options.reconnectPeriod = this.jittered(reconnectMs, ++failedAttempts);
       // a rotated secret, read where it is kept (mqtt.js builds each CONNECT from its options)
       const renewed = o.renewPassword?.();
       if (renewed !== undefined) client.options.password = renewed;
     };
-    const onClose = () => this.setOnline(false);
+    const onClose = () => {
+      // a socket the broker closed before any CONNACK: mqtt.js says nothing but 'close', and
+      // whoever waits on the attempt waited for the connect timeout
+      if (this.started && !this.online && !attemptFailed) onError(new Error('connection closed before CONNACK'));
+      this.setOnline(false);
+    };
     const onMessage = (topic: string, payload: Buffer) => this.onMessage(topic, payload);
     const onError = (err: Error) => {
+      if (!this.online) attemptFailed = true;
       // once per outage, not once per reconnect attempt
       if (err.message === this.lastError) return;
       this.lastError = err.message;

@@ -242,7 +242,7 @@ export class FleetSimulator implements SimulatedFleet {
       // took 2% of a cycling simulator; DEBUG=mqttjs* still turns it on
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300, ...(MQTT_DEBUG ? {} : { log: noLog }) },
     });
-    // a refused CONNACK, no broker there, none in time: its place is free, and it counts as refused
+    // a refused CONNACK, no broker there, none in time, a socket closed before any: its place is free, and it counts as refused
     agent.on('connection-error', ({ error }) => this.attemptFailed(slot, agent, error));
     // the count follows the connection itself: a broker that went away takes it down at once
     agent.on('connection', ({ online }) => {
@@ -297,8 +297,10 @@ export class FleetSimulator implements SimulatedFleet {
    *
    * It holds a place among the connections opened at once (`connectingPlace`) while its first
    * attempt lasts: until it connects, fails (the broker refused it: a wrong secret, a revoked
-   * or deleted device; no broker there; no CONNACK in time), or `connectAttemptMs` pass (a
-   * connection closed without a word). Held until the device connected, a device the broker
+   * or deleted device; no broker there; no CONNACK in time; the socket closed before any
+   * CONNACK), or `connectAttemptMs` pass (a broker that neither answers nor closes). A socket
+   * closed without a CONNACK held it for those 10 s until the agent reported such a close as a
+   * failed attempt (2026-12-05). Held until the device connected, a device the broker
    * refuses held it for good: one such device of 10 at --connect-rate 5 kept the 9 others from
    * connecting (QA). Its retries (the agent's backoff) take no place.
    */

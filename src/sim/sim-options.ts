@@ -60,7 +60,8 @@ export interface SimOptions {
   idleTimeoutMs: number;
   /**
    * How long a connection attempt that neither connected nor failed holds its place among
-   * those opened at once (a connection closed without a word, which the agent does not report).
+   * those opened at once (a broker that accepted the socket and neither answers nor closes it;
+   * a socket closed before any CONNACK is a failed attempt, and frees its place at once).
    */
   connectAttemptMs: number;
   /** Hears a device the broker refused or could not be reached for: once, until it connects. */

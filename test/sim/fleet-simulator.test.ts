@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -555,6 +555,46 @@ describe('fleet simulator', () => {
       assert.equal(sim2.stats.refused, 1, JSON.stringify(sim2.stats));
     } finally {
       await sim2.stop();
+    }
+  });
+
+  it('a socket the broker closes before any CONNACK frees its place among those connecting at once, not after the connect-attempt time', async () => {
+    // mqtt.js says only 'close' for it: the place was held for connectAttemptMs (10 s), and one
+    // place (--connect-rate 1) let no other device in meanwhile. A proxy in front of the broker
+    // closes the connections of one device as soon as its CONNECT arrives, and passes the rest
+    const devices = await registerFleet(api, 'closed-', 2);
+    const brokerPort = Number(new URL(ts.mqttUrl).port);
+    const sockets = new Set<Socket>();
+    const proxy = createNetServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+      socket.once('data', (first: Buffer) => {
+        if (first.includes('closed-1')) return void socket.end(); // a FIN, no CONNACK
+        const up = connect(brokerPort, '127.0.0.1');
+        sockets.add(up);
+        up.on('close', () => sockets.delete(up));
+        up.on('error', () => socket.destroy());
+        socket.on('close', () => up.destroy());
+        up.write(first);
+        socket.pipe(up).pipe(socket);
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const noWait: PacerClock = { now: () => 0, sleep: async () => {} };
+    const heard: string[] = [];
+    const brokerUrl = `mqtt://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    // an attempt time far beyond the wait below: only the close can free the place in time
+    const sim = new FleetSimulator({ brokerUrl, devices, mode: 'connected', connectRate: 1, clock: noWait, connectAttemptMs: 600_000, seed: 6, onRefused: (id, reason) => heard.push(`${id}: ${reason}`) });
+    try {
+      void sim.start();
+      await eventually(async () => (sim.stats.connected === 1 ? true : undefined), 30_000, `the other device connects: ${JSON.stringify(sim.stats)}`);
+      assert.equal(sim.stats.refused, 1, JSON.stringify(sim.stats));
+      assert.deepEqual(heard, ['closed-1: connection closed before CONNACK']);
+    } finally {
+      await sim.stop();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 

@@ -5,9 +5,18 @@
  */
 import { parseArgs } from 'node:util';
 import { wholeNumber } from '../src/util/number-text.ts';
+import { redactUrl } from '../src/util/redact-url.ts';
 
-/** A bad option: run.ts prints its message on one line and exits 2. */
-export class BenchUsageError extends Error {}
+/**
+ * A bad option: run.ts prints its message on one line and exits 2. The message never holds a
+ * password: a value it quotes may be the --db URL put in the wrong place (`--external
+ * postgres://app:pw@host/db`, without --db, was printed whole as an unexpected argument).
+ */
+export class BenchUsageError extends Error {
+  constructor(message: string) {
+    super(redactUrl(message));
+  }
+}
 
 export interface BenchOptions {
   full: boolean;

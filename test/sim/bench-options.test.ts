@@ -43,6 +43,22 @@ describe('bench options', () => {
     }
   });
 
+  it('never prints a password: a --db URL put in the wrong place is quoted without it', async () => {
+    const url = 'postgres://bench:s3cret@localhost/postgres';
+    const quoted = 'postgres://bench:***@localhost/postgres';
+    for (const [args, message] of [
+      [['--external', url], `Unexpected argument '${quoted}'. This command does not take positional arguments`],
+      [['--external', '--sizes', url], `--sizes must be an integer from 0 to 10000000, got '${quoted}'`],
+      [['--external', `--rollout=${url}`], `--rollout must be an integer from 0 to 10000000, got '${quoted}'`],
+    ] as const) {
+      assert.throws(() => parseBenchArgs([...args]), (err: Error) => err.message === message, args.join(' '));
+      // the command prints that message and nothing else
+      const r = await bench([...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `bench: error: ${message}\n`);
+    }
+  });
+
   it('runs the connected sizes smallest first, each once, so the last is the largest (the headline, the ceiling)', () => {
     assert.deepEqual(parseBenchArgs(['--sizes', '300,100']).sizes, [100, 300]);
     assert.deepEqual(parseBenchArgs(['--sizes', '5000,1000,5000']).sizes, [1000, 5000]);

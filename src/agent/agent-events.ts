@@ -39,8 +39,11 @@ export interface AgentEvents {
   delta: [DeltaMessage];
   /** The MQTT connection came up or went down. */
   connection: [{ online: boolean }];
-  /** A connection attempt failed (a CONNACK that refused it, no broker there, none in time), once per outage as it is logged: why. */
-  'connection-error': [{ error: string }];
+  /**
+   * A connection attempt failed (a CONNACK that refused it, no broker there, none in time, a socket closed before any CONNACK),
+   * once per outage as it is logged: why, and the MQTT reason code when the error carries one (a refused CONNACK's return code).
+   */
+  'connection-error': [{ error: string; reasonCode?: number }];
   /** The client certificate was renewed and saved (`certificateRenewal`): its expiry, in seconds since the epoch; used from the next connection. */
   'certificate-renewed': [{ expiresAt: number }];
 }

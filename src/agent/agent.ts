@@ -294,7 +294,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (err.message === this.lastError) return;
       this.lastError = err.message;
       this.log.warn('mqtt error', { error: err.message });
-      this.emit('connection-error', { error: err.message });
+      // mqtt.js's ErrorWithReasonCode: a refused CONNACK's code (4 and 5 retrying cannot fix, 3 it can)
+      const code = (err as { code?: unknown }).code;
+      this.emit('connection-error', { error: err.message, ...(typeof code === 'number' ? { reasonCode: code } : {}) });
     };
     client.on('connect', onConnect).on('reconnect', onReconnect).on('close', onClose).on('message', onMessage).on('error', onError);
     // only our own listeners: mqtt.js's internal ones must stay to clean up its timers on close

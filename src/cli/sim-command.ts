@@ -109,7 +109,7 @@ export function addSimCommand(program: Command): void {
     .option('--offline-rate <p>', 'probability, per device and job attempt, that the device goes offline once while downloading (for --offline-ms, then resumes)', '0')
     .option('--offline-ms <ms>', 'length of an offline period', String(SIM_DEFAULTS.offlineMs))
     .option('--seed <n>', 'random seed', '1')
-    .option('--until-finished', 'exit once every device finished a job in this run (a job it finished in an earlier run, kept in the devices file, does not count), printing a JSON summary')
+    .option('--until-finished', `exit once every device finished a job in this run (a job it finished in an earlier run, kept in the devices file, does not count) or was given up (refused ${SIM_DEFAULTS.refusalsToGiveUp} times in a row for a wrong secret or not authorized), printing a JSON summary; exit code 1 if any was given up`)
     .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each), each with its share of --connect-rate and --concurrency', '1')
     .addOption(new Option('--first-index <n>', 'run --devices-file as the slice starting at device n of the fleet, reporting to the parent process (--processes)').hideHelp())
     .action(async (o: Record<string, string | boolean | undefined>) => {
@@ -220,13 +220,24 @@ export function addSimCommand(program: Command): void {
         if (await started()) toParent!.ready();
         return;
       }
-      void fleet.whenFinished(devices.length).then(() => process.stdout.write(`sim: finished ${devices.length} devices ${JSON.stringify({ ...fleet.stats, ...fleet.requestsSent() })} installs=${fleet.installs}\n`));
+      // every device finished a job or was given up (refused for good): the bench reads this line
+      // (`sim: finished N devices {...} installs=K`); the given-up ones come after, not in N
+      void fleet.whenFinished(devices.length).then(() => {
+        const { finished, gaveUp } = fleet.stats;
+        process.stdout.write(`sim: finished ${finished} devices ${JSON.stringify({ ...fleet.stats, ...fleet.requestsSent() })} installs=${fleet.installs}${gaveUp ? ` gave-up=${gaveUp}` : ''}\n`);
+      });
       if (!(await started())) return;
       process.stdout.write(`sim: ready ${devices.length} devices (${mode}${processes > 1 ? `, ${processes} processes` : ''})\n`);
       if (o.untilFinished) {
         await fleet.whenFinished(devices.length);
         await stop();
+        const { gaveUp } = fleet.stats;
         process.stdout.write(JSON.stringify({ ...fleet.stats, devices: devices.length, installs: fleet.installs }) + '\n');
+        // a run that could not run its whole fleet is no result to compare: a script must see it
+        if (gaveUp > 0) {
+          process.stderr.write(`updraft: error: gave up on ${gaveUp} of ${devices.length} devices: the broker refused each ${SIM_DEFAULTS.refusalsToGiveUp} times in a row for a reason retrying cannot fix (bad user name or password, not authorized: a wrong secret, a revoked or deleted device); the summary counts them in "gaveUp"\n`);
+          process.exit(1);
+        }
         process.exit(0);
       }
     });

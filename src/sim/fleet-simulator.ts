@@ -30,6 +30,12 @@ export interface SimStats {
    * them (a wrong secret, a revoked or deleted device) or could not be reached.
    */
   refused: number;
+  /**
+   * Devices given up in this run: refused `refusalsToGiveUp` times in a row for a reason
+   * retrying cannot fix (bad user name or password, not authorized). Counted in `refused` too
+   * while that is their latest attempt.
+   */
+  gaveUp: number;
   /** Devices that finished a job (their first outcome). */
   finished: number;
   /**
@@ -62,6 +68,13 @@ interface DeviceSlot {
   failed?: UpdateAgent;
   /** Why the device's latest connection attempt failed, until it connects (counted in `stats.refused`). */
   refused?: string;
+  /** The agent the broker refused for a reason retrying cannot fix (`REFUSED_FOR_GOOD`). */
+  refusedBy?: UpdateAgent;
+  /** Such refusals in a row, with no connection between; at `refusalsToGiveUp` the device is given up (`gaveUp`). */
+  refusals: number;
+  gaveUp: boolean;
+  /** The device is done in this run (finished a job, or given up): counted once in `settled`. */
+  settled: boolean;
   /** The device's latest outcome, and the device-side job id it was for (a retry has its own); none until it finished a job. */
   outcome?: { jobId: string; status: 'SUCCESS' | 'FAILURE' };
   /** Cycling: wakes the worker holding this device. */
@@ -82,13 +95,16 @@ export interface SimulatedFleet {
   readonly stats: SimStats;
   /** Total installs performed (a job applied twice on a device would show here). */
   readonly installs: number;
+  /** Devices done in this run: they finished a job, or were given up (`stats.gaveUp`). */
+  readonly settled: number;
   /** Requests of the devices' agents so far: reports (what runs, phases, outcomes) and catch-up `get`s. */
   requestsSent(): { reports: number; gets: number };
   /** Connected mode: resolves once every device is connected. Cycling: once the devices start visiting. */
   start(): Promise<void>;
   /**
-   * Resolves when `n` devices finished a job (SUCCESS or FAILURE) in this run: a job a device
-   * had finished in an earlier run (its `state`) is acknowledged again, not counted.
+   * Resolves when `n` devices are done in this run (`settled`): finished a job (SUCCESS or
+   * FAILURE), or given up. A job a device had finished in an earlier run (its `state`) is
+   * acknowledged again, not counted.
    */
   whenFinished(n: number): Promise<void>;
   /** Once stopped: the devices with the state each keeps for the next run. */
@@ -96,9 +112,16 @@ export interface SimulatedFleet {
   stop(): Promise<void>;
 }
 
-/** Runs a simulated fleet until stopped (connected) or until every device finished (cycling). */
+/**
+ * CONNACK codes that retrying cannot fix: bad user name or password, and not authorized, in
+ * MQTT 3.1.1 (4, 5: §3.2.2.3) and in MQTT 5 (0x86, 0x87: §3.2.2.2). Server unavailable (3;
+ * 0x88, 0x89 in 5) is the broker's admission control: the device retries on its backoff.
+ */
+const REFUSED_FOR_GOOD = new Set([4, 5, 0x86, 0x87]);
+
+/** Runs a simulated fleet until stopped (connected) or until every device finished or was given up (cycling). */
 export class FleetSimulator implements SimulatedFleet {
-  readonly stats: SimStats = { connected: 0, refused: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
+  readonly stats: SimStats = { connected: 0, refused: 0, gaveUp: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
   private readonly opts: SimOptions;
   private readonly slots: DeviceSlot[];
   /** Requests of the agents stopped so far. */
@@ -112,6 +135,9 @@ export class FleetSimulator implements SimulatedFleet {
   private readonly connectWaiters: (() => void)[] = [];
   /** Each returns true once satisfied (and is then dropped). */
   private finishedListeners: (() => boolean)[] = [];
+  private settledCount = 0;
+  /** Wake the pauses between a device's attempts (`pause`) at stop. */
+  private readonly pauses = new Set<() => void>();
 
   constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices'>) {
     this.opts = { ...SIM_DEFAULTS, ...opts };
@@ -127,6 +153,9 @@ export class FleetSimulator implements SimulatedFleet {
         installer: new SimulatedInstaller({ initial: device.state?.software ?? { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
         state: new MemoryAgentStateStore({ finished: device.state?.finished ?? [] }),
         online: false,
+        refusals: 0,
+        gaveUp: false,
+        settled: false,
       };
     });
   }
@@ -134,6 +163,11 @@ export class FleetSimulator implements SimulatedFleet {
   /** Total installs performed (a job applied twice on a device would show here). */
   get installs(): number {
     return this.slots.reduce((n, s) => n + s.installer.installs, 0);
+  }
+
+  /** Devices done in this run: they finished a job, or were given up. */
+  get settled(): number {
+    return this.settledCount;
   }
 
   /** Connected mode: resolves once every device is connected. Cycling: starts the workers. */
@@ -154,12 +188,12 @@ export class FleetSimulator implements SimulatedFleet {
     void Promise.all(workers);
   }
 
-  /** Resolves when `n` devices finished a job (SUCCESS or FAILURE). */
+  /** Resolves when `n` devices finished a job (SUCCESS or FAILURE) or were given up. */
   whenFinished(n: number): Promise<void> {
-    if (this.stats.finished >= n) return Promise.resolve();
+    if (this.settledCount >= n) return Promise.resolve();
     return new Promise((resolve) => {
       const check = () => {
-        if (this.stats.finished < n) return false;
+        if (this.settledCount < n) return false;
         resolve();
         return true;
       };
@@ -181,6 +215,7 @@ export class FleetSimulator implements SimulatedFleet {
   /** Stops every agent. */
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const wake of [...this.pauses]) wake();
     await Promise.all(this.slots.map((s) => this.retire(s).catch(() => undefined)));
   }
 
@@ -211,10 +246,15 @@ export class FleetSimulator implements SimulatedFleet {
     return out;
   }
 
-  /** The agent's connection attempt failed (while it was not connected): its place is free, and the device counts as refused until it connects. */
-  private attemptFailed(slot: DeviceSlot, agent: UpdateAgent, reason: string): void {
+  /**
+   * The agent's connection attempt failed (while it was not connected): its place is free, and
+   * the device counts as refused until it connects. A refusal retrying cannot fix ends the
+   * wait for its connection (`connect()`: 'refused').
+   */
+  private attemptFailed(slot: DeviceSlot, agent: UpdateAgent, reason: string, reasonCode: number | undefined): void {
     if (slot.agent !== agent || slot.online) return;
     slot.failed = agent;
+    if (reasonCode !== undefined && REFUSED_FOR_GOOD.has(reasonCode)) slot.refusedBy = agent;
     if (slot.refused === undefined) {
       this.stats.refused++;
       this.opts.onRefused?.(slot.device.deviceId, reason);
@@ -243,12 +283,13 @@ export class FleetSimulator implements SimulatedFleet {
       mqttOptions: { reconnectPeriod: 1000 + Math.floor(this.random() * 4000), keepalive: 300, ...(MQTT_DEBUG ? {} : { log: noLog }) },
     });
     // a refused CONNACK, no broker there, none in time, a socket closed before any: its place is free, and it counts as refused
-    agent.on('connection-error', ({ error }) => this.attemptFailed(slot, agent, error));
+    agent.on('connection-error', ({ error, reasonCode }) => this.attemptFailed(slot, agent, error, reasonCode));
     // the count follows the connection itself: a broker that went away takes it down at once
     agent.on('connection', ({ online }) => {
       if (slot.agent !== agent || slot.online === online) return;
       slot.online = online;
       this.stats.connected += online ? 1 : -1;
+      if (online) slot.refusals = 0;
       if (online && slot.refused !== undefined) {
         slot.refused = undefined;
         this.stats.refused--;
@@ -281,7 +322,7 @@ export class FleetSimulator implements SimulatedFleet {
       }
       if (!was) {
         this.stats.finished++;
-        this.finishedListeners = this.finishedListeners.filter((l) => !l());
+        this.settle(slot);
       }
       slot.onFinished?.();
     });
@@ -303,8 +344,11 @@ export class FleetSimulator implements SimulatedFleet {
    * failed attempt (2026-12-05). Held until the device connected, a device the broker
    * refuses held it for good: one such device of 10 at --connect-rate 5 kept the 9 others from
    * connecting (QA). Its retries (the agent's backoff) take no place.
+   *
+   * 'refused': the broker refused it for a reason retrying cannot fix (`REFUSED_FOR_GOOD`); the
+   * agent is left for the caller to retire, and to count the refusal (`refusedAgain`).
    */
-  private async connect(slot: DeviceSlot, withinMs = Infinity): Promise<'connected' | 'retired' | 'not connected'> {
+  private async connect(slot: DeviceSlot, withinMs = Infinity): Promise<'connected' | 'retired' | 'not connected' | 'refused'> {
     await this.pacer.take();
     await this.connectingPlace();
     let agent: UpdateAgent;
@@ -319,11 +363,63 @@ export class FleetSimulator implements SimulatedFleet {
       this.connecting--;
       this.connectWaiters.shift()?.();
     }
-    const connected = await until(slot, agent, () => slot.online, withinMs - (performance.now() - startedAt));
+    const connected = await until(slot, agent, () => slot.online || slot.refusedBy === agent, withinMs - (performance.now() - startedAt));
     if (slot.agent !== agent) return 'retired';
+    if (!slot.online && slot.refusedBy === agent) return 'refused';
     if (!connected) return 'not connected';
     this.stats.connects++;
     return 'connected';
+  }
+
+  /**
+   * Connects the device, and again after each refusal retrying cannot fix (a new agent, after a
+   * pause that doubles: 1-2 s, then 2-4 s...), until it connected, was retired, or was given up.
+   * The agent alone would retry for ever, and say so only once (its errors are said once per outage).
+   */
+  private async connectOrGiveUp(slot: DeviceSlot): Promise<void> {
+    while ((await this.connect(slot)) === 'refused') {
+      await this.retire(slot);
+      if (this.refusedAgain(slot)) return;
+      await this.pause((1 + this.random()) * 1000 * 2 ** (slot.refusals - 1));
+      if (this.stopped) return;
+    }
+  }
+
+  /**
+   * The device was refused for a reason retrying cannot fix once more: true once that is
+   * `refusalsToGiveUp` times in a row, and the device is given up (it is done, for `whenFinished`).
+   */
+  private refusedAgain(slot: DeviceSlot): boolean {
+    if (slot.gaveUp) return true;
+    slot.refusals++;
+    if (slot.refusals < this.opts.refusalsToGiveUp) return false;
+    slot.gaveUp = true;
+    this.stats.gaveUp++;
+    this.settle(slot);
+    // a cycling visit waiting for its job (a crash's restart was refused): it is over
+    slot.onFinished?.();
+    return true;
+  }
+
+  /** The device is done in this run (finished a job, or given up): counted once. */
+  private settle(slot: DeviceSlot): void {
+    if (slot.settled) return;
+    slot.settled = true;
+    this.settledCount++;
+    this.finishedListeners = this.finishedListeners.filter((l) => !l());
+  }
+
+  /** Resolves after `ms`, or at once when the simulator stops. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.pauses.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.pauses.add(wake);
+    });
   }
 
   /**
@@ -344,15 +440,19 @@ export class FleetSimulator implements SimulatedFleet {
    * Once it has its command it stays until the job ends, as a real device does: leaving in
    * the middle of a download would only make it start over on its next visit. True once the
    * device succeeded: a device whose update failed keeps coming back (after the others of the
-   * queue), as a device in the field comes online again, so a job's retry can reach it.
+   * queue), as a device in the field comes online again, so a job's retry can reach it. True
+   * too once the device is given up (refused for good `refusalsToGiveUp` visits in a row): it
+   * came back for ever, and `--until-finished` never ended (QA).
    */
   private async cycle(slot: DeviceSlot): Promise<boolean> {
-    if (succeeded(slot)) return true;
+    if (succeeded(slot) || slot.gaveUp) return true;
     // a device the broker turns away (or that could not connect within its visit's time) ends
-    // its visit and comes back after the others: it held its worker for good (QA)
-    if ((await this.connect(slot, this.opts.idleTimeoutMs)) === 'not connected') {
+    // its visit and comes back after the others: it held its worker for good (QA). Refused for
+    // a reason retrying cannot fix, its visit ends at once, and counts towards giving it up
+    const visit = await this.connect(slot, this.opts.idleTimeoutMs);
+    if (visit === 'not connected' || visit === 'refused') {
       await this.retire(slot);
-      return false;
+      return visit === 'refused' && this.refusedAgain(slot);
     }
     let finished = false;
     await new Promise<void>((resolve) => {
@@ -369,21 +469,21 @@ export class FleetSimulator implements SimulatedFleet {
     if (!finished) this.stats.idleVisits++;
     // the agent may have been replaced by a crash or an offline period meanwhile
     await this.retire(slot);
-    return succeeded(slot);
+    return succeeded(slot) || slot.gaveUp;
   }
 
   /** The device dies mid-install and comes back: the agent resumes from its persisted state. */
   private async crash(slot: DeviceSlot): Promise<void> {
     this.stats.crashes++;
     await this.retire(slot);
-    if (!this.stopped) await this.connect(slot);
+    if (!this.stopped) await this.connectOrGiveUp(slot);
   }
 
   private async offlinePeriod(slot: DeviceSlot): Promise<void> {
     this.stats.offlinePeriods++;
     await this.retire(slot);
     await sleep(this.opts.offlineMs);
-    if (!this.stopped) await this.connect(slot);
+    if (!this.stopped) await this.connectOrGiveUp(slot);
   }
 }
 

@@ -64,6 +64,14 @@ export interface SimOptions {
    * a socket closed before any CONNACK is a failed attempt, and frees its place at once).
    */
   connectAttemptMs: number;
+  /**
+   * A device the broker refuses for a reason retrying cannot fix (bad user name or password,
+   * not authorized: CONNACK 4 or 5 in MQTT 3.1.1, 0x86 or 0x87 in MQTT 5) this many times in a
+   * row, with no connection between, is given up: counted in `gaveUp`, it takes no connecting
+   * place and no cycling worker any more, and counts as done for `whenFinished`. A refusal
+   * that retrying can fix (3, server unavailable: admission control) is retried, never counted.
+   */
+  refusalsToGiveUp: number;
   /** Hears a device the broker refused or could not be reached for: once, until it connects. */
   onRefused?: (deviceId: string, reason: string) => void;
   /** Where partial downloads go. */
@@ -91,6 +99,7 @@ export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
   offlineMs: 2000,
   idleTimeoutMs: 5000,
   connectAttemptMs: 10_000,
+  refusalsToGiveUp: 3,
   workDir: path.join(os.tmpdir(), 'updraft-sim'),
   seed: 1,
   firstIndex: 0,

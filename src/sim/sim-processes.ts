@@ -23,7 +23,7 @@ import { wholeNumber } from '../util/number-text.ts';
 export const SHARD_REPORT_MS = 250;
 
 /** What a child sends its parent. */
-export type ShardMessage = { kind: 'ready' } | { kind: 'report'; stats: SimStats; installs: number; requests: { reports: number; gets: number } };
+export type ShardMessage = { kind: 'ready' } | { kind: 'report'; stats: SimStats; installs: number; settled: number; requests: { reports: number; gets: number } };
 
 /** Which slice of the fleet a child runs: the `index`-th of `count`. */
 export interface Shard {
@@ -102,7 +102,7 @@ export class SimProcesses implements SimulatedFleet {
   }
 
   get stats(): SimStats {
-    const sum: SimStats = { connected: 0, refused: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
+    const sum: SimStats = { connected: 0, refused: 0, gaveUp: 0, finished: 0, succeeded: 0, failed: 0, outcomes: 0, crashes: 0, offlinePeriods: 0, connects: 0, idleVisits: 0 };
     for (const c of this.children) {
       if (!c.report) continue;
       for (const k of Object.keys(sum) as (keyof SimStats)[]) sum[k] += c.report.stats[k];
@@ -118,6 +118,10 @@ export class SimProcesses implements SimulatedFleet {
 
   get installs(): number {
     return this.children.reduce((n, c) => n + (c.report?.installs ?? 0), 0);
+  }
+
+  get settled(): number {
+    return this.children.reduce((n, c) => n + (c.report?.settled ?? 0), 0);
   }
 
   requestsSent(): { reports: number; gets: number } {
@@ -183,7 +187,7 @@ export class SimProcesses implements SimulatedFleet {
   whenFinished(n: number): Promise<void> {
     return new Promise((resolve) => {
       const check = () => {
-        if (this.stats.finished < n) return false;
+        if (this.settled < n) return false;
         resolve();
         return true;
       };
@@ -227,7 +231,7 @@ export function reportToParent(fleet: SimulatedFleet, stop: () => Promise<void>)
   const send = (msg: ShardMessage) => {
     if (process.connected) process.send!(msg);
   };
-  const report = () => send({ kind: 'report', stats: { ...fleet.stats }, installs: fleet.installs, requests: fleet.requestsSent() });
+  const report = () => send({ kind: 'report', stats: { ...fleet.stats }, installs: fleet.installs, settled: fleet.settled, requests: fleet.requestsSent() });
   const timer = setInterval(report, SHARD_REPORT_MS);
   // a parent killed without stopping us: do not leave orphaned devices connected
   process.once('disconnect', () => void stop().then(() => process.exit(0)));

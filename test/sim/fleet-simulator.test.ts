@@ -10,11 +10,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { ConnectPacer, type PacerClock } from '../../src/sim/connect-pacer.ts';
-import { FleetSimulator, type SimDevice } from '../../src/sim/fleet-simulator.ts';
+import { FleetSimulator, SIM_DEFAULTS, type SimDevice } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { parseFirstIndex, sharesOf, sliceOf } from '../../src/sim/sim-processes.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** The live child processes of `pid` and their command lines (Linux /proc). */
@@ -555,6 +556,54 @@ describe('fleet simulator', () => {
       assert.equal(sim2.stats.refused, 1, JSON.stringify(sim2.stats));
     } finally {
       await sim2.stop();
+    }
+  });
+
+  it('cycling, the command: a device the broker refuses for good is given up after 3 refusals in a row, and --until-finished ends, exit 1, saying how many', async () => {
+    // it came back after the others for ever: --until-finished never ended
+    const devices = await registerFleet(api, 'giveup-', 3);
+    const withBad = [{ ...devices[0]!, secret: 'updr_dev_not-its-secret' }, ...devices.slice(1)];
+    const jobId = await rollout(devices.slice(1)); // deployed while every device is offline
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-giveup-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(withBad), { mode: 0o600 });
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--mode', 'cycling', '--concurrency', '2', '--until-finished']);
+    try {
+      // a hang guard: the run that never ended fails here
+      const summary = JSON.parse((await cli.waitFor(/^(\{.*"devices":3.*\})$/m, 60_000))[1]!);
+      assert.deepEqual({ gaveUp: summary.gaveUp, refused: summary.refused, finished: summary.finished, succeeded: summary.succeeded }, { gaveUp: 1, refused: 1, finished: 2, succeeded: 2 }, JSON.stringify(summary));
+      assert.match(cli.output(), /^sim: finished 2 devices \{.*"gaveUp":1.*\} installs=2 gave-up=1$/m);
+      assert.equal(await cli.kill(), 1, 'a run that gave up on devices is not a success');
+      assert.match(cli.output(), /^updraft: error: gave up on 1 of 3 devices: the broker refused each 3 times in a row for a reason retrying cannot fix \(bad user name or password, not authorized: a wrong secret, a revoked or deleted device\); the summary counts them in "gaveUp"$/m);
+      assert.deepEqual(await outcome(jobId), { SUCCEEDED: 2 });
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a device turned away with CONNACK 3 (server unavailable: admission control) is retried, not given up', async () => {
+    const own = await startTestServer({ flags: { 'mqtt-max-connections': 1 } });
+    const ownApi = new ApiClient({ server: own.httpUrl, token: own.token });
+    const refusedCount = async () => (await ownApi.call<{ mqtt: { refusedConnections: number } }>('GET', '/api/v1/metrics')).mqtt.refusedConnections;
+    const [holder, device] = await registerFleet(ownApi, 'busy-', 2);
+    // the one connection the broker holds
+    const held = await TestClient.connect(own.mqttUrl, holder!.deviceId, { username: holder!.deviceId, password: holder!.secret });
+    const sim = new FleetSimulator({ brokerUrl: own.mqttUrl, devices: [device!], mode: 'cycling', concurrency: 1, idleTimeoutMs: 300, seed: 6 });
+    try {
+      await ownApi.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', randomBytes(1024));
+      await ownApi.call('POST', '/api/v1/deployments', { devices: [device!.deviceId], artifact: 'fw@2.0.0' });
+      await sim.start();
+      // more refusals than would give up a device refused for good
+      await eventually(async () => ((await refusedCount()) > SIM_DEFAULTS.refusalsToGiveUp ? true : undefined), 60_000, 'the device is refused again and again');
+      assert.deepEqual({ refused: sim.stats.refused, gaveUp: sim.stats.gaveUp }, { refused: 1, gaveUp: 0 }, JSON.stringify(sim.stats));
+      await held.end();
+      await sim.whenFinished(1);
+      assert.deepEqual({ succeeded: sim.stats.succeeded, refused: sim.stats.refused, gaveUp: sim.stats.gaveUp }, { succeeded: 1, refused: 0, gaveUp: 0 });
+    } finally {
+      await sim.stop();
+      await held.end().catch(() => undefined);
+      await own.close();
     }
   });
 

@@ -227,7 +227,10 @@ export function addSimCommand(program: Command): void {
         process.stdout.write(`sim: finished ${finished} devices ${JSON.stringify({ ...fleet.stats, ...fleet.requestsSent() })} installs=${fleet.installs}${gaveUp ? ` gave-up=${gaveUp}` : ''}\n`);
       });
       if (!(await started())) return;
-      process.stdout.write(`sim: ready ${devices.length} devices (${mode}${processes > 1 ? `, ${processes} processes` : ''})\n`);
+      // connected: ready once every device is connected or given up (refused for good), and the
+      // line says how many are which; it starts as it did, for the bench and scripts that wait on it
+      const counts = mode === 'connected' ? ` connected=${fleet.stats.connected} refused=${fleet.stats.refused}` : '';
+      process.stdout.write(`sim: ready ${devices.length} devices (${mode}${processes > 1 ? `, ${processes} processes` : ''})${counts}\n`);
       if (o.untilFinished) {
         await fleet.whenFinished(devices.length);
         await stop();

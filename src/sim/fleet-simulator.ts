@@ -99,7 +99,7 @@ export interface SimulatedFleet {
   readonly settled: number;
   /** Requests of the devices' agents so far: reports (what runs, phases, outcomes) and catch-up `get`s. */
   requestsSent(): { reports: number; gets: number };
-  /** Connected mode: resolves once every device is connected. Cycling: once the devices start visiting. */
+  /** Connected mode: resolves once every device is connected or given up. Cycling: once the devices start visiting. */
   start(): Promise<void>;
   /**
    * Resolves when `n` devices are done in this run (`settled`): finished a job (SUCCESS or
@@ -170,10 +170,14 @@ export class FleetSimulator implements SimulatedFleet {
     return this.settledCount;
   }
 
-  /** Connected mode: resolves once every device is connected. Cycling: starts the workers. */
+  /**
+   * Connected mode: resolves once every device is connected, or given up (refused for good:
+   * a device the broker always refuses held it back for ever, and with it `sim: ready`). Cycling:
+   * starts the workers.
+   */
   async start(): Promise<void> {
     if (this.opts.mode === 'connected') {
-      await Promise.all(this.slots.map((slot) => this.connect(slot)));
+      await Promise.all(this.slots.map((slot) => this.connectOrGiveUp(slot)));
       return;
     }
     const queue = [...this.slots];

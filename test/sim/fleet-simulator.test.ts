@@ -68,13 +68,14 @@ describe('fleet simulator', () => {
 
   /**
    * Registers `size` devices named `prefix<n>`, runs them from a devices file with `updraft sim
-   * --processes n` (and `args`), and resolves once the command says the fleet is ready.
+   * --processes n` (and `args`; the first `wrongSecrets` devices with a secret not theirs), and
+   * resolves once the command says the fleet is ready.
    */
-  async function startShardedSim(prefix: string, n: number, { size = 2 * n, args = [] }: { size?: number; args?: string[] } = {}): Promise<ShardedSim> {
+  async function startShardedSim(prefix: string, n: number, { size = 2 * n, args = [], wrongSecrets = 0 }: { size?: number; args?: string[]; wrongSecrets?: number } = {}): Promise<ShardedSim> {
     const devices = await registerFleet(api, prefix, size);
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
     const file = path.join(dir, 'devices.json');
-    await writeFile(file, JSON.stringify(devices));
+    await writeFile(file, JSON.stringify(devices.map((d, i) => (i < wrongSecrets ? { ...d, secret: 'updr_dev_not-its-secret' } : d))));
     const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', String(n), ...args]);
     const close = async () => {
       await cli.kill('SIGKILL').catch(() => undefined);
@@ -579,6 +580,32 @@ describe('fleet simulator', () => {
     } finally {
       await cli.kill('SIGKILL').catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('connected, the command: sim: ready comes once every device is connected or given up, and says how many are which', async () => {
+    // a device the broker always refuses held the ready line back for ever: the bench waited its 600 s
+    const devices = await registerFleet(api, 'ready-', 3);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-ready-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify([{ ...devices[0]!, secret: 'updr_dev_not-its-secret' }, ...devices.slice(1)]), { mode: 0o600 });
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl]);
+    try {
+      // a hang guard: the line that never came fails here
+      await cli.waitFor(/^sim: ready 3 devices \(connected\) connected=2 refused=1$/m, 60_000);
+      await cli.waitFor(/^sim: \{"connected":2,"refused":1,"gaveUp":1,/m, 30_000);
+      assert.equal(await cli.kill('SIGINT'), 0);
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+    // several processes: the parent's line adds up its children's counts
+    const sharded = await startShardedSim('readyp-', 2, { wrongSecrets: 1 });
+    try {
+      assert.match(sharded.cli.output(), /^sim: ready 4 devices \(connected, 2 processes\) connected=3 refused=1$/m);
+      assert.equal(await sharded.cli.kill('SIGINT'), 0);
+    } finally {
+      await sharded.close();
     }
   });
 

@@ -151,7 +151,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
         if (failures >= maxAttempts) {
           throw new UpdraftError('DOWNLOAD', `download failed after ${failures} attempts without progress: ${err.message}`, { cause: err });
         }
-        const delay = backoff(failures, opts);
+        const delay = downloadRetryDelay(failures, opts);
         log.warn('download interrupted, retrying', { url: redactUrl(opts.url), error: err.message, attempt: failures, delayMs: delay });
         await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : {}).catch(() => opts.signal?.throwIfAborted());
         reusedBytes = true;
@@ -303,7 +303,11 @@ async function readReason(res: Response): Promise<string> {
   return line ? line.slice(0, 300) : res.statusText || 'no reason given';
 }
 
-function backoff(failures: number, opts: DownloadOptions): number {
+/**
+ * The pause before attempt `failures + 1`: `retryDelayMs` doubled per failure up to
+ * `maxRetryDelayMs`, with jitter. Also the agent's pause after a refused (403) download.
+ */
+export function downloadRetryDelay(failures: number, opts: Pick<DownloadOptions, 'retryDelayMs' | 'maxRetryDelayMs'>): number {
   const base = Math.min(opts.retryDelayMs ?? DOWNLOAD_DEFAULTS.retryDelayMs, opts.maxRetryDelayMs ?? DOWNLOAD_DEFAULTS.maxRetryDelayMs);
   const delay = Math.min(base * 2 ** (failures - 1), opts.maxRetryDelayMs ?? DOWNLOAD_DEFAULTS.maxRetryDelayMs);
   // jitter: a fleet cut off together must not come back together

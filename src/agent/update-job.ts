@@ -10,7 +10,7 @@ import { inWindow, nextOpening, wallTime, windowProblems, type MaintenanceWindow
 import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
 import type { InFlightPhase, JobOutcome } from './agent-state.ts';
-import type { DownloadOptions, Downloader } from './downloader.ts';
+import { downloadRetryDelay, type DownloadOptions, type Downloader } from './downloader.ts';
 import { hashFile } from './file-hash.ts';
 import { isInstalled, type InstalledSoftware, type Installer } from './installer.ts';
 import { AgentStoppedError } from './shadow-requester.ts';
@@ -247,11 +247,21 @@ export class UpdateJob {
     this.markReported();
   }
 
-  /** Downloads and verifies, refreshing an expired URL (by time, or a 403) a bounded number of times. */
+  /**
+   * Downloads and verifies, refreshing an expired URL (by time, or a 403) a bounded number of
+   * times. A 403 is answered by a pause (the download's retry backoff), a fresh URL or
+   * credential, and another attempt, whether or not the fresh URL differs: the server hands
+   * out the same URL for a refresh within the second it signed it (`artifacts/url-signer.ts`
+   * caches them), and a refusal may pass (a key staged on one instance but not yet another,
+   * a proxy, a clock) while the URL stays good. `maxUrlRefreshes` bounds the loop: at most
+   * 1 + maxUrlRefreshes attempts, then FAILURE naming the 403 and the count. Any other
+   * refusal (404, INTEGRITY, a bad manifest) fails at once.
+   */
   private async fetch(): Promise<string> {
     const { deps } = this;
     const signal = this.ctrl.signal;
     let refreshes = 0;
+    let refused = 0;
     let renewCredential = false;
     for (;;) {
       signal.throwIfAborted();
@@ -286,19 +296,29 @@ export class UpdateJob {
         return deps.file;
       } catch (err) {
         const forbidden = err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === 403;
-        if (!forbidden || signal.aborted || refreshes >= deps.maxUrlRefreshes) throw err;
+        if (!forbidden || signal.aborted) throw err;
+        refused++;
+        if (refreshes >= deps.maxUrlRefreshes) {
+          const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+          const asked = plural(refreshes, deps.authorizeDownload ? 'new credential' : 'fresh URL');
+          throw new UpdraftError('DOWNLOAD', `download refused with HTTP 403 on ${plural(refused, 'attempt')}, ${asked} asked for (maxUrlRefreshes ${deps.maxUrlRefreshes}): ${err.message}`, { status: 403, cause: err });
+        }
+        refreshes++;
+        // a pause first, as for an interrupted download: a refusal that passes (a key not yet on
+        // every instance) gets time to, and the server is not asked again at once
+        const delayMs = downloadRetryDelay(refused, deps.downloadSettings);
         if (deps.authorizeDownload) {
           // a refused temporary credential: ask for a new one (the server re-checks the device's current job)
-          refreshes++;
           renewCredential = true;
-          deps.logger.info('download refused, asking for a new credential', { jobId: this.jobId, error: err.message });
+          deps.logger.info('download refused, asking for a new credential', { jobId: this.jobId, error: err.message, attempt: refused, delayMs });
+          await sleep(delayMs, undefined, { signal });
           continue;
         }
-        // a URL may be refused before its announced expiry (clock skew, key rotation): ask for a new one
-        refreshes++;
-        deps.logger.info('download refused, asking for a fresh URL', { jobId: this.jobId, error: err.message });
+        // a URL may be refused before its announced expiry (clock skew, key rotation): ask for a
+        // new one and try again, even when it is the same URL (signed within the same second)
+        deps.logger.info('download refused, asking for a fresh URL', { jobId: this.jobId, error: err.message, attempt: refused, delayMs });
+        await sleep(delayMs, undefined, { signal });
         await deps.refreshCommand(this);
-        if (this.command.url === cmd.url) throw err;
       }
     }
   }

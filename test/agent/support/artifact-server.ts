@@ -42,6 +42,9 @@ export class ArtifactServer {
   cuts = 1;
   /** Query `sig` values answered with 403 (a revoked or skewed URL). */
   readonly revokedSigs = new Set<string>();
+  /** How many of the next requests are refused with `refuseStatus`, whatever their URL (a transient refusal). */
+  refuseNext = 0;
+  refuseStatus = 403;
   readonly requests: SeenRequest[] = [];
   /** Bytes written by 'endless' responses, and whether the client hung up on them. */
   endless = { written: 0, closedByClient: false };
@@ -92,6 +95,12 @@ export class ArtifactServer {
       seen.status = status;
       res.writeHead(status, headers);
     };
+    if (this.refuseNext > 0) {
+      this.refuseNext--;
+      send(this.refuseStatus, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: this.refuseStatus === 403 ? 'injected forbidden' : `injected ${this.refuseStatus}` } }));
+      return;
+    }
     const exp = u.searchParams.get('exp');
     if (this.mode === 'forbidden' || (exp !== null && Number(exp) < Date.now() / 1000) || this.revokedSigs.has(u.searchParams.get('sig') ?? '')) {
       send(403, { 'content-type': 'application/json' });

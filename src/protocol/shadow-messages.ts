@@ -5,6 +5,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import { isJsonObject, jsonDefect, parseJsonObject, requireJsonObject, type JsonObject, type JsonTextMessages, type JsonValue } from './json.ts';
+import type { ShadowRef } from './topics.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
@@ -146,14 +147,54 @@ function readSection(state: JsonObject, key: 'desired' | 'reported', limits: Sha
   return section;
 }
 
-/** Validates an update request; throws 400/413 naming the problem. */
-export function parseUpdateRequest(payload: Buffer | string, limits: ShadowLimits): UpdateRequest {
+/** The nodes of an update request, and of a get or delete (whose `version` a get ignores). */
+const UPDATE_NODES: readonly string[] = ['state', 'clientToken', 'version'];
+const SIMPLE_NODES: readonly string[] = ['clientToken', 'version'];
+const STATE_NODES: readonly string[] = ['desired', 'reported'];
+
+/**
+ * Refuses, by name, every node of a request that its operation does not take: a misspelt
+ * node changes what the request does without a word (`versoin` made a conditional update
+ * unconditional; `reportd` wrote nothing of what it held). `thingName` and `shadowName` are
+ * taken when they name the request's own thing and shadow: the AWS IoT Device SDK v2's
+ * IotShadowClient (JavaScript, Java) serializes its whole request object, topic fields
+ * included, into every payload, and AWS IoT takes them.
+ */
+function refuseUnknownNodes(req: JsonObject, nodes: readonly string[], what: string, ref: ShadowRef | undefined): void {
+  const unknown: string[] = [];
+  for (const k of Object.keys(req)) {
+    if (nodes.includes(k)) continue;
+    if (ref && k === 'thingName' && req[k] === ref.deviceId) continue;
+    if (ref && k === 'shadowName' && ref.name !== '' && req[k] === ref.name) continue;
+    if (ref && (k === 'thingName' || k === 'shadowName')) {
+      const own = k === 'thingName' ? `the topic's thing '${ref.deviceId}'` : ref.name === '' ? 'no named shadow (the topic is the classic shadow\'s)' : `the topic's shadow '${ref.name}'`;
+      throw new UpdraftError('BAD_REQUEST', `${k} ${JSON.stringify(req[k])} does not match ${own}: the topic says which shadow a request is for`);
+    }
+    unknown.push(k);
+  }
+  if (unknown.length === 0) return;
+  const named = unknown.map((k) => `'${k}'`).join(', ');
+  throw new UpdraftError('BAD_REQUEST', `Request contains ${unknown.length === 1 ? 'an invalid node' : 'invalid nodes'}: ${named} (${what} takes ${nodes.join(', ')})`);
+}
+
+/**
+ * Validates an update request; throws 400/413 naming the problem. `ref`, the shadow the
+ * request's topic names, lets a payload name it too (`thingName`, `shadowName`).
+ */
+export function parseUpdateRequest(payload: Buffer | string, limits: ShadowLimits, ref?: ShadowRef): UpdateRequest {
   const req = parseJsonPayload(payload, limits);
   const clientToken = readClientToken(req);
   const version = readVersion(req);
+  // AWS IoT's first answer to a payload without state, whatever else it holds
   if (!('state' in req)) throw new UpdraftError('BAD_REQUEST', 'Missing required node: state');
+  refuseUnknownNodes(req, UPDATE_NODES, 'an update', ref);
   const state = req.state as JsonValue;
   if (!isJsonObject(state)) throw new UpdraftError('BAD_REQUEST', 'State node must be an object');
+  // AWS IoT's words: a misspelt section (`reportd`) was dropped and the rest written
+  const invalid = Object.keys(state).filter((k) => !STATE_NODES.includes(k));
+  if (invalid.length > 0) {
+    throw new UpdraftError('BAD_REQUEST', `State contains ${invalid.length === 1 ? 'an invalid node' : 'invalid nodes'}: ${invalid.map((k) => `'${k}'`).join(', ')}`);
+  }
   const desired = readSection(state, 'desired', limits);
   const reported = readSection(state, 'reported', limits);
   if (desired === undefined && reported === undefined) {
@@ -167,10 +208,15 @@ export function parseUpdateRequest(payload: Buffer | string, limits: ShadowLimit
   return out;
 }
 
-/** Validates a get or delete request. An empty payload is an empty request. */
-export function parseSimpleRequest(payload: Buffer | string, limits: ShadowLimits): SimpleRequest {
+/**
+ * Validates a get or delete request. An empty payload is an empty request. A get takes
+ * `version` and ignores it: the AWS IoT Device SDK v1 (thingShadow, versioning on by default)
+ * adds the version it knows to every request, gets included, and AWS IoT takes it.
+ */
+export function parseSimpleRequest(payload: Buffer | string, limits: ShadowLimits, ref?: ShadowRef, op: 'get' | 'delete' = 'get'): SimpleRequest {
   if (payload.length === 0) return {};
   const req = parseJsonPayload(payload, limits);
+  refuseUnknownNodes(req, SIMPLE_NODES, `a ${op}`, ref);
   const clientToken = readClientToken(req);
   const out: SimpleRequest = {};
   if (clientToken !== undefined) out.clientToken = clientToken;

@@ -141,16 +141,16 @@ export class ShadowReplica {
   private async handle(ref: ShadowRef, op: ShadowOperation, payload: Buffer, sender: Sender, answered: () => void): Promise<void> {
     try {
       if (op === 'update') {
-        await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits), sender, answered);
+        await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits, ref), sender, answered);
       } else if (op === 'get') {
-        const req = parseSimpleRequest(payload, this.deps.limits);
+        const req = parseSimpleRequest(payload, this.deps.limits, ref, 'get');
         const doc = await this.readDocument(ref, req.clientToken, true);
         const sent = this.publish(answerTopic(ref, 'get', 'accepted'), doc);
         answered();
         await sent;
         if (ref.name === '' && sender.kind === 'device') this.deps.events.emit('device.fetched', { deviceId: ref.deviceId });
       } else {
-        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits), sender, answered);
+        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits, ref, 'delete'), sender, answered);
       }
     } catch (err) {
       await this.reject(ref, op, asUpdraftError(err), salvageClientToken(payload), answered);

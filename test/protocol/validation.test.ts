@@ -25,6 +25,19 @@ describe('request validation', () => {
     bad(JSON.stringify({ state: { reported: { a: JSON.parse('['.repeat(3000) + ']'.repeat(3000)) } } }), /too many levels of nesting; maximum is 6/);
     assert.doesNotThrow(() => parseUpdateRequest('{"state": {"reported": {"a":[{"x":{"y":{"z":1}}}]}}}', DEFAULT_LIMITS), 'six levels, an array among them');
     bad(JSON.stringify({ state: { desired: { a: 'x'.repeat(9000) } } }), /maximum size/, 'TOO_LARGE');
+    // a node the request does not take is refused by name, never dropped
+    bad('{"state": {"desired": {"a": 1}, "reportd": {"a": 1}}}', /^State contains an invalid node: 'reportd'$/);
+    bad('{"state": {"reported": {"x": 1}}, "versoin": 1}', /^Request contains an invalid node: 'versoin' \(an update takes state, clientToken, version\)$/);
+  });
+
+  it("takes thingName and shadowName only naming the topic's own, in updates, gets and deletes", () => {
+    const named = { deviceId: 'dev-1', name: 'cfg' };
+    assert.deepEqual(parseUpdateRequest('{"state": {"reported": {"x": 1}}, "thingName": "dev-1", "shadowName": "cfg"}', DEFAULT_LIMITS, named), { state: { reported: { x: 1 } } });
+    assert.deepEqual(parseSimpleRequest('{"thingName": "dev-1", "shadowName": "cfg", "clientToken": "t"}', DEFAULT_LIMITS, named, 'delete'), { clientToken: 't' });
+    assert.throws(() => parseUpdateRequest('{"state": {"reported": {"x": 1}}, "thingName": "dev-2"}', DEFAULT_LIMITS, named), /^UpdraftError: thingName "dev-2" does not match the topic's thing 'dev-1'/);
+    assert.throws(() => parseSimpleRequest('{"shadowName": "cfg"}', DEFAULT_LIMITS, { deviceId: 'dev-1', name: '' }), /does not match no named shadow/);
+    // without the topic's shadow to compare with, they are nodes like any other
+    assert.throws(() => parseSimpleRequest('{"thingName": "dev-1"}', DEFAULT_LIMITS), /invalid node: 'thingName' \(a get takes clientToken, version\)/);
   });
 
   it('refuses nesting of any depth the size limit lets through with 400, walking it without recursion', () => {

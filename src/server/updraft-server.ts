@@ -257,6 +257,9 @@ export class UpdraftServer {
       maxPending: config.shadow.maxPending,
       maxNamedShadows: config.shadow.maxNamedShadows,
       issueCommand: (deviceId, sw) => commands.issue(deviceId, sw),
+      // operators (MQTT, rollouts) create shadows for registered devices only: a later
+      // registration of the id would inherit the shadow and its command
+      isRegistered: async (deviceId) => (await this.store.getDevice(deviceId)) !== undefined,
     });
     // the replica subscribes to the bus before the broker accepts the first device
     await this.startPart(this.replica);

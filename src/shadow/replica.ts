@@ -56,6 +56,16 @@ export interface ReplicaDeps {
    * when absent); creating one more is refused with 403. Its classic shadow is not counted.
    */
   maxNamedShadows?: number;
+  /**
+   * Whether a device id is registered (the registry). A sender other than a device (an
+   * operator over MQTT, the rollout engine, the API) may create a shadow only for a
+   * registered id: a shadow written for an id no device has would be inherited, version,
+   * desired state and update command, by the device registered later under it. Asked only
+   * when such a sender would create a shadow, or finds none to get or delete: a device's own
+   * requests (it authenticated, so it is registered) and updates of a shadow that exists
+   * cost nothing more. Without it every id is taken (unit tests of the replica alone).
+   */
+  isRegistered?: (deviceId: string) => Promise<boolean>;
   /** Seconds since the epoch (injectable for tests). */
   now?: () => number;
 }
@@ -144,7 +154,7 @@ export class ShadowReplica {
         await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits, ref), sender, answered);
       } else if (op === 'get') {
         const req = parseSimpleRequest(payload, this.deps.limits, ref, 'get');
-        const doc = await this.readDocument(ref, req.clientToken, true);
+        const doc = await this.readDocument(ref, req.clientToken, true, sender);
         const sent = this.publish(answerTopic(ref, 'get', 'accepted'), doc);
         answered();
         await sent;
@@ -195,6 +205,9 @@ export class ShadowReplica {
     for (let attempt = 0; ; attempt++) {
       const cached = attempt === 0 ? this.cache.get(k) : undefined;
       const previous = cached ?? (await store.getShadow(ref.deviceId, ref.name));
+      // a shadow that exists is a registered device's (a deletion deletes its shadows first):
+      // only a creation asks the registry
+      if (!previous || previous.deleted) await this.refuseUnregistered(ref, sender);
       if (sender.kind === 'device' && ref.name === '' && removesSoftware(request) && previous && !previous.deleted && previous.state.desired?.software !== undefined) {
         throw new UpdraftError('FORBIDDEN', 'desired.software can be removed by operators only: this shadow holds it');
       }
@@ -297,10 +310,29 @@ export class ShadowReplica {
     }
   }
 
+  /**
+   * NOT_FOUND naming the device when `sender` is not a device and `ref`'s device is not
+   * registered (ReplicaDeps.isRegistered): an operator's request for an id no device has, or
+   * the rollout engine's for a device deleted since it was picked (it retries next tick, finds
+   * the device gone and ends the execution).
+   */
+  private async refuseUnregistered(ref: ShadowRef, sender: Sender): Promise<void> {
+    if (sender.kind === 'device' || !this.deps.isRegistered) return;
+    if (!(await this.deps.isRegistered(ref.deviceId))) {
+      throw new UpdraftError('NOT_FOUND', `device ${ref.deviceId} is not registered; register it with: updraft device register ${ref.deviceId}`);
+    }
+  }
+
+  /** The 404 of a get or delete that finds no shadow: the device's absence when it is not registered (and `sender` is no device). */
+  private async missing(ref: ShadowRef, sender: Sender | undefined): Promise<UpdraftError> {
+    if (sender) await this.refuseUnregistered(ref, sender);
+    return notFound(ref);
+  }
+
   private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }, sender: Sender, answered: () => void): Promise<void> {
     this.cache.delete(key(ref));
     const current = await this.deps.store.getShadow(ref.deviceId, ref.name);
-    if (!current || current.deleted) throw notFound(ref);
+    if (!current || current.deleted) throw await this.missing(ref, sender);
     if (req.version !== undefined && req.version !== current.version) throw new UpdraftError('CONFLICT', 'Version conflict');
     // deleting the shadow removes desired.software, the operator's update command, as
     // `desired: null` would: the same rule holds (checkSoftwareSection)
@@ -318,9 +350,9 @@ export class ShadowReplica {
     this.deps.events.emit('shadow.deleted', { deviceId: ref.deviceId, name: ref.name, version: gone.version });
   }
 
-  private async readDocument(ref: ShadowRef, clientToken: string | undefined, withCommand: boolean): Promise<ShadowDocument> {
+  private async readDocument(ref: ShadowRef, clientToken: string | undefined, withCommand: boolean, sender?: Sender): Promise<ShadowDocument> {
     const record = await this.deps.store.getShadow(ref.deviceId, ref.name);
-    if (!record || record.deleted) throw notFound(ref);
+    if (!record || record.deleted) throw await this.missing(ref, sender);
     const doc = fullDocument(record, this.now(), clientToken);
     if (withCommand && doc.state.delta) await this.decorate(ref, record, doc.state.delta);
     return doc;

@@ -10,7 +10,7 @@
  *   $aws/things/{thing}/jobs/{jobId|$next}/{get|update}[/accepted|/rejected]
  *   $aws/things/{thing}/jobs/{notify|notify-next}
  */
-import { isValidId, parseRequestTopic, type AnswerKind, type ParsedRequestTopic, type ShadowOperation, type ShadowRef } from './topics.ts';
+import { isClassic, isValidId, namedRequest, parseRequestTopic, type AnswerKind, type ParsedRequestTopic, type ShadowOperation, type TopicRef } from './topics.ts';
 
 /** Every AWS reserved topic of a thing starts with this. */
 export const AWS_THINGS_PREFIX = '$aws/things/';
@@ -19,21 +19,24 @@ const OPS: ReadonlySet<string> = new Set(['update', 'get', 'delete']);
 const ANSWERS: ReadonlySet<string> = new Set(['accepted', 'rejected', 'delta', 'documents']);
 
 /** The topic prefix of one shadow in the AWS family. */
-export function awsShadowPrefix(ref: ShadowRef): string {
-  return ref.name === '' ? `${AWS_THINGS_PREFIX}${ref.deviceId}/shadow` : `${AWS_THINGS_PREFIX}${ref.deviceId}/shadow/name/${ref.name}`;
+export function awsShadowPrefix(ref: TopicRef): string {
+  return isClassic(ref) ? `${AWS_THINGS_PREFIX}${ref.deviceId}/shadow` : `${AWS_THINGS_PREFIX}${ref.deviceId}/shadow/name/${ref.name}`;
 }
 
 /** An AWS shadow request topic, e.g. `$aws/things/dev-1/shadow/update`. */
-export function awsShadowRequestTopic(ref: ShadowRef, op: ShadowOperation): string {
+export function awsShadowRequestTopic(ref: TopicRef, op: ShadowOperation): string {
   return `${awsShadowPrefix(ref)}/${op}`;
 }
 
 /** An AWS shadow answer topic, e.g. `$aws/things/dev-1/shadow/name/cfg/get/accepted`. */
-export function awsShadowAnswerTopic(ref: ShadowRef, op: ShadowOperation, kind: AnswerKind): string {
+export function awsShadowAnswerTopic(ref: TopicRef, op: ShadowOperation, kind: AnswerKind): string {
   return `${awsShadowPrefix(ref)}/${op}/${kind}`;
 }
 
-/** Parses an AWS shadow request topic; undefined for anything else (answers included). */
+/**
+ * Parses an AWS shadow request topic; undefined for anything else (answers included). A
+ * named shadow's whose name breaks the rule carries `nameProblem`, as `parseRequestTopic`.
+ */
 export function parseAwsShadowRequest(topic: string): ParsedRequestTopic | undefined {
   if (!topic.startsWith(AWS_THINGS_PREFIX)) return undefined;
   const parts = topic.split('/');
@@ -41,7 +44,7 @@ export function parseAwsShadowRequest(topic: string): ParsedRequestTopic | undef
   const thing = parts[2]!;
   if (!isValidId(thing)) return undefined;
   if (parts.length === 5 && OPS.has(parts[4]!)) return { deviceId: thing, name: '', op: parts[4] as ShadowOperation };
-  if (parts.length === 7 && parts[4] === 'name' && isValidId(parts[5]!) && OPS.has(parts[6]!)) return { deviceId: thing, name: parts[5]!, op: parts[6] as ShadowOperation };
+  if (parts.length === 7 && parts[4] === 'name' && OPS.has(parts[6]!)) return namedRequest(thing, parts[5]!, parts[6] as ShadowOperation);
   return undefined;
 }
 

@@ -16,6 +16,24 @@ export function isValidId(id: string): boolean {
   return ID_PATTERN.test(id);
 }
 
+/**
+ * What a topic a client publishes cannot hold in a level: the wildcards ([MQTT-3.3.2-2]) and
+ * U+0000 ([MQTT-1.5.3-2]). A shadow name level holding one is no request: it is not answered.
+ */
+const UNPUBLISHABLE = /[+#\u0000]/;
+
+/**
+ * Why `name` cannot name a shadow, or undefined when it can. The rule (docs/protocol.md): 1
+ * to 128 characters of letters, digits, `_ . : -`, as device ids: a name is one topic level
+ * and one URL path segment.
+ */
+export function shadowNameProblem(name: string): string | undefined {
+  if (isValidId(name)) return undefined;
+  const bad = [...name].find((c) => !ID_PATTERN.test(c));
+  const what = name.length === 0 ? 'it is empty' : bad !== undefined ? `it holds ${JSON.stringify(bad)}` : `it has ${name.length} characters`;
+  return `Invalid shadow name: ${what}; a shadow name is 1 to 128 characters of letters, digits, _ . : -`;
+}
+
 export type ShadowOperation = 'update' | 'get' | 'delete';
 export type AnswerKind = 'accepted' | 'rejected' | 'delta' | 'documents';
 
@@ -25,18 +43,30 @@ export interface ShadowRef {
   name: string;
 }
 
+/**
+ * A shadow as a topic names it. `nameProblem` is set when the name level breaks the rule
+ * (`shadowNameProblem`): the request is answered with a 400 on its own topics, so its name,
+ * even an empty one, is a named shadow's, never the classic shadow's.
+ */
+export type TopicRef = ShadowRef & { nameProblem?: string };
+
+/** True when `ref` is the classic shadow (`name` '' and no invalid name). */
+export function isClassic(ref: TopicRef): boolean {
+  return ref.name === '' && ref.nameProblem === undefined;
+}
+
 /** The topic prefix of one shadow: `state/dev-1` or `state/dev-1/shadow/config`. */
-export function shadowPrefix(ref: ShadowRef): string {
-  return ref.name === '' ? `state/${ref.deviceId}` : `state/${ref.deviceId}/shadow/${ref.name}`;
+export function shadowPrefix(ref: TopicRef): string {
+  return isClassic(ref) ? `state/${ref.deviceId}` : `state/${ref.deviceId}/shadow/${ref.name}`;
 }
 
 /** The request topic a device or operator publishes to, e.g. `state/dev-1/update`. */
-export function requestTopic(ref: ShadowRef, op: ShadowOperation): string {
+export function requestTopic(ref: TopicRef, op: ShadowOperation): string {
   return `${shadowPrefix(ref)}/${op}`;
 }
 
 /** An answer topic, e.g. `state/dev-1/update/delta` or `state/dev-1/get/accepted`. */
-export function answerTopic(ref: ShadowRef, op: ShadowOperation, kind: AnswerKind): string {
+export function answerTopic(ref: TopicRef, op: ShadowOperation, kind: AnswerKind): string {
   return `${shadowPrefix(ref)}/${op}/${kind}`;
 }
 
@@ -48,13 +78,18 @@ export function deltaTopic(deviceId: string): string {
 /** A request parsed from its topic. */
 export interface ParsedRequestTopic extends ShadowRef {
   op: ShadowOperation;
+  /** Set when the shadow name breaks the rule: the request is refused with this (400). */
+  nameProblem?: string;
 }
 
 const OPS: ReadonlySet<string> = new Set(['update', 'get', 'delete']);
 
 /**
  * Parses a request topic; returns undefined for anything that is not a shadow request
- * (answers, other topic families, malformed ids), so callers can ignore it cheaply.
+ * (answers, other topic families, malformed device ids), so callers can ignore it cheaply.
+ * A named shadow's request whose name breaks the rule is one, with `nameProblem`: its device
+ * may publish it (the device id level is what the topic ACL checks) and it is answered with a
+ * 400 on its own `.../rejected` topic, under that device's prefix, instead of being dropped.
  */
 export function parseRequestTopic(topic: string): ParsedRequestTopic | undefined {
   if (!topic.startsWith('state/')) return undefined;
@@ -69,10 +104,20 @@ export function parseRequestTopic(topic: string): ParsedRequestTopic | undefined
   }
   if (parts.length === 5 && parts[2] === 'shadow') {
     const [, deviceId, , name, op] = parts as [string, string, string, string, string];
-    if (!OPS.has(op) || !isValidId(deviceId) || !isValidId(name)) return undefined;
-    return { deviceId, name, op: op as ShadowOperation };
+    if (!OPS.has(op) || !isValidId(deviceId)) return undefined;
+    return namedRequest(deviceId, name, op as ShadowOperation);
   }
   return undefined;
+}
+
+/**
+ * A named shadow's request of `deviceId` (valid) on the name level `name`: with `nameProblem`
+ * when the name breaks the rule, undefined when no client could have published it.
+ */
+export function namedRequest(deviceId: string, name: string, op: ShadowOperation): ParsedRequestTopic | undefined {
+  if (isValidId(name)) return { deviceId, name, op };
+  if (UNPUBLISHABLE.test(name)) return undefined;
+  return { deviceId, name, op, nameProblem: shadowNameProblem(name)! };
 }
 
 /** The device id a topic belongs to (`state/{id}/...`), or undefined for other families. */

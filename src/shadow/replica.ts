@@ -24,7 +24,7 @@ import {
   type UpdateRequest,
 } from '../protocol/shadow-messages.ts';
 import { checkReportedSoftware, parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from '../protocol/software.ts';
-import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef } from '../protocol/topics.ts';
+import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef, type TopicRef } from '../protocol/topics.ts';
 import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { rememberLru } from '../util/lru.ts';
@@ -138,6 +138,14 @@ export class ShadowReplica {
     const req = parseRequestTopic(msg.topic);
     if (!req || this.stopped) return Promise.resolve();
     this.stats.requests++;
+    if (req.nameProblem !== undefined) {
+      // no shadow can bear this name: refused on the request's own topics before it takes a
+      // place in a queue or reaches the store
+      const refused = new UpdraftError('BAD_REQUEST', req.nameProblem);
+      return new Promise<void>((answered) => {
+        void this.reject(req, req.op, refused, salvageClientToken(msg.payload), answered).finally(() => answered());
+      });
+    }
     const ref: ShadowRef = { deviceId: req.deviceId, name: req.name };
     return new Promise<void>((answered) => {
       this.queue
@@ -374,7 +382,7 @@ export class ShadowReplica {
     }
   }
 
-  private async reject(ref: ShadowRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined, answered: () => void): Promise<void> {
+  private async reject(ref: TopicRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined, answered: () => void): Promise<void> {
     if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
     this.stats.rejections.set(err.status, (this.stats.rejections.get(err.status) ?? 0) + 1);
     const rejection: Rejection = { code: err.status, message: publicMessage(err), timestamp: this.now() };

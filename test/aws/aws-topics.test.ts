@@ -11,6 +11,9 @@ describe('AWS topics', () => {
     for (const t of ['$aws/things/t-1/shadow/update/accepted', '$aws/things/t-1/shadow/name/cfg', '$aws/things/+/shadow/get', 'state/t-1/get', '$aws/things/t-1/jobs/get']) {
       assert.equal(parseAwsShadowRequest(t), undefined, t);
     }
+    // a name breaking the rule: a request refused with 400, mirrored onto its own AWS topic
+    assert.match(parseAwsShadowRequest('$aws/things/t-1/shadow/name/bad name/get')?.nameProblem ?? '', /^Invalid shadow name: it holds " "/);
+    assert.equal(awsMirrorOfAnswer('state/t-1/shadow//get/rejected'), '$aws/things/t-1/shadow/name//get/rejected');
   });
 
   it('mirrors replica answers onto the AWS family', () => {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_LIMITS, parseSimpleRequest, parseUpdateRequest } from '../../src/protocol/shadow-messages.ts';
 import { compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
-import { parseCredentialsRequestTopic, parseRequestTopic } from '../../src/protocol/topics.ts';
+import { answerTopic, parseCredentialsRequestTopic, parseRequestTopic } from '../../src/protocol/topics.ts';
+import { mayPublish } from '../../src/broker/topic-acl.ts';
 
 const bad = (payload: string, message: RegExp, code = 'BAD_REQUEST') => assert.throws(() => parseUpdateRequest(payload, DEFAULT_LIMITS), (e: any) => e.code === code && message.test(e.message));
 
@@ -107,6 +108,18 @@ describe('request validation', () => {
     assert.deepEqual(parseRequestTopic('state/dev-1/shadow/update/delete'), { deviceId: 'dev-1', name: 'update', op: 'delete' });
     assert.equal(parseRequestTopic('state/dev-1/shadow/cfg/update/delta'), undefined);
     assert.equal(parseRequestTopic('state/dev-1/extra/update'), undefined);
+    // a name breaking the rule is a request, refused with a 400 on its own topics; one no
+    // client can publish (wildcards) is none, and the device id level is never lenient
+    assert.deepEqual(parseRequestTopic('state/dev-1/shadow/bad name/update'), { deviceId: 'dev-1', name: 'bad name', op: 'update', nameProblem: 'Invalid shadow name: it holds " "; a shadow name is 1 to 128 characters of letters, digits, _ . : -' });
+    assert.equal(parseRequestTopic('state/dev-1/shadow//get')?.nameProblem, 'Invalid shadow name: it is empty; a shadow name is 1 to 128 characters of letters, digits, _ . : -');
+    assert.match(parseRequestTopic(`state/dev-1/shadow/${'n'.repeat(129)}/get`)?.nameProblem ?? '', /^Invalid shadow name: it has 129 characters/);
+    assert.equal(parseRequestTopic('state/dev-1/shadow/+/update'), undefined);
+    assert.equal(parseRequestTopic('state/dev 1/shadow/bad name/update'), undefined);
+    assert.equal(answerTopic(parseRequestTopic('state/dev-1/shadow//update')!, 'update', 'rejected'), 'state/dev-1/shadow//update/rejected', 'an empty name is no classic shadow');
+    // the topic ACL: a device may publish such a request on its own topics only
+    assert.equal(mayPublish({ kind: 'device', id: 'dev-1' }, 'state/dev-1/shadow/bad name/update'), true);
+    assert.equal(mayPublish({ kind: 'device', id: 'dev-2' }, 'state/dev-1/shadow/bad name/update'), false);
+    assert.equal(mayPublish({ kind: 'device', id: 'dev-2' }, '$aws/things/dev-1/shadow/name/bad name/update'), false);
     assert.deepEqual(parseCredentialsRequestTopic('state/dev-1/credentials/request'), { deviceId: 'dev-1' });
     assert.equal(parseCredentialsRequestTopic('state/dev-1/credentials/request/accepted'), undefined);
     assert.equal(parseCredentialsRequestTopic('state/dev-1/x/credentials/request'), undefined);

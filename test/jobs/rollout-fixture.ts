@@ -4,6 +4,7 @@
  * reports through the replica as the device would (`report`), so the tracker sees exactly
  * what it sees in production. The engine never ticks by itself: tests call `tick()`.
  */
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -172,4 +173,20 @@ export async function startRolloutFixture(
     },
   };
   return f;
+}
+
+/**
+ * A device whose attempt timed out while its job was paused (a retry allowed): it is told to stay
+ * on 1.0.0 (`<job>.cancel`), not to install the timed-out attempt; once the job resumes, the retry
+ * goes out under its own id (`<job>.2`) and succeeds.
+ */
+export async function assertStayThenRetry(f: RolloutFixture, jobId: string, d: string, why: string): Promise<void> {
+  const stay = await f.desired(d);
+  assert.deepEqual([stay?.jobId, stay?.version], [`${jobId}.cancel`, '1.0.0'], why);
+  await f.rollouts.jobs.resume(jobId);
+  await f.tick();
+  const retry = await f.desired(d);
+  assert.deepEqual([retry?.jobId, retry?.version], [`${jobId}.2`, '2.0.0'], 'the retry goes out under its own id');
+  await f.complete(d);
+  assert.equal((await f.execution(jobId, d)).status, 'SUCCEEDED');
 }

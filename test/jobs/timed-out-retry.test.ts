@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { JsonObject } from '../../src/protocol/json.ts';
 import { eventually } from '../helpers/cli.ts';
-import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
+import { assertStayThenRetry, startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
 describe('a timed-out device with a retry queued', () => {
   let f: RolloutFixture;
@@ -35,14 +35,7 @@ describe('a timed-out device with a retry queued', () => {
 
   it('takes the timed-out attempt back at once; the retry is sent, a fresh command, when the job goes on', async () => {
     const { d, jobId } = await timedOutWhilePaused();
-    const stay = await f.desired(d);
-    assert.deepEqual([stay?.jobId, stay?.version], [`${jobId}.cancel`, '1.0.0'], 'told to stay on what it runs, not to install the timed-out attempt');
-    await f.rollouts.jobs.resume(jobId);
-    await f.tick();
-    const retry = await f.desired(d);
-    assert.deepEqual([retry?.jobId, retry?.version], [`${jobId}.2`, '2.0.0'], 'the retry goes out under its own id');
-    await f.complete(d);
-    assert.equal((await f.execution(jobId, d)).status, 'SUCCEEDED');
+    await assertStayThenRetry(f, jobId, d, 'told to stay on what it runs, not to install the timed-out attempt');
   });
 
   it("keeps the device's answer to the stay with the attempt that timed out, not on the retry", async () => {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { JsonObject } from '../../src/protocol/json.ts';
-import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
+import { assertStayThenRetry, startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -70,17 +70,10 @@ describe('a crash between a timeout and the retract of its command', () => {
   it('with a retry allowed: the command is taken back and the retry queued, then sent when the job goes on', async () => {
     const { f, jobId, d } = await restartAfterCrash(1);
     await f.tick();
-    const stay = await f.desired(d);
-    assert.deepEqual([stay?.jobId, stay?.version], [`${jobId}.cancel`, '1.0.0'], 'told to stay while the retry waits for the paused job');
     const e = await f.execution(jobId, d);
     assert.deepEqual([e.status, e.attempt, e.dispatchedAt, e.dueAt], ['QUEUED', 2, undefined, undefined], 'the retry is queued, not sent');
     assert.equal((e.details.attempts as JsonObject[])[0]?.status, 'TIMED_OUT');
-    await f.rollouts.jobs.resume(jobId);
-    await f.tick();
-    const retry = await f.desired(d);
-    assert.deepEqual([retry?.jobId, retry?.version], [`${jobId}.2`, '2.0.0'], 'the retry goes out under its own id');
-    await f.complete(d);
-    assert.equal((await f.execution(jobId, d)).status, 'SUCCEEDED');
+    await assertStayThenRetry(f, jobId, d, 'told to stay while the retry waits for the paused job');
   });
 
   it("crashed after the retract, before the retry: the device's answer to the stay stays with the attempt that timed out", async () => {

@@ -34,6 +34,18 @@ const BODY_JSON_MESSAGES: JsonTextMessages = {
  */
 export const MAX_BODY_DEPTH = 64;
 
+/** How `readJson` reads a body. */
+export interface ReadJsonOptions {
+  /** A route whose body may be left out: no body (or only white space) reads as `{}`. Default false: it is "not valid JSON". */
+  optional?: boolean;
+}
+
+/** True for no bytes or only JSON white space (RFC 8259 section 2). */
+function isBlank(bytes: Buffer): boolean {
+  for (const b of bytes) if (b !== 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return false;
+  return true;
+}
+
 /**
  * Reads a JSON object body of at most `maxBytes`; 400/413 naming the problem. Its bytes must
  * be UTF-8 (RFC 8259 section 8.1): `Buffer.toString` put U+FFFD in place of each bad byte,
@@ -45,7 +57,7 @@ export const MAX_BODY_DEPTH = 64;
  * half a million levels from a 1 MiB body of brackets without recursion, and any code after
  * this that walked the value recursively would overflow the stack.
  */
-export async function readJson(req: IncomingMessage, maxBytes = 1 << 20): Promise<Record<string, unknown>> {
+export async function readJson(req: IncomingMessage, maxBytes = 1 << 20, opts: ReadJsonOptions = {}): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -53,7 +65,11 @@ export async function readJson(req: IncomingMessage, maxBytes = 1 << 20): Promis
     if (size > maxBytes) throw new UpdraftError('TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
     chunks.push(chunk);
   }
-  const parsed = requireJsonObject(Buffer.concat(chunks), BODY_JSON_MESSAGES);
+  const bytes = Buffer.concat(chunks);
+  // the content type is not read: a body is JSON whatever its label (curl -d sends
+  // application/x-www-form-urlencoded), so a field is never dropped for how it was labelled
+  if (opts.optional && isBlank(bytes)) return {};
+  const parsed = requireJsonObject(bytes, BODY_JSON_MESSAGES);
   for (const key of Object.keys(parsed)) {
     // the body itself is the first level: its fields may nest one level less
     const defect = jsonDefect(parsed[key]!, MAX_BODY_DEPTH - 1, key);

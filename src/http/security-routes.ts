@@ -51,8 +51,10 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
   router.add('POST', '/api/v1/devices/:id/certificate', async ({ req, res, params }) => {
     const deviceId = params.id!;
     if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
-    // a body is optional: the call without one (the CLI's, scripts') has the key made here
-    const body = (req.headers['content-type'] ?? '').includes('json') ? await readJson(req, 16_384) : (req.resume(), {});
+    // a body is optional: the call without one (the CLI's, scripts') has the key made here. One
+    // sent is read and checked whatever its content type: it was dropped unless labelled JSON,
+    // so {"csr"} sent by curl -d (form-urlencoded) had a private key made here and sent back
+    const body = await readJson(req, 16_384, { optional: true });
     // a misspelt "csr" must not be dropped: the key would be made here and sent, where the device meant to keep its own
     refuseUnknownFields(body, ['csr']);
     if (body.csr !== undefined && typeof body.csr !== 'string') throw new UpdraftError('BAD_REQUEST', 'csr must be the PEM text of a certificate signing request');

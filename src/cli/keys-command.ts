@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { rotateKeyRing, type KeyInfo } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
+import { writeOutputFile } from './output-file.ts';
 import { rootKeyFilePath, signingKeyFilePath } from '../agent/provisioning.ts';
 import { parseKeyCertificate, type KeyCertificate } from '../protocol/key-certificate.ts';
 import { parseRootRotation, parseRootRotations, type RootRotation } from '../protocol/root-rotation.ts';
@@ -156,7 +157,7 @@ export function addKeysCommand(program: Command): void {
         throw new UpdraftError('NOT_FOUND', `no public signing key at ${file}; start the server once or run: updraft keys generate --data-dir ${opts.dataDir}`);
       });
       if (opts.out) {
-        await writeFileAtomic(opts.out, pem, 0o644);
+        await writeOutputFile('--out', opts.out, pem, 0o644);
         process.stdout.write(`public signing key written to ${opts.out}\n`);
       } else {
         process.stdout.write(pem);
@@ -211,7 +212,7 @@ export function addKeysCommand(program: Command): void {
       const root = await readRootPrivateKey(opts.rootKey);
       const signing = await readPublicKey(opts.publicKey);
       const cert = certifySigningKey(root, signing, serial, Math.floor(Date.now() / 1000 + days * 86_400));
-      await writeFileAtomic(opts.out, JSON.stringify(cert, null, 2) + '\n', 0o644);
+      await writeOutputFile('--out', opts.out, JSON.stringify(cert, null, 2) + '\n', 0o644);
       print(opts, cert, `${certificateLine(cert)}\n  written to ${opts.out}: install it with updraft keys install-cert ${opts.out}`);
     });
 

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { readJsonFile } from './json-file.ts';
+import { unwritableReason } from './output-file.ts';
 import { Option, type Command } from 'commander';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UpdraftError } from '../errors.ts';
@@ -62,8 +63,7 @@ async function checkWritable(file: string): Promise<void> {
   try {
     await (await open(probe, 'wx', 0o600)).close();
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' || code === 'ENOTDIR' ? `there is no directory ${dir}` : code === 'EACCES' || code === 'EPERM' ? `${dir} is not writable` : (err as Error).message;
+    const why = unwritableReason(err, file) ?? (err as Error).message;
     throw new UpdraftError('BAD_REQUEST', `cannot write --save-devices ${file}: ${why}`);
   }
   await rm(probe, { force: true });

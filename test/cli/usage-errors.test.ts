@@ -4,6 +4,9 @@
  * reference): exit 2 and one line on stderr, `updraft: error: ...`, naming the command's help.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 
@@ -23,6 +26,25 @@ describe('updraft usage errors', () => {
     for (const [args, line] of cases) {
       const r = await runCli(args);
       assert.deepEqual({ code: r.code, stderr: r.stderr, stdout: r.stdout }, { code: 2, stderr: `${line}\n`, stdout: '' }, `updraft ${args.join(' ')}`);
+    }
+  });
+
+  it('a file named with --out that cannot be written: exit 2, one line naming the path given (not the temporary file beside it)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-out-'));
+    try {
+      assert.equal((await runCli(['keys', 'generate', '--data-dir', dir])).code, 0);
+      const missing = path.join(dir, 'no-such-dir', 'x.pem');
+      const cases: [string, string][] = [
+        [missing, `updraft: error: cannot write --out ${missing}: there is no directory ${path.dirname(missing)}\n`],
+        [dir, `updraft: error: cannot write --out ${dir}: ${dir} is a directory: name a file\n`],
+      ];
+      for (const [out, line] of cases) {
+        const r = await runCli(['keys', 'export-public', '--data-dir', dir, '--out', out]);
+        assert.deepEqual({ code: r.code, stderr: r.stderr }, { code: 2, stderr: line }, out);
+      }
+      assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -7,7 +7,7 @@ import type { Compatibility } from '../protocol/compatibility.ts';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { SEMVER, compareSemver } from '../protocol/software.ts';
-import { isValidId } from '../protocol/topics.ts';
+import { idProblem } from '../protocol/topics.ts';
 import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type JobRecord, type StateStore } from '../store/state-store.ts';
 import { rememberLru } from '../util/lru.ts';
 import type { BlobStore } from './blob-store.ts';
@@ -33,7 +33,8 @@ export function parseArtifactRef(ref: string): { name: string; version: string }
 
 /** Validates an artifact name and version; BAD_REQUEST naming the problem. */
 export function checkArtifactId(name: string, version: string): void {
-  if (!isValidId(name)) throw new UpdraftError('BAD_REQUEST', `artifact name "${name}" must be 1-128 characters of letters, digits, _ . : -`);
+  const nameDefect = idProblem('artifact name', name);
+  if (nameDefect !== undefined) throw new UpdraftError('BAD_REQUEST', nameDefect);
   if (!SEMVER.test(version)) throw new UpdraftError('BAD_REQUEST', `artifact version "${version}" must be a semantic version like 2.0.0`);
 }
 

@@ -4,7 +4,7 @@
  * device that starts matching is a member from then on.
  */
 import { UpdraftError } from '../errors.ts';
-import { isValidId } from '../protocol/topics.ts';
+import { ID_RULE, idProblem, isValidId } from '../protocol/topics.ts';
 import { ACTIVE_JOB_STATUSES, type GroupRecord, type Page, type StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { selectPage, type SelectedDevice } from './device-selector.ts';
@@ -53,7 +53,9 @@ export class GroupService {
     if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new UpdraftError('BAD_REQUEST', 'body must be an object {name, devices | query, description?}');
     // a misspelt field ("decription", "devicse") would be dropped without a word
     refuseUnknownFields(req, ['name', 'devices', 'query', 'description']);
-    if (typeof req.name !== 'string' || !isValidId(req.name)) throw new UpdraftError('BAD_REQUEST', `group name "${String(req.name)}" must be 1-128 characters of letters, digits, _ . : -`);
+    if (typeof req.name !== 'string') throw new UpdraftError('BAD_REQUEST', `group name must be a string of ${ID_RULE}`);
+    const nameDefect = idProblem('group name', req.name);
+    if (nameDefect !== undefined) throw new UpdraftError('BAD_REQUEST', nameDefect);
     if ((req.devices === undefined) === (req.query === undefined)) throw new UpdraftError('BAD_REQUEST', 'give either devices (a static group) or query (a dynamic group)');
     // a job's bound and message (jobs/job-spec.ts): a group is listed with its description
     const description = descriptionProblem(req.description);

@@ -8,12 +8,38 @@
  * Other requests:  state/{deviceId}/credentials/request, .../certificate/renew, .../job-log
  */
 
-/** Device ids and shadow names: what may appear as one topic level and in a URL path. */
+/**
+ * The characters of device ids, shadow names, group and artifact names: what may appear as
+ * one topic level and one URL path segment. `.` and `..` match it but are no ids
+ * (`isValidId`): use `isValidId`, not this pattern, to check a whole id.
+ */
 export const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
 
-/** True when `id` is usable as a device id or shadow name (no MQTT wildcards, no '/'). */
+/** The id rule, as every message stating it words it. */
+export const ID_RULE = '1 to 128 characters of letters, digits, _ . : -, other than "." and ".."';
+
+/**
+ * Why `.` and `..` are no ids. A URL path cannot hold them: WHATWG URL parsing (fetch, curl,
+ * browsers, the server's `new URL(req.url)`) resolves them as dot segments, `%2E` forms
+ * included (URL Standard, "single-dot / double-dot URL path segment"), so
+ * `/api/v1/devices/../revoke` reaches `/api/v1/revoke`.
+ */
+export const DOT_SEGMENT_PROBLEM = '"." and ".." cannot be ids: a URL path cannot hold them';
+
+/** True when `id` is usable as a device id, shadow name, group or artifact name (no MQTT wildcards, no '/', no dot segment). */
 export function isValidId(id: string): boolean {
-  return ID_PATTERN.test(id);
+  return ID_PATTERN.test(id) && id !== '.' && id !== '..';
+}
+
+/**
+ * Why `id` cannot be `what` ("device id", "group name", ...), or undefined when it can:
+ * `group name ".." is refused: "." and ".." cannot be ids: ...`, or
+ * `group name "a b" must be 1 to 128 characters of ...`.
+ */
+export function idProblem(what: string, id: string): string | undefined {
+  if (isValidId(id)) return undefined;
+  if (id === '.' || id === '..') return `${what} "${id}" is refused: ${DOT_SEGMENT_PROBLEM}`;
+  return `${what} "${id.slice(0, 140)}" must be ${ID_RULE}`;
 }
 
 /**
@@ -23,15 +49,18 @@ export function isValidId(id: string): boolean {
 const UNPUBLISHABLE = /[+#\u0000]/;
 
 /**
- * Why `name` cannot name a shadow, or undefined when it can. The rule (docs/protocol.md): 1
- * to 128 characters of letters, digits, `_ . : -`, as device ids: a name is one topic level
- * and one URL path segment.
+ * Why `name` cannot name a shadow, or undefined when it can. The rule (docs/protocol.md):
+ * `ID_RULE`, as device ids: a name is one topic level and one URL path segment.
  */
 export function shadowNameProblem(name: string): string | undefined {
   if (isValidId(name)) return undefined;
   const bad = [...name].find((c) => !ID_PATTERN.test(c));
-  const what = name.length === 0 ? 'it is empty' : bad !== undefined ? `it holds ${JSON.stringify(bad)}` : `it has ${name.length} characters`;
-  return `Invalid shadow name: ${what}; a shadow name is 1 to 128 characters of letters, digits, _ . : -`;
+  const what =
+    name.length === 0 ? 'it is empty'
+    : bad !== undefined ? `it holds ${JSON.stringify(bad)}`
+    : name === '.' || name === '..' ? `it is "${name}", which a URL path cannot hold`
+    : `it has ${name.length} characters`;
+  return `Invalid shadow name: ${what}; a shadow name is ${ID_RULE}`;
 }
 
 export type ShadowOperation = 'update' | 'get' | 'delete';

@@ -6,7 +6,7 @@ import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
-import { isValidId } from '../protocol/topics.ts';
+import { ID_RULE, idProblem, isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { hashDeviceSecret, newDeviceSecret } from './device-secret.ts';
@@ -37,8 +37,9 @@ const REGISTRATION_FIELDS = ['deviceId', 'attributes', 'tags'];
 function checkRegistration(r: DeviceRegistration): void {
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UpdraftError('BAD_REQUEST', 'a device to register must be an object: {deviceId, attributes?, tags?}');
   if (r.deviceId === undefined) throw new UpdraftError('BAD_REQUEST', 'deviceId is required');
-  if (typeof r.deviceId !== 'string') throw new UpdraftError('BAD_REQUEST', 'deviceId must be a string of 1-128 letters, digits, _ . : -');
-  if (!isValidId(r.deviceId)) throw new UpdraftError('BAD_REQUEST', `device id "${r.deviceId.slice(0, 140)}" must be 1-128 characters of letters, digits, _ . : -`);
+  if (typeof r.deviceId !== 'string') throw new UpdraftError('BAD_REQUEST', `deviceId must be a string of ${ID_RULE}`);
+  const idDefect = idProblem('device id', r.deviceId);
+  if (idDefect !== undefined) throw new UpdraftError('BAD_REQUEST', idDefect);
   // the broker's user name of operators and Updraft's instances: a device of that name could never connect
   if (r.deviceId === OPERATOR_USERNAME) throw new UpdraftError('BAD_REQUEST', `device id "${OPERATOR_USERNAME}" is reserved: it is the MQTT user name of operators and Updraft's instances`);
   // a misspelt field must not be dropped: {"tag": [...]} registered the device with no tags
@@ -55,7 +56,7 @@ function checkRegistration(r: DeviceRegistration): void {
     }
   }
   if (r.tags !== undefined && (!Array.isArray(r.tags) || r.tags.some((t) => typeof t !== 'string' || !isValidId(t)))) {
-    throw new UpdraftError('BAD_REQUEST', 'tags must be an array of names (letters, digits, _ . : -)');
+    throw new UpdraftError('BAD_REQUEST', `tags must be an array of names (${ID_RULE})`);
   }
 }
 

@@ -110,8 +110,8 @@ describe('request validation', () => {
     assert.equal(parseRequestTopic('state/dev-1/extra/update'), undefined);
     // a name breaking the rule is a request, refused with a 400 on its own topics; one no
     // client can publish (wildcards) is none, and the device id level is never lenient
-    assert.deepEqual(parseRequestTopic('state/dev-1/shadow/bad name/update'), { deviceId: 'dev-1', name: 'bad name', op: 'update', nameProblem: 'Invalid shadow name: it holds " "; a shadow name is 1 to 128 characters of letters, digits, _ . : -' });
-    assert.equal(parseRequestTopic('state/dev-1/shadow//get')?.nameProblem, 'Invalid shadow name: it is empty; a shadow name is 1 to 128 characters of letters, digits, _ . : -');
+    assert.deepEqual(parseRequestTopic('state/dev-1/shadow/bad name/update'), { deviceId: 'dev-1', name: 'bad name', op: 'update', nameProblem: 'Invalid shadow name: it holds " "; a shadow name is 1 to 128 characters of letters, digits, _ . : -, other than "." and ".."' });
+    assert.equal(parseRequestTopic('state/dev-1/shadow//get')?.nameProblem, 'Invalid shadow name: it is empty; a shadow name is 1 to 128 characters of letters, digits, _ . : -, other than "." and ".."');
     assert.match(parseRequestTopic(`state/dev-1/shadow/${'n'.repeat(129)}/get`)?.nameProblem ?? '', /^Invalid shadow name: it has 129 characters/);
     assert.equal(parseRequestTopic('state/dev-1/shadow/+/update'), undefined);
     assert.equal(parseRequestTopic('state/dev 1/shadow/bad name/update'), undefined);

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectDevice, TestClient, type Received } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
-const RULE = 'a shadow name is 1 to 128 characters of letters, digits, _ . : -';
+const RULE = 'a shadow name is 1 to 128 characters of letters, digits, _ . : -, other than "." and ".."';
 
 describe('invalid shadow names', () => {
   let ts: TestServer;

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UpdraftError } from '../errors.ts';
+import { baseUrlProblem } from './base-url.ts';
 import { fileShapeErrors } from './file-shape.ts';
 import { SETTINGS, type Setting, type UpdraftConfig } from './schema.ts';
 import { redactUrl } from '../util/redact-url.ts';
@@ -42,6 +43,11 @@ function coerce(s: Setting, raw: unknown, source: string, errors: string[]): str
   }
   if (typeof raw !== 'string') return void errors.push(`${s.path} (${source}) must be a string, got ${JSON.stringify(raw)}`);
   if (s.type === 'url' && raw !== '') {
+    // a base URL first: its own reasons (a port out of range, a query) say more than "not a URL"
+    const problem = s.base ? baseUrlProblem(raw) : undefined;
+    if (problem !== undefined) {
+      return void errors.push(`${s.path} (${source}) must be an absolute http:// or https:// URL (a host, an optional port from 1 to 65535 and path; no user info, query or fragment), but ${problem}: got "${redactUrl(raw)}"`);
+    }
     let scheme: string;
     try {
       scheme = new URL(raw).protocol.slice(0, -1);

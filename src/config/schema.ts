@@ -45,6 +45,8 @@ export interface Setting {
   values?: readonly string[];
   /** URL schemes accepted by a 'url' setting, without the colon. */
   schemes?: readonly string[];
+  /** A 'url' setting that paths are appended to (`config/base-url.ts`): no user info, query or fragment, a port from 1 to 65535. */
+  base?: boolean;
   /** A secret: `updraft config` prints it as "***" (and a URL's password the same way). */
   secret?: boolean;
 }
@@ -70,7 +72,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'http.tlsCert', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_CERT', flag: 'http-tls-cert', doc: 'PEM certificate (chain) of the HTTPS server, with http.tlsKey; empty: issued by Updraft\'s CA. Refused while http.tls is off (it would be ignored).' },
   { path: 'http.tlsKey', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_KEY', flag: 'http-tls-key', doc: 'PEM private key of http.tlsCert (unencrypted); a key that is not the certificate\'s is refused at start-up.' },
   { path: 'tls.hosts', type: 'string', default: 'localhost,127.0.0.1', env: 'UPDRAFT_TLS_HOSTS', flag: 'tls-hosts', doc: 'Comma-separated host names and IP addresses devices use to reach this server, put into the server certificates Updraft\'s CA issues.' },
-  { path: 'http.publicUrl', type: 'string', default: '', env: 'UPDRAFT_PUBLIC_URL', flag: 'public-url', doc: 'Base URL devices use to reach the HTTP server, put into download URLs (default http://127.0.0.1:<http.port>).' },
+  { path: 'http.publicUrl', type: 'url', default: '', env: 'UPDRAFT_PUBLIC_URL', flag: 'public-url', doc: 'Base URL devices use to reach the HTTP server, put into download URLs as <publicUrl>/v1/download/... (default http://127.0.0.1:<http.port>): http:// or https://, a host, an optional port (1 to 65535) and path prefix (for a reverse proxy that strips it); no user info, query or fragment.', schemes: ['http', 'https'], base: true },
   { path: 'shadow.maxDocumentBytes', type: 'integer', default: 8192, env: 'UPDRAFT_SHADOW_MAX_BYTES', flag: 'shadow-max-bytes', doc: 'Largest shadow request and stored state, in bytes; larger ones are rejected with 413.', min: 256, max: 1 << 20 },
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },
   { path: 'shadow.maxPending', type: 'integer', default: 100000, env: 'UPDRAFT_SHADOW_MAX_PENDING', flag: 'shadow-max-pending', doc: 'Shadow requests queued across all devices before new ones are rejected with 429.', min: 1 },

@@ -15,6 +15,34 @@ import { refuseUnknownFields } from '../protocol/known-fields.ts';
 /** Names of JavaScript's object machinery: never attribute names (they would shadow or reach prototypes). */
 const RESERVED_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
 
+/**
+ * The most a device's attributes take, as JSON in UTF-8 (`{"site":"Zürich"}` is 18 bytes):
+ * a real fleet's inventory (serials, sites, hardware revisions) fits many times over. They
+ * are stored in the device's record and listed with every device, so without a bound each
+ * PATCH under the 1 MiB body limit could add another megabyte: 20 made a 20 MB record and a
+ * 20 MB first page of `GET /api/v1/devices`.
+ */
+export const MAX_ATTRIBUTES_BYTES = 16 * 1024;
+
+/** The bytes `attributes` take as JSON in UTF-8. */
+function attributesSize(attributes: Record<string, unknown>): number {
+  return Buffer.byteLength(JSON.stringify(attributes));
+}
+
+/**
+ * TOO_LARGE when `attributes` take more than MAX_ATTRIBUTES_BYTES as JSON, unless they take
+ * no more than `before` (a record stored before the bound may still shrink step by step);
+ * `verb` says what was asked ("give", "set").
+ */
+function checkAttributesSize(deviceId: string, attributes: Record<string, unknown>, verb: string, before = 0): void {
+  const size = attributesSize(attributes);
+  if (size <= MAX_ATTRIBUTES_BYTES || size <= before) return;
+  throw new UpdraftError(
+    'TOO_LARGE',
+    `attributes of device ${deviceId} would take ${size} bytes as JSON; a device's attributes take at most ${MAX_ATTRIBUTES_BYTES} (16 KiB): ${verb} fewer or shorter ones (a null value removes a key); nothing was changed`,
+  );
+}
+
 /** What an operator gives at registration. */
 export interface DeviceRegistration {
   deviceId: string;
@@ -94,6 +122,7 @@ export class DeviceRegistry {
 
   private check(r: DeviceRegistration): void {
     checkRegistration(r);
+    if (r.attributes !== undefined) checkAttributesSize(r.deviceId, r.attributes, 'give');
     const defect = this.idDefect?.(r.deviceId);
     if (defect !== undefined) throw new UpdraftError('BAD_REQUEST', defect);
   }
@@ -214,6 +243,8 @@ export class DeviceRegistry {
     const updated = await this.change(deviceId, (d) => {
       const attributes = { ...d.attributes, ...set };
       for (const k of removed) delete attributes[k];
+      // the merged whole is bounded, not each change: refused before anything is written
+      checkAttributesSize(deviceId, attributes, 'set', attributesSize(d.attributes));
       return { ...d, attributes, ...(change.tags !== undefined ? { tags: [...new Set(change.tags as string[])] } : {}) };
     });
     this.events?.emit('device.changed', { deviceId });

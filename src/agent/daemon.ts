@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { isTimeZone } from '../protocol/maintenance-window.ts';
-import { isValidId } from '../protocol/topics.ts';
+import { ID_RULE, isValidId } from '../protocol/topics.ts';
 import { MAX_WAIT_CHECK_SECONDS, SEMVER } from '../protocol/software.ts';
 import { createLogger, safeUrl, type Logger } from '../util/logger.ts';
 import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
@@ -187,7 +187,7 @@ async function readIfThere(file: string): Promise<string | undefined> {
 /** Every problem of the options at once (STYLE.md habit 8); the command checks them before it reads any file. */
 export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   const problems: string[] = [];
-  if (!isValidId(opts.deviceId ?? '')) problems.push('--device must be 1 to 128 characters of A-Z a-z 0-9 _ . : -');
+  if (!isValidId(opts.deviceId ?? '')) problems.push(`--device must be ${ID_RULE}`);
   if (!opts.installDir) problems.push('--install-dir is required');
   if (opts.initialVersion !== undefined && !SEMVER.test(opts.initialVersion)) problems.push('--initial-version must be a semantic version like 1.0.0');
   if (opts.healthCheckTimeoutMs !== undefined && !(Number.isInteger(opts.healthCheckTimeoutMs) && opts.healthCheckTimeoutMs > 0)) {
@@ -205,7 +205,7 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (opts.maxDownloadBytesPerSecond !== undefined && !(Number.isFinite(opts.maxDownloadBytesPerSecond) && opts.maxDownloadBytesPerSecond >= 1000)) {
     problems.push('--max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)');
   }
-  if (opts.deviceType !== undefined && !isValidId(opts.deviceType)) problems.push('--device-type must be 1 to 128 characters of A-Z a-z 0-9 _ . : -');
+  if (opts.deviceType !== undefined && !isValidId(opts.deviceType)) problems.push(`--device-type must be ${ID_RULE}`);
   if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options: ${problems.join('; ')}`);
 }
 

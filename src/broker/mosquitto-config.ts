@@ -15,7 +15,7 @@ import { pbkdf2, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import { UpdraftError } from '../errors.ts';
-import { ID_PATTERN } from '../protocol/topics.ts';
+import { ID_RULE, isValidId } from '../protocol/topics.ts';
 
 /** Mosquitto 2's default PBKDF2 iterations for `$7$` hashes. */
 const PBKDF2_ITERATIONS = 101;
@@ -292,7 +292,7 @@ export function parseSecrets(text: string, name = 'secrets file'): Map<string, s
       errors.push(`line ${n}: expected "deviceId secret" or "deviceId:secret", got ${fields.length} ${fields.length === 1 ? 'field' : 'fields'}`);
       return;
     }
-    if (!ID_PATTERN.test(id)) errors.push(`line ${n}: "${id.slice(0, 140)}" is not a device id (1-128 letters, digits, _ . : -)`);
+    if (!isValidId(id)) errors.push(`line ${n}: "${id.slice(0, 140)}" is not a device id (${ID_RULE})`);
     else if (secret === '') errors.push(`line ${n}: no secret for ${id}`);
     else if (firstLine.has(id)) errors.push(`line ${n}: ${id} is listed again (first on line ${firstLine.get(id)})`);
     else {

@@ -9,7 +9,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import { compareSemver, SEMVER } from './software.ts';
-import { isValidId } from './topics.ts';
+import { idProblem, isValidId } from './topics.ts';
 
 /** A build's constraints; absent fields constrain nothing. */
 export interface Compatibility {
@@ -29,7 +29,7 @@ export function parseCompatibility(input: { deviceTypes?: unknown; requires?: un
     const list = input.deviceTypes;
     if (!Array.isArray(list) || list.length === 0 || list.length > MAX_DEVICE_TYPES) throw new UpdraftError('BAD_REQUEST', `deviceTypes must list 1 to ${MAX_DEVICE_TYPES} device types`);
     for (const t of list) {
-      if (typeof t !== 'string' || !isValidId(t)) throw new UpdraftError('BAD_REQUEST', `device type "${String(t).slice(0, 140)}" must be 1-128 letters, digits, _ . : -`);
+      if (typeof t !== 'string' || !isValidId(t)) throw new UpdraftError('BAD_REQUEST', idProblem('device type', String(t))!);
     }
     out.deviceTypes = [...new Set(list as string[])].sort();
   }

@@ -26,7 +26,7 @@ describe('the --secrets file', () => {
         assert.equal(
           err.message,
           '--secrets old.txt: line 2: expected "deviceId secret" or "deviceId:secret", got 1 field; line 3: expected "deviceId secret" or "deviceId:secret", got 3 fields; ' +
-            'line 4: "dev/4" is not a device id (1-128 letters, digits, _ . : -); line 5: no secret for dev-5; line 6: dev-1 is listed again (first on line 1)',
+            'line 4: "dev/4" is not a device id (1 to 128 characters of letters, digits, _ . : -, other than "." and ".."); line 5: no secret for dev-5; line 6: dev-1 is listed again (first on line 1)',
         );
         assert.ok(!/secret-|hidden|words/.test(err.message), 'no secret shown');
         return true;

@@ -25,7 +25,8 @@ describe('compatibility rules', () => {
   it('parses ranges and device types, and says why a build does not fit', () => {
     assert.deepEqual(parseCompatibility({ deviceTypes: ['rpi5', 'rpi4', 'rpi4'], requires: ' >=2.5.0   <3.0.0 ' }), { deviceTypes: ['rpi4', 'rpi5'], requires: '>=2.5.0 <3.0.0' });
     assert.throws(() => parseCompatibility({ requires: '>=banana' }), /">=banana" in requires is not an operator/);
-    assert.throws(() => parseCompatibility({ deviceTypes: ['ok', 'not ok'] }), /device type "not ok"/);
+    assert.throws(() => parseCompatibility({ deviceTypes: ['ok', 'not ok'] }), /device type "not ok" must be 1 to 128 characters/);
+    assert.throws(() => parseCompatibility({ deviceTypes: ['..'] }), /device type "\.\." is refused: .*URL path/);
     assert.throws(() => parseCompatibility({ deviceTypes: [] }), /1 to 64 device types/);
     assert.ok(satisfies('2.5.0', '>=2.5.0 <3.0.0'));
     assert.ok(!satisfies('3.0.0', '>=2.5.0 <3.0.0'));

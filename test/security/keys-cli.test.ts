@@ -80,7 +80,7 @@ describe('updraft keys', () => {
     assert.equal(r.code, 2); // bad flags: a usage error, as a bad server setting is
     assert.equal(
       r.stderr,
-      'updraft: error: invalid agent options: --device must be 1 to 128 characters of A-Z a-z 0-9 _ . : -; --broker must be a URL like mqtt://host:1883; --download-auth must be url or token\n',
+      'updraft: error: invalid agent options: --device must be 1 to 128 characters of letters, digits, _ . : -, other than "." and ".."; --broker must be a URL like mqtt://host:1883; --download-auth must be url or token\n',
     );
   });
 });

@@ -14,14 +14,16 @@
  *   spending its (metered) link on a download that ends in ENOSPC. Running out while writing
  *   anyway (something else filled the disk) fails with the same kind of reason, and the
  *   partial file is deleted to give the space back.
- * - The URL carries a signature: only its redacted form is ever logged.
+ * - The URL carries a signature: only its redacted form is ever logged, and no error this
+ *   module throws quotes it (`describe`, `readReason`).
  */
 import { randomInt } from 'node:crypto';
 import { mkdir, open, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
-import { redactUrl, silentLogger, type Logger } from '../util/logger.ts';
+import { silentLogger, type Logger } from '../util/logger.ts';
+import { redactUrlsIn } from '../util/redact-url.ts';
 import { hashFile } from './file-hash.ts';
 
 /** What to download and how. */
@@ -152,7 +154,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
           throw new UpdraftError('DOWNLOAD', `download failed after ${failures} attempts without progress: ${err.message}`, { cause: err });
         }
         const delay = downloadRetryDelay(failures, opts);
-        log.warn('download interrupted, retrying', { url: redactUrl(opts.url), error: err.message, attempt: failures, delayMs: delay });
+        log.warn('download interrupted, retrying', { url: redactUrlsIn(opts.url), error: err.message, attempt: failures, delayMs: delay });
         await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : {}).catch(() => opts.signal?.throwIfAborted());
         reusedBytes = true;
         continue;
@@ -164,7 +166,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     await rm(opts.file, { force: true });
     if (reusedBytes) {
       reusedBytes = false;
-      log.warn('resumed download failed verification, downloading again from the start', { url: redactUrl(opts.url) });
+      log.warn('resumed download failed verification, downloading again from the start', { url: redactUrlsIn(opts.url) });
       continue;
     }
     if (actual.size !== opts.size) throw new UpdraftError('INTEGRITY', `size mismatch: expected ${opts.size} bytes, got ${actual.size}`);
@@ -206,7 +208,7 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
       if (res.status === 408 || res.status === 429 || res.status >= 500) throw new Retryable(message);
       throw new UpdraftError('DOWNLOAD', message, { status: res.status });
     }
-    if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: redactUrl(opts.url) });
+    if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: redactUrlsIn(opts.url) });
     const limit = opts.size - start;
     const announced = Number(res.headers.get('content-length') ?? NaN);
     if (announced > limit) {
@@ -277,7 +279,7 @@ function rangeStart(header: string | null): number {
 }
 
 /** The reason of an HTTP error, from a JSON `message`/`error`/`reason` or the first text line (bounded read). */
-async function readReason(res: Response): Promise<string> {
+async function readRawReason(res: Response): Promise<string> {
   let text = '';
   try {
     if (res.body) {
@@ -303,6 +305,11 @@ async function readReason(res: Response): Promise<string> {
   return line ? line.slice(0, 300) : res.statusText || 'no reason given';
 }
 
+/** The reason of an HTTP error, with any URL it quotes (a proxy's error page) redacted. */
+async function readReason(res: Response): Promise<string> {
+  return redactUrlsIn(await readRawReason(res));
+}
+
 /**
  * The pause before attempt `failures + 1`: `retryDelayMs` doubled per failure up to
  * `maxRetryDelayMs`, with jitter. Also the agent's pause after a refused (403) download.
@@ -322,8 +329,13 @@ async function sizeOnDisk(file: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * The text of a failure, for the errors this module builds: the one place undici's and
+ * fetch's messages come in, and they quote the URL ("Failed to parse URL from <url>"), whose
+ * query is the signature: it is redacted here, so no download error carries it.
+ */
 function describe(err: unknown): string {
   const e = asUpdraftError(err);
   const cause = (err as { cause?: { code?: string; message?: string } } | undefined)?.cause;
-  return cause?.code ? `${e.message} (${cause.code})` : e.message;
+  return redactUrlsIn(cause?.code ? `${e.message} (${cause.code})` : e.message);
 }

@@ -9,6 +9,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { inWindow, nextOpening, wallTime, windowProblems, type MaintenanceWindow } from '../protocol/maintenance-window.ts';
 import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
+import { redactUrlsIn } from '../util/redact-url.ts';
 import type { InFlightPhase, JobOutcome } from './agent-state.ts';
 import { downloadRetryDelay, type DownloadOptions, type Downloader } from './downloader.ts';
 import { hashFile } from './file-hash.ts';
@@ -158,7 +159,8 @@ export class UpdateJob {
       if (signal.reason instanceof AgentStoppedError) throw signal.reason;
       if (err instanceof AgentStoppedError) throw err;
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
-      return { status: 'FAILURE', error: asUpdraftError(err).message };
+      // the reason goes to the shadow and the job's record: a custom downloader's error may quote the signed URL
+      return { status: 'FAILURE', error: redactUrlsIn(asUpdraftError(err).message) };
     }
   }
 

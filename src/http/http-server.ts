@@ -8,6 +8,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
 import type { Logger } from '../util/logger.ts';
 import { sendError, sendJson } from './respond.ts';
+import { contractOf, refuseUnknownQuery } from './route-contract.ts';
 import type { Caller, Router } from './router.ts';
 
 /** POSTs that change nothing (they carry a request body to read against): not changes, so not audited or counted as such. */
@@ -118,6 +119,9 @@ export class HttpServer {
         if (caller.role === 'viewer' && !viewerMay(method, found.pattern)) {
           throw new UpdraftError('FORBIDDEN', `the viewer token ${caller.name} is read-only: ${method} ${url.pathname} needs the operator token`);
         }
+        // what the route does not take is refused before it acts, never dropped (route-contract.ts)
+        const contract = contractOf(method, found.pattern);
+        if (contract) refuseUnknownQuery(url, contract);
       }
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {

@@ -8,7 +8,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
 import type { Logger } from '../util/logger.ts';
 import { sendError, sendJson } from './respond.ts';
-import { contractOf, refuseUnknownQuery } from './route-contract.ts';
+import { contractOf, refuseBody, refuseUnknownQuery } from './route-contract.ts';
 import type { Caller, Router } from './router.ts';
 
 /** POSTs that change nothing (they carry a request body to read against): not changes, so not audited or counted as such. */
@@ -122,6 +122,7 @@ export class HttpServer {
         // what the route does not take is refused before it acts, never dropped (route-contract.ts)
         const contract = contractOf(method, found.pattern);
         if (contract) refuseUnknownQuery(url, contract);
+        if (contract && !contract.body) await refuseBody(req, method, url.pathname);
       }
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {

@@ -40,8 +40,20 @@ export interface ReadJsonOptions {
   optional?: boolean;
 }
 
+/** A request's body, at most `maxBytes` (413 past them). */
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new UpdraftError('TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
 /** True for no bytes or only JSON white space (RFC 8259 section 2). */
-function isBlank(bytes: Buffer): boolean {
+export function isBlank(bytes: Buffer): boolean {
   for (const b of bytes) if (b !== 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return false;
   return true;
 }
@@ -58,14 +70,7 @@ function isBlank(bytes: Buffer): boolean {
  * this that walked the value recursively would overflow the stack.
  */
 export async function readJson(req: IncomingMessage, maxBytes = 1 << 20, opts: ReadJsonOptions = {}): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new UpdraftError('TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  const bytes = Buffer.concat(chunks);
+  const bytes = await readBody(req, maxBytes);
   // the content type is not read: a body is JSON whatever its label (curl -d sends
   // application/x-www-form-urlencoded), so a field is never dropped for how it was labelled
   if (opts.optional && isBlank(bytes)) return {};

@@ -1,21 +1,26 @@
 /**
  * What each operator API route takes, read from the OpenAPI document (openapi.ts): its query
- * parameters. The document is the one list of them, so what is documented is what is taken,
+ * parameters, and whether it takes a body. The document is the one list of them, so what is documented is what is taken,
  * and what is not is refused by name in one place (HttpServer.dispatch), never dropped: a
  * misspelt `?devicetype=rpi4` on `POST /api/v1/artifacts` stored a build for every device
  * type, and versions are immutable. A route the document lacks is not checked here
  * (test/http/jobs-api.test.ts fails for it).
  */
+import type { IncomingMessage } from 'node:http';
 import { UpdraftError } from '../errors.ts';
+import { parseJsonObject } from '../protocol/json.ts';
 import { openApiDocument } from './openapi.ts';
+import { isBlank, readBody } from './respond.ts';
 
 /** What a route takes, as documented. */
 export interface RouteContract {
   /** Its query parameters, in the document's order. */
   query: readonly string[];
+  /** Whether it documents a request body. */
+  body: boolean;
 }
 
-type Operation = { parameters?: { name: string; in: string }[] };
+type Operation = { parameters?: { name: string; in: string }[]; requestBody?: unknown };
 
 /** Every documented route's contract, by `METHOD /router/:pattern` (the router's form of `{id}`). */
 export function routeContracts(doc: { paths: Record<string, Record<string, Operation>> }): Map<string, RouteContract> {
@@ -24,7 +29,7 @@ export function routeContracts(doc: { paths: Record<string, Record<string, Opera
     const pattern = path.replace(/\{([^}]+)\}/g, ':$1');
     for (const [method, operation] of Object.entries(operations)) {
       const query = (operation.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name);
-      contracts.set(`${method.toUpperCase()} ${pattern}`, { query });
+      contracts.set(`${method.toUpperCase()} ${pattern}`, { query, body: operation.requestBody !== undefined });
     }
   }
   return contracts;
@@ -45,4 +50,20 @@ export function refuseUnknownQuery(url: URL, contract: RouteContract): void {
   const taken = contract.query.length > 0 ? `parameters: ${contract.query.join(', ')}` : 'it takes none';
   const names = unknown.map((k) => `"${k.slice(0, 64)}"`).join(', ');
   throw new UpdraftError('BAD_REQUEST', `unknown query parameter${unknown.length > 1 ? 's' : ''} ${names} (${taken})`);
+}
+
+/**
+ * Reads the body of a route that takes none and refuses it unless it is empty: no bytes, white
+ * space, or `{}` (what a client that always sends JSON sends) are taken; anything else is 400
+ * naming its fields. Read whole (up to 1 MiB, as every body) before the route acts. GET and
+ * HEAD are not read: their bodies have no meaning (RFC 9110 section 9.3.1).
+ */
+export async function refuseBody(req: IncomingMessage, method: string, pathname: string): Promise<void> {
+  if (method === 'GET' || method === 'HEAD') return;
+  const bytes = await readBody(req, 1 << 20);
+  if (isBlank(bytes)) return;
+  const parsed = parseJsonObject(bytes);
+  if (typeof parsed === 'object' && Object.keys(parsed).length === 0) return;
+  const what = typeof parsed === 'object' ? `: ${Object.keys(parsed).slice(0, 10).map((k) => `"${k.slice(0, 64)}"`).join(', ')} refused, not dropped` : '';
+  throw new UpdraftError('BAD_REQUEST', `${method} ${pathname} takes no request body${what}; send none, or {}`);
 }

@@ -96,8 +96,13 @@ export class HttpServer {
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
-      if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
       const method = req.method ?? 'GET';
+      // answered before routing (no token, no store), but by method as /readyz is: GET and HEAD only
+      if (url.pathname === '/healthz') {
+        if (method === 'GET' || method === 'HEAD') return sendJson(res, 200, { status: 'ok' });
+        res.setHeader('allow', 'GET');
+        throw new UpdraftError('METHOD_NOT_ALLOWED', `method ${method} is not allowed on /healthz (allowed: GET)`);
+      }
       let caller: Caller | undefined;
       // the token before the route is looked up: without one, no path under /api/ says
       // whether it exists

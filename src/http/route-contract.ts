@@ -43,13 +43,25 @@ export function contractOf(method: string, pattern: string): RouteContract | und
   return served.get(`${method === 'HEAD' ? 'GET' : method} ${pattern}`);
 }
 
-/** Throws BAD_REQUEST `unknown query parameter "a" (parameters: x, y)` naming every parameter of `url` the route does not take. */
+/**
+ * Throws BAD_REQUEST `unknown query parameter "a" (parameters: x, y)` naming every parameter of
+ * `url` the route does not take, then `query parameter "x" is given 2 times: ...` for one the
+ * route takes given more than once: every handler reads one value (`searchParams.get`), so
+ * `deviceTypes=rpi4&deviceTypes=rpi5` would store an immutable build for rpi4 only. A list is
+ * one comma-separated value.
+ */
 export function refuseUnknownQuery(url: URL, contract: RouteContract): void {
-  const unknown = [...new Set(url.searchParams.keys())].filter((k) => !contract.query.includes(k));
-  if (unknown.length === 0) return;
-  const taken = contract.query.length > 0 ? `parameters: ${contract.query.join(', ')}` : 'it takes none';
-  const names = unknown.map((k) => `"${k.slice(0, 64)}"`).join(', ');
-  throw new UpdraftError('BAD_REQUEST', `unknown query parameter${unknown.length > 1 ? 's' : ''} ${names} (${taken})`);
+  const counts = new Map<string, number>();
+  for (const k of url.searchParams.keys()) counts.set(k, (counts.get(k) ?? 0) + 1);
+  const unknown = [...counts.keys()].filter((k) => !contract.query.includes(k));
+  if (unknown.length > 0) {
+    const taken = contract.query.length > 0 ? `parameters: ${contract.query.join(', ')}` : 'it takes none';
+    const names = unknown.map((k) => `"${k.slice(0, 64)}"`).join(', ');
+    throw new UpdraftError('BAD_REQUEST', `unknown query parameter${unknown.length > 1 ? 's' : ''} ${names} (${taken})`);
+  }
+  for (const [k, n] of counts) {
+    if (n > 1) throw new UpdraftError('BAD_REQUEST', `query parameter "${k}" is given ${n} times: give it once (a list is comma-separated)`);
+  }
 }
 
 /**

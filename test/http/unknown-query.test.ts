@@ -32,6 +32,24 @@ describe('unknown query parameters', () => {
     assert.deepEqual(ok.json.compatibility, { deviceTypes: ['rpi4'] });
   });
 
+  it('a parameter given more than once is refused, not reduced to its first value', async () => {
+    const bytes = new Uint8Array(Buffer.from('build bytes'));
+    // before: stored an immutable build for rpi4 only
+    const r = await call('POST', '/api/v1/artifacts?name=fw&version=2.0.0&deviceTypes=rpi4&deviceTypes=rpi5', bytes);
+    assert.deepEqual([r.status, r.message], [400, 'query parameter "deviceTypes" is given 2 times: give it once (a list is comma-separated)']);
+    assert.equal((await call('GET', '/api/v1/artifacts/fw/2.0.0')).status, 404, 'nothing stored');
+    // before: listed FAILED only (checked before the job is looked up)
+    const e = await call('GET', '/api/v1/jobs/some-job/executions?status=FAILED&status=TIMED_OUT&status=FAILED');
+    assert.deepEqual([e.status, e.message], [400, 'query parameter "status" is given 3 times: give it once (a list is comma-separated)']);
+    // an unknown parameter is named first, repeated or not
+    assert.deepEqual((await call('GET', '/api/v1/devices?limt=5&limt=6&limit=1&limit=2')).message, 'unknown query parameter "limt" (parameters: limit, after)');
+    // the list, comma-separated, is taken
+    const ok = await call('POST', '/api/v1/artifacts?name=fw&version=2.0.0&deviceTypes=rpi4,rpi5', bytes);
+    assert.equal(ok.status, 201);
+    assert.deepEqual(ok.json.compatibility, { deviceTypes: ['rpi4', 'rpi5'] });
+    assert.equal((await call('GET', '/api/v1/jobs?status=COMPLETED,CANCELED&limit=5')).status, 200);
+  });
+
   it('every API route refuses what it does not take, naming all of it, and takes what it documents', async () => {
     assert.deepEqual((await call('GET', '/api/v1/devices?limt=5&afer=x')).message, 'unknown query parameters "limt", "afer" (parameters: limit, after)');
     assert.deepEqual((await call('GET', '/api/v1/fleet/overview?x=1')).message, 'unknown query parameter "x" (it takes none)');

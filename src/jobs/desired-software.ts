@@ -48,19 +48,35 @@ async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, v
 /**
  * Takes back the command `agentJobId` if it is still what the device is asked to run.
  * Resolves with what was written: 'stay' (a stay command), 'cleared', or 'none' (a newer
- * command is desired already, or nothing is).
+ * command is desired already, or nothing is). Written on the version read, so a command
+ * written meanwhile (another job's, another instance's) stands: on a conflict it reads again.
+ * A stay the shadow cannot hold (413: its document near its size limit, the stay a few bytes
+ * longer than the command) clears the desired software instead, which the agent takes as a
+ * cancel too: a command that cannot be taken back would be installed later.
  */
 export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string): Promise<'stay' | 'cleared' | 'none'> {
-  const { shadow, askedJobId } = await currentCommand(deps, deviceId);
-  if (askedJobId !== agentJobId) return 'none';
-  const reported = parseReportedSoftware(shadow?.state.reported?.software);
-  const running = await catalogued(deps, reported?.name, reported?.version);
-  if (running) {
-    await sendCommand(deps, deviceId, softwareFor(running, `${agentJobId}.cancel`));
-    return 'stay';
+  for (let attempt = 1; ; attempt++) {
+    const { shadow, askedJobId } = await currentCommand(deps, deviceId);
+    if (!shadow || askedJobId !== agentJobId) return 'none';
+    const onVersion = { version: shadow.version };
+    try {
+      const reported = parseReportedSoftware(shadow.state.reported?.software);
+      const running = await catalogued(deps, reported?.name, reported?.version);
+      if (running) {
+        try {
+          await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...softwareFor(running, `${agentJobId}.cancel`) } } }, ...onVersion }, ROLLOUT_SENDER);
+          return 'stay';
+        } catch (err) {
+          if (!(err instanceof UpdraftError && err.code === 'TOO_LARGE')) throw err;
+        }
+      }
+      await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } }, ...onVersion }, ROLLOUT_SENDER);
+      return 'cleared';
+    } catch (err) {
+      if (err instanceof UpdraftError && err.code === 'CONFLICT' && attempt < 3) continue;
+      throw err;
+    }
   }
-  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
-  return 'cleared';
 }
 
 /**

@@ -26,6 +26,10 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
   if (!spec || isJobFinal(job.status)) return undefined;
   if (!canRetry(e.status) || !spec.retries.on.includes(e.status as 'FAILED' | 'TIMED_OUT')) return undefined;
   if ((e.attempt ?? 1) > spec.retries.limit) return undefined;
+  // the device was deleted (decommission marks its finished executions): no attempt for a device
+  // that is gone, whose next one the send path would only end REMOVED (a timeout finished after
+  // the deletion turned TIMED_OUT into REMOVED, moving the job's waves and abort figures)
+  if (e.details.deviceDeletedAt !== undefined) return undefined;
   // an install left to finish by a cancel, which then fails, is not retried
   if (!(await isActive(deps.store, job.jobId))) return undefined;
   return requeue(deps, e, now);

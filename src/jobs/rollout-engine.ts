@@ -23,7 +23,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
-import { asUpdraftError } from '../errors.ts';
+import { asUpdraftError, UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
@@ -813,8 +813,19 @@ export class RolloutEngine {
       // Taken back before the retry is queued, whose write ends the mark (a crash in between
       // takes it back again, which finds the stay there and writes nothing)
       const attempt = timedOut.attempt ?? 1;
-      await retractCommand(this.desired, e.deviceId, agentJobId(e.jobId, attempt));
+      // A retract that fails does not hold the retry back: a retry lost (the job found final by
+      // the time the next tick tried) or never queued (a retract refused at every tick kept the
+      // row due for good, filling the due batches) is worse than what it guards against. Refused
+      // for good (4xx but 429: a shadow that cannot take the write), the mark ends; failed for
+      // now (429, 5xx, the database), the mark stays unless a retry is queued, whose command
+      // replaces this one when it is sent
+      const retractError = await retractCommand(this.desired, e.deviceId, agentJobId(e.jobId, attempt)).then(
+        () => undefined,
+        (err: unknown) => asUpdraftError(err),
+      );
+      if (retractError) this.deps.logger.warn('timed-out command not taken back', { jobId: e.jobId, deviceId: e.deviceId, attempt, error: retractError.message });
       if (job && (await retryIfAllowed(this.deps, job, timedOut, now))) return;
+      if (retractError && (retractError.status >= 500 || retractError.status === 429)) throw retractError;
       await mutateExecution(this.deps, key, (cur) => (cur.status === 'TIMED_OUT' && (cur.attempt ?? 1) === attempt && cur.dueAt !== undefined ? { dueAt: undefined } : undefined), now);
     } catch (err) {
       this.deps.logger.warn('timeout not processed; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
@@ -910,7 +921,12 @@ export class RolloutEngine {
     let after: string | undefined;
     do {
       const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['FAILED', 'TIMED_OUT'], limit: PAGE, ...(after ? { after } : {}) });
-      await Promise.all(page.items.map((e) => this.rollBackExecution(e, now)));
+      // one device that cannot be rolled back does not stop the rest of the fleet's rollback
+      await Promise.all(
+        page.items.map((e) =>
+          this.rollBackExecution(e, now).catch((err: unknown) => this.deps.logger.warn('failed device not rolled back', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message })),
+        ),
+      );
       after = page.next;
     } while (after);
   }
@@ -941,8 +957,18 @@ export class RolloutEngine {
   private async rollBackExecution(e: ExecutionRecord, now: number): Promise<void> {
     if (e.details.rollback !== undefined) return;
     const previous = e.details.previous as JsonObject | undefined;
-    const r = await rollBack(this.desired, e.deviceId, e.jobId, previous);
-    const rollback: JsonObject = 'to' in r ? { to: r.to, at: now } : { to: null, skipped: `the device was asked for job ${r.supersededBy} since`, at: now };
+    let rollback: JsonObject;
+    if (e.details.deviceDeletedAt !== undefined) {
+      // a deleted device has no shadow to ask (and an id registered again is a new device)
+      rollback = { to: null, skipped: 'the device was deleted', at: now };
+    } else {
+      const r = await rollBack(this.desired, e.deviceId, e.jobId, previous).catch((err: unknown) => {
+        // deleted between the read of its execution and the write (the replica takes no shadow for an unregistered id)
+        if (err instanceof UpdraftError && err.code === 'NOT_FOUND') return { skippedFor: 'the device is not registered' };
+        throw err;
+      });
+      rollback = 'to' in r ? { to: r.to, at: now } : 'supersededBy' in r ? { to: null, skipped: `the device was asked for job ${r.supersededBy} since`, at: now } : { to: null, skipped: r.skippedFor, at: now };
+    }
     await mutateExecution(this.deps, e, (cur) => (cur.details.rollback === undefined ? { details: { ...cur.details, rollback } } : undefined), now);
   }
 

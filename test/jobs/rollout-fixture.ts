@@ -86,7 +86,9 @@ export async function startRolloutFixture(
   await blobs.start();
   const events = new EventBus();
   const bus = new RecordingBus();
-  const replica = new ShadowReplica({ store, bus, events, logger: silentLogger, limits: { maxDocumentBytes: 8192, maxDepth: 6 }, maxPending: 100_000, now: () => Math.floor(clock.now / 1000) });
+  // as the server wires it: an operator's write takes no shadow for an id no device has
+  const isRegistered = async (deviceId: string) => (await store.getDevice(deviceId)) !== undefined;
+  const replica = new ShadowReplica({ store, bus, events, logger: silentLogger, limits: { maxDocumentBytes: 8192, maxDepth: 6 }, maxPending: 100_000, now: () => Math.floor(clock.now / 1000), isRegistered });
   await replica.start();
   const registry = new DeviceRegistry({ store });
   const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 } as ConstructorParameters<typeof ArtifactService>[0]);

@@ -9,7 +9,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import { compareSemver, SEMVER } from './software.ts';
-import { idProblem, isValidId } from './topics.ts';
+import { ID_RULE, idProblem } from './topics.ts';
 
 /** A build's constraints; absent fields constrain nothing. */
 export interface Compatibility {
@@ -29,7 +29,8 @@ export function parseCompatibility(input: { deviceTypes?: unknown; requires?: un
     const list = input.deviceTypes;
     if (!Array.isArray(list) || list.length === 0 || list.length > MAX_DEVICE_TYPES) throw new UpdraftError('BAD_REQUEST', `deviceTypes must list 1 to ${MAX_DEVICE_TYPES} device types`);
     for (const t of list) {
-      if (typeof t !== 'string' || !isValidId(t)) throw new UpdraftError('BAD_REQUEST', idProblem('device type', String(t))!);
+      const defect = typeof t === 'string' ? idProblem('device type', t) : `device type ${JSON.stringify(t)?.slice(0, 140)} must be a string of ${ID_RULE}`;
+      if (defect !== undefined) throw new UpdraftError('BAD_REQUEST', defect);
     }
     out.deviceTypes = [...new Set(list as string[])].sort();
   }

@@ -27,6 +27,8 @@ describe('compatibility rules', () => {
     assert.throws(() => parseCompatibility({ requires: '>=banana' }), /">=banana" in requires is not an operator/);
     assert.throws(() => parseCompatibility({ deviceTypes: ['ok', 'not ok'] }), /device type "not ok" must be 1 to 128 characters/);
     assert.throws(() => parseCompatibility({ deviceTypes: ['..'] }), /device type "\.\." is refused: .*URL path/);
+    // a number whose digits would make a valid id is still no device type (3d371d3 threw with no message)
+    assert.throws(() => parseCompatibility({ deviceTypes: [5] }), /^UpdraftError: device type 5 must be a string of 1 to 128 characters/);
     assert.throws(() => parseCompatibility({ deviceTypes: [] }), /1 to 64 device types/);
     assert.ok(satisfies('2.5.0', '>=2.5.0 <3.0.0'));
     assert.ok(!satisfies('3.0.0', '>=2.5.0 <3.0.0'));

@@ -957,18 +957,21 @@ export class RolloutEngine {
   private async rollBackExecution(e: ExecutionRecord, now: number): Promise<void> {
     if (e.details.rollback !== undefined) return;
     const previous = e.details.previous as JsonObject | undefined;
-    let rollback: JsonObject;
-    if (e.details.deviceDeletedAt !== undefined) {
-      // a deleted device has no shadow to ask (and an id registered again is a new device)
-      rollback = { to: null, skipped: 'the device was deleted', at: now };
-    } else {
-      const r = await rollBack(this.desired, e.deviceId, e.jobId, previous).catch((err: unknown) => {
+    // a deleted device has no shadow to ask (and an id registered again is a new device)
+    let skipped = e.details.deviceDeletedAt !== undefined ? 'the device was deleted' : undefined;
+    let to: string | null = null;
+    if (skipped === undefined) {
+      try {
+        const r = await rollBack(this.desired, e.deviceId, e.jobId, previous);
+        if ('to' in r) to = r.to;
+        else skipped = `the device was asked for job ${r.supersededBy} since`;
+      } catch (err) {
         // deleted between the read of its execution and the write (the replica takes no shadow for an unregistered id)
-        if (err instanceof UpdraftError && err.code === 'NOT_FOUND') return { skippedFor: 'the device is not registered' };
-        throw err;
-      });
-      rollback = 'to' in r ? { to: r.to, at: now } : 'supersededBy' in r ? { to: null, skipped: `the device was asked for job ${r.supersededBy} since`, at: now } : { to: null, skipped: r.skippedFor, at: now };
+        if (!(err instanceof UpdraftError && err.code === 'NOT_FOUND')) throw err;
+        skipped = 'the device is not registered';
+      }
     }
+    const rollback: JsonObject = skipped === undefined ? { to, at: now } : { to: null, skipped, at: now };
     await mutateExecution(this.deps, e, (cur) => (cur.details.rollback === undefined ? { details: { ...cur.details, rollback } } : undefined), now);
   }
 

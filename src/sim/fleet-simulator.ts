@@ -8,6 +8,7 @@
  * Failure, crash-during-install and offline periods are configurable and seeded.
  */
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryAgentStateStore } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
@@ -136,8 +137,8 @@ export class FleetSimulator implements SimulatedFleet {
   /** Each returns true once satisfied (and is then dropped). */
   private finishedListeners: (() => boolean)[] = [];
   private settledCount = 0;
-  /** Wake the pauses between a device's attempts (`pause`) at stop. */
-  private readonly pauses = new Set<() => void>();
+  /** Aborted at stop: ends the pauses between a device's attempts and its offline periods (`pause`). */
+  private readonly stopping = new AbortController();
 
   constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices'>) {
     this.opts = { ...SIM_DEFAULTS, ...opts };
@@ -219,7 +220,7 @@ export class FleetSimulator implements SimulatedFleet {
   /** Stops every agent. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const wake of [...this.pauses]) wake();
+    this.stopping.abort();
     await Promise.all(this.slots.map((s) => this.retire(s).catch(() => undefined)));
   }
 
@@ -415,15 +416,7 @@ export class FleetSimulator implements SimulatedFleet {
 
   /** Resolves after `ms`, or at once when the simulator stops. */
   private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        this.pauses.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.pauses.add(wake);
-    });
+    return sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => undefined);
   }
 
   /**
@@ -486,7 +479,7 @@ export class FleetSimulator implements SimulatedFleet {
   private async offlinePeriod(slot: DeviceSlot): Promise<void> {
     this.stats.offlinePeriods++;
     await this.retire(slot);
-    await sleep(this.opts.offlineMs);
+    await this.pause(this.opts.offlineMs);
     if (!this.stopped) await this.connectOrGiveUp(slot);
   }
 }
@@ -519,6 +512,3 @@ function until(slot: DeviceSlot, agent: UpdateAgent, done: () => boolean, ms: nu
   });
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

@@ -11,9 +11,7 @@ import { startRolloutFixture, type RolloutFixture } from '../jobs/rollout-fixtur
 describe('device search by state', () => {
   let f: RolloutFixture;
   beforeEach(async () => {
-    f = await startRolloutFixture();
-    await f.addArtifact('1.0.0');
-    await f.addArtifact('2.0.0');
+    f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] });
   });
   afterEach(() => f.close());
 

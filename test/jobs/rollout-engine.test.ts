@@ -14,9 +14,7 @@ import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 describe('rollout engine', () => {
   let f: RolloutFixture;
   beforeEach(async () => {
-    f = await startRolloutFixture();
-    await f.addArtifact('1.0.0');
-    await f.addArtifact('2.0.0');
+    f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] });
   });
   afterEach(() => f.close());
 
@@ -190,9 +188,7 @@ describe('rollout engine', () => {
 
   it('remembers a bounded number of arrivals per job, forgetting the oldest first', async () => {
     await f.close();
-    f = await startRolloutFixture({ maxArrivedPerJob: 2 });
-    await f.addArtifact('1.0.0');
-    await f.addArtifact('2.0.0');
+    f = await startRolloutFixture({ maxArrivedPerJob: 2, builds: ['1.0.0', '2.0.0'] });
     const ids = await f.fleet('d', 10);
     const jobId = await create({ targets: { devices: ids }, plan: { maxInFlight: 1 } });
     assert.deepEqual(await sentTo(ids, jobId), ['d001']);

@@ -74,9 +74,11 @@ export async function startRolloutFixture(
     lease?: Lease;
     /** An existing fixture's directory (a process killed on it): its store and artifacts are opened again, and removed by close(). */
     dir?: string;
+    /** Versions of `fw` put in the catalogue at start (`addArtifact`), e.g. ['1.0.0', '2.0.0']. */
+    builds?: string[];
   } = {},
 ): Promise<RolloutFixture> {
-  const { dir: reopened, ...engineOptions } = options;
+  const { dir: reopened, builds = [], ...engineOptions } = options;
   const dir = reopened ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-')));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;
@@ -174,6 +176,7 @@ export async function startRolloutFixture(
       await rm(dir, { recursive: true, force: true });
     },
   };
+  for (const version of builds) await f.addArtifact(version);
   return f;
 }
 

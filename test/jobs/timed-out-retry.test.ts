@@ -13,9 +13,7 @@ import { assertStayThenRetry, startRolloutFixture, type RolloutFixture } from '.
 describe('a timed-out device with a retry queued', () => {
   let f: RolloutFixture;
   beforeEach(async () => {
-    f = await startRolloutFixture();
-    await f.addArtifact('1.0.0');
-    await f.addArtifact('2.0.0');
+    f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] });
   });
   afterEach(() => f.close());
 

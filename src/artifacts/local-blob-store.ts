@@ -34,8 +34,14 @@ export class LocalBlobStore implements BlobStore {
     const now = Date.now();
     for (const name of await readdir(tmp)) {
       const file = path.join(tmp, name);
-      const touched = await stat(file).then((st) => st.mtimeMs, () => undefined);
-      if (touched !== undefined && now - touched >= this.leftoverAgeMs) await rm(file, { recursive: true, force: true });
+      // With no age every file goes without a look at its time: a file written in the same
+      // millisecond can carry an mtime a fraction ahead of Date.now() (which truncates), and
+      // `now - touched >= 0` then kept it (a CI failure).
+      if (this.leftoverAgeMs > 0) {
+        const touched = await stat(file).then((st) => st.mtimeMs, () => undefined);
+        if (touched === undefined || now - touched < this.leftoverAgeMs) continue;
+      }
+      await rm(file, { recursive: true, force: true });
     }
   }
 

@@ -34,4 +34,19 @@ describe('LocalBlobStore start: what uploads left in tmp/', () => {
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('removes every file by default even when its time is ahead of the clock (a file written in the same millisecond)', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'updraft-blobs-ahead-'));
+    try {
+      const tmp = path.join(dir, 'tmp');
+      await fs.mkdir(tmp, { recursive: true });
+      await fs.writeFile(path.join(tmp, 'ahead'), 'part of an upload');
+      const ahead = new Date(Date.now() + 5_000);
+      await fs.utimes(path.join(tmp, 'ahead'), ahead, ahead);
+      await new LocalBlobStore({ dir }).start();
+      assert.deepEqual(await fs.readdir(tmp), []);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -15,7 +15,8 @@
  *    registered again continues from it, as after any shadow delete);
  * 4. it leaves the static groups that list it;
  * 5. its registration goes, at the version the revocation wrote (changed meanwhile: CONFLICT,
- *    ask again), announced as a credentials change (`device.credentials`).
+ *    ask again), announced as a credentials change (`device.credentials`); a shadow an
+ *    operator wrote since step 3 is deleted then.
  */
 import { UpdraftError } from '../errors.ts';
 import type { Sender } from '../broker/message-bus.ts';
@@ -76,14 +77,7 @@ export async function decommissionDevice(deps: DecommissionDeps, deviceId: strin
   }
 
   const shadowsDeleted: string[] = [];
-  for (const name of await store.listShadowNames(deviceId)) {
-    try {
-      await deps.replica.delete({ deviceId, name }, DECOMMISSION_SENDER);
-      shadowsDeleted.push(name);
-    } catch (err) {
-      if (!(err instanceof UpdraftError && err.code === 'NOT_FOUND')) throw err; // deleted meanwhile
-    }
-  }
+  await deleteShadows(deps, deviceId, shadowsDeleted);
 
   const groupsLeft: string[] = [];
   for (const g of await store.listGroups()) {
@@ -95,8 +89,26 @@ export async function decommissionDevice(deps: DecommissionDeps, deviceId: strin
   if (!(await store.deleteDevice(deviceId, device.version))) {
     throw new UpdraftError('CONFLICT', `device ${deviceId} changed while it was being deleted; delete it again`);
   }
+  // An operator's write landing between the shadows' deletion and the registration's (a
+  // script re-setting desired state when it sees `shadow.deleted`) passed the replica's
+  // registration check and made the shadow again: a ghost the id registered again would
+  // inherit, command included. Registration gone, such writes are refused (NOT_FOUND), so one
+  // more pass leaves none.
+  await deleteShadows(deps, deviceId, shadowsDeleted);
   // its registration (and with it its broker credentials) is gone: what the revocation's event
   // came too early to tell a device page open on it, whose read now says it is not registered
   deps.events.emit('device.credentials', { deviceId });
   return { deviceId, disconnected, executionsRemoved, shadowsDeleted, groupsLeft };
+}
+
+/** Deletes every shadow `deviceId` has, adding each name deleted to `deleted` (once). */
+async function deleteShadows(deps: DecommissionDeps, deviceId: string, deleted: string[]): Promise<void> {
+  for (const name of await deps.store.listShadowNames(deviceId)) {
+    try {
+      await deps.replica.delete({ deviceId, name }, DECOMMISSION_SENDER);
+      if (!deleted.includes(name)) deleted.push(name);
+    } catch (err) {
+      if (!(err instanceof UpdraftError && err.code === 'NOT_FOUND')) throw err; // deleted meanwhile
+    }
+  }
 }

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { decommissionDevice } from '../../src/fleet/decommission.ts';
+import type { StateStore } from '../../src/store/state-store.ts';
 import { runCli } from '../helpers/cli.ts';
 import { TestClient, connackCode } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
@@ -135,5 +137,31 @@ describe('deleting a device (decommissioning)', () => {
     const twice = await runCli(['device', 'delete', 'dev-c', '--server', ts.httpUrl, '--token', ts.token]);
     assert.equal(twice.code, 2);
     assert.match(twice.stderr, /^updraft: error: device dev-c is not registered/);
+  });
+  it('leaves no shadow an operator wrote between the shadows\' deletion and the registration\'s', async () => {
+    await registerDevice(ts, 'dev-d');
+    const { server } = ts;
+    const script = { kind: 'operator', id: 'script' } as const;
+    await server.replica.update({ deviceId: 'dev-d', name: '' }, { state: { desired: { color: 'blue' } } }, script);
+    // the write lands in the window: after the shadows were deleted, just before the registration goes
+    let wrote = false;
+    const store = new Proxy(server.store, {
+      get(target, prop) {
+        if (prop === 'deleteDevice') {
+          return async (...args: Parameters<StateStore['deleteDevice']>) => {
+            await server.replica.update({ deviceId: 'dev-d', name: '' }, { state: { desired: { color: 'red' } } }, script);
+            wrote = true;
+            return target.deleteDevice(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const done = await decommissionDevice({ store, registry: server.registry, replica: server.replica, events: server.events }, 'dev-d');
+    assert.ok(wrote, 'the write was made in the window');
+    assert.deepEqual(done.shadowsDeleted, ['']);
+    assert.deepEqual(await server.store.listShadowNames('dev-d'), [], 'no ghost shadow');
+    await assert.rejects(server.replica.update({ deviceId: 'dev-d', name: '' }, { state: { desired: { color: 'green' } } }, script), /device dev-d is not registered/);
   });
 });

@@ -12,38 +12,27 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { downloadArtifact } from '../../src/agent/downloader.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { redactUrlsIn } from '../../src/util/redact-url.ts';
 import { freePort } from '../helpers/free-port.ts';
-import { AgentFixture, nextEvent } from './support/agent-fixture.ts';
+import { nextEvent } from './support/agent-fixture.ts';
+import { fixturePerTest } from './support/fixture-per-test.ts';
 
 const SIG = 'cscV3i4gSecretSignature';
 const QUERY = `device=dev-1&exp=4000000000&kid=k1&sig=${SIG}`;
 
 describe('UpdateAgent: a download that fails before any answer', () => {
-  let f: AgentFixture;
-  let lines: string[];
-
-  beforeEach(async () => {
-    f = new AgentFixture();
-    await f.start();
-    lines = [];
-  });
-  afterEach(() => f.close());
+  const ctx = fixturePerTest({ level: 'debug' });
 
   /** Runs one job to its outcome with the URL the server hands out. */
   const failWith = async (url: string, jobId: string) => {
+    const { f } = ctx;
     f.server.issueUrl = () => ({ url, urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
-    const agent = f.agent(new SlotInstaller({ dir: f.installDir }), {
-      logger: createLogger({ level: 'debug', write: (l) => lines.push(l) }),
-      downloadSettings: { retryDelayMs: 1, maxRetryDelayMs: 5, maxAttempts: 2 },
-    });
-    await agent.start();
-    await f.server.until(() => f.server.reports.length >= 1 && f.server.gets >= 1, 'the connect report and get');
+    const agent = await ctx.started(new SlotInstaller({ dir: f.installDir }), { downloadSettings: { retryDelayMs: 1, maxRetryDelayMs: 5, maxAttempts: 2 } });
     const finished = nextEvent(agent, 'job-finished');
     await f.server.setDesired(f.software(jobId));
     const outcome = await finished;
@@ -61,15 +50,15 @@ describe('UpdateAgent: a download that fails before any answer', () => {
   it('a URL that does not parse: the reason names it, its query redacted', async () => {
     const { outcome, reported } = await failWith(`notaurl/v1/download/fw/1.0.0?${QUERY}`, 'job-unparsable');
     assert.match(outcome.error!, /Failed to parse URL from notaurl\/v1\/download\/fw\/1\.0\.0\?<redacted>/);
-    assertNoSignature([outcome.error!, ...reported, ...lines]);
-    assert.ok(lines.some((l) => l.includes('?<redacted>')), 'the agent logged the failure');
+    assertNoSignature([outcome.error!, ...reported, ...ctx.lines]);
+    assert.ok(ctx.lines.some((l) => l.includes('?<redacted>')), 'the agent logged the failure');
   });
 
   it('a closed port (ECONNREFUSED): the reason says so, without the query', async () => {
     const port = await freePort();
     const { outcome, reported } = await failWith(`http://127.0.0.1:${port}/v1/download/fw/1.0.0?${QUERY}`, 'job-refused');
     assert.match(outcome.error!, /ECONNREFUSED/);
-    assertNoSignature([outcome.error!, ...reported, ...lines]);
+    assertNoSignature([outcome.error!, ...reported, ...ctx.lines]);
   });
 });
 

@@ -7,62 +7,47 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
-import { createLogger } from '../../src/util/logger.ts';
-import { AgentFixture, eventually, nextEvent } from './support/agent-fixture.ts';
+import { eventually, nextEvent } from './support/agent-fixture.ts';
+import { fixturePerTest } from './support/fixture-per-test.ts';
 
 describe('UpdateAgent: a download refused with 403', () => {
-  let f: AgentFixture;
-  let lines: string[];
+  const ctx = fixturePerTest({ level: 'info', format: 'json' });
 
-  beforeEach(async () => {
-    f = new AgentFixture();
-    await f.start();
-    lines = [];
-  });
-  afterEach(() => f.close());
-
-  const slots = () => new SlotInstaller({ dir: f.installDir });
-  const logger = () => createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) });
-  const refusals = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'download refused, asking for a fresh URL');
+  const slots = () => new SlotInstaller({ dir: ctx.f.installDir });
+  const refusals = () => ctx.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'download refused, asking for a fresh URL');
   /** The server signs one URL and gives it for every refresh (a refresh within the second it was signed). */
   const sameUrlEveryTime = () => {
-    const url = f.http.url(undefined, { exp: String(Math.floor(Date.now() / 1000) + 3600), sig: 'same' });
-    f.server.issueUrl = () => ({ url, urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
+    const url = ctx.f.http.url(undefined, { exp: String(Math.floor(Date.now() / 1000) + 3600), sig: 'same' });
+    ctx.f.server.issueUrl = () => ({ url, urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
   };
-  /** Starts the agent and waits for its connect report and `get` (handled after setDesired, they would bring a second delta). */
-  const started = async (extra: Parameters<AgentFixture['agent']>[1] = {}) => {
-    const agent = f.agent(slots(), { logger: logger(), ...extra });
-    await agent.start();
-    await f.server.until(() => f.server.reports.length >= 1 && f.server.gets >= 1, 'the connect report and get');
-    return agent;
-  };
+  const started = (extra: Parameters<typeof ctx.started>[1] = {}) => ctx.started(slots(), extra);
 
   it('tries the same URL again after a transient 403 when the refresh brings it back unchanged', async () => {
     sameUrlEveryTime();
-    f.http.refuseNext = 1;
+    ctx.f.http.refuseNext = 1;
     const agent = await started();
-    const gets = f.server.gets;
+    const gets = ctx.f.server.gets;
     const finished = nextEvent(agent, 'job-finished');
-    await f.server.setDesired(f.software('job-same'));
+    await ctx.f.server.setDesired(ctx.f.software('job-same'));
     assert.equal((await finished).status, 'SUCCESS');
-    assert.deepEqual(f.http.requests.map((r) => r.status), [403, 200]);
-    assert.equal(f.http.requests[0]!.query.toString(), f.http.requests[1]!.query.toString());
-    assert.ok(f.server.gets > gets, 'a fresh URL was asked for');
+    assert.deepEqual(ctx.f.http.requests.map((r) => r.status), [403, 200]);
+    assert.equal(ctx.f.http.requests[0]!.query.toString(), ctx.f.http.requests[1]!.query.toString());
+    assert.ok(ctx.f.server.gets > gets, 'a fresh URL was asked for');
   });
 
   it('fails after 1 + maxUrlRefreshes refused attempts, pausing with the download backoff, naming the 403 and the count', async () => {
     sameUrlEveryTime();
-    f.http.refuseNext = Number.POSITIVE_INFINITY;
+    ctx.f.http.refuseNext = Number.POSITIVE_INFINITY;
     const agent = await started({ downloadSettings: { retryDelayMs: 8, maxRetryDelayMs: 1000 } });
     const finished = nextEvent(agent, 'job-finished');
-    await f.server.setDesired(f.software('job-403'));
+    await ctx.f.server.setDesired(ctx.f.software('job-403'));
     const outcome = await finished;
     assert.equal(outcome.status, 'FAILURE');
-    assert.deepEqual(f.http.requests.map((r) => r.status), [403, 403, 403, 403]);
+    assert.deepEqual(ctx.f.http.requests.map((r) => r.status), [403, 403, 403, 403]);
     assert.equal(outcome.error, 'download refused with HTTP 403 on 4 attempts, 3 fresh URLs asked for (maxUrlRefreshes 3): HTTP 403: injected forbidden');
-    assert.equal(f.server.reportsFor('job-403').at(-1)!.error, outcome.error);
+    assert.equal(ctx.f.server.reportsFor('job-403').at(-1)!.error, outcome.error);
     // each pause is the download's retry delay, doubled per refusal, with jitter (half to all of it)
     const delays = refusals().map((l) => l.delayMs as number);
     assert.equal(delays.length, 3);
@@ -71,51 +56,51 @@ describe('UpdateAgent: a download refused with 403', () => {
 
   it('keeps to maxUrlRefreshes when every refresh brings a different URL', async () => {
     let issued = 0;
-    f.server.issueUrl = () => ({ url: f.http.url(undefined, { sig: `s${++issued}` }), urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
-    f.http.refuseNext = Number.POSITIVE_INFINITY;
+    ctx.f.server.issueUrl = () => ({ url: ctx.f.http.url(undefined, { sig: `s${++issued}` }), urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
+    ctx.f.http.refuseNext = Number.POSITIVE_INFINITY;
     const agent = await started({ maxUrlRefreshes: 1 });
     const finished = nextEvent(agent, 'job-finished');
-    await f.server.setDesired(f.software('job-new-urls'));
+    await ctx.f.server.setDesired(ctx.f.software('job-new-urls'));
     const outcome = await finished;
     assert.equal(outcome.error, 'download refused with HTTP 403 on 2 attempts, 1 fresh URL asked for (maxUrlRefreshes 1): HTTP 403: injected forbidden');
-    assert.equal(f.http.requests.length, 2);
-    assert.notEqual(f.http.requests[0]!.query.get('sig'), f.http.requests[1]!.query.get('sig'));
+    assert.equal(ctx.f.http.requests.length, 2);
+    assert.notEqual(ctx.f.http.requests[0]!.query.get('sig'), ctx.f.http.requests[1]!.query.get('sig'));
   });
 
   it('fails at once on a 404: no fresh URL asked for, no second request', async () => {
     sameUrlEveryTime();
-    f.http.refuseStatus = 404;
-    f.http.refuseNext = 1;
+    ctx.f.http.refuseStatus = 404;
+    ctx.f.http.refuseNext = 1;
     const agent = await started();
-    const gets = f.server.gets;
+    const gets = ctx.f.server.gets;
     const finished = nextEvent(agent, 'job-finished');
-    await f.server.setDesired(f.software('job-404'));
+    await ctx.f.server.setDesired(ctx.f.software('job-404'));
     const outcome = await finished;
     assert.equal(outcome.status, 'FAILURE');
     assert.equal(outcome.error, 'HTTP 404: injected 404');
-    assert.equal(f.http.requests.length, 1);
+    assert.equal(ctx.f.http.requests.length, 1);
     assert.equal(refusals().length, 0);
-    assert.equal(f.server.gets, gets, 'no fresh URL asked for');
+    assert.equal(ctx.f.server.gets, gets, 'no fresh URL asked for');
   });
 
   it('stops during the pause after a 403 without waiting it out; the job resumes at the next start', async () => {
     sameUrlEveryTime();
-    f.http.refuseNext = 1;
+    ctx.f.http.refuseNext = 1;
     const agent = await started({ downloadSettings: { retryDelayMs: 600_000, maxRetryDelayMs: 600_000 } });
-    await f.server.setDesired(f.software('job-stop'));
+    await ctx.f.server.setDesired(ctx.f.software('job-stop'));
     await eventually(() => refusals().length === 1, 'the pause after the 403');
     const delay = refusals()[0]!.delayMs as number;
     assert.ok(delay >= 300_000 && delay <= 600_000, `pause: ${delay} ms`);
     await agent.stop();
-    const state = JSON.parse(await readFile(path.join(f.stateDir, 'agent-state.json'), 'utf8'));
+    const state = JSON.parse(await readFile(path.join(ctx.f.stateDir, 'agent-state.json'), 'utf8'));
     assert.equal(state.inFlight.jobId, 'job-stop');
     assert.equal(state.inFlight.phase, 'DOWNLOADING');
-    assert.equal(f.http.requests.length, 1);
+    assert.equal(ctx.f.http.requests.length, 1);
 
-    const again = f.agent(slots());
+    const again = ctx.f.agent(slots());
     const finished = nextEvent(again, 'job-finished');
     await again.start();
     assert.equal((await finished).status, 'SUCCESS');
-    assert.deepEqual(f.http.requests.map((r) => r.status), [403, 200]);
+    assert.deepEqual(ctx.f.http.requests.map((r) => r.status), [403, 200]);
   });
 });

@@ -575,7 +575,7 @@ describe('fleet simulator', () => {
       assert.deepEqual({ gaveUp: summary.gaveUp, refused: summary.refused, finished: summary.finished, succeeded: summary.succeeded }, { gaveUp: 1, refused: 1, finished: 2, succeeded: 2 }, JSON.stringify(summary));
       assert.match(cli.output(), /^sim: finished 2 devices \{.*"gaveUp":1.*\} installs=2 gave-up=1$/m);
       assert.equal(await cli.kill(), 1, 'a run that gave up on devices is not a success');
-      assert.match(cli.output(), /^updraft: error: gave up on 1 of 3 devices: the broker refused each 3 times in a row for a reason retrying cannot fix \(bad user name or password, not authorized: a wrong secret, a revoked or deleted device\); the summary counts them in "gaveUp"$/m);
+      assert.match(cli.output(), /^updraft: error: gave up on 1 of 3 devices: the broker refused each 3 times in a row for a reason retrying cannot fix \(bad user name or password, not authorized, client id rejected, banned: a wrong secret, a revoked or deleted device\); the summary counts them in "gaveUp"$/m);
       assert.deepEqual(await outcome(jobId), { SUCCEEDED: 2 });
     } finally {
       await cli.kill('SIGKILL').catch(() => undefined);
@@ -606,6 +606,40 @@ describe('fleet simulator', () => {
       assert.equal(await sharded.cli.kill('SIGINT'), 0);
     } finally {
       await sharded.close();
+    }
+  });
+
+  it('a device refused with CONNACK 2 (identifier rejected), 0x85 (client identifier not valid) or 0x8A (banned) is given up after 3 refusals, as for a wrong secret', async () => {
+    // they were retried for ever: connected mode's start (sim: ready) never resolved. Mosquitto
+    // sends 2 to a client id outside its clientid_prefixes; aedes never does, and no broker here
+    // speaks MQTT 5: a broker that answers each CONNECT with the CONNACK code of its client id
+    const codes: Record<string, number> = { 'connack-2': 2, 'connack-85': 0x85, 'connack-8a': 0x8a };
+    const attempts: string[] = [];
+    const sockets = new Set<Socket>();
+    const broker = createNetServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+      socket.once('data', (connectPacket: Buffer) => {
+        const id = Object.keys(codes).find((d) => connectPacket.includes(d))!;
+        attempts.push(id);
+        // CONNACK (3.1.1 §3.2): no session present, the code; then the server closes [MQTT-3.2.2-5]
+        socket.end(Buffer.from([0x20, 0x02, 0x00, codes[id]!]));
+      });
+    });
+    await new Promise<void>((resolve) => broker.listen(0, '127.0.0.1', resolve));
+    const devices = Object.keys(codes).map((deviceId) => ({ deviceId, secret: 'updr_dev_whatever' }));
+    const sim = new FleetSimulator({ brokerUrl: `mqtt://127.0.0.1:${(broker.address() as AddressInfo).port}`, devices, mode: 'connected', seed: 6 });
+    try {
+      // bounded: the start that never resolved must fail here, not hang the suite
+      const ready = await Promise.race([sim.start().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 30_000).unref())]);
+      assert.ok(ready, `every device is given up: ${JSON.stringify(sim.stats)}, attempts ${attempts.join(' ')}`);
+      assert.deepEqual({ gaveUp: sim.stats.gaveUp, refused: sim.stats.refused, connected: sim.stats.connected }, { gaveUp: 3, refused: 3, connected: 0 });
+      assert.deepEqual(Object.keys(codes).map((id) => attempts.filter((a) => a === id).length), [3, 3, 3], 'each refused 3 times, then left alone');
+    } finally {
+      await sim.stop();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => broker.close(resolve));
     }
   });
 

@@ -97,7 +97,12 @@ export interface UpdateAgentOptions {
   progressIntervalMs?: number;
   /** A download URL expiring within this many ms is refreshed before use (default 5000). */
   urlMarginMs?: number;
-  /** Fresh download URLs asked for at most this many times per job (default 3). */
+  /**
+   * Fresh download URLs (or credentials) asked for at most this many times per job after a
+   * 403 on one not yet expired, and at most this many times in a row, without a byte
+   * downloaded between, because one expired (default 3). A long download on a slow link gets
+   * a fresh URL for every expiry.
+   */
   maxUrlRefreshes?: number;
   /** Retries of interrupted downloads. */
   downloadSettings?: JobDownloadSettings;

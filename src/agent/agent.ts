@@ -852,7 +852,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * MQTT (it grants reading only the artifact of the device's current job) and reused until it
    * nears its expiry, or `renew` says it was refused.
    */
-  private async authorizeDownload(job: UpdateJob, renew: boolean): Promise<{ url: string; headers: Record<string, string> }> {
+  private async authorizeDownload(job: UpdateJob, renew: boolean): Promise<{ url: string; headers: Record<string, string>; expiresAt: number }> {
     const marginS = (this.opts.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs) / 1000;
     let c = this.credential;
     if (renew || !c || c.jobId !== job.jobId || c.expiresAt - marginS <= this.clock.serverTime(this.now()) / 1000) {
@@ -866,7 +866,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const url = new URL(job.command.url);
     url.search = '';
     url.searchParams.set('device', this.opts.deviceId);
-    return { url: url.toString(), headers: { authorization: `Bearer ${c.token}` } };
+    return { url: url.toString(), headers: { authorization: `Bearer ${c.token}` }, expiresAt: c.expiresAt };
   }
 
   /** Steps 8-9: persist the outcome, report it until acknowledged, then forget the job. */

@@ -42,7 +42,10 @@ export interface UpdateJobDeps {
   downloadSettings: JobDownloadSettings;
   /** A URL expiring within this many ms is refreshed before use. */
   urlMarginMs: number;
-  /** Fresh URLs asked for at most this many times per job. */
+  /**
+   * Fresh URLs (or credentials) asked for after a 403 at most this many times per job, and
+   * because one expired at most this many times in a row without a byte downloaded between.
+   */
   maxUrlRefreshes: number;
   /**
    * The device's say on when to install a verified build (battery, a vehicle in motion, a
@@ -70,9 +73,10 @@ export interface UpdateJobDeps {
   verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void | Promise<void>;
   /**
    * Download with a temporary credential instead of the pre-signed URL: the URL and headers
-   * to use; `renew` asks for a new credential (the previous one was refused or expired).
+   * to use, and when the credential expires (seconds, the server's time); `renew` asks for a
+   * new credential (the previous one was refused or expired).
    */
-  authorizeDownload?: (job: UpdateJob, renew: boolean) => Promise<{ url: string; headers: Record<string, string> }>;
+  authorizeDownload?: (job: UpdateJob, renew: boolean) => Promise<{ url: string; headers: Record<string, string>; expiresAt: number }>;
   /** Progress is reported when it advanced by this much (0..1)... */
   progressStep: number;
   /** ...and at least this many ms passed since the last report. */
@@ -250,36 +254,50 @@ export class UpdateJob {
   }
 
   /**
-   * Downloads and verifies, refreshing an expired URL (by time, or a 403) a bounded number of
-   * times. A 403 is answered by a pause (the download's retry backoff), a fresh URL or
-   * credential, and another attempt, whether or not the fresh URL differs: the server hands
-   * out the same URL for a refresh within the second it signed it (`artifacts/url-signer.ts`
-   * caches them), and a refusal may pass (a key staged on one instance but not yet another,
-   * a proxy, a clock) while the URL stays good. `maxUrlRefreshes` bounds the loop: at most
-   * 1 + maxUrlRefreshes attempts, then FAILURE naming the 403 and the count. Any other
-   * refusal (404, INTEGRITY, a bad manifest) fails at once.
+   * Downloads and verifies, asking for a fresh URL (or credential) when the one in hand has
+   * expired or is refused with 403, with two budgets of `maxUrlRefreshes` each:
+   * - Expiry, judged by the server's time before use, or a 403 on a URL that has expired by
+   *   then (a download on a slow or flaky link outlives its URL, and the attempt after an
+   *   interruption is refused): a fresh one at once, counted in a row and renewed by every
+   *   byte downloaded, so a long download gets as many as it needs, while a server that
+   *   hands out URLs no better than the last fails the job after `maxUrlRefreshes`.
+   * - A 403 on a URL not yet expired: a pause (the download's retry backoff), a fresh URL or
+   *   credential, and another attempt, whether or not the fresh URL differs: the server hands
+   *   out the same URL for a refresh within the second it signed it (`artifacts/url-signer.ts`
+   *   caches them), and a refusal may pass (a key staged on one instance but not yet another,
+   *   a proxy) while the URL stays good. At most 1 + maxUrlRefreshes such attempts per job,
+   *   then FAILURE naming the 403 and the count.
+   * Any other refusal (404, INTEGRITY, a bad manifest) fails at once.
    */
   private async fetch(): Promise<string> {
     const { deps } = this;
     const signal = this.ctrl.signal;
-    let refreshes = 0;
+    const serverNow = deps.serverNow ?? deps.now;
+    // expiring within the margin counts as expired: it would not last the request
+    const expired = (expiresAt: number) => expiresAt * 1000 - deps.urlMarginMs <= serverNow();
+    const fresh = deps.authorizeDownload ? 'credential' : 'URL';
+    let expiredInRow = 0;
     let refused = 0;
+    let refusedRefreshes = 0;
     let renewCredential = false;
+    const expiryRefresh = (what: string) => {
+      if (expiredInRow >= deps.maxUrlRefreshes) {
+        throw new UpdraftError('DOWNLOAD', `download ${what} expired and no fresh one arrived after ${expiredInRow} requests (maxUrlRefreshes ${deps.maxUrlRefreshes})`);
+      }
+      expiredInRow++;
+    };
     for (;;) {
       signal.throwIfAborted();
       const cmd = this.command;
-      if (cmd.urlExpiresAt * 1000 - deps.urlMarginMs <= (deps.serverNow ?? deps.now)()) {
-        if (refreshes >= deps.maxUrlRefreshes) {
-          throw new UpdraftError('DOWNLOAD', `download URL expired and no fresh one arrived after ${refreshes} requests`);
-        }
-        refreshes++;
+      if (expired(cmd.urlExpiresAt)) {
+        expiryRefresh('URL');
         deps.logger.info('download URL expired, asking for a fresh one', { jobId: this.jobId, url: redactUrl(cmd.url) });
         await deps.refreshCommand(this);
         continue;
       }
       // before a byte is fetched: a command that must not be installed fails here, with the reason
       await deps.verifyCommand?.(cmd, await deps.installer.current());
-      const target = deps.authorizeDownload ? await deps.authorizeDownload(this, renewCredential) : { url: cmd.url, headers: {} };
+      const target = deps.authorizeDownload ? await deps.authorizeDownload(this, renewCredential) : { url: cmd.url, headers: {}, expiresAt: cmd.urlExpiresAt };
       renewCredential = false;
       try {
         await deps.download({
@@ -291,7 +309,10 @@ export class UpdateJob {
           sha256: cmd.sha256,
           signal,
           logger: deps.logger,
-          onProgress: (received, size) => this.onProgress(received, size),
+          onProgress: (received, size) => {
+            expiredInRow = 0;
+            this.onProgress(received, size);
+          },
           beforeVerify: () => (this.phase === 'DOWNLOADING' ? this.enter('VERIFYING') : undefined),
         });
         deps.logger.info('downloaded and verified', { jobId: this.jobId, size: cmd.size });
@@ -299,13 +320,23 @@ export class UpdateJob {
       } catch (err) {
         const forbidden = err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === 403;
         if (!forbidden || signal.aborted) throw err;
+        if (expired(target.expiresAt)) {
+          // refused for its age, not a refusal to pause on: a fresh one is the answer. A URL is
+          // asked for at the top of the loop (unless a delta brought one meanwhile)
+          deps.logger.info(`download ${fresh} expired while downloading`, { jobId: this.jobId, error: err.message });
+          if (deps.authorizeDownload) {
+            expiryRefresh('credential');
+            renewCredential = true;
+          }
+          continue;
+        }
         refused++;
-        if (refreshes >= deps.maxUrlRefreshes) {
+        if (refusedRefreshes >= deps.maxUrlRefreshes) {
           const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
-          const asked = plural(refreshes, deps.authorizeDownload ? 'new credential' : 'fresh URL');
+          const asked = plural(refusedRefreshes, deps.authorizeDownload ? 'new credential' : 'fresh URL');
           throw new UpdraftError('DOWNLOAD', `download refused with HTTP 403 on ${plural(refused, 'attempt')}, ${asked} asked for (maxUrlRefreshes ${deps.maxUrlRefreshes}): ${err.message}`, { status: 403, cause: err });
         }
-        refreshes++;
+        refusedRefreshes++;
         // a pause first, as for an interrupted download: a refusal that passes (a key not yet on
         // every instance) gets time to, and the server is not asked again at once
         const delayMs = downloadRetryDelay(refused, deps.downloadSettings);

@@ -3,6 +3,8 @@
  * for a fresh URL and tries again after the download's backoff, up to `maxUrlRefreshes`
  * times, whether or not the server hands out the same URL again (it does within the second
  * it signed it: `artifacts/url-signer.ts` keeps signed URLs). Other refusals fail at once.
+ * An expired URL has a budget of its own: a fresh one for every expiry, `maxUrlRefreshes` in
+ * a row without a byte downloaded between (a long download on a slow link outlives many).
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -102,5 +104,127 @@ describe('UpdateAgent: a download refused with 403', () => {
     await again.start();
     assert.equal((await finished).status, 'SUCCESS');
     assert.deepEqual(ctx.f.http.requests.map((r) => r.status), [403, 200]);
+  });
+});
+
+describe('UpdateAgent: a download URL that expires', () => {
+  const ctx = fixturePerTest({ level: 'info', format: 'json' });
+
+  /** URLs come with the command and the `get`s that ask for them, not with the echo of every report: each is counted. */
+  const noUrlsButAsked = () => {
+    ctx.f.server.noDeltaOnUpdate = true;
+  };
+  /**
+   * The server's and the device's clock, moved by the test only (the agent judges a URL's
+   * expiry by the server's time, read from its answers); URLs live 60 s from when they are
+   * handed out, and the artifact server refuses them after that.
+   */
+  const clockAndUrls = () => {
+    noUrlsButAsked();
+    const clock = { t: Date.now() };
+    const now = () => clock.t;
+    ctx.f.server.now = now;
+    ctx.f.http.now = now;
+    let issued = 0;
+    ctx.f.server.issueUrl = () => {
+      const exp = Math.floor(clock.t / 1000) + 60;
+      return { url: ctx.f.http.url(undefined, { exp: String(exp), sig: `s${++issued}` }), urlExpiresAt: exp };
+    };
+    return { clock, now };
+  };
+
+  it('a long download on a flaky link gets a fresh URL for every expiry, more than maxUrlRefreshes, without a pause', async () => {
+    const { clock, now } = clockAndUrls();
+    // each response takes two minutes (a slow link), and the connection drops 4 times: each
+    // attempt after a drop is refused, its URL having expired meanwhile
+    ctx.f.http.onResponse = (r) => {
+      if (r.status !== 403) clock.t += 120_000;
+    };
+    ctx.f.http.mode = 'cut';
+    ctx.f.http.cuts = 4;
+    const agent = await ctx.started(new SlotInstaller({ dir: ctx.f.installDir }), { now });
+    const finished = nextEvent(agent, 'job-finished');
+    await ctx.f.server.setDesired(ctx.f.software('job-slow'));
+    const outcome = await finished;
+    assert.equal(outcome.error, undefined);
+    assert.equal(outcome.status, 'SUCCESS');
+    const seen = ctx.f.http.requests.map((r) => [r.query.get('sig'), r.status]);
+    assert.deepEqual(seen, [['s1', 200], ['s1', 403], ['s2', 206], ['s2', 403], ['s3', 206], ['s3', 403], ['s4', 206], ['s4', 403], ['s5', 206]]);
+    // an expiry is no refusal: no pause after it, and the 403 budget untouched
+    const msgs = ctx.lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    assert.equal(msgs.filter((m) => m === 'download refused, asking for a fresh URL').length, 0);
+    assert.equal(msgs.filter((m) => m === 'download URL expired, asking for a fresh one').length, 4);
+  });
+
+  it('with temporary credentials: a new one for every credential that expires while downloading, more than maxUrlRefreshes', async () => {
+    const { clock, now } = clockAndUrls();
+    // the command's URL outlives the test; credentials live 60 s
+    ctx.f.server.issueUrl = () => ({ url: ctx.f.http.url(), urlExpiresAt: Math.floor(clock.t / 1000) + 86_400 });
+    let issued = 0;
+    ctx.f.server.issueCredential = () => {
+      const credential = { token: `t${++issued}`, expiresAt: Math.floor(clock.t / 1000) + 60 };
+      ctx.f.http.tokens.set(credential.token, credential.expiresAt);
+      return credential;
+    };
+    ctx.f.http.onResponse = (r) => {
+      if (r.status !== 403) clock.t += 120_000;
+    };
+    ctx.f.http.mode = 'cut';
+    ctx.f.http.cuts = 4;
+    const agent = await ctx.started(new SlotInstaller({ dir: ctx.f.installDir }), { now, downloadAuth: 'token' });
+    const finished = nextEvent(agent, 'job-finished');
+    await ctx.f.server.setDesired(ctx.f.software('job-slow-token'));
+    const outcome = await finished;
+    assert.equal(outcome.error, undefined);
+    assert.equal(outcome.status, 'SUCCESS');
+    const seen = ctx.f.http.requests.map((r) => [r.token, r.status]);
+    assert.deepEqual(seen, [['t1', 200], ['t1', 403], ['t2', 206], ['t2', 403], ['t3', 206], ['t3', 403], ['t4', 206], ['t4', 403], ['t5', 206]]);
+    assert.equal(ctx.lines.filter((l) => l.includes('download refused, asking for a new credential')).length, 0);
+  });
+
+  it('an expired URL and a transient 403 each have a budget: one refresh each with maxUrlRefreshes 1', async () => {
+    noUrlsButAsked();
+    let issued = 0;
+    ctx.f.server.issueUrl = () => {
+      issued++;
+      const exp = Math.floor(Date.now() / 1000) + (issued === 1 ? -60 : 3600);
+      return { url: ctx.f.http.url(undefined, { exp: String(exp), sig: `s${issued}` }), urlExpiresAt: exp };
+    };
+    ctx.f.http.refuseNext = 1;
+    const agent = await ctx.started(new SlotInstaller({ dir: ctx.f.installDir }), { maxUrlRefreshes: 1 });
+    const finished = nextEvent(agent, 'job-finished');
+    await ctx.f.server.setDesired(ctx.f.software('job-both'));
+    const outcome = await finished;
+    assert.equal(outcome.error, undefined);
+    assert.equal(outcome.status, 'SUCCESS');
+    // s1 expired on arrival (never fetched), s2 refused once, s3 downloaded
+    assert.deepEqual(ctx.f.http.requests.map((r) => [r.query.get('sig'), r.status]), [['s2', 403], ['s3', 200]]);
+  });
+
+  it('fails after maxUrlRefreshes fresh URLs in a row that expire before a byte arrives', async () => {
+    const { clock, now } = clockAndUrls();
+    // every attempt is answered (403) only once its URL has expired: nothing is ever downloaded
+    ctx.f.http.mode = 'forbidden';
+    ctx.f.http.onResponse = () => {
+      clock.t += 120_000;
+    };
+    const agent = await ctx.started(new SlotInstaller({ dir: ctx.f.installDir }), { now, maxUrlRefreshes: 2 });
+    const finished = nextEvent(agent, 'job-finished');
+    await ctx.f.server.setDesired(ctx.f.software('job-never'));
+    const outcome = await finished;
+    assert.equal(outcome.status, 'FAILURE');
+    assert.equal(outcome.error, 'download URL expired and no fresh one arrived after 2 requests (maxUrlRefreshes 2)');
+    assert.deepEqual(ctx.f.http.requests.map((r) => [r.query.get('sig'), r.status]), [['s1', 403], ['s2', 403], ['s3', 403]]);
+  });
+
+  it('fails when every URL handed out has already expired, without a request', async () => {
+    noUrlsButAsked();
+    ctx.f.server.issueUrl = () => ({ url: ctx.f.http.url(undefined, { sig: 'old' }), urlExpiresAt: Math.floor(Date.now() / 1000) - 60 });
+    const agent = await ctx.started(new SlotInstaller({ dir: ctx.f.installDir }));
+    const finished = nextEvent(agent, 'job-finished');
+    await ctx.f.server.setDesired(ctx.f.software('job-stale'));
+    const outcome = await finished;
+    assert.equal(outcome.error, 'download URL expired and no fresh one arrived after 3 requests (maxUrlRefreshes 3)');
+    assert.equal(ctx.f.http.requests.length, 0);
   });
 });

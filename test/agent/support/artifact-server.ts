@@ -15,6 +15,8 @@ export interface SeenRequest {
   path: string;
   query: URLSearchParams;
   range: string | undefined;
+  /** The bearer token of its `Authorization` header, if any. */
+  token: string | undefined;
   status: number;
 }
 
@@ -46,6 +48,18 @@ export class ArtifactServer {
   refuseNext = 0;
   refuseStatus = 403;
   readonly requests: SeenRequest[] = [];
+  /**
+   * Temporary credentials (`Authorization: Bearer <token>`) accepted, and when each expires
+   * (seconds); a request with another, or an expired one, is refused with 403.
+   */
+  readonly tokens = new Map<string, number>();
+  /** The server's clock (ms), by which a URL's `exp` and a token's expiry are judged; a test may move it. */
+  now: () => number = () => Date.now();
+  /**
+   * Called as each response starts (its status decided), before the client can read a byte
+   * of it: where a test's clock moves while a response is on its way (a slow link).
+   */
+  onResponse: ((seen: SeenRequest) => void) | undefined;
   /** Bytes written by 'endless' responses, and whether the client hung up on them. */
   endless = { written: 0, closedByClient: false };
   private readonly server: http.Server;
@@ -89,11 +103,13 @@ export class ArtifactServer {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const u = new URL(req.url ?? '/', 'http://x');
     const range = req.headers.range;
-    const seen: SeenRequest = { path: u.pathname, query: u.searchParams, range, status: 0 };
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const seen: SeenRequest = { path: u.pathname, query: u.searchParams, range, token: bearer, status: 0 };
     this.requests.push(seen);
     const send = (status: number, headers: Record<string, string | number>) => {
       seen.status = status;
       res.writeHead(status, headers);
+      this.onResponse?.(seen);
     };
     if (this.refuseNext > 0) {
       this.refuseNext--;
@@ -102,7 +118,9 @@ export class ArtifactServer {
       return;
     }
     const exp = u.searchParams.get('exp');
-    if (this.mode === 'forbidden' || (exp !== null && Number(exp) < Date.now() / 1000) || this.revokedSigs.has(u.searchParams.get('sig') ?? '')) {
+    const tokenExp = bearer === undefined ? undefined : (this.tokens.get(bearer) ?? 0);
+    const expired = (seconds: number | undefined) => seconds !== undefined && seconds < this.now() / 1000;
+    if (this.mode === 'forbidden' || expired(exp === null ? undefined : Number(exp)) || expired(tokenExp) || this.revokedSigs.has(u.searchParams.get('sig') ?? '')) {
       send(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'FORBIDDEN', message: 'download URL has expired; ask for a fresh one' } }));
       return;

@@ -8,7 +8,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { JsonObject } from '../../../src/protocol/json.ts';
 import type { DesiredSoftware, SoftwareCommand } from '../../../src/protocol/software.ts';
-import { answerTopic, deltaTopic, requestTopic, type ShadowRef } from '../../../src/protocol/topics.ts';
+import { answerTopic, credentialsAnswerTopic, credentialsRequestTopic, deltaTopic, requestTopic, type ShadowRef } from '../../../src/protocol/topics.ts';
 
 const LEAVES = ['name', 'version', 'sha256', 'size', 'jobId'] as const;
 
@@ -25,6 +25,12 @@ export class FakeShadowServer {
   reported: JsonObject = {};
   /** Builds the URL part of a command; replace to control expiry or signatures. */
   issueUrl: (sw: DesiredSoftware) => { url: string; urlExpiresAt: number };
+  /** Every credentials request seen (`downloadAuth: 'token'`). */
+  credentials = 0;
+  /** Builds the temporary download credential a credentials request is answered with; replace to control its expiry. */
+  issueCredential: () => { token: string; expiresAt: number } = () => ({ token: `tok-${this.credentials}`, expiresAt: Math.floor(this.now() / 1000) + 900 });
+  /** The server's clock (ms), whose seconds stamp every answer and delta; a test may move it. */
+  now: () => number = () => Date.now();
   /** The next N requests are swallowed without an answer. */
   dropNext = 0;
   /** Answer an update with its delta before its accepted (the agent then has the command before its report resolves). */
@@ -52,7 +58,7 @@ export class FakeShadowServer {
   static async start(brokerUrl: string, deviceId: string, issueUrl: (sw: DesiredSoftware) => { url: string; urlExpiresAt: number }): Promise<FakeShadowServer> {
     const client = await mqtt.connectAsync(brokerUrl, { clientId: `server-for-${deviceId}`, reconnectPeriod: 0 });
     const server = new FakeShadowServer(client, deviceId, issueUrl);
-    await client.subscribeAsync([requestTopic(server.ref, 'update'), requestTopic(server.ref, 'get')], { qos: 1 });
+    await client.subscribeAsync([requestTopic(server.ref, 'update'), requestTopic(server.ref, 'get'), credentialsRequestTopic(deviceId)], { qos: 1 });
     return server;
   }
 
@@ -113,7 +119,7 @@ export class FakeShadowServer {
 
   private async publishDelta(command?: SoftwareCommand): Promise<void> {
     if (!this.differs && !command) return;
-    const body = { state: { software: command ?? this.command() }, metadata: {}, version: this.version, timestamp: Math.floor(Date.now() / 1000) };
+    const body = { state: { software: command ?? this.command() }, metadata: {}, version: this.version, timestamp: Math.floor(this.now() / 1000) };
     await this.client.publishAsync(answerTopic(this.ref, 'update', 'delta'), JSON.stringify(body), { qos: 1 });
   }
 
@@ -124,8 +130,13 @@ export class FakeShadowServer {
       this.notify();
       return;
     }
-    const now = Math.floor(Date.now() / 1000);
-    if (topic === requestTopic(this.ref, 'update')) {
+    const now = Math.floor(this.now() / 1000);
+    if (topic === credentialsRequestTopic(this.ref.deviceId)) {
+      this.credentials++;
+      const sw = this.desired!;
+      const answer = { ...this.issueCredential(), name: sw.name, version: sw.version, jobId: sw.jobId, timestamp: now, clientToken: req.clientToken };
+      await this.client.publishAsync(credentialsAnswerTopic(this.ref.deviceId, 'accepted'), JSON.stringify(answer), { qos: 1 });
+    } else if (topic === requestTopic(this.ref, 'update')) {
       const reported = ((req.state as JsonObject).reported ?? {}) as JsonObject;
       merge(this.reported, reported);
       if (isObj(reported.software)) this.reports.push(reported.software);

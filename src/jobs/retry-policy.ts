@@ -15,13 +15,16 @@ import { canRetry } from './execution-state.ts';
 import { mutateExecution } from './execution-writer.ts';
 import { specOf } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
+import { owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS } from './pending-retract.ts';
 
 /**
  * Requeues `e` as its next attempt if the job's retry policy allows and the job is active;
  * resolves with the new record, if any. `job` gives the rules (its spec); its status may be
  * stale (the tracker caches jobs), so the store's is read, before the retry and after it.
+ * `retractPending`: the timed-out attempt's command, whose retract failed for now, that the
+ * retry still owes the device (pending-retract.ts).
  */
-export async function retryIfAllowed(deps: { store: StateStore; events: EventBus }, job: JobRecord, e: ExecutionRecord, now: number): Promise<ExecutionRecord | undefined> {
+export async function retryIfAllowed(deps: { store: StateStore; events: EventBus }, job: JobRecord, e: ExecutionRecord, now: number, retractPending?: string): Promise<ExecutionRecord | undefined> {
   const spec = specOf(job);
   if (!spec || isJobFinal(job.status)) return undefined;
   if (!canRetry(e.status) || !spec.retries.on.includes(e.status as 'FAILED' | 'TIMED_OUT')) return undefined;
@@ -32,7 +35,7 @@ export async function retryIfAllowed(deps: { store: StateStore; events: EventBus
   if (e.details.deviceDeletedAt !== undefined) return undefined;
   // an install left to finish by a cancel, which then fails, is not retried
   if (!(await isActive(deps.store, job.jobId))) return undefined;
-  return requeue(deps, e, now);
+  return requeue(deps, e, now, false, retractPending);
 }
 
 /** Why the engine ends a revoked device's queued execution REMOVED (`rollout-engine.ts`). */
@@ -67,8 +70,10 @@ export function requeueForNewDevice(deps: { store: StateStore; events: EventBus 
 /**
  * `e` (as read) back to QUEUED as its next attempt, the outcome of this one kept; undefined
  * when it changed meanwhile or its job stopped. `newDevice`: the attempt was another device's.
+ * `retractPending`: a command the device must still be told to drop (pending-retract.ts); a
+ * retract `e` owes already goes with it too.
  */
-async function requeue(deps: { store: StateStore; events: EventBus }, e: ExecutionRecord, now: number, newDevice = false): Promise<ExecutionRecord | undefined> {
+async function requeue(deps: { store: StateStore; events: EventBus }, e: ExecutionRecord, now: number, newDevice = false, retractPending?: string): Promise<ExecutionRecord | undefined> {
   const retried = await mutateExecution(
     deps,
     e,
@@ -84,7 +89,11 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
       if (newDevice) outcome.deviceDeletedAt = cur.details.deviceDeletedAt!;
       const details: JsonObject = { attempts: [...past, outcome] };
       if (cur.details.previous !== undefined && !newDevice) details.previous = cur.details.previous;
-      return { status: 'QUEUED', attempt: attempt + 1, details, dispatchedAt: undefined, dueAt: undefined };
+      // still due, so that a later tick tries the retract again until it is done or the
+      // retry's own command replaces it (no deadline of its own: its command is not sent)
+      const owed = retractPending ?? owedRetract(cur);
+      if (owed !== undefined) details[RETRACT_PENDING] = owed;
+      return { status: 'QUEUED', attempt: attempt + 1, details, dispatchedAt: undefined, dueAt: owed !== undefined ? now + RETRACT_RETRY_MS : undefined };
     },
     now,
   );
@@ -93,12 +102,13 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
   // between has already passed over the job's unfinished executions, when this one was
   // still FAILED: it would stay QUEUED for a job that sends nothing more. Read the job again
   // now that the retry is committed (a stop committed later finds it QUEUED and ends it) and
-  // take a retry of a stopped job back: the execution ends as the attempt that failed.
+  // take a retry of a stopped job back: the execution ends as the attempt that failed, still
+  // due if it was (a timeout whose command is not taken back yet keeps its mark).
   if (await isActive(deps.store, e.jobId)) return retried;
   await mutateExecution(
     deps,
     retried,
-    (cur) => (cur.status === 'QUEUED' && cur.attempt === retried.attempt && cur.dispatchedAt === undefined ? { status: e.status, attempt: e.attempt, details: e.details, dueAt: undefined } : undefined),
+    (cur) => (cur.status === 'QUEUED' && cur.attempt === retried.attempt && cur.dispatchedAt === undefined ? { status: e.status, attempt: e.attempt, details: e.details, dueAt: e.dueAt } : undefined),
     now,
   );
   return undefined;

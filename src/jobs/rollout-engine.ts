@@ -39,6 +39,7 @@ import { retractCommand, rollBack, sendCommand, softwareFor, type DesiredSoftwar
 import { isTerminal } from './execution-state.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
 import { mutateExecution } from './execution-writer.ts';
+import { isTransient, owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS, withoutRetractPending } from './pending-retract.ts';
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
@@ -131,11 +132,15 @@ function stopReasonOf(job: JobRecord): string {
   return progressOf(job).abortReason ?? 'job canceled';
 }
 
-/** A QUEUED execution ended by a cancel or abort, with the job's reason. */
+/**
+ * A QUEUED execution ended by a cancel or abort, with the job's reason. A timed-out attempt's
+ * command it still owes a retract stays due (pending-retract.ts): the unsent retry that was to
+ * replace it never will, and the next tick takes it back.
+ */
 function canceledNow(cur: ExecutionRecord, reason: string): Partial<ExecutionRecord> {
   const details: JsonObject = { ...cur.details, error: reason };
   delete details.cancelBy;
-  return { status: 'CANCELED', details, dueAt: undefined };
+  return { status: 'CANCELED', details, dueAt: owedRetract(cur) !== undefined ? cur.dueAt : undefined };
 }
 
 /** Runs rollouts. */
@@ -693,7 +698,8 @@ export class RolloutEngine {
       const newer = await this.newerCommand(job, e.deviceId, shadow?.deleted ? undefined : shadow?.state.desired?.software, reported);
       if (newer) {
         const error = `not sent: the device was asked for job ${newer}, created after this one, and has not finished it; that job's command stands`;
-        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'CANCELED', details: { ...cur.details, error }, dueAt: undefined } : undefined), now, e);
+        // the newer command replaced any this execution's timed-out attempt left desired: nothing owed
+        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'CANCELED', details: { ...withoutRetractPending(cur.details), error }, dueAt: undefined } : undefined), now, e);
         return 'refused';
       }
       const aid = agentJobId(e.jobId, e.attempt ?? 1);
@@ -707,10 +713,11 @@ export class RolloutEngine {
         key,
         (cur) => {
           if ((cur.attempt ?? 1) !== (e.attempt ?? 1) || isTerminal(cur.status)) return undefined;
-          const details: JsonObject = { ...cur.details };
+          // this command replaced a timed-out attempt's that a failed retract left desired: nothing is owed any more
+          const details: JsonObject = { ...withoutRetractPending(cur.details) };
           if (details.previous === undefined && previous) details.previous = previous;
           // the device may have reported already (the tracker then set dispatchedAt)
-          if (cur.dispatchedAt !== undefined) return details.previous === cur.details.previous ? undefined : { details };
+          if (cur.dispatchedAt !== undefined) return details.previous === cur.details.previous && details[RETRACT_PENDING] === cur.details[RETRACT_PENDING] ? undefined : { details };
           return { dispatchedAt: sentAt, details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: sentAt, details }) };
         },
         sentAt,
@@ -751,9 +758,14 @@ export class RolloutEngine {
   /** Ends executions whose deadline passed. */
   private async processDue(now: number): Promise<void> {
     const jobs = new Map<string, JobRecord | undefined>();
+    // each execution once per tick: one whose work failed for now (a retract the replica
+    // refused) stays due, and the next round would list it again at once
+    const seen = new Set<string>();
     for (let round = 0; round < 20; round++) {
-      const due = await this.deps.store.listDueExecutions(now, DUE_BATCH);
+      const listed = await this.deps.store.listDueExecutions(now, DUE_BATCH);
+      const due = listed.filter((e) => !seen.has(`${e.jobId}\n${e.deviceId}`));
       if (due.length === 0) return;
+      for (const e of due) seen.add(`${e.jobId}\n${e.deviceId}`);
       // the job's current status (a retry needs it), with the spec the engine keeps: executions
       // timing out tick after tick must not re-read a spec of megabytes each time
       for (const e of due) {
@@ -762,7 +774,7 @@ export class RolloutEngine {
         jobs.set(e.jobId, head && (await this.withSpec(head)));
       }
       await Promise.all(due.map((e) => this.expire(jobs.get(e.jobId), e, now)));
-      if (due.length < DUE_BATCH) return;
+      if (listed.length < DUE_BATCH) return;
     }
   }
 
@@ -778,12 +790,17 @@ export class RolloutEngine {
       // TIMED_OUT and still due: a timeout written by an earlier pass whose command was not
       // taken back yet (the process died after the write, or the replica refused the retract)
       let unfinished: ExecutionRecord | undefined;
+      // a timed-out attempt's command whose retract failed for now as its retry was queued
+      let owed: string | undefined;
       const written = await mutateExecution(
         this.deps,
         key,
         (cur) => {
           unfinished = undefined;
+          owed = undefined;
           if (cur.dueAt === undefined || cur.dueAt > now) return undefined;
+          owed = owedRetract(cur);
+          if (owed !== undefined) return undefined;
           if (cur.status === 'TIMED_OUT') {
             unfinished = cur;
             return undefined;
@@ -800,6 +817,7 @@ export class RolloutEngine {
         },
         now,
       );
+      if (owed !== undefined) return await this.retractOwed(key, owed, now);
       const timedOut = written?.status === 'TIMED_OUT' ? written : unfinished;
       if (!timedOut) return;
       // a device that comes back after its timeout must not start this attempt any more, also
@@ -817,19 +835,44 @@ export class RolloutEngine {
       // the time the next tick tried) or never queued (a retract refused at every tick kept the
       // row due for good, filling the due batches) is worse than what it guards against. Refused
       // for good (4xx but 429: a shadow that cannot take the write), the mark ends; failed for
-      // now (429, 5xx, the database), the mark stays unless a retry is queued, whose command
-      // replaces this one when it is sent
-      const retractError = await retractCommand(this.desired, e.deviceId, agentJobId(e.jobId, attempt)).then(
+      // now (429, 5xx, the database), it is tried again a few seconds later: the mark stays, or
+      // the queued retry carries it (pending-retract.ts) until the retry's own command replaces it
+      const timedOutId = agentJobId(e.jobId, attempt);
+      const retractError = await retractCommand(this.desired, e.deviceId, timedOutId).then(
         () => undefined,
         (err: unknown) => asUpdraftError(err),
       );
       if (retractError) this.deps.logger.warn('timed-out command not taken back', { jobId: e.jobId, deviceId: e.deviceId, attempt, error: retractError.message });
-      if (job && (await retryIfAllowed(this.deps, job, timedOut, now))) return;
-      if (retractError && (retractError.status >= 500 || retractError.status === 429)) throw retractError;
-      await mutateExecution(this.deps, key, (cur) => (cur.status === 'TIMED_OUT' && (cur.attempt ?? 1) === attempt && cur.dueAt !== undefined ? { dueAt: undefined } : undefined), now);
+      const transient = retractError !== undefined && isTransient(retractError);
+      if (job && (await retryIfAllowed(this.deps, job, timedOut, now, transient ? timedOutId : undefined))) return;
+      const stillMarked = (cur: ExecutionRecord) => cur.status === 'TIMED_OUT' && (cur.attempt ?? 1) === attempt && cur.dueAt !== undefined;
+      await mutateExecution(this.deps, key, (cur) => (stillMarked(cur) ? { dueAt: transient ? now + RETRACT_RETRY_MS : undefined } : undefined), now);
     } catch (err) {
       this.deps.logger.warn('timeout not processed; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
     }
+  }
+
+  /**
+   * Takes back a timed-out attempt's command (`agentJobId`) whose retract failed for now when
+   * its retry was queued (pending-retract.ts), then ends the mark; failed for now again, the
+   * mark stays and the next tick tries again. Whatever became of the execution since (its
+   * retry unsent, canceled, aborted, refused at dispatch) the command is still desired.
+   */
+  private async retractOwed(key: { jobId: string; deviceId: string }, commandId: string, now: number): Promise<void> {
+    const owes = (cur: ExecutionRecord) => owedRetract(cur) === commandId;
+    try {
+      await retractCommand(this.desired, key.deviceId, commandId);
+    } catch (err) {
+      const error = asUpdraftError(err);
+      if (isTransient(error)) {
+        this.deps.logger.warn('timed-out command not taken back; trying again later', { ...key, agentJobId: commandId, error: error.message });
+        await mutateExecution(this.deps, key, (cur) => (owes(cur) ? { dueAt: now + RETRACT_RETRY_MS } : undefined), now);
+        return;
+      }
+      this.deps.logger.warn('timed-out command not taken back: the shadow refuses it', { ...key, agentJobId: commandId, error: error.message });
+    }
+    // nothing else is due for such a row: a QUEUED one has no command out, an ended one no deadline
+    await mutateExecution(this.deps, key, (cur) => (owes(cur) ? { details: withoutRetractPending(cur.details), dueAt: undefined } : undefined), now);
   }
 
   // ---- cancel, abort, rollback ------------------------------------------------------------

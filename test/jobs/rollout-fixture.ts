@@ -23,15 +23,29 @@ import type { ExecutionRecord, JobRecord } from '../../src/store/state-store.ts'
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 
-/** A bus that records publications. */
+/** A bus that records publications, and can be held up as a stalled broker connection is. */
 export class RecordingBus implements MessageBus {
   readonly published: { topic: string; body: any }[] = [];
+  private held: { until: Promise<void>; release: () => void } | undefined;
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
   onRequest(_h: (msg: InboundMessage) => void): void {}
   onPresence(_h: (e: PresenceEvent) => void): void {}
   async publish(topic: string, payload: string | Buffer): Promise<void> {
     this.published.push({ topic, body: JSON.parse(payload.toString()) });
+    await this.held?.until;
+  }
+  /** Publications wait (the shadow updates publishing them stay in flight) until the returned function is called (or the fixture closes). */
+  hold(): () => void {
+    let release!: () => void;
+    const until = new Promise<void>((resolve) => (release = resolve));
+    this.held = { until, release };
+    return () => this.unhold();
+  }
+  /** Lets held publications go. */
+  unhold(): void {
+    this.held?.release();
+    this.held = undefined;
   }
 }
 
@@ -76,9 +90,11 @@ export async function startRolloutFixture(
     dir?: string;
     /** Versions of `fw` put in the catalogue at start (`addArtifact`), e.g. ['1.0.0', '2.0.0']. */
     builds?: string[];
+    /** The replica's bound on shadow requests in flight (past it: 429); default 100,000. */
+    maxPending?: number;
   } = {},
 ): Promise<RolloutFixture> {
-  const { dir: reopened, builds = [], ...engineOptions } = options;
+  const { dir: reopened, builds = [], maxPending = 100_000, ...engineOptions } = options;
   const dir = reopened ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-')));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;
@@ -90,7 +106,7 @@ export async function startRolloutFixture(
   const bus = new RecordingBus();
   // as the server wires it: an operator's write takes no shadow for an id no device has
   const isRegistered = async (deviceId: string) => (await store.getDevice(deviceId)) !== undefined;
-  const replica = new ShadowReplica({ store, bus, events, logger: silentLogger, limits: { maxDocumentBytes: 8192, maxDepth: 6 }, maxPending: 100_000, now: () => Math.floor(clock.now / 1000), isRegistered });
+  const replica = new ShadowReplica({ store, bus, events, logger: silentLogger, limits: { maxDocumentBytes: 8192, maxDepth: 6 }, maxPending, now: () => Math.floor(clock.now / 1000), isRegistered });
   await replica.start();
   const registry = new DeviceRegistry({ store });
   const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 } as ConstructorParameters<typeof ArtifactService>[0]);
@@ -168,6 +184,7 @@ export async function startRolloutFixture(
       await rollouts.start();
     },
     async close() {
+      bus.unhold(); // a test that failed while holding it must not hang here
       await f.rollouts.stop();
       await f.tracker.stop();
       await replica.stop();

@@ -11,6 +11,7 @@
  * embedded broker's; the bench's operator may read it and use `bench/#` (the raw-rate
  * clients), nothing else is added to the generated configuration.
  */
+import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import mqtt from 'mqtt';
@@ -21,7 +22,7 @@ import { UpdraftError } from '../src/errors.ts';
 import { redactUrl } from '../src/util/redact-url.ts';
 import { findMosquitto, startTestMosquitto } from '../test/helpers/mosquitto.ts';
 import { startTestPostgres, type TestPostgres } from '../test/helpers/postgres.ts';
-import { procCpuSeconds, procRss } from './processes.ts';
+import { childrenOf, procCpuSeconds, procRss } from './processes.ts';
 import { mustUndo } from './teardown.ts';
 
 /** The external parts of one bench server. */
@@ -41,6 +42,8 @@ export interface ExternalParts {
 }
 
 let postgres: Promise<TestPostgres> | undefined;
+/** Takes the private server off the teardown's list, once stopExternal stopped it. */
+let forgetPostgres = (): void => {};
 /** Whether the databases go on the server --db names, where they outlive the run unless dropped. */
 let shared = false;
 
@@ -54,20 +57,55 @@ export function usePostgres(url: string): void {
   shared = true;
 }
 
-/** The PostgreSQL server of this bench run, started (or reached) on first use. */
+/**
+ * The PostgreSQL server of this bench run, started (or reached) on first use. A private one is
+ * registered with the teardown as it starts (teardown.ts): a run that fails or is stopped
+ * stops it after the servers that use it (started after it, they are undone first), and an
+ * exit before that (a second SIGINT or SIGTERM) still ends it and removes its directory. It
+ * was stopped only after the teardown: a second signal left it running.
+ */
 function privatePostgres(): Promise<TestPostgres> {
-  postgres ??= startTestPostgres().then((r) => {
+  if (postgres) return postgres;
+  let quickStop: (() => void) | undefined;
+  if (!shared) forgetPostgres = mustUndo(stopExternal, () => quickStop?.());
+  postgres = startTestPostgres().then((r) => {
     if (!r.ok) throw new UpdraftError('CONFIG', `--external: no PostgreSQL could be started or reached (${r.reason}); install PostgreSQL or pass --db postgres://...`);
+    if (!shared) quickStop = postgresQuickStop();
     return r.server;
   });
   return postgres;
+}
+
+/**
+ * The synchronous stop of the private server the helper just started, for an exit: its
+ * postmaster, a child of this process (`postgres -D <dir>/data -k <dir>`), gets SIGQUIT, an
+ * immediate shutdown (no checkpoint: nothing more is written in the directory being
+ * removed), and its directory goes. The helper (test/helpers/postgres.ts) does not say its
+ * pid or directory: they are read from /proc.
+ */
+function postgresQuickStop(): (() => void) | undefined {
+  const found = childrenOf(process.pid).find((c) => path.basename(c.args[0] ?? '') === 'postgres' && c.args.includes('-D') && c.args.includes('-k'));
+  if (!found) return undefined;
+  const dir = found.args[found.args.indexOf('-k') + 1] ?? '';
+  return () => {
+    try {
+      process.kill(found.pid, 'SIGQUIT');
+    } finally {
+      if (path.basename(dir).startsWith('updraft-pg-')) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    }
+  };
 }
 
 /** Stops the private PostgreSQL, if one was started. */
 export async function stopExternal(): Promise<void> {
   const started = postgres;
   postgres = undefined;
-  if (started) await (await started).stop();
+  try {
+    if (started) await (await started).stop();
+  } finally {
+    forgetPostgres();
+    forgetPostgres = () => {};
+  }
 }
 
 /**
@@ -139,6 +177,20 @@ export async function startExternal(token: string): Promise<ExternalParts> {
     { operatorToken: token, devices: [], secrets: new Map() },
     { acl: "\n# the bench's own: raw-rate clients and the message counter\nuser operator\ntopic readwrite bench/#\ntopic read $SYS/#\n", conf: '\nsys_interval 1\n' },
   );
+  // registered as it starts, as the private PostgreSQL is: stopped by a failed or stopped
+  // run's teardown even if what follows here fails, and at an exit before that (a second
+  // signal) sent SIGTERM, its directory (the fleet's password hashes) removed. Only the
+  // server's close() stopped it: a second signal left it running
+  const forgetBroker = mustUndo(
+    () => broker.stop(),
+    () => {
+      try {
+        process.kill(broker.pid, 'SIGTERM');
+      } finally {
+        rmSync(broker.dir, { recursive: true, force: true, maxRetries: 3 });
+      }
+    },
+  );
   const counter = await mqtt.connectAsync(broker.serviceUrl, { clientId: `bench-counter-${broker.devicePort}`, username: 'operator', password: token, reconnectPeriod: 0 });
   let received = 0;
   let updates = 0;
@@ -170,6 +222,7 @@ export async function startExternal(token: string): Promise<ExternalParts> {
     async stop() {
       await counter.endAsync();
       await broker.stop();
+      forgetBroker();
       await db.drop();
     },
   };

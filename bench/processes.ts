@@ -124,6 +124,20 @@ export function spawnUpdraft(args: string[], nodeFlags: string[] = [], opts: { n
   return child;
 }
 
+/** The live child processes of `pid` and their command lines, from /proc (Linux). */
+export function childrenOf(pid: number): { pid: number; args: string[] }[] {
+  const out: { pid: number; args: string[] }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(statFields(entry)[1]) === pid) out.push({ pid: Number(entry), args: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0') });
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return out;
+}
+
 /** Resident memory of process `pid`, in bytes, from /proc (Linux). */
 export function procRss(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

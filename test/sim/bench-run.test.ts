@@ -4,7 +4,7 @@
  * stopped as soon as its simulator starts: seconds, not a benchmark.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { eventually, runNode } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
+import { findMosquitto, mosquittoUnavailable } from '../helpers/mosquitto.ts';
 import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
 
 const RUN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/run.ts');
@@ -53,15 +54,33 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The live children of `pid` and their command lines. */
+function childPids(pid: number): { pid: number; args: string[] }[] {
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map((e) => ({ pid: Number(e), info: procInfo(Number(e)) }))
+    .filter((c) => c.info?.ppid === pid)
+    .map((c) => ({ pid: c.pid, args: c.info!.args }));
+}
+
+/** Why `--external` cannot run here (no mosquitto, no initdb), or undefined; under CI=true that fails instead. */
+function externalMissing(): string | undefined {
+  const mosquitto = findMosquitto();
+  const reason = !mosquitto.ok ? mosquitto.reason : spawnSync('sh', ['-c', 'command -v initdb || ls /usr/lib/postgresql/*/bin/initdb'], { stdio: 'ignore' }).status !== 0 ? 'initdb not found (apt-get install postgresql)' : undefined;
+  return reason === undefined ? undefined : mosquittoUnavailable(reason, 'bench --external teardown test');
+}
+
 type Proc = { pid: number; args: string[] };
+
+type Ended = { code: number | null; signal: NodeJS.Signals | null };
 
 /**
  * Starts a 20-device bench (with `args`), waits for its server and simulator, and hands them
  * to `act`, which returns any more processes and directories to watch; then waits (at most
- * `waitMs`) for the bench to end, and reports which of them it left. Whatever is still
- * running at the end is killed.
+ * `waitMs`) for the bench to end, and reports which of them it left (a process it signalled
+ * as it exited is given 10 s to end). Whatever is still running at the end is killed.
  */
-async function benchUntil(args: string[], act: (bench: { pid: number; server: Proc; sim: Proc }) => Promise<{ pids?: number[]; dirs?: string[] } | void>, waitMs = 60_000) {
+async function benchUntil(args: string[], act: (bench: { pid: number; server: Proc; sim: Proc; stderr: () => string; exited: Promise<Ended> }) => Promise<{ pids?: number[]; dirs?: string[] } | void>, waitMs = 60_000) {
   const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-run-test-'));
   // its own process group, as a shell's job: Ctrl-C's SIGINT goes to the whole group
   const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--sizes', '20', '--store-shadows', '0', '--out', out, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -69,7 +88,7 @@ async function benchUntil(args: string[], act: (bench: { pid: number; server: Pr
   let stderr = '';
   proc.stdout.on('data', (d) => (stdout += d));
   proc.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<Ended>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
   const pids: number[] = [proc.pid!];
   const dirs: string[] = [];
   try {
@@ -77,7 +96,7 @@ async function benchUntil(args: string[], act: (bench: { pid: number; server: Pr
     const server = updraftChildren(proc.pid!, 'server')[0]!;
     pids.push(server.pid, sim.pid);
     dirs.push(server.args[server.args.indexOf('--data-dir') + 1]!);
-    const more = await act({ pid: proc.pid!, server, sim });
+    const more = await act({ pid: proc.pid!, server, sim, stderr: () => stderr, exited });
     pids.push(...(more?.pids ?? []));
     dirs.push(...(more?.dirs ?? []));
     const t0 = Date.now();
@@ -86,9 +105,11 @@ async function benchUntil(args: string[], act: (bench: { pid: number; server: Pr
       void exited.then(() => clearTimeout(timer));
     });
     const end = await Promise.race([exited, timeout]);
+    const seconds = (Date.now() - t0) / 1000;
     // what the bench left, seen before this function's own cleanup below
-    const left = { processes: pids.slice(1).filter(alive), dirs: dirs.filter((d) => existsSync(d)) };
-    return { end, seconds: (Date.now() - t0) / 1000, stdout, stderr, left };
+    const leftNow = () => ({ processes: pids.slice(1).filter(alive), dirs: dirs.filter((d) => existsSync(d)) });
+    for (let i = 0; end && i < 100 && (leftNow().processes.length > 0 || leftNow().dirs.length > 0); i++) await new Promise((r) => setTimeout(r, 100));
+    return { end, seconds, stdout, stderr, left: leftNow() };
   } finally {
     // a bench that failed the test: nothing of it stays
     for (const pid of pids.reverse()) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -138,6 +159,36 @@ describe('bench run', () => {
       assert.match(r.stderr, new RegExp(`^bench: ${signal}: stopping`, 'm'));
     });
   }
+
+  it('--external: a second SIGTERM during the teardown still stops the private PostgreSQL and Mosquitto, and removes their directories', async (t) => {
+    // neither was registered with the teardown (the broker went with its server's close, the
+    // database server after the teardown): a second signal exited and left both running
+    const missing = externalMissing();
+    if (missing) return t.skip(missing);
+    const r = await benchUntil(['--external'], async ({ pid, sim, stderr, exited }) => {
+      const children = () => childPids(pid);
+      const postgres = children().find((c) => path.basename(c.args[0]!) === 'postgres' && c.args.includes('-k'));
+      const mosquitto = children().find((c) => path.basename(c.args[0]!) === 'mosquitto');
+      assert.ok(postgres && mosquitto, `the bench's own PostgreSQL and Mosquitto: ${JSON.stringify(children())}`);
+      // the teardown stops the simulator first: held stopped, it keeps the teardown busy (15 s)
+      process.kill(sim.pid, 'SIGSTOP');
+      try {
+        process.kill(pid, 'SIGTERM');
+        await eventually(async () => (/^bench: SIGTERM: stopping/m.test(stderr()) ? true : undefined), 30_000, 'the teardown started');
+        process.kill(pid, 'SIGTERM');
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
+      } finally {
+        // the SIGTERM the bench sent it as it exited is taken now
+        process.kill(sim.pid, 'SIGCONT');
+      }
+      return {
+        pids: [postgres.pid, mosquitto.pid],
+        dirs: [postgres.args[postgres.args.indexOf('-k') + 1]!, path.dirname(mosquitto.args[mosquitto.args.indexOf('-c') + 1]!)],
+      };
+    });
+    assert.deepEqual(r.end, { code: 143, signal: null }, r.stderr);
+    assert.deepEqual(r.left, { processes: [], dirs: [] }, `nothing left running, no directory left:\n${r.stderr}`);
+  });
 });
 
 /** Runs `sql` on `url` with a client of its own. */

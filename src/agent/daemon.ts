@@ -62,6 +62,11 @@ export interface AgentDaemonOptions {
   downloadAuth?: 'url' | 'token';
   /** Most bytes per second a download takes (`--max-download-rate`); absent: no limit. */
   maxDownloadBytesPerSecond?: number;
+  /**
+   * Fresh download URLs (or credentials) asked for per job after a 403, and in a row after
+   * expiries without a byte downloaded between (`--max-url-refreshes`, default 3).
+   */
+  maxUrlRefreshes?: number;
   /** What hardware this is (`--device-type`): builds made for other types are refused. */
   deviceType?: string;
   /**
@@ -91,6 +96,12 @@ export interface AgentDaemonOptions {
 
 export { DEFAULT_BROKER_URL } from './provisioning.ts';
 
+/**
+ * The most `--max-url-refreshes` allowed: each refusal is followed by a pause of up to 30 s,
+ * so 100 already keeps a refused job going for most of an hour before it fails.
+ */
+export const MAX_URL_REFRESHES = 100;
+
 /** Runs the agent until SIGINT, SIGTERM or `opts.signal`; resolves after a clean stop. */
 export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   checkAgentOptions(opts);
@@ -118,6 +129,7 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     ...(trust ?? { allowUnsigned: true }),
     ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
     ...(opts.maxDownloadBytesPerSecond !== undefined ? { downloadSettings: { maxBytesPerSecond: opts.maxDownloadBytesPerSecond } } : {}),
+    ...(opts.maxUrlRefreshes !== undefined ? { maxUrlRefreshes: opts.maxUrlRefreshes } : {}),
     ...(opts.deviceType !== undefined ? { deviceType: opts.deviceType } : {}),
     ...(opts.timeZone !== undefined ? { timeZone: opts.timeZone } : {}),
     ...(opts.installGate !== undefined ? { installGate: gateOf(opts.installGate, installDir) } : {}),
@@ -204,6 +216,9 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (opts.installGateRetryMs !== undefined && opts.installGateRetryMs > MAX_WAIT_CHECK_SECONDS * 1000) problems.push(`--install-gate-retry must be at most ${MAX_WAIT_CHECK_SECONDS} seconds (a day)`);
   if (opts.maxDownloadBytesPerSecond !== undefined && !(Number.isFinite(opts.maxDownloadBytesPerSecond) && opts.maxDownloadBytesPerSecond >= 1000)) {
     problems.push('--max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)');
+  }
+  if (opts.maxUrlRefreshes !== undefined && !(Number.isSafeInteger(opts.maxUrlRefreshes) && opts.maxUrlRefreshes >= 0 && opts.maxUrlRefreshes <= MAX_URL_REFRESHES)) {
+    problems.push(`--max-url-refreshes must be a whole number from 0 to ${MAX_URL_REFRESHES}`);
   }
   if (opts.deviceType !== undefined && !isValidId(opts.deviceType)) problems.push(`--device-type must be ${ID_RULE}`);
   if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options: ${problems.join('; ')}`);

@@ -24,6 +24,7 @@ interface AgentFlags {
   insecureAllowUnsigned?: boolean;
   downloadAuth: string;
   maxDownloadRate?: string;
+  maxUrlRefreshes?: string;
   deviceType?: string;
   installGate?: string;
   installGateRetry: string;
@@ -60,6 +61,7 @@ export function addAgentCommand(program: Command): void {
     .option('--install-gate-max-wait <s>', 'seconds after the job started on the device before a gate that keeps putting it off fails it', '86400')
     .option('--device-type <type>', 'what hardware this is (rpi4, gw-rev-b): builds added for other device types are refused before download [env UPDRAFT_DEVICE_TYPE]')
     .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')
+    .option('--max-url-refreshes <n>', 'fresh download URLs (or credentials) asked for per job after a 403, and in a row after expiries with no byte downloaded between (0 to 100); default 3')
     .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
     .option('--cert <file>', 'client certificate for MQTT over TLS (updraft device cert); the device id is its CN, no secret needed')
     .option('--key <file>', 'private key of --cert')
@@ -70,6 +72,8 @@ export function addAgentCommand(program: Command): void {
       if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
       const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;
       const maxRate = o.maxDownloadRate === undefined ? undefined : parseRate(o.maxDownloadRate);
+      // digits only: Number() would take '' as 0 and ' 2 ' as 2 (the options check refuses NaN)
+      const maxUrlRefreshes = o.maxUrlRefreshes === undefined ? undefined : /^\d+$/.test(o.maxUrlRefreshes) ? Number(o.maxUrlRefreshes) : NaN;
       const deviceType = o.deviceType ?? process.env.UPDRAFT_DEVICE_TYPE;
       const timeZone = o.timeZone ?? process.env.UPDRAFT_TIME_ZONE;
       // every option is checked before a file is read: a secret missing for a device id that
@@ -81,6 +85,7 @@ export function addAgentCommand(program: Command): void {
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
+        ...(maxUrlRefreshes !== undefined ? { maxUrlRefreshes } : {}),
         ...(deviceType !== undefined ? { deviceType } : {}),
         ...(timeZone !== undefined ? { timeZone } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
@@ -125,6 +130,7 @@ export function addAgentCommand(program: Command): void {
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
+        ...(maxUrlRefreshes !== undefined ? { maxUrlRefreshes } : {}),
         ...(deviceType !== undefined ? { deviceType } : {}),
         ...(timeZone !== undefined ? { timeZone } : {}),
         ...(o.installGate !== undefined ? { installGate: o.installGate } : {}),

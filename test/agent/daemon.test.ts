@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { runAgentDaemon } from '../../src/agent/daemon.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { runCli, startCli } from '../helpers/cli.ts';
 import { AgentFixture, eventually } from './support/agent-fixture.ts';
 
 describe('runAgentDaemon', () => {
@@ -49,5 +50,27 @@ describe('runAgentDaemon', () => {
     assert.ok(lines.some((l) => l.includes('stopped')));
     assert.ok(!lines.some((l) => l.includes('secret') || l.includes('sig=')), 'no secret in the log');
     assert.equal(process.listenerCount('SIGINT'), sigintListeners);
+  });
+
+  it('updraft agent --max-url-refreshes: a download refused with 403 fails after 1 + that many attempts', async () => {
+    f.http.refuseNext = Number.POSITIVE_INFINITY;
+    const agent = startCli(['agent', '--device', f.deviceId, '--install-dir', f.installDir, '--broker', f.broker.url, '--password', 'x', '--insecure-allow-unsigned', '--max-url-refreshes', '1']);
+    try {
+      await agent.waitFor(/connected/);
+      await f.server.until(() => f.server.gets >= 1, 'the daemon catching up');
+      await f.server.setDesired(f.software('job-cli'));
+      await agent.waitFor(/job job-cli FAILURE 2\.0\.0: download refused with HTTP 403 on 2 attempts, 1 fresh URL asked for \(maxUrlRefreshes 1\)/);
+      assert.equal(f.http.requests.length, 2);
+    } finally {
+      await agent.kill();
+    }
+  });
+
+  it('updraft agent refuses a --max-url-refreshes that is not a whole number from 0 to 100', async () => {
+    for (const n of ['many', '1.5', '101', '']) {
+      const r = await runCli(['agent', '--device', f.deviceId, '--install-dir', f.installDir, '--max-url-refreshes', n]);
+      assert.equal(r.code, 2, `--max-url-refreshes ${JSON.stringify(n)} is bad input: ${r.stderr}`);
+      assert.equal(r.stderr, 'updraft: error: invalid agent options: --max-url-refreshes must be a whole number from 0 to 100\n');
+    }
   });
 });

@@ -109,7 +109,12 @@ function formatBytes(n: number): string {
 
 const REAL_CLOCK = { now: () => performance.now(), sleep: (ms: number, signal?: AbortSignal) => sleep(ms, undefined, signal ? { signal } : {}) };
 
-/** A failure worth another attempt (connection cut, 5xx, wrong resume offset). */
+/**
+ * A failure worth another attempt (connection cut, 5xx, wrong resume offset). It carries
+ * only text already redacted (`describe`), never the network's error as its cause: that one
+ * quotes the URL (undici's message, ERR_INVALID_URL's `input`), and the DOWNLOAD error that
+ * ends the retries keeps this as its cause, which a crash or a logger may print.
+ */
 class Retryable extends Error {}
 
 /**

@@ -10,9 +10,12 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { inspect } from 'node:util';
 import { downloadArtifact } from '../../src/agent/downloader.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { UpdraftError } from '../../src/errors.ts';
@@ -85,6 +88,43 @@ describe('downloadArtifact: errors quote no signature and no credentials', () =>
       assert.match(err.message, /includes credentials: http:\/\/\*\*\*@127\.0\.0\.1:\d+\/v1\/download\/fw\/1\.0\.0\?<redacted>/);
       for (const t of [err.message, ...lines]) assert.ok(!t.includes('hunter2') && !t.includes(SIG), t);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("no error's cause or field holds the URL either (as an uncaught crash or a logger printing causes would show it); the network's code stays", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-dl-cause-'));
+    // a real server misbehaving by path: a reset before any answer, a reset mid-body, a 404 quoting the URL
+    const server = http.createServer((req, res) => {
+      if (req.url!.startsWith('/reset')) return req.socket.resetAndDestroy();
+      res.writeHead(req.url!.startsWith('/mid') ? 200 : 404, { 'content-length': '100' });
+      if (req.url!.startsWith('/mid')) res.write('abc', () => req.socket.resetAndDestroy());
+      else res.end(`no such build: http://127.0.0.1${req.url}`.padEnd(100));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const cases: [url: string, code: RegExp][] = [
+        [`http://${base}/reset?${QUERY}`, /\(ECONNRESET\)/],
+        [`http://${base}/mid?${QUERY}`, /\(UND_ERR_SOCKET\)|ECONNRESET/],
+        [`http://${base}/404?${QUERY}`, /^HTTP 404: no such build: http:\/\/127\.0\.0\.1\/404\?<redacted>/],
+        [`notaurl/v1/download/fw/1.0.0?${QUERY}`, /\(ERR_INVALID_URL\)/],
+        [`http://ops:hunter2@${base}/x?${QUERY}`, /includes credentials/],
+      ];
+      for (const [url, code] of cases) {
+        const err = await downloadArtifact({ url, file: path.join(dir, 'job.part'), size: 100, sha256: '0'.repeat(64), retryDelayMs: 1, maxAttempts: 2 }).then(
+          () => assert.fail('downloaded'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof UpdraftError && err.code === 'DOWNLOAD', String(err));
+        assert.match(err.message, code);
+        // the whole error as node prints it: message, stack, every field, the cause chain
+        const printed = inspect(err, { depth: Infinity, showHidden: true });
+        assert.ok(!printed.includes(SIG) && !printed.includes('kid=k1') && !printed.includes('hunter2'), `${url}: ${printed}`);
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -9,7 +9,7 @@
  * their next attempt, in the jobs still active (`requeueReinstated`).
  */
 import type { EventBus } from '../events/event-bus.ts';
-import type { JsonObject } from '../protocol/json.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { ExecutionRecord, JobRecord, StateStore } from '../store/state-store.ts';
 import { canRetry } from './execution-state.ts';
 import { mutateExecution } from './execution-writer.ts';
@@ -108,10 +108,25 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
   await mutateExecution(
     deps,
     retried,
-    (cur) => (cur.status === 'QUEUED' && cur.attempt === retried.attempt && cur.dispatchedAt === undefined ? { status: e.status, attempt: e.attempt, details: e.details, dueAt: e.dueAt } : undefined),
+    (cur) => {
+      if (cur.status !== 'QUEUED' || cur.attempt !== retried.attempt || cur.dispatchedAt !== undefined) return undefined;
+      // the device's answer to that attempt's stay, filed on the retry's record of it while the
+      // retry stood (execution-tracker.ts, controlOfAttempt): back where it is kept once the
+      // attempt is the execution's own again, or the take-back would drop it
+      const details: JsonObject = { ...e.details };
+      const control = outcomeOf(cur, e.attempt ?? 1)?.control;
+      if (control !== undefined) details.control = control;
+      return { status: e.status, attempt: e.attempt, details, dueAt: e.dueAt };
+    },
     now,
   );
   return undefined;
+}
+
+/** The outcome `details.attempts` keeps of an earlier attempt, if any. */
+function outcomeOf(e: ExecutionRecord, attempt: number): JsonObject | undefined {
+  const past = Array.isArray(e.details.attempts) ? e.details.attempts : [];
+  return past.find((a): a is JsonObject => isJsonObject(a) && a.attempt === attempt);
 }
 
 /** Whether the job is active now, as stored (read without its spec). */

@@ -29,8 +29,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { UpdraftError } from '../errors.ts';
 import type { Lease } from '../cluster/lease.ts';
 import { awsThingOf } from '../protocol/aws-topics.ts';
-import { parsePresence } from '../protocol/presence.ts';
-import { PRESENCE_FILTER, parseDeviceRequestTopic, parsePresenceTopic, presenceSyncTopic } from '../protocol/topics.ts';
+import { PRESENCE_WILL, parsePresence } from '../protocol/presence.ts';
+import { PRESENCE_FILTER, parseDeviceRequestTopic, parsePresenceTopic, presenceSyncTopic, presenceTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { MessageBus, PresenceEvent, RequestHandler } from './message-bus.ts';
 
@@ -271,6 +271,19 @@ export class ExternalBroker implements MessageBus {
     const client = this.client;
     if (!client) return Promise.reject(new UpdraftError('INTERNAL', 'MQTT broker connection is not started'));
     return client.publishAsync(topic, payload, { qos }).then(() => undefined);
+  }
+
+  /**
+   * Clears a device's retained presence (`protocol/presence.ts`), as its Will would: for a
+   * device whose credentials were withdrawn. Mosquitto closes such a connection at the reload
+   * of its password file the way it closes one for a DISCONNECT, so it publishes no Will, and
+   * the retained `{"online":true}` would show the device online for good, replayed to every
+   * instance at each start (QA). Every instance hears it, this one included.
+   */
+  clearPresence(deviceId: string): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new UpdraftError('INTERNAL', 'MQTT broker connection is not started'));
+    return client.publishAsync(presenceTopic(deviceId), PRESENCE_WILL, { qos: 1, retain: true }).then(() => undefined);
   }
 
   async stop(): Promise<void> {

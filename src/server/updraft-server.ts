@@ -173,8 +173,17 @@ export class UpdraftServer {
     await this.startPart(operatorTokens);
     // a revoked device, or one whose secret was replaced, loses the connection it holds at
     // once: the embedded broker closes it; an external one, when its password file is reloaded
-    // (`updraft broker mosquitto-config --watch` follows the registry's device.credentials events)
-    this.registry = new DeviceRegistry({ store: this.store, events, cutOff: (id, which) => (config.mqtt.url ? null : this.broker.cutOff(id, { certificates: which === 'all' })), ...(config.mqtt.url ? { idDefect: mosquittoUserNameDefect } : {}), ...(clock ? { now: clock.now } : {}) });
+    // (`updraft broker mosquitto-config --watch` follows the registry's device.credentials events),
+    // without publishing the device's Will: its presence is cleared here instead
+    const cutOff = (id: string, which: 'all' | 'secret'): number | null => {
+      if (!config.mqtt.url) return this.broker.cutOff(id, { certificates: which === 'all' });
+      const bus = this.bus;
+      if (bus instanceof ExternalBroker) {
+        bus.clearPresence(id).catch((err: Error) => logger.warn("a cut-off device's presence was not cleared: it shows online until it connects again", { deviceId: id, error: err.message }));
+      }
+      return null;
+    };
+    this.registry = new DeviceRegistry({ store: this.store, events, cutOff, ...(config.mqtt.url ? { idDefect: mosquittoUserNameDefect } : {}), ...(clock ? { now: clock.now } : {}) });
     // hot builds in memory for downloads; a deleted build's bytes leave it
     const cache = new ArtifactCache({ blobs, maxBytes: config.downloads.memoryCacheBytes });
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha), events });

@@ -45,6 +45,7 @@ import { isJobFinal } from './job-state.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
 import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
+import { sweepStrandedCommands } from './stranded-commands.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
 
 /** What the engine needs. */
@@ -149,6 +150,8 @@ export class RolloutEngine {
   private readonly desired: DesiredSoftwareDeps;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  /** Set by stop(): background work started at taking the lead (the sweep of stranded commands) ends early. */
+  private stopping = false;
   private chain: Promise<unknown> = Promise.resolve();
   /**
    * When each continuous job last looked for new devices, how long that took (`ms`, on the
@@ -387,6 +390,7 @@ export class RolloutEngine {
   /** Stops ticking, waits for the tick in progress and hands the lead to another instance. */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     for (const off of this.offEvents) off();
@@ -411,6 +415,14 @@ export class RolloutEngine {
     if (held && (!this.leading || this.lease.term !== this.leadTerm)) {
       if (this.leading) this.deps.logger.warn('the rollouts lease was lost and taken again since the last tick: recovering what another instance may have left in flight');
       await this.recover();
+      // commands versions before this one left on devices, out of the deadline index: once per
+      // store, in the background (a read of every shadow), cut short by stop()
+      this.track(
+        sweepStrandedCommands({ ...this.desired, logger: this.deps.logger }, this.now(), () => this.stopping).then(
+          () => undefined,
+          (err: unknown) => this.deps.logger.warn('commands left by an earlier version not looked for; tried again at the next start', { error: asUpdraftError(err).message }),
+        ),
+      );
       this.lastScan.clear();
       this.quiet.clear();
       this.leadTerm = this.lease.term;

@@ -5,7 +5,8 @@
  * keeps, the per-device ACL), and PostgreSQL: a private server (`initdb` in a temp dir) or
  * the one `--db <url>` names, with a fresh database per bench server either way (a rollout
  * targets the fleet by query, so fleets must not meet). The private servers come from
- * the same helpers the tests start theirs with (test/helpers), never the machine's own.
+ * the same helpers the tests start theirs with (test/helpers), never the machine's own; the
+ * databases on the --db server are made here (sharedDatabase), named before they are made.
  *
  * Mosquitto's own counter of PUBLISH packets received ($SYS, every second) stands in for the
  * embedded broker's; the bench's operator may read it and use `bench/#` (the raw-rate
@@ -15,6 +16,7 @@ import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import mqtt from 'mqtt';
+import pg from 'pg';
 import { mosquittoPasswd } from '../src/broker/mosquitto-config.ts';
 import type { ApiClient } from '../src/cli/api-client.ts';
 import { brokerCredentials } from '../src/cli/broker-credentials.ts';
@@ -41,20 +43,20 @@ export interface ExternalParts {
   stop(): Promise<void>;
 }
 
+/** The PostgreSQL server --db names (any database on it), where the databases go instead of a private server. */
+let sharedUrl: string | undefined;
+/** Databases made on it so far: the last part of their names. */
+let made = 0;
 let postgres: Promise<TestPostgres> | undefined;
 /** Takes the private server off the teardown's list, once stopExternal stopped it. */
 let forgetPostgres = (): void => {};
-/** Whether the databases go on the server --db names, where they outlive the run unless dropped. */
-let shared = false;
 
 /** How long the teardown of a failed or stopped run (or a run's own drop) waits for a database to be dropped. */
 const DROP_TIMEOUT_MS = 10_000;
 
 /** Databases go on the server `url` names (any database on it) instead of a private one. */
 export function usePostgres(url: string): void {
-  // the helper's own switch: it then creates and drops databases there
-  process.env.UPDRAFT_TEST_POSTGRES_URL = url;
-  shared = true;
+  sharedUrl = url;
 }
 
 /**
@@ -67,10 +69,10 @@ export function usePostgres(url: string): void {
 function privatePostgres(): Promise<TestPostgres> {
   if (postgres) return postgres;
   let quickStop: (() => void) | undefined;
-  if (!shared) forgetPostgres = mustUndo(stopExternal, () => quickStop?.());
+  forgetPostgres = mustUndo(stopExternal, () => quickStop?.());
   postgres = startTestPostgres().then((r) => {
     if (!r.ok) throw new UpdraftError('CONFIG', `--external: no PostgreSQL could be started or reached (${r.reason}); install PostgreSQL or pass --db postgres://...`);
-    if (!shared) quickStop = postgresQuickStop();
+    quickStop = postgresQuickStop();
     return r.server;
   });
   return postgres;
@@ -110,44 +112,69 @@ export async function stopExternal(): Promise<void> {
 
 /**
  * A fresh database, for a bench server or the store scenario; `drop` removes it (once, waiting
- * at most DROP_TIMEOUT_MS) and never rejects. On the server --db names, where a database
- * outlives the run, one it could not drop is one line on stderr naming it, for the operator to
- * drop, and a run that fails or is stopped (SIGTERM, SIGINT) drops it too (teardown.ts), or
- * names it if it exits first. A private server's databases go with its directory (stopExternal,
- * after the teardown).
+ * at most DROP_TIMEOUT_MS) and never rejects. A private server's databases go with its
+ * directory (stopExternal): a drop that fails leaves the operator nothing to do.
  */
 export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  if (sharedUrl !== undefined) return sharedDatabase(sharedUrl);
   const server = await privatePostgres();
-  let url: string | undefined;
+  const url = await server.createDatabase();
+  let dropping: Promise<void> | undefined;
+  return { url, drop: () => (dropping ??= within(DROP_TIMEOUT_MS, server.dropDatabase(url)).catch(() => undefined)) };
+}
+
+/**
+ * A fresh database on the server --db names, where a database outlives the run. One it could
+ * not drop is one line on stderr naming it, for the operator to drop; a run that fails or is
+ * stopped (SIGTERM, SIGINT) drops it too (teardown.ts), or names it if it exits first. Its
+ * name is chosen before CREATE DATABASE is sent: a CREATE with no answer within
+ * DROP_TIMEOUT_MS (a lock on the template, a server gone silent) may still make it after the
+ * teardown gave up on it, and the line names it. With the test helper's databases (named as
+ * CREATE returned), such a database was left unnamed.
+ */
+async function sharedDatabase(server: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `updraft_t${process.pid}_${Date.now().toString(36)}_${made++}`;
+  const u = new URL(server);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  let answered = false;
+  const created = onServer(server, `CREATE DATABASE ${name}`).finally(() => (answered = true));
   let dropping: Promise<void> | undefined;
   const drop = (): Promise<void> =>
     (dropping ??= (async () => {
       try {
-        const made = await within(DROP_TIMEOUT_MS, created);
         try {
-          await within(DROP_TIMEOUT_MS, server.dropDatabase(made));
+          await within(DROP_TIMEOUT_MS, created);
         } catch (err) {
-          // a private server's go with its directory: nothing for the operator to do
-          if (shared) process.stderr.write(`${notDropped(made, (err as Error).message)}\n`);
+          // refused: never made (its failure is the run's). No answer yet: it may be made still
+          if (!answered) say(notDropped(url, `${(err as Error).message} to its CREATE DATABASE; it may exist`));
+          return;
         }
-      } catch {
-        // never made: nothing to drop (its creation's failure is the run's)
+        await within(DROP_TIMEOUT_MS, onServer(server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).catch((err: unknown) => say(notDropped(url, (err as Error).message)));
       } finally {
         forget();
       }
     })());
-  const created = server.createDatabase().then((u) => (url = u));
   // registered before the database exists: a signal as CREATE DATABASE returns still drops it
-  const forget = shared
-    ? mustUndo(drop, () => {
-        if (url !== undefined) process.stderr.write(`${notDropped(url, 'the bench exited first')}\n`);
-      })
-    : () => {};
+  const forget = mustUndo(drop, () => say(notDropped(url, 'the bench exited first')));
   try {
-    return { url: await created, drop };
+    await created;
   } catch (err) {
     forget();
     throw err;
+  }
+  return { url, drop };
+}
+
+/** Runs `sql` on `server`, on a connection of its own. */
+async function onServer(server: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: server });
+  try {
+    await client.connect();
+    await client.query(sql);
+  } finally {
+    await client.end().catch(() => undefined);
   }
 }
 

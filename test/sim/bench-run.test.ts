@@ -269,30 +269,28 @@ describe('bench run on the PostgreSQL server --db names', () => {
 
   /**
    * Starts a store-only bench on `db` with more shadows than it could insert before it is
-   * stopped, waits until its database exists, hands it to `act`, then waits (at most 60 s) for
-   * the bench to end. Whatever it leaves is killed and dropped.
+   * stopped, waits until `started` names its database (by default: once it exists), hands it
+   * to `act`, then waits (at most 60 s) for the bench to end. Whatever it leaves is killed and
+   * dropped.
    */
-  async function storeBench(db: URL, act: (pid: number) => Promise<void>) {
+  async function storeBench(db: URL, act: (pid: number, exited: Promise<Ended>) => Promise<void>, started = async (pid: number) => (await databasesOf(pid))[0]) {
     const out = await mkdtemp(path.join(os.tmpdir(), 'updraft-bench-run-test-'));
     const proc = spawn(process.execPath, ['--import', 'tsx', RUN, '--external', '--db', db.toString(), '--sizes', '0', '--store-shadows', '100000000', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d) => (stdout += d));
     proc.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<Ended>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
     const pid = proc.pid!;
     try {
-      const [name] = await eventually(async () => {
-        const found = await databasesOf(pid);
-        return found.length > 0 ? found : undefined;
-      }, 120_000, "the store scenario's database made");
-      await act(pid);
+      const name = await eventually(() => started(pid), 120_000, "the store scenario's database made");
+      await act(pid, exited);
       const timeout = new Promise<undefined>((resolve) => {
         const timer = setTimeout(resolve, 60_000);
         void exited.then(() => clearTimeout(timer));
       });
       const end = await Promise.race([exited, timeout]);
-      return { end, stdout, stderr, name: name!, left: await databasesOf(pid) };
+      return { end, stdout, stderr, name, left: await databasesOf(pid) };
     } finally {
       if (alive(pid)) process.kill(pid, 'SIGKILL');
       for (const name of await databasesOf(pid)) await query(admin.toString(), `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -325,6 +323,38 @@ describe('bench run on the PostgreSQL server --db names', () => {
       assert.ok(!`${r.stdout}${r.stderr}`.includes(password), 'no password printed');
     } finally {
       silent.close();
+    }
+  });
+
+  it('a CREATE DATABASE with no answer within 10 s when the bench is stopped: the line names the database it may still make, and it does', async (t) => {
+    // the bench learnt the name only from CREATE's answer: given up on after 10 s, the database
+    // was made once its lock was released, and nothing named it. CREATE DATABASE takes a share
+    // lock on its template, which a transaction commenting on template1 holds off
+    if (skip) return t.skip(skip);
+    const holder = new pg.Client({ connectionString: admin.toString() });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query("COMMENT ON DATABASE template1 IS 'held by a bench-run test'");
+      const waiting = async (pid: number) => {
+        const rows = await query<{ query: string }>(admin.toString(), "SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`CREATE DATABASE updraft\\_t${pid}\\_%`]);
+        return rows[0]?.query.split(' ')[2];
+      };
+      const r = await storeBench(admin, async (pid, exited) => {
+        process.kill(pid, 'SIGTERM');
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 60_000))]);
+        // the bench is gone: the CREATE it sent goes through now
+        await holder.query('ROLLBACK');
+        await eventually(async () => ((await databasesOf(pid)).length > 0 ? true : undefined), 30_000, 'the database made after the bench gave up on it');
+      }, waiting);
+      assert.deepEqual(r.end, { code: 143, signal: null }, r.stderr);
+      const where = `postgres://${admin.username}:***@127.0.0.1:${admin.port}/${r.name}`;
+      assert.ok(r.stderr.split('\n').includes(`bench: database ${r.name} was not dropped (no answer within 10 s to its CREATE DATABASE; it may exist): drop it with DROP DATABASE ${r.name} WITH (FORCE) on ${where}`), r.stderr);
+      assert.deepEqual(r.left, [r.name], 'the database the line names');
+      assert.ok(!`${r.stdout}${r.stderr}`.includes(password), 'no password printed');
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
     }
   });
 });

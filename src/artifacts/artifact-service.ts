@@ -96,7 +96,9 @@ export class ArtifactService {
 
   /**
    * Stores a build; CONFLICT if name@version exists (versions are immutable). `compatibility`
-   * (checked by `parseCompatibility`) goes into every command for it, signed.
+   * (checked by `parseCompatibility`) goes into every command for it, signed. Refused before
+   * a byte is read (a bad id, an existing version), `source` is left unread: the HTTP server
+   * closes the connection rather than read an upload it has refused.
    */
   async add(name: string, version: string, source: Readable, compatibility: Compatibility = {}): Promise<ArtifactRecord> {
     checkArtifactId(name, version);
@@ -104,14 +106,10 @@ export class ArtifactService {
     // 500-character one made the dashboard's pages 5,000 pixels wide. Checked when a build is
     // added only: one stored before the limit can still be looked up and deleted
     if (version.length > MAX_VERSION_LENGTH) {
-      source.resume();
       throw new UpdraftError('BAD_REQUEST', `artifact version "${version.slice(0, 20)}…" is ${version.length} characters long: at most ${MAX_VERSION_LENGTH}`);
     }
     const exists = () => new UpdraftError('CONFLICT', `artifact ${name}@${version} already exists; versions are immutable, add a new version`);
-    if (await this.deps.store.getArtifact(name, version)) {
-      source.resume();
-      throw exists();
-    }
+    if (await this.deps.store.getArtifact(name, version)) throw exists();
     const blob = await this.deps.blobs.write(source, this.deps.maxArtifactBytes);
     // an empty build is a mistake (a wrong path, a failed build step), and a device would
     // install nothing in place of its software

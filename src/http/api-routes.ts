@@ -60,17 +60,16 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     sendJson(res, 200, { items: check ? items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, check) })) : items, maxArtifactBytes: deps.artifacts.maxBytes });
   });
 
+  // every refusal comes before the body is read: the server answers it and closes the
+  // connection, the upload unread (HttpServer.dispatch)
   router.add('POST', '/api/v1/artifacts', async ({ req, res, url }) => {
+    const max = deps.artifacts.maxBytes;
+    const declared = Number(req.headers['content-length']);
+    if (declared > max) throw new UpdraftError('TOO_LARGE', `the build is ${declared} bytes (its Content-Length): the server takes builds of at most ${max} bytes (its --max-artifact-bytes)`);
     // what the build may be installed on: ?deviceTypes=rpi4,rpi5&requires=>=2.5.0 (protocol/compatibility.ts)
     const types = url.searchParams.get('deviceTypes');
     const requires = url.searchParams.get('requires');
-    let compatibility;
-    try {
-      compatibility = parseCompatibility({ ...(types !== null ? { deviceTypes: types.split(',') } : {}), ...(requires !== null ? { requires } : {}) });
-    } catch (err) {
-      req.resume(); // the body is not read: drain it so the answer reaches the client
-      throw err;
-    }
+    const compatibility = parseCompatibility({ ...(types !== null ? { deviceTypes: types.split(',') } : {}), ...(requires !== null ? { requires } : {}) });
     const record = await deps.artifacts.add(query(req, url, 'name'), query(req, url, 'version'), req, compatibility);
     sendJson(res, 201, record);
   });

@@ -131,10 +131,14 @@ export class HttpServer {
       }
       await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
     } catch (err) {
-      // a request whose body was cut off (over its limit) took its connection with it: the
-      // answer says so, or a client would send its next request on a connection being reset
-      if (req.destroyed && !res.headersSent) res.setHeader('connection', 'close');
-      else if (req.readable) req.resume(); // drain an unread upload so the connection stays usable
+      // a request whose body was cut off (over its limit) took its connection with it, and one
+      // refused before its body was read closes it unread (`closesUnread`): the answer says
+      // so, or a client would send its next request on a connection being reset
+      if (req.destroyed) {
+        if (!res.headersSent) res.setHeader('connection', 'close');
+      } else if (closesUnread(req)) {
+        if (!res.headersSent) closeUnread(req, res);
+      } else if (req.readable) req.resume(); // drop a small unread body: the connection stays usable
       const e = asUpdraftError(err);
       const pathname = (req.url ?? '/').split('?')[0]!;
       // a client that went away mid-request (an upload aborted) is no fault of the server's,
@@ -214,6 +218,52 @@ export class HttpServer {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/** The longest unread body still read (and dropped) after a refusal, to keep its connection (Go's net/http reads up to 256 KiB). */
+const DRAIN_MAX_BYTES = 64 * 1024;
+
+/**
+ * How long a connection closed on an unread body stays open after its answer, unread: a client
+ * still writing its body has that long to read the answer. Go's net/http waits 500 ms
+ * (rstAvoidanceDelay); on a loaded host a client process sometimes took longer.
+ */
+const LINGER_MS = 2000;
+
+/**
+ * True when a refused request's body is not all read and is longer than DRAIN_MAX_BYTES, or
+ * of unknown length (chunked): its answer closes the connection (`closeUnread`). Draining it
+ * instead kept the connection for the next request, but a 500 MB upload refused for a
+ * misspelt query parameter was read to its end before its 400. A request with no length and
+ * no chunks has no body (RFC 9112 section 6.3).
+ */
+function closesUnread(req: http.IncomingMessage): boolean {
+  if (req.complete) return false;
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && Number(length) > DRAIN_MAX_BYTES;
+}
+
+/**
+ * Answers with `Connection: close` (RFC 9112 section 9.6) and reads no more of the request:
+ * Node ends the socket once the answer is sent (its FIN follows the answer), and the socket
+ * is closed LINGER_MS later, not at once. Closed at once with the client's bytes unread, the
+ * kernel resets the connection (RFC 2525 section 2.17), dropping an answer not yet
+ * acknowledged, and fetch, still writing the body, mostly failed with EPIPE instead of
+ * reporting the answer (`updraft artifact add` of a version that exists: "cannot reach the server"). Meanwhile
+ * the client's bytes wait in the buffers: a client sees the answer and stops.
+ */
+function closeUnread(req: http.IncomingMessage, res: http.ServerResponse): void {
+  res.setHeader('connection', 'close');
+  const socket = req.socket;
+  res.once('finish', () => {
+    // Node's own 'finish' listener ran first: it ended the socket, asked for it to be
+    // destroyed when its end is written (destroySoon), and resumed the request to discard
+    // its body (that resumes reading on the next tick)
+    socket.removeListener('finish', socket.destroy);
+    setImmediate(() => socket.pause());
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  });
 }
 
 /**

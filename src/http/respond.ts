@@ -40,8 +40,9 @@ export interface ReadJsonOptions {
   optional?: boolean;
 }
 
-/** A request's body, at most `maxBytes` (413 past them). */
+/** A request's body, at most `maxBytes` (413 past them; at once, unread, when its Content-Length says so). */
 export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  if (Number(req.headers['content-length']) > maxBytes) throw new UpdraftError('TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

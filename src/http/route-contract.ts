@@ -3,8 +3,8 @@
  * parameters, and whether it takes a body. The document is the one list of them, so what is documented is what is taken,
  * and what is not is refused by name in one place (HttpServer.dispatch), never dropped: a
  * misspelt `?devicetype=rpi4` on `POST /api/v1/artifacts` stored a build for every device
- * type, and versions are immutable. A route the document lacks is not checked here
- * (test/http/jobs-api.test.ts fails for it).
+ * type, and versions are immutable. A route the document lacks is not checked here:
+ * test/http/openapi-routes.test.ts fails for it (and for an entry no route serves).
  */
 import type { IncomingMessage } from 'node:http';
 import { UpdraftError } from '../errors.ts';

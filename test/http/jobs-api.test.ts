@@ -38,15 +38,8 @@ describe('rollout API', () => {
     const r = await api('GET', '/api/v1/openapi.json');
     assert.equal(r.status, 200);
     assert.equal(r.body.openapi, '3.1.0');
+    // every route of the operator API, with its method: test/http/openapi-routes.test.ts
     for (const p of ['/api/v1/jobs', '/api/v1/jobs/{id}/cancel', '/api/v1/groups', '/api/v1/fleet/devices', '/api/v1/events']) assert.ok(r.body.paths[p], p);
-    // every route of the operator API, with its method
-    const documented = new Set<string>();
-    for (const [p, ops] of Object.entries(r.body.paths as Record<string, Record<string, unknown>>)) {
-      for (const method of Object.keys(ops)) documented.add(`${method.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ':$1')}`);
-    }
-    const served = ts.server.http.router.list().filter((route) => route.split(' ')[1]!.startsWith('/api/v1/'));
-    assert.ok(served.length > 50, `the routes are listed (${served.length})`);
-    assert.deepEqual(served.filter((route) => !documented.has(route)), [], 'routes the OpenAPI document does not describe');
   });
 
   it('refuses bad job requests with a clear 4xx', async () => {

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'TOO_LARGE'
   | 'TOO_MANY_REQUESTS'
   | 'INTERNAL'
+  | 'UNAVAILABLE'
   | 'CONFIG'
   | 'PORT_IN_USE'
   | 'INTEGRITY'
@@ -32,6 +33,9 @@ const STATUS: Record<ErrorCode, number> = {
   TOO_LARGE: 413,
   TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
+  // a part the server depends on (the artifact storage, the database) cannot be reached now:
+  // the request was fine and may succeed as it is, later (RFC 9110 §15.6.4)
+  UNAVAILABLE: 503,
   CONFIG: 500,
   PORT_IN_USE: 500,
   INTEGRITY: 500,
@@ -54,11 +58,69 @@ export class UpdraftError extends Error {
   }
 }
 
-/** Turns anything thrown into an UpdraftError, keeping the original as `cause`. */
+/**
+ * Turns anything thrown into an UpdraftError, keeping the original as `cause`: UNAVAILABLE
+ * when it says a dependency could not be reached (`isUnreachable`), also when a part wrapped
+ * such a failure as INTERNAL (the PostgreSQL store's "PostgreSQL: connect ECONNREFUSED");
+ * INTERNAL otherwise.
+ */
 export function asUpdraftError(err: unknown): UpdraftError {
-  if (err instanceof UpdraftError) return err;
+  if (err instanceof UpdraftError) {
+    return err.code === 'INTERNAL' && err.cause !== undefined && isUnreachable(err.cause) ? new UpdraftError('UNAVAILABLE', err.message, { cause: err }) : err;
+  }
   const message = err instanceof Error ? err.message : String(err);
-  return new UpdraftError('INTERNAL', message, { cause: err });
+  return new UpdraftError(isUnreachable(err) ? 'UNAVAILABLE' : 'INTERNAL', message, { cause: err });
+}
+
+/**
+ * Seconds a client is asked to wait before trying a request refused as UNAVAILABLE again
+ * (HTTP `Retry-After`, RFC 9110 §10.2.3). Short: an outage of the storage or the database
+ * is as often a few seconds (a failover, a restart) as minutes, and a client that is refused
+ * again backs off on its own (the agent doubles its pause, up to 30 s, with jitter).
+ */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+
+/** Socket and DNS failures (Node's errno codes and undici's): nothing answered, or the answer was cut. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED',
+]);
+
+/** The AWS SDK's names for a request that got no answer in time, or a store that asks to be called later. */
+const SDK_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'ServiceUnavailable', 'SlowDown', 'InternalError', 'ThrottlingException']);
+
+/**
+ * PostgreSQL: SQLSTATE class 08 (connection exception), 57P01-57P03 (the server shutting
+ * down, crashed, or not accepting connections yet: a restart or a failover) and 53300 (too
+ * many connections); and what node-postgres says, without a code, of a session that ended
+ * under a query or a pool that found no connection in time.
+ */
+const PG_STATES = /^(08...|57P0[123]|53300)$/;
+const PG_MESSAGES = new Set(['Connection terminated unexpectedly', 'Connection terminated', 'timeout exceeded when trying to connect', 'Client has encountered a connection error and is not queryable']);
+
+/**
+ * True when `err`, or an error it wraps (`cause`, a few levels down), says that a dependency
+ * (the S3 bucket, PostgreSQL, any peer over the network) could not be reached or did not
+ * answer in time, or answered with a server error of its own (an S3 5xx): a failure that may
+ * pass without anything being changed. A refusal (S3's 403 AccessDenied, a PostgreSQL
+ * constraint) or a fault of ours (a full disk, a bug) is not one: retrying does not fix those.
+ */
+export function isUnreachable(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e !== null && typeof e === 'object'; depth++) {
+    const x = e as { code?: unknown; name?: unknown; message?: unknown; $metadata?: { httpStatusCode?: number }; cause?: unknown };
+    if (x instanceof UpdraftError) {
+      if (x.code === 'UNAVAILABLE') return true;
+    } else {
+      if (typeof x.code === 'string' && (NETWORK_CODES.has(x.code) || PG_STATES.test(x.code))) return true;
+      if (typeof x.name === 'string' && SDK_NAMES.has(x.name)) return true;
+      const http = x.$metadata?.httpStatusCode;
+      if (typeof http === 'number' && http >= 500) return true;
+      if (typeof x.message === 'string' && PG_MESSAGES.has(x.message)) return true;
+    }
+    e = x.cause;
+  }
+  return false;
 }
 
 /**
@@ -68,5 +130,6 @@ export function asUpdraftError(err: unknown): UpdraftError {
  * hosts or a library's internals, is for the server's log and its operators.
  */
 export function publicMessage(e: UpdraftError): string {
+  if (e.code === 'UNAVAILABLE') return `unavailable (${e.status}): the server cannot reach its storage just now; try again in ${UNAVAILABLE_RETRY_AFTER_SECONDS} s`;
   return e.status >= 500 ? `internal error (${e.status}): the server could not answer; try again later` : e.message;
 }

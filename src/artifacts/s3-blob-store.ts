@@ -29,7 +29,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { UpdraftError } from '../errors.ts';
+import { UpdraftError, isUnreachable } from '../errors.ts';
 import type { BlobStore, ByteRange, StoredBlob } from './blob-store.ts';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -108,6 +108,17 @@ export class S3BlobStore implements BlobStore {
     return this.client;
   }
 
+  /**
+   * A failure of the bucket: UNAVAILABLE (503, with Retry-After, to a device downloading) when
+   * it could not be reached or did not answer in time, or answered with a 5xx (S3's
+   * InternalError, SlowDown: after the SDK's own retries), since that passes with no change
+   * anywhere; INTERNAL (500) otherwise (AccessDenied: credentials or a policy to fix).
+   */
+  private fault(what: string, err: unknown): UpdraftError {
+    if (isUnreachable(err)) return new UpdraftError('UNAVAILABLE', `artifact storage unreachable: ${what}: ${messageOf(err)}`, { cause: err });
+    return new UpdraftError('INTERNAL', `${what}: ${messageOf(err)}`, { cause: err });
+  }
+
   private keyOf(sha256: string): string {
     if (!SHA256_HEX.test(sha256)) throw new UpdraftError('BAD_REQUEST', `not a SHA-256: ${sha256}`);
     return `${this.opts.prefix ?? ''}sha256/${sha256.slice(0, 2)}/${sha256}`;
@@ -176,7 +187,7 @@ export class S3BlobStore implements BlobStore {
       const pending = upload as { key: string; id: string } | undefined;
       if (pending) await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: pending.key, UploadId: pending.id })).catch(() => {});
       if (err instanceof UpdraftError) throw err;
-      throw new UpdraftError('INTERNAL', `cannot store the artifact in ${this.where}: ${messageOf(err)}`, { cause: err });
+      throw this.fault(`cannot store the artifact in ${this.where}`, err);
     }
   }
 
@@ -187,7 +198,7 @@ export class S3BlobStore implements BlobStore {
       return head.ContentLength ?? 0;
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw new UpdraftError('INTERNAL', `cannot read ${Key} in ${this.where}: ${messageOf(err)}`, { cause: err });
+      throw this.fault(`cannot read ${Key} in ${this.where}`, err);
     }
   }
 
@@ -199,7 +210,7 @@ export class S3BlobStore implements BlobStore {
       await this.s3().send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key }));
       return true;
     } catch (err) {
-      throw new UpdraftError('INTERNAL', `cannot delete ${Key} in ${this.where}: ${messageOf(err)}`, { cause: err });
+      throw this.fault(`cannot delete ${Key} in ${this.where}`, err);
     }
   }
 
@@ -216,7 +227,7 @@ export class S3BlobStore implements BlobStore {
       return from === range.start && to === range.end ? body : body.pipe(slice(range, from));
     } catch (err) {
       if (isNotFound(err)) throw new UpdraftError('NOT_FOUND', `artifact blob ${sha256} is missing from the store`);
-      throw new UpdraftError('INTERNAL', `cannot read ${Key} in ${this.where}: ${messageOf(err)}`, { cause: err });
+      throw this.fault(`cannot read ${Key} in ${this.where}`, err);
     }
   }
 

@@ -5,6 +5,14 @@
  * an interrupted download resumes where it stopped. A device revoked while it downloads loses
  * the download at once (`active-downloads.ts`). Every refusal is a 403 with the reason
  * and is logged without the signature or token.
+ *
+ * A download that cannot be served because storage cannot be reached (the S3 bucket down or
+ * not answering, PostgreSQL restarting: `isUnreachable`) is answered 503 with `Retry-After`,
+ * not 500: nothing is wrong with the request or the build, and the agent waits and tries
+ * again (for minutes, not seconds) where a 500 says only that something broke. Such an
+ * outage is logged once when it begins and once when downloads are served again, with the
+ * count answered 503 meanwhile: a fleet retrying through it would otherwise write an error
+ * line per request.
  */
 import { pipeline } from 'node:stream/promises';
 import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
@@ -13,9 +21,10 @@ import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import { requireSignedQuery, type UrlSigner } from '../artifacts/url-signer.ts';
 import type { DownloadTokens } from '../credentials/download-token.ts';
-import { UpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseRange } from './range.ts';
+import { sendError } from './respond.ts';
 import type { Handler } from './router.ts';
 
 /** What the download endpoint counted. */
@@ -51,6 +60,46 @@ export function downloadRoute(deps: {
   /** Counted into (GET /api/v1/metrics). */
   stats?: DownloadStats;
 }): Handler {
+  const outage = new StorageOutage(deps.logger);
+  const serve = serveDownload(deps, outage);
+  return async (ctx) => {
+    try {
+      await serve(ctx);
+    } catch (err) {
+      const e = asUpdraftError(err);
+      if (e.code !== 'UNAVAILABLE' || ctx.res.headersSent) throw err;
+      outage.refused(e, `${ctx.params.name}@${ctx.params.version}`);
+      sendError(ctx.res, e, { public: true });
+    }
+  };
+}
+
+/**
+ * An outage of storage as downloads see it: logged when the first download is answered 503,
+ * and when one is served again, with how many were answered 503 in between.
+ */
+class StorageOutage {
+  private since: number | undefined;
+  private answered = 0;
+
+  constructor(private readonly logger: Logger) {}
+
+  refused(e: UpdraftError, artifact: string): void {
+    this.answered++;
+    if (this.since !== undefined) return;
+    this.since = Date.now();
+    this.logger.warn('downloads answered 503 (try again later): storage cannot be reached; logged again when they are served', { artifact, error: e.message });
+  }
+
+  served(): void {
+    if (this.since === undefined) return;
+    this.logger.info('downloads served again', { answered503: this.answered, seconds: Math.round((Date.now() - this.since) / 1000) });
+    this.since = undefined;
+    this.answered = 0;
+  }
+}
+
+function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: StorageOutage): Handler {
   return async ({ req, res, params, url }) => {
     const name = params.name!;
     const version = params.version!;
@@ -87,6 +136,8 @@ export function downloadRoute(deps: {
       const refusal = await deps.deviceRefusal?.(deviceId, issuedAt === undefined ? undefined : issuedAt * 1000);
       if (refusal !== undefined) throw new UpdraftError('FORBIDDEN', refusal);
     } catch (err) {
+      // the catalogue or the registry cannot be read now: no refusal, the device tries again
+      if (asUpdraftError(err).code === 'UNAVAILABLE') throw err;
       const e = err instanceof UpdraftError && err.code === 'NOT_FOUND' ? new UpdraftError('FORBIDDEN', 'download URL does not name a stored artifact') : err;
       const method = req.headers.authorization ? 'token' : 'url';
       if (deps.stats && e instanceof UpdraftError && e.status === 403) deps.stats.refused++;
@@ -123,6 +174,7 @@ export function downloadRoute(deps: {
     // bytes missing from storage (an instance that still knew a record another one deleted)
     const held = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
     const stream = held || req.method === 'HEAD' || size === 0 ? undefined : await deps.blobs.read(artifact.sha256, range);
+    outage.served();
     // the headers object is added to, not spread into a new one with the extra keys: Node
     // 20's V8 takes a slow path for the latter (about 1 µs, per download)
     if (range) {

@@ -1,23 +1,29 @@
 /** JSON responses, body reading and the one place where UpdraftError maps to HTTP. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
+import { UNAVAILABLE_RETRY_AFTER_SECONDS, UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
 import { jsonDefect, requireJsonObject, type JsonTextMessages } from '../protocol/json.ts';
 
-/** Sends a JSON body with a status. */
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+/** Sends a JSON body with a status (and extra headers). */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
-/** Sends an error as `{ error: { code, message } }` with its HTTP status; `public`: a fault's message is not told (`publicMessage`). */
+/**
+ * Sends an error as `{ error: { code, message } }` with its HTTP status; `public`: a fault's
+ * message is not told (`publicMessage`). UNAVAILABLE (503: a dependency cannot be reached)
+ * says when to try again, `Retry-After` (RFC 9110 §10.2.3), which the agent honours: the
+ * request was fine, and a client should neither give up nor come back at once.
+ */
 export function sendError(res: ServerResponse, err: unknown, opts: { public?: boolean } = {}): void {
   const e = asUpdraftError(err);
   if (res.headersSent) {
     res.destroy(e);
     return;
   }
-  sendJson(res, e.status, { error: { code: e.code, message: opts.public ? publicMessage(e) : e.message } });
+  const headers = e.code === 'UNAVAILABLE' ? { 'retry-after': UNAVAILABLE_RETRY_AFTER_SECONDS } : undefined;
+  sendJson(res, e.status, { error: { code: e.code, message: opts.public ? publicMessage(e) : e.message } }, headers);
 }
 
 /** What an API client is answered when its body is no JSON object. */

@@ -104,7 +104,13 @@ export interface UpdateAgentOptions {
    * a fresh URL for every expiry.
    */
   maxUrlRefreshes?: number;
-  /** Retries of interrupted downloads. */
+  /**
+   * Downloads: `retryForMs`, how long failures that may pass (no connection, a 5xx, 429, 503
+   * with its `Retry-After`) are retried without a byte gained (default 10 minutes; the
+   * daemon's `--download-retry-for`); `retryDelayMs`/`maxRetryDelayMs`, the backoff (1 s
+   * doubling to 30 s, with jitter); `maxAttempts`, an extra bound by count (none);
+   * `maxBytesPerSecond` (none).
+   */
   downloadSettings?: JobDownloadSettings;
   /** Extra MQTT client options (TLS material, keepalive…). `reconnectPeriod` is the first pause before reconnecting (default 1000 ms; 0: never reconnect): it doubles after each failed attempt, with jitter, up to maxRetryDelayMs. */
   mqttOptions?: IClientOptions;

@@ -63,6 +63,11 @@ export interface AgentDaemonOptions {
   /** Most bytes per second a download takes (`--max-download-rate`); absent: no limit. */
   maxDownloadBytesPerSecond?: number;
   /**
+   * How long a download keeps retrying failures that may pass (no connection, a 5xx, 429)
+   * without a byte gained, in ms (`--download-retry-for`, seconds; default 10 minutes).
+   */
+  downloadRetryForMs?: number;
+  /**
    * Fresh download URLs (or credentials) asked for per job after a 403, and in a row after
    * expiries without a byte downloaded between (`--max-url-refreshes`, default 3).
    */
@@ -102,6 +107,9 @@ export { DEFAULT_BROKER_URL } from './provisioning.ts';
  */
 export const MAX_URL_REFRESHES = 100;
 
+/** The longest `--download-retry-for`, in seconds: a week (the job's own timeouts bound it anyway). */
+export const MAX_DOWNLOAD_RETRY_SECONDS = 7 * 86_400;
+
 /** Runs the agent until SIGINT, SIGTERM or `opts.signal`; resolves after a clean stop. */
 export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   checkAgentOptions(opts);
@@ -128,7 +136,10 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
     logger: log,
     ...(trust ?? { allowUnsigned: true }),
     ...(opts.downloadAuth !== undefined ? { downloadAuth: opts.downloadAuth } : {}),
-    ...(opts.maxDownloadBytesPerSecond !== undefined ? { downloadSettings: { maxBytesPerSecond: opts.maxDownloadBytesPerSecond } } : {}),
+    downloadSettings: {
+      ...(opts.maxDownloadBytesPerSecond !== undefined ? { maxBytesPerSecond: opts.maxDownloadBytesPerSecond } : {}),
+      ...(opts.downloadRetryForMs !== undefined ? { retryForMs: opts.downloadRetryForMs } : {}),
+    },
     ...(opts.maxUrlRefreshes !== undefined ? { maxUrlRefreshes: opts.maxUrlRefreshes } : {}),
     ...(opts.deviceType !== undefined ? { deviceType: opts.deviceType } : {}),
     ...(opts.timeZone !== undefined ? { timeZone: opts.timeZone } : {}),
@@ -216,6 +227,9 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (opts.installGateRetryMs !== undefined && opts.installGateRetryMs > MAX_WAIT_CHECK_SECONDS * 1000) problems.push(`--install-gate-retry must be at most ${MAX_WAIT_CHECK_SECONDS} seconds (a day)`);
   if (opts.maxDownloadBytesPerSecond !== undefined && !(Number.isFinite(opts.maxDownloadBytesPerSecond) && opts.maxDownloadBytesPerSecond >= 1000)) {
     problems.push('--max-download-rate must be at least 1k (bytes per second; k and M suffixes: 500k, 2M)');
+  }
+  if (opts.downloadRetryForMs !== undefined && !(Number.isSafeInteger(opts.downloadRetryForMs) && opts.downloadRetryForMs >= 0 && opts.downloadRetryForMs <= MAX_DOWNLOAD_RETRY_SECONDS * 1000)) {
+    problems.push(`--download-retry-for must be a whole number of seconds from 0 to ${MAX_DOWNLOAD_RETRY_SECONDS} (a week)`);
   }
   if (opts.maxUrlRefreshes !== undefined && !(Number.isSafeInteger(opts.maxUrlRefreshes) && opts.maxUrlRefreshes >= 0 && opts.maxUrlRefreshes <= MAX_URL_REFRESHES)) {
     problems.push(`--max-url-refreshes must be a whole number from 0 to ${MAX_URL_REFRESHES}`);

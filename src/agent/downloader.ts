@@ -6,8 +6,14 @@
  *   starts over, 416 means the file is already whole and goes to verification.
  * - Never writes more than the announced size: a server that sends more (an endless-data
  *   attack) is cut off at once with an INTEGRITY error.
- * - An interrupted connection is retried with exponential backoff, resuming from what is on
- *   disk; the bound counts failed attempts in a row without net progress.
+ * - A failure that may pass (no connection, a connection cut, a 5xx, 429, 408) is retried with
+ *   capped exponential backoff and jitter, resuming from what is on disk, for as long as
+ *   `retryForMs` (10 minutes) of attempts without net progress: a storage blip or a device in
+ *   a tunnel is ridden out, where a count of attempts (5, about 15 s) failed a whole wave for
+ *   a 20-second outage. A `Retry-After` (RFC 9110 §10.2.3, seconds or a date, judged by the
+ *   server's `Date`) lengthens the pause, up to `maxRetryDelayMs`. Refusals that waiting does
+ *   not change (404, 410, a 4xx, a bad file) fail at once; the job's timeouts, on the server,
+ *   bound the whole.
  * - The whole file is verified (size and SHA-256) at the end; a mismatching file is deleted.
  * - Before a byte is fetched, the free space of the download's file system must hold what is
  *   left to fetch: a device short of space fails at once with the figures, rather than
@@ -42,11 +48,17 @@ export interface DownloadOptions {
   onProgress?: (received: number, size: number) => void;
   /** Awaited before the whole file is hashed (the agent reports VERIFYING here). */
   beforeVerify?: () => Promise<void> | void;
-  /** Give up after this many failed attempts in a row without net progress (default 5). */
+  /**
+   * How long failures that may pass (no connection, a 5xx, 429) are retried without a byte
+   * gained before the download fails, in ms (default 600 000: 10 minutes). Each byte gained
+   * starts it over, so a slow, often cut link goes on as long as it moves.
+   */
+  retryForMs?: number;
+  /** Fail also after this many failed attempts in a row without net progress (default: no bound but `retryForMs`). */
   maxAttempts?: number;
   /** First retry delay in ms, doubled per failed attempt (default 1000). */
   retryDelayMs?: number;
-  /** Longest retry delay in ms (default 30 000). */
+  /** Longest retry delay in ms (default 30 000), also of one a `Retry-After` asks for. */
   maxRetryDelayMs?: number;
   /**
    * Most bytes per second to take from the network (absent: as fast as it comes), for
@@ -54,7 +66,7 @@ export interface DownloadOptions {
    * control slows the sender down, and the link keeps room for the device's own traffic.
    */
   maxBytesPerSecond?: number;
-  /** The clock the pacing reads and waits on (tests); default the real one. */
+  /** The clock the pacing and the retries read and wait on (tests); default the real one. */
   clock?: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> };
   /** Extra request headers (e.g. `Authorization` for a temporary credential). */
   headers?: Record<string, string>;
@@ -66,7 +78,16 @@ export interface DownloadOptions {
 }
 
 /** Defaults of the optional settings. */
-export const DOWNLOAD_DEFAULTS = { maxAttempts: 5, retryDelayMs: 1000, maxRetryDelayMs: 30_000 } as const;
+export const DOWNLOAD_DEFAULTS = {
+  retryForMs: 600_000,
+  retryDelayMs: 1000,
+  maxRetryDelayMs: 30_000,
+  /**
+   * The former bound, by count (about 15 s of pauses): `downloadArtifact` no longer applies it
+   * unless `maxAttempts` is given. The simulator's in-memory downloader (src/sim) still does.
+   */
+  maxAttempts: 5,
+} as const;
 
 /**
  * The download seam of the agent (`downloadArtifact` by default; the simulator may fake it).
@@ -115,7 +136,14 @@ const REAL_CLOCK = { now: () => performance.now(), sleep: (ms: number, signal?: 
  * quotes the URL (undici's message, ERR_INVALID_URL's `input`), and the DOWNLOAD error that
  * ends the retries keeps this as its cause, which a crash or a logger may print.
  */
-class Retryable extends Error {}
+class Retryable extends Error {
+  /** How long the server asked to be left alone (`Retry-After`), in ms. */
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, retryAfterMs?: number) {
+    super(message);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
 
 /**
  * Downloads `url` to `file`, resuming, bounded by `size`, verified against `sha256`.
@@ -124,13 +152,17 @@ class Retryable extends Error {}
  */
 export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadResult> {
   const log = (opts.logger ?? silentLogger).child('downloader');
-  const maxAttempts = opts.maxAttempts ?? DOWNLOAD_DEFAULTS.maxAttempts;
+  const clock = opts.clock ?? REAL_CLOCK;
+  const retryForMs = opts.retryForMs ?? DOWNLOAD_DEFAULTS.retryForMs;
+  const maxAttempts = opts.maxAttempts ?? Infinity;
   await mkdir(path.dirname(opts.file), { recursive: true });
   const resumedFrom = (await sizeOnDisk(opts.file)) ?? 0;
   // bytes from an earlier attempt (or an earlier run) are trusted only once: if the whole
   // file then fails verification, it is fetched again from scratch before giving up
   let reusedBytes = resumedFrom > 0;
   let failures = 0;
+  /** When the attempts began failing without progress (the clock's ms), or undefined. */
+  let stalledSince: number | undefined;
   for (;;) {
     opts.signal?.throwIfAborted();
     let have = await sizeOnDisk(opts.file);
@@ -153,14 +185,22 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
         }
         if (!(err instanceof Retryable)) throw new UpdraftError('DOWNLOAD', `download failed: ${describe(err)}`, { cause: err });
         // only net progress renews the budget: a server that restarts at byte 0 every time must not be retried forever
-        if (((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0)) failures = 0;
-        failures++;
-        if (failures >= maxAttempts) {
-          throw new UpdraftError('DOWNLOAD', `download failed after ${failures} attempts without progress: ${err.message}`, { cause: err });
+        if (((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0)) {
+          failures = 0;
+          stalledSince = undefined;
         }
-        const delay = downloadRetryDelay(failures, opts);
-        log.warn('download interrupted, retrying', { url: redactUrlsIn(opts.url), error: err.message, attempt: failures, delayMs: delay });
-        await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : {}).catch(() => opts.signal?.throwIfAborted());
+        failures++;
+        const now = clock.now();
+        stalledSince ??= now;
+        const left = stalledSince + retryForMs - now;
+        if (left <= 0 || failures >= maxAttempts) {
+          const why = left <= 0 ? `no progress in ${formatSeconds(now - stalledSince)} of retrying (${failures} attempt${failures === 1 ? '' : 's'})` : `${failures} attempts without progress`;
+          throw new UpdraftError('DOWNLOAD', `download failed: ${why}: ${err.message}`, { cause: err });
+        }
+        // the last attempt is made when the budget ends, not after it
+        const delay = Math.min(retryPause(failures, err.retryAfterMs, opts), left);
+        log.warn('download interrupted, retrying', { url: redactUrlsIn(opts.url), error: err.message, attempt: failures, delayMs: delay, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
+        await clock.sleep(delay, opts.signal).catch(() => opts.signal?.throwIfAborted());
         reusedBytes = true;
         continue;
       }
@@ -210,7 +250,7 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
     } else {
       const reason = await readReason(res);
       const message = `HTTP ${res.status}: ${reason}`;
-      if (res.status === 408 || res.status === 429 || res.status >= 500) throw new Retryable(message);
+      if (res.status === 408 || res.status === 429 || res.status >= 500) throw new Retryable(message, retryAfter(res));
       throw new UpdraftError('DOWNLOAD', message, { status: res.status });
     }
     if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: redactUrlsIn(opts.url) });
@@ -313,6 +353,40 @@ async function readRawReason(res: Response): Promise<string> {
 /** The reason of an HTTP error, with any URL it quotes (a proxy's error page) redacted. */
 async function readReason(res: Response): Promise<string> {
   return redactUrlsIn(await readRawReason(res));
+}
+
+/**
+ * The pause before attempt `failures + 1` after a failure that may pass: the backoff
+ * (`downloadRetryDelay`), or longer if the server asked for longer (`Retry-After`), but never
+ * more than `maxRetryDelayMs`: a server that says "an hour" does not park the device past its
+ * own longest pause, and the budget (`retryForMs`) keeps counting. A fleet told the same
+ * pause is spread over a quarter more, as the backoff's jitter does.
+ */
+function retryPause(failures: number, retryAfterMs: number | undefined, opts: Pick<DownloadOptions, 'retryDelayMs' | 'maxRetryDelayMs'>): number {
+  const backoff = downloadRetryDelay(failures, opts);
+  if (retryAfterMs === undefined) return backoff;
+  const longest = opts.maxRetryDelayMs ?? DOWNLOAD_DEFAULTS.maxRetryDelayMs;
+  const asked = retryAfterMs + randomInt(Math.floor(retryAfterMs / 4) + 1);
+  return Math.min(Math.max(backoff, asked), longest);
+}
+
+/**
+ * `Retry-After` in ms (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, judged against the
+ * response's own `Date` (the server's clock: the device's may be wrong) or, without one,
+ * the device's clock. Undefined when absent or unreadable.
+ */
+function retryAfter(res: Response): number | undefined {
+  const value = res.headers.get('retry-after')?.trim();
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  if (Number.isNaN(at)) return undefined;
+  const serverNow = Date.parse(res.headers.get('date') ?? '');
+  return Math.max(0, at - (Number.isNaN(serverNow) ? Date.now() : serverNow));
+}
+
+function formatSeconds(ms: number): string {
+  return `${Math.round(ms / 1000)} s`;
 }
 
 /**

@@ -20,7 +20,7 @@ import { AgentStoppedError } from './shadow-requester.ts';
 export type GateAnswer = { go: true } | { later: string } | { refuse: string };
 
 /** Download settings the agent passes through. */
-export type JobDownloadSettings = Pick<DownloadOptions, 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs' | 'maxBytesPerSecond'>;
+export type JobDownloadSettings = Pick<DownloadOptions, 'retryForMs' | 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs' | 'maxBytesPerSecond'>;
 
 /** What a job needs from the agent. */
 export interface UpdateJobDeps {

@@ -25,6 +25,7 @@ interface AgentFlags {
   downloadAuth: string;
   maxDownloadRate?: string;
   maxUrlRefreshes?: string;
+  downloadRetryFor?: string;
   deviceType?: string;
   installGate?: string;
   installGateRetry: string;
@@ -61,6 +62,7 @@ export function addAgentCommand(program: Command): void {
     .option('--install-gate-max-wait <s>', 'seconds after the job started on the device before a gate that keeps putting it off fails it', '86400')
     .option('--device-type <type>', 'what hardware this is (rpi4, gw-rev-b): builds added for other device types are refused before download [env UPDRAFT_DEVICE_TYPE]')
     .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')
+    .option('--download-retry-for <s>', 'seconds a download keeps retrying, without a byte gained, through failures that may pass (no connection, 5xx, 429, 503 and its Retry-After) before the job fails; 404, a refused URL or a bad file fail at once (0 to 604800); default 600')
     .option('--max-url-refreshes <n>', 'fresh download URLs (or credentials) asked for per job after a 403, and in a row after expiries with no byte downloaded between (0 to 100); default 3')
     .option('--ca <file>', "CA certificate to verify an mqtts:// broker with (Updraft's CA: <data-dir>/pki/ca.crt)")
     .option('--cert <file>', 'client certificate for MQTT over TLS (updraft device cert); the device id is its CN, no secret needed')
@@ -74,6 +76,7 @@ export function addAgentCommand(program: Command): void {
       const maxRate = o.maxDownloadRate === undefined ? undefined : parseRate(o.maxDownloadRate);
       // digits only: Number() would take '' as 0 and ' 2 ' as 2 (the options check refuses NaN)
       const maxUrlRefreshes = o.maxUrlRefreshes === undefined ? undefined : /^\d+$/.test(o.maxUrlRefreshes) ? Number(o.maxUrlRefreshes) : NaN;
+      const downloadRetryForMs = o.downloadRetryFor === undefined ? undefined : /^\d+$/.test(o.downloadRetryFor) ? Number(o.downloadRetryFor) * 1000 : NaN;
       const deviceType = o.deviceType ?? process.env.UPDRAFT_DEVICE_TYPE;
       const timeZone = o.timeZone ?? process.env.UPDRAFT_TIME_ZONE;
       // every option is checked before a file is read: a secret missing for a device id that
@@ -86,6 +89,7 @@ export function addAgentCommand(program: Command): void {
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
         ...(maxUrlRefreshes !== undefined ? { maxUrlRefreshes } : {}),
+        ...(downloadRetryForMs !== undefined ? { downloadRetryForMs } : {}),
         ...(deviceType !== undefined ? { deviceType } : {}),
         ...(timeZone !== undefined ? { timeZone } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
@@ -131,6 +135,7 @@ export function addAgentCommand(program: Command): void {
         downloadAuth: o.downloadAuth as 'url' | 'token',
         ...(maxRate !== undefined ? { maxDownloadBytesPerSecond: maxRate } : {}),
         ...(maxUrlRefreshes !== undefined ? { maxUrlRefreshes } : {}),
+        ...(downloadRetryForMs !== undefined ? { downloadRetryForMs } : {}),
         ...(deviceType !== undefined ? { deviceType } : {}),
         ...(timeZone !== undefined ? { timeZone } : {}),
         ...(o.installGate !== undefined ? { installGate: o.installGate } : {}),

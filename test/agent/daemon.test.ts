@@ -66,6 +66,30 @@ describe('runAgentDaemon', () => {
     }
   });
 
+  it('updraft agent --download-retry-for: how long a download retries without progress; 0 fails at the first 503', async () => {
+    f.http.refuseNext = Number.POSITIVE_INFINITY;
+    f.http.refuseStatus = 503;
+    f.http.refuseHeaders = { 'retry-after': '5' };
+    const agent = startCli(['agent', '--device', f.deviceId, '--install-dir', f.installDir, '--broker', f.broker.url, '--password', 'x', '--insecure-allow-unsigned', '--download-retry-for', '0']);
+    try {
+      await agent.waitFor(/connected/);
+      await f.server.until(() => f.server.gets >= 1, 'the daemon catching up');
+      await f.server.setDesired(f.software('job-retry'));
+      await agent.waitFor(/job job-retry FAILURE 2\.0\.0: download failed: no progress in 0 s of retrying \(1 attempt\): HTTP 503: injected 503/);
+      assert.equal(f.http.requests.length, 1);
+    } finally {
+      await agent.kill();
+    }
+  });
+
+  it('updraft agent refuses a --download-retry-for that is not a whole number of seconds from 0 to a week', async () => {
+    for (const n of ['long', '1.5', '604801', '']) {
+      const r = await runCli(['agent', '--device', f.deviceId, '--install-dir', f.installDir, '--download-retry-for', n]);
+      assert.equal(r.code, 2, `--download-retry-for ${JSON.stringify(n)} is bad input: ${r.stderr}`);
+      assert.equal(r.stderr, 'updraft: error: invalid agent options: --download-retry-for must be a whole number of seconds from 0 to 604800 (a week)\n');
+    }
+  });
+
   it('updraft agent refuses a --max-url-refreshes that is not a whole number from 0 to 100', async () => {
     for (const n of ['many', '1.5', '101', '']) {
       const r = await runCli(['agent', '--device', f.deviceId, '--install-dir', f.installDir, '--max-url-refreshes', n]);

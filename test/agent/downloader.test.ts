@@ -31,6 +31,9 @@ describe('downloadArtifact', () => {
     server.mode = 'normal';
     server.cuts = 1;
     server.requests.length = 0;
+    server.refuseNext = 0;
+    server.refuseStatus = 403;
+    server.refuseHeaders = {};
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
@@ -169,6 +172,85 @@ describe('downloadArtifact', () => {
       return true;
     });
     assert.equal(server.requests.length, 1);
+  });
+
+  /** A clock that moves only when the downloader waits on it: the pauses are seen exactly, at full speed. */
+  const fakeClock = () => {
+    const c = { t: 0, waits: [] as number[], now: () => c.t, sleep: async (ms: number) => void (c.waits.push(ms), (c.t += ms)) };
+    return c;
+  };
+
+  it('rides out a storage outage of minutes (20 answers 503: 4 to 9 minutes of pauses, by its clock): failures that may pass are retried for retryForMs without progress, not 5 times', async () => {
+    // the server's storage is down: 503 with Retry-After, as the download route answers
+    server.refuseNext = 20;
+    server.refuseStatus = 503;
+    server.refuseHeaders = { 'retry-after': '5' };
+    const clock = fakeClock();
+    const lines: string[] = [];
+    await downloadArtifact(opts({ clock, logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) }));
+    assert.deepEqual(await readFile(file), content);
+    assert.equal(server.requests.length, 21, '20 refused, then served');
+    // the backoff from 1 s (at least the 5 s asked for) doubles to its cap of 30 s, with jitter
+    assert.ok(clock.waits.every((w) => w >= 5000 && w <= 30_000), clock.waits.join());
+    assert.ok(clock.t > 200_000 && clock.t < 600_000, `waited ${clock.t} ms`);
+    assert.equal(lines.filter((l) => /WARN .*download interrupted, retrying .*error="HTTP 503: injected 503" attempt=\d+ delayMs=\d+ retryAfterMs=5000$/.test(l)).length, 20, lines.join('\n'));
+  });
+
+  it('gives up after retryForMs of failures without progress, the last attempt at its end, saying how long and how many', async () => {
+    server.refuseNext = Number.POSITIVE_INFINITY;
+    server.refuseStatus = 502;
+    const clock = fakeClock();
+    await assert.rejects(downloadArtifact(opts({ clock, retryForMs: 120_000 })), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError && err.code === 'DOWNLOAD', String(err));
+      assert.match(err.message, /^download failed: no progress in 120 s of retrying \(\d+ attempts\): HTTP 502: injected 502$/);
+      return true;
+    });
+    assert.equal(clock.t, 120_000, 'the pauses add up to the budget: the last one is cut to it');
+    assert.equal(server.requests.length, clock.waits.length + 1);
+    assert.ok(server.requests.length > 5, `${server.requests.length} attempts`);
+  });
+
+  it('a byte gained starts the budget over: a link cut every time goes on as long as it moves', async () => {
+    server.mode = 'cut';
+    server.cuts = 12; // each response cut halfway: the file grows by half of what is left each time
+    const clock = fakeClock();
+    // pauses of 0.5 to 1 s: 12 failures in a row would take 6 s or more, past the budget
+    await downloadArtifact(opts({ clock, retryForMs: 5000, retryDelayMs: 1000, maxRetryDelayMs: 1000 }));
+    assert.deepEqual(await readFile(file), content);
+    assert.equal(server.requests.length, 13);
+  });
+
+  it('waits as long as Retry-After asks (seconds, or a date by the server\'s clock), up to maxRetryDelayMs', async () => {
+    server.refuseStatus = 503;
+    const asked = async (retryAfter: string, extra: Partial<DownloadOptions> = {}) => {
+      server.refuseNext = 1;
+      server.refuseHeaders = { 'retry-after': retryAfter };
+      const clock = fakeClock();
+      await rm(file, { force: true });
+      await downloadArtifact(opts({ clock, ...extra }));
+      return clock.waits;
+    };
+    const [twenty] = await asked('20');
+    assert.ok(twenty! >= 20_000 && twenty! <= 25_000, `${twenty} ms for Retry-After: 20 (a quarter more at most, spreading a fleet)`);
+    assert.deepEqual(await asked('3600'), [30_000], 'an hour asked: the longest pause, 30 s');
+    assert.deepEqual(await asked('3600', { maxRetryDelayMs: 50_000 }), [50_000]);
+    // a date: judged against the response's own Date header, not the device's clock
+    const [dated] = await asked(new Date(Date.now() + 40_000).toUTCString(), { maxRetryDelayMs: 120_000 });
+    assert.ok(dated! >= 38_000 && dated! <= 52_000, `${dated} ms for a date 40 s ahead`);
+    const [unreadable] = await asked('soon');
+    assert.ok(unreadable! <= 5, `${unreadable} ms: an unreadable one is ignored, the backoff (5 ms, jittered) is the pause`);
+  });
+
+  it('fails at once on a refusal that waiting does not change (404, 410, 400), with its status', async () => {
+    for (const status of [404, 410, 400]) {
+      server.requests.length = 0;
+      server.refuseNext = 1;
+      server.refuseStatus = status;
+      const clock = fakeClock();
+      await assert.rejects(downloadArtifact(opts({ clock })), (err: unknown) => err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === status && err.message === `HTTP ${status}: injected ${status}`);
+      assert.equal(server.requests.length, 1, `${status}: no retry`);
+      assert.deepEqual(clock.waits, []);
+    }
   });
 
   it('fails at once, fetching nothing, when the file system cannot hold the download', async () => {

@@ -47,6 +47,8 @@ export class ArtifactServer {
   /** How many of the next requests are refused with `refuseStatus`, whatever their URL (a transient refusal). */
   refuseNext = 0;
   refuseStatus = 403;
+  /** Extra headers of those refusals (`Retry-After`). */
+  refuseHeaders: Record<string, string> = {};
   readonly requests: SeenRequest[] = [];
   /**
    * Temporary credentials (`Authorization: Bearer <token>`) accepted, and when each expires
@@ -113,7 +115,7 @@ export class ArtifactServer {
     };
     if (this.refuseNext > 0) {
       this.refuseNext--;
-      send(this.refuseStatus, { 'content-type': 'application/json' });
+      send(this.refuseStatus, { ...this.refuseHeaders, 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { message: this.refuseStatus === 403 ? 'injected forbidden' : `injected ${this.refuseStatus}` } }));
       return;
     }

@@ -182,7 +182,11 @@ export class AwsJobsDoor {
     const spec = job ? specOf(job) : undefined;
     const now = this.nowMs();
     await mutateExecution(this.deps, { jobId: baseJobId, deviceId: view.thing }, (cur) => {
-      if (isTerminal(cur.status)) return undefined;
+      // the timer of the attempt the device updated only: one that timed out while its command
+      // could not be taken back is still desired, and the retry queued since is another attempt,
+      // not sent (no deadline of its own), whose due time may be the retract it still owes
+      // (jobs/pending-retract.ts); its step timer, kept, would also bound the retry once started
+      if (isTerminal(cur.status) || (cur.attempt ?? 1) !== view.executionNumber) return undefined;
       const details = { ...cur.details, stepDeadlineAt: now + minutes * 60_000 };
       return { details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: cur.dispatchedAt, details }) };
     }, now);

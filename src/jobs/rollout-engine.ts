@@ -10,6 +10,8 @@
  *    the rate allowance and the in-flight window (the allowance derived from the
  *    stored wave start and the count sent since, so a restart neither loses nor repeats the
  *    budget), and moves to the next wave, pauses, or completes when the wave has finished;
+ *    while the artifact storage does not answer (the check of `/readyz`) it sends nothing
+ *    new, and goes on by itself when it does;
  * 3. adds devices that newly match a continuous job's targets.
  *
  * Everything it knows is in the store (job progress, execution rows with wave, attempt,
@@ -22,6 +24,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import type { BlobStoreHealth } from '../artifacts/blob-store-probe.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
 import { asUpdraftError, UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
@@ -79,6 +82,11 @@ export interface RolloutEngineDeps {
   arrivals?: 'presence' | 'fetch';
   /** Most devices remembered per job as just come online (the oldest are forgotten first). */
   maxArrivedPerJob?: number;
+  /**
+   * Whether the artifact storage answers (`probeBlobStore`, what `/readyz` checks). While it
+   * does not, no new update command is sent (see `storageAnswers`). Absent: not checked.
+   */
+  artifactStorage?: () => Promise<BlobStoreHealth>;
 }
 
 /**
@@ -91,6 +99,12 @@ export const SCAN_SPACING = 20;
 
 /** Commands begun per turn of the event loop when a tick sends many (startInSlices). */
 const DISPATCH_SLICE = 200;
+
+/**
+ * How long an answer of the artifact storage holds (ms, the engine's clock): it is asked at
+ * most this often, and only when a job has a command to send.
+ */
+export const STORAGE_RECHECK_MS = 1000;
 
 /** Defaults of the tuning options. */
 export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000, maxArrivedPerJob: 50_000 } as const;
@@ -195,6 +209,12 @@ export class RolloutEngine {
    * (measured), so ticks list jobs without their specs and read each spec once.
    */
   private readonly specs = new Map<string, JsonObject | null>();
+  /** The artifact storage's last answer (`storageAnswers`): when it was asked, and whether it answered. */
+  private storageProbe: { at: number; ok: boolean } | undefined;
+  /** Since when the artifact storage has not answered, as the engine saw it. */
+  private storageDownSince: number | undefined;
+  /** Jobs that had commands to send while the artifact storage did not answer, and since when. */
+  private readonly heldSince = new Map<string, number>();
   /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
   private countingMs = 0;
   private lastTickCountingMs = 0;
@@ -493,7 +513,7 @@ export class RolloutEngine {
 
   /** Drops what the engine remembers of jobs no longer active. */
   private forgetFinished(active: Set<string>): void {
-    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
+    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldSince] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
   }
 
   /**
@@ -607,10 +627,28 @@ export class RolloutEngine {
 
     // send within the rate allowance and the in-flight window
     const w = p.wave;
-    const allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
+    let allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
     const window = spec.plan.maxInFlight === undefined ? Infinity : spec.plan.maxInFlight - inFlight(counts);
     if (spec.plan.maxInFlight !== undefined) this.windowed.add(job.jobId);
-    const budget = closed ? 0 : Math.min(allowance, window, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
+    // a command sent while the artifact storage does not answer is a device bound to fail its
+    // download (or to wait it out): the window would fill with them, and their failures count
+    // towards the abort rules. Nothing new is sent until it answers; what was sent goes on
+    // (the agent retries its download for minutes). Asked only when there is something to send
+    let held = false;
+    if (!closed && Math.min(allowance, window) > 0 && unsentUpTo(counts, w) > 0) {
+      if (await this.storageAnswers(now)) {
+        const resumed = this.endHold(job.jobId, p, now);
+        if (resumed !== p) {
+          p = resumed;
+          mustSave = true;
+          allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
+        }
+      } else {
+        held = true;
+        if (!this.heldSince.has(job.jobId)) this.heldSince.set(job.jobId, now);
+      }
+    }
+    const budget = closed || held ? 0 : Math.min(allowance, window, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
     let sent = 0;
     // nothing to send until an execution changes: the window is full, or the wave all sent
     let quiet = window <= 0 && allowance > 0;
@@ -676,6 +714,45 @@ export class RolloutEngine {
       // continuous jobs are not quiet: they look for new devices on a timer
       this.quiet.set(job.jobId, now);
     }
+  }
+
+  /**
+   * Whether the artifact storage answers, asked at most every STORAGE_RECHECK_MS (all jobs of
+   * a tick share one answer). Logged once when it stops answering and once when it answers
+   * again, however many ticks and jobs it held back. A probe that gets no answer takes its
+   * timeout (2 s) out of the tick: the tick sends nothing anyway.
+   */
+  private async storageAnswers(now: number): Promise<boolean> {
+    const probe = this.deps.artifactStorage;
+    if (!probe) return true;
+    const last = this.storageProbe;
+    if (last && now >= last.at && now - last.at < STORAGE_RECHECK_MS) return last.ok;
+    const health = await probe().catch((err: unknown): BlobStoreHealth => ({ state: 'unreachable', detail: asUpdraftError(err).message }));
+    const ok = health.state === 'ok';
+    this.storageProbe = { at: now, ok };
+    if (!ok && this.storageDownSince === undefined) {
+      this.storageDownSince = now;
+      this.deps.logger.warn('the artifact storage does not answer: no new update commands are sent until it does (devices already downloading retry); checked every second', { storage: health.state, ...(health.detail ? { error: health.detail } : {}) });
+    } else if (ok && this.storageDownSince !== undefined) {
+      this.deps.logger.info('the artifact storage answers again: sending update commands', { seconds: Math.max(0, Math.round((now - this.storageDownSince) / 1000)), jobsHeld: this.heldSince.size });
+      this.storageDownSince = undefined;
+    }
+    return ok;
+  }
+
+  /**
+   * A job held back by an outage of the artifact storage goes on: its rate's clock is moved on
+   * by the wait (`rateEpoch`), so the allowance that built up meanwhile is not sent in one
+   * burst at storage just back, and a ramp-up goes on where it stopped. Returns `p` itself when
+   * nothing changes.
+   */
+  private endHold(jobId: string, p: RolloutProgress, now: number): RolloutProgress {
+    const since = this.heldSince.get(jobId);
+    if (since === undefined) return p;
+    this.heldSince.delete(jobId);
+    // a wave begun (or a window opened, or a resume) during the wait has a fresh epoch already
+    if (p.rateEpoch === undefined || p.rateEpoch > since || now <= since) return p;
+    return { ...p, rateEpoch: p.rateEpoch + (now - since) };
   }
 
   // ---- executions -----------------------------------------------------------------------
@@ -1117,6 +1194,11 @@ export class RolloutEngine {
 /** A job's executions, in every state: a continuous job's count of devices. */
 function devicesOf(counts: readonly ExecutionCount[]): number {
   return counts.reduce((n, c) => n + c.count, 0);
+}
+
+/** QUEUED executions of waves up to `wave` whose command was not sent yet (what `nextUndispatched` lists). */
+function unsentUpTo(counts: readonly ExecutionCount[], wave: number): number {
+  return counts.reduce((n, c) => n + (c.status === 'QUEUED' && c.wave <= wave ? c.count - c.dispatched : 0), 0);
 }
 
 /** Executions sent their command and without an outcome yet. */

@@ -32,7 +32,7 @@ export interface RolloutDeps {
   isOnline: (deviceId: string) => boolean;
   onlineCount: () => number;
   /** Engine tuning and the clock (tests), and the lease when several instances share the store. */
-  engine?: Pick<RolloutEngineDeps, 'now' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs' | 'lease' | 'arrivals'>;
+  engine?: Pick<RolloutEngineDeps, 'now' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs' | 'lease' | 'arrivals' | 'artifactStorage'>;
 }
 
 /** The rollout parts. */

@@ -45,6 +45,7 @@ import { DeploymentService } from '../jobs/deployment-service.ts';
 import { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { Rollouts } from '../jobs/rollouts.ts';
 import { ReadinessProbe } from './readiness.ts';
+import { probeBlobStore } from '../artifacts/blob-store-probe.ts';
 import { WebhookNotifier } from '../events/webhook-notifier.ts';
 import { DeviceRegistry } from '../registry/device-registry.ts';
 import { ShadowReplica } from '../shadow/replica.ts';
@@ -279,7 +280,7 @@ export class UpdraftServer {
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (DESIGN.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease') }) : undefined;
-    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence' } });
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs) } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
     // several instances on one external broker: every instance's live views see all events

@@ -21,7 +21,8 @@ import { DeviceRegistry } from '../../src/registry/device-registry.ts';
 import { ShadowReplica } from '../../src/shadow/replica.ts';
 import type { ExecutionRecord, JobRecord } from '../../src/store/state-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import { silentLogger, type Logger } from '../../src/util/logger.ts';
+import type { RolloutEngineDeps } from '../../src/jobs/rollout-engine.ts';
 
 /** A bus that records publications, and can be held up as a stalled broker connection is. */
 export class RecordingBus implements MessageBus {
@@ -92,9 +93,13 @@ export async function startRolloutFixture(
     builds?: string[];
     /** The replica's bound on shadow requests in flight (past it: 429); default 100,000. */
     maxPending?: number;
+    /** Whether the artifact storage answers, as the engine asks it (default: not asked). */
+    artifactStorage?: RolloutEngineDeps['artifactStorage'];
+    /** The rollout parts' logger (default silent). */
+    logger?: Logger;
   } = {},
 ): Promise<RolloutFixture> {
-  const { dir: reopened, builds = [], maxPending = 100_000, ...engineOptions } = options;
+  const { dir: reopened, builds = [], maxPending = 100_000, logger = silentLogger, ...engineOptions } = options;
   const dir = reopened ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-')));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;
@@ -112,7 +117,7 @@ export async function startRolloutFixture(
   const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 } as ConstructorParameters<typeof ArtifactService>[0]);
   let tracker = new ExecutionTracker({ store, events, logger: silentLogger, now });
   await tracker.start();
-  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger: silentLogger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000, ...engineOptions } });
+  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000, ...engineOptions } });
   let rollouts = build();
   await rollouts.start();
 

@@ -13,11 +13,9 @@
  * `stopping`), never why in detail; the log says that, once per change.
  */
 import type { BlobStore } from '../artifacts/blob-store.ts';
+import { probeBlobStore } from '../artifacts/blob-store-probe.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
-
-/** A content address no blob has (the SHA-256 of nothing would be a real one). */
-const NO_BLOB = '0'.repeat(64);
 
 /** What one probe found. */
 export interface Readiness {
@@ -28,7 +26,7 @@ export interface Readiness {
 /** What the probe looks at. */
 export interface ReadinessDeps {
   store: Pick<StateStore, 'getDevice'>;
-  /** Asked for the size of a blob no artifact has: any answer, even "absent", is an answer. */
+  /** Probed as the rollout engine probes it (`probeBlobStore`): any answer, even "absent", is an answer. */
   blobs: Pick<BlobStore, 'stat'>;
   /** True while the MQTT bus can carry messages. */
   busConnected: () => boolean;
@@ -48,9 +46,11 @@ export class ReadinessProbe {
   }
 
   async check(): Promise<Readiness> {
-    const [[store, storeError], [artifacts, artifactsError]] = await Promise.all([
-      this.answers(() => this.deps.store.getDevice('readyz-probe')),
-      this.answers(() => this.deps.blobs.stat(NO_BLOB)),
+    const ms = this.deps.timeoutMs ?? 2000;
+    const [[store, storeError], { state: artifacts, detail: artifactsError }] = await Promise.all([
+      this.answers(() => this.deps.store.getDevice('readyz-probe'), ms),
+      // the same check as the rollout engine's hold on dispatch, so /readyz and the engine agree
+      probeBlobStore(this.deps.blobs, ms),
     ]);
     const broker = this.deps.busConnected() ? 'ok' : 'disconnected';
     const instance = this.deps.stopping() ? 'stopping' : 'ok';
@@ -65,9 +65,8 @@ export class ReadinessProbe {
     return r;
   }
 
-  /** `ok` when `ask` settles in time, `timeout` or `unreachable` otherwise, with the detail for the log. */
-  private async answers(ask: () => Promise<unknown>): Promise<[string, string | undefined]> {
-    const ms = this.deps.timeoutMs ?? 2000;
+  /** The store's check: `ok` when `ask` settles in time, `timeout` or `unreachable` otherwise, with the detail for the log. */
+  private async answers(ask: () => Promise<unknown>, ms: number): Promise<[string, string | undefined]> {
     let timer: NodeJS.Timeout | undefined;
     try {
       const read = ask().then(() => 'ok' as const);

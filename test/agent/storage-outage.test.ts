@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import { createLogger } from '../../src/util/logger.ts';
-import { startRestartableS3, type RestartableS3 } from '../artifacts/restartable-s3.ts';
+import { startRestartableS3, type RestartableS3 } from '../helpers/s3.ts';
 import { eventually } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';

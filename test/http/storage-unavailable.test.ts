@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/util/logger.ts';
-import { startRestartableS3, type RestartableS3 } from '../artifacts/restartable-s3.ts';
+import { startRestartableS3, type RestartableS3 } from '../helpers/s3.ts';
 import { TestClient, connectIdleDevice } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';

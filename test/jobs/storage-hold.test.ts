@@ -11,7 +11,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { probeBlobStore } from '../../src/artifacts/blob-store-probe.ts';
 import { S3BlobStore } from '../../src/artifacts/s3-blob-store.ts';
 import { createLogger } from '../../src/util/logger.ts';
-import { startRestartableS3, type RestartableS3 } from '../artifacts/restartable-s3.ts';
+import { startRestartableS3, type RestartableS3 } from '../helpers/s3.ts';
 import { eventually } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy } from '../security/support.ts';

@@ -3,8 +3,11 @@
  * its body unread: a 500 MB upload with a misspelt query parameter was read to its end before
  * its 400 (the server drained every refused body to keep the connection). A small refused
  * body is still read and dropped, so its connection serves the next request.
- * Real server, real HTTP over a raw socket: the client declares a body, sends only its first
- * 64 KiB, and is answered while the rest is unsent.
+ * Real server, real HTTP over a raw socket: the client declares a body far larger than the
+ * kernel's buffers hold and keeps sending it after the answer and the server's FIN
+ * (half-open: a client busy writing that has not looked at its answer yet); the server must
+ * stop taking it, and the connection must end, with most of it unsent. A server that reads
+ * the body to its end (answered at once or not) takes it all.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -14,12 +17,22 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** Far more than an answer takes: a server that waits for the body fails here, not at the runner's timeout. */
 const NO_ANSWER_MS = 10_000;
-/** What the client sends of each refused body before it is answered. */
-const SENT = 64 * 1024;
+/** Far more than the server takes to end a connection it stopped reading (it lingers 2 s for the client to read the answer). */
+const NO_CLOSE_MS = 20_000;
+/** What the client sends at once. */
+const CHUNK = 64 * 1024;
 /** The server's --max-artifact-bytes. */
-const MAX_ARTIFACT = 4 * 1024 * 1024;
-/** The length each refused upload declares (under the artifact limit). */
-const DECLARED = 2 * 1024 * 1024;
+const MAX_ARTIFACT = 512 * 1024 * 1024;
+/**
+ * The length each refused upload declares (under the artifact limit): far more than a
+ * connection's buffers hold (Linux's largest defaults: 32 MiB to receive, 4 MiB to send), so
+ * a client that got most of it out was read by the server.
+ */
+const DECLARED = 256 * 1024 * 1024;
+/** The most a client may get out of a refused upload: what the buffers hold, and a little the server reads before it stops. */
+const TAKEN_AT_MOST = DECLARED / 4;
+/** The length of an upload sent in parts and taken. */
+const TAKEN = 2 * 1024 * 1024;
 /** Uploads made by fetch in a child process. */
 const UPLOADS = 10;
 
@@ -28,9 +41,12 @@ class Connection {
   readonly socket: net.Socket;
   text = '';
   closed = false;
+  /** Body bytes the kernel took from `pump`. */
+  sent = 0;
 
-  constructor(port: number) {
-    this.socket = net.connect(port, '127.0.0.1');
+  /** `allowHalfOpen`: the client keeps sending after the server's FIN (Node's default ends it at once). */
+  constructor(port: number, options: { allowHalfOpen?: boolean } = {}) {
+    this.socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen ?? false });
     this.socket.on('data', (d) => (this.text += d.toString('latin1')));
     // a write after the server closed fails (EPIPE, ECONNRESET): the close is what is checked
     this.socket.on('error', () => undefined);
@@ -53,6 +69,18 @@ class Connection {
     }
   }
 
+  /** Resolves with true once the connection is closed (reset included), false if it is still open after `ms`. */
+  closedWithin(ms: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
   /** Waits for the `n`th answer. */
   answer(n: number): Promise<{ status: number; headers: Record<string, string>; body: string }> {
     return eventually(async () => this.answers()[n - 1], NO_ANSWER_MS, `answer ${n} on the connection`);
@@ -60,6 +88,20 @@ class Connection {
 
   write(bytes: string | Buffer): void {
     if (!this.closed) this.socket.write(bytes);
+  }
+
+  /**
+   * Sends `n` body bytes as fast as the server takes them, answered or not, until all are out
+   * or the connection ends: each write waits until the kernel took the one before (`sent`).
+   */
+  async pump(n: number): Promise<void> {
+    const chunk = Buffer.alloc(CHUNK, 0x20);
+    while (this.sent < n && !this.closed) {
+      const size = Math.min(CHUNK, n - this.sent);
+      const taken = await new Promise<boolean>((resolve) => this.socket.write(chunk.subarray(0, size), (err) => resolve(!err)));
+      if (!taken) return;
+      this.sent += size;
+    }
   }
 }
 
@@ -78,23 +120,25 @@ describe('a refused upload', () => {
   after(() => ts.close());
 
   /**
-   * Sends `POST target` declaring `declared` bytes and only the first 64 KiB; checks the
-   * answer comes with `Connection: close`, then that the server closed the connection
-   * unread: the rest of the body and a next request on the connection find it closed (a
-   * server reading the body to its end answers that next request).
+   * Sends `POST target` declaring `declared` bytes and keeps sending them, also after the
+   * answer; checks it is answered while the upload is unfinished, with `Connection: close`,
+   * then that the server stopped taking the body: the connection ends with at most
+   * TAKEN_AT_MOST bytes out (a server reading the body takes them all, and ends it only then).
    */
   async function refused(target: string, token: string | undefined, declared: number): Promise<{ status: number; message: string }> {
-    const c = new Connection(port());
+    const c = new Connection(port(), { allowHalfOpen: true });
     try {
       const auth = token === undefined ? '' : `authorization: Bearer ${token}\r\n`;
       c.write(`POST ${target} HTTP/1.1\r\nhost: x\r\n${auth}content-type: application/octet-stream\r\ncontent-length: ${declared}\r\n\r\n`);
-      c.write(Buffer.alloc(SENT, 0x20));
+      const pumped = c.pump(declared);
       const first = await c.answer(1);
-      c.write(Buffer.alloc(declared - SENT, 0x20));
-      c.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
-      await eventually(async () => (c.closed || c.answers().length > 1 ? true : undefined), NO_ANSWER_MS, 'the connection closed');
-      assert.equal(c.answers().length, 1, `${target}: the server read the whole body and served the next request on the connection`);
+      assert.ok(c.sent < declared, `${target}: answered only once the whole body was sent`);
       assert.equal(first.headers.connection, 'close', `${target}: the answer says the connection closes`);
+      const closed = await c.closedWithin(NO_CLOSE_MS);
+      assert.ok(c.sent <= TAKEN_AT_MOST, `${target}: the server took ${c.sent} of the ${declared} bytes declared ${closed ? 'before the connection ended' : 'and the connection is still open'}: it reads the body`);
+      assert.ok(closed, `${target}: the connection is still open ${NO_CLOSE_MS} ms after the answer, ${c.sent} bytes of the body out`);
+      await pumped;
+      assert.equal(c.answers().length, 1, `${target}: one answer`);
       return { status: first.status, message: (JSON.parse(first.body) as { error: { message: string } }).error.message };
     } finally {
       c.socket.destroy();
@@ -115,20 +159,25 @@ describe('a refused upload', () => {
       [`/api/v1/artifacts?name=fw&version=1.0.0-${'a'.repeat(200)}`, ts.token, 400, /characters long: at most/],
       ['/api/v1/artifacts?name=fw&version=2.0.0&requires=%3E%3E1', ts.token, 400, /in requires is not an operator/],
     ];
-    for (const [target, token, status, message] of cases) {
-      const r = await refused(target, token, DECLARED);
-      assert.equal(r.status, status, `${target}: ${r.message}`);
-      assert.match(r.message, message, target);
-    }
+    // at once: each connection ends only after the server's linger
+    await Promise.all(
+      cases.map(async ([target, token, status, message]) => {
+        const r = await refused(target, token, DECLARED);
+        assert.equal(r.status, status, `${target}: ${r.message}`);
+        assert.match(r.message, message, target);
+      }),
+    );
     assert.equal(await ts.server.store.getArtifact('fw', '2.0.0'), undefined, 'nothing stored');
   });
 
   it('is refused at once for a declared length over its limit (413), not after reading up to the limit', async () => {
-    const build = await refused('/api/v1/artifacts?name=fw&version=3.0.0', ts.token, MAX_ARTIFACT + 1);
+    const [build, job, none] = await Promise.all([
+      refused('/api/v1/artifacts?name=fw&version=3.0.0', ts.token, MAX_ARTIFACT + 1),
+      refused('/api/v1/jobs', ts.token, DECLARED),
+      refused('/api/v1/jobs/j-1/pause', ts.token, DECLARED),
+    ]);
     assert.deepEqual(build, { status: 413, message: `the build is ${MAX_ARTIFACT + 1} bytes (its Content-Length): the server takes builds of at most ${MAX_ARTIFACT} bytes (its --max-artifact-bytes)` });
-    const job = await refused('/api/v1/jobs', ts.token, 2 * 1024 * 1024);
     assert.deepEqual(job, { status: 413, message: 'request body exceeds 1048576 bytes' });
-    const none = await refused('/api/v1/jobs/j-1/pause', ts.token, 2 * 1024 * 1024);
     assert.deepEqual(none, { status: 413, message: 'request body exceeds 1048576 bytes' });
   });
 
@@ -171,13 +220,13 @@ describe('a refused upload', () => {
   it('an upload sent in parts is still taken', async () => {
     const c = new Connection(port());
     try {
-      c.write(`POST /api/v1/artifacts?name=fw&version=4.0.0 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${ts.token}\r\ncontent-length: ${DECLARED}\r\n\r\n`);
-      c.write(Buffer.alloc(SENT, 0x61));
+      c.write(`POST /api/v1/artifacts?name=fw&version=4.0.0 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${ts.token}\r\ncontent-length: ${TAKEN}\r\n\r\n`);
+      c.write(Buffer.alloc(CHUNK, 0x61));
       await new Promise((r) => setImmediate(r));
-      c.write(Buffer.alloc(DECLARED - SENT, 0x61));
+      c.write(Buffer.alloc(TAKEN - CHUNK, 0x61));
       const answer = await c.answer(1);
       assert.equal(answer.status, 201, answer.body);
-      assert.equal((await ts.server.store.getArtifact('fw', '4.0.0'))?.size, DECLARED);
+      assert.equal((await ts.server.store.getArtifact('fw', '4.0.0'))?.size, TAKEN);
     } finally {
       c.socket.destroy();
     }

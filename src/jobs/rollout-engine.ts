@@ -673,12 +673,23 @@ export class RolloutEngine {
 
     // the wave has finished when nothing in it (or before it) is queued or in progress
     let next: { status: JobStatus; progress: RolloutProgress } | undefined;
-    const upTo = tally(counts, (wave) => wave <= w);
+    let upTo = tally(counts, (wave) => wave <= w);
+    const last = spec.plan.waves.length - 1;
+    let judged = counts;
+    // a device's FAILED and its retry are two commits (the tracker's): judged in between, the
+    // wave passed or failed without the retry and the job completed, and the retry then found
+    // it final. Retries still owed are queued first, and the wave judged on counts read after
+    // that (a retry the tracker committed since the first count is one of them)
+    if (upTo.QUEUED + upTo.IN_PROGRESS === 0 && sent === 0 && upTo.FAILED > 0 && (w < last || spec.type === 'snapshot') && retriesFailed(spec)) {
+      const queued = await this.queueOwedRetries(job, spec, w, now);
+      judged = await this.deps.store.countExecutions(job.jobId);
+      upTo = tally(judged, (wave) => wave <= w);
+      if (queued > 0) this.wake(); // send them at once
+    }
     if (upTo.QUEUED + upTo.IN_PROGRESS === 0 && sent === 0) {
-      const last = spec.plan.waves.length - 1;
       if (w < last) {
         const wave = spec.plan.waves[w]!;
-        const own = tally(counts, (x) => x === w);
+        const own = tally(judged, (x) => x === w);
         const pct = successPercent(own);
         const finished = own.SUCCEEDED + own.FAILED + own.TIMED_OUT;
         const unproven = own.REJECTED + own.CANCELED + own.REMOVED;
@@ -714,6 +725,31 @@ export class RolloutEngine {
       // continuous jobs are not quiet: they look for new devices on a timer
       this.quiet.set(job.jobId, now);
     }
+  }
+
+  /**
+   * Queues the retries that FAILED executions of `job`'s waves up to `wave` are still owed;
+   * resolves with how many it queued. The tracker writes a device's FAILED, then its retry, in
+   * a second commit: a tick in between (the early one the outcome sets off, or another
+   * instance's) saw nothing queued or in progress and completed the job or judged the wave,
+   * and the retry then found the job final; a crash between the two commits lost it too.
+   * retryIfAllowed applies the tracker's rules (the limit, a deleted device, the job active),
+   * and of the two writers only one queues the retry (the write is conditional on the failed
+   * attempt). Read only when the job retries on FAILED.
+   */
+  private async queueOwedRetries(job: JobRecord, spec: JobSpec, wave: number, now: number): Promise<number> {
+    if (!retriesFailed(spec)) return 0;
+    let queued = 0;
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['FAILED'], limit: PAGE, ...(after ? { after } : {}) });
+      const owed = page.items.filter((e) => (e.wave ?? 0) <= wave && (e.attempt ?? 1) <= spec.retries.limit);
+      const retried = await Promise.all(owed.map((e) => retryIfAllowed(this.deps, job, e, now)));
+      queued += retried.filter((r) => r !== undefined).length;
+      after = page.next;
+    } while (after);
+    if (queued > 0) this.deps.logger.info('queued retries owed to failed devices', { jobId: job.jobId, devices: queued });
+    return queued;
   }
 
   /**
@@ -1155,7 +1191,8 @@ export class RolloutEngine {
 
   /**
    * On start: records reports that reached the shadows but not the executions (a crash
-   * between the two commits), and finishes cancellations a crash interrupted.
+   * between the two commits), finishes cancellations a crash interrupted, and queues the
+   * retries of failed devices a crash left unqueued (queueOwedRetries).
    */
   private async recover(): Promise<void> {
     const now = this.now();
@@ -1164,9 +1201,14 @@ export class RolloutEngine {
       const page = await this.deps.store.listJobs({ status: ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'CANCELED', 'ABORTED'], limit: PAGE, ...(after ? { after } : {}) });
       for (const job of page.items) {
         const open = tally(await this.deps.store.countExecutions(job.jobId));
-        if (open.QUEUED + open.IN_PROGRESS === 0) continue;
-        await this.catchUp(job);
-        if (job.status === 'CANCELED' || job.status === 'ABORTED') await this.stopExecutions(job, stopReasonOf(job), now);
+        if (open.QUEUED + open.IN_PROGRESS > 0) {
+          await this.catchUp(job);
+          if (job.status === 'CANCELED' || job.status === 'ABORTED') await this.stopExecutions(job, stopReasonOf(job), now);
+        }
+        // a crash between a device's FAILED and its retry: a snapshot job's wave queues it
+        // before it is judged, but a continuous job's last wave is never judged
+        const spec = specOf(job);
+        if (spec && !isJobFinal(job.status) && open.FAILED > 0) await this.queueOwedRetries(job, spec, progressOf(job).wave, now);
       }
       after = page.next;
     } while (after);
@@ -1189,6 +1231,11 @@ export class RolloutEngine {
       if (after) await nextTurn();
     } while (after);
   }
+}
+
+/** Whether the job retries a device whose attempt FAILED. */
+function retriesFailed(spec: JobSpec): boolean {
+  return spec.retries.limit > 0 && spec.retries.on.includes('FAILED');
 }
 
 /** A job's executions, in every state: a continuous job's count of devices. */

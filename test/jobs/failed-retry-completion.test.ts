@@ -1,0 +1,89 @@
+/**
+ * A device's FAILURE, with a retry allowed, in the last execution of a job still running: the
+ * job must not complete between the FAILED and the retry that follows it. The engine's tick
+ * here is begun as the FAILED is announced, before the retry is written (the embedded store
+ * reads at once and group-commits writes at the next turn of the event loop), as the early
+ * tick an outcome sets off, or another instance's, may run. A process that dies between the
+ * two commits (the FAILED written as the tracker writes it, no retry) is caught up too: by
+ * the snapshot job's next tick, and for a continuous job, whose last wave is never judged, by
+ * the next start. Real parts, fake clock.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import { mutateExecution } from '../../src/jobs/execution-writer.ts';
+import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
+
+describe('a failed execution whose retry is allowed', () => {
+  let f: RolloutFixture | undefined;
+  afterEach(async () => {
+    await f?.close();
+    f = undefined;
+  });
+
+  it('is retried even when the engine looks at the job between the FAILED and the retry', async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d] = await fx.fleet('r', 1);
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] }, retries: { limit: 1 } })).job.jobId;
+    assert.equal((await fx.desired(d!))?.jobId, jobId, 'the first attempt was sent');
+    let ticked: Promise<void> | undefined;
+    fx.events.on('execution.changed', ({ current }) => {
+      if (current.jobId === jobId && current.status === 'FAILED' && !ticked) ticked = fx.rollouts.engine.tick();
+    });
+    await fx.complete(d!, 'FAILURE');
+    await ticked;
+    await fx.tick();
+    const e = await fx.execution(jobId, d!);
+    assert.equal(ticked !== undefined, true, 'the tick was begun between the two');
+    assert.deepEqual([e.status, e.attempt], ['QUEUED', 2], `retried, not left FAILED (job ${(await fx.job(jobId)).status})`);
+    assert.equal((await fx.job(jobId)).status, 'IN_PROGRESS');
+  });
+
+  /** The device reports its attempt's FAILURE, recorded FAILED as the tracker writes it; the process dies before the retry. */
+  const failedThenCrash = async (fx: RolloutFixture, jobId: string, d: string) => {
+    await mutateExecution(fx, { jobId, deviceId: d }, (cur) => ({ status: 'FAILED', details: { ...cur.details, agentStatus: 'FAILURE', error: 'health check failed' }, dueAt: undefined }), fx.clock.now);
+  };
+
+  it('is retried by the next tick when the process died between the FAILED and the retry', async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d] = await fx.fleet('c', 1);
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] }, retries: { limit: 1 } })).job.jobId;
+    await failedThenCrash(fx, jobId, d!);
+    await fx.tick();
+    await fx.tick();
+    assert.equal((await fx.job(jobId)).status, 'IN_PROGRESS', 'not completed without the retry');
+    const e = await fx.execution(jobId, d!);
+    assert.equal(e.attempt, 2, `retried (${e.status})`);
+    assert.equal((await fx.desired(d!))?.jobId, `${jobId}.2`, 'the retry is sent');
+    await fx.complete(d!);
+    await fx.tick();
+    assert.deepEqual([(await fx.execution(jobId, d!)).status, (await fx.job(jobId)).status], ['SUCCEEDED', 'COMPLETED']);
+  });
+
+  it("of a continuous job is retried at the next start when the process died between the FAILED and the retry", async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d] = await fx.fleet('k', 1, '1.0.0', { tags: ['grp'] });
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { query: 'tags = grp' }, type: 'continuous', retries: { limit: 1 } })).job.jobId;
+    await fx.tick();
+    assert.equal((await fx.desired(d!))?.jobId, jobId, 'the first attempt was sent');
+    await failedThenCrash(fx, jobId, d!);
+    await fx.restart();
+    await fx.tick();
+    const e = await fx.execution(jobId, d!);
+    assert.equal(e.attempt, 2, `retried (${e.status})`);
+    assert.equal((await fx.desired(d!))?.jobId, `${jobId}.2`, 'the retry is sent');
+  });
+
+  it('is not retried past the limit: the job completes', async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d] = await fx.fleet('l', 1);
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] }, retries: { limit: 1 } })).job.jobId;
+    await fx.complete(d!, 'FAILURE');
+    await fx.tick();
+    assert.equal((await fx.desired(d!))?.jobId, `${jobId}.2`);
+    await fx.complete(d!, 'FAILURE');
+    await fx.tick();
+    await fx.tick();
+    const e = await fx.execution(jobId, d!);
+    assert.deepEqual([e.status, e.attempt, (await fx.job(jobId)).status], ['FAILED', 2, 'COMPLETED']);
+  });
+});

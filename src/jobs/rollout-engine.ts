@@ -917,12 +917,15 @@ export class RolloutEngine {
       let unfinished: ExecutionRecord | undefined;
       // a timed-out attempt's command whose retract failed for now as its retry was queued
       let owed: string | undefined;
+      // a device asked to stop that did not confirm within the grace, its command to take back
+      let unconfirmed: ExecutionRecord | undefined;
       const written = await mutateExecution(
         this.deps,
         key,
         (cur) => {
           unfinished = undefined;
           owed = undefined;
+          unconfirmed = undefined;
           if (cur.dueAt === undefined || cur.dueAt > now) return undefined;
           owed = owedRetract(cur);
           if (owed !== undefined) return undefined;
@@ -932,6 +935,11 @@ export class RolloutEngine {
           }
           if (isTerminal(cur.status)) return { dueAt: undefined }; // nothing is due for a finished execution
           const canceled = cur.details.cancelRequested === true;
+          // an install under way is left to finish, as the stop leaves it: ended as it stands
+          if (canceled && cur.details.agentStatus !== 'INSTALLING') {
+            unconfirmed = cur;
+            return undefined;
+          }
           const error = canceled ? 'canceled: the device did not confirm it stopped' : timeoutReason(spec, cur, now);
           const details: JsonObject = { ...cur.details, error };
           delete details.cancelBy;
@@ -943,6 +951,7 @@ export class RolloutEngine {
         now,
       );
       if (owed !== undefined) return await this.retractOwed(key, owed, now);
+      if (unconfirmed) return await this.endUnconfirmedCancel(unconfirmed, now);
       const timedOut = written?.status === 'TIMED_OUT' ? written : unfinished;
       if (!timedOut) return;
       // a device that comes back after its timeout must not start this attempt any more, also
@@ -975,6 +984,40 @@ export class RolloutEngine {
     } catch (err) {
       this.deps.logger.warn('timeout not processed; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
     }
+  }
+
+  /**
+   * Ends CANCELED an execution whose device did not confirm its stop within the grace, its
+   * command taken back first: the stop's own take-back may have failed (a replica answering 429
+   * as a big cancel wrote hundreds of stays at once, logged and never tried again), and a
+   * device offline meanwhile would install the canceled build on coming back. Taken back before
+   * the write, so a crash in between leaves the row due and the next tick does it again (it
+   * finds the stay there and writes nothing). Failed for now, the row ends CANCELED owing the
+   * retract (pending-retract.ts), tried again every RETRACT_RETRY_MS; refused for good, it ends
+   * with a warning, as a timeout's retract does.
+   */
+  private async endUnconfirmedCancel(e: ExecutionRecord, now: number): Promise<void> {
+    const key = { jobId: e.jobId, deviceId: e.deviceId };
+    const attempt = e.attempt ?? 1;
+    const commandId = agentJobId(e.jobId, attempt);
+    const retractError = await retractCommand(this.desired, e.deviceId, commandId).then(
+      () => undefined,
+      (err: unknown) => asUpdraftError(err),
+    );
+    if (retractError) this.deps.logger.warn('canceled command not taken back', { ...key, agentJobId: commandId, error: retractError.message });
+    const transient = retractError !== undefined && isTransient(retractError);
+    await mutateExecution(
+      this.deps,
+      key,
+      (cur) => {
+        if (isTerminal(cur.status) || cur.details.cancelRequested !== true || (cur.attempt ?? 1) !== attempt || cur.dueAt === undefined || cur.dueAt > now) return undefined;
+        const details: JsonObject = { ...cur.details, error: 'canceled: the device did not confirm it stopped' };
+        delete details.cancelBy;
+        if (transient) details[RETRACT_PENDING] = commandId;
+        return { status: 'CANCELED', details, dueAt: transient ? now + RETRACT_RETRY_MS : undefined };
+      },
+      now,
+    );
   }
 
   /**
@@ -1081,7 +1124,8 @@ export class RolloutEngine {
       // one that reports from here on finds the mark and is recorded CANCELED all the same
       await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' ? canceledNow(cur, reason) : undefined), now);
     } catch (err) {
-      this.deps.logger.warn('execution not canceled; retried on next start', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+      // marked already (the take-back failed): the end of its grace takes the command back (expire)
+      this.deps.logger.warn('execution not canceled yet; finished when its grace ends, or on next start', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
     }
   }
 

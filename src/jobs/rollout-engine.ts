@@ -438,7 +438,7 @@ export class RolloutEngine {
       // commands versions before this one left on devices, out of the deadline index: once per
       // store, in the background (a read of every shadow), cut short by stop()
       this.track(
-        sweepStrandedCommands({ ...this.desired, logger: this.deps.logger }, this.now(), () => this.stopping).then(
+        sweepStrandedCommands({ ...this.desired, logger: this.deps.logger }, this.now(), { stopping: () => this.stopping }).then(
           () => undefined,
           (err: unknown) => this.deps.logger.warn('commands left by an earlier version not looked for; tried again at the next start', { error: asUpdraftError(err).message }),
         ),

@@ -13,14 +13,18 @@
  * command was taken back look the same), and the executions of every job ever run outnumber
  * the devices: the pass reads each device's classic shadow instead, once per store (the shared
  * setting `STRANDED_SWEEP_KEY` records that it finished), a page at a time with a turn of the
- * event loop between, in the background of the instance that leads. It writes only where a
+ * event loop between, in the background of the instance that leads. Where it stands is saved
+ * after each page (`STRANDED_PROGRESS_KEY`): a pass cut short (a stop, a lead lost) goes on
+ * from there at the next start, and a device it could not write for now, after a few tries
+ * within the pass, is all the next start reads again. Without that, one device the replica
+ * refused (a 429 at a busy moment) had every later start read the whole fleet again, for ever. It writes only where a
  * device is asked for an attempt of a job that it has not finished (no SUCCESS or FAILURE of
  * that command reported) and whose execution is past it: ended without an outcome of it
  * (TIMED_OUT, CANCELED, REJECTED, REMOVED), or on a later attempt not sent. That command is
  * taken back as a timeout takes it back (a stay on what the device runs, retractCommand).
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { asUpdraftError } from '../errors.ts';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { asUpdraftError, type UpdraftError } from '../errors.ts';
 import { isJsonObject } from '../protocol/json.ts';
 import { parseReportedSoftware } from '../protocol/software.ts';
 import type { ExecutionRecord } from '../store/state-store.ts';
@@ -28,53 +32,162 @@ import type { Logger } from '../util/logger.ts';
 import { parseAgentJobId } from './agent-job-id.ts';
 import { retractCommand, type DesiredSoftwareDeps } from './desired-software.ts';
 import { isTerminal } from './execution-state.ts';
+import { isTransient } from './pending-retract.ts';
 
 /** The shared setting that records the pass finished on this store (its value: when, ms since the epoch). */
 export const STRANDED_SWEEP_KEY = 'jobs:stranded-commands-swept';
 
+/** The shared setting that records where an unfinished pass stands (JSON, `SweepProgress`). */
+export const STRANDED_PROGRESS_KEY = 'jobs:stranded-commands-progress';
+
+/** Where an unfinished pass stands. */
+interface SweepProgress {
+  /** The registry's cursor: the devices before it were looked at. */
+  after?: string;
+  /** True once every registered device was listed. */
+  listed?: boolean;
+  /** Devices whose command could not be taken back for now: the next start tries them again. */
+  left: string[];
+}
+
+/** How the pass is run. */
+export interface SweepOptions {
+  /** True once the server stops: the pass ends after the page it is on (its progress saved). */
+  stopping?: () => boolean;
+  /**
+   * Waits before the given try (1, 2, ...) of the devices of a page that could not be written
+   * for now; default 1 s, then 5 s, cut short by a stop.
+   */
+  pause?: (round: number) => Promise<void>;
+  /** Devices read a page (default 500). */
+  pageSize?: number;
+}
+
 const PAGE = 500;
+/** Waits before each new try of a page's devices that failed for now (ms): two more tries. */
+const RETRY_PAUSES_MS = [1_000, 5_000];
+/**
+ * Most devices an unfinished pass keeps to try again (the setting's size): past it the pass
+ * stops where it is (the replica is in trouble) and the next start goes on from there.
+ */
+const MAX_LEFT = 1_000;
 
 /**
  * Takes back, once per store, the commands earlier versions left desired after their
- * executions moved on (see above). Resolves with how many it took back; a device it could not
- * write, or a pass cut short (`stopping`: the server stops), leaves it to be done again at the
- * next start (a warning each).
+ * executions moved on (see above). Resolves with how many it took back. A device refused for
+ * good (a 4xx but 429: a device deleted meanwhile) counts as done, with a warning; one that
+ * fails for now (429, 5xx, a write conflicting three times, the database) is tried again
+ * within the pass, twice, and then left to the next start, which reads only such devices and
+ * the ones the pass did not reach (a stop).
  */
-export async function sweepStrandedCommands(deps: DesiredSoftwareDeps & { logger: Logger }, now: number, stopping: () => boolean = () => false): Promise<number> {
-  const { store } = deps;
+export async function sweepStrandedCommands(deps: DesiredSoftwareDeps & { logger: Logger }, now: number, options: SweepOptions = {}): Promise<number> {
+  const { store, logger } = deps;
+  const stopping = options.stopping ?? (() => false);
+  const pause = options.pause ?? ((round: number) => waitUnlessStopping(RETRY_PAUSES_MS[round - 1] ?? 0, stopping));
   if ((await store.getSetting(STRANDED_SWEEP_KEY)) !== undefined) return 0;
+  const saved = parseProgress(await store.getSetting(STRANDED_PROGRESS_KEY));
+  let { after, listed = false } = saved;
   let taken = 0;
-  let failed = 0;
-  let after: string | undefined;
-  do {
-    const page = await store.listDevices({ limit: PAGE, ...(after ? { after } : {}) });
-    for (const { deviceId } of page.items) {
-      const shadow = await store.getShadow(deviceId, '');
-      if (!shadow || shadow.deleted) continue;
-      const desired = shadow.state.desired?.software;
-      const askedId = isJsonObject(desired) ? desired.jobId : undefined;
-      if (typeof askedId !== 'string') continue;
-      const asked = parseAgentJobId(askedId);
-      if (!asked || asked.control) continue;
-      // the device finished that command: it never applies a job id twice
-      const reported = parseReportedSoftware(shadow.state.reported?.software);
-      if (reported?.jobId === askedId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE')) continue;
-      const e = await store.getExecution(asked.jobId, deviceId);
-      if (!e || !isPast(e, asked.attempt)) continue;
+  const left: string[] = [];
+  const sweep = async (ids: string[]) => {
+    const r = await sweepDevices(deps, ids, pause, stopping);
+    taken += r.taken;
+    left.push(...r.left);
+  };
+  const save = () => store.putSetting(STRANDED_PROGRESS_KEY, JSON.stringify({ ...(after !== undefined ? { after } : {}), ...(listed ? { listed } : {}), left } satisfies SweepProgress));
+  // first the devices an earlier pass could not write
+  if (saved.left.length > 0) await sweep(saved.left);
+  while (!listed && !stopping() && left.length <= MAX_LEFT) {
+    const page = await store.listDevices({ limit: options.pageSize ?? PAGE, ...(after !== undefined ? { after } : {}) });
+    await sweep(page.items.map((d) => d.deviceId));
+    if (page.next === undefined) listed = true;
+    else after = page.next;
+    if (!listed || left.length > 0) await save();
+    if (!listed) await nextTurn();
+  }
+  if (taken > 0) logger.warn('took back update commands an earlier version left on devices after their attempts timed out or were canceled', { devices: taken });
+  if (!listed || left.length > 0) {
+    await save();
+    logger.warn('the look for commands left by an earlier version is not finished: the next start goes on from where it stopped', { devicesLeft: left.length, ...(listed ? {} : { after: after ?? '' }) });
+    return taken;
+  }
+  await store.putSetting(STRANDED_SWEEP_KEY, String(now));
+  await store.deleteSetting(STRANDED_PROGRESS_KEY);
+  return taken;
+}
+
+/**
+ * Looks at each device and takes its stranded command back; those that fail for now are tried
+ * again after each pause (RETRY_PAUSES_MS). Resolves with how many were taken back and the
+ * devices still failing.
+ */
+async function sweepDevices(deps: DesiredSoftwareDeps & { logger: Logger }, ids: string[], pause: (round: number) => Promise<void>, stopping: () => boolean): Promise<{ taken: number; left: string[] }> {
+  let taken = 0;
+  let failing = ids;
+  for (let round = 0; failing.length > 0; round++) {
+    if (round > 0) {
+      if (round > RETRY_PAUSES_MS.length || stopping()) break;
+      await pause(round);
+    }
+    const next: string[] = [];
+    let lastError: UpdraftError | undefined;
+    for (const deviceId of failing) {
       try {
-        if ((await retractCommand(deps, deviceId, askedId)) !== 'none') taken++;
+        if (await takeBack(deps, deviceId)) taken++;
       } catch (err) {
-        failed++;
-        deps.logger.warn('command left by an earlier version not taken back; tried again at the next start', { deviceId, jobId: askedId, error: asUpdraftError(err).message });
+        const error = asUpdraftError(err);
+        if (isTransient(error) || error.code === 'CONFLICT') {
+          next.push(deviceId);
+          lastError = error;
+        } else {
+          // nothing to gain from trying again: counted as done
+          deps.logger.warn('command left by an earlier version not taken back: the shadow refuses it', { deviceId, error: error.message });
+        }
       }
     }
-    after = page.next;
-    if (after) await nextTurn();
-    if (stopping()) return taken;
-  } while (after);
-  if (taken > 0) deps.logger.warn('took back update commands an earlier version left on devices after their attempts timed out or were canceled', { devices: taken });
-  if (failed === 0) await store.putSetting(STRANDED_SWEEP_KEY, String(now));
-  return taken;
+    if (lastError && round === RETRY_PAUSES_MS.length) deps.logger.warn('commands left by an earlier version not taken back for now; tried again at the next start', { devices: next.length, error: lastError.message });
+    failing = next;
+  }
+  return { taken, left: failing };
+}
+
+/** Takes back the device's command if it is stranded (see above); true when it wrote. */
+async function takeBack(deps: DesiredSoftwareDeps, deviceId: string): Promise<boolean> {
+  const { store } = deps;
+  const shadow = await store.getShadow(deviceId, '');
+  if (!shadow || shadow.deleted) return false;
+  const desired = shadow.state.desired?.software;
+  const askedId = isJsonObject(desired) ? desired.jobId : undefined;
+  if (typeof askedId !== 'string') return false;
+  const asked = parseAgentJobId(askedId);
+  if (!asked || asked.control) return false;
+  // the device finished that command: it never applies a job id twice
+  const reported = parseReportedSoftware(shadow.state.reported?.software);
+  if (reported?.jobId === askedId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE')) return false;
+  const e = await store.getExecution(asked.jobId, deviceId);
+  if (!e || !isPast(e, asked.attempt)) return false;
+  return (await retractCommand(deps, deviceId, askedId)) !== 'none';
+}
+
+/** The stored progress of an unfinished pass (none, or unreadable: from the start). */
+function parseProgress(value: string | undefined): SweepProgress {
+  if (value === undefined) return { left: [] };
+  try {
+    const p: unknown = JSON.parse(value);
+    if (!isJsonObject(p)) return { left: [] };
+    return {
+      ...(typeof p.after === 'string' ? { after: p.after } : {}),
+      ...(p.listed === true ? { listed: true } : {}),
+      left: Array.isArray(p.left) ? p.left.filter((id): id is string => typeof id === 'string') : [],
+    };
+  } catch {
+    return { left: [] };
+  }
+}
+
+/** Waits `ms`, a tenth of a second at a time, ending early once `stopping()`. */
+async function waitUnlessStopping(ms: number, stopping: () => boolean): Promise<void> {
+  for (let waited = 0; waited < ms && !stopping(); waited += 100) await sleep(Math.min(100, ms - waited));
 }
 
 /**

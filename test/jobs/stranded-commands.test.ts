@@ -9,8 +9,10 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { mutateExecution } from '../../src/jobs/execution-writer.ts';
-import { STRANDED_SWEEP_KEY } from '../../src/jobs/stranded-commands.ts';
+import { STRANDED_PROGRESS_KEY, STRANDED_SWEEP_KEY, sweepStrandedCommands } from '../../src/jobs/stranded-commands.ts';
 import type { JsonObject } from '../../src/protocol/json.ts';
+import type { StateStore } from '../../src/store/state-store.ts';
+import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
 describe('commands an earlier version left on devices after their attempts timed out', () => {
@@ -60,5 +62,139 @@ describe('commands an earlier version left on devices after their attempts timed
     await f.complete(timedOut!, 'SUCCESS', '1.0.0');
     assert.equal(((await f.store.getShadow(timedOut!, ''))?.state.reported?.software as JsonObject | undefined)?.version, '1.0.0');
     assert.equal((await f.execution(a, timedOut!)).details.lateSuccess, undefined, 'no late success: the build was never installed');
+  });
+});
+
+describe('the look for stranded commands when it cannot finish in one go', () => {
+  let f: RolloutFixture;
+  beforeEach(async () => {
+    // the replica takes one request at a time: a device's update held in flight makes it answer 429
+    f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], maxPending: 1 });
+    await f.rollouts.engine.settled();
+  });
+  afterEach(() => f.close());
+
+  /**
+   * Devices whose timed-out command is still desired, as a version before 0ff9134 left them
+   * (a job each: the replica takes one command at a time); the store never looked over.
+   */
+  const stranded = async (prefix: string, n: number) => {
+    const ids = await f.fleet(prefix, n);
+    const jobs = new Map<string, string>();
+    for (const d of ids) {
+      const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d] }, timeouts: { inProgressSeconds: 60 } })).job.jobId;
+      assert.equal((await f.desired(d))?.jobId, jobId);
+      jobs.set(d, jobId);
+    }
+    f.advance(61_000);
+    for (const [d, jobId] of jobs) await mutateExecution(f, { jobId, deviceId: d }, (cur) => ({ status: 'TIMED_OUT', details: { ...cur.details, error: 'in-progress timeout' }, dueAt: undefined }), f.clock.now);
+    assert.equal(await f.store.deleteSetting(STRANDED_SWEEP_KEY), true);
+    return { ids, jobs };
+  };
+  const deps = (store: StateStore = f.store) => ({ store, replica: f.replica, artifacts: f.artifacts, logger: silentLogger });
+  /**
+   * The fixture's store, recording the cursor of each page of devices read, with something done
+   * after a page or a shadow is read (every call goes to the store itself).
+   */
+  const recordingPages = (onPage: () => void = () => undefined, onShadow: (deviceId: string) => Promise<void> = async () => undefined) => {
+    const pages: (string | undefined)[] = [];
+    const store = new Proxy(f.store, {
+      get(target, key) {
+        if (key === 'listDevices')
+          return async (o: { after?: string; limit: number }) => {
+            pages.push(o.after);
+            const page = await target.listDevices(o);
+            onPage();
+            return page;
+          };
+        if (key === 'getShadow')
+          return async (deviceId: string, name: string) => {
+            const shadow = await target.getShadow(deviceId, name);
+            await onShadow(deviceId);
+            return shadow;
+          };
+        const value = Reflect.get(target, key, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    return { store, pages };
+  };
+  /** Holds the replica's only place (another device's update, its answer not taken by the broker connection). */
+  const busyReplica = async () => {
+    const [busy] = await f.fleet('busy', 1);
+    const release = f.bus.hold();
+    const stalled = f.replica.update({ deviceId: busy!, name: '' }, { state: { reported: { note: 'slow' } } }, { kind: 'device', id: busy! });
+    return async () => {
+      release();
+      await stalled;
+    };
+  };
+  /** How many of `ids` are told to stay (their timed-out command taken back). */
+  const stays = async (ids: string[], jobs: Map<string, string>) => {
+    let n = 0;
+    for (const d of ids) if ((await f.desired(d))?.jobId === `${jobs.get(d)}.cancel`) n++;
+    return n;
+  };
+
+  it('tries a device the replica refuses for now again within the pass', async () => {
+    const { ids, jobs } = await stranded('r', 1);
+    const free = await busyReplica();
+    const taken = await sweepStrandedCommands(deps(), f.clock.now, { pause: async () => free() });
+    assert.equal(taken, 1);
+    assert.equal(await stays(ids, jobs), 1, 'told to stay once the replica took it');
+    assert.notEqual(await f.store.getSetting(STRANDED_SWEEP_KEY), undefined, 'the pass is recorded finished');
+    assert.equal(await f.store.getSetting(STRANDED_PROGRESS_KEY), undefined);
+  });
+
+  it('leaves a device still refused after its tries to the next start, which reads only that device', async () => {
+    const { ids, jobs } = await stranded('l', 3);
+    const free = await busyReplica();
+    let pauses = 0;
+    assert.equal(await sweepStrandedCommands(deps(), f.clock.now, { pause: async () => void pauses++ }), 0);
+    assert.equal(pauses, 2, 'tried three times');
+    assert.equal(await f.store.getSetting(STRANDED_SWEEP_KEY), undefined, 'not finished');
+    assert.deepEqual(JSON.parse((await f.store.getSetting(STRANDED_PROGRESS_KEY))!), { listed: true, left: ids });
+    await free();
+    const { store, pages } = recordingPages();
+    assert.equal(await sweepStrandedCommands(deps(store), f.clock.now), 3);
+    assert.deepEqual(pages, [], 'the fleet is not read again');
+    assert.equal(await stays(ids, jobs), 3);
+    assert.notEqual(await f.store.getSetting(STRANDED_SWEEP_KEY), undefined, 'finished now');
+    assert.equal(await f.store.getSetting(STRANDED_PROGRESS_KEY), undefined);
+  });
+
+  it('goes on where a pass cut short by a stop stopped', async () => {
+    const { ids, jobs } = await stranded('s', 3);
+    let stop = false;
+    const first = recordingPages(() => void (stop = true));
+    assert.equal(await sweepStrandedCommands(deps(first.store), f.clock.now, { stopping: () => stop, pageSize: 2 }), 2, 'the first page');
+    assert.deepEqual(first.pages, [undefined]);
+    assert.equal(await f.store.getSetting(STRANDED_SWEEP_KEY), undefined, 'not finished');
+    const second = recordingPages();
+    assert.equal(await sweepStrandedCommands(deps(second.store), f.clock.now, { pageSize: 2 }), 1, 'the rest');
+    assert.equal(second.pages.length, 1, 'one page read');
+    assert.notEqual(second.pages[0], undefined, 'from where the first pass stopped, not from the start');
+    assert.equal(await stays(ids, jobs), 3);
+    assert.notEqual(await f.store.getSetting(STRANDED_SWEEP_KEY), undefined);
+  });
+
+  it('counts a device whose shadow refuses the write for good as done', async () => {
+    const { ids, jobs } = await stranded('g', 2);
+    // the first device deleted (its shadow, then its registration) just after the take-back
+    // read its shadow (the pass's second read of it): the replica refuses the write for an
+    // unregistered id (NOT_FOUND)
+    let reads = 0;
+    const { store } = recordingPages(undefined, async (deviceId) => {
+      if (deviceId !== ids[0] || ++reads !== 2) return;
+      await f.replica.delete({ deviceId, name: '' }, { kind: 'operator', id: 'test' });
+      const device = await f.store.getDevice(deviceId);
+      assert.equal(await f.store.deleteDevice(deviceId, device!.version), true);
+    });
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'warn', write: (l) => lines.push(l) });
+    assert.equal(await sweepStrandedCommands({ ...deps(store), logger }, f.clock.now, { pause: async () => assert.fail('a refusal for good is not tried again') }), 1);
+    assert.equal(lines.filter((l) => l.includes('the shadow refuses it') && l.includes('is not registered')).length, 1, lines.join('\n'));
+    assert.equal(await stays(ids.slice(1), jobs), 1);
+    assert.notEqual(await f.store.getSetting(STRANDED_SWEEP_KEY), undefined, 'the pass is recorded finished');
   });
 });

@@ -127,6 +127,12 @@ export interface RolloutProgress {
   pause?: { reason: PauseReason; wave: number; message: string; at: number };
   /** Set while the job's maintenance windows are closed: since when, and when the next one opens (absent: none within 8 days). */
   windowClosed?: { since: number; opensAt?: number };
+  /**
+   * Set while the artifact storage does not answer and the job has commands to send: since
+   * when. Kept with the job, not in the leader's memory, so that whichever instance leads when
+   * it answers again moves the rate's clock on by the wait (`endHold`).
+   */
+  storageHeldSince?: number;
   /** Why the job was aborted. */
   abortReason?: string;
   finishedAt?: number;
@@ -213,8 +219,8 @@ export class RolloutEngine {
   private storageProbe: { at: number; ok: boolean } | undefined;
   /** Since when the artifact storage has not answered, as the engine saw it. */
   private storageDownSince: number | undefined;
-  /** Jobs that had commands to send while the artifact storage did not answer, and since when. */
-  private readonly heldSince = new Map<string, number>();
+  /** Jobs held back by this outage of the artifact storage, as this instance saw it (logged when it ends). */
+  private readonly heldJobs = new Set<string>();
   /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
   private countingMs = 0;
   private lastTickCountingMs = 0;
@@ -513,7 +519,7 @@ export class RolloutEngine {
 
   /** Drops what the engine remembers of jobs no longer active. */
   private forgetFinished(active: Set<string>): void {
-    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldSince] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
+    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldJobs] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
   }
 
   /**
@@ -637,15 +643,21 @@ export class RolloutEngine {
     let held = false;
     if (!closed && Math.min(allowance, window) > 0 && unsentUpTo(counts, w) > 0) {
       if (await this.storageAnswers(now)) {
-        const resumed = this.endHold(job.jobId, p, now);
-        if (resumed !== p) {
-          p = resumed;
+        this.heldJobs.delete(job.jobId);
+        if (p.storageHeldSince !== undefined) {
+          p = endHold(p, now);
           mustSave = true;
           allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
         }
       } else {
         held = true;
-        if (!this.heldSince.has(job.jobId)) this.heldSince.set(job.jobId, now);
+        this.heldJobs.add(job.jobId);
+        // saved with the job: a leader taking over during the outage (or after a restart)
+        // knows how long the job waited, and does not send what its rate built up at once
+        if (p.storageHeldSince === undefined) {
+          p = { ...p, storageHeldSince: now };
+          mustSave = true;
+        }
       }
     }
     const budget = closed || held ? 0 : Math.min(allowance, window, this.deps.maxSendPerTick ?? ENGINE_DEFAULTS.maxSendPerTick);
@@ -770,25 +782,10 @@ export class RolloutEngine {
       this.storageDownSince = now;
       this.deps.logger.warn('the artifact storage does not answer: no new update commands are sent until it does (devices already downloading retry); checked every second', { storage: health.state, ...(health.detail ? { error: health.detail } : {}) });
     } else if (ok && this.storageDownSince !== undefined) {
-      this.deps.logger.info('the artifact storage answers again: sending update commands', { seconds: Math.max(0, Math.round((now - this.storageDownSince) / 1000)), jobsHeld: this.heldSince.size });
+      this.deps.logger.info('the artifact storage answers again: sending update commands', { seconds: Math.max(0, Math.round((now - this.storageDownSince) / 1000)), jobsHeld: this.heldJobs.size });
       this.storageDownSince = undefined;
     }
     return ok;
-  }
-
-  /**
-   * A job held back by an outage of the artifact storage goes on: its rate's clock is moved on
-   * by the wait (`rateEpoch`), so the allowance that built up meanwhile is not sent in one
-   * burst at storage just back, and a ramp-up goes on where it stopped. Returns `p` itself when
-   * nothing changes.
-   */
-  private endHold(jobId: string, p: RolloutProgress, now: number): RolloutProgress {
-    const since = this.heldSince.get(jobId);
-    if (since === undefined) return p;
-    this.heldSince.delete(jobId);
-    // a wave begun (or a window opened, or a resume) during the wait has a fresh epoch already
-    if (p.rateEpoch === undefined || p.rateEpoch > since || now <= since) return p;
-    return { ...p, rateEpoch: p.rateEpoch + (now - since) };
   }
 
   // ---- executions -----------------------------------------------------------------------
@@ -1275,6 +1272,18 @@ export class RolloutEngine {
       if (after) await nextTurn();
     } while (after);
   }
+}
+
+/**
+ * A job held back by an outage of the artifact storage goes on (`storageHeldSince` cleared):
+ * its rate's clock is moved on by the wait (`rateEpoch`), so the allowance that built up
+ * meanwhile is not sent in one burst at storage just back, and a ramp-up goes on where it
+ * stopped. A wave begun, a window opened or a resume during the wait has a fresh clock already.
+ */
+function endHold(p: RolloutProgress, now: number): RolloutProgress {
+  const { storageHeldSince: since, ...rest } = p;
+  if (since === undefined || p.rateEpoch === undefined || p.rateEpoch > since || now <= since) return rest;
+  return { ...rest, rateEpoch: p.rateEpoch + (now - since) };
 }
 
 /** Whether the job retries a device whose attempt FAILED. */

@@ -81,6 +81,34 @@ describe('the rollout engine while the artifact storage does not answer (fake cl
     assert.match(back[0]!, /INFO .*the artifact storage answers again: sending update commands seconds=601 jobsHeld=1$/);
   });
 
+  it('keeps the wait with the job: an instance taking the lead during the outage does not send what built up at once', async () => {
+    const ids = await f.fleet('d', 10);
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { maxPerMinute: 6 } })).job.jobId;
+    assert.equal(await sent(ids, jobId), 1, 'one at once');
+    await s3.down();
+    f.advance(60_000);
+    await f.tick();
+    assert.equal(await sent(ids, jobId), 1, 'held from the first minute');
+    for (let i = 0; i < 10; i++) {
+      f.advance(60_000);
+      await f.tick();
+    }
+    // the rollout parts started again, as an instance taking the lead: none of the first one's memory
+    await f.restart();
+    f.advance(60_000);
+    await f.tick();
+    assert.equal(await sent(ids, jobId), 1, 'still held');
+    await s3.up();
+    f.advance(1_000);
+    await f.tick();
+    // as without the change of leader: the first minute's allowance (6), not the twelve minutes' (all 9)
+    assert.equal(await sent(ids, jobId), 7);
+    assert.equal((await f.job(jobId)).progress?.storageHeldSince, undefined, 'the hold is over');
+    f.advance(60_000);
+    await f.tick();
+    assert.equal(await sent(ids, jobId), 10, 'and on at its rate');
+  });
+
   it('asks the storage only when a job has a command to send', async () => {
     const ids = await f.fleet('d', 2);
     const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids } })).job.jobId;

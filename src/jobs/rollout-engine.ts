@@ -582,15 +582,26 @@ export class RolloutEngine {
     this.changed.delete(job.jobId);
     this.quiet.delete(job.jobId);
     const countStart = performance.now();
-    const counts = await this.deps.store.countExecutions(job.jobId);
+    let counts = await this.deps.store.countExecutions(job.jobId);
     this.countingMs += performance.now() - countStart;
-    const all = tally(counts);
+    let all = tally(counts);
     if (!spec) {
       // a job created before rollouts: complete it when every execution has finished
       if (job.status === 'IN_PROGRESS' && all.QUEUED + all.IN_PROGRESS === 0) await this.deps.store.setJobStatus(job.jobId, 'COMPLETED');
       return;
     }
-    const abort = abortReason(spec, all);
+    let abort = abortReason(spec, all);
+    if (abort && all.FAILED > 0 && retriesFailed(spec)) {
+      // failures a retry is working on do not count (docs/rollouts.md), but a FAILED counted
+      // between the tracker's two commits (the FAILED, then its retry), or left without its
+      // retry by a crash, did: a job with retries could abort on one transient failure. Retries
+      // owed are queued first and the rule judged again on counts read after them (a retry the
+      // tracker committed since the first count among them). Read only when it would abort.
+      await this.queueOwedRetries(job, spec, spec.plan.waves.length - 1, now);
+      counts = await this.deps.store.countExecutions(job.jobId);
+      all = tally(counts);
+      abort = abortReason(spec, all);
+    }
     if (abort) {
       await this.stopJob(job, 'ABORTED', abort, now);
       return;

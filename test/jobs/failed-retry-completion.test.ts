@@ -38,6 +38,27 @@ describe('a failed execution whose retry is allowed', () => {
     assert.equal((await fx.job(jobId)).status, 'IN_PROGRESS');
   });
 
+  it('does not abort the job on a failure whose retry is on its way (the abort rule looks between the FAILED and the retry)', async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d, other] = await fx.fleet('a', 2);
+    const abort = { rules: [{ type: 'ANY' as const, thresholdPercent: 50, minFinished: 1 }] };
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!, other!] }, retries: { limit: 1 }, abort })).job.jobId;
+    let ticked: Promise<void> | undefined;
+    fx.events.on('execution.changed', ({ current }) => {
+      if (current.jobId === jobId && current.status === 'FAILED' && !ticked) ticked = fx.rollouts.engine.tick();
+    });
+    await fx.complete(d!, 'FAILURE');
+    await ticked;
+    assert.equal(ticked !== undefined, true, 'the tick was begun between the two');
+    assert.equal((await fx.job(jobId)).status, 'IN_PROGRESS', 'a failure a retry is working on does not count');
+    assert.deepEqual([(await fx.execution(jobId, d!)).status, (await fx.execution(jobId, d!)).attempt], ['QUEUED', 2]);
+    // the retry fails too, with no retry left: that failure counts, and aborts the job
+    await fx.tick();
+    await fx.complete(d!, 'FAILURE');
+    await fx.tick();
+    assert.equal((await fx.job(jobId)).status, 'ABORTED');
+  });
+
   /** The device reports its attempt's FAILURE, recorded FAILED as the tracker writes it; the process dies before the retry. */
   const failedThenCrash = async (fx: RolloutFixture, jobId: string, d: string) => {
     await mutateExecution(fx, { jobId, deviceId: d }, (cur) => ({ status: 'FAILED', details: { ...cur.details, agentStatus: 'FAILURE', error: 'health check failed' }, dueAt: undefined }), fx.clock.now);

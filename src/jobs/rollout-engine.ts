@@ -758,7 +758,8 @@ export class RolloutEngine {
    * and the retry then found the job final; a crash between the two commits lost it too.
    * retryIfAllowed applies the tracker's rules (the limit, a deleted device, the job active),
    * and of the two writers only one queues the retry (the write is conditional on the failed
-   * attempt). Read only when the job retries on FAILED.
+   * attempt). Read only when the job retries on FAILED; rows past the limit are read and
+   * skipped (the store lists by status, not attempt).
    */
   private async queueOwedRetries(job: JobRecord, spec: JobSpec, wave: number, now: number): Promise<number> {
     if (!retriesFailed(spec)) return 0;
@@ -770,6 +771,8 @@ export class RolloutEngine {
       const retried = await Promise.all(owed.map((e) => retryIfAllowed(this.deps, job, e, now)));
       queued += retried.filter((r) => r !== undefined).length;
       after = page.next;
+      // the embedded store reads synchronously: let device traffic through between pages
+      if (after) await nextTurn();
     } while (after);
     if (queued > 0) this.deps.logger.info('queued retries owed to failed devices', { jobId: job.jobId, devices: queued });
     return queued;
@@ -1244,7 +1247,7 @@ export class RolloutEngine {
   /**
    * On start: records reports that reached the shadows but not the executions (a crash
    * between the two commits), finishes cancellations a crash interrupted, and queues the
-   * retries of failed devices a crash left unqueued (queueOwedRetries).
+   * retries of a continuous job's failed devices a crash left unqueued (queueOwedRetries).
    */
   private async recover(): Promise<void> {
     const now = this.now();
@@ -1257,10 +1260,13 @@ export class RolloutEngine {
           await this.catchUp(job);
           if (job.status === 'CANCELED' || job.status === 'ABORTED') await this.stopExecutions(job, stopReasonOf(job), now);
         }
-        // a crash between a device's FAILED and its retry: a snapshot job's wave queues it
-        // before it is judged, but a continuous job's last wave is never judged
+        // a crash between a device's FAILED and its retry: a wave's end queues the retries it
+        // owes before it is judged (a snapshot job's last wave too), but a continuous job's last
+        // wave is never judged. Only that case is read here: it pages through every FAILED row
+        // of the job, at every start and lease taken (a job with 300,000 held SQLite's event
+        // loop about a second each)
         const spec = specOf(job);
-        if (spec && !isJobFinal(job.status) && open.FAILED > 0) await this.queueOwedRetries(job, spec, progressOf(job).wave, now);
+        if (spec?.type === 'continuous' && !isJobFinal(job.status) && open.FAILED > 0) await this.queueOwedRetries(job, spec, progressOf(job).wave, now);
       }
       after = page.next;
     } while (after);

@@ -94,6 +94,58 @@ describe('a failed execution whose retry is allowed', () => {
     assert.equal((await fx.desired(d!))?.jobId, `${jobId}.2`, 'the retry is sent');
   });
 
+  /**
+   * Counts the pages of FAILED executions read from the fixture's store (its own method,
+   * wrapped), and how many of them came after the event loop had a turn since the one before.
+   */
+  const countFailedReads = (fx: RolloutFixture) => {
+    const read = fx.store.listJobExecutions.bind(fx.store);
+    const seen = { pages: 0, afterATurn: 0 };
+    let turned = false;
+    fx.store.listJobExecutions = async (jobId, options) => {
+      if (options.status?.includes('FAILED')) {
+        if (seen.pages > 0 && turned) seen.afterATurn++;
+        seen.pages++;
+        turned = false;
+        setImmediate(() => (turned = true));
+      }
+      return read(jobId, options);
+    };
+    return seen;
+  };
+
+  it("of a snapshot job is left to the wave's end: a start reads no FAILED row", async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d, other] = await fx.fleet('s', 2);
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!, other!] }, retries: { limit: 1 } })).job.jobId;
+    await failedThenCrash(fx, jobId, d!);
+    const reads = countFailedReads(fx);
+    await fx.restart();
+    assert.equal(reads.pages, 0, 'a FAILED page was read at start');
+    // the wave ends: the retry owed is queued before it is judged
+    await fx.complete(other!);
+    await fx.tick();
+    assert.equal((await fx.execution(jobId, d!)).attempt, 2);
+    await fx.tick();
+    assert.equal((await fx.desired(d!))?.jobId, `${jobId}.2`, 'the retry is sent');
+    assert.equal((await fx.job(jobId)).status, 'IN_PROGRESS');
+  });
+
+  it('of a continuous job is looked for at start a page at a time, letting the event loop turn between pages', async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d] = await fx.fleet('p', 1, '1.0.0', { tags: ['grp'] });
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { query: 'tags = grp' }, type: 'continuous', retries: { limit: 1 } })).job.jobId;
+    await fx.tick();
+    // 1,200 devices that failed their last attempt allowed, listed before d: three pages of FAILED
+    const at = fx.clock.now;
+    await fx.store.addExecutions(Array.from({ length: 1200 }, (_, i) => ({ jobId, deviceId: `gone${String(i).padStart(4, '0')}`, status: 'FAILED' as const, details: {}, queuedAt: at, updatedAt: at, version: 1, attempt: 2 })));
+    await failedThenCrash(fx, jobId, d!);
+    const reads = countFailedReads(fx);
+    await fx.restart();
+    assert.deepEqual(reads, { pages: 3, afterATurn: 2 }, 'pages read with no turn of the event loop between them');
+    assert.equal((await fx.execution(jobId, d!)).attempt, 2, 'the retry owed is queued');
+  });
+
   it('is not retried past the limit: the job completes', async () => {
     const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
     const [d] = await fx.fleet('l', 1);

@@ -12,7 +12,7 @@
  * (`postgres-migrations.ts`), under an advisory lock so instances starting together migrate once.
  */
 import pg from 'pg';
-import { UpdraftError } from '../errors.ts';
+import { UpdraftError, isUnreachable } from '../errors.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
@@ -53,10 +53,11 @@ export interface PostgresStoreDeps {
    * (its `statement_timeout`), and longest a request waits for a pooled connection or a new
    * one. Without them a database that hangs (a lock another instance holds, a network
    * partition, a failover) holds every request that reaches it, and each device's next
-   * packets behind its request, for ever; with them the request fails (500, the device
-   * retries), nothing is acknowledged that was not committed, and the store serves again as
-   * soon as the database does. Migrations run without the statement timeout: another
-   * instance may hold their lock, or build an index, for longer.
+   * packets behind its request, for ever; with them the request fails (500 for a statement,
+   * 503 for a connection; the device retries), nothing is acknowledged that was not
+   * committed, and the store serves again as soon as the database does. Migrations run
+   * without the statement timeout: another instance may hold their lock, or build an index,
+   * for longer.
    */
   statementTimeoutMs?: number;
   connectTimeoutMs?: number;
@@ -404,7 +405,7 @@ export class PostgresStore implements StateStore {
       client = await this.lockConnection();
       got = (await client.query<{ ok: boolean }>(`SELECT ${lock}(hashtextextended($1, 0)) AS ok`, [key])).rows[0]?.ok === true;
     } catch (err) {
-      throw mapPgError(err);
+      throw pgFault(err);
     }
     if (!got) return { ran: false };
     try {
@@ -823,25 +824,44 @@ export class PostgresStore implements StateStore {
     try {
       return (await pool.query<R>(sql, params)).rows;
     } catch (err) {
-      throw mapPgError(err);
+      throw pgFault(err);
     }
   }
 
   /** Queues a write for the next group commit. */
   private write<T>(run: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     if (!this.writes) return Promise.reject(this.notOpen());
-    return this.writes.enqueue(run);
+    return this.writes.enqueue(run).catch(rethrowPgFault);
   }
 
   /** Queues a bulk write (one statement for every write of its kind in the batch). */
   private bulk(kind: PgBulkKind, key: string, row: unknown[]): Promise<boolean> {
     if (!this.writes) return Promise.reject(this.notOpen());
-    return this.writes.enqueueBulk(kind, key, row);
+    return this.writes.enqueueBulk(kind, key, row).catch(rethrowPgFault);
   }
 
   private notOpen(): UpdraftError {
     return new UpdraftError('INTERNAL', `State store ${this.where} is ${this.stopped ? 'stopped' : 'not started'}; call start() first`);
   }
+}
+
+/**
+ * A failure of the database as the store throws it: UNAVAILABLE (503 with Retry-After) when
+ * PostgreSQL could not be reached, did not answer a connection in time, or ended the session
+ * (`isUnreachable`: a restart, a failover, a network cut), since that passes with no change
+ * anywhere, as the S3 store does for its bucket; otherwise what `mapPgError` makes of it
+ * (INTERNAL for an SQL error or a statement timeout, BAD_REQUEST for a value refused). A
+ * refusal of the store's own (CONFLICT, NOT_FOUND) passes as it is. The message stays the
+ * one the group commit or `mapPgError` gave ("PostgreSQL: connect ECONNREFUSED").
+ */
+function pgFault(err: unknown): UpdraftError {
+  const e = mapPgError(err);
+  return e.code === 'INTERNAL' && isUnreachable(e) ? new UpdraftError('UNAVAILABLE', e.message, { cause: e.cause ?? err }) : e;
+}
+
+/** `pgFault` for a promise's rejection. */
+function rethrowPgFault(err: unknown): never {
+  throw pgFault(err);
 }
 
 /** The URL with its password replaced by `***`, for logs and messages. */

@@ -44,7 +44,7 @@ if (!started.ok) {
       for (const s of stores) await s.stop();
     });
 
-    it('survives its sessions being ended under write load (a failover): the writes in flight fail, the next ones succeed', async () => {
+    it('survives its sessions being ended under write load (a failover): the writes in flight fail UNAVAILABLE, the next ones succeed', async () => {
       const url = await server.createDatabase();
       const store = open(url);
       await store.start();
@@ -63,7 +63,8 @@ if (!started.ok) {
           await Promise.all(writes);
         }
         assert.ok(failures.length > 0, 'an ended session hit a commit in flight');
-        assert.ok(failures.every((c) => c === 'INTERNAL'), failures.join(','));
+        // a session ended under it (57P01, or the connection cut) is the database not answering, not a fault of the write
+        assert.ok(failures.every((c) => c === 'UNAVAILABLE'), failures.join(','));
         // and it serves again
         assert.equal(await store.putShadow(shadow('fo-after', 1), 0), true);
         assert.equal((await store.getShadow('fo-after', ''))?.version, 1);
@@ -261,6 +262,30 @@ if (!started.ok) {
       assert.equal(redactPostgresUrl('postgres://u@h/db?sslmode=require&password=pw&sslpassword=k'), 'postgres://u@h/db?sslmode=require&password=***&sslpassword=***');
     });
 
+    it('throws UNAVAILABLE for reads, writes and artifact locks once its PostgreSQL server is stopped; a write refused stays its own error', { skip: process.env.UPDRAFT_TEST_POSTGRES_URL ? 'UPDRAFT_TEST_POSTGRES_URL: a server the tests did not start cannot be stopped' : false }, async () => {
+      // a server of its own: the file's server serves the other tests
+      const own = await startTestPostgres();
+      if (!own.ok) throw new Error(own.reason);
+      try {
+        const s = open(await own.server.createDatabase());
+        await s.start();
+        assert.equal(await s.putShadow(shadow('dev-1', 1), 0), true);
+        const group = { name: 'g', kind: 'static' as const, devices: [], createdAt: 1, updatedAt: 1, version: 1 };
+        await s.createGroup(group);
+        await assert.rejects(s.createGroup(group), (err: unknown) => err instanceof UpdraftError && err.code === 'CONFLICT', "a refusal of the store's own");
+
+        await own.server.stop(); // its sessions are ended, its port refuses
+        const unavailable = (err: unknown) => err instanceof UpdraftError && err.code === 'UNAVAILABLE' && err.status === 503 && /PostgreSQL/.test(err.message);
+        await assert.rejects(s.getShadow('dev-1', ''), unavailable, 'a read');
+        await assert.rejects(s.getSetting('x'), unavailable, 'a read on the pool');
+        await assert.rejects(s.putShadow(shadow('dev-1', 2), 1), unavailable, 'a bulk write');
+        await assert.rejects(s.putSetting('x', 'y'), unavailable, 'a write');
+        await assert.rejects(s.withArtifactLock('fw', '1.0.0', 'delete', async () => 1), unavailable, 'an artifact lock');
+      } finally {
+        await own.server.stop().catch(() => undefined);
+      }
+    });
+
     it('lets exactly one of two instances win each conditional write, under contention', async () => {
       const url = await server.createDatabase();
       const a = open(url);
@@ -338,8 +363,10 @@ if (!started.ok) {
       try {
         await locker.query('BEGIN');
         await locker.query('LOCK TABLE shadows IN ACCESS EXCLUSIVE MODE');
-        await assert.rejects(s.getShadow('dev-1', ''), /statement timeout/);
-        await assert.rejects(s.putShadow(shadow('dev-1', 2, { v: '2' }), 1), /statement timeout/);
+        // an answer of the database (57014), not a failure to reach it: INTERNAL, as any SQL error
+        const timedOut = (err: unknown) => err instanceof UpdraftError && err.code === 'INTERNAL' && /statement timeout/.test(err.message);
+        await assert.rejects(s.getShadow('dev-1', ''), timedOut);
+        await assert.rejects(s.putShadow(shadow('dev-1', 2, { v: '2' }), 1), timedOut);
       } finally {
         await locker.query('ROLLBACK');
         await locker.end();

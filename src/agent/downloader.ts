@@ -82,11 +82,6 @@ export const DOWNLOAD_DEFAULTS = {
   retryForMs: 600_000,
   retryDelayMs: 1000,
   maxRetryDelayMs: 30_000,
-  /**
-   * The former bound, by count (about 15 s of pauses): `downloadArtifact` no longer applies it
-   * unless `maxAttempts` is given. The simulator's in-memory downloader (src/sim) still does.
-   */
-  maxAttempts: 5,
 } as const;
 
 /**
@@ -128,7 +123,57 @@ function formatBytes(n: number): string {
   return `${n} bytes`;
 }
 
-const REAL_CLOCK = { now: () => performance.now(), sleep: (ms: number, signal?: AbortSignal) => sleep(ms, undefined, signal ? { signal } : {}) };
+/** The clock of a download without `clock`: the real one (its pauses end early when `signal` aborts). */
+export const REAL_CLOCK: NonNullable<DownloadOptions['clock']> = { now: () => performance.now(), sleep: (ms, signal) => sleep(ms, undefined, signal ? { signal } : {}) };
+
+/** After a failed attempt: wait `delayMs` before attempt `attempt + 1`, or give up, saying why. */
+export type RetryDecision = { attempt: number; delayMs: number } | { giveUp: string };
+
+/**
+ * The retry policy of one download after failures that may pass: retried for `retryForMs`
+ * without progress (each attempt that gains bytes starts it over), `maxAttempts` in a row if
+ * given, with the backoff or the server's `Retry-After` (`retryPause`), the last attempt at the
+ * end of the budget. `downloadArtifact` follows it, and so does the simulator's in-memory
+ * downloader (src/sim), so that simulated devices ride out an outage as agents do.
+ */
+export class DownloadRetries {
+  private readonly opts: Pick<DownloadOptions, 'retryForMs' | 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs'>;
+  private readonly now: () => number;
+  private failures = 0;
+  /** When the attempts began failing without progress (`now`'s ms), or undefined. */
+  private stalledSince: number | undefined;
+
+  constructor(opts: Pick<DownloadOptions, 'retryForMs' | 'maxAttempts' | 'retryDelayMs' | 'maxRetryDelayMs'>, now: () => number) {
+    this.opts = opts;
+    this.now = now;
+  }
+
+  /**
+   * An attempt failed in a way that may pass; `progressed`: it gained bytes (net: more than
+   * the download had before it), `retryAfterMs`: the server's `Retry-After`.
+   */
+  failed(progressed: boolean, retryAfterMs: number | undefined): RetryDecision {
+    // only net progress renews the budget: a server that restarts at byte 0 every time must not be retried forever
+    if (progressed) {
+      this.failures = 0;
+      this.stalledSince = undefined;
+    }
+    const failures = ++this.failures;
+    const now = this.now();
+    this.stalledSince ??= now;
+    const left = this.stalledSince + (this.opts.retryForMs ?? DOWNLOAD_DEFAULTS.retryForMs) - now;
+    if (left <= 0 || failures >= (this.opts.maxAttempts ?? Infinity)) {
+      return { giveUp: left <= 0 ? `no progress in ${formatSeconds(now - this.stalledSince)} of retrying (${failures} attempt${failures === 1 ? '' : 's'})` : `${failures} attempts without progress` };
+    }
+    // the last attempt is made when the budget ends, not after it
+    return { attempt: failures, delayMs: Math.min(retryPause(failures, retryAfterMs, this.opts), left) };
+  }
+}
+
+/** HTTP statuses of a failure that may pass, retried: 408, 429 and 5xx. */
+export function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
 
 /**
  * A failure worth another attempt (connection cut, 5xx, wrong resume offset). It carries
@@ -153,16 +198,12 @@ class Retryable extends Error {
 export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadResult> {
   const log = (opts.logger ?? silentLogger).child('downloader');
   const clock = opts.clock ?? REAL_CLOCK;
-  const retryForMs = opts.retryForMs ?? DOWNLOAD_DEFAULTS.retryForMs;
-  const maxAttempts = opts.maxAttempts ?? Infinity;
+  const retries = new DownloadRetries(opts, () => clock.now());
   await mkdir(path.dirname(opts.file), { recursive: true });
   const resumedFrom = (await sizeOnDisk(opts.file)) ?? 0;
   // bytes from an earlier attempt (or an earlier run) are trusted only once: if the whole
   // file then fails verification, it is fetched again from scratch before giving up
   let reusedBytes = resumedFrom > 0;
-  let failures = 0;
-  /** When the attempts began failing without progress (the clock's ms), or undefined. */
-  let stalledSince: number | undefined;
   for (;;) {
     opts.signal?.throwIfAborted();
     let have = await sizeOnDisk(opts.file);
@@ -184,23 +225,10 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
           throw new UpdraftError('DOWNLOAD', `no space left for the download in ${path.dirname(opts.file)} (${opts.size} bytes announced); the partial file was deleted`, { cause: err });
         }
         if (!(err instanceof Retryable)) throw new UpdraftError('DOWNLOAD', `download failed: ${describe(err)}`, { cause: err });
-        // only net progress renews the budget: a server that restarts at byte 0 every time must not be retried forever
-        if (((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0)) {
-          failures = 0;
-          stalledSince = undefined;
-        }
-        failures++;
-        const now = clock.now();
-        stalledSince ??= now;
-        const left = stalledSince + retryForMs - now;
-        if (left <= 0 || failures >= maxAttempts) {
-          const why = left <= 0 ? `no progress in ${formatSeconds(now - stalledSince)} of retrying (${failures} attempt${failures === 1 ? '' : 's'})` : `${failures} attempts without progress`;
-          throw new UpdraftError('DOWNLOAD', `download failed: ${why}: ${err.message}`, { cause: err });
-        }
-        // the last attempt is made when the budget ends, not after it
-        const delay = Math.min(retryPause(failures, err.retryAfterMs, opts), left);
-        log.warn('download interrupted, retrying', { url: redactUrlsIn(opts.url), error: err.message, attempt: failures, delayMs: delay, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
-        await clock.sleep(delay, opts.signal).catch(() => opts.signal?.throwIfAborted());
+        const next = retries.failed(((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0), err.retryAfterMs);
+        if ('giveUp' in next) throw new UpdraftError('DOWNLOAD', `download failed: ${next.giveUp}: ${err.message}`, { cause: err });
+        log.warn('download interrupted, retrying', { url: redactUrlsIn(opts.url), error: err.message, attempt: next.attempt, delayMs: next.delayMs, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
+        await clock.sleep(next.delayMs, opts.signal).catch(() => opts.signal?.throwIfAborted());
         reusedBytes = true;
         continue;
       }
@@ -250,7 +278,7 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
     } else {
       const reason = await readReason(res);
       const message = `HTTP ${res.status}: ${reason}`;
-      if (res.status === 408 || res.status === 429 || res.status >= 500) throw new Retryable(message, retryAfter(res));
+      if (isTransientStatus(res.status)) throw new Retryable(message, retryAfterMs(res.headers.get('retry-after'), res.headers.get('date')));
       throw new UpdraftError('DOWNLOAD', message, { status: res.status });
     }
     if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: redactUrlsIn(opts.url) });
@@ -371,17 +399,17 @@ function retryPause(failures: number, retryAfterMs: number | undefined, opts: Pi
 }
 
 /**
- * `Retry-After` in ms (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, judged against the
- * response's own `Date` (the server's clock: the device's may be wrong) or, without one,
- * the device's clock. Undefined when absent or unreadable.
+ * A `Retry-After` header in ms (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, judged
+ * against the response's own `Date` header (the server's clock: the device's may be wrong)
+ * or, without one, the device's clock. Undefined when absent or unreadable.
  */
-function retryAfter(res: Response): number | undefined {
-  const value = res.headers.get('retry-after')?.trim();
+export function retryAfterMs(header: string | null | undefined, dateHeader: string | null | undefined): number | undefined {
+  const value = header?.trim();
   if (!value) return undefined;
   if (/^\d+$/.test(value)) return Number(value) * 1000;
   const at = Date.parse(value);
   if (Number.isNaN(at)) return undefined;
-  const serverNow = Date.parse(res.headers.get('date') ?? '');
+  const serverNow = Date.parse(dateHeader ?? '');
   return Math.max(0, at - (Number.isNaN(serverNow) ? Date.now() : serverNow));
 }
 

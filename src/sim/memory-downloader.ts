@@ -14,9 +14,8 @@
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
-import { DOWNLOAD_DEFAULTS, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
+import { DownloadRetries, REAL_CLOCK, isTransientStatus, retryAfterMs, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
 
 /**
  * Starts the request; `abort` is what the caller runs when the job is stopped while it
@@ -38,21 +37,41 @@ function get(url: URL, headers: Record<string, string> | undefined): { response:
 }
 
 /**
- * Downloads into memory: stops at the announced size, verifies, never touches the disk. A
- * cut connection or a 5xx is retried with backoff, as the agent's downloader does (a server
- * accepting thousands of connections at once resets some of them).
+ * A failure of one attempt that may pass (no connection, a connection cut, 408, 429, a 5xx),
+ * with the bytes that attempt received and the server's `Retry-After`.
+ */
+class Transient extends Error {
+  readonly received: number;
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, received: number, retryAfterMs?: number) {
+    super(message);
+    this.received = received;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * Downloads into memory: stops at the announced size, verifies, never touches the disk.
+ * Failures that may pass are retried by the agent's policy (`DownloadRetries`: for
+ * `retryForMs` without progress, the backoff or the server's `Retry-After`), so simulated
+ * devices ride out a storage outage, or a server resetting some of thousands of connections
+ * at once, as agents do. Nothing is kept between attempts (each starts at byte 0): an attempt
+ * counts as progress when it got further than any before it, as bytes kept on disk would.
+ * The pauses wait on `clock` (tests) and end when the job is stopped.
  */
 export const memoryDownloader: Downloader = async (opts) => {
-  const attempts = opts.maxAttempts ?? DOWNLOAD_DEFAULTS.maxAttempts;
-  for (let attempt = 1; ; attempt++) {
+  const clock = opts.clock ?? REAL_CLOCK;
+  const retries = new DownloadRetries(opts, () => clock.now());
+  let furthest = 0;
+  for (;;) {
     try {
       return await downloadOnce(opts);
     } catch (err) {
-      const status = (err as { status?: number }).status;
-      const retryable = !(err instanceof UpdraftError) || (status !== undefined && status >= 500);
-      if (!retryable || attempt >= attempts || opts.signal?.aborted) throw err;
-      const delay = Math.min((opts.retryDelayMs ?? DOWNLOAD_DEFAULTS.retryDelayMs) * 2 ** (attempt - 1), opts.maxRetryDelayMs ?? DOWNLOAD_DEFAULTS.maxRetryDelayMs);
-      await sleep(delay * (0.5 + Math.random() / 2));
+      if (opts.signal?.aborted || !(err instanceof Transient)) throw err;
+      const next = retries.failed(err.received > furthest, err.retryAfterMs);
+      furthest = Math.max(furthest, err.received);
+      if ('giveUp' in next) throw new UpdraftError('DOWNLOAD', `download failed: ${next.giveUp}: ${err.message}`, { cause: err });
+      await clock.sleep(next.delayMs, opts.signal).catch(() => opts.signal?.throwIfAborted());
     }
   }
 };
@@ -66,18 +85,37 @@ async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
   const hash = createHash('sha256');
   let size = 0;
   try {
-    const res = await response;
+    let res: IncomingMessage;
+    try {
+      res = await response;
+    } catch (err) {
+      if (err instanceof UpdraftError || opts.signal?.aborted) throw err;
+      throw new Transient(`request failed: ${(err as Error).message}`, 0);
+    }
     if (res.statusCode !== 200) {
+      const status = res.statusCode ?? 0;
       let body = '';
-      for await (const chunk of res) if ((body += String(chunk)).length > 200) break;
-      throw Object.assign(new UpdraftError('DOWNLOAD', `HTTP ${res.statusCode}: ${body.slice(0, 200)}`), { status: res.statusCode });
+      try {
+        for await (const chunk of res) if ((body += String(chunk)).length > 200) break;
+      } catch {
+        // the reason is a courtesy
+      }
+      const message = `HTTP ${status}: ${body.slice(0, 200)}`;
+      if (isTransientStatus(status)) throw new Transient(message, 0, retryAfterMs(res.headers['retry-after'], res.headers.date));
+      throw Object.assign(new UpdraftError('DOWNLOAD', message), { status });
     }
-    for await (const chunk of res as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > opts.size) throw new UpdraftError('INTEGRITY', `server sent more than the announced ${opts.size} bytes; download stopped`);
-      hash.update(chunk);
-      opts.onProgress?.(size, opts.size);
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > opts.size) throw new UpdraftError('INTEGRITY', `server sent more than the announced ${opts.size} bytes; download stopped`);
+        hash.update(chunk);
+        opts.onProgress?.(size, opts.size);
+      }
+    } catch (err) {
+      if (err instanceof UpdraftError || opts.signal?.aborted) throw err;
+      throw new Transient(`connection interrupted after ${size} of ${opts.size} bytes: ${(err as Error).message}`, size);
     }
+    if (size < opts.size) throw new Transient(`connection closed after ${size} of ${opts.size} bytes`, size);
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }

@@ -85,3 +85,13 @@ export function span(ms: number): string {
   if (ms < 86_400_000) return `${+(ms / 3_600_000).toFixed(1)} h`;
   return `${+(ms / 86_400_000).toFixed(1)} d`;
 }
+
+/**
+ * What the job page says of a job the engine holds back while the artifact storage does not
+ * answer (progress.storageHeldSince, jobs/rollout-engine.ts), or undefined: it looks
+ * IN_PROGRESS with nothing moving otherwise.
+ */
+export function storageHeldNotice(status: string, storageHeldSince: number | undefined): string | undefined {
+  if (status !== 'IN_PROGRESS' || storageHeldSince === undefined) return undefined;
+  return `Held: the artifact storage has not answered since ${dateTime(storageHeldSince)}; nothing new is sent until it does (devices already updating go on).`;
+}

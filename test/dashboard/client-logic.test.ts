@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../../dashboard/src/device-search-live.ts';
-import { certificateExpiry, clientCertificateExpiry, deviceHref, jobHref, percent } from '../../dashboard/src/format.ts';
+import { certificateExpiry, clientCertificateExpiry, dateTime, deviceHref, jobHref, percent, storageHeldNotice } from '../../dashboard/src/format.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { progressOf } from '../../dashboard/src/job-progress.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
@@ -57,6 +57,13 @@ describe('dashboard client logic', () => {
     assert.deepEqual(progressOf({ ...none, SUCCEEDED: 1500, REJECTED: 3, IN_PROGRESS: 497, REMOVED: 2, CANCELED: 1 }), { value: 1503, max: 2003, detail: '1,503 of 2,003 finished (75%) · 1 canceled, 2 removed' });
     assert.deepEqual(progressOf({ ...none, SUCCEEDED: 24 }), { value: 24, max: 24, detail: '24 of 24 finished (100%)' });
     assert.deepEqual(progressOf(none), { value: 0, max: 0, detail: '0 of 0 finished (0%)' });
+  });
+
+  it('says a running job is held while the artifact storage does not answer, with since when; nothing otherwise', () => {
+    const since = Date.UTC(2026, 11, 5, 8, 0, 0);
+    assert.equal(storageHeldNotice('IN_PROGRESS', since), `Held: the artifact storage has not answered since ${dateTime(since)}; nothing new is sent until it does (devices already updating go on).`);
+    assert.equal(storageHeldNotice('IN_PROGRESS', undefined), undefined);
+    assert.equal(storageHeldNotice('PAUSED', since), undefined, 'a paused job says why it is paused');
   });
 
   it('links to a job or a device with its id encoded, and rounds a percentage to one decimal', () => {

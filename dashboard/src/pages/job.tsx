@@ -13,7 +13,7 @@ import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { TimelineChart } from '../components/timeline-chart.tsx';
-import { count, dateTime, deviceHref } from '../format.ts';
+import { count, dateTime, deviceHref, storageHeldNotice } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { progressOf } from '../job-progress.ts';
 import { Link } from '../router.tsx';
@@ -46,6 +46,7 @@ export function JobPage({ id }: { id: string }) {
   // logs of devices not in the failing table: still updating (the failure not reported yet), a
   // later attempt that succeeded, or past the table's first 50
   const otherLogs = failing.data ? (logs.data?.items ?? []).filter((l) => !failingIds.has(l.deviceId)) : [];
+  const held = v && storageHeldNotice(v.job.status, v.job.progress?.storageHeldSince);
   if (!v && view.error) {
     return <UnreadPage list="Jobs" listHref="/jobs" title="Job" id={id} error={view.error} />;
   }
@@ -69,6 +70,11 @@ export function JobPage({ id }: { id: string }) {
           {v.job.progress?.pause && v.job.status === 'PAUSED' && (
             <p class="notice" role="status">
               Paused: {v.job.progress.pause.message}
+            </p>
+          )}
+          {held && (
+            <p class="notice" role="status" data-testid="storage-held">
+              {held}
             </p>
           )}
           {v.job.progress?.windowClosed && v.job.status === 'IN_PROGRESS' && (

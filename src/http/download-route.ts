@@ -12,7 +12,8 @@
  * again (for minutes, not seconds) where a 500 says only that something broke. Such an
  * outage is logged once when it begins and once when downloads are served again, with the
  * count answered 503 meanwhile: a fleet retrying through it would otherwise write an error
- * line per request.
+ * line per request. It ends only when what failed was read again: a build served from memory,
+ * or a HEAD, reads no bucket, and said nothing of one that is down.
  */
 import { pipeline } from 'node:stream/promises';
 import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
@@ -25,7 +26,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseRange } from './range.ts';
 import { sendError } from './respond.ts';
-import type { Handler } from './router.ts';
+import type { Handler, RouteContext } from './router.ts';
 
 /** What the download endpoint counted. */
 export interface DownloadStats {
@@ -63,44 +64,73 @@ export function downloadRoute(deps: {
   const outage = new StorageOutage(deps.logger);
   const serve = serveDownload(deps, outage);
   return async (ctx) => {
+    const at: { part: StoragePart; sha256?: string } = { part: 'registry' };
     try {
-      await serve(ctx);
+      await serve(ctx, at);
     } catch (err) {
       const e = asUpdraftError(err);
       if (e.code !== 'UNAVAILABLE' || ctx.res.headersSent) throw err;
-      outage.refused(e, `${ctx.params.name}@${ctx.params.version}`);
+      outage.refused(e, `${ctx.params.name}@${ctx.params.version}`, at.part, at.sha256);
       sendError(ctx.res, e, { public: true });
     }
   };
 }
 
+/** What a download reads: the catalogue and the registry (the state store), then the bytes (the blob store). */
+type StoragePart = 'registry' | 'blobs';
+
 /**
  * An outage of storage as downloads see it: logged when the first download is answered 503,
- * and when one is served again, with how many were answered 503 in between.
+ * and when every part that failed has been read again, with how many were answered 503 in
+ * between. A download that did not read a part says nothing of it: the bucket down, a build
+ * held in memory is served (the registry read) while one that is not gets 503; ending the
+ * outage at each such download logged a pair of lines per request.
  */
 class StorageOutage {
   private since: number | undefined;
   private answered = 0;
+  /** Parts that failed since the outage began and have not been read since. */
+  private readonly failing = new Set<StoragePart>();
+  /** Builds whose bytes could not be read in this outage: none was in memory then. */
+  private readonly unread = new Set<string>();
 
   constructor(private readonly logger: Logger) {}
 
-  refused(e: UpdraftError, artifact: string): void {
+  /** A download answered 503: `part` could not be read (the bytes of `sha256`, for the blobs). */
+  refused(e: UpdraftError, artifact: string, part: StoragePart, sha256?: string): void {
     this.answered++;
+    // failing at the bytes, the download read the registry
+    if (part === 'blobs') this.failing.delete('registry');
+    this.failing.add(part);
+    if (part === 'blobs' && sha256 !== undefined) this.unread.add(sha256);
     if (this.since !== undefined) return;
     this.since = Date.now();
     this.logger.warn('downloads answered 503 (try again later): storage cannot be reached; logged again when they are served', { artifact, error: e.message });
   }
 
-  served(): void {
+  /**
+   * Whether the memory cache's bytes of `sha256` were read from the blob store since the
+   * outage began: they could not be at a 503 (the cache is not asked whether it holds them).
+   */
+  loadedSince(sha256: string): boolean {
+    return this.unread.has(sha256);
+  }
+
+  /** A download is served, having read `parts`. */
+  read(parts: readonly StoragePart[]): void {
     if (this.since === undefined) return;
+    for (const p of parts) this.failing.delete(p);
+    if (this.failing.size > 0) return;
     this.logger.info('downloads served again', { answered503: this.answered, seconds: Math.round((Date.now() - this.since) / 1000) });
     this.since = undefined;
     this.answered = 0;
+    this.unread.clear();
   }
 }
 
-function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: StorageOutage): Handler {
-  return async ({ req, res, params, url }) => {
+/** The download handler; `at` says which part of storage it reads (for a 503's log). */
+function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: StorageOutage): (ctx: RouteContext, at: { part: StoragePart; sha256?: string }) => Promise<void> {
+  return async ({ req, res, params, url }, at) => {
     const name = params.name!;
     const version = params.version!;
     // read only when needed (an IP-bound URL, a refusal to log): it is a getpeername system
@@ -172,9 +202,13 @@ function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: Storag
     }
     // before the status line: a failed load is still answered with a clean error, and so are
     // bytes missing from storage (an instance that still knew a record another one deleted)
+    at.part = 'blobs';
+    at.sha256 = artifact.sha256;
     const held = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
     const stream = held || req.method === 'HEAD' || size === 0 ? undefined : await deps.blobs.read(artifact.sha256, range);
-    outage.served();
+    // the bucket counts as answering only when it was read: from memory (but for a build it
+    // could not give in this outage, loaded since), a HEAD or an empty build it was not
+    outage.read(stream || (held && outage.loadedSince(artifact.sha256)) ? ['registry', 'blobs'] : ['registry']);
     // the headers object is added to, not spread into a new one with the extra keys: Node
     // 20's V8 takes a slow path for the latter (about 1 µs, per download)
     if (range) {

@@ -86,6 +86,61 @@ describe('downloads while the S3 bucket cannot be reached', () => {
   });
 });
 
+describe('downloads while the S3 bucket cannot be reached, some builds held in memory', () => {
+  let s3: RestartableS3;
+  let ts: TestServer;
+  let dev: TestClient;
+  const logged: string[] = [];
+  const began = () => logged.filter((l) => l.includes('downloads answered 503'));
+  const ended = () => logged.filter((l) => l.includes('downloads served again'));
+
+  before(async () => {
+    s3 = await startRestartableS3();
+    // builds up to 10,000 bytes are held in memory once read
+    ts = await startTestServer({ flags: { blob: s3.blobUrl('cached'), 'download-cache-bytes': 80_000 }, logger: createLogger({ level: 'info', write: (l) => logged.push(l) }) });
+    dev = await connectIdleDevice(ts, 'dev-1');
+  });
+  after(async () => {
+    await dev?.end();
+    await ts?.close();
+    await s3?.close();
+  });
+
+  it('log the outage once: a build served from memory, or a HEAD, does not end it; a read of the bucket does', async () => {
+    const urls: Record<string, string> = {};
+    for (const [version, size] of [['2.0.0', 5_000], ['3.0.0', 40_000], ['4.0.0', 6_000]] as const) {
+      await addArtifact(ts, version, Buffer.alloc(size, 7));
+      await deploy(ts, ['dev-1'], `fw@${version}`);
+      urls[version] = await commandUrl(dev, version);
+    }
+    const status = async (version: string, method = 'GET') => (await fetch(urls[version]!, { method })).status;
+    assert.equal(await status('2.0.0'), 200, 'read once, held in memory');
+
+    await s3.down();
+    // 2.0.0 from memory; 3.0.0 is too large to hold; 4.0.0 was never read
+    const answers = [await status('2.0.0'), await status('3.0.0'), await status('2.0.0'), await status('3.0.0', 'HEAD'), await status('4.0.0'), await status('2.0.0')];
+    assert.deepEqual(answers, [200, 503, 200, 200, 503, 200]);
+    assert.equal(began().length, 1, logged.join('\n'));
+    assert.equal(ended().length, 0, `"served again" while the bucket is down:\n${logged.join('\n')}`);
+
+    await s3.up();
+    assert.equal(await status('2.0.0'), 200);
+    assert.equal(ended().length, 0, 'a build from memory says nothing of the bucket');
+    assert.equal(await status('4.0.0'), 200, 'read from the bucket into memory');
+    assert.equal(ended().length, 1, logged.join('\n'));
+    assert.match(ended()[0]!, /downloads served again answered503=2 /);
+    assert.equal(await status('3.0.0'), 200);
+    assert.equal(ended().length, 1);
+
+    // a build streamed from the bucket ends an outage too
+    await s3.down();
+    assert.equal(await status('3.0.0'), 503);
+    await s3.up();
+    assert.equal(await status('3.0.0'), 200);
+    assert.deepEqual([began().length, ended().length], [2, 2], logged.join('\n'));
+  });
+});
+
 describe('downloads while PostgreSQL cannot be reached', async () => {
   const pgResult = await startTestPostgres();
   const skip = pgResult.ok ? false : unavailable(pgResult, 'PostgreSQL outage');

@@ -90,20 +90,34 @@ const NETWORK_CODES = new Set([
 const SDK_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'ServiceUnavailable', 'SlowDown', 'InternalError', 'ThrottlingException']);
 
 /**
- * PostgreSQL: SQLSTATE class 08 (connection exception), 57P01-57P03 (the server shutting
- * down, crashed, or not accepting connections yet: a restart or a failover) and 53300 (too
- * many connections); and what node-postgres says, without a code, of a session that ended
- * under a query or a pool that found no connection in time.
+ * HTTP statuses of a store's own answer that may pass: 500 internal error, 502 bad gateway,
+ * 503 unavailable (S3's SlowDown too), 504 gateway timeout. Not every 5xx: 501 NotImplemented
+ * (a feature the store lacks), 505 or 507 get the same answer however often asked.
  */
-const PG_STATES = /^(08...|57P0[123]|53300)$/;
+const PASSING_HTTP = new Set([500, 502, 503, 504]);
+
+/**
+ * PostgreSQL (Appendix A, class 08 and 57): the connection failures of class 08 (08000
+ * connection_exception, 08003 connection_does_not_exist, 08006 connection_failure, 08001
+ * sqlclient_unable_to_establish_sqlconnection, 08004
+ * sqlserver_rejected_establishment_of_sqlconnection), 57P01-57P03 (the server shutting down,
+ * crashed, or not accepting connections yet: a restart or a failover) and 53300 (too many
+ * connections); and what node-postgres says, without a code, of a session that ended under a
+ * query or a pool that found no connection in time. Not the rest of class 08: 08P01
+ * protocol_violation is a fault of the client or a proxy, and 08007
+ * transaction_resolution_unknown leaves a write's outcome unknown, not to be sent again blindly.
+ */
+const PG_STATES = new Set(['08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300']);
 const PG_MESSAGES = new Set(['Connection terminated unexpectedly', 'Connection terminated', 'timeout exceeded when trying to connect', 'Client has encountered a connection error and is not queryable']);
 
 /**
  * True when `err`, or an error it wraps (`cause`, a few levels down), says that a dependency
  * (the S3 bucket, PostgreSQL, any peer over the network) could not be reached or did not
- * answer in time, or answered with a server error of its own (an S3 5xx): a failure that may
- * pass without anything being changed. A refusal (S3's 403 AccessDenied, a PostgreSQL
- * constraint) or a fault of ours (a full disk, a bug) is not one: retrying does not fix those.
+ * answer in time, or answered with a server error of its own that may pass (an S3 500, 502,
+ * 503 or 504): a failure that may pass without anything being changed. A refusal (S3's 403
+ * AccessDenied, a PostgreSQL constraint), a permanent fault of the peer (S3's 501
+ * NotImplemented, PostgreSQL's 08P01 protocol_violation) or a fault of ours (a full disk, a
+ * bug) is not one: retrying does not fix those.
  */
 export function isUnreachable(err: unknown): boolean {
   let e: unknown = err;
@@ -112,10 +126,10 @@ export function isUnreachable(err: unknown): boolean {
     if (x instanceof UpdraftError) {
       if (x.code === 'UNAVAILABLE') return true;
     } else {
-      if (typeof x.code === 'string' && (NETWORK_CODES.has(x.code) || PG_STATES.test(x.code))) return true;
+      if (typeof x.code === 'string' && (NETWORK_CODES.has(x.code) || PG_STATES.has(x.code))) return true;
       if (typeof x.name === 'string' && SDK_NAMES.has(x.name)) return true;
       const http = x.$metadata?.httpStatusCode;
-      if (typeof http === 'number' && http >= 500) return true;
+      if (typeof http === 'number' && PASSING_HTTP.has(http)) return true;
       if (typeof x.message === 'string' && PG_MESSAGES.has(x.message)) return true;
     }
     e = x.cause;

@@ -50,9 +50,24 @@ export interface S3BlobStoreOptions {
   createBucket?: boolean;
   /** Bytes per multipart part (S3's minimum is 5 MiB). */
   partSize?: number;
+  /** Milliseconds to connect to the store (name lookup and TCP) before a request fails; default 5 000. */
+  connectTimeoutMs?: number;
+  /**
+   * Milliseconds a request may go with no byte either way before it fails (the SDK's
+   * `socketTimeout`: a limit on silence, not on a whole transfer); default 120 000.
+   */
+  idleTimeoutMs?: number;
 }
 
 const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * Long enough for silences a working store has: a server-side CopyObject of a multi-GB build
+ * on a store that may send nothing until it is done (AWS S3 sends whitespace meanwhile), or a
+ * download relayed to a device that stopped reading for a while (the device resumes with a
+ * Range if it is cut). Short enough that a wedged store frees the socket in minutes.
+ */
+const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 
 /** Artifacts in an S3 bucket. */
 export class S3BlobStore implements BlobStore {
@@ -81,6 +96,12 @@ export class S3BlobStore implements BlobStore {
       // newer flexible checksums (aws-chunked trailers) would store the framing as data
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // without these a store that accepts connections and never answers holds each request,
+      // and its socket (50 per client), for ever. Not requestTimeout: in @smithy/node-http-handler
+      // 4.x it is a limit on the whole request up to the answer's headers (uploads included)
+      // and only logs unless throwOnRequestTimeout; socketTimeout is the idle limit, and also
+      // covers a response body that stops coming
+      requestHandler: { connectionTimeout: o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, socketTimeout: o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS },
     });
     try {
       await client.send(new HeadBucketCommand({ Bucket: o.bucket }));
@@ -191,10 +212,11 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async stat(sha256: string): Promise<number | undefined> {
+  /** As BlobStore's; `signal` ends the request (its socket closed) when aborted, e.g. by a probe that stopped waiting. */
+  async stat(sha256: string, opts: { signal?: AbortSignal } = {}): Promise<number | undefined> {
     const Key = this.keyOf(sha256);
     try {
-      const head = await this.s3().send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key }));
+      const head = await this.s3().send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key }), opts.signal ? { abortSignal: opts.signal } : {});
       return head.ContentLength ?? 0;
     } catch (err) {
       if (isNotFound(err)) return undefined;

@@ -12,8 +12,7 @@
  * No token: it says only which check fails (`unreachable`, `timeout`, `disconnected`,
  * `stopping`), never why in detail; the log says that, once per change.
  */
-import type { BlobStore } from '../artifacts/blob-store.ts';
-import { probeBlobStore } from '../artifacts/blob-store-probe.ts';
+import { answersWithin, probeBlobStore, type ProbedStore } from '../artifacts/blob-store-probe.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -27,7 +26,7 @@ export interface Readiness {
 export interface ReadinessDeps {
   store: Pick<StateStore, 'getDevice'>;
   /** Probed as the rollout engine probes it (`probeBlobStore`): any answer, even "absent", is an answer. */
-  blobs: Pick<BlobStore, 'stat'>;
+  blobs: ProbedStore;
   /** True while the MQTT bus can carry messages. */
   busConnected: () => boolean;
   /** True once the instance began to stop. */
@@ -47,8 +46,9 @@ export class ReadinessProbe {
 
   async check(): Promise<Readiness> {
     const ms = this.deps.timeoutMs ?? 2000;
-    const [[store, storeError], { state: artifacts, detail: artifactsError }] = await Promise.all([
-      this.answers(() => this.deps.store.getDevice('readyz-probe'), ms),
+    const [{ state: store, detail: storeError }, { state: artifacts, detail: artifactsError }] = await Promise.all([
+      // a read of the store takes no signal: one that hangs is left to the store's own limits
+      answersWithin(() => this.deps.store.getDevice('readyz-probe'), ms),
       // the same check as the rollout engine's hold on dispatch, so /readyz and the engine agree
       probeBlobStore(this.deps.blobs, ms),
     ]);
@@ -63,20 +63,5 @@ export class ReadinessProbe {
       this.last = summary;
     }
     return r;
-  }
-
-  /** The store's check: `ok` when `ask` settles in time, `timeout` or `unreachable` otherwise, with the detail for the log. */
-  private async answers(ask: () => Promise<unknown>, ms: number): Promise<[string, string | undefined]> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const read = ask().then(() => 'ok' as const);
-      const late = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
-      const result = await Promise.race([read, late]);
-      return [result, result === 'timeout' ? `no answer within ${ms} ms` : undefined];
-    } catch (err) {
-      return ['unreachable', (err as Error).message];
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }

@@ -12,8 +12,8 @@
  *   a tunnel is ridden out, where a count of attempts (5, about 15 s) failed a whole wave for
  *   a 20-second outage. A `Retry-After` (RFC 9110 §10.2.3, seconds or a date, judged by the
  *   server's `Date`) lengthens the pause, up to `maxRetryDelayMs`. Refusals that waiting does
- *   not change (404, 410, a 4xx, a bad file) fail at once; the job's timeouts, on the server,
- *   bound the whole.
+ *   not change (404, 410, a 4xx, a bad file, a URL that cannot be used, a server certificate
+ *   refused) fail at once; the job's timeouts, on the server, bound the whole.
  * - The whole file is verified (size and SHA-256) at the end; a mismatching file is deleted.
  * - Before a byte is fetched, the free space of the download's file system must hold what is
  *   left to fetch: a device short of space fails at once with the figures, rather than
@@ -176,6 +176,46 @@ export function isTransientStatus(status: number): boolean {
 }
 
 /**
+ * Certificate verification failures, as Node names OpenSSL's (X509_V_ERR_*) and its own host
+ * check: the server's certificate, the device's trusted CAs or the device's clock has to be
+ * changed; another attempt meets the same certificate. (A handshake cut by the network, e.g.
+ * ECONNRESET, is not one of them and is retried.)
+ */
+const CERT_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_CHAIN_TOO_LONG', 'CERT_REVOKED', 'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE',
+  'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Of those, the ones a device's clock decides (one never set after a power loss reads 1970). */
+const CLOCK_CODES = new Set(['CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED']);
+
+/**
+ * Why a request that failed before any answer will fail the same way however long the device
+ * waits, or undefined when it may pass: a URL that does not parse (ERR_INVALID_URL) or is not
+ * http(s), or a server certificate refused (`CERT_CODES`). A name that does not resolve
+ * (ENOTFOUND) may pass: a device whose network just came up, or whose DNS or VPN is not up
+ * yet, gets it for names that exist, and the URL comes from the server, which names itself;
+ * it is retried for the budget like a refused connection.
+ */
+export function permanentFetchFailure(err: unknown, url: string): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e !== null && typeof e === 'object'; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ERR_INVALID_URL') return `${describe(err)}: the URL cannot be used; waiting does not change that`;
+    if (typeof code === 'string' && CERT_CODES.has(code)) {
+      const why = `the server's TLS certificate is refused: ${redactUrlsIn((e as Error).message)} (${code}); waiting does not change that`;
+      return CLOCK_CODES.has(code) ? `${why}: check the device's clock, then the certificate's dates` : `${why}: check the certificate the download host presents and the CAs the device trusts`;
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  const scheme = URL.canParse(url) ? new URL(url).protocol : undefined;
+  if (scheme !== undefined && scheme !== 'http:' && scheme !== 'https:') return `the URL's scheme is ${scheme}, not http: or https:; waiting does not change that`;
+  return undefined;
+}
+
+/**
  * A failure worth another attempt (connection cut, 5xx, wrong resume offset). It carries
  * only text already redacted (`describe`), never the network's error as its cause: that one
  * quotes the URL (undici's message, ERR_INVALID_URL's `input`), and the DOWNLOAD error that
@@ -259,6 +299,8 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
     try {
       res = await (opts.fetch ?? fetch)(opts.url, { headers, signal: ctrl.signal });
     } catch (err) {
+      const permanent = permanentFetchFailure(err, opts.url);
+      if (permanent) throw new UpdraftError('DOWNLOAD', `download failed: ${permanent}`);
       throw new Retryable(`request failed: ${describe(err)}`);
     }
     let start: number;

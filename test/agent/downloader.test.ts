@@ -222,9 +222,9 @@ describe('downloadArtifact', () => {
 
   it('waits as long as Retry-After asks (seconds, or a date by the server\'s clock), up to maxRetryDelayMs', async () => {
     server.refuseStatus = 503;
-    const asked = async (retryAfter: string, extra: Partial<DownloadOptions> = {}) => {
+    const asked = async (retryAfter: string, extra: Partial<DownloadOptions> = {}, date?: string) => {
       server.refuseNext = 1;
-      server.refuseHeaders = { 'retry-after': retryAfter };
+      server.refuseHeaders = { 'retry-after': retryAfter, ...(date ? { date } : {}) };
       const clock = fakeClock();
       await rm(file, { force: true });
       await downloadArtifact(opts({ clock, ...extra }));
@@ -234,9 +234,12 @@ describe('downloadArtifact', () => {
     assert.ok(twenty! >= 20_000 && twenty! <= 25_000, `${twenty} ms for Retry-After: 20 (a quarter more at most, spreading a fleet)`);
     assert.deepEqual(await asked('3600'), [30_000], 'an hour asked: the longest pause, 30 s');
     assert.deepEqual(await asked('3600', { maxRetryDelayMs: 50_000 }), [50_000]);
-    // a date: judged against the response's own Date header, not the device's clock
-    const [dated] = await asked(new Date(Date.now() + 40_000).toUTCString(), { maxRetryDelayMs: 120_000 });
-    assert.ok(dated! >= 38_000 && dated! <= 52_000, `${dated} ms for a date 40 s ahead`);
+    // a date: judged against the response's own Date header, not the device's clock. The
+    // server's clock is an hour behind the device's here: by the device's, the date would be
+    // an hour past (no wait beyond the backoff); by the server's it is 40 s ahead
+    const serverNow = Date.now() - 3_600_000;
+    const [dated] = await asked(new Date(serverNow + 40_000).toUTCString(), { maxRetryDelayMs: 120_000 }, new Date(serverNow).toUTCString());
+    assert.ok(dated! >= 38_000 && dated! <= 52_000, `${dated} ms for a date 40 s ahead by the server's clock`);
     const [unreadable] = await asked('soon');
     assert.ok(unreadable! <= 5, `${unreadable} ms: an unreadable one is ignored, the backoff (5 ms, jittered) is the pause`);
   });

@@ -20,7 +20,7 @@
  * wrote nothing (a refused insert), which leaves the transaction usable.
  */
 import type pg from 'pg';
-import { UpdraftError } from '../errors.ts';
+import { UpdraftError, isUnreachable } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
 
 /**
@@ -143,7 +143,7 @@ export class PgGroupCommit {
     try {
       client = await this.deps.pool.connect();
     } catch (err) {
-      const failure = new UpdraftError('INTERNAL', `cannot reach PostgreSQL at ${this.deps.where}: ${messageOf(err)}`, { cause: err });
+      const failure = pgFailure(`cannot reach PostgreSQL at ${this.deps.where}`, err);
       for (const w of batch) w.reject(failure);
       return;
     }
@@ -160,7 +160,7 @@ export class PgGroupCommit {
     } catch (err) {
       // the connection itself failed (COMMIT lost, server gone): the outcome is unknown
       broken = err;
-      const failure = new UpdraftError('INTERNAL', `commit of ${batch.length} writes to PostgreSQL failed: ${messageOf(err)}`, { cause: err });
+      const failure = pgFailure(`commit of ${batch.length} writes to PostgreSQL failed`, err);
       this.deps.logger.error('group commit failed', { writes: batch.length, error: messageOf(err) });
       for (const w of batch) w.reject(failure);
     } finally {
@@ -245,7 +245,11 @@ export class PgGroupCommit {
   }
 }
 
-/** A PostgreSQL error as an UpdraftError: bad input is the caller's, the rest is ours. */
+/**
+ * A PostgreSQL error as an UpdraftError: bad input is the caller's (BAD_REQUEST), a database
+ * out of reach UNAVAILABLE (`pgFailure`), the rest is ours (INTERNAL). An UpdraftError (a
+ * refusal of the store's own) passes as it is.
+ */
 export function mapPgError(err: unknown): UpdraftError {
   if (err instanceof UpdraftError) return err;
   const code = (err as { code?: unknown }).code;
@@ -253,7 +257,17 @@ export function mapPgError(err: unknown): UpdraftError {
   if (code === '22P05' || code === '22021' || code === '22001') {
     return new UpdraftError('BAD_REQUEST', `the database refused the value: ${messageOf(err)}`, { cause: err });
   }
-  return new UpdraftError('INTERNAL', `PostgreSQL: ${messageOf(err)}`, { cause: err });
+  return pgFailure('PostgreSQL', err);
+}
+
+/**
+ * `<what>: <the error's message>`: UNAVAILABLE (503 with Retry-After) when PostgreSQL could not
+ * be reached, did not answer a connection in time or ended the session (`isUnreachable`: a
+ * restart, a failover, a network cut), since that passes with no change anywhere; INTERNAL
+ * otherwise (an SQL error, a statement timeout: 57014 is not a connection failure).
+ */
+function pgFailure(what: string, err: unknown): UpdraftError {
+  return new UpdraftError(isUnreachable(err) ? 'UNAVAILABLE' : 'INTERNAL', `${what}: ${messageOf(err)}`, { cause: err });
 }
 
 /**

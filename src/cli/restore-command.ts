@@ -8,10 +8,11 @@ export function addRestoreCommand(program: Command): void {
     .description('put a copy made by updraft backup in place of a data directory, with its server stopped; the directory\'s current contents (a crashed server\'s updraft.db-wal too) are moved aside, never deleted')
     .argument('<backup-dir>', 'the directory updraft backup --out wrote')
     .requiredOption('--data-dir <dir>', 'the server data directory to restore into')
+    .option('--unmarked', 'restore a backup with no updraft-backup.json, made by an Updraft older than 2026-12-04, which you know finished (its database, builds, token and signing key are checked)')
     .option('--json', 'print JSON')
-    .action(async (backupDir: string, opts: { dataDir: string; json?: boolean }) => {
+    .action(async (backupDir: string, opts: { dataDir: string; unmarked?: boolean; json?: boolean }) => {
       const { restoreDataDir } = await import('../server/restore.ts'); // SQLite: loaded only to run
-      const r = await restoreDataDir(backupDir, opts.dataDir);
+      const r = await restoreDataDir(backupDir, opts.dataDir, new Date(), { unmarked: opts.unmarked === true });
       const lines = [
         `restored ${backupDir} into ${opts.dataDir}; start the server on it`,
         r.aside ? `  its previous contents (${r.movedAside.join(', ')}) are in ${r.aside}: delete them once the restored server is checked` : '  it was empty',

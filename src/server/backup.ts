@@ -27,7 +27,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
 import { createLogger } from '../util/logger.ts';
 import { redactUrl } from '../util/redact-url.ts';
-import { BACKUP_MARKER, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
+import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 import { SERVER_LOCK } from './data-dir-lock.ts';
 
 /** Where the server keeps what is backed up: its settings (`--data-dir`, `--db`, `--blob`, from loadConfig). */
@@ -62,7 +62,6 @@ interface ArtifactBytes {
   size: number;
 }
 
-const DATABASE = 'updraft.db';
 /** The database's own files, copied through SQLite; artifacts, copied by what it names; and the running server's lock (data-dir-lock.ts). */
 const SKIPPED = new Set([DATABASE, `${DATABASE}-wal`, `${DATABASE}-shm`, 'artifacts', BACKUP_MARKER, SERVER_LOCK, `${SERVER_LOCK}-wal`, `${SERVER_LOCK}-shm`]);
 

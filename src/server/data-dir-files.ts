@@ -5,6 +5,9 @@ import path from 'node:path';
 /** The file `updraft backup` writes last into a complete copy, and `updraft restore` requires. */
 export const BACKUP_MARKER = 'updraft-backup.json';
 
+/** The embedded store's database file in a data directory. */
+export const DATABASE = 'updraft.db';
+
 /** What the marker says. */
 export interface BackupMarker {
   format: 'updraft-backup';

@@ -17,11 +17,14 @@
  * server with --db has no `updraft.db`, and holds `server.lock` open the same way for that
  * (data-dir-lock.ts).
  */
-import { mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
-import { BACKUP_MARKER, copyKeepingMode, isDirectory, type BackupMarker } from './data-dir-files.ts';
+import { signingKeyPaths } from '../signing/signing-key.ts';
+import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 import { SERVER_LOCK, serverHeldFile } from './data-dir-lock.ts';
+import { operatorTokenPath } from './operator-token.ts';
 
 /** What a restore did. */
 export interface RestoreReport {
@@ -33,11 +36,20 @@ export interface RestoreReport {
   movedAside: string[];
 }
 
-/** Restores `backupDir` into `dataDir`; `now` names the directory the old contents go to. */
-export async function restoreDataDir(backupDir: string, dataDir: string, now: Date = new Date()): Promise<RestoreReport> {
+/**
+ * Restores `backupDir` into `dataDir`; `now` names the directory the old contents go to.
+ * `unmarked`: the operator says the backup finished though it has no marker (made by an
+ * Updraft before 2026-12-04, which wrote none); what can be checked of it is (checkUnmarked).
+ */
+export async function restoreDataDir(backupDir: string, dataDir: string, now: Date = new Date(), options: { unmarked?: boolean } = {}): Promise<RestoreReport> {
   const from = path.resolve(backupDir);
   const to = path.resolve(dataDir);
-  await readMarker(from, backupDir);
+  if (!(await hasMarker(from, backupDir))) {
+    if (!options.unmarked) {
+      throw new UpdraftError('BAD_REQUEST', `${backupDir} is not a whole backup made by updraft backup (it has no valid ${BACKUP_MARKER}, which a backup writes last): restore only a backup that finished; a backup made by an Updraft older than 2026-12-04 has none: if it finished, restore it with --unmarked (its database and builds are checked)`);
+    }
+    await checkUnmarked(from, backupDir);
+  }
   if (from === to || from.startsWith(to + path.sep) || to.startsWith(from + path.sep)) {
     throw new UpdraftError('BAD_REQUEST', `the backup ${backupDir} and the data directory ${dataDir} must not be one inside the other`);
   }
@@ -69,8 +81,8 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
   return report;
 }
 
-/** Refuses a directory that is not a whole copy made by `updraft backup` (which writes its marker last). */
-async function readMarker(from: string, backupDir: string): Promise<void> {
+/** Whether `from` holds the marker `updraft backup` writes last (a whole copy); refuses a directory that does not exist. */
+async function hasMarker(from: string, backupDir: string): Promise<boolean> {
   if (!(await isDirectory(from))) throw new UpdraftError('BAD_REQUEST', `backup ${backupDir} does not exist`);
   let marker: Partial<BackupMarker> | undefined;
   try {
@@ -78,9 +90,44 @@ async function readMarker(from: string, backupDir: string): Promise<void> {
   } catch {
     marker = undefined;
   }
-  if (marker?.format !== 'updraft-backup' || marker.version !== 1) {
-    throw new UpdraftError('BAD_REQUEST', `${backupDir} is not a whole backup made by updraft backup (it has no valid ${BACKUP_MARKER}, which a backup writes last): restore only a backup that finished`);
+  return marker?.format === 'updraft-backup' && marker.version === 1;
+}
+
+/**
+ * What can be checked of a backup with no marker (one made before the marker existed, which
+ * its operator says finished; one cut short looks the same): the secrets a server needs to go
+ * on as before (its operator token, which devices on an external broker and every tool hold,
+ * and the software signing key devices verify commands with: a server started without them
+ * makes new ones), an embedded database SQLite finds whole, and the bytes of every build it
+ * names, at their recorded sizes, when the backup holds builds (it holds none when they are
+ * in S3). Refuses, naming what is wrong, otherwise.
+ */
+async function checkUnmarked(from: string, backupDir: string): Promise<void> {
+  const absent: string[] = [];
+  for (const file of [operatorTokenPath(from), signingKeyPaths(from).key]) if (!(await isFile(file))) absent.push(path.relative(from, file));
+  if (absent.length > 0) throw new UpdraftError('BAD_REQUEST', `${backupDir} has no marker and no ${absent.join(' nor ')}: it is not a whole backup; restore another`);
+  const dbFile = path.join(from, DATABASE);
+  if (!(await isFile(dbFile))) return; // a server with --db: its state is in PostgreSQL
+  let artifacts: { name: string; version: string; sha256: string; size: number }[];
+  try {
+    const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+    try {
+      const problems = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
+      if (problems[0] !== 'ok') throw new Error(problems.slice(0, 3).join('; '));
+      artifacts = db.prepare('SELECT name, version, sha256, size FROM artifacts').all() as typeof artifacts;
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    throw new UpdraftError('BAD_REQUEST', `${backupDir} has no marker and its ${DATABASE} is not whole (${(err as Error).message}): restore another backup`, { cause: err });
   }
+  if (!(await isDirectory(path.join(from, 'artifacts')))) return; // the builds are in S3
+  const short: string[] = [];
+  for (const a of artifacts) {
+    const size = await stat(path.join(from, 'artifacts', 'sha256', a.sha256.slice(0, 2), a.sha256)).then((st) => st.size, () => undefined);
+    if (size !== a.size) short.push(`${a.name}@${a.version}`);
+  }
+  if (short.length > 0) throw new UpdraftError('BAD_REQUEST', `${backupDir} has no marker and lacks the bytes of ${short.join(', ')} (or holds them cut short): it is not a whole backup; restore another`);
 }
 
 /** Renames every entry of `dir` into `aside`; on a failure puts back those moved and refuses. */

@@ -100,7 +100,7 @@ describe('updraft restore', () => {
     await unlink(path.join(backup, 'updraft-backup.json')); // as a backup cut short leaves it
     await writeFile(path.join(dir, 'not-a-dir'), 'x');
     for (const [from, message] of [
-      [backup, `updraft: error: ${backup} is not a whole backup made by updraft backup (it has no valid updraft-backup.json, which a backup writes last): restore only a backup that finished\n`],
+      [backup, `updraft: error: ${backup} is not a whole backup made by updraft backup (it has no valid updraft-backup.json, which a backup writes last): restore only a backup that finished; a backup made by an Updraft older than 2026-12-04 has none: if it finished, restore it with --unmarked (its database and builds are checked)\n`],
       [path.join(dir, 'nothing'), `updraft: error: backup ${path.join(dir, 'nothing')} does not exist\n`],
     ] as const) {
       const r = await runCli(['restore', from, '--data-dir', data]);
@@ -125,6 +125,51 @@ describe('updraft restore', () => {
     const restored = await serve(data);
     running.push(restored.proc);
     assert.deepEqual(await deviceIds(restored), []);
+    await restored.proc.kill('SIGTERM');
+  });
+  it('restores a backup with no marker (made before the marker existed) with --unmarked, after checking what can be checked of it', async () => {
+    const data = path.join(dir, 'data4');
+    const s = await serve(data);
+    running.push(s.proc);
+    await register(s, 'dev-old');
+    const up = await fetch(`${s.url}/api/v1/artifacts?name=fw&version=1.0.0`, { method: 'POST', headers: { authorization: `Bearer ${s.token}` }, body: new Uint8Array(Buffer.from('firmware 1.0.0')) });
+    assert.equal(up.status, 201);
+    const sha = ((await up.json()) as { sha256: string }).sha256;
+    const backup = path.join(dir, 'bk4');
+    assert.equal((await runCli(['backup', '--data-dir', data, '--out', backup])).code, 0);
+    await s.proc.kill('SIGTERM');
+    await unlink(path.join(backup, 'updraft-backup.json')); // as an Updraft before 2026-12-04 wrote it
+    const build = path.join(backup, 'artifacts', 'sha256', sha.slice(0, 2), sha);
+    const bytes = await readFile(build);
+    const target = path.join(dir, 'data4-restored');
+    const refused = async (why: RegExp) => {
+      const r = await runCli(['restore', backup, '--data-dir', target, '--unmarked']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, why);
+      assert.equal(r.stderr.split('\n').length, 2, 'one line');
+      await assert.rejects(stat(target), 'nothing restored');
+    };
+    // cut short: a build's bytes short of their record, the signing key missing, a damaged database
+    await writeFile(build, bytes.subarray(0, 4));
+    await refused(new RegExp(`^updraft: error: ${backup} has no marker and lacks the bytes of fw@1\\.0\\.0`));
+    await writeFile(build, bytes);
+    const key = path.join(backup, 'keys', 'software-signing.key');
+    const keyBytes = await readFile(key);
+    await unlink(key);
+    await refused(/has no marker and no keys\/software-signing\.key: it is not a whole backup/);
+    await writeFile(key, keyBytes, { mode: 0o600 });
+    const db = await readFile(path.join(backup, 'updraft.db'));
+    await writeFile(path.join(backup, 'updraft.db'), db.subarray(0, Math.floor(db.length / 2)));
+    await refused(/has no marker and its updraft\.db is not whole/);
+    await writeFile(path.join(backup, 'updraft.db'), db);
+
+    const r = await runCli(['restore', backup, '--data-dir', target, '--unmarked']);
+    assert.equal(r.code, 0, r.stderr);
+    const restored = await serve(target);
+    running.push(restored.proc);
+    assert.deepEqual(await deviceIds(restored), ['dev-old']);
+    const dl = await fetch(`${restored.url}/api/v1/artifacts`, { headers: { authorization: `Bearer ${restored.token}` } });
+    assert.deepEqual(((await dl.json()) as { items: { sha256: string }[] }).items.map((a) => a.sha256), [sha]);
     await restored.proc.kill('SIGTERM');
   });
 });

@@ -188,13 +188,20 @@ const CERT_CODES = new Set([
   'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
-/** Of those, the ones a device's clock decides (one never set after a power loss reads 1970). */
+/**
+ * Of those, the ones a device's clock decides (one never set after a power loss reads 1970,
+ * one back after weeks off reads the day it shut down): NTP sets it right soon after boot,
+ * and the download host's certificate, renewed meanwhile, is "not yet valid" until then. The
+ * device gets its command at once over MQTT (the broker's older certificate still passes),
+ * so these are retried for the budget like a refused connection, the log saying to check
+ * the clock; failing at once failed the job, and counted towards the abort rule.
+ */
 const CLOCK_CODES = new Set(['CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED']);
 
 /**
  * Why a request that failed before any answer will fail the same way however long the device
  * waits, or undefined when it may pass: a URL that does not parse (ERR_INVALID_URL) or is not
- * http(s), or a server certificate refused (`CERT_CODES`). A name that does not resolve
+ * http(s), or a server certificate refused (`CERT_CODES`) for another reason than its dates. A name that does not resolve
  * (ENOTFOUND) may pass: a device whose network just came up, or whose DNS or VPN is not up
  * yet, gets it for names that exist, and the URL comes from the server, which names itself;
  * it is retried for the budget like a refused connection.
@@ -204,9 +211,9 @@ export function permanentFetchFailure(err: unknown, url: string): string | undef
   for (let depth = 0; depth < 5 && e !== null && typeof e === 'object'; depth++) {
     const code = (e as { code?: unknown }).code;
     if (code === 'ERR_INVALID_URL') return `${describe(err)}: the URL cannot be used; waiting does not change that`;
+    if (typeof code === 'string' && CLOCK_CODES.has(code)) return undefined; // the clock may yet be set (above)
     if (typeof code === 'string' && CERT_CODES.has(code)) {
-      const why = `the server's TLS certificate is refused: ${redactUrlsIn((e as Error).message)} (${code}); waiting does not change that`;
-      return CLOCK_CODES.has(code) ? `${why}: check the device's clock, then the certificate's dates` : `${why}: check the certificate the download host presents and the CAs the device trusts`;
+      return `the server's TLS certificate is refused: ${redactUrlsIn((e as Error).message)} (${code}); waiting does not change that: check the certificate the download host presents and the CAs the device trusts`;
     }
     e = (e as { cause?: unknown }).cause;
   }

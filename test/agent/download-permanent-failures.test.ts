@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import forge from 'node-forge';
-import { downloadArtifact, type DownloadOptions } from '../../src/agent/downloader.ts';
+import { downloadArtifact, permanentFetchFailure, type DownloadOptions } from '../../src/agent/downloader.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { createCa } from '../../src/pki/certificate-authority.ts';
 
@@ -119,5 +119,13 @@ describe('downloadArtifact: what waiting does not change fails at once', () => {
     const { err, waits } = await failure('http://no-such-host.invalid/v1/download/fw/2.0.0?sig=s3cr3t', { maxAttempts: 2 });
     assert.equal(waits.length, 1, 'retried');
     assert.match(err.message, /^download failed: 2 attempts without progress: request failed: fetch failed \((ENOTFOUND|EAI_AGAIN)\)$/);
+  });
+  it("a certificate refused for its dates is retried: the device's clock decides them, and NTP may set it yet", () => {
+    // as undici throws it: fetch failed, its cause the TLS error with OpenSSL's code
+    const refused = (code: string, message: string) => Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error(message), { code }) });
+    const url = 'https://127.0.0.1:8443/v1/download/fw/2.0.0?sig=s3cr3t';
+    assert.equal(permanentFetchFailure(refused('CERT_NOT_YET_VALID', 'certificate is not yet valid'), url), undefined);
+    assert.equal(permanentFetchFailure(refused('CERT_HAS_EXPIRED', 'certificate has expired'), url), undefined);
+    assert.match(permanentFetchFailure(refused('CERT_REVOKED', 'certificate revoked'), url) ?? '', /^the server's TLS certificate is refused: certificate revoked \(CERT_REVOKED\); waiting does not change that/);
   });
 });

@@ -21,6 +21,7 @@ import { mkdir, readFile, readdir, rename, rmdir, stat } from 'node:fs/promises'
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
+import { caPaths } from '../pki/certificate-authority.ts';
 import { signingKeyPaths } from '../signing/signing-key.ts';
 import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 import { SERVER_LOCK, serverHeldFile } from './data-dir-lock.ts';
@@ -97,17 +98,25 @@ async function hasMarker(from: string, backupDir: string): Promise<boolean> {
  * What can be checked of a backup with no marker (one made before the marker existed, which
  * its operator says finished; one cut short looks the same): the secrets a server needs to go
  * on as before (its operator token, which devices on an external broker and every tool hold,
- * and the software signing key devices verify commands with: a server started without them
- * makes new ones), an embedded database SQLite finds whole, and the bytes of every build it
- * names, at their recorded sizes, when the backup holds builds (it holds none when they are
- * in S3). Refuses, naming what is wrong, otherwise.
+ * the software signing key devices verify commands with, and the device CA: a server started
+ * without them makes new ones), an embedded database SQLite finds whole, and the bytes of
+ * every build it names, at their recorded sizes, when the backup holds builds (it holds none
+ * when they are in S3). A backup of a server with --db is refused (below). Refuses, naming
+ * what is wrong, otherwise.
  */
 async function checkUnmarked(from: string, backupDir: string): Promise<void> {
+  // the device CA too: a server started without it makes a new one (logged at debug only), and
+  // devices that trust the old one refuse the broker's TLS across the fleet
   const absent: string[] = [];
-  for (const file of [operatorTokenPath(from), signingKeyPaths(from).key]) if (!(await isFile(file))) absent.push(path.relative(from, file));
+  for (const file of [operatorTokenPath(from), signingKeyPaths(from).key, caPaths(from).cert, caPaths(from).key]) if (!(await isFile(file))) absent.push(path.relative(from, file));
   if (absent.length > 0) throw new UpdraftError('BAD_REQUEST', `${backupDir} has no marker and no ${absent.join(' nor ')}: it is not a whole backup; restore another`);
   const dbFile = path.join(from, DATABASE);
-  if (!(await isFile(dbFile))) return; // a server with --db: its state is in PostgreSQL
+  if (!(await isFile(dbFile))) {
+    // a server with --db: backups before the marker copied no build's bytes for it (they went
+    // by the embedded database's records), and the restore would move the data directory's
+    // builds aside with the rest, to be deleted
+    throw new UpdraftError('BAD_REQUEST', `${backupDir} has no marker and no ${DATABASE}: a backup of a server with --db made before 2026-12-04, which holds none of its builds' bytes; restoring it would move the data directory's builds aside. Stop the server and copy its keys/, pki/ and operator-token into the data directory instead`);
+  }
   let artifacts: { name: string; version: string; sha256: string; size: number }[];
   try {
     const db = new Database(dbFile, { readonly: true, fileMustExist: true });

@@ -158,9 +158,17 @@ describe('updraft restore', () => {
     await unlink(key);
     await refused(/has no marker and no keys\/software-signing\.key: it is not a whole backup/);
     await writeFile(key, keyBytes, { mode: 0o600 });
+    const caKey = path.join(backup, 'pki', 'ca.key');
+    const caKeyBytes = await readFile(caKey);
+    await unlink(caKey);
+    await refused(/has no marker and no pki\/ca\.key: it is not a whole backup/);
+    await writeFile(caKey, caKeyBytes, { mode: 0o600 });
     const db = await readFile(path.join(backup, 'updraft.db'));
     await writeFile(path.join(backup, 'updraft.db'), db.subarray(0, Math.floor(db.length / 2)));
     await refused(/has no marker and its updraft\.db is not whole/);
+    // a server with --db's: no database, and no build bytes
+    await unlink(path.join(backup, 'updraft.db'));
+    await refused(/has no marker and no updraft\.db: a backup of a server with --db made before 2026-12-04, which holds none of its builds' bytes/);
     await writeFile(path.join(backup, 'updraft.db'), db);
 
     const r = await runCli(['restore', backup, '--data-dir', target, '--unmarked']);

@@ -57,6 +57,8 @@ export interface S3BlobStoreOptions {
    * `socketTimeout`: a limit on silence, not on a whole transfer); default 120 000.
    */
   idleTimeoutMs?: number;
+  /** Sockets open to the store at once, at most (`MAX_SOCKETS`, 4096, by default). */
+  maxSockets?: number;
 }
 
 const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
@@ -68,6 +70,15 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
  * Range if it is cut). Short enough that a wedged store frees the socket in minutes.
  */
 const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+/**
+ * Sockets the client may open to the store at once (the SDK's default is 50). A build too
+ * large for the memory cache is relayed from the store to each device on its own request, a
+ * socket held for the device's whole transfer: with 50, a wave of 50 such downloads left every
+ * other request (downloads, the engine's and /readyz's probe, uploads) waiting for a socket,
+ * and since the SDK starts its connect timer when a request is made, not when it gets a socket,
+ * they failed after the connect timeout as if the store were down (503, rollouts held).
+ */
+const MAX_SOCKETS = 4096;
 
 /** Artifacts in an S3 bucket. */
 export class S3BlobStore implements BlobStore {
@@ -101,7 +112,12 @@ export class S3BlobStore implements BlobStore {
       // 4.x it is a limit on the whole request up to the answer's headers (uploads included)
       // and only logs unless throwOnRequestTimeout; socketTimeout is the idle limit, and also
       // covers a response body that stops coming
-      requestHandler: { connectionTimeout: o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, socketTimeout: o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS },
+      requestHandler: {
+        connectionTimeout: o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        socketTimeout: o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        httpAgent: { maxSockets: o.maxSockets ?? MAX_SOCKETS },
+        httpsAgent: { maxSockets: o.maxSockets ?? MAX_SOCKETS },
+      },
     });
     try {
       await client.send(new HeadBucketCommand({ Bucket: o.bucket }));

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { probeBlobStore } from '../../src/artifacts/blob-store-probe.ts';
 import { S3BlobStore } from '../../src/artifacts/s3-blob-store.ts';
@@ -121,6 +122,27 @@ describe('an S3 store that accepts connections and never answers', () => {
     } finally {
       await store.stop();
       await front.close();
+    }
+  });
+});
+
+describe('an S3 store serving more long downloads at once than the SDK has sockets by default (50)', () => {
+  it('answers a request made while 60 relayed downloads are under way, instead of failing it after the connect timeout', async () => {
+    const store = new S3BlobStore({ bucket: 'many-streams', endpoint: s3.endpoint, credentials: s3.credentials, forcePathStyle: true, createBucket: true, connectTimeoutMs: 1000 });
+    const streams: Readable[] = [];
+    try {
+      await store.start();
+      // larger than loopback's socket buffers hold, so a download not read holds its socket
+      const stored = await store.write(Readable.from([Buffer.alloc(16 * 1024 * 1024, 7)]), 32 * 1024 * 1024);
+      for (let i = 0; i < 60; i++) {
+        const body = await store.read(stored.sha256);
+        body.pause(); // a device reading slowly: the relay holds the store's socket meanwhile
+        streams.push(body);
+      }
+      assert.equal(await store.stat('0'.repeat(64)), undefined, 'answered, not failed waiting for a socket');
+    } finally {
+      for (const s of streams) s.destroy();
+      await store.stop();
     }
   });
 });

@@ -24,8 +24,12 @@ export interface BlobStore {
   stop(): Promise<void>;
   /** Streams `source` into the store, hashing as it goes; rejects past `maxBytes`. */
   write(source: Readable, maxBytes: number): Promise<StoredBlob>;
-  /** Size of a blob, or undefined when absent. */
-  stat(sha256: string): Promise<number | undefined>;
+  /**
+   * Size of a blob, or undefined when absent. `signal`: aborted when the caller stops waiting
+   * (the storage probe's timeout); a store whose request can hang (a remote one) ends it then,
+   * or each hung request keeps one of its sockets.
+   */
+  stat(sha256: string, opts?: { signal?: AbortSignal }): Promise<number | undefined>;
   /** A stream of the blob's bytes, or of one range of them. */
   read(sha256: string, range?: ByteRange): Promise<Readable>;
   /**

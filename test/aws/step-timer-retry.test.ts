@@ -53,16 +53,14 @@ describe('stepTimeoutInMinutes on an attempt that timed out, its retry queued ow
     assert.equal((await f.desired(d!))?.jobId, jobId, 'the first attempt was sent');
     await f.rollouts.jobs.pause(jobId);
     // the device is offline past its timeout, while the replica's only place is taken: the retract is refused with 429
-    const release = f.bus.hold();
-    const stalled = f.replica.update({ deviceId: busy!, name: '' }, { state: { reported: { note: 'slow' } } }, { kind: 'device', id: busy! });
+    const release = f.occupyReplica(busy!);
     f.advance(601_000);
     await f.tick();
     const queued = await f.execution(jobId, d!);
     assert.deepEqual([queued.status, queued.attempt, queued.details.retractPending], ['QUEUED', 2, jobId], 'the retry is queued, owing the retract');
     assert.equal(typeof queued.dueAt, 'number', 'and due, to try the retract again');
     assert.equal((await f.desired(d!))?.jobId, jobId, 'the device is still asked for the timed-out attempt');
-    release();
-    await stalled;
+    await release();
 
     // the device comes back before that next try and starts what it is asked for, with a step timer of 1 minute
     const started = await request(d!, 'start-next', { stepTimeoutInMinutes: 1 });

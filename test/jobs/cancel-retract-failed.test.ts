@@ -26,17 +26,13 @@ describe('a canceled command the replica cannot take back for now', () => {
     const [d, busy] = await f.fleet('c', 2);
     const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] } })).job.jobId;
     assert.equal((await f.desired(d!))?.jobId, jobId, 'the command was sent');
-    const release = f.bus.hold();
-    const stalled = f.replica.update({ deviceId: busy!, name: '' }, { state: { reported: { note: 'slow' } } }, { kind: 'device', id: busy! });
+    const release = f.occupyReplica(busy!);
     await f.rollouts.jobs.cancel(jobId);
     assert.equal((await f.desired(d!))?.jobId, jobId, 'the replica refused the stay: the device is still asked for the canceled build');
     return {
       d: d!,
       jobId,
-      async free() {
-        release();
-        await stalled;
-      },
+      free: release,
     };
   };
 

@@ -29,8 +29,7 @@ describe('a timed-out command the replica cannot take back for now, with a retry
     const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] }, timeouts: { inProgressSeconds: 60 }, retries: { limit: 1 } })).job.jobId;
     assert.equal((await f.desired(d!))?.jobId, jobId, 'the first attempt was sent');
     await f.rollouts.jobs.pause(jobId);
-    const release = f.bus.hold();
-    const stalled = f.replica.update({ deviceId: busy!, name: '' }, { state: { reported: { note: 'slow' } } }, { kind: 'device', id: busy! });
+    const release = f.occupyReplica(busy!);
     f.advance(61_000);
     await f.tick();
     const e = await f.execution(jobId, d!);
@@ -44,8 +43,7 @@ describe('a timed-out command the replica cannot take back for now, with a retry
       d: d!,
       jobId,
       async free() {
-        release();
-        await stalled;
+        await release();
       },
     };
   };

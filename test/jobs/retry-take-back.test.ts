@@ -89,8 +89,7 @@ describe('a retry taken back because its job stopped as it was queued', () => {
       }
     });
     // the replica is busy (another device's update holds its only place): the retract gets 429
-    const release = fx.bus.hold();
-    const stalled = fx.replica.update({ deviceId: other, name: '' }, { state: { reported: { note: 'slow' } } }, { kind: 'device', id: other });
+    const release = fx.occupyReplica(other);
     fx.advance(61_000);
     await fx.tick();
     assert.equal((await fx.job(jobId)).status, 'CANCELED');
@@ -99,8 +98,7 @@ describe('a retry taken back because its job stopped as it was queued', () => {
     assert.deepEqual([e.status, e.attempt], ['TIMED_OUT', undefined], 'the execution ends as its timed-out attempt');
     assert.equal((await fx.desired(d))?.jobId, jobId, 'not taken back yet: the replica refused it');
     assert.notEqual(e.dueAt, undefined, 'still due: its command is not taken back');
-    release();
-    await stalled;
+    await release();
     fx.advance(RETRACT_RETRY_MS);
     await fx.tick();
     const asked = await fx.desired(d);

@@ -76,6 +76,12 @@ export interface RolloutFixture {
   job(jobId: string): Promise<JobRecord>;
   /** Reports the whole agent sequence for the job currently desired, ending in `outcome`. */
   complete(deviceId: string, outcome?: 'SUCCESS' | 'FAILURE', running?: string): Promise<void>;
+  /**
+   * Takes the replica's only place (a fixture started with `maxPending: 1`) with an update of
+   * `deviceId` whose answers are held, so that a write meanwhile is refused with 429 (the
+   * replica at its bound). Resolves with the function that lets it go and waits for it.
+   */
+  occupyReplica(deviceId: string): () => Promise<void>;
   /** Restarts the rollout parts (not the store) as a new process would. */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -177,6 +183,14 @@ export async function startRolloutFixture(
       await f.report(deviceId, { ...base, status: 'INSTALLING' });
       if (outcome === 'SUCCESS') await f.report(deviceId, { ...base, version: cmd.version as string, status: 'SUCCESS' });
       else await f.report(deviceId, { ...base, status: 'FAILURE', error: 'health check failed' });
+    },
+    occupyReplica(deviceId) {
+      const release = bus.hold();
+      const stalled = replica.update({ deviceId, name: '' }, { state: { reported: { note: 'slow' } } }, { kind: 'device', id: deviceId });
+      return async () => {
+        release();
+        await stalled;
+      };
     },
     async restart() {
       await f.rollouts.stop();

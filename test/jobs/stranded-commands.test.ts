@@ -122,12 +122,7 @@ describe('the look for stranded commands when it cannot finish in one go', () =>
   /** Holds the replica's only place (another device's update, its answer not taken by the broker connection). */
   const busyReplica = async () => {
     const [busy] = await f.fleet('busy', 1);
-    const release = f.bus.hold();
-    const stalled = f.replica.update({ deviceId: busy!, name: '' }, { state: { reported: { note: 'slow' } } }, { kind: 'device', id: busy! });
-    return async () => {
-      release();
-      await stalled;
-    };
+    return f.occupyReplica(busy!);
   };
   /** How many of `ids` are told to stay (their timed-out command taken back). */
   const stays = async (ids: string[], jobs: Map<string, string>) => {

@@ -22,7 +22,8 @@ import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import { requireSignedQuery, type UrlSigner } from '../artifacts/url-signer.ts';
 import type { DownloadTokens } from '../credentials/download-token.ts';
-import { UpdraftError, asUpdraftError } from '../errors.ts';
+import { UpdraftError, asUpdraftError, isUnreachable } from '../errors.ts';
+import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseRange } from './range.ts';
 import { sendError } from './respond.ts';
@@ -130,6 +131,7 @@ class StorageOutage {
 
 /** The download handler; `at` says which part of storage it reads (for a 503's log). */
 function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: StorageOutage): (ctx: RouteContext, at: { part: StoragePart; sha256?: string }) => Promise<void> {
+  const cutLog = new ThrottledLog(deps.logger);
   return async ({ req, res, params, url }, at) => {
     const name = params.name!;
     const version = params.version!;
@@ -261,7 +263,12 @@ function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: Storag
       },
       () => {
         // the device went away mid-transfer; it resumes with Range next time
-        if (storageError) deps.logger.error('download cut: the artifact cannot be read from storage', { artifact: `${name}@${version}`, device: deviceId, error: storageError.message });
+        if (!storageError) return;
+        const fields = { artifact: `${name}@${version}`, device: deviceId, error: storageError.message };
+        // one line per 30 s, not per download, for a store gone: a bucket down mid-wave cuts
+        // every transfer at once; a fault of the store's (a damaged file) each its own ERROR
+        if (isUnreachable(storageError)) cutLog.warn('download cut: the artifact cannot be read from storage', fields);
+        else deps.logger.error('download cut: the artifact cannot be read from storage', fields);
       },
     );
   };

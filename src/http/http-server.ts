@@ -6,6 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
+import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
 import { sendError, sendJson } from './respond.ts';
 import { contractOf, refuseBody, refuseUnknownQuery } from './route-contract.ts';
@@ -52,9 +53,13 @@ export class HttpServer {
   /** Counted into `GET /api/v1/metrics`: changes asked of the API, calls refused for their token. */
   readonly stats = { changes: 0, refusedTokens: 0 };
 
+  /** Requests failed because a dependency is down: one line per 30 s. */
+  private readonly unavailableLog: ThrottledLog;
+
   constructor(opts: HttpServerOptions) {
     this.opts = opts;
     this.operatorToken = opts.operatorToken;
+    this.unavailableLog = new ThrottledLog(opts.logger);
   }
 
   /** The routes served. */
@@ -146,6 +151,8 @@ export class HttpServer {
       const cause = err instanceof UpdraftError && err.cause !== undefined ? err.cause : err;
       const gone = req.destroyed && (cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
       if (gone) this.opts.logger.info('request abandoned by its client', { method: req.method ?? 'GET', path: pathname });
+      // a dependency down fails every request alike: one line per 30 s, counting the rest
+      else if (e.code === 'UNAVAILABLE') this.unavailableLog.warn('requests failed: a dependency cannot be reached', { method: req.method ?? 'GET', path: pathname, error: e.message });
       else if (e.status >= 500) this.opts.logger.error('request failed', { method: req.method ?? 'GET', path: pathname, error: e.message });
       // downloads and the dashboard's files answer devices and browsers before any token: a
       // fault's own text (files, hosts, a library's internals) is for the log and the API's callers

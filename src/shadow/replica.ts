@@ -27,6 +27,7 @@ import { checkReportedSoftware, parseDesiredSoftware, type DesiredSoftware, type
 import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef, type TopicRef } from '../protocol/topics.ts';
 import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { ThrottledLog } from '../util/log-throttle.ts';
 import { rememberLru } from '../util/lru.ts';
 import { applyUpdate, deltaMessage, fullDocument, snapshot, tombstone } from './document.ts';
 import { KeyedQueue } from './keyed-queue.ts';
@@ -105,9 +106,13 @@ export class ShadowReplica {
   /** MQTT requests received, and those rejected by code (GET /api/v1/metrics). */
   readonly stats: ShadowStats = { requests: 0, rejections: new Map() };
 
+  /** Requests failed because a dependency is down: one line per 30 s (reject). */
+  private readonly unavailableLog: ThrottledLog;
+
   constructor(deps: ReplicaDeps) {
     this.deps = deps;
     this.queue = new KeyedQueue(deps.maxPending);
+    this.unavailableLog = new ThrottledLog(deps.logger);
   }
 
   /** Starts consuming requests from the bus. */
@@ -383,7 +388,10 @@ export class ShadowReplica {
   }
 
   private async reject(ref: TopicRef, op: ShadowOperation, err: UpdraftError, clientToken: string | undefined, answered: () => void): Promise<void> {
-    if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
+    // a dependency down (the database) fails every request alike: one line per 30 s, counting
+    // the rest, instead of one per request (a fleet's in an outage); other faults each their own
+    if (err.code === 'UNAVAILABLE') this.unavailableLog.warn('requests failed: a dependency cannot be reached', { deviceId: ref.deviceId, op, error: err.message });
+    else if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
     this.stats.rejections.set(err.status, (this.stats.rejections.get(err.status) ?? 0) + 1);
     const rejection: Rejection = { code: err.status, message: publicMessage(err), timestamp: this.now() };
     if (clientToken !== undefined) rejection.clientToken = clientToken;

@@ -41,7 +41,8 @@ export class ApiClient {
         ...(body === undefined ? {} : { body: isBytes ? (body as BodyInit) : JSON.stringify(body), duplex: 'half' }),
       } as RequestInit);
     } catch (err) {
-      throw new UpdraftError('INTERNAL', `cannot reach the Updraft server at ${this.baseUrl}: ${whyUnreachable(err)}`, { cause: err });
+      // UNAVAILABLE (503): a watch waits through it (job-watch.ts); the exit code stays 1
+      throw new UpdraftError('UNAVAILABLE', `cannot reach the Updraft server at ${this.baseUrl}: ${whyUnreachable(err)}`, { cause: err });
     }
     const text = await res.text();
     let parsed: unknown;

@@ -40,13 +40,35 @@ export function describeJob(v: JobView): string {
   return `${progressBar(v.percentDone)} ${v.percentDone.toFixed(1).padStart(5)}%  ${v.job.status}${waves}  ${counts || 'no devices'}${jobNote(v.job)}`;
 }
 
+/** Answers a watch waits through: the server or its database down for now, or busy. */
+const PASSING = new Set([429, 502, 503, 504]);
+
 /** Watches until the job ends; throws (exit 1) if it did not complete. */
 export async function watchJob(api: ApiClient, jobId: string, o: { json: boolean; intervalMs: number; timeoutMs?: number }): Promise<void> {
   const tty = process.stderr.isTTY === true && !o.json;
   const deadline = o.timeoutMs ? Date.now() + o.timeoutMs : Infinity;
   let last = '';
+  let unavailable = false;
+  // a watch that never got an answer is refused at once (a wrong --server, an untrusted certificate)
+  let reached = false;
   for (;;) {
-    const v = await api.call<JobView>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`);
+    let v: JobView;
+    try {
+      v = await api.call<JobView>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`);
+    } catch (err) {
+      // the server, or its database, down for now (503, a restart behind a balancer): the job
+      // goes on without the watch, so the watch waits with it rather than end as if the job
+      // had failed (exit 1 is a job canceled or aborted to a CI gate); --timeout still bounds it
+      if (!reached || !(err instanceof UpdraftError) || !PASSING.has(err.status)) throw err;
+      if (Date.now() > deadline) throw new UpdraftError('TIMEOUT', `job ${jobId} is not known to have ended after ${Math.round(o.timeoutMs! / 1000)} s: the server cannot answer now (${err.message})`);
+      if (!unavailable) process.stderr.write(`${tty ? '\r\x1b[2K' : ''}updraft: the server cannot answer for now (${err.message}); watching on\n`);
+      unavailable = true;
+      await sleep(o.intervalMs);
+      continue;
+    }
+    reached = true;
+    if (unavailable) process.stderr.write('updraft: the server answers again\n');
+    unavailable = false;
     const line = describeJob(v);
     const done = FINAL.includes(v.job.status);
     if (!o.json && line !== last) process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);

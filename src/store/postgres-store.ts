@@ -12,7 +12,7 @@
  * (`postgres-migrations.ts`), under an advisory lock so instances starting together migrate once.
  */
 import pg from 'pg';
-import { UpdraftError, isUnreachable } from '../errors.ts';
+import { UpdraftError } from '../errors.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { migratePostgres, PG_MIGRATIONS } from './postgres-migrations.ts';
@@ -405,7 +405,7 @@ export class PostgresStore implements StateStore {
       client = await this.lockConnection();
       got = (await client.query<{ ok: boolean }>(`SELECT ${lock}(hashtextextended($1, 0)) AS ok`, [key])).rows[0]?.ok === true;
     } catch (err) {
-      throw pgFault(err);
+      throw mapPgError(err);
     }
     if (!got) return { ran: false };
     try {
@@ -824,7 +824,7 @@ export class PostgresStore implements StateStore {
     try {
       return (await pool.query<R>(sql, params)).rows;
     } catch (err) {
-      throw pgFault(err);
+      throw mapPgError(err);
     }
   }
 
@@ -846,22 +846,11 @@ export class PostgresStore implements StateStore {
 }
 
 /**
- * A failure of the database as the store throws it: UNAVAILABLE (503 with Retry-After) when
- * PostgreSQL could not be reached, did not answer a connection in time, or ended the session
- * (`isUnreachable`: a restart, a failover, a network cut), since that passes with no change
- * anywhere, as the S3 store does for its bucket; otherwise what `mapPgError` makes of it
- * (INTERNAL for an SQL error or a statement timeout, BAD_REQUEST for a value refused). A
- * refusal of the store's own (CONFLICT, NOT_FOUND) passes as it is. The message stays the
- * one the group commit or `mapPgError` gave ("PostgreSQL: connect ECONNREFUSED").
+ * `mapPgError` for a promise's rejection: UNAVAILABLE when PostgreSQL could not be reached,
+ * as the group commit and `mapPgError` label it where the error is made.
  */
-function pgFault(err: unknown): UpdraftError {
-  const e = mapPgError(err);
-  return e.code === 'INTERNAL' && isUnreachable(e) ? new UpdraftError('UNAVAILABLE', e.message, { cause: e.cause ?? err }) : e;
-}
-
-/** `pgFault` for a promise's rejection. */
 function rethrowPgFault(err: unknown): never {
-  throw pgFault(err);
+  throw mapPgError(err);
 }
 
 /** The URL with its password replaced by `***`, for logs and messages. */

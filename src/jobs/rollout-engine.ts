@@ -983,17 +983,28 @@ export class RolloutEngine {
       // now (429, 5xx, the database), it is tried again a few seconds later: the mark stays, or
       // the queued retry carries it (pending-retract.ts) until the retry's own command replaces it
       const timedOutId = agentJobId(e.jobId, attempt);
-      const retractError = await retractCommand(this.desired, e.deviceId, timedOutId).then(
-        () => undefined,
-        (err: unknown) => asUpdraftError(err),
-      );
-      if (retractError) this.deps.logger.warn('timed-out command not taken back', { jobId: e.jobId, deviceId: e.deviceId, attempt, error: retractError.message });
-      const transient = retractError !== undefined && isTransient(retractError);
+      const transient = (await this.takeBack(e.deviceId, timedOutId, 'timed-out command not taken back', { jobId: e.jobId, deviceId: e.deviceId, attempt })) === 'for now';
       if (job && (await retryIfAllowed(this.deps, job, timedOut, now, transient ? timedOutId : undefined))) return;
       const stillMarked = (cur: ExecutionRecord) => cur.status === 'TIMED_OUT' && (cur.attempt ?? 1) === attempt && cur.dueAt !== undefined;
       await mutateExecution(this.deps, key, (cur) => (stillMarked(cur) ? { dueAt: transient ? now + RETRACT_RETRY_MS : undefined } : undefined), now);
     } catch (err) {
       this.deps.logger.warn('timeout not processed; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+    }
+  }
+
+  /**
+   * Takes back `commandId` from the device (a stay, retractCommand): `done`, or how it failed,
+   * logged as `failed` with `fields`: `for now` (429, 5xx, the database: tried again later,
+   * pending-retract.ts) or `for good` (a shadow that cannot take the write).
+   */
+  private async takeBack(deviceId: string, commandId: string, failed: string, fields: Record<string, unknown>): Promise<'done' | 'for now' | 'for good'> {
+    try {
+      await retractCommand(this.desired, deviceId, commandId);
+      return 'done';
+    } catch (err) {
+      const e = asUpdraftError(err);
+      this.deps.logger.warn(failed, { ...fields, error: e.message });
+      return isTransient(e) ? 'for now' : 'for good';
     }
   }
 
@@ -1011,12 +1022,7 @@ export class RolloutEngine {
     const key = { jobId: e.jobId, deviceId: e.deviceId };
     const attempt = e.attempt ?? 1;
     const commandId = agentJobId(e.jobId, attempt);
-    const retractError = await retractCommand(this.desired, e.deviceId, commandId).then(
-      () => undefined,
-      (err: unknown) => asUpdraftError(err),
-    );
-    if (retractError) this.deps.logger.warn('canceled command not taken back', { ...key, agentJobId: commandId, error: retractError.message });
-    const transient = retractError !== undefined && isTransient(retractError);
+    const transient = (await this.takeBack(e.deviceId, commandId, 'canceled command not taken back', { ...key, agentJobId: commandId })) === 'for now';
     await mutateExecution(
       this.deps,
       key,

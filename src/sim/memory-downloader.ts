@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { UpdraftError } from '../errors.ts';
-import { DownloadRetries, REAL_CLOCK, isTransientStatus, retryAfterMs, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
+import { DownloadRetries, REAL_CLOCK, isTransientStatus, permanentFetchFailure, retryAfterMs, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
 
 /**
  * Starts the request; `abort` is what the caller runs when the job is stopped while it
@@ -79,7 +79,14 @@ memoryDownloader.inMemory = true;
 
 async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
   opts.signal?.throwIfAborted();
-  const { response, abort } = get(new URL(opts.url), opts.headers);
+  let url: URL;
+  try {
+    url = new URL(opts.url);
+  } catch (err) {
+    // TypeError's message quotes the whole URL, its signature included: the agent's words instead
+    throw new UpdraftError('DOWNLOAD', `download failed: ${permanentFetchFailure(err, opts.url) ?? 'the URL cannot be used'}`);
+  }
+  const { response, abort } = get(url, opts.headers);
   const onAbort = () => abort(opts.signal!.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const hash = createHash('sha256');
@@ -90,6 +97,9 @@ async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
       res = await response;
     } catch (err) {
       if (err instanceof UpdraftError || opts.signal?.aborted) throw err;
+      // what waiting does not change (a server certificate refused) fails at once, as on the agent
+      const permanent = permanentFetchFailure(err, opts.url);
+      if (permanent) throw new UpdraftError('DOWNLOAD', `download failed: ${permanent}`);
       throw new Transient(`request failed: ${(err as Error).message}`, 0);
     }
     if (res.statusCode !== 200) {

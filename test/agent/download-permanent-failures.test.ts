@@ -17,6 +17,7 @@ import forge from 'node-forge';
 import { downloadArtifact, permanentFetchFailure, type DownloadOptions } from '../../src/agent/downloader.ts';
 import { UpdraftError } from '../../src/errors.ts';
 import { createCa } from '../../src/pki/certificate-authority.ts';
+import { memoryDownloader } from '../../src/sim/memory-downloader.ts';
 
 /** A clock that moves only when the downloader waits on it: retries cost no real time. */
 const fakeClock = () => {
@@ -112,6 +113,21 @@ describe('downloadArtifact: what waiting does not change fails at once', () => {
     const ftp = await failure('ftp://127.0.0.1/fw.bin?sig=s3cr3t');
     assert.deepEqual(ftp.waits, []);
     assert.equal(ftp.err.message, "download failed: the URL's scheme is ftp:, not http: or https:; waiting does not change that");
+  });
+
+  it("the simulator's downloader too: a refused certificate or an unparsable URL is one attempt, no signature quoted", async () => {
+    // it speaks node:http, not fetch: the TLS error comes without fetch's cause around it
+    const before = selfSigned.connections;
+    const clock = fakeClock();
+    const refused = await memoryDownloader(opts(selfSigned.url, { clock })).then(() => assert.fail('downloaded'), (e: unknown) => e);
+    assert.ok(refused instanceof UpdraftError && refused.code === 'DOWNLOAD', String(refused));
+    assert.deepEqual(clock.waits, [], 'no retry');
+    assert.equal(selfSigned.connections, before + 1);
+    assert.match(refused.message, /^download failed: the server's TLS certificate is refused: self-signed certificate \(DEPTH_ZERO_SELF_SIGNED_CERT\); waiting does not change that/);
+    const unparsable = await memoryDownloader(opts('http://exa mple/v1/download/fw/2.0.0?sig=s3cr3t', { clock })).then(() => assert.fail('downloaded'), (e: unknown) => e);
+    assert.ok(unparsable instanceof UpdraftError && unparsable.code === 'DOWNLOAD', String(unparsable));
+    assert.doesNotMatch(unparsable.message, /s3cr3t/);
+    assert.match(unparsable.message, /the URL cannot be used; waiting does not change that$/);
   });
 
   it('a host name that does not resolve is still retried (it may, once the network is up)', async () => {

@@ -12,7 +12,9 @@ export function addRestoreCommand(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (backupDir: string, opts: { dataDir: string; unmarked?: boolean; json?: boolean }) => {
       const { restoreDataDir } = await import('../server/restore.ts'); // SQLite: loaded only to run
-      const r = await restoreDataDir(backupDir, opts.dataDir, new Date(), { unmarked: opts.unmarked === true });
+      // on stderr: stdout is the report (--json: only JSON)
+      const progress = (line: string) => void process.stderr.write(`${line}\n`);
+      const r = await restoreDataDir(backupDir, opts.dataDir, new Date(), { unmarked: opts.unmarked === true, progress });
       const lines = [
         `restored ${backupDir} into ${opts.dataDir}; start the server on it`,
         r.aside ? `  its previous contents (${r.movedAside.join(', ')}) are in ${r.aside}: delete them once the restored server is checked` : '  it was empty',

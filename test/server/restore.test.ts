@@ -142,16 +142,20 @@ describe('updraft restore', () => {
     const build = path.join(backup, 'artifacts', 'sha256', sha.slice(0, 2), sha);
     const bytes = await readFile(build);
     const target = path.join(dir, 'data4-restored');
-    const refused = async (why: RegExp) => {
+    // the database check, which runs for minutes on a database of several GB, says it started
+    const checking = /^updraft restore: checking the database \(\d+\.\d MB\)\.\.\.\n/;
+    const refused = async (why: RegExp, dbChecked = false) => {
       const r = await runCli(['restore', backup, '--data-dir', target, '--unmarked']);
       assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, why);
-      assert.equal(r.stderr.split('\n').length, 2, 'one line');
+      assert.equal(checking.test(r.stderr), dbChecked, r.stderr);
+      const error = r.stderr.replace(checking, '');
+      assert.match(error, why);
+      assert.equal(error.split('\n').length, 2, `one line: ${error}`);
       await assert.rejects(stat(target), 'nothing restored');
     };
     // cut short: a build's bytes short of their record, the signing key missing, a damaged database
     await writeFile(build, bytes.subarray(0, 4));
-    await refused(new RegExp(`^updraft: error: ${backup} has no marker and lacks the bytes of fw@1\\.0\\.0`));
+    await refused(new RegExp(`^updraft: error: ${backup} has no marker and lacks the bytes of fw@1\\.0\\.0`), true);
     await writeFile(build, bytes);
     const key = path.join(backup, 'keys', 'software-signing.key');
     const keyBytes = await readFile(key);
@@ -165,7 +169,19 @@ describe('updraft restore', () => {
     await writeFile(caKey, caKeyBytes, { mode: 0o600 });
     const db = await readFile(path.join(backup, 'updraft.db'));
     await writeFile(path.join(backup, 'updraft.db'), db.subarray(0, Math.floor(db.length / 2)));
-    await refused(/has no marker and its updraft\.db is not whole/);
+    await refused(/has no marker and its updraft\.db is not whole \(database disk image is malformed\)/, true);
+    // a page damaged in place, the file whole: the devices table's cell pointers zeroed, which
+    // PRAGMA quick_check reports (as rows, one line per cell) rather than failing on
+    const damaged = Buffer.from(db);
+    const mem = new Database(db);
+    const pageSize = mem.pragma('page_size', { simple: true }) as number;
+    const root = (mem.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'devices'").get() as { rootpage: number }).rootpage;
+    mem.close();
+    const page = (root - 1) * pageSize;
+    assert.ok(root > 1 && [0x0a, 0x0d].includes(damaged[page]!), 'a leaf page, not the first');
+    damaged.fill(0, page + 8, page + 8 + 2 * damaged.readUInt16BE(page + 3));
+    await writeFile(path.join(backup, 'updraft.db'), damaged);
+    await refused(/has no marker and its updraft\.db is not whole \(Tree \d+ page \d+ cell 0: Offset 0 out of range [\d.]+(; [^;)]+){0,2}\): restore another backup$/m, true);
     // a server with --db's: no database, and no build bytes
     await unlink(path.join(backup, 'updraft.db'));
     await refused(/has no marker and no updraft\.db: a backup of a server with --db made before 2026-12-04, which holds none of its builds' bytes/);
@@ -173,6 +189,7 @@ describe('updraft restore', () => {
 
     const r = await runCli(['restore', backup, '--data-dir', target, '--unmarked']);
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, `updraft restore: checking the database (${(db.length / 1e6).toFixed(1)} MB)...\n`);
     const restored = await serve(target);
     running.push(restored.proc);
     assert.deepEqual(await deviceIds(restored), ['dev-old']);

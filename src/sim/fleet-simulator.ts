@@ -34,7 +34,7 @@ export interface SimStats {
   /**
    * Devices given up in this run: refused `refusalsToGiveUp` times in a row for a reason
    * retrying cannot fix (bad user name or password, not authorized, client id rejected,
-   * banned: `REFUSED_FOR_GOOD`). Counted in `refused` too
+   * banned, protocol version not supported: `REFUSED_FOR_GOOD`). Counted in `refused` too
    * while that is their latest attempt.
    */
   gaveUp: number;
@@ -115,15 +115,16 @@ export interface SimulatedFleet {
 }
 
 /**
- * CONNACK codes that retrying cannot fix, in MQTT 3.1.1 (§3.2.2.3: 2 identifier rejected, 4
- * bad user name or password, 5 not authorized) and in MQTT 5 (§3.2.2.2: 0x85 client
- * identifier not valid, 0x86 bad user name or password, 0x87 not authorized, 0x8A banned):
- * the device sends the same client id and credentials again. Server unavailable (3; 0x88
+ * CONNACK codes that retrying cannot fix, in MQTT 3.1.1 (§3.2.2.3: 1 unacceptable protocol
+ * version, 2 identifier rejected, 4 bad user name or password, 5 not authorized) and in MQTT 5
+ * (§3.2.2.2: 0x84 unsupported protocol version, 0x85 client identifier not valid, 0x86 bad
+ * user name or password, 0x87 not authorized, 0x8A banned): the device sends the same
+ * protocol version, client id and credentials again. Server unavailable (3; 0x88
  * server unavailable, 0x89 server busy in 5) is the broker's admission control: the device
  * retries on its backoff. (The agents speak 3.1.1, so the MQTT 5 codes reach the simulator
  * only from a broker that sends them regardless.)
  */
-const REFUSED_FOR_GOOD = new Set([2, 4, 5, 0x85, 0x86, 0x87, 0x8a]);
+const REFUSED_FOR_GOOD = new Set([1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8a]);
 
 /** Runs a simulated fleet until stopped (connected) or until every device finished or was given up (cycling). */
 export class FleetSimulator implements SimulatedFleet {

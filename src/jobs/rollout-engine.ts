@@ -758,17 +758,16 @@ export class RolloutEngine {
    * and the retry then found the job final; a crash between the two commits lost it too.
    * retryIfAllowed applies the tracker's rules (the limit, a deleted device, the job active),
    * and of the two writers only one queues the retry (the write is conditional on the failed
-   * attempt). Read only when the job retries on FAILED; rows past the limit are read and
-   * skipped (the store lists by status, not attempt).
+   * attempt). Read only when the job retries on FAILED; rows at the limit (attempt above
+   * `retries.limit`: they owe nothing) are not read, the store leaves them out by index.
    */
   private async queueOwedRetries(job: JobRecord, spec: JobSpec, wave: number, now: number): Promise<number> {
     if (!retriesFailed(spec)) return 0;
     let queued = 0;
     let after: string | undefined;
     do {
-      const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['FAILED'], limit: PAGE, ...(after ? { after } : {}) });
-      const owed = page.items.filter((e) => (e.wave ?? 0) <= wave && (e.attempt ?? 1) <= spec.retries.limit);
-      const retried = await Promise.all(owed.map((e) => retryIfAllowed(this.deps, job, e, now)));
+      const page = await this.deps.store.listFailedBelowAttempt(job.jobId, { attemptBelow: spec.retries.limit + 1, maxWave: wave, limit: PAGE, ...(after ? { after } : {}) });
+      const retried = await Promise.all(page.items.map((e) => retryIfAllowed(this.deps, job, e, now)));
       queued += retried.filter((r) => r !== undefined).length;
       after = page.next;
       // the embedded store reads synchronously: let device traffic through between pages

@@ -231,6 +231,13 @@ export const PG_MIGRATIONS: readonly string[] = [
   -- a device's logs, for its history (GET /api/v1/devices/{id}/history)
   CREATE INDEX job_logs_device ON job_logs (device_id, received_at);
   `,
+  `
+  -- the failed executions of a job that may still be owed a retry (attempt below the job's
+  -- limit), without reading those that reached it: on a big job with many terminal failures
+  -- the engine read them all at a wave's end, before an abort and at a continuous job's start.
+  -- Partial: only FAILED rows are in it, and only they are looked up by attempt
+  CREATE INDEX executions_failed_attempt ON executions (job_id, attempt, device_id) WHERE status = 'FAILED';
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -665,6 +665,19 @@ export class PostgresStore implements StateStore {
     return pageOf(rows.map(toExecution), limit, (e) => e.deviceId);
   }
 
+  async listFailedBelowAttempt(jobId: string, options: { attemptBelow: number; maxWave: number; after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
+    const limit = checkLimit(options.limit);
+    const args: unknown[] = [limit + 1, jobId, options.attemptBelow, options.maxWave];
+    if (options.after !== undefined) args.push(options.after);
+    // status = 'FAILED' written out, not bound: the planner proves the partial index
+    // executions_failed_attempt applies from the query's text (a generic plan cannot)
+    const rows = await this.read<ExecutionRow>(
+      `SELECT ${EXEC_COLS} FROM executions WHERE job_id = $2 AND status = 'FAILED' AND attempt < $3 AND wave <= $4${options.after !== undefined ? ' AND device_id > $5' : ''} ORDER BY device_id LIMIT $1`,
+      args,
+    );
+    return pageOf(rows.map(toExecution), limit, (e) => e.deviceId);
+  }
+
   async nextUndispatched(jobId: string, maxWave: number, limit: number): Promise<ExecutionRecord[]> {
     checkLimit(limit);
     const rows = await this.read<ExecutionRow>(

@@ -356,6 +356,13 @@ export interface StateStore {
   addExecutions(executions: ExecutionRecord[]): Promise<number>;
   /** A page of one job's executions ordered by device id, optionally only some states; `next` is a device id. */
   listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>>;
+  /**
+   * A page of one job's FAILED executions whose attempt is below `attemptBelow`, in waves up to
+   * `maxWave`, ordered by device id (`next` is a device id): those a retry may still be owed
+   * (rollout-engine.ts). Those at the retry limit are not read: an index on the failed rows'
+   * attempts (`executions_failed_attempt`) finds the few below it among many terminal failures.
+   */
+  listFailedBelowAttempt(jobId: string, options: { attemptBelow: number; maxWave: number; after?: string; limit: number }): Promise<Page<ExecutionRecord>>;
   /** Up to `limit` QUEUED executions of a job not yet dispatched, in waves up to `maxWave`, lowest wave then device id first. */
   nextUndispatched(jobId: string, maxWave: number, limit: number): Promise<ExecutionRecord[]>;
   /**

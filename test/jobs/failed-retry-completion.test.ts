@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { mutateExecution } from '../../src/jobs/execution-writer.ts';
+import type { ExecutionRecord, Page } from '../../src/store/state-store.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
 describe('a failed execution whose retry is allowed', () => {
@@ -95,22 +96,26 @@ describe('a failed execution whose retry is allowed', () => {
   });
 
   /**
-   * Counts the pages of FAILED executions read from the fixture's store (its own method,
-   * wrapped), and how many of them came after the event loop had a turn since the one before.
+   * Counts the pages of FAILED executions read from the fixture's store (its own methods,
+   * wrapped), the rows they held, and how many pages came after the event loop had a turn
+   * since the one before.
    */
   const countFailedReads = (fx: RolloutFixture) => {
-    const read = fx.store.listJobExecutions.bind(fx.store);
-    const seen = { pages: 0, afterATurn: 0 };
+    const seen = { pages: 0, rows: 0, afterATurn: 0 };
     let turned = false;
-    fx.store.listJobExecutions = async (jobId, options) => {
-      if (options.status?.includes('FAILED')) {
-        if (seen.pages > 0 && turned) seen.afterATurn++;
-        seen.pages++;
-        turned = false;
-        setImmediate(() => (turned = true));
-      }
-      return read(jobId, options);
+    const counted = async (read: Promise<Page<ExecutionRecord>>) => {
+      if (seen.pages > 0 && turned) seen.afterATurn++;
+      seen.pages++;
+      turned = false;
+      setImmediate(() => (turned = true));
+      const page = await read;
+      seen.rows += page.items.length;
+      return page;
     };
+    const list = fx.store.listJobExecutions.bind(fx.store);
+    fx.store.listJobExecutions = (jobId, options) => (options.status?.includes('FAILED') ? counted(list(jobId, options)) : list(jobId, options));
+    const below = fx.store.listFailedBelowAttempt.bind(fx.store);
+    fx.store.listFailedBelowAttempt = (jobId, options) => counted(below(jobId, options));
     return seen;
   };
 
@@ -136,14 +141,47 @@ describe('a failed execution whose retry is allowed', () => {
     const [d] = await fx.fleet('p', 1, '1.0.0', { tags: ['grp'] });
     const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { query: 'tags = grp' }, type: 'continuous', retries: { limit: 1 } })).job.jobId;
     await fx.tick();
-    // 1,200 devices that failed their last attempt allowed, listed before d: three pages of FAILED
+    // 1,200 failed devices below the limit, listed before d, since deleted (owed no retry, but
+    // only retryIfAllowed knows it): three pages of FAILED
     const at = fx.clock.now;
-    await fx.store.addExecutions(Array.from({ length: 1200 }, (_, i) => ({ jobId, deviceId: `gone${String(i).padStart(4, '0')}`, status: 'FAILED' as const, details: {}, queuedAt: at, updatedAt: at, version: 1, attempt: 2 })));
+    await fx.store.addExecutions(Array.from({ length: 1200 }, (_, i) => ({ jobId, deviceId: `gone${String(i).padStart(4, '0')}`, status: 'FAILED' as const, details: { deviceDeletedAt: at }, queuedAt: at, updatedAt: at, version: 1, attempt: 1 })));
     await failedThenCrash(fx, jobId, d!);
     const reads = countFailedReads(fx);
     await fx.restart();
-    assert.deepEqual(reads, { pages: 3, afterATurn: 2 }, 'pages read with no turn of the event loop between them');
+    assert.deepEqual(reads, { pages: 3, rows: 1201, afterATurn: 2 }, 'pages read with no turn of the event loop between them');
     assert.equal((await fx.execution(jobId, d!)).attempt, 2, 'the retry owed is queued');
+  });
+
+  it('of a continuous job is looked for at start without reading the failed executions at the retry limit', async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d] = await fx.fleet('q', 1, '1.0.0', { tags: ['grp'] });
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { query: 'tags = grp' }, type: 'continuous', retries: { limit: 1 } })).job.jobId;
+    await fx.tick();
+    // 1,200 devices that failed their last attempt allowed (2 of a limit of 1 retry): owed nothing
+    const at = fx.clock.now;
+    await fx.store.addExecutions(Array.from({ length: 1200 }, (_, i) => ({ jobId, deviceId: `done${String(i).padStart(4, '0')}`, status: 'FAILED' as const, details: {}, queuedAt: at, updatedAt: at, version: 1, attempt: 2 })));
+    await failedThenCrash(fx, jobId, d!);
+    const reads = countFailedReads(fx);
+    await fx.restart();
+    assert.deepEqual(reads, { pages: 1, rows: 1, afterATurn: 0 }, 'only the execution below the limit is read');
+    assert.equal((await fx.execution(jobId, d!)).attempt, 2, 'the retry owed is queued');
+    const done = await fx.execution(jobId, 'done0000');
+    assert.deepEqual([done.status, done.attempt], ['FAILED', 2], 'none for those at the limit');
+  });
+
+  it('of a snapshot job is queued at the wave\'s end for a device below the limit, and none for one at it', async () => {
+    const fx = (f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'] }));
+    const [d, spent, other] = await fx.fleet('w', 3);
+    const jobId = (await fx.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!, spent!, other!] }, retries: { limit: 1 } })).job.jobId;
+    await failedThenCrash(fx, jobId, d!);
+    // spent: its second attempt, the last allowed, failed (written as a crash leaves it: no retry either way)
+    await mutateExecution(fx, { jobId, deviceId: spent! }, (cur) => ({ status: 'FAILED', attempt: 2, details: { ...cur.details, error: 'health check failed' }, dueAt: undefined }), fx.clock.now);
+    const reads = countFailedReads(fx);
+    await fx.complete(other!);
+    await fx.tick();
+    assert.equal(reads.rows, 1, 'the execution at the limit is not read');
+    assert.deepEqual([(await fx.execution(jobId, d!)).status, (await fx.execution(jobId, d!)).attempt], ['QUEUED', 2]);
+    assert.deepEqual([(await fx.execution(jobId, spent!)).status, (await fx.execution(jobId, spent!)).attempt], ['FAILED', 2]);
   });
 
   it('is not retried past the limit: the job completes', async () => {

@@ -785,6 +785,29 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(failed.items.map((e) => e.deviceId), ['d2']);
         }));
 
+      it('lists a job\'s failed executions below an attempt, in waves up to one, page by page: not those at the limit', () =>
+        withStore(async (store) => {
+          const failed = (deviceId: string, attempt: number, wave = 0): ExecutionRecord => ({ ...execution('job-1', deviceId, 1_000), status: 'FAILED', attempt, ...(wave > 0 ? { wave } : {}) });
+          await store.createJob(job('job-1'), [
+            failed('a', 1),
+            failed('b', 3), // at a limit of 2 retries: owed nothing
+            failed('c', 2),
+            failed('d', 1, 1), // a later wave
+            { ...execution('job-1', 'e', 1_000), attempt: 1 }, // queued, not failed
+            failed('f', 2),
+            failed('g', 5),
+          ]);
+          await store.createJob(job('job-2'), [{ ...execution('job-2', 'a0', 1_000), status: 'FAILED' }]);
+          const p1 = await store.listFailedBelowAttempt('job-1', { attemptBelow: 3, maxWave: 0, limit: 2 });
+          assert.deepEqual(p1.items.map((e) => [e.deviceId, e.attempt ?? 1]), [['a', 1], ['c', 2]]);
+          assert.equal(p1.next, 'c');
+          const p2 = await store.listFailedBelowAttempt('job-1', { attemptBelow: 3, maxWave: 0, limit: 2, after: p1.next! });
+          assert.deepEqual(p2, { items: [failed('f', 2)] });
+          assert.deepEqual((await store.listFailedBelowAttempt('job-1', { attemptBelow: 3, maxWave: 1, limit: 10 })).items.map((e) => e.deviceId), ['a', 'c', 'd', 'f']);
+          assert.deepEqual((await store.listFailedBelowAttempt('job-1', { attemptBelow: 1, maxWave: 1, limit: 10 })).items, [], 'no retries: nothing owed');
+          assert.deepEqual((await store.listFailedBelowAttempt('job-404', { attemptBelow: 3, maxWave: 1, limit: 10 })).items, []);
+        }));
+
       it('finds undispatched queued work by wave, and due executions by time', () =>
         withStore(async (store) => {
           const es: ExecutionRecord[] = [

@@ -24,7 +24,7 @@ import { UpdraftError } from '../src/errors.ts';
 import { redactUrl } from '../src/util/redact-url.ts';
 import { findMosquitto, startTestMosquitto } from '../test/helpers/mosquitto.ts';
 import { startTestPostgres, type TestPostgres } from '../test/helpers/postgres.ts';
-import { childrenOf, procCpuSeconds, procRss } from './processes.ts';
+import { procCpuSeconds, procRss } from './processes.ts';
 import { mustUndo } from './teardown.ts';
 
 /** The external parts of one bench server. */
@@ -72,26 +72,25 @@ function privatePostgres(): Promise<TestPostgres> {
   forgetPostgres = mustUndo(stopExternal, () => quickStop?.());
   postgres = startTestPostgres().then((r) => {
     if (!r.ok) throw new UpdraftError('CONFIG', `--external: no PostgreSQL could be started or reached (${r.reason}); install PostgreSQL or pass --db postgres://...`);
-    quickStop = postgresQuickStop();
+    quickStop = postgresQuickStop(r.server);
     return r.server;
   });
   return postgres;
 }
 
 /**
- * The synchronous stop of the private server the helper just started, for an exit: its
- * postmaster, a child of this process (`postgres -D <dir>/data -k <dir>`), gets SIGQUIT, an
- * immediate shutdown (no checkpoint: nothing more is written in the directory being
- * removed), and its directory goes. The helper (test/helpers/postgres.ts) does not say its
- * pid or directory: they are read from /proc.
+ * The synchronous stop of a private server the helper started, for an exit: its postmaster
+ * gets SIGQUIT, an immediate shutdown (no checkpoint: nothing more is written in the
+ * directory being removed), and the helper's temp dir holding its data directory goes.
+ * Undefined for a server the helper did not start (UPDRAFT_TEST_POSTGRES_URL).
  */
-function postgresQuickStop(): (() => void) | undefined {
-  const found = childrenOf(process.pid).find((c) => path.basename(c.args[0] ?? '') === 'postgres' && c.args.includes('-D') && c.args.includes('-k'));
-  if (!found) return undefined;
-  const dir = found.args[found.args.indexOf('-k') + 1] ?? '';
+export function postgresQuickStop(server: TestPostgres): (() => void) | undefined {
+  const { pid, dataDir } = server;
+  if (pid === undefined || dataDir === undefined) return undefined;
+  const dir = path.dirname(dataDir);
   return () => {
     try {
-      process.kill(found.pid, 'SIGQUIT');
+      process.kill(pid, 'SIGQUIT');
     } finally {
       if (path.basename(dir).startsWith('updraft-pg-')) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
     }

@@ -20,6 +20,13 @@ export interface TestPostgres {
   createDatabase(): Promise<string>;
   /** Drops a database made by createDatabase (after every client disconnected). */
   dropDatabase(url: string): Promise<void>;
+  /** The private server's postmaster (its children end with it); absent on the UPDRAFT_TEST_POSTGRES_URL server. */
+  pid?: number;
+  /**
+   * The private server's data directory, `<temp dir>/data`: the temp dir (`updraft-pg-*`)
+   * also holds its socket, and stop() removes it whole. Absent on the UPDRAFT_TEST_POSTGRES_URL server.
+   */
+  dataDir?: string;
   stop(): Promise<void>;
 }
 
@@ -108,11 +115,12 @@ async function startPrivate(): Promise<TestPostgres> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return onServer(admin, async () => {
+  const shutdown = async () => {
     child.kill('SIGINT'); // fast shutdown
     await exited;
     await rm(dir, { recursive: true, force: true });
-  });
+  };
+  return { ...onServer(admin, shutdown), pid: child.pid!, dataDir: data };
 }
 
 function onServer(adminUrl: string, shutdown: () => Promise<void>): TestPostgres {

@@ -19,6 +19,17 @@ export interface ArtifactCacheOptions {
   maxItemBytes?: number;
 }
 
+/**
+ * A build's bytes as the cache gives them, and whether this call read them from the store.
+ * A caller that watches the store (the download route ends an outage on a read that reached
+ * it) needs to know: bytes held from before say nothing of a store that is down now.
+ */
+export interface CachedArtifact {
+  bytes: Buffer;
+  /** Read from the store by this call (it loaded them, or waited for a load in flight), not held from before. */
+  loaded: boolean;
+}
+
 /** An LRU of whole artifacts by SHA-256. */
 export class ArtifactCache {
   private readonly opts: ArtifactCacheOptions;
@@ -35,22 +46,23 @@ export class ArtifactCache {
     return this.bytes;
   }
 
-  /** The artifact's bytes from memory (loading them once), or undefined when it is not to be cached. */
-  async get(sha256: string, size: number): Promise<Buffer | undefined> {
+  /** The artifact's bytes from memory (loading them once: `loaded`), or undefined when it is not to be cached. */
+  async get(sha256: string, size: number): Promise<CachedArtifact | undefined> {
     const maxItem = this.opts.maxItemBytes ?? Math.floor(this.opts.maxBytes / 8);
     if (size === 0 || size > maxItem || size > this.opts.maxBytes) return undefined;
     const hit = this.items.get(sha256);
     if (hit) {
       this.items.delete(sha256); // most recently used goes last
       this.items.set(sha256, hit);
-      return hit;
+      return { bytes: hit, loaded: false };
     }
     let load = this.loading.get(sha256);
     if (!load) {
       load = this.load(sha256, size).finally(() => this.loading.delete(sha256));
       this.loading.set(sha256, load);
     }
-    return load;
+    const bytes = await load;
+    return bytes && { bytes, loaded: true };
   }
 
   /** Lets go of a build's bytes (its artifact was deleted: the memory is for builds in use). */

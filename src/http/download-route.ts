@@ -12,8 +12,9 @@
  * again (for minutes, not seconds) where a 500 says only that something broke. Such an
  * outage is logged once when it begins and once when downloads are served again, with the
  * count answered 503 meanwhile: a fleet retrying through it would otherwise write an error
- * line per request. It ends only when what failed was read again: a build served from memory,
- * or a HEAD, reads no bucket, and said nothing of one that is down.
+ * line per request; they are counted in the metrics too (`unavailable`). It ends only when
+ * what failed was read again: a build served from memory, or a HEAD, reads no bucket, and
+ * said nothing of one that is down; a build loaded into memory by this download did read it.
  */
 import { pipeline } from 'node:stream/promises';
 import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
@@ -39,6 +40,8 @@ export interface DownloadStats {
   bytes: number;
   /** Downloads that ended before their last byte (the device went away; it resumes with Range). */
   cut: number;
+  /** Downloads answered 503: storage (the bucket, the database) could not be reached; the device tries again. */
+  unavailable: number;
 }
 
 /** Builds the GET /v1/download/:name/:version handler. */
@@ -65,13 +68,14 @@ export function downloadRoute(deps: {
   const outage = new StorageOutage(deps.logger);
   const serve = serveDownload(deps, outage);
   return async (ctx) => {
-    const at: { part: StoragePart; sha256?: string } = { part: 'registry' };
+    const at: { part: StoragePart } = { part: 'registry' };
     try {
       await serve(ctx, at);
     } catch (err) {
       const e = asUpdraftError(err);
       if (e.code !== 'UNAVAILABLE' || ctx.res.headersSent) throw err;
-      outage.refused(e, `${ctx.params.name}@${ctx.params.version}`, at.part, at.sha256);
+      if (deps.stats) deps.stats.unavailable++;
+      outage.refused(e, `${ctx.params.name}@${ctx.params.version}`, at.part);
       sendError(ctx.res, e, { public: true });
     }
   };
@@ -92,29 +96,18 @@ class StorageOutage {
   private answered = 0;
   /** Parts that failed since the outage began and have not been read since. */
   private readonly failing = new Set<StoragePart>();
-  /** Builds whose bytes could not be read in this outage: none was in memory then. */
-  private readonly unread = new Set<string>();
 
   constructor(private readonly logger: Logger) {}
 
-  /** A download answered 503: `part` could not be read (the bytes of `sha256`, for the blobs). */
-  refused(e: UpdraftError, artifact: string, part: StoragePart, sha256?: string): void {
+  /** A download answered 503: `part` could not be read. */
+  refused(e: UpdraftError, artifact: string, part: StoragePart): void {
     this.answered++;
     // failing at the bytes, the download read the registry
     if (part === 'blobs') this.failing.delete('registry');
     this.failing.add(part);
-    if (part === 'blobs' && sha256 !== undefined) this.unread.add(sha256);
     if (this.since !== undefined) return;
     this.since = Date.now();
     this.logger.warn('downloads answered 503 (try again later): storage cannot be reached; logged again when they are served', { artifact, error: e.message });
-  }
-
-  /**
-   * Whether the memory cache's bytes of `sha256` were read from the blob store since the
-   * outage began: they could not be at a 503 (the cache is not asked whether it holds them).
-   */
-  loadedSince(sha256: string): boolean {
-    return this.unread.has(sha256);
   }
 
   /** A download is served, having read `parts`. */
@@ -125,12 +118,11 @@ class StorageOutage {
     this.logger.info('downloads served again', { answered503: this.answered, seconds: Math.round((Date.now() - this.since) / 1000) });
     this.since = undefined;
     this.answered = 0;
-    this.unread.clear();
   }
 }
 
 /** The download handler; `at` says which part of storage it reads (for a 503's log). */
-function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: StorageOutage): (ctx: RouteContext, at: { part: StoragePart; sha256?: string }) => Promise<void> {
+function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: StorageOutage): (ctx: RouteContext, at: { part: StoragePart }) => Promise<void> {
   const cutLog = new ThrottledLog(deps.logger);
   return async ({ req, res, params, url }, at) => {
     const name = params.name!;
@@ -205,12 +197,12 @@ function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: Storag
     // before the status line: a failed load is still answered with a clean error, and so are
     // bytes missing from storage (an instance that still knew a record another one deleted)
     at.part = 'blobs';
-    at.sha256 = artifact.sha256;
-    const held = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
+    const cached = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
+    const held = cached?.bytes;
     const stream = held || req.method === 'HEAD' || size === 0 ? undefined : await deps.blobs.read(artifact.sha256, range);
-    // the bucket counts as answering only when it was read: from memory (but for a build it
-    // could not give in this outage, loaded since), a HEAD or an empty build it was not
-    outage.read(stream || (held && outage.loadedSince(artifact.sha256)) ? ['registry', 'blobs'] : ['registry']);
+    // the bucket counts as answering only when it was read: streamed, or loaded into memory by
+    // this download (whichever build it is); held from before, a HEAD or an empty build, not
+    outage.read(stream || cached?.loaded ? ['registry', 'blobs'] : ['registry']);
     // the headers object is added to, not spread into a new one with the extra keys: Node
     // 20's V8 takes a slow path for the latter (about 1 µs, per download)
     if (range) {

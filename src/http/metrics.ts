@@ -55,9 +55,10 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
       .sort(([a], [b]) => Number(a) - Number(b))
       .map(([code, n]) => [`{code="${code}"}`, n]),
   );
-  family('updraft_downloads_total', 'counter', 'Artifact downloads, by result: served (a 200 or 206 started) or refused (403).', [
+  family('updraft_downloads_total', 'counter', 'Artifact downloads, by result: served (a 200 or 206 started), refused (403), or unavailable (503: the bucket or the database could not be reached; the device tries again).', [
     ['{result="served"}', m.downloads.served],
     ['{result="refused"}', m.downloads.refused],
+    ['{result="unavailable"}', m.downloads.unavailable],
   ]);
   family('updraft_downloads_cut_total', 'counter', 'Served downloads that ended before their last byte (the device went away, and resumes with Range: a rise is flaky device networks), or were reset after it because their device was revoked.', one(m.downloads.cut));
   family('updraft_download_bytes_total', 'counter', 'Bytes of the downloads handed to the network whole (a range counts its length; one cut before its last byte counts nothing; one reset after it, its device revoked, is counted here and in updraft_downloads_cut_total).', one(m.downloads.bytes));

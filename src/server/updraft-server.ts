@@ -304,7 +304,7 @@ export class UpdraftServer {
       if (issuedAt !== undefined && d.createdAt > issuedAt + REGISTRATION_MARGIN_MS) return 'issued to an earlier registration of this device id (deleted since); ask for a fresh one';
       return undefined;
     };
-    const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0 };
+    const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0, unavailable: 0 };
     // a device revoked or deleted, here or on another instance (the relay brings its
     // device.credentials), loses the downloads it has in progress here
     const activeDownloads = new ActiveDownloads({ events, refusal: deviceRefusal, logger: logger.child('download'), cutAfterWritten: () => downloadStats.cut++ });

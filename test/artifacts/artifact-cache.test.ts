@@ -41,9 +41,13 @@ it('reads an artifact from storage once, however many devices ask at once', asyn
   const b = await put(bytes);
   const cache = new ArtifactCache({ blobs: counting(), maxBytes: 1 << 20 });
   const got = await Promise.all(Array.from({ length: 50 }, () => cache.get(b.sha256, b.size)));
-  for (const g of got) assert.ok(g?.equals(bytes));
-  assert.ok((await cache.get(b.sha256, b.size))?.equals(bytes));
+  for (const g of got) assert.ok(g?.bytes.equals(bytes));
+  const again = await cache.get(b.sha256, b.size);
+  assert.ok(again?.bytes.equals(bytes));
   assert.deepEqual(reads, [b.sha256]);
+  // whether the store was read by this call: a download route ends a storage outage on it
+  assert.deepEqual([...new Set(got.map((g) => g?.loaded))], [true], 'all 50 waited for the one read of the store');
+  assert.equal(again?.loaded, false, 'held from before: the store was not read');
   assert.equal(cache.size, bytes.length);
 });
 

@@ -109,7 +109,7 @@ export function addSimCommand(program: Command): void {
     .option('--offline-rate <p>', 'probability, per device and job attempt, that the device goes offline once while downloading (for --offline-ms, then resumes)', '0')
     .option('--offline-ms <ms>', 'length of an offline period', String(SIM_DEFAULTS.offlineMs))
     .option('--seed <n>', 'random seed', '1')
-    .option('--until-finished', `exit once every device finished a job in this run (a job it finished in an earlier run, kept in the devices file, does not count) or was given up (refused ${SIM_DEFAULTS.refusalsToGiveUp} times in a row for a reason retrying cannot fix: a wrong secret, not authorized, client id rejected, banned), printing a JSON summary; exit code 1 if any was given up`)
+    .option('--until-finished', `exit once every device finished a job in this run (a job it finished in an earlier run, kept in the devices file, does not count) or was given up (refused ${SIM_DEFAULTS.refusalsToGiveUp} times in a row for a reason retrying cannot fix: a wrong secret, not authorized, client id rejected, banned, protocol version not supported), printing a JSON summary; exit code 1 if any was given up`)
     .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each), each with its share of --connect-rate and --concurrency', '1')
     .addOption(new Option('--first-index <n>', 'run --devices-file as the slice starting at device n of the fleet, reporting to the parent process (--processes)').hideHelp())
     .action(async (o: Record<string, string | boolean | undefined>) => {
@@ -238,7 +238,7 @@ export function addSimCommand(program: Command): void {
         process.stdout.write(JSON.stringify({ ...fleet.stats, devices: devices.length, installs: fleet.installs }) + '\n');
         // a run that could not run its whole fleet is no result to compare: a script must see it
         if (gaveUp > 0) {
-          process.stderr.write(`updraft: error: gave up on ${gaveUp} of ${devices.length} devices: the broker refused each ${SIM_DEFAULTS.refusalsToGiveUp} times in a row for a reason retrying cannot fix (bad user name or password, not authorized, client id rejected, banned: a wrong secret, a revoked or deleted device); the summary counts them in "gaveUp"\n`);
+          process.stderr.write(`updraft: error: gave up on ${gaveUp} of ${devices.length} devices: the broker refused each ${SIM_DEFAULTS.refusalsToGiveUp} times in a row for a reason retrying cannot fix (bad user name or password, not authorized, client id rejected, banned, protocol version not supported: a wrong secret, a revoked or deleted device, a broker older than MQTT 3.1.1); the summary counts them in "gaveUp"\n`);
           process.exit(1);
         }
         process.exit(0);

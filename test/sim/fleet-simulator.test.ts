@@ -579,7 +579,7 @@ describe('fleet simulator', () => {
       assert.deepEqual({ gaveUp: summary.gaveUp, refused: summary.refused, finished: summary.finished, succeeded: summary.succeeded }, { gaveUp: 1, refused: 1, finished: 2, succeeded: 2 }, JSON.stringify(summary));
       assert.match(cli.output(), /^sim: finished 2 devices \{.*"gaveUp":1.*\} installs=2 gave-up=1$/m);
       assert.equal(await cli.kill(), 1, 'a run that gave up on devices is not a success');
-      assert.match(cli.output(), /^updraft: error: gave up on 1 of 3 devices: the broker refused each 3 times in a row for a reason retrying cannot fix \(bad user name or password, not authorized, client id rejected, banned: a wrong secret, a revoked or deleted device\); the summary counts them in "gaveUp"$/m);
+      assert.match(cli.output(), /^updraft: error: gave up on 1 of 3 devices: the broker refused each 3 times in a row for a reason retrying cannot fix \(bad user name or password, not authorized, client id rejected, banned, protocol version not supported: a wrong secret, a revoked or deleted device, a broker older than MQTT 3.1.1\); the summary counts them in "gaveUp"$/m);
       assert.deepEqual(await outcome(jobId), { SUCCEEDED: 2 });
     } finally {
       await cli.kill('SIGKILL').catch(() => undefined);

@@ -1,10 +1,12 @@
 /**
  * The CLI's client of the operator REST API. Finds the server (`--server`, UPDRAFT_SERVER,
  * default http://127.0.0.1:8080) and the token (`--token`, UPDRAFT_TOKEN, or the token file
- * the server wrote into its data directory).
+ * the server wrote into its data directory). A read (GET) waits through answers the server
+ * cannot give for now (429, 502, 503, 504) for up to UPDRAFT_RETRY_FOR seconds.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
 import { operatorTokenPath } from '../server/operator-token.ts';
 
@@ -15,20 +17,68 @@ export interface ApiOptions {
   dataDir?: string;
 }
 
+/** Options of one call. */
+export interface CallOptions {
+  /** A GET waits through answers the server cannot give for now (default true); `job watch` says false, as it waits on its own terms. */
+  retry?: boolean;
+}
+
+/**
+ * Answers that say "not now" rather than "no": the server busy (429, RFC 6585 §4), a proxy
+ * without an upstream (502, 504), the server or its database down for now (503, RFC 9110 §15.6.4).
+ */
+export const PASSING_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
+
+/** Seconds a read waits through passing answers unless UPDRAFT_RETRY_FOR says otherwise. */
+export const DEFAULT_RETRY_FOR_SECONDS = 30;
+/** The longest single pause, whatever `Retry-After` asks: the bound, not the server, sets the total. */
+const MAX_PAUSE_MS = 10_000;
+/** The shortest: a `Retry-After: 0` must not make a busy loop. */
+const MIN_PAUSE_MS = 250;
+
+/** One request's outcome: its JSON, or its error and whether (and after how long) to try again. */
+type Attempt<T> = { ok: true; value: T } | { ok: false; error: UpdraftError; passing: boolean; pauseMs: number };
+
 /** A small JSON client; every failure becomes an UpdraftError with a readable message. */
 export class ApiClient {
   readonly baseUrl: string;
   /** The operator token in use. */
   readonly token: string;
+  /** How long a GET waits through passing answers, in ms (UPDRAFT_RETRY_FOR; 0: not at all). */
+  readonly retryForMs: number;
+  /** Whether the server ever answered this client: only then is "no connection" a server down for now. */
+  private reached = false;
 
   constructor(opts: ApiOptions) {
     // an empty variable (UPDRAFT_TOKEN= in a unit file or a script) is one not set
     this.baseUrl = (opts.server ?? (process.env.UPDRAFT_SERVER || 'http://127.0.0.1:8080')).replace(/\/+$/, '');
+    this.retryForMs = retryForMs(process.env.UPDRAFT_RETRY_FOR);
     this.token = opts.token ?? (process.env.UPDRAFT_TOKEN || readTokenFile(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data')));
   }
 
-  /** Calls the API; `body` is JSON unless it is a stream or buffer (sent as bytes). */
-  async call<T>(method: string, route: string, body?: unknown): Promise<T> {
+  /**
+   * Calls the API; `body` is JSON unless it is a stream or buffer (sent as bytes). A GET, which
+   * changes nothing and can be sent again, waits through passing answers (honouring
+   * `Retry-After`), and through no connection once the server was reached, for up to
+   * `retryForMs`, saying so once on stderr; then fails with the server's message. Other methods
+   * never repeat: their effect may have happened although the answer says otherwise.
+   */
+  async call<T>(method: string, route: string, body?: unknown, opts: CallOptions = {}): Promise<T> {
+    const waits = method.toUpperCase() === 'GET' && opts.retry !== false;
+    const deadline = Date.now() + this.retryForMs;
+    let said = false;
+    for (;;) {
+      const a = await this.attempt<T>(method, route, body);
+      if (a.ok) return a.value;
+      const left = deadline - Date.now();
+      if (!waits || !a.passing || left <= 0) throw a.error;
+      if (!said) process.stderr.write(`updraft: the server cannot answer for now (${a.error.message}); trying again for up to ${this.retryForMs / 1000} s\n`);
+      said = true;
+      await sleep(Math.min(a.pauseMs, left));
+    }
+  }
+
+  private async attempt<T>(method: string, route: string, body?: unknown): Promise<Attempt<T>> {
     const isBytes = body instanceof Uint8Array || (typeof body === 'object' && body !== null && 'pipe' in body);
     let res: Response;
     try {
@@ -41,9 +91,13 @@ export class ApiClient {
         ...(body === undefined ? {} : { body: isBytes ? (body as BodyInit) : JSON.stringify(body), duplex: 'half' }),
       } as RequestInit);
     } catch (err) {
-      // UNAVAILABLE (503): a watch waits through it (job-watch.ts); the exit code stays 1
-      throw new UpdraftError('UNAVAILABLE', `cannot reach the Updraft server at ${this.baseUrl}: ${whyUnreachable(err)}`, { cause: err });
+      // UNAVAILABLE (503): a watch waits through it (job-watch.ts); the exit code stays 1. Not
+      // reached yet, it is a server not running, a wrong URL or an untrusted certificate: waiting
+      // mends none of them
+      const error = new UpdraftError('UNAVAILABLE', `cannot reach the Updraft server at ${this.baseUrl}: ${whyUnreachable(err)}`, { cause: err });
+      return { ok: false, error, passing: this.reached, pauseMs: defaultPause() };
     }
+    this.reached = true;
     const text = await res.text();
     let parsed: unknown;
     try {
@@ -53,10 +107,33 @@ export class ApiClient {
     }
     if (!res.ok) {
       const message = (parsed as { error?: { message?: string } } | undefined)?.error?.message ?? `HTTP ${res.status}`;
-      throw new UpdraftError('INTERNAL', message, { status: res.status });
+      const error = new UpdraftError('INTERNAL', message, { status: res.status });
+      return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: retryAfterMs(res.headers.get('retry-after')) };
     }
-    return parsed as T;
+    return { ok: true, value: parsed as T };
   }
+}
+
+/** UPDRAFT_RETRY_FOR in ms: seconds, 0 or more (0: never wait); unset or empty, the default. */
+export function retryForMs(value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return DEFAULT_RETRY_FOR_SECONDS * 1000;
+  if (!/^\d+(\.\d+)?$/.test(value.trim())) {
+    throw new UpdraftError('BAD_REQUEST', `UPDRAFT_RETRY_FOR must be the seconds a read waits for a server that cannot answer for now, 0 or more (0: not at all), not "${value}"`);
+  }
+  return Math.round(Number(value) * 1000);
+}
+
+/** The pause a `Retry-After` asks for (seconds or an HTTP date, RFC 9110 §10.2.3), within 0.25 to 10 s; 1 to 2 s without one. */
+export function retryAfterMs(header: string | null, now = Date.now()): number {
+  const v = header?.trim() ?? '';
+  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : v ? Date.parse(v) - now : NaN;
+  if (Number.isNaN(ms)) return defaultPause();
+  return Math.min(MAX_PAUSE_MS, Math.max(MIN_PAUSE_MS, ms));
+}
+
+/** 1 to 2 s: jitter, so that scripts refused at once do not all come back at once. */
+function defaultPause(): number {
+  return 1000 + Math.random() * 1000;
 }
 
 function readTokenFile(dataDir: string): string {

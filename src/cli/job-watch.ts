@@ -8,7 +8,7 @@ import { UpdraftError } from '../errors.ts';
 import { EXECUTION_STATUSES } from '../jobs/execution-state.ts';
 import type { JobView } from '../jobs/job-service.ts';
 import type { JobRecord } from '../store/state-store.ts';
-import type { ApiClient } from './api-client.ts';
+import { PASSING_STATUSES, type ApiClient } from './api-client.ts';
 
 
 const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
@@ -40,9 +40,6 @@ export function describeJob(v: JobView): string {
   return `${progressBar(v.percentDone)} ${v.percentDone.toFixed(1).padStart(5)}%  ${v.job.status}${waves}  ${counts || 'no devices'}${jobNote(v.job)}`;
 }
 
-/** Answers a watch waits through: the server or its database down for now, or busy. */
-const PASSING = new Set([429, 502, 503, 504]);
-
 /** Watches until the job ends; throws (exit 1) if it did not complete. */
 export async function watchJob(api: ApiClient, jobId: string, o: { json: boolean; intervalMs: number; timeoutMs?: number }): Promise<void> {
   const tty = process.stderr.isTTY === true && !o.json;
@@ -54,12 +51,14 @@ export async function watchJob(api: ApiClient, jobId: string, o: { json: boolean
   for (;;) {
     let v: JobView;
     try {
-      v = await api.call<JobView>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`);
+      // not the client's own waiting (UPDRAFT_RETRY_FOR): the watch's is bounded by --timeout, not
+      // 30 s, and says when the server answers again; both would wait twice and say it twice
+      v = await api.call<JobView>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`, undefined, { retry: false });
     } catch (err) {
       // the server, or its database, down for now (503, a restart behind a balancer): the job
       // goes on without the watch, so the watch waits with it rather than end as if the job
       // had failed (exit 1 is a job canceled or aborted to a CI gate); --timeout still bounds it
-      if (!reached || !(err instanceof UpdraftError) || !PASSING.has(err.status)) throw err;
+      if (!reached || !(err instanceof UpdraftError) || !PASSING_STATUSES.has(err.status)) throw err;
       if (Date.now() > deadline) throw new UpdraftError('TIMEOUT', `job ${jobId} is not known to have ended after ${Math.round(o.timeoutMs! / 1000)} s: the server cannot answer now (${err.message})`);
       if (!unavailable) process.stderr.write(`${tty ? '\r\x1b[2K' : ''}updraft: the server cannot answer for now (${err.message}); watching on\n`);
       unavailable = true;

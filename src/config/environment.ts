@@ -13,6 +13,7 @@ import { SETTINGS } from './schema.ts';
 export const CLIENT_ENVIRONMENT: readonly string[] = [
   'UPDRAFT_SERVER', // the CLI's server URL
   'UPDRAFT_TOKEN', // the CLI's operator token
+  'UPDRAFT_RETRY_FOR', // how long the CLI's reads wait for a server that cannot answer for now
   'UPDRAFT_BROKER', // the agent's broker URL
   'UPDRAFT_DEVICE_PASSWORD', // the agent's device secret
   'UPDRAFT_SIGNING_KEY', // the agent's trusted signing key

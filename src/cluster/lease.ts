@@ -21,6 +21,11 @@ export interface Lease {
    * and what it left in flight is recovered as after any takeover.
    */
   readonly term: number;
+  /**
+   * True when the last acquire() got no answer (the database that holds the lease could not be
+   * reached), not "held elsewhere": the rollout engine tells an outage from a follower's wait.
+   */
+  readonly unreachable?: boolean;
   /** Gives the lease up (others can take it at once) and releases resources. */
   release(): Promise<void>;
 }

@@ -17,6 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { isUnreachable } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
 import type { Lease } from './lease.ts';
 
@@ -29,6 +30,7 @@ export class PostgresAdvisoryLease implements Lease {
   /** Set when the lease was lost: the next acquire() says who has it now. */
   private lost = false;
   private terms = 0;
+  private noAnswer = false;
 
   constructor(deps: { url: string; name: string; logger: Logger }) {
     this.deps = deps;
@@ -38,6 +40,11 @@ export class PostgresAdvisoryLease implements Lease {
 
   get held(): boolean {
     return this.holding;
+  }
+
+  /** Whether the last acquire() could not reach the database (Lease.unreachable). */
+  get unreachable(): boolean {
+    return this.noAnswer;
   }
 
   /** Times the lock was taken afresh (Lease.term). */
@@ -59,8 +66,10 @@ export class PostgresAdvisoryLease implements Lease {
       if (this.holding) this.deps.logger.info(this.lost ? 'lease taken again after losing it' : 'lease acquired', { lease: this.deps.name });
       else if (this.lost) this.deps.logger.warn(`the ${this.deps.name} lease is held by another instance now (it took over after this one lost it); this instance keeps trying to take it at each attempt`, { lease: this.deps.name });
       this.lost = false;
+      this.noAnswer = false;
       return this.holding;
     } catch (err) {
+      this.noAnswer = isUnreachable(err);
       if (this.holding) this.lose(err as Error);
       this.holding = false;
       await this.drop();

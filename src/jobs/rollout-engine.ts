@@ -26,7 +26,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStoreHealth } from '../artifacts/blob-store-probe.ts';
 import { InProcessLease, type Lease } from '../cluster/lease.ts';
-import { asUpdraftError, UpdraftError } from '../errors.ts';
+import { asUpdraftError, isUnreachable, UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
@@ -133,6 +133,12 @@ export interface RolloutProgress {
    * it answers again moves the rate's clock on by the wait (`endHold`).
    */
   storageHeldSince?: number;
+  /**
+   * The end of the last outage of the state database the rate's clock was moved on by
+   * (`skipOutage`): every instance that ticked through it knows of it, and whichever leads
+   * when it ends moves the clock on once, not once per instance.
+   */
+  storeOutageUntil?: number;
   /** Why the job was aborted. */
   abortReason?: string;
   finishedAt?: number;
@@ -221,6 +227,10 @@ export class RolloutEngine {
   private storageDownSince: number | undefined;
   /** Jobs held back by this outage of the artifact storage, as this instance saw it (logged when it ends). */
   private readonly heldJobs = new Set<string>();
+  /** Since when the state database has not answered this instance's ticks (engine clock). */
+  private storeDownSince: number | undefined;
+  /** The last outage of the state database this instance ticked through, once it ended: rates skip it (`skipOutage`). */
+  private storeOutage: { since: number; until: number } | undefined;
   /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
   private countingMs = 0;
   private lastTickCountingMs = 0;
@@ -497,24 +507,59 @@ export class RolloutEngine {
   /** One scheduler pass (timers call it; tests call it with a fake clock). */
   tick(): Promise<void> {
     return this.exclusive(async () => {
-      if (!(await this.lead())) return;
-      const now = this.now();
-      await this.processDue(now);
-      const active = await this.activeJobs();
-      this.active = new Set(active.map((j) => j.jobId));
-      this.forgetFinished(this.active);
-      this.countingMs = 0;
-      for (const job of active) {
-        const since = this.quiet.get(job.jobId);
-        if (since !== undefined && job.status === 'IN_PROGRESS' && !this.changed.has(job.jobId) && now - since < QUIET_RECHECK_MS && now >= since) continue;
-        try {
-          await this.advance(job, now);
-        } catch (err) {
-          this.deps.logger.error('rollout step failed', { jobId: job.jobId, error: asUpdraftError(err).message });
-        }
+      try {
+        await this.pass();
+      } catch (err) {
+        if (isUnreachable(err)) this.storeDown(this.now(), err);
+        throw err;
       }
-      this.lastTickCountingMs = this.countingMs;
     });
+  }
+
+  /** The tick's work; an unreachable database it meets starts an outage (`storeDown`). */
+  private async pass(): Promise<void> {
+    if (!(await this.lead())) {
+      // no answer from the database (the lease's), or another instance leads: that one
+      // ticked through any outage too, and moves the rates on when it ends
+      if (this.lease.unreachable) this.storeDown(this.now());
+      else this.storeDownSince = undefined;
+      return;
+    }
+    const now = this.now();
+    await this.processDue(now);
+    const active = await this.activeJobs();
+    this.storeAnswers(now);
+    this.active = new Set(active.map((j) => j.jobId));
+    this.forgetFinished(this.active);
+    this.countingMs = 0;
+    for (const job of active) {
+      const since = this.quiet.get(job.jobId);
+      if (since !== undefined && job.status === 'IN_PROGRESS' && !this.changed.has(job.jobId) && now - since < QUIET_RECHECK_MS && now >= since) continue;
+      try {
+        await this.advance(job, now);
+      } catch (err) {
+        if (isUnreachable(err)) this.storeDown(now, err);
+        this.deps.logger.error('rollout step failed', { jobId: job.jobId, error: asUpdraftError(err).message });
+      }
+    }
+    this.lastTickCountingMs = this.countingMs;
+  }
+
+  /** A tick found the state database unreachable: the outage starts now, as this instance sees it (logged once). */
+  private storeDown(now: number, err?: unknown): void {
+    if (this.storeDownSince !== undefined) return;
+    this.storeDownSince = now;
+    this.deps.logger.warn('the state database does not answer: rollouts wait for it; the rate of each job leaves the outage out when it answers again', err === undefined ? {} : { error: asUpdraftError(err).message });
+  }
+
+  /** A tick read the active jobs: an outage of the state database this instance saw is over, and the jobs' rates skip it (`skipOutage`). */
+  private storeAnswers(now: number): void {
+    const since = this.storeDownSince;
+    if (since === undefined) return;
+    this.storeDownSince = undefined;
+    this.storeOutage = { since, until: now };
+    this.quiet.clear(); // every job is looked at now, and its rate moved on
+    this.deps.logger.info('the state database answers again: rollouts go on, each job\'s rate where it stopped', { seconds: Math.max(0, Math.round((now - since) / 1000)) });
   }
 
   /** Drops what the engine remembers of jobs no longer active. */
@@ -639,6 +684,14 @@ export class RolloutEngine {
     } else if (!closed && p.windowClosed) {
       const { windowClosed: _, ...rest } = p;
       p = { ...rest, rateEpoch: now, sentSinceEpoch: 0 };
+      mustSave = true;
+    }
+
+    // an outage of the state database this instance ticked through: the rate's clock moves on
+    // by it, as by a hold of the artifact storage (once per job and outage)
+    const outage = this.storeOutage;
+    if (outage && owesOutage(p, outage)) {
+      p = skipOutage(p, outage);
       mustSave = true;
     }
 
@@ -1306,6 +1359,28 @@ function endHold(p: RolloutProgress, now: number): RolloutProgress {
   const { storageHeldSince: since, ...rest } = p;
   if (since === undefined || p.rateEpoch === undefined || p.rateEpoch > since || now <= since) return rest;
   return { ...rest, rateEpoch: p.rateEpoch + (now - since) };
+}
+
+/**
+ * Whether the rate's clock of a job is still to be moved on by an outage of the state
+ * database: it ran before the outage (a wave begun, a window opened or a resume since has a
+ * fresh clock), and no instance moved it on by this outage yet (another instance that led
+ * when it ended, with its own view of it, did if its end is after this one's start).
+ */
+function owesOutage(p: RolloutProgress, o: { since: number; until: number }): boolean {
+  return p.rateEpoch !== undefined && p.rateEpoch <= o.since && !(p.storeOutageUntil !== undefined && p.storeOutageUntil >= o.since);
+}
+
+/**
+ * A job's rate after an outage of the state database: its clock moved on by the outage, as
+ * `endHold` does for the artifact storage's (the allowance that built up meanwhile is not
+ * sent in one burst, a ramp-up goes on where it stopped). A hold of the storage begun before
+ * it covers it already: `endHold` moves the clock on by the whole wait.
+ */
+function skipOutage(p: RolloutProgress, o: { since: number; until: number }): RolloutProgress {
+  const marked = { ...p, storeOutageUntil: o.until };
+  if (p.rateEpoch === undefined || (p.storageHeldSince !== undefined && p.storageHeldSince <= o.since)) return marked;
+  return { ...marked, rateEpoch: p.rateEpoch + (o.until - o.since) };
 }
 
 /** Whether the job retries a device whose attempt FAILED. */

@@ -19,7 +19,7 @@ import { Rollouts } from '../../src/jobs/rollouts.ts';
 import type { JsonObject } from '../../src/protocol/json.ts';
 import { DeviceRegistry } from '../../src/registry/device-registry.ts';
 import { ShadowReplica } from '../../src/shadow/replica.ts';
-import type { ExecutionRecord, JobRecord } from '../../src/store/state-store.ts';
+import type { ExecutionRecord, JobRecord, StateStore } from '../../src/store/state-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { silentLogger, type Logger } from '../../src/util/logger.ts';
 import type { RolloutEngineDeps } from '../../src/jobs/rollout-engine.ts';
@@ -53,7 +53,8 @@ export class RecordingBus implements MessageBus {
 /** A running fixture. */
 export interface RolloutFixture {
   dir: string;
-  store: SqliteStore;
+  /** The store: SQLite in the fixture's directory, or the one given (`store`). */
+  store: StateStore;
   replica: ShadowReplica;
   tracker: ExecutionTracker;
   rollouts: Rollouts;
@@ -103,13 +104,15 @@ export async function startRolloutFixture(
     artifactStorage?: RolloutEngineDeps['artifactStorage'];
     /** The rollout parts' logger (default silent). */
     logger?: Logger;
+    /** A store to run on instead of SQLite in the fixture's directory (PostgreSQL); started here, stopped by close(). */
+    store?: StateStore;
   } = {},
 ): Promise<RolloutFixture> {
-  const { dir: reopened, builds = [], maxPending = 100_000, logger = silentLogger, ...engineOptions } = options;
+  const { dir: reopened, builds = [], maxPending = 100_000, logger = silentLogger, store: given, ...engineOptions } = options;
   const dir = reopened ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-')));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;
-  const store = new SqliteStore({ path: path.join(dir, 'updraft.db') });
+  const store: StateStore = given ?? new SqliteStore({ path: path.join(dir, 'updraft.db') });
   await store.start();
   const blobs = new LocalBlobStore({ dir: path.join(dir, 'artifacts') });
   await blobs.start();

@@ -15,6 +15,8 @@ export interface ApiOptions {
   server?: string;
   token?: string;
   dataDir?: string;
+  /** How long a GET waits through passing answers, in ms, instead of UPDRAFT_RETRY_FOR's (`updraft doctor`: 0). */
+  retryForMs?: number;
 }
 
 /** Options of one call. */
@@ -52,7 +54,7 @@ export class ApiClient {
   constructor(opts: ApiOptions) {
     // an empty variable (UPDRAFT_TOKEN= in a unit file or a script) is one not set
     this.baseUrl = (opts.server ?? (process.env.UPDRAFT_SERVER || 'http://127.0.0.1:8080')).replace(/\/+$/, '');
-    this.retryForMs = retryForMs(process.env.UPDRAFT_RETRY_FOR);
+    this.retryForMs = opts.retryForMs ?? retryForMs(process.env.UPDRAFT_RETRY_FOR);
     this.token = opts.token ?? (process.env.UPDRAFT_TOKEN || readTokenFile(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data')));
   }
 

@@ -43,6 +43,19 @@ async function standIn(script: Answer[]): Promise<{ url: string; asked: { method
 const saidOnce = (stderr: string) => stderr.match(/^updraft: the server cannot answer for now \(.*\); trying again for up to [\d.]+ s$/gm) ?? [];
 
 describe('CLI reads against a server that cannot answer for now (a stand-in API)', () => {
+  it('doctor does not wait: it reports a server that cannot answer as it is now (one request), not as a token refused', async () => {
+    const api = await standIn([DOWN]);
+    try {
+      const r = await runCli(['doctor', '--server', api.url, '--token', TOKEN], { env: { UPDRAFT_RETRY_FOR: '' } });
+      assert.deepEqual(saidOnce(r.stderr), [], r.stderr);
+      assert.equal(api.asked.filter((a) => a.url === '/api/v1/keys').length, 1, api.asked.map((a) => a.url).join(' '));
+      assert.match(r.stdout, /^FAIL  api {10}the API cannot answer: unavailable \(503\)/m);
+      assert.doesNotMatch(r.stdout, /operator token/, 'a 503 is not a token refused');
+    } finally {
+      await api.close();
+    }
+  });
+
   it('device list waits through two 503s, honouring Retry-After, says so once, and prints the answer', async () => {
     const api = await standIn([DOWN, DOWN, DEVICES]);
     try {

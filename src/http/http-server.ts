@@ -224,6 +224,7 @@ export class HttpServer {
     if (!server) return;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.unavailableLog.close();
   }
 }
 

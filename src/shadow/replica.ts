@@ -126,6 +126,7 @@ export class ShadowReplica {
     this.stopped = true;
     this.deps.bus.onRequest(() => {});
     await this.queue.drain();
+    this.unavailableLog.close();
   }
 
   private now(): number {

@@ -4,6 +4,10 @@
  * are counted and the next line written says how many were left out (`suppressed`). A
  * PostgreSQL outage of 30 s wrote one ERROR per device request, 179 lines for 30 devices in
  * flight (QA); a fleet's would flood the log and hide the line that matters.
+ *
+ * The count does not wait for a later failure: once the interval has passed since the last
+ * line, a timer writes it (`flush`). A single burst (a bucket gone for 5 s, 200 downloads cut,
+ * then back) wrote one line and never said there were 199 more.
  */
 import type { Logger } from './logger.ts';
 
@@ -14,6 +18,10 @@ export class ThrottledLog {
   private readonly now: () => number;
   private lastAt: number | undefined;
   private suppressed = 0;
+  /** The message of the lines left out, for the line that counts them. */
+  private msg = '';
+  /** Set while lines are left out and their count is not written yet. */
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(logger: Logger, intervalMs = 30_000, now: () => number = Date.now) {
     this.logger = logger;
@@ -26,10 +34,57 @@ export class ThrottledLog {
     const at = this.now();
     if (this.lastAt !== undefined && at - this.lastAt < this.intervalMs) {
       this.suppressed++;
+      this.msg = msg;
+      this.schedule(this.lastAt + this.intervalMs - at);
       return;
     }
     this.logger.warn(msg, this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields);
     this.lastAt = at;
     this.suppressed = 0;
+    this.cancel();
+  }
+
+  /**
+   * Writes how many lines were left out (`<msg> suppressed=N`), when there were some and the
+   * interval has passed since the last line; called by a timer set when a line is left out.
+   * A WARN, as the lines it stands for: a log kept at `warn` would drop an INFO, and with it
+   * the size of the outage.
+   */
+  flush(): void {
+    if (this.suppressed === 0) return;
+    const at = this.now();
+    if (this.lastAt !== undefined && at - this.lastAt < this.intervalMs) {
+      this.cancel();
+      this.schedule(this.lastAt + this.intervalMs - at);
+      return;
+    }
+    this.write(at);
+  }
+
+  /** Stops the timer (its part stops); the count of the lines left out, if any, is written now. */
+  close(): void {
+    this.cancel();
+    if (this.suppressed > 0) this.write(this.now());
+  }
+
+  private write(at: number): void {
+    this.logger.warn(this.msg, { suppressed: this.suppressed });
+    this.lastAt = at;
+    this.suppressed = 0;
+    this.cancel();
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer) return;
+    // unref'd: a count still to write never holds a process open
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush();
+    }, Math.max(ms, 0)).unref();
+  }
+
+  private cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
   }
 }

@@ -694,7 +694,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         // persisted BEFORE acting, with its log so far: a crash from here on resumes this job,
         // and the log sent if it fails starts at the command, not at the next phase saved
         const log = this.logOf(run);
-        this.state.inFlight = log ? { ...inFlight, log: log.data() } : inFlight;
+        this.state.inFlight = log ? { ...inFlight, log: log.snapshot() } : inFlight;
         await this.saveState();
       } else {
         // in the job's log too (the tee writes the agent's), saved: the restart is part of its story
@@ -736,7 +736,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.logTimer = undefined;
     const current = this.state.inFlight;
     if (!job || current?.jobId !== job.run.jobId) return;
-    this.state.inFlight = { ...current, log: job.log.data() };
+    this.state.inFlight = { ...current, log: job.log.snapshot() };
     await this.saveState().catch((err: unknown) => this.log.warn("the job's log is not saved; it is with the next phase", { jobId: current.jobId, error: asUpdraftError(err).message }));
   }
 
@@ -748,7 +748,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const { waiting: _ended, ...rest } = current;
     const log = this.logOf(job);
     log?.logger.info(`phase ${phase}`, { jobId: job.jobId });
-    this.state.inFlight = { ...rest, phase, command: job.command, ...(log ? { log: log.data() } : {}) };
+    this.state.inFlight = { ...rest, phase, command: job.command, ...(log ? { log: log.snapshot() } : {}) };
     await this.saveState();
     this.emitStatus(job, phase);
     this.reportSoon(this.phaseReport(job, phase));
@@ -762,7 +762,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const current = this.state.inFlight;
     if (!current || current.jobId !== job.jobId || current.phase !== 'VERIFYING') throw new UpdraftError('INTERNAL', `job ${job.jobId} is not waiting to install`);
     const log = this.logOf(job);
-    this.state.inFlight = { ...current, waiting: wait, ...(log ? { log: log.data() } : {}) };
+    this.state.inFlight = { ...current, waiting: wait, ...(log ? { log: log.snapshot() } : {}) };
     await this.saveState();
     this.emit('status', { jobId: job.jobId, status: 'VERIFYING', version: job.command.version, waiting: wait });
     this.reportSoon(this.phaseReport(job, 'VERIFYING'));
@@ -875,7 +875,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const log = this.logOf(job);
     if (current && current.jobId === job.jobId && current.phase !== 'REPORTING') {
       log?.logger.info(`outcome ${outcome.status}`, { jobId: job.jobId, ...(outcome.error !== undefined ? { error: outcome.error } : {}) });
-      this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command, ...(log ? { log: log.data() } : {}) };
+      this.state.inFlight = { ...current, phase: 'REPORTING', outcome, command: job.command, ...(log ? { log: log.snapshot() } : {}) };
       // the report does not wait on the disk: with the state directory full or read-only, the
       // outcome (that failure itself, most likely) still reaches the server, where the job
       // would otherwise wait for its timeout. Only a restart before the report is sent loses

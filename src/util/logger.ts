@@ -39,6 +39,14 @@ function textValue(v: unknown): string {
   return NEEDS_QUOTES.test(text) ? JSON.stringify(text) : text;
 }
 
+/** One event as a line of the text format: time, level, [component], message, then `key=value` fields. */
+export function formatTextLine(time: string, level: Exclude<LogLevel, 'silent'>, component: string | undefined, msg: string, fields?: Record<string, unknown>): string {
+  const extra = fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${textValue(v)}`).join(' ') : '';
+  // a message carrying text from elsewhere (an error's) stays on its line
+  const oneLine = msg.includes('\n') || msg.includes('\r') ? msg.replace(/\r?\n|\r/g, '\\n') : msg;
+  return `${time} ${level.toUpperCase().padEnd(5)} ${component ? `[${component}] ` : ''}${oneLine}${extra}`;
+}
+
 /** Creates a logger writing one line per event to `write` (stderr by default). */
 export function createLogger(options: { level?: LogLevel; format?: LogFormat; component?: string; write?: (line: string) => void } = {}): Logger {
   const min = RANK[options.level ?? 'info'];
@@ -54,10 +62,7 @@ export function createLogger(options: { level?: LogLevel; format?: LogFormat; co
         write(JSON.stringify(line));
         return;
       }
-      const extra = fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${textValue(v)}`).join(' ') : '';
-      // a message carrying text from elsewhere (an error's) stays on its line
-      const oneLine = msg.includes('\n') || msg.includes('\r') ? msg.replace(/\r?\n|\r/g, '\\n') : msg;
-      write(`${time} ${level.toUpperCase().padEnd(5)} ${component ? `[${component}] ` : ''}${oneLine}${extra}`);
+      write(formatTextLine(time, level, component, msg, fields));
     };
     return {
       debug: (m, f) => log('debug', m, f),

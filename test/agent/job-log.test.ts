@@ -41,6 +41,49 @@ describe('JobLog', () => {
     assert.equal(again.data().lines.at(-1), 'after the restart');
   });
 
+  it('keeps the lines dropping at each line added would keep, though it counts characters only when the lines are read', () => {
+    // the bounds as the agent applied them at each line until the thirty-third session
+    const eager = (texts: string[]) => {
+      const head: string[] = [];
+      const tail: string[] = [];
+      let chars = 0;
+      let dropped = 0;
+      for (const text of texts) {
+        const line = text.length > JOB_LOG_MAX_LINE_CHARS ? `${text.slice(0, JOB_LOG_MAX_LINE_CHARS - 1)}…` : text;
+        (head.length < JOB_LOG_HEAD_LINES ? head : tail).push(line);
+        chars += line.length;
+        while (head.length + tail.length > JOB_LOG_MAX_LINES || chars > JOB_LOG_MAX_CHARS) {
+          chars -= tail.shift()!.length;
+          dropped++;
+        }
+      }
+      return { lines: [...head, ...tail], dropped };
+    };
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (const count of [5, 40, 299, 300, 301, 700, 2000]) {
+      // short and long lines mixed, some over the longest allowed: both bounds bite
+      const texts = Array.from({ length: count }, (_, i) => `${i} ${'x'.repeat(Math.floor(random() ** 3 * 900))}`);
+      const log = new JobLog('agent:dev-1');
+      for (const t of texts) log.add(t);
+      assert.deepEqual(log.data(), eager(texts), `${count} lines`);
+    }
+  });
+
+  it("saves a snapshot that later lines do not change, whose JSON is the log's data at that moment", () => {
+    const log = new JobLog('agent:dev-1');
+    log.logger.info('phase DOWNLOADING', { jobId: 'job-1' });
+    const snapshot = log.snapshot();
+    const then = log.data();
+    log.logger.warn('download failed, retrying', { error: 'connection reset' });
+    for (let i = 0; i < 500; i++) log.add(`line ${i}`);
+    assert.deepEqual(JSON.parse(JSON.stringify({ log: snapshot })), { log: then });
+    assert.deepEqual({ lines: snapshot.lines, dropped: snapshot.dropped }, then);
+    assert.match(then.lines[0]!, /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  \[agent:dev-1\] phase DOWNLOADING jobId=job-1$/);
+    // a restart goes on from it as from the data
+    assert.deepEqual(new JobLog('agent:dev-1', snapshot).data(), then);
+  });
+
   it('writes what its logger logs at info and above, the tee to both loggers', () => {
     const log = new JobLog('agent:dev-1');
     const other: string[] = [];

@@ -17,7 +17,7 @@
  * end its downloads.
  */
 import type { ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { EventBus } from '../events/event-bus.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -52,9 +52,24 @@ export const DRAIN_TIMEOUT_MS = 120_000;
 function keepOpenUntilRead(socket: Socket): void {
   socket.destroySoon = function (this: Socket) {
     if (this.destroyed) return;
-    if (this.writable) this.end();
+    if (this.writable) {
+      this.end();
+      this.end = endedAlready;
+    }
     this.setTimeout(DRAIN_TIMEOUT_MS); // then Node's server destroys it (no 'timeout' listener answers)
   };
+}
+
+/**
+ * `end()` of a connection whose write side this module ended: when the device closes its
+ * side, Node's HTTP server ends the socket again (`socketOnEnd`), and a second `end()` builds
+ * an `ERR_STREAM_ALREADY_FINISHED` with its stack only to drop it: 6 µs of the server's
+ * thread per download (profiled, docs/benchmarks-history.md, thirty-third session). Without
+ * a callback nothing is lost by not building it; with one, Node's own answers it.
+ */
+function endedAlready(this: Socket, ...args: unknown[]): Socket {
+  if (args.some((a) => typeof a === 'function')) return Socket.prototype.end.apply(this, args as Parameters<Socket['end']>);
+  return this;
 }
 
 /** A download's response and the connection it went out on (kept after the response ends). */

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Socket, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { EventBus } from '../../src/events/event-bus.ts';
@@ -39,5 +39,44 @@ describe('ActiveDownloads', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(asked, 0, 'nothing tracked for dev-1: its credentials event asks nothing');
     await active.stop();
+  });
+
+  it("ends a download's connection once: the device's close does not make Node end it again (an error built and dropped)", async () => {
+    const events = new EventBus();
+    const active = new ActiveDownloads({ events, logger: silentLogger, refusal: async () => undefined });
+    await active.start();
+    // Socket.prototype.end on a socket whose write side already finished builds ERR_STREAM_ALREADY_FINISHED
+    const original = Socket.prototype.end;
+    let again = 0;
+    Socket.prototype.end = function (this: Socket, ...args: unknown[]) {
+      if (this.writableFinished) again++;
+      return original.apply(this, args as Parameters<Socket['end']>);
+    } as Socket['end'];
+    const closed: Promise<unknown>[] = [];
+    const server = http.createServer((req, res) => {
+      closed.push(once(req.socket, 'close'));
+      active.add('dev-1', res);
+      res.writeHead(200, { 'content-length': '5', connection: 'close' }).end('build');
+    });
+    try {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      for (let i = 0; i < 3; i++) {
+        const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: '/v1/download/fw/1.0.0', agent: false }, resolve).on('error', reject));
+        let body = '';
+        for await (const chunk of res) body += String(chunk);
+        assert.equal(body, 'build');
+        // the device, having read it all, closes its side; the server's side then closes
+        await once(res.socket, 'close');
+      }
+      // and the server's side of each is closed too, not held until the drain timeout
+      await Promise.all(closed);
+      assert.equal(closed.length, 3);
+      assert.equal(again, 0, 'end() called again on a finished connection');
+    } finally {
+      Socket.prototype.end = original;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await active.stop();
+    }
   });
 });

@@ -48,13 +48,17 @@ function coerce(s: Setting, raw: unknown, source: string, errors: string[]): str
     if (problem !== undefined) {
       return void errors.push(`${s.path} (${source}) must be an absolute http:// or https:// URL (a host, an optional port from 1 to 65535 and path; no user info, query or fragment), but ${problem}: got "${redactUrl(raw)}"`);
     }
-    let scheme: string;
+    let url: URL;
     try {
-      scheme = new URL(raw).protocol.slice(0, -1);
+      url = new URL(raw);
     } catch {
       return void errors.push(`${s.path} (${source}) must be a URL like ${s.schemes![0]}://..., got ${s.secret ? 'something else (not shown: it is a secret)' : `"${raw.replace(/\/\/[^@/]*@/, '//***@')}"`}`);
     }
+    const scheme = url.protocol.slice(0, -1);
     if (!s.schemes!.includes(scheme)) return void errors.push(`${s.path} (${source}) must be a ${s.schemes!.join(' or ')} URL, got ${scheme}://`);
+    if (s.noUserInfo && (url.username || url.password)) {
+      return void errors.push(`${s.path} (${source}) must hold no user info (user:password@): ${s.noUserInfo}; got ${s.secret ? 'a URL with user info (not shown: it is a secret)' : `"${redactUrl(raw)}"`}`);
+    }
   }
   if (s.type === 'enum' && !s.values!.includes(raw)) return void errors.push(`${s.path} (${source}) must be one of ${s.values!.join(', ')}, got "${raw}"`);
   return raw;

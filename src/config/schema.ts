@@ -47,6 +47,8 @@ export interface Setting {
   schemes?: readonly string[];
   /** A 'url' setting that paths are appended to (`config/base-url.ts`): no user info, query or fragment, a port from 1 to 65535. */
   base?: boolean;
+  /** A 'url' setting whose user info (user:password@) cannot be used: refused at start-up (not at its first use), the error saying this (why, and what to do instead). */
+  noUserInfo?: string;
   /** A secret: `updraft config` prints it as "***" (and a URL's password the same way). */
   secret?: boolean;
 }
@@ -85,7 +87,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'downloads.maxArtifactBytes', type: 'integer', default: 2 * 1024 ** 3, env: 'UPDRAFT_MAX_ARTIFACT_BYTES', flag: 'max-artifact-bytes', doc: 'Largest artifact accepted by `artifact add`, in bytes.', min: 1 },
   { path: 'logLevel', type: 'enum', default: 'info', env: 'UPDRAFT_LOG_LEVEL', flag: 'log-level', doc: 'debug, info, warn, error or silent.', values: ['debug', 'info', 'warn', 'error', 'silent'] },
   { path: 'drainSeconds', type: 'integer', default: 0, env: 'UPDRAFT_DRAIN_SECONDS', flag: 'drain-seconds', doc: 'On SIGTERM or SIGINT, how long to go on serving while GET /readyz answers 503, so that a load balancer takes the instance out of rotation before it stops (a second signal stops at once).', min: 0, max: 3600 },
-  { path: 'webhook.url', type: 'url', default: '', env: 'UPDRAFT_WEBHOOK_URL', flag: 'webhook-url', doc: 'Endpoint that receives a JSON POST when a rollout starts, pauses, moves to its next wave, completes, is canceled or aborts (docs/rollouts.md); empty: none.', schemes: ['http', 'https'], secret: true },
+  { path: 'webhook.url', type: 'url', default: '', env: 'UPDRAFT_WEBHOOK_URL', flag: 'webhook-url', doc: 'Endpoint that receives a JSON POST when a rollout starts, pauses, moves to its next wave, completes, is canceled or aborts (docs/rollouts.md); empty: none. The final URL (a redirect fails the delivery: it is not followed), without user info (user:password@, refused: put a token in the path or query, and sign with webhook.secret).', schemes: ['http', 'https'], secret: true, noUserInfo: "a delivery cannot carry it; put the receiver's token in the URL's path or query, and sign deliveries with webhook.secret" },
   { path: 'webhook.secret', type: 'string', default: '', env: 'UPDRAFT_WEBHOOK_SECRET', flag: 'webhook-secret', doc: 'HMAC-SHA256 key of the x-updraft-signature header of webhook deliveries (give it in the environment, not as a flag, which other users can read).', secret: true },
   { path: 'jobs.maxLogsPerJob', type: 'integer', default: 1000, env: 'UPDRAFT_MAX_LOGS_PER_JOB', flag: 'max-logs-per-job', doc: "Devices' logs of failed attempts (state/{id}/job-log, at most 16 KiB each) kept per job; the first devices' are kept, later ones refused with 409. 0 keeps none.", min: 0, max: 1_000_000 },
   { path: 'logFormat', type: 'enum', default: 'text', env: 'UPDRAFT_LOG_FORMAT', flag: 'log-format', doc: 'text (time, level, message, key=value fields; values with spaces quoted) or json (one object per line, for log pipelines).', values: ['text', 'json'] },

@@ -15,16 +15,23 @@
  *   the order of the changes, and marks each sent (kept an hour, so that a late copy from
  *   another instance is not taken for news). A network error, a timeout (10 s), a 408, a
  *   429 or a 5xx is retried with a doubling pause (5 attempts); another 4xx is the receiver
- *   refusing it, logged and dropped. `x-updraft-delivery` is the same on every attempt and
- *   on every instance (`<jobId>:<job version>`), so a receiver drops the duplicates a
- *   sender's death between sending and marking can cause.
+ *   refusing it, logged and dropped. A 3xx is not followed (fetch's default would turn the
+ *   POST into a GET without the body, or send the signed body to another origin) and is a
+ *   failure for good, logged like a refusal: the URL is not the final one, and another
+ *   attempt would be redirected the same. `x-updraft-delivery` is the same on every
+ *   attempt and on every instance (`<jobId>:<job version>`), so a receiver drops the
+ *   duplicates a sender's death between sending and marking can cause.
  * - **Bounded**: at most 1,000 deliveries wait; past that the oldest waiting is dropped,
  *   with a warning.
+ * - **The URL is a secret** (a chat hook's token is in its path, another receiver's in its
+ *   query): no log line holds it, nor a redirect's target beyond its origin, nor the URL that
+ *   fetch quotes in some errors.
  */
 import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { redactUrlsIn } from '../util/redact-url.ts';
 import type { EventBus } from './event-bus.ts';
 
 /** What the endpoint receives. */
@@ -82,6 +89,11 @@ const SENT_KEPT_MS = 3_600_000;
 interface Stored {
   delivery: WebhookDelivery;
   sentAt?: number;
+}
+
+/** Where a URL points, fit to log: scheme, host and port, and `/…` for a path or query, which may be a receiver's token. */
+function originOf(url: URL): string {
+  return url.origin === 'null' ? `${url.protocol}…` : `${url.origin}/${url.pathname === '/' && !url.search ? '' : '…'}`;
 }
 
 /** The store key of a job's change: in the order of the changes, the same on every instance. */
@@ -239,20 +251,57 @@ export class WebhookNotifier {
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'updraft-webhook', 'x-updraft-event': delivery.type, 'x-updraft-delivery': delivery.id };
       if (this.deps.secret) headers['x-updraft-signature'] = `t=${t},sha256=${createHmac('sha256', this.deps.secret).update(`${t}.${body}`).digest('hex')}`;
       try {
-        const res = await fetch(this.deps.url, { method: 'POST', headers, body, signal: AbortSignal.any([AbortSignal.timeout(TIMEOUT_MS), this.stopped.signal]) });
+        // not followed: a 301-303 turns the POST into a GET without the body (the notification
+        // lost, yet counted delivered), a 307/308 sends the signed body to wherever it points
+        const res = await fetch(this.deps.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.any([AbortSignal.timeout(TIMEOUT_MS), this.stopped.signal]) });
         await res.body?.cancel().catch(() => {});
         if (res.ok) return true;
+        if (res.status >= 300 && res.status < 400) {
+          this.deps.logger.warn('webhook delivery failed: the receiver redirected it, and a redirect is not followed; set webhook.url to the final URL; not retried', { delivery: delivery.id, status: res.status, location: this.target(res.headers.get('location')) });
+          return false;
+        }
         last = `HTTP ${res.status}`;
         if (res.status < 500 && res.status !== 408 && res.status !== 429) {
           this.deps.logger.warn('webhook delivery refused by the receiver; not retried', { delivery: delivery.id, status: res.status });
           return false;
         }
       } catch (err) {
-        last = (err as Error).message;
+        last = this.errorText(err);
       }
       if (attempt < ATTEMPTS) await sleep(base * 2 ** (attempt - 1), undefined, { signal: this.stopped.signal }).catch(() => {});
     }
     if (this.running) this.deps.logger.warn('webhook delivery failed after every attempt', { delivery: delivery.id, attempts: ATTEMPTS, error: last });
     return false;
+  }
+
+  /** A redirect's Location, fit to log: its origin (relative to `webhook.url`), not its path or query. */
+  private target(location: string | null): string {
+    if (location === null) return '(no Location)';
+    try {
+      return originOf(new URL(location, this.deps.url));
+    } catch {
+      return '(a Location that is not a URL)';
+    }
+  }
+
+  /**
+   * A failed attempt's error, fit to log: fetch's message, with its cause (`fetch failed`
+   * alone says nothing), and the hook's URL, which fetch quotes in some errors ("Request
+   * cannot be constructed from a URL that includes credentials: ..."), as `<webhook.url>`;
+   * any other URL without its user info and query.
+   */
+  private errorText(err: unknown): string {
+    const e = err as Error & { cause?: unknown };
+    let text = String(e?.message ?? err);
+    const cause = e?.cause instanceof Error ? e.cause.message : undefined;
+    if (cause && !text.includes(cause)) text += ` (${cause})`;
+    const forms = new Set([this.deps.url]);
+    try {
+      forms.add(new URL(this.deps.url).href);
+    } catch {
+      // not a URL: only the text as given can be quoted
+    }
+    for (const form of forms) text = text.split(form).join('<webhook.url>');
+    return redactUrlsIn(text);
   }
 }

@@ -1,15 +1,25 @@
 /** Query-string parameters shared by list routes: `limit` (1..1000) and the `after` cursor. */
 import { UpdraftError } from '../errors.ts';
+import { unstorableChar } from '../protocol/json.ts';
 
 /** Largest page a list route returns. */
 export const MAX_PAGE = 1000;
 
-/** `limit` and `after` of a list request; BAD_REQUEST for a limit out of range. */
+/** A `limit` as written: decimal digits only (`Number` also read `0x10`, `1e2` and ` 5`). */
+const DECIMAL = /^[0-9]+$/;
+
+/**
+ * `limit` and `after` of a list request; BAD_REQUEST for a limit that is not a plain decimal
+ * integer in range, or a cursor holding what no store keeps (`unstorableChar`: a NUL, which
+ * PostgreSQL refused in its own words while SQLite compared it).
+ */
 export function pageParams(url: URL, defaultLimit = 100): { limit: number; after?: string } {
   const raw = url.searchParams.get('limit');
-  const limit = raw === null ? defaultLimit : Number(raw);
+  const limit = raw === null ? defaultLimit : DECIMAL.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new UpdraftError('BAD_REQUEST', `limit must be an integer from 1 to ${MAX_PAGE}, got ${raw}`);
   const after = url.searchParams.get('after');
+  const bad = after ? unstorableChar(after) : undefined;
+  if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `after holds ${bad}: it is no cursor a page gave`);
   return after ? { limit, after } : { limit };
 }
 

@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { UpdraftError } from '../errors.ts';
-import { parseJsonObject } from '../protocol/json.ts';
+import { parseJsonObject, unstorableChar } from '../protocol/json.ts';
 import { openApiDocument } from './openapi.ts';
 import { isBlank, readBody } from './respond.ts';
 
@@ -48,7 +48,8 @@ export function contractOf(method: string, pattern: string): RouteContract | und
  * `url` the route does not take, then `query parameter "x" is given 2 times: ...` for one the
  * route takes given more than once: every handler reads one value (`searchParams.get`), so
  * `deviceTypes=rpi4&deviceTypes=rpi5` would store an immutable build for rpi4 only. A list is
- * one comma-separated value.
+ * one comma-separated value. Then `query parameter "after" holds a NUL character (U+0000)` for
+ * a value holding what no store keeps (`unstorableChar`).
  */
 export function refuseUnknownQuery(url: URL, contract: RouteContract): void {
   const counts = new Map<string, number>();
@@ -61,6 +62,12 @@ export function refuseUnknownQuery(url: URL, contract: RouteContract): void {
   }
   for (const [k, n] of counts) {
     if (n > 1) throw new UpdraftError('BAD_REQUEST', `query parameter "${k}" is given ${n} times: give it once (a list is comma-separated)`);
+  }
+  // a name, a cursor or a query holding a NUL (`?after=%00`) is refused here, the same on both
+  // stores: PostgreSQL refused it in its own words, SQLite looked it up and found nothing
+  for (const [k, v] of url.searchParams) {
+    const bad = unstorableChar(v);
+    if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `query parameter "${k}" holds ${bad}: nothing stored holds one`);
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UpdraftError } from '../errors.ts';
+import { unstorableChar } from '../protocol/json.ts';
 
 /** Who called the operator API: the operator, or a read-only viewer token (its name). */
 /** Who called the API: the data directory's operator token (no name), a named operator token, or a read-only viewer token (`server/named-tokens.ts`). */
@@ -61,7 +62,8 @@ export class Router {
    * are no route. Were they decoded or squeezed here, a check made in front of the router on
    * the raw path (the token on `/api/`, a viewer's limits) would read another path than the
    * one routed, and let `/%61pi/...` reach the API without a token. Only what a route
-   * captures (`:id`) is decoded: ids may hold any character.
+   * captures (`:id`) is decoded: ids may hold any character but U+0000, which no store keeps
+   * (`unstorableChar`; the other it names, a lone surrogate, no percent-encoding decodes to).
    */
   match(method: string, pathname: string): { handler: Handler; params: Record<string, string>; pattern?: string } | { allowed: string[] } | undefined {
     const segs = pathname.split('/').slice(1);
@@ -78,11 +80,17 @@ export class Router {
           ok = p === segs[i];
           continue;
         }
+        let param: string;
         try {
-          params[p.slice(1)] = decodeURIComponent(segs[i]!);
+          param = decodeURIComponent(segs[i]!);
         } catch {
           throw new UpdraftError('BAD_REQUEST', `the path segment "${segs[i]!.slice(0, 64)}" is not valid percent-encoding`);
         }
+        // nothing is named so (a NUL, `%00`): refused here, the same on both stores, not by
+        // PostgreSQL in its own words (SQLite looked it up, and found nothing)
+        const bad = unstorableChar(param);
+        if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `the path segment "${segs[i]!.slice(0, 64)}" holds ${bad}: nothing stored holds one`);
+        params[p.slice(1)] = param;
       }
       if (!ok) continue;
       if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { handler: route.handler, params, pattern: route.pattern };

@@ -245,6 +245,9 @@ export class PgGroupCommit {
   }
 }
 
+/** What a request is answered when PostgreSQL refuses its text (`mapPgError`). */
+export const UNSTORABLE_TEXT = 'a value of the request cannot be stored: text may hold neither a NUL character (U+0000) nor an unpaired surrogate (U+D800 to U+DFFF)';
+
 /**
  * A PostgreSQL error as an UpdraftError: bad input is the caller's (BAD_REQUEST), a database
  * out of reach UNAVAILABLE (`pgFailure`), the rest is ours (INTERNAL). An UpdraftError (a
@@ -253,8 +256,15 @@ export class PgGroupCommit {
 export function mapPgError(err: unknown): UpdraftError {
   if (err instanceof UpdraftError) return err;
   const code = (err as { code?: unknown }).code;
-  // untranslatable_character (a \u0000 in JSON), character_not_in_repertoire, string too long
-  if (code === '22P05' || code === '22021' || code === '22001') {
+  // text no store keeps, should a value past the edge's checks (`unstorableChar`) hold it:
+  // invalid_text_representation (jsonb and a lone surrogate, `\ud800`), untranslatable_character
+  // (jsonb and `\u0000`), character_not_in_repertoire (text and U+0000). Our words, not the
+  // database's (SQLite keeps both), and the caller's fault, not a 500: the error is the cause
+  if (code === '22P02' || code === '22P05' || code === '22021') {
+    return new UpdraftError('BAD_REQUEST', UNSTORABLE_TEXT, { cause: err });
+  }
+  // string too long
+  if (code === '22001') {
     return new UpdraftError('BAD_REQUEST', `the database refused the value: ${messageOf(err)}`, { cause: err });
   }
   return pgFailure('PostgreSQL', err);

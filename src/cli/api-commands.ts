@@ -237,9 +237,11 @@ export function addApiCommands(program: Command): void {
     .option('--after <id>', 'cursor: list devices after this id')
     .option('--query <query>', 'only devices the query selects, e.g. "reported.software.version < 2.0.0 and tags.region = eu"')
     .action(async (opts: Common & { limit: string; after?: string; query?: string }) => {
-      const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}), ...(opts.query ? { query: opts.query } : {}) });
+      // --query '' is sent, for the server's 400 (`it is empty`), not dropped to list every device
+      const withQuery = opts.query !== undefined;
+      const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}), ...(opts.query !== undefined ? { query: opts.query } : {}) });
       type Row = { deviceId: string; online: boolean; reported: { version?: string; status?: string } | null };
-      const page = await new ApiClient(opts).call<{ items: Row[]; next?: string }>('GET', `${opts.query ? '/api/v1/fleet/devices' : '/api/v1/devices'}?${q}`);
+      const page = await new ApiClient(opts).call<{ items: Row[]; next?: string }>('GET', `${withQuery ? '/api/v1/fleet/devices' : '/api/v1/devices'}?${q}`);
       const text = page.items.map((r) => `${r.deviceId}  ${r.online ? 'online ' : 'offline'}  ${r.reported?.version ?? '-'}  ${r.reported?.status ?? ''}`).join('\n');
       print(opts, page, (text || 'no devices') + (page.next ? `\n(more: --after ${page.next})` : ''));
     });

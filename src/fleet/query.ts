@@ -10,12 +10,30 @@
  *   of a `key:value` tag), `reported.<path>`, `desired.<path>` (the classic shadow);
  * - operators: `=` (or `==`), `!=`, `<`, `<=`, `>`, `>=`, `in (v, ...)`, `exists`;
  *   `and` binds tighter than `or`; `not`; parentheses;
- * - values: bare words (`eu`, `2.0.0`, `42`, `true`) or quoted strings (`"a b"`, `'x'`);
- * - comparison: semantic versions compare by precedence (semver §11; a version field
- *   compared with `2` or `2.1` reads it as `2.0.0` / `2.1.0`), numbers numerically, the rest
- *   as text; a missing field matches nothing but `!=` and `not`.
+ * - values: bare words (`eu`, `2.0.0`, `42`, `true`) or quoted strings (`"a b"`, `'x'`),
+ *   kept as written (`2.10` stays `2.10`, never the double 2.1).
  *
- * Parse errors are UpdraftError BAD_REQUEST naming the 1-based character position.
+ * Comparison (docs/rollouts.md, "Devices, queries and groups"), so that a job's targets are
+ * exactly the devices meant, never ones that merely convert to the same JavaScript number:
+ * - two semantic versions compare by precedence (semver §11); on a field named `...version`,
+ *   `2` and `2.10` are read as `2.0.0` and `2.10.0`;
+ * - a quoted value, or a bare word that is not a number or a boolean, is text: it equals a
+ *   device's string with the same characters (case counts) and nothing else (not the number
+ *   0 for `""`, not 123 for `"00123"`); `<`/`>` order strings by their characters;
+ * - a bare number (`42`, `-1.5`, `00123`) compares with a JSON number by exact decimal value
+ *   (never through a double: `9007199254740993` is not `9007199254740992`). With a device's
+ *   string it compares as a number only when both are written as JSON writes numbers (`12`,
+ *   `-3`, `1.5`: no leading or trailing zeros, sign `+`, exponent, `0x`/`0b`, spaces); else
+ *   it equals only the same text (`00123` the string "00123") and is not ordered. So
+ *   `= 123` matches 123 and "123", never "00123", "0x7B", "1.23e2" or " 123 ";
+ * - `true`/`false` equal JSON booleans only (not the string "true");
+ * - `deviceId` and `tags` are text: every value is taken as its text (`deviceId = 7` is the
+ *   device `7`, not `007`; `tags.beta = true` the tag `beta:true`);
+ * - objects and null match nothing; an array matches when one of its elements does; a field
+ *   that is missing, null or `[]` matches nothing but `!=` and `not` (and is not `exists`).
+ *
+ * Parse errors are UpdraftError BAD_REQUEST naming the 1-based position, counted in
+ * characters (an emoji is one).
  */
 import { UpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
@@ -29,15 +47,21 @@ export interface QuerySubject {
   desired?: JsonObject | undefined;
 }
 
-type Scalar = string | number | boolean;
+/**
+ * A value as written in the query: its text always (a bare `2.10` keeps its trailing zero),
+ * and what a bare word is read as. `number` is a bare decimal (/^-?\d+(\.\d+)?$/), compared
+ * by its text's exact value.
+ */
+export type QueryValue = { kind: 'text'; text: string } | { kind: 'number'; text: string } | { kind: 'boolean'; text: 'true' | 'false'; value: boolean };
+
 type Op = '=' | '!=' | '<' | '<=' | '>' | '>=';
 
 /** A parsed query (an expression tree). */
 export type QueryNode =
   | { kind: 'and' | 'or'; left: QueryNode; right: QueryNode }
   | { kind: 'not'; operand: QueryNode }
-  | { kind: 'compare'; field: string[]; op: Op; value: Scalar }
-  | { kind: 'in'; field: string[]; values: Scalar[] }
+  | { kind: 'compare'; field: string[]; op: Op; value: QueryValue }
+  | { kind: 'in'; field: string[]; values: QueryValue[] }
   | { kind: 'exists'; field: string[] };
 
 /** A compiled query. */
@@ -59,12 +83,20 @@ interface Token {
 
 const ROOTS = ['deviceId', 'attributes', 'tags', 'reported', 'desired'];
 const MAX_QUERY_LENGTH = 4096;
+/** What a bare word (a field name or a value) is made of; anything else must be quoted, and a field name cannot be. */
+const WORD_CHAR = /^[A-Za-z0-9_.:\-+*]$/;
+/** A bare number: read as written, never through a double. */
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+/** A number written the way JSON and JavaScript write it back (`12`, `-3`, `1.5`; not `-0`). */
+const PLAIN_NUMBER = /^-?(0|[1-9]\d*)(\.\d*[1-9])?$/;
 
 /** Parses a query; BAD_REQUEST naming the position of the first error. */
 export function parseQuery(text: string): FleetQuery {
   if (typeof text !== 'string' || text.trim() === '') throw new UpdraftError('BAD_REQUEST', 'invalid query: it is empty');
-  if (text.length > MAX_QUERY_LENGTH) throw new UpdraftError('BAD_REQUEST', `invalid query: longer than ${MAX_QUERY_LENGTH} characters`);
-  const parser = new Parser(tokenize(text));
+  // characters are code points: a UTF-16 unit is at most one, a code point at most two units
+  const chars = text.length > MAX_QUERY_LENGTH * 2 ? undefined : Array.from(text);
+  if (chars === undefined || chars.length > MAX_QUERY_LENGTH) throw new UpdraftError('BAD_REQUEST', `invalid query: longer than ${MAX_QUERY_LENGTH} characters`);
+  const parser = new Parser(tokenize(chars));
   const root = parser.expression();
   parser.expectEnd();
   const needsShadow = usesShadow(root);
@@ -75,12 +107,13 @@ function fail(pos: number, message: string): never {
   throw new UpdraftError('BAD_REQUEST', `invalid query at position ${pos}: ${message}`);
 }
 
-function tokenize(text: string): Token[] {
+/** Splits the query's characters (code points, so that positions count characters) into tokens. */
+function tokenize(chars: string[]): Token[] {
   const out: Token[] = [];
   let i = 0;
-  while (i < text.length) {
-    const c = text[i]!;
-    if (/\s/.test(c)) {
+  while (i < chars.length) {
+    const c = chars[i]!;
+    if (/\s/u.test(c)) {
       i++;
       continue;
     }
@@ -91,31 +124,36 @@ function tokenize(text: string): Token[] {
     } else if (c === '"' || c === "'") {
       let j = i + 1;
       let value = '';
-      while (j < text.length && text[j] !== c) {
-        if (text[j] === '\\' && j + 1 < text.length) j++;
-        value += text[j];
+      while (j < chars.length && chars[j] !== c) {
+        if (chars[j] === '\\' && j + 1 < chars.length) j++;
+        value += chars[j];
         j++;
       }
-      if (j >= text.length) fail(pos, `unterminated string starting with ${c}`);
+      if (j >= chars.length) fail(pos, `unterminated string starting with ${c}`);
       out.push({ type: 'string', text: value, pos });
       i = j + 1;
     } else if ('=!<>'.includes(c)) {
-      const two = text.slice(i, i + 2);
+      const two = c + (chars[i + 1] ?? '');
       const op = ['==', '!=', '<=', '>='].includes(two) ? two : c;
       if (op === '!') fail(pos, 'unexpected "!"; use != or not');
       out.push({ type: 'op', text: op === '==' ? '=' : op, pos });
       i += op.length;
-    } else if (/[A-Za-z0-9_.:\-+*]/.test(c)) {
+    } else if (WORD_CHAR.test(c)) {
       let j = i;
-      while (j < text.length && /[A-Za-z0-9_.:\-+*]/.test(text[j]!)) j++;
-      out.push({ type: 'word', text: text.slice(i, j), pos });
+      while (j < chars.length && WORD_CHAR.test(chars[j]!)) j++;
+      out.push({ type: 'word', text: chars.slice(i, j).join(''), pos });
       i = j;
     } else {
-      fail(pos, `unexpected character "${c}"`);
+      fail(pos, `unexpected character ${showCharacter(c)}`);
     }
   }
-  out.push({ type: 'end', text: '', pos: text.length + 1 });
+  out.push({ type: 'end', text: '', pos: chars.length + 1 });
   return out;
+}
+
+/** A character as an error names it: itself and its code point, `"😀" (U+1F600)`. */
+function showCharacter(c: string): string {
+  return `"${c}" (U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})`;
 }
 
 function isKeyword(t: Token, kw: string): boolean {
@@ -199,7 +237,7 @@ class Parser {
     if (isKeyword(op, 'in')) {
       const open = this.next();
       if (open.type !== '(') fail(open.pos, `expected "(" after in, found ${describe(open)}`);
-      const values: Scalar[] = [this.value(open)];
+      const values: QueryValue[] = [this.value(open)];
       for (;;) {
         const sep = this.next();
         if (sep.type === ')') break;
@@ -212,14 +250,13 @@ class Parser {
     return { kind: 'compare', field, op: op.text as Op, value: this.value(op) };
   }
 
-  private value(after: Token): Scalar {
+  private value(after: Token): QueryValue {
     const t = this.next();
-    if (t.type === 'string') return t.text;
+    if (t.type === 'string') return { kind: 'text', text: t.text };
     if (t.type !== 'word' || ['and', 'or', 'not'].includes(t.text.toLowerCase())) fail(t.pos, `expected a value after "${after.text}", found ${describe(t)}`);
-    if (t.text === 'true') return true;
-    if (t.text === 'false') return false;
-    if (/^-?\d+(\.\d+)?$/.test(t.text)) return Number(t.text);
-    return t.text;
+    if (t.text === 'true' || t.text === 'false') return { kind: 'boolean', text: t.text, value: t.text === 'true' };
+    if (DECIMAL.test(t.text)) return { kind: 'number', text: t.text };
+    return { kind: 'text', text: t.text };
   }
 }
 
@@ -261,27 +298,78 @@ function resolve(field: string[], s: QuerySubject): JsonValue[] {
   }
 }
 
-/** Reads `2` or `2.1` as `2.0.0` / `2.1.0` when compared with a version field. */
-function asVersion(v: Scalar, versionField: boolean): string | undefined {
-  const text = String(v);
+/** A version's text: a semantic version, or `2` / `2.10` read as `2.0.0` / `2.10.0` on a version field. */
+function versionOf(text: string, versionField: boolean): string | undefined {
   if (SEMVER.test(text)) return text;
-  if (versionField && /^\d+(\.\d+)?$/.test(text)) return text.split('.').length === 1 ? `${text}.0.0` : `${text}.0`;
-  return undefined;
+  if (!versionField || !/^\d+(\.\d+)?$/.test(text)) return undefined;
+  const v = text.includes('.') ? `${text}.0` : `${text}.0.0`;
+  return SEMVER.test(v) ? v : undefined;
 }
 
-/** Negative, 0 or positive; undefined when the two cannot be ordered. */
-function compare(actual: JsonValue, expected: Scalar, versionField: boolean): number | undefined {
-  if (typeof actual === 'object' && actual !== null) return undefined;
-  if (actual === null) return undefined;
-  const va = asVersion(actual, versionField);
-  const ve = asVersion(expected, versionField);
-  if (va !== undefined && ve !== undefined) return compareSemver(va, ve);
-  const na = typeof actual === 'number' ? actual : Number(actual);
-  const ne = typeof expected === 'number' ? expected : Number(expected);
-  if (typeof actual !== 'boolean' && typeof expected !== 'boolean' && String(actual).trim() !== '' && Number.isFinite(na) && Number.isFinite(ne)) return na - ne;
-  const sa = String(actual);
-  const se = String(expected);
-  return sa < se ? -1 : sa > se ? 1 : 0;
+/** True for a string written the way JSON writes a number (`12`, `-3`, `1.5`). */
+function isPlainNumber(s: string): boolean {
+  return PLAIN_NUMBER.test(s) && s !== '-0';
+}
+
+/** A JSON number's decimal text, exact for integers (9007199254740992, not 9007199254740992e0) and without an exponent. */
+function decimalOf(n: number): string {
+  if (Number.isInteger(n)) return BigInt(n).toString();
+  const s = String(n);
+  // only the smallest fractions are written with an exponent: 1.5e-7 is 0.00000015
+  const m = /^(-?)(\d)(?:\.(\d+))?e-(\d+)$/.exec(s);
+  return m ? `${m[1]}0.${'0'.repeat(Number(m[4]) - 1)}${m[2]}${m[3] ?? ''}` : s;
+}
+
+/** Orders two decimals (/^-?\d+(\.\d+)?$/) by exact value, digit by digit. */
+function compareDecimal(a: string, b: string): number {
+  const pa = decimalParts(a);
+  const pb = decimalParts(b);
+  if (pa.sign !== pb.sign) return pa.sign - pb.sign;
+  let magnitude = pa.int.length - pb.int.length;
+  if (magnitude === 0) magnitude = pa.int < pb.int ? -1 : pa.int > pb.int ? 1 : pa.frac < pb.frac ? -1 : pa.frac > pb.frac ? 1 : 0;
+  return pa.sign < 0 ? -magnitude : magnitude;
+}
+
+function decimalParts(s: string): { sign: number; int: string; frac: string } {
+  const negative = s.startsWith('-');
+  const [int = '', frac = ''] = (negative ? s.slice(1) : s).split('.');
+  const i = int.replace(/^0+/, '');
+  const f = frac.replace(/0+$/, '');
+  return { sign: i === '' && f === '' ? 0 : negative ? -1 : 1, int: i, frac: f };
+}
+
+/**
+ * Negative, 0 or positive; undefined when the two are not equal and cannot be ordered (the
+ * rules are in this file's head comment and docs/rollouts.md).
+ */
+function compare(actual: JsonValue, value: QueryValue, textField: boolean, versionField: boolean): number | undefined {
+  if (actual === null || typeof actual === 'object') return undefined;
+  if (typeof actual !== 'boolean' && value.kind !== 'boolean') {
+    const va = versionOf(typeof actual === 'number' ? decimalOf(actual) : actual, versionField);
+    const ve = versionOf(value.text, versionField);
+    if (va !== undefined && ve !== undefined) return compareSemver(va, ve);
+  }
+  // ids and tags are text, whatever the value looks like
+  const kind = textField ? 'text' : value.kind;
+  switch (kind) {
+    case 'boolean':
+      return typeof actual === 'boolean' && String(actual) === value.text ? 0 : undefined;
+    case 'number':
+      if (typeof actual === 'number') return compareDecimal(decimalOf(actual), value.text);
+      if (typeof actual !== 'string') return undefined;
+      // "00123", "0x7B", "1e2", " 123 " are text that Number() would turn into numbers: only
+      // a string written as the number is written is compared as one
+      if (isPlainNumber(actual) && isPlainNumber(value.text)) return compareDecimal(actual, value.text);
+      return actual === value.text ? 0 : undefined;
+    default:
+      if (typeof actual !== 'string') return undefined;
+      return actual < value.text ? -1 : actual > value.text ? 1 : 0;
+  }
+}
+
+/** Ids and tags are text; a field named `...version` reads `2` as `2.0.0`. */
+function fieldKind(field: string[]): { textField: boolean; versionField: boolean } {
+  return { textField: field[0] === 'deviceId' || field[0] === 'tags', versionField: /version$/i.test(field[field.length - 1]!) };
 }
 
 function evaluate(n: QueryNode, s: QuerySubject): boolean {
@@ -295,15 +383,15 @@ function evaluate(n: QueryNode, s: QuerySubject): boolean {
     case 'exists':
       return resolve(n.field, s).length > 0;
     case 'in': {
-      const versionField = /version$/i.test(n.field[n.field.length - 1]!);
-      return resolve(n.field, s).some((a) => n.values.some((v) => compare(a, v, versionField) === 0));
+      const { textField, versionField } = fieldKind(n.field);
+      return resolve(n.field, s).some((a) => n.values.some((v) => compare(a, v, textField, versionField) === 0));
     }
     case 'compare': {
-      const versionField = /version$/i.test(n.field[n.field.length - 1]!);
+      const { textField, versionField } = fieldKind(n.field);
       const values = resolve(n.field, s);
-      if (n.op === '!=') return !values.some((a) => compare(a, n.value, versionField) === 0);
+      if (n.op === '!=') return !values.some((a) => compare(a, n.value, textField, versionField) === 0);
       return values.some((a) => {
-        const c = compare(a, n.value, versionField);
+        const c = compare(a, n.value, textField, versionField);
         if (c === undefined) return false;
         switch (n.op) {
           case '=':

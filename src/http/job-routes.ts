@@ -110,7 +110,8 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   // ---- fleet view
   router.add('GET', '/api/v1/fleet/devices', async ({ res, url }) => {
     const text = url.searchParams.get('query');
-    const query = text ? parseQuery(text) : undefined;
+    // no query lists every device; a query given empty (`?query=`) is refused like any other empty query
+    const query = text !== null ? parseQuery(text) : undefined;
     const page = await selectPage(store, query, pageParams(url));
     const items = page.items.map((s) => ({
       deviceId: s.device.deviceId,

@@ -67,6 +67,134 @@ describe('fleet query', () => {
     }
   });
 
+  it('keeps a bare version as written: 2.10 is 2.10.0, not 2.1', () => {
+    const v = (q: string, version: string) => matches(q, subject({}, sw(version)));
+    assert.equal(v('reported.software.version = 2.10', '2.10.0'), true);
+    assert.equal(v('reported.software.version = 2.10', '2.1.0'), false, '2.10 read as the number 2.1');
+    assert.equal(v('reported.software.version = 2.1', '2.1.0'), true);
+    assert.equal(v('reported.software.version < 1.10', '1.9.0'), true, '1.9.0 precedes 1.10.0');
+    assert.equal(v('reported.software.version < 1.10', '1.10.0'), false);
+    assert.equal(v('reported.software.version in (2.10, 3)', '2.10.0'), true);
+    assert.equal(v('reported.software.version in (2.10, 3)', '2.1.0'), false);
+    // a number kept as written compares with a JSON number by its exact value
+    assert.equal(matches('reported.ratio = 1.10', subject({}, { ratio: 1.1 })), true);
+    assert.equal(matches('reported.ratio > 1.09', subject({}, { ratio: 1.1 })), true);
+  });
+
+  it('compares ids and tags as text: deviceId = 7 is the device 7 only', () => {
+    for (const id of ['007', '0x7', '7.0', ' 7', '7e0', '+7']) assert.equal(matches('deviceId = 7', subject({ deviceId: id })), false, id);
+    assert.equal(matches('deviceId = 7', subject({ deviceId: '7' })), true);
+    assert.equal(matches('deviceId = 10', subject({ deviceId: '1e1' })), false);
+    assert.equal(matches('deviceId in (7, 8)', subject({ deviceId: '007' })), false);
+    assert.equal(matches('deviceId = 007', subject({ deviceId: '007' })), true);
+    assert.equal(matches('deviceId > 9', subject({ deviceId: '10' })), false, 'ids order as text: "10" < "9"');
+    assert.equal(matches('tags.rev = 16', subject({ tags: ['rev:0x10'] })), false);
+    assert.equal(matches('tags.rev = 16', subject({ tags: ['rev:16'] })), true);
+    assert.equal(matches('tags.beta = true', subject({ tags: ['beta:true'] })), true, 'a tag value is text: true is its text');
+    assert.equal(matches('tags = 7', subject({ tags: ['007'] })), false);
+  });
+
+  it('never compares text through Number(): a bare number equals a JSON number or the same plain text', () => {
+    const serial = (v: unknown) => subject({ attributes: { serial: v as string } });
+    for (const other of ['00123', '0x7B', '1.23e2', ' 123 ', '0b1111011', '123.0', '+123', '0o173']) {
+      assert.equal(matches('attributes.serial = 123', serial(other)), false, `= 123 against "${other}"`);
+      assert.equal(matches('attributes.serial != 123', serial(other)), true, `!= 123 against "${other}"`);
+      assert.equal(matches('attributes.serial > 100', serial(other)), false, `> 100 against "${other}": not a number, not ordered`);
+      assert.equal(matches('attributes.serial = "00123"', serial(other)), other === '00123', `= "00123" against "${other}"`);
+    }
+    assert.equal(matches('attributes.serial = 123', serial(123)), true);
+    assert.equal(matches('attributes.serial = 123', serial('123')), true, 'a string written as the number is written');
+    assert.equal(matches('attributes.serial > 100', serial('123')), true);
+    assert.equal(matches('attributes.serial < 20', serial('123')), false, 'ordered as numbers, not as text');
+    assert.equal(matches('attributes.serial = 00123', serial('00123')), true, 'a padded number is its text');
+    assert.equal(matches('attributes.serial = 00123', serial('123')), false);
+    assert.equal(matches('attributes.serial = 00123', serial(123)), true, 'and the same value as a JSON number');
+    // a quoted value is text: never a number
+    assert.equal(matches('attributes.serial = "123"', serial(123)), false);
+    assert.equal(matches('attributes.serial = "123"', serial('123')), true);
+    assert.equal(matches('attributes.serial in ("00123", x)', serial(123)), false);
+    // beyond 2^53: exact, never through a double
+    assert.equal(matches('attributes.serial = 9007199254740993', serial('9007199254740992')), false);
+    assert.equal(matches('attributes.serial = 9007199254740993', serial(9007199254740992)), false);
+    assert.equal(matches('attributes.serial > 9007199254740992', serial('9007199254740993')), true);
+    assert.equal(matches('attributes.serial = 9007199254740993', serial('9007199254740993')), true);
+    assert.equal(matches('attributes.serial = 9007199254740992', serial(9007199254740992)), true);
+    assert.equal(matches('attributes.serial = 100000000000000000000000', serial(1e23)), false, '1e23 is 99999999999999991611392 as a double');
+    assert.equal(matches('reported.tiny < 0.000001', subject({}, { tiny: 1.5e-7 })), true);
+    assert.equal(matches('reported.tiny = 0.00000015', subject({}, { tiny: 1.5e-7 })), true);
+    assert.equal(matches('attributes.x = -0', subject({ attributes: { x: 0 } })), true);
+    assert.equal(matches('attributes.x < -1.5', subject({ attributes: { x: -2 } })), true);
+    assert.equal(matches('attributes.x < -1.5', subject({ attributes: { x: '-2' } })), true);
+    assert.equal(matches('attributes.x > -1.5', subject({ attributes: { x: -1.25 } })), true);
+  });
+
+  it('matches booleans with booleans only', () => {
+    const hw = (v: unknown) => subject({ attributes: { hw: v as string } });
+    assert.equal(matches('attributes.hw = true', hw('true')), false, 'the string "true" is text');
+    assert.equal(matches('attributes.hw != true', hw('true')), true);
+    assert.equal(matches('attributes.hw = true', hw(true)), true);
+    assert.equal(matches('attributes.hw = true', hw(1)), false);
+    assert.equal(matches('attributes.hw = false', hw(false)), true);
+    assert.equal(matches('attributes.hw = "true"', hw(true)), false, 'quoted: text');
+    assert.equal(matches('attributes.hw = "true"', hw('true')), true);
+    assert.equal(matches('attributes.hw < true', hw(false)), false, 'booleans are not ordered');
+  });
+
+  it('never takes an empty or blank quoted value for 0', () => {
+    const serial = (v: unknown) => subject({ attributes: { serial: v as string } });
+    assert.equal(matches('attributes.serial = ""', serial('')), true);
+    assert.equal(matches('attributes.serial = ""', serial(0)), false);
+    assert.equal(matches('attributes.serial = ""', serial('0')), false);
+    assert.equal(matches('attributes.serial = " "', serial(0)), false);
+    assert.equal(matches('attributes.serial = " "', serial('0')), false);
+    assert.equal(matches('attributes.serial = " "', serial(' ')), true);
+    assert.equal(matches("attributes.serial in ('', ' ')", serial(0)), false);
+    assert.equal(matches('attributes.serial <= ""', serial(0)), false);
+    assert.equal(matches('attributes.serial = 0', serial('')), false);
+    assert.equal(matches('attributes.serial = 0', serial(' ')), false);
+  });
+
+  it('compares text as text, case and all', () => {
+    assert.equal(matches('attributes.model = X2', subject()), false);
+    assert.equal(matches('attributes.model = x2', subject()), true);
+    assert.equal(matches('attributes.model > x1', subject()), true);
+    assert.equal(matches('attributes.ram = "512"', subject()), false, 'a quoted value never equals a number');
+  });
+
+  it('matches any element of an array; [] and null are missing, objects match nothing', () => {
+    const s = subject({}, { list: ['a', 7, true, { x: 1 }], empty: [], nothing: null, obj: { a: 1 } });
+    assert.equal(matches('reported.list = a', s), true);
+    assert.equal(matches('reported.list = 7', s), true);
+    assert.equal(matches('reported.list = true', s), true);
+    assert.equal(matches('reported.list = b', s), false);
+    assert.equal(matches('reported.list != a', s), false, 'one element equals it');
+    assert.equal(matches('reported.list.x exists', s), false, 'elements cannot be addressed');
+    assert.equal(matches('reported.list.0 exists', s), false);
+    assert.equal(matches('reported.empty exists', s), false);
+    assert.equal(matches('reported.empty != a', s), true);
+    assert.equal(matches('reported.nothing exists', s), false);
+    assert.equal(matches('reported.obj exists', s), true);
+    assert.equal(matches('reported.obj = a', s), false);
+  });
+
+  it('counts positions in characters and names a character outside quotes whole', () => {
+    const err = (q: string) => {
+      try {
+        parseQuery(q);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'no error';
+    };
+    assert.equal(err('tags = 😀'), 'invalid query at position 8: unexpected character "😀" (U+1F600)');
+    assert.equal(err('tags = "😀" and ^'), 'invalid query at position 16: unexpected character "^" (U+005E)');
+    assert.equal(err('tags = "😀😀" and'), 'invalid query at position 16: expected a field such as reported.software.version, found the end of the query');
+    assert.equal(err('tags = "é'), 'invalid query at position 8: unterminated string starting with "');
+    assert.equal(matches('tags = "😀"', subject({ tags: ['😀'] })), true, 'quoted, any character is text');
+    assert.equal(err('😀'.repeat(4096)), 'invalid query at position 1: unexpected character "😀" (U+1F600)', '4096 characters are within the bound');
+    assert.match(err('😀'.repeat(4097)), /longer than 4096 characters/);
+  });
+
   it('says whether it needs shadow state', () => {
     assert.equal(parseQuery('tags = a or attributes.x = 1').needsShadow, false);
     assert.equal(parseQuery('tags = a or not reported.software.version = 1.0.0').needsShadow, true);

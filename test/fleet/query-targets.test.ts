@@ -1,0 +1,131 @@
+/**
+ * The fleet query end to end: a real server, devices reporting their software over MQTT,
+ * jobs created by query over HTTP, on the embedded SQLite store and on PostgreSQL. A job
+ * created by query targets exactly the devices the query means: `2.10` is 2.10.0 (never the
+ * double 2.1), and `deviceId = 7` is the device `7` (never `007` or `0x7`, which Number()
+ * reads as 7). An empty query is a 400, never "every device".
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from '../helpers/cli.ts';
+import { connectIdleDevice, type TestClient } from '../helpers/mqtt-client.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+/** Each device and the version it reports. */
+const FLEET: [string, string][] = [
+  ['7', '1.0.0'],
+  ['007', '1.0.0'],
+  ['0x7', '1.0.0'],
+  ['a-210', '2.10.0'],
+  ['b-210', '2.10.0'],
+  ['c-21', '2.1.0'],
+  ['d-19', '1.9.0'],
+];
+
+function querySuite(name: string, start: () => Promise<{ ts: TestServer; stop: () => Promise<void> } | string>): void {
+  describe(`fleet queries end to end (${name})`, () => {
+    let ts: TestServer;
+    let stop = async () => {};
+    let skip: string | false = false;
+    const devices: TestClient[] = [];
+    const api = async (method: string, route: string, body?: unknown) => {
+      const res = await fetch(ts.httpUrl + route, {
+        method,
+        headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    /** Creates a job by query; resolves with the ids of the devices it targets (then cancels it). */
+    const targetsOf = async (query: string): Promise<string[]> => {
+      const created = await api('POST', '/api/v1/jobs', { artifact: 'fw@3.0.0', targets: { query } });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const jobId = created.body.job.jobId as string;
+      const execs = await api('GET', `/api/v1/jobs/${jobId}/executions?limit=100`);
+      assert.equal((await api('POST', `/api/v1/jobs/${jobId}/cancel`)).status, 200);
+      assert.equal(execs.body.items.length, created.body.total);
+      return execs.body.items.map((x: { deviceId: string }) => x.deviceId).sort();
+    };
+    const listed = async (query: string): Promise<string[]> => {
+      const r = await api('GET', `/api/v1/fleet/devices?query=${encodeURIComponent(query)}`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body.items.map((d: { deviceId: string }) => d.deviceId).sort();
+    };
+
+    before(async () => {
+      const started = await start();
+      if (typeof started === 'string') {
+        skip = started;
+        return;
+      }
+      ({ ts, stop } = started);
+      const added = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=3.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array(Buffer.from('three')) });
+      assert.equal(added.status, 201, await added.text());
+      // each reports the software it runs over MQTT, into its shadow
+      for (const [id, version] of FLEET) devices.push(await connectIdleDevice(ts, id, version));
+    });
+    after(async () => {
+      for (const d of devices) await d.end();
+      await stop();
+    });
+
+    it('a job by `reported.software.version = 2.10` targets exactly the 2.10.0 devices', async (t) => {
+      if (skip) return t.skip(skip);
+      assert.deepEqual(await targetsOf('reported.software.version = 2.10'), ['a-210', 'b-210']);
+      assert.deepEqual(await targetsOf('reported.software.version = 2.1'), ['c-21']);
+      assert.deepEqual(await targetsOf('reported.software.version < 1.10'), ['0x7', '007', '7', 'd-19'].sort(), '1.9.0 precedes 1.10.0');
+      assert.deepEqual(await listed('reported.software.version >= 2.10'), ['a-210', 'b-210']);
+    });
+
+    it('a job by `deviceId = 7` targets the device 7 only, not 007 or 0x7', async (t) => {
+      if (skip) return t.skip(skip);
+      assert.deepEqual(await targetsOf('deviceId = 7'), ['7']);
+      assert.deepEqual(await targetsOf('deviceId in (7, "0x7")'), ['0x7', '7'].sort());
+      assert.deepEqual(await listed('deviceId = 7'), ['7']);
+      const group = await api('POST', '/api/v1/groups', { name: 'seven', query: 'deviceId = 7' });
+      assert.equal(group.status, 201, JSON.stringify(group.body));
+      assert.deepEqual((await api('GET', '/api/v1/groups/seven')).body.members, ['7']);
+      assert.deepEqual((await api('GET', '/api/v1/fleet/search?group=seven')).body.items.map((d: { deviceId: string }) => d.deviceId), ['7']);
+    });
+
+    it('refuses an empty query (?query=, --query \'\') with 400; no query at all lists every device', async (t) => {
+      if (skip) return t.skip(skip);
+      for (const q of ['', '%20']) {
+        const r = await api('GET', `/api/v1/fleet/devices?query=${q}`);
+        assert.equal(r.status, 400, `query=${q}: ${JSON.stringify(r.body)}`);
+        assert.match(r.body.error.message, /invalid query: it is empty/);
+      }
+      const all = await api('GET', '/api/v1/fleet/devices');
+      assert.equal(all.status, 200);
+      assert.equal(all.body.items.length, FLEET.length);
+      assert.equal((await api('POST', '/api/v1/jobs', { artifact: 'fw@3.0.0', targets: { query: '' } })).status, 400);
+
+      const cli = await runCli(['device', 'list', '--query', '', '--server', ts.httpUrl, '--token', ts.token]);
+      assert.notEqual(cli.code, 0, cli.stdout);
+      assert.match(cli.stderr, /invalid query: it is empty/);
+      const cliAll = await runCli(['device', 'list', '--server', ts.httpUrl, '--token', ts.token]);
+      assert.equal(cliAll.code, 0, cliAll.stderr);
+      for (const [id] of FLEET) assert.match(cliAll.stdout, new RegExp(`^${id} `, 'm'));
+    });
+  });
+}
+
+querySuite('SQLite', async () => {
+  const ts = await startTestServer();
+  return { ts, stop: () => ts.close() };
+});
+
+querySuite('PostgreSQL', async () => {
+  const pg = await startTestPostgres();
+  if (!pg.ok) return unavailable(pg, 'the PostgreSQL fleet query test');
+  const server = pg.server;
+  const ts = await startTestServer({ flags: { db: await server.createDatabase() } });
+  return {
+    ts,
+    stop: async () => {
+      await ts.close();
+      await server.stop();
+    },
+  };
+});

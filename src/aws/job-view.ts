@@ -7,8 +7,12 @@
  *
  * Ids: attempt n of job J is AWS job `J` with `executionNumber` n (AWS re-runs keep the job
  * id); a rollback (`J.rollback`) is a job of its own, executionNumber 1, whose status comes
- * from the device's reports, since no execution record is its own. A stay command
+ * from the device's reports, since no execution record is its own: the door keeps its
+ * version and start time in J's record (`details.awsRollback`). A stay command
  * (`<id>.cancel`) is no job: the thing has nothing pending.
+ *
+ * `startedAt` is when the execution left QUEUED through the Jobs API (`details.startedAt`,
+ * written by the door), as AWS's JobExecution.startedAt: not when the command was sent.
  */
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { statusDetailsOf, type AwsJobExecution, type AwsJobExecutionState, type AwsJobExecutionSummary, type AwsJobStatus } from '../protocol/aws-jobs-messages.ts';
@@ -35,6 +39,33 @@ export interface JobView {
   software?: DesiredSoftware;
   /** True when this is the device's current command. */
   current: boolean;
+  /**
+   * True while the command is written but its execution does not record it sent yet: the
+   * rollout's dispatch write, which moves `versionNumber`, is still to come.
+   */
+  sendPending?: boolean;
+}
+
+/** What the door keeps about a rollback in its job's execution record (`details.awsRollback`). */
+export interface RollbackState {
+  /** The rollback's device-side id (`J.rollback`): a state about another command is not its own. */
+  jobId: string;
+  /** Its `versionNumber`: 1 when sent, one more at each update through the Jobs API. */
+  version: number;
+  /** When an update through the Jobs API took it out of QUEUED, ms since the epoch. */
+  startedAt?: number;
+}
+
+/** The door's state of rollback `agentId` kept in `details`, if any. */
+export function rollbackStateOf(details: JsonObject, agentId: string): RollbackState | undefined {
+  const s = details.awsRollback;
+  if (!isJsonObject(s) || s.jobId !== agentId || typeof s.version !== 'number') return undefined;
+  return { jobId: agentId, version: s.version, ...(typeof s.startedAt === 'number' ? { startedAt: s.startedAt } : {}) };
+}
+
+/** When the execution left QUEUED through the Jobs API (`details.startedAt`), ms, if recorded. */
+function startedAtOf(details: JsonObject): number | undefined {
+  return typeof details.startedAt === 'number' ? details.startedAt : undefined;
 }
 
 const secs = (ms: number) => Math.floor(ms / 1000);
@@ -88,19 +119,25 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
   const id = awsIdOf(software.jobId);
   const exec = execution && !id.control && (execution.attempt ?? 1) === id.executionNumber ? execution : undefined;
   const status: AwsJobStatus = exec ? exec.status : reportedStatus(shadow, software.jobId);
+  // a rollback's own state (the door moves it at each update: the base job's record does not
+  // move with the rollback's reports); a command with no record at all has the shadow's version
+  const rollback = id.control && execution ? (rollbackStateOf(execution.details, software.jobId) ?? { jobId: software.jobId, version: 1 }) : undefined;
   const view: JobView = {
     thing,
     jobId: id.jobId,
     agentJobId: software.jobId,
     executionNumber: id.executionNumber,
     status,
-    versionNumber: execution?.version ?? shadow.version,
+    versionNumber: rollback?.version ?? execution?.version ?? shadow.version,
     queuedAt: secs(exec?.dispatchedAt ?? exec?.queuedAt ?? shadow.timestamp * 1000),
     lastUpdatedAt: exec ? secs(exec.updatedAt) : shadow.timestamp,
     software,
     current: true,
   };
-  if (status !== 'QUEUED' && exec?.dispatchedAt !== undefined) view.startedAt = secs(exec.dispatchedAt);
+  // sent by the rollout, which records it (dispatchedAt) right after: until then the version is not the one to announce
+  if (exec && exec.status === 'QUEUED' && exec.dispatchedAt === undefined) view.sendPending = true;
+  const startedAt = rollback ? rollback.startedAt : exec ? startedAtOf(exec.details) : undefined;
+  if (status !== 'QUEUED' && startedAt !== undefined) view.startedAt = secs(startedAt);
   const details = reportedStatusDetails(shadow, software.jobId);
   if (details) view.statusDetails = details;
   return view;
@@ -120,7 +157,8 @@ export function pastJobView(thing: string, execution: ExecutionRecord): JobView 
     lastUpdatedAt: secs(execution.updatedAt),
     current: false,
   };
-  if (execution.dispatchedAt !== undefined && execution.status !== 'QUEUED') view.startedAt = secs(execution.dispatchedAt);
+  const startedAt = startedAtOf(execution.details);
+  if (startedAt !== undefined && execution.status !== 'QUEUED') view.startedAt = secs(startedAt);
   // recorded by the tracker with the report: the shadow holds them only until the next job
   const details = statusDetailsOf(execution.details.statusDetails);
   if (details) view.statusDetails = details;

@@ -24,7 +24,7 @@ import type { ExecutionStatus, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import type { AwsThings } from './aws-things.ts';
 import { reportFor } from './job-report.ts';
-import { awsIdOf, executionOf, isPending, stateOf, summaryOf, type JobView } from './job-view.ts';
+import { awsIdOf, executionOf, isPending, rollbackStateOf, stateOf, summaryOf, type JobView } from './job-view.ts';
 import { AwsJobsNotifier } from './jobs-notifier.ts';
 import { mayActFor } from './thing-access.ts';
 import { ThingJobs } from './thing-jobs.ts';
@@ -97,7 +97,7 @@ export class AwsJobsDoor {
   private async answer(req: AwsJobsRequest, payload: Buffer, sender: Sender): Promise<void> {
     let body: AwsJobsRequestBody = {};
     try {
-      body = parseAwsJobsBody(payload);
+      body = parseAwsJobsBody(payload, req);
       const accepted = await this.run(req, body, sender);
       if (body.clientToken !== undefined) accepted.clientToken = body.clientToken;
       await this.publishJson(awsJobsAnswerTopic(req, 'accepted'), accepted);
@@ -123,7 +123,10 @@ export class AwsJobsDoor {
       let view = await this.jobs.current(req.thing);
       if (!view || !isPending(view)) return { timestamp };
       // only a QUEUED execution is started; an IN_PROGRESS one is returned unchanged (AWS)
-      if (view.status === 'QUEUED') view = await this.report(view, 'IN_PROGRESS', body, sender);
+      if (view.status === 'QUEUED') {
+        refuseRollbackStepTimer(view, body);
+        view = await this.report(view, 'IN_PROGRESS', body, sender);
+      }
       return { execution: executionOf(view, await this.jobs.documentOf(view)), timestamp } as unknown as JsonObject;
     }
     if (req.op === 'describe') {
@@ -147,6 +150,7 @@ export class AwsJobsDoor {
     if (!canTransition(view.status as ExecutionStatus, body.status as ExecutionStatus)) {
       throw new AwsJobsError('InvalidStateTransition', `Cannot change the status of job execution ${req.jobId} from ${view.status} to ${body.status}`, stateOf(view));
     }
+    refuseRollbackStepTimer(view, body);
     const after = await this.report(view, body.status, body, sender);
     const out: JsonObject = { timestamp };
     if (body.includeJobExecutionState === true) out.executionState = stateOf(after) as unknown as JsonObject;
@@ -169,26 +173,53 @@ export class AwsJobsDoor {
       throw refusedReport(err);
     });
     await tracker.idle();
-    if (body.stepTimeoutInMinutes !== undefined && (status === 'IN_PROGRESS')) await this.setStepTimer(view, body.stepTimeoutInMinutes);
+    const { baseJobId, control } = awsIdOf(view.agentJobId);
+    if (control) await this.recordRollbackUpdate(view, baseJobId);
+    else await this.recordUpdate(view, baseJobId, status === 'IN_PROGRESS' ? body.stepTimeoutInMinutes : undefined);
+    // read after the door's own write: the versionNumber answered is the one the next update is checked against
     return (await this.jobs.current(view.thing)) ?? view;
   }
 
-  /** AWS `stepTimeoutInMinutes`: the execution ends TIMED_OUT unless updated again in time. */
-  private async setStepTimer(view: JobView, minutes: number): Promise<void> {
-    const { baseJobId, control } = awsIdOf(view.agentJobId);
-    if (control) return;
+  /**
+   * What an update through the Jobs API records beside the report, in one write: when the
+   * execution left QUEUED (AWS's startedAt, the device's start, not the command's sending),
+   * and AWS `stepTimeoutInMinutes` (the execution ends TIMED_OUT unless updated again in time).
+   */
+  private async recordUpdate(view: JobView, baseJobId: string, minutes: number | undefined): Promise<void> {
     // the job's rules (its timeouts), cached: a spec read per device message can be megabytes
-    const job = await this.deps.tracker.jobIdentity(baseJobId);
+    const job = minutes === undefined ? undefined : await this.deps.tracker.jobIdentity(baseJobId);
     const spec = job ? specOf(job) : undefined;
     const now = this.nowMs();
     await mutateExecution(this.deps, { jobId: baseJobId, deviceId: view.thing }, (cur) => {
-      // the timer of the attempt the device updated only: one that timed out while its command
-      // could not be taken back is still desired, and the retry queued since is another attempt,
-      // not sent (no deadline of its own), whose due time may be the retract it still owes
+      // the attempt the device updated only: one that timed out while its command could not be
+      // taken back is still desired, and the retry queued since is another attempt, not sent (no
+      // deadline of its own), whose due time may be the retract it still owes
       // (jobs/pending-retract.ts); its step timer, kept, would also bound the retry once started
-      if (isTerminal(cur.status) || (cur.attempt ?? 1) !== view.executionNumber) return undefined;
-      const details = { ...cur.details, stepDeadlineAt: now + minutes * 60_000 };
+      if ((cur.attempt ?? 1) !== view.executionNumber) return undefined;
+      const started = view.status === 'QUEUED' && cur.status !== 'QUEUED' && cur.details.startedAt === undefined;
+      const timer = minutes !== undefined && !isTerminal(cur.status);
+      if (!started && !timer) return undefined;
+      const details = { ...cur.details };
+      if (started) details.startedAt = now;
+      if (!timer) return { details };
+      details.stepDeadlineAt = now + minutes * 60_000;
       return { details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: cur.dispatchedAt, details }) };
+    }, now);
+  }
+
+  /**
+   * A rollback (`J.rollback`) has no execution record of its own and its reports do not move
+   * J's: its versionNumber and start are kept in J's record (`details.awsRollback`), moved
+   * here at each update through the Jobs API, so that expectedVersion means what it says.
+   */
+  private async recordRollbackUpdate(view: JobView, baseJobId: string): Promise<void> {
+    const now = this.nowMs();
+    await mutateExecution(this.deps, { jobId: baseJobId, deviceId: view.thing }, (cur) => {
+      const before = rollbackStateOf(cur.details, view.agentJobId);
+      const state: JsonObject = { jobId: view.agentJobId, version: (before?.version ?? 1) + 1 };
+      const startedAt = before?.startedAt ?? (view.status === 'QUEUED' ? now : undefined);
+      if (startedAt !== undefined) state.startedAt = startedAt;
+      return { details: { ...cur.details, awsRollback: state } };
     }, now);
   }
 
@@ -231,6 +262,16 @@ function awsJobsErrorOf(e: UpdraftError): AwsJobsError {
 function refusedReport(err: unknown): unknown {
   if (!(err instanceof UpdraftError) || !(err.code === 'BAD_REQUEST' || err.code === 'FORBIDDEN' || err.code === 'TOO_LARGE')) return err;
   return new AwsJobsError('InvalidRequest', `The status update cannot be recorded in the thing's shadow, which carries it (reported.software): ${err.message}`);
+}
+
+/**
+ * `stepTimeoutInMinutes` on a rollback is refused, not dropped: a rollback has no execution
+ * record of its own whose deadline the rollout engine watches (its job's ended FAILED or
+ * TIMED_OUT), so nothing would end it TIMED_OUT.
+ */
+function refuseRollbackStepTimer(view: JobView, body: AwsJobsRequestBody): void {
+  if (body.stepTimeoutInMinutes === undefined || !awsIdOf(view.agentJobId).control) return;
+  throw new AwsJobsError('InvalidRequest', `stepTimeoutInMinutes cannot be set on ${view.jobId}: a rollback has no step timer in Updraft (no server-side timeout applies to it); send the update without it`);
 }
 
 function notFound(thing: string, jobId: string): AwsJobsError {

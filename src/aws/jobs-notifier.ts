@@ -1,7 +1,9 @@
 /**
  * AWS Jobs notifications (issue 9): `$aws/things/{thing}/jobs/notify` when a thing's
  * pending list changes and `.../notify-next` when its next pending job changes (without an
- * `execution` when none is left), for things that use the AWS families. Shapes:
+ * `execution` when none is left), for things that use the AWS families. A job is announced
+ * once its execution records it sent, so that the `versionNumber` announced is the one an
+ * update's `expectedVersion` is checked against. Shapes:
  * https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html
  */
 import { asUpdraftError } from '../errors.ts';
@@ -78,6 +80,11 @@ export class AwsJobsNotifier {
   private async announce(thing: string): Promise<void> {
     const { jobs, wanted } = this.deps;
     const view = await jobs.current(thing);
+    // the command is written (this shadow update) but not yet recorded sent: the rollout's
+    // dispatch write comes next and moves versionNumber, and its execution.changed brings us
+    // back. Announced now, the version would be stale before the device could use it as
+    // expectedVersion (VersionMismatch on its first update)
+    if (view?.sendPending) return;
     const next = view && isPending(view) ? view : undefined;
     const key = next ? `${next.jobId}#${next.executionNumber}` : '';
     const before = this.announced.get(thing);

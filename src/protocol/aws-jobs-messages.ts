@@ -3,6 +3,7 @@
  * documents them (https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html)
  * and the AWS IoT Device SDKs parse them. Timestamps are seconds since the epoch.
  */
+import type { AwsJobsRequest } from './aws-topics.ts';
 import { isJsonObject, parseJsonObject, type JsonObject, type JsonTextMessages } from './json.ts';
 
 /** Job execution states as AWS names them (Updraft's execution states use the same names). */
@@ -151,13 +152,65 @@ function invalid(message: string): AwsJobsError {
   return new AwsJobsError('InvalidRequest', message);
 }
 
-/** Parses and validates a Jobs request payload; an empty payload is `{}`. */
-export function parseAwsJobsBody(payload: Buffer): AwsJobsRequestBody {
+/**
+ * The fields of each request's payload, as AWS documents them
+ * (https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html) and the SDKs send them.
+ */
+const REQUEST_FIELDS: Readonly<Record<AwsJobsRequest['op'], { name: string; fields: readonly string[] }>> = {
+  get: { name: 'GetPendingJobExecutions', fields: ['clientToken'] },
+  'start-next': { name: 'StartNextPendingJobExecution', fields: ['clientToken', 'statusDetails', 'stepTimeoutInMinutes'] },
+  describe: { name: 'DescribeJobExecution', fields: ['clientToken', 'executionNumber', 'includeJobDocument'] },
+  update: {
+    name: 'UpdateJobExecution',
+    fields: ['clientToken', 'status', 'statusDetails', 'expectedVersion', 'executionNumber', 'includeJobExecutionState', 'includeJobDocument', 'stepTimeoutInMinutes'],
+  },
+};
+
+/**
+ * Refuses, by name, every top-level field the request does not take: a misspelt field
+ * changes what the request does without a word (`expectedversion` made a conditional update
+ * unconditional). The project's rule, as for the shadow's nodes: a field is refused, never
+ * dropped. `thingName` (and `jobId` on a describe or an update) are taken when they name the
+ * topic's own: the AWS IoT Device SDK v2's IotJobsClient serializes its whole request object,
+ * topic fields included, into the payload. Without `req`, the fields of an update.
+ */
+function refuseUnknownFields(v: JsonObject, req: AwsJobsRequest | undefined): void {
+  const { name, fields } = REQUEST_FIELDS[req?.op ?? 'update'];
+  const unknown: string[] = [];
+  for (const k of Object.keys(v)) {
+    if (fields.includes(k)) continue;
+    if (req && k === 'thingName') {
+      if (v[k] === req.thing) continue;
+      throw invalid(`thingName ${JSON.stringify(v[k])} does not match the topic's thing '${req.thing}': the topic says which thing a request is for`);
+    }
+    if (req && k === 'jobId' && 'jobId' in req) {
+      if (v[k] === req.jobId) continue;
+      throw invalid(`jobId ${JSON.stringify(v[k])} does not match the topic's job '${req.jobId}': the topic says which job a request is for`);
+    }
+    unknown.push(k);
+  }
+  if (unknown.length === 0) return;
+  // a field named a long way is named by its start, as a statusDetails key
+  const shown = (k: string) => JSON.stringify(k.length > 64 ? `${k.slice(0, 64)}...` : k);
+  const named = unknown.slice(0, 5).map((k) => {
+    const meant = fields.find((f) => f.toLowerCase() === k.toLowerCase());
+    return meant ? `${shown(k)} (did you mean "${meant}"?)` : shown(k);
+  });
+  if (unknown.length > 5) named.push(`and ${unknown.length - 5} more`);
+  throw invalid(`Request contains ${unknown.length === 1 ? 'an invalid field' : 'invalid fields'}: ${named.join(', ')}; ${name} takes ${fields.join(', ')}`);
+}
+
+/**
+ * Parses and validates a Jobs request payload; an empty payload is `{}`. `req`, the request
+ * its topic names, says which fields it takes (any other is refused, InvalidRequest).
+ */
+export function parseAwsJobsBody(payload: Buffer, req?: AwsJobsRequest): AwsJobsRequestBody {
   if (payload.length > MAX_PAYLOAD) throw invalid(`The payload exceeds the maximum size allowed (${payload.length} > ${MAX_PAYLOAD} bytes)`);
   if (payload.length === 0) return {};
   // strict: Buffer.toString would put U+FFFD for each byte that is not UTF-8 and store that
   const v = parseJsonObject(payload);
   if (typeof v === 'string') throw new AwsJobsError('InvalidJson', INVALID_JSON_MESSAGES[v]);
+  refuseUnknownFields(v, req);
   const out: AwsJobsRequestBody = {};
   if (v.clientToken !== undefined) {
     if (typeof v.clientToken !== 'string' || v.clientToken.length === 0 || v.clientToken.length > MAX_CLIENT_TOKEN) throw invalid(`clientToken must be a string of 1 to ${MAX_CLIENT_TOKEN} characters`);

@@ -44,3 +44,35 @@ describe('the payload bytes', () => {
     assert.equal(salvageJobsClientToken(Buffer.from('{"clientToken":"t2","status":5}')), 't2', 'a well-formed payload still has its token echoed');
   });
 });
+
+describe('the fields of a request', () => {
+  const parse = (req: Parameters<typeof parseAwsJobsBody>[1], body: object) => {
+    try {
+      return parseAwsJobsBody(Buffer.from(JSON.stringify(body)), req);
+    } catch (err) {
+      assert.ok(err instanceof AwsJobsError);
+      return `${err.code}: ${err.message}`;
+    }
+  };
+  const thing = 'thing-1';
+
+  it("takes every field AWS documents for each operation, and the topic's own thingName and jobId", () => {
+    assert.deepEqual(parse({ thing, op: 'get' }, { clientToken: 't', thingName: thing }), { clientToken: 't' });
+    assert.deepEqual(parse({ thing, op: 'start-next' }, { clientToken: 't', thingName: thing, statusDetails: { a: 'b' }, stepTimeoutInMinutes: 5 }), { clientToken: 't', statusDetails: { a: 'b' }, stepTimeoutInMinutes: 5 });
+    assert.deepEqual(parse({ thing, op: 'describe', jobId: '$next' }, { clientToken: 't', thingName: thing, jobId: '$next', executionNumber: 2, includeJobDocument: false }), { clientToken: 't', executionNumber: 2, includeJobDocument: false });
+    const update = { clientToken: 't', status: 'IN_PROGRESS', statusDetails: {}, expectedVersion: 3, executionNumber: 1, includeJobExecutionState: true, includeJobDocument: true, stepTimeoutInMinutes: 10 };
+    assert.deepEqual(parse({ thing, op: 'update', jobId: 'j1' }, { ...update, thingName: thing, jobId: 'j1' }), update);
+    assert.deepEqual(parse(undefined, update), update, "without a topic: an update's fields");
+  });
+
+  it('refuses any other field by name (InvalidRequest), and a thingName or jobId that is not the topic\'s', () => {
+    assert.equal(parse({ thing, op: 'update', jobId: 'j1' }, { status: 'IN_PROGRESS', expectedversion: 1 }), 'InvalidRequest: Request contains an invalid field: "expectedversion" (did you mean "expectedVersion"?); UpdateJobExecution takes clientToken, status, statusDetails, expectedVersion, executionNumber, includeJobExecutionState, includeJobDocument, stepTimeoutInMinutes');
+    assert.equal(parse({ thing, op: 'describe', jobId: 'j1' }, { includeJobDocument: true, stepTimeoutInMinutes: 1, x: 1 }), 'InvalidRequest: Request contains invalid fields: "stepTimeoutInMinutes", "x"; DescribeJobExecution takes clientToken, executionNumber, includeJobDocument');
+    assert.equal(parse({ thing, op: 'get' }, { jobId: 'j1' }), 'InvalidRequest: Request contains an invalid field: "jobId"; GetPendingJobExecutions takes clientToken', 'the topic names no job');
+    assert.equal(parse({ thing, op: 'start-next' }, { thingName: 'other' }), `InvalidRequest: thingName "other" does not match the topic's thing 'thing-1': the topic says which thing a request is for`);
+    assert.equal(parse({ thing, op: 'update', jobId: 'j1' }, { status: 'SUCCEEDED', jobId: 'j2' }), `InvalidRequest: jobId "j2" does not match the topic's job 'j1': the topic says which job a request is for`);
+    assert.match(String(parse(undefined, { status: 'SUCCEEDED', thingName: thing })), /^InvalidRequest: Request contains an invalid field: "thingName"/, 'without a topic there is nothing to match');
+    const many = Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`f${i}`, i]));
+    assert.match(String(parse({ thing, op: 'get' }, many)), /"f4", and 2 more; /);
+  });
+});

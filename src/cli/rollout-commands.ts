@@ -117,7 +117,8 @@ async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
   const targets: Record<string, unknown> = { ...(body.targets as object | undefined) };
   if (o.device.length) targets.devices = o.device;
   if (o.group.length) targets.groups = o.group;
-  if (o.query) targets.query = o.query;
+  // an empty --query is sent, and refused (400 'it is empty'), not dropped: with --device x it targeted x alone without a word
+  if (o.query !== undefined) targets.query = o.query;
   body.targets = targets;
   if (o.continuous) body.type = 'continuous';
   const plan: Record<string, unknown> = { ...(body.plan as object | undefined) };

@@ -12,6 +12,7 @@ import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
 import type { DeviceRecord } from '../store/state-store.ts';
+import { intParam } from './paging.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
@@ -28,9 +29,7 @@ export function addBrokerRoutes(router: Router, deps: { registry: DeviceRegistry
       sendJson(res, 200, { items: found.filter((d) => d !== undefined).map(credentials) });
       return;
     }
-    const raw = url.searchParams.get('limit') ?? '1000';
-    const limit = Number(raw);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new UpdraftError('BAD_REQUEST', `limit must be an integer from 1 to 5000, got ${raw}`);
+    const limit = intParam(url, 'limit', 1000, 1, 5000);
     const after = url.searchParams.get('after') ?? undefined;
     const page = await deps.registry.list({ limit, ...(after ? { after } : {}) });
     sendJson(res, 200, {

@@ -16,7 +16,7 @@ import type { JobService } from '../jobs/job-service.ts';
 import { jobTimeline, type JobTimeline } from '../jobs/job-timeline.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
-import { MAX_PAGE, pageParams } from './paging.ts';
+import { MAX_PAGE, intParam, pageParams } from './paging.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
@@ -30,13 +30,6 @@ export interface InsightDeps {
   recent: RecentEvents;
   overview: FleetOverviewSource;
   isOnline: (deviceId: string) => boolean;
-}
-
-function intParam(url: URL, key: string, def: number, min: number, max: number): number {
-  const raw = url.searchParams.get(key);
-  const v = raw === null ? def : Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new UpdraftError('BAD_REQUEST', `${key} must be an integer from ${min} to ${max}, got ${raw}`);
-  return v;
 }
 
 function optional(url: URL, key: string): string | undefined {

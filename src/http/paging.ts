@@ -14,13 +14,22 @@ const DECIMAL = /^[0-9]+$/;
  * PostgreSQL refused in its own words while SQLite compared it).
  */
 export function pageParams(url: URL, defaultLimit = 100): { limit: number; after?: string } {
-  const raw = url.searchParams.get('limit');
-  const limit = raw === null ? defaultLimit : DECIMAL.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new UpdraftError('BAD_REQUEST', `limit must be an integer from 1 to ${MAX_PAGE}, got ${raw}`);
+  const limit = intParam(url, 'limit', defaultLimit, 1, MAX_PAGE);
   const after = url.searchParams.get('after');
   const bad = after ? unstorableChar(after) : undefined;
   if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `after holds ${bad}: it is no cursor a page gave`);
   return after ? { limit, after } : { limit };
+}
+
+/**
+ * A whole-number parameter from `min` to `max` (`def` when absent); BAD_REQUEST for one that is
+ * not plain decimal digits or out of range: every list route reads its numbers here.
+ */
+export function intParam(url: URL, key: string, def: number, min: number, max: number): number {
+  const raw = url.searchParams.get(key);
+  const v = raw === null ? def : DECIMAL.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(v) || v < min || v > max) throw new UpdraftError('BAD_REQUEST', `${key} must be an integer from ${min} to ${max}, got ${raw}`);
+  return v;
 }
 
 /** A comma-separated list parameter checked against the allowed values; undefined when absent. */

@@ -147,6 +147,10 @@ describe('updraft group / job / status', () => {
     const empty = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--query', 'tags = nowhere', '--dry-run');
     assert.equal(empty.code, 2);
     assert.match(empty.stderr, /the target set is empty/);
+    // an empty --query beside a device is refused, not dropped (the job targeted the device alone)
+    const blank = await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-2', '--query', '', '--dry-run');
+    assert.equal(blank.code, 2, blank.stdout);
+    assert.match(blank.stderr, /^updraft: error: .*invalid query: it is empty/);
     assert.equal((await cli('job', 'list', '--json')).stdout, before, 'no job was created');
   });
 

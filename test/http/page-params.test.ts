@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { pageParams } from '../../src/http/paging.ts';
+import { intParam, pageParams } from '../../src/http/paging.ts';
 import { Router } from '../../src/http/router.ts';
 
 const page = (query: string) => pageParams(new URL(`http://localhost/api/v1/devices?${query}`));
@@ -27,6 +27,17 @@ describe('pageParams', () => {
 
   it('refuses a cursor holding a NUL', () => {
     assert.throws(() => page('after=a%00'), { code: 'BAD_REQUEST', message: 'after holds a NUL character (U+0000): it is no cursor a page gave' });
+  });
+});
+
+describe('intParam', () => {
+  it("reads every list route's numbers the same way: decimal digits within the route's bounds", () => {
+    const url = (q: string) => new URL(`http://localhost/api/v1/broker/credentials?${q}`);
+    assert.equal(intParam(url(''), 'limit', 1000, 1, 5000), 1000);
+    assert.equal(intParam(url('limit=5000'), 'limit', 1000, 1, 5000), 5000);
+    for (const raw of ['1e2', '0x10', '%205', '5001', '0']) {
+      assert.throws(() => intParam(url(`limit=${raw}`), 'limit', 1000, 1, 5000), { code: 'BAD_REQUEST', message: `limit must be an integer from 1 to 5000, got ${decodeURIComponent(raw)}` }, raw);
+    }
   });
 });
 

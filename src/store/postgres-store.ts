@@ -61,6 +61,16 @@ export interface PostgresStoreDeps {
    */
   statementTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * Longest a query waits for its answer on an open connection (node-postgres's
+   * `query_timeout`, client side), the artifact locks' connection included. A database that
+   * goes silent (a partition that drops packets, a stuck server) never receives the query, so
+   * its statement_timeout never starts; past this the query fails UNAVAILABLE (503, the
+   * device retries) and its connection is closed, so the next one opens a fresh session.
+   * Default: statementTimeoutMs plus 5 s, so a slow statement is cancelled by the server
+   * first, with its own error (none when statementTimeoutMs is 0). The migrations have none.
+   */
+  queryTimeoutMs?: number;
   /** False: a database holding an older schema is refused rather than migrated (`olderSchemaRefused`). */
   migrateExisting?: boolean;
   /**
@@ -71,6 +81,21 @@ export interface PostgresStoreDeps {
 }
 
 const DEFAULTS = { poolSize: 10, maxBatch: 1_000, statementTimeoutMs: 30_000, connectTimeoutMs: 30_000, abandonedSweepMs: 60_000 };
+
+/**
+ * How much longer than the statement timeout a query waits for its answer by default
+ * (queryTimeoutMs): the server's cancellation of a statement has to reach us too.
+ */
+const QUERY_TIMEOUT_MARGIN_MS = 5_000;
+
+/**
+ * node-postgres's errors for its own timeouts: `query_timeout` fails a query with 'Query read
+ * timeout' (lib/client.js), `connectionTimeoutMillis` a new connection with 'timeout expired'
+ * (a pooled one's is wrapped in pg-pool's 'Connection terminated due to connection timeout').
+ * Neither carries a code, so errors.ts's isUnreachable() does not know them.
+ */
+const QUERY_TIMEOUT = 'Query read timeout';
+const CONNECT_TIMEOUT = 'timeout expired';
 
 /**
  * The database server's clock in ms since the epoch, in SQL: job creation markers are stamped
@@ -181,6 +206,8 @@ export class PostgresStore implements StateStore {
   private sweeping: Promise<void> | undefined;
   /** The connection of the artifact locks (`withArtifactLock`), once one was taken. */
   private locks: Promise<pg.Client> | undefined;
+  /** The client of `locks` once connected: a query it leaves unanswered closes it (`lockQuery`). */
+  private lockClient: pg.Client | undefined;
   // point reads of one tick in one query (postgres-read-batch.ts)
   private readonly shadowReads = new PgReadBatch<ShadowRow & { i?: string }, ShadowRecord>({
     query: (sql, params) => this.read(sql, params),
@@ -202,6 +229,25 @@ export class PostgresStore implements StateStore {
     this.logger = deps.logger ?? silentLogger;
   }
 
+  private get statementTimeoutMs(): number {
+    return this.deps.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs;
+  }
+
+  private get connectTimeoutMs(): number {
+    return this.deps.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+  }
+
+  /** PostgresStoreDeps.queryTimeoutMs, or its default; 0: none. */
+  private get queryTimeoutMs(): number {
+    if (this.deps.queryTimeoutMs !== undefined) return this.deps.queryTimeoutMs;
+    return this.statementTimeoutMs > 0 ? this.statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS : 0;
+  }
+
+  /** node-postgres's option for queryTimeoutMs (absent for none: its 0 is the default, none, anyway). */
+  private queryTimeout(): { query_timeout?: number } {
+    return this.queryTimeoutMs > 0 ? { query_timeout: this.queryTimeoutMs } : {};
+  }
+
   /** Where the store is, without the password (for messages and logs). */
   get where(): string {
     return redactPostgresUrl(this.deps.url);
@@ -210,31 +256,42 @@ export class PostgresStore implements StateStore {
   /** Connects and applies pending migrations. */
   async start(): Promise<void> {
     if (this.pool) return;
-    const pool = new pg.Pool({
-      connectionString: this.deps.url,
-      max: this.deps.poolSize ?? DEFAULTS.poolSize,
-      statement_timeout: this.deps.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs,
-      connectionTimeoutMillis: this.deps.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-    });
-    // an idle pooled connection that dies (server restart) must not crash the process
-    pool.on('error', (err) => this.logger.warn('idle PostgreSQL connection lost', { error: err.message }));
+    // the migrations on a connection of their own, without the pool's query timeout: they may
+    // wait for another instance's lock (pg_advisory_lock), or build an index, for longer
+    const migrating = new pg.Pool({ connectionString: this.deps.url, max: 1, connectionTimeoutMillis: this.connectTimeoutMs });
+    // its connection, idle between its release and end(), may die unheard: not to crash the process
+    migrating.on('error', () => {});
     try {
-      const client = await pool.connect();
+      const client = await migrating.connect();
       // a connection lost during the migrations must fail them, not end the process
       const guard = guardCheckedOut(client);
       try {
         await client.query('SET statement_timeout = 0');
         const from = await migratePostgres(client, this.where, this.deps.migrateExisting !== false);
-        await client.query('RESET statement_timeout');
         this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
       } finally {
         client.release(guard.end());
       }
     } catch (err) {
-      await pool.end().catch(() => {});
       if (err instanceof UpdraftError) throw err;
       throw new UpdraftError('CONFIG', `Cannot open the PostgreSQL state store ${this.where}: ${(err as Error).message}; check --db and that the server is up`, { cause: err });
+    } finally {
+      await migrating.end().catch(() => {});
     }
+    const pool = new pg.Pool({
+      connectionString: this.deps.url,
+      max: this.deps.poolSize ?? DEFAULTS.poolSize,
+      statement_timeout: this.statementTimeoutMs,
+      connectionTimeoutMillis: this.connectTimeoutMs,
+      // client side: a silent database never receives the query, so its statement_timeout
+      // never starts. A query that times out fails its caller, and its connection is released
+      // with the error (pg-pool's query(); the group commit's release(broken), as its ROLLBACK
+      // times out too): pg-pool closes a connection released with an error, so the next
+      // query opens a fresh session
+      ...this.queryTimeout(),
+    });
+    // an idle pooled connection that dies (server restart) must not crash the process
+    pool.on('error', (err) => this.logger.warn('idle PostgreSQL connection lost', { error: err.message }));
     this.pool = pool;
     this.writes = new PgGroupCommit({ pool, logger: this.logger, maxBatch: this.deps.maxBatch ?? DEFAULTS.maxBatch, where: this.where });
     this.stopped = false;
@@ -257,6 +314,7 @@ export class PostgresStore implements StateStore {
     this.stopped = true;
     const locks = this.locks;
     this.locks = undefined;
+    this.lockClient = undefined;
     await Promise.all([pool.end(), locks?.then((c) => c.end()).catch(() => undefined)]);
   }
 
@@ -403,16 +461,16 @@ export class PostgresStore implements StateStore {
     let got: boolean;
     try {
       client = await this.lockConnection();
-      got = (await client.query<{ ok: boolean }>(`SELECT ${lock}(hashtextextended($1, 0)) AS ok`, [key])).rows[0]?.ok === true;
+      got = (await this.lockQuery<{ ok: boolean }>(client, `SELECT ${lock}(hashtextextended($1, 0)) AS ok`, [key])).rows[0]?.ok === true;
     } catch (err) {
-      throw mapPgError(err);
+      throw this.fault(err);
     }
     if (!got) return { ran: false };
     try {
       return { ran: true, value: await fn() };
     } finally {
       // a lost connection took its locks with it
-      await client.query(`SELECT ${unlock}(hashtextextended($1, 0))`, [key]).catch(() => undefined);
+      await this.lockQuery(client, `SELECT ${unlock}(hashtextextended($1, 0))`, [key]).catch(() => undefined);
     }
   }
 
@@ -421,13 +479,19 @@ export class PostgresStore implements StateStore {
     if (this.locks) return this.locks;
     const client = new pg.Client({
       connectionString: this.deps.url,
-      statement_timeout: this.deps.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs,
-      connectionTimeoutMillis: this.deps.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      statement_timeout: this.statementTimeoutMs,
+      connectionTimeoutMillis: this.connectTimeoutMs,
+      // its queries never wait (pg_try_advisory_lock): no answer is a silent database (lockQuery)
+      ...this.queryTimeout(),
     });
     const connected = client.connect().then(() => client);
     const forget = () => {
       if (this.locks === connected) this.locks = undefined;
+      if (this.lockClient === client) this.lockClient = undefined;
     };
+    void connected.then(() => {
+      if (this.locks === connected) this.lockClient = client;
+    }, () => undefined);
     client.on('error', (err) => {
       this.logger.warn('PostgreSQL connection of the artifact locks lost: the deletions and job creations in progress here are no longer guarded against other instances', { error: err.message });
       forget();
@@ -436,6 +500,29 @@ export class PostgresStore implements StateStore {
     connected.catch(forget);
     this.locks = connected;
     return connected;
+  }
+
+  /**
+   * A query on the artifact locks' connection. One left unanswered within queryTimeoutMs
+   * closes that connection at once (not with the goodbye a silent server never answers) and
+   * forgets it, so the next lock opens a fresh session; PostgreSQL frees the old session's
+   * locks when it ends it (once the close reaches it, or by its TCP keepalive).
+   */
+  private async lockQuery<R extends pg.QueryResultRow>(client: pg.Client, sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await client.query<R>(sql, params);
+    } catch (err) {
+      if (timeoutIn(err) === QUERY_TIMEOUT && this.lockClient === client) {
+        this.lockClient = undefined;
+        this.locks = undefined;
+        this.logger.warn(
+          `PostgreSQL did not answer the artifact locks' connection within ${this.queryTimeoutMs} ms (a network partition or a stuck server): closed; the deletions and job creations in progress here are no longer guarded against other instances, and the next one opens a new connection`,
+        );
+        void client.end().catch(() => undefined);
+        client.connection.stream.destroy();
+      }
+      throw err;
+    }
   }
 
   async countArtifactsWithBlob(sha256: string): Promise<number> {
@@ -837,20 +924,36 @@ export class PostgresStore implements StateStore {
     try {
       return (await pool.query<R>(sql, params)).rows;
     } catch (err) {
-      throw mapPgError(err);
+      throw this.fault(err);
     }
   }
 
   /** Queues a write for the next group commit. */
   private write<T>(run: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     if (!this.writes) return Promise.reject(this.notOpen());
-    return this.writes.enqueue(run).catch(rethrowPgFault);
+    return this.writes.enqueue(run).catch((err: unknown) => Promise.reject(this.fault(err)));
   }
 
   /** Queues a bulk write (one statement for every write of its kind in the batch). */
   private bulk(kind: PgBulkKind, key: string, row: unknown[]): Promise<boolean> {
     if (!this.writes) return Promise.reject(this.notOpen());
-    return this.writes.enqueueBulk(kind, key, row).catch(rethrowPgFault);
+    return this.writes.enqueueBulk(kind, key, row).catch((err: unknown) => Promise.reject(this.fault(err)));
+  }
+
+  /**
+   * A failure of a store call as an UpdraftError (`mapPgError`); node-postgres's timeouts,
+   * also where the group commit wrapped them, as UNAVAILABLE saying so: PostgreSQL did not
+   * answer, which passes with nothing changed (the device retries; 503 to the API).
+   */
+  private fault(err: unknown): UpdraftError {
+    switch (timeoutIn(err)) {
+      case QUERY_TIMEOUT:
+        return new UpdraftError('UNAVAILABLE', `PostgreSQL at ${this.where} did not answer a query within ${this.queryTimeoutMs} ms (a network partition or a stuck server)`, { cause: err });
+      case CONNECT_TIMEOUT:
+        return new UpdraftError('UNAVAILABLE', `PostgreSQL at ${this.where} did not answer a new connection within ${this.connectTimeoutMs} ms`, { cause: err });
+      default:
+        return mapPgError(err);
+    }
   }
 
   private notOpen(): UpdraftError {
@@ -858,12 +961,14 @@ export class PostgresStore implements StateStore {
   }
 }
 
-/**
- * `mapPgError` for a promise's rejection: UNAVAILABLE when PostgreSQL could not be reached,
- * as the group commit and `mapPgError` label it where the error is made.
- */
-function rethrowPgFault(err: unknown): never {
-  throw mapPgError(err);
+/** Which of node-postgres's timeouts `err` is, or wraps (`cause`, a few levels down); undefined for none. */
+function timeoutIn(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e instanceof Error; depth++) {
+    if (!(e instanceof UpdraftError) && (e.message === QUERY_TIMEOUT || e.message === CONNECT_TIMEOUT)) return e.message;
+    e = e.cause;
+  }
+  return undefined;
 }
 
 /** The URL with its password replaced by `***`, for logs and messages. */

@@ -1,0 +1,214 @@
+/**
+ * The PostgreSQL store against a database that hangs (the connection open, nothing answered:
+ * a partition that drops packets, a stuck server), as opposed to one that refuses: a real
+ * PostgreSQL behind a TCP relay that can stop forwarding bytes both ways, keeping its sockets
+ * open, and go on again. A read, a write through the group commit and an artifact lock fail
+ * UNAVAILABLE within the store's query timeout (short here) instead of waiting for ever, and
+ * the store serves again, on a fresh connection, once the database answers. The migrations,
+ * which may wait for another instance's lock, are not cut by that timeout.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import pg from 'pg';
+import { UpdraftError } from '../../src/errors.ts';
+import { MIGRATION_LOCK } from '../../src/store/postgres-migrations.ts';
+import { PostgresStore, type PostgresStoreDeps } from '../../src/store/postgres-store.ts';
+import type { ShadowRecord } from '../../src/store/state-store.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+
+/**
+ * A TCP relay to `target` that can hang: while hung it accepts connections and reads what
+ * both sides send (so their sockets stay open and writable) but forwards nothing, neither
+ * bytes nor closes; resumed, it delivers what it held, in order, as TCP does once a
+ * partition heals (a close made meanwhile reaches the server then, which frees that
+ * session's locks).
+ */
+async function startHangingRelay(target: { host: string; port: number }) {
+  const port = await freePort();
+  const sockets = new Set<net.Socket>();
+  let held: (() => void)[] | undefined;
+  let connections = 0;
+  const later = (fn: () => void) => (held ? held.push(fn) : fn());
+  const server = net.createServer((client) => {
+    connections++;
+    const upstream = net.connect(target.port, target.host);
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      sockets.add(a);
+      a.on('data', (chunk) => later(() => b.write(chunk)));
+      a.on('error', () => later(() => b.destroy()));
+      a.on('close', () => {
+        sockets.delete(a);
+        later(() => b.destroy());
+      });
+    }
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+  return {
+    port,
+    /** Connections accepted so far. */
+    get connections() {
+      return connections;
+    },
+    hang(): void {
+      held ??= [];
+    },
+    resume(): void {
+      const queued = held ?? [];
+      held = undefined;
+      for (const fn of queued) fn();
+    },
+    async stop(): Promise<void> {
+      held = undefined;
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The store's failure for a query nobody answered: UNAVAILABLE, saying so. */
+function noAnswer(ms: number) {
+  return (err: unknown) => {
+    assert.ok(err instanceof UpdraftError, `an UpdraftError, got ${String(err)}`);
+    assert.equal(err.code, 'UNAVAILABLE', err.message);
+    assert.match(err.message, new RegExp(`did not answer a query within ${ms} ms`));
+    return true;
+  };
+}
+
+function shadow(deviceId: string, version: number): ShadowRecord {
+  return { deviceId, name: '', version, deleted: false, state: { reported: { v: version } }, metadata: {}, timestamp: 1 };
+}
+
+const started = await startTestPostgres();
+if (!started.ok) {
+  const message = unavailable(started, 'PostgresStore hang tests');
+  it('PostgresStore against a database that hangs', (t) => t.skip(message));
+} else {
+  const server = started.server;
+  after(() => server.stop());
+
+  // generous: without the query timeout these calls never end, and the test fails by timing out
+  const TEST = { timeout: 60_000 };
+  // one pooled connection, so "a fresh connection" is one more the relay accepted; connecting
+  // is given long, so a failure within the test is the query timeout's, as its message says
+  const TIMEOUTS = { poolSize: 1, statementTimeoutMs: 300, queryTimeoutMs: 600, connectTimeoutMs: 30_000 };
+
+  describe('PostgresStore against a database that hangs', () => {
+    let relay: Awaited<ReturnType<typeof startHangingRelay>>;
+    let relayed: string;
+    const stores: PostgresStore[] = [];
+    const open = async (deps: Partial<PostgresStoreDeps> = {}) => {
+      const s = new PostgresStore({ url: relayed, ...TIMEOUTS, ...deps });
+      stores.push(s);
+      await s.start();
+      return s;
+    };
+
+    // each test on a database and a relay of its own: one that failed leaves nothing to the next
+    beforeEach(async () => {
+      const u = new URL(await server.createDatabase());
+      relay = await startHangingRelay({ host: u.hostname, port: Number(u.port) });
+      u.host = `127.0.0.1:${relay.port}`;
+      relayed = u.toString();
+    });
+    afterEach(async () => {
+      relay.resume();
+      for (const s of stores.splice(0)) await s.stop();
+      await relay.stop();
+    });
+
+    it('a read on a connection nobody answers fails UNAVAILABLE; once the database answers, a fresh connection serves', TEST, async () => {
+      const store = await open();
+      assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);
+      assert.equal((await store.getShadow('dev-1', ''))?.version, 1); // the pool's connection, open and idle
+      const before = relay.connections;
+      relay.hang();
+      await assert.rejects(store.getShadow('dev-1', ''), noAnswer(600));
+      relay.resume();
+      assert.equal((await store.getShadow('dev-1', ''))?.version, 1);
+      assert.ok(relay.connections > before, 'the silent connection was closed, a new one opened');
+    });
+
+    it('writes through the group commit fail UNAVAILABLE, one alone or several in a batch, none committed; once the database answers, they succeed', TEST, async () => {
+      // two pooled connections, both open and idle: one for each commit below (a new one
+      // would wait for the connect timeout instead)
+      const store = await open({ poolSize: 2 });
+      assert.equal(await store.putShadow(shadow('dev-0', 1), 0), true);
+      await Promise.all([store.listShadows({ limit: 10 }), store.countDevices({ limit: 10 })]);
+      const before = relay.connections;
+      relay.hang();
+      // one write (its own transaction), then three in one batch (one transaction for all)
+      await assert.rejects(store.putShadow(shadow('dev-1', 1), 0), noAnswer(600));
+      const batch = await Promise.allSettled(['dev-2', 'dev-3', 'dev-4'].map((d) => store.putShadow(shadow(d, 1), 0)));
+      for (const write of batch) {
+        assert.equal(write.status, 'rejected');
+        noAnswer(600)(write.reason);
+      }
+      relay.resume();
+      // nothing was committed: each creation is still a creation
+      for (const d of ['dev-1', 'dev-2', 'dev-3', 'dev-4']) assert.equal(await store.putShadow(shadow(d, 1), 0), true, d);
+      assert.equal((await store.getShadow('dev-4', ''))?.version, 1);
+      assert.ok(relay.connections > before, 'the silent connection was closed, a new one opened');
+    });
+
+    it('the default query timeout is the statement timeout and 5 s more', TEST, async () => {
+      const store = await open({ queryTimeoutMs: undefined });
+      assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);
+      relay.hang();
+      await assert.rejects(store.getShadow('dev-1', ''), noAnswer(5_300));
+      relay.resume();
+      assert.equal((await store.getShadow('dev-1', ''))?.version, 1);
+    });
+
+    it('an artifact lock on a connection nobody answers fails UNAVAILABLE and is said; the next one opens a fresh connection', TEST, async () => {
+      const lines: string[] = [];
+      const store = await open({ logger: createLogger({ level: 'warn', format: 'json', write: (line) => lines.push(line) }) });
+      assert.deepEqual(await store.withArtifactLock('fw', '1.0.0', 'create', async () => 'first'), { ran: true, value: 'first' });
+      const before = relay.connections;
+      relay.hang();
+      let ran = false;
+      await assert.rejects(
+        store.withArtifactLock('fw', '1.0.0', 'delete', async () => (ran = true)),
+        noAnswer(600),
+      );
+      assert.equal(ran, false);
+      assert.equal(lines.filter((l) => l.includes("did not answer the artifact locks' connection within 600 ms")).length, 1, lines.join('\n'));
+      relay.resume();
+      assert.deepEqual(await store.withArtifactLock('fw', '1.0.0', 'delete', async () => 'again'), { ran: true, value: 'again' });
+      assert.ok(relay.connections > before, 'a new connection for the locks');
+    });
+
+    it('the migrations wait for another instance\'s lock longer than the query timeout, and the store starts once it is released', TEST, async () => {
+      const url = await server.createDatabase();
+      const holder = new pg.Client({ connectionString: url });
+      await holder.connect();
+      try {
+        await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
+        const newcomer = new PostgresStore({ url, statementTimeoutMs: 100, queryTimeoutMs: 200 });
+        stores.push(newcomer);
+        let settled: string | undefined;
+        const starting = newcomer.start().then(
+          () => void (settled = 'started'),
+          (err: unknown) => void (settled = `failed: ${(err as Error).message}`),
+        );
+        // the newcomer waits for the lock; then for five times its query timeout
+        for (;;) {
+          const { rows } = await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+          if (rows[0]!.n > 0 || settled) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await new Promise((r) => setTimeout(r, 1_000));
+        assert.equal(settled, undefined, 'still waiting for the lock');
+        await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK.toString()]);
+        await starting;
+        assert.equal(settled, 'started');
+        assert.equal(await newcomer.putShadow(shadow('dev-1', 1), 0), true);
+      } finally {
+        await holder.end();
+      }
+    });
+  });
+}

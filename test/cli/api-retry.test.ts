@@ -12,13 +12,13 @@
  */
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, connect, type Server as TcpServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { runCli, startCli } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 
 const TOKEN = 't'.repeat(40);
 const DOWN = { status: 503, headers: { 'retry-after': '1' }, body: { error: { code: 'UNAVAILABLE', message: 'unavailable (503): the server cannot reach its storage just now; try again in 1 s' } } };
@@ -177,48 +177,17 @@ describe('CLI reads against a server that cannot answer for now (a stand-in API)
   });
 });
 
-/** A TCP relay to `target`: cut() refuses new connections and ends those it carries; join() carries them again, on the same port. */
-async function relay(targetPort: number): Promise<{ port: number; cut(): Promise<void>; join(): Promise<void>; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let server: TcpServer | undefined;
-  const port = await freePort();
-  const join = async () => {
-    if (server) return;
-    server = createTcpServer((inbound) => {
-      const outbound = connect(targetPort, '127.0.0.1');
-      for (const s of [inbound, outbound]) {
-        sockets.add(s);
-        s.on('close', () => sockets.delete(s));
-        s.on('error', () => {
-          inbound.destroy();
-          outbound.destroy();
-        });
-      }
-      inbound.pipe(outbound).pipe(inbound);
-    });
-    await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve));
-  };
-  const cut = async () => {
-    const s = server;
-    server = undefined;
-    for (const socket of sockets) socket.destroy();
-    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
-  };
-  await join();
-  return { port, cut, join, close: cut };
-}
-
 describe('CLI reads while the server\'s PostgreSQL restarts (a real server)', async () => {
   const pgResult = await startTestPostgres();
   const skip = pgResult.ok ? false : unavailable(pgResult, 'PostgreSQL restart under a CLI read');
-  let link: Awaited<ReturnType<typeof relay>> | undefined;
+  let link: TcpRelay | undefined;
   let ts: TestServer | undefined;
   let jobId = '';
 
   before(async () => {
     if (!pgResult.ok) return;
     const db = new URL(await pgResult.server.createDatabase());
-    link = await relay(Number(db.port));
+    link = await startRelay({ host: '127.0.0.1', port: Number(db.port) });
     db.port = String(link.port);
     ts = await startTestServer({ flags: { db: db.toString() } });
     await registerDevice(ts, 'dev-p');
@@ -228,9 +197,9 @@ describe('CLI reads while the server\'s PostgreSQL restarts (a real server)', as
     ({ job: { jobId } } = await new ApiClient({ server: ts.httpUrl, token: ts.token }).call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['dev-p'] }, plan: { startAt: tomorrow } }));
   });
   after(async () => {
-    await link?.join();
+    await link?.up();
     await ts?.close();
-    await link?.close();
+    await link?.stop();
     if (pgResult.ok) await pgResult.server.stop().catch(() => undefined);
   });
 
@@ -239,16 +208,16 @@ describe('CLI reads while the server\'s PostgreSQL restarts (a real server)', as
     ['job show', () => ['job', 'show', jobId], /SCHEDULED/],
   ] as [string, () => string[], RegExp][]) {
     it(`${name} waits for the database to answer again, then prints the answer (exit 0)`, { skip, timeout: 60_000 }, async () => {
-      await link!.cut();
+      await link!.down();
       const cli = startCli([...args(), '--server', ts!.httpUrl, '--token', ts!.token]);
       try {
         await cli.waitFor(/updraft: the server cannot answer for now \(PostgreSQL: .+\); trying again for up to 30 s\n/);
-        await link!.join();
+        await link!.up();
         assert.equal(await cli.kill('SIGCONT'), 0, cli.output()); // SIGCONT: waits for its own exit
         assert.match(cli.output(), expected);
         assert.equal(saidOnce(cli.output()).length, 1, cli.output());
       } finally {
-        await link!.join();
+        await link!.up();
         await cli.kill('SIGKILL');
       }
     });

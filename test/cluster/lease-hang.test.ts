@@ -7,62 +7,12 @@
  * lease is taken afresh.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
-import { freePort } from '../helpers/free-port.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { startRolloutFixture } from '../jobs/rollout-fixture.ts';
-
-/**
- * A TCP relay to `target` that can hang: while hung it accepts connections and reads what
- * both sides send (so their sockets stay open and writable) but forwards nothing, neither
- * bytes nor closes; resumed, it delivers what it held, in order, as TCP does once a
- * partition heals (a close made meanwhile reaches the server then, which frees that
- * session's locks).
- */
-async function startHangingRelay(target: { host: string; port: number }) {
-  const port = await freePort();
-  const sockets = new Set<net.Socket>();
-  let held: (() => void)[] | undefined;
-  let connections = 0;
-  const later = (fn: () => void) => (held ? held.push(fn) : fn());
-  const server = net.createServer((client) => {
-    connections++;
-    const upstream = net.connect(target.port, target.host);
-    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
-      sockets.add(a);
-      a.on('data', (chunk) => later(() => b.write(chunk)));
-      a.on('error', () => later(() => b.destroy()));
-      a.on('close', () => {
-        sockets.delete(a);
-        later(() => b.destroy());
-      });
-    }
-  });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
-  return {
-    port,
-    /** Connections accepted so far. */
-    get connections() {
-      return connections;
-    },
-    hang(): void {
-      held ??= [];
-    },
-    resume(): void {
-      const queued = held ?? [];
-      held = undefined;
-      for (const fn of queued) fn();
-    },
-    async stop(): Promise<void> {
-      held = undefined;
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 /** Polls `fn` until it returns true (10 s at most): the server frees a closed session's lock when it has ended it. */
 async function eventually(fn: () => Promise<boolean>, what: string): Promise<void> {
@@ -86,7 +36,7 @@ if (!started.ok) {
   const TIMEOUTS = { connectTimeoutMs: 500, queryTimeoutMs: 500 };
 
   describe('PostgresAdvisoryLease against a database that hangs', () => {
-    let relay: Awaited<ReturnType<typeof startHangingRelay>>;
+    let relay: TcpRelay;
     let direct: string;
     let relayed: string;
     const leases: PostgresAdvisoryLease[] = [];
@@ -100,7 +50,7 @@ if (!started.ok) {
     beforeEach(async () => {
       direct = await server.createDatabase();
       const u = new URL(direct);
-      relay = await startHangingRelay({ host: u.hostname, port: Number(u.port) });
+      relay = await startRelay({ host: u.hostname, port: Number(u.port) });
       u.host = `127.0.0.1:${relay.port}`;
       relayed = u.toString();
     });

@@ -7,49 +7,13 @@
  * the same port; the rollouts lease is PostgreSQL's, as in production.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
 import { PostgresStore } from '../../src/store/postgres-store.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
-import { freePort } from '../helpers/free-port.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
-
-/** A TCP relay to `target` on a port of its own, closed and opened again at will. */
-async function startRelay(target: { host: string; port: number }) {
-  const port = await freePort();
-  const sockets = new Set<net.Socket>();
-  let server: net.Server | undefined;
-  const relay = {
-    port,
-    async up(): Promise<void> {
-      if (server) return;
-      const s = net.createServer((client) => {
-        const upstream = net.connect(target.port, target.host);
-        for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
-          sockets.add(a);
-          a.on('error', () => b.destroy());
-          a.on('close', () => {
-            sockets.delete(a);
-            b.destroy();
-          });
-          a.pipe(b);
-        }
-      });
-      await new Promise<void>((resolve, reject) => s.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
-      server = s;
-    },
-    async down(): Promise<void> {
-      const s = server;
-      server = undefined;
-      for (const socket of sockets) socket.destroy();
-      if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
-    },
-  };
-  await relay.up();
-  return relay;
-}
 
 const started = await startTestPostgres();
 
@@ -60,7 +24,7 @@ if (!started.ok) {
   const server = started.server;
 
   describe('the rollout engine through an outage of PostgreSQL (fake clock)', () => {
-    let relay: Awaited<ReturnType<typeof startRelay>>;
+    let relay: TcpRelay;
     const fixtures: RolloutFixture[] = [];
     const lines: string[] = [];
     after(() => server.stop());

@@ -8,7 +8,6 @@
  * which may wait for another instance's lock, are not cut by that timeout.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
 import { UpdraftError } from '../../src/errors.ts';
@@ -16,57 +15,8 @@ import { MIGRATION_LOCK } from '../../src/store/postgres-migrations.ts';
 import { PostgresStore, type PostgresStoreDeps } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { createLogger } from '../../src/util/logger.ts';
-import { freePort } from '../helpers/free-port.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-
-/**
- * A TCP relay to `target` that can hang: while hung it accepts connections and reads what
- * both sides send (so their sockets stay open and writable) but forwards nothing, neither
- * bytes nor closes; resumed, it delivers what it held, in order, as TCP does once a
- * partition heals (a close made meanwhile reaches the server then, which frees that
- * session's locks).
- */
-async function startHangingRelay(target: { host: string; port: number }) {
-  const port = await freePort();
-  const sockets = new Set<net.Socket>();
-  let held: (() => void)[] | undefined;
-  let connections = 0;
-  const later = (fn: () => void) => (held ? held.push(fn) : fn());
-  const server = net.createServer((client) => {
-    connections++;
-    const upstream = net.connect(target.port, target.host);
-    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
-      sockets.add(a);
-      a.on('data', (chunk) => later(() => b.write(chunk)));
-      a.on('error', () => later(() => b.destroy()));
-      a.on('close', () => {
-        sockets.delete(a);
-        later(() => b.destroy());
-      });
-    }
-  });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
-  return {
-    port,
-    /** Connections accepted so far. */
-    get connections() {
-      return connections;
-    },
-    hang(): void {
-      held ??= [];
-    },
-    resume(): void {
-      const queued = held ?? [];
-      held = undefined;
-      for (const fn of queued) fn();
-    },
-    async stop(): Promise<void> {
-      held = undefined;
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
+import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 
 /** The store's failure for a query nobody answered: UNAVAILABLE, saying so. */
 function noAnswer(ms: number) {
@@ -97,7 +47,7 @@ if (!started.ok) {
   const TIMEOUTS = { poolSize: 1, statementTimeoutMs: 300, queryTimeoutMs: 600, connectTimeoutMs: 30_000 };
 
   describe('PostgresStore against a database that hangs', () => {
-    let relay: Awaited<ReturnType<typeof startHangingRelay>>;
+    let relay: TcpRelay;
     let relayed: string;
     const stores: PostgresStore[] = [];
     const open = async (deps: Partial<PostgresStoreDeps> = {}) => {
@@ -110,7 +60,7 @@ if (!started.ok) {
     // each test on a database and a relay of its own: one that failed leaves nothing to the next
     beforeEach(async () => {
       const u = new URL(await server.createDatabase());
-      relay = await startHangingRelay({ host: u.hostname, port: Number(u.port) });
+      relay = await startRelay({ host: u.hostname, port: Number(u.port) });
       u.host = `127.0.0.1:${relay.port}`;
       relayed = u.toString();
     });

@@ -20,7 +20,12 @@ export function fileShapeErrors(values: unknown, settings: readonly Setting[]): 
         continue; // a setting: its value is the schema's to check
       } else if (groups.has(at)) {
         if (isObject(value)) walk(value, at);
-        else errors.push(`${at} must be an object of settings (${paths.filter((p) => p.startsWith(`${at}.`)).join(', ')}), got ${kind(value)}`);
+        else {
+          const inside = settings.filter((s) => s.path.startsWith(`${at}.`));
+          // a secret written one level up ("webhook": "<the key>") is not quoted either
+          const got = inside.some((s) => s.secret) ? `${Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`} (not shown: it may be a secret)` : kind(value);
+          errors.push(`${at} must be an object of settings (${inside.map((s) => s.path).join(', ')}), got ${got}`);
+        }
       } else {
         const near = closest(at, [...paths, ...groups]);
         errors.push(`unknown setting ${at}${near ? ` (did you mean ${near}?)` : ''}`);

@@ -33,47 +33,193 @@ function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): 
   cur[keys.at(-1)!] = value;
 }
 
-function coerce(s: Setting, raw: unknown, source: string, errors: string[]): string | number | undefined {
+/** Where a value comes from: a file's numbers are JSON numbers, the environment's and flags' are text. */
+type Origin = 'default' | 'file' | 'env' | 'flag';
+
+/** What a value is, without the value: for a secret's errors. */
+function kindOf(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  if (v === null) return 'null';
+  if (typeof v === 'string') return v === '' ? 'an empty string' : 'a string';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/**
+ * A value as an error shows it: a URL through redactUrl (no password, whatever it holds), a
+ * secret setting's value never (only what kind of value it is: webhook.secret given as 123456789
+ * or ["..."] was printed whole).
+ */
+function shown(s: Setting, raw: unknown): string {
+  if (s.secret) return `${kindOf(raw)} (not shown: it is a secret)`;
+  return typeof raw === 'string' && s.type === 'url' ? `"${redactUrl(raw)}"` : JSON.stringify(raw);
+}
+
+function coerce(s: Setting, raw: unknown, origin: Origin, source: string, errors: string[]): string | number | undefined {
+  const fail = (problem: string) => void errors.push(`${s.path} (${source}) ${problem}`);
   if (s.type === 'integer') {
-    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(n)) return void errors.push(`${s.path} (${source}) must be an integer, got ${JSON.stringify(raw)}`);
-    if (s.min !== undefined && n < s.min) return void errors.push(`${s.path} (${source}) must be at least ${s.min}, got ${n}`);
-    if (s.max !== undefined && n > s.max) return void errors.push(`${s.path} (${source}) must be at most ${s.max}, got ${n}`);
+    let n: number;
+    if (typeof raw === 'number') n = raw;
+    // a file's number is a JSON number: "port": "4444" is a slip worth naming, not a number
+    else if (typeof raw === 'string' && origin === 'file') return fail(`must be an integer, written as a JSON number without quotes; the file holds the string ${shown(s, raw)}`);
+    // decimal digits only: Number() took 0x1F90, 1e3, 8080.0, 0b11 and ' 5'; a minus sign
+    // is read here and refused by the minimum where the setting allows no negative
+    else if (typeof raw === 'string' && /^-?\d+$/.test(raw)) n = Number(raw);
+    else return fail(`must be an integer written in decimal digits, got ${shown(s, raw)}`);
+    if (!Number.isSafeInteger(n)) return fail(typeof raw === 'string' ? `must be at most ${s.max ?? Number.MAX_SAFE_INTEGER}, got ${raw}` : `must be an integer, got ${shown(s, raw)}`);
+    if (s.min !== undefined && n < s.min) return fail(`must be at least ${s.min}, got ${n}`);
+    if (s.max !== undefined && n > s.max) return fail(`must be at most ${s.max}, got ${n}`);
     return n;
   }
-  if (typeof raw !== 'string') return void errors.push(`${s.path} (${source}) must be a string, got ${JSON.stringify(raw)}`);
+  if (typeof raw !== 'string') return fail(`must be a string, got ${shown(s, raw)}`);
+  if (s.nonEmpty && raw.trim() === '') return fail(`must not be empty: ${s.nonEmpty}`);
   if (s.type === 'url' && raw !== '') {
     // a base URL first: its own reasons (a port out of range, a query) say more than "not a URL"
     const problem = s.base ? baseUrlProblem(raw) : undefined;
     if (problem !== undefined) {
-      return void errors.push(`${s.path} (${source}) must be an absolute http:// or https:// URL (a host, an optional port from 1 to 65535 and path; no user info, query or fragment), but ${problem}: got "${redactUrl(raw)}"`);
+      return fail(`must be an absolute http:// or https:// URL (a host, an optional port from 1 to 65535 and path; no user info, query or fragment), but ${s.secret ? 'it is not (not shown: it is a secret)' : `${problem}: got ${shown(s, raw)}`}`);
     }
     let url: URL;
     try {
       url = new URL(raw);
     } catch {
-      return void errors.push(`${s.path} (${source}) must be a URL like ${s.schemes![0]}://..., got ${s.secret ? 'something else (not shown: it is a secret)' : `"${raw.replace(/\/\/[^@/]*@/, '//***@')}"`}`);
+      return fail(`must be a URL like ${s.schemes![0]}://..., got ${s.secret ? 'something else (not shown: it is a secret)' : shown(s, raw)}`);
     }
     const scheme = url.protocol.slice(0, -1);
-    if (!s.schemes!.includes(scheme)) return void errors.push(`${s.path} (${source}) must be a ${s.schemes!.join(' or ')} URL, got ${scheme}://`);
+    if (!s.schemes!.includes(scheme)) return fail(`must be a ${s.schemes!.join(' or ')} URL, got ${scheme}://`);
     if (s.noUserInfo && (url.username || url.password)) {
-      return void errors.push(`${s.path} (${source}) must hold no user info (user:password@): ${s.noUserInfo}; got ${s.secret ? 'a URL with user info (not shown: it is a secret)' : `"${redactUrl(raw)}"`}`);
+      return fail(`must hold no user info (user:password@): ${s.noUserInfo}; got ${s.secret ? 'a URL with user info (not shown: it is a secret)' : shown(s, raw)}`);
     }
   }
-  if (s.type === 'enum' && !s.values!.includes(raw)) return void errors.push(`${s.path} (${source}) must be one of ${s.values!.join(', ')}, got "${raw}"`);
+  if (s.type === 'enum' && !s.values!.includes(raw)) return fail(`must be one of ${s.values!.join(', ')}, got ${shown(s, raw)}`);
   return raw;
+}
+
+/**
+ * Where a file that is no JSON goes wrong, and how, without its text: Node 20's JSON.parse
+ * quotes the text around the fault (`Unexpected token 's', ..."secret": s3cr3t-hma"... is
+ * not valid JSON`), a secret's first characters included. Node's own offset ("at position N",
+ * in its other messages) is taken when it gives one; else this scan of the JSON grammar
+ * (RFC 8259) finds it.
+ */
+function jsonSyntaxProblem(text: string, nodeMessage: string): string {
+  const found = jsonSyntaxError(text);
+  const nodeOffset = /at position (\d+)/.exec(nodeMessage)?.[1];
+  const offset = nodeOffset !== undefined ? Number(nodeOffset) : found?.offset;
+  if (offset === undefined) return 'is not valid JSON';
+  const reason = found && found.offset === offset ? found.reason : 'a syntax error';
+  const lines = text.slice(0, offset).split('\n');
+  return `is not valid JSON: ${reason} at line ${lines.length}, column ${lines.at(-1)!.length + 1}`;
+}
+
+/** The offset of the first fault of `text` as JSON, and what it is, or undefined when it is JSON. */
+export function jsonSyntaxError(text: string): { offset: number; reason: string } | undefined {
+  let i = 0;
+  const fault = (reason: string, at = i): never => {
+    throw Object.assign(new Error(reason), { offset: at });
+  };
+  const space = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const expect = (what: string) => fault(i >= text.length ? 'the file ends too soon' : what);
+  const string = () => {
+    i++;
+    for (;;) {
+      const c = text[i];
+      // at the offsets V8 reports: the end, the escaped character, the first bad hex digit
+      if (c === undefined) fault('a string is not closed');
+      if (c === '"') return void i++;
+      if (c === '\\') {
+        const e = text[++i];
+        if (e === 'u') {
+          for (let k = 1; k <= 4; k++) if (!/[0-9a-fA-F]/.test(text[i + k] ?? '')) fault('a bad \\u escape in a string (four hex digits)', i + k);
+          i += 5;
+        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) i++;
+        else fault('a bad escape in a string');
+      } else if (c! < ' ') fault('a control character in a string (write it escaped, as \\n or \\t)');
+      else i++;
+    }
+  };
+  const digits = (after: string) => {
+    if (!/[0-9]/.test(text[i] ?? '')) fault(`a number with no digit after its ${after}`);
+    while (/[0-9]/.test(text[i] ?? '')) i++;
+  };
+  const number = () => {
+    if (text[i] === '-') i++;
+    if (text[i] === '0') i++;
+    else digits("'-'");
+    if (text[i] === '.') {
+      i++;
+      digits("'.'");
+    }
+    if (text[i] === 'e' || text[i] === 'E') {
+      i++;
+      if (text[i] === '+' || text[i] === '-') i++;
+      digits('exponent');
+    }
+  };
+  const value = (): void => {
+    space();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      space();
+      if (text[i] === close) return void i++;
+      for (;;) {
+        if (c === '{') {
+          space();
+          if (text[i] !== '"') expect('a property name in double quotes is expected');
+          string();
+          space();
+          if (text[i] !== ':') expect("':' is expected after a property name");
+          i++;
+        }
+        value();
+        space();
+        if (text[i] === ',') i++;
+        else if (text[i] === close) return void i++;
+        else expect(`',' or '${close}' is expected`);
+      }
+    }
+    if (c === '"') return string();
+    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return number();
+    for (const word of ['true', 'false', 'null']) if (text.startsWith(word, i)) return void (i += word.length);
+    if (c === '\ufeff') fault('a byte order mark (save the file as UTF-8 without one)');
+    expect('a value is expected (text is written in double quotes)');
+  };
+  try {
+    value();
+    space();
+    if (i < text.length) fault('more text after the JSON value');
+    return undefined;
+  } catch (err) {
+    // a text nested too deep for this recursion: no offset to give
+    const offset = (err as { offset?: number }).offset;
+    return offset === undefined ? undefined : { offset, reason: (err as Error).message };
+  }
 }
 
 /** Loads and validates; throws one UpdraftError CONFIG (status 400) listing every problem, unknown keys of the file included. */
 export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   const errors: string[] = [];
   let fileValues: unknown = {};
-  if (sources.file) {
+  // `--config ''` named no file and was ignored without a word
+  if (sources.file === '') errors.push('config file: the name given is empty: name a JSON file, or leave --config out');
+  else if (sources.file !== undefined) {
+    let text: string | undefined;
     try {
-      fileValues = JSON.parse(readFileSync(sources.file, 'utf8'));
-      for (const e of fileShapeErrors(fileValues, SETTINGS)) errors.push(`config file ${sources.file}: ${e}`);
+      text = readFileSync(sources.file, 'utf8');
     } catch (err) {
       errors.push(`config file ${sources.file}: ${(err as Error).message}`);
+    }
+    if (text !== undefined) {
+      try {
+        fileValues = JSON.parse(text);
+        for (const e of fileShapeErrors(fileValues, SETTINGS)) errors.push(`config file ${sources.file}: ${e}`);
+      } catch (err) {
+        // never Node's message: it quotes the file's text, secrets included
+        errors.push(`config file ${sources.file} ${jsonSyntaxProblem(text, (err as Error).message)}`);
+      }
     }
   }
   const env = sources.env ?? {};
@@ -82,18 +228,21 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   /** Where each setting's value came from, for errors about settings that depend on each other. */
   const from = new Map<string, string>();
   for (const s of SETTINGS) {
-    let value = coerce(s, s.default, 'default', errors);
+    let value = coerce(s, s.default, 'default', 'default', errors);
     from.set(s.path, 'default');
-    const take = (raw: unknown, source: string) => {
-      const v = coerce(s, raw, source, errors);
+    const take = (raw: unknown, origin: Origin, source: string) => {
+      const v = coerce(s, raw, origin, source, errors);
       if (v === undefined) return;
       value = v;
       from.set(s.path, source);
     };
     const fromFile = getPath(fileValues, s.path);
-    if (fromFile !== undefined) take(fromFile, `file ${sources.file}`);
-    if (env[s.env] !== undefined) take(env[s.env], `env ${s.env}`);
-    if (flags[s.flag] !== undefined) take(flags[s.flag], `flag --${s.flag}`);
+    if (fromFile !== undefined) take(fromFile, 'file', `file ${sources.file}`);
+    // an empty variable (UPDRAFT_DATA_DIR= in a unit file or a script) is one not set, for
+    // every setting, as the CLI reads UPDRAFT_TOKEN=: UPDRAFT_DATA_DIR= ran a server on the
+    // working directory (under systemd, /); UPDRAFT_HTTP_PORT= was refused
+    if (env[s.env] !== undefined && env[s.env] !== '') take(env[s.env], 'env', `env ${s.env}`);
+    if (flags[s.flag] !== undefined) take(flags[s.flag], 'flag', `flag --${s.flag}`);
     setPath(out, s.path, value);
   }
   // settings that depend on each other

@@ -49,14 +49,19 @@ export interface Setting {
   base?: boolean;
   /** A 'url' setting whose user info (user:password@) cannot be used: refused at start-up (not at its first use), the error saying this (why, and what to do instead). */
   noUserInfo?: string;
+  /**
+   * A text setting that cannot be empty, and why: a flag or file value '' (or blanks) is
+   * refused, saying this. (An empty environment variable is one not set, for every setting.)
+   */
+  nonEmpty?: string;
   /** A secret: `updraft config` prints it as "***" (and a URL's password the same way). */
   secret?: boolean;
 }
 
 /** Every setting. `http.publicUrl` defaults to `http://127.0.0.1:<http.port>` when empty. */
 export const SETTINGS: readonly Setting[] = [
-  { path: 'dataDir', type: 'string', default: './data', env: 'UPDRAFT_DATA_DIR', flag: 'data-dir', doc: 'Directory for the embedded store, artifacts, signing keys and the operator token.' },
-  { path: 'mqtt.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_MQTT_HOST', flag: 'mqtt-host', doc: 'Interface the embedded MQTT broker listens on.' },
+  { path: 'dataDir', type: 'string', default: './data', env: 'UPDRAFT_DATA_DIR', flag: 'data-dir', doc: 'Directory for the embedded store, artifacts, signing keys and the operator token.', nonEmpty: 'it would put the store, the keys and the operator token in the working directory; name a directory' },
+  { path: 'mqtt.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_MQTT_HOST', flag: 'mqtt-host', doc: 'Interface the embedded MQTT broker listens on.', nonEmpty: "give the interface's address (0.0.0.0: all of them)" },
   { path: 'mqtt.port', type: 'integer', default: 1883, env: 'UPDRAFT_MQTT_PORT', flag: 'mqtt-port', doc: 'TCP port of the embedded MQTT broker (MQTT 3.1.1); 0 picks a free port.', min: 0, max: 65535 },
   { path: 'mqtt.tlsPort', type: 'integer', default: 8883, env: 'UPDRAFT_MQTT_TLS_PORT', flag: 'mqtt-tls-port', doc: 'Port of MQTT over TLS with client certificates (mutual auth; device id = certificate CN) on the embedded broker; 0 picks a free port, -1 turns it off.', min: -1, max: 65535 },
   { path: 'mqtt.tlsCert', type: 'string', default: '', env: 'UPDRAFT_MQTT_TLS_CERT', flag: 'mqtt-tls-cert', doc: 'PEM certificate (chain) of the MQTTS listener, with mqtt.tlsKey; empty: issued by Updraft\'s CA for tls.hosts. Refused while mqtt.tlsPort is -1 (it would be ignored).' },
@@ -65,15 +70,15 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'mqtt.maxConnectRate', type: 'integer', default: 0, env: 'UPDRAFT_MQTT_MAX_CONNECT_RATE', flag: 'mqtt-max-connect-rate', doc: 'New device connections the embedded broker admits per second (bursts of up to one second\'s worth); beyond it a CONNECT is refused with CONNACK 3, so a fleet reconnecting after an outage comes in at a pace the server serves. 0: no limit.', min: 0 },
   { path: 'mqtt.maxSubscriptions', type: 'integer', default: 100, env: 'UPDRAFT_MQTT_MAX_SUBSCRIPTIONS', flag: 'mqtt-max-subscriptions', doc: 'Topic filters one device connection may hold on the embedded broker (subscribing again to a filter it holds takes no new place; unsubscribing frees one); one more is refused with SUBACK 0x80, the connection stays. The Updraft agent holds 3 to 5, an AWS IoT SDK client at most 50 (AWS IoT Core\'s own limit). The operator\'s connections are not limited. An external broker sets its own limits (docs/security.md).', min: 1, max: 100_000 },
   { path: 'mqtt.url', type: 'url', default: '', env: 'UPDRAFT_MQTT_URL', flag: 'mqtt-url', doc: 'External MQTT 5 broker (mqtt://host:1883 or mqtts://...) instead of the embedded one; Updraft connects as user operator with the operator token.', schemes: ['mqtt', 'mqtts'] },
-  { path: 'mqtt.shareGroup', type: 'string', default: 'updraft', env: 'UPDRAFT_MQTT_SHARE_GROUP', flag: 'mqtt-share-group', doc: 'Shared-subscription group ($share/<group>/...) of the instances that split device requests on an external broker.' },
+  { path: 'mqtt.shareGroup', type: 'string', default: 'updraft', env: 'UPDRAFT_MQTT_SHARE_GROUP', flag: 'mqtt-share-group', doc: 'Shared-subscription group ($share/<group>/...) of the instances that split device requests on an external broker.', nonEmpty: 'it names the group in $share/<group>/...; leave it out for the default, updraft' },
   { path: 'db', type: 'url', default: '', env: 'UPDRAFT_DB', flag: 'db', doc: 'State store: empty for the embedded SQLite file in dataDir, or postgres://user:password@host:5432/database.', schemes: ['postgres', 'postgresql'] },
   { path: 'blob', type: 'url', default: '', env: 'UPDRAFT_BLOB', flag: 'blob', doc: 'Artifact storage: empty for dataDir/artifacts, or s3://bucket[/prefix]?endpoint=URL&region=R&create=true (credentials from AWS_* variables).', schemes: ['s3'] },
-  { path: 'http.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_HTTP_HOST', flag: 'http-host', doc: 'Interface the HTTP server (API and downloads) listens on.' },
+  { path: 'http.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_HTTP_HOST', flag: 'http-host', doc: 'Interface the HTTP server (API and downloads) listens on.', nonEmpty: "give the interface's address (0.0.0.0: all of them)" },
   { path: 'http.port', type: 'integer', default: 8080, env: 'UPDRAFT_HTTP_PORT', flag: 'http-port', doc: 'TCP port of the HTTP server; 0 picks a free port.', min: 0, max: 65535 },
   { path: 'http.tls', type: 'enum', default: 'off', env: 'UPDRAFT_HTTP_TLS', flag: 'http-tls', doc: 'on: serve the API and downloads over HTTPS (with http.tlsCert/http.tlsKey, or a certificate issued by Updraft\'s CA for tls.hosts).', values: ['on', 'off'] },
   { path: 'http.tlsCert', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_CERT', flag: 'http-tls-cert', doc: 'PEM certificate (chain) of the HTTPS server, with http.tlsKey; empty: issued by Updraft\'s CA. Refused while http.tls is off (it would be ignored).' },
   { path: 'http.tlsKey', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_KEY', flag: 'http-tls-key', doc: 'PEM private key of http.tlsCert (unencrypted); a key that is not the certificate\'s is refused at start-up.' },
-  { path: 'tls.hosts', type: 'string', default: 'localhost,127.0.0.1', env: 'UPDRAFT_TLS_HOSTS', flag: 'tls-hosts', doc: 'Comma-separated host names and IP addresses devices use to reach this server, put into the server certificates Updraft\'s CA issues.' },
+  { path: 'tls.hosts', type: 'string', default: 'localhost,127.0.0.1', env: 'UPDRAFT_TLS_HOSTS', flag: 'tls-hosts', doc: 'Comma-separated host names and IP addresses devices use to reach this server, put into the server certificates Updraft\'s CA issues.', nonEmpty: 'name the host names or addresses devices use to reach this server' },
   { path: 'http.publicUrl', type: 'url', default: '', env: 'UPDRAFT_PUBLIC_URL', flag: 'public-url', doc: 'Base URL devices use to reach the HTTP server, put into download URLs as <publicUrl>/v1/download/... (default http://127.0.0.1:<http.port>): http:// or https://, a host, an optional port (1 to 65535) and path prefix (for a reverse proxy that strips it); no user info, query or fragment.', schemes: ['http', 'https'], base: true },
   { path: 'shadow.maxDocumentBytes', type: 'integer', default: 8192, env: 'UPDRAFT_SHADOW_MAX_BYTES', flag: 'shadow-max-bytes', doc: 'Largest shadow request and stored state, in bytes; larger ones are rejected with 413.', min: 256, max: 1 << 20 },
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },

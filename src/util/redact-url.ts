@@ -1,15 +1,29 @@
 import { redactUrl as withoutQuery } from './logger.ts';
 
 /**
- * A URL fit to print or log: the password of its user info, and any query parameter whose
- * name holds "pass" (node-postgres takes `?password=` and `?sslpassword=`), as "***". Works
- * on text that is not a valid URL too: it only replaces.
+ * A URL fit to print or log, parsable or not (the one redaction of a URL's user info): the
+ * password of its user info, and any query parameter whose name holds "pass" (node-postgres
+ * takes `?password=` and `?sslpassword=`), as "***". It only replaces text, so it works on a
+ * value that is no valid URL too (a setting refused at start-up is quoted through it).
+ *
+ * The user info is taken to end at the value's last '@'. A password may hold '@', and '/',
+ * '?' or '#' too (a generated one, base64's '/'): a URL parser then ends the authority
+ * inside it (`postgres://u:pa/ss@host` does not parse; `postgres://u:123/ss@host` parses as
+ * host u, port 123, path /ss@host), so no rule that follows the parser, or stops at the first
+ * '/', can find the password's end: `//u:pa/ss@host` was printed whole. An '@' after the
+ * authority (a query's `?application_name=a@b`) makes this hide more than the password
+ * (`//app:***@b`), never less. The user name before the ':' stays; user info without a ':'
+ * has no password and is left as it is.
  */
 export function redactUrl(url: string): string {
-  // the user info ends at the authority's last '@' (WHATWG URL, as node-postgres reads it), so
-  // a password may hold '@' (`//app:Tr0ub@dor@host` printed `//app:***@dor@host` when this
-  // stopped at the first), and so may a user name (`//a@b:pw@host` was printed whole)
-  return url.replace(/\/\/([^:/?#]*):[^/?#]*@/, '//$1:***@').replace(/([?&][^=&#]*pass[^=&#]*=)[^&#]*/gi, '$1***');
+  // after the first scheme:// (a message quoting a URL is passed too: bench/options.ts); with
+  // none (`u:pa/ss@host`, a scheme left out), from the start
+  const scheme = /[a-z][a-z0-9+.-]*:\/\//i.exec(url);
+  const start = scheme ? scheme.index + scheme[0].length : 0;
+  const at = url.lastIndexOf('@');
+  const colon = url.indexOf(':', start);
+  const hidden = at > start && colon !== -1 && colon < at ? `${url.slice(0, colon)}:***${url.slice(at)}` : url;
+  return hidden.replace(/([?&][^=&#]*pass[^=&#]*=)[^&#]*/gi, '$1***');
 }
 
 /**
@@ -24,7 +38,8 @@ export function redactUrl(url: string): string {
 export function redactUrlsIn(text: string): string {
   return (
     text
-      .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/?#"'<>]*@/gi, '$1***@')
+      // up to the word's last '@', as redactUrl: a password may hold '/', '?' or '#'
+      .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s"'<>]*@/gi, '$1***@')
       // a word holding '?' and something after it, when that is a URL's query
       .replace(/[^\s"'<>()[\]{}]*\?[^\s"'<>()[\]{}]+/g, (word) => (startsQuery(word) ? withoutQuery(word) : word))
   );

@@ -13,9 +13,16 @@ test('redactUrl hides the whole password of the user info, whatever it holds', (
   assert.equal(new URL('postgres://a@b:Secret@host/db').password, 'Secret');
   assert.equal(redactUrl('postgres://a@b:Secret@host/db'), 'postgres://a@b:***@host/db');
   assert.equal(redactUrl('postgres://user@host:5432/db'), 'postgres://user@host:5432/db', 'no password: nothing to hide');
-  // an '@' after the authority (a query) is not the user info's
-  assert.equal(redactUrl('postgres://app:pw@host/db?application_name=a@b'), 'postgres://app:***@host/db?application_name=a@b');
-  assert.equal(redactUrl('postgres://host:5432/db?user=a@b'), 'postgres://host:5432/db?user=a@b');
+  // '/', '?' or '#' in the password: a URL parser ends the authority inside it (the first two
+  // do not parse; the third parses as host u, port 123, path /ss@host/db), so the user info is
+  // taken to end at the last '@', and an '@' after the authority (a query's) hides more, never less
+  assert.equal(redactUrl('postgres://u:pa/ss@host/db'), 'postgres://u:***@host/db');
+  assert.equal(redactUrl('mqtt://operator:tok/en?#x@host:1883'), 'mqtt://operator:***@host:1883');
+  assert.equal(redactUrl('postgres://u:123/ss@host/db'), 'postgres://u:***@host/db');
+  assert.equal(redactUrl('u:pa/ss@host/db'), 'u:***@host/db', 'no scheme: hidden from the start');
+  assert.equal(redactUrl('postgres://app:pw@host/db?application_name=a@b'), 'postgres://app:***@b');
+  assert.equal(redactUrl('postgres://host:5432/db?user=a@b'), 'postgres://host:***@b');
+  assert.equal(redactUrl('s3://fw?endpoint=http://minio:9000'), 's3://fw?endpoint=http://minio:9000', 'no user info: nothing to hide');
   assert.equal(redactUrl('postgres://app@host/db?password=pw&sslpassword=x'), 'postgres://app@host/db?password=***&sslpassword=***');
 });
 
@@ -30,4 +37,6 @@ test('redactUrlsIn hides the query of URLs only: a question mark in other text s
   // a URL fetch could not parse has no scheme; its query (name=value, as every signed URL's) still goes
   assert.equal(redactUrlsIn('Failed to parse URL from notaurl/v1/download/fw?device=d&exp=1&sig=S3cr3t'), 'Failed to parse URL from notaurl/v1/download/fw?<redacted>');
   assert.equal(redactUrlsIn('fw?X-Amz-Signature=abc'), 'fw?<redacted>');
+  // user info up to the word's last '@', as redactUrl
+  assert.equal(redactUrlsIn('connect postgres://u:pa/ss@db/x failed'), 'connect postgres://***@db/x failed');
 });

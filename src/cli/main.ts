@@ -19,6 +19,7 @@ import { addServerCommand } from './server-command.ts';
 import { addSimCommand } from './sim-command.ts';
 import { addTokenCommand } from './token-command.ts';
 import { addDoctorCommand } from './doctor-command.ts';
+import { errorLine, exitCodeOf } from './error-line.ts';
 
 const program = new Command('updraft')
   .description('Self-hosted over-the-air software updates for IoT fleets')
@@ -63,8 +64,8 @@ function usageErrors(cmd: Command, path: string): void {
 }
 usageErrors(program, 'updraft');
 
+// `updraft server --log-format json` writes its own last line, as JSON (server-command.ts)
 program.parseAsync(process.argv).catch((err: unknown) => {
-  const message = err instanceof UpdraftError || err instanceof Error ? err.message : String(err);
-  process.stderr.write(`updraft: error: ${message.split('\n')[0]}\n`);
-  process.exit(err instanceof UpdraftError && err.status >= 400 && err.status < 500 ? 2 : 1);
+  process.stderr.write(errorLine(err));
+  process.exit(exitCodeOf(err));
 });

@@ -4,7 +4,10 @@ import { loadConfig } from '../config/load-config.ts';
 import { unknownEnvironment } from '../config/environment.ts';
 import { SETTINGS } from '../config/schema.ts';
 import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
-import { createLogger } from '../util/logger.ts';
+import type { UpdraftConfig } from '../config/schema.ts';
+import type { UpdraftServer } from '../server/updraft-server.ts';
+import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
+import { errorLine, exitCodeOf } from './error-line.ts';
 
 /**
  * Adds `server` and `config`. The server's modules (the broker, the stores, the S3 client)
@@ -20,45 +23,18 @@ export function addServerCommand(program: Command): void {
       const key = s.flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
       if (opts[key] !== undefined) flags[s.flag] = opts[key];
     }
-    const config = loadConfig({ ...(typeof opts.config === 'string' ? { file: opts.config } : {}), env: process.env, flags });
-    const logger = createLogger({ level: config.logLevel, format: config.logFormat });
-    for (const w of unknownEnvironment(process.env)) logger.warn(w);
-    const { UpdraftServer } = await import('../server/updraft-server.ts');
-    const server = new UpdraftServer(config, { logger });
-    await server.start();
-    const out = process.stdout;
-    out.write(config.mqtt.url ? `updraft: MQTT via external broker ${new URL(config.mqtt.url).host} (shared subscriptions, group ${config.mqtt.shareGroup})\n` : `updraft: MQTT broker on mqtt://${config.mqtt.host}:${server.broker.port}\n`);
-    out.write(`updraft: HTTP API and downloads on ${config.http.tls === 'on' ? 'https' : 'http'}://${config.http.host}:${server.http.port} (devices use ${server.publicUrl})\n`);
-    if (server.broker.tlsPort !== undefined) out.write(`updraft: MQTT over TLS with client certificates on mqtts://${config.mqtt.host}:${server.broker.tlsPort} (CA ${config.dataDir}/pki/ca.crt)\n`);
-    out.write(`updraft: software signing key ${server.security.signingKey.keyId}; provision agents with ${server.security.publicKeyFile}\n`);
-    out.write(`updraft: data in ${config.dataDir}\n`);
-    if (server.tokenCreated) {
-      out.write(`updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`);
+    // the line saying why the server exited is in the log's format (a configuration refused
+    // before it is known: in the format the flag or the environment asked for)
+    let format: LogFormat = flags['log-format'] === 'json' || (flags['log-format'] === undefined && process.env.UPDRAFT_LOG_FORMAT === 'json') ? 'json' : 'text';
+    try {
+      const config = loadConfig({ ...(typeof opts.config === 'string' ? { file: opts.config } : {}), env: process.env, flags });
+      format = config.logFormat;
+      await runServer(config);
+    } catch (err) {
+      if (format === 'text') throw err; // main.ts writes the readable line
+      process.stderr.write(errorLine(err, 'json'));
+      process.exit(exitCodeOf(err));
     }
-    let stopping = false;
-    let endDrain: (() => void) | undefined;
-    const shutdown = (signal: string) => {
-      if (stopping) {
-        // a second signal during the drain: stop now
-        endDrain?.();
-        return;
-      }
-      stopping = true;
-      // not ready from now on (GET /readyz answers 503), so a balancer takes the instance out
-      // of rotation before its connections close; devices and the API are served meanwhile
-      server.beginStopping();
-      const drain = config.drainSeconds * 1000;
-      if (drain > 0) logger.info(`${signal}: draining for ${config.drainSeconds} s before stopping (/readyz answers 503; signal again to stop now)`);
-      else logger.info(`${signal}: stopping`);
-      void new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, drain);
-        endDrain = () => (clearTimeout(timer), resolve());
-      })
-        .then(() => server.stop())
-        .then(() => process.exit(0));
-    };
-    process.on('SIGINT', () => shutdown('SIGINT'));
-    process.on('SIGTERM', () => shutdown('SIGTERM'));
   });
 
   program
@@ -71,4 +47,85 @@ export function addServerCommand(program: Command): void {
       for (const w of unknownEnvironment(process.env)) process.stderr.write(`updraft: warning: ${w}\n`);
       process.stdout.write(JSON.stringify(redactedConfig(loadConfig({ ...(opts.config !== undefined ? { file: opts.config } : {}), env: process.env })), null, 2) + '\n');
     });
+}
+
+/**
+ * How long a stop may take once it begins (after the drain): a dependency that does not answer
+ * (PostgreSQL stuck, a network partition) holds a part's stop, and the process would wait for
+ * it for ever, also through further signals.
+ */
+const STOP_LIMIT_MS = 30_000;
+
+/** Exit codes of a process ended by a second signal: 128 + the signal's number, as the shell reports one killed by it. */
+const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/** Starts the server, prints where it serves, and stops it on SIGINT or SIGTERM. */
+async function runServer(config: UpdraftConfig): Promise<void> {
+  // a log (stderr) gone with its pipe has nowhere to say so: the server goes on without it
+  // (an unhandled 'error' event ended the process)
+  process.stderr.on('error', () => undefined);
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+  for (const w of unknownEnvironment(process.env)) logger.warn(w);
+  const { UpdraftServer } = await import('../server/updraft-server.ts');
+  const server = new UpdraftServer(config, { logger });
+  await server.start();
+  // before the startup lines: a signal sent once they are seen finds its handler
+  stopOnSignals(server, config, logger);
+  const out = process.stdout;
+  // the startup lines are a courtesy: a closed stdout (`updraft server | head -1`, a
+  // supervisor's log pipe gone) is said once on the log, and the server goes on. Without a
+  // handler the stream's EPIPE was an unhandled 'error' event, which ended the process
+  let stdoutFailed = false;
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    if (stdoutFailed) return;
+    stdoutFailed = true;
+    logger.warn(`stdout is closed (${err.code ?? err.message}): the startup lines are not shown; the server goes on`);
+  });
+  out.write(config.mqtt.url ? `updraft: MQTT via external broker ${new URL(config.mqtt.url).host} (shared subscriptions, group ${config.mqtt.shareGroup})\n` : `updraft: MQTT broker on mqtt://${config.mqtt.host}:${server.broker.port}\n`);
+  out.write(`updraft: HTTP API and downloads on ${config.http.tls === 'on' ? 'https' : 'http'}://${config.http.host}:${server.http.port} (devices use ${server.publicUrl})\n`);
+  if (server.broker.tlsPort !== undefined) out.write(`updraft: MQTT over TLS with client certificates on mqtts://${config.mqtt.host}:${server.broker.tlsPort} (CA ${config.dataDir}/pki/ca.crt)\n`);
+  out.write(`updraft: software signing key ${server.security.signingKey.keyId}; provision agents with ${server.security.publicKeyFile}\n`);
+  out.write(`updraft: data in ${config.dataDir}\n`);
+  if (server.tokenCreated) {
+    out.write(`updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`);
+  }
+}
+
+/**
+ * SIGINT or SIGTERM: the drain (--drain-seconds), then the stop, exit 0. A second signal
+ * during the drain ends it (the stop begins); during the stop it ends the process at once.
+ * A stop not finished within STOP_LIMIT_MS ends it too, naming the part it waited for.
+ */
+function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Logger): void {
+  let phase: 'serving' | 'draining' | 'stopping' = 'serving';
+  let endDrain: (() => void) | undefined;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (phase === 'draining') return void endDrain?.();
+    if (phase === 'stopping') {
+      logger.error(`${signal} again while stopping: exiting now without waiting for the stop to finish`, { waitingFor: server.stopWaitingFor ?? 'nothing' });
+      process.exit(SIGNAL_EXIT[signal] ?? 1);
+    }
+    // not ready from now on (GET /readyz answers 503), so a balancer takes the instance out
+    // of rotation before its connections close; devices and the API are served meanwhile
+    server.beginStopping();
+    const stop = () => {
+      phase = 'stopping';
+      const limit = setTimeout(() => {
+        logger.error(`the stop did not finish within ${STOP_LIMIT_MS / 1000} s: exiting without it`, { waitingFor: server.stopWaitingFor ?? 'nothing' });
+        process.exit(1);
+      }, STOP_LIMIT_MS);
+      limit.unref();
+      void server.stop().then(() => process.exit(0));
+    };
+    if (config.drainSeconds === 0) {
+      logger.info(`${signal}: stopping`);
+      return stop();
+    }
+    phase = 'draining';
+    logger.info(`${signal}: draining for ${config.drainSeconds} s before stopping (/readyz answers 503; signal again to stop now)`);
+    const timer = setTimeout(stop, config.drainSeconds * 1000);
+    endDrain = () => (clearTimeout(timer), stop());
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
 }

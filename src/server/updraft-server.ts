@@ -4,6 +4,7 @@
  * in reverse. Embedded topology: aedes broker, replica, jobs, HTTP API + downloads, SQLite
  * store and a local artifact directory, all in this process.
  */
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import { ArtifactService } from '../artifacts/artifact-service.ts';
@@ -96,6 +97,8 @@ export class UpdraftServer {
   bus!: MessageBus;
   /** Set when stop() begins: /readyz then answers 503, so a balancer drains the instance. */
   private stopping = false;
+  /** The part stop() is stopping now. */
+  private stoppingPart: string | undefined;
   http!: HttpServer;
   replica!: ShadowReplica;
   store!: StateStore;
@@ -140,6 +143,17 @@ export class UpdraftServer {
   private async startParts(): Promise<void> {
     const { config, logger, events } = this;
     const dataDir = path.resolve(config.dataDir);
+    // the data directory is taken first: the embedded store refuses a directory whose
+    // updraft.db another server has open (sqlite-store.ts), and that must come before anything
+    // in it is created or rewritten. The operator token, the TLS material (a server
+    // certificate reissued for other --tls-hosts) and the URL keys were written first: a
+    // second server, refused, had replaced the running one's pki/server.crt and server.key
+    await mkdir(dataDir, { recursive: true });
+    // with --db the directory holds no database whose lock says a server uses it: this one does (restore)
+    if (config.db) await this.startPart(new DataDirLock(dataDir));
+    // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)
+    this.store = createStateStore(config, dataDir, logger.child('store'));
+    await this.startPart(this.store);
     const token = await loadOrCreateOperatorToken(dataDir);
     this.operatorToken = token.token;
     this.tokenCreated = token.created;
@@ -148,11 +162,6 @@ export class UpdraftServer {
     // one live key ring: URL signatures and download tokens rotate together
     const urlKeys = await loadOrCreateKeyRing(dataDir);
 
-    // with --db the directory holds no database whose lock says a server uses it: this one does (restore)
-    if (config.db) await this.startPart(new DataDirLock(dataDir));
-    // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)
-    this.store = createStateStore(config, dataDir, logger.child('store'));
-    await this.startPart(this.store);
     // instances on one database keep job times by its clock: one whose clock is off would
     // stamp deadlines the leader judges by another (cluster/cluster-clock.ts)
     const clock = config.db ? new ClusterClock({ store: this.store, logger: logger.child('cluster') }) : undefined;
@@ -380,22 +389,29 @@ export class UpdraftServer {
     }
   }
 
-  /** Stops every started part in reverse order; safe to call twice. */
   /** From now on /readyz answers 503 `stopping`; the instance goes on serving until stop(). */
   beginStopping(): void {
     this.stopping = true;
   }
 
+  /** While stop() runs: the part whose stop it waits for (its class name), for a stop that takes too long. */
+  get stopWaitingFor(): string | undefined {
+    return this.stoppingPart;
+  }
+
+  /** Stops every started part in reverse order; safe to call twice. */
   async stop(): Promise<void> {
     this.stopping = true;
     const parts = this.started.reverse();
     this.started = [];
     for (const part of parts) {
+      this.stoppingPart = part.constructor.name;
       try {
         await part.stop();
       } catch (err) {
         this.logger.error('stop failed', { error: (err as Error).message });
       }
     }
+    this.stoppingPart = undefined;
   }
 }

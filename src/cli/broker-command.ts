@@ -15,7 +15,8 @@ import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSec
 import { UpdraftError } from '../errors.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
 import { writeFileAtomic } from '../util/atomic-file.ts';
-import { createLogger, safeUrl, type LogFormat } from '../util/logger.ts';
+import { createLogger, type LogFormat } from '../util/logger.ts';
+import { safeUrl } from '../util/redact-url.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { offlineCredentials } from './broker-offline.ts';

@@ -7,6 +7,7 @@ import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
 import type { UpdraftServer } from '../server/updraft-server.ts';
 import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
+import { redactUrl } from '../util/redact-url.ts';
 import { errorLine, exitCodeOf } from './error-line.ts';
 
 /**
@@ -81,7 +82,7 @@ async function runServer(config: UpdraftConfig): Promise<void> {
     stdoutFailed = true;
     logger.warn(`stdout is closed (${err.code ?? err.message}): the startup lines are not shown; the server goes on`);
   });
-  out.write(config.mqtt.url ? `updraft: MQTT via external broker ${new URL(config.mqtt.url).host} (shared subscriptions, group ${config.mqtt.shareGroup})\n` : `updraft: MQTT broker on mqtt://${config.mqtt.host}:${server.broker.port}\n`);
+  out.write(brokerLine(config, server.broker.port));
   out.write(`updraft: HTTP API and downloads on ${config.http.tls === 'on' ? 'https' : 'http'}://${config.http.host}:${server.http.port} (devices use ${server.publicUrl})\n`);
   if (server.broker.tlsPort !== undefined) out.write(`updraft: MQTT over TLS with client certificates on mqtts://${config.mqtt.host}:${server.broker.tlsPort} (CA ${config.dataDir}/pki/ca.crt)\n`);
   out.write(`updraft: software signing key ${server.security.signingKey.keyId}; provision agents with ${server.security.publicKeyFile}\n`);
@@ -128,4 +129,14 @@ function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Log
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+/**
+ * The start-up line naming the MQTT broker. An external broker is named by its host alone,
+ * read after `redactUrl`: a URL parser reads `mqtt://operator:123/en@host` as host
+ * `operator:123`, and the line showed the password's first characters.
+ */
+export function brokerLine(config: Pick<UpdraftConfig, 'mqtt'>, port: number | undefined): string {
+  if (config.mqtt.url) return `updraft: MQTT via external broker ${new URL(redactUrl(config.mqtt.url)).host} (shared subscriptions, group ${config.mqtt.shareGroup})\n`;
+  return `updraft: MQTT broker on mqtt://${config.mqtt.host}:${port}\n`;
 }

@@ -83,14 +83,3 @@ export function redactUrl(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q) + '?<redacted>';
 }
-
-/** A URL fit for a log line: no password in it (`***`), no query. */
-export function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return redactUrl(u.toString());
-  } catch {
-    return '<unparsable URL>';
-  }
-}

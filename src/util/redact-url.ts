@@ -27,6 +27,16 @@ export function redactUrl(url: string): string {
 }
 
 /**
+ * A URL fit for a log line: no password in it (`***`), no query (`?<redacted>`). It goes
+ * through `redactUrl`, so a password holding '/' is hidden too: a URL parser read
+ * `mqtt://u:123/ss@host` as host u, port 123, path /ss@host, with no password to hide, and
+ * the line showed it.
+ */
+export function safeUrl(url: string): string {
+  return withoutQuery(redactUrl(url));
+}
+
+/**
  * Text fit to log or report (an error message from fetch, undici or a server, an installer's
  * reason): every URL in it, parsable or not (`Failed to parse URL from
  * notaurl/v1/download/...?sig=...`), with its query as `?<redacted>`, as the `url=` log

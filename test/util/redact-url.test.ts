@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { redactUrl, redactUrlsIn } from '../../src/util/redact-url.ts';
+import { redactUrl, redactUrlsIn, safeUrl } from '../../src/util/redact-url.ts';
 
 test('redactUrl hides the whole password of the user info, whatever it holds', () => {
   assert.equal(redactUrl('postgres://app:secret@db:5432/updraft'), 'postgres://app:***@db:5432/updraft');
@@ -39,4 +39,19 @@ test('redactUrlsIn hides the query of URLs only: a question mark in other text s
   assert.equal(redactUrlsIn('fw?X-Amz-Signature=abc'), 'fw?<redacted>');
   // user info up to the word's last '@', as redactUrl
   assert.equal(redactUrlsIn('connect postgres://u:pa/ss@db/x failed'), 'connect postgres://***@db/x failed');
+});
+
+test('safeUrl hides the password and the query, a password holding / too', () => {
+  assert.equal(safeUrl('mqtts://dev-1:s3cret@broker:8883'), 'mqtts://dev-1:***@broker:8883');
+  // a URL parser reads this as host u, port 123, path /ss@host: there was no password to hide, and the line showed it
+  assert.equal(safeUrl('mqtt://u:123/ss@host:1883'), 'mqtt://u:***@host:1883');
+  assert.equal(safeUrl('https://updraft.example/api?token=abc'), 'https://updraft.example/api?<redacted>');
+  assert.equal(safeUrl('http://127.0.0.1:8080'), 'http://127.0.0.1:8080');
+});
+
+test("the server's start-up line names an external broker by its host, never a piece of its password", async () => {
+  const { brokerLine } = await import('../../src/cli/server-command.ts');
+  const line = brokerLine({ mqtt: { url: 'mqtt://operator:123/en@broker.example:1883', shareGroup: 'updraft' } as never }, undefined);
+  assert.equal(line, 'updraft: MQTT via external broker broker.example:1883 (shared subscriptions, group updraft)\n');
+  assert.doesNotMatch(line, /123|en@/);
 });

@@ -304,7 +304,7 @@ export function openApiDocument(): Obj {
         delete: op('Delete a group', { '200': json({ type: 'object' }) }, { parameters: [idParam('name')] }),
       },
       '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },
-      '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', schema: { type: 'string' } }] }) },
+      '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', description: 'a fleet query (docs/rollouts.md); absent: every device; present and empty (or blank): 400', schema: { type: 'string' } }] }) },
       '/api/v1/fleet/versions': { get: op('Devices per reported name@version', { '200': json({ type: 'object' }) }) },
       '/api/v1/fleet/status': {
         get: op('Fleet summary: devices, versions, jobs per state', {

@@ -11,8 +11,9 @@
  * version and start time in J's record (`details.awsRollback`). A stay command
  * (`<id>.cancel`) is no job: the thing has nothing pending.
  *
- * `startedAt` is when the execution left QUEUED through the Jobs API (`details.startedAt`,
- * written by the door), as AWS's JobExecution.startedAt: not when the command was sent.
+ * `startedAt` is when the execution left QUEUED (`details.startedAt`: written by the door for
+ * a Jobs API request, by the tracker at a device's first report), as AWS's
+ * JobExecution.startedAt: not when the command was sent.
  */
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { statusDetailsOf, type AwsJobExecution, type AwsJobExecutionState, type AwsJobExecutionSummary, type AwsJobStatus } from '../protocol/aws-jobs-messages.ts';

@@ -187,6 +187,9 @@ export class ExecutionTracker {
     if (wait) details.waiting = { ...wait };
     const waitChanged = wait ? !sameWait(cur.details.waiting, wait) : cur.details.waiting !== undefined;
     if (cur.details.agentStatus !== reported.status || waitChanged) details.phaseStartedAt = now;
+    // when the device began this attempt (its first report), as AWS's JobExecution.startedAt:
+    // the AWS door read it for its own devices only (a053990), an Updraft agent's had none
+    if (cur.status === 'QUEUED') details.startedAt = now;
     if (to === 'SUCCEEDED' && reported.version !== job.artifactVersion) {
       to = 'FAILED';
       details.error = `device reported SUCCESS but runs ${reported.version}, not ${job.artifactVersion}`;

@@ -83,6 +83,29 @@ describe('rollout engine', () => {
     assert.deepEqual((await counts(jobId)).SUCCEEDED, 10);
   });
 
+  it("records when the device began each attempt (its first report), not when the command was sent: AWS's startedAt", async () => {
+    const [id] = await f.fleet('s', 1);
+    const jobId = await create({ targets: { devices: [id!] }, retries: { limit: 1, on: ['FAILED'] } });
+    const sentAt = f.clock.now;
+    f.advance(4_000);
+    const cmd = await f.desired(id!);
+    await f.report(id!, { name: 'fw', version: '1.0.0', jobId: cmd!.jobId as string, status: 'DOWNLOADING', progress: 0.1 });
+    const first = await f.execution(jobId, id!);
+    assert.equal(first.details.startedAt, sentAt + 4_000);
+    assert.equal(first.dispatchedAt, sentAt, 'sent when it was');
+    f.advance(1_000);
+    await f.report(id!, { name: 'fw', version: '1.0.0', jobId: cmd!.jobId as string, status: 'INSTALLING' });
+    assert.equal((await f.execution(jobId, id!)).details.startedAt, sentAt + 4_000, 'a later report does not move it');
+    await f.report(id!, { name: 'fw', version: '1.0.0', jobId: cmd!.jobId as string, status: 'FAILURE', error: 'boom' });
+    // the retry: a new attempt, started at its own first report
+    await f.tick();
+    const retry = await f.desired(id!);
+    assert.notEqual(retry?.jobId, cmd!.jobId, 'the retry is a new attempt');
+    f.advance(2_000);
+    await f.report(id!, { name: 'fw', version: '1.0.0', jobId: retry!.jobId as string, status: 'DOWNLOADING', progress: 0.1 });
+    assert.equal((await f.execution(jobId, id!)).details.startedAt, f.clock.now);
+  });
+
   it('pauses when a wave misses its success threshold; resume goes on to the next wave', async () => {
     const ids = await f.fleet('d', 6);
     const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2, successThreshold: 100 }, { percent: 100 }] } });

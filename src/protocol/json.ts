@@ -119,41 +119,45 @@ export function unstorableChar(text: string): string | undefined {
  * stack; it builds paths, and runs only on a text `requireJsonObject` found suspect.
  */
 export function unstorableString(value: JsonValue, path: string): string | undefined {
-  if (typeof value === 'string') {
-    const bad = unstorableChar(value);
-    return bad === undefined ? undefined : `${path} holds ${bad}, which cannot be stored`;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const containers: (JsonValue[] | JsonObject)[] = [value];
+  const holds = (item: JsonValue, at: string) => {
+    const bad = typeof item === 'string' ? unstorableChar(item) : undefined;
+    return bad === undefined ? undefined : `${at} holds ${bad}, which cannot be stored`;
+  };
+  if (typeof value !== 'object' || value === null) return holds(value, path);
+  return firstAt(value, path, holds, (key, at) => {
+    const bad = unstorableChar(key);
+    // a key is named escaped: as it is, a NUL would cut the message where it is shown
+    return bad === undefined ? undefined : `the key ${JSON.stringify(key)} ${at === '' ? 'at the top level' : `in ${at}`} holds ${bad}, which cannot be stored`;
+  });
+}
+
+/**
+ * The first answer `check` gives for a value of `container` (whose own path is `path`, '' for
+ * a whole document) that is no array or object, or `checkKey` for a key, with its path
+ * (`a.b[2]`). Walked depth-first in `jsonDefect`'s order, iteratively, so that no nesting
+ * overflows the stack. It builds a path per container: run only once something was found.
+ */
+function firstAt(container: JsonValue[] | JsonObject, path: string, check: (item: JsonValue, at: string) => string | undefined, checkKey?: (key: string, at: string) => string | undefined): string | undefined {
+  const containers: (JsonValue[] | JsonObject)[] = [container];
   const paths: string[] = [path];
+  const visit = (item: JsonValue, here: string): string | undefined => {
+    if (typeof item !== 'object' || item === null) return check(item, here);
+    containers.push(item);
+    paths.push(here);
+    return undefined;
+  };
   while (containers.length > 0) {
-    const container = containers.pop()!;
+    const c = containers.pop()!;
     const at = paths.pop()!;
-    if (Array.isArray(container)) {
-      for (let i = 0; i < container.length; i++) {
-        const item = container[i]!;
-        if (typeof item === 'string') {
-          const bad = unstorableChar(item);
-          if (bad !== undefined) return `${at}[${i}] holds ${bad}, which cannot be stored`;
-        } else if (typeof item === 'object' && item !== null) {
-          containers.push(item);
-          paths.push(`${at}[${i}]`);
-        }
+    if (Array.isArray(c)) {
+      for (let i = 0; i < c.length; i++) {
+        const found = visit(c[i]!, `${at}[${i}]`);
+        if (found !== undefined) return found;
       }
     } else {
-      for (const key in container) {
-        const badKey = unstorableChar(key);
-        // a key is named escaped: as it is, a NUL would cut the message where it is shown
-        if (badKey !== undefined) return `the key ${JSON.stringify(key)} ${at === '' ? 'at the top level' : `in ${at}`} holds ${badKey}, which cannot be stored`;
-        const item = container[key]!;
-        const here = at === '' ? key : `${at}.${key}`;
-        if (typeof item === 'string') {
-          const bad = unstorableChar(item);
-          if (bad !== undefined) return `${here} holds ${bad}, which cannot be stored`;
-        } else if (typeof item === 'object' && item !== null) {
-          containers.push(item);
-          paths.push(here);
-        }
+      for (const key in c) {
+        const found = checkKey?.(key, at) ?? visit(c[key]!, at === '' ? key : `${at}.${key}`);
+        if (found !== undefined) return found;
       }
     }
   }
@@ -246,32 +250,5 @@ export function jsonDefect(value: JsonValue, maxDepth: number, path: string): Js
  * container past its depth before it. Only called once one was found.
  */
 function nonFinitePath(value: JsonValue[] | JsonObject, path: string): string {
-  const containers: (JsonValue[] | JsonObject)[] = [value];
-  const paths: string[] = [path];
-  while (containers.length > 0) {
-    const container = containers.pop()!;
-    const at = paths.pop()!;
-    if (Array.isArray(container)) {
-      for (let i = 0; i < container.length; i++) {
-        const item = container[i]!;
-        if (typeof item === 'number') {
-          if (!Number.isFinite(item)) return `${at}[${i}]`;
-        } else if (typeof item === 'object' && item !== null) {
-          containers.push(item);
-          paths.push(`${at}[${i}]`);
-        }
-      }
-    } else {
-      for (const key in container) {
-        const item = container[key]!;
-        if (typeof item === 'number') {
-          if (!Number.isFinite(item)) return `${at}.${key}`;
-        } else if (typeof item === 'object' && item !== null) {
-          containers.push(item);
-          paths.push(`${at}.${key}`);
-        }
-      }
-    }
-  }
-  return path; // not reached: jsonDefect found one
+  return firstAt(value, path, (item, at) => (typeof item === 'number' && !Number.isFinite(item) ? at : undefined)) ?? path; // found: jsonDefect met one
 }

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { retryAfterMs } from '../agent/downloader.ts';
 import { UpdraftError } from '../errors.ts';
 import { operatorTokenPath } from '../server/operator-token.ts';
 
@@ -110,7 +111,7 @@ export class ApiClient {
     if (!res.ok) {
       const message = (parsed as { error?: { message?: string } } | undefined)?.error?.message ?? `HTTP ${res.status}`;
       const error = new UpdraftError('INTERNAL', message, { status: res.status });
-      return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: retryAfterMs(res.headers.get('retry-after')) };
+      return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: pauseFor(res.headers.get('retry-after'), res.headers.get('date')) };
     }
     return { ok: true, value: parsed as T };
   }
@@ -125,12 +126,10 @@ export function retryForMs(value: string | undefined): number {
   return Math.round(Number(value) * 1000);
 }
 
-/** The pause a `Retry-After` asks for (seconds or an HTTP date, RFC 9110 §10.2.3), within 0.25 to 10 s; 1 to 2 s without one. */
-export function retryAfterMs(header: string | null, now = Date.now()): number {
-  const v = header?.trim() ?? '';
-  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : v ? Date.parse(v) - now : NaN;
-  if (Number.isNaN(ms)) return defaultPause();
-  return Math.min(MAX_PAUSE_MS, Math.max(MIN_PAUSE_MS, ms));
+/** The pause a `Retry-After` asks for (the agent's reading of it: seconds, or an HTTP date by the server's clock), within 0.25 to 10 s; 1 to 2 s without one. */
+function pauseFor(header: string | null, date: string | null): number {
+  const ms = retryAfterMs(header, date);
+  return ms === undefined ? defaultPause() : Math.min(MAX_PAUSE_MS, Math.max(MIN_PAUSE_MS, ms));
 }
 
 /** 1 to 2 s: jitter, so that scripts refused at once do not all come back at once. */

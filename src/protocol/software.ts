@@ -222,13 +222,18 @@ export function parseReportedSoftware(value: unknown): ReportedSoftware | undefi
   return out;
 }
 
-/** Compares two semantic versions by precedence (semver §11): negative, 0 or positive. */
+/**
+ * Compares two semantic versions by precedence (semver §11): -1, 0 or 1. Numeric parts and
+ * numeric prerelease identifiers compare as digit strings (length, then digit by digit),
+ * never through Number(): parts past 2^53 (`9007199254740993` is not `...992`) and past
+ * 1e308 (Infinity - Infinity gave NaN) keep their order.
+ */
 export function compareSemver(a: string, b: string): number {
   const pa = SEMVER.exec(a);
   const pb = SEMVER.exec(b);
   if (!pa || !pb) return a < b ? -1 : a > b ? 1 : 0;
   for (let i = 1; i <= 3; i++) {
-    const d = Number(pa[i]) - Number(pb[i]);
+    const d = compareDigits(pa[i]!, pb[i]!);
     if (d !== 0) return d;
   }
   const preA = a.split('+')[0]!.split('-').slice(1).join('-');
@@ -245,9 +250,21 @@ export function compareSemver(a: string, b: string): number {
     if (ib === undefined) return 1;
     const na = /^\d+$/.test(ia);
     const nb = /^\d+$/.test(ib);
-    if (na && nb && Number(ia) !== Number(ib)) return Number(ia) - Number(ib);
+    if (na && nb) {
+      const d = compareDigits(ia, ib);
+      if (d !== 0) return d;
+    }
     if (na !== nb) return na ? -1 : 1;
+    // equal numbers written differently (`01`, which §9 forbids but SEMVER takes) keep an order
     if (ia !== ib) return ia < ib ? -1 : 1;
   }
   return 0;
+}
+
+/** Orders two runs of decimal digits by value: leading zeros dropped, then length, then digit by digit. */
+function compareDigits(a: string, b: string): number {
+  const x = a.replace(/^0+(?=\d)/, '');
+  const y = b.replace(/^0+(?=\d)/, '');
+  if (x.length !== y.length) return x.length < y.length ? -1 : 1;
+  return x < y ? -1 : x > y ? 1 : 0;
 }

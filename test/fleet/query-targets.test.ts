@@ -108,6 +108,18 @@ function querySuite(name: string, start: () => Promise<{ ts: TestServer; stop: (
       assert.equal(cliAll.code, 0, cliAll.stderr);
       for (const [id] of FLEET) assert.match(cliAll.stdout, new RegExp(`^${id} `, 'm'));
     });
+
+    // last: it adds devices to the fleet the tests above count
+    it('orders versions with parts past 2^53 by their digits: a job by query targets the one meant', async (t) => {
+      if (skip) return t.skip(skip);
+      devices.push(await connectIdleDevice(ts, 'big-992', '9007199254740992.0.0'));
+      devices.push(await connectIdleDevice(ts, 'big-993', '9007199254740993.0.0'));
+      devices.push(await connectIdleDevice(ts, 'rc-big', '2.10.0-rc.18446744073709551617'));
+      // Number() read both as 9007199254740992: each matched the other's version
+      assert.deepEqual(await targetsOf('reported.software.version = 9007199254740992.0.0'), ['big-992']);
+      assert.deepEqual(await listed('reported.software.version > 9007199254740992.0.0'), ['big-993']);
+      assert.deepEqual(await listed('reported.software.version >= 2.10.0-rc.18446744073709551616 and reported.software.version < 2.10'), ['rc-big']);
+    });
   });
 }
 

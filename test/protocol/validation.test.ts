@@ -97,6 +97,26 @@ describe('request validation', () => {
     assert.equal(compareSemver('1.2.3+build', '1.2.3'), 0);
   });
 
+  it('orders numeric parts as digit strings (semver §11), never through Number()', () => {
+    // past 2^53 Number() reads both as 9007199254740992: they were equal
+    assert.equal(compareSemver('9007199254740993.0.0', '9007199254740992.0.0'), 1);
+    assert.equal(compareSemver('1.9007199254740992.0', '1.9007199254740993.0'), -1);
+    assert.equal(compareSemver('1.0.9007199254740993', '1.0.9007199254740993'), 0);
+    // past 1e308 both were Infinity, and Infinity - Infinity is NaN (neither <, > nor = 0)
+    const huge = '1' + '0'.repeat(400);
+    assert.equal(compareSemver(`${huge}.0.0`, `2${huge.slice(1)}.0.0`), -1);
+    assert.equal(compareSemver(`1.${huge}.0`, `1.${huge}.0`), 0);
+    assert.equal(compareSemver(`0.0.${huge}`, '0.0.1'), 1);
+    // numeric prerelease identifiers likewise; numeric ones precede alphanumeric ones (1e3 is text)
+    assert.equal(compareSemver('1.0.0-rc.18446744073709551617', '1.0.0-rc.18446744073709551616'), 1);
+    assert.equal(compareSemver(`1.0.0-${huge}`, `1.0.0-9${huge.slice(2)}`), 1);
+    assert.equal(compareSemver('1.0.0-1000', '1.0.0-1e3'), -1);
+    assert.equal(compareSemver('1.0.0-999', '1.0.0-1000'), -1);
+    // the sign only: callers compare with 0
+    assert.equal(compareSemver('10.0.0', '2.0.0'), 1);
+    assert.equal(compareSemver('1.0.0-alpha.2', '1.0.0-alpha.10'), -1);
+  });
+
   it('parses request topics and ignores everything else', () => {
     assert.deepEqual(parseRequestTopic('state/dev-1/update'), { deviceId: 'dev-1', name: '', op: 'update' });
     assert.deepEqual(parseRequestTopic('state/dev-1/shadow/cfg/get'), { deviceId: 'dev-1', name: 'cfg', op: 'get' });

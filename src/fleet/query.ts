@@ -30,7 +30,8 @@
  * - `deviceId` and `tags` are text: every value is taken as its text (`deviceId = 7` is the
  *   device `7`, not `007`; `tags.beta = true` the tag `beta:true`);
  * - objects and null match nothing; an array matches when one of its elements does; a field
- *   that is missing, null or `[]` matches nothing but `!=` and `not` (and is not `exists`).
+ *   that is missing, null, `[]` or an array of nulls (`[null]`) matches nothing but `!=` and
+ *   `not` (and is not `exists`).
  *
  * Parse errors are UpdraftError BAD_REQUEST naming the 1-based position, counted in
  * characters (an emoji is one).
@@ -293,9 +294,15 @@ function resolve(field: string[], s: QuerySubject): JsonValue[] {
       let v: JsonValue | undefined = root === 'reported' ? s.reported : s.desired;
       for (const key of rest) v = isJsonObject(v) && Object.hasOwn(v, key) ? v[key] : undefined;
       if (v === undefined || v === null) return [];
-      return Array.isArray(v) ? v : [v];
+      // null elements are no values: `[null]` is missing like `[]` (docs/rollouts.md)
+      return Array.isArray(v) ? v.filter(present) : [v];
     }
   }
+}
+
+/** A value a field holds: not null, nor an array holding none (`[null]`, `[[]]`). */
+function present(v: JsonValue): boolean {
+  return v !== null && (!Array.isArray(v) || v.some(present));
 }
 
 /** A version's text: a semantic version, or `2` / `2.10` read as `2.0.0` / `2.10.0` on a version field. */

@@ -109,7 +109,26 @@ function querySuite(name: string, start: () => Promise<{ ts: TestServer; stop: (
       for (const [id] of FLEET) assert.match(cliAll.stdout, new RegExp(`^${id} `, 'm'));
     });
 
-    // last: it adds devices to the fleet the tests above count
+    // these add devices to the fleet the tests above count
+    it('an array of nulls is missing: `exists` false, as for [] (group, job and listing alike)', async (t) => {
+      if (skip) return t.skip(skip);
+      const lists: [string, unknown[]][] = [['l-nulls', [null]], ['l-empty', []], ['l-mixed', [null, 'eu']], ['l-zero', [0]]];
+      for (const [id, list] of lists) {
+        const dev = await connectIdleDevice(ts, id, '1.0.0');
+        devices.push(dev);
+        const answer = await dev.request(`state/${id}/update`, { state: { reported: { zones: list } } });
+        assert.equal(answer.topic, `state/${id}/update/accepted`, JSON.stringify(answer.body));
+        // the shadow keeps the array as reported (arrays are whole values)
+        assert.deepEqual((await api('GET', `/api/v1/devices/${id}`)).body.shadow.state.reported.zones, list);
+      }
+      assert.deepEqual(await listed('reported.zones exists'), ['l-mixed', 'l-zero']);
+      assert.deepEqual(await listed('deviceId in (l-nulls, l-empty, l-mixed, l-zero) and not reported.zones exists'), ['l-empty', 'l-nulls']);
+      assert.deepEqual(await targetsOf('reported.zones exists'), ['l-mixed', 'l-zero']);
+      const group = await api('POST', '/api/v1/groups', { name: 'zoned', query: 'reported.zones exists' });
+      assert.equal(group.status, 201, JSON.stringify(group.body));
+      assert.deepEqual((await api('GET', '/api/v1/groups/zoned')).body.members, ['l-mixed', 'l-zero']);
+    });
+
     it('orders versions with parts past 2^53 by their digits: a job by query targets the one meant', async (t) => {
       if (skip) return t.skip(skip);
       devices.push(await connectIdleDevice(ts, 'big-992', '9007199254740992.0.0'));

@@ -177,6 +177,20 @@ describe('fleet query', () => {
     assert.equal(matches('reported.obj = a', s), false);
   });
 
+  it('skips null elements: an array of nulls is missing like [], exists only with a value in it', () => {
+    const s = subject({}, { nulls: [null], twoNulls: [null, null], nested: [[], [null]], mixed: [null, 'a'], zero: [0], no: [false], blank: [''], objs: [{}] });
+    for (const f of ['nulls', 'twoNulls', 'nested']) {
+      assert.equal(matches(`reported.${f} exists`, s), false, `${f} holds no value`);
+      assert.equal(matches(`not reported.${f} exists`, s), true);
+      assert.equal(matches(`reported.${f} != a`, s), true);
+      assert.equal(matches(`reported.${f} = a`, s), false);
+    }
+    assert.equal(matches('reported.mixed exists', s), true);
+    assert.equal(matches('reported.mixed = a', s), true);
+    // values, though falsy, and objects (as a field holding an object) exist
+    for (const f of ['zero', 'no', 'blank', 'objs']) assert.equal(matches(`reported.${f} exists`, s), true, f);
+  });
+
   it('counts positions in characters and names a character outside quotes whole', () => {
     const err = (q: string) => {
       try {

@@ -19,7 +19,11 @@ const pageParams: Obj[] = [
   { name: 'after', in: 'query', schema: { type: 'string' }, description: 'the next cursor of the previous page' },
 ];
 const idParam = (name: string): Obj => ({ name, in: 'path', required: true, schema: { type: 'string' } });
-const op = (summary: string, responses: Obj, extra: Obj = {}): Obj => ({ summary, responses: { ...responses, ...errors }, ...extra });
+/** A fleet query as taken by a group, a job's targets and ?query=: never empty or blank (parseQuery's 400). */
+const fleetQuery = (extra: Obj = {}): Obj => ({ type: 'string', minLength: 1, pattern: '\\S', description: 'a fleet query (docs/rollouts.md); an empty or blank one is refused: 400 "invalid query: it is empty"', ...extra });
+/** The 400 of a route that takes a fleet query, saying why it is given. */
+const queryRefused = json(ref('Error'), 'Bad request: an invalid query ("invalid query at position N: ...") or an empty or blank one ("invalid query: it is empty"); the message names any other field');
+const op = (summary: string, responses: Obj, extra: Obj = {}, errorsOf: Obj = {}): Obj => ({ summary, responses: { ...responses, ...errors, ...errorsOf }, ...extra });
 /** A revocation's or a new secret's answer: `disconnected` counts the connections closed (null: an external broker's, closed when it reloads its password file: `mosquitto-config --watch` does that within seconds). */
 const cutOffAnswer = (properties: Obj): Obj => ({ type: 'object', properties: { ...properties, disconnected: { type: ['integer', 'null'] } } });
 const body = (schema: Obj): Obj => ({ requestBody: { required: true, content: { 'application/json': { schema } } } });
@@ -45,7 +49,7 @@ const schemas: Obj = {
   Targets: {
     type: 'object',
     description: 'the union of the listed devices, the groups\' members and the query\'s matches; at least one is required',
-    properties: { devices: { type: 'array', items: { type: 'string' } }, groups: { type: 'array', items: { type: 'string' } }, query: { type: 'string', example: 'reported.software.version < 2.0.0 and tags.region = eu' } },
+    properties: { devices: { type: 'array', items: { type: 'string' } }, groups: { type: 'array', items: { type: 'string' } }, query: fleetQuery({ example: 'reported.software.version < 2.0.0 and tags.region = eu' }) },
   },
   Wave: {
     type: 'object',
@@ -297,14 +301,14 @@ export function openApiDocument(): Obj {
       '/api/v1/jobs/{id}/cancel': { post: op('Cancel: queued executions end CANCELED, devices not yet installing are told to stop', { '200': json(ref('JobView')) }, { parameters: [idParam('id')] }) },
       '/api/v1/groups': {
         get: op('List groups', { '200': json(page(ref('Group'))) }),
-        post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: { type: 'string' }, description: { type: 'string', maxLength: 1000 } } })),
+        post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: fleetQuery(), description: { type: 'string', maxLength: 1000 } } }), { '400': queryRefused }),
       },
       '/api/v1/groups/{name}': {
         get: op('A group and a page of its members', { '200': json({ type: 'object', properties: { group: ref('Group'), members: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }) }, { parameters: [idParam('name'), ...pageParams] }),
         delete: op('Delete a group', { '200': json({ type: 'object' }) }, { parameters: [idParam('name')] }),
       },
       '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },
-      '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', description: 'a fleet query (docs/rollouts.md); absent: every device; present and empty (or blank): 400', schema: { type: 'string' } }] }) },
+      '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', description: 'a fleet query (docs/rollouts.md); absent: every device; present and empty (`?query=`) or blank: 400 "invalid query: it is empty"', schema: fleetQuery() }] }, { '400': queryRefused }) },
       '/api/v1/fleet/versions': { get: op('Devices per reported name@version', { '200': json({ type: 'object' }) }) },
       '/api/v1/fleet/status': {
         get: op('Fleet summary: devices, versions, jobs per state', {

@@ -109,6 +109,37 @@ function querySuite(name: string, start: () => Promise<{ ts: TestServer; stop: (
       for (const [id] of FLEET) assert.match(cliAll.stdout, new RegExp(`^${id} `, 'm'));
     });
 
+    it('the OpenAPI document says where an empty or blank query is refused, and the server refuses it there', async (t) => {
+      if (skip) return t.skip(skip);
+      const doc = (await api('GET', '/api/v1/openapi.json')).body;
+      const param = doc.paths['/api/v1/fleet/devices'].get.parameters.find((p: { name: string }) => p.name === 'query');
+      const places = {
+        '?query=': param.schema,
+        'a group\'s query': doc.paths['/api/v1/groups'].post.requestBody.content['application/json'].schema.properties.query,
+        'a job\'s targets.query': doc.components.schemas.Targets.properties.query,
+      };
+      for (const [where, schema] of Object.entries(places)) {
+        assert.equal(schema.type, 'string', where);
+        assert.equal(schema.minLength, 1, `${where}: minLength 1`);
+        assert.ok(new RegExp(schema.pattern).test('a') && !new RegExp(schema.pattern).test(' \t'), `${where}: a pattern refusing blank text (${schema.pattern})`);
+        assert.match(schema.description, /invalid query: it is empty/, where);
+      }
+      assert.match(doc.paths['/api/v1/fleet/devices'].get.responses['400'].description, /invalid query: it is empty/);
+      assert.match(doc.paths['/api/v1/groups'].post.responses['400'].description, /invalid query: it is empty/);
+      // as documented
+      for (const blank of ['', ' \t']) {
+        const answers = [
+          await api('GET', `/api/v1/fleet/devices?query=${encodeURIComponent(blank)}`),
+          await api('POST', '/api/v1/groups', { name: 'blank', query: blank }),
+          await api('POST', '/api/v1/jobs', { artifact: 'fw@3.0.0', targets: { query: blank } }),
+        ];
+        for (const r of answers) {
+          assert.equal(r.status, 400, JSON.stringify(r.body));
+          assert.match(r.body.error.message, /invalid query: it is empty/);
+        }
+      }
+    });
+
     // these add devices to the fleet the tests above count
     it('an array of nulls is missing: `exists` false, as for [] (group, job and listing alike)', async (t) => {
       if (skip) return t.skip(skip);

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UpdraftError } from '../errors.ts';
+import type { Logger } from '../util/logger.ts';
+import { DISK_ERRORS, checkWritableDir, whyNotWritable } from '../util/writable-dir.ts';
 import type { BlobStore, ByteRange, StoredBlob } from './blob-store.ts';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -14,11 +16,17 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 export class LocalBlobStore implements BlobStore {
   private readonly dir: string;
   private readonly leftoverAgeMs: number;
+  private readonly logger: Logger | undefined;
 
-  /** `leftoverAgeMs`: how long untouched a file of `tmp/` is before `start` takes it for a leftover (0: every file). */
-  constructor(deps: { dir: string; leftoverAgeMs?: number }) {
+  /**
+   * `leftoverAgeMs`: how long untouched a file of `tmp/` is before `start` takes it for a
+   * leftover (0: every file). `logger`: where a write that fails on the disk is told with its
+   * file (the caller is told only what failed, not where).
+   */
+  constructor(deps: { dir: string; leftoverAgeMs?: number; logger?: Logger }) {
     this.dir = deps.dir;
     this.leftoverAgeMs = deps.leftoverAgeMs ?? 0;
+    this.logger = deps.logger;
   }
 
   /**
@@ -30,7 +38,12 @@ export class LocalBlobStore implements BlobStore {
    */
   async start(): Promise<void> {
     const tmp = path.join(this.dir, 'tmp');
-    await mkdir(tmp, { recursive: true });
+    // a directory the server cannot write refuses the start in one line naming it: it was
+    // found at the first upload, a 500 naming the file, while /readyz said ready (QA)
+    const hint = 'give the server\'s user write access to it (or use --blob for S3)';
+    await checkWritableDir(this.dir, 'artifact directory', { hint });
+    await checkWritableDir(tmp, 'artifact directory', { hint });
+    await checkWritableDir(path.join(this.dir, 'sha256'), 'artifact directory', { hint });
     const now = Date.now();
     for (const name of await readdir(tmp)) {
       const file = path.join(tmp, name);
@@ -72,8 +85,12 @@ export class LocalBlobStore implements BlobStore {
       await rename(tmp, final);
       return { sha256, size };
     } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
+      await rm(tmp, { force: true }).catch(() => {});
+      if (!DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      // the disk refused (permissions, a full disk): the file is for the log, the caller is
+      // told what failed without the server's paths
+      this.logger?.error('an artifact could not be written to the local artifact directory', { dir: this.dir, error: (err as Error).message });
+      throw new UpdraftError('INTERNAL', `the artifact could not be stored: the artifact directory is ${whyNotWritable(err)} (the server's log names the file)`, { cause: err });
     }
   }
 

@@ -23,13 +23,13 @@ export function createStateStore(config: Pick<UpdraftConfig, 'db'>, dataDir: str
 }
 
 /** S3 when `blob` is set, else the directory `<dataDir>/artifacts`. */
-export function createBlobStore(config: Pick<UpdraftConfig, 'blob' | 'db'>, dataDir: string): BlobStore {
+export function createBlobStore(config: Pick<UpdraftConfig, 'blob' | 'db'>, dataDir: string, logger?: Logger): BlobStore {
   if (config.blob) return new S3BlobStore(parseS3Url(config.blob));
   // the embedded store holds the data directory alone (updraft.db): nothing else uploads into
   // it. With --db, server.lock is shared (data-dir-lock.ts): another instance pointed at the
   // same directory (unsupported, but not prevented) may be uploading, and a file it writes to
   // is touched as the bytes come
-  return new LocalBlobStore({ dir: path.join(dataDir, 'artifacts'), ...(config.db ? { leftoverAgeMs: 15 * 60_000 } : {}) });
+  return new LocalBlobStore({ dir: path.join(dataDir, 'artifacts'), ...(config.db ? { leftoverAgeMs: 15 * 60_000 } : {}), ...(logger ? { logger } : {}) });
 }
 
 export { parseS3Url };

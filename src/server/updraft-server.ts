@@ -171,7 +171,7 @@ export class UpdraftServer {
     // from what the others recorded is refused before it serves (shared-secrets.ts)
     const secretValues = (): SharedSecretValues => ({ 'operator-token': this.operatorToken, 'software-signing-key': security.signingKey.keyId, 'url-signing-keys': urlKeys, ca: security.ca.certificate });
     if (config.db) await checkSharedSecrets(this.store, dataDir, secretValues());
-    const blobs = createBlobStore(config, dataDir);
+    const blobs = createBlobStore(config, dataDir, logger.child('artifacts'));
     await this.startPart(blobs);
     // the signing key's certificate, shared by the instances on this store: one installed on
     // any instance (or offline in one data directory) reaches every other

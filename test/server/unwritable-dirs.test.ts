@@ -1,0 +1,107 @@
+/**
+ * A data directory, or its artifacts/, that the server's user cannot write: the server
+ * refuses to start in one line naming the directory and what is wrong, and an upload that
+ * the disk refuses once running answers a 500 that names no path (the log names it). Tests
+ * run as root, whom modes do not stop: the server runs as `nobody` (spawn's uid), in
+ * directories that root owns; when not root, modes alone do it.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/updraft.js');
+const LOCAL = ['--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-port', '0', '--http-port', '0', '--mqtt-tls-port', '-1'];
+const ROOT = process.getuid?.() === 0;
+const NOBODY = { uid: 65534, gid: 65534 };
+/** How the server is run: as nobody when the tests run as root. */
+const AS = ROOT ? NOBODY : {};
+
+/** Why the tests cannot run here (nobody cannot read this checkout), or undefined. */
+function cannotRun(): string | undefined {
+  if (!ROOT) return undefined;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', 'import("' + path.resolve(path.dirname(BIN), '../src/util/writable-dir.ts') + '")'], { ...AS, cwd: path.resolve(path.dirname(BIN), '..'), encoding: 'utf8' });
+  return r.status === 0 ? undefined : `the user nobody cannot run this checkout (${(r.stderr || r.error?.message || '').split('\n')[0]})`;
+}
+const skip = cannotRun();
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** A data directory the server's user owns. */
+async function dataDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-unwritable-'));
+  dirs.push(dir);
+  if (ROOT) await chown(dir, NOBODY.uid, NOBODY.gid);
+  return dir;
+}
+
+/** Makes `dir` (created when missing) one that the server's user cannot write. */
+async function unwritable(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  if (ROOT) await chown(dir, 0, 0);
+  await chmod(dir, 0o555);
+}
+
+/** A server process, its output so far, and its exit. */
+function startServer(dir: string) {
+  const child = spawn(process.execPath, [BIN, 'server', '--data-dir', dir, ...LOCAL], { ...AS, cwd: os.tmpdir(), env: { ...process.env, UPDRAFT_TOKEN: '' } });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  let code: number | null | undefined;
+  void exited.then((c) => (code = c));
+  const waitFor = async (re: RegExp): Promise<RegExpMatchArray> => {
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+      const m = out.match(re);
+      if (m) return m;
+      if (code !== undefined) throw new Error(`exited (${code}) before ${re}:\n${out}`);
+    }
+    throw new Error(`no ${re} within 60 s:\n${out}`);
+  };
+  /** Its exit code when it exits before serving; 'started' (and stopped) when it serves. */
+  const exitCode = async (): Promise<number | null | 'started'> => {
+    const started = await waitFor(/HTTP API and downloads on/).then(() => true, () => false);
+    if (started) child.kill('SIGTERM');
+    const c = await exited;
+    return started ? 'started' : c;
+  };
+  return { child, output: () => out, exited, waitFor, exitCode };
+}
+
+describe('directories the server cannot write', { skip }, () => {
+  it('artifacts/ not writable (left by an earlier start): refused at start, one line naming it', async () => {
+    const dir = await dataDir();
+    for (const sub of ['artifacts/tmp', 'artifacts/sha256', 'artifacts']) await unwritable(path.join(dir, sub));
+    const server = startServer(dir);
+    assert.equal(await server.exitCode(), 1, server.output());
+    const last = server.output().trim().split('\n').at(-1)!;
+    assert.match(last, new RegExp(`^updraft: error: the artifact directory ${path.join(dir, 'artifacts').replaceAll('/', '\\/')} is not writable by this process's user \\(${ROOT ? 'nobody' : '.+'}\\): permission denied; give the server's user write access to it`));
+  });
+
+  it('an upload the disk refuses: a 500 naming no path, the log names it', async () => {
+    const dir = await dataDir();
+    const server = startServer(dir);
+    try {
+      const url = (await server.waitFor(/HTTP API and downloads on (http:\/\/\S+)/))[1]!;
+      await server.waitFor(/updraft: data in/);
+      await unwritable(path.join(dir, 'artifacts', 'tmp'));
+      const token = (await readFile(path.join(dir, 'operator-token'), 'utf8')).trim();
+      const res = await fetch(`${url}/api/v1/artifacts?name=fw&version=1.0.0`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: 'firmware bytes' });
+      const body = await res.text();
+      assert.equal(res.status, 500, body);
+      assert.match(body, /the artifact could not be stored: the artifact directory is not writable by this process's user .*permission denied/);
+      assert.ok(!body.includes(dir), `the answer names the data directory: ${body}`);
+      assert.match(server.output(), new RegExp(`an artifact could not be written.*${path.join(dir, 'artifacts', 'tmp').replaceAll('/', '\\/')}`));
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+});

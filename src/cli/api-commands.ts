@@ -241,7 +241,18 @@ export function addApiCommands(program: Command): void {
       const withQuery = opts.query !== undefined;
       const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}), ...(opts.query !== undefined ? { query: opts.query } : {}) });
       type Row = { deviceId: string; online: boolean; reported: { version?: string; status?: string } | null };
-      const page = await new ApiClient(opts).call<{ items: Row[]; next?: string }>('GET', `${withQuery ? '/api/v1/fleet/devices' : '/api/v1/devices'}?${q}`);
+      const api = new ApiClient(opts);
+      const page = await api.call<{ items: Row[]; next?: string }>('GET', `${withQuery ? '/api/v1/fleet/devices' : '/api/v1/devices'}?${q}`);
+      // a query's answer reads at most 10,000 devices: a page may come short, even empty, with
+      // next; ask on from there until the page is full or the fleet read
+      while (withQuery && page.next !== undefined && page.items.length < Number(opts.limit)) {
+        q.set('after', page.next);
+        q.set('limit', String(Number(opts.limit) - page.items.length));
+        const more = await api.call<{ items: Row[]; next?: string }>('GET', `/api/v1/fleet/devices?${q}`);
+        page.items.push(...more.items);
+        if (more.next === undefined) delete page.next;
+        else page.next = more.next;
+      }
       const text = page.items.map((r) => `${r.deviceId}  ${r.online ? 'online ' : 'offline'}  ${r.reported?.version ?? '-'}  ${r.reported?.status ?? ''}`).join('\n');
       print(opts, page, (text || 'no devices') + (page.next ? `\n(more: --after ${page.next})` : ''));
     });

@@ -114,9 +114,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
 
   // agents that install unsigned software (they say so when they connect): a fleet query,
   // which reads the whole fleet when none does
-  const careless = await api
-    .call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent('reported.agent.trust = unsigned')}`)
-    .catch(() => undefined);
+  const careless = await firstMatches<{ deviceId: string }>(api, 'reported.agent.trust = unsigned').catch(() => undefined);
   if (careless && careless.items.length > 0) {
     const some = `${careless.items.map((d) => d.deviceId).join(', ')}${careless.next ? ', …' : ''}`;
     add('warn', 'devices', `${some} accept unsigned software (an agent run with --insecure-allow-unsigned): whoever can send them a command can install anything; give them the signing key or the root (list them: updraft device list --query 'reported.agent.trust = unsigned')`);
@@ -126,7 +124,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   // after one, they refuse every update until given the new root by hand
   if (keys.root) {
     const query = 'reported.agent.trust = root and not reported.agent.features = root-rotation';
-    const old = await api.call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(query)}`).catch(() => undefined);
+    const old = await firstMatches<{ deviceId: string }>(api, query).catch(() => undefined);
     if (old && old.items.length > 0) {
       const some = `${old.items.map((d) => d.deviceId).join(', ')}${old.next ? ', …' : ''}`;
       add('note', 'devices', `${some} trust the root with agents that cannot follow a root rotation: update their agents before replacing the root, or they refuse every update after it (list them: updraft device list --query '${query}')`);
@@ -137,7 +135,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   // the old root: whoever holds it can certify a key of their own for them
   if (keys.root && (keys.root.rotations?.length ?? 0) > 0) {
     const query = `reported.agent.trust = root and reported.agent.keyId != ${keys.root.keyId}`;
-    const behind = await api.call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(query)}`).catch(() => undefined);
+    const behind = await firstMatches<{ deviceId: string }>(api, query).catch(() => undefined);
     if (behind && behind.items.length > 0) {
       const some = `${behind.items.map((d) => d.deviceId).join(', ')}${behind.next ? ', …' : ''}`;
       add('warn', 'devices', `${some} still trust a replaced root (the root is ${keys.root.keyId} now): they follow the rotation with their next command; until then, the old root can vouch for any key for them (list them: updraft device list --query '${query}')`);
@@ -147,9 +145,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   // agents whose client certificate expires within two weeks (they report it): renewal is
   // off, or failing; past the expiry the broker refuses them
   const soon = Math.floor(now / 1000) + 14 * 86_400;
-  const expiring = await api
-    .call<{ items: { deviceId: string; agent?: { certificateRenewalError?: string | null } | null }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(`reported.agent.certificateExpiresAt < ${soon}`)}`)
-    .catch(() => undefined);
+  const expiring = await firstMatches<{ deviceId: string; agent?: { certificateRenewalError?: string | null } | null }>(api, `reported.agent.certificateExpiresAt < ${soon}`).catch(() => undefined);
   if (expiring && expiring.items.length > 0) {
     // with what each device said of its last failed renewal
     const named = expiring.items.map((d) => (typeof d.agent?.certificateRenewalError === 'string' ? `${d.deviceId} (renewal failed: ${d.agent.certificateRenewalError})` : d.deviceId));
@@ -159,9 +155,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
 
   // agents whose clock is a minute or more off the server's (they report it: agent/clock-offset.ts);
   // a clock ahead by more than a command's lifetime fails every update as expired
-  const skewed = await api
-    .call<{ items: { deviceId: string; reported?: unknown }[]; next?: string }>('GET', `/api/v1/fleet/devices?limit=5&query=${encodeURIComponent(WRONG_CLOCK_QUERY)}`)
-    .catch(() => undefined);
+  const skewed = await firstMatches<{ deviceId: string; reported?: unknown }>(api, WRONG_CLOCK_QUERY).catch(() => undefined);
   if (skewed && skewed.items.length > 0) {
     const some = `${skewed.items.map((d) => d.deviceId).join(', ')}${skewed.next ? ', …' : ''}`;
     add('warn', 'devices', `${some} run with a wrong clock (a minute or more off the server's): a clock ahead by more than --url-ttl fails every update as expired; set their clocks (NTP, an RTC in UTC) (list them with their offsets: updraft device list --query '${WRONG_CLOCK_QUERY}')`);
@@ -184,6 +178,21 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     if (why && why.reason !== 'operator') add('note', 'rollouts', `job ${j.jobId} (${j.artifactName}@${j.artifactVersion}) waits for an operator: ${why.message ?? why.reason}`);
   }
   return out;
+}
+
+/**
+ * The first devices (up to 5) a fleet query selects. One answer reads at most 10,000 devices
+ * and may come empty with `next` on a larger fleet: ask on from there until one is found or
+ * the fleet is read (each request stays short; the whole fleet may be read, a part at a time).
+ */
+async function firstMatches<T>(api: ApiClient, query: string): Promise<{ items: T[]; next?: string }> {
+  let after: string | undefined;
+  for (;;) {
+    const q = new URLSearchParams({ limit: '5', query, ...(after !== undefined ? { after } : {}) });
+    const page = await api.call<{ items: T[]; next?: string }>('GET', `/api/v1/fleet/devices?${q}`);
+    if (page.items.length > 0 || page.next === undefined) return page;
+    after = page.next;
+  }
 }
 
 /** Adds `doctor`. */

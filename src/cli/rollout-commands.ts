@@ -192,7 +192,19 @@ export function addRolloutCommands(program: Command): void {
     .option('--after <id>', 'cursor')
     .action(async (name: string, o: Common & { limit: string; after?: string }) => {
       const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
-      const r = await new ApiClient(o).call<{ group: GroupView; members: string[]; next?: string }>('GET', `/api/v1/groups/${encodeURIComponent(name)}?${q}`);
+      const api = new ApiClient(o);
+      const path = `/api/v1/groups/${encodeURIComponent(name)}`;
+      const r = await api.call<{ group: GroupView; members: string[]; next?: string }>('GET', `${path}?${q}`);
+      // a dynamic group's page reads at most 10,000 devices: it may come short, even empty, with
+      // next; ask on from there until the page is full or the fleet read
+      while (r.next !== undefined && r.members.length < Number(o.limit)) {
+        q.set('after', r.next);
+        q.set('limit', String(Number(o.limit) - r.members.length));
+        const more = await api.call<{ members: string[]; next?: string }>('GET', `${path}?${q}`);
+        r.members.push(...more.members);
+        if (more.next === undefined) delete r.next;
+        else r.next = more.next;
+      }
       const head = `group ${r.group.name}  ${r.group.kind}${r.group.query ? `  query: ${r.group.query}` : `  ${r.group.size} device(s)`}`;
       print(o, r, [head, ...r.members.map((m) => `  ${m}`), ...(r.next ? [`(more: --after ${r.next})`] : [])].join('\n'));
     });

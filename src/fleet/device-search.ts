@@ -8,7 +8,7 @@
 import { parseReportedSoftware } from '../protocol/software.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import type { GroupService } from './group-service.ts';
-import { subjectOf, type SelectedDevice } from './device-selector.ts';
+import { SCAN_BUDGET, subjectOf, type SelectedDevice } from './device-selector.ts';
 import { parseQuery } from './query.ts';
 
 /** States a search can filter on. */
@@ -62,7 +62,7 @@ export async function searchDevices(
   search: DeviceSearch,
 ): Promise<SearchPage> {
   const { store, isOnline } = deps;
-  const budget = deps.scanBudget ?? 10_000;
+  const budget = deps.scanBudget ?? SCAN_BUDGET;
   const group = search.group ? await deps.groups.get(search.group) : undefined; // NOT_FOUND naming it
   const inGroup = group?.kind === 'dynamic' ? queryMatcher(group.query!) : undefined;
   const pageOf: (cursor: { after?: string; limit: number }) => Promise<Page<DeviceRecord>> =

@@ -1,7 +1,7 @@
 /**
  * Selects registered devices with a fleet query, paging through the registry (and, when
  * the query reads shadow state, each device's classic shadow) so that a large fleet is never
- * loaded at once.
+ * loaded at once; a page for the API reads at most SCAN_BUDGET devices.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { JsonObject } from '../protocol/json.ts';
@@ -52,13 +52,28 @@ export async function scanDevices(
   } while (after !== undefined);
 }
 
-/** One page of the devices a query selects (all devices without a query). */
-export async function selectPage(store: StateStore, query: FleetQuery | undefined, options: { after?: string; limit: number }): Promise<Page<SelectedDevice>> {
+/**
+ * Most devices one page reads (the same bound as `/fleet/search`, device-search.ts): a query
+ * that matches few devices of a large fleet would otherwise read the whole registry, and each
+ * device's shadow, in one request.
+ */
+export const SCAN_BUDGET = 10_000;
+
+/**
+ * One page of the devices a query selects (all devices without a query), in device id order.
+ * It reads at most `scanBudget` devices (SCAN_BUDGET): past that it answers with what it found,
+ * which may be fewer than `limit` or none, and `next`, the last device read, so the caller
+ * goes on from there. `next` is absent only once the registry's end was read.
+ */
+export async function selectPage(store: StateStore, query: FleetQuery | undefined, options: { after?: string; limit: number; scanBudget?: number }): Promise<Page<SelectedDevice>> {
+  const budget = Math.max(1, options.scanBudget ?? SCAN_BUDGET);
   const items: SelectedDevice[] = [];
   let after = options.after;
+  let scanned = 0;
   for (;;) {
-    const page = await store.listDevices({ limit: Math.max(options.limit, 100), ...(after !== undefined ? { after } : {}) });
+    const page = await store.listDevices({ limit: Math.min(Math.max(options.limit, 100), SCAN_PAGE, budget - scanned), ...(after !== undefined ? { after } : {}) });
     for (const device of page.items) {
+      scanned++;
       const s = await subjectOf(store, device, true);
       if (query && !query.matches(s)) continue;
       items.push(s);
@@ -70,5 +85,6 @@ export async function selectPage(store: StateStore, query: FleetQuery | undefine
     }
     if (page.next === undefined) return { items };
     after = page.next;
+    if (scanned >= budget) return { items, next: after };
   }
 }

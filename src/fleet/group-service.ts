@@ -129,7 +129,7 @@ export class GroupService {
     return changed;
   }
 
-  /** A page of a group's members (device id order). */
+  /** A page of a group's members (device id order); a dynamic group's reads at most SCAN_BUDGET devices, so it may be short with `next`. */
   async members(name: string, options: { after?: string; limit: number }): Promise<Page<SelectedDevice>> {
     const g = await this.get(name);
     if (g.kind === 'dynamic') return selectPage(this.deps.store, parseQuery(g.query!), options);

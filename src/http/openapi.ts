@@ -304,11 +304,11 @@ export function openApiDocument(): Obj {
         post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: fleetQuery(), description: { type: 'string', maxLength: 1000 } } }), { '400': queryRefused }),
       },
       '/api/v1/groups/{name}': {
-        get: op('A group and a page of its members', { '200': json({ type: 'object', properties: { group: ref('Group'), members: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }) }, { parameters: [idParam('name'), ...pageParams] }),
+        get: op("A group and a page of its members; a dynamic group's page reads at most 10,000 devices, so it may be short, even empty: follow next until it is absent", { '200': json({ type: 'object', properties: { group: ref('Group'), members: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }) }, { parameters: [idParam('name'), ...pageParams] }),
         delete: op('Delete a group', { '200': json({ type: 'object' }) }, { parameters: [idParam('name')] }),
       },
       '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },
-      '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', description: 'a fleet query (docs/rollouts.md); absent: every device; present and empty (`?query=`) or blank: 400 "invalid query: it is empty"', schema: fleetQuery() }] }, { '400': queryRefused }) },
+      '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run; with a query one call reads at most 10,000 devices, so a page may be short, even empty: follow next until it is absent', { '200': json(page(ref('Device'))) }, { parameters: [...pageParams, { name: 'query', in: 'query', description: 'a fleet query (docs/rollouts.md); absent: every device; present and empty (`?query=`) or blank: 400 "invalid query: it is empty"', schema: fleetQuery() }] }, { '400': queryRefused }) },
       '/api/v1/fleet/versions': { get: op('Devices per reported name@version', { '200': json({ type: 'object' }) }) },
       '/api/v1/fleet/status': {
         get: op('Fleet summary: devices, versions, jobs per state', {

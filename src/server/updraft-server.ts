@@ -4,7 +4,6 @@
  * in reverse. Embedded topology: aedes broker, replica, jobs, HTTP API + downloads, SQLite
  * store and a local artifact directory, all in this process.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import { ArtifactService } from '../artifacts/artifact-service.ts';
@@ -61,6 +60,7 @@ import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 import { DataDirLock } from './data-dir-lock.ts';
+import { checkWritableDir } from '../util/writable-dir.ts';
 import { ClusterClock } from '../cluster/cluster-clock.ts';
 import { mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 
@@ -148,7 +148,11 @@ export class UpdraftServer {
     // in it is created or rewritten. The operator token, the TLS material (a server
     // certificate reissued for other --tls-hosts) and the URL keys were written first: a
     // second server, refused, had replaced the running one's pki/server.crt and server.key
-    await mkdir(dataDir, { recursive: true });
+    // one the server's user cannot write is said at once, in one line naming it: it was found
+    // at the first write, as SQLite's "disk I/O error" or a bare EACCES from the keys (QA)
+    const hint = "give the server's user write access to it, or choose another with --data-dir";
+    await checkWritableDir(dataDir, 'data directory', { hint });
+    for (const sub of ['keys', 'pki']) await checkWritableDir(path.join(dataDir, sub), `${sub}/ directory`, { hint, create: false });
     // with --db the directory holds no database whose lock says a server uses it: this one does (restore)
     if (config.db) await this.startPart(new DataDirLock(dataDir));
     // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)

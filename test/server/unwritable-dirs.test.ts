@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,7 +75,35 @@ function startServer(dir: string) {
   return { child, output: () => out, exited, waitFor, exitCode };
 }
 
+/** The server's last line, once it exits before serving. */
+async function refusal(dir: string): Promise<string> {
+  const server = startServer(dir);
+  assert.equal(await server.exitCode(), 1, server.output());
+  return server.output().trim().split('\n').at(-1)!;
+}
+
+/** `p` as a pattern. */
+const re = (p: string) => p.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
 describe('directories the server cannot write', { skip }, () => {
+  it('a data directory not writable: refused at start, one line naming it', async () => {
+    const dir = await dataDir();
+    await unwritable(dir);
+    assert.match(await refusal(dir), new RegExp(`^updraft: error: the data directory ${re(dir)} is not writable by this process's user \\(${ROOT ? 'nobody' : '.+'}\\): permission denied; give the server's user write access to it, or choose another with --data-dir$`));
+  });
+
+  it('its pki/ not writable (the CA not made yet): refused at start, one line naming it', async () => {
+    const dir = await dataDir();
+    await unwritable(path.join(dir, 'pki'));
+    assert.match(await refusal(dir), new RegExp(`^updraft: error: the pki/ directory ${re(path.join(dir, 'pki'))} is not writable by this process's user .*: permission denied; give the server's user`));
+  });
+
+  it('a file where the data directory should be: refused, saying so', async () => {
+    const dir = await dataDir();
+    await writeFile(path.join(dir, 'data'), 'not a directory');
+    assert.equal(await refusal(path.join(dir, 'data')), `updraft: error: the data directory ${path.join(dir, 'data')} is a file, not a directory; give the server's user write access to it, or choose another with --data-dir`);
+  });
+
   it('artifacts/ not writable (left by an earlier start): refused at start, one line naming it', async () => {
     const dir = await dataDir();
     for (const sub of ['artifacts/tmp', 'artifacts/sha256', 'artifacts']) await unwritable(path.join(dir, sub));

@@ -71,6 +71,13 @@ export interface PostgresStoreDeps {
    * first, with its own error (none when statementTimeoutMs is 0). The migrations have none.
    */
   queryTimeoutMs?: number;
+  /**
+   * Longest stop() waits for PostgreSQL to let its connections go (the goodbye of each, the
+   * reads in flight) before it closes those left at once: a silent database (a partition, a
+   * stuck server) never answers the goodbye, and a server's stop would wait for ever.
+   * Default 5 s.
+   */
+  closeTimeoutMs?: number;
   /** False: a database holding an older schema is refused rather than migrated (`olderSchemaRefused`). */
   migrateExisting?: boolean;
   /**
@@ -80,7 +87,7 @@ export interface PostgresStoreDeps {
   abandonedSweepMs?: number;
 }
 
-const DEFAULTS = { poolSize: 10, maxBatch: 1_000, statementTimeoutMs: 30_000, connectTimeoutMs: 30_000, abandonedSweepMs: 60_000 };
+const DEFAULTS = { poolSize: 10, maxBatch: 1_000, statementTimeoutMs: 30_000, connectTimeoutMs: 30_000, closeTimeoutMs: 5_000, abandonedSweepMs: 60_000 };
 
 /**
  * How much longer than the statement timeout a query waits for its answer by default
@@ -208,6 +215,11 @@ export class PostgresStore implements StateStore {
   private locks: Promise<pg.Client> | undefined;
   /** The client of `locks` once connected: a query it leaves unanswered closes it (`lockQuery`). */
   private lockClient: pg.Client | undefined;
+  /**
+   * Every connected client of the store (the pool's, the artifact locks'), each with its end,
+   * until it ends: stop() closes at once those a silent database does not let go.
+   */
+  private readonly connections = new Map<pg.Client, Promise<void>>();
   // point reads of one tick in one query (postgres-read-batch.ts)
   private readonly shadowReads = new PgReadBatch<ShadowRow & { i?: string }, ShadowRecord>({
     query: (sql, params) => this.read(sql, params),
@@ -290,6 +302,7 @@ export class PostgresStore implements StateStore {
       // query opens a fresh session
       ...this.queryTimeout(),
     });
+    pool.on('connect', (client) => this.track(client));
     // an idle pooled connection that dies (server restart) must not crash the process
     pool.on('error', (err) => this.logger.warn('idle PostgreSQL connection lost', { error: err.message }));
     this.pool = pool;
@@ -300,7 +313,10 @@ export class PostgresStore implements StateStore {
     this.scheduleSweep();
   }
 
-  /** Stops the sweep of abandoned creations, commits pending writes, then closes the pool. Safe to call twice. */
+  /**
+   * Stops the sweep of abandoned creations, commits pending writes, then closes the
+   * connections, those PostgreSQL does not let go within closeTimeoutMs at once. Safe to call twice.
+   */
   async stop(): Promise<void> {
     const pool = this.pool;
     if (!pool) return;
@@ -315,7 +331,31 @@ export class PostgresStore implements StateStore {
     const locks = this.locks;
     this.locks = undefined;
     this.lockClient = undefined;
-    await Promise.all([pool.end(), locks?.then((c) => c.end()).catch(() => undefined)]);
+    // client.end() waits for the server to close its side after the goodbye: a silent one never
+    // does (a partition, a stuck server), and pool.end() waits for the reads in flight
+    const goodbyes = Promise.all([pool.end(), locks?.then((c) => c.end()).catch(() => undefined)]).then(() => Promise.all(this.connections.values()));
+    const closeTimeoutMs = this.deps.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;
+    if (await settlesWithin(goodbyes, closeTimeoutMs)) return;
+    const silent = [...this.connections.keys()];
+    this.logger.warn(
+      `PostgreSQL at ${this.where} did not let ${silent.length} connection(s) go within ${closeTimeoutMs} ms of the stop (a network partition or a stuck server): closed without its answer`,
+    );
+    for (const client of silent) client.connection.stream.destroy();
+    // each ends with its socket (a read in flight on it fails); pool.end() is not waited for
+    await Promise.all(this.connections.values());
+  }
+
+  /** Keeps `client` in `connections` until it ends. */
+  private track(client: pg.Client): void {
+    this.connections.set(
+      client,
+      new Promise((resolve) =>
+        client.once('end', () => {
+          this.connections.delete(client);
+          resolve();
+        }),
+      ),
+    );
   }
 
   getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined> {
@@ -490,6 +530,7 @@ export class PostgresStore implements StateStore {
       if (this.lockClient === client) this.lockClient = undefined;
     };
     void connected.then(() => {
+      this.track(client);
       if (this.locks === connected) this.lockClient = client;
     }, () => undefined);
     client.on('error', (err) => {
@@ -958,6 +999,17 @@ export class PostgresStore implements StateStore {
 
   private notOpen(): UpdraftError {
     return new UpdraftError('INTERNAL', `State store ${this.where} is ${this.stopped ? 'stopped' : 'not started'}; call start() first`);
+  }
+}
+
+/** True when `promise` settles (either way) within `ms`, false when it has not by then. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -5,7 +5,9 @@
  * open, and go on again. A read, a write through the group commit and an artifact lock fail
  * UNAVAILABLE within the store's query timeout (short here) instead of waiting for ever, and
  * the store serves again, on a fresh connection, once the database answers. The migrations,
- * which may wait for another instance's lock, are not cut by that timeout.
+ * which may wait for another instance's lock, are not cut by that timeout. A stop ends on a
+ * server whose backends are frozen (SIGSTOP: a relay cannot hold a close, as its own side of
+ * the socket answers it), closing the connections it does not let go.
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
@@ -159,6 +161,63 @@ if (!started.ok) {
       } finally {
         await holder.end();
       }
+    });
+  });
+
+  describe('PostgresStore stopping on a stuck server', () => {
+    /** The backends serving `url`'s database, other than the asking one. */
+    const backendsOf = async (url: string): Promise<number[]> => {
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        return rows.map((r) => r.pid);
+      } finally {
+        await admin.end();
+      }
+    };
+
+    it('stop() ends when PostgreSQL does not answer the close: the connections left are closed, said once', { timeout: 60_000 }, async () => {
+      const url = await server.createDatabase();
+      const lines: string[] = [];
+      const store = new PostgresStore({ url, poolSize: 2, closeTimeoutMs: 500, logger: createLogger({ level: 'warn', format: 'json', write: (line) => lines.push(line) }) });
+      await store.start();
+      // an idle pooled connection, and the artifact locks' one
+      assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);
+      assert.deepEqual(await store.withArtifactLock('fw', '1.0.0', 'create', async () => 'held'), { ran: true, value: 'held' });
+      const frozen = await backendsOf(url);
+      assert.ok(frozen.length >= 2, `the store's backends: ${frozen.join(', ')}`);
+      for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+      let stopped = false;
+      const stopping = store.stop().then(() => void (stopped = true));
+      try {
+        // without the bound it never ends; given 60 times the bound here, so that the backends
+        // are let go (finally) whatever happens
+        await Promise.race([stopping, new Promise((r) => setTimeout(r, 30_000).unref())]);
+      } finally {
+        for (const pid of frozen) process.kill(pid, 'SIGCONT');
+      }
+      assert.equal(stopped, true, 'stop() ended while PostgreSQL was stuck');
+      const warned = lines.filter((l) => l.includes('did not let') && l.includes('within 500 ms of the stop'));
+      assert.equal(warned.length, 1, lines.join('\n'));
+      // the sockets were closed: the backends, going on, see it and end
+      for (;;) {
+        const left = (await backendsOf(url)).filter((pid) => frozen.includes(pid));
+        if (left.length === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+
+    it('a stop on a server that answers waits for the goodbyes and says nothing', { timeout: 60_000 }, async () => {
+      const url = await server.createDatabase();
+      const lines: string[] = [];
+      const store = new PostgresStore({ url, poolSize: 2, logger: createLogger({ level: 'warn', format: 'json', write: (line) => lines.push(line) }) });
+      await store.start();
+      assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);
+      assert.deepEqual(await store.withArtifactLock('fw', '1.0.0', 'create', async () => 'held'), { ran: true, value: 'held' });
+      await store.stop();
+      assert.deepEqual(lines, []);
+      assert.deepEqual(await backendsOf(url), [], 'every connection closed when stop() ends');
     });
   });
 }

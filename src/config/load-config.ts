@@ -262,6 +262,11 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
     if (partial.mqtt?.url) errors.push('downloads.ipBinding mqtt needs the embedded broker: an external one (mqtt.url) does not tell Updraft where a device connects from');
     if (partial.downloads.via === 's3') errors.push('downloads.ipBinding mqtt needs downloads.via updraft: an S3 pre-signed URL cannot be bound to an address');
   }
+  // the PostgreSQL store's bounds, given for the embedded store, would be ignored without a word
+  if (!partial.db) {
+    const given = SETTINGS.filter((s) => s.path.startsWith('postgres.') && from.get(s.path) !== 'default');
+    if (given.length > 0) errors.push(`${given.map((s) => `${s.path} (${from.get(s.path)})`).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but db is empty: the embedded SQLite store has no such bound; set db (--db postgres://...), or leave ${given.length === 1 ? 'it' : 'them'} out`);
+  }
   errors.push(...tlsFileErrors(partial, (p) => `${p} (${from.get(p)})`, (p) => from.get(p)!));
   // a usage error (status 400): the CLI exits with code 2, as for a bad flag
   if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`, { status: 400 });

@@ -15,11 +15,17 @@ import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 
 /** PostgreSQL when `db` is set, else the SQLite file `<dataDir>/updraft.db`. */
-export function createStateStore(config: Pick<UpdraftConfig, 'db'>, dataDir: string, logger: Logger, options: { besideServer?: boolean } = {}): StateStore {
+export function createStateStore(config: Pick<UpdraftConfig, 'db'> & Partial<Pick<UpdraftConfig, 'postgres'>>, dataDir: string, logger: Logger, options: { besideServer?: boolean } = {}): StateStore {
   // a command run beside servers leaves their schema (olderSchemaRefused) and, on the file,
   // their job creations be
-  if (config.db) return new PostgresStore({ url: config.db, logger, ...(options.besideServer ? { migrateExisting: false } : {}) });
+  if (config.db) return new PostgresStore({ url: config.db, logger, ...postgresBounds(config.postgres), ...(options.besideServer ? { migrateExisting: false } : {}) });
   return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger, ...(options.besideServer ? { recoverCreations: false, migrateExisting: false } : { soleUser: true }) });
+}
+
+/** The `postgres.*` settings as PostgresStore's options (its defaults where none is given). */
+function postgresBounds(settings: Partial<UpdraftConfig['postgres']> | undefined): { statementTimeoutMs?: number } {
+  // the query timeout follows, 5 s longer (PostgresStoreDeps.queryTimeoutMs)
+  return settings?.queryTimeoutSeconds !== undefined ? { statementTimeoutMs: settings.queryTimeoutSeconds * 1000 } : {};
 }
 
 /** S3 when `blob` is set, else the directory `<dataDir>/artifacts`. */

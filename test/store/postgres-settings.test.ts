@@ -1,0 +1,88 @@
+/**
+ * The PostgreSQL store's bounds as server settings (`postgres.*`: a config file key, an
+ * environment variable and a flag each), validated with the other settings and applied by a
+ * real server to its store: against a real PostgreSQL behind a TCP relay that stops
+ * answering, a request fails within the bound set, not the default.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { UpdraftError } from '../../src/errors.ts';
+import { loadConfig } from '../../src/config/load-config.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import { startRelay } from '../helpers/tcp-relay.ts';
+import { startTestServer } from '../helpers/server.ts';
+
+const DB = 'postgres://u:secret@127.0.0.1:5432/updraft';
+
+/** loadConfig's refusal, as its message. */
+function refusal(sources: Parameters<typeof loadConfig>[0]): string {
+  try {
+    loadConfig(sources);
+  } catch (err) {
+    assert.ok(err instanceof UpdraftError && err.code === 'CONFIG', String(err));
+    return err.message;
+  }
+  assert.fail('taken');
+}
+
+describe('postgres.queryTimeoutSeconds', () => {
+  it('defaults to 30 s, and is read from a file, UPDRAFT_DB_QUERY_TIMEOUT and --db-query-timeout', async () => {
+    assert.equal(loadConfig({ flags: { db: DB } }).postgres.queryTimeoutSeconds, 30);
+    assert.equal(loadConfig({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_QUERY_TIMEOUT: '45' } }).postgres.queryTimeoutSeconds, 45);
+    assert.equal(loadConfig({ flags: { db: DB, 'db-query-timeout': '7' } }).postgres.queryTimeoutSeconds, 7);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pgset-'));
+    try {
+      const file = path.join(dir, 'updraft.json');
+      await writeFile(file, JSON.stringify({ db: DB, postgres: { queryTimeoutSeconds: 12 } }));
+      assert.equal(loadConfig({ file }).postgres.queryTimeoutSeconds, 12);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is refused out of 1 to 3600 s, not in digits, or without db', () => {
+    assert.match(refusal({ flags: { db: DB, 'db-query-timeout': '0' } }), /postgres\.queryTimeoutSeconds \(flag --db-query-timeout\) must be at least 1, got 0/);
+    assert.match(refusal({ flags: { db: DB, 'db-query-timeout': '3601' } }), /postgres\.queryTimeoutSeconds \(flag --db-query-timeout\) must be at most 3600, got 3601/);
+    assert.match(refusal({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_QUERY_TIMEOUT: '30s' } }), /postgres\.queryTimeoutSeconds \(env UPDRAFT_DB_QUERY_TIMEOUT\) must be an integer written in decimal digits, got "30s"/);
+    assert.match(
+      refusal({ flags: { 'db-query-timeout': '10' } }),
+      /postgres\.queryTimeoutSeconds \(flag --db-query-timeout\) is set but db is empty: the embedded SQLite store has no such bound; set db \(--db postgres:\/\/\.\.\.\), or leave it out/,
+    );
+  });
+});
+
+const started = await startTestPostgres();
+if (!started.ok) {
+  const message = unavailable(started, 'PostgreSQL store settings tests');
+  it('the PostgreSQL store settings on a real server', (t) => t.skip(message));
+} else {
+  const pgServer = started.server;
+  after(() => pgServer.stop());
+
+  it('a server with --db-query-timeout 1 fails a request PostgreSQL leaves unanswered within 1 + 5 s, and serves once it answers', { timeout: 120_000 }, async () => {
+    const u = new URL(await pgServer.createDatabase());
+    const relay = await startRelay({ host: u.hostname, port: Number(u.port) });
+    u.host = `127.0.0.1:${relay.port}`;
+    const ts = await startTestServer({ flags: { db: u.toString(), 'db-query-timeout': '1' } });
+    try {
+      const devices = () => fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${ts.token}` } });
+      assert.equal((await devices()).status, 200);
+      relay.hang();
+      const r = await devices();
+      const body = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(r.status, 503, JSON.stringify(body));
+      assert.equal(body.error.code, 'UNAVAILABLE');
+      // the statement timeout set, and the query timeout 5 s more (the default would be 35000 ms)
+      assert.match(body.error.message, /^PostgreSQL at postgres:\/\/.* did not answer a query within 6000 ms \(a network partition or a stuck server\)$/);
+      relay.resume();
+      assert.equal((await devices()).status, 200);
+    } finally {
+      relay.resume();
+      await ts.close();
+      await relay.stop();
+    }
+  });
+}

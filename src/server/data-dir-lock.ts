@@ -14,6 +14,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
 import { sqliteInUse } from '../store/sqlite-in-use.ts';
+import type { Logger } from '../util/logger.ts';
 
 /** The lock file's name in the data directory (not copied by backups). */
 export const SERVER_LOCK = 'server.lock';
@@ -58,5 +59,54 @@ export class DataDirLock {
   async stop(): Promise<void> {
     this.db?.close();
     this.db = undefined;
+  }
+}
+
+/**
+ * Runs `create` while this process alone sets up `dataDir`: what a first start creates there
+ * (the operator token, the signing and URL keys, the CA, the embedded store's file) is
+ * created by one process, and another started at the same moment waits, then reads what
+ * the first made (or, with the embedded store, is refused: the file is open in the first).
+ * Each of those was loaded or created by a check, then a write renamed into place: two
+ * servers started together on an empty directory each made its own token, keys and CA, the
+ * last rename won on disk, and the other served with secrets no file held (QA). The lock
+ * is the write lock of `server.lock` (BEGIN IMMEDIATE on the SQLite file): it goes with the
+ * process, also when killed, so a crash mid-creation leaves no stale lock. Waits at most
+ * `timeoutMs` (60 s), then refuses in one line.
+ */
+export async function whileSettingUp<T>(dataDir: string, create: () => Promise<T>, opts: { logger?: Logger; timeoutMs?: number } = {}): Promise<T> {
+  const file = path.join(dataDir, SERVER_LOCK);
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  let db: Database.Database;
+  try {
+    db = new Database(file, { timeout: 0 });
+  } catch (err) {
+    throw new UpdraftError('CONFIG', `cannot open ${file}, by which servers starting on ${dataDir} take turns to set it up: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const deadline = Date.now() + timeoutMs;
+    let said = false;
+    for (;;) {
+      try {
+        // WAL, as DataDirLock's: its readers' shared locks and this write lock go together
+        db.pragma('journal_mode = WAL');
+        db.exec('BEGIN IMMEDIATE');
+        break;
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code !== 'SQLITE_BUSY' && code !== 'SQLITE_LOCKED') throw new UpdraftError('CONFIG', `cannot lock ${file}, by which servers starting on ${dataDir} take turns to set it up: ${(err as Error).message}`, { cause: err });
+        if (Date.now() >= deadline) throw new UpdraftError('CONFIG', `another process has been setting up ${dataDir} for ${Math.round(timeoutMs / 1000)} s (it holds ${file}'s lock): stop it, or give this server its own --data-dir`);
+        if (!said) opts.logger?.info('waiting for another process setting up this data directory (a server starting on it): its operator token, keys and CA are read once it has made them', { dataDir });
+        said = true;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    return await create();
+  } finally {
+    try {
+      if (db.inTransaction) db.exec('ROLLBACK');
+    } finally {
+      db.close();
+    }
   }
 }

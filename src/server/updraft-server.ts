@@ -59,7 +59,7 @@ import { UpdateCommands } from './update-commands.ts';
 import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
-import { DataDirLock } from './data-dir-lock.ts';
+import { DataDirLock, whileSettingUp } from './data-dir-lock.ts';
 import { checkWritableDir } from '../util/writable-dir.ts';
 import { ClusterClock } from '../cluster/cluster-clock.ts';
 import { mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
@@ -157,14 +157,19 @@ export class UpdraftServer {
     if (config.db) await this.startPart(new DataDirLock(dataDir));
     // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)
     this.store = createStateStore(config, dataDir, logger.child('store'));
-    await this.startPart(this.store);
-    const token = await loadOrCreateOperatorToken(dataDir);
-    this.operatorToken = token.token;
-    this.tokenCreated = token.created;
-    const security = await loadSecurity(config, dataDir, logger.child('security'));
+    if (config.db) await this.startPart(this.store);
+    // one server at a time creates what a first start makes: another started with it waits,
+    // then reads the same token, keys and CA (or is refused: the embedded file is in use)
+    const { security, urlKeys } = await whileSettingUp(dataDir, async () => {
+      if (!config.db) await this.startPart(this.store);
+      const token = await loadOrCreateOperatorToken(dataDir);
+      this.operatorToken = token.token;
+      this.tokenCreated = token.created;
+      const security = await loadSecurity(config, dataDir, logger.child('security'));
+      // one live key ring: URL signatures and download tokens rotate together
+      return { security, urlKeys: await loadOrCreateKeyRing(dataDir) };
+    }, { logger });
     this.security = security;
-    // one live key ring: URL signatures and download tokens rotate together
-    const urlKeys = await loadOrCreateKeyRing(dataDir);
 
     // instances on one database keep job times by its clock: one whose clock is off would
     // stamp deadlines the leader judges by another (cluster/cluster-clock.ts)

@@ -23,13 +23,54 @@ export interface InstanceMetrics {
   eventLoop: EventLoopFigures;
 }
 
-/** True when the request prefers the text format (Prometheus, OpenMetrics) to JSON. */
+/** How an Accept header rates one of the answer's formats: its q, and how specific the range that gave it was. */
+interface Rating {
+  q: number;
+  /** 2 type/subtype, 1 type/*, 0 star/star, -1 no range matched. */
+  specificity: number;
+  /** Position of that range in the header, for a tie. */
+  index: number;
+}
+
+/**
+ * How `ranges` rate a format of the given types: RFC 9110 §12.5.1, the most specific range
+ * that matches gives the q (a type's own range over `type/*` over `* /*`), the best of the
+ * format's types counts; q=0 is "not acceptable".
+ */
+function rate(ranges: { type: string; q: number }[], types: string[]): Rating {
+  let best: Rating = { q: 0, specificity: -1, index: Infinity };
+  for (const t of types) {
+    let found: Rating = { q: 0, specificity: -1, index: Infinity };
+    ranges.forEach((r, index) => {
+      const specificity = r.type === t ? 2 : r.type === `${t.split('/')[0]}/*` ? 1 : r.type === '*/*' ? 0 : -1;
+      if (specificity > found.specificity) found = { q: r.q, specificity, index };
+    });
+    if (found.q > best.q || (found.q === best.q && found.specificity > best.specificity)) best = found;
+  }
+  return best;
+}
+
+/**
+ * True when the request prefers the text format (Prometheus, OpenMetrics) to JSON, by the
+ * Accept header's q weights (`application/json;q=1, text/plain;q=0.1` gets JSON); at equal
+ * weights the format named more specifically, then the one named first; JSON when neither is
+ * acceptable or the header says nothing (curl, fetch: star/star).
+ */
 export function wantsPrometheusText(accept: string | undefined): boolean {
   if (!accept) return false;
-  const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
-  const text = types.findIndex((t) => t === 'text/plain' || t === 'application/openmetrics-text');
-  const json = types.findIndex((t) => t === 'application/json');
-  return text >= 0 && (json < 0 || text < json);
+  const ranges = accept.split(',').map((part) => {
+    const [type = '', ...params] = part.split(';').map((p) => p.trim());
+    const qParam = params.find((p) => /^q\s*=/i.test(p));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(qParam.indexOf('=') + 1).trim());
+    // a q that is no number in 0-1 (RFC 9110's qvalue) is taken as 1, as no q would be
+    return { type: type.toLowerCase(), q: Number.isFinite(q) && q >= 0 && q <= 1 ? q : 1 };
+  });
+  const text = rate(ranges, ['text/plain', 'application/openmetrics-text']);
+  const json = rate(ranges, ['application/json']);
+  if (text.q === 0) return false;
+  if (text.q !== json.q) return text.q > json.q;
+  if (text.specificity !== json.specificity) return text.specificity > json.specificity;
+  return text.index < json.index;
 }
 
 type Sample = [labels: string, value: number];

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { renderPrometheus, wantsPrometheusText, type InstanceMetrics } from '../../src/http/metrics.ts';
+import { startTestServer } from '../helpers/server.ts';
 
 describe('metrics for Prometheus', () => {
   it('answers text to a client that prefers it, JSON otherwise', () => {
@@ -17,6 +18,37 @@ describe('metrics for Prometheus', () => {
     assert.equal(wantsPrometheusText('*/*'), false);
     assert.equal(wantsPrometheusText('application/json'), false);
     assert.equal(wantsPrometheusText('application/json, text/plain, */*'), false);
+  });
+
+  it("weighs the Accept header's q values, q=0 being not acceptable", () => {
+    assert.equal(wantsPrometheusText('application/json;q=1, text/plain;q=0.1'), false);
+    assert.equal(wantsPrometheusText('text/plain;q=0.1, application/json'), false);
+    assert.equal(wantsPrometheusText('application/json;q=0.5, text/plain'), true);
+    assert.equal(wantsPrometheusText('text/plain;q=0, */*'), false);
+    assert.equal(wantsPrometheusText('text/plain;q=0'), false);
+    assert.equal(wantsPrometheusText('application/json;q=0, text/*'), true);
+    assert.equal(wantsPrometheusText('application/json;q=0.2, text/*;q=0.3'), true);
+    // a type's own range over a wildcard: text/* is q=1, text/plain itself is refused
+    assert.equal(wantsPrometheusText('text/plain;q=0, text/*, application/json;q=0.5'), false);
+    // equal weights: named over a wildcard, then the first named
+    assert.equal(wantsPrometheusText('text/plain, */*'), true);
+    assert.equal(wantsPrometheusText('text/plain;version=0.0.4;q=0.5, application/json;q=0.5'), true);
+    assert.equal(wantsPrometheusText('TEXT/PLAIN; Q=0.9, application/json; q=0.8'), true);
+  });
+
+  it('a real server answers each Accept with the format it weighs highest', async () => {
+    const ts = await startTestServer();
+    try {
+      const get = (accept: string) => fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}`, accept } });
+      const json = await get('application/json;q=1, text/plain;q=0.1');
+      assert.match(json.headers.get('content-type') ?? '', /^application\/json/);
+      assert.equal(typeof ((await json.json()) as { eventLoop?: unknown }).eventLoop, 'object');
+      const text = await get('application/json;q=0.2, text/plain;version=0.0.4;q=0.5');
+      assert.match(text.headers.get('content-type') ?? '', /^text\/plain/);
+      assert.match(await text.text(), /^# TYPE updraft_event_loop_active_seconds_total counter$/m);
+    } finally {
+      await ts.close();
+    }
   });
 
   it('writes each figure as a typed family, rejections by code, times in seconds', () => {

@@ -126,10 +126,12 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   const loop = m.eventLoop;
   family('updraft_event_loop_active_seconds_total', 'counter', 'Time the JavaScript thread spent running code; its rate near 1 is a saturated instance.', one(loop.activeMs / 1000));
   family('updraft_event_loop_idle_seconds_total', 'counter', 'Time the JavaScript thread waited for work.', one(loop.idleMs / 1000));
-  family('updraft_event_loop_delay_seconds', 'gauge', 'How late a 10 ms timer fired over the last complete minute: how long ready work waited for the thread.', [
-    ['{quantile="0.5"}', loop.lastMinute.delayMs.p50 / 1000],
-    ['{quantile="0.99"}', loop.lastMinute.delayMs.p99 / 1000],
-    ['{quantile="1"}', loop.lastMinute.delayMs.max / 1000],
-  ]);
+  // three gauges, not one with a `quantile` label: OpenMetrics and Prometheus reserve that
+  // label for summaries, whose _sum and _count a minute's percentiles do not have
+  const delay = loop.lastMinute.delayMs;
+  const late = 'How late a 10 ms timer fired over the last complete minute (how long ready work waited for the thread)';
+  family('updraft_event_loop_delay_p50_seconds', 'gauge', `${late}: the median.`, one(delay.p50 / 1000));
+  family('updraft_event_loop_delay_p99_seconds', 'gauge', `${late}: the 99th percentile.`, one(delay.p99 / 1000));
+  family('updraft_event_loop_delay_max_seconds', 'gauge', `${late}: the longest.`, one(delay.max / 1000));
   return lines.join('\n') + '\n';
 }

@@ -45,7 +45,10 @@ describe('metrics for Prometheus', () => {
       assert.equal(typeof ((await json.json()) as { eventLoop?: unknown }).eventLoop, 'object');
       const text = await get('application/json;q=0.2, text/plain;version=0.0.4;q=0.5');
       assert.match(text.headers.get('content-type') ?? '', /^text\/plain/);
-      assert.match(await text.text(), /^# TYPE updraft_event_loop_active_seconds_total counter$/m);
+      const body = await text.text();
+      assert.match(body, /^# TYPE updraft_event_loop_active_seconds_total counter$/m);
+      assert.match(body, /^updraft_event_loop_delay_p99_seconds \d/m);
+      assert.doesNotMatch(body, /quantile=/);
     } finally {
       await ts.close();
     }
@@ -90,13 +93,16 @@ describe('metrics for Prometheus', () => {
       'process_start_time_seconds 1799999900',
       'updraft_event_loop_active_seconds_total 2.5',
       'updraft_event_loop_idle_seconds_total 97.5',
-      'updraft_event_loop_delay_seconds{quantile="0.5"} 0.0101',
-      'updraft_event_loop_delay_seconds{quantile="0.99"} 0.011',
-      'updraft_event_loop_delay_seconds{quantile="1"} 0.02',
+      'updraft_event_loop_delay_p50_seconds 0.0101',
+      'updraft_event_loop_delay_p99_seconds 0.011',
+      'updraft_event_loop_delay_max_seconds 0.02',
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 16);
+    assert.equal(types.length, 18);
+    // `quantile` is a summary's label (OpenMetrics reserves it): no gauge carries it
+    assert.doesNotMatch(text, /quantile=/);
+    assert.ok(types.includes('# TYPE updraft_event_loop_delay_p99_seconds gauge'));
     assert.ok(types.includes('# TYPE updraft_shadow_rejections_total counter'));
     assert.ok(types.includes('# TYPE updraft_online_devices gauge'));
     assert.ok(text.indexOf('# TYPE updraft_downloads_total counter') < text.indexOf('updraft_downloads_total{result="served"}'));

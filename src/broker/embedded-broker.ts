@@ -19,6 +19,7 @@ import { parseDeviceRequestTopic, parsePresenceTopic } from '../protocol/topics.
 import type { Logger } from '../util/logger.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
+import { ForwardOnce } from './forward-once.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
 import { MAX_DEVICE_QOS2_AWAITING_RELEASE, MAX_OPERATOR_QOS2_AWAITING_RELEASE, Qos2Receipts } from './qos2-receipts.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
@@ -129,6 +130,9 @@ function isRequestTopic(topic: string): boolean {
   return parseDeviceRequestTopic(topic) !== undefined || topic.startsWith(AWS_THINGS_PREFIX);
 }
 
+/** aedes's id for this broker: it stamps every message published here (`brokerId`). */
+const BROKER_ID = 'updraft';
+
 /** aedes error with the CONNACK return code it should send. */
 function connectError(code: 3 | 4 | 5, message: string): Error & { returnCode: number } {
   return Object.assign(new Error(message), { returnCode: code });
@@ -175,6 +179,8 @@ export class EmbeddedBroker implements MessageBus {
   private cleanIncoming: (clientId: string) => Promise<void> = () => Promise.resolve();
   /** Connections closed for holding too many QoS 2 messages: logged once each. */
   private readonly qos2Refused = new WeakSet<Client>();
+  /** Each message once per connection, in place of aedes's filter that lost messages (aedes#994). */
+  private readonly forwardOnce = new ForwardOnce(BROKER_ID);
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
@@ -320,7 +326,7 @@ export class EmbeddedBroker implements MessageBus {
   async start(): Promise<void> {
     const log = this.opts.logger;
     const aedes = await Aedes.createBroker({
-      id: 'updraft',
+      id: BROKER_ID,
       // mqemitter with a concurrency limit queues messages once that many deliveries are
       // pending (slow subscribers), then drains the queue recursively: every queued message
       // nobody subscribes to (aedes's $SYS notices when thousands of devices disconnect)
@@ -436,7 +442,10 @@ export class EmbeddedBroker implements MessageBus {
         this.subscriptionHandler(sender, sub.topic);
         done(null, sub);
       },
-      authorizeForward: (_client, packet) => (this.dropped.has(packet.payload as Buffer) ? null : packet),
+      // a copy of the message just forwarded to this connection (overlapping subscriptions) is
+      // not sent again; aedes's own filter, which also dropped messages that had overtaken
+      // each other, is off (forward-once.ts)
+      authorizeForward: (client, packet) => (this.dropped.has(packet.payload as Buffer) || !this.forwardOnce.first(client, packet) ? null : packet),
       published: (packet, client, done) => {
         done(null);
         // MQTT messages, not aedes's own $SYS notices (a client came or went, subscribed): they
@@ -496,6 +505,7 @@ export class EmbeddedBroker implements MessageBus {
     const maxPacket = this.opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     const handle = (socket: net.Socket) => {
       const client = aedes.handle(coalesceWrites(socket)) as unknown as ParsingClient;
+      this.forwardOnce.adopt(client);
       limitPacketSize(client, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote: socket.remoteAddress }));
       // after aedes's own listener: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
       client._parser!.on('packet', (packet) => {

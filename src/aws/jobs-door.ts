@@ -98,6 +98,7 @@ export class AwsJobsDoor {
     let body: AwsJobsRequestBody = {};
     try {
       body = parseAwsJobsBody(payload, req);
+      await this.refuseUnregistered(req.thing, sender);
       const accepted = await this.run(req, body, sender);
       if (body.clientToken !== undefined) accepted.clientToken = body.clientToken;
       await this.publishJson(awsJobsAnswerTopic(req, 'accepted'), accepted);
@@ -106,6 +107,18 @@ export class AwsJobsDoor {
       if (e.code === 'InternalError') this.deps.logger.error('jobs request failed', { thing: req.thing, op: req.op, error: asUpdraftError(err).message });
       await this.publishJson(awsJobsAnswerTopic(req, 'rejected'), this.rejection(e, body.clientToken ?? salvageJobsClientToken(payload)));
     }
+  }
+
+  /**
+   * ResourceNotFound for an operator's (or the server's) request about a thing no registered
+   * device is, as AWS answers for a thing that does not exist and as the shadow door refuses
+   * it (404): answered with an empty pending list, a mistyped name would look like a thing
+   * with nothing to do. A device's request is not checked: it acts for itself or for the
+   * things an operator listed for it (`awsThings`), which need not be registered.
+   */
+  private async refuseUnregistered(thing: string, sender: Sender): Promise<void> {
+    if (sender.kind === 'device' || (await this.deps.store.getDevice(thing)) !== undefined) return;
+    throw new AwsJobsError('ResourceNotFound', `Thing ${thing} is not registered: no device has that id; register it with: updraft device register ${thing}`);
   }
 
   private async run(req: AwsJobsRequest, body: AwsJobsRequestBody, sender: Sender): Promise<JsonObject> {

@@ -225,4 +225,31 @@ describe('AWS IoT topic families (protocol)', () => {
     const invalidTopic = await dev.request(jobs('thing-1', 'foo/bar'), {});
     assert.deepEqual([invalidTopic.topic, invalidTopic.body.code], [jobs('thing-1', 'foo/bar/rejected'), 'InvalidTopic']);
   });
+
+  it("refuses an operator's jobs requests for a thing that is not registered with ResourceNotFound", async () => {
+    const op = await TestClient.connect(ts.mqttUrl, 'jobs-operator', { username: 'operator', password: ts.token });
+    try {
+      await op.subscribe('$aws/things/ghost-1/jobs/#', '$aws/things/thing-1/jobs/#');
+      const message = 'Thing ghost-1 is not registered: no device has that id; register it with: updraft device register ghost-1';
+      for (const [rest, body] of [
+        ['get', {}],
+        ['start-next', {}],
+        ['$next/get', {}],
+        ['some-job/get', {}],
+        ['some-job/update', { status: 'IN_PROGRESS' }],
+      ] as const) {
+        const r = await op.request(jobs('ghost-1', rest), body, `ghost-${rest}`);
+        assert.equal(r.topic, jobs('ghost-1', `${rest}/rejected`), rest);
+        assert.deepEqual([r.body.code, r.body.message, r.body.clientToken], ['ResourceNotFound', message, `ghost-${rest}`], rest);
+      }
+      // nothing was written for it: no shadow, no device
+      assert.equal(await ts.server.store.getShadow('ghost-1', ''), undefined);
+      assert.equal(await ts.server.store.getDevice('ghost-1'), undefined);
+      // a registered thing is answered to the operator as before
+      const known = await op.request(jobs('thing-1', 'get'), {});
+      assert.equal(known.topic, jobs('thing-1', 'get/accepted'));
+    } finally {
+      await op.end();
+    }
+  });
 });

@@ -2,6 +2,10 @@
  * Writing a device's desired software for a job (pattern step 3), and taking it back.
  * Everything goes through the replica, the same path as `state/{id}/update`, so the delta
  * (the update command, with a freshly signed URL) reaches the device online or later.
+ * Every write here is conditional on the shadow version read: two instances can lead the
+ * rollouts for a moment (deployment.md, the bound), and neither replaces unseen a command
+ * the other wrote since its read (the engine fences what the version cannot, the execution
+ * canceled meanwhile: RolloutEngine.fenceCommand).
  *
  * Taking a command back: the agent stops a download only when a newer command arrives (or
  * when a `get` shows nothing desired), so a cancel writes a "stay" command: the software the
@@ -35,9 +39,19 @@ export function softwareFor(artifact: ArtifactRecord, jobId: string): DesiredSof
   return { name: artifact.name, version: artifact.version, sha256: artifact.sha256, size: artifact.size, jobId };
 }
 
-/** Writes the update command. */
-export async function sendCommand(deps: DesiredSoftwareDeps, deviceId: string, software: DesiredSoftware): Promise<void> {
-  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...software } } } }, ROLLOUT_SENDER);
+/** The version a write conditional on `shadow` (as read) names: 0 for a shadow that does not exist (or was deleted). */
+export function versionOf(shadow: ShadowRecord | undefined): number {
+  return shadow && !shadow.deleted ? shadow.version : 0;
+}
+
+/**
+ * Writes the update command, only over the shadow version the caller read (`onVersion`,
+ * versionOf): CONFLICT when anything wrote the shadow since (a report, or another instance's
+ * command, stay or rollback, which an unconditional write would replace unseen: two leaders
+ * overlap for a moment, deployment.md). The caller reads again and decides again.
+ */
+export async function sendCommand(deps: DesiredSoftwareDeps, deviceId: string, software: DesiredSoftware, onVersion: number): Promise<void> {
+  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...software } } }, version: onVersion }, ROLLOUT_SENDER);
 }
 
 async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, version: string | undefined): Promise<ArtifactRecord | undefined> {
@@ -104,19 +118,25 @@ export async function withdrawStay(deps: DesiredSoftwareDeps, deviceId: string, 
  * before the job (`previous`), if the catalogue holds that build, else it is cleared so the
  * failed update stops being asked for. Resolves with the version asked for (null: cleared),
  * or with the job the device was asked for since: a later job's command is never undone by
- * this job's rollback (it would take the device back from that job's build).
+ * this job's rollback (it would take the device back from that job's build). Written on the
+ * version read, so a command written meanwhile (another job's, another instance's) is seen:
+ * on a conflict it reads again.
  */
 export async function rollBack(deps: DesiredSoftwareDeps, deviceId: string, jobId: string, previous: JsonObject | undefined): Promise<{ to: string | null } | { supersededBy: string }> {
-  const { askedJobId } = await currentCommand(deps, deviceId);
-  const asked = askedJobId === undefined ? undefined : parseAgentJobId(askedJobId);
-  if (asked && asked.jobId !== jobId) return { supersededBy: asked.jobId };
   const prev = await catalogued(deps, typeof previous?.name === 'string' ? previous.name : undefined, typeof previous?.version === 'string' ? previous.version : undefined);
-  if (prev) {
-    await sendCommand(deps, deviceId, softwareFor(prev, `${jobId}.rollback`));
-    return { to: prev.version };
+  for (let attempt = 1; ; attempt++) {
+    const { shadow, askedJobId } = await currentCommand(deps, deviceId);
+    const asked = askedJobId === undefined ? undefined : parseAgentJobId(askedJobId);
+    if (asked && asked.jobId !== jobId) return { supersededBy: asked.jobId };
+    const software = prev ? { ...softwareFor(prev, `${jobId}.rollback`) } : null;
+    try {
+      await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software } }, version: versionOf(shadow) }, ROLLOUT_SENDER);
+      return { to: prev ? prev.version : null };
+    } catch (err) {
+      if (err instanceof UpdraftError && err.code === 'CONFLICT' && attempt < 3) continue;
+      throw err;
+    }
   }
-  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
-  return { to: null };
 }
 
 /** The device's classic shadow, and the (agent) job id of the command its desired software holds, if any. */

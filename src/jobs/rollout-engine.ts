@@ -38,7 +38,7 @@ import type { Logger } from '../util/logger.ts';
 import { agentJobId, parseAgentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
 import { refusalOf } from './device-fit.ts';
-import { retractCommand, rollBack, sendCommand, softwareFor, type DesiredSoftwareDeps } from './desired-software.ts';
+import { retractCommand, rollBack, sendCommand, softwareFor, versionOf, type DesiredSoftwareDeps } from './desired-software.ts';
 import { isTerminal } from './execution-state.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
 import { mutateExecution } from './execution-writer.ts';
@@ -868,55 +868,117 @@ export class RolloutEngine {
         await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REMOVED', details: { ...cur.details, error } } : undefined), now, e);
         return 'refused';
       }
-      const shadow = await store.getShadow(e.deviceId, '');
-      const reportedState = shadow && !shadow.deleted ? shadow.state.reported : undefined;
-      const reported = parseReportedSoftware(reportedState?.software);
-      // a lower version than the device runs, or a build for other hardware or over other
-      // versions (protocol/compatibility.ts): REJECTED, nothing sent (a wave's success rate
-      // leaves it out). A device that has not said its type decides itself (jobs/device-fit.ts)
-      const refusal = refusalOf(artifact, spec.allowDowngrade === true, reportedState, reported);
-      if (refusal) {
-        const { error, version } = refusal;
-        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, ...(version !== undefined ? { version } : {}) } } : undefined), now, e);
-        return 'refused';
-      }
-      // the device is asked for a newer job's build it has not finished (a hotfix over this
-      // slower rollout): that job stands, and this execution ends, CANCELED as when the newer
-      // job's command supersedes this one's (execution-tracker.ts); nothing is sent
-      const newer = await this.newerCommand(job, e.deviceId, shadow?.deleted ? undefined : shadow?.state.desired?.software, reported);
-      if (newer) {
-        const error = `not sent: the device was asked for job ${newer}, created after this one, and has not finished it; that job's command stands`;
-        // the newer command replaced any this execution's timed-out attempt left desired: nothing owed
-        await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'CANCELED', details: { ...withoutRetractPending(cur.details), error }, dueAt: undefined } : undefined), now, e);
-        return 'refused';
-      }
       const aid = agentJobId(e.jobId, e.attempt ?? 1);
-      await sendCommand(this.desired, e.deviceId, softwareFor(artifact, aid));
+      let reported: ReportedSoftware | undefined;
+      for (let attempt = 1; ; attempt++) {
+        const shadow = await store.getShadow(e.deviceId, '');
+        const reportedState = shadow && !shadow.deleted ? shadow.state.reported : undefined;
+        reported = parseReportedSoftware(reportedState?.software);
+        // a lower version than the device runs, or a build for other hardware or over other
+        // versions (protocol/compatibility.ts): REJECTED, nothing sent (a wave's success rate
+        // leaves it out). A device that has not said its type decides itself (jobs/device-fit.ts)
+        const refusal = refusalOf(artifact, spec.allowDowngrade === true, reportedState, reported);
+        if (refusal) {
+          const { error, version } = refusal;
+          await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'REJECTED', details: { ...cur.details, error, ...(version !== undefined ? { version } : {}) } } : undefined), now, e);
+          return 'refused';
+        }
+        // the device is asked for a newer job's build it has not finished (a hotfix over this
+        // slower rollout): that job stands, and this execution ends, CANCELED as when the newer
+        // job's command supersedes this one's (execution-tracker.ts); nothing is sent
+        const newer = await this.newerCommand(job, e.deviceId, shadow?.deleted ? undefined : shadow?.state.desired?.software, reported);
+        if (newer) {
+          const error = `not sent: the device was asked for job ${newer}, created after this one, and has not finished it; that job's command stands`;
+          // the newer command replaced any this execution's timed-out attempt left desired: nothing owed
+          await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'CANCELED', details: { ...withoutRetractPending(cur.details), error }, dueAt: undefined } : undefined), now, e);
+          return 'refused';
+        }
+        // written over the version read: a command, stay or rollback written meanwhile (another
+        // instance leading for a moment too, deployment.md) is not replaced unseen; read again
+        try {
+          await sendCommand(this.desired, e.deviceId, softwareFor(artifact, aid), versionOf(shadow));
+          break;
+        } catch (err) {
+          if (err instanceof UpdraftError && err.code === 'CONFLICT' && attempt < 3) continue;
+          throw err;
+        }
+      }
       // the command's clock starts when it is committed and sent, not when the tick began: a
       // big batch waits for its group commit, and the device's timeout and latency count from here
       const sentAt = this.now();
       const previous: JsonObject | undefined = reported ? { version: reported.version, ...(reported.name ? { name: reported.name } : {}) } : undefined;
-      await mutateExecution(
+      const markSent = (cur: ExecutionRecord): Partial<ExecutionRecord> | undefined => {
+        if ((cur.attempt ?? 1) !== (e.attempt ?? 1) || isTerminal(cur.status)) return undefined;
+        // this command replaced a timed-out attempt's that a failed retract left desired: nothing is owed any more
+        const details: JsonObject = { ...withoutRetractPending(cur.details) };
+        if (details.previous === undefined && previous) details.previous = previous;
+        // the device may have reported already (the tracker then set dispatchedAt)
+        if (cur.dispatchedAt !== undefined) return details.previous === cur.details.previous && details[RETRACT_PENDING] === cur.details[RETRACT_PENDING] ? undefined : { details };
+        return { dispatchedAt: sentAt, details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: sentAt, details }) };
+      };
+      // the last row the edit saw, and whether it had something to write there
+      let last: { row: ExecutionRecord; change: boolean } | undefined;
+      const marked = await mutateExecution(
         this.deps,
         key,
         (cur) => {
-          if ((cur.attempt ?? 1) !== (e.attempt ?? 1) || isTerminal(cur.status)) return undefined;
-          // this command replaced a timed-out attempt's that a failed retract left desired: nothing is owed any more
-          const details: JsonObject = { ...withoutRetractPending(cur.details) };
-          if (details.previous === undefined && previous) details.previous = previous;
-          // the device may have reported already (the tracker then set dispatchedAt)
-          if (cur.dispatchedAt !== undefined) return details.previous === cur.details.previous && details[RETRACT_PENDING] === cur.details[RETRACT_PENDING] ? undefined : { details };
-          return { dispatchedAt: sentAt, details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: sentAt, details }) };
+          const change = markSent(cur);
+          last = { row: cur, change: change !== undefined };
+          return change;
         },
         sentAt,
         e, // as listed: if it changed since, the conditional write fails and the row is read again
       );
+      // the row as written, or as found with nothing to write (the store's: mutateExecution
+      // confirms a remembered row); unknown when the write kept conflicting or there is no row
+      await this.fenceCommand(key, e.attempt ?? 1, aid, marked ?? (last && !last.change ? last.row : undefined), sentAt);
       return 'sent';
     } catch (err) {
       // the replica refused (429) or the store failed: the execution stays queued for the next tick
       this.deps.logger.warn('update command not sent; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
       return 'failed';
     }
+  }
+
+  /**
+   * The fence after a command is written (dispatch): takes it back when the execution, as
+   * the write of its dispatch left or found it (`row`, read again when unknown), no longer
+   * wants it: canceled or asked to stop, refused, removed or timed out, or on another attempt.
+   *
+   * Why: the command goes out before the execution is marked sent (a crash in between sends
+   * it again, the same device-side job id), so a cancel in between (on another instance
+   * leading for a moment too, deployment.md, the bound: on this one a cancel waits for the
+   * tick, `exclusive`) finds the execution QUEUED with nothing sent: it ends it CANCELED and
+   * takes nothing back, or its take-back reads the shadow before the command lands; the
+   * device then installs a canceled job. The cancel writes the execution before it reads the shadow, and
+   * this reads the execution after the command is committed: of the two, at least one sees
+   * the other (the row's writes are ordered, each conditional on the version read), so the
+   * command is taken back by the cancel or here. The same holds for a timeout's take-back and
+   * a refusal at dispatch on the other instance. A device that reported an outcome for the
+   * attempt, or is installing it, is left alone (a stop leaves installs to finish).
+   */
+  private async fenceCommand(key: { jobId: string; deviceId: string }, attempt: number, aid: string, row: ExecutionRecord | undefined, now: number): Promise<void> {
+    const cur = row ?? (await this.deps.store.getExecution(key.jobId, key.deviceId));
+    if (cur && (cur.attempt ?? 1) === attempt) {
+      if (cur.status === 'SUCCEEDED' || cur.status === 'FAILED') return;
+      if (!isTerminal(cur.status) && (cur.details.cancelRequested !== true || cur.details.agentStatus === 'INSTALLING')) return;
+    }
+    const why = !cur ? 'its execution is gone' : (cur.attempt ?? 1) !== attempt ? `the execution is on attempt ${cur.attempt ?? 1} now` : `the execution is ${cur.details.cancelRequested === true && !isTerminal(cur.status) ? 'being canceled' : cur.status}`;
+    this.deps.logger.info('update command taken back at once: the execution changed while it was being sent', { ...key, agentJobId: aid, why });
+    const outcome = await this.takeBack(key.deviceId, aid, 'update command of a changed execution not taken back', { ...key, agentJobId: aid });
+    if (outcome !== 'for now' || !cur) return;
+    // failed for now: retried through the deadline index (pending-retract.ts) when nothing else
+    // is due for the row; a row still due (a timeout or a stop's grace) takes its attempt's back then
+    await mutateExecution(
+      this.deps,
+      key,
+      (c) => {
+        const idle = isTerminal(c.status) || (c.status === 'QUEUED' && c.dispatchedAt === undefined);
+        if (!idle || c.dueAt !== undefined || c.details[RETRACT_PENDING] !== undefined) return undefined;
+        return { details: { ...c.details, [RETRACT_PENDING]: aid }, dueAt: now + RETRACT_RETRY_MS };
+      },
+      now,
+    );
   }
 
   /**

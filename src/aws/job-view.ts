@@ -8,8 +8,11 @@
  * Ids: attempt n of job J is AWS job `J` with `executionNumber` n (AWS re-runs keep the job
  * id); a rollback (`J.rollback`) is a job of its own, executionNumber 1, whose status comes
  * from the device's reports, since no execution record is its own: the door keeps its
- * version and start time in J's record (`details.awsRollback`). A stay command
- * (`<id>.cancel`) is no job: the thing has nothing pending.
+ * version and start time in J's record (`details.awsRollback`). Once replaced by another
+ * command, a rollback that finished is read from J's record (`pastRollbackView`): its
+ * outcome as the tracker recorded it (`details.control`), its version, start and last
+ * statusDetails from `details.awsRollback`, as AWS keeps a finished execution. A stay
+ * command (`<id>.cancel`) is no job: the thing has nothing pending.
  *
  * `startedAt` is when the execution left QUEUED (`details.startedAt`: written by the door for
  * a Jobs API request, by the tracker at a device's first report), as AWS's
@@ -55,13 +58,37 @@ export interface RollbackState {
   version: number;
   /** When an update through the Jobs API took it out of QUEUED, ms since the epoch. */
   startedAt?: number;
+  /** Its statusDetails after the last update through the Jobs API (the shadow holds them only until the next command). */
+  statusDetails?: Record<string, string>;
 }
 
 /** The door's state of rollback `agentId` kept in `details`, if any. */
-export function rollbackStateOf(details: JsonObject, agentId: string): RollbackState | undefined {
-  const s = details.awsRollback;
+export function rollbackStateOf(recorded: JsonObject, agentId: string): RollbackState | undefined {
+  const s = recorded.awsRollback;
   if (!isJsonObject(s) || s.jobId !== agentId || typeof s.version !== 'number') return undefined;
-  return { jobId: agentId, version: s.version, ...(typeof s.startedAt === 'number' ? { startedAt: s.startedAt } : {}) };
+  const state: RollbackState = { jobId: agentId, version: s.version };
+  if (typeof s.startedAt === 'number') state.startedAt = s.startedAt;
+  const details = statusDetailsOf(s.statusDetails);
+  if (details) state.statusDetails = details;
+  return state;
+}
+
+/**
+ * The outcome of rollback `agentId` as the tracker recorded it in its job's record
+ * (`details.control`, at the device's SUCCESS or FAILURE report), if it finished.
+ */
+function rollbackOutcomeOf(details: JsonObject, agentId: string): { status: AwsJobStatus; at: number } | undefined {
+  const c = details.control;
+  if (!isJsonObject(c) || c.jobId !== agentId || typeof c.at !== 'number') return undefined;
+  if (c.status === 'SUCCESS') return { status: 'SUCCEEDED', at: c.at };
+  if (c.status === 'FAILURE') return { status: 'FAILED', at: c.at };
+  return undefined;
+}
+
+/** When the rollout sent rollback commands for this execution (`details.rollback.at`), ms. */
+function rollbackSentAt(details: JsonObject): number | undefined {
+  const r = details.rollback;
+  return isJsonObject(r) && typeof r.to === 'string' && typeof r.at === 'number' ? r.at : undefined;
 }
 
 /** When the execution left QUEUED through the Jobs API (`details.startedAt`), ms, if recorded. */
@@ -123,6 +150,9 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
   // a rollback's own state (the door moves it at each update: the base job's record does not
   // move with the rollback's reports); a command with no record at all has the shadow's version
   const rollback = id.control && execution ? (rollbackStateOf(execution.details, software.jobId) ?? { jobId: software.jobId, version: 1 }) : undefined;
+  // a rollback's sending and recorded end, as its view will show them once replaced (pastRollbackView)
+  const sentAt = rollback ? rollbackSentAt(execution!.details) : undefined;
+  const ended = rollback ? rollbackOutcomeOf(execution!.details, software.jobId) : undefined;
   const view: JobView = {
     thing,
     jobId: id.jobId,
@@ -130,8 +160,8 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
     executionNumber: id.executionNumber,
     status,
     versionNumber: rollback?.version ?? execution?.version ?? shadow.version,
-    queuedAt: secs(exec?.dispatchedAt ?? exec?.queuedAt ?? shadow.timestamp * 1000),
-    lastUpdatedAt: exec ? secs(exec.updatedAt) : shadow.timestamp,
+    queuedAt: secs(exec?.dispatchedAt ?? exec?.queuedAt ?? sentAt ?? shadow.timestamp * 1000),
+    lastUpdatedAt: exec ? secs(exec.updatedAt) : ended && ended.status === status ? secs(ended.at) : shadow.timestamp,
     software,
     current: true,
   };
@@ -163,6 +193,32 @@ export function pastJobView(thing: string, execution: ExecutionRecord): JobView 
   // recorded by the tracker with the report: the shadow holds them only until the next job
   const details = statusDetailsOf(execution.details.statusDetails);
   if (details) view.statusDetails = details;
+  return view;
+}
+
+/**
+ * The view of rollback `agentId` (`J.rollback`) once it is no longer the device's command,
+ * from J's record: only a rollback that finished (its SUCCESS or FAILURE recorded) has one.
+ * One replaced before it finished has none: the device was asked for another command, and
+ * its last status lived in the shadow's report only.
+ */
+export function pastRollbackView(thing: string, agentId: string, execution: ExecutionRecord): JobView | undefined {
+  const ended = rollbackOutcomeOf(execution.details, agentId);
+  if (!ended) return undefined;
+  const state = rollbackStateOf(execution.details, agentId);
+  const view: JobView = {
+    thing,
+    jobId: agentId,
+    agentJobId: agentId,
+    executionNumber: 1,
+    status: ended.status,
+    versionNumber: state?.version ?? 1,
+    queuedAt: secs(rollbackSentAt(execution.details) ?? ended.at),
+    lastUpdatedAt: secs(ended.at),
+    current: false,
+  };
+  if (state?.startedAt !== undefined) view.startedAt = secs(state.startedAt);
+  if (state?.statusDetails) view.statusDetails = state.statusDetails;
   return view;
 }
 

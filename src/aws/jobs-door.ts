@@ -24,7 +24,7 @@ import type { ExecutionStatus, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import type { AwsThings } from './aws-things.ts';
 import { reportFor } from './job-report.ts';
-import { awsIdOf, executionOf, isPending, rollbackStateOf, stateOf, summaryOf, type JobView } from './job-view.ts';
+import { awsIdOf, executionOf, isPending, reportedStatusDetails, rollbackStateOf, stateOf, summaryOf, type JobView } from './job-view.ts';
 import { AwsJobsNotifier } from './jobs-notifier.ts';
 import { mayActFor } from './thing-access.ts';
 import { ThingJobs } from './thing-jobs.ts';
@@ -187,7 +187,7 @@ export class AwsJobsDoor {
     });
     await tracker.idle();
     const { baseJobId, control } = awsIdOf(view.agentJobId);
-    if (control) await this.recordRollbackUpdate(view, baseJobId);
+    if (control) await this.recordRollbackUpdate(view, baseJobId, reportedStatusDetails(await store.getShadow(view.thing, ''), view.agentJobId));
     else await this.recordUpdate(view, baseJobId, status === 'IN_PROGRESS' ? body.stepTimeoutInMinutes : undefined);
     // read after the door's own write: the versionNumber answered is the one the next update is checked against
     return (await this.jobs.current(view.thing)) ?? view;
@@ -224,14 +224,19 @@ export class AwsJobsDoor {
    * A rollback (`J.rollback`) has no execution record of its own and its reports do not move
    * J's: its versionNumber and start are kept in J's record (`details.awsRollback`), moved
    * here at each update through the Jobs API, so that expectedVersion means what it says.
+   * Its statusDetails as they stand after the update (`statusDetails`, read back from the
+   * shadow) are kept there too: once another command replaces the rollback, the shadow's
+   * report is about that one, and a DescribeJobExecution of the finished rollback reads them
+   * here (`pastRollbackView`).
    */
-  private async recordRollbackUpdate(view: JobView, baseJobId: string): Promise<void> {
+  private async recordRollbackUpdate(view: JobView, baseJobId: string, statusDetails: Record<string, string> | undefined): Promise<void> {
     const now = this.nowMs();
     await mutateExecution(this.deps, { jobId: baseJobId, deviceId: view.thing }, (cur) => {
       const before = rollbackStateOf(cur.details, view.agentJobId);
       const state: JsonObject = { jobId: view.agentJobId, version: (before?.version ?? 1) + 1 };
       const startedAt = before?.startedAt ?? (view.status === 'QUEUED' ? now : undefined);
       if (startedAt !== undefined) state.startedAt = startedAt;
+      if (statusDetails) state.statusDetails = statusDetails;
       return { details: { ...cur.details, awsRollback: state } };
     }, now);
   }
@@ -288,5 +293,7 @@ function refuseRollbackStepTimer(view: JobView, body: AwsJobsRequestBody): void 
 }
 
 function notFound(thing: string, jobId: string): AwsJobsError {
-  return new AwsJobsError('ResourceNotFound', `No job execution exists for job ${jobId} on thing ${thing}`);
+  // a rollback replaced before it finished leaves no state of its own (job-view.ts pastRollbackView)
+  const why = awsIdOf(jobId).control && jobId.endsWith('.rollback') ? ' (a rollback that another command replaced before it finished is not kept)' : '';
+  return new AwsJobsError('ResourceNotFound', `No job execution exists for job ${jobId} on thing ${thing}${why}`);
 }

@@ -7,7 +7,8 @@ import type { JsonObject } from '../protocol/json.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { StateStore } from '../store/state-store.ts';
 import { jobDocument } from './job-document.ts';
-import { awsIdOf, currentCommand, currentJobView, isStayCommand, pastJobView, type JobView } from './job-view.ts';
+import { parseAgentJobId } from '../jobs/agent-job-id.ts';
+import { awsIdOf, currentCommand, currentJobView, isStayCommand, pastJobView, pastRollbackView, type JobView } from './job-view.ts';
 
 /** Reads a thing's jobs. */
 export class ThingJobs {
@@ -31,6 +32,12 @@ export class ThingJobs {
   async find(thing: string, jobId: string): Promise<JobView | undefined> {
     const current = await this.current(thing);
     if (current?.jobId === jobId) return current;
+    const parsed = parseAgentJobId(jobId);
+    if (parsed?.control === 'rollback') {
+      // a rollback has no record of its own: its job's keeps its outcome
+      const base = await this.deps.store.getExecution(parsed.jobId, thing);
+      return base ? pastRollbackView(thing, jobId, base) : undefined;
+    }
     const execution = await this.deps.store.getExecution(jobId, thing);
     // an execution the rollout has not dispatched is not the thing's yet
     return execution && execution.dispatchedAt !== undefined ? pastJobView(thing, execution) : undefined;

@@ -130,6 +130,37 @@ describe('AWS Jobs versions, startedAt and request fields', () => {
     await eventually(async () => ((await ts.server.store.getExecution(jobId, 'r-1'))?.details.control as { status?: string } | undefined)?.status === 'SUCCESS' || undefined, 5000, 'the rollback recorded');
   });
 
+  it('a finished rollback is described as it ended once another job replaced it', async () => {
+    const dev = await thing('rb-1');
+    const jobId = await createJob({ artifact: 'fw@2.0.0', targets: { devices: ['rb-1'] }, abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 1 }], rollback: true } });
+    await dev.next((m) => m.topic === jobs('rb-1', 'notify-next') && m.body.execution?.jobId === jobId);
+    assert.match((await dev.request(jobs('rb-1', `${jobId}/update`), { status: 'FAILED' })).topic, /\/accepted$/);
+    const rollbackId = `${jobId}.rollback`;
+    await dev.next((m) => m.topic === jobs('rb-1', 'notify-next') && m.body.execution?.jobId === rollbackId, 15_000);
+    const update = jobs('rb-1', `${rollbackId}/update`);
+    assert.match((await dev.request(jobs('rb-1', 'start-next'), { statusDetails: { phase: 'INSTALLING' } })).topic, /\/accepted$/);
+    const done = await dev.request(update, { status: 'SUCCEEDED', statusDetails: { result: 'back on 1.0.0' }, includeJobExecutionState: true });
+    assert.equal(done.topic, `${update}/accepted`, JSON.stringify(done.body));
+    await eventually(async () => ((await ts.server.store.getExecution(jobId, 'rb-1'))?.details.control as { status?: string } | undefined)?.status === 'SUCCESS' || undefined, 5000, 'the rollback recorded');
+    const whileCurrent = await dev.request(jobs('rb-1', `${rollbackId}/get`), { includeJobDocument: false });
+    assert.equal(whileCurrent.body.execution.status, 'SUCCEEDED', JSON.stringify(whileCurrent.body));
+
+    // another job replaces the rollback as the thing's command
+    const second = await deploy(ts, ['rb-1'], 'fw@3.0.0');
+    await dev.next((m) => m.topic === jobs('rb-1', 'notify-next') && m.body.execution?.jobId === second);
+    const past = await dev.request(jobs('rb-1', `${rollbackId}/get`), {});
+    assert.equal(past.topic, jobs('rb-1', `${rollbackId}/get/accepted`), JSON.stringify(past.body));
+    const { lastUpdatedAt: lastBefore, ...before } = whileCurrent.body.execution;
+    const { lastUpdatedAt: lastAfter, ...after } = past.body.execution;
+    assert.deepEqual(after, before, 'the same execution as before it was replaced (status, versionNumber, queuedAt, startedAt, statusDetails)');
+    assert.deepEqual([after.status, after.versionNumber, after.statusDetails], ['SUCCEEDED', done.body.executionState.versionNumber, { result: 'back on 1.0.0' }]);
+    assert.ok(lastAfter >= after.startedAt && lastAfter >= lastBefore - 1, `lastUpdatedAt ${lastAfter} (before: ${lastBefore}, started ${after.startedAt})`);
+    const other = await dev.request(jobs('rb-1', `${rollbackId}/get`), { executionNumber: 2 });
+    assert.equal(other.body.code, 'ResourceNotFound');
+    const late = await dev.request(update, { status: 'FAILED' });
+    assert.deepEqual([late.topic, late.body.code, late.body.executionState?.status], [`${update}/rejected`, 'TerminalStateReached', 'SUCCEEDED']);
+  });
+
   it('refuses a request field no operation of that topic takes, by name, and takes every one AWS documents', async () => {
     const dev = await thing('f-1');
     const jobId = await deploy(ts, ['f-1'], 'fw@2.0.0');

@@ -103,6 +103,10 @@ const QUERY_TIMEOUT_MARGIN_MS = 5_000;
  */
 const QUERY_TIMEOUT = 'Query read timeout';
 const CONNECT_TIMEOUT = 'timeout expired';
+/** pg-pool's, for a new connection its own timer ended (the client's error is its cause, not always CONNECT_TIMEOUT). */
+const POOL_CONNECT_TIMEOUT = 'Connection terminated due to connection timeout';
+/** pg-pool's, for a request that waited connectTimeoutMs for a pooled connection, every one busy. */
+const POOL_CHECKOUT_TIMEOUT = 'timeout exceeded when trying to connect';
 
 /**
  * The database server's clock in ms since the epoch, in SQL: job creation markers are stamped
@@ -991,7 +995,10 @@ export class PostgresStore implements StateStore {
       case QUERY_TIMEOUT:
         return new UpdraftError('UNAVAILABLE', `PostgreSQL at ${this.where} did not answer a query within ${this.queryTimeoutMs} ms (a network partition or a stuck server)`, { cause: err });
       case CONNECT_TIMEOUT:
+      case POOL_CONNECT_TIMEOUT:
         return new UpdraftError('UNAVAILABLE', `PostgreSQL at ${this.where} did not answer a new connection within ${this.connectTimeoutMs} ms`, { cause: err });
+      case POOL_CHECKOUT_TIMEOUT:
+        return new UpdraftError('UNAVAILABLE', `no connection to PostgreSQL at ${this.where} came free within ${this.connectTimeoutMs} ms (every one busy: a slow or silent database)`, { cause: err });
       default:
         return mapPgError(err);
     }
@@ -1017,7 +1024,7 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 function timeoutIn(err: unknown): string | undefined {
   let e: unknown = err;
   for (let depth = 0; depth < 5 && e instanceof Error; depth++) {
-    if (!(e instanceof UpdraftError) && (e.message === QUERY_TIMEOUT || e.message === CONNECT_TIMEOUT)) return e.message;
+    if (!(e instanceof UpdraftError) && [QUERY_TIMEOUT, CONNECT_TIMEOUT, POOL_CONNECT_TIMEOUT, POOL_CHECKOUT_TIMEOUT].includes(e.message)) return e.message;
     e = e.cause;
   }
   return undefined;

@@ -106,6 +106,22 @@ if (!started.ok) {
       assert.ok(relay.connections > before, 'the silent connection was closed, a new one opened');
     });
 
+    it('a request that finds every pooled connection busy and none answered fails UNAVAILABLE within the connect timeout, saying so', TEST, async () => {
+      const store = await open({ queryTimeoutMs: 5_000, connectTimeoutMs: 300 });
+      assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);
+      relay.hang();
+      // the one connection held by a query nobody answers; the next request waits for it
+      const held = store.listShadows({ limit: 10 });
+      await assert.rejects(store.countDevices({ limit: 10 }), (err: unknown) => {
+        assert.ok(err instanceof UpdraftError && err.code === 'UNAVAILABLE', String(err));
+        assert.match(err.message, /^no connection to PostgreSQL at postgres:\/\/.* came free within 300 ms \(every one busy: a slow or silent database\)$/);
+        return true;
+      });
+      await assert.rejects(held, noAnswer(5_000));
+      relay.resume();
+      assert.equal((await store.getShadow('dev-1', ''))?.version, 1);
+    });
+
     it('the default query timeout is the statement timeout and 5 s more', TEST, async () => {
       const store = await open({ queryTimeoutMs: undefined });
       assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);

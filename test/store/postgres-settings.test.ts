@@ -54,6 +54,31 @@ describe('postgres.queryTimeoutSeconds', () => {
   });
 });
 
+describe('postgres.connectTimeoutSeconds', () => {
+  it('defaults to 30 s, and is read from a file, UPDRAFT_DB_CONNECT_TIMEOUT and --db-connect-timeout', async () => {
+    assert.equal(loadConfig({ flags: { db: DB } }).postgres.connectTimeoutSeconds, 30);
+    assert.equal(loadConfig({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_CONNECT_TIMEOUT: '5' } }).postgres.connectTimeoutSeconds, 5);
+    assert.equal(loadConfig({ flags: { db: DB, 'db-connect-timeout': '2' } }).postgres.connectTimeoutSeconds, 2);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pgset-'));
+    try {
+      const file = path.join(dir, 'updraft.json');
+      await writeFile(file, JSON.stringify({ db: DB, postgres: { connectTimeoutSeconds: 9 } }));
+      assert.equal(loadConfig({ file }).postgres.connectTimeoutSeconds, 9);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is refused out of 1 to 3600 s, or without db (with the other postgres setting given, both named)', () => {
+    assert.match(refusal({ flags: { db: DB, 'db-connect-timeout': '0' } }), /postgres\.connectTimeoutSeconds \(flag --db-connect-timeout\) must be at least 1, got 0/);
+    assert.match(refusal({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_CONNECT_TIMEOUT: '1.5' } }), /postgres\.connectTimeoutSeconds \(env UPDRAFT_DB_CONNECT_TIMEOUT\) must be an integer written in decimal digits, got "1\.5"/);
+    assert.match(
+      refusal({ flags: { 'db-query-timeout': '10' }, env: { UPDRAFT_DB_CONNECT_TIMEOUT: '3' } }),
+      /postgres\.queryTimeoutSeconds \(flag --db-query-timeout\) and postgres\.connectTimeoutSeconds \(env UPDRAFT_DB_CONNECT_TIMEOUT\) are set but db is empty: .* or leave them out/,
+    );
+  });
+});
+
 const started = await startTestPostgres();
 if (!started.ok) {
   const message = unavailable(started, 'PostgreSQL store settings tests');
@@ -61,6 +86,41 @@ if (!started.ok) {
 } else {
   const pgServer = started.server;
   after(() => pgServer.stop());
+
+  it('a server with --db-connect-timeout 1 fails a request needing a new connection PostgreSQL does not answer within 1 s', { timeout: 120_000 }, async () => {
+    const u = new URL(await pgServer.createDatabase());
+    const relay = await startRelay({ host: u.hostname, port: Number(u.port) });
+    u.host = `127.0.0.1:${relay.port}`;
+    const ts = await startTestServer({ flags: { db: u.toString(), 'db-query-timeout': '1', 'db-connect-timeout': '1' } });
+    try {
+      const devices = async () => {
+        const r = await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${ts.token}` } });
+        return { status: r.status, body: (await r.json()) as { error?: { code: string; message: string } } };
+      };
+      assert.equal((await devices()).status, 200);
+      // the connections open are closed (the database restarts), then nothing is answered: a
+      // request has a new connection to open, which hangs. One that finds a pooled connection
+      // left fails by the query timeout instead and closes it, so the next needs a new one
+      await relay.down();
+      await relay.up();
+      relay.hang();
+      const seen: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        const r = await devices();
+        assert.equal(r.status, 503, JSON.stringify(r.body));
+        seen.push(r.body.error!.message);
+        if (!/did not answer a query within 6000 ms|Connection terminated|not queryable/.test(r.body.error!.message)) break;
+      }
+      // the default would be 30000 ms
+      assert.match(seen.at(-1)!, /^PostgreSQL at postgres:\/\/.* did not answer a new connection within 1000 ms$/, seen.join('\n'));
+      relay.resume();
+      assert.equal((await devices()).status, 200);
+    } finally {
+      relay.resume();
+      await ts.close();
+      await relay.stop();
+    }
+  });
 
   it('a server with --db-query-timeout 1 fails a request PostgreSQL leaves unanswered within 1 + 5 s, and serves once it answers', { timeout: 120_000 }, async () => {
     const u = new URL(await pgServer.createDatabase());

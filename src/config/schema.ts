@@ -14,7 +14,7 @@ export interface UpdraftConfig {
   /** State store URL: '' for the embedded SQLite file, or postgres://... */
   db: string;
   /** Bounds of the PostgreSQL state store's calls (with `db` only). */
-  postgres: { queryTimeoutSeconds: number; connectTimeoutSeconds: number };
+  postgres: { queryTimeoutSeconds: number; connectTimeoutSeconds: number; migrationTimeoutSeconds: number };
   /** Artifact storage URL: '' for the local directory, or s3://bucket[/prefix]?endpoint=... */
   blob: string;
   http: { host: string; port: number; publicUrl: string; tls: 'on' | 'off'; tlsCert: string; tlsKey: string };
@@ -76,6 +76,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'db', type: 'url', default: '', env: 'UPDRAFT_DB', flag: 'db', doc: 'State store: empty for the embedded SQLite file in dataDir, or postgres://user:password@host:5432/database.', schemes: ['postgres', 'postgresql'] },
   { path: 'postgres.queryTimeoutSeconds', type: 'integer', default: 30, env: 'UPDRAFT_DB_QUERY_TIMEOUT', flag: 'db-query-timeout', doc: 'With db: longest a statement of the state store may run on PostgreSQL, locks waited for included (its statement_timeout: the request fails, the device retries); a query whose answer has not come 5 s after that fails with 503 (a database gone silent: a network partition, a stuck server) and its connection is closed. Not with the embedded store (refused).', min: 1, max: 3600 },
   { path: 'postgres.connectTimeoutSeconds', type: 'integer', default: 30, env: 'UPDRAFT_DB_CONNECT_TIMEOUT', flag: 'db-connect-timeout', doc: 'With db: longest a request waits for a connection to PostgreSQL, a new one or one of the pool\'s (then it fails with 503: the device retries), and longest the rollouts lease and the migrations wait for theirs. Not with the embedded store (refused).', min: 1, max: 3600 },
+  { path: 'postgres.migrationTimeoutSeconds', type: 'integer', default: 600, env: 'UPDRAFT_DB_MIGRATION_TIMEOUT', flag: 'db-migration-timeout', doc: 'With db: at start, longest a step of the schema migrations may wait for a lock (another instance migrating, a long transaction on a table they change: lock_timeout) or run (statement_timeout); a step not answered 5 s after that (a database gone silent) fails the start too, saying which. Raise it to migrate a large database. Not with the embedded store (refused).', min: 1, max: 86400 },
   { path: 'blob', type: 'url', default: '', env: 'UPDRAFT_BLOB', flag: 'blob', doc: 'Artifact storage: empty for dataDir/artifacts, or s3://bucket[/prefix]?endpoint=URL&region=R&create=true (credentials from AWS_* variables).', schemes: ['s3'] },
   { path: 'http.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_HTTP_HOST', flag: 'http-host', doc: 'Interface the HTTP server (API and downloads) listens on.', nonEmpty: "give the interface's address (0.0.0.0: all of them)" },
   { path: 'http.port', type: 'integer', default: 8080, env: 'UPDRAFT_HTTP_PORT', flag: 'http-port', doc: 'TCP port of the HTTP server; 0 picks a free port.', min: 0, max: 65535 },

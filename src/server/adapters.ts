@@ -23,11 +23,12 @@ export function createStateStore(config: Pick<UpdraftConfig, 'db'> & Partial<Pic
 }
 
 /** The `postgres.*` settings as PostgresStore's options (its defaults where none is given). */
-function postgresBounds(settings: Partial<UpdraftConfig['postgres']> | undefined): { statementTimeoutMs?: number; connectTimeoutMs?: number } {
+function postgresBounds(settings: Partial<UpdraftConfig['postgres']> | undefined): { statementTimeoutMs?: number; connectTimeoutMs?: number; migrationTimeoutMs?: number } {
   return {
     // the query timeout follows, 5 s longer (PostgresStoreDeps.queryTimeoutMs)
     ...(settings?.queryTimeoutSeconds !== undefined ? { statementTimeoutMs: settings.queryTimeoutSeconds * 1000 } : {}),
     ...(settings?.connectTimeoutSeconds !== undefined ? { connectTimeoutMs: settings.connectTimeoutSeconds * 1000 } : {}),
+    ...(settings?.migrationTimeoutSeconds !== undefined ? { migrationTimeoutMs: settings.migrationTimeoutSeconds * 1000 } : {}),
   };
 }
 

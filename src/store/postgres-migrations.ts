@@ -243,9 +243,21 @@ export const PG_MIGRATIONS: readonly string[] = [
 /** Advisory lock key held while migrating, so instances starting together migrate once. */
 export const MIGRATION_LOCK = 0x75706472_6d6967n; // "updr" "mig"
 
+/**
+ * node-postgres's error for a query its `query_timeout` gave up on (lib/client.js): the
+ * database did not answer, and will not answer a ROLLBACK or an unlock either. The session is
+ * closed instead (by the caller), which rolls back and frees the lock once the close reaches it.
+ */
+const NO_ANSWER = 'Query read timeout';
+
+function unanswered(err: unknown): boolean {
+  return err instanceof Error && err.message === NO_ANSWER;
+}
+
 /** Applies the migrations not yet applied; returns the schema version found. */
 export async function migratePostgres(client: pg.PoolClient, where: string, existing = true): Promise<number> {
   await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
+  let silent = false;
   try {
     await client.query('CREATE TABLE IF NOT EXISTS updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
     const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM updraft_migrations');
@@ -262,12 +274,15 @@ export async function migratePostgres(client: pg.PoolClient, where: string, exis
         await client.query('INSERT INTO updraft_migrations (version) VALUES ($1)', [v + 1]);
         await client.query('COMMIT');
       } catch (err) {
-        await client.query('ROLLBACK');
+        if (!unanswered(err)) await client.query('ROLLBACK');
         throw err;
       }
     }
     return current;
+  } catch (err) {
+    silent = unanswered(err);
+    throw err;
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK.toString()]);
+    if (!silent) await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK.toString()]);
   }
 }

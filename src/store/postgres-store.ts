@@ -55,9 +55,9 @@ export interface PostgresStoreDeps {
    * partition, a failover) holds every request that reaches it, and each device's next
    * packets behind its request, for ever; with them the request fails (500 for a statement,
    * 503 for a connection; the device retries), nothing is acknowledged that was not
-   * committed, and the store serves again as soon as the database does. Migrations run
-   * without the statement timeout: another instance may hold their lock, or build an index,
-   * for longer.
+   * committed, and the store serves again as soon as the database does. Migrations have
+   * their own bound (migrationTimeoutMs): another instance may hold their lock, or build an
+   * index, for longer.
    */
   statementTimeoutMs?: number;
   connectTimeoutMs?: number;
@@ -68,7 +68,7 @@ export interface PostgresStoreDeps {
    * its statement_timeout never starts; past this the query fails UNAVAILABLE (503, the
    * device retries) and its connection is closed, so the next one opens a fresh session.
    * Default: statementTimeoutMs plus 5 s, so a slow statement is cancelled by the server
-   * first, with its own error (none when statementTimeoutMs is 0). The migrations have none.
+   * first, with its own error (none when statementTimeoutMs is 0). Not the migrations'.
    */
   queryTimeoutMs?: number;
   /**
@@ -78,6 +78,15 @@ export interface PostgresStoreDeps {
    * Default 5 s.
    */
   closeTimeoutMs?: number;
+  /**
+   * The schema migrations' bound, per step (the wait for their lock, each migration): a step
+   * waiting this long for a lock (another instance migrating, a long transaction on a table
+   * they change: `lock_timeout`) or running this long (`statement_timeout`) is cancelled by
+   * PostgreSQL, and one not answered this plus 5 s (a silent database: client side) fails
+   * too, so a start never waits for ever. Generous, as migrations may legitimately take
+   * minutes on a large database: default 10 minutes.
+   */
+  migrationTimeoutMs?: number;
   /** False: a database holding an older schema is refused rather than migrated (`olderSchemaRefused`). */
   migrateExisting?: boolean;
   /**
@@ -87,7 +96,7 @@ export interface PostgresStoreDeps {
   abandonedSweepMs?: number;
 }
 
-const DEFAULTS = { poolSize: 10, maxBatch: 1_000, statementTimeoutMs: 30_000, connectTimeoutMs: 30_000, closeTimeoutMs: 5_000, abandonedSweepMs: 60_000 };
+const DEFAULTS = { poolSize: 10, maxBatch: 1_000, statementTimeoutMs: 30_000, connectTimeoutMs: 30_000, closeTimeoutMs: 5_000, migrationTimeoutMs: 600_000, abandonedSweepMs: 60_000 };
 
 /**
  * How much longer than the statement timeout a query waits for its answer by default
@@ -272,28 +281,7 @@ export class PostgresStore implements StateStore {
   /** Connects and applies pending migrations. */
   async start(): Promise<void> {
     if (this.pool) return;
-    // the migrations on a connection of their own, without the pool's query timeout: they may
-    // wait for another instance's lock (pg_advisory_lock), or build an index, for longer
-    const migrating = new pg.Pool({ connectionString: this.deps.url, max: 1, connectionTimeoutMillis: this.connectTimeoutMs });
-    // its connection, idle between its release and end(), may die unheard: not to crash the process
-    migrating.on('error', () => {});
-    try {
-      const client = await migrating.connect();
-      // a connection lost during the migrations must fail them, not end the process
-      const guard = guardCheckedOut(client);
-      try {
-        await client.query('SET statement_timeout = 0');
-        const from = await migratePostgres(client, this.where, this.deps.migrateExisting !== false);
-        this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
-      } finally {
-        client.release(guard.end());
-      }
-    } catch (err) {
-      if (err instanceof UpdraftError) throw err;
-      throw new UpdraftError('CONFIG', `Cannot open the PostgreSQL state store ${this.where}: ${(err as Error).message}; check --db and that the server is up`, { cause: err });
-    } finally {
-      await migrating.end().catch(() => {});
-    }
+    await this.migrate();
     const pool = new pg.Pool({
       connectionString: this.deps.url,
       max: this.deps.poolSize ?? DEFAULTS.poolSize,
@@ -315,6 +303,64 @@ export class PostgresStore implements StateStore {
     this.closing = false;
     await this.sweep();
     this.scheduleSweep();
+  }
+
+  /**
+   * Applies pending migrations on a connection of their own, with their own bound
+   * (migrationTimeoutMs) instead of the pool's: they may wait for another instance's lock
+   * (pg_advisory_lock), or build an index, for minutes.
+   */
+  private async migrate(): Promise<void> {
+    const timeoutMs = this.deps.migrationTimeoutMs ?? DEFAULTS.migrationTimeoutMs;
+    const migrating = new pg.Pool({
+      connectionString: this.deps.url,
+      max: 1,
+      connectionTimeoutMillis: this.connectTimeoutMs,
+      // the server's bounds first, with their own errors; this one for a database gone silent
+      query_timeout: timeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+    });
+    // its connection, idle between its release and end(), may die unheard: not to crash the process
+    migrating.on('error', () => {});
+    try {
+      const client = await migrating.connect();
+      // a connection lost during the migrations must fail them, not end the process
+      const guard = guardCheckedOut(client);
+      let failed: unknown;
+      try {
+        // the statement timeout a second later, so a step that waited for a lock says so
+        await client.query(`SET lock_timeout = ${timeoutMs}; SET statement_timeout = ${timeoutMs + 1_000}`);
+        const from = await migratePostgres(client, this.where, this.deps.migrateExisting !== false);
+        this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
+      } catch (err) {
+        failed = err;
+        throw err;
+      } finally {
+        // released with an error, the connection is closed: a silent one at once (pg's end()
+        // with a query unanswered), and its session, when it ends, takes the lock with it
+        client.release(guard.end() ?? (timeoutIn(failed) === QUERY_TIMEOUT ? (failed as Error) : undefined));
+      }
+    } catch (err) {
+      throw this.migrationFault(err, timeoutMs);
+    } finally {
+      await migrating.end().catch(() => {});
+    }
+  }
+
+  /** Why the migrations (and so the start) failed, in words saying what to do. */
+  private migrationFault(err: unknown, timeoutMs: number): UpdraftError {
+    if (err instanceof UpdraftError) return err;
+    const code = (err as { code?: unknown }).code;
+    const bound = `${timeoutMs} ms (postgres.migrationTimeoutSeconds)`;
+    if (timeoutIn(err) === QUERY_TIMEOUT) {
+      return new UpdraftError('UNAVAILABLE', `Cannot open the PostgreSQL state store ${this.where}: it did not answer a step of the schema migrations within ${timeoutMs + QUERY_TIMEOUT_MARGIN_MS} ms (a network partition or a stuck server); each migration is applied whole or not at all: start again once it answers`, { cause: err });
+    }
+    if (code === '55P03') {
+      return new UpdraftError('UNAVAILABLE', `Cannot open the PostgreSQL state store ${this.where}: the schema migrations waited ${bound} for a lock (another instance migrating, or a long transaction on a table they change), and gave up with nothing changed: start again once it ends, or give them longer`, { cause: err });
+    }
+    if (code === '57014') {
+      return new UpdraftError('UNAVAILABLE', `Cannot open the PostgreSQL state store ${this.where}: a step of the schema migrations ran longer than ${bound} and PostgreSQL cancelled it (${(err as Error).message}), nothing of it applied: give them longer (a large database), or start again`, { cause: err });
+    }
+    return new UpdraftError('CONFIG', `Cannot open the PostgreSQL state store ${this.where}: ${(err as Error).message}; check --db and that the server is up`, { cause: err });
   }
 
   /**

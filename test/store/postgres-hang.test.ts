@@ -180,6 +180,77 @@ if (!started.ok) {
     });
   });
 
+  describe('PostgresStore migrations bounded', () => {
+    /** Runs `fn` while another session, `holder`, holds the migration lock (another instance migrating). */
+    const whileLocked = async (url: string, fn: (holder: pg.Client) => Promise<void>) => {
+      const holder = new pg.Client({ connectionString: url });
+      await holder.connect();
+      try {
+        await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
+        await fn(holder);
+      } finally {
+        await holder.end();
+      }
+    };
+    const startFailure = (pattern: RegExp) => (err: unknown) => {
+      assert.ok(err instanceof UpdraftError, String(err));
+      assert.equal(err.code, 'UNAVAILABLE', err.message);
+      assert.match(err.message, pattern);
+      return true;
+    };
+
+    it('a start waiting longer than migrationTimeoutMs for the migration lock fails, saying why; once free, it starts', { timeout: 60_000 }, async () => {
+      const url = await server.createDatabase();
+      const store = new PostgresStore({ url, migrationTimeoutMs: 500 });
+      await whileLocked(url, async () => {
+        // without the bound this waits for ever, and the test fails by its timeout
+        await assert.rejects(
+          store.start(),
+          startFailure(/^Cannot open the PostgreSQL state store postgres:\/\/\S+: the schema migrations waited 500 ms \(postgres\.migrationTimeoutSeconds\) for a lock \(another instance migrating, or a long transaction on a table they change\), and gave up with nothing changed: start again once it ends, or give them longer$/),
+        );
+      });
+      await store.start();
+      assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);
+      await store.stop();
+    });
+
+    it('a start whose migrations PostgreSQL stops answering fails after migrationTimeoutMs + 5 s, saying why; once it answers, a start migrates', { timeout: 60_000 }, async () => {
+      const direct = new URL(await server.createDatabase());
+      const relay = await startRelay({ host: direct.hostname, port: Number(direct.port) });
+      const relayed = new URL(direct);
+      relayed.host = `127.0.0.1:${relay.port}`;
+      // the server's lock_timeout (3 s) would answer first, were the database not silent
+      const store = new PostgresStore({ url: relayed.toString(), migrationTimeoutMs: 3_000 });
+      try {
+        let failure: unknown;
+        await whileLocked(direct.toString(), async (holder) => {
+          let settled = false;
+          const starting = store.start().then(
+            () => void (settled = true),
+            (err: unknown) => void ((settled = true), (failure = err)),
+          );
+          // the store's migrations wait for the lock; then the database goes silent to them
+          for (;;) {
+            const { rows } = await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+            if (rows[0]!.n > 0 || settled) break;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          relay.hang();
+          // without the bound this waits for ever, and the test fails by its timeout
+          await starting;
+        });
+        startFailure(/^Cannot open the PostgreSQL state store postgres:\/\/\S+: it did not answer a step of the schema migrations within 8000 ms \(a network partition or a stuck server\); each migration is applied whole or not at all: start again once it answers$/)(failure);
+        relay.resume();
+        await store.start();
+        assert.equal(await store.putShadow(shadow('dev-1', 1), 0), true);
+      } finally {
+        relay.resume();
+        await store.stop();
+        await relay.stop();
+      }
+    });
+  });
+
   describe('PostgresStore stopping on a stuck server', () => {
     /** The backends serving `url`'s database, other than the asking one. */
     const backendsOf = async (url: string): Promise<number[]> => {

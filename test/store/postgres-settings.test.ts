@@ -9,7 +9,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import pg from 'pg';
 import { UpdraftError } from '../../src/errors.ts';
+import { MIGRATION_LOCK } from '../../src/store/postgres-migrations.ts';
 import { loadConfig } from '../../src/config/load-config.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { startRelay } from '../helpers/tcp-relay.ts';
@@ -79,6 +81,25 @@ describe('postgres.connectTimeoutSeconds', () => {
   });
 });
 
+describe('postgres.migrationTimeoutSeconds', () => {
+  it('defaults to 600 s, and is read from a file, UPDRAFT_DB_MIGRATION_TIMEOUT and --db-migration-timeout; refused out of 1 to 86400 s or without db', async () => {
+    assert.equal(loadConfig({ flags: { db: DB } }).postgres.migrationTimeoutSeconds, 600);
+    assert.equal(loadConfig({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_MIGRATION_TIMEOUT: '3600' } }).postgres.migrationTimeoutSeconds, 3600);
+    assert.equal(loadConfig({ flags: { db: DB, 'db-migration-timeout': '86400' } }).postgres.migrationTimeoutSeconds, 86400);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pgset-'));
+    try {
+      const file = path.join(dir, 'updraft.json');
+      await writeFile(file, JSON.stringify({ db: DB, postgres: { migrationTimeoutSeconds: 1200 } }));
+      assert.equal(loadConfig({ file }).postgres.migrationTimeoutSeconds, 1200);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    assert.match(refusal({ flags: { db: DB, 'db-migration-timeout': '0' } }), /postgres\.migrationTimeoutSeconds \(flag --db-migration-timeout\) must be at least 1, got 0/);
+    assert.match(refusal({ flags: { db: DB, 'db-migration-timeout': '86401' } }), /postgres\.migrationTimeoutSeconds \(flag --db-migration-timeout\) must be at most 86400, got 86401/);
+    assert.match(refusal({ env: { UPDRAFT_DB_MIGRATION_TIMEOUT: '60' } }), /postgres\.migrationTimeoutSeconds \(env UPDRAFT_DB_MIGRATION_TIMEOUT\) is set but db is empty/);
+  });
+});
+
 const started = await startTestPostgres();
 if (!started.ok) {
   const message = unavailable(started, 'PostgreSQL store settings tests');
@@ -86,6 +107,23 @@ if (!started.ok) {
 } else {
   const pgServer = started.server;
   after(() => pgServer.stop());
+
+  it('a server with --db-migration-timeout 1 refuses to start while another instance holds the migrations\' lock, saying why', { timeout: 120_000 }, async () => {
+    const url = await pgServer.createDatabase();
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
+      // without the setting the server waits for the lock (600 s), and the test fails by its timeout
+      await assert.rejects(startTestServer({ flags: { db: url, 'db-migration-timeout': '1' } }), (err: unknown) => {
+        assert.ok(err instanceof UpdraftError && err.code === 'UNAVAILABLE', String(err));
+        assert.match(err.message, /the schema migrations waited 1000 ms \(postgres\.migrationTimeoutSeconds\) for a lock/);
+        return true;
+      });
+    } finally {
+      await holder.end();
+    }
+  });
 
   it('a server with --db-connect-timeout 1 fails a request needing a new connection PostgreSQL does not answer within 1 s', { timeout: 120_000 }, async () => {
     const u = new URL(await pgServer.createDatabase());

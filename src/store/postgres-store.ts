@@ -355,7 +355,7 @@ export class PostgresStore implements StateStore {
       return new UpdraftError('UNAVAILABLE', `Cannot open the PostgreSQL state store ${this.where}: it did not answer a step of the schema migrations within ${timeoutMs + QUERY_TIMEOUT_MARGIN_MS} ms (a network partition or a stuck server); each migration is applied whole or not at all: start again once it answers`, { cause: err });
     }
     if (code === '55P03') {
-      return new UpdraftError('UNAVAILABLE', `Cannot open the PostgreSQL state store ${this.where}: the schema migrations waited ${bound} for a lock (another instance migrating, or a long transaction on a table they change), and gave up with nothing changed: start again once it ends, or give them longer`, { cause: err });
+      return new UpdraftError('UNAVAILABLE', `Cannot open the PostgreSQL state store ${this.where}: the schema migrations waited ${bound} for a lock (another instance migrating, or a long transaction on a table they change), and gave up on that step (each migration is applied whole or not at all): start again once it ends, or give them longer`, { cause: err });
     }
     if (code === '57014') {
       return new UpdraftError('UNAVAILABLE', `Cannot open the PostgreSQL state store ${this.where}: a step of the schema migrations ran longer than ${bound} and PostgreSQL cancelled it (${(err as Error).message}), nothing of it applied: give them longer (a large database), or start again`, { cause: err });

@@ -206,7 +206,7 @@ if (!started.ok) {
         // without the bound this waits for ever, and the test fails by its timeout
         await assert.rejects(
           store.start(),
-          startFailure(/^Cannot open the PostgreSQL state store postgres:\/\/\S+: the schema migrations waited 500 ms \(postgres\.migrationTimeoutSeconds\) for a lock \(another instance migrating, or a long transaction on a table they change\), and gave up with nothing changed: start again once it ends, or give them longer$/),
+          startFailure(/^Cannot open the PostgreSQL state store postgres:\/\/\S+: the schema migrations waited 500 ms \(postgres\.migrationTimeoutSeconds\) for a lock \(another instance migrating, or a long transaction on a table they change\), and gave up on that step \(each migration is applied whole or not at all\): start again once it ends, or give them longer$/),
         );
       });
       await store.start();

@@ -43,10 +43,15 @@ export interface JobsDoorDeps {
   logger: Logger;
   /** Milliseconds since the epoch (tests). */
   now?: () => number;
+  /** How long a request waits for a command's sending to be recorded; default 5 s. */
+  sendWaitMs?: number;
 }
 
 /** Requests waiting (all things) before new ones get RequestThrottled. */
 const MAX_PENDING = 100_000;
+
+/** How long a request waits for the rollout to record a command sent (`JobView.sendPending`) before answering with what it has. */
+const DEFAULT_SEND_WAIT_MS = 5_000;
 
 /** The AWS Jobs device API over Updraft's job engine. */
 export class AwsJobsDoor {
@@ -54,6 +59,8 @@ export class AwsJobsDoor {
   private readonly queue = new KeyedQueue(MAX_PENDING);
   private readonly jobs: ThingJobs;
   private readonly notifier: AwsJobsNotifier;
+  /** Requests waiting for a command's sending to be recorded: released at stop. */
+  private readonly waiting = new Set<() => void>();
 
   constructor(deps: JobsDoorDeps) {
     this.deps = deps;
@@ -70,6 +77,7 @@ export class AwsJobsDoor {
   /** Stops announcing and waits for requests under way. */
   async stop(): Promise<void> {
     await this.notifier.stop();
+    for (const release of this.waiting) release();
     await this.queue.drain();
   }
 
@@ -124,7 +132,7 @@ export class AwsJobsDoor {
   private async run(req: AwsJobsRequest, body: AwsJobsRequestBody, sender: Sender): Promise<JsonObject> {
     const timestamp = Math.floor(this.nowMs() / 1000);
     if (req.op === 'get') {
-      const view = await this.jobs.current(req.thing);
+      const view = await this.current(req.thing);
       const pending = view && isPending(view) ? [summaryOf(view)] : [];
       return {
         inProgressJobs: view?.status === 'IN_PROGRESS' ? pending : [],
@@ -133,7 +141,7 @@ export class AwsJobsDoor {
       } as unknown as JsonObject;
     }
     if (req.op === 'start-next') {
-      let view = await this.jobs.current(req.thing);
+      let view = await this.current(req.thing);
       if (!view || !isPending(view)) return { timestamp };
       // only a QUEUED execution is started; an IN_PROGRESS one is returned unchanged (AWS)
       if (view.status === 'QUEUED') {
@@ -143,14 +151,14 @@ export class AwsJobsDoor {
       return { execution: executionOf(view, await this.jobs.documentOf(view)), timestamp } as unknown as JsonObject;
     }
     if (req.op === 'describe') {
-      const view = req.jobId === '$next' ? await this.jobs.current(req.thing) : await this.jobs.find(req.thing, req.jobId);
+      const view = req.jobId === '$next' ? await this.current(req.thing) : await this.find(req.thing, req.jobId);
       if (req.jobId === '$next' && (!view || !isPending(view))) return { timestamp };
       if (!view || (body.executionNumber !== undefined && body.executionNumber !== view.executionNumber)) throw notFound(req.thing, req.jobId);
       const doc = body.includeJobDocument === false ? undefined : await this.jobs.documentOf(view);
       return { execution: executionOf(view, doc), timestamp } as unknown as JsonObject;
     }
     // update
-    const view = await this.jobs.find(req.thing, req.jobId);
+    const view = await this.find(req.thing, req.jobId);
     if (!view || (body.executionNumber !== undefined && body.executionNumber !== view.executionNumber)) throw notFound(req.thing, req.jobId);
     if (body.status === undefined) throw new AwsJobsError('InvalidRequest', 'Missing required parameter: status');
     if (body.expectedVersion !== undefined && body.expectedVersion !== view.versionNumber) {
@@ -172,6 +180,65 @@ export class AwsJobsDoor {
       if (doc) out.jobDocument = doc;
     }
     return out;
+  }
+
+  /** The thing's current job, once its sending is recorded (`settled`). */
+  private async current(thing: string): Promise<JobView | undefined> {
+    return this.settled(await this.jobs.current(thing), () => this.jobs.current(thing));
+  }
+
+  /** A job of the thing by AWS job id, once its sending is recorded (`settled`). */
+  private async find(thing: string, jobId: string): Promise<JobView | undefined> {
+    return this.settled(await this.jobs.find(thing, jobId), () => this.jobs.find(thing, jobId));
+  }
+
+  /**
+   * `view`, or, while its command is written but the rollout has not recorded it sent
+   * (`sendPending`), the view read again once it has (its `execution.changed`, also relayed
+   * from the instance that sent it), waiting at most `sendWaitMs`. The rollout's dispatch
+   * write moves `versionNumber`, and, after a device's start, writes the execution again:
+   * answered before it, a start-next (or a get) would tell a version the execution has left
+   * by the time the device sends it as expectedVersion (VersionMismatch), as the notifier
+   * once announced too early (it waits for the same write). The window is the time between
+   * the two writes of the rollout, milliseconds unless the store stalls; a request that
+   * waited the whole bound is answered with what it has (logged).
+   */
+  private async settled(view: JobView | undefined, read: () => Promise<JobView | undefined>): Promise<JobView | undefined> {
+    if (!view?.sendPending) return view;
+    const { baseJobId } = awsIdOf(view.agentJobId);
+    const deadline = this.nowMs() + (this.deps.sendWaitMs ?? DEFAULT_SEND_WAIT_MS);
+    this.deps.logger.debug('jobs request waits for the rollout to record the command sent', { thing: view.thing, jobId: view.jobId });
+    let release: () => void = () => {};
+    let changed = false;
+    // listening before reading again: a write between the read and the wait is not missed
+    const off = this.deps.events.on('execution.changed', (e) => {
+      if (e.current.jobId !== baseJobId || e.current.deviceId !== view.thing) return;
+      changed = true;
+      release();
+    });
+    try {
+      for (;;) {
+        changed = false;
+        const again = await read();
+        if (!again?.sendPending) return again;
+        const left = deadline - this.nowMs();
+        if (left <= 0) break;
+        if (changed) continue;
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+          this.waiting.add(resolve);
+          timer = setTimeout(resolve, left);
+        });
+        clearTimeout(timer);
+        this.waiting.delete(release);
+        if (!changed) break; // the bound, or the door stopping
+      }
+      this.deps.logger.warn('jobs request answered before the rollout recorded the command sent: its versionNumber moves when it does', { thing: view.thing, jobId: view.jobId });
+      return (await read()) ?? view;
+    } finally {
+      off();
+    }
   }
 
   /** Writes an AWS status as the device's report, waits for the tracker, returns the new view. */

@@ -78,7 +78,7 @@ export interface WebhookDeps {
 const MAX_QUEUED = 1000;
 const ATTEMPTS = 5;
 const TIMEOUT_MS = 10_000;
-/** A running job's first sighting this long after its creation is a restart, not news. */
+/** A running job's first sighting this long after its creation, or a paused or ended one's this long after its change, is a restart, not news. */
 const NEW_JOB_MS = 60_000;
 /** Key prefix of the deliveries in the store's shared settings. */
 export const WEBHOOK_KEY = 'webhook:';
@@ -99,6 +99,24 @@ function originOf(url: URL): string {
 /** The store key of a job's change: in the order of the changes, the same on every instance. */
 function keyOf(at: number, jobId: string, version: number): string {
   return `${WEBHOOK_KEY}${String(at).padStart(15, '0')}:${jobId}:${String(version).padStart(10, '0')}`;
+}
+
+/**
+ * For a paused or ended job seen for the first time (a restart, an instance taking over, a
+ * job this instance's memory let go): true only when this record is the write that set its
+ * status (the pause's `at`, the end's `finishedAt` are that write's `updatedAt`) and that
+ * write is recent. A later write to the job in the same status (its counts, a total settled
+ * after a continuous job's stop) is no change, and the change seen again long after (a
+ * replay) is not news: its delivery record, kept an hour after it was sent, may be gone, and
+ * the first-write-wins key would no longer stop it.
+ */
+function isStatusChange(job: JobRecord, now: number): boolean {
+  const progress = (job.progress ?? {}) as { pause?: { at?: unknown }; finishedAt?: unknown };
+  const since = job.status === 'PAUSED' ? progress.pause?.at : progress.finishedAt;
+  const at = job.updatedAt ?? job.createdAt;
+  // a record that does not tell when its status began (written before these fields): by its age alone
+  if (typeof since === 'number' && since !== at) return false;
+  return now - at <= NEW_JOB_MS;
 }
 
 /** Sends job changes to the operator's endpoint. */
@@ -153,7 +171,11 @@ export class WebhookNotifier {
     let type: WebhookDelivery['type'];
     if (!seen) {
       // a running job first seen long after its creation: this instance restarted or took over
-      if ((job.status === 'IN_PROGRESS' || job.status === 'SCHEDULED') && this.now() - job.createdAt > NEW_JOB_MS) return;
+      if (job.status === 'IN_PROGRESS' || job.status === 'SCHEDULED') {
+        if (this.now() - job.createdAt > NEW_JOB_MS) return;
+      } else if (!isStatusChange(job, this.now())) {
+        return;
+      }
       type = 'job.state';
     } else if (seen.status !== job.status) {
       type = 'job.state';

@@ -232,6 +232,60 @@ describe('webhook delivery rules', () => {
   });
 });
 
+describe('webhook news after a restart', () => {
+  it("a paused or finished job's later writes, or its change seen again past the hour its record is kept, are not announced again", async () => {
+    const received: string[] = [];
+    const receiver = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        received.push(req.headers['x-updraft-delivery'] as string);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`;
+    const { store, close } = await startTempStore('hook-store');
+    const t0 = Date.now();
+    let clock = t0;
+    const notifier = () => new WebhookNotifier({ events: new EventBus(), store, url, secret: 's', isLeader: () => true, logger: silentLogger, retryDelayMs: 1, scanMs: 50, now: () => clock });
+    const base: JobRecord = { jobId: 'j-1', artifactName: 'fw', artifactVersion: '2.0.0', status: 'IN_PROGRESS', createdAt: t0 - 600_000, updatedAt: t0 - 600_000, version: 1, progress: { wave: 0 } };
+    const pause = { reason: 'approval', wave: 0, message: 'wave 1 finished and needs approval', at: t0 };
+    const paused: JobRecord = { ...base, status: 'PAUSED', updatedAt: t0, version: 2, progress: { wave: 0, pause } };
+    // a later write to the paused job (its counts, a settled total): the same status
+    const rewritten: JobRecord = { ...paused, updatedAt: t0 + 1000, version: 3, progress: { wave: 0, total: 7, pause } };
+    const other: JobRecord = { ...paused, jobId: 'j-2' };
+    const first = notifier();
+    await first.start();
+    try {
+      first['deps'].events.emit('job.changed', { job: paused });
+      first['deps'].events.emit('job.changed', { job: other });
+      await eventually(async () => (first.stats.delivered === 2 ? true : undefined), 10_000, 'the pauses sent');
+    } finally {
+      await first.stop();
+    }
+    // restarted two hours later: the sent record is past its hour and removed at the first pass
+    clock = t0 + 2 * 3_600_000;
+    const again = notifier();
+    await again.start();
+    try {
+      await eventually(async () => ((await store.listSettings('webhook:')).length === 0 ? true : undefined), 10_000, 'the sent record removed');
+      again['deps'].events.emit('job.changed', { job: rewritten });
+      again['deps'].events.emit('job.changed', { job: other }); // the pause itself, seen again (a replay)
+      // a change that is news: the job canceled now, after those
+      const canceled: JobRecord = { ...rewritten, status: 'CANCELED', updatedAt: clock, version: 4, progress: { wave: 0, total: 7, finishedAt: clock } };
+      again['deps'].events.emit('job.changed', { job: canceled });
+      // sent after anything recorded before it (deliveries go in the order of the changes' times)
+      await eventually(async () => (received.includes('j-1:4') ? true : undefined), 10_000, 'the cancel sent');
+      assert.deepEqual(received, ['j-1:2', 'j-2:2', 'j-1:4'], 'each pause once, then the cancel');
+    } finally {
+      await again.stop();
+      receiver.closeAllConnections();
+      await new Promise((r) => receiver.close(r));
+      await close();
+    }
+  });
+});
+
 describe('webhook queue', () => {
   it('holds at most 1,000 waiting deliveries: past that the oldest waiting one is dropped, never the one being sent', async () => {
     const received: string[] = [];

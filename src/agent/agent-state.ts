@@ -82,10 +82,13 @@ export interface AgentStateData {
   /** The log of the last failed job, until the server took it (or refused it for good), and since when (ISO). */
   pendingLog?: JobLogData & { jobId: string; since: string };
   /**
-   * Set by a store that had no state to give (none saved yet, or lost: unreadable, deleted):
-   * what this device did before is not known here. Before its first report (which would
-   * overwrite it) the agent takes the outcome its shadow still holds, the last one it
-   * reported, as a finished job, so that a job it finished is not run again; then clears it.
+   * Set by a store that had no state to give (none saved yet, or lost: unreadable, deleted),
+   * or whose state may be older than what the device reported (the file store, at every
+   * load: a save a full or read-only disk refused, until a kill or power cut, lost a job's
+   * outcome the server had acknowledged): what this device did before is not known here, or
+   * not all of it. Before its first report (which would overwrite it) the agent takes the
+   * outcome its shadow still holds, the last one it reported, as a finished job when it
+   * does not know it, so that a job it finished is not run again; then clears it.
    */
   unknownPast?: true;
 }
@@ -130,7 +133,9 @@ export class FileAgentStateStore implements AgentStateStore {
       throw new UpdraftError('CONFIG', `cannot read ${this.file}: ${asUpdraftError(err).message}`, { cause: err });
     }
     try {
-      return sanitize(JSON.parse(text));
+      // a save the disk refused (full, read-only) may have lost the last outcome, acknowledged
+      // by the server, before the agent was killed: its shadow says (agent.ts learnPast)
+      return { ...sanitize(JSON.parse(text)), unknownPast: true };
     } catch (err) {
       // the file is replaced atomically, so this is outside damage: keep it for inspection
       const aside = `${this.file}.corrupt-${Date.now()}`;

@@ -71,6 +71,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private store: AgentStateStore | undefined;
   /** Settles when every save of the state begun so far has ended: `stop()` waits for it. */
   private saving: Promise<unknown> = Promise.resolve();
+  /** The last save failed (a full or read-only disk): what is in memory is newer than the file. */
+  private unsaved = false;
+  /** While `unsaved`: the next attempt to save it, and how many failed in a row. */
+  private saveRetry: { timer: NodeJS.Timeout | undefined; failures: number } = { timer: undefined, failures: 0 };
   private state: AgentStateData = { finished: [] };
   /** What runs now (refreshed at start and after every job). */
   private installed: InstalledSoftware | undefined;
@@ -332,6 +336,19 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     }
     this.setOnline(false);
     await this.saving;
+    clearTimeout(this.saveRetry.timer);
+    this.saveRetry.timer = undefined;
+    // a finished job the disk refused (full, read-only) is saved now if it can be: a restart
+    // that did not know it would take the job's command, still desired after a FAILURE, for new
+    if (this.unsaved && this.store) {
+      await this.store.save(this.state).then(
+        () => {
+          this.unsaved = false;
+          this.log.info('agent state saved at the stop');
+        },
+        (err: unknown) => this.log.warn('agent state not saved at the stop: the next start asks its shadow what it finished', { error: asUpdraftError(err).message }),
+      );
+    }
   }
 
   /**
@@ -342,7 +359,37 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private saveState(): Promise<void> {
     const run = this.store ? this.store.save(this.state) : Promise.resolve();
     this.saving = Promise.allSettled([this.saving, run]);
+    // saves end in the order they began (the store chains them): the last to end says how the file stands
+    run.then(
+      () => this.savedOk(),
+      () => this.saveFailed(),
+    );
     return run;
+  }
+
+  private savedOk(): void {
+    if (this.unsaved) this.log.info('agent state saved again');
+    this.unsaved = false;
+    clearTimeout(this.saveRetry.timer);
+    this.saveRetry = { timer: undefined, failures: 0 };
+  }
+
+  /**
+   * A save failed: what the agent knows (a finished job above all, whose outcome the server
+   * has acknowledged) is only in memory. It is saved again, with backoff, until the disk takes
+   * it (space freed, remounted writable), and at the stop: a restart that did not know the
+   * job would take its command, still desired after a FAILURE, for a new one (QA).
+   */
+  private saveFailed(): void {
+    this.unsaved = true;
+    if (!this.started || this.saveRetry.timer) return;
+    const delay = this.backoff(this.saveRetry.failures++);
+    this.saveRetry.timer = setTimeout(() => {
+      this.saveRetry.timer = undefined;
+      if (!this.started || !this.unsaved) return;
+      this.saveState().catch((err: unknown) => this.log.debug('agent state still not saved', { error: asUpdraftError(err).message }));
+    }, delay);
+    this.saveRetry.timer.unref();
   }
 
   // ---- connection and catch-up -------------------------------------------------------
@@ -486,7 +533,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   }
 
   /**
-   * For an agent without its state (`unknownPast`): asks for its document and takes the outcome
+   * For an agent whose state may lack its past (`unknownPast`: none, or a file that a save the
+   * disk refused left older than what it reported): asks for its document and takes the outcome
    * it reported last (`reported.software`: a job id with SUCCESS or FAILURE) as a finished job,
    * so that a command for that job is answered by re-reporting it, not by running it again
    * (a FAILURE's execution stays FAILED on the server; a retry is a new job id). The document,
@@ -504,7 +552,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const finished: FinishedJob = { jobId, status, finishedAt: new Date(this.now()).toISOString() };
       if (last?.error !== undefined) finished.error = last.error;
       this.state.finished = rememberFinished(this.state.finished, finished);
-      this.log.info('no saved state: took the last outcome this device reported from its shadow', { jobId, status });
+      this.log.info('the saved state lacks the last outcome this device reported (lost, or a save the disk refused): took it from its shadow', { jobId, status });
     }
     delete this.state.unknownPast;
     await this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));

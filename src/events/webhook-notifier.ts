@@ -264,7 +264,7 @@ export class WebhookNotifier {
       this.stats.waiting--;
     }
   }
-  /** True when the endpoint took it; false when it refused it or every attempt failed. */
+  /** True when the endpoint took it; false when it refused or redirected it, or every attempt failed. */
   private async deliver(delivery: WebhookDelivery, body: string): Promise<boolean> {
     const base = this.deps.retryDelayMs ?? 1000;
     let last = '';

@@ -14,7 +14,7 @@ export interface InstanceMetrics {
   downloads: DownloadStats;
   /** The operator API: changes asked (any method but GET and HEAD, but for a job's dry run; whatever the answer), and calls refused for their token. */
   api: { changes: number; refusedTokens: number };
-  /** Rollout notifications (webhook.url): delivered, failed for good (refused, or every attempt failed), dropped from a full queue, waiting in the store (as the sender last counted; 0 on the others); null without a webhook. */
+  /** Rollout notifications (webhook.url): delivered, failed for good (refused, redirected: a redirect is not followed, or every attempt failed), dropped from a full queue, waiting in the store (as the sender last counted; 0 on the others); null without a webhook. */
   webhook: { delivered: number; failed: number; dropped: number; waiting: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
   signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
@@ -106,7 +106,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD, but for a job\'s dry run), whatever the answer: each is in the log.', one(m.api.changes));
   family('updraft_api_refused_tokens_total', 'counter', 'Operator API calls refused for a missing or wrong token (a rise: someone guessing, or a tool with an old token).', one(m.api.refusedTokens));
   if (m.webhook) {
-    family('updraft_webhook_deliveries_total', 'counter', 'Rollout notifications by result: delivered, failed (refused by the receiver, or every attempt failed), dropped (the queue was full).', [
+    family('updraft_webhook_deliveries_total', 'counter', 'Rollout notifications by result: delivered, failed (refused or redirected by the receiver, or every attempt failed), dropped (the queue was full).', [
       ['{result="delivered"}', m.webhook.delivered],
       ['{result="failed"}', m.webhook.failed],
       ['{result="dropped"}', m.webhook.dropped],

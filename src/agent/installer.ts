@@ -16,6 +16,12 @@ export interface InstalledSoftware {
   sha256?: string;
   /** Size in bytes of what runs now, when known. */
   size?: number;
+  /**
+   * True when it was installed and switched to but its health check has not passed (a crash,
+   * and a state lost with it, came between): the agent has `recover` check it again, and keep
+   * or roll it back, instead of taking it for installed.
+   */
+  unchecked?: boolean;
 }
 
 /** What an installation may use besides the file. */

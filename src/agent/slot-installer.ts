@@ -65,6 +65,12 @@ export interface SlotManifest {
    * job only: another job for the same build (a retry, a new deployment) installs it again.
    */
   rejectedBy?: string;
+  /**
+   * Written with the slot when there is a health check, removed once it passed: a slot still
+   * marked was switched to without a passed check (a crash during it). A restart whose agent
+   * lost its state (and with it the job's INSTALLING phase) still checks it again.
+   */
+  unchecked?: true;
 }
 
 /** File name of the artifact inside a slot (`$UPDRAFT_SLOT/artifact`). */
@@ -115,7 +121,7 @@ export class SlotInstaller implements Installer {
   async current(): Promise<InstalledSoftware | undefined> {
     const slot = await this.activeSlot();
     const manifest = slot && (await this.readManifest(slot));
-    if (manifest) return { name: manifest.name, version: manifest.version, sha256: manifest.sha256, size: manifest.size };
+    if (manifest) return { name: manifest.name, version: manifest.version, sha256: manifest.sha256, size: manifest.size, ...(manifest.unchecked ? { unchecked: true } : {}) };
     if (this.opts.initialVersion === undefined) return undefined;
     const initial: InstalledSoftware = { version: this.opts.initialVersion };
     if (this.opts.initialName !== undefined) initial.name = this.opts.initialName;
@@ -187,7 +193,7 @@ export class SlotInstaller implements Installer {
 
   /** Health-checks `slot` (already current); on failure points `current` back to `previous` and throws. */
   private async checkOrRollBack(slot: Slot, previous: Slot | undefined, sw: DesiredSoftware, signal: AbortSignal | undefined, log: Logger): Promise<void> {
-    if (this.opts.healthCheck === undefined) return;
+    if (this.opts.healthCheck === undefined) return this.markChecked(slot);
     // a check that a crash left running (in its own process group, it outlives the agent) is
     // killed first: two at once can fail each other. It is recorded while it runs for that
     const record = path.join(this.opts.dir, CHECK_RECORD_FILE);
@@ -218,6 +224,18 @@ export class SlotInstaller implements Installer {
       log.warn('rolled back', { slot: previous ?? 'none', version: sw.version, reason });
       throw new UpdraftError('HEALTH_CHECK', reason, { cause: err });
     }
+    await this.markChecked(slot);
+  }
+
+  /** The slot passed its check (or there is none): no restart checks it again. */
+  private async markChecked(slot: Slot): Promise<void> {
+    const manifest = await this.readManifest(slot).catch(() => undefined);
+    if (!manifest?.unchecked) return;
+    const { unchecked: _passed, ...checked } = manifest;
+    // not fatal: the software passed; a restart that lost its state would only check it again
+    await writeFileAtomic(path.join(this.slotDir(slot), MANIFEST_FILE), JSON.stringify(checked, null, 2) + '\n', 0o644).catch((err: unknown) =>
+      this.log.warn('cannot mark the slot checked', { slot, error: asUpdraftError(err).message }),
+    );
   }
 
   private async writeSlot(slot: Slot, file: string, sw: DesiredSoftware, signal: AbortSignal | undefined): Promise<void> {
@@ -254,7 +272,7 @@ export class SlotInstaller implements Installer {
       await handle.close();
     }
     signal?.throwIfAborted();
-    const manifest: SlotManifest = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, installedAt: new Date().toISOString() };
+    const manifest: SlotManifest = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, installedAt: new Date().toISOString(), ...(this.opts.healthCheck !== undefined ? { unchecked: true as const } : {}) };
     // written last: a slot with a manifest is complete
     await writeFileAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', 0o644);
   }

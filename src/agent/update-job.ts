@@ -136,16 +136,29 @@ export class UpdateJob {
     const { installer, logger } = this.deps;
     const signal = this.ctrl.signal;
     try {
-      if (this.phase === 'INSTALLING') {
+      let recovering = this.phase === 'INSTALLING';
+      if (!recovering) {
+        const running = await installer.current();
+        if (isInstalled(running, this.command)) {
+          if (!running?.unchecked || !installer.recover) {
+            logger.info('already running the desired software', { jobId: this.jobId, version: this.command.version });
+            return { status: 'SUCCESS' };
+          }
+          // switched to, but its health check never passed: a crash came during it, and the
+          // state that said INSTALLING was lost with it (QA). Checked again, kept or rolled back
+          logger.info('running the desired software, but its health check has not passed (interrupted, and the install\'s state lost): checking it again', { jobId: this.jobId, version: this.command.version });
+          if (this.phase === 'DOWNLOADING') await this.enter('VERIFYING');
+          await this.enter('INSTALLING');
+          recovering = true;
+        }
+      }
+      if (recovering) {
         // the agent died while installing: the installer finishes or undoes it
         const result = installer.recover ? await installer.recover(this.command, { signal, logger }) : { outcome: 'not-started' as const };
         logger.info('install interrupted by a restart: recovered', { jobId: this.jobId, outcome: result.outcome });
         if (result.outcome === 'installed') return { status: 'SUCCESS' };
         if (result.outcome === 'rolled-back') return { status: 'FAILURE', error: result.reason ?? 'install interrupted by a restart; rolled back' };
         await this.enter('VERIFYING');
-      } else if (isInstalled(await installer.current(), this.command)) {
-        logger.info('already running the desired software', { jobId: this.jobId, version: this.command.version });
-        return { status: 'SUCCESS' };
       }
       const file = await this.fetch();
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };

@@ -89,11 +89,12 @@ export function useStreamStatus(): StreamStatus | undefined {
 
 /**
  * Subscribes to the event stream with `filter` while mounted (null: none, e.g. while what the
- * page shows is not known to exist); `onEvent` and `onLive` (the stream connected) may change freely.
+ * page shows is not known to exist); `onEvent`, `onLive` (the stream connected) and `onStatus`
+ * (every change of its state) may change freely.
  */
-export function useEvents(filter: Record<string, string> | null, onEvent: (e: StreamEvent) => void, onLive?: () => void): void {
-  const handler = useRef({ onEvent, onLive });
-  handler.current = { onEvent, onLive };
+export function useEvents(filter: Record<string, string> | null, onEvent: (e: StreamEvent) => void, onLive?: () => void, onStatus?: (s: StreamStatus) => void): void {
+  const handler = useRef({ onEvent, onLive, onStatus });
+  handler.current = { onEvent, onLive, onStatus };
   const key = JSON.stringify(filter);
   // a layout effect: the new page's stream is counted before the browser paints, so the
   // indicator does not blink out between two pages that both read one
@@ -109,6 +110,7 @@ export function useEvents(filter: Record<string, string> | null, onEvent: (e: St
         if (!streams.has(id)) return; // ended: a late report of a closed stream
         streams.set(id, s);
         publishStatus();
+        handler.current.onStatus?.(s);
         if (s === 'live') handler.current.onLive?.();
       },
     });
@@ -130,6 +132,38 @@ export function useLiveReload(filter: Record<string, string> | null, loaded: Loa
     for (const l of loaded) l.reload();
   }, ms);
   useEvents(filter, reload, reloadWhenLive ? reload : undefined);
+}
+
+/**
+ * A list page's read of `path` (null: nothing), live. Its stream (events matching `filter`;
+ * null: none, read at once) opens first and the read is sent once the stream has settled: live
+ * (the server sends what changes from then on, so nothing changed between the read and the
+ * subscription is missed) or failed (read anyway; the reconnection reads again). The opening
+ * costs one read: reading at once and again when the stream went live read every list twice as
+ * it opened. Read again, throttled to once per `ms`, on each event `wants` (default: all) and
+ * on each later connection of the stream (what changed while it was down sent no event).
+ */
+export function useLiveList<T>(path: string | null, filter: Record<string, string> | null, ms = 1000, wants?: (e: StreamEvent) => boolean): Loaded<T> {
+  const [settled, setSettled] = useState(filter === null);
+  const first = useRef(true);
+  const reloadList = useRef<() => void>(() => {});
+  const reload = useThrottle(() => reloadList.current(), ms);
+  useEvents(
+    filter,
+    (e) => (wants === undefined || wants(e)) && reload(),
+    undefined,
+    (s) => {
+      if (s === 'connecting') return;
+      // the first settling sends the first read; later connections read again
+      if (first.current) {
+        first.current = false;
+        setSettled(true);
+      } else if (s === 'live') reload();
+    },
+  );
+  const loaded = useApi<T>(settled || filter === null ? path : null);
+  reloadList.current = loaded.reload;
+  return loaded;
 }
 
 /**

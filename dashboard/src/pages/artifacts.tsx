@@ -12,15 +12,14 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { bytes, dateTime } from '../format.ts';
-import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
+import { useLiveList, useReadOnly } from '../hooks.ts';
 import type { Artifact, Page } from '../types.ts';
 
 export function ArtifactsPage() {
-  const list = useApi<Page<Artifact> & { maxArtifactBytes?: number }>('/artifacts');
-  const readOnly = useReadOnly();
   // a build added or deleted elsewhere (the CLI, another tab, another instance); read again
-  // once the stream (re)connects too, for what changed while it was not
-  useLiveReload({ types: 'artifact.changed' }, [list], 1000, true);
+  // once the stream reconnects too, for what changed while it was not (one read as it opens)
+  const list = useLiveList<Page<Artifact> & { maxArtifactBytes?: number }>('/artifacts', { types: 'artifact.changed' });
+  const readOnly = useReadOnly();
   return (
     <>
       <h1>Artifacts</h1>

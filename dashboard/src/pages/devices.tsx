@@ -8,7 +8,7 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../device-search-live.ts';
 import { count, deviceHref } from '../format.ts';
-import { useApi, useEvents, usePoll, useThrottle } from '../hooks.ts';
+import { useLiveList, usePoll, type Loaded } from '../hooks.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
 import type { SearchPage } from '../types.ts';
 
@@ -26,13 +26,12 @@ export function DevicesPage() {
   const params = new URLSearchParams({ limit: String(PAGE) });
   for (const k of FILTERS) if (filters[k]) params.set(k, filters[k]);
   if (after) params.set('after', after);
-  const page = useApi<SearchPage>(`/fleet/search?${params}`);
   // live: presence and credentials by stream (device-search-live.ts), at most every 3 s, and
-  // read again when the stream (re)connects: what changed while it was down sent no event
-  // here; what a rollout changes (desired, update status, version) by a poll every 5 s
+  // read again when the stream reconnects: what changed while it was down sent no event here
+  // (one read as the page opens: hooks.ts useLiveList); what a rollout changes (desired,
+  // update status, version) by a poll every 5 s
+  const page: Loaded<SearchPage> = useLiveList<SearchPage>(`/fleet/search?${params}`, { types: DEVICE_SEARCH_EVENTS }, 3000, (e): boolean => touchesSearch(e, filters, shown));
   const shown = new Set((page.data?.items ?? []).map((d) => d.deviceId));
-  const reload = useThrottle(page.reload, 3000);
-  useEvents({ types: DEVICE_SEARCH_EVENTS }, (e) => touchesSearch(e, filters, shown) && reload(), reload);
   usePoll([page], 5000);
 
   const go = (f: Record<string, string>, cursor: string, prevList: string) => {

@@ -7,7 +7,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { ApiError, api } from '../api.ts';
 import { Field } from '../components/field.tsx';
-import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
+import { useLiveList, useReadOnly } from '../hooks.ts';
 import { emptyForm, errorSummary, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
 import { navigate } from '../router.tsx';
 import { count as count0, dateTime, jobHref } from '../format.ts';
@@ -16,10 +16,9 @@ import type { Artifact, JobPreview, JobView, Page } from '../types.ts';
 export function JobNewPage() {
   const readOnly = useReadOnly();
   // a viewer is shown no form: nothing to read, no live stream (the header would say "Live" of nothing)
-  const artifacts = useApi<Page<Artifact>>(readOnly ? null : '/artifacts');
   // a build uploaded or deleted from the CLI or another tab meanwhile is offered, or not, at once
-  // (read again once the stream (re)connects too, for what changed while it was not)
-  useLiveReload(readOnly ? null : { types: 'artifact.changed' }, [artifacts], 1000, true);
+  // (read again once the stream reconnects too, for what changed while it was not)
+  const artifacts = useLiveList<Page<Artifact>>(readOnly ? null : '/artifacts', readOnly ? null : { types: 'artifact.changed' });
   const [f, setF] = useState<JobForm>(emptyForm());
   const [errors, setErrors] = useState<Partial<Record<ErrorKey, string>>>({});
   const [busy, setBusy] = useState(false);

@@ -10,7 +10,7 @@ import { get } from '../api.ts';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { count, dateTime, jobHref, shortId } from '../format.ts';
-import { useApi, useLiveReload, useReadOnly } from '../hooks.ts';
+import { useLiveList, useReadOnly } from '../hooks.ts';
 import { findNewerPage } from '../job-pages.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
 import type { Job, Page } from '../types.ts';
@@ -28,7 +28,9 @@ export function JobsPage() {
     return `/jobs?${q.toString()}`;
   };
   const listPath = (cursor: string | null | undefined) => `/jobs?limit=25${cursor ? `&after=${encodeURIComponent(cursor)}` : ''}`;
-  const jobs = useApi<Page<Job>>(listPath(after));
+  // live as jobs change, and read again when the stream reconnects: what changed while it was
+  // down sent no event here (hooks.ts useLiveList: one read as the page opens)
+  const jobs = useLiveList<Page<Job>>(listPath(after), { types: 'job.changed' });
   /** While the way back of a URL without it is looked for; its failure. */
   const [finding, setFinding] = useState<{ busy: boolean; error?: Error }>({ busy: false });
   const newerPage = async () => {
@@ -45,8 +47,6 @@ export function JobsPage() {
     }
   };
   const readOnly = useReadOnly();
-  // read again when the stream (re)connects too: what changed while it was down sent no event here
-  useLiveReload({ types: 'job.changed' }, [jobs], 1000, true);
   return (
     <>
       <div class="title-row">

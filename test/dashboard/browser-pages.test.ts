@@ -1,0 +1,87 @@
+/**
+ * The dashboard's pages in a real browser (Debian's Chromium) against a real server, each test
+ * independent of the others: its own tab (signed in before the page loads) and its own data
+ * (device ids, artifact names), so that any one can run alone or in any order
+ * (`--test-name-pattern`). Only states are awaited, never a duration.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { ApiClient } from '../../src/cli/api-client.ts';
+import { eventually } from '../helpers/cli.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, deploy } from '../security/support.ts';
+import { buildDashboard, chromiumSkip, launchChromium, signedInTab, startCountingProxy } from './browser-support.ts';
+
+const skip = chromiumSkip();
+
+describe('dashboard pages in Chromium, each test on its own data', { skip }, () => {
+  let ts: TestServer;
+  let api: ApiClient;
+  let browser: Browser;
+
+  before(async () => {
+    buildDashboard();
+    ts = await startTestServer();
+    api = new ApiClient({ server: ts.httpUrl, token: ts.token });
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await ts?.close();
+  });
+
+  /** Runs `fn` in a tab of its own, closed after; fails on any console error of the tab. */
+  const inTab = async (fn: (page: Page) => Promise<void>, viewport?: { width: number; height: number }) => {
+    const tab = await signedInTab(browser, ts.token, viewport);
+    try {
+      await fn(tab.page);
+    } finally {
+      await tab.context.close();
+    }
+    assert.deepEqual(tab.errors, [], 'console errors');
+  };
+
+  it('reads each list once as its page opens (counted at the server, through a proxy), and again on a change', async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'once-fw');
+    await registerDevice(ts, 'once-1');
+    await deploy(ts, ['once-1'], 'once-fw@1.0.0');
+    const proxy = await startCountingProxy(ts.httpUrl);
+    try {
+      const lists: { page: string; read: string; shown: (p: Page) => Promise<void> }[] = [
+        { page: '/jobs', read: 'GET /api/v1/jobs?limit=25', shown: (p) => p.getByTestId('jobs-table').getByRole('cell', { name: 'once-fw@1.0.0' }).first().waitFor() },
+        { page: '/artifacts', read: 'GET /api/v1/artifacts', shown: (p) => p.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'once-fw' }).first().waitFor() },
+        { page: '/devices', read: 'GET /api/v1/fleet/search?limit=25', shown: (p) => p.getByTestId('devices-table').getByRole('link', { name: 'once-1' }).waitFor() },
+        { page: '/jobs/new', read: 'GET /api/v1/artifacts', shown: (p) => p.getByLabel('Artifact').locator('option', { hasText: 'once-fw@1.0.0' }).waitFor({ state: 'attached' }) },
+      ];
+      for (const l of lists) {
+        await inTab(async (page) => {
+          const before = proxy.count(l.read);
+          // the page's requests for its list, as the browser sent and ended them
+          let sent = 0;
+          let ended = 0;
+          const mine = (url: string) => `GET ${new URL(url).pathname}${new URL(url).search}` === l.read;
+          page.on('request', (r) => mine(r.url()) && sent++);
+          page.on('requestfinished', (r) => mine(r.url()) && ended++);
+          page.on('requestfailed', (r) => mine(r.url()) && ended++);
+          await page.goto(proxy.url + l.page);
+          await l.shown(page);
+          await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+          // every read the page began by now (a read again as the stream went live was begun
+          // before the indicator said Live) has reached the server and been answered
+          await eventually(async () => (sent > 0 && sent === ended ? true : undefined), 10_000, `${l.page}: its reads answered`);
+          assert.equal(proxy.count(l.read) - before, 1, `${l.page}: ${l.read} sent ${proxy.count(l.read) - before} times as the page opened`);
+          if (l.page !== '/artifacts') return;
+          // a change still reads it again: a build added elsewhere
+          await addArtifact(ts, '1.1.0', randomBytes(256), 'once-fw');
+          await page.getByTestId('artifacts-table').getByRole('row').filter({ hasText: '1.1.0' }).waitFor();
+          await eventually(async () => (sent === ended ? true : undefined), 10_000, 'its reads answered');
+          assert.equal(proxy.count(l.read) - before, 2, 'once as it opened, once for the build added');
+        });
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { ApiClient } from '../../src/cli/api-client.ts';
-import { eventually } from '../helpers/cli.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy } from '../security/support.ts';
 import { buildDashboard, chromiumSkip, launchChromium, signedInTab, startCountingProxy } from './browser-support.ts';
@@ -83,5 +84,43 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
     } finally {
       await proxy.close();
     }
+  });
+
+  it("gives a job whose devices were hotfixed or removed the progress job watch gives: 100% once the rest finished", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'hot-fw');
+    await addArtifact(ts, '1.0.1', randomBytes(256), 'hot-fw');
+    const ids = ['hot-1', 'hot-2', 'hot-3'];
+    for (const id of ids) await registerDevice(ts, id);
+    const jobId = await deploy(ts, ids, 'hot-fw@1.0.0');
+    const view = () => api.call<{ job: { status: string }; counts: Record<string, number>; percentDone: number }>('GET', `/api/v1/jobs/${jobId}?limit=1`);
+    await eventually(async () => ((await api.call<{ items: { dispatchedAt?: number }[] }>('GET', `/api/v1/jobs/${jobId}/executions`)).items.every((e) => e.dispatchedAt !== undefined) ? true : undefined), 30_000, 'the commands sent');
+    // hot-1 installs it (its report sent by an operator), hot-2 is given a hotfix before it
+    // finished (a newer job supersedes it: CANCELED), hot-3 is deleted (REMOVED)
+    const op = await TestClient.connect(ts.mqttUrl, 'ops-hot', { username: 'operator', password: ts.token });
+    try {
+      await op.publish('state/hot-1/update', { state: { reported: { software: { name: 'hot-fw', version: '1.0.0', jobId, status: 'SUCCESS' } } } });
+    } finally {
+      await op.end();
+    }
+    await deploy(ts, ['hot-2'], 'hot-fw@1.0.1');
+    await api.call('DELETE', '/api/v1/devices/hot-3');
+    const done = await eventually(async () => {
+      const v = await view();
+      return v.job.status === 'COMPLETED' ? v : undefined;
+    }, 30_000, 'the job completed');
+    assert.deepEqual([done.counts.SUCCEEDED, done.counts.CANCELED, done.counts.REMOVED], [1, 1, 1]);
+    // the CLI's figure
+    const watch = await runCli(['job', 'watch', jobId, '--server', ts.httpUrl, '--token', ts.token]);
+    assert.equal(watch.code, 0, watch.stderr);
+    assert.match(watch.stderr, /\] 100\.0%  COMPLETED/);
+    // the dashboard's, on the same job
+    await inTab(async (page) => {
+      await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+      await page.getByRole('heading', { level: 1 }).filter({ hasText: 'COMPLETED' }).waitFor();
+      await page.getByTestId('job-progress').filter({ hasText: '1 of 1 finished (100%) · 1 canceled, 1 removed, left out' }).waitFor();
+      assert.equal(await page.getByLabel('All devices: 100%').count(), 1, await page.getByTestId('job-progress').innerText());
+      const bar = page.getByTestId('job-progress').locator('progress');
+      assert.equal(await bar.evaluate((p: HTMLProgressElement) => p.position), 1, 'the bar full');
+    });
   });
 });

@@ -50,13 +50,15 @@ describe('dashboard client logic', () => {
     assert.equal(touchesSearch({ type: 'job.changed', data: { jobId: 'j1' } }, none, shown), false);
   });
 
-  it("gives a job's progress out of all its devices, naming those canceled or removed, so a canceled job does not read as done", () => {
+  it("gives a job's progress as job watch and percentDone do: finished out of all but the canceled and removed, named as left out", () => {
     const none = { QUEUED: 0, IN_PROGRESS: 0, SUCCEEDED: 0, FAILED: 0, TIMED_OUT: 0, REJECTED: 0, CANCELED: 0, REMOVED: 0 };
-    // QA: 13 of 195 updated, the rest canceled (the API's percentDone: 100)
-    assert.deepEqual(progressOf({ ...none, SUCCEEDED: 12, FAILED: 1, CANCELED: 182 }), { value: 13, max: 195, detail: '13 of 195 finished (6.7%) · 182 canceled' });
-    assert.deepEqual(progressOf({ ...none, SUCCEEDED: 1500, REJECTED: 3, IN_PROGRESS: 497, REMOVED: 2, CANCELED: 1 }), { value: 1503, max: 2003, detail: '1,503 of 2,003 finished (75%) · 1 canceled, 2 removed' });
+    // QA: 13 of 195 updated, the rest canceled: 100% as the CLI says, out of the 13 counted (not "100% of 195")
+    assert.deepEqual(progressOf({ ...none, SUCCEEDED: 12, FAILED: 1, CANCELED: 182 }), { value: 13, max: 13, detail: '13 of 13 finished (100%) · 182 canceled, left out' });
+    assert.deepEqual(progressOf({ ...none, SUCCEEDED: 1500, REJECTED: 3, IN_PROGRESS: 497, REMOVED: 2, CANCELED: 1 }), { value: 1503, max: 2000, detail: '1,503 of 2,000 finished (75.2%) · 1 canceled, 2 removed, left out' });
     assert.deepEqual(progressOf({ ...none, SUCCEEDED: 24 }), { value: 24, max: 24, detail: '24 of 24 finished (100%)' });
-    assert.deepEqual(progressOf(none), { value: 0, max: 0, detail: '0 of 0 finished (0%)' });
+    // none to count: 0% until the job completed, then 100% (percentDone's rule)
+    assert.deepEqual(progressOf(none), { value: 0, max: 1, detail: '0 of 0 finished (0%)' });
+    assert.deepEqual(progressOf({ ...none, CANCELED: 2 }, true), { value: 1, max: 1, detail: '0 of 0 finished (100%) · 2 canceled, left out' });
   });
 
   it('says a running job is held while the artifact storage does not answer, with since when; nothing otherwise', () => {

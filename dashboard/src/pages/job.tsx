@@ -97,9 +97,9 @@ export function JobPage({ id }: { id: string }) {
           <section aria-labelledby="progress-h">
             <h2 id="progress-h">Progress</h2>
             <div data-testid="job-progress">
-              <ProgressBar label="All devices" {...progressOf(v.counts)} />
+              <ProgressBar label="All devices" {...progressOf(v.counts, v.job.status === 'COMPLETED')} />
             </div>
-            {v.waves.length > 1 && v.waves.map((w) => <ProgressBar key={w.wave} label={`Wave ${w.wave + 1}`} {...progressOf(w.counts)} />)}
+            {v.waves.length > 1 && v.waves.map((w) => <ProgressBar key={w.wave} label={`Wave ${w.wave + 1}`} {...progressOf(w.counts, v.job.status === 'COMPLETED')} />)}
           </section>
           <section aria-labelledby="counts-h">
             <h2 id="counts-h">Devices per state</h2>

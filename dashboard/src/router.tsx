@@ -60,7 +60,7 @@ function decoded(segment: string): string | undefined {
 }
 
 /** An anchor that navigates in place (plain clicks only: ctrl/middle click open a tab as usual). */
-export function Link(props: { href: string; children: ComponentChildren; class?: string; 'aria-label'?: string; 'aria-current'?: 'page' | undefined }) {
+export function Link(props: { href: string; children: ComponentChildren; class?: string; title?: string; 'aria-label'?: string; 'aria-current'?: 'page' | undefined }) {
   const { href, children, ...rest } = props;
   const onClick = (e: MouseEvent) => {
     if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;

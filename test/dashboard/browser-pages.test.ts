@@ -123,4 +123,33 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
       assert.equal(await bar.evaluate((p: HTMLProgressElement) => p.position), 1, 'the bar full');
     });
   });
+
+  it('keeps a 128-character device id without spaces inside its table, cut with its whole id in the title, on every page that lists it', async () => {
+    const id = `long-${'x0'.repeat(70)}`.slice(0, 124) + '-end';
+    assert.equal(id.length, 128);
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'long-fw');
+    const secret = await registerDevice(ts, id);
+    const jobId = await deploy(ts, [id], 'long-fw@1.0.0');
+    const device = await TestClient.connect(ts.mqttUrl, id, { username: id, password: secret });
+    try {
+      await device.publish(`state/${id}/update`, { state: { reported: { software: { name: 'long-fw', version: '0.9.0', jobId, status: 'FAILURE', error: 'health check failed' } } } });
+    } finally {
+      await device.end();
+    }
+    await eventually(async () => ((await api.call<{ counts: Record<string, number> }>('GET', `/api/v1/jobs/${jobId}?limit=1`)).counts.FAILED === 1 ? true : undefined), 30_000, 'the failure recorded');
+    await inTab(
+      async (page) => {
+        for (const [route, table] of [['/devices?id=long-', 'devices-table'], [`/jobs/${jobId}`, undefined], ['/', undefined]] as const) {
+          await page.goto(ts.httpUrl + route);
+          const link = (table ? page.getByTestId(table) : page.locator('table')).getByRole('link', { name: id, exact: true }).first();
+          await link.waitFor();
+          assert.equal(await link.getAttribute('title'), id, `${route}: the whole id in the title`);
+          const sized = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, window: window.innerWidth, tables: [...document.querySelectorAll('table')].map((t) => t.getBoundingClientRect().right) }));
+          assert.ok(sized.page <= sized.window, `${route} is ${sized.page} px wide in a window of ${sized.window}`);
+          for (const right of sized.tables) assert.ok(right <= sized.window, `${route}: a table ends at ${right} px in a window of ${sized.window}`);
+        }
+      },
+      { width: 1024, height: 800 },
+    );
+  });
 });

@@ -4,12 +4,13 @@
  * cursors of earlier pages are kept for "Previous". The form follows the URL.
  */
 import { useEffect, useState } from 'preact/hooks';
+import { DeviceLink } from '../components/device-link.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../device-search-live.ts';
-import { count, deviceHref } from '../format.ts';
+import { count } from '../format.ts';
 import { useLiveList, usePoll, type Loaded } from '../hooks.ts';
-import { Link, navigate, useLocation } from '../router.tsx';
+import { navigate, useLocation } from '../router.tsx';
 import type { SearchPage } from '../types.ts';
 
 const FILTERS = ['id', 'tag', 'group', 'version', 'state'] as const;
@@ -70,7 +71,7 @@ export function DevicesPage() {
               {page.data.items.map((d) => (
                 <tr key={d.deviceId}>
                   <td>
-                    <Link href={deviceHref(d.deviceId)}>{d.deviceId}</Link>
+                    <DeviceLink id={d.deviceId} />
                   </td>
                   <td>{d.revoked ? <StatusBadge status="REVOKED" /> : <StatusBadge status={d.online ? 'ONLINE' : 'OFFLINE'} />}</td>
                   <td>{d.reported?.version ?? '—'}</td>

@@ -7,13 +7,14 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
+import { DeviceLink } from '../components/device-link.tsx';
 import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { TimelineChart } from '../components/timeline-chart.tsx';
-import { count, dateTime, deviceHref, storageHeldNotice } from '../format.ts';
+import { count, dateTime, storageHeldNotice } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { progressOf } from '../job-progress.ts';
 import { Link } from '../router.tsx';
@@ -131,7 +132,7 @@ export function JobPage({ id }: { id: string }) {
               {failing.data.items.map((e) => (
                 <tr key={e.deviceId}>
                   <td>
-                    <Link href={deviceHref(e.deviceId)}>{e.deviceId}</Link>
+                    <DeviceLink id={e.deviceId} />
                   </td>
                   <td>
                     <StatusBadge status={e.status} />
@@ -168,7 +169,7 @@ export function JobPage({ id }: { id: string }) {
                 {otherLogs.map((l) => (
                   <tr key={l.deviceId}>
                     <td>
-                      <Link href={deviceHref(l.deviceId)}>{l.deviceId}</Link>
+                      <DeviceLink id={l.deviceId} />
                     </td>
                     <td>
                       <code>{l.agentJobId}</code>

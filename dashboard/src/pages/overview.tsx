@@ -5,10 +5,11 @@
  * most every 2 s); execution events are left out of this page's stream, because during a
  * big rollout they come by the hundred per second: a 5 s poll shows their effect instead.
  */
+import { DeviceLink } from '../components/device-link.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { VersionChart } from '../components/version-chart.tsx';
-import { count, deviceHref, jobHref, shortId, time } from '../format.ts';
+import { count, jobHref, shortId, time } from '../format.ts';
 import { useApi, useLiveReload, usePoll } from '../hooks.ts';
 import { Link } from '../router.tsx';
 import type { FleetOverview, Page, RecentEvent } from '../types.ts';
@@ -70,7 +71,7 @@ export function OverviewPage() {
                     {o.failing.map((f) => (
                       <tr key={`${f.jobId}/${f.deviceId}`}>
                         <td>
-                          <Link href={deviceHref(f.deviceId)}>{f.deviceId}</Link>
+                          <DeviceLink id={f.deviceId} />
                         </td>
                         <td>
                           <Link href={jobHref(f.jobId)}>{f.artifact}</Link>
@@ -104,7 +105,7 @@ function RecentEvents({ events }: { events: RecentEvent[] }) {
       {events.map((e) => (
         <li key={e.seq}>
           <time dateTime={new Date(e.at).toISOString()}>{time(e.at)}</time>
-          {e.deviceId && <Link href={deviceHref(e.deviceId)}>{e.deviceId}</Link>}
+          {e.deviceId && <DeviceLink id={e.deviceId} />}
           {e.jobId && (
             <Link href={jobHref(e.jobId)} aria-label={`job ${e.jobId}`}>
               job {shortId(e.jobId)}

@@ -11,6 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
+import { startRestartableS3 } from '../helpers/s3.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy } from '../security/support.ts';
 import { buildDashboard, chromiumSkip, launchChromium, signedInTab, startCountingProxy } from './browser-support.ts';
@@ -151,5 +152,39 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
       },
       { width: 1024, height: 800 },
     );
+  });
+
+  it("says on a job's page that the job is held while its server's artifact storage does not answer, and no more once it does", async () => {
+    // a server of its own, whose artifacts are in an S3 bucket the test stops and starts
+    const s3 = await startRestartableS3();
+    const held = await startTestServer({ flags: { blob: s3.blobUrl('dash-hold') } });
+    try {
+      await addArtifact(held, '1.0.0', randomBytes(256), 'hold-fw');
+      const ids = ['hold-1', 'hold-2'];
+      for (const id of ids) await registerDevice(held, id);
+      await s3.down();
+      const jobId = await deploy(held, ids, 'hold-fw@1.0.0');
+      const heldApi = new ApiClient({ server: held.httpUrl, token: held.token });
+      const progress = async () => (await heldApi.call<{ job: { status: string; progress?: { storageHeldSince?: number } } }>('GET', `/api/v1/jobs/${jobId}?limit=1`)).job;
+      await eventually(async () => ((await progress()).progress?.storageHeldSince !== undefined ? true : undefined), 30_000, 'the job held');
+      const tab = await signedInTab(browser, held.token);
+      try {
+        const page = tab.page;
+        await page.goto(`${held.httpUrl}/jobs/${jobId}`);
+        const notice = page.getByTestId('storage-held');
+        await notice.filter({ hasText: /^Held: the artifact storage has not answered since .+; nothing new is sent until it does \(devices already updating go on\)\.$/ }).waitFor();
+        assert.equal(await notice.getAttribute('role'), 'status');
+        // the storage back: the engine sends, the hold ends, and the page says so by itself (live)
+        await s3.up();
+        await eventually(async () => ((await progress()).progress?.storageHeldSince === undefined ? true : undefined), 30_000, 'the hold over');
+        await notice.waitFor({ state: 'detached' });
+      } finally {
+        await tab.context.close();
+      }
+      assert.deepEqual(tab.errors, [], 'console errors');
+    } finally {
+      await held.close();
+      await s3.close();
+    }
   });
 });

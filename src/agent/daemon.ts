@@ -12,6 +12,7 @@ import { ID_RULE, isValidId } from '../protocol/topics.ts';
 import { MAX_WAIT_CHECK_SECONDS, SEMVER } from '../protocol/software.ts';
 import { createLogger, type Logger } from '../util/logger.ts';
 import { safeUrl } from '../util/redact-url.ts';
+import { ExclusiveLock } from '../util/exclusive-lock.ts';
 import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
@@ -118,6 +119,25 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   const installDir = path.resolve(opts.installDir);
   const stateDir = path.join(installDir, '.updraft');
   await mkdir(stateDir, { recursive: true });
+  // two agents on one install directory connected with the same client id (the broker drops
+  // one for the other, for ever), downloaded into the same .part and installed into the same
+  // slot (QA): the second is refused. Held until the process ends, a kill too (util/exclusive-lock.ts)
+  const lock = new ExclusiveLock(
+    path.join(stateDir, AGENT_LOCK),
+    `another updraft agent is running on ${installDir} (it holds ${path.join(stateDir, AGENT_LOCK)}): one agent per install directory; stop that one first, or give this one its own --install-dir`,
+  );
+  await lock.start();
+  try {
+    await runWithLock(opts, log, installDir, stateDir);
+  } finally {
+    await lock.stop();
+  }
+}
+
+/** The lock file in `<install-dir>/.updraft` that the running daemon holds. */
+export const AGENT_LOCK = 'agent.lock';
+
+async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: string, stateDir: string): Promise<void> {
   const trust = await resolveTrust(opts, installDir);
   if (trust === undefined && opts.allowUnsigned !== true) {
     throw new UpdraftError('CONFIG', `no software signing key: pass --signing-key <file> (the server's keys/software-signing.pub; updraft keys export-public) or --root-key <file>, or save it as ${signingKeyFilePath(installDir)} (updraft device register --save does), or --insecure-allow-unsigned`);

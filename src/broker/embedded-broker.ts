@@ -101,6 +101,7 @@ interface SessionStore {
   cleanSubscriptions(client: { id: string }): Promise<void>;
   outgoingStream(client: { id: string }): AsyncIterable<PublishPacket>;
   outgoingClearMessageId(client: { id: string }, packet: PublishPacket): Promise<unknown>;
+  outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
   incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>;
   cleanIncoming(client: { id: string }): Promise<void>;
   delWill(client: { id: string }): Promise<unknown>;
@@ -445,7 +446,7 @@ export class EmbeddedBroker implements MessageBus {
       // a copy of the message just forwarded to this connection (overlapping subscriptions) is
       // not sent again; aedes's own filter, which also dropped messages that had overtaken
       // each other, is off (forward-once.ts)
-      authorizeForward: (client, packet) => (this.dropped.has(packet.payload as Buffer) || !this.forwardOnce.first(client, packet) ? null : packet),
+      authorizeForward: (client, packet) => this.forwardOnce.authorize(client, packet, this.dropped.has(packet.payload as Buffer)),
       published: (packet, client, done) => {
         done(null);
         // MQTT messages, not aedes's own $SYS notices (a client came or went, subscribed): they
@@ -458,6 +459,8 @@ export class EmbeddedBroker implements MessageBus {
       this.storeGrantedOnly(aedes);
       this.storeHeldQos2Only(aedes);
       this.forgetCleanedSubscriptions(aedes);
+      // one copy of each message per persistent session's queue (forward-once.ts)
+      this.forwardOnce.adoptQueue(sessionStoreOf(aedes), (packet) => this.dropped.has(packet.payload as Buffer));
     } catch (err) {
       // createBroker started aedes's heartbeat and Will timers: they would keep the process alive
       await new Promise<void>((resolve) => aedes.close(() => resolve()));

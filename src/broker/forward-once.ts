@@ -26,11 +26,19 @@ import { UpdraftError } from '../errors.ts';
 /** A message as aedes numbers it. */
 type NumberedPacket = PublishPacket & { brokerId?: string | null; brokerCounter?: number };
 
+/** aedes-persistence's queue of a persistent session's outgoing messages (asyncPersistence.js), as far as ForwardOnce reaches into it. */
+export interface OutgoingQueue {
+  outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
+  outgoingClearMessageId(client: { id: string }, packet: PublishPacket): Promise<unknown>;
+}
+
 /** Forwards each message once per connection, whatever order messages arrive in. */
 export class ForwardOnce {
   /** The number of the message last forwarded to each connection. */
   private readonly last = new WeakMap<Client, number>();
   private readonly brokerId: string;
+  /** Copies `authorize` declined (aedes then clears them from a persistent session's queue). */
+  private readonly declined = new WeakSet<object>();
 
   constructor(brokerId: string) {
     this.brokerId = brokerId;
@@ -47,8 +55,48 @@ export class ForwardOnce {
     Object.defineProperty(duplicates, this.brokerId, { get: () => undefined, set: () => {}, enumerable: false, configurable: true });
   }
 
+  /**
+   * Keeps one copy of each message per persistent session (`clean: false`) in aedes's queue
+   * of outgoing messages, and none of a message that goes nowhere (`discarded`: the ACL's).
+   *
+   * aedes queues a copy per matching subscription of the session (outgoingEnqueueCombi gets
+   * one entry per filter), delivers one, and for each copy it does not forward (the
+   * duplicates above) clears "the packet" from the queue by its packet id, which such a copy
+   * does not have yet: aedes-persistence then removes the first entry without a packet id,
+   * whichever message it is. So with `state/x/#` and `state/x/update/delta` held by one
+   * session, a delta's second copy removed the entry of an answer published just before it
+   * and not yet written (its `update/accepted`); that answer's write then found no entry
+   * ('no such packet'), which closed the connection: nothing reached the device until it
+   * reconnected, and the `accepted` never. And the copies left in the queue were sent again
+   * at each reconnection though the device had acknowledged the message (PUBACK removes the
+   * entry whose packet id it names: one of the two).
+   */
+  adoptQueue(queue: OutgoingQueue, discarded: (packet: PublishPacket) => boolean): void {
+    const enqueue = queue.outgoingEnqueueCombi.bind(queue);
+    queue.outgoingEnqueueCombi = (subs, packet) => {
+      if (discarded(packet)) return Promise.resolve();
+      const sessions = new Set<string>();
+      return enqueue(subs.filter((s) => !sessions.has(s.clientId) && sessions.add(s.clientId)), packet);
+    };
+    const clear = queue.outgoingClearMessageId.bind(queue);
+    // a copy declined here has no packet id (never written): the message's one entry stays
+    // for the copy forwarded (a discarded message has none). Entries of the queue itself,
+    // also without one until written, are still cleared (a clean session, `endSession`)
+    queue.outgoingClearMessageId = (client, packet) => (packet.messageId === undefined && this.declined.has(packet) ? Promise.resolve(undefined) : clear(client, packet));
+  }
+
+  /**
+   * aedes's `authorizeForward`: `packet` as it goes to `client`, or null when it does not
+   * (`discarded`, or a copy of the message just forwarded there).
+   */
+  authorize<P extends PublishPacket>(client: Client, packet: P, discarded: boolean): P | null {
+    if (!discarded && this.first(client, packet)) return packet;
+    this.declined.add(packet);
+    return null;
+  }
+
   /** False when `packet` is the message just forwarded to `client` (another subscription's copy). */
-  first(client: Client, packet: PublishPacket): boolean {
+  private first(client: Client, packet: PublishPacket): boolean {
     const { brokerId, brokerCounter } = packet as NumberedPacket;
     // retained messages sent on SUBSCRIBE carry no broker id: aedes never filtered them
     if (!brokerId || brokerCounter === undefined) return true;

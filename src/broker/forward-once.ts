@@ -34,8 +34,10 @@ export interface OutgoingQueue {
 
 /** Forwards each message once per connection, whatever order messages arrive in. */
 export class ForwardOnce {
-  /** The number of the message last forwarded to each connection. */
-  private readonly last = new WeakMap<Client, number>();
+  /** The message last offered to each connection: its number, the QoS it goes at, whether a copy went. */
+  private readonly last = new WeakMap<Client, { counter: number; qos: number; sent: boolean }>();
+  /** Copies that came through a QoS 0 subscription (aedes's `deliver0`), which writes at QoS 0 whatever the packet says. */
+  private readonly viaQos0 = new WeakSet<object>();
   private readonly brokerId: string;
   /** Copies `authorize` declined (aedes then clears them from a persistent session's queue). */
   private readonly declined = new WeakSet<object>();
@@ -53,6 +55,15 @@ export class ForwardOnce {
     // an aedes upgrade that moved the filter would bring the loss back unnoticed
     if (typeof duplicates !== 'object' || duplicates === null) throw new UpdraftError('INTERNAL', "aedes client without its duplicates record: messages that overtake each other would be dropped (aedes#994)");
     Object.defineProperty(duplicates, this.brokerId, { get: () => undefined, set: () => {}, enumerable: false, configurable: true });
+    // a subscription takes the client's deliver function as it is made (aedes's addSubs): so
+    // from here every QoS 0 subscription's copy is marked as one (`qosOf`)
+    const c = client as { deliver0?: (packet: object, cb: () => void) => void };
+    const deliver0 = c.deliver0;
+    if (typeof deliver0 !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its deliver0: the QoS of messages matching several subscriptions cannot be chosen');
+    c.deliver0 = (packet, cb) => {
+      this.viaQos0.add(packet);
+      deliver0(packet, cb);
+    };
   }
 
   /**
@@ -95,13 +106,62 @@ export class ForwardOnce {
     return null;
   }
 
-  /** False when `packet` is the message just forwarded to `client` (another subscription's copy). */
+  /**
+   * False when `packet` is a copy of a message that goes to `client` by another copy: one
+   * already forwarded, or one at a higher QoS coming in the same round. The copy forwarded
+   * goes at the QoS MQTT asks: the highest granted by the client's subscriptions that match
+   * ([MQTT-3.3.5-1]), at most the message's own ([MQTT-3.8.4-6]: a QoS 2 message reaches a
+   * QoS 1 subscription at QoS 1). aedes forwarded the copy of whichever subscription came
+   * first (an `update/accepted` held by `#` at QoS 0 and by `update/accepted` at QoS 1 came
+   * at QoS 0) and lowered the QoS only for a filter equal to the topic (a QoS 2 message came
+   * at QoS 2 through `state/x/#` granted QoS 1).
+   */
   private first(client: Client, packet: PublishPacket): boolean {
     const { brokerId, brokerCounter } = packet as NumberedPacket;
     // retained messages sent on SUBSCRIBE carry no broker id: aedes never filtered them
     if (!brokerId || brokerCounter === undefined) return true;
-    if (this.last.get(client) === brokerCounter) return false;
-    this.last.set(client, brokerCounter);
+    let last = this.last.get(client);
+    if (last?.counter !== brokerCounter) {
+      // the copies of one message come one after the other, in one synchronous round of
+      // mqemitter over the matching subscriptions: decided once, at the first
+      last = { counter: brokerCounter, qos: Math.min(packet.qos, grantedQos(client, packet.topic)), sent: false };
+      this.last.set(client, last);
+    }
+    if (last.sent) return false;
+    const qos0Copy = packet.qos === 0 || this.viaQos0.has(packet);
+    // a QoS 1 or 2 subscription matches too: its copy comes in this round
+    if (qos0Copy && last.qos > 0) return false;
+    last.sent = true;
+    // (at least 1: a copy of a session's queue, sent again as the session resumes, has its
+    // packet id and is acknowledged by it, whatever the subscriptions are by then)
+    if (!qos0Copy && last.qos > 0 && last.qos < packet.qos) packet.qos = last.qos as 1 | 2;
     return true;
   }
+}
+
+/** The highest QoS `client`'s subscriptions grant for `topic` (0 when none matches). */
+function grantedQos(client: Client, topic: string): number {
+  let qos = 0;
+  const subscriptions = (client as unknown as { subscriptions: Record<string, { qos: number }> }).subscriptions;
+  for (const filter in subscriptions) {
+    const granted = subscriptions[filter]!.qos;
+    if (granted > qos && matches(filter, topic)) qos = granted;
+  }
+  return qos;
+}
+
+/**
+ * Whether the MQTT filter `filter` matches `topic`, as aedes's mqemitter does (qlobber with
+ * empty levels matched by `+`; `a/#` matches `a`): a filter starting with a wildcard matches
+ * no `$` topic [MQTT-4.7.2-1].
+ */
+export function matches(filter: string, topic: string): boolean {
+  if ((filter.startsWith('#') || filter.startsWith('+')) && topic.startsWith('$')) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Authenticator } from '../../src/broker/authenticator.ts';
 import { EmbeddedBroker } from '../../src/broker/embedded-broker.ts';
+import { matches } from '../../src/broker/forward-once.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import mqtt from 'mqtt';
@@ -110,5 +111,71 @@ describe('persistent sessions with overlapping subscriptions (embedded broker)',
     await third.until('news/z');
     assert.deepEqual(third.got.map((m) => m.body), ['marker 2']);
     await third.client.endAsync();
+  });
+});
+
+describe('the QoS of a message forwarded (embedded broker)', () => {
+  const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
+  let url: string;
+  before(async () => {
+    await broker.start();
+    url = `mqtt://127.0.0.1:${broker.port}`;
+  });
+  after(() => broker.stop());
+
+  it('is the highest QoS granted by the subscriptions that match [MQTT-3.3.5-1], in either order', async () => {
+    const orders = [{ 'news/#': { qos: 0 as const }, 'news/+': { qos: 1 as const } }, { 'news/+': { qos: 1 as const }, 'news/#': { qos: 0 as const } }];
+    const clients = await Promise.all(orders.map(async (subs, i) => {
+      const c = await recording(url, `qos-max-${i}`, true);
+      await c.client.subscribeAsync(subs);
+      return c;
+    }));
+    await broker.publish('news/a', 'one', 1);
+    await broker.publish('news/z/marker', 'marker', 1); // news/# only: QoS 0
+    for (const c of clients) {
+      await c.until('news/z/marker');
+      // aedes forwarded the copy of whichever subscription came first: QoS 0 in one order
+      assert.deepEqual(c.got.map((m) => `${m.topic} ${m.qos}`), ['news/a 1', 'news/z/marker 0']);
+      await c.client.endAsync();
+    }
+  });
+
+  it('is at most the QoS granted: a QoS 2 message reaches a QoS 1 subscription at QoS 1 [MQTT-3.8.4-6]', async () => {
+    const c = await recording(url, 'qos-min', true);
+    await c.client.subscribeAsync({ 'news/#': { qos: 1 } });
+    const publisher = await mqtt.connectAsync(url, { clientId: 'qos-min-publisher', reconnectPeriod: 0 });
+    await publisher.publishAsync('news/a', 'two', { qos: 2 });
+    await publisher.publishAsync('news/z', 'marker', { qos: 1 });
+    await c.until('news/z');
+    // aedes lowered it only for a filter equal to the topic: it came at QoS 2
+    assert.deepEqual(c.got.map((m) => `${m.topic} ${m.qos}`), ['news/a 1', 'news/z 1']);
+    await Promise.all([c.client.endAsync(), publisher.endAsync()]);
+  });
+
+  it('in a persistent session: the message at QoS 1, acknowledged, is not sent again', async () => {
+    const first = await recording(url, 'qos-persist', false);
+    await first.client.subscribeAsync({ 'news/#': { qos: 0 }, 'news/+': { qos: 1 } });
+    await broker.publish('news/a', 'live', 1);
+    await broker.publish('news/z', 'marker', 1);
+    await first.until('news/z');
+    assert.deepEqual(first.got.map((m) => `${m.body} ${m.qos}`), ['live 1', 'marker 1']);
+    await first.client.endAsync();
+    // at QoS 0 the queued copy was never acknowledged, and came again here
+    const second = await recording(url, 'qos-persist', false);
+    await broker.publish('news/z', 'marker 2', 1);
+    await second.until('news/z');
+    assert.deepEqual(second.got.map((m) => m.body), ['marker 2']);
+    await second.client.endAsync();
+  });
+});
+
+describe('matches (the filter matching the QoS is chosen by)', () => {
+  it('matches as mqemitter does', () => {
+    const cases: [string, string, boolean][] = [
+      ['a/#', 'a', true], ['a/#', 'a/b/c', true], ['#', 'a/b', true], ['a/+', 'a/b', true], ['a/+', 'a/b/c', false],
+      ['a/+/c', 'a//c', true], ['+', '', true], ['a/b', 'a/b', true], ['a/b', 'a/b/c', false], ['a/b/c', 'a/b', false],
+      ['#', '$SYS/x', false], ['+/x', '$aws/x', false], ['$aws/#', '$aws/things/t', true],
+    ];
+    for (const [filter, topic, expected] of cases) assert.equal(matches(filter, topic), expected, `${filter} ~ ${topic}`);
   });
 });

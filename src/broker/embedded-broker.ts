@@ -371,6 +371,11 @@ export class EmbeddedBroker implements MessageBus {
           .finally(() => this.authenticating--);
       },
       authorizePublish: (client, packet, done) => {
+        // [MQTT-1.5.3-2]: a topic name with U+0000 closes the connection (aedes took it)
+        if (client && packet.topic.includes('\u0000')) {
+          log.warn('connection closed: U+0000 in a topic name', { clientId: client.id });
+          return done(new Error('U+0000 in a topic name'));
+        }
         const sender = client ? this.senders.get(client) : { kind: 'internal' as const, id: '' };
         // (a Will has no packet id: it is no message received, and aedes does not store it)
         if (client && packet.qos === 2 && packet.messageId !== undefined) {
@@ -428,6 +433,11 @@ export class EmbeddedBroker implements MessageBus {
         void handled.then(() => done(null));
       },
       authorizeSubscribe: (client, sub, done) => {
+        // [MQTT-1.5.3-2], as for a topic name: the connection is closed, no SUBACK
+        if (sub.topic.includes('\u0000')) {
+          log.warn('connection closed: U+0000 in a topic filter', { clientId: client.id });
+          return done(new Error('U+0000 in a topic filter'), null);
+        }
         const sender = this.senders.get(client);
         if (!sender || !maySubscribe(sender, sub.topic)) {
           log.warn('subscription refused: topic not allowed for this client', { clientId: client.id, topic: sub.topic });

@@ -41,7 +41,12 @@ export function launchChromium(): Promise<Browser> {
 /** A tab of its own, signed in with `token` before the first page loads; its console errors and uncaught exceptions are collected. */
 export async function signedInTab(browser: Browser, token: string, viewport = { width: 1280, height: 900 }): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
   const context = await browser.newContext({ viewport });
-  await context.addInitScript((t) => sessionStorage.setItem('updraft.operatorToken', t), token);
+  // once per origin: a token the test signs out, replaces or signs in with is not put back on a reload
+  await context.addInitScript((t) => {
+    if (!location.protocol.startsWith('http') || sessionStorage.getItem('updraft.test.started') !== null) return; // about:blank has no storage
+    sessionStorage.setItem('updraft.test.started', '1');
+    sessionStorage.setItem('updraft.operatorToken', t);
+  }, token);
   const page = await context.newPage();
   page.setDefaultTimeout(60_000);
   const errors: string[] = [];

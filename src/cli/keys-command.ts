@@ -19,6 +19,7 @@ import { generateSigningKey, loadSigningKey, readPublicKey, signingKeyPaths } fr
 import type { SharedSecretName } from '../server/shared-secrets.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
+import { whileWritingOffline } from './offline-lock.ts';
 
 interface Common extends ApiOptions {
   json?: boolean;
@@ -129,7 +130,7 @@ export function addKeysCommand(program: Command): void {
     .option('--force', 'replace an existing key: devices provisioned with the old public key must be provisioned again; devices that trust a root key take the new one once its certificate is installed (keys certify, keys install-cert)')
     .option('--json', 'print JSON')
     .action(async (opts: { dataDir: string; db?: string; config?: string; force?: boolean; json?: boolean }) => {
-      const key = await generateSigningKey(opts.dataDir, { replace: opts.force === true });
+      const key = await whileWritingOffline(opts.dataDir, () => generateSigningKey(opts.dataDir, { replace: opts.force === true }));
       const p = signingKeyPaths(opts.dataDir);
       const recorded = await recordAfterOffline(opts, ['software-signing-key']);
       print(opts, { keyId: key.keyId, publicKeyFile: p.pub, privateKeyFile: p.key, ...recorded.json }, [`software signing key ${key.keyId}\n  private ${p.key} (mode 0600; restart the server to use it; several instances: copy both files to every one)\n  public  ${p.pub} (provision devices with it: updraft agent --signing-key; or certify it for devices that trust a root: updraft keys certify, then keys install-cert --offline before the restart)`, ...recorded.lines].join('\n'));
@@ -227,9 +228,11 @@ export function addKeysCommand(program: Command): void {
         throw new UpdraftError('BAD_REQUEST', `cannot read the root public key ${opts.rootPublic}: ${err.message}`);
       });
       if (opts.offline) {
-        const key = await loadSigningKey(opts.dataDir);
-        if (!key) throw new UpdraftError('NOT_FOUND', `no software signing key in ${opts.dataDir}; start the server once or run: updraft keys generate --data-dir ${opts.dataDir}`);
-        const installed = await installKeyCertificate(opts.dataDir, key, certificate, { ...(rootPublicKey !== undefined ? { rootPublicKeyPem: rootPublicKey } : {}), ...(rootRotations ? { rootRotations } : {}) });
+        const installed = await whileWritingOffline(opts.dataDir, async () => {
+          const key = await loadSigningKey(opts.dataDir);
+          if (!key) throw new UpdraftError('NOT_FOUND', `no software signing key in ${opts.dataDir}; start the server once or run: updraft keys generate --data-dir ${opts.dataDir}`);
+          return installKeyCertificate(opts.dataDir, key, certificate, { ...(rootPublicKey !== undefined ? { rootPublicKeyPem: rootPublicKey } : {}), ...(rootRotations ? { rootRotations } : {}) });
+        });
         print(opts, { certificate, rootRotations: installed.rootRotations, replacedRoot: installed.replacedRootKeyId ?? null }, `installed ${certificateLine(certificate)}${rotationNote(installed.replacedRootKeyId, certificate)} in ${opts.dataDir}; the server sends it from its next start`);
         return;
       }
@@ -265,7 +268,7 @@ export function addKeysCommand(program: Command): void {
       let list: KeyInfo[];
       let recorded: string[] = [];
       if (opts.offline) {
-        list = await rotateKeyRing(opts.dataDir, { add: true, ...(delay ? { activateAt: Date.now() + delay * 1000 } : {}), ...(opts.retire !== undefined ? { retire: opts.retire } : {}) });
+        list = await whileWritingOffline(opts.dataDir, () => rotateKeyRing(opts.dataDir, { add: true, ...(delay ? { activateAt: Date.now() + delay * 1000 } : {}), ...(opts.retire !== undefined ? { retire: opts.retire } : {}) }));
         recorded = (await recordAfterOffline(opts, ['url-signing-keys'])).lines;
       } else {
         if (opts.db !== undefined || opts.config !== undefined) throw new UpdraftError('BAD_REQUEST', '--db and --config go with --offline (online, the running server records the new ring itself)');

@@ -13,6 +13,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
 import { parseDuration, recordAfterOffline } from './keys-command.ts';
 import { dataDirOption } from './data-dir-option.ts';
+import { whileWritingOffline } from './offline-lock.ts';
 
 export function addTokenCommand(program: Command): void {
   const token = program.command('token').description('the operator token, and named viewer and operator tokens');
@@ -31,7 +32,8 @@ export function addTokenCommand(program: Command): void {
         // a token rotated because it leaked must be refused now, which only the online rotation does
         const { serverHeldFile } = await import('../server/data-dir-lock.ts');
         const running = serverHeldFile(opts.dataDir) !== undefined;
-        const next = await replaceOperatorToken(opts.dataDir);
+        // under the lock a starting server takes, so the two do not write the token at once
+        const next = await whileWritingOffline(opts.dataDir, () => replaceOperatorToken(opts.dataDir));
         if (running) process.stderr.write(`updraft: warning: a server is running on ${opts.dataDir}: it accepts the old token until it restarts; to refuse the old token at once, rotate online instead (updraft token rotate, without --offline)\n`);
         const recorded = await recordAfterOffline(opts, ['operator-token']);
         const text = [

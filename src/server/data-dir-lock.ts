@@ -72,9 +72,11 @@ export class DataDirLock {
  * last rename won on disk, and the other served with secrets no file held (QA). The lock
  * is the write lock of `server.lock` (BEGIN IMMEDIATE on the SQLite file): it goes with the
  * process, also when killed, so a crash mid-creation leaves no stale lock. Waits at most
- * `timeoutMs` (60 s), then refuses in one line.
+ * `timeoutMs` (60 s), then refuses in one line. `waiting`: told once when it has to wait
+ * (default: a log line of `logger`); the offline CLI commands that write the same files
+ * (cli/offline-lock.ts) take it too, so they do not race a server starting.
  */
-export async function whileSettingUp<T>(dataDir: string, create: () => Promise<T>, opts: { logger?: Logger; timeoutMs?: number } = {}): Promise<T> {
+export async function whileSettingUp<T>(dataDir: string, create: () => Promise<T>, opts: { logger?: Logger; timeoutMs?: number; waiting?: () => void } = {}): Promise<T> {
   const file = path.join(dataDir, SERVER_LOCK);
   const timeoutMs = opts.timeoutMs ?? 60_000;
   let db: Database.Database;
@@ -96,7 +98,8 @@ export async function whileSettingUp<T>(dataDir: string, create: () => Promise<T
         const code = (err as { code?: unknown }).code;
         if (code !== 'SQLITE_BUSY' && code !== 'SQLITE_LOCKED') throw new UpdraftError('CONFIG', `cannot lock ${file}, by which servers starting on ${dataDir} take turns to set it up: ${(err as Error).message}`, { cause: err });
         if (Date.now() >= deadline) throw new UpdraftError('CONFIG', `another process has been setting up ${dataDir} for ${Math.round(timeoutMs / 1000)} s (it holds ${file}'s lock): stop it, or give this server its own --data-dir`);
-        if (!said) opts.logger?.info('waiting for another process setting up this data directory (a server starting on it): its operator token, keys and CA are read once it has made them', { dataDir });
+        if (!said && opts.waiting) opts.waiting();
+        else if (!said) opts.logger?.info('waiting for another process setting up this data directory (a server starting on it): its operator token, keys and CA are read once it has made them', { dataDir });
         said = true;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

@@ -157,8 +157,8 @@ export class ExecutionTracker {
       { jobId: job.jobId, deviceId },
       (cur) => {
         // a late report about an earlier attempt (or an attempt not sent yet) changes nothing,
-        // but the success of an earlier attempt on an execution that ended is kept beside it
-        if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, to, reported, now) : undefined;
+        // but the success of an earlier attempt is kept with that attempt (earlierSuccess)
+        if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, attempt, to, reported, now) : undefined;
         return this.transition(job, cur, to, reported, now);
       },
       now,
@@ -266,14 +266,29 @@ function controlOfAttempt(cur: ExecutionRecord, attempt: number, control: JsonOb
 /**
  * A SUCCESS on the job's version reported for an earlier attempt than the execution's: a
  * device that had the build of an attempt that timed out (offline, its reports held back)
- * before the timeout's stay reached it. While a retry is pending nothing is written (the
- * retry is sent all the same); once the execution ended TIMED_OUT or CANCELED (the retry
- * canceled with its job, or timed out too) it is a late success like any other.
+ * before the timeout's stay reached it. It is kept with that attempt's outcome in
+ * `details.attempts` (`lateSuccess`, as `controlOfAttempt` keeps a stay's answer), not on the
+ * execution: while a retry is pending or running the row is the retry's, and a
+ * `details.lateSuccess` there would say "then reported SUCCESS" of a retry that may yet
+ * succeed itself (copied along by every report of it) or fail. When the execution then ends
+ * TIMED_OUT or CANCELED, the writer carries it into `details.lateSuccess`
+ * (execution-writer.ts, `withEarlierSuccess`). An execution that ended TIMED_OUT or CANCELED
+ * already takes it in `details.lateSuccess` at once, naming the attempt, like any late success.
  */
-function earlierSuccess(job: JobRecord, cur: ExecutionRecord, to: ExecutionStatus, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
+function earlierSuccess(job: JobRecord, cur: ExecutionRecord, attempt: number, to: ExecutionStatus, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
   if (to !== 'SUCCEEDED' || reported.version !== job.artifactVersion) return undefined;
-  if (cur.status !== 'TIMED_OUT' && cur.status !== 'CANCELED') return undefined;
-  return lateSuccess(cur, reported, now);
+  const success: JsonObject = { version: reported.version, at: now, attempt };
+  const past = Array.isArray(cur.details.attempts) ? cur.details.attempts : [];
+  const i = past.findIndex((a) => isJsonObject(a) && a.attempt === attempt);
+  const outcome = past[i];
+  let details = cur.details;
+  if (isJsonObject(outcome) && outcome.lateSuccess === undefined) {
+    const attempts = [...past];
+    attempts[i] = { ...outcome, lateSuccess: success };
+    details = { ...details, attempts };
+  }
+  if ((cur.status === 'TIMED_OUT' || cur.status === 'CANCELED') && details.lateSuccess === undefined) details = { ...details, lateSuccess: success };
+  return details === cur.details ? undefined : { details };
 }
 
 /**

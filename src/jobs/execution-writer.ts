@@ -4,6 +4,7 @@
  * the same rows concurrently, and neither may lose the other's write.
  */
 import type { EventBus } from '../events/event-bus.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { ExecutionRecord, StateStore } from '../store/state-store.ts';
 import { rememberLru } from '../util/lru.ts';
 
@@ -49,11 +50,12 @@ export async function mutateExecution(
     const fromMemory = remembered !== undefined;
     remembered = undefined;
     if (!cur) return undefined;
-    const change = edit(cur);
-    if (!change) {
+    const edited = edit(cur);
+    if (!edited) {
       if (!fromMemory) return undefined;
       continue; // nothing to do on what we remembered: confirm on the store's row
     }
+    const change = withEarlierSuccess(cur, edited);
     const next: ExecutionRecord = { ...cur, ...change, updatedAt: now, version: cur.version + 1 };
     // a field set to undefined in `change` is removed (e.g. dueAt once nothing is due)
     for (const k of Object.keys(change) as (keyof ExecutionRecord)[]) if (change[k] === undefined) delete next[k];
@@ -66,4 +68,31 @@ export async function mutateExecution(
     cache.delete(slot);
   }
   return undefined;
+}
+
+/**
+ * `change`, with the success a device reported for an earlier attempt (kept with that attempt's
+ * outcome in `details.attempts`, execution-tracker.ts `earlierSuccess`) carried into
+ * `details.lateSuccess` when it ends the execution TIMED_OUT or CANCELED without one: the device
+ * runs the job's build, and `job show`, `device show` and the dashboard say so from
+ * `lateSuccess`. Done here, where every execution write passes, rather than in each path that
+ * ends one (a cancel of a queued or a sent retry, its timeout, a stop left unconfirmed, a
+ * supersede, a retry taken back): one missed path was the bug. The latest such success is
+ * taken; it names its attempt.
+ */
+export function withEarlierSuccess(cur: ExecutionRecord, change: Partial<ExecutionRecord>): Partial<ExecutionRecord> {
+  const to = change.status;
+  if ((to !== 'TIMED_OUT' && to !== 'CANCELED') || to === cur.status) return change;
+  const details = change.details ?? cur.details;
+  if (details.lateSuccess !== undefined) return change;
+  // the row's record of past attempts, or the one before this write (a retry taken back
+  // writes the details of the attempt it ends as, which had no record of itself)
+  let kept: JsonObject | undefined;
+  for (const past of [details.attempts, cur.details.attempts]) {
+    for (const a of Array.isArray(past) ? past : []) {
+      const late = isJsonObject(a) && isJsonObject(a.lateSuccess) ? a.lateSuccess : undefined;
+      if (late && (kept === undefined || Number(late.at) > Number(kept.at))) kept = late;
+    }
+  }
+  return kept ? { ...change, details: { ...details, lateSuccess: kept } } : change;
 }

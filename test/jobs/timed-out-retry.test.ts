@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { JsonObject } from '../../src/protocol/json.ts';
+import { lateNote } from '../../src/cli/api-commands.ts';
 import { eventually } from '../helpers/cli.ts';
 import { assertStayThenRetry, startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
@@ -97,7 +98,51 @@ describe('a timed-out device with a retry queued', () => {
     await f.report(d, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
     const e = await f.execution(jobId, d);
     assert.equal(e.status, 'CANCELED', 'the execution stays as it ended');
-    assert.deepEqual(e.details.lateSuccess, { version: '2.0.0', at: f.clock.now }, 'job show says it runs the build');
+    assert.deepEqual(e.details.lateSuccess, { version: '2.0.0', at: f.clock.now, attempt: 1 }, 'job show says it runs the build');
     await eventually(async () => ((await f.desired(d)) === undefined ? true : undefined), 5000, 'the stay withdrawn');
+  });
+
+  /** The timed-out attempt's SUCCESS on 2.0.0 reported while its retry is queued (the device had the build, offline). */
+  const succeededWhileQueued = async () => {
+    const { d, jobId } = await timedOutWhilePaused();
+    await f.report(d, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    const at = f.clock.now;
+    const e = await f.execution(jobId, d);
+    assert.deepEqual([e.status, e.attempt, e.details.lateSuccess], ['QUEUED', 2, undefined], 'nothing on the retry itself');
+    assert.deepEqual((e.details.attempts as JsonObject[])[0]?.lateSuccess, { version: '2.0.0', at, attempt: 1 }, 'kept with the attempt that timed out');
+    return { d, jobId, at };
+  };
+
+  it('the success of the timed-out attempt reported while its retry is queued: kept when the job is then canceled', async () => {
+    const { d, jobId, at } = await succeededWhileQueued();
+    f.advance(5_000);
+    await f.rollouts.jobs.cancel(jobId);
+    const e = await f.execution(jobId, d);
+    assert.equal(e.status, 'CANCELED');
+    assert.deepEqual(e.details.lateSuccess, { version: '2.0.0', at, attempt: 1 }, 'job show says it runs the build');
+    assert.match(lateNote(e) ?? '', /^then reported SUCCESS at .*: runs 2\.0\.0$/);
+  });
+
+  it('the success of the timed-out attempt reported while its retry is queued: kept when the retry then times out', async () => {
+    const { d, jobId, at } = await succeededWhileQueued();
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    assert.equal((await f.desired(d))?.jobId, `${jobId}.2`, 'the retry is sent');
+    f.advance(61_000);
+    await f.tick();
+    const e = await f.execution(jobId, d);
+    assert.deepEqual([e.status, e.attempt], ['TIMED_OUT', 2], 'no retry left');
+    assert.deepEqual(e.details.lateSuccess, { version: '2.0.0', at, attempt: 1 });
+  });
+
+  it('the success of the timed-out attempt reported while its retry is queued: a retry that succeeds shows no late success', async () => {
+    const { d, jobId } = await succeededWhileQueued();
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    await f.complete(d);
+    const e = await f.execution(jobId, d);
+    assert.equal(e.status, 'SUCCEEDED');
+    assert.equal(e.details.lateSuccess, undefined);
+    assert.equal(lateNote(e), undefined, "a SUCCEEDED row does not say 'then reported SUCCESS'");
   });
 });

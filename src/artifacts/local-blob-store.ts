@@ -17,14 +17,19 @@ export class LocalBlobStore implements BlobStore {
   private readonly dir: string;
   private readonly leftoverAgeMs: number;
   private readonly logger: Logger | undefined;
+  private readonly writableCheckMs: number;
+  /** The last write check and when it began (shared by the callers meanwhile). */
+  private writable: { at: number; why: Promise<string | undefined> } | undefined;
 
   /**
    * `leftoverAgeMs`: how long untouched a file of `tmp/` is before `start` takes it for a
    * leftover (0: every file). `logger`: where a write that fails on the disk is told with its
-   * file (the caller is told only what failed, not where).
+   * file (the caller is told only what failed, not where). `writableCheckMs`: how long a
+   * `whyNotWritable` answer holds before the disk is asked again (5 s).
    */
-  constructor(deps: { dir: string; leftoverAgeMs?: number; logger?: Logger }) {
+  constructor(deps: { dir: string; leftoverAgeMs?: number; logger?: Logger; writableCheckMs?: number }) {
     this.dir = deps.dir;
+    this.writableCheckMs = deps.writableCheckMs ?? 5000;
     this.leftoverAgeMs = deps.leftoverAgeMs ?? 0;
     this.logger = deps.logger;
   }
@@ -59,6 +64,30 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async stop(): Promise<void> {}
+
+  /**
+   * Undefined while uploads can be written, else why not (words after "the artifact
+   * directory is"): a file is created and removed in `tmp/` and `sha256/`, where an upload
+   * writes and then renames, for the readiness probe (server/readiness.ts). A directory made
+   * unwritable, or a disk that filled, after the start showed only as upload 500s while
+   * /readyz said ready (QA). The answer is kept `writableCheckMs`, so a balancer polling
+   * /readyz every second writes no file each time.
+   */
+  whyNotWritable(): Promise<string | undefined> {
+    const now = Date.now();
+    if (!this.writable || now - this.writable.at >= this.writableCheckMs) {
+      const why = (async () => {
+        try {
+          for (const sub of ['tmp', 'sha256']) await checkWritableDir(path.join(this.dir, sub), 'artifact directory');
+          return undefined;
+        } catch (err) {
+          return whyNotWritable((err as Error).cause ?? err);
+        }
+      })();
+      this.writable = { at: now, why };
+    }
+    return this.writable.why;
+  }
 
   private pathOf(sha256: string): string {
     if (!SHA256_HEX.test(sha256)) throw new UpdraftError('BAD_REQUEST', `not a SHA-256: ${sha256}`);

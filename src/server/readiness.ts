@@ -5,12 +5,14 @@
  *
  * - the state store answers a read within 2 s (PostgreSQL reachable, SQLite open);
  * - the artifact storage answers within 2 s (the S3 bucket reachable: artifacts are added
- *   and downloaded there; the local directory answers while the disk does);
+ *   and downloaded there; the local directory answers while the disk does), and a local
+ *   artifact directory can be written (`unwritable`: a file is created and removed in it, at
+ *   most every 5 s; a directory whose modes changed, or a full disk, failed only uploads);
  * - the MQTT bus is connected (an external broker; the embedded one listens while it runs);
  * - the instance is not stopping (so a balancer drains it before its sockets close).
  *
  * No token: it says only which check fails (`unreachable`, `timeout`, `disconnected`,
- * `stopping`), never why in detail; the log says that, once per change.
+ * `stopping`, `unwritable`), never why in detail; the log says that, once per change.
  */
 import { answersWithin, probeBlobStore, type ProbedStore } from '../artifacts/blob-store-probe.ts';
 import type { StateStore } from '../store/state-store.ts';
@@ -27,6 +29,8 @@ export interface ReadinessDeps {
   store: Pick<StateStore, 'getDevice'>;
   /** Probed as the rollout engine probes it (`probeBlobStore`): any answer, even "absent", is an answer. */
   blobs: ProbedStore;
+  /** A local artifact directory's write check: undefined while writable, else why not (LocalBlobStore.whyNotWritable). */
+  artifactsWritable?: () => Promise<string | undefined>;
   /** True while the MQTT bus can carry messages. */
   busConnected: () => boolean;
   /** True once the instance began to stop. */
@@ -46,12 +50,16 @@ export class ReadinessProbe {
 
   async check(): Promise<Readiness> {
     const ms = this.deps.timeoutMs ?? 2000;
-    const [{ state: store, detail: storeError }, { state: artifacts, detail: artifactsError }] = await Promise.all([
+    const [{ state: store, detail: storeError }, { state: reached, detail: reachError }, unwritable] = await Promise.all([
       // a read of the store takes no signal: one that hangs is left to the store's own limits
       answersWithin(() => this.deps.store.getDevice('readyz-probe'), ms),
       // the same check as the rollout engine's hold on dispatch, so /readyz and the engine agree
       probeBlobStore(this.deps.blobs, ms),
+      // not the engine's: devices download from a directory that takes no upload
+      this.deps.artifactsWritable?.(),
     ]);
+    const artifacts = reached === 'ok' && unwritable !== undefined ? 'unwritable' : reached;
+    const artifactsError = reached === 'ok' && unwritable !== undefined ? `the artifact directory is ${unwritable}` : reachError;
     const broker = this.deps.busConnected() ? 'ok' : 'disconnected';
     const instance = this.deps.stopping() ? 'stopping' : 'ok';
     const checks = { store, artifacts, broker, instance };

@@ -9,6 +9,7 @@ import { ArtifactCache } from '../artifacts/artifact-cache.ts';
 import { ArtifactService } from '../artifacts/artifact-service.ts';
 import { HmacUrlIssuer, S3UrlIssuer, type DownloadUrlIssuer } from '../artifacts/download-url-issuer.ts';
 import { S3BlobStore } from '../artifacts/s3-blob-store.ts';
+import { LocalBlobStore } from '../artifacts/local-blob-store.ts';
 import { loadOrCreateKeyRing } from '../artifacts/key-ring.ts';
 import { UrlSigner } from '../artifacts/url-signer.ts';
 import { RegistryAuthenticator } from '../broker/registry-authenticator.ts';
@@ -368,7 +369,7 @@ export class UpdraftServer {
     });
     this.rollouts.addRoutes(router);
     const bus = this.bus;
-    const readiness = new ReadinessProbe({ store: this.store, blobs, busConnected: () => (bus instanceof ExternalBroker ? bus.connected : true), stopping: () => this.stopping, logger: logger.child('readyz') });
+    const readiness = new ReadinessProbe({ store: this.store, blobs, ...(blobs instanceof LocalBlobStore ? { artifactsWritable: () => blobs.whyNotWritable() } : {}), busConnected: () => (bus instanceof ExternalBroker ? bus.connected : true), stopping: () => this.stopping, logger: logger.child('readyz') });
     router.add('GET', '/readyz', async ({ res }) => {
       const r = await readiness.check();
       sendJson(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', checks: r.checks });

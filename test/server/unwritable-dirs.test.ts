@@ -132,4 +132,37 @@ describe('directories the server cannot write', { skip }, () => {
       await server.exited;
     }
   });
+
+  it('artifacts/ made unwritable while running: /readyz answers 503 unwritable, and ready again once it is writable', async () => {
+    const dir = await dataDir();
+    const server = startServer(dir);
+    try {
+      const url = (await server.waitFor(/HTTP API and downloads on (http:\/\/\S+)/))[1]!;
+      await server.waitFor(/updraft: data in/);
+      const readyz = async () => {
+        const res = await fetch(`${url}/readyz`);
+        return { status: res.status, body: (await res.json()) as { status: string; checks: Record<string, string> } };
+      };
+      /** Polls /readyz until its artifacts check says `state` (the write check is redone every 5 s). */
+      const until = async (state: string) => {
+        let last: Awaited<ReturnType<typeof readyz>> | undefined;
+        for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+          last = await readyz();
+          if (last.body.checks.artifacts === state) return last;
+        }
+        throw new Error(`/readyz never said artifacts ${state}: ${JSON.stringify(last)}\n${server.output()}`);
+      };
+      assert.deepEqual(await until('ok'), { status: 200, body: { status: 'ready', checks: { store: 'ok', artifacts: 'ok', broker: 'ok', instance: 'ok' } } });
+      await unwritable(path.join(dir, 'artifacts', 'tmp'));
+      assert.deepEqual(await until('unwritable'), { status: 503, body: { status: 'not ready', checks: { store: 'ok', artifacts: 'unwritable', broker: 'ok', instance: 'ok' } } });
+      // the log says why, once
+      await server.waitFor(/not ready .*artifacts=unwritable .*artifactsError="the artifact directory is not writable by this process's user .*permission denied"/);
+      if (ROOT) await chown(path.join(dir, 'artifacts', 'tmp'), NOBODY.uid, NOBODY.gid);
+      await chmod(path.join(dir, 'artifacts', 'tmp'), 0o700);
+      assert.equal((await until('ok')).status, 200);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
 });

@@ -305,8 +305,17 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     client.on('connect', onConnect).on('reconnect', onReconnect).on('close', onClose).on('message', onMessage).on('error', onError);
     // only our own listeners: mqtt.js's internal ones must stay to clean up its timers on close
     this.detach = () => client.off('connect', onConnect).off('reconnect', onReconnect).off('close', onClose).off('message', onMessage).off('error', onError);
-    // resumed while connecting: its reports wait in the client's queue (runJob logs the resumption)
-    if (this.state.inFlight) this.launch(this.state.inFlight, false, undefined);
+    // resumed while connecting: its reports wait in the client's queue (runJob logs the resumption).
+    // Not yet a job before INSTALLING whose state may be behind (unknownPast): its outcome may
+    // have been reported and acknowledged, then lost with a save the disk refused; learnPast
+    // resumes it once the shadow says it was not (nothing was changed on the device yet)
+    if (this.state.inFlight && !this.resumeAfterLearning()) this.launch(this.state.inFlight, false, undefined);
+  }
+
+  /** True when the update in flight is resumed only once the shadow was read (`learnPast`). */
+  private resumeAfterLearning(): boolean {
+    const phase = this.state.inFlight?.phase;
+    return this.state.unknownPast === true && (phase === 'DOWNLOADING' || phase === 'VERIFYING');
   }
 
   /** Disconnects and releases timers and listeners; an update in flight is left to resume on the next start. */
@@ -548,14 +557,28 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const last = parseReportedSoftware(isJsonObject(reported) ? reported.software : undefined);
     const jobId = last?.jobId;
     const status = last?.status;
-    if (jobId !== undefined && (status === 'SUCCESS' || status === 'FAILURE') && !this.state.finished.some((f) => f.jobId === jobId) && this.state.inFlight?.jobId !== jobId) {
+    const waiting = this.resumeAfterLearning() ? this.state.inFlight : undefined;
+    if (jobId !== undefined && (status === 'SUCCESS' || status === 'FAILURE')) {
+      const known = this.state.finished.some((f) => f.jobId === jobId);
       const finished: FinishedJob = { jobId, status, finishedAt: new Date(this.now()).toISOString() };
       if (last?.error !== undefined) finished.error = last.error;
-      this.state.finished = rememberFinished(this.state.finished, finished);
-      this.log.info('the saved state lacks the last outcome this device reported (lost, or a save the disk refused): took it from its shadow', { jobId, status });
+      if (waiting?.jobId === jobId) {
+        // saved in flight before INSTALLING, yet its outcome was reported (and acknowledged):
+        // the saves after it were refused (a full disk) before a kill. It is over, not resumed
+        // (a FAILURE's command, still desired, would install it under a job the server keeps FAILED)
+        delete this.state.inFlight;
+        if (!this.opts.download?.inMemory) await unlink(partFile(this.opts.stateDir, jobId)).catch(() => {});
+        if (!known) this.state.finished = rememberFinished(this.state.finished, finished);
+        this.log.info('the job saved in flight already reported its outcome (a save the disk refused lost it): taken as finished, not resumed', { jobId, status, phase: waiting.phase });
+      } else if (!known && this.state.inFlight?.jobId !== jobId) {
+        this.state.finished = rememberFinished(this.state.finished, finished);
+        this.log.info('the saved state lacks the last outcome this device reported (lost, or a save the disk refused): took it from its shadow', { jobId, status });
+      }
     }
     delete this.state.unknownPast;
     await this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
+    // the update in flight that start() left for now: resumed, the shadow says nothing against it
+    if (waiting && this.state.inFlight === waiting && !this.job && this.started) this.launch(waiting, false, undefined);
     return doc;
   }
 

@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
+import type { GateAnswer } from '../../src/agent/update-job.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
@@ -92,6 +93,43 @@ describe('a job outcome the disk would not save', () => {
     assert.ok(lines.some((l) => l.includes('the saved state lacks the last outcome this device reported')), lines.join('\n'));
     await eventually(async () => ((await finishedIn(stateFile(deviceId))).includes(`${jobX} FAILURE`) ? true : undefined), 15_000, 'job X saved once learnt');
 
+    // a retry is a new job, and runs; job X never did
+    const retry = await deploy(ts, [deviceId], 'fw@3.0.0');
+    assert.equal((await outcome(again.finished, retry)).status, 'SUCCESS');
+    assert.equal(installer.installs, 1, lines.join('\n'));
+    assert.deepEqual(again.finished.map((e) => e.jobId), [retry]);
+    assert.equal(await execution(jobX, deviceId), 'FAILED');
+  });
+
+  it('a job in flight before INSTALLING whose FAILURE the server acknowledged is not resumed at a restart: it is finished', async () => {
+    const deviceId = 'uo-inflight';
+    const password = await registerDevice(ts, deviceId);
+    const dir = path.join(root, deviceId);
+    // the device's gate puts the install off (the job waits at VERIFYING, saved), then refuses it
+    let gate: GateAnswer = { later: 'busy' };
+    const first = await startAgent(ts, root, deviceId, { username: deviceId, password, installer: new SlotInstaller({ dir, initialVersion: '1.0.0', initialName: 'fw', healthCheck: 'true' }), installGate: async () => gate, installGateRetryMs: 200 });
+    agents.push(first.agent);
+    const jobX = await deploy(ts, [deviceId], 'fw@3.0.0');
+    const saved = async () => JSON.parse(await readFile(stateFile(deviceId), 'utf8').catch(() => '{}')) as { inFlight?: { jobId: string; phase: string; waiting?: unknown } };
+    await eventually(async () => ((await saved()).inFlight?.waiting ? true : undefined), 15_000, 'job X saved waiting at VERIFYING');
+    const was = await fillDisk(stateFile(deviceId));
+    gate = { refuse: 'battery low' };
+    const failed = await outcome(first.finished, jobX);
+    assert.equal(failed.status, 'FAILURE');
+    await eventually(async () => ((await execution(jobX, deviceId)) === 'FAILED' ? true : undefined), 15_000, 'X FAILED on the server');
+    await first.agent.stop(); // the disk is still full: the stop cannot save it either
+    await freeDisk(stateFile(deviceId), was);
+    assert.deepEqual({ jobId: (await saved()).inFlight?.jobId, phase: (await saved()).inFlight?.phase }, { jobId: jobX, phase: 'VERIFYING' }, 'the file still has job X in flight');
+
+    // restarted with a gate that lets it install at once: job X must not be taken up again
+    const lines: string[] = [];
+    const installer = new CountingInstaller(new SlotInstaller({ dir, initialVersion: '1.0.0', initialName: 'fw', healthCheck: 'true' }));
+    const again = await startAgent(ts, root, deviceId, { username: deviceId, password, installer, installGate: async () => ({ go: true }), logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    agents.push(again.agent);
+    await eventually(async () => ((await finishedIn(stateFile(deviceId))).includes(`${jobX} FAILURE`) ? true : undefined), 15_000, 'job X saved as finished once learnt');
+    assert.equal((await saved()).inFlight, undefined, lines.join('\n'));
+    assert.ok(lines.some((l) => l.includes('already reported its outcome')), lines.join('\n'));
+    assert.ok(!lines.some((l) => l.includes('resuming interrupted update')), lines.join('\n'));
     // a retry is a new job, and runs; job X never did
     const retry = await deploy(ts, [deviceId], 'fw@3.0.0');
     assert.equal((await outcome(again.finished, retry)).status, 'SUCCESS');

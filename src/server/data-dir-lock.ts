@@ -97,7 +97,7 @@ export async function whileSettingUp<T>(dataDir: string, create: () => Promise<T
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         if (code !== 'SQLITE_BUSY' && code !== 'SQLITE_LOCKED') throw new UpdraftError('CONFIG', `cannot lock ${file}, by which servers starting on ${dataDir} take turns to set it up: ${(err as Error).message}`, { cause: err });
-        if (Date.now() >= deadline) throw new UpdraftError('CONFIG', `another process has been setting up ${dataDir} for ${Math.round(timeoutMs / 1000)} s (it holds ${file}'s lock): stop it, or give this server its own --data-dir`);
+        if (Date.now() >= deadline) throw new UpdraftError('CONFIG', `another process has been setting up ${dataDir} for ${Math.round(timeoutMs / 1000)} s (it holds ${file}'s lock): stop it, or run this with another --data-dir`);
         if (!said && opts.waiting) opts.waiting();
         else if (!said) opts.logger?.info('waiting for another process setting up this data directory (a server starting on it): its operator token, keys and CA are read once it has made them', { dataDir });
         said = true;

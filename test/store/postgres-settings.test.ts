@@ -30,19 +30,24 @@ function refusal(sources: Parameters<typeof loadConfig>[0]): string {
   assert.fail('taken');
 }
 
+/** The settings loaded from a config file holding db and `postgres`. */
+async function fromFile(postgres: Record<string, number>): Promise<ReturnType<typeof loadConfig>> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pgset-'));
+  try {
+    const file = path.join(dir, 'updraft.json');
+    await writeFile(file, JSON.stringify({ db: DB, postgres }));
+    return loadConfig({ file });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('postgres.queryTimeoutSeconds', () => {
   it('defaults to 30 s, and is read from a file, UPDRAFT_DB_QUERY_TIMEOUT and --db-query-timeout', async () => {
     assert.equal(loadConfig({ flags: { db: DB } }).postgres.queryTimeoutSeconds, 30);
     assert.equal(loadConfig({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_QUERY_TIMEOUT: '45' } }).postgres.queryTimeoutSeconds, 45);
     assert.equal(loadConfig({ flags: { db: DB, 'db-query-timeout': '7' } }).postgres.queryTimeoutSeconds, 7);
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pgset-'));
-    try {
-      const file = path.join(dir, 'updraft.json');
-      await writeFile(file, JSON.stringify({ db: DB, postgres: { queryTimeoutSeconds: 12 } }));
-      assert.equal(loadConfig({ file }).postgres.queryTimeoutSeconds, 12);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    assert.equal((await fromFile({ queryTimeoutSeconds: 12 })).postgres.queryTimeoutSeconds, 12);
   });
 
   it('is refused out of 1 to 3600 s, not in digits, or without db', () => {
@@ -61,14 +66,7 @@ describe('postgres.connectTimeoutSeconds', () => {
     assert.equal(loadConfig({ flags: { db: DB } }).postgres.connectTimeoutSeconds, 30);
     assert.equal(loadConfig({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_CONNECT_TIMEOUT: '5' } }).postgres.connectTimeoutSeconds, 5);
     assert.equal(loadConfig({ flags: { db: DB, 'db-connect-timeout': '2' } }).postgres.connectTimeoutSeconds, 2);
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pgset-'));
-    try {
-      const file = path.join(dir, 'updraft.json');
-      await writeFile(file, JSON.stringify({ db: DB, postgres: { connectTimeoutSeconds: 9 } }));
-      assert.equal(loadConfig({ file }).postgres.connectTimeoutSeconds, 9);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    assert.equal((await fromFile({ connectTimeoutSeconds: 9 })).postgres.connectTimeoutSeconds, 9);
   });
 
   it('is refused out of 1 to 3600 s, or without db (with the other postgres setting given, both named)', () => {
@@ -86,14 +84,7 @@ describe('postgres.migrationTimeoutSeconds', () => {
     assert.equal(loadConfig({ flags: { db: DB } }).postgres.migrationTimeoutSeconds, 600);
     assert.equal(loadConfig({ env: { UPDRAFT_DB: DB, UPDRAFT_DB_MIGRATION_TIMEOUT: '3600' } }).postgres.migrationTimeoutSeconds, 3600);
     assert.equal(loadConfig({ flags: { db: DB, 'db-migration-timeout': '86400' } }).postgres.migrationTimeoutSeconds, 86400);
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pgset-'));
-    try {
-      const file = path.join(dir, 'updraft.json');
-      await writeFile(file, JSON.stringify({ db: DB, postgres: { migrationTimeoutSeconds: 1200 } }));
-      assert.equal(loadConfig({ file }).postgres.migrationTimeoutSeconds, 1200);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    assert.equal((await fromFile({ migrationTimeoutSeconds: 1200 })).postgres.migrationTimeoutSeconds, 1200);
     assert.match(refusal({ flags: { db: DB, 'db-migration-timeout': '0' } }), /postgres\.migrationTimeoutSeconds \(flag --db-migration-timeout\) must be at least 1, got 0/);
     assert.match(refusal({ flags: { db: DB, 'db-migration-timeout': '86401' } }), /postgres\.migrationTimeoutSeconds \(flag --db-migration-timeout\) must be at most 86400, got 86401/);
     assert.match(refusal({ env: { UPDRAFT_DB_MIGRATION_TIMEOUT: '60' } }), /postgres\.migrationTimeoutSeconds \(env UPDRAFT_DB_MIGRATION_TIMEOUT\) is set but db is empty/);

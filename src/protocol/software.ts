@@ -124,8 +124,17 @@ export function parseInstallWait(value: unknown): InstallWait | undefined {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-/** Semantic version 2.0.0 (https://semver.org), prerelease and build allowed. */
-export const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+/**
+ * Semantic version 2.0.0 (https://semver.org), prerelease and build allowed, as §9 and §10
+ * define them: dot-separated identifiers, none empty (`1.0.0-rc..1`, `1.0.0-`), and a numeric
+ * prerelease identifier without leading zeros (`1.0.0-rc.01` is refused: `01` and `1` would
+ * be two spellings of one precedence; `0a` is alphanumeric and fine). Build identifiers may
+ * have leading zeros (§10). This is semver.org's own suggested expression.
+ */
+const PRERELEASE_ID = '(?:0|[1-9]\\d*|\\d*[A-Za-z-][0-9A-Za-z-]*)';
+export const SEMVER = new RegExp(
+  `^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-${PRERELEASE_ID}(?:\\.${PRERELEASE_ID})*)?(?:\\+[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*)?$`,
+);
 
 function field(obj: JsonObject, key: string, type: 'string' | 'number', where: string): string | number {
   const v = obj[key];
@@ -255,8 +264,7 @@ export function compareSemver(a: string, b: string): number {
       if (d !== 0) return d;
     }
     if (na !== nb) return na ? -1 : 1;
-    // equal numbers written differently (`01`, which §9 forbids but SEMVER takes) keep an order
-    if (ia !== ib) return ia < ib ? -1 : 1;
+    if (!na && ia !== ib) return ia < ib ? -1 : 1;
   }
   return 0;
 }

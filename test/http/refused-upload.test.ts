@@ -156,6 +156,9 @@ describe('a refused upload', () => {
       ['/api/v1/artifacts?name=fw&version=1.0.0', ts.token, 409, /^artifact fw@1\.0\.0 already exists/],
       ['/api/v1/artifacts?name=fw', ts.token, 400, /^query parameter "version" is required$/],
       ['/api/v1/artifacts?name=fw&version=two', ts.token, 400, /must be a semantic version/],
+      // semver §9: a numeric prerelease identifier has no leading zero, and none is empty
+      ['/api/v1/artifacts?name=fw&version=2.0.0-rc.01', ts.token, 400, /^artifact version "2\.0\.0-rc\.01" must be a semantic version/],
+      ['/api/v1/artifacts?name=fw&version=2.0.0-rc..1', ts.token, 400, /must be a semantic version/],
       [`/api/v1/artifacts?name=fw&version=1.0.0-${'a'.repeat(200)}`, ts.token, 400, /characters long: at most/],
       ['/api/v1/artifacts?name=fw&version=2.0.0&requires=%3E%3E1', ts.token, 400, /in requires is not an operator/],
     ];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_LIMITS, parseSimpleRequest, parseUpdateRequest } from '../../src/protocol/shadow-messages.ts';
-import { compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
+import { SEMVER, compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
 import { answerTopic, parseCredentialsRequestTopic, parseRequestTopic } from '../../src/protocol/topics.ts';
 import { mayPublish } from '../../src/broker/topic-acl.ts';
 
@@ -88,6 +88,16 @@ describe('request validation', () => {
     assert.throws(() => parseDesiredSoftware({ ...ok, sha256: 'xyz' }), /sha256/);
     assert.throws(() => parseDesiredSoftware({ ...ok, size: -1 }), /size/);
     assert.throws(() => parseDesiredSoftware({ ...ok, jobId: 5 }), /jobId must be a string/);
+  });
+
+  it('takes semantic versions as semver 2.0.0 spells them (§9, §10)', () => {
+    for (const v of ['0.0.0', '1.2.3', '1.0.0-0', '1.0.0-rc.1', '1.0.0-0a', '1.0.0-a-b.c', '1.0.0-x.7.z.92', '1.0.0+001', '1.0.0-alpha+exp.sha.5114f85', '1.0.0---']) {
+      assert.ok(SEMVER.test(v), v);
+    }
+    // leading zeros in a numeric prerelease identifier, empty identifiers, and the core's own rules
+    for (const v of ['1.0.0-01', '1.0.0-rc.01', '1.0.0-00', '1.0.0-', '1.0.0-rc..1', '1.0.0-rc.', '1.0.0+', '1.0.0+a..b', '01.0.0', '1.0', '1.0.0-rc_1', 'v1.0.0']) {
+      assert.equal(SEMVER.test(v), false, v);
+    }
   });
 
   it('orders semantic versions by precedence', () => {

@@ -61,7 +61,7 @@ import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 import { DataDirLock, whileSettingUp } from './data-dir-lock.ts';
-import { checkWritableDir } from '../util/writable-dir.ts';
+import { checkOwnFiles, checkWritableDir } from '../util/writable-dir.ts';
 import { ClusterClock } from '../cluster/cluster-clock.ts';
 import { mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 
@@ -154,6 +154,13 @@ export class UpdraftServer {
     const hint = "give the server's user write access to it, or choose another with --data-dir";
     await checkWritableDir(dataDir, 'data directory', { hint });
     for (const sub of ['keys', 'pki']) await checkWritableDir(path.join(dataDir, sub), `${sub}/ directory`, { hint, create: false });
+    // and its files (left by a start as another user): the token and keys are read, the
+    // embedded database and its lock files written in place
+    const db = config.db ? [] : ['updraft.db', 'updraft.db-wal', 'updraft.db-shm'];
+    await checkOwnFiles(
+      { readWrite: [...db, 'server.lock'].map((f) => path.join(dataDir, f)), read: [path.join(dataDir, 'operator-token')], dirs: ['keys', 'pki'].map((d) => path.join(dataDir, d)) },
+      "give the server's user access to it (chown it to that user), or choose another --data-dir",
+    );
     // with --db the directory holds no database whose lock says a server uses it: this one does (restore)
     if (config.db) await this.startPart(new DataDirLock(dataDir));
     // SQLite in dataDir, or PostgreSQL with --db; S3 with --blob (adapters.ts)

@@ -98,6 +98,27 @@ describe('directories the server cannot write', { skip }, () => {
     assert.match(await refusal(dir), new RegExp(`^updraft: error: the pki/ directory ${re(path.join(dir, 'pki'))} is not writable by this process's user .*: permission denied; give the server's user`));
   });
 
+  it("files another user left in the data directory (the token, the database, a key): refused at start, one line naming the file, its owner and mode", async () => {
+    // as after `sudo updraft server` once: root's files, 0600 / 0644, in the service user's directory
+    const owner = ROOT ? 'uid 0' : 'uid \\d+';
+    const token = await dataDir();
+    await writeFile(path.join(token, 'operator-token'), `updr_${'x'.repeat(32)}\n`, { mode: 0o600 });
+    if (!ROOT) await chmod(path.join(token, 'operator-token'), 0o200);
+    assert.match(await refusal(token), new RegExp(`^updraft: error: the file ${re(path.join(token, 'operator-token'))} is not readable by this process's user \\(${ROOT ? 'nobody' : '.+'}\\): owned by ${owner}, mode 0[26]00; give the server's user access to it \\(chown it to that user\\), or choose another --data-dir$`));
+
+    const db = await dataDir();
+    await writeFile(path.join(db, 'updraft.db'), '', { mode: 0o644 });
+    if (!ROOT) await chmod(path.join(db, 'updraft.db'), 0o444);
+    assert.match(await refusal(db), new RegExp(`^updraft: error: the file ${re(path.join(db, 'updraft.db'))} is not readable and writable by this process's user .*: owned by ${owner}, mode 0[46]44; give the server's user access`));
+
+    const key = await dataDir();
+    await mkdir(path.join(key, 'keys'));
+    if (ROOT) await chown(path.join(key, 'keys'), NOBODY.uid, NOBODY.gid);
+    await writeFile(path.join(key, 'keys', 'software-signing.key'), 'secret', { mode: 0o600 });
+    if (!ROOT) await chmod(path.join(key, 'keys', 'software-signing.key'), 0o200);
+    assert.match(await refusal(key), new RegExp(`^updraft: error: the file ${re(path.join(key, 'keys', 'software-signing.key'))} is not readable by this process's user .*: owned by ${owner}, mode 0[26]00; give the server's user access`));
+  });
+
   it('a file where the data directory should be: refused, saying so', async () => {
     const dir = await dataDir();
     await writeFile(path.join(dir, 'data'), 'not a directory');

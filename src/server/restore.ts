@@ -62,7 +62,8 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
   const report: RestoreReport = { files: [], movedAside: [] };
   const held = serverHeldFile(to);
   if (held === 'updraft.db') throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`);
-  if (held) throw new UpdraftError('CONFLICT', `a server with --db is using ${dataDir} (it holds its ${SERVER_LOCK}): stop it, then restore`);
+  // the lock is a --db server's for its whole life, and any server's while it sets the directory up (data-dir-lock.ts)
+  if (held) throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (it holds its ${SERVER_LOCK}: a server with --db, or one still setting the directory up): stop it, then restore`);
   // listed after the check, which may have folded a crashed server's WAL into the old file
   const present = await readdir(to).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;

@@ -12,6 +12,7 @@ import { runCli } from '../helpers/cli.ts';
 import { TestClient, connackCode, connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
 import { startTestS3, type TestS3 } from '../helpers/s3.ts';
+import { whileSettingUp } from '../../src/server/data-dir-lock.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 describe('updraft backup', () => {
@@ -142,6 +143,19 @@ describe('updraft backup of keys and a token mounted as symbolic links (a Kubern
     for (const rel of ['operator-token', 'keys/software-signing.key', 'keys/url-signing.json']) {
       assert.ok((await lstat(path.join(out, rel))).isFile(), `${rel}: a regular file`);
     }
+    // a server setting a directory up (its first seconds) holds server.lock as a --db server does
+    const settingUp = path.join(dir, 'setting-up');
+    await mkdir(settingUp);
+    let entered!: () => void;
+    let release!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const holder = whileSettingUp(settingUp, () => new Promise<void>((resolve) => ((release = resolve), entered())));
+    await inside;
+    const during = await runCli(['restore', out, '--data-dir', settingUp]);
+    release();
+    await holder;
+    assert.equal(during.code, 2, during.stderr);
+    assert.equal(during.stderr, `updraft: error: a server is using ${settingUp} (it holds its server.lock: a server with --db, or one still setting the directory up): stop it, then restore\n`);
     const data = path.join(dir, 'restored');
     assert.equal((await runCli(['restore', out, '--data-dir', data])).code, 0);
     const restored = await startTestServer({ dataDir: data });
@@ -199,7 +213,7 @@ describe('updraft backup of a server on PostgreSQL with its artifacts in the dat
       // a restore under the running server would move its keys and builds aside while it serves
       const refused = await runCli(['restore', out, '--data-dir', ts.dataDir]);
       assert.equal(refused.code, 2, refused.stderr);
-      assert.equal(refused.stderr, `updraft: error: a server with --db is using ${ts.dataDir} (it holds its server.lock): stop it, then restore\n`);
+      assert.equal(refused.stderr, `updraft: error: a server is using ${ts.dataDir} (it holds its server.lock: a server with --db, or one still setting the directory up): stop it, then restore\n`);
       assert.ok((await readdir(ts.dataDir)).includes('operator-token'), 'nothing moved aside');
       await ts.stop();
       const afterStop = path.join(dir, 'after-stop');

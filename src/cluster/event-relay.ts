@@ -94,10 +94,11 @@ export class EventRelay {
 
   private queue(event: Relayed): void {
     if (this.replaying || !this.client) return;
-    if (event.type === 'job.changed' && event.payload.job.spec) {
+    if (event.type === 'job.changed' && (event.payload.job.spec || event.payload.previous?.spec)) {
       // no live view reads a job's spec, and one that lists its devices runs to megabytes
       const { spec: _spec, ...job } = event.payload.job;
-      event = { type: 'job.changed', payload: { job } };
+      const { spec: _previousSpec, ...previous } = event.payload.previous ?? {};
+      event = { type: 'job.changed', payload: { job, ...(event.payload.previous ? { previous: previous as typeof job } : {}) } };
     }
     this.batch.push(event);
     if (this.batch.length >= MAX_BATCH) this.flush();

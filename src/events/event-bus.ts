@@ -40,8 +40,13 @@ export interface UpdraftEvents {
    * only with the signing key, which a running server never replaces.
    */
   'artifact.changed': { name: string; version: string; change: 'added' | 'deleted' };
-  /** A job was created or changed state or progress (rollouts). */
-  'job.changed': { job: JobRecord };
+  /**
+   * A job was created or changed state or progress (rollouts). `previous` is the record the
+   * write replaced (the store's conditional update took it at its version), so a listener
+   * tells what changed without having seen the job before (after a restart, on an instance
+   * taking over); absent for a job's creation and for a notice that wrote nothing.
+   */
+  'job.changed': { job: JobRecord; previous?: JobRecord };
   /** A signing key certificate was installed, here or on another instance: look at the shared one (`signing/shared-certificate.ts`). */
   'keys.certificate': { serial: number };
   /** A viewer token was added or removed, here or on another instance (`server/named-tokens.ts`): read them again; streams opened with a removed one end. */

@@ -122,8 +122,8 @@ function isStatusChange(job: JobRecord, now: number): boolean {
 /** Sends job changes to the operator's endpoint. */
 export class WebhookNotifier {
   private readonly deps: WebhookDeps;
-  /** Each job's last status and wave seen (bounded like RecentEvents). */
-  private readonly last = new Map<string, { status: string; wave: number }>();
+  /** Each job's last status and wave seen (bounded like RecentEvents): what a change is judged by when its event does not carry the record it replaced. */
+  private readonly last = new Map<string, { status: string; wave: number; version: number }>();
   private off: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -142,7 +142,7 @@ export class WebhookNotifier {
 
   async start(): Promise<void> {
     this.running = true;
-    this.off = this.deps.events.on('job.changed', ({ job }) => this.onJob(job));
+    this.off = this.deps.events.on('job.changed', ({ job, previous }) => this.onJob(job, previous));
     if (!this.deps.secret) this.deps.logger.warn('webhook deliveries are not signed: set webhook.secret (UPDRAFT_WEBHOOK_SECRET) so the receiver can check they come from here');
     // what waits in the store: written by another instance, or before a stop or a handover
     this.timer = setInterval(() => this.kick(), this.deps.scanMs ?? 5_000);
@@ -162,15 +162,29 @@ export class WebhookNotifier {
     return this.deps.now ? this.deps.now() : Date.now();
   }
 
-  private onJob(job: JobRecord): void {
+  private onJob(job: JobRecord, previous: JobRecord | undefined): void {
     const progress = (job.progress ?? {}) as { wave?: number; pause?: { message?: string }; abortReason?: string };
     const wave = progress.wave ?? 0;
-    const seen = this.last.get(job.jobId);
-    this.last.set(job.jobId, { status: job.status, wave });
-    if (this.last.size > 1000) this.last.delete(this.last.keys().next().value!);
+    // a write's event carries the record it replaced: the change is judged by that, not by
+    // this instance's memory, which a restart or a takeover emptied (the first write seen
+    // after one, a resume or a next wave, was taken for a running job seen again, and lost)
+    const version = job.version ?? 1;
+    const known = this.last.get(job.jobId);
+    // an older record seen after a newer one (another instance's event relayed late, a notice
+    // of the record a tick began with): memory does not go back
+    if (!known || version >= known.version) {
+      this.last.set(job.jobId, { status: job.status, wave, version });
+      if (this.last.size > 1000) this.last.delete(this.last.keys().next().value!);
+    } else if (!previous) {
+      return;
+    }
+    const seen = previous ? { status: previous.status, wave: ((previous.progress ?? {}) as { wave?: number }).wave ?? 0 } : known;
     let type: WebhookDelivery['type'];
-    if (!seen) {
-      // a running job first seen long after its creation: this instance restarted or took over
+    if (previous && this.now() - (job.updatedAt ?? job.createdAt) > SENT_KEPT_MS) {
+      return; // a copy of a write seen past the hour its sent record is kept: the first-write-wins key no longer stops it
+    } else if (!seen) {
+      // no record replaced (a job's creation, a notice that wrote nothing) and never seen here:
+      // a running job first seen long after its creation is this instance restarted or taking over
       if (job.status === 'IN_PROGRESS' || job.status === 'SCHEDULED') {
         if (this.now() - job.createdAt > NEW_JOB_MS) return;
       } else if (!isStatusChange(job, this.now())) {

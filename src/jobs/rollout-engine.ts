@@ -617,7 +617,9 @@ export class RolloutEngine {
   async saveJob(job: JobRecord, status: JobStatus, progress: RolloutProgress, now: number): Promise<JobRecord | undefined> {
     const next = { ...job, status, progress: progress as unknown as JsonObject, updatedAt: now, version: (job.version ?? 1) + 1 };
     if (!(await this.deps.store.updateJob(next))) return undefined;
-    this.deps.events.emit('job.changed', { job: next });
+    // the record replaced goes with it: a listener that never saw the job (a restarted
+    // webhook notifier) still tells a resume or a next wave from progress
+    this.deps.events.emit('job.changed', { job: next, previous: job });
     return next;
   }
 

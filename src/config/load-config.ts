@@ -72,6 +72,8 @@ function coerce(s: Setting, raw: unknown, origin: Origin, source: string, errors
   }
   if (typeof raw !== 'string') return fail(`must be a string, got ${shown(s, raw)}`);
   if (s.nonEmpty && raw.trim() === '') return fail(`must not be empty: ${s.nonEmpty}`);
+  const problem = raw !== '' ? s.check?.(raw) : undefined;
+  if (problem !== undefined) return fail(problem);
   if (s.type === 'url' && raw !== '') {
     // a base URL first: its own reasons (a port out of range, a query) say more than "not a URL"
     const problem = s.base ? baseUrlProblem(raw) : undefined;

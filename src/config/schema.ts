@@ -3,6 +3,7 @@
  * environment variable and CLI flag that map onto it, and a line of documentation.
  * `docs/configuration.md` is generated from this table by `updraft config --docs`.
  */
+import { isIP } from 'node:net';
 import type { LogFormat, LogLevel } from '../util/logger.ts';
 
 /** The validated configuration. */
@@ -58,6 +59,30 @@ export interface Setting {
   nonEmpty?: string;
   /** A secret: `updraft config` prints it as "***" (and a URL's password the same way). */
   secret?: boolean;
+  /** A text setting's own rule: what is wrong with a (non-empty) value, as words that follow the setting's name, or undefined. */
+  check?: (value: string) => string | undefined;
+}
+
+/**
+ * tls.hosts: each entry an IP address or a DNS host name (RFC 1123 labels, a leading `*.`
+ * allowed): anything else was put into the server certificate as a DNS name no client can
+ * match (`bad host!`, `1.2.3.999`), and devices failed the TLS handshake with no hint why.
+ */
+function tlsHostsProblem(value: string): string | undefined {
+  const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+  for (const host of value.split(',').map((h) => h.trim()).filter((h) => h !== '')) {
+    if (isIP(host) !== 0) continue;
+    const labels = (host.startsWith('*.') ? host.slice(2) : host).split('.');
+    // an all-digit last label is an IP address written wrong (1.2.3.999), never a name
+    if (host.length <= 253 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels.at(-1)!)) continue;
+    return `has ${JSON.stringify(host)}, which is neither an IP address nor a host name (letters, digits and hyphens in dot-separated labels, a leading *. allowed); separate entries with commas`;
+  }
+  return undefined;
+}
+
+/** mqtt.shareGroup: MQTT's share name may hold no `/`, `+` or `#` ($share/a/b/... is group a and filter b/...). */
+function shareGroupProblem(value: string): string | undefined {
+  return /[/+#\u0000]/.test(value) ? `must not hold /, + or # (an MQTT share name cannot: $share/<group>/<filter>), got ${JSON.stringify(value)}` : undefined;
 }
 
 /** Every setting. `http.publicUrl` defaults to `http://127.0.0.1:<http.port>` when empty. */
@@ -72,7 +97,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'mqtt.maxConnectRate', type: 'integer', default: 0, env: 'UPDRAFT_MQTT_MAX_CONNECT_RATE', flag: 'mqtt-max-connect-rate', doc: 'New device connections the embedded broker admits per second (bursts of up to one second\'s worth); beyond it a CONNECT is refused with CONNACK 3, so a fleet reconnecting after an outage comes in at a pace the server serves. 0: no limit.', min: 0 },
   { path: 'mqtt.maxSubscriptions', type: 'integer', default: 100, env: 'UPDRAFT_MQTT_MAX_SUBSCRIPTIONS', flag: 'mqtt-max-subscriptions', doc: 'Topic filters one device connection may hold on the embedded broker (subscribing again to a filter it holds takes no new place; unsubscribing frees one); one more is refused with SUBACK 0x80, the connection stays. The Updraft agent holds 3 to 5, an AWS IoT SDK client at most 50 (AWS IoT Core\'s own limit). The operator\'s connections are not limited. An external broker sets its own limits (docs/security.md).', min: 1, max: 100_000 },
   { path: 'mqtt.url', type: 'url', default: '', env: 'UPDRAFT_MQTT_URL', flag: 'mqtt-url', doc: 'External MQTT 5 broker (mqtt://host:1883 or mqtts://...) instead of the embedded one; Updraft connects as user operator with the operator token.', schemes: ['mqtt', 'mqtts'] },
-  { path: 'mqtt.shareGroup', type: 'string', default: 'updraft', env: 'UPDRAFT_MQTT_SHARE_GROUP', flag: 'mqtt-share-group', doc: 'Shared-subscription group ($share/<group>/...) of the instances that split device requests on an external broker.', nonEmpty: 'it names the group in $share/<group>/...; leave it out for the default, updraft' },
+  { path: 'mqtt.shareGroup', type: 'string', default: 'updraft', env: 'UPDRAFT_MQTT_SHARE_GROUP', flag: 'mqtt-share-group', doc: 'Shared-subscription group ($share/<group>/...) of the instances that split device requests on an external broker. No /, + or # (MQTT share names cannot hold them).', nonEmpty: 'it names the group in $share/<group>/...; leave it out for the default, updraft', check: shareGroupProblem },
   { path: 'db', type: 'url', default: '', env: 'UPDRAFT_DB', flag: 'db', doc: 'State store: empty for the embedded SQLite file in dataDir, or postgres://user:password@host:5432/database.', schemes: ['postgres', 'postgresql'] },
   { path: 'postgres.queryTimeoutSeconds', type: 'integer', default: 30, env: 'UPDRAFT_DB_QUERY_TIMEOUT', flag: 'db-query-timeout', doc: 'With db: longest a statement of the state store may run on PostgreSQL, locks waited for included (its statement_timeout: the request fails, the device retries); a query whose answer has not come 5 s after that fails with 503 (a database gone silent: a network partition, a stuck server) and its connection is closed. Not with the embedded store (refused).', min: 1, max: 3600 },
   { path: 'postgres.connectTimeoutSeconds', type: 'integer', default: 30, env: 'UPDRAFT_DB_CONNECT_TIMEOUT', flag: 'db-connect-timeout', doc: 'With db: longest a request waits for a connection to PostgreSQL, a new one or one of the pool\'s (then it fails with 503: the device retries), and longest the rollouts lease and the migrations wait for theirs. Not with the embedded store (refused).', min: 1, max: 3600 },
@@ -83,7 +108,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'http.tls', type: 'enum', default: 'off', env: 'UPDRAFT_HTTP_TLS', flag: 'http-tls', doc: 'on: serve the API and downloads over HTTPS (with http.tlsCert/http.tlsKey, or a certificate issued by Updraft\'s CA for tls.hosts).', values: ['on', 'off'] },
   { path: 'http.tlsCert', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_CERT', flag: 'http-tls-cert', doc: 'PEM certificate (chain) of the HTTPS server, with http.tlsKey; empty: issued by Updraft\'s CA. Refused while http.tls is off (it would be ignored).' },
   { path: 'http.tlsKey', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_KEY', flag: 'http-tls-key', doc: 'PEM private key of http.tlsCert (unencrypted); a key that is not the certificate\'s is refused at start-up.' },
-  { path: 'tls.hosts', type: 'string', default: 'localhost,127.0.0.1', env: 'UPDRAFT_TLS_HOSTS', flag: 'tls-hosts', doc: 'Comma-separated host names and IP addresses devices use to reach this server, put into the server certificates Updraft\'s CA issues.', nonEmpty: 'name the host names or addresses devices use to reach this server' },
+  { path: 'tls.hosts', type: 'string', default: 'localhost,127.0.0.1', env: 'UPDRAFT_TLS_HOSTS', flag: 'tls-hosts', doc: 'Comma-separated host names and IP addresses devices use to reach this server, put into the server certificates Updraft\'s CA issues. Each is an IP address or a DNS name (letters, digits and hyphens in dot-separated labels, a leading *. allowed); anything else is refused at start.', nonEmpty: 'name the host names or addresses devices use to reach this server', check: tlsHostsProblem },
   { path: 'http.publicUrl', type: 'url', default: '', env: 'UPDRAFT_PUBLIC_URL', flag: 'public-url', doc: 'Base URL devices use to reach the HTTP server, put into download URLs as <publicUrl>/v1/download/... (default http://127.0.0.1:<http.port>): http:// or https://, a host, an optional port (1 to 65535) and path prefix (for a reverse proxy that strips it); no user info, query or fragment.', schemes: ['http', 'https'], base: true },
   { path: 'shadow.maxDocumentBytes', type: 'integer', default: 8192, env: 'UPDRAFT_SHADOW_MAX_BYTES', flag: 'shadow-max-bytes', doc: 'Largest shadow request and stored state, in bytes; larger ones are rejected with 413.', min: 256, max: 1 << 20 },
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },

@@ -5,7 +5,7 @@
  * that cannot be empty is refused empty.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -107,6 +107,29 @@ describe('configuration input', () => {
     for (const p of ['mqtt.host', 'http.host', 'tls.hosts']) assert.ok(m.includes(`${p} (file ${f}) must not be empty`), m);
     // a setting that may be empty still may: '' is the embedded store
     assert.equal(loadConfig({ file: file(JSON.stringify({ db: 'postgres://u@h/d' })), flags: { db: '' } }).db, '');
+  });
+
+  it("refuses tls.hosts entries that are neither an IP address nor a host name, and a share group MQTT cannot name, in one line each", async () => {
+    // they went into the server certificate as DNS names no device matches / split $share/<group>/ elsewhere
+    for (const bad of ['bad host!', '1.2.3.999', '-x-.example.com', 'a..b', 'host_name', '[::1]', `${'a'.repeat(64)}.com`]) {
+      assert.equal(
+        configError({ flags: { 'tls-hosts': `localhost, ${bad}` } }),
+        `invalid configuration: tls.hosts (flag --tls-hosts) has ${JSON.stringify(bad)}, which is neither an IP address nor a host name (letters, digits and hyphens in dot-separated labels, a leading *. allowed); separate entries with commas`,
+        bad,
+      );
+    }
+    const good = 'localhost, 127.0.0.1,::1,fe80::1,updates.example.com,*.fleet.example.com,10-0-0-1.nip.io,x1';
+    assert.equal(loadConfig({ flags: { 'tls-hosts': good } }).tls.hosts, good);
+    for (const bad of ['a/b', 'grp+', '#']) {
+      assert.equal(configError({ env: { UPDRAFT_MQTT_SHARE_GROUP: bad } }), `invalid configuration: mqtt.shareGroup (env UPDRAFT_MQTT_SHARE_GROUP) must not hold /, + or # (an MQTT share name cannot: $share/<group>/<filter>), got ${JSON.stringify(bad)}`);
+    }
+    assert.equal(loadConfig({ flags: { 'mqtt-share-group': 'updraft-eu_1' } }).mqtt.shareGroup, 'updraft-eu_1');
+    // the server refuses to start, in that one line, before it writes anything
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'updraft-tls-hosts-'));
+    const r = await runCli(['server', '--data-dir', path.join(dir, 'data'), '--tls-hosts', 'updates.example.com,bad host!']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^updraft: error: invalid configuration: tls\.hosts \(flag --tls-hosts\) has "bad host!", which is neither an IP address nor a host name [^\n]*\n$/);
+    assert.equal(existsSync(path.join(dir, 'data')), false, 'nothing written');
   });
 
   it('reads integers as decimal digits only, a minus sign only where the setting allows negatives', () => {

@@ -69,7 +69,8 @@ export interface Setting {
  * match (`bad host!`, `1.2.3.999`), and devices failed the TLS handshake with no hint why.
  */
 function tlsHostsProblem(value: string): string | undefined {
-  const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+  // `_` is no RFC 1123 letter, but Docker Compose service names (updraft_server) carry it and resolve
+  const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
   for (const host of value.split(',').map((h) => h.trim()).filter((h) => h !== '')) {
     if (isIP(host) !== 0) continue;
     const labels = (host.startsWith('*.') ? host.slice(2) : host).split('.');

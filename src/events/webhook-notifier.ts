@@ -12,7 +12,7 @@
  *   instance that sees it (the relayed events), the first write winning: so a change made
  *   while no instance drove rollouts, or queued when the sender stopped or died, is sent by
  *   the next one. Only the instance driving rollouts (`isLeader`) sends, one at a time, in
- *   the order of the changes, and marks each sent (kept an hour, so that a late copy from
+ *   the order of the changes (a job's own in the order of its versions), and marks each sent (kept an hour, so that a late copy from
  *   another instance is not taken for news). A network error, a timeout (10 s), a 408, a
  *   429 or a 5xx is retried with a doubling pause (5 attempts); another 4xx is the receiver
  *   refusing it, logged and dropped. A 3xx is not followed (fetch's default would turn the
@@ -40,7 +40,7 @@ export interface WebhookDelivery {
   id: string;
   /** `job.state`: the job's status changed; `job.wave`: an IN_PROGRESS job started its next wave. */
   type: 'job.state' | 'job.wave';
-  /** Milliseconds since the epoch of the change. */
+  /** Milliseconds since the epoch of the change, by the clock of the instance that made it: a job's later change may carry an earlier `at` (the version in `id` orders them). */
   at: number;
   job: {
     jobId: string;
@@ -99,6 +99,32 @@ function originOf(url: URL): string {
 /** The store key of a job's change: in the order of the changes, the same on every instance. */
 function keyOf(at: number, jobId: string, version: number): string {
   return `${WEBHOOK_KEY}${String(at).padStart(15, '0')}:${jobId}:${String(version).padStart(10, '0')}`;
+}
+
+/**
+ * The waiting deliveries (in the order of their keys: the changes' times) with each job's own
+ * put in the order of its versions, in the places its times gave them. A job's times may go
+ * back from one write to the next (its pause stamped by the instance that took the operator's
+ * request, its abort by the leader's tick that began before the pause and read the job after
+ * it; two clocks, or one stepped back); its versions never do (each write is conditional on
+ * the one before). Other jobs' deliveries keep their places.
+ */
+function inVersionOrder<T extends { key: string; stored: Stored }>(waiting: T[]): T[] {
+  const versionOf = (w: T) => Number(w.key.slice(w.key.lastIndexOf(':') + 1));
+  const byJob = new Map<string, T[]>();
+  for (const w of waiting) {
+    const own = byJob.get(w.stored.delivery.job.jobId);
+    if (own) own.push(w);
+    else byJob.set(w.stored.delivery.job.jobId, [w]);
+  }
+  for (const own of byJob.values()) own.sort((a, b) => versionOf(a) - versionOf(b));
+  const taken = new Map<string, number>();
+  return waiting.map((w) => {
+    const jobId = w.stored.delivery.job.jobId;
+    const i = taken.get(jobId) ?? 0;
+    taken.set(jobId, i + 1);
+    return byJob.get(jobId)![i]!;
+  });
 }
 
 /**
@@ -245,10 +271,10 @@ export class WebhookNotifier {
       });
   }
 
-  /** One pass: the waiting deliveries, oldest first, one at a time; sent records past their hour removed. */
+  /** One pass: the waiting deliveries, oldest first (a job's own in the order of its versions), one at a time; sent records past their hour removed. */
   private async drain(): Promise<void> {
     const { store } = this.deps;
-    const waiting: { key: string; stored: Stored }[] = [];
+    let waiting: { key: string; stored: Stored }[] = [];
     for (const { key, value } of await store.listSettings(WEBHOOK_KEY)) {
       let stored: Stored;
       try {
@@ -260,6 +286,7 @@ export class WebhookNotifier {
       if (stored.sentAt === undefined) waiting.push({ key, stored });
       else if (this.now() - stored.sentAt > SENT_KEPT_MS) await store.deleteSetting(key);
     }
+    waiting = inVersionOrder(waiting);
     // a receiver down for long: the oldest waiting are dropped, the latest news kept
     while (waiting.length > MAX_QUEUED) {
       const dropped = waiting.shift()!;

@@ -207,6 +207,34 @@ describe('webhook delivery rules', () => {
     }
   });
 
+  it("a job's changes go in the order of its versions, also when its time went back between them (two instances' clocks)", async () => {
+    const leader = { is: false };
+    const sender = await setup(204, leader);
+    try {
+      const t = sender.job.updatedAt!;
+      // two jobs' writes as the engine emits them (with the record each replaced). j-1: paused
+      // through the instance that took the operator's request, stamped t + 50 by its clock;
+      // then aborted by the leader's tick, which began (and took its time) at t, before the
+      // pause, and read the job after it: version 3 is stamped 50 ms before version 2
+      const j1 = { ...sender.job, progress: { wave: 0 } };
+      const paused: JobRecord = { ...j1, status: 'PAUSED', version: 2, updatedAt: t + 50, progress: { wave: 0, pause: { reason: 'operator', wave: 0, message: 'paused by an operator', at: t + 50 } } };
+      const aborted: JobRecord = { ...paused, status: 'ABORTED', version: 3, updatedAt: t, progress: { ...paused.progress, abortReason: 'too many failures', finishedAt: t } };
+      // j-2 paused in between, by the leader's clock
+      const j2: JobRecord = { ...j1, jobId: 'j-2' };
+      const j2Paused: JobRecord = { ...j2, status: 'PAUSED', version: 2, updatedAt: t + 20, progress: { wave: 0, pause: { reason: 'operator', wave: 0, message: 'paused by an operator', at: t + 20 } } };
+      sender.events.emit('job.changed', { job: paused, previous: j1 });
+      sender.events.emit('job.changed', { job: j2Paused, previous: j2 });
+      sender.events.emit('job.changed', { job: aborted, previous: paused });
+      // all three wait together (no sender yet; the same with a receiver slow to answer)
+      await eventually(async () => ((await sender.store.listSettings('webhook:')).length === 3 ? true : undefined), 10_000, 'three recorded');
+      leader.is = true;
+      await eventually(async () => (sender.notifier.stats.delivered === 3 ? true : undefined), 10_000, 'the three sent');
+      assert.deepEqual(sender.received, ['j-1:2', 'j-2:2', 'j-1:3'], "j-1's pause before its abort, in the places of their times");
+    } finally {
+      await sender.close();
+    }
+  });
+
   it('a delivery under way when its sender stops is sent by the next one (a restart, or an instance taking over)', async () => {
     const first = await setup('hang', { is: true });
     const next = await setup(204, { is: false }, first.store);

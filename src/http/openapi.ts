@@ -147,7 +147,7 @@ const schemas: Obj = {
       jobId: { type: 'string' },
       deviceId: { type: 'string' },
       status: { enum: executionStates },
-      details: { type: 'object', description: 'agentStatus, version, progress, error, waiting (the install gate put the install off: reason, count, nextCheckInSeconds), previous, attempts[], cancelRequested, rollback, control, statusDetails (the last AWS Jobs statusDetails the device reported: at most 10 strings), lateSuccess (version, at, and attempt when it was an earlier attempt\'s: the device reported SUCCESS after the execution ended TIMED_OUT or CANCELED, or for a timed-out attempt while its retry stood, kept in that attempts[] entry until the execution ended)' },
+      details: { type: 'object', description: 'agentStatus, version, progress, error, waiting (the install gate put the install off: reason, count, nextCheckInSeconds), previous, attempts[], cancelRequested, rollback, control, statusDetails (the last AWS Jobs statusDetails the device reported: at most 10 strings), lateSuccess (version, at, and attempt when it was an earlier attempt\'s: the device reported SUCCESS after the execution ended TIMED_OUT or CANCELED, or for a timed-out attempt while its retry stood, kept in that attempts[] entry until the execution ended), timedOut (at, error: on a SUCCEEDED execution, the deadline its attempt missed before its own SUCCESS came in, which ended it in place of the retry)' },
       wave: { type: 'integer' },
       attempt: { type: 'integer' },
       queuedAt: { type: 'integer' },

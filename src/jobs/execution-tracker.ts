@@ -297,7 +297,8 @@ function earlierSuccess(job: JobRecord, cur: ExecutionRecord, attempt: number, t
  * terminal execution, and the success is kept beside it in `details.lateSuccess`, so
  * `job show` and the dashboard tell that the device runs the job's build. Only a SUCCESS is
  * kept: a later FAILURE is what a device that stops on its stay command reports, and changes
- * nothing it runs. A repeat writes nothing.
+ * nothing it runs. A repeat writes nothing. A TIMED_OUT execution whose retry is not queued
+ * yet ends SUCCEEDED instead of that retry (retry-policy.ts, `succeededAfterTimeout`).
  */
 function lateSuccess(cur: ExecutionRecord, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
   if (cur.details.lateSuccess !== undefined) return undefined;

@@ -19,8 +19,10 @@ import { owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS } from './pending-retrac
 
 /**
  * Requeues `e` as its next attempt if the job's retry policy allows and the job is active;
- * resolves with the new record, if any. `job` gives the rules (its spec); its status may be
- * stale (the tracker caches jobs), so the store's is read, before the retry and after it.
+ * resolves with the new record, if any: QUEUED, or SUCCEEDED in place of the retry of a
+ * timed-out attempt whose own SUCCESS came in meanwhile (`succeededAfterTimeout`). `job`
+ * gives the rules (its spec); its status may be stale (the tracker caches jobs), so the
+ * store's is read, before the retry and after it.
  * `retractPending`: the timed-out attempt's command, whose retract failed for now, that the
  * retry still owes the device (pending-retract.ts).
  */
@@ -68,8 +70,9 @@ export function requeueForNewDevice(deps: { store: StateStore; events: EventBus 
 }
 
 /**
- * `e` (as read) back to QUEUED as its next attempt, the outcome of this one kept; undefined
- * when it changed meanwhile or its job stopped. `newDevice`: the attempt was another device's.
+ * `e` (as read) back to QUEUED as its next attempt, the outcome of this one kept (or ended
+ * SUCCEEDED: `succeededAfterTimeout`); undefined when it changed meanwhile or its job
+ * stopped. `newDevice`: the attempt was another device's.
  * `retractPending`: a command the device must still be told to drop (pending-retract.ts); a
  * retract `e` owes already goes with it too.
  */
@@ -80,6 +83,10 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
     (cur) => {
       if (cur.status !== e.status || (cur.attempt ?? 1) !== (e.attempt ?? 1)) return undefined;
       if (newDevice && cur.details.deviceDeletedAt === undefined) return undefined;
+      if (!newDevice) {
+        const succeeded = succeededAfterTimeout(cur);
+        if (succeeded) return succeeded;
+      }
       const attempt = cur.attempt ?? 1;
       const past = Array.isArray(cur.details.attempts) ? cur.details.attempts : [];
       const outcome: JsonObject = { attempt, status: cur.status, at: now };
@@ -98,6 +105,8 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
     now,
   );
   if (!retried) return undefined;
+  // not a retry: the attempt succeeded (succeededAfterTimeout), whatever became of the job since
+  if (retried.status === 'SUCCEEDED') return retried;
   // The caller read the job as active before this write. A cancel or an abort committed in
   // between has already passed over the job's unfinished executions, when this one was
   // still FAILED: it would stay QUEUED for a job that sends nothing more. Read the job again
@@ -121,6 +130,35 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
     now,
   );
   return undefined;
+}
+
+/**
+ * A timed-out attempt whose own SUCCESS came in after its TIMED_OUT was written and before
+ * its retry is queued (`details.lateSuccess` without an `attempt`: the tracker's `lateSuccess`,
+ * only ever on the job's version): the execution ends SUCCEEDED instead of the retry, as if
+ * the report had beaten the deadline; undefined for any other row. The timeout writes
+ * TIMED_OUT, takes the command back, then queues the retry in a write of its own, and the
+ * retry's details used to keep nothing of such a success: it was lost. Why SUCCEEDED rather
+ * than the retry, with the success kept in `details.attempts` as one reported once the retry
+ * stands (execution-tracker.ts, `earlierSuccess`): nothing was sent for the retry yet, and
+ * the device runs the job's build after the very command this attempt sent, so a retry would
+ * only cost a command and a place in the rate and the waves, and then end SUCCEEDED on the
+ * device's "already running it", or, the device offline, TIMED_OUT again or CANCELED with the
+ * job: the job would count a device as not updated that is. The deadline that passed first
+ * stays beside it (`details.timedOut`). Without a retry to queue (none allowed, the job
+ * stopped) the execution stays TIMED_OUT with its `lateSuccess`, as AWS IoT Jobs keeps a
+ * terminal execution.
+ */
+function succeededAfterTimeout(cur: ExecutionRecord): Partial<ExecutionRecord> | undefined {
+  const late = cur.details.lateSuccess;
+  if (cur.status !== 'TIMED_OUT' || !isJsonObject(late) || late.attempt !== undefined) return undefined;
+  const details: JsonObject = { ...cur.details, agentStatus: 'SUCCESS', version: late.version ?? null, lastReportAt: late.at ?? null };
+  const timedOut: JsonObject = { at: cur.dueAt ?? null };
+  if (typeof cur.details.error === 'string') timedOut.error = cur.details.error;
+  details.timedOut = timedOut;
+  for (const k of ['lateSuccess', 'error', 'progress', 'waiting', 'cancelBy', RETRACT_PENDING]) delete details[k];
+  // the command the timeout took back is the one the device finished: nothing is owed any more
+  return { status: 'SUCCEEDED', details, dueAt: undefined };
 }
 
 /** The outcome `details.attempts` keeps of an earlier attempt, if any. */

@@ -8,7 +8,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -73,10 +73,56 @@ function runAs(): { uid: number; gid: number } | undefined {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
+/** Whether a process is alive (signal 0: EPERM is alive, another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes what a test process killed before its stop() left (a run cut by a timeout): each
+ * `updraft-pg-*` directory whose `owner.pid` names a process that is gone, its postmaster
+ * (from `data/postmaster.pid`) stopped first. They piled up in /tmp, one server and a few MB
+ * each. Directories of live owners (tests running beside) and of no owner file are left.
+ * Returns the directories removed.
+ */
+export async function sweepOrphans(tmp = os.tmpdir()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of readdirSync(tmp).filter((n) => n.startsWith('updraft-pg-'))) {
+    const dir = path.join(tmp, name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(path.join(dir, 'owner.pid'), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (!Number.isSafeInteger(owner) || owner <= 0 || alive(owner)) continue;
+    let postmaster: number | undefined;
+    try {
+      postmaster = Number(readFileSync(path.join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    } catch {
+      postmaster = undefined;
+    }
+    if (postmaster !== undefined && Number.isSafeInteger(postmaster) && postmaster > 0 && alive(postmaster)) {
+      process.kill(postmaster, 'SIGQUIT'); // immediate shutdown: its data is thrown away
+      for (const deadline = Date.now() + 10_000; alive(postmaster) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    }
+    await rm(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}
+
 async function startPrivate(): Promise<TestPostgres> {
   const bin = binDir();
   const user = runAs();
+  await sweepOrphans().catch(() => {}); // never a reason for this test not to run
   const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-pg-'));
+  await writeFile(path.join(dir, 'owner.pid'), String(process.pid));
   if (user) await chown(dir, user.uid, user.gid);
   const data = path.join(dir, 'data');
   const init = spawnSync(path.join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync'], {

@@ -74,7 +74,7 @@ function runAs(): { uid: number; gid: number } | undefined {
 }
 
 /** Whether a process is alive (signal 0: EPERM is alive, another user's). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

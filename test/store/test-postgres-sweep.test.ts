@@ -9,21 +9,12 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { startTestPostgres, sweepOrphans, unavailable } from '../helpers/postgres.ts';
+import { alive, startTestPostgres, sweepOrphans, unavailable } from '../helpers/postgres.ts';
 
 const HELPER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/postgres.ts');
 const probe = await startTestPostgres();
 const skip = probe.ok ? (process.env.UPDRAFT_TEST_POSTGRES_URL ? 'UPDRAFT_TEST_POSTGRES_URL: no private server to orphan' : undefined) : unavailable(probe, 'the test PostgreSQL sweep');
 if (probe.ok) await probe.server.stop();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 describe('the test PostgreSQL helper', { skip }, () => {
   it("stops the server and removes the directory of a test process killed before its stop(), and leaves a live process's", async () => {

@@ -49,7 +49,7 @@ import { downloadArtifact } from './downloader.ts';
 import { ClockOffset, describeSeconds, WRONG_CLOCK_SECONDS } from './clock-offset.ts';
 import { CertificateRenewer, certificateExpiry } from './certificate-renewer.ts';
 import { checkCommand, type CommandCheck, type RootTrust, type SignaturePolicy } from './manifest-check.ts';
-import type { InstalledSoftware } from './installer.ts';
+import type { InstalledSoftware, RecoveryResult } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
 import { AgentStoppedError, ShadowRequester, isRetryable } from './shadow-requester.ts';
 import { UNKNOWN_VERSION, finishedReport, outcomeReport, reportRequest, softwareReport, stateReport } from './software-report.ts';
@@ -78,6 +78,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private state: AgentStateData = { finished: [] };
   /** What runs now (refreshed at start and after every job). */
   private installed: InstalledSoftware | undefined;
+  /** The outcome of the slot checked again at start (`recheckCurrent`), reported at the connect. */
+  private rechecked: FinishedJob | undefined;
   /** The job in flight, its log (`job-log.ts`), and its logger: the agent's, and into the log. */
   private job: { run: UpdateJob; done: Promise<void>; log: JobLog; logger: Logger } | undefined;
   /** A pending job log is being sent. */
@@ -175,10 +177,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.installed = await o.installer.current();
       // partial downloads of jobs no longer in flight (left by a crash) only take space
       if (!o.download) await removeStaleDownloads(o.stateDir, this.state.inFlight?.jobId);
+      if (!this.state.inFlight && this.installed?.unchecked) await this.recheckCurrent();
     } catch (err) {
       this.started = false;
       throw err;
     }
+    // stopped meanwhile (the check above may take up to its timeout)
+    if (!this.started) return;
     this.resetReady();
     this.requester = new ShadowRequester({
       deviceId: o.deviceId,
@@ -447,6 +452,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // finished: its shadow does, until the first report overwrites it. Asked first, once
       const early = this.state.unknownPast ? { doc: await this.learnPast() } : undefined;
       if (session !== this.session || !this.started) return;
+      // the outcome of the slot checked again at start, before any command is acted on
+      await this.reportRechecked();
+      if (session !== this.session || !this.started) return;
       const held = this.held;
       this.held = undefined;
       if (early && held) {
@@ -580,6 +588,67 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // the update in flight that start() left for now: resumed, the shadow says nothing against it
     if (waiting && this.state.inFlight === waiting && !this.job && this.started) this.launch(waiting, false, undefined);
     return doc;
+  }
+
+  /**
+   * At start, no job in flight and `current` on a slot whose health check never passed: a
+   * crash came during it, and the job's state was lost, or the job ended meanwhile (canceled,
+   * timed out, superseded) so that its command does not come again (QA). Checked again as
+   * that job's `recover` would (a check the crash left running killed first), kept or rolled
+   * back, before the agent connects, so that its first report tells what runs. Not cut short
+   * by `stop()` (a check aborted rolls back, with nothing left to say why): it ends by its
+   * timeout. The outcome goes to the slot's job, when known, at the connect (`reportRechecked`).
+   */
+  private async recheckCurrent(): Promise<void> {
+    const installer = this.opts.installer;
+    const running = this.installed;
+    if (!running?.unchecked || !installer.recover || running.name === undefined || running.sha256 === undefined || running.size === undefined) return;
+    const { name, version, sha256, size, jobId } = running;
+    this.log.info('running software whose health check has not passed (interrupted), with no job in flight: checking it again', { version, ...(jobId !== undefined ? { jobId } : {}) });
+    let result: RecoveryResult;
+    try {
+      // no job id (a manifest from before it was recorded): the slot is rejected by no job
+      result = await installer.recover({ name, version, sha256, size, jobId: jobId ?? '' }, { logger: this.log });
+      this.installed = await installer.current();
+    } catch (err) {
+      this.log.warn('the slot could not be checked again; the next start tries again', { version, error: asUpdraftError(err).message });
+      return;
+    }
+    this.log.info('slot checked again', { outcome: result.outcome, running: this.installed?.version ?? UNKNOWN_VERSION, ...(result.reason !== undefined ? { reason: result.reason } : {}) });
+    if (jobId === undefined || result.outcome === 'not-started') return;
+    const finishedAt = new Date(this.now()).toISOString();
+    this.rechecked =
+      result.outcome === 'installed' ? { jobId, status: 'SUCCESS', finishedAt } : { jobId, status: 'FAILURE', error: result.reason ?? 'health check not passed after a restart; rolled back', finishedAt };
+  }
+
+  /**
+   * At the connect, once the agent knows what it finished (`learnPast`): the outcome of the
+   * slot checked again at start is that job's, reported and remembered as `finish` would,
+   * unless its outcome was reported before (a SUCCESS whose check now fails: the report of
+   * what runs, the old version, says the rollback, as after any rollback).
+   */
+  private async reportRechecked(): Promise<void> {
+    const job = this.rechecked;
+    if (!job) return;
+    const known = this.state.finished.find((f) => f.jobId === job.jobId);
+    if (known && known !== job) {
+      this.rechecked = undefined;
+      this.log.info('the job of the slot checked again reported its outcome before: only what runs now is reported', { jobId: job.jobId, reported: known.status, checked: job.status });
+      return;
+    }
+    if (!known) {
+      this.state.finished = rememberFinished(this.state.finished, job);
+      await this.saveState().catch((err: unknown) => this.log.warn('finished job not saved', { jobId: job.jobId, error: asUpdraftError(err).message }));
+    }
+    try {
+      await this.reportFinished(job);
+    } catch (err) {
+      if (err instanceof AgentStoppedError || isRetryable(err)) throw err;
+      this.log.error('final report rejected; the server will not take it', { jobId: job.jobId, error: asUpdraftError(err).message });
+    }
+    this.rechecked = undefined;
+    this.log.info('update finished', { jobId: job.jobId, status: job.status, ...(job.error !== undefined ? { error: job.error } : {}) });
+    this.emit('job-finished', { jobId: job.jobId, status: job.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(job.error !== undefined ? { error: job.error } : {}) });
   }
 
   /** The shadow document (`get`), or undefined when the device has none yet. */

@@ -19,9 +19,12 @@ export interface InstalledSoftware {
   /**
    * True when it was installed and switched to but its health check has not passed (a crash,
    * and a state lost with it, came between): the agent has `recover` check it again, and keep
-   * or roll it back, instead of taking it for installed.
+   * or roll it back, instead of taking it for installed (at start when no job is in flight,
+   * else when that job's command comes).
    */
   unchecked?: boolean;
+  /** With `unchecked`: the job that installed it, when known; its outcome is reported once checked. */
+  jobId?: string;
 }
 
 /** What an installation may use besides the file. */
@@ -60,7 +63,9 @@ export interface Installer {
   install(file: string, sw: DesiredSoftware, ctx: InstallContext): Promise<void>;
   /**
    * Called on start when the agent crashed while `install(…, sw)` ran: finish it or roll it
-   * back. Installers without crash state may omit it (the agent then installs again).
+   * back. Installers without crash state may omit it (the agent then installs again). Also
+   * called at start with no job in flight when `current()` says `unchecked`, with `sw` taken
+   * from `current()` (its `jobId` empty when unknown).
    */
   recover?(sw: DesiredSoftware, ctx: InstallContext): Promise<RecoveryResult>;
 }

@@ -71,6 +71,11 @@ export interface SlotManifest {
    * lost its state (and with it the job's INSTALLING phase) still checks it again.
    */
   unchecked?: true;
+  /**
+   * The job that installed the slot, whose outcome a restart that checks it again reports.
+   * Absent in manifests written before it was recorded (read as unknown: no outcome reported).
+   */
+  jobId?: string;
 }
 
 /** File name of the artifact inside a slot (`$UPDRAFT_SLOT/artifact`). */
@@ -121,7 +126,10 @@ export class SlotInstaller implements Installer {
   async current(): Promise<InstalledSoftware | undefined> {
     const slot = await this.activeSlot();
     const manifest = slot && (await this.readManifest(slot));
-    if (manifest) return { name: manifest.name, version: manifest.version, sha256: manifest.sha256, size: manifest.size, ...(manifest.unchecked ? { unchecked: true } : {}) };
+    if (manifest) {
+      const unchecked = manifest.unchecked ? { unchecked: true, ...(typeof manifest.jobId === 'string' ? { jobId: manifest.jobId } : {}) } : {};
+      return { name: manifest.name, version: manifest.version, sha256: manifest.sha256, size: manifest.size, ...unchecked };
+    }
     if (this.opts.initialVersion === undefined) return undefined;
     const initial: InstalledSoftware = { version: this.opts.initialVersion };
     if (this.opts.initialName !== undefined) initial.name = this.opts.initialName;
@@ -272,7 +280,7 @@ export class SlotInstaller implements Installer {
       await handle.close();
     }
     signal?.throwIfAborted();
-    const manifest: SlotManifest = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, installedAt: new Date().toISOString(), ...(this.opts.healthCheck !== undefined ? { unchecked: true as const } : {}) };
+    const manifest: SlotManifest = { name: sw.name, version: sw.version, sha256: sw.sha256, size: sw.size, installedAt: new Date().toISOString(), jobId: sw.jobId, ...(this.opts.healthCheck !== undefined ? { unchecked: true as const } : {}) };
     // written last: a slot with a manifest is complete
     await writeFileAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', 0o644);
   }
@@ -297,7 +305,8 @@ export class SlotInstaller implements Installer {
   private async markRejected(slot: Slot, reason: string, jobId: string): Promise<void> {
     const manifest = await this.readManifest(slot).catch(() => undefined);
     if (!manifest) return;
-    const rejected: SlotManifest = { ...manifest, rejected: reason, rejectedBy: jobId };
+    // no job id: a slot checked again at start whose manifest did not record its job (agent.ts recheckCurrent)
+    const rejected: SlotManifest = { ...manifest, rejected: reason, ...(jobId !== '' ? { rejectedBy: jobId } : {}) };
     await writeFileAtomic(path.join(this.slotDir(slot), MANIFEST_FILE), JSON.stringify(rejected, null, 2) + '\n', 0o644).catch((err: unknown) =>
       this.log.warn('cannot mark slot rejected', { slot, error: asUpdraftError(err).message }),
     );

@@ -2,8 +2,10 @@
  * A slot switched to whose health check never passed is checked again, even by an agent that
  * lost its state with the crash: QA killed `updraft agent` (SIGKILL) during the check, removed
  * its state file and restarted it with a failing check, and it logged "already running the
- * desired software" and reported SUCCESS, while the old check ran on. Real server, the real
- * daemon (`updraft agent`, killed with SIGKILL), real MQTT, real files.
+ * desired software" and reported SUCCESS, while the old check ran on. And an agent that
+ * starts with no job in flight (the job canceled meanwhile, its command gone) checks such a
+ * slot at start, and reports the outcome for the job its manifest names. Real server, the
+ * real daemon (`updraft agent`, killed with SIGKILL), real MQTT, real files.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
@@ -30,7 +32,8 @@ describe('a slot whose health check never passed, after a crash that lost the ag
   let ts: TestServer;
   let root: string;
   const daemons: CliProcess[] = [];
-  let pgid = 0;
+  /** Process groups of the hanging checks, killed at the end whatever happened. */
+  const pgids: number[] = [];
 
   before(async () => {
     ts = await startTestServer();
@@ -39,7 +42,7 @@ describe('a slot whose health check never passed, after a crash that lost the ag
   });
   after(async () => {
     await Promise.all(daemons.map((d) => d.kill('SIGKILL')));
-    if (pgid > 1) {
+    for (const pgid of pgids.filter((p) => p > 1)) {
       try {
         process.kill(-pgid, 'SIGKILL');
       } catch {
@@ -70,7 +73,8 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     await eventually(async () => ((await stat(path.join(dir, 'hc.pid')).catch(() => undefined))?.size ? true : undefined), 15_000, 'the check started');
     await eventually(async () => (await readFile(path.join(dir, '.health-check.json'), 'utf8').then((t) => typeof JSON.parse(t).pgid === 'number', () => false)) || undefined, 15_000, 'the check recorded');
     await first.kill('SIGKILL');
-    pgid = Number((await readFile(path.join(dir, 'hc.pid'), 'utf8')).trim());
+    const pgid = Number((await readFile(path.join(dir, 'hc.pid'), 'utf8')).trim());
+    pgids.push(pgid);
     assert.ok((await liveMembers(pgid)) > 0, 'the check outlived the agent');
     await rm(path.join(dir, '.updraft', 'agent-state.json'));
 
@@ -79,7 +83,8 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     await second.waitFor(new RegExp(`job ${jobId} acknowledged: FAILURE, running 1\\.0\\.0`));
     const out = second.output();
     assert.doesNotMatch(out, /already running the desired software/);
-    assert.match(out, /its health check has not passed/);
+    // checked at start (no job in its state), or when the job's command came
+    assert.match(out, /health check has not passed/);
     assert.match(out, /killed the health check the interrupted install left running/);
     assert.equal(await liveMembers(pgid), 0, 'the old check was killed');
     // rolled back: nothing was installed before 2.0.0, so current is gone; the slot is rejected
@@ -91,5 +96,65 @@ describe('a slot whose health check never passed, after a crash that lost the ag
       return e?.status === 'FAILED' ? e : undefined;
     }, 15_000, 'FAILED on the server');
     assert.match(String(execution.details.error), /sensor broken/);
+  });
+
+  it('is checked again at start with no job in flight (the job canceled meanwhile), and rolled back to the old slot when the check fails', async () => {
+    const deviceId = 'uc-2';
+    const password = await registerDevice(ts, deviceId);
+    const dir = path.join(root, deviceId);
+    const keyFile = path.join(root, 'signing-key.pub');
+    await writeFile(keyFile, ts.server.security.signingKey.publicKeyPem);
+    await addArtifact(ts, '3.0.0', Buffer.from('fw 3.0.0 '.repeat(1000)));
+    const agent = (healthCheck: string) => {
+      const d = startCli(['agent', '--device', deviceId, '--install-dir', dir, '--broker', ts.mqttUrl, '--password', password, '--signing-key', keyFile, '--initial-version', '1.0.0', '--health-check', healthCheck, '--health-check-timeout', '120']);
+      daemons.push(d);
+      return d;
+    };
+
+    // 2.0.0 installed and checked in slot a; 3.0.0's check hangs in slot b and the agent is killed during it
+    const first = agent('[ "$UPDRAFT_VERSION" != 3.0.0 ] || { echo $$ > hc.pid; sleep 60; }');
+    await first.waitFor(/connected/);
+    const installed = await deploy(ts, [deviceId], 'fw@2.0.0');
+    await first.waitFor(new RegExp(`job ${installed} acknowledged: SUCCESS, running 2\\.0\\.0`));
+    const jobId = await deploy(ts, [deviceId], 'fw@3.0.0');
+    await first.waitFor(/switched slot=b/);
+    await eventually(async () => ((await stat(path.join(dir, 'hc.pid')).catch(() => undefined))?.size ? true : undefined), 15_000, 'the check started');
+    await eventually(async () => (await readFile(path.join(dir, '.health-check.json'), 'utf8').then((t) => typeof JSON.parse(t).pgid === 'number', () => false)) || undefined, 15_000, 'the check recorded');
+    await first.kill('SIGKILL');
+    const pgid = Number((await readFile(path.join(dir, 'hc.pid'), 'utf8')).trim());
+    pgids.push(pgid);
+    assert.ok((await liveMembers(pgid)) > 0, 'the check outlived the agent');
+    const unchecked = JSON.parse(await readFile(path.join(dir, 'slots', 'b', 'manifest.json'), 'utf8'));
+    assert.equal(unchecked.unchecked, true);
+    assert.equal(unchecked.jobId, jobId, 'the manifest records the job that installed the slot');
+
+    // meanwhile the job is canceled (its command does not come again), and the state says no job in flight
+    const canceled = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` } });
+    assert.equal(canceled.status, 200, await canceled.text());
+    const stateFile = path.join(dir, '.updraft', 'agent-state.json');
+    const { inFlight, ...idle } = JSON.parse(await readFile(stateFile, 'utf8'));
+    assert.equal(inFlight?.jobId, jobId);
+    await writeFile(stateFile, JSON.stringify(idle));
+
+    // restarted idle, with a check that fails: checked again at start, rolled back to slot a
+    const second = agent('echo "sensor broken" >&2; exit 1');
+    await second.waitFor(new RegExp(`job ${jobId} acknowledged: FAILURE, running 2\\.0\\.0`));
+    const out = second.output();
+    assert.match(out, /health check has not passed \(interrupted\), with no job in flight: checking it again/);
+    assert.match(out, /killed the health check the interrupted install left running/);
+    assert.equal(await liveMembers(pgid), 0, 'the old check was killed');
+    assert.equal(await readlink(path.join(dir, 'current')), path.join('slots', 'a'));
+    const manifest = JSON.parse(await readFile(path.join(dir, 'slots', 'b', 'manifest.json'), 'utf8'));
+    assert.match(manifest.rejected, /exit code 1: sensor broken/);
+    assert.equal(manifest.rejectedBy, jobId);
+    // the server: the device runs 2.0.0, and the canceled execution has the device's FAILURE
+    const software = (await ts.server.store.getShadow(deviceId, ''))?.state.reported?.software as Record<string, unknown> | undefined;
+    assert.equal(software?.version, '2.0.0');
+    const execution = await eventually(async () => {
+      const e = await ts.server.store.getExecution(jobId, deviceId);
+      return e?.details.agentStatus === 'FAILURE' ? e : undefined;
+    }, 15_000, 'the FAILURE on the server');
+    assert.equal(execution.status, 'CANCELED');
+    assert.match(String(execution.details.deviceError), /exit code 1: sensor broken/);
   });
 });

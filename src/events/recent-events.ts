@@ -29,8 +29,8 @@ export class RecentEvents {
   private readonly ring: RecentEvent[] = [];
   private seq = 0;
   private offs: (() => void)[] = [];
-  /** Each job's last status seen: job.changed also fires on progress, which is not news here. */
-  private readonly lastOfJob = new Map<string, string>();
+  /** Each job's last status and record version seen: job.changed also fires on progress, which is not news here. */
+  private readonly lastOfJob = new Map<string, { status: string; version: number }>();
 
   constructor(deps: { events: EventBus; capacity?: number; now?: () => number }) {
     this.deps = deps;
@@ -53,11 +53,18 @@ export class RecentEvents {
           ...(typeof error === 'string' ? { reason: error } : {}),
         });
       }),
-      events.on('job.changed', ({ job }) => {
+      events.on('job.changed', ({ job, previous }) => {
+        const version = job.version ?? 1;
         const last = this.lastOfJob.get(job.jobId);
-        if (last === job.status) return; // progress of the same state
-        this.lastOfJob.set(job.jobId, job.status);
+        // an older record seen after a newer one (another instance's write relayed late): the
+        // job's state did not go back; the same record again (a notice that wrote nothing) is no news
+        if (last && (version < last.version || (version === last.version && last.status === job.status))) return;
+        this.lastOfJob.set(job.jobId, { status: job.status, version });
         if (this.lastOfJob.size > 1000) this.lastOfJob.delete(this.lastOfJob.keys().next().value!);
+        // progress of the same state: judged by the record the write replaced when the event
+        // carries it (after a restart this memory is empty, and a running job's next wave was
+        // listed as a change to IN_PROGRESS), else by what was seen here
+        if ((previous ? previous.status : last?.status) === job.status) return;
         this.push({ type: 'job.changed', jobId: job.jobId, status: job.status, ...(jobReason(job.progress) ? { reason: jobReason(job.progress)! } : {}) });
       }),
     ];

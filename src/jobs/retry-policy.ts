@@ -10,7 +10,9 @@
  */
 import type { EventBus } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
+import type { ReportedSoftware } from '../protocol/software.ts';
 import type { ExecutionRecord, JobRecord, StateStore } from '../store/state-store.ts';
+import { parseAgentJobId } from './agent-job-id.ts';
 import { canRetry } from './execution-state.ts';
 import { mutateExecution } from './execution-writer.ts';
 import { specOf } from './job-spec.ts';
@@ -159,6 +161,24 @@ function succeededAfterTimeout(cur: ExecutionRecord): Partial<ExecutionRecord> |
   for (const k of ['lateSuccess', 'error', 'progress', 'waiting', 'cancelBy', RETRACT_PENDING]) delete details[k];
   // the command the timeout took back is the one the device finished: nothing is owed any more
   return { status: 'SUCCEEDED', details, dueAt: undefined };
+}
+
+/**
+ * The earlier attempt of `job` whose SUCCESS on the job's build the device's reported software
+ * (`reported`, as it stands) shows, when the execution is at `attempt` > 1 (a retry); else
+ * undefined. Such a device runs the job's build after a command of this job and has run
+ * nothing since: the success of a timed-out attempt that came in once its retry was queued
+ * (offline with the build, its reports held back). The engine ends that retry SUCCEEDED at its
+ * turn and sends nothing (RolloutEngine.dispatch): the command would only have the agent
+ * answer "already running the desired software", or, the device offline by then, time out
+ * again for a device that is updated.
+ */
+export function succeededAttemptOf(job: JobRecord, attempt: number, reported: ReportedSoftware | undefined): number | undefined {
+  if (attempt <= 1 || reported?.status !== 'SUCCESS' || reported.jobId === undefined) return undefined;
+  const asked = parseAgentJobId(reported.jobId);
+  if (!asked || asked.control || asked.jobId !== job.jobId || asked.attempt >= attempt) return undefined;
+  if (reported.version !== job.artifactVersion || (reported.name !== undefined && reported.name !== job.artifactName)) return undefined;
+  return asked.attempt;
 }
 
 /** The outcome `details.attempts` keeps of an earlier attempt, if any. */

@@ -46,7 +46,7 @@ import { isTransient, owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS, withoutRet
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
-import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed } from './retry-policy.ts';
+import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed, succeededAttemptOf } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { sweepStrandedCommands } from './stranded-commands.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
@@ -876,6 +876,16 @@ export class RolloutEngine {
         const shadow = await store.getShadow(e.deviceId, '');
         const reportedState = shadow && !shadow.deleted ? shadow.state.reported : undefined;
         reported = parseReportedSoftware(reportedState?.software);
+        // a retry whose device reports the SUCCESS of an earlier attempt on the job's build (that
+        // of a timed-out attempt, come in once its retry was queued): done, nothing sent
+        // (retry-policy.ts, succeededAttemptOf). Before the refusals: a build whose `requires`
+        // the device's new version no longer meets would end it REJECTED
+        const succeeded = succeededAttemptOf(job, e.attempt ?? 1, reported);
+        if (succeeded !== undefined) {
+          const version = reported!.version;
+          await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'SUCCEEDED', details: { ...cur.details, agentStatus: 'SUCCESS', version, retryNotSent: { attempt: succeeded, at: now } } } : undefined), now, e);
+          return 'refused'; // nothing sent: not counted against the rate
+        }
         // a lower version than the device runs, or a build for other hardware or over other
         // versions (protocol/compatibility.ts): REJECTED, nothing sent (a wave's success rate
         // leaves it out). A device that has not said its type decides itself (jobs/device-fit.ts)

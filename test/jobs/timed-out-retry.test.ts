@@ -123,11 +123,15 @@ describe('a timed-out device with a retry queued', () => {
     assert.match(lateNote(e) ?? '', /^then reported SUCCESS at .*: runs 2\.0\.0$/);
   });
 
-  it('the success of the timed-out attempt reported while its retry is queued: kept when the retry then times out', async () => {
-    const { d, jobId, at } = await succeededWhileQueued();
+  it('the success of the timed-out attempt reported once its retry was sent: kept when the retry then times out', async () => {
+    const { d, jobId } = await timedOutWhilePaused();
     await f.rollouts.jobs.resume(jobId);
     await f.tick();
     assert.equal((await f.desired(d))?.jobId, `${jobId}.2`, 'the retry is sent');
+    // the device had the build of attempt 1 (offline, its reports held back)
+    await f.report(d, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    const at = f.clock.now;
+    assert.deepEqual(((await f.execution(jobId, d)).details.attempts as JsonObject[])[0]?.lateSuccess, { version: '2.0.0', at, attempt: 1 });
     f.advance(61_000);
     await f.tick();
     const e = await f.execution(jobId, d);
@@ -135,14 +139,32 @@ describe('a timed-out device with a retry queued', () => {
     assert.deepEqual(e.details.lateSuccess, { version: '2.0.0', at, attempt: 1 });
   });
 
-  it('the success of the timed-out attempt reported while its retry is queued: a retry that succeeds shows no late success', async () => {
+  it('the success of the timed-out attempt reported while its retry is queued: the retry is not sent, the execution SUCCEEDED', async () => {
+    const { d, jobId, at } = await succeededWhileQueued();
+    await f.rollouts.jobs.resume(jobId);
+    f.advance(1_000);
+    await f.tick();
+    assert.notEqual((await f.desired(d))?.jobId, `${jobId}.2`, 'no retry command for a device that runs the build after attempt 1');
+    const e = await f.execution(jobId, d);
+    assert.deepEqual([e.status, e.attempt, e.dispatchedAt], ['SUCCEEDED', 2, undefined], 'ended at its turn, nothing sent');
+    assert.deepEqual([e.details.agentStatus, e.details.version, e.details.retryNotSent], ['SUCCESS', '2.0.0', { attempt: 1, at: f.clock.now }]);
+    assert.deepEqual((e.details.attempts as JsonObject[])[0]?.lateSuccess, { version: '2.0.0', at, attempt: 1 }, 'the success stays with its attempt');
+    assert.equal(e.details.lateSuccess, undefined);
+    assert.equal(lateNote(e), undefined, "a SUCCEEDED row does not say 'then reported SUCCESS'");
+    await f.tick(); // the wave is judged on the counts of the next tick
+    assert.equal((await f.job(jobId)).status, 'COMPLETED');
+  });
+
+  it('a device that reported the success, then runs something else, gets the retry', async () => {
     const { d, jobId } = await succeededWhileQueued();
+    // put back on 1.0.0 by hand (reflashed): its reported software no longer shows the job's success
+    await f.report(d, { name: 'fw', version: '1.0.0', status: 'IDLE' });
     await f.rollouts.jobs.resume(jobId);
     await f.tick();
+    assert.equal((await f.desired(d))?.jobId, `${jobId}.2`, 'the retry is sent');
     await f.complete(d);
     const e = await f.execution(jobId, d);
-    assert.equal(e.status, 'SUCCEEDED');
-    assert.equal(e.details.lateSuccess, undefined);
+    assert.deepEqual([e.status, e.attempt, e.details.retryNotSent, e.details.lateSuccess], ['SUCCEEDED', 2, undefined, undefined]);
     assert.equal(lateNote(e), undefined, "a SUCCEEDED row does not say 'then reported SUCCESS'");
   });
 });

@@ -9,6 +9,7 @@
  * holds a backlog for us: each connection waits for its own requests only.
  */
 import net from 'node:net';
+import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import mqemitter from 'mqemitter';
@@ -102,6 +103,7 @@ interface SessionStore {
   outgoingStream(client: { id: string }): AsyncIterable<PublishPacket>;
   outgoingClearMessageId(client: { id: string }, packet: PublishPacket): Promise<unknown>;
   outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
+  createRetainedStreamCombi(patterns: string[]): Readable;
   incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>;
   cleanIncoming(client: { id: string }): Promise<void>;
   delWill(client: { id: string }): Promise<unknown>;
@@ -471,6 +473,8 @@ export class EmbeddedBroker implements MessageBus {
       this.forgetCleanedSubscriptions(aedes);
       // one copy of each message per persistent session's queue (forward-once.ts)
       this.forwardOnce.adoptQueue(sessionStoreOf(aedes), (packet) => this.dropped.has(packet.payload as Buffer));
+      // each retained message once on a SUBSCRIBE whose filters overlap (forward-once.ts)
+      this.forwardOnce.adoptRetained(sessionStoreOf(aedes));
     } catch (err) {
       // createBroker started aedes's heartbeat and Will timers: they would keep the process alive
       await new Promise<void>((resolve) => aedes.close(() => resolve()));

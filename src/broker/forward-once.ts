@@ -20,6 +20,7 @@
  * synchronous round of mqemitter over the matching subscriptions, so comparing with the last
  * one catches them all. This broker is never clustered: no other broker's copies exist.
  */
+import { Readable } from 'node:stream';
 import type { Client, PublishPacket } from 'aedes';
 import { UpdraftError } from '../errors.ts';
 
@@ -32,6 +33,17 @@ export interface OutgoingQueue {
   outgoingClearMessageId(client: { id: string }, packet: PublishPacket): Promise<unknown>;
 }
 
+/** aedes-persistence's retained messages (asyncPersistence.js), as far as ForwardOnce reaches into them. */
+export interface RetainedStore {
+  createRetainedStreamCombi(patterns: string[]): Readable;
+}
+
+/** aedes's record of a subscription a client holds (its `Subscription`, lib/handlers/subscribe.js). */
+type HeldSubscription = { qos: number };
+
+/** The QoS each subscription was granted, for those whose `qos` reads as the topic's (`adopt`). */
+const grantedOf = new WeakMap<object, number>();
+
 /** Forwards each message once per connection, whatever order messages arrive in. */
 export class ForwardOnce {
   /** The message last offered to each connection: its number, the QoS it goes at, whether a copy went. */
@@ -41,6 +53,8 @@ export class ForwardOnce {
   private readonly brokerId: string;
   /** Copies `authorize` declined (aedes then clears them from a persistent session's queue). */
   private readonly declined = new WeakSet<object>();
+  /** Each connection's subscriptions record itself, behind the proxy `adoptSubscriptions` gives aedes. */
+  private readonly held = new WeakMap<object, Record<string, HeldSubscription>>();
 
   constructor(brokerId: string) {
     this.brokerId = brokerId;
@@ -63,6 +77,64 @@ export class ForwardOnce {
     c.deliver0 = (packet, cb) => {
       this.viaQos0.add(packet);
       deliver0(packet, cb);
+    };
+    this.adoptSubscriptions(client);
+  }
+
+  /**
+   * Makes aedes's own lowering of a copy's QoS ([MQTT-3.8.4-6]) read the QoS the topic goes
+   * at, not only the QoS of a filter equal to the topic.
+   *
+   * aedes's deliverQoS lowers each copy it writes to the QoS of `client.subscriptions[topic]`,
+   * the filter equal to the topic if the client holds one, after `authorizeForward` chose the
+   * copy and its QoS: so with `state/x/#` granted QoS 1 and `state/x/update/accepted` granted
+   * QoS 0, an `update/accepted` published at QoS 1 still came at QoS 0 ([MQTT-3.3.5-1] asks
+   * for the highest of the two), and in a persistent session that QoS 0 write left the
+   * message's queued entry unacknowledged: it came again at the next connection. Here the
+   * record of such a filter (no wildcard: a topic name has none) reads as the highest QoS the
+   * client's matching filters grant (`grantedQos`), its own granted QoS kept aside. Only that
+   * lowering and aedes's check of a SUBSCRIBE repeating a filter (which then replaces the
+   * subscription, as for a new QoS) read it; which deliver function a subscription uses was
+   * chosen from the QoS granted, before its record is stored.
+   */
+  private adoptSubscriptions(client: object): void {
+    const c = client as { subscriptions?: Record<string, HeldSubscription> };
+    const held = c.subscriptions;
+    if (typeof held !== 'object' || held === null || Object.keys(held).length > 0) throw new UpdraftError('INTERNAL', "aedes client without an empty subscriptions record: a topic's QoS among overlapping subscriptions cannot be chosen");
+    this.held.set(client, held);
+    c.subscriptions = new Proxy(held, {
+      set: (target, filter, record: HeldSubscription) => {
+        const granted = record?.qos;
+        // an aedes upgrade that changed its subscription record would bring the lowering back unnoticed
+        if (typeof granted !== 'number' || !Object.getOwnPropertyDescriptor(record, 'qos')?.writable) throw new UpdraftError('INTERNAL', "aedes subscription record without its own qos: a topic's QoS among overlapping subscriptions cannot be chosen");
+        if (typeof filter === 'string' && !filter.includes('+') && !filter.includes('#')) {
+          grantedOf.set(record, granted);
+          Object.defineProperty(record, 'qos', { get: () => grantedQos(client as Client, filter, target), enumerable: true, configurable: true });
+        }
+        return Reflect.set(target, filter, record);
+      },
+    });
+  }
+
+  /**
+   * Sends each retained message once on a SUBSCRIBE whose filters overlap. aedes sends, for
+   * each filter of the SUBSCRIBE, every retained message it matches (its persistence's
+   * createRetainedStreamCombi chains one stream per filter): `held/a` and `held/#` in one
+   * SUBSCRIBE brought `held/a` twice. A store keeps one retained message per topic, so one
+   * per topic in the stream is each once; the QoS it goes at is chosen in `first`.
+   */
+  adoptRetained(store: RetainedStore): void {
+    if (typeof store.createRetainedStreamCombi !== 'function') throw new UpdraftError('INTERNAL', "aedes's persistence has no createRetainedStreamCombi: retained messages cannot be sent once");
+    const combi = store.createRetainedStreamCombi.bind(store);
+    store.createRetainedStreamCombi = (patterns) => {
+      const stream = combi(patterns);
+      if (patterns.length < 2) return stream;
+      return Readable.from(
+        (async function* () {
+          const topics = new Set<string>();
+          for await (const packet of stream as AsyncIterable<PublishPacket>) if (!topics.has(packet.topic) && topics.add(packet.topic)) yield packet;
+        })(),
+      );
     };
   }
 
@@ -118,13 +190,19 @@ export class ForwardOnce {
    */
   private first(client: Client, packet: PublishPacket): boolean {
     const { brokerId, brokerCounter } = packet as NumberedPacket;
-    // retained messages sent on SUBSCRIBE carry no broker id: aedes never filtered them
-    if (!brokerId || brokerCounter === undefined) return true;
+    if (!brokerId || brokerCounter === undefined) {
+      // a retained message sent on SUBSCRIBE (it carries no broker id, and one copy comes:
+      // `adoptRetained`): aedes sent it at its own QoS through a wildcard filter, and through
+      // a filter equal to its topic lowered it to that filter's QoS only [MQTT-3.8.4-6]
+      const granted = grantedQos(client, packet.topic, this.held.get(client));
+      if (packet.retain && granted < packet.qos) packet.qos = granted as 0 | 1;
+      return true;
+    }
     let last = this.last.get(client);
     if (last?.counter !== brokerCounter) {
       // the copies of one message come one after the other, in one synchronous round of
       // mqemitter over the matching subscriptions: decided once, at the first
-      last = { counter: brokerCounter, qos: Math.min(packet.qos, grantedQos(client, packet.topic)), sent: false };
+      last = { counter: brokerCounter, qos: Math.min(packet.qos, grantedQos(client, packet.topic, this.held.get(client))), sent: false };
       this.last.set(client, last);
     }
     if (last.sent) return false;
@@ -139,12 +217,16 @@ export class ForwardOnce {
   }
 }
 
-/** The highest QoS `client`'s subscriptions grant for `topic` (0 when none matches). */
-function grantedQos(client: Client, topic: string): number {
+/**
+ * The highest QoS `client`'s subscriptions grant for `topic` (0 when none matches), read
+ * from `held` (its subscriptions record, not aedes's proxy of it) when given.
+ */
+function grantedQos(client: Client, topic: string, held?: Record<string, HeldSubscription>): number {
   let qos = 0;
-  const subscriptions = (client as unknown as { subscriptions: Record<string, { qos: number }> }).subscriptions;
+  const subscriptions = held ?? (client as unknown as { subscriptions: Record<string, HeldSubscription> }).subscriptions;
   for (const filter in subscriptions) {
-    const granted = subscriptions[filter]!.qos;
+    const record = subscriptions[filter]!;
+    const granted = grantedOf.get(record) ?? record.qos;
     if (granted > qos && matches(filter, topic)) qos = granted;
   }
   return qos;

@@ -66,7 +66,15 @@ async function recording(url: string, clientId: string, clean: boolean) {
       await new Promise<void>((resolve) => client.once('message', () => resolve()).once('close', () => resolve()));
     }
   };
-  return { client, got, until, get closed() { return closed; } };
+  /** Resolves once `n` messages came on topics other than `except` (rejects if the connection closed first). */
+  const untilCount = async (n: number, except: string): Promise<void> => {
+    for (;;) {
+      if (got.filter((m) => m.topic !== except).length >= n) return;
+      if (closed) throw new Error(`connection closed after ${got.length} messages: ${got.map((m) => m.topic).join(', ')}`);
+      await new Promise<void>((resolve) => client.once('message', () => resolve()).once('close', () => resolve()));
+    }
+  };
+  return { client, got, until, untilCount, get closed() { return closed; } };
 }
 
 describe('persistent sessions with overlapping subscriptions (embedded broker)', () => {
@@ -164,6 +172,115 @@ describe('the QoS of a message forwarded (embedded broker)', () => {
     const second = await recording(url, 'qos-persist', false);
     await broker.publish('news/z', 'marker 2', 1);
     await second.until('news/z');
+    assert.deepEqual(second.got.map((m) => m.body), ['marker 2']);
+    await second.client.endAsync();
+  });
+});
+
+describe('retained messages and filters equal to the topic (embedded broker)', () => {
+  const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
+  let url: string;
+  before(async () => {
+    await broker.start();
+    url = `mqtt://127.0.0.1:${broker.port}`;
+  });
+  after(() => broker.stop());
+
+  it('sends a retained message on SUBSCRIBE at most at the QoS granted [MQTT-3.8.4-6]', async () => {
+    const publisher = await mqtt.connectAsync(url, { clientId: 'retain-publisher', reconnectPeriod: 0 });
+    await publisher.publishAsync('kept/one', 'retained at qos 1', { qos: 1, retain: true });
+    await publisher.publishAsync('kept/two', 'retained at qos 2', { qos: 2, retain: true });
+    await publisher.publishAsync('kept/zero', 'retained at qos 0', { qos: 0, retain: true });
+    await publisher.publishAsync('kept/one', 'check', { qos: 1 }); // its PUBACK: the QoS 0 one before it is stored too
+    await publisher.endAsync();
+    const cases: [string, 0 | 1 | 2, string[]][] = [
+      // aedes sent each at its own QoS through a wildcard (it lowered it only for a filter equal to the topic)
+      ['kept/#', 0, ['kept/one 0', 'kept/two 0', 'kept/zero 0']],
+      ['kept/+', 1, ['kept/one 1', 'kept/two 1', 'kept/zero 0']],
+      ['kept/#', 2, ['kept/one 1', 'kept/two 2', 'kept/zero 0']],
+      ['kept/two', 1, ['kept/two 1']],
+    ];
+    for (const [filter, qos, expected] of cases) {
+      const c = await recording(url, `retain-${filter.replace(/\W/g, '')}-${qos}`, true);
+      await c.client.subscribeAsync({ [filter]: { qos } });
+      await c.untilCount(expected.length, 'marker');
+      // a copy too many would come with them (one retained stream per SUBSCRIBE, in order)
+      await c.client.subscribeAsync({ 'marker': { qos: 0 } });
+      await broker.publish('marker', 'marker', 0);
+      await c.until('marker');
+      const got = c.got.filter((m) => m.topic !== 'marker').map((m) => `${m.topic} ${m.qos}`).sort();
+      assert.deepEqual(got, expected, `${filter} at QoS ${qos}`);
+      await c.client.endAsync();
+    }
+  });
+
+  it('sends a retained message at the highest QoS granted by the matching subscriptions', async () => {
+    const publisher = await mqtt.connectAsync(url, { clientId: 'retain-publisher-2', reconnectPeriod: 0 });
+    await publisher.publishAsync('held/a', 'retained at qos 2', { qos: 2, retain: true });
+    await publisher.endAsync();
+    const c = await recording(url, 'retain-overlap', true);
+    // the filter equal to the topic grants less than the wildcard: aedes lowered to it
+    await c.client.subscribeAsync({ 'held/a': { qos: 0 }, 'held/#': { qos: 1 } });
+    await c.untilCount(1, 'marker');
+    // aedes sent it once per filter of the SUBSCRIBE, one after the other
+    await c.client.subscribeAsync({ 'marker': { qos: 0 } });
+    await broker.publish('marker', 'marker', 0);
+    await c.until('marker');
+    assert.deepEqual(c.got.filter((m) => m.topic !== 'marker').map((m) => `${m.topic} ${m.qos} ${m.body}`), ['held/a 1 retained at qos 2']);
+    await c.client.endAsync();
+  });
+
+  it('delivers at the wildcard\'s higher QoS when the filter equal to the topic grants less [MQTT-3.3.5-1]', async () => {
+    const cases: { subs: mqtt.ISubscriptionMap; published: 1 | 2; expected: number }[] = [
+      { subs: { 'exact/a': { qos: 0 }, 'exact/#': { qos: 1 } }, published: 1, expected: 1 },
+      { subs: { 'exact/#': { qos: 1 }, 'exact/a': { qos: 0 } }, published: 1, expected: 1 },
+      { subs: { 'exact/a': { qos: 1 }, 'exact/+': { qos: 2 } }, published: 2, expected: 2 },
+      // never above the message's own
+      { subs: { 'exact/a': { qos: 0 }, 'exact/#': { qos: 2 } }, published: 1, expected: 1 },
+    ];
+    const publisher = await mqtt.connectAsync(url, { clientId: 'exact-publisher', reconnectPeriod: 0 });
+    for (const [i, { subs, published, expected }] of cases.entries()) {
+      const c = await recording(url, `exact-${i}`, true);
+      await c.client.subscribeAsync(subs);
+      await publisher.publishAsync('exact/a', `case ${i}`, { qos: published });
+      await c.until('exact/a'); // (mqtt.js hands a QoS 2 message on at its PUBREL: after a later QoS 1 one)
+      await publisher.publishAsync('exact/m', 'marker', { qos: 1 });
+      await c.until('exact/m');
+      // aedes lowered the copy to the filter equal to the topic after authorizeForward
+      assert.deepEqual(c.got.filter((m) => m.topic === 'exact/a').map((m) => `${m.body} ${m.qos}`), [`case ${i} ${expected}`], JSON.stringify(subs));
+      await c.client.endAsync();
+    }
+    await publisher.endAsync();
+  });
+
+  it('follows the filters as they are subscribed again and unsubscribed', async () => {
+    const c = await recording(url, 'exact-changes', true);
+    await c.client.subscribeAsync({ 'exact/a': { qos: 0 }, 'exact/#': { qos: 1 } });
+    await c.client.subscribeAsync({ 'exact/a': { qos: 0 } }); // the same filter again: aedes replaces the subscription
+    await broker.publish('exact/a', 'both', 1);
+    await broker.publish('exact/m', 'marker', 1);
+    await c.until('exact/m');
+    await c.client.unsubscribeAsync('exact/#');
+    await broker.publish('exact/a', 'exact only', 1);
+    await c.client.subscribeAsync({ 'exact/m': { qos: 0 } });
+    await broker.publish('exact/m', 'marker 2', 1);
+    await c.untilCount(4, '');
+    assert.deepEqual(c.got.map((m) => `${m.body} ${m.qos}`), ['both 1', 'marker 1', 'exact only 0', 'marker 2 0']);
+    await c.client.endAsync();
+  });
+
+  it('in a persistent session: such a message comes once, at QoS 1, and not again at the next connection', async () => {
+    const first = await recording(url, 'exact-persist', false);
+    await first.client.subscribeAsync({ 'exact/#': { qos: 1 }, 'exact/a': { qos: 0 } });
+    await broker.publish('exact/a', 'live', 1);
+    await broker.publish('exact/z', 'marker', 1);
+    await first.until('exact/z');
+    assert.deepEqual(first.got.map((m) => `${m.body} ${m.qos}`), ['live 1', 'marker 1']);
+    await first.client.endAsync();
+    // written at QoS 0, its queued entry was never acknowledged: it came again here
+    const second = await recording(url, 'exact-persist', false);
+    await broker.publish('exact/z', 'marker 2', 1);
+    await second.until('exact/z');
     assert.deepEqual(second.got.map((m) => m.body), ['marker 2']);
     await second.client.endAsync();
   });

@@ -94,6 +94,27 @@ export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string
 }
 
 /**
+ * Puts `software` (a command) in place of the command `staleJobId` if the device is still
+ * asked for that one; resolves with 'none' when the shadow holds anything else (the command
+ * already, or what another instance wrote since: it stands). Written on the version read,
+ * read again on a conflict. Used by the engine's fence: an older attempt's command written
+ * over its retry's by a second leader (RolloutEngine.fenceCommand).
+ */
+export async function replaceCommand(deps: DesiredSoftwareDeps, deviceId: string, staleJobId: string, software: DesiredSoftware): Promise<'replaced' | 'none'> {
+  for (let attempt = 1; ; attempt++) {
+    const { shadow, askedJobId } = await currentCommand(deps, deviceId);
+    if (!shadow || askedJobId !== staleJobId) return 'none';
+    try {
+      await sendCommand(deps, deviceId, software, versionOf(shadow));
+      return 'replaced';
+    } catch (err) {
+      if (err instanceof UpdraftError && err.code === 'CONFLICT' && attempt < 3) continue;
+      throw err;
+    }
+  }
+}
+
+/**
  * Withdraws the stay command `stayJobId` (`<id>.cancel`) if the device is still asked for it:
  * the device reported it finished the job the stay was to call off (it had the build before
  * the cancel or timeout reached it: offline, its reports not yet in), so the stay no longer

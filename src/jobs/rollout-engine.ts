@@ -38,7 +38,7 @@ import type { Logger } from '../util/logger.ts';
 import { agentJobId, parseAgentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
 import { refusalOf } from './device-fit.ts';
-import { retractCommand, rollBack, sendCommand, softwareFor, versionOf, type DesiredSoftwareDeps } from './desired-software.ts';
+import { replaceCommand, retractCommand, rollBack, sendCommand, softwareFor, versionOf, type DesiredSoftwareDeps } from './desired-software.ts';
 import { isTerminal } from './execution-state.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
 import { mutateExecution } from './execution-writer.ts';
@@ -943,7 +943,7 @@ export class RolloutEngine {
       );
       // the row as written, or as found with nothing to write (the store's: mutateExecution
       // confirms a remembered row); unknown when the write kept conflicting or there is no row
-      await this.fenceCommand(key, e.attempt ?? 1, aid, marked ?? (last && !last.change ? last.row : undefined), sentAt);
+      await this.fenceCommand(key, e.attempt ?? 1, aid, marked ?? (last && !last.change ? last.row : undefined), sentAt, artifact);
       return 'sent';
     } catch (err) {
       // the replica refused (429) or the store failed: the execution stays queued for the next tick
@@ -968,12 +968,35 @@ export class RolloutEngine {
    * command is taken back by the cancel or here. The same holds for a timeout's take-back and
    * a refusal at dispatch on the other instance. A device that reported an outcome for the
    * attempt, or is installing it, is left alone (a stop leaves installs to finish).
+   *
+   * An execution on a newer attempt whose command is out (the other instance sent the retry
+   * meanwhile) gets that attempt's command back in place of this one, not a stay: this
+   * command was written over the retry's (the sender read the shadow again on a conflict and
+   * found its own job's command there), and a stay left the device with neither, the retry
+   * recovering only at its timeout. Put back only where this command still stands
+   * (replaceCommand; anything written since stands), then fenced in turn as a command just
+   * sent: a cancel of the retry meanwhile found this command, not the retry's, and took
+   * nothing back, so the retry's is taken back here.
    */
-  private async fenceCommand(key: { jobId: string; deviceId: string }, attempt: number, aid: string, row: ExecutionRecord | undefined, now: number): Promise<void> {
+  private async fenceCommand(key: { jobId: string; deviceId: string }, attempt: number, aid: string, row: ExecutionRecord | undefined, now: number, artifact: ArtifactRecord): Promise<void> {
     const cur = row ?? (await this.deps.store.getExecution(key.jobId, key.deviceId));
     if (cur && (cur.attempt ?? 1) === attempt) {
       if (cur.status === 'SUCCEEDED' || cur.status === 'FAILED') return;
       if (!isTerminal(cur.status) && (cur.details.cancelRequested !== true || cur.details.agentStatus === 'INSTALLING')) return;
+    }
+    if (cur && (cur.attempt ?? 1) > attempt && wantsItsCommand(cur)) {
+      const retry = cur.attempt ?? 1;
+      const retryId = agentJobId(key.jobId, retry);
+      try {
+        const put = await replaceCommand(this.desired, key.deviceId, aid, softwareFor(artifact, retryId));
+        if (put === 'none') return; // the retry's command (or what was written since) stands
+        this.deps.logger.info("update command replaced at once by its retry's: the execution moved to a newer attempt while it was being sent", { ...key, agentJobId: aid, retry: retryId });
+        await this.fenceCommand(key, retry, retryId, undefined, now, artifact);
+        return;
+      } catch (err) {
+        // the stale command is taken back instead (as before): the retry recovers at its timeout
+        this.deps.logger.warn("retry's update command not put back; taking the stale one back", { ...key, agentJobId: aid, retry: retryId, error: asUpdraftError(err).message });
+      }
     }
     const why = !cur ? 'its execution is gone' : (cur.attempt ?? 1) !== attempt ? `the execution is on attempt ${cur.attempt ?? 1} now` : `the execution is ${cur.details.cancelRequested === true && !isTerminal(cur.status) ? 'being canceled' : cur.status}`;
     this.deps.logger.info('update command taken back at once: the execution changed while it was being sent', { ...key, agentJobId: aid, why });
@@ -1470,6 +1493,14 @@ function devicesOf(counts: readonly ExecutionCount[]): number {
 /** QUEUED executions of waves up to `wave` whose command was not sent yet (what `nextUndispatched` lists). */
 function unsentUpTo(counts: readonly ExecutionCount[], wave: number): number {
   return counts.reduce((n, c) => n + (c.status === 'QUEUED' && c.wave <= wave ? c.count - c.dispatched : 0), 0);
+}
+
+/**
+ * Whether an execution wants its current attempt's command desired: sent (or reported on),
+ * not ended, and not being stopped (an install under way is left to finish).
+ */
+function wantsItsCommand(e: ExecutionRecord): boolean {
+  return !isTerminal(e.status) && e.dispatchedAt !== undefined && (e.details.cancelRequested !== true || e.details.agentStatus === 'INSTALLING');
 }
 
 /** Executions sent their command and without an outcome yet. */

@@ -3,8 +3,10 @@
  * lease lapsed (its lease's PostgreSQL session ended, `pg_terminate_backend`) is still in a
  * tick, and another one has taken the lease over. The old leader's command writes are fenced:
  * a command for an execution the new leader canceled meanwhile is taken back at once, and a
- * command never replaces one written since the shadow was read (a newer job's). A rollback
- * does not replace one either.
+ * command never replaces one written since the shadow was read (a newer job's). An older
+ * attempt's command written over the retry's the new leader sent (the sender reads the
+ * shadow again on a conflict and finds its own job's command) is replaced by the retry's
+ * again, unless the retry is being canceled. A rollback does not replace one either.
  *
  * Real PostgreSQL, two sets of rollout parts on one database, each with its own store,
  * replica, tracker and engine (the fixture's, fake clocks). The interleaving is the test's:
@@ -16,6 +18,7 @@ import { after, afterEach, describe, it } from 'node:test';
 import pg from 'pg';
 import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
 import { rollBack } from '../../src/jobs/desired-software.ts';
+import { deltaTopic } from '../../src/protocol/topics.ts';
 import type { ShadowRecord, StateStore } from '../../src/store/state-store.ts';
 import { PostgresStore } from '../../src/store/postgres-store.ts';
 import { silentLogger } from '../../src/util/logger.ts';
@@ -24,16 +27,22 @@ import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
 const started = await startTestPostgres();
 
-/** A store whose next read of `deviceId`'s classic shadow, once armed, waits after the read until released. */
-function pausable(store: StateStore): { store: StateStore; pauseAfterShadowRead(deviceId: string): { reached: Promise<void>; release: () => void } } {
-  let armed: { deviceId: string; reached: () => void; until: Promise<void> } | undefined;
+/**
+ * A store whose next read of `deviceId`'s classic shadow (one that `when` accepts, if given),
+ * once armed, waits after the read until released.
+ */
+function pausable(store: StateStore): {
+  store: StateStore;
+  pauseAfterShadowRead(deviceId: string, when?: (read: ShadowRecord | undefined) => boolean): { reached: Promise<void>; release: () => void };
+} {
+  let armed: { deviceId: string; when?: (read: ShadowRecord | undefined) => boolean; reached: () => void; until: Promise<void> } | undefined;
   const proxy = new Proxy(store, {
     get(target, prop) {
       if (prop === 'getShadow') {
         return async (deviceId: string, name: string): Promise<ShadowRecord | undefined> => {
           const read = await target.getShadow(deviceId, name);
           const a = armed;
-          if (a && a.deviceId === deviceId && name === '') {
+          if (a && a.deviceId === deviceId && name === '' && (a.when === undefined || a.when(read))) {
             armed = undefined;
             a.reached();
             await a.until;
@@ -47,12 +56,12 @@ function pausable(store: StateStore): { store: StateStore; pauseAfterShadowRead(
   });
   return {
     store: proxy,
-    pauseAfterShadowRead(deviceId) {
+    pauseAfterShadowRead(deviceId, when) {
       let reached!: () => void;
       let release!: () => void;
       const reachedP = new Promise<void>((resolve) => (reached = resolve));
       const until = new Promise<void>((resolve) => (release = resolve));
-      armed = { deviceId, reached, until };
+      armed = { deviceId, ...(when ? { when } : {}), reached, until };
       return { reached: reachedP, release };
     },
   };
@@ -166,6 +175,80 @@ if (!started.ok) {
       assert.equal((await next.execution(first, d!)).status, 'CANCELED', 'the older job ends on the device, as when a newer command supersedes it');
       await next.complete(d!);
       assert.equal((await next.execution(hotfix, d!)).status, 'SUCCEEDED');
+    });
+
+    /**
+     * The old leader holds attempt 1's command of a job with a retry (read the shadow, not yet
+     * written); the new leader takes over, sends attempt 1, the device fails it, and the new
+     * leader sends the retry (`<job>.2`). Then the old leader's write lands: its read is stale
+     * (a conflict), it reads again, finds this job's own command there and writes attempt 1's
+     * over the retry's (the overwrite); its fence then finds the execution on attempt 2.
+     */
+    const retryOverwritten = async () => {
+      const { url, gate, old, next } = await pair();
+      const [d] = await old.fleet('d', 1);
+      const creating = await pausedInDispatch(gate, d!, () => old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] }, retries: { limit: 1, on: ['FAILED'] } }));
+      const jobId = await onlyJob(old, d!);
+      await endLeaseSession(url);
+      await next.tick();
+      assert.equal(next.rollouts.engine.isLeader, true, 'next leads now, while old is still sending');
+      assert.equal((await next.desired(d!))?.jobId, jobId, 'next sent attempt 1');
+      await next.complete(d!, 'FAILURE');
+      await next.tick();
+      assert.equal((await next.desired(d!))?.jobId, `${jobId}.2`, 'next sent the retry');
+      const retry = await next.execution(jobId, d!);
+      assert.deepEqual([retry.attempt, retry.status, retry.dispatchedAt !== undefined], [2, 'QUEUED', true]);
+      return { gate, old, next, d: d!, jobId, creating };
+    };
+
+    it("the old leader's attempt-1 command written over the new leader's retry: the retry's command is put back", async () => {
+      const { next, d, jobId, creating } = await retryOverwritten();
+      await creating.finish();
+      const desired = await next.desired(d);
+      assert.deepEqual([desired?.jobId, desired?.version], [`${jobId}.2`, '2.0.0'], "the retry's command is desired again, not a stay");
+      await next.complete(d);
+      const e = await next.execution(jobId, d);
+      assert.deepEqual([e.attempt, e.status], [2, 'SUCCEEDED'], 'the retry goes on at once, not at its timeout');
+    });
+
+    it('a retry the new leader is canceling (the device downloading it) is not put back', async () => {
+      const { old, next, d, jobId, creating } = await retryOverwritten();
+      await next.report(d, { name: 'fw', version: '1.0.0', jobId: `${jobId}.2`, status: 'DOWNLOADING', progress: 0.1 });
+      await next.rollouts.jobs.cancel(jobId);
+      assert.equal((await next.desired(d))?.jobId, `${jobId}.2.cancel`, 'the cancel took the retry back');
+      const stopping = await next.execution(jobId, d);
+      assert.deepEqual([stopping.attempt, stopping.status, stopping.details.cancelRequested], [2, 'IN_PROGRESS', true], 'asked to stop, not confirmed yet');
+      const sentBefore = old.bus.published.length;
+      await creating.finish();
+      const deltas = old.bus.published.slice(sentBefore).filter((p) => p.topic === deltaTopic(d));
+      assert.deepEqual(
+        deltas.map((p) => p.body.state?.software?.jobId),
+        [jobId, `${jobId}.cancel`],
+        "the old leader's command, then its take-back: the canceled retry's command is not put back, not even for a moment",
+      );
+      const desired = await next.desired(d);
+      assert.notEqual(desired?.jobId, `${jobId}.2`, 'the canceled retry is not put back');
+      assert.equal(desired?.version, '1.0.0', 'the device is told to stay on what it runs');
+      assert.match(String(desired?.jobId), /\.cancel$/);
+    });
+
+    it('a retry canceled while the fence puts its command back is taken back', async () => {
+      const { gate, next, d, jobId, creating } = await retryOverwritten();
+      // hold the old leader again once its attempt-1 command is in the shadow: at the fence's read
+      const fence = gate.pauseAfterShadowRead(d, (read) => (read?.state.desired?.software as { jobId?: unknown } | undefined)?.jobId === jobId);
+      releases.push(fence.release);
+      const finishing = creating.finish();
+      await fence.reached;
+      // the cancel finds attempt 1's command desired, not its attempt's: it takes nothing back
+      await next.rollouts.jobs.cancel(jobId);
+      assert.equal((await next.desired(d))?.jobId, jobId, "the old leader's command is still there");
+      fence.release();
+      await finishing;
+      const desired = await next.desired(d);
+      assert.notEqual(desired?.jobId, `${jobId}.2`, 'the canceled retry is not left for the device to install');
+      console.log('DEBUG', desired, await next.execution(jobId, d));assert.equal(desired?.version, '1.0.0', 'the device is told to stay on what it runs');
+      assert.match(String(desired?.jobId), /\.cancel$/);
+      assert.equal((await next.execution(jobId, d)).details.cancelRequested, true);
     });
 
     it('a rollback does not replace a command written after it read the shadow', async () => {

@@ -8,7 +8,7 @@ import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { SEMVER, compareSemver } from '../protocol/software.ts';
 import { idProblem } from '../protocol/topics.ts';
-import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type JobRecord, type StateStore } from '../store/state-store.ts';
+import { ACTIVE_JOB_STATUSES, allArtifacts, type ArtifactRecord, type JobRecord, type Page, type StateStore } from '../store/state-store.ts';
 import { rememberLru } from '../util/lru.ts';
 import type { BlobStore } from './blob-store.ts';
 
@@ -192,7 +192,7 @@ export class ArtifactService {
    */
   async prune(o: { keep: number; name?: string; dryRun?: boolean }): Promise<ArtifactPrune> {
     if (!Number.isSafeInteger(o.keep) || o.keep < 1) throw new UpdraftError('BAD_REQUEST', 'keep must be a whole number of at least 1: the newest version of each name always stays');
-    const all = (await this.list()).filter((a) => o.name === undefined || a.name === o.name);
+    const all = await this.all(o.name);
     if (o.name !== undefined && all.length === 0) throw new UpdraftError('NOT_FOUND', `no artifact is named ${o.name}; list them with: updraft artifact list`);
     const byName = new Map<string, ArtifactRecord[]>();
     for (const a of all) byName.set(a.name, [...(byName.get(a.name) ?? []), a]);
@@ -300,9 +300,14 @@ export class ArtifactService {
     return found;
   }
 
-  /** Every artifact, newest first. */
-  list(): Promise<ArtifactRecord[]> {
-    return this.deps.store.listArtifacts();
+  /** A page of artifacts (only `name`'s when given), newest first; `after` is a `next` cursor. */
+  list(options: { name?: string; after?: string; limit: number }): Promise<Page<ArtifactRecord>> {
+    return this.deps.store.listArtifacts(options);
+  }
+
+  /** Every artifact (only `name`'s when given), newest first, read a page at a time (`prune`). */
+  all(name?: string): Promise<ArtifactRecord[]> {
+    return allArtifacts(this.deps.store, name);
   }
 }
 

@@ -107,7 +107,8 @@ export function addApiCommands(program: Command): void {
       const api = new ApiClient(opts);
       // refused here, not half-way: the server stops reading an upload at its limit and the
       // connection goes with it, which fetch reports as a broken pipe, not as the server's 413
-      const { maxArtifactBytes } = await api.call<{ maxArtifactBytes?: number }>('GET', '/api/v1/artifacts');
+      // (every page of the list carries the limit: one artifact's page is enough)
+      const { maxArtifactBytes } = await api.call<{ maxArtifactBytes?: number }>('GET', '/api/v1/artifacts?limit=1');
       if (maxArtifactBytes !== undefined && info.size > maxArtifactBytes) {
         throw new UpdraftError('TOO_LARGE', `${file} is ${info.size} bytes: the server takes builds of at most ${maxArtifactBytes} bytes (its --max-artifact-bytes); nothing was sent`);
       }
@@ -116,10 +117,22 @@ export function addApiCommands(program: Command): void {
       const rec = await api.call<ArtifactRecord>('POST', `/api/v1/artifacts?${q}`, createReadStream(file));
       print(opts, rec, `added ${rec.name}@${rec.version}\n  sha256 ${rec.sha256}\n  size   ${rec.size} bytes${compatibilityText(rec, '\n  ')}`);
     });
-  withApi(artifact.command('list').description('list artifacts')).action(async (opts: Common) => {
-    const { items } = await new ApiClient(opts).call<{ items: ArtifactRecord[] }>('GET', '/api/v1/artifacts');
-    print(opts, items, items.length === 0 ? 'no artifacts' : items.map((a) => `${a.name}@${a.version}  ${a.size} bytes  sha256 ${a.sha256}${compatibilityText(a, '  ')}`).join('\n'));
-  });
+  withApi(artifact.command('list').description('list artifacts, newest first'))
+    .option('--name <name>', "only this name's versions")
+    .action(async (opts: Common & { name?: string }) => {
+      const api = new ApiClient(opts);
+      // the server answers a page at a time (GET /api/v1/artifacts): every page, followed by next
+      const items: ArtifactRecord[] = [];
+      let after: string | undefined;
+      do {
+        const q = new URLSearchParams({ limit: '1000', ...(opts.name !== undefined ? { name: opts.name } : {}), ...(after !== undefined ? { after } : {}) });
+        const page = await api.call<{ items: ArtifactRecord[]; next?: string }>('GET', `/api/v1/artifacts?${q}`);
+        items.push(...page.items);
+        after = page.next;
+      } while (after !== undefined);
+      const none = opts.name !== undefined ? `no artifact is named ${opts.name}` : 'no artifacts';
+      print(opts, items, items.length === 0 ? none : items.map((a) => `${a.name}@${a.version}  ${a.size} bytes  sha256 ${a.sha256}${compatibilityText(a, '  ')}`).join('\n'));
+    });
   withApi(artifact.command('delete <name@version>').description('delete a build no unfinished job installs, and its bytes unless another version holds the same ones')).action(async (ref: string, opts: Common) => {
     const { name, version } = parseArtifactRef(ref);
     const r = await new ApiClient(opts).call<{ artifact: ArtifactRecord; bytesDeleted: boolean }>('DELETE', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);

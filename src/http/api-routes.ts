@@ -52,12 +52,18 @@ function query(req: IncomingMessage, url: URL, key: string): string {
 
 /** Adds the API routes to `router`. */
 export function addApiRoutes(router: Router, deps: ApiDeps): void {
-  router.add('GET', '/api/v1/artifacts', async ({ res }) => {
-    const items = await deps.artifacts.list();
+  // a page, newest first, as every list: a fleet's nightly builds run to thousands, each
+  // answer checked a signature per build (?name= pages one name's versions)
+  router.add('GET', '/api/v1/artifacts', async ({ res, url }) => {
+    const name = url.searchParams.get('name');
+    if (name === '') throw new UpdraftError('BAD_REQUEST', 'name is empty: give an artifact name, or leave name out to list every artifact');
+    const page = await deps.artifacts.list({ ...pageParams(url), ...(name !== null ? { name } : {}) });
     const check = deps.checkArtifactSignature;
-    // the size limit too: a client can refuse a build over it before sending it, where the
-    // server, which stops reading at the limit, cuts the connection of an upload under way
-    sendJson(res, 200, { items: check ? items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, check) })) : items, maxArtifactBytes: deps.artifacts.maxBytes });
+    const items = check ? page.items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, check) })) : page.items;
+    // the size limit too, in every page: a client can refuse a build over it before sending it
+    // (`?limit=1` is enough), where the server, which stops reading at the limit, cuts the
+    // connection of an upload under way
+    sendJson(res, 200, { items, ...(page.next !== undefined ? { next: page.next } : {}), maxArtifactBytes: deps.artifacts.maxBytes });
   });
 
   // every refusal comes before the body is read: the server answers it and closes the

@@ -223,9 +223,21 @@ export function openApiDocument(): Obj {
     paths: {
       '/api/v1/openapi.json': { get: op('This document', { '200': json({ type: 'object' }) }) },
       '/api/v1/artifacts': {
-        get: op('List artifacts, and the largest build the server takes', {
-          '200': json({ type: 'object', required: ['items', 'maxArtifactBytes'], properties: { items: { type: 'array', items: ref('Artifact') }, maxArtifactBytes: { type: 'integer', description: 'an upload over it is refused (413)' } } }),
-        }),
+        get: op(
+          'A page of artifacts, newest first (created, then the later added first), and the largest build the server takes',
+          {
+            '200': json({
+              type: 'object',
+              required: ['items', 'maxArtifactBytes'],
+              properties: {
+                items: { type: 'array', items: ref('Artifact') },
+                next: { type: 'string', description: 'cursor of the next (older) page (pass as after); absent on the last page' },
+                maxArtifactBytes: { type: 'integer', description: 'an upload over it is refused (413); in every page, so `?limit=1` is enough to learn it' },
+              },
+            }),
+          },
+          { parameters: [...pageParams, { name: 'name', in: 'query', schema: { type: 'string', minLength: 1 }, description: "only this name's versions (exact match); an empty name is refused (400)" }] },
+        ),
         post: op('Upload a build (raw bytes)', { '201': json(ref('Artifact')) }, {
           parameters: [
             { name: 'name', in: 'query', required: true, schema: { type: 'string' } },

@@ -25,6 +25,7 @@ import { chmod, mkdir, readdir, readlink, realpath, rm, stat, writeFile } from '
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
+import { allArtifacts } from '../store/state-store.ts';
 import { createLogger } from '../util/logger.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
@@ -190,7 +191,7 @@ async function postgresArtifacts(source: BackupSource): Promise<ArtifactBytes[]>
   const store = createStateStore(source, path.resolve(source.dataDir), createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
   await store.start();
   try {
-    return await store.listArtifacts();
+    return await allArtifacts(store);
   } finally {
     await store.stop();
   }

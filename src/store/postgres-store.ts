@@ -36,7 +36,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, artifactCursor, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -519,10 +519,23 @@ export class PostgresStore implements StateStore {
     return rows[0] && toArtifact(rows[0]);
   }
 
-  async listArtifacts(): Promise<ArtifactRecord[]> {
+  async listArtifacts(options: { name?: string; after?: string; limit: number }): Promise<Page<ArtifactRecord>> {
+    const limit = checkLimit(options.limit);
+    const where: string[] = [];
+    const args: unknown[] = [limit + 1];
+    if (options.name !== undefined) {
+      args.push(options.name);
+      where.push(`name = $${args.length}`);
+    }
+    if (options.after !== undefined) {
+      const c = artifactCursor(options.after);
+      args.push(c.at, c.seq);
+      where.push(`(created_at, seq) < ($${args.length - 1}, $${args.length})`);
+    }
     // seq breaks ties between artifacts created in the same millisecond: later insert first
-    const rows = await this.read<ArtifactRow>(`SELECT ${ARTIFACT_COLS} FROM artifacts ORDER BY created_at DESC, seq DESC`, []);
-    return rows.map(toArtifact);
+    const rows = await this.read<ArtifactRow & { seq: string }>(`SELECT seq, ${ARTIFACT_COLS} FROM artifacts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, seq DESC LIMIT $1`, args);
+    const page = pageOf(rows, limit, (r) => `${r.created_at}:${r.seq}`);
+    return { ...page, items: page.items.map(toArtifact) };
   }
 
   async deleteArtifact(name: string, version: string): Promise<{ deleted?: ArtifactRecord; activeJobs: string[] }> {

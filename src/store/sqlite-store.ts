@@ -39,7 +39,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
-import { ACTIVE_JOB_SQL, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -396,7 +396,6 @@ interface Statements {
   listShadowsAfter: Stmt<ShadowRow>;
   insertArtifact: Stmt;
   getArtifact: Stmt<ArtifactRow>;
-  listArtifacts: Stmt<ArtifactRow>;
   activeJobsOfArtifact: Stmt<{ job_id: string }>;
   deleteArtifact: Stmt;
   countArtifactsWithBlob: Stmt<{ n: number }>;
@@ -683,8 +682,25 @@ export class SqliteStore implements StateStore {
     return row && toArtifact(row);
   }
 
-  async listArtifacts(): Promise<ArtifactRecord[]> {
-    return this.statements().listArtifacts.all().map(toArtifact);
+  async listArtifacts(options: { name?: string; after?: string; limit: number }): Promise<Page<ArtifactRecord>> {
+    const { limit, name, after } = options;
+    checkLimit(limit);
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (name !== undefined) {
+      where.push('name = ?');
+      args.push(name);
+    }
+    if (after !== undefined) {
+      const c = artifactCursor(after);
+      where.push('(created_at < ? OR (created_at = ? AND rowid < ?))');
+      args.push(c.at, c.at, c.seq);
+    }
+    // rowid breaks ties between artifacts created in the same millisecond: later insert first
+    const sql = `SELECT rowid AS seq, ${ARTIFACT_COLS} FROM artifacts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, rowid DESC LIMIT ?`;
+    const rows = this.database().prepare<unknown[], ArtifactRow & { seq: number }>(sql).all(...args, limit + 1);
+    const page = pageOf(rows, limit, (r) => `${r.created_at}:${r.seq}`);
+    return { ...page, items: page.items.map(toArtifact) };
   }
 
   async deleteArtifact(name: string, version: string): Promise<{ deleted?: ArtifactRecord; activeJobs: string[] }> {
@@ -1227,8 +1243,6 @@ function prepare(db: Database.Database): Statements {
     listShadowsAfter: p<ShadowRow>(`SELECT ${shadowCols} FROM shadows WHERE name = '' AND deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?`),
     insertArtifact: p('INSERT INTO artifacts (name, version, sha256, size, created_at, signature, compatibility) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     getArtifact: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature, compatibility FROM artifacts WHERE name = ? AND version = ?'),
-    // rowid breaks ties between artifacts created in the same millisecond: later insert first
-    listArtifacts: p<ArtifactRow>('SELECT name, version, sha256, size, created_at, signature, compatibility FROM artifacts ORDER BY created_at DESC, rowid DESC'),
     activeJobsOfArtifact: p<{ job_id: string }>(`SELECT job_id FROM jobs WHERE artifact_name = ? AND artifact_version = ? AND status IN (${ACTIVE_JOB_SQL}) ORDER BY created_at LIMIT 10`),
     deleteArtifact: p('DELETE FROM artifacts WHERE name = ? AND version = ?'),
     countArtifactsWithBlob: p<{ n: number }>('SELECT COUNT(*) AS n FROM artifacts WHERE sha256 = ?'),
@@ -1311,6 +1325,7 @@ function prepare(db: Database.Database): Statements {
 }
 
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
+const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature, compatibility';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';

@@ -296,8 +296,13 @@ export interface StateStore {
   /** Adds an artifact; throws UpdraftError CONFLICT if name@version exists. */
   putArtifact(record: ArtifactRecord): Promise<void>;
   getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined>;
-  /** All artifacts, newest first. */
-  listArtifacts(): Promise<ArtifactRecord[]>;
+  /**
+   * A page of artifacts (only `name`'s when given), newest first: by `createdAt`, then the later
+   * insert first. `after` is a `next` cursor (`artifactCursor`): a position, so an artifact
+   * added or deleted between two pages neither repeats nor hides another. What needs them all
+   * pages through (`allArtifacts`).
+   */
+  listArtifacts(options: { name?: string; after?: string; limit: number }): Promise<Page<ArtifactRecord>>;
   /**
    * Deletes an artifact's record, unless a job that is not finished (SCHEDULED, IN_PROGRESS,
    * PAUSED) installs it: then nothing is deleted and `activeJobs` names up to 10 of them.
@@ -428,6 +433,32 @@ export function timeCursor(after: string): { at: number; jobId: string } {
   const m = /^(\d+):(.+)$/.exec(after);
   if (!m) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${after}`);
   return { at: Number(m[1]), jobId: m[2]! };
+}
+
+/**
+ * The cursor "<createdAt>:<seq>" of the artifact list, the `next` of its pages: the last
+ * artifact's creation time and its insertion number (SQLite's rowid, PostgreSQL's seq), which
+ * break ties between artifacts created in the same millisecond.
+ */
+export function artifactCursor(after: string): { at: number; seq: number } {
+  const m = /^(\d{1,16}):(\d{1,16})$/.exec(after);
+  const at = Number(m?.[1]);
+  const seq = Number(m?.[2]);
+  // a number past 2^53 would be compared rounded (or refused by PostgreSQL as out of range)
+  if (!m || !Number.isSafeInteger(at) || !Number.isSafeInteger(seq)) throw new UpdraftError('BAD_REQUEST', `after must be a cursor returned as next, got ${after.slice(0, 64)}`);
+  return { at, seq };
+}
+
+/** Every artifact (only `name`'s when given), newest first, read a page at a time: for what needs them all (backup, prune). */
+export async function allArtifacts(store: Pick<StateStore, 'listArtifacts'>, name?: string): Promise<ArtifactRecord[]> {
+  const out: ArtifactRecord[] = [];
+  let after: string | undefined;
+  do {
+    const page = await store.listArtifacts({ limit: 1000, ...(name !== undefined ? { name } : {}), ...(after !== undefined ? { after } : {}) });
+    out.push(...page.items);
+    after = page.next;
+  } while (after !== undefined);
+  return out;
 }
 
 /** A page of `rows` read with one row more than `limit`, which tells whether another page exists; `cursor` names its last item. */

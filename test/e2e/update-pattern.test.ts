@@ -146,7 +146,7 @@ describe('software update pattern, end to end', () => {
     const after = await ts.server.store.getShadow('dev-ok', '');
     assert.equal(after?.version, before?.version);
     assert.deepEqual(after?.state, before?.state);
-    const artifacts = await ts.server.artifacts.list();
+    const artifacts = await ts.server.artifacts.all();
     assert.deepEqual(artifacts.map((a) => a.version).sort(), ['2.0.0', '3.0.0']);
     const history = await ts.server.store.listExecutions({ deviceId: 'dev-ok' });
     assert.equal(history[0]?.status, 'SUCCEEDED');

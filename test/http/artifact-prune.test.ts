@@ -9,7 +9,7 @@ describe('pruning artifacts', () => {
   let ts: TestServer;
   let jobId: string;
   const cli = (...args: string[]) => runCli([...args, '--server', ts.httpUrl, '--token', ts.token]);
-  const names = async () => (await ts.server.artifacts.list()).map((a) => `${a.name}@${a.version}`).sort();
+  const names = async () => (await ts.server.artifacts.all()).map((a) => `${a.name}@${a.version}`).sort();
 
   before(async () => {
     ts = await startTestServer();

@@ -30,7 +30,7 @@ describe('write routes refuse unknown fields', () => {
 
   it('POST /api/v1/artifacts/prune: a misspelt dryRun deletes nothing', async () => {
     assert.deepEqual(await call('POST', '/api/v1/artifacts/prune', { keep: 1, name: 'p', dryrun: true }), { status: 400, message: 'unknown field "dryrun" (fields: keep, name, dryRun)' });
-    assert.deepEqual((await ts.server.artifacts.list()).map((a) => a.version).sort(), ['1.0.0', '2.0.0']);
+    assert.deepEqual((await ts.server.artifacts.all()).map((a) => a.version).sort(), ['1.0.0', '2.0.0']);
   });
 
   for (const role of ['viewer', 'operator']) {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
 import { JOB_CHUNK } from '../../src/store/job-creation.ts';
-import type { ArtifactRecord, DeviceRecord, ExecutionRecord, GroupRecord, JobRecord, ShadowRecord, StateStore } from '../../src/store/state-store.ts';
+import { allArtifacts, type ArtifactRecord, type DeviceRecord, type ExecutionRecord, type GroupRecord, type JobRecord, type ShadowRecord, type StateStore } from '../../src/store/state-store.ts';
 
 /** What a contract case needs: a store on an empty back-end (not started) and how to dispose of it. */
 export interface OpenedStore {
@@ -453,7 +453,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.getArtifact('cam', '1.0.0'), b1);
           assert.equal(await store.getArtifact('fw', '3.0.0'), undefined);
           assert.equal(await store.getArtifact('1.0.0', 'fw'), undefined);
-          assert.deepEqual(await store.listArtifacts(), [a2, b1, a1]);
+          assert.deepEqual(await store.listArtifacts({ limit: 100 }), { items: [a2, b1, a1] });
         }));
 
       it('accepts exactly one of two identical artifacts written in the same tick', () =>
@@ -464,7 +464,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(r1.status, 'fulfilled');
           assert.equal(r2.status, 'rejected');
           assert.ok(isCode('CONFLICT')((r2 as PromiseRejectedResult).reason));
-          assert.deepEqual(await store.listArtifacts(), [first]);
+          assert.deepEqual(await store.listArtifacts({ limit: 100 }), { items: [first] });
         }));
 
       it('deletes an artifact no unfinished job installs, counts who shares its bytes, and deletes nothing else', () =>
@@ -486,7 +486,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.getArtifact('fw', '1.0.0'), undefined);
           assert.equal(await store.countArtifactsWithBlob(old.sha256), 1, 'fw-copy still names the bytes');
           assert.deepEqual(await store.deleteArtifact('fw', '1.0.0'), { activeJobs: [] }, 'already gone');
-          assert.deepEqual(await store.listArtifacts(), [used, twin]);
+          assert.deepEqual(await store.listArtifacts({ limit: 100 }), { items: [used, twin] });
           assert.equal((await store.getJob('done'))?.artifactVersion, '1.0.0', "the finished job's record stays");
           // once its jobs are finished, it goes too
           await store.setJobStatus('running', 'COMPLETED');
@@ -497,7 +497,53 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
 
       it('lists nothing when there are no artifacts', () =>
         withStore(async (store) => {
-          assert.deepEqual(await store.listArtifacts(), []);
+          assert.deepEqual(await store.listArtifacts({ limit: 100 }), { items: [] });
+        }));
+
+      it('pages artifacts newest first (the later insert first within a millisecond), by name when asked', () =>
+        withStore(async (store) => {
+          // fw@1.1.0 and cam@1.0.0 share a millisecond, the page boundary falls between them
+          const all = [artifact('fw', '1.0.0', 1_000), artifact('fw', '1.1.0', 2_000), artifact('cam', '1.0.0', 2_000), artifact('fw', '2.0.0', 3_000), artifact('cam', '2.0.0', 4_000)];
+          for (const a of all) await store.putArtifact(a);
+          const newestFirst = [all[4], all[3], all[2], all[1], all[0]];
+          const read = async (options: { name?: string; limit: number }) => {
+            const pages: ArtifactRecord[][] = [];
+            let after: string | undefined;
+            do {
+              const page = await store.listArtifacts({ ...options, ...(after !== undefined ? { after } : {}) });
+              pages.push(page.items);
+              after = page.next;
+            } while (after !== undefined && pages.length < 10);
+            return pages;
+          };
+          assert.deepEqual(await read({ limit: 2 }), [newestFirst.slice(0, 2), newestFirst.slice(2, 4), newestFirst.slice(4)]);
+          assert.deepEqual(await read({ limit: 1 }), newestFirst.map((a) => [a]), 'the tie is split between pages, neither repeated nor skipped');
+          assert.deepEqual(await store.listArtifacts({ limit: 5 }), { items: newestFirst }, 'a full last page has no next');
+          assert.deepEqual(await read({ name: 'fw', limit: 2 }), [[all[3], all[1]], [all[0]]]);
+          assert.deepEqual(await store.listArtifacts({ name: 'f', limit: 10 }), { items: [] }, 'the name is matched exactly');
+          assert.deepEqual(await allArtifacts(store, 'cam'), [all[4], all[2]]);
+          assert.deepEqual(await allArtifacts(store), newestFirst);
+        }));
+
+      it("pages from a position: a build added or deleted between two pages moves no other build out of the next one", () =>
+        withStore(async (store) => {
+          const [a, b, c, d] = [artifact('fw', '1.0.0', 1_000), artifact('fw', '2.0.0', 2_000), artifact('fw', '3.0.0', 3_000), artifact('fw', '4.0.0', 4_000)];
+          for (const x of [a, b, c, d]) await store.putArtifact(x);
+          const first = await store.listArtifacts({ limit: 2 });
+          assert.deepEqual(first.items, [d, c]);
+          assert.ok(first.next);
+          await store.deleteArtifact('fw', '3.0.0'); // the last one of the first page
+          await store.putArtifact(artifact('fw', '5.0.0', 5_000)); // newer: on the first page only
+          assert.deepEqual(await store.listArtifacts({ limit: 2, after: first.next }), { items: [b, a] });
+        }));
+
+      it('refuses a cursor no page gave and a limit below 1 with BAD_REQUEST', () =>
+        withStore(async (store) => {
+          await store.putArtifact(artifact('fw', '1.0.0', 1_000));
+          for (const after of ['fw@1.0.0', '1000', '1000:x', '1000:99999999999999999', ':1']) {
+            await assert.rejects(store.listArtifacts({ limit: 10, after }), isCode('BAD_REQUEST'), after);
+          }
+          await assert.rejects(store.listArtifacts({ limit: 0 }), isCode('BAD_REQUEST'));
         }));
     });
 
@@ -1036,7 +1082,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
             const again = track(await opened.reopen());
             await again.start();
             assert.deepEqual(await again.getShadow('dev-1', ''), record);
-            assert.deepEqual(await again.listArtifacts(), [artifact('fw', '1.0.0', 1_000)]);
+            assert.deepEqual(await again.listArtifacts({ limit: 100 }), { items: [artifact('fw', '1.0.0', 1_000)] });
           }
         }));
 
@@ -1066,7 +1112,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await again.getShadow('dev-1', 'cfg'), s2);
           assert.deepEqual(await again.getShadow('dev-2', ''), gone);
           assert.deepEqual(await again.listShadows({ limit: 10 }), { items: [s1] });
-          assert.deepEqual(await again.listArtifacts(), [a]);
+          assert.deepEqual(await again.listArtifacts({ limit: 100 }), { items: [a] });
           assert.deepEqual(await again.getJob('job-1'), { ...j, status: 'COMPLETED' });
           assert.deepEqual(await again.listExecutions({ deviceId: 'dev-1' }), [e2]);
           // the version survives the restart: the conditional write still applies

@@ -5,6 +5,7 @@
  * (unless this tab replaced the token meanwhile).
  */
 import { getToken, setToken } from './auth.ts';
+import type { Page } from './types.ts';
 
 /** A refusal or failure of an API call. */
 export class ApiError extends Error {
@@ -53,6 +54,24 @@ export async function api<T>(method: string, path: string, body?: unknown, signa
 /** GET shorthand. */
 export function get<T>(path: string, signal?: AbortSignal): Promise<T> {
   return api<T>('GET', path, undefined, signal);
+}
+
+/**
+ * GETs every page of a list as one: `path` (with its query: `?limit=1000` saves requests), then
+ * each `next` as `after`, until a page has none. For what shows a whole list at once (New
+ * rollout's build picker); the other fields of the answer are the first page's.
+ */
+export async function getAllPages<P extends Page<unknown>>(path: string, signal?: AbortSignal): Promise<P> {
+  const first = await get<P>(path, signal);
+  const items = [...first.items];
+  let next = first.next;
+  while (next !== undefined) {
+    const page = await get<P>(`${path}${path.includes('?') ? '&' : '?'}after=${encodeURIComponent(next)}`, signal);
+    items.push(...page.items);
+    next = page.next;
+  }
+  const { next: _first, ...rest } = first;
+  return { ...rest, items } as P;
 }
 
 /**

@@ -13,15 +13,15 @@ export interface Loaded<T> {
   reload: () => void;
 }
 
-/** GETs `path` (null: nothing) and again whenever `path` changes. */
-export function useApi<T>(path: string | null): Loaded<T> {
+/** GETs `path` (null: nothing) and again whenever `path` changes; `read` reads it (default: one GET). */
+export function useApi<T>(path: string | null, read: (path: string, signal: AbortSignal) => Promise<T> = get): Loaded<T> {
   const [state, setState] = useState<{ data?: T; error?: Error; loading: boolean; path: string | null }>({ loading: path !== null, path });
   const [tick, setTick] = useState(0);
   useEffect(() => {
     if (path === null) return;
     const controller = new AbortController();
     setState((s) => ({ ...s, loading: true, ...(s.path !== path ? { data: undefined, error: undefined, path } : {}) }));
-    get<T>(path, controller.signal).then(
+    read(path, controller.signal).then(
       (data) => setState({ data, loading: false, path }),
       (error: Error) => {
         if (error.name !== 'AbortError') setState((s) => ({ ...s, error, loading: false }));
@@ -142,8 +142,9 @@ export function useLiveReload(filter: Record<string, string> | null, loaded: Loa
  * costs one read: reading at once and again when the stream went live read every list twice as
  * it opened. Read again, throttled to once per `ms`, on each event `wants` (default: all) and
  * on each later connection of the stream (what changed while it was down sent no event).
+ * `read` reads it (default: one GET; `getAllPages` for a whole list).
  */
-export function useLiveList<T>(path: string | null, filter: Record<string, string> | null, ms = 1000, wants?: (e: StreamEvent) => boolean): Loaded<T> {
+export function useLiveList<T>(path: string | null, filter: Record<string, string> | null, ms = 1000, wants?: (e: StreamEvent) => boolean, read?: (path: string, signal: AbortSignal) => Promise<T>): Loaded<T> {
   const [settled, setSettled] = useState(filter === null);
   const first = useRef(true);
   const reloadList = useRef<() => void>(() => {});
@@ -161,7 +162,7 @@ export function useLiveList<T>(path: string | null, filter: Record<string, strin
       } else if (s === 'live') reload();
     },
   );
-  const loaded = useApi<T>(settled || filter === null ? path : null);
+  const loaded = useApi<T>(settled || filter === null ? path : null, read);
   reloadList.current = loaded.reload;
   return loaded;
 }

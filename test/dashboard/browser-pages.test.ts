@@ -55,7 +55,7 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
         { page: '/jobs', read: 'GET /api/v1/jobs?limit=25', shown: (p) => p.getByTestId('jobs-table').getByRole('cell', { name: 'once-fw@1.0.0' }).first().waitFor() },
         { page: '/artifacts', read: 'GET /api/v1/artifacts', shown: (p) => p.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'once-fw' }).first().waitFor() },
         { page: '/devices', read: 'GET /api/v1/fleet/search?limit=25', shown: (p) => p.getByTestId('devices-table').getByRole('link', { name: 'once-1' }).waitFor() },
-        { page: '/jobs/new', read: 'GET /api/v1/artifacts', shown: (p) => p.getByLabel('Artifact').locator('option', { hasText: 'once-fw@1.0.0' }).waitFor({ state: 'attached' }) },
+        { page: '/jobs/new', read: 'GET /api/v1/artifacts?limit=1000', shown: (p) => p.getByLabel('Artifact').locator('option', { hasText: 'once-fw@1.0.0' }).waitFor({ state: 'attached' }) },
       ];
       for (const l of lists) {
         await inTab(async (page) => {
@@ -152,6 +152,51 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
       },
       { width: 1024, height: 800 },
     );
+  });
+
+  it('pages the artifacts 100 at a time (Older, Newer builds and Newest, kept in the URL), and offers every build in New rollout', async () => {
+    // a server of its own: 1,050 builds (records only, each its own millisecond), more than
+    // one page of the picker's 1000
+    const own = await startTestServer();
+    try {
+      const records = Array.from({ length: 1_050 }, (_, i) => ({ name: 'paged-fw', version: `1.0.${i}`, sha256: i.toString(16).padStart(64, '0'), size: 1_000 + i, createdAt: 1_000_000 + i }));
+      for (let i = 0; i < records.length; i += 100) await Promise.all(records.slice(i, i + 100).map((a) => own.server.store.putArtifact(a)));
+      const tab = await signedInTab(browser, own.token);
+      try {
+        const page = tab.page;
+        const rows = page.getByTestId('artifacts-table').locator('tbody tr');
+        /** The page shown starts at 1.0.<first> and has 100 rows. */
+        const shows = async (first: number) => {
+          await rows.first().getByRole('cell', { name: `1.0.${first}`, exact: true }).waitFor();
+          assert.equal(await rows.count(), 100, `the page from 1.0.${first}`);
+        };
+        await page.goto(`${own.httpUrl}/artifacts`);
+        await shows(1049);
+        await page.getByRole('button', { name: 'Older builds' }).click();
+        await shows(949);
+        await page.getByRole('button', { name: 'Older builds' }).click();
+        await shows(849);
+        assert.equal(new URL(page.url()).searchParams.getAll('newer').length, 1, 'the way back is in the URL');
+        await page.reload();
+        await shows(849);
+        await page.getByRole('button', { name: 'Newer builds' }).click();
+        await shows(949);
+        await page.goBack();
+        await shows(849);
+        await page.getByRole('button', { name: 'Newest' }).click();
+        await shows(1049);
+        // New rollout's picker: every build, the oldest from the second page of 1000
+        await page.goto(`${own.httpUrl}/jobs/new`);
+        const options = page.getByLabel('Artifact').locator('option');
+        await options.filter({ hasText: /^paged-fw@1\.0\.0$/ }).waitFor({ state: 'attached' });
+        assert.equal(await options.count(), 1 + records.length, 'every build, and "choose a build…"');
+      } finally {
+        await tab.context.close();
+      }
+      assert.deepEqual(tab.errors, [], 'console errors');
+    } finally {
+      await own.close();
+    }
   });
 
   it("says on a job's page that the job is held while its server's artifact storage does not answer, and no more once it does", async () => {

@@ -1,8 +1,11 @@
 /**
- * Artifacts: every build with version, size, SHA-256, what it may be installed on (device
- * types, the versions it installs over) and whether its signature is the current signing
- * key's; upload a build from the browser (raw bytes, with progress); delete
- * one, after a confirmation in the page (refused while a job that is not finished installs it).
+ * Artifacts: the builds, newest first, one server page (100) at a time, with version, size,
+ * SHA-256, what each may be installed on (device types, the versions it installs over) and
+ * whether its signature is the current signing key's; upload a build from the browser (raw
+ * bytes, with progress); delete one, after a confirmation in the page (refused while a job
+ * that is not finished installs it). The page is in the URL as on Jobs (`after`: its cursor;
+ * `newer`, repeated: those of the pages before it), so back, forward and bookmarks keep it;
+ * a URL with `after` alone goes to the newest page on "Newer builds".
  * Live: a build added or deleted elsewhere (the CLI, another tab) shows at once (`artifact.changed`).
  */
 import { useState } from 'preact/hooks';
@@ -13,24 +16,38 @@ import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { bytes, dateTime } from '../format.ts';
 import { useLiveList, useReadOnly } from '../hooks.ts';
+import { navigate, useLocation } from '../router.tsx';
 import type { Artifact, Page } from '../types.ts';
 
 export function ArtifactsPage() {
+  const { query } = useLocation();
+  const after = query.get('after');
+  const newer = query.getAll('newer');
+  /** The URL of a page: its cursor, and those of the pages before it. */
+  const pageUrl = (cursor: string | undefined, trail: string[]) => {
+    if (cursor === undefined) return '/artifacts';
+    const q = new URLSearchParams();
+    for (const c of trail) q.append('newer', c);
+    q.set('after', cursor);
+    return `/artifacts?${q.toString()}`;
+  };
   // a build added or deleted elsewhere (the CLI, another tab, another instance); read again
   // once the stream reconnects too, for what changed while it was not (one read as it opens)
-  const list = useLiveList<Page<Artifact> & { maxArtifactBytes?: number }>('/artifacts', { types: 'artifact.changed' });
+  const list = useLiveList<Page<Artifact> & { maxArtifactBytes?: number }>(after ? `/artifacts?after=${encodeURIComponent(after)}` : '/artifacts', { types: 'artifact.changed' });
   const readOnly = useReadOnly();
+  // a build uploaded here is the newest: shown on the first page
+  const uploaded = () => (after ? navigate('/artifacts') : list.reload());
   return (
     <>
       <h1>Artifacts</h1>
-      {!readOnly && <UploadForm onDone={list.reload} maxBytes={list.data?.maxArtifactBytes} />}
+      {!readOnly && <UploadForm onDone={uploaded} maxBytes={list.data?.maxArtifactBytes} />}
       <section aria-labelledby="list-h">
         <h2 id="list-h">Builds</h2>
         <ErrorNote error={list.error} />
         {!list.data ? (
           !list.error && <Loading what="artifacts" />
         ) : list.data.items.length === 0 ? (
-          <p class="muted">No artifact yet: upload a build above.</p>
+          <p class="muted">{after ? 'No build on this page any more (deleted since): see the newest.' : 'No artifact yet: upload a build above.'}</p>
         ) : (
           <table data-testid="artifacts-table">
             <caption class="sr-only">Artifacts, newest first</caption>
@@ -73,6 +90,19 @@ export function ArtifactsPage() {
               ))}
             </tbody>
           </table>
+        )}
+        {(after || list.data?.next) && (
+          <nav class="pager" aria-label="Pages of artifacts">
+            <button type="button" disabled={!after} onClick={() => navigate('/artifacts')}>
+              Newest
+            </button>
+            <button type="button" disabled={!after} onClick={() => navigate(pageUrl(newer[newer.length - 1], newer.slice(0, -1)))}>
+              Newer builds
+            </button>
+            <button type="button" disabled={!list.data?.next} onClick={() => navigate(pageUrl(list.data!.next!, after ? [...newer, after] : []))}>
+              Older builds
+            </button>
+          </nav>
         )}
       </section>
     </>

@@ -5,7 +5,7 @@
  * wave, without creating it; on success the job's page opens.
  */
 import { useRef, useState } from 'preact/hooks';
-import { ApiError, api } from '../api.ts';
+import { ApiError, api, getAllPages } from '../api.ts';
 import { Field } from '../components/field.tsx';
 import { useLiveList, useReadOnly } from '../hooks.ts';
 import { emptyForm, errorSummary, fieldErrors, toRequest, type ErrorKey, type JobForm, type WaveForm } from '../job-request.ts';
@@ -18,7 +18,8 @@ export function JobNewPage() {
   // a viewer is shown no form: nothing to read, no live stream (the header would say "Live" of nothing)
   // a build uploaded or deleted from the CLI or another tab meanwhile is offered, or not, at once
   // (read again once the stream reconnects too, for what changed while it was not)
-  const artifacts = useLiveList<Page<Artifact>>(readOnly ? null : '/artifacts', readOnly ? null : { types: 'artifact.changed' });
+  // every build, not only the newest page: the list is paged (1000 a request), the picker offers them all
+  const artifacts = useLiveList<Page<Artifact>>(readOnly ? null : '/artifacts?limit=1000', readOnly ? null : { types: 'artifact.changed' }, 1000, undefined, getAllPages);
   const [f, setF] = useState<JobForm>(emptyForm());
   const [errors, setErrors] = useState<Partial<Record<ErrorKey, string>>>({});
   const [busy, setBusy] = useState(false);

@@ -858,8 +858,12 @@ export class RolloutEngine {
 
   // ---- executions -----------------------------------------------------------------------
 
-  /** Sends one execution's command, or refuses it (downgrade, device gone). */
-  private async dispatch(job: JobRecord, spec: JobSpec, artifact: ArtifactRecord, e: ExecutionRecord, now: number): Promise<'sent' | 'refused' | 'failed'> {
+  /**
+   * Sends one execution's command, or refuses it (downgrade, device gone). `withdrawn`: sent,
+   * but taken back (or replaced by its retry's) at once by the fence: not counted against the
+   * job's rate, like a refusal (the device is not asked for it).
+   */
+  private async dispatch(job: JobRecord, spec: JobSpec, artifact: ArtifactRecord, e: ExecutionRecord, now: number): Promise<'sent' | 'withdrawn' | 'refused' | 'failed'> {
     const { store } = this.deps;
     const key = { jobId: e.jobId, deviceId: e.deviceId };
     const stillQueued = (cur: ExecutionRecord) => cur.status === 'QUEUED' && cur.dispatchedAt === undefined && (cur.attempt ?? 1) === (e.attempt ?? 1);
@@ -943,8 +947,8 @@ export class RolloutEngine {
       );
       // the row as written, or as found with nothing to write (the store's: mutateExecution
       // confirms a remembered row); unknown when the write kept conflicting or there is no row
-      await this.fenceCommand(key, e.attempt ?? 1, aid, marked ?? (last && !last.change ? last.row : undefined), sentAt, artifact);
-      return 'sent';
+      const stands = await this.fenceCommand(key, e.attempt ?? 1, aid, marked ?? (last && !last.change ? last.row : undefined), sentAt, artifact);
+      return stands ? 'sent' : 'withdrawn';
     } catch (err) {
       // the replica refused (429) or the store failed: the execution stays queued for the next tick
       this.deps.logger.warn('update command not sent; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
@@ -977,22 +981,26 @@ export class RolloutEngine {
    * (replaceCommand; anything written since stands), then fenced in turn as a command just
    * sent: a cancel of the retry meanwhile found this command, not the retry's, and took
    * nothing back, so the retry's is taken back here.
+   *
+   * Resolves with whether the command stands: kept, or its take-back failed. One taken back,
+   * replaced by its retry's or found replaced already is not counted against the job's rate
+   * (the retry's was counted by the instance that sent it).
    */
-  private async fenceCommand(key: { jobId: string; deviceId: string }, attempt: number, aid: string, row: ExecutionRecord | undefined, now: number, artifact: ArtifactRecord): Promise<void> {
+  private async fenceCommand(key: { jobId: string; deviceId: string }, attempt: number, aid: string, row: ExecutionRecord | undefined, now: number, artifact: ArtifactRecord): Promise<boolean> {
     const cur = row ?? (await this.deps.store.getExecution(key.jobId, key.deviceId));
     if (cur && (cur.attempt ?? 1) === attempt) {
-      if (cur.status === 'SUCCEEDED' || cur.status === 'FAILED') return;
-      if (!isTerminal(cur.status) && (cur.details.cancelRequested !== true || cur.details.agentStatus === 'INSTALLING')) return;
+      if (cur.status === 'SUCCEEDED' || cur.status === 'FAILED') return true;
+      if (!isTerminal(cur.status) && (cur.details.cancelRequested !== true || cur.details.agentStatus === 'INSTALLING')) return true;
     }
     if (cur && (cur.attempt ?? 1) > attempt && wantsItsCommand(cur)) {
       const retry = cur.attempt ?? 1;
       const retryId = agentJobId(key.jobId, retry);
       try {
         const put = await replaceCommand(this.desired, key.deviceId, aid, softwareFor(artifact, retryId));
-        if (put === 'none') return; // the retry's command (or what was written since) stands
+        if (put === 'none') return false; // the retry's command (or what was written since) stands
         this.deps.logger.info("update command replaced at once by its retry's: the execution moved to a newer attempt while it was being sent", { ...key, agentJobId: aid, retry: retryId });
         await this.fenceCommand(key, retry, retryId, undefined, now, artifact);
-        return;
+        return false;
       } catch (err) {
         // the stale command is taken back instead (as before): the retry recovers at its timeout
         this.deps.logger.warn("retry's update command not put back; taking the stale one back", { ...key, agentJobId: aid, retry: retryId, error: asUpdraftError(err).message });
@@ -1001,7 +1009,8 @@ export class RolloutEngine {
     const why = !cur ? 'its execution is gone' : (cur.attempt ?? 1) !== attempt ? `the execution is on attempt ${cur.attempt ?? 1} now` : `the execution is ${cur.details.cancelRequested === true && !isTerminal(cur.status) ? 'being canceled' : cur.status}`;
     this.deps.logger.info('update command taken back at once: the execution changed while it was being sent', { ...key, agentJobId: aid, why });
     const outcome = await this.takeBack(key.deviceId, aid, 'update command of a changed execution not taken back', { ...key, agentJobId: aid });
-    if (outcome !== 'for now' || !cur) return;
+    if (outcome === 'done') return false;
+    if (outcome !== 'for now' || !cur) return true;
     // failed for now: retried through the deadline index (pending-retract.ts) when nothing else
     // is due for the row; a row still due (a timeout or a stop's grace) takes its attempt's back then
     await mutateExecution(
@@ -1014,6 +1023,7 @@ export class RolloutEngine {
       },
       now,
     );
+    return true;
   }
 
   /**

@@ -251,6 +251,31 @@ if (!started.ok) {
       assert.equal((await next.execution(jobId, d)).details.cancelRequested, true);
     });
 
+    it("a command taken back at once does not count against the job's rate", async () => {
+      const { url, gate, old, next } = await pair();
+      const [d1, d2] = await old.fleet('d', 2);
+      // one a minute: the old leader's tick sends to d001 only
+      const creating = await pausedInDispatch(gate, d1!, () => old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d1!, d2!] }, plan: { maxPerMinute: 1 } }));
+      const { items } = await old.store.listDeviceExecutions(d1!, { limit: 10 });
+      const jobId = items[0]!.jobId;
+
+      // d001 is revoked meanwhile: the new leader refuses its execution (REMOVED, nothing sent, not counted)
+      await endLeaseSession(url);
+      await next.registry.revoke(d1!);
+      await next.tick();
+      assert.equal(next.rollouts.engine.isLeader, true, 'next leads now, while old is still sending');
+      assert.equal((await next.execution(jobId, d1!)).status, 'REMOVED');
+      assert.equal(await next.desired(d2!), undefined, "the minute's one command was d001's turn");
+
+      await creating.finish();
+      assert.match(String((await next.desired(d1!))?.jobId), /\.cancel$/, "the old leader's command to d001 is taken back at once");
+      const job = await next.job(jobId);
+      assert.equal((job.progress as { sentSinceEpoch?: number }).sentSinceEpoch, 0, 'nothing reached a device: nothing counted against the rate');
+      // the same minute: the allowance is still there for d002
+      await next.tick();
+      assert.equal((await next.desired(d2!))?.jobId, jobId, 'd002 is sent its command at once, not a minute later');
+    });
+
     it('a rollback does not replace a command written after it read the shadow', async () => {
       const { gate, old, next } = await pair();
       const [d] = await old.fleet('d', 1);

@@ -2,7 +2,12 @@
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import type { AgentStatus, InstallWait } from '../protocol/software.ts';
 
-/** The agent entered a phase of a job (or reported IDLE). */
+/**
+ * The agent entered a phase of a job (DOWNLOADING, VERIFYING, and again for each "not now" of
+ * the install gate, INSTALLING) or came to its outcome (SUCCESS, FAILURE: `job-finished`
+ * follows once the server acknowledged it). Never IDLE: nothing is emitted when the agent
+ * reports that it runs no job.
+ */
 export interface StatusEvent {
   jobId?: string;
   status: AgentStatus;

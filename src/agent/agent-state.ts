@@ -172,8 +172,14 @@ export class FileAgentStateStore implements AgentStateStore {
 export class MemoryAgentStateStore implements AgentStateStore {
   private saved: AgentStateData;
 
-  /** `initial`: what the device kept from an earlier run (the simulator's devices file). */
-  constructor(initial: AgentStateData = { finished: [] }) {
+  /**
+   * `initial`: what the device kept from an earlier run (the simulator's devices file). Without
+   * it the store has nothing saved and says so (`unknownPast`), as the file store does with no
+   * file: the agent takes what its shadow says it finished before acting on a command. A device
+   * whose last job FAILED, with desired still naming it, ran that job again and reported SUCCESS
+   * under the job the server keeps FAILED (QA).
+   */
+  constructor(initial: AgentStateData = { finished: [], unknownPast: true }) {
     this.saved = { ...initial, finished: [...initial.finished] };
   }
 

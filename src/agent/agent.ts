@@ -33,6 +33,7 @@ import { keyIdOf, parsePublicKey } from '../signing/signing-key.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { AgentEvents } from './agent-events.ts';
 import { AGENT_DEFAULTS, type UpdateAgentOptions } from './agent-options.ts';
+import { checkUpdateAgentOptions } from './agent-options-check.ts';
 import {
   FileAgentStateStore,
   checkTransition,
@@ -138,6 +139,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   /** Only assigns; `start()` does the I/O. */
   constructor(opts: UpdateAgentOptions) {
     super();
+    checkUpdateAgentOptions(opts);
     this.opts = opts;
     this.log = (opts.logger ?? silentLogger).child(`agent:${opts.deviceId}`);
   }

@@ -3,6 +3,7 @@
  *
  * @example
  * ```ts
+ * import { readFileSync } from 'node:fs';
  * import { UpdateAgent, SlotInstaller } from 'updraft/agent';
  *
  * const agent = new UpdateAgent({
@@ -22,12 +23,18 @@
  * await agent.stop();
  * ```
  *
+ * The constructor checks the options: every one missing, of the wrong type or out of range
+ * (and every unknown one) is named, one line each, in one UpdraftError with code CONFIG.
+ *
  * Bring your own installer by implementing `Installer` (`current`, `install`, optionally
  * `recover`); `install` must roll back by itself and throw UpdraftError INSTALL or
- * HEALTH_CHECK with the reason when it fails.
+ * HEALTH_CHECK with the reason when it fails (`throw new UpdraftError('HEALTH_CHECK', why)`).
  */
 export { UpdateAgent } from './agent.ts';
 export { AGENT_DEFAULTS, type UpdateAgentOptions } from './agent-options.ts';
+export { checkUpdateAgentOptions, updateAgentOptionProblems } from './agent-options-check.ts';
+/** What an installer throws when it fails (INSTALL, HEALTH_CHECK), and what a refused start or bad options throw (CONFIG). */
+export { UpdraftError, type ErrorCode } from '../errors.ts';
 export type { AgentEvents, StatusEvent, ProgressEvent, JobFinishedEvent } from './agent-events.ts';
 export { isInstalled, type Installer, type InstalledSoftware, type InstallContext, type RecoveryResult } from './installer.ts';
 export { SlotInstaller, SLOT_INSTALLER_DEFAULTS, ARTIFACT_FILE, type SlotInstallerOptions, type SlotManifest, type Slot } from './slot-installer.ts';

@@ -79,7 +79,7 @@ describe('FileAgentStateStore', () => {
 describe('MemoryAgentStateStore', () => {
   it('keeps what was saved, not what the agent does with its state afterwards', async () => {
     const store = new MemoryAgentStateStore();
-    assert.deepEqual(await store.load(), { finished: [] });
+    assert.deepEqual(await store.load(), { finished: [], unknownPast: true }, 'nothing saved: what the device did before is unknown');
     const state: AgentStateData = { inFlight: { jobId: 'job-1', command, phase: 'DOWNLOADING', startedAt: '2024-01-01T00:00:00.000Z' }, finished: [] };
     await store.save(state);
     // the agent moves on by replacing the parts of its state, as it does between phases

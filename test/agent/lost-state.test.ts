@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
+import { MemoryAgentStateStore } from '../../src/agent/agent-state.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
@@ -76,5 +77,44 @@ describe('an agent that lost its state', () => {
       // it remembers it from now on
       assert.ok((await readdir(path.join(dir, '.updraft'))).includes('agent-state.json'), loss);
     }
+  });
+
+  it('given a fresh MemoryAgentStateStore (nothing saved), does not run again a job its device FAILED: it asks its shadow first', async () => {
+    const deviceId = 'ls-2';
+    const password = await registerDevice(ts, deviceId);
+    const dir = path.join(root, deviceId);
+    const slots = (healthCheck: string) => new SlotInstaller({ dir, initialVersion: '1.0.0', initialName: 'fw', healthCheck });
+    const first = await startAgent(ts, root, deviceId, { username: deviceId, password, installer: slots('echo "sensor broken" >&2; exit 1'), stateStore: new MemoryAgentStateStore() });
+    agents.push(first.agent);
+    const jobId = await deploy(ts, [deviceId], 'fw@2.0.0');
+    assert.equal((await outcome(first.finished, jobId)).status, 'FAILURE');
+    await first.agent.stop();
+    const execution = async () => {
+      const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${ts.token}` } });
+      return ((await res.json()) as { executions: { status: string }[] }).executions[0]!.status;
+    };
+    assert.equal(await execution(), 'FAILED');
+    const shadow = async () => (await ts.server.store.getShadow(deviceId, ''))!;
+    // what the agent meets at its next start: desired still names the FAILED job
+    assert.equal(((await shadow()).state.desired?.software as { jobId?: string } | undefined)?.jobId, jobId);
+    const stopped = (await shadow()).version;
+
+    // a process restarted with a new memory store (as a library user's, or a test's, is); the health check passes now
+    const store = new MemoryAgentStateStore();
+    const installer = new CountingInstaller(slots('true'));
+    const lines: string[] = [];
+    const again = await startAgent(ts, root, deviceId, { username: deviceId, password, installer, stateStore: store, logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    agents.push(again.agent);
+    // the job is in the store's finished list either way: taken from the shadow (not run), or run and reported
+    await eventually(async () => (store.current.finished.some((f) => f.jobId === jobId) ? true : undefined), 30_000, `${jobId} known as finished\n${lines.join('\n')}`);
+    await eventually(async () => ((await shadow()).version > stopped ? true : undefined), 15_000, 'the connect report');
+    assert.equal(installer.installs, 0, `installed again\n${lines.join('\n')}`);
+    assert.deepEqual(store.current.finished.map((f) => [f.jobId, f.status]), [[jobId, 'FAILURE']]);
+    assert.deepEqual(again.finished, [], 'no job ran');
+    assert.ok(lines.some((l) => l.includes('took it from its shadow')), lines.join('\n'));
+    const reported = (await shadow()).state.reported?.software as { jobId?: string; status?: string; version?: string };
+    assert.deepEqual({ jobId: reported.jobId, status: reported.status, version: reported.version }, { jobId, status: 'FAILURE', version: '1.0.0' });
+    assert.equal(await execution(), 'FAILED');
+    await again.agent.stop();
   });
 });

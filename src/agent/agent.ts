@@ -98,7 +98,14 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * answer is noted in `acked`, and is the echo of the report, not a command to re-report.
    */
   private readonly reportingOutcome = new Map<string, number>();
+  /** Running, or starting: cleared by `stop()` (everything that waits or retries ends on it). */
   private started = false;
+  /** Bumped by every `stop()` (and a failed start): a start from an older epoch never connects. */
+  private epoch = 0;
+  /** The start under way, and the epoch it began in (`start()` during it gives the same promise). */
+  private starting: { epoch: number; done: Promise<void> } | undefined;
+  /** The stop under way: a start after it waits for it, a second `stop()` gives it. */
+  private stopping: Promise<void> | undefined;
   /** Resolves once subscribed on the current connection: a request sent before would miss its answer. */
   private ready!: Promise<void>;
   private markReady: () => void = () => {};
@@ -159,9 +166,30 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     return this.requester?.sent ?? { update: 0, get: 0, credentials: 0 };
   }
 
-  /** Loads the persisted state, resumes an interrupted update, and connects (without waiting for the broker). */
-  async start(): Promise<void> {
-    if (this.started) return;
+  /**
+   * Loads the persisted state, resumes an interrupted update, and connects (without waiting for
+   * the broker). Called again while a start is under way, it gives that start's promise. A start
+   * that fails leaves the agent stopped, nothing held: a later call starts afresh. One that
+   * `stop()` overtakes resolves without connecting.
+   */
+  start(): Promise<void> {
+    if (this.starting?.epoch === this.epoch) return this.starting.done;
+    if (this.started) return Promise.resolve();
+    const epoch = this.epoch;
+    const done = this.startUp(epoch);
+    this.starting = { epoch, done };
+    const settled = () => {
+      if (this.starting?.done === done) this.starting = undefined;
+    };
+    done.then(settled, settled);
+    return done;
+  }
+
+  /** The work of `start()`, as the start of `epoch`: it connects only while no `stop()` came since. */
+  private async startUp(epoch: number): Promise<void> {
+    // a start right after a stop begins once that stop has closed everything it had to
+    await this.stopping;
+    if (epoch !== this.epoch) return;
     this.started = true;
     const o = this.opts;
     try {
@@ -179,13 +207,26 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.installed = await o.installer.current();
       // partial downloads of jobs no longer in flight (left by a crash) only take space
       if (!o.download) await removeStaleDownloads(o.stateDir, this.state.inFlight?.jobId);
+      // stopped meanwhile (a slow store or installer): the check is left for the next start
+      if (epoch !== this.epoch) return;
       if (!this.state.inFlight && this.installed?.unchecked) await this.recheckCurrent();
+      // stopped meanwhile (the check above may take up to its timeout): never connects
+      if (epoch !== this.epoch) return;
+      this.connect();
     } catch (err) {
-      this.started = false;
+      // nothing of a failed start stays behind (the renewal timer, a client): the next start() begins afresh
+      if (epoch === this.epoch) {
+        this.epoch++;
+        this.started = false;
+        await this.closing(this.shutdown().catch(() => {}));
+      }
       throw err;
     }
-    // stopped meanwhile (the check above may take up to its timeout)
-    if (!this.started) return;
+  }
+
+  /** Builds the requester and the report queue, and connects to the broker (`start()`'s last step). */
+  private connect(): void {
+    const o = this.opts;
     this.resetReady();
     this.requester = new ShadowRequester({
       deviceId: o.deviceId,
@@ -325,10 +366,37 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     return this.state.unknownPast === true && (phase === 'DOWNLOADING' || phase === 'VERIFYING');
   }
 
-  /** Disconnects and releases timers and listeners; an update in flight is left to resume on the next start. */
-  async stop(): Promise<void> {
-    if (!this.started) return;
+  /**
+   * Disconnects and releases timers and listeners; an update in flight is left to resume on the
+   * next start. A start under way stops before it connects: stop() waits for it (a slot being
+   * checked again, up to its check's timeout), and resolves once everything is closed. Called
+   * again meanwhile, it resolves with the first.
+   */
+  stop(): Promise<void> {
+    const starting = this.starting?.done.then(
+      () => {},
+      () => {},
+    );
+    if (!this.started && !starting && !this.stopping) return Promise.resolve();
+    // the start under way (or one waiting for this stop) sees it before it connects
+    this.epoch++;
     this.started = false;
+    if (this.stopping) return starting ? this.stopping.then(() => starting) : this.stopping;
+    return this.closing(starting ? starting.then(() => this.shutdown()) : this.shutdown());
+  }
+
+  /** `done` is the stop under way until it ends: a `start()` meanwhile begins after it. */
+  private closing(done: Promise<void>): Promise<void> {
+    this.stopping = done;
+    const settled = () => {
+      if (this.stopping === done) this.stopping = undefined;
+    };
+    done.then(settled, settled);
+    return done;
+  }
+
+  /** What `stop()` releases; also after a failed start. Safe to run again: what is released already is skipped. */
+  private async shutdown(): Promise<void> {
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
     clearInterval(this.renewTimer);

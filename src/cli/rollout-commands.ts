@@ -1,6 +1,6 @@
 /**
  * CLI commands for rollouts, clients of the `/api/v1` routes in `http/job-routes.ts`:
- * `updraft group ...`, `updraft job create|list|pause|resume|cancel|watch`,
+ * `updraft group ...`, `updraft job create|list|pause|resume|cancel|delete|log|watch`,
  * `updraft artifact show`, `updraft device history`, `updraft status`.
  */
 import { readJsonFile } from './json-file.ts';
@@ -272,6 +272,10 @@ export function addRolloutCommands(program: Command): void {
       print(o, view, describeJob(view));
     });
   }
+  withApi(job.command('delete <jobId>').description('delete a finished job (COMPLETED, CANCELED, ABORTED) with its executions and logs; devices keep what they report of it')).action(async (jobId: string, o: Common) => {
+    const r = await new ApiClient(o).call<{ deleted: JobRecord }>('DELETE', `/api/v1/jobs/${encodeURIComponent(jobId)}`);
+    print(o, r, `job ${r.deleted.jobId} deleted (${r.deleted.status}, ${r.deleted.artifactName}@${r.deleted.artifactVersion})`);
+  });
   withApi(job.command('log <jobId> [deviceId]').description("a device's log of its failed attempt of the job; without a device, the devices whose logs the job keeps"))
     .option('--limit <n>', 'page size (the list)', '100')
     .option('--after <cursor>', 'cursor (the list)')

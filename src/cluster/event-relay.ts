@@ -27,8 +27,9 @@ import type { Logger } from '../util/logger.ts';
 // keys.certificate: a certificate installed through the balancer reached one instance;
 // viewer.tokens: a viewer token removed on one instance must be refused by all;
 // artifact.changed: a build uploaded through the balancer reached one instance, its dashboards are on any;
+// job.deleted: the same for a job deleted (its lists drop it);
 // not device.presence: every instance hears all of it from the broker (external-broker.ts)
-export const RELAYED_EVENTS = ['job.changed', 'execution.changed', 'job.log', 'artifact.changed', 'device.fetched', 'device.credentials', 'keys.certificate', 'viewer.tokens', 'operator.tokens', 'aws.thing'] as const;
+export const RELAYED_EVENTS = ['job.changed', 'job.deleted', 'execution.changed', 'job.log', 'artifact.changed', 'device.fetched', 'device.credentials', 'keys.certificate', 'viewer.tokens', 'operator.tokens', 'aws.thing'] as const;
 type RelayedEvent = (typeof RELAYED_EVENTS)[number];
 type Relayed = { [K in RelayedEvent]: { type: K; payload: UpdraftEvents[K] } }[RelayedEvent];
 

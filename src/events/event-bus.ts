@@ -47,6 +47,11 @@ export interface UpdraftEvents {
    * taking over); absent for a job's creation and for a notice that wrote nothing.
    */
   'job.changed': { job: JobRecord; previous?: JobRecord };
+  /**
+   * A finished job was deleted with everything kept under its id (`JobService.delete`, an
+   * operator's or the retention sweep's), here or on another instance: lists drop it.
+   */
+  'job.deleted': { jobId: string };
   /** A signing key certificate was installed, here or on another instance: look at the shared one (`signing/shared-certificate.ts`). */
   'keys.certificate': { serial: number };
   /** A viewer token was added or removed, here or on another instance (`server/named-tokens.ts`): read them again; streams opened with a removed one end. */

@@ -102,6 +102,27 @@ function keyOf(at: number, jobId: string, version: number): string {
 }
 
 /**
+ * Removes the deliveries of job `jobId` still waiting in the store (its job deleted: what it
+ * would tell of is gone); those sent stay their hour. Resolves with how many were removed.
+ */
+export async function dropWaitingDeliveries(store: Pick<StateStore, 'listSettings' | 'deleteSetting'>, jobId: string): Promise<number> {
+  let dropped = 0;
+  for (const { key, value } of await store.listSettings(WEBHOOK_KEY)) {
+    // <prefix><time>:<jobId>:<version> (keyOf); job ids hold no colon
+    const rest = key.slice(WEBHOOK_KEY.length);
+    if (rest.slice(rest.indexOf(':') + 1, rest.lastIndexOf(':')) !== jobId) continue;
+    let waiting = true;
+    try {
+      waiting = (JSON.parse(value) as Stored).sentAt === undefined;
+    } catch {
+      // unreadable: the sender's next pass removes it anyway
+    }
+    if (waiting && (await store.deleteSetting(key))) dropped++;
+  }
+  return dropped;
+}
+
+/**
  * The waiting deliveries (in the order of their keys: the changes' times) with each job's own
  * put in the order of its versions, in the places its times gave them. A job's times may go
  * back from one write to the next (its pause stamped by the instance that took the operator's

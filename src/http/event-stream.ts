@@ -1,6 +1,7 @@
 /**
  * `GET /api/v1/events`: a server-sent events stream (text/event-stream) of job and device
- * events for live views: `job.changed`, `execution.changed`, `job.log`, `device.presence`,
+ * events for live views: `job.changed`, `job.deleted` (`{jobId}`: a finished job deleted, lists
+ * drop it), `execution.changed`, `job.log`, `device.presence`,
  * `artifact.changed` (a build added or deleted: the artifact list and the rollout form), and when
  * asked for by `?types=` only, `device.credentials` (a device registered, revoked,
  * reinstated, deleted or given a new secret: what a broker password file follows, and the
@@ -18,9 +19,9 @@ import type { EventBus } from '../events/event-bus.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { Router } from './router.ts';
 
-const TYPES = ['job.changed', 'execution.changed', 'job.log', 'device.presence', 'artifact.changed', 'device.credentials'] as const;
+const TYPES = ['job.changed', 'job.deleted', 'execution.changed', 'job.log', 'device.presence', 'artifact.changed', 'device.credentials'] as const;
 /** What a stream without `?types=` carries. */
-const DEFAULT_TYPES: readonly StreamType[] = ['job.changed', 'execution.changed', 'job.log', 'device.presence', 'artifact.changed'];
+const DEFAULT_TYPES: readonly StreamType[] = ['job.changed', 'job.deleted', 'execution.changed', 'job.log', 'device.presence', 'artifact.changed'];
 type StreamType = (typeof TYPES)[number];
 const HEARTBEAT_MS = 15_000;
 /** Bytes a stream may have waiting for its client's socket before the stream is cut. */
@@ -69,6 +70,12 @@ export function addEventStream(router: Router, deps: { events: EventBus; logger?
         if (deviceId || (jobId && job.jobId !== jobId)) return;
         const { spec: _spec, ...rest } = job;
         send('job.changed', rest);
+      }));
+    }
+    if (types.includes('job.deleted')) {
+      offs.push(deps.events.on('job.deleted', (e) => {
+        if (deviceId || (jobId && e.jobId !== jobId)) return;
+        send('job.deleted', e);
       }));
     }
     if (types.includes('execution.changed')) {

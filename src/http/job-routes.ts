@@ -83,6 +83,8 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   router.add('POST', '/api/v1/jobs/:id/pause', async ({ res, params }) => sendJson(res, 200, await jobs.pause(params.id!)));
   router.add('POST', '/api/v1/jobs/:id/resume', async ({ res, params }) => sendJson(res, 200, await jobs.resume(params.id!)));
   router.add('POST', '/api/v1/jobs/:id/cancel', async ({ res, params }) => sendJson(res, 200, await jobs.cancel(params.id!)));
+  // a finished job and everything kept under its id; 409 for one not finished, or whose devices are still being stopped
+  router.add('DELETE', '/api/v1/jobs/:id', async ({ res, params }) => sendJson(res, 200, { deleted: await jobs.delete(params.id!) }));
 
   // ---- groups
   // a group shows its members counted (size); they are listed a page at a time

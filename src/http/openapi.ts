@@ -298,7 +298,14 @@ export function openApiDocument(): Obj {
           body(ref('JobRequest')),
         ),
       },
-      '/api/v1/jobs/{id}': { get: op('A job: counts per state and wave, progress, the first page of executions', { '200': json(ref('JobView')) }, { parameters: [idParam('id'), ...pageParams] }) },
+      '/api/v1/jobs/{id}': {
+        get: op('A job: counts per state and wave, progress, the first page of executions', { '200': json(ref('JobView')) }, { parameters: [idParam('id'), ...pageParams] }),
+        delete: op(
+          "Delete a finished job (COMPLETED, CANCELED or ABORTED) with everything kept under its id: its executions (removed in pieces), their counts, its devices' logs and its webhook deliveries still waiting. 409 for a job not finished (cancel it first), or one whose devices are still being stopped, installing or owed the take-back of its command (try again once they have finished). Devices keep what they report of it; their histories no longer list it",
+          { '200': json({ type: 'object', required: ['deleted'], properties: { deleted: ref('Job') } }) },
+          { parameters: [idParam('id')] },
+        ),
+      },
       '/api/v1/jobs/{id}/executions': {
         get: op('A job\'s executions by device id', { '200': json(page(ref('Execution'))) }, { parameters: [idParam('id'), ...pageParams, { name: 'status', in: 'query', schema: { type: 'string' } }] }),
       },
@@ -335,7 +342,7 @@ export function openApiDocument(): Obj {
         }),
       },
       '/api/v1/events': {
-        get: op('Server-sent events: job.changed, execution.changed, job.log, device.presence, artifact.changed ({name, version, change: added or deleted}; not on a stream filtered by jobId or deviceId); device.credentials (a device registered, revoked, reinstated, given a new secret or deleted) only when named in types. HEAD answers at once with the headers alone', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
+        get: op('Server-sent events: job.changed, job.deleted ({jobId}: a finished job deleted), execution.changed, job.log, device.presence, artifact.changed ({name, version, change: added or deleted}; not on a stream filtered by jobId or deviceId); device.credentials (a device registered, revoked, reinstated, given a new secret or deleted) only when named in types. HEAD answers at once with the headers alone', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
           parameters: [
             { name: 'jobId', in: 'query', schema: { type: 'string' } },
             { name: 'deviceId', in: 'query', schema: { type: 'string' } },

@@ -1,6 +1,6 @@
 /**
  * Rollout jobs for operators: create (validated spec, resolved targets, waves assigned,
- * one transaction), pause, resume, cancel, and the job view (counts per state and wave,
+ * one transaction), pause, resume, cancel, delete (a finished one), and the job view (counts per state and wave,
  * progress). The rollout engine does the sending; this service changes a job's state under
  * the engine's lock so the two never race.
  */
@@ -15,6 +15,8 @@ import { parseJobRequest, specOf, specToJson, type JobSpec } from './job-spec.ts
 import { startInSlices } from '../util/in-slices.ts';
 import { refusalOf } from './device-fit.ts';
 import { assertJobMove } from './job-state.ts';
+import { CANCEL_GRACE_MS } from './deadlines.ts';
+import { dropWaitingDeliveries } from '../events/webhook-notifier.ts';
 import { progressOf, type RolloutEngine, type RolloutProgress } from './rollout-engine.ts';
 import { hasAgentFeature } from '../protocol/agent-features.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
@@ -289,6 +291,29 @@ export class JobService {
       await this.deps.engine.stopJob(job, 'CANCELED', 'job canceled by an operator', this.now());
     });
     return this.view(jobId);
+  }
+
+  /**
+   * Deletes a finished job (COMPLETED, CANCELED, ABORTED) and everything kept under its id: its
+   * executions, their counts, its devices' logs (`StateStore.deleteJob`) and its webhook
+   * deliveries still waiting. NOT_FOUND for no such job; CONFLICT, deleting nothing, for a job
+   * not finished (cancel it first) or one whose devices are still being stopped or installing.
+   * Devices keep what they report of it (`reported.software.jobId`); their histories no longer
+   * list it. Resolves with the job as it was, without its spec.
+   */
+  async delete(jobId: string): Promise<JobRecord> {
+    const r = await this.deps.store.deleteJob(jobId);
+    if (!r.job) throw new UpdraftError('NOT_FOUND', `job ${jobId} does not exist; list jobs with: updraft job list`);
+    if (!r.deleted && r.unfinished !== undefined) {
+      throw new UpdraftError(
+        'CONFLICT',
+        `job ${jobId} is ${r.job.status}, but ${r.unfinished} of its device(s) have not finished with it yet (being stopped, installing, or owed the take-back of its command); delete it once they have: a stop waits at most ${CANCEL_GRACE_MS / 60_000} minutes, an install the job's timeout (updraft job show ${jobId})`,
+      );
+    }
+    if (!r.deleted) throw new UpdraftError('CONFLICT', `job ${jobId} is ${r.job.status}: only a finished job (COMPLETED, CANCELED or ABORTED) can be deleted; cancel it first (updraft job cancel ${jobId})`);
+    await dropWaitingDeliveries(this.deps.store, jobId);
+    this.deps.events.emit('job.deleted', { jobId });
+    return r.job;
   }
 
   private async change(jobId: string, edit: (job: JobRecord, p: RolloutProgress, now: number) => { status: JobRecord['status']; progress: RolloutProgress }): Promise<JobView> {

@@ -12,6 +12,10 @@
  * for ABANDONED_AFTER_MS, another instance may be creating a job right now, and every
  * minute while it runs too: an instance restarted at once finds its own marker still fresh).
  * Until the job row is written, the reads of a device's jobs and of its work skip them.
+ *
+ * A job's deletion (StateStore.deleteJob) is the same in reverse: the job row goes first, with
+ * a marker here in the same write, then `abandon` removes its executions in pieces, their
+ * counts and the marker; a crash or a failure meanwhile is cleaned up as an abandoned creation.
  */
 import { UpdraftError } from '../errors.ts';
 import type { ExecutionRecord, JobRecord } from './state-store.ts';

@@ -27,6 +27,7 @@ import type {
   ExecutionRecord,
   ExecutionStatus,
   GroupRecord,
+  JobDeletion,
   JobLogRecord,
   JobLogSummary,
   JobRecord,
@@ -36,7 +37,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, artifactCursor, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -710,7 +711,7 @@ export class PostgresStore implements StateStore {
     const stale = await this.read<{ job_id: string }>(`SELECT job_id FROM job_creations WHERE touched_at < ${DB_NOW_MS} - $1::bigint`, [ABANDONED_AFTER_MS]);
     for (const { job_id: jobId } of stale) {
       await this.jobCreation.abandon(jobId);
-      this.logger.warn('removed a job whose creation was interrupted', { jobId });
+      this.logger.warn('removed a job whose creation was interrupted, or the rest of a deleted one', { jobId });
     }
   }
 
@@ -887,6 +888,45 @@ export class PostgresStore implements StateStore {
     checkLimit(limit);
     const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2`, [now, limit]);
     return rows.map(toExecution);
+  }
+
+  async deleteJob(jobId: string): Promise<JobDeletion> {
+    const outcome = await this.write(async (c): Promise<JobDeletion> => {
+      // as a creation of this id would (none can: the row exists), and against another
+      // instance's deletion of it; the row locked against any other writer until the commit
+      await lockJobId(c, jobId);
+      const row = (await c.query<JobRow>(`SELECT ${JOB_COLS_NO_SPEC} FROM jobs WHERE job_id = $1 FOR UPDATE`, [jobId])).rows[0];
+      if (!row) return { deleted: false };
+      const job = toJob(row);
+      if ((ACTIVE_JOB_STATUSES as readonly string[]).includes(job.status)) return { job, deleted: false };
+      // its executions not finished (their counts, summed over the shards), and its finished
+      // ones that still owe a take-back (a deadline: the deadline index, not the job's rows)
+      const counted = await c.query<{ n: string }>(
+        `SELECT (SELECT COALESCE(SUM(count), 0) FROM execution_counts WHERE job_id = $1 AND status IN ('QUEUED', 'IN_PROGRESS'))
+          + (SELECT COUNT(*) FROM executions WHERE due_at IS NOT NULL AND job_id = $1 AND status NOT IN ('QUEUED', 'IN_PROGRESS')) AS n`,
+        [jobId],
+      );
+      const unfinished = Number(counted.rows[0]?.n ?? 0);
+      if (unfinished > 0) return { job, deleted: false, unfinished };
+      // the job is gone for every reader from the commit; the marker says its executions are to go
+      await c.query('DELETE FROM jobs WHERE job_id = $1', [jobId]);
+      await c.query('DELETE FROM job_logs WHERE job_id = $1', [jobId]);
+      await c.query(`INSERT INTO job_creations (job_id, touched_at) VALUES ($1, ${DB_NOW_MS}) ON CONFLICT (job_id) DO NOTHING`, [jobId]);
+      return { job, deleted: true };
+    });
+    if (outcome.deleted) {
+      // in pieces, as an abandoned creation's; what a failure or a crash leaves, the sweep of stale markers removes
+      await this.jobCreation.abandon(jobId).catch((err: unknown) => this.logger.warn('job deleted; its executions are removed by the sweep of abandoned creations', { jobId, error: (err as Error).message }));
+    }
+    return outcome;
+  }
+
+  async listFinishedBefore(before: number, limit: number): Promise<JobRecord[]> {
+    const rows = await this.read<JobRow>(
+      `SELECT ${JOB_COLS_NO_SPEC} FROM jobs WHERE status NOT IN (${ACTIVE_JOB_SQL}) AND COALESCE(updated_at, created_at) < $1 ORDER BY COALESCE(updated_at, created_at), job_id LIMIT $2`,
+      [before, checkLimit(limit)],
+    );
+    return rows.map(toJob);
   }
 
   async countExecutions(jobId: string): Promise<ExecutionCount[]> {

@@ -28,6 +28,7 @@ import type {
   ExecutionRecord,
   ExecutionStatus,
   GroupRecord,
+  JobDeletion,
   JobLogRecord,
   JobLogSummary,
   JobRecord,
@@ -39,7 +40,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
-import { ACTIVE_JOB_SQL, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -436,6 +437,10 @@ interface Statements {
   deleteJobExecutions: Stmt;
   deleteJobExecutionsPiece: Stmt;
   deleteJobCounts: Stmt;
+  deleteJob: Stmt;
+  deleteJobLogsOf: Stmt;
+  countUnfinished: Stmt<{ n: number }>;
+  finishedBefore: Stmt<JobRow>;
   insertGroup: Stmt;
   getGroupHead: Stmt<GroupRow>;
   changeGroup: Stmt;
@@ -524,7 +529,7 @@ export class SqliteStore implements StateStore {
       // a job whose creation a crash interrupted: this process is the file's only user
       for (const { job_id: jobId } of this.deps.recoverCreations === false ? [] : this.stmts.listCreations.all()) {
         const removed = db.transaction(() => this.removeCreation(this.stmts!, jobId))();
-        this.logger.warn('removed a job whose creation was interrupted', { jobId, executions: removed });
+        this.logger.warn('removed a job whose creation was interrupted, or the rest of a deleted one', { jobId, executions: removed });
       }
       this.db = db;
       this.stopped = false;
@@ -965,6 +970,32 @@ export class SqliteStore implements StateStore {
     return this.statements().dueExecutions.all(now, limit).map(toExecution);
   }
 
+  async deleteJob(jobId: string): Promise<JobDeletion> {
+    const outcome = await this.enqueueAtomic((s): JobDeletion => {
+      const row = s.getJobHead.get(jobId);
+      if (!row) return { deleted: false };
+      const job = toJob(row);
+      if ((ACTIVE_JOB_STATUSES as readonly string[]).includes(job.status)) return { job, deleted: false };
+      const unfinished = s.countUnfinished.get(jobId, jobId)?.n ?? 0;
+      if (unfinished > 0) return { job, deleted: false, unfinished };
+      // the job is gone for every reader from here; the marker says its executions are to go
+      s.deleteJob.run(jobId);
+      s.deleteJobLogsOf.run(jobId);
+      s.insertCreation.run(jobId, Date.now());
+      return { job, deleted: true };
+    });
+    if (outcome.deleted) {
+      // in pieces, as an abandoned creation's; what a failure or a crash leaves, the marker's clean-up at start removes
+      await this.jobCreation.abandon(jobId).catch((err: unknown) => this.logger.warn('job deleted; its executions are removed at the next start', { jobId, error: asUpdraftError(err).message }));
+    }
+    return outcome;
+  }
+
+  async listFinishedBefore(before: number, limit: number): Promise<JobRecord[]> {
+    checkLimit(limit);
+    return this.statements().finishedBefore.all(before, limit).map(toJob);
+  }
+
   async countExecutions(jobId: string): Promise<ExecutionCount[]> {
     return this.statements()
       .countExecutions.all(jobId)
@@ -1294,6 +1325,15 @@ function prepare(db: Database.Database): Statements {
     deleteJobExecutions: p('DELETE FROM executions WHERE job_id = ?'),
     deleteJobExecutionsPiece: p('DELETE FROM executions WHERE job_id = ? AND device_id IN (SELECT device_id FROM executions WHERE job_id = ? LIMIT ?)'),
     deleteJobCounts: p('DELETE FROM execution_counts WHERE job_id = ?'),
+    deleteJob: p('DELETE FROM jobs WHERE job_id = ?'),
+    deleteJobLogsOf: p('DELETE FROM job_logs WHERE job_id = ?'),
+    // a job's executions not finished (their counts), and its finished ones that still owe a
+    // take-back (a deadline: read from the deadline index, not from the job's million rows)
+    countUnfinished: p<{ n: number }>(
+      `SELECT (SELECT COALESCE(SUM(count), 0) FROM execution_counts WHERE job_id = ? AND status IN ('QUEUED', 'IN_PROGRESS'))
+        + (SELECT COUNT(*) FROM executions INDEXED BY executions_due WHERE due_at IS NOT NULL AND job_id = ? AND status NOT IN ('QUEUED', 'IN_PROGRESS')) AS n`,
+    ),
+    finishedBefore: p<JobRow>(`SELECT ${JOB_COLS_NO_SPEC} FROM jobs WHERE status NOT IN (${ACTIVE_JOB_SQL}) AND COALESCE(updated_at, created_at) < ? ORDER BY COALESCE(updated_at, created_at), job_id LIMIT ?`),
     insertGroup: p(`INSERT INTO device_groups (${GROUP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getGroupHead: p<GroupRow>(`SELECT ${GROUP_HEAD_COLS} FROM device_groups WHERE name = ?`),
     changeGroup: p('UPDATE device_groups SET updated_at = ?, version = version + 1, size = size + ? WHERE name = ?'),

@@ -75,6 +75,16 @@ export interface JobRecord {
 /** Per-device execution states (DESIGN.md §4); the legal moves are in `jobs/execution-state.ts`. */
 export type ExecutionStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'CANCELED' | 'REMOVED';
 
+/** What `deleteJob` did. */
+export interface JobDeletion {
+  /** The job as it was, without its spec; absent when there is no such job. */
+  job?: JobRecord;
+  /** True when it was deleted. */
+  deleted: boolean;
+  /** A finished job held back by its executions: how many are not finished or still owe a command's take-back. */
+  unfinished?: number;
+}
+
 /** One job on one device. */
 export interface ExecutionRecord {
   jobId: string;
@@ -380,6 +390,25 @@ export interface StateStore {
   listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]>;
   /** Counts of a job's executions per wave and state (only non-zero ones). */
   countExecutions(jobId: string): Promise<ExecutionCount[]>;
+  /**
+   * Deletes a finished job (not in ACTIVE_JOB_STATUSES) and everything kept under its id: its
+   * row and its devices' logs in one write, which is when it no longer exists for any reader,
+   * then its executions in pieces of JOB_CHUNK and their counts (as an abandoned creation's,
+   * job-creation.ts: a `job_creations` row marks what is left, so a crash or a failure
+   * meanwhile is finished by the same clean-up). Nothing is deleted while the job is active,
+   * nor while some of its executions are not finished (QUEUED, IN_PROGRESS: a stop or an
+   * install still under way) or still owe a command's take-back (a deadline set, `dueAt`):
+   * deleting those would leave a command on a device that nothing takes back. Resolves with
+   * the job as it was (without its spec; absent when there is none), whether it was deleted,
+   * and, when its executions held it back, how many.
+   */
+  deleteJob(jobId: string): Promise<JobDeletion>;
+  /**
+   * Up to `limit` finished jobs (not in ACTIVE_JOB_STATUSES) whose last change (`updatedAt`,
+   * else `createdAt`) is before `before`, the oldest change first, without their specs: what
+   * the retention sweep deletes (`jobs/job-retention.ts`).
+   */
+  listFinishedBefore(before: number, limit: number): Promise<JobRecord[]>;
 
   /** Creates a group with its members; throws UpdraftError CONFLICT if the name is taken. */
   createGroup(group: GroupRecord): Promise<void>;

@@ -946,6 +946,67 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal((await store.countExecutions('dup')).reduce((k, c) => k + c.count, 0), 2 * JOB_CHUNK + 10);
         }));
 
+      it('deletes a finished job with its executions (in pieces, letting other writes through), counts and logs; refuses an active one and one whose executions are not done', () =>
+        withStore(async (store) => {
+          const finished = (jobId: string, status: JobRecord['status'] = 'COMPLETED'): JobRecord => ({ ...job(jobId), status });
+          const n = 2 * JOB_CHUNK + 7;
+          const big = Array.from({ length: n }, (_, i): ExecutionRecord => ({ ...execution('big', `d${String(i).padStart(6, '0')}`, 1), status: 'SUCCEEDED', dispatchedAt: 2, ...(i % 2 ? { wave: 1 } : {}) }));
+          await store.createJob(finished('big'), big);
+          await store.createJob(job('other'), [execution('other', 'd000001', 1)]);
+          for (const jobId of ['big', 'other']) await store.putJobLog({ jobId, deviceId: 'd000001', agentJobId: jobId, receivedAt: 5, lines: ['x'], dropped: 0 }, 10);
+
+          // not finished: nothing deleted
+          assert.deepEqual(await store.deleteJob('other'), { job: job('other'), deleted: false });
+          assert.equal((await store.getJob('other'))?.status, 'IN_PROGRESS');
+          // finished, but an execution still in progress, or one still owed a take-back (a deadline)
+          await store.createJob(finished('stopping', 'CANCELED'), [
+            { ...execution('stopping', 'a', 1), status: 'IN_PROGRESS', dispatchedAt: 2, dueAt: 90 },
+            { ...execution('stopping', 'b', 1), status: 'CANCELED', dueAt: 90 },
+            { ...execution('stopping', 'c', 1), status: 'CANCELED' },
+          ]);
+          assert.deepEqual(await store.deleteJob('stopping'), { job: finished('stopping', 'CANCELED'), deleted: false, unfinished: 2 });
+          assert.equal((await store.listExecutions({ jobId: 'stopping' })).length, 3, 'nothing of it deleted');
+          const a = (await store.getExecution('stopping', 'a'))!;
+          const { dueAt: _due, ...ended } = { ...a, status: 'CANCELED' as const, version: 2 };
+          assert.equal(await store.updateExecution(ended), true);
+          assert.deepEqual(await store.deleteJob('stopping'), { job: finished('stopping', 'CANCELED'), deleted: false, unfinished: 1 });
+
+          // issued after the deletion: committed between its pieces, not after all of them
+          const order: string[] = [];
+          const deleting = store.deleteJob('big').then((r) => (order.push('job'), r));
+          const other = store.putShadow(shadow('dev-1', 1, {}), 0).then(() => order.push('shadow'));
+          const [deleted] = await Promise.all([deleting, other]);
+          assert.deepEqual(order, ['shadow', 'job']);
+          assert.deepEqual(deleted, { job: finished('big'), deleted: true });
+          assert.equal(await store.getJob('big'), undefined);
+          assert.deepEqual(await store.countExecutions('big'), []);
+          assert.deepEqual(await store.listJobExecutions('big', { limit: 10 }), { items: [] });
+          assert.deepEqual(await store.listJobLogs('big', { limit: 10 }), { items: [] });
+          assert.deepEqual((await store.listDeviceExecutions('d000001', { limit: 10 })).items.map((e) => e.jobId), ['other']);
+          // the rest untouched
+          assert.deepEqual(await store.listExecutions({ jobId: 'other' }), [execution('other', 'd000001', 1)]);
+          assert.deepEqual((await store.listJobLogs('other', { limit: 10 })).items.map((l) => l.jobId), ['other']);
+          assert.deepEqual(await store.deleteJob('big'), { deleted: false }, 'gone');
+          assert.deepEqual(await store.deleteJob('nobody'), { deleted: false });
+          // nothing marks the id: it can be created again
+          await store.createJob(job('big'), [execution('big', 'd1', 1)]);
+          assert.deepEqual(await store.countExecutions('big'), [{ wave: 0, status: 'QUEUED', count: 1, dispatched: 0 }]);
+        }));
+
+      it('lists finished jobs last changed before a time, the oldest change first, without their specs', () =>
+        withStore(async (store) => {
+          const at = (jobId: string, status: JobRecord['status'], createdAt: number, updatedAt?: number): JobRecord => ({ ...job(jobId), status, createdAt, spec: { big: true }, ...(updatedAt !== undefined ? { updatedAt, version: 2 } : {}) });
+          for (const j of [at('done-late', 'COMPLETED', 100, 900), at('canceled', 'CANCELED', 100, 300), at('aborted', 'ABORTED', 200), at('paused', 'PAUSED', 100, 150), at('running', 'IN_PROGRESS', 50), at('recent', 'COMPLETED', 100, 2_000)]) await store.createJob(j, []);
+          const ids = async (before: number, limit = 10) => (await store.listFinishedBefore(before, limit)).map((j) => j.jobId);
+          assert.deepEqual(await ids(1_000), ['aborted', 'canceled', 'done-late']);
+          assert.deepEqual(await ids(1_000, 2), ['aborted', 'canceled']);
+          assert.deepEqual(await ids(300), ['aborted'], 'before, not at');
+          assert.deepEqual(await ids(100), []);
+          const [first] = await store.listFinishedBefore(1_000, 1);
+          assert.equal(first?.spec, undefined, 'without its spec');
+          assert.equal(first?.status, 'ABORTED');
+        }));
+
       it('keeps the counts equal to a recount through every kind of execution write', () =>
         withStore(async (store) => {
           /** The counts the way countExecutions promises them, recomputed from the rows themselves. */

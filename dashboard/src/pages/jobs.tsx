@@ -28,9 +28,9 @@ export function JobsPage() {
     return `/jobs?${q.toString()}`;
   };
   const listPath = (cursor: string | null | undefined) => `/jobs?limit=25${cursor ? `&after=${encodeURIComponent(cursor)}` : ''}`;
-  // live as jobs change, and read again when the stream reconnects: what changed while it was
-  // down sent no event here (hooks.ts useLiveList: one read as the page opens)
-  const jobs = useLiveList<Page<Job>>(listPath(after), { types: 'job.changed' });
+  // live as jobs change or are deleted, and read again when the stream reconnects: what
+  // changed while it was down sent no event here (hooks.ts useLiveList: one read as the page opens)
+  const jobs = useLiveList<Page<Job>>(listPath(after), { types: 'job.changed,job.deleted' });
   /** While the way back of a URL without it is looked for; its failure. */
   const [finding, setFinding] = useState<{ busy: boolean; error?: Error }>({ busy: false });
   const newerPage = async () => {

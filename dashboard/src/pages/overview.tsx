@@ -26,7 +26,7 @@ function Stat({ label, value, id }: { label: string; value: number; id: string }
 export function OverviewPage() {
   const overview = useApi<FleetOverview>('/fleet/overview');
   const recent = useApi<Page<RecentEvent>>('/events/recent?limit=15');
-  useLiveReload({ types: 'job.changed,device.presence' }, [overview, recent], 2000);
+  useLiveReload({ types: 'job.changed,job.deleted,device.presence' }, [overview, recent], 2000);
   usePoll([overview, recent], 5000);
   const o = overview.data;
   return (

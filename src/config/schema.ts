@@ -29,8 +29,8 @@ export interface UpdraftConfig {
   drainSeconds: number;
   /** Where rollout state changes are POSTed ('' : nowhere), and the HMAC key that signs them. */
   webhook: { url: string; secret: string };
-  /** Devices' logs of failed jobs kept per job (protocol/job-log.ts). */
-  jobs: { maxLogsPerJob: number };
+  /** Devices' logs of failed jobs kept per job (protocol/job-log.ts); days a finished job is kept (0: for ever, jobs/job-retention.ts). */
+  jobs: { maxLogsPerJob: number; retentionDays: number };
 }
 
 /** One setting. */
@@ -126,5 +126,6 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'webhook.url', type: 'url', default: '', env: 'UPDRAFT_WEBHOOK_URL', flag: 'webhook-url', doc: 'Endpoint that receives a JSON POST when a rollout starts, pauses, moves to its next wave, completes, is canceled or aborts (docs/rollouts.md); empty: none. The final URL (a redirect fails the delivery: it is not followed), without user info (user:password@, refused: put a token in the path or query, and sign with webhook.secret).', schemes: ['http', 'https'], secret: true, noUserInfo: "a delivery cannot carry it; put the receiver's token in the URL's path or query, and sign deliveries with webhook.secret" },
   { path: 'webhook.secret', type: 'string', default: '', env: 'UPDRAFT_WEBHOOK_SECRET', flag: 'webhook-secret', doc: 'HMAC-SHA256 key of the x-updraft-signature header of webhook deliveries (give it in the environment, not as a flag, which other users can read).', secret: true },
   { path: 'jobs.maxLogsPerJob', type: 'integer', default: 1000, env: 'UPDRAFT_MAX_LOGS_PER_JOB', flag: 'max-logs-per-job', doc: "Devices' logs of failed attempts (state/{id}/job-log, at most 16 KiB each) kept per job; the first devices' are kept, later ones refused with 409. 0 keeps none.", min: 0, max: 1_000_000 },
+  { path: 'jobs.retentionDays', type: 'integer', default: 0, env: 'UPDRAFT_JOB_RETENTION_DAYS', flag: 'job-retention-days', doc: "Days a finished job (COMPLETED, CANCELED, ABORTED) is kept after its last change; then it is deleted with its executions, their counts and its devices' logs, as updraft job delete does, a few at a time by the instance leading rollouts. 0 (the default) keeps jobs for ever: they are the operator's records of what was installed where, so deleting them must be asked for.", min: 0, max: 36_500 },
   { path: 'logFormat', type: 'enum', default: 'text', env: 'UPDRAFT_LOG_FORMAT', flag: 'log-format', doc: 'text (time, level, message, key=value fields; values with spaces quoted) or json (one object per line, for log pipelines).', values: ['text', 'json'] },
 ];

@@ -1,5 +1,5 @@
 /**
- * Builds the rollout parts (groups, jobs, engine, deployments, fleet view) from what the
+ * Builds the rollout parts (groups, jobs, engine, retention, deployments, fleet view) from what the
  * composition root already has, so that `server/updraft-server.ts` wires them with a few
  * lines. The engine is a Part: started after the message bus, stopped before it.
  */
@@ -18,6 +18,7 @@ import { DeploymentService } from './deployment-service.ts';
 import { withdrawStay } from './desired-software.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
 import { JobService } from './job-service.ts';
+import { JobRetention, type JobRetentionDeps } from './job-retention.ts';
 import { RolloutEngine, type RolloutEngineDeps } from './rollout-engine.ts';
 
 /** What the rollout parts need. */
@@ -33,6 +34,8 @@ export interface RolloutDeps {
   onlineCount: () => number;
   /** Engine tuning and the clock (tests), and the lease when several instances share the store. */
   engine?: Pick<RolloutEngineDeps, 'now' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs' | 'lease' | 'arrivals' | 'artifactStorage'>;
+  /** How long finished jobs are kept (`jobs.retentionDays`; absent or 0: for ever), and the sweep's tuning (tests). */
+  retention?: Pick<JobRetentionDeps, 'days' | 'everyMs' | 'perPass'>;
 }
 
 /** The rollout parts. */
@@ -42,6 +45,8 @@ export class Rollouts {
   readonly groups: GroupService;
   readonly deployments: DeploymentService;
   readonly fleet: FleetView;
+  /** Deletes finished jobs past `jobs.retentionDays`, on the instance leading rollouts. */
+  readonly retention: JobRetention;
   private readonly deps: RolloutDeps;
 
   constructor(deps: RolloutDeps) {
@@ -54,25 +59,29 @@ export class Rollouts {
     this.groups = new GroupService({ store, ...(now ? { now } : {}), onChange: () => this.engine.rescan() });
     this.deployments = new DeploymentService({ store, jobs: this.jobs });
     this.fleet = new FleetView({ store, onlineCount: deps.onlineCount });
+    const engine = this.engine;
+    this.retention = new JobRetention({ store, jobs: this.jobs, isLeader: () => engine.isLeader, logger, days: 0, ...deps.retention, ...(now ? { now } : {}) });
   }
 
   private unsubscribe: (() => void)[] = [];
   private readonly withdrawing = new Set<Promise<void>>();
 
-  /** Recovers rollouts left in flight and starts the scheduler. */
-  start(): Promise<void> {
+  /** Recovers rollouts left in flight and starts the scheduler, then the retention sweep. */
+  async start(): Promise<void> {
     this.unsubscribe = [
       // a device re-tagged may now match what continuous jobs target, as after a group change
       this.deps.events.on('device.changed', () => this.engine.rescan()),
       // on every instance: the one that handled the device's report sees it
       this.deps.events.on('shadow.updated', (e) => this.onShadowUpdated(e)),
     ];
-    return this.engine.start();
+    await this.engine.start();
+    await this.retention.start();
   }
 
   async stop(): Promise<void> {
     for (const off of this.unsubscribe) off();
     this.unsubscribe = [];
+    await this.retention.stop();
     await Promise.all(this.withdrawing);
     await this.engine.stop();
   }

@@ -306,7 +306,7 @@ export class UpdraftServer {
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (DESIGN.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000 }) : undefined;
-    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs) } });
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs) }, retention: { days: config.jobs.retentionDays } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
     // several instances on one external broker: every instance's live views see all events

@@ -106,9 +106,11 @@ export async function startRolloutFixture(
     logger?: Logger;
     /** A store to run on instead of SQLite in the fixture's directory (PostgreSQL); started here, stopped by close(). */
     store?: StateStore;
+    /** Days finished jobs are kept (`jobs.retentionDays`; default 0: for ever); the sweep runs only when a test calls its pass(). */
+    retentionDays?: number;
   } = {},
 ): Promise<RolloutFixture> {
-  const { dir: reopened, builds = [], maxPending = 100_000, logger = silentLogger, store: given, ...engineOptions } = options;
+  const { dir: reopened, builds = [], maxPending = 100_000, logger = silentLogger, store: given, retentionDays = 0, ...engineOptions } = options;
   const dir = reopened ?? (await mkdtemp(path.join(os.tmpdir(), 'updraft-rollout-')));
   const clock = { now: Date.UTC(2026, 0, 1) };
   const now = () => clock.now;
@@ -126,7 +128,7 @@ export async function startRolloutFixture(
   const artifacts = new ArtifactService({ store, blobs, maxArtifactBytes: 1 << 20 } as ConstructorParameters<typeof ArtifactService>[0]);
   let tracker = new ExecutionTracker({ store, events, logger: silentLogger, now });
   await tracker.start();
-  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000, ...engineOptions } });
+  const build = () => new Rollouts({ store, events, replica, artifacts, tracker, logger, isOnline: () => false, onlineCount: () => 0, engine: { now, tickMs: 0, continuousScanMs: 60_000, ...engineOptions }, retention: { days: retentionDays, everyMs: 2 ** 31 - 1 } });
   let rollouts = build();
   await rollouts.start();
 

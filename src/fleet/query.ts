@@ -38,7 +38,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject, type JsonValue } from '../protocol/json.ts';
-import { SEMVER, compareSemver } from '../protocol/software.ts';
+import { STORED_SEMVER, compareSemver } from '../protocol/software.ts';
 import type { DeviceRecord } from '../store/state-store.ts';
 
 /** What a query is evaluated against. */
@@ -307,10 +307,10 @@ function present(v: JsonValue): boolean {
 
 /** A version's text: a semantic version, or `2` / `2.10` read as `2.0.0` / `2.10.0` on a version field. */
 function versionOf(text: string, versionField: boolean): string | undefined {
-  if (SEMVER.test(text)) return text;
+  if (STORED_SEMVER.test(text)) return text;
   if (!versionField || !/^\d+(\.\d+)?$/.test(text)) return undefined;
   const v = text.includes('.') ? `${text}.0` : `${text}.0.0`;
-  return SEMVER.test(v) ? v : undefined;
+  return STORED_SEMVER.test(v) ? v : undefined;
 }
 
 /** True for a string written the way JSON writes a number (`12`, `-3`, `1.5`). */

@@ -6,7 +6,7 @@
  */
 import { incompatibility } from '../protocol/compatibility.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { SEMVER, compareSemver, parseReportedSoftware } from '../protocol/software.ts';
+import { STORED_SEMVER, compareSemver, parseReportedSoftware } from '../protocol/software.ts';
 import type { ArtifactRecord } from '../store/state-store.ts';
 
 /** Why the build is not sent to the device (REJECTED), with the version it runs; or undefined. */
@@ -20,7 +20,7 @@ export interface Refusal {
 /** The refusal of `artifact` for a device that reported `reportedState` (the shadow's `state.reported`; `reported`, its software, when the caller parsed it already), or undefined. */
 export function refusalOf(artifact: ArtifactRecord, allowDowngrade: boolean, reportedState: JsonObject | undefined, reported = parseReportedSoftware(reportedState?.software)): Refusal | undefined {
   // downgrade protection: reported is the truth about what runs
-  if (!allowDowngrade && reported && SEMVER.test(reported.version) && compareSemver(artifact.version, reported.version) < 0) {
+  if (!allowDowngrade && reported && STORED_SEMVER.test(reported.version) && compareSemver(artifact.version, reported.version) < 0) {
     return { kind: 'downgrade', error: `downgrade refused: the device runs ${reported.version}, the job installs ${artifact.version}; create the job with allowDowngrade to allow it`, version: reported.version };
   }
   const c = artifact.compatibility;

@@ -8,7 +8,7 @@
  * rollout targeting mistake should be able to.
  */
 import { UpdraftError } from '../errors.ts';
-import { compareSemver, SEMVER } from './software.ts';
+import { compareSemver, SEMVER, STORED_SEMVER } from './software.ts';
 import { ID_RULE, idProblem } from './topics.ts';
 
 /** A build's constraints; absent fields constrain nothing. */
@@ -22,8 +22,12 @@ export interface Compatibility {
 const COMPARATOR = /^(>=|<=|>|<|=)?(.+)$/;
 const MAX_DEVICE_TYPES = 64;
 
-/** Checks and normalizes constraints given by an operator; BAD_REQUEST naming what is wrong. */
-export function parseCompatibility(input: { deviceTypes?: unknown; requires?: unknown }): Compatibility {
+/**
+ * Checks and normalizes constraints given by an operator; BAD_REQUEST naming what is wrong.
+ * `versions`: the rule for the versions in `requires`: SEMVER for new ones, STORED_SEMVER for
+ * constraints read back (a signed manifest of a build added before SEMVER followed §9).
+ */
+export function parseCompatibility(input: { deviceTypes?: unknown; requires?: unknown }, versions: RegExp = SEMVER): Compatibility {
   const out: Compatibility = {};
   if (input.deviceTypes !== undefined) {
     const list = input.deviceTypes;
@@ -37,27 +41,27 @@ export function parseCompatibility(input: { deviceTypes?: unknown; requires?: un
   if (input.requires !== undefined) {
     if (typeof input.requires !== 'string') throw new UpdraftError('BAD_REQUEST', 'requires must be a version range like ">=2.5.0" or ">=2.5.0 <3.0.0"');
     const text = input.requires.trim().split(/\s+/).join(' ');
-    comparators(text); // throws when malformed
+    comparators(text, versions); // throws when malformed
     out.requires = text;
   }
   return out;
 }
 
 /** `>=2.5.0 <3.0.0` → its comparators; BAD_REQUEST when one is not an operator and a semantic version. */
-function comparators(range: string): { op: string; version: string }[] {
+function comparators(range: string, versions: RegExp): { op: string; version: string }[] {
   const parts = range.split(/\s+/).filter((p) => p !== '');
   if (parts.length === 0 || parts.length > 8) throw new UpdraftError('BAD_REQUEST', `requires must hold 1 to 8 comparators like ">=2.5.0", got "${range.slice(0, 140)}"`);
   return parts.map((p) => {
     const m = COMPARATOR.exec(p)!;
-    if (!SEMVER.test(m[2]!)) throw new UpdraftError('BAD_REQUEST', `"${p.slice(0, 140)}" in requires is not an operator (>=, >, <=, <, =) and a semantic version`);
+    if (!versions.test(m[2]!)) throw new UpdraftError('BAD_REQUEST', `"${p.slice(0, 140)}" in requires is not an operator (>=, >, <=, <, =) and a semantic version`);
     return { op: m[1] ?? '=', version: m[2]! };
   });
 }
 
 /** Whether `version` satisfies every comparator of `range`. */
 export function satisfies(version: string, range: string): boolean {
-  if (!SEMVER.test(version)) return false;
-  return comparators(range).every(({ op, version: v }) => {
+  if (!STORED_SEMVER.test(version)) return false;
+  return comparators(range, STORED_SEMVER).every(({ op, version: v }) => {
     const c = compareSemver(version, v);
     return op === '>=' ? c >= 0 : op === '>' ? c > 0 : op === '<=' ? c <= 0 : op === '<' ? c < 0 : c === 0;
   });

@@ -8,6 +8,7 @@
 import { UpdraftError } from '../errors.ts';
 import { parseCompatibility } from './compatibility.ts';
 import { isJsonObject } from './json.ts';
+import { STORED_SEMVER } from './software.ts';
 
 /** What the signature vouches for (a type, not an interface, so that it is a JSON object). */
 export type SoftwareManifest = {
@@ -67,7 +68,8 @@ export function parseManifest(value: unknown, where = 'manifest'): SoftwareManif
   if (value.deviceTypes !== undefined || value.requires !== undefined) {
     let c;
     try {
-      c = parseCompatibility({ deviceTypes: value.deviceTypes, requires: value.requires });
+      // read back: a build added before SEMVER followed §9 may require `>=1.0.0-rc.01`
+      c = parseCompatibility({ deviceTypes: value.deviceTypes, requires: value.requires }, STORED_SEMVER);
     } catch (err) {
       throw new UpdraftError('BAD_REQUEST', `${where}: ${(err as Error).message}`);
     }

@@ -136,6 +136,16 @@ export const SEMVER = new RegExp(
   `^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-${PRERELEASE_ID}(?:\\.${PRERELEASE_ID})*)?(?:\\+[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*)?$`,
 );
 
+/**
+ * The spelling versions had before SEMVER followed §9 and §10 (2026-12-05): prerelease and
+ * build as any run of `[0-9A-Za-z.-]`, so `2.0.0-rc.01` and `2.0.0-rc..1` too. New names are
+ * checked with SEMVER (an artifact's version, `requires`, `--initial-version`); what was
+ * stored or is reported is read with this one: a build added before, its jobs, the desired
+ * state naming it and a device running it must keep working after an upgrade (an artifact
+ * of such a version was left undeployable: every command write refused, QA).
+ */
+export const STORED_SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+
 function field(obj: JsonObject, key: string, type: 'string' | 'number', where: string): string | number {
   const v = obj[key];
   if (typeof v !== type) throw new UpdraftError('BAD_REQUEST', `${where}.${key} must be a ${type}`);
@@ -150,7 +160,7 @@ export function parseDesiredSoftware(value: unknown, where = 'software'): Desire
   const sha256 = field(value, 'sha256', 'string', where) as string;
   const size = field(value, 'size', 'number', where) as number;
   const jobId = field(value, 'jobId', 'string', where) as string;
-  if (!SEMVER.test(version)) throw new UpdraftError('BAD_REQUEST', `${where}.version must be a semantic version like 2.0.0`);
+  if (!STORED_SEMVER.test(version)) throw new UpdraftError('BAD_REQUEST', `${where}.version must be a semantic version like 2.0.0`);
   if (!SHA256_HEX.test(sha256)) throw new UpdraftError('BAD_REQUEST', `${where}.sha256 must be 64 lower-case hex digits`);
   if (!Number.isSafeInteger(size) || size < 0) throw new UpdraftError('BAD_REQUEST', `${where}.size must be a non-negative integer`);
   if (jobId.length === 0 || jobId.length > 128) throw new UpdraftError('BAD_REQUEST', `${where}.jobId must be 1 to 128 characters`);
@@ -238,8 +248,8 @@ export function parseReportedSoftware(value: unknown): ReportedSoftware | undefi
  * 1e308 (Infinity - Infinity gave NaN) keep their order.
  */
 export function compareSemver(a: string, b: string): number {
-  const pa = SEMVER.exec(a);
-  const pb = SEMVER.exec(b);
+  const pa = STORED_SEMVER.exec(a);
+  const pb = STORED_SEMVER.exec(b);
   if (!pa || !pb) return a < b ? -1 : a > b ? 1 : 0;
   for (let i = 1; i <= 3; i++) {
     const d = compareDigits(pa[i]!, pb[i]!);
@@ -264,7 +274,9 @@ export function compareSemver(a: string, b: string): number {
       if (d !== 0) return d;
     }
     if (na !== nb) return na ? -1 : 1;
-    if (!na && ia !== ib) return ia < ib ? -1 : 1;
+    // equal numbers written differently (`01`, which §9 forbids but versions stored before
+    // SEMVER followed it may hold) keep an order
+    if (ia !== ib) return ia < ib ? -1 : 1;
   }
   return 0;
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_LIMITS, parseSimpleRequest, parseUpdateRequest } from '../../src/protocol/shadow-messages.ts';
-import { SEMVER, compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
+import { SEMVER, STORED_SEMVER, compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
+import { parseCompatibility, satisfies } from '../../src/protocol/compatibility.ts';
 import { answerTopic, parseCredentialsRequestTopic, parseRequestTopic } from '../../src/protocol/topics.ts';
 import { mayPublish } from '../../src/broker/topic-acl.ts';
 
@@ -98,6 +99,13 @@ describe('request validation', () => {
     for (const v of ['1.0.0-01', '1.0.0-rc.01', '1.0.0-00', '1.0.0-', '1.0.0-rc..1', '1.0.0-rc.', '1.0.0+', '1.0.0+a..b', '01.0.0', '1.0', '1.0.0-rc_1', 'v1.0.0']) {
       assert.equal(SEMVER.test(v), false, v);
     }
+  });
+
+  it('reads versions stored before SEMVER followed §9 (requires of a signed manifest, a device that runs one); new ones are held to it', () => {
+    assert.throws(() => parseCompatibility({ requires: '>=1.0.0-rc.01' }), /in requires is not an operator .* and a semantic version/);
+    assert.deepEqual(parseCompatibility({ requires: '>=1.0.0-rc.01' }, STORED_SEMVER), { requires: '>=1.0.0-rc.01' });
+    assert.equal(satisfies('1.0.0-rc.02', '>=1.0.0-rc.01'), true);
+    assert.equal(compareSemver('1.0.0-rc.01', '1.0.0-rc.1'), -1);
   });
 
   it('orders semantic versions by precedence', () => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { isTimeZone } from '../protocol/maintenance-window.ts';
 import { ID_RULE, isValidId } from '../protocol/topics.ts';
-import { MAX_WAIT_CHECK_SECONDS, SEMVER } from '../protocol/software.ts';
+import { MAX_WAIT_CHECK_SECONDS, STORED_SEMVER } from '../protocol/software.ts';
 import { createLogger, type Logger } from '../util/logger.ts';
 import { safeUrl } from '../util/redact-url.ts';
 import { ExclusiveLock } from '../util/exclusive-lock.ts';
@@ -233,7 +233,8 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   const problems: string[] = [];
   if (!isValidId(opts.deviceId ?? '')) problems.push(`--device must be ${ID_RULE}`);
   if (!opts.installDir) problems.push('--install-dir is required');
-  if (opts.initialVersion !== undefined && !SEMVER.test(opts.initialVersion)) problems.push('--initial-version must be a semantic version like 1.0.0');
+  // the spelling taken before SEMVER followed §9: a device's unit file given 1.0.0-rc.01 then must still start
+  if (opts.initialVersion !== undefined && !STORED_SEMVER.test(opts.initialVersion)) problems.push('--initial-version must be a semantic version like 1.0.0');
   if (opts.healthCheckTimeoutMs !== undefined && !(Number.isInteger(opts.healthCheckTimeoutMs) && opts.healthCheckTimeoutMs > 0)) {
     problems.push('--health-check-timeout must be a positive number of milliseconds');
   }

@@ -24,6 +24,11 @@ describe('runAgentDaemon', () => {
       for (const flag of ['--device', '--install-dir', '--initial-version', '--broker']) assert.ok(err.message.includes(flag), err.message);
       return true;
     });
+    // a version spelled as before semver §9 was followed (a unit file written then) is still taken
+    await assert.rejects(runAgentDaemon({ deviceId: 'bad/id', installDir: '', initialVersion: '1.0.0-rc.01', brokerUrl: 'localhost:1883' }), (err: unknown) => {
+      assert.ok(err instanceof UpdraftError && err.message.includes('--device') && !err.message.includes('--initial-version'), String(err));
+      return true;
+    });
   });
 
   it('installs an update into the install dir, logs one line per phase, and stops on abort', async () => {

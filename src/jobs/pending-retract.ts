@@ -14,7 +14,9 @@
  * it (a cancel, an abort, a retry taken back as the job stops, a refusal or removal at
  * dispatch, another instance's stop, a crash), and the next tick on whichever instance leads
  * tries the retract again, the same way a TIMED_OUT row awaiting its retract is finished
- * (STYLE.md habit 7). Only sending the retry, or the retract done (or refused for good), ends it.
+ * (STYLE.md habit 7). Only sending the retry, the retract done (or refused for good), or the
+ * execution ending SUCCEEDED in place of the retry (retry-policy.ts: the device finished a
+ * command of the job, on its build) ends it.
  */
 import type { JsonObject } from '../protocol/json.ts';
 import type { ExecutionRecord } from '../store/state-store.ts';

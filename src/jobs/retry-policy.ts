@@ -17,7 +17,7 @@ import { canRetry } from './execution-state.ts';
 import { mutateExecution } from './execution-writer.ts';
 import { specOf } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
-import { owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS } from './pending-retract.ts';
+import { owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS, withoutRetractPending } from './pending-retract.ts';
 
 /**
  * Requeues `e` as its next attempt if the job's retry policy allows and the job is active;
@@ -158,9 +158,28 @@ function succeededAfterTimeout(cur: ExecutionRecord): Partial<ExecutionRecord> |
   const timedOut: JsonObject = { at: cur.dueAt ?? null };
   if (typeof cur.details.error === 'string') timedOut.error = cur.details.error;
   details.timedOut = timedOut;
-  for (const k of ['lateSuccess', 'error', 'progress', 'waiting', 'cancelBy', RETRACT_PENDING]) delete details[k];
-  // the command the timeout took back is the one the device finished: nothing is owed any more
-  return { status: 'SUCCEEDED', details, dueAt: undefined };
+  for (const k of ['lateSuccess', 'error', 'progress', 'waiting', 'cancelBy']) delete details[k];
+  return succeeded(details);
+}
+
+/**
+ * A queued retry ended SUCCEEDED with nothing sent (RolloutEngine.dispatch): the device's
+ * reported software shows the SUCCESS of its earlier attempt `attempt` on the job's build
+ * (`succeededAttemptOf`), as `version`; the success stays in `details.attempts`.
+ */
+export function succeededUnsent(cur: ExecutionRecord, attempt: number, version: string, now: number): Partial<ExecutionRecord> {
+  return succeeded({ ...cur.details, agentStatus: 'SUCCESS', version, retryNotSent: { attempt, at: now } });
+}
+
+/**
+ * The write that ends an execution SUCCEEDED in place of its retry (`succeededAfterTimeout`,
+ * `succeededUnsent`): no take-back owed (pending-retract.ts) and nothing due. The command a
+ * failed retract left desired is an attempt of this job, on the build the device reports it
+ * runs after finishing it: taken back later, it left the device of a SUCCEEDED execution told
+ * to call the job off (a stay, `<job>.cancel`).
+ */
+function succeeded(details: JsonObject): Partial<ExecutionRecord> {
+  return { status: 'SUCCEEDED', details: withoutRetractPending(details), dueAt: undefined };
 }
 
 /**

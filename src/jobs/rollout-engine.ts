@@ -46,7 +46,7 @@ import { isTransient, owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS, withoutRet
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
-import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed, succeededAttemptOf } from './retry-policy.ts';
+import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed, succeededAttemptOf, succeededUnsent } from './retry-policy.ts';
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { sweepStrandedCommands } from './stranded-commands.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
@@ -887,7 +887,8 @@ export class RolloutEngine {
         const succeeded = succeededAttemptOf(job, e.attempt ?? 1, reported);
         if (succeeded !== undefined) {
           const version = reported!.version;
-          await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? { status: 'SUCCEEDED', details: { ...cur.details, agentStatus: 'SUCCESS', version, retryNotSent: { attempt: succeeded, at: now } } } : undefined), now, e);
+          // a take-back the retry owes ends with it: the device finished that job (succeededUnsent)
+          await mutateExecution(this.deps, key, (cur) => (stillQueued(cur) ? succeededUnsent(cur, succeeded, version, now) : undefined), now, e);
           return 'refused'; // nothing sent: not counted against the rate
         }
         // a lower version than the device runs, or a build for other hardware or over other

@@ -79,4 +79,27 @@ describe('a timed-out command the replica cannot take back for now, with a retry
     await f.complete(d, 'SUCCESS', '1.0.0');
     assert.equal(((await f.store.getShadow(d, ''))?.state.reported?.software as JsonObject | undefined)?.version, '1.0.0');
   });
+
+  it("the device then reports the timed-out attempt's SUCCESS and the retry ends SUCCEEDED unsent: nothing is taken back from it", async () => {
+    const { d, jobId, free } = await timedOutWhileReplicaBusy();
+    await free();
+    // back online before the retract is tried again: it had the build (offline, its reports held back)
+    await f.report(d, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    await f.rollouts.jobs.resume(jobId);
+    f.advance(1_000); // the retract not yet due again: the retry's turn comes first
+    await f.tick();
+    const e = await f.execution(jobId, d);
+    assert.deepEqual([e.status, e.attempt, e.dispatchedAt, (e.details.retryNotSent as JsonObject | undefined)?.attempt], ['SUCCEEDED', 2, undefined, 1], 'ended at its turn, nothing sent');
+    assert.deepEqual([e.dueAt, e.details.retractPending], [undefined, undefined], 'the command the device finished is owed no take-back: nothing due');
+    // later ticks (past the retract's retry) leave the device on the command it finished
+    const version = (await f.store.getShadow(d, ''))?.version;
+    f.advance(RETRACT_RETRY_MS);
+    await f.tick();
+    f.advance(RETRACT_RETRY_MS);
+    await f.tick();
+    const asked = await f.desired(d);
+    assert.deepEqual([asked?.jobId, asked?.version], [jobId, '2.0.0'], 'still asked for the command it finished, not told to call it off');
+    assert.equal((await f.store.getShadow(d, ''))?.version, version, 'the shadow is not written again');
+    assert.equal((await f.job(jobId)).status, 'COMPLETED');
+  });
 });

@@ -83,6 +83,17 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** Whether process `pid` is a postgres started on `data` (its command line: `postgres -D <data> ...`). */
+function servesFrom(pid: number, data: string): boolean {
+  let args: string[];
+  try {
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return false;
+  }
+  return path.basename(args[0] ?? '') === 'postgres' && args[args.indexOf('-D') + 1] === data && args.indexOf('-D') >= 0;
+}
+
 /**
  * Removes what a test process killed before its stop() left (a run cut by a timeout): each
  * `updraft-pg-*` directory whose `owner.pid` names a process that is gone, its postmaster
@@ -107,7 +118,9 @@ export async function sweepOrphans(tmp = os.tmpdir()): Promise<string[]> {
     } catch {
       postmaster = undefined;
     }
-    if (postmaster !== undefined && Number.isSafeInteger(postmaster) && postmaster > 0 && alive(postmaster)) {
+    // only that very postmaster: a pid file left by one that died (OOM, a reboot with /tmp kept)
+    // may name a process that has nothing to do with it now
+    if (postmaster !== undefined && Number.isSafeInteger(postmaster) && postmaster > 0 && alive(postmaster) && servesFrom(postmaster, path.join(dir, 'data'))) {
       process.kill(postmaster, 'SIGQUIT'); // immediate shutdown: its data is thrown away
       for (const deadline = Date.now() + 10_000; alive(postmaster) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
     }

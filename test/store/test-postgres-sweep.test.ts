@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
@@ -42,6 +44,21 @@ describe('the test PostgreSQL helper', { skip }, () => {
     await exited;
     assert.ok(alive(pid), 'the orphaned postmaster runs on');
     assert.ok(existsSync(dir), 'and its directory stays');
+
+    // a pid file naming a process that is not that postmaster (one that died, its pid taken since): it is left alone
+    const stranger = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'updraft-sweep-'));
+    const stale = path.join(tmp, 'updraft-pg-stale');
+    await mkdir(path.join(stale, 'data'), { recursive: true });
+    await writeFile(path.join(stale, 'owner.pid'), '999999999');
+    await writeFile(path.join(stale, 'data', 'postmaster.pid'), `${stranger.pid}\n${path.join(stale, 'data')}\n`);
+    try {
+      assert.deepEqual(await sweepOrphans(tmp), [stale], 'the directory is removed');
+      assert.ok(alive(stranger.pid!), 'the process its pid file names now is not signalled');
+    } finally {
+      stranger.kill('SIGKILL');
+      await rm(tmp, { recursive: true, force: true });
+    }
 
     assert.ok((await sweepOrphans()).includes(dir), 'swept');
     assert.equal(existsSync(dir), false, 'the directory is gone');

@@ -62,6 +62,10 @@ import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 import { DataDirLock, whileSettingUp } from './data-dir-lock.ts';
 import { checkOwnFiles, checkWritableDir } from '../util/writable-dir.ts';
+
+/** The files of keys/ and pki/ a server opens (signing-key.ts, root-key.ts, key-ring.ts; certificate-authority.ts, server-tls.ts). */
+const SERVER_KEY_FILES = ['software-signing.key', 'software-signing.pub', 'software-signing.cert', 'root.pub', 'root-rotations.json', 'url-signing.json'];
+const SERVER_PKI_FILES = ['ca.crt', 'ca.key', 'server.crt', 'server.key', 'server-hosts.json'];
 import { ClusterClock } from '../cluster/cluster-clock.ts';
 import { mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 
@@ -157,8 +161,10 @@ export class UpdraftServer {
     // and its files (left by a start as another user): the token and keys are read, the
     // embedded database and its lock files written in place
     const db = config.db ? [] : ['updraft.db', 'updraft.db-wal', 'updraft.db-shm'];
+    // only the files it opens: an operator's own file there (an offline root.key kept root-only) is not its to read
+    const read = ['operator-token', ...SERVER_KEY_FILES.map((f) => `keys/${f}`), ...SERVER_PKI_FILES.map((f) => `pki/${f}`)];
     await checkOwnFiles(
-      { readWrite: [...db, 'server.lock'].map((f) => path.join(dataDir, f)), read: [path.join(dataDir, 'operator-token')], dirs: ['keys', 'pki'].map((d) => path.join(dataDir, d)) },
+      { readWrite: [...db, 'server.lock'].map((f) => path.join(dataDir, f)), read: read.map((f) => path.join(dataDir, f)) },
       "give the server's user access to it (chown it to that user), or choose another --data-dir",
     );
     // with --db the directory holds no database whose lock says a server uses it: this one does (restore)

@@ -7,7 +7,7 @@
  * read-only mount, a full disk, another owner), where access(W_OK) answers for the mode bits.
  */
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { access, constants, mkdir, open, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
@@ -72,19 +72,14 @@ export async function checkWritableDir(dir: string, what: string, opts: { hint?:
  * writes in place, written) by this process's user: a data directory whose files another user
  * owns (`sudo updraft server` once, then the service's own user) had the server refuse in the
  * library's words, a bare "EACCES: permission denied, open '.../operator-token'" or SQLite's
- * "disk I/O error" (QA). Checks each of `files` that exists and every file in each of `dirs`
- * (the keys and the CA: all the server's own); missing ones pass (made later). Throws CONFIG
+ * "disk I/O error" (QA). Checks each of the files given that exists (the ones the server opens,
+ * not every file an operator keeps there); missing ones pass (made later). Throws CONFIG
  * in one line naming the file, its owner and mode, and `hint`.
  */
-export async function checkOwnFiles(spec: { readWrite: string[]; read: string[]; dirs: string[] }, hint: string): Promise<void> {
-  const inDirs: string[] = [];
-  for (const dir of spec.dirs) {
-    const names = await readdir(dir).catch(() => [] as string[]); // a missing or unreadable directory: checkWritableDir's to say
-    inDirs.push(...names.filter((n) => !n.startsWith('.write-check-')).map((n) => path.join(dir, n)));
-  }
+export async function checkOwnFiles(spec: { readWrite: string[]; read: string[] }, hint: string): Promise<void> {
   const wanted: [string, number][] = [
     ...spec.readWrite.map((f): [string, number] => [f, constants.R_OK | constants.W_OK]),
-    ...[...spec.read, ...inDirs].map((f): [string, number] => [f, constants.R_OK]),
+    ...spec.read.map((f): [string, number] => [f, constants.R_OK]),
   ];
   for (const [file, mode] of wanted) {
     const st = await stat(file).catch(() => undefined);

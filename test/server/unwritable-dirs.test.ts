@@ -117,6 +117,14 @@ describe('directories the server cannot write', { skip }, () => {
     await writeFile(path.join(key, 'keys', 'software-signing.key'), 'secret', { mode: 0o600 });
     if (!ROOT) await chmod(path.join(key, 'keys', 'software-signing.key'), 0o200);
     assert.match(await refusal(key), new RegExp(`^updraft: error: the file ${re(path.join(key, 'keys', 'software-signing.key'))} is not readable by this process's user .*: owned by ${owner}, mode 0[26]00; give the server's user access`));
+
+    // a file of the operator's own there, which the server never opens (an offline root key), is not its to read
+    const own = await dataDir();
+    await mkdir(path.join(own, 'keys'));
+    if (ROOT) await chown(path.join(own, 'keys'), NOBODY.uid, NOBODY.gid);
+    await writeFile(path.join(own, 'keys', 'root.key'), 'secret', { mode: 0o600 });
+    if (!ROOT) await chmod(path.join(own, 'keys', 'root.key'), 0o200);
+    assert.equal(await startServer(own).exitCode(), 'started');
   });
 
   it('a file where the data directory should be: refused, saying so', async () => {

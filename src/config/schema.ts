@@ -73,7 +73,8 @@ function tlsHostsProblem(value: string): string | undefined {
   const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
   for (const host of value.split(',').map((h) => h.trim()).filter((h) => h !== '')) {
     if (isIP(host) !== 0) continue;
-    const labels = (host.startsWith('*.') ? host.slice(2) : host).split('.');
+    // a fully qualified name's trailing dot (host.example.com.) is the same name, taken before this check
+    const labels = (host.startsWith('*.') ? host.slice(2) : host).replace(/\.$/, '').split('.');
     // an all-digit last label is an IP address written wrong (1.2.3.999), never a name
     if (host.length <= 253 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels.at(-1)!)) continue;
     return `has ${JSON.stringify(host)}, which is neither an IP address nor a host name (letters, digits and hyphens in dot-separated labels, a leading *. allowed); separate entries with commas`;

@@ -111,14 +111,14 @@ describe('configuration input', () => {
 
   it("refuses tls.hosts entries that are neither an IP address nor a host name, and a share group MQTT cannot name, in one line each", async () => {
     // they went into the server certificate as DNS names no device matches / split $share/<group>/ elsewhere
-    for (const bad of ['bad host!', '1.2.3.999', '-x-.example.com', 'a..b', 'host name', '[::1]', `${'a'.repeat(64)}.com`]) {
+    for (const bad of ['bad host!', '1.2.3.999', 'a.b..', '-x-.example.com', 'a..b', 'host name', '[::1]', `${'a'.repeat(64)}.com`]) {
       assert.equal(
         configError({ flags: { 'tls-hosts': `localhost, ${bad}` } }),
         `invalid configuration: tls.hosts (flag --tls-hosts) has ${JSON.stringify(bad)}, which is neither an IP address nor a host name (letters, digits and hyphens in dot-separated labels, a leading *. allowed); separate entries with commas`,
         bad,
       );
     }
-    const good = 'localhost, 127.0.0.1,::1,fe80::1,updates.example.com,*.fleet.example.com,10-0-0-1.nip.io,x1,updraft_server';
+    const good = 'localhost, 127.0.0.1,::1,fe80::1,updates.example.com,*.fleet.example.com,10-0-0-1.nip.io,x1,updraft_server,updates.example.com.';
     assert.equal(loadConfig({ flags: { 'tls-hosts': good } }).tls.hosts, good);
     for (const bad of ['a/b', 'grp+', '#']) {
       assert.equal(configError({ env: { UPDRAFT_MQTT_SHARE_GROUP: bad } }), `invalid configuration: mqtt.shareGroup (env UPDRAFT_MQTT_SHARE_GROUP) must not hold /, + or # (an MQTT share name cannot: $share/<group>/<filter>), got ${JSON.stringify(bad)}`);

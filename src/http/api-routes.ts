@@ -52,12 +52,16 @@ function query(req: IncomingMessage, url: URL, key: string): string {
 
 /** Adds the API routes to `router`. */
 export function addApiRoutes(router: Router, deps: ApiDeps): void {
-  // a page, newest first, as every list: a fleet's nightly builds run to thousands, each
-  // answer checked a signature per build (?name= pages one name's versions)
+  // a page, newest first, as every list, when asked with limit or after: a fleet's nightly
+  // builds run to thousands, each answer checked a signature per build (?name= pages one
+  // name's versions). Asked with neither, the whole list, as before 2026-12-05: a client of
+  // then (an older updraft CLI, a script) knows no next, and a first page alone would have
+  // hidden every older build from it without a word
   router.add('GET', '/api/v1/artifacts', async ({ res, url }) => {
     const name = url.searchParams.get('name');
     if (name === '') throw new UpdraftError('BAD_REQUEST', 'name is empty: give an artifact name, or leave name out to list every artifact');
-    const page = await deps.artifacts.list({ ...pageParams(url), ...(name !== null ? { name } : {}) });
+    const paged = url.searchParams.has('limit') || url.searchParams.has('after');
+    const page = paged ? await deps.artifacts.list({ ...pageParams(url), ...(name !== null ? { name } : {}) }) : { items: await deps.artifacts.all(name ?? undefined), next: undefined };
     const check = deps.checkArtifactSignature;
     const items = check ? page.items.map((a) => ({ ...a, signatureStatus: signatureStatus(a, check) })) : page.items;
     // the size limit too, in every page: a client can refuse a build over it before sending it

@@ -224,7 +224,7 @@ export function openApiDocument(): Obj {
       '/api/v1/openapi.json': { get: op('This document', { '200': json({ type: 'object' }) }) },
       '/api/v1/artifacts': {
         get: op(
-          'A page of artifacts, newest first (created, then the later added first), and the largest build the server takes',
+          'Artifacts, newest first (created, then the later added first), and the largest build the server takes: a page when limit or after is given; with neither, every artifact (as before 2026-12-05, for clients that know no next)',
           {
             '200': json({
               type: 'object',

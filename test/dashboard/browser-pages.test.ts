@@ -53,7 +53,7 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
     try {
       const lists: { page: string; read: string; shown: (p: Page) => Promise<void> }[] = [
         { page: '/jobs', read: 'GET /api/v1/jobs?limit=25', shown: (p) => p.getByTestId('jobs-table').getByRole('cell', { name: 'once-fw@1.0.0' }).first().waitFor() },
-        { page: '/artifacts', read: 'GET /api/v1/artifacts', shown: (p) => p.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'once-fw' }).first().waitFor() },
+        { page: '/artifacts', read: 'GET /api/v1/artifacts?limit=100', shown: (p) => p.getByTestId('artifacts-table').getByRole('row').filter({ hasText: 'once-fw' }).first().waitFor() },
         { page: '/devices', read: 'GET /api/v1/fleet/search?limit=25', shown: (p) => p.getByTestId('devices-table').getByRole('link', { name: 'once-1' }).waitFor() },
         { page: '/jobs/new', read: 'GET /api/v1/artifacts?limit=1000', shown: (p) => p.getByLabel('Artifact').locator('option', { hasText: 'once-fw@1.0.0' }).waitFor({ state: 'attached' }) },
       ];

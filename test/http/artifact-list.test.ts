@@ -1,6 +1,7 @@
 /**
  * `GET /api/v1/artifacts` answers a page, newest first, as every other list (`limit`, `after`,
- * `next`), optionally one name's versions (`?name=`), with `maxArtifactBytes` in every page;
+ * `next`) when asked with limit or after, every artifact when asked with neither (as before
+ * paging, for older clients), optionally one name's versions (`?name=`), with `maxArtifactBytes` in every page;
  * `updraft artifact list` follows `next` and prints them all. It answered every artifact at
  * once, a signature check each, on every dashboard visit, `artifact list` and `artifact add`:
  * thousands with a fleet's nightly builds. Real server, real HTTP and CLI, on SQLite and on a
@@ -62,9 +63,18 @@ for (const db of ['SQLite', 'PostgreSQL'] as const) {
       await pg?.stop();
     });
 
-    it('answers a page of 100 by default, newest first, maxArtifactBytes and next in each; following next gives every artifact once', async (t) => {
+    it('answers every artifact when asked without limit or after, and pages of 100 by default with one, newest first, maxArtifactBytes and next in each; following next gives every artifact once', async (t) => {
       if (skip) return t.skip(skip);
-      const first = await get('');
+      // asked without limit or after, as a client from before paging asks (an older updraft
+      // CLI knows no next): every artifact, with no next, never the newest 100 alone
+      const whole = await get('');
+      assert.equal(whole.status, 200);
+      assert.equal(whole.body.next, undefined);
+      assert.equal(whole.body.maxArtifactBytes, 500_000);
+      assert.deepEqual(whole.body.items.map(ref), expected);
+      assert.deepEqual((await get('?name=cam')).body.items.map(ref), ['cam@2.0.0', 'cam@1.0.0']);
+
+      const first = await get('?limit=100');
       assert.equal(first.status, 200);
       assert.equal(first.body.items.length, 100, 'the default page, as the other lists');
       assert.equal(first.body.maxArtifactBytes, 500_000);

@@ -33,7 +33,8 @@ export function ArtifactsPage() {
   };
   // a build added or deleted elsewhere (the CLI, another tab, another instance); read again
   // once the stream reconnects too, for what changed while it was not (one read as it opens)
-  const list = useLiveList<Page<Artifact> & { maxArtifactBytes?: number }>(after ? `/artifacts?after=${encodeURIComponent(after)}` : '/artifacts', { types: 'artifact.changed' });
+  // limit asks for a page (without it and after, the server answers the whole list)
+  const list = useLiveList<Page<Artifact> & { maxArtifactBytes?: number }>(`/artifacts?limit=100${after ? `&after=${encodeURIComponent(after)}` : ''}`, { types: 'artifact.changed' });
   const readOnly = useReadOnly();
   // a build uploaded here is the newest: shown on the first page
   const uploaded = () => (after ? navigate('/artifacts') : list.reload());

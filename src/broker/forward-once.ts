@@ -38,6 +38,9 @@ export interface RetainedStore {
   createRetainedStreamCombi(patterns: string[]): Readable;
 }
 
+/** aedes's functions that write a copy of a message to a client (its `deliver0` and `deliverQoS`, lib/client.js). */
+type Deliver = (packet: object, cb: () => void) => void;
+
 /** aedes's record of a subscription a client holds (its `Subscription`, lib/handlers/subscribe.js). */
 type HeldSubscription = { qos: number };
 
@@ -71,14 +74,20 @@ export class ForwardOnce {
     Object.defineProperty(duplicates, this.brokerId, { get: () => undefined, set: () => {}, enumerable: false, configurable: true });
     // a subscription takes the client's deliver function as it is made (aedes's addSubs): so
     // from here every QoS 0 subscription's copy is marked as one (`qosOf`)
-    const c = client as { deliver0?: (packet: object, cb: () => void) => void };
+    const c = client as { deliver0?: Deliver; deliverQoS?: Deliver };
     const deliver0 = c.deliver0;
-    if (typeof deliver0 !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its deliver0: the QoS of messages matching several subscriptions cannot be chosen');
-    c.deliver0 = (packet, cb) => {
+    const deliverQoS = c.deliverQoS;
+    if (typeof deliver0 !== 'function' || typeof deliverQoS !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its deliver0 and deliverQoS: the QoS of messages matching several subscriptions cannot be chosen');
+    const viaQos0: Deliver = (packet, cb) => {
       this.viaQos0.add(packet);
       deliver0(packet, cb);
     };
-    this.adoptSubscriptions(client);
+    const subscribing = this.adoptSubscriptions(client);
+    // addSubs reads one of them, to give the subscription it makes, just before it compares
+    // the record of a filter the client holds with the one asked for (`adoptSubscriptions`).
+    // No setter: aedes assigning them again (an upgrade) throws, in its strict-mode modules
+    Object.defineProperty(client, 'deliver0', { get: () => (subscribing(), viaQos0), enumerable: true, configurable: true });
+    Object.defineProperty(client, 'deliverQoS', { get: () => (subscribing(), deliverQoS), enumerable: true, configurable: true });
   }
 
   /**
@@ -92,28 +101,49 @@ export class ForwardOnce {
    * for the highest of the two), and in a persistent session that QoS 0 write left the
    * message's queued entry unacknowledged: it came again at the next connection. Here the
    * record of such a filter (no wildcard: a topic name has none) reads as the highest QoS the
-   * client's matching filters grant (`grantedQos`), its own granted QoS kept aside. Only that
-   * lowering and aedes's check of a SUBSCRIBE repeating a filter (which then replaces the
-   * subscription, as for a new QoS) read it; which deliver function a subscription uses was
-   * chosen from the QoS granted, before its record is stored.
+   * client's matching filters grant (`grantedQos`), its own granted QoS kept aside; which
+   * deliver function a subscription uses was chosen from the QoS granted, before its record
+   * is stored.
+   *
+   * One other reader must see the QoS granted: aedes's addSubs, which on a SUBSCRIBE repeating
+   * a filter keeps the subscription held when its record's qos equals the QoS asked for, and
+   * replaces it otherwise [MQTT-3.8.4-3]. Reading the topic's QoS there, `exact/a` granted 0
+   * and asked again at 1 while `exact/#` granted 1 was kept as it was (written at QoS 0, SUBACK
+   * 1), and once `exact/#` went its messages came at QoS 0. So the record reads its own grant
+   * while a subscription is being added: from the call of the function returned (addSubs reads
+   * the client's deliver function, synchronously, just before it compares) to the end of that
+   * synchronous run. aedes's lowering runs later, in a setImmediate of its own, and reads no
+   * deliver function before it.
+   *
+   * Returns the function that marks a subscription being added.
    */
-  private adoptSubscriptions(client: object): void {
+  private adoptSubscriptions(client: object): () => void {
     const c = client as { subscriptions?: Record<string, HeldSubscription> };
     const held = c.subscriptions;
     if (typeof held !== 'object' || held === null || Object.keys(held).length > 0) throw new UpdraftError('INTERNAL', "aedes client without an empty subscriptions record: a topic's QoS among overlapping subscriptions cannot be chosen");
     this.held.set(client, held);
+    let adding = false;
+    const subscribing = () => {
+      if (adding) return;
+      adding = true;
+      queueMicrotask(() => (adding = false));
+    };
     c.subscriptions = new Proxy(held, {
       set: (target, filter, record: HeldSubscription) => {
         const granted = record?.qos;
         // an aedes upgrade that changed its subscription record would bring the lowering back unnoticed
         if (typeof granted !== 'number' || !Object.getOwnPropertyDescriptor(record, 'qos')?.writable) throw new UpdraftError('INTERNAL', "aedes subscription record without its own qos: a topic's QoS among overlapping subscriptions cannot be chosen");
+        // addSubs stores a record in the synchronous run that read its deliver function: an
+        // upgrade where it did not would have its check of a repeated filter read the topic's QoS
+        if (!adding) throw new UpdraftError('INTERNAL', "aedes stored a subscription without reading the client's deliver function first: a SUBSCRIBE repeating a filter could keep its old QoS");
         if (typeof filter === 'string' && !filter.includes('+') && !filter.includes('#')) {
           grantedOf.set(record, granted);
-          Object.defineProperty(record, 'qos', { get: () => grantedQos(client as Client, filter, target), enumerable: true, configurable: true });
+          Object.defineProperty(record, 'qos', { get: () => (adding ? granted : grantedQos(client as Client, filter, target)), enumerable: true, configurable: true });
         }
         return Reflect.set(target, filter, record);
       },
     });
+    return subscribing;
   }
 
   /**

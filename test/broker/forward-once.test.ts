@@ -77,6 +77,9 @@ async function recording(url: string, clientId: string, clean: boolean) {
   return { client, got, until, untilCount, get closed() { return closed; } };
 }
 
+/** A connection `recording` opened. */
+type Recording = Awaited<ReturnType<typeof recording>>;
+
 describe('persistent sessions with overlapping subscriptions (embedded broker)', () => {
   const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
   let url: string;
@@ -283,6 +286,78 @@ describe('retained messages and filters equal to the topic (embedded broker)', (
     await second.until('exact/z');
     assert.deepEqual(second.got.map((m) => m.body), ['marker 2']);
     await second.client.endAsync();
+  });
+
+  /** Publishes `body` on exact/a at QoS 1, then a marker after it: the QoS of each copy of it `c` received. */
+  async function qosOf(c: Recording, body: string): Promise<number[]> {
+    await broker.publish('exact/a', body, 1);
+    await broker.publish(`mark/${body}`, 'marker', 1);
+    await c.until(`mark/${body}`);
+    return c.got.filter((m) => m.topic === 'exact/a' && m.body === body).map((m) => m.qos);
+  }
+
+  it('takes a SUBSCRIBE repeating the filter at another QoS as a new subscription, a wildcard granting that QoS or not [MQTT-3.8.4-3]', async () => {
+    // raised to the wildcard's QoS: aedes compared the QoS it read (the wildcard's, 1) with
+    // the one asked, kept the old subscription (granted 0, written at QoS 0) and acknowledged 1
+    const raised = await recording(url, 'exact-raised', true);
+    await raised.client.subscribeAsync({ 'exact/a': { qos: 0 }, 'exact/#': { qos: 1 }, 'mark/#': { qos: 1 } });
+    assert.deepEqual((await raised.client.subscribeAsync({ 'exact/a': { qos: 1 } })).map((g) => g.qos), [1]);
+    assert.deepEqual(await qosOf(raised, 'raised, both'), [1]);
+    await raised.client.unsubscribeAsync('exact/#');
+    assert.deepEqual(await qosOf(raised, 'raised, exact only'), [1]);
+    await raised.client.endAsync();
+
+    // the wildcard granted in the same SUBSCRIBE, just before the filter
+    const together = await recording(url, 'exact-together', true);
+    await together.client.subscribeAsync({ 'exact/a': { qos: 0 }, 'mark/#': { qos: 1 } });
+    assert.deepEqual((await together.client.subscribeAsync({ 'exact/#': { qos: 1 }, 'exact/a': { qos: 1 } })).map((g) => g.qos), [1, 1]);
+    await together.client.unsubscribeAsync('exact/#');
+    assert.deepEqual(await qosOf(together, 'together, exact only'), [1]);
+    await together.client.endAsync();
+
+    // lowered: the topic goes at the wildcard's QoS while it holds, then at the filter's
+    const lowered = await recording(url, 'exact-lowered', true);
+    await lowered.client.subscribeAsync({ 'exact/a': { qos: 1 }, 'exact/#': { qos: 1 }, 'mark/#': { qos: 1 } });
+    assert.deepEqual((await lowered.client.subscribeAsync({ 'exact/a': { qos: 0 } })).map((g) => g.qos), [0]);
+    assert.deepEqual(await qosOf(lowered, 'lowered, both'), [1]);
+    await lowered.client.unsubscribeAsync('exact/#');
+    assert.deepEqual(await qosOf(lowered, 'lowered, exact only'), [0]);
+    await lowered.client.endAsync();
+
+    // unsubscribed, then subscribed again at the wildcard's QoS
+    const again = await recording(url, 'exact-again', true);
+    await again.client.subscribeAsync({ 'exact/a': { qos: 0 }, 'exact/#': { qos: 1 }, 'mark/#': { qos: 1 } });
+    await again.client.unsubscribeAsync('exact/a');
+    await again.client.subscribeAsync({ 'exact/a': { qos: 1 } });
+    assert.deepEqual(await qosOf(again, 'again, both'), [1]);
+    await again.client.unsubscribeAsync('exact/#');
+    assert.deepEqual(await qosOf(again, 'again, exact only'), [1]);
+    await again.client.endAsync();
+  });
+
+  it('in a persistent session: a filter raised by a repeated SUBSCRIBE brings QoS 1, not again at the next connection', async () => {
+    const cases: { id: string; held: Record<string, { qos: 0 | 1 }>; raise: Record<string, { qos: 0 | 1 }> }[] = [
+      { id: 'exact-raised-persist', held: { 'exact/a': { qos: 0 }, 'exact/#': { qos: 1 } }, raise: { 'exact/a': { qos: 1 } } },
+      // one SUBSCRIBE: aedes stores it before adding each filter, so the wildcard is held only
+      // after authorizeSubscribe saw the filter (a check there would come too early)
+      { id: 'exact-together-persist', held: { 'exact/a': { qos: 0 } }, raise: { 'exact/#': { qos: 1 }, 'exact/a': { qos: 1 } } },
+    ];
+    for (const { id, held, raise } of cases) {
+      const first = await recording(url, id, false);
+      await first.client.subscribeAsync({ ...held, 'mark/#': { qos: 1 } });
+      await first.client.subscribeAsync(raise);
+      await first.client.unsubscribeAsync('exact/#');
+      assert.deepEqual(await qosOf(first, `${id}, exact only`), [1], id);
+      await first.client.endAsync();
+      // written at QoS 0, its queued entry was never acknowledged: it came again here
+      const second = await recording(url, id, false);
+      await broker.publish(`mark/${id}`, 'marker', 1);
+      await second.until(`mark/${id}`);
+      assert.deepEqual(second.got.map((m) => m.topic), [`mark/${id}`], id);
+      await second.client.endAsync();
+      // the session's subscriptions and queue go with a clean connection
+      await (await mqtt.connectAsync(url, { clientId: id, clean: true, reconnectPeriod: 0 })).endAsync();
+    }
   });
 });
 

@@ -20,7 +20,8 @@
  * refused (a 429 at a busy moment) had every later start read the whole fleet again, for ever. It writes only where a
  * device is asked for an attempt of a job that it has not finished (no SUCCESS or FAILURE of
  * that command reported) and whose execution is past it: ended without an outcome of it
- * (TIMED_OUT, CANCELED, REJECTED, REMOVED), or on a later attempt not sent. That command is
+ * (TIMED_OUT, CANCELED, REJECTED, REMOVED), or on a later attempt not sent, or gone with its
+ * job (a job deleted since: deleteJob does not see what such a row owes). That command is
  * taken back as a timeout takes it back (a stay on what the device runs, retractCommand).
  */
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
@@ -165,8 +166,22 @@ async function takeBack(deps: DesiredSoftwareDeps, deviceId: string): Promise<bo
   const reported = parseReportedSoftware(shadow.state.reported?.software);
   if (reported?.jobId === askedId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE')) return false;
   const e = await store.getExecution(asked.jobId, deviceId);
-  if (!e || !isPast(e, asked.attempt)) return false;
+  if (e ? !isPast(e, asked.attempt) : !(await isDeletedJob(deps, asked.jobId))) return false;
   return (await retractCommand(deps, deviceId, askedId)) !== 'none';
+}
+
+/** Job ids are UUIDs (JobService.create): a command whose id is not one was not written by a job. */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * True when `jobId` names a job that no longer exists (deleted, by hand or after
+ * jobs.retentionDays). deleteJob counts the take-backs still owed from the deadline index, which
+ * the rows this pass looks for are not in, so it deleted such a job with its command still
+ * desired; nothing tracks that command any more, and the device would install it untracked.
+ * A job being created has no command sent yet (its row is written before any dispatch).
+ */
+async function isDeletedJob(deps: DesiredSoftwareDeps, jobId: string): Promise<boolean> {
+  return JOB_ID.test(jobId) && (await deps.store.getJob(jobId, { omitSpec: true })) === undefined;
 }
 
 /** The stored progress of an unfinished pass (none, or unreadable: from the start). */

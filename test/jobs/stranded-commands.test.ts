@@ -63,6 +63,42 @@ describe('commands an earlier version left on devices after their attempts timed
     assert.equal(((await f.store.getShadow(timedOut!, ''))?.state.reported?.software as JsonObject | undefined)?.version, '1.0.0');
     assert.equal((await f.execution(a, timedOut!)).details.lateSuccess, undefined, 'no late success: the build was never installed');
   });
+
+  it('takes back the command of a job deleted since (the take-back owed by a legacy row is not counted by delete)', async () => {
+    await f.rollouts.engine.settled();
+    const [d] = await f.fleet('del', 1);
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] }, timeouts: { inProgressSeconds: 60 } })).job.jobId;
+    f.advance(61_000);
+    // what the timeout wrote before 0ff9134: no deadline, so delete finds nothing owed
+    await mutateExecution(f, { jobId, deviceId: d! }, (cur) => ({ status: 'TIMED_OUT', details: { ...cur.details, error: 'in-progress timeout' }, dueAt: undefined }), f.clock.now);
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'COMPLETED');
+    assert.equal((await f.desired(d!))?.jobId, jobId, 'the timed-out command still desired, as an earlier version left it');
+    await f.rollouts.jobs.delete(jobId);
+    assert.equal(await f.store.getJob(jobId), undefined, 'deleted');
+
+    assert.equal(await f.store.deleteSetting(STRANDED_SWEEP_KEY), true);
+    await f.restart();
+    await f.rollouts.engine.settled();
+    const asked = await f.desired(d!);
+    assert.deepEqual([asked?.jobId, asked?.version], [`${jobId}.cancel`, '1.0.0'], 'told to stay on what it runs: the deleted job no longer tracks the build');
+  });
+
+  it('leaves the command of a deleted job the device finished', async () => {
+    await f.rollouts.engine.settled();
+    const [d] = await f.fleet('done', 1);
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] } })).job.jobId;
+    await f.complete(d!);
+    await f.tick();
+    assert.equal((await f.job(jobId)).status, 'COMPLETED');
+    await f.rollouts.jobs.delete(jobId);
+    const version = (await f.store.getShadow(d!, ''))?.version;
+    assert.equal(await f.store.deleteSetting(STRANDED_SWEEP_KEY), true);
+    await f.restart();
+    await f.rollouts.engine.settled();
+    assert.equal((await f.store.getShadow(d!, ''))?.version, version, 'not written: the device reported SUCCESS of it');
+    assert.equal((await f.desired(d!))?.jobId, jobId);
+  });
 });
 
 describe('the look for stranded commands when it cannot finish in one go', () => {

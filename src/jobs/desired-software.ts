@@ -67,14 +67,18 @@ async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, v
  * A stay the shadow cannot hold (413: its document near its size limit, the stay a few bytes
  * longer than the command) clears the desired software instead, which the agent takes as a
  * cancel too: a command that cannot be taken back would be installed later.
+ * `unlessFinished`: 'none' too when the device reported SUCCESS or FAILURE of that very
+ * command (it never applies a job id twice: there is nothing left to stop), checked on the
+ * version written on, so a report landing meanwhile is seen (the write conflicts, read again).
  */
-export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string): Promise<'stay' | 'cleared' | 'none'> {
+export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string, options: { unlessFinished?: boolean } = {}): Promise<'stay' | 'cleared' | 'none'> {
   for (let attempt = 1; ; attempt++) {
     const { shadow, askedJobId } = await currentCommand(deps, deviceId);
     if (!shadow || askedJobId !== agentJobId) return 'none';
+    const reported = parseReportedSoftware(shadow.state.reported?.software);
+    if (options.unlessFinished && reported?.jobId === agentJobId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE')) return 'none';
     const onVersion = { version: shadow.version };
     try {
-      const reported = parseReportedSoftware(shadow.state.reported?.software);
       const running = await catalogued(deps, reported?.name, reported?.version);
       if (running) {
         try {

@@ -1201,12 +1201,16 @@ export class RolloutEngine {
    * Takes back a timed-out attempt's command (`agentJobId`) whose retract failed for now when
    * its retry was queued (pending-retract.ts), then ends the mark; failed for now again, the
    * mark stays and the next tick tries again. Whatever became of the execution since (its
-   * retry unsent, canceled, aborted, refused at dispatch) the command is still desired.
+   * retry unsent, canceled, aborted, refused at dispatch) the command is still desired, unless
+   * the device reported SUCCESS or FAILURE of it meanwhile (back online with the build while
+   * the job was paused, rate-limited or out of its window): a stay then would call off a job
+   * the device finished, and the retry's turn ends the execution SUCCEEDED unsent over it;
+   * nothing is written and the mark ends. The fence's owed take-back comes here too.
    */
   private async retractOwed(key: { jobId: string; deviceId: string }, commandId: string, now: number): Promise<void> {
     const owes = (cur: ExecutionRecord) => owedRetract(cur) === commandId;
     try {
-      await retractCommand(this.desired, key.deviceId, commandId);
+      await retractCommand(this.desired, key.deviceId, commandId, { unlessFinished: true });
     } catch (err) {
       const error = asUpdraftError(err);
       if (isTransient(error)) {

@@ -102,4 +102,29 @@ describe('a timed-out command the replica cannot take back for now, with a retry
     assert.equal((await f.store.getShadow(d, ''))?.version, version, 'the shadow is not written again');
     assert.equal((await f.job(jobId)).status, 'COMPLETED');
   });
+
+  it("the device reports the timed-out attempt's SUCCESS and the retract comes due before the retry's turn: nothing is taken back from it", async () => {
+    const { d, jobId, free } = await timedOutWhileReplicaBusy();
+    await free();
+    await f.report(d, { name: 'fw', version: '2.0.0', jobId, status: 'SUCCESS' });
+    const version = (await f.store.getShadow(d, ''))?.version;
+    // the job still paused: the owed retract's turn comes first
+    f.advance(RETRACT_RETRY_MS);
+    await f.tick();
+    let asked = await f.desired(d);
+    assert.deepEqual([asked?.jobId, asked?.version], [jobId, '2.0.0'], 'still asked for the command it finished, not told to call it off');
+    assert.equal((await f.store.getShadow(d, ''))?.version, version, 'the shadow is not written');
+    let e = await f.execution(jobId, d);
+    assert.deepEqual([e.status, e.attempt, e.dueAt, e.details.retractPending], ['QUEUED', 2, undefined, undefined], 'the mark ends: the device finished that command');
+    await f.rollouts.jobs.resume(jobId);
+    await f.tick();
+    e = await f.execution(jobId, d);
+    assert.deepEqual([e.status, e.attempt, e.dispatchedAt], ['SUCCEEDED', 2, undefined], 'ended at its turn, nothing sent');
+    f.advance(1_000);
+    await f.tick(); // the job completes a tick behind its last execution
+    asked = await f.desired(d);
+    assert.deepEqual([asked?.jobId, asked?.version], [jobId, '2.0.0']);
+    assert.equal((await f.store.getShadow(d, ''))?.version, version, 'the shadow is not written');
+    assert.equal((await f.job(jobId)).status, 'COMPLETED');
+  });
 });

@@ -17,8 +17,11 @@ import type { UpdateAgentOptions } from './agent-options.ts';
 /** The longest delay a Node.js timer takes: a longer one fires at once (with a warning). */
 export const MAX_TIMER_MS = 2_147_483_647;
 
-/** The broker URL schemes mqtt.js connects with in Node.js. */
-const BROKER_SCHEMES = ['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ws:', 'wss:'];
+/**
+ * The broker URL schemes mqtt.js connects with in Node.js (its connect/index.js): `ssl:` is its
+ * name for TLS too, and `+unix` a Unix socket (`mqtt+unix:///run/broker.sock`: no host).
+ */
+const BROKER_SCHEMES = ['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ssl:', 'ws:', 'wss:', 'mqtt+unix:', 'mqtts+unix:'];
 
 type Options = Record<string, unknown>;
 /** Why `value` (never undefined: an option left out is not checked here) is no good (a line each), or undefined. */
@@ -148,7 +151,8 @@ function brokerUrlProblem(v: unknown): string | undefined {
   } catch {
     return `${expected}, got "${redactUrl(v).slice(0, 200)}"`;
   }
-  if (!BROKER_SCHEMES.includes(url.protocol) || url.hostname === '') return `${expected}, got "${redactUrl(v).slice(0, 200)}"`;
+  const unix = url.protocol.endsWith('+unix:');
+  if (!BROKER_SCHEMES.includes(url.protocol) || (unix ? url.pathname === '' || url.pathname === '/' : url.hostname === '')) return `${expected}, got "${redactUrl(v).slice(0, 200)}"`;
   return undefined;
 }
 

@@ -5,6 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Aedes } from 'aedes';
 import { describe, it } from 'node:test';
 import { MemoryAgentStateStore, SimulatedInstaller, UpdateAgent, UpdraftError, type UpdateAgentOptions } from '../../src/agent/index.ts';
 import { silentLogger } from '../../src/util/logger.ts';
@@ -33,11 +38,34 @@ function problemsOf(opts: unknown): string[] {
   return lines.map((l) => l.trim());
 }
 
+describe('UpdateAgent over a Unix socket', () => {
+  it('connects with mqtt+unix:// to a real broker on that socket, as before options were checked', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-unix-'));
+    const socket = path.join(dir, 'broker.sock');
+    const broker = await Aedes.createBroker();
+    const server = net.createServer(broker.handle);
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    const connected = new Promise<string>((resolve) => broker.on('client', (c) => resolve(c.id)));
+    const agent = new UpdateAgent({ ...valid(), brokerUrl: `mqtt+unix://${socket}`, stateStore: new MemoryAgentStateStore(), logger: silentLogger, allowUnsigned: true, signingPublicKey: undefined });
+    try {
+      await agent.start();
+      assert.equal(await connected, 'dev-1');
+    } finally {
+      await agent.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('UpdateAgent options', () => {
   it('are taken when valid, the documented minimum and every option set', () => {
     new UpdateAgent(valid());
     new UpdateAgent({ ...valid(), signingPublicKey: ed25519.publicKey });
     new UpdateAgent({ deviceId: 'dev-1', brokerUrl: 'mqtts://updraft.local:8883', installer: valid().installer, stateDir: 'state', allowUnsigned: true });
+    // every scheme mqtt.js connects with in Node.js: ssl is its TLS too, +unix a Unix socket
+    for (const brokerUrl of ['ssl://updraft.local:8883', 'tls://updraft.local:8883', 'wss://updraft.local/mqtt', 'mqtt+unix:///run/updraft/broker.sock', 'mqtts+unix:///run/updraft/broker.sock']) new UpdateAgent({ ...valid(), brokerUrl });
     new UpdateAgent({
       ...valid(),
       username: 'dev-1',
@@ -95,7 +123,7 @@ describe('UpdateAgent options', () => {
   it('name each documented option given a value of the wrong type or out of range', () => {
     const bad: { [K in keyof UpdateAgentOptions]-?: unknown[] } = {
       deviceId: ['', 'a/b', '..', 'x'.repeat(129)],
-      brokerUrl: ['localhost:1883', 'http://broker:1883', 'mqtt://', 7],
+      brokerUrl: ['localhost:1883', 'http://broker:1883', 'mqtt://', 'mqtt+unix://', 7],
       username: [1],
       password: [Buffer.from('x')],
       renewPassword: ['secret'],
@@ -150,7 +178,7 @@ describe('UpdateAgent options', () => {
     assert.deepEqual(problemsOf('mqtt://x'), ['the options must be an object, got "mqtt://x"']);
     const problems = problemsOf({ ...valid(), brokerUrl: 'mqtp://dev-1:hunter2@broker:1883', password: 42 });
     assert.deepEqual(problems, [
-      'brokerUrl must be a URL like mqtt://host:1883 (mqtt, mqtts, tcp, tls, ws, wss), got "mqtp://dev-1:***@broker:1883"',
+      'brokerUrl must be a URL like mqtt://host:1883 (mqtt, mqtts, tcp, tls, ssl, ws, wss, mqtt+unix, mqtts+unix), got "mqtp://dev-1:***@broker:1883"',
       'password must be a string, got number',
     ]);
   });

@@ -102,8 +102,15 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private started = false;
   /** Bumped by every `stop()` (and a failed start): a start from an older epoch never connects. */
   private epoch = 0;
-  /** The start under way, and the epoch it began in (`start()` during it gives the same promise). */
-  private starting: { epoch: number; done: Promise<void> } | undefined;
+  /**
+   * The start under way, the epoch it began in (`start()` during it gives the same promise), and
+   * `abandon`, which resolves that promise at once: a `stop()` waits only for a start in its check.
+   */
+  private starting: { epoch: number; done: Promise<void>; abandon: () => void } | undefined;
+  /** The start under way is checking an unchecked slot again (`recheckCurrent`): a `stop()` waits for it. */
+  private rechecking = false;
+  /** The removal of stale downloads last begun: the next waits for it, so a late one never meets a newer download. */
+  private removing: Promise<void> = Promise.resolve();
   /** The stop under way: a start after it waits for it, a second `stop()` gives it. */
   private stopping: Promise<void> | undefined;
   /** Resolves once subscribed on the current connection: a request sent before would miss its answer. */
@@ -170,14 +177,18 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * Loads the persisted state, resumes an interrupted update, and connects (without waiting for
    * the broker). Called again while a start is under way, it gives that start's promise. A start
    * that fails leaves the agent stopped, nothing held: a later call starts afresh. One that
-   * `stop()` overtakes resolves without connecting.
+   * `stop()` overtakes resolves without connecting: at once, unless it is checking a slot again.
    */
   start(): Promise<void> {
     if (this.starting?.epoch === this.epoch) return this.starting.done;
     if (this.started) return Promise.resolve();
     const epoch = this.epoch;
-    const done = this.startUp(epoch);
-    this.starting = { epoch, done };
+    let abandon: () => void = () => {};
+    const abandoned = new Promise<void>((resolve) => (abandon = resolve));
+    // a start stuck in a read (a hung mount, a custom store or installer) must not hold up stop():
+    // it is left to end on its own, and never touches the agent once stopped (the epoch checks)
+    const done = Promise.race([this.startUp(epoch), abandoned]);
+    this.starting = { epoch, done, abandon };
     const settled = () => {
       if (this.starting?.done === done) this.starting = undefined;
     };
@@ -193,23 +204,44 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.started = true;
     const o = this.opts;
     try {
-      this.signatures = signaturePolicy(o.rootPublicKey, o.signingPublicKey, o.allowUnsigned);
-      this.timeZone = o.timeZone ?? systemTimeZone();
-      if (!isTimeZone(this.timeZone)) throw new UpdraftError('CONFIG', `timeZone "${this.timeZone}" is not an IANA time zone (such as Europe/Madrid or UTC)`);
-      if ('allowUnsigned' in this.signatures) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
-      this.store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);
-      this.state = await this.store.load();
-      if ('rootKey' in this.signatures) {
-        this.signatures.minSerial = this.state.keySerial ?? 0;
-        if (this.state.keySerialKeyId !== undefined) this.signatures.minSerialKeyId = this.state.keySerialKeyId;
-        this.resumeRotatedRoot(this.signatures);
-      }
-      this.installed = await o.installer.current();
-      // partial downloads of jobs no longer in flight (left by a crash) only take space
-      if (!o.download) await removeStaleDownloads(o.stateDir, this.state.inFlight?.jobId);
-      // stopped meanwhile (a slow store or installer): the check is left for the next start
+      // read into locals: a start that stop() overtook (and did not wait for) may end after a
+      // later start has begun, and must leave that one's fields alone
+      const signatures = signaturePolicy(o.rootPublicKey, o.signingPublicKey, o.allowUnsigned);
+      const timeZone = o.timeZone ?? systemTimeZone();
+      if (!isTimeZone(timeZone)) throw new UpdraftError('CONFIG', `timeZone "${timeZone}" is not an IANA time zone (such as Europe/Madrid or UTC)`);
+      if ('allowUnsigned' in signatures) this.log.warn('no software signing key: signatures are NOT verified (allowUnsigned)');
+      const store = o.stateStore ?? new FileAgentStateStore(path.join(o.stateDir, 'agent-state.json'), this.log);
+      const state = await store.load();
+      const installed = epoch === this.epoch ? await o.installer.current() : undefined;
+      // stopped meanwhile (a slow store or installer): this start ends here, the check is left for the next start
       if (epoch !== this.epoch) return;
-      if (!this.state.inFlight && this.installed?.unchecked) await this.recheckCurrent();
+      this.signatures = signatures;
+      this.timeZone = timeZone;
+      this.store = store;
+      this.state = state;
+      this.installed = installed;
+      if ('rootKey' in signatures) {
+        signatures.minSerial = state.keySerial ?? 0;
+        if (state.keySerialKeyId !== undefined) signatures.minSerialKeyId = state.keySerialKeyId;
+        this.resumeRotatedRoot(signatures);
+      }
+      // partial downloads of jobs no longer in flight (left by a crash) only take space; after
+      // the removal an earlier start began (stop() does not wait for one on a hung mount)
+      if (!o.download) {
+        const removal = this.removing.then(() => removeStaleDownloads(o.stateDir, state.inFlight?.jobId));
+        this.removing = removal.catch(() => {});
+        await removal;
+        if (epoch !== this.epoch) return;
+      }
+      if (!this.state.inFlight && this.installed?.unchecked) {
+        // it writes the slot's manifest and ends by its timeout: a stop() meanwhile waits for it (398feac)
+        this.rechecking = true;
+        try {
+          await this.recheckCurrent();
+        } finally {
+          this.rechecking = false;
+        }
+      }
       // stopped meanwhile (the check above may take up to its timeout): never connects
       if (epoch !== this.epoch) return;
       this.connect();
@@ -368,21 +400,26 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 
   /**
    * Disconnects and releases timers and listeners; an update in flight is left to resume on the
-   * next start. A start under way stops before it connects: stop() waits for it (a slot being
-   * checked again, up to its check's timeout), and resolves once everything is closed. Called
-   * again meanwhile, it resolves with the first.
+   * next start. A start under way never connects: its promise resolves at once, and what it
+   * still reads (the state, the installer's current()) is left to end on its own; only a slot
+   * being checked again is waited for (it writes the slot's manifest; up to its check's timeout).
+   * Resolves once everything is closed. Called again meanwhile, it resolves with the first.
    */
   stop(): Promise<void> {
-    const starting = this.starting?.done.then(
-      () => {},
-      () => {},
-    );
-    if (!this.started && !starting && !this.stopping) return Promise.resolve();
-    // the start under way (or one waiting for this stop) sees it before it connects
+    const start = this.starting?.epoch === this.epoch ? this.starting : undefined;
+    if (!this.started && !start && !this.stopping) return Promise.resolve();
+    // the start under way (or one waiting for this stop) sees it before it touches the agent again
     this.epoch++;
     this.started = false;
-    if (this.stopping) return starting ? this.stopping.then(() => starting) : this.stopping;
-    return this.closing(starting ? starting.then(() => this.shutdown()) : this.shutdown());
+    if (start && !this.rechecking) start.abandon();
+    const started = start
+      ? start.done.then(
+          () => {},
+          () => {},
+        )
+      : Promise.resolve();
+    if (this.stopping) return Promise.all([this.stopping, started]).then(() => {});
+    return this.closing(started.then(() => this.shutdown()));
   }
 
   /** `done` is the stop under way until it ends: a `start()` meanwhile begins after it. */

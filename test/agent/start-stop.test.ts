@@ -46,6 +46,35 @@ class SlowCurrent implements Installer {
   }
 }
 
+/** The slot installer, with a first `current()` that never ends until `release()` (a hung mount, a custom installer stuck). */
+class HungFirstCurrent implements Installer {
+  private called: () => void = () => {};
+  /** Resolves at the first call of current(). */
+  readonly entered = new Promise<void>((resolve) => (this.called = resolve));
+  private hung = true;
+  private unblock: () => void = () => {};
+  private readonly blocked = new Promise<void>((resolve) => (this.unblock = resolve));
+  constructor(private readonly inner: SlotInstaller) {}
+  async current(): Promise<InstalledSoftware | undefined> {
+    if (this.hung) {
+      this.hung = false;
+      this.called();
+      await this.blocked;
+    }
+    return this.inner.current();
+  }
+  /** Lets the first current() answer at last. */
+  release(): void {
+    this.unblock();
+  }
+  install(file: string, sw: DesiredSoftware, ctx: InstallContext): Promise<void> {
+    return this.inner.install(file, sw, ctx);
+  }
+  recover(sw: DesiredSoftware, ctx: InstallContext): Promise<RecoveryResult> {
+    return this.inner.recover(sw, ctx);
+  }
+}
+
 describe('UpdateAgent start() and stop()', () => {
   let ts: TestServer;
   let root: string;
@@ -161,6 +190,41 @@ describe('UpdateAgent start() and stop()', () => {
     assert.equal(ts.server.broker.addressOf(deviceId), undefined, 'no connection of the device came back');
     assert.equal(ts.server.broker.connectedClients, 0);
     assert.deepEqual(seen, [true, false]);
+  });
+
+  it('stop() during a current() that never ends resolves: the start ends without connecting, a later start() connects, and the stuck start, ending late, changes nothing', async () => {
+    const deviceId = 'ss-4';
+    const password = await registerDevice(ts, deviceId);
+    const installer = new HungFirstCurrent(new SlotInstaller({ dir: path.join(root, deviceId), initialVersion: '1.0.0', initialName: 'fw' }));
+    const a = agentOf(deviceId, password, installer);
+    const seen = connections(a);
+    let startSettled = false;
+    const first = a.start().finally(() => (startSettled = true));
+    await installer.entered;
+    // before the fix this never resolved (it waited for current()): the runner's timeout says so
+    await a.stop();
+    assert.equal(startSettled, true, 'the stopped start() resolved by the time stop() did');
+    await first;
+    assert.equal(a.connected, false);
+    assert.deepEqual(seen, [], 'the stopped start never connected');
+    assert.equal(ts.server.broker.addressOf(deviceId), undefined, 'the broker holds no connection of the device');
+    assert.equal(await online(deviceId), false);
+
+    // the first current() is still hung: a new start() works all the same
+    await a.start();
+    await eventually(async () => (a.connected ? true : undefined), 10_000, 'connected');
+    // the stuck start ends now: it must neither connect nor touch the running agent
+    installer.release();
+    const finished: string[] = [];
+    a.on('job-finished', (e) => finished.push(`${e.jobId} ${e.status}`));
+    const jobId = await deploy(ts, [deviceId], 'fw@2.0.0');
+    await eventually(async () => finished.find((f) => f.startsWith(jobId)), 30_000, `job ${jobId} finished`);
+    assert.deepEqual(finished, [`${jobId} SUCCESS`]);
+    assert.deepEqual(seen, [true], 'one connection, never pushed off by another under the same client id');
+    assert.equal(ts.server.broker.connectedClients, 1);
+    await a.stop();
+    await eventually(async () => ((await online(deviceId)) ? undefined : true), 10_000, 'the device offline');
+    assert.equal(ts.server.broker.addressOf(deviceId), undefined);
   });
 
   it('a start() that fails fails again when called again; concurrent calls share the failure', async () => {

@@ -46,6 +46,11 @@ export class JobRetention {
   private readonly deps: JobRetentionDeps;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  /**
+   * Set by stop(): a pass under way ends after the job it is deleting. A pass of `perPass` jobs
+   * of a million executions each takes minutes, and stop() waits for it.
+   */
+  private stopping = false;
   /** The pass under way (stop() waits for it). */
   private passing: Promise<unknown> | undefined;
   /** Jobs a pass could not delete (CONFLICT), until when they are left alone. */
@@ -57,12 +62,14 @@ export class JobRetention {
 
   async start(): Promise<void> {
     if (this.deps.days <= 0) return;
+    this.stopping = false;
     this.running = true;
     this.schedule();
   }
 
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.passing;
@@ -90,19 +97,20 @@ export class JobRetention {
 
   /**
    * One pass: deletes up to `perPass` finished jobs last changed more than `days` ago, the
-   * oldest first; nothing on an instance that does not lead rollouts, or with `days` 0.
-   * Resolves with the ids deleted.
+   * oldest first; nothing on an instance that does not lead rollouts, or with `days` 0, and
+   * no further job once stop() was called (one being deleted is finished: the store deletes
+   * its executions in pieces it does not stop between). Resolves with the ids deleted.
    */
   async pass(): Promise<string[]> {
     const { days, jobs, store, logger } = this.deps;
-    if (days <= 0 || !this.deps.isLeader()) return [];
+    if (days <= 0 || this.stopping || !this.deps.isLeader()) return [];
     const now = this.now();
     for (const [jobId, until] of this.held) if (until <= now) this.held.delete(jobId);
     const perPass = this.deps.perPass ?? RETENTION_DEFAULTS.perPass;
     const candidates = await store.listFinishedBefore(now - days * DAY_MS, perPass + this.held.size);
     const deleted: string[] = [];
     for (const job of candidates) {
-      if (deleted.length >= perPass || !this.deps.isLeader()) break;
+      if (deleted.length >= perPass || this.stopping || !this.deps.isLeader()) break;
       if (this.held.has(job.jobId)) continue;
       try {
         await jobs.delete(job.jobId);

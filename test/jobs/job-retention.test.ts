@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
+import { JobRetention } from '../../src/jobs/job-retention.ts';
 import { PostgresStore } from '../../src/store/postgres-store.ts';
 import type { ExecutionRecord, JobRecord, StateStore } from '../../src/store/state-store.ts';
 import { silentLogger } from '../../src/util/logger.ts';
@@ -104,6 +105,39 @@ describe('the retention of finished jobs', () => {
     } finally {
       await kept.close();
       await swept.close();
+    }
+  });
+});
+
+describe('a retention pass under way when the server stops', () => {
+  it('ends after the job it is deleting: stop() does not wait for the rest of the pass', async () => {
+    const f = await startRolloutFixture({ retentionDays: 7 });
+    try {
+      const old: string[] = [];
+      for (let i = 0; i < 3; i++) old.push(await finishedJob(f.store, `old-${i}-${randomUUID()}`, f.clock.now - 30 * DAY + i * 60_000));
+      let stopped: Promise<void> | undefined;
+      // the fixture's own JobService, stopped in the middle of the pass's first deletion
+      const retention: JobRetention = new JobRetention({
+        store: f.store,
+        jobs: {
+          delete: async (jobId) => {
+            stopped ??= retention.stop();
+            return f.rollouts.jobs.delete(jobId);
+          },
+        },
+        isLeader: () => f.rollouts.engine.isLeader,
+        days: 7,
+        logger: silentLogger,
+        now: () => f.clock.now,
+        everyMs: 2 ** 31 - 1,
+      });
+      await retention.start();
+      assert.deepEqual(await retention.pass(), [old[0]], 'the job under way is finished, no other begun');
+      await stopped;
+      for (const jobId of old.slice(1)) assert.equal((await f.store.getJob(jobId))?.jobId, jobId, `${jobId} kept for a later pass`);
+      assert.deepEqual(await retention.pass(), [], 'a pass once stopped deletes nothing');
+    } finally {
+      await f.close();
     }
   });
 });

@@ -46,12 +46,14 @@ describe('UpdateAgent over a Unix socket', () => {
     const server = net.createServer(broker.handle);
     await new Promise<void>((resolve) => server.listen(socket, resolve));
     const connected = new Promise<string>((resolve) => broker.on('client', (c) => resolve(c.id)));
-    const agent = new UpdateAgent({ ...valid(), brokerUrl: `mqtt+unix://${socket}`, stateStore: new MemoryAgentStateStore(), logger: silentLogger, allowUnsigned: true, signingPublicKey: undefined });
+    let agent: UpdateAgent | undefined;
     try {
+      // made inside the try: a constructor that refuses the URL must still close the broker, or the test process never ends
+      agent = new UpdateAgent({ ...valid(), brokerUrl: `mqtt+unix://${socket}`, stateStore: new MemoryAgentStateStore(), logger: silentLogger, allowUnsigned: true, signingPublicKey: undefined });
       await agent.start();
       assert.equal(await connected, 'dev-1');
     } finally {
-      await agent.stop();
+      await agent?.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });

@@ -80,6 +80,26 @@ async function recording(url: string, clientId: string, clean: boolean) {
 /** A connection `recording` opened. */
 type Recording = Awaited<ReturnType<typeof recording>>;
 
+/**
+ * A persistent session holding `subs` (overlapping filters under `<prefix>/`) gets a QoS 1
+ * message on `<prefix>/a` once, at QoS 1, then a marker; at its next connection only the new
+ * marker comes: nothing it was sent was left unacknowledged in its queue.
+ */
+async function onceAcrossConnections(broker: EmbeddedBroker, url: string, clientId: string, subs: Record<string, { qos: 0 | 1 | 2 }>, prefix: string): Promise<void> {
+  const first = await recording(url, clientId, false);
+  await first.client.subscribeAsync(subs);
+  await broker.publish(`${prefix}/a`, 'live', 1);
+  await broker.publish(`${prefix}/z`, 'marker', 1);
+  await first.until(`${prefix}/z`);
+  assert.deepEqual(first.got.map((m) => `${m.body} ${m.qos}`), ['live 1', 'marker 1']);
+  await first.client.endAsync();
+  const second = await recording(url, clientId, false);
+  await broker.publish(`${prefix}/z`, 'marker 2', 1);
+  await second.until(`${prefix}/z`);
+  assert.deepEqual(second.got.map((m) => m.body), ['marker 2']);
+  await second.client.endAsync();
+}
+
 describe('persistent sessions with overlapping subscriptions (embedded broker)', () => {
   const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
   let url: string;
@@ -164,19 +184,8 @@ describe('the QoS of a message forwarded (embedded broker)', () => {
   });
 
   it('in a persistent session: the message at QoS 1, acknowledged, is not sent again', async () => {
-    const first = await recording(url, 'qos-persist', false);
-    await first.client.subscribeAsync({ 'news/#': { qos: 0 }, 'news/+': { qos: 1 } });
-    await broker.publish('news/a', 'live', 1);
-    await broker.publish('news/z', 'marker', 1);
-    await first.until('news/z');
-    assert.deepEqual(first.got.map((m) => `${m.body} ${m.qos}`), ['live 1', 'marker 1']);
-    await first.client.endAsync();
-    // at QoS 0 the queued copy was never acknowledged, and came again here
-    const second = await recording(url, 'qos-persist', false);
-    await broker.publish('news/z', 'marker 2', 1);
-    await second.until('news/z');
-    assert.deepEqual(second.got.map((m) => m.body), ['marker 2']);
-    await second.client.endAsync();
+    // at QoS 0 the queued copy was never acknowledged, and came again at the next connection
+    await onceAcrossConnections(broker, url, 'qos-persist', { 'news/#': { qos: 0 }, 'news/+': { qos: 1 } }, 'news');
   });
 });
 
@@ -273,19 +282,8 @@ describe('retained messages and filters equal to the topic (embedded broker)', (
   });
 
   it('in a persistent session: such a message comes once, at QoS 1, and not again at the next connection', async () => {
-    const first = await recording(url, 'exact-persist', false);
-    await first.client.subscribeAsync({ 'exact/#': { qos: 1 }, 'exact/a': { qos: 0 } });
-    await broker.publish('exact/a', 'live', 1);
-    await broker.publish('exact/z', 'marker', 1);
-    await first.until('exact/z');
-    assert.deepEqual(first.got.map((m) => `${m.body} ${m.qos}`), ['live 1', 'marker 1']);
-    await first.client.endAsync();
-    // written at QoS 0, its queued entry was never acknowledged: it came again here
-    const second = await recording(url, 'exact-persist', false);
-    await broker.publish('exact/z', 'marker 2', 1);
-    await second.until('exact/z');
-    assert.deepEqual(second.got.map((m) => m.body), ['marker 2']);
-    await second.client.endAsync();
+    // written at QoS 0, its queued entry was never acknowledged: it came again at the next connection
+    await onceAcrossConnections(broker, url, 'exact-persist', { 'exact/#': { qos: 1 }, 'exact/a': { qos: 0 } }, 'exact');
   });
 
   /** Publishes `body` on exact/a at QoS 1, then a marker after it: the QoS of each copy of it `c` received. */

@@ -15,14 +15,20 @@ import mqtt from 'mqtt';
 /** Everyone is an operator (who may subscribe to any topic). */
 const operators: Authenticator = { authenticate: async (c) => ({ kind: 'operator' as const, id: c.clientId }) };
 
-describe('each message forwarded once per connection (embedded broker)', () => {
+/** An embedded broker for one describe: started before its tests (its URL then given to `onUrl`), stopped after them. */
+function suiteBroker(onUrl: (url: string) => void): EmbeddedBroker {
   const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
-  let url: string;
   before(async () => {
     await broker.start();
-    url = `mqtt://127.0.0.1:${broker.port}`;
+    onUrl(`mqtt://127.0.0.1:${broker.port}`);
   });
   after(() => broker.stop());
+  return broker;
+}
+
+describe('each message forwarded once per connection (embedded broker)', () => {
+  let url: string;
+  const broker = suiteBroker((u) => (url = u));
 
   it('delivers a QoS 1 message that a QoS 0 one published just after it overtook', async () => {
     const sub = await TestClient.connect(url, 'sub-order');
@@ -101,13 +107,8 @@ async function onceAcrossConnections(broker: EmbeddedBroker, url: string, client
 }
 
 describe('persistent sessions with overlapping subscriptions (embedded broker)', () => {
-  const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
   let url: string;
-  before(async () => {
-    await broker.start();
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  });
-  after(() => broker.stop());
+  const broker = suiteBroker((u) => (url = u));
 
   it('delivers each message live, the connection kept, when a copy of one is not forwarded', async () => {
     const c = await recording(url, 'persist-live', false);
@@ -146,13 +147,8 @@ describe('persistent sessions with overlapping subscriptions (embedded broker)',
 });
 
 describe('the QoS of a message forwarded (embedded broker)', () => {
-  const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
   let url: string;
-  before(async () => {
-    await broker.start();
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  });
-  after(() => broker.stop());
+  const broker = suiteBroker((u) => (url = u));
 
   it('is the highest QoS granted by the subscriptions that match [MQTT-3.3.5-1], in either order', async () => {
     const orders = [{ 'news/#': { qos: 0 as const }, 'news/+': { qos: 1 as const } }, { 'news/+': { qos: 1 as const }, 'news/#': { qos: 0 as const } }];
@@ -190,13 +186,8 @@ describe('the QoS of a message forwarded (embedded broker)', () => {
 });
 
 describe('retained messages and filters equal to the topic (embedded broker)', () => {
-  const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: operators, logger: silentLogger });
   let url: string;
-  before(async () => {
-    await broker.start();
-    url = `mqtt://127.0.0.1:${broker.port}`;
-  });
-  after(() => broker.stop());
+  const broker = suiteBroker((u) => (url = u));
 
   it('sends a retained message on SUBSCRIBE at most at the QoS granted [MQTT-3.8.4-6]', async () => {
     const publisher = await mqtt.connectAsync(url, { clientId: 'retain-publisher', reconnectPeriod: 0 });

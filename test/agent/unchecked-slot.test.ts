@@ -53,8 +53,8 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     await rm(root, { recursive: true, force: true });
   });
 
-  it('is checked again (the old check killed first) and rolled back when the check fails', async () => {
-    const deviceId = 'uc-1';
+  /** A registered device, its install directory, and how to start its agent daemon with a health check. */
+  async function device(deviceId: string): Promise<{ dir: string; agent: (healthCheck: string) => CliProcess }> {
     const password = await registerDevice(ts, deviceId);
     const dir = path.join(root, deviceId);
     const keyFile = path.join(root, 'signing-key.pub');
@@ -64,14 +64,25 @@ describe('a slot whose health check never passed, after a crash that lost the ag
       daemons.push(d);
       return d;
     };
+    return { dir, agent };
+  }
+
+  /** Waits until the health check under way in `dir` started (its hc.pid) and the agent recorded it (its process group). */
+  async function checkUnderWay(dir: string): Promise<void> {
+    await eventually(async () => ((await stat(path.join(dir, 'hc.pid')).catch(() => undefined))?.size ? true : undefined), 15_000, 'the check started');
+    await eventually(async () => (await readFile(path.join(dir, '.health-check.json'), 'utf8').then((t) => typeof JSON.parse(t).pgid === 'number', () => false)) || undefined, 15_000, 'the check recorded');
+  }
+
+  it('is checked again (the old check killed first) and rolled back when the check fails', async () => {
+    const deviceId = 'uc-1';
+    const { dir, agent } = await device(deviceId);
 
     // the first agent's check hangs; it is killed during it, after the check was recorded
     const first = agent('echo $$ > hc.pid; sleep 60');
     await first.waitFor(/connected/);
     const jobId = await deploy(ts, [deviceId], 'fw@2.0.0');
     await first.waitFor(/switched slot=a/);
-    await eventually(async () => ((await stat(path.join(dir, 'hc.pid')).catch(() => undefined))?.size ? true : undefined), 15_000, 'the check started');
-    await eventually(async () => (await readFile(path.join(dir, '.health-check.json'), 'utf8').then((t) => typeof JSON.parse(t).pgid === 'number', () => false)) || undefined, 15_000, 'the check recorded');
+    await checkUnderWay(dir);
     await first.kill('SIGKILL');
     const pgid = Number((await readFile(path.join(dir, 'hc.pid'), 'utf8')).trim());
     pgids.push(pgid);
@@ -100,16 +111,8 @@ describe('a slot whose health check never passed, after a crash that lost the ag
 
   it('is checked again at start with no job in flight (the job canceled meanwhile), and rolled back to the old slot when the check fails', async () => {
     const deviceId = 'uc-2';
-    const password = await registerDevice(ts, deviceId);
-    const dir = path.join(root, deviceId);
-    const keyFile = path.join(root, 'signing-key.pub');
-    await writeFile(keyFile, ts.server.security.signingKey.publicKeyPem);
+    const { dir, agent } = await device(deviceId);
     await addArtifact(ts, '3.0.0', Buffer.from('fw 3.0.0 '.repeat(1000)));
-    const agent = (healthCheck: string) => {
-      const d = startCli(['agent', '--device', deviceId, '--install-dir', dir, '--broker', ts.mqttUrl, '--password', password, '--signing-key', keyFile, '--initial-version', '1.0.0', '--health-check', healthCheck, '--health-check-timeout', '120']);
-      daemons.push(d);
-      return d;
-    };
 
     // 2.0.0 installed and checked in slot a; 3.0.0's check hangs in slot b and the agent is killed during it
     const first = agent('[ "$UPDRAFT_VERSION" != 3.0.0 ] || { echo $$ > hc.pid; sleep 60; }');
@@ -118,8 +121,7 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     await first.waitFor(new RegExp(`job ${installed} acknowledged: SUCCESS, running 2\\.0\\.0`));
     const jobId = await deploy(ts, [deviceId], 'fw@3.0.0');
     await first.waitFor(/switched slot=b/);
-    await eventually(async () => ((await stat(path.join(dir, 'hc.pid')).catch(() => undefined))?.size ? true : undefined), 15_000, 'the check started');
-    await eventually(async () => (await readFile(path.join(dir, '.health-check.json'), 'utf8').then((t) => typeof JSON.parse(t).pgid === 'number', () => false)) || undefined, 15_000, 'the check recorded');
+    await checkUnderWay(dir);
     await first.kill('SIGKILL');
     const pgid = Number((await readFile(path.join(dir, 'hc.pid'), 'utf8')).trim());
     pgids.push(pgid);

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
+import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import { MemoryAgentStateStore } from '../../src/agent/agent-state.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { createLogger } from '../../src/util/logger.ts';
@@ -35,22 +36,32 @@ describe('an agent that lost its state', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('does not install a job it finished with FAILURE again: it re-reports the failure (state file corrupted, then deleted)', async () => {
-    const deviceId = 'ls-1';
+  /**
+   * A registered device whose agent (slot installer, a failing health check, `options` on top)
+   * took fw@2.0.0 and reported FAILURE, then stopped: the job's execution is FAILED.
+   */
+  async function failedJob(deviceId: string, options: Partial<UpdateAgentOptions>) {
     const password = await registerDevice(ts, deviceId);
     const dir = path.join(root, deviceId);
-    const stateFile = path.join(dir, '.updraft', 'agent-state.json');
     const slots = (healthCheck: string) => new SlotInstaller({ dir, initialVersion: '1.0.0', initialName: 'fw', healthCheck });
-    const first = await startAgent(ts, root, deviceId, { username: deviceId, password, installer: slots('echo "sensor broken" >&2; exit 1') });
+    const first = await startAgent(ts, root, deviceId, { username: deviceId, password, installer: slots('echo "sensor broken" >&2; exit 1'), ...options });
     agents.push(first.agent);
     const jobId = await deploy(ts, [deviceId], 'fw@2.0.0');
     assert.equal((await outcome(first.finished, jobId)).status, 'FAILURE');
     await first.agent.stop();
+    /** The status of the job's one execution. */
     const execution = async () => {
       const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${ts.token}` } });
       return ((await res.json()) as { executions: { status: string }[] }).executions[0]!.status;
     };
     assert.equal(await execution(), 'FAILED');
+    return { password, dir, slots, jobId, execution };
+  }
+
+  it('does not install a job it finished with FAILURE again: it re-reports the failure (state file corrupted, then deleted)', async () => {
+    const deviceId = 'ls-1';
+    const { password, dir, slots, jobId, execution } = await failedJob(deviceId, {});
+    const stateFile = path.join(dir, '.updraft', 'agent-state.json');
     const reported = async () => (await ts.server.store.getShadow(deviceId, ''))?.state.reported?.software as { jobId?: string; status?: string; version?: string; error?: string };
 
     const version = async () => (await ts.server.store.getShadow(deviceId, ''))!.version;
@@ -81,19 +92,7 @@ describe('an agent that lost its state', () => {
 
   it('given a fresh MemoryAgentStateStore (nothing saved), does not run again a job its device FAILED: it asks its shadow first', async () => {
     const deviceId = 'ls-2';
-    const password = await registerDevice(ts, deviceId);
-    const dir = path.join(root, deviceId);
-    const slots = (healthCheck: string) => new SlotInstaller({ dir, initialVersion: '1.0.0', initialName: 'fw', healthCheck });
-    const first = await startAgent(ts, root, deviceId, { username: deviceId, password, installer: slots('echo "sensor broken" >&2; exit 1'), stateStore: new MemoryAgentStateStore() });
-    agents.push(first.agent);
-    const jobId = await deploy(ts, [deviceId], 'fw@2.0.0');
-    assert.equal((await outcome(first.finished, jobId)).status, 'FAILURE');
-    await first.agent.stop();
-    const execution = async () => {
-      const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${ts.token}` } });
-      return ((await res.json()) as { executions: { status: string }[] }).executions[0]!.status;
-    };
-    assert.equal(await execution(), 'FAILED');
+    const { password, slots, jobId, execution } = await failedJob(deviceId, { stateStore: new MemoryAgentStateStore() });
     const shadow = async () => (await ts.server.store.getShadow(deviceId, ''))!;
     // what the agent meets at its next start: desired still names the FAILED job
     assert.equal(((await shadow()).state.desired?.software as { jobId?: string } | undefined)?.jobId, jobId);

@@ -16,10 +16,9 @@ import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import type { InstallContext, Installer, InstalledSoftware, RecoveryResult } from '../../src/agent/installer.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import type { DesiredSoftware } from '../../src/protocol/software.ts';
-import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';
+import { addArtifact, deploy, outcome, startAgent, testAgentOptions } from '../security/support.ts';
 
 /** The slot installer, with a `current()` that takes `delayMs` (a slow disk, a slow custom installer). */
 class SlowCurrent implements Installer {
@@ -92,21 +91,7 @@ describe('UpdateAgent start() and stop()', () => {
   });
 
   const agentOf = (deviceId: string, password: string, installer: Installer, extra: Partial<UpdateAgentOptions> = {}) => {
-    const installDir = path.join(root, deviceId);
-    const agent = new UpdateAgent({
-      deviceId,
-      username: deviceId,
-      password,
-      brokerUrl: ts.mqttUrl,
-      installer,
-      stateDir: path.join(installDir, '.updraft'),
-      signingPublicKey: ts.server.security.signingKey.publicKeyPem,
-      logger: silentLogger,
-      retryDelayMs: 100,
-      maxRetryDelayMs: 500,
-      mqttOptions: { reconnectPeriod: 200 },
-      ...extra,
-    });
+    const agent = new UpdateAgent({ ...testAgentOptions(ts, deviceId, path.join(root, deviceId), installer), username: deviceId, password, ...extra });
     agents.push(agent);
     return agent;
   };

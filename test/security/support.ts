@@ -5,6 +5,7 @@ import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { UpdateAgent } from '../../src/agent/agent.ts';
 import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import type { JobFinishedEvent } from '../../src/agent/agent-events.ts';
+import type { Installer } from '../../src/agent/installer.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
 import { registerDevice, type TestServer } from '../helpers/server.ts';
@@ -23,22 +24,29 @@ export async function deploy(ts: TestServer, devices: string[], artifact: string
   return ((await res.json()) as { job: { jobId: string } }).job.jobId;
 }
 
-/** A real agent with the slot installer in `<root>/<deviceId>`, connected and reported. */
-export async function startAgent(ts: TestServer, root: string, deviceId: string, opts: Partial<UpdateAgentOptions> & { initialVersion?: string } = {}): Promise<{ agent: UpdateAgent; installDir: string; finished: JobFinishedEvent[] }> {
-  const installDir = path.join(root, deviceId);
-  const { initialVersion, ...rest } = opts;
-  const credentials = opts.password !== undefined || opts.mqttOptions?.cert !== undefined ? {} : { username: deviceId, password: await registerDevice(ts, deviceId) };
-  const agent = new UpdateAgent({
+/** Options of an agent of `ts` installing into `installDir` with `installer`: quick retries, the server's signing key, silent. */
+export function testAgentOptions(ts: TestServer, deviceId: string, installDir: string, installer: Installer): UpdateAgentOptions {
+  return {
     deviceId,
-    ...credentials,
     brokerUrl: ts.mqttUrl,
-    installer: new SlotInstaller({ dir: installDir, initialVersion: initialVersion ?? '1.0.0', initialName: 'fw' }),
+    installer,
     stateDir: path.join(installDir, '.updraft'),
     signingPublicKey: ts.server.security.signingKey.publicKeyPem,
     logger: silentLogger,
     retryDelayMs: 100,
     maxRetryDelayMs: 500,
     mqttOptions: { reconnectPeriod: 200 },
+  };
+}
+
+/** A real agent with the slot installer in `<root>/<deviceId>`, connected and reported. */
+export async function startAgent(ts: TestServer, root: string, deviceId: string, opts: Partial<UpdateAgentOptions> & { initialVersion?: string } = {}): Promise<{ agent: UpdateAgent; installDir: string; finished: JobFinishedEvent[] }> {
+  const installDir = path.join(root, deviceId);
+  const { initialVersion, ...rest } = opts;
+  const credentials = opts.password !== undefined || opts.mqttOptions?.cert !== undefined ? {} : { username: deviceId, password: await registerDevice(ts, deviceId) };
+  const agent = new UpdateAgent({
+    ...testAgentOptions(ts, deviceId, installDir, new SlotInstaller({ dir: installDir, initialVersion: initialVersion ?? '1.0.0', initialName: 'fw' })),
+    ...credentials,
     ...rest,
   });
   const finished: JobFinishedEvent[] = [];

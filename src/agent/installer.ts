@@ -58,7 +58,9 @@ export interface Installer {
   /**
    * Installs the verified `file` as `sw` and health-checks it. Throws UpdraftError with code
    * INSTALL or HEALTH_CHECK and the reason when it fails, after rolling back, so that the old
-   * software runs again.
+   * software runs again. Once it resolves, `current()` must name `sw.version`: the agent
+   * checks, and reports the job FAILURE otherwise (the device would claim a version it does
+   * not run).
    */
   install(file: string, sw: DesiredSoftware, ctx: InstallContext): Promise<void>;
   /**

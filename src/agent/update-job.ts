@@ -156,7 +156,7 @@ export class UpdateJob {
         // the agent died while installing: the installer finishes or undoes it
         const result = installer.recover ? await installer.recover(this.command, { signal, logger }) : { outcome: 'not-started' as const };
         logger.info('install interrupted by a restart: recovered', { jobId: this.jobId, outcome: result.outcome });
-        if (result.outcome === 'installed') return { status: 'SUCCESS' };
+        if (result.outcome === 'installed') return await this.installedOutcome();
         if (result.outcome === 'rolled-back') return { status: 'FAILURE', error: result.reason ?? 'install interrupted by a restart; rolled back' };
         await this.enter('VERIFYING');
       }
@@ -171,7 +171,7 @@ export class UpdateJob {
       if (changed !== undefined) return { status: 'FAILURE', error: changed };
       await this.enter('INSTALLING');
       await installer.install(file, this.command, { signal, logger });
-      return { status: 'SUCCESS' };
+      return await this.installedOutcome();
     } catch (err) {
       if (signal.reason instanceof AgentStoppedError) throw signal.reason;
       if (err instanceof AgentStoppedError) throw err;
@@ -179,6 +179,21 @@ export class UpdateJob {
       // the reason goes to the shadow and the job's record: a custom downloader's error may quote the signed URL
       return { status: 'FAILURE', error: redactUrlsIn(asUpdraftError(err).message) };
     }
+  }
+
+  /**
+   * SUCCESS once the installer says it installed (or recovered) the build and `current()`
+   * agrees: the SUCCESS report names the target version, so a custom installer that ends
+   * without error while the old version still runs (it installed nothing, or rolled back
+   * without throwing) must not have the device claim a version it does not run. A FAILURE
+   * then, as if the install had thrown: reported with what runs, its log sent.
+   */
+  private async installedOutcome(): Promise<JobOutcome> {
+    const running = await this.deps.installer.current();
+    const target = this.command.version;
+    if (running?.version === target) return { status: 'SUCCESS' };
+    const runs = running?.version ?? 'no software the installer knows of';
+    throw new UpdraftError('INSTALL', `the installer finished but the device runs ${runs}, not ${target}: it installed nothing, or rolled back without saying so`);
   }
 
   /**

@@ -18,6 +18,7 @@ import { SKEW_MS } from '../pki/certificate-authority.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseDeviceRequestTopic, parsePresenceTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
+import { AckOrder } from './ack-order.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
 import { ForwardOnce } from './forward-once.ts';
@@ -105,6 +106,7 @@ interface SessionStore {
   outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
   createRetainedStreamCombi(patterns: string[]): Readable;
   incomingStorePacket(client: Client, packet: PublishPacket): Promise<void>;
+  incomingGetPacket(client: Client, packet: PublishPacket): Promise<PublishPacket>;
   cleanIncoming(client: { id: string }): Promise<void>;
   delWill(client: { id: string }): Promise<unknown>;
 }
@@ -184,6 +186,8 @@ export class EmbeddedBroker implements MessageBus {
   private readonly qos2Refused = new WeakSet<Client>();
   /** Each message once per connection, in place of aedes's filter that lost messages (aedes#994). */
   private readonly forwardOnce = new ForwardOnce(BROKER_ID);
+  /** Each connection's PUBACKs and PUBRECs in the order its PUBLISH packets came (ack-order.ts). */
+  private readonly ackOrder = new AckOrder();
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
@@ -313,6 +317,22 @@ export class EmbeddedBroker implements MessageBus {
   }
 
   /**
+   * A copy of a QoS 2 message aedes holds (found in its store) is acknowledged in its turn
+   * (ack-order.ts): aedes writes its PUBREC as its store's lookup resolves, a few promise
+   * callbacks on (so the next one waits for a turn of the event loop).
+   */
+  private orderStoredCopies(aedes: Aedes): void {
+    const persistence = sessionStoreOf(aedes);
+    if (typeof persistence.incomingGetPacket !== 'function') throw new UpdraftError('INTERNAL', "aedes's persistence has no incomingGetPacket: the PUBRECs of copies of QoS 2 messages cannot be ordered");
+    const get = persistence.incomingGetPacket.bind(persistence);
+    persistence.incomingGetPacket = (client, packet) => {
+      const found = get(client, packet);
+      if (!this.ackOrder.waiting(packet)) return found; // a PUBREL's lookup, or a new message's
+      return found.then((stored) => new Promise((resolve) => this.ackOrder.release(packet, (written) => (resolve(stored), setImmediate(written)))));
+    };
+  }
+
+  /**
    * Takes a QoS 2 PUBLISH into its session, or refuses it: false when the session holds as
    * many awaiting their PUBREL as it may (then the connection is closed).
    */
@@ -372,7 +392,18 @@ export class EmbeddedBroker implements MessageBus {
           })
           .finally(() => this.authenticating--);
       },
-      authorizePublish: (client, packet, done) => {
+      authorizePublish: (client, packet, letThrough) => {
+        // acknowledgements in the order received (ack-order.ts): aedes writes a QoS 1 PUBLISH's
+        // PUBACK as `done` lets it through, a QoS 2 one's PUBREC later (`published`); a refusal
+        // closes the connection, after the acknowledgements of the packets before it
+        if (client && packet.qos > 0 && packet.messageId !== undefined) this.ackOrder.enter(client, packet);
+        const done = (err?: Error | null): void => {
+          if (packet.qos === 2 && !err) return letThrough(null);
+          this.ackOrder.release(packet, (written) => {
+            letThrough(err);
+            written();
+          });
+        };
         // [MQTT-1.5.3-2]: a topic name with U+0000 closes the connection (aedes took it)
         if (client && packet.topic.includes('\u0000')) {
           log.warn('connection closed: U+0000 in a topic name', { clientId: client.id });
@@ -460,7 +491,11 @@ export class EmbeddedBroker implements MessageBus {
       // each other, is off (forward-once.ts)
       authorizeForward: (client, packet) => this.forwardOnce.authorize(client, packet, this.dropped.has(packet.payload as Buffer)),
       published: (packet, client, done) => {
-        done(null);
+        // aedes writes a QoS 2 PUBLISH's PUBREC as this lets it go: in its turn (ack-order.ts)
+        this.ackOrder.release(packet, (written) => {
+          done(null);
+          written();
+        });
         // MQTT messages, not aedes's own $SYS notices (a client came or went, subscribed): they
         // go to no device, and counting them inflated the bench's messages per update; nor
         // the messages dropped above, which went nowhere either
@@ -470,6 +505,7 @@ export class EmbeddedBroker implements MessageBus {
     try {
       this.storeGrantedOnly(aedes);
       this.storeHeldQos2Only(aedes);
+      this.orderStoredCopies(aedes);
       this.forgetCleanedSubscriptions(aedes);
       // one copy of each message per persistent session's queue (forward-once.ts)
       this.forwardOnce.adoptQueue(sessionStoreOf(aedes), (packet) => this.dropped.has(packet.payload as Buffer));

@@ -79,8 +79,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private state: AgentStateData = { finished: [] };
   /** What runs now (refreshed at start and after every job). */
   private installed: InstalledSoftware | undefined;
-  /** The outcome of the slot checked again at start (`recheckCurrent`), reported at the connect. */
-  private rechecked: FinishedJob | undefined;
+  /** The outcome of the slot checked again at start (`recheckCurrent`) and the check's log, reported (and a FAILURE's log sent) at the connect. */
+  private rechecked: { job: FinishedJob; log: JobLog } | undefined;
   /** The job in flight, its log (`job-log.ts`), and its logger: the agent's, and into the log. */
   private job: { run: UpdateJob; done: Promise<void>; log: JobLog; logger: Logger } | undefined;
   /** A pending job log is being sent. */
@@ -711,32 +711,39 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const running = this.installed;
     if (!running?.unchecked || !installer.recover || running.name === undefined || running.sha256 === undefined || running.size === undefined) return;
     const { name, version, sha256, size, jobId } = running;
-    this.log.info('running software whose health check has not passed (interrupted), with no job in flight: checking it again', { version, ...(jobId !== undefined ? { jobId } : {}) });
+    // the check's lines (the installer's, the health check's output) go into a log of the slot's
+    // job too, sent if the check fails, as an install's are (the job's own log was lost with its state)
+    const log = new JobLog(`agent:${this.opts.deviceId}`);
+    const logger = teeLogger(this.log, log.logger);
+    logger.info('running software whose health check has not passed (interrupted), with no job in flight: checking it again', { version, ...(jobId !== undefined ? { jobId } : {}) });
     let result: RecoveryResult;
     try {
       // no job id (a manifest from before it was recorded): the slot is rejected by no job
-      result = await installer.recover({ name, version, sha256, size, jobId: jobId ?? '' }, { logger: this.log });
+      result = await installer.recover({ name, version, sha256, size, jobId: jobId ?? '' }, { logger });
       this.installed = await installer.current();
     } catch (err) {
       this.log.warn('the slot could not be checked again; the next start tries again', { version, error: asUpdraftError(err).message });
       return;
     }
-    this.log.info('slot checked again', { outcome: result.outcome, running: this.installed?.version ?? UNKNOWN_VERSION, ...(result.reason !== undefined ? { reason: result.reason } : {}) });
+    logger.info('slot checked again', { outcome: result.outcome, running: this.installed?.version ?? UNKNOWN_VERSION, ...(result.reason !== undefined ? { reason: result.reason } : {}) });
     if (jobId === undefined || result.outcome === 'not-started') return;
     const finishedAt = new Date(this.now()).toISOString();
-    this.rechecked =
+    const job: FinishedJob =
       result.outcome === 'installed' ? { jobId, status: 'SUCCESS', finishedAt } : { jobId, status: 'FAILURE', error: result.reason ?? 'health check not passed after a restart; rolled back', finishedAt };
+    this.rechecked = { job, log };
   }
 
   /**
    * At the connect, once the agent knows what it finished (`learnPast`): the outcome of the
    * slot checked again at start is that job's, reported and remembered as `finish` would,
    * unless its outcome was reported before (a SUCCESS whose check now fails: the report of
-   * what runs, the old version, says the rollback, as after any rollback).
+   * what runs, the old version, says the rollback, as after any rollback). A FAILURE's log
+   * (the check's) goes to the server once the server took the FAILURE, as `finish` sends one.
    */
   private async reportRechecked(): Promise<void> {
-    const job = this.rechecked;
-    if (!job) return;
+    const job = this.rechecked?.job;
+    const log = this.rechecked?.log;
+    if (!job || !log) return;
     const known = this.state.finished.find((f) => f.jobId === job.jobId);
     if (known && known !== job) {
       this.rechecked = undefined;
@@ -747,13 +754,21 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.state.finished = rememberFinished(this.state.finished, job);
       await this.saveState().catch((err: unknown) => this.log.warn('finished job not saved', { jobId: job.jobId, error: asUpdraftError(err).message }));
     }
+    let taken = true;
     try {
       await this.reportFinished(job);
     } catch (err) {
       if (err instanceof AgentStoppedError || isRetryable(err)) throw err;
+      taken = false;
       this.log.error('final report rejected; the server will not take it', { jobId: job.jobId, error: asUpdraftError(err).message });
     }
     this.rechecked = undefined;
+    if (job.status === 'FAILURE' && taken) {
+      log.logger.info('outcome FAILURE', { jobId: job.jobId, ...(job.error !== undefined ? { error: job.error } : {}) });
+      // sent by the catch-up's sendPendingLog, after its report of what runs
+      this.state.pendingLog = { jobId: job.jobId, since: new Date(this.now()).toISOString(), ...log.data() };
+      await this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
+    }
     this.log.info('update finished', { jobId: job.jobId, status: job.status, ...(job.error !== undefined ? { error: job.error } : {}) });
     this.emit('job-finished', { jobId: job.jobId, status: job.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(job.error !== undefined ? { error: job.error } : {}) });
   }

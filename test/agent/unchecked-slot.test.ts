@@ -67,6 +67,15 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     return { dir, agent };
   }
 
+  /** The log of `jobId` the device sent, once the server has it. */
+  async function jobLog(deviceId: string, jobId: string): Promise<string[]> {
+    const log = await eventually(async () => {
+      const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}/logs/${deviceId}`, { headers: { authorization: `Bearer ${ts.token}` } });
+      return res.status === 200 ? ((await res.json()) as { lines: string[] }) : undefined;
+    }, 15_000, `the log of ${deviceId}`);
+    return log.lines;
+  }
+
   /** Waits until the health check under way in `dir` started (its hc.pid) and the agent recorded it (its process group). */
   async function checkUnderWay(dir: string): Promise<void> {
     await eventually(async () => ((await stat(path.join(dir, 'hc.pid')).catch(() => undefined))?.size ? true : undefined), 15_000, 'the check started');
@@ -107,6 +116,7 @@ describe('a slot whose health check never passed, after a crash that lost the ag
       return e?.status === 'FAILED' ? e : undefined;
     }, 15_000, 'FAILED on the server');
     assert.match(String(execution.details.error), /sensor broken/);
+    assert.match((await jobLog(deviceId, jobId)).join('\n'), /outcome FAILURE .*sensor broken/);
   });
 
   it('is checked again at start with no job in flight (the job canceled meanwhile), and rolled back to the old slot when the check fails', async () => {
@@ -158,5 +168,9 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     }, 15_000, 'the FAILURE on the server');
     assert.equal(execution.status, 'CANCELED');
     assert.match(String(execution.details.deviceError), /exit code 1: sensor broken/);
+    // the FAILURE's log goes to the job as any failure's does: the check again, its output, the rollback
+    const lines = await jobLog(deviceId, jobId);
+    const text = lines.join('\n');
+    for (const re of [/with no job in flight: checking it again/, /killed the health check the interrupted install left running/, /health check: sensor broken/, /rolled back/, /outcome FAILURE .*sensor broken/]) assert.match(text, re);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Who issues the download URL a device receives in its update command (DESIGN.md §3, §5).
+ * Who issues the download URL a device receives in its update command (docs/design.md §3, §5).
  * The default signs a URL to Updraft's own download endpoint with the HMAC key ring
  * (`UrlSigner`: bound to device, artifact and expiry, and with `downloads.ipBinding mqtt` to the device's MQTT address, docs/security.md). With S3 storage the
  * device downloads straight from the bucket with an S3 pre-signed URL, so artifact traffic

@@ -1,6 +1,6 @@
 /**
  * BlobStore on S3-compatible object storage (AWS S3, MinIO, Ceph RGW...) through the AWS
- * SDK v3 (DESIGN.md §5, §7). Keys: `<prefix>sha256/<first two hex>/<sha256>`.
+ * SDK v3 (docs/design.md §5, §7). Keys: `<prefix>sha256/<first two hex>/<sha256>`.
  *
  * The key is the SHA-256 of the bytes, known only after the last byte. A blob that fits in
  * one part is buffered, hashed and stored with one PutObject under its final key. A larger

@@ -1,6 +1,6 @@
 /**
  * Pre-signed download URLs (the pattern's first answer to "only the targeted device gets the
- * software", DESIGN.md §5): an HMAC-SHA256 over device, artifact (name, version and SHA-256),
+ * software", docs/design.md §5): an HMAC-SHA256 over device, artifact (name, version and SHA-256),
  * expiry and optionally the client IP (verified when a URL carries one; issued only with
  * `downloads.ipBinding mqtt`, the address of the device's MQTT connection: in general the
  * server cannot know which address a device downloads from, docs/security.md). Keys carry

@@ -1,5 +1,5 @@
 /**
- * Events visible from any instance (DESIGN.md §7, issue 6). With several instances, a
+ * Events visible from any instance (docs/design.md §7, issue 6). With several instances, a
  * device's report is handled by whichever instance the broker's shared subscription picked,
  * and a rollout is driven by the lease holder; an operator's live view (the API's event
  * stream, the dashboard) is served by yet another one. Each instance therefore publishes

@@ -1,6 +1,6 @@
 /**
  * Leadership for work that one instance at a time must drive (rollouts: waves, rate
- * limits, timeouts), DESIGN.md §7. The rollout engine asks `acquire` before each round of
+ * limits, timeouts), docs/design.md §7. The rollout engine asks `acquire` before each round of
  * work and does the round only while it holds the lease; another instance takes over
  * within one renewal period after the holder dies. State stays in the store, so the new
  * leader continues from what was committed.

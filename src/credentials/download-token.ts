@@ -1,6 +1,6 @@
 /**
  * Temporary download credentials (the pattern's second answer to "only the targeted device
- * gets the software", DESIGN.md §5): a short-lived bearer token whose only right is reading
+ * gets the software", docs/design.md §5): a short-lived bearer token whose only right is reading
  * one artifact, for one device, until it expires. Stateless: the token carries its grant
  * and an HMAC-SHA256 over it, made with the URL key ring (`kid`), so any instance can check
  * it and key rotation works as for URLs.

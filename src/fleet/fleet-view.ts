@@ -1,5 +1,5 @@
 /**
- * The fleet view (DESIGN.md §4): which devices run what (version distribution, from
+ * The fleet view (docs/design.md §4): which devices run what (version distribution, from
  * reported state, the truth after device-side rollbacks), the fleet summary behind
  * `updraft status`, and a device's history of jobs and outcomes.
  */

@@ -1,5 +1,5 @@
 /**
- * Device groups (DESIGN.md §4): static groups list their members; dynamic groups are a
+ * Device groups (docs/design.md §4): static groups list their members; dynamic groups are a
  * query over attributes, tags and reported state, evaluated whenever they are used, so a
  * device that starts matching is a member from then on.
  */

@@ -2,7 +2,7 @@
  * Aggregations for the web dashboard, beside the rest of the operator API (`/api/v1`,
  * behind the operator token): the fleet overview, device search with server-side paging,
  * a device's last events, a job's completions over time and the recent events. Each
- * answer is small and bounded whatever the fleet's size (DESIGN.md §8: 100,000 devices).
+ * answer is small and bounded whatever the fleet's size (docs/design.md §8: 100,000 devices).
  */
 import { UpdraftError } from '../errors.ts';
 import type { RecentEvents } from '../events/recent-events.ts';

@@ -1,5 +1,5 @@
 /**
- * The signed software manifest (DESIGN.md §5, issue 5 "signed software"): what the server
+ * The signed software manifest (docs/design.md §5, issue 5 "signed software"): what the server
  * vouches for when it sends an update command. Built when the delta is issued (like the
  * URL), signed with the operator's Ed25519 key, verified by the agent against the public key
  * it was provisioned with. The signature covers the canonical bytes of the manifest

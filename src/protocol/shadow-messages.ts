@@ -1,5 +1,5 @@
 /**
- * Message shapes of the shadow protocol (DESIGN.md §2) and their validation at the edge.
+ * Message shapes of the shadow protocol (docs/design.md §2) and their validation at the edge.
  * Semantics follow the well-known device-shadow contract; messages match it word for word
  * where it has one, so that clients written against it understand our rejections.
  */

@@ -1,5 +1,5 @@
 /**
- * The software section of the shadow (DESIGN.md §3): what an operator desires, what the
+ * The software section of the shadow (docs/design.md §3): what an operator desires, what the
  * device reports, and the update command the device receives in its delta.
  */
 import { UpdraftError } from '../errors.ts';

@@ -1,5 +1,5 @@
 /**
- * Every topic string of the replica's MQTT protocol (DESIGN.md §2). Nothing else in the code
+ * Every topic string of the replica's MQTT protocol (docs/design.md §2). Nothing else in the code
  * base concatenates topic strings: build them here, parse them here.
  *
  * Classic shadow:  state/{deviceId}/{update|get|delete}[/accepted|/rejected|/delta|/documents]

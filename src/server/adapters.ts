@@ -1,5 +1,5 @@
 /**
- * Picks each adapter from its configuration URL (DESIGN.md §7): the state store from `db`,
+ * Picks each adapter from its configuration URL (docs/design.md §7): the state store from `db`,
  * artifact storage from `blob`. Empty means the embedded default in the data directory;
  * the rest of the system sees only the StateStore and BlobStore seams.
  */

@@ -310,7 +310,7 @@ export class UpdraftServer {
     awsJobs = new AwsJobsDoor({ store: this.store, replica: this.replica, tracker: this.tracker, events, things: awsThings, publish: (topic, payload) => this.bus.publish(topic, payload, 1), wanted: (topic) => this.bus.hasSubscribers?.(topic) !== false, logger: logger.child('aws-jobs') });
     await this.startPart(awsJobs);
     const isOnline = (id: string) => this.online.has(id);
-    // instances sharing a PostgreSQL database take turns driving rollouts (DESIGN.md §7)
+    // instances sharing a PostgreSQL database take turns driving rollouts (docs/design.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000 }) : undefined;
     this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs) }, retention: { days: config.jobs.retentionDays } });
     this.deployments = this.rollouts.deployments;

@@ -1,5 +1,5 @@
 /**
- * Pure shadow document logic (DESIGN.md §2): merging an update into the stored state,
+ * Pure shadow document logic (docs/design.md §2): merging an update into the stored state,
  * per-attribute metadata, the delta, and the shapes answered on each topic. No I/O here;
  * the replica (`replica.ts`) adds persistence and publishing.
  */

@@ -1,5 +1,5 @@
 /**
- * The operator's Ed25519 software signing key (DESIGN.md §5): signs every artifact when it is
+ * The operator's Ed25519 software signing key (docs/design.md §5): signs every artifact when it is
  * added and every update manifest when a delta is issued. Kept in
  * `<dataDir>/keys/software-signing.key` (PKCS #8 PEM, mode 0600); its public half, which
  * devices are provisioned with, in `software-signing.pub` (SPKI PEM) beside it.

@@ -1,4 +1,4 @@
-/** The embedded broker's per-device topic rules (DESIGN.md §6), on their own. */
+/** The embedded broker's per-device topic rules (docs/design.md §6), on their own. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Sender } from '../../src/broker/message-bus.ts';

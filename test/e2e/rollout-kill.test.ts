@@ -1,5 +1,5 @@
 /**
- * Nothing lost (DESIGN.md §8): a rollout to 300 simulated devices (the real agent with the
+ * Nothing lost (docs/design.md §8): a rollout to 300 simulated devices (the real agent with the
  * simulated installer, real MQTT and HTTP) survives a SIGKILL of the server mid-rollout.
  * After a restart on the same data directory and ports every device ends in a terminal
  * state, none installed twice for the job, and every acknowledgement a device received is

@@ -1,5 +1,5 @@
 /**
- * No secret, token or URL signature in logs (issue 5, DESIGN.md §6): every line the server
+ * No secret, token or URL signature in logs (issue 5, docs/design.md §6): every line the server
  * and the agents write at debug level during full updates (one by pre-signed URL, one by
  * temporary credential, refused downloads and a refused connection included) is captured and
  * searched for the device secrets, the operator token, the download tokens and the URL

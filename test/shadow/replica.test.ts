@@ -1,4 +1,4 @@
-/** The replica over a real broker (TCP) and a real SQLite store: DESIGN.md §2 end to end. */
+/** The replica over a real broker (TCP) and a real SQLite store: docs/design.md §2 end to end. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../helpers/cli.ts';

@@ -834,9 +834,16 @@ export class PostgresStore implements StateStore {
 
   async addExecutions(executions: ExecutionRecord[]): Promise<number> {
     if (executions.length === 0) return 0;
-    const rows = executionRows(executions);
+    const jobIds = [...new Set(executions.map((e) => e.jobId))];
     return this.write(async (c) => {
-      const r = await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_ROWS} ON CONFLICT (job_id, device_id) DO NOTHING`, [rows]);
+      // only to jobs that exist, locked until the commit: a deletion in flight (deleteJob takes
+      // the row FOR UPDATE) is waited for, and its job then found gone; one that comes later
+      // waits for these rows and finds them. KEY SHARE: a cancel's update of the row is not held up
+      const live = await c.query<{ job_id: string }>('SELECT job_id FROM jobs WHERE job_id = ANY($1::text[]) FOR KEY SHARE', [jobIds]);
+      const exists = new Set(live.rows.map((r) => r.job_id));
+      const kept = exists.size === jobIds.length ? executions : executions.filter((e) => exists.has(e.jobId));
+      if (kept.length === 0) return 0;
+      const r = await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_ROWS} ON CONFLICT (job_id, device_id) DO NOTHING`, [executionRows(kept)]);
       return r.rowCount ?? 0;
     });
   }

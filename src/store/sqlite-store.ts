@@ -895,9 +895,17 @@ export class SqliteStore implements StateStore {
       const s = this.statements();
       let added = 0;
       this.database().transaction(() => {
+        // only to jobs that exist, read in the write (one writer: a deletion is before or after it)
+        const exists = new Map<string, boolean>();
+        const live = (jobId: string) => {
+          let known = exists.get(jobId);
+          if (known === undefined) exists.set(jobId, (known = s.getJobHead.get(jobId) !== undefined));
+          return known;
+        };
         const inserted: ExecutionRecord[] = [];
         rows.forEach((row, i) => {
-          if (s.insertExecutionIfNew.run(...row).changes === 1) inserted.push(executions[i]!);
+          const e = executions[i]!;
+          if (live(e.jobId) && s.insertExecutionIfNew.run(...row).changes === 1) inserted.push(e);
         });
         this.countInserted(inserted);
         added = inserted.length;

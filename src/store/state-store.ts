@@ -367,7 +367,13 @@ export interface StateStore {
    * never changes, so a caller that polls (the rollout engine, 4 times a second) keeps it.
    */
   listJobs(options: { status?: JobStatus[]; after?: string; limit: number; omitSpec?: boolean }): Promise<Page<JobRecord>>;
-  /** Adds executions to existing jobs, skipping any (jobId, deviceId) that exists; resolves with how many were added. */
+  /**
+   * Adds executions to existing jobs, skipping any (jobId, deviceId) that exists and any of a
+   * job that does not exist (deleted: a continuous job's scan or join still on its way when
+   * the job was canceled and deleted would leave rows of no job, one of them sent); resolves
+   * with how many were added. Atomic against `deleteJob`: a deletion committed first leaves
+   * nothing added, one committed after finds the rows (and refuses while they are unfinished).
+   */
   addExecutions(executions: ExecutionRecord[]): Promise<number>;
   /** A page of one job's executions ordered by device id, optionally only some states; `next` is a device id. */
   listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>>;

@@ -30,6 +30,15 @@ if (!started.ok) {
       store: new PostgresStore({ url }),
       reopen: async () => new PostgresStore({ url }),
       cleanup: () => server.dropDatabase(url),
+      exec: async (sql) => {
+        const raw = new pg.Client({ connectionString: url });
+        await raw.connect();
+        try {
+          await raw.query(sql);
+        } finally {
+          await raw.end();
+        }
+      },
     };
   });
 

@@ -21,6 +21,14 @@ stateStoreContract('SqliteStore', async () => {
     store: new SqliteStore({ path: file }),
     reopen: async () => new SqliteStore({ path: file }),
     cleanup: () => fs.rm(dir, { recursive: true, force: true }),
+    exec: async (sql) => {
+      const raw = new Database(file);
+      try {
+        raw.exec(sql);
+      } finally {
+        raw.close();
+      }
+    },
   };
 });
 

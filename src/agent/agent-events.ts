@@ -6,13 +6,14 @@ import type { AgentStatus, InstallWait } from '../protocol/software.ts';
  * The agent entered a phase of a job (DOWNLOADING, VERIFYING, and again for each "not now" of
  * the install gate, INSTALLING) or came to its outcome (SUCCESS, FAILURE: `job-finished`
  * follows once the server acknowledged it). Never IDLE: nothing is emitted when the agent
- * reports that it runs no job.
+ * reports that it runs no job. Always a job's: its id and target version are always there.
  */
 export interface StatusEvent {
-  jobId?: string;
-  status: AgentStatus;
+  /** The job (the `jobId` of its command). */
+  jobId: string;
+  status: Exclude<AgentStatus, 'IDLE'>;
   /** Target version of the job. */
-  version?: string;
+  version: string;
   /** Why it failed (FAILURE). */
   error?: string;
   /** VERIFYING: the install gate put the install off (one event per "not now"). */

@@ -176,7 +176,7 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
   agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
   agent.on('status', (e) => {
     const why = e.error ? `: ${e.error}` : e.waiting ? `: install put off (${e.waiting.count}), asking again in ${e.waiting.nextCheckInSeconds} s: ${e.waiting.reason}` : '';
-    log.info(`${opts.deviceId}: job ${e.jobId ?? '-'} ${e.status}${e.version ? ` ${e.version}` : ''}${why}`);
+    log.info(`${opts.deviceId}: job ${e.jobId} ${e.status} ${e.version}${why}`);
   });
   agent.on('progress', (e) => log.info(`${opts.deviceId}: job ${e.jobId} DOWNLOADING ${Math.round(e.progress * 100)}%`));
   agent.on('job-finished', (e) => log.info(`${opts.deviceId}: job ${e.jobId} acknowledged: ${e.status}, running ${e.version}`));

@@ -32,13 +32,14 @@ describe('UpdateAgent', () => {
     assert.deepEqual(f.server.reports[0], { name: null, version: '0.0.0', sha256: null, size: null, status: 'IDLE', progress: null, error: null, waiting: null });
 
     const finished = nextEvent(agent, 'job-finished');
-    const phases: string[] = [];
-    agent.on('status', (e) => phases.push(e.status));
+    const events: unknown[] = [];
+    agent.on('status', (e) => events.push(e));
     const sw = f.software('job-1');
     await f.server.setDesired(sw);
     assert.deepEqual(await finished, { jobId: 'job-1', status: 'SUCCESS', version: '2.0.0' });
-    // the agent goes through every phase; its reports of them may be coalesced while an answer is pending
-    assert.deepEqual(phases, ['DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SUCCESS']);
+    // the agent goes through every phase, each event the job's (its id and target version, as
+    // StatusEvent's type says); its reports of them may be coalesced while an answer is pending
+    assert.deepEqual(events, ['DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SUCCESS'].map((status) => ({ jobId: 'job-1', status, version: '2.0.0' })));
 
     const reports = f.server.reportsFor('job-1');
     const statuses = reports.map((r) => r.status as string);

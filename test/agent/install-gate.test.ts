@@ -66,9 +66,13 @@ describe('install gate', () => {
 
   it('installs once the gate says so, asking again while it says "not now"', async () => {
     const a = await gated('g-1', [{ later: 'vehicle moving' }, { later: 'vehicle moving' }, { go: true }]);
+    const putOff: unknown[] = [];
+    a.agent.on('status', (e) => e.waiting && putOff.push(e));
     const job = await deploy(ts, ['g-1'], 'fw@2.0.0');
     assert.equal((await outcome(a.finished, job)).status, 'SUCCESS');
     assert.deepEqual(a.asked, ['2.0.0', '2.0.0', '2.0.0']);
+    // each "not now" is announced as the job's (its id and target version, as StatusEvent's type says)
+    assert.deepEqual(putOff, [1, 2].map((count) => ({ jobId: job, status: 'VERIFYING', version: '2.0.0', waiting: { reason: 'vehicle moving', count, nextCheckInSeconds: 0.02 } })));
   });
 
   it('fails the job when the gate refuses, and when it puts the install off past the limit; nothing installed either way', async () => {

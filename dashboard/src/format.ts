@@ -1,4 +1,5 @@
 /** Formatting helpers: sizes, times, counts. */
+import type { Execution } from './types.ts';
 
 /** 1536 -> "1.5 KiB". */
 export function bytes(n: number): string {
@@ -94,4 +95,19 @@ export function span(ms: number): string {
 export function storageHeldNotice(status: string, storageHeldSince: number | undefined): string | undefined {
   if (status !== 'IN_PROGRESS' || storageHeldSince === undefined) return undefined;
   return `Held: the artifact storage has not answered since ${dateTime(storageHeldSince)}; nothing new is sent until it does (devices already updating go on).`;
+}
+
+/**
+ * What the device page says of a SUCCEEDED execution that ended in place of its retry
+ * (jobs/retry-policy.ts), or undefined: its attempt timed out before its success came in
+ * (`details.timedOut`), or its retry was not sent, the device having reported an earlier
+ * attempt's success (`details.retryNotSent`). Without it such an execution read as a plain success.
+ */
+export function succeededNote(e: Pick<Execution, 'status' | 'details'>): string | undefined {
+  if (e.status !== 'SUCCEEDED') return undefined;
+  const t = e.details.timedOut;
+  if (t) return `Timed out${typeof t.at === 'number' ? ` at ${dateTime(t.at)}` : ''}${t.error ? ` (${t.error})` : ''}, then its success came in: no retry`;
+  const u = e.details.retryNotSent;
+  if (u) return `Retry not sent (${dateTime(u.at)}): the device had reported attempt ${u.attempt}'s success`;
+  return undefined;
 }

@@ -65,8 +65,8 @@ export interface Execution {
   jobId: string;
   deviceId: string;
   status: ExecutionStatus;
-  /** `waiting`: the device's install gate put the install off (IN_PROGRESS, VERIFYING). */
-  details: { error?: string; agentStatus?: string; version?: string; progress?: number; waiting?: { reason: string; count: number; nextCheckInSeconds: number }; lateSuccess?: { version: string; at: number } };
+  /** `waiting`: the device's install gate put the install off (IN_PROGRESS, VERIFYING); `timedOut`, `retryNotSent`: a SUCCEEDED execution that ended in place of its retry. */
+  details: { error?: string; agentStatus?: string; version?: string; progress?: number; waiting?: { reason: string; count: number; nextCheckInSeconds: number }; lateSuccess?: { version: string; at: number }; timedOut?: { at: number | null; error?: string }; retryNotSent?: { attempt: number; at: number } };
   wave?: number;
   attempt?: number;
   queuedAt: number;

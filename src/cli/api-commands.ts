@@ -69,7 +69,7 @@ function cutOffLine(disconnected: number | null, opener: string): string {
 
 function executionLine(x: ExecutionRecord): string {
   const d = x.details as { agentStatus?: string; error?: string; progress?: number; version?: string };
-  const extra = [d.agentStatus, d.version ? `runs ${d.version}` : undefined, d.error ? `error: ${d.error}` : undefined, waitNote(x), lateNote(x)].filter(Boolean).join(', ');
+  const extra = [d.agentStatus, d.version ? `runs ${d.version}` : undefined, d.error ? `error: ${d.error}` : undefined, waitNote(x), lateNote(x), succeededNote(x)].filter(Boolean).join(', ');
   return `  ${x.jobId}  ${x.status.padEnd(11)}  ${new Date(x.updatedAt).toISOString()}  ${extra}`;
 }
 
@@ -78,6 +78,27 @@ export function lateNote(x: ExecutionRecord): string | undefined {
   const late = x.details.lateSuccess as { version?: unknown; at?: unknown } | undefined;
   if (!late) return undefined;
   return `then reported SUCCESS${typeof late.at === 'number' ? ` at ${new Date(late.at).toISOString()}` : ''}: runs ${String(late.version)}`;
+}
+
+/**
+ * What a SUCCEEDED execution that ended in place of its retry adds (retry-policy.ts): "timed out
+ * at 2026-...Z (in-progress timeout: ...), then its SUCCESS came in: no retry" for the success
+ * of a timed-out attempt that came in before its retry was queued (details.timedOut), "retry
+ * not sent at 2026-...Z: the device had reported attempt 1's SUCCESS" for a retry dropped at its
+ * turn (details.retryNotSent). Without it such an execution read as a plain success.
+ */
+export function succeededNote(x: ExecutionRecord): string | undefined {
+  if (x.status !== 'SUCCEEDED') return undefined;
+  const timedOut = x.details.timedOut as { at?: unknown; error?: unknown } | undefined;
+  if (timedOut) {
+    const why = typeof timedOut.error === 'string' ? ` (${timedOut.error})` : '';
+    return `timed out${typeof timedOut.at === 'number' ? ` at ${new Date(timedOut.at).toISOString()}` : ''}${why}, then its SUCCESS came in: no retry`;
+  }
+  const unsent = x.details.retryNotSent as { attempt?: unknown; at?: unknown } | undefined;
+  if (unsent) {
+    return `retry not sent${typeof unsent.at === 'number' ? ` at ${new Date(unsent.at).toISOString()}` : ''}: the device had reported attempt ${String(unsent.attempt)}'s SUCCESS`;
+  }
+  return undefined;
 }
 
 /** "install put off 3 times: battery at 12%" while a device's install gate holds its update. */
@@ -280,7 +301,7 @@ export function addApiCommands(program: Command): void {
       const lines = [
         `job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.total} device(s)`,
         `  ${describeJob(r)}`,
-        ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${[(x.details as { error?: string }).error ?? waitNote(x), lateNote(x)].filter(Boolean).join('; ')}`),
+        ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${[(x.details as { error?: string }).error ?? waitNote(x), lateNote(x), succeededNote(x)].filter(Boolean).join('; ')}`),
         ...(r.next ? [`(more: updraft job show ${jobId} --after ${r.next})`] : []),
       ];
       print(opts, r, lines.join('\n'));

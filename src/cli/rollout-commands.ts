@@ -12,7 +12,7 @@ import type { ExecutionRecord, JobLogRecord, JobLogSummary, JobRecord, Page } fr
 import { JOB_LOG_HEAD_LINES } from '../protocol/job-log.ts';
 import type { GroupView } from '../fleet/group-service.ts';
 import { ApiClient } from './api-client.ts';
-import { print, withApi, type Common } from './api-commands.ts';
+import { print, succeededNote, withApi, type Common } from './api-commands.ts';
 import type { JobPreview, JobView } from '../jobs/job-service.ts';
 import { describeJob, watchJob } from './job-watch.ts';
 
@@ -318,7 +318,7 @@ export function addRolloutCommands(program: Command): void {
     .action(async (id: string, o: Common & { limit: string; after?: string }) => {
       const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
       const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null; log?: { lineCount: number } })[]; next?: string }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/history?${q}`);
-      const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${String(x.details.error ?? '')}${x.log ? `  [log: updraft job log ${x.jobId} ${id}]` : ''}`.trimEnd());
+      const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${[x.details.error, succeededNote(x)].filter(Boolean).join('; ')}${x.log ? `  [log: updraft job log ${x.jobId} ${id}]` : ''}`.trimEnd());
       print(o, r, (lines.join('\n') || `no jobs for ${id}`) + (r.next ? `\n(more: --after ${r.next})` : ''));
     });
   withApi(program.command('status').description('fleet summary: devices, versions, jobs')).action(async (o: Common) => {

@@ -12,6 +12,7 @@ import { ApiClient } from '../../src/cli/api-client.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { startRestartableS3 } from '../helpers/s3.ts';
+import { retryNotSentExecution } from '../helpers/retry-not-sent.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy } from '../security/support.ts';
 import { buildDashboard, chromiumSkip, launchChromium, signedInTab, startCountingProxy } from './browser-support.ts';
@@ -231,5 +232,15 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
       await held.close();
       await s3.close();
     }
+  });
+
+  it("says on a device's page that a SUCCEEDED job's retry was not sent (details.retryNotSent)", async () => {
+    const { jobId } = await retryNotSentExecution(ts, 'unsent-dash-1', 'unsent-dash-fw');
+    await inTab(async (page) => {
+      await page.goto(`${ts.httpUrl}/devices/unsent-dash-1`);
+      const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: `job ${jobId}` }) });
+      await row.getByTestId('succeeded-note').filter({ hasText: /^Retry not sent \(.+\): the device had reported attempt 1's success$/ }).waitFor();
+      assert.match(await row.innerText(), /SUCCEEDED/);
+    });
   });
 });

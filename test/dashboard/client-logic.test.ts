@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../../dashboard/src/device-search-live.ts';
-import { certificateExpiry, clientCertificateExpiry, dateTime, deviceHref, jobHref, percent, storageHeldNotice } from '../../dashboard/src/format.ts';
+import { certificateExpiry, clientCertificateExpiry, dateTime, deviceHref, jobHref, percent, storageHeldNotice, succeededNote } from '../../dashboard/src/format.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { progressOf } from '../../dashboard/src/job-progress.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
@@ -66,6 +66,14 @@ describe('dashboard client logic', () => {
     assert.equal(storageHeldNotice('IN_PROGRESS', since), `Held: the artifact storage has not answered since ${dateTime(since)}; nothing new is sent until it does (devices already updating go on).`);
     assert.equal(storageHeldNotice('IN_PROGRESS', undefined), undefined);
     assert.equal(storageHeldNotice('PAUSED', since), undefined, 'a paused job says why it is paused');
+  });
+
+  it('says of a SUCCEEDED execution that its attempt had timed out, or that its retry was not sent; nothing of a plain success', () => {
+    const at = Date.UTC(2026, 11, 5, 8, 0, 0);
+    const error = 'in-progress timeout: not finished within 60 s of the command';
+    assert.equal(succeededNote({ status: 'SUCCEEDED', details: { agentStatus: 'SUCCESS', timedOut: { at, error } } }), `Timed out at ${dateTime(at)} (${error}), then its success came in: no retry`);
+    assert.equal(succeededNote({ status: 'SUCCEEDED', details: { retryNotSent: { attempt: 1, at } } }), `Retry not sent (${dateTime(at)}): the device had reported attempt 1's success`);
+    assert.equal(succeededNote({ status: 'SUCCEEDED', details: { agentStatus: 'SUCCESS' } }), undefined);
   });
 
   it('links to a job or a device with its id encoded, and rounds a percentage to one decimal', () => {

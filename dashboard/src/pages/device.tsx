@@ -10,7 +10,7 @@ import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
-import { clientCertificateExpiry, dateTime, jobHref, shortId, time } from '../format.ts';
+import { clientCertificateExpiry, dateTime, jobHref, shortId, succeededNote, time } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate } from '../router.tsx';
 import type { DeviceEvent, DeviceView, Execution, Page } from '../types.ts';
@@ -115,8 +115,10 @@ export function DevicePage({ id }: { id: string }) {
                       <StatusBadge status={e.status} />
                     </td>
                     <td class="long-text">
-                      {e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : '—')}
+                      {e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : succeededNote(e) ? null : '—')}
                       {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
+                      {/* ended SUCCEEDED in place of its retry: it had timed out, or the retry was not sent */}
+                      {succeededNote(e) && <span class="muted" data-testid="succeeded-note">{succeededNote(e)}</span>}
                     </td>
                     <td>{dateTime(e.updatedAt)}</td>
                     <td>{logOf.has(e.jobId) ? logButton(e.jobId, `View the log of job ${e.jobId}`) : '—'}</td>

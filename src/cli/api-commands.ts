@@ -112,6 +112,26 @@ function block(label: string, value: unknown): string {
   return `${label}:\n${JSON.stringify(value, null, 2).replace(/^/gm, '  ')}`;
 }
 
+/** A page of GET /api/v1/artifacts, with the server's size limit. */
+type ArtifactPage = { items: ArtifactRecord[]; next?: string; maxArtifactBytes?: number };
+
+/**
+ * GET /api/v1/artifacts asked with `query` (limit, after, name). A server one release older,
+ * from before the list was paged (1cf1234), takes none of them: it answers 400 "unknown query
+ * parameter "limit" (it takes none)", and its whole list, with maxArtifactBytes, when asked
+ * without. So this asks again without, and keeps the name asked for itself; the one page has no
+ * next. Any other refusal stands.
+ */
+async function artifactPage(api: ApiClient, query: Record<string, string>): Promise<ArtifactPage> {
+  try {
+    return await api.call<ArtifactPage>('GET', `/api/v1/artifacts?${new URLSearchParams(query)}`);
+  } catch (err) {
+    if (!(err instanceof UpdraftError) || err.status !== 400 || !/^unknown query parameters? .*"limit"/.test(err.message)) throw err;
+    const all = await api.call<ArtifactPage>('GET', '/api/v1/artifacts');
+    return query.name === undefined ? all : { ...all, items: all.items.filter((a) => a.name === query.name) };
+  }
+}
+
 /** Adds the API commands. */
 export function addApiCommands(program: Command): void {
   const artifact = program.command('artifact').description('manage software artifacts');
@@ -128,8 +148,9 @@ export function addApiCommands(program: Command): void {
       const api = new ApiClient(opts);
       // refused here, not half-way: the server stops reading an upload at its limit and the
       // connection goes with it, which fetch reports as a broken pipe, not as the server's 413
-      // (every page of the list carries the limit: one artifact's page is enough)
-      const { maxArtifactBytes } = await api.call<{ maxArtifactBytes?: number }>('GET', '/api/v1/artifacts?limit=1');
+      // (every page of the list carries the limit: one artifact's page is enough; a server from
+      // before paging answers it in its whole list: artifactPage)
+      const { maxArtifactBytes } = await artifactPage(api, { limit: '1' });
       if (maxArtifactBytes !== undefined && info.size > maxArtifactBytes) {
         throw new UpdraftError('TOO_LARGE', `${file} is ${info.size} bytes: the server takes builds of at most ${maxArtifactBytes} bytes (its --max-artifact-bytes); nothing was sent`);
       }
@@ -146,8 +167,7 @@ export function addApiCommands(program: Command): void {
       const items: ArtifactRecord[] = [];
       let after: string | undefined;
       do {
-        const q = new URLSearchParams({ limit: '1000', ...(opts.name !== undefined ? { name: opts.name } : {}), ...(after !== undefined ? { after } : {}) });
-        const page = await api.call<{ items: ArtifactRecord[]; next?: string }>('GET', `/api/v1/artifacts?${q}`);
+        const page = await artifactPage(api, { limit: '1000', ...(opts.name !== undefined ? { name: opts.name } : {}), ...(after !== undefined ? { after } : {}) });
         items.push(...page.items);
         after = page.next;
       } while (after !== undefined);

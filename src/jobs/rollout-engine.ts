@@ -633,8 +633,10 @@ export class RolloutEngine {
     this.countingMs += performance.now() - countStart;
     let all = tally(counts);
     if (!spec) {
-      // a job created before rollouts: complete it when every execution has finished
-      if (job.status === 'IN_PROGRESS' && all.QUEUED + all.IN_PROGRESS === 0) await this.deps.store.setJobStatus(job.jobId, 'COMPLETED');
+      // a job created before rollouts: complete it when every execution has finished, written
+      // and announced as a rollout's completion is (saveJob: conditional, job.changed with the
+      // record replaced, so webhooks post it), its end and its devices recorded
+      if (job.status === 'IN_PROGRESS' && all.QUEUED + all.IN_PROGRESS === 0) await this.saveJob(job, 'COMPLETED', { ...progressOf(job), total: devicesOf(counts), finishedAt: now }, now);
       return;
     }
     let abort = abortReason(spec, all);

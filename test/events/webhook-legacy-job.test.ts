@@ -1,0 +1,90 @@
+/**
+ * A job made before rollouts (no spec, as a database upgraded from then holds it) completes
+ * through the engine's older path, and its completion is posted like a rollout's: a real
+ * server with `--webhook-url`, a real HTTP receiver, a real agent, the real SQLite store.
+ *
+ * The job is created through the API while its device is offline (its command is written to
+ * the shadow), the server stopped, and the row turned into what the upgrade left of such a
+ * job (no spec, progress, update time or version); after the restart the agent comes online,
+ * installs, and the job's last execution ending completes it.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import type { UpdateAgent } from '../../src/agent/agent.ts';
+import type { WebhookDelivery } from '../../src/events/webhook-notifier.ts';
+import { eventually } from '../helpers/cli.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, outcome, startAgent } from '../security/support.ts';
+
+describe('webhooks of a job made before rollouts', () => {
+  let receiver: http.Server;
+  let ts: TestServer | undefined;
+  let root: string;
+  let agent: UpdateAgent | undefined;
+  const got: WebhookDelivery[] = [];
+
+  before(async () => {
+    receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        got.push(JSON.parse(body) as WebhookDelivery);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    root = await mkdtemp(path.join(os.tmpdir(), 'updraft-hook-legacy-'));
+  });
+  after(async () => {
+    await agent?.stop();
+    await ts?.close();
+    receiver.closeAllConnections();
+    await new Promise((r) => receiver.close(r));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('its completion is posted (job.state COMPLETED, from IN_PROGRESS), as a rollout completing is', async () => {
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    ts = await startTestServer({ flags: { 'webhook-url': url } });
+    await addArtifact(ts, '2.0.0', randomBytes(5000));
+    const secret = await registerDevice(ts, 'old-1');
+    const res = await fetch(`${ts.httpUrl}/api/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ artifact: 'fw@2.0.0', targets: { devices: ['old-1'] } }) });
+    assert.equal(res.status, 201, await res.clone().text());
+    const { jobId } = ((await res.json()) as { job: { jobId: string } }).job;
+    const store = ts.server.store;
+    await eventually(async () => ((await store.getExecution(jobId, 'old-1'))?.dispatchedAt !== undefined ? true : undefined), 15_000, 'the command written');
+    await eventually(async () => (got.some((d) => d.job.jobId === jobId) ? true : undefined), 15_000, 'its start posted');
+    await ts.stop();
+
+    const db = new Database(path.join(ts.dataDir, 'updraft.db'));
+    try {
+      // what a database upgraded from before rollouts holds of a job running then
+      db.prepare('UPDATE jobs SET spec = NULL, progress = NULL, updated_at = NULL, version = NULL WHERE job_id = ?').run(jobId);
+    } finally {
+      db.close();
+    }
+    got.length = 0;
+    ts = await startTestServer({ dataDir: ts.dataDir, flags: { 'webhook-url': url } });
+    assert.equal((await ts.server.store.getJob(jobId))?.spec, undefined, 'a job without a spec');
+    const started = await startAgent(ts, root, 'old-1', { username: 'old-1', password: secret });
+    agent = started.agent;
+    assert.equal((await outcome(started.finished, jobId)).status, 'SUCCESS');
+    const completed = await eventually(async () => ((await ts!.server.store.getJob(jobId))?.status === 'COMPLETED' ? true : undefined), 15_000, 'the job COMPLETED');
+    assert.ok(completed);
+    const posted = await eventually(async () => got.find((d) => d.job.jobId === jobId && d.job.status === 'COMPLETED'), 15_000, 'its completion posted').catch(() => undefined);
+    assert.ok(posted, `no COMPLETED delivery; got ${JSON.stringify(got)}`);
+    assert.equal(posted.type, 'job.state');
+    assert.deepEqual({ status: posted.job.status, previousStatus: posted.job.previousStatus, wave: posted.job.wave, waves: posted.job.waves }, { status: 'COMPLETED', previousStatus: 'IN_PROGRESS', wave: 1, waves: 1 });
+    assert.equal(got.filter((d) => d.job.jobId === jobId).length, 1, 'posted once, nothing else of it after the restart');
+    // the record now tells when it ended, as a rollout's does
+    const job = await ts.server.store.getJob(jobId);
+    assert.equal(typeof (job?.progress as { finishedAt?: unknown } | undefined)?.finishedAt, 'number');
+  });
+});

@@ -20,7 +20,7 @@ import type { Sender } from '../broker/message-bus.ts';
 import { UpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { parseAgentJobId } from './agent-job-id.ts';
-import { parseReportedSoftware, type DesiredSoftware } from '../protocol/software.ts';
+import { parseReportedSoftware, type DesiredSoftware, type ReportedSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
 import type { ArtifactRecord, ShadowRecord, StateStore } from '../store/state-store.ts';
 
@@ -54,6 +54,15 @@ export async function sendCommand(deps: DesiredSoftwareDeps, deviceId: string, s
   await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...software } } }, version: onVersion }, ROLLOUT_SENDER);
 }
 
+/**
+ * True when the device reported SUCCESS or FAILURE of the command `agentJobId`: it never
+ * applies a job id twice, so there is nothing left to stop, and a stay would stand pending
+ * over a device that finished.
+ */
+export function finished(reported: ReportedSoftware | undefined, agentJobId: string): boolean {
+  return reported?.jobId === agentJobId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE');
+}
+
 async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, version: string | undefined): Promise<ArtifactRecord | undefined> {
   if (!name || !version) return undefined;
   return deps.store.getArtifact(name, version);
@@ -67,16 +76,18 @@ async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, v
  * A stay the shadow cannot hold (413: its document near its size limit, the stay a few bytes
  * longer than the command) clears the desired software instead, which the agent takes as a
  * cancel too: a command that cannot be taken back would be installed later.
- * `unlessFinished`: 'none' too when the device reported SUCCESS or FAILURE of that very
- * command (it never applies a job id twice: there is nothing left to stop), checked on the
- * version written on, so a report landing meanwhile is seen (the write conflicts, read again).
+ * 'none' too when the device reported finishing that very command (`finished`): checked on
+ * the version written on, so a report landing meanwhile is seen (the write conflicts, read
+ * again). Every take-back goes through here: a timeout's, a cancel's, the fence's, an owed
+ * one, the sweep of stranded commands. Until 2026-12-05 only the owed one (retractOwed)
+ * checked, and the others wrote a stay over a device whose SUCCESS had just reached its shadow.
  */
-export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string, options: { unlessFinished?: boolean } = {}): Promise<'stay' | 'cleared' | 'none'> {
+export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string): Promise<'stay' | 'cleared' | 'none'> {
   for (let attempt = 1; ; attempt++) {
     const { shadow, askedJobId } = await currentCommand(deps, deviceId);
     if (!shadow || askedJobId !== agentJobId) return 'none';
     const reported = parseReportedSoftware(shadow.state.reported?.software);
-    if (options.unlessFinished && reported?.jobId === agentJobId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE')) return 'none';
+    if (finished(reported, agentJobId)) return 'none';
     const onVersion = { version: shadow.version };
     try {
       const running = await catalogued(deps, reported?.name, reported?.version);

@@ -1212,7 +1212,7 @@ export class RolloutEngine {
   private async retractOwed(key: { jobId: string; deviceId: string }, commandId: string, now: number): Promise<void> {
     const owes = (cur: ExecutionRecord) => owedRetract(cur) === commandId;
     try {
-      await retractCommand(this.desired, key.deviceId, commandId, { unlessFinished: true });
+      await retractCommand(this.desired, key.deviceId, commandId);
     } catch (err) {
       const error = asUpdraftError(err);
       if (isTransient(error)) {

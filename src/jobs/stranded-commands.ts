@@ -31,7 +31,7 @@ import { parseReportedSoftware } from '../protocol/software.ts';
 import type { ExecutionRecord } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseAgentJobId } from './agent-job-id.ts';
-import { retractCommand, type DesiredSoftwareDeps } from './desired-software.ts';
+import { finished, retractCommand, type DesiredSoftwareDeps } from './desired-software.ts';
 import { isTerminal } from './execution-state.ts';
 import { isTransient } from './pending-retract.ts';
 
@@ -162,9 +162,8 @@ async function takeBack(deps: DesiredSoftwareDeps, deviceId: string): Promise<bo
   if (typeof askedId !== 'string') return false;
   const asked = parseAgentJobId(askedId);
   if (!asked || asked.control) return false;
-  // the device finished that command: it never applies a job id twice
-  const reported = parseReportedSoftware(shadow.state.reported?.software);
-  if (reported?.jobId === askedId && (reported.status === 'SUCCESS' || reported.status === 'FAILURE')) return false;
+  // the device finished that command (before the reads below: retractCommand checks it again on the version it writes on)
+  if (finished(parseReportedSoftware(shadow.state.reported?.software), askedId)) return false;
   const e = await store.getExecution(asked.jobId, deviceId);
   if (e ? !isPast(e, asked.attempt) : !(await isDeletedJob(deps, asked.jobId))) return false;
   return (await retractCommand(deps, deviceId, askedId)) !== 'none';

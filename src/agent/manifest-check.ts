@@ -1,5 +1,5 @@
 /**
- * The agent's check of a signed update command (issue 5, DESIGN.md §5): before anything is
+ * The agent's check of a signed update command (issue 5, docs/design.md §5): before anything is
  * downloaded, the manifest must be signed by the key the device was provisioned with (or,
  * on a device provisioned with the offline root key, by the key of the command's key
  * certificate: signed by the root, unexpired, and not older than the newest this device has

@@ -1,5 +1,5 @@
 /**
- * Server-side timeouts (DESIGN.md §4: devices that go silent do not stay IN_PROGRESS
+ * Server-side timeouts (docs/design.md §4: devices that go silent do not stay IN_PROGRESS
  * forever). An execution's `dueAt` is the earliest of: the in-progress timeout counted from
  * when the command was sent, the step timeout counted from when the device entered its
  * current phase, and the grace given to a device asked to stop. Stored and indexed, so one

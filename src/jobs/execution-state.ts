@@ -1,5 +1,5 @@
 /**
- * Job execution states and their legal transitions (DESIGN.md §4, STYLE.md habit 7).
+ * Job execution states and their legal transitions (docs/design.md §4, STYLE.md habit 7).
  * Terminal states are final: a retry is a new attempt (`canRetry`), not a move a report can make.
  */
 import { UpdraftError } from '../errors.ts';

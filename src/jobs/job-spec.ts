@@ -1,5 +1,5 @@
 /**
- * A rollout job's specification (DESIGN.md §4): targets, snapshot or continuous, the
+ * A rollout job's specification (docs/design.md §4): targets, snapshot or continuous, the
  * rollout plan (waves, thresholds, rate, ramp-up, scheduled start, maintenance windows), abort rules, timeouts,
  * retries and downgrade protection. `parseJobRequest` validates an operator's request and
  * reports every problem it finds at once, as one BAD_REQUEST line.

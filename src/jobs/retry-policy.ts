@@ -1,5 +1,5 @@
 /**
- * Retries (DESIGN.md §4): a FAILED or TIMED_OUT execution of an active job goes back to
+ * Retries (docs/design.md §4): a FAILED or TIMED_OUT execution of an active job goes back to
  * QUEUED as a new attempt while the job's retry limit allows. The attempt number changes the
  * device-side job id (`agent-job-id.ts`), so the agent, which never applies a job id twice,
  * takes it as new. The outcome of every attempt stays in `details.attempts`.

@@ -1,5 +1,5 @@
 /**
- * The rollout engine (DESIGN.md §4): one scheduler tick, no per-device timers. Each tick
+ * The rollout engine (docs/design.md §4): one scheduler tick, no per-device timers. Each tick
  *
  * 1. takes the executions whose deadline passed (one indexed scan, `listDueExecutions`) and
  *    ends them TIMED_OUT (or CANCELED, for devices asked to stop), then takes the command
@@ -16,7 +16,7 @@
  *
  * Everything it knows is in the store (job progress, execution rows with wave, attempt,
  * dispatch time and deadline); after a crash it picks up where the stored state says.
- * With several instances only the holder of the lease ticks (DESIGN.md §7): each tick
+ * With several instances only the holder of the lease ticks (docs/design.md §7): each tick
  * first renews it, and an instance that becomes the holder (the previous one died) runs
  * the same recovery as after a crash before its first round. A
  * command written just before a crash and not yet marked sent is sent again with the same

@@ -1,5 +1,5 @@
 /**
- * The production StateStore on PostgreSQL (DESIGN.md §7), through node-postgres (`pg`).
+ * The production StateStore on PostgreSQL (docs/design.md §7), through node-postgres (`pg`).
  *
  * Concurrency control is in SQL, so any number of Updraft instances can share one database
  * without losing an update: creates are `INSERT ... ON CONFLICT DO NOTHING` and conditional

@@ -2,7 +2,7 @@
  * The embedded StateStore: one SQLite file through better-sqlite3 (STYLE.md habit 2).
  *
  * Durability: WAL mode; every write promise resolves only after its transaction committed
- * AND the WAL was fsynced (DESIGN.md §2: acknowledge only what is on disk). SQLite's own
+ * AND the WAL was fsynced (docs/design.md §2: acknowledge only what is on disk). SQLite's own
  * per-commit fsync (synchronous=FULL) would block the event loop, better-sqlite3 being
  * synchronous, so commits run with synchronous=NORMAL and the store fdatasyncs the WAL itself
  * on libuv's thread pool before acknowledging (`afterDurable`).

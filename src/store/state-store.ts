@@ -5,7 +5,7 @@
  * (`test/store/state-store.contract.ts`).
  *
  * Every write resolves only after it is durably committed: the replica acknowledges a
- * request only after that (DESIGN.md §2). Conditional writes (`expectedVersion`) are the
+ * request only after that (docs/design.md §2). Conditional writes (`expectedVersion`) are the
  * concurrency control, so several writers never lose an update.
  */
 import { UpdraftError } from '../errors.ts';
@@ -72,7 +72,7 @@ export interface JobRecord {
   version?: number;
 }
 
-/** Per-device execution states (DESIGN.md §4); the legal moves are in `jobs/execution-state.ts`. */
+/** Per-device execution states (docs/design.md §4); the legal moves are in `jobs/execution-state.ts`. */
 export type ExecutionStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'CANCELED' | 'REMOVED';
 
 /** What `deleteJob` did. */

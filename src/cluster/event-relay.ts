@@ -96,10 +96,12 @@ export class EventRelay {
   private queue(event: Relayed): void {
     if (this.replaying || !this.client) return;
     if (event.type === 'job.changed' && (event.payload.job.spec || event.payload.previous?.spec)) {
-      // no live view reads a job's spec, and one that lists its devices runs to megabytes
+      // no live view reads a job's spec, and one that lists its devices runs to megabytes; its
+      // count of waves goes with it (the webhook deliveries another instance records tell it)
       const { spec: _spec, ...job } = event.payload.job;
       const { spec: _previousSpec, ...previous } = event.payload.previous ?? {};
-      event = { type: 'job.changed', payload: { job, ...(event.payload.previous ? { previous: previous as typeof job } : {}) } };
+      const waves = (event.payload.job.spec as { plan?: { waves?: unknown[] } } | undefined)?.plan?.waves?.length ?? event.payload.waves;
+      event = { type: 'job.changed', payload: { job, ...(event.payload.previous ? { previous: previous as typeof job } : {}), ...(waves !== undefined ? { waves } : {}) } };
     }
     this.batch.push(event);
     if (this.batch.length >= MAX_BATCH) this.flush();

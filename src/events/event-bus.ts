@@ -44,9 +44,11 @@ export interface UpdraftEvents {
    * A job was created or changed state or progress (rollouts). `previous` is the record the
    * write replaced (the store's conditional update took it at its version), so a listener
    * tells what changed without having seen the job before (after a restart, on an instance
-   * taking over); absent for a job's creation and for a notice that wrote nothing.
+   * taking over); absent for a job's creation and for a notice that wrote nothing. `waves`:
+   * how many waves the job has, when `job` comes without its spec (relayed from another
+   * instance, which leaves specs out: `cluster/event-relay.ts`).
    */
-  'job.changed': { job: JobRecord; previous?: JobRecord };
+  'job.changed': { job: JobRecord; previous?: JobRecord; waves?: number };
   /**
    * A finished job was deleted with everything kept under its id (`JobService.delete`, an
    * operator's or the retention sweep's), here or on another instance: lists drop it.

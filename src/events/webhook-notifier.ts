@@ -189,7 +189,7 @@ export class WebhookNotifier {
 
   async start(): Promise<void> {
     this.running = true;
-    this.off = this.deps.events.on('job.changed', ({ job, previous }) => this.onJob(job, previous));
+    this.off = this.deps.events.on('job.changed', ({ job, previous, waves }) => this.onJob(job, previous, waves));
     if (!this.deps.secret) this.deps.logger.warn('webhook deliveries are not signed: set webhook.secret (UPDRAFT_WEBHOOK_SECRET) so the receiver can check they come from here');
     // what waits in the store: written by another instance, or before a stop or a handover
     this.timer = setInterval(() => this.kick(), this.deps.scanMs ?? 5_000);
@@ -209,7 +209,8 @@ export class WebhookNotifier {
     return this.deps.now ? this.deps.now() : Date.now();
   }
 
-  private onJob(job: JobRecord, previous: JobRecord | undefined): void {
+  /** `waves`: the job's count of waves when `job` comes without its spec (a relayed event). */
+  private onJob(job: JobRecord, previous: JobRecord | undefined, waves: number | undefined): void {
     const progress = (job.progress ?? {}) as { wave?: number; pause?: { message?: string }; abortReason?: string };
     const wave = progress.wave ?? 0;
     // a write's event carries the record it replaced: the change is judged by that, not by
@@ -258,7 +259,7 @@ export class WebhookNotifier {
         status: job.status,
         ...(seen && seen.status !== job.status ? { previousStatus: seen.status } : {}),
         wave: wave + 1,
-        waves: spec?.plan?.waves?.length ?? 1,
+        waves: spec?.plan?.waves?.length ?? waves ?? 1,
         ...(reason ? { reason } : {}),
         ...(job.description ? { description: job.description } : {}),
       },

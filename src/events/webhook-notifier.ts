@@ -72,6 +72,11 @@ export interface WebhookDeps {
   retryDelayMs?: number;
   /** How often the sender looks for deliveries waiting in the store (written by another instance, or before a handover), in ms; default 5000. */
   scanMs?: number;
+  /**
+   * The clock job times are kept by (on a shared database, the database's:
+   * `cluster/cluster-clock.ts`), which a change's age and a sent record's hour are judged by;
+   * default this machine's. A signature's `t` is this machine's clock, as the receiver's is.
+   */
   now?: () => number;
 }
 
@@ -332,7 +337,7 @@ export class WebhookNotifier {
     const base = this.deps.retryDelayMs ?? 1000;
     let last = '';
     for (let attempt = 1; attempt <= ATTEMPTS && this.running; attempt++) {
-      const t = Math.floor(this.now() / 1000);
+      const t = Math.floor(Date.now() / 1000);
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'updraft-webhook', 'x-updraft-event': delivery.type, 'x-updraft-delivery': delivery.id };
       if (this.deps.secret) headers['x-updraft-signature'] = `t=${t},sha256=${createHmac('sha256', this.deps.secret).update(`${t}.${body}`).digest('hex')}`;
       try {

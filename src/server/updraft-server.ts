@@ -321,7 +321,8 @@ export class UpdraftServer {
     let webhook: WebhookNotifier | undefined;
     if (config.webhook.url) {
       const engine = this.rollouts.engine;
-      webhook = new WebhookNotifier({ events, store: this.store, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook') });
+      // a change's age is judged by the clock its time was stamped by (the cluster's)
+      webhook = new WebhookNotifier({ events, store: this.store, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook'), ...(clock ? { now: clock.now } : {}) });
       await this.startPart(webhook);
     }
     // after the bus: recovery and the first tick may send commands

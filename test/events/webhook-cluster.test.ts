@@ -4,6 +4,9 @@
  *
  * - A delivery recorded from a relayed event (the relay leaves a job's spec out) carries the
  *   job's real wave count, not 1.
+ * - An instance whose own clock is off from the database's (which job times are kept by)
+ *   judges a change's age by the database's clock: one two minutes ahead took every job's
+ *   creation for a job seen again long after it started, and announced no start.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -108,6 +111,35 @@ if (!mosquitto.ok || !pgResult.ok) {
       );
       await b.ts.stop();
       running.splice(running.indexOf(b.ts), 1);
+    });
+
+    it("an instance whose clock is two minutes ahead of the database's announces a job's start", { timeout: 60_000 }, async () => {
+      got.length = 0;
+      const db = await pg.createDatabase();
+      const dataDir = await newDataDir('ahead');
+      // this machine's clock two minutes ahead of the database's (which runs on the real one)
+      const realNow = Date.now;
+      Date.now = () => realNow() + 120_000;
+      try {
+        const { ts, api } = await instance(db, dataDir, { 'webhook-url': url });
+        assert.ok(Math.abs(ts.server.clusterClock!.offsetMs + 120_000) < 2_000, `offset ${ts.server.clusterClock!.offsetMs} ms`);
+        await addArtifact(ts, '2.0.0', Buffer.from('firmware 2.0.0 '.repeat(100)));
+        await api.call('POST', '/api/v1/devices', { deviceId: 'c-1' });
+        const { job } = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ['c-1'] } });
+        await api.call('POST', `/api/v1/jobs/${job.jobId}/pause`);
+        await eventually(async () => (got.some((d) => d.job.status === 'PAUSED') ? true : undefined), 15_000, 'the pause posted');
+        await sleep(300);
+        assert.deepEqual(
+          got.map((d) => [d.job.jobId === job.jobId, d.job.status, d.job.previousStatus ?? null]),
+          [
+            [true, 'IN_PROGRESS', null],
+            [true, 'PAUSED', 'IN_PROGRESS'],
+          ],
+          JSON.stringify(got),
+        );
+      } finally {
+        Date.now = realNow;
+      }
     });
   });
 }

@@ -22,6 +22,7 @@ import { AckOrder } from './ack-order.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
 import { ForwardOnce } from './forward-once.ts';
+import { InboundGate } from './inbound-gate.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
 import { MAX_DEVICE_QOS2_AWAITING_RELEASE, MAX_OPERATOR_QOS2_AWAITING_RELEASE, Qos2Receipts } from './qos2-receipts.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
@@ -66,6 +67,13 @@ export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
 
 /** Default of `maxPacketBytes`. */
 export const DEFAULT_MAX_PACKET_BYTES = 64 * 1024;
+
+/**
+ * Bytes of packets a connection may have waiting behind a QoS 2 message its session has no
+ * place for (inbound-gate.ts), or four of its largest packets if more: some thousands of
+ * requests, for a client that sends all its messages at once.
+ */
+export const MAX_QUEUED_BEHIND_QOS2_BYTES = 256 * 1024;
 
 /** aedes's client, as far as the packet limit reaches into it: its mqtt-packet parser. */
 interface ParsingClient {
@@ -332,12 +340,17 @@ export class EmbeddedBroker implements MessageBus {
     };
   }
 
+  /** QoS 2 messages a session of `sender` may hold awaiting their PUBREL. */
+  private qos2Limit(sender: Sender | undefined): number {
+    return sender?.kind === 'operator' ? MAX_OPERATOR_QOS2_AWAITING_RELEASE : MAX_DEVICE_QOS2_AWAITING_RELEASE;
+  }
+
   /**
    * Takes a QoS 2 PUBLISH into its session, or refuses it: false when the session holds as
    * many awaiting their PUBREL as it may (then the connection is closed).
    */
   private admitQos2(client: Client, sender: Sender | undefined, messageId: number): boolean {
-    const limit = sender?.kind === 'operator' ? MAX_OPERATOR_QOS2_AWAITING_RELEASE : MAX_DEVICE_QOS2_AWAITING_RELEASE;
+    const limit = this.qos2Limit(sender);
     if (this.qos2.admit(client, messageId, limit)) return true;
     if (!this.qos2Refused.has(client)) {
       this.qos2Refused.add(client);
@@ -427,8 +440,9 @@ export class EmbeddedBroker implements MessageBus {
           }
           // every QoS 2 message aedes acknowledges, whatever its topic (a presence, one the ACL
           // drops), stays in its store until the PUBREL: a session holds a few at most, over
-          // all its connections. One more closes the connection: MQTT 3.1.1 has no way to say
-          // "not now", and evicting one would break exactly-once for a message acknowledged.
+          // all its connections. One more waits for a place (inbound-gate.ts); one sent with
+          // the CONNECT, before the CONNACK, passes the wait and closes the connection: MQTT
+          // 3.1.1 has no way to say "not now", and evicting one would break exactly-once.
           if (!this.admitQos2(client, sender, packet.messageId!)) return done(new Error('too many QoS 2 messages awaiting their PUBREL'));
         }
         if (!sender || !mayPublish(sender, packet.topic)) {
@@ -560,9 +574,22 @@ export class EmbeddedBroker implements MessageBus {
       const client = aedes.handle(coalesceWrites(socket)) as unknown as ParsingClient;
       this.forwardOnce.adopt(client);
       limitPacketSize(client, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote: socket.remoteAddress }));
-      // after aedes's own listener: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
-      client._parser!.on('packet', (packet) => {
-        if (packet.cmd === 'pubrel') this.qos2.release(client as unknown as Client, packet.messageId!);
+      // PUBLISH packets wait while the session has no place for one more QoS 2 message
+      // awaiting its PUBREL, its PUBRELs read meanwhile (inbound-gate.ts)
+      const c = client as unknown as Client;
+      const gate: InboundGate = new InboundGate(client, {
+        mustWait: (p) => p.cmd === 'publish' && p.qos === 2 && p.messageId !== undefined && !this.qos2.hasRoom(c, p.messageId, this.qos2Limit(this.senders.get(c))),
+        taken: (p) => {
+          if (p.cmd !== 'pubrel') return;
+          // once aedes has it: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
+          this.qos2.release(c, p.messageId!);
+          gate.drain();
+        },
+        maxQueuedBytes: Math.max(MAX_QUEUED_BEHIND_QOS2_BYTES, 4 * maxPacket),
+        overflow: (bytes) => {
+          log.warn('connection closed: too many packets sent behind QoS 2 messages awaiting their PUBREL', { clientId: client.id, queuedBytes: bytes, awaitingRelease: this.qos2Limit(this.senders.get(c)) });
+          c.emit('error', new Error('too many packets sent behind QoS 2 messages awaiting their PUBREL'));
+        },
       });
     };
     const server = net.createServer(handle);

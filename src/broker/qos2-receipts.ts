@@ -11,8 +11,8 @@
  * (`maxInflightInbound`, 1,000) counts per connection, from zero at each reconnect. A device
  * that withheld its PUBRELs on a persistent session held 900 messages of 60 KB more at each
  * reconnect (QA: 4 reconnects, 250 MB). Here a session holds at most `limit` messages, over
- * all its connections; the embedded broker refuses one more, and lets aedes store only what
- * a session holds (embedded-broker.ts).
+ * all its connections; the embedded broker holds one more back until a PUBREL frees a place
+ * (inbound-gate.ts), and lets aedes store only what a session holds (embedded-broker.ts).
  *
  * Kept per client id, not per connection: a persistent session (`clean: false`) keeps its
  * receipts across a reconnect, also one that takes over while the first copy is still being
@@ -81,6 +81,12 @@ export class Qos2Receipts {
     }
     session.pending.set(messageId, handledAlready);
     return true;
+  }
+
+  /** Whether `admit` would take `messageId` (held already, or a place free under `limit`). */
+  hasRoom(client: SessionClient, messageId: number, limit: number): boolean {
+    const session = this.session(client);
+    return !session || session.pending.has(messageId) || session.pending.size < limit;
   }
 
   /** The handling of an admitted message: a copy received before its PUBREL waits for it. */

@@ -76,14 +76,15 @@ if (!found.ok) {
       assert.deepEqual(onA, ['thing-1', 'thing-2'], 'a saw only its own two, not echoes');
 
       // a job's write reaches a with the record it replaced (a webhook sender that took over
-      // judges the change by it), both without their spec
+      // judges the change by it), both without their spec, and the spec's count of waves (what
+      // a webhook delivery recorded there tells)
       const jobs: unknown[] = [];
       a.on('job.changed', (e) => jobs.push(e));
       const spec = { plan: { waves: [{ count: 1 }, { count: 1 }] } };
       const head = { jobId: 'job-2', artifactName: 'fw', artifactVersion: '2.0.0', createdAt: 1, updatedAt: 1, version: 1 };
       b.emit('job.changed', { job: { ...head, status: 'IN_PROGRESS', progress: { wave: 1 }, version: 2, spec }, previous: { ...head, status: 'PAUSED', progress: { wave: 0 }, spec } });
       await eventually(async () => (jobs.length === 1 ? true : undefined), 10_000, 'a sees b’s job write');
-      assert.deepEqual(jobs, [{ job: { ...head, status: 'IN_PROGRESS', progress: { wave: 1 }, version: 2 }, previous: { ...head, status: 'PAUSED', progress: { wave: 0 } } }]);
+      assert.deepEqual(jobs, [{ job: { ...head, status: 'IN_PROGRESS', progress: { wave: 1 }, version: 2 }, previous: { ...head, status: 'PAUSED', progress: { wave: 0 } }, waves: 2 }]);
 
       // garbage on the topic is ignored; the relay keeps working
       const raw = await mqtt.connectAsync(broker.serviceUrl, { username: 'operator', password: TOKEN, reconnectPeriod: 0 });

@@ -33,6 +33,7 @@ import { PRESENCE_WILL, parsePresence } from '../protocol/presence.ts';
 import { PRESENCE_FILTER, parseDeviceRequestTopic, parsePresenceTopic, presenceSyncTopic, presenceTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
 import type { MessageBus, PresenceEvent, RequestHandler } from './message-bus.ts';
+import { BrokerOutageLog } from './outage-log.ts';
 
 /** Options of the external broker connection. */
 export interface ExternalBrokerOptions {
@@ -106,6 +107,8 @@ export class ExternalBroker implements MessageBus {
   private syncTopic = '';
   private exclusiveTimer: NodeJS.Timeout | undefined;
   private exclusiveSubscribed = false;
+  /** The connection's errors, one line per 30 s while the broker is unreachable. */
+  private outageLog: BrokerOutageLog | undefined;
 
   constructor(opts: ExternalBrokerOptions) {
     this.opts = opts;
@@ -181,7 +184,11 @@ export class ExternalBroker implements MessageBus {
     });
     client.on('offline', () => log.warn('MQTT broker connection lost; reconnecting', { broker: this.where }));
     client.on('reconnect', () => log.debug('reconnecting to the MQTT broker', { broker: this.where }));
-    client.on('error', (err) => log.warn('MQTT broker error', { broker: this.where, error: err.message }));
+    // an error per failed reconnect attempt (ECONNREFUSED): the outage's first, then one line per 30 s (outage-log.ts)
+    const outageLog = new BrokerOutageLog(log, 'MQTT broker error', { broker: this.where });
+    this.outageLog = outageLog;
+    client.on('error', (err) => outageLog.error(err));
+    client.on('connect', () => log.info('MQTT broker connection back', { broker: this.where, errors: outageLog.back() }));
     this.client = client;
     const filters = REQUEST_FILTERS.map((f) => `$share/${o.shareGroup}/${f}`);
     const granted = await client.subscribeAsync(filters, { qos: 1 });
@@ -292,6 +299,7 @@ export class ExternalBroker implements MessageBus {
     clearInterval(this.exclusiveTimer);
     this.exclusiveTimer = undefined;
     if (client) await client.endAsync();
+    this.outageLog?.close();
     if (this.opts.exclusive) await this.opts.exclusive.lease.release();
   }
 }

@@ -16,6 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { serviceConnectOptions } from '../broker/external-broker.ts';
+import { BrokerOutageLog } from '../broker/outage-log.ts';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
 import { EVENT_RELAY_FILTER, eventRelayTopic, parseEventRelayTopic } from '../protocol/topics.ts';
@@ -46,6 +47,8 @@ export interface EventRelayDeps {
   instanceId?: string;
   /** Longest wait before a batch is sent, in ms. */
   flushMs?: number;
+  /** Milliseconds between reconnect attempts after the connection drops (serviceConnectOptions' default). */
+  reconnectPeriodMs?: number;
 }
 
 const MAX_BATCH = 500;
@@ -64,25 +67,30 @@ export class EventRelay {
   private droppedInOutage = 0;
   /** Events dropped because the broker was unreachable, since start. */
   dropped = 0;
+  /** The connection's errors, one line per 30 s while the broker is unreachable. */
+  private readonly outageLog: BrokerOutageLog;
 
   constructor(deps: EventRelayDeps) {
     this.deps = deps;
     this.instanceId = deps.instanceId ?? `i-${randomBytes(6).toString('hex')}`;
+    this.outageLog = new BrokerOutageLog(deps.logger, 'event relay: MQTT error');
   }
 
   async start(): Promise<void> {
     const d = this.deps;
     try {
-      this.client = await mqtt.connectAsync(d.url, serviceConnectOptions({ clientId: `updraft-events-${this.instanceId}`, username: d.username, password: d.password, tls: d.tls }));
+      this.client = await mqtt.connectAsync(d.url, serviceConnectOptions({ clientId: `updraft-events-${this.instanceId}`, username: d.username, password: d.password, tls: d.tls, reconnectPeriodMs: d.reconnectPeriodMs }));
     } catch (err) {
       throw new UpdraftError('CONFIG', `cannot connect the event relay to the MQTT broker: ${(err as Error).message}`, { cause: err });
     }
     this.client.on('message', (topic, payload) => this.receive(topic, payload));
     this.client.on('connect', () => {
-      if (this.droppedInOutage > 0) d.logger.info('event relay: the broker is back', { droppedEvents: this.droppedInOutage });
+      const errors = this.outageLog.back();
+      if (this.droppedInOutage > 0 || errors > 0) d.logger.info('event relay: the broker is back', { droppedEvents: this.droppedInOutage, errors });
       this.droppedInOutage = 0;
     });
-    this.client.on('error', (err) => d.logger.warn('event relay: MQTT error', { error: err.message }));
+    // an error per failed reconnect attempt: the outage's first, then one line per 30 s (outage-log.ts)
+    this.client.on('error', (err) => this.outageLog.error(err));
     const [granted] = await this.client.subscribeAsync(EVENT_RELAY_FILTER, { qos: 1 });
     if (!granted || granted.qos >= 0x80) {
       await this.stop();
@@ -153,5 +161,6 @@ export class EventRelay {
     const client = this.client;
     this.client = undefined;
     if (client) await client.endAsync();
+    this.outageLog.close();
   }
 }

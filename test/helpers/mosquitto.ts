@@ -22,6 +22,9 @@ export interface TestMosquitto {
   pid: number;
   /** Re-reads the password and ACL files (SIGHUP), after making them readable to the broker's user. */
   reload(): Promise<void>;
+  /** Stops the broker and keeps its files (an outage: connections are refused); `up` starts it again on the same ports. */
+  down(): Promise<void>;
+  up(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -59,14 +62,26 @@ export async function startTestMosquitto(
   // mosquitto started as root drops to the mosquitto user, which must read the files
   await chmod(dir, 0o755);
   await chmod(path.join(dir, 'passwd'), 0o644);
-  const proc = await runMosquitto(bin, dir, [devicePort, servicePort]);
+  let proc = await runMosquitto(bin, dir, [devicePort, servicePort]);
   return {
     deviceUrl: `mqtt://127.0.0.1:${devicePort}`,
     serviceUrl: `mqtt://127.0.0.1:${servicePort}`,
     dir,
     devicePort,
     servicePort,
-    pid: proc.child.pid!,
+    get pid() {
+      return proc.child.pid!;
+    },
+    async down() {
+      const child = proc.child;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+    async up() {
+      proc = await runMosquitto(bin, dir, [devicePort, servicePort]);
+    },
     async reload() {
       await chmod(path.join(dir, 'passwd'), 0o644);
       proc.child.kill('SIGHUP');

@@ -76,18 +76,21 @@ async function catalogued(deps: DesiredSoftwareDeps, name: string | undefined, v
  * A stay the shadow cannot hold (413: its document near its size limit, the stay a few bytes
  * longer than the command) clears the desired software instead, which the agent takes as a
  * cancel too: a command that cannot be taken back would be installed later.
- * 'none' too when the device reported finishing that very command (`finished`): checked on
- * the version written on, so a report landing meanwhile is seen (the write conflicts, read
- * again). Every take-back goes through here: a timeout's, a cancel's, the fence's, an owed
- * one, the sweep of stranded commands. Until 2026-12-05 only the owed one (retractOwed)
- * checked, and the others wrote a stay over a device whose SUCCESS had just reached its shadow.
+ * 'finished' when the device reported finishing that very command (`finished`), and nothing
+ * is written: checked on the version written on, so a report landing meanwhile is seen (the
+ * write conflicts, read again). Every take-back goes through here: a timeout's, a cancel's,
+ * the fence's, an owed one, the sweep of stranded commands. Until 2026-12-05 only the owed one
+ * (retractOwed) checked, and the others wrote a stay over a device whose SUCCESS had just
+ * reached its shadow. A caller that ends the execution itself must not end it as if the
+ * device had not reported (the stop's QUEUED rows): its outcome is in the shadow, on its way
+ * to the tracker.
  */
-export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string): Promise<'stay' | 'cleared' | 'none'> {
+export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string, agentJobId: string): Promise<'stay' | 'cleared' | 'none' | 'finished'> {
   for (let attempt = 1; ; attempt++) {
     const { shadow, askedJobId } = await currentCommand(deps, deviceId);
     if (!shadow || askedJobId !== agentJobId) return 'none';
     const reported = parseReportedSoftware(shadow.state.reported?.software);
-    if (finished(reported, agentJobId)) return 'none';
+    if (finished(reported, agentJobId)) return 'finished';
     const onVersion = { version: shadow.version };
     try {
       const running = await catalogued(deps, reported?.name, reported?.version);

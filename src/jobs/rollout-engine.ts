@@ -1302,7 +1302,13 @@ export class RolloutEngine {
             );
       // finished, installing or marked by another pass meanwhile: nothing to take back here
       if (!marked) return;
-      await retractCommand(this.desired, e.deviceId, aid);
+      // the device reported finishing the command (SUCCESS or FAILURE in its shadow, not yet
+      // recorded: a slow broker connection, or the report taken by another instance): nothing
+      // was taken back, and the tracker records that outcome on the marked row (a SUCCESS ends
+      // it SUCCEEDED, a FAILURE CANCELED as for a row in progress), or the end of its grace does
+      // (expire applies the shadow's report first). Until 2026-12-05 a QUEUED row ended
+      // CANCELED here all the same, the SUCCESS kept only as details.lateSuccess
+      if ((await retractCommand(this.desired, e.deviceId, aid)) === 'finished') return;
       // a device that had not reported (it may never have seen the command) ends CANCELED now;
       // one that reports from here on finds the mark and is recorded CANCELED all the same
       await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' ? canceledNow(cur, reason) : undefined), now);

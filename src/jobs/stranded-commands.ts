@@ -166,7 +166,8 @@ async function takeBack(deps: DesiredSoftwareDeps, deviceId: string): Promise<bo
   if (finished(parseReportedSoftware(shadow.state.reported?.software), askedId)) return false;
   const e = await store.getExecution(asked.jobId, deviceId);
   if (e ? !isPast(e, asked.attempt) : !(await isDeletedJob(deps, asked.jobId))) return false;
-  return (await retractCommand(deps, deviceId, askedId)) !== 'none';
+  const outcome = await retractCommand(deps, deviceId, askedId);
+  return outcome === 'stay' || outcome === 'cleared';
 }
 
 /** Job ids are UUIDs (JobService.create): a command whose id is not one was not written by a job. */

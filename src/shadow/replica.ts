@@ -29,6 +29,7 @@ import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { ThrottledLog } from '../util/log-throttle.ts';
 import { rememberLru } from '../util/lru.ts';
+import { RejectionLog } from './rejection-log.ts';
 import { applyUpdate, deltaMessage, fullDocument, snapshot, tombstone } from './document.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 
@@ -108,11 +109,14 @@ export class ShadowReplica {
 
   /** Requests failed because a dependency is down: one line per 30 s (reject). */
   private readonly unavailableLog: ThrottledLog;
+  /** Requests refused with a 4xx: a line per device and code a minute at most (rejection-log.ts). */
+  private readonly rejectionLog: RejectionLog;
 
   constructor(deps: ReplicaDeps) {
     this.deps = deps;
     this.queue = new KeyedQueue(deps.maxPending);
     this.unavailableLog = new ThrottledLog(deps.logger);
+    this.rejectionLog = new RejectionLog(deps.logger);
   }
 
   /** Starts consuming requests from the bus. */
@@ -127,6 +131,7 @@ export class ShadowReplica {
     this.deps.bus.onRequest(() => {});
     await this.queue.drain();
     this.unavailableLog.close();
+    this.rejectionLog.close();
   }
 
   private now(): number {
@@ -393,6 +398,8 @@ export class ShadowReplica {
     // the rest, instead of one per request (a fleet's in an outage); other faults each their own
     if (err.code === 'UNAVAILABLE') this.unavailableLog.warn('requests failed: a dependency cannot be reached', { deviceId: ref.deviceId, op, error: err.message });
     else if (err.status >= 500) this.deps.logger.error('request failed', { deviceId: ref.deviceId, op, error: err.message });
+    // which device was refused, and why (never the payload); a device in a loop is counted
+    else if (err.status >= 400) this.rejectionLog.rejected({ deviceId: ref.deviceId, shadow: ref.name, op, code: err.status, message: err.message });
     this.stats.rejections.set(err.status, (this.stats.rejections.get(err.status) ?? 0) + 1);
     const rejection: Rejection = { code: err.status, message: publicMessage(err), timestamp: this.now() };
     if (clientToken !== undefined) rejection.clientToken = clientToken;

@@ -9,7 +9,7 @@
  * holds a backlog for us: each connection waits for its own requests only.
  */
 import net from 'node:net';
-import type { Readable } from 'node:stream';
+import { Duplex, type Readable } from 'node:stream';
 import tls from 'node:tls';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import mqemitter from 'mqemitter';
@@ -24,7 +24,7 @@ import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-
 import { ForwardOnce } from './forward-once.ts';
 import { InboundGate } from './inbound-gate.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
-import { MAX_DEVICE_QOS2_AWAITING_RELEASE, MAX_OPERATOR_QOS2_AWAITING_RELEASE, Qos2Receipts } from './qos2-receipts.ts';
+import { AEDES_MAX_INFLIGHT_INBOUND, MAX_DEVICE_QOS2_AWAITING_RELEASE, MAX_OPERATOR_QOS2_AWAITING_RELEASE, Qos2Receipts } from './qos2-receipts.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
 import { SubscriptionQuota } from './subscription-quota.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
@@ -359,6 +359,53 @@ export class EmbeddedBroker implements MessageBus {
     return false;
   }
 
+  /**
+   * Sets up a connection aedes just took (`client`, from `aedes.handle`): aedes's duplicate
+   * filter off (forward-once.ts), the packet size limit, the inbound gate. Throws, as the
+   * guards of these do, when an aedes upgrade changed the internals they reach into.
+   */
+  private prepareConnection(client: Client, remote: string | undefined): void {
+    const log = this.opts.logger;
+    const maxPacket = this.opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    this.forwardOnce.adopt(client);
+    limitPacketSize(client as unknown as ParsingClient, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote }));
+    // PUBLISH packets wait while the session has no place for one more QoS 2 message
+    // awaiting its PUBREL, its PUBRELs read meanwhile (inbound-gate.ts)
+    const gate: InboundGate = new InboundGate(client, {
+      mustWait: (p) => p.cmd === 'publish' && p.qos === 2 && p.messageId !== undefined && !this.qos2.hasRoom(client, p.messageId, this.qos2Limit(this.senders.get(client))),
+      taken: (p) => {
+        if (p.cmd !== 'pubrel') return;
+        // once aedes has it: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
+        this.qos2.release(client, p.messageId!);
+        gate.drain();
+      },
+      maxQueuedBytes: Math.max(MAX_QUEUED_BEHIND_QOS2_BYTES, 4 * maxPacket),
+      overflow: (bytes) => {
+        log.warn('connection closed: too many packets sent behind QoS 2 messages awaiting their PUBREL', { clientId: client.id, queuedBytes: bytes, awaitingRelease: this.qos2Limit(this.senders.get(client)) });
+        client.emit('error', new Error('too many packets sent behind QoS 2 messages awaiting their PUBREL'));
+      },
+    });
+  }
+
+  /**
+   * Sets up one aedes client, over a stream that carries nothing, as each connection will be
+   * (`prepareConnection`), then closes it: an aedes upgrade that changed what the setup
+   * reaches into (the parser's one 'packet' listener the inbound gate takes over, its
+   * duplicates record, its deliver functions) refuses the start here, instead of failing at
+   * the first device's connection. The client never connects: aedes counts, lists and
+   * announces none of it.
+   */
+  private checkConnections(aedes: Aedes): void {
+    const nothing = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
+    const probe = aedes.handle(nothing);
+    try {
+      this.prepareConnection(probe, undefined);
+    } finally {
+      probe.close();
+      nothing.destroy();
+    }
+  }
+
   async start(): Promise<void> {
     const log = this.opts.logger;
     const aedes = await Aedes.createBroker({
@@ -372,6 +419,10 @@ export class EmbeddedBroker implements MessageBus {
       // drainTimeout, and device requests are bounded by the replica's own queue.
       mq: mqemitter({ concurrency: 0, matchEmptyLevels: true }),
       maxClientsIdLength: 128,
+      // above any session's limit of QoS 2 messages awaiting their PUBREL (Qos2Receipts), so
+      // that ours, which makes a PUBLISH wait for a place, is met first: aedes's closes the
+      // connection, and frees a place a little later than ours (qos2-receipts.ts)
+      maxInflightInbound: AEDES_MAX_INFLIGHT_INBOUND,
       drainTimeout: this.opts.drainTimeoutMs ?? 30_000,
       authenticate: (client, username, password, done) => {
         // admission first, before any work on the credentials: the operator's own
@@ -525,6 +576,7 @@ export class EmbeddedBroker implements MessageBus {
       this.forwardOnce.adoptQueue(sessionStoreOf(aedes), (packet) => this.dropped.has(packet.payload as Buffer));
       // each retained message once on a SUBSCRIBE whose filters overlap (forward-once.ts)
       this.forwardOnce.adoptRetained(sessionStoreOf(aedes));
+      this.checkConnections(aedes);
     } catch (err) {
       // createBroker started aedes's heartbeat and Will timers: they would keep the process alive
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -569,28 +621,18 @@ export class EmbeddedBroker implements MessageBus {
     aedes.on('connectionError', (_client, err) => log.debug('connection error', { error: err.message }));
     this.aedes = aedes;
 
-    const maxPacket = this.opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     const handle = (socket: net.Socket) => {
-      const client = aedes.handle(coalesceWrites(socket)) as unknown as ParsingClient;
-      this.forwardOnce.adopt(client);
-      limitPacketSize(client, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote: socket.remoteAddress }));
-      // PUBLISH packets wait while the session has no place for one more QoS 2 message
-      // awaiting its PUBREL, its PUBRELs read meanwhile (inbound-gate.ts)
-      const c = client as unknown as Client;
-      const gate: InboundGate = new InboundGate(client, {
-        mustWait: (p) => p.cmd === 'publish' && p.qos === 2 && p.messageId !== undefined && !this.qos2.hasRoom(c, p.messageId, this.qos2Limit(this.senders.get(c))),
-        taken: (p) => {
-          if (p.cmd !== 'pubrel') return;
-          // once aedes has it: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
-          this.qos2.release(c, p.messageId!);
-          gate.drain();
-        },
-        maxQueuedBytes: Math.max(MAX_QUEUED_BEHIND_QOS2_BYTES, 4 * maxPacket),
-        overflow: (bytes) => {
-          log.warn('connection closed: too many packets sent behind QoS 2 messages awaiting their PUBREL', { clientId: client.id, queuedBytes: bytes, awaitingRelease: this.qos2Limit(this.senders.get(c)) });
-          c.emit('error', new Error('too many packets sent behind QoS 2 messages awaiting their PUBREL'));
-        },
-      });
+      let client: Client | undefined;
+      try {
+        client = aedes.handle(coalesceWrites(socket));
+        this.prepareConnection(client, socket.remoteAddress);
+      } catch (err) {
+        // not out of the connection handler, where it would end the process: `start` checked
+        // a client made the same way (`checkConnections`), so this is not expected
+        log.error('connection closed: aedes client not as expected', { remote: socket.remoteAddress, error: String(err) });
+        client?.close();
+        socket.destroy();
+      }
     };
     const server = net.createServer(handle);
     this.server = server;

@@ -73,7 +73,8 @@ export class InboundGate {
   ) {
     const parser = (client as GatedClient)._parser;
     const listeners = parser?.listeners('packet');
-    // an aedes upgrade that reads its packets otherwise would leave the gate out unnoticed
+    // an aedes upgrade that reads its packets otherwise would leave the gate out unnoticed: the
+    // embedded broker makes one client at its start, so such an upgrade refuses to start there
     if (!parser || listeners?.length !== 1 || typeof listeners[0] !== 'function') throw new UpdraftError('INTERNAL', "aedes client without its one parser 'packet' listener: PUBLISH packets cannot be held back while QoS 2 messages await their PUBREL");
     const enqueue = listeners[0];
     this.enqueue = (packet) => enqueue.call(parser, packet);

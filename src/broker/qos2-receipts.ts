@@ -8,11 +8,12 @@
  *
  * They also bound what a session may hold: aedes keeps every QoS 2 PUBLISH it acknowledges
  * (its incoming store, per client id) until the PUBREL, and its own limit
- * (`maxInflightInbound`, 1,000) counts per connection, from zero at each reconnect. A device
- * that withheld its PUBRELs on a persistent session held 900 messages of 60 KB more at each
- * reconnect (QA: 4 reconnects, 250 MB). Here a session holds at most `limit` messages, over
- * all its connections; the embedded broker holds one more back until a PUBREL frees a place
- * (inbound-gate.ts), and lets aedes store only what a session holds (embedded-broker.ts).
+ * (`maxInflightInbound`, 1,000 by default, set to 2,000 here) counts per connection, from
+ * zero at each reconnect. A device that withheld its PUBRELs on a persistent session held
+ * 900 messages of 60 KB more at each reconnect (QA: 4 reconnects, 250 MB). Here a session
+ * holds at most `limit` messages, over all its connections; the embedded broker holds one
+ * more back until a PUBREL frees a place (inbound-gate.ts), and lets aedes store only what a
+ * session holds (embedded-broker.ts).
  *
  * Kept per client id, not per connection: a persistent session (`clean: false`) keeps its
  * receipts across a reconnect, also one that takes over while the first copy is still being
@@ -39,8 +40,22 @@ export interface SessionClient {
  */
 export const MAX_DEVICE_QOS2_AWAITING_RELEASE = 20;
 
-/** The same for the operator's tools, trusted: aedes's own limit per connection. */
+/** The same for the operator's tools, trusted: as many as aedes's default limit per connection. */
 export const MAX_OPERATOR_QOS2_AWAITING_RELEASE = 1000;
+
+/**
+ * aedes's own limit of QoS 2 messages awaiting their PUBREL per connection
+ * (`maxInflightInbound`), which the embedded broker sets: twice the largest session's, so
+ * ours is always the one met. aedes counts a message out in its handling of the PUBREL,
+ * after its store's delete, a few promise callbacks after ours (taken as aedes receives the
+ * PUBREL), and the PUBLISH that waited for that place is checked against aedes's count as
+ * soon as ours lets it through: with the two limits equal (aedes's default is 1,000), an
+ * operator pipelining past 1,000 stayed connected only because the store's delete took no
+ * longer than that, and a delete one turn of the event loop slower closed the connection
+ * ("maxInflightInbound exceeded"). aedes's count runs ahead of ours by the PUBRELs whose
+ * deletes are under way: a session's worth at most, in one read.
+ */
+export const AEDES_MAX_INFLIGHT_INBOUND = 2 * MAX_OPERATOR_QOS2_AWAITING_RELEASE;
 
 interface Session {
   /** The handling of each packet id received and not released, in the order received. */

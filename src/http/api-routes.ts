@@ -89,19 +89,22 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
   // 409 while a job that is not finished installs it; the jobs that did keep their records
   router.add('DELETE', '/api/v1/artifacts/:name/:version', async ({ res, params }) => sendJson(res, 200, await deps.artifacts.delete(params.name!, params.version!)));
   // old builds out of storage: the `keep` newest of each name stay (dryRun: say what would go)
-  router.add('POST', '/api/v1/artifacts/prune', async ({ req, res }) => {
+  router.add('POST', '/api/v1/artifacts/prune', async ({ req, res, audit }) => {
     const body = await readJson(req);
     const fields = ['keep', 'name', 'dryRun'];
     // a misspelt field must not be dropped: {"dryrun": true} deleted the builds it was to list
     refuseUnknownFields(body, fields);
     if (body.name !== undefined && typeof body.name !== 'string') throw new UpdraftError('BAD_REQUEST', 'name must be an artifact name');
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new UpdraftError('BAD_REQUEST', 'dryRun must be true or false');
-    sendJson(res, 200, await deps.artifacts.prune({ keep: body.keep as number, ...(typeof body.name === 'string' ? { name: body.name } : {}), ...(body.dryRun === true ? { dryRun: true } : {}) }));
+    const pruned = await deps.artifacts.prune({ keep: body.keep as number, ...(typeof body.name === 'string' ? { name: body.name } : {}), ...(body.dryRun === true ? { dryRun: true } : {}) });
+    Object.assign(audit, typeof body.name === 'string' ? { name: body.name } : {}, { keep: body.keep as number, dryRun: pruned.dryRun, deleted: pruned.deleted.length });
+    sendJson(res, 200, pruned);
   });
 
-  router.add('POST', '/api/v1/devices', async ({ req, res }) => {
+  router.add('POST', '/api/v1/devices', async ({ req, res, audit }) => {
     const body = await readJson(req);
     const { device, secret } = await deps.registry.register(body as unknown as DeviceRegistration);
+    audit.deviceId = device.deviceId; // never the secret
     sendJson(res, 201, { device, secret });
   });
 
@@ -161,7 +164,7 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     sendJson(res, 200, await deps.registry.revoke(deviceParam(params.id!)));
   });
 
-  router.add('POST', '/api/v1/deployments', async ({ req, res }) => {
+  router.add('POST', '/api/v1/deployments', async ({ req, res, audit }) => {
     const body = await readJson(req);
     const fields = ['devices', 'artifact', 'description', 'allowDowngrade'];
     // a field this route does not take (a dry run, a plan) must not be dropped silently: it would deploy at once
@@ -178,6 +181,7 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
       ...(body.description !== undefined ? { description: body.description as string } : {}),
       ...(body.allowDowngrade === true ? { allowDowngrade: true } : {}),
     });
+    Object.assign(audit, { jobId: result.job.jobId, artifact: `${result.job.artifactName}@${result.job.artifactVersion}`, devices: devices.length });
     sendJson(res, 201, result);
   });
 

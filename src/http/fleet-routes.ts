@@ -14,11 +14,12 @@ export type MetricsSource = () => InstanceMetrics;
 
 /** Adds `POST /api/v1/devices/bulk` and `GET /api/v1/metrics`. */
 export function addFleetRoutes(router: Router, deps: { registry: DeviceRegistry; metrics: MetricsSource }): void {
-  router.add('POST', '/api/v1/devices/bulk', async ({ req, res }) => {
+  router.add('POST', '/api/v1/devices/bulk', async ({ req, res, audit }) => {
     const body = await readJson(req, 16 << 20);
     refuseUnknownFields(body, ['devices']);
     if (!Array.isArray(body.devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of {deviceId, attributes?, tags?}');
     const results = await deps.registry.registerMany(body.devices as DeviceRegistration[]);
+    audit.devices = results.length; // a count: a provisioning line registers 10,000 at once
     sendJson(res, 201, { devices: results });
   });
 

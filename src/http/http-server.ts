@@ -10,7 +10,7 @@ import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
 import { sendError, sendJson } from './respond.ts';
 import { contractOf, refuseBody, refuseUnknownQuery } from './route-contract.ts';
-import type { Caller, Router } from './router.ts';
+import type { AuditNote, Caller, Router } from './router.ts';
 
 /** POSTs that change nothing (they carry a request body to read against): not changes, so not audited or counted as such. */
 const READS_BY_POST = new Set(['/api/v1/jobs/preview']);
@@ -45,6 +45,16 @@ export interface HttpServerOptions {
   tls?: { key: string; cert: string };
 }
 
+/** A change's audit line in the making (`HttpServer.audit`). */
+interface AuditEntry {
+  /** Who asked, once the token is checked. */
+  by: string;
+  /** What the route's handler says it made or changed. */
+  note: AuditNote;
+  /** Called when the handler (or the error's answer) is done. */
+  handled(): void;
+}
+
 /** node:http server with the router, the token check and error mapping. */
 export class HttpServer {
   private readonly opts: HttpServerOptions;
@@ -60,6 +70,8 @@ export class HttpServer {
     this.opts = opts;
     this.operatorToken = opts.operatorToken;
     this.unavailableLog = new ThrottledLog(opts.logger);
+    // the count's line says where the last came from, and to what
+    this.refusedLog = new ThrottledLog(opts.logger, 10_000, Date.now, ['lastFrom', 'path']);
   }
 
   /** The routes served. */
@@ -99,6 +111,7 @@ export class HttpServer {
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    let audit: AuditEntry | undefined;
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const method = req.method ?? 'GET';
@@ -112,7 +125,7 @@ export class HttpServer {
       // the token before the route is looked up: without one, no path under /api/ says
       // whether it exists
       if (url.pathname.startsWith('/api/')) {
-        const audit = this.audit(req, res, url);
+        audit = this.audit(req, res, url);
         caller = this.checkToken(req);
         if (audit) audit.by = caller.name === undefined ? caller.role : `${caller.role} ${caller.name}`;
       }
@@ -134,7 +147,7 @@ export class HttpServer {
         if (contract) refuseUnknownQuery(url, contract);
         if (contract && !contract.body) await refuseBody(req, method, url.pathname);
       }
-      await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}) });
+      await found.handler({ req, res, params: found.params, url, ...(caller ? { caller } : {}), audit: audit?.note ?? {} });
     } catch (err) {
       // a request whose body was cut off (over its limit) took its connection with it, and one
       // refused before its body was read closes it unread (`closesUnread`): the answer says
@@ -157,44 +170,71 @@ export class HttpServer {
       // downloads and the dashboard's files answer devices and browsers before any token: a
       // fault's own text (files, hosts, a library's internals) is for the log and the API's callers
       sendError(res, e, pathname.startsWith('/api/') ? undefined : { public: true });
+    } finally {
+      audit?.handled();
     }
   }
 
   /**
    * The operator's audit trail, in the log: every change asked of the API (any method but
    * GET and HEAD: artifacts added and deleted, devices registered, revoked and deleted,
-   * jobs created and cancelled, tokens replaced), with its answer, and every refused token.
-   * Path and query only: they name devices, artifacts and jobs, never a secret (bodies and
-   * headers are not logged; download URLs, which carry signatures, are not under /api/).
-   * Refused tokens are logged at most every 10 s with their count, so guessing cannot flood
-   * the log.
+   * jobs created and cancelled, tokens replaced), with its answer, what it made or changed
+   * where the path does not name it (the route's `audit` note: a job's id, a device's id, a
+   * count of devices), and every refused token. Path and query only, and the note: they name
+   * devices, artifacts and jobs, never a secret (bodies and headers are not logged; download
+   * URLs, which carry signatures, are not under /api/). Refused tokens are logged at most
+   * every 10 s, the count of the others when the 10 s end, so guessing cannot flood the log.
+   *
+   * Written once, when the handler is done and the answer is over: sent (`finish`), or its
+   * client gone before it was (`close` first: `clientGone=true`). A change goes on when its
+   * client leaves (10,000 devices registered, a job created and started), and was logged on
+   * `finish` alone, which never comes then: it left no line and no count. Waiting for the
+   * handler too gives the line the status it set and what it created.
    */
-  private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): { by: string } | undefined {
+  private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): AuditEntry | undefined {
     const method = req.method ?? 'GET';
     if (method === 'GET' || method === 'HEAD' || READS_BY_POST.has(url.pathname)) return undefined;
     const started = performance.now();
     // taken now: a request cut short (a body over its limit) has no socket by the time its answer is finished
     const remote = req.socket.remoteAddress ?? '';
-    // who asked (the operator, or a viewer token refused with 403), once the token is checked
-    const entry = { by: '' };
-    res.once('finish', () => {
+    let answer: 'sent' | 'gone' | undefined;
+    let handled = false;
+    let written = false;
+    const write = () => {
+      if (answer === undefined || !handled || written) return;
+      written = true;
       if (res.statusCode === 401) return; // counted and logged by checkToken
       this.stats.changes++;
-      this.opts.logger.info('operator request', { method, path: url.pathname + url.search, status: res.statusCode, ms: Math.round(performance.now() - started), remote, by: entry.by });
+      const line = { method, path: url.pathname + url.search, status: res.statusCode, ...(answer === 'gone' ? { clientGone: true } : {}), ms: Math.round(performance.now() - started), remote, by: entry.by };
+      // the note after the line's own fields, which it cannot replace
+      this.opts.logger.info('operator request', { ...line, ...entry.note, ...line });
+    };
+    // who asked (the operator, or a viewer token refused with 403), once the token is checked
+    const entry: AuditEntry = {
+      by: '',
+      note: {},
+      handled: () => {
+        handled = true;
+        write();
+      },
+    };
+    res.once('finish', () => {
+      answer ??= 'sent';
+      write();
+    });
+    res.once('close', () => {
+      answer ??= 'gone';
+      write();
     });
     return entry;
   }
 
-  private refusedTokens = { at: -Infinity, count: 0 };
+  /** Refused tokens: the first of 10 s logged at once, the others counted and said when the 10 s end. */
+  private readonly refusedLog: ThrottledLog;
 
   private noteRefusedToken(req: http.IncomingMessage): void {
     this.stats.refusedTokens++;
-    const r = this.refusedTokens;
-    r.count++;
-    const now = performance.now();
-    if (now - r.at < 10_000) return;
-    this.opts.logger.warn('API calls refused: no or a wrong operator token', { refused: r.count, lastFrom: req.socket?.remoteAddress ?? '', path: new URL(req.url ?? '/', 'http://localhost').pathname });
-    this.refusedTokens = { at: now, count: 0 };
+    this.refusedLog.warn('API calls refused: no or a wrong operator token', { lastFrom: req.socket?.remoteAddress ?? '', path: new URL(req.url ?? '/', 'http://localhost').pathname });
   }
 
   private checkToken(req: http.IncomingMessage): Caller {
@@ -225,6 +265,7 @@ export class HttpServer {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     this.unavailableLog.close();
+    this.refusedLog.close();
   }
 }
 

@@ -43,7 +43,11 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   router.add('GET', '/api/v1/openapi.json', async ({ res }) => sendJson(res, 200, openApiDocument()));
 
   // ---- jobs
-  router.add('POST', '/api/v1/jobs', async ({ req, res }) => sendJson(res, 201, await jobs.create(await readJson(req))));
+  router.add('POST', '/api/v1/jobs', async ({ req, res, audit }) => {
+    const view = await jobs.create(await readJson(req));
+    Object.assign(audit, { jobId: view.job.jobId, artifact: `${view.job.artifactName}@${view.job.artifactVersion}` });
+    sendJson(res, 201, view);
+  });
   // the same body as a creation: what the job would target, wave by wave, and when it would start; nothing is written
   router.add('POST', '/api/v1/jobs/preview', async ({ req, res }) => sendJson(res, 200, await jobs.preview(await readJson(req))));
 
@@ -89,9 +93,11 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   // ---- groups
   // a group shows its members counted (size); they are listed a page at a time
   router.add('GET', '/api/v1/groups', async ({ res }) => sendJson(res, 200, { items: (await groups.list()).map(groupView) }));
-  router.add('POST', '/api/v1/groups', async ({ req, res }) => {
+  router.add('POST', '/api/v1/groups', async ({ req, res, audit }) => {
     const body = await readJson(req, 16 << 20);
-    sendJson(res, 201, groupView(await groups.create(body as never)));
+    const group = await groups.create(body as never);
+    audit.group = group.name;
+    sendJson(res, 201, groupView(group));
   });
   router.add('GET', '/api/v1/groups/:name', async ({ res, params, url }) => {
     const group = await groups.get(params.name!);
@@ -103,10 +109,13 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
     await groups.delete(params.name!);
     sendJson(res, 200, { deleted: params.name });
   });
-  router.add('POST', '/api/v1/groups/:name/members', async ({ req, res, params }) => {
+  router.add('POST', '/api/v1/groups/:name/members', async ({ req, res, params, audit }) => {
     const body = await readJson(req, 16 << 20);
     refuseUnknownFields(body, ['add', 'remove']);
-    sendJson(res, 200, groupView(await groups.changeMembers(params.name!, body.add, body.remove)));
+    const group = await groups.changeMembers(params.name!, body.add, body.remove);
+    // counts: a member list runs to thousands
+    Object.assign(audit, { added: Array.isArray(body.add) ? body.add.length : 0, removed: Array.isArray(body.remove) ? body.remove.length : 0 });
+    sendJson(res, 200, groupView(group));
   });
 
   // ---- fleet view

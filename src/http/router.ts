@@ -10,6 +10,13 @@ import { unstorableChar } from '../protocol/json.ts';
 /** Who called the API: the data directory's operator token (no name), a named operator token, or a read-only viewer token (`server/named-tokens.ts`). */
 export type Caller = { role: 'operator'; name?: string; expiresAt?: number } | { role: 'viewer'; name: string; expiresAt?: number };
 
+/**
+ * What a change made, for its line in the operator's audit trail (`HttpServer`): the handler
+ * sets what its path does not name (`jobId`, `deviceId`, a count of devices). Written after
+ * the line's own fields; never a secret (a device's secret, a token).
+ */
+export type AuditNote = Record<string, string | number | boolean>;
+
 /** What a handler receives. */
 export interface RouteContext {
   req: IncomingMessage;
@@ -18,6 +25,8 @@ export interface RouteContext {
   url: URL;
   /** Set on `/api/` routes, whose token was checked. */
   caller?: Caller;
+  /** What the change did, for its audit line (ignored on reads, which are not logged). */
+  audit: AuditNote;
 }
 
 /** A route handler; throw UpdraftError for refusals. */

@@ -84,7 +84,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
 
   // one installation at a time: each checks its serial against the one installed before it
   let installing: Promise<unknown> = Promise.resolve();
-  router.add('PUT', '/api/v1/keys/signing/certificate', async ({ req, res }) => {
+  router.add('PUT', '/api/v1/keys/signing/certificate', async ({ req, res, audit }) => {
     const body = await readJson(req);
     refuseUnknownFields(body, ['certificate', 'rootPublicKey', 'rootRotations']);
     const certificate = parseKeyCertificate(body.certificate, 'certificate');
@@ -105,6 +105,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     installing = run.catch(() => {});
     const installed = await run;
     deps.manifests.useCertificate(installed);
+    Object.assign(audit, { keyId: certificate.keyId, serial: certificate.serial, rootKeyId: certificate.rootKeyId });
     if (installed.replacedRootKeyId !== undefined) {
       deps.logger.warn('the offline root was replaced: devices that trusted the old one take the new one with their next command, and refuse the old one from then on', { previousRootKeyId: installed.replacedRootKeyId, rootKeyId: installed.certificate.rootKeyId });
     }
@@ -115,7 +116,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     sendJson(res, 200, { certificate: installed.certificate, root: { keyId: keyIdOf(parsePublicKey(installed.rootPublicKeyPem)), publicKey: installed.rootPublicKeyPem, rotations: installed.rootRotations, replaced: installed.replacedRootKeyId ?? null } });
   });
 
-  router.add('POST', '/api/v1/keys/url/rotate', async ({ req, res }) => {
+  router.add('POST', '/api/v1/keys/url/rotate', async ({ req, res, audit }) => {
     const body = await readJson(req);
     // a misspelt field must not be dropped: {"activateIn": 3600} put a key to signing at once
     refuseUnknownFields(body, ['retire', 'activateInSeconds']);
@@ -127,6 +128,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     if (problems.length > 0) throw new UpdraftError('BAD_REQUEST', problems.join('; '));
     const activateAt = typeof delay === 'number' && delay > 0 ? Date.now() + delay * 1000 : undefined;
     const keys = await rotateKeyRing(deps.dataDir, { add: true, ring: deps.urlKeys, ...(activateAt !== undefined ? { activateAt } : {}), ...(typeof retire === 'string' ? { retire } : {}) });
+    Object.assign(audit, keys[0] ? { kid: keys[0].kid } : {}, typeof retire === 'string' ? { retired: retire } : {});
     deps.logger.info('URL signing key rotated', { added: keys[0]?.kid, ...(keys[0]?.activeFrom ? { signsFrom: keys[0].activeFrom } : {}), ...(typeof retire === 'string' ? { retired: retire } : {}) });
     await urlKeysChanged(deps);
     // the key ring is per data directory: on a shared database, the other instances refuse what this key signs until they have it
@@ -136,11 +138,12 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     sendJson(res, 200, { keys, ...(warning ? { warning } : {}) });
   });
 
-  router.add('POST', '/api/v1/keys/url/retire', async ({ req, res }) => {
+  router.add('POST', '/api/v1/keys/url/retire', async ({ req, res, audit }) => {
     const body = await readJson(req);
     refuseUnknownFields(body, ['kid']);
     if (typeof body.kid !== 'string') throw new UpdraftError('BAD_REQUEST', 'kid (the key id to retire) is required');
     const keys = await rotateKeyRing(deps.dataDir, { retire: body.kid, ring: deps.urlKeys });
+    audit.retired = body.kid;
     deps.logger.info('URL signing key retired', { retired: body.kid });
     await urlKeysChanged(deps);
     sendJson(res, 200, { keys });

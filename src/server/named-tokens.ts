@@ -265,7 +265,7 @@ export function addNamedTokenRoutes(router: Router, kinds: readonly NamedTokens[
       await tokens.reload();
       sendJson(res, 200, { items: tokens.list() });
     });
-    router.add('POST', base, async ({ req, res, caller }) => {
+    router.add('POST', base, async ({ req, res, caller, audit }) => {
       const body = await readJson(req, 4096);
       // a misspelt field must not be dropped: {"expiresIn": 60} made a token that never expires
       refuseUnknownFields(body, ['name', 'expiresInSeconds']);
@@ -273,7 +273,9 @@ export function addNamedTokenRoutes(router: Router, kinds: readonly NamedTokens[
       if (typeof name !== 'string') throw new UpdraftError('BAD_REQUEST', `the body must be {"name": "<${KINDS[tokens.role].label} name>", "expiresInSeconds"?: <seconds>}`);
       if (expiresInSeconds !== undefined && typeof expiresInSeconds !== 'number') throw new UpdraftError('BAD_REQUEST', 'expiresInSeconds must be a number of seconds');
       const by = caller === undefined || caller.name === undefined ? 'operator' : `${caller.role} ${caller.name}`;
-      sendJson(res, 201, await tokens.add(name, expiresInSeconds, by));
+      const added = await tokens.add(name, expiresInSeconds, by);
+      audit.name = added.name; // its name, never the token
+      sendJson(res, 201, added);
     });
     router.add('DELETE', `${base}/:name`, async ({ res, params }) => {
       await tokens.remove(params.name!);

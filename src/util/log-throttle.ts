@@ -22,11 +22,16 @@ export class ThrottledLog {
   private msg = '';
   /** Set while lines are left out and their count is not written yet. */
   private timer: NodeJS.Timeout | undefined;
+  /** Fields of the last line left out that the count's line repeats (`carry`). */
+  private readonly carry: readonly string[];
+  private carried: Record<string, unknown> = {};
 
-  constructor(logger: Logger, intervalMs = 30_000, now: () => number = Date.now) {
+  /** `carry`: fields of the last line left out that the count's line repeats (where refused calls came from). */
+  constructor(logger: Logger, intervalMs = 30_000, now: () => number = Date.now, carry: readonly string[] = []) {
     this.logger = logger;
     this.intervalMs = intervalMs;
     this.now = now;
+    this.carry = carry;
   }
 
   /** Writes the line now, or counts it when one was written less than the interval ago. */
@@ -35,12 +40,14 @@ export class ThrottledLog {
     if (this.lastAt !== undefined && at - this.lastAt < this.intervalMs) {
       this.suppressed++;
       this.msg = msg;
+      for (const k of this.carry) if (k in fields) this.carried[k] = fields[k];
       this.schedule(this.lastAt + this.intervalMs - at);
       return;
     }
     this.logger.warn(msg, this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields);
     this.lastAt = at;
     this.suppressed = 0;
+    this.carried = {};
     this.cancel();
   }
 
@@ -68,7 +75,8 @@ export class ThrottledLog {
   }
 
   private write(at: number): void {
-    this.logger.warn(this.msg, { suppressed: this.suppressed });
+    this.logger.warn(this.msg, { ...this.carried, suppressed: this.suppressed });
+    this.carried = {};
     this.lastAt = at;
     this.suppressed = 0;
     this.cancel();

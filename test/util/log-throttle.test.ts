@@ -78,3 +78,22 @@ it('writes the count at close, whatever the interval', () => {
   log.close();
   assert.deepEqual(lines, ['WARN  requests failed op=get', 'WARN  requests failed suppressed=2']);
 });
+
+it('repeats the fields it is told to carry from the last line left out in the count line (who was refused last)', () => {
+  const lines: string[] = [];
+  const clock = { now: 0 };
+  const log = new ThrottledLog(createLogger({ level: 'info', write: (l) => lines.push(l.replace(/^\S+ /, '')) }), 10_000, () => clock.now, ['lastFrom']);
+  for (let i = 1; i <= 3; i++) {
+    clock.now = i;
+    log.warn('refused', { lastFrom: `10.0.0.${i}`, other: i });
+  }
+  clock.now = 10_001;
+  log.flush();
+  assert.deepEqual(lines, ['WARN  refused lastFrom=10.0.0.1 other=1', 'WARN  refused lastFrom=10.0.0.3 suppressed=2']);
+  clock.now = 20_002;
+  log.warn('refused', { lastFrom: '10.0.0.4' });
+  clock.now = 20_003;
+  log.warn('refused', {});
+  log.close();
+  assert.deepEqual(lines.slice(2), ['WARN  refused lastFrom=10.0.0.4', 'WARN  refused suppressed=1'], 'nothing carried over from an earlier count');
+});

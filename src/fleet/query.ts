@@ -5,9 +5,16 @@
  *   reported.software.version < 2.0.0 and tags.region = eu
  *   attributes.model in (x1, x2) and not reported.software.status = FAILURE
  *   (tags = canary or deviceId = dev-7) and desired.software exists
+ *   reported.modules[name = modem].version < 1.3 and reported."fw-flavour" = lts
  *
  * - fields: `deviceId`, `attributes.<name>`, `tags` (membership), `tags.<key>` (the value
  *   of a `key:value` tag), `reported.<path>`, `desired.<path>` (the classic shadow);
+ * - a path's keys are bare words or quoted like values (`reported."fw-version"`, `."a.b"`);
+ *   in the shadow, `[n]` is an array's element n (from 0), `[*]` every element, and
+ *   `[<condition>]` the elements the condition holds for, its fields read in the element
+ *   (`reported.modules[name = modem and version < 1.3] exists`). A field's parts touch: no
+ *   spaces between them. A step that finds no object or array (an index on a string) is
+ *   missing;
  * - operators: `=` (or `==`), `!=`, `<`, `<=`, `>`, `>=`, `in (v, ...)`, `exists`;
  *   `and` binds tighter than `or`; `not`; parentheses;
  * - values: bare words (`eu`, `2.0.0`, `42`, `true`) or quoted strings (`"a b"`, `'x'`),
@@ -57,13 +64,26 @@ export type QueryValue = { kind: 'text'; text: string } | { kind: 'number'; text
 
 type Op = '=' | '!=' | '<' | '<=' | '>' | '>=';
 
+/**
+ * One step of a field's path: a key (`.name`, `."fw-version"`), an element of an array
+ * (`[0]`), every element (`[*]`), or the elements for which a condition on the element holds
+ * (`[name = modem]`).
+ */
+export type FieldStep = { name: string } | { index: number } | { each: true } | { where: QueryNode };
+
+/** A field: where it starts (`element` is the array element a `[...]` condition tests) and its path. */
+export interface QueryField {
+  root: 'deviceId' | 'attributes' | 'tags' | 'reported' | 'desired' | 'element';
+  steps: FieldStep[];
+}
+
 /** A parsed query (an expression tree). */
 export type QueryNode =
   | { kind: 'and' | 'or'; left: QueryNode; right: QueryNode }
   | { kind: 'not'; operand: QueryNode }
-  | { kind: 'compare'; field: string[]; op: Op; value: QueryValue }
-  | { kind: 'in'; field: string[]; values: QueryValue[] }
-  | { kind: 'exists'; field: string[] };
+  | { kind: 'compare'; field: QueryField; op: Op; value: QueryValue }
+  | { kind: 'in'; field: QueryField; values: QueryValue[] }
+  | { kind: 'exists'; field: QueryField };
 
 /** A compiled query. */
 export interface FleetQuery {
@@ -76,15 +96,21 @@ export interface FleetQuery {
 }
 
 interface Token {
-  type: 'word' | 'string' | 'op' | '(' | ')' | ',' | 'end';
+  type: 'word' | 'string' | 'op' | '(' | ')' | '[' | ']' | ',' | 'end';
   text: string;
   /** 1-based position of the token's first character. */
   pos: number;
+  /** 1-based position just past its last character: a field's parts touch (`reported."a b"[0]`). */
+  end: number;
 }
 
-const ROOTS = ['deviceId', 'attributes', 'tags', 'reported', 'desired'];
+const ROOTS = ['deviceId', 'attributes', 'tags', 'reported', 'desired'] as const;
+type Root = (typeof ROOTS)[number];
+const FIELDS_HELP = 'fields are deviceId, attributes.<name>, tags, tags.<key>, reported.<path> or desired.<path>';
+/** A key written bare in a path; any other is quoted (`."fw-version"`). */
+const BARE_NAME = /^[A-Za-z0-9_:\-+*]+$/;
 const MAX_QUERY_LENGTH = 4096;
-/** What a bare word (a field name or a value) is made of; anything else must be quoted, and a field name cannot be. */
+/** What a bare word (a field name or a value) is made of; anything else must be quoted (a key of a path: `."a b"`). */
 const WORD_CHAR = /^[A-Za-z0-9_.:\-+*]$/;
 /** A bare number: read as written, never through a double. */
 const DECIMAL = /^-?\d+(\.\d+)?$/;
@@ -119,8 +145,8 @@ function tokenize(chars: string[]): Token[] {
       continue;
     }
     const pos = i + 1;
-    if (c === '(' || c === ')' || c === ',') {
-      out.push({ type: c, text: c, pos });
+    if (c === '(' || c === ')' || c === ',' || c === '[' || c === ']') {
+      out.push({ type: c, text: c, pos, end: pos + 1 });
       i++;
     } else if (c === '"' || c === "'") {
       let j = i + 1;
@@ -131,24 +157,24 @@ function tokenize(chars: string[]): Token[] {
         j++;
       }
       if (j >= chars.length) fail(pos, `unterminated string starting with ${c}`);
-      out.push({ type: 'string', text: value, pos });
+      out.push({ type: 'string', text: value, pos, end: j + 2 });
       i = j + 1;
     } else if ('=!<>'.includes(c)) {
       const two = c + (chars[i + 1] ?? '');
       const op = ['==', '!=', '<=', '>='].includes(two) ? two : c;
       if (op === '!') fail(pos, 'unexpected "!"; use != or not');
-      out.push({ type: 'op', text: op === '==' ? '=' : op, pos });
+      out.push({ type: 'op', text: op === '==' ? '=' : op, pos, end: pos + op.length });
       i += op.length;
     } else if (WORD_CHAR.test(c)) {
       let j = i;
       while (j < chars.length && WORD_CHAR.test(chars[j]!)) j++;
-      out.push({ type: 'word', text: chars.slice(i, j).join(''), pos });
+      out.push({ type: 'word', text: chars.slice(i, j).join(''), pos, end: j + 1 });
       i = j;
     } else {
       fail(pos, `unexpected character ${showCharacter(c)}`);
     }
   }
-  out.push({ type: 'end', text: '', pos: chars.length + 1 });
+  out.push({ type: 'end', text: '', pos: chars.length + 1, end: chars.length + 1 });
   return out;
 }
 
@@ -225,14 +251,9 @@ class Parser {
   }
 
   private comparison(): QueryNode {
-    const t = this.next();
-    if (t.type !== 'word') fail(t.pos, `expected a field such as reported.software.version, found ${describe(t)}`);
-    const field = t.text.split('.');
-    if (!ROOTS.includes(field[0]!) || field.some((p) => p === '')) {
-      fail(t.pos, `unknown field "${t.text}"; fields are deviceId, attributes.<name>, tags, tags.<key>, reported.<path> or desired.<path>`);
-    }
-    if ((field[0] === 'attributes' || field[0] === 'reported' || field[0] === 'desired') && field.length < 2) fail(t.pos, `"${t.text}" needs a path, e.g. ${t.text}.version`);
-    if (field[0] === 'deviceId' && field.length > 1) fail(t.pos, `deviceId has no sub-fields`);
+    const first = this.peek();
+    const field = this.field();
+    const named = showField(field);
     const op = this.next();
     if (isKeyword(op, 'exists')) return { kind: 'exists', field };
     if (isKeyword(op, 'in')) {
@@ -247,8 +268,94 @@ class Parser {
       }
       return { kind: 'in', field, values };
     }
-    if (op.type !== 'op') fail(op.pos, `expected an operator (=, !=, <, <=, >, >=, in, exists) after ${t.text}, found ${describe(op)}`);
+    if (op.type !== 'op') fail(op.pos, `expected an operator (=, !=, <, <=, >, >=, in, exists) after ${first.pos === op.pos ? 'the field' : named}, found ${describe(op)}`);
     return { kind: 'compare', field, op: op.text as Op, value: this.value(op) };
+  }
+
+  /** How many `[...]` conditions the parser is in: their fields start at the element. */
+  private inElement = 0;
+
+  /**
+   * A field: a root and its path, whose parts touch (no spaces): keys after dots, bare or
+   * quoted (`reported."fw-version"`), and `[...]` steps (`reported.modules[*].name`). In a
+   * `[...]` condition a field has no root: it is a path in the element (`[name = modem]`).
+   */
+  private field(): QueryField {
+    const t = this.next();
+    const steps: FieldStep[] = [];
+    let root: QueryField['root'];
+    /** A dot that wants a name (a word's trailing dot): the position just past it, or 0. */
+    let wantName = 0;
+    /** The names of `parts`, the dot-separated rest of `word` from position `at`. */
+    const names = (word: Token, parts: string[], at: number) => {
+      parts.forEach((part, k) => {
+        if (part === '' && k === parts.length - 1) wantName = word.end;
+        else if (part === '') fail(at, `empty name in "${word.text}": a key with a dot is quoted, e.g. reported."a.b"`);
+        else steps.push({ name: part });
+        at += Array.from(part).length + 1;
+      });
+    };
+    if (this.inElement > 0) {
+      root = 'element';
+      if (t.type === 'string') steps.push({ name: t.text });
+      else if (t.type === 'word' && !t.text.startsWith('.')) names(t, t.text.split('.'), t.pos);
+      else fail(t.pos, `expected a field of the element such as name (a path in the element: [name = modem]), found ${describe(t)}`);
+    } else {
+      if (t.type !== 'word') fail(t.pos, `expected a field such as reported.software.version, found ${describe(t)}`);
+      const [head, ...rest] = t.text.split('.');
+      if (!(ROOTS as readonly string[]).includes(head!)) fail(t.pos, `unknown field "${t.text}"; ${FIELDS_HELP}`);
+      root = head as Root;
+      names(t, rest, t.pos + head!.length + 1);
+    }
+    let end = t.end;
+    for (let p = this.peek(); p.pos === end && p.type !== 'end'; p = this.peek()) {
+      if (wantName) {
+        if (p.type !== 'string') break;
+        steps.push({ name: this.next().text });
+        wantName = 0;
+      } else if (p.type === '[') {
+        if (root === 'deviceId' || root === 'attributes' || root === 'tags') fail(p.pos, notAnArray(root, steps));
+        steps.push(this.bracket());
+      } else if (p.type === 'word' && p.text.startsWith('.')) {
+        names(this.next(), p.text.slice(1).split('.'), p.pos + 1);
+      } else if (p.type === 'word' || p.type === 'string') {
+        fail(p.pos, `expected "." or "[" between the parts of a field, found ${describe(p)}`);
+      } else {
+        break;
+      }
+      end = this.tokens[this.i - 1]!.end;
+    }
+    if (wantName) fail(wantName - 1, '"." is not followed by a name; a key with other characters is quoted, e.g. reported."fw-version"');
+    const field = { root, steps };
+    if (root === 'deviceId' && steps.length > 0) fail(t.pos, 'deviceId has no sub-fields');
+    if ((root === 'attributes' || root === 'reported' || root === 'desired') && !('name' in (steps[0] ?? {}))) fail(t.pos, `"${root}" needs a path, e.g. ${root}.version`);
+    return field;
+  }
+
+  /** A `[...]` step: `[0]`, `[*]` or a condition on the element. */
+  private bracket(): FieldStep {
+    const open = this.next();
+    const a = this.peek();
+    const b = this.tokens[this.i + 1]!;
+    if (a.type === 'end') fail(a.pos, `"[" at position ${open.pos} is not closed: write an index ([0]), [*] for any element, or a condition on the element ([name = modem]), then "]"`);
+    if (a.type === ']') fail(a.pos, 'empty "[]": write an index ([0]), [*] for any element, or a condition on the element ([name = modem])');
+    if (a.type === 'word' && (a.text === '*' || /^[-+]?\d+(\.\d+)?$/.test(a.text)) && b.type !== 'op') {
+      if (b.type !== ']') fail(b.pos, `expected "]" to close the "[" at position ${open.pos}, found ${describe(b)}`);
+      if (a.text.startsWith('-')) fail(a.pos, `an index counts elements from 0: ${a.text} is negative`);
+      if (a.text !== '*' && !/^\d+$/.test(a.text)) fail(a.pos, `an index is a whole number from 0, not ${a.text}`);
+      this.next();
+      this.next();
+      if (a.text === '*') return { each: true };
+      const index = Number(a.text);
+      if (!Number.isSafeInteger(index)) fail(a.pos, `index ${a.text} is too large`);
+      return { index };
+    }
+    this.inElement++;
+    const where = this.expression();
+    this.inElement--;
+    const close = this.next();
+    if (close.type !== ']') fail(close.pos, `expected "]" to close the "[" at position ${open.pos}, found ${describe(close)}`);
+    return { where };
   }
 
   private value(after: Token): QueryValue {
@@ -261,6 +368,26 @@ class Parser {
   }
 }
 
+/** Why `[` cannot follow a field of the registry: none holds an array. */
+function notAnArray(root: 'deviceId' | 'attributes' | 'tags', steps: FieldStep[]): string {
+  const named = showField({ root, steps });
+  if (root === 'deviceId') return 'deviceId is text, not an array: it has no elements to index';
+  if (root === 'attributes') return `attributes hold text, numbers and booleans, never arrays: ${named} has no elements to index`;
+  if (steps.length > 0) return `a tag's value is text, not an array: ${named} has no elements to index`;
+  return 'tags has no elements to index: tags = canary matches a device carrying the tag canary';
+}
+
+/** A field as written (keys that are not bare quoted), for error messages. */
+function showField(f: QueryField): string {
+  let out = f.root === 'element' ? '' : f.root;
+  for (const step of f.steps) {
+    if ('name' in step) out += `${out === '' ? '' : '.'}${BARE_NAME.test(step.name) ? step.name : JSON.stringify(step.name)}`;
+    else if ('index' in step) out += `[${step.index}]`;
+    else out += 'each' in step ? '[*]' : '[...]';
+  }
+  return out;
+}
+
 function usesShadow(n: QueryNode): boolean {
   switch (n.kind) {
     case 'and':
@@ -269,35 +396,52 @@ function usesShadow(n: QueryNode): boolean {
     case 'not':
       return usesShadow(n.operand);
     default:
-      return n.field[0] === 'reported' || n.field[0] === 'desired';
+      return n.field.root === 'reported' || n.field.root === 'desired';
   }
 }
 
-/** The values a field has for a subject (several for tags); empty when missing. */
-function resolve(field: string[], s: QuerySubject): JsonValue[] {
-  const [root, ...rest] = field;
+/**
+ * The values a field has for a subject (several for tags, or through `[*]`); empty when
+ * missing. `element` is the array element a `[...]` condition is testing.
+ */
+function resolve(field: QueryField, s: QuerySubject, element?: JsonValue): JsonValue[] {
+  const { root, steps } = field;
   switch (root) {
     case 'deviceId':
       return [s.device.deviceId];
     case 'attributes': {
       // own properties only: "attributes.constructor exists" must not match every device
-      const name = rest.join('.');
+      const name = keyOf(steps);
       const v = Object.hasOwn(s.device.attributes, name) ? s.device.attributes[name] : undefined;
       return v === undefined ? [] : [v];
     }
     case 'tags': {
-      if (rest.length === 0) return s.device.tags;
-      const prefix = `${rest.join('.')}:`;
+      if (steps.length === 0) return s.device.tags;
+      const prefix = `${keyOf(steps)}:`;
       return s.device.tags.filter((t) => t.startsWith(prefix)).map((t) => t.slice(prefix.length));
     }
     default: {
-      let v: JsonValue | undefined = root === 'reported' ? s.reported : s.desired;
-      for (const key of rest) v = isJsonObject(v) && Object.hasOwn(v, key) ? v[key] : undefined;
-      if (v === undefined || v === null) return [];
+      const start: JsonValue | undefined = root === 'element' ? element : root === 'reported' ? s.reported : s.desired;
+      let values: JsonValue[] = start === undefined ? [] : [start];
+      for (const step of steps) values = values.flatMap((v) => follow(v, step, s));
       // null elements are no values: `[null]` is missing like `[]` (docs/rollouts.md)
-      return Array.isArray(v) ? v.filter(present) : [v];
+      return values.flatMap((v) => (v === null ? [] : Array.isArray(v) ? v.filter(present) : [v]));
     }
   }
+}
+
+/** An attribute's name or a tag's key: the path's names joined by dots (`attributes.a.b` is "a.b"). */
+function keyOf(steps: FieldStep[]): string {
+  return steps.map((step) => ('name' in step ? step.name : '')).join('.');
+}
+
+/** Where one step leads from a value: a key of an object, elements of an array; nothing from anything else. */
+function follow(v: JsonValue, step: FieldStep, s: QuerySubject): JsonValue[] {
+  if ('name' in step) return isJsonObject(v) && Object.hasOwn(v, step.name) ? [v[step.name]!] : [];
+  if (!Array.isArray(v)) return [];
+  if ('index' in step) return step.index < v.length ? [v[step.index]!] : [];
+  if ('each' in step) return v;
+  return v.filter((e) => evaluate(step.where, s, e));
 }
 
 /** A value a field holds: not null, nor an array holding none (`[null]`, `[[]]`). */
@@ -374,28 +518,30 @@ function compare(actual: JsonValue, value: QueryValue, textField: boolean, versi
   }
 }
 
-/** Ids and tags are text; a field named `...version` reads `2` as `2.0.0`. */
-function fieldKind(field: string[]): { textField: boolean; versionField: boolean } {
-  return { textField: field[0] === 'deviceId' || field[0] === 'tags', versionField: /version$/i.test(field[field.length - 1]!) };
+/** Ids and tags are text; a field whose last key is named `...version` reads `2` as `2.0.0`. */
+function fieldKind(field: QueryField): { textField: boolean; versionField: boolean } {
+  let name: string = field.root;
+  for (const step of field.steps) if ('name' in step) name = step.name;
+  return { textField: field.root === 'deviceId' || field.root === 'tags', versionField: /version$/i.test(name) };
 }
 
-function evaluate(n: QueryNode, s: QuerySubject): boolean {
+function evaluate(n: QueryNode, s: QuerySubject, element?: JsonValue): boolean {
   switch (n.kind) {
     case 'and':
-      return evaluate(n.left, s) && evaluate(n.right, s);
+      return evaluate(n.left, s, element) && evaluate(n.right, s, element);
     case 'or':
-      return evaluate(n.left, s) || evaluate(n.right, s);
+      return evaluate(n.left, s, element) || evaluate(n.right, s, element);
     case 'not':
-      return !evaluate(n.operand, s);
+      return !evaluate(n.operand, s, element);
     case 'exists':
-      return resolve(n.field, s).length > 0;
+      return resolve(n.field, s, element).length > 0;
     case 'in': {
       const { textField, versionField } = fieldKind(n.field);
-      return resolve(n.field, s).some((a) => n.values.some((v) => compare(a, v, textField, versionField) === 0));
+      return resolve(n.field, s, element).some((a) => n.values.some((v) => compare(a, v, textField, versionField) === 0));
     }
     case 'compare': {
       const { textField, versionField } = fieldKind(n.field);
-      const values = resolve(n.field, s);
+      const values = resolve(n.field, s, element);
       if (n.op === '!=') return !values.some((a) => compare(a, n.value, textField, versionField) === 0);
       return values.some((a) => {
         const c = compare(a, n.value, textField, versionField);

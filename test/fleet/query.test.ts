@@ -168,8 +168,8 @@ describe('fleet query', () => {
     assert.equal(matches('reported.list = true', s), true);
     assert.equal(matches('reported.list = b', s), false);
     assert.equal(matches('reported.list != a', s), false, 'one element equals it');
-    assert.equal(matches('reported.list.x exists', s), false, 'elements cannot be addressed');
-    assert.equal(matches('reported.list.0 exists', s), false);
+    assert.equal(matches('reported.list.x exists', s), false, 'a dot does not step into an array: [*].x does');
+    assert.equal(matches('reported.list.0 exists', s), false, 'an index is [0]');
     assert.equal(matches('reported.empty exists', s), false);
     assert.equal(matches('reported.empty != a', s), true);
     assert.equal(matches('reported.nothing exists', s), false);
@@ -207,6 +207,62 @@ describe('fleet query', () => {
     assert.equal(matches('tags = "😀"', subject({ tags: ['😀'] })), true, 'quoted, any character is text');
     assert.equal(err('😀'.repeat(4096)), 'invalid query at position 1: unexpected character "😀" (U+1F600)', '4096 characters are within the bound');
     assert.match(err('😀'.repeat(4097)), /longer than 4096 characters/);
+  });
+
+  it('steps into arrays with [n], [*] and [condition], and reads quoted keys', () => {
+    const s = subject({}, {
+      modules: [{ name: 'modem', version: '1.2.0', parts: [{ id: 'a' }] }, { name: 'wifi', version: '1.0', parts: [] }, null],
+      grid: [[1, 2], [3]],
+      'fw-version': '2.0',
+      'a.b': { 'c d': 'x' },
+      text: 'abc',
+    });
+    assert.equal(matches('reported.modules[0].name = modem', s), true);
+    assert.equal(matches('reported.modules[1].version = 1', s), true, 'the last key names a version: 1 is 1.0.0, as is "1.0"');
+    assert.equal(matches('reported.modules[2] exists', s), false, 'a null element is missing');
+    assert.equal(matches('reported.modules[3] exists', s), false, 'past the end');
+    assert.equal(matches('reported.modules[*].version > 1.1', s), true);
+    assert.equal(matches('reported.modules[name = wifi].version > 1.1', s), false);
+    assert.equal(matches('reported.modules[name = modem and version < 1.3] exists', s), true);
+    assert.equal(matches('reported.modules[not name = modem].name = wifi', s), true);
+    assert.equal(matches('reported.modules[parts[id = a] exists].name = modem', s), true, 'conditions nest: fields in the inner element');
+    assert.equal(matches('reported.modules[parts[*] exists].name = wifi', s), false);
+    assert.equal(matches('reported.modules[name in (gps, wifi)].version = 1.0.0', s), true);
+    assert.equal(matches('reported.grid[1][0] = 3', s), true);
+    assert.equal(matches('reported.grid[*] = 2', s), true, 'an array element that is an array matches by its elements');
+    assert.equal(matches('reported.text[0] exists or reported.text[*] exists or reported.text[x = 1] exists', s), false, 'a string has no elements');
+    assert.equal(matches('reported."fw-version" >= 2', s), true);
+    assert.equal(matches(`reported.'a.b'."c d" = x`, s), true);
+    assert.equal(matches('reported.a.b exists', s), false, 'a dot separates keys: "a.b" is quoted');
+    assert.equal(matches('attributes."model" = x2 and tags."region" = eu', s), true, 'a quoted name is the bare one');
+    assert.equal(parseQuery('reported.modules[name = modem].version < 1').needsShadow, true);
+  });
+
+  it('refuses malformed paths, naming the position', () => {
+    const cases: [string, string][] = [
+      ['reported.m[0 = x', 'position 17: expected "]" to close the "[" at position 11, found the end of the query'],
+      ['reported.m[0', 'position 13: expected "]" to close the "[" at position 11, found the end of the query'],
+      ['reported.m[', 'position 12: "[" at position 11 is not closed'],
+      ['reported.m[-1] exists', 'position 12: an index counts elements from 0: -1 is negative'],
+      ['reported.m[1.5] exists', 'position 12: an index is a whole number from 0, not 1.5'],
+      ['reported.m[99999999999999999999] exists', 'position 12: index 99999999999999999999 is too large'],
+      ['reported.m[] exists', 'position 12: empty "[]"'],
+      ['reported.m[(] exists', 'position 13: expected a field of the element'],
+      ['deviceId[0] = x', 'position 9: deviceId is text, not an array'],
+      ['tags[0] = a', 'position 5: tags has no elements to index'],
+      ['tags.region[*] = eu', "position 12: a tag's value is text, not an array: tags.region has no elements to index"],
+      ['attributes."a b"[0] = x', 'position 17: attributes hold text, numbers and booleans, never arrays: attributes."a b" has no elements to index'],
+      ['reported. "x" = 1', 'position 9: "." is not followed by a name'],
+      ['reported."x"y = 1', 'position 13: expected "." or "[" between the parts of a field, found "y"'],
+      ['reported.a..b = 1', 'position 12: empty name in "reported.a..b"'],
+      ['reported.m [0] = 1', 'position 12: expected an operator (=, !=, <, <=, >, >=, in, exists) after reported.m, found "["'],
+      ['reported[0] = 1', 'position 1: "reported" needs a path'],
+      ['"reported".x = 1', 'position 1: expected a field such as reported.software.version, found "reported"'],
+      ['reported.m[0] = 1]', 'position 18: expected "and", "or" or the end of the query, found "]"'],
+    ];
+    for (const [q, message] of cases) {
+      assert.throws(() => parseQuery(q), (err: unknown) => err instanceof UpdraftError && err.status === 400 && err.message.startsWith(`invalid query at ${message}`), q);
+    }
   });
 
   it('says whether it needs shadow state', () => {

@@ -10,8 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import type { WebhookDelivery } from '../../src/events/webhook-notifier.ts';
 import { eventually } from '../helpers/cli.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
@@ -35,7 +34,7 @@ if (!mosquitto.ok || !pgResult.ok) {
   describe('webhooks of instances on one PostgreSQL database', () => {
     const pg: TestPostgres = pgResult.server;
     let broker: TestMosquitto;
-    let receiver: http.Server;
+    let receiver: WebhookReceiver;
     let url: string;
     let root: string;
     const running: TestServer[] = [];
@@ -44,21 +43,12 @@ if (!mosquitto.ok || !pgResult.ok) {
     before(async () => {
       root = await mkdtemp(path.join(os.tmpdir(), 'updraft-hook-cluster-'));
       broker = await startTestMosquitto(mosquitto.bin, { operatorToken: TOKEN, devices: [], secrets: new Map() });
-      receiver = http.createServer((req, res) => {
-        let body = '';
-        req.on('data', (c) => (body += c));
-        req.on('end', () => {
-          got.push(JSON.parse(body) as WebhookDelivery);
-          res.writeHead(204).end();
-        });
-      });
-      await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-      url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      receiver = await startWebhookReceiver(got);
+      url = receiver.url;
     });
     after(async () => {
       for (const ts of running) await ts.stop().catch(() => {});
-      receiver.closeAllConnections();
-      await new Promise((r) => receiver.close(r));
+      await receiver.close();
       await broker?.stop();
       await pg.stop();
       await rm(root, { recursive: true, force: true });

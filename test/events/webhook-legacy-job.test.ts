@@ -11,8 +11,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,38 +18,30 @@ import Database from 'better-sqlite3';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import type { WebhookDelivery } from '../../src/events/webhook-notifier.ts';
 import { eventually } from '../helpers/cli.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, outcome, startAgent } from '../security/support.ts';
 
 describe('webhooks of a job made before rollouts', () => {
-  let receiver: http.Server;
+  let receiver: WebhookReceiver;
   let ts: TestServer | undefined;
   let root: string;
   let agent: UpdateAgent | undefined;
   const got: WebhookDelivery[] = [];
 
   before(async () => {
-    receiver = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => (body += c));
-      req.on('end', () => {
-        got.push(JSON.parse(body) as WebhookDelivery);
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    receiver = await startWebhookReceiver(got);
     root = await mkdtemp(path.join(os.tmpdir(), 'updraft-hook-legacy-'));
   });
   after(async () => {
     await agent?.stop();
     await ts?.close();
-    receiver.closeAllConnections();
-    await new Promise((r) => receiver.close(r));
+    await receiver.close();
     await rm(root, { recursive: true, force: true });
   });
 
   it('its completion is posted (job.state COMPLETED, from IN_PROGRESS), as a rollout completing is', async () => {
-    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const url = receiver.url;
     ts = await startTestServer({ flags: { 'webhook-url': url } });
     await addArtifact(ts, '2.0.0', randomBytes(5000));
     const secret = await registerDevice(ts, 'old-1');

@@ -10,8 +10,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,6 +17,7 @@ import Database from 'better-sqlite3';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import type { WebhookDelivery } from '../../src/events/webhook-notifier.ts';
 import { eventually } from '../helpers/cli.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, startAgent } from '../security/support.ts';
 
@@ -47,7 +46,7 @@ function agePast(dataDir: string, ms: number): void {
 }
 
 describe('webhooks across a server restart', () => {
-  let receiver: http.Server;
+  let receiver: WebhookReceiver;
   let url: string;
   let ts: TestServer | undefined;
   let root: string;
@@ -55,23 +54,14 @@ describe('webhooks across a server restart', () => {
   const got: WebhookDelivery[] = [];
 
   before(async () => {
-    receiver = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => (body += c));
-      req.on('end', () => {
-        got.push(JSON.parse(body) as WebhookDelivery);
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    receiver = await startWebhookReceiver(got);
+    url = receiver.url;
     root = await mkdtemp(path.join(os.tmpdir(), 'updraft-hook-restart-'));
   });
   after(async () => {
     for (const a of agents) await a.stop();
     await ts?.close();
-    receiver.closeAllConnections();
-    await new Promise((r) => receiver.close(r));
+    await receiver.close();
     await rm(root, { recursive: true, force: true });
   });
 

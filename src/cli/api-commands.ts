@@ -296,14 +296,16 @@ export function addApiCommands(program: Command): void {
       const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}), ...(opts.query !== undefined ? { query: opts.query } : {}) });
       type Row = { deviceId: string; online: boolean; reported: { version?: string; status?: string } | null };
       const api = new ApiClient(opts);
-      const page = await api.call<{ items: Row[]; next?: string }>('GET', `${withQuery ? '/api/v1/fleet/devices' : '/api/v1/devices'}?${q}`);
+      const page = await api.call<{ items: Row[]; next?: string; scanned?: number }>('GET', `${withQuery ? '/api/v1/fleet/devices' : '/api/v1/devices'}?${q}`);
       // a query's answer reads at most 10,000 devices: a page may come short, even empty, with
       // next; ask on from there until the page is full or the fleet read
       while (withQuery && page.next !== undefined && page.items.length < Number(opts.limit)) {
         q.set('after', page.next);
         q.set('limit', String(Number(opts.limit) - page.items.length));
-        const more = await api.call<{ items: Row[]; next?: string }>('GET', `/api/v1/fleet/devices?${q}`);
+        const more = await api.call<{ items: Row[]; next?: string; scanned?: number }>('GET', `/api/v1/fleet/devices?${q}`);
         page.items.push(...more.items);
+        // --json answers for every page read: the devices read in all
+        if (page.scanned !== undefined && more.scanned !== undefined) page.scanned += more.scanned;
         if (more.next === undefined) delete page.next;
         else page.next = more.next;
       }

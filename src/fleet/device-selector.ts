@@ -59,13 +59,20 @@ export async function scanDevices(
  */
 export const SCAN_BUDGET = 10_000;
 
+/** A page of selected devices and how many devices were read to find them. */
+export interface SelectedPage extends Page<SelectedDevice> {
+  /** Devices read (matched or not) for this page: at most the scan budget. */
+  scanned: number;
+}
+
 /**
  * One page of the devices a query selects (all devices without a query), in device id order.
  * It reads at most `scanBudget` devices (SCAN_BUDGET): past that it answers with what it found,
  * which may be fewer than `limit` or none, and `next`, the last device read, so the caller
- * goes on from there. `next` is absent only once the registry's end was read.
+ * goes on from there. `next` is absent only once the registry's end was read. `scanned` says
+ * how many devices it read, so that a short or empty page still shows progress.
  */
-export async function selectPage(store: StateStore, query: FleetQuery | undefined, options: { after?: string; limit: number; scanBudget?: number }): Promise<Page<SelectedDevice>> {
+export async function selectPage(store: StateStore, query: FleetQuery | undefined, options: { after?: string; limit: number; scanBudget?: number }): Promise<SelectedPage> {
   const budget = Math.max(1, options.scanBudget ?? SCAN_BUDGET);
   const items: SelectedDevice[] = [];
   let after = options.after;
@@ -80,11 +87,11 @@ export async function selectPage(store: StateStore, query: FleetQuery | undefine
       if (items.length === options.limit) {
         // more may follow unless this was the registry's last device
         const isLast = page.next === undefined && device === page.items[page.items.length - 1];
-        return isLast ? { items } : { items, next: device.deviceId };
+        return isLast ? { items, scanned } : { items, next: device.deviceId, scanned };
       }
     }
-    if (page.next === undefined) return { items };
+    if (page.next === undefined) return { items, scanned };
     after = page.next;
-    if (scanned >= budget) return { items, next: after };
+    if (scanned >= budget) return { items, next: after, scanned };
   }
 }

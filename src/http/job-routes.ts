@@ -135,7 +135,7 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
       // what its agent says of itself: trust, time zone, features, certificate expiry and renewal
       agent: s.reported?.agent ?? null,
     }));
-    sendJson(res, 200, { items, ...(page.next ? { next: page.next } : {}) });
+    sendJson(res, 200, { items, ...(page.next ? { next: page.next } : {}), scanned: page.scanned });
   });
   router.add('GET', '/api/v1/fleet/versions', async ({ res }) => sendJson(res, 200, { items: await fleet.versions() }));
   router.add('GET', '/api/v1/fleet/status', async ({ res }) => sendJson(res, 200, await fleet.summary()));

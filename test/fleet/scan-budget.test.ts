@@ -67,16 +67,21 @@ function budgetSuite(name: string, start: () => Promise<{ ts: TestServer; stop: 
       assert.equal(first.status, 200, JSON.stringify(first.body));
       assert.deepEqual(first.body.items.map((d: { deviceId: string }) => d.deviceId), ['d-00002']);
       assert.equal(first.body.next, id(10_000), 'the last device read');
+      assert.equal(first.body.scanned, 10_000, 'the devices read: the whole budget');
       const rest = await api('GET', `/api/v1/fleet/devices?query=${q}&after=${first.body.next}`);
       assert.equal(rest.status, 200, JSON.stringify(rest.body));
       assert.deepEqual(rest.body.items.map((d: { deviceId: string }) => d.deviceId), ['d-11000']);
       assert.equal(rest.body.next, undefined, 'the fleet is read');
+      assert.equal(rest.body.scanned, 2_001, 'd-10001 ... d-12000 and z-late');
       // none in the first 10,000: an empty page that goes on
       const none = await api('GET', `/api/v1/fleet/devices?query=${encodeURIComponent('deviceId = z-late')}`);
-      assert.deepEqual(none.body, { items: [], next: id(10_000) });
+      assert.deepEqual(none.body, { items: [], next: id(10_000), scanned: 10_000 });
       // as the OpenAPI document says
       const doc = (await api('GET', '/api/v1/openapi.json')).body;
       for (const path of ['/api/v1/fleet/devices', '/api/v1/groups/{name}']) assert.match(doc.paths[path].get.summary, /at most 10,000 devices.*follow next until it is absent/, path);
+      const answer = doc.paths['/api/v1/fleet/devices'].get.responses['200'].content['application/json'].schema;
+      assert.equal(answer.properties.scanned.type, 'integer');
+      assert.ok(answer.required.includes('scanned'));
     });
 
     it('a page of matches is cut by limit as before, and a listing without a query is not bounded by it', async (t) => {
@@ -84,12 +89,15 @@ function budgetSuite(name: string, start: () => Promise<{ ts: TestServer; stop: 
       const some = await api('GET', `/api/v1/fleet/devices?limit=3&query=${encodeURIComponent('deviceId exists')}`);
       assert.deepEqual(some.body.items.map((d: { deviceId: string }) => d.deviceId), [id(1), id(2), id(3)]);
       assert.equal(some.body.next, id(3));
+      assert.equal(some.body.scanned, 3, 'a full page ends at its last match');
       const full = await api('GET', `/api/v1/fleet/devices?limit=1000&after=${id(9500)}&query=${encodeURIComponent('deviceId exists')}`);
       assert.equal(full.body.items.length, 1000);
       assert.equal(full.body.next, id(10_500));
+      assert.equal(full.body.scanned, 1000);
       const all = await api('GET', `/api/v1/fleet/devices?limit=1000&after=${id(11_500)}`);
       assert.equal(all.body.items.length, 501);
       assert.equal(all.body.next, undefined);
+      assert.equal(all.body.scanned, 501, 'without a query every device read is listed');
     });
 
     it("a dynamic group's members come the same way: a page of what 10,000 devices hold, and next", async (t) => {
@@ -112,6 +120,7 @@ function budgetSuite(name: string, start: () => Promise<{ ts: TestServer; stop: 
       assert.deepEqual(listed.stdout.trim().split('\n').map((l) => l.split(' ')[0]), RARE, listed.stdout);
       const json = await cli('device', 'list', '--query', 'attributes.rare = true', '--json');
       assert.deepEqual(JSON.parse(json.stdout).items.map((d: { deviceId: string }) => d.deviceId), RARE);
+      assert.equal(JSON.parse(json.stdout).scanned, 12_001, 'the devices read by every request it made');
       // a full page stops there and names where to go on
       const one = await cli('device', 'list', '--query', 'attributes.rare = true', '--limit', '1');
       assert.match(one.stdout, /^d-00002 .*\n\(more: --after d-00002\)\n?$/);

@@ -43,7 +43,13 @@ function querySuite(name: string, start: () => Promise<{ ts: TestServer; stop: (
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const jobId = created.body.job.jobId as string;
       const execs = await api('GET', `/api/v1/jobs/${jobId}/executions?limit=100`);
-      assert.equal((await api('POST', `/api/v1/jobs/${jobId}/cancel`)).status, 200);
+      // a device running a version above 3.0.0 is refused as a downgrade (REJECTED) at once:
+      // a job of such devices alone may be COMPLETED before this cancel, which is then 409
+      const cancel = await api('POST', `/api/v1/jobs/${jobId}/cancel`);
+      if (cancel.status !== 200) {
+        assert.equal(cancel.status, 409, JSON.stringify(cancel.body));
+        assert.equal((await api('GET', `/api/v1/jobs/${jobId}`)).body.job.status, 'COMPLETED', JSON.stringify(cancel.body));
+      }
       assert.equal(execs.body.items.length, created.body.total);
       return execs.body.items.map((x: { deviceId: string }) => x.deviceId).sort();
     };

@@ -19,7 +19,7 @@ import type { Logger } from '../util/logger.ts';
 import { parseAgentJobId, type ParsedAgentJobId } from './agent-job-id.ts';
 import { deadlineOf, sameWait } from './deadlines.ts';
 import { canTransition, executionStatusFor, isTerminal } from './execution-state.ts';
-import { mutateExecution } from './execution-writer.ts';
+import { forgetJobExecutions, mutateExecution } from './execution-writer.ts';
 import { specOf } from './job-spec.ts';
 import { retryIfAllowed } from './retry-policy.ts';
 
@@ -44,6 +44,7 @@ export class ExecutionTracker {
    */
   private readonly jobCache = new Map<string, JobRecord>();
   private unsubscribe: (() => void) | undefined;
+  private offDeleted: (() => void) | undefined;
 
   constructor(deps: TrackerDeps) {
     this.deps = deps;
@@ -51,10 +52,13 @@ export class ExecutionTracker {
 
   async start(): Promise<void> {
     this.unsubscribe = this.deps.events.on('shadow.updated', (e) => this.onShadowUpdated(e));
+    // the executions written through this store are remembered (execution-writer.ts): not those of a deleted job
+    this.offDeleted = this.deps.events.on('job.deleted', ({ jobId }) => forgetJobExecutions(this.deps.store, jobId));
   }
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
+    this.offDeleted?.();
     await this.queue.drain();
   }
 

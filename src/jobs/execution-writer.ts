@@ -30,6 +30,26 @@ function cacheOf(store: StateStore): Map<string, ExecutionRecord> {
 }
 
 /**
+ * Forgets what this process remembers of the executions of job `jobId` (deleted: on every
+ * instance, the event being relayed). Otherwise they stay until 50,000 newer writes push
+ * them out, about a kilobyte each. A scan of the cache: a deletion is rare, the cache bounded.
+ */
+export function forgetJobExecutions(store: StateStore, jobId: string): void {
+  const cache = caches.get(store);
+  if (!cache) return;
+  const prefix = `${jobId}\n`;
+  for (const slot of cache.keys()) if (slot.startsWith(prefix)) cache.delete(slot);
+}
+
+/** How many executions of job `jobId` this process remembers for `store` (tests). */
+export function rememberedExecutions(store: StateStore, jobId: string): number {
+  const prefix = `${jobId}\n`;
+  let n = 0;
+  for (const slot of caches.get(store)?.keys() ?? []) if (slot.startsWith(prefix)) n++;
+  return n;
+}
+
+/**
  * Applies `edit` to the current execution and writes it if nobody wrote in between,
  * retrying on conflict. `edit` returns the fields to change, or undefined to leave the row
  * alone. Resolves with the written record, or undefined (no such row, or nothing to do).

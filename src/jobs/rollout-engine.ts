@@ -190,7 +190,11 @@ export class RolloutEngine {
   private leadTerm = 0;
   private offEvents: (() => void)[] = [];
   private refill: NodeJS.Timeout | undefined;
-  /** Jobs whose executions changed since the job was last advanced. */
+  /**
+   * Jobs whose executions changed since the job was last advanced; kept only while leading:
+   * a follower's would grow with every job its devices report on, and a new leader needs none
+   * of it (taking the lead clears `quiet`, so its first pass advances every active job).
+   */
   private readonly changed = new Set<string>();
   /**
    * IN_PROGRESS jobs with nothing to send until an execution changes (wave fully sent, or
@@ -241,6 +245,11 @@ export class RolloutEngine {
     this.lease = deps.lease ?? new InProcessLease();
   }
 
+  /** How many jobs each of the engine's per-job memories holds (tests: a follower keeps none). */
+  memory(): { changed: number; quiet: number; windowed: number; arrived: number; specs: number; lastScan: number; heldJobs: number } {
+    return { changed: this.changed.size, quiet: this.quiet.size, windowed: this.windowed.size, arrived: this.arrived.size, specs: this.specs.size, lastScan: this.lastScan.size, heldJobs: this.heldJobs.size };
+  }
+
   /** True while this instance drives the rollouts. */
   get isLeader(): boolean {
     return this.leading && this.lease.held;
@@ -256,7 +265,7 @@ export class RolloutEngine {
     this.running = true;
     this.offEvents = [
       this.deps.events.on('execution.changed', ({ previous, current }) => {
-        this.changed.add(current.jobId);
+        if (this.leading) this.changed.add(current.jobId);
         // a device that finishes frees a place in its job's in-flight window: refill it soon
         // rather than at the next tick. Coalesced: at most one early tick per 50 ms, and fewer
         // when counting the jobs' executions takes long (a tick counts each job it advances),
@@ -466,6 +475,7 @@ export class RolloutEngine {
       this.deps.logger.info('driving rollouts (lease taken)');
     } else if (!held && this.leading) {
       this.leading = false;
+      this.changed.clear(); // not kept by a follower (see `changed`)
       this.deps.logger.warn('no longer driving rollouts: the lease was lost');
     }
     return held;

@@ -1,0 +1,162 @@
+/**
+ * What an instance remembers of jobs does not grow with jobs it no longer needs (QA):
+ *
+ * - the rollout engine's `changed` (jobs whose executions changed since last advanced) is kept
+ *   by the leader only: a follower whose devices report recorded every job they reported on,
+ *   and only a leader's pass pruned it. A new leader needs none of it: its first pass after
+ *   taking the lead advances every active job, including one whose devices finished just
+ *   before, on the follower. An instance that loses the lead forgets it.
+ * - the execution writer's cache (execution-writer.ts) forgets a deleted job's executions on
+ *   every instance (`job.deleted`, relayed), not only after 50,000 newer writes.
+ *
+ * Two real in-process servers on one private PostgreSQL database (test/helpers/postgres.ts)
+ * and one private Mosquitto (the event relay), as deployment.md runs several instances: jobs
+ * sent by the leader and canceled through the follower, so that both write executions; and
+ * two sets of rollout parts on one database (the fixture's, manual ticks) for the takeover.
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
+import { rememberedExecutions } from '../../src/jobs/execution-writer.ts';
+import { PostgresStore } from '../../src/store/postgres-store.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
+import { findMosquitto, mosquittoUnavailable, startTestMosquitto } from '../helpers/mosquitto.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, deploy } from '../security/support.ts';
+import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
+
+const TOKEN = `updr_follower_memory_test_${'x'.repeat(24)}`;
+const mosquitto = findMosquitto();
+const started = await startTestPostgres();
+
+if (!started.ok) {
+  const message = unavailable(started, 'follower memory tests');
+  it('what an instance remembers of jobs', (t) => t.skip(message));
+} else {
+  const pg = started.server;
+
+  describe('what an instance remembers of jobs (two instances, PostgreSQL)', { timeout: 120_000 }, () => {
+    after(() => pg.stop());
+
+    it("a follower keeps no job as changed, and no instance keeps a deleted job's executions", async (t) => {
+      if (!mosquitto.ok) return t.skip(mosquittoUnavailable(mosquitto.reason, 'the two-instance case'));
+      const root = await mkdtemp(path.join(os.tmpdir(), 'updraft-follower-'));
+      const broker = await startTestMosquitto(mosquitto.bin, { operatorToken: TOKEN, devices: [], secrets: new Map() });
+      const servers: TestServer[] = [];
+      try {
+        // two instances as deployment.md runs them: one database, one broker (the event relay)
+        const db = await pg.createDatabase();
+        const instance = async (dataDir: string) => {
+          const ts = await startTestServer({ dataDir, flags: { db, 'mqtt-url': broker.serviceUrl, 'mqtt-tls-port': -1 } });
+          servers.push(ts);
+          return ts;
+        };
+        const dataA = path.join(root, 'a');
+        await mkdir(dataA, { recursive: true });
+        await writeFile(path.join(dataA, 'operator-token'), TOKEN + '\n', { mode: 0o600 });
+        const a = await instance(dataA);
+        await eventually(async () => (a.server.rollouts.engine.isLeader ? true : undefined), 15_000, 'A leads');
+        await cp(dataA, path.join(root, 'b'), { recursive: true });
+        const b = await instance(path.join(root, 'b'));
+        assert.equal(b.server.rollouts.engine.isLeader, false, 'B follows');
+        await addArtifact(a, '2.0.0', Buffer.from('firmware 2.0.0'));
+        const devices = ['f-1', 'f-2'];
+        for (const id of devices) await registerDevice(a, id);
+        const call = async (ts: TestServer, method: string, route: string) => {
+          const res = await fetch(`${ts.httpUrl}${route}`, { method, headers: { authorization: `Bearer ${TOKEN}` } });
+          assert.equal(res.status, 200, await res.text());
+        };
+        const remembered = (jobId: string) => [rememberedExecutions(a.server.store, jobId), rememberedExecutions(b.server.store, jobId)];
+
+        // created on A, which leads and sends the commands; canceled through B, whose engine
+        // takes them back: each instance writes (and remembers) the executions
+        const jobs: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          const jobId = await deploy(a, devices, 'fw@2.0.0');
+          await eventually(async () => ((await a.server.store.countExecutions(jobId)).some((c) => c.dispatched > 0) ? true : undefined), 15_000, `job ${jobId} sent`);
+          await call(b, 'POST', `/api/v1/jobs/${jobId}/cancel`);
+          jobs.push(jobId);
+        }
+        for (const jobId of jobs) assert.ok(remembered(jobId).every((n) => n > 0), `job ${jobId} remembered on both: ${remembered(jobId).join(', ')}`);
+        // B heard every change (its own, and A's through the relay): it keeps none as changed
+        await eventually(async () => ((await b.server.store.getJob(jobs[2]!))?.status === 'CANCELED' ? true : undefined), 15_000, 'the last cancel');
+        assert.equal(b.server.rollouts.engine.memory().changed, 0, 'the follower keeps no job as changed');
+
+        // deleted through A, then through B: forgotten on both instances, through the relayed event on the other
+        await call(a, 'DELETE', `/api/v1/jobs/${jobs[0]}`);
+        await call(b, 'DELETE', `/api/v1/jobs/${jobs[1]}`);
+        for (const jobId of jobs.slice(0, 2)) {
+          const forgotten = await eventually(async () => (remembered(jobId).every((n) => n === 0) ? true : undefined), 10_000, `job ${jobId}'s executions forgotten on both instances`).catch(() => false);
+          assert.ok(forgotten, `job ${jobId}'s executions still remembered (A, B): ${remembered(jobId).join(', ')}`);
+        }
+        assert.ok(remembered(jobs[2]!).every((n) => n > 0), 'a job not deleted is still remembered');
+        assert.equal(b.server.rollouts.engine.isLeader, false, 'B followed throughout');
+        assert.equal(b.server.rollouts.engine.memory().changed, 0);
+      } finally {
+        for (const s of servers.reverse()) await s.close();
+        await broker.stop();
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+
+    it('a new leader advances a job whose devices finished on it while it followed', async () => {
+      const url = await pg.createDatabase();
+      const fixtures: RolloutFixture[] = [];
+      try {
+        const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
+        fixtures.push(old);
+        const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
+        fixtures.push(next);
+        await old.tick();
+        await next.tick();
+        assert.deepEqual([old.rollouts.engine.isLeader, next.rollouts.engine.isLeader], [true, false], 'old leads');
+        const ids = await old.fleet('d', 2);
+        const { jobId } = (await old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids } })).job;
+        await old.tick();
+        await old.tick(); // sent, nothing to do until a device reports: quiet on the leader
+        // the devices finish on the follower (its tracker records them; no relay between fixtures)
+        for (const id of ids) await next.complete(id);
+        for (const id of ids) assert.equal((await next.execution(jobId, id)).status, 'SUCCEEDED');
+        assert.equal(next.rollouts.engine.memory().changed, 0, 'the follower remembers nothing of it');
+        assert.equal((await next.job(jobId)).status, 'IN_PROGRESS');
+        // the leader goes; the follower's next tick takes the lead and completes the job at once
+        await fixtures.shift()!.close();
+        await next.tick();
+        assert.equal(next.rollouts.engine.isLeader, true);
+        assert.equal((await next.job(jobId)).status, 'COMPLETED');
+      } finally {
+        for (const f of fixtures) await f.close();
+      }
+    });
+
+    it('an instance that loses the lead forgets which jobs changed', async () => {
+      const url = await pg.createDatabase();
+      const fixtures: RolloutFixture[] = [];
+      try {
+        const lease = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+        const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url }), lease });
+        fixtures.push(old);
+        const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
+        fixtures.push(next);
+        const ids = await old.fleet('d', 2);
+        await old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids } });
+        await old.tick();
+        await old.complete(ids[0]!);
+        assert.equal(old.rollouts.engine.memory().changed, 1, 'the leader remembers the job for its next tick');
+        // the lease goes to the other instance (as when this one's session ended): at its next tick this one follows
+        await lease.release();
+        await next.tick();
+        await old.tick();
+        assert.deepEqual([old.rollouts.engine.isLeader, next.rollouts.engine.isLeader], [false, true]);
+        assert.equal(old.rollouts.engine.memory().changed, 0);
+      } finally {
+        for (const f of fixtures) await f.close();
+      }
+    });
+  });
+}

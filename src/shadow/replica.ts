@@ -10,8 +10,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import type { InboundMessage, MessageBus, Sender } from '../broker/message-bus.ts';
-import { isJsonObject } from '../protocol/json.ts';
+import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import {
   parseSimpleRequest,
   parseUpdateRequest,
@@ -84,6 +85,8 @@ const MAX_STORE_RETRIES = 10;
 const RACE_BACKOFF_MAX_MS = 64;
 /** Shadows kept in memory for the update path (LRU); each costs about 1-2 KB. */
 const CACHE_ENTRIES = 50_000;
+/** Desired keys an operator's audit line names (`auditOperator`); the others are counted. */
+const AUDIT_KEYS = 20;
 /** Default of `maxNamedShadows` (the schema's `shadow.maxNamedShadows`). */
 export const DEFAULT_MAX_NAMED_SHADOWS = 100;
 
@@ -170,7 +173,8 @@ export class ShadowReplica {
   private async handle(ref: ShadowRef, op: ShadowOperation, payload: Buffer, sender: Sender, answered: () => void): Promise<void> {
     try {
       if (op === 'update') {
-        await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits, ref), sender, answered);
+        // the operator's writes over MQTT are audited; a device's own requests (the hot path) pay this one comparison, no more
+        await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits, ref), sender, answered, sender.kind === 'operator');
       } else if (op === 'get') {
         const req = parseSimpleRequest(payload, this.deps.limits, ref, 'get');
         const doc = await this.readDocument(ref, req.clientToken, true, sender);
@@ -179,7 +183,7 @@ export class ShadowReplica {
         await sent;
         if (ref.name === '' && sender.kind === 'device') this.deps.events.emit('device.fetched', { deviceId: ref.deviceId });
       } else {
-        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits, ref, 'delete'), sender, answered);
+        await this.applyDelete(ref, parseSimpleRequest(payload, this.deps.limits, ref, 'delete'), sender, answered, sender.kind === 'operator');
       }
     } catch (err) {
       await this.reject(ref, op, asUpdraftError(err), salvageClientToken(payload), answered);
@@ -217,7 +221,8 @@ export class ShadowReplica {
     return this.deps.issueCommand ? this.deps.issueCommand(deviceId, software) : undefined;
   }
 
-  private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender, answered?: () => void): Promise<ShadowRecord> {
+  /** `audit`: log the write as the operator's over MQTT (`auditOperator`), once committed and before it is answered. */
+  private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender, answered?: () => void, audit = false): Promise<ShadowRecord> {
     checkSoftwareSection(ref, request, sender);
     const { store } = this.deps;
     const k = key(ref);
@@ -288,6 +293,7 @@ export class ShadowReplica {
         await this.decorate(ref, next, delta.state);
         answers.push(this.publish(deltaTopic, delta));
       }
+      if (audit && request.state.desired !== undefined) this.auditOperator(ref, 'update', sender, next.version, request.state.desired);
       answered?.();
       await Promise.all(answers);
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
@@ -348,7 +354,33 @@ export class ShadowReplica {
     return notFound(ref);
   }
 
-  private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }, sender: Sender, answered: () => void): Promise<void> {
+  /**
+   * The operator's audit trail for its writes over MQTT (docs/security.md, Who changed what),
+   * as `operator request` is for the API's: which shadow, its version after the write, who,
+   * and which desired keys the write set or removed, with the build and job id of
+   * `desired.software`. Key names only, never a value (a desired key may hold a setting the
+   * operator would not have logged), never the digest or a download URL (the delta's, not
+   * the request's). The API's own writers (rollouts, decommissioning) call `update` and
+   * `delete`, not this path: their changes are logged by the API request that asked them.
+   */
+  private auditOperator(ref: ShadowRef, op: ShadowOperation, sender: Sender, version: number, desired?: JsonObject | null): void {
+    const line: Record<string, unknown> = { op, deviceId: ref.deviceId, shadow: ref.name, version, by: sender.id === OPERATOR_USERNAME ? 'operator' : `operator ${sender.id}` };
+    if (desired === null) line.desired = null;
+    else if (desired !== undefined) {
+      const keys = Object.keys(desired);
+      line.desired = keys.length > AUDIT_KEYS ? `${keys.slice(0, AUDIT_KEYS).join(',')},+${keys.length - AUDIT_KEYS} more` : keys.join(',');
+      const sw = desired.software;
+      if (sw === null) line.software = null;
+      else if (isJsonObject(sw)) {
+        if (typeof sw.name === 'string' && typeof sw.version === 'string') line.software = `${sw.name}@${sw.version}`;
+        if (typeof sw.jobId === 'string') line.jobId = sw.jobId;
+      }
+    }
+    this.deps.logger.info('operator mqtt', line);
+  }
+
+  /** `audit`: as applyUpdate's; the line's version is the deleted document's, as `delete/accepted` says. */
+  private async applyDelete(ref: ShadowRef, req: { clientToken?: string; version?: number }, sender: Sender, answered: () => void, audit = false): Promise<void> {
     this.cache.delete(key(ref));
     const current = await this.deps.store.getShadow(ref.deviceId, ref.name);
     if (!current || current.deleted) throw await this.missing(ref, sender);
@@ -363,6 +395,7 @@ export class ShadowReplica {
     if (!(await this.deps.store.putShadow(gone, current.version))) throw new UpdraftError('CONFLICT', 'Version conflict');
     const answer: DeleteAccepted = { version: current.version, timestamp: now };
     if (req.clientToken !== undefined) answer.clientToken = req.clientToken;
+    if (audit) this.auditOperator(ref, 'delete', sender, current.version);
     const sent = this.publish(answerTopic(ref, 'delete', 'accepted'), answer);
     answered();
     await sent;

@@ -52,8 +52,12 @@ export class ExecutionTracker {
 
   async start(): Promise<void> {
     this.unsubscribe = this.deps.events.on('shadow.updated', (e) => this.onShadowUpdated(e));
-    // the executions written through this store are remembered (execution-writer.ts): not those of a deleted job
-    this.offDeleted = this.deps.events.on('job.deleted', ({ jobId }) => forgetJobExecutions(this.deps.store, jobId));
+    // the executions written through this store are remembered (execution-writer.ts), and jobs
+    // in jobCache: neither of a deleted job (jobIdentity gives only jobs that exist)
+    this.offDeleted = this.deps.events.on('job.deleted', ({ jobId }) => {
+      forgetJobExecutions(this.deps.store, jobId);
+      this.jobCache.delete(jobId);
+    });
   }
 
   async stop(): Promise<void> {

@@ -87,12 +87,18 @@ if (!started.ok) {
         await eventually(async () => ((await b.server.store.getJob(jobs[2]!))?.status === 'CANCELED' ? true : undefined), 15_000, 'the last cancel');
         assert.equal(b.server.rollouts.engine.memory().changed, 0, 'the follower keeps no job as changed');
 
+        // what a device's report reads of its job, cached on each instance (jobIdentity)
+        for (const jobId of jobs) for (const ts of [a, b]) assert.ok(await ts.server.tracker.jobIdentity(jobId), `job ${jobId} known`);
         // deleted through A, then through B: forgotten on both instances, through the relayed event on the other
         await call(a, 'DELETE', `/api/v1/jobs/${jobs[0]}`);
         await call(b, 'DELETE', `/api/v1/jobs/${jobs[1]}`);
         for (const jobId of jobs.slice(0, 2)) {
           const forgotten = await eventually(async () => (remembered(jobId).every((n) => n === 0) ? true : undefined), 10_000, `job ${jobId}'s executions forgotten on both instances`).catch(() => false);
           assert.ok(forgotten, `job ${jobId}'s executions still remembered (A, B): ${remembered(jobId).join(', ')}`);
+        }
+        for (const jobId of jobs.slice(0, 2)) {
+          const gone = await eventually(async () => ((await Promise.all([a, b].map((ts) => ts.server.tracker.jobIdentity(jobId)))).every((j) => j === undefined) ? true : undefined), 10_000, `job ${jobId} unknown`).catch(() => false);
+          assert.ok(gone, `a deleted job ${jobId} is still given by jobIdentity on an instance`);
         }
         assert.ok(remembered(jobs[2]!).every((n) => n > 0), 'a job not deleted is still remembered');
         assert.equal(b.server.rollouts.engine.isLeader, false, 'B followed throughout');

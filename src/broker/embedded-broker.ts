@@ -23,6 +23,7 @@ import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
 import { ForwardOnce } from './forward-once.ts';
 import { InboundGate } from './inbound-gate.ts';
+import { SessionQueues } from './session-queues.ts';
 import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './message-bus.ts';
 import { AEDES_MAX_INFLIGHT_INBOUND, MAX_DEVICE_QOS2_AWAITING_RELEASE, MAX_OPERATOR_QOS2_AWAITING_RELEASE, Qos2Receipts } from './qos2-receipts.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
@@ -109,7 +110,6 @@ function limitPacketSize(client: ParsingClient, max: number, onRefused: (length:
 interface SessionStore {
   addSubscriptions(client: Client, subs: { topic: string }[]): Promise<void>;
   cleanSubscriptions(client: { id: string }): Promise<void>;
-  outgoingStream(client: { id: string }): AsyncIterable<PublishPacket>;
   outgoingClearMessageId(client: { id: string }, packet: PublishPacket): Promise<unknown>;
   outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
   createRetainedStreamCombi(patterns: string[]): Readable;
@@ -194,6 +194,8 @@ export class EmbeddedBroker implements MessageBus {
   private readonly qos2Refused = new WeakSet<Client>();
   /** Each message once per connection, in place of aedes's filter that lost messages (aedes#994). */
   private readonly forwardOnce = new ForwardOnce(BROKER_ID);
+  /** The sessions' queues of outgoing QoS 1 and 2 messages, which hold no entry for a client id with none (session-queues.ts). */
+  private readonly sessionQueues = new SessionQueues();
   /** Each connection's PUBACKs and PUBRECs in the order its PUBLISH packets came (ack-order.ts). */
   private readonly ackOrder = new AckOrder();
 
@@ -218,6 +220,11 @@ export class EmbeddedBroker implements MessageBus {
   /** Number of connected MQTT clients. */
   get connectedClients(): number {
     return this.aedes?.connectedClients ?? 0;
+  }
+
+  /** Client ids whose session holds outgoing QoS 1 or 2 messages not yet acknowledged (session-queues.ts). */
+  get queuedSessions(): number {
+    return this.sessionQueues.size;
   }
 
   onRequest(handler: RequestHandler): void {
@@ -572,6 +579,9 @@ export class EmbeddedBroker implements MessageBus {
       this.storeHeldQos2Only(aedes);
       this.orderStoredCopies(aedes);
       this.forgetCleanedSubscriptions(aedes);
+      // the queues themselves, bounded by the messages in them (session-queues.ts); first,
+      // for the wrappers of their calls to hand on to
+      this.sessionQueues.adopt(sessionStoreOf(aedes));
       // one copy of each message per persistent session's queue (forward-once.ts)
       this.forwardOnce.adoptQueue(sessionStoreOf(aedes), (packet) => this.dropped.has(packet.payload as Buffer));
       // each retained message once on a SUBSCRIBE whose filters overlap (forward-once.ts)
@@ -731,7 +741,8 @@ export class EmbeddedBroker implements MessageBus {
    * Ends the persistent session (`clean: false`) held under a client id, as a clean session
    * would ([MQTT-3.1.2-6]): its subscriptions, the messages queued for it, the QoS 2 messages
    * it sent awaiting their PUBREL (and their receipts), its Will. aedes has no call for it,
-   * and keeps a session for as long as it runs (in memory): its persistence's own calls do it.
+   * and keeps a session for as long as it runs (in memory): its persistence's own calls do it,
+   * and the queue's own (its client id goes with it).
    */
   private async endSession(clientId: string): Promise<void> {
     const aedes = this.aedes;
@@ -742,7 +753,7 @@ export class EmbeddedBroker implements MessageBus {
     // a message matched against the subscriptions just before they went is queued a few
     // promise callbacks later (aedes's enqueueOffline): past this turn, nothing more comes
     await new Promise((resolve) => setImmediate(resolve));
-    for await (const packet of store.outgoingStream(session)) await store.outgoingClearMessageId(session, packet);
+    this.sessionQueues.end(clientId); // its entry too, not only the messages (session-queues.ts)
     await this.cleanIncoming(clientId); // its receipts too (storeHeldQos2Only)
     await store.delWill(session);
   }

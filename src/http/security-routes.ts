@@ -13,6 +13,7 @@ import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import { parseRootRotations } from '../protocol/root-rotation.ts';
+import type { CertificateExpiryWatch } from '../signing/certificate-expiry.ts';
 import type { ManifestSigner } from '../signing/manifest-signer.ts';
 import { installKeyCertificate, keyCertificatePaths, type InstalledKeyCertificate } from '../signing/root-key.ts';
 import { keyIdOf, parsePublicKey, type SoftwareSigningKey } from '../signing/signing-key.ts';
@@ -40,6 +41,8 @@ export interface SecurityRouteDeps {
   logger: Logger;
   /** After a certificate is installed here: share it with the other instances. */
   onCertificateInstalled?: (installed: InstalledKeyCertificate) => Promise<void>;
+  /** Says a certificate installed here that expires within 30 days (logs, once a day at most). */
+  certificateExpiry: CertificateExpiryWatch;
   /** After this instance's URL key ring changed (rotated or a key retired): recorded for the other instances on the store. */
   onUrlKeysChanged?: () => Promise<void>;
 }
@@ -113,6 +116,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     // way: a store that does not take it now gets it at this instance's next comparison (30 s)
     await deps.onCertificateInstalled?.(installed).catch((err: unknown) => deps.logger.warn('certificate installed on this instance, but not yet shared with the others: the store did not take it; it is shared at the next comparison, within 30 s', { error: (err as Error).message }));
     deps.logger.info('software signing key certificate installed: update commands carry it from now on', { keyId: certificate.keyId, serial: certificate.serial, rootKeyId: certificate.rootKeyId });
+    deps.certificateExpiry.check();
     sendJson(res, 200, { certificate: installed.certificate, root: { keyId: keyIdOf(parsePublicKey(installed.rootPublicKeyPem)), publicKey: installed.rootPublicKeyPem, rotations: installed.rootRotations, replaced: installed.replacedRootKeyId ?? null } });
   });
 

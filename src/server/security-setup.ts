@@ -37,14 +37,7 @@ export async function loadSecurity(config: UpdraftConfig, dataDir: string, logge
     logger.error(`the software signing key certificate is not used, so devices that trust the root refuse every update: ${err.message}`);
     return undefined;
   });
-  if (installed) {
-    const c = installed.certificate;
-    const daysLeft = (c.expiresAt - Date.now() / 1000) / 86_400;
-    // an expired certificate is refused by every device that trusts the root: said loudly, but
-    // the server still runs (devices provisioned with the signing key itself are not affected)
-    if (daysLeft <= 0) logger.error('the software signing key certificate has EXPIRED: devices that trust the root refuse every update. Certify the key again (updraft keys certify) and install it (updraft keys install-cert)', { keyId: c.keyId, serial: c.serial, expiredAt: new Date(c.expiresAt * 1000).toISOString() });
-    else if (daysLeft < 30) logger.warn('the software signing key certificate expires soon: certify the key again (updraft keys certify) and install it (updraft keys install-cert)', { keyId: c.keyId, serial: c.serial, expiresAt: new Date(c.expiresAt * 1000).toISOString() });
-  }
+  // its expiry is said by the CertificateExpiryWatch, at start and while the server runs
   const { ca, created: caCreated } = await loadOrCreateCa(dataDir);
   if (caCreated) logger.debug("Updraft's device CA created", { dir: `${dataDir}/pki` });
   const hosts = config.tls.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');

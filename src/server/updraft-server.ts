@@ -57,6 +57,7 @@ import { EventLoopMonitor } from './event-loop-monitor.ts';
 import { loadOrCreateOperatorToken, replaceOperatorToken } from './operator-token.ts';
 import { NamedTokens, addNamedTokenRoutes } from './named-tokens.ts';
 import { UpdateCommands } from './update-commands.ts';
+import { CertificateExpiryWatch } from '../signing/certificate-expiry.ts';
 import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
@@ -198,7 +199,10 @@ export class UpdraftServer {
     await this.startPart(blobs);
     // the signing key's certificate, shared by the instances on this store: one installed on
     // any instance (or offline in one data directory) reaches every other
-    const sharedCertificate = new SharedCertificate({ store: this.store, dataDir, signingKey: security.signingKey, manifests: security.manifests, events, logger: logger.child('security') });
+    // the certificate's expiry said at start, at an installation and hourly while running
+    const certificateExpiry = new CertificateExpiryWatch({ manifests: security.manifests, logger: logger.child('security') });
+    await this.startPart(certificateExpiry);
+    const sharedCertificate = new SharedCertificate({ store: this.store, dataDir, signingKey: security.signingKey, manifests: security.manifests, events, logger: logger.child('security'), certificateExpiry });
     await this.startPart(sharedCertificate);
     const viewerTokens = new NamedTokens({ role: 'viewer', store: this.store, events, logger: logger.child('http') });
     await this.startPart(viewerTokens);
@@ -369,7 +373,7 @@ export class UpdraftServer {
       logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
       sendJson(res, 200, { token: next, disconnected });
     });
-    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, sharedStore: config.db !== '', logger: logger.child('security'), onCertificateInstalled: (installed) => sharedCertificate.publish(installed), onUrlKeysChanged: async () => this.sharedSecrets?.record(['url-signing-keys']) });
+    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, sharedStore: config.db !== '', logger: logger.child('security'), certificateExpiry, onCertificateInstalled: (installed) => sharedCertificate.publish(installed), onUrlKeysChanged: async () => this.sharedSecrets?.record(['url-signing-keys']) });
     addApiRoutes(router, {
       store: this.store,
       replica: this.replica,

@@ -23,6 +23,7 @@ import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import { parseRootRotations } from '../protocol/root-rotation.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import type { CertificateExpiryWatch } from './certificate-expiry.ts';
 import type { ManifestSigner } from './manifest-signer.ts';
 import { installKeyCertificate, keyCertificatePaths, type InstalledKeyCertificate } from './root-key.ts';
 import type { SoftwareSigningKey } from './signing-key.ts';
@@ -40,6 +41,8 @@ export interface SharedCertificateDeps {
   /** `keys.certificate` tells the other instances (relayed) to look now. */
   events: EventBus;
   logger: Logger;
+  /** Says a certificate taken in that expires within 30 days, or has expired. */
+  certificateExpiry: CertificateExpiryWatch;
   /** How often the store is read anyway, in ms (default 30 s). */
   intervalMs?: number;
 }
@@ -116,6 +119,7 @@ export class SharedCertificate {
       d.manifests.useCertificate(installed);
       this.lastRefusal = undefined;
       d.logger.info(`took in the signing key certificate installed on another instance${rotated ? ', of a new root' : ''}: update commands carry it from now on`, { keyId: installed.certificate.keyId, serial: installed.certificate.serial, rootKeyId: installed.certificate.rootKeyId });
+      d.certificateExpiry.check();
     } catch (err) {
       if (!(err instanceof UpdraftError)) throw err;
       this.refused(`the shared signing key certificate ${shared.certificate.serial} is not taken in: ${err.message}`, 'warn');

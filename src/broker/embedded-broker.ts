@@ -217,6 +217,12 @@ export class EmbeddedBroker implements MessageBus {
     return typeof addr === 'object' && addr ? addr.port : undefined;
   }
 
+  /** Serves `material` on the MQTTS listener from its next handshake on (a renewed server certificate: server/server-tls-renewal.ts); open connections keep theirs. */
+  setTls(material: { key: string; cert: string }): void {
+    const t = this.opts.tls;
+    if (t && this.tlsServer) this.tlsServer.setSecureContext({ key: material.key, cert: material.cert, ca: t.ca });
+  }
+
   /** Number of connected MQTT clients. */
   get connectedClients(): number {
     return this.aedes?.connectedClients ?? 0;

@@ -5,7 +5,7 @@
  *
  * It asks only what the API and the health endpoints answer: reachability, readiness (store,
  * artifact storage, broker), the operator token, the clocks (manifests and URLs expire by
- * them), the signing key's certificate, staged URL keys, how busy the instance is, refused
+ * them), the signing key's certificate, the CA's and TLS certificates' expiry, staged URL keys, how busy the instance is, refused
  * tokens, failing webhook deliveries, devices that accept unsigned software, devices whose
  * clocks are wrong, and rollouts waiting for an operator.
  */
@@ -107,6 +107,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     const busy = m.eventLoop.lastMinute.utilization;
     if (busy > 0.9) add('warn', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute: at its limit, commands and answers queue (docs/deployment.md: add an instance)`);
     else add('ok', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute`);
+    if (m.tls) for (const f of tlsFindings(m.tls, now)) add(f.verdict, f.check, f.text);
     if (m.api.refusedTokens > 0) add('note', 'tokens', `${m.api.refusedTokens} API call(s) refused for their token since the start: a tool with an old token, or someone guessing (the log says from where)`);
     if (m.webhook && m.webhook.failed + m.webhook.dropped > 0) add('warn', 'webhook', `${m.webhook.failed} notification(s) failed and ${m.webhook.dropped} dropped since the start: check the receiver (the log names them)`);
     if (m.webhook && m.webhook.waiting >= 100) add('warn', 'webhook', `${m.webhook.waiting} notification(s) wait to be sent: the receiver is down or slow (past 1,000 the oldest are dropped)`);
@@ -181,6 +182,31 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
 }
 
 /**
+ * The expiries of Updraft's CA and of the certificates the server's TLS listeners serve (as
+ * the server says: what it serves now, after a renewal too). A server certificate past its
+ * end is refused by every device; Updraft's CA is warned of a year ahead, since replacing it
+ * means provisioning every device with the new one (docs/security.md).
+ */
+function tlsFindings(t: InstanceMetrics['tls'], now: number): Finding[] {
+  const out: Finding[] = [];
+  const caDays = Math.floor((t.caExpiresAt * 1000 - now) / DAY_MS);
+  const caAt = new Date(t.caExpiresAt * 1000).toISOString().slice(0, 10);
+  if (caDays < 0) out.push({ verdict: 'FAIL', check: 'CA', text: `Updraft's CA (pki/ca.crt) expired on ${caAt}: no certificate it issued is accepted, so devices on MQTTS cannot connect; replace it (docs/security.md, "When the CA nears its end")` });
+  else if (caDays < 365) out.push({ verdict: 'warn', check: 'CA', text: `Updraft's CA (pki/ca.crt) expires on ${caAt}, in ${caDays} day(s): what it issues ends with it; plan its replacement, which provisions every device with the new CA (docs/security.md, "When the CA nears its end")` });
+  else out.push({ verdict: 'ok', check: 'CA', text: `Updraft's CA is valid until ${caAt}` });
+  for (const [name, at] of [['MQTTS', t.mqttCertificateExpiresAt], ['HTTPS', t.httpCertificateExpiresAt]] as const) {
+    if (at === null) continue;
+    const days = Math.floor((at * 1000 - now) / DAY_MS);
+    const day = new Date(at * 1000).toISOString().slice(0, 10);
+    const fix = "one issued by Updraft's CA is renewed by the server (daily, or at a restart): its log says why it was not; your own (--mqtt-tls-cert, --http-tls-cert) you replace, then restart";
+    if (days < 0) out.push({ verdict: 'FAIL', check: 'tls', text: `the ${name} server certificate expired on ${day}: every client refuses it; ${fix}` });
+    else if (days < 30) out.push({ verdict: 'warn', check: 'tls', text: `the ${name} server certificate expires on ${day}, in ${days} day(s); ${fix}` });
+    else out.push({ verdict: 'ok', check: 'tls', text: `the ${name} server certificate is valid until ${day}` });
+  }
+  return out;
+}
+
+/**
  * The first devices (up to 5) a fleet query selects. One answer reads at most 10,000 devices
  * and may come empty with `next` on a larger fleet: ask on from there until one is found or
  * the fleet is read (each request stays short; the whole fleet may be read, a part at a time).
@@ -199,7 +225,7 @@ async function firstMatches<T>(api: ApiClient, query: string): Promise<{ items: 
 export function addDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check a running Updraft: reachable, ready, token, clocks, signing key, load, webhooks, devices that accept unsigned software or run with a wrong clock, rollouts waiting; exits 1 if a check fails')
+    .description('check a running Updraft: reachable, ready, token, clocks, signing key, CA and TLS certificates, load, webhooks, devices that accept unsigned software or run with a wrong clock, rollouts waiting; exits 1 if a check fails')
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
     .addOption(dataDirOption('the server data directory holding the operator token'))

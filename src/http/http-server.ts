@@ -84,6 +84,11 @@ export class HttpServer {
     this.operatorToken = token;
   }
 
+  /** Serves `tls` from the next handshake on, with HTTPS (a renewed server certificate: server/server-tls-renewal.ts); open connections keep theirs. */
+  setTls(tls: { key: string; cert: string }): void {
+    if (this.server instanceof https.Server) this.server.setSecureContext({ key: tls.key, cert: tls.cert });
+  }
+
   /** The port actually listened on. */
   get port(): number {
     const addr = this.server?.address();

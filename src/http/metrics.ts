@@ -18,6 +18,8 @@ export interface InstanceMetrics {
   webhook: { delivered: number; failed: number; dropped: number; waiting: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
   signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
+  /** Expiries (seconds since the epoch) of Updraft's CA and of the server certificates the MQTTS and HTTPS listeners serve (null: not served by this instance); the server renews those its CA issued (docs/security.md). */
+  tls: { caExpiresAt: number; mqttCertificateExpiresAt: number | null; httpCertificateExpiresAt: number | null };
   /** `databaseClockOffsetMs`: how far the shared database's clock is ahead of this instance's (null without one: cluster/cluster-clock.ts). */
   process: { rssBytes: number; uptimeSeconds: number; databaseClockOffsetMs: number | null };
   eventLoop: EventLoopFigures;
@@ -118,6 +120,9 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
     family('updraft_signing_key_certificate_expiry_timestamp_seconds', 'gauge', "When the offline root's certificate of the software signing key expires: devices that trust the root refuse every update after it.", one(m.signing.certificateExpiresAt));
     family('updraft_signing_key_certificate_serial', 'gauge', "Serial of the installed certificate of the software signing key (every instance should send the same).", one(m.signing.certificateSerial ?? 0));
   }
+  family('updraft_ca_expiry_timestamp_seconds', 'gauge', "When Updraft's CA (pki/ca.crt) expires: nothing it issued is valid past it; replace it before (docs/security.md).", one(m.tls.caExpiresAt));
+  if (m.tls.mqttCertificateExpiresAt !== null) family('updraft_mqtt_tls_certificate_expiry_timestamp_seconds', 'gauge', 'When the MQTTS listener\'s server certificate expires (one issued by Updraft\'s CA is renewed with a third of its life left).', one(m.tls.mqttCertificateExpiresAt));
+  if (m.tls.httpCertificateExpiresAt !== null) family('updraft_http_tls_certificate_expiry_timestamp_seconds', 'gauge', 'When the HTTPS listener\'s server certificate expires (one issued by Updraft\'s CA is renewed with a third of its life left).', one(m.tls.httpCertificateExpiresAt));
   family('process_resident_memory_bytes', 'gauge', 'Resident memory of the process.', one(m.process.rssBytes));
   family('process_start_time_seconds', 'gauge', 'Start time of the process, seconds since the epoch.', one(Math.round(nowSeconds - m.process.uptimeSeconds)));
   if (m.process.databaseClockOffsetMs !== null) {

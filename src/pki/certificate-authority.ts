@@ -70,10 +70,16 @@ function serial(): string {
   return b.toString('hex');
 }
 
-function validity(cert: forge.pki.Certificate, days: number): void {
+/**
+ * `days` from now, but never past `capMs` (the issuing CA's own expiry): a certificate that
+ * outlived its CA would claim a validity no verifier grants (RFC 5280 §6.1.3 checks every
+ * certificate of the path at the same time), and a device or server would be refused at the
+ * CA's expiry with a certificate that still looked good for months.
+ */
+function validity(cert: forge.pki.Certificate, days: number, capMs = Infinity): void {
   const now = Date.now();
   cert.validity.notBefore = new Date(now - SKEW_MS);
-  cert.validity.notAfter = new Date(now + days * DAY_MS);
+  cert.validity.notAfter = new Date(Math.min(now + days * DAY_MS, capMs));
 }
 
 /** The CA: its certificate (PEM) and the means to issue certificates. */
@@ -92,7 +98,28 @@ export class CertificateAuthority {
     this.nativeKey = createPrivateKey(keyPem);
   }
 
-  /** A client certificate for `deviceId` (subject CN = device id, extended key usage clientAuth). */
+  /** When the CA certificate expires (ms since the epoch): no certificate it issues is valid past it. */
+  get notAfter(): number {
+    return Date.parse(this.x509.validTo);
+  }
+
+  /** True when `certificatePem` (the first certificate of a PEM chain) was issued by this CA. */
+  issued(certificatePem: string): boolean {
+    try {
+      const x509 = new X509Certificate(certificatePem);
+      return x509.checkIssued(this.x509) && x509.verify(this.x509.publicKey);
+    } catch {
+      return false;
+    }
+  }
+
+  /** The notAfter cap of what this CA issues now; CONFLICT once the CA itself has expired (it can vouch for nothing). */
+  private capMs(): number {
+    if (this.notAfter <= Date.now()) throw new UpdraftError('CONFLICT', `Updraft's CA (pki/ca.crt) expired at ${new Date(this.notAfter).toISOString()}: no certificate it issues is valid; replace it (docs/security.md, "When the CA nears its end")`);
+    return this.notAfter;
+  }
+
+  /** A client certificate for `deviceId` (subject CN = device id, extended key usage clientAuth), valid `days` but not past the CA. */
   async issueDeviceCertificate(deviceId: string, days = 730): Promise<IssuedCertificate> {
     if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
     return this.issue([{ name: 'commonName', value: deviceId }, { name: 'organizationName', value: 'Updraft device' }], days, [
@@ -150,7 +177,7 @@ export class CertificateAuthority {
     const cert = forge.pki.createCertificate();
     cert.publicKey = publicKey;
     cert.serialNumber = serial();
-    validity(cert, days);
+    validity(cert, days, this.capMs());
     cert.setSubject([{ name: 'commonName', value: deviceId }, { name: 'organizationName', value: 'Updraft device' }]);
     cert.setIssuer(this.cert.subject.attributes);
     cert.setExtensions([
@@ -163,7 +190,7 @@ export class CertificateAuthority {
     return { certificate: forge.pki.certificateToPem(cert), notAfter: Math.floor(cert.validity.notAfter.getTime() / 1000) };
   }
 
-  /** A server certificate valid for `hosts` (DNS names and IP addresses). */
+  /** A server certificate valid for `hosts` (DNS names and IP addresses), `days` but not past the CA. */
   async issueServerCertificate(hosts: string[], days = 730): Promise<IssuedCertificate> {
     if (hosts.length === 0) throw new UpdraftError('CONFIG', 'a server certificate needs at least one host name');
     const altNames = hosts.map((h) => (net.isIP(h) ? { type: 7, ip: h } : { type: 2, value: h }));
@@ -179,7 +206,7 @@ export class CertificateAuthority {
     const cert = forge.pki.createCertificate();
     cert.publicKey = keys.publicKey;
     cert.serialNumber = serial();
-    validity(cert, days);
+    validity(cert, days, this.capMs());
     cert.setSubject(subject);
     cert.setIssuer(this.cert.subject.attributes);
     cert.setExtensions([{ name: 'basicConstraints', cA: false, critical: true }, ...extensions, { name: 'subjectKeyIdentifier' }]);

@@ -43,15 +43,15 @@ export async function loadSecurity(config: UpdraftConfig, dataDir: string, logge
   const hosts = config.tls.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
   const mqttTls =
     config.mqtt.tlsPort >= 0
-      ? { ...(await resolveTls({ dataDir, ca, hosts, prefix: 'mqtt', certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey })), ca: ca.certificate, port: config.mqtt.tlsPort }
+      ? { ...(await resolveTls({ dataDir, ca, hosts, prefix: 'mqtt', certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey, logger })), ca: ca.certificate, port: config.mqtt.tlsPort }
       : undefined;
-  const httpTls = config.http.tls === 'on' ? await resolveTls({ dataDir, ca, hosts, prefix: 'http', certFile: config.http.tlsCert, keyFile: config.http.tlsKey }) : undefined;
+  const httpTls = config.http.tls === 'on' ? await resolveTls({ dataDir, ca, hosts, prefix: 'http', certFile: config.http.tlsCert, keyFile: config.http.tlsKey, logger }) : undefined;
   return { signingKey, publicKeyFile, manifests: new ManifestSigner({ key: signingKey, ...(installed ? { certificate: installed.certificate, rootRotations: installed.rootRotations } : {}) }), ca, mqttTls, httpTls };
 }
 
 /** A listener's TLS material; the operator's own files are checked here, where their settings can be named. */
-async function resolveTls(o: TlsFileSettings & { dataDir: string; ca: CertificateAuthority; hosts: string[] }): Promise<ServerTls> {
-  const material = await resolveServerTls({ dataDir: o.dataDir, ca: o.ca, certFile: o.certFile, keyFile: o.keyFile, hosts: o.hosts, what: `${o.prefix}.tls` });
+async function resolveTls(o: TlsFileSettings & { dataDir: string; ca: CertificateAuthority; hosts: string[]; logger: Logger }): Promise<ServerTls> {
+  const material = await resolveServerTls({ dataDir: o.dataDir, ca: o.ca, certFile: o.certFile, keyFile: o.keyFile, hosts: o.hosts, what: `${o.prefix}.tls`, logger: o.logger });
   if (o.certFile && o.keyFile) checkTlsFiles(material, o);
   return material;
 }

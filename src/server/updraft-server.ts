@@ -60,6 +60,7 @@ import { UpdateCommands } from './update-commands.ts';
 import { CertificateExpiryWatch } from '../signing/certificate-expiry.ts';
 import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
+import { ServerTlsRenewal, type TlsListener } from './server-tls-renewal.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 import { DataDirLock, whileSettingUp } from './data-dir-lock.ts';
 import { checkOwnFiles, checkWritableDir } from '../util/writable-dir.ts';
@@ -116,6 +117,8 @@ export class UpdraftServer {
   rollouts!: Rollouts;
   /** Signing key, CA and TLS material (issue 5). */
   security!: SecurityMaterial;
+  /** The server certificate's renewal and the CA's expiry (server-tls-renewal.ts). */
+  tlsRenewal!: ServerTlsRenewal;
   /** On a PostgreSQL store: this instance's shared secrets compared with the other instances' (shared-secrets.ts). */
   sharedSecrets: SharedSecrets | undefined;
   /** On a PostgreSQL store: the database's clock, which job times are kept by (cluster-clock.ts). */
@@ -319,6 +322,13 @@ export class UpdraftServer {
     this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs) }, retention: { days: config.jobs.retentionDays } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
+    // the server certificate renewed and swapped in while running, the CA's end warned of (server-tls-renewal.ts)
+    const hosts = config.tls.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
+    const listeners: TlsListener[] = [];
+    if (security.mqttTls && !config.mqtt.url) listeners.push({ what: 'mqtt', tls: security.mqttTls, certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey, apply: (t) => this.broker.setTls(t) });
+    if (security.httpTls) listeners.push({ what: 'http', tls: security.httpTls, certFile: config.http.tlsCert, keyFile: config.http.tlsKey, apply: (t) => this.http.setTls(t) });
+    this.tlsRenewal = new ServerTlsRenewal({ dataDir, ca: security.ca, hosts, listeners, logger: logger.child('security') });
+    await this.startPart(this.tlsRenewal);
     // several instances on one external broker: every instance's live views see all events
     if (config.mqtt.url) await this.startPart(new EventRelay({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
     // rollout state changes to the operator's endpoint, from the instance that drives rollouts
@@ -403,6 +413,7 @@ export class UpdraftServer {
         api: { ...this.http.stats },
         webhook: webhook ? { ...webhook.stats } : null,
         signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
+        tls: this.tlsRenewal.expiries(),
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime(), databaseClockOffsetMs: this.clusterClock?.offsetMs ?? null },
         eventLoop: loop.figures(),
       }),

@@ -62,6 +62,7 @@ describe('metrics for Prometheus', () => {
       api: { changes: 12, refusedTokens: 3 },
       webhook: null,
       signing: { certificateExpiresAt: null, certificateSerial: null },
+      tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: null, httpCertificateExpiresAt: null },
       process: { rssBytes: 52_428_800, uptimeSeconds: 100, databaseClockOffsetMs: null },
       eventLoop: {
         activeMs: 2500,
@@ -89,6 +90,7 @@ describe('metrics for Prometheus', () => {
       'updraft_download_bytes_total 4000000',
       'updraft_api_changes_total 12',
       'updraft_api_refused_tokens_total 3',
+      'updraft_ca_expiry_timestamp_seconds 2000000000',
       'process_resident_memory_bytes 52428800',
       'process_start_time_seconds 1799999900',
       'updraft_event_loop_active_seconds_total 2.5',
@@ -99,7 +101,7 @@ describe('metrics for Prometheus', () => {
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 18);
+    assert.equal(types.length, 19);
     // `quantile` is a summary's label (OpenMetrics reserves it): no gauge carries it
     assert.doesNotMatch(text, /quantile=/);
     assert.ok(types.includes('# TYPE updraft_event_loop_delay_p99_seconds gauge'));
@@ -118,11 +120,15 @@ describe('metrics for Prometheus', () => {
       api: { changes: 0, refusedTokens: 0 },
       webhook: { delivered: 7, failed: 1, dropped: 0, waiting: 3 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
+      tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: 1_850_000_000, httpCertificateExpiresAt: 1_860_000_000 },
       process: { rssBytes: 1, uptimeSeconds: 1, databaseClockOffsetMs: -1500 },
       eventLoop: { activeMs: 0, idleMs: 0, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 }, lastMinute: { seconds: 60, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 } } },
     };
     const lines = renderPrometheus(m, 1_800_000_000).split('\n');
     assert.ok(lines.includes('# TYPE updraft_signing_key_certificate_expiry_timestamp_seconds gauge'));
+    assert.ok(lines.includes('updraft_ca_expiry_timestamp_seconds 2000000000'));
+    assert.ok(lines.includes('updraft_mqtt_tls_certificate_expiry_timestamp_seconds 1850000000'));
+    assert.ok(lines.includes('updraft_http_tls_certificate_expiry_timestamp_seconds 1860000000'));
     assert.ok(lines.includes('updraft_signing_key_certificate_expiry_timestamp_seconds 1830000000'));
     assert.ok(lines.includes('updraft_signing_key_certificate_serial 3'));
     assert.ok(lines.includes('updraft_webhook_deliveries_total{result="delivered"} 7'));

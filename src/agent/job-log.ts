@@ -134,7 +134,7 @@ export class JobLog {
 /** A logger keeping what info and above log as lines of `push`, children marking theirs `component.child`. */
 function lineLogger(component: string, push: (line: Line) => void): Logger {
   const at = (level: Line['level']) => (msg: string, fields?: Record<string, unknown>) => push({ at: Date.now(), level, component, msg, fields });
-  return { debug: () => {}, info: at('info'), warn: at('warn'), error: at('error'), child: (c) => lineLogger(`${component}.${c}`, push) };
+  return { debug: () => {}, info: at('info'), warn: at('warn'), error: at('error'), enabled: (level) => level !== 'debug', child: (c) => lineLogger(`${component}.${c}`, push) };
 }
 
 /** A logger that writes every line to both `a` and `b` (children too). */
@@ -144,6 +144,7 @@ export function teeLogger(a: Logger, b: Logger): Logger {
     info: (m, f) => (a.info(m, f), b.info(m, f)),
     warn: (m, f) => (a.warn(m, f), b.warn(m, f)),
     error: (m, f) => (a.error(m, f), b.error(m, f)),
+    enabled: (level) => a.enabled(level) || b.enabled(level),
     child: (c) => teeLogger(a.child(c), b.child(c)),
   };
 }

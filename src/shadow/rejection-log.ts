@@ -6,11 +6,14 @@
  *
  * A device in a loop must not flood the log: per device and code, the first rejection is
  * written at once; the others are counted, and their count is written once per window (a
- * minute) for as long as they go on. The state is one map of the devices and codes written
- * in the current window, emptied at its end but for those still counting, and bounded
- * (`maxKeys`): past it, a window's rejections of further devices are counted per code and
- * written as one line when the window ends. Never the payload: it may hold anything; the
- * message is the one the device is answered with, cut to MESSAGE_CHARS.
+ * minute) for as long as they go on. The state is a map of the devices and codes written
+ * in the current window, emptied at its end but for those still counting, and bounded per
+ * level (`maxKeys` each): past it, a window's rejections of further devices are counted per
+ * code and written as one line when the window ends. Per level, so that routine codes (a
+ * 429 reaches every device at once when the instance is overloaded) cannot take the room of
+ * a 403; and a code whose level the logger drops is not kept at all (neither its line nor
+ * its count would be written). Never the payload: it may hold anything; the message is the
+ * one the device is answered with, cut to MESSAGE_CHARS.
  */
 import type { Logger } from '../util/logger.ts';
 
@@ -45,14 +48,22 @@ export function rejectionLevel(code: number): Level {
   return 'debug';
 }
 
+/** A device and code written in this window: its last rejection, and how many since were not written. */
+interface Entry {
+  last: Rejected;
+  suppressed: number;
+}
+
 /** Writes 4xx rejections once per device, code and window, with the count of the others. */
 export class RejectionLog {
   private readonly logger: Logger;
   private readonly windowMs: number;
   private readonly maxKeys: number;
-  /** Device and code written in this window: the last rejection's fields, and how many since were not written. */
-  private entries = new Map<string, { fields: Record<string, unknown>; suppressed: number }>();
-  /** Rejections of devices beyond `maxKeys` in this window, per code. */
+  /** Devices and codes written in this window, by code, then device. */
+  private entries = new Map<number, Map<string, Entry>>();
+  /** How many entries each level holds (each has room for `maxKeys`). */
+  private held = new Map<Level, number>();
+  /** Rejections of devices beyond their level's `maxKeys` in this window, per code. */
   private overflow = new Map<number, number>();
   /** Ends the window; set while there is something to write or remember. */
   private timer: NodeJS.Timeout | undefined;
@@ -63,19 +74,22 @@ export class RejectionLog {
     this.maxKeys = options.maxKeys ?? 1_000;
   }
 
-  /** A request rejected with a 4xx: written, or counted. */
+  /** A request rejected with a 4xx: written, or counted (or nothing, when its level is not logged). */
   rejected(r: Rejected): void {
-    const key = `${r.code} ${r.deviceId}`;
-    const fields = { deviceId: r.deviceId, shadow: cut(r.shadow, SHADOW_CHARS), op: r.op, code: r.code, error: cut(r.message, MESSAGE_CHARS) };
-    const entry = this.entries.get(key);
+    const level = rejectionLevel(r.code);
+    if (!this.logger.enabled(level)) return;
+    let devices = this.entries.get(r.code);
+    const entry = devices?.get(r.deviceId);
     if (entry) {
-      entry.fields = fields;
+      entry.last = r;
       entry.suppressed++;
-    } else if (this.entries.size >= this.maxKeys) {
+    } else if ((this.held.get(level) ?? 0) >= this.maxKeys) {
       this.overflow.set(r.code, (this.overflow.get(r.code) ?? 0) + 1);
     } else {
-      this.logger[rejectionLevel(r.code)]('shadow request rejected', fields);
-      this.entries.set(key, { fields, suppressed: 0 });
+      this.logger[level]('shadow request rejected', fieldsOf(r));
+      if (!devices) this.entries.set(r.code, (devices = new Map()));
+      devices.set(r.deviceId, { last: r, suppressed: 0 });
+      this.held.set(level, (this.held.get(level) ?? 0) + 1);
     }
     this.timer ??= setTimeout(() => this.endWindow(), this.windowMs).unref(); // never holds a process open
   }
@@ -86,6 +100,7 @@ export class RejectionLog {
     this.timer = undefined;
     this.writeCounts();
     this.entries.clear();
+    this.held.clear();
   }
 
   /**
@@ -95,25 +110,37 @@ export class RejectionLog {
    */
   private endWindow(): void {
     this.timer = undefined;
-    const counted = this.writeCounts();
-    this.entries = counted;
-    if (counted.size > 0) this.timer = setTimeout(() => this.endWindow(), this.windowMs).unref();
+    this.writeCounts();
+    if (this.entries.size > 0) this.timer = setTimeout(() => this.endWindow(), this.windowMs).unref();
   }
 
-  /** Writes the counts of the window; returns the entries that had some, reset. */
-  private writeCounts(): Map<string, { fields: Record<string, unknown>; suppressed: number }> {
-    const counted = new Map<string, { fields: Record<string, unknown>; suppressed: number }>();
-    for (const [key, e] of this.entries) {
-      if (e.suppressed === 0) continue;
-      this.logger[rejectionLevel(e.fields.code as number)]('shadow request rejected', { ...e.fields, suppressed: e.suppressed });
-      counted.set(key, { fields: e.fields, suppressed: 0 });
+  /** Writes the counts of the window, and keeps only the entries that had some, reset. */
+  private writeCounts(): void {
+    const counted = new Map<number, Map<string, Entry>>();
+    this.held.clear();
+    for (const [code, devices] of this.entries) {
+      const level = rejectionLevel(code);
+      const kept = new Map<string, Entry>();
+      for (const [deviceId, e] of devices) {
+        if (e.suppressed === 0) continue;
+        this.logger[level]('shadow request rejected', { ...fieldsOf(e.last), suppressed: e.suppressed });
+        kept.set(deviceId, { last: e.last, suppressed: 0 });
+      }
+      if (kept.size === 0) continue;
+      counted.set(code, kept);
+      this.held.set(level, (this.held.get(level) ?? 0) + kept.size);
     }
     for (const [code, rejections] of this.overflow) {
-      this.logger[rejectionLevel(code)]('shadow requests rejected of devices not named (the log names at most this many devices a minute)', { code, rejections, devices: this.maxKeys });
+      this.logger[rejectionLevel(code)]('shadow requests rejected of devices not named (the log names at most this many devices a minute per level)', { code, rejections, devices: this.maxKeys });
     }
     this.overflow.clear();
-    return counted;
+    this.entries = counted;
   }
+}
+
+/** The fields of a rejection's line (made only for a line written). */
+function fieldsOf(r: Rejected): Record<string, unknown> {
+  return { deviceId: r.deviceId, shadow: cut(r.shadow, SHADOW_CHARS), op: r.op, code: r.code, error: cut(r.message, MESSAGE_CHARS) };
 }
 
 function cut(text: string, chars: number): string {

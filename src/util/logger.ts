@@ -29,6 +29,8 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** Whether a line at `level` is written (a caller can skip the work of one that would be dropped). */
+  enabled(level: Exclude<LogLevel, 'silent'>): boolean;
   /** A logger whose lines carry `component`. */
   child(component: string): Logger;
 }
@@ -69,6 +71,7 @@ export function createLogger(options: { level?: LogLevel; format?: LogFormat; co
       info: (m, f) => log('info', m, f),
       warn: (m, f) => log('warn', m, f),
       error: (m, f) => log('error', m, f),
+      enabled: (level) => RANK[level] >= min,
       child: (c) => make(component ? `${component}.${c}` : c),
     };
   };

@@ -13,13 +13,13 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 type Line = { level: string; component?: string; msg: string; deviceId?: string; shadow?: string; op?: string; code?: number; error?: string; suppressed?: number; rejections?: number };
 
-/** A JSON logger at debug level, the lines it wrote, and a wait for the line count to reach `n` (resolved as the line is written). */
-function captured(): { logger: ReturnType<typeof createLogger>; lines: Line[]; raw: string[]; reach(n: number): Promise<void> } {
+/** A JSON logger (at debug level unless said), the lines it wrote, and a wait for the line count to reach `n` (resolved as the line is written). */
+function captured(level: 'debug' | 'info' = 'debug'): { logger: ReturnType<typeof createLogger>; lines: Line[]; raw: string[]; reach(n: number): Promise<void> } {
   const lines: Line[] = [];
   const raw: string[] = [];
   let waiter: { n: number; resolve: () => void } | undefined;
   const logger = createLogger({
-    level: 'debug',
+    level,
     format: 'json',
     write: (l) => {
       raw.push(l);
@@ -116,5 +116,41 @@ describe('rejection log bounds', () => {
     log.rejected({ deviceId: 'a', shadow: '', op: 'update', code: 400, message: 'bad' });
     log.close();
     assert.deepEqual(lines.map((l) => l.suppressed), [undefined, 1, 1], 'the next window’s rejection is counted, not written again');
+  });
+});
+
+describe('rejection log room for 403s', () => {
+  const flood = (log: RejectionLog, n: number) => {
+    for (let i = 0; i < n; i++) log.rejected({ deviceId: `busy-${i}`, shadow: '', op: 'update', code: 429, message: 'Too many requests' });
+  };
+  const forbidden = { deviceId: 'intruder', shadow: '', op: 'update', code: 403, message: 'desired.software can be set by operators only' };
+
+  it('names a device refused with 403 after 1,500 devices refused with 429 at the default level (info), in that window and the next', async () => {
+    const { logger, lines, reach } = captured('info');
+    const log = new RejectionLog(logger, { windowMs: 50 }); // the default bound: 1,000
+    const alive = setInterval(() => {}, 1_000);
+    after(() => clearInterval(alive));
+    flood(log, 1_500);
+    flood(log, 1_500); // still refused: counted, were they tracked
+    log.rejected(forbidden);
+    assert.deepEqual(lines.map((l) => [l.level, l.deviceId, l.code]), [['warn', 'intruder', 403]], 'the 403 named; no 429 line at info');
+    // the flood goes on into the next window; another device writes the software
+    await new Promise((r) => setTimeout(r, 80));
+    flood(log, 1_500);
+    log.rejected({ ...forbidden, deviceId: 'intruder-2' });
+    await reach(2);
+    log.close();
+    assert.deepEqual(lines.map((l) => [l.level, l.deviceId, l.code]), [['warn', 'intruder', 403], ['warn', 'intruder-2', 403]]);
+  });
+
+  it('keeps room for 403s when 429s are written too (debug level)', () => {
+    const { logger, lines } = captured('debug');
+    const log = new RejectionLog(logger, { maxKeys: 10, windowMs: 60_000 });
+    flood(log, 50);
+    log.rejected(forbidden);
+    log.close();
+    assert.equal(lines.filter((l) => l.code === 429 && l.deviceId !== undefined).length, 10, 'ten 429s named, as the bound says');
+    assert.deepEqual(lines.filter((l) => l.code === 403).map((l) => [l.level, l.deviceId]), [['warn', 'intruder']], 'the 403 named, not counted among the devices not named');
+    assert.deepEqual(lines.filter((l) => l.rejections !== undefined).map((l) => [l.code, l.rejections]), [[429, 40]]);
   });
 });

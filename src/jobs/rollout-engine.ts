@@ -321,9 +321,13 @@ export class RolloutEngine {
   private async arrive(deviceId: string): Promise<void> {
     try {
       await this.joinContinuous(deviceId);
+      const undispatched = await this.deps.store.listUndispatchedOfDevice(deviceId);
+      // the lead may have been lost during the reads (lead() cleared `changed`): a follower
+      // keeps nothing of the arrival, which would stay until it led again
+      if (!this.leading) return;
       let any = false;
       const max = this.deps.maxArrivedPerJob ?? ENGINE_DEFAULTS.maxArrivedPerJob;
-      for (const e of await this.deps.store.listUndispatchedOfDevice(deviceId)) {
+      for (const e of undispatched) {
         let waiting = this.arrived.get(e.jobId);
         if (!waiting) this.arrived.set(e.jobId, (waiting = new Map()));
         waiting.delete(deviceId); // the latest arrival goes last, the oldest is forgotten first

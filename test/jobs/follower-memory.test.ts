@@ -5,7 +5,8 @@
  *   by the leader only: a follower whose devices report recorded every job they reported on,
  *   and only a leader's pass pruned it. A new leader needs none of it: its first pass after
  *   taking the lead advances every active job, including one whose devices finished just
- *   before, on the follower. An instance that loses the lead forgets it.
+ *   before, on the follower. An instance that loses the lead forgets it, and keeps nothing of
+ *   an arrived device whose lookup was in flight when it lost the lead (the lookup held by a gate).
  * - the execution writer's cache (execution-writer.ts) forgets a deleted job's executions on
  *   every instance (`job.deleted`, relayed), not only after 50,000 newer writes.
  *
@@ -161,6 +162,52 @@ if (!started.ok) {
         assert.deepEqual([old.rollouts.engine.isLeader, next.rollouts.engine.isLeader], [false, true]);
         assert.equal(old.rollouts.engine.memory().changed, 0);
       } finally {
+        for (const f of fixtures) await f.close();
+      }
+    });
+
+    it('an instance that loses the lead while it looks up an arrived device keeps nothing of the lookup', async () => {
+      const url = await pg.createDatabase();
+      const fixtures: RolloutFixture[] = [];
+      let release = () => {};
+      try {
+        const lease = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+        const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url }), lease });
+        fixtures.push(old);
+        const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
+        fixtures.push(next);
+        const ids = await old.fleet('d', 2);
+        // one device a minute: after the first tick one device's command is still to send
+        await old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { maxPerMinute: 1 } });
+        await old.tick();
+        assert.equal(old.rollouts.engine.isLeader, true);
+        // the lookup of an arrived device's executions answers, then is held until the test lets it go
+        const store = old.store;
+        const list = store.listUndispatchedOfDevice.bind(store);
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        let entered = 0;
+        let allEntered!: () => void;
+        const looking = new Promise<void>((resolve) => (allEntered = resolve));
+        store.listUndispatchedOfDevice = async (deviceId) => {
+          const rows = await list(deviceId);
+          if (++entered === ids.length) allEntered();
+          await gate;
+          return rows;
+        };
+        for (const deviceId of ids) old.events.emit('device.presence', { deviceId, online: true });
+        await looking;
+        // meanwhile the lease goes to the other instance: at its next tick this one follows
+        await lease.release();
+        await next.tick();
+        await old.tick();
+        assert.deepEqual([old.rollouts.engine.isLeader, next.rollouts.engine.isLeader], [false, true]);
+        release();
+        // the held lookups answer and the arrivals resume (promise continuations, all run before setImmediate)
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        const { changed, arrived } = old.rollouts.engine.memory();
+        assert.deepEqual({ changed, arrived }, { changed: 0, arrived: 0 }, 'a follower keeps nothing of an arrival it looked up while leading');
+      } finally {
+        release();
         for (const f of fixtures) await f.close();
       }
     });

@@ -20,6 +20,7 @@ import { parseAgentJobId, type ParsedAgentJobId } from './agent-job-id.ts';
 import { deadlineOf, sameWait } from './deadlines.ts';
 import { canTransition, executionStatusFor, isTerminal } from './execution-state.ts';
 import { forgetJobExecutions, mutateExecution } from './execution-writer.ts';
+import { deletedSince, jobDeletions, noteJobDeleted } from './job-deletions.ts';
 import { specOf } from './job-spec.ts';
 import { retryIfAllowed } from './retry-policy.ts';
 
@@ -53,8 +54,10 @@ export class ExecutionTracker {
   async start(): Promise<void> {
     this.unsubscribe = this.deps.events.on('shadow.updated', (e) => this.onShadowUpdated(e));
     // the executions written through this store are remembered (execution-writer.ts), and jobs
-    // in jobCache: neither of a deleted job (jobIdentity gives only jobs that exist)
+    // in jobCache: neither of a deleted job (jobIdentity gives only jobs that exist), nor what
+    // a read or write in flight answers after this (job-deletions.ts)
     this.offDeleted = this.deps.events.on('job.deleted', ({ jobId }) => {
+      noteJobDeleted(this.deps.store);
       forgetJobExecutions(this.deps.store, jobId);
       this.jobCache.delete(jobId);
     });
@@ -138,11 +141,14 @@ export class ExecutionTracker {
   async jobIdentity(jobId: string): Promise<JobRecord | undefined> {
     const cached = this.jobCache.get(jobId);
     if (cached) return cached;
+    const mark = jobDeletions(this.deps.store);
     const found = await this.deps.store.getJob(jobId);
     // an unknown id may be created later: only remember jobs that exist
     if (!found) return undefined;
     const { targets: _targets, ...rules } = found.spec ?? {};
     const job: JobRecord = found.spec ? { ...found, spec: rules } : found;
+    // read before a deletion whose event came meanwhile: given to this caller, not remembered
+    if (deletedSince(this.deps.store, mark)) return job;
     if (this.jobCache.size >= 1000) this.jobCache.delete(this.jobCache.keys().next().value!);
     this.jobCache.set(jobId, job);
     return job;

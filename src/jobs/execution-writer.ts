@@ -7,6 +7,7 @@ import type { EventBus } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { ExecutionRecord, StateStore } from '../store/state-store.ts';
 import { rememberLru } from '../util/lru.ts';
+import { deletedSince, jobDeletions } from './job-deletions.ts';
 
 /** Attempts before giving up on a contended row (the next tick or report tries again). */
 const MAX_ATTEMPTS = 8;
@@ -80,8 +81,12 @@ export async function mutateExecution(
     // a field set to undefined in `change` is removed (e.g. dueAt once nothing is due)
     for (const k of Object.keys(change) as (keyof ExecutionRecord)[]) if (change[k] === undefined) delete next[k];
     // the fields that changed: the store may write those columns only
+    const mark = jobDeletions(deps.store);
     if (await deps.store.updateExecution(next, new Set(Object.keys(change) as (keyof ExecutionRecord)[]))) {
-      rememberLru(cache, slot, next, CACHE_ENTRIES);
+      // a job deleted since the write was sent (its event came before the answer) may be this
+      // one, whose executions forgetJobExecutions has already forgotten: not remembered again
+      if (deletedSince(deps.store, mark)) cache.delete(slot);
+      else rememberLru(cache, slot, next, CACHE_ENTRIES);
       deps.events.emit('execution.changed', { previous: cur, current: next });
       return next;
     }

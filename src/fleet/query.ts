@@ -16,7 +16,8 @@
  *   spaces between them. A step that finds no object or array (an index on a string) is
  *   missing;
  * - operators: `=` (or `==`), `!=`, `<`, `<=`, `>`, `>=`, `in (v, ...)`, `exists`;
- *   `and` binds tighter than `or`; `not`; parentheses;
+ *   `and` binds tighter than `or`; `not`; parentheses; at most MAX_NESTING parentheses and
+ *   `[...]` conditions open at once;
  * - values: bare words (`eu`, `2.0.0`, `42`, `true`) or quoted strings (`"a b"`, `'x'`),
  *   kept as written (`2.10` stays `2.10`, never the double 2.1).
  *
@@ -110,6 +111,12 @@ const FIELDS_HELP = 'fields are deviceId, attributes.<name>, tags, tags.<key>, r
 /** A key written bare in a path; any other is quoted (`."fw-version"`). */
 const BARE_NAME = /^[A-Za-z0-9_:\-+*]+$/;
 const MAX_QUERY_LENGTH = 4096;
+/**
+ * Most parentheses and `[...]` conditions open at once (together): the parser recurses a few
+ * frames a level, and a query of 4,096 characters left open (`((((...`, `a[a[a[...`)
+ * overflowed the stack from about 1,200 levels of `[`.
+ */
+const MAX_NESTING = 64;
 /** What a bare word (a field name or a value) is made of; anything else must be quoted (a key of a path: `."a b"`). */
 const WORD_CHAR = /^[A-Za-z0-9_.:\-+*]$/;
 /** A bare number: read as written, never through a double. */
@@ -196,6 +203,8 @@ function describe(t: Token): string {
 class Parser {
   private i = 0;
   private readonly tokens: Token[];
+  /** Parentheses and `[...]` conditions open (MAX_NESTING). */
+  private depth = 0;
 
   constructor(tokens: Token[]) {
     this.tokens = tokens;
@@ -242,12 +251,20 @@ class Parser {
     }
     if (t.type === '(') {
       this.next();
+      this.enter(t);
       const inner = this.expression();
+      this.depth--;
       const close = this.next();
       if (close.type !== ')') fail(close.pos, `expected ")" to close the "(" at position ${t.pos}, found ${describe(close)}`);
       return inner;
     }
     return this.comparison();
+  }
+
+  /** One level deeper, opened by `open`: refused past MAX_NESTING (left by `depth--`). */
+  private enter(open: Token): void {
+    if (this.depth >= MAX_NESTING) fail(open.pos, `nested more than ${MAX_NESTING} levels deep (parentheses and [...] conditions together)`);
+    this.depth++;
   }
 
   private comparison(): QueryNode {
@@ -350,9 +367,11 @@ class Parser {
       if (!Number.isSafeInteger(index)) fail(a.pos, `index ${a.text} is too large`);
       return { index };
     }
+    this.enter(open);
     this.inElement++;
     const where = this.expression();
     this.inElement--;
+    this.depth--;
     const close = this.next();
     if (close.type !== ']') fail(close.pos, `expected "]" to close the "[" at position ${open.pos}, found ${describe(close)}`);
     return { where };

@@ -14,10 +14,15 @@
  * `authorizePublish` lets the packet through, and a PUBREC synchronously when `published`
  * does, or, for a copy of a message it holds, once its store's `incomingGetPacket` found it.
  * The broker calls `release` at those three points.
+ *
+ * A connection holds nothing here while none of its PUBLISH packets awaits its
+ * acknowledgement: its last place goes as that is written.
  */
 
 /** A PUBLISH awaiting its acknowledgement. */
 interface Place {
+  /** Its connection (aedes's client). */
+  client: object;
   /** Every PUBLISH before it has been acknowledged. */
   ready: boolean;
   /** Acknowledged. */
@@ -30,7 +35,7 @@ interface Place {
 
 /** The order of the acknowledgements of each connection's PUBLISH packets. */
 export class AckOrder {
-  /** The PUBLISH last received on each connection. */
+  /** The PUBLISH last received on each connection, until it is acknowledged. */
   private readonly last = new WeakMap<object, Place>();
   /** The place of each PUBLISH received and not yet acknowledged. */
   private readonly places = new WeakMap<object, Place>();
@@ -38,7 +43,7 @@ export class AckOrder {
   /** `packet`, a QoS 1 or 2 PUBLISH just received on `client`, takes its place; call in the order received. */
   enter(client: object, packet: object): void {
     const last = this.last.get(client);
-    const place: Place = { ready: !last || last.written, written: false };
+    const place: Place = { client, ready: !last || last.written, written: false };
     if (last && !last.written) last.next = place;
     this.last.set(client, place);
     this.places.set(packet, place);
@@ -74,7 +79,11 @@ export class AckOrder {
         now.written = true;
         const next = now.next;
         now.next = undefined;
-        if (!next) return;
+        // none received after it awaits its acknowledgement: the connection holds nothing more
+        if (!next) {
+          if (this.last.get(now.client) === now) this.last.delete(now.client);
+          return;
+        }
         next.ready = true;
         const held = next.write;
         next.write = undefined;

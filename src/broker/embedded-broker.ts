@@ -198,11 +198,30 @@ export class EmbeddedBroker implements MessageBus {
   private readonly sessionQueues = new SessionQueues();
   /** Each connection's PUBACKs and PUBRECs in the order its PUBLISH packets came (ack-order.ts). */
   private readonly ackOrder = new AckOrder();
+  /** PUBLISH packets of a connection wait while its session has no place for one more QoS 2 message awaiting its PUBREL, its PUBRELs read meanwhile (inbound-gate.ts). */
+  private readonly inboundGate: InboundGate;
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
     this.quota = new SubscriptionQuota(opts.maxSubscriptions ?? DEFAULT_MAX_SUBSCRIPTIONS);
     this.admission = new ConnectAdmission(opts.admission ?? { maxConnections: 0, maxConnectRate: 0 });
+    // one gate, and one set of its functions, for all connections: nothing of it per connection
+    // until one has a packet to hold back
+    this.inboundGate = new InboundGate({
+      mustWait: (client, p) => p.cmd === 'publish' && p.qos === 2 && p.messageId !== undefined && !this.qos2.hasRoom(client as Client, p.messageId, this.qos2Limit(this.senders.get(client as Client))),
+      taken: (client, p) => {
+        if (p.cmd !== 'pubrel') return;
+        // once aedes has it: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
+        this.qos2.release(client as Client, p.messageId!);
+        this.inboundGate.drain(client);
+      },
+      maxQueuedBytes: Math.max(MAX_QUEUED_BEHIND_QOS2_BYTES, 4 * (opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES)),
+      overflow: (client, bytes) => {
+        const c = client as Client;
+        opts.logger.warn('connection closed: too many packets sent behind QoS 2 messages awaiting their PUBREL', { clientId: c.id, queuedBytes: bytes, awaitingRelease: this.qos2Limit(this.senders.get(c)) });
+        c.emit('error', new Error('too many packets sent behind QoS 2 messages awaiting their PUBREL'));
+      },
+    });
   }
 
   /** The TCP port actually listened on (useful with port 0). */
@@ -377,45 +396,36 @@ export class EmbeddedBroker implements MessageBus {
    * filter off (forward-once.ts), the packet size limit, the inbound gate. Throws, as the
    * guards of these do, when an aedes upgrade changed the internals they reach into.
    */
-  private prepareConnection(client: Client, remote: string | undefined): void {
+  private prepareConnection(client: Client, socket: net.Socket | undefined): void {
     const log = this.opts.logger;
     const maxPacket = this.opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     this.forwardOnce.adopt(client);
-    limitPacketSize(client as unknown as ParsingClient, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote }));
+    // the address read only for the line: read, a socket keeps it (an object and a string, ~90 bytes)
+    limitPacketSize(client as unknown as ParsingClient, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote: socket?.remoteAddress }));
     // PUBLISH packets wait while the session has no place for one more QoS 2 message
     // awaiting its PUBREL, its PUBRELs read meanwhile (inbound-gate.ts)
-    const gate: InboundGate = new InboundGate(client, {
-      mustWait: (p) => p.cmd === 'publish' && p.qos === 2 && p.messageId !== undefined && !this.qos2.hasRoom(client, p.messageId, this.qos2Limit(this.senders.get(client))),
-      taken: (p) => {
-        if (p.cmd !== 'pubrel') return;
-        // once aedes has it: a PUBREL frees its packet id for a new message [MQTT-4.3.3-2]
-        this.qos2.release(client, p.messageId!);
-        gate.drain();
-      },
-      maxQueuedBytes: Math.max(MAX_QUEUED_BEHIND_QOS2_BYTES, 4 * maxPacket),
-      overflow: (bytes) => {
-        log.warn('connection closed: too many packets sent behind QoS 2 messages awaiting their PUBREL', { clientId: client.id, queuedBytes: bytes, awaitingRelease: this.qos2Limit(this.senders.get(client)) });
-        client.emit('error', new Error('too many packets sent behind QoS 2 messages awaiting their PUBREL'));
-      },
-    });
+    this.inboundGate.adopt(client);
   }
 
   /**
-   * Sets up one aedes client, over a stream that carries nothing, as each connection will be
-   * (`prepareConnection`), then closes it: an aedes upgrade that changed what the setup
+   * Sets up aedes clients, over streams that carry nothing, as each connection will be
+   * (`prepareConnection`), then closes them: an aedes upgrade that changed what the setup
    * reaches into (the parser's one 'packet' listener the inbound gate takes over, its
    * duplicates record, its deliver functions) refuses the start here, instead of failing at
-   * the first device's connection. The client never connects: aedes counts, lists and
-   * announces none of it.
+   * the first device's connection. Two clients: the gate's listener stands in for aedes's on
+   * every parser, which must be one function for all. The clients never connect: aedes
+   * counts, lists and announces none of them.
    */
   private checkConnections(aedes: Aedes): void {
-    const nothing = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
-    const probe = aedes.handle(nothing);
-    try {
-      this.prepareConnection(probe, undefined);
-    } finally {
-      probe.close();
-      nothing.destroy();
+    for (let i = 0; i < 2; i++) {
+      const nothing = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
+      const probe = aedes.handle(nothing);
+      try {
+        this.prepareConnection(probe, undefined);
+      } finally {
+        probe.close();
+        nothing.destroy();
+      }
     }
   }
 
@@ -641,7 +651,7 @@ export class EmbeddedBroker implements MessageBus {
       let client: Client | undefined;
       try {
         client = aedes.handle(coalesceWrites(socket));
-        this.prepareConnection(client, socket.remoteAddress);
+        this.prepareConnection(client, socket);
       } catch (err) {
         // not out of the connection handler, where it would end the process: `start` checked
         // a client made the same way (`checkConnections`), so this is not expected

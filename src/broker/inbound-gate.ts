@@ -19,6 +19,12 @@
  * Packets read before the CONNACK go to aedes as they come (it queues them itself until
  * the session is set up): the session's limit is then enforced by closing the connection,
  * as before (embedded-broker.ts).
+ *
+ * One gate serves every connection of a broker, and costs a connection nothing while it
+ * queues nothing: its listener is one function for all parsers (aedes's is one too, called
+ * with the parser, which names its client), its options take the client, and a connection's
+ * queue exists only while it holds a packet (a gate object, closures and an empty queue of
+ * its own cost each connection about 1.2 KB of heap, kept for its life).
  */
 import { UpdraftError } from '../errors.ts';
 
@@ -31,14 +37,22 @@ export interface ParsedPacket {
   length?: number;
 }
 
+/** A 'packet' listener of mqtt-packet's parser: aedes's, called with the parser as `this`. */
+type PacketListener = (this: GatedParser, packet: ParsedPacket) => void;
+
+/** mqtt-packet's parser of an aedes client, as far as the gate reaches into it. */
+interface GatedParser {
+  /** Its aedes client (aedes sets it: its listener finds the client there). */
+  client?: object;
+  listeners(event: 'packet'): PacketListener[];
+  removeListener(event: 'packet', listener: PacketListener): void;
+  on(event: 'packet', listener: PacketListener): void;
+}
+
 /** aedes's client, as far as the gate reaches into it. */
 interface GatedClient {
   connackSent?: boolean;
-  _parser?: {
-    listeners(event: 'packet'): ((packet: ParsedPacket) => void)[];
-    removeListener(event: 'packet', listener: (packet: ParsedPacket) => void): void;
-    on(event: 'packet', listener: (packet: ParsedPacket) => void): void;
-  };
+  _parser?: GatedParser;
 }
 
 /** Packets that go ahead of queued PUBLISH packets: they free places or answer nothing queued. */
@@ -47,70 +61,96 @@ const PASSING = new Set(['pubrel', 'puback', 'pubrec', 'pubcomp', 'pingreq']);
 /** What a queued packet is counted as besides its length: the parsed object's own size, roughly. */
 const PACKET_OVERHEAD_BYTES = 256;
 
-/** Options of a connection's gate. */
+/** Options of a broker's gate: each call names the connection (its aedes client). */
 export interface InboundGateOptions {
   /** Whether `packet` must wait for a place (a QoS 2 PUBLISH its session has none for). */
-  mustWait(packet: ParsedPacket): boolean;
+  mustWait(client: object, packet: ParsedPacket): boolean;
   /** Called once aedes has taken `packet` (a PUBREL frees a place: then call `drain`). */
-  taken(packet: ParsedPacket): void;
-  /** Most bytes queued; one packet more closes the connection through `overflow`. */
+  taken(client: object, packet: ParsedPacket): void;
+  /** Most bytes queued per connection; one packet more closes it through `overflow`. */
   maxQueuedBytes: number;
-  /** The queue is over its bound: close the connection. Called once. */
-  overflow(queuedBytes: number): void;
+  /** A connection's queue is over its bound: close the connection. Called once per connection. */
+  overflow(client: object, queuedBytes: number): void;
 }
 
-/** A connection's PUBLISH packets held back while its session has no place for one more QoS 2 message. */
-export class InboundGate {
-  private readonly queue: ParsedPacket[] = [];
-  private queuedBytes = 0;
-  private overflowed = false;
-  private readonly enqueue: (packet: ParsedPacket) => void;
+/** What a connection holds back; only while it holds something, or once it overflowed. */
+interface Held {
+  queue: ParsedPacket[];
+  bytes: number;
+  overflowed: boolean;
+}
 
-  /** Takes over the parser listener of `client` (an aedes client just made). */
-  constructor(
-    private readonly client: object,
-    private readonly opts: InboundGateOptions,
-  ) {
+/** The PUBLISH packets of each connection held back while its session has no place for one more QoS 2 message. */
+export class InboundGate {
+  /** aedes's listener, taken over on every parser (`adopt`): one function for all its clients. */
+  private enqueue: PacketListener | undefined;
+  /** The listener put in its place: one for all parsers. */
+  private readonly listener: PacketListener;
+  /** Each connection's queue, while it holds a packet (or overflowed). */
+  private readonly held = new WeakMap<object, Held>();
+
+  constructor(private readonly opts: InboundGateOptions) {
+    const gate = this;
+    this.listener = function (this: GatedParser, packet: ParsedPacket) {
+      gate.receive(this, packet);
+    };
+  }
+
+  /**
+   * Takes over the parser listener of `client` (an aedes client just made). Throws, having
+   * changed nothing, unless the parser has exactly one 'packet' listener, the same function
+   * as every client adopted before (aedes's module-level `enqueue`): an aedes upgrade that
+   * reads its packets otherwise would leave the gate out unnoticed (the embedded broker sets
+   * up two clients at its start, so such an upgrade refuses to start there).
+   */
+  adopt(client: object): void {
     const parser = (client as GatedClient)._parser;
     const listeners = parser?.listeners('packet');
-    // an aedes upgrade that reads its packets otherwise would leave the gate out unnoticed: the
-    // embedded broker makes one client at its start, so such an upgrade refuses to start there
-    if (!parser || listeners?.length !== 1 || typeof listeners[0] !== 'function') throw new UpdraftError('INTERNAL', "aedes client without its one parser 'packet' listener: PUBLISH packets cannot be held back while QoS 2 messages await their PUBREL");
+    if (!parser || parser.client !== client || listeners?.length !== 1 || typeof listeners[0] !== 'function') throw new UpdraftError('INTERNAL', "aedes client without its one parser 'packet' listener: PUBLISH packets cannot be held back while QoS 2 messages await their PUBREL");
     const enqueue = listeners[0];
-    this.enqueue = (packet) => enqueue.call(parser, packet);
+    if (this.enqueue !== undefined && enqueue !== this.enqueue) throw new UpdraftError('INTERNAL', "aedes clients with parser 'packet' listeners of their own (not one function for all): PUBLISH packets cannot be held back while QoS 2 messages await their PUBREL");
+    this.enqueue = enqueue;
     parser.removeListener('packet', enqueue);
-    parser.on('packet', (packet) => this.receive(packet));
+    parser.on('packet', this.listener);
   }
 
-  /** Hands queued packets to aedes, in order, while the first may go (call when a place frees). */
-  drain(): void {
-    while (this.queue.length > 0 && !this.overflowed && !this.opts.mustWait(this.queue[0]!)) {
-      const packet = this.queue.shift()!;
-      this.queuedBytes -= (packet.length ?? 0) + PACKET_OVERHEAD_BYTES;
-      this.take(packet);
+  /** Hands `client`'s queued packets to aedes, in order, while the first may go (call when a place frees). */
+  drain(client: object): void {
+    const held = this.held.get(client);
+    if (!held) return;
+    while (held.queue.length > 0 && !held.overflowed && !this.opts.mustWait(client, held.queue[0]!)) {
+      const packet = held.queue.shift()!;
+      held.bytes -= (packet.length ?? 0) + PACKET_OVERHEAD_BYTES;
+      // what a PUBREL taken below drains (recursively) is gone from the queue already
+      this.take(client, packet);
+    }
+    if (held.queue.length === 0 && !held.overflowed && this.held.get(client) === held) this.held.delete(client);
+  }
+
+  /** Packets queued on `client`'s connection (tests). */
+  queued(client: object): number {
+    return this.held.get(client)?.queue.length ?? 0;
+  }
+
+  private receive(parser: GatedParser, packet: ParsedPacket): void {
+    const client = parser.client!;
+    const held = this.held.get(client);
+    if (held?.overflowed) return;
+    const gated = (client as GatedClient).connackSent === true;
+    if (!gated || PASSING.has(packet.cmd) || (held === undefined && !this.opts.mustWait(client, packet))) return this.take(client, packet);
+    const h = held ?? { queue: [], bytes: 0, overflowed: false };
+    if (!held) this.held.set(client, h);
+    h.queue.push(packet);
+    h.bytes += (packet.length ?? 0) + PACKET_OVERHEAD_BYTES;
+    if (h.bytes > this.opts.maxQueuedBytes) {
+      h.overflowed = true;
+      h.queue.length = 0;
+      this.opts.overflow(client, h.bytes);
     }
   }
 
-  /** Packets queued (tests). */
-  get queued(): number {
-    return this.queue.length;
-  }
-
-  private receive(packet: ParsedPacket): void {
-    if (this.overflowed) return;
-    const gated = (this.client as GatedClient).connackSent === true;
-    if (!gated || PASSING.has(packet.cmd) || (this.queue.length === 0 && !this.opts.mustWait(packet))) return this.take(packet);
-    this.queue.push(packet);
-    this.queuedBytes += (packet.length ?? 0) + PACKET_OVERHEAD_BYTES;
-    if (this.queuedBytes > this.opts.maxQueuedBytes) {
-      this.overflowed = true;
-      this.queue.length = 0;
-      this.opts.overflow(this.queuedBytes);
-    }
-  }
-
-  private take(packet: ParsedPacket): void {
-    this.enqueue(packet);
-    this.opts.taken(packet);
+  private take(client: object, packet: ParsedPacket): void {
+    this.enqueue!.call((client as GatedClient)._parser!, packet);
+    this.opts.taken(client, packet);
   }
 }

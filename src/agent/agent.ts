@@ -630,7 +630,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const renewer = new CertificateRenewer({
       deviceId: o.deviceId,
       current: { certificate: pem(cert), privateKey: pem(key) },
-      ...(ca !== undefined && !Array.isArray(ca) ? { ca: pem(ca) } : {}),
+      // every CA given: a renewed certificate of any of them is taken, as TLS takes any
+      ...(ca !== undefined ? { ca: Array.isArray(ca) ? ca.map(pem).join('\n') : pem(ca) } : {}),
       options: o.certificateRenewal,
       request: (body) => requester.request('certificate', body),
       use: (renewed) => {

@@ -7,6 +7,13 @@
  * certificate's key; it checks the answer (its CN, the new key, the CA when it has one),
  * hands the pair to `save` (the daemon writes its files) and uses it from its next
  * connection. A failed attempt is logged and tried again at the next check.
+ *
+ * Near the CA's end a renewal gains nothing: the CA issues nothing that outlives it, so the
+ * new certificate would end when the current one does, still inside the window, and the
+ * agent would renew again at every check (a new key and a rewrite of its files per connect,
+ * a refusal for the hour after, for weeks). The agent does not ask when the CA that issued
+ * its certificate ends within a day of it, and takes the server's refusal of such a renewal
+ * (409, from servers that know, and from an expired CA) as final for this certificate.
  */
 import { X509Certificate, createPrivateKey, generateKeyPair, sign } from 'node:crypto';
 import { readFile, rename, unlink } from 'node:fs/promises';
@@ -44,18 +51,40 @@ export function certificateExpiry(pem: string): number {
   }
 }
 
+/** The certificates of a PEM bundle (`--ca`: one CA, or several while one replaces another). */
+export function bundleCertificates(pem: string): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  for (const block of pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+    try {
+      out.push(new X509Certificate(block));
+    } catch {
+      /* not a certificate: TLS would not trust it either */
+    }
+  }
+  return out;
+}
+
+/** The certificate of `cas` that issued (and signed) `cert`, if any. */
+function issuerOf(cert: X509Certificate, cas: X509Certificate[]): X509Certificate | undefined {
+  return cas.find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+}
+
 /** Renews one device's certificate, one attempt at a time. */
 export class CertificateRenewer {
   private pair: TlsPair;
   private expiresAt: number;
   private running: Promise<boolean> | undefined;
   private readonly renewBeforeMs: number;
+  /** The CAs of `deps.ca` (a bundle: any of them may have issued the device's certificates). */
+  private readonly cas: X509Certificate[];
+  /** The certificate whose renewal gains nothing (its CA ends with it, or the server said so): not asked again, said once. */
+  private futile: string | undefined;
 
   constructor(
     private readonly deps: {
       deviceId: string;
       current: TlsPair;
-      /** The CA that must have issued the new certificate (PEM), when the agent verifies the broker with it. */
+      /** The CAs (PEM, one or a bundle) one of which must have issued the new certificate, when the agent verifies the broker with them. */
       ca?: string;
       options: CertificateRenewalOptions;
       /** Sends the renewal request and resolves with the accepted answer (the agent's requester). */
@@ -74,6 +103,7 @@ export class CertificateRenewer {
     // each device picks its point in the second half of the window: a fleet provisioned on
     // one day does not renew in one burst when the window opens (every check, twice a day)
     this.renewBeforeMs = (deps.options.renewBeforeDays ?? 30) * DAY_MS * (0.5 + Math.random() / 2);
+    this.cas = deps.ca === undefined ? [] : bundleCertificates(deps.ca);
   }
 
   /** When the certificate in use expires, in seconds since the epoch. */
@@ -85,16 +115,47 @@ export class CertificateRenewer {
   check(): Promise<boolean> {
     if (this.running) return this.running;
     if (this.expiresAt - this.deps.now() > this.renewBeforeMs) return Promise.resolve(false);
+    if (this.futile === this.pair.certificate) return Promise.resolve(false);
+    const caEnd = this.issuingCaEnd();
+    if (caEnd !== undefined && caEnd <= this.expiresAt + DAY_MS) {
+      this.giveUp(`the CA that issued it ends at ${new Date(caEnd).toISOString()}: a renewed certificate would end no later, so renewal gains nothing until the CA is replaced (docs/security.md, "When the CA nears its end")`);
+      return Promise.resolve(false);
+    }
     this.running = this.renew()
       .then(() => true)
       .catch((err: unknown) => {
-        const message = asUpdraftError(err).message;
+        const e = asUpdraftError(err);
+        const message = e.message;
+        // the server refuses a renewal that gains nothing (the CA ends with this certificate,
+        // or has expired): asking again at every connect would not change its answer, and
+        // the fleet would show a renewal error for weeks; the CA's end is the server's to warn of
+        if (e.code === 'CONFLICT') {
+          this.giveUp(message);
+          return false;
+        }
         this.deps.logger.warn('client certificate not renewed; trying again later', { error: message, expiresAt: new Date(this.expiresAt).toISOString() });
         this.deps.onFailure?.(message);
         return false;
       })
       .finally(() => (this.running = undefined));
     return this.running;
+  }
+
+  /** When the CA of `deps.ca` that issued the current certificate ends (ms), if one did. */
+  private issuingCaEnd(): number | undefined {
+    if (this.cas.length === 0) return undefined;
+    try {
+      const issuer = issuerOf(new X509Certificate(this.pair.certificate), this.cas);
+      return issuer === undefined ? undefined : Date.parse(issuer.validTo);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Stops renewing the current certificate (until it or the CA changes: a new pair, a restart with new files), said once. */
+  private giveUp(why: string): void {
+    this.futile = this.pair.certificate;
+    this.deps.logger.warn('client certificate not renewed: not asked again until the certificate or the CA changes', { reason: why, expiresAt: new Date(this.expiresAt).toISOString() });
   }
 
   private async renew(): Promise<void> {
@@ -116,7 +177,8 @@ export class CertificateRenewer {
     }
     if (!issued.checkPrivateKey(createPrivateKey(privateKey))) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not for the key this device made');
     if (/^CN=(.*)$/m.exec(issued.subject)?.[1] !== deviceId) throw new UpdraftError('INTEGRITY', `the renewed certificate is not ${deviceId}'s`);
-    if (this.deps.ca !== undefined && !issued.verify(new X509Certificate(this.deps.ca).publicKey)) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not signed by the CA this device trusts');
+    // any CA of the bundle, as TLS trusts any (docs/security.md: old and new CA side by side while one replaces the other)
+    if (this.deps.ca !== undefined && issuerOf(issued, this.cas) === undefined) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not signed by a CA this device trusts');
     const renewed = { certificate: answer.certificate, privateKey };
     await this.deps.options.save(renewed);
     this.pair = renewed;

@@ -131,11 +131,12 @@ export class CertificateAuthority {
   /**
    * The public key of `certificatePem` when it is a device certificate this CA issued to
    * `deviceId`, valid at `nowMs` (give or take `SKEW_MS`), and when it was issued (its
-   * notBefore, which `validity` sets `SKEW_MS` early, plus those minutes); FORBIDDEN naming
+   * notBefore, which `validity` sets `SKEW_MS` early, plus those minutes) and expires (its
+   * notAfter, ms); FORBIDDEN naming
    * what is wrong otherwise (another CA's, another device's, expired), BAD_REQUEST for what
    * is no certificate.
    */
-  deviceCertificateKey(certificatePem: string, deviceId: string, nowMs = Date.now()): { key: KeyObject; issuedAt: number } {
+  deviceCertificateKey(certificatePem: string, deviceId: string, nowMs = Date.now()): { key: KeyObject; issuedAt: number; expiresAt: number } {
     let x509: X509Certificate;
     try {
       x509 = new X509Certificate(certificatePem);
@@ -147,7 +148,7 @@ export class CertificateAuthority {
     if (cn !== deviceId) throw new UpdraftError('FORBIDDEN', `the current certificate is ${cn === undefined ? 'no device' : `device ${cn}`}'s, not ${deviceId}'s`);
     if (Date.parse(x509.validTo) + SKEW_MS < nowMs) throw new UpdraftError('FORBIDDEN', `the current certificate expired at ${new Date(x509.validTo).toISOString()}: a device whose certificate expired is given a new one by the operator (updraft device cert)`);
     if (Date.parse(x509.validFrom) - SKEW_MS > nowMs) throw new UpdraftError('FORBIDDEN', 'the current certificate is not valid yet');
-    return { key: x509.publicKey, issuedAt: Date.parse(x509.validFrom) + SKEW_MS };
+    return { key: x509.publicKey, issuedAt: Date.parse(x509.validFrom) + SKEW_MS, expiresAt: Date.parse(x509.validTo) };
   }
 
   /**

@@ -20,7 +20,9 @@
  * One renewal per device an hour at most (per instance): a device, buggy or taken, cannot
  * keep the CA busy (signing takes about a millisecond; the request's checks a few).
  *
- * Revoking the device refuses every certificate it holds, the renewed ones too.
+ * Revoking the device refuses every certificate it holds, the renewed ones too. Near the CA's
+ * end (it ends within a day of the current certificate) nothing is issued: the new one would
+ * end no later (409).
  */
 import { verify } from 'node:crypto';
 import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
@@ -32,6 +34,8 @@ import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { rememberLru } from '../util/lru.ts';
 import type { CertificateAuthority } from './certificate-authority.ts';
+
+const DAY_MS = 86_400_000;
 
 /** The largest request taken: a CSR and a certificate of a 4096-bit key fit four times over. */
 export const MAX_RENEWAL_BYTES = 16_384;
@@ -114,6 +118,13 @@ export class CertificateRenewal {
       proven = false;
     }
     if (!proven) throw new UpdraftError('FORBIDDEN', "the request is not signed by the current certificate's key");
+    // Near the CA's end a new certificate ends with the CA, where this one does: signing gains
+    // nothing, and the agents deployed before 2026-12 would ask again at every connect (and
+    // meet a 429 within the hour) for weeks. Refused as final (409): agents since stop asking.
+    const caEnd = this.deps.ca.notAfter;
+    if (caEnd <= current.expiresAt + DAY_MS) {
+      throw new UpdraftError('CONFLICT', `Updraft's CA (pki/ca.crt) ends at ${new Date(caEnd).toISOString()}: a renewed certificate would end no later than the current one (${new Date(current.expiresAt).toISOString()}); the CA must be replaced (docs/security.md, "Server certificates and the CA's end")`);
+    }
     const issued = this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
     rememberLru(this.renewedAt, deviceId, this.now(), 100_000);
     const accepted: CertificateRenewed = { certificate: issued.certificate, notAfter: issued.notAfter, timestamp: Math.floor(this.now() / 1000) };

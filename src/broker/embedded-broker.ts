@@ -831,18 +831,13 @@ export class EmbeddedBroker implements MessageBus {
  * and the drain follows the flush.
  */
 export function coalesceWrites<S extends net.Socket>(socket: S): S {
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    socket.uncork();
-  };
   const cork = socket.cork;
   const write = socket.write;
   socket.write = function (this: S, ...args: Parameters<S['write']>) {
-    if (!corked) {
-      corked = true;
+    if (!corkedSockets.has(socket)) {
+      corkedSockets.add(socket);
       cork.call(socket);
-      setImmediate(uncork);
+      setImmediate(uncorkSocket, socket);
     }
     return (write as (...a: unknown[]) => boolean).apply(this, args);
   } as S['write'];
@@ -852,4 +847,12 @@ export function coalesceWrites<S extends net.Socket>(socket: S): S {
   // socket shows it none (nothing else calls it: Node's sockets do not cork themselves).
   Object.defineProperty(socket, 'cork', { value: undefined, configurable: true, writable: true });
   return socket;
+}
+
+/** The sockets `coalesceWrites` corked for this turn; one function uncorks them all (a function per connection costs ~312 bytes under tsx). */
+const corkedSockets = new WeakSet<net.Socket>();
+
+function uncorkSocket(socket: net.Socket): void {
+  corkedSockets.delete(socket);
+  socket.uncork();
 }

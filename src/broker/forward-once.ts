@@ -71,23 +71,23 @@ export class ForwardOnce {
     const duplicates = (client as { duplicates?: unknown }).duplicates;
     // an aedes upgrade that moved the filter would bring the loss back unnoticed
     if (typeof duplicates !== 'object' || duplicates === null) throw new UpdraftError('INTERNAL', "aedes client without its duplicates record: messages that overtake each other would be dropped (aedes#994)");
-    Object.defineProperty(duplicates, this.brokerId, { get: () => undefined, set: () => {}, enumerable: false, configurable: true });
+    Object.defineProperty(duplicates, this.brokerId, neverForwarded);
     // a subscription takes the client's deliver function as it is made (aedes's addSubs): so
     // from here every QoS 0 subscription's copy is marked as one (`qosOf`)
     const c = client as { deliver0?: Deliver; deliverQoS?: Deliver };
     const deliver0 = c.deliver0;
     const deliverQoS = c.deliverQoS;
     if (typeof deliver0 !== 'function' || typeof deliverQoS !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its deliver0 and deliverQoS: the QoS of messages matching several subscriptions cannot be chosen');
-    const viaQos0: Deliver = (packet, cb) => {
-      this.viaQos0.add(packet);
-      deliver0(packet, cb);
-    };
-    const subscribing = this.adoptSubscriptions(client);
+    const adopted: Adopted = { client: client as Client, held: this.adoptSubscriptions(client), adding: false, deliver0, deliverQoS, viaQos0: undefined, marked: this.viaQos0 };
+    adoptedClients.set(client, adopted);
+    adoptedHeld.set(adopted.held, adopted);
     // addSubs reads one of them, to give the subscription it makes, just before it compares
     // the record of a filter the client holds with the one asked for (`adoptSubscriptions`).
-    // No setter: aedes assigning them again (an upgrade) throws, in its strict-mode modules
-    Object.defineProperty(client, 'deliver0', { get: () => (subscribing(), viaQos0), enumerable: true, configurable: true });
-    Object.defineProperty(client, 'deliverQoS', { get: () => (subscribing(), deliverQoS), enumerable: true, configurable: true });
+    // No setter: aedes assigning them again (an upgrade) throws, in its strict-mode modules.
+    // The getters are shared by all connections (a function per connection costs ~312 bytes
+    // with tsx's kept names); aedes reads both only through the client (client.js, subscribe.js)
+    Object.defineProperty(client, 'deliver0', deliver0Property);
+    Object.defineProperty(client, 'deliverQoS', deliverQoSProperty);
   }
 
   /**
@@ -115,35 +115,15 @@ export class ForwardOnce {
    * synchronous run. aedes's lowering runs later, in a setImmediate of its own, and reads no
    * deliver function before it.
    *
-   * Returns the function that marks a subscription being added.
+   * Returns the record behind the proxy (`heldHandler`; `subscribing` marks a subscription being added).
    */
-  private adoptSubscriptions(client: object): () => void {
+  private adoptSubscriptions(client: object): Record<string, HeldSubscription> {
     const c = client as { subscriptions?: Record<string, HeldSubscription> };
     const held = c.subscriptions;
     if (typeof held !== 'object' || held === null || Object.keys(held).length > 0) throw new UpdraftError('INTERNAL', "aedes client without an empty subscriptions record: a topic's QoS among overlapping subscriptions cannot be chosen");
     this.held.set(client, held);
-    let adding = false;
-    const subscribing = () => {
-      if (adding) return;
-      adding = true;
-      queueMicrotask(() => (adding = false));
-    };
-    c.subscriptions = new Proxy(held, {
-      set: (target, filter, record: HeldSubscription) => {
-        const granted = record?.qos;
-        // an aedes upgrade that changed its subscription record would bring the lowering back unnoticed
-        if (typeof granted !== 'number' || !Object.getOwnPropertyDescriptor(record, 'qos')?.writable) throw new UpdraftError('INTERNAL', "aedes subscription record without its own qos: a topic's QoS among overlapping subscriptions cannot be chosen");
-        // addSubs stores a record in the synchronous run that read its deliver function: an
-        // upgrade where it did not would have its check of a repeated filter read the topic's QoS
-        if (!adding) throw new UpdraftError('INTERNAL', "aedes stored a subscription without reading the client's deliver function first: a SUBSCRIBE repeating a filter could keep its old QoS");
-        if (typeof filter === 'string' && !filter.includes('+') && !filter.includes('#')) {
-          grantedOf.set(record, granted);
-          Object.defineProperty(record, 'qos', { get: () => (adding ? granted : grantedQos(client as Client, filter, target)), enumerable: true, configurable: true });
-        }
-        return Reflect.set(target, filter, record);
-      },
-    });
-    return subscribing;
+    c.subscriptions = new Proxy(held, heldHandler);
+    return held;
   }
 
   /**
@@ -246,6 +226,113 @@ export class ForwardOnce {
     return true;
   }
 }
+
+/**
+ * What `adopt` keeps of a connection, for the functions below, which all connections share:
+ * a function made per connection costs ~312 bytes under tsx (esbuild's kept names give each
+ * one a dictionary of properties), a plain object far less.
+ */
+interface Adopted {
+  client: Client;
+  /** Its subscriptions record, behind the proxy aedes holds. */
+  held: Record<string, HeldSubscription>;
+  /** Whether a subscription is being added (`subscribing`). */
+  adding: boolean;
+  /** aedes's own deliver functions of the client. */
+  deliver0: Deliver;
+  deliverQoS: Deliver;
+  /** deliver0 marking its copies as a QoS 0 subscription's, made when first read (`viaQos0Of`). */
+  viaQos0: Deliver | undefined;
+  /** Where those copies are marked (the ForwardOnce's `viaQos0`). */
+  marked: WeakSet<object>;
+}
+
+/** Each adopted client's record, by the client and by its subscriptions record. */
+const adoptedClients = new WeakMap<object, Adopted>();
+const adoptedHeld = new WeakMap<object, Adopted>();
+
+/** aedes's record of the highest number forwarded to a connection: always none (`adopt`). */
+const neverForwarded: PropertyDescriptor = { get: () => undefined, set: () => {}, enumerable: false, configurable: true };
+
+/**
+ * Marks a subscription of `adopted`'s client being added: from this call to the end of the
+ * synchronous run (`adoptSubscriptions`).
+ */
+function subscribing(adopted: Adopted): void {
+  if (adopted.adding) return;
+  adopted.adding = true;
+  queueMicrotask(() => (adopted.adding = false));
+}
+
+/** The client's deliver0 as its QoS 0 subscriptions take it: each copy marked as one's. */
+function viaQos0Of(adopted: Adopted): Deliver {
+  // a subscription keeps the function it read: one per connection, made at the first read
+  // (a connection that never reads it, as one without QoS 0 subscriptions, has none)
+  return (adopted.viaQos0 ??= (packet, cb) => {
+    adopted.marked.add(packet);
+    adopted.deliver0(packet, cb);
+  });
+}
+
+/** The record `adopt` made for `client` (aedes reads deliver0 and deliverQoS only through the client). */
+function adoptedOf(client: object): Adopted {
+  const adopted = adoptedClients.get(client);
+  if (!adopted) throw new UpdraftError('INTERNAL', "aedes read a client's deliver function through another object: the QoS of messages matching several subscriptions cannot be chosen");
+  return adopted;
+}
+
+const deliver0Property: PropertyDescriptor = {
+  get(this: object) {
+    const adopted = adoptedOf(this);
+    subscribing(adopted);
+    return viaQos0Of(adopted);
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+const deliverQoSProperty: PropertyDescriptor = {
+  get(this: object) {
+    const adopted = adoptedOf(this);
+    subscribing(adopted);
+    return adopted.deliverQoS;
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+/** A subscription record whose qos reads as its topic's (`heldHandler`): its client's record, its filter, its own grant. */
+const exactOf = new WeakMap<object, { adopted: Adopted; filter: string; granted: number }>();
+
+/** The qos of such a record: its own grant while a subscription is being added, the topic's otherwise. */
+const exactQosProperty: PropertyDescriptor = {
+  get(this: object) {
+    const exact = exactOf.get(this);
+    if (!exact) throw new UpdraftError('INTERNAL', "aedes read a subscription's qos through another object: a topic's QoS among overlapping subscriptions cannot be chosen");
+    return exact.adopted.adding ? exact.granted : grantedQos(exact.adopted.client, exact.filter, exact.adopted.held);
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+/** The proxy of each client's subscriptions record (`adoptSubscriptions`), one for all. */
+const heldHandler: ProxyHandler<Record<string, HeldSubscription>> = {
+  set(target, filter, record: HeldSubscription) {
+    const adopted = adoptedHeld.get(target)!;
+    const granted = record?.qos;
+    // an aedes upgrade that changed its subscription record would bring the lowering back unnoticed
+    if (typeof granted !== 'number' || !Object.getOwnPropertyDescriptor(record, 'qos')?.writable) throw new UpdraftError('INTERNAL', "aedes subscription record without its own qos: a topic's QoS among overlapping subscriptions cannot be chosen");
+    // addSubs stores a record in the synchronous run that read its deliver function: an
+    // upgrade where it did not would have its check of a repeated filter read the topic's QoS
+    if (!adopted.adding) throw new UpdraftError('INTERNAL', "aedes stored a subscription without reading the client's deliver function first: a SUBSCRIBE repeating a filter could keep its old QoS");
+    if (typeof filter === 'string' && !filter.includes('+') && !filter.includes('#')) {
+      grantedOf.set(record, granted);
+      exactOf.set(record, { adopted, filter, granted });
+      Object.defineProperty(record, 'qos', exactQosProperty);
+    }
+    return Reflect.set(target, filter, record);
+  },
+};
 
 /**
  * The highest QoS `client`'s subscriptions grant for `topic` (0 when none matches), read

@@ -13,6 +13,7 @@
 import type { CertificateAuthority } from '../pki/certificate-authority.ts';
 import { certificateNotAfter, needsRenewal, resolveServerTls, type ServerTls } from '../pki/server-tls.ts';
 import type { Logger } from '../util/logger.ts';
+import { whileSettingUp } from './data-dir-lock.ts';
 
 const DAY_MS = 86_400_000;
 /** The CA's expiry is warned about from this long before it. */
@@ -106,7 +107,11 @@ export class ServerTlsRenewal {
         // the certificate served is judged (the file may already be a newer one, written for
         // the other listener: then that one is taken, not another issued)
         if (needsRenewal(l.tls.cert, l.tls.key, d.ca, now) === undefined) continue;
-        const next = await resolveServerTls({ dataDir: d.dataDir, ca: d.ca, certFile: '', keyFile: '', hosts: d.hosts, what: `${l.what}.tls`, logger: d.logger, now });
+        // under the data directory's setup lock, as at start: instances sharing one pki/ each
+        // write server.key, server.crt and server-hosts.json, one rename at a time, and two
+        // doing so at once left one's key beside the other's certificate (a reviewer's race);
+        // the one that waited reads what the first wrote
+        const next = await whileSettingUp(d.dataDir, () => resolveServerTls({ dataDir: d.dataDir, ca: d.ca, certFile: '', keyFile: '', hosts: d.hosts, what: `${l.what}.tls`, logger: d.logger, now }), { logger: d.logger });
         if (next.cert === l.tls.cert) continue;
         l.apply(next);
         l.tls = next;

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 import { connectDevice, type TestClient } from '../helpers/mqtt-client.ts';
-import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import type { TestServer } from '../helpers/server.ts';
+import { storeServers, type StoreServer } from '../helpers/store-servers.ts';
 
 /** Each device and what it reports. */
 const FLEET: Record<string, Record<string, unknown>> = {
@@ -23,7 +23,7 @@ const FLEET: Record<string, Record<string, unknown>> = {
   'm-str': { modules: 'modem' },
 };
 
-function pathSuite(name: string, start: () => Promise<{ ts: TestServer; stop: () => Promise<void> } | string>): void {
+function pathSuite(name: string, start: () => Promise<StoreServer>): void {
   describe(`fleet queries into arrays and quoted keys (${name})`, () => {
     let ts: TestServer;
     let stop = async () => {};
@@ -129,21 +129,4 @@ function pathSuite(name: string, start: () => Promise<{ ts: TestServer; stop: ()
   });
 }
 
-pathSuite('SQLite', async () => {
-  const ts = await startTestServer();
-  return { ts, stop: () => ts.close() };
-});
-
-pathSuite('PostgreSQL', async () => {
-  const pg = await startTestPostgres();
-  if (!pg.ok) return unavailable(pg, 'the PostgreSQL fleet query path test');
-  const server = pg.server;
-  const ts = await startTestServer({ flags: { db: await server.createDatabase() } });
-  return {
-    ts,
-    stop: async () => {
-      await ts.close();
-      await server.stop();
-    },
-  };
-});
+for (const [name, start] of storeServers('the PostgreSQL fleet query path test')) pathSuite(name, start);

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 import { connectIdleDevice, type TestClient } from '../helpers/mqtt-client.ts';
-import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import type { TestServer } from '../helpers/server.ts';
+import { storeServers, type StoreServer } from '../helpers/store-servers.ts';
 
 /** Each device and the version it reports. */
 const FLEET: [string, string][] = [
@@ -23,7 +23,7 @@ const FLEET: [string, string][] = [
   ['d-19', '1.9.0'],
 ];
 
-function querySuite(name: string, start: () => Promise<{ ts: TestServer; stop: () => Promise<void> } | string>): void {
+function querySuite(name: string, start: () => Promise<StoreServer>): void {
   describe(`fleet queries end to end (${name})`, () => {
     let ts: TestServer;
     let stop = async () => {};
@@ -179,21 +179,4 @@ function querySuite(name: string, start: () => Promise<{ ts: TestServer; stop: (
   });
 }
 
-querySuite('SQLite', async () => {
-  const ts = await startTestServer();
-  return { ts, stop: () => ts.close() };
-});
-
-querySuite('PostgreSQL', async () => {
-  const pg = await startTestPostgres();
-  if (!pg.ok) return unavailable(pg, 'the PostgreSQL fleet query test');
-  const server = pg.server;
-  const ts = await startTestServer({ flags: { db: await server.createDatabase() } });
-  return {
-    ts,
-    stop: async () => {
-      await ts.close();
-      await server.stop();
-    },
-  };
-});
+for (const [name, start] of storeServers('the PostgreSQL fleet query test')) querySuite(name, start);

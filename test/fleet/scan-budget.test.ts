@@ -10,15 +10,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 import { connectDevice, type TestClient } from '../helpers/mqtt-client.ts';
-import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import type { TestServer } from '../helpers/server.ts';
+import { storeServers, type StoreServer } from '../helpers/store-servers.ts';
 
 /** d-00001 ... d-12000, the rare ones on both sides of the 10,000th. */
 const FLEET = 12_000;
 const RARE = ['d-00002', 'd-11000'];
 const id = (i: number) => `d-${String(i).padStart(5, '0')}`;
 
-function budgetSuite(name: string, start: () => Promise<{ ts: TestServer; stop: () => Promise<void> } | string>): void {
+function budgetSuite(name: string, start: () => Promise<StoreServer>): void {
   describe(`fleet listings read at most 10,000 devices a request (${name})`, () => {
     let ts: TestServer;
     let stop = async () => {};
@@ -137,21 +137,4 @@ function budgetSuite(name: string, start: () => Promise<{ ts: TestServer; stop: 
   });
 }
 
-budgetSuite('SQLite', async () => {
-  const ts = await startTestServer();
-  return { ts, stop: () => ts.close() };
-});
-
-budgetSuite('PostgreSQL', async () => {
-  const pg = await startTestPostgres();
-  if (!pg.ok) return unavailable(pg, 'the PostgreSQL scan budget test');
-  const server = pg.server;
-  const ts = await startTestServer({ flags: { db: await server.createDatabase() } });
-  return {
-    ts,
-    stop: async () => {
-      await ts.close();
-      await server.stop();
-    },
-  };
-});
+for (const [name, start] of storeServers('the PostgreSQL scan budget test')) budgetSuite(name, start);

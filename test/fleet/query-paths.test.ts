@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 import { connectDevice, type TestClient } from '../helpers/mqtt-client.ts';
-import type { TestServer } from '../helpers/server.ts';
+import { apiJson, type TestServer } from '../helpers/server.ts';
 import { storeServers, type StoreServer } from '../helpers/store-servers.ts';
 
 /** Each device and what it reports. */
@@ -29,14 +29,7 @@ function pathSuite(name: string, start: () => Promise<StoreServer>): void {
     let stop = async () => {};
     let skip: string | false = false;
     const devices: TestClient[] = [];
-    const api = async (method: string, route: string, body?: unknown) => {
-      const res = await fetch(ts.httpUrl + route, {
-        method,
-        headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      return { status: res.status, body: (await res.json()) as any };
-    };
+    const api = (method: string, route: string, body?: unknown) => apiJson(ts, method, route, body);
     const listed = async (query: string): Promise<string[]> => {
       const r = await api('GET', `/api/v1/fleet/devices?query=${encodeURIComponent(query)}`);
       assert.equal(r.status, 200, `${query}: ${JSON.stringify(r.body)}`);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 import { connectIdleDevice, type TestClient } from '../helpers/mqtt-client.ts';
-import type { TestServer } from '../helpers/server.ts';
+import { apiJson, type TestServer } from '../helpers/server.ts';
 import { storeServers, type StoreServer } from '../helpers/store-servers.ts';
 
 /** Each device and the version it reports. */
@@ -29,14 +29,7 @@ function querySuite(name: string, start: () => Promise<StoreServer>): void {
     let stop = async () => {};
     let skip: string | false = false;
     const devices: TestClient[] = [];
-    const api = async (method: string, route: string, body?: unknown) => {
-      const res = await fetch(ts.httpUrl + route, {
-        method,
-        headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      return { status: res.status, body: (await res.json()) as any };
-    };
+    const api = (method: string, route: string, body?: unknown) => apiJson(ts, method, route, body);
     /** Creates a job by query; resolves with the ids of the devices it targets (then cancels it). */
     const targetsOf = async (query: string): Promise<string[]> => {
       const created = await api('POST', '/api/v1/jobs', { artifact: 'fw@3.0.0', targets: { query } });

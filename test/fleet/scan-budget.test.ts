@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
 import { connectDevice, type TestClient } from '../helpers/mqtt-client.ts';
-import type { TestServer } from '../helpers/server.ts';
+import { apiJson, type TestServer } from '../helpers/server.ts';
 import { storeServers, type StoreServer } from '../helpers/store-servers.ts';
 
 /** d-00001 ... d-12000, the rare ones on both sides of the 10,000th. */
@@ -24,14 +24,7 @@ function budgetSuite(name: string, start: () => Promise<StoreServer>): void {
     let stop = async () => {};
     let skip: string | false = false;
     let late: TestClient | undefined;
-    const api = async (method: string, route: string, body?: unknown) => {
-      const res = await fetch(ts.httpUrl + route, {
-        method,
-        headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      return { status: res.status, body: (await res.json()) as any };
-    };
+    const api = (method: string, route: string, body?: unknown) => apiJson(ts, method, route, body);
     const cli = (...args: string[]) => runCli([...args, '--server', ts.httpUrl, '--token', ts.token]);
 
     before(async () => {

@@ -44,3 +44,13 @@ export async function startTestServer(options: { dataDir?: string; flags?: Recor
 export async function registerDevice(ts: TestServer, deviceId: string, extra: { attributes?: Record<string, string | number | boolean>; tags?: string[] } = {}): Promise<string> {
   return (await ts.server.registry.register({ deviceId, ...extra })).secret;
 }
+
+/** One operator request to `ts`'s REST API (JSON in and out): its status and parsed body. */
+export async function apiJson(ts: TestServer, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(ts.httpUrl + route, {
+    method,
+    headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}

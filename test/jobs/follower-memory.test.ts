@@ -31,6 +31,19 @@ import { registerDevice, startTestServer, type TestServer } from '../helpers/ser
 import { addArtifact, deploy } from '../security/support.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
 
+/**
+ * Two sets of rollout parts on one PostgreSQL database, each with its own store and lease
+ * (pushed to `fixtures` to be closed): `old` holds the builds, `lease` is its lease.
+ */
+async function twoInstances(url: string, fixtures: RolloutFixture[]): Promise<{ old: RolloutFixture; next: RolloutFixture; lease: PostgresAdvisoryLease }> {
+  const lease = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
+  const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url }), lease });
+  fixtures.push(old);
+  const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
+  fixtures.push(next);
+  return { old, next, lease };
+}
+
 const TOKEN = `updr_follower_memory_test_${'x'.repeat(24)}`;
 const mosquitto = findMosquitto();
 const started = await startTestPostgres();
@@ -115,10 +128,7 @@ if (!started.ok) {
       const url = await pg.createDatabase();
       const fixtures: RolloutFixture[] = [];
       try {
-        const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
-        fixtures.push(old);
-        const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
-        fixtures.push(next);
+        const { old, next } = await twoInstances(url, fixtures);
         await old.tick();
         await next.tick();
         assert.deepEqual([old.rollouts.engine.isLeader, next.rollouts.engine.isLeader], [true, false], 'old leads');
@@ -145,11 +155,7 @@ if (!started.ok) {
       const url = await pg.createDatabase();
       const fixtures: RolloutFixture[] = [];
       try {
-        const lease = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
-        const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url }), lease });
-        fixtures.push(old);
-        const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
-        fixtures.push(next);
+        const { old, next, lease } = await twoInstances(url, fixtures);
         const ids = await old.fleet('d', 2);
         await old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids } });
         await old.tick();
@@ -171,11 +177,7 @@ if (!started.ok) {
       const fixtures: RolloutFixture[] = [];
       let release = () => {};
       try {
-        const lease = new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger });
-        const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url }), lease });
-        fixtures.push(old);
-        const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
-        fixtures.push(next);
+        const { old, next, lease } = await twoInstances(url, fixtures);
         const ids = await old.fleet('d', 2);
         // one device a minute: after the first tick one device's command is still to send
         await old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { maxPerMinute: 1 } });

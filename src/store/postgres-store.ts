@@ -744,14 +744,6 @@ export class PostgresStore implements StateStore {
     return rows[0] && toJob(rows[0]);
   }
 
-  /** Sets a job's status; rejects NOT_FOUND if the job does not exist. */
-  async setJobStatus(jobId: string, status: JobStatus): Promise<void> {
-    await this.write(async (c) => {
-      const r = await c.query('UPDATE jobs SET status = $1 WHERE job_id = $2', [status, jobId]);
-      if (r.rowCount === 0) throw new UpdraftError('NOT_FOUND', `Job ${jobId} does not exist`);
-    });
-  }
-
   async getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined> {
     const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE job_id = $1 AND device_id = $2`, [jobId, deviceId]);
     return rows[0] && toExecution(rows[0]);

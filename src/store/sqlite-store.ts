@@ -403,7 +403,6 @@ interface Statements {
   insertJob: Stmt;
   getJob: Stmt<JobRow>;
   getJobHead: Stmt<JobRow>;
-  setJobStatus: Stmt;
   insertExecution: Stmt;
   getExecution: Stmt<ExecutionRow>;
   /** The UPDATEs of an execution (updateExecution), by the list of columns they set. */
@@ -797,13 +796,6 @@ export class SqliteStore implements StateStore {
     const s = this.statements();
     const row = (options.omitSpec ? s.getJobHead : s.getJob).get(jobId);
     return row && toJob(row);
-  }
-
-  /** Sets a job's status; rejects NOT_FOUND if the job does not exist. */
-  async setJobStatus(jobId: string, status: JobStatus): Promise<void> {
-    await this.enqueue(() => {
-      if (this.statements().setJobStatus.run(status, jobId).changes === 0) throw new UpdraftError('NOT_FOUND', `Job ${jobId} does not exist`);
-    });
   }
 
   async getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined> {
@@ -1288,7 +1280,6 @@ function prepare(db: Database.Database): Statements {
     insertJob: p(`INSERT INTO jobs (${JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getJob: p<JobRow>(`SELECT ${JOB_COLS} FROM jobs WHERE job_id = ?`),
     getJobHead: p<JobRow>(`SELECT ${JOB_COLS_NO_SPEC} FROM jobs WHERE job_id = ?`),
-    setJobStatus: p('UPDATE jobs SET status = ? WHERE job_id = ?'),
     insertExecution: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getExecution: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? AND device_id = ?`),
     executionUpdates: new Map(),

@@ -334,8 +334,6 @@ export interface StateStore {
   createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void>;
   /** A job; `omitSpec` leaves its spec out (it can run to megabytes: see `listJobs`). */
   getJob(jobId: string, options?: { omitSpec?: boolean }): Promise<JobRecord | undefined>;
-  /** Sets a job's status. */
-  setJobStatus(jobId: string, status: JobStatus): Promise<void>;
   getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined>;
   /**
    * Writes `record` if the stored row version equals `record.version - 1`.

@@ -76,30 +76,49 @@ export const DEFAULT_MAX_PACKET_BYTES = 64 * 1024;
  */
 export const MAX_QUEUED_BEHIND_QOS2_BYTES = 256 * 1024;
 
-/** aedes's client, as far as the packet limit reaches into it: its mqtt-packet parser. */
+/** aedes's client, as far as the packet limit reaches into it: its mqtt-packet parser, which aedes gives a `client` back-reference (aedes 1.2, client.js). */
 interface ParsingClient {
   id?: string;
-  _parser?: { packet: { length: number }; _parseLength(): boolean; _emitError(err: Error): void; on(event: 'packet', listener: (packet: { cmd: string; messageId?: number }) => void): void };
+  conn?: { remoteAddress?: string };
+  _parser?: PacketParser;
+}
+
+/** mqtt-packet's parser, as far as the packet limit reaches into it. */
+interface PacketParser {
+  client?: ParsingClient;
+  packet: { length: number };
+  _parseLength(): boolean;
+  _emitError(err: Error): void;
+  on(event: 'packet', listener: (packet: { cmd: string; messageId?: number }) => void): void;
 }
 
 /**
- * Makes `client`'s parser refuse a packet longer than `max` once its length is read: the
- * parser's error closes the connection (aedes has no such limit: a device could otherwise
- * make the server buffer up to 256 MB per packet).
+ * A parser's `_parseLength` that refuses a packet longer than `max` once its length is read:
+ * the parser's error closes the connection (aedes has no such limit: a device could otherwise
+ * make the server buffer up to 256 MB per packet). One function per broker, set on every
+ * connection's parser (`limitPacketSize`): a function made per connection costs ~312 bytes
+ * under tsx, which keeps function names. It runs the parser's own `_parseLength`, its
+ * prototype's, and names the connection through the parser's `client`, read only when refused.
  */
-function limitPacketSize(client: ParsingClient, max: number, onRefused: (length: number) => void): void {
-  const parser = client._parser;
-  if (!parser || typeof parser._parseLength !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its mqtt-packet parser: the packet size limit cannot be applied');
-  const parseLength = parser._parseLength;
-  parser._parseLength = function (this: typeof parser) {
-    const read = parseLength.call(this);
+function packetSizeLimit(max: number, onRefused: (client: ParsingClient | undefined, length: number) => void): (this: PacketParser) => boolean {
+  return function limitedParseLength(this: PacketParser) {
+    const read = (Object.getPrototypeOf(this) as PacketParser)._parseLength.call(this);
     if (read && this.packet.length > max) {
-      onRefused(this.packet.length);
+      onRefused(this.client, this.packet.length);
       this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the limit of ${max}`));
       return false;
     }
     return read;
   };
+}
+
+/** Sets `limited` (from `packetSizeLimit`) as `client`'s parser's `_parseLength`; throws when an aedes or mqtt-packet upgrade changed what it reaches into. */
+function limitPacketSize(client: ParsingClient, limited: (this: PacketParser) => boolean): void {
+  const parser = client._parser;
+  if (!parser || typeof parser._parseLength !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its mqtt-packet parser: the packet size limit cannot be applied');
+  // the shared function calls the prototype's: a parser whose own differs would lose it
+  if (Object.hasOwn(parser, '_parseLength') || parser.client !== client) throw new UpdraftError('INTERNAL', "aedes's mqtt-packet parser not as expected (its own _parseLength, or no client back-reference): the packet size limit cannot be applied");
+  parser._parseLength = limited;
 }
 
 /**
@@ -200,11 +219,18 @@ export class EmbeddedBroker implements MessageBus {
   private readonly ackOrder = new AckOrder();
   /** PUBLISH packets of a connection wait while its session has no place for one more QoS 2 message awaiting its PUBREL, its PUBRELs read meanwhile (inbound-gate.ts). */
   private readonly inboundGate: InboundGate;
+  /** Every connection's parser's `_parseLength`, with the packet size limit (`packetSizeLimit`). */
+  private readonly limitedParseLength: (this: PacketParser) => boolean;
 
   constructor(opts: EmbeddedBrokerOptions) {
     this.opts = opts;
     this.quota = new SubscriptionQuota(opts.maxSubscriptions ?? DEFAULT_MAX_SUBSCRIPTIONS);
     this.admission = new ConnectAdmission(opts.admission ?? { maxConnections: 0, maxConnectRate: 0 });
+    const maxPacket = opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    // the address read only for the line: read, a socket keeps it (an object and a string, ~90 bytes)
+    this.limitedParseLength = packetSizeLimit(maxPacket, (client, length) =>
+      opts.logger.warn('connection closed: packet over the size limit', { clientId: client?.id, bytes: length, limit: maxPacket, remote: client?.conn?.remoteAddress }),
+    );
     // one gate, and one set of its functions, for all connections: nothing of it per connection
     // until one has a packet to hold back
     this.inboundGate = new InboundGate({
@@ -396,12 +422,9 @@ export class EmbeddedBroker implements MessageBus {
    * filter off (forward-once.ts), the packet size limit, the inbound gate. Throws, as the
    * guards of these do, when an aedes upgrade changed the internals they reach into.
    */
-  private prepareConnection(client: Client, socket: net.Socket | undefined): void {
-    const log = this.opts.logger;
-    const maxPacket = this.opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+  private prepareConnection(client: Client): void {
     this.forwardOnce.adopt(client);
-    // the address read only for the line: read, a socket keeps it (an object and a string, ~90 bytes)
-    limitPacketSize(client as unknown as ParsingClient, maxPacket, (length) => log.warn('connection closed: packet over the size limit', { clientId: client.id, bytes: length, limit: maxPacket, remote: socket?.remoteAddress }));
+    limitPacketSize(client as unknown as ParsingClient, this.limitedParseLength);
     // PUBLISH packets wait while the session has no place for one more QoS 2 message
     // awaiting its PUBREL, its PUBRELs read meanwhile (inbound-gate.ts)
     this.inboundGate.adopt(client);
@@ -421,7 +444,7 @@ export class EmbeddedBroker implements MessageBus {
       const nothing = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
       const probe = aedes.handle(nothing);
       try {
-        this.prepareConnection(probe, undefined);
+        this.prepareConnection(probe);
       } finally {
         probe.close();
         nothing.destroy();
@@ -651,7 +674,7 @@ export class EmbeddedBroker implements MessageBus {
       let client: Client | undefined;
       try {
         client = aedes.handle(coalesceWrites(socket));
-        this.prepareConnection(client, socket);
+        this.prepareConnection(client);
       } catch (err) {
         // not out of the connection handler, where it would end the process: `start` checked
         // a client made the same way (`checkConnections`), so this is not expected
@@ -831,16 +854,9 @@ export class EmbeddedBroker implements MessageBus {
  * and the drain follows the flush.
  */
 export function coalesceWrites<S extends net.Socket>(socket: S): S {
-  const cork = socket.cork;
-  const write = socket.write;
-  socket.write = function (this: S, ...args: Parameters<S['write']>) {
-    if (!corkedSockets.has(socket)) {
-      corkedSockets.add(socket);
-      cork.call(socket);
-      setImmediate(uncorkSocket, socket);
-    }
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as S['write'];
+  // the shared write below calls the prototype's write and cork: a socket with its own would lose them
+  if (Object.hasOwn(socket, 'write') || Object.hasOwn(socket, 'cork')) throw new UpdraftError('INTERNAL', 'a socket with its own write or cork: its writes cannot be coalesced');
+  socket.write = coalescedWrite as S['write'];
   // mqtt-packet corks a stream for each packet it writes and uncorks it on the next tick: a
   // process.nextTick per packet (1.6% of the server in a fleet update, profiled) for what
   // the turn-long cork above already does. It corks only a stream that has `cork`, so the
@@ -849,7 +865,23 @@ export function coalesceWrites<S extends net.Socket>(socket: S): S {
   return socket;
 }
 
-/** The sockets `coalesceWrites` corked for this turn; one function uncorks them all (a function per connection costs ~312 bytes under tsx). */
+/**
+ * Every coalesced socket's `write`: corks the socket at its first write of the turn, uncorked
+ * at the loop's check phase. One function for all sockets, which reaches the socket's own
+ * write and cork through its prototype (a function made per connection costs ~312 bytes under
+ * tsx, which keeps function names).
+ */
+function coalescedWrite(this: net.Socket, ...args: unknown[]): boolean {
+  const proto = Object.getPrototypeOf(this) as net.Socket;
+  if (!corkedSockets.has(this)) {
+    corkedSockets.add(this);
+    proto.cork.call(this);
+    setImmediate(uncorkSocket, this);
+  }
+  return (proto.write as (...a: unknown[]) => boolean).apply(this, args);
+}
+
+/** The sockets `coalesceWrites` corked for this turn, uncorked by one function for all. */
 const corkedSockets = new WeakSet<net.Socket>();
 
 function uncorkSocket(socket: net.Socket): void {

@@ -123,4 +123,18 @@ describe('coalesceWrites', () => {
       other.close();
     }
   });
+
+  it("refuses a socket with its own write, which the shared write (its prototype's) would skip", async () => {
+    const other = await connectedPair();
+    try {
+      let own = 0;
+      const write = other.server.write;
+      other.server.write = ((...args: Parameters<typeof write>) => (own++, write.apply(other.server, args))) as typeof write;
+      assert.throws(() => coalesceWrites(other.server), /its own write or cork/);
+      other.server.write('x');
+      assert.equal(own, 1, 'its own write left in place');
+    } finally {
+      other.close();
+    }
+  });
 });

@@ -7,9 +7,8 @@
  */
 import { parseReportedSoftware } from '../protocol/software.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
-import type { GroupService } from './group-service.ts';
+import { groupQuery, type GroupService } from './group-service.ts';
 import { SCAN_BUDGET, subjectOf, type SelectedDevice } from './device-selector.ts';
-import { parseQuery } from './query.ts';
 
 /** States a search can filter on. */
 export const DEVICE_STATES = ['online', 'offline', 'updating', 'failed', 'revoked'] as const;
@@ -64,7 +63,7 @@ export async function searchDevices(
   const { store, isOnline } = deps;
   const budget = deps.scanBudget ?? SCAN_BUDGET;
   const group = search.group ? await deps.groups.get(search.group) : undefined; // NOT_FOUND naming it
-  const inGroup = group?.kind === 'dynamic' ? queryMatcher(group.query!) : undefined;
+  const inGroup = group?.kind === 'dynamic' ? queryMatcher(group.name, group.query!) : undefined;
   const pageOf: (cursor: { after?: string; limit: number }) => Promise<Page<DeviceRecord>> =
     group?.kind === 'static' ? async (cursor) => pageOfDevices(await deps.groups.members(group.name, cursor)) : (cursor) => store.listDevices(cursor);
   const needle = search.id?.toLowerCase();
@@ -100,8 +99,8 @@ function pageOfDevices(page: Page<SelectedDevice>): Page<DeviceRecord> {
 }
 
 /** A dynamic group's membership test: its query. */
-function queryMatcher(query: string): (s: SelectedDevice) => boolean {
-  const q = parseQuery(query);
+function queryMatcher(name: string, query: string): (s: SelectedDevice) => boolean {
+  const q = groupQuery(name, query); // 409 naming the group if this release no longer parses it
   return (s) => q.matches(s);
 }
 

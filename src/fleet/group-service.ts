@@ -8,7 +8,7 @@ import { ID_RULE, idProblem, isValidId } from '../protocol/topics.ts';
 import { ACTIVE_JOB_STATUSES, type GroupRecord, type Page, type StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { selectPage, type SelectedDevice } from './device-selector.ts';
-import { parseQuery } from './query.ts';
+import { parseQuery, parseStoredQuery, type FleetQuery } from './query.ts';
 import { descriptionProblem, refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** What an operator gives to create a group. */
@@ -34,6 +34,14 @@ export type GroupView = Omit<GroupRecord, 'devices' | 'size'> & { size: number }
 export function groupView(g: GroupRecord): GroupView {
   const { devices, size, ...rest } = g;
   return { ...rest, size: size ?? devices.length };
+}
+
+/**
+ * A dynamic group's stored query; StoredQueryError (409) naming the group when this release no
+ * longer takes it (saved by an earlier one deeper than the nesting cap, say).
+ */
+export function groupQuery(name: string, text: string): FleetQuery {
+  return parseStoredQuery(text, `the query of group ${name}`, 'create the group again with a query this release takes (a continuous job that targets it must be canceled before the group can be deleted)');
 }
 
 /** Creates, changes and reads groups. */
@@ -132,7 +140,7 @@ export class GroupService {
   /** A page of a group's members (device id order); a dynamic group's reads at most SCAN_BUDGET devices, so it may be short with `next`. */
   async members(name: string, options: { after?: string; limit: number }): Promise<Page<SelectedDevice>> {
     const g = await this.get(name);
-    if (g.kind === 'dynamic') return selectPage(this.deps.store, parseQuery(g.query!), options);
+    if (g.kind === 'dynamic') return selectPage(this.deps.store, groupQuery(name, g.query!), options);
     const ids = await this.deps.store.listGroupMembers(name, options);
     // read in one tick (one query on PostgreSQL); a member is registered (devices are revoked, never deleted)
     const devices = await Promise.all(ids.items.map((id) => this.deps.store.getDevice(id)));

@@ -137,6 +137,31 @@ export function parseQuery(text: string): FleetQuery {
   return { text, root, needsShadow, matches: (s) => evaluate(root, s) };
 }
 
+/**
+ * A query saved by an earlier release (a dynamic group's, a job's targets.query) that this one
+ * refuses, e.g. nested deeper than MAX_NESTING (a cap added after it was saved). A CONFLICT,
+ * not a 400: the request that reads it is fine, the stored group or job is not.
+ */
+export class StoredQueryError extends UpdraftError {
+  constructor(owner: string, cause: UpdraftError, remedy: string) {
+    super('CONFLICT', `${owner} no longer parses (saved by an earlier release): ${cause.message}; ${remedy}`, { cause });
+    this.name = 'StoredQueryError';
+  }
+}
+
+/**
+ * Parses a stored query; StoredQueryError (409) naming `owner` ("group lab", "targets.query")
+ * and what to do (`remedy`) when this release refuses it.
+ */
+export function parseStoredQuery(text: string, owner: string, remedy: string): FleetQuery {
+  try {
+    return parseQuery(text);
+  } catch (err) {
+    if (err instanceof UpdraftError && err.code === 'BAD_REQUEST') throw new StoredQueryError(owner, err, remedy);
+    throw err;
+  }
+}
+
 function fail(pos: number, message: string): never {
   throw new UpdraftError('BAD_REQUEST', `invalid query at position ${pos}: ${message}`);
 }

@@ -137,6 +137,7 @@ const schemas: Obj = {
       waves: { type: 'array', items: { type: 'object', properties: { wave: { type: 'integer' }, counts: ref('Counts') } } },
       total: { type: 'integer' },
       percentDone: { type: 'number' },
+      targetsError: { type: 'string', description: 'an unfinished continuous job whose stored query (its own or a dynamic group\'s it targets) this release no longer parses: why, and what to do; it takes no new devices meanwhile' },
       executions: { type: 'array', items: ref('Execution') },
       next: { type: 'string' },
     },
@@ -323,7 +324,7 @@ export function openApiDocument(): Obj {
         post: op('Create a static (devices) or dynamic (query) group', { '201': json(ref('Group')) }, body({ type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, devices: { type: 'array', items: { type: 'string' } }, query: fleetQuery(), description: { type: 'string', maxLength: 1000 } } }), { '400': queryRefused }),
       },
       '/api/v1/groups/{name}': {
-        get: op("A group and a page of its members; a dynamic group's page reads at most 10,000 devices, so it may be short, even empty: follow next until it is absent", { '200': json({ type: 'object', properties: { group: ref('Group'), members: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }) }, { parameters: [idParam('name'), ...pageParams] }),
+        get: op("A group and a page of its members; a dynamic group's page reads at most 10,000 devices, so it may be short, even empty: follow next until it is absent", { '200': json({ type: 'object', properties: { group: ref('Group'), members: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }) }, { parameters: [idParam('name'), ...pageParams] }, { '409': json(ref('Error'), 'a dynamic group whose stored query this release no longer parses (saved by an earlier one): the message names the group and what to do') }),
         delete: op('Delete a group', { '200': json({ type: 'object' }) }, { parameters: [idParam('name')] }),
       },
       '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },

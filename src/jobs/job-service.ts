@@ -14,14 +14,14 @@ import type { ArtifactRecord, ExecutionRecord, ExecutionStatus, JobRecord, State
 import { parseJobRequest, specOf, specToJson, type JobSpec } from './job-spec.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { refusalOf } from './device-fit.ts';
-import { assertJobMove } from './job-state.ts';
+import { assertJobMove, isJobFinal } from './job-state.ts';
 import { CANCEL_GRACE_MS } from './deadlines.ts';
 import { dropWaitingDeliveries } from '../events/webhook-notifier.ts';
 import { progressOf, type RolloutEngine, type RolloutProgress } from './rollout-engine.ts';
 import { hasAgentFeature } from '../protocol/agent-features.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
 import { FINISHED, rateAllowance, tally, waveEnds, waveOf } from './rollout-math.ts';
-import { resolveTargets } from './targets.ts';
+import { resolveTargets, targetsProblem } from './targets.ts';
 
 /** What the service needs. */
 export interface JobServiceDeps {
@@ -46,6 +46,12 @@ export interface JobView {
    */
   percentDone: number;
   total: number;
+  /**
+   * An unfinished continuous job whose stored query (targets.query, or a dynamic group's it
+   * targets) this release no longer parses, saved by an earlier one: what is wrong and what to
+   * do. It takes no new devices meanwhile; those it has go on.
+   */
+  targetsError?: string;
 }
 
 /** What a job would do, without creating it (`POST /api/v1/jobs/preview`, `job create --dry-run`). */
@@ -251,7 +257,9 @@ export class JobService {
     const total = Object.values(all).reduce((a, b) => a + b, 0);
     const relevant = total - all.CANCELED - all.REMOVED;
     const finished = FINISHED.reduce((n, s) => n + all[s], 0);
-    return { job, counts: all, waves, total, percentDone: relevant === 0 ? (job.status === 'COMPLETED' ? 100 : 0) : Math.round((finished / relevant) * 1000) / 10 };
+    const spec = specOf(job);
+    const targetsError = spec?.type === 'continuous' && !isJobFinal(job.status) ? await targetsProblem(this.deps.store, spec.targets) : undefined;
+    return { job, counts: all, waves, total, percentDone: relevant === 0 ? (job.status === 'COMPLETED' ? 100 : 0) : Math.round((finished / relevant) * 1000) / 10, ...(targetsError ? { targetsError } : {}) };
   }
 
   /** Pauses sending (devices already updating go on; timeouts still apply). */

@@ -50,6 +50,7 @@ import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed, succeededAttemptOf
 import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
 import { sweepStrandedCommands } from './stranded-commands.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
+import { StoredQueryError } from '../fleet/query.ts';
 
 /** What the engine needs. */
 export interface RolloutEngineDeps {
@@ -216,6 +217,12 @@ export class RolloutEngine {
    * the likeliest to have left again, are forgotten first, and are sent in the normal order.
    */
   private readonly arrived = new Map<string, Map<string, ExecutionRecord>>();
+  /**
+   * Continuous jobs whose stored query (their own or a dynamic group's) this release no longer
+   * parses (saved deeper than 7860efa's nesting cap), with what was logged: such a job takes no
+   * new devices, said once per job and lead term, not at every scan and device coming online.
+   */
+  private readonly unparsable = new Map<string, string>();
   /** The active jobs as of the last tick (or kick): with none, a connecting device costs no lookup. */
   private active = new Set<string>();
   /**
@@ -246,8 +253,8 @@ export class RolloutEngine {
   }
 
   /** How many jobs each of the engine's per-job memories holds (tests: a follower keeps none). */
-  memory(): { changed: number; quiet: number; windowed: number; arrived: number; specs: number; lastScan: number; heldJobs: number } {
-    return { changed: this.changed.size, quiet: this.quiet.size, windowed: this.windowed.size, arrived: this.arrived.size, specs: this.specs.size, lastScan: this.lastScan.size, heldJobs: this.heldJobs.size };
+  memory(): { changed: number; quiet: number; windowed: number; arrived: number; specs: number; lastScan: number; heldJobs: number; unparsable: number } {
+    return { changed: this.changed.size, quiet: this.quiet.size, windowed: this.windowed.size, arrived: this.arrived.size, specs: this.specs.size, lastScan: this.lastScan.size, heldJobs: this.heldJobs.size, unparsable: this.unparsable.size };
   }
 
   /** True while this instance drives the rollouts. */
@@ -360,7 +367,8 @@ export class RolloutEngine {
       if (spec?.type !== 'continuous') continue;
       const existing = await this.deps.store.getExecution(jobId, deviceId);
       if (existing && existing.details.deviceDeletedAt === undefined) continue;
-      if (!(await targetsInclude(this.deps.store, spec.targets, deviceId))) continue;
+      // a job whose stored query no longer parses is skipped: the next job still gets its turn
+      if (!(await this.targetsInclude(jobId, spec, deviceId))) continue;
       if (existing) {
         // registered again (a presence notice may come from a connection the deletion has not closed yet)
         const device = await this.deps.store.getDevice(deviceId);
@@ -385,6 +393,28 @@ export class RolloutEngine {
       }
       this.deps.logger.info('continuous job picked up a device as it came online', { jobId, deviceId });
     }
+  }
+
+  /** targetsInclude, false (said once) for a job whose stored query no longer parses. */
+  private async targetsInclude(jobId: string, spec: JobSpec, deviceId: string): Promise<boolean> {
+    try {
+      return await targetsInclude(this.deps.store, spec.targets, deviceId);
+    } catch (err) {
+      if (!(err instanceof StoredQueryError)) throw err;
+      this.unparsableQuery(jobId, err);
+      return false;
+    }
+  }
+
+  /**
+   * A continuous job's stored query no longer parses: the job takes no new devices, and goes on
+   * with those it has. Logged once per job, lead term and message; the job's view says it
+   * (JobView.targetsError) on every instance.
+   */
+  private unparsableQuery(jobId: string, err: StoredQueryError): void {
+    if (this.unparsable.get(jobId) === err.message) return;
+    this.unparsable.set(jobId, err.message);
+    this.deps.logger.error('continuous job takes no new devices: its stored query no longer parses', { jobId, error: err.message });
   }
 
   /** A job as stored, if it has ended (a continuous job's stop is read again after devices are added to it). */
@@ -474,6 +504,7 @@ export class RolloutEngine {
       );
       this.lastScan.clear();
       this.quiet.clear();
+      this.unparsable.clear(); // said again once in this term
       this.leadTerm = this.lease.term;
       this.leading = true;
       this.deps.logger.info('driving rollouts (lease taken)');
@@ -578,7 +609,7 @@ export class RolloutEngine {
 
   /** Drops what the engine remembers of jobs no longer active. */
   private forgetFinished(active: Set<string>): void {
-    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldJobs] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
+    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldJobs, this.unparsable] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
   }
 
   /**
@@ -1414,7 +1445,16 @@ export class RolloutEngine {
     if (last && since >= 0 && (since < SCAN_SPACING * last.ms || (since < every && !last.wanted))) return undefined;
     // set first: a scan that fails is not retried at every tick
     this.lastScan.set(job.jobId, { at: now, ms: last?.ms ?? 0 });
-    const ids = await resolveTargets(this.deps.store, spec.targets, false);
+    let ids: string[];
+    try {
+      ids = await resolveTargets(this.deps.store, spec.targets, false);
+    } catch (err) {
+      // the job's step goes on without the scan (its sends, its abort rules); looked at again at its next scan
+      if (!(err instanceof StoredQueryError)) throw err;
+      this.unparsableQuery(job.jobId, err);
+      return undefined;
+    }
+    this.unparsable.delete(job.jobId);
     let added = 0;
     // every target again (those already in the job are skipped by the store), in pieces: one
     // write of a million rows held SQLite's event loop for seconds at each scan

@@ -6,9 +6,34 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { UpdraftError } from '../errors.ts';
 import { scanDevices, subjectOf } from '../fleet/device-selector.ts';
-import { parseQuery, type FleetQuery } from '../fleet/query.ts';
+import { groupQuery } from '../fleet/group-service.ts';
+import { parseStoredQuery, StoredQueryError, type FleetQuery } from '../fleet/query.ts';
 import type { DeviceRecord, StateStore } from '../store/state-store.ts';
 import type { JobTargets } from './job-spec.ts';
+
+/** A job's stored targets.query; StoredQueryError (409) when this release no longer takes it. */
+function jobQuery(text: string): FleetQuery {
+  return parseStoredQuery(text, 'targets.query', 'the job takes no new devices (those it has go on); cancel it and create it again with a query this release takes');
+}
+
+/**
+ * Why the queries of `targets` (its own, its dynamic groups') no longer parse, as the first
+ * one's StoredQueryError says it; undefined when they all do. A few reads: the groups without
+ * their member lists.
+ */
+export async function targetsProblem(store: StateStore, targets: JobTargets): Promise<string | undefined> {
+  try {
+    if (targets.query !== undefined) jobQuery(targets.query);
+    for (const name of targets.groups ?? []) {
+      const g = await store.getGroup(name, { omitDevices: true });
+      if (g?.kind === 'dynamic' && g.query) groupQuery(name, g.query);
+    }
+  } catch (err) {
+    if (err instanceof StoredQueryError) return err.message;
+    throw err;
+  }
+  return undefined;
+}
 
 /**
  * The target device ids. `strict` (at creation): unknown devices or groups are NOT_FOUND
@@ -38,10 +63,10 @@ export async function resolveTargets(store: StateStore, targets: JobTargets, str
       if (strict) throw new UpdraftError('NOT_FOUND', `group ${name} does not exist; list groups with: updraft group list`);
       continue;
     }
-    if (g.kind === 'dynamic' && g.query) queries.push(parseQuery(g.query));
+    if (g.kind === 'dynamic' && g.query) queries.push(groupQuery(name, g.query));
     else for (const d of g.devices) members.add(d);
   }
-  if (targets.query !== undefined) queries.push(parseQuery(targets.query));
+  if (targets.query !== undefined) queries.push(jobQuery(targets.query));
 
   const out = new Set(listed);
   if (queries.length === 0) {
@@ -99,10 +124,10 @@ export async function targetsInclude(store: StateStore, targets: JobTargets, dev
   for (const name of targets.groups ?? []) {
     // a static group can list 100,000 devices: ask for this one, not for the list
     const g = await store.getGroup(name, { omitDevices: true });
-    if (g?.kind === 'dynamic' && g.query) queries.push(parseQuery(g.query));
+    if (g?.kind === 'dynamic' && g.query) queries.push(groupQuery(name, g.query));
     else if (g?.kind === 'static' && (await store.isGroupMember(name, deviceId))) return true;
   }
-  if (targets.query !== undefined) queries.push(parseQuery(targets.query));
+  if (targets.query !== undefined) queries.push(jobQuery(targets.query));
   if (queries.length === 0) return false;
   const subject = await subjectOf(store, device, queries.some((q) => q.needsShadow));
   return queries.some((q) => q.matches(subject));

@@ -1284,9 +1284,11 @@ export class RolloutEngine {
     // being added already is caught by joinContinuous's second look at the job's status)
     this.retire(job.jobId);
     // a continuous job's count of devices follows them a tick behind (advance), and nothing
-    // advances a stopped job: counted here, in the same write
+    // advances a stopped job: counted here, in the same write. A job made before rollouts has
+    // no progress, so no count to keep (its list's summary would say 0 devices): counted too,
+    // as its completion counts them (advance)
     const continuous = specOf(job)?.type === 'continuous';
-    const total = continuous ? devicesOf(await this.deps.store.countExecutions(job.jobId)) : undefined;
+    const total = continuous || !specOf(job) ? devicesOf(await this.deps.store.countExecutions(job.jobId)) : undefined;
     let current: JobRecord | undefined = job;
     let saved: JobRecord | undefined;
     for (let attempt = 0; attempt < 5 && current && !saved; attempt++) {

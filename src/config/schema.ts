@@ -20,7 +20,7 @@ export interface UpdraftConfig {
   blob: string;
   http: { host: string; port: number; publicUrl: string; tls: 'on' | 'off'; tlsCert: string; tlsKey: string };
   /** Host names and IPs put into server certificates issued by Updraft's CA (comma-separated). */
-  tls: { hosts: string };
+  tls: { hosts: string; reloadSeconds: number };
   shadow: { maxDocumentBytes: number; maxDepth: number; maxPending: number; maxNamedShadows: number };
   downloads: { urlTtlSeconds: number; maxArtifactBytes: number; tokenTtlSeconds: number; via: 'updraft' | 's3'; memoryCacheBytes: number; ipBinding: 'off' | 'mqtt' };
   logLevel: LogLevel;
@@ -111,6 +111,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'http.tlsCert', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_CERT', flag: 'http-tls-cert', doc: 'PEM certificate (chain) of the HTTPS server, with http.tlsKey; empty: issued by Updraft\'s CA. Refused while http.tls is off (it would be ignored).' },
   { path: 'http.tlsKey', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_KEY', flag: 'http-tls-key', doc: 'PEM private key of http.tlsCert (unencrypted); a key that is not the certificate\'s is refused at start-up.' },
   { path: 'tls.hosts', type: 'string', default: 'localhost,127.0.0.1', env: 'UPDRAFT_TLS_HOSTS', flag: 'tls-hosts', doc: 'Comma-separated host names and IP addresses devices use to reach this server, put into the server certificates Updraft\'s CA issues. Each is an IP address or a DNS name (letters, digits and hyphens in dot-separated labels, a leading *. allowed); anything else is refused at start.', nonEmpty: 'name the host names or addresses devices use to reach this server', check: tlsHostsProblem },
+  { path: 'tls.reloadSeconds', type: 'integer', default: 60, env: 'UPDRAFT_TLS_RELOAD_SECONDS', flag: 'tls-reload-seconds', doc: 'How often the server reads the operator\'s own TLS files again (mqtt.tlsCert/mqtt.tlsKey, http.tlsCert/http.tlsKey): a renewed pair (certbot, cert-manager) is served from the next connection on, without a restart, once both files are a valid pair (the key the certificate\'s, the certificate valid now); a pair that is not (read so twice in a row: not a pair caught between its two files\' replacements) is logged once, and the one served stays. 0: read at start only.', min: 0, max: 86400 },
   { path: 'http.publicUrl', type: 'url', default: '', env: 'UPDRAFT_PUBLIC_URL', flag: 'public-url', doc: 'Base URL devices use to reach the HTTP server, put into download URLs as <publicUrl>/v1/download/... (default http://127.0.0.1:<http.port>): http:// or https://, a host, an optional port (1 to 65535) and path prefix (for a reverse proxy that strips it); no user info, query or fragment.', schemes: ['http', 'https'], base: true },
   { path: 'shadow.maxDocumentBytes', type: 'integer', default: 8192, env: 'UPDRAFT_SHADOW_MAX_BYTES', flag: 'shadow-max-bytes', doc: 'Largest shadow request and stored state, in bytes; larger ones are rejected with 413.', min: 256, max: 1 << 20 },
   { path: 'shadow.maxDepth', type: 'integer', default: 6, env: 'UPDRAFT_SHADOW_MAX_DEPTH', flag: 'shadow-max-depth', doc: 'Deepest object nesting inside desired or reported; deeper requests are rejected with 400.', min: 1, max: 32 },

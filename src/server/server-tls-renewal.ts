@@ -101,7 +101,7 @@ export class ServerTlsRenewal {
       try {
         if (l.certFile || l.keyFile) {
           const end = certificateNotAfter(l.tls.cert);
-          if (end !== undefined && end - now < 30 * DAY_MS) d.logger.warn(`the TLS certificate of ${l.what}.tlsCert ${end <= now ? 'has EXPIRED' : 'expires soon'}: replace the file and restart the server (Updraft renews only the certificates its CA issued)`, { file: l.certFile, notAfter: new Date(end).toISOString() });
+          if (end !== undefined && end - now < 30 * DAY_MS) d.logger.warn(`the TLS certificate of ${l.what}.tlsCert ${end <= now ? 'has EXPIRED' : 'expires soon'}: replace the certificate and key files (the server reads them again every tls.reloadSeconds; Updraft renews only the certificates its CA issued)`, { file: l.certFile, notAfter: new Date(end).toISOString() });
           continue;
         }
         // the certificate served is judged (the file may already be a newer one, written for

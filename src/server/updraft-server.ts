@@ -60,6 +60,7 @@ import { UpdateCommands } from './update-commands.ts';
 import { CertificateExpiryWatch } from '../signing/certificate-expiry.ts';
 import { SharedCertificate } from '../signing/shared-certificate.ts';
 import { loadSecurity, type SecurityMaterial } from './security-setup.ts';
+import { OperatorTlsReload } from './operator-tls-reload.ts';
 import { ServerTlsRenewal, type TlsListener } from './server-tls-renewal.ts';
 import { SharedSecrets, checkSharedSecrets, type SharedSecretValues } from './shared-secrets.ts';
 import { DataDirLock, whileSettingUp } from './data-dir-lock.ts';
@@ -329,6 +330,8 @@ export class UpdraftServer {
     if (security.httpTls) listeners.push({ what: 'http', tls: security.httpTls, certFile: config.http.tlsCert, keyFile: config.http.tlsKey, apply: (t) => this.http.setTls(t) });
     this.tlsRenewal = new ServerTlsRenewal({ dataDir, ca: security.ca, hosts, listeners, logger: logger.child('security') });
     await this.startPart(this.tlsRenewal);
+    // the operator's own certificate files, renewed in place (certbot, cert-manager), served without a restart
+    await this.startPart(new OperatorTlsReload({ listeners, logger: logger.child('security'), intervalMs: config.tls.reloadSeconds * 1000 }));
     // several instances on one external broker: every instance's live views see all events
     if (config.mqtt.url) await this.startPart(new EventRelay({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
     // rollout state changes to the operator's endpoint, from the instance that drives rollouts

@@ -201,6 +201,46 @@ describe('server certificate and CA lifecycle', () => {
     }
   });
 
+  it("does not reissue, day after day, a server certificate that already ends with the CA; reissues one that ends more than a day before it", async () => {
+    const dir = await dataDir();
+    const pki = path.join(dir, 'pki');
+    await mkdir(pki, { recursive: true, mode: 0o700 });
+    opensslCa(pki, 20); // well inside the renewal window: every certificate it issues has < 30 days
+    const ca = await readFile(`${pki}/ca.crt`, 'utf8');
+    const caEnd = Date.parse(new X509Certificate(ca).validTo);
+    const lines: string[] = [];
+    let ts = await start(dir, lines, { 'http-tls': 'off' });
+    try {
+      const capped = await presented(ts.mqttsPort, ca);
+      assert.equal(Date.parse(capped.validTo), caEnd, 'issued at start, capped at the CA\'s end');
+      lines.length = 0;
+      // the daily looks of the CA's remaining days: a new certificate would end where this one does
+      for (let day = 1; day <= 18; day++) await ts.server.tlsRenewal.check(Date.now() + day * DAY);
+      assert.deepEqual(logged(lines, 'reissued'), []);
+      assert.deepEqual(logged(lines, 'serves the new server certificate'), []);
+      assert.equal((await presented(ts.mqttsPort, ca)).serialNumber, capped.serialNumber);
+      assert.equal(new X509Certificate(await readFile(`${pki}/server.crt`, 'utf8')).serialNumber, capped.serialNumber);
+    } finally {
+      await ts.stop();
+    }
+    // one that ends 3 days before the CA (issued before the cap): a new one gains them, so it is reissued, once
+    const short = await opensslServerCertificate(pki, Date.now() - DAY, caEnd - 3 * DAY);
+    await writeFile(`${pki}/server.crt`, short.cert);
+    await writeFile(`${pki}/server.key`, short.key);
+    lines.length = 0;
+    ts = await start(dir, lines, { 'http-tls': 'off' });
+    try {
+      const renewed = await presented(ts.mqttsPort, ca);
+      assert.notEqual(renewed.serialNumber, new X509Certificate(short.cert).serialNumber);
+      assert.equal(Date.parse(renewed.validTo), caEnd);
+      for (let day = 1; day <= 5; day++) await ts.server.tlsRenewal.check(Date.now() + day * DAY);
+      assert.equal(logged(lines, 'server certificate reissued').length, 1, 'at start, not again');
+      assert.equal((await presented(ts.mqttsPort, ca)).serialNumber, renewed.serialNumber);
+    } finally {
+      await ts.stop();
+    }
+  });
+
   it("updraft doctor fails an expired certificate the MQTTS listener serves (the operator's own), and says ok to a fresh CA and certificate", async () => {
     const dir = await dataDir();
     await (await start(dir, [], { 'http-tls': 'off' })).stop();

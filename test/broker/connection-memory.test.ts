@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -155,5 +156,20 @@ describe("the embedded broker's per-connection state", () => {
     } finally {
       await Promise.all(clients.map((c) => c.end()));
     }
+  });
+
+  it("builds no cache of numbers in aedes's mqtt-packet (65,536 Buffers, 6.5 MB, at the first packet written)", async () => {
+    const c = await RawClient.connect(broker.port, 'cm-numbers', 'x', true);
+    try {
+      c.send({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'state/cm-numbers/update/delta', qos: 1 }] });
+      await c.next((p) => p.cmd === 'suback' && p.messageId === 7);
+      c.send(publish('state/cm-numbers/update', { state: { reported: { n: 1 } } }, 8, 1));
+      await c.next((p) => p.cmd === 'puback' && p.messageId === 8);
+    } finally {
+      await c.end();
+    }
+    // the copy aedes writes with (this test's raw client writes with it too)
+    const numbers = createRequire(createRequire(import.meta.url).resolve('aedes'))('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
+    assert.equal(Object.keys(numbers.cache).length, 0, 'cached numbers after packets were written');
   });
 });

@@ -270,6 +270,8 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
     if (given.length > 0) errors.push(`${given.map((s) => `${s.path} (${from.get(s.path)})`).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but db is empty: the embedded SQLite store has no such bound; set db (--db postgres://...), or leave ${given.length === 1 ? 'it' : 'them'} out`);
   }
   errors.push(...tlsFileErrors(partial, (p) => `${p} (${from.get(p)})`, (p) => from.get(p)!));
+  // a previous secret alone would sign with the replaced key only, in the header of the rotation
+  if (partial.webhook?.previousSecret && !partial.webhook.secret) errors.push(`webhook.previousSecret (${from.get('webhook.previousSecret')}) is set without webhook.secret: it is the secret webhook.secret replaces during a rotation; set webhook.secret to the new one, or leave it out`);
   // a usage error (status 400): the CLI exits with code 2, as for a bad flag
   if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`, { status: 400 });
   const config = out as unknown as UpdraftConfig;

@@ -6,7 +6,11 @@
  *
  * - **Signed**: with `webhook.secret`, `x-updraft-signature: t=<unix seconds>,sha256=<hex>`
  *   is the HMAC-SHA256 of `<t>.<body>` (the receiver recomputes it, and refuses an old `t`:
- *   a captured delivery cannot be replayed later).
+ *   a captured delivery cannot be replayed later). While the secret is rotated
+ *   (`webhook.previousSecret`), `x-updraft-signature-previous` is the same with the key it
+ *   replaces: a receiver holding one secret verifies either header, so it can move to the new
+ *   one at any moment, and the main header keeps its format for receivers that parse it
+ *   strictly (a second `sha256=` in it would break them).
  * - **At least once, in order, across restarts and instances**: a change is written to the
  *   store (the shared settings, `webhook:<time>:<job>:<version>`) before it is sent, by every
  *   instance that sees it (the relayed events), the first write winning: so a change made
@@ -65,6 +69,8 @@ export interface WebhookDeps {
   url: string;
   /** HMAC key of the signature; empty: deliveries are not signed. */
   secret: string;
+  /** During a rotation, the key `secret` replaces: `x-updraft-signature-previous` is signed with it (with `secret` only). */
+  previousSecret?: string;
   /** True on the instance that drives rollouts: the only one that sends. */
   isLeader: () => boolean;
   logger: Logger;
@@ -339,7 +345,9 @@ export class WebhookNotifier {
     for (let attempt = 1; attempt <= ATTEMPTS && this.running; attempt++) {
       const t = Math.floor(Date.now() / 1000);
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'updraft-webhook', 'x-updraft-event': delivery.type, 'x-updraft-delivery': delivery.id };
-      if (this.deps.secret) headers['x-updraft-signature'] = `t=${t},sha256=${createHmac('sha256', this.deps.secret).update(`${t}.${body}`).digest('hex')}`;
+      const sign = (secret: string) => `t=${t},sha256=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
+      if (this.deps.secret) headers['x-updraft-signature'] = sign(this.deps.secret);
+      if (this.deps.secret && this.deps.previousSecret) headers['x-updraft-signature-previous'] = sign(this.deps.previousSecret);
       try {
         // not followed: a 301-303 turns the POST into a GET without the body (the notification
         // lost, yet counted delivered), a 307/308 sends the signed body to wherever it points

@@ -339,7 +339,7 @@ export class UpdraftServer {
     if (config.webhook.url) {
       const engine = this.rollouts.engine;
       // a change's age is judged by the clock its time was stamped by (the cluster's)
-      webhook = new WebhookNotifier({ events, store: this.store, url: config.webhook.url, secret: config.webhook.secret, isLeader: () => engine.isLeader, logger: logger.child('webhook'), ...(clock ? { now: clock.now } : {}) });
+      webhook = new WebhookNotifier({ events, store: this.store, url: config.webhook.url, secret: config.webhook.secret, previousSecret: config.webhook.previousSecret, isLeader: () => engine.isLeader, logger: logger.child('webhook'), ...(clock ? { now: clock.now } : {}) });
       await this.startPart(webhook);
     }
     // after the bus: recovery and the first tick may send commands

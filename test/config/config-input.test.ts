@@ -60,7 +60,7 @@ describe('configuration input', () => {
     // nor one written in place of its group
     const group = file(JSON.stringify({ webhook: 's3cr3t-value' }));
     const m = configError({ file: group });
-    assert.ok(m.includes('webhook must be an object of settings (webhook.url, webhook.secret), got a string (not shown: it may be a secret)') && !m.includes('s3cr3t'), m);
+    assert.ok(m.includes('webhook must be an object of settings (webhook.url, webhook.secret, webhook.previousSecret), got a string (not shown: it may be a secret)') && !m.includes('s3cr3t'), m);
   });
 
   it("reports a file that is no JSON by line and column, never quoting it (Node 20's JSON.parse quotes the text)", () => {

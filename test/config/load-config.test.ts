@@ -39,11 +39,11 @@ describe('configuration', () => {
   });
 
   it('prints no secret: secret settings as ***, a URL\'s password as ***; and does not echo a malformed secret URL', () => {
-    const config = loadConfig({ env: { UPDRAFT_DB: 'postgres://updraft:hunter2@db:5432/updraft', UPDRAFT_WEBHOOK_URL: 'https://hooks.example/T000/B000/XXXXSECRET', UPDRAFT_WEBHOOK_SECRET: 's3cr3t' } });
+    const config = loadConfig({ env: { UPDRAFT_DB: 'postgres://updraft:hunter2@db:5432/updraft', UPDRAFT_WEBHOOK_URL: 'https://hooks.example/T000/B000/XXXXSECRET', UPDRAFT_WEBHOOK_SECRET: 's3cr3t', UPDRAFT_WEBHOOK_PREVIOUS_SECRET: 'old-s3cr3t' } });
     assert.equal(config.webhook.secret, 's3cr3t');
     const shown = redactedConfig(config) as { db: string; webhook: { url: string; secret: string }; mqtt: { port: number } };
     assert.equal(shown.db, 'postgres://updraft:***@db:5432/updraft');
-    assert.deepEqual(shown.webhook, { url: '***', secret: '***' });
+    assert.deepEqual(shown.webhook, { url: '***', secret: '***', previousSecret: '***' });
     assert.equal(shown.mqtt.port, 1883);
     assert.ok(!JSON.stringify(shown).includes('hunter2') && !JSON.stringify(shown).includes('XXXXSECRET') && !JSON.stringify(shown).includes('s3cr3t'));
     assert.equal(config.db, 'postgres://updraft:hunter2@db:5432/updraft', 'the configuration itself is untouched');

@@ -194,14 +194,16 @@ export function addRolloutCommands(program: Command): void {
       const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
       const api = new ApiClient(o);
       const path = `/api/v1/groups/${encodeURIComponent(name)}`;
-      const r = await api.call<{ group: GroupView; members: string[]; next?: string }>('GET', `${path}?${q}`);
+      const r = await api.call<{ group: GroupView; members: string[]; next?: string; scanned?: number }>('GET', `${path}?${q}`);
       // a dynamic group's page reads at most 10,000 devices: it may come short, even empty, with
       // next; ask on from there until the page is full or the fleet read
       while (r.next !== undefined && r.members.length < Number(o.limit)) {
         q.set('after', r.next);
         q.set('limit', String(Number(o.limit) - r.members.length));
-        const more = await api.call<{ members: string[]; next?: string }>('GET', `${path}?${q}`);
+        const more = await api.call<{ members: string[]; next?: string; scanned?: number }>('GET', `${path}?${q}`);
         r.members.push(...more.members);
+        // --json answers for every page read: the devices read in all
+        if (r.scanned !== undefined && more.scanned !== undefined) r.scanned += more.scanned;
         if (more.next === undefined) delete r.next;
         else r.next = more.next;
       }

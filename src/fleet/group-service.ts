@@ -5,9 +5,9 @@
  */
 import { UpdraftError } from '../errors.ts';
 import { ID_RULE, idProblem, isValidId } from '../protocol/topics.ts';
-import { ACTIVE_JOB_STATUSES, type GroupRecord, type Page, type StateStore } from '../store/state-store.ts';
+import { ACTIVE_JOB_STATUSES, type GroupRecord, type StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
-import { selectPage, type SelectedDevice } from './device-selector.ts';
+import { selectPage, type SelectedPage } from './device-selector.ts';
 import { parseQuery, parseStoredQuery, type FleetQuery } from './query.ts';
 import { descriptionProblem, refuseUnknownFields } from '../protocol/known-fields.ts';
 
@@ -137,15 +137,19 @@ export class GroupService {
     return changed;
   }
 
-  /** A page of a group's members (device id order); a dynamic group's reads at most SCAN_BUDGET devices, so it may be short with `next`. */
-  async members(name: string, options: { after?: string; limit: number }): Promise<Page<SelectedDevice>> {
+  /**
+   * A page of a group's members (device id order); a dynamic group's reads at most SCAN_BUDGET
+   * devices, so it may be short with `next`. `scanned`: the devices read for it, as
+   * selectPage counts them (a static group's: its members listed on the page).
+   */
+  async members(name: string, options: { after?: string; limit: number }): Promise<SelectedPage> {
     const g = await this.get(name);
     if (g.kind === 'dynamic') return selectPage(this.deps.store, groupQuery(name, g.query!), options);
     const ids = await this.deps.store.listGroupMembers(name, options);
     // read in one tick (one query on PostgreSQL); a member is registered (devices are revoked, never deleted)
     const devices = await Promise.all(ids.items.map((id) => this.deps.store.getDevice(id)));
     const items = devices.filter((d) => d !== undefined).map((device) => ({ device }));
-    return ids.next ? { items, next: ids.next } : { items };
+    return { items, ...(ids.next ? { next: ids.next } : {}), scanned: ids.items.length };
   }
 
   private async checkMembers(devices: unknown): Promise<string[]> {

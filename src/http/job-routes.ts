@@ -103,7 +103,8 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
     const group = await groups.get(params.name!);
     const page = await groups.members(group.name, pageParams(url));
     const members = page.items.map((s) => s.device.deviceId);
-    sendJson(res, 200, { group: groupView(group), members, ...(page.next ? { next: page.next } : {}) });
+    // scanned: the devices read for this page, as /fleet/devices answers it
+    sendJson(res, 200, { group: groupView(group), members, ...(page.next ? { next: page.next } : {}), scanned: page.scanned });
   });
   router.add('DELETE', '/api/v1/groups/:name', async ({ res, params }) => {
     await groups.delete(params.name!);

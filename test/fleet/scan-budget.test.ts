@@ -101,9 +101,21 @@ function budgetSuite(name: string, start: () => Promise<StoreServer>): void {
       assert.equal(first.status, 200, JSON.stringify(first.body));
       assert.deepEqual(first.body.members, ['d-00002']);
       assert.equal(first.body.next, id(10_000));
+      assert.equal(first.body.scanned, 10_000, 'the devices read: the whole budget');
       const rest = await api('GET', `/api/v1/groups/rare?after=${first.body.next}`);
       assert.deepEqual(rest.body.members, ['d-11000']);
       assert.equal(rest.body.next, undefined);
+      assert.equal(rest.body.scanned, 2_001, 'd-10001 ... d-12000 and z-late');
+      const some = await api('GET', '/api/v1/groups/rare?limit=1');
+      assert.deepEqual({ members: some.body.members, next: some.body.next, scanned: some.body.scanned }, { members: ['d-00002'], next: 'd-00002', scanned: 2 }, 'a full page ends at its last match');
+      // a static group's page reads its members listed
+      assert.equal((await api('POST', '/api/v1/groups', { name: 'pair', devices: [id(5), id(7)] })).status, 201);
+      assert.deepEqual((await api('GET', '/api/v1/groups/pair')).body.scanned, 2);
+      // as the OpenAPI document says
+      const doc = (await api('GET', '/api/v1/openapi.json')).body;
+      const answer = doc.paths['/api/v1/groups/{name}'].get.responses['200'].content['application/json'].schema;
+      assert.equal(answer.properties.scanned.type, 'integer');
+      assert.ok(answer.required.includes('scanned'));
     });
 
     it('the CLI follows next: device list --query, group show and doctor find what lies past the 10,000th', async (t) => {
@@ -123,6 +135,8 @@ function budgetSuite(name: string, start: () => Promise<StoreServer>): void {
       const shown = await cli('group', 'show', 'rare');
       assert.equal(shown.code, 0, shown.stderr);
       assert.deepEqual(shown.stdout.trim().split('\n').slice(1).map((l) => l.trim()), RARE, shown.stdout);
+      const shownJson = await cli('group', 'show', 'rare', '--json');
+      assert.equal(JSON.parse(shownJson.stdout).scanned, 12_001, 'the devices read by every request it made');
 
       const doctor = await cli('doctor');
       assert.match(doctor.stdout, /^warn {2}devices {6}z-late accept unsigned software/m, doctor.stdout);

@@ -511,6 +511,11 @@ export class RolloutEngine {
     } else if (!held && this.leading) {
       this.leading = false;
       this.changed.clear(); // not kept by a follower (see `changed`)
+      // nor the devices that came online: a follower hears of no arrival (onArrival), and a
+      // departure may reach only the instance leading meanwhile (its connection's), so an entry
+      // kept would, when this one leads again, put a device that left long ago before the
+      // store's order, taking a place of the job's rate (test: follower-memory)
+      this.arrived.clear();
       this.deps.logger.warn('no longer driving rollouts: the lease was lost');
     }
     return held;

@@ -213,5 +213,35 @@ if (!started.ok) {
         for (const f of fixtures) await f.close();
       }
     });
+
+    it('an instance that loses the lead forgets the devices that came online, and does not put one first when it leads again', async () => {
+      const url = await pg.createDatabase();
+      const fixtures: RolloutFixture[] = [];
+      try {
+        const { old, next, lease } = await twoInstances(url, fixtures);
+        const ids = await old.fleet('d', 3);
+        // one device a minute: d001 goes at the first tick, d002 and d003 wait in the store's order
+        const { jobId } = (await old.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { maxPerMinute: 1 } })).job;
+        await old.tick();
+        old.events.emit('device.presence', { deviceId: 'd003', online: true });
+        await eventually(async () => (old.rollouts.engine.memory().arrived === 1 ? true : undefined), 5_000, 'd003 remembered as come online');
+        // the lease goes to the other instance before d003's turn: this one follows
+        await lease.release();
+        await next.tick();
+        await old.tick();
+        assert.deepEqual([old.rollouts.engine.isLeader, next.rollouts.engine.isLeader], [false, true]);
+        assert.equal(old.rollouts.engine.memory().arrived, 0, 'a follower keeps no device as come online');
+        // d003 leaves, seen by the instance that leads now (its connection's); then that one stops and this one leads again
+        next.events.emit('device.presence', { deviceId: 'd003', online: false });
+        await next.rollouts.stop();
+        old.advance(60_000);
+        await old.tick();
+        assert.equal(old.rollouts.engine.isLeader, true);
+        const sent = async (d: string) => (await old.execution(jobId, d)).dispatchedAt !== undefined;
+        assert.deepEqual({ d002: await sent('d002'), d003: await sent('d003') }, { d002: true, d003: false }, 'the store order: d003 left, and came online only in an earlier term');
+      } finally {
+        for (const f of fixtures) await f.close();
+      }
+    });
   });
 }

@@ -103,7 +103,9 @@ export class ShadowReplica {
   private stopped = true;
   /**
    * Last committed record per shadow, for the read-modify-write of updates. Safe with several
-   * instances: a stale entry makes the conditional write fail, and the retry reads the store.
+   * instances: a stale entry makes the conditional write fail, and the retry reads the store;
+   * a refusal computed from an entry is dropped with it and computed again from the store
+   * (applyUpdate); a get that reads a newer record replaces the entry (readDocument).
    * Records in it are never mutated (an update builds new objects where it writes, copy on write).
    */
   private readonly cache = new Map<string, ShadowRecord>();
@@ -232,16 +234,19 @@ export class ShadowReplica {
       // a shadow that exists is a registered device's (a deletion deletes its shadows first):
       // only a creation asks the registry
       if (!previous || previous.deleted) await this.refuseUnregistered(ref, sender);
-      if (sender.kind === 'device' && ref.name === '' && removesSoftware(request) && previous && !previous.deleted && previous.state.desired?.software !== undefined) {
-        throw new UpdraftError('FORBIDDEN', 'desired.software can be removed by operators only: this shadow holds it');
-      }
       const now = this.now();
       let applied;
       try {
+        if (sender.kind === 'device' && ref.name === '' && removesSoftware(request) && previous && !previous.deleted && previous.state.desired?.software !== undefined) {
+          throw new UpdraftError('FORBIDDEN', 'desired.software can be removed by operators only: this shadow holds it');
+        }
         applied = applyUpdate(previous, ref, request, now, this.deps.limits);
       } catch (err) {
-        // a 409 from a cached version must be confirmed against the store
-        if (cached && err instanceof UpdraftError && err.code === 'CONFLICT') {
+        // a refusal judged on the cached copy (409, 413, 403...) is confirmed against the store:
+        // another instance may have written since this one cached it, and a refusal is never
+        // committed, so nothing else would replace the stale copy. An acceptance needs no such
+        // read: its conditional write fails on a stale copy and is retried from the store
+        if (cached && err instanceof UpdraftError) {
           this.cache.delete(k);
           continue;
         }
@@ -404,6 +409,13 @@ export class ShadowReplica {
 
   private async readDocument(ref: ShadowRef, clientToken: string | undefined, withCommand: boolean, sender?: Sender): Promise<ShadowDocument> {
     const record = await this.deps.store.getShadow(ref.deviceId, ref.name);
+    // a newer record than the cached copy (another instance wrote it) replaces it, so that the
+    // next update here does not first fail its conditional write; versions only grow, so a
+    // read that overtook this instance's own write (the API's reads are not queued) never
+    // replaces a newer copy
+    const k = key(ref);
+    const cached = record && this.cache.get(k);
+    if (cached && record.version > cached.version) this.cache.set(k, record);
     if (!record || record.deleted) throw await this.missing(ref, sender);
     const doc = fullDocument(record, this.now(), clientToken);
     if (withCommand && doc.state.delta) await this.decorate(ref, record, doc.state.delta);

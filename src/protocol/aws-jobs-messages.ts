@@ -5,6 +5,7 @@
  */
 import type { AwsJobsRequest } from './aws-topics.ts';
 import { isJsonObject, parseJsonObject, type JsonObject, type JsonTextMessages } from './json.ts';
+import { clientTokenTooLong } from './shadow-messages.ts';
 
 /** Job execution states as AWS names them (Updraft's execution states use the same names). */
 export type AwsJobStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'REMOVED' | 'CANCELED';
@@ -83,7 +84,7 @@ export interface AwsJobsRequestBody {
   stepTimeoutInMinutes?: number;
 }
 
-/** AWS limits: clientToken up to 64 characters, statusDetails up to 10 entries. */
+/** AWS limits: clientToken up to 64 characters (code points, clientTokenTooLong), statusDetails up to 10 entries. */
 const MAX_CLIENT_TOKEN = 64;
 export const MAX_STATUS_DETAILS = 10;
 /**
@@ -213,7 +214,7 @@ export function parseAwsJobsBody(payload: Buffer, req?: AwsJobsRequest): AwsJobs
   refuseUnknownFields(v, req);
   const out: AwsJobsRequestBody = {};
   if (v.clientToken !== undefined) {
-    if (typeof v.clientToken !== 'string' || v.clientToken.length === 0 || v.clientToken.length > MAX_CLIENT_TOKEN) throw invalid(`clientToken must be a string of 1 to ${MAX_CLIENT_TOKEN} characters`);
+    if (typeof v.clientToken !== 'string' || v.clientToken.length === 0 || clientTokenTooLong(v.clientToken)) throw invalid(`clientToken must be a string of 1 to ${MAX_CLIENT_TOKEN} characters`);
     out.clientToken = v.clientToken;
   }
   if (v.status !== undefined) {
@@ -252,6 +253,6 @@ export function parseAwsJobsBody(payload: Buffer, req?: AwsJobsRequest): AwsJobs
 export function salvageJobsClientToken(payload: Buffer): string | undefined {
   // nothing from bytes that are not UTF-8: the token read from them may not be the one sent
   const v = parseJsonObject(payload);
-  if (typeof v !== 'string' && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
+  if (typeof v !== 'string' && typeof v.clientToken === 'string' && !clientTokenTooLong(v.clientToken)) return v.clientToken;
   return undefined;
 }

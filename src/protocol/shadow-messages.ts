@@ -112,11 +112,21 @@ export function parseJsonPayload(payload: Buffer | string, limits: ShadowLimits)
   return requireJsonObject(payload, PAYLOAD_JSON_MESSAGES);
 }
 
-/** Reads the optional `clientToken` (a string of at most 64 characters). */
+/**
+ * Whether `token` has more than 64 characters, counted as code points (docs/protocol.md): an
+ * emoji is one character, not the two UTF-16 units of `length`. Only a string over 64 units
+ * is counted (one of at most 64 units has at most 64 code points), so the usual token costs
+ * nothing more; one over 128 units has over 64 code points and is not counted either.
+ */
+export function clientTokenTooLong(token: string): boolean {
+  return token.length > MAX_CLIENT_TOKEN && (token.length > 2 * MAX_CLIENT_TOKEN || [...token].length > MAX_CLIENT_TOKEN);
+}
+
+/** Reads the optional `clientToken` (a string of 1 to 64 characters, clientTokenTooLong). */
 export function readClientToken(req: JsonObject): string | undefined {
   const token = req.clientToken;
   if (token === undefined) return undefined;
-  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_CLIENT_TOKEN) {
+  if (typeof token !== 'string' || token.length === 0 || clientTokenTooLong(token)) {
     throw new UpdraftError('BAD_REQUEST', `Invalid clientToken: must be a string of 1 to ${MAX_CLIENT_TOKEN} characters`);
   }
   return token;
@@ -232,6 +242,6 @@ export function parseSimpleRequest(payload: Buffer | string, limits: ShadowLimit
  */
 export function salvageClientToken(payload: Buffer | string): string | undefined {
   const v = parseJsonObject(payload);
-  if (typeof v !== 'string' && typeof v.clientToken === 'string' && v.clientToken.length <= MAX_CLIENT_TOKEN) return v.clientToken;
+  if (typeof v !== 'string' && typeof v.clientToken === 'string' && !clientTokenTooLong(v.clientToken)) return v.clientToken;
   return undefined;
 }

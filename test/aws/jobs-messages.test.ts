@@ -43,6 +43,18 @@ describe('the payload bytes', () => {
     assert.equal(salvageJobsClientToken(bad), undefined);
     assert.equal(salvageJobsClientToken(Buffer.from('{"clientToken":"t2","status":5}')), 't2', 'a well-formed payload still has its token echoed');
   });
+
+  it('counts a clientToken in characters (code points), as its message says: 64 emoji are taken, 65 are not', () => {
+    const payload = (token: string) => Buffer.from(JSON.stringify({ clientToken: token, status: 'IN_PROGRESS' }));
+    for (const token of ['😀'.repeat(33), '😀'.repeat(64), 'x'.repeat(64)]) {
+      assert.equal(parseAwsJobsBody(payload(token)).clientToken, token);
+      assert.equal(salvageJobsClientToken(payload(token)), token);
+    }
+    for (const token of ['😀'.repeat(65), 'x'.repeat(65)]) {
+      assert.throws(() => parseAwsJobsBody(payload(token)), (err: unknown) => err instanceof AwsJobsError && err.message === 'clientToken must be a string of 1 to 64 characters');
+      assert.equal(salvageJobsClientToken(payload(token)), undefined);
+    }
+  });
 });
 
 describe('the fields of a request', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_LIMITS, parseSimpleRequest, parseUpdateRequest } from '../../src/protocol/shadow-messages.ts';
+import { DEFAULT_LIMITS, parseSimpleRequest, parseUpdateRequest, salvageClientToken } from '../../src/protocol/shadow-messages.ts';
 import { SEMVER, STORED_SEMVER, compareSemver, parseDesiredSoftware } from '../../src/protocol/software.ts';
 import { parseCompatibility, satisfies } from '../../src/protocol/compatibility.ts';
 import { answerTopic, parseCredentialsRequestTopic, parseRequestTopic } from '../../src/protocol/topics.ts';
@@ -30,6 +30,20 @@ describe('request validation', () => {
     // a node the request does not take is refused by name, never dropped
     bad('{"state": {"desired": {"a": 1}, "reportd": {"a": 1}}}', /^State contains an invalid node: 'reportd'$/);
     bad('{"state": {"reported": {"x": 1}}, "versoin": 1}', /^Request contains an invalid node: 'versoin' \(an update takes state, clientToken, version\)$/);
+  });
+
+  it('counts a clientToken in characters (code points), as docs/protocol.md says: 64 emoji are taken, 65 are not', () => {
+    const update = (token: string) => parseUpdateRequest(JSON.stringify({ state: { reported: { a: 1 } }, clientToken: token }), DEFAULT_LIMITS);
+    for (const token of ['😀'.repeat(33), '😀'.repeat(64), 'é'.repeat(64), 'x'.repeat(64), `${'a'.repeat(63)}😀`]) {
+      assert.equal(update(token).clientToken, token, `${[...token].length} characters, ${token.length} UTF-16 units`);
+      assert.equal(parseSimpleRequest(JSON.stringify({ clientToken: token }), DEFAULT_LIMITS).clientToken, token);
+      // echoed on the rejection of a request refused for something else
+      assert.equal(salvageClientToken(JSON.stringify({ state: 5, clientToken: token })), token);
+    }
+    for (const token of ['😀'.repeat(65), 'x'.repeat(65), `${'a'.repeat(64)}😀`, '😀'.repeat(1000), '']) {
+      assert.throws(() => update(token), /^UpdraftError: Invalid clientToken: must be a string of 1 to 64 characters$/, `${[...token].length} characters`);
+    }
+    assert.equal(salvageClientToken(JSON.stringify({ state: 5, clientToken: '😀'.repeat(65) })), undefined);
   });
 
   it("takes thingName and shadowName only naming the topic's own, in updates, gets and deletes", () => {

@@ -29,6 +29,17 @@ describe('shadow payload validation', () => {
     return answer;
   }
 
+  it('takes a clientToken of 64 characters, emoji counted as one, and echoes it; refuses 65 with 400 (a named shadow: the classic one is the next case\'s)', async () => {
+    const emoji = '😀'.repeat(64);
+    const answer = await send('state/pv-1/shadow/tok/update', JSON.stringify({ state: { reported: { tok: 1 } }, clientToken: emoji }), emoji);
+    assert.equal(answer.topic, 'state/pv-1/shadow/tok/update/accepted');
+    const get = await send('state/pv-1/shadow/tok/get', JSON.stringify({ clientToken: emoji }), emoji);
+    assert.equal(get.topic, 'state/pv-1/shadow/tok/get/accepted');
+    const rejected = dev.next((m) => m.topic === 'state/pv-1/shadow/tok/update/rejected' && m.body?.clientToken === undefined && m.body?.code === 400);
+    await dev.publish('state/pv-1/shadow/tok/update', JSON.stringify({ state: { reported: { tok: 2 } }, clientToken: '😀'.repeat(65) }));
+    assert.equal((await rejected).body.message, 'Invalid clientToken: must be a string of 1 to 64 characters');
+  });
+
   it('refuses nesting deeper than the limit with 400 whatever its depth, on classic and named shadows', async () => {
     const n = 15_000;
     const deep = '['.repeat(n) + ']'.repeat(n);

@@ -9,9 +9,12 @@ import type { ShadowRef } from './topics.ts';
 
 /** Size and shape limits applied to every request. */
 export interface ShadowLimits {
-  /** Largest request payload and largest stored document (state + metadata), in bytes. */
+  /**
+   * Largest request payload, and largest stored state (`{"desired":...,"reported":...}` as
+   * JSON, stateSize in document.ts; metadata not counted), in bytes.
+   */
   maxDocumentBytes: number;
-  /** Deepest nesting of objects inside `desired` or `reported`. */
+  /** Deepest nesting of objects and arrays in `desired` or `reported`, the section itself level 1 (jsonDefect). */
   maxDepth: number;
 }
 

@@ -459,6 +459,12 @@ export class EmbeddedBroker implements MessageBus {
    * counts, lists and announces none of them.
    */
   private checkConnections(aedes: Aedes): void {
+    // a client of aedes's class, made only for its class, readied for ForwardOnce.adopt
+    const nothing = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
+    const first = aedes.handle(nothing);
+    first.close();
+    nothing.destroy();
+    ForwardOnce.prepare(Object.getPrototypeOf(first) as object);
     for (let i = 0; i < 2; i++) {
       const nothing = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
       const probe = aedes.handle(nothing);

@@ -64,30 +64,47 @@ export class ForwardOnce {
   }
 
   /**
+   * Readies aedes's client class (`clientPrototype`, from a client made before) for `adopt`:
+   * its deliver0 and deliverQoS become accessors of the class, which the constructor's
+   * assignments go through. Turning a client's own data property into an accessor, as this
+   * did per client, puts V8 in dictionary mode for that client: 1.6 KB of properties per
+   * connection instead of a few hundred bytes (the thirty-seventh session's heap snapshots).
+   * Once per class; clients made before keep their own properties, and `adopt` refuses them.
+   */
+  static prepare(clientPrototype: object): void {
+    if (prepared.has(clientPrototype)) return;
+    for (const name of ['deliver0', 'deliverQoS'] as const) {
+      // an upgrade that made them methods, or accessors, of the class: the setter would not see them
+      if (Object.getOwnPropertyDescriptor(clientPrototype, name)) throw new UpdraftError('INTERNAL', `aedes's client class has its own ${name}: the QoS of messages matching several subscriptions cannot be chosen`);
+    }
+    Object.defineProperty(clientPrototype, 'deliver0', deliver0Property);
+    Object.defineProperty(clientPrototype, 'deliverQoS', deliverQoSProperty);
+    prepared.add(clientPrototype);
+  }
+
+  /**
    * Switches aedes's own filter off for `client` (a connection just handed to aedes, before
    * it can subscribe): its record of the highest number forwarded always reads as none.
    */
   adopt(client: object): void {
-    const duplicates = (client as { duplicates?: unknown }).duplicates;
+    const c = client as { duplicates?: unknown; deliver0?: Deliver; deliverQoS?: Deliver };
+    const duplicates = c.duplicates;
     // an aedes upgrade that moved the filter would bring the loss back unnoticed
     if (typeof duplicates !== 'object' || duplicates === null) throw new UpdraftError('INTERNAL', "aedes client without its duplicates record: messages that overtake each other would be dropped (aedes#994)");
-    Object.defineProperty(duplicates, this.brokerId, neverForwarded);
+    // one record for all connections, which holds no number (aedes's, one per connection, is
+    // an object without prototype, always in dictionary mode: ~200 bytes)
+    c.duplicates = neverForwarded;
     // a subscription takes the client's deliver function as it is made (aedes's addSubs): so
-    // from here every QoS 0 subscription's copy is marked as one (`qosOf`)
-    const c = client as { deliver0?: Deliver; deliverQoS?: Deliver };
-    const deliver0 = c.deliver0;
-    const deliverQoS = c.deliverQoS;
-    if (typeof deliver0 !== 'function' || typeof deliverQoS !== 'function') throw new UpdraftError('INTERNAL', 'aedes client without its deliver0 and deliverQoS: the QoS of messages matching several subscriptions cannot be chosen');
-    const adopted: Adopted = { client: client as Client, held: this.adoptSubscriptions(client), adding: false, deliver0, deliverQoS, viaQos0: undefined, marked: this.viaQos0 };
+    // from here every QoS 0 subscription's copy is marked as one (`qosOf`). The constructor
+    // gave them to the class's setters (`prepare`)
+    const made = constructed.get(client);
+    constructed.delete(client);
+    if (!prepared.has(Object.getPrototypeOf(client)) || Object.hasOwn(client, 'deliver0') || Object.hasOwn(client, 'deliverQoS') || typeof made?.deliver0 !== 'function' || typeof made.deliverQoS !== 'function') {
+      throw new UpdraftError('INTERNAL', 'aedes client without its deliver0 and deliverQoS set through its class (ForwardOnce.prepare): the QoS of messages matching several subscriptions cannot be chosen');
+    }
+    const adopted: Adopted = { client: client as Client, held: this.adoptSubscriptions(client), adding: false, deliver0: made.deliver0, deliverQoS: made.deliverQoS, viaQos0: undefined, marked: this.viaQos0 };
     adoptedClients.set(client, adopted);
     adoptedHeld.set(adopted.held, adopted);
-    // addSubs reads one of them, to give the subscription it makes, just before it compares
-    // the record of a filter the client holds with the one asked for (`adoptSubscriptions`).
-    // No setter: aedes assigning them again (an upgrade) throws, in its strict-mode modules.
-    // The getters are shared by all connections (a function per connection costs ~312 bytes
-    // with tsx's kept names); aedes reads both only through the client (client.js, subscribe.js)
-    Object.defineProperty(client, 'deliver0', deliver0Property);
-    Object.defineProperty(client, 'deliverQoS', deliverQoSProperty);
   }
 
   /**
@@ -251,8 +268,25 @@ interface Adopted {
 const adoptedClients = new WeakMap<object, Adopted>();
 const adoptedHeld = new WeakMap<object, Adopted>();
 
-/** aedes's record of the highest number forwarded to a connection: always none (`adopt`). */
-const neverForwarded: PropertyDescriptor = { get: () => undefined, set: () => {}, enumerable: false, configurable: true };
+/**
+ * aedes's record of the highest number forwarded to a connection, for all connections: it
+ * holds none, so aedes's filter forwards every copy (`adopt`). A proxy, so that it holds no
+ * number under any broker id (this broker is never clustered: only its own id comes).
+ */
+const neverForwarded: object = new Proxy(Object.create(null) as object, { get: () => undefined, set: () => true });
+
+/** aedes client classes whose deliver0 and deliverQoS are the accessors below (`ForwardOnce.prepare`). */
+const prepared = new WeakSet<object>();
+/** The deliver functions aedes's constructor gave each client, until `adopt` takes them. */
+const constructed = new WeakMap<object, { deliver0?: Deliver; deliverQoS?: Deliver }>();
+
+/** Keeps what aedes's constructor gives a client (`name`); aedes giving it again once the client is adopted (an upgrade) throws. */
+function constructorGives(client: object, name: 'deliver0' | 'deliverQoS', fn: Deliver): void {
+  if (adoptedClients.has(client)) throw new UpdraftError('INTERNAL', `aedes set a client's ${name} again after the connection was set up: the QoS of messages matching several subscriptions cannot be chosen`);
+  const made = constructed.get(client);
+  if (made) made[name] = fn;
+  else constructed.set(client, { [name]: fn });
+}
 
 /**
  * Marks a subscription of `adopted`'s client being added: from this call to the end of the
@@ -274,30 +308,34 @@ function viaQos0Of(adopted: Adopted): Deliver {
   });
 }
 
-/** The record `adopt` made for `client` (aedes reads deliver0 and deliverQoS only through the client). */
-function adoptedOf(client: object): Adopted {
-  const adopted = adoptedClients.get(client);
-  if (!adopted) throw new UpdraftError('INTERNAL', "aedes read a client's deliver function through another object: the QoS of messages matching several subscriptions cannot be chosen");
-  return adopted;
-}
-
+/**
+ * The client class's deliver0 and deliverQoS (`ForwardOnce.prepare`). A client not adopted
+ * (a connection whose setup failed, which is closed) reads aedes's own; aedes reads both only
+ * through the client (client.js, subscribe.js).
+ */
 const deliver0Property: PropertyDescriptor = {
   get(this: object) {
-    const adopted = adoptedOf(this);
+    const adopted = adoptedClients.get(this);
+    if (!adopted) return constructed.get(this)?.deliver0;
     subscribing(adopted);
     return viaQos0Of(adopted);
   },
-  enumerable: true,
+  set(this: object, fn: Deliver) {
+    constructorGives(this, 'deliver0', fn);
+  },
   configurable: true,
 };
 
 const deliverQoSProperty: PropertyDescriptor = {
   get(this: object) {
-    const adopted = adoptedOf(this);
+    const adopted = adoptedClients.get(this);
+    if (!adopted) return constructed.get(this)?.deliverQoS;
     subscribing(adopted);
     return adopted.deliverQoS;
   },
-  enumerable: true,
+  set(this: object, fn: Deliver) {
+    constructorGives(this, 'deliverQoS', fn);
+  },
   configurable: true,
 };
 

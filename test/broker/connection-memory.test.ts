@@ -32,6 +32,10 @@ interface Census {
   shaped(...properties: string[]): number;
   /** Objects referred to by a property of that name. */
   under(property: string): number;
+  /** Distinct objects referred to by a property of that name. */
+  distinctUnder(property: string): number;
+  /** Bytes of the property stores of objects of that constructor (a dictionary-mode object's are large). */
+  propertyBytes(constructorName: string): number;
 }
 
 function census(): Census {
@@ -42,7 +46,7 @@ function census(): Census {
     const m = snapshot.meta;
     const NF = m.node_fields.length;
     const EF = m.edge_fields.length;
-    const [nType, nName, nEdges] = ['type', 'name', 'edge_count'].map((f) => m.node_fields.indexOf(f)) as [number, number, number];
+    const [nType, nName, nEdges, nSize] = ['type', 'name', 'edge_count', 'self_size'].map((f) => m.node_fields.indexOf(f)) as [number, number, number, number];
     const [eType, eName, eTo] = ['type', 'name_or_index', 'to_node'].map((f) => m.edge_fields.indexOf(f)) as [number, number, number];
     const [closure, object] = ['closure', 'object'].map((t) => m.node_types[0].indexOf(t)) as [number, number];
     const [property, internal] = ['property', 'internal'].map((t) => m.edge_types[0].indexOf(t)) as [number, number];
@@ -58,6 +62,8 @@ function census(): Census {
     const constructors = new Map<string, number>();
     const objects: number[] = [];
     const referred = new Map<string, number>();
+    const targets = new Map<string, Set<number>>();
+    const propertyStores = new Map<string, number>();
     for (let i = 0; i < nodes.length; i += NF) {
       if (nodes[i + nType] === closure) {
         // closure -> shared function info -> script, named by its URL
@@ -69,8 +75,14 @@ function census(): Census {
         const name = strings[nodes[i + nName]!]!;
         constructors.set(name, (constructors.get(name) ?? 0) + 1);
         objects.push(i);
+        const store = out(i, internal).find(([n]) => n === 'properties')?.[1];
+        if (store !== undefined) propertyStores.set(name, (propertyStores.get(name) ?? 0) + nodes[store + nSize]!);
       }
-      for (const [name] of out(i, property)) referred.set(name, (referred.get(name) ?? 0) + 1);
+      for (const [name, to] of out(i, property)) {
+        referred.set(name, (referred.get(name) ?? 0) + 1);
+        if (!targets.has(name)) targets.set(name, new Set());
+        targets.get(name)!.add(to);
+      }
     }
     return {
       closuresOf: (f) => [...closures].filter(([url]) => url.endsWith(`/src/broker/${f}`)).reduce((n, [, c]) => n + c, 0),
@@ -80,6 +92,8 @@ function census(): Census {
         return props.every((p) => names.has(p));
       }).length,
       under: (p) => referred.get(p) ?? 0,
+      distinctUnder: (p) => targets.get(p)?.size ?? 0,
+      propertyBytes: (c) => propertyStores.get(c) ?? 0,
     };
   } finally {
     rmSync(file, { force: true });
@@ -130,6 +144,8 @@ describe("the embedded broker's per-connection state", () => {
         objects: (name: string) => now.objects(name) - before.objects(name),
         shaped: (...props: string[]) => now.shaped(...props) - before.shaped(...props),
         under: (p: string) => now.under(p) - before.under(p),
+        distinctUnder: (p: string) => now.distinctUnder(p) - before.distinctUnder(p),
+        propertyBytes: (name: string) => now.propertyBytes(name) - before.propertyBytes(name),
       };
       // the gate, and its listener shared by all parsers, are the broker's (were one each, with five closures)
       assert.equal(c.objects('InboundGate'), 0, `InboundGate objects for ${N} connections`);
@@ -151,6 +167,12 @@ describe("the embedded broker's per-connection state", () => {
       // marking of subscriptions being added one more; the QoS 0 subscriptions' deliver
       // function is made for a connection that has one)
       assert.ok(c.closuresOf('forward-once.ts') < N / 10, `${c.closuresOf('forward-once.ts')} closures of forward-once.ts for ${N} connections`);
+      // aedes's clients keep V8's fast properties: deliver0 and deliverQoS are accessors of
+      // their class, not turned into accessors on each client (which put each in dictionary
+      // mode: 1,600 bytes of properties per connection, ~40 now)
+      assert.ok(c.propertyBytes('Client') < 300 * N, `${c.propertyBytes('Client')} bytes of aedes clients' properties for ${N} connections`);
+      // and one duplicates record for all (was one per connection, an object without prototype)
+      assert.ok(c.distinctUnder('duplicates') < N / 10, `${c.distinctUnder('duplicates')} duplicates records for ${N} connections`);
       // the packet limit's line reads the address only when written (a socket keeps what it read)
       assert.ok(c.under('_peername') < N / 10, `${c.under('_peername')} sockets holding their peer's address, of ${N}`);
     } finally {

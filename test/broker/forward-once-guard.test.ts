@@ -1,0 +1,78 @@
+/**
+ * forward-once.ts takes each aedes client's deliver0 and deliverQoS through accessors of
+ * aedes's client class, which its constructor's assignments go through (a client whose own
+ * property became an accessor went to V8's dictionary mode: 1.6 KB per connection). An aedes
+ * upgrade whose clients get them otherwise (as their own properties, defined rather than
+ * assigned, or as methods of the class) makes the broker refuse to start, as its other
+ * guards do, instead of losing the choice of a copy's QoS unnoticed.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Aedes } from 'aedes';
+import type { Authenticator } from '../../src/broker/authenticator.ts';
+import { EmbeddedBroker } from '../../src/broker/embedded-broker.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { RawClient } from './raw-mqtt-client.ts';
+
+const admitAll: Authenticator = { authenticate: async (c) => ({ kind: 'device' as const, id: c.clientId }) };
+
+type Handle = (conn: unknown, req?: unknown) => object;
+
+/** Runs `body` with aedes brokers changed by `change` as they are made. */
+async function withAedes(change: (aedes: { handle: Handle }) => void, body: () => Promise<void>): Promise<void> {
+  const createBroker = Aedes.createBroker;
+  Aedes.createBroker = async (opts) => {
+    const aedes = await createBroker.call(Aedes, opts);
+    change(aedes as unknown as { handle: Handle });
+    return aedes;
+  };
+  try {
+    await body();
+  } finally {
+    Aedes.createBroker = createBroker;
+  }
+}
+
+describe("embedded broker: aedes's clients' deliver functions, checked", () => {
+  it('an aedes whose clients define deliver0 as their own property: start rejects with the reason', async () => {
+    const ownDeliver0 = (aedes: { handle: Handle }) => {
+      const handle = aedes.handle;
+      aedes.handle = (conn, req) => {
+        const client = handle(conn, req);
+        Object.defineProperty(client, 'deliver0', { value: () => {}, writable: true, configurable: true, enumerable: true });
+        return client;
+      };
+    };
+    await withAedes(ownDeliver0, async () => {
+      const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: admitAll, logger: createLogger({ level: 'silent' }) });
+      try {
+        await assert.rejects(broker.start(), (err: Error & { code?: string }) => err.code === 'INTERNAL' && /deliver0 and deliverQoS set through its class/.test(err.message));
+        await assert.rejects(broker.publish('t', 'x', 0), /broker is not started/);
+      } finally {
+        await broker.stop();
+      }
+    });
+  });
+
+  it('an unchanged aedes starts, and its clients subscribe and receive as before', async () => {
+    const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: admitAll, logger: createLogger({ level: 'silent' }) });
+    await broker.start();
+    try {
+      const c = await RawClient.connect(broker.port, 'guard-1', 'x', true);
+      try {
+        c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'state/guard-1/update/delta', qos: 1 }, { topic: 'state/guard-1/+/accepted', qos: 0 }] });
+        await c.next((p) => p.cmd === 'suback' && p.messageId === 1);
+        await broker.publish('state/guard-1/update/delta', '{"n":1}', 1);
+        const delta = await c.next((p) => p.cmd === 'publish' && (p as { topic?: string }).topic === 'state/guard-1/update/delta');
+        assert.equal((delta as { qos?: number }).qos, 1);
+        await broker.publish('state/guard-1/update/accepted', '{"n":2}', 1);
+        const accepted = await c.next((p) => p.cmd === 'publish' && (p as { topic?: string }).topic === 'state/guard-1/update/accepted');
+        assert.equal((accepted as { qos?: number }).qos, 0, 'a QoS 0 subscription takes its copy at QoS 0');
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await broker.stop();
+    }
+  });
+});

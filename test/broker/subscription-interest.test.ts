@@ -62,3 +62,36 @@ it('keeps a wildcard filter while any client holds it, with exact filters alongs
   s.add('dash-3', 'state/d1/#');
   assert.equal(s.has(docs), true, 'a wildcard added after the tries emptied');
 });
+
+it("finds a device's own wildcard filters (kept by their first two levels) with the other filters alongside", () => {
+  const s = new SubscriptionInterest();
+  s.add('d1', 'state/d1/+/accepted');
+  s.add('d1', 'state/d1/+/rejected');
+  s.add('d2', 'state/d2/+/accepted');
+  s.add('d3', 'state/d3/#');
+  s.add('d4', 'state/d4//+');
+  assert.equal(s.has('state/d1/update/accepted'), true);
+  assert.equal(s.has('state/d1/get/rejected'), true);
+  assert.equal(s.has('state/d1/update/documents'), false, 'a device does not listen to documents');
+  assert.equal(s.has('state/d1/update/accepted/x'), false, '+ is one level');
+  assert.equal(s.has('state/d2/update/rejected'), false, "d1's rejected is not d2's");
+  assert.equal(s.has('state/d3'), true, '# matches the level above it');
+  assert.equal(s.has('state/d3/a/b/c'), true);
+  assert.equal(s.has('state/d4//x'), true, 'an empty level is a level');
+  assert.equal(s.has('state'), false);
+  s.forget('d1');
+  assert.equal(s.has('state/d1/update/accepted'), false, 'gone with its client');
+  assert.equal(s.has('state/d2/update/accepted'), true, "another device's stays");
+  // a filter under the same two levels from another client, and a trie filter beside them
+  s.add('tool', 'state/d2/update/+');
+  s.add('dash', 'state/+/update/documents');
+  s.remove('d2', 'state/d2/+/accepted');
+  assert.equal(s.has('state/d2/update/accepted'), true, "the tool's filter under the same levels");
+  assert.equal(s.has('state/d9/update/documents'), true, "the dashboard's, in the trie");
+  s.remove('tool', 'state/d2/update/+');
+  assert.equal(s.has('state/d2/update/accepted'), false);
+  // $ topics: a filter whose first level is $aws is kept by its levels and matches them
+  s.add('aws', '$aws/things/t1/shadow/#');
+  assert.equal(s.has('$aws/things/t1/shadow/update/accepted'), true);
+  assert.equal(s.has('$aws/things/t2/shadow/update/accepted'), false);
+});

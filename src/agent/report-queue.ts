@@ -22,8 +22,14 @@
  * next report. Measured on a simulated fleet whose installs take no time: under load the
  * download outlasted the pace, so INSTALLING went out just before SUCCESS, 0.9 reports (and
  * about 2.7 MQTT messages) per device that said nothing the outcome did not.
+ *
+ * The pace is measured on a monotonic clock, not the wall clock: a device's clock stepped
+ * back (an RTC kept in local time, then corrected by NTP) put the last report an hour in the
+ * future and held every phase report for that hour, and one stepped forward during a round
+ * trip stretched the pause to ten times the step; the server then timed out a healthy update.
  */
 import type { JsonObject } from '../protocol/json.ts';
+import { MONOTONIC_CLOCK, type MonotonicClock } from './monotonic-clock.ts';
 
 interface Waiter {
   resolve: (ack: JsonObject) => void;
@@ -33,7 +39,7 @@ interface Waiter {
 interface Queued {
   software: JsonObject;
   waiters: Waiter[];
-  /** When the first report now folded into this entry was submitted. */
+  /** When the first report now folded into this entry was submitted (`clock` ms). */
   queuedAt: number;
 }
 
@@ -47,6 +53,7 @@ export class ReportQueue {
   private readonly queue: Queued[] = [];
   private readonly intervalMs: number;
   private readonly settleMs: number;
+  private readonly clock: MonotonicClock;
   private busy = false;
   private lastSent: { jobId: unknown; at: number } = { jobId: undefined, at: -Infinity };
   /** Round trip of the last report (publish to accepted), ms. */
@@ -54,11 +61,12 @@ export class ReportQueue {
   /** Ends the pacing wait early: a newer report (maybe an outcome) arrived. */
   private wake: (() => void) | undefined;
 
-  /** `send` publishes one report and resolves with its accepted answer. */
-  constructor(send: (software: JsonObject) => Promise<JsonObject>, opts: { intervalMs?: number; settleMs?: number } = {}) {
+  /** `send` publishes one report and resolves with its accepted answer; `clock` (tests) defaults to MONOTONIC_CLOCK. */
+  constructor(send: (software: JsonObject) => Promise<JsonObject>, opts: { intervalMs?: number; settleMs?: number; clock?: MonotonicClock } = {}) {
     this.send = send;
     this.intervalMs = opts.intervalMs ?? 0;
     this.settleMs = opts.settleMs ?? 0;
+    this.clock = opts.clock ?? MONOTONIC_CLOCK;
   }
 
   /**
@@ -72,7 +80,7 @@ export class ReportQueue {
         last.software = software;
         last.waiters.push({ resolve, reject });
       } else {
-        this.queue.push({ software, waiters: [{ resolve, reject }], queuedAt: Date.now() });
+        this.queue.push({ software, waiters: [{ resolve, reject }], queuedAt: this.clock.now() });
       }
       if (!this.busy) void this.pump();
       else this.wake?.();
@@ -83,7 +91,7 @@ export class ReportQueue {
     this.busy = true;
     for (let next = this.queue[0]; next; next = this.queue[0]) {
       const paced = !OUTCOMES.has(String(next.software.status)) && next.software.jobId === this.lastSent.jobId;
-      const wait = paced ? Math.max(this.lastSent.at + Math.max(this.intervalMs, RTT_FACTOR * this.lastRttMs), next.queuedAt + this.settleMs) - Date.now() : 0;
+      const wait = paced ? Math.max(this.lastSent.at + Math.max(this.intervalMs, RTT_FACTOR * this.lastRttMs), next.queuedAt + this.settleMs) - this.clock.now() : 0;
       if (wait > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => this.wake?.(), wait);
@@ -96,11 +104,11 @@ export class ReportQueue {
         continue; // look again: the head may have been replaced by an outcome
       }
       this.queue.shift();
-      const sentAt = Date.now();
+      const sentAt = this.clock.now();
       this.lastSent = { jobId: next.software.jobId, at: sentAt };
       try {
         const ack = await this.send(next.software);
-        this.lastRttMs = Date.now() - sentAt;
+        this.lastRttMs = this.clock.now() - sentAt;
         for (const w of next.waiters) w.resolve(ack);
       } catch (err) {
         for (const w of next.waiters) w.reject(err);

@@ -10,6 +10,7 @@ import { inWindow, nextOpening, wallTime, windowProblems, type MaintenanceWindow
 import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
 import { redactUrlsIn } from '../util/redact-url.ts';
+import { MONOTONIC_CLOCK, type MonotonicClock } from './monotonic-clock.ts';
 import type { InFlightPhase, JobOutcome } from './agent-state.ts';
 import { downloadRetryDelay, type DownloadOptions, type Downloader } from './downloader.ts';
 import { hashFile } from './file-hash.ts';
@@ -79,8 +80,10 @@ export interface UpdateJobDeps {
   authorizeDownload?: (job: UpdateJob, renew: boolean) => Promise<{ url: string; headers: Record<string, string>; expiresAt: number }>;
   /** Progress is reported when it advanced by this much (0..1)... */
   progressStep: number;
-  /** ...and at least this many ms passed since the last report. */
+  /** ...and at least this many ms passed since the last report (measured on `clock`). */
   progressIntervalMs: number;
+  /** The clock progress pacing is measured on (tests); default MONOTONIC_CLOCK, which wall-clock steps leave alone. */
+  clock?: MonotonicClock;
 }
 
 /** A running update job. */
@@ -93,8 +96,10 @@ export class UpdateJob {
   phase: InFlightPhase;
   /** Last reported progress (0..1). */
   progress = 0;
-  private lastProgressAt = 0;
+  /** When progress (or the phase) was last reported, on `clock`. */
+  private lastProgressAt = -Infinity;
   private readonly deps: UpdateJobDeps;
+  private readonly clock: MonotonicClock;
   private readonly ctrl = new AbortController();
   private cancelReason: string | undefined;
   /** Set once the install was put off (gate, maintenance window): the file is hashed again before it is installed. */
@@ -106,6 +111,7 @@ export class UpdateJob {
     this.commandVersion = undefined;
     this.phase = phase;
     this.deps = deps;
+    this.clock = deps.clock ?? MONOTONIC_CLOCK;
   }
 
   /** True while the job may still be called off (nothing installed yet). */
@@ -128,7 +134,7 @@ export class UpdateJob {
 
   /** Marks the (already persisted) phase as started now, for progress throttling. */
   markReported(): void {
-    this.lastProgressAt = this.deps.now();
+    this.lastProgressAt = this.clock.now();
   }
 
   /** Runs the job to its outcome; rejects only with AgentStoppedError (or an unexpected internal error). */
@@ -389,7 +395,8 @@ export class UpdateJob {
     const p = Math.floor((received / size) * 1000) / 1000;
     // the VERIFYING report follows at 100%; in between at most one report per step and per interval
     if (p >= 1 || p - this.progress < this.deps.progressStep) return;
-    const now = this.deps.now();
+    // a monotonic clock: on the wall clock, a step back held every progress report for its length
+    const now = this.clock.now();
     if (now - this.lastProgressAt < this.deps.progressIntervalMs) return;
     this.progress = p;
     this.lastProgressAt = now;

@@ -124,3 +124,61 @@ it('folds a phase that is over before it settled into the next report, and sends
   assert.equal((await installing).status, 'INSTALLING');
   assert.deepEqual(h.sent.map((s) => s.status), ['DOWNLOADING', 'INSTALLING']);
 });
+
+it('paces on the clock it is given, not the wall clock', { timeout: 10_000 }, async () => {
+  const g = gatedSend();
+  let t = 0;
+  const q = new ReportQueue(g.send, { intervalMs: 60_000, clock: { now: () => t } });
+  const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+  await g.release();
+  await first;
+  const verifying = q.submit({ jobId: 'j1', status: 'VERIFYING' });
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING'], 'held for the minute');
+  t += 60_000; // a minute passes on the clock; the next report wakes the queue to look again
+  const installing = q.submit({ jobId: 'j1', status: 'INSTALLING' });
+  await g.release();
+  assert.deepEqual((await Promise.all([verifying, installing])).map((a) => a.status), ['INSTALLING', 'INSTALLING']);
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'INSTALLING']);
+});
+
+/** Runs `fn` with Date.now() shifted by whatever `shift.ms` holds meanwhile (a stepped wall clock). */
+async function withSteppedWallClock<T>(shift: { ms: number }, fn: () => Promise<T>): Promise<T> {
+  const realNow = Date.now;
+  Date.now = () => realNow() + shift.ms;
+  try {
+    return await fn();
+  } finally {
+    Date.now = realNow;
+  }
+}
+
+it('sends the next phase after the wall clock stepped back an hour', { timeout: 10_000 }, async () => {
+  const shift = { ms: 0 };
+  await withSteppedWallClock(shift, async () => {
+    const g = gatedSend();
+    const q = new ReportQueue(g.send, { intervalMs: 30 });
+    const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+    await g.release();
+    await first;
+    shift.ms = -3_600_000; // NTP corrects an RTC kept in local time
+    const installing = q.submit({ jobId: 'j1', status: 'INSTALLING' });
+    await g.release(); // waits until the pace (30 ms, not an hour) lets INSTALLING go
+    assert.equal((await installing).status, 'INSTALLING');
+  });
+});
+
+it('does not stretch the pace by a wall-clock step forward during a round trip', { timeout: 10_000 }, async () => {
+  const shift = { ms: 0 };
+  await withSteppedWallClock(shift, async () => {
+    const g = gatedSend();
+    const q = new ReportQueue(g.send, { intervalMs: 30 });
+    const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+    shift.ms = 3_600_000; // while the first report is on its way
+    await g.release();
+    await first;
+    const installing = q.submit({ jobId: 'j1', status: 'INSTALLING' });
+    await g.release(); // ten round trips of a few ms, not ten hours
+    assert.equal((await installing).status, 'INSTALLING');
+  });
+});

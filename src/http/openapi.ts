@@ -115,7 +115,7 @@ const schemas: Obj = {
       createdAt: { type: 'integer' },
       description: { type: 'string' },
       spec: { type: 'object' },
-      progress: { type: 'object', description: 'wave, total, startedAt, waveStartedAt, rateEpoch, sentSinceEpoch, pause {reason, wave, message}, abortReason, finishedAt' },
+      progress: { type: 'object', description: 'wave, total, startedAt, waveStartedAt, rateEpoch, sentSinceEpoch, rateForfeit {epoch, count}, pause {reason, wave, message}, abortReason, finishedAt' },
       updatedAt: { type: 'integer' },
       version: { type: 'integer', description: 'row version, 1 when created' },
     },

@@ -47,7 +47,7 @@ import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
 import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed, succeededAttemptOf, succeededUnsent } from './retry-policy.ts';
-import { FINISHED, rateAllowance, successPercent, tally } from './rollout-math.ts';
+import { FINISHED, rateAllowance, rateCap, successPercent, tally } from './rollout-math.ts';
 import { sweepStrandedCommands } from './stranded-commands.ts';
 import { resolveTargets, targetsInclude } from './targets.ts';
 import { StoredQueryError } from '../fleet/query.ts';
@@ -62,6 +62,13 @@ export interface RolloutEngineDeps {
   logger: Logger;
   /** Milliseconds since the epoch (injectable: tests drive time). */
   now?: () => number;
+  /**
+   * A clock that never steps (`performance.now()`), to tell a step of `now` (NTP setting the
+   * server's clock, a VM resumed) from time passing (`followStep`). Default: performance.now
+   * when `now` is not given; with `now` given and no `monotonic`, steps are not looked for
+   * (tests driving `now` by hand would look like steps).
+   */
+  monotonic?: () => number;
   /** Milliseconds between ticks; 0 runs no timer at all (tests call tick()). */
   tickMs?: number;
   /** Most commands one job sends per tick. */
@@ -107,6 +114,14 @@ const DISPATCH_SLICE = 200;
  */
 export const STORAGE_RECHECK_MS = 1000;
 
+/**
+ * A change of the engine's clock between two ticks that differs from the time passed on the
+ * monotonic clock by more than this is a step of the clock (`followStep`). Above the error of
+ * the cluster clock's measurement (half a slow round trip to the database), far below any
+ * step worth correcting.
+ */
+export const CLOCK_STEP_MS = 2_000;
+
 /** Defaults of the tuning options. */
 export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000, maxArrivedPerJob: 50_000 } as const;
 
@@ -125,6 +140,11 @@ export interface RolloutProgress {
   rateEpoch?: number;
   /** ...and the commands sent since. */
   sentSinceEpoch: number;
+  /**
+   * Allowance given up since `epoch` (the rate epoch it counts for: a new epoch starts from
+   * none): what built up above `rateCap` while there was less to send than the rate allowed.
+   */
+  rateForfeit?: { epoch: number; count: number };
   pause?: { reason: PauseReason; wave: number; message: string; at: number };
   /** Set while the job's maintenance windows are closed: since when, and when the next one opens (absent: none within 8 days). */
   windowClosed?: { since: number; opensAt?: number };
@@ -242,6 +262,11 @@ export class RolloutEngine {
   private storeDownSince: number | undefined;
   /** The last outage of the state database this instance ticked through, once it ended: rates skip it (`skipOutage`). */
   private storeOutage: { since: number; until: number } | undefined;
+  /**
+   * The engine's clock and the monotonic one at the last look (`followStep`), this lead term
+   * only: a new leader takes its own first reading, and judges no step from another's.
+   */
+  private clockMark: { wall: number; mono: number } | undefined;
   /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
   private countingMs = 0;
   private lastTickCountingMs = 0;
@@ -505,6 +530,7 @@ export class RolloutEngine {
       this.lastScan.clear();
       this.quiet.clear();
       this.unparsable.clear(); // said again once in this term
+      this.clockMark = undefined;
       this.leadTerm = this.lease.term;
       this.leading = true;
       this.deps.logger.info('driving rollouts (lease taken)');
@@ -516,6 +542,7 @@ export class RolloutEngine {
       // kept would, when this one leads again, put a device that left long ago before the
       // store's order, taking a place of the job's rate (test: follower-memory)
       this.arrived.clear();
+      this.clockMark = undefined;
       this.deps.logger.warn('no longer driving rollouts: the lease was lost');
     }
     return held;
@@ -576,6 +603,7 @@ export class RolloutEngine {
       return;
     }
     const now = this.now();
+    await this.followStep(now);
     await this.processDue(now);
     const active = await this.activeJobs();
     this.storeAnswers(now);
@@ -612,6 +640,68 @@ export class RolloutEngine {
     this.deps.logger.info('the state database answers again: rollouts go on, each job\'s rate where it stopped', { seconds: Math.max(0, Math.round((now - since) / 1000)) });
   }
 
+  /**
+   * The engine's clock stepped since the last tick (NTP setting the server's clock, or on
+   * PostgreSQL the database's; a VM resumed): told from time passing by the monotonic clock,
+   * which steps never move, on the leader only (`clockMark`). Every time kept with the jobs
+   * was written by the clock before the step, so their rate's clock moves with it: stepped
+   * back an hour, `now - rateEpoch` was an hour short and nothing was sent for an hour;
+   * stepped forward, an hour's allowance was sent at once. Logged once per step.
+   */
+  private async followStep(now: number): Promise<void> {
+    const mono = this.deps.monotonic?.() ?? (this.deps.now ? undefined : performance.now());
+    if (mono === undefined) return;
+    const last = this.clockMark;
+    this.clockMark = { wall: now, mono };
+    if (!last) return;
+    const step = now - last.wall - (mono - last.mono);
+    if (Math.abs(step) <= CLOCK_STEP_MS) return;
+    this.shiftMemory(step);
+    let jobs = 0;
+    try {
+      jobs = await this.shiftRates(step, now);
+    } finally {
+      this.deps.logger.warn(`the server's clock stepped ${step > 0 ? 'forward' : 'back'} by ${(Math.abs(step) / 1000).toFixed(1)} s (set by NTP, or a machine resumed): each job's rate goes on at its pace`, { stepMs: Math.round(step), jobs });
+    }
+  }
+
+  /** What the engine remembers by its clock, moved by a step of it (`followStep`). */
+  private shiftMemory(by: number): void {
+    if (this.storeOutage) this.storeOutage = { since: this.storeOutage.since + by, until: this.storeOutage.until + by };
+    if (this.storeDownSince !== undefined) this.storeDownSince += by;
+    if (this.storageDownSince !== undefined) this.storageDownSince += by;
+    this.storageProbe = undefined; // asked again
+    this.quiet.clear(); // every job looked at again
+    for (const [id, last] of this.lastScan) this.lastScan.set(id, { ...last, at: last.at + by });
+  }
+
+  /**
+   * The rate's clock of every active job moved by a step of the engine's clock (`followStep`),
+   * written with the job (conditional, read again on a conflict); resolves with how many jobs.
+   */
+  private async shiftRates(by: number, now: number): Promise<number> {
+    let shifted = 0;
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.listJobs({ status: [...ACTIVE_JOB_STATUSES], limit: PAGE, omitSpec: true, ...(after ? { after } : {}) });
+      for (const head of page.items) {
+        let job: JobRecord | undefined = head;
+        for (let attempt = 0; attempt < 5 && job && ACTIVE_JOB_STATUSES.includes(job.status); attempt++) {
+          const p = progressOf(job);
+          const moved = shiftRate(p, by);
+          if (moved === p) break;
+          if (await this.saveJob(job, job.status, moved, now)) {
+            shifted++;
+            break;
+          }
+          job = await this.deps.store.getJob(head.jobId, { omitSpec: true });
+        }
+      }
+      after = page.next;
+    } while (after);
+    return shifted;
+  }
+
   /** Drops what the engine remembers of jobs no longer active. */
   private forgetFinished(active: Set<string>): void {
     for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldJobs, this.unparsable] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
@@ -624,10 +714,13 @@ export class RolloutEngine {
   kick(jobId: string): Promise<void> {
     return this.exclusive(async () => {
       if (!(await this.lead())) return;
+      // a step since the last tick is followed before the job is read (its rate moved with it)
+      const now = this.now();
+      await this.followStep(now);
       const job = await this.deps.store.getJob(jobId);
       if (!job || !ACTIVE_JOB_STATUSES.includes(job.status)) return;
       this.active.add(jobId);
-      await this.advance(job, this.now());
+      await this.advance(job, now);
     });
   }
 
@@ -751,7 +844,15 @@ export class RolloutEngine {
 
     // send within the rate allowance and the in-flight window
     const w = p.wave;
-    let allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
+    // what the rate allows now: built up since the epoch, less what was sent and given up, and
+    // at most `rateCap` (a minute's worth): a time with less to send than the rate allowed
+    // does not make a burst when there is something to send again
+    const rate = () => {
+      const elapsed = now - (p.rateEpoch ?? now);
+      const built = rateAllowance(spec.plan, elapsed) - p.sentSinceEpoch - forfeitOf(p);
+      return { built, allowance: Math.min(built, rateCap(spec.plan, elapsed)) };
+    };
+    let { built, allowance } = rate();
     const window = spec.plan.maxInFlight === undefined ? Infinity : spec.plan.maxInFlight - inFlight(counts);
     if (spec.plan.maxInFlight !== undefined) this.windowed.add(job.jobId);
     // a command sent while the artifact storage does not answer is a device bound to fail its
@@ -765,7 +866,7 @@ export class RolloutEngine {
         if (p.storageHeldSince !== undefined) {
           p = endHold(p, now);
           mustSave = true;
-          allowance = rateAllowance(spec.plan, now - (p.rateEpoch ?? now)) - p.sentSinceEpoch;
+          ({ built, allowance } = rate());
         }
       } else {
         held = true;
@@ -847,7 +948,10 @@ export class RolloutEngine {
       const saved = await this.saveJob(job, next.status, next.progress, now);
       if (saved && next.progress.wave !== w) this.wake(); // start the next wave at once
     } else if (sent > 0 || mustSave) {
-      await this.saveJob(job, job.status, { ...p, sentSinceEpoch: p.sentSinceEpoch + sent }, now);
+      // sent from a capped allowance: what was above the cap is given up, with the sends
+      const excess = sent > 0 && p.rateEpoch !== undefined && built > allowance ? built - allowance : 0;
+      const forfeit = excess > 0 ? { rateForfeit: { epoch: p.rateEpoch!, count: forfeitOf(p) + excess } } : {};
+      await this.saveJob(job, job.status, { ...p, sentSinceEpoch: p.sentSinceEpoch + sent, ...forfeit }, now);
     } else if (closed && job.status === 'IN_PROGRESS' && !this.changed.has(job.jobId)) {
       // looked at again when an execution changes, or every few seconds: soon enough for a window to open
       this.quiet.set(job.jobId, now);
@@ -1562,6 +1666,27 @@ function skipOutage(p: RolloutProgress, o: { since: number; until: number }): Ro
   const marked = { ...p, storeOutageUntil: o.until };
   if (p.rateEpoch === undefined || (p.storageHeldSince !== undefined && p.storageHeldSince <= o.since)) return marked;
   return { ...marked, rateEpoch: p.rateEpoch + (o.until - o.since) };
+}
+
+/**
+ * A job's rate after its clock stepped by `by` (`followStep`): every time the allowance is
+ * judged by, written by the clock before the step, moved with it, so that the allowance is
+ * what it was. The same record when there is nothing to move (a scheduled job).
+ */
+function shiftRate(p: RolloutProgress, by: number): RolloutProgress {
+  if (p.rateEpoch === undefined && p.storageHeldSince === undefined && p.storeOutageUntil === undefined) return p;
+  return {
+    ...p,
+    ...(p.rateEpoch !== undefined ? { rateEpoch: p.rateEpoch + by } : {}),
+    ...(p.rateForfeit !== undefined ? { rateForfeit: { ...p.rateForfeit, epoch: p.rateForfeit.epoch + by } } : {}),
+    ...(p.storageHeldSince !== undefined ? { storageHeldSince: p.storageHeldSince + by } : {}),
+    ...(p.storeOutageUntil !== undefined ? { storeOutageUntil: p.storeOutageUntil + by } : {}),
+  };
+}
+
+/** Allowance given up since the job's current rate epoch (`rateForfeit`). */
+function forfeitOf(p: RolloutProgress): number {
+  return p.rateForfeit !== undefined && p.rateForfeit.epoch === p.rateEpoch ? p.rateForfeit.count : 0;
 }
 
 /** Whether the job retries a device whose attempt FAILED. */

@@ -55,6 +55,24 @@ export function rateAllowance(plan: { maxPerMinute?: number; rampUp?: { initialP
   return 1 + Math.floor(total + Math.min(rate, max) * (minutes - m));
 }
 
+/**
+ * The most a job's unused allowance may hold `elapsedMs` after its rate epoch: one minute at
+ * the rate of the current minute, plus the one always allowed. The allowance is an integral
+ * over the epoch's whole span, so a time with less to send than the rate allowed (an
+ * in-flight window full, a continuous job with no new device, sends that failed, a server
+ * down or a clock stepped forward) built it up, and it was all sent at once when there was
+ * something to send again; the engine gives up what is above this (`rateForfeit`), so no
+ * minute sends more than about two minutes' worth. Infinity when there is no limit.
+ */
+export function rateCap(plan: { maxPerMinute?: number; rampUp?: { initialPerMinute: number; factor: number } }, elapsedMs: number): number {
+  const max = plan.maxPerMinute ?? Infinity;
+  if (!plan.rampUp) return max === Infinity ? Infinity : 1 + Math.ceil(max);
+  const { initialPerMinute, factor } = plan.rampUp;
+  const minute = Math.floor(Math.max(0, elapsedMs) / 60_000);
+  // factor^minute overflows to Infinity for a long wave, which min() takes as the maximum
+  return 1 + Math.ceil(Math.min(max, initialPerMinute * factor ** minute));
+}
+
 /** States that end an execution (for counting). */
 export const FINISHED: readonly ExecutionStatus[] = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED'];
 

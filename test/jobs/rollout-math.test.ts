@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
 import { agentJobId, parseAgentJobId } from '../../src/jobs/agent-job-id.ts';
 import { parseJobRequest } from '../../src/jobs/job-spec.ts';
-import { rateAllowance, waveEnds, waveOf } from '../../src/jobs/rollout-math.ts';
+import { rateAllowance, rateCap, waveEnds, waveOf } from '../../src/jobs/rollout-math.ts';
 
 const wave = (w: Record<string, number>) => ({ successThreshold: 0, requireApproval: false, ...w });
 
@@ -29,6 +29,17 @@ describe('rollout arithmetic', () => {
     assert.equal(rateAllowance({ maxPerMinute: 60 }, 30_000), 31);
     assert.equal(rateAllowance({}, 0), Infinity);
     assert.equal(rateAllowance({ rampUp: { initialPerMinute: 5, factor: 1 } }, 3 * 60_000), 16);
+  });
+
+  it('caps the unused allowance at a minute at the current rate, plus the one sent at once', () => {
+    assert.equal(rateCap({ maxPerMinute: 60 }, 0), 61);
+    assert.equal(rateCap({ maxPerMinute: 60 }, 10 * 3_600_000), 61, 'however long it built up');
+    const plan = { maxPerMinute: 100, rampUp: { initialPerMinute: 10, factor: 2 } };
+    assert.equal(rateCap(plan, 30_000), 11);
+    assert.equal(rateCap(plan, 120_000), 41);
+    assert.equal(rateCap(plan, 100 * 60_000), 101, 'the ramp ends at the maximum');
+    assert.equal(rateCap({ rampUp: { initialPerMinute: 5, factor: 2 } }, 2 * 60_000), 21, 'a ramp-up without a maximum');
+    assert.equal(rateCap({}, 60_000), Infinity);
   });
 
   it('names retries and control commands so that the agent sees new job ids', () => {

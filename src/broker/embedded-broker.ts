@@ -29,6 +29,7 @@ import type { MessageBus, PresenceEvent, RequestHandler, Sender } from './messag
 import { AEDES_MAX_INFLIGHT_INBOUND, MAX_DEVICE_QOS2_AWAITING_RELEASE, MAX_OPERATOR_QOS2_AWAITING_RELEASE, Qos2Receipts } from './qos2-receipts.ts';
 import { SubscriptionInterest } from './subscription-interest.ts';
 import { SubscriptionQuota } from './subscription-quota.ts';
+import { TopicMatcher, type Matcher } from './topic-matcher.ts';
 import { mayPublish, maySubscribe } from './topic-acl.ts';
 
 /** Options of the embedded broker. */
@@ -138,6 +139,22 @@ function dropMqttNumberCache(): void {
   const writeToStream = (aedesRequire('mqtt-packet') as { writeToStream?: ((...args: unknown[]) => boolean) & { cacheNumbers?: boolean } }).writeToStream;
   if (typeof writeToStream !== 'function' || writeToStream.cacheNumbers === undefined) throw new UpdraftError('INTERNAL', "aedes's mqtt-packet has no writeToStream.cacheNumbers: its cache of numbers cannot be turned off");
   writeToStream.cacheNumbers = false;
+}
+
+/**
+ * Routes `mq`'s messages through a TopicMatcher (topic-matcher.ts), which keeps a connected
+ * device's filters in a few hundred bytes instead of its qlobber trie's six Maps, the trie
+ * kept for the other filters. Reaches into mqemitter 7's `_matcher`: guarded, an upgrade
+ * that moved it refuses the start.
+ */
+function withTopicMatcher<E extends object>(mq: E): E {
+  const m = mq as E & { _matcher?: Partial<Matcher<unknown>> };
+  const trie = m._matcher;
+  if (!trie || typeof trie.add !== 'function' || typeof trie.remove !== 'function' || typeof trie.match !== 'function') {
+    throw new UpdraftError('INTERNAL', "mqemitter without its qlobber _matcher: the broker's routing table cannot be set");
+  }
+  m._matcher = new TopicMatcher(trie as Matcher<unknown>);
+  return mq;
 }
 
 /**
@@ -489,7 +506,7 @@ export class EmbeddedBroker implements MessageBus {
       // process dies (seen in a 30,000-device cycling rollout; mqemitter#204, aedes#193).
       // Without the limit nothing is queued; slow subscribers are still cut off by
       // drainTimeout, and device requests are bounded by the replica's own queue.
-      mq: mqemitter({ concurrency: 0, matchEmptyLevels: true }),
+      mq: withTopicMatcher(mqemitter({ concurrency: 0, matchEmptyLevels: true })),
       maxClientsIdLength: 128,
       // above any session's limit of QoS 2 messages awaiting their PUBREL (Qos2Receipts), so
       // that ours, which makes a PUBLISH wait for a place, is met first: aedes's closes the

@@ -23,6 +23,7 @@
 import { Readable } from 'node:stream';
 import type { Client, PublishPacket } from 'aedes';
 import { UpdraftError } from '../errors.ts';
+import { matches } from './topic-matcher.ts';
 
 /** A message as aedes numbers it. */
 type NumberedPacket = PublishPacket & { brokerId?: string | null; brokerCounter?: number };
@@ -385,20 +386,4 @@ function grantedQos(client: Client, topic: string, held?: Record<string, HeldSub
     if (granted > qos && matches(filter, topic)) qos = granted;
   }
   return qos;
-}
-
-/**
- * Whether the MQTT filter `filter` matches `topic`, as aedes's mqemitter does (qlobber with
- * empty levels matched by `+`; `a/#` matches `a`): a filter starting with a wildcard matches
- * no `$` topic [MQTT-4.7.2-1].
- */
-export function matches(filter: string, topic: string): boolean {
-  if ((filter.startsWith('#') || filter.startsWith('+')) && topic.startsWith('$')) return false;
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
-  }
-  return f.length === t.length;
 }

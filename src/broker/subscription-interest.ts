@@ -23,7 +23,7 @@
  * per connected device (~600 bytes, the thirty-seventh session's heap snapshots).
  */
 import { QlobberTrue } from 'qlobber';
-import { matches } from './forward-once.ts';
+import { isExact, matchesAfter, prefixed, prefixOf } from './topic-matcher.ts';
 
 /** MQTT topic filters in a trie (qlobber, what aedes itself matches with). */
 const trie = () => new QlobberTrue({ separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true });
@@ -94,8 +94,9 @@ export class SubscriptionInterest {
   has(topic: string): boolean {
     if (this.exact.has(topic)) return true;
     if (this.byPrefix.size > 0) {
-      const under = this.byPrefix.get(prefixOf(topic));
-      if (under) for (const filter of under) if (matches(filter, topic)) return true;
+      const prefix = prefixOf(topic);
+      const under = this.byPrefix.get(prefix);
+      if (under) for (const filter of under) if (matchesAfter(filter, topic, prefix.length)) return true;
     }
     if (this.wildcards === 0) return false;
     return this.others.test(topic) || (!topic.startsWith('$') && this.leadingWildcard.test(topic));
@@ -104,25 +105,4 @@ export class SubscriptionInterest {
   private trieOf(filter: string) {
     return filter.startsWith('+') || filter.startsWith('#') ? this.leadingWildcard : this.others;
   }
-}
-
-function isExact(filter: string): boolean {
-  return !filter.includes('+') && !filter.includes('#');
-}
-
-/** A topic's or filter's first two levels (`state/<id>`), or all of it with fewer. */
-function prefixOf(topicOrFilter: string): string {
-  const second = topicOrFilter.indexOf('/', topicOrFilter.indexOf('/') + 1);
-  return second < 0 ? topicOrFilter : topicOrFilter.slice(0, second);
-}
-
-/**
- * A wildcard filter of three levels or more whose first two hold no wildcard: every topic it
- * matches has the same first two levels (`a/b/#` also matches `a/b`, whose first two levels
- * are all of it), so it is found under them (`byPrefix`). A filter starting with a level of
- * its own never matches a `$` topic it should not [MQTT-4.7.2-1].
- */
-function prefixed(filter: string): boolean {
-  const prefix = prefixOf(filter);
-  return prefix.length < filter.length && isExact(prefix);
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Authenticator } from '../../src/broker/authenticator.ts';
 import { EmbeddedBroker } from '../../src/broker/embedded-broker.ts';
-import { matches } from '../../src/broker/forward-once.ts';
+import { matches } from '../../src/broker/topic-matcher.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import mqtt from 'mqtt';

@@ -646,7 +646,10 @@ export class RolloutEngine {
    * which steps never move, on the leader only (`clockMark`). Every time kept with the jobs
    * was written by the clock before the step, so their rate's clock moves with it: stepped
    * back an hour, `now - rateEpoch` was an hour short and nothing was sent for an hour;
-   * stepped forward, an hour's allowance was sent at once. Logged once per step.
+   * stepped forward, an hour's allowance was sent at once. A step forward also passed over
+   * deadlines (dueAt, written by the clock before it): each of those moves on by the step
+   * (`shiftDeadlines`), or every execution due within the step timed out at once. Logged once
+   * per step.
    */
   private async followStep(now: number): Promise<void> {
     const mono = this.deps.monotonic?.() ?? (this.deps.now ? undefined : performance.now());
@@ -654,15 +657,57 @@ export class RolloutEngine {
     const last = this.clockMark;
     this.clockMark = { wall: now, mono };
     if (!last) return;
-    const step = now - last.wall - (mono - last.mono);
+    // whole milliseconds: the times it moves are stored as integers
+    const step = Math.round(now - last.wall - (mono - last.mono));
     if (Math.abs(step) <= CLOCK_STEP_MS) return;
     this.shiftMemory(step);
     let jobs = 0;
+    let deadlines = 0;
     try {
+      if (step > 0) {
+        // what was due before the step is due all the same (judged by the clock of then),
+        // and is out of the listing the shift pages through
+        await this.processDue(now - step);
+        deadlines = await this.shiftDeadlines(now - step, now, step);
+      }
       jobs = await this.shiftRates(step, now);
     } finally {
-      this.deps.logger.warn(`the server's clock stepped ${step > 0 ? 'forward' : 'back'} by ${(Math.abs(step) / 1000).toFixed(1)} s (set by NTP, or a machine resumed): each job's rate goes on at its pace`, { stepMs: Math.round(step), jobs });
+      const deadlinesSaid = step > 0 ? `, and the ${deadlines} deadline(s) it passed over are moved on by as much` : '';
+      this.deps.logger.warn(`the server's clock stepped ${step > 0 ? 'forward' : 'back'} by ${(Math.abs(step) / 1000).toFixed(1)} s (set by NTP, or a machine resumed): each job's rate goes on at its pace${deadlinesSaid}`, { stepMs: Math.round(step), jobs, ...(step > 0 ? { deadlines } : {}) });
     }
+  }
+
+  /**
+   * The deadlines a step forward of the clock passed over (`dueAt` in (`from`, `now`]) moved
+   * on by the step, with the times they are computed from (`dispatchedAt`, the phase's start,
+   * a stop's grace, a device's own step timer: `deadlineOf`), so that a report recomputing the
+   * deadline keeps it. Conditional writes of the rows, a page of DUE_BATCH at a time with a turn
+   * of the event loop between; resolves with how many moved. A timed-out execution whose command
+   * is still to take back, and a take-back to try again, are left due: they are not timeouts.
+   * Deadlines past `now` stay as they are (a step forward shortens them by the step).
+   */
+  private async shiftDeadlines(from: number, now: number, by: number): Promise<number> {
+    let moved = 0;
+    const seen = new Set<string>();
+    for (;;) {
+      const listed = await this.deps.store.listDueExecutions(now, DUE_BATCH);
+      const fresh = listed.filter((e) => !seen.has(`${e.jobId}\n${e.deviceId}`));
+      // moved rows are due after `now`: what is listed again was left due (seen)
+      if (fresh.length === 0) break;
+      for (const e of fresh) seen.add(`${e.jobId}\n${e.deviceId}`);
+      const written = await Promise.all(
+        fresh.map((e) =>
+          mutateExecution(this.deps, e, (cur) => movedDeadline(cur, from, now, by), now, e).catch((err: unknown) => {
+            this.deps.logger.warn('deadline not moved on with the clock step; it may time out early', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+            return undefined;
+          }),
+        ),
+      );
+      moved += written.filter((w) => w !== undefined).length;
+      if (listed.length < DUE_BATCH) break;
+      await nextTurn();
+    }
+    return moved;
   }
 
   /** What the engine remembers by its clock, moved by a step of it (`followStep`). */
@@ -1682,6 +1727,22 @@ function shiftRate(p: RolloutProgress, by: number): RolloutProgress {
     ...(p.storageHeldSince !== undefined ? { storageHeldSince: p.storageHeldSince + by } : {}),
     ...(p.storeOutageUntil !== undefined ? { storeOutageUntil: p.storeOutageUntil + by } : {}),
   };
+}
+
+/**
+ * An execution's deadline that a step forward of the clock by `by` passed over (in (`from`,
+ * `now`]), moved on by it with what it is computed from (`shiftDeadlines`); undefined for
+ * anything else (nothing due there, ended, a take-back owed).
+ */
+function movedDeadline(cur: ExecutionRecord, from: number, now: number, by: number): Partial<ExecutionRecord> | undefined {
+  if (cur.dueAt === undefined || cur.dueAt <= from || cur.dueAt > now) return undefined;
+  if (isTerminal(cur.status) || owedRetract(cur) !== undefined) return undefined;
+  const details: JsonObject = { ...cur.details };
+  for (const k of ['phaseStartedAt', 'cancelBy', 'stepDeadlineAt'] as const) {
+    const t = details[k];
+    if (typeof t === 'number') details[k] = t + by;
+  }
+  return { dueAt: cur.dueAt + by, details, ...(cur.dispatchedAt !== undefined ? { dispatchedAt: cur.dispatchedAt + by } : {}) };
 }
 
 /** Allowance given up since the job's current rate epoch (`rateForfeit`). */

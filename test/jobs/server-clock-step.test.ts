@@ -85,6 +85,10 @@ class SteppedServer {
     return (page.items as { dispatchedAt?: number }[]).filter((e) => e.dispatchedAt !== undefined).length;
   }
 
+  async executions(jobId: string): Promise<{ deviceId: string; status: string; dispatchedAt?: number; dueAt?: number }[]> {
+    return (await this.api('GET', `/api/v1/jobs/${jobId}/executions?limit=1000`)).items;
+  }
+
   async stop(): Promise<void> {
     await this.proc?.kill('SIGTERM');
     this.proc = undefined;
@@ -160,5 +164,30 @@ describe("a rollout's rate when the server's clock steps", () => {
     // ...one at once, a minute's worth the allowance holds (rateCap: 1 + 6), and 6 a minute since
     const bound = 1 + 7 + Math.ceil(6 * minutes);
     assert.ok(sent <= bound, `${sent} sent, at most ${bound}: the hour's allowance was not sent at once`);
+  });
+});
+
+describe("deadlines when the server's clock steps forward", () => {
+  it('moves on the in-progress timeouts the step passed over (they all timed out at once)', async () => {
+    server = await SteppedServer.create();
+    // offline devices: each has two hours to come back and finish
+    const { jobId, ids } = await server.rollout(20, { timeouts: { inProgressSeconds: 7200 } });
+    await sentAtLeast(server, jobId, ids.length);
+    const before = await server.executions(jobId);
+    // two hours and a minute: every deadline is passed over
+    const step = 2 * HOUR + 60_000;
+    await server.step(step);
+    // the next ticks judge by the stepped clock; without the move every execution ended TIMED_OUT there
+    await sleep(3000);
+    const after = await server.executions(jobId);
+    assert.deepEqual(after.map((e) => e.status), ids.map(() => 'QUEUED'), 'none timed out');
+    for (const e of after) {
+      const was = before.find((b) => b.deviceId === e.deviceId)!;
+      // by the step as the server measured it: the file's, to the milliseconds between its reads of the two clocks
+      assert.ok(Math.abs(e.dueAt! - (was.dueAt! + step)) < 1000, `${e.deviceId}: the deadline moved on by the step (${e.dueAt! - was.dueAt!} ms)`);
+      // moved with what it is computed from: a report recomputing it keeps it
+      assert.equal(e.dueAt, e.dispatchedAt! + 7_200_000, `${e.deviceId}: still two hours from its (moved) dispatch`);
+    }
+    assert.match(server.proc!.output(), /clock stepped forward by 7260\.\d s .*the 20 deadline\(s\) it passed over are moved on/);
   });
 });

@@ -173,8 +173,15 @@ function publicKeyProblem(name: string, v: unknown): string | undefined {
 
 /** A duration option: whole or not, from `min`, and no longer than a timer takes. */
 function ms(name: string, min: number): Check {
-  return (v) =>
-    isNumber(v) && v >= min && v <= MAX_TIMER_MS ? undefined : `${name} must be a number of milliseconds from ${min} to ${MAX_TIMER_MS} (about 24.8 days), got ${shown(v)}`;
+  return (v) => timerMsProblem(name, v, min);
+}
+
+/**
+ * Why `v` is no good as a duration given to a timer (`name` in the message), or undefined: a
+ * number of milliseconds from `min` to MAX_TIMER_MS. A longer one would fire at once.
+ */
+export function timerMsProblem(name: string, v: unknown, min = 1): string | undefined {
+  return isNumber(v) && v >= min && v <= MAX_TIMER_MS ? undefined : `${name} must be a number of milliseconds from ${min} to ${MAX_TIMER_MS} (about 24.8 days), got ${shown(v)}`;
 }
 
 function fn(name: string, what: string): Check {

@@ -16,6 +16,7 @@ import { ExclusiveLock } from '../util/exclusive-lock.ts';
 import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
+import { timerMsProblem } from './agent-options-check.ts';
 import { runInstallGate } from './health-check.ts';
 import { DEFAULT_BROKER_URL, rootKeyFilePath, secretFileReader, signingKeyFilePath } from './provisioning.ts';
 import { SlotInstaller } from './slot-installer.ts';
@@ -40,7 +41,7 @@ export interface AgentDaemonOptions {
   passwordFile?: string;
   /** Health-check command run after each install (`--health-check`); exit 0 keeps the new version. */
   healthCheck?: string;
-  /** Health-check timeout in ms (`--health-check-timeout`, default 60 000). */
+  /** Health-check timeout in ms (`--health-check-timeout`, default 60 000), from 1 to 2147483647 (a timer's longest). */
   healthCheckTimeoutMs?: number;
   /** Version reported while nothing was installed yet (`--initial-version`, default none: `0.0.0`). */
   initialVersion?: string;
@@ -235,8 +236,10 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (!opts.installDir) problems.push('--install-dir is required');
   // the spelling taken before SEMVER followed §9: a device's unit file given 1.0.0-rc.01 then must still start
   if (opts.initialVersion !== undefined && !STORED_SEMVER.test(opts.initialVersion)) problems.push('--initial-version must be a semantic version like 1.0.0');
-  if (opts.healthCheckTimeoutMs !== undefined && !(Number.isInteger(opts.healthCheckTimeoutMs) && opts.healthCheckTimeoutMs > 0)) {
-    problems.push('--health-check-timeout must be a positive number of milliseconds');
+  // a timer holds at most 2^31-1 ms: a longer check timeout fired at once and rolled back a good update
+  if (opts.healthCheckTimeoutMs !== undefined) {
+    const problem = timerMsProblem('--health-check-timeout', opts.healthCheckTimeoutMs);
+    if (problem !== undefined) problems.push(problem);
   }
   if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
   if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');

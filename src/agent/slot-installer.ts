@@ -21,6 +21,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { DesiredSoftware } from '../protocol/software.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
+import { timerMsProblem } from './agent-options-check.ts';
 import { forgetCheck, killLeftoverCheck, recordCheck } from './check-record.ts';
 import { hashFile } from './file-hash.ts';
 import { runHealthCheck } from './health-check.ts';
@@ -35,7 +36,7 @@ export interface SlotInstallerOptions {
    * directory, `UPDRAFT_VERSION` = the new version). Exit 0 keeps the new software.
    */
   healthCheck?: string;
-  /** The health check fails after this many ms (default 60 000). */
+  /** The health check fails after this many ms (default 60 000), from 1 to 2147483647 (about 24.8 days, a timer's longest). */
   healthCheckTimeoutMs?: number;
   /** Version reported while nothing was installed yet (default: none, the agent reports `0.0.0`). */
   initialVersion?: string;
@@ -89,7 +90,11 @@ export class SlotInstaller implements Installer {
   private readonly opts: SlotInstallerOptions;
   private readonly log: Logger;
 
+  /** Throws UpdraftError CONFIG when `healthCheckTimeoutMs` is out of range. */
   constructor(opts: SlotInstallerOptions) {
+    // a timer holds at most 2^31-1 ms: a longer timeout fired at once and rolled back every update
+    const problem = opts.healthCheckTimeoutMs === undefined ? undefined : timerMsProblem('healthCheckTimeoutMs', opts.healthCheckTimeoutMs);
+    if (problem !== undefined) throw new UpdraftError('CONFIG', `invalid SlotInstaller options: ${problem}`);
     this.opts = opts;
     this.log = (opts.logger ?? silentLogger).child('slot-installer');
   }

@@ -37,6 +37,9 @@ interface AgentFlags {
   renewCertificateDays: string;
 }
 
+/** The longest --health-check-timeout, in seconds: a timer holds at most 2147483647 ms (about 24.8 days). */
+const MAX_HEALTH_CHECK_TIMEOUT_S = 2_147_483;
+
 /** Adds `agent`. The agent's modules (mqtt.js, the certificate renewer) are loaded only when it runs. */
 export function addAgentCommand(program: Command): void {
   program
@@ -48,7 +51,7 @@ export function addAgentCommand(program: Command): void {
     .option('--username <name>', 'MQTT user name')
     .option('--password <secret>', 'device secret [env UPDRAFT_DEVICE_PASSWORD, default: <install-dir>/.updraft/device-secret]')
     .option('--health-check <cmd>', 'shell command run after switching slots; non-zero exit rolls back')
-    .option('--health-check-timeout <s>', 'seconds before a health check counts as failed', '60')
+    .option('--health-check-timeout <s>', 'seconds before a health check counts as failed (0.001 to 2147483, about 24.8 days)', '60')
     .option('--initial-version <v>', 'version to report while nothing was installed yet')
     .addOption(new Option('--log-level <level>', 'how much to log').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .addOption(new Option('--log-format <format>', 'text, or json (one object per line)').choices(['text', 'json']).default('text'))
@@ -70,8 +73,11 @@ export function addAgentCommand(program: Command): void {
     .option('--renew-certificate-days <n>', 'renew --cert over MQTT when fewer than this many days are left, writing the new pair over --cert and --key (0: never)', '30')
     .action(async (o: AgentFlags) => {
       const [{ checkAgentOptions, runAgentDaemon }, { settleRenewedFiles }] = await Promise.all([import('../agent/daemon.ts'), import('../agent/certificate-renewer.ts')]);
+      // a timer holds at most 2^31-1 ms: a longer timeout fired at once and rolled back a good update
       const timeout = Number(o.healthCheckTimeout);
-      if (!Number.isFinite(timeout) || timeout <= 0) throw new UpdraftError('BAD_REQUEST', '--health-check-timeout must be a positive number of seconds');
+      if (!(timeout >= 0.001 && timeout <= MAX_HEALTH_CHECK_TIMEOUT_S)) {
+        throw new UpdraftError('BAD_REQUEST', `--health-check-timeout must be a number of seconds from 0.001 to ${MAX_HEALTH_CHECK_TIMEOUT_S} (about 24.8 days), got ${o.healthCheckTimeout}`);
+      }
       const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;
       const maxRate = o.maxDownloadRate === undefined ? undefined : parseRate(o.maxDownloadRate);
       // digits only: Number() would take '' as 0 and ' 2 ' as 2 (the options check refuses NaN)
@@ -122,7 +128,8 @@ export function addAgentCommand(program: Command): void {
         installDir: o.installDir,
         brokerUrl,
         logger: createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat, component: 'agent' }),
-        healthCheckTimeoutMs: timeout * 1000,
+        // rounded: 1.1 * 1000 is 1100.0000000000002
+        healthCheckTimeoutMs: Math.round(timeout * 1000),
         username: o.username ?? o.device,
         ...(password !== undefined ? { password } : {}),
         // a secret read from the install directory is read there again at each reconnect

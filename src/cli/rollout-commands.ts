@@ -43,6 +43,8 @@ export function parseWindow(text: string): Record<string, unknown> {
 
 /** The shortest poll interval of `job watch`, in ms. */
 const MIN_WATCH_INTERVAL_MS = 100;
+/** The longest: a timer holds at most 2^31-1 ms (about 24.8 days). */
+const MAX_WATCH_INTERVAL_MS = 2_147_483_647;
 
 function number(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -297,12 +299,15 @@ export function addRolloutCommands(program: Command): void {
       print(o, log, [head, ...body].join('\n'));
     });
   withApi(job.command('watch <jobId>').description('a live progress bar and counts per state until the job ends'))
-    .option('--interval <ms>', `poll interval (at least ${MIN_WATCH_INTERVAL_MS})`, '1000')
+    .option('--interval <ms>', `poll interval (${MIN_WATCH_INTERVAL_MS} to ${MAX_WATCH_INTERVAL_MS})`, '1000')
     .option('--timeout <s>', 'give up (exit 1) after this many seconds')
     .action(async (jobId: string, o: Common & { interval: string; timeout?: string }) => {
       const intervalMs = number('--interval', o.interval) ?? 1000;
       // a watch polls the server: 0 would poll it as fast as it answers
-      if (intervalMs < MIN_WATCH_INTERVAL_MS) throw new UpdraftError('BAD_REQUEST', `--interval must be at least ${MIN_WATCH_INTERVAL_MS} (milliseconds between polls), got ${o.interval}`);
+      // and a timer holds at most 2^31-1 ms: a longer pause ended at once, polling every millisecond
+      if (intervalMs < MIN_WATCH_INTERVAL_MS || intervalMs > MAX_WATCH_INTERVAL_MS) {
+        throw new UpdraftError('BAD_REQUEST', `--interval must be a number of milliseconds from ${MIN_WATCH_INTERVAL_MS} to ${MAX_WATCH_INTERVAL_MS} (about 24.8 days) between polls, got ${o.interval}`);
+      }
       const timeoutS = number('--timeout', o.timeout);
       if (timeoutS !== undefined && timeoutS <= 0) throw new UpdraftError('BAD_REQUEST', `--timeout must be a number of seconds above 0, got ${o.timeout}`);
       await watchJob(new ApiClient(o), jobId, { json: o.json === true, intervalMs, ...(timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {}) });

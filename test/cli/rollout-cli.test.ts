@@ -91,7 +91,7 @@ describe('updraft group / job / status', () => {
     assert.match(found.stdout, /^new-1 +online +3\.0\.0/);
     assert.equal((await cli('job', 'watch', 'nope')).code, 2);
     const fast = await cli('job', 'watch', 'nope', '--interval', '0');
-    assert.deepEqual([fast.code, fast.stderr], [2, 'updraft: error: --interval must be at least 100 (milliseconds between polls), got 0\n']);
+    assert.deepEqual([fast.code, fast.stderr], [2, 'updraft: error: --interval must be a number of milliseconds from 100 to 2147483647 (about 24.8 days) between polls, got 0\n']);
     const never = await cli('job', 'watch', 'nope', '--timeout', '-5');
     assert.deepEqual([never.code, never.stderr], [2, 'updraft: error: --timeout must be a number of seconds above 0, got -5\n']);
   });

@@ -18,7 +18,10 @@ export interface SelectedDevice {
 /** Registry pages read per step of a scan. */
 const SCAN_PAGE = 1000;
 
-/** Loads the shadow state a query needs. */
+/**
+ * Loads the shadow state a query needs. Callers over many devices start the reads of a page
+ * at once (Promise.all), so that the PostgreSQL store answers them in one query.
+ */
 export async function subjectOf(store: StateStore, device: DeviceRecord, withShadow: boolean): Promise<SelectedDevice> {
   if (!withShadow) return { device };
   const shadow = await store.getShadow(device.deviceId, '');
@@ -40,10 +43,9 @@ export async function scanDevices(
   do {
     const page = await store.listDevices({ limit: SCAN_PAGE, ...(after !== undefined ? { after } : {}) });
     const batch: SelectedDevice[] = [];
-    for (const device of page.items) {
-      const s = await subjectOf(store, device, withShadow);
-      if (match(s)) batch.push(s);
-    }
+    // a page's shadows read together: the store batches the reads of one tick (one query on
+    // PostgreSQL); awaited one by one, each device cost a round trip (QA: 54,078 for six requests)
+    for (const s of await Promise.all(page.items.map((d) => subjectOf(store, d, withShadow)))) if (match(s)) batch.push(s);
     if (batch.length > 0) await onBatch(batch);
     after = page.next;
     // the embedded store answers synchronously, so without this a scan never lets the event
@@ -79,9 +81,12 @@ export async function selectPage(store: StateStore, query: FleetQuery | undefine
   let scanned = 0;
   for (;;) {
     const page = await store.listDevices({ limit: Math.min(Math.max(options.limit, 100), SCAN_PAGE, budget - scanned), ...(after !== undefined ? { after } : {}) });
-    for (const device of page.items) {
+    // read together, as scanDevices does; a page that fills `limit` early read the rest of its
+    // shadows for nothing, at most max(limit, 100) of them and in the same query
+    const subjects = await Promise.all(page.items.map((d) => subjectOf(store, d, true)));
+    for (const [n, device] of page.items.entries()) {
       scanned++;
-      const s = await subjectOf(store, device, true);
+      const s = subjects[n]!;
       if (query && !query.matches(s)) continue;
       items.push(s);
       if (items.length === options.limit) {

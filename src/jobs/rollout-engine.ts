@@ -1665,9 +1665,12 @@ export class RolloutEngine {
     let after: string | undefined;
     do {
       const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
-      for (const e of page.items) {
-        if (e.dispatchedAt === undefined && e.status === 'QUEUED') continue;
-        const shadow = await this.deps.store.getShadow(e.deviceId, '');
+      const sent = page.items.filter((e) => e.dispatchedAt !== undefined || e.status !== 'QUEUED');
+      // the page's shadows read together (one query on PostgreSQL): awaited one by one, every
+      // lead taken cost a round trip per command out
+      const shadows = await Promise.all(sent.map((e) => this.deps.store.getShadow(e.deviceId, '')));
+      for (const [n, e] of sent.entries()) {
+        const shadow = shadows[n];
         const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
         if (parseReportedSoftware(reported)?.jobId === agentJobId(e.jobId, e.attempt ?? 1)) void this.deps.tracker.apply(e.deviceId, reported);
       }

@@ -309,7 +309,7 @@ export class PostgresStore implements StateStore {
   /**
    * Applies pending migrations on a connection of their own, with their own bound
    * (migrationTimeoutMs) instead of the pool's: they may wait for another instance's lock
-   * (pg_advisory_lock), or build an index, for minutes.
+   * (pg_try_advisory_lock, asked again until then), or build an index, for minutes.
    */
   private async migrate(): Promise<void> {
     const timeoutMs = this.deps.migrationTimeoutMs ?? DEFAULTS.migrationTimeoutMs;
@@ -330,7 +330,7 @@ export class PostgresStore implements StateStore {
       try {
         // the statement timeout a second later, so a step that waited for a lock says so
         await client.query(`SET lock_timeout = ${timeoutMs}; SET statement_timeout = ${timeoutMs + 1_000}`);
-        const from = await migratePostgres(client, this.where, this.deps.migrateExisting !== false);
+        const from = await migratePostgres(client, this.where, { existing: this.deps.migrateExisting !== false, lockWaitMs: timeoutMs });
         this.logger.debug('state store opened', { url: this.where, schemaVersion: PG_MIGRATIONS.length, migratedFrom: from });
       } catch (err) {
         failed = err;

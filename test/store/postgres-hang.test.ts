@@ -34,6 +34,9 @@ function shadow(deviceId: string, version: number): ShadowRecord {
   return { deviceId, name: '', version, deleted: false, state: { reported: { v: version } }, metadata: {}, timestamp: 1 };
 }
 
+/** Whether another session has asked for the migration lock (a start waiting for it asks again and again). */
+const ASKED_FOR_LOCK = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE 'SELECT pg_try_advisory_lock%'";
+
 const started = await startTestPostgres();
 if (!started.ok) {
   const message = unavailable(started, 'PostgresStore hang tests');
@@ -164,7 +167,7 @@ if (!started.ok) {
         );
         // the newcomer waits for the lock; then for five times its query timeout
         for (;;) {
-          const { rows } = await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+          const { rows } = await holder.query<{ n: number }>(ASKED_FOR_LOCK);
           if (rows[0]!.n > 0 || settled) break;
           await new Promise((r) => setTimeout(r, 20));
         }
@@ -231,7 +234,7 @@ if (!started.ok) {
           );
           // the store's migrations wait for the lock; then the database goes silent to them
           for (;;) {
-            const { rows } = await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+            const { rows } = await holder.query<{ n: number }>(ASKED_FOR_LOCK);
             if (rows[0]!.n > 0 || settled) break;
             await new Promise((r) => setTimeout(r, 20));
           }

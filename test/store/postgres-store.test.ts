@@ -9,7 +9,7 @@ import pg from 'pg';
 import { UpdraftError } from '../../src/errors.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { ABANDONED_AFTER_MS } from '../../src/store/job-creation.ts';
-import { MIGRATION_LOCK, PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
+import { MIGRATION_LOCK, migratePostgres, migrationSql, PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
@@ -113,13 +113,9 @@ if (!started.ok) {
       const c = new pg.Client({ connectionString: url });
       await c.connect();
       try {
-        await c.query('CREATE TABLE updraft_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
-        const before = PG_MIGRATIONS.findIndex((m) => m.includes(marker));
+        const before = PG_MIGRATIONS.findIndex((m) => migrationSql(m).includes(marker));
         assert.ok(before > 0, `a migration contains ${marker}`);
-        for (const [i, sql] of PG_MIGRATIONS.slice(0, before).entries()) {
-          await c.query(sql);
-          await c.query('INSERT INTO updraft_migrations (version) VALUES ($1)', [i + 1]);
-        }
+        await migratePostgres(c, url, { migrations: PG_MIGRATIONS.slice(0, before) });
         await c.query(seed);
       } finally {
         await c.end();

@@ -45,9 +45,6 @@ type Deliver = (packet: object, cb: () => void) => void;
 /** aedes's record of a subscription a client holds (its `Subscription`, lib/handlers/subscribe.js). */
 type HeldSubscription = { qos: number };
 
-/** The QoS each subscription was granted, for those whose `qos` reads as the topic's (`adopt`). */
-const grantedOf = new WeakMap<object, number>();
-
 /** Forwards each message once per connection, whatever order messages arrive in. */
 export class ForwardOnce {
   /** The message last offered to each connection: its number, the QoS it goes at, whether a copy went. */
@@ -340,35 +337,66 @@ const deliverQoSProperty: PropertyDescriptor = {
   configurable: true,
 };
 
-/** A subscription record whose qos reads as its topic's (`heldHandler`): its client's record, its filter, its own grant. */
-const exactOf = new WeakMap<object, { adopted: Adopted; filter: string; granted: number }>();
+/** Where a subscription record keeps the QoS granted (`subscriptionQosProperty`). */
+const GRANTED = Symbol('granted');
+/** On a record whose qos reads as its topic's (a filter without wildcard, `heldHandler`): its client's record and its filter. */
+const EXACT = Symbol('exact');
 
-/** The qos of such a record: its own grant while a subscription is being added, the topic's otherwise. */
-const exactQosProperty: PropertyDescriptor = {
-  get(this: object) {
-    const exact = exactOf.get(this);
-    if (!exact) throw new UpdraftError('INTERNAL', "aedes read a subscription's qos through another object: a topic's QoS among overlapping subscriptions cannot be chosen");
-    return exact.adopted.adding ? exact.granted : grantedQos(exact.adopted.client, exact.filter, exact.adopted.held);
+/** aedes's subscription record as the accessor below keeps it. */
+type KeptSubscription = HeldSubscription & { [GRANTED]?: number; [EXACT]?: { adopted: Adopted; filter: string } };
+
+/** aedes subscription classes whose qos is the accessor below (`prepareSubscriptionClass`). */
+const preparedSubscriptions = new WeakSet<object>();
+
+/**
+ * The qos of aedes's subscription records, an accessor of their class: the QoS granted,
+ * kept on the record by the constructor's assignment; a record of a filter without
+ * wildcard reads its topic's QoS (`grantedQos`), but its own grant while a subscription is
+ * being added. On the class, not on each record: turning a record's own property into an
+ * accessor, as this did, put every such record in V8's dictionary mode (448 bytes of
+ * properties per connected device, the thirty-seventh session's heap snapshots).
+ */
+const subscriptionQosProperty: PropertyDescriptor = {
+  get(this: KeptSubscription) {
+    const exact = this[EXACT];
+    if (exact === undefined || exact.adopted.adding) return this[GRANTED];
+    return grantedQos(exact.adopted.client, exact.filter, exact.adopted.held);
   },
-  enumerable: true,
+  set(this: KeptSubscription, qos: number) {
+    this[GRANTED] = qos;
+  },
   configurable: true,
 };
 
+/** Makes qos an accessor of aedes's subscription class (`record`'s); throws when an upgrade gave the class its own. */
+function prepareSubscriptionClass(record: object): void {
+  const proto = Object.getPrototypeOf(record) as object;
+  if (preparedSubscriptions.has(proto)) return;
+  if (proto === Object.prototype || Object.getOwnPropertyDescriptor(proto, 'qos')) throw new UpdraftError('INTERNAL', "aedes subscription records not of a class of their own, or one with its own qos: a topic's QoS among overlapping subscriptions cannot be chosen");
+  Object.defineProperty(proto, 'qos', subscriptionQosProperty);
+  preparedSubscriptions.add(proto);
+}
+
 /** The proxy of each client's subscriptions record (`adoptSubscriptions`), one for all. */
 const heldHandler: ProxyHandler<Record<string, HeldSubscription>> = {
-  set(target, filter, record: HeldSubscription) {
+  set(target, filter, record: KeptSubscription) {
     const adopted = adoptedHeld.get(target)!;
-    const granted = record?.qos;
+    if (typeof record !== 'object' || record === null) throw new UpdraftError('INTERNAL', "aedes subscription record not an object: a topic's QoS among overlapping subscriptions cannot be chosen");
+    prepareSubscriptionClass(record);
+    // a record made before its class was readied (the process's first) holds its qos itself:
+    // it goes to the record's GRANTED, read through the class's accessor like every other
+    const own = Object.getOwnPropertyDescriptor(record, 'qos');
+    if (own) {
+      if (!own.writable || typeof own.value !== 'number') throw new UpdraftError('INTERNAL', "aedes subscription record with a qos not its own number: a topic's QoS among overlapping subscriptions cannot be chosen");
+      delete (record as { qos?: number }).qos;
+      record[GRANTED] = own.value as number;
+    }
     // an aedes upgrade that changed its subscription record would bring the lowering back unnoticed
-    if (typeof granted !== 'number' || !Object.getOwnPropertyDescriptor(record, 'qos')?.writable) throw new UpdraftError('INTERNAL', "aedes subscription record without its own qos: a topic's QoS among overlapping subscriptions cannot be chosen");
+    if (typeof record[GRANTED] !== 'number') throw new UpdraftError('INTERNAL', "aedes subscription record without its qos: a topic's QoS among overlapping subscriptions cannot be chosen");
     // addSubs stores a record in the synchronous run that read its deliver function: an
     // upgrade where it did not would have its check of a repeated filter read the topic's QoS
     if (!adopted.adding) throw new UpdraftError('INTERNAL', "aedes stored a subscription without reading the client's deliver function first: a SUBSCRIBE repeating a filter could keep its old QoS");
-    if (typeof filter === 'string' && !filter.includes('+') && !filter.includes('#')) {
-      grantedOf.set(record, granted);
-      exactOf.set(record, { adopted, filter, granted });
-      Object.defineProperty(record, 'qos', exactQosProperty);
-    }
+    if (typeof filter === 'string' && !filter.includes('+') && !filter.includes('#')) record[EXACT] = { adopted, filter };
     return Reflect.set(target, filter, record);
   },
 };
@@ -381,8 +409,8 @@ function grantedQos(client: Client, topic: string, held?: Record<string, HeldSub
   let qos = 0;
   const subscriptions = held ?? (client as unknown as { subscriptions: Record<string, HeldSubscription> }).subscriptions;
   for (const filter in subscriptions) {
-    const record = subscriptions[filter]!;
-    const granted = grantedOf.get(record) ?? record.qos;
+    const record = subscriptions[filter] as KeptSubscription;
+    const granted = record[GRANTED] ?? record.qos;
     if (granted > qos && matches(filter, topic)) qos = granted;
   }
   return qos;

@@ -171,6 +171,9 @@ describe("the embedded broker's per-connection state", () => {
       // their class, not turned into accessors on each client (which put each in dictionary
       // mode: 1,600 bytes of properties per connection, ~40 now)
       assert.ok(c.propertyBytes('Client') < 300 * N, `${c.propertyBytes('Client')} bytes of aedes clients' properties for ${N} connections`);
+      // and their subscription records too: qos is an accessor of their class (each exact
+      // filter's record had its own, in dictionary mode: 448 bytes of properties)
+      assert.ok(c.propertyBytes('Subscription') < 100 * N, `${c.propertyBytes('Subscription')} bytes of aedes subscription records' properties for ${N} connections`);
       // and one duplicates record for all (was one per connection, an object without prototype)
       assert.ok(c.distinctUnder('duplicates') < N / 10, `${c.distinctUnder('duplicates')} duplicates records for ${N} connections`);
       // the packet limit's line reads the address only when written (a socket keeps what it read)

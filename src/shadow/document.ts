@@ -13,7 +13,7 @@ import type {
   UpdateAccepted,
   UpdateRequest,
 } from '../protocol/shadow-messages.ts';
-import type { ShadowRecord } from '../store/state-store.ts';
+import { rememberStateText, type ShadowRecord } from '../store/state-store.ts';
 
 type Section = 'desired' | 'reported';
 const SECTIONS: readonly Section[] = ['desired', 'reported'];
@@ -128,6 +128,13 @@ export function stateSize(state: ShadowRecord['state']): number {
   return Buffer.byteLength(JSON.stringify(state));
 }
 
+/** `stateSize`, the JSON text kept for the store's write of the record (`stateText`). */
+function measuredStateSize(state: ShadowRecord['state']): number {
+  const text = JSON.stringify(state);
+  rememberStateText(state, text);
+  return Buffer.byteLength(text);
+}
+
 /** Result of applying an update: the record to store and the update/accepted message. */
 export interface AppliedUpdate {
   next: ShadowRecord;
@@ -178,7 +185,7 @@ export function applyUpdate(
     }
     acceptedMeta[section] = requestMetadata(patch, now);
   }
-  const size = stateSize(state);
+  const size = measuredStateSize(state);
   if (size > limits.maxDocumentBytes) {
     throw new UpdraftError('TOO_LARGE', `The payload exceeds the maximum size allowed: the document would be ${size} bytes, the limit is ${limits.maxDocumentBytes}`);
   }

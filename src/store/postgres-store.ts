@@ -37,7 +37,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -416,7 +416,7 @@ export class PostgresStore implements StateStore {
   async putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean> {
     // serialised now: the caller may mutate `record` before the batch runs
     const { deviceId, name } = record;
-    const values = [record.version, record.deleted, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
+    const values = [record.version, record.deleted, stateText(record.state), JSON.stringify(record.metadata), record.timestamp];
     // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused
     if (expectedVersion === 0) return this.bulk(SHADOW_INSERT, rowKey(deviceId, name), [deviceId, name, ...values]);
     return this.bulk(SHADOW_UPDATE, rowKey(deviceId, name), [deviceId, name, expectedVersion, ...values]);

@@ -40,7 +40,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -562,7 +562,7 @@ export class SqliteStore implements StateStore {
   async putShadow(record: ShadowRecord, expectedVersion: number): Promise<boolean> {
     // serialised now: the caller may mutate `record` before the batch runs
     const { deviceId, name } = record;
-    const values = [record.version, record.deleted ? 1 : 0, JSON.stringify(record.state), JSON.stringify(record.metadata), record.timestamp];
+    const values = [record.version, record.deleted ? 1 : 0, stateText(record.state), JSON.stringify(record.metadata), record.timestamp];
     return this.enqueue(() => {
       const s = this.statements();
       // a tombstone is a row too, so expectedVersion 0 over it conflicts and versions are never reused

@@ -7,7 +7,6 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { EventBus } from '../events/event-bus.ts';
 import { RecentEvents } from '../events/recent-events.ts';
-import { FleetOverviewSource } from '../fleet/fleet-overview.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import type { Rollouts } from '../jobs/rollouts.ts';
 import type { StateStore } from '../store/state-store.ts';
@@ -21,7 +20,7 @@ export interface DashboardDeps {
   router: Router;
   store: StateStore;
   events: EventBus;
-  rollouts: Pick<Rollouts, 'fleet' | 'groups' | 'jobs'>;
+  rollouts: Pick<Rollouts, 'fleet' | 'groups' | 'jobs' | 'overview'>;
   tracker: ExecutionTracker;
   isOnline: (deviceId: string) => boolean;
   logger: Logger;
@@ -42,8 +41,7 @@ export class Dashboard {
   async start(): Promise<void> {
     const { router, store, rollouts, tracker, isOnline, logger } = this.deps;
     await this.recent.start();
-    const overview = new FleetOverviewSource({ store, fleet: rollouts.fleet });
-    addInsightRoutes(router, { store, groups: rollouts.groups, fleet: rollouts.fleet, jobs: rollouts.jobs, tracker, recent: this.recent, overview, isOnline });
+    addInsightRoutes(router, { store, groups: rollouts.groups, fleet: rollouts.fleet, jobs: rollouts.jobs, tracker, recent: this.recent, overview: rollouts.overview, isOnline });
     const dir = this.deps.dir ?? DEFAULT_DASHBOARD_DIR;
     router.setFallback(dashboardRoute({ dir }));
     if (!existsSync(path.join(dir, 'index.html'))) logger.warn('the web dashboard is not built; run: npm run build:dashboard', { dir });

@@ -329,15 +329,16 @@ export function openApiDocument(): Obj {
       },
       '/api/v1/groups/{name}/members': { post: op('Add and remove members of a static group', { '200': json(ref('Group')) }, { parameters: [idParam('name')], ...body({ type: 'object', properties: { add: { type: 'array', items: { type: 'string' } }, remove: { type: 'array', items: { type: 'string' } } } }) }) },
       '/api/v1/fleet/devices': { get: op('Devices a query selects, with what they run; with a query one call reads at most 10,000 devices, so a page may be short, even empty: follow next until it is absent', { '200': json({ ...page(ref('Device')), required: ['items', 'scanned'], properties: { ...(page(ref('Device')).properties as Obj), scanned: { type: 'integer', minimum: 0, description: 'devices read (matched or not) to answer this page, at most 10,000: a short or empty page with next still shows how far the scan went' } } }) }, { parameters: [...pageParams, { name: 'query', in: 'query', description: 'a fleet query (docs/rollouts.md); absent: every device; present and empty (`?query=`) or blank: 400 "invalid query: it is empty"', schema: fleetQuery() }] }, { '400': queryRefused }) },
-      '/api/v1/fleet/versions': { get: op('Devices per reported name@version', { '200': json({ type: 'object' }) }) },
+      '/api/v1/fleet/versions': { get: op('Devices per reported name@version, from the cached fleet summary (as /fleet/status)', { '200': json({ type: 'object', properties: { items: { type: 'array', items: { type: 'object' } }, generatedAt: { type: 'integer', description: 'when the cached summary was computed (ms since the epoch)' } } }) }) },
       '/api/v1/fleet/status': {
-        get: op('Fleet summary: devices, versions, jobs per state', {
+        get: op('Fleet summary: devices, versions, jobs per state; cached, shared with /fleet/overview: at most 2 s old, or ten times what computing it took (docs/api.md)', {
           '200': json({
             type: 'object',
             properties: {
               devices: { type: 'object', properties: { registered: { type: 'integer' }, revoked: { type: 'integer' }, online: { type: 'integer' }, reporting: { type: 'integer' } } },
               versions: { type: 'array', items: { type: 'object', properties: { name: { type: ['string', 'null'] }, version: { type: ['string', 'null'] }, devices: { type: 'integer' } } } },
               jobs: { type: 'object', additionalProperties: { type: 'integer' } },
+              generatedAt: { type: 'integer', description: 'when the cached summary was computed (ms since the epoch)' },
             },
           }),
         }),

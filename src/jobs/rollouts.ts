@@ -6,6 +6,7 @@
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
+import { FleetOverviewSource } from '../fleet/fleet-overview.ts';
 import { FleetView } from '../fleet/fleet-view.ts';
 import { GroupService } from '../fleet/group-service.ts';
 import { addJobRoutes } from '../http/job-routes.ts';
@@ -45,6 +46,11 @@ export class Rollouts {
   readonly groups: GroupService;
   readonly deployments: DeploymentService;
   readonly fleet: FleetView;
+  /**
+   * The fleet summary, cached: the dashboard's overview, `/fleet/status` and `/fleet/versions`
+   * share one computation (each counts the whole registry and every shadow).
+   */
+  readonly overview: FleetOverviewSource;
   /** Deletes finished jobs past `jobs.retentionDays`, on the instance leading rollouts. */
   readonly retention: JobRetention;
   private readonly deps: RolloutDeps;
@@ -59,6 +65,7 @@ export class Rollouts {
     this.groups = new GroupService({ store, ...(now ? { now } : {}), onChange: () => this.engine.rescan() });
     this.deployments = new DeploymentService({ store, jobs: this.jobs });
     this.fleet = new FleetView({ store, onlineCount: deps.onlineCount });
+    this.overview = new FleetOverviewSource({ store, fleet: this.fleet });
     const engine = this.engine;
     this.retention = new JobRetention({ store, jobs: this.jobs, isLeader: () => engine.isLeader, logger, days: 0, ...deps.retention, ...(now ? { now } : {}) });
   }
@@ -111,6 +118,6 @@ export class Rollouts {
   /** Adds the jobs, groups, fleet, events and OpenAPI routes. */
   addRoutes(router: Router): void {
     const { store, events, tracker, isOnline, logger } = this.deps;
-    addJobRoutes(router, { store, events, tracker, isOnline, logger: logger.child('events'), jobs: this.jobs, groups: this.groups, fleet: this.fleet });
+    addJobRoutes(router, { store, events, tracker, isOnline, logger: logger.child('events'), jobs: this.jobs, groups: this.groups, fleet: this.fleet, overview: this.overview });
   }
 }

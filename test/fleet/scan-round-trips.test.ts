@@ -4,13 +4,13 @@
  * each device's shadow in turn made a round trip per device (QA at 200,000 devices: 54,078
  * shadow reads for six requests, a job preview 129.6 s). A real server on a private PostgreSQL,
  * 2,000 devices registered over HTTP, two reporting over MQTT; every query the server sends
- * is counted at the driver (pg.Client.prototype.query, which the store's pool calls).
+ * is counted at the driver (test/helpers/pg-query-count.ts).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { connectIdleDevice } from '../helpers/mqtt-client.ts';
+import { watchPgQueries, type QueryLog } from '../helpers/pg-query-count.ts';
 import { startTestPostgres, unavailable, type TestPostgres } from '../helpers/postgres.ts';
 import { apiJson, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy } from '../security/support.ts';
@@ -20,33 +20,16 @@ const id = (i: number) => `d-${String(i).padStart(4, '0')}`;
 /** The one-device shadow read (postgres-store.ts, shadowReads.single); a batch reads through unnest. */
 const SINGLE_SHADOW_READ = /FROM shadows WHERE device_id = \$1 AND name = \$2/;
 
-/** Every query text sent through pg while `counting` is on. */
-const sent: string[] = [];
-let counting = false;
-const originalQuery = pg.Client.prototype.query;
-
-async function queriesOf<T>(fn: () => Promise<T>): Promise<{ value: T; queries: string[] }> {
-  sent.length = 0;
-  counting = true;
-  try {
-    const value = await fn();
-    return { value, queries: [...sent] };
-  } finally {
-    counting = false;
-  }
-}
-
 describe('fleet scans read a page of shadows in one query (PostgreSQL)', () => {
   let postgres: TestPostgres | undefined;
   let db: string;
   let ts: TestServer | undefined;
   let skip: string | false = false;
+  let log: QueryLog;
+  const queriesOf = <T>(fn: () => Promise<T>) => log.during(fn);
 
   before(async () => {
-    (pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, ...args: unknown[]) {
-      if (counting) sent.push(typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: string } | undefined)?.text ?? ''));
-      return (originalQuery as (...a: unknown[]) => unknown).apply(this, args);
-    };
+    log = watchPgQueries();
     const started = await startTestPostgres();
     if (!started.ok) {
       skip = unavailable(started, 'the fleet scan round-trip test');
@@ -63,7 +46,7 @@ describe('fleet scans read a page of shadows in one query (PostgreSQL)', () => {
     await addArtifact(ts, '3.0.0', randomBytes(100));
   });
   after(async () => {
-    pg.Client.prototype.query = originalQuery;
+    log.restore();
     await ts?.close();
     await postgres?.stop();
   });

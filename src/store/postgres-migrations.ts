@@ -265,6 +265,9 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // the engine read them all at a wave's end, before an abort and at a continuous job's start.
   // Partial: only FAILED rows are in it, and only they are looked up by attempt
   concurrentIndex('executions_failed_attempt', "ON executions (job_id, attempt, device_id) WHERE status = 'FAILED'"),
+  // a job's executions of one state in device order (listJobExecutions by status: the job view,
+  // the engine's scans of what is unfinished or failed), without reading the job's others
+  concurrentIndex('executions_job_status_device', 'ON executions (job_id, status, device_id)'),
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -141,6 +141,35 @@ const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappe
 
 const SHADOW_COLS = 'device_id, name, version, deleted, state, metadata, timestamp';
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
+
+/** listJobExecutions's query: a page of `limit` + 1 (exported for the plan checks of test/store). */
+export function jobExecutionsQuery(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): { sql: string; args: unknown[] } {
+  const limit = options.limit;
+  const args: unknown[] = [limit + 1, jobId];
+  let cursor = '';
+  if (options.after !== undefined) {
+    args.push(options.after);
+    cursor = ` AND device_id > $${args.length}`;
+  }
+  // by status: one range of executions_job_status_device (job_id, status, device_id) per
+  // status, each in device order, merged. With status = ANY($n) the planner walked the
+  // primary key and filtered every execution of the job when the status was common in the
+  // fleet but rare in the job (QA: 50,000-80,000 rows, 25-115 ms a page at 200,000), even
+  // with the index there
+  const ofStatus = (status: ExecutionStatus) => {
+    args.push(status);
+    return `SELECT ${EXEC_COLS} FROM executions WHERE job_id = $2 AND status = $${args.length}${cursor} ORDER BY device_id LIMIT $1`;
+  };
+  const statuses = [...new Set(options.status ?? [])];
+  const sql =
+    statuses.length === 0
+      ? `SELECT ${EXEC_COLS} FROM executions WHERE job_id = $2${cursor} ORDER BY device_id LIMIT $1`
+      : statuses.length === 1
+        ? ofStatus(statuses[0]!)
+        : `SELECT ${EXEC_COLS} FROM (${statuses.map((st) => `(${ofStatus(st)})`).join(' UNION ALL ')}) page ORDER BY device_id LIMIT $1`;
+  return { sql, args };
+}
+
 /**
  * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_COLS order) taken apart
  * server-side: every execution of a batch in one statement.
@@ -842,17 +871,8 @@ export class PostgresStore implements StateStore {
 
   async listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
     const limit = checkLimit(options.limit);
-    const where = ['job_id = $2'];
-    const args: unknown[] = [limit + 1, jobId];
-    if (options.status && options.status.length > 0) {
-      args.push(options.status);
-      where.push(`status = ANY($${args.length}::text[])`);
-    }
-    if (options.after !== undefined) {
-      args.push(options.after);
-      where.push(`device_id > $${args.length}`);
-    }
-    const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE ${where.join(' AND ')} ORDER BY device_id LIMIT $1`, args);
+    const { sql, args } = jobExecutionsQuery(jobId, options);
+    const rows = await this.read<ExecutionRow>(sql, args);
     return pageOf(rows.map(toExecution), limit, (e) => e.deviceId);
   }
 

@@ -351,6 +351,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- Partial: only FAILED rows are in it, and only they are looked up by attempt
   CREATE INDEX executions_failed_attempt ON executions (job_id, attempt, device_id) WHERE status = 'FAILED';
   `,
+  `
+  -- a job's executions of one state in device order (listJobExecutions by status), without
+  -- reading the job's others
+  CREATE INDEX executions_job_status_device ON executions (job_id, status, device_id);
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -922,20 +927,10 @@ export class SqliteStore implements StateStore {
   }
 
   async listJobExecutions(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
-    const { limit, status, after } = options;
+    const { limit } = options;
     checkLimit(limit);
-    const where = ['job_id = ?'];
-    const args: unknown[] = [jobId];
-    if (status && status.length > 0) {
-      where.push(`status IN (${status.map(() => '?').join(', ')})`);
-      args.push(...status);
-    }
-    if (after !== undefined) {
-      where.push('device_id > ?');
-      args.push(after);
-    }
-    const sql = `SELECT ${EXEC_COLS} FROM executions WHERE ${where.join(' AND ')} ORDER BY device_id LIMIT ?`;
-    const rows = this.database().prepare<unknown[], ExecutionRow>(sql).all(...args, limit + 1);
+    const { sql, args } = jobExecutionsQuery(jobId, options);
+    const rows = this.database().prepare<unknown[], ExecutionRow>(sql).all(...args);
     const items = rows.slice(0, limit).map(toExecution);
     const last = items[items.length - 1];
     return rows.length > limit && last ? { items, next: last.deviceId } : { items };
@@ -1364,6 +1359,31 @@ function prepare(db: Database.Database): Statements {
 }
 
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
+
+/** listJobExecutions's query: a page of `limit` + 1 (exported for the plan checks of test/store). */
+export function jobExecutionsQuery(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): { sql: string; args: unknown[] } {
+  const { limit, after } = options;
+  const cursor = after !== undefined ? ' AND device_id > ?' : '';
+  const statuses = [...new Set(options.status ?? [])];
+  let sql: string;
+  const args: unknown[] = [];
+  if (statuses.length === 0) {
+    sql = `SELECT ${EXEC_COLS} FROM executions WHERE job_id = ?${cursor} ORDER BY device_id LIMIT ?`;
+    args.push(jobId, ...(after !== undefined ? [after] : []), limit + 1);
+  } else {
+    // one range of executions_job_status_device per status, each in device order, merged.
+    // Named: SQLite (no statistics) took the primary key with status IN (...), a read of
+    // every execution of the job for a state few of them are in
+    const ofStatus = (status: ExecutionStatus) => {
+      args.push(jobId, status, ...(after !== undefined ? [after] : []), limit + 1);
+      return `SELECT * FROM (SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_job_status_device WHERE job_id = ? AND status = ?${cursor} ORDER BY device_id LIMIT ?)`;
+    };
+    sql = statuses.length === 1 ? ofStatus(statuses[0]!) : `SELECT * FROM (${statuses.map(ofStatus).join(' UNION ALL ')}) ORDER BY device_id LIMIT ?`;
+    if (statuses.length > 1) args.push(limit + 1);
+  }
+  return { sql, args };
+}
+
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature, compatibility';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');

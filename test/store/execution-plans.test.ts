@@ -1,0 +1,123 @@
+/**
+ * The plans of the stores' listings of a job's executions (by status), on real databases: the query a
+ * store runs (its exported builder) explained, on PostgreSQL over enough rows, analyzed,
+ * for the planner to choose as it would on a fleet; on SQLite (no statistics) as it is. What
+ * the listings return is the contract's (state-store.contract.ts); here, which index reads it.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import type { ExecutionStatus } from '../../src/store/state-store.ts';
+import { jobExecutionsQuery as pgJobExecutions, PostgresStore } from '../../src/store/postgres-store.ts';
+import { jobExecutionsQuery as sqliteJobExecutions, SqliteStore } from '../../src/store/sqlite-store.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+
+/** A job of 60,000 executions, in the states `status` says (of i, 1 to 60,000), at attempt `attempt`. */
+const ROWS = 60_000;
+const SEED = (job: string, status: (i: string) => string, attempt = '1') => `
+  INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt)
+  SELECT '${job}', 'dev-' || lpad(i::text, 6, '0'), ${status('i')}, '{}', 1, 1, 1, i % 3, ${attempt} FROM generate_series(1, ${ROWS}) i`;
+
+/** The listings by status checked: one status and several, first page and further. */
+const LISTINGS: { status: ExecutionStatus[]; after?: string }[] = [
+  { status: ['TIMED_OUT'] },
+  { status: ['TIMED_OUT'], after: 'dev-012000' },
+  { status: ['TIMED_OUT', 'REJECTED'] },
+  { status: ['TIMED_OUT', 'FAILED', 'REJECTED'], after: 'dev-030000' },
+];
+
+const started = await startTestPostgres();
+
+describe('PostgreSQL plans of a job\'s executions', () => {
+  if (!started.ok) {
+    const message = unavailable(started, 'PostgreSQL plan checks');
+    it('plans', (t) => t.skip(message));
+    return;
+  }
+  const server = started.server;
+  let store: PostgresStore | undefined;
+  let admin: pg.Client | undefined;
+  after(async () => {
+    await store?.stop();
+    await admin?.end();
+    await server.stop();
+  });
+  const ready = (async () => {
+    const url = await server.createDatabase();
+    store = new PostgresStore({ url });
+    await store.start();
+    admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    // 'rare': a status few of its executions are in; 'common': the same status, in every one
+    // of its executions, so that fleet-wide it looks common to the planner
+    await admin.query(SEED('rare', (i) => `CASE WHEN ${i} % 6000 = 0 THEN 'TIMED_OUT' ELSE 'SUCCEEDED' END`));
+    await admin.query(SEED('common', () => `'TIMED_OUT'`));
+    await admin.query('ANALYZE executions');
+    return admin;
+  })();
+  /** The indexes the plan of `sql` reads. */
+  const indexesOf = async (c: pg.Client, sql: string, args: unknown[]) => {
+    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`, args);
+    const names = new Set<string>();
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) return node.forEach(walk);
+      if (node && typeof node === 'object') {
+        const o = node as Record<string, unknown>;
+        if (typeof o['Index Name'] === 'string') names.add(o['Index Name']);
+        Object.values(o).forEach(walk);
+      }
+    };
+    walk(rows[0]!['QUERY PLAN']);
+    return [...names].sort();
+  };
+
+  it('lists a job\'s executions by status from executions_job_status_device, not by walking the job in the primary key', async () => {
+    const c = await ready;
+    for (const listing of LISTINGS) {
+      const { sql, args } = pgJobExecutions('rare', { ...listing, limit: 100 });
+      const indexes = await indexesOf(c, sql, args);
+      assert.ok(indexes.includes('executions_job_status_device') && !indexes.includes('executions_pkey'), `${JSON.stringify(listing)}: ${indexes.join(', ')}`);
+    }
+    // and what it lists: the job's TIMED_OUT executions, in device order
+    const page = await store!.listJobExecutions('rare', { status: ['TIMED_OUT', 'REJECTED'], limit: 4, after: 'dev-006000' });
+    assert.deepEqual(page.items.map((e) => e.deviceId), ['dev-012000', 'dev-018000', 'dev-024000', 'dev-030000']);
+    assert.equal(page.next, 'dev-030000');
+  });
+
+});
+
+describe('SQLite plans of a job\'s executions', () => {
+  let dir: string | undefined;
+  let store: SqliteStore | undefined;
+  let raw: Database.Database | undefined;
+  after(async () => {
+    raw?.close();
+    await store?.stop();
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  });
+  const ready = (async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'updraft-plans-'));
+    const file = path.join(dir, 'updraft.db');
+    store = new SqliteStore({ path: file });
+    await store.start();
+    raw = new Database(file);
+    return raw;
+  })();
+  /** What SQLite's plan of `sql` says of each step. */
+  const planOf = (db: Database.Database, sql: string, args: unknown[]) => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail);
+
+  it('lists a job\'s executions by status from executions_job_status_device, not by walking the job in the primary key', async () => {
+    const db = await ready;
+    for (const listing of LISTINGS) {
+      const { sql, args } = sqliteJobExecutions('rare', { ...listing, limit: 100 });
+      const plan = planOf(db, sql, args);
+      const reads = plan.filter((d) => /^(SEARCH|SCAN) executions/.test(d));
+      assert.ok(reads.length > 0 && reads.every((d) => d.includes('USING INDEX executions_job_status_device (job_id=? AND status=?')), `${JSON.stringify(listing)}: ${plan.join(' | ')}`);
+    }
+  });
+
+});

@@ -268,6 +268,13 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // a job's executions of one state in device order (listJobExecutions by status: the job view,
   // the engine's scans of what is unfinished or failed), without reading the job's others
   concurrentIndex('executions_job_status_device', 'ON executions (job_id, status, device_id)'),
+  // replaces executions_failed_attempt (next step): the failed executions of a job owed a
+  // retry, in device order, attempt and wave read from the index. With attempt second the
+  // planner, estimating most rows below the limit, walked the primary key for the ORDER BY
+  // and read the whole job when every failure had used up its retries (QA: 80,000 executions,
+  // 344 ms cold); here a page reads the job's failures only, in order, and stops at its end
+  concurrentIndex('executions_failed_device', "ON executions (job_id, device_id, attempt, wave) WHERE status = 'FAILED'"),
+  dropIndexConcurrently('executions_failed_attempt'),
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

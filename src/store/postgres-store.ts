@@ -171,6 +171,16 @@ export function jobExecutionsQuery(jobId: string, options: { status?: ExecutionS
 }
 
 /**
+ * listFailedBelowAttempt's query, of parameters limit + 1, job, attemptBelow, maxWave [, after]
+ * (exported for the plan checks of test/store): a range of executions_failed_device, in
+ * device order. status = 'FAILED' written out, not bound: the planner proves the partial
+ * index applies from the query's text (a generic plan cannot)
+ */
+export function failedBelowAttemptSql(after: boolean): string {
+  return `SELECT ${EXEC_COLS} FROM executions WHERE job_id = $2 AND status = 'FAILED' AND attempt < $3 AND wave <= $4${after ? ' AND device_id > $5' : ''} ORDER BY device_id LIMIT $1`;
+}
+
+/**
  * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_COLS order) taken apart
  * server-side: every execution of a batch in one statement.
  */
@@ -880,12 +890,7 @@ export class PostgresStore implements StateStore {
     const limit = checkLimit(options.limit);
     const args: unknown[] = [limit + 1, jobId, options.attemptBelow, options.maxWave];
     if (options.after !== undefined) args.push(options.after);
-    // status = 'FAILED' written out, not bound: the planner proves the partial index
-    // executions_failed_attempt applies from the query's text (a generic plan cannot)
-    const rows = await this.read<ExecutionRow>(
-      `SELECT ${EXEC_COLS} FROM executions WHERE job_id = $2 AND status = 'FAILED' AND attempt < $3 AND wave <= $4${options.after !== undefined ? ' AND device_id > $5' : ''} ORDER BY device_id LIMIT $1`,
-      args,
-    );
+    const rows = await this.read<ExecutionRow>(failedBelowAttemptSql(options.after !== undefined), args);
     return pageOf(rows.map(toExecution), limit, (e) => e.deviceId);
   }
 

@@ -356,6 +356,13 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- reading the job's others
   CREATE INDEX executions_job_status_device ON executions (job_id, status, device_id);
   `,
+  `
+  -- the failed executions of a job owed a retry, in device order, attempt and wave read from
+  -- the index: a page reads the job's failures in order and stops at its end, where by
+  -- (job_id, attempt, device_id) each page read and sorted every failure still owed one
+  CREATE INDEX executions_failed_device ON executions (job_id, device_id, attempt, wave) WHERE status = 'FAILED';
+  DROP INDEX executions_failed_attempt;
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -939,11 +946,7 @@ export class SqliteStore implements StateStore {
   async listFailedBelowAttempt(jobId: string, options: { attemptBelow: number; maxWave: number; after?: string; limit: number }): Promise<Page<ExecutionRecord>> {
     const { attemptBelow, maxWave, after, limit } = options;
     checkLimit(limit);
-    // the plan: a range of executions_failed_attempt (job_id = ? AND attempt < ?), then a sort
-    // of the few rows found by device id. Named: with `after`, SQLite (no statistics) took the
-    // primary key's range on device_id instead, a read of the rest of the job's executions.
-    // status = 'FAILED' written out, not bound: a partial index needs its condition in the query
-    const sql = `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_failed_attempt WHERE job_id = ? AND status = 'FAILED' AND attempt < ? AND wave <= ?${after !== undefined ? ' AND device_id > ?' : ''} ORDER BY device_id LIMIT ?`;
+    const sql = failedBelowAttemptSql(after !== undefined);
     const args: unknown[] = [jobId, attemptBelow, maxWave, ...(after !== undefined ? [after] : []), limit + 1];
     const rows = this.database().prepare<unknown[], ExecutionRow>(sql).all(...args);
     const items = rows.slice(0, limit).map(toExecution);
@@ -1382,6 +1385,17 @@ export function jobExecutionsQuery(jobId: string, options: { status?: ExecutionS
     if (statuses.length > 1) args.push(limit + 1);
   }
   return { sql, args };
+}
+
+/**
+ * listFailedBelowAttempt's query, of parameters job, attemptBelow, maxWave[, after], limit + 1
+ * (exported for the plan checks of test/store): a range of executions_failed_device, in
+ * device order, attempt and wave filtered in the index. Named: SQLite (no statistics) took
+ * the primary key's range, a read of the job's every execution. status = 'FAILED' written
+ * out, not bound: a partial index needs its condition in the query
+ */
+export function failedBelowAttemptSql(after: boolean): string {
+  return `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_failed_device WHERE job_id = ? AND status = 'FAILED' AND attempt < ? AND wave <= ?${after ? ' AND device_id > ?' : ''} ORDER BY device_id LIMIT ?`;
 }
 
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature, compatibility';

@@ -1,5 +1,6 @@
 /**
- * The plans of the stores' listings of a job's executions (by status), on real databases: the query a
+ * The plans of the stores' listings of a job's executions (by status, and the failed ones
+ * owed a retry), on real databases: the query a
  * store runs (its exported builder) explained, on PostgreSQL over enough rows, analyzed,
  * for the planner to choose as it would on a fleet; on SQLite (no statistics) as it is. What
  * the listings return is the contract's (state-store.contract.ts); here, which index reads it.
@@ -12,8 +13,8 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { ExecutionStatus } from '../../src/store/state-store.ts';
-import { jobExecutionsQuery as pgJobExecutions, PostgresStore } from '../../src/store/postgres-store.ts';
-import { jobExecutionsQuery as sqliteJobExecutions, SqliteStore } from '../../src/store/sqlite-store.ts';
+import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, PostgresStore } from '../../src/store/postgres-store.ts';
+import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
 /** A job of 60,000 executions, in the states `status` says (of i, 1 to 60,000), at attempt `attempt`. */
@@ -56,6 +57,8 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     // of its executions, so that fleet-wide it looks common to the planner
     await admin.query(SEED('rare', (i) => `CASE WHEN ${i} % 6000 = 0 THEN 'TIMED_OUT' ELSE 'SUCCEEDED' END`));
     await admin.query(SEED('common', () => `'TIMED_OUT'`));
+    // 'exhausted': every 20th failed, each at its third attempt (a retry limit of 2 used up)
+    await admin.query(SEED('exhausted', (i) => `CASE WHEN ${i} % 20 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END`, `CASE WHEN i % 20 = 0 THEN 3 ELSE 1 END`));
     await admin.query('ANALYZE executions');
     return admin;
   })();
@@ -80,6 +83,7 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     for (const listing of LISTINGS) {
       const { sql, args } = pgJobExecutions('rare', { ...listing, limit: 100 });
       const indexes = await indexesOf(c, sql, args);
+      // (a status's own partial index, executions_failed_device for FAILED, is as good)
       assert.ok(indexes.includes('executions_job_status_device') && !indexes.includes('executions_pkey'), `${JSON.stringify(listing)}: ${indexes.join(', ')}`);
     }
     // and what it lists: the job's TIMED_OUT executions, in device order
@@ -88,6 +92,15 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     assert.equal(page.next, 'dev-030000');
   });
 
+  it('lists the failed executions owed a retry from executions_failed_device, not by walking the job in the primary key', async () => {
+    const c = await ready;
+    // a wave's end in a job whose every failure used up its retries: nothing is owed
+    assert.deepEqual(await indexesOf(c, pgFailedBelowAttempt(false), [501, 'exhausted', 3, 2]), ['executions_failed_device']);
+    assert.deepEqual(await indexesOf(c, pgFailedBelowAttempt(true), [501, 'exhausted', 3, 2, 'dev-030000']), ['executions_failed_device']);
+    assert.deepEqual((await store!.listFailedBelowAttempt('exhausted', { attemptBelow: 3, maxWave: 2, limit: 500 })).items, []);
+    const owed = await store!.listFailedBelowAttempt('exhausted', { attemptBelow: 4, maxWave: 2, limit: 2, after: 'dev-000020' });
+    assert.deepEqual(owed.items.map((e) => e.deviceId), ['dev-000040', 'dev-000060']);
+  });
 });
 
 describe('SQLite plans of a job\'s executions', () => {
@@ -120,4 +133,9 @@ describe('SQLite plans of a job\'s executions', () => {
     }
   });
 
+  it('lists the failed executions owed a retry from executions_failed_device in device order, without a sort', async () => {
+    const db = await ready;
+    assert.deepEqual(planOf(db, sqliteFailedBelowAttempt(false), ['j', 3, 2, 501]), ['SEARCH executions USING INDEX executions_failed_device (job_id=?)']);
+    assert.deepEqual(planOf(db, sqliteFailedBelowAttempt(true), ['j', 3, 2, 'dev-030000', 501]), ['SEARCH executions USING INDEX executions_failed_device (job_id=? AND device_id>?)']);
+  });
 });

@@ -22,8 +22,8 @@ if (!started.ok) {
   after(() => server.stop());
 
   describe('PostgreSQL index steps (CREATE INDEX CONCURRENTLY)', () => {
-    const INDEX = 'executions_failed_attempt';
-    // the step that builds it: migration 15, an index step
+    const INDEX = 'executions_failed_device';
+    // the step that builds it, an index step
     const step = PG_MIGRATIONS.findIndex((m) => migrationSql(m).includes(`CREATE INDEX CONCURRENTLY ${INDEX} `));
     const clients: pg.Client[] = [];
     const stores: PostgresStore[] = [];
@@ -80,7 +80,8 @@ if (!started.ok) {
       assert.deepEqual(await versions(admin), PG_MIGRATIONS.map((_, i) => i + 1));
       const built = await indexOf(admin);
       assert.ok(built?.valid, 'built and valid');
-      assert.match(built.def, /^CREATE INDEX executions_failed_attempt ON public\.executions USING btree \(job_id, attempt, device_id\) WHERE \(status = 'FAILED'::text\)$/);
+      assert.equal((await admin.query<{ r: string | null }>("SELECT to_regclass('executions_failed_attempt') AS r")).rows[0]!.r, null, 'the index it replaces dropped by the next step');
+      assert.match(built.def, /^CREATE INDEX executions_failed_device ON public\.executions USING btree \(job_id, device_id, attempt, wave\) WHERE \(status = 'FAILED'::text\)$/);
       await first.stop();
       await open(url).start();
       assert.equal((await indexOf(admin))?.oid, built.oid, 'the same index: not dropped and built again');
@@ -96,7 +97,7 @@ if (!started.ok) {
       await open(url).start();
       const repaired = await indexOf(admin);
       assert.ok(repaired?.valid, 'valid');
-      assert.match(repaired.def, /^CREATE INDEX executions_failed_attempt ON public\.executions USING btree \(job_id, attempt, device_id\) WHERE \(status = 'FAILED'::text\)$/, 'the step\'s index, not what was left');
+      assert.match(repaired.def, /^CREATE INDEX executions_failed_device ON public\.executions USING btree \(job_id, device_id, attempt, wave\) WHERE \(status = 'FAILED'::text\)$/, 'the step\'s index, not what was left');
       assert.deepEqual(await versions(admin), PG_MIGRATIONS.map((_, i) => i + 1));
     });
 

@@ -7,6 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import { ID_RULE, idProblem, isValidId } from '../protocol/topics.ts';
 import { ACTIVE_JOB_STATUSES, type GroupRecord, type StateStore } from '../store/state-store.ts';
 import { startInSlices } from '../util/in-slices.ts';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { selectPage, type SelectedPage } from './device-selector.ts';
 import { parseQuery, parseStoredQuery, type FleetQuery } from './query.ts';
 import { descriptionProblem, refuseUnknownFields } from '../protocol/known-fields.ts';
@@ -23,6 +24,16 @@ export interface GroupRequest {
 
 /** Most members a static group lists (larger sets are better described by a query). */
 export const MAX_STATIC_MEMBERS = 100_000;
+
+/**
+ * Members written per write of a large change. A change is one write of the store's, which
+ * every other write of the instance waits behind (PostgreSQL's group commit, SQLite's queue):
+ * QA, removing 100,000 took 1.73 s, adding them 2.45 s, in one.
+ */
+export const MEMBERS_CHUNK = 5_000;
+
+/** Tries of a chunked change that another change of the group interleaved with (see applyInChunks). */
+const CHUNKED_TRIES = 3;
 
 /**
  * A group as the operator API shows it: its members counted (`size`), never listed, since a
@@ -121,20 +132,58 @@ export class GroupService {
   }
 
   /**
-   * Adds and removes members of a static group, in one transaction that writes only the
-   * members named (a device in both lists ends a member); resolves with the group without its
-   * list. NOT_FOUND for an unknown group or device to add, CONFLICT for a dynamic group,
-   * BAD_REQUEST past MAX_STATIC_MEMBERS.
+   * Adds and removes members of a static group, writing only the members named (a device in
+   * both lists ends a member); resolves with the group without its list. NOT_FOUND for an
+   * unknown group or device to add, CONFLICT for a dynamic group, BAD_REQUEST past
+   * MAX_STATIC_MEMBERS; nothing is written then. A change of more than MEMBERS_CHUNK members
+   * is written in chunks (applyInChunks), one transaction each, so the instance's other
+   * writes go in between.
    */
   async changeMembers(name: string, add: unknown, remove: unknown): Promise<GroupRecord> {
     if (add !== undefined && !Array.isArray(add)) throw new UpdraftError('BAD_REQUEST', 'add must be an array of device ids');
     if (remove !== undefined && (!Array.isArray(remove) || remove.some((d) => typeof d !== 'string'))) throw new UpdraftError('BAD_REQUEST', 'remove must be an array of device ids');
     if (add === undefined && remove === undefined) throw new UpdraftError('BAD_REQUEST', 'give add and/or remove: arrays of device ids');
-    await this.get(name); // an unknown group is named before its devices
+    const head = await this.get(name); // an unknown group is named before its devices
     const toAdd = add === undefined ? [] : await this.checkMembers(add);
-    const changed = await this.deps.store.changeGroupMembers(name, { add: toAdd, remove: (remove as string[] | undefined) ?? [], updatedAt: this.now(), maxMembers: MAX_STATIC_MEMBERS });
+    const adding = new Set(toAdd);
+    // a device in both lists ends a member: it is only added, never removed on the way
+    const toRemove = [...new Set((remove as string[] | undefined) ?? [])].filter((d) => !adding.has(d)).sort();
+    // one transaction when small, or when the bound could refuse it: its refusal must leave
+    // the group as it was (whether it would pass the bound depends on which are members already)
+    const mayPassBound = (head.size ?? 0) + toAdd.length > MAX_STATIC_MEMBERS;
+    const changed =
+      toAdd.length + toRemove.length <= MEMBERS_CHUNK || mayPassBound
+        ? await this.deps.store.changeGroupMembers(name, { add: toAdd, remove: toRemove, updatedAt: this.now(), maxMembers: MAX_STATIC_MEMBERS })
+        : await this.applyInChunks(name, head.version, toAdd, toRemove);
     this.deps.onChange?.(name);
     return changed;
+  }
+
+  /**
+   * Writes a large change MEMBERS_CHUNK members at a time, removals first, then additions: the
+   * group's size only falls, then only grows, to a final size checked under the bound before,
+   * so no chunk is refused by it. Readers meanwhile (a page of members, a job created) may see
+   * part of the change. Each write raises the group's version by one: a version that moved by
+   * more between two chunks means another change of the group came in between, and the whole
+   * change is written again (each of its members' outcome is then this change's, as if it had
+   * come last), at most CHUNKED_TRIES times. A failure part way (the database down) leaves
+   * part of the change written: writing it again completes it (adding a member or removing a
+   * non-member changes nothing).
+   */
+  private async applyInChunks(name: string, version: number, toAdd: string[], toRemove: string[]): Promise<GroupRecord> {
+    let last = version;
+    let changed: GroupRecord | undefined;
+    for (let attempt = 1; ; attempt++) {
+      let interleaved = false;
+      const chunks = [...chunked(toRemove).map((remove) => ({ add: [] as string[], remove })), ...chunked(toAdd).map((add) => ({ add, remove: [] as string[] }))];
+      for (const chunk of chunks) {
+        changed = await this.deps.store.changeGroupMembers(name, { ...chunk, updatedAt: this.now(), maxMembers: MAX_STATIC_MEMBERS });
+        if (changed.version !== last + 1) interleaved = true;
+        last = changed.version;
+        await nextTurn(); // the embedded store writes synchronously: let other work through
+      }
+      if (!interleaved || attempt === CHUNKED_TRIES) return changed!;
+    }
   }
 
   /**
@@ -152,6 +201,7 @@ export class GroupService {
     return { items, ...(ids.next ? { next: ids.next } : {}), scanned: ids.items.length };
   }
 
+  /** Checks that each device to add is registered; resolves with them sorted, without duplicates. */
   private async checkMembers(devices: unknown): Promise<string[]> {
     if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');
     if (devices.length > MAX_STATIC_MEMBERS) throw new UpdraftError('BAD_REQUEST', `a static group holds at most ${MAX_STATIC_MEMBERS} devices; use a dynamic group`);
@@ -167,4 +217,11 @@ export class GroupService {
     }
     return (ids as string[]).sort();
   }
+}
+
+/** `ids` in slices of MEMBERS_CHUNK. */
+function chunked(ids: string[]): string[][] {
+  const out: string[][] = [];
+  for (let i = 0; i < ids.length; i += MEMBERS_CHUNK) out.push(ids.slice(i, i + MEMBERS_CHUNK));
+  return out;
 }

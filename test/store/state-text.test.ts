@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { it } from 'node:test';
+import type { UpdateRequest } from '../../src/protocol/shadow-messages.ts';
 import { applyUpdate } from '../../src/shadow/document.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { stateText, type ShadowRecord } from '../../src/store/state-store.ts';
@@ -22,7 +23,7 @@ it("writes the text of each update's state, which reads back as the state applie
   try {
     const ref = { deviceId: 'd1', name: '' };
     let current: ShadowRecord | undefined;
-    const requests = [
+    const requests: UpdateRequest[] = [
       { state: { reported: { software: { name: 'fw', version: '1.0.0' }, agent: { trust: 'x' } } } },
       { state: { desired: { software: { name: 'fw', version: '2.0.0' } } } },
       { state: { reported: { software: { version: '2.0.0', status: 'SUCCEEDED' } } } },

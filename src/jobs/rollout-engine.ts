@@ -160,9 +160,30 @@ export interface RolloutProgress {
    * when it ends moves the clock on once, not once per instance.
    */
   storeOutageUntil?: number;
+  /**
+   * The step of the engine's clock the rate's times were last moved by (`followStep`; its id:
+   * the clock's reading when it was seen): a step tried again after a failure moves a job once.
+   */
+  clockStep?: number;
   /** Why the job was aborted. */
   abortReason?: string;
   finishedAt?: number;
+}
+
+/**
+ * A step of the engine's clock being applied (`followStep`): seen when the clock read `now`
+ * (its id), moved by `by` from `from`; what was done so far.
+ */
+interface ClockStep {
+  id: number;
+  from: number;
+  now: number;
+  by: number;
+  /** Jobs whose rate was moved, deadlines moved, over every try. */
+  jobs: number;
+  deadlines: number;
+  /** A try failed (said once). */
+  failed: boolean;
 }
 
 /** The progress of a job as stored. */
@@ -267,6 +288,13 @@ export class RolloutEngine {
    * only: a new leader takes its own first reading, and judges no step from another's.
    */
   private clockMark: { wall: number; mono: number } | undefined;
+  /**
+   * Steps of the engine's clock seen this lead term and not yet fully applied (`followStep`):
+   * one whose work failed (the database dropped with the step, as a resumed machine's
+   * connections do) is tried again at the next tick, judged by the clock readings of when it
+   * was seen, and no other work of the tick is done until it is applied.
+   */
+  private pendingSteps: ClockStep[] = [];
   /** Time spent counting executions, this tick so far and in the last one (paces early ticks). */
   private countingMs = 0;
   private lastTickCountingMs = 0;
@@ -531,6 +559,7 @@ export class RolloutEngine {
       this.quiet.clear();
       this.unparsable.clear(); // said again once in this term
       this.clockMark = undefined;
+      this.dropSteps();
       this.leadTerm = this.lease.term;
       this.leading = true;
       this.deps.logger.info('driving rollouts (lease taken)');
@@ -543,6 +572,7 @@ export class RolloutEngine {
       // store's order, taking a place of the job's rate (test: follower-memory)
       this.arrived.clear();
       this.clockMark = undefined;
+      this.dropSteps();
       this.deps.logger.warn('no longer driving rollouts: the lease was lost');
     }
     return held;
@@ -648,33 +678,72 @@ export class RolloutEngine {
    * back an hour, `now - rateEpoch` was an hour short and nothing was sent for an hour;
    * stepped forward, an hour's allowance was sent at once. A step forward also passed over
    * deadlines (dueAt, written by the clock before it): each of those moves on by the step
-   * (`shiftDeadlines`), or every execution due within the step timed out at once. Logged once
-   * per step.
+   * (`shiftDeadlines`), or every execution due within the step timed out at once.
+   *
+   * A step stays pending (`pendingSteps`) until all of its work succeeded: the reading is taken
+   * at once, so a tick whose work failed (a dropped connection, a statement timeout) would
+   * otherwise see no step at the next, and the next processDue(now) timed out every deadline
+   * the step passed over. Until then every tick tries it again first and throws, doing nothing
+   * else. Logged once when applied; once more, before, when a try failed.
    */
   private async followStep(now: number): Promise<void> {
     const mono = this.deps.monotonic?.() ?? (this.deps.now ? undefined : performance.now());
     if (mono === undefined) return;
     const last = this.clockMark;
     this.clockMark = { wall: now, mono };
-    if (!last) return;
-    // whole milliseconds: the times it moves are stored as integers
-    const step = Math.round(now - last.wall - (mono - last.mono));
-    if (Math.abs(step) <= CLOCK_STEP_MS) return;
-    this.shiftMemory(step);
-    let jobs = 0;
-    let deadlines = 0;
+    if (last) {
+      // whole milliseconds: the times it moves are stored as integers
+      const by = Math.round(now - last.wall - (mono - last.mono));
+      if (Math.abs(by) > CLOCK_STEP_MS) {
+        this.shiftMemory(by);
+        this.pendingSteps.push({ id: now, from: now - by, now, by, jobs: 0, deadlines: 0, failed: false });
+      }
+    }
+    // in the order seen: a second step while the first is pending moves what the first did
+    while (this.pendingSteps.length > 0) {
+      await this.applyStep(this.pendingSteps[0]!);
+      this.pendingSteps.shift();
+    }
+  }
+
+  /**
+   * The work of one step of the clock (`followStep`), judged by the readings of when it was seen
+   * (`step.now`): what a try before this one did is not done again (rows moved are due after
+   * `step.now`, jobs moved carry the step's id, `shiftRate`). Throws what failed, after saying so
+   * (once per step).
+   */
+  private async applyStep(step: ClockStep): Promise<void> {
+    const { by } = step;
+    const said = `the server's clock stepped ${by > 0 ? 'forward' : 'back'} by ${(Math.abs(by) / 1000).toFixed(1)} s (set by NTP, or a machine resumed)`;
     try {
-      if (step > 0) {
+      if (by > 0) {
         // what was due before the step is due all the same (judged by the clock of then),
         // and is out of the listing the shift pages through
-        await this.processDue(now - step);
-        deadlines = await this.shiftDeadlines(now - step, now, step);
+        await this.processDue(step.from);
+        await this.shiftDeadlines(step);
       }
-      jobs = await this.shiftRates(step, now);
-    } finally {
-      const deadlinesSaid = step > 0 ? `, and the ${deadlines} deadline(s) it passed over are moved on by as much` : '';
-      this.deps.logger.warn(`the server's clock stepped ${step > 0 ? 'forward' : 'back'} by ${(Math.abs(step) / 1000).toFixed(1)} s (set by NTP, or a machine resumed): each job's rate goes on at its pace${deadlinesSaid}`, { stepMs: Math.round(step), jobs, ...(step > 0 ? { deadlines } : {}) });
+      await this.shiftRates(step);
+    } catch (err) {
+      if (!step.failed) {
+        step.failed = true;
+        this.deps.logger.warn(`${said}, and it is not fully applied yet: rates and deadlines are moved at the next tick, and until then no rollout goes on`, { stepMs: by, jobs: step.jobs, ...(by > 0 ? { deadlines: step.deadlines } : {}), error: asUpdraftError(err).message });
+      }
+      throw err;
     }
+    const deadlinesSaid = by > 0 ? `, and the ${step.deadlines} deadline(s) it passed over are moved on by as much` : '';
+    this.deps.logger.warn(`${said}: each job's rate goes on at its pace${deadlinesSaid}`, { stepMs: by, jobs: step.jobs, ...(by > 0 ? { deadlines: step.deadlines } : {}), ...(step.failed ? { retried: true } : {}) });
+  }
+
+  /**
+   * Steps not fully applied when the lead term ends are left: another instance may lead
+   * meanwhile and write times by the clock after the step, which a step back cannot tell from
+   * those before it (moving them would be wrong). What is left is as a step no leader saw.
+   */
+  private dropSteps(): void {
+    for (const step of this.pendingSteps) {
+      this.deps.logger.warn(`a step of the server's clock by ${(step.by / 1000).toFixed(1)} s was not fully applied when the lead changed, and is left: deadlines it passed over may time out, and a job's rate may stall or send a minute's worth at once`, { stepMs: step.by, jobs: step.jobs, deadlines: step.deadlines });
+    }
+    this.pendingSteps = [];
   }
 
   /**
@@ -682,12 +751,13 @@ export class RolloutEngine {
    * on by the step, with the times they are computed from (`dispatchedAt`, the phase's start,
    * a stop's grace, a device's own step timer: `deadlineOf`), so that a report recomputing the
    * deadline keeps it. Conditional writes of the rows, a page of DUE_BATCH at a time with a turn
-   * of the event loop between; resolves with how many moved. A timed-out execution whose command
+   * of the event loop between, counted in `step.deadlines`; a row that fails to move fails the
+   * whole (tried again: rows moved are due after `now`). A timed-out execution whose command
    * is still to take back, and a take-back to try again, are left due: they are not timeouts.
    * Deadlines past `now` stay as they are (a step forward shortens them by the step).
    */
-  private async shiftDeadlines(from: number, now: number, by: number): Promise<number> {
-    let moved = 0;
+  private async shiftDeadlines(step: ClockStep): Promise<void> {
+    const { from, now, by } = step;
     const seen = new Set<string>();
     for (;;) {
       const listed = await this.deps.store.listDueExecutions(now, DUE_BATCH);
@@ -695,19 +765,14 @@ export class RolloutEngine {
       // moved rows are due after `now`: what is listed again was left due (seen)
       if (fresh.length === 0) break;
       for (const e of fresh) seen.add(`${e.jobId}\n${e.deviceId}`);
-      const written = await Promise.all(
-        fresh.map((e) =>
-          mutateExecution(this.deps, e, (cur) => movedDeadline(cur, from, now, by), now, e).catch((err: unknown) => {
-            this.deps.logger.warn('deadline not moved on with the clock step; it may time out early', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
-            return undefined;
-          }),
-        ),
-      );
-      moved += written.filter((w) => w !== undefined).length;
+      const written = await Promise.allSettled(fresh.map((e) => mutateExecution(this.deps, e, (cur) => movedDeadline(cur, from, now, by), now, e)));
+      step.deadlines += written.filter((w) => w.status === 'fulfilled' && w.value !== undefined).length;
+      // a row not moved would time out at the next processDue(now): the step is tried again
+      const failed = written.find((w) => w.status === 'rejected');
+      if (failed) throw failed.reason;
       if (listed.length < DUE_BATCH) break;
       await nextTurn();
     }
-    return moved;
   }
 
   /** What the engine remembers by its clock, moved by a step of it (`followStep`). */
@@ -722,10 +787,11 @@ export class RolloutEngine {
 
   /**
    * The rate's clock of every active job moved by a step of the engine's clock (`followStep`),
-   * written with the job (conditional, read again on a conflict); resolves with how many jobs.
+   * written with the job with the step's id (conditional, read again on a conflict), so that a
+   * try again after a failure moves no job twice; counted in `step.jobs`.
    */
-  private async shiftRates(by: number, now: number): Promise<number> {
-    let shifted = 0;
+  private async shiftRates(step: ClockStep): Promise<void> {
+    const { by, id, now } = step;
     let after: string | undefined;
     do {
       const page = await this.deps.store.listJobs({ status: [...ACTIVE_JOB_STATUSES], limit: PAGE, omitSpec: true, ...(after ? { after } : {}) });
@@ -733,10 +799,10 @@ export class RolloutEngine {
         let job: JobRecord | undefined = head;
         for (let attempt = 0; attempt < 5 && job && ACTIVE_JOB_STATUSES.includes(job.status); attempt++) {
           const p = progressOf(job);
-          const moved = shiftRate(p, by);
+          const moved = shiftRate(p, by, id);
           if (moved === p) break;
           if (await this.saveJob(job, job.status, moved, now)) {
-            shifted++;
+            step.jobs++;
             break;
           }
           job = await this.deps.store.getJob(head.jobId, { omitSpec: true });
@@ -744,7 +810,6 @@ export class RolloutEngine {
       }
       after = page.next;
     } while (after);
-    return shifted;
   }
 
   /** Drops what the engine remembers of jobs no longer active. */
@@ -1719,12 +1784,15 @@ function skipOutage(p: RolloutProgress, o: { since: number; until: number }): Ro
 /**
  * A job's rate after its clock stepped by `by` (`followStep`): every time the allowance is
  * judged by, written by the clock before the step, moved with it, so that the allowance is
- * what it was. The same record when there is nothing to move (a scheduled job).
+ * what it was, and the step's id (`clockStep`). The same record when there is nothing to move
+ * (a scheduled job) or it was moved by this step already.
  */
-function shiftRate(p: RolloutProgress, by: number): RolloutProgress {
+function shiftRate(p: RolloutProgress, by: number, id: number): RolloutProgress {
+  if (p.clockStep === id) return p; // moved by this step already (a try before this one)
   if (p.rateEpoch === undefined && p.storageHeldSince === undefined && p.storeOutageUntil === undefined) return p;
   return {
     ...p,
+    clockStep: id,
     ...(p.rateEpoch !== undefined ? { rateEpoch: p.rateEpoch + by } : {}),
     ...(p.rateForfeit !== undefined ? { rateForfeit: { ...p.rateForfeit, epoch: p.rateForfeit.epoch + by } } : {}),
     ...(p.storageHeldSince !== undefined ? { storageHeldSince: p.storageHeldSince + by } : {}),

@@ -102,6 +102,8 @@ export async function startRolloutFixture(
     maxPending?: number;
     /** Whether the artifact storage answers, as the engine asks it (default: not asked). */
     artifactStorage?: RolloutEngineDeps['artifactStorage'];
+    /** A clock steps never move, beside the fake one (default none: the engine looks for no step of the clock). */
+    monotonic?: RolloutEngineDeps['monotonic'];
     /** The rollout parts' logger (default silent). */
     logger?: Logger;
     /** A store to run on instead of SQLite in the fixture's directory (PostgreSQL); started here, stopped by close(). */

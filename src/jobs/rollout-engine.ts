@@ -1756,7 +1756,7 @@ export class RolloutEngine {
 function endHold(p: RolloutProgress, now: number): RolloutProgress {
   const { storageHeldSince: since, ...rest } = p;
   if (since === undefined || p.rateEpoch === undefined || p.rateEpoch > since || now <= since) return rest;
-  return { ...rest, rateEpoch: p.rateEpoch + (now - since) };
+  return movedEpoch(rest, now - since);
 }
 
 /**
@@ -1778,7 +1778,18 @@ function owesOutage(p: RolloutProgress, o: { since: number; until: number }): bo
 function skipOutage(p: RolloutProgress, o: { since: number; until: number }): RolloutProgress {
   const marked = { ...p, storeOutageUntil: o.until };
   if (p.rateEpoch === undefined || (p.storageHeldSince !== undefined && p.storageHeldSince <= o.since)) return marked;
-  return { ...marked, rateEpoch: p.rateEpoch + (o.until - o.since) };
+  return movedEpoch(marked, o.until - o.since);
+}
+
+/**
+ * A job's rate epoch moved on by `by` (a hold or an outage left out), with what was given up
+ * since it (`rateForfeit`, tied to the epoch): left behind, the forfeit no longer counted and
+ * the allowance above the cap it stood for was sent at once.
+ */
+function movedEpoch(p: RolloutProgress, by: number): RolloutProgress {
+  if (p.rateEpoch === undefined) return p;
+  const forfeit = p.rateForfeit !== undefined && p.rateForfeit.epoch === p.rateEpoch ? { rateForfeit: { ...p.rateForfeit, epoch: p.rateEpoch + by } } : {};
+  return { ...p, rateEpoch: p.rateEpoch + by, ...forfeit };
 }
 
 /**

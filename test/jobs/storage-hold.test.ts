@@ -104,6 +104,46 @@ describe('the rollout engine while the artifact storage does not answer (fake cl
     assert.equal(await sent(ids, jobId), 10, 'and on at its rate');
   });
 
+  it('keeps what the rate gave up above its cap when the wait ends: no minute\'s worth at once', async () => {
+    const ids = await f.fleet('d', 30);
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { maxPerMinute: 6, maxInFlight: 8 } })).job.jobId;
+    const dispatched = async () => (await f.store.listJobExecutions(jobId, { limit: 50 })).items.filter((e) => e.dispatchedAt !== undefined);
+    const completeInFlight = async () => {
+      for (const e of await dispatched()) if (e.status === 'QUEUED') await f.complete(e.deviceId);
+    };
+    f.advance(60_000);
+    await f.tick();
+    f.advance(60_000);
+    await f.tick();
+    assert.equal((await dispatched()).length, 8, 'the in-flight window full at 2 minutes');
+    for (let i = 0; i < 10; i++) {
+      f.advance(60_000);
+      await f.tick();
+    }
+    // 12 minutes at 6 a minute built 65; a minute's worth and the one (7) goes, 58 are given up
+    await completeInFlight();
+    await f.tick();
+    assert.equal((await dispatched()).length, 15);
+    assert.equal(((await f.job(jobId)).progress as { rateForfeit?: { count: number } }).rateForfeit?.count, 58);
+
+    // ten seconds on, one is allowed: the storage does not answer, held for five minutes
+    await s3.down();
+    await completeInFlight();
+    f.advance(10_000);
+    await f.tick();
+    for (let i = 0; i < 5; i++) {
+      f.advance(60_000);
+      await f.tick();
+    }
+    assert.equal((await dispatched()).length, 15, 'held');
+    await s3.up();
+    f.advance(1_000);
+    await f.tick();
+    // the rate's clock back where the wait began, and what it gave up still given up: the one
+    // allowed then, not a minute's worth (7)
+    assert.equal((await dispatched()).length, 16);
+  });
+
   it('asks the storage only when a job has a command to send', async () => {
     const ids = await f.fleet('d', 2);
     const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids } })).job.jobId;

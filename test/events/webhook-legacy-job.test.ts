@@ -14,11 +14,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import type { WebhookDelivery } from '../../src/events/webhook-notifier.ts';
 import { eventually } from '../helpers/cli.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { asPreRolloutJob } from '../helpers/legacy-job.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, outcome, startAgent } from '../security/support.ts';
 
@@ -53,13 +53,9 @@ describe('webhooks of a job made before rollouts', () => {
     await eventually(async () => (got.some((d) => d.job.jobId === jobId) ? true : undefined), 15_000, 'its start posted');
     await ts.stop();
 
-    const db = new Database(path.join(ts.dataDir, 'updraft.db'));
-    try {
-      // what a database upgraded from before rollouts holds of a job running then
-      db.prepare('UPDATE jobs SET spec = NULL, progress = NULL, updated_at = NULL, version = NULL WHERE job_id = ?').run(jobId);
-    } finally {
-      db.close();
-    }
+    // what a database upgraded from before rollouts holds of a job running then
+
+    asPreRolloutJob(ts.dataDir, jobId);
     got.length = 0;
     ts = await startTestServer({ dataDir: ts.dataDir, flags: { 'webhook-url': url } });
     assert.equal((await ts.server.store.getJob(jobId))?.spec, undefined, 'a job without a spec');

@@ -7,9 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
+import { asPreRolloutJob } from '../helpers/legacy-job.ts';
 import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact } from '../security/support.ts';
 
@@ -26,13 +25,8 @@ describe('a job made before rollouts, canceled', () => {
     assert.equal(made.status, 201, JSON.stringify(made.body));
     const jobId = made.body.job.jobId as string;
     await ts.stop();
-    const db = new Database(path.join(ts.dataDir, 'updraft.db'));
-    try {
-      // what a database upgraded from before rollouts holds of a job running then
-      db.prepare('UPDATE jobs SET spec = NULL, progress = NULL, updated_at = NULL, version = NULL WHERE job_id = ?').run(jobId);
-    } finally {
-      db.close();
-    }
+    // what a database upgraded from before rollouts holds of a job running then
+    asPreRolloutJob(ts.dataDir, jobId);
     ts = await startTestServer({ dataDir: ts.dataDir });
     assert.equal((await ts.server.store.getJob(jobId))?.spec, undefined, 'a job without a spec');
 

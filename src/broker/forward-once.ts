@@ -23,7 +23,7 @@
 import { Readable } from 'node:stream';
 import type { Client, PublishPacket } from 'aedes';
 import { UpdraftError } from '../errors.ts';
-import { matches } from './topic-matcher.ts';
+import { isExact, matches } from './topic-matcher.ts';
 
 /** A message as aedes numbers it. */
 type NumberedPacket = PublishPacket & { brokerId?: string | null; brokerCounter?: number };
@@ -396,7 +396,7 @@ const heldHandler: ProxyHandler<Record<string, HeldSubscription>> = {
     // addSubs stores a record in the synchronous run that read its deliver function: an
     // upgrade where it did not would have its check of a repeated filter read the topic's QoS
     if (!adopted.adding) throw new UpdraftError('INTERNAL', "aedes stored a subscription without reading the client's deliver function first: a SUBSCRIBE repeating a filter could keep its old QoS");
-    if (typeof filter === 'string' && !filter.includes('+') && !filter.includes('#')) record[EXACT] = { adopted, filter };
+    if (typeof filter === 'string' && isExact(filter)) record[EXACT] = { adopted, filter };
     return Reflect.set(target, filter, record);
   },
 };

@@ -123,13 +123,11 @@ export function pickMetadata(delta: JsonObject, metadata: JsonObject | undefined
   return out;
 }
 
-/** Size in bytes of a record's state as the limit counts it (state only, not metadata). */
-export function stateSize(state: ShadowRecord['state']): number {
-  return Buffer.byteLength(JSON.stringify(state));
-}
-
-/** `stateSize`, the JSON text kept for the store's write of the record (`stateText`). */
-function measuredStateSize(state: ShadowRecord['state']): number {
+/**
+ * Size in bytes of a record's state as the limit counts it (state only, not metadata); its
+ * JSON text is kept for the store's write of the record (`stateText`).
+ */
+function stateSize(state: ShadowRecord['state']): number {
   const text = JSON.stringify(state);
   rememberStateText(state, text);
   return Buffer.byteLength(text);
@@ -185,7 +183,7 @@ export function applyUpdate(
     }
     acceptedMeta[section] = requestMetadata(patch, now);
   }
-  const size = measuredStateSize(state);
+  const size = stateSize(state);
   if (size > limits.maxDocumentBytes) {
     throw new UpdraftError('TOO_LARGE', `The payload exceeds the maximum size allowed: the document would be ${size} bytes, the limit is ${limits.maxDocumentBytes}`);
   }

@@ -192,6 +192,11 @@ const DEVICE_COLS = 'device_id, attributes, tags, secret_hash, broker_hash, revo
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature, compatibility';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
 const JOB_COLS_NO_SPEC = JOB_COLS.replace(' spec,', ' NULL AS spec,');
+/** Most keys in one query of getJobs and getExecutions (as a batch of point reads, postgres-read-batch.ts). */
+const READ_CHUNK = 1_000;
+/** JOB_COLS of `jobs j` (getJobs), and without the spec. */
+const JOB_READ_COLS = prefixed('j', JOB_COLS);
+const JOB_READ_COLS_NO_SPEC = JOB_READ_COLS.replace(' j.spec,', ' NULL AS spec,');
 const GROUP_COLS = 'name, kind, devices, query, description, created_at, updated_at, version, size';
 /** A group without its members (rows of group_members), counted: `size`. */
 const GROUP_HEAD_COLS = GROUP_COLS.replace(' devices,', '');
@@ -786,6 +791,33 @@ export class PostgresStore implements StateStore {
   async getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined> {
     const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE job_id = $1 AND device_id = $2`, [jobId, deviceId]);
     return rows[0] && toExecution(rows[0]);
+  }
+
+  async getJobs(jobIds: readonly string[], options: { omitSpec?: boolean } = {}): Promise<Map<string, JobRecord>> {
+    const jobs = new Map<string, JobRecord>();
+    const ids = [...new Set(jobIds)];
+    for (let start = 0; start < ids.length; start += READ_CHUNK) {
+      const rows = await this.read<JobRow>(
+        `SELECT ${options.omitSpec ? JOB_READ_COLS_NO_SPEC : JOB_READ_COLS} FROM unnest($1::text[]) AS k (job_id) JOIN jobs j ON j.job_id = k.job_id COLLATE "C"`,
+        [ids.slice(start, start + READ_CHUNK)],
+      );
+      for (const row of rows) jobs.set(row.job_id, toJob(row));
+    }
+    return jobs;
+  }
+
+  async getExecutions(keys: readonly { jobId: string; deviceId: string }[]): Promise<(ExecutionRecord | undefined)[]> {
+    const found: (ExecutionRecord | undefined)[] = new Array(keys.length).fill(undefined);
+    for (let start = 0; start < keys.length; start += READ_CHUNK) {
+      const chunk = keys.slice(start, start + READ_CHUNK);
+      const rows = await this.read<ExecutionRow & { i: string }>(
+        `SELECT k.i, ${prefixed('e', EXEC_COLS)} FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (job_id, device_id, i)
+          JOIN executions e ON e.job_id = k.job_id COLLATE "C" AND e.device_id = k.device_id COLLATE "C"`,
+        [chunk.map((k) => k.jobId), chunk.map((k) => k.deviceId)],
+      );
+      for (const row of rows) found[start + Number(row.i) - 1] = toExecution(row);
+    }
+    return found;
   }
 
   async updateExecution(record: ExecutionRecord): Promise<boolean> {

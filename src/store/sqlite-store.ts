@@ -815,6 +815,26 @@ export class SqliteStore implements StateStore {
     return row && toExecution(row);
   }
 
+  // point reads in the process: no round trip to save, the same statements as getJob and getExecution
+  async getJobs(jobIds: readonly string[], options: { omitSpec?: boolean } = {}): Promise<Map<string, JobRecord>> {
+    const s = this.statements();
+    const read = options.omitSpec ? s.getJobHead : s.getJob;
+    const jobs = new Map<string, JobRecord>();
+    for (const jobId of new Set(jobIds)) {
+      const row = read.get(jobId);
+      if (row) jobs.set(jobId, toJob(row));
+    }
+    return jobs;
+  }
+
+  async getExecutions(keys: readonly { jobId: string; deviceId: string }[]): Promise<(ExecutionRecord | undefined)[]> {
+    const read = this.statements().getExecution;
+    return keys.map((k) => {
+      const row = read.get(k.jobId, k.deviceId);
+      return row && toExecution(row);
+    });
+  }
+
   async updateExecution(record: ExecutionRecord, changed?: ReadonlySet<keyof ExecutionRecord>): Promise<boolean> {
     const r = record;
     // only the columns that changed, when the caller says which: SQLite rewrites the entries

@@ -359,6 +359,17 @@ export interface StateStore {
   getJob(jobId: string, options?: { omitSpec?: boolean }): Promise<JobRecord | undefined>;
   getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined>;
   /**
+   * The jobs of `jobIds` read together (PostgreSQL: one query per 1,000 ids, where `getJob`
+   * in turn is a round trip each), by job id; an id without a job is absent. `omitSpec` as
+   * for `getJob`.
+   */
+  getJobs(jobIds: readonly string[], options?: { omitSpec?: boolean }): Promise<Map<string, JobRecord>>;
+  /**
+   * The executions of `keys` read together (PostgreSQL: one query per 1,000 keys), in the
+   * order of `keys`, undefined where there is none.
+   */
+  getExecutions(keys: readonly { jobId: string; deviceId: string }[]): Promise<(ExecutionRecord | undefined)[]>;
+  /**
    * Writes `record` if the stored row version equals `record.version - 1`.
    * Resolves true after commit, false on conflict. `changed`, when given, names every field
    * that differs from the row at `record.version - 1` (`updatedAt` and `version` always do):

@@ -568,6 +568,35 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.getJob('job-2'), bare, 'no description stays absent');
         }));
 
+      it('reads many jobs and executions together, as getJob and getExecution read each', () =>
+        withStore(async (store) => {
+          const spec = { targets: { devices: ['dev-1'] } };
+          const jobs = [{ ...job('job-1', 'first'), spec }, job('job-2'), job('job-3')];
+          // more keys than one query takes (1,000 on PostgreSQL)
+          const devices = Array.from({ length: 1_203 }, (_, i) => `dev-${i}`);
+          await store.createJob(jobs[0]!, devices.map((d) => execution('job-1', d, 1_000)));
+          await store.createJob(jobs[1]!, [execution('job-2', 'dev-1', 2_000)]);
+          await store.createJob(jobs[2]!, []);
+          const ids = ['job-3', 'job-404', 'job-1', 'job-3', 'job-2'];
+          const read = await store.getJobs(ids);
+          assert.deepEqual([...read.keys()].sort(), ['job-1', 'job-2', 'job-3'], 'each job once, none for an id without one');
+          for (const id of ['job-1', 'job-2', 'job-3']) assert.deepEqual(read.get(id), await store.getJob(id));
+          const heads = await store.getJobs(ids, { omitSpec: true });
+          for (const id of ['job-1', 'job-2', 'job-3']) assert.deepEqual(heads.get(id), await store.getJob(id, { omitSpec: true }), 'without the spec');
+          assert.equal(heads.get('job-1')?.spec, undefined);
+          assert.deepEqual(await store.getJobs([]), new Map());
+          const many = Array.from({ length: 2_500 }, (_, i) => `job-${(i % 5) + 1}`);
+          assert.deepEqual([...(await store.getJobs(many)).keys()].sort(), ['job-1', 'job-2', 'job-3']);
+
+          const keys = [...devices.map((deviceId) => ({ jobId: 'job-1', deviceId })).reverse(), { jobId: 'job-2', deviceId: 'dev-1' }, { jobId: 'job-2', deviceId: 'dev-2' }, { jobId: 'job-404', deviceId: 'dev-1' }, { jobId: 'job-1', deviceId: 'dev-7' }];
+          const executions = await store.getExecutions(keys);
+          assert.equal(executions.length, keys.length);
+          for (const [n, k] of keys.entries()) assert.deepEqual(executions[n], await store.getExecution(k.jobId, k.deviceId), `${k.jobId}/${k.deviceId}, key ${n}`);
+          assert.equal(executions[1_204], undefined);
+          assert.equal(executions[1_205], undefined);
+          assert.deepEqual(await store.getExecutions([]), []);
+        }));
+
       it('refuses an existing job id with CONFLICT and writes none of its executions', () =>
         withStore(async (store) => {
           const j = job('job-1');

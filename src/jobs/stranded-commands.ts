@@ -118,9 +118,10 @@ export async function sweepStrandedCommands(deps: DesiredSoftwareDeps & { logger
 }
 
 /**
- * Looks at each device and takes its stranded command back; those that fail for now are tried
- * again after each pause (RETRY_PAUSES_MS). Resolves with how many were taken back and the
- * devices still failing.
+ * Looks at the devices and takes their stranded commands back; those that fail for now are
+ * tried again after each pause (RETRY_PAUSES_MS). Resolves with how many were taken back and
+ * the devices still failing. The devices' shadows, executions and jobs are read together
+ * (strandedCommands), not one device after another: a round trip each on PostgreSQL.
  */
 async function sweepDevices(deps: DesiredSoftwareDeps & { logger: Logger }, ids: string[], pause: (round: number) => Promise<void>, stopping: () => boolean): Promise<{ taken: number; left: string[] }> {
   let taken = 0;
@@ -132,18 +133,28 @@ async function sweepDevices(deps: DesiredSoftwareDeps & { logger: Logger }, ids:
     }
     const next: string[] = [];
     let lastError: UpdraftError | undefined;
-    for (const deviceId of failing) {
+    const failed = (deviceId: string, err: unknown) => {
+      const error = asUpdraftError(err);
+      if (isTransient(error) || error.code === 'CONFLICT') {
+        next.push(deviceId);
+        lastError = error;
+      } else {
+        // nothing to gain from trying again: counted as done
+        deps.logger.warn('command left by an earlier version not taken back: the shadow refuses it', { deviceId, error: error.message });
+      }
+    };
+    let stranded: Stranded[] = [];
+    try {
+      stranded = await strandedCommands(deps, failing);
+    } catch (err) {
+      // the reads of these devices failed together: each fails as its own read would have
+      for (const deviceId of failing) failed(deviceId, err);
+    }
+    for (const { deviceId, askedId } of stranded) {
       try {
-        if (await takeBack(deps, deviceId)) taken++;
+        if (await takeBack(deps, deviceId, askedId)) taken++;
       } catch (err) {
-        const error = asUpdraftError(err);
-        if (isTransient(error) || error.code === 'CONFLICT') {
-          next.push(deviceId);
-          lastError = error;
-        } else {
-          // nothing to gain from trying again: counted as done
-          deps.logger.warn('command left by an earlier version not taken back: the shadow refuses it', { deviceId, error: error.message });
-        }
+        failed(deviceId, err);
       }
     }
     if (lastError && round === RETRY_PAUSES_MS.length) deps.logger.warn('commands left by an earlier version not taken back for now; tried again at the next start', { devices: next.length, error: lastError.message });
@@ -152,20 +163,48 @@ async function sweepDevices(deps: DesiredSoftwareDeps & { logger: Logger }, ids:
   return { taken, left: failing };
 }
 
-/** Takes back the device's command if it is stranded (see above); true when it wrote. */
-async function takeBack(deps: DesiredSoftwareDeps, deviceId: string): Promise<boolean> {
+/** A device asked for a command that is stranded (see above): the command's agent job id. */
+interface Stranded {
+  deviceId: string;
+  askedId: string;
+}
+
+/**
+ * The devices of `ids` whose command is stranded, in the order of `ids`. Their classic
+ * shadows are read in one tick (the PostgreSQL store batches them into one query), then the
+ * executions of the commands they are asked for with getExecutions, and the jobs of those
+ * without one with getJobs: a few queries for a page of devices, whatever its size.
+ */
+async function strandedCommands(deps: DesiredSoftwareDeps, ids: string[]): Promise<Stranded[]> {
   const { store } = deps;
-  const shadow = await store.getShadow(deviceId, '');
-  if (!shadow || shadow.deleted) return false;
-  const desired = shadow.state.desired?.software;
-  const askedId = isJsonObject(desired) ? desired.jobId : undefined;
-  if (typeof askedId !== 'string') return false;
-  const asked = parseAgentJobId(askedId);
-  if (!asked || asked.control) return false;
-  // the device finished that command (before the reads below: retractCommand checks it again on the version it writes on)
-  if (finished(parseReportedSoftware(shadow.state.reported?.software), askedId)) return false;
-  const e = await store.getExecution(asked.jobId, deviceId);
-  if (e ? !isPast(e, asked.attempt) : !(await isDeletedJob(deps, asked.jobId))) return false;
+  const shadows = await Promise.all(ids.map((deviceId) => store.getShadow(deviceId, '')));
+  const asked: (Stranded & { jobId: string; attempt: number })[] = [];
+  shadows.forEach((shadow, n) => {
+    if (!shadow || shadow.deleted) return;
+    const desired = shadow.state.desired?.software;
+    const askedId = isJsonObject(desired) ? desired.jobId : undefined;
+    if (typeof askedId !== 'string') return;
+    const parsed = parseAgentJobId(askedId);
+    if (!parsed || parsed.control) return;
+    // the device finished that command (before the reads below: retractCommand checks it again on the version it writes on)
+    if (finished(parseReportedSoftware(shadow.state.reported?.software), askedId)) return;
+    asked.push({ deviceId: ids[n]!, askedId, jobId: parsed.jobId, attempt: parsed.attempt });
+  });
+  if (asked.length === 0) return [];
+  const executions = await store.getExecutions(asked.map(({ jobId, deviceId }) => ({ jobId, deviceId })));
+  // a command without its execution: its job deleted since? (isDeletedJob)
+  const unknownJobs = [...new Set(asked.filter((a, n) => !executions[n] && JOB_ID.test(a.jobId)).map((a) => a.jobId))];
+  const jobs = unknownJobs.length > 0 ? await store.getJobs(unknownJobs, { omitSpec: true }) : new Map<string, unknown>();
+  return asked
+    .filter((a, n) => {
+      const e = executions[n];
+      return e ? isPast(e, a.attempt) : isDeletedJob(a.jobId, jobs);
+    })
+    .map(({ deviceId, askedId }) => ({ deviceId, askedId }));
+}
+
+/** Takes back the device's stranded command `askedId`; true when it wrote. */
+async function takeBack(deps: DesiredSoftwareDeps, deviceId: string, askedId: string): Promise<boolean> {
   const outcome = await retractCommand(deps, deviceId, askedId);
   return outcome === 'stay' || outcome === 'cleared';
 }
@@ -179,9 +218,10 @@ const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
  * the rows this pass looks for are not in, so it deleted such a job with its command still
  * desired; nothing tracks that command any more, and the device would install it untracked.
  * A job being created has no command sent yet (its row is written before any dispatch).
+ * `jobs`: the jobs read of such ids.
  */
-async function isDeletedJob(deps: DesiredSoftwareDeps, jobId: string): Promise<boolean> {
-  return JOB_ID.test(jobId) && (await deps.store.getJob(jobId, { omitSpec: true })) === undefined;
+function isDeletedJob(jobId: string, jobs: ReadonlyMap<string, unknown>): boolean {
+  return JOB_ID.test(jobId) && !jobs.has(jobId);
 }
 
 /** The stored progress of an unfinished pass (none, or unreadable: from the start). */

@@ -89,9 +89,32 @@ export class GroupService {
     } else {
       group.devices = await this.checkMembers(req.devices);
     }
-    await this.deps.store.createGroup(group);
+    const created = group.devices.length <= MEMBERS_CHUNK ? (await this.deps.store.createGroup(group), group) : await this.createInChunks(group);
     this.deps.onChange?.(group.name);
-    return group;
+    return created;
+  }
+
+  /**
+   * Creates a static group of more than MEMBERS_CHUNK members (all checked registered) as a
+   * change written in chunks: in one transaction the whole list was one write of the store's,
+   * which every other write of the instance waited behind. The group goes in with its first
+   * chunk (a taken name refused there, nothing written), the rest is added by applyInChunks
+   * (the group's version raised by one per chunk; below the bound, as the list is). Readers
+   * meanwhile may see part of the members. A failure part way deletes the group again, so
+   * that the creation can be sent again (if that delete fails too, the database lost, the
+   * group stays with part of its members: adding them completes it). Resolves with the group
+   * as stored (its version, `size`) and the whole list.
+   */
+  private async createInChunks(group: GroupRecord): Promise<GroupRecord> {
+    const [first = [], ...rest] = chunked(group.devices);
+    await this.deps.store.createGroup({ ...group, devices: first });
+    try {
+      const changed = await this.applyInChunks(group.name, group.version, rest.flat(), []);
+      return { ...changed, devices: group.devices };
+    } catch (err) {
+      await this.deps.store.deleteGroup(group.name).catch(() => false);
+      throw err;
+    }
   }
 
   /** A group without its member list (`size` counts it); NOT_FOUND naming it. */

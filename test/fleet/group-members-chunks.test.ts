@@ -5,7 +5,8 @@
  * them 2.45 s). A real server over HTTP on SQLite and on a private PostgreSQL: the members
  * right after a change of 20,000; on PostgreSQL, with the queries seen at the driver
  * (test/helpers/pg-query-count.ts), a write issued while the change is being written is sent
- * before the change's last statement, where it used to wait for the whole change.
+ * before the change's last statement, where it used to wait for the whole change. Creating a
+ * group of more than 5,000 (`POST /api/v1/groups`) is written the same way.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -99,6 +100,50 @@ function chunkSuite(name: string, start: () => Promise<StoreServer>): void {
       const lastOfChange = queries.reduce((last, q, n) => (/INSERT INTO group_members/.test(q) ? n : last), -1);
       assert.ok(written >= 0 && lastOfChange >= 0, 'both seen');
       assert.ok(written < lastOfChange, `the other write (query ${written}) waited for the whole change (its last statement: query ${lastOfChange})`);
+    });
+
+    it('creating a group of 25,000: its members right after, the answer as stored', async (t) => {
+      if (skip) return t.skip(skip);
+      const r = await api('POST', '/api/v1/groups', { name: 'created', devices: [...range(0, FLEET)].reverse(), description: 'whole fleet' });
+      assert.equal(r.status, 201, JSON.stringify(r.body).slice(0, 300));
+      assert.equal(r.body.size, FLEET);
+      const stored = await api('GET', '/api/v1/groups/created?limit=1');
+      assert.deepEqual(r.body, stored.body.group, 'the answer is the group as stored');
+      assert.equal(stored.body.group.description, 'whole fleet');
+      assert.deepEqual(await members('created'), range(0, FLEET));
+      const taken = await api('POST', '/api/v1/groups', { name: 'created', devices: range(0, 6_000) });
+      assert.equal(taken.status, 409, JSON.stringify(taken.body));
+      assert.deepEqual((await api('GET', '/api/v1/groups/created?limit=1')).body.group, stored.body.group, 'a taken name changes nothing');
+    });
+
+    it('a creation refused writes nothing: an unregistered device among 20,000', async (t) => {
+      if (skip) return t.skip(skip);
+      const r = await api('POST', '/api/v1/groups', { name: 'refused', devices: [...range(0, 20_000), 'nobody'] });
+      assert.equal(r.status, 404, JSON.stringify(r.body));
+      assert.equal((await api('GET', '/api/v1/groups/refused')).status, 404);
+    });
+
+    it('another write issued while a group is created is not held until its end (PostgreSQL)', async (t) => {
+      if (skip) return t.skip(skip);
+      if (!log) return t.skip('the queries are seen on PostgreSQL only');
+      let write: Promise<void> | undefined;
+      const { value: r, queries } = await log.during(
+        async () => {
+          const answer = await api('POST', '/api/v1/groups', { name: 'interleaved', devices: range(0, 20_000) });
+          await write; // its query seen too, however late
+          return answer;
+        },
+        (text) => {
+          // the creation's first statement on its way: another write of the instance now
+          if (!write && /INSERT INTO device_groups/.test(text)) write = ts.server.store.putSetting('test:interleaved-create', 'yes');
+        },
+      );
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      assert.equal(r.body.size, 20_000);
+      const written = queries.findIndex((q) => /INSERT INTO settings/.test(q));
+      const lastOfCreation = queries.reduce((last, q, n) => (/INSERT INTO group_members/.test(q) ? n : last), -1);
+      assert.ok(written >= 0 && lastOfCreation >= 0, 'both seen');
+      assert.ok(written < lastOfCreation, `the other write (query ${written}) waited for the whole creation (its last statement: query ${lastOfCreation})`);
     });
   });
 }

@@ -19,11 +19,12 @@
  *
  * A device's own wildcard filters (`state/<id>/+/accepted`, `.../+/rejected`: its answers)
  * are kept by their first two levels, which hold no wildcard, and matched by hand against
- * the few under a topic's first two levels: in the trie they cost four Maps and their tables
- * per connected device (~600 bytes, the thirty-seventh session's heap snapshots).
+ * the few under a topic's first two levels (topic-matcher.ts's PrefixedFilters, which the
+ * routing table uses too): in the trie they cost four Maps and their tables per connected
+ * device (~600 bytes, the thirty-seventh session's heap snapshots).
  */
 import { QlobberTrue } from 'qlobber';
-import { isExact, matchesAfter, prefixed, prefixOf } from './topic-matcher.ts';
+import { isExact, PrefixedFilters, prefixed } from './topic-matcher.ts';
 
 /** MQTT topic filters in a trie (qlobber, what aedes itself matches with). */
 const trie = () => new QlobberTrue({ separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true });
@@ -35,8 +36,8 @@ export class SubscriptionInterest {
   private readonly counts = new Map<string, number>();
   /** Filters without a wildcard: they match exactly one topic, themselves. */
   private readonly exact = new Set<string>();
-  /** Wildcard filters whose first two levels are exact, by those two levels (`prefixOf`). */
-  private readonly byPrefix = new Map<string, string[]>();
+  /** Wildcard filters whose first two levels are exact, by those two levels (topic-matcher.ts, as the routing table keeps them). */
+  private readonly byPrefix = new PrefixedFilters<true>();
   /** How many filters the tries hold. */
   private wildcards = 0;
   /** Filters that start with a wildcard, which never match `$` topics [MQTT-4.7.2-1]. */
@@ -53,12 +54,8 @@ export class SubscriptionInterest {
     this.counts.set(filter, n);
     if (n === 1) {
       if (isExact(filter)) this.exact.add(filter);
-      else if (prefixed(filter)) {
-        const prefix = prefixOf(filter);
-        const under = this.byPrefix.get(prefix);
-        if (under) under.push(filter);
-        else this.byPrefix.set(prefix, [filter]);
-      } else {
+      else if (prefixed(filter)) this.byPrefix.add(filter, true);
+      else {
         this.trieOf(filter).add(filter);
         this.wildcards++;
       }
@@ -74,12 +71,8 @@ export class SubscriptionInterest {
     if (n > 0) return void this.counts.set(filter, n);
     this.counts.delete(filter);
     if (isExact(filter)) this.exact.delete(filter);
-    else if (prefixed(filter)) {
-      const prefix = prefixOf(filter);
-      const under = this.byPrefix.get(prefix)!;
-      if (under.length === 1) this.byPrefix.delete(prefix);
-      else under.splice(under.indexOf(filter), 1);
-    } else {
+    else if (prefixed(filter)) this.byPrefix.remove(filter);
+    else {
       this.trieOf(filter).remove(filter);
       this.wildcards--;
     }
@@ -93,11 +86,7 @@ export class SubscriptionInterest {
   /** True when some subscription matches `topic`. */
   has(topic: string): boolean {
     if (this.exact.has(topic)) return true;
-    if (this.byPrefix.size > 0) {
-      const prefix = prefixOf(topic);
-      const under = this.byPrefix.get(prefix);
-      if (under) for (const filter of under) if (matchesAfter(filter, topic, prefix.length)) return true;
-    }
+    if (this.byPrefix.has(topic)) return true;
     if (this.wildcards === 0) return false;
     return this.others.test(topic) || (!topic.startsWith('$') && this.leadingWildcard.test(topic));
   }

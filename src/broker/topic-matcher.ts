@@ -23,8 +23,8 @@ export interface Matcher<V> {
 export class TopicMatcher<V> implements Matcher<V> {
   /** Filters without wildcard, each with its values. */
   private readonly exact = new Map<string, V[]>();
-  /** Wildcard filters whose first two levels are exact, by those levels: filter, value, filter, value... */
-  private readonly prefixed = new Map<string, (string | V)[]>();
+  /** Wildcard filters whose first two levels are exact (a device's answers), by those levels. */
+  private readonly prefixed = new PrefixedFilters<V>();
   /** The values of the filters given to `rest`, by filter (what it holds, which qlobber does not say). */
   private readonly inRest = new Map<string, V[]>();
   /** The first levels of the filters in `rest` that start with one (each followed by `/`, or alone), and how many start with a wildcard: a topic under none of them is not looked for there. */
@@ -39,10 +39,7 @@ export class TopicMatcher<V> implements Matcher<V> {
       if (values) values.push(value);
       else this.exact.set(filter, [value]);
     } else if (prefixed(filter)) {
-      const prefix = prefixOf(filter);
-      const pairs = this.prefixed.get(prefix);
-      if (pairs) pairs.push(filter, value);
-      else this.prefixed.set(prefix, [filter, value]);
+      this.prefixed.add(filter, value);
     } else {
       this.rest.add(filter, value);
       const values = this.inRest.get(filter);
@@ -66,16 +63,7 @@ export class TopicMatcher<V> implements Matcher<V> {
       }
       if (values.length === 0) this.exact.delete(filter);
     } else if (prefixed(filter)) {
-      const prefix = prefixOf(filter);
-      const pairs = this.prefixed.get(prefix);
-      if (!pairs) return this;
-      for (let i = 0; i < pairs.length; i += 2) {
-        if (pairs[i] !== filter || (value !== undefined && pairs[i + 1] !== value)) continue;
-        pairs.splice(i, 2);
-        if (value !== undefined) break;
-        i -= 2;
-      }
-      if (pairs.length === 0) this.prefixed.delete(prefix);
+      this.prefixed.remove(filter, value);
     } else {
       this.rest.remove(filter, value);
       const values = this.inRest.get(filter);
@@ -97,11 +85,7 @@ export class TopicMatcher<V> implements Matcher<V> {
     const found: V[] = [];
     const values = this.exact.get(topic);
     if (values) for (const v of values) found.push(v);
-    if (this.prefixed.size > 0) {
-      const prefix = prefixOf(topic);
-      const pairs = this.prefixed.get(prefix);
-      if (pairs) for (let i = 0; i < pairs.length; i += 2) if (matchesAfter(pairs[i] as string, topic, prefix.length)) found.push(pairs[i + 1] as V);
-    }
+    this.prefixed.match(topic, found);
     if (this.mayBeInRest(topic)) for (const v of this.rest.match(topic)) found.push(v);
     return found;
   }
@@ -127,11 +111,90 @@ export class TopicMatcher<V> implements Matcher<V> {
 }
 
 /**
+ * Wildcard filters whose first two levels are exact (`prefixed`: a device's
+ * `state/<id>/+/accepted` and `+/rejected`), each with a value, kept by those two levels: a
+ * topic is compared, in place, with the few under its own first two. The routing table
+ * (TopicMatcher, above) and the replica's count of subscriptions (subscription-interest.ts)
+ * both keep a device's answers here.
+ *
+ * Kept under a number made from those two levels (`prefixKey`), not under the levels as a
+ * string: looking a topic up takes no copy of its first two levels (every message routed,
+ * every answer asked about, took one), and a device's filters keep no string of their levels
+ * beside themselves. Prefixes that make the same number share a list, each filter's own
+ * levels compared: a few comparisons more, never another answer.
+ */
+export class PrefixedFilters<V> {
+  /** By `prefixKey`: filter, value, filter, value... in the order added. */
+  private readonly byKey = new Map<number, (string | V)[]>();
+
+  /** Adds `value` under `filter` (a `prefixed` filter): a filter may hold a value more than once. */
+  add(filter: string, value: V): void {
+    const key = prefixKey(filter, prefixEnd(filter));
+    const pairs = this.byKey.get(key);
+    if (pairs) pairs.push(filter, value);
+    else this.byKey.set(key, [filter, value]);
+  }
+
+  /** Removes `value` held under `filter` once, or without `value` every value under `filter`. */
+  remove(filter: string, value?: V): void {
+    const key = prefixKey(filter, prefixEnd(filter));
+    const pairs = this.byKey.get(key);
+    if (!pairs) return;
+    for (let i = 0; i < pairs.length; i += 2) {
+      if (pairs[i] !== filter || (value !== undefined && pairs[i + 1] !== value)) continue;
+      pairs.splice(i, 2);
+      if (value !== undefined) break;
+      i -= 2;
+    }
+    if (pairs.length === 0) this.byKey.delete(key);
+  }
+
+  /** Whether a filter held matches `topic`. Allocates nothing. */
+  has(topic: string): boolean {
+    if (this.byKey.size === 0) return false;
+    const at = prefixEnd(topic);
+    const pairs = this.byKey.get(prefixKey(topic, at));
+    if (pairs) for (let i = 0; i < pairs.length; i += 2) if (matchesPrefixed(pairs[i] as string, topic, at)) return true;
+    return false;
+  }
+
+  /** Pushes onto `found` the value of each filter held that matches `topic`, as many times as it is held. */
+  match(topic: string, found: V[]): void {
+    if (this.byKey.size === 0) return;
+    const at = prefixEnd(topic);
+    const pairs = this.byKey.get(prefixKey(topic, at));
+    if (pairs) for (let i = 0; i < pairs.length; i += 2) if (matchesPrefixed(pairs[i] as string, topic, at)) found.push(pairs[i + 1] as V);
+  }
+}
+
+/**
+ * The number `PrefixedFilters` keeps a filter or looks a topic up under: FNV-1a of the
+ * first `end` characters of `s` (its first two levels, `prefixEnd`), within V8's small
+ * integers (a larger number would be a heap object at each lookup).
+ */
+export function prefixKey(s: string, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h & 0x3fffffff;
+}
+
+/**
+ * Whether the `prefixed` filter `filter` matches `topic`, whose first two levels end at
+ * `at`: the same first two levels (compared from their end, where device ids differ), then
+ * the rest (`matchesAfter`).
+ */
+function matchesPrefixed(filter: string, topic: string, at: number): boolean {
+  if (filter.charCodeAt(at) !== 47 /* / */) return false;
+  for (let i = at - 1; i >= 0; i--) if (filter.charCodeAt(i) !== topic.charCodeAt(i)) return false;
+  return matchesAfter(filter, topic, at);
+}
+
+/**
  * `matches` for a filter and a topic whose first `at` characters are the same two levels
  * (`prefixed`): the levels after them compared in place, without splitting either (this
  * runs for every message routed to a device's answers).
  */
-export function matchesAfter(filter: string, topic: string, at: number): boolean {
+function matchesAfter(filter: string, topic: string, at: number): boolean {
   let f = at; // at the `/` before the filter's next level (the filter goes on past its prefix)
   let t = at; // at the `/` before the topic's next level, or its end
   for (;;) {
@@ -176,10 +239,10 @@ export function isExact(filter: string): boolean {
   return !filter.includes('+') && !filter.includes('#');
 }
 
-/** A topic's or filter's first two levels (`state/<id>`), or all of it with fewer. */
-export function prefixOf(topicOrFilter: string): string {
+/** Where a topic's or filter's first two levels (`state/<id>`) end: at its second `/`, or its end with fewer. */
+function prefixEnd(topicOrFilter: string): number {
   const second = topicOrFilter.indexOf('/', topicOrFilter.indexOf('/') + 1);
-  return second < 0 ? topicOrFilter : topicOrFilter.slice(0, second);
+  return second < 0 ? topicOrFilter.length : second;
 }
 
 /**
@@ -188,6 +251,6 @@ export function prefixOf(topicOrFilter: string): string {
  * are all of it), so it is found under them.
  */
 export function prefixed(filter: string): boolean {
-  const prefix = prefixOf(filter);
-  return prefix.length < filter.length && isExact(prefix);
+  const end = prefixEnd(filter);
+  return end < filter.length && isExact(filter.slice(0, end));
 }

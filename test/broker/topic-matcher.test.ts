@@ -1,12 +1,15 @@
 /**
  * The embedded broker's routing table (topic-matcher.ts) answers as mqemitter's own qlobber
  * does: compared with one, the same adds and removes of random filters and values, on random
- * topics (a fixed seed, so a failure replays). And it is what the broker routes with.
+ * topics (a fixed seed, so a failure replays). SubscriptionInterest, which keeps a device's
+ * answers in the same index (PrefixedFilters), against a plain list of filters likewise. And
+ * the matcher is what the broker routes with.
  */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { Qlobber } from 'qlobber';
-import { TopicMatcher, type Matcher } from '../../src/broker/topic-matcher.ts';
+import { PrefixedFilters, prefixKey, TopicMatcher, type Matcher } from '../../src/broker/topic-matcher.ts';
+import { SubscriptionInterest } from '../../src/broker/subscription-interest.ts';
 import { EmbeddedBroker } from '../../src/broker/embedded-broker.ts';
 import type { Authenticator } from '../../src/broker/authenticator.ts';
 import { silentLogger } from '../../src/util/logger.ts';
@@ -24,9 +27,8 @@ function random(seed: number): () => number {
   };
 }
 
-it('matches as qlobber does, through random adds and removes', () => {
-  const seed = 20261205;
-  const r = random(seed);
+/** Random topics and filters of one to five levels (a filter may end in `#`), from a few words, drawn with `r`. */
+function topicsAndFilters(r: () => number) {
   const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)]!;
   const words = ['state', 'd1', 'd2', 'update', 'accepted', '', '$SYS', '$aws'];
   const topic = () => Array.from({ length: 1 + Math.floor(r() * 5) }, () => pick(words)).join('/');
@@ -35,6 +37,13 @@ it('matches as qlobber does, through random adds and removes', () => {
     if (r() < 0.25) levels.push('#');
     return levels.join('/');
   };
+  return { topic, filter };
+}
+
+it('matches as qlobber does, through random adds and removes', () => {
+  const seed = 20261205;
+  const r = random(seed);
+  const { topic, filter } = topicsAndFilters(r);
   const ours = new TopicMatcher<number>(qlobber());
   const theirs = qlobber();
   const held: [string, number][] = [];
@@ -59,6 +68,87 @@ it('matches as qlobber does, through random adds and removes', () => {
       const t = topic();
       const sort = (xs: number[]) => [...xs].sort((a, b) => a - b);
       assert.deepEqual(sort(ours.match(t)), sort(theirs.match(t)), `seed ${seed}, step ${step}: ${t}`);
+    }
+  }
+});
+
+it('keeps apart filters whose first two levels share their key in PrefixedFilters', () => {
+  // pairs found by search: each pair's first two levels make the same key; the second pair's
+  // are one the other's start (read from the wrong place, `state/dql4hul/+` is `state/d/l4hul/+`)
+  assert.equal(prefixKey('state/d238098', 13), prefixKey('state/d810216', 13));
+  assert.equal(prefixKey('state/d', 7), prefixKey('state/dql4hul', 13));
+  const p = new PrefixedFilters<string>();
+  p.add('state/d238098/+/accepted', 'a');
+  p.add('state/d810216/+/rejected', 'b');
+  p.add('state/dql4hul/+', 'c');
+  const match = (t: string) => {
+    const found: string[] = [];
+    p.match(t, found);
+    assert.equal(p.has(t), found.length > 0, t);
+    return found;
+  };
+  assert.deepEqual(match('state/d238098/update/accepted'), ['a']);
+  assert.deepEqual(match('state/d810216/update/accepted'), []);
+  assert.deepEqual(match('state/d810216/get/rejected'), ['b']);
+  assert.deepEqual(match('state/d238098/get/rejected'), []);
+  assert.deepEqual(match('state/dql4hul/x'), ['c']);
+  assert.deepEqual(match('state/d/l4hul/x'), []);
+  assert.deepEqual(match('state/d'), []);
+  p.remove('state/d238098/+/accepted', 'a');
+  assert.deepEqual(match('state/d238098/update/accepted'), []);
+  assert.deepEqual(match('state/d810216/get/rejected'), ['b'], 'the other under the same key stays');
+});
+
+/**
+ * Whether `filter` matches `topic` by MQTT 3.1.1 §4.7, level by level (an empty level is one,
+ * `a/#` matches `a`, a filter starting with a wildcard no `$` topic): the reference the
+ * SubscriptionInterest is compared with, kept apart from the code under test.
+ */
+function plainMatch(filter: string, topic: string): boolean {
+  if (/^[+#]/.test(filter) && topic.startsWith('$')) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
+it('SubscriptionInterest (the same index of prefixed filters) answers as a plain list of every client\'s filters does, through random subscriptions', () => {
+  const seed = 20261206;
+  const r = random(seed);
+  const { topic, filter } = topicsAndFilters(r);
+  const clients = ['c1', 'c2', 'c3', 'c4'];
+  const ours = new SubscriptionInterest();
+  const theirs = new Map<string, Set<string>>(clients.map((c) => [c, new Set()]));
+  const held = (): [string, string][] => [...theirs].flatMap(([c, fs]) => [...fs].map((f): [string, string] => [c, f]));
+  for (let step = 0; step < 20_000; step++) {
+    const x = r();
+    const client = clients[Math.floor(r() * clients.length)]!;
+    if (x < 0.4) {
+      const f = filter();
+      ours.add(client, f);
+      theirs.get(client)!.add(f);
+    } else if (x < 0.5) {
+      // one held, by whoever holds it (another client may hold the same filter)
+      const all = held();
+      if (all.length === 0) continue;
+      const [c, f] = all[Math.floor(r() * all.length)]!;
+      ours.remove(c, f);
+      theirs.get(c)!.delete(f);
+    } else if (x < 0.52) {
+      ours.forget(client);
+      theirs.get(client)!.clear();
+    } else if (x < 0.54) {
+      // one not held: nothing happens
+      const f = filter();
+      ours.remove(client, f);
+      theirs.get(client)!.delete(f);
+    } else {
+      const t = topic();
+      const expected = held().some(([, f]) => plainMatch(f, t));
+      assert.equal(ours.has(t), expected, `seed ${seed}, step ${step}: ${t} (${held().map(([c, f]) => `${c}:${f}`).join(' ')})`);
     }
   }
 });

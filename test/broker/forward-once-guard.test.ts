@@ -8,50 +8,20 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Aedes } from 'aedes';
 import type { Authenticator } from '../../src/broker/authenticator.ts';
 import { EmbeddedBroker } from '../../src/broker/embedded-broker.ts';
 import { createLogger } from '../../src/util/logger.ts';
+import { assertStartRefused, withChangedClients } from './aedes-patch.ts';
 import { RawClient } from './raw-mqtt-client.ts';
 
 const admitAll: Authenticator = { authenticate: async (c) => ({ kind: 'device' as const, id: c.clientId }) };
 
-type Handle = (conn: unknown, req?: unknown) => object;
-
-/** Runs `body` with aedes brokers changed by `change` as they are made. */
-async function withAedes(change: (aedes: { handle: Handle }) => void, body: () => Promise<void>): Promise<void> {
-  const createBroker = Aedes.createBroker;
-  Aedes.createBroker = async (opts) => {
-    const aedes = await createBroker.call(Aedes, opts);
-    change(aedes as unknown as { handle: Handle });
-    return aedes;
-  };
-  try {
-    await body();
-  } finally {
-    Aedes.createBroker = createBroker;
-  }
-}
-
 describe("embedded broker: aedes's clients' deliver functions, checked", () => {
   it('an aedes whose clients define deliver0 as their own property: start rejects with the reason', async () => {
-    const ownDeliver0 = (aedes: { handle: Handle }) => {
-      const handle = aedes.handle;
-      aedes.handle = (conn, req) => {
-        const client = handle(conn, req);
-        Object.defineProperty(client, 'deliver0', { value: () => {}, writable: true, configurable: true, enumerable: true });
-        return client;
-      };
+    const ownDeliver0 = (client: object) => {
+      Object.defineProperty(client, 'deliver0', { value: () => {}, writable: true, configurable: true, enumerable: true });
     };
-    await withAedes(ownDeliver0, async () => {
-      const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: admitAll, logger: createLogger({ level: 'silent' }) });
-      try {
-        await assert.rejects(broker.start(), (err: Error & { code?: string }) => err.code === 'INTERNAL' && /deliver0 and deliverQoS set through its class/.test(err.message));
-        await assert.rejects(broker.publish('t', 'x', 0), /broker is not started/);
-      } finally {
-        await broker.stop();
-      }
-    });
+    await withChangedClients(ownDeliver0, () => assertStartRefused(/deliver0 and deliverQoS set through its class/));
   });
 
   it('an unchanged aedes starts, and its clients subscribe and receive as before', async () => {

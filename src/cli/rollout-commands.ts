@@ -329,14 +329,24 @@ export function addRolloutCommands(program: Command): void {
       print(o, r, (lines.join('\n') || `no jobs for ${id}`) + (r.next ? `\n(more: --after ${r.next})` : ''));
     });
   withApi(program.command('status').description('fleet summary: devices, versions, jobs')).action(async (o: Common) => {
-    type Summary = { devices: Record<string, number>; versions: { name: string | null; version: string | null; devices: number }[]; jobs: Record<string, number> };
+    type Summary = { devices: Record<string, number>; versions: { name: string | null; version: string | null; devices: number }[]; jobs: Record<string, number>; generatedAt?: number };
     const s = await new ApiClient(o).call<Summary>('GET', '/api/v1/fleet/status');
     const lines = [
       `devices: ${s.devices.registered} registered, ${s.devices.online} online, ${s.devices.reporting} reporting, ${s.devices.revoked} revoked`,
       'versions:',
       ...(s.versions.length ? s.versions.map((v) => `  ${v.name ?? '?'}@${v.version}  ${v.devices}`) : ['  (no reports yet)']),
       `jobs: ${Object.entries(s.jobs).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
+      // the server answers from its cached counts (api.md, Fleet counts are cached): say how old they are
+      ...(typeof s.generatedAt === 'number' ? [`counted ${new Date(s.generatedAt).toISOString()} (${ageOf(Date.now() - s.generatedAt)})`] : []),
     ];
     print(o, s, lines.join('\n'));
   });
+}
+
+/** How long ago, for a person: seconds under two minutes, then minutes, then hours (a clock behind the server's: 0 s). */
+function ageOf(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 120) return `${seconds} s ago`;
+  if (seconds < 7_200) return `${Math.round(seconds / 60)} min ago`;
+  return `${Math.round(seconds / 3_600)} h ago`;
 }

@@ -96,6 +96,25 @@ describe('updraft group / job / status', () => {
     assert.deepEqual([never.code, never.stderr], [2, 'updraft: error: --timeout must be a number of seconds above 0, got -5\n']);
   });
 
+  it('says when the fleet status was counted and how long ago (the server answers from its cache)', async () => {
+    const fleetStatus = async () => (await (await fetch(`${ts.httpUrl}/api/v1/fleet/status`, { headers: { authorization: `Bearer ${ts.token}` } })).json()) as { generatedAt: number };
+    const first = await fleetStatus();
+    const started = Date.now();
+    const status = await cli('status');
+    const ended = Date.now();
+    const last = await fleetStatus();
+    assert.equal(status.code, 0, status.stderr);
+    const counted = /\njobs: [^\n]*\ncounted (\S+) \((\d+) s ago\)\n$/.exec(status.stdout);
+    assert.ok(counted, status.stdout);
+    const at = Date.parse(counted[1]!);
+    assert.ok(at >= first.generatedAt && at <= last.generatedAt, `counted ${counted[1]}: between the answers before and after (${first.generatedAt}, ${last.generatedAt})`);
+    // its age, said when the command printed: counted at + age falls within the command's run (a second's rounding either way)
+    const printed = at + Number(counted[2]) * 1000;
+    assert.ok(printed >= started - 1000 && printed <= ended + 1000, `counted ${counted[1]}, ${counted[2]} s ago: printed at ${new Date(printed).toISOString()}, run from ${new Date(started).toISOString()} to ${new Date(ended).toISOString()}`);
+    const json = JSON.parse((await cli('status', '--json')).stdout);
+    assert.equal(typeof json.generatedAt, 'number', 'the JSON carries generatedAt as the API does');
+  });
+
   it('shows when a scheduled job starts; canceled before it sent anything, it shows nothing done', async () => {
     const inAnHour = new Date(Date.now() + 3_600_000).toISOString();
     const scheduled = JSON.parse((await cli('job', 'create', '--artifact', 'fw@2.0.0', '--device', 'a-1', '--start-at', inAnHour, '--json')).stdout).job.jobId as string;

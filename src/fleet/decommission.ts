@@ -16,7 +16,9 @@
  * 4. it leaves the static groups that list it;
  * 5. its registration goes, at the version the revocation wrote (changed meanwhile: CONFLICT,
  *    ask again), announced as a credentials change (`device.credentials`); a shadow an
- *    operator wrote since step 3 is deleted then.
+ *    operator wrote since step 3 is deleted then. The deletion is recorded with its time: the
+ *    shadows' tombstones go `shadow.tombstoneRetentionHours` later
+ *    (`shadow/tombstone-retention.ts`), unless the id is registered again by then.
  */
 import { UpdraftError } from '../errors.ts';
 import type { Sender } from '../broker/message-bus.ts';
@@ -86,7 +88,7 @@ export async function decommissionDevice(deps: DecommissionDeps, deviceId: strin
     groupsLeft.push(g.name);
   }
 
-  if (!(await store.deleteDevice(deviceId, device.version))) {
+  if (!(await store.deleteDevice(deviceId, device.version, now()))) {
     throw new UpdraftError('CONFLICT', `device ${deviceId} changed while it was being deleted; delete it again`);
   }
   // An operator's write landing between the shadows' deletion and the registration's (a

@@ -50,6 +50,7 @@ import { probeBlobStore } from '../artifacts/blob-store-probe.ts';
 import { WebhookNotifier } from '../events/webhook-notifier.ts';
 import { DeviceRegistry } from '../registry/device-registry.ts';
 import { ShadowReplica } from '../shadow/replica.ts';
+import { TombstoneRetention } from '../shadow/tombstone-retention.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { createBlobStore, createStateStore } from './adapters.ts';
@@ -344,6 +345,9 @@ export class UpdraftServer {
     }
     // after the bus: recovery and the first tick may send commands
     await this.startPart(this.rollouts);
+    // deleted devices' shadow tombstones, after shadow.tombstoneRetentionHours, by the instance leading rollouts
+    const leading = this.rollouts.engine;
+    await this.startPart(new TombstoneRetention({ store: this.store, isLeader: () => leading.isLeader, hours: config.shadow.tombstoneRetentionHours, logger: logger.child('shadow'), ...(clock ? { now: clock.now } : {}) }));
 
     const deviceRefusal = async (id: string, issuedAt?: number) => {
       const d = await this.store.getDevice(id);

@@ -275,6 +275,22 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // 344 ms cold); here a page reads the job's failures only, in order, and stops at its end
   concurrentIndex('executions_failed_device', "ON executions (job_id, device_id, attempt, wave) WHERE status = 'FAILED'"),
   dropIndexConcurrently('executions_failed_attempt'),
+  `
+  -- devices deleted, and when: their shadows' tombstones are removed after
+  -- shadow.tombstoneRetentionHours (shadow/tombstone-retention.ts) by this list, without
+  -- reading the shadows of the devices still registered. Filled with the devices deleted
+  -- before it (tombstones of unregistered ids), at their last deletion: one read of the
+  -- shadows, which holds no write of them
+  CREATE TABLE deleted_devices (
+    device_id  TEXT COLLATE "C" PRIMARY KEY,
+    deleted_at BIGINT NOT NULL
+  );
+  CREATE INDEX deleted_devices_at ON deleted_devices (deleted_at, device_id);
+  INSERT INTO deleted_devices (device_id, deleted_at)
+    SELECT device_id, MAX(timestamp) FROM shadows s
+    WHERE deleted AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
+    GROUP BY device_id;
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -504,8 +504,29 @@ export class PostgresStore implements StateStore {
     return this.deviceReads.get([deviceId]);
   }
 
-  async deleteDevice(deviceId: string, version: number): Promise<boolean> {
-    return this.write(async (c) => (await c.query('DELETE FROM devices WHERE device_id = $1 AND version = $2', [deviceId, version])).rowCount === 1);
+  async deleteDevice(deviceId: string, version: number, deletedAt = Date.now()): Promise<boolean> {
+    return this.write(async (c) => {
+      if ((await c.query('DELETE FROM devices WHERE device_id = $1 AND version = $2', [deviceId, version])).rowCount !== 1) return false;
+      await c.query('INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT (device_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at', [deviceId, deletedAt]);
+      return true;
+    });
+  }
+
+  async expireDeletedDevices(before: number, limit: number): Promise<{ devices: string[]; tombstones: number }> {
+    checkLimit(limit);
+    return this.write(async (c) => {
+      // the records first, locked, so that two instances never remove the same ones twice
+      const gone = await c.query<{ device_id: string; deleted_at: string }>(
+        `DELETE FROM deleted_devices WHERE device_id IN (SELECT device_id FROM deleted_devices WHERE deleted_at < $1 ORDER BY deleted_at, device_id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING device_id, deleted_at`,
+        [before, limit],
+      );
+      // oldest deletion first, as listed
+      const devices = gone.rows.sort((a, b) => Number(a.deleted_at) - Number(b.deleted_at) || (a.device_id < b.device_id ? -1 : 1)).map((r) => r.device_id);
+      if (devices.length === 0) return { devices, tombstones: 0 };
+      // an id registered again keeps its shadows' versions: only its record went
+      const removed = await c.query('DELETE FROM shadows s WHERE s.device_id = ANY($1::text[]) AND s.deleted AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)', [devices]);
+      return { devices, tombstones: removed.rowCount ?? 0 };
+    });
   }
 
   async listShadowNames(deviceId: string): Promise<string[]> {

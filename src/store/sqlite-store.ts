@@ -363,6 +363,21 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX executions_failed_device ON executions (job_id, device_id, attempt, wave) WHERE status = 'FAILED';
   DROP INDEX executions_failed_attempt;
   `,
+  `
+  -- devices deleted, and when: their shadows' tombstones are removed after
+  -- shadow.tombstoneRetentionHours (shadow/tombstone-retention.ts) by this list, without
+  -- reading the shadows of the devices still registered. Filled with the devices deleted
+  -- before it (tombstones of unregistered ids), at their last deletion
+  CREATE TABLE deleted_devices (
+    device_id  TEXT PRIMARY KEY NOT NULL,
+    deleted_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX deleted_devices_at ON deleted_devices (deleted_at, device_id);
+  INSERT INTO deleted_devices (device_id, deleted_at)
+    SELECT device_id, MAX(timestamp) FROM shadows s
+    WHERE deleted = 1 AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
+    GROUP BY device_id;
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -429,6 +444,10 @@ interface Statements {
   getDevice: Stmt<DeviceRow>;
   updateDevice: Stmt;
   deleteDevice: Stmt;
+  recordDeletion: Stmt;
+  deletedBefore: Stmt<{ device_id: string; deleted_at: number }>;
+  removeDeletedTombstones: Stmt;
+  forgetDeletion: Stmt;
   listShadowNames: Stmt<{ name: string }>;
   listTombstones: Stmt<{ name: string; version: number; timestamp: number }>;
   removeTombstone: Stmt;
@@ -632,11 +651,30 @@ export class SqliteStore implements StateStore {
     return device;
   }
 
-  async deleteDevice(deviceId: string, version: number): Promise<boolean> {
+  async deleteDevice(deviceId: string, version: number, deletedAt = Date.now()): Promise<boolean> {
     return this.enqueue(() => {
       // forgotten inside the commit, as in updateDevice: the next read finds no row
       this.devices.delete(deviceId);
-      return this.statements().deleteDevice.run(deviceId, version).changes === 1;
+      const s = this.statements();
+      if (s.deleteDevice.run(deviceId, version).changes !== 1) return false;
+      s.recordDeletion.run(deviceId, deletedAt);
+      return true;
+    });
+  }
+
+  async expireDeletedDevices(before: number, limit: number): Promise<{ devices: string[]; tombstones: number }> {
+    checkLimit(limit);
+    return this.enqueue(() => {
+      const s = this.statements();
+      const devices: string[] = [];
+      let tombstones = 0;
+      for (const d of s.deletedBefore.all(before, limit)) {
+        // an id registered again keeps its shadows' versions: its list entry just goes
+        tombstones += s.removeDeletedTombstones.run(d.device_id, d.device_id).changes;
+        s.forgetDeletion.run(d.device_id, d.deleted_at);
+        devices.push(d.device_id);
+      }
+      return { devices, tombstones };
     });
   }
 
@@ -1314,6 +1352,10 @@ function prepare(db: Database.Database): Statements {
     getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),
     // created_at never changes
     deleteDevice: p('DELETE FROM devices WHERE device_id = ? AND version = ?'),
+    recordDeletion: p('INSERT INTO deleted_devices (device_id, deleted_at) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET deleted_at = excluded.deleted_at'),
+    deletedBefore: p<{ device_id: string; deleted_at: number }>('SELECT device_id, deleted_at FROM deleted_devices WHERE deleted_at < ? ORDER BY deleted_at, device_id LIMIT ?'),
+    removeDeletedTombstones: p('DELETE FROM shadows WHERE device_id = ? AND deleted = 1 AND NOT EXISTS (SELECT 1 FROM devices WHERE device_id = ?)'),
+    forgetDeletion: p('DELETE FROM deleted_devices WHERE device_id = ? AND deleted_at = ?'),
     listShadowNames: p<{ name: string }>('SELECT name FROM shadows WHERE device_id = ? AND deleted = 0 ORDER BY name'),
     listTombstones: p<{ name: string; version: number; timestamp: number }>('SELECT name, version, timestamp FROM shadows WHERE device_id = ? AND deleted = 1 ORDER BY timestamp, name'),
     removeTombstone: p('DELETE FROM shadows WHERE device_id = ? AND name = ? AND deleted = 1 AND version = ?'),

@@ -315,9 +315,17 @@ export interface StateStore {
   /**
    * Removes a device's registration if its version is still `version`: resolves false when
    * it changed or is gone (nothing removed). Its shadows, executions and group memberships
-   * are the caller's (`fleet/decommission.ts`).
+   * are the caller's (`fleet/decommission.ts`). The deletion is recorded with `deletedAt` (ms;
+   * default now), in the same transaction, for `expireDeletedDevices`.
    */
-  deleteDevice(deviceId: string, version: number): Promise<boolean>;
+  deleteDevice(deviceId: string, version: number, deletedAt?: number): Promise<boolean>;
+  /**
+   * Up to `limit` recorded deletions older than `before` (ms), oldest first: each device's
+   * shadow tombstones are removed unless the id is registered again, and its record goes
+   * (a later deletion of the id, recorded meanwhile, stays). What was done: the devices
+   * whose record went, and how many tombstones were removed (`shadow/tombstone-retention.ts`).
+   */
+  expireDeletedDevices(before: number, limit: number): Promise<{ devices: string[]; tombstones: number }>;
   getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
   /** Writes `record` if the stored row version equals `record.version - 1`; false on conflict. */
   updateDevice(record: DeviceRecord): Promise<boolean>;

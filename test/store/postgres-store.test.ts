@@ -13,7 +13,7 @@ import { MIGRATION_LOCK, migratePostgres, migrationSql, PG_MIGRATIONS } from '..
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { checkMigratedCounts, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkMigratedCounts, checkMigratedDeletions, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 const started = await startTestPostgres();
 
@@ -144,6 +144,13 @@ if (!started.ok) {
       const store = open(url);
       await store.start();
       await checkMigratedGroups(store);
+    });
+
+    it("lists the devices deleted before deletions were recorded when it migrates, by their tombstones", async () => {
+      const url = await databaseBefore('CREATE TABLE deleted_devices', deletionsSeed((b) => (b ? 'true' : 'false')));
+      const store = open(url);
+      await store.start();
+      await checkMigratedDeletions(store);
     });
 
     it('removes at start job creations nobody touched for a while, not those in progress', async () => {

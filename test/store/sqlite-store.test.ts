@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError } from '../../src/errors.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.ts';
-import { checkMigratedCounts, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkMigratedCounts, checkMigratedDeletions, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'updraft-sqlite-'));
@@ -202,6 +202,16 @@ describe('SqliteStore specifics', () => {
     raw.close();
     await store.start();
     await checkMigratedGroups(store);
+    await store.stop();
+  });
+
+  it("lists the devices deleted before deletions were recorded when it migrates, by their tombstones", async () => {
+    const { file, store } = await fresh();
+    const raw = databaseBefore(file, 'CREATE TABLE deleted_devices');
+    raw.exec(deletionsSeed((b) => (b ? '1' : '0')));
+    raw.close();
+    await store.start();
+    await checkMigratedDeletions(store);
     await store.stop();
   });
 

@@ -357,6 +357,53 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.putShadow(named('early', 1, false, 400), 0), true);
         }));
 
+      it("removes the shadow tombstones of devices deleted before a time, oldest deletion first, not of an id registered again nor a later deletion's", () =>
+        withStore(async (store) => {
+          const named = (deviceId: string, name: string, version: number, deleted: boolean) => ({ ...shadow(deviceId, version, deleted ? {} : { reported: { a: 1 } }), name, deleted });
+          // three deleted devices, each with a classic and a named tombstone
+          for (const id of ['old-1', 'old-2', 'back']) {
+            await store.createDevice(device(id));
+            await store.putShadow(named(id, '', 1, false), 0);
+            await store.putShadow(named(id, '', 2, true), 1);
+            await store.putShadow(named(id, 'wifi', 1, false), 0);
+            await store.putShadow(named(id, 'wifi', 2, true), 1);
+          }
+          assert.equal(await store.deleteDevice('old-2', 1, 2_000), true);
+          assert.equal(await store.deleteDevice('old-1', 1, 1_000), true);
+          assert.equal(await store.deleteDevice('back', 1, 1_500), true);
+          // registered again before its tombstones went: they stay, its versions go on
+          await store.createDevice(device('back'));
+          // deleted at 5,000 (after the cut), and one still registered with a tombstone of its own
+          await store.createDevice(device('late'));
+          await store.putShadow(named('late', 'x', 1, false), 0);
+          await store.putShadow(named('late', 'x', 2, true), 1);
+          assert.equal(await store.deleteDevice('late', 1, 5_000), true);
+          await store.createDevice(device('kept'));
+          await store.putShadow(named('kept', 'y', 1, false), 0);
+          await store.putShadow(named('kept', 'y', 2, true), 1);
+
+          assert.deepEqual(await store.expireDeletedDevices(3_000, 2), { devices: ['old-1', 'back'], tombstones: 2 }, 'the two oldest deletions; only old-1 unregistered');
+          assert.equal(await store.getShadow('old-1', ''), undefined);
+          assert.equal(await store.getShadow('old-1', 'wifi'), undefined);
+          assert.deepEqual((await store.listShadowTombstones('back')).map((t) => t.name).sort(), ['', 'wifi'], 'registered again: kept');
+          assert.deepEqual((await store.listShadowTombstones('old-2')).map((t) => t.name).sort(), ['', 'wifi'], 'past the limit: next time');
+
+          assert.deepEqual(await store.expireDeletedDevices(3_000, 10), { devices: ['old-2'], tombstones: 2 });
+          assert.deepEqual(await store.listShadowTombstones('old-2'), []);
+          assert.deepEqual(await store.expireDeletedDevices(3_000, 10), { devices: [], tombstones: 0 }, 'each record goes once');
+          assert.deepEqual((await store.listShadowTombstones('late')).map((t) => t.name), ['x'], 'deleted after the cut: kept');
+          assert.deepEqual((await store.listShadowTombstones('kept')).map((t) => t.name), ['y'], 'never deleted: kept');
+          // the id is new again: its shadows start from no row
+          assert.equal(await store.putShadow(named('old-1', '', 1, false), 0), true);
+
+          // deleted again later: the later deletion counts
+          assert.equal(await store.deleteDevice('back', 1, 9_000), true);
+          assert.deepEqual(await store.expireDeletedDevices(6_000, 10), { devices: ['late'], tombstones: 1 });
+          assert.deepEqual((await store.listShadowTombstones('back')).map((t) => t.name).sort(), ['', 'wifi']);
+          assert.deepEqual(await store.expireDeletedDevices(10_000, 10), { devices: ['back'], tombstones: 2 });
+          assert.deepEqual(await store.listShadowTombstones('back'), []);
+        }));
+
       it('lists devices by id, page by page', () =>
         withStore(async (store) => {
           for (const id of ['c', 'a', 'b']) await store.createDevice(device(id));
@@ -1231,6 +1278,31 @@ function artifact(name: string, version: string, createdAt: number): ArtifactRec
  * a (QUEUED, wave 0), b (QUEUED, wave 0, dispatched) and c (SUCCEEDED, wave 1, dispatched):
  * the counts were filled in, and are kept from then on.
  */
+/**
+ * The seed of a database from before deletions were recorded (SQL, `bool` the way the
+ * database writes true and false): `kept` is registered and has a tombstone, `gone` was
+ * deleted, leaving tombstones stamped 10 and 20, `orphan` left a live shadow (a deletion cut
+ * short) and no tombstone.
+ */
+export function deletionsSeed(bool: (b: boolean) => string): string {
+  return `INSERT INTO devices (device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version) VALUES ('kept', '{}', '[]', NULL, ${bool(false)}, 1, 1, 1);
+    INSERT INTO shadows (device_id, name, version, deleted, state, metadata, timestamp) VALUES
+      ('kept', 'x', 2, ${bool(true)}, '{}', '{}', 5),
+      ('gone', '', 3, ${bool(true)}, '{}', '{}', 10),
+      ('gone', 'wifi', 2, ${bool(true)}, '{}', '{}', 20),
+      ('orphan', '', 1, ${bool(false)}, '{"reported":{"a":1}}', '{}', 7)`;
+}
+
+/** What the migration recording deletions made of `deletionsSeed`: `gone` deleted at its last tombstone's time, and only it. */
+export async function checkMigratedDeletions(store: StateStore): Promise<void> {
+  assert.deepEqual(await store.expireDeletedDevices(20, 10), { devices: [], tombstones: 0 }, 'deleted at 20, its last deletion');
+  assert.deepEqual(await store.expireDeletedDevices(21, 10), { devices: ['gone'], tombstones: 2 });
+  assert.deepEqual(await store.listShadowTombstones('gone'), []);
+  assert.deepEqual((await store.listShadowTombstones('kept')).map((t) => t.name), ['x'], 'registered: not listed');
+  assert.equal((await store.getShadow('orphan', ''))?.deleted, false, 'a live shadow is no tombstone');
+  assert.deepEqual(await store.expireDeletedDevices(Number.MAX_SAFE_INTEGER, 10), { devices: [], tombstones: 0 }, 'nothing else listed');
+}
+
 export async function checkMigratedCounts(store: StateStore): Promise<void> {
   assert.deepEqual(await store.countExecutions('j'), [
     { wave: 0, status: 'QUEUED', count: 2, dispatched: 1 },

@@ -1,0 +1,117 @@
+/**
+ * Retention of deleted devices' shadow tombstones (`shadow.tombstoneRetentionHours`).
+ *
+ * A deleted shadow keeps its row, without state, so that its version is never reused (the
+ * name created again goes on from it: protocol.md, delete). A device deleted for good
+ * (`updraft device delete`) leaves its classic shadow's tombstone and those of its named
+ * shadows (up to `shadow.maxNamedShadows` of them), and a fleet that retires and replaces
+ * devices every year would keep every one for ever. AWS IoT keeps a deleted shadow's version
+ * for 48 hours, then a shadow made again under the name starts over; Updraft does the same,
+ * for deleted devices only: `hours` after a device's deletion (recorded with it by
+ * `StateStore.deleteDevice`), its tombstones are removed, unless the id was registered again
+ * meanwhile (a registered device's tombstones are bounded per device, and its versions are
+ * kept). The id registered after that starts its shadows at version 1.
+ *
+ * Every `everyMs`, the instance that leads rollouts (one instance: two would only do the same
+ * work) removes those of up to `perPass` devices a batch, a few batches a pass, so that a pass
+ * never holds the store long and a backlog (the devices deleted before this release, listed
+ * by the migration that brought it) is worked off over a few passes. Off (no timer at all)
+ * with `hours` 0.
+ *
+ * Replicas' cached copies need nothing: a cached tombstone answers a `get` or `delete` as a
+ * missing row does (404), and a write judged on it is conditional on its version, which the
+ * store no longer holds, so it is retried from the store (`ShadowReplica.applyUpdate`).
+ */
+import { asUpdraftError } from '../errors.ts';
+import type { StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
+
+/** What the sweep needs. */
+export interface TombstoneRetentionDeps {
+  store: Pick<StateStore, 'expireDeletedDevices'>;
+  /** True on the instance that leads rollouts: the only one that sweeps. */
+  isLeader: () => boolean;
+  /** Hours a deleted device's tombstones are kept after its deletion; 0: for ever (nothing runs). */
+  hours: number;
+  logger: Logger;
+  /** Milliseconds since the epoch: the clock deletions are stamped with (the cluster's, with PostgreSQL). */
+  now?: () => number;
+  /** Between two passes, in ms; default 10 minutes. */
+  everyMs?: number;
+  /** Devices whose tombstones one batch removes; default 500. */
+  perBatch?: number;
+  /** Batches in one pass; default 10. */
+  batchesPerPass?: number;
+}
+
+/** Defaults of the sweep's tuning. */
+export const TOMBSTONE_RETENTION_DEFAULTS = { everyMs: 10 * 60_000, perBatch: 500, batchesPerPass: 10 } as const;
+
+const HOUR_MS = 3_600_000;
+
+/** Removes deleted devices' shadow tombstones past their retention, on the instance leading rollouts. */
+export class TombstoneRetention {
+  private readonly deps: TombstoneRetentionDeps;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private stopping = false;
+  /** The pass under way (stop() waits for it). */
+  private passing: Promise<unknown> | undefined;
+
+  constructor(deps: TombstoneRetentionDeps) {
+    this.deps = deps;
+  }
+
+  async start(): Promise<void> {
+    if (this.deps.hours <= 0) return;
+    this.stopping = false;
+    this.running = true;
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopping = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.passing;
+  }
+
+  /** The next pass `everyMs` after the last one ended, so that passes never overlap. */
+  private schedule(): void {
+    if (!this.running) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.passing = this.pass()
+        .catch((err: unknown) => this.deps.logger.warn("deleted devices' shadow tombstones not removed; the next pass tries again", { error: asUpdraftError(err).message }))
+        .finally(() => {
+          this.passing = undefined;
+          this.schedule();
+        });
+    }, this.deps.everyMs ?? TOMBSTONE_RETENTION_DEFAULTS.everyMs);
+    // the sweep alone must not keep the process alive
+    this.timer.unref();
+  }
+
+  /**
+   * One pass: the devices deleted more than `hours` ago, oldest first, `perBatch` at a time,
+   * until a batch finds fewer or `batchesPerPass` ran; nothing on an instance that does not
+   * lead rollouts, or with `hours` 0. Resolves with what was removed.
+   */
+  async pass(): Promise<{ devices: number; tombstones: number }> {
+    const { hours, store, logger } = this.deps;
+    const done = { devices: 0, tombstones: 0 };
+    if (hours <= 0 || this.stopping || !this.deps.isLeader()) return done;
+    const before = (this.deps.now ?? Date.now)() - hours * HOUR_MS;
+    const perBatch = this.deps.perBatch ?? TOMBSTONE_RETENTION_DEFAULTS.perBatch;
+    const batches = this.deps.batchesPerPass ?? TOMBSTONE_RETENTION_DEFAULTS.batchesPerPass;
+    for (let b = 0; b < batches && !this.stopping && this.deps.isLeader(); b++) {
+      const { devices, tombstones } = await store.expireDeletedDevices(before, perBatch);
+      done.devices += devices.length;
+      done.tombstones += tombstones;
+      if (devices.length < perBatch) break;
+    }
+    if (done.devices > 0) logger.info("deleted devices' shadow tombstones removed after their retention", { ...done, retentionHours: hours });
+    return done;
+  }
+}

@@ -474,8 +474,14 @@ export class EmbeddedBroker implements MessageBus {
    * the first device's connection. Two clients: the gate's listener stands in for aedes's on
    * every parser, which must be one function for all. The clients never connect: aedes
    * counts, lists and announces none of them.
+   *
+   * Also what a connection's first SUBSCRIBE and its socket meet later: aedes's subscription
+   * records, whose class ForwardOnce readies from a record made here (an aedes whose records
+   * differ failed at the first SUBSCRIBE, while serving), and Node's sockets, given
+   * `coalesceWrites`' shared write as each connection's is (a Node whose sockets have their
+   * own write or cork closed every connection as it came).
    */
-  private checkConnections(aedes: Aedes): void {
+  private async checkConnections(aedes: Aedes): Promise<void> {
     // a client of aedes's class, made only for its class, readied for ForwardOnce.adopt
     const nothing = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
     const first = aedes.handle(nothing);
@@ -491,6 +497,32 @@ export class EmbeddedBroker implements MessageBus {
         probe.close();
         nothing.destroy();
       }
+    }
+    // sockets of the classes the MQTT and MQTTS servers make, unconnected
+    const plain = new net.Socket();
+    const under = new net.Socket();
+    const secure = new tls.TLSSocket(under, { isServer: true });
+    try {
+      coalesceWrites(plain);
+      coalesceWrites(secure);
+    } finally {
+      for (const socket of [secure, under, plain]) socket.destroy();
+    }
+    // a subscription record is made only by aedes's SUBSCRIBE, which this broker's
+    // authorizeSubscribe refuses a client without a sender: the probe's is an aedes of its
+    // own, with aedes's defaults (same module, same classes), closed at once
+    const spare = await Aedes.createBroker({ id: `${BROKER_ID}-check` });
+    const idle = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
+    try {
+      const probe = spare.handle(idle);
+      try {
+        this.forwardOnce.prepareSubscriptions(probe);
+      } finally {
+        probe.close();
+      }
+    } finally {
+      idle.destroy();
+      await new Promise<void>((resolve) => spare.close(() => resolve()));
     }
   }
 
@@ -668,7 +700,7 @@ export class EmbeddedBroker implements MessageBus {
       this.forwardOnce.adoptQueue(sessionStoreOf(aedes), (packet) => this.dropped.has(packet.payload as Buffer));
       // each retained message once on a SUBSCRIBE whose filters overlap (forward-once.ts)
       this.forwardOnce.adoptRetained(sessionStoreOf(aedes));
-      this.checkConnections(aedes);
+      await this.checkConnections(aedes);
     } catch (err) {
       // createBroker started aedes's heartbeat and Will timers: they would keep the process alive
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -897,7 +929,9 @@ export class EmbeddedBroker implements MessageBus {
  * and the drain follows the flush.
  */
 export function coalesceWrites<S extends net.Socket>(socket: S): S {
-  // the shared write below calls the prototype's write and cork: a socket with its own would lose them
+  // the shared write below calls the prototype's write and cork: a socket with its own would
+  // lose them (checked at the start on sockets of Node's classes, `checkConnections`; here
+  // again per connection, two lookups)
   if (Object.hasOwn(socket, 'write') || Object.hasOwn(socket, 'cork')) throw new UpdraftError('INTERNAL', 'a socket with its own write or cork: its writes cannot be coalesced');
   socket.write = coalescedWrite as S['write'];
   // mqtt-packet corks a stream for each packet it writes and uncorks it on the next tick: a

@@ -81,6 +81,28 @@ export class ForwardOnce {
   }
 
   /**
+   * Readies aedes's subscription class for the records of adopted clients (their qos an
+   * accessor of the class, `subscriptionQosProperty`) from a record aedes makes for `probe`, a
+   * client of an aedes that admits every subscription, adopted here and subscribed once; the
+   * caller closes it. An aedes whose records are not of a class of their own, or one with its
+   * own qos, or which stores a subscription outside the run that read the client's deliver
+   * function, throws here, at the start, instead of at the first SUBSCRIBE while serving (where
+   * the record's proxy, `heldHandler`, still checks the same, which costs nothing per message).
+   */
+  prepareSubscriptions(probe: Client): void {
+    this.adopt(probe);
+    const filter = 'updraft/check/+';
+    // aedes's SUBSCRIBE, synchronous to the record stored with an aedes that admits every
+    // subscription and a clean session (authorize, storeSubscriptions, addSubs):
+    // `heldHandler` readies the record's class, or throws out of this call
+    probe.subscribe({ topic: filter, qos: 1 }, () => {});
+    const record = adoptedClients.get(probe)!.held[filter];
+    if (record === undefined || !preparedSubscriptions.has(Object.getPrototypeOf(record) as object)) {
+      throw new UpdraftError('INTERNAL', "aedes stored no subscription record in the run of a client's subscribe: a topic's QoS among overlapping subscriptions cannot be chosen");
+    }
+  }
+
+  /**
    * Switches aedes's own filter off for `client` (a connection just handed to aedes, before
    * it can subscribe): its record of the highest number forwarded always reads as none.
    */
@@ -368,7 +390,11 @@ const subscriptionQosProperty: PropertyDescriptor = {
   configurable: true,
 };
 
-/** Makes qos an accessor of aedes's subscription class (`record`'s); throws when an upgrade gave the class its own. */
+/**
+ * Makes qos an accessor of aedes's subscription class (`record`'s); throws when an upgrade
+ * gave the class its own. Done at the start (`ForwardOnce.prepareSubscriptions`): for every
+ * record after, one lookup.
+ */
 function prepareSubscriptionClass(record: object): void {
   const proto = Object.getPrototypeOf(record) as object;
   if (preparedSubscriptions.has(proto)) return;
@@ -383,8 +409,9 @@ const heldHandler: ProxyHandler<Record<string, HeldSubscription>> = {
     const adopted = adoptedHeld.get(target)!;
     if (typeof record !== 'object' || record === null) throw new UpdraftError('INTERNAL', "aedes subscription record not an object: a topic's QoS among overlapping subscriptions cannot be chosen");
     prepareSubscriptionClass(record);
-    // a record made before its class was readied (the process's first) holds its qos itself:
-    // it goes to the record's GRANTED, read through the class's accessor like every other
+    // a record made before its class was readied (the process's first: the probe's of
+    // `prepareSubscriptions`) holds its qos itself: it goes to the record's GRANTED, read
+    // through the class's accessor like every other
     const own = Object.getOwnPropertyDescriptor(record, 'qos');
     if (own) {
       if (!own.writable || typeof own.value !== 'number') throw new UpdraftError('INTERNAL', "aedes subscription record with a qos not its own number: a topic's QoS among overlapping subscriptions cannot be chosen");

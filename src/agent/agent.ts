@@ -726,7 +726,14 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.log.warn('the slot could not be checked again; the next start tries again', { version, error: asUpdraftError(err).message });
       return;
     }
-    logger.info('slot checked again', { outcome: result.outcome, running: this.installed?.version ?? UNKNOWN_VERSION, ...(result.reason !== undefined ? { reason: result.reason } : {}) });
+    // kept by the installer: yet what runs now may not be the slot's build (a bootloader that fell
+    // back to the old slot, an installer that rolled back without saying so). As installedOutcome
+    // (update-job.ts) does after an install: the job is SUCCESS only when current() names its version
+    const booted = this.installed?.version;
+    if (result.outcome === 'installed' && booted !== version) {
+      result = { outcome: 'rolled-back', reason: `booted version ${booted ?? 'none the installer knows of'}, expected ${version}: the bootloader fell back (the health check passed, but the installer says another version runs)` };
+    }
+    logger.info('slot checked again', { outcome: result.outcome, running: booted ?? UNKNOWN_VERSION, ...(result.reason !== undefined ? { reason: result.reason } : {}) });
     if (jobId === undefined || result.outcome === 'not-started') return;
     const finishedAt = new Date(this.now()).toISOString();
     const job: FinishedJob =

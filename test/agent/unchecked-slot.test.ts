@@ -4,7 +4,9 @@
  * its state file and restarted it with a failing check, and it logged "already running the
  * desired software" and reported SUCCESS, while the old check ran on. And an agent that
  * starts with no job in flight (the job canceled meanwhile, its command gone) checks such a
- * slot at start, and reports the outcome for the job its manifest names. Real server, the
+ * slot at start, and reports the outcome for the job its manifest names: SUCCESS only when
+ * what runs after the check is the slot's version (a fallback to the old slot is a FAILURE,
+ * reported with the version that runs). Real server, the
  * real daemon (`updraft agent`, killed with SIGKILL), real MQTT, real files.
  */
 import assert from 'node:assert/strict';
@@ -172,5 +174,42 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     const lines = await jobLog(deviceId, jobId);
     const text = lines.join('\n');
     for (const re of [/with no job in flight: checking it again/, /killed the health check the interrupted install left running/, /health check: sensor broken/, /rolled back/, /outcome FAILURE .*sensor broken/]) assert.match(text, re);
+  });
+
+  it('reports FAILURE with what runs when the check passes but the installer says the old slot runs (the bootloader fell back)', async () => {
+    const deviceId = 'uc-3';
+    const { dir, agent } = await device(deviceId);
+    await addArtifact(ts, '4.0.0', Buffer.from('fw 4.0.0 '.repeat(1000)));
+
+    // 2.0.0 installed and checked in slot a; 4.0.0's check hangs in slot b and the agent is killed during it
+    const first = agent('[ "$UPDRAFT_VERSION" != 4.0.0 ] || { echo $$ > hc.pid; sleep 60; }');
+    await first.waitFor(/connected/);
+    const installed = await deploy(ts, [deviceId], 'fw@2.0.0');
+    await first.waitFor(new RegExp(`job ${installed} acknowledged: SUCCESS, running 2\\.0\\.0`));
+    const jobId = await deploy(ts, [deviceId], 'fw@4.0.0');
+    await first.waitFor(/switched slot=b/);
+    await checkUnderWay(dir);
+    await first.kill('SIGKILL');
+    pgids.push(Number((await readFile(path.join(dir, 'hc.pid'), 'utf8')).trim()));
+    // the state lost with the crash: the start checks the slot again with no job in flight
+    await rm(path.join(dir, '.updraft', 'agent-state.json'));
+
+    // restarted: the check passes, but meanwhile what runs went back to slot a, as a platform's
+    // fallback (a bootloader booting the old slot) would have it: current() names 2.0.0
+    const second = agent('[ "$UPDRAFT_VERSION" != 4.0.0 ] || { ln -s slots/a .fallback && mv -T .fallback current; }');
+    await second.waitFor(new RegExp(`job ${jobId} acknowledged: FAILURE, running 2\\.0\\.0`));
+    assert.match(second.output(), /health check has not passed \(interrupted\), with no job in flight: checking it again/);
+    assert.equal(await readlink(path.join(dir, 'current')), path.join('slots', 'a'));
+    const execution = await eventually(async () => {
+      const e = await ts.server.store.getExecution(jobId, deviceId);
+      return e?.status === 'FAILED' ? e : undefined;
+    }, 15_000, 'FAILED on the server');
+    assert.match(String(execution.details.error), /booted version 2\.0\.0, expected 4\.0\.0: the bootloader fell back/);
+    // the shadow says what runs: 2.0.0, the job's FAILURE
+    const software = (await ts.server.store.getShadow(deviceId, ''))?.state.reported?.software as Record<string, unknown> | undefined;
+    assert.equal(software?.version, '2.0.0');
+    assert.equal(software?.status, 'FAILURE');
+    assert.equal(software?.jobId, jobId);
+    assert.match((await jobLog(deviceId, jobId)).join('\n'), /outcome FAILURE .*booted version 2\.0\.0, expected 4\.0\.0/);
   });
 });

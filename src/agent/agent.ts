@@ -234,7 +234,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         if (epoch !== this.epoch) return;
       }
       if (!this.state.inFlight && this.installed?.unchecked) {
-        // it writes the slot's manifest and ends by its timeout: a stop() meanwhile waits for it (398feac)
+        // it writes the slot's manifest and ends by its timeout: a stop() meanwhile waits for it (398feac).
+        // Before connecting, on purpose: until its verdict what runs is not known, and every connect
+        // begins with a report of what runs; a command's install would write the slot the check may
+        // roll back to (docs/agent.md, "Why it does not connect first")
         this.rechecking = true;
         try {
           await this.recheckCurrent();

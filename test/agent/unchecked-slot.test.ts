@@ -198,7 +198,10 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     // fallback (a bootloader booting the old slot) would have it: current() names 2.0.0
     const second = agent('[ "$UPDRAFT_VERSION" != 4.0.0 ] || { ln -s slots/a .fallback && mv -T .fallback current; }');
     await second.waitFor(new RegExp(`job ${jobId} acknowledged: FAILURE, running 2\\.0\\.0`));
-    assert.match(second.output(), /health check has not passed \(interrupted\), with no job in flight: checking it again/);
+    const out = second.output();
+    assert.match(out, /health check has not passed \(interrupted\), with no job in flight: checking it again/);
+    // connected only once the check gave its verdict (docs/agent.md, "Why it does not connect first")
+    assert.ok(out.indexOf('slot checked again') >= 0 && out.indexOf('slot checked again') < out.indexOf(`${deviceId}: connected`), out);
     assert.equal(await readlink(path.join(dir, 'current')), path.join('slots', 'a'));
     const execution = await eventually(async () => {
       const e = await ts.server.store.getExecution(jobId, deviceId);

@@ -93,6 +93,7 @@ async function runServer(config: UpdraftConfig): Promise<void> {
 }
 
 /**
+ * SIGHUP: the operator's TLS files read again (`UpdraftServer.reloadTlsFiles`), nothing else.
  * SIGINT or SIGTERM: the drain (--drain-seconds), then the stop, exit 0. A second signal
  * during the drain ends it (the stop begins); during the stop it ends the process at once.
  * A stop not finished within STOP_LIMIT_MS ends it too, naming the part it waited for.
@@ -129,6 +130,13 @@ function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Log
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // SIGHUP reads the operator's TLS files again (what a renewal hook sends: certbot's
+  // --deploy-hook, `systemctl reload`), as daemons do; its default action ended the process
+  process.on('SIGHUP', () => {
+    if (phase !== 'serving') return;
+    logger.info('SIGHUP: reading the TLS certificate files again');
+    void server.reloadTlsFiles();
+  });
 }
 
 /**

@@ -72,33 +72,50 @@ export class OperatorTlsReload {
 
   /** One read of every listener's files (one at a time: a slow disk does not pile reads up). Never throws (logs). */
   check(): Promise<void> {
-    this.running ??= this.look().finally(() => (this.running = undefined));
+    this.running ??= this.look(false).finally(() => (this.running = undefined));
     return this.running;
   }
 
-  private async look(): Promise<void> {
+  /**
+   * A read the operator asked for (SIGHUP, once the files are written): after a read under
+   * way, one more, whose findings are all said at once: a pair refused at its first read (no
+   * tool is between two files now), and files unchanged. Works with `tls.reloadSeconds` 0 too.
+   * Never throws (logs).
+   */
+  async reloadNow(): Promise<void> {
+    while (this.running) await this.running;
+    if (this.own.length === 0) {
+      this.deps.logger.info('no TLS files of the operator\'s to read again (mqtt.tlsCert/tlsKey and http.tlsCert/tlsKey are not set): nothing reloaded');
+      return;
+    }
+    this.running = this.look(true).finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async look(asked: boolean): Promise<void> {
     for (const l of this.own) {
       let next: ServerTls;
       try {
         const [cert, key] = await Promise.all([readFile(l.certFile, 'utf8'), readFile(l.keyFile, 'utf8')]);
         next = { cert, key };
       } catch (err) {
-        this.refuse(l, `unreadable:${(err as Error).message}`, `cannot read them: ${(err as Error).message}`);
+        this.refuse(l, `unreadable:${(err as Error).message}`, `cannot read them: ${(err as Error).message}`, asked);
         continue;
       }
       if (next.cert === l.tls.cert && next.key === l.tls.key) {
         this.refused.delete(l);
+        if (asked) this.deps.logger.info(`the ${l.what} listener's TLS files are unchanged: it goes on serving their certificate${validUntil(l)}`, { cert: l.certFile });
         continue;
       }
       const why = unusable(next, l, Date.now());
       if (why !== undefined) {
-        this.refuse(l, createHash('sha256').update(next.cert).update('\0').update(next.key).digest('hex'), why);
+        this.refuse(l, createHash('sha256').update(next.cert).update('\0').update(next.key).digest('hex'), why, asked);
         continue;
       }
       try {
         l.apply(next);
       } catch (err) {
-        this.refuse(l, `apply:${(err as Error).message}`, (err as Error).message);
+        this.refuse(l, `apply:${(err as Error).message}`, (err as Error).message, asked);
         continue;
       }
       l.tls = next;
@@ -107,21 +124,27 @@ export class OperatorTlsReload {
     }
   }
 
-  /** Logs a refused pair (`id` names it) at its second read in a row, once; what is served stays. */
-  private refuse(l: TlsListener, id: string, why: string): void {
+  /**
+   * Logs a refused pair (`id` names it) at its second read in a row, once, or at once on a read
+   * the operator asked for (`asked`); what is served stays.
+   */
+  private refuse(l: TlsListener, id: string, why: string, asked: boolean): void {
     const seen = this.refused.get(l);
-    if (seen?.id !== id) {
+    if (seen?.id !== id && !asked) {
       this.refused.set(l, { id, said: false });
       return;
     }
-    if (seen.said) return;
-    seen.said = true;
-    let until = '';
-    try {
-      until = ` (valid until ${new Date(new X509Certificate(l.tls.cert).validTo).toISOString()})`;
-    } catch {
-      /* what is served always parsed: it was checked at start or here */
-    }
-    this.deps.logger.warn(`the ${l.what} listener's TLS files changed but are not taken: ${why}; it goes on serving the certificate it has${until}, and takes the files once they are a valid pair`, { cert: l.certFile, key: l.keyFile });
+    if (seen?.id === id && seen.said && !asked) return;
+    this.refused.set(l, { id, said: true });
+    this.deps.logger.warn(`the ${l.what} listener's TLS files changed but are not taken: ${why}; it goes on serving the certificate it has${validUntil(l)}, and takes the files once they are a valid pair`, { cert: l.certFile, key: l.keyFile });
+  }
+}
+
+/** ` (valid until <time>)` of the certificate `l` serves. */
+function validUntil(l: TlsListener): string {
+  try {
+    return ` (valid until ${new Date(new X509Certificate(l.tls.cert).validTo).toISOString()})`;
+  } catch {
+    return ''; // what is served always parsed: it was checked at start or here
   }
 }

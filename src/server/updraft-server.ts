@@ -121,6 +121,8 @@ export class UpdraftServer {
   security!: SecurityMaterial;
   /** The server certificate's renewal and the CA's expiry (server-tls-renewal.ts). */
   tlsRenewal!: ServerTlsRenewal;
+  /** The operator's own TLS files, read again (operator-tls-reload.ts; `reloadTlsFiles`). */
+  private tlsReload: OperatorTlsReload | undefined;
   /** On a PostgreSQL store: this instance's shared secrets compared with the other instances' (shared-secrets.ts). */
   sharedSecrets: SharedSecrets | undefined;
   /** On a PostgreSQL store: the database's clock, which job times are kept by (cluster-clock.ts). */
@@ -129,6 +131,14 @@ export class UpdraftServer {
   constructor(config: UpdraftConfig, deps: { logger: Logger }) {
     this.config = config;
     this.logger = deps.logger;
+  }
+
+  /**
+   * Reads the operator's own TLS files again now and serves a new, valid pair (SIGHUP, once a
+   * renewal tool has written them), saying what it found; never throws.
+   */
+  async reloadTlsFiles(): Promise<void> {
+    await this.tlsReload?.reloadNow();
   }
 
   /** URL devices and the CLI use to reach the HTTP server. */
@@ -332,7 +342,8 @@ export class UpdraftServer {
     this.tlsRenewal = new ServerTlsRenewal({ dataDir, ca: security.ca, hosts, listeners, logger: logger.child('security') });
     await this.startPart(this.tlsRenewal);
     // the operator's own certificate files, renewed in place (certbot, cert-manager), served without a restart
-    await this.startPart(new OperatorTlsReload({ listeners, logger: logger.child('security'), intervalMs: config.tls.reloadSeconds * 1000 }));
+    this.tlsReload = new OperatorTlsReload({ listeners, logger: logger.child('security'), intervalMs: config.tls.reloadSeconds * 1000 });
+    await this.startPart(this.tlsReload);
     // several instances on one external broker: every instance's live views see all events
     if (config.mqtt.url) await this.startPart(new EventRelay({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
     // rollout state changes to the operator's endpoint, from the instance that drives rollouts

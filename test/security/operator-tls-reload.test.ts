@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { loadOrCreateCa, type CertificateAuthority } from '../../src/pki/certificate-authority.ts';
 import { createLogger } from '../../src/util/logger.ts';
-import { eventually } from '../helpers/cli.ts';
+import { eventually, startCli } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** The serial of the certificate a TLS server at `port` presents, verified against `ca`. */
@@ -130,5 +130,64 @@ describe("the operator's own TLS files, reloaded while the server runs", () => {
     assert.match(String(logged("the mqtt listener's TLS files changed but are not taken").at(-1)?.msg), /mqtt\.tlsCert \(.*server\.crt\) has expired/);
     assert.equal(await presented(ports().mqtts, ca.certificate), served);
     assert.equal(await presented(ports().https, ca.certificate), served);
+  });
+});
+
+describe('SIGHUP: the operator\'s TLS files read again at once (updraft server)', () => {
+  const LOCAL = ['--mqtt-port', '0', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1'];
+
+  it('serves a renewed pair at the signal with tls.reloadSeconds 0, says a bad pair at once and unchanged files, and goes on serving', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-hup-'));
+    const { ca } = await loadOrCreateCa(path.join(dir, 'own-ca'));
+    const cert = path.join(dir, 'server.crt');
+    const key = path.join(dir, 'server.key');
+    const install = async (pair: { certificate: string; privateKey: string }) => {
+      await writeFile(key, pair.privateKey, { mode: 0o600 });
+      await writeFile(cert, pair.certificate);
+    };
+    const first = await ca.issueServerCertificate(['localhost', '127.0.0.1']);
+    await install(first);
+    const server = startCli(['server', '--data-dir', path.join(dir, 'data'), ...LOCAL, '--mqtt-tls-port', '0', '--http-tls', 'on', '--http-tls-cert', cert, '--http-tls-key', key, '--tls-reload-seconds', '0']);
+    try {
+      const port = Number((await server.waitFor(/HTTP API and downloads on https:\/\/127\.0\.0\.1:(\d+)/))[1]);
+      assert.equal(await presented(port, ca.certificate), serialOf(first.certificate));
+      const second = await ca.issueServerCertificate(['localhost', '127.0.0.1']);
+      await install(second);
+      server.child.kill('SIGHUP');
+      await server.waitFor(/serves the new certificate of http\.tlsCert/);
+      assert.equal(await presented(port, ca.certificate), serialOf(second.certificate));
+
+      // a key that is not the certificate's: said at the first read the operator asked for
+      const [third, other] = [await ca.issueServerCertificate(['localhost', '127.0.0.1']), await ca.issueServerCertificate(['localhost'])];
+      await install({ certificate: third.certificate, privateKey: other.privateKey });
+      server.child.kill('SIGHUP');
+      await server.waitFor(/the http listener's TLS files changed but are not taken: http\.tlsKey .* is not the private key of http\.tlsCert/);
+      assert.equal(await presented(port, ca.certificate), serialOf(second.certificate), 'the pair served stays');
+      await install(second);
+      server.child.kill('SIGHUP');
+      await server.waitFor(/the http listener's TLS files are unchanged: it goes on serving their certificate \(valid until /);
+      assert.equal(await httpsHealth(port, ca.certificate), 200, 'still serving');
+      assert.equal(server.child.exitCode, null, 'not ended by the signals');
+      assert.equal(server.output().match(/SIGHUP: reading the TLS certificate files again/g)?.length, 3);
+    } finally {
+      await server.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('without TLS files of the operator\'s: says nothing is reloaded, and goes on serving', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-hup-'));
+    const server = startCli(['server', '--data-dir', dir, ...LOCAL, '--mqtt-tls-port', '-1']);
+    try {
+      const url = (await server.waitFor(/HTTP API and downloads on (http:\/\/\S+)/))[1]!;
+      server.child.kill('SIGHUP');
+      await server.waitFor(/no TLS files of the operator's to read again .*nothing reloaded/);
+      assert.equal((await fetch(`${url}/healthz`)).status, 200);
+      assert.equal(server.child.exitCode, null);
+      assert.equal(await server.kill('SIGTERM'), 0, 'and stops as before');
+    } finally {
+      await server.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -18,10 +18,11 @@
  * receives (`documents`, the `$aws` twins) took 4% of the server in a fleet update.
  *
  * A device's own wildcard filters (`state/<id>/+/accepted`, `.../+/rejected`: its answers)
- * are kept by their first two levels, which hold no wildcard, and matched by hand against
- * the few under a topic's first two levels (topic-matcher.ts's PrefixedFilters, which the
- * routing table uses too): in the trie they cost four Maps and their tables per connected
- * device (~600 bytes, the thirty-seventh session's heap snapshots).
+ * are kept by their first two levels, which hold no wildcard (three for an AWS thing's,
+ * `$aws/things/<thing>/...`), and matched by hand against the few under a topic's own
+ * (topic-matcher.ts's PrefixedFilters, which the routing table uses too): in the trie they
+ * cost four Maps and their tables per connected device (~600 bytes, the thirty-seventh
+ * session's heap snapshots).
  */
 import { QlobberTrue } from 'qlobber';
 import { isExact, PrefixedFilters, prefixed } from './topic-matcher.ts';

@@ -5,8 +5,9 @@
  * `state/<id>/+/accepted` and `state/<id>/+/rejected`) made six Maps and their tables, about
  * 1 KB per connected device (the thirty-seventh session's heap snapshots). Here a filter
  * without wildcard is one entry of a Map, found by one hash lookup; a wildcard filter whose
- * first two levels are exact (a device's answers) is kept under those two levels with the
- * few others there and matched by hand; only the rest (operators' and tools' filters,
+ * first two levels are exact (a device's answers) is kept under those two levels (three for
+ * an AWS thing's, `$aws/things/<thing>/...`) with the few others there and matched by hand;
+ * only the rest (operators' and tools' filters,
  * aedes's own `$SYS/+/...`) stay in mqemitter's qlobber, which keeps its options.
  *
  * Same answers as qlobber: every value added under every filter matching the topic, as many
@@ -117,11 +118,20 @@ export class TopicMatcher<V> implements Matcher<V> {
  * (TopicMatcher, above) and the replica's count of subscriptions (subscription-interest.ts)
  * both keep a device's answers here.
  *
- * Kept under a number made from those two levels (`prefixKey`), not under the levels as a
- * string: looking a topic up takes no copy of its first two levels (every message routed,
- * every answer asked about, took one), and a device's filters keep no string of their levels
+ * Under `$aws/things` the first two levels are the same for every AWS device: a filter whose
+ * third level (the thing) is exact too (`$aws/things/<thing>/shadow/+/accepted`,
+ * `.../jobs/#`) is kept by its first three levels (`prefixEnd`), so that a thing's messages
+ * are compared with that thing's filters only (kept by two, every `$aws` message was compared
+ * with every AWS device's wildcard filters). A filter with a wildcard for the thing
+ * (`$aws/things/+/jobs/notify`: operators' tools) stays under `$aws/things`, which a
+ * `$aws/things/...` topic is looked up under as well.
+ *
+ * Kept under a number made from those levels (`prefixKey`), not under the levels as a
+ * string: looking a topic up takes no copy of its first levels (every message routed, every
+ * answer asked about, took one), and a device's filters keep no string of their levels
  * beside themselves. Prefixes that make the same number share a list, each filter's own
- * levels compared: a few comparisons more, never another answer.
+ * levels compared: a few comparisons more, never another answer. A three-level key is odd
+ * and a two-level one even, so a topic's two lookups never walk one list twice.
  */
 export class PrefixedFilters<V> {
   /** By `prefixKey`: filter, value, filter, value... in the order added. */
@@ -129,7 +139,7 @@ export class PrefixedFilters<V> {
 
   /** Adds `value` under `filter` (a `prefixed` filter): a filter may hold a value more than once. */
   add(filter: string, value: V): void {
-    const key = prefixKey(filter, prefixEnd(filter));
+    const key = filterKey(filter);
     const pairs = this.byKey.get(key);
     if (pairs) pairs.push(filter, value);
     else this.byKey.set(key, [filter, value]);
@@ -137,7 +147,7 @@ export class PrefixedFilters<V> {
 
   /** Removes `value` held under `filter` once, or without `value` every value under `filter`. */
   remove(filter: string, value?: V): void {
-    const key = prefixKey(filter, prefixEnd(filter));
+    const key = filterKey(filter);
     const pairs = this.byKey.get(key);
     if (!pairs) return;
     for (let i = 0; i < pairs.length; i += 2) {
@@ -153,35 +163,86 @@ export class PrefixedFilters<V> {
   has(topic: string): boolean {
     if (this.byKey.size === 0) return false;
     const at = prefixEnd(topic);
-    const pairs = this.byKey.get(prefixKey(topic, at));
-    if (pairs) for (let i = 0; i < pairs.length; i += 2) if (matchesPrefixed(pairs[i] as string, topic, at)) return true;
-    return false;
+    if (firstIn(this.byKey.get(prefixKey(topic, at, false)), topic, at, undefined)) return true;
+    if (!isAwsThing(topic, at)) return false;
+    const thingAt = end(topic, at + 1);
+    return firstIn(this.byKey.get(prefixKey(topic, thingAt, true)), topic, thingAt, undefined);
   }
 
   /** Pushes onto `found` the value of each filter held that matches `topic`, as many times as it is held. */
   match(topic: string, found: V[]): void {
     if (this.byKey.size === 0) return;
     const at = prefixEnd(topic);
-    const pairs = this.byKey.get(prefixKey(topic, at));
-    if (pairs) for (let i = 0; i < pairs.length; i += 2) if (matchesPrefixed(pairs[i] as string, topic, at)) found.push(pairs[i + 1] as V);
+    firstIn(this.byKey.get(prefixKey(topic, at, false)), topic, at, found);
+    if (!isAwsThing(topic, at)) return;
+    const thingAt = end(topic, at + 1);
+    firstIn(this.byKey.get(prefixKey(topic, thingAt, true)), topic, thingAt, found);
+  }
+
+  /** How many filters a lookup of `topic` compares with it (what `match` and `has` walk): the size of the lists it is looked up under. */
+  compared(topic: string): number {
+    const at = prefixEnd(topic);
+    let n = this.byKey.get(prefixKey(topic, at, false))?.length ?? 0;
+    if (isAwsThing(topic, at)) n += this.byKey.get(prefixKey(topic, end(topic, at + 1), true))?.length ?? 0;
+    return n / 2;
   }
 }
 
 /**
- * The number `PrefixedFilters` keeps a filter or looks a topic up under: FNV-1a of the
- * first `end` characters of `s` (its first two levels, `prefixEnd`), within V8's small
- * integers (a larger number would be a heap object at each lookup).
+ * Compares `topic`, whose looked-up levels end at `at`, with the filters of `pairs`: without
+ * `found`, whether one matches (at the first); with it, pushes the value of each that matches
+ * and answers false.
  */
-export function prefixKey(s: string, end: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h & 0x3fffffff;
+function firstIn<V>(pairs: (string | V)[] | undefined, topic: string, at: number, found: V[] | undefined): boolean {
+  if (!pairs) return false;
+  for (let i = 0; i < pairs.length; i += 2) {
+    if (!matchesPrefixed(pairs[i] as string, topic, at)) continue;
+    if (!found) return true;
+    found.push(pairs[i + 1] as V);
+  }
+  return false;
 }
 
 /**
- * Whether the `prefixed` filter `filter` matches `topic`, whose first two levels end at
- * `at`: the same first two levels (compared from their end, where device ids differ), then
- * the rest (`matchesAfter`).
+ * The number `PrefixedFilters` keeps a filter or looks a topic up under: FNV-1a of the
+ * first `end` characters of `s` (its first two levels, or three under `$aws/things`), within
+ * V8's small integers (a larger number would be a heap object at each lookup); odd for three
+ * levels, even for two.
+ */
+export function prefixKey(s: string, end: number, thing: boolean): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return ((h & 0x1fffffff) << 1) | (thing ? 1 : 0);
+}
+
+/** The key of a `prefixed` filter: its first three levels when they are `$aws/things/<thing>` (exact) and it goes on past them, else its first two. */
+function filterKey(filter: string): number {
+  const at = prefixEnd(filter);
+  if (isAwsThing(filter, at)) {
+    const thingAt = filter.indexOf('/', at + 1);
+    if (thingAt >= 0 && !hasWildcard(filter, at + 1, thingAt)) return prefixKey(filter, thingAt, true);
+  }
+  return prefixKey(filter, at, false);
+}
+
+/** Whether the first two levels of `s`, ending at `at`, are `$aws/things` and a third level follows. */
+function isAwsThing(s: string, at: number): boolean {
+  return at === 11 && at < s.length && s.startsWith('$aws/things');
+}
+
+/** Whether `s` holds `+` or `#` from `from` to `to`. */
+function hasWildcard(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 43 /* + */ || c === 35 /* # */) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether the `prefixed` filter `filter` matches `topic`, whose looked-up levels end at
+ * `at`: the same first levels (compared from their end, where device ids differ), then the
+ * rest (`matchesAfter`).
  */
 function matchesPrefixed(filter: string, topic: string, at: number): boolean {
   if (filter.charCodeAt(at) !== 47 /* / */) return false;

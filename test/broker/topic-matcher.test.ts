@@ -27,15 +27,23 @@ function random(seed: number): () => number {
   };
 }
 
-/** Random topics and filters of one to five levels (a filter may end in `#`), from a few words, drawn with `r`. */
+/**
+ * Random topics and filters of one to five levels (a filter may end in `#`), from a few words,
+ * drawn with `r`; a third of them an AWS thing's (`$aws/things/<thing>/...`, a filter's thing
+ * level sometimes `+`), which PrefixedFilters keeps by three levels.
+ */
 function topicsAndFilters(r: () => number) {
   const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)]!;
-  const words = ['state', 'd1', 'd2', 'update', 'accepted', '', '$SYS', '$aws'];
-  const topic = () => Array.from({ length: 1 + Math.floor(r() * 5) }, () => pick(words)).join('/');
+  const words = ['state', 'd1', 'd2', 'update', 'accepted', '', '$SYS', '$aws', 'things'];
+  const things = ['t1', 't2', ''];
+  const levels = (n: number, level: () => string) => Array.from({ length: n }, level);
+  const aws = () => r() < 0.35;
+  const topic = () => (aws() ? ['$aws', 'things', pick(things), ...levels(Math.floor(r() * 4), () => pick(words))] : levels(1 + Math.floor(r() * 5), () => pick(words))).join('/');
   const filter = () => {
-    const levels = Array.from({ length: 1 + Math.floor(r() * 5) }, () => (r() < 0.3 ? '+' : pick(words)));
-    if (r() < 0.25) levels.push('#');
-    return levels.join('/');
+    const level = () => (r() < 0.3 ? '+' : pick(words));
+    const f = aws() ? ['$aws', 'things', r() < 0.25 ? '+' : pick(things), ...levels(Math.floor(r() * 4), level)] : levels(1 + Math.floor(r() * 5), level);
+    if (r() < 0.25) f.push('#');
+    return f.join('/');
   };
   return { topic, filter };
 }
@@ -75,8 +83,8 @@ it('matches as qlobber does, through random adds and removes', () => {
 it('keeps apart filters whose first two levels share their key in PrefixedFilters', () => {
   // pairs found by search: each pair's first two levels make the same key; the second pair's
   // are one the other's start (read from the wrong place, `state/dql4hul/+` is `state/d/l4hul/+`)
-  assert.equal(prefixKey('state/d238098', 13), prefixKey('state/d810216', 13));
-  assert.equal(prefixKey('state/d', 7), prefixKey('state/dql4hul', 13));
+  assert.equal(prefixKey('state/d238098', 13, false), prefixKey('state/d810216', 13, false));
+  assert.equal(prefixKey('state/d', 7, false), prefixKey('state/dql4hul', 13, false));
   const p = new PrefixedFilters<string>();
   p.add('state/d238098/+/accepted', 'a');
   p.add('state/d810216/+/rejected', 'b');
@@ -97,6 +105,46 @@ it('keeps apart filters whose first two levels share their key in PrefixedFilter
   p.remove('state/d238098/+/accepted', 'a');
   assert.deepEqual(match('state/d238098/update/accepted'), []);
   assert.deepEqual(match('state/d810216/get/rejected'), ['b'], 'the other under the same key stays');
+
+  // an AWS thing whose first three levels would make the number of `$aws/things` (found by
+  // search): a topic of that thing is looked up under both, which must be two lists
+  assert.equal(prefixKey('$aws/things/odw5j8', 18, false), prefixKey('$aws/things', 11, false));
+  p.add('$aws/things/odw5j8/+/x', 'd');
+  p.add('$aws/things/+/+/x', 'e');
+  assert.deepEqual(match('$aws/things/odw5j8/a/x').sort(), ['d', 'e']);
+  assert.deepEqual(match('$aws/things/other/a/x'), ['e']);
+});
+
+it("files an AWS thing's wildcard filters under the thing: a thing's message is compared with that thing's filters only", () => {
+  // 1,000 AWS devices' filters (as an SDK subscribes) and their state/<id>/ answers, and an
+  // operator's filter with a wildcard for the thing
+  const p = new PrefixedFilters<number>();
+  for (let i = 0; i < 1000; i++) {
+    p.add(`$aws/things/t${i}/shadow/+/accepted`, i);
+    p.add(`$aws/things/t${i}/jobs/#`, i);
+    p.add(`state/t${i}/+/accepted`, i);
+  }
+  p.add('$aws/things/+/jobs/notify', -1);
+  const match = (t: string) => {
+    const found: number[] = [];
+    p.match(t, found);
+    assert.equal(p.has(t), found.length > 0, t);
+    return found.sort((a, b) => a - b);
+  };
+  // kept under $aws/things, each $aws message was compared with 2,001 filters
+  assert.equal(p.compared('$aws/things/t7/shadow/update/accepted'), 3, "t7's two and the operator's");
+  assert.equal(p.compared('$aws/things/t7/jobs/notify'), 3);
+  assert.equal(p.compared('$aws/things/t1000/shadow/update/accepted'), 1, 'a thing without filters: the operator\'s');
+  assert.equal(p.compared('state/t7/update/accepted'), 1);
+  assert.deepEqual(match('$aws/things/t7/shadow/update/accepted'), [7]);
+  assert.deepEqual(match('$aws/things/t7/shadow/name/x/update/accepted'), []);
+  assert.deepEqual(match('$aws/things/t7/jobs/notify'), [-1, 7]);
+  assert.deepEqual(match('$aws/things/t7/jobs'), [7], '# takes the level above');
+  assert.deepEqual(match('$aws/things/t7'), []);
+  assert.deepEqual(match('$aws/things/t1000/jobs/notify'), [-1]);
+  for (let i = 0; i < 1000; i++) p.remove(`$aws/things/t${i}/jobs/#`, i);
+  assert.equal(p.compared('$aws/things/t7/jobs/notify'), 2);
+  assert.deepEqual(match('$aws/things/t7/jobs/notify'), [-1]);
 });
 
 /**
@@ -184,6 +232,45 @@ it("routes a device's messages, and one of an operator's wildcard filter, throug
     // a device's own messages reach the broker's request handler as before
     d1.send(publish('state/tm-1/update', { state: { reported: { n: 1 } } }, 2, 1));
     await d1.next((p) => p.cmd === 'puback' && p.messageId === 2);
+  } finally {
+    await Promise.all(clients.map((c) => c.end()));
+    await broker.stop();
+  }
+});
+
+it("routes AWS things' messages through the broker to each thing's own wildcard subscriptions only", async () => {
+  const devices: Authenticator = { authenticate: async (c) => (c.clientId.startsWith('op-') ? { kind: 'operator' as const, id: c.clientId } : { kind: 'device' as const, id: c.clientId }) };
+  const broker = new EmbeddedBroker({ port: 0, host: '127.0.0.1', authenticator: devices, logger: silentLogger });
+  await broker.start();
+  const clients: RawClient[] = [];
+  try {
+    const a = await RawClient.connect(broker.port, 'aws-a', 'x', true);
+    const b = await RawClient.connect(broker.port, 'aws-b', 'x', true);
+    const op = await RawClient.connect(broker.port, 'op-aws', 'x', true);
+    clients.push(a, b, op);
+    // as an AWS IoT Device SDK subscribes: each thing's shadow answers and jobs (kept under
+    // the thing), and an operator's filter with a wildcard for the thing (under $aws/things)
+    for (const [c, thing] of [[a, 'aws-a'], [b, 'aws-b']] as const) {
+      c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `$aws/things/${thing}/shadow/+/accepted`, qos: 1 }, { topic: `$aws/things/${thing}/jobs/#`, qos: 1 }] });
+      const suback = await c.next((p) => p.cmd === 'suback');
+      assert.deepEqual((suback as { granted: number[] }).granted, [1, 1], `${thing}'s own AWS filters are allowed`);
+    }
+    await op.subscribe('$aws/things/+/jobs/notify');
+    for (const t of [
+      '$aws/things/aws-a/shadow/update/accepted',
+      '$aws/things/aws-b/shadow/get/accepted',
+      '$aws/things/aws-b/jobs/notify',
+      '$aws/things/aws-a/shadow/update/delta', // nobody's
+      '$aws/things/aws-a/jobs/start-next/accepted',
+      '$aws/things/aws-c/shadow/update/accepted', // a thing nobody subscribed for
+      '$aws/things/aws-a/jobs/notify',
+    ]) await broker.publish(t, '{}', 1);
+    const topics = (c: RawClient, n: number) => c.next(() => c.count((p) => p.cmd === 'publish') === n).then(() => c.received.filter((p) => p.cmd === 'publish').map((p) => (p as { topic: string }).topic));
+    assert.deepEqual(await topics(op, 2), ['$aws/things/aws-b/jobs/notify', '$aws/things/aws-a/jobs/notify']);
+    assert.deepEqual(await topics(a, 3), ['$aws/things/aws-a/shadow/update/accepted', '$aws/things/aws-a/jobs/start-next/accepted', '$aws/things/aws-a/jobs/notify']);
+    assert.deepEqual(await topics(b, 2), ['$aws/things/aws-b/shadow/get/accepted', '$aws/things/aws-b/jobs/notify']);
+    // nothing more came: a's last message was published after all of b's
+    assert.equal(b.count((p) => p.cmd === 'publish'), 2);
   } finally {
     await Promise.all(clients.map((c) => c.end()));
     await broker.stop();

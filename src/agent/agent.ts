@@ -559,7 +559,15 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (session !== this.session || !this.started) return;
       this.markReady();
       // without its state (a first start, a lost or damaged file) the agent does not know what it
-      // finished: its shadow does, until the first report overwrites it. Asked first, once
+      // finished: its shadow does, until the first report overwrites it. Asked first, once.
+      // The daemon asks at every start (FileAgentStateStore marks every load unknownPast: a save
+      // the disk refused before a kill may have lost an acknowledged outcome). No report can
+      // tell it instead: `update/accepted` echoes the request's own state, not the document it
+      // replaced, and the report overwrites reported.software, the only record of that outcome
+      // (`update/documents` carries the previous one, but the agent does not subscribe to it:
+      // the replica then builds and publishes it for every update, for no one). Its answer serves
+      // the catch-up below (no second get), so it costs a request only when a command is pending,
+      // which the report's delta would have brought (test/agent/daemon-start-requests.test.ts)
       const early = this.state.unknownPast ? { doc: await this.learnPast() } : undefined;
       if (session !== this.session || !this.started) return;
       // the outcome of the slot checked again at start, before any command is acted on

@@ -23,6 +23,11 @@ import { forgetJobExecutions, mutateExecution } from './execution-writer.ts';
 import { deletedSince, jobDeletions, noteJobDeleted } from './job-deletions.ts';
 import { specOf } from './job-spec.ts';
 import { retryIfAllowed } from './retry-policy.ts';
+import { UnrecordedReports, type OwedExecution } from './unrecorded-reports.ts';
+
+/** Jobs whose open executions a scan looks over (as the rollout engine's catch-up at start). */
+const OPEN_JOB_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'CANCELED', 'ABORTED'] as const;
+const PAGE = 500;
 
 /** What the tracker needs. */
 export interface TrackerDeps {
@@ -46,9 +51,15 @@ export class ExecutionTracker {
   private readonly jobCache = new Map<string, JobRecord>();
   private unsubscribe: (() => void) | undefined;
   private offDeleted: (() => void) | undefined;
+  /**
+   * Executions whose write failed after the report was acknowledged, tried again until they
+   * are written (unrecorded-reports.ts): only a failure costs anything here, not the hot path.
+   */
+  readonly unrecorded: UnrecordedReports;
 
   constructor(deps: TrackerDeps) {
     this.deps = deps;
+    this.unrecorded = new UnrecordedReports({ retry: (o) => this.retry(o), scan: () => this.scan(), logger: deps.logger });
   }
 
   async start(): Promise<void> {
@@ -66,6 +77,7 @@ export class ExecutionTracker {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.offDeleted?.();
+    await this.unrecorded.stop();
     await this.queue.drain();
   }
 
@@ -105,17 +117,23 @@ export class ExecutionTracker {
     if (!old || old.control || !next || next.jobId === old.jobId) return;
     const deviceId = e.current.deviceId;
     const reason = `superseded: the device was asked for job ${next.jobId} before it finished this one`;
+    const superseded = { attempt: old.attempt, reason };
     void this.queue
-      .run(`${old.jobId}/${deviceId}`, async () => {
-        const at = this.now();
-        await mutateExecution(
-          this.deps,
-          { jobId: old.jobId, deviceId },
-          (cur) => (isTerminal(cur.status) || (cur.attempt ?? 1) !== old.attempt ? undefined : { status: 'CANCELED', details: { ...cur.details, error: reason }, dueAt: undefined }),
-          at,
-        );
-      })
-      .catch((err: unknown) => this.deps.logger.error('superseded execution not recorded', { jobId: old.jobId, deviceId, error: asUpdraftError(err).message }));
+      .run(`${old.jobId}/${deviceId}`, () => this.cancelSuperseded(old.jobId, deviceId, superseded))
+      .catch((err: unknown) => {
+        this.deps.logger.error('superseded execution not recorded; tried again until it is', { jobId: old.jobId, deviceId, error: asUpdraftError(err).message });
+        this.unrecorded.owe(old.jobId, deviceId, { superseded });
+      });
+  }
+
+  /** Ends attempt `attempt` of `jobId` on `deviceId` CANCELED, superseded, unless it has ended or moved on to another attempt. */
+  private async cancelSuperseded(jobId: string, deviceId: string, superseded: { attempt: number; reason: string }): Promise<void> {
+    await mutateExecution(
+      this.deps,
+      { jobId, deviceId },
+      (cur) => (isTerminal(cur.status) || (cur.attempt ?? 1) !== superseded.attempt ? undefined : { status: 'CANCELED', details: { ...cur.details, error: superseded.reason }, dueAt: undefined }),
+      this.now(),
+    );
   }
 
   /**
@@ -130,7 +148,73 @@ export class ExecutionTracker {
     // one queue per execution: reports of one device about one job are applied in order
     return this.queue
       .run(`${parsed?.jobId ?? agentId}/${deviceId}`, () => this.record(agentId, deviceId, reported))
-      .catch((err: unknown) => this.deps.logger.error('execution not recorded', { jobId: agentId, deviceId, error: asUpdraftError(err).message }));
+      .catch((err: unknown) => {
+        this.deps.logger.error('execution not recorded; tried again until it is', { jobId: agentId, deviceId, error: asUpdraftError(err).message });
+        // acknowledged already (the shadow holds it): derived again from the shadow later
+        if (parsed) this.unrecorded.owe(parsed.jobId, deviceId, isOutcome(reported) ? { outcome: reportedSoftware } : {});
+      });
+  }
+
+  /**
+   * One more try of what an execution is owed (unrecorded-reports.ts), in the execution's
+   * queue, so that it is ordered with the reports arriving meanwhile. Idempotent, as a report
+   * applied twice is (a duplicate changes nothing, a finished execution does not move): a
+   * supersede still standing (the device's command is not the job's again) is written, then
+   * the outcome whose write failed (the last word of its attempt: a device moved on to another
+   * job's reports since no longer holds it in its shadow), then what the shadow reports now
+   * about the job (newer than any report whose write failed, which it replaces).
+   */
+  private retry(o: OwedExecution): Promise<void> {
+    return this.queue.run(`${o.jobId}/${o.deviceId}`, async () => {
+      const stored = await this.deps.store.getShadow(o.deviceId, '');
+      const shadow = stored && !stored.deleted ? stored : undefined;
+      if (o.superseded) {
+        const asked = shadow?.state.desired?.software;
+        const askedId = isJsonObject(asked) && typeof asked.jobId === 'string' ? parseAgentJobId(asked.jobId) : undefined;
+        // the job's own command is back on the device (asked again since): nothing superseded
+        if (askedId?.jobId !== o.jobId) await this.cancelSuperseded(o.jobId, o.deviceId, o.superseded);
+      }
+      if (o.outcome !== undefined) await this.recordSoftware(o.deviceId, o.outcome);
+      const now = shadow?.state.reported?.software;
+      const nowId = parseReportedSoftware(now)?.jobId;
+      if (nowId !== undefined && parseAgentJobId(nowId)?.jobId === o.jobId) await this.recordSoftware(o.deviceId, now);
+    });
+  }
+
+  /** Records `reportedSoftware` (the shadow's `reported.software`) in the caller's queue; rejects when it cannot be written. */
+  private async recordSoftware(deviceId: string, reportedSoftware: unknown): Promise<void> {
+    const reported = parseReportedSoftware(reportedSoftware);
+    if (reported?.jobId) await this.record(reported.jobId, deviceId, reported, true);
+  }
+
+  /**
+   * Too many executions owed to remember each: every open execution with its command out is
+   * derived again from its device's shadow, as the rollout engine's catch-up at start does.
+   */
+  private async scan(): Promise<void> {
+    let jobsAfter: string | undefined;
+    do {
+      const jobs = await this.deps.store.listJobs({ status: [...OPEN_JOB_STATUSES], limit: PAGE, omitSpec: true, ...(jobsAfter ? { after: jobsAfter } : {}) });
+      for (const job of jobs.items) {
+        let after: string | undefined;
+        do {
+          const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
+          const sent = page.items.filter((e) => e.dispatchedAt !== undefined || e.status !== 'QUEUED');
+          const shadows = await Promise.all(sent.map((e) => this.deps.store.getShadow(e.deviceId, '')));
+          await Promise.all(
+            sent.map((e, n) => {
+              const shadow = shadows[n];
+              const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
+              const id = parseReportedSoftware(reported)?.jobId;
+              if (id === undefined || parseAgentJobId(id)?.jobId !== e.jobId) return undefined;
+              return this.queue.run(`${e.jobId}/${e.deviceId}`, () => this.recordSoftware(e.deviceId, reported));
+            }),
+          );
+          after = page.next;
+        } while (after);
+      }
+      jobsAfter = jobs.next;
+    } while (jobsAfter);
   }
 
   /**
@@ -154,7 +238,8 @@ export class ExecutionTracker {
     return job;
   }
 
-  private async record(agentId: string, deviceId: string, reported: ReportedSoftware): Promise<void> {
+  /** `again`: a report read back from the shadow (a retry, a scan), which the row may hold already. */
+  private async record(agentId: string, deviceId: string, reported: ReportedSoftware, again = false): Promise<void> {
     // job ids are UUIDs (no dot): a dotted id is an attempt or a control command, never
     // looked up as a job itself (that was a store read missed per report of a retry)
     const parsed = parseAgentJobId(agentId);
@@ -173,6 +258,9 @@ export class ExecutionTracker {
         // a late report about an earlier attempt (or an attempt not sent yet) changes nothing,
         // but the success of an earlier attempt is kept with that attempt (earlierSuccess)
         if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, attempt, to, reported, now) : undefined;
+        // a progress report the row holds already, read again from the shadow: not a new report
+        // (its lastReportAt stays the device's)
+        if (again && cur.status === to && sameReport(cur.details, reported)) return undefined;
         return this.transition(job, cur, to, reported, now);
       },
       now,
@@ -255,6 +343,16 @@ export class ExecutionTracker {
       now,
     );
   }
+}
+
+/** True for a report that ends its attempt (or answers a control command): the last word, kept when its write fails. */
+function isOutcome(reported: ReportedSoftware): boolean {
+  return reported.status === 'SUCCESS' || reported.status === 'FAILURE';
+}
+
+/** True when an execution's details record `reported` already (its phase, version, progress and error). */
+function sameReport(details: JsonObject, reported: ReportedSoftware): boolean {
+  return details.agentStatus === reported.status && details.version === reported.version && details.progress === reported.progress && details.error === reported.error;
 }
 
 /** True when `recorded` is the answer `control` again (a repeated report). */

@@ -1,0 +1,162 @@
+/**
+ * Executions a device's report (or a supersede) could not be written to, tried again until they
+ * are. The replica acknowledges a report once the shadow is committed (pattern step 9); its
+ * execution is a second write, and one that failed (a full disk, a PostgreSQL error, a statement
+ * timeout) was only logged: the execution stayed IN_PROGRESS until a restart's catch-up, for good
+ * on a job without a timeout (QA: 38 of 40 SUCCESS reports acknowledged, never recorded).
+ *
+ * One entry per execution (coalesced: a device that reports again while one is owed adds to it),
+ * tried with a backoff (0.5 s doubling to 30 s, with jitter) a batch at a time. What a try does is
+ * the owner's (`ExecutionTracker.retry`): it derives the execution again from the device's shadow
+ * as it stands, idempotently. Past `maxEntries` an execution is not remembered: a scan of every
+ * open execution against its shadow (the owner's `scan`, as a start's catch-up) is owed instead.
+ * `stop()` ends the tries (the next start's or lease's catch-up records what is left).
+ */
+import { asUpdraftError } from '../errors.ts';
+import type { Logger } from '../util/logger.ts';
+
+/** What one execution is owed. */
+export interface OwedExecution {
+  jobId: string;
+  deviceId: string;
+  /** An outcome (SUCCESS or FAILURE) whose write failed, as the device reported it: the last word of its attempt. */
+  outcome?: unknown;
+  /** A supersede whose write failed: the attempt it ends and the reason. */
+  superseded?: { attempt: number; reason: string };
+  /** Tries made so far. */
+  tries: number;
+}
+
+/** What the book needs. */
+export interface UnrecordedReportsDeps {
+  /** One try of `owed`; rejects when it could not be written (tried again later). */
+  retry: (owed: OwedExecution) => Promise<void>;
+  /** Every open execution derived again from its shadow; rejects when it could not finish. */
+  scan: () => Promise<void>;
+  logger: Logger;
+  /** Executions remembered at most (default 50,000: a few hundred bytes each). */
+  maxEntries?: number;
+  /** The first delay, doubled at each try up to `maxDelayMs` (defaults 500 ms and 30 s). */
+  firstDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/** Executions tried per round: a store back from an outage is not sent 50,000 writes at once. */
+const BATCH = 500;
+
+/** Executions owed a write, tried again until it is made. */
+export class UnrecordedReports {
+  private readonly deps: UnrecordedReportsDeps;
+  private readonly owed = new Map<string, OwedExecution & { due: number }>();
+  private scanOwed: { tries: number; due: number } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(deps: UnrecordedReportsDeps) {
+    this.deps = deps;
+  }
+
+  /** Executions owed now (tests). */
+  get size(): number {
+    return this.owed.size;
+  }
+
+  /** True while a scan of every open execution is owed (tests). */
+  get scanPending(): boolean {
+    return this.scanOwed !== undefined;
+  }
+
+  /** Remembers that `jobId`'s execution on `deviceId` is owed a write (with `add`'s outcome or supersede). */
+  owe(jobId: string, deviceId: string, add: { outcome?: unknown; superseded?: OwedExecution['superseded'] } = {}, tries = 0): void {
+    if (this.stopped) return;
+    const key = `${jobId}\n${deviceId}`;
+    let entry = this.owed.get(key);
+    if (!entry) {
+      if (this.owed.size >= (this.deps.maxEntries ?? 50_000)) {
+        if (!this.scanOwed) this.deps.logger.warn('too many executions owed a write to remember each: every open execution is looked over again instead', { owed: this.owed.size });
+        this.scanOwed ??= { tries: 0, due: this.dueAfter(0) };
+        this.schedule();
+        return;
+      }
+      entry = { jobId, deviceId, tries, due: 0 };
+      this.owed.set(key, entry);
+    }
+    // an outcome is kept (the latest); a supersede too: a later failure adds to what is owed
+    if (add.outcome !== undefined) entry.outcome = add.outcome;
+    if (add.superseded) entry.superseded = add.superseded;
+    entry.tries = Math.max(entry.tries, tries);
+    entry.due = this.dueAfter(entry.tries);
+    this.schedule();
+  }
+
+  /** Ends the tries: waits for a round under way, forgets what is owed. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+    if (this.owed.size > 0 || this.scanOwed) this.deps.logger.warn('stopping with executions not recorded yet: the next start (or lease taken) records them from their shadows', { owed: this.owed.size });
+    this.owed.clear();
+    this.scanOwed = undefined;
+  }
+
+  private dueAfter(tries: number): number {
+    const first = this.deps.firstDelayMs ?? 500;
+    const delay = Math.min(this.deps.maxDelayMs ?? 30_000, first * 2 ** Math.min(tries, 20));
+    return performance.now() + delay * (0.8 + 0.4 * Math.random());
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.running) return; // a round under way schedules the next when it ends
+    let first = this.scanOwed?.due ?? Infinity;
+    for (const e of this.owed.values()) if (e.due < first) first = e.due;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (first === Infinity) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.round().finally(() => {
+        this.running = undefined;
+        this.schedule();
+      });
+    }, Math.max(0, first - performance.now()));
+    this.timer.unref?.();
+  }
+
+  /** Tries what is due, a batch at a time. */
+  private async round(): Promise<void> {
+    const now = performance.now();
+    const due: (OwedExecution & { due: number })[] = [];
+    for (const [key, e] of this.owed) {
+      if (e.due > now) continue;
+      this.owed.delete(key);
+      due.push(e);
+      if (due.length >= BATCH) break;
+    }
+    await Promise.all(
+      due.map(async (e) => {
+        try {
+          await this.deps.retry(e);
+          this.deps.logger.info('execution recorded on a later try', { jobId: e.jobId, deviceId: e.deviceId, tries: e.tries + 1 });
+        } catch (err) {
+          const tries = e.tries + 1;
+          if (tries % 10 === 0) this.deps.logger.warn('execution still not recorded; tried again', { jobId: e.jobId, deviceId: e.deviceId, tries, error: asUpdraftError(err).message });
+          // what a failure meanwhile added is kept beside it (owe merges)
+          this.owe(e.jobId, e.deviceId, { outcome: e.outcome, ...(e.superseded ? { superseded: e.superseded } : {}) }, tries);
+        }
+      }),
+    );
+    const scan = this.scanOwed;
+    if (scan && scan.due <= now && !this.stopped) {
+      this.scanOwed = undefined;
+      try {
+        await this.deps.scan();
+        this.deps.logger.info('open executions looked over again: what their shadows report is recorded');
+      } catch (err) {
+        if (!this.stopped) this.scanOwed ??= { tries: scan.tries + 1, due: this.dueAfter(scan.tries + 1) };
+        this.deps.logger.warn('open executions not looked over; tried again', { error: asUpdraftError(err).message });
+      }
+    }
+  }
+}

@@ -12,7 +12,7 @@
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
+import { isCalledOff, parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
 import { KeyedQueue } from '../shadow/keyed-queue.ts';
 import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -22,6 +22,7 @@ import { canTransition, executionStatusFor, isTerminal } from './execution-state
 import { forgetJobExecutions, mutateExecution } from './execution-writer.ts';
 import { deletedSince, jobDeletions, noteJobDeleted } from './job-deletions.ts';
 import { specOf } from './job-spec.ts';
+import { owedRetract } from './pending-retract.ts';
 import { retryIfAllowed } from './retry-policy.ts';
 import { UnrecordedReports, type OwedExecution } from './unrecorded-reports.ts';
 
@@ -299,12 +300,20 @@ export class ExecutionTracker {
     // the device stopped because it was asked to: that is the cancellation, not a failure.
     // Its reason is the job's (the operator's cancel, the abort's rule), as for every other
     // execution the stop ended; the device's own words ("superseded by job <id>.cancel")
-    // stay beside it
+    // stay beside it. A FAILURE with a reason of its own (a checksum mismatch, a failed
+    // health check) from a device that had not answered the stay is no stop: it failed before
+    // the stay reached it, its report on the way as the job was canceled or aborted, and the
+    // execution ends FAILED with that reason, also when the stop has ended it CANCELED
+    // without a word from the device meanwhile (`failedAfterStop`)
     if (to === 'FAILED' && cur.details.cancelRequested === true) {
-      to = 'CANCELED';
-      if (typeof cur.details.cancelReason === 'string') {
-        if (reported.error !== undefined) details.deviceError = reported.error;
-        details.error = cur.details.cancelReason;
+      if (!stoppedOnRequest(cur, reported)) {
+        if (cur.status === 'CANCELED') return failedAfterStop(cur, details);
+      } else {
+        to = 'CANCELED';
+        if (typeof cur.details.cancelReason === 'string') {
+          if (reported.error !== undefined) details.deviceError = reported.error;
+          details.error = cur.details.cancelReason;
+        }
       }
     }
     if (cur.status === to && to !== 'IN_PROGRESS') return undefined; // duplicate report: already recorded
@@ -404,12 +413,43 @@ function earlierSuccess(job: JobRecord, cur: ExecutionRecord, attempt: number, t
 }
 
 /**
+ * Whether a report that ends an execution being stopped (its job canceled or aborted) in
+ * failure is the device's stop: a FAILURE in the agent's words for a job called off
+ * (`isCalledOff`), or any once the device has answered this attempt's stay (`<id>.cancel`,
+ * `details.control`: it had heard of the cancel), or once the execution recorded the
+ * device's FAILURE already (a repeat). A SUCCESS on another version than the job's never is.
+ */
+function stoppedOnRequest(cur: ExecutionRecord, reported: ReportedSoftware): boolean {
+  if (reported.status !== 'FAILURE') return false;
+  if (isCalledOff(reported.error)) return true;
+  const control = cur.details.control;
+  if (isJsonObject(control) && control.jobId === `${reported.jobId}.cancel`) return true;
+  return cur.status === 'CANCELED' && cur.details.agentStatus === 'FAILURE';
+}
+
+/**
+ * A stopped execution that ended CANCELED before the device said how its attempt ended (its
+ * command taken back unanswered, or its stop unconfirmed within the grace), then the device's
+ * FAILURE of that attempt with a reason of its own: it failed before the stay reached it, and
+ * the execution ends FAILED with that reason, as a SUCCEEDED ends a timeout whose retry was not
+ * queued yet (retry-policy.ts): the device's outcome of the very command sent, against the
+ * server's verdict of no outcome. The execution's change sets off what a failure does once the
+ * job has stopped: the abort's rollback (rollout-engine.ts, rollBackLate), no retry. A retract
+ * still owed (`details.retractPending`) stays due.
+ */
+function failedAfterStop(cur: ExecutionRecord, details: JsonObject): Partial<ExecutionRecord> {
+  delete details.cancelBy;
+  return { status: 'FAILED', details, dueAt: owedRetract(cur) !== undefined ? cur.dueAt : undefined };
+}
+
+/**
  * A device that finished the job after its execution timed out or was canceled (offline with
  * the build, its reports held back): the execution stays as it ended, as AWS IoT Jobs keeps a
  * terminal execution, and the success is kept beside it in `details.lateSuccess`, so
  * `job show` and the dashboard tell that the device runs the job's build. Only a SUCCESS is
  * kept: a later FAILURE is what a device that stops on its stay command reports, and changes
- * nothing it runs. A repeat writes nothing. A TIMED_OUT execution whose retry is not queued
+ * nothing it runs (one with a reason of its own ends a stopped execution FAILED instead:
+ * `failedAfterStop`). A repeat writes nothing. A TIMED_OUT execution whose retry is not queued
  * yet ends SUCCEEDED instead of that retry (retry-policy.ts, `succeededAfterTimeout`).
  */
 function lateSuccess(cur: ExecutionRecord, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {

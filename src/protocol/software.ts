@@ -94,6 +94,18 @@ export interface ReportedSoftware {
 }
 
 /**
+ * Whether a FAILURE's `error` says the device called its job off because the server asked it
+ * to, rather than that the job failed: the agent's words (src/agent/agent.ts) for a job a newer
+ * command superseded, a stay (`<id>.cancel`) included (`superseded by job <id>`), or whose
+ * desired software was cleared or shadow deleted (`canceled: ...`). A FAILURE without a reason
+ * is taken as called off too. The execution tracker records such a FAILURE of a job being
+ * stopped as its cancellation, and any other as a failure (docs/rollouts.md, Cancel).
+ */
+export function isCalledOff(error: string | undefined): boolean {
+  return error === undefined || error.startsWith('superseded by job ') || error.startsWith('canceled: ');
+}
+
+/**
  * `reported.software.waiting`: a verified build the device's install gate put off ("not
  * now": a low battery, a vehicle in motion). Each new one (another `count`) restarts the
  * job's step timer, with `nextCheckInSeconds` more: the device asks its gate again by then

@@ -161,15 +161,17 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     const manifest = JSON.parse(await readFile(path.join(dir, 'slots', 'b', 'manifest.json'), 'utf8'));
     assert.match(manifest.rejected, /exit code 1: sensor broken/);
     assert.equal(manifest.rejectedBy, jobId);
-    // the server: the device runs 2.0.0, and the canceled execution has the device's FAILURE
+    // the server: the device runs 2.0.0, and the execution ends FAILED with the device's reason
+    // (a failed health check is no stop: docs/rollouts.md, Cancel; until 2026-12-06 CANCELED,
+    // the reason in deviceError)
     const software = (await ts.server.store.getShadow(deviceId, ''))?.state.reported?.software as Record<string, unknown> | undefined;
     assert.equal(software?.version, '2.0.0');
     const execution = await eventually(async () => {
       const e = await ts.server.store.getExecution(jobId, deviceId);
       return e?.details.agentStatus === 'FAILURE' ? e : undefined;
     }, 15_000, 'the FAILURE on the server');
-    assert.equal(execution.status, 'CANCELED');
-    assert.match(String(execution.details.deviceError), /exit code 1: sensor broken/);
+    assert.equal(execution.status, 'FAILED');
+    assert.match(String(execution.details.error), /exit code 1: sensor broken/);
     // the FAILURE's log goes to the job as any failure's does: the check again, its output, the rollback
     const lines = await jobLog(deviceId, jobId);
     const text = lines.join('\n');

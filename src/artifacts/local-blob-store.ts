@@ -67,7 +67,7 @@ export class LocalBlobStore implements BlobStore {
 
   /**
    * Undefined while uploads can be written, else why not (words after "the artifact
-   * directory is"): a file is created and removed in `tmp/` and `sha256/`, where an upload
+   * directory is"): a byte is written to a file, synced and removed in `tmp/` and `sha256/` (checkWritableDir), where an upload
    * writes and then renames, for the readiness probe (server/readiness.ts). A directory made
    * unwritable, or a disk that filled, after the start showed only as upload 500s while
    * /readyz said ready (QA). The answer is kept `writableCheckMs`, so a balancer polling

@@ -6,7 +6,7 @@
  * - the state store answers a read within 2 s (PostgreSQL reachable, SQLite open);
  * - the artifact storage answers within 2 s (the S3 bucket reachable: artifacts are added
  *   and downloaded there; the local directory answers while the disk does), and a local
- *   artifact directory can be written (`unwritable`: a file is created and removed in it, at
+ *   artifact directory can be written (`unwritable`: a file is written, synced and removed in it, and 1 MiB must be left on its file system, at
  *   most every 5 s; a directory whose modes changed, or a full disk, failed only uploads);
  * - the MQTT bus is connected (an external broker; the embedded one listens while it runs);
  * - the instance is not stopping (so a balancer drains it before its sockets close).

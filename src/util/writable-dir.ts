@@ -3,14 +3,26 @@
  * artifacts/) that the server's user cannot write was found only at the first write, in
  * the words of whatever wrote (SQLite's "disk I/O error", a bare EACCES naming a key file,
  * an upload's 500 naming the file), or not at all until an operator uploaded (QA). A file
- * is created and removed in it: the only test that holds for every cause (modes, ACLs, a
- * read-only mount, a full disk, another owner), where access(W_OK) answers for the mode bits.
+ * is created, written and removed in it: the only test that holds for every cause (modes,
+ * ACLs, a read-only mount, a full disk, another owner), where access(W_OK) answers for the
+ * mode bits. The file gets a byte, synced: an empty file needs no data block, and a full disk
+ * created it (QA: /readyz said `"artifacts":"ok"` on a full disk). And the file system must
+ * have `MIN_FREE_BYTES` left for unprivileged users (statfs `bavail`): a process running as
+ * root writes on into the blocks ext4 reserves for root (5% by default), which are there for
+ * the administrator to repair a full disk with, and a server filling them was full already.
  */
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { access, constants, mkdir, open, stat, statfs, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
+
+/**
+ * Below this much space left for unprivileged users a file system is full (1 MiB): a byte can
+ * still be written there (by root into its reserved blocks, or into the last blocks), not an
+ * upload or a database's growth.
+ */
+export const MIN_FREE_BYTES = 1024 * 1024;
 
 /** The errno codes by which a file system refuses a write (not a peer's or a stream's failure). */
 export const DISK_ERRORS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'ENOTDIR', 'EEXIST', 'EISDIR', 'EIO', 'ENOENT', 'EMFILE', 'ENFILE']);
@@ -24,8 +36,10 @@ export function whyNotWritable(err: unknown): string {
       return `not writable by this process's user (${userName()}): permission denied`;
     case 'EROFS':
       return 'on a read-only file system';
-    case 'ENOSPC':
-      return 'on a full disk (no space left on device)';
+    case 'ENOSPC': {
+      const free = (err as { freeBytes?: unknown }).freeBytes;
+      return typeof free === 'number' ? `on a full disk (${Math.floor(free / 1024)} KiB left for unprivileged users, under the ${MIN_FREE_BYTES / 1024 / 1024} MiB kept free)` : 'on a full disk (no space left on device)';
+    }
     case 'EDQUOT':
       return "over the user's disk quota";
     case 'ENOTDIR':
@@ -63,8 +77,31 @@ export async function checkWritableDir(dir: string, what: string, opts: { hint?:
   }
   const probe = path.join(dir, `.write-check-${process.pid}-${randomBytes(4).toString('hex')}`);
   const handle = await open(probe, 'wx', 0o600).catch((err: unknown) => fail(whyNotWritable(err), err));
-  await handle.close();
+  const written = await handle
+    .write(Buffer.from([0]))
+    .then(() => handle.datasync())
+    .then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+  await handle.close().catch(() => undefined);
   await unlink(probe).catch((err: unknown) => fail(whyNotWritable(err), err));
+  if (written !== undefined) fail(whyNotWritable(written), written);
+  const full = await spaceLeft(dir);
+  if (full) fail(whyNotWritable(full), full);
+}
+
+/**
+ * An ENOSPC error (with `freeBytes`) when the file system of `dir` has less than
+ * `MIN_FREE_BYTES` left for unprivileged users; undefined otherwise, and for a file system
+ * that reports no size (some virtual and network ones: a write told the truth already).
+ */
+async function spaceLeft(dir: string): Promise<NodeJS.ErrnoException | undefined> {
+  const fs = await statfs(dir).catch(() => undefined);
+  if (!fs || fs.blocks <= 0 || fs.bsize <= 0) return undefined;
+  const freeBytes = fs.bavail * fs.bsize;
+  if (freeBytes >= MIN_FREE_BYTES) return undefined;
+  return Object.assign(new Error(`ENOSPC: ${freeBytes} bytes left for unprivileged users on the file system of ${dir}`), { code: 'ENOSPC', freeBytes });
 }
 
 /**

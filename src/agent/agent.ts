@@ -24,7 +24,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
-import { parseReportedSoftware, parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
+import { calledOff, parseReportedSoftware, parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { AGENT_FEATURES } from '../protocol/agent-features.ts';
 import { isTimeZone, systemTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
@@ -840,7 +840,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const job = this.job?.run;
     // nothing desired any more for the job in flight: it was canceled while we were away
     if (job && (version === undefined || job.commandVersion === undefined || version >= job.commandVersion)) {
-      job.cancel('canceled: the server no longer asks for this update');
+      job.cancel(calledOff.canceled('the server no longer asks for this update'));
     }
   }
 
@@ -867,7 +867,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const job = this.job?.run;
     const version = numberOrUndefined((body as JsonObject).version);
     if (job && (version === undefined || job.commandVersion === undefined || version >= job.commandVersion)) {
-      if (job.cancel('canceled: the server no longer asks for this update')) this.log.info('job canceled: desired software cleared', { jobId: job.jobId });
+      if (job.cancel(calledOff.canceled('the server no longer asks for this update'))) this.log.info('job canceled: desired software cleared', { jobId: job.jobId });
     }
   }
 
@@ -907,7 +907,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (job) {
       // a newer job: call the current one off if it has not started installing, else run next
       this.pending = { command, version };
-      if (job.cancel(`superseded by job ${command.jobId}`)) this.log.info('job superseded', { jobId: job.jobId, by: command.jobId });
+      if (job.cancel(calledOff.supersededBy(command.jobId))) this.log.info('job superseded', { jobId: job.jobId, by: command.jobId });
       return;
     }
     const inFlight: InFlightUpdate = { jobId: command.jobId, command, phase: 'DOWNLOADING', startedAt: new Date(this.now()).toISOString() };
@@ -1119,7 +1119,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       try {
         const doc = await this.getDocument();
         if (doc) this.handleDocument(doc);
-        else job.cancel('canceled: the device has no shadow any more');
+        else job.cancel(calledOff.canceled('the device has no shadow any more'));
         return;
       } catch (err) {
         if (!isRetryable(err) || round >= 4) throw err;

@@ -102,8 +102,19 @@ export interface ReportedSoftware {
  * stopped as its cancellation, and any other as a failure (docs/rollouts.md, Cancel).
  */
 export function isCalledOff(error: string | undefined): boolean {
-  return error === undefined || error.startsWith('superseded by job ') || error.startsWith('canceled: ');
+  return error === undefined || error.startsWith(SUPERSEDED_BY) || error.startsWith(CANCELED_BY_SERVER);
 }
+
+const SUPERSEDED_BY = 'superseded by job ';
+const CANCELED_BY_SERVER = 'canceled: ';
+
+/** The reasons an agent gives a job it calls off, which `isCalledOff` knows (the agent writes them only through these). */
+export const calledOff = {
+  /** Its command replaced by job `jobId`'s (a stay included). */
+  supersededBy: (jobId: string): string => `${SUPERSEDED_BY}${jobId}`,
+  /** Its desired software cleared or its shadow deleted: `why`. */
+  canceled: (why: string): string => `${CANCELED_BY_SERVER}${why}`,
+} as const;
 
 /**
  * `reported.software.waiting`: a verified build the device's install gate put off ("not

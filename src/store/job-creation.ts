@@ -18,7 +18,7 @@
  * counts and the marker; a crash or a failure meanwhile is cleaned up as an abandoned creation.
  */
 import { UpdraftError } from '../errors.ts';
-import type { ExecutionRecord, JobRecord } from './state-store.ts';
+import type { ExecutionRecord, IdempotencyClaim, JobRecord } from './state-store.ts';
 
 /** Executions per piece: 25-45 ms of SQLite writing, one statement on PostgreSQL. */
 export const JOB_CHUNK = 5_000;
@@ -28,15 +28,22 @@ export const ABANDONED_AFTER_MS = 10 * 60_000;
 
 /** What a store does for one step of a job created in pieces. */
 export interface JobCreationSteps {
-  /** Marks `jobId` as being created; CONFLICT if a job, or a creation, has that id. */
-  begin(jobId: string): Promise<void>;
+  /**
+   * Marks `jobId` as being created, holding `claim`'s key; CONFLICT if a job, or a creation,
+   * has that id; IdempotencyKeyTaken if one holds the key.
+   */
+  begin(jobId: string, claim?: IdempotencyClaim): Promise<void>;
   /**
    * Writes one piece of executions (and their counts), and touches the marker; BAD_REQUEST,
    * writing nothing, when a device of the piece is in the job already (listed twice).
    */
   insert(jobId: string, executions: ExecutionRecord[]): Promise<void>;
-  /** In one transaction: drops the marker (gone: the creation was abandoned, INTERNAL) and writes the job row. */
-  finish(job: JobRecord): Promise<void>;
+  /**
+   * In one transaction: drops the marker (gone: the creation was abandoned, INTERNAL) and writes
+   * the job row, with `claim`'s key; IdempotencyKeyTaken, writing nothing, if a job holds it
+   * already (a race the key's lock in `begin` should make impossible: a backstop).
+   */
+  finish(job: JobRecord, claim?: IdempotencyClaim): Promise<void>;
   /** Removes an unfinished creation: its executions, their counts and the marker. */
   abandon(jobId: string): Promise<void>;
 }
@@ -50,9 +57,13 @@ export function assertDistinctDevices(jobId: string, executions: readonly Execut
   }
 }
 
-/** Creates `job` and its executions piece by piece; on failure nothing of it remains. */
-export async function createJobInPieces(steps: JobCreationSteps, job: JobRecord, executions: readonly ExecutionRecord[]): Promise<void> {
-  await steps.begin(job.jobId);
+/**
+ * Creates `job` and its executions piece by piece; on failure nothing of it remains. The
+ * marker holds `claim`'s key from the first write, so a second request with the key finds the
+ * creation in progress rather than starting another.
+ */
+export async function createJobInPieces(steps: JobCreationSteps, job: JobRecord, executions: readonly ExecutionRecord[], claim?: IdempotencyClaim): Promise<void> {
+  await steps.begin(job.jobId, claim);
   try {
     for (let i = 0; i < executions.length; i += JOB_CHUNK) {
       // twice in one piece here, in two pieces by the store (a Set of a million ids took 0.8 s)
@@ -60,7 +71,7 @@ export async function createJobInPieces(steps: JobCreationSteps, job: JobRecord,
       assertDistinctDevices(job.jobId, piece);
       await steps.insert(job.jobId, piece);
     }
-    await steps.finish(job);
+    await steps.finish(job, claim);
   } catch (err) {
     // if this fails too, the marker stays and a sweep removes the rest once it is stale
     await steps.abandon(job.jobId).catch(() => undefined);

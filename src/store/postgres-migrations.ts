@@ -27,12 +27,12 @@ export interface PgIndexStep {
 export type PgMigration = string | PgIndexStep;
 
 /**
- * Builds index `name` (`definition`: `ON table (...) [WHERE ...]`) without holding the table's
+ * Builds index `name` (`definition`: `ON table (...) [WHERE ...]`; `unique`: a UNIQUE one) without holding the table's
  * writes: CONCURRENTLY, after dropping what an earlier, interrupted build of it left (an
  * invalid index, which a CREATE of the same name would refuse).
  */
-export function concurrentIndex(name: string, definition: string): PgIndexStep {
-  return { outsideTransaction: [`DROP INDEX CONCURRENTLY IF EXISTS ${name}`, `CREATE INDEX CONCURRENTLY ${name} ${definition}`] };
+export function concurrentIndex(name: string, definition: string, options: { unique?: boolean } = {}): PgIndexStep {
+  return { outsideTransaction: [`DROP INDEX CONCURRENTLY IF EXISTS ${name}`, `CREATE ${options.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY ${name} ${definition}`] };
 }
 
 /** Drops index `name`, if there, without holding the table's writes. */
@@ -291,6 +291,20 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     WHERE deleted AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
     GROUP BY device_id;
   `,
+  `
+  -- a client's Idempotency-Key (http/idempotency-key.ts) is held by the job its request
+  -- created, from the write that makes the job exist, so a retry (on any instance) finds it
+  -- and creates nothing; by a creation in pieces (job_creations) from its first piece, so a
+  -- retry meanwhile is told to wait. A deleted job frees its key. Columns without a default:
+  -- added without rewriting the table
+  ALTER TABLE jobs ADD COLUMN idempotency_key TEXT COLLATE "C";
+  ALTER TABLE jobs ADD COLUMN request_fingerprint TEXT;
+  ALTER TABLE job_creations ADD COLUMN idempotency_key TEXT COLLATE "C";
+  ALTER TABLE job_creations ADD COLUMN request_fingerprint TEXT;
+  `,
+  // unique: two requests with one key never both create (the store checks under the key's lock first)
+  concurrentIndex('jobs_idempotency_key', 'ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL', { unique: true }),
+  concurrentIndex('job_creations_idempotency_key', 'ON job_creations (idempotency_key) WHERE idempotency_key IS NOT NULL', { unique: true }),
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

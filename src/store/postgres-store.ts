@@ -27,17 +27,19 @@ import type {
   ExecutionRecord,
   ExecutionStatus,
   GroupRecord,
+  IdempotencyClaim,
   JobDeletion,
   JobLogRecord,
   JobLogSummary,
   JobRecord,
   JobStatus,
+  KeyHolder,
   Page,
   ShadowRecord,
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -700,27 +702,40 @@ export class PostgresStore implements StateStore {
     return Number(rows[0]?.n ?? 0);
   }
 
-  async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
-    if (executions.length > JOB_CHUNK) return createJobInPieces(this.jobCreation, job, executions);
+  async createJob(job: JobRecord, executions: ExecutionRecord[], claim?: IdempotencyClaim): Promise<void> {
+    if (executions.length > JOB_CHUNK) return createJobInPieces(this.jobCreation, job, executions, claim);
     assertDistinctDevices(job.jobId, executions);
     const jobParams = jobRowParams(job);
     await this.write(async (c) => {
       // every check before the first write: a write that throws must have written nothing
       await lockJobId(c, job.jobId);
       if (await creationMarked(c, job.jobId)) throw jobExists(job.jobId);
+      await assertKeyFree(c, claim, true);
       await insertJobRow(c, job.jobId, jobParams);
+      if (claim) await claimJobKey(c, job.jobId, claim);
       await insertExecutions(c, executions);
     });
   }
 
+  async findIdempotencyKey(key: string): Promise<KeyHolder | undefined> {
+    const rows = await this.read<{ job_id: string; request_fingerprint: string; in_progress: boolean }>(
+      'SELECT job_id, request_fingerprint, false AS in_progress FROM jobs WHERE idempotency_key = $1 UNION ALL SELECT job_id, request_fingerprint, true FROM job_creations WHERE idempotency_key = $1',
+      [key],
+    );
+    // a job before a creation (finish drops the marker with the job row's write: never both, but)
+    const row = rows.find((r) => !r.in_progress) ?? rows[0];
+    return row ? { key, fingerprint: row.request_fingerprint, jobId: row.job_id, inProgress: row.in_progress } : undefined;
+  }
+
   /** The steps of a job created in pieces (job-creation.ts), each one write of the group commit. */
   private readonly jobCreation: JobCreationSteps = {
-    begin: (jobId) =>
+    begin: (jobId, claim) =>
       this.write(async (c) => {
         await lockJobId(c, jobId);
         const taken = await c.query('SELECT 1 FROM jobs WHERE job_id = $1 UNION ALL SELECT 1 FROM job_creations WHERE job_id = $1', [jobId]);
         if (taken.rowCount) throw jobExists(jobId);
-        await c.query(`INSERT INTO job_creations (job_id, touched_at) VALUES ($1, ${DB_NOW_MS})`, [jobId]);
+        await assertKeyFree(c, claim, true);
+        await c.query(`INSERT INTO job_creations (job_id, touched_at, idempotency_key, request_fingerprint) VALUES ($1, ${DB_NOW_MS}, $2, $3)`, [jobId, claim?.key ?? null, claim?.fingerprint ?? null]);
       }),
     insert: (jobId, executions) =>
       this.write(async (c) => {
@@ -731,12 +746,15 @@ export class PostgresStore implements StateStore {
         await insertExecutions(c, executions);
         await c.query(`UPDATE job_creations SET touched_at = ${DB_NOW_MS} WHERE job_id = $1`, [jobId]);
       }),
-    finish: (job) => {
+    finish: (job, claim) => {
       const jobParams = jobRowParams(job);
       return this.write(async (c) => {
         await lockJobId(c, job.jobId);
         if (!(await creationMarked(c, job.jobId))) throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
+        // its own marker holds the key: only a job may hold it besides
+        await assertKeyFree(c, claim, false);
         await insertJobRow(c, job.jobId, jobParams);
+        if (claim) await claimJobKey(c, job.jobId, claim);
         await c.query('DELETE FROM job_creations WHERE job_id = $1', [job.jobId]);
       });
     },
@@ -1256,6 +1274,25 @@ async function lockJobId(c: pg.PoolClient, jobId: string): Promise<void> {
 
 function jobExists(jobId: string): UpdraftError {
   return new UpdraftError('CONFLICT', `Job ${jobId} already exists`);
+}
+
+/**
+ * IdempotencyKeyTaken when a job (or, with `creations`, a creation in pieces) holds `claim`'s
+ * key. Under the key's lock until the batch commits: two instances given one key (a client's
+ * retry through a load balancer) check and write one after the other, so the second sees the
+ * first's job or marker, and never meets the unique index (a violation would fail the batch).
+ */
+async function assertKeyFree(c: pg.PoolClient, claim: IdempotencyClaim | undefined, creations: boolean): Promise<void> {
+  if (!claim) return;
+  await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`updraft-idempotency-key:${claim.key}`]);
+  const sql = `SELECT job_id, request_fingerprint, false AS in_progress FROM jobs WHERE idempotency_key = $1${creations ? ' UNION ALL SELECT job_id, request_fingerprint, true FROM job_creations WHERE idempotency_key = $1' : ''}`;
+  const row = (await c.query<{ job_id: string; request_fingerprint: string; in_progress: boolean }>(sql, [claim.key])).rows[0];
+  if (row) throw new IdempotencyKeyTaken({ key: claim.key, fingerprint: row.request_fingerprint, jobId: row.job_id, inProgress: row.in_progress });
+}
+
+/** Records on a job's row, written in the same transaction, the key its request held. */
+async function claimJobKey(c: pg.PoolClient, jobId: string, claim: IdempotencyClaim): Promise<void> {
+  await c.query('UPDATE jobs SET idempotency_key = $2, request_fingerprint = $3 WHERE job_id = $1', [jobId, claim.key, claim.fingerprint]);
 }
 
 /** True while job `jobId` is being created in pieces (job-creation.ts). */

@@ -28,11 +28,13 @@ import type {
   ExecutionRecord,
   ExecutionStatus,
   GroupRecord,
+  IdempotencyClaim,
   JobDeletion,
   JobLogRecord,
   JobLogSummary,
   JobRecord,
   JobStatus,
+  KeyHolder,
   Page,
   DeviceRecord,
   ShadowRecord,
@@ -40,7 +42,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -378,6 +380,18 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     WHERE deleted = 1 AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
     GROUP BY device_id;
   `,
+  `
+  -- a client's Idempotency-Key (http/idempotency-key.ts) is held by the job its request
+  -- created, from the write that makes the job exist, so a retry finds it and creates nothing;
+  -- by a creation in pieces (job_creations) from its first piece, so a retry meanwhile is told
+  -- to wait. Unique: two requests with one key never both create. A deleted job frees its key
+  ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+  ALTER TABLE jobs ADD COLUMN request_fingerprint TEXT;
+  CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+  ALTER TABLE job_creations ADD COLUMN idempotency_key TEXT;
+  ALTER TABLE job_creations ADD COLUMN request_fingerprint TEXT;
+  CREATE UNIQUE INDEX job_creations_idempotency_key ON job_creations (idempotency_key) WHERE idempotency_key IS NOT NULL;
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -387,6 +401,20 @@ function jsonText(path: string): string {
 
 function jobExists(jobId: string): UpdraftError {
   return new UpdraftError('CONFLICT', `Job ${jobId} already exists`);
+}
+
+/** The job, or (with `creations`) the creation in pieces, holding Idempotency-Key `key`. */
+function keyHolder(s: Statements, key: string, creations: boolean): KeyHolder | undefined {
+  const job = s.jobKeyHolder.get(key);
+  if (job) return { key, fingerprint: job.request_fingerprint, jobId: job.job_id, inProgress: false };
+  const creation = creations ? s.creationKeyHolder.get(key) : undefined;
+  return creation ? { key, fingerprint: creation.request_fingerprint, jobId: creation.job_id, inProgress: true } : undefined;
+}
+
+/** IdempotencyKeyTaken when a job (or, with `creations`, a creation in pieces) holds `claim`'s key. */
+function assertKeyFree(s: Statements, claim: IdempotencyClaim | undefined, creations: boolean): void {
+  const holder = claim && keyHolder(s, claim.key, creations);
+  if (holder) throw new IdempotencyKeyTaken(holder);
 }
 
 function insertJobRow(s: Statements, jobId: string, params: unknown[]): void {
@@ -462,6 +490,10 @@ interface Statements {
   getCreation: Stmt<{ job_id: string }>;
   listCreations: Stmt<{ job_id: string }>;
   insertCreation: Stmt;
+  claimCreationKey: Stmt;
+  claimJobKey: Stmt;
+  jobKeyHolder: Stmt<{ job_id: string; request_fingerprint: string }>;
+  creationKeyHolder: Stmt<{ job_id: string; request_fingerprint: string }>;
   touchCreation: Stmt;
   deleteCreation: Stmt;
   deleteJobExecutions: Stmt;
@@ -772,39 +804,49 @@ export class SqliteStore implements StateStore {
     return this.statements().countArtifactsWithBlob.get(sha256)?.n ?? 0;
   }
 
-  async createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void> {
-    if (executions.length > JOB_CHUNK) return createJobInPieces(this.jobCreation, job, executions);
+  async createJob(job: JobRecord, executions: ExecutionRecord[], claim?: IdempotencyClaim): Promise<void> {
+    if (executions.length > JOB_CHUNK) return createJobInPieces(this.jobCreation, job, executions, claim);
     assertDistinctDevices(job.jobId, executions);
     const jobParams = jobRowParams(job);
     await this.enqueue(() => {
       const s = this.statements();
       if (s.getCreation.get(job.jobId)) throw jobExists(job.jobId);
+      assertKeyFree(s, claim, true);
       // a savepoint (nested transaction) so a failure undoes this job only, not the whole batch
       this.database().transaction(() => {
         insertJobRow(s, job.jobId, jobParams);
+        if (claim) s.claimJobKey.run(claim.key, claim.fingerprint, job.jobId);
         this.insertExecutions(s, executions);
       })();
     });
   }
 
+  async findIdempotencyKey(key: string): Promise<KeyHolder | undefined> {
+    return keyHolder(this.statements(), key, true);
+  }
+
   /** The steps of a job created in pieces (job-creation.ts), each one write of the group commit. */
   private readonly jobCreation: JobCreationSteps = {
-    begin: (jobId) =>
-      this.enqueue(() => {
-        const s = this.statements();
+    begin: (jobId, claim) =>
+      this.enqueueAtomic((s) => {
         if (s.getJob.get(jobId) || s.getCreation.get(jobId)) throw jobExists(jobId);
+        assertKeyFree(s, claim, true);
         s.insertCreation.run(jobId, Date.now());
+        if (claim) s.claimCreationKey.run(claim.key, claim.fingerprint, jobId);
       }),
     insert: (jobId, executions) =>
       this.enqueueAtomic((s) => {
         this.insertExecutions(s, executions);
         s.touchCreation.run(Date.now(), jobId);
       }),
-    finish: (job) => {
+    finish: (job, claim) => {
       const jobParams = jobRowParams(job);
       return this.enqueueAtomic((s) => {
+        // its own marker holds the key: only a job may hold it besides
+        assertKeyFree(s, claim, false);
         if (s.deleteCreation.run(job.jobId).changes !== 1) throw new UpdraftError('INTERNAL', `The creation of job ${job.jobId} was abandoned meanwhile`);
         insertJobRow(s, job.jobId, jobParams);
+        if (claim) s.claimJobKey.run(claim.key, claim.fingerprint, job.jobId);
       });
     },
     abandon: async (jobId) => {
@@ -1379,6 +1421,10 @@ function prepare(db: Database.Database): Statements {
     getCreation: p<{ job_id: string }>('SELECT job_id FROM job_creations WHERE job_id = ?'),
     listCreations: p<{ job_id: string }>('SELECT job_id FROM job_creations'),
     insertCreation: p('INSERT INTO job_creations (job_id, touched_at) VALUES (?, ?)'),
+    claimCreationKey: p('UPDATE job_creations SET idempotency_key = ?, request_fingerprint = ? WHERE job_id = ?'),
+    claimJobKey: p('UPDATE jobs SET idempotency_key = ?, request_fingerprint = ? WHERE job_id = ?'),
+    jobKeyHolder: p<{ job_id: string; request_fingerprint: string }>('SELECT job_id, request_fingerprint FROM jobs WHERE idempotency_key = ?'),
+    creationKeyHolder: p<{ job_id: string; request_fingerprint: string }>('SELECT job_id, request_fingerprint FROM job_creations WHERE idempotency_key = ?'),
     touchCreation: p('UPDATE job_creations SET touched_at = ? WHERE job_id = ?'),
     deleteCreation: p('DELETE FROM job_creations WHERE job_id = ?'),
     deleteJobExecutions: p('DELETE FROM executions WHERE job_id = ?'),

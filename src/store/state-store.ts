@@ -108,6 +108,32 @@ export interface JobDeletion {
   unfinished?: number;
 }
 
+/**
+ * A creation's claim of a client's Idempotency-Key (draft-ietf-httpapi-idempotency-key-header;
+ * `http/idempotency-key.ts`): the key, and a digest of the request it first came with.
+ */
+export interface IdempotencyClaim {
+  key: string;
+  /** SHA-256 (hex) of the route and the canonical request body. */
+  fingerprint: string;
+}
+
+/** What holds an Idempotency-Key: a job, or a job still being created in pieces (`inProgress`). */
+export interface KeyHolder extends IdempotencyClaim {
+  jobId: string;
+  inProgress: boolean;
+}
+
+/** `createJob`'s refusal of a key another job or creation holds; nothing of the job was written. */
+export class IdempotencyKeyTaken extends UpdraftError {
+  readonly holder: KeyHolder;
+
+  constructor(holder: KeyHolder) {
+    super('CONFLICT', `Idempotency-Key ${holder.key} is held by job ${holder.jobId}${holder.inProgress ? ', still being created' : ''}`);
+    this.holder = holder;
+  }
+}
+
 /** One job on one device. */
 export interface ExecutionRecord {
   jobId: string;
@@ -361,8 +387,19 @@ export interface StateStore {
   /** How many artifact records name the bytes with this SHA-256 (blobs are shared by content). */
   countArtifactsWithBlob(sha256: string): Promise<number>;
 
-  /** Creates a job and its executions in one transaction; CONFLICT if the job id exists. */
-  createJob(job: JobRecord, executions: ExecutionRecord[]): Promise<void>;
+  /**
+   * Creates a job and its executions in one transaction; CONFLICT if the job id exists. With
+   * `claim`, the job holds the client's Idempotency-Key from the same write that makes it
+   * exist (a job of many devices: from its first piece, as a creation in progress):
+   * IdempotencyKeyTaken, having left nothing of the job, when another job or creation holds
+   * the key (`findIdempotencyKey`).
+   */
+  createJob(job: JobRecord, executions: ExecutionRecord[], claim?: IdempotencyClaim): Promise<void>;
+  /**
+   * The job holding Idempotency-Key `key`, or the creation in progress that will (`inProgress`);
+   * undefined when none does. A deleted job frees its key, a failed creation never took it.
+   */
+  findIdempotencyKey(key: string): Promise<KeyHolder | undefined>;
   /** A job; `omitSpec` leaves its spec out (it can run to megabytes: see `listJobs`). */
   getJob(jobId: string, options?: { omitSpec?: boolean }): Promise<JobRecord | undefined>;
   getExecution(jobId: string, deviceId: string): Promise<ExecutionRecord | undefined>;

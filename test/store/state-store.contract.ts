@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
 import { JOB_CHUNK } from '../../src/store/job-creation.ts';
-import { allArtifacts, type ArtifactRecord, type DeviceRecord, type ExecutionRecord, type GroupRecord, type JobRecord, type ShadowRecord, type StateStore } from '../../src/store/state-store.ts';
+import { IdempotencyKeyTaken, allArtifacts, type ArtifactRecord, type DeviceRecord, type ExecutionRecord, type GroupRecord, type JobRecord, type ShadowRecord, type StateStore } from '../../src/store/state-store.ts';
 
 /** What a contract case needs: a store on an empty back-end (not started) and how to dispose of it. */
 export interface OpenedStore {
@@ -1021,6 +1021,56 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           // the id is free: nothing marks it as being created
           await store.createJob(job('dup'), es);
           assert.equal((await store.countExecutions('dup')).reduce((k, c) => k + c.count, 0), 2 * JOB_CHUNK + 10);
+        }));
+
+      it("holds a job's Idempotency-Key from the write that creates it: a second job with it is refused, writing nothing; a deleted job frees it", () =>
+        withStore(async (store) => {
+          const claim = { key: 'key-1', fingerprint: 'f1' };
+          assert.equal(await store.findIdempotencyKey('key-1'), undefined);
+          await store.createJob({ ...job('k1'), status: 'COMPLETED' }, [{ ...execution('k1', 'dev-1', 1), status: 'SUCCEEDED', dispatchedAt: 2 }], claim);
+          assert.deepEqual(await store.findIdempotencyKey('key-1'), { key: 'key-1', fingerprint: 'f1', jobId: 'k1', inProgress: false });
+          // the key is not shown with the job
+          assert.doesNotMatch(JSON.stringify(await store.getJob('k1')), /key-1/);
+          // two in one tick (one batch of writes on PostgreSQL): the second is refused with the first's holder
+          const [a, b] = await Promise.allSettled([
+            store.createJob(job('k2'), [execution('k2', 'dev-2', 1)], { key: 'key-2', fingerprint: 'f2' }),
+            store.createJob(job('k3'), [execution('k3', 'dev-3', 1)], { key: 'key-2', fingerprint: 'other' }),
+          ]);
+          assert.equal(a.status, 'fulfilled');
+          assert.ok(b.status === 'rejected' && b.reason instanceof IdempotencyKeyTaken, String((b as PromiseRejectedResult).reason));
+          assert.deepEqual((b as PromiseRejectedResult).reason.holder, { key: 'key-2', fingerprint: 'f2', jobId: 'k2', inProgress: false });
+          assert.equal(await store.getJob('k3'), undefined);
+          assert.deepEqual(await store.listExecutions({ deviceId: 'dev-3' }), []);
+          await assert.rejects(store.createJob(job('k4'), [execution('k4', 'dev-4', 1)], claim), (err) => err instanceof IdempotencyKeyTaken && err.holder.jobId === 'k1');
+          // jobs without a key are as many as asked
+          await store.createJob(job('n1'), [execution('n1', 'dev-1', 1)]);
+          await store.createJob(job('n2'), [execution('n2', 'dev-1', 1)]);
+          assert.equal((await store.deleteJob('k1')).deleted, true);
+          assert.equal(await store.findIdempotencyKey('key-1'), undefined);
+          await store.createJob(job('k5'), [execution('k5', 'dev-1', 1)], claim);
+          assert.equal((await store.findIdempotencyKey('key-1'))?.jobId, 'k5');
+        }));
+
+      it('holds the key of a job created in pieces from its first piece (in progress until its row is written); a refused creation frees it', () =>
+        withStore(async (store) => {
+          const es = (jobId: string) => Array.from({ length: JOB_CHUNK + 3 }, (_, i) => execution(jobId, `d${String(i).padStart(6, '0')}`, 1));
+          const claim = { key: 'big-key', fingerprint: 'fb' };
+          const creating = store.createJob(job('big'), es('big'), claim);
+          // asked in the same tick, after the first piece's write: the key is held by a creation in progress
+          const second = store.createJob(job('small'), [execution('small', 'dev-1', 1)], claim);
+          await assert.rejects(second, (err) => err instanceof IdempotencyKeyTaken && err.holder.jobId === 'big' && err.holder.inProgress);
+          await creating;
+          assert.deepEqual(await store.findIdempotencyKey('big-key'), { key: 'big-key', fingerprint: 'fb', jobId: 'big', inProgress: false });
+          assert.equal(await store.getJob('small'), undefined);
+          // another creation in pieces with the key is refused before its first piece
+          await assert.rejects(store.createJob(job('big2'), es('big2'), claim), IdempotencyKeyTaken);
+          assert.deepEqual(await store.countExecutions('big2'), []);
+          // a creation refused for its executions (a device twice) leaves the key free
+          const twice = [...es('dup'), execution('dup', 'd000001', 1)];
+          await assert.rejects(store.createJob(job('dup'), twice, { key: 'dup-key', fingerprint: 'fd' }), isCode('BAD_REQUEST'));
+          assert.equal(await store.findIdempotencyKey('dup-key'), undefined);
+          await store.createJob(job('dup'), es('dup'), { key: 'dup-key', fingerprint: 'fd' });
+          assert.equal((await store.findIdempotencyKey('dup-key'))?.jobId, 'dup');
         }));
 
       it('deletes a finished job with its executions (in pieces, letting other writes through), counts and logs; refuses an active one and one whose executions are not done', () =>

@@ -18,6 +18,7 @@ import type { ArtifactSignatureStatus } from '../signing/manifest-signer.ts';
 import { pageParams } from './paging.ts';
 import { readJson, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
+import { answerCreation, idempotencyClaim } from './idempotency-key.ts';
 import { refuseUnknownFields } from '../protocol/known-fields.ts';
 
 /** What the API needs. */
@@ -174,15 +175,17 @@ export function addApiRoutes(router: Router, deps: ApiDeps): void {
     if (!Array.isArray(devices)) throw new UpdraftError('BAD_REQUEST', 'devices must be an array of device ids');
     if (typeof artifact !== 'string') throw new UpdraftError('BAD_REQUEST', 'artifact must be a string like fw@2.0.0');
     if (body.allowDowngrade !== undefined && typeof body.allowDowngrade !== 'boolean') throw new UpdraftError('BAD_REQUEST', 'allowDowngrade must be true or false');
-    const result = await deps.deployments.deploy({
+    const request = {
       devices: devices as string[],
       artifact,
       // checked by the service (a string of at most 1000 characters, as a job's)
       ...(body.description !== undefined ? { description: body.description as string } : {}),
       ...(body.allowDowngrade === true ? { allowDowngrade: true } : {}),
-    });
-    Object.assign(audit, { jobId: result.job.jobId, artifact: `${result.job.artifactName}@${result.job.artifactVersion}`, devices: devices.length });
-    sendJson(res, 201, result);
+    };
+    // with an Idempotency-Key (idempotency-key.ts): created once; the key's job answered again (200, Idempotent-Replayed) to a retry
+    const claim = idempotencyClaim(req, '/api/v1/deployments', body);
+    const { value: result, replayed } = await answerCreation(res, () => deps.deployments.deployWithKey(request, claim));
+    Object.assign(audit, { jobId: result.job.jobId, artifact: `${result.job.artifactName}@${result.job.artifactVersion}`, devices: devices.length, ...(replayed ? { replayed: true } : {}) });
   });
 
   // GET /api/v1/jobs/:id and the other rollout routes: job-routes.ts

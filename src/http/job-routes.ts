@@ -17,6 +17,7 @@ import type { JobStatus, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { addEventStream } from './event-stream.ts';
+import { answerCreation, idempotencyClaim } from './idempotency-key.ts';
 import { openApiDocument } from './openapi.ts';
 import { listParam, pageParams } from './paging.ts';
 import { readJson, sendJson } from './respond.ts';
@@ -46,10 +47,12 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   router.add('GET', '/api/v1/openapi.json', async ({ res }) => sendJson(res, 200, openApiDocument()));
 
   // ---- jobs
+  // with an Idempotency-Key (idempotency-key.ts): created once; the key's job answered again (200, Idempotent-Replayed) to a retry
   router.add('POST', '/api/v1/jobs', async ({ req, res, audit }) => {
-    const view = await jobs.create(await readJson(req));
-    Object.assign(audit, { jobId: view.job.jobId, artifact: `${view.job.artifactName}@${view.job.artifactVersion}` });
-    sendJson(res, 201, view);
+    const body = await readJson(req);
+    const claim = idempotencyClaim(req, '/api/v1/jobs', body);
+    const { value: view, replayed } = await answerCreation(res, () => jobs.createWithKey(body, claim));
+    Object.assign(audit, { jobId: view.job.jobId, artifact: `${view.job.artifactName}@${view.job.artifactVersion}`, ...(replayed ? { replayed: true } : {}) });
   });
   // the same body as a creation: what the job would target, wave by wave, and when it would start; nothing is written
   router.add('POST', '/api/v1/jobs/preview', async ({ req, res }) => sendJson(res, 200, await jobs.preview(await readJson(req))));

@@ -28,6 +28,25 @@ const op = (summary: string, responses: Obj, extra: Obj = {}, errorsOf: Obj = {}
 const cutOffAnswer = (properties: Obj): Obj => ({ type: 'object', properties: { ...properties, disconnected: { type: ['integer', 'null'] } } });
 const body = (schema: Obj): Obj => ({ requestBody: { required: true, content: { 'application/json': { schema } } } });
 
+/** The Idempotency-Key of the creating routes (http/idempotency-key.ts, draft-ietf-httpapi-idempotency-key-header). */
+const keyParam: Obj = {
+  parameters: [
+    {
+      name: 'Idempotency-Key',
+      in: 'header',
+      schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7E]+$' },
+      description: 'a key of the client\'s (e.g. a random UUID), the same for every try of one request: the job is created once; a later request with the key and the same route and body is answered with that job (200, Idempotent-Replayed: true), creating nothing. Plain or a quoted structured-field string. A deleted job frees its key',
+    },
+  ],
+};
+/** The answer to a request whose key's job exists: that job, nothing created. */
+const replayedAnswer = (content: Obj): Obj => ({ '200': { ...content, description: "the Idempotency-Key's job, created by an earlier request with the same key and body: nothing created (header Idempotent-Replayed: true)", headers: { 'Idempotent-Replayed': { schema: { const: 'true' } } } } });
+/** What a key refuses: another request's (422), its job still being created (409, Retry-After). */
+const keyErrors: Obj = {
+  '409': { description: 'the Idempotency-Key\'s first request is still creating its job: retry after Retry-After', content: { 'application/json': { schema: ref('Error') } } },
+  '422': { description: 'the Idempotency-Key was used with another route or body', content: { 'application/json': { schema: ref('Error') } } },
+};
+
 const executionStates = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED', 'REMOVED'];
 const jobStates = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'COMPLETED', 'CANCELED', 'ABORTED'];
 
@@ -273,11 +292,11 @@ export function openApiDocument(): Obj {
       '/api/v1/devices/{id}/revoke': { post: op('Revoke a device: refused at CONNECT and download, and the connection it holds is closed', { '200': json(cutOffAnswer({ device: { type: 'object' } })) }, { parameters: [idParam('id')] }) },
       '/api/v1/devices/{id}/reinstate': { post: op('Lift a revocation (wasRevoked false: it was not revoked, and nothing changed); jobsRequeued: the running jobs that take it back', { '200': json({ type: 'object', properties: { device: { type: 'object' }, wasRevoked: { type: 'boolean' }, jobsRequeued: { type: 'array', items: { type: 'string' } } } }) }, { parameters: [idParam('id')] }) },
       '/api/v1/deployments': {
-        post: op('Deploy an artifact to devices now (a single-wave job)', { '201': json({ type: 'object' }) }, body({ type: 'object', required: ['devices', 'artifact'], additionalProperties: false, properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, description: { type: 'string', maxLength: 1000 }, allowDowngrade: { type: 'boolean' } } })),
+        post: op('Deploy an artifact to devices now (a single-wave job); with an Idempotency-Key, once per key', { '201': json({ type: 'object' }), ...replayedAnswer(json({ type: 'object' })) }, { ...keyParam, ...body({ type: 'object', required: ['devices', 'artifact'], additionalProperties: false, properties: { devices: { type: 'array', items: { type: 'string' } }, artifact: { type: 'string' }, description: { type: 'string', maxLength: 1000 }, allowDowngrade: { type: 'boolean' } } }) }, keyErrors),
       },
       '/api/v1/jobs': {
         get: op('List jobs, newest first, without their specs (GET /api/v1/jobs/{id} has the spec)', { '200': json(page(ref('Job'))) }, { parameters: [...pageParams, { name: 'status', in: 'query', schema: { type: 'string' }, description: `comma-separated: ${jobStates.join(', ')}` }] }),
-        post: op('Create a rollout job', { '201': json(ref('JobView')) }, body(ref('JobRequest'))),
+        post: op('Create a rollout job; with an Idempotency-Key, once per key', { '201': json(ref('JobView')), ...replayedAnswer(json(ref('JobView'))) }, { ...keyParam, ...body(ref('JobRequest')) }, keyErrors),
       },
       '/api/v1/jobs/preview': {
         post: op(

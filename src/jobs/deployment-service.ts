@@ -5,7 +5,8 @@
  * on `state/{id}/update`) before the call resolves.
  */
 import { UpdraftError } from '../errors.ts';
-import type { ExecutionRecord, JobRecord, StateStore } from '../store/state-store.ts';
+import type { ExecutionRecord, IdempotencyClaim, JobRecord, StateStore } from '../store/state-store.ts';
+import { createOnce, type CreatedOnce } from './idempotent-creation.ts';
 import { deploymentSpec } from './job-spec.ts';
 import type { JobService } from './job-service.ts';
 import { isValidId } from '../protocol/topics.ts';
@@ -21,6 +22,13 @@ export interface DeployRequest {
   allowDowngrade?: boolean;
 }
 
+/** What a deployment answers: its job, its first executions, how many in all. */
+export interface Deployment {
+  job: JobRecord;
+  executions: ExecutionRecord[];
+  total: number;
+}
+
 /** Executions returned with a deployment at most (the job view pages through all). */
 const MAX_LISTED = 1000;
 
@@ -32,8 +40,16 @@ export class DeploymentService {
     this.deps = deps;
   }
 
+  /**
+   * `deploy` holding the client's Idempotency-Key (`claim`): the job that holds the key already
+   * is answered instead, nothing created (`replayed`; idempotent-creation.ts).
+   */
+  deployWithKey(req: DeployRequest, claim: IdempotencyClaim | undefined): Promise<CreatedOnce<Deployment>> {
+    return createOnce(this.deps.store, claim, (c) => this.deploy(req, c), (jobId) => this.answer(jobId));
+  }
+
   /** Deploys; BAD_REQUEST for an empty or malformed target list or a description over 1000 characters, NOT_FOUND for unregistered devices or a missing artifact. */
-  async deploy(req: DeployRequest): Promise<{ job: JobRecord; executions: ExecutionRecord[]; total: number }> {
+  async deploy(req: DeployRequest, claim?: IdempotencyClaim): Promise<Deployment> {
     if (!Array.isArray(req.devices) || req.devices.length === 0) throw new UpdraftError('BAD_REQUEST', 'devices must list at least one device id');
     const devices = [...new Set(req.devices)];
     for (const d of devices) {
@@ -44,8 +60,15 @@ export class DeploymentService {
     const description = descriptionProblem(req.description);
     if (description) throw new UpdraftError('BAD_REQUEST', description);
     const spec = { ...deploymentSpec(devices), allowDowngrade: req.allowDowngrade === true };
-    const view = await this.deps.jobs.createFromSpec(req.artifact, spec, req.description);
+    const view = await this.deps.jobs.createFromSpec(req.artifact, spec, req.description, undefined, claim);
     const page = await this.deps.store.listJobExecutions(view.job.jobId, { limit: MAX_LISTED });
+    return { job: view.job, executions: page.items, total: view.total };
+  }
+
+  /** A deployment's job as its creation answered it (its executions as they are now). */
+  private async answer(jobId: string): Promise<Deployment> {
+    const view = await this.deps.jobs.view(jobId);
+    const page = await this.deps.store.listJobExecutions(jobId, { limit: MAX_LISTED });
     return { job: view.job, executions: page.items, total: view.total };
   }
 }

@@ -10,7 +10,8 @@ import { parseArtifactRef } from '../artifacts/artifact-service.ts';
 import { UpdraftError } from '../errors.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { JsonObject } from '../protocol/json.ts';
-import type { ArtifactRecord, ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
+import type { ArtifactRecord, ExecutionRecord, ExecutionStatus, IdempotencyClaim, JobRecord, StateStore } from '../store/state-store.ts';
+import { createOnce, type CreatedOnce } from './idempotent-creation.ts';
 import { parseJobRequest, specOf, specToJson, type JobSpec } from './job-spec.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import { refusalOf } from './device-fit.ts';
@@ -134,10 +135,18 @@ export class JobService {
   }
 
   /** Creates a job from an API body; sends the first wave before resolving. */
-  async create(body: Record<string, unknown>): Promise<JobView> {
+  async create(body: Record<string, unknown>, claim?: IdempotencyClaim): Promise<JobView> {
     const now = this.now();
     const req = parseJobRequest(body, now);
-    return this.createFromSpec(req.artifact, req.spec, req.description, now);
+    return this.createFromSpec(req.artifact, req.spec, req.description, now, claim);
+  }
+
+  /**
+   * `create` holding the client's Idempotency-Key (`claim`): a job that holds the key already
+   * is answered instead, nothing created (`replayed`; idempotent-creation.ts).
+   */
+  createWithKey(body: Record<string, unknown>, claim: IdempotencyClaim | undefined): Promise<CreatedOnce<JobView>> {
+    return createOnce(this.deps.store, claim, (c) => this.create(body, c), (jobId) => this.view(jobId));
   }
 
   /**
@@ -200,19 +209,22 @@ export class JobService {
     return { ids, record };
   }
 
-  /** Creates a job from a validated spec (the deploy command's single-wave jobs come here too). */
-  async createFromSpec(artifactRef: string, spec: JobSpec, description: string | undefined, now = this.now()): Promise<JobView> {
+  /**
+   * Creates a job from a validated spec (the deploy command's single-wave jobs come here too),
+   * holding `claim`'s key (IdempotencyKeyTaken, nothing created, when another job holds it).
+   */
+  async createFromSpec(artifactRef: string, spec: JobSpec, description: string | undefined, now = this.now(), claim?: IdempotencyClaim): Promise<JobView> {
     const { name, version } = parseArtifactRef(artifactRef);
     // the artifact is not deleted under the creation (artifact-service.ts)
     // once written, the job row is what keeps the artifact (the store's check)
-    const job = await this.deps.artifacts.whileCreatingJob(name, version, (record) => this.write(artifactRef, spec, description, now, record));
+    const job = await this.deps.artifacts.whileCreatingJob(name, version, (record) => this.write(artifactRef, spec, description, now, record, claim));
     this.deps.events.emit('job.changed', { job });
     await this.deps.engine.kick(job.jobId);
     return this.view(job.jobId);
   }
 
   /** Writes a new job and its executions. */
-  private async write(artifactRef: string, spec: JobSpec, description: string | undefined, now: number, record: ArtifactRecord): Promise<JobRecord> {
+  private async write(artifactRef: string, spec: JobSpec, description: string | undefined, now: number, record: ArtifactRecord, claim: IdempotencyClaim | undefined): Promise<JobRecord> {
     const { store } = this.deps;
     const { name, version } = parseArtifactRef(artifactRef);
     const { ids } = await this.targetsOf(artifactRef, spec, record);
@@ -236,7 +248,7 @@ export class JobService {
       const wave = waveOf(ends, i);
       return { jobId, deviceId, status: 'QUEUED', details: {}, queuedAt: now, updatedAt: now, version: 1, ...(wave > 0 ? { wave } : {}) };
     });
-    await store.createJob(job, executions);
+    await store.createJob(job, executions, claim);
     return job;
   }
 

@@ -2,8 +2,10 @@
  * The CLI's client of the operator REST API. Finds the server (`--server`, UPDRAFT_SERVER,
  * default http://127.0.0.1:8080) and the token (`--token`, UPDRAFT_TOKEN, or the token file
  * the server wrote into its data directory). A read (GET) waits through answers the server
- * cannot give for now (429, 502, 503, 504) for up to UPDRAFT_RETRY_FOR seconds.
+ * cannot give for now (429, 502, 503, 504) for up to UPDRAFT_RETRY_FOR seconds. A creation
+ * sent with an Idempotency-Key is sent again, with the key, when no answer came (`CallOptions.idempotencyKey`).
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,7 +26,20 @@ export interface ApiOptions {
 export interface CallOptions {
   /** A GET waits through answers the server cannot give for now (default true); `job watch` says false, as it waits on its own terms. */
   retry?: boolean;
+  /**
+   * Sent as the `Idempotency-Key` header of a creation (`POST /api/v1/jobs`, `/deployments`):
+   * the call then sends the same request again, with the same key, when no answer came (the
+   * connection dropped or could not be made) or a proxy answered for the server (502, 503, 504),
+   * or the key's first try is still creating (409 with Retry-After), at most CREATE_TRIES times
+   * in all: the server creates one job for the key whatever the tries (docs/api.md).
+   */
+  idempotencyKey?: string;
 }
+
+/** Tries of a creation sent with an Idempotency-Key, the first included. */
+export const CREATE_TRIES = 4;
+/** The pause before a creation's second try; doubled for each next one (with jitter): 0.5, 1, 2 s. */
+const CREATE_PAUSE_MS = 500;
 
 /**
  * Answers that say "not now" rather than "no": the server busy (429, RFC 6585 §4), a proxy
@@ -39,8 +54,12 @@ const MAX_PAUSE_MS = 10_000;
 /** The shortest: a `Retry-After: 0` must not make a busy loop. */
 const MIN_PAUSE_MS = 250;
 
-/** One request's outcome: its JSON, or its error and whether (and after how long) to try again. */
-type Attempt<T> = { ok: true; value: T } | { ok: false; error: UpdraftError; passing: boolean; pauseMs: number };
+/**
+ * One request's outcome: its JSON (`replayed`: answered with `Idempotent-Replayed: true`), or its
+ * error and whether (and after how long) to try again; `unanswered`: no answer came (no
+ * connection, or one closed before the answer was read), `sendAgain`: a keyed creation may be sent again.
+ */
+type Attempt<T> = { ok: true; value: T; replayed: boolean } | { ok: false; error: UpdraftError; passing: boolean; pauseMs: number; sendAgain: boolean };
 
 /** A small JSON client; every failure becomes an UpdraftError with a readable message. */
 export class ApiClient {
@@ -64,9 +83,11 @@ export class ApiClient {
    * changes nothing and can be sent again, waits through passing answers (honouring
    * `Retry-After`), and through no connection once the server was reached, for up to
    * `retryForMs`, saying so once on stderr; then fails with the server's message. Other methods
-   * never repeat: their effect may have happened although the answer says otherwise.
+   * never repeat: their effect may have happened although the answer says otherwise; except a
+   * creation with `opts.idempotencyKey`, which the server makes once whatever the tries.
    */
   async call<T>(method: string, route: string, body?: unknown, opts: CallOptions = {}): Promise<T> {
+    if (opts.idempotencyKey !== undefined) return this.createOnce<T>(method, route, body, opts.idempotencyKey);
     const waits = method.toUpperCase() === 'GET' && opts.retry !== false;
     const deadline = Date.now() + this.retryForMs;
     let said = false;
@@ -81,15 +102,42 @@ export class ApiClient {
     }
   }
 
-  private async attempt<T>(method: string, route: string, body?: unknown): Promise<Attempt<T>> {
+  /**
+   * A creation sent with `Idempotency-Key: key` and sent again with it while no answer came
+   * (`CallOptions.idempotencyKey`), saying so on stderr, and, when the answer is the job an
+   * earlier try created, that too. A server not running (refused before it was ever reached)
+   * or an untrusted certificate is said at once: no try reached the server.
+   */
+  private async createOnce<T>(method: string, route: string, body: unknown, key: string): Promise<T> {
+    let retried = false;
+    for (let tried = 1; ; tried++) {
+      const a = await this.attempt<T>(method, route, body, { 'idempotency-key': key });
+      if (a.ok) {
+        if (retried && a.replayed) process.stderr.write(`updraft: an earlier try had created it; this is that job (Idempotent-Replayed), none other was created\n`);
+        return a.value;
+      }
+      if (!a.sendAgain || tried >= CREATE_TRIES) {
+        if (retried) process.stderr.write(`updraft: ${tried} tries with Idempotency-Key ${key} got no answer; whether it was created is not known: send it again with --idempotency-key ${key} (it creates one job at most), or look with: updraft job list\n`);
+        throw a.error;
+      }
+      const pause = Math.max(a.pauseMs, CREATE_PAUSE_MS * 2 ** (tried - 1) * (1 + Math.random() / 2));
+      process.stderr.write(`updraft: no answer to ${method} ${route} (${a.error.message}); sending it again with the same Idempotency-Key ${key}, which creates one job at most (try ${tried + 1} of ${CREATE_TRIES})\n`);
+      retried = true;
+      await sleep(Math.min(pause, MAX_PAUSE_MS));
+    }
+  }
+
+  private async attempt<T>(method: string, route: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Attempt<T>> {
     const isBytes = body instanceof Uint8Array || (typeof body === 'object' && body !== null && 'pipe' in body);
     let res: Response;
+    let text: string;
     try {
       res = await fetch(this.baseUrl + route, {
         method,
         headers: {
           authorization: `Bearer ${this.token}`,
           ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/octet-stream' : 'application/json' }),
+          ...extraHeaders,
         },
         ...(body === undefined ? {} : { body: isBytes ? (body as BodyInit) : JSON.stringify(body), duplex: 'half' }),
       } as RequestInit);
@@ -98,10 +146,16 @@ export class ApiClient {
       // reached yet, it is a server not running, a wrong URL or an untrusted certificate: waiting
       // mends none of them
       const error = new UpdraftError('UNAVAILABLE', `cannot reach the Updraft server at ${this.baseUrl}: ${whyUnreachable(err)}`, { cause: err });
-      return { ok: false, error, passing: this.reached, pauseMs: defaultPause() };
+      return { ok: false, error, passing: this.reached, pauseMs: defaultPause(), sendAgain: mayHaveArrived(err, this.reached) };
     }
     this.reached = true;
-    const text = await res.text();
+    try {
+      text = await res.text();
+    } catch (err) {
+      // the connection closed while the answer came: the request was handled, its answer lost
+      const error = new UpdraftError('UNAVAILABLE', `the connection to ${this.baseUrl} closed before the answer was read: ${whyUnreachable(err)}`, { cause: err });
+      return { ok: false, error, passing: true, pauseMs: defaultPause(), sendAgain: true };
+    }
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
@@ -111,10 +165,23 @@ export class ApiClient {
     if (!res.ok) {
       const message = (parsed as { error?: { message?: string } } | undefined)?.error?.message ?? `HTTP ${res.status}`;
       const error = new UpdraftError('INTERNAL', message, { status: res.status });
-      return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: pauseFor(res.headers.get('retry-after'), res.headers.get('date')) };
+      // a proxy's answer for a server it did not reach (or whose answer it lost), and a key's first try still creating (409 with Retry-After)
+      const sendAgain = UNANSWERED_STATUSES.has(res.status) || (res.status === 409 && res.headers.has('retry-after'));
+      return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: pauseFor(res.headers.get('retry-after'), res.headers.get('date')), sendAgain };
     }
-    return { ok: true, value: parsed as T };
+    return { ok: true, value: parsed as T, replayed: res.headers.get('idempotent-replayed') === 'true' };
   }
+}
+
+/**
+ * The Idempotency-Key of a creation command (`job create`, `deploy`): `--idempotency-key` as
+ * given (a script's own, the same when the script runs again), else a fresh random one.
+ */
+export function creationKey(given: string | undefined): string {
+  if (given === undefined) return randomUUID();
+  // the server's rule (http/idempotency-key.ts), said before anything is sent
+  if (!/^[\x21-\x7e]{1,255}$/.test(given)) throw new UpdraftError('BAD_REQUEST', `--idempotency-key must be 1 to 255 visible ASCII characters (no spaces), e.g. a UUID; got "${given}"`);
+  return given;
 }
 
 /** UPDRAFT_RETRY_FOR in ms: seconds, 0 or more (0: never wait); unset or empty, the default. */
@@ -144,6 +211,20 @@ function readTokenFile(dataDir: string): string {
   } catch {
     throw new UpdraftError('UNAUTHORIZED', `no operator token: set UPDRAFT_TOKEN or --token, or run in the directory of the server's data dir (${file} not found)`);
   }
+}
+
+/** Answers of a proxy (a load balancer) that got none from the server: a keyed creation is sent again. */
+const UNANSWERED_STATUSES: ReadonlySet<number> = new Set([502, 503, 504]);
+
+/**
+ * Whether a request that got no answer may have reached the server: not when the connection
+ * was refused by a server never reached (not running, a wrong URL) or the certificate is not
+ * trusted; otherwise (reset, closed, timed out) it may have been handled.
+ */
+function mayHaveArrived(err: unknown, reached: boolean): boolean {
+  const code = (err as { cause?: { code?: string } } | undefined)?.cause?.code ?? '';
+  if (UNTRUSTED.has(code)) return false;
+  return reached || code !== 'ECONNREFUSED';
 }
 
 /** TLS errors of a certificate the client does not trust (Node's codes). */

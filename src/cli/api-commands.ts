@@ -9,7 +9,7 @@ import type { ArtifactRecord, ExecutionRecord, JobRecord } from '../store/state-
 import { waitOf } from '../jobs/deadlines.ts';
 import { prepareSecretDir, saveDeviceSecret, secretFilePath } from '../agent/provisioning.ts';
 import { saveSigningKey } from './keys-command.ts';
-import { ApiClient, type ApiOptions } from './api-client.ts';
+import { ApiClient, creationKey, type ApiOptions } from './api-client.ts';
 import { describeJob } from './job-watch.ts';
 import type { JobView } from '../jobs/job-service.ts';
 import { dataDirOption } from './data-dir-option.ts';
@@ -196,8 +196,10 @@ export function addApiCommands(program: Command): void {
   withApi(program.command('deploy').description('set the desired software of devices (creates a job with a unique id)'))
     .requiredOption('--device <id...>', 'target device id (repeatable)')
     .requiredOption('--artifact <name@version>', 'artifact to install, e.g. fw@2.0.0')
-    .action(async (opts: Common & { device: string[]; artifact: string }) => {
-      const res = await new ApiClient(opts).call<{ job: JobRecord; executions: ExecutionRecord[] }>('POST', '/api/v1/deployments', { devices: opts.device, artifact: opts.artifact });
+    .option('--idempotency-key <key>', 'the Idempotency-Key sent (default: a random one); the server creates one job per key, so a script that runs again with its key makes no second job')
+    .action(async (opts: Common & { device: string[]; artifact: string; idempotencyKey?: string }) => {
+      // sent again with its key if no answer comes: one job however many tries (api-client.ts)
+      const res = await new ApiClient(opts).call<{ job: JobRecord; executions: ExecutionRecord[] }>('POST', '/api/v1/deployments', { devices: opts.device, artifact: opts.artifact }, { idempotencyKey: creationKey(opts.idempotencyKey) });
       print(opts, res, `job ${res.job.jobId}: ${res.job.artifactName}@${res.job.artifactVersion} to ${res.executions.length} device(s)`);
     });
 

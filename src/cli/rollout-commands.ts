@@ -11,7 +11,7 @@ import { parseArtifactRef } from '../artifacts/artifact-service.ts';
 import type { ExecutionRecord, JobLogRecord, JobLogSummary, JobRecord, Page } from '../store/state-store.ts';
 import { JOB_LOG_HEAD_LINES } from '../protocol/job-log.ts';
 import type { GroupView } from '../fleet/group-service.ts';
-import { ApiClient } from './api-client.ts';
+import { ApiClient, creationKey } from './api-client.ts';
 import { print, succeededNote, withApi, type Common } from './api-commands.ts';
 import type { JobPreview, JobView } from '../jobs/job-service.ts';
 import { describeJob, watchJob } from './job-watch.ts';
@@ -76,6 +76,7 @@ interface CreateOptions extends Common {
   description?: string;
   file?: string;
   dryRun?: boolean;
+  idempotencyKey?: string;
 }
 
 /** A preview in a few lines: the targets per wave, when sending starts, and its least duration at the rate. */
@@ -250,13 +251,15 @@ export function addRolloutCommands(program: Command): void {
     .option('--description <text>', 'what the job is for')
     .option('--file <spec.json>', 'the job body as JSON, "artifact" included (flags override their own fields)')
     .option('--dry-run', 'show what the job would target, wave by wave, and when it would start; create nothing')
+    .option('--idempotency-key <key>', 'the Idempotency-Key sent (default: a random one); the server creates one job per key, so a script that runs again with its key makes no second job')
     .action(async (o: CreateOptions) => {
       if (o.dryRun) {
         const preview = await new ApiClient(o).call<JobPreview>('POST', '/api/v1/jobs/preview', await jobBody(o));
         print(o, preview, describePreview(preview));
         return;
       }
-      const view = await new ApiClient(o).call<JobView>('POST', '/api/v1/jobs', await jobBody(o));
+      // sent again with its key if no answer comes: one job however many tries (api-client.ts)
+      const view = await new ApiClient(o).call<JobView>('POST', '/api/v1/jobs', await jobBody(o), { idempotencyKey: creationKey(o.idempotencyKey) });
       print(o, view, `job ${view.job.jobId}: ${view.job.artifactName}@${view.job.artifactVersion} to ${view.total} device(s), ${view.job.status}`);
     });
   withApi(job.command('list').description('jobs, newest first'))

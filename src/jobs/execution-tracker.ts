@@ -9,6 +9,7 @@
  * Job completion is the rollout engine's business (one count per job per tick), not the
  * tracker's: checking every execution after each report would be quadratic.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
@@ -259,10 +260,13 @@ export class ExecutionTracker {
         // a late report about an earlier attempt (or an attempt not sent yet) changes nothing,
         // but the success of an earlier attempt is kept with that attempt (earlierSuccess)
         if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, attempt, to, reported, now) : undefined;
-        // a progress report the row holds already, read again from the shadow: not a new report
-        // (its lastReportAt stays the device's)
-        if (again && cur.status === to && sameReport(cur.details, reported)) return undefined;
-        return this.transition(job, cur, to, reported, now);
+        const change = this.transition(job, cur, to, reported, now);
+        // a report the row holds already, read again from the shadow: not a new report (its
+        // lastReportAt, and the step timer's phaseStartedAt, stay the device's). Only what the
+        // report would write is compared, all of it: a new wait (waiting.count) or AWS
+        // statusDetails differing alone is a newer report and written
+        if (again && change && sameRecord(cur, change)) return undefined;
+        return change;
       },
       now,
     );
@@ -359,9 +363,18 @@ function isOutcome(reported: ReportedSoftware): boolean {
   return reported.status === 'SUCCESS' || reported.status === 'FAILURE';
 }
 
-/** True when an execution's details record `reported` already (its phase, version, progress and error). */
-function sameReport(details: JsonObject, reported: ReportedSoftware): boolean {
-  return details.agentStatus === reported.status && details.version === reported.version && details.progress === reported.progress && details.error === reported.error;
+/**
+ * True when `change` would leave `cur` as it is, but for the report's own times (lastReportAt,
+ * and phaseStartedAt, which moves only with a phase or wait that the details show anyway): the
+ * same status and every other detail equal (phase, version, progress, error, waiting,
+ * statusDetails, ...).
+ */
+function sameRecord(cur: ExecutionRecord, change: Partial<ExecutionRecord>): boolean {
+  if (change.status !== undefined && change.status !== cur.status) return false;
+  if (change.details === undefined) return true;
+  const { lastReportAt: _a, phaseStartedAt: _b, ...next } = change.details;
+  const { lastReportAt: _c, phaseStartedAt: _d, ...held } = cur.details;
+  return isDeepStrictEqual(next, held);
 }
 
 /** True when `recorded` is the answer `control` again (a repeated report). */

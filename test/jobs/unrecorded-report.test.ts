@@ -140,6 +140,42 @@ describe('an acknowledged report whose execution write failed', () => {
     }
   });
 
+  it('a new wait, or new statusDetails, alone: refused once, written by the retry (the wait counted, the step timer restarted)', async () => {
+    const { dev, jobId } = await sent('full-5', 'fw@2.0.0');
+    const wait = (count: number) => ({ reason: 'battery low', count, nextCheckInSeconds: 60 });
+    type Details = { waiting?: { count: number }; statusDetails?: Record<string, string>; phaseStartedAt: number };
+    const details = async () => (await execution(jobId, 'full-5'))?.details as Details | undefined;
+    await report(dev, 'full-5', { version: '1.0.0', jobId, status: 'VERIFYING', waiting: wait(1), statusDetails: { step: 'a' } });
+    const first = await eventually(async () => {
+      const d = await details();
+      return d?.waiting?.count === 1 ? d : undefined;
+    }, 10_000, 'the first wait recorded');
+    const disk = failExecutionWrites(ts.server.store, (r) => r.jobId === jobId && (r.details as Details).waiting?.count === 2, 1);
+    try {
+      await report(dev, 'full-5', { version: '1.0.0', jobId, status: 'VERIFYING', waiting: wait(2), statusDetails: { step: 'a' } });
+      await eventually(async () => (disk.failed() === 1 ? true : undefined), 10_000, 'the second wait refused');
+      await eventually(async () => (ts.server.tracker.unrecorded.size === 0 && lines.some((l) => l.includes('execution recorded on a later try') && l.includes('full-5')) ? true : undefined), 15_000, 'the retry made');
+      await ts.server.tracker.idle();
+      const second = (await details())!;
+      assert.equal(second.waiting?.count, 2, 'the new wait is recorded');
+      assert.ok(second.phaseStartedAt > first.phaseStartedAt, 'a new wait restarts the step timer');
+    } finally {
+      disk.restore();
+    }
+    const aws = failExecutionWrites(ts.server.store, (r) => r.jobId === jobId && (r.details as Details).statusDetails?.step === 'b', 1);
+    try {
+      await report(dev, 'full-5', { version: '1.0.0', jobId, status: 'VERIFYING', waiting: wait(2), statusDetails: { step: 'b' } });
+      await eventually(async () => (aws.failed() === 1 ? true : undefined), 10_000, 'the statusDetails refused');
+      const third = await eventually(async () => {
+        const d = await details();
+        return d?.statusDetails?.step === 'b' ? d : undefined;
+      }, 15_000, 'the new statusDetails recorded');
+      assert.equal(third.waiting?.count, 2);
+    } finally {
+      aws.restore();
+    }
+  });
+
   it('stop ends the tries: what is owed is said, and forgotten', async () => {
     const { dev, jobId } = await sent('full-4', 'fw@2.0.0');
     const disk = failExecutionWrites(ts.server.store, (r) => r.jobId === jobId, Infinity);

@@ -67,11 +67,24 @@ async function runServer(config: UpdraftConfig): Promise<void> {
   process.stderr.on('error', () => undefined);
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   for (const w of unknownEnvironment(process.env)) logger.warn(w);
+  // a SIGHUP while starting (a reload sent as the unit starts, through a long migration) must
+  // not end the process, as its default action would: the files are read at the start anyway
+  let hupWhileStarting = false;
+  const onHupWhileStarting = () => {
+    hupWhileStarting = true;
+    logger.info('SIGHUP while starting: the TLS certificate files are read again once the server serves');
+  };
+  process.on('SIGHUP', onHupWhileStarting);
   const { UpdraftServer } = await import('../server/updraft-server.ts');
   const server = new UpdraftServer(config, { logger });
-  await server.start();
+  try {
+    await server.start();
+  } finally {
+    process.off('SIGHUP', onHupWhileStarting);
+  }
   // before the startup lines: a signal sent once they are seen finds its handler
   stopOnSignals(server, config, logger);
+  if (hupWhileStarting) void server.reloadTlsFiles();
   const out = process.stdout;
   // the startup lines are a courtesy: a closed stdout (`updraft server | head -1`, a
   // supervisor's log pipe gone) is said once on the log, and the server goes on. Without a

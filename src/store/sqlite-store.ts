@@ -369,14 +369,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- devices deleted, and when: their shadows' tombstones are removed after
   -- shadow.tombstoneRetentionHours (shadow/tombstone-retention.ts) by this list, without
   -- reading the shadows of the devices still registered. Filled with the devices deleted
-  -- before it (tombstones of unregistered ids), at their last deletion
+  -- before it (tombstones of unregistered ids), at their last deletion (a shadow's timestamp
+  -- is in seconds, deleted_at in ms)
   CREATE TABLE deleted_devices (
     device_id  TEXT PRIMARY KEY NOT NULL,
     deleted_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   CREATE INDEX deleted_devices_at ON deleted_devices (deleted_at, device_id);
   INSERT INTO deleted_devices (device_id, deleted_at)
-    SELECT device_id, MAX(timestamp) FROM shadows s
+    SELECT device_id, MAX(timestamp) * 1000 FROM shadows s
     WHERE deleted = 1 AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
     GROUP BY device_id;
   `,
@@ -391,6 +392,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE job_creations ADD COLUMN idempotency_key TEXT;
   ALTER TABLE job_creations ADD COLUMN request_fingerprint TEXT;
   CREATE UNIQUE INDEX job_creations_idempotency_key ON job_creations (idempotency_key) WHERE idempotency_key IS NOT NULL;
+  `,
+  `
+  -- the fill of deleted_devices as first written (until 2026-12-06) took its shadows'
+  -- timestamps, in seconds, for times in ms: each such deletion read as of 1970 and its
+  -- tombstones went at the first sweep, not 48 hours after. Seconds are below 1e11 (ms of 1973)
+  UPDATE deleted_devices SET deleted_at = deleted_at * 1000 WHERE deleted_at < 100000000000;
   `,
 ];
 

@@ -3,7 +3,7 @@
  * stopped with SIGSTOP) ends at a second signal, or by itself after its bound, saying so; a
  * closed stdout does not kill it; with `--log-format json` the line saying why it exited is
  * JSON too; a second server on a data directory in use is refused before it writes anything
- * there.
+ * there; a SIGHUP while it starts does not end it.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -18,6 +18,8 @@ import { after, describe, it, type TestContext } from 'node:test';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import pgDriver from 'pg';
+import { MIGRATION_LOCK } from '../../src/store/postgres-migrations.ts';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/updraft.js');
 const LOCAL = ['--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-port', '0', '--http-port', '0'];
@@ -46,6 +48,8 @@ function withChildren(pid: number): number[] {
 }
 
 const pgResult = await startTestPostgres();
+// the file's last hook: both describes below use the server
+after(() => (pgResult.ok ? pgResult.server.stop() : undefined));
 
 describe('a stop that hangs (PostgreSQL silent)', () => {
   if (!pgResult.ok) {
@@ -54,7 +58,6 @@ describe('a stop that hangs (PostgreSQL silent)', () => {
     return;
   }
   const pg = pgResult.server;
-  after(() => pg.stop());
 
   /**
    * A server on PostgreSQL, started, then PostgreSQL stopped with SIGSTOP (the postmaster and
@@ -228,6 +231,45 @@ describe('the server and its output', () => {
       assert.equal((await first.kill('SIGTERM')), 0);
     } finally {
       await first.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a SIGHUP while the server starts', () => {
+  if (!pgResult.ok) {
+    const message = unavailable(pgResult, 'SIGHUP while starting');
+    it('does not end it', (t) => t.skip(message));
+    return;
+  }
+  const pg = pgResult.server;
+
+  it('does not end it (its default action would); the TLS files are read again once it serves', async () => {
+    const url = await pg.createDatabase();
+    // the start held in its migrations, as behind another instance migrating: the lock taken here
+    const holder = new pgDriver.Client({ connectionString: url });
+    await holder.connect();
+    await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'updraft-hup-start-'));
+    const proc = startCli(['server', '--data-dir', dataDir, '--db', url, '--mqtt-tls-port', '-1', ...LOCAL]);
+    try {
+      // the server's session asks for the lock, in a loop: it is inside start()
+      await eventually(async () => {
+        const { rows } = await holder.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE '%pg_try_advisory_lock%'");
+        return Number(rows[0]!.n) > 0 ? true : undefined;
+      }, 60_000, "the server's start waiting for the migration lock");
+      proc.child.kill('SIGHUP');
+      await proc.waitFor(/SIGHUP while starting: the TLS certificate files are read again once the server serves/);
+      assert.equal(proc.child.exitCode, null, 'still running');
+      await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK.toString()]);
+      const http = (await proc.waitFor(/HTTP API and downloads on (http:\/\/\S+)/, 60_000))[1]!;
+      // the signal's read, once serving (no TLS files of the operator's here)
+      await proc.waitFor(/no TLS files of the operator's to read again .*nothing reloaded/);
+      assert.equal((await fetch(`${http}/healthz`)).status, 200);
+      assert.equal(await proc.kill('SIGTERM'), 0);
+    } finally {
+      await proc.kill('SIGKILL');
+      await holder.end();
       await rm(dataDir, { recursive: true, force: true });
     }
   });

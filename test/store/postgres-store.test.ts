@@ -13,7 +13,7 @@ import { MIGRATION_LOCK, migratePostgres, migrationSql, PG_MIGRATIONS } from '..
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { checkMigratedCounts, checkMigratedDeletions, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 const started = await startTestPostgres();
 
@@ -151,6 +151,13 @@ if (!started.ok) {
       const store = open(url);
       await store.start();
       await checkMigratedDeletions(store);
+    });
+
+    it('makes deletion times the first fill wrote in seconds milliseconds when it migrates', async () => {
+      const url = await databaseBefore('UPDATE deleted_devices SET deleted_at', DELETIONS_IN_SECONDS_SEED);
+      const store = open(url);
+      await store.start();
+      await checkDeletionsInMs(store);
     });
 
     it('removes at start job creations nobody touched for a while, not those in progress', async () => {

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError } from '../../src/errors.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.ts';
-import { checkMigratedCounts, checkMigratedDeletions, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'updraft-sqlite-'));
@@ -212,6 +212,16 @@ describe('SqliteStore specifics', () => {
     raw.close();
     await store.start();
     await checkMigratedDeletions(store);
+    await store.stop();
+  });
+
+  it('makes deletion times the first fill wrote in seconds milliseconds when it migrates', async () => {
+    const { file, store } = await fresh();
+    const raw = databaseBefore(file, 'UPDATE deleted_devices SET deleted_at');
+    raw.exec(DELETIONS_IN_SECONDS_SEED);
+    raw.close();
+    await store.start();
+    await checkDeletionsInMs(store);
     await store.stop();
   });
 

@@ -1331,26 +1331,36 @@ function artifact(name: string, version: string, createdAt: number): ArtifactRec
 /**
  * The seed of a database from before deletions were recorded (SQL, `bool` the way the
  * database writes true and false): `kept` is registered and has a tombstone, `gone` was
- * deleted, leaving tombstones stamped 10 and 20, `orphan` left a live shadow (a deletion cut
- * short) and no tombstone.
+ * deleted, leaving tombstones stamped 1,700,000,010 and 1,700,000,020 (a shadow's timestamp is
+ * in seconds), `orphan` left a live shadow (a deletion cut short) and no tombstone.
  */
 export function deletionsSeed(bool: (b: boolean) => string): string {
   return `INSERT INTO devices (device_id, attributes, tags, secret_hash, revoked, created_at, updated_at, version) VALUES ('kept', '{}', '[]', NULL, ${bool(false)}, 1, 1, 1);
     INSERT INTO shadows (device_id, name, version, deleted, state, metadata, timestamp) VALUES
-      ('kept', 'x', 2, ${bool(true)}, '{}', '{}', 5),
-      ('gone', '', 3, ${bool(true)}, '{}', '{}', 10),
-      ('gone', 'wifi', 2, ${bool(true)}, '{}', '{}', 20),
-      ('orphan', '', 1, ${bool(false)}, '{"reported":{"a":1}}', '{}', 7)`;
+      ('kept', 'x', 2, ${bool(true)}, '{}', '{}', 1700000005),
+      ('gone', '', 3, ${bool(true)}, '{}', '{}', 1700000010),
+      ('gone', 'wifi', 2, ${bool(true)}, '{}', '{}', 1700000020),
+      ('orphan', '', 1, ${bool(false)}, '{"reported":{"a":1}}', '{}', 1700000007)`;
 }
 
-/** What the migration recording deletions made of `deletionsSeed`: `gone` deleted at its last tombstone's time, and only it. */
+/** What the migration recording deletions made of `deletionsSeed`: `gone` deleted at its last tombstone's time, in ms, and only it. */
 export async function checkMigratedDeletions(store: StateStore): Promise<void> {
-  assert.deepEqual(await store.expireDeletedDevices(20, 10), { devices: [], tombstones: 0 }, 'deleted at 20, its last deletion');
-  assert.deepEqual(await store.expireDeletedDevices(21, 10), { devices: ['gone'], tombstones: 2 });
+  assert.deepEqual(await store.expireDeletedDevices(1_700_000_020_000, 10), { devices: [], tombstones: 0 }, 'deleted at 1,700,000,020 s (its last deletion), in ms');
+  assert.deepEqual(await store.expireDeletedDevices(1_700_000_020_001, 10), { devices: ['gone'], tombstones: 2 });
   assert.deepEqual(await store.listShadowTombstones('gone'), []);
   assert.deepEqual((await store.listShadowTombstones('kept')).map((t) => t.name), ['x'], 'registered: not listed');
   assert.equal((await store.getShadow('orphan', ''))?.deleted, false, 'a live shadow is no tombstone');
   assert.deepEqual(await store.expireDeletedDevices(Number.MAX_SAFE_INTEGER, 10), { devices: [], tombstones: 0 }, 'nothing else listed');
+}
+
+/** Deletions as the first fill of deleted_devices left them: `early` in seconds (its fault), `late` in ms (recorded by a deletion). */
+export const DELETIONS_IN_SECONDS_SEED = `INSERT INTO deleted_devices (device_id, deleted_at) VALUES ('early', 1700000020), ('late', 1700000030000)`;
+
+/** What the corrective step made of DELETIONS_IN_SECONDS_SEED: both in ms. */
+export async function checkDeletionsInMs(store: StateStore): Promise<void> {
+  assert.deepEqual(await store.expireDeletedDevices(1_700_000_020_000, 10), { devices: [], tombstones: 0 }, 'early now in ms');
+  assert.deepEqual(await store.expireDeletedDevices(1_700_000_030_000, 10), { devices: ['early'], tombstones: 0 });
+  assert.deepEqual(await store.expireDeletedDevices(1_700_000_030_001, 10), { devices: ['late'], tombstones: 0 }, 'late left as it was');
 }
 
 export async function checkMigratedCounts(store: StateStore): Promise<void> {

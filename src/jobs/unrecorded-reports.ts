@@ -162,8 +162,7 @@ export class UnrecordedReports {
         } catch (err) {
           const tries = e.tries + 1;
           if (tries % 10 === 0) this.deps.logger.warn('execution still not recorded; tried again', { jobId: e.jobId, deviceId: e.deviceId, tries, error: asUpdraftError(err).message });
-          // what a failure meanwhile added is kept beside it (owe merges)
-          this.owe(e.jobId, e.deviceId, { outcome: e.outcome, ...(e.superseded ? { superseded: e.superseded } : {}) }, tries);
+          this.putBack(e, tries);
         }
       }),
     );
@@ -178,6 +177,24 @@ export class UnrecordedReports {
         this.deps.logger.warn('open executions not looked over; tried again', { error: asUpdraftError(err).message });
       }
     }
+  }
+
+  /**
+   * Owes `e` again after its try failed. A failure meanwhile (a report queued before the try,
+   * or refused by a full queue) may have owed the execution again: that entry is newer and
+   * wins, its outcome over `e`'s (which it keeps only when it has none) and the later attempt's
+   * supersede. Replacing it with `e`'s older outcome lost the newer one once the device's
+   * shadow no longer held it (moved on to another job).
+   */
+  private putBack(e: Entry, tries: number): void {
+    const newer = this.owed.get(e.key);
+    if (!newer) {
+      this.owe(e.jobId, e.deviceId, { outcome: e.outcome, ...(e.superseded ? { superseded: e.superseded } : {}) }, tries);
+      return;
+    }
+    newer.outcome ??= e.outcome;
+    if (e.superseded && (!newer.superseded || e.superseded.attempt > newer.superseded.attempt)) newer.superseded = e.superseded;
+    newer.tries = Math.max(newer.tries, tries);
   }
 
   /** Adds `e` to the heap (sifted up to its place by `due`). */

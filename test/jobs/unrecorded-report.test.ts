@@ -176,6 +176,48 @@ describe('an acknowledged report whose execution write failed', () => {
     }
   });
 
+  it('a newer outcome refused while an older one was tried again: the newer stands', async () => {
+    const { dev, jobId } = await sent('full-6', 'fw@2.0.0');
+    await report(dev, 'full-6', { version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.5 });
+    await eventually(async () => ((await execution(jobId, 'full-6'))?.status === 'IN_PROGRESS' ? true : undefined), 10_000, 'IN_PROGRESS');
+    const store = ts.server.store;
+    const book = ts.server.tracker.unrecorded;
+    const real = store.updateExecution;
+    let refused = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // the first three writes of the job's execution refused; the SUCCESS's held until the older outcome's try is queued behind it
+    store.updateExecution = async function (this: StateStore, record, changed) {
+      if (record.jobId === jobId && refused < 3) {
+        refused++;
+        if (record.status === 'SUCCEEDED') await gate;
+        throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      }
+      return real.call(this, record, changed);
+    };
+    try {
+      // an older outcome (FAILURE) refused: owed
+      await report(dev, 'full-6', { version: '1.0.0', jobId, status: 'FAILURE', error: 'checksum mismatch' });
+      await eventually(async () => (refused === 1 && book.size === 1 ? true : undefined), 10_000, 'the FAILURE owed');
+      // then the device's last word, a SUCCESS, its write held
+      await report(dev, 'full-6', { version: '2.0.0', jobId, status: 'SUCCESS' });
+      await eventually(async () => (refused === 2 ? true : undefined), 10_000, 'the SUCCESS being written');
+      // the book takes the FAILURE for a try, queued behind the SUCCESS
+      await eventually(async () => (book.size === 0 ? true : undefined), 10_000, 'the FAILURE taken for a try');
+      release();
+      // the SUCCESS refused (owed anew), then the FAILURE's try refused (put back)
+      await eventually(async () => (refused === 3 && book.size === 1 ? true : undefined), 10_000, 'both refused');
+    } finally {
+      release();
+      store.updateExecution = real;
+    }
+    const done = await eventually(async () => {
+      const e = await execution(jobId, 'full-6');
+      return e && e.status !== 'IN_PROGRESS' && book.size === 0 ? e : undefined;
+    }, 15_000, 'the execution ended');
+    assert.equal(done.status, 'SUCCEEDED', `the newer outcome stands: ${JSON.stringify(done.details)}`);
+  });
+
   it('stop ends the tries: what is owed is said, and forgotten', async () => {
     const { dev, jobId } = await sent('full-4', 'fw@2.0.0');
     const disk = failExecutionWrites(ts.server.store, (r) => r.jobId === jobId, Infinity);

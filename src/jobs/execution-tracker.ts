@@ -61,7 +61,7 @@ export class ExecutionTracker {
 
   constructor(deps: TrackerDeps) {
     this.deps = deps;
-    this.unrecorded = new UnrecordedReports({ retry: (o) => this.retry(o), scan: () => this.scan(), logger: deps.logger });
+    this.unrecorded = new UnrecordedReports({ retry: (o) => this.retry(o), scan: (stopped) => this.scan(stopped), logger: deps.logger });
   }
 
   async start(): Promise<void> {
@@ -120,22 +120,42 @@ export class ExecutionTracker {
     const deviceId = e.current.deviceId;
     const reason = `superseded: the device was asked for job ${next.jobId} before it finished this one`;
     const superseded = { attempt: old.attempt, reason };
+    // what the device had reported when it was asked for the other job
+    const reportedThen = e.current.state.reported?.software;
     void this.queue
-      .run(`${old.jobId}/${deviceId}`, () => this.cancelSuperseded(old.jobId, deviceId, superseded))
+      .run(`${old.jobId}/${deviceId}`, () => this.cancelSuperseded(old.jobId, deviceId, superseded, reportedThen))
       .catch((err: unknown) => {
         this.deps.logger.error('superseded execution not recorded; tried again until it is', { jobId: old.jobId, deviceId, error: asUpdraftError(err).message });
         this.unrecorded.owe(old.jobId, deviceId, { superseded });
       });
   }
 
-  /** Ends attempt `attempt` of `jobId` on `deviceId` CANCELED, superseded, unless it has ended or moved on to another attempt. */
-  private async cancelSuperseded(jobId: string, deviceId: string, superseded: { attempt: number; reason: string }): Promise<void> {
-    await mutateExecution(
+  /**
+   * Ends attempt `attempt` of `jobId` on `deviceId` CANCELED, superseded, unless it has ended or
+   * moved on to another attempt. `before` is the device's reported software when it was asked
+   * for the other job: an outcome of this attempt there (SUCCESS, FAILURE) came before the
+   * supersede, and ends the execution instead. It is recorded already unless its write failed
+   * (owed, unrecorded-reports.ts): the supersede then took its place, and a SUCCESS the device
+   * reported while it was still asked for this job ended CANCELED with a lateSuccess.
+   */
+  private async cancelSuperseded(jobId: string, deviceId: string, superseded: { attempt: number; reason: string }, before?: unknown): Promise<void> {
+    const reported = parseReportedSoftware(before);
+    const ran = reported?.jobId !== undefined && isOutcome(reported) ? parseAgentJobId(reported.jobId) : undefined;
+    const outcome = ran && !ran.control && ran.jobId === jobId && ran.attempt === superseded.attempt ? reported : undefined;
+    const job = outcome ? await this.jobIdentity(jobId) : undefined;
+    const now = this.now();
+    const written = await mutateExecution(
       this.deps,
       { jobId, deviceId },
-      (cur) => (isTerminal(cur.status) || (cur.attempt ?? 1) !== superseded.attempt ? undefined : { status: 'CANCELED', details: { ...cur.details, error: superseded.reason }, dueAt: undefined }),
-      this.now(),
+      (cur) => {
+        if (isTerminal(cur.status) || (cur.attempt ?? 1) !== superseded.attempt) return undefined;
+        const to = outcome && executionStatusFor(outcome.status);
+        const ended = job && outcome && to ? this.transition(job, cur, to, outcome, now) : undefined;
+        return ended ?? { status: 'CANCELED', details: { ...cur.details, error: superseded.reason }, dueAt: undefined };
+      },
+      now,
     );
+    if (job && written?.status === 'FAILED') await retryIfAllowed(this.deps, job, written, now);
   }
 
   /**
@@ -161,22 +181,25 @@ export class ExecutionTracker {
    * One more try of what an execution is owed (unrecorded-reports.ts), in the execution's
    * queue, so that it is ordered with the reports arriving meanwhile. Idempotent, as a report
    * applied twice is (a duplicate changes nothing, a finished execution does not move): a
-   * supersede still standing (the device's command is not the job's again) is written, then
-   * the outcome whose write failed (the last word of its attempt: a device moved on to another
-   * job's reports since no longer holds it in its shadow), then what the shadow reports now
-   * about the job (newer than any report whose write failed, which it replaces).
+   * supersede still standing (the device's command is not the job's again) and the outcome
+   * whose write failed (the last word of its attempt: a device moved on to another job's
+   * reports since no longer holds it in its shadow) are written in the order they came (an
+   * outcome reported before the device was asked for the other job ends the execution with it,
+   * and the supersede then changes nothing), then what the shadow reports now about the job
+   * (newer than any report whose write failed, which it replaces).
    */
   private retry(o: OwedExecution): Promise<void> {
     return this.queue.run(`${o.jobId}/${o.deviceId}`, async () => {
       const stored = await this.deps.store.getShadow(o.deviceId, '');
       const shadow = stored && !stored.deleted ? stored : undefined;
+      if (o.outcome !== undefined && o.outcomeFirst) await this.recordSoftware(o.deviceId, o.outcome);
       if (o.superseded) {
         const asked = shadow?.state.desired?.software;
         const askedId = isJsonObject(asked) && typeof asked.jobId === 'string' ? parseAgentJobId(asked.jobId) : undefined;
         // the job's own command is back on the device (asked again since): nothing superseded
         if (askedId?.jobId !== o.jobId) await this.cancelSuperseded(o.jobId, o.deviceId, o.superseded);
       }
-      if (o.outcome !== undefined) await this.recordSoftware(o.deviceId, o.outcome);
+      if (o.outcome !== undefined && !o.outcomeFirst) await this.recordSoftware(o.deviceId, o.outcome);
       const now = shadow?.state.reported?.software;
       const nowId = parseReportedSoftware(now)?.jobId;
       if (nowId !== undefined && parseAgentJobId(nowId)?.jobId === o.jobId) await this.recordSoftware(o.deviceId, now);
@@ -192,14 +215,18 @@ export class ExecutionTracker {
   /**
    * Too many executions owed to remember each: every open execution with its command out is
    * derived again from its device's shadow, as the rollout engine's catch-up at start does.
+   * Ends at the next page once `stopped()` (a stop waits for it: the next start's catch-up
+   * records what is left), where it went through every open job first.
    */
-  private async scan(): Promise<void> {
+  private async scan(stopped: () => boolean): Promise<void> {
     let jobsAfter: string | undefined;
     do {
+      if (stopped()) return;
       const jobs = await this.deps.store.listJobs({ status: [...OPEN_JOB_STATUSES], limit: PAGE, omitSpec: true, ...(jobsAfter ? { after: jobsAfter } : {}) });
       for (const job of jobs.items) {
         let after: string | undefined;
         do {
+          if (stopped()) return;
           const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
           const sent = page.items.filter((e) => e.dispatchedAt !== undefined || e.status !== 'QUEUED');
           const shadows = await Promise.all(sent.map((e) => this.deps.store.getShadow(e.deviceId, '')));

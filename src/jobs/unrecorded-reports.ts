@@ -23,6 +23,8 @@ export interface OwedExecution {
   outcome?: unknown;
   /** A supersede whose write failed: the attempt it ends and the reason. */
   superseded?: { attempt: number; reason: string };
+  /** With both: the outcome was reported before the supersede (its write failed first), and is applied before it. */
+  outcomeFirst?: boolean;
   /** Tries made so far. */
   tries: number;
 }
@@ -31,8 +33,8 @@ export interface OwedExecution {
 export interface UnrecordedReportsDeps {
   /** One try of `owed`; rejects when it could not be written (tried again later). */
   retry: (owed: OwedExecution) => Promise<void>;
-  /** Every open execution derived again from its shadow; rejects when it could not finish. */
-  scan: () => Promise<void>;
+  /** Every open execution derived again from its shadow, ending early once `stopped()`; rejects when it could not finish. */
+  scan: (stopped: () => boolean) => Promise<void>;
   logger: Logger;
   /** Executions remembered at most (default 50,000: a few hundred bytes each). */
   maxEntries?: number;
@@ -103,7 +105,10 @@ export class UnrecordedReports {
     }
     // an outcome is kept (the latest); a supersede too: a later failure adds to what is owed.
     // An entry owed already keeps its due: the try reads the shadow as it stands then
-    if (add.outcome !== undefined) entry.outcome = add.outcome;
+    if (add.outcome !== undefined) {
+      entry.outcome = add.outcome;
+      entry.outcomeFirst = entry.superseded === undefined;
+    }
     if (add.superseded) entry.superseded = add.superseded;
     entry.tries = Math.max(entry.tries, tries);
     this.schedule();
@@ -170,8 +175,8 @@ export class UnrecordedReports {
     if (scan && scan.due <= now && !this.stopped) {
       this.scanOwed = undefined;
       try {
-        await this.deps.scan();
-        this.deps.logger.info('open executions looked over again: what their shadows report is recorded');
+        await this.deps.scan(() => this.stopped);
+        if (!this.stopped) this.deps.logger.info('open executions looked over again: what their shadows report is recorded');
       } catch (err) {
         if (!this.stopped) this.scanOwed ??= { tries: scan.tries + 1, due: this.dueAfter(scan.tries + 1) };
         this.deps.logger.warn('open executions not looked over; tried again', { error: asUpdraftError(err).message });
@@ -192,8 +197,12 @@ export class UnrecordedReports {
       this.owe(e.jobId, e.deviceId, { outcome: e.outcome, ...(e.superseded ? { superseded: e.superseded } : {}) }, tries);
       return;
     }
-    newer.outcome ??= e.outcome;
-    if (e.superseded && (!newer.superseded || e.superseded.attempt > newer.superseded.attempt)) newer.superseded = e.superseded;
+    const newerOutcome = newer.outcome !== undefined;
+    const olderSupersede = e.superseded !== undefined && (!newer.superseded || e.superseded.attempt > newer.superseded.attempt);
+    if (!newerOutcome) newer.outcome = e.outcome;
+    if (olderSupersede) newer.superseded = e.superseded;
+    // which of the two kept came first: anything of `e`'s came before anything of `newer`'s
+    newer.outcomeFirst = newerOutcome ? !olderSupersede && newer.outcomeFirst === true : olderSupersede ? e.outcomeFirst === true : true;
     newer.tries = Math.max(newer.tries, tries);
   }
 

@@ -5,10 +5,14 @@
  * a walk of everything owed per owe made the outage quadratic (50,000 owes: 36 s of event loop).
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { ExecutionTracker } from '../../src/jobs/execution-tracker.ts';
+import type { StateStore } from '../../src/store/state-store.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, deploy } from '../security/support.ts';
 
 describe('the book of executions owed a write', () => {
   let ts: TestServer;
@@ -40,5 +44,38 @@ describe('the book of executions owed a write', () => {
       [...order].sort((a, b) => a - b),
       'a shorter backoff is tried before a longer one',
     );
+  });
+
+  it('a stop during the scan owed past 50,000 ends the scan before its next page', async () => {
+    // two open jobs (their devices offline), for the scan to look over
+    await addArtifact(ts, '2.0.0', randomBytes(256));
+    for (const id of ['scan-1', 'scan-2']) {
+      await registerDevice(ts, id);
+      await deploy(ts, [id], 'fw@2.0.0');
+    }
+    // a tracker of its own on the server's store and events, through a delegating wrapper: only it calls the wrapper
+    const store = ts.server.store;
+    let stopping: Promise<void> | undefined;
+    let pagesAfterStop = 0;
+    const watched = Object.create(store) as StateStore;
+    watched.listJobs = async (...args: Parameters<StateStore['listJobs']>) => {
+      const jobs = await store.listJobs(...args);
+      stopping ??= tracker.stop(); // the server stops as the scan reads its first page of jobs
+      return jobs;
+    };
+    watched.listJobExecutions = (...args: Parameters<StateStore['listJobExecutions']>) => {
+      if (stopping) pagesAfterStop++;
+      return store.listJobExecutions(...args);
+    };
+    const own: string[] = [];
+    const tracker = new ExecutionTracker({ store: watched, events: ts.server.events, logger: createLogger({ level: 'info', write: (l) => own.push(l) }) });
+    // past 50,000 owed: a scan of every open execution is owed instead
+    for (let i = 0; i <= 50_000; i++) tracker.unrecorded.owe(`job-${i}`, `gone-${i}`);
+    assert.equal(tracker.unrecorded.scanPending, true);
+    await eventually(async () => (stopping ? true : undefined), 60_000, 'the scan begun');
+    await stopping;
+    assert.equal(pagesAfterStop, 0, 'no page of executions read after the stop');
+    assert.ok(own.some((l) => l.includes('stopping with executions not recorded yet')));
+    assert.ok(!own.some((l) => l.includes('open executions looked over again')), 'a scan cut short is not said to be done');
   });
 });

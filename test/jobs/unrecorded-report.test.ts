@@ -218,6 +218,59 @@ describe('an acknowledged report whose execution write failed', () => {
     assert.equal(done.status, 'SUCCEEDED', `the newer outcome stands: ${JSON.stringify(done.details)}`);
   });
 
+  /**
+   * A SUCCESS whose write is refused (held first, until the device is asked for another job, so
+   * that the supersede is queued behind it), then that supersede, written or (`supersedeRefused`)
+   * refused too and tried again with the SUCCESS: the execution's end.
+   */
+  const successThenSupersede = async (deviceId: string, supersedeRefused: boolean): Promise<ExecutionRecord> => {
+    const { dev, jobId: first } = await sent(deviceId, 'fw@2.0.0');
+    await report(dev, deviceId, { version: '1.0.0', jobId: first, status: 'DOWNLOADING', progress: 0.5 });
+    await eventually(async () => ((await execution(first, deviceId))?.status === 'IN_PROGRESS' ? true : undefined), 10_000, 'IN_PROGRESS');
+    const store = ts.server.store;
+    const real = store.updateExecution;
+    const refuse = supersedeRefused ? 2 : 1;
+    let refused = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    store.updateExecution = async function (this: StateStore, record, changed) {
+      if (record.jobId === first && refused < refuse) {
+        refused++;
+        if (refused === 1) await gate;
+        throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      }
+      return real.call(this, record, changed);
+    };
+    try {
+      await report(dev, deviceId, { version: '2.0.0', jobId: first, status: 'SUCCESS' });
+      await eventually(async () => (refused === 1 ? true : undefined), 10_000, 'the SUCCESS being written');
+      // the device is asked for another job: the supersede waits behind the SUCCESS
+      await sent(deviceId, 'fw@3.0.0', dev);
+      release();
+      await eventually(async () => (refused === refuse ? true : undefined), 10_000, 'the writes refused');
+    } finally {
+      release();
+      store.updateExecution = real;
+    }
+    return eventually(async () => {
+      const e = await execution(first, deviceId);
+      return e && e.status !== 'IN_PROGRESS' && ts.server.tracker.unrecorded.size === 0 ? e : undefined;
+    }, 15_000, 'the first execution ended');
+  };
+
+  it('a SUCCESS refused, then the device asked for another job: the SUCCESS it reported first stands, not the supersede', async () => {
+    const done = await successThenSupersede('full-7', false);
+    assert.equal(done.status, 'SUCCEEDED', JSON.stringify(done.details));
+    assert.equal(done.details.lateSuccess, undefined);
+    assert.equal(done.details.version, '2.0.0');
+  });
+
+  it('the same with the supersede refused too: tried again in the order they came, SUCCEEDED', async () => {
+    const done = await successThenSupersede('full-8', true);
+    assert.equal(done.status, 'SUCCEEDED', JSON.stringify(done.details));
+    assert.equal(done.details.lateSuccess, undefined);
+  });
+
   it('stop ends the tries: what is owed is said, and forgotten', async () => {
     const { dev, jobId } = await sent('full-4', 'fw@2.0.0');
     const disk = failExecutionWrites(ts.server.store, (r) => r.jobId === jobId, Infinity);

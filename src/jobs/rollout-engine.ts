@@ -1571,12 +1571,16 @@ export class RolloutEngine {
       // the device reported finishing the command (SUCCESS or FAILURE in its shadow, not yet
       // recorded: a slow broker connection, or the report taken by another instance): nothing
       // was taken back, and the tracker records that outcome on the marked row (a SUCCESS ends
-      // it SUCCEEDED, a FAILURE CANCELED as for a row in progress), or the end of its grace does
-      // (expire applies the shadow's report first). Until 2026-12-05 a QUEUED row ended
+      // it SUCCEEDED; a FAILURE ends it CANCELED only when it is the device's stop, in the
+      // agent's words for a job called off or after it answered the stay, and FAILED with its
+      // own reason otherwise: execution-tracker.ts, stoppedOnRequest), or the end of its grace
+      // does (expire applies the shadow's report first). Until 2026-12-05 a QUEUED row ended
       // CANCELED here all the same, the SUCCESS kept only as details.lateSuccess
       if ((await retractCommand(this.desired, e.deviceId, aid)) === 'finished') return;
       // a device that had not reported (it may never have seen the command) ends CANCELED now;
-      // one that reports from here on finds the mark and is recorded CANCELED all the same
+      // one that reports from here on finds the mark: its stop (the agent's called-off FAILURE)
+      // is recorded CANCELED, a FAILURE with a reason of its own ends it FAILED (also from this
+      // CANCELED: failedAfterStop), a SUCCESS is kept as details.lateSuccess
       await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' ? canceledNow(cur, reason) : undefined), now);
     } catch (err) {
       // marked already (the take-back failed): the end of its grace takes the command back (expire)

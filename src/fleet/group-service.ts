@@ -101,20 +101,39 @@ export class GroupService {
    * chunk (a taken name refused there, nothing written), the rest is added by applyInChunks
    * (the group's version raised by one per chunk; below the bound, as the list is). Readers
    * meanwhile may see part of the members. A failure part way deletes the group again, so
-   * that the creation can be sent again (if that delete fails too, the database lost, the
-   * group stays with part of its members: adding them completes it). Resolves with the group
-   * as stored (its version, `size`) and the whole list.
+   * that the creation can be sent again, but only the group this creation made, as nothing
+   * else has changed it (`leftByFailure`): not one another request changed or deleted and
+   * created again meanwhile, nor one a continuous job created meanwhile targets (as delete()
+   * refuses); the engine is told (onChange) as for a delete. Otherwise, or if that delete fails
+   * too (the database lost), the group stays with part of its members: adding them completes
+   * it. Resolves with the group as stored (its version, `size`) and the whole list.
    */
   private async createInChunks(group: GroupRecord): Promise<GroupRecord> {
     const [first = [], ...rest] = chunked(group.devices);
     await this.deps.store.createGroup({ ...group, devices: first });
+    const written = { version: group.version, alone: true };
     try {
-      const changed = await this.applyInChunks(group.name, group.version, rest.flat(), []);
+      const changed = await this.applyInChunks(group.name, group.version, rest.flat(), [], written);
       return { ...changed, devices: group.devices };
     } catch (err) {
-      await this.deps.store.deleteGroup(group.name).catch(() => false);
+      if (written.alone && (await this.leftByFailure(group, written.version).catch(() => false))) {
+        if (await this.deps.store.deleteGroup(group.name).catch(() => false)) this.deps.onChange?.(group.name);
+      }
       throw err;
     }
+  }
+
+  /**
+   * Whether the group named `made.name` is still the one a creation that failed part way made,
+   * as it left it (created at its stamp, at the `version` its last chunk wrote, the caller
+   * having seen no other change between its chunks), and no
+   * unfinished continuous job targets it: only such a group is deleted again. The store has no
+   * conditional delete: a change in the moment between this read and the delete is lost.
+   */
+  private async leftByFailure(made: GroupRecord, version: number): Promise<boolean> {
+    const now = await this.deps.store.getGroup(made.name, { omitDevices: true });
+    if (!now || now.createdAt !== made.createdAt || now.version !== version) return false;
+    return (await this.continuousJobsOf(made.name)).length === 0;
   }
 
   /** A group without its member list (`size` counts it); NOT_FOUND naming it. */
@@ -191,9 +210,10 @@ export class GroupService {
    * change is written again (each of its members' outcome is then this change's, as if it had
    * come last), at most CHUNKED_TRIES times. A failure part way (the database down) leaves
    * part of the change written: writing it again completes it (adding a member or removing a
-   * non-member changes nothing).
+   * non-member changes nothing). `written`, when given, follows the version each chunk wrote,
+   * and whether every chunk so far raised it by one alone (no other change in between).
    */
-  private async applyInChunks(name: string, version: number, toAdd: string[], toRemove: string[]): Promise<GroupRecord> {
+  private async applyInChunks(name: string, version: number, toAdd: string[], toRemove: string[], written?: { version: number; alone: boolean }): Promise<GroupRecord> {
     let last = version;
     let changed: GroupRecord | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -203,6 +223,7 @@ export class GroupService {
         changed = await this.deps.store.changeGroupMembers(name, { ...chunk, updatedAt: this.now(), maxMembers: MAX_STATIC_MEMBERS });
         if (changed.version !== last + 1) interleaved = true;
         last = changed.version;
+        if (written) Object.assign(written, { version: last, alone: written.alone && !interleaved });
         await nextTurn(); // the embedded store writes synchronously: let other work through
       }
       if (!interleaved || attempt === CHUNKED_TRIES) return changed!;

@@ -145,6 +145,57 @@ function chunkSuite(name: string, start: () => Promise<StoreServer>): void {
       assert.ok(written >= 0 && lastOfCreation >= 0, 'both seen');
       assert.ok(written < lastOfCreation, `the other write (query ${written}) waited for the whole creation (its last statement: query ${lastOfCreation})`);
     });
+
+    /**
+     * Creates `group` of 20,000 (four chunks) with the store's third chunk write refused, as a
+     * database lost part way does, after `meanwhile` (another request) has run: a delegating
+     * wrapper over the real store's changeGroupMembers. Resolves with the creation's answer.
+     */
+    async function createFailingPartWay(group: string, meanwhile: () => Promise<void>): Promise<{ status: number; body: any }> {
+      const store = ts.server.store;
+      const real = store.changeGroupMembers;
+      let chunks = 0;
+      let other = false;
+      store.changeGroupMembers = async function (this: typeof store, name, change) {
+        if (name === group && !other && ++chunks === 3) {
+          other = true;
+          await meanwhile();
+          throw new Error('connection to the database lost');
+        }
+        return real.call(this, name, change);
+      };
+      try {
+        return await api('POST', '/api/v1/groups', { name: group, devices: range(0, 20_000) });
+      } finally {
+        store.changeGroupMembers = real;
+      }
+    }
+
+    it('a creation failing part way is deleted again, but not a group another request changed or made again meanwhile', async (t) => {
+      if (skip) return t.skip(skip);
+      const alone = await createFailingPartWay('undone', async () => {});
+      assert.equal(alone.status, 500, JSON.stringify(alone.body));
+      assert.equal((await api('GET', '/api/v1/groups/undone')).status, 404, 'deleted again');
+      assert.equal((await api('POST', '/api/v1/groups', { name: 'undone', devices: range(0, 6_000) })).status, 201, 'and can be created again');
+
+      const changed = await createFailingPartWay('changed', async () => {
+        assert.equal((await api('POST', '/api/v1/groups/changed/members', { add: [id(24_000)] })).status, 200);
+      });
+      assert.equal(changed.status, 500, JSON.stringify(changed.body));
+      const kept = await api('GET', '/api/v1/groups/changed?limit=1');
+      assert.equal(kept.status, 200, 'a group another request changed meanwhile stays');
+      assert.ok((await members('changed')).includes(id(24_000)), 'with that request\'s member');
+
+      const remade = await createFailingPartWay('remade', async () => {
+        assert.equal((await api('DELETE', '/api/v1/groups/remade')).status, 200);
+        assert.equal((await api('POST', '/api/v1/groups', { name: 'remade', devices: [id(24_001)], description: 'the other one' })).status, 201);
+      });
+      assert.equal(remade.status, 500, JSON.stringify(remade.body));
+      const other = await api('GET', '/api/v1/groups/remade');
+      assert.equal(other.status, 200, 'a group deleted and created again meanwhile stays');
+      assert.equal(other.body.group.description, 'the other one');
+      assert.deepEqual(await members('remade'), [id(24_001)]);
+    });
   });
 }
 

@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, UpdraftError, asUpdraftError, publicMessage } from '../errors.ts';
 import { jsonDefect, requireJsonObject, type JsonTextMessages } from '../protocol/json.ts';
+import { repeatedKeyMessage } from '../protocol/json-keys.ts';
 
 /** Sends a JSON body with a status (and extra headers). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void {
@@ -74,14 +75,15 @@ export function isBlank(bytes: Buffer): boolean {
  * such a number, and JSON.parse yields a non-finite number from nothing else, so every body
  * is checked. Its objects and arrays nest at most `MAX_BODY_DEPTH` levels: JSON.parse builds
  * half a million levels from a 1 MiB body of brackets without recursion, and any code after
- * this that walked the value recursively would overflow the stack.
+ * this that walked the value recursively would overflow the stack. No object of it may give a
+ * key more than once (`repeatedKeyMessage`).
  */
 export async function readJson(req: IncomingMessage, maxBytes = 1 << 20, opts: ReadJsonOptions = {}): Promise<Record<string, unknown>> {
   const bytes = await readBody(req, maxBytes);
   // the content type is not read: a body is JSON whatever its label (curl -d sends
   // application/x-www-form-urlencoded), so a field is never dropped for how it was labelled
   if (opts.optional && isBlank(bytes)) return {};
-  const parsed = requireJsonObject(bytes, BODY_JSON_MESSAGES);
+  const parsed = requireJsonObject(bytes, BODY_JSON_MESSAGES, (r) => repeatedKeyMessage('request body', r));
   for (const key of Object.keys(parsed)) {
     // the body itself is the first level: its fields may nest one level less
     const defect = jsonDefect(parsed[key]!, MAX_BODY_DEPTH - 1, key);

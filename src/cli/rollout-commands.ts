@@ -49,8 +49,26 @@ const MAX_WATCH_INTERVAL_MS = 2_147_483_647;
 function number(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new UpdraftError('BAD_REQUEST', `${flag} must be a number, got ${v}`);
+  // Number('') and Number(' ') are 0: `--retries "$N"` with N unset asked for none
+  if (v.trim() === '' || !Number.isFinite(n)) throw new UpdraftError('BAD_REQUEST', `${flag} must be a number, got ${JSON.stringify(v)}`);
   return n;
+}
+
+/**
+ * `v` when given and not empty; refused when empty (`--start-at "$START"` with START unset):
+ * a truthiness check dropped it, and a scheduled rollout started at once. `what` says what to
+ * give instead.
+ */
+function given(flag: string, v: string | undefined, what: string): string | undefined {
+  if (v !== undefined && v.trim() === '') throw new UpdraftError('BAD_REQUEST', `${flag} is empty: give ${what}, or leave the option out`);
+  return v;
+}
+
+/** `v`'s `:`-separated parts, at least `min` and at most `max`, none empty; else `${flag} ${v} must look like ${form}`. */
+function parts(flag: string, v: string, min: number, max: number, form: string): string[] {
+  const p = v.split(':');
+  if (p.length < min || p.length > max || p.some((x) => x.trim() === '')) throw new UpdraftError('BAD_REQUEST', `${flag} ${v} must look like ${form}`);
+  return p;
 }
 
 interface CreateOptions extends Common {
@@ -128,13 +146,14 @@ async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
   if (o.wave.length) plan.waves = o.wave.map(parseWave);
   if (o.maxPerMinute !== undefined) plan.maxPerMinute = number('--max-per-minute', o.maxPerMinute);
   if (o.maxInFlight !== undefined) plan.maxInFlight = number('--max-in-flight', o.maxInFlight);
-  if (o.rampUp) {
-    const [initial, factor] = o.rampUp.split(':');
+  if (o.rampUp !== undefined) {
+    // every part is read: 5:2:9 dropped its :9
+    const [initial, factor] = parts('--ramp-up', o.rampUp, 1, 2, 'initial:factor (per minute, e.g. 10:2; factor 2 when left out)');
     plan.rampUp = { initialPerMinute: number('--ramp-up', initial), factor: number('--ramp-up', factor ?? '2') };
   }
-  if (o.startAt) plan.startAt = o.startAt;
+  if (given('--start-at', o.startAt, 'an ISO 8601 time') !== undefined) plan.startAt = o.startAt;
   if (o.window.length) plan.windows = o.window.map(parseWindow);
-  if (o.timeZone) plan.timeZone = o.timeZone;
+  if (given('--time-zone', o.timeZone, 'an IANA time zone (Europe/Madrid) or device') !== undefined) plan.timeZone = o.timeZone;
   if (Object.keys(plan).length) body.plan = plan;
   // A flag overrides its own field of --file's spec and leaves the file's other fields be:
   // --abort replaces the file's rules but keeps its rollback, --retries its limit but keeps
@@ -144,31 +163,32 @@ async function jobBody(o: CreateOptions): Promise<Record<string, unknown>> {
   const fileAbort = isJsonObject(body.abort) ? body.abort : undefined;
   const fileRetries = isJsonObject(body.retries) ? body.retries : undefined;
   if (o.rollback && o.abort.length === 0 && fileAbort === undefined) throw new UpdraftError('BAD_REQUEST', '--rollback goes with --abort: it says what an abort does to the devices that failed');
-  if (o.retryOn && o.retries === undefined && fileRetries?.limit === undefined) throw new UpdraftError('BAD_REQUEST', '--retry-on goes with --retries: without a number of retries, nothing is retried');
+  given('--retry-on', o.retryOn, 'the states to retry (FAILED,TIMED_OUT)');
+  if (o.retryOn !== undefined && o.retries === undefined && fileRetries?.limit === undefined) throw new UpdraftError('BAD_REQUEST', '--retry-on goes with --retries: without a number of retries, nothing is retried');
   if (o.abort.length || o.rollback) {
     const abort: Record<string, unknown> = { ...fileAbort };
     if (o.abort.length) {
       abort.rules = o.abort.map((a) => {
-        const [type, pct, min] = a.split(':');
-        return { type: (type ?? 'ANY').toUpperCase(), thresholdPercent: number('--abort', pct), ...(min ? { minFinished: number('--abort', min) } : {}) };
+        const [type, pct, min] = parts('--abort', a, 2, 3, 'type:percent[:min] (e.g. FAILED:10:20 or ANY:5)');
+        return { type: type!.toUpperCase(), thresholdPercent: number('--abort', pct), ...(min ? { minFinished: number('--abort', min) } : {}) };
       });
     }
     if (o.rollback) abort.rollback = true;
     body.abort = abort;
   }
   const timeouts: Record<string, unknown> = { ...(body.timeouts as object | undefined) };
-  if (o.timeout) timeouts.inProgressSeconds = number('--timeout', o.timeout);
-  if (o.stepTimeout) timeouts.stepSeconds = number('--step-timeout', o.stepTimeout);
+  if (given('--timeout', o.timeout, 'a number of seconds') !== undefined) timeouts.inProgressSeconds = number('--timeout', o.timeout);
+  if (given('--step-timeout', o.stepTimeout, 'a number of seconds') !== undefined) timeouts.stepSeconds = number('--step-timeout', o.stepTimeout);
   if (Object.keys(timeouts).length) body.timeouts = timeouts;
-  if (o.retries !== undefined || o.retryOn) {
+  if (o.retries !== undefined || o.retryOn !== undefined) {
     body.retries = {
       ...fileRetries,
       ...(o.retries !== undefined ? { limit: number('--retries', o.retries) } : {}),
-      ...(o.retryOn ? { on: o.retryOn.split(',').map((s) => s.trim().toUpperCase()) } : {}),
+      ...(o.retryOn !== undefined ? { on: o.retryOn.split(',').map((s) => s.trim().toUpperCase()) } : {}),
     };
   }
   if (o.allowDowngrade) body.allowDowngrade = true;
-  if (o.description) body.description = o.description;
+  if (given('--description', o.description, 'a text') !== undefined) body.description = o.description;
   return body;
 }
 

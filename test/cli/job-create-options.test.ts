@@ -1,0 +1,56 @@
+/**
+ * `updraft job create` refuses an empty option value and a `:` part too many, exit 2 with one
+ * line, and creates no job: QA saw `--start-at ""` (a scheduled rollout started at once when
+ * "$START" was empty), `--time-zone ""` (windows read as UTC), `--timeout ""`,
+ * `--step-timeout ""`, `--retry-on ""` and `--description ""` dropped by truthiness checks,
+ * `--ramp-up 5:2:9` read as 5:2 and `--abort FAILED:10:1:1` as FAILED:10:1. Real server, the
+ * real CLI.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from '../helpers/cli.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+describe('job create option values', () => {
+  let ts: TestServer;
+  const create = (...args: string[]) => runCli(['job', 'create', '--artifact', 'fw@1.0.0', '--device', 'jo-1', ...args, '--server', ts.httpUrl, '--token', ts.token]);
+
+  before(async () => {
+    ts = await startTestServer();
+    const res = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=1.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(randomBytes(100)) });
+    assert.equal(res.status, 201);
+    await registerDevice(ts, 'jo-1');
+  });
+  after(() => ts.close());
+
+  it('refuses each empty value and each extra part, exit 2, one line, and creates no job', async () => {
+    const cases: [string[], string][] = [
+      [['--start-at', ''], '--start-at is empty: give an ISO 8601 time, or leave the option out'],
+      [['--window', '02:00+120', '--time-zone', ''], '--time-zone is empty: give an IANA time zone (Europe/Madrid) or device, or leave the option out'],
+      [['--timeout', ''], '--timeout is empty: give a number of seconds, or leave the option out'],
+      [['--step-timeout', ' '], '--step-timeout is empty: give a number of seconds, or leave the option out'],
+      [['--retries', '1', '--retry-on', ''], '--retry-on is empty: give the states to retry (FAILED,TIMED_OUT), or leave the option out'],
+      [['--description', ''], '--description is empty: give a text, or leave the option out'],
+      [['--retries', ''], '--retries must be a number, got ""'],
+      [['--ramp-up', '5:2:9'], '--ramp-up 5:2:9 must look like initial:factor (per minute, e.g. 10:2; factor 2 when left out)'],
+      [['--ramp-up', ''], '--ramp-up  must look like initial:factor (per minute, e.g. 10:2; factor 2 when left out)'],
+      [['--abort', 'FAILED:10:1:1'], '--abort FAILED:10:1:1 must look like type:percent[:min] (e.g. FAILED:10:20 or ANY:5)'],
+      [['--abort', 'FAILED::5'], '--abort FAILED::5 must look like type:percent[:min] (e.g. FAILED:10:20 or ANY:5)'],
+    ];
+    for (const [args, line] of cases) {
+      const r = await create(...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.equal(r.stderr, `updraft: error: ${line}\n`, args.join(' '));
+    }
+    assert.equal((await ts.server.store.listJobs({ limit: 10 })).items.length, 0);
+  });
+
+  it('still takes the values given, and a ramp-up without its factor', async () => {
+    const r = await create('--ramp-up', '5', '--abort', 'FAILED:10:2', '--timeout', '600', '--description', 'ok', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const spec = (JSON.parse(r.stdout) as { job: { spec: { plan: { rampUp: unknown }; abort: { rules: unknown[] } } } }).job.spec;
+    assert.deepEqual(spec.plan.rampUp, { initialPerMinute: 5, factor: 2 });
+    assert.deepEqual(spec.abort.rules, [{ type: 'FAILED', thresholdPercent: 10, minFinished: 2 }]);
+  });
+});

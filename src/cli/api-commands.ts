@@ -13,6 +13,7 @@ import { ApiClient, creationKey, type ApiOptions } from './api-client.ts';
 import { describeJob } from './job-watch.ts';
 import type { JobView } from '../jobs/job-service.ts';
 import { dataDirOption } from './data-dir-option.ts';
+import { pathSegment } from './path-segment.ts';
 
 /** Options of every API command. */
 export interface Common extends ApiOptions {
@@ -176,7 +177,7 @@ export function addApiCommands(program: Command): void {
     });
   withApi(artifact.command('delete <name@version>').description('delete a build no unfinished job installs, and its bytes unless another version holds the same ones')).action(async (ref: string, opts: Common) => {
     const { name, version } = parseArtifactRef(ref);
-    const r = await new ApiClient(opts).call<{ artifact: ArtifactRecord; bytesDeleted: boolean }>('DELETE', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
+    const r = await new ApiClient(opts).call<{ artifact: ArtifactRecord; bytesDeleted: boolean }>('DELETE', `/api/v1/artifacts/${pathSegment('artifact name', name)}/${pathSegment('artifact version', version)}`);
     print(opts, r, `deleted ${name}@${version}\n  ${r.bytesDeleted ? `its ${r.artifact.size} bytes removed from storage` : 'its bytes stay: another artifact holds the same ones'}`);
   });
   withApi(artifact.command('prune').description('delete old builds: keep the N newest versions of each name (or of --name); builds an unfinished job installs stay'))
@@ -237,7 +238,7 @@ export function addApiCommands(program: Command): void {
       if (!opts.tags && opts.tag.length > 0) throw new UpdraftError('BAD_REQUEST', 'give either --tag (its tags from now on) or --no-tags, not both');
       const tags = !opts.tags ? [] : opts.tag.length > 0 ? opts.tag : undefined;
       if (Object.keys(attributes).length === 0 && tags === undefined) throw new UpdraftError('BAD_REQUEST', 'nothing to change: give --attr, --unset-attr, --tag or --no-tags');
-      const d = await new ApiClient(opts).call<{ deviceId: string; attributes: Record<string, unknown>; tags: string[] }>('PATCH', `/api/v1/devices/${encodeURIComponent(id)}`, {
+      const d = await new ApiClient(opts).call<{ deviceId: string; attributes: Record<string, unknown>; tags: string[] }>('PATCH', `/api/v1/devices/${pathSegment('device id', id)}`, {
         ...(Object.keys(attributes).length > 0 ? { attributes } : {}),
         ...(tags !== undefined ? { tags } : {}),
       });
@@ -248,22 +249,22 @@ export function addApiCommands(program: Command): void {
     .option('--save <install-dir>', "write the secret into the agent's install directory")
     .action(async (id: string, opts: Common & { save?: string }) => {
       if (opts.save) await checkSaveDir(opts.save, 'rotated');
-      const r = await new ApiClient(opts).call<{ secret: string; disconnected: number | null }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/rotate-secret`);
+      const r = await new ApiClient(opts).call<{ secret: string; disconnected: number | null }>('POST', `/api/v1/devices/${pathSegment('device id', id)}/rotate-secret`);
       const cut = cutOffLine(r.disconnected, 'the old secret');
       if (opts.save) print(opts, { secretFile: await saveIssuedSecret(opts.save, r.secret, `the new secret of ${id}`), disconnected: r.disconnected }, `new secret for ${id} saved\n${cut}`);
       else print(opts, r, `new secret for ${id}: ${r.secret}\n${cut}`);
     });
   withApi(device.command('reinstate <id>').description('lift a revocation (rotate the secret first if it leaked); running rollouts that skipped it for it take it back')).action(async (id: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<{ wasRevoked: boolean; jobsRequeued: string[] }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/reinstate`);
+    const r = await new ApiClient(opts).call<{ wasRevoked: boolean; jobsRequeued: string[] }>('POST', `/api/v1/devices/${pathSegment('device id', id)}/reinstate`);
     const head = r.wasRevoked ? `reinstated ${id}` : `${id} was not revoked: nothing to lift`;
     print(opts, r, r.jobsRequeued.length === 0 ? head : `${head}\n  queued again in the running job(s) that skipped it while it was revoked: ${r.jobsRequeued.join(', ')}`);
   });
   withApi(device.command('revoke <id>').description('refuse the device from now on, and close the connection it holds')).action(async (id: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<{ disconnected: number | null }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);
+    const r = await new ApiClient(opts).call<{ disconnected: number | null }>('POST', `/api/v1/devices/${pathSegment('device id', id)}/revoke`);
     print(opts, r, `revoked ${id}\n${cutOffLine(r.disconnected, 'it')}`);
   });
   withApi(device.command('delete <id>').description('decommission: revoke and disconnect it, end its unfinished job executions, delete its shadows and group memberships, then its registration')).action(async (id: string, opts: Common) => {
-    const r = await new ApiClient(opts).call<{ disconnected: number | null; executionsRemoved: string[]; shadowsDeleted: string[]; groupsLeft: string[] }>('DELETE', `/api/v1/devices/${encodeURIComponent(id)}`);
+    const r = await new ApiClient(opts).call<{ disconnected: number | null; executionsRemoved: string[]; shadowsDeleted: string[]; groupsLeft: string[] }>('DELETE', `/api/v1/devices/${pathSegment('device id', id)}`);
     const shadows = r.shadowsDeleted.map((n) => (n === '' ? 'classic' : n));
     const lines = [
       `deleted ${id}`,
@@ -275,7 +276,7 @@ export function addApiCommands(program: Command): void {
     print(opts, r, lines.join('\n'));
   });
   withApi(device.command('show <id>').description("a device's desired, reported and delta state and its jobs")).action(async (id: string, opts: Common) => {
-    const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument | null; executions: ExecutionRecord[]; executionsNext?: string }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
+    const d = await new ApiClient(opts).call<{ deviceId: string; online: boolean; shadow: ShadowDocument | null; executions: ExecutionRecord[]; executionsNext?: string }>('GET', `/api/v1/devices/${pathSegment('device id', id)}`);
     const state = d.shadow?.state ?? {};
     const lines = [
       `device ${d.deviceId}  ${d.online ? 'online' : 'offline'}  ${d.shadow ? `shadow version ${d.shadow.version}` : 'never connected'}`,
@@ -321,7 +322,7 @@ export function addApiCommands(program: Command): void {
     .option('--after <deviceId>', 'cursor: the devices after this one (the line "(more: ...)" names it)')
     .action(async (jobId: string, opts: Common & { limit: string; after?: string }) => {
       const q = new URLSearchParams({ limit: opts.limit, ...(opts.after ? { after: opts.after } : {}) });
-      const r = await new ApiClient(opts).call<JobView & { executions: ExecutionRecord[]; next?: string }>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?${q}`);
+      const r = await new ApiClient(opts).call<JobView & { executions: ExecutionRecord[]; next?: string }>('GET', `/api/v1/jobs/${pathSegment('job id', jobId)}?${q}`);
       const lines = [
         `job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.total} device(s)`,
         `  ${describeJob(r)}`,

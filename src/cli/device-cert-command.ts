@@ -9,6 +9,7 @@ import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
+import { pathSegment } from './path-segment.ts';
 
 /** Adds `device cert` (to the `device` command, created if absent). */
 export function addDeviceCertCommand(program: Command): void {
@@ -26,7 +27,7 @@ export function addDeviceCertCommand(program: Command): void {
       const csr = opts.csr === undefined ? undefined : await readFile(opts.csr, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read the certificate signing request ${opts.csr}: ${err.message}`);
       });
-      const r = await new ApiClient(opts).call<{ certificate: string; privateKey?: string; ca: string }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/certificate`, csr !== undefined ? { csr } : undefined);
+      const r = await new ApiClient(opts).call<{ certificate: string; privateKey?: string; ca: string }>('POST', `/api/v1/devices/${pathSegment('device id', id)}/certificate`, csr !== undefined ? { csr } : undefined);
       await mkdir(opts.out, { recursive: true });
       const files = { cert: path.join(opts.out, `${id}.crt`), ...(r.privateKey !== undefined ? { key: path.join(opts.out, `${id}.key`) } : {}), ca: path.join(opts.out, 'ca.crt') };
       if (files.key !== undefined) await writeFileAtomic(files.key, r.privateKey!, 0o600);

@@ -9,6 +9,7 @@ import { EXECUTION_STATUSES } from '../jobs/execution-state.ts';
 import type { JobView } from '../jobs/job-service.ts';
 import type { JobRecord } from '../store/state-store.ts';
 import { PASSING_STATUSES, type ApiClient } from './api-client.ts';
+import { pathSegment } from './path-segment.ts';
 
 
 const FINAL = ['COMPLETED', 'CANCELED', 'ABORTED'];
@@ -43,6 +44,8 @@ export function describeJob(v: JobView): string {
 /** Watches until the job ends; throws (exit 1) if it did not complete. */
 export async function watchJob(api: ApiClient, jobId: string, o: { json: boolean; intervalMs: number; timeoutMs?: number }): Promise<void> {
   const tty = process.stderr.isTTY === true && !o.json;
+  // refused before the loop, whose errors are answers to wait on
+  const path = `/api/v1/jobs/${pathSegment('job id', jobId)}?limit=1`;
   const deadline = o.timeoutMs ? Date.now() + o.timeoutMs : Infinity;
   let last = '';
   let unavailable = false;
@@ -53,7 +56,7 @@ export async function watchJob(api: ApiClient, jobId: string, o: { json: boolean
     try {
       // not the client's own waiting (UPDRAFT_RETRY_FOR): the watch's is bounded by --timeout, not
       // 30 s, and says when the server answers again; both would wait twice and say it twice
-      v = await api.call<JobView>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}?limit=1`, undefined, { retry: false });
+      v = await api.call<JobView>('GET', path, undefined, { retry: false });
     } catch (err) {
       // the server, or its database, down for now (503, a restart behind a balancer): the job
       // goes on without the watch, so the watch waits with it rather than end as if the job

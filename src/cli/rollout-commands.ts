@@ -15,6 +15,7 @@ import { ApiClient, creationKey } from './api-client.ts';
 import { print, succeededNote, withApi, type Common } from './api-commands.ts';
 import type { JobPreview, JobView } from '../jobs/job-service.ts';
 import { describeJob, watchJob } from './job-watch.ts';
+import { pathSegment } from './path-segment.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
 
@@ -216,7 +217,7 @@ export function addRolloutCommands(program: Command): void {
     .action(async (name: string, o: Common & { limit: string; after?: string }) => {
       const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
       const api = new ApiClient(o);
-      const path = `/api/v1/groups/${encodeURIComponent(name)}`;
+      const path = `/api/v1/groups/${pathSegment('group name', name)}`;
       const r = await api.call<{ group: GroupView; members: string[]; next?: string; scanned?: number }>('GET', `${path}?${q}`);
       // a dynamic group's page reads at most 10,000 devices: it may come short, even empty, with
       // next; ask on from there until the page is full or the fleet read
@@ -234,15 +235,15 @@ export function addRolloutCommands(program: Command): void {
       print(o, r, [head, ...r.members.map((m) => `  ${m}`), ...(r.next ? [`(more: --after ${r.next})`] : [])].join('\n'));
     });
   withApi(group.command('add <name> <ids...>').description('add devices to a static group')).action(async (name: string, ids: string[], o: Common) => {
-    const g = await new ApiClient(o).call<GroupView>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { add: ids });
+    const g = await new ApiClient(o).call<GroupView>('POST', `/api/v1/groups/${pathSegment('group name', name)}/members`, { add: ids });
     print(o, g, `group ${g.name}: ${g.size} device(s)`);
   });
   withApi(group.command('remove <name> <ids...>').description('remove devices from a static group')).action(async (name: string, ids: string[], o: Common) => {
-    const g = await new ApiClient(o).call<GroupView>('POST', `/api/v1/groups/${encodeURIComponent(name)}/members`, { remove: ids });
+    const g = await new ApiClient(o).call<GroupView>('POST', `/api/v1/groups/${pathSegment('group name', name)}/members`, { remove: ids });
     print(o, g, `group ${g.name}: ${g.size} device(s)`);
   });
   withApi(group.command('delete <name>').description('delete a group')).action(async (name: string, o: Common) => {
-    const r = await new ApiClient(o).call<unknown>('DELETE', `/api/v1/groups/${encodeURIComponent(name)}`);
+    const r = await new ApiClient(o).call<unknown>('DELETE', `/api/v1/groups/${pathSegment('group name', name)}`);
     print(o, r, `deleted group ${name}`);
   });
 
@@ -295,12 +296,12 @@ export function addRolloutCommands(program: Command): void {
   for (const action of ['pause', 'resume', 'cancel'] as const) {
     const what = { pause: 'stop sending (devices updating go on)', resume: 'go on (approves the next wave after a threshold or approval pause)', cancel: 'cancel: queued devices are skipped, devices not yet installing are told to stop' }[action];
     withApi(job.command(`${action} <jobId>`).description(what)).action(async (jobId: string, o: Common) => {
-      const view = await new ApiClient(o).call<JobView>('POST', `/api/v1/jobs/${encodeURIComponent(jobId)}/${action}`);
+      const view = await new ApiClient(o).call<JobView>('POST', `/api/v1/jobs/${pathSegment('job id', jobId)}/${action}`);
       print(o, view, describeJob(view));
     });
   }
   withApi(job.command('delete <jobId>').description('delete a finished job (COMPLETED, CANCELED, ABORTED) with its executions and logs; devices keep what they report of it')).action(async (jobId: string, o: Common) => {
-    const r = await new ApiClient(o).call<{ deleted: JobRecord }>('DELETE', `/api/v1/jobs/${encodeURIComponent(jobId)}`);
+    const r = await new ApiClient(o).call<{ deleted: JobRecord }>('DELETE', `/api/v1/jobs/${pathSegment('job id', jobId)}`);
     print(o, r, `job ${r.deleted.jobId} deleted (${r.deleted.status}, ${r.deleted.artifactName}@${r.deleted.artifactVersion})`);
   });
   withApi(job.command('log <jobId> [deviceId]').description("a device's log of its failed attempt of the job; without a device, the devices whose logs the job keeps"))
@@ -308,7 +309,7 @@ export function addRolloutCommands(program: Command): void {
     .option('--after <cursor>', 'cursor (the list)')
     .action(async (jobId: string, deviceId: string | undefined, o: Common & { limit: string; after?: string }) => {
       const api = new ApiClient(o);
-      const base = `/api/v1/jobs/${encodeURIComponent(jobId)}/logs`;
+      const base = `/api/v1/jobs/${pathSegment('job id', jobId)}/logs`;
       if (deviceId === undefined) {
         const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
         const page = await api.call<Page<JobLogSummary>>('GET', `${base}?${q}`);
@@ -316,7 +317,7 @@ export function addRolloutCommands(program: Command): void {
         print(o, page, (lines.join('\n') || `no device sent a log for job ${jobId} (a device sends one when an attempt fails)`) + (page.next ? `\n(more: --after ${page.next})` : ''));
         return;
       }
-      const log = await api.call<JobLogRecord>('GET', `${base}/${encodeURIComponent(deviceId)}`);
+      const log = await api.call<JobLogRecord>('GET', `${base}/${pathSegment('device id', deviceId)}`);
       const head = `${log.deviceId}: log of job ${log.agentJobId}, received ${new Date(log.receivedAt).toISOString()}`;
       const body = log.dropped > 0 ? [...log.lines.slice(0, JOB_LOG_HEAD_LINES), `… ${log.dropped} line(s) dropped by the device …`, ...log.lines.slice(JOB_LOG_HEAD_LINES)] : log.lines;
       print(o, log, [head, ...body].join('\n'));
@@ -339,7 +340,7 @@ export function addRolloutCommands(program: Command): void {
   // ---- artifacts, devices, fleet
   withApi(parent(program, 'artifact', 'manage software artifacts').command('show <name@version>').description('one artifact')).action(async (ref: string, o: Common) => {
     const { name, version } = parseArtifactRef(ref);
-    const a = await new ApiClient(o).call<{ name: string; version: string; sha256: string; size: number }>('GET', `/api/v1/artifacts/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
+    const a = await new ApiClient(o).call<{ name: string; version: string; sha256: string; size: number }>('GET', `/api/v1/artifacts/${pathSegment('artifact name', name)}/${pathSegment('artifact version', version)}`);
     print(o, a, `${a.name}@${a.version}\n  sha256 ${a.sha256}\n  size   ${a.size} bytes`);
   });
   withApi(parent(program, 'device', 'register and inspect devices').command('history <id>').description("a device's jobs and outcomes, newest first"))
@@ -347,7 +348,7 @@ export function addRolloutCommands(program: Command): void {
     .option('--after <cursor>', 'cursor (older jobs)')
     .action(async (id: string, o: Common & { limit: string; after?: string }) => {
       const q = new URLSearchParams({ limit: o.limit, ...(o.after ? { after: o.after } : {}) });
-      const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null; log?: { lineCount: number } })[]; next?: string }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/history?${q}`);
+      const r = await new ApiClient(o).call<{ items: (ExecutionRecord & { artifact: string | null; log?: { lineCount: number } })[]; next?: string }>('GET', `/api/v1/devices/${pathSegment('device id', id)}/history?${q}`);
       const lines = r.items.map((x) => `${new Date(x.queuedAt).toISOString()}  ${x.jobId}  ${x.artifact ?? '?'}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${[x.details.error, succeededNote(x)].filter(Boolean).join('; ')}${x.log ? `  [log: updraft job log ${x.jobId} ${id}]` : ''}`.trimEnd());
       print(o, r, (lines.join('\n') || `no jobs for ${id}`) + (r.next ? `\n(more: --after ${r.next})` : ''));
     });

@@ -14,6 +14,7 @@ import { print, withApi, type Common } from './api-commands.ts';
 import { parseDuration, recordAfterOffline } from './keys-command.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { whileWritingOffline } from './offline-lock.ts';
+import { pathSegment } from './path-segment.ts';
 
 export function addTokenCommand(program: Command): void {
   const token = program.command('token').description('the operator token, and named viewer and operator tokens');
@@ -97,7 +98,7 @@ export function addTokenCommand(program: Command): void {
       print(opts, r, r.items.length === 0 ? `no ${kind.label}` : r.items.map((t) => `${t.name}  added ${new Date(t.createdAt).toISOString()}${by(t)}${used(t)}${expiry(t)}`).join('\n'));
     });
     withApi(group.command('remove <name>').description(`removes ${kind.label === 'viewer token' ? 'a read-only' : 'an operator'} token: refused at once by this server, within 30 s by every instance`)).action(async (name: string, opts: Common) => {
-      const r = await new ApiClient(opts).call<{ removed: string; added?: { role: string; name: string }[] }>('DELETE', `${path}/${encodeURIComponent(name)}`);
+      const r = await new ApiClient(opts).call<{ removed: string; added?: { role: string; name: string }[] }>('DELETE', `${path}/${pathSegment('token name', name)}`);
       const added = r.added ?? [];
       const also = added.length === 0 ? '' : `\n  it added: ${added.map((t) => `${t.role} token ${t.name}`).join(', ')}; they stay valid (remove them too if they should go with it)`;
       print(opts, r, `${kind.label} ${r.removed} removed: refused from now on${also}`);

@@ -35,7 +35,10 @@ export function intParam(url: URL, key: string, def: number, min: number, max: n
 /** A comma-separated list parameter checked against the allowed values; undefined when absent. */
 export function listParam<T extends string>(url: URL, key: string, allowed: readonly T[]): T[] | undefined {
   const raw = url.searchParams.get(key);
-  if (!raw) return undefined;
+  if (raw === null) return undefined;
+  // present and empty is refused, as `?name=` on artifacts is: it listed every job, which a
+  // script whose "$STATUS" was empty did not ask for
+  if (raw.trim() === '') throw new UpdraftError('BAD_REQUEST', `${key} is empty: give a comma-separated list of ${allowed.join(', ')}, or leave ${key} out`);
   const values = raw.split(',').map((v) => v.trim().toUpperCase());
   const badValue = values.find((v) => !(allowed as readonly string[]).includes(v));
   if (badValue !== undefined) throw new UpdraftError('BAD_REQUEST', `${key} must be a comma-separated list of ${allowed.join(', ')}; got ${badValue}`);

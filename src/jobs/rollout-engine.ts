@@ -195,6 +195,9 @@ const DUE_BATCH = 500;
 /** How long a quiet job may go without being looked at (ms). */
 const QUIET_RECHECK_MS = 5_000;
 const PAGE = 500;
+/** The first wait before a stop left owed by a refused write is tried again (ms; doubled at each failure, up to STOP_RETRY_MAX_MS). */
+const STOP_RETRY_MS = 5_000;
+const STOP_RETRY_MAX_MS = 5 * 60_000;
 
 /** The reason a stopped job's executions end with, as its record keeps it (the operator's words are not kept). */
 function stopReasonOf(job: JobRecord): string {
@@ -264,6 +267,15 @@ export class RolloutEngine {
    * new devices, said once per job and lead term, not at every scan and device coming online.
    */
   private readonly unparsable = new Map<string, string>();
+  /**
+   * Stopped (CANCELED or ABORTED) jobs whose stop left an execution neither ended nor marked
+   * (a write refused: the CANCELED of an unsent row, or the mark of a sent one), with when the
+   * stop is passed again over those (`retryStops`, at each tick on any instance, with backoff).
+   * Nothing else is due for such a row: before, it stayed open until a restart (recover). Kept
+   * in memory only: an instance that ends with a stop owed leaves it to the next start or lead
+   * taken (recover), as a crash in the middle of a stop did already.
+   */
+  private readonly owedStops = new Map<string, { reason: string; tries: number; due: number }>();
   /** The active jobs as of the last tick (or kick): with none, a connecting device costs no lookup. */
   private active = new Set<string>();
   /**
@@ -440,7 +452,7 @@ export class RolloutEngine {
       if (stopped) {
         // as the stop's own pass would: canceled if unsent, told to stay if a tick sent it meanwhile
         const record = await this.deps.store.getExecution(jobId, deviceId);
-        if (record) await this.stopExecution(record, stopReasonOf(stopped), this.now());
+        if (record && (await this.stopExecution(record, stopReasonOf(stopped), this.now())) === 'owed') this.oweStop(jobId, stopReasonOf(stopped), 1, this.now());
         await this.settleTotal(jobId, this.now());
         continue;
       }
@@ -625,6 +637,7 @@ export class RolloutEngine {
 
   /** The tick's work; an unreachable database it meets starts an outage (`storeDown`). */
   private async pass(): Promise<void> {
+    if (this.owedStops.size > 0) await this.retryStops(this.now());
     if (!(await this.lead())) {
       // no answer from the database (the lease's), or another instance leads: that one
       // ticked through any outage too, and moves the rates on when it ends
@@ -1133,6 +1146,8 @@ export class RolloutEngine {
     const { store } = this.deps;
     const key = { jobId: e.jobId, deviceId: e.deviceId };
     const stillQueued = (cur: ExecutionRecord) => cur.status === 'QUEUED' && cur.dispatchedAt === undefined && (cur.attempt ?? 1) === (e.attempt ?? 1);
+    // set once the command is written: a failure after it is fenced all the same (below)
+    let written: { aid: string; at: number } | undefined;
     try {
       const device = await store.getDevice(e.deviceId);
       if (!device || device.revoked) {
@@ -1189,6 +1204,7 @@ export class RolloutEngine {
       // the command's clock starts when it is committed and sent, not when the tick began: a
       // big batch waits for its group commit, and the device's timeout and latency count from here
       const sentAt = this.now();
+      written = { aid, at: sentAt };
       const previous: JsonObject | undefined = reported ? { version: reported.version, ...(reported.name ? { name: reported.name } : {}) } : undefined;
       const markSent = (cur: ExecutionRecord): Partial<ExecutionRecord> | undefined => {
         if ((cur.attempt ?? 1) !== (e.attempt ?? 1) || isTerminal(cur.status)) return undefined;
@@ -1219,6 +1235,18 @@ export class RolloutEngine {
     } catch (err) {
       // the replica refused (429) or the store failed: the execution stays queued for the next tick
       this.deps.logger.warn('update command not sent; retrying next tick', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+      // the command was written but the execution not marked sent: fenced as a marked one is
+      // (the row read again). A row still wanting it keeps it (the next tick sends it again and
+      // marks it); one canceled meanwhile (on another instance, whose stop found the row unsent
+      // and the shadow perhaps without the command yet) has it taken back here. A cancel after
+      // this read finds the command itself (stopExecution, takeBackUnsent)
+      if (written) {
+        try {
+          await this.fenceCommand(key, e.attempt ?? 1, written.aid, undefined, written.at, artifact);
+        } catch (fenceErr) {
+          this.deps.logger.warn('update command whose execution was not marked sent not fenced; a stop of the execution takes it back', { ...key, agentJobId: written.aid, error: asUpdraftError(fenceErr).message });
+        }
+      }
       return 'failed';
     }
   }
@@ -1518,7 +1546,13 @@ export class RolloutEngine {
     }
     if (!saved) throw new Error(`job ${job.jobId} could not be marked ${status}`);
     this.deps.logger.info(`job ${status.toLowerCase()}`, { jobId: job.jobId, reason });
-    await this.stopExecutions(saved, reason, now);
+    try {
+      this.oweStop(saved.jobId, reason, await this.stopExecutions(saved, reason, now), now);
+    } catch (err) {
+      // the listing failed: the whole pass is owed
+      this.oweStop(saved.jobId, reason, 1, now);
+      throw err;
+    }
     // a device added between the count and the stop's commit (a join or a scan on its way)
     if (continuous) await this.settleTotal(job.jobId, now);
     const spec = specOf(saved);
@@ -1526,23 +1560,85 @@ export class RolloutEngine {
     return saved;
   }
 
-  /** Cancels every execution of a stopped job that has not finished (also redone on start after a crash). */
-  private async stopExecutions(job: JobRecord, reason: string, now: number): Promise<void> {
+  /**
+   * Cancels every execution of a stopped job that has not finished (also redone on start after
+   * a crash); `unmarked`: only those not marked stopping yet (a retry, `retryStops`: a marked
+   * row's grace finishes it). Resolves with how many were left neither ended nor marked (a
+   * write refused), which the caller owes (`oweStop`).
+   */
+  private async stopExecutions(job: JobRecord, reason: string, now: number, unmarked = false): Promise<number> {
+    let owed = 0;
     let after: string | undefined;
     do {
       const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
-      await Promise.all(page.items.map((e) => this.stopExecution(e, reason, now)));
+      const items = unmarked ? page.items.filter((e) => e.details.cancelRequested !== true) : page.items;
+      const left = await Promise.all(items.map((e) => this.stopExecution(e, reason, now)));
+      owed += left.filter((l) => l === 'owed').length;
       after = page.next;
     } while (after);
+    return owed;
   }
 
-  private async stopExecution(e: ExecutionRecord, reason: string, now: number): Promise<void> {
+  /** Remembers a stopped job whose stop left `owed` executions neither ended nor marked (none: forgets it). */
+  private oweStop(jobId: string, reason: string, owed: number, now: number, tries = 0): void {
+    if (owed === 0) {
+      this.owedStops.delete(jobId);
+      return;
+    }
+    const due = now + Math.min(STOP_RETRY_MAX_MS, STOP_RETRY_MS * 2 ** tries);
+    this.owedStops.set(jobId, { reason, tries: tries + 1, due });
+    if (tries === 0) this.deps.logger.warn('a stopped job has executions not ended yet (a write refused): its stop is tried again at the next ticks', { jobId, executions: owed });
+  }
+
+  /**
+   * Passes the stop again over the executions of owed stopped jobs (`owedStops`) that are
+   * neither ended nor marked, as their stop would have: idempotent (each write is conditional
+   * on the row read). Run at each tick on any instance (a cancel is carried out by the
+   * instance that took it), before the lead is looked at.
+   */
+  private async retryStops(now: number): Promise<void> {
+    for (const [jobId, owed] of [...this.owedStops]) {
+      if (owed.due > now && now >= owed.due - STOP_RETRY_MAX_MS) continue; // a clock set back tries at once
+      try {
+        const job = await this.deps.store.getJob(jobId, { omitSpec: true });
+        if (!job || (job.status !== 'CANCELED' && job.status !== 'ABORTED')) {
+          this.owedStops.delete(jobId);
+          continue;
+        }
+        const left = await this.stopExecutions(job, owed.reason, now, true);
+        this.oweStop(jobId, owed.reason, left, now, owed.tries);
+        if (left === 0) {
+          this.deps.logger.info("a stopped job's executions left open by a refused write are stopped now", { jobId });
+          this.deps.events.emit('job.changed', { job });
+        }
+      } catch (err) {
+        this.oweStop(jobId, owed.reason, 1, now, owed.tries);
+        this.deps.logger.warn("a stopped job's executions still not stopped; tried again later", { jobId, error: asUpdraftError(err).message });
+      }
+    }
+  }
+
+  /**
+   * Stops one execution of a stopped job; `owed` when a write failed before the row was ended
+   * or marked (nothing is due for it then: the caller remembers the job, `oweStop`).
+   */
+  private async stopExecution(e: ExecutionRecord, reason: string, now: number): Promise<'owed' | undefined> {
     const key = { jobId: e.jobId, deviceId: e.deviceId };
     const aid = agentJobId(e.jobId, e.attempt ?? 1);
+    // whether the row is ended or marked (from then on, its grace finishes the stop)
+    let settled = false;
     try {
       if (e.status === 'QUEUED' && e.dispatchedAt === undefined) {
         const canceled = await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' && cur.dispatchedAt === undefined ? canceledNow(cur, reason) : undefined), now, e);
-        if (canceled) return;
+        if (canceled) {
+          settled = true;
+          // the row says nothing was sent, but a dispatch whose write of "sent" failed (here or
+          // on another instance) left the command on the device: taken back if there (one read
+          // of the shadow when it is not). Written before the shadow is read, as the dispatch's
+          // fence reads the row after its command is committed: one of the two sees the other
+          await this.takeBackUnsent(key, aid, now);
+          return undefined;
+        }
         // dispatched (or finished) meanwhile: what follows reads it again
       }
       // once installing has begun the device finishes (its outcome is recorded as it comes)
@@ -1567,7 +1663,8 @@ export class RolloutEngine {
               now,
             );
       // finished, installing or marked by another pass meanwhile: nothing to take back here
-      if (!marked) return;
+      settled = true;
+      if (!marked) return undefined;
       // the device reported finishing the command (SUCCESS or FAILURE in its shadow, not yet
       // recorded: a slow broker connection, or the report taken by another instance): nothing
       // was taken back, and the tracker records that outcome on the marked row (a SUCCESS ends
@@ -1576,16 +1673,37 @@ export class RolloutEngine {
       // own reason otherwise: execution-tracker.ts, stoppedOnRequest), or the end of its grace
       // does (expire applies the shadow's report first). Until 2026-12-05 a QUEUED row ended
       // CANCELED here all the same, the SUCCESS kept only as details.lateSuccess
-      if ((await retractCommand(this.desired, e.deviceId, aid)) === 'finished') return;
+      if ((await retractCommand(this.desired, e.deviceId, aid)) === 'finished') return undefined;
       // a device that had not reported (it may never have seen the command) ends CANCELED now;
       // one that reports from here on finds the mark: its stop (the agent's called-off FAILURE)
       // is recorded CANCELED, a FAILURE with a reason of its own ends it FAILED (also from this
       // CANCELED: failedAfterStop), a SUCCESS is kept as details.lateSuccess
       await mutateExecution(this.deps, key, (cur) => (cur.status === 'QUEUED' ? canceledNow(cur, reason) : undefined), now);
+      return undefined;
     } catch (err) {
+      const error = asUpdraftError(err).message;
       // marked already (the take-back failed): the end of its grace takes the command back (expire)
-      this.deps.logger.warn('execution not canceled yet; finished when its grace ends, or on next start', { jobId: e.jobId, deviceId: e.deviceId, error: asUpdraftError(err).message });
+      if (settled) this.deps.logger.warn('execution not canceled yet; finished when its grace ends', { ...key, error });
+      // not ended nor marked: nothing is due for it; the caller owes the stop (retryStops)
+      else this.deps.logger.warn('execution not stopped yet; tried again at a later tick', { ...key, error });
+      return settled ? undefined : 'owed';
     }
+  }
+
+  /**
+   * Takes back `aid`'s command from a device whose execution was ended unsent (stopExecution),
+   * if it is there; a take-back failed for now is owed through the deadline index
+   * (pending-retract.ts), as the fence's is.
+   */
+  private async takeBackUnsent(key: { jobId: string; deviceId: string }, aid: string, now: number): Promise<void> {
+    const outcome = await this.takeBack(key.deviceId, aid, 'command of an execution canceled unsent not taken back', { ...key, agentJobId: aid });
+    if (outcome !== 'for now') return;
+    await mutateExecution(
+      this.deps,
+      key,
+      (c) => (isTerminal(c.status) && c.dueAt === undefined && c.details[RETRACT_PENDING] === undefined ? { details: { ...c.details, [RETRACT_PENDING]: aid }, dueAt: now + RETRACT_RETRY_MS } : undefined),
+      now,
+    );
   }
 
   private async rollBackFailed(job: JobRecord, now: number): Promise<void> {
@@ -1692,7 +1810,7 @@ export class RolloutEngine {
     // tick): its stop's pass may have missed the devices just added; pass again
     const stopped = await this.stoppedJob(job.jobId);
     if (stopped) {
-      await this.stopExecutions(stopped, stopReasonOf(stopped), now);
+      this.oweStop(job.jobId, stopReasonOf(stopped), await this.stopExecutions(stopped, stopReasonOf(stopped), now), now);
       await this.settleTotal(job.jobId, now);
       return 'stopped';
     }
@@ -1715,7 +1833,7 @@ export class RolloutEngine {
         const open = tally(await this.deps.store.countExecutions(job.jobId));
         if (open.QUEUED + open.IN_PROGRESS > 0) {
           await this.catchUp(job);
-          if (job.status === 'CANCELED' || job.status === 'ABORTED') await this.stopExecutions(job, stopReasonOf(job), now);
+          if (job.status === 'CANCELED' || job.status === 'ABORTED') this.oweStop(job.jobId, stopReasonOf(job), await this.stopExecutions(job, stopReasonOf(job), now), now);
         }
         // a crash between a device's FAILED and its retry: a wave's end queues the retries it
         // owes before it is judged (a snapshot job's last wave too), but a continuous job's last

@@ -195,6 +195,11 @@ export class UnrecordedReports {
     const newer = this.owed.get(e.key);
     if (!newer) {
       this.owe(e.jobId, e.deviceId, { outcome: e.outcome, ...(e.superseded ? { superseded: e.superseded } : {}) }, tries);
+      // owe sets outcomeFirst as for an outcome owed now (true before the supersede is set): the
+      // order is e's own (an outcome owed after its supersede, the agent's call-off, stays after it).
+      // Past maxEntries owe remembers no entry (a scan is owed instead).
+      const again = this.owed.get(e.key);
+      if (again) again.outcomeFirst = e.outcomeFirst;
       return;
     }
     const newerOutcome = newer.outcome !== undefined;

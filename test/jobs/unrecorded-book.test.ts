@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ExecutionTracker } from '../../src/jobs/execution-tracker.ts';
+import { type OwedExecution, UnrecordedReports } from '../../src/jobs/unrecorded-reports.ts';
 import type { StateStore } from '../../src/store/state-store.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
@@ -77,5 +78,32 @@ describe('the book of executions owed a write', () => {
     assert.equal(pagesAfterStop, 0, 'no page of executions read after the stop');
     assert.ok(own.some((l) => l.includes('stopping with executions not recorded yet')));
     assert.ok(!own.some((l) => l.includes('open executions looked over again')), 'a scan cut short is not said to be done');
+  });
+  it('an outcome owed after its supersede stays after it when its try fails and it is owed again', async () => {
+    // the owner's try (ExecutionTracker.retry) rejects once, as it does while the database is still down
+    const tries: OwedExecution[] = [];
+    const book = new UnrecordedReports({
+      retry: async (owed) => {
+        tries.push({ ...owed });
+        if (tries.length === 1) throw new Error('database still down');
+      },
+      scan: async () => {},
+      logger: createLogger({ level: 'error', write: () => {} }),
+      firstDelayMs: 10,
+      maxDelayMs: 20,
+    });
+    try {
+      // a supersede refused, then the agent's call-off FAILURE refused
+      book.owe('j', 'd', { superseded: { attempt: 1, reason: 'x' } });
+      book.owe('j', 'd', { outcome: { status: 'FAILURE' } });
+      await eventually(async () => (tries.length === 2 && book.size === 0 ? true : undefined), 10_000, 'tried twice');
+      assert.equal(tries[0]!.outcomeFirst, false, 'first try: the supersede first');
+      assert.equal(tries[1]!.outcomeFirst, false, 'second try: still the supersede first');
+      assert.deepEqual(tries[1]!.superseded, { attempt: 1, reason: 'x' });
+      assert.deepEqual(tries[1]!.outcome, { status: 'FAILURE' });
+      assert.equal(tries[1]!.tries, 1);
+    } finally {
+      await book.stop();
+    }
   });
 });

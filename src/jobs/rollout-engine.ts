@@ -198,6 +198,8 @@ const PAGE = 500;
 /** The first wait before a stop left owed by a refused write is tried again (ms; doubled at each failure, up to STOP_RETRY_MAX_MS). */
 const STOP_RETRY_MS = 5_000;
 const STOP_RETRY_MAX_MS = 5 * 60_000;
+/** Take-backs of commands of executions ended unsent remembered at most (`owedTakeBacks`; a few hundred bytes each). */
+const MAX_OWED_TAKE_BACKS = 10_000;
 
 /** The reason a stopped job's executions end with, as its record keeps it (the operator's words are not kept). */
 function stopReasonOf(job: JobRecord): string {
@@ -276,6 +278,14 @@ export class RolloutEngine {
    * taken (recover), as a crash in the middle of a stop did already.
    */
   private readonly owedStops = new Map<string, { reason: string; tries: number; due: number }>();
+  /**
+   * Executions ended CANCELED unsent whose command take-back failed for now and whose owed
+   * retract (retractPending) could not be written either (one database outage): nothing else
+   * takes such a command back (a CANCELED row has no grace; owedStops and recover look at open
+   * rows only), so the take-back is tried again at each tick on this instance, with backoff,
+   * like `owedStops` (key: job id, newline, device id). In memory, at most MAX_OWED_TAKE_BACKS.
+   */
+  private readonly owedTakeBacks = new Map<string, { jobId: string; deviceId: string; aid: string; tries: number; due: number }>();
   /** The active jobs as of the last tick (or kick): with none, a connecting device costs no lookup. */
   private active = new Set<string>();
   /**
@@ -638,6 +648,7 @@ export class RolloutEngine {
   /** The tick's work; an unreachable database it meets starts an outage (`storeDown`). */
   private async pass(): Promise<void> {
     if (this.owedStops.size > 0) await this.retryStops(this.now());
+    if (this.owedTakeBacks.size > 0) await this.retryTakeBacks(this.now());
     if (!(await this.lead())) {
       // no answer from the database (the lease's), or another instance leads: that one
       // ticked through any outage too, and moves the rates on when it ends
@@ -1636,7 +1647,12 @@ export class RolloutEngine {
           // on another instance) left the command on the device: taken back if there (one read
           // of the shadow when it is not). Written before the shadow is read, as the dispatch's
           // fence reads the row after its command is committed: one of the two sees the other
-          await this.takeBackUnsent(key, aid, now);
+          try {
+            await this.takeBackUnsent(key, aid, now);
+          } catch (err) {
+            // neither taken back nor owed on the row (its write failed too): remembered here
+            this.oweTakeBack(key, aid, now, 0, asUpdraftError(err).message);
+          }
           return undefined;
         }
         // dispatched (or finished) meanwhile: what follows reads it again
@@ -1687,6 +1703,39 @@ export class RolloutEngine {
       // not ended nor marked: nothing is due for it; the caller owes the stop (retryStops)
       else this.deps.logger.warn('execution not stopped yet; tried again at a later tick', { ...key, error });
       return settled ? undefined : 'owed';
+    }
+  }
+
+  /**
+   * Remembers a take-back of `aid`'s command (an execution ended CANCELED unsent) that neither
+   * was done nor could be owed on its row, tried again at a later tick (`retryTakeBacks`).
+   */
+  private oweTakeBack(key: { jobId: string; deviceId: string }, aid: string, now: number, tries: number, error: string): void {
+    const id = `${key.jobId}\n${key.deviceId}`;
+    if (!this.owedTakeBacks.has(id) && this.owedTakeBacks.size >= MAX_OWED_TAKE_BACKS) {
+      this.deps.logger.error('command of an execution canceled unsent not taken back, and too many owed to remember: the device may still be asked for it', { ...key, agentJobId: aid, error });
+      return;
+    }
+    const due = now + Math.min(STOP_RETRY_MAX_MS, STOP_RETRY_MS * 2 ** tries);
+    this.owedTakeBacks.set(id, { ...key, aid, tries: tries + 1, due });
+    if (tries === 0) this.deps.logger.warn('command of an execution canceled unsent not taken back yet; tried again at a later tick', { ...key, agentJobId: aid, error });
+  }
+
+  /** Tries again the take-backs owed in `owedTakeBacks` that are due (at each tick, before the lead is looked at). */
+  private async retryTakeBacks(now: number): Promise<void> {
+    let tried = 0;
+    for (const [id, owed] of [...this.owedTakeBacks]) {
+      if (tried >= DUE_BATCH) break;
+      if (owed.due > now && now >= owed.due - STOP_RETRY_MAX_MS) continue; // a clock set back tries at once
+      tried++;
+      const key = { jobId: owed.jobId, deviceId: owed.deviceId };
+      try {
+        await this.takeBackUnsent(key, owed.aid, now);
+        this.owedTakeBacks.delete(id);
+        this.deps.logger.info('command of an execution canceled unsent taken back on a later try (or owed on its row)', { ...key, agentJobId: owed.aid });
+      } catch (err) {
+        this.oweTakeBack(key, owed.aid, now, owed.tries, asUpdraftError(err).message);
+      }
     }
   }
 

@@ -122,4 +122,34 @@ describe('an execution write refused once around a stop', () => {
     const asked = await f.desired(d!);
     assert.deepEqual([asked?.jobId, asked?.version], [`${jobId}.cancel`, '1.0.0'], 'the command was taken back: the device is asked to stay on 1.0.0');
   });
+  it("a command whose 'sent' write was refused is taken back at a later tick when the cancel's take-back and its owed retract both fail", async () => {
+    await f.close();
+    f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], maxPending: 1 });
+    const [d, busy] = await f.fleet('d', 2);
+    // refused: the mark of "sent", then the write owing the take-back (retractPending) on the CANCELED row
+    const store = f.store;
+    const real = store.updateExecution;
+    const refused: ExecutionRecord[] = [];
+    store.updateExecution = function (this: unknown, r: ExecutionRecord, c?: unknown) {
+      if ((refused.length === 0 && r.deviceId === d) || (refused.length === 1 && r.details.retractPending !== undefined)) {
+        refused.push(r);
+        return Promise.reject(Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }));
+      }
+      return (real as (...a: unknown[]) => Promise<unknown>).call(this, r, c);
+    } as typeof store.updateExecution;
+    restore = () => void (store.updateExecution = real);
+    const jobId = (await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: [d!] } })).job.jobId;
+    assert.equal(refused.length, 1, "the 'sent' write was refused");
+    assert.equal((await f.desired(d!))?.jobId, jobId, 'the command is on the device');
+    // the replica's only place held: the cancel's take-back fails for now (429)
+    const free = f.occupyReplica(busy!);
+    await f.rollouts.jobs.cancel(jobId);
+    assert.equal(refused.length, 2, 'the owed retract was refused');
+    assert.equal((await f.execution(jobId, d!)).status, 'CANCELED');
+    assert.equal((await f.desired(d!))?.jobId, jobId, 'not taken back yet');
+    await free();
+    await thirtyMinutes();
+    const asked = await f.desired(d!);
+    assert.deepEqual([asked?.jobId, asked?.version], [`${jobId}.cancel`, '1.0.0'], 'taken back: the device is asked to stay on 1.0.0');
+  });
 });

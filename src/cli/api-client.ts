@@ -30,8 +30,9 @@ export interface CallOptions {
    * Sent as the `Idempotency-Key` header of a creation (`POST /api/v1/jobs`, `/deployments`):
    * the call then sends the same request again, with the same key, when no answer came (the
    * connection dropped or could not be made) or a proxy answered for the server (502, 503, 504),
-   * or the key's first try is still creating (409 with Retry-After), at most CREATE_TRIES times
-   * in all: the server creates one job for the key whatever the tries (docs/api.md).
+   * at most CREATE_TRIES times in all; while the key's first try is still creating (409 with
+   * Retry-After) it asks again for up to CREATE_IN_PROGRESS_MS, those answers not counted as
+   * tries: the server creates one job for the key whatever the tries (docs/api.md).
    */
   idempotencyKey?: string;
 }
@@ -40,6 +41,12 @@ export interface CallOptions {
 export const CREATE_TRIES = 4;
 /** The pause before a creation's second try; doubled for each next one (with jitter): 0.5, 1, 2 s. */
 const CREATE_PAUSE_MS = 500;
+/**
+ * How long a creation asks again while the server answers that the key's job is still being
+ * created (409 with Retry-After): a job of a million devices is created in pieces for 5-9 s,
+ * which 4 tries (about 4-5 s) did not cover.
+ */
+export const CREATE_IN_PROGRESS_MS = 60_000;
 
 /**
  * Answers that say "not now" rather than "no": the server busy (429, RFC 6585 §4), a proxy
@@ -59,7 +66,7 @@ const MIN_PAUSE_MS = 250;
  * error and whether (and after how long) to try again; `unanswered`: no answer came (no
  * connection, or one closed before the answer was read), `sendAgain`: a keyed creation may be sent again.
  */
-type Attempt<T> = { ok: true; value: T; replayed: boolean } | { ok: false; error: UpdraftError; passing: boolean; pauseMs: number; sendAgain: boolean };
+type Attempt<T> = { ok: true; value: T; replayed: boolean } | { ok: false; error: UpdraftError; passing: boolean; pauseMs: number; sendAgain: boolean; inProgress?: boolean };
 
 /** A small JSON client; every failure becomes an UpdraftError with a readable message. */
 export class ApiClient {
@@ -110,11 +117,31 @@ export class ApiClient {
    */
   private async createOnce<T>(method: string, route: string, body: unknown, key: string): Promise<T> {
     let retried = false;
+    // when the server first said the key's job is being created (those answers are not tries)
+    let creatingSince: number | undefined;
     for (let tried = 1; ; tried++) {
       const a = await this.attempt<T>(method, route, body, { 'idempotency-key': key });
       if (a.ok) {
         if (retried && a.replayed) process.stderr.write(`updraft: an earlier try had created it; this is that job (Idempotent-Replayed), none other was created\n`);
         return a.value;
+      }
+      if (a.inProgress) {
+        tried--;
+        const now = Date.now();
+        creatingSince ??= now;
+        const left = creatingSince + CREATE_IN_PROGRESS_MS - now;
+        if (left <= 0) {
+          // not bad input (exit 1, not 2): the same command later gets the job
+          throw new UpdraftError(
+            'UNAVAILABLE',
+            `the job of Idempotency-Key ${key} is still being created (the server said so for ${Math.round((now - creatingSince) / 1000)} s): run the same command again with --idempotency-key ${key} to get its answer (it creates one job at most), or look with: updraft job list`,
+            { cause: a.error },
+          );
+        }
+        if (now === creatingSince) process.stderr.write(`updraft: the job of Idempotency-Key ${key} is being created (by an earlier try, or another request with the key); asking for it again for up to ${CREATE_IN_PROGRESS_MS / 1000} s\n`);
+        retried = true;
+        await sleep(Math.min(a.pauseMs, MAX_PAUSE_MS, left));
+        continue;
       }
       if (!a.sendAgain || tried >= CREATE_TRIES) {
         if (retried) process.stderr.write(`updraft: ${tried} tries with Idempotency-Key ${key} got no answer; whether it was created is not known: send it again with --idempotency-key ${key} (it creates one job at most), or look with: updraft job list\n`);
@@ -166,8 +193,9 @@ export class ApiClient {
       const message = (parsed as { error?: { message?: string } } | undefined)?.error?.message ?? `HTTP ${res.status}`;
       const error = new UpdraftError('INTERNAL', message, { status: res.status });
       // a proxy's answer for a server it did not reach (or whose answer it lost), and a key's first try still creating (409 with Retry-After)
-      const sendAgain = UNANSWERED_STATUSES.has(res.status) || (res.status === 409 && res.headers.has('retry-after'));
-      return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: pauseFor(res.headers.get('retry-after'), res.headers.get('date')), sendAgain };
+      const inProgress = res.status === 409 && res.headers.has('retry-after');
+      const sendAgain = UNANSWERED_STATUSES.has(res.status) || inProgress;
+      return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: pauseFor(res.headers.get('retry-after'), res.headers.get('date')), sendAgain, inProgress };
     }
     return { ok: true, value: parsed as T, replayed: res.headers.get('idempotent-replayed') === 'true' };
   }

@@ -13,6 +13,7 @@
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { PeriodicPass } from '../util/periodic-pass.ts';
 import type { JobService } from './job-service.ts';
 
 /** What the sweep needs. */
@@ -44,55 +45,36 @@ const MAX_HELD = 100;
 /** Deletes finished jobs past their retention, on the instance leading rollouts. */
 export class JobRetention {
   private readonly deps: JobRetentionDeps;
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
   /**
-   * Set by stop(): a pass under way ends after the job it is deleting. A pass of `perPass` jobs
-   * of a million executions each takes minutes, and stop() waits for it.
+   * The passes' timer. From stop() on (`stopping`), a pass under way ends after the job it is
+   * deleting: a pass of `perPass` jobs of a million executions each takes minutes, and stop()
+   * waits for it.
    */
-  private stopping = false;
-  /** The pass under way (stop() waits for it). */
-  private passing: Promise<unknown> | undefined;
+  private readonly timer: PeriodicPass;
   /** Jobs a pass could not delete (CONFLICT), until when they are left alone. */
   private readonly held = new Map<string, number>();
 
   constructor(deps: JobRetentionDeps) {
     this.deps = deps;
+    this.timer = new PeriodicPass(() => this.pass(), deps.everyMs ?? RETENTION_DEFAULTS.everyMs, (err) =>
+      deps.logger.warn('finished jobs past their retention not deleted; the next pass tries again', { error: asUpdraftError(err).message }),
+    );
   }
 
   async start(): Promise<void> {
-    if (this.deps.days <= 0) return;
-    this.stopping = false;
-    this.running = true;
-    this.schedule();
+    if (this.deps.days > 0) this.timer.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.stopping = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.passing;
+    await this.timer.stop();
+  }
+
+  private get stopping(): boolean {
+    return this.timer.stopping;
   }
 
   private now(): number {
     return this.deps.now ? this.deps.now() : Date.now();
-  }
-
-  /** The next pass `everyMs` after the last one ended, so that passes never overlap. */
-  private schedule(): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.passing = this.pass()
-        .catch((err: unknown) => this.deps.logger.warn('finished jobs past their retention not deleted; the next pass tries again', { error: asUpdraftError(err).message }))
-        .finally(() => {
-          this.passing = undefined;
-          this.schedule();
-        });
-    }, this.deps.everyMs ?? RETENTION_DEFAULTS.everyMs);
-    // the sweep alone must not keep the process alive
-    this.timer.unref();
   }
 
   /**

@@ -25,6 +25,7 @@
 import { asUpdraftError } from '../errors.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { PeriodicPass } from '../util/periodic-pass.ts';
 
 /** What the sweep needs. */
 export interface TombstoneRetentionDeps {
@@ -52,45 +53,26 @@ const HOUR_MS = 3_600_000;
 /** Removes deleted devices' shadow tombstones past their retention, on the instance leading rollouts. */
 export class TombstoneRetention {
   private readonly deps: TombstoneRetentionDeps;
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private stopping = false;
-  /** The pass under way (stop() waits for it). */
-  private passing: Promise<unknown> | undefined;
+  /** The passes' timer; from stop() on (`stopping`) a pass ends after its batch under way. */
+  private readonly timer: PeriodicPass;
 
   constructor(deps: TombstoneRetentionDeps) {
     this.deps = deps;
+    this.timer = new PeriodicPass(() => this.pass(), deps.everyMs ?? TOMBSTONE_RETENTION_DEFAULTS.everyMs, (err) =>
+      deps.logger.warn("deleted devices' shadow tombstones not removed; the next pass tries again", { error: asUpdraftError(err).message }),
+    );
   }
 
   async start(): Promise<void> {
-    if (this.deps.hours <= 0) return;
-    this.stopping = false;
-    this.running = true;
-    this.schedule();
+    if (this.deps.hours > 0) this.timer.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.stopping = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.passing;
+    await this.timer.stop();
   }
 
-  /** The next pass `everyMs` after the last one ended, so that passes never overlap. */
-  private schedule(): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.passing = this.pass()
-        .catch((err: unknown) => this.deps.logger.warn("deleted devices' shadow tombstones not removed; the next pass tries again", { error: asUpdraftError(err).message }))
-        .finally(() => {
-          this.passing = undefined;
-          this.schedule();
-        });
-    }, this.deps.everyMs ?? TOMBSTONE_RETENTION_DEFAULTS.everyMs);
-    // the sweep alone must not keep the process alive
-    this.timer.unref();
+  private get stopping(): boolean {
+    return this.timer.stopping;
   }
 
   /**

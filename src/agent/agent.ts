@@ -884,8 +884,12 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     }
     const job = this.job?.run;
     if (job?.jobId === command.jobId) {
-      // the job in flight: every delta re-sends it (our own reports change the shadow); keep its fresh URL
-      job.command = command;
+      // the job in flight: every delta re-sends it (our own reports change the shadow); its
+      // fresh URL is kept, but never another build under the same job id (see takeResent)
+      if (job.takeResent(command) === 'differs') {
+        this.log.warn('ignoring a re-sent command for the job in flight: it names another build', { jobId: job.jobId, name: command.name, version: command.version, sha256: command.sha256, size: command.size, expected: { name: job.command.name, version: job.command.version, sha256: job.command.sha256, size: job.command.size } });
+        return;
+      }
       job.commandVersion = version ?? job.commandVersion;
       return;
     }

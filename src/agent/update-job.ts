@@ -89,7 +89,10 @@ export interface UpdateJobDeps {
 /** A running update job. */
 export class UpdateJob {
   readonly jobId: string;
-  /** The latest command of this job (a duplicate delta or a `get` brings a fresher URL). */
+  /**
+   * The latest command of this job (a duplicate delta or a `get` brings a fresher URL, taken
+   * through `takeResent`); once downloaded, the one that was verified before the download.
+   */
   command: SoftwareCommand;
   /** Shadow version of the message that delivered `command`, when known. */
   commandVersion: number | undefined;
@@ -104,6 +107,8 @@ export class UpdateJob {
   private cancelReason: string | undefined;
   /** Set once the install was put off (gate, maintenance window): the file is hashed again before it is installed. */
   private waited = false;
+  /** Set once the build is downloaded and verified: `command` is then the verified one, and stays. */
+  private fetched = false;
 
   constructor(command: SoftwareCommand, phase: InFlightPhase, deps: UpdateJobDeps) {
     this.jobId = command.jobId;
@@ -130,6 +135,22 @@ export class UpdateJob {
   /** The agent stops: abort whatever runs; `execute` rejects with AgentStoppedError and nothing is reported. */
   stop(): void {
     this.ctrl.abort(new AgentStoppedError());
+  }
+
+  /**
+   * A command re-sent for this job (every delta repeats it; a `get` brings it with a fresh URL
+   * and a manifest signed with it). Taken while the download may still need its URL, and only
+   * when it names the same build: it is verified, like every command, before its URL is used.
+   * 'differs' when it names another build under this job id (a job's build never changes, a
+   * new build is a new job): ignored, never installed. 'done' once the build is downloaded.
+   */
+  takeResent(command: SoftwareCommand): 'taken' | 'differs' | 'done' {
+    if (this.fetched) return 'done';
+    const c = this.command;
+    const same = command.jobId === c.jobId && command.name === c.name && command.version === c.version && command.sha256 === c.sha256 && command.size === c.size && JSON.stringify(command.installWindows) === JSON.stringify(c.installWindows);
+    if (!same) return 'differs';
+    this.command = command;
+    return 'taken';
   }
 
   /** Marks the (already persisted) phase as started now, for progress throttling. */
@@ -350,6 +371,10 @@ export class UpdateJob {
           beforeVerify: () => (this.phase === 'DOWNLOADING' ? this.enter('VERIFYING') : undefined),
         });
         deps.logger.info('downloaded and verified', { jobId: this.jobId, size: cmd.size });
+        // what is installed, waited for and reported is the command checked before the download
+        // (QA: one re-sent under this job id meanwhile went to the installer unchecked)
+        this.command = cmd;
+        this.fetched = true;
         return deps.file;
       } catch (err) {
         const forbidden = err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === 403;

@@ -29,7 +29,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
-import { redactUrlsIn } from '../util/redact-url.ts';
+import { clipped, redactUrlsIn } from '../util/redact-url.ts';
 import { hashFile } from './file-hash.ts';
 
 /** What to download and how. */
@@ -274,7 +274,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
         if (!(err instanceof Retryable)) throw new UpdraftError('DOWNLOAD', `download failed: ${describe(err)}`, { cause: err });
         const next = retries.failed(((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0), err.retryAfterMs);
         if ('giveUp' in next) throw new UpdraftError('DOWNLOAD', `download failed: ${next.giveUp}: ${err.message}`, { cause: err });
-        log.warn('download interrupted, retrying', { url: redactUrlsIn(opts.url), error: err.message, attempt: next.attempt, delayMs: next.delayMs, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
+        log.warn('download interrupted, retrying', { url: shownUrl(opts.url), error: err.message, attempt: next.attempt, delayMs: next.delayMs, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
         await clock.sleep(next.delayMs, opts.signal).catch(() => opts.signal?.throwIfAborted());
         reusedBytes = true;
         continue;
@@ -286,7 +286,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     await rm(opts.file, { force: true });
     if (reusedBytes) {
       reusedBytes = false;
-      log.warn('resumed download failed verification, downloading again from the start', { url: redactUrlsIn(opts.url) });
+      log.warn('resumed download failed verification, downloading again from the start', { url: shownUrl(opts.url) });
       continue;
     }
     if (actual.size !== opts.size) throw new UpdraftError('INTEGRITY', `size mismatch: expected ${opts.size} bytes, got ${actual.size}`);
@@ -330,7 +330,7 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
       if (isTransientStatus(res.status)) throw new Retryable(message, retryAfterMs(res.headers.get('retry-after'), res.headers.get('date')));
       throw new UpdraftError('DOWNLOAD', message, { status: res.status });
     }
-    if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: redactUrlsIn(opts.url) });
+    if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: shownUrl(opts.url) });
     const limit = opts.size - start;
     const announced = Number(res.headers.get('content-length') ?? NaN);
     if (announced > limit) {
@@ -493,5 +493,10 @@ async function sizeOnDisk(file: string): Promise<number | undefined> {
 function describe(err: unknown): string {
   const e = asUpdraftError(err);
   const cause = (err as { cause?: { code?: string; message?: string } } | undefined)?.cause;
-  return redactUrlsIn(cause?.code ? `${e.message} (${cause.code})` : e.message);
+  return clipped(redactUrlsIn(cause?.code ? `${e.message} (${cause.code})` : e.message));
+}
+
+/** The URL as a log line shows it: redacted, and no more than 500 characters of it. */
+function shownUrl(url: string): string {
+  return clipped(redactUrlsIn(url));
 }

@@ -46,13 +46,77 @@ export function safeUrl(url: string): string {
  * (`foo?bar`, `really?!`) is left as it is.
  */
 export function redactUrlsIn(text: string): string {
-  return (
-    text
-      // up to the word's last '@', as redactUrl: a password may hold '/', '?' or '#'
-      .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s"'<>]*@/gi, '$1***@')
-      // a word holding '?' and something after it, when that is a URL's query
-      .replace(/[^\s"'<>()[\]{}]*\?[^\s"'<>()[\]{}]+/g, (word) => (startsQuery(word) ? withoutQuery(word) : word))
-  );
+  return queriesRedacted(userInfoRedacted(text));
+}
+
+/**
+ * A text cut to `max` characters, saying how long it was: for a URL or a message quoting one,
+ * redacted first, before a log line or a reason carries it (a command's URL may be 100,000
+ * characters of nothing).
+ */
+export function clipped(text: string, max = 500): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
+}
+
+/** Ends a word of `userInfoRedacted` (whitespace, quotes, angle brackets). */
+const USER_INFO_END = /[\s"'<>]/;
+/** Ends a word of `queriesRedacted` (those, and brackets). */
+const QUERY_WORD_END = /[\s"'<>()[\]{}]/;
+const SCHEME_CHAR = /[a-z0-9+.-]/i;
+const LETTER = /[a-z]/i;
+
+/**
+ * `scheme://` and what follows it up to its word's last '@' as `scheme://***@` (a password may
+ * hold '/', '?' or '#', as in redactUrl). What the regex `([a-z][a-z0-9+.-]*:\/\/)[^\s"'<>]*@`
+ * (gi) replaced, in one pass over the text: that regex tried every position, and from each
+ * read to the word's end, time growing with the square of a long word (a 100,000-character
+ * URL took 44 s, the agent blocked meanwhile). Here each '://' is found once, its scheme read
+ * backwards over scheme characters (the leftmost letter starts it, as the regex's leftmost
+ * match), and a word's end and last '@' are found once per word.
+ */
+function userInfoRedacted(text: string): string {
+  let out = '';
+  let copied = 0; // text before this is in out
+  let wordEnd = -1; // the end of the word last measured, and its last '@'
+  let lastAt = -1;
+  for (let i = text.indexOf('://'); i !== -1; i = text.indexOf('://', i + 1)) {
+    let first = -1; // the scheme's first character: the leftmost letter of the scheme characters before '://'
+    for (let p = i - 1; p >= copied && SCHEME_CHAR.test(text[p]!); p--) if (LETTER.test(text[p]!)) first = p;
+    if (first === -1) continue;
+    if (i + 3 > wordEnd) {
+      wordEnd = i + 3;
+      lastAt = -1;
+      while (wordEnd < text.length && !USER_INFO_END.test(text[wordEnd]!)) {
+        if (text[wordEnd] === '@') lastAt = wordEnd;
+        wordEnd++;
+      }
+    }
+    if (lastAt < i + 3) continue;
+    out += `${text.slice(copied, i + 3)}***@`;
+    copied = lastAt + 1;
+    i = lastAt; // the regex went on after its match
+  }
+  return out + text.slice(copied);
+}
+
+/**
+ * Each word (up to whitespace, quotes, angle brackets or brackets) with a '?' that something
+ * follows, when the '?' starts a URL's query (`startsQuery`), with its query as `?<redacted>`.
+ * What the regex `[^\s"'<>()[\]{}]*\?[^\s"'<>()[\]{}]+` (g) matched is such a whole word;
+ * that regex, from every position, read to the word's end and back (quadratic, as above).
+ */
+function queriesRedacted(text: string): string {
+  let out = '';
+  let start = 0;
+  for (let i = 0; i <= text.length; i++) {
+    if (i < text.length && !QUERY_WORD_END.test(text[i]!)) continue;
+    const word = text.slice(start, i);
+    const q = word.indexOf('?');
+    out += q !== -1 && q < word.length - 1 && startsQuery(word) ? withoutQuery(word) : word;
+    if (i < text.length) out += text[i];
+    start = i + 1;
+  }
+  return out;
 }
 
 /**

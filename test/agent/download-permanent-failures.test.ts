@@ -115,6 +115,13 @@ describe('downloadArtifact: what waiting does not change fails at once', () => {
     assert.equal(ftp.err.message, "download failed: the URL's scheme is ftp:, not http: or https:; waiting does not change that");
   });
 
+  it('a URL of 70,000 characters: the reason quotes no more than 500 of them, and says how long it was', async () => {
+    const { err, waits } = await failure('x'.repeat(70_000) + '?sig=s3cr3t');
+    assert.equal(waits.length, 0);
+    assert.match(err.message, /Failed to parse URL from x{100}.*\.\.\. \(\d{5} characters\)/);
+    assert.ok(err.message.length < 700, `${err.message.length} characters`);
+  });
+
   it("the simulator's downloader too: a refused certificate or an unparsable URL is one attempt, no signature quoted", async () => {
     // it speaks node:http, not fetch: the TLS error comes without fetch's cause around it
     const before = selfSigned.connections;

@@ -55,3 +55,54 @@ test("the server's start-up line names an external broker by its host, never a p
   assert.equal(line, 'updraft: MQTT via external broker broker.example:1883 (shared subscriptions, group updraft)\n');
   assert.doesNotMatch(line, /123|en@/);
 });
+
+/** The regexes redactUrlsIn used to run (quadratic on a long word), as the reference of what it replaces. */
+function regexRedaction(text: string): string {
+  const startsQuery = (word: string) => {
+    const q = word.indexOf('?');
+    return word.slice(0, q).includes('://') || /^[^=&#]+=/.test(word.slice(q + 1));
+  };
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s"'<>]*@/gi, '$1***@')
+    .replace(/[^\s"'<>()[\]{}]*\?[^\s"'<>()[\]{}]+/g, (word) => {
+      if (!startsQuery(word)) return word;
+      const q = word.indexOf('?');
+      return word.slice(0, q) + '?<redacted>';
+    });
+}
+
+test('redactUrlsIn replaces what the two regexes did, on texts made of the characters that matter to them', () => {
+  // a deterministic generator: each text mixes scheme characters, '://', '@', '?', '=', '&', '#', quotes, brackets, spaces
+  const pieces = ['a', 'Z', '1', '+', '.', '-', ':', '/', '://', '@', '?', '=', '&', '#', ' ', '\t', '"', "'", '<', '>', '(', ')', '[', ']', '{', '}', 'http://', 'u:p@', '?sig=', 'x'];
+  let x = 7;
+  const next = () => ((x = (x * 1103515245 + 12345) & 0x7fffffff), x >>> 8);
+  for (let n = 0; n < 20_000; n++) {
+    let text = '';
+    const len = next() % 24;
+    for (let i = 0; i < len; i++) text += pieces[next() % pieces.length];
+    assert.equal(redactUrlsIn(text), regexRedaction(text), JSON.stringify(text));
+  }
+  for (const text of ['1http://u:p@h', 'x://a://b@c d@e', 'ab://c@d@e f', '://u@h', '9://u@h', 'HTTP://U:P@H/A?B=C', 'a?', 'a??', '?a', 'a?b?', 'http://h/p?x (y?z=1)']) {
+    assert.equal(redactUrlsIn(text), regexRedaction(text), text);
+  }
+});
+
+test('redactUrlsIn reads a text of a million characters in one pass (another process, with a hang guard of minutes: the regexes took hours)', async () => {
+  const { execFile } = await import('node:child_process');
+  const source = `
+    import { redactUrlsIn } from ${JSON.stringify(new URL('../../src/util/redact-url.ts', import.meta.url).href)};
+    const n = 1_000_000;
+    console.log(JSON.stringify([
+      redactUrlsIn('x'.repeat(n)) === 'x'.repeat(n),
+      redactUrlsIn('a'.repeat(n) + ':/') === 'a'.repeat(n) + ':/',
+      redactUrlsIn('Failed to parse URL from http://' + 'a'.repeat(n)) === 'Failed to parse URL from http://' + 'a'.repeat(n),
+      redactUrlsIn('http://u:p@' + 'a'.repeat(n) + '?sig=S3cr3t') === 'http://***@' + 'a'.repeat(n) + '?<redacted>',
+      redactUrlsIn('a://'.repeat(n / 4)) === 'a://'.repeat(n / 4),
+      redactUrlsIn('a?'.repeat(n / 2)) === 'a?'.repeat(n / 2),
+    ]));`;
+  // the timeout only guards against a hang (the regexes: about 44 s for 100,000 characters, a hundred times that here)
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], { timeout: 300_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  assert.deepEqual(JSON.parse(out), [true, true, true, true, true, true]);
+});

@@ -3,7 +3,11 @@
  * verifies hash").
  *
  * - Resumes a partial file with `Range: bytes=<have>-` (RFC 9110 §14.2): 206 appends, 200
- *   starts over, 416 means the file is already whole and goes to verification.
+ *   starts over (so does a 206 from byte 0), a 206 from another byte is refused (the server's
+ *   fault; the file kept), 416 fails at once (the file is incomplete, or it would not be asked for).
+ * - Only bytes beyond the most the file has held are progress (the retry budget starts over),
+ *   and a resumed file that fails verification is fetched again from the start once: a server
+ *   that makes the same bytes be lost and fetched again runs the budget out.
  * - Never writes more than the announced size: a server that sends more (an endless-data
  *   attack) is cut off at once with an INTEGRITY error.
  * - A failure that may pass (no connection, a connection cut, a 5xx, 429, 408) is retried with
@@ -248,9 +252,14 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
   const retries = new DownloadRetries(opts, () => clock.now());
   await mkdir(path.dirname(opts.file), { recursive: true });
   const resumedFrom = (await sizeOnDisk(opts.file)) ?? 0;
-  // bytes from an earlier attempt (or an earlier run) are trusted only once: if the whole
-  // file then fails verification, it is fetched again from scratch before giving up
-  let reusedBytes = resumedFrom > 0;
+  // the file holds bytes of more than one fetch (an earlier run's, a resumed attempt's): if
+  // it then fails verification, it is fetched again from scratch, once, before giving up
+  let resumed = resumedFrom > 0;
+  let fetchedAgain = false;
+  // the most bytes the file has held: only bytes beyond it are progress, so a server that
+  // makes the same bytes be lost and fetched again (a 206 refused, a 200 cut at the same
+  // place) runs the budget out instead of renewing it every cycle
+  let mostHeld = resumedFrom;
   for (;;) {
     opts.signal?.throwIfAborted();
     let have = await sizeOnDisk(opts.file);
@@ -261,7 +270,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     if (have === undefined || have < opts.size) {
       await ensureSpace(opts, opts.size - (have ?? 0));
       try {
-        await transfer(opts, have ?? 0, log);
+        await transfer(opts, have ?? 0, log, (start) => (resumed = start > 0));
         const now = (await sizeOnDisk(opts.file)) ?? 0;
         if (now < opts.size) throw new Retryable(`connection closed after ${now} of ${opts.size} bytes`);
       } catch (err) {
@@ -272,11 +281,12 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
           throw new UpdraftError('DOWNLOAD', `no space left for the download in ${path.dirname(opts.file)} (${opts.size} bytes announced); the partial file was deleted`, { cause: err });
         }
         if (!(err instanceof Retryable)) throw new UpdraftError('DOWNLOAD', `download failed: ${describe(err)}`, { cause: err });
-        const next = retries.failed(((await sizeOnDisk(opts.file)) ?? 0) > (have ?? 0), err.retryAfterMs);
+        const held = (await sizeOnDisk(opts.file)) ?? 0;
+        const next = retries.failed(held > mostHeld, err.retryAfterMs);
+        mostHeld = Math.max(mostHeld, held);
         if ('giveUp' in next) throw new UpdraftError('DOWNLOAD', `download failed: ${next.giveUp}: ${err.message}`, { cause: err });
         log.warn('download interrupted, retrying', { url: shownUrl(opts.url), error: err.message, attempt: next.attempt, delayMs: next.delayMs, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
         await clock.sleep(next.delayMs, opts.signal).catch(() => opts.signal?.throwIfAborted());
-        reusedBytes = true;
         continue;
       }
     }
@@ -284,18 +294,22 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     const actual = await hashFile(opts.file, opts.signal);
     if (actual.size === opts.size && actual.sha256 === opts.sha256) return { file: opts.file, resumedFrom };
     await rm(opts.file, { force: true });
-    if (reusedBytes) {
-      reusedBytes = false;
+    if (resumed && !fetchedAgain) {
+      // the one fetch from the start: its bytes up to the size are progress again, once
+      fetchedAgain = true;
+      resumed = false;
+      mostHeld = 0;
       log.warn('resumed download failed verification, downloading again from the start', { url: shownUrl(opts.url) });
       continue;
     }
-    if (actual.size !== opts.size) throw new UpdraftError('INTEGRITY', `size mismatch: expected ${opts.size} bytes, got ${actual.size}`);
-    throw new UpdraftError('INTEGRITY', `sha256 mismatch: expected ${opts.sha256}, got ${actual.sha256}`);
+    const again = fetchedAgain ? ' (after downloading it again from the start)' : '';
+    if (actual.size !== opts.size) throw new UpdraftError('INTEGRITY', `size mismatch: expected ${opts.size} bytes, got ${actual.size}${again}`);
+    throw new UpdraftError('INTEGRITY', `sha256 mismatch: expected ${opts.sha256}, got ${actual.sha256}${again}`);
   }
 }
 
 /** One HTTP request for the bytes from `have` on. Returns the bytes written. */
-async function transfer(opts: DownloadOptions, have: number, log: Logger): Promise<number> {
+async function transfer(opts: DownloadOptions, have: number, log: Logger, onStart: (start: number) => void): Promise<number> {
   const ctrl = new AbortController();
   const onAbort = () => ctrl.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -311,18 +325,30 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
       throw new Retryable(`request failed: ${describe(err)}`);
     }
     let start: number;
-    if (res.status === 416 && have > 0) {
-      // nothing left to send: the file is whole (verification decides)
+    if (res.status === 416) {
+      // transfer runs only while the file is incomplete: the server has no bytes where the
+      // artifact has more; another attempt asks for the same range
       await res.body?.cancel().catch(() => {});
-      return 0;
+      const total = /^bytes\s+\*\/(\d+)$/i.exec(res.headers.get('content-range')?.trim() ?? '')?.[1];
+      await rm(opts.file, { force: true });
+      const says = total === undefined ? '' : ` (its file has ${total} bytes)`;
+      throw new UpdraftError('DOWNLOAD', `HTTP 416: the server has no bytes from ${have} on${says}, but the artifact has ${opts.size}; the partial file was deleted`, { status: 416 });
     } else if (res.status === 200) {
       start = 0;
     } else if (res.status === 206) {
-      start = rangeStart(res.headers.get('content-range'));
-      if (start !== have) {
+      const contentRange = res.headers.get('content-range');
+      start = rangeStart(contentRange);
+      if (start === -1) {
+        // no readable Content-Range: where its bytes go is not known; from the start (no progress
+        // until the file holds more than it ever did)
         await res.body?.cancel().catch(() => {});
         await rm(opts.file, { force: true });
-        throw new Retryable(`server resumed at byte ${start}, not ${have}; starting over`);
+        throw new Retryable(`server answered the range request with 206 and no readable Content-Range; starting over`);
+      }
+      if (start !== have && start !== 0) {
+        // the server's fault: the bytes on disk are good, and stay
+        await res.body?.cancel().catch(() => {});
+        throw new Retryable(`server answered the range from byte ${have} with bytes from ${start} (Content-Range: ${clipped(contentRange ?? '', 100)}); refused`);
       }
     } else {
       const reason = await readReason(res);
@@ -331,6 +357,7 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger): Promi
       throw new UpdraftError('DOWNLOAD', message, { status: res.status });
     }
     if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: shownUrl(opts.url) });
+    onStart(start);
     const limit = opts.size - start;
     const announced = Number(res.headers.get('content-length') ?? NaN);
     if (announced > limit) {

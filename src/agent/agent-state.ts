@@ -203,10 +203,40 @@ const PHASES: readonly string[] = Object.keys(PHASE_TRANSITIONS);
 /** The well-formed entries of a saved list of finished jobs (a job id, SUCCESS or FAILURE), the latest `MAX_FINISHED_JOBS`; [] for what is not a list. */
 export function finishedJobsOf(raw: unknown): FinishedJob[] {
   if (!Array.isArray(raw)) return [];
-  return (raw as FinishedJob[]).filter((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE')).slice(-MAX_FINISHED_JOBS);
+  return (raw as FinishedJob[])
+    .filter((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE'))
+    .slice(-MAX_FINISHED_JOBS)
+    .map((f) => ({ ...f, ...outcomeOf(f) }));
 }
 
-/** Keeps what is well formed; a malformed in-flight record is dropped (the server re-sends the command). */
+/** A saved failure reason is cut to this many characters: it is reported as it is (QA: one of 100,000). */
+export const MAX_SAVED_ERROR_CHARS = 2000;
+
+/**
+ * A saved outcome as it can be reported: its reason a string of at most
+ * MAX_SAVED_ERROR_CHARS (the server refuses a report whose error is no string, and the job
+ * then waited for its timeout, QA); a FAILURE whose reason is damaged says so.
+ */
+function outcomeOf(o: JobOutcome): JobOutcome {
+  const out: JobOutcome = { status: o.status };
+  const error: unknown = o.error;
+  if (typeof error === 'string') out.error = error.length > MAX_SAVED_ERROR_CHARS ? `${error.slice(0, MAX_SAVED_ERROR_CHARS - 1)}…` : error;
+  else if (o.status === 'FAILURE' && error !== undefined) out.error = 'the reason saved on the device is unreadable';
+  return out;
+}
+
+/** An ISO time (what the agent writes), not any string Date.parse takes (`"12"` is 2001). */
+function isIsoTime(v: unknown): v is string {
+  return typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v) && !Number.isNaN(Date.parse(v));
+}
+
+/**
+ * Keeps what is well formed; a malformed in-flight record is dropped (the server re-sends the
+ * command). Two fields are repaired instead, since dropping the record would lose a job that
+ * may be mid-install: a `startedAt` that is no ISO time becomes the time the file is read (the
+ * install gate's wait then counts from the restart; NaN asked the gate every few ms for ever,
+ * QA), and an outcome's reason that is no string, or too long, is made one (`outcomeOf`).
+ */
 function sanitize(raw: unknown): AgentStateData {
   const obj = (raw ?? {}) as Record<string, unknown>;
   const out: AgentStateData = { finished: finishedJobsOf(obj.finished) };
@@ -232,7 +262,10 @@ function sanitize(raw: unknown): AgentStateData {
         const { waiting, log, ...rest } = inFlight;
         const wait = inFlight.phase === 'VERIFYING' ? parseInstallWait(waiting) : undefined;
         const logData = jobLogData(log);
-        out.inFlight = { ...rest, command, ...(wait ? { waiting: wait } : {}), ...(logData ? { log: logData } : {}) };
+        const startedAt = isIsoTime(rest.startedAt) ? rest.startedAt : new Date().toISOString();
+        const outcome = rest.outcome && (rest.outcome.status === 'SUCCESS' || rest.outcome.status === 'FAILURE') ? outcomeOf(rest.outcome) : undefined;
+        delete rest.outcome;
+        out.inFlight = { ...rest, startedAt, command, ...(outcome ? { outcome } : {}), ...(wait ? { waiting: wait } : {}), ...(logData ? { log: logData } : {}) };
       }
     } catch {
       /* dropped */

@@ -239,6 +239,9 @@ export class UpdateJob {
     if (!gate && windows === undefined) return undefined;
     const zone = this.deps.timeZone ?? 'UTC';
     let count = this.deps.previousWait?.count ?? 0;
+    // counted from the job's start, or from now when that is no time (a NaN wait never reached
+    // the limit and slept 0 ms: the gate was asked every few ms for ever, QA)
+    const gateStartedAt = gate && Number.isFinite(gate.startedAt) ? gate.startedAt : this.deps.now();
     const putOff = async (reason: string, nextCheckInSeconds: number) => {
       this.waited = true;
       count += 1;
@@ -265,7 +268,7 @@ export class UpdateJob {
       signal.throwIfAborted();
       if ('go' in answer) return undefined;
       if ('refuse' in answer) return `refused by the device's install gate: ${answer.refuse}; nothing installed`;
-      const waited = this.deps.now() - gate.startedAt;
+      const waited = this.deps.now() - gateStartedAt;
       // asked a last time at the limit, not given up one interval before it (which failed the
       // job early, saying it had waited less than allowed)
       if (waited >= gate.maxWaitMs) {

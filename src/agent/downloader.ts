@@ -205,7 +205,9 @@ const CLOCK_CODES = new Set(['CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED']);
 /**
  * Why a request that failed before any answer will fail the same way however long the device
  * waits, or undefined when it may pass: a URL that does not parse (ERR_INVALID_URL) or is not
- * http(s), or a server certificate refused (`CERT_CODES`) for another reason than its dates. A name that does not resolve
+ * http(s), or a server certificate refused (`CERT_CODES`) for another reason than its dates;
+ * and what undici says only in words: a URL with user info (fetch will not send it), redirects
+ * that do not end (a loop), a redirect to a scheme that is not http(s) (`file:`). A name that does not resolve
  * (ENOTFOUND) may pass: a device whose network just came up, or whose DNS or VPN is not up
  * yet, gets it for names that exist, and the URL comes from the server, which names itself;
  * it is retried for the budget like a refused connection.
@@ -223,6 +225,14 @@ export function permanentFetchFailure(err: unknown, url: string): string | undef
   }
   const scheme = URL.canParse(url) ? new URL(url).protocol : undefined;
   if (scheme !== undefined && scheme !== 'http:' && scheme !== 'https:') return `the URL's scheme is ${scheme}, not http: or https:; waiting does not change that`;
+  // what undici says only in words (no code): the same redirects, the same URL every time
+  const said = (e: unknown) => (e !== null && typeof e === 'object' && typeof (e as Error).message === 'string' ? (e as Error).message : '');
+  const words = [said(err), said((err as { cause?: unknown } | null)?.cause)];
+  if (words.some((m) => m.startsWith('Request cannot be constructed from a URL that includes credentials'))) {
+    return 'the URL includes credentials (user:password@), which fetch refuses to send (Request cannot be constructed from a URL that includes credentials); waiting does not change that';
+  }
+  if (words.includes('redirect count exceeded')) return "the server's redirects do not end (redirect count exceeded: more than 20, or a loop); waiting does not change that";
+  if (words.includes('URL scheme must be a HTTP(S) scheme')) return 'a redirect leads to a URL that is not http: or https: (URL scheme must be a HTTP(S) scheme); waiting does not change that';
   return undefined;
 }
 
@@ -520,7 +530,9 @@ async function sizeOnDisk(file: string): Promise<number | undefined> {
 function describe(err: unknown): string {
   const e = asUpdraftError(err);
   const cause = (err as { cause?: { code?: string; message?: string } } | undefined)?.cause;
-  return clipped(redactUrlsIn(cause?.code ? `${e.message} (${cause.code})` : e.message));
+  // undici's "fetch failed" says why in its cause: a code (ECONNREFUSED), or only words
+  const why = cause?.code ? ` (${cause.code})` : typeof cause?.message === 'string' && cause.message !== '' && cause.message !== e.message ? ` (${cause.message})` : '';
+  return clipped(redactUrlsIn(`${e.message}${why}`));
 }
 
 /** The URL as a log line shows it: redacted, and no more than 500 characters of it. */

@@ -115,6 +115,36 @@ describe('downloadArtifact: what waiting does not change fails at once', () => {
     assert.equal(ftp.err.message, "download failed: the URL's scheme is ftp:, not http: or https:; waiting does not change that");
   });
 
+  it('redirects that do not end, a redirect to file:, a URL with user info: one attempt, the reason undici gives, no credentials quoted', async () => {
+    const http = await import('node:http');
+    let requests = 0;
+    const server = http.createServer((req, res) => {
+      requests++;
+      res.writeHead(302, { location: req.url!.startsWith('/loop') ? req.url! : 'file:///etc/passwd' }).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const loop = await failure(`${base}/loop?sig=s3cr3t`);
+      assert.deepEqual(loop.waits, []);
+      assert.equal(loop.err.message, "download failed: the server's redirects do not end (redirect count exceeded: more than 20, or a loop); waiting does not change that");
+      assert.equal(requests, 21, 'one attempt: the request and its 20 redirects');
+      requests = 0;
+      const file = await failure(`${base}/file?sig=s3cr3t`);
+      assert.deepEqual(file.waits, []);
+      assert.equal(file.err.message, 'download failed: a redirect leads to a URL that is not http: or https: (URL scheme must be a HTTP(S) scheme); waiting does not change that');
+      assert.equal(requests, 1);
+      requests = 0;
+      const credentials = await failure(`http://ops:hunter2@127.0.0.1:${(server.address() as AddressInfo).port}/fw?sig=s3cr3t`);
+      assert.deepEqual(credentials.waits, []);
+      assert.equal(credentials.err.message, 'download failed: the URL includes credentials (user:password@), which fetch refuses to send (Request cannot be constructed from a URL that includes credentials); waiting does not change that');
+      assert.equal(requests, 0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it('a URL of 70,000 characters: the reason quotes no more than 500 of them, and says how long it was', async () => {
     const { err, waits } = await failure('x'.repeat(70_000) + '?sig=s3cr3t');
     assert.equal(waits.length, 0);

@@ -174,6 +174,24 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   }
 
   /**
+   * Calls each listener of `event` in turn, as EventEmitter does, but an exception a listener
+   * throws is logged, not thrown into the agent: emitted from inside a job, it ended the job in
+   * FAILURE (an installed update reported failed, QA) and kept the listeners after it from
+   * hearing the event. Listeners are the application's code; the outcome is the device's.
+   */
+  override emit<K extends keyof AgentEvents>(event: K, ...args: AgentEvents[K]): boolean {
+    const listeners = this.rawListeners(event);
+    for (const listener of listeners) {
+      try {
+        (listener as (...a: AgentEvents[K]) => unknown).apply(this, args);
+      } catch (err) {
+        this.log.error('an event listener threw: ignored', { event, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      }
+    }
+    return listeners.length > 0;
+  }
+
+  /**
    * Loads the persisted state, resumes an interrupted update, and connects (without waiting for
    * the broker). Called again while a start is under way, it gives that start's promise. A start
    * that fails leaves the agent stopped, nothing held: a later call starts afresh. One that

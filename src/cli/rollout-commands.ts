@@ -203,7 +203,8 @@ export function addRolloutCommands(program: Command): void {
     .option('--description <text>', 'what the group is for')
     .action(async (name: string, o: Common & { device: string[]; query?: string; description?: string }) => {
       if (o.query !== undefined && o.device.length > 0) throw new UpdraftError('BAD_REQUEST', 'give either --device (a static group) or --query (a dynamic group), not both');
-      const body = { name, ...(o.query !== undefined ? { query: o.query } : { devices: o.device }), ...(o.description ? { description: o.description } : {}) };
+      const description = given('--description', o.description, 'a text');
+      const body = { name, ...(o.query !== undefined ? { query: o.query } : { devices: o.device }), ...(description !== undefined ? { description } : {}) };
       const g = await new ApiClient(o).call<GroupView>('POST', '/api/v1/groups', body);
       print(o, g, `created ${g.kind} group ${g.name}${g.query ? `: ${g.query}` : ` with ${g.size} device(s)`}`);
     });

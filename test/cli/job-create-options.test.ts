@@ -3,8 +3,8 @@
  * line, and creates no job: QA saw `--start-at ""` (a scheduled rollout started at once when
  * "$START" was empty), `--time-zone ""` (windows read as UTC), `--timeout ""`,
  * `--step-timeout ""`, `--retry-on ""` and `--description ""` dropped by truthiness checks,
- * `--ramp-up 5:2:9` read as 5:2 and `--abort FAILED:10:1:1` as FAILED:10:1. Real server, the
- * real CLI.
+ * `--ramp-up 5:2:9` read as 5:2 and `--abort FAILED:10:1:1` as FAILED:10:1. `group create
+ * --description ""` the same way. Real server, the real CLI.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -52,5 +52,25 @@ describe('job create option values', () => {
     const spec = (JSON.parse(r.stdout) as { job: { spec: { plan: { rampUp: unknown }; abort: { rules: unknown[] } } } }).job.spec;
     assert.deepEqual(spec.plan.rampUp, { initialPerMinute: 5, factor: 2 });
     assert.deepEqual(spec.abort.rules, [{ type: 'FAILED', thresholdPercent: 10, minFinished: 2 }]);
+  });
+});
+
+describe('group create --description', () => {
+  let ts: TestServer;
+  before(async () => {
+    ts = await startTestServer();
+    await registerDevice(ts, 'go-1');
+  });
+  after(() => ts.close());
+
+  it('refuses an empty one (exit 2, one line, no group) and takes a text', async () => {
+    const run = (...args: string[]) => runCli(['group', 'create', ...args, '--server', ts.httpUrl, '--token', ts.token]);
+    const empty = await run('lab', '--device', 'go-1', '--description', '');
+    assert.equal(empty.code, 2, empty.stdout + empty.stderr);
+    assert.equal(empty.stderr, 'updraft: error: --description is empty: give a text, or leave the option out\n');
+    assert.deepEqual(await ts.server.store.listGroups(), [], 'no group created');
+    const made = await run('lab', '--device', 'go-1', '--description', 'the lab bench', '--json');
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal((JSON.parse(made.stdout) as { description?: string }).description, 'the lab bench');
   });
 });

@@ -371,7 +371,14 @@ export class UpdateJob {
             expiredInRow = 0;
             this.onProgress(received, size);
           },
-          beforeVerify: () => (this.phase === 'DOWNLOADING' ? this.enter('VERIFYING') : undefined),
+          // the job's command is the one this download was checked for before VERIFYING is saved
+          // with it: a re-send taken meanwhile (takeResent) stayed in the state file through
+          // the install's wait, and a restart resumed from it (QA). Not yet `fetched`: a failed
+          // verification fetches again from the start, which may need a fresh URL after a 403
+          beforeVerify: async () => {
+            this.command = cmd;
+            if (this.phase === 'DOWNLOADING') await this.enter('VERIFYING');
+          },
         });
         deps.logger.info('downloaded and verified', { jobId: this.jobId, size: cmd.size });
         // what is installed, waited for and reported is the command checked before the download

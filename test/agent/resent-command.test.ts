@@ -8,7 +8,10 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, it } from 'node:test';
+import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import type { InstallContext, InstalledSoftware, Installer, RecoveryResult } from '../../src/agent/installer.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import { manifestBytes, type SoftwareManifest } from '../../src/protocol/manifest.ts';
@@ -52,11 +55,11 @@ describe('UpdateAgent: a command re-sent for the job in flight', () => {
   const warnings = () => ctx.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'ignoring a re-sent command for the job in flight: it names another build');
 
   /** Starts a signed job downloading slowly, sends `tamper(command)` under its job id mid-download; the outcome and what was installed. */
-  async function swapped(tamper: (c: SoftwareCommand) => Record<string, unknown>) {
+  async function swapped(tamper: (c: SoftwareCommand) => Record<string, unknown>, extra: Partial<UpdateAgentOptions> = {}) {
     signedCommands();
     const installer = new RecordingInstaller(new SlotInstaller({ dir: ctx.f.installDir }));
     // about 2 s for the 256 KiB build: the re-sent command comes while it downloads
-    const agent = await ctx.started(installer, { allowUnsigned: false, signingPublicKey: publicKeyPem, downloadSettings: { retryDelayMs: 5, maxBytesPerSecond: 128 * 1024 } });
+    const agent = await ctx.started(installer, { allowUnsigned: false, signingPublicKey: publicKeyPem, downloadSettings: { retryDelayMs: 5, maxBytesPerSecond: 128 * 1024 }, ...extra });
     const finished = nextEvent(agent, 'job-finished');
     const downloading = nextEvent(agent, 'progress');
     // the last word on the job is the tampered command: no delta answers the agent's own reports after it
@@ -92,6 +95,29 @@ describe('UpdateAgent: a command re-sent for the job in flight', () => {
     assert.deepEqual(installer.installed.map((c) => c.version), ['2.0.0']);
     assert.equal((await installer.current())?.version, '2.0.0');
     assert.ok(ctx.f.server.reportsFor('J1').every((r) => r.version !== '0.0.1'));
+  });
+
+  it('keeps the verified command in the state file while the install waits, not a re-send taken during the download', async () => {
+    // a re-send of the same build, unsigned and with a URL of its own: taken for its URL during the download, but never saved as the job's command
+    let saved: Record<string, unknown> | undefined;
+    const installGate = async () => {
+      if (saved) return { go: true } as const;
+      const state = JSON.parse(await readFile(path.join(ctx.f.stateDir, 'agent-state.json'), 'utf8')) as { inFlight: { phase: string; command: SoftwareCommand } };
+      const { phase, command } = state.inFlight;
+      saved = { phase, signed: 'manifest' in command && 'signature' in command, sig: new URL(command.url).searchParams.get('sig') };
+      return { later: 'battery low' } as const;
+    };
+    const { outcome, installer } = await swapped((good) => {
+      const { manifest: _m, signature: _s, ...rest } = good;
+      return { ...rest, url: ctx.f.http.url(undefined, { sig: 'FORGED' }) };
+    }, { installGate, installGateRetryMs: 100 });
+    assert.equal(outcome.status, 'SUCCESS', outcome.error);
+    // the command whose URL downloaded the build, signed
+    const used = ctx.f.http.requests.map((r) => r.query.get('sig'));
+    assert.equal(used.length, 1);
+    assert.deepEqual(saved, { phase: 'VERIFYING', signed: true, sig: used[0] });
+    assert.deepEqual(installer.installed.map((c) => ({ version: c.version, signed: 'manifest' in c })), [{ version: '2.0.0', signed: true }]);
+    assert.equal(warnings().length, 0);
   });
 
   it('takes the fresh URL and manifest of a re-sent command for the same build', async () => {

@@ -206,7 +206,11 @@ export function finishedJobsOf(raw: unknown): FinishedJob[] {
   return (raw as FinishedJob[])
     .filter((f) => typeof f?.jobId === 'string' && (f.status === 'SUCCESS' || f.status === 'FAILURE'))
     .slice(-MAX_FINISHED_JOBS)
-    .map((f) => ({ ...f, ...outcomeOf(f) }));
+    .map((f) => {
+      // a SUCCESS's reason that is no string is left out by outcomeOf: the spread kept it (QA)
+      const { error: _e, ...rest } = f;
+      return { ...rest, ...outcomeOf(f) };
+    });
 }
 
 /** A saved failure reason is cut to this many characters: it is reported as it is (QA: one of 100,000). */

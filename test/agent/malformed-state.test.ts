@@ -17,9 +17,9 @@ import { fixturePerTest } from './support/fixture-per-test.ts';
 describe('UpdateAgent: a state file with a malformed time or reason', () => {
   const ctx = fixturePerTest({ level: 'info', format: 'json' });
 
-  async function writeState(inFlight: JsonObject, finished: JsonObject[] = []): Promise<void> {
+  async function writeState(inFlight: JsonObject | undefined, finished: JsonObject[] = []): Promise<void> {
     await mkdir(ctx.f.stateDir, { recursive: true });
-    await writeFile(path.join(ctx.f.stateDir, 'agent-state.json'), JSON.stringify({ finished, inFlight }));
+    await writeFile(path.join(ctx.f.stateDir, 'agent-state.json'), JSON.stringify({ finished, ...(inFlight ? { inFlight } : {}) }));
   }
   const command = (jobId: string) => ({ ...ctx.f.software(jobId), url: ctx.f.http.url(), urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
 
@@ -71,5 +71,17 @@ describe('UpdateAgent: a state file with a malformed time or reason', () => {
     const outcome = await finished;
     assert.ok(typeof outcome.error === 'string' && outcome.error.length <= 2000, `${outcome.error?.length} characters`);
     assert.equal(ctx.f.server.reportsFor('R2').at(-1)!.error, outcome.error);
+  });
+
+  it('reports a finished SUCCESS without the error its saved entry carries (no string)', async () => {
+    await writeState(undefined, [{ jobId: 'F1', status: 'SUCCESS', error: { evil: 1 }, finishedAt: new Date().toISOString() }]);
+    ctx.f.server.desired = ctx.f.software('F1'); // still asked for: the report repeats its outcome
+    const agent = ctx.f.agent(new SlotInstaller({ dir: ctx.f.installDir }), { logger: ctx.logger() });
+    await agent.start();
+    await ctx.f.server.until(() => ctx.f.server.reportsFor('F1').length >= 1, 'the report of F1');
+    for (const r of ctx.f.server.reportsFor('F1')) {
+      assert.equal(r.status, 'SUCCESS');
+      assert.equal(r.error ?? null, null, JSON.stringify(r)); // null clears a reported error
+    }
   });
 });

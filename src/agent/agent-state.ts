@@ -51,6 +51,8 @@ export interface InFlightUpdate {
   outcome?: JobOutcome;
   /** In phase VERIFYING: the install gate put the install off (reported as `software.waiting`). */
   waiting?: InstallWait;
+  /** In phase VERIFYING: how long (ms, the monotonic clock) the install gate has put the install off so far; a restart goes on from it. */
+  gateWaitedMs?: number;
   /** The job's log so far (`job-log.ts`), saved with each phase. */
   log?: JobLogData;
 }
@@ -263,13 +265,15 @@ function sanitize(raw: unknown): AgentStateData {
     try {
       const command = parseSoftwareCommand(inFlight.command);
       if (command.jobId === inFlight.jobId) {
-        const { waiting, log, ...rest } = inFlight;
+        const { waiting, log, gateWaitedMs, ...rest } = inFlight;
         const wait = inFlight.phase === 'VERIFYING' ? parseInstallWait(waiting) : undefined;
+        const gateWaited = wait && typeof gateWaitedMs === 'number' && Number.isSafeInteger(gateWaitedMs) && gateWaitedMs >= 0 ? gateWaitedMs : undefined;
         const logData = jobLogData(log);
-        const startedAt = isIsoTime(rest.startedAt) ? rest.startedAt : new Date().toISOString();
+        // a start later than now is unreadable too: a clock wrong when the command came, set right since
+        const startedAt = isIsoTime(rest.startedAt) && Date.parse(rest.startedAt) <= Date.now() ? rest.startedAt : new Date().toISOString();
         const outcome = rest.outcome && (rest.outcome.status === 'SUCCESS' || rest.outcome.status === 'FAILURE') ? outcomeOf(rest.outcome) : undefined;
         delete rest.outcome;
-        out.inFlight = { ...rest, startedAt, command, ...(outcome ? { outcome } : {}), ...(wait ? { waiting: wait } : {}), ...(logData ? { log: logData } : {}) };
+        out.inFlight = { ...rest, startedAt, command, ...(outcome ? { outcome } : {}), ...(wait ? { waiting: wait } : {}), ...(gateWaited !== undefined ? { gateWaitedMs: gateWaited } : {}), ...(logData ? { log: logData } : {}) };
       }
     } catch {
       /* dropped */

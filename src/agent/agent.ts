@@ -966,12 +966,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
               ask: o.installGate,
               retryMs: o.installGateRetryMs ?? AGENT_DEFAULTS.installGateRetryMs,
               maxWaitMs: o.installGateMaxWaitMs ?? AGENT_DEFAULTS.installGateMaxWaitMs,
-              // from the job's start on this device, which a restart keeps
+              // the gate's wait so far, which a restart keeps (the start: for an older agent's saved wait)
               startedAt: Date.parse(inFlight.startedAt),
+              ...(inFlight.gateWaitedMs !== undefined ? { waitedMs: inFlight.gateWaitedMs } : {}),
             },
           }
         : {}),
-      putOff: (job: UpdateJob, wait: InstallWait) => this.putOff(job, wait),
+      putOff: (job: UpdateJob, wait: InstallWait, gateWaitedMs?: number) => this.putOff(job, wait, gateWaitedMs),
       ...(inFlight.waiting ? { previousWait: inFlight.waiting } : {}),
       timeZone: this.timeZone,
       urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
@@ -1048,7 +1049,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const current = this.state.inFlight;
     if (!current || current.jobId !== job.jobId) throw new UpdraftError('INTERNAL', `job ${job.jobId} is not the update in flight`);
     checkTransition(current.phase, phase);
-    const { waiting: _ended, ...rest } = current;
+    const { waiting: _ended, gateWaitedMs: _waited, ...rest } = current;
     const log = this.logOf(job);
     log?.logger.info(`phase ${phase}`, { jobId: job.jobId });
     this.state.inFlight = { ...rest, phase, command: job.command, ...(log ? { log: log.snapshot() } : {}) };
@@ -1061,11 +1062,11 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * The install gate put the install off: persisted (a restart goes on counting), announced,
    * and reported as `software.waiting`, so that the server's step timer waits for the gate.
    */
-  private async putOff(job: UpdateJob, wait: InstallWait): Promise<void> {
+  private async putOff(job: UpdateJob, wait: InstallWait, gateWaitedMs?: number): Promise<void> {
     const current = this.state.inFlight;
     if (!current || current.jobId !== job.jobId || current.phase !== 'VERIFYING') throw new UpdraftError('INTERNAL', `job ${job.jobId} is not waiting to install`);
     const log = this.logOf(job);
-    this.state.inFlight = { ...current, waiting: wait, ...(log ? { log: log.snapshot() } : {}) };
+    this.state.inFlight = { ...current, waiting: wait, ...(gateWaitedMs !== undefined ? { gateWaitedMs } : {}), ...(log ? { log: log.snapshot() } : {}) };
     await this.saveState();
     this.emit('status', { jobId: job.jobId, status: 'VERIFYING', version: job.command.version, waiting: wait });
     this.reportSoon(this.phaseReport(job, 'VERIFYING'));

@@ -51,22 +51,27 @@ export interface UpdateJobDeps {
   /**
    * The device's say on when to install a verified build (battery, a vehicle in motion, a
    * machine at work): asked before INSTALLING, again every `retryMs` while it says "later",
-   * until `maxWaitMs` after the job started on the device (`startedAt`, ms), when the job
-   * fails with the last reason; "refuse" fails it at once.
+   * until it has put the install off for `maxWaitMs` (counted from its first ask, by `now`'s
+   * steps forward, plus `waitedMs` from before a restart), when the job fails with the last
+   * reason; "refuse" fails it at once.
    */
   installGate?: {
     ask: (command: SoftwareCommand, signal: AbortSignal) => Promise<GateAnswer>;
     retryMs: number;
     maxWaitMs: number;
+    /** When the job started on the device (ms): only for a wait saved without `waitedMs` (an older agent's state). */
     startedAt: number;
+    /** How long the gate had put this install off before a restart (saved with each wait), ms. */
+    waitedMs?: number;
   };
   /**
    * Persists and reports that the install is put off (`reported.software.waiting`), by the
    * install gate or until the command's maintenance window opens here, before the job waits:
    * the server's step timer then waits too. `previousWait` is the wait recorded before (a
-   * restart goes on counting from it).
+   * restart goes on counting from it); `gateWaitedMs`, how long the install gate has put the
+   * install off so far (saved: a restart goes on from it).
    */
-  putOff?: (job: UpdateJob, wait: InstallWait) => Promise<void>;
+  putOff?: (job: UpdateJob, wait: InstallWait, gateWaitedMs?: number) => Promise<void>;
   previousWait?: InstallWait;
   /** This device's IANA time zone: the command's `installWindows` are its wall-clock times. */
   timeZone?: string;
@@ -239,14 +244,25 @@ export class UpdateJob {
     if (!gate && windows === undefined) return undefined;
     const zone = this.deps.timeZone ?? 'UTC';
     let count = this.deps.previousWait?.count ?? 0;
-    // counted from the job's start, or from now when that is no time (a NaN wait never reached
-    // the limit and slept 0 ms: the gate was asked every few ms for ever, QA)
-    const gateStartedAt = gate && Number.isFinite(gate.startedAt) ? gate.startedAt : this.deps.now();
+    // The gate's own wait, from its first ask in this run (the wall clock's steps between asks,
+    // a step back counted as none), plus what it waited before a restart (saved with each
+    // wait). It was the wall clock since the job's
+    // start: a start in the future (a clock wrong when the command came, then set right) never
+    // reached the limit, one far in the past failed the job at the first "later" (QA), and a
+    // NaN one asked the gate every few ms for ever. A wait saved without it (an older agent)
+    // goes on from the wall clock since the start, as it counted then, a start that is no
+    // time or later than now read as now.
+    const now0 = this.deps.now();
+    const gateStartedAt = gate && Number.isFinite(gate.startedAt) && gate.startedAt <= now0 ? gate.startedAt : now0;
+    const before = gate?.waitedMs ?? (this.deps.previousWait ? now0 - gateStartedAt : 0);
+    let gateWaitedMs = before;
+    let lastAskAt: number | undefined;
+    const gateWaited = () => gateWaitedMs;
     const putOff = async (reason: string, nextCheckInSeconds: number) => {
       this.waited = true;
       count += 1;
       const text = reason.length > MAX_WAIT_REASON ? `${reason.slice(0, MAX_WAIT_REASON - 1)}…` : reason;
-      await this.deps.putOff?.(this, { reason: text, count, nextCheckInSeconds });
+      await this.deps.putOff?.(this, { reason: text, count, nextCheckInSeconds }, gate ? Math.round(gateWaited()) : undefined);
     };
     for (;;) {
       if (windows !== undefined) {
@@ -264,11 +280,15 @@ export class UpdateJob {
         }
       }
       if (!gate) return undefined;
+      lastAskAt ??= this.deps.now();
       const answer = await gate.ask(this.command, signal);
       signal.throwIfAborted();
       if ('go' in answer) return undefined;
       if ('refuse' in answer) return `refused by the device's install gate: ${answer.refuse}; nothing installed`;
-      const waited = this.deps.now() - gateStartedAt;
+      const askedAt = this.deps.now();
+      gateWaitedMs += Math.max(0, askedAt - lastAskAt);
+      lastAskAt = askedAt;
+      const waited = gateWaitedMs;
       // asked a last time at the limit, not given up one interval before it (which failed the
       // job early, saying it had waited less than allowed)
       if (waited >= gate.maxWaitMs) {

@@ -23,8 +23,10 @@ describe('UpdateAgent: a state file with a malformed time or reason', () => {
   }
   const command = (jobId: string) => ({ ...ctx.f.software(jobId), url: ctx.f.http.url(), urlExpiresAt: Math.floor(Date.now() / 1000) + 3600 });
 
-  for (const [what, startedAt] of [['garbage', 'garbage'], ['missing', undefined], ['a number', 12]] as const) {
-    it(`counts the install gate's wait from the restart when startedAt is ${what}`, async () => {
+  // also a valid time far in the future or the past (a clock wrong when the command came, set
+  // right since): the wait never ended, or the job failed at the first "later"
+  for (const [what, startedAt] of [['garbage', 'garbage'], ['missing', undefined], ['a number', 12], ['in the year 2999', '2999-01-01T00:00:00.000Z'], ['in the year 2000', '2000-01-01T00:00:00.000Z']] as const) {
+    it(`counts the install gate's wait from its first ask when startedAt is ${what}`, async () => {
       ctx.f.server.desired = ctx.f.software('S1'); // the shadow still asks for it
       await writeState({ jobId: 'S1', command: command('S1'), phase: 'DOWNLOADING', ...(startedAt !== undefined ? { startedAt } : {}) });
       let asks = 0;

@@ -172,6 +172,9 @@ export class UpdateJob {
       if (!recovering) {
         const running = await installer.current();
         if (isInstalled(running, this.command)) {
+          // checked as any command is before its download: an unsigned command naming the build
+          // that runs would otherwise have its job reported SUCCESS (with a signing key set)
+          await this.deps.verifyCommand?.(this.command, running);
           if (!running?.unchecked || !installer.recover) {
             logger.info('already running the desired software', { jobId: this.jobId, version: this.command.version });
             return { status: 'SUCCESS' };

@@ -135,4 +135,23 @@ describe('UpdateAgent: a command re-sent for the job in flight', () => {
     assert.deepEqual(installer.installed.map((c) => c.version), ['2.0.0']);
     assert.equal(warnings().length, 0);
   });
+
+  it('checks a command naming the build that already runs before reporting its job SUCCESS', async () => {
+    signedCommands();
+    const installer = new RecordingInstaller(new SlotInstaller({ dir: ctx.f.installDir }));
+    const agent = await ctx.started(installer, { allowUnsigned: false, signingPublicKey: publicKeyPem });
+    const first = nextEvent(agent, 'job-finished');
+    await ctx.f.server.setDesired(ctx.f.software('J3'));
+    assert.equal((await first).status, 'SUCCESS');
+    assert.equal((await installer.current())?.version, '2.0.0');
+    // an unsigned command naming the running build, under a job id of its own
+    const second = nextEvent(agent, 'job-finished');
+    const { manifest: _m, signature: _s, ...unsigned } = { ...ctx.f.server.command(), jobId: 'J4' } as SoftwareCommand & { manifest?: unknown; signature?: unknown };
+    await ctx.f.server.publishRaw({ state: { software: unsigned }, metadata: {}, version: ++ctx.f.server.version, timestamp: Math.floor(Date.now() / 1000) });
+    const outcome = await second;
+    assert.equal(outcome.jobId, 'J4');
+    assert.equal(outcome.status, 'FAILURE');
+    assert.match(outcome.error ?? '', /sign/i);
+    assert.deepEqual(installer.installed.map((c) => c.version), ['2.0.0'], 'nothing installed again');
+  });
 });

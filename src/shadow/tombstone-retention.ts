@@ -18,6 +18,10 @@
  * by the migration that brought it) is worked off over a few passes. Off (no timer at all)
  * with `hours` 0.
  *
+ * On PostgreSQL, where instances of two releases may share the database during a rolling
+ * upgrade, a deletion made by the earlier release is not recorded: the leader lists such
+ * devices from their tombstones at its first pass and then daily (`listUnrecordedDeletions`).
+ *
  * Replicas' cached copies need nothing: a cached tombstone answers a `get` or `delete` as a
  * missing row does (404), and a write judged on it is conditional on its version, which the
  * store no longer holds, so it is retried from the store (`ShadowReplica.applyUpdate`).
@@ -29,7 +33,7 @@ import { PeriodicPass } from '../util/periodic-pass.ts';
 
 /** What the sweep needs. */
 export interface TombstoneRetentionDeps {
-  store: Pick<StateStore, 'expireDeletedDevices'>;
+  store: Pick<StateStore, 'expireDeletedDevices' | 'listUnrecordedDeletions'>;
   /** True on the instance that leads rollouts: the only one that sweeps. */
   isLeader: () => boolean;
   /** Hours a deleted device's tombstones are kept after its deletion; 0: for ever (nothing runs). */
@@ -43,10 +47,14 @@ export interface TombstoneRetentionDeps {
   perBatch?: number;
   /** Batches in one pass; default 10. */
   batchesPerPass?: number;
+  /** How often the deletions no release recorded are listed (`listUnrecordedDeletions`), in ms; default a day. */
+  listEveryMs?: number;
+  /** The monotonic clock that spaces those listings (tests). */
+  monotonic?: () => number;
 }
 
 /** Defaults of the sweep's tuning. */
-export const TOMBSTONE_RETENTION_DEFAULTS = { everyMs: 10 * 60_000, perBatch: 500, batchesPerPass: 10 } as const;
+export const TOMBSTONE_RETENTION_DEFAULTS = { everyMs: 10 * 60_000, perBatch: 500, batchesPerPass: 10, listEveryMs: 86_400_000 } as const;
 
 const HOUR_MS = 3_600_000;
 
@@ -55,6 +63,8 @@ export class TombstoneRetention {
   private readonly deps: TombstoneRetentionDeps;
   /** The passes' timer; from stop() on (`stopping`) a pass ends after its batch under way. */
   private readonly timer: PeriodicPass;
+  /** When this instance last listed the deletions no release recorded (monotonic ms). */
+  private listedAt: number | undefined;
 
   constructor(deps: TombstoneRetentionDeps) {
     this.deps = deps;
@@ -84,6 +94,14 @@ export class TombstoneRetention {
     const { hours, store, logger } = this.deps;
     const done = { devices: 0, tombstones: 0 };
     if (hours <= 0 || this.stopping || !this.deps.isLeader()) return done;
+    // deletions an instance of an earlier release made on this database during a rolling
+    // upgrade are not in the list: listed from their tombstones, at the first pass and daily
+    const mono = (this.deps.monotonic ?? performance.now.bind(performance))();
+    if (store.listUnrecordedDeletions && (this.listedAt === undefined || mono - this.listedAt >= (this.deps.listEveryMs ?? TOMBSTONE_RETENTION_DEFAULTS.listEveryMs))) {
+      const listed = await store.listUnrecordedDeletions();
+      this.listedAt = mono;
+      if (listed > 0) logger.info('devices deleted without a record of it (by an earlier release) listed for the tombstones\' retention', { devices: listed });
+    }
     const before = (this.deps.now ?? Date.now)() - hours * HOUR_MS;
     const perBatch = this.deps.perBatch ?? TOMBSTONE_RETENTION_DEFAULTS.perBatch;
     const batches = this.deps.batchesPerPass ?? TOMBSTONE_RETENTION_DEFAULTS.batchesPerPass;

@@ -514,6 +514,22 @@ export class PostgresStore implements StateStore {
     });
   }
 
+  async listUnrecordedDeletions(): Promise<number> {
+    return this.write(
+      async (c) =>
+        (
+          await c.query(
+            `INSERT INTO deleted_devices (device_id, deleted_at)
+               SELECT device_id, MAX(timestamp) * 1000 FROM shadows s
+               WHERE deleted AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
+                 AND NOT EXISTS (SELECT 1 FROM deleted_devices x WHERE x.device_id = s.device_id)
+               GROUP BY device_id
+             ON CONFLICT (device_id) DO NOTHING`,
+          )
+        ).rowCount ?? 0,
+    );
+  }
+
   async expireDeletedDevices(before: number, limit: number): Promise<{ devices: string[]; tombstones: number }> {
     checkLimit(limit);
     return this.write(async (c) => {

@@ -352,6 +352,15 @@ export interface StateStore {
    * whose record went, and how many tombstones were removed (`shadow/tombstone-retention.ts`).
    */
   expireDeletedDevices(before: number, limit: number): Promise<{ devices: string[]; tombstones: number }>;
+  /**
+   * Lists the deletions no `deleteDevice` recorded: devices with tombstones and no
+   * registration that `deleted_devices` lacks, at their last tombstone's time (ms). Those are
+   * deletions by an instance of an earlier release on the same database during a rolling
+   * upgrade (the migration listed those before it). One read of the shadows' tombstones:
+   * PostgreSQL only, where several instances share a database; resolves how many were listed.
+   * Absent on SQLite, which one server at a time opens.
+   */
+  listUnrecordedDeletions?(): Promise<number>;
   getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
   /** Writes `record` if the stored row version equals `record.version - 1`; false on conflict. */
   updateDevice(record: DeviceRecord): Promise<boolean>;

@@ -12,6 +12,7 @@ import { ABANDONED_AFTER_MS } from '../../src/store/job-creation.ts';
 import { MIGRATION_LOCK, migratePostgres, migrationSql, PG_MIGRATIONS } from '../../src/store/postgres-migrations.ts';
 import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
+import { TombstoneRetention } from '../../src/shadow/tombstone-retention.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { checkDeletionsInMs, checkMigratedCounts, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
@@ -158,6 +159,33 @@ if (!started.ok) {
       const store = open(url);
       await store.start();
       await checkDeletionsInMs(store);
+    });
+
+    it("lists a deletion an earlier release's instance made after the migration, and the sweep then removes its tombstones after the retention", async () => {
+      const url = await server.createDatabase();
+      const store = open(url);
+      await store.start();
+      // as an instance of the earlier release deletes a device: its registration and shadows
+      // go (tombstones, stamped in seconds), and nothing is written to deleted_devices
+      await store.createDevice({ deviceId: 'kept', attributes: {}, tags: [], revoked: false, createdAt: 1, updatedAt: 1, version: 1 });
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      const now = Date.now();
+      const seconds = Math.floor(now / 1000);
+      try {
+        await c.query(`INSERT INTO shadows (device_id, name, version, deleted, state, metadata, timestamp) VALUES
+          ('old-del', '', 3, true, '{}', '{}', $1), ('old-del', 'wifi', 2, true, '{}', '{}', $2), ('kept', 'x', 2, true, '{}', '{}', $2)`, [seconds - 10, seconds]);
+      } finally {
+        await c.end();
+      }
+      const logger = createLogger({ level: 'silent' });
+      const sweep = (offsetMs: number) => new TombstoneRetention({ store, isLeader: () => true, hours: 48, logger, now: () => now + offsetMs }).pass();
+      // the sweep's first pass lists it (deleted at its last tombstone, in ms: within 48 hours)
+      assert.deepEqual(await sweep(47 * 3_600_000), { devices: 0, tombstones: 0 });
+      assert.equal(await store.listUnrecordedDeletions(), 0, 'listed by that pass, and only old-del: the registered device is not');
+      assert.deepEqual(await sweep(49 * 3_600_000), { devices: 1, tombstones: 2 });
+      assert.deepEqual(await store.listShadowTombstones('old-del'), []);
+      assert.deepEqual((await store.listShadowTombstones('kept')).map((t) => t.name), ['x']);
     });
 
     it('removes at start job creations nobody touched for a while, not those in progress', async () => {

@@ -178,14 +178,18 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * throws is logged, not thrown into the agent: emitted from inside a job, it ended the job in
    * FAILURE (an installed update reported failed, QA) and kept the listeners after it from
    * hearing the event. Listeners are the application's code; the outcome is the device's.
+   * An `async` listener's rejected promise is logged the same way: left alone, it was an
+   * unhandled rejection, which ends a Node.js process by default.
    */
   override emit<K extends keyof AgentEvents>(event: K, ...args: AgentEvents[K]): boolean {
     const listeners = this.rawListeners(event);
+    const ignored = (err: unknown) => this.log.error('an event listener threw: ignored', { event, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
     for (const listener of listeners) {
       try {
-        (listener as (...a: AgentEvents[K]) => unknown).apply(this, args);
+        const returned = (listener as (...a: AgentEvents[K]) => unknown).apply(this, args);
+        if (isThenable(returned)) returned.then(undefined, ignored);
       } catch (err) {
-        this.log.error('an event listener threw: ignored', { event, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+        ignored(err);
       }
     }
     return listeners.length > 0;
@@ -1435,4 +1439,9 @@ function signaturePolicy(root: string | KeyObject | undefined, key: string | Key
 
 function numberOrUndefined(v: unknown): number | undefined {
   return typeof v === 'number' ? v : undefined;
+}
+
+/** True for a promise or any object with a `then` method (what an `async` listener returns). */
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }

@@ -36,4 +36,36 @@ describe('UpdateAgent: an event listener that throws', () => {
       assert.match(String(logged[0]!.error), /listener bug/);
     });
   }
+
+  it('logs an async listener whose promise rejects, and no unhandled rejection is left', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const installer = new SlotInstaller({ dir: ctx.f.installDir });
+      const agent = await ctx.started(installer);
+      const heard: StatusEvent['status'][] = [];
+      agent.on('status', async (e) => {
+        await Promise.resolve();
+        if (e.status === 'DOWNLOADING' || e.status === 'SUCCESS') throw new TypeError(`async listener bug on ${e.status}`);
+      });
+      agent.on('status', (e) => heard.push(e.status));
+      const finished = nextEvent(agent, 'job-finished');
+      await ctx.f.server.setDesired(ctx.f.software('L2'));
+      const outcome = await finished;
+      assert.equal(outcome.status, 'SUCCESS', outcome.error);
+      assert.deepEqual(heard, ['DOWNLOADING', 'VERIFYING', 'INSTALLING', 'SUCCESS']);
+      assert.equal(ctx.f.server.reportsFor('L2').at(-1)!.status, 'SUCCESS');
+      assert.equal((await installer.current())?.version, '2.0.0');
+      // an unhandled rejection is reported after the microtasks of its turn: give it a few turns
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(unhandled.map(String), []);
+      const logged = ctx.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'an event listener threw: ignored');
+      assert.deepEqual(logged.map((l) => l.event), ['status', 'status']);
+      assert.match(String(logged[0]!.error), /async listener bug on DOWNLOADING/);
+      assert.match(String(logged[1]!.error), /async listener bug on SUCCESS/);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 });

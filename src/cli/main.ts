@@ -3,6 +3,8 @@
  * (a usage error: a flag, an argument or a request the server refuses as a 4xx) or 1 for
  * anything else, with one readable line on stderr: `updraft: error: ...` (README, CLI reference).
  */
+// first: it must run before any library that logs through `debug` is loaded
+import './quiet-debug-first.ts';
 import { Command, CommanderError } from 'commander';
 import { UpdraftError } from '../errors.ts';
 import { addAgentCommand } from './agent-command.ts';

@@ -312,6 +312,12 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   -- tombstones went at the first sweep, not 48 hours after. Seconds are below 1e11 (ms of 1973)
   UPDATE deleted_devices SET deleted_at = deleted_at * 1000 WHERE deleted_at < 100000000000;
   `,
+  // the tombstones (deleted shadows) alone: the daily listing of deletions no release recorded
+  // (listUnrecordedDeletions, run in a write batch of the group commit) read every shadow of
+  // the fleet, states and all, to find them, holding the leader's writes meanwhile. On device_id
+  // only, with `deleted` in the predicate (shadows_classic's already is): no column a shadow
+  // write changes is indexed, so those writes stay HOT updates
+  concurrentIndex('shadows_tombstones', 'ON shadows (device_id) WHERE deleted'),
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -259,6 +259,20 @@ const EXECUTION_UPDATE: PgBulkKind = {
     ).rowCount === 1,
 };
 
+/**
+ * Lists the devices with tombstones that are neither registered nor in deleted_devices (deleted
+ * by an earlier release during a rolling upgrade), at their last tombstone's time (seconds, in
+ * ms). Reads the tombstones through shadows_tombstones (postgres-migrations.ts), not every
+ * shadow: it runs in a write batch of the group commit, which waits for it. Exported for the
+ * plan check (test/store/tombstone-listing-plan.test.ts).
+ */
+export const UNRECORDED_DELETIONS_SQL = `INSERT INTO deleted_devices (device_id, deleted_at)
+  SELECT device_id, MAX(timestamp) * 1000 FROM shadows s
+  WHERE deleted AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
+    AND NOT EXISTS (SELECT 1 FROM deleted_devices x WHERE x.device_id = s.device_id)
+  GROUP BY device_id
+  ON CONFLICT (device_id) DO NOTHING`;
+
 /** The PostgreSQL StateStore. */
 export class PostgresStore implements StateStore {
   private readonly deps: PostgresStoreDeps;
@@ -515,19 +529,7 @@ export class PostgresStore implements StateStore {
   }
 
   async listUnrecordedDeletions(): Promise<number> {
-    return this.write(
-      async (c) =>
-        (
-          await c.query(
-            `INSERT INTO deleted_devices (device_id, deleted_at)
-               SELECT device_id, MAX(timestamp) * 1000 FROM shadows s
-               WHERE deleted AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
-                 AND NOT EXISTS (SELECT 1 FROM deleted_devices x WHERE x.device_id = s.device_id)
-               GROUP BY device_id
-             ON CONFLICT (device_id) DO NOTHING`,
-          )
-        ).rowCount ?? 0,
-    );
+    return this.write(async (c) => (await c.query(UNRECORDED_DELETIONS_SQL)).rowCount ?? 0);
   }
 
   async expireDeletedDevices(before: number, limit: number): Promise<{ devices: string[]; tombstones: number }> {

@@ -19,6 +19,7 @@ import { SKEW_MS } from '../pki/certificate-authority.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseDeviceRequestTopic, parsePresenceTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
+import { FileLimitGate } from '../util/open-file-limit.ts';
 import { AckOrder } from './ack-order.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
 import { ConnectAdmission, type AdmissionLimits, type Refusal } from './connect-admission.ts';
@@ -217,8 +218,14 @@ export class EmbeddedBroker implements MessageBus {
   private subscriptionHandler: (sender: Sender, filter: string) => void = () => {};
   /** Identity of each connection, decided at CONNECT. */
   private readonly senders = new WeakMap<Client, Sender>();
-  /** Counters for metrics and benchmarks: PUBLISH packets routed (from clients and from this process), CONNECTs refused by admission control. */
-  readonly stats = { published: 0, refusedConnections: 0 };
+  /**
+   * Counters for metrics and benchmarks: PUBLISH packets routed (from clients and from this
+   * process), connections refused (by admission control, or at the open-file limit), and of
+   * those the ones refused at the open-file limit.
+   */
+  readonly stats = { published: 0, refusedConnections: 0, refusedAtFileLimit: 0 };
+  /** The listeners' connections refused at the process's open-file limit (util/open-file-limit.ts); set at start. */
+  private fileLimit: { mqtt: FileLimitGate; mqtts: FileLimitGate } | undefined;
   private readonly admission: ConnectAdmission;
   /** Connections admitted and still authenticating: held, though aedes does not count them yet. */
   private authenticating = 0;
@@ -745,7 +752,17 @@ export class EmbeddedBroker implements MessageBus {
     aedes.on('connectionError', (_client, err) => log.debug('connection error', { error: err.message }));
     this.aedes = aedes;
 
+    // at the open-file limit the kernel refuses accept() and Node says nothing: refused here
+    // first, while a few files are left, with a line and a count (util/open-file-limit.ts)
+    const gates = { mqtt: new FileLimitGate({ logger: log, listener: 'mqtt' }), mqtts: new FileLimitGate({ logger: log, listener: 'mqtts' }) };
+    this.fileLimit = gates;
+    const atLimit = (gate: FileLimitGate) => (socket: net.Socket) => {
+      if (gate.admit(socket)) return;
+      this.stats.refusedConnections++;
+      this.stats.refusedAtFileLimit++;
+    };
     const handle = (socket: net.Socket) => {
+      if (socket.destroyed) return; // refused at the open-file limit
       let client: Client | undefined;
       try {
         client = aedes.handle(coalesceWrites(socket));
@@ -759,6 +776,7 @@ export class EmbeddedBroker implements MessageBus {
       }
     };
     const server = net.createServer(handle);
+    server.prependListener('connection', atLimit(gates.mqtt));
     this.server = server;
     await this.listen(server, this.opts.port, 'mqtt-port').catch(async (err: unknown) => {
       // as the TLS port's below: aedes closed (awaited) and the broker left unstarted, not half
@@ -769,7 +787,11 @@ export class EmbeddedBroker implements MessageBus {
     if (t) {
       // requestCert + rejectUnauthorized: a client without a certificate from our CA never reaches CONNECT
       const secure = tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: true }, handle);
-      secure.on('tlsClientError', (err) => log.warn('MQTTS handshake refused', { error: err.message }));
+      // before TLS takes the socket; its handshake then ends 'socket hang up', which is not logged
+      secure.prependListener('connection', atLimit(gates.mqtts));
+      secure.on('tlsClientError', (err, tlsSocket) => {
+        if (!gates.mqtts.refusedSocket((tlsSocket as { _parent?: unknown })._parent)) log.warn('MQTTS handshake refused', { error: err.message });
+      });
       this.tlsServer = secure;
       await this.listen(secure, t.port, 'mqtt-tls-port').catch(async (err: unknown) => {
         await this.stop();
@@ -914,6 +936,8 @@ export class EmbeddedBroker implements MessageBus {
     this.aedes = undefined;
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
     for (const s of [server, tlsServer]) if (s?.listening) await new Promise<void>((resolve) => s.close(() => resolve()));
+    this.fileLimit?.mqtt.close();
+    this.fileLimit?.mqtts.close();
   }
 }
 

@@ -8,6 +8,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
 import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
+import { FileLimitGate } from '../util/open-file-limit.ts';
 import { sendError, sendJson } from './respond.ts';
 import { contractOf, refuseBody, refuseUnknownQuery } from './route-contract.ts';
 import type { AuditNote, Caller, Router } from './router.ts';
@@ -60,8 +61,13 @@ export class HttpServer {
   private readonly opts: HttpServerOptions;
   private server: http.Server | undefined;
   private operatorToken: string;
-  /** Counted into `GET /api/v1/metrics`: changes asked of the API, calls refused for their token. */
-  readonly stats = { changes: 0, refusedTokens: 0 };
+  /**
+   * Counted into `GET /api/v1/metrics`: changes asked of the API, calls refused for their
+   * token, and connections (API, downloads, dashboard) refused at the open-file limit.
+   */
+  readonly stats = { changes: 0, refusedTokens: 0, refusedConnections: 0 };
+  /** Connections refused at the process's open-file limit (util/open-file-limit.ts); set at start. */
+  private fileLimit: FileLimitGate | undefined;
 
   /** Requests failed because a dependency is down: one line per 30 s. */
   private readonly unavailableLog: ThrottledLog;
@@ -101,6 +107,13 @@ export class HttpServer {
     const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
     server.keepAliveTimeout = 5_000;
     server.on('clientError', answerClientError);
+    // at the open-file limit the kernel refuses accept() and Node says nothing: refused here
+    // first, while a few files are left, with a line and a count; before TLS takes the socket
+    const gate = new FileLimitGate({ logger: this.opts.logger, listener: tls ? 'https' : 'http' });
+    this.fileLimit = gate;
+    server.prependListener('connection', (socket: import('node:net').Socket) => {
+      if (!gate.admit(socket)) this.stats.refusedConnections++;
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
@@ -271,6 +284,7 @@ export class HttpServer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     this.unavailableLog.close();
     this.refusedLog.close();
+    this.fileLimit?.close();
   }
 }
 

@@ -12,8 +12,12 @@ export interface InstanceMetrics {
   mqtt: { published: number; connectedClients: number; onlineDevices: number; refusedConnections: number };
   shadow: { requests: number; rejections: Record<string, number> };
   downloads: DownloadStats;
-  /** The operator API: changes asked (any method but GET and HEAD, but for a job's dry run; whatever the answer), and calls refused for their token. */
-  api: { changes: number; refusedTokens: number };
+  /**
+   * The operator API: changes asked (any method but GET and HEAD, but for a job's dry run;
+   * whatever the answer), calls refused for their token, and connections to the HTTP listener
+   * (API, downloads, dashboard) refused at the process's open-file limit.
+   */
+  api: { changes: number; refusedTokens: number; refusedConnections: number };
   /** Rollout notifications (webhook.url): delivered, failed for good (refused, redirected: a redirect is not followed, or every attempt failed), dropped from a full queue, waiting in the store (as the sender last counted; 0 on the others); null without a webhook. */
   webhook: { delivered: number; failed: number; dropped: number; waiting: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
@@ -87,7 +91,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   const one = (value: number): Sample[] => [['', value]];
   family('updraft_mqtt_published_total', 'counter', 'MQTT PUBLISH packets the embedded broker routed (0 with an external broker).', one(m.mqtt.published));
   family('updraft_mqtt_connected_clients', 'gauge', 'Connections on the embedded broker (0 with an external broker).', one(m.mqtt.connectedClients));
-  family('updraft_mqtt_refused_connections_total', 'counter', 'CONNECTs the embedded broker refused at an admission limit.', one(m.mqtt.refusedConnections));
+  family('updraft_mqtt_refused_connections_total', 'counter', 'Connections the embedded broker refused: CONNECTs at an admission limit, and connections at the process\'s open-file limit (the log says which).', one(m.mqtt.refusedConnections));
   family('updraft_online_devices', 'gauge', 'Devices this instance sees online.', one(m.mqtt.onlineDevices));
   family('updraft_shadow_requests_total', 'counter', 'Shadow requests (update, get, delete) received over MQTT, on state/... or $aws/things/... topics.', one(m.shadow.requests));
   family(
@@ -106,6 +110,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   family('updraft_downloads_cut_total', 'counter', 'Served downloads that ended before their last byte (the device went away, and resumes with Range: a rise is flaky device networks), or were reset after it because their device was revoked.', one(m.downloads.cut));
   family('updraft_download_bytes_total', 'counter', 'Bytes of the downloads handed to the network whole (a range counts its length; one cut before its last byte counts nothing; one reset after it, its device revoked, is counted here and in updraft_downloads_cut_total).', one(m.downloads.bytes));
   family('updraft_api_changes_total', 'counter', 'Changes asked of the operator API (any method but GET and HEAD, but for a job\'s dry run), whatever the answer: each is in the log.', one(m.api.changes));
+  family('updraft_http_refused_connections_total', 'counter', "Connections to the HTTP listener (API, downloads, dashboard) closed unserved because the process was at its open-file limit (ulimit -n): raise it.", one(m.api.refusedConnections));
   family('updraft_api_refused_tokens_total', 'counter', 'Operator API calls refused for a missing or wrong token (a rise: someone guessing, or a tool with an old token).', one(m.api.refusedTokens));
   if (m.webhook) {
     family('updraft_webhook_deliveries_total', 'counter', 'Rollout notifications by result: delivered, failed (refused or redirected by the receiver, or every attempt failed), dropped (the queue was full).', [

@@ -59,7 +59,7 @@ describe('metrics for Prometheus', () => {
       mqtt: { published: 1234, connectedClients: 7, onlineDevices: 5, refusedConnections: 2 },
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
       downloads: { served: 40, refused: 2, bytes: 4_000_000, cut: 3, unavailable: 5 },
-      api: { changes: 12, refusedTokens: 3 },
+      api: { changes: 12, refusedTokens: 3, refusedConnections: 4 },
       webhook: null,
       signing: { certificateExpiresAt: null, certificateSerial: null },
       tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: null, httpCertificateExpiresAt: null },
@@ -89,6 +89,7 @@ describe('metrics for Prometheus', () => {
       'updraft_downloads_cut_total 3',
       'updraft_download_bytes_total 4000000',
       'updraft_api_changes_total 12',
+      'updraft_http_refused_connections_total 4',
       'updraft_api_refused_tokens_total 3',
       'updraft_ca_expiry_timestamp_seconds 2000000000',
       'process_resident_memory_bytes 52428800',
@@ -101,7 +102,7 @@ describe('metrics for Prometheus', () => {
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 19);
+    assert.equal(types.length, 20);
     // `quantile` is a summary's label (OpenMetrics reserves it): no gauge carries it
     assert.doesNotMatch(text, /quantile=/);
     assert.ok(types.includes('# TYPE updraft_event_loop_delay_p99_seconds gauge'));
@@ -117,7 +118,7 @@ describe('metrics for Prometheus', () => {
       mqtt: { published: 0, connectedClients: 0, onlineDevices: 0, refusedConnections: 0 },
       shadow: { requests: 0, rejections: {} },
       downloads: { served: 0, refused: 0, bytes: 0, cut: 0, unavailable: 0 },
-      api: { changes: 0, refusedTokens: 0 },
+      api: { changes: 0, refusedTokens: 0, refusedConnections: 0 },
       webhook: { delivered: 7, failed: 1, dropped: 0, waiting: 3 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
       tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: 1_850_000_000, httpCertificateExpiresAt: 1_860_000_000 },

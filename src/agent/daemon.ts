@@ -229,9 +229,15 @@ async function readIfThere(file: string): Promise<string | undefined> {
   }
 }
 
-/** Every problem of the options at once (STYLE.md habit 8); the command checks them before it reads any file. */
-export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
+/**
+ * Every problem of the options at once (STYLE.md habit 8); the command checks them before it
+ * reads any file. `sources` names where a value given outside the command line came from
+ * (`{ '--broker': 'env UPDRAFT_BROKER' }`): its problem says so, `--broker (env UPDRAFT_BROKER)
+ * must be ...`, for an operator who finds no --broker on the command line.
+ */
+export function checkAgentOptions(opts: Partial<AgentDaemonOptions>, sources: Readonly<Record<string, string>> = {}): void {
   const problems: string[] = [];
+  const named = (flag: string) => (sources[flag] !== undefined ? `${flag} (${sources[flag]})` : flag);
   if (!isValidId(opts.deviceId ?? '')) problems.push(`--device must be ${ID_RULE}`);
   if (!opts.installDir) problems.push('--install-dir is required');
   // the spelling taken before SEMVER followed §9: a device's unit file given 1.0.0-rc.01 then must still start
@@ -241,9 +247,9 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
     const problem = timerMsProblem('--health-check-timeout', opts.healthCheckTimeoutMs);
     if (problem !== undefined) problems.push(problem);
   }
-  if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push('--broker must be a URL like mqtt://host:1883');
+  if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push(`${named('--broker')} must be a URL like mqtt://host:1883`);
   if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');
-  if (opts.timeZone !== undefined && !isTimeZone(opts.timeZone)) problems.push(`--time-zone must be an IANA time zone such as Europe/Madrid or UTC, got ${opts.timeZone}`);
+  if (opts.timeZone !== undefined && !isTimeZone(opts.timeZone)) problems.push(`${named('--time-zone')} must be an IANA time zone such as Europe/Madrid or UTC, got ${opts.timeZone}`);
   if (opts.tls && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) problems.push('--cert and --key go together');
   for (const [flag, ms] of [['--install-gate-retry', opts.installGateRetryMs], ['--install-gate-max-wait', opts.installGateMaxWaitMs]] as const) {
     if (ms !== undefined && !(Number.isFinite(ms) && ms >= 1000)) problems.push(`${flag} must be a number of seconds of at least 1`);
@@ -259,7 +265,7 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>): void {
   if (opts.maxUrlRefreshes !== undefined && !(Number.isSafeInteger(opts.maxUrlRefreshes) && opts.maxUrlRefreshes >= 0 && opts.maxUrlRefreshes <= MAX_URL_REFRESHES)) {
     problems.push(`--max-url-refreshes must be a whole number from 0 to ${MAX_URL_REFRESHES}`);
   }
-  if (opts.deviceType !== undefined && !isValidId(opts.deviceType)) problems.push(`--device-type must be ${ID_RULE}`);
+  if (opts.deviceType !== undefined && !isValidId(opts.deviceType)) problems.push(`${named('--device-type')} must be ${ID_RULE}`);
   if (problems.length > 0) throw new UpdraftError('CONFIG', `invalid agent options: ${problems.join('; ')}`);
 }
 

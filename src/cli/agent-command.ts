@@ -78,13 +78,21 @@ export function addAgentCommand(program: Command): void {
       if (!(timeout >= 0.001 && timeout <= MAX_HEALTH_CHECK_TIMEOUT_S)) {
         throw new UpdraftError('BAD_REQUEST', `--health-check-timeout must be a number of seconds from 0.001 to ${MAX_HEALTH_CHECK_TIMEOUT_S} (about 24.8 days), got ${o.healthCheckTimeout}`);
       }
-      const brokerUrl = o.broker ?? process.env.UPDRAFT_BROKER ?? DEFAULT_BROKER_URL;
+      // where a value given outside the command line came from, for the errors about it
+      const sources: Record<string, string> = {};
+      const flagOrEnv = (flag: string, value: string | undefined, variable: string): string | undefined => {
+        if (value !== undefined) return value;
+        const v = fromEnvironment(variable);
+        if (v !== undefined) sources[flag] = `env ${variable}`;
+        return v;
+      };
+      const brokerUrl = flagOrEnv('--broker', o.broker, 'UPDRAFT_BROKER') ?? DEFAULT_BROKER_URL;
       const maxRate = o.maxDownloadRate === undefined ? undefined : parseRate(o.maxDownloadRate);
       // digits only: Number() would take '' as 0 and ' 2 ' as 2 (the options check refuses NaN)
       const maxUrlRefreshes = o.maxUrlRefreshes === undefined ? undefined : /^\d+$/.test(o.maxUrlRefreshes) ? Number(o.maxUrlRefreshes) : NaN;
       const downloadRetryForMs = o.downloadRetryFor === undefined ? undefined : /^\d+$/.test(o.downloadRetryFor) ? Number(o.downloadRetryFor) * 1000 : NaN;
-      const deviceType = o.deviceType ?? process.env.UPDRAFT_DEVICE_TYPE;
-      const timeZone = o.timeZone ?? process.env.UPDRAFT_TIME_ZONE;
+      const deviceType = flagOrEnv('--device-type', o.deviceType, 'UPDRAFT_DEVICE_TYPE');
+      const timeZone = flagOrEnv('--time-zone', o.timeZone, 'UPDRAFT_TIME_ZONE');
       // every option is checked before a file is read: a secret missing for a device id that
       // is not valid anyway would send the user to register it
       badFlags(() => checkAgentOptions({
@@ -100,9 +108,13 @@ export function addAgentCommand(program: Command): void {
         ...(timeZone !== undefined ? { timeZone } : {}),
         installGateRetryMs: Number(o.installGateRetry) * 1000,
         installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
-      }));
+      }, sources));
+      // an empty secret is never a device's: given so, the broker refused it at every reconnect
+      if (o.password !== undefined && o.password.trim() === '') {
+        throw new UpdraftError('BAD_REQUEST', `--password is empty: give the device's secret, or leave it out to read ${secretFilePath(o.installDir)}`);
+      }
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
-        throw new UpdraftError('BAD_REQUEST', `cannot read ${what} ${file}: ${err.message}`);
+        throw new UpdraftError('BAD_REQUEST', `cannot read ${what}${sources[what] ? ` (${sources[what]})` : ''} ${file}: ${err.message}`);
       });
       const renewDays = Number(o.renewCertificateDays);
       if (!Number.isSafeInteger(renewDays) || renewDays < 0 || renewDays > 365) throw new UpdraftError('BAD_REQUEST', '--renew-certificate-days must be a whole number of days from 0 to 365');
@@ -116,9 +128,11 @@ export function addAgentCommand(program: Command): void {
       // parsed before the agent starts, naming the option and file: OpenSSL's own words
       // ("PEM routines::no start line") came after the start-up lines, naming neither
       usableTls(tls, o);
-      const keyFile = o.signingKey ?? process.env.UPDRAFT_SIGNING_KEY;
-      const rootFile = o.rootKey ?? process.env.UPDRAFT_ROOT_KEY;
-      const given = o.password ?? process.env.UPDRAFT_DEVICE_PASSWORD;
+      const keyFile = flagOrEnv('--signing-key', o.signingKey, 'UPDRAFT_SIGNING_KEY');
+      const rootFile = flagOrEnv('--root-key', o.rootKey, 'UPDRAFT_ROOT_KEY');
+      // UPDRAFT_DEVICE_PASSWORD= (empty) was taken as the secret: the saved one was not read,
+      // and the broker refused the device at every reconnect
+      const given = o.password ?? fromEnvironment('UPDRAFT_DEVICE_PASSWORD');
       const password = given ?? (await readDeviceSecret(o.installDir));
       if (password === undefined && o.cert === undefined) {
         throw new UpdraftError('UNAUTHORIZED', `no device secret: register the device with "updraft device register ${o.device} --save ${o.installDir}" (writes ${secretFilePath(o.installDir)}), or pass --password`);
@@ -152,6 +166,17 @@ export function addAgentCommand(program: Command): void {
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
       });
     });
+}
+
+/**
+ * An agent's `UPDRAFT_*` variable, read as the server reads its own (docs/configuration.md): an
+ * empty one (`UPDRAFT_DEVICE_PASSWORD=` in a unit file or a script) is one not set. Taken as a
+ * value, an empty password was sent instead of the saved secret (refused at every reconnect),
+ * and an empty broker, type or time zone was refused as if given on the command line.
+ */
+function fromEnvironment(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
 }
 
 /**

@@ -1,0 +1,64 @@
+/**
+ * `updraft agent` reads its `UPDRAFT_*` variables as the server reads its own
+ * (docs/configuration.md): an empty one is one not set. `UPDRAFT_DEVICE_PASSWORD=` (a unit
+ * file's empty line, a script's unset default) was taken as the secret: the one saved in the
+ * install directory was not read, and the broker refused the device at every reconnect. A bad
+ * value from the environment is named with its variable, as the server names its own. The
+ * real `updraft` command against a real server and broker.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { saveDeviceSecret } from '../../src/agent/provisioning.ts';
+import { runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+describe("updraft agent's environment variables", () => {
+  let ts: TestServer;
+  let root: string;
+  let keyFile: string;
+  const agents: CliProcess[] = [];
+  before(async () => {
+    ts = await startTestServer();
+    root = await mkdtemp(path.join(os.tmpdir(), 'updraft-agent-env-'));
+    keyFile = path.join(root, 'signing-key.pub');
+    await writeFile(keyFile, ts.server.security.signingKey.publicKeyPem);
+  });
+  after(async () => {
+    await Promise.all(agents.map((a) => a.kill('SIGKILL')));
+    await ts.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('takes an empty variable as one not set: the saved secret is used, and empty type, time zone and key files are not values', async () => {
+    const deviceId = 'env-empty';
+    const dir = path.join(root, deviceId);
+    await saveDeviceSecret(dir, await registerDevice(ts, deviceId));
+    const agent = startCli(['agent', '--device', deviceId, '--install-dir', dir, '--signing-key', keyFile], {
+      env: { UPDRAFT_BROKER: ts.mqttUrl, UPDRAFT_DEVICE_PASSWORD: '', UPDRAFT_DEVICE_TYPE: '', UPDRAFT_TIME_ZONE: '', UPDRAFT_ROOT_KEY: '' },
+    });
+    agents.push(agent);
+    await agent.waitFor(/env-empty: connected/, 20_000).catch(() => assert.fail(`the agent did not connect with its saved secret:\n${agent.output()}`));
+    assert.doesNotMatch(agent.output(), /Bad username or password/);
+  });
+
+  it('names the variable a bad value came from, and refuses an empty --password, exit 2 in one line', async () => {
+    const dir = path.join(root, 'env-bad');
+    const closed = `mqtt://127.0.0.1:${await freePort()}`;
+    const broker = await runCli(['agent', '--device', 'env-bad', '--install-dir', dir, '--password', 'x', '--insecure-allow-unsigned'], { env: { UPDRAFT_BROKER: 'broker.example:1883' } });
+    assert.equal(broker.code, 2, broker.stderr);
+    assert.equal(broker.stderr, 'updraft: error: invalid agent options: --broker (env UPDRAFT_BROKER) must be a URL like mqtt://host:1883\n');
+    const zone = await runCli(['agent', '--device', 'env-bad', '--install-dir', dir, '--broker', closed, '--password', 'x', '--insecure-allow-unsigned'], { env: { UPDRAFT_TIME_ZONE: 'Mars/Olympus', UPDRAFT_DEVICE_TYPE: 'a b' } });
+    assert.equal(zone.code, 2, zone.stderr);
+    assert.match(zone.stderr, /^updraft: error: invalid agent options: --time-zone \(env UPDRAFT_TIME_ZONE\) must be an IANA time zone .*, got Mars\/Olympus; --device-type \(env UPDRAFT_DEVICE_TYPE\) must be .*\n$/);
+    const key = await runCli(['agent', '--device', 'env-bad', '--install-dir', dir, '--broker', closed, '--password', 'x'], { env: { UPDRAFT_SIGNING_KEY: path.join(root, 'missing.pub') } });
+    assert.equal(key.code, 2, key.stderr);
+    assert.match(key.stderr, /^updraft: error: cannot read --signing-key \(env UPDRAFT_SIGNING_KEY\) \S+missing\.pub: ENOENT.*\n$/);
+    const empty = await runCli(['agent', '--device', 'env-bad', '--install-dir', dir, '--broker', closed, '--password', '', '--insecure-allow-unsigned']);
+    assert.equal(empty.code, 2, empty.stderr);
+    assert.equal(empty.stderr, `updraft: error: --password is empty: give the device's secret, or leave it out to read ${path.join(dir, '.updraft', 'device-secret')}\n`);
+  });
+});

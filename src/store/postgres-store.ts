@@ -302,6 +302,15 @@ export class PostgresStore implements StateStore {
     single: `SELECT ${SHADOW_COLS} FROM shadows WHERE device_id = $1 AND name = $2`,
     toRecord: toShadow,
   });
+  // a take-back (retractCommand: a cancel's, a timeout's) looks up the build each device runs:
+  // a cancel of a job sent to a page of devices asked for as many artifacts in one tick
+  private readonly artifactReads = new PgReadBatch<ArtifactRow & { i?: string }, ArtifactRecord>({
+    query: (sql, params) => this.read(sql, params),
+    sql: `SELECT k.i, ${prefixed('a', ARTIFACT_COLS)} FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (name, version, i)
+      JOIN artifacts a ON a.name = k.name COLLATE "C" AND a.version = k.version COLLATE "C"`,
+    single: `SELECT ${ARTIFACT_COLS} FROM artifacts WHERE name = $1 AND version = $2`,
+    toRecord: toArtifact,
+  });
   private readonly deviceReads = new PgReadBatch<DeviceRow & { i?: string }, DeviceRecord>({
     query: (sql, params) => this.read(sql, params),
     sql: `SELECT k.i, ${prefixed('d', DEVICE_COLS)} FROM unnest($1::text[]) WITH ORDINALITY AS k (device_id, i)
@@ -600,9 +609,8 @@ export class PostgresStore implements StateStore {
     });
   }
 
-  async getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined> {
-    const rows = await this.read<ArtifactRow>(`SELECT ${ARTIFACT_COLS} FROM artifacts WHERE name = $1 AND version = $2`, [name, version]);
-    return rows[0] && toArtifact(rows[0]);
+  getArtifact(name: string, version: string): Promise<ArtifactRecord | undefined> {
+    return this.artifactReads.get([name, version]);
   }
 
   async listArtifacts(options: { name?: string; after?: string; limit: number }): Promise<Page<ArtifactRecord>> {

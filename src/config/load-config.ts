@@ -2,7 +2,7 @@
  * Builds the configuration from defaults, an optional JSON file, environment variables and
  * CLI flags (later sources win), validating every setting and reporting every error at once.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { UpdraftError } from '../errors.ts';
 import { baseUrlProblem } from './base-url.ts';
 import { fileShapeErrors } from './file-shape.ts';
@@ -51,7 +51,14 @@ function kindOf(v: unknown): string {
  */
 function shown(s: Setting, raw: unknown): string {
   if (s.secret) return `${kindOf(raw)} (not shown: it is a secret)`;
-  return typeof raw === 'string' && s.type === 'url' ? `"${redactUrl(raw)}"` : JSON.stringify(raw);
+  // a URL given to a setting that takes none (--db-query-timeout postgres://u:pw@..., a
+  // variable's name swapped) is hidden as a URL setting's is: it was quoted whole
+  return typeof raw === 'string' && (s.type === 'url' || raw.includes('://')) ? `"${redactUrl(raw)}"` : JSON.stringify(raw);
+}
+
+/** A JSON number that is no safe integer, as an error shows it: 1e400 is read as Infinity, which JSON.stringify wrote as null. */
+function numberShown(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'a number too large to be read';
 }
 
 function coerce(s: Setting, raw: unknown, origin: Origin, source: string, errors: string[]): string | number | undefined {
@@ -65,7 +72,12 @@ function coerce(s: Setting, raw: unknown, origin: Origin, source: string, errors
     // is read here and refused by the minimum where the setting allows no negative
     else if (typeof raw === 'string' && /^-?\d+$/.test(raw)) n = Number(raw);
     else return fail(`must be an integer written in decimal digits, got ${shown(s, raw)}`);
-    if (!Number.isSafeInteger(n)) return fail(typeof raw === 'string' ? `must be at most ${s.max ?? Number.MAX_SAFE_INTEGER}, got ${raw}` : `must be an integer, got ${shown(s, raw)}`);
+    if (!Number.isSafeInteger(n)) {
+      // an integer too large (digits, or a JSON number such as 1e20 or 1e400) is out of range, not "no integer"
+      if (typeof raw === 'number' && !Number.isInteger(n) && Number.isFinite(n)) return fail(`must be an integer, got ${shown(s, raw)}`);
+      const got = typeof raw === 'string' ? raw : numberShown(n);
+      return fail(n < 0 ? `must be at least ${s.min ?? -Number.MAX_SAFE_INTEGER}, got ${got}` : `must be at most ${s.max ?? Number.MAX_SAFE_INTEGER}, got ${got}`);
+    }
     if (s.min !== undefined && n < s.min) return fail(`must be at least ${s.min}, got ${n}`);
     if (s.max !== undefined && n > s.max) return fail(`must be at most ${s.max}, got ${n}`);
     return n;
@@ -73,7 +85,8 @@ function coerce(s: Setting, raw: unknown, origin: Origin, source: string, errors
   if (typeof raw !== 'string') return fail(`must be a string, got ${shown(s, raw)}`);
   if (s.nonEmpty && raw.trim() === '') return fail(`must not be empty: ${s.nonEmpty}`);
   const problem = raw !== '' ? s.check?.(raw) : undefined;
-  if (problem !== undefined) return fail(problem);
+  // the check quotes the value: a URL pasted there is hidden as in shown()
+  if (problem !== undefined) return fail(raw.includes('://') ? redactUrl(problem) : problem);
   if (s.type === 'url' && raw !== '') {
     // a base URL first: its own reasons (a port out of range, a query) say more than "not a URL"
     const problem = s.base ? baseUrlProblem(raw) : undefined;
@@ -115,6 +128,26 @@ function jsonSyntaxProblem(text: string, nodeMessage: string): string {
 
 /** The offset of the first fault of `text` as JSON, and what it is, or undefined when it is JSON. */
 export function jsonSyntaxError(text: string): { offset: number; reason: string } | undefined {
+  return scanJson(text);
+}
+
+/**
+ * The keys `text` (JSON) gives twice in one object, as dotted paths with the line of the
+ * second: JSON.parse keeps the last silently, so a second `"mqtt": {...}` group (a file put
+ * together from pieces) dropped every setting of the first, leaving their defaults in force.
+ */
+export function duplicateJsonKeys(text: string): { path: string; line: number }[] {
+  const found: { path: string; line: number }[] = [];
+  scanJson(text, (path, offset) => found.push({ path, line: text.slice(0, offset).split('\n').length }));
+  return found;
+}
+
+/**
+ * Reads `text` by the JSON grammar (RFC 8259): the first fault and its offset, or undefined;
+ * `onDuplicate` hears each key given twice in one object (its dotted path, the offset of the
+ * second). Without an offset (a text nested too deep for this recursion) it says nothing.
+ */
+function scanJson(text: string, onDuplicate?: (path: string, offset: number) => void): { offset: number; reason: string } | undefined {
   let i = 0;
   const fault = (reason: string, at = i): never => {
     throw Object.assign(new Error(reason), { offset: at });
@@ -159,24 +192,33 @@ export function jsonSyntaxError(text: string): { offset: number; reason: string 
       digits('exponent');
     }
   };
-  const value = (): void => {
+  const value = (at: string): void => {
     space();
     const c = text[i];
     if (c === '{' || c === '[') {
       const close = c === '{' ? '}' : ']';
+      const keys = new Set<string>();
       i++;
       space();
       if (text[i] === close) return void i++;
       for (;;) {
+        let inner = `${at}[]`;
         if (c === '{') {
           space();
           if (text[i] !== '"') expect('a property name in double quotes is expected');
+          const start = i;
           string();
+          if (onDuplicate) {
+            const key = JSON.parse(text.slice(start, i)) as string;
+            inner = at === '' ? key : `${at}.${key}`;
+            if (keys.has(key)) onDuplicate(inner, start);
+            keys.add(key);
+          }
           space();
           if (text[i] !== ':') expect("':' is expected after a property name");
           i++;
         }
-        value();
+        value(inner);
         space();
         if (text[i] === ',') i++;
         else if (text[i] === close) return void i++;
@@ -190,7 +232,7 @@ export function jsonSyntaxError(text: string): { offset: number; reason: string 
     expect('a value is expected (text is written in double quotes)');
   };
   try {
-    value();
+    value('');
     space();
     if (i < text.length) fault('more text after the JSON value');
     return undefined;
@@ -198,6 +240,31 @@ export function jsonSyntaxError(text: string): { offset: number; reason: string 
     // a text nested too deep for this recursion: no offset to give
     const offset = (err as { offset?: number }).offset;
     return offset === undefined ? undefined : { offset, reason: (err as Error).message };
+  }
+}
+
+/**
+ * The most a configuration file may hold. Its settings take a few KB; a file read whole
+ * without a bound (a log or an image named by mistake, /dev/zero, a 3 GB file) took minutes
+ * and gigabytes of memory before failing with V8's own words, or never ended.
+ */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+/** The text of the file `file`, read up to MAX_CONFIG_FILE_BYTES (a pipe too: `--config <(...)`); more is refused. */
+function readConfigText(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_CONFIG_FILE_BYTES + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+    }
+    if (n > MAX_CONFIG_FILE_BYTES) throw new Error(`it holds more than ${MAX_CONFIG_FILE_BYTES / 1024 / 1024} MiB, which no configuration needs (its settings take a few KB): name the JSON file of settings`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -210,13 +277,16 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   else if (sources.file !== undefined) {
     let text: string | undefined;
     try {
-      text = readFileSync(sources.file, 'utf8');
+      text = readConfigText(sources.file);
     } catch (err) {
       errors.push(`config file ${sources.file}: ${(err as Error).message}`);
     }
     if (text !== undefined) {
       try {
         fileValues = JSON.parse(text);
+        for (const d of duplicateJsonKeys(text)) {
+          errors.push(`config file ${sources.file}: ${d.path} is given twice (again at line ${d.line}): only the second would be read, the first ignored; write it once`);
+        }
         for (const e of fileShapeErrors(fileValues, SETTINGS)) errors.push(`config file ${sources.file}: ${e}`);
       } catch (err) {
         // never Node's message: it quotes the file's text, secrets included

@@ -1,0 +1,101 @@
+/**
+ * How the configuration file is read (QA, fuzzing the configuration): a key given twice is
+ * refused (JSON.parse kept the second silently, so a second "mqtt" group dropped every setting
+ * of the first); a file is read up to 1 MiB (a 3 GB file took 51 s and gigabytes before V8's
+ * "Cannot create a string longer than ...", /dev/zero never ended), a pipe still read; a
+ * number too large says so (1e400 was "must be an integer, got null"), and a URL given to a
+ * setting that takes none is quoted without its password.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load-config.ts';
+import { runCli } from '../helpers/cli.ts';
+
+/** The message loadConfig throws (it must throw). */
+function configError(sources: Parameters<typeof loadConfig>[0]): string {
+  try {
+    loadConfig(sources);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  assert.fail('the configuration was taken');
+}
+
+/** The bound the docs give (docs/configuration.md). */
+const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+function tempDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'updraft-cfg-read-'));
+}
+
+describe('reading the configuration file', () => {
+  it('updraft server refuses a key given twice, by its path and line, exit 2 in one line, the data directory untouched', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'updraft.json');
+    // two pieces put together: the first group's port was dropped, the default 1883 in force
+    writeFileSync(file, '{\n  "mqtt": {"port": 0, "host": "127.0.0.1"},\n  "http": {"port": 0, "port": 0},\n  "mqtt": {"tlsPort": -1}\n}\n');
+    const data = path.join(dir, 'data');
+    const r = await runCli(['server', '--config', file, '--data-dir', data]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `updraft: error: invalid configuration: config file ${file}: http.port is given twice (again at line 3): only the second would be read, the first ignored; write it once; ` +
+        `config file ${file}: mqtt is given twice (again at line 4): only the second would be read, the first ignored; write it once\n`,
+    );
+    assert.equal(existsSync(data), false, 'nothing written');
+    // the same keys in separate objects are no duplicates
+    const fine = path.join(dir, 'fine.json');
+    writeFileSync(fine, JSON.stringify({ mqtt: { port: 1884, tlsPort: -1 }, http: { port: 1884 }, shadow: { maxDepth: 6 } }));
+    assert.equal(loadConfig({ file: fine }).mqtt.port, 1884);
+  });
+
+  it('reads at most 1 MiB of a file, and a pipe', async () => {
+    const dir = tempDir();
+    const big = path.join(dir, 'big.json');
+    // valid JSON: the bound, not the parser, refuses it
+    writeFileSync(big, `${' '.repeat(2 * MAX_CONFIG_FILE_BYTES)}{"http": {"port": 8081}}`);
+    const r = await runCli(['config', '--config', big]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, `updraft: error: invalid configuration: config file ${big}: it holds more than 1 MiB, which no configuration needs (its settings take a few KB): name the JSON file of settings\n`);
+    // just under the bound is read
+    const near = path.join(dir, 'near.json');
+    writeFileSync(near, `${' '.repeat(MAX_CONFIG_FILE_BYTES - 100)}{"http": {"port": 8082}}`);
+    assert.equal(loadConfig({ file: near }).http.port, 8082);
+    // a pipe (`--config <(envsubst < updraft.json.in)`) is read as before
+    const fifo = path.join(dir, 'settings.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const [piped] = await Promise.all([runCli(['config', '--config', fifo]), writeFile(fifo, '{"http": {"port": 8083}}')]);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(JSON.parse(piped.stdout).http.port, 8083);
+  });
+
+  it('says a JSON number beyond any bound is too large, not "got null"; 1.5 is no integer', () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'numbers.json');
+    writeFileSync(file, '{"http": {"port": 1e400}, "mqtt": {"port": 1e20, "tlsPort": -1e400}, "shadow": {"maxDepth": 1.5}}');
+    assert.equal(
+      configError({ file }),
+      `invalid configuration: mqtt.port (file ${file}) must be at most 65535, got 100000000000000000000; ` +
+        `mqtt.tlsPort (file ${file}) must be at least -1, got a number too large to be read; ` +
+        `http.port (file ${file}) must be at most 65535, got a number too large to be read; ` +
+        `shadow.maxDepth (file ${file}) must be an integer, got 1.5`,
+    );
+    assert.match(configError({ env: { UPDRAFT_HTTP_PORT: '-99999999999999999999' } }), /http\.port \(env UPDRAFT_HTTP_PORT\) must be at least 0, got -99999999999999999999$/);
+  });
+
+  it('never quotes the password of a URL given to a setting that takes no URL', () => {
+    const message = configError({
+      env: { UPDRAFT_DB_QUERY_TIMEOUT: 'postgres://u:hunter2@db/updraft', UPDRAFT_TLS_HOSTS: 'postgres://u:hunter2@db/updraft' },
+      flags: { 'log-level': 'mqtt://operator:hunter2@broker:1883' },
+    });
+    assert.doesNotMatch(message, /hunter2/);
+    assert.match(message, /postgres\.queryTimeoutSeconds \(env UPDRAFT_DB_QUERY_TIMEOUT\) must be an integer written in decimal digits, got "postgres:\/\/u:\*\*\*@db\/updraft"/);
+    assert.match(message, /tls\.hosts \(env UPDRAFT_TLS_HOSTS\) has "postgres:\/\/u:\*\*\*@db\/updraft", which is neither/);
+    assert.match(message, /logLevel \(flag --log-level\) must be one of debug, info, warn, error, silent, got "mqtt:\/\/operator:\*\*\*@broker:1883"/);
+  });
+});

@@ -1721,22 +1721,30 @@ export class RolloutEngine {
     if (tries === 0) this.deps.logger.warn('command of an execution canceled unsent not taken back yet; tried again at a later tick', { ...key, agentJobId: aid, error });
   }
 
-  /** Tries again the take-backs owed in `owedTakeBacks` that are due (at each tick, before the lead is looked at). */
+  /**
+   * Tries again the take-backs owed in `owedTakeBacks` that are due, up to DUE_BATCH (at each
+   * tick, before the lead is looked at), all at once as a stop's page is: their reads go in one
+   * query on PostgreSQL (until 2026-12-06 one device after another, two reads each).
+   */
   private async retryTakeBacks(now: number): Promise<void> {
-    let tried = 0;
-    for (const [id, owed] of [...this.owedTakeBacks]) {
-      if (tried >= DUE_BATCH) break;
+    const due: [string, { jobId: string; deviceId: string; aid: string; tries: number }][] = [];
+    for (const [id, owed] of this.owedTakeBacks) {
+      if (due.length >= DUE_BATCH) break;
       if (owed.due > now && now >= owed.due - STOP_RETRY_MAX_MS) continue; // a clock set back tries at once
-      tried++;
-      const key = { jobId: owed.jobId, deviceId: owed.deviceId };
-      try {
-        await this.takeBackUnsent(key, owed.aid, now);
-        this.owedTakeBacks.delete(id);
-        this.deps.logger.info('command of an execution canceled unsent taken back on a later try (or owed on its row)', { ...key, agentJobId: owed.aid });
-      } catch (err) {
-        this.oweTakeBack(key, owed.aid, now, owed.tries, asUpdraftError(err).message);
-      }
+      due.push([id, owed]);
     }
+    await Promise.all(
+      due.map(async ([id, owed]) => {
+        const key = { jobId: owed.jobId, deviceId: owed.deviceId };
+        try {
+          await this.takeBackUnsent(key, owed.aid, now);
+          this.owedTakeBacks.delete(id);
+          this.deps.logger.info('command of an execution canceled unsent taken back on a later try (or owed on its row)', { ...key, agentJobId: owed.aid });
+        } catch (err) {
+          this.oweTakeBack(key, owed.aid, now, owed.tries, asUpdraftError(err).message);
+        }
+      }),
+    );
   }
 
   /**

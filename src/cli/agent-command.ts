@@ -7,6 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import { parsePublicKey } from '../signing/signing-key.ts';
 import { DEFAULT_BROKER_URL, readDeviceSecret, secretFilePath } from '../agent/provisioning.ts';
 import { createLogger, type LogFormat, type LogLevel } from '../util/logger.ts';
+import { wholeNumber } from '../util/number-text.ts';
 
 interface AgentFlags {
   device: string;
@@ -74,7 +75,7 @@ export function addAgentCommand(program: Command): void {
     .action(async (o: AgentFlags) => {
       const [{ checkAgentOptions, runAgentDaemon }, { settleRenewedFiles }] = await Promise.all([import('../agent/daemon.ts'), import('../agent/certificate-renewer.ts')]);
       // a timer holds at most 2^31-1 ms: a longer timeout fired at once and rolled back a good update
-      const timeout = Number(o.healthCheckTimeout);
+      const timeout = secondsIn(o.healthCheckTimeout);
       if (!(timeout >= 0.001 && timeout <= MAX_HEALTH_CHECK_TIMEOUT_S)) {
         throw new UpdraftError('BAD_REQUEST', `--health-check-timeout must be a number of seconds from 0.001 to ${MAX_HEALTH_CHECK_TIMEOUT_S} (about 24.8 days), got ${o.healthCheckTimeout}`);
       }
@@ -106,8 +107,8 @@ export function addAgentCommand(program: Command): void {
         ...(downloadRetryForMs !== undefined ? { downloadRetryForMs } : {}),
         ...(deviceType !== undefined ? { deviceType } : {}),
         ...(timeZone !== undefined ? { timeZone } : {}),
-        installGateRetryMs: Number(o.installGateRetry) * 1000,
-        installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
+        installGateRetryMs: secondsIn(o.installGateRetry) * 1000,
+        installGateMaxWaitMs: secondsIn(o.installGateMaxWait) * 1000,
       }, sources));
       // an empty secret is never a device's: given so, the broker refused it at every reconnect
       if (o.password !== undefined && o.password.trim() === '') {
@@ -116,8 +117,9 @@ export function addAgentCommand(program: Command): void {
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what}${sources[what] ? ` (${sources[what]})` : ''} ${file}: ${err.message}`);
       });
-      const renewDays = Number(o.renewCertificateDays);
-      if (!Number.isSafeInteger(renewDays) || renewDays < 0 || renewDays > 365) throw new UpdraftError('BAD_REQUEST', '--renew-certificate-days must be a whole number of days from 0 to 365');
+      // digits only: Number('') is 0, which turned the renewal off (a unit file's "$RENEW_DAYS" unset)
+      const renewDays = wholeNumber(o.renewCertificateDays, 0, 365);
+      if (renewDays === undefined) throw new UpdraftError('BAD_REQUEST', '--renew-certificate-days must be a whole number of days from 0 to 365');
       // a renewal stopped halfway through its files is finished (or dropped) before they are read
       if (o.cert !== undefined && o.key !== undefined) await settleRenewedFiles({ cert: o.cert, key: o.key });
       const tls = {
@@ -160,12 +162,20 @@ export function addAgentCommand(program: Command): void {
         ...(deviceType !== undefined ? { deviceType } : {}),
         ...(timeZone !== undefined ? { timeZone } : {}),
         ...(o.installGate !== undefined ? { installGate: o.installGate } : {}),
-        installGateRetryMs: Number(o.installGateRetry) * 1000,
-        installGateMaxWaitMs: Number(o.installGateMaxWait) * 1000,
+        installGateRetryMs: secondsIn(o.installGateRetry) * 1000,
+        installGateMaxWaitMs: secondsIn(o.installGateMaxWait) * 1000,
         ...(o.healthCheck !== undefined ? { healthCheck: o.healthCheck } : {}),
         ...(o.initialVersion !== undefined ? { initialVersion: o.initialVersion } : {}),
       });
     });
+}
+
+/**
+ * Seconds written as a decimal number (`60`, `0.5`), else NaN, which the option's check refuses
+ * with its own words. Number() took '0x10' as 16, '1e3' as 1000 and ' 5' as 5.
+ */
+function secondsIn(text: string): number {
+  return /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
 }
 
 /**

@@ -11,6 +11,8 @@
  * - `json`: one JSON object per line, `{"time","level","component","msg",...fields}`, for
  *   log pipelines (Loki, Elasticsearch, CloudWatch) that index fields.
  */
+import { DiskErrorLog } from './disk-error-log.ts';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 /** How lines are written. */
@@ -49,22 +51,33 @@ export function formatTextLine(time: string, level: Exclude<LogLevel, 'silent'>,
   return `${time} ${level.toUpperCase().padEnd(5)} ${component ? `[${component}] ` : ''}${oneLine}${extra}`;
 }
 
-/** Creates a logger writing one line per event to `write` (stderr by default). */
-export function createLogger(options: { level?: LogLevel; format?: LogFormat; component?: string; write?: (line: string) => void } = {}): Logger {
+/**
+ * Creates a logger writing one line per event to `write` (stderr by default). Repeated
+ * full-disk WARN and ERROR lines are written once, then counted every `diskErrorIntervalMs`
+ * (30 s; 0: every line written): disk-error-log.ts.
+ */
+export function createLogger(options: { level?: LogLevel; format?: LogFormat; component?: string; write?: (line: string) => void; diskErrorIntervalMs?: number } = {}): Logger {
   const min = RANK[options.level ?? 'info'];
   const json = options.format === 'json';
   const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const line = (level: Exclude<LogLevel, 'silent'>, component: string | undefined, msg: string, fields?: Record<string, unknown>) => {
+    const time = new Date().toISOString();
+    if (json) {
+      const event: Record<string, unknown> = { time, level, ...(component ? { component } : {}), msg };
+      if (fields) for (const [k, v] of Object.entries(fields)) event[RESERVED.has(k) ? `_${k}` : k] = v instanceof Error ? v.message : v;
+      write(JSON.stringify(event));
+      return;
+    }
+    write(formatTextLine(time, level, component, msg, fields));
+  };
+  // one for the logger and its children: a part's lines and its children's are one log
+  const interval = options.diskErrorIntervalMs ?? 30_000;
+  const diskErrors = interval > 0 ? new DiskErrorLog(line, interval) : undefined;
   const make = (component: string | undefined): Logger => {
     const log = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>) => {
       if (RANK[level] < min) return;
-      const time = new Date().toISOString();
-      if (json) {
-        const line: Record<string, unknown> = { time, level, ...(component ? { component } : {}), msg };
-        if (fields) for (const [k, v] of Object.entries(fields)) line[RESERVED.has(k) ? `_${k}` : k] = v instanceof Error ? v.message : v;
-        write(JSON.stringify(line));
-        return;
-      }
-      write(formatTextLine(time, level, component, msg, fields));
+      if (diskErrors && (level === 'warn' || level === 'error') && !diskErrors.pass(level, component, msg, fields)) return;
+      line(level, component, msg, fields);
     };
     return {
       debug: (m, f) => log('debug', m, f),

@@ -88,12 +88,21 @@ describe('a cancel reads its devices a page at a time (PostgreSQL)', () => {
     const refused = { sent: 0, stays: 0, owed: 0 };
     const down = () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
     store.updateExecution = function (this: unknown, r: ExecutionRecord, c?: ReadonlySet<keyof ExecutionRecord>) {
-      if (outage === 'create' && r.dispatchedAt !== undefined) return void refused.sent++, Promise.reject(down());
-      if (outage === 'cancel' && r.details.retractPending !== undefined) return void refused.owed++, Promise.reject(down());
+      if (outage === 'create' && r.dispatchedAt !== undefined) {
+        refused.sent++;
+        return Promise.reject(down());
+      }
+      if (outage === 'cancel' && r.details.retractPending !== undefined) {
+        refused.owed++;
+        return Promise.reject(down());
+      }
       return realExecution.call(this, r, c);
     } as typeof store.updateExecution;
     store.putShadow = function (this: unknown, r: ShadowRecord, expected: number) {
-      if (outage === 'cancel') return void refused.stays++, Promise.reject(down());
+      if (outage === 'cancel') {
+        refused.stays++;
+        return Promise.reject(down());
+      }
       return realShadow.call(this, r, expected);
     } as typeof store.putShadow;
     try {

@@ -340,12 +340,42 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
     if (given.length > 0) errors.push(`${given.map((s) => `${s.path} (${from.get(s.path)})`).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but db is empty: the embedded SQLite store has no such bound; set db (--db postgres://...), or leave ${given.length === 1 ? 'it' : 'them'} out`);
   }
   errors.push(...tlsFileErrors(partial, (p) => `${p} (${from.get(p)})`, (p) => from.get(p)!));
+  errors.push(...sharedPortErrors(partial, (p) => `${p} (${from.get(p)})`));
   // a previous secret alone would sign with the replaced key only, in the header of the rotation
   if (partial.webhook?.previousSecret && !partial.webhook.secret) errors.push(`webhook.previousSecret (${from.get('webhook.previousSecret')}) is set without webhook.secret: it is the secret webhook.secret replaces during a rotation; set webhook.secret to the new one, or leave it out`);
   // a usage error (status 400): the CLI exits with code 2, as for a bad flag
   if (errors.length > 0) throw new UpdraftError('CONFIG', `invalid configuration: ${errors.join('; ')}`, { status: 400 });
   const config = out as unknown as UpdraftConfig;
   return config;
+}
+
+/** Interfaces that take every address: a listener on one of them holds its port on every interface. */
+const ANY_INTERFACE = new Set(['0.0.0.0', '::', '::0', '0:0:0:0:0:0:0:0']);
+
+/**
+ * Two of the server's listeners given one port on interfaces that overlap (the same, or one of
+ * them all): the second could not listen, and the start failed with exit code 1 and 'MQTT
+ * port 8883 on 0.0.0.0 is already in use; stop what uses it', naming a conflict with nothing
+ * the operator could find (`--http-port 8883` beside the MQTTS listener's default 8883).
+ * Port 0 picks a free port for each; with mqtt.url the embedded broker does not listen.
+ */
+function sharedPortErrors(c: UpdraftConfig, named: (path: string) => string): string[] {
+  if (!c.http || !c.mqtt) return [];
+  const listeners = [{ port: 'http.port', host: c.http.host, n: c.http.port }];
+  if (!c.mqtt.url) {
+    listeners.push({ port: 'mqtt.port', host: c.mqtt.host, n: c.mqtt.port });
+    if (c.mqtt.tlsPort >= 0) listeners.push({ port: 'mqtt.tlsPort', host: c.mqtt.host, n: c.mqtt.tlsPort });
+  }
+  const errors: string[] = [];
+  for (let i = 0; i < listeners.length; i++) {
+    for (let j = i + 1; j < listeners.length; j++) {
+      const [a, b] = [listeners[i]!, listeners[j]!];
+      if (a.n <= 0 || a.n !== b.n) continue;
+      if (a.host !== b.host && !ANY_INTERFACE.has(a.host) && !ANY_INTERFACE.has(b.host)) continue;
+      errors.push(`${named(a.port)} and ${named(b.port)} are both ${a.n}${a.host === b.host ? ` on ${a.host}` : ` (on ${a.host} and ${b.host})`}: one port cannot take two listeners; give each its own (0 picks a free one)`);
+    }
+  }
+  return errors;
 }
 
 /**

@@ -50,7 +50,7 @@ describe('reading the configuration file', () => {
     assert.equal(existsSync(data), false, 'nothing written');
     // the same keys in separate objects are no duplicates
     const fine = path.join(dir, 'fine.json');
-    writeFileSync(fine, JSON.stringify({ mqtt: { port: 1884, tlsPort: -1 }, http: { port: 1884 }, shadow: { maxDepth: 6 } }));
+    writeFileSync(fine, JSON.stringify({ mqtt: { port: 1884, tlsPort: -1 }, http: { port: 8081 }, shadow: { maxDepth: 6 } }));
     assert.equal(loadConfig({ file: fine }).mqtt.port, 1884);
   });
 
@@ -97,5 +97,26 @@ describe('reading the configuration file', () => {
     assert.match(message, /postgres\.queryTimeoutSeconds \(env UPDRAFT_DB_QUERY_TIMEOUT\) must be an integer written in decimal digits, got "postgres:\/\/u:\*\*\*@db\/updraft"/);
     assert.match(message, /tls\.hosts \(env UPDRAFT_TLS_HOSTS\) has "postgres:\/\/u:\*\*\*@db\/updraft", which is neither/);
     assert.match(message, /logLevel \(flag --log-level\) must be one of debug, info, warn, error, silent, got "mqtt:\/\/operator:\*\*\*@broker:1883"/);
+  });
+});
+
+describe("the server's listeners' ports", () => {
+  it('updraft server refuses one port for two listeners at start, naming both settings, exit 2, nothing written', async () => {
+    const dir = tempDir();
+    const data = path.join(dir, 'data');
+    // the MQTTS listener's default port, given to HTTP: the start failed with exit 1 and 'MQTT
+    // port 8883 on 0.0.0.0 is already in use; stop what uses it', HTTP being what used it
+    const r = await runCli(['server', '--data-dir', data, '--mqtt-port', '0', '--http-port', '8883']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, 'updraft: error: invalid configuration: http.port (flag --http-port) and mqtt.tlsPort (default) are both 8883 on 0.0.0.0: one port cannot take two listeners; give each its own (0 picks a free one)\n');
+    assert.equal(existsSync(data), false, 'nothing written');
+    assert.match(configError({ env: { UPDRAFT_HTTP_HOST: '::', UPDRAFT_MQTT_HOST: '127.0.0.1', UPDRAFT_MQTT_PORT: '1884' }, flags: { 'http-port': '1884', 'mqtt-tls-port': '-1' } }), /http\.port \(flag --http-port\) and mqtt\.port \(env UPDRAFT_MQTT_PORT\) are both 1884 \(on :: and 127\.0\.0\.1\)/);
+  });
+
+  it('takes one port on two distinct interfaces, port 0 for all, and any port for HTTP beside an external broker', () => {
+    assert.equal(loadConfig({ flags: { 'http-host': '10.0.0.5', 'mqtt-host': '127.0.0.1', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }).http.port, 1884);
+    assert.equal(loadConfig({ flags: { 'http-port': '0', 'mqtt-port': '0', 'mqtt-tls-port': '0' } }).mqtt.tlsPort, 0);
+    assert.equal(loadConfig({ flags: { 'mqtt-url': 'mqtt://broker:1883', 'http-port': '1883' } }).http.port, 1883);
+    assert.equal(loadConfig({ flags: { 'mqtt-tls-port': '-1', 'http-port': '8883' } }).http.port, 8883);
   });
 });

@@ -272,7 +272,7 @@ export class UpdraftServer {
           shareGroup: config.mqtt.shareGroup,
           logger: logger.child('mqtt'),
           // issue 9: $aws/things/... requests, which Mosquitto's shared subscriptions never deliver, go to one instance at a time
-          exclusive: { filters: AWS_REQUEST_FILTERS, lease: config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'aws-requests', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000 }) : new InProcessLease() },
+          exclusive: { filters: AWS_REQUEST_FILTERS, lease: config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'aws-requests', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000, queryTimeoutMs: config.postgres.leaseTimeoutSeconds * 1000 }) : new InProcessLease() },
         })
       : this.broker;
     const credentials = new CredentialService({
@@ -330,7 +330,7 @@ export class UpdraftServer {
     await this.startPart(awsJobs);
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (docs/design.md §7)
-    const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000 }) : undefined;
+    const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000, queryTimeoutMs: config.postgres.leaseTimeoutSeconds * 1000 }) : undefined;
     this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), monotonic: () => performance.now(), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs) }, retention: { days: config.jobs.retentionDays } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);

@@ -13,6 +13,7 @@ import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { startRolloutFixture } from '../jobs/rollout-fixture.ts';
+import { startTestServer } from '../helpers/server.ts';
 
 /** Polls `fn` until it returns true (10 s at most): the server frees a closed session's lock when it has ended it. */
 async function eventually(fn: () => Promise<boolean>, what: string): Promise<void> {
@@ -139,6 +140,21 @@ if (!started.ok) {
       } finally {
         relay.resume();
         await f.close();
+      }
+    });
+
+    it('a server takes its leases\' query timeout from postgres.leaseTimeoutSeconds (--db-lease-timeout)', TEST, async () => {
+      const lines: string[] = [];
+      const ts = await startTestServer({ flags: { db: relayed, 'db-lease-timeout': 1 }, logger: createLogger({ level: 'warn', write: (l) => lines.push(l) }) });
+      try {
+        await eventually(async () => ts.server.rollouts.engine.isLeader, 'the server leads rollouts');
+        relay.hang();
+        await eventually(async () => lines.some((l) => /the rollouts lease is given up/.test(l)), 'the lease given up');
+        const given = lines.find((l) => /the rollouts lease is given up/.test(l))!;
+        assert.match(given, /did not answer the rollouts lease's query within 1000 ms/, 'the setting, not the 10 s default');
+      } finally {
+        relay.resume();
+        await ts.close();
       }
     });
   });

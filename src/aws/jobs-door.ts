@@ -15,7 +15,7 @@ import { canTransition, isTerminal } from '../jobs/execution-state.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { mutateExecution } from '../jobs/execution-writer.ts';
 import { specOf } from '../jobs/job-spec.ts';
-import { AwsJobsError, parseAwsJobsBody, salvageJobsClientToken, type AwsJobsRejection, type AwsJobsRequestBody } from '../protocol/aws-jobs-messages.ts';
+import { AwsJobsError, salvageJobsClientToken, type AwsJobsRejection, type AwsJobsRequestBody } from '../protocol/aws-jobs-messages.ts';
 import { awsJobsAnswerTopic, parseAwsJobsRequest, type AwsJobsRequest } from '../protocol/aws-topics.ts';
 import type { JsonObject } from '../protocol/json.ts';
 import { KeyedQueue } from '../shadow/keyed-queue.ts';
@@ -28,6 +28,7 @@ import { awsIdOf, executionOf, isPending, reportedStatusDetails, rollbackStateOf
 import { AwsJobsNotifier } from './jobs-notifier.ts';
 import { mayActFor } from './thing-access.ts';
 import { ThingJobs } from './thing-jobs.ts';
+import { parseJobsRequestBody } from './update-body.ts';
 
 /** What the door needs. */
 export interface JobsDoorDeps {
@@ -105,9 +106,10 @@ export class AwsJobsDoor {
   private async answer(req: AwsJobsRequest, payload: Buffer, sender: Sender): Promise<void> {
     let body: AwsJobsRequestBody = {};
     try {
-      body = parseAwsJobsBody(payload, req);
+      const parsed = parseJobsRequestBody(payload, req);
+      body = parsed.body;
       await this.refuseUnregistered(req.thing, sender);
-      const accepted = await this.run(req, body, sender);
+      const accepted = await this.run(req, body, sender, parsed.cancelStepTimer);
       if (body.clientToken !== undefined) accepted.clientToken = body.clientToken;
       await this.publishJson(awsJobsAnswerTopic(req, 'accepted'), accepted);
     } catch (err) {
@@ -129,7 +131,8 @@ export class AwsJobsDoor {
     throw new AwsJobsError('ResourceNotFound', `Thing ${thing} is not registered: no device has that id; register it with: updraft device register ${thing}`);
   }
 
-  private async run(req: AwsJobsRequest, body: AwsJobsRequestBody, sender: Sender): Promise<JsonObject> {
+  /** `cancelStepTimer`: an update's `stepTimeoutInMinutes: -1` (`update-body.ts`). */
+  private async run(req: AwsJobsRequest, body: AwsJobsRequestBody, sender: Sender, cancelStepTimer: boolean): Promise<JsonObject> {
     const timestamp = Math.floor(this.nowMs() / 1000);
     if (req.op === 'get') {
       const view = await this.current(req.thing);
@@ -172,7 +175,7 @@ export class AwsJobsDoor {
       throw new AwsJobsError('InvalidStateTransition', `Cannot change the status of job execution ${req.jobId} from ${view.status} to ${body.status}`, stateOf(view));
     }
     refuseRollbackStepTimer(view, body);
-    const after = await this.report(view, body.status, body, sender);
+    const after = await this.report(view, body.status, body, sender, cancelStepTimer);
     const out: JsonObject = { timestamp };
     if (body.includeJobExecutionState === true) out.executionState = stateOf(after) as unknown as JsonObject;
     if (body.includeJobDocument === true) {
@@ -242,7 +245,7 @@ export class AwsJobsDoor {
   }
 
   /** Writes an AWS status as the device's report, waits for the tracker, returns the new view. */
-  private async report(view: JobView, status: NonNullable<AwsJobsRequestBody['status']>, body: AwsJobsRequestBody, sender: Sender): Promise<JobView> {
+  private async report(view: JobView, status: NonNullable<AwsJobsRequestBody['status']>, body: AwsJobsRequestBody, sender: Sender, cancelStepTimer = false): Promise<JobView> {
     const { store, replica, tracker } = this.deps;
     const shadow = await store.getShadow(view.thing, '');
     const software = view.software!;
@@ -255,7 +258,7 @@ export class AwsJobsDoor {
     await tracker.idle();
     const { baseJobId, control } = awsIdOf(view.agentJobId);
     if (control) await this.recordRollbackUpdate(view, baseJobId, reportedStatusDetails(await store.getShadow(view.thing, ''), view.agentJobId));
-    else await this.recordUpdate(view, baseJobId, status === 'IN_PROGRESS' ? body.stepTimeoutInMinutes : undefined);
+    else await this.recordUpdate(view, baseJobId, status !== 'IN_PROGRESS' ? undefined : cancelStepTimer ? 'cancel' : body.stepTimeoutInMinutes);
     // read after the door's own write: the versionNumber answered is the one the next update is checked against
     return (await this.jobs.current(view.thing)) ?? view;
   }
@@ -263,9 +266,10 @@ export class AwsJobsDoor {
   /**
    * What an update through the Jobs API records beside the report, in one write: when the
    * execution left QUEUED (AWS's startedAt, the device's start, not the command's sending),
-   * and AWS `stepTimeoutInMinutes` (the execution ends TIMED_OUT unless updated again in time).
+   * and AWS `stepTimeoutInMinutes` (the execution ends TIMED_OUT unless updated again in time;
+   * `'cancel'`, sent as -1, takes the timer an earlier update set away).
    */
-  private async recordUpdate(view: JobView, baseJobId: string, minutes: number | undefined): Promise<void> {
+  private async recordUpdate(view: JobView, baseJobId: string, minutes: number | 'cancel' | undefined): Promise<void> {
     // the job's rules (its timeouts), cached: a spec read per device message can be megabytes
     const job = minutes === undefined ? undefined : await this.deps.tracker.jobIdentity(baseJobId);
     const spec = job ? specOf(job) : undefined;
@@ -277,12 +281,14 @@ export class AwsJobsDoor {
       // (jobs/pending-retract.ts); its step timer, kept, would also bound the retry once started
       if ((cur.attempt ?? 1) !== view.executionNumber) return undefined;
       const started = view.status === 'QUEUED' && cur.status !== 'QUEUED' && cur.details.startedAt === undefined;
-      const timer = minutes !== undefined && !isTerminal(cur.status);
+      // a cancel changes something only where a timer is set
+      const timer = minutes !== undefined && !isTerminal(cur.status) && (minutes !== 'cancel' || cur.details.stepDeadlineAt !== undefined);
       if (!started && !timer) return undefined;
       const details = { ...cur.details };
       if (started) details.startedAt = now;
       if (!timer) return { details };
-      details.stepDeadlineAt = now + minutes * 60_000;
+      if (typeof minutes === 'number') details.stepDeadlineAt = now + minutes * 60_000;
+      else delete details.stepDeadlineAt;
       return { details, dueAt: deadlineOf(spec, { status: cur.status, dispatchedAt: cur.dispatchedAt, details }) };
     }, now);
   }

@@ -142,7 +142,8 @@ const CHECKS: { readonly [K in keyof UpdateAgentOptions]-?: Check } = {
   now: fn('now', 'a function returning milliseconds since the epoch'),
 };
 
-function brokerUrlProblem(v: unknown): string | undefined {
+/** Why `v` is no broker URL mqtt.js connects to (a line naming `brokerUrl`), or undefined; `updraft agent --broker` is checked by it too. */
+export function brokerUrlProblem(v: unknown): string | undefined {
   const expected = `brokerUrl must be a URL like mqtt://host:1883 (${BROKER_SCHEMES.map((s) => s.slice(0, -1)).join(', ')})`;
   if (typeof v !== 'string') return `${expected}, got ${shown(v)}`;
   let url: URL;

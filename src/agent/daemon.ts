@@ -16,7 +16,7 @@ import { ExclusiveLock } from '../util/exclusive-lock.ts';
 import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
-import { timerMsProblem } from './agent-options-check.ts';
+import { brokerUrlProblem, timerMsProblem } from './agent-options-check.ts';
 import { runInstallGate } from './health-check.ts';
 import { DEFAULT_BROKER_URL, rootKeyFilePath, secretFileReader, signingKeyFilePath } from './provisioning.ts';
 import { SlotInstaller } from './slot-installer.ts';
@@ -247,7 +247,11 @@ export function checkAgentOptions(opts: Partial<AgentDaemonOptions>, sources: Re
     const problem = timerMsProblem('--health-check-timeout', opts.healthCheckTimeoutMs);
     if (problem !== undefined) problems.push(problem);
   }
-  if (opts.brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.brokerUrl)) problems.push(`${named('--broker')} must be a URL like mqtt://host:1883`);
+  // the library's own rule: a scheme alone (mqtt://, mqtt://:1883), a port out of range or an
+  // IPv6 address not closed passed a check of the scheme, and UpdateAgent refused it after the
+  // lock was taken, exit 1 with 'invalid UpdateAgent options:' and nothing said of why (the
+  // reason was on a second line); ssl:// and mqtt+unix:///path, which the library takes, were refused
+  if (opts.brokerUrl !== undefined && brokerUrlProblem(opts.brokerUrl) !== undefined) problems.push(`${named('--broker')} must be a URL like mqtt://host:1883`);
   if (opts.downloadAuth !== undefined && !['url', 'token'].includes(opts.downloadAuth)) problems.push('--download-auth must be url or token');
   if (opts.timeZone !== undefined && !isTimeZone(opts.timeZone)) problems.push(`${named('--time-zone')} must be an IANA time zone such as Europe/Madrid or UTC, got ${opts.timeZone}`);
   if (opts.tls && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) problems.push('--cert and --key go together');

@@ -7,6 +7,7 @@
  * real `updraft` command against a real server and broker.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,5 +61,38 @@ describe("updraft agent's environment variables", () => {
     const empty = await runCli(['agent', '--device', 'env-bad', '--install-dir', dir, '--broker', closed, '--password', '', '--insecure-allow-unsigned']);
     assert.equal(empty.code, 2, empty.stderr);
     assert.equal(empty.stderr, `updraft: error: --password is empty: give the device's secret, or leave it out to read ${path.join(dir, '.updraft', 'device-secret')}\n`);
+  });
+});
+
+describe("updraft agent's --broker", () => {
+  let root: string;
+  before(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'updraft-agent-broker-'));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("is checked by the agent library's rule before anything is made: no host, a port out of range, an IPv6 address not closed", async () => {
+    // they passed a check of the scheme and were refused by UpdateAgent after the lock was
+    // taken: exit 1 and 'updraft: error: invalid UpdateAgent options:', nothing said of why
+    for (const broker of ['mqtt://', 'mqtt://:1883', 'mqtt://127.0.0.1:99999', 'mqtt://[::1']) {
+      const dir = path.join(root, 'bad');
+      const r = await runCli(['agent', '--device', 'b-1', '--install-dir', dir, '--broker', broker, '--password', 'x', '--insecure-allow-unsigned']);
+      assert.equal(r.code, 2, `${broker}: ${r.stderr}`);
+      assert.equal(r.stderr, 'updraft: error: invalid agent options: --broker must be a URL like mqtt://host:1883\n', broker);
+      assert.equal(existsSync(dir), false, `${broker}: nothing made`);
+    }
+  });
+
+  it('takes the schemes the library connects with: ssl:// and a Unix socket', async () => {
+    for (const broker of [`ssl://127.0.0.1:${await freePort()}`, `mqtt+unix://${path.join(root, 'broker.sock')}`]) {
+      const agent = startCli(['agent', '--device', 'b-2', '--install-dir', path.join(root, 'ok'), '--broker', broker, '--password', 'x', '--insecure-allow-unsigned']);
+      try {
+        await agent.waitFor(/b-2: starting/, 20_000).catch(() => assert.fail(`${broker} refused:\n${agent.output()}`));
+      } finally {
+        await agent.kill('SIGKILL');
+      }
+    }
   });
 });

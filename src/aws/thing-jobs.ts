@@ -18,13 +18,21 @@ export class ThingJobs {
     this.deps = deps;
   }
 
-  /** The thing's current command as a job, if it has one (a stay command is none). */
+  /**
+   * The thing's current command as a job, if it has one. None for a stay command, nor for a
+   * command of which the thing has no execution record (of its job, for a rollback): its job
+   * was deleted, executions and all (the command stays in the shadow, finished; as AWS's
+   * DeleteJob takes a job's executions away), or it is no job's. Shown from the shadow
+   * alone, it would be QUEUED again, and startable, as soon as the device's report was about
+   * anything else (its software reported afresh, or cleared).
+   */
   async current(thing: string): Promise<JobView | undefined> {
     const shadow = await this.deps.store.getShadow(thing, '');
     const software = currentCommand(shadow);
     if (!shadow || !software || isStayCommand(software.jobId)) return undefined;
     const id = awsIdOf(software.jobId);
     const execution = await this.deps.store.getExecution(id.baseJobId, thing);
+    if (!execution) return undefined;
     return currentJobView(thing, shadow, software, execution);
   }
 

@@ -68,9 +68,24 @@ export interface Setting {
  * allowed): anything else was put into the server certificate as a DNS name no client can
  * match (`bad host!`, `1.2.3.999`), and devices failed the TLS handshake with no hint why.
  */
+/** A DNS label: `_` is no RFC 1123 letter, but Docker Compose service names (updraft_server) carry it and resolve. */
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
+
+/**
+ * mqtt.host, http.host: the address of an interface, or a name that resolves to one. Anything
+ * else (`no such host!`, `[::1]`, `0.0.0.0:8080`) passed the configuration, and the start
+ * failed with exit code 1 and getaddrinfo's ENOTFOUND once the data directory was set up and
+ * the HTTP listener open, naming no setting.
+ */
+function listenHostProblem(value: string): string | undefined {
+  if (isIP(value) !== 0) return undefined;
+  if (/^\[.*\]$/.test(value) && isIP(value.slice(1, -1)) === 6) return `must be written without brackets, as ${value.slice(1, -1)}, got ${JSON.stringify(value)}`;
+  const labels = value.replace(/\.$/, '').split('.');
+  if (value.length <= 253 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels.at(-1)!)) return undefined;
+  return `must be an interface's IP address (0.0.0.0 or :: for all of them) or a host name, got ${JSON.stringify(value)}`;
+}
+
 function tlsHostsProblem(value: string): string | undefined {
-  // `_` is no RFC 1123 letter, but Docker Compose service names (updraft_server) carry it and resolve
-  const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
   for (const host of value.split(',').map((h) => h.trim()).filter((h) => h !== '')) {
     if (isIP(host) !== 0) continue;
     // a fully qualified name's trailing dot (host.example.com.) is the same name, taken before this check
@@ -90,7 +105,7 @@ function shareGroupProblem(value: string): string | undefined {
 /** Every setting. `http.publicUrl` defaults to `http://127.0.0.1:<http.port>` when empty. */
 export const SETTINGS: readonly Setting[] = [
   { path: 'dataDir', type: 'string', default: './data', env: 'UPDRAFT_DATA_DIR', flag: 'data-dir', doc: 'Directory for the embedded store, artifacts, signing keys and the operator token.', nonEmpty: 'it would put the store, the keys and the operator token in the working directory; name a directory' },
-  { path: 'mqtt.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_MQTT_HOST', flag: 'mqtt-host', doc: 'Interface the embedded MQTT broker listens on.', nonEmpty: "give the interface's address (0.0.0.0: all of them)" },
+  { path: 'mqtt.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_MQTT_HOST', flag: 'mqtt-host', doc: 'Interface the embedded MQTT broker listens on.', nonEmpty: "give the interface's address (0.0.0.0: all of them)", check: listenHostProblem },
   { path: 'mqtt.port', type: 'integer', default: 1883, env: 'UPDRAFT_MQTT_PORT', flag: 'mqtt-port', doc: 'TCP port of the embedded MQTT broker (MQTT 3.1.1); 0 picks a free port.', min: 0, max: 65535 },
   { path: 'mqtt.tlsPort', type: 'integer', default: 8883, env: 'UPDRAFT_MQTT_TLS_PORT', flag: 'mqtt-tls-port', doc: 'Port of MQTT over TLS with client certificates (mutual auth; device id = certificate CN) on the embedded broker; 0 picks a free port, -1 turns it off.', min: -1, max: 65535 },
   { path: 'mqtt.tlsCert', type: 'string', default: '', env: 'UPDRAFT_MQTT_TLS_CERT', flag: 'mqtt-tls-cert', doc: 'PEM certificate (chain) of the MQTTS listener, with mqtt.tlsKey; empty: issued by Updraft\'s CA for tls.hosts. Refused while mqtt.tlsPort is -1 (it would be ignored).' },
@@ -106,7 +121,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: 'postgres.leaseTimeoutSeconds', type: 'integer', default: 10, env: 'UPDRAFT_DB_LEASE_TIMEOUT', flag: 'db-lease-timeout', doc: 'With db: longest a query of the leases (rollouts, AWS requests: taking the lock, the leader\'s check of its session at each tick, the release) waits for its answer; none in time is a lease not held or lost (the leader stops leading) and the database counted unreachable. Bounds how long a leader cut from the database goes on leading. Not with the embedded store (refused).', min: 1, max: 3600 },
   { path: 'postgres.migrationTimeoutSeconds', type: 'integer', default: 600, env: 'UPDRAFT_DB_MIGRATION_TIMEOUT', flag: 'db-migration-timeout', doc: 'With db: at start, longest a step of the schema migrations may wait for a lock (another instance migrating, a long transaction on a table they change: lock_timeout) or run (statement_timeout); a step not answered 5 s after that (a database gone silent) fails the start too, saying which. Raise it to migrate a large database. Not with the embedded store (refused).', min: 1, max: 86400 },
   { path: 'blob', type: 'url', default: '', env: 'UPDRAFT_BLOB', flag: 'blob', doc: 'Artifact storage: empty for dataDir/artifacts, or s3://bucket[/prefix]?endpoint=URL&region=R&create=true (credentials from AWS_* variables).', schemes: ['s3'] },
-  { path: 'http.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_HTTP_HOST', flag: 'http-host', doc: 'Interface the HTTP server (API and downloads) listens on.', nonEmpty: "give the interface's address (0.0.0.0: all of them)" },
+  { path: 'http.host', type: 'string', default: '0.0.0.0', env: 'UPDRAFT_HTTP_HOST', flag: 'http-host', doc: 'Interface the HTTP server (API and downloads) listens on.', nonEmpty: "give the interface's address (0.0.0.0: all of them)", check: listenHostProblem },
   { path: 'http.port', type: 'integer', default: 8080, env: 'UPDRAFT_HTTP_PORT', flag: 'http-port', doc: 'TCP port of the HTTP server; 0 picks a free port.', min: 0, max: 65535 },
   { path: 'http.tls', type: 'enum', default: 'off', env: 'UPDRAFT_HTTP_TLS', flag: 'http-tls', doc: 'on: serve the API and downloads over HTTPS (with http.tlsCert/http.tlsKey, or a certificate issued by Updraft\'s CA for tls.hosts).', values: ['on', 'off'] },
   { path: 'http.tlsCert', type: 'string', default: '', env: 'UPDRAFT_HTTP_TLS_CERT', flag: 'http-tls-cert', doc: 'PEM certificate (chain) of the HTTPS server, with http.tlsKey; empty: issued by Updraft\'s CA. Refused while http.tls is off (it would be ignored).' },

@@ -120,3 +120,23 @@ describe("the server's listeners' ports", () => {
     assert.equal(loadConfig({ flags: { 'mqtt-tls-port': '-1', 'http-port': '8883' } }).http.port, 8883);
   });
 });
+
+describe("the server's listeners' interfaces", () => {
+  it('updraft server refuses an interface that is no address or host name, exit 2, naming the setting, nothing written', async () => {
+    const dir = tempDir();
+    const data = path.join(dir, 'data');
+    // it failed the start with exit 1, 'getaddrinfo ENOTFOUND', once the directory was set up
+    const r = await runCli(['server', '--data-dir', data, '--mqtt-port', '0', '--http-port', '0', '--mqtt-tls-port', '-1', '--mqtt-host', 'no such host!']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, 'updraft: error: invalid configuration: mqtt.host (flag --mqtt-host) must be an interface\'s IP address (0.0.0.0 or :: for all of them) or a host name, got "no such host!"\n');
+    assert.equal(existsSync(data), false, 'nothing written');
+    assert.match(configError({ env: { UPDRAFT_HTTP_HOST: '[::1]' } }), /http\.host \(env UPDRAFT_HTTP_HOST\) must be written without brackets, as ::1, got "\[::1\]"$/);
+    assert.match(configError({ env: { UPDRAFT_HTTP_HOST: '0.0.0.0:8080' } }), /http\.host \(env UPDRAFT_HTTP_HOST\) must be an interface's IP address/);
+  });
+
+  it('takes IP addresses, :: and host names', () => {
+    for (const host of ['0.0.0.0', '127.0.0.1', '::', '::1', 'localhost', 'updraft_server', 'updates.example.com.', '10.0.0.5']) {
+      assert.equal(loadConfig({ flags: { 'mqtt-host': host, 'http-host': host, 'http-port': '0', 'mqtt-port': '0' } }).mqtt.host, host);
+    }
+  });
+});

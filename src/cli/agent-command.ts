@@ -114,6 +114,11 @@ export function addAgentCommand(program: Command): void {
       if (o.password !== undefined && o.password.trim() === '') {
         throw new UpdraftError('BAD_REQUEST', `--password is empty: give the device's secret, or leave it out to read ${secretFilePath(o.installDir)}`);
       }
+      // `sh -c ''` exits 0: an empty gate installed every build at once, and an empty health
+      // check kept every one, without a word (a unit file's "$GATE" unset)
+      for (const [flag, command, without] of [['--install-gate', o.installGate, 'installs a verified build at once'], ['--health-check', o.healthCheck, 'keeps an installed build unchecked']] as const) {
+        if (command !== undefined && command.trim() === '') throw new UpdraftError('BAD_REQUEST', `${flag} is empty: give the command, or leave the option out (the agent then ${without})`);
+      }
       const read = (file: string, what: string) => readFile(file, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read ${what}${sources[what] ? ` (${sources[what]})` : ''} ${file}: ${err.message}`);
       });

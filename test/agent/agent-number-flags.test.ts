@@ -4,7 +4,8 @@
  * as 16 s, `1e3` as 1000 and ' 5' as 5, and `--renew-certificate-days ''` (a unit file's
  * "$RENEW_DAYS", unset) as 0, which turned the certificate's renewal off without a word: the
  * broker refused the device once its certificate expired. Each is refused, exit 2, one line,
- * before the agent starts. The real `updraft` command.
+ * before the agent starts. So is an empty `--install-gate` or `--health-check` (`sh -c ''`
+ * exits 0: every build was installed at once, and kept). The real `updraft` command.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,7 +26,7 @@ async function exitsAtOnce(args: string[]): Promise<{ code: number | null; outpu
   return { code, output: p.output() };
 }
 
-describe("updraft agent's numbers", () => {
+describe("updraft agent's numbers and commands", () => {
   let root: string;
   let base: string[];
   before(async () => {
@@ -50,6 +51,17 @@ describe("updraft agent's numbers", () => {
       const r = await exitsAtOnce([...base, flag, value]);
       assert.equal(r.code, 2, `${flag} ${JSON.stringify(value)} is bad input: ${r.output}`);
       assert.match(r.output, expected);
+    }
+  });
+
+  it('refuses an empty --install-gate and --health-check: sh -c \'\' exits 0, which installed and kept every build without a word', async () => {
+    const cases: [string, string][] = [['--install-gate', 'installs a verified build at once'], ['--health-check', 'keeps an installed build unchecked']];
+    for (const [flag, without] of cases) {
+      for (const value of ['', '  ']) {
+        const r = await exitsAtOnce([...base, flag, value]);
+        assert.equal(r.code, 2, `${flag} ${JSON.stringify(value)} is bad input: ${r.output}`);
+        assert.equal(r.output, `updraft: error: ${flag} is empty: give the command, or leave the option out (the agent then ${without})\n`);
+      }
     }
   });
 

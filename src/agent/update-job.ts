@@ -11,7 +11,7 @@ import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type Softwar
 import { redactUrl, type Logger } from '../util/logger.ts';
 import { redactUrlsIn } from '../util/redact-url.ts';
 import { MONOTONIC_CLOCK, type MonotonicClock } from './monotonic-clock.ts';
-import type { InFlightPhase, JobOutcome } from './agent-state.ts';
+import { MAX_SAVED_ERROR_CHARS, type InFlightPhase, type JobOutcome } from './agent-state.ts';
 import { downloadRetryDelay, type DownloadOptions, type Downloader } from './downloader.ts';
 import { hashFile } from './file-hash.ts';
 import { isInstalled, type InstalledSoftware, type Installer } from './installer.ts';
@@ -163,8 +163,18 @@ export class UpdateJob {
     this.lastProgressAt = this.clock.now();
   }
 
-  /** Runs the job to its outcome; rejects only with AgentStoppedError (or an unexpected internal error). */
+  /**
+   * Runs the job to its outcome; rejects only with AgentStoppedError (or an unexpected internal
+   * error). A FAILURE's reason goes to the shadow and the job's record: any URL it quotes is
+   * redacted (an installer's or a custom downloader's error may quote the signed URL), and it
+   * is cut to MAX_SAVED_ERROR_CHARS (`failureReason`).
+   */
   async execute(): Promise<JobOutcome> {
+    const outcome = await this.run();
+    return outcome.status === 'FAILURE' && outcome.error !== undefined ? { ...outcome, error: failureReason(outcome.error) } : outcome;
+  }
+
+  private async run(): Promise<JobOutcome> {
     const { installer, logger } = this.deps;
     const signal = this.ctrl.signal;
     try {
@@ -211,8 +221,7 @@ export class UpdateJob {
       if (signal.reason instanceof AgentStoppedError) throw signal.reason;
       if (err instanceof AgentStoppedError) throw err;
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
-      // the reason goes to the shadow and the job's record: a custom downloader's error may quote the signed URL
-      return { status: 'FAILURE', error: redactUrlsIn(asUpdraftError(err).message) };
+      return { status: 'FAILURE', error: asUpdraftError(err).message };
     }
   }
 
@@ -460,4 +469,19 @@ export class UpdateJob {
     this.lastProgressAt = now;
     this.deps.reportProgress(this, p);
   }
+}
+
+/**
+ * A FAILURE's reason as it is reported: its URLs redacted (a URL's query is its signature),
+ * and no longer than MAX_SAVED_ERROR_CHARS, saying how long it was. An installer's error
+ * quoting a URL of 70,000 characters was reported whole: larger than the broker takes (and
+ * than a shadow document), the report was refused, the device reconnected and sent it again
+ * for ever, and the job waited for its timeout. The bound is the one a saved reason is read
+ * with (agent-state.ts), so the reason is the same after a restart.
+ */
+export function failureReason(text: string): string {
+  const redacted = redactUrlsIn(text);
+  if (redacted.length <= MAX_SAVED_ERROR_CHARS) return redacted;
+  const tail = `... (${redacted.length} characters)`;
+  return `${redacted.slice(0, MAX_SAVED_ERROR_CHARS - tail.length)}${tail}`;
 }

@@ -9,7 +9,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { inWindow, nextOpening, wallTime, windowProblems, type MaintenanceWindow } from '../protocol/maintenance-window.ts';
 import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { redactUrl, type Logger } from '../util/logger.ts';
-import { redactUrlsIn } from '../util/redact-url.ts';
+import { clipped, redactUrlsIn } from '../util/redact-url.ts';
 import { MONOTONIC_CLOCK, type MonotonicClock } from './monotonic-clock.ts';
 import { MAX_SAVED_ERROR_CHARS, type InFlightPhase, type JobOutcome } from './agent-state.ts';
 import { downloadRetryDelay, type DownloadOptions, type Downloader } from './downloader.ts';
@@ -381,7 +381,7 @@ export class UpdateJob {
       const cmd = this.command;
       if (expired(cmd.urlExpiresAt)) {
         expiryRefresh('URL');
-        deps.logger.info('download URL expired, asking for a fresh one', { jobId: this.jobId, url: redactUrl(cmd.url) });
+        deps.logger.info('download URL expired, asking for a fresh one', { jobId: this.jobId, url: clipped(redactUrl(cmd.url)) });
         await deps.refreshCommand(this);
         continue;
       }

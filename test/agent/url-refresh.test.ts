@@ -217,6 +217,28 @@ describe('UpdateAgent: a download URL that expires', () => {
     assert.deepEqual(ctx.f.http.requests.map((r) => [r.query.get('sig'), r.status]), [['s1', 403], ['s2', 403], ['s3', 403]]);
   });
 
+  it('logs an expired URL of 70,000 characters redacted and cut to 500 characters', async () => {
+    noUrlsButAsked();
+    let issued = 0;
+    ctx.f.server.issueUrl = () => {
+      issued++;
+      const exp = Math.floor(Date.now() / 1000) + (issued === 1 ? -60 : 3600);
+      const path = issued === 1 ? `/v1/download/fw/${'x'.repeat(70_000)}` : undefined;
+      return { url: ctx.f.http.url(path, { exp: String(exp), sig: `SECRET-${issued}` }), urlExpiresAt: exp };
+    };
+    const agent = await ctx.started(new SlotInstaller({ dir: ctx.f.installDir }));
+    const finished = nextEvent(agent, 'job-finished');
+    await ctx.f.server.setDesired(ctx.f.software('job-long-url'));
+    assert.equal((await finished).status, 'SUCCESS');
+    const expired = ctx.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'download URL expired, asking for a fresh one');
+    assert.equal(expired.length, 1);
+    const url = String(expired[0]!.url);
+    assert.ok(url.length < 600, `the URL logged has ${url.length} characters`);
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/v1\/download\/fw\/xxx.*\.\.\. \(\d+ characters\)$/);
+    assert.ok(!ctx.lines.some((l) => l.includes('SECRET')), 'no signature logged');
+    assert.ok(Math.max(...ctx.lines.map((l) => l.length)) < 2000, 'no line carries the URL whole');
+  });
+
   it('fails when every URL handed out has already expired, without a request', async () => {
     noUrlsButAsked();
     ctx.f.server.issueUrl = () => ({ url: ctx.f.http.url(undefined, { sig: 'old' }), urlExpiresAt: Math.floor(Date.now() / 1000) - 60 });

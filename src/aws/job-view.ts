@@ -91,6 +91,19 @@ function rollbackSentAt(details: JsonObject): number | undefined {
   return isJsonObject(r) && typeof r.to === 'string' && typeof r.at === 'number' ? r.at : undefined;
 }
 
+/**
+ * When attempt `attempt` ended FAILED and its record moved on to a later attempt (a retry
+ * queued whose command is not sent yet), as the retry policy keeps it in `details.attempts`
+ * (jobs/retry-policy.ts): that end, ms since the epoch. An attempt that timed out is not
+ * over for its device in the same way: its command, not taken back yet, is still what the
+ * device is asked for, and it may still carry it out (docs/aws-compatibility.md).
+ */
+function failedAttemptAt(details: JsonObject, attempt: number): number | undefined {
+  const past = Array.isArray(details.attempts) ? details.attempts : [];
+  const o = past.find((a): a is JsonObject => isJsonObject(a) && a.attempt === attempt);
+  return o?.status === 'FAILED' && typeof o.at === 'number' ? o.at : undefined;
+}
+
 /** When the execution left QUEUED through the Jobs API (`details.startedAt`), ms, if recorded. */
 function startedAtOf(details: JsonObject): number | undefined {
   return typeof details.startedAt === 'number' ? details.startedAt : undefined;
@@ -146,7 +159,11 @@ export function reportedStatusDetails(shadow: ShadowRecord | undefined, agentId:
 export function currentJobView(thing: string, shadow: ShadowRecord, software: DesiredSoftware, execution: ExecutionRecord | undefined): JobView {
   const id = awsIdOf(software.jobId);
   const exec = execution && !id.control && (execution.attempt ?? 1) === id.executionNumber ? execution : undefined;
-  const status: AwsJobStatus = exec ? exec.status : reportedStatus(shadow, software.jobId);
+  // the record moved on to a retry not sent yet, this attempt having FAILED: it is over,
+  // whatever the device reports since (read from its report, it was QUEUED, startable, once
+  // the report moved off it)
+  const failedAt = execution && !id.control && (execution.attempt ?? 1) > id.executionNumber ? failedAttemptAt(execution.details, id.executionNumber) : undefined;
+  const status: AwsJobStatus = exec ? exec.status : failedAt !== undefined ? 'FAILED' : reportedStatus(shadow, software.jobId);
   // a rollback's own state (the door moves it at each update: the base job's record does not
   // move with the rollback's reports); a command with no record at all has the shadow's version
   const rollback = id.control && execution ? (rollbackStateOf(execution.details, software.jobId) ?? { jobId: software.jobId, version: 1 }) : undefined;
@@ -161,7 +178,7 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
     status,
     versionNumber: rollback?.version ?? execution?.version ?? shadow.version,
     queuedAt: secs(exec?.dispatchedAt ?? exec?.queuedAt ?? sentAt ?? shadow.timestamp * 1000),
-    lastUpdatedAt: exec ? secs(exec.updatedAt) : ended && ended.status === status ? secs(ended.at) : shadow.timestamp,
+    lastUpdatedAt: exec ? secs(exec.updatedAt) : failedAt !== undefined ? secs(failedAt) : ended && ended.status === status ? secs(ended.at) : shadow.timestamp,
     software,
     current: true,
   };

@@ -50,6 +50,12 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Called as bytes arrive, with the bytes on disk and the announced size. */
   onProgress?: (received: number, size: number) => void;
+  /**
+   * Called when the download starts over from byte 0 on purpose: the one fetch from the start
+   * after a resumed file failed verification, whose bytes are progress again (a caller that
+   * counts only bytes beyond the most held, as the agent's expiry budget does, starts over too).
+   */
+  onRestart?: () => void;
   /** Awaited before the whole file is hashed (the agent reports VERIFYING here). */
   beforeVerify?: () => Promise<void> | void;
   /**
@@ -309,6 +315,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       fetchedAgain = true;
       resumed = false;
       mostHeld = 0;
+      opts.onRestart?.();
       log.warn('resumed download failed verification, downloading again from the start', { url: shownUrl(opts.url) });
       continue;
     }

@@ -4,6 +4,7 @@
  * owns persistence and reporting and passes them in; the job only sequences the phases and
  * decides the outcome. A job lives only while it runs: an idle agent holds none.
  */
+import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { inWindow, nextOpening, wallTime, windowProblems, type MaintenanceWindow } from '../protocol/maintenance-window.ts';
@@ -367,6 +368,11 @@ export class UpdateJob {
     const expired = (expiresAt: number) => expiresAt * 1000 - deps.urlMarginMs <= serverNow();
     const fresh = deps.authorizeDownload ? 'credential' : 'URL';
     let expiredInRow = 0;
+    // the most bytes the device has held of this build (a file a restart left counts): only
+    // bytes beyond it end a row of expiries. Any byte did, bytes fetched again included, so a
+    // server serving the same first bytes again under each fresh URL, until it expired (a
+    // server ignoring Range on a slow link), was asked for fresh URLs for ever (QA)
+    let mostHeld = await sizeOnDisk(deps.file);
     let refused = 0;
     let refusedRefreshes = 0;
     let renewCredential = false;
@@ -400,9 +406,14 @@ export class UpdateJob {
           signal,
           logger: deps.logger,
           onProgress: (received, size) => {
-            expiredInRow = 0;
+            if (received > mostHeld) {
+              mostHeld = received;
+              expiredInRow = 0;
+            }
             this.onProgress(received, size);
           },
+          // the one fetch from the start after a failed verification: its bytes are progress again
+          onRestart: () => (mostHeld = 0),
           // the job's command is the one this download was checked for before VERIFYING is saved
           // with it: a re-send taken meanwhile (takeResent) stayed in the state file through
           // the install's wait, and a restart resumed from it (QA). Not yet `fetched`: a failed
@@ -484,4 +495,12 @@ export function failureReason(text: string): string {
   if (redacted.length <= MAX_SAVED_ERROR_CHARS) return redacted;
   const tail = `... (${redacted.length} characters)`;
   return `${redacted.slice(0, MAX_SAVED_ERROR_CHARS - tail.length)}${tail}`;
+}
+
+/** The size of `file`, 0 when there is none (an in-memory downloader writes none). */
+async function sizeOnDisk(file: string): Promise<number> {
+  return stat(file).then(
+    (st) => st.size,
+    () => 0,
+  );
 }

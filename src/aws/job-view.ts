@@ -163,13 +163,15 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
   // whatever the device reports since (read from its report, it was QUEUED, startable, once
   // the report moved off it)
   const failedAt = execution && !id.control && (execution.attempt ?? 1) > id.executionNumber ? failedAttemptAt(execution.details, id.executionNumber) : undefined;
-  const status: AwsJobStatus = exec ? exec.status : failedAt !== undefined ? 'FAILED' : reportedStatus(shadow, software.jobId);
   // a rollback's own state (the door moves it at each update: the base job's record does not
   // move with the rollback's reports); a command with no record at all has the shadow's version
   const rollback = id.control && execution ? (rollbackStateOf(execution.details, software.jobId) ?? { jobId: software.jobId, version: 1 }) : undefined;
   // a rollback's sending and recorded end, as its view will show them once replaced (pastRollbackView)
   const sentAt = rollback ? rollbackSentAt(execution!.details) : undefined;
   const ended = rollback ? rollbackOutcomeOf(execution!.details, software.jobId) : undefined;
+  // a rollback that ended is as its end was recorded, whatever the device reports since (read
+  // from its report, it was QUEUED, startable, again once the report moved off it)
+  const status: AwsJobStatus = exec ? exec.status : failedAt !== undefined ? 'FAILED' : ended ? ended.status : reportedStatus(shadow, software.jobId);
   const view: JobView = {
     thing,
     jobId: id.jobId,

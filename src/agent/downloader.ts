@@ -341,38 +341,21 @@ async function transfer(opts: DownloadOptions, have: number, log: Logger, onStar
       if (permanent) throw new UpdraftError('DOWNLOAD', `download failed: ${permanent}`);
       throw new Retryable(`request failed: ${describe(err)}`);
     }
-    let start: number;
-    if (res.status === 416) {
-      // transfer runs only while the file is incomplete: the server has no bytes where the
-      // artifact has more; another attempt asks for the same range
-      await res.body?.cancel().catch(() => {});
-      const total = /^bytes\s+\*\/(\d+)$/i.exec(res.headers.get('content-range')?.trim() ?? '')?.[1];
-      await rm(opts.file, { force: true });
-      const says = total === undefined ? '' : ` (its file has ${total} bytes)`;
-      throw new UpdraftError('DOWNLOAD', `HTTP 416: the server has no bytes from ${have} on${says}, but the artifact has ${opts.size}; the partial file was deleted`, { status: 416 });
-    } else if (res.status === 200) {
-      start = 0;
-    } else if (res.status === 206) {
-      const contentRange = res.headers.get('content-range');
-      start = rangeStart(contentRange);
-      if (start === -1) {
-        // no readable Content-Range: where its bytes go is not known; from the start (no progress
-        // until the file holds more than it ever did)
-        await res.body?.cancel().catch(() => {});
-        await rm(opts.file, { force: true });
-        throw new Retryable(`server answered the range request with 206 and no readable Content-Range; starting over`);
-      }
-      if (start !== have && start !== 0) {
-        // the server's fault: the bytes on disk are good, and stay
-        await res.body?.cancel().catch(() => {});
-        throw new Retryable(`server answered the range from byte ${have} with bytes from ${start} (Content-Range: ${clipped(contentRange ?? '', 100)}); refused`);
-      }
-    } else {
+    const answer = rangeAnswer(res.status, res.headers.get('content-range'), have, opts.size);
+    if (answer === undefined) {
       const reason = await readReason(res);
       const message = `HTTP ${res.status}: ${reason}`;
       if (isTransientStatus(res.status)) throw new Retryable(message, retryAfterMs(res.headers.get('retry-after'), res.headers.get('date')));
       throw new UpdraftError('DOWNLOAD', message, { status: res.status });
     }
+    if (!('start' in answer)) {
+      await res.body?.cancel().catch(() => {});
+      // the bytes on disk stay after a 206 from the wrong byte (the server's fault)
+      if ('fail' in answer || answer.startOver) await rm(opts.file, { force: true });
+      if ('fail' in answer) throw new UpdraftError('DOWNLOAD', `${answer.fail}; the partial file was deleted`, { status: 416 });
+      throw new Retryable(answer.retry);
+    }
+    const start = answer.start;
     if (have > 0 && start === 0) log.info('server ignored the range request, downloading from the start', { url: shownUrl(opts.url) });
     onStart(start);
     const limit = opts.size - start;
@@ -436,6 +419,33 @@ async function writeBody(res: Response, opts: DownloadOptions, start: number, li
   } finally {
     await fh.close().catch(() => {});
   }
+}
+
+/**
+ * Where the body of an answer to a request for the bytes from `have` on (no Range when 0)
+ * goes, by its status and Content-Range; shared by downloadArtifact and the simulator's
+ * memoryDownloader, so that simulated devices read a server as agents do:
+ * - 200, or a 206 from byte 0: the file from the start (`start` 0);
+ * - a 206 from `have`: the rest (`start` `have`);
+ * - a 206 from another byte: the server's fault, a failed attempt without progress (`retry`),
+ *   the bytes held kept; one without a readable Content-Range: where its bytes go is not
+ *   known, a failed attempt that starts the file over (`startOver`);
+ * - 416: asked only while the file is incomplete, so the server has no bytes where the
+ *   artifact has more, and another attempt asks for the same range: fails at once (`fail`);
+ * - any other status: undefined (an HTTP error, retried or not by its status).
+ */
+export function rangeAnswer(status: number, contentRange: string | null | undefined, have: number, size: number): { start: number } | { retry: string; startOver: boolean } | { fail: string } | undefined {
+  if (status === 200) return { start: 0 };
+  if (status === 416) {
+    const total = /^bytes\s+\*\/(\d+)$/i.exec(contentRange?.trim() ?? '')?.[1];
+    const says = total === undefined ? '' : ` (its file has ${total} bytes)`;
+    return { fail: `HTTP 416: the server has no bytes from ${have} on${says}, but the artifact has ${size}` };
+  }
+  if (status !== 206) return undefined;
+  const start = rangeStart(contentRange ?? null);
+  if (start === -1) return { retry: 'server answered the range request with 206 and no readable Content-Range; starting over', startOver: true };
+  if (start !== have && start !== 0) return { retry: `server answered the range from byte ${have} with bytes from ${start} (Content-Range: ${clipped(contentRange ?? '', 100)}); refused`, startOver: false };
+  return { start };
 }
 
 /** `bytes 100-199/200` → 100. */

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { UpdraftError } from '../errors.ts';
-import { DownloadRetries, REAL_CLOCK, isTransientStatus, permanentFetchFailure, retryAfterMs, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
+import { DownloadRetries, REAL_CLOCK, isTransientStatus, permanentFetchFailure, rangeAnswer, retryAfterMs, type DownloadOptions, type DownloadResult, type Downloader } from '../agent/downloader.ts';
 
 /**
  * Starts the request; `abort` is what the caller runs when the job is stopped while it
@@ -102,7 +102,14 @@ async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
       if (permanent) throw new UpdraftError('DOWNLOAD', `download failed: ${permanent}`);
       throw new Transient(`request failed: ${(err as Error).message}`, 0);
     }
-    if (res.statusCode !== 200) {
+    // a 206 and a 416 read as the agent reads them (it asks for no range: nothing is kept)
+    const answer = rangeAnswer(res.statusCode ?? 0, res.headers['content-range'], 0, opts.size);
+    if (answer !== undefined && !('start' in answer)) {
+      res.destroy();
+      if ('fail' in answer) throw Object.assign(new UpdraftError('DOWNLOAD', answer.fail), { status: 416 });
+      throw new Transient(answer.retry, 0);
+    }
+    if (answer === undefined) {
       const status = res.statusCode ?? 0;
       let body = '';
       try {

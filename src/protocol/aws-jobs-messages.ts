@@ -253,6 +253,6 @@ export function parseAwsJobsBody(payload: Buffer, req?: AwsJobsRequest): AwsJobs
 export function salvageJobsClientToken(payload: Buffer): string | undefined {
   // nothing from bytes that are not UTF-8: the token read from them may not be the one sent
   const v = parseJsonObject(payload);
-  if (typeof v !== 'string' && typeof v.clientToken === 'string' && !clientTokenTooLong(v.clientToken)) return v.clientToken;
+  if (typeof v !== 'string' && typeof v.clientToken === 'string' && v.clientToken !== '' && !clientTokenTooLong(v.clientToken)) return v.clientToken;
   return undefined;
 }

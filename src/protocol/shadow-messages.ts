@@ -245,6 +245,6 @@ export function parseSimpleRequest(payload: Buffer | string, limits: ShadowLimit
  */
 export function salvageClientToken(payload: Buffer | string): string | undefined {
   const v = parseJsonObject(payload);
-  if (typeof v !== 'string' && typeof v.clientToken === 'string' && !clientTokenTooLong(v.clientToken)) return v.clientToken;
+  if (typeof v !== 'string' && typeof v.clientToken === 'string' && v.clientToken !== '' && !clientTokenTooLong(v.clientToken)) return v.clientToken;
   return undefined;
 }

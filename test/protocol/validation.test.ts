@@ -44,6 +44,7 @@ describe('request validation', () => {
       assert.throws(() => update(token), /^UpdraftError: Invalid clientToken: must be a string of 1 to 64 characters$/, `${[...token].length} characters`);
     }
     assert.equal(salvageClientToken(JSON.stringify({ state: 5, clientToken: '😀'.repeat(65) })), undefined);
+    assert.equal(salvageClientToken(JSON.stringify({ state: 5, clientToken: '' })), undefined, 'an empty token is not echoed');
   });
 
   it("takes thingName and shadowName only naming the topic's own, in updates, gets and deletes", () => {

@@ -73,7 +73,8 @@ describe("the simulator's memoryDownloader reads a 206 and a 416 as the agent do
     }
   }
 
-  const cases: { what: string; script: Answer[]; expect: (r: Result) => void }[] = [
+  /** `jittered`: the count of requests depends on the backoff's jitter (compared within bounds only). */
+  const cases: { what: string; script: Answer[]; expect: (r: Result) => void; jittered?: boolean }[] = [
     { what: 'a 206 from byte 0 is the whole file', script: [whole206], expect: (r) => assert.deepEqual(r, { requests: 1 }) },
     { what: 'a 206 from another byte is refused, then a 200 downloads', script: [from10, whole200], expect: (r) => assert.deepEqual(r, { requests: 2 }) },
     { what: 'a 206 without Content-Range starts over, then a 200 downloads', script: [noContentRange, whole200], expect: (r) => assert.deepEqual(r, { requests: 2 }) },
@@ -85,6 +86,7 @@ describe("the simulator's memoryDownloader reads a 206 and a 416 as the agent do
         assert.match(r.error!.message, /^download failed: no progress in 5 s of retrying \(\d+ attempts\): server answered the range from byte 0 with bytes from 10 \(Content-Range: bytes 10-65552\/65553\); refused$/);
         assert.ok(r.requests > 2 && r.requests < GUARD, `${r.requests} requests`);
       },
+      jittered: true,
     },
     {
       what: 'a 416 fails at once with its status',
@@ -98,13 +100,13 @@ describe("the simulator's memoryDownloader reads a 206 and a 416 as the agent do
     },
   ];
 
-  cases.forEach(({ what, script, expect }, i) => {
+  cases.forEach(({ what, script, expect, jittered }, i) => {
     it(what, async () => {
       const agent = await run(downloadArtifact, `agent-${i}`, script);
       const memory = await run(memoryDownloader, `memory-${i}`, script);
       expect(agent);
       expect(memory);
-      assert.equal(memory.requests, agent.requests);
+      if (!jittered) assert.equal(memory.requests, agent.requests);
     });
   });
 });

@@ -215,8 +215,42 @@ export function finishedJobsOf(raw: unknown): FinishedJob[] {
     });
 }
 
-/** A saved failure reason is cut to this many characters: it is reported as it is (QA: one of 100,000). */
+/**
+ * A failure reason is cut to this many characters, and to this many bytes of JSON text
+ * (`cutReason`): it is reported as it is (QA: one of 100,000).
+ */
 export const MAX_SAVED_ERROR_CHARS = 2000;
+
+/** Bytes of `text` written as a JSON string, its quotes left out: what it weighs in a report. */
+function jsonBytes(text: string): number {
+  return Buffer.byteLength(JSON.stringify(text)) - 2;
+}
+
+/**
+ * `text` as it can be reported: unchanged when it has at most MAX_SAVED_ERROR_CHARS
+ * characters and as many bytes of JSON; else its longest beginning that fits with `tail`
+ * after it. Bytes count too: a control character is 6 bytes of JSON (`\u0001`) and a CJK one
+ * 3, so 2,000 characters of a script's binary output made a report of 12 KB, which the server
+ * refuses (its shadow documents take 8 KiB by default): the agent sent it again at each
+ * reconnect and the job waited for its timeout (QA, 2026-12-06). Never cut between the two
+ * halves of a surrogate pair.
+ */
+export function cutReason(text: string, tail: string): string {
+  if (text.length <= MAX_SAVED_ERROR_CHARS && jsonBytes(text) <= MAX_SAVED_ERROR_CHARS) return text;
+  const room = MAX_SAVED_ERROR_CHARS - jsonBytes(tail);
+  // the longest beginning whose JSON fits: bytes grow with the length (but at a lone high
+  // surrogate, dropped below), so a binary search finds it in a dozen JSON.stringify calls
+  let lo = 0;
+  let hi = Math.min(text.length, room);
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (jsonBytes(text.slice(0, mid)) <= room) lo = mid;
+    else hi = mid - 1;
+  }
+  const last = text.charCodeAt(lo - 1);
+  if (lo > 0 && last >= 0xd800 && last <= 0xdbff) lo--;
+  return text.slice(0, lo) + tail;
+}
 
 /**
  * A saved outcome as it can be reported: its reason a string of at most
@@ -226,7 +260,7 @@ export const MAX_SAVED_ERROR_CHARS = 2000;
 function outcomeOf(o: JobOutcome): JobOutcome {
   const out: JobOutcome = { status: o.status };
   const error: unknown = o.error;
-  if (typeof error === 'string') out.error = error.length > MAX_SAVED_ERROR_CHARS ? `${error.slice(0, MAX_SAVED_ERROR_CHARS - 1)}…` : error;
+  if (typeof error === 'string') out.error = cutReason(error, '…');
   else if (o.status === 'FAILURE' && error !== undefined) out.error = 'the reason saved on the device is unreadable';
   return out;
 }

@@ -12,7 +12,7 @@ import { MAX_WAIT_CHECK_SECONDS, MAX_WAIT_REASON, type InstallWait, type Softwar
 import { redactUrl, type Logger } from '../util/logger.ts';
 import { clipped, redactUrlsIn } from '../util/redact-url.ts';
 import { MONOTONIC_CLOCK, type MonotonicClock } from './monotonic-clock.ts';
-import { MAX_SAVED_ERROR_CHARS, type InFlightPhase, type JobOutcome } from './agent-state.ts';
+import { cutReason, type InFlightPhase, type JobOutcome } from './agent-state.ts';
 import { downloadRetryDelay, type DownloadOptions, type Downloader } from './downloader.ts';
 import { hashFile } from './file-hash.ts';
 import { isInstalled, type InstalledSoftware, type Installer } from './installer.ts';
@@ -489,14 +489,13 @@ export class UpdateJob {
  * and no longer than MAX_SAVED_ERROR_CHARS, saying how long it was. An installer's error
  * quoting a URL of 70,000 characters was reported whole: larger than the broker takes (and
  * than a shadow document), the report was refused, the device reconnected and sent it again
- * for ever, and the job waited for its timeout. The bound is the one a saved reason is read
- * with (agent-state.ts), so the reason is the same after a restart.
+ * for ever, and the job waited for its timeout. The bound (characters and bytes of JSON,
+ * `cutReason`) is the one a saved reason is read with (agent-state.ts), so the reason is the
+ * same after a restart.
  */
 export function failureReason(text: string): string {
   const redacted = redactUrlsIn(text);
-  if (redacted.length <= MAX_SAVED_ERROR_CHARS) return redacted;
-  const tail = `... (${redacted.length} characters)`;
-  return `${redacted.slice(0, MAX_SAVED_ERROR_CHARS - tail.length)}${tail}`;
+  return cutReason(redacted, `... (${redacted.length} characters)`);
 }
 
 /** The size of `file`, 0 when there is none (an in-memory downloader writes none). */

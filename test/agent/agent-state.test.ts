@@ -4,7 +4,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { FileAgentStateStore, MAX_FINISHED_JOBS, MemoryAgentStateStore, checkTransition, rememberFinished, type AgentStateData } from '../../src/agent/agent-state.ts';
+import { FileAgentStateStore, MAX_FINISHED_JOBS, MAX_SAVED_ERROR_CHARS, MemoryAgentStateStore, checkTransition, cutReason, rememberFinished, type AgentStateData } from '../../src/agent/agent-state.ts';
 import { SimulatedInstaller, seededRandom } from '../../src/agent/simulated-installer.ts';
 import { UpdraftError } from '../../src/errors.ts';
 
@@ -73,6 +73,22 @@ describe('FileAgentStateStore', () => {
     const { stat } = await import('node:fs/promises');
     assert.equal((await stat(file)).mode & 0o077, 0);
     assert.equal(JSON.parse(await readFile(file, 'utf8')).version, 1);
+  });
+});
+
+describe('cutReason', () => {
+  const jsonBytes = (t: string) => Buffer.byteLength(JSON.stringify(t)) - 2;
+  it('keeps a reason that fits, and cuts one to its characters and to its bytes of JSON, never inside a surrogate pair', () => {
+    assert.equal(cutReason('disk full', '…'), 'disk full');
+    for (const text of ['x'.repeat(5_000), '\u0001'.repeat(5_000), '漢'.repeat(5_000), '😀'.repeat(5_000), `a${'😀'.repeat(5_000)}`]) {
+      const cut = cutReason(text, '… (cut)');
+      assert.ok(cut.length <= MAX_SAVED_ERROR_CHARS, `${cut.length} characters`);
+      assert.ok(jsonBytes(cut) <= MAX_SAVED_ERROR_CHARS, `${jsonBytes(cut)} bytes of JSON`);
+      assert.ok(jsonBytes(cut) > MAX_SAVED_ERROR_CHARS - 12, `as much kept as fits: ${jsonBytes(cut)} bytes`);
+      assert.ok(cut.endsWith('… (cut)'));
+      assert.doesNotMatch(cut, /[\ud800-\udbff](?![\udc00-\udfff])/, 'no lone high surrogate');
+      assert.ok(text.startsWith(cut.slice(0, -'… (cut)'.length)));
+    }
   });
 });
 

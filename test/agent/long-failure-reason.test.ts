@@ -62,6 +62,19 @@ describe('a failure reason quoting a URL of 70,000 characters', () => {
     },
   ];
 
+  // a script's binary output quoted in its error: each control character is 6 bytes of JSON
+  // (\u0001), so 2,000 of them made a report of 12 KB the server refused (over its 8 KiB)
+  const BINARY = `install script failed: ${'\u0001\u0002\u001b'.repeat(1_500)} ${LONG_URL}`;
+  cases.push({
+    what: 'an installer whose error quotes a binary output',
+    installer: () => ({
+      current: async () => ({ name: 'fw', version: '1.0.0' }),
+      install: async () => {
+        throw new Error(BINARY);
+      },
+    }),
+  });
+
   cases.forEach(({ what, installer }, i) => {
     it(`is reported bounded and redacted, and the server records the failure: ${what}`, async () => {
       const deviceId = `lr-${i}`;
@@ -72,7 +85,7 @@ describe('a failure reason quoting a URL of 70,000 characters', () => {
       let jobId: string;
       let agent: UpdateAgent;
       let finished: JobFinishedEvent[];
-      if (i === 0) {
+      if (i !== 1) {
         ({ agent, finished } = await startAgent(ts, root, deviceId, { ...credentials, installer: installer(), logger }));
         agents.push(agent);
         jobId = await deploy(ts, [deviceId], 'fw@2.0.0');
@@ -101,7 +114,7 @@ describe('a failure reason quoting a URL of 70,000 characters', () => {
       const reason = o.error ?? '';
       assert.ok(reason.length <= MAX_SAVED_ERROR_CHARS, `the reason has ${reason.length} characters`);
       assert.ok(!reason.includes('SECRET'), 'the URL\'s query is redacted');
-      assert.match(reason, /(cannot fetch the bootloader from|rolled back:) https:\/\/mirror\.example\.com\/boot\/xxx/);
+      assert.match(reason, i === 2 ? /^install script failed: \u0001\u0002\u001b/ : /(cannot fetch the bootloader from|rolled back:) https:\/\/mirror\.example\.com\/boot\/xxx/);
       assert.match(reason, /\(\d+ characters\)$/);
       // the server took the report: the execution is FAILED with that reason
       const execution = await eventually(async () => {
@@ -109,6 +122,8 @@ describe('a failure reason quoting a URL of 70,000 characters', () => {
         return e?.status === 'FAILED' ? e : undefined;
       }, 15_000, `${deviceId}'s execution FAILED`);
       assert.equal(execution.details.error, reason);
+      // and its JSON text is bounded too, whatever its characters
+      assert.ok(Buffer.byteLength(JSON.stringify(reason)) <= MAX_SAVED_ERROR_CHARS + 2, `the reason is ${Buffer.byteLength(JSON.stringify(reason))} bytes of JSON`);
       const software = (await ts.server.store.getShadow(deviceId, ''))?.state.reported?.software as Record<string, unknown> | undefined;
       assert.equal(software?.error, reason);
       // and no line of the agent's log carries it whole

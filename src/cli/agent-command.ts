@@ -114,6 +114,9 @@ export function addAgentCommand(program: Command): void {
       if (o.password !== undefined && o.password.trim() === '') {
         throw new UpdraftError('BAD_REQUEST', `--password is empty: give the device's secret, or leave it out to read ${secretFilePath(o.installDir)}`);
       }
+      if (o.username !== undefined && o.username.trim() === '') {
+        throw new UpdraftError('BAD_REQUEST', `--username is empty: leave it out to connect as the device id, ${o.device}`);
+      }
       // `sh -c ''` exits 0: an empty gate installed every build at once, and an empty health
       // check kept every one, without a word (a unit file's "$GATE" unset)
       for (const [flag, command, without] of [['--install-gate', o.installGate, 'installs a verified build at once'], ['--health-check', o.healthCheck, 'keeps an installed build unchecked']] as const) {

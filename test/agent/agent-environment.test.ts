@@ -17,6 +17,17 @@ import { runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
+/** Runs `updraft ...args`, which must exit by itself within 20 s (an agent started instead is killed, and its output says so). */
+async function exitsAtOnce(args: string[]): Promise<{ code: number | null; output: string }> {
+  const p = startCli(args);
+  const code = await Promise.race([new Promise<number | null>((resolve) => p.child.once('close', resolve)), new Promise<'running'>((resolve) => setTimeout(resolve, 20_000, 'running'))]);
+  if (code === 'running') {
+    await p.kill('SIGKILL');
+    return { code: null, output: `(still running after 20 s: the agent started)\n${p.output()}` };
+  }
+  return { code, output: p.output() };
+}
+
 describe("updraft agent's environment variables", () => {
   let ts: TestServer;
   let root: string;
@@ -61,6 +72,10 @@ describe("updraft agent's environment variables", () => {
     const empty = await runCli(['agent', '--device', 'env-bad', '--install-dir', dir, '--broker', closed, '--password', '', '--insecure-allow-unsigned']);
     assert.equal(empty.code, 2, empty.stderr);
     assert.equal(empty.stderr, `updraft: error: --password is empty: give the device's secret, or leave it out to read ${path.join(dir, '.updraft', 'device-secret')}\n`);
+    // connected as user '', refused at every reconnect
+    const user = await exitsAtOnce(['agent', '--device', 'env-bad', '--install-dir', dir, '--broker', closed, '--password', 'x', '--username', '', '--insecure-allow-unsigned']);
+    assert.equal(user.code, 2, user.output);
+    assert.equal(user.output, 'updraft: error: --username is empty: leave it out to connect as the device id, env-bad\n');
   });
 });
 

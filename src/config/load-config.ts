@@ -339,6 +339,15 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
     const given = SETTINGS.filter((s) => s.path.startsWith('postgres.') && from.get(s.path) !== 'default');
     if (given.length > 0) errors.push(`${given.map((s) => `${s.path} (${from.get(s.path)})`).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but db is empty: the embedded SQLite store has no such bound; set db (--db postgres://...), or leave ${given.length === 1 ? 'it' : 'them'} out`);
   }
+  // the embedded broker's limits and MQTTS files, given with an external broker, were ignored
+  // without a word (limits the operator believed in force), or, the files, read for a listener
+  // that never opens and failing the start when missing
+  if (partial.mqtt?.url) {
+    const given = EMBEDDED_BROKER_ONLY.map((p) => SETTINGS.find((x) => x.path === p)!).filter((x) => from.get(x.path) !== 'default' && getPath(partial, x.path) !== x.default);
+    if (given.length > 0) {
+      errors.push(`${given.map((x) => `${x.path} (${from.get(x.path)})`).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but mqtt.url (${from.get('mqtt.url')}) names an external broker, where the embedded broker's limits and MQTTS files are not used (that broker sets its own: docs/security.md); leave ${given.length === 1 ? 'it' : 'them'} out`);
+    }
+  }
   errors.push(...tlsFileErrors(partial, (p) => `${p} (${from.get(p)})`, (p) => from.get(p)!));
   errors.push(...sharedPortErrors(partial, (p) => `${p} (${from.get(p)})`));
   // a previous secret alone would sign with the replaced key only, in the header of the rotation
@@ -348,6 +357,9 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
   const config = out as unknown as UpdraftConfig;
   return config;
 }
+
+/** Settings of the embedded broker that would do nothing with an external one (mqtt.url); its host and ports are left out, as port 0 or -1 given with it is common and harmless. */
+const EMBEDDED_BROKER_ONLY = ['mqtt.tlsCert', 'mqtt.tlsKey', 'mqtt.maxConnections', 'mqtt.maxConnectRate', 'mqtt.maxSubscriptions'];
 
 /** Interfaces that take every address: a listener on one of them holds its port on every interface. */
 const ANY_INTERFACE = new Set(['0.0.0.0', '::', '::0', '0:0:0:0:0:0:0:0']);

@@ -140,3 +140,27 @@ describe("the server's listeners' interfaces", () => {
     }
   });
 });
+
+describe("the embedded broker's settings beside an external broker", () => {
+  it('updraft server refuses its limits and MQTTS files with mqtt.url, naming each, exit 2, nothing written', async () => {
+    const dir = tempDir();
+    const data = path.join(dir, 'data');
+    // the files were read for a listener that never opens (a missing one failed the start,
+    // exit 1, 'mqtt.tls: cannot read ...'); the limits were ignored without a word
+    const r = await runCli(['server', '--data-dir', data, '--mqtt-url', 'mqtt://127.0.0.1:1', '--http-port', '0', '--mqtt-tls-cert', '/nonexistent/c.pem', '--mqtt-tls-key', '/nonexistent/k.pem'], {
+      env: { UPDRAFT_MQTT_MAX_CONNECTIONS: '1000' },
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      "updraft: error: invalid configuration: mqtt.tlsCert (flag --mqtt-tls-cert) and mqtt.tlsKey (flag --mqtt-tls-key) and mqtt.maxConnections (env UPDRAFT_MQTT_MAX_CONNECTIONS) are set but mqtt.url (flag --mqtt-url) names an external broker, where the embedded broker's limits and MQTTS files are not used (that broker sets its own: docs/security.md); leave them out\n",
+    );
+    assert.equal(existsSync(data), false, 'nothing written');
+  });
+
+  it('takes its host and ports, and limits at their defaults, beside mqtt.url', () => {
+    const c = loadConfig({ flags: { 'mqtt-url': 'mqtt://broker:1883', 'mqtt-port': '0', 'mqtt-host': '127.0.0.1', 'mqtt-tls-port': '-1', 'mqtt-max-connections': '0', 'mqtt-max-subscriptions': '100' } });
+    assert.equal(c.mqtt.url, 'mqtt://broker:1883');
+    assert.match(configError({ env: { UPDRAFT_MQTT_URL: 'mqtt://broker:1883' }, flags: { 'mqtt-max-connect-rate': '50' } }), /mqtt\.maxConnectRate \(flag --mqtt-max-connect-rate\) is set but mqtt\.url \(env UPDRAFT_MQTT_URL\) names an external broker/);
+  });
+});

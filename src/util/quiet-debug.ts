@@ -32,20 +32,29 @@ interface DebugLogger {
 
 let installed = false;
 
+/**
+ * The libraries whose `debug` is wrapped: `debug` is resolved from where each of them is (it
+ * is their dependency, not Updraft's; a tree with two copies has each wrapped).
+ */
+const LOGGING_LIBRARIES = ['mqtt-packet', 'mqtt'];
+
 /** Makes the loggers of namespaces disabled at their creation free to call. Idempotent. */
 export function quietDisabledDebug(): void {
   if (installed) return;
   installed = true;
-  let id: string;
-  try {
-    id = require.resolve('debug');
-  } catch {
-    return; // no `debug` installed: nothing logs through it
+  const ids = new Set<string>();
+  for (const library of LOGGING_LIBRARIES) {
+    try {
+      ids.add(createRequire(require.resolve(library)).resolve('debug'));
+    } catch {
+      // the library or its `debug` is not installed: nothing logs through it
+    }
   }
-  const original = require(id) as Factory;
-  const quiet = makeQuiet(original);
-  const cached = require.cache[id];
-  if (cached) cached.exports = quiet;
+  for (const id of ids) {
+    const original = require(id) as Factory;
+    const cached = require.cache[id];
+    if (cached) cached.exports = makeQuiet(original);
+  }
 }
 
 /** `debug`'s factory, with disabled loggers replaced by empty functions (`quietDisabledDebug`). */

@@ -4,12 +4,14 @@
  * real server process.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import mqtt from 'mqtt';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { startCli } from '../helpers/cli.ts';
 import { quietDisabledDebug } from '../../src/util/quiet-debug.ts';
 
@@ -39,7 +41,7 @@ test('after quietDisabledDebug(), a logger of a disabled namespace is an empty f
   on('hello %s', 'there');
   assert.match(logged, /quiet-test:one hello %s there/);
   debug.disable();
-  // and a library loaded after it (mqtt-packet) parses as before
+  // and mqtt-packet parses as before with it
   const packet = require('mqtt-packet');
   const parser = packet.parser();
   const seen: unknown[] = [];
@@ -65,5 +67,57 @@ test('DEBUG set when the server starts still turns on mqtt-packet\'s logger in t
   } finally {
     await server.kill('SIGKILL');
     await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test("a real server's mqtt-packet loggers are the empty ones: enabled late, they write nothing", async () => {
+  // an ES module loaded before the server (node --import) that, at SIGUSR2, enables
+  // mqtt-packet's namespaces as debug's API allows: a logger of debug's own (made while they
+  // were off) then writes; the empty ones the updraft command made cannot
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-quiet-debug-'));
+  const packetDir = path.dirname(require.resolve('mqtt-packet'));
+  const hook = path.join(dir, 'enable-late.mjs');
+  await writeFile(
+    hook,
+    `import { createRequire } from 'node:module';
+process.on('SIGUSR2', () => {
+  createRequire(${JSON.stringify(packetDir + '/')})('debug').enable('mqtt-packet:*');
+  process.stderr.write('hook: debug enabled\\n');
+});
+`,
+  );
+  const bin = fileURLToPath(new URL('../../bin/updraft.js', import.meta.url));
+  const env = { ...process.env };
+  delete env.DEBUG;
+  const child = spawn(process.execPath, ['--import', hook, bin, 'server', '--data-dir', path.join(dir, 'data'), '--mqtt-port', '0', '--mqtt-tls-port', '-1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1'], { env });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const waitFor = async (re: RegExp): Promise<RegExpMatchArray> => {
+    for (let i = 0; i < 300; i++) {
+      const m = out.match(re);
+      if (m) return m;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no ${re} in: ${out}`);
+  };
+  try {
+    const url = (await waitFor(/MQTT broker on (mqtt:\/\/\S+)/))[1]!;
+    child.kill('SIGUSR2');
+    await waitFor(/hook: debug enabled/);
+    // a CONNECT the server parses (and refuses: no such device)
+    const client = mqtt.connect(url, { username: 'nobody', password: 'wrong', reconnectPeriod: 0, connectTimeout: 5000 });
+    const refused = await new Promise<string>((resolve) => {
+      client.once('error', (err) => resolve(err.message));
+      client.once('close', () => resolve('closed'));
+    });
+    client.end(true);
+    assert.match(refused, /Not authorized|Bad username|closed/i, 'the server parsed the CONNECT and answered it');
+    // the parser's loggers, enabled now, were made empty at start: nothing written
+    await new Promise((r) => setTimeout(r, 300));
+    assert.doesNotMatch(out, /mqtt-packet:/, 'a logger made while mqtt-packet was off stays silent');
+  } finally {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
   }
 });

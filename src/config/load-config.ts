@@ -3,6 +3,7 @@
  * CLI flags (later sources win), validating every setting and reporting every error at once.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { UpdraftError } from '../errors.ts';
 import { baseUrlProblem } from './base-url.ts';
 import { fileShapeErrors } from './file-shape.ts';
@@ -361,8 +362,21 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
 /** Settings of the embedded broker that would do nothing with an external one (mqtt.url); its host and ports are left out, as port 0 or -1 given with it is common and harmless. */
 const EMBEDDED_BROKER_ONLY = ['mqtt.tlsCert', 'mqtt.tlsKey', 'mqtt.maxConnections', 'mqtt.maxConnectRate', 'mqtt.maxSubscriptions'];
 
-/** Interfaces that take every address: a listener on one of them holds its port on every interface. */
-const ANY_INTERFACE = new Set(['0.0.0.0', '::', '::0', '0:0:0:0:0:0:0:0']);
+/** IPv6's any address: Node listens on it dual-stack, holding its port on every interface, IPv4's too. */
+const IPV6_ANY = new Set(['::', '::0', '0:0:0:0:0:0:0:0']);
+
+/**
+ * Two listeners' hosts that cannot both listen on one port: the same host, either one IPv6's
+ * any address (dual-stack), or IPv4's `0.0.0.0` beside an IPv4 address. `0.0.0.0` beside an
+ * IPv6 address (`::1`) listens (review: such a configuration was refused for a while); beside
+ * a host name it is left to the listen, which says so if the name is an IPv4 one.
+ */
+function hostsOverlap(a: string, b: string): boolean {
+  if (a === b || IPV6_ANY.has(a) || IPV6_ANY.has(b)) return true;
+  if (a === '0.0.0.0') return isIP(b) === 4;
+  if (b === '0.0.0.0') return isIP(a) === 4;
+  return false;
+}
 
 /**
  * Two of the server's listeners given one port on interfaces that overlap (the same, or one of
@@ -383,7 +397,7 @@ function sharedPortErrors(c: UpdraftConfig, named: (path: string) => string): st
     for (let j = i + 1; j < listeners.length; j++) {
       const [a, b] = [listeners[i]!, listeners[j]!];
       if (a.n <= 0 || a.n !== b.n) continue;
-      if (a.host !== b.host && !ANY_INTERFACE.has(a.host) && !ANY_INTERFACE.has(b.host)) continue;
+      if (!hostsOverlap(a.host, b.host)) continue;
       errors.push(`${named(a.port)} and ${named(b.port)} are both ${a.n}${a.host === b.host ? ` on ${a.host}` : ` (on ${a.host} and ${b.host})`}: one port cannot take two listeners; give each its own (0 picks a free one)`);
     }
   }

@@ -14,7 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load-config.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, startCli } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 /** The message loadConfig throws (it must throw). */
 function configError(sources: Parameters<typeof loadConfig>[0]): string {
@@ -118,6 +119,23 @@ describe("the server's listeners' ports", () => {
     assert.equal(loadConfig({ flags: { 'http-port': '0', 'mqtt-port': '0', 'mqtt-tls-port': '0' } }).mqtt.tlsPort, 0);
     assert.equal(loadConfig({ flags: { 'mqtt-url': 'mqtt://broker:1883', 'http-port': '1883' } }).http.port, 1883);
     assert.equal(loadConfig({ flags: { 'mqtt-tls-port': '-1', 'http-port': '8883' } }).http.port, 8883);
+    // 0.0.0.0 beside an IPv4 address overlaps; beside an IPv6 one it does not
+    assert.match(configError({ flags: { 'http-host': '127.0.0.1', 'mqtt-host': '0.0.0.0', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }), /are both 1884 \(on 127\.0\.0\.1 and 0\.0\.0\.0\)/);
+    assert.equal(loadConfig({ flags: { 'http-host': '::1', 'mqtt-host': '0.0.0.0', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }).http.port, 1884);
+  });
+
+  it('updraft server listens on one port on 0.0.0.0 (MQTT) and ::1 (HTTP): IPv4\'s any address does not take IPv6\'s', async () => {
+    // review: this working configuration was refused (exit 2) for a while
+    const dir = tempDir();
+    const port = await freePort();
+    const server = startCli(['server', '--data-dir', path.join(dir, 'data'), '--mqtt-host', '0.0.0.0', '--mqtt-port', String(port), '--mqtt-tls-port', '-1', '--http-host', '::1', '--http-port', String(port)]);
+    try {
+      await server.waitFor(new RegExp(`MQTT broker on mqtt://0\\.0\\.0\\.0:${port}`));
+      await server.waitFor(new RegExp(`HTTP API and downloads on http://::1:${port}`));
+      assert.equal((await fetch(`http://[::1]:${port}/healthz`)).status, 200);
+    } finally {
+      await server.kill('SIGKILL');
+    }
   });
 });
 

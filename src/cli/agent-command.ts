@@ -188,13 +188,14 @@ function secondsIn(text: string): number {
 
 /**
  * An agent's `UPDRAFT_*` variable, read as the server reads its own (docs/configuration.md): an
- * empty one (`UPDRAFT_DEVICE_PASSWORD=` in a unit file or a script) is one not set. Taken as a
+ * empty or blank one (`UPDRAFT_DEVICE_PASSWORD=` in a unit file or a script) is one not set. Taken as a
  * value, an empty password was sent instead of the saved secret (refused at every reconnect),
  * and an empty broker, type or time zone was refused as if given on the command line.
  */
 function fromEnvironment(name: string): string | undefined {
   const v = process.env[name];
-  return v === undefined || v === '' ? undefined : v;
+  // blank too: '  ' as the password was sent as the secret while --password '  ' is refused (review)
+  return v === undefined || v.trim() === '' ? undefined : v;
 }
 
 /**

@@ -45,17 +45,18 @@ describe("updraft agent's environment variables", () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('takes an empty variable as one not set: the saved secret is used, and empty type, time zone and key files are not values', async () => {
-    const deviceId = 'env-empty';
+  for (const [deviceId, blank] of [['env-empty', ''], ['env-blank', '  ']] as const) {
+  it(`takes ${blank === '' ? 'an empty' : 'a blank'} variable as one not set: the saved secret is used, and empty type, time zone and key files are not values`, async () => {
     const dir = path.join(root, deviceId);
     await saveDeviceSecret(dir, await registerDevice(ts, deviceId));
     const agent = startCli(['agent', '--device', deviceId, '--install-dir', dir, '--signing-key', keyFile], {
-      env: { UPDRAFT_BROKER: ts.mqttUrl, UPDRAFT_DEVICE_PASSWORD: '', UPDRAFT_DEVICE_TYPE: '', UPDRAFT_TIME_ZONE: '', UPDRAFT_ROOT_KEY: '' },
+      env: { UPDRAFT_BROKER: ts.mqttUrl, UPDRAFT_DEVICE_PASSWORD: blank, UPDRAFT_DEVICE_TYPE: blank, UPDRAFT_TIME_ZONE: blank, UPDRAFT_ROOT_KEY: blank },
     });
     agents.push(agent);
-    await agent.waitFor(/env-empty: connected/, 20_000).catch(() => assert.fail(`the agent did not connect with its saved secret:\n${agent.output()}`));
+    await agent.waitFor(new RegExp(`${deviceId}: connected`), 20_000).catch(() => assert.fail(`the agent did not connect with its saved secret:\n${agent.output()}`));
     assert.doesNotMatch(agent.output(), /Bad username or password/);
   });
+  }
 
   it('names the variable a bad value came from, and refuses an empty --password, exit 2 in one line', async () => {
     const dir = path.join(root, 'env-bad');

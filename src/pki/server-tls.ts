@@ -74,12 +74,15 @@ export function needsRenewal(pem: string, keyPem: string, ca: CertificateAuthori
 export async function resolveServerTls(opts: { dataDir: string; ca: CertificateAuthority; certFile: string; keyFile: string; hosts: string[]; what: string; logger?: Logger; now?: number }): Promise<ServerTls> {
   if (opts.certFile || opts.keyFile) {
     if (!opts.certFile || !opts.keyFile) throw new UpdraftError('CONFIG', `${opts.what}: give both a TLS certificate and its key, or neither (then one is issued by Updraft's CA)`);
-    try {
-      const [cert, key] = await Promise.all([readFile(opts.certFile, 'utf8'), readFile(opts.keyFile, 'utf8')]);
-      return { cert, key };
-    } catch (err) {
-      throw new UpdraftError('CONFIG', `${opts.what}: cannot read the TLS certificate or key: ${(err as Error).message}`, { cause: err });
-    }
+    // each file named by its setting and flag, as a bad one is (tls-files-check.ts): a missing
+    // one said 'http.tls: cannot read the TLS certificate or key' with exit code 1
+    const prefix = opts.what.replace(/\.tls$/, '');
+    const read = (file: string, setting: string, flag: string) =>
+      readFile(file, 'utf8').catch((err: unknown) => {
+        throw new UpdraftError('CONFIG', `${prefix}.${setting} (--${prefix}-${flag} ${file}) cannot be read: ${(err as Error).message}`, { cause: err, status: 400 });
+      });
+    const cert = await read(opts.certFile, 'tlsCert', 'tls-cert');
+    return { cert, key: await read(opts.keyFile, 'tlsKey', 'tls-key') };
   }
   const dir = path.join(path.resolve(opts.dataDir), 'pki');
   const files = { cert: path.join(dir, 'server.crt'), key: path.join(dir, 'server.key'), hosts: path.join(dir, 'server-hosts.json') };

@@ -65,10 +65,13 @@ describe('TLS file settings', () => {
       assert.throws(() => checkTlsFiles({ cert, key: cert }, { prefix: 'mqtt', certFile: '/c.pem', keyFile: '/k.pem' }), /: mqtt\.tlsKey \(--mqtt-tls-key \/k\.pem\) is not a PEM private key \(unencrypted\): /);
     });
 
-    it('updraft server refuses a mismatched pair in one line naming both settings, exit code 2', async () => {
+    it('updraft server refuses a mismatched pair, or a file it cannot read, in one line naming the settings, exit code 2', async () => {
       for (const [flags, re] of [
         [['--http-tls', 'on', '--http-tls-cert', files['one.crt']!, '--http-tls-key', files['two.key']!, '--mqtt-tls-port', '-1'], /^updraft: error: http\.tlsKey \(--http-tls-key .*two\.key\) is not the private key of http\.tlsCert \(--http-tls-cert .*one\.crt\)/],
         [['--mqtt-tls-port', '0', '--mqtt-tls-cert', files['two.crt']!, '--mqtt-tls-key', files['one.key']!], /^updraft: error: mqtt\.tlsKey \(--mqtt-tls-key .*one\.key\) is not the private key of mqtt\.tlsCert \(--mqtt-tls-cert .*two\.crt\)/],
+        // a file that cannot be read is named by its setting too (it said 'http.tls: cannot read the TLS certificate or key', exit code 1)
+        [['--http-tls', 'on', '--http-tls-cert', path.join(dir, 'missing.crt'), '--http-tls-key', files['one.key']!, '--mqtt-tls-port', '-1'], /^updraft: error: http\.tlsCert \(--http-tls-cert .*missing\.crt\) cannot be read: ENOENT/],
+        [['--mqtt-tls-port', '0', '--mqtt-tls-cert', files['one.crt']!, '--mqtt-tls-key', dir], /^updraft: error: mqtt\.tlsKey \(--mqtt-tls-key .*\) cannot be read: EISDIR/],
       ] as const) {
         const r = await runCli(['server', '--data-dir', path.join(dir, 'data'), '--http-port', '0', '--mqtt-port', '0', '--http-host', '127.0.0.1', '--mqtt-host', '127.0.0.1', '--log-level', 'error', ...flags]);
         assert.equal(r.code, 2, r.stderr);

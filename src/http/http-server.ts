@@ -207,7 +207,11 @@ export class HttpServer {
    * client gone before it was (`close` first: `clientGone=true`). A change goes on when its
    * client leaves (10,000 devices registered, a job created and started), and was logged on
    * `finish` alone, which never comes then: it left no line and no count. Waiting for the
-   * handler too gives the line the status it set and what it created.
+   * handler too gives the line the status it set and what it created. Not for ever: a
+   * handler still running AUDIT_PENDING_MS after its client left (a device deleted while the
+   * external broker is down waits for the broker to come back) gets its line then,
+   * `clientGone=true pending=true` with the time so far, counted, and its end a line of its
+   * own (`operator request finished after its client left ... status=`), not counted again.
    */
   private audit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): AuditEntry | undefined {
     const method = req.method ?? 'GET';
@@ -217,14 +221,35 @@ export class HttpServer {
     const remote = req.socket.remoteAddress ?? '';
     let answer: 'sent' | 'gone' | undefined;
     let handled = false;
-    let written = false;
+    /** 'pending': written while the handler still ran, its client gone (`pendingTimer`). */
+    let written: 'done' | 'pending' | undefined;
+    let pendingTimer: NodeJS.Timeout | undefined;
+    const ms = () => Math.round(performance.now() - started);
     const write = () => {
+      if (written === 'pending' && handled) {
+        // what the handler did, once it is done: not counted again
+        written = 'done';
+        const line = { method, path: url.pathname + url.search, status: res.statusCode, ms: ms(), remote, by: entry.by };
+        this.opts.logger.info('operator request finished after its client left', { ...line, ...entry.note, ...line });
+        return;
+      }
       if (answer === undefined || !handled || written) return;
-      written = true;
+      written = 'done';
+      clearTimeout(pendingTimer);
       if (res.statusCode === 401) return; // counted and logged by checkToken
       this.stats.changes++;
-      const line = { method, path: url.pathname + url.search, status: res.statusCode, ...(answer === 'gone' ? { clientGone: true } : {}), ms: Math.round(performance.now() - started), remote, by: entry.by };
+      const line = { method, path: url.pathname + url.search, status: res.statusCode, ...(answer === 'gone' ? { clientGone: true } : {}), ms: ms(), remote, by: entry.by };
       // the note after the line's own fields, which it cannot replace
+      this.opts.logger.info('operator request', { ...line, ...entry.note, ...line });
+    };
+    // the client gone and the handler still running (waiting on a broker that is down, say):
+    // the line cannot wait for it, which may be for as long as an outage lasts
+    const writePending = () => {
+      pendingTimer = undefined;
+      if (written || handled) return;
+      written = 'pending';
+      this.stats.changes++;
+      const line = { method, path: url.pathname + url.search, clientGone: true, pending: true, ms: ms(), remote, by: entry.by };
       this.opts.logger.info('operator request', { ...line, ...entry.note, ...line });
     };
     // who asked (the operator, or a viewer token refused with 403), once the token is checked
@@ -243,6 +268,8 @@ export class HttpServer {
     res.once('close', () => {
       answer ??= 'gone';
       write();
+      // unref'd: a line still to write never holds a process open
+      if (!written) pendingTimer = setTimeout(writePending, AUDIT_PENDING_MS).unref();
     });
     return entry;
   }
@@ -287,6 +314,13 @@ export class HttpServer {
     this.fileLimit?.close();
   }
 }
+
+/**
+ * How long the audit line of a change whose client went away waits for its handler: most end
+ * within it (the line then has their status and what they made); one still running after it
+ * is logged `pending=true`, and its end on a line of its own.
+ */
+const AUDIT_PENDING_MS = 10_000;
 
 /** The longest unread body still read (and dropped) after a refusal, to keep its connection (Go's net/http reads up to 256 KiB). */
 const DRAIN_MAX_BYTES = 64 * 1024;

@@ -86,6 +86,11 @@ export function serviceConnectOptions(o: { clientId: string; username: string; p
     clean: true,
     properties: { receiveMaximum: SERVICE_RECEIVE_MAXIMUM },
     reconnectPeriod: o.reconnectPeriodMs ?? 1_000,
+    // a broker that refuses the CONNACK once (a reload with a password file it cannot read, the
+    // operator token not written yet) is tried again: mqtt.js stops reconnecting for good after
+    // a refused CONNACK without it, and an instance stayed out of service, /readyz 503, until
+    // restarted (docs QA, 2026-12-06). At start, connectAsync still rejects on the first refusal
+    reconnectOnConnackError: true,
     connectTimeout: 10_000,
     ...(o.tls ?? {}),
   };

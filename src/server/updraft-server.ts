@@ -264,9 +264,13 @@ export class UpdraftServer {
       maxSubscriptions: config.mqtt.maxSubscriptions,
       ...(security.mqttTls ? { tls: security.mqttTls } : {}),
     });
+    // the instance connects as the operator with its token; a user and password in the URL took
+    // their place (mqtt.js reads a URL's over its options'), and the start failed with 'refused
+    // user operator', naming a user it had not sent (config QA). They are left out and said once
+    const brokerUrl = config.mqtt.url ? withoutCredentials(config.mqtt.url, logger) : '';
     this.bus = config.mqtt.url
       ? new ExternalBroker({
-          url: config.mqtt.url,
+          url: brokerUrl,
           username: OPERATOR_USERNAME,
           password: this.operatorToken,
           shareGroup: config.mqtt.shareGroup,
@@ -345,7 +349,7 @@ export class UpdraftServer {
     this.tlsReload = new OperatorTlsReload({ listeners, logger: logger.child('security'), intervalMs: config.tls.reloadSeconds * 1000 });
     await this.startPart(this.tlsReload);
     // several instances on one external broker: every instance's live views see all events
-    if (config.mqtt.url) await this.startPart(new EventRelay({ url: config.mqtt.url, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
+    if (config.mqtt.url) await this.startPart(new EventRelay({ url: brokerUrl, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
     // rollout state changes to the operator's endpoint, from the instance that drives rollouts
     let webhook: WebhookNotifier | undefined;
     if (config.webhook.url) {
@@ -471,4 +475,22 @@ export class UpdraftServer {
     }
     this.stoppingPart = undefined;
   }
+}
+
+/**
+ * The external broker's URL without a user name or password, saying so (WARN) when it had
+ * them: the instance connects as the operator with its token (docs/deployment.md).
+ */
+function withoutCredentials(url: string, logger: Logger): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return url; // the configuration checked it: a URL
+  }
+  if (u.username === '' && u.password === '') return url;
+  u.username = '';
+  u.password = '';
+  logger.warn(`mqtt.url carries a user name or password, which are not used: the server connects to the broker as ${OPERATOR_USERNAME} with its operator token (docs/deployment.md); take them out of the URL`);
+  return u.toString();
 }

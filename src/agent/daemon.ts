@@ -202,6 +202,7 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
     await agent.stop();
   }
   log.info(`${opts.deviceId}: stopped`);
+  log.flush?.();
 }
 
 /** The `--install-gate` command as the agent's gate: the build's name, version and job in its environment, a minute to answer. */

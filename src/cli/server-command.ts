@@ -118,6 +118,7 @@ function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Log
     if (phase === 'draining') return void endDrain?.();
     if (phase === 'stopping') {
       logger.error(`${signal} again while stopping: exiting now without waiting for the stop to finish`, { waitingFor: server.stopWaitingFor ?? 'nothing' });
+      logger.flush?.();
       process.exit(SIGNAL_EXIT[signal] ?? 1);
     }
     // not ready from now on (GET /readyz answers 503), so a balancer takes the instance out
@@ -127,10 +128,15 @@ function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Log
       phase = 'stopping';
       const limit = setTimeout(() => {
         logger.error(`the stop did not finish within ${STOP_LIMIT_MS / 1000} s: exiting without it`, { waitingFor: server.stopWaitingFor ?? 'nothing' });
+        logger.flush?.();
         process.exit(1);
       }, STOP_LIMIT_MS);
       limit.unref();
-      void server.stop().then(() => process.exit(0));
+      // the counts of repeated full-disk lines still held are written before the exit
+      void server.stop().then(() => {
+        logger.flush?.();
+        process.exit(0);
+      });
     };
     if (config.drainSeconds === 0) {
       logger.info(`${signal}: stopping`);

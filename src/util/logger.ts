@@ -35,6 +35,11 @@ export interface Logger {
   enabled(level: Exclude<LogLevel, 'silent'>): boolean;
   /** A logger whose lines carry `component`. */
   child(component: string): Logger;
+  /**
+   * Writes what is held back (the counts of repeated full-disk lines, disk-error-log.ts), for
+   * a process about to exit: its timers are unref'd, and a count due later was lost (review).
+   */
+  flush?(): void;
 }
 
 /** A field's value in the text format: as it is when that is unambiguous, else a JSON string. */
@@ -86,6 +91,7 @@ export function createLogger(options: { level?: LogLevel; format?: LogFormat; co
       error: (m, f) => log('error', m, f),
       enabled: (level) => RANK[level] >= min,
       child: (c) => make(component ? `${component}.${c}` : c),
+      flush: () => diskErrors?.flush(),
     };
   };
   return make(options.component);

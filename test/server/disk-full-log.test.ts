@@ -124,6 +124,31 @@ describe('a full disk in the log', () => {
     assert.equal(ok.status, 201);
   });
 
+  it('writes the counts still held when the server stops before their 30 s end', async (t) => {
+    if (skip) return t.skip(skip);
+    const dataDir = path.join(mountPoint, 'data-stop');
+    const server = startCli(['server', '--data-dir', dataDir, '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-port', '0', '--http-port', '0', '--mqtt-tls-port', '-1', '--drain-seconds', '0']);
+    t.after(() => server.kill('SIGKILL'));
+    const httpUrl = (await server.waitFor(/HTTP API and downloads on (http:\/\/\S+)/, 60_000))[1]!;
+    await server.waitFor(/updraft: data in/);
+    const token = readFileSync(path.join(dataDir, 'operator-token'), 'utf8').trim();
+    const filler = path.join(mountPoint, 'filler-stop');
+    await fill(filler);
+    t.after(() => unlink(filler).catch(() => undefined));
+    const N = 10;
+    for (let i = 0; i < N; i++) {
+      const res = await fetch(`${httpUrl}/api/v1/devices`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ deviceId: `stop-${i}` }) });
+      assert.equal(res.status, 500);
+    }
+    const apiLine = '[http] request failed method=POST path=/api/v1/devices ';
+    assert.equal(errorLines(server.output(), apiLine).length, 1, 'the first in full, the others held');
+    // stopped a moment later: the count is written before the exit (it was lost: the timer is unref'd)
+    await server.kill('SIGTERM');
+    const lines = errorLines(server.output(), apiLine);
+    assert.equal(lines.length, 2, server.output());
+    assert.match(lines[1]!, new RegExp(`suppressed=${N - 1}$`));
+  });
+
   it('the logger: a run ends after an interval with none (the next in full again); numbers do not make another line; JSON lines too', async () => {
     const lines: string[] = [];
     const log = createLogger({ format: 'json', write: (l) => lines.push(l), diskErrorIntervalMs: 300 }).child('store');

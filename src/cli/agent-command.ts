@@ -63,7 +63,7 @@ export function addAgentCommand(program: Command): void {
     .option('--install-gate <cmd>', 'shell command asked before installing a verified build: exit 0 installs, 75 puts it off (asked again later), anything else fails the job; the last line of stderr says why')
     .option('--install-gate-retry <s>', 'seconds before asking the install gate again (at most 86400)', '300')
     .option('--time-zone <zone>', "this device's IANA time zone (Europe/Madrid): a rollout whose maintenance windows are each device's own time installs when one is open here [env UPDRAFT_TIME_ZONE, default: the system's]")
-    .option('--install-gate-max-wait <s>', 'seconds after the job started on the device before a gate that keeps putting it off fails it', '86400')
+    .option('--install-gate-max-wait <s>', 'seconds of waiting, counted from the gate\'s first ask for the job, before a gate that keeps putting it off fails it', '86400')
     .option('--device-type <type>', 'what hardware this is (rpi4, gw-rev-b): builds added for other device types are refused before download [env UPDRAFT_DEVICE_TYPE]')
     .option('--max-download-rate <rate>', 'most bytes per second a download takes, for metered or shared links: 500k, 2M (1k = 1,000 bytes); default no limit')
     .option('--download-retry-for <s>', 'seconds a download keeps retrying, without a byte gained, through failures that may pass (no connection, 5xx, 429, 503 and its Retry-After) before the job fails; 404, a refused URL or a bad file fail at once (0 to 604800); default 600')

@@ -754,7 +754,8 @@ export class EmbeddedBroker implements MessageBus {
 
     // at the open-file limit the kernel refuses accept() and Node says nothing: refused here
     // first, while a few files are left, with a line and a count (util/open-file-limit.ts)
-    const gates = { mqtt: new FileLimitGate({ logger: log, listener: 'mqtt' }), mqtts: new FileLimitGate({ logger: log, listener: 'mqtts' }) };
+    // twice the reserve of the HTTP listener's: the operator's API stays reachable when devices take the rest
+    const gates = { mqtt: new FileLimitGate({ logger: log, listener: 'mqtt', reserveFactor: 2 }), mqtts: new FileLimitGate({ logger: log, listener: 'mqtts', reserveFactor: 2 }) };
     this.fileLimit = gates;
     const atLimit = (gate: FileLimitGate) => (socket: net.Socket) => {
       if (gate.admit(socket)) return;

@@ -55,6 +55,14 @@ export interface FileLimitGateOptions {
   limit?: number | undefined;
   /** The interval of the log lines (10 s). */
   intervalMs?: number;
+  /**
+   * How many `reservedFiles` this listener leaves free (1). The MQTT listeners leave two: a
+   * fleet of idle connections then stops where the HTTP listener (the operator's API, its
+   * metrics, the downloads) still has `reservedFiles` of its own, so the operator can see and
+   * act on what happens; with one cut-off for all, devices' connections took the last file
+   * and every API request was refused (review).
+   */
+  reserveFactor?: number;
 }
 
 /** Refuses a listener's connections that would leave the process fewer than `reservedFiles` free files. */
@@ -71,7 +79,7 @@ export class FileLimitGate {
   constructor(opts: FileLimitGateOptions) {
     this.listener = opts.listener;
     this.limit = 'limit' in opts ? opts.limit : openFileLimit();
-    this.reserved = this.limit === undefined ? 0 : reservedFiles(this.limit);
+    this.reserved = this.limit === undefined ? 0 : reservedFiles(this.limit) * (opts.reserveFactor ?? 1);
     // the count's line says where the last one came from
     this.log = new ThrottledLog(opts.logger, opts.intervalMs ?? 10_000, Date.now, ['listener', 'limit', 'lastFrom']);
   }

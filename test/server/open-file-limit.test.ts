@@ -92,13 +92,20 @@ describe('connections refused at the open-file limit', { skip: process.platform 
     const mqtt = await openMany(mqttPort, 300);
     const mqttRefused = await settled(mqtt.closedByServer);
     assert.ok(mqttRefused > 0 && mqttRefused < 300, `the server closed ${mqttRefused} of 300`);
-    // with those held, the MQTTS and HTTP listeners have no file to spare either
+    // with those held, the MQTTS listener has no file to spare either
     const mqtts = await openMany(mqttsPort, 10);
-    const http = await openMany(Number(new URL(httpUrl).port), 10);
     const mqttsRefused = await settled(mqtts.closedByServer);
-    const httpRefused = await settled(http.closedByServer);
     assert.equal(mqttsRefused, 10);
-    assert.equal(httpRefused, 10);
+    // but the operator's API answers: the MQTT listeners leave the HTTP one files of its own
+    // (with one cut-off for all, every HTTP connection was refused here)
+    const token = (await readFile(path.join(dataDir, 'operator-token'), 'utf8')).trim();
+    const during = await fetch(`${httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(during.status, 200, 'the metrics answered while devices hold the MQTT listener at its limit');
+    assert.equal(((await during.json()) as { mqtt: { refusedConnections: number } }).mqtt.refusedConnections, mqttRefused + mqttsRefused);
+    // and the HTTP listener has its own limit, refused past it in turn
+    const http = await openMany(Number(new URL(httpUrl).port), 60);
+    const httpRefused = await settled(http.closedByServer);
+    assert.ok(httpRefused > 0 && httpRefused < 60, `the server closed ${httpRefused} of 60 HTTP connections`);
 
     // the first of each burst at once, naming the limit
     const first = refusalLines(log, 'mqtt');
@@ -116,12 +123,11 @@ describe('connections refused at the open-file limit', { skip: process.platform 
     const count = refusalLines(log, 'mqtt')[1]!;
     assert.match(count, new RegExp(`suppressed=${mqttRefused - 1}(\\s|$)`), count);
     await eventually(async () => (refusalLines(log, 'http').length === 2 ? true : undefined), 30_000, 'the count line of the HTTP refusals');
-    assert.match(refusalLines(log, 'http')[1]!, /suppressed=9(\s|$)/);
+    assert.match(refusalLines(log, 'http')[1]!, new RegExp(`suppressed=${httpRefused - 1}(\\s|$)`));
 
     // files free again: the server serves, and counted every refusal
     for (const s of [...mqtt.sockets, ...mqtts.sockets, ...http.sockets]) s.destroy();
     await eventually(async () => ((await readdir(`/proc/${child.pid}/fd`)).length < LIMIT / 2 ? true : undefined), 30_000, 'the server let go of the connections');
-    const token = (await readFile(path.join(dataDir, 'operator-token'), 'utf8')).trim();
     const res = await fetch(`${httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(res.status, 200);
     const m = (await res.json()) as { mqtt: { refusedConnections: number }; api: { refusedConnections: number } };

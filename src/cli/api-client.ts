@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { retryAfterMs } from '../agent/downloader.ts';
 import { UpdraftError } from '../errors.ts';
 import { operatorTokenPath } from '../server/operator-token.ts';
+import { clipped, safeUrl } from '../util/redact-url.ts';
 
 /** Connection options shared by every API command. */
 export interface ApiOptions {
@@ -81,6 +82,11 @@ export class ApiClient {
   constructor(opts: ApiOptions) {
     // an empty variable (UPDRAFT_TOKEN= in a unit file or a script) is one not set
     this.baseUrl = (opts.server ?? (process.env.UPDRAFT_SERVER || 'http://127.0.0.1:8080')).replace(/\/+$/, '');
+    // a server that is no http(s) URL is bad input (exit 2), not a server unreachable (exit 1,
+    // 'cannot reach the Updraft server at notaurl: Invalid URL; is it running ...', config QA)
+    if (!URL.canParse(this.baseUrl) || !/^https?:$/.test(new URL(this.baseUrl).protocol)) {
+      throw new UpdraftError('BAD_REQUEST', `--server${opts.server === undefined ? ' (env UPDRAFT_SERVER)' : ''} must be the server's http or https URL (http://host:8080), got ${JSON.stringify(clipped(safeUrl(this.baseUrl), 200))}`);
+    }
     this.retryForMs = opts.retryForMs ?? retryForMs(process.env.UPDRAFT_RETRY_FOR);
     this.token = opts.token ?? (process.env.UPDRAFT_TOKEN || readTokenFile(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data')));
   }

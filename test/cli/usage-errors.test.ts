@@ -29,6 +29,18 @@ describe('updraft usage errors', () => {
     }
   });
 
+  it('a server that is no http(s) URL: exit 2, one line, no password in it (it was exit 1, "cannot reach the Updraft server at notaurl")', async () => {
+    const cases: [string[], Record<string, string>, string][] = [
+      [['device', 'list', '--server', 'notaurl', '--token', 't'], {}, 'updraft: error: --server must be the server\'s http or https URL (http://host:8080), got "notaurl"'],
+      [['device', 'list', '--token', 't'], { UPDRAFT_SERVER: 'ftp://u:hunter2@x' }, 'updraft: error: --server (env UPDRAFT_SERVER) must be the server\'s http or https URL (http://host:8080), got "ftp://u:***@x"'],
+      [['sim', '--server', 'notaurl', '--devices', '2', '--token', 't'], {}, 'updraft: error: --server must be the server\'s http or https URL (http://host:8080), got "notaurl"'],
+    ];
+    for (const [args, env, line] of cases) {
+      const r = await runCli(args, { env });
+      assert.deepEqual({ code: r.code, stderr: r.stderr }, { code: 2, stderr: `${line}\n` }, `updraft ${args.join(' ')}`);
+    }
+  });
+
   it('a file named with --out that cannot be written: exit 2, one line naming the path given (not the temporary file beside it)', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-out-'));
     try {

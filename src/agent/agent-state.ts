@@ -238,18 +238,22 @@ function jsonBytes(text: string): number {
 export function cutReason(text: string, tail: string): string {
   if (text.length <= MAX_SAVED_ERROR_CHARS && jsonBytes(text) <= MAX_SAVED_ERROR_CHARS) return text;
   const room = MAX_SAVED_ERROR_CHARS - jsonBytes(tail);
-  // the longest beginning whose JSON fits: bytes grow with the length (but at a lone high
-  // surrogate, dropped below), so a binary search finds it in a dozen JSON.stringify calls
+  // a beginning of n code units, less a high surrogate it would end on (never half a pair):
+  // its bytes then grow with n (a lone high surrogate is 6 bytes of JSON, its pair 4, which
+  // made the search skip a fitting length, review), so a binary search finds the longest that
+  // fits in a dozen JSON.stringify calls
+  const whole = (n: number): number => {
+    const last = text.charCodeAt(n - 1);
+    return n > 0 && last >= 0xd800 && last <= 0xdbff ? n - 1 : n;
+  };
   let lo = 0;
   let hi = Math.min(text.length, room);
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
-    if (jsonBytes(text.slice(0, mid)) <= room) lo = mid;
+    if (jsonBytes(text.slice(0, whole(mid))) <= room) lo = mid;
     else hi = mid - 1;
   }
-  const last = text.charCodeAt(lo - 1);
-  if (lo > 0 && last >= 0xd800 && last <= 0xdbff) lo--;
-  return text.slice(0, lo) + tail;
+  return text.slice(0, whole(lo)) + tail;
 }
 
 /**

@@ -80,14 +80,18 @@ describe('cutReason', () => {
   const jsonBytes = (t: string) => Buffer.byteLength(JSON.stringify(t)) - 2;
   it('keeps a reason that fits, and cuts one to its characters and to its bytes of JSON, never inside a surrogate pair', () => {
     assert.equal(cutReason('disk full', '…'), 'disk full');
-    for (const text of ['x'.repeat(5_000), '\u0001'.repeat(5_000), '漢'.repeat(5_000), '😀'.repeat(5_000), `a${'😀'.repeat(5_000)}`]) {
-      const cut = cutReason(text, '… (cut)');
+    for (const tail of ['…', '… (cut)', '... (15001 characters)'])
+    for (const text of ['x'.repeat(5_000), '\u0001'.repeat(5_000), '漢'.repeat(5_000), '😀'.repeat(5_000), `a${'😀'.repeat(5_000)}`, `ab${'😀'.repeat(5_000)}`]) {
+      const cut = cutReason(text, tail);
       assert.ok(cut.length <= MAX_SAVED_ERROR_CHARS, `${cut.length} characters`);
       assert.ok(jsonBytes(cut) <= MAX_SAVED_ERROR_CHARS, `${jsonBytes(cut)} bytes of JSON`);
-      assert.ok(jsonBytes(cut) > MAX_SAVED_ERROR_CHARS - 12, `as much kept as fits: ${jsonBytes(cut)} bytes`);
-      assert.ok(cut.endsWith('… (cut)'));
+      // as much kept as fits: one more character (a whole pair) would not
+      const kept = cut.slice(0, -tail.length);
+      const next = text.slice(0, kept.length + (text.codePointAt(kept.length)! > 0xffff ? 2 : 1));
+      assert.ok(next.length + tail.length > MAX_SAVED_ERROR_CHARS || jsonBytes(next + tail) > MAX_SAVED_ERROR_CHARS, `${kept.length} code units kept, ${next.length} would fit too (tail ${tail})`);
+      assert.ok(cut.endsWith(tail));
       assert.doesNotMatch(cut, /[\ud800-\udbff](?![\udc00-\udfff])/, 'no lone high surrogate');
-      assert.ok(text.startsWith(cut.slice(0, -'… (cut)'.length)));
+      assert.ok(text.startsWith(kept));
     }
   });
 });

@@ -187,8 +187,9 @@ function secondsIn(text: string): number {
 }
 
 /**
- * An agent's `UPDRAFT_*` variable, read as the server reads its own (docs/configuration.md): an
- * empty or blank one (`UPDRAFT_DEVICE_PASSWORD=` in a unit file or a script) is one not set. Taken as a
+ * An agent's `UPDRAFT_*` variable: an empty or blank one (`UPDRAFT_DEVICE_PASSWORD=` in a unit
+ * file or a script) is one not set (the server takes an empty one so too, and refuses a blank
+ * one by name: docs/configuration.md). Taken as a
  * value, an empty password was sent instead of the saved secret (refused at every reconnect),
  * and an empty broker, type or time zone was refused as if given on the command line.
  */

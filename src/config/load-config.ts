@@ -362,17 +362,31 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
 /** Settings of the embedded broker that would do nothing with an external one (mqtt.url); its host and ports are left out, as port 0 or -1 given with it is common and harmless. */
 const EMBEDDED_BROKER_ONLY = ['mqtt.tlsCert', 'mqtt.tlsKey', 'mqtt.maxConnections', 'mqtt.maxConnectRate', 'mqtt.maxSubscriptions'];
 
-/** IPv6's any address: Node listens on it dual-stack, holding its port on every interface, IPv4's too. */
-const IPV6_ANY = new Set(['::', '::0', '0:0:0:0:0:0:0:0']);
+/**
+ * A listener's host in one spelling: an IPv6 address as the URL parser writes it (`0::0` and
+ * `::0:0` are `::`), an IPv4-mapped one (`::ffff:127.0.0.1`, which the kernel serves as IPv4)
+ * as its IPv4 address; others as given. Compared as written, such spellings passed the check
+ * and clashed at the listen (second review).
+ */
+function canonicalHost(host: string): string {
+  if (isIP(host) !== 6) return host;
+  const written = new URL(`http://[${host}]`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(written);
+  if (!mapped) return written;
+  const [hi, lo] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}
 
 /**
  * Two listeners' hosts that cannot both listen on one port: the same host, either one IPv6's
- * any address (dual-stack), or IPv4's `0.0.0.0` beside an IPv4 address. `0.0.0.0` beside an
- * IPv6 address (`::1`) listens (review: such a configuration was refused for a while); beside
- * a host name it is left to the listen, which says so if the name is an IPv4 one.
+ * any address `::` (Node listens on it dual-stack, holding the port on IPv4 too), or IPv4's
+ * `0.0.0.0` beside an IPv4 address. `0.0.0.0` beside an IPv6 address (`::1`) listens (review:
+ * such a configuration was refused for a while); beside a host name it is left to the
+ * listen, which says so if the name is an IPv4 one.
  */
-function hostsOverlap(a: string, b: string): boolean {
-  if (a === b || IPV6_ANY.has(a) || IPV6_ANY.has(b)) return true;
+function hostsOverlap(hostA: string, hostB: string): boolean {
+  const [a, b] = [canonicalHost(hostA), canonicalHost(hostB)];
+  if (a === b || a === '::' || b === '::') return true;
   if (a === '0.0.0.0') return isIP(b) === 4;
   if (b === '0.0.0.0') return isIP(a) === 4;
   return false;

@@ -122,6 +122,10 @@ describe("the server's listeners' ports", () => {
     // 0.0.0.0 beside an IPv4 address overlaps; beside an IPv6 one it does not
     assert.match(configError({ flags: { 'http-host': '127.0.0.1', 'mqtt-host': '0.0.0.0', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }), /are both 1884 \(on 127\.0\.0\.1 and 0\.0\.0\.0\)/);
     assert.equal(loadConfig({ flags: { 'http-host': '::1', 'mqtt-host': '0.0.0.0', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }).http.port, 1884);
+    // whatever the spelling: an IPv4-mapped address is IPv4, and :: written long is :: (second review)
+    assert.match(configError({ flags: { 'http-host': '::ffff:127.0.0.1', 'mqtt-host': '0.0.0.0', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }), /are both 1884 \(on ::ffff:127\.0\.0\.1 and 0\.0\.0\.0\)/);
+    assert.match(configError({ flags: { 'http-host': '0::0', 'mqtt-host': '0.0.0.0', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }), /are both 1884 \(on 0::0 and 0\.0\.0\.0\)/);
+    assert.match(configError({ flags: { 'http-host': '0:0::1', 'mqtt-host': '::1', 'http-port': '1884', 'mqtt-port': '1884', 'mqtt-tls-port': '-1' } }), /are both 1884 \(on 0:0::1 and ::1\)/);
   });
 
   it('updraft server listens on one port on 0.0.0.0 (MQTT) and ::1 (HTTP): IPv4\'s any address does not take IPv6\'s', async () => {

@@ -15,7 +15,7 @@ import { canTransition, isTerminal } from '../jobs/execution-state.ts';
 import type { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { mutateExecution } from '../jobs/execution-writer.ts';
 import { specOf } from '../jobs/job-spec.ts';
-import { AwsJobsError, salvageJobsClientToken, type AwsJobsRejection, type AwsJobsRequestBody } from '../protocol/aws-jobs-messages.ts';
+import { AwsJobsError, parseAwsJobsBody, salvageJobsClientToken, type AwsJobsRejection, type AwsJobsRequestBody } from '../protocol/aws-jobs-messages.ts';
 import { awsJobsAnswerTopic, parseAwsJobsRequest, type AwsJobsRequest } from '../protocol/aws-topics.ts';
 import type { JsonObject } from '../protocol/json.ts';
 import { KeyedQueue } from '../shadow/keyed-queue.ts';
@@ -28,7 +28,6 @@ import { awsIdOf, executionOf, isPending, reportedStatusDetails, rollbackStateOf
 import { AwsJobsNotifier } from './jobs-notifier.ts';
 import { mayActFor } from './thing-access.ts';
 import { ThingJobs } from './thing-jobs.ts';
-import { parseJobsRequestBody } from './update-body.ts';
 
 /** What the door needs. */
 export interface JobsDoorDeps {
@@ -106,10 +105,9 @@ export class AwsJobsDoor {
   private async answer(req: AwsJobsRequest, payload: Buffer, sender: Sender): Promise<void> {
     let body: AwsJobsRequestBody = {};
     try {
-      const parsed = parseJobsRequestBody(payload, req);
-      body = parsed.body;
+      body = parseAwsJobsBody(payload, req);
       await this.refuseUnregistered(req.thing, sender);
-      const accepted = await this.run(req, body, sender, parsed.cancelStepTimer);
+      const accepted = await this.run(req, body, sender);
       if (body.clientToken !== undefined) accepted.clientToken = body.clientToken;
       await this.publishJson(awsJobsAnswerTopic(req, 'accepted'), accepted);
     } catch (err) {
@@ -131,8 +129,7 @@ export class AwsJobsDoor {
     throw new AwsJobsError('ResourceNotFound', `Thing ${thing} is not registered: no device has that id; register it with: updraft device register ${thing}`);
   }
 
-  /** `cancelStepTimer`: an update's `stepTimeoutInMinutes: -1` (`update-body.ts`). */
-  private async run(req: AwsJobsRequest, body: AwsJobsRequestBody, sender: Sender, cancelStepTimer: boolean): Promise<JsonObject> {
+  private async run(req: AwsJobsRequest, body: AwsJobsRequestBody, sender: Sender): Promise<JsonObject> {
     const timestamp = Math.floor(this.nowMs() / 1000);
     if (req.op === 'get') {
       const view = await this.current(req.thing);
@@ -175,7 +172,7 @@ export class AwsJobsDoor {
       throw new AwsJobsError('InvalidStateTransition', `Cannot change the status of job execution ${req.jobId} from ${view.status} to ${body.status}`, stateOf(view));
     }
     refuseRollbackStepTimer(view, body);
-    const after = await this.report(view, body.status, body, sender, cancelStepTimer);
+    const after = await this.report(view, body.status, body, sender);
     const out: JsonObject = { timestamp };
     if (body.includeJobExecutionState === true) out.executionState = stateOf(after) as unknown as JsonObject;
     if (body.includeJobDocument === true) {
@@ -245,7 +242,7 @@ export class AwsJobsDoor {
   }
 
   /** Writes an AWS status as the device's report, waits for the tracker, returns the new view. */
-  private async report(view: JobView, status: NonNullable<AwsJobsRequestBody['status']>, body: AwsJobsRequestBody, sender: Sender, cancelStepTimer = false): Promise<JobView> {
+  private async report(view: JobView, status: NonNullable<AwsJobsRequestBody['status']>, body: AwsJobsRequestBody, sender: Sender): Promise<JobView> {
     const { store, replica, tracker } = this.deps;
     const shadow = await store.getShadow(view.thing, '');
     const software = view.software!;
@@ -258,7 +255,7 @@ export class AwsJobsDoor {
     await tracker.idle();
     const { baseJobId, control } = awsIdOf(view.agentJobId);
     if (control) await this.recordRollbackUpdate(view, baseJobId, reportedStatusDetails(await store.getShadow(view.thing, ''), view.agentJobId));
-    else await this.recordUpdate(view, baseJobId, status !== 'IN_PROGRESS' ? undefined : cancelStepTimer ? 'cancel' : body.stepTimeoutInMinutes);
+    else await this.recordUpdate(view, baseJobId, status !== 'IN_PROGRESS' ? undefined : body.cancelStepTimer ? 'cancel' : body.stepTimeoutInMinutes);
     // read after the door's own write: the versionNumber answered is the one the next update is checked against
     return (await this.jobs.current(view.thing)) ?? view;
   }

@@ -82,6 +82,12 @@ export interface AwsJobsRequestBody {
   includeJobExecutionState?: boolean;
   includeJobDocument?: boolean;
   stepTimeoutInMinutes?: number;
+  /**
+   * An update's `stepTimeoutInMinutes: -1`: the step timer an earlier update set is canceled
+   * (UpdateJobExecution takes 1 to 10080 "or -1"; StartNextPendingJobExecution 1 to 10080 only,
+   * https://docs.aws.amazon.com/iot/latest/apireference/API_iot-jobs-data_UpdateJobExecution.html).
+   */
+  cancelStepTimer?: true;
 }
 
 /** AWS limits: clientToken up to 64 characters (code points, clientTokenTooLong), statusDetails up to 10 entries. */
@@ -243,8 +249,10 @@ export function parseAwsJobsBody(payload: Buffer, req?: AwsJobsRequest): AwsJobs
   }
   if (v.stepTimeoutInMinutes !== undefined) {
     const n = v.stepTimeoutInMinutes;
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > MAX_STEP_TIMEOUT) throw invalid(`stepTimeoutInMinutes must be an integer from 1 to ${MAX_STEP_TIMEOUT}`);
-    out.stepTimeoutInMinutes = n;
+    const update = req?.op === 'update';
+    if (update && n === -1) out.cancelStepTimer = true;
+    else if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > MAX_STEP_TIMEOUT) throw invalid(`stepTimeoutInMinutes must be an integer from 1 to ${MAX_STEP_TIMEOUT}${update ? ', or -1 to cancel the step timer an earlier update set' : ''}`);
+    else out.stepTimeoutInMinutes = n;
   }
   return out;
 }

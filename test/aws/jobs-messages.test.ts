@@ -36,6 +36,17 @@ describe('statusDetails (UpdateJobExecution, StartNextPendingJobExecution)', () 
   });
 });
 
+describe('stepTimeoutInMinutes', () => {
+  it('takes -1 on an update only (it cancels the step timer), and says so when refusing', () => {
+    const update = { thing: 't', op: 'update', jobId: 'j' } as const;
+    const payload = (n: unknown) => Buffer.from(JSON.stringify({ status: 'IN_PROGRESS', stepTimeoutInMinutes: n }));
+    assert.deepEqual(parseAwsJobsBody(payload(-1), update), { status: 'IN_PROGRESS', cancelStepTimer: true });
+    assert.deepEqual(parseAwsJobsBody(payload(30), update), { status: 'IN_PROGRESS', stepTimeoutInMinutes: 30 });
+    assert.throws(() => parseAwsJobsBody(payload(0), update), (err: unknown) => err instanceof AwsJobsError && err.message === 'stepTimeoutInMinutes must be an integer from 1 to 10080, or -1 to cancel the step timer an earlier update set');
+    assert.throws(() => parseAwsJobsBody(Buffer.from('{"stepTimeoutInMinutes":-1}'), { thing: 't', op: 'start-next' }), (err: unknown) => err instanceof AwsJobsError && err.message === 'stepTimeoutInMinutes must be an integer from 1 to 10080');
+  });
+});
+
 describe('the payload bytes', () => {
   it('refuses bytes that are not UTF-8 as InvalidJson, instead of storing U+FFFD in their place, and echoes no token from them', () => {
     const bad = Buffer.concat([Buffer.from('{"status":"IN_PROGRESS","statusDetails":{"reason":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"},"clientToken":"t1"}')]);

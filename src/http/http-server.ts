@@ -249,7 +249,8 @@ export class HttpServer {
       if (written || handled) return;
       written = 'pending';
       this.stats.changes++;
-      const line = { method, path: url.pathname + url.search, clientGone: true, pending: true, ms: ms(), remote, by: entry.by };
+      // its answer may have been sent before the handler's end (review): only a client that left is said gone
+      const line = { method, path: url.pathname + url.search, ...(answer === 'gone' ? { clientGone: true } : {}), pending: true, ms: ms(), remote, by: entry.by };
       this.opts.logger.info('operator request', { ...line, ...entry.note, ...line });
     };
     // who asked (the operator, or a viewer token refused with 403), once the token is checked

@@ -29,7 +29,7 @@ export class AwsShadowDoor {
     const req = parseAwsShadowRequest(msg.topic);
     if (!req || !mayActFor(msg.sender, req.deviceId)) return undefined;
     this.things.mark(req.deviceId);
-    return { topic: requestTopic(req, req.op), payload: msg.payload, sender: msg.sender };
+    return { topic: requestTopic(req, req.op), payload: msg.payload, sender: msg.sender, family: 'aws' };
   }
 
   /** The AWS topic an answer published on `topic` must also go to, if its thing uses the family. */

@@ -22,6 +22,12 @@ export interface InboundMessage {
   topic: string;
   payload: Buffer;
   sender: Sender;
+  /**
+   * Set on a shadow request that came by the AWS IoT topic family (`aws/shadow-door.ts`): the
+   * replica answers it with AWS's code where AWS documents another than Updraft's own
+   * protocol (415 for a payload that is not UTF-8).
+   */
+  family?: 'aws';
 }
 
 /**

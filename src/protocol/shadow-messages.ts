@@ -3,6 +3,7 @@
  * Semantics follow the well-known device-shadow contract; messages match it word for word
  * where it has one, so that clients written against it understand our rejections.
  */
+import { isUtf8 } from 'node:buffer';
 import { UpdraftError } from '../errors.ts';
 import { isJsonObject, jsonDefect, parseJsonObject, requireJsonObject, type JsonObject, type JsonTextMessages, type JsonValue } from './json.ts';
 import type { ShadowRef } from './topics.ts';
@@ -98,6 +99,22 @@ const MAX_CLIENT_TOKEN = 64;
 
 /** The rejection of a payload whose bytes are not UTF-8 (RFC 8259 section 8.1). */
 export const NOT_UTF8 = 'Invalid JSON: the payload is not UTF-8';
+
+/**
+ * AWS IoT's answer to a payload that is not UTF-8, 415 (Device Shadow error messages,
+ * https://docs.aws.amazon.com/iot/latest/developerguide/device-shadow-error-messages.html).
+ * Updraft's own topics answer it 400 `NOT_UTF8` (docs/protocol.md#rejections).
+ */
+export const AWS_NOT_UTF8 = 'Unsupported documented encoding; supported encoding is UTF-8';
+
+/**
+ * Refuses, as AWS IoT does, with 415, the payload of a request that came by the AWS family
+ * when its bytes are not UTF-8. A payload over the size limit is left to `parseJsonPayload`'s
+ * 413, checked first on both families.
+ */
+export function refuseAwsEncoding(payload: Buffer, limits: ShadowLimits): void {
+  if (payload.length <= limits.maxDocumentBytes && !isUtf8(payload)) throw new UpdraftError('BAD_REQUEST', AWS_NOT_UTF8, { status: 415 });
+}
 
 /** What a device is answered when its payload is no JSON object (the shadow and the requests beside it). */
 export const PAYLOAD_JSON_MESSAGES: JsonTextMessages = {

@@ -16,6 +16,7 @@ import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import {
   parseSimpleRequest,
   parseUpdateRequest,
+  refuseAwsEncoding,
   salvageClientToken,
   type DeleteAccepted,
   type DocumentsMessage,
@@ -165,15 +166,16 @@ export class ShadowReplica {
     const ref: ShadowRef = { deviceId: req.deviceId, name: req.name };
     return new Promise<void>((answered) => {
       this.queue
-        .run(key(ref), () => this.handle(ref, req.op, msg.payload, msg.sender, answered))
+        .run(key(ref), () => this.handle(ref, req.op, msg.payload, msg.sender, answered, msg.family))
         .catch((err: unknown) => this.reject(ref, req.op, asUpdraftError(err), salvageClientToken(msg.payload), answered))
         .finally(() => answered());
     });
   }
 
   /** Handles one request; `answered` is called once its answers are handed to the bus. */
-  private async handle(ref: ShadowRef, op: ShadowOperation, payload: Buffer, sender: Sender, answered: () => void): Promise<void> {
+  private async handle(ref: ShadowRef, op: ShadowOperation, payload: Buffer, sender: Sender, answered: () => void, family?: 'aws'): Promise<void> {
     try {
+      if (family === 'aws') refuseAwsEncoding(payload, this.deps.limits);
       if (op === 'update') {
         // the operator's writes over MQTT are audited; a device's own requests (the hot path) pay this one comparison, no more
         await this.applyUpdate(ref, parseUpdateRequest(payload, this.deps.limits, ref), sender, answered, sender.kind === 'operator');

@@ -75,8 +75,14 @@ export type AwsJobsRequest =
   | { thing: string; op: 'describe'; jobId: string }
   | { thing: string; op: 'update'; jobId: string };
 
-/** Job ids: AWS allows `[a-zA-Z0-9_-]{1,64}`; Updraft's control jobs add `.cancel`, `.rollback`. */
-const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+/**
+ * The job ids a Jobs topic may name: AWS's, `[a-zA-Z0-9_-]` 1 to 64 characters
+ * (DescribeJobExecution's jobId), and Updraft's rollback of one, `<jobId>.rollback`, the only
+ * other id the door shows (job-view.ts). Anything else (`..`, `a:b`, 65 characters, an
+ * attempt's or a stay's device-side id) names no job execution AWS could have: the topic maps
+ * to no operation, InvalidTopic, as for the other request-shaped topics that name none.
+ */
+const JOB_ID = /^[A-Za-z0-9_-]{1,64}(?:\.rollback)?$/;
 
 /**
  * Parses a Jobs request topic. Returns undefined for anything that is not a request of the

@@ -30,6 +30,10 @@ describe('AWS topics', () => {
     assert.equal(parseAwsJobsRequest('$aws/things/t-1/jobs/j-1/update/accepted'), undefined);
     assert.equal(parseAwsJobsRequest('$aws/things/t-1/jobs/notify-next'), undefined);
     assert.deepEqual(parseAwsJobsRequest('$aws/things/t-1/jobs/$next/update'), { invalid: true, thing: 't-1', rejectTopic: '$aws/things/t-1/jobs/$next/update/rejected' });
+    // job ids: AWS's ([a-zA-Z0-9_-]{1,64}) and Updraft's rollbacks of them; nothing else
+    assert.deepEqual(parseAwsJobsRequest('$aws/things/t-1/jobs/j-1.rollback/get'), { thing: 't-1', op: 'describe', jobId: 'j-1.rollback' });
+    assert.deepEqual(parseAwsJobsRequest('$aws/things/t-1/jobs/../get'), { invalid: true, thing: 't-1', rejectTopic: '$aws/things/t-1/jobs/../get/rejected' });
+    assert.equal('invalid' in parseAwsJobsRequest(`$aws/things/t-1/jobs/${'x'.repeat(65)}/update`)!, true);
     assert.equal(awsJobsAnswerTopic({ thing: 't-1', op: 'describe', jobId: 'j' }, 'accepted'), '$aws/things/t-1/jobs/j/get/accepted');
   });
 

@@ -53,6 +53,11 @@ export interface InFlightUpdate {
   waiting?: InstallWait;
   /** In phase VERIFYING: how long (ms, the monotonic clock) the install gate has put the install off so far; a restart goes on from it. */
   gateWaitedMs?: number;
+  /**
+   * The one fetch from the start (a resumed file failed verification) is made for this job's
+   * download: a restart does not allow another. Absent (a state of an older agent too): not yet.
+   */
+  fetchedFromStart?: true;
   /** The job's log so far (`job-log.ts`), saved with each phase. */
   log?: JobLogData;
 }
@@ -303,7 +308,7 @@ function sanitize(raw: unknown): AgentStateData {
     try {
       const command = parseSoftwareCommand(inFlight.command);
       if (command.jobId === inFlight.jobId) {
-        const { waiting, log, gateWaitedMs, ...rest } = inFlight;
+        const { waiting, log, gateWaitedMs, fetchedFromStart, ...rest } = inFlight;
         const wait = inFlight.phase === 'VERIFYING' ? parseInstallWait(waiting) : undefined;
         const gateWaited = wait && typeof gateWaitedMs === 'number' && Number.isSafeInteger(gateWaitedMs) && gateWaitedMs >= 0 ? gateWaitedMs : undefined;
         const logData = jobLogData(log);
@@ -311,7 +316,7 @@ function sanitize(raw: unknown): AgentStateData {
         const startedAt = isIsoTime(rest.startedAt) && Date.parse(rest.startedAt) <= Date.now() ? rest.startedAt : new Date().toISOString();
         const outcome = rest.outcome && (rest.outcome.status === 'SUCCESS' || rest.outcome.status === 'FAILURE') ? outcomeOf(rest.outcome) : undefined;
         delete rest.outcome;
-        out.inFlight = { ...rest, startedAt, command, ...(outcome ? { outcome } : {}), ...(wait ? { waiting: wait } : {}), ...(gateWaited !== undefined ? { gateWaitedMs: gateWaited } : {}), ...(logData ? { log: logData } : {}) };
+        out.inFlight = { ...rest, startedAt, command, ...(outcome ? { outcome } : {}), ...(wait ? { waiting: wait } : {}), ...(gateWaited !== undefined ? { gateWaitedMs: gateWaited } : {}), ...(fetchedFromStart === true ? { fetchedFromStart } : {}), ...(logData ? { log: logData } : {}) };
       }
     } catch {
       /* dropped */

@@ -977,6 +977,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
           }
         : {}),
       putOff: (job: UpdateJob, wait: InstallWait, gateWaitedMs?: number) => this.putOff(job, wait, gateWaitedMs),
+      fetchedFromStart: inFlight.fetchedFromStart === true,
+      savedFetchFromStart: (job) => this.savedFetchFromStart(job),
       ...(inFlight.waiting ? { previousWait: inFlight.waiting } : {}),
       timeZone: this.timeZone,
       urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
@@ -1060,6 +1062,15 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     await this.saveState();
     this.emitStatus(job, phase);
     this.reportSoon(this.phaseReport(job, phase));
+  }
+
+  /** The one fetch from the start of the job's download is about to be made: persisted, so a restart does not make another. */
+  private async savedFetchFromStart(job: UpdateJob): Promise<void> {
+    const current = this.state.inFlight;
+    if (!current || current.jobId !== job.jobId) throw new UpdraftError('INTERNAL', `job ${job.jobId} is not the update in flight`);
+    const log = this.logOf(job);
+    this.state.inFlight = { ...current, fetchedFromStart: true, ...(log ? { log: log.snapshot() } : {}) };
+    await this.saveState();
   }
 
   /**

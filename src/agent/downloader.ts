@@ -6,8 +6,9 @@
  *   starts over (so does a 206 from byte 0), a 206 from another byte is refused (the server's
  *   fault; the file kept), 416 fails at once (the file is incomplete, or it would not be asked for).
  * - Only bytes beyond the most the file has held are progress (the retry budget starts over),
- *   and a resumed file that fails verification is fetched again from the start once: a server
- *   that makes the same bytes be lost and fetched again runs the budget out.
+ *   and a resumed file that fails verification is fetched again from the start once per
+ *   download (`fetchedFromStart` carries it over calls: the agent's restarts, fresh URLs): a
+ *   server that makes the same bytes be lost and fetched again runs the budget out.
  * - Never writes more than the announced size: a server that sends more (an endless-data
  *   attack) is cut off at once with an INTEGRITY error.
  * - A failure that may pass (no connection, a connection cut, a 5xx, 429, 408) is retried with
@@ -54,8 +55,14 @@ export interface DownloadOptions {
    * Called when the download starts over from byte 0 on purpose: the one fetch from the start
    * after a resumed file failed verification, whose bytes are progress again (a caller that
    * counts only bytes beyond the most held, as the agent's expiry budget does, starts over too).
+   * Awaited before that fetch is made: the agent saves that it is made (`fetchedFromStart`).
    */
-  onRestart?: () => void;
+  onRestart?: () => Promise<void> | void;
+  /**
+   * The one fetch from the start was already made for this download, by an earlier call (before
+   * a restart, or before a fresh URL): a resumed file that fails verification then fails.
+   */
+  fetchedFromStart?: boolean;
   /** Awaited before the whole file is hashed (the agent reports VERIFYING here). */
   beforeVerify?: () => Promise<void> | void;
   /**
@@ -271,7 +278,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
   // the file holds bytes of more than one fetch (an earlier run's, a resumed attempt's): if
   // it then fails verification, it is fetched again from scratch, once, before giving up
   let resumed = resumedFrom > 0;
-  let fetchedAgain = false;
+  let fetchedAgain = opts.fetchedFromStart === true;
   // the most bytes the file has held: only bytes beyond it are progress, so a server that
   // makes the same bytes be lost and fetched again (a 206 refused, a 200 cut at the same
   // place) runs the budget out instead of renewing it every cycle
@@ -315,7 +322,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       fetchedAgain = true;
       resumed = false;
       mostHeld = 0;
-      opts.onRestart?.();
+      await opts.onRestart?.();
       log.warn('resumed download failed verification, downloading again from the start', { url: shownUrl(opts.url) });
       continue;
     }

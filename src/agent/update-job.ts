@@ -84,6 +84,13 @@ export interface UpdateJobDeps {
    * new credential (the previous one was refused or expired).
    */
   authorizeDownload?: (job: UpdateJob, renew: boolean) => Promise<{ url: string; headers: Record<string, string>; expiresAt: number }>;
+  /**
+   * The one fetch from the start (after a resumed file failed verification) was made for this
+   * job before a restart: saved with the job, so a restart does not allow another.
+   */
+  fetchedFromStart?: boolean;
+  /** Persists that the fetch from the start is made, before it is (a restart keeps the limit). */
+  savedFetchFromStart?: (job: UpdateJob) => Promise<void>;
   /** Progress is reported when it advanced by this much (0..1)... */
   progressStep: number;
   /** ...and at least this many ms passed since the last report (measured on `clock`). */
@@ -115,6 +122,8 @@ export class UpdateJob {
   private waited = false;
   /** Set once the build is downloaded and verified: `command` is then the verified one, and stays. */
   private fetched = false;
+  /** The one fetch from the start of this job's download is made (in this run or before a restart). */
+  private fetchedFromStart: boolean;
 
   constructor(command: SoftwareCommand, phase: InFlightPhase, deps: UpdateJobDeps) {
     this.jobId = command.jobId;
@@ -123,6 +132,7 @@ export class UpdateJob {
     this.phase = phase;
     this.deps = deps;
     this.clock = deps.clock ?? MONOTONIC_CLOCK;
+    this.fetchedFromStart = deps.fetchedFromStart === true;
   }
 
   /** True while the job may still be called off (nothing installed yet). */
@@ -414,8 +424,14 @@ export class UpdateJob {
             }
             this.onProgress(received, size);
           },
+          // once per job, not per call: a fresh URL or a restart does not allow another (saved first)
+          fetchedFromStart: this.fetchedFromStart,
           // the one fetch from the start after a failed verification: its bytes are progress again
-          onRestart: () => (mostHeld = 0),
+          onRestart: async () => {
+            mostHeld = 0;
+            this.fetchedFromStart = true;
+            await deps.savedFetchFromStart?.(this);
+          },
           // the job's command is the one this download was checked for before VERIFYING is saved
           // with it: a re-send taken meanwhile (takeResent) stayed in the state file through
           // the install's wait, and a restart resumed from it (QA). Not yet `fetched`: a failed

@@ -94,14 +94,16 @@ function rollbackSentAt(details: JsonObject): number | undefined {
 /**
  * When attempt `attempt` ended FAILED and its record moved on to a later attempt (a retry
  * queued whose command is not sent yet), as the retry policy keeps it in `details.attempts`
- * (jobs/retry-policy.ts): that end, ms since the epoch. An attempt that timed out is not
- * over for its device in the same way: its command, not taken back yet, is still what the
- * device is asked for, and it may still carry it out (docs/aws-compatibility.md).
+ * (jobs/retry-policy.ts): that end, ms since the epoch, and the record's version then (the
+ * attempt's last; absent from outcomes kept before it was recorded). An attempt that timed
+ * out is not over for its device in the same way: its command, not taken back yet, is still
+ * what the device is asked for, and it may still carry it out (docs/aws-compatibility.md).
  */
-function failedAttemptAt(details: JsonObject, attempt: number): number | undefined {
+function failedAttempt(details: JsonObject, attempt: number): { at: number; version?: number } | undefined {
   const past = Array.isArray(details.attempts) ? details.attempts : [];
   const o = past.find((a): a is JsonObject => isJsonObject(a) && a.attempt === attempt);
-  return o?.status === 'FAILED' && typeof o.at === 'number' ? o.at : undefined;
+  if (o?.status !== 'FAILED' || typeof o.at !== 'number') return undefined;
+  return typeof o.version === 'number' ? { at: o.at, version: o.version } : { at: o.at };
 }
 
 /** When the execution left QUEUED through the Jobs API (`details.startedAt`), ms, if recorded. */
@@ -162,7 +164,8 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
   // the record moved on to a retry not sent yet, this attempt having FAILED: it is over,
   // whatever the device reports since (read from its report, it was QUEUED, startable, once
   // the report moved off it)
-  const failedAt = execution && !id.control && (execution.attempt ?? 1) > id.executionNumber ? failedAttemptAt(execution.details, id.executionNumber) : undefined;
+  const failed = execution && !id.control && (execution.attempt ?? 1) > id.executionNumber ? failedAttempt(execution.details, id.executionNumber) : undefined;
+  const failedAt = failed?.at;
   // a rollback's own state (the door moves it at each update: the base job's record does not
   // move with the rollback's reports); a command with no record at all has the shadow's version
   const rollback = id.control && execution ? (rollbackStateOf(execution.details, software.jobId) ?? { jobId: software.jobId, version: 1 }) : undefined;
@@ -178,7 +181,9 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
     agentJobId: software.jobId,
     executionNumber: id.executionNumber,
     status,
-    versionNumber: rollback?.version ?? execution?.version ?? shadow.version,
+    // a FAILED attempt keeps the version it ended at (the device's last update's), not the
+    // retry's record's, which the retry's own writes move: the expectedVersion it is checked against
+    versionNumber: rollback?.version ?? failed?.version ?? execution?.version ?? shadow.version,
     queuedAt: secs(exec?.dispatchedAt ?? exec?.queuedAt ?? sentAt ?? shadow.timestamp * 1000),
     lastUpdatedAt: exec ? secs(exec.updatedAt) : failedAt !== undefined ? secs(failedAt) : ended && ended.status === status ? secs(ended.at) : shadow.timestamp,
     software,

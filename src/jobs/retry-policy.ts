@@ -91,7 +91,9 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
       }
       const attempt = cur.attempt ?? 1;
       const past = Array.isArray(cur.details.attempts) ? cur.details.attempts : [];
-      const outcome: JsonObject = { attempt, status: cur.status, at: now };
+      // the record's version as the attempt ended: the AWS Jobs door shows it as the attempt's own
+      // versionNumber (aws/job-view.ts), the retry's writes moving the record on from it
+      const outcome: JsonObject = { attempt, status: cur.status, at: now, version: cur.version };
       if (typeof cur.details.error === 'string') outcome.error = cur.details.error;
       // the device's answer to this attempt's stay (a timeout's, answered before the retry was queued)
       if (cur.details.control !== undefined) outcome.control = cur.details.control;

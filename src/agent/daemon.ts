@@ -4,7 +4,7 @@
  * as one line on stderr, and stops cleanly on SIGINT/SIGTERM.
  */
 import { once } from 'node:events';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { isTimeZone } from '../protocol/maintenance-window.ts';
@@ -20,6 +20,7 @@ import { brokerUrlProblem, timerMsProblem } from './agent-options-check.ts';
 import { runInstallGate } from './health-check.ts';
 import { DEFAULT_BROKER_URL, rootKeyFilePath, secretFileReader, signingKeyFilePath } from './provisioning.ts';
 import { SlotInstaller } from './slot-installer.ts';
+import { isBadDirPath, makeDir } from '../util/make-dir.ts';
 
 /** Options of `updraft agent`. */
 export interface AgentDaemonOptions {
@@ -119,7 +120,10 @@ export async function runAgentDaemon(opts: AgentDaemonOptions): Promise<void> {
   const log = opts.logger ?? createLogger({ component: 'agent' });
   const installDir = path.resolve(opts.installDir);
   const stateDir = path.join(installDir, '.updraft');
-  await mkdir(stateDir, { recursive: true });
+  await makeDir(stateDir).catch((err: Error) => {
+    // a path that cannot be a directory is a bad --install-dir (exit code 2)
+    throw new UpdraftError('CONFIG', `cannot create the agent's state directory ${stateDir} (--install-dir): ${err.message}`, { cause: err, ...(isBadDirPath(err) ? { status: 400 } : {}) });
+  });
   // two agents on one install directory connected with the same client id (the broker drops
   // one for the other, for ever), downloaded into the same .part and installed into the same
   // slot (QA): the second is refused. Held until the process ends, a kill too (util/exclusive-lock.ts)

@@ -9,10 +9,11 @@
  * `updraft agent` when no password is given on the command line or in the environment.
  */
 import { constants, readFileSync } from 'node:fs';
-import { access, mkdir, readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
+import { makeDir } from '../util/make-dir.ts';
 
 /** Default broker of the daemon. */
 export const DEFAULT_BROKER_URL = 'mqtt://127.0.0.1:1883';
@@ -40,14 +41,14 @@ export function rootKeyFilePath(installDir: string): string {
  */
 export async function prepareSecretDir(installDir: string): Promise<void> {
   const dir = path.dirname(secretFilePath(installDir));
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeDir(dir, 0o700);
   await access(dir, constants.W_OK);
 }
 
 /** Writes the secret (atomically, owner-only). */
 export async function saveDeviceSecret(installDir: string, secret: string): Promise<string> {
   const file = secretFilePath(installDir);
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await makeDir(path.dirname(file), 0o700);
   await writeFileAtomic(file, secret + '\n', 0o600);
   return file;
 }

@@ -8,7 +8,7 @@
  * `--offline` it reads the data directory and the state store instead of the API
  * (cli/broker-offline.ts): the broker of `--mqtt-url` instances is set up before they start.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
@@ -21,6 +21,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
+import { makeDir } from '../util/make-dir.ts';
 
 interface Options extends ApiOptions {
   out: string;
@@ -86,7 +87,7 @@ export function addBrokerCommands(program: Command): void {
       const conf = mosquittoConf(listeners(opts, dir));
       if (opts.watch) {
         const api = new ApiClient(opts);
-        await mkdir(dir, { recursive: true });
+        await makeDir(dir);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
         const writeCompanions = async () => {
@@ -105,7 +106,7 @@ export function addBrokerCommands(program: Command): void {
       }
       const { token, devices, from } = opts.offline ? await offlineCredentials(opts) : await online(new ApiClient(opts));
       const passwd = mosquittoPasswd({ operatorToken: token, devices, secrets });
-      await mkdir(dir, { recursive: true });
+      await makeDir(dir);
       await writeFileAtomic(path.join(dir, 'passwd'), passwd.text, 0o600);
       await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
       await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);

@@ -2,7 +2,7 @@
  * `updraft device cert <id>`: a client certificate for a registered device, issued by the
  * server's CA (CN = device id), for MQTT over TLS with mutual authentication.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
@@ -10,6 +10,7 @@ import { writeFileAtomic } from '../util/atomic-file.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { pathSegment } from './path-segment.ts';
+import { makeDir } from '../util/make-dir.ts';
 
 /** Adds `device cert` (to the `device` command, created if absent). */
 export function addDeviceCertCommand(program: Command): void {
@@ -28,7 +29,7 @@ export function addDeviceCertCommand(program: Command): void {
         throw new UpdraftError('BAD_REQUEST', `cannot read the certificate signing request ${opts.csr}: ${err.message}`);
       });
       const r = await new ApiClient(opts).call<{ certificate: string; privateKey?: string; ca: string }>('POST', `/api/v1/devices/${pathSegment('device id', id)}/certificate`, csr !== undefined ? { csr } : undefined);
-      await mkdir(opts.out, { recursive: true });
+      await makeDir(opts.out);
       const files = { cert: path.join(opts.out, `${id}.crt`), ...(r.privateKey !== undefined ? { key: path.join(opts.out, `${id}.key`) } : {}), ca: path.join(opts.out, 'ca.crt') };
       if (files.key !== undefined) await writeFileAtomic(files.key, r.privateKey!, 0o600);
       await writeFileAtomic(files.cert, r.certificate, 0o644);

@@ -4,7 +4,7 @@
  * certify, install the certificate: docs/security.md) and the URL signing key ring (list,
  * rotate, retire).
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { rotateKeyRing, type KeyInfo } from '../artifacts/key-ring.ts';
@@ -20,6 +20,7 @@ import type { SharedSecretName } from '../server/shared-secrets.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { whileWritingOffline } from './offline-lock.ts';
+import { makeDir } from '../util/make-dir.ts';
 
 interface Common extends ApiOptions {
   json?: boolean;
@@ -44,7 +45,7 @@ function print(opts: { json?: boolean }, json: unknown, text: string): void {
 export async function saveSigningKey(api: ApiClient, installDir: string): Promise<{ keyFile: string; rootFile?: string }> {
   const keys = await api.call<{ signing: { publicKey: string }; root: { publicKey: string } | null }>('GET', '/api/v1/keys');
   const keyFile = signingKeyFilePath(installDir);
-  await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });
+  await makeDir(path.dirname(keyFile), 0o700);
   await writeFileAtomic(keyFile, keys.signing.publicKey, 0o644);
   if (!keys.root) return { keyFile };
   const rootFile = rootKeyFilePath(installDir);

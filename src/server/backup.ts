@@ -21,7 +21,7 @@
  * A backup that fails is removed, so that no partial copy passes for a whole one; and the
  * marker file is written last, so one cut short by a crash is refused by `updraft restore`.
  */
-import { chmod, mkdir, readdir, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UpdraftError } from '../errors.ts';
@@ -30,6 +30,7 @@ import { createLogger } from '../util/logger.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 import { SERVER_LOCK } from './data-dir-lock.ts';
+import { makeDir } from '../util/make-dir.ts';
 
 /** Where the server keeps what is backed up: its settings (`--data-dir`, `--db`, `--blob`, from loadConfig). */
 export interface BackupSource {
@@ -85,7 +86,7 @@ export async function backupDataDir(source: BackupSource, out: string): Promise<
   // listed first: a link to nothing is refused before anything is copied
   const files = await filesUnder(from, '', dataDir, new Set([await realpath(from)]));
   const created = !(await isDirectory(to)); // else it exists, empty (a non-empty one was refused)
-  await mkdir(to, { recursive: true, mode: 0o700 });
+  await makeDir(to, 0o700);
   try {
     return await copyInto(source, from, to, files);
   } catch (err) {

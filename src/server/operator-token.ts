@@ -4,8 +4,9 @@
  * machine finds it (as a kubeconfig is found); remote CLIs pass it in UPDRAFT_TOKEN.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { makeDir } from '../util/make-dir.ts';
 
 /** Path of the token file in a data directory. */
 export function operatorTokenPath(dataDir: string): string {
@@ -16,7 +17,7 @@ export function operatorTokenPath(dataDir: string): string {
 export async function replaceOperatorToken(dataDir: string): Promise<string> {
   const file = operatorTokenPath(dataDir);
   const token = `updr_${randomBytes(24).toString('base64url')}`;
-  await mkdir(dataDir, { recursive: true });
+  await makeDir(dataDir);
   // a stale temporary file (a crash) may have other rights: remove it, never write into it
   await rm(`${file}.tmp`, { force: true });
   await writeFile(`${file}.tmp`, token + '\n', { mode: 0o600, flag: 'wx' });

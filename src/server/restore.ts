@@ -26,6 +26,7 @@ import { signingKeyPaths } from '../signing/signing-key.ts';
 import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 import { SERVER_LOCK, serverHeldFile } from './data-dir-lock.ts';
 import { operatorTokenPath } from './operator-token.ts';
+import { makeDir } from '../util/make-dir.ts';
 
 /** What a restore did. */
 export interface RestoreReport {
@@ -69,7 +70,7 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
     if (err.code === 'ENOENT') return undefined;
     throw new UpdraftError('BAD_REQUEST', `cannot use the data directory ${dataDir}: ${err.message}`);
   });
-  if (present === undefined) await mkdir(to, { recursive: true, mode: 0o700 });
+  if (present === undefined) await makeDir(to, 0o700);
   else if (present.length > 0) {
     const aside = `${to}.before-restore-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
     await mkdir(aside, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {

@@ -12,10 +12,11 @@
  * the administrator to repair a full disk with, and a server filling them was full already.
  */
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, open, stat, statfs, unlink } from 'node:fs/promises';
+import { access, constants, open, stat, statfs, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
+import { isBadDirPath, makeDir } from './make-dir.ts';
 
 /**
  * Below this much space left for unprivileged users a file system is full (1 MiB): a byte can
@@ -45,6 +46,10 @@ export function whyNotWritable(err: unknown): string {
     case 'ENOTDIR':
     case 'EEXIST':
       return 'under a path with a file where a directory should be';
+    case 'ENOENT':
+      // makeDir's answer for a file system that makes no directory there (procfs)
+      if ((err as NodeJS.ErrnoException).syscall === 'mkdir') return 'not one that can be made: the file system makes no directory there (a virtual file system such as /proc or /sys)';
+      return `not usable: ${String((err as Error)?.message ?? err).split(',')[0]}`;
     default:
       // Node's message is "CODE: what, syscall 'path'": the path is the caller's to name
       return `not usable: ${String((err as Error)?.message ?? err).split(',')[0]}`;
@@ -66,14 +71,16 @@ function userName(): string {
  * what is wrong, ending with `hint` (what to do).
  */
 export async function checkWritableDir(dir: string, what: string, opts: { hint?: string; create?: boolean; mode?: number } = {}): Promise<void> {
-  const fail = (why: string, cause: unknown): never => {
-    throw new UpdraftError('CONFIG', `the ${what} ${dir} is ${why}${opts.hint ? `; ${opts.hint}` : ''}`, { cause });
+  // a path that cannot be a directory (a file in the way, a file system that makes none
+  // there) is a bad setting, status 400 (exit code 2); one the user cannot write is not
+  const fail = (why: string, cause: unknown, badPath = false): never => {
+    throw new UpdraftError('CONFIG', `the ${what} ${dir} is ${why}${opts.hint ? `; ${opts.hint}` : ''}`, { cause, ...(badPath ? { status: 400 } : {}) });
   };
-  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : fail(whyNotWritable(err), err)));
-  if (st && !st.isDirectory()) fail('a file, not a directory', undefined);
+  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : fail(whyNotWritable(err), err, isBadDirPath(err))));
+  if (st && !st.isDirectory()) fail('a file, not a directory', undefined, true);
   if (!st) {
     if (opts.create === false) return;
-    await mkdir(dir, { recursive: true, ...(opts.mode !== undefined ? { mode: opts.mode } : {}) }).catch((err: unknown) => fail(whyNotWritable(err), err));
+    await makeDir(dir, opts.mode).catch((err: unknown) => fail(whyNotWritable(err), err, isBadDirPath(err)));
   }
   const probe = path.join(dir, `.write-check-${process.pid}-${randomBytes(4).toString('hex')}`);
   const handle = await open(probe, 'wx', 0o600).catch((err: unknown) => fail(whyNotWritable(err), err));

@@ -75,10 +75,10 @@ function startServer(dir: string) {
   return { child, output: () => out, exited, waitFor, exitCode };
 }
 
-/** The server's last line, once it exits before serving. */
-async function refusal(dir: string): Promise<string> {
+/** The server's last line, once it exits before serving with `code` (2: a path that cannot be a directory, a bad setting). */
+async function refusal(dir: string, code = 1): Promise<string> {
   const server = startServer(dir);
-  assert.equal(await server.exitCode(), 1, server.output());
+  assert.equal(await server.exitCode(), code, server.output());
   return server.output().trim().split('\n').at(-1)!;
 }
 
@@ -130,7 +130,7 @@ describe('directories the server cannot write', { skip }, () => {
   it('a file where the data directory should be: refused, saying so', async () => {
     const dir = await dataDir();
     await writeFile(path.join(dir, 'data'), 'not a directory');
-    assert.equal(await refusal(path.join(dir, 'data')), `updraft: error: the data directory ${path.join(dir, 'data')} is a file, not a directory; give the server's user write access to it, or choose another with --data-dir`);
+    assert.equal(await refusal(path.join(dir, 'data'), 2), `updraft: error: the data directory ${path.join(dir, 'data')} is a file, not a directory; give the server's user write access to it, or choose another with --data-dir`);
   });
 
   it('artifacts/ not writable (left by an earlier start): refused at start, one line naming it', async () => {

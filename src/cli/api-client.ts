@@ -69,6 +69,28 @@ const MIN_PAUSE_MS = 250;
  */
 type Attempt<T> = { ok: true; value: T; replayed: boolean } | { ok: false; error: UpdraftError; passing: boolean; pauseMs: number; sendAgain: boolean; inProgress?: boolean };
 
+/**
+ * The server's URL for every command that talks to it: `--server`, else UPDRAFT_SERVER (an
+ * empty variable is one not set), else http://127.0.0.1:8080, without trailing slashes. One
+ * that is no http(s) URL is bad input, BAD_REQUEST (exit code 2) in one line naming the
+ * option or the variable, the URL shown without its password: it was a server unreachable
+ * (exit 1, 'cannot reach the Updraft server at notaurl: Invalid URL; is it running ...', config
+ * QA). So is one with a user or password, which fetch refuses to send ('Request cannot be
+ * constructed from a URL that includes credentials', the password quoted twice): the operator
+ * token is --token.
+ */
+export function serverUrl(server: string | undefined): string {
+  const url = (server ?? (process.env.UPDRAFT_SERVER || 'http://127.0.0.1:8080')).replace(/\/+$/, '');
+  const name = server === undefined ? '--server (env UPDRAFT_SERVER)' : '--server';
+  const shown = JSON.stringify(clipped(safeUrl(url), 200));
+  const parsed = URL.canParse(url) ? new URL(url) : undefined;
+  if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UpdraftError('BAD_REQUEST', `${name} must be the server's http or https URL (http://host:8080), got ${shown}`);
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new UpdraftError('BAD_REQUEST', `${name} must be the server's URL without a user or password (the operator token is given with --token or UPDRAFT_TOKEN), got ${shown}`);
+  }
+  return url;
+}
+
 /** A small JSON client; every failure becomes an UpdraftError with a readable message. */
 export class ApiClient {
   readonly baseUrl: string;
@@ -81,12 +103,7 @@ export class ApiClient {
 
   constructor(opts: ApiOptions) {
     // an empty variable (UPDRAFT_TOKEN= in a unit file or a script) is one not set
-    this.baseUrl = (opts.server ?? (process.env.UPDRAFT_SERVER || 'http://127.0.0.1:8080')).replace(/\/+$/, '');
-    // a server that is no http(s) URL is bad input (exit 2), not a server unreachable (exit 1,
-    // 'cannot reach the Updraft server at notaurl: Invalid URL; is it running ...', config QA)
-    if (!URL.canParse(this.baseUrl) || !/^https?:$/.test(new URL(this.baseUrl).protocol)) {
-      throw new UpdraftError('BAD_REQUEST', `--server${opts.server === undefined ? ' (env UPDRAFT_SERVER)' : ''} must be the server's http or https URL (http://host:8080), got ${JSON.stringify(clipped(safeUrl(this.baseUrl), 200))}`);
-    }
+    this.baseUrl = serverUrl(opts.server);
     this.retryForMs = opts.retryForMs ?? retryForMs(process.env.UPDRAFT_RETRY_FOR);
     this.token = opts.token ?? (process.env.UPDRAFT_TOKEN || readTokenFile(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data')));
   }

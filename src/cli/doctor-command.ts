@@ -14,7 +14,7 @@ import type { KeyInfo } from '../artifacts/key-ring.ts';
 import type { InstanceMetrics } from '../http/metrics.ts';
 import type { KeyCertificate } from '../protocol/key-certificate.ts';
 import type { JobRecord } from '../store/state-store.ts';
-import { ApiClient, whyUnreachable, type ApiOptions } from './api-client.ts';
+import { ApiClient, serverUrl, whyUnreachable, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 
 type Verdict = 'ok' | 'note' | 'warn' | 'FAIL';
@@ -37,7 +37,9 @@ const DAY_MS = 86_400_000;
 export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Finding[]> {
   const out: Finding[] = [];
   const add = (verdict: Verdict, check: string, text: string) => void out.push({ verdict, check, text });
-  const base = (opts.server ?? process.env.UPDRAFT_SERVER ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  // a --server that is no http(s) URL is refused as by every command (exit 2), not a FAIL
+  // 'no answer from notaurl: Invalid URL' with exit 1 (config QA)
+  const base = serverUrl(opts.server);
 
   let alive: Response;
   try {

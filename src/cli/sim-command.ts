@@ -11,7 +11,7 @@ import type { SimulatedFleet } from '../sim/fleet-simulator.ts';
 import { SIM_DEFAULTS, type SimDevice, type SimDeviceState } from '../sim/sim-options.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
-import { ApiClient } from './api-client.ts';
+import { ApiClient, serverUrl } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { probability, wholeNumber } from '../util/number-text.ts';
 import { finishedJobsOf } from '../agent/agent-state.ts';
@@ -142,12 +142,16 @@ export function addSimCommand(program: Command): void {
       // the processes would be exceeded (the fleet's rate, its devices online at once)
       if (!shard && processes > connectRate) throw new UpdraftError('BAD_REQUEST', `--connect-rate ${connectRate} is less than 1 per process (--processes ${processes}): each process connects at its share of the rate`);
       if (!shard && mode === 'cycling' && processes > concurrency) throw new UpdraftError('BAD_REQUEST', `--concurrency ${concurrency} is less than 1 per process (--processes ${processes}): each process keeps its share of the devices online`);
+      // the server's URL too (a bad one is refused, exit 2, as by every command), also one given
+      // beside --devices-file, which registers nothing: it was ignored there
+      const server = typeof o.server === 'string' ? o.server : undefined;
+      if (server !== undefined || !fromFile) serverUrl(server);
       if (typeof o.saveDevices === 'string') await checkWritable(o.saveDevices);
       let devices: SimDevice[];
       if (fromFile) {
         devices = fromFile;
       } else {
-        const api = new ApiClient({ ...(o.server ? { server: o.server as string } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
+        const api = new ApiClient({ ...(server !== undefined ? { server } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
         // saved after each request of the registration, not only at its end: a request that
         // fails later must not lose the secrets of the devices registered before it
         // (a new file renamed over the target: 0600 even where a file with wider rights was)

@@ -962,7 +962,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       serverNow: () => this.clock.serverTime(this.now()),
       logger,
       downloadSettings: o.downloadSettings ?? {},
-      verifyCommand: (command, running) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor(this.now() / 1000), this.clock.hint(), o.deviceType)),
+      // a kept build's command was checked before its download, fresh then: its expiries (which
+      // guard against a stale command being delivered) are judged as of the job's start
+      verifyCommand: (command, running, kept) => this.rememberKeySerial(checkCommand(command, this.signatures!, running, Math.floor((kept ? Math.min(Date.parse(inFlight.startedAt), this.now()) : this.now()) / 1000), this.clock.hint(), o.deviceType)),
       ...(o.downloadAuth === 'token' ? { authorizeDownload: (job: UpdateJob, renew: boolean) => this.authorizeDownload(job, renew) } : {}),
       ...(o.installGate
         ? {

@@ -76,8 +76,12 @@ export interface UpdateJobDeps {
   previousWait?: InstallWait;
   /** This device's IANA time zone: the command's `installWindows` are its wall-clock times. */
   timeZone?: string;
-  /** Refuses a command that must not be installed (signature, expiry, downgrade): throws INTEGRITY with the reason. */
-  verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined) => void | Promise<void>;
+  /**
+   * Refuses a command that must not be installed (signature, expiry, downgrade): throws INTEGRITY
+   * with the reason. `kept`: the command saved with a build already on the device, checked
+   * before its download: its expiries are judged as of the job's start, when it was checked first.
+   */
+  verifyCommand?: (command: SoftwareCommand, running: InstalledSoftware | undefined, kept?: boolean) => void | Promise<void>;
   /**
    * Download with a temporary credential instead of the pre-signed URL: the URL and headers
    * to use, and when the credential expires (seconds, the server's time); `renew` asks for a
@@ -384,6 +388,9 @@ export class UpdateJob {
     // server ignoring Range on a slow link), was asked for fresh URLs for ever. An
     // in-memory downloader keeps no file: not looked for (a failing stat per job, as the
     // unlink the agent skips for it, costs a simulated fleet several % of its CPU)
+    // the build already on the device, whole (a restart in the install's wait): no URL needed
+    const kept = await this.keptFile();
+    if (kept !== undefined) return kept;
     let mostHeld = deps.download.inMemory ? 0 : await sizeOnDisk(deps.file);
     let refused = 0;
     let refusedRefreshes = 0;
@@ -484,6 +491,33 @@ export class UpdateJob {
         await deps.refreshCommand(this);
       }
     }
+  }
+
+  /**
+   * The build on the device already, whole (the agent restarted while the install waited, or
+   * after the last byte came): its command checked again (signature, the keys trusted now, its
+   * fields; expiries as of the job's start) and the file hashed, then kept without a URL or a
+   * credential: a fresh one is asked for only to download. An expired URL was refreshed first,
+   * so the install waited for the server (and failed when it could not be reached). Undefined
+   * when there is no whole file, or it is not the build: the download deals with it (a file
+   * from before, fetched again from the start once).
+   */
+  private async keptFile(): Promise<string | undefined> {
+    const { deps } = this;
+    if (deps.download.inMemory) return undefined;
+    const cmd = this.command;
+    const size = await stat(deps.file).then((st) => st.size, () => undefined);
+    if (size !== cmd.size) return undefined;
+    await deps.verifyCommand?.(cmd, await deps.installer.current(), true);
+    const actual = await hashFile(deps.file, this.ctrl.signal).catch(() => undefined);
+    this.ctrl.signal.throwIfAborted();
+    if (actual?.size !== cmd.size || actual.sha256 !== cmd.sha256) {
+      deps.logger.warn('the build on the device is not the one verified before: downloading it again', { jobId: this.jobId, file: deps.file });
+      return undefined;
+    }
+    deps.logger.info('the downloaded build is on the device, whole: checked again, kept', { jobId: this.jobId, size: cmd.size });
+    this.fetched = true;
+    return deps.file;
   }
 
   private onProgress(received: number, size: number): void {

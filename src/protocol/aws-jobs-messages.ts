@@ -90,14 +90,18 @@ export interface AwsJobsRequestBody {
   cancelStepTimer?: true;
 }
 
-/** AWS limits: clientToken up to 64 characters (code points, clientTokenTooLong), statusDetails up to 10 entries. */
+/** AWS limits: clientToken up to 64 characters (code points, clientTokenTooLong). */
 const MAX_CLIENT_TOKEN = 64;
-export const MAX_STATUS_DETAILS = 10;
 /**
- * AWS limits of a statusDetails entry (JobExecutionState.statusDetails in the API reference,
- * https://docs.aws.amazon.com/iot/latest/apireference/API_iot-jobs-data_JobExecutionState.html):
- * a key of 1 to 128 characters matching `[a-zA-Z0-9:_-]+`, a value of 1 to 1,024 characters
- * matching `[^\p{C}]+` (no control, format or unassigned characters).
+ * AWS limits of a statusDetails entry (DetailsMap: JobExecutionState.statusDetails and
+ * UpdateJobExecution in the API reference,
+ * https://docs.aws.amazon.com/iot/latest/apireference/API_iot-jobs-data_JobExecutionState.html,
+ * and the service model, botocore data/iot-jobs-data/2017-09-29/service-2.json: DetailsKey,
+ * DetailsValue): a key of 1 to 128 characters matching `[a-zA-Z0-9:_-]+`, a value of 1 to
+ * 1,024 characters (counted as code points, as the clientToken: an emoji is one) matching
+ * `[^\p{C}]+` (no control, format or unassigned characters). AWS documents no bound on the
+ * number of entries (DetailsMap has none), so Updraft sets none either: the request's size
+ * (MAX_PAYLOAD) and the shadow's that carries the details (shadow.maxDocumentBytes) bound it.
  */
 const STATUS_DETAILS_KEY = /^[a-zA-Z0-9:_-]{1,128}$/;
 const STATUS_DETAILS_VALUE = /^[^\p{C}]+$/u;
@@ -109,9 +113,7 @@ const MAX_PAYLOAD = 16_384;
 /** Why `d` is not a statusDetails map AWS takes (naming the first bad entry), or undefined. */
 export function statusDetailsDefect(d: unknown): string | undefined {
   if (!isJsonObject(d)) return 'statusDetails must be a map of strings to strings';
-  const entries = Object.entries(d);
-  if (entries.length > MAX_STATUS_DETAILS) return `statusDetails may hold at most ${MAX_STATUS_DETAILS} entries, not ${entries.length}`;
-  for (const [k, v] of entries) {
+  for (const [k, v] of Object.entries(d)) {
     const defect = entryDefect(k, v);
     if (defect !== undefined) return defect;
   }
@@ -126,7 +128,9 @@ function entryDefect(k: string, v: unknown): string | undefined {
     return `statusDetails key ${name} must be 1 to 128 characters of a-z, A-Z, 0-9, ':', '_' and '-'`;
   }
   if (typeof v !== 'string') return `statusDetails.${k} must be a string`;
-  if (v.length === 0 || v.length > MAX_STATUS_DETAILS_VALUE) return `statusDetails.${k} must be 1 to ${MAX_STATUS_DETAILS_VALUE} characters, not ${v.length}`;
+  // UTF-16 units over-count: code points are counted only for a value that may be too long
+  const length = v.length > MAX_STATUS_DETAILS_VALUE ? [...v].length : v.length;
+  if (length === 0 || length > MAX_STATUS_DETAILS_VALUE) return `statusDetails.${k} must be 1 to ${MAX_STATUS_DETAILS_VALUE} characters, not ${length}`;
   if (!STATUS_DETAILS_VALUE.test(v)) return `statusDetails.${k} must not hold control, format or unassigned characters (Unicode category C: a line break, a tab, a zero-width joiner)`;
   return undefined;
 }
@@ -134,13 +138,13 @@ function entryDefect(k: string, v: unknown): string | undefined {
 /**
  * The statusDetails in `value` as AWS bounds them, for what reads them back from a report
  * (`reported.software.statusDetails`, which a device may also write through its shadow):
- * the entries AWS would take, at most 10 of them; undefined when none.
+ * the entries AWS would take (no bound on their number: the shadow's size bounds them);
+ * undefined when none.
  */
 export function statusDetailsOf(value: unknown): Record<string, string> | undefined {
   if (!isJsonObject(value)) return undefined;
   const kept: [string, string][] = [];
   for (const [k, v] of Object.entries(value)) {
-    if (kept.length === MAX_STATUS_DETAILS) break;
     // the messages are built only for a bad entry: a report's well-formed details build none
     if (entryDefect(k, v) === undefined) kept.push([k, v as string]);
   }

@@ -88,7 +88,7 @@ export interface ReportedSoftware {
   waiting?: InstallWait;
   /**
    * AWS Jobs `statusDetails` for `jobId`, written by the AWS jobs door (docs/aws-compatibility.md);
-   * read as AWS bounds them (`statusDetailsOf`: at most 10 well-formed entries).
+   * read as AWS bounds them (`statusDetailsOf`: the well-formed entries).
    */
   statusDetails?: Record<string, string>;
 }

@@ -15,11 +15,14 @@ const refusal = (statusDetails: unknown) => {
 };
 
 describe('statusDetails (UpdateJobExecution, StartNextPendingJobExecution)', () => {
-  it('takes what AWS takes: up to 10 entries, keys of 1 to 128 of [a-zA-Z0-9:_-], values of 1 to 1,024 characters', () => {
+  it('takes what AWS takes: any number of entries, keys of 1 to 128 of [a-zA-Z0-9:_-], values of 1 to 1,024 characters (code points)', () => {
     const edge = { [`k${'x'.repeat(127)}`]: 'v'.repeat(1024), 'a:b_c-D9': 'é 😀 \u00a0 any text' };
     assert.deepEqual(parseAwsJobsBody(body(edge)).statusDetails, edge);
-    const ten = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, 'v']));
-    assert.deepEqual(parseAwsJobsBody(body(ten)).statusDetails, ten);
+    // AWS's DetailsMap bounds the number of entries nowhere (the payload's size does)
+    const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'v']));
+    assert.deepEqual(parseAwsJobsBody(body(many)).statusDetails, many);
+    const emoji = { reason: '😀'.repeat(1024) };
+    assert.deepEqual(parseAwsJobsBody(body(emoji)).statusDetails, emoji);
     assert.deepEqual(parseAwsJobsBody(body({})).statusDetails, {});
   });
 
@@ -32,7 +35,7 @@ describe('statusDetails (UpdateJobExecution, StartNextPendingJobExecution)', () 
     for (const v of ['line 1\nline 2', 'tab\t', 'zero\u200dwidth', '\u0000']) assert.match(refusal({ reason: v })!, /^InvalidRequest: statusDetails\.reason must not hold control/, JSON.stringify(v));
     assert.equal(refusal({ reason: 42 }), 'InvalidRequest: statusDetails.reason must be a string');
     assert.equal(refusal(['x']), 'InvalidRequest: statusDetails must be a map of strings to strings');
-    assert.equal(refusal(Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v']))), 'InvalidRequest: statusDetails may hold at most 10 entries, not 11');
+    assert.equal(refusal({ reason: '😀'.repeat(1025) }), 'InvalidRequest: statusDetails.reason must be 1 to 1024 characters, not 1025');
   });
 });
 

@@ -47,7 +47,7 @@ describe('AWS Jobs statusDetails', () => {
     assert.equal(proto.topic, `${update}/rejected`);
     assert.equal(proto.body.code, 'InvalidRequest', proto.body.message);
     assert.match(proto.body.message, /Invalid attribute name "__proto__"/);
-    // within AWS's limits (10 entries of up to 1,024 characters), beyond the shadow's 8 KiB
+    // within AWS's limits (values of up to 1,024 characters), beyond the shadow's 8 KiB
     const big = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, 'v'.repeat(1000)]));
     const tooLarge = await dev.request(update, { status: 'IN_PROGRESS', statusDetails: big });
     assert.equal(tooLarge.topic, `${update}/rejected`);
@@ -114,18 +114,34 @@ describe('AWS Jobs statusDetails', () => {
 
   it('reads statusDetails a device wrote through its shadow as AWS bounds them', async () => {
     const third = jobIds[2]!;
-    // reported.software is the device's to write: only the 10 first well-formed entries count
+    // reported.software is the device's to write: only the well-formed entries count, as many as
+    // there are (AWS bounds their number nowhere; the shadow's size does)
     const junk: Record<string, unknown> = { 'bad key': 'x', n: 1, empty: '' };
     for (let i = 0; i < 12; i++) junk[`k${String(i).padStart(2, '0')}`] = `v${i}`;
     await dev.request('$aws/things/sd-1/shadow/update', { state: { reported: { software: { statusDetails: junk } } } });
-    // merged into what start-next wrote: its phase, then nine of these
-    const bounded = { phase: 'DOWNLOADING', ...Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`k${String(i).padStart(2, '0')}`, `v${i}`])) };
+    // merged into what start-next wrote: its phase, then these twelve
+    const bounded = { phase: 'DOWNLOADING', ...Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`k${String(i).padStart(2, '0')}`, `v${i}`])) };
     const current = await dev.request(jobs('sd-1', `${third}/get`), {});
     assert.deepEqual(current.body.execution.statusDetails, bounded);
     await eventuallyDetails(third, bounded);
     // cleared in the shadow, cleared on the execution
     await dev.request('$aws/things/sd-1/shadow/update', { state: { reported: { software: { statusDetails: null } } } });
     await eventuallyDetails(third, undefined);
+  });
+
+  it("takes what AWS documents: any number of entries, values of 1,024 characters counted as code points", async () => {
+    const third = jobIds[2]!;
+    const update = jobs('sd-1', `${third}/update`);
+    // DetailsMap has no bound on its entries (the payload's and the shadow's sizes bound them);
+    // a DetailsValue is 1 to 1,024 characters: 1,024 emoji (2,048 UTF-16 units) is one
+    const details = { ...Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, `v${i}`])), emoji: '😀'.repeat(1024) };
+    const ok = await dev.request(update, { status: 'IN_PROGRESS', statusDetails: details, includeJobExecutionState: true });
+    assert.equal(ok.topic, `${update}/accepted`, JSON.stringify(ok.body).slice(0, 300));
+    assert.deepEqual(ok.body.executionState.statusDetails, details);
+    assert.deepEqual((await dev.request(jobs('sd-1', `${third}/get`), {})).body.execution.statusDetails, details);
+    await eventuallyDetails(third, details);
+    const long = await dev.request(update, { status: 'IN_PROGRESS', statusDetails: { emoji: '😀'.repeat(1025) } });
+    assert.deepEqual([long.topic, long.body.code, long.body.message], [`${update}/rejected`, 'InvalidRequest', 'statusDetails.emoji must be 1 to 1024 characters, not 1025']);
   });
 
   /** Waits until the execution of `jobId` on sd-1 records `details` (none: undefined). */

@@ -164,8 +164,13 @@ export class AwsJobsDoor {
     if (body.expectedVersion !== undefined && body.expectedVersion !== view.versionNumber) {
       throw new AwsJobsError('VersionMismatch', `Version mismatch: expected ${body.expectedVersion}, the execution is at ${view.versionNumber}`, stateOf(view));
     }
+    // InvalidStateTransition, as AWS's ErrorResponse gives it for "an attempt to change a request in
+    // state SUCCESS to state IN_PROGRESS", and as its service model lists for UpdateJobExecution
+    // (InvalidStateTransitionException; TerminalStateException is DescribeJobExecution's, whose
+    // TerminalStateReached AWS documents for "a command to describe a job" in a terminal state):
+    // https://docs.aws.amazon.com/iot/latest/developerguide/jobs-api.html#jobs-mqtt-error-response
     if (isTerminal(view.status as ExecutionStatus)) {
-      throw new AwsJobsError('TerminalStateReached', `Job execution ${req.jobId} on ${req.thing} is ${view.status}, a terminal state; it cannot be updated`, stateOf(view));
+      throw new AwsJobsError('InvalidStateTransition', `Cannot change the status of job execution ${req.jobId} on ${req.thing} from ${view.status} to ${body.status}: ${view.status} is a terminal state`, stateOf(view));
     }
     if (!view.current) throw new AwsJobsError('InvalidStateTransition', `Job ${req.jobId} is no longer the current job of ${req.thing}`, stateOf(view));
     if (!canTransition(view.status as ExecutionStatus, body.status as ExecutionStatus)) {

@@ -4,7 +4,7 @@
  * sent: the plan's rate holds it), and its version moves with the retry's writes; attempt 1's
  * is the version it ended at, the one its FAILED update answered. A device that reads
  * versionNumber from DescribeJobExecution and sends it back as expectedVersion is answered
- * about the execution (TerminalStateReached), never VersionMismatch.
+ * about the execution (InvalidStateTransition: it is FAILED, a terminal state), never VersionMismatch.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -53,7 +53,7 @@ describe('AWS Jobs: the version of a FAILED attempt whose retry is not sent yet'
     await eventually(async () => ((await ts.server.store.getExecution(jobId, 'fv-1'))!.version > retry!.version ? true : undefined), 10_000, 'the record written again');
 
     const update = await dev.request(jobs('fv-1', `${jobId}/update`), { status: 'SUCCEEDED', expectedVersion: seen });
-    assert.deepEqual([update.topic, update.body.code, update.body.executionState], [jobs('fv-1', `${jobId}/update/rejected`), 'TerminalStateReached', { status: 'FAILED', versionNumber: seen }], JSON.stringify(update.body));
+    assert.deepEqual([update.topic, update.body.code, update.body.executionState], [jobs('fv-1', `${jobId}/update/rejected`), 'InvalidStateTransition', { status: 'FAILED', versionNumber: seen }], JSON.stringify(update.body));
     const again = await dev.request(jobs('fv-1', `${jobId}/get`), { includeJobDocument: false });
     assert.deepEqual([again.body.execution?.status, again.body.execution?.versionNumber], ['FAILED', seen], 'attempt 1 is as it ended');
   });

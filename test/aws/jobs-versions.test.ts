@@ -158,7 +158,7 @@ describe('AWS Jobs versions, startedAt and request fields', () => {
     const other = await dev.request(jobs('rb-1', `${rollbackId}/get`), { executionNumber: 2 });
     assert.equal(other.body.code, 'ResourceNotFound');
     const late = await dev.request(update, { status: 'FAILED' });
-    assert.deepEqual([late.topic, late.body.code, late.body.executionState?.status], [`${update}/rejected`, 'TerminalStateReached', 'SUCCEEDED']);
+    assert.deepEqual([late.topic, late.body.code, late.body.executionState?.status], [`${update}/rejected`, 'InvalidStateTransition', 'SUCCEEDED']);
   });
 
   it('refuses a request field no operation of that topic takes, by name, and takes every one AWS documents', async () => {

@@ -177,7 +177,7 @@ describe('AWS IoT topic families (protocol)', () => {
     const reported = (await ts.server.store.getShadow('thing-1', ''))?.state.reported?.software as Record<string, unknown>;
     assert.deepEqual([reported.version, reported.status], ['2.0.0', 'SUCCESS']);
     const again = await dev.request(jobs('thing-1', `${jobId}/update`), { status: 'IN_PROGRESS' });
-    assert.equal(again.body.code, 'TerminalStateReached');
+    assert.deepEqual([again.body.code, again.body.message, again.body.executionState?.status], ['InvalidStateTransition', `Cannot change the status of job execution ${jobId} on thing-1 from SUCCEEDED to IN_PROGRESS: SUCCEEDED is a terminal state`, 'SUCCEEDED']);
     const described = await dev.request(jobs('thing-1', `${jobId}/get`), {});
     assert.equal(described.body.execution.status, 'SUCCEEDED');
 

@@ -51,7 +51,7 @@ describe('AWS Jobs: an attempt whose retry is not sent yet', () => {
     const described = await dev.request(jobs('rw-1', `${jobId}/get`), { includeJobDocument: false });
     assert.deepEqual([described.body.execution?.executionNumber, described.body.execution?.status], [1, 'FAILED'], JSON.stringify(described.body));
     const late = await dev.request(jobs('rw-1', `${jobId}/update`), { status: 'SUCCEEDED', executionNumber: 1 });
-    assert.deepEqual([late.topic, late.body.code], [jobs('rw-1', `${jobId}/update/rejected`), 'TerminalStateReached'], JSON.stringify(late.body));
+    assert.deepEqual([late.topic, late.body.code], [jobs('rw-1', `${jobId}/update/rejected`), 'InvalidStateTransition'], JSON.stringify(late.body));
     // nothing was written: the device's report and the retry's record are as they were
     const sw = (await ts.server.store.getShadow('rw-1', ''))?.state.reported?.software as Record<string, unknown>;
     assert.deepEqual([sw.status, sw.jobId, sw.version], ['IDLE', undefined, '1.0.0']);

@@ -56,7 +56,7 @@ describe('AWS Jobs: a rollback that ended', () => {
     const described = await dev.request(jobs('re-1', `${rollbackId}/get`), { includeJobDocument: false });
     assert.equal(described.body.execution?.status, 'SUCCEEDED', JSON.stringify(described.body));
     const late = await dev.request(jobs('re-1', `${rollbackId}/update`), { status: 'IN_PROGRESS' });
-    assert.deepEqual([late.topic, late.body.code], [jobs('re-1', `${rollbackId}/update/rejected`), 'TerminalStateReached'], JSON.stringify(late.body));
+    assert.deepEqual([late.topic, late.body.code], [jobs('re-1', `${rollbackId}/update/rejected`), 'InvalidStateTransition'], JSON.stringify(late.body));
     // nothing was written
     const sw = (await ts.server.store.getShadow('re-1', ''))?.state.reported?.software as Record<string, unknown>;
     assert.deepEqual([sw.status, sw.jobId], ['IDLE', undefined]);

@@ -126,7 +126,7 @@ async function run(): Promise<void> {
   await jobs.updateJobExecution({ thingName: thing, jobId: first, status: iotjobs.model.JobStatus.SUCCEEDED });
   const described = await jobs.describeJobExecution({ thingName: thing, jobId: first });
   assert.equal(described.execution?.status, 'SUCCEEDED');
-  await assert.rejects(jobs.updateJobExecution({ thingName: thing, jobId: first, status: iotjobs.model.JobStatus.IN_PROGRESS }), modeled((e) => assert.equal(e.code, 'TerminalStateReached')));
+  await assert.rejects(jobs.updateJobExecution({ thingName: thing, jobId: first, status: iotjobs.model.JobStatus.IN_PROGRESS }), modeled((e) => assert.equal(e.code, 'InvalidStateTransition')));
 
   step('first job done');
   // a following job: notify-next and notify announce it

@@ -32,6 +32,7 @@ import { awsThingOf } from '../protocol/aws-topics.ts';
 import { PRESENCE_WILL, parsePresence } from '../protocol/presence.ts';
 import { PRESENCE_FILTER, parseDeviceRequestTopic, parsePresenceTopic, presenceSyncTopic, presenceTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
+import { BoundedPublisher } from './bounded-publish.ts';
 import type { MessageBus, PresenceEvent, RequestHandler } from './message-bus.ts';
 import { BrokerOutageLog } from './outage-log.ts';
 
@@ -114,6 +115,8 @@ export class ExternalBroker implements MessageBus {
   private exclusiveSubscribed = false;
   /** The connection's errors, one line per 30 s while the broker is unreachable. */
   private outageLog: BrokerOutageLog | undefined;
+  /** Publishes without waiting out an outage (bounded-publish.ts). */
+  private publisher: BoundedPublisher | undefined;
 
   constructor(opts: ExternalBrokerOptions) {
     this.opts = opts;
@@ -193,7 +196,11 @@ export class ExternalBroker implements MessageBus {
     const outageLog = new BrokerOutageLog(log, 'MQTT broker error', { broker: this.where });
     this.outageLog = outageLog;
     client.on('error', (err) => outageLog.error(err));
-    client.on('connect', () => log.info('MQTT broker connection back', { broker: this.where, errors: outageLog.back() }));
+    // what was published during the outage is sent by then: mqtt.js emits connect after its store
+    const publisher = new BoundedPublisher(client, log, { broker: this.where });
+    publisher.start();
+    this.publisher = publisher;
+    client.on('connect', () => log.info('MQTT broker connection back', { broker: this.where, errors: outageLog.back(), ...publisher.back() }));
     this.client = client;
     const filters = REQUEST_FILTERS.map((f) => `$share/${o.shareGroup}/${f}`);
     const granted = await client.subscribeAsync(filters, { qos: 1 });
@@ -279,10 +286,15 @@ export class ExternalBroker implements MessageBus {
     }
   }
 
+  /**
+   * Resolves once the broker has taken the message, or at once while the connection is down:
+   * the message is held and sent when it is back (bounded-publish.ts), so that no caller (an
+   * API request among them) waits for the end of an outage.
+   */
   publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {
-    const client = this.client;
-    if (!client) return Promise.reject(new UpdraftError('INTERNAL', 'MQTT broker connection is not started'));
-    return client.publishAsync(topic, payload, { qos }).then(() => undefined);
+    const publisher = this.publisher;
+    if (!publisher) return Promise.reject(new UpdraftError('INTERNAL', 'MQTT broker connection is not started'));
+    return publisher.publish(topic, payload, { qos });
   }
 
   /**
@@ -293,14 +305,16 @@ export class ExternalBroker implements MessageBus {
    * instance at each start (QA). Every instance hears it, this one included.
    */
   clearPresence(deviceId: string): Promise<void> {
-    const client = this.client;
-    if (!client) return Promise.reject(new UpdraftError('INTERNAL', 'MQTT broker connection is not started'));
-    return client.publishAsync(presenceTopic(deviceId), PRESENCE_WILL, { qos: 1, retain: true }).then(() => undefined);
+    const publisher = this.publisher;
+    if (!publisher) return Promise.reject(new UpdraftError('INTERNAL', 'MQTT broker connection is not started'));
+    return publisher.publish(presenceTopic(deviceId), PRESENCE_WILL, { qos: 1, retain: true });
   }
 
   async stop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
+    this.publisher?.stop();
+    this.publisher = undefined;
     clearInterval(this.exclusiveTimer);
     this.exclusiveTimer = undefined;
     if (client) await client.endAsync();

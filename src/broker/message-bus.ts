@@ -62,7 +62,11 @@ export interface MessageBus {
    * sees every subscription; an external one does not: absent means "publish anyway").
    */
   hasSubscribers?(topic: string): boolean;
-  /** Publishes an answer; resolves when the broker has taken it. */
+  /**
+   * Publishes an answer; resolves when the broker has taken it. An external broker's
+   * connection that is down does not hold the caller: the message is sent when it is back
+   * (`bounded-publish.ts`).
+   */
   publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
 }
 

@@ -1,0 +1,139 @@
+/**
+ * Publishing on an external broker without waiting out its outage. mqtt.js keeps a QoS 1
+ * publish made while the connection is down (and one whose PUBACK had not come when it
+ * dropped) in its outgoing store, sends it again after the reconnect, and calls back only
+ * then: a REST request whose change the replica answers over MQTT (DELETE
+ * /api/v1/devices/:id, a job's cancel) waited for the whole outage, and so did every API
+ * call queued behind a rollout tick sending commands (review, 2026-12-06).
+ *
+ * What is published is derived from what the store already holds (an answer, a delta, a
+ * retained presence): the store is the truth, and a device catches up with `get` when it
+ * connects. So the caller does not wait for the broker to come back. A publish settles:
+ * - with the PUBACK (QoS 1) or the write (QoS 0), as before, while the connection holds;
+ * - at once while the connection is down: mqtt.js holds it and sends it after the reconnect,
+ *   before anything published later (its store goes first), once;
+ * - when the connection drops before its PUBACK: held the same way, sent again after the
+ *   reconnect (MQTT QoS 1: a broker that had taken it before dropping may deliver it twice,
+ *   §4.3.2; what the replica publishes repeats a state, which devices take again harmlessly);
+ * - after PUBLISH_WAIT_MS without a PUBACK on a connection that looks alive (a network cut
+ *   that mqtt.js sees only at its keepalive, 90 s later): still sent, still awaited by
+ *   mqtt.js, no longer by the caller.
+ * At most MAX_HELD messages are held per outage (mqtt.js's store is in memory and its packet
+ * ids wrap at 65,535, overwriting a held message of the same id); beyond, a message is dropped,
+ * counted, and logged once per outage.
+ */
+import type { IClientPublishOptions, MqttClient } from 'mqtt';
+import { ThrottledLog } from '../util/log-throttle.ts';
+import type { Logger } from '../util/logger.ts';
+
+/** How long a caller waits for a PUBACK on a connection that looks alive. */
+export const PUBLISH_WAIT_MS = 10_000;
+/** The most messages held for the reconnect; beyond, dropped (devices catch up with `get`). */
+export const MAX_HELD = 10_000;
+
+/** A publish whose caller waits for its PUBACK. */
+interface Waiting {
+  since: number;
+  qos: number;
+  resolve: () => void;
+  /** Released when the connection dropped: mqtt.js holds it, counted in `held` until it calls back. */
+  held?: boolean;
+}
+
+/** Publishes on one mqtt.js client with the bounded wait above. */
+export class BoundedPublisher {
+  private readonly client: MqttClient;
+  private readonly logger: Logger;
+  private readonly fields: Record<string, unknown>;
+  private readonly waiting = new Set<Waiting>();
+  /** Messages mqtt.js holds for the reconnect now. */
+  private held = 0;
+  /** This outage's messages held and dropped, for the "back" line. */
+  private outage = { held: 0, dropped: 0 };
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private slowLog: ThrottledLog | undefined;
+  private readonly onClose = () => this.connectionLost();
+
+  constructor(client: MqttClient, logger: Logger, fields: Record<string, unknown>) {
+    this.client = client;
+    this.logger = logger;
+    this.fields = fields;
+  }
+
+  /** Watches the connection and the waits. */
+  start(): void {
+    this.client.on('close', this.onClose);
+    this.slowLog = new ThrottledLog(this.logger);
+    this.sweepTimer = setInterval(() => this.sweep(), Math.min(1_000, PUBLISH_WAIT_MS)).unref();
+  }
+
+  /** Publishes; settles as the top of this file says (rejects only for an error mqtt.js reports on a live connection). */
+  publish(topic: string, payload: string | Buffer, opts: IClientPublishOptions): Promise<void> {
+    const client = this.client;
+    if (!client.connected) {
+      if (this.held >= MAX_HELD) {
+        if (this.outage.dropped++ === 0) this.logger.warn(`MQTT messages dropped: the broker is unreachable and ${MAX_HELD} are held for it already; devices catch up when they connect`, { ...this.fields, topic });
+        return Promise.resolve();
+      }
+      this.hold();
+      client.publish(topic, payload, opts, () => this.held--);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiting = { since: Date.now(), qos: opts.qos ?? 0, resolve };
+      this.waiting.add(w);
+      client.publish(topic, payload, opts, (err) => {
+        if (this.waiting.delete(w)) return err ? reject(err) : resolve();
+        if (w.held) this.held--; // sent (or given up) after the reconnect
+      });
+    });
+  }
+
+  /** The connection is back (mqtt.js has sent what it held): this outage's counts, reset. */
+  back(): { held: number; dropped?: number } {
+    const { held, dropped } = this.outage;
+    this.outage = { held: 0, dropped: 0 };
+    return { held, ...(dropped > 0 ? { dropped } : {}) };
+  }
+
+  /** Releases every caller still waiting and stops watching. */
+  stop(): void {
+    this.client.removeListener('close', this.onClose);
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.slowLog?.close();
+    for (const w of this.waiting) w.resolve();
+    this.waiting.clear();
+  }
+
+  private hold(): void {
+    this.held++;
+    this.outage.held++;
+  }
+
+  /** The connection dropped: the publishes waiting for a PUBACK are held by mqtt.js now; their callers go on. */
+  private connectionLost(): void {
+    for (const w of this.waiting) {
+      // a QoS 0 message is not kept (mqtt.js only waited for the socket to drain)
+      if (w.qos > 0) {
+        w.held = true;
+        this.hold();
+      }
+      w.resolve();
+    }
+    this.waiting.clear();
+  }
+
+  /** Releases the callers that waited PUBLISH_WAIT_MS for a PUBACK (oldest first). */
+  private sweep(): void {
+    const due = Date.now() - PUBLISH_WAIT_MS;
+    let late = 0;
+    for (const w of this.waiting) {
+      if (w.since > due) break;
+      this.waiting.delete(w);
+      w.resolve();
+      late++;
+    }
+    if (late > 0) this.slowLog?.warn(`MQTT broker: no acknowledgement in ${PUBLISH_WAIT_MS / 1000} s; the messages are still sent, their callers go on`, { ...this.fields, messages: late });
+  }
+}

@@ -19,6 +19,7 @@ import { SKEW_MS } from '../pki/certificate-authority.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseDeviceRequestTopic, parsePresenceTopic } from '../protocol/topics.ts';
 import type { Logger } from '../util/logger.ts';
+import { listenOn } from '../util/listen.ts';
 import { FileLimitGate } from '../util/open-file-limit.ts';
 import { AckOrder } from './ack-order.ts';
 import { OPERATOR_USERNAME, type Authenticator } from './authenticator.ts';
@@ -801,18 +802,16 @@ export class EmbeddedBroker implements MessageBus {
     }
   }
 
-  private listen(server: net.Server, port: number, flag: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE') {
-          reject(new UpdraftError('PORT_IN_USE', `MQTT port ${port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --${flag}`));
-        } else {
-          reject(new UpdraftError('CONFIG', `cannot listen for MQTT on ${this.opts.host}:${port}: ${err.message}`, { cause: err }));
-        }
-      });
-      // a fleet reconnecting at once overflows the default backlog (511): SYNs dropped cost seconds
-      server.listen({ port, host: this.opts.host, backlog: 4096 }, () => resolve());
-    });
+  /** Listens on `port`; a later error of the listening server is logged (listener: mqtt or mqtts), not swallowed. */
+  private async listen(server: net.Server, port: number, flag: string): Promise<void> {
+    // a fleet reconnecting at once overflows the default backlog (511): SYNs dropped cost seconds
+    await listenOn(server, { port, host: this.opts.host, backlog: 4096 }, (err) =>
+      err.code === 'EADDRINUSE'
+        ? new UpdraftError('PORT_IN_USE', `MQTT port ${port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --${flag}`)
+        : new UpdraftError('CONFIG', `cannot listen for MQTT on ${this.opts.host}:${port}: ${err.message}`, { cause: err }),
+    );
+    const listener = flag === 'mqtt-tls-port' ? 'mqtts' : 'mqtt';
+    server.on('error', (err: NodeJS.ErrnoException) => this.opts.logger.error('MQTT listener error', { listener, error: err.message, ...(err.code ? { code: err.code } : {}) }));
   }
 
   /** Marks a publish to go nowhere: not forwarded (authorizeForward), not retained, not counted. */

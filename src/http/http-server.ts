@@ -8,6 +8,7 @@ import { UpdraftError, asUpdraftError } from '../errors.ts';
 import { secretMatches } from '../broker/authenticator.ts';
 import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
+import { listenOn } from '../util/listen.ts';
 import { FileLimitGate } from '../util/open-file-limit.ts';
 import { sendError, sendJson } from './respond.ts';
 import { contractOf, refuseBody, refuseUnknownQuery } from './route-contract.ts';
@@ -115,17 +116,15 @@ export class HttpServer {
       if (!gate.admit(socket)) this.stats.refusedConnections++;
     });
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          err.code === 'EADDRINUSE'
-            ? new UpdraftError('PORT_IN_USE', `HTTP port ${this.opts.port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --http-port`)
-            : new UpdraftError('CONFIG', `cannot listen for HTTP on ${this.opts.host}:${this.opts.port}: ${err.message}`),
-        ),
-      );
-      // a fleet reconnecting at once overflows the default backlog (511): SYNs dropped cost seconds
-      server.listen({ port: this.opts.port, host: this.opts.host, backlog: 4096 }, () => resolve());
-    });
+    // a fleet reconnecting at once overflows the default backlog (511): SYNs dropped cost seconds
+    await listenOn(server, { port: this.opts.port, host: this.opts.host, backlog: 4096 }, (err) =>
+      err.code === 'EADDRINUSE'
+        ? new UpdraftError('PORT_IN_USE', `HTTP port ${this.opts.port} on ${this.opts.host} is already in use; stop what uses it or pick another port with --http-port`)
+        : new UpdraftError('CONFIG', `cannot listen for HTTP on ${this.opts.host}:${this.opts.port}: ${err.message}`, { cause: err }),
+    );
+    // an error of the listening server (an accept failing) is written, and the server goes on
+    // listening; unheard, node would end the process with it
+    server.on('error', (err: NodeJS.ErrnoException) => this.opts.logger.error('HTTP server error', { listener: tls ? 'https' : 'http', error: err.message, ...(err.code ? { code: err.code } : {}) }));
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -128,5 +128,37 @@ if (!found.ok) {
       const got = await back();
       assert.equal(got.filter((m) => m.topic === 'state/d-during/delete/accepted').length, 1, 'delete/accepted sent once (what the relay held never reached the broker)');
     });
+
+    it("the broker down: a job's cancel is answered at once, its take-back stored; the take-back's update/accepted is sent once the broker is back", async () => {
+      await deviceWithShadow('d-job');
+      const upload = await fetch(`${ts.httpUrl}/api/v1/artifacts?name=fw&version=2.0.0`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` }, body: new Uint8Array(2048) });
+      assert.equal(upload.status, 201);
+      const deployed = await apiJson(ts, 'POST', '/api/v1/deployments', { devices: ['d-job'], artifact: 'fw@2.0.0' });
+      assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+      const jobId = deployed.body.job.jobId as string;
+      const commanded = await eventually(async () => {
+        const shadow = await ts.server.store.getShadow('d-job', '');
+        const sw = shadow?.state.desired?.software as { jobId?: string } | undefined;
+        return sw?.jobId?.startsWith(jobId) ? shadow : undefined;
+      }, 20_000, 'the command written');
+
+      await relay.down();
+      await broker.down();
+      await eventually(async () => (!bus().connected ? true : undefined), 15_000, 'the instance sees the outage');
+      const answer = await answeredDuringOutage(apiJson(ts, 'POST', `/api/v1/jobs/${jobId}/cancel`), `POST /api/v1/jobs/${jobId}/cancel`);
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.equal(answer.body.job.status, 'CANCELED');
+      const taken = await ts.server.store.getShadow('d-job', '');
+      assert.ok(taken!.version > commanded!.version, 'the take-back is stored');
+      assert.equal(bus().connected, false, 'answered while the broker was still down');
+
+      const got = await back();
+      const accepted = got.filter((m) => m.topic === 'state/d-job/update/accepted').map((m) => JSON.parse(m.payload) as { version: number });
+      assert.deepEqual(
+        accepted.map((a) => a.version),
+        [taken!.version],
+        "the take-back's update/accepted sent once",
+      );
+    });
   });
 }

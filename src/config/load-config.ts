@@ -349,6 +349,15 @@ export function loadConfig(sources: ConfigSources = {}): UpdraftConfig {
       errors.push(`${given.map((x) => `${x.path} (${from.get(x.path)})`).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but mqtt.url (${from.get('mqtt.url')}) names an external broker, where the embedded broker's limits and MQTTS files are not used (that broker sets its own: docs/security.md); leave ${given.length === 1 ? 'it' : 'them'} out`);
     }
   }
+  // the mirror: a share group given without an external broker was ignored without a word (the
+  // embedded broker takes every device request itself; no $share subscription is made); its
+  // default, or a value equal to it, is taken, as the embedded broker's defaults are above
+  if (!partial.mqtt?.url) {
+    const group = SETTINGS.find((x) => x.path === 'mqtt.shareGroup')!;
+    if (from.get(group.path) !== 'default' && getPath(partial, group.path) !== group.default) {
+      errors.push(`mqtt.shareGroup (${from.get(group.path)}) is set but mqtt.url is empty: the embedded broker takes every device request itself, with no shared subscription to name; set mqtt.url (--mqtt-url mqtt://...) for an external broker, or leave it out`);
+    }
+  }
   errors.push(...tlsFileErrors(partial, (p) => `${p} (${from.get(p)})`, (p) => from.get(p)!));
   errors.push(...sharedPortErrors(partial, (p) => `${p} (${from.get(p)})`));
   // a previous secret alone would sign with the replaced key only, in the header of the rotation

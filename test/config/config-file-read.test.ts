@@ -186,3 +186,42 @@ describe("the embedded broker's settings beside an external broker", () => {
     assert.match(configError({ env: { UPDRAFT_MQTT_URL: 'mqtt://broker:1883' }, flags: { 'mqtt-max-connect-rate': '50' } }), /mqtt\.maxConnectRate \(flag --mqtt-max-connect-rate\) is set but mqtt\.url \(env UPDRAFT_MQTT_URL\) names an external broker/);
   });
 });
+
+describe('the share group without an external broker', () => {
+  it('updraft server refuses mqtt.shareGroup without mqtt.url, by name and where it came from, exit 2, nothing written', async () => {
+    // it names the $share group of the instances on an external broker: without one it was
+    // ignored without a word (the embedded broker takes every device request itself)
+    const dir = tempDir();
+    const cases: [string[], Record<string, string>, string][] = [
+      [['--mqtt-share-group', 'eu'], {}, 'flag --mqtt-share-group'],
+      [[], { UPDRAFT_MQTT_SHARE_GROUP: 'eu' }, 'env UPDRAFT_MQTT_SHARE_GROUP'],
+    ];
+    const file = path.join(dir, 'updraft.json');
+    writeFileSync(file, JSON.stringify({ mqtt: { shareGroup: 'eu' } }));
+    cases.push([['--config', file], {}, `file ${file}`]);
+    for (const [args, env, where] of cases) {
+      const data = path.join(dir, 'data');
+      // started (as it did), it is stopped and the test fails
+      const server = startCli(['server', '--data-dir', data, '--mqtt-port', '0', '--http-port', '0', '--mqtt-tls-port', '-1', ...args], { env });
+      const started = await server.waitFor(/HTTP API and downloads on/, 60_000).then(() => true, () => false);
+      const code = await server.kill();
+      const r = { code: started ? 'started' : code, stderr: server.output() };
+      assert.deepEqual(
+        { code: r.code, stderr: r.stderr },
+        {
+          code: 2,
+          stderr: `updraft: error: invalid configuration: mqtt.shareGroup (${where}) is set but mqtt.url is empty: the embedded broker takes every device request itself, with no shared subscription to name; set mqtt.url (--mqtt-url mqtt://...) for an external broker, or leave it out\n`,
+        },
+        where,
+      );
+      assert.equal(existsSync(data), false, 'nothing written');
+    }
+  });
+
+  it('takes the default without mqtt.url, and a group with it', () => {
+    assert.equal(loadConfig({}).mqtt.shareGroup, 'updraft');
+    // the default given (a unit file's UPDRAFT_MQTT_SHARE_GROUP=updraft) changes nothing, as the embedded broker's defaults beside mqtt.url
+    assert.equal(loadConfig({ env: { UPDRAFT_MQTT_SHARE_GROUP: 'updraft' } }).mqtt.shareGroup, 'updraft');
+    assert.equal(loadConfig({ env: { UPDRAFT_MQTT_URL: 'mqtt://broker:1883' }, flags: { 'mqtt-share-group': 'eu' } }).mqtt.shareGroup, 'eu');
+  });
+});

@@ -123,7 +123,7 @@ describe('configuration input', () => {
     for (const bad of ['a/b', 'grp+', '#']) {
       assert.equal(configError({ env: { UPDRAFT_MQTT_SHARE_GROUP: bad } }), `invalid configuration: mqtt.shareGroup (env UPDRAFT_MQTT_SHARE_GROUP) must not hold /, + or # (an MQTT share name cannot: $share/<group>/<filter>), got ${JSON.stringify(bad)}`);
     }
-    assert.equal(loadConfig({ flags: { 'mqtt-share-group': 'updraft-eu_1' } }).mqtt.shareGroup, 'updraft-eu_1');
+    assert.equal(loadConfig({ flags: { 'mqtt-url': 'mqtt://broker:1883', 'mqtt-share-group': 'updraft-eu_1' } }).mqtt.shareGroup, 'updraft-eu_1');
     // the server refuses to start, in that one line, before it writes anything
     const dir = mkdtempSync(path.join(os.tmpdir(), 'updraft-tls-hosts-'));
     const r = await runCli(['server', '--data-dir', path.join(dir, 'data'), '--tls-hosts', 'updates.example.com,bad host!']);

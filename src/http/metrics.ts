@@ -9,7 +9,12 @@ import type { DownloadStats } from './download-route.ts';
 
 /** The figures of one instance. */
 export interface InstanceMetrics {
-  mqtt: { published: number; connectedClients: number; onlineDevices: number; refusedConnections: number };
+  /**
+   * `refusedConnections`: every connection the embedded broker refused (admission limits and
+   * the open-file limit); `refusedAtFileLimit`: those of them closed at the open-file limit,
+   * which call for a higher `ulimit -n`, where admission refusals are the limits at work.
+   */
+  mqtt: { published: number; connectedClients: number; onlineDevices: number; refusedConnections: number; refusedAtFileLimit: number };
   shadow: { requests: number; rejections: Record<string, number> };
   downloads: DownloadStats;
   /**
@@ -92,6 +97,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   family('updraft_mqtt_published_total', 'counter', 'MQTT PUBLISH packets the embedded broker routed (0 with an external broker).', one(m.mqtt.published));
   family('updraft_mqtt_connected_clients', 'gauge', 'Connections on the embedded broker (0 with an external broker).', one(m.mqtt.connectedClients));
   family('updraft_mqtt_refused_connections_total', 'counter', 'Connections the embedded broker refused: CONNECTs at an admission limit, and connections at the process\'s open-file limit (the log says which).', one(m.mqtt.refusedConnections));
+  family('updraft_mqtt_refused_at_file_limit_total', 'counter', "Of the embedded broker's refused connections, those closed at the process's open-file limit (ulimit -n): raise it.", one(m.mqtt.refusedAtFileLimit));
   family('updraft_online_devices', 'gauge', 'Devices this instance sees online.', one(m.mqtt.onlineDevices));
   family('updraft_shadow_requests_total', 'counter', 'Shadow requests (update, get, delete) received over MQTT, on state/... or $aws/things/... topics.', one(m.shadow.requests));
   family(

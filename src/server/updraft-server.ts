@@ -429,7 +429,7 @@ export class UpdraftServer {
     addFleetRoutes(router, {
       registry: this.registry,
       metrics: () => ({
-        mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections },
+        mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections, refusedAtFileLimit: this.broker.stats.refusedAtFileLimit },
         shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
         downloads: { ...downloadStats },
         api: { ...this.http.stats },

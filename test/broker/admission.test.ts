@@ -16,10 +16,14 @@ import { silentLogger } from '../../src/util/logger.ts';
 import { TestClient, connackCode } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
-async function refusedCount(ts: TestServer): Promise<number> {
+async function refusals(ts: TestServer): Promise<{ refusedConnections: number; refusedAtFileLimit: number }> {
   const res = await fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}` } });
   assert.equal(res.status, 200);
-  return ((await res.json()) as { mqtt: { refusedConnections: number } }).mqtt.refusedConnections;
+  return ((await res.json()) as { mqtt: { refusedConnections: number; refusedAtFileLimit: number } }).mqtt;
+}
+
+async function refusedCount(ts: TestServer): Promise<number> {
+  return (await refusals(ts)).refusedConnections;
 }
 
 /** Waits until the broker has let go of connections that were closed: at most `n` are left. */
@@ -78,6 +82,7 @@ describe('connection admission: the embedded broker', () => {
     assert.equal(await connackCode(ts.mqttUrl, { clientId: 'ops', username: OPERATOR_USERNAME, password: ts.token }), undefined, 'the operator is not a device');
     assert.equal(await connackCode(ts.mqttUrl, { clientId: 'ops', username: OPERATOR_USERNAME, password: 'wrong' }), 4, "the operator's token is still checked");
     assert.equal(await refusedCount(ts), before + 2);
+    assert.equal((await refusals(ts)).refusedAtFileLimit, 0, 'admission refusals are not counted as open-file-limit ones');
     assert.equal(one.client.connected && two.client.connected, true, 'those admitted stay connected');
     await two.end();
     await heldAtMost(ts, 1);

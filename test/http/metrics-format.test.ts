@@ -56,7 +56,7 @@ describe('metrics for Prometheus', () => {
 
   it('writes each figure as a typed family, rejections by code, times in seconds', () => {
     const m: InstanceMetrics = {
-      mqtt: { published: 1234, connectedClients: 7, onlineDevices: 5, refusedConnections: 2 },
+      mqtt: { published: 1234, connectedClients: 7, onlineDevices: 5, refusedConnections: 2, refusedAtFileLimit: 1 },
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
       downloads: { served: 40, refused: 2, bytes: 4_000_000, cut: 3, unavailable: 5 },
       api: { changes: 12, refusedTokens: 3, refusedConnections: 4 },
@@ -79,6 +79,7 @@ describe('metrics for Prometheus', () => {
       'updraft_mqtt_published_total 1234',
       'updraft_mqtt_connected_clients 7',
       'updraft_mqtt_refused_connections_total 2',
+      'updraft_mqtt_refused_at_file_limit_total 1',
       'updraft_online_devices 5',
       'updraft_shadow_requests_total 900',
       'updraft_shadow_rejections_total{code="400"} 3',
@@ -102,7 +103,7 @@ describe('metrics for Prometheus', () => {
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 20);
+    assert.equal(types.length, 21);
     // `quantile` is a summary's label (OpenMetrics reserves it): no gauge carries it
     assert.doesNotMatch(text, /quantile=/);
     assert.ok(types.includes('# TYPE updraft_event_loop_delay_p99_seconds gauge'));
@@ -115,7 +116,7 @@ describe('metrics for Prometheus', () => {
 
   it("gives the signing key certificate's expiry and serial, and the webhook's deliveries, when there are those", () => {
     const m: InstanceMetrics = {
-      mqtt: { published: 0, connectedClients: 0, onlineDevices: 0, refusedConnections: 0 },
+      mqtt: { published: 0, connectedClients: 0, onlineDevices: 0, refusedConnections: 0, refusedAtFileLimit: 0 },
       shadow: { requests: 0, rejections: {} },
       downloads: { served: 0, refused: 0, bytes: 0, cut: 0, unavailable: 0 },
       api: { changes: 0, refusedTokens: 0, refusedConnections: 0 },

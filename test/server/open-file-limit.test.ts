@@ -130,11 +130,14 @@ describe('connections refused at the open-file limit', { skip: process.platform 
     await eventually(async () => ((await readdir(`/proc/${child.pid}/fd`)).length < LIMIT / 2 ? true : undefined), 30_000, 'the server let go of the connections');
     const res = await fetch(`${httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(res.status, 200);
-    const m = (await res.json()) as { mqtt: { refusedConnections: number }; api: { refusedConnections: number } };
+    const m = (await res.json()) as { mqtt: { refusedConnections: number; refusedAtFileLimit: number }; api: { refusedConnections: number } };
     assert.equal(m.mqtt.refusedConnections, mqttRefused + mqttsRefused);
+    // every one of them at the file limit, none by admission: told apart from the limits at work
+    assert.equal(m.mqtt.refusedAtFileLimit, mqttRefused + mqttsRefused);
     assert.equal(m.api.refusedConnections, httpRefused);
     const text = await (await fetch(`${httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${token}`, accept: 'text/plain' } })).text();
     assert.match(text, new RegExp(`^updraft_http_refused_connections_total ${httpRefused}$`, 'm'));
     assert.match(text, new RegExp(`^updraft_mqtt_refused_connections_total ${mqttRefused + mqttsRefused}$`, 'm'));
+    assert.match(text, new RegExp(`^updraft_mqtt_refused_at_file_limit_total ${mqttRefused + mqttsRefused}$`, 'm'));
   });
 });

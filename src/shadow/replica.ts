@@ -86,7 +86,7 @@ const MAX_STORE_RETRIES = 10;
 const RACE_BACKOFF_MAX_MS = 64;
 /** Shadows kept in memory for the update path (LRU); each costs about 1-2 KB. */
 const CACHE_ENTRIES = 50_000;
-/** Desired keys an operator's audit line names (`auditOperator`); the others are counted. */
+/** Desired (and reported) keys an operator's audit line names (`auditOperator`); the others are counted. */
 const AUDIT_KEYS = 20;
 /** Default of `maxNamedShadows` (the schema's `shadow.maxNamedShadows`). */
 export const DEFAULT_MAX_NAMED_SHADOWS = 100;
@@ -300,7 +300,7 @@ export class ShadowReplica {
         await this.decorate(ref, next, delta.state);
         answers.push(this.publish(deltaTopic, delta));
       }
-      if (audit && request.state.desired !== undefined) this.auditOperator(ref, 'update', sender, next.version, request.state.desired);
+      if (audit && (request.state.desired !== undefined || request.state.reported !== undefined)) this.auditOperator(ref, 'update', sender, next.version, request.state.desired, request.state.reported);
       answered?.();
       await Promise.all(answers);
       this.deps.events.emit('shadow.updated', { previous: previous?.deleted ? undefined : previous, current: next, request, sender });
@@ -365,22 +365,40 @@ export class ShadowReplica {
    * The operator's audit trail for its writes over MQTT (docs/security.md, Who changed what),
    * as `operator request` is for the API's: which shadow, its version after the write, who,
    * and which desired keys the write set or removed, with the build and job id of
-   * `desired.software`. Key names only, never a value (a desired key may hold a setting the
-   * operator would not have logged), never the digest or a download URL (the delta's, not
-   * the request's). The API's own writers (rollouts, decommissioning) call `update` and
-   * `delete`, not this path: their changes are logged by the API request that asked them.
+   * `desired.software`; and, for a write of the device's reported state (which the job
+   * tracker reads as the device's own report: a SUCCESS written so ends the device's job),
+   * which reported keys, with the build, status and job id of `reported.software`. Key names
+   * only, never a value (a desired key may hold a setting the operator would not have
+   * logged), never the digest or a download URL (the delta's, not the request's). The API's
+   * own writers (rollouts, decommissioning) call `update` and `delete`, not this path: their
+   * changes are logged by the API request that asked them.
    */
-  private auditOperator(ref: ShadowRef, op: ShadowOperation, sender: Sender, version: number, desired?: JsonObject | null): void {
+  private auditOperator(ref: ShadowRef, op: ShadowOperation, sender: Sender, version: number, desired?: JsonObject | null, reported?: JsonObject | null): void {
     const line: Record<string, unknown> = { op, deviceId: ref.deviceId, shadow: ref.name, version, by: sender.id === OPERATOR_USERNAME ? 'operator' : `operator ${sender.id}` };
+    const keysOf = (o: JsonObject) => {
+      const keys = Object.keys(o);
+      return keys.length > AUDIT_KEYS ? `${keys.slice(0, AUDIT_KEYS).join(',')},+${keys.length - AUDIT_KEYS} more` : keys.join(',');
+    };
+    const build = (sw: JsonObject) => (typeof sw.name === 'string' && typeof sw.version === 'string' ? `${sw.name}@${sw.version}` : undefined);
     if (desired === null) line.desired = null;
     else if (desired !== undefined) {
-      const keys = Object.keys(desired);
-      line.desired = keys.length > AUDIT_KEYS ? `${keys.slice(0, AUDIT_KEYS).join(',')},+${keys.length - AUDIT_KEYS} more` : keys.join(',');
+      line.desired = keysOf(desired);
       const sw = desired.software;
       if (sw === null) line.software = null;
       else if (isJsonObject(sw)) {
-        if (typeof sw.name === 'string' && typeof sw.version === 'string') line.software = `${sw.name}@${sw.version}`;
+        if (build(sw)) line.software = build(sw);
         if (typeof sw.jobId === 'string') line.jobId = sw.jobId;
+      }
+    }
+    if (reported === null) line.reported = null;
+    else if (reported !== undefined) {
+      line.reported = keysOf(reported);
+      const sw = reported.software;
+      if (sw === null) line.reportedSoftware = null;
+      else if (isJsonObject(sw)) {
+        if (build(sw)) line.reportedSoftware = build(sw);
+        if (typeof sw.status === 'string') line.reportedStatus = sw.status;
+        if (typeof sw.jobId === 'string') line.reportedJobId = sw.jobId;
       }
     }
     this.deps.logger.info('operator mqtt', line);

@@ -48,6 +48,23 @@ describe("audit lines of the operator's MQTT writes", () => {
     assert.ok(!got[0]!.includes('http') && !lines.some((l) => l.includes(SOFTWARE.sha256) || l.includes(ts.token)), 'no URL, digest or token in the log');
   });
 
+  it("logs the operator's write of a device's reported state, which the job tracker takes as the device's report", async () => {
+    const from = lines.length;
+    // a SUCCESS written over MQTT as the operator: the tracker ends the device's job with it (execution-tracker.ts)
+    const forged = await op.request('state/dev-1/update', { state: { reported: { software: { name: 'fw', version: '2.0.0', status: 'SUCCESS', jobId: SOFTWARE.jobId }, note: 'hidden-value' } } });
+    assert.equal(forged.topic, 'state/dev-1/update/accepted');
+    const both = await op.request('state/dev-2/update', { state: { desired: { led: 'off' }, reported: { led: 'on' } } });
+    assert.equal(both.topic, 'state/dev-2/update/accepted');
+    const cleared = await op.request('state/dev-2/update', { state: { reported: null } });
+    assert.equal(cleared.topic, 'state/dev-2/update/accepted');
+    const got = audit(from);
+    assert.equal(got.length, 3, lines.slice(from).join('\n'));
+    assert.match(got[0]!, new RegExp(`operator mqtt op=update deviceId=dev-1 shadow="" version=${forged.body.version} by=operator reported=software,note reportedSoftware=fw@2\\.0\\.0 reportedStatus=SUCCESS reportedJobId=qa-mqtt-job-1$`));
+    assert.match(got[1]!, new RegExp(`operator mqtt op=update deviceId=dev-2 shadow="" version=${both.body.version} by=operator desired=led reported=led$`));
+    assert.match(got[2]!, new RegExp(`operator mqtt op=update deviceId=dev-2 shadow="" version=${cleared.body.version} by=operator reported=null$`));
+    assert.ok(!lines.some((l) => l.includes('hidden-value') || l.includes('=on') || l.includes('=off')), 'no reported or desired value in the log');
+  });
+
   it("logs no line for a device's own reports and requests", async () => {
     const from = lines.length;
     const ok = await dev.request('state/dev-1/update', { state: { reported: { software: { name: 'fw', version: '1.0.0', status: 'DOWNLOADING', jobId: SOFTWARE.jobId } }, desired: { led: 'on' } } });

@@ -7,6 +7,7 @@ import { UpdraftError } from '../errors.ts';
 import { parsePublicKey } from '../signing/signing-key.ts';
 import { DEFAULT_BROKER_URL, readDeviceSecret, secretFilePath } from '../agent/provisioning.ts';
 import { createLogger, type LogFormat, type LogLevel } from '../util/logger.ts';
+import { logProcessWarnings } from '../util/process-warnings.ts';
 import { wholeNumber } from '../util/number-text.ts';
 
 interface AgentFlags {
@@ -147,11 +148,14 @@ export function addAgentCommand(program: Command): void {
       if (password === undefined && o.cert === undefined) {
         throw new UpdraftError('UNAUTHORIZED', `no device secret: register the device with "updraft device register ${o.device} --save ${o.installDir}" (writes ${secretFilePath(o.installDir)}), or pass --password`);
       }
+      const logger = createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat, component: 'agent' });
+      // Node's warnings as log lines of the chosen format (with --log-format json, every line is JSON)
+      logProcessWarnings(logger);
       await runAgentDaemon({
         deviceId: o.device,
         installDir: o.installDir,
         brokerUrl,
-        logger: createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat, component: 'agent' }),
+        logger,
         // rounded: 1.1 * 1000 is 1100.0000000000002
         healthCheckTimeoutMs: Math.round(timeout * 1000),
         username: o.username ?? o.device,

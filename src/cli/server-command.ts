@@ -7,6 +7,7 @@ import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
 import type { UpdraftServer } from '../server/updraft-server.ts';
 import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
+import { logProcessWarnings } from '../util/process-warnings.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { errorLine, exitCodeOf } from './error-line.ts';
 
@@ -66,6 +67,8 @@ async function runServer(config: UpdraftConfig): Promise<void> {
   // (an unhandled 'error' event ended the process)
   process.stderr.on('error', () => undefined);
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+  // Node's warnings (the AWS SDK's notice at each start with --blob s3) as log lines of the chosen format
+  logProcessWarnings(logger);
   for (const w of unknownEnvironment(process.env)) logger.warn(w);
   // a SIGHUP while starting (a reload sent as the unit starts, through a long migration) must
   // not end the process, as its default action would: the files are read at the start anyway

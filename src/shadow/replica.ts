@@ -375,32 +375,26 @@ export class ShadowReplica {
    */
   private auditOperator(ref: ShadowRef, op: ShadowOperation, sender: Sender, version: number, desired?: JsonObject | null, reported?: JsonObject | null): void {
     const line: Record<string, unknown> = { op, deviceId: ref.deviceId, shadow: ref.name, version, by: sender.id === OPERATOR_USERNAME ? 'operator' : `operator ${sender.id}` };
-    const keysOf = (o: JsonObject) => {
-      const keys = Object.keys(o);
-      return keys.length > AUDIT_KEYS ? `${keys.slice(0, AUDIT_KEYS).join(',')},+${keys.length - AUDIT_KEYS} more` : keys.join(',');
+    // one section's fields: its keys, and the build, status and job id of its `software`
+    // (`<section>Software`, ... for reported; the desired ones keep their first names)
+    const section = (part: JsonObject | null | undefined, name: 'desired' | 'reported', fields: { software: string; status?: string; jobId: string }) => {
+      if (part === undefined) return;
+      if (part === null) {
+        line[name] = null;
+        return;
+      }
+      const keys = Object.keys(part);
+      line[name] = keys.length > AUDIT_KEYS ? `${keys.slice(0, AUDIT_KEYS).join(',')},+${keys.length - AUDIT_KEYS} more` : keys.join(',');
+      const sw = part.software;
+      if (sw === null) line[fields.software] = null;
+      else if (isJsonObject(sw)) {
+        if (typeof sw.name === 'string' && typeof sw.version === 'string') line[fields.software] = `${sw.name}@${sw.version}`;
+        if (fields.status && typeof sw.status === 'string') line[fields.status] = sw.status;
+        if (typeof sw.jobId === 'string') line[fields.jobId] = sw.jobId;
+      }
     };
-    const build = (sw: JsonObject) => (typeof sw.name === 'string' && typeof sw.version === 'string' ? `${sw.name}@${sw.version}` : undefined);
-    if (desired === null) line.desired = null;
-    else if (desired !== undefined) {
-      line.desired = keysOf(desired);
-      const sw = desired.software;
-      if (sw === null) line.software = null;
-      else if (isJsonObject(sw)) {
-        if (build(sw)) line.software = build(sw);
-        if (typeof sw.jobId === 'string') line.jobId = sw.jobId;
-      }
-    }
-    if (reported === null) line.reported = null;
-    else if (reported !== undefined) {
-      line.reported = keysOf(reported);
-      const sw = reported.software;
-      if (sw === null) line.reportedSoftware = null;
-      else if (isJsonObject(sw)) {
-        if (build(sw)) line.reportedSoftware = build(sw);
-        if (typeof sw.status === 'string') line.reportedStatus = sw.status;
-        if (typeof sw.jobId === 'string') line.reportedJobId = sw.jobId;
-      }
-    }
+    section(desired, 'desired', { software: 'software', jobId: 'jobId' });
+    section(reported, 'reported', { software: 'reportedSoftware', status: 'reportedStatus', jobId: 'reportedJobId' });
     this.deps.logger.info('operator mqtt', line);
   }
 

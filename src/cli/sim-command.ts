@@ -100,7 +100,7 @@ export function addSimCommand(program: Command): void {
     .option('--token <token>', 'operator token')
     .addOption(dataDirOption('server data dir holding the operator token'))
     .option('--broker <url>', 'MQTT broker URL', 'mqtt://127.0.0.1:1883')
-    .option('--mode <mode>', 'connected (all online) or cycling (connect, update, disconnect)', 'connected')
+    .option('--mode <mode>', 'connected (all online) or cycling (a bench scenario: each device visits, at most --concurrency at once, until its update succeeded or it was given up, then visits no more in this run: a later job does not reach it)', 'connected')
     .option('--concurrency <n>', 'cycling: devices online at once', String(SIM_DEFAULTS.concurrency))
     .option('--connect-rate <n>', 'new connections per second, in both modes (cycling visits and reconnections after a crash or an offline period included)', String(SIM_DEFAULTS.connectRate))
     .option('--install-ms <ms>', 'simulated install duration', '0')
@@ -204,14 +204,25 @@ export function addSimCommand(program: Command): void {
             await writeFileAtomic(keep, JSON.stringify(await fleet.devicesState()), 0o600).catch((err: Error) => process.stderr.write(`updraft: warning: the devices' state is not kept in ${keep}: ${err.message}\n`));
           }
         })());
+      // the final counts, said as the command stops on a signal (the parent's: a child's are in
+      // its parent's): the `sim: finished` line comes once, when every device first finished a
+      // job, and a sim stopped before or long after said nothing of what its devices did since
+      let stoppedSaid = false;
+      const stoppedBy = (signal: NodeJS.Signals) => () =>
+        void stop().then(() => {
+          // once: a second Ctrl-C waits for the first's stop, and says nothing more
+          if (!shard && !stoppedSaid) process.stdout.write(`sim: stopped by ${signal} ${JSON.stringify({ ...fleet.stats, ...fleet.requestsSent(), devices: devices.length, installs: fleet.installs })}\n`);
+          stoppedSaid = true;
+          process.exit(0);
+        });
       // Ctrl-C reaches every process of the group: a child leaves its stopping to the parent,
       // which would otherwise see it exit first and report it as a failure. A second Ctrl-C (or
       // SIGTERM) waits for the first's stop (bounded: a child is killed after 15 s) rather than
       // killing the command half way, which left its children's files, and the devices'
       // secrets in them, on disk
       if (shard) process.on('SIGINT', () => undefined);
-      else process.on('SIGINT', () => void stop().then(() => process.exit(0)));
-      process.on('SIGTERM', () => void stop().then(() => process.exit(0)));
+      else process.on('SIGINT', stoppedBy('SIGINT'));
+      process.on('SIGTERM', stoppedBy('SIGTERM'));
       // a child process that died takes the whole simulation down, with one readable line
       void failed?.catch(async (err: Error) => {
         await stop();

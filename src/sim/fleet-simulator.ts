@@ -4,7 +4,8 @@
  * - `connected`: every device stays connected (throughput and memory per connection);
  * - `cycling`: at most `concurrency` devices online at once; each connects, takes its
  *   update, disconnects, and the next one comes in (fleets larger than one machine's
- *   file-descriptor limit, and devices that are mostly offline, as real ones are).
+ *   file-descriptor limit, and devices that are mostly offline, as real ones are). A bench
+ *   scenario: a device visits until its update succeeded (or it was given up), then no more.
  * Failure, crash-during-install and offline periods are configurable and seeded.
  */
 import path from 'node:path';
@@ -188,13 +189,37 @@ export class FleetSimulator implements SimulatedFleet {
       return;
     }
     const queue = [...this.slots];
+    // devices refused for good, pausing before their next visit (refusalPauseMs) away from the
+    // queue and holding no worker; a worker with nothing to take waits for one to come back
+    let away = 0;
+    const idleWorkers: (() => void)[] = [];
     const workers = Array.from({ length: Math.min(this.opts.concurrency, queue.length) }, async () => {
       while (!this.stopped) {
         const slot = queue.shift();
-        if (!slot) return;
-        const finished = await this.cycle(slot);
-        if (!finished && !this.stopped) queue.push(slot); // not targeted yet: come back later
+        if (!slot) {
+          if (away === 0) break;
+          await new Promise<void>((resolve) => idleWorkers.push(resolve));
+          continue;
+        }
+        const visit = await this.cycle(slot);
+        if (visit === 'done' || this.stopped) continue;
+        if (visit === 'again') {
+          queue.push(slot); // not targeted yet: come back later
+          continue;
+        }
+        // refused for good, not given up yet: back after the connected mode's pause, not at once.
+        // In a fleet not much larger than --concurrency "after the others" was at once: 25
+        // devices registered a second before an external broker's password file listed them
+        // were refused 3 times each within that second, and given up (QA)
+        away++;
+        void this.pause(this.refusalPauseMs(slot)).then(() => {
+          away--;
+          queue.push(slot);
+          idleWorkers.shift()?.();
+        });
       }
+      // the others waiting for a device to come back: there is none (or the simulator stopped)
+      for (const wake of idleWorkers.splice(0)) wake();
     });
     void Promise.all(workers);
   }
@@ -391,9 +416,20 @@ export class FleetSimulator implements SimulatedFleet {
     while ((await this.connect(slot)) === 'refused') {
       await this.retire(slot);
       if (this.refusedAgain(slot)) return;
-      await this.pause((1 + this.random()) * 1000 * 2 ** (slot.refusals - 1));
+      await this.pause(this.refusalPauseMs(slot));
       if (this.stopped) return;
     }
+  }
+
+  /**
+   * How long a device refused for good `slot.refusals` times in a row waits before it tries
+   * again, in both modes (a connect, a cycling visit): 1-2 s, then 2-4 s... With the default 3
+   * refusals to give up, a device is given up after 3-6 s of refusals: a broker that admits a
+   * device a second or two after it was registered (an external one whose password file is
+   * rebuilt then) lets it in.
+   */
+  private refusalPauseMs(slot: DeviceSlot): number {
+    return (1 + this.random()) * 1000 * 2 ** (slot.refusals - 1);
   }
 
   /**
@@ -446,16 +482,24 @@ export class FleetSimulator implements SimulatedFleet {
    * queue), as a device in the field comes online again, so a job's retry can reach it. True
    * too once the device is given up (refused for good `refusalsToGiveUp` visits in a row): it
    * came back for ever, and `--until-finished` never ended (QA).
+   *
+   * 'done': the device visits no more in this run (succeeded, or given up); 'again': it comes
+   * back after the others; 'refused': refused for good, not given up yet, it comes back after
+   * the pause of `refusalPauseMs`.
    */
-  private async cycle(slot: DeviceSlot): Promise<boolean> {
-    if (succeeded(slot) || slot.gaveUp) return true;
+  private async cycle(slot: DeviceSlot): Promise<'done' | 'again' | 'refused'> {
+    if (succeeded(slot) || slot.gaveUp) return 'done';
     // a device the broker turns away (or that could not connect within its visit's time) ends
-    // its visit and comes back after the others: it held its worker for good (QA). Refused for
-    // a reason retrying cannot fix, its visit ends at once, and counts towards giving it up
+    // its visit and comes back: it held its worker for good (QA). Refused for a reason
+    // retrying cannot fix, its visit ends at once, and counts towards giving it up
     const visit = await this.connect(slot, this.opts.idleTimeoutMs);
-    if (visit === 'not connected' || visit === 'refused') {
+    if (visit === 'not connected') {
       await this.retire(slot);
-      return visit === 'refused' && this.refusedAgain(slot);
+      return 'again';
+    }
+    if (visit === 'refused') {
+      await this.retire(slot);
+      return this.refusedAgain(slot) ? 'done' : 'refused';
     }
     let finished = false;
     await new Promise<void>((resolve) => {
@@ -472,7 +516,7 @@ export class FleetSimulator implements SimulatedFleet {
     if (!finished) this.stats.idleVisits++;
     // the agent may have been replaced by a crash or an offline period meanwhile
     await this.retire(slot);
-    return succeeded(slot) || slot.gaveUp;
+    return succeeded(slot) || slot.gaveUp ? 'done' : 'again';
   }
 
   /** The device dies mid-install and comes back: the agent resumes from its persisted state. */

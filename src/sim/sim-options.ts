@@ -68,8 +68,8 @@ export interface SimOptions {
    * A device the broker refuses for a reason retrying cannot fix (bad user name or password,
    * not authorized, client id rejected, banned, protocol version not supported: CONNACK 4, 5,
    * 2 or 1 in MQTT 3.1.1; 0x86, 0x87, 0x85, 0x8A or 0x84 in MQTT 5) this many times in a row,
-   * with no connection between, is given
-   * up: counted in `gaveUp`, it takes no connecting
+   * with no connection between (each time after a pause: 1-2 s, then 2-4 s..., in both
+   * modes), is given up: counted in `gaveUp`, it takes no connecting
    * place and no cycling worker any more, and counts as done for `whenFinished`. A refusal
    * that retrying can fix (3, server unavailable: admission control) is retried, never counted.
    */

@@ -6,7 +6,8 @@
  * It asks only what the API and the health endpoints answer: reachability, readiness (store,
  * artifact storage, broker), the operator token, the clocks (manifests and URLs expire by
  * them), the signing key's certificate, the CA's and TLS certificates' expiry, staged URL keys, how busy the instance is, refused
- * tokens, failing webhook deliveries, devices that accept unsigned software, devices whose
+ * tokens, failing webhook deliveries, artifact storage not shared by instances on one PostgreSQL
+ * and builds whose bytes are missing from it, devices that accept unsigned software, devices whose
  * clocks are wrong, and rollouts waiting for an operator.
  */
 import type { Command } from 'commander';
@@ -112,6 +113,10 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     if (m.tls) for (const f of tlsFindings(m.tls, now)) add(f.verdict, f.check, f.text);
     if (m.api.refusedTokens > 0) add('note', 'tokens', `${m.api.refusedTokens} API call(s) refused for their token since the start: a tool with an old token, or someone guessing (the log says from where)`);
     if (m.webhook && m.webhook.failed + m.webhook.dropped > 0) add('warn', 'webhook', `${m.webhook.failed} notification(s) failed and ${m.webhook.dropped} dropped since the start: check the receiver (the log names them)`);
+    // several instances on one database must share the artifact storage: with a directory
+    // each, a build added through one is missing on the others (the server says so at start too)
+    if (m.storage?.store === 'postgres' && m.storage.artifacts === 'local') add('warn', 'artifacts', "this instance shares a PostgreSQL store but keeps artifact bytes in its own directory (no --blob): with several instances every one must share the artifact storage (--blob s3://...), or a build added through one cannot be downloaded through another; with a single instance, nothing is wrong");
+    if (m.downloads.missing > 0) add('warn', 'artifacts', `${m.downloads.missing} download(s) answered 503 since the start because a stored build's bytes are missing from artifact storage: restore them, or delete the build and add it again (the log names it: "the artifact's bytes are missing")`);
     if (m.webhook && m.webhook.waiting >= 100) add('warn', 'webhook', `${m.webhook.waiting} notification(s) wait to be sent: the receiver is down or slow (past 1,000 the oldest are dropped)`);
   }
 
@@ -227,7 +232,7 @@ async function firstMatches<T>(api: ApiClient, query: string): Promise<{ items: 
 export function addDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check a running Updraft: reachable, ready, token, clocks, signing key, CA and TLS certificates, load, webhooks, devices that accept unsigned software or run with a wrong clock, rollouts waiting; exits 1 if a check fails')
+    .description('check a running Updraft: reachable, ready, token, clocks, signing key, CA and TLS certificates, load, webhooks, artifact storage, devices that accept unsigned software or run with a wrong clock, rollouts waiting; exits 1 if a check fails')
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
     .addOption(dataDirOption('the server data directory holding the operator token'))

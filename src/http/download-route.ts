@@ -15,6 +15,10 @@
  * line per request; they are counted in the metrics too (`unavailable`). It ends only when
  * what failed was read again: a build served from memory, or a HEAD, reads no bucket, and
  * said nothing of one that is down; a build loaded into memory by this download did read it.
+ *
+ * A build whose record is stored but whose bytes storage says it does not hold is no outage:
+ * answered 503 too (the device tries again), logged at ERROR per build and counted apart
+ * (`missing`, below).
  */
 import { pipeline } from 'node:stream/promises';
 import type { ArtifactCache } from '../artifacts/artifact-cache.ts';
@@ -23,11 +27,11 @@ import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import { requireSignedQuery, type UrlSigner } from '../artifacts/url-signer.ts';
 import type { DownloadTokens } from '../credentials/download-token.ts';
-import { UpdraftError, asUpdraftError, isUnreachable } from '../errors.ts';
+import { UNAVAILABLE_RETRY_AFTER_SECONDS, UpdraftError, asUpdraftError, isUnreachable } from '../errors.ts';
 import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseRange } from './range.ts';
-import { sendError } from './respond.ts';
+import { sendError, sendJson } from './respond.ts';
 import type { Handler, RouteContext } from './router.ts';
 
 /** What the download endpoint counted. */
@@ -42,6 +46,8 @@ export interface DownloadStats {
   cut: number;
   /** Downloads answered 503: storage (the bucket, the database) could not be reached; the device tries again. */
   unavailable: number;
+  /** Downloads answered 503 because the build's record is stored but its bytes are not in the artifact storage (`missing`). */
+  missing: number;
 }
 
 /** Builds the GET /v1/download/:name/:version handler. */
@@ -62,6 +68,8 @@ export function downloadRoute(deps: {
   active?: Pick<ActiveDownloads, 'add'>;
   /** Serves hot artifacts from memory. */
   cache?: ArtifactCache;
+  /** The artifact storage, for the log (`bucket s3://firmware/`, `artifact directory /var/lib/updraft/artifacts`). */
+  storage?: string;
   /** Counted into (GET /api/v1/metrics). */
   stats?: DownloadStats;
 }): Handler {
@@ -124,6 +132,33 @@ class StorageOutage {
 /** The download handler; `at` says which part of storage it reads (for a 503's log). */
 function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: StorageOutage): (ctx: RouteContext, at: { part: StoragePart }) => Promise<void> {
   const cutLog = new ThrottledLog(deps.logger);
+  const missingLogs = new Map<string, ThrottledLog>();
+  /**
+   * The build's record is stored, its bytes are not in the artifact storage: a file or an
+   * object removed by hand, a restore of the database without the bucket, or (the silent
+   * one) several instances on one PostgreSQL each with its own artifact directory, the build
+   * added through another. Storage answered (it is no outage): an ERROR naming the build and
+   * the storage, one per build per 30 s with the count of those left out, as a fleet asks
+   * for it in a wave. Answered 503 with Retry-After, not 404: the agent fails at once on a
+   * 404, where bytes that are only not here yet (a bucket that copies them to this region
+   * later, another instance's directory reached by the balancer at the next try, a file the
+   * operator restores) are served at a retry; bytes gone for good fail the device when its
+   * retries run out (10 minutes without progress), and the ERROR says so meanwhile.
+   */
+  const missing = (artifact: { name: string; version: string; sha256: string }, deviceId: string, res: RouteContext['res']) => {
+    if (deps.stats) deps.stats.missing++;
+    let log = missingLogs.get(artifact.sha256);
+    if (!log) missingLogs.set(artifact.sha256, (log = new ThrottledLog(deps.logger)));
+    log.error("download answered 503: the artifact's bytes are missing from artifact storage; restore them, or delete the build and add it again (with several instances on one PostgreSQL, every instance must share the artifact storage: --blob s3://...)", {
+      artifact: `${artifact.name}@${artifact.version}`,
+      sha256: artifact.sha256.slice(0, 12),
+      storage: deps.storage ?? 'artifact storage',
+      device: deviceId,
+    });
+    // storage answered (no such file or object): it can be read
+    outage.read(['registry', 'blobs']);
+    sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `${artifact.name}@${artifact.version} cannot be served just now: its bytes are not in this server's artifact storage; try again later` } }, { 'retry-after': UNAVAILABLE_RETRY_AFTER_SECONDS });
+  };
   return async ({ req, res, params, url }, at) => {
     const name = params.name!;
     const version = params.version!;
@@ -197,9 +232,17 @@ function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: Storag
     // before the status line: a failed load is still answered with a clean error, and so are
     // bytes missing from storage (an instance that still knew a record another one deleted)
     at.part = 'blobs';
-    const cached = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
+    let cached;
+    let stream;
+    try {
+      cached = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
+      stream = cached?.bytes || req.method === 'HEAD' || size === 0 ? undefined : await deps.blobs.read(artifact.sha256, range);
+    } catch (err) {
+      if (!(err instanceof UpdraftError && err.code === 'NOT_FOUND')) throw err;
+      missing(artifact, deviceId, res);
+      return;
+    }
     const held = cached?.bytes;
-    const stream = held || req.method === 'HEAD' || size === 0 ? undefined : await deps.blobs.read(artifact.sha256, range);
     // the bucket counts as answering only when it was read: streamed, or loaded into memory by
     // this download (whichever build it is); held from before, a HEAD or an empty build, not
     outage.read(stream || cached?.loaded ? ['registry', 'blobs'] : ['registry']);

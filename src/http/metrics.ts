@@ -18,6 +18,12 @@ export interface InstanceMetrics {
   shadow: { requests: number; rejections: Record<string, number> };
   downloads: DownloadStats;
   /**
+   * Where this instance keeps its state (the embedded SQLite file, or a PostgreSQL database
+   * other instances may share) and artifact bytes (its own directory, or S3): PostgreSQL with
+   * a local directory serves only the builds added through this instance (`updraft doctor` warns).
+   */
+  storage: { store: 'embedded' | 'postgres'; artifacts: 'local' | 's3' };
+  /**
    * The operator API: changes asked (any method but GET and HEAD, but for a job's dry run;
    * whatever the answer), calls refused for their token, and connections to the HTTP listener
    * (API, downloads, dashboard) refused at the process's open-file limit.
@@ -108,10 +114,11 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
       .sort(([a], [b]) => Number(a) - Number(b))
       .map(([code, n]) => [`{code="${code}"}`, n]),
   );
-  family('updraft_downloads_total', 'counter', 'Artifact downloads, by result: served (a 200 or 206 started), refused (403), or unavailable (503: the bucket or the database could not be reached; the device tries again).', [
+  family('updraft_downloads_total', 'counter', "Artifact downloads, by result: served (a 200 or 206 started), refused (403), unavailable (503: the bucket or the database could not be reached; the device tries again), or missing (503: the build is stored but its bytes are not in this instance's artifact storage; the log names it).", [
     ['{result="served"}', m.downloads.served],
     ['{result="refused"}', m.downloads.refused],
     ['{result="unavailable"}', m.downloads.unavailable],
+    ['{result="missing"}', m.downloads.missing],
   ]);
   family('updraft_downloads_cut_total', 'counter', 'Served downloads that ended before their last byte (the device went away, and resumes with Range: a rise is flaky device networks), or were reset after it because their device was revoked.', one(m.downloads.cut));
   family('updraft_download_bytes_total', 'counter', 'Bytes of the downloads handed to the network whole (a range counts its length; one cut before its last byte counts nothing; one reset after it, its device revoked, is counted here and in updraft_downloads_cut_total).', one(m.downloads.bytes));

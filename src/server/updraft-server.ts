@@ -212,6 +212,13 @@ export class UpdraftServer {
     if (config.db) await checkSharedSecrets(this.store, dataDir, secretValues());
     const blobs = createBlobStore(config, dataDir, logger.child('artifacts'));
     await this.startPart(blobs);
+    const artifactStorage = blobs instanceof S3BlobStore ? `bucket ${blobs.where}` : `artifact directory ${path.join(dataDir, 'artifacts')}`;
+    // several instances on one database, each with its own directory: a build added through
+    // one is answered 503 by every other, and nothing said why (soak QA). Said, not refused:
+    // one instance on PostgreSQL is a setup of its own, and nothing here can tell it is alone
+    if (config.db && !config.blob) {
+      logger.warn(`the state store is a shared PostgreSQL database (--db) but artifact bytes are kept in this instance's own ${artifactStorage} (no --blob): with several instances, every instance must share the artifact storage (--blob s3://...), or a build added through one instance cannot be downloaded through another (its downloads are answered 503, its bytes missing); with a single instance, nothing is wrong (docs/deployment.md)`);
+    }
     // the signing key's certificate, shared by the instances on this store: one installed on
     // any instance (or offline in one data directory) reaches every other
     // the certificate's expiry said at start, at an installation and hourly while running
@@ -373,12 +380,12 @@ export class UpdraftServer {
       if (issuedAt !== undefined && d.createdAt > issuedAt + REGISTRATION_MARGIN_MS) return 'issued to an earlier registration of this device id (deleted since); ask for a fresh one';
       return undefined;
     };
-    const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0, unavailable: 0 };
+    const downloadStats: DownloadStats = { served: 0, refused: 0, bytes: 0, cut: 0, unavailable: 0, missing: 0 };
     // a device revoked or deleted, here or on another instance (the relay brings its
     // device.credentials), loses the downloads it has in progress here
     const activeDownloads = new ActiveDownloads({ events, refusal: deviceRefusal, logger: logger.child('download'), cutAfterWritten: () => downloadStats.cut++ });
     await this.startPart(activeDownloads);
-    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, active: activeDownloads, cache, stats: downloadStats, logger: logger.child('download') }));
+    router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, active: activeDownloads, cache, storage: artifactStorage, stats: downloadStats, logger: logger.child('download') }));
     addBrokerRoutes(router, { registry: this.registry });
     addNamedTokenRoutes(router, [viewerTokens, operatorTokens]);
     // a leaked operator token is replaced without a restart (docs/security.md)
@@ -432,6 +439,7 @@ export class UpdraftServer {
         mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections, refusedAtFileLimit: this.broker.stats.refusedAtFileLimit },
         shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
         downloads: { ...downloadStats },
+        storage: { store: config.db ? 'postgres' : 'embedded', artifacts: config.blob ? 's3' : 'local' },
         api: { ...this.http.stats },
         webhook: webhook ? { ...webhook.stats } : null,
         signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },

@@ -11,7 +11,7 @@
  */
 import type { Logger } from './logger.ts';
 
-/** Writes `warn` lines at most once per `intervalMs`, counting those left out. */
+/** Writes `warn` (or `error`) lines at most once per `intervalMs`, counting those left out. */
 export class ThrottledLog {
   private readonly logger: Logger;
   private readonly intervalMs: number;
@@ -25,6 +25,8 @@ export class ThrottledLog {
   /** Fields of the last line left out that the count's line repeats (`carry`). */
   private readonly carry: readonly string[];
   private carried: Record<string, unknown> = {};
+  /** The level of the lines left out, for the line that counts them. */
+  private level: 'warn' | 'error' = 'warn';
 
   /** `carry`: fields of the last line left out that the count's line repeats (where refused calls came from). */
   constructor(logger: Logger, intervalMs = 30_000, now: () => number = Date.now, carry: readonly string[] = []) {
@@ -36,15 +38,25 @@ export class ThrottledLog {
 
   /** Writes the line now, or counts it when one was written less than the interval ago. */
   warn(msg: string, fields: Record<string, unknown>): void {
+    this.line('warn', msg, fields);
+  }
+
+  /** As `warn`, at ERROR: a fault the operator must fix (a build's bytes missing), not an outage that passes. */
+  error(msg: string, fields: Record<string, unknown>): void {
+    this.line('error', msg, fields);
+  }
+
+  private line(level: 'warn' | 'error', msg: string, fields: Record<string, unknown>): void {
     const at = this.now();
     if (this.lastAt !== undefined && at - this.lastAt < this.intervalMs) {
       this.suppressed++;
       this.msg = msg;
+      this.level = level;
       for (const k of this.carry) if (k in fields) this.carried[k] = fields[k];
       this.schedule(this.lastAt + this.intervalMs - at);
       return;
     }
-    this.logger.warn(msg, this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields);
+    this.logger[level](msg, this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields);
     this.lastAt = at;
     this.suppressed = 0;
     this.carried = {};
@@ -54,8 +66,8 @@ export class ThrottledLog {
   /**
    * Writes how many lines were left out (`<msg> suppressed=N`), when there were some and the
    * interval has passed since the last line; called by a timer set when a line is left out.
-   * A WARN, as the lines it stands for: a log kept at `warn` would drop an INFO, and with it
-   * the size of the outage.
+   * At the level of the lines it stands for (WARN, or ERROR): a log kept at `warn` would drop
+   * an INFO, and with it the size of the outage.
    */
   flush(): void {
     if (this.suppressed === 0) return;
@@ -75,7 +87,7 @@ export class ThrottledLog {
   }
 
   private write(at: number): void {
-    this.logger.warn(this.msg, { ...this.carried, suppressed: this.suppressed });
+    this.logger[this.level](this.msg, { ...this.carried, suppressed: this.suppressed });
     this.carried = {};
     this.lastAt = at;
     this.suppressed = 0;

@@ -58,7 +58,8 @@ describe('metrics for Prometheus', () => {
     const m: InstanceMetrics = {
       mqtt: { published: 1234, connectedClients: 7, onlineDevices: 5, refusedConnections: 2, refusedAtFileLimit: 1 },
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
-      downloads: { served: 40, refused: 2, bytes: 4_000_000, cut: 3, unavailable: 5 },
+      downloads: { served: 40, refused: 2, bytes: 4_000_000, cut: 3, unavailable: 5, missing: 6 },
+      storage: { store: 'embedded', artifacts: 'local' },
       api: { changes: 12, refusedTokens: 3, refusedConnections: 4 },
       webhook: null,
       signing: { certificateExpiresAt: null, certificateSerial: null },
@@ -87,6 +88,7 @@ describe('metrics for Prometheus', () => {
       'updraft_downloads_total{result="served"} 40',
       'updraft_downloads_total{result="refused"} 2',
       'updraft_downloads_total{result="unavailable"} 5',
+      'updraft_downloads_total{result="missing"} 6',
       'updraft_downloads_cut_total 3',
       'updraft_download_bytes_total 4000000',
       'updraft_api_changes_total 12',
@@ -118,7 +120,8 @@ describe('metrics for Prometheus', () => {
     const m: InstanceMetrics = {
       mqtt: { published: 0, connectedClients: 0, onlineDevices: 0, refusedConnections: 0, refusedAtFileLimit: 0 },
       shadow: { requests: 0, rejections: {} },
-      downloads: { served: 0, refused: 0, bytes: 0, cut: 0, unavailable: 0 },
+      downloads: { served: 0, refused: 0, bytes: 0, cut: 0, unavailable: 0, missing: 0 },
+      storage: { store: 'postgres', artifacts: 's3' },
       api: { changes: 0, refusedTokens: 0, refusedConnections: 0 },
       webhook: { delivered: 7, failed: 1, dropped: 0, waiting: 3 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },

@@ -66,9 +66,12 @@ describe('downloads while the S3 bucket cannot be reached', () => {
     assert.match(logged.find((l) => l.includes('downloads served again'))!, /INFO +\[download\] downloads served again answered503=3 seconds=\d+$/);
   });
 
-  it('a download of a build whose object is gone from the bucket is still no 503', async () => {
+  it('a download of a build whose object is gone from the bucket is no outage: 503 for the build, an ERROR naming it, no outage line', async () => {
     await s3.up();
-    // storage answers, and says the bytes are not there: waiting does not bring them back
+    // storage answers, and says the bytes are not there: no outage of storage, but bytes that
+    // may come (a replica catching up, a file restored): the device tries again
+    // (test/http/missing-artifact-bytes.test.ts)
+    const outages = logged.filter((l) => l.includes('downloads answered 503 (try again later)')).length;
     await addArtifact(ts, '3.0.0', Buffer.alloc(1000, 4));
     await deploy(ts, ['dev-1'], 'fw@3.0.0');
     const url = await commandUrl(dev, '3.0.0');
@@ -81,8 +84,10 @@ describe('downloads while the S3 bucket cannot be reached', () => {
       client.destroy();
     }
     const r = await fetch(url);
-    assert.equal(r.status, 404);
-    assert.equal(r.headers.get('retry-after'), null);
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('retry-after'), '5');
+    assert.equal(logged.filter((l) => l.includes('downloads answered 503 (try again later)')).length, outages, 'not an outage of storage');
+    assert.equal(logged.filter((l) => / ERROR .*the artifact's bytes are missing from artifact storage.* artifact=fw@3\.0\.0 /.test(l)).length, 1, logged.join('\n'));
   });
 });
 

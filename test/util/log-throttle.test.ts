@@ -97,3 +97,13 @@ it('repeats the fields it is told to carry from the last line left out in the co
   log.close();
   assert.deepEqual(lines.slice(2), ['WARN  refused lastFrom=10.0.0.4', 'WARN  refused suppressed=1'], 'nothing carried over from an earlier count');
 });
+
+it('writes ERROR lines the same way, and their count at ERROR too (a build whose bytes are missing)', () => {
+  const { lines, clock, log } = throttled();
+  log.error('bytes missing', { artifact: 'fw@2.0.0' });
+  clock.now = 1_000;
+  log.error('bytes missing', { artifact: 'fw@2.0.0' });
+  clock.now = 30_000;
+  log.flush();
+  assert.deepEqual(lines, ['ERROR bytes missing artifact=fw@2.0.0', 'ERROR bytes missing suppressed=1']);
+});

@@ -1,15 +1,19 @@
 /**
  * Events between instances over a real (private) Mosquitto: what one instance emits, the
- * other re-emits once; nothing comes back to its sender; a malformed batch is ignored.
+ * other re-emits once; nothing comes back to its sender; a malformed batch is ignored; batches
+ * stay under the generated config's max_packet_size, an event too large alone is dropped, and a
+ * broker closing the connection on what the relay sends does not keep it (or its stop) for ever.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { EventRelay } from '../../src/cluster/event-relay.ts';
+import { EventRelay, MAX_BATCH_BYTES } from '../../src/cluster/event-relay.ts';
 import { EventBus } from '../../src/events/event-bus.ts';
 import { eventRelayTopic } from '../../src/protocol/topics.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { publishBurstWhileBlocked } from '../helpers/mqtt-client.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 
@@ -132,5 +136,120 @@ if (!found.ok) {
       await eventually(async () => (relay.dropped >= before + 1000 ? true : undefined), 10_000, 'every later event counted as dropped');
       assert.equal(logged.filter((l) => l.includes('broker is unreachable')).length, 1, 'one warning per outage, not one per batch');
     });
+
+    it('keeps batches under the broker’s packet limit; an event too large alone is dropped with an ERROR', async () => {
+      // Mosquitto as updraft broker mosquitto-config writes it: max_packet_size 65536. A
+      // 500-event batch of these is about 160 KiB: the broker closed the connection on it, and
+      // mqtt.js sent it again after each reconnect, for ever (soak QA)
+      const [a, b] = [new EventBus(), new EventBus()];
+      const logged: string[] = [];
+      const sender = new EventRelay({ url: broker.serviceUrl, username: 'operator', password: TOKEN, events: a, logger: createLogger({ level: 'info', write: (l) => logged.push(l) }), instanceId: 'i-size-a' });
+      const receiver = new EventRelay({ url: broker.serviceUrl, username: 'operator', password: TOKEN, events: b, logger: silentLogger, instanceId: 'i-size-b' });
+      for (const r of [sender, receiver]) {
+        await r.start();
+        relays.push(r);
+      }
+      const seen: string[] = [];
+      b.on('aws.thing', (e) => seen.push(e.thing.slice(0, 20)));
+      const n = 1_500;
+      for (let i = 0; i < n; i++) a.emit('aws.thing', { thing: `t-${String(i).padStart(5, '0')}-${'x'.repeat(300)}` });
+      // one event larger than a batch may be, under the broker's limit: sent alone
+      a.emit('aws.thing', { thing: `big-${'y'.repeat(MAX_BATCH_BYTES + 4_000)}` });
+      // one no broker configured so takes: dropped, said with its type and size
+      a.emit('aws.thing', { thing: `huge-${'z'.repeat(70_000)}` });
+      a.emit('aws.thing', { thing: 'after' });
+      await eventually(async () => (seen.includes('after') ? true : undefined), 30_000, 'the event after the burst');
+      assert.equal(seen.filter((t) => t.startsWith('t-')).length, n, 'every event of the burst');
+      assert.ok(seen.includes(`big-${'y'.repeat(16)}`), 'the large event sent alone');
+      assert.ok(!seen.some((t) => t.startsWith('huge-')), 'the event too large alone not sent');
+      assert.equal(sender.undeliverable, 1);
+      const dropped = logged.filter((l) => l.includes('too large for the MQTT broker'));
+      assert.equal(dropped.length, 1, logged.join('\n'));
+      assert.match(dropped[0]!, /ERROR/);
+      assert.match(dropped[0]!, /event=aws\.thing/);
+      assert.match(dropped[0]!, /bytes=700\d\d/);
+      assert.match(dropped[0]!, /brokerMaxPacketBytes=65536/);
+      assert.ok(!logged.some((l) => l.includes('MQTT error')), `the connection held: ${logged.join('\n')}`);
+    });
+
+    it('says once that the broker closes the connection on what it sends, drops it and goes on; stops at once meanwhile', async () => {
+      // a broker that closes the connection on a message it will not take without advertising a
+      // limit in its CONNACK (another broker's message size limit, a proxy's): a middlebox in
+      // front of the real Mosquitto closes any connection once its client sent more than 16 KiB
+      const cut = await startCuttingProxy(broker.servicePort, 16 * 1024);
+      try {
+        const [a, b] = [new EventBus(), new EventBus()];
+        const logged: string[] = [];
+        const sender = new EventRelay({ url: `mqtt://127.0.0.1:${cut.port}`, username: 'operator', password: TOKEN, events: a, logger: createLogger({ level: 'info', write: (l) => logged.push(l) }), instanceId: 'i-cut-a', reconnectPeriodMs: 100 });
+        const receiver = new EventRelay({ url: broker.serviceUrl, username: 'operator', password: TOKEN, events: b, logger: silentLogger, instanceId: 'i-cut-b' });
+        for (const r of [sender, receiver]) {
+          await r.start();
+          relays.push(r);
+        }
+        const seen: string[] = [];
+        b.on('aws.thing', (e) => seen.push(e.thing.slice(0, 10)));
+        for (let i = 0; i < 100; i++) a.emit('aws.thing', { thing: `t-${'x'.repeat(300)}` });
+        await eventually(async () => (logged.some((l) => l.includes("closes the relay's connection")) ? true : undefined), 30_000, 'the relay saying what happens');
+        const line = logged.find((l) => l.includes("closes the relay's connection"))!;
+        assert.match(line, /ERROR/);
+        assert.match(line, /max_packet_size/);
+        assert.ok(sender.undeliverable > 0);
+        // the relay goes on: what comes next reaches the other instance
+        a.emit('aws.thing', { thing: 'after' });
+        await eventually(async () => (seen.includes('after') ? true : undefined), 30_000, 'the event after the dropped batch');
+        assert.equal(seen.filter((t) => t.startsWith('t-')).length, 0);
+        const closes = cut.closed;
+
+        // a stop while the broker closes the connection on a batch: it does not wait for its acknowledgement
+        for (let i = 0; i < 100; i++) a.emit('aws.thing', { thing: `t-${'x'.repeat(300)}` });
+        await eventually(async () => (cut.closed > closes ? true : undefined), 30_000, 'the connection closed on the second batch');
+        // a hang guard, not a speed check: the stop waited for that acknowledgement for ever
+        const stopped = await Promise.race([sender.stop().then(() => 'stopped'), new Promise((r) => setTimeout(r, 20_000, 'hung').unref())]);
+        assert.equal(stopped, 'stopped');
+        assert.equal(logged.filter((l) => l.includes("closes the relay's connection")).length, 1, 'said once');
+      } finally {
+        await cut.stop();
+      }
+    });
   });
+}
+
+/** A TCP proxy to `port` that closes a connection once its client has sent more than `limit` bytes on it. */
+async function startCuttingProxy(port: number, limit: number): Promise<{ port: number; readonly closed: number; stop: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let closed = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    let sent = 0;
+    client.on('data', (d) => {
+      sent += d.length;
+      if (sent > limit) {
+        closed++;
+        client.destroy();
+        upstream.destroy();
+      } else upstream.write(d);
+    });
+    upstream.on('data', (d) => client.write(d));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  const listenPort = await freePort();
+  await new Promise<void>((resolve) => server.listen(listenPort, '127.0.0.1', resolve));
+  return {
+    port: listenPort,
+    get closed() {
+      return closed;
+    },
+    stop: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

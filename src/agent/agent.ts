@@ -61,13 +61,6 @@ import { JobLog, teeLogger } from './job-log.ts';
 const PENDING_LOG_MAX_AGE_MS = 7 * 86_400_000;
 /** How long a line of the job's log waits to be saved, with those that follow it. */
 const JOB_LOG_SAVE_DELAY_MS = 1000;
-/**
- * A shadow message with a lower version than the newest seen, stamped at least this much
- * later, is a re-created shadow's, not a late one: a version goes back only when a deleted
- * device's tombstones are let go, `shadow.tombstoneRetentionHours` (1 at least) after the
- * deletion. A late message is stamped when it was written, before the newer one (docs/protocol.md, delete).
- */
-const RECREATED_AFTER_S = 3600;
 
 /** The update agent of one device. */
 export class UpdateAgent extends EventEmitter<AgentEvents> {
@@ -96,18 +89,6 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private pending: { command: SoftwareCommand; version: number | undefined } | undefined;
   /** The latest command heard while the agent asked its shadow what it finished (`learnPast`). */
   private held: { value: unknown; version: number | undefined } | undefined;
-  /**
-   * The newest version of its shadow seen (a delta, the answer to its own `get` or report)
-   * and that message's timestamp: a delta or `get` answer older than it is
-   * discarded (`isOutdated`). In memory only: a start begins with its report, whose answer is
-   * the new baseline, and the catch-up `get`, which says what is desired now.
-   */
-  private newest: { version: number; timestamp: number | undefined } | undefined;
-  /**
-   * `get` answers found outdated when they came: judged then, not when acted on (the catch-up
-   * acts on the answer to its early `get` after its report, which made a newer version).
-   */
-  private readonly outdatedDocs = new WeakSet<JsonObject>();
   /** Shadow version at which the server acknowledged a finished job's outcome (echo suppression). */
   private readonly acked = new Map<string, number>();
   /**
@@ -261,7 +242,6 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.store = store;
       this.state = state;
       this.installed = installed;
-      this.newest = undefined;
       if ('rootKey' in signatures) {
         signatures.minSerial = state.keySerial ?? 0;
         if (state.keySerialKeyId !== undefined) signatures.minSerialKeyId = state.keySerialKeyId;
@@ -357,8 +337,6 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
           if (announcing) this.announceTrust = false;
           if (announcing && clockNews !== undefined) void this.clockReported(clockNews);
           this.observeClock(sentAt, answer);
-          // the shadow's version after this report: a delta written before it is late
-          this.isOutdated(answer);
         },
         () => {},
       );
@@ -843,15 +821,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const doc = await this.requester!.request('get', {});
       this.adoptReportedClock(doc);
       this.observeClock(sentAt, doc);
-      // an answer to an earlier attempt of the get, held on the way (retries keep the clientToken)
-      if (this.isOutdated(doc, 'get')) this.outdatedDocs.add(doc);
       return doc;
     } catch (err) {
-      if (err instanceof UpdraftError && err.status === 404) {
-        // no shadow: the next one may start again from version 1 (its tombstone let go)
-        this.newest = undefined;
-        return undefined;
-      }
+      if (err instanceof UpdraftError && err.status === 404) return undefined;
       throw err;
     }
   }
@@ -860,11 +832,6 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (topic !== deltaTopic(this.opts.deviceId)) {
       if (this.requester?.handleMessage(topic, payload)) return;
       if (this.job?.run && topic === answerTopic({ deviceId: this.opts.deviceId, name: '' }, 'update', 'accepted')) this.onUpdateAccepted(payload);
-      // its shadow deleted (an operator): the one created next may start again from version 1
-      else if (topic === answerTopic({ deviceId: this.opts.deviceId, name: '' }, 'delete', 'accepted') && this.newest) {
-        this.log.debug('shadow deleted: the next version may be lower than those seen', { newest: this.newest.version });
-        this.newest = undefined;
-      }
       return;
     }
     let delta: DeltaMessage;
@@ -875,9 +842,6 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       return;
     }
     if (!isJsonObject(delta) || !isJsonObject(delta.state)) return;
-    // late (held by a server instance cut from the broker, say): the device-shadow contract's
-    // version check. Neither a command nor the application's keys: what it says is outdated
-    if (this.isOutdated(delta as JsonObject, 'delta')) return;
     this.emit('delta', delta);
     // other keys of the delta belong to the application, not to the update agent
     if (delta.state.software !== undefined) {
@@ -888,7 +852,6 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
 
   /** A `get` answer: its `state.delta.software`, if any, is the command to act on. */
   private handleDocument(doc: JsonObject): void {
-    if (this.outdatedDocs.has(doc)) return;
     const delta = isJsonObject(doc.state) ? doc.state.delta : undefined;
     const version = numberOrUndefined(doc.version);
     const software = isJsonObject(delta) ? delta.software : undefined;
@@ -928,29 +891,6 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (job && (version === undefined || job.commandVersion === undefined || version >= job.commandVersion)) {
       if (job.cancel(calledOff.canceled('the server no longer asks for this update'))) this.log.info('job canceled: desired software cleared', { jobId: job.jobId });
     }
-  }
-
-  /**
-   * True when `msg` (a delta, a `get` answer, a report's answer) is older than the newest message
-   * of its shadow seen: its version lower, and not stamped an hour or more later (a re-created
-   * shadow's, `RECREATED_AFTER_S`). Logged at debug with `what` when given. Otherwise it is the
-   * newest seen from now on. An equal version is not outdated: a repeat stays idempotent.
-   */
-  private isOutdated(msg: JsonObject, what?: string): boolean {
-    const version = numberOrUndefined(msg.version);
-    if (version === undefined) return false;
-    const timestamp = numberOrUndefined(msg.timestamp);
-    const newest = this.newest;
-    if (newest && version < newest.version) {
-      const recreated = timestamp !== undefined && newest.timestamp !== undefined && timestamp - newest.timestamp >= RECREATED_AFTER_S;
-      if (!recreated) {
-        if (what !== undefined) this.log.debug('ignoring a shadow message older than one already seen', { message: what, version, newest: newest.version });
-        return true;
-      }
-      this.log.debug('shadow version went back, stamped an hour or more later: a re-created shadow', { version, newest: newest.version });
-    }
-    if (!newest || version !== newest.version || (timestamp ?? 0) > (newest.timestamp ?? 0)) this.newest = { version, timestamp };
-    return false;
   }
 
   // ---- commands (steps 5-6) -----------------------------------------------------------

@@ -92,11 +92,6 @@ export class FakeShadowServer {
     await this.client.publishAsync(deltaTopic(this.ref.deviceId), JSON.stringify(body), { qos: 1 });
   }
 
-  /** Publishes a raw answer of the shadow (`delete/accepted`, say), as another instance would. */
-  async publishAnswer(op: 'update' | 'get' | 'delete', kind: 'accepted' | 'rejected', body: unknown): Promise<void> {
-    await this.client.publishAsync(answerTopic(this.ref, op, kind), JSON.stringify(body), { qos: 1 });
-  }
-
   /** Resolves when `pred` holds (checked after every request handled); rejects after a generous hang guard. */
   until(pred: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
     if (pred()) return Promise.resolve();

@@ -283,6 +283,22 @@ export class ArtifactService {
     }
   }
 
+  /**
+   * CONFLICT when the storage answers that `record`'s bytes are not there (the blob file
+   * removed, the S3 object deleted, or several instances each with an artifact directory of its
+   * own, the build added through another): a job for it would fail every device it reaches
+   * (soak QA). A storage that does not answer is no refusal: the rollout holds its sends until
+   * it answers (rollout-engine.ts, storageAnswers).
+   */
+  async requireBytes(record: ArtifactRecord): Promise<void> {
+    const size = await this.deps.blobs.stat(record.sha256).catch(() => null);
+    if (size !== undefined) return;
+    throw new UpdraftError(
+      'CONFLICT',
+      `the bytes of artifact ${record.name}@${record.version} (sha256 ${record.sha256.slice(0, 12)}…) are not in this server's artifact storage: restore them, or delete the build and add it again (with several instances, every one must share the artifact storage, --blob s3://...); no job was created`,
+    );
+  }
+
   async current(name: string, version: string): Promise<ArtifactRecord> {
     const found = await this.deps.store.getArtifact(name, version);
     if (!found) throw notFound(name, version);

@@ -196,6 +196,8 @@ export class JobService {
   private async targetsOf(artifactRef: string, spec: JobSpec, known?: ArtifactRecord): Promise<{ ids: string[]; record: ArtifactRecord }> {
     const { name, version } = parseArtifactRef(artifactRef);
     const record = known ?? (await this.deps.artifacts.current(name, version)); // NOT_FOUND naming it (the store's answer, not a kept record: it may have been deleted)
+    // bytes the storage says it lacks: every device would fail its download (CONFLICT naming them)
+    await this.deps.artifacts.requireBytes(record);
     const ids = await resolveTargets(this.deps.store, spec.targets, true);
     if (ids.length === 0 && spec.type === 'snapshot') {
       throw new UpdraftError('BAD_REQUEST', 'the target set is empty: the groups and query select no registered device (a continuous job may start empty)');

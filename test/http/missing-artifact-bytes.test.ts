@@ -58,6 +58,32 @@ function fixture(flags: () => Record<string, unknown>) {
   return f;
 }
 
+describe('a job for a build whose bytes are missing from the artifact storage', () => {
+  const f = fixture(() => ({}));
+  before(() => f.start());
+  after(() => f.close());
+
+  it('is refused with 409 naming the build, by POST /api/v1/jobs, its dry run and a deployment; nothing is created', async () => {
+    const { sha256 } = await addArtifact(f.ts, '5.0.0', Buffer.alloc(3_000, 5));
+    await rm(path.join(f.ts.dataDir, 'artifacts', 'sha256', sha256.slice(0, 2), sha256));
+    const api = (p: string, body: unknown) => fetch(`${f.ts.httpUrl}${p}`, { method: 'POST', headers: { authorization: `Bearer ${f.ts.token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const job = { artifact: 'fw@5.0.0', targets: { devices: ['dev-1'] } };
+    for (const [p, body] of [['/api/v1/jobs', job], ['/api/v1/jobs/preview', job], ['/api/v1/deployments', { devices: ['dev-1'], artifact: 'fw@5.0.0' }]] as const) {
+      const r = await api(p, body);
+      const answer = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(r.status, 409, `${p}: ${JSON.stringify(answer)}`);
+      assert.equal(answer.error.code, 'CONFLICT');
+      assert.match(answer.error.message, new RegExp(`^the bytes of artifact fw@5\\.0\\.0 \\(sha256 ${sha256.slice(0, 12)}…\\) are not in this server's artifact storage: restore them`), p);
+    }
+    const versions = async () => ((await (await fetch(`${f.ts.httpUrl}/api/v1/jobs`, { headers: { authorization: `Bearer ${f.ts.token}` } })).json()) as { items: { artifactName: string; artifactVersion: string }[] }).items.map((j) => `${j.artifactName}@${j.artifactVersion}`);
+    assert.deepEqual(await versions(), [], 'no job created');
+    // a build whose bytes are there is taken as before
+    await addArtifact(f.ts, '5.0.1', Buffer.alloc(3_000, 6));
+    assert.equal((await api('/api/v1/jobs', { ...job, artifact: 'fw@5.0.1' })).status, 201);
+    assert.deepEqual(await versions(), ['fw@5.0.1']);
+  });
+});
+
 describe('a download of a build whose bytes are missing from the artifact directory', () => {
   const f = fixture(() => ({}));
   before(() => f.start());

@@ -95,6 +95,13 @@ export interface RolloutEngineDeps {
    * does not, no new update command is sent (see `storageAnswers`). Absent: not checked.
    */
   artifactStorage?: () => Promise<BlobStoreHealth>;
+  /**
+   * Whether the instance's MQTT connection is up (an external broker's; the embedded broker
+   * always is). While it is not, no new update command is sent (see `busConnected`): the
+   * publish settles at once (bounded-publish.ts), and an execution marked dispatched then
+   * would time out with its command never sent. Absent: always connected.
+   */
+  mqttConnected?: () => boolean;
 }
 
 /**
@@ -301,6 +308,10 @@ export class RolloutEngine {
   private storageDownSince: number | undefined;
   /** Jobs held back by this outage of the artifact storage, as this instance saw it (logged when it ends). */
   private readonly heldJobs = new Set<string>();
+  /** Since when the MQTT connection has been down, as the engine saw it (`busConnected`). */
+  private busDownSince: number | undefined;
+  /** Jobs held back by this outage of the MQTT connection (logged when it ends). */
+  private readonly busHeldJobs = new Set<string>();
   /** Since when the state database has not answered this instance's ticks (engine clock). */
   private storeDownSince: number | undefined;
   /** The last outage of the state database this instance ticked through, once it ended: rates skip it (`skipOutage`). */
@@ -838,7 +849,7 @@ export class RolloutEngine {
 
   /** Drops what the engine remembers of jobs no longer active. */
   private forgetFinished(active: Set<string>): void {
-    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldJobs, this.unparsable] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
+    for (const memo of [this.changed, this.windowed, this.quiet, this.arrived, this.specs, this.lastScan, this.heldJobs, this.busHeldJobs, this.unparsable] as const) for (const id of memo.keys()) if (!active.has(id)) memo.delete(id);
   }
 
   /**
@@ -995,7 +1006,15 @@ export class RolloutEngine {
     // (the agent retries its download for minutes). Asked only when there is something to send
     let held = false;
     if (!closed && Math.min(allowance, window) > 0 && unsentUpTo(counts, w) > 0) {
-      if (await this.storageAnswers(now)) {
+      // the same for the MQTT connection (an external broker's): a command published while it
+      // is down is held by the instance and the execution would be marked dispatched, its
+      // timeout running, while no device can get it. Nothing new is sent until it is back; the
+      // rate's allowance built up meanwhile is capped at a minute's worth (`rateCap`), as after
+      // any time with nothing to send
+      if (!this.busConnected(now)) {
+        held = true;
+        this.busHeldJobs.add(job.jobId);
+      } else if (await this.storageAnswers(now)) {
         this.heldJobs.delete(job.jobId);
         if (p.storageHeldSince !== undefined) {
           p = endHold(p, now);
@@ -1142,6 +1161,23 @@ export class RolloutEngine {
     } else if (ok && this.storageDownSince !== undefined) {
       this.deps.logger.info('the artifact storage answers again: sending update commands', { seconds: Math.max(0, Math.round((now - this.storageDownSince) / 1000)), jobsHeld: this.heldJobs.size });
       this.storageDownSince = undefined;
+    }
+    return ok;
+  }
+
+  /**
+   * Whether the instance's MQTT connection is up (`mqttConnected`). Logged once when a job is
+   * first held by its outage and once when it is back, however many ticks and jobs it held.
+   */
+  private busConnected(now: number): boolean {
+    const ok = this.deps.mqttConnected?.() ?? true;
+    if (!ok && this.busDownSince === undefined) {
+      this.busDownSince = now;
+      this.deps.logger.warn('the MQTT broker cannot be reached: no new update commands are sent until the connection is back (they could not leave this instance; devices already updating go on)');
+    } else if (ok && this.busDownSince !== undefined) {
+      this.deps.logger.info('the MQTT broker connection is back: sending update commands', { seconds: Math.max(0, Math.round((now - this.busDownSince) / 1000)), jobsHeld: this.busHeldJobs.size });
+      this.busDownSince = undefined;
+      this.busHeldJobs.clear();
     }
     return ok;
   }

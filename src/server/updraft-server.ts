@@ -342,7 +342,7 @@ export class UpdraftServer {
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (docs/design.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000, queryTimeoutMs: config.postgres.leaseTimeoutSeconds * 1000 }) : undefined;
-    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), monotonic: () => performance.now(), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs) }, retention: { days: config.jobs.retentionDays } });
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), monotonic: () => performance.now(), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs), mqttConnected: () => !(this.bus instanceof ExternalBroker) || this.bus.connected }, retention: { days: config.jobs.retentionDays } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
     // the server certificate renewed and swapped in while running, the CA's end warned of (server-tls-renewal.ts)

@@ -18,9 +18,15 @@
  * - after PUBLISH_WAIT_MS without a PUBACK on a connection that looks alive (a network cut
  *   that mqtt.js sees only at its keepalive, 90 s later): still sent, still awaited by
  *   mqtt.js, no longer by the caller.
- * At most MAX_HELD messages are held per outage (mqtt.js's store is in memory and its packet
- * ids wrap at 65,535, overwriting a held message of the same id); beyond, a message is dropped,
- * counted, and logged once per outage.
+ * At most MAX_HELD messages are held at once (mqtt.js's store is in memory and its packet
+ * ids wrap at 65,535, overwriting a held message of the same id); beyond, the caller waits for
+ * the reconnect and its message is published then, after the held ones (backpressure, as before
+ * 328a37a, rather than loss: a device that stayed connected to the broker while only this
+ * instance was cut off never asks with `get`, and would never get a dropped message). Counted,
+ * and logged once per outage.
+ *
+ * At stop, nothing held is sent (the broker is not there to take it; the store still holds what
+ * the messages derive from) and every caller still waiting is released.
  */
 import type { IClientPublishOptions, MqttClient } from 'mqtt';
 import { ThrottledLog } from '../util/log-throttle.ts';
@@ -28,7 +34,7 @@ import type { Logger } from '../util/logger.ts';
 
 /** How long a caller waits for a PUBACK on a connection that looks alive. */
 export const PUBLISH_WAIT_MS = 10_000;
-/** The most messages held for the reconnect; beyond, dropped (devices catch up with `get`). */
+/** The most messages held for the reconnect; beyond, the caller waits for the reconnect. */
 export const MAX_HELD = 10_000;
 
 /** A publish whose caller waits for its PUBACK. */
@@ -48,11 +54,15 @@ export class BoundedPublisher {
   private readonly waiting = new Set<Waiting>();
   /** Messages mqtt.js holds for the reconnect now. */
   private held = 0;
-  /** This outage's messages held and dropped, for the "back" line. */
-  private outage = { held: 0, dropped: 0 };
+  /** This outage's messages held and those whose callers waited for the reconnect, for the "back" line. */
+  private outage = { held: 0, waited: 0 };
+  /** Callers beyond MAX_HELD, waiting for the reconnect (or the stop) to publish. */
+  private readonly overflow: (() => void)[] = [];
+  private stopped = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private slowLog: ThrottledLog | undefined;
   private readonly onClose = () => this.connectionLost();
+  private readonly onConnect = () => this.releaseOverflow();
 
   constructor(client: MqttClient, logger: Logger, fields: Record<string, unknown>) {
     this.client = client;
@@ -63,6 +73,7 @@ export class BoundedPublisher {
   /** Watches the connection and the waits. */
   start(): void {
     this.client.on('close', this.onClose);
+    this.client.on('connect', this.onConnect);
     this.slowLog = new ThrottledLog(this.logger);
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(1_000, PUBLISH_WAIT_MS)).unref();
   }
@@ -70,10 +81,12 @@ export class BoundedPublisher {
   /** Publishes; settles as the top of this file says (rejects only for an error mqtt.js reports on a live connection). */
   publish(topic: string, payload: string | Buffer, opts: IClientPublishOptions): Promise<void> {
     const client = this.client;
+    if (this.stopped) return Promise.resolve(); // lost at stop, as what is held (top of this file)
     if (!client.connected) {
       if (this.held >= MAX_HELD) {
-        if (this.outage.dropped++ === 0) this.logger.warn(`MQTT messages dropped: the broker is unreachable and ${MAX_HELD} are held for it already; devices catch up when they connect`, { ...this.fields, topic });
-        return Promise.resolve();
+        if (this.outage.waited++ === 0) this.logger.warn(`MQTT broker unreachable and ${MAX_HELD} messages held for it already: publishers wait for the reconnect (nothing is dropped)`, { ...this.fields, topic });
+        // published once the connection is back (after what mqtt.js held), or released at stop
+        return new Promise<void>((resolve, reject) => this.overflow.push(() => this.publish(topic, payload, opts).then(resolve, reject)));
       }
       this.hold();
       client.publish(topic, payload, opts, () => this.held--);
@@ -90,20 +103,35 @@ export class BoundedPublisher {
   }
 
   /** The connection is back (mqtt.js has sent what it held): this outage's counts, reset. */
-  back(): { held: number; dropped?: number } {
-    const { held, dropped } = this.outage;
-    this.outage = { held: 0, dropped: 0 };
-    return { held, ...(dropped > 0 ? { dropped } : {}) };
+  back(): { held: number; dropped?: number; waited?: number } {
+    const { held, waited } = this.outage;
+    this.outage = { held: 0, waited: 0 };
+    // `dropped` is never set since nothing is dropped any longer (kept in the type for callers)
+    return { held, ...(waited > 0 ? { waited } : {}) };
+  }
+
+  /** Callers waiting for the reconnect because MAX_HELD messages are held (0 while connected). */
+  get waitingForReconnect(): number {
+    return this.overflow.length;
   }
 
   /** Releases every caller still waiting and stops watching. */
   stop(): void {
+    this.stopped = true;
     this.client.removeListener('close', this.onClose);
+    this.client.removeListener('connect', this.onConnect);
     clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.slowLog?.close();
     for (const w of this.waiting) w.resolve();
     this.waiting.clear();
+    // their messages are lost, as what mqtt.js holds: publish() settles at once once stopped
+    this.releaseOverflow();
+  }
+
+  /** The callers beyond MAX_HELD publish, in their order (the connection is back, or at stop). */
+  private releaseOverflow(): void {
+    for (const go of this.overflow.splice(0)) go();
   }
 
   private hold(): void {

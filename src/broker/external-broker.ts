@@ -317,7 +317,11 @@ export class ExternalBroker implements MessageBus {
     this.publisher = undefined;
     clearInterval(this.exclusiveTimer);
     this.exclusiveTimer = undefined;
-    if (client) await client.endAsync();
+    // without force, mqtt.js waits for its outgoing store to empty, which it does only once
+    // reconnected: stopped during an outage with a message held, it waited for ever (`updraft
+    // server` hit its stop limit and exited 1). What is held is lost (bounded-publish.ts: the
+    // store holds what it derives from)
+    if (client) await client.endAsync(!client.connected);
     this.outageLog?.close();
     if (this.opts.exclusive) await this.opts.exclusive.lease.release();
   }

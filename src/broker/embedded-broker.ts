@@ -18,6 +18,7 @@ import { UpdraftError } from '../errors.ts';
 import { SKEW_MS } from '../pki/certificate-authority.ts';
 import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
 import { parseDeviceRequestTopic, parsePresenceTopic } from '../protocol/topics.ts';
+import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
 import { listenOn } from '../util/listen.ts';
 import { FileLimitGate } from '../util/open-file-limit.ts';
@@ -243,6 +244,8 @@ export class EmbeddedBroker implements MessageBus {
   private readonly endingSessions = new Map<string, Promise<void>>();
   /** The cut number current when each connection's authentication began. */
   private readonly admittedAt = new WeakMap<Client, number>();
+  /** The listeners' error lines ('MQTT listener error'), one throttle per listener; closed at stop. */
+  private readonly listenerErrorLogs: ThrottledLog[] = [];
   /** Each connected device's connection (aedes's own table of clients is not part of its API). */
   private readonly deviceClients = new Map<string, Client>();
   /** Connections of the operator identity (tools on the operator token). */
@@ -811,7 +814,11 @@ export class EmbeddedBroker implements MessageBus {
         : new UpdraftError('CONFIG', `cannot listen for MQTT on ${this.opts.host}:${port}: ${err.message}`, { cause: err }),
     );
     const listener = flag === 'mqtt-tls-port' ? 'mqtts' : 'mqtt';
-    server.on('error', (err: NodeJS.ErrnoException) => this.opts.logger.error('MQTT listener error', { listener, error: err.message, ...(err.code ? { code: err.code } : {}) }));
+    // an accept error repeats per connection attempt (EMFILE at the open-file limit): the
+    // first at once, then one line per 30 s with the count (log-throttle.ts), per listener
+    const log = new ThrottledLog(this.opts.logger, 30_000, Date.now, ['listener', 'code']);
+    this.listenerErrorLogs.push(log);
+    server.on('error', (err: NodeJS.ErrnoException) => log.error('MQTT listener error', { listener, error: err.message, ...(err.code ? { code: err.code } : {}) }));
   }
 
   /** Marks a publish to go nowhere: not forwarded (authorizeForward), not retained, not counted. */
@@ -938,6 +945,7 @@ export class EmbeddedBroker implements MessageBus {
     for (const s of [server, tlsServer]) if (s?.listening) await new Promise<void>((resolve) => s.close(() => resolve()));
     this.fileLimit?.mqtt.close();
     this.fileLimit?.mqtts.close();
+    for (const log of this.listenerErrorLogs.splice(0)) log.close();
   }
 }
 

@@ -72,6 +72,8 @@ export class HttpServer {
 
   /** Requests failed because a dependency is down: one line per 30 s. */
   private readonly unavailableLog: ThrottledLog;
+  /** The listening server's errors ('HTTP server error'): one line per 30 s. */
+  private readonly listenerErrorLog: ThrottledLog;
 
   constructor(opts: HttpServerOptions) {
     this.opts = opts;
@@ -79,6 +81,9 @@ export class HttpServer {
     this.unavailableLog = new ThrottledLog(opts.logger);
     // the count's line says where the last came from, and to what
     this.refusedLog = new ThrottledLog(opts.logger, 10_000, Date.now, ['lastFrom', 'path']);
+    // an accept error repeats per connection attempt (EMFILE at the open-file limit): the
+    // first at once, then one line per 30 s with the count, the listener and the code
+    this.listenerErrorLog = new ThrottledLog(opts.logger, 30_000, Date.now, ['listener', 'code']);
   }
 
   /** The routes served. */
@@ -124,7 +129,7 @@ export class HttpServer {
     );
     // an error of the listening server (an accept failing) is written, and the server goes on
     // listening; unheard, node would end the process with it
-    server.on('error', (err: NodeJS.ErrnoException) => this.opts.logger.error('HTTP server error', { listener: tls ? 'https' : 'http', error: err.message, ...(err.code ? { code: err.code } : {}) }));
+    server.on('error', (err: NodeJS.ErrnoException) => this.listenerErrorLog.error('HTTP server error', { listener: tls ? 'https' : 'http', error: err.message, ...(err.code ? { code: err.code } : {}) }));
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -311,6 +316,7 @@ export class HttpServer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     this.unavailableLog.close();
     this.refusedLog.close();
+    this.listenerErrorLog.close();
     this.fileLimit?.close();
   }
 }

@@ -88,4 +88,27 @@ describe('listen: no listener of the listen left behind, later errors logged', (
       assert.equal(server.listening, true, `${listener}: still listening`);
     }
   });
+
+  it('an error storm (EMFILE per accept) writes one line at once, then the count: HTTP, MQTT and MQTTS listeners', async () => {
+    const { lines, logger } = capture();
+    const http = new HttpServer({ port: 0, host: '127.0.0.1', router: new Router(), operatorToken: 'updr_listen_test_token_xxxxxxxxxxxxxxxxxxxx', logger });
+    await http.start();
+    const ts: TestServer = await startTestServer({ logger });
+    const servers = [
+      ['HTTP server error', 'http', netServer(http, 'server')],
+      ['MQTT listener error', 'mqtt', netServer(ts.server.broker, 'server')],
+      ['MQTT listener error', 'mqtts', netServer(ts.server.broker, 'tlsServer')],
+    ] as const;
+    for (const [, , server] of servers) for (let i = 0; i < 100; i++) server.emit('error', acceptError());
+    const of = (msg: string, listener: string) => lines.filter((l) => l.msg === msg && l.listener === listener);
+    for (const [msg, listener] of servers) assert.equal(of(msg, listener).length, 1, `${listener}: one line for 100 errors, not one each`);
+    // the count is written at the latest at stop
+    await http.stop();
+    await ts.close();
+    for (const [msg, listener] of servers) {
+      const count = of(msg, listener)[1] as (Line & { suppressed?: number }) | undefined;
+      assert.equal(count?.suppressed, 99, `${listener}: the count of the lines left out: ${JSON.stringify(of(msg, listener))}`);
+      assert.equal(count?.code, 'EMFILE');
+    }
+  });
 });

@@ -6,6 +6,7 @@
  * test asks (SIGUSR2), so the warning comes after the start, whatever the Node version.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { eventually, startCli, type CliProcess } from '../helpers/cli.ts';
 
 const LOCAL = ['--mqtt-tls-port', '-1', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--mqtt-port', '0', '--http-port', '0'];
-const PRELOAD = `process.on('SIGUSR2', () => process.emitWarning('A notice from a library:\\n  upgrade   soon.', { type: 'LibraryNoticeWarning', code: 'LIB_NOTICE' }));\n`;
+const PRELOAD = `process.on('SIGUSR2', () => process.emitWarning('A notice from a library:\\n  upgrade   soon.', { type: 'LibraryNoticeWarning', code: 'LIB_NOTICE', detail: 'Do this\\n  next.' }));\n`;
 
 /** Starts a server with the preload, sends it SIGUSR2 once it serves, and returns its stderr once `done` says the warning was handled. */
 async function serverWarning(dir: string, extra: string[], nodeOptions: string, done: (stderr: string) => boolean): Promise<{ stderr: string; proc: CliProcess }> {
@@ -60,12 +61,26 @@ describe("Node's process warnings in the server's log", () => {
     assert.equal(warning[0]!.level, 'warn');
     assert.equal(warning[0]!.msg, 'LibraryNoticeWarning: A notice from a library: upgrade   soon.');
     assert.equal(warning[0]!.code, 'LIB_NOTICE');
+    // what it says to do, which Node prints on a line of its own (review)
+    assert.equal(warning[0]!.detail, 'Do this next.');
+  });
+
+  it("leaves the warnings to Node's handler when the operator asked it for a file (--redirect-warnings) or stacks (--trace-warnings)", { timeout: 180_000 }, async () => {
+    const file = path.join(dir, 'warnings.log');
+    const redirected = await serverWarning(dir, ['--log-format', 'json'], `--import ${preload} --redirect-warnings=${file}`, () => existsSync(file) && readFileSync(file, 'utf8').includes('LibraryNoticeWarning'));
+    assert.equal(await redirected.proc.kill(), 0);
+    assert.match(readFileSync(file, 'utf8'), /LibraryNoticeWarning: A notice from a library:/);
+    assert.doesNotMatch(redirected.stderr, /LibraryNoticeWarning/, 'written to the file, not the log');
+    // done once Node has written the stack (its lines may come in a later chunk)
+    const traced = await serverWarning(dir, [], `--import ${preload} --trace-warnings`, (s) => /LibraryNoticeWarning[\s\S]*\n\s+at /.test(s));
+    assert.equal(await traced.proc.kill(), 0);
+    assert.match(traced.stderr, /\(node:\d+\) \[LIB_NOTICE\] LibraryNoticeWarning: A notice from a library:[\s\S]*\n\s+at /, 'its stack, as Node writes it');
   });
 
   it('in the text format a warning is one log line, not Node\'s (node:PID) lines', { timeout: 120_000 }, async () => {
     const { stderr, proc } = await serverWarning(dir, [], `--import ${preload}`, (s) => s.includes('LibraryNoticeWarning'));
     assert.equal(await proc.kill(), 0);
-    assert.match(stderr, /^\S+ WARN {2}LibraryNoticeWarning: "?A notice from a library: upgrade {3}soon\.\s.*code=LIB_NOTICE$/m);
+    assert.match(stderr, /^\S+ WARN {2}LibraryNoticeWarning: "?A notice from a library: upgrade {3}soon\.\s.*code=LIB_NOTICE detail="Do this next\."$/m);
     assert.doesNotMatch(stderr, /\(node:\d+\)/);
   });
 

@@ -319,9 +319,11 @@ export class ExternalBroker implements MessageBus {
     this.exclusiveTimer = undefined;
     // without force, mqtt.js waits for its outgoing store to empty, which it does only once
     // reconnected: stopped during an outage with a message held, it waited for ever (`updraft
-    // server` hit its stop limit and exited 1). What is held is lost (bounded-publish.ts: the
-    // store holds what it derives from)
-    if (client) await client.endAsync(!client.connected);
+    // server` hit its stop limit and exited 1). Not only when disconnected: on a silent cut
+    // (no TCP close) the client says connected until its keepalive, and an unacknowledged
+    // QoS 1 publish held the stop the same way (event-relay.ts's stop does the same). What is
+    // held is lost (bounded-publish.ts: the store holds what it derives from)
+    if (client) await client.endAsync(!client.connected || Object.keys(client.outgoing).length > 0);
     this.outageLog?.close();
     if (this.opts.exclusive) await this.opts.exclusive.lease.release();
   }

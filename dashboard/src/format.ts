@@ -89,11 +89,12 @@ export function span(ms: number): string {
 
 /**
  * What the job page says of a job the engine holds back while the artifact storage does not
- * answer (progress.storageHeldSince, jobs/rollout-engine.ts), or undefined: it looks
- * IN_PROGRESS with nothing moving otherwise.
+ * answer, or (heldBy 'mqtt') the MQTT broker cannot be reached (progress.storageHeldSince,
+ * jobs/rollout-engine.ts), or undefined: it looks IN_PROGRESS with nothing moving otherwise.
  */
-export function storageHeldNotice(status: string, storageHeldSince: number | undefined): string | undefined {
+export function storageHeldNotice(status: string, storageHeldSince: number | undefined, heldBy?: string): string | undefined {
   if (status !== 'IN_PROGRESS' || storageHeldSince === undefined) return undefined;
+  if (heldBy === 'mqtt') return `Held: the MQTT broker has not been reachable since ${dateTime(storageHeldSince)}; nothing new is sent until it is (devices already updating go on).`;
   return `Held: the artifact storage has not answered since ${dateTime(storageHeldSince)}; nothing new is sent until it does (devices already updating go on).`;
 }
 

@@ -123,7 +123,7 @@ export interface Job {
   createdAt: number;
   description?: string;
   spec?: { plan?: { waves?: { count?: number; percent?: number; successThreshold?: number; requireApproval?: boolean }[]; windows?: { start: string; minutes: number; days?: string[] }[]; timeZone?: string } };
-  progress?: { wave?: number; total?: number; pause?: { reason: string; wave: number; message: string }; windowClosed?: { since: number; opensAt?: number }; storageHeldSince?: number; abortReason?: string; finishedAt?: number; startedAt?: number };
+  progress?: { wave?: number; total?: number; pause?: { reason: string; wave: number; message: string }; windowClosed?: { since: number; opensAt?: number }; storageHeldSince?: number; heldBy?: string; abortReason?: string; finishedAt?: number; startedAt?: number };
 }
 
 export interface JobView {

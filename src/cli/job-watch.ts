@@ -22,12 +22,13 @@ export function progressBar(percent: number, width = 30): string {
 
 /** Why a job is where it is, as `  (…)` to append to a line: scheduled, paused, aborted, held by a storage outage, or waiting for a maintenance window; '' otherwise. */
 export function jobNote(job: Pick<JobRecord, 'status' | 'progress' | 'spec'>): string {
-  const p = (job.progress ?? {}) as { pause?: { message?: string }; abortReason?: string; windowClosed?: { opensAt?: number }; storageHeldSince?: number };
+  const p = (job.progress ?? {}) as { pause?: { message?: string }; abortReason?: string; windowClosed?: { opensAt?: number }; storageHeldSince?: number; heldBy?: string };
   const startAt = (job.spec as { plan?: { startAt?: unknown } } | undefined)?.plan?.startAt;
   if (job.status === 'SCHEDULED' && typeof startAt === 'number') return `  (starts sending ${new Date(startAt).toISOString()})`;
   if (job.status === 'PAUSED' && p.pause?.message) return `  (${p.pause.message})`;
   if (job.status === 'ABORTED' && p.abortReason) return `  (${p.abortReason})`;
   // the engine sends nothing new while the artifact storage does not answer (rollout-engine.ts)
+  if (job.status === 'IN_PROGRESS' && typeof p.storageHeldSince === 'number' && p.heldBy === 'mqtt') return `  (held: the MQTT broker has not been reachable since ${new Date(p.storageHeldSince).toISOString()}; nothing new is sent until it is, devices already updating go on)`;
   if (job.status === 'IN_PROGRESS' && typeof p.storageHeldSince === 'number') return `  (held: the artifact storage has not answered since ${new Date(p.storageHeldSince).toISOString()}; nothing new is sent until it does, devices already updating go on)`;
   if (job.status === 'IN_PROGRESS' && p.windowClosed) return `  (outside its maintenance windows${p.windowClosed.opensAt !== undefined ? `: the next opens ${new Date(p.windowClosed.opensAt).toISOString()}` : ''})`;
   return '';

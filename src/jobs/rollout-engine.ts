@@ -162,6 +162,12 @@ export interface RolloutProgress {
    */
   storageHeldSince?: number;
   /**
+   * Why the job is held since `storageHeldSince` when not for the artifact storage: `mqtt`, the
+   * instance's MQTT broker cannot be reached. One hold (named for its first reason, as stored
+   * jobs have it), moved past the same way (`endHold`).
+   */
+  heldBy?: 'mqtt';
+  /**
    * The end of the last outage of the state database the rate's clock was moved on by
    * (`skipOutage`): every instance that ticked through it knows of it, and whichever leads
    * when it ends moves the clock on once, not once per instance.
@@ -1008,13 +1014,12 @@ export class RolloutEngine {
     if (!closed && Math.min(allowance, window) > 0 && unsentUpTo(counts, w) > 0) {
       // the same for the MQTT connection (an external broker's): a command published while it
       // is down is held by the instance and the execution would be marked dispatched, its
-      // timeout running, while no device can get it. Nothing new is sent until it is back; the
-      // rate's allowance built up meanwhile is capped at a minute's worth (`rateCap`), as after
-      // any time with nothing to send
-      if (!this.busConnected(now)) {
-        held = true;
-        this.busHeldJobs.add(job.jobId);
-      } else if (await this.storageAnswers(now)) {
+      // timeout running, while no device can get it. Nothing new is sent until it is back.
+      // One hold, two reasons: either moves the rate's clock on by the wait (`endHold`), so a
+      // ramp-up goes on where it stopped (until 2026-12-06 the MQTT one did not: after a
+      // 10-minute outage a ramp sent a minute of its tenth minute at once)
+      const reason = !this.busConnected(now) ? 'mqtt' : (await this.storageAnswers(now)) ? undefined : 'storage';
+      if (reason === undefined) {
         this.heldJobs.delete(job.jobId);
         if (p.storageHeldSince !== undefined) {
           p = endHold(p, now);
@@ -1023,11 +1028,13 @@ export class RolloutEngine {
         }
       } else {
         held = true;
-        this.heldJobs.add(job.jobId);
+        (reason === 'mqtt' ? this.busHeldJobs : this.heldJobs).add(job.jobId);
         // saved with the job: a leader taking over during the outage (or after a restart)
         // knows how long the job waited, and does not send what its rate built up at once
-        if (p.storageHeldSince === undefined) {
-          p = { ...p, storageHeldSince: now };
+        const heldBy = reason === 'mqtt' ? 'mqtt' : undefined;
+        if (p.storageHeldSince === undefined || p.heldBy !== heldBy) {
+          const { heldBy: _, ...rest } = p;
+          p = { ...rest, storageHeldSince: p.storageHeldSince ?? now, ...(heldBy ? { heldBy } : {}) };
           mustSave = true;
         }
       }
@@ -1963,13 +1970,13 @@ export class RolloutEngine {
 }
 
 /**
- * A job held back by an outage of the artifact storage goes on (`storageHeldSince` cleared):
+ * A job held back by an outage of the artifact storage or of the MQTT broker goes on (`storageHeldSince` cleared):
  * its rate's clock is moved on by the wait (`rateEpoch`), so the allowance that built up
  * meanwhile is not sent in one burst at storage just back, and a ramp-up goes on where it
  * stopped. A wave begun, a window opened or a resume during the wait has a fresh clock already.
  */
 function endHold(p: RolloutProgress, now: number): RolloutProgress {
-  const { storageHeldSince: since, ...rest } = p;
+  const { storageHeldSince: since, heldBy: _, ...rest } = p;
   if (since === undefined || p.rateEpoch === undefined || p.rateEpoch > since || now <= since) return rest;
   return movedEpoch(rest, now - since);
 }

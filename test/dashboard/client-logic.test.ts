@@ -64,6 +64,7 @@ describe('dashboard client logic', () => {
   it('says a running job is held while the artifact storage does not answer, with since when; nothing otherwise', () => {
     const since = Date.UTC(2026, 11, 5, 8, 0, 0);
     assert.equal(storageHeldNotice('IN_PROGRESS', since), `Held: the artifact storage has not answered since ${dateTime(since)}; nothing new is sent until it does (devices already updating go on).`);
+    assert.equal(storageHeldNotice('IN_PROGRESS', since, 'mqtt'), `Held: the MQTT broker has not been reachable since ${dateTime(since)}; nothing new is sent until it is (devices already updating go on).`);
     assert.equal(storageHeldNotice('IN_PROGRESS', undefined), undefined);
     assert.equal(storageHeldNotice('PAUSED', since), undefined, 'a paused job says why it is paused');
   });

@@ -102,6 +102,8 @@ export async function startRolloutFixture(
     maxPending?: number;
     /** Whether the artifact storage answers, as the engine asks it (default: not asked). */
     artifactStorage?: RolloutEngineDeps['artifactStorage'];
+    /** Whether the instance's MQTT connection is up, as the engine asks it (default: always). */
+    mqttConnected?: RolloutEngineDeps['mqttConnected'];
     /** A clock steps never move, beside the fake one (default none: the engine looks for no step of the clock). */
     monotonic?: RolloutEngineDeps['monotonic'];
     /** The rollout parts' logger (default silent). */

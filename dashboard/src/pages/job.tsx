@@ -47,7 +47,7 @@ export function JobPage({ id }: { id: string }) {
   // logs of devices not in the failing table: still updating (the failure not reported yet), a
   // later attempt that succeeded, or past the table's first 50
   const otherLogs = failing.data ? (logs.data?.items ?? []).filter((l) => !failingIds.has(l.deviceId)) : [];
-  const held = v && storageHeldNotice(v.job.status, v.job.progress?.storageHeldSince);
+  const held = v && storageHeldNotice(v.job.status, v.job.progress?.storageHeldSince, v.job.progress?.heldBy);
   if (!v && view.error) {
     return <UnreadPage list="Jobs" listHref="/jobs" title="Job" id={id} error={view.error} />;
   }

@@ -130,7 +130,7 @@ export const STORAGE_RECHECK_MS = 1000;
 export const CLOCK_STEP_MS = 2_000;
 
 /** Defaults of the tuning options. */
-export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000, maxArrivedPerJob: 50_000 } as const;
+export const ENGINE_DEFAULTS = { tickMs: 250, maxSendPerTick: 2000, continuousScanMs: 30_000, maxArrivedPerJob: 50_000, busLeadGraceMs: 5_000 } as const;
 
 /** Why a job paused (progress.pause.reason). */
 export type PauseReason = 'operator' | 'threshold' | 'approval';
@@ -318,6 +318,10 @@ export class RolloutEngine {
   private busDownSince: number | undefined;
   /** Jobs held back by this outage of the MQTT connection (logged when it ends). */
   private readonly busHeldJobs = new Set<string>();
+  /** Since when (monotonic, else the engine's clock) lead() has seen the MQTT connection down (`cutOff`). */
+  private busLostAt: number | undefined;
+  /** lead()'s last answer was "cut off from the broker" (not asked of the lease: its `unreachable` is stale). */
+  private busCut = false;
   /** Since when the state database has not answered this instance's ticks (engine clock). */
   private storeDownSince: number | undefined;
   /** The last outage of the state database this instance ticked through, once it ended: rates skip it (`skipOutage`). */
@@ -580,6 +584,19 @@ export class RolloutEngine {
    * crash of a single instance.
    */
   private async lead(): Promise<boolean> {
+    this.busCut = this.cutOff();
+    if (this.busCut) {
+      if (this.leading) {
+        this.leading = false;
+        this.changed.clear();
+        this.arrived.clear();
+        this.clockMark = undefined;
+        this.dropSteps();
+        await this.lease.release();
+        this.deps.logger.warn(`no longer driving rollouts: the MQTT broker has not been reachable from this instance for ${ENGINE_DEFAULTS.busLeadGraceMs / 1000} s; the lease is given up so that an instance that reaches the broker leads (this one takes it again only once its connection is back)`);
+      }
+      return false;
+    }
     const held = await this.lease.acquire();
     // a new term: taken now, or lost and taken again since the last tick (another instance
     // may have led in between, and died between two commits as a crashed one does)
@@ -615,6 +632,25 @@ export class RolloutEngine {
       this.deps.logger.warn('no longer driving rollouts: the lease was lost');
     }
     return held;
+  }
+
+  /**
+   * Whether this instance is cut off from the MQTT broker for leading: its connection has been
+   * down for more than `busLeadGraceMs`, and the lease is one other instances can take (with
+   * the in-process lease the instance is alone, and keeps leading). A leader cut off would hold
+   * every job's sends (`busConnected`) while it kept the lease, and an instance that reaches
+   * the broker would never lead; with the broker down for every instance nobody leads, and
+   * nobody could send anyway. The grace keeps a reconnect of a second or two from moving the lead.
+   */
+  private cutOff(): boolean {
+    if (this.lease instanceof InProcessLease) return false;
+    const at = this.deps.monotonic?.() ?? this.now();
+    if (this.deps.mqttConnected?.() ?? true) {
+      this.busLostAt = undefined;
+      return false;
+    }
+    this.busLostAt ??= at;
+    return at - this.busLostAt > ENGINE_DEFAULTS.busLeadGraceMs;
   }
 
   /** Runs `fn` when no tick or job operation is running (one at a time). */
@@ -669,7 +705,7 @@ export class RolloutEngine {
     if (!(await this.lead())) {
       // no answer from the database (the lease's), or another instance leads: that one
       // ticked through any outage too, and moves the rates on when it ends
-      if (this.lease.unreachable) this.storeDown(this.now());
+      if (this.lease.unreachable && !this.busCut) this.storeDown(this.now());
       else this.storeDownSince = undefined;
       return;
     }

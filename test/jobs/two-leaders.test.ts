@@ -88,7 +88,9 @@ if (!started.ok) {
       const gate = pausable(new PostgresStore({ url }));
       const old = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: gate.store, lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
       fixtures.push(old);
-      const next = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
+      // old's directory: the two instances share the artifact storage, as deployments must (a
+      // job for a build whose bytes this instance's storage lacks is refused, 317356b)
+      const next = await startRolloutFixture({ dir: old.dir, store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }) });
       fixtures.push(next);
       await old.tick();
       await next.tick();

@@ -103,16 +103,10 @@ export class BoundedPublisher {
   }
 
   /** The connection is back (mqtt.js has sent what it held): this outage's counts, reset. */
-  back(): { held: number; dropped?: number; waited?: number } {
+  back(): { held: number; waited?: number } {
     const { held, waited } = this.outage;
     this.outage = { held: 0, waited: 0 };
-    // `dropped` is never set since nothing is dropped any longer (kept in the type for callers)
     return { held, ...(waited > 0 ? { waited } : {}) };
-  }
-
-  /** Callers waiting for the reconnect because MAX_HELD messages are held (0 while connected). */
-  get waitingForReconnect(): number {
-    return this.overflow.length;
   }
 
   /** Releases every caller still waiting and stops watching. */

@@ -587,11 +587,7 @@ export class RolloutEngine {
     this.busCut = this.cutOff();
     if (this.busCut) {
       if (this.leading) {
-        this.leading = false;
-        this.changed.clear();
-        this.arrived.clear();
-        this.clockMark = undefined;
-        this.dropSteps();
+        this.stepDown();
         await this.lease.release();
         this.deps.logger.warn(`no longer driving rollouts: the MQTT broker has not been reachable from this instance for ${ENGINE_DEFAULTS.busLeadGraceMs / 1000} s; the lease is given up so that an instance that reaches the broker leads (this one takes it again only once its connection is back)`);
       }
@@ -620,18 +616,23 @@ export class RolloutEngine {
       this.leading = true;
       this.deps.logger.info('driving rollouts (lease taken)');
     } else if (!held && this.leading) {
-      this.leading = false;
-      this.changed.clear(); // not kept by a follower (see `changed`)
-      // nor the devices that came online: a follower hears of no arrival (onArrival), and a
-      // departure may reach only the instance leading meanwhile (its connection's), so an entry
-      // kept would, when this one leads again, put a device that left long ago before the
-      // store's order, taking a place of the job's rate (test: follower-memory)
-      this.arrived.clear();
-      this.clockMark = undefined;
-      this.dropSteps();
+      this.stepDown();
       this.deps.logger.warn('no longer driving rollouts: the lease was lost');
     }
     return held;
+  }
+
+  /** Stops leading: what only a leader keeps is let go (the lease lost, or given up by `cutOff`). */
+  private stepDown(): void {
+    this.leading = false;
+    this.changed.clear(); // not kept by a follower (see `changed`)
+    // nor the devices that came online: a follower hears of no arrival (onArrival), and a
+    // departure may reach only the instance leading meanwhile (its connection's), so an entry
+    // kept would, when this one leads again, put a device that left long ago before the
+    // store's order, taking a place of the job's rate (test: follower-memory)
+    this.arrived.clear();
+    this.clockMark = undefined;
+    this.dropSteps();
   }
 
   /**

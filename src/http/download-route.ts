@@ -13,8 +13,9 @@
  * outage is logged once when it begins and once when downloads are served again, with the
  * count answered 503 meanwhile: a fleet retrying through it would otherwise write an error
  * line per request; they are counted in the metrics too (`unavailable`). It ends only when
- * what failed was read again: a build served from memory, or a HEAD, reads no bucket, and
- * said nothing of one that is down; a build loaded into memory by this download did read it.
+ * what failed was read again: a build served from memory reads no bucket, and says nothing of
+ * one that is down; a build loaded into memory by this download did read it, and so did a
+ * HEAD or an empty build, which ask storage whether it holds the bytes.
  *
  * A build whose record is stored but whose bytes storage says it does not hold is no outage:
  * answered 503 too (the device tries again), logged at ERROR per build and counted apart
@@ -234,18 +235,27 @@ function serveDownload(deps: Parameters<typeof downloadRoute>[0], outage: Storag
     at.part = 'blobs';
     let cached;
     let stream;
+    // a HEAD and an empty build send no bytes, but say what a GET would: storage is asked
+    // whether it holds them (a stat of the file, S3's HeadObject), or both answered 200 for a
+    // build whose bytes were gone, which every GET of it then answered 503
+    let probed = false;
     try {
-      cached = req.method === 'HEAD' ? undefined : await deps.cache?.get(artifact.sha256, size);
-      stream = cached?.bytes || req.method === 'HEAD' || size === 0 ? undefined : await deps.blobs.read(artifact.sha256, range);
+      const head = req.method === 'HEAD';
+      cached = head ? undefined : await deps.cache?.get(artifact.sha256, size);
+      if (!cached?.bytes && (head || size === 0)) {
+        probed = true;
+        if ((await deps.blobs.stat(artifact.sha256)) === undefined) return missing(artifact, deviceId, res);
+      } else if (!cached?.bytes) stream = await deps.blobs.read(artifact.sha256, range);
     } catch (err) {
       if (!(err instanceof UpdraftError && err.code === 'NOT_FOUND')) throw err;
       missing(artifact, deviceId, res);
       return;
     }
     const held = cached?.bytes;
-    // the bucket counts as answering only when it was read: streamed, or loaded into memory by
-    // this download (whichever build it is); held from before, a HEAD or an empty build, not
-    outage.read(stream || cached?.loaded ? ['registry', 'blobs'] : ['registry']);
+    // the bucket counts as answering only when it was read: streamed, loaded into memory by
+    // this download (whichever build it is), or asked for a HEAD or an empty build; held from
+    // before, not
+    outage.read(stream || probed || cached?.loaded ? ['registry', 'blobs'] : ['registry']);
     // the headers object is added to, not spread into a new one with the extra keys: Node
     // 20's V8 takes a slow path for the latter (about 1 µs, per download)
     if (range) {

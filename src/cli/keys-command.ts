@@ -20,6 +20,7 @@ import type { SharedSecretName } from '../server/shared-secrets.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { whileWritingOffline } from './offline-lock.ts';
+import { refuseServerOptions } from './offline-options.ts';
 import { makeDir } from '../util/make-dir.ts';
 
 interface Common extends ApiOptions {
@@ -223,6 +224,7 @@ export function addKeysCommand(program: Command): void {
     .option('--root-rotation <file>', 'the rotation to the root of a certificate from a new root (keys root-rotate): the new root replaces the installed one, and every command carries the rotation')
     .option('--offline', 'write it into --data-dir for the next start, without a running server')
     .action(async (file: string, opts: Common & { dataDir: string; rootPublic?: string; rootRotation?: string; offline?: boolean }) => {
+      refuseServerOptions(opts, 'installs the certificate into --data-dir for the next start');
       const certificate = await readCertificateFile(file);
       const rootRotations = opts.rootRotation === undefined ? undefined : await readRotationFile(opts.rootRotation);
       const rootPublicKey = opts.rootPublic === undefined ? undefined : await readFile(opts.rootPublic, 'utf8').catch((err: Error) => {
@@ -265,6 +267,7 @@ export function addKeysCommand(program: Command): void {
     .option('--db <url>', 'with --offline: the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the new ring is recorded there, so the instances given it start and the others are told')
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .action(async (opts: Common & { dataDir: string; retire?: string; activateIn?: string; offline?: boolean; db?: string; config?: string }) => {
+      refuseServerOptions(opts, "changes --data-dir's key ring for the next start");
       const delay = opts.activateIn === undefined ? undefined : parseDuration('--activate-in', opts.activateIn);
       let list: KeyInfo[];
       let recorded: string[] = [];

@@ -15,6 +15,7 @@ import { parseDuration, recordAfterOffline } from './keys-command.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { whileWritingOffline } from './offline-lock.ts';
 import { pathSegment } from './path-segment.ts';
+import { refuseServerOptions } from './offline-options.ts';
 
 export function addTokenCommand(program: Command): void {
   const token = program.command('token').description('the operator token, and named viewer and operator tokens');
@@ -29,6 +30,7 @@ export function addTokenCommand(program: Command): void {
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .option('--json', 'print JSON')
     .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; db?: string; config?: string; json?: boolean }) => {
+      refuseServerOptions(opts, 'writes a new token into --data-dir for the next start');
       if (opts.offline) {
         // a token rotated because it leaked must be refused now, which only the online rotation does
         const { serverHeldFile } = await import('../server/data-dir-lock.ts');

@@ -91,19 +91,37 @@ function rollbackSentAt(details: JsonObject): number | undefined {
   return isJsonObject(r) && typeof r.to === 'string' && typeof r.at === 'number' ? r.at : undefined;
 }
 
+/** How an earlier attempt ended, as the retry policy keeps it in `details.attempts` (jobs/retry-policy.ts). */
+interface AttemptOutcome {
+  status: 'FAILED' | 'TIMED_OUT';
+  /** When it ended (the retry was queued), ms since the epoch. */
+  at: number;
+  /** The record's version then: the attempt's last (absent from outcomes kept before it was recorded). */
+  version?: number;
+  /** When its command was recorded sent, ms (absent from outcomes kept before it was recorded). */
+  sentAt?: number;
+  /** When it left QUEUED (`details.startedAt` then), ms. */
+  startedAt?: number;
+  /** Its statusDetails as they stood when it ended (`details.statusDetails` then). */
+  statusDetails?: Record<string, string>;
+}
+
 /**
- * When attempt `attempt` ended FAILED and its record moved on to a later attempt (a retry
- * queued whose command is not sent yet), as the retry policy keeps it in `details.attempts`
- * (jobs/retry-policy.ts): that end, ms since the epoch, and the record's version then (the
- * attempt's last; absent from outcomes kept before it was recorded). An attempt that timed
- * out is not over for its device in the same way: its command, not taken back yet, is still
- * what the device is asked for, and it may still carry it out (docs/aws-compatibility.md).
+ * The outcome of attempt `attempt`, when it ended FAILED or TIMED_OUT and the record moved on
+ * to a later attempt (its retry). Not an attempt of an earlier device under the same id
+ * (`deviceDeletedAt`): a new device never ran it.
  */
-function failedAttempt(details: JsonObject, attempt: number): { at: number; version?: number } | undefined {
+function attemptOutcome(details: JsonObject, attempt: number): AttemptOutcome | undefined {
   const past = Array.isArray(details.attempts) ? details.attempts : [];
   const o = past.find((a): a is JsonObject => isJsonObject(a) && a.attempt === attempt);
-  if (o?.status !== 'FAILED' || typeof o.at !== 'number') return undefined;
-  return typeof o.version === 'number' ? { at: o.at, version: o.version } : { at: o.at };
+  if (!o || (o.status !== 'FAILED' && o.status !== 'TIMED_OUT') || typeof o.at !== 'number' || o.deviceDeletedAt !== undefined) return undefined;
+  const outcome: AttemptOutcome = { status: o.status, at: o.at };
+  if (typeof o.version === 'number') outcome.version = o.version;
+  if (typeof o.sentAt === 'number') outcome.sentAt = o.sentAt;
+  if (typeof o.startedAt === 'number') outcome.startedAt = o.startedAt;
+  const statusDetails = statusDetailsOf(o.statusDetails);
+  if (statusDetails) outcome.statusDetails = statusDetails;
+  return outcome;
 }
 
 /** When the execution left QUEUED through the Jobs API (`details.startedAt`), ms, if recorded. */
@@ -161,11 +179,15 @@ export function reportedStatusDetails(shadow: ShadowRecord | undefined, agentId:
 export function currentJobView(thing: string, shadow: ShadowRecord, software: DesiredSoftware, execution: ExecutionRecord | undefined): JobView {
   const id = awsIdOf(software.jobId);
   const exec = execution && !id.control && (execution.attempt ?? 1) === id.executionNumber ? execution : undefined;
-  // the record moved on to a retry not sent yet, this attempt having FAILED: it is over,
-  // whatever the device reports since (read from its report, it was QUEUED, startable, once
-  // the report moved off it)
-  const failed = execution && !id.control && (execution.attempt ?? 1) > id.executionNumber ? failedAttempt(execution.details, id.executionNumber) : undefined;
-  const failedAt = failed?.at;
+  // the record moved on to a retry not sent yet: the record is the retry's, this attempt's end
+  // is kept with its outcome
+  const past = execution && !id.control && (execution.attempt ?? 1) > id.executionNumber ? attemptOutcome(execution.details, id.executionNumber) : undefined;
+  // this attempt having FAILED, it is over, whatever the device reports since (read from its
+  // report, it was QUEUED, startable, once the report moved off it). One that TIMED_OUT is not
+  // over for its device in the same way: its command, not taken back yet (the replica refused
+  // for now: jobs/pending-retract.ts), is still what the device is asked for, and it may still
+  // carry it out: its status is the device's reports' (docs/aws-compatibility.md)
+  const failedAt = past?.status === 'FAILED' ? past.at : undefined;
   // a rollback's own state (the door moves it at each update: the base job's record does not
   // move with the rollback's reports); a command with no record at all has the shadow's version
   const rollback = id.control && execution ? (rollbackStateOf(execution.details, software.jobId) ?? { jobId: software.jobId, version: 1 }) : undefined;
@@ -181,9 +203,11 @@ export function currentJobView(thing: string, shadow: ShadowRecord, software: De
     agentJobId: software.jobId,
     executionNumber: id.executionNumber,
     status,
-    // a FAILED attempt keeps the version it ended at (the device's last update's), not the
-    // retry's record's, which the retry's own writes move: the expectedVersion it is checked against
-    versionNumber: rollback?.version ?? failed?.version ?? execution?.version ?? shadow.version,
+    // an attempt that FAILED or TIMED_OUT keeps the version it ended at (for a FAILED one, the
+    // device's last update's), not the retry's record's, which the retry's own writes move (the
+    // owed take-back, tried again every few seconds, among them): the expectedVersion it is
+    // checked against
+    versionNumber: rollback?.version ?? past?.version ?? execution?.version ?? shadow.version,
     queuedAt: secs(exec?.dispatchedAt ?? exec?.queuedAt ?? sentAt ?? shadow.timestamp * 1000),
     lastUpdatedAt: exec ? secs(exec.updatedAt) : failedAt !== undefined ? secs(failedAt) : ended && ended.status === status ? secs(ended.at) : shadow.timestamp,
     software,
@@ -217,6 +241,41 @@ export function pastJobView(thing: string, execution: ExecutionRecord): JobView 
   // recorded by the tracker with the report: the shadow holds them only until the next job
   const details = statusDetailsOf(execution.details.statusDetails);
   if (details) view.statusDetails = details;
+  return view;
+}
+
+/**
+ * The view of the attempt before a retry not sent yet (`execution` QUEUED at attempt n > 1,
+ * not dispatched), when the thing's command is no longer that attempt's: an attempt that
+ * TIMED_OUT whose command was taken back (a stay), or one replaced by another job's command.
+ * It is answered as it ended, from the outcome the retry policy keeps (`details.attempts`):
+ * its status, its versionNumber then, its end as lastUpdatedAt. AWS's DescribeJobExecution
+ * without an executionNumber returns "the latest job execution", which would be the retry,
+ * QUEUED; but Updraft shows a thing no execution the rollout has not sent it (it is on no
+ * pending list, start-next does not start it, and its versionNumber moves when it is sent),
+ * so the latest the thing was sent is this attempt, as a FAILED attempt whose command is
+ * still current is answered (`currentJobView`). Before, the thing was answered
+ * ResourceNotFound about a job it had run and that would be sent again. Undefined for any
+ * other record (one sent, an ended one, a first attempt, an outcome not kept).
+ */
+export function unsentRetryView(thing: string, execution: ExecutionRecord): JobView | undefined {
+  const attempt = execution.attempt ?? 1;
+  if (execution.status !== 'QUEUED' || execution.dispatchedAt !== undefined || attempt <= 1) return undefined;
+  const past = attemptOutcome(execution.details, attempt - 1);
+  if (!past) return undefined;
+  const view: JobView = {
+    thing,
+    jobId: execution.jobId,
+    agentJobId: agentJobId(execution.jobId, attempt - 1),
+    executionNumber: attempt - 1,
+    status: past.status,
+    versionNumber: past.version ?? execution.version,
+    queuedAt: secs(past.sentAt ?? execution.queuedAt),
+    lastUpdatedAt: secs(past.at),
+    current: false,
+  };
+  if (past.startedAt !== undefined) view.startedAt = secs(past.startedAt);
+  if (past.statusDetails) view.statusDetails = past.statusDetails;
   return view;
 }
 

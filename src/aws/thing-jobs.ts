@@ -8,7 +8,7 @@ import type { ShadowReplica } from '../shadow/replica.ts';
 import type { StateStore } from '../store/state-store.ts';
 import { jobDocument } from './job-document.ts';
 import { parseAgentJobId } from '../jobs/agent-job-id.ts';
-import { awsIdOf, currentCommand, currentJobView, isStayCommand, pastJobView, pastRollbackView, type JobView } from './job-view.ts';
+import { awsIdOf, currentCommand, currentJobView, isStayCommand, pastJobView, pastRollbackView, unsentRetryView, type JobView } from './job-view.ts';
 
 /** Reads a thing's jobs. */
 export class ThingJobs {
@@ -47,8 +47,10 @@ export class ThingJobs {
       return base ? pastRollbackView(thing, jobId, base) : undefined;
     }
     const execution = await this.deps.store.getExecution(jobId, thing);
-    // an execution the rollout has not dispatched is not the thing's yet
-    return execution && execution.dispatchedAt !== undefined ? pastJobView(thing, execution) : undefined;
+    if (!execution) return undefined;
+    // an execution the rollout has not dispatched is not the thing's yet; a retry not sent
+    // yet shows the attempt before it, as it ended (job-view.ts unsentRetryView)
+    return execution.dispatchedAt !== undefined ? pastJobView(thing, execution) : unsentRetryView(thing, execution);
   }
 
   /** The job document of a view: only the current command has one (with a fresh URL). */

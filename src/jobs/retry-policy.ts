@@ -94,6 +94,11 @@ async function requeue(deps: { store: StateStore; events: EventBus }, e: Executi
       // the record's version as the attempt ended: the AWS Jobs door shows it as the attempt's own
       // versionNumber (aws/job-view.ts), the retry's writes moving the record on from it
       const outcome: JsonObject = { attempt, status: cur.status, at: now, version: cur.version };
+      // and how it stood, which the retry's record no longer says: the door answers a
+      // DescribeJobExecution of the attempt with them while the retry is not sent (aws/job-view.ts)
+      if (cur.dispatchedAt !== undefined) outcome.sentAt = cur.dispatchedAt;
+      if (typeof cur.details.startedAt === 'number') outcome.startedAt = cur.details.startedAt;
+      if (cur.details.statusDetails !== undefined) outcome.statusDetails = cur.details.statusDetails;
       if (typeof cur.details.error === 'string') outcome.error = cur.details.error;
       // the device's answer to this attempt's stay (a timeout's, answered before the retry was queued)
       if (cur.details.control !== undefined) outcome.control = cur.details.control;

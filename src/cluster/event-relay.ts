@@ -104,7 +104,7 @@ export class EventRelay {
   private droppedInOutage = 0;
   /** Events dropped because the broker was unreachable, since start. */
   dropped = 0;
-  /** Dropped since start because the broker would not take them: events too large alone, and batches it closed the connection on. */
+  /** Events dropped since start because the broker would not take them: too large alone, or in a batch it closed the connection on. */
   undeliverable = 0;
   /** The connection's errors, one line per 30 s while the broker is unreachable. */
   private readonly outageLog: BrokerOutageLog;
@@ -233,8 +233,10 @@ export class EventRelay {
         fields,
       );
     } else this.deps.logger.warn('event relay: the MQTT broker closed the connection again on the events sent; dropped', fields);
-    for (const id of unacked) client.removeOutgoingMessage(id);
-    this.undeliverable += unacked.length;
+    for (const id of unacked) {
+      this.undeliverable += eventsIn(client, id);
+      client.removeOutgoingMessage(id);
+    }
     this.closesUnacked = this.unackedBytes = 0;
   }
 
@@ -274,4 +276,23 @@ export class EventRelay {
     if (client) await client.endAsync(Object.keys(client.outgoing).length > 0);
     this.outageLog.close();
   }
+}
+
+/**
+ * How many events the unacknowledged batch message `id` holds (its JSON array's length), for
+ * the count of those dropped; 1 when the message cannot be read back. mqtt.js's in-memory
+ * store answers at once, before the message is removed.
+ */
+function eventsIn(client: MqttClient, id: number): number {
+  let events = 1;
+  client.outgoingStore.get({ messageId: id }, (err, packet) => {
+    if (err || packet?.cmd !== 'publish') return;
+    try {
+      const batch: unknown = JSON.parse(packet.payload.toString());
+      if (Array.isArray(batch)) events = batch.length;
+    } catch {
+      // not a batch of ours: counted as one
+    }
+  });
+  return events;
 }

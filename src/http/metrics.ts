@@ -31,6 +31,14 @@ export interface InstanceMetrics {
   api: { changes: number; refusedTokens: number; refusedConnections: number };
   /** Rollout notifications (webhook.url): delivered, failed for good (refused, redirected: a redirect is not followed, or every attempt failed), dropped from a full queue, waiting in the store (as the sender last counted; 0 on the others); null without a webhook. */
   webhook: { delivered: number; failed: number; dropped: number; waiting: number } | null;
+  /**
+   * The events this instance sends the other instances over the external broker
+   * (cluster/event-relay.ts) and lost: `dropped`, events made while the broker could not be
+   * reached; `undeliverable`, those the broker would not take (an event too large for its
+   * packet limit, and each batch message it closed the connection on three times in a row).
+   * The others see those changes only when they next read the store. Null without --mqtt-url.
+   */
+  eventRelay: { dropped: number; undeliverable: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
   signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
   /** Expiries (seconds since the epoch) of Updraft's CA and of the server certificates the MQTTS and HTTPS listeners serve (null: not served by this instance); the server renews those its CA issued (docs/security.md). */
@@ -132,6 +140,10 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
       ['{result="dropped"}', m.webhook.dropped],
     ]);
     family('updraft_webhook_waiting', 'gauge', 'Rollout notifications waiting in the store to be sent, as the sending instance last counted them (0 on the others): a rise is a receiver down or slow.', one(m.webhook.waiting));
+  }
+  if (m.eventRelay) {
+    family('updraft_event_relay_dropped_total', 'counter', 'Events not sent to the other instances because the external MQTT broker could not be reached (their live views see those changes when they next read the store).', one(m.eventRelay.dropped));
+    family('updraft_event_relay_undeliverable_total', 'counter', "Events the external MQTT broker would not take, dropped: one too large for its packet limit, and each batch message it closed the connection on (check its max_packet_size; the log says which).", one(m.eventRelay.undeliverable));
   }
   if (m.signing.certificateExpiresAt !== null) {
     // absent without a certificate: an alert on `time() > expiry - 30 days` then never fires for nothing

@@ -356,7 +356,8 @@ export class UpdraftServer {
     this.tlsReload = new OperatorTlsReload({ listeners, logger: logger.child('security'), intervalMs: config.tls.reloadSeconds * 1000 });
     await this.startPart(this.tlsReload);
     // several instances on one external broker: every instance's live views see all events
-    if (config.mqtt.url) await this.startPart(new EventRelay({ url: brokerUrl, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }));
+    const relay = config.mqtt.url ? new EventRelay({ url: brokerUrl, username: OPERATOR_USERNAME, password: this.operatorToken, events, logger: logger.child('events') }) : undefined;
+    if (relay) await this.startPart(relay);
     // rollout state changes to the operator's endpoint, from the instance that drives rollouts
     let webhook: WebhookNotifier | undefined;
     if (config.webhook.url) {
@@ -442,6 +443,7 @@ export class UpdraftServer {
         storage: { store: config.db ? 'postgres' : 'embedded', artifacts: config.blob ? 's3' : 'local' },
         api: { ...this.http.stats },
         webhook: webhook ? { ...webhook.stats } : null,
+        eventRelay: relay ? { dropped: relay.dropped, undeliverable: relay.undeliverable } : null,
         signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
         tls: this.tlsRenewal.expiries(),
         process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime(), databaseClockOffsetMs: this.clusterClock?.offsetMs ?? null },

@@ -62,6 +62,7 @@ describe('metrics for Prometheus', () => {
       storage: { store: 'embedded', artifacts: 'local' },
       api: { changes: 12, refusedTokens: 3, refusedConnections: 4 },
       webhook: null,
+      eventRelay: null,
       signing: { certificateExpiresAt: null, certificateSerial: null },
       tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: null, httpCertificateExpiresAt: null },
       process: { rssBytes: 52_428_800, uptimeSeconds: 100, databaseClockOffsetMs: null },
@@ -114,6 +115,7 @@ describe('metrics for Prometheus', () => {
     assert.ok(text.indexOf('# TYPE updraft_downloads_total counter') < text.indexOf('updraft_downloads_total{result="served"}'));
     assert.ok(!text.includes('certificate'), 'no certificate figures without a certificate');
     assert.ok(!text.includes('webhook'), 'no webhook figures without a webhook');
+    assert.ok(!text.includes('event_relay'), 'no event relay figures without an external broker');
   });
 
   it("gives the signing key certificate's expiry and serial, and the webhook's deliveries, when there are those", () => {
@@ -124,6 +126,7 @@ describe('metrics for Prometheus', () => {
       storage: { store: 'postgres', artifacts: 's3' },
       api: { changes: 0, refusedTokens: 0, refusedConnections: 0 },
       webhook: { delivered: 7, failed: 1, dropped: 0, waiting: 3 },
+      eventRelay: { dropped: 12, undeliverable: 2 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
       tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: 1_850_000_000, httpCertificateExpiresAt: 1_860_000_000 },
       process: { rssBytes: 1, uptimeSeconds: 1, databaseClockOffsetMs: -1500 },
@@ -139,6 +142,9 @@ describe('metrics for Prometheus', () => {
     assert.ok(lines.includes('updraft_webhook_deliveries_total{result="delivered"} 7'));
     assert.ok(lines.includes('updraft_webhook_waiting 3'));
     assert.ok(lines.includes('updraft_webhook_deliveries_total{result="failed"} 1'));
+    assert.ok(lines.includes('# TYPE updraft_event_relay_dropped_total counter'));
+    assert.ok(lines.includes('updraft_event_relay_dropped_total 12'), 'with an external broker: the events the relay lost');
+    assert.ok(lines.includes('updraft_event_relay_undeliverable_total 2'));
     assert.ok(lines.includes('updraft_database_clock_offset_seconds -1.5'), 'on a shared database: its clock against this instance\'s');
   });
 });

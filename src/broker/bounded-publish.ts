@@ -10,11 +10,19 @@
  * retained presence): the store is the truth, and a device catches up with `get` when it
  * connects. So the caller does not wait for the broker to come back. A publish settles:
  * - with the PUBACK (QoS 1) or the write (QoS 0), as before, while the connection holds;
- * - at once while the connection is down: mqtt.js holds it and sends it after the reconnect,
- *   before anything published later (its store goes first), once;
- * - when the connection drops before its PUBACK: held the same way, sent again after the
- *   reconnect (MQTT QoS 1: a broker that had taken it before dropping may deliver it twice,
- *   §4.3.2; what the replica publishes repeats a state, which devices take again harmlessly);
+ * - at once while the connection is down: held here and sent once the connection is back,
+ *   before anything published later, once. Held here, not in mqtt.js's outgoing store: after
+ *   a reconnect mqtt.js sends its store one message per round trip (the next only after the
+ *   previous one's PUBACK) and restores the subscriptions of its clean session only once the
+ *   store is empty, so an instance that held 1,000 messages for a broker 20 ms away heard no
+ *   device request for 20 s after the outage (read in mqtt.js 5's client.js, _onConnect and
+ *   the 'connect' handler; 2026-12-06). Published at its 'connect', after mqtt.js has sent
+ *   the SUBSCRIBEs of that clean session, all at once, as any burst of publishes;
+ * - when the connection drops before its PUBACK: held by mqtt.js in its store and sent again
+ *   after the reconnect, one per round trip before the subscriptions as above (these are only
+ *   the messages in flight at the cut; MQTT QoS 1: a broker that had taken it before dropping
+ *   may deliver it twice, §4.3.2; what the replica publishes repeats a state, which devices
+ *   take again harmlessly);
  * - after PUBLISH_WAIT_MS without a PUBACK on a connection that looks alive (a network cut
  *   that mqtt.js sees only at its keepalive, 90 s later): still sent, still awaited by
  *   mqtt.js, no longer by the caller.
@@ -56,13 +64,15 @@ export class BoundedPublisher {
   private held = 0;
   /** This outage's messages held and those whose callers waited for the reconnect, for the "back" line. */
   private outage = { held: 0, waited: 0 };
+  /** Messages published while the connection was down, in order, sent at the reconnect (top of this file). */
+  private readonly queued: { topic: string; payload: string | Buffer; opts: IClientPublishOptions }[] = [];
   /** Callers beyond MAX_HELD, waiting for the reconnect (or the stop) to publish. */
   private readonly overflow: (() => void)[] = [];
   private stopped = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private slowLog: ThrottledLog | undefined;
   private readonly onClose = () => this.connectionLost();
-  private readonly onConnect = () => this.releaseOverflow();
+  private readonly onConnect = () => this.reconnected();
 
   constructor(client: MqttClient, logger: Logger, fields: Record<string, unknown>) {
     this.client = client;
@@ -82,14 +92,17 @@ export class BoundedPublisher {
   publish(topic: string, payload: string | Buffer, opts: IClientPublishOptions): Promise<void> {
     const client = this.client;
     if (this.stopped) return Promise.resolve(); // lost at stop, as what is held (top of this file)
-    if (!client.connected) {
+    // also while connected with messages still queued: mqtt.js says connected from its CONNACK
+    // but emits 'connect' (where the queue is sent) only after its own store, and a later
+    // message must not overtake a held one (a newer delta before an older one)
+    if (!client.connected || this.queued.length > 0) {
       if (this.held >= MAX_HELD) {
         if (this.outage.waited++ === 0) this.logger.warn(`MQTT broker unreachable and ${MAX_HELD} messages held for it already: publishers wait for the reconnect (nothing is dropped)`, { ...this.fields, topic });
-        // published once the connection is back (after what mqtt.js held), or released at stop
+        // published once the connection is back (after the held ones), or released at stop
         return new Promise<void>((resolve, reject) => this.overflow.push(() => this.publish(topic, payload, opts).then(resolve, reject)));
       }
       this.hold();
-      client.publish(topic, payload, opts, () => this.held--);
+      this.queued.push({ topic, payload, opts });
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
@@ -120,6 +133,21 @@ export class BoundedPublisher {
     for (const w of this.waiting) w.resolve();
     this.waiting.clear();
     // their messages are lost, as what mqtt.js holds: publish() settles at once once stopped
+    this.queued.length = 0;
+    this.releaseOverflow();
+  }
+
+  /**
+   * The connection is back: mqtt.js has sent its store and, in its own 'connect' listener (the
+   * first one, registered when the client was made), the SUBSCRIBEs of its clean session. The
+   * held messages go now, in their order, then the callers that waited beyond MAX_HELD.
+   */
+  private reconnected(): void {
+    const client = this.client;
+    for (const m of this.queued.splice(0)) {
+      // settled by then, as far as the caller knows; mqtt.js keeps it if the connection drops again
+      client.publish(m.topic, m.payload, m.opts, () => this.held--);
+    }
     this.releaseOverflow();
   }
 

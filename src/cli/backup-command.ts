@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load-config.ts';
 import { redactUrl } from '../util/redact-url.ts';
+import { makeOutputDir } from './output-file.ts';
 
 /** Adds `backup`. */
 export function addBackupCommand(program: Command): void {
@@ -17,6 +18,10 @@ export function addBackupCommand(program: Command): void {
     .action(async (opts: { out: string; dataDir?: string; db?: string; blob?: string; config?: string; json?: boolean }) => {
       // the server's own settings, from the same sources in the same order (flags, environment, file)
       const config = loadConfig({ ...(opts.config !== undefined ? { file: opts.config } : {}), env: process.env, flags: { 'data-dir': opts.dataDir, db: opts.db, blob: opts.blob } });
+      // a directory that cannot be made or written (a file in the way, /proc, no permission) is
+      // said in one line, exit 2, before anything is read; made and removed again here, so the
+      // backup still makes it itself, and removes it when the copy fails
+      await (await makeOutputDir('--out', opts.out, 0o700)).undo();
       const { backupDataDir } = await import('../server/backup.ts'); // SQLite: loaded only to run
       const r = await backupDataDir({ dataDir: config.dataDir, db: config.db, blob: config.blob }, opts.out);
       const lines = [

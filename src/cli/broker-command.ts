@@ -21,7 +21,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
-import { makeDir } from '../util/make-dir.ts';
+import { makeOutputDir } from './output-file.ts';
 
 interface Options extends ApiOptions {
   out: string;
@@ -87,7 +87,7 @@ export function addBrokerCommands(program: Command): void {
       const conf = mosquittoConf(listeners(opts, dir));
       if (opts.watch) {
         const api = new ApiClient(opts);
-        await makeDir(dir);
+        await makeOutputDir('--out', opts.out);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
         const writeCompanions = async () => {
@@ -104,12 +104,22 @@ export function addBrokerCommands(program: Command): void {
         logger.info('stopped');
         return;
       }
-      const { token, devices, from } = opts.offline ? await offlineCredentials(opts) : await online(new ApiClient(opts));
-      const passwd = mosquittoPasswd({ operatorToken: token, devices, secrets });
-      await makeDir(dir);
-      await writeFileAtomic(path.join(dir, 'passwd'), passwd.text, 0o600);
-      await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
-      await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
+      const api = opts.offline ? undefined : new ApiClient(opts);
+      // before the registry is read: a directory that cannot take the files is said in one line, exit 2
+      const outDir = await makeOutputDir('--out', opts.out);
+      let passwd: ReturnType<typeof mosquittoPasswd>;
+      let from: string;
+      try {
+        const read = api ? await online(api) : await offlineCredentials(opts);
+        from = read.from;
+        passwd = mosquittoPasswd({ operatorToken: read.token, devices: read.devices, secrets });
+        await outDir.write('passwd', passwd.text, 0o600);
+        await outDir.write('acl', mosquittoAcl(), 0o644);
+        await outDir.write('mosquitto.conf', conf, 0o644);
+      } catch (err) {
+        await outDir.undo(); // files made by this run, and the directories; those of an earlier run stay
+        throw err;
+      }
       const out = process.stdout;
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);

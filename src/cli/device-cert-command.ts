@@ -6,11 +6,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
-import { writeFileAtomic } from '../util/atomic-file.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { pathSegment } from './path-segment.ts';
-import { makeDir } from '../util/make-dir.ts';
+import { makeOutputDir } from './output-file.ts';
 
 /** Adds `device cert` (to the `device` command, created if absent). */
 export function addDeviceCertCommand(program: Command): void {
@@ -28,12 +27,22 @@ export function addDeviceCertCommand(program: Command): void {
       const csr = opts.csr === undefined ? undefined : await readFile(opts.csr, 'utf8').catch((err: Error) => {
         throw new UpdraftError('BAD_REQUEST', `cannot read the certificate signing request ${opts.csr}: ${err.message}`);
       });
-      const r = await new ApiClient(opts).call<{ certificate: string; privateKey?: string; ca: string }>('POST', `/api/v1/devices/${pathSegment('device id', id)}/certificate`, csr !== undefined ? { csr } : undefined);
-      await makeDir(opts.out);
-      const files = { cert: path.join(opts.out, `${id}.crt`), ...(r.privateKey !== undefined ? { key: path.join(opts.out, `${id}.key`) } : {}), ca: path.join(opts.out, 'ca.crt') };
-      if (files.key !== undefined) await writeFileAtomic(files.key, r.privateKey!, 0o600);
-      await writeFileAtomic(files.cert, r.certificate, 0o644);
-      await writeFileAtomic(files.ca, r.ca, 0o644);
+      const api = new ApiClient(opts);
+      const route = `/api/v1/devices/${pathSegment('device id', id)}/certificate`;
+      // checked before the server issues anything: a private key made for a directory that
+      // cannot take it would be lost, its certificate issued all the same
+      const out = await makeOutputDir('--out', opts.out);
+      const files = { cert: path.join(opts.out, `${id}.crt`), ...(csr === undefined ? { key: path.join(opts.out, `${id}.key`) } : {}), ca: path.join(opts.out, 'ca.crt') };
+      try {
+        const r = await api.call<{ certificate: string; privateKey?: string; ca: string }>('POST', route, csr !== undefined ? { csr } : undefined);
+        if (r.privateKey === undefined) delete files.key;
+        if (files.key !== undefined) await out.write(`${id}.key`, r.privateKey!, 0o600);
+        await out.write(`${id}.crt`, r.certificate, 0o644);
+        await out.write('ca.crt', r.ca, 0o644);
+      } catch (err) {
+        await out.undo(); // no key without its certificate, no directory made for nothing
+        throw err;
+      }
       const keyLine = files.key !== undefined ? `  ${files.key} (mode 0600)\n` : '';
       const keyArg = files.key ?? '<the key of the request, on the device>';
       const text = `certificate for ${id}${csr !== undefined ? ' (for the key of the request)' : ''}\n  ${files.cert}\n${keyLine}  ${files.ca}\nrun: updraft agent --device ${id} --broker mqtts://<host>:8883 --ca ${files.ca} --cert ${files.cert} --key ${keyArg} ...`;

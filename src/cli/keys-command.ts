@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { rotateKeyRing, type KeyInfo } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
-import { writeOutputFile } from './output-file.ts';
+import { makeOutputDir, writeOutputFile } from './output-file.ts';
 import { rootKeyFilePath, signingKeyFilePath } from '../agent/provisioning.ts';
 import { parseKeyCertificate, type KeyCertificate } from '../protocol/key-certificate.ts';
 import { parseRootRotation, parseRootRotations, type RootRotation } from '../protocol/root-rotation.ts';
@@ -173,7 +173,12 @@ export function addKeysCommand(program: Command): void {
     .requiredOption('--out <dir>', 'directory for root.key (mode 0600) and root.pub')
     .option('--json', 'print JSON')
     .action(async (opts: { out: string; json?: boolean }) => {
-      const r = await generateRootKey(opts.out);
+      // made here, not by generateRootKey's mkdir -p, which never ends under /proc: see makeOutputDir
+      const out = await makeOutputDir('--out', opts.out, 0o700);
+      const r = await generateRootKey(opts.out).catch(async (err: unknown) => {
+        await out.undo();
+        throw err;
+      });
       print(opts, r, `root key ${r.keyId}\n  private ${r.keyFile} (mode 0600): keep it offline; it is needed only to certify a signing key\n  public  ${r.publicFile}: give it to the server with its first certificate (updraft keys install-cert --root-public)`);
     });
 
@@ -185,7 +190,11 @@ export function addKeysCommand(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: { rootKey: string; out: string; json?: boolean }) => {
       const previous = await readRootPrivateKey(opts.rootKey);
-      const made = await generateRootKey(opts.out);
+      const out = await makeOutputDir('--out', opts.out, 0o700); // as root-generate
+      const made = await generateRootKey(opts.out).catch(async (err: unknown) => {
+        await out.undo();
+        throw err;
+      });
       const rotation = rotateRoot(previous, await readRootPrivateKey(made.keyFile));
       const rotationFile = path.join(path.resolve(opts.out), 'root-rotation.json');
       await writeFileAtomic(rotationFile, JSON.stringify(rotation, null, 2) + '\n', 0o644);

@@ -24,7 +24,7 @@
  *   may deliver it twice, §4.3.2; what the replica publishes repeats a state, which devices
  *   take again harmlessly);
  * - after PUBLISH_WAIT_MS without a PUBACK on a connection that looks alive (a network cut
- *   that mqtt.js sees only at its keepalive, 90 s later): still sent, still awaited by
+ *   that mqtt.js sees only at its keepalive, up to 22.5 s later, SERVICE_KEEPALIVE_S): still sent, still awaited by
  *   mqtt.js, no longer by the caller.
  * At most MAX_HELD messages are held at once (mqtt.js's store is in memory and its packet
  * ids wrap at 65,535, overwriting a held message of the same id); beyond, the caller waits for

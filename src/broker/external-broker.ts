@@ -73,10 +73,23 @@ export interface ExternalBrokerOptions {
 export const SERVICE_RECEIVE_MAXIMUM = 65_535;
 
 /**
+ * The MQTT keepalive of an instance's connections to its broker, in seconds. mqtt.js notices a
+ * connection cut without a TCP close (a network partition, a NAT or firewall dropping its
+ * state) only when a keepalive goes unanswered: at 1.5 times this, 90 s with mqtt.js's default
+ * of 60. Until then the instance held its messages for no one (its callers waited up to 10 s
+ * each, bounded-publish.ts), the leader kept the rollouts' lease although cut off (the 5 s
+ * grace of 4a4d561 counts from when the cut is noticed) and /readyz said ready. At 15 s a cut
+ * is noticed within 22.5 s; the cost is one PINGREQ per 15 s on an idle connection (a busy
+ * one sends no ping: its acknowledgements count), nothing per device. Devices keep their own.
+ */
+export const SERVICE_KEEPALIVE_S = 15;
+
+/**
  * The options of every connection an Updraft instance opens to an external broker (the
  * request subscriptions here, the event relay between instances): MQTT 5 with
- * SERVICE_RECEIVE_MAXIMUM, and a clean session, since there is no session state to lose
- * (a shared subscription's messages go to the live members; relayed events are live only).
+ * SERVICE_RECEIVE_MAXIMUM, SERVICE_KEEPALIVE_S, and a clean session, since there is no session
+ * state to lose (a shared subscription's messages go to the live members; relayed events are
+ * live only).
  */
 export function serviceConnectOptions(o: { clientId: string; username: string; password: string; tls?: ExternalBrokerOptions['tls']; reconnectPeriodMs?: number }): IClientOptions {
   return {
@@ -85,6 +98,7 @@ export function serviceConnectOptions(o: { clientId: string; username: string; p
     username: o.username,
     password: o.password,
     clean: true,
+    keepalive: SERVICE_KEEPALIVE_S,
     properties: { receiveMaximum: SERVICE_RECEIVE_MAXIMUM },
     reconnectPeriod: o.reconnectPeriodMs ?? 1_000,
     // a broker that refuses the CONNACK once (a reload with a password file it cannot read, the

@@ -5,6 +5,7 @@
  * '/nonexist/dir/.x.11820fc3.tmp'`, exit 1).
  */
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { lstat, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
@@ -15,6 +16,8 @@ import { makeDir } from '../util/make-dir.ts';
 export function unwritableReason(err: unknown, file: string): string | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const dir = path.dirname(file);
+  // a directory that is there and makes no file: procfs (keys export-public --out /proc/x said 'there is no directory /proc')
+  if (code === 'ENOENT' && statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return `the file system makes no file in ${dir} (a virtual file system such as /proc or /sys)`;
   if (code === 'ENOENT' || code === 'ENOTDIR') return `there is no directory ${dir}`;
   if (code === 'EACCES' || code === 'EPERM') return `${dir} is not writable`;
   if (code === 'EROFS') return `${dir} is on a read-only file system`;

@@ -78,6 +78,10 @@ describe('--out directories the file system cannot make', () => {
     });
   }
 
+  it('a --out file in a directory that makes none (keys export-public --out /proc/x): exit 2, not "there is no directory /proc"', async () => {
+    refused(await runCli(['keys', 'export-public', '--data-dir', ts.dataDir, '--out', '/proc/x']), /^updraft: error: cannot write --out \/proc\/x: the file system makes no file in \/proc \(a virtual file system such as \/proc or \/sys\)\n$/);
+  });
+
   it('device cert for a device the server does not know: the directory made for it is removed again', async () => {
     const r = await runCli(['device', 'cert', 'nobody', '--out', path.join(dir, 'new', 'certs'), '--server', ts.httpUrl, '--token', ts.token]);
     assert.equal(r.code, 2, r.stderr);

@@ -14,8 +14,19 @@
  * a refusal for the hour after, for weeks). The agent does not ask when the CA that issued
  * its certificate ends within a day of it, and takes the server's refusal of such a renewal
  * (409, from servers that know, and from an expired CA) as final for this certificate.
+ *
+ * When the server's CA is rolled over (`updraft ca rollover`, docs/security.md), the agent
+ * moves to the new CA by itself: when a CA of its --ca bundle, valid now, names the CA that
+ * issued its certificate as the one it replaces (the previous-CA hash extension, which the
+ * rollover writes), it renews at the next check (each connect, twice a day), whatever the date,
+ * saying why (`reason: "newer-ca"`). The bundle is the signal because the device needs the new
+ * CA there anyway (the server's certificate is reissued by it), and it costs no protocol of
+ * its own; the extension, not a mere newer CA, because a bundle may hold an unrelated CA (that
+ * of an operator's own server certificate). While the server still issues from the old CA
+ * (the new one prepared and given to devices, not switched to yet) it refuses such a request
+ * (409) before signing anything, and the agent asks again an hour later at the earliest.
  */
-import { X509Certificate, createPrivateKey, generateKeyPair, sign } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, generateKeyPair, sign } from 'node:crypto';
 import { readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -27,6 +38,14 @@ import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const DAY_MS = 86_400_000;
+/** The DER of the previous-CA hash extension's OID (1.3.6.1.4.1.311.21.2, pki/certificate-authority.ts PREVIOUS_CA_HASH_OID). */
+const PREVIOUS_CA_HASH_OID_DER = Buffer.from('06092b0601040182371502', 'hex');
+/** The `reason` of a renewal asked to move to a newer CA (pki/certificate-renewal.ts CA_MOVE_REASON). */
+export const CA_MOVE_REASON = 'newer-ca';
+/** After a move the server refused (409: it has not switched yet) or that failed, asked again no sooner than this. */
+export const MOVE_RETRY_MS = 3_600_000;
+/** After a renewal that stayed with the old CA (a server that ignores the reason), no move asked for this long. */
+const MOVE_STAYED_MS = DAY_MS;
 
 /** A client certificate and its private key, PEM. */
 export interface TlsPair {
@@ -69,6 +88,15 @@ function issuerOf(cert: X509Certificate, cas: X509Certificate[]): X509Certificat
   return cas.find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
 }
 
+/**
+ * The CA of `cas`, valid at `nowMs`, that names `issuer` as the CA it replaces (its previous-CA
+ * hash extension holds the SHA-1 of `issuer`'s DER, as a rollover writes it), if any.
+ */
+export function successorOf(issuer: X509Certificate, cas: X509Certificate[], nowMs: number): X509Certificate | undefined {
+  const hash = createHash('sha1').update(issuer.raw).digest();
+  return cas.find((ca) => ca !== issuer && ca.ca && Date.parse(ca.validFrom) <= nowMs && nowMs < Date.parse(ca.validTo) && ca.raw.includes(PREVIOUS_CA_HASH_OID_DER) && ca.raw.includes(hash));
+}
+
 /** Renews one device's certificate, one attempt at a time. */
 export class CertificateRenewer {
   private pair: TlsPair;
@@ -79,6 +107,8 @@ export class CertificateRenewer {
   private readonly cas: X509Certificate[];
   /** The certificate whose renewal gains nothing (its CA ends with it, or the server said so): not asked again, said once. */
   private futile: string | undefined;
+  /** No move to a newer CA is asked before this time (ms): the server refused one, or it failed. */
+  private moveHeldUntil = 0;
 
   constructor(
     private readonly deps: {
@@ -114,7 +144,10 @@ export class CertificateRenewer {
   /** Renews when the certificate is due; resolves true when it was renewed now. Never throws: a failure is logged, and the next check tries again. */
   check(): Promise<boolean> {
     if (this.running) return this.running;
-    if (this.expiresAt - this.deps.now() > this.renewBeforeMs) return Promise.resolve(false);
+    const now = this.deps.now();
+    const successor = now >= this.moveHeldUntil ? this.successor(now) : undefined;
+    if (successor !== undefined) return this.move(successor);
+    if (this.expiresAt - now > this.renewBeforeMs) return Promise.resolve(false);
     if (this.futile === this.pair.certificate) return Promise.resolve(false);
     const caEnd = this.issuingCaEnd();
     if (caEnd !== undefined && caEnd <= this.expiresAt + DAY_MS) {
@@ -141,6 +174,43 @@ export class CertificateRenewer {
     return this.running;
   }
 
+  /** The CA of the bundle that replaces the one that issued the current certificate, if any. */
+  private successor(nowMs: number): X509Certificate | undefined {
+    if (this.cas.length === 0) return undefined;
+    try {
+      const issuer = issuerOf(new X509Certificate(this.pair.certificate), this.cas);
+      return issuer === undefined ? undefined : successorOf(issuer, this.cas, nowMs);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Renews now to move to `successor`'s CA; a refusal holds further moves for an hour. */
+  private move(successor: X509Certificate): Promise<boolean> {
+    const hold = (ms: number) => (this.moveHeldUntil = this.deps.now() + ms);
+    this.deps.logger.info('client certificate renewal asked early: a CA of --ca replaces the one that issued it', { newCa: successor.subject.replace(/\n/g, ', '), expiresAt: new Date(this.expiresAt).toISOString() });
+    this.running = this.renew(CA_MOVE_REASON)
+      .then(() => {
+        // a server that ignores the reason renews from the old CA: not asked again at every connect
+        if (this.successor(this.deps.now()) !== undefined) hold(MOVE_STAYED_MS);
+        return true;
+      })
+      .catch((err: unknown) => {
+        hold(MOVE_RETRY_MS);
+        const e = asUpdraftError(err);
+        if (e.code === 'CONFLICT') {
+          // the server has not switched to the new CA yet: nothing is wrong
+          this.deps.logger.info('client certificate not moved to the newer CA yet: the server still issues from the current one; asked again later', { reason: e.message });
+          return false;
+        }
+        this.deps.logger.warn('client certificate not moved to the newer CA; trying again later', { error: e.message, expiresAt: new Date(this.expiresAt).toISOString() });
+        this.deps.onFailure?.(e.message);
+        return false;
+      })
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
   /** When the CA of `deps.ca` that issued the current certificate ends (ms), if one did. */
   private issuingCaEnd(): number | undefined {
     if (this.cas.length === 0) return undefined;
@@ -158,7 +228,7 @@ export class CertificateRenewer {
     this.deps.logger.warn('client certificate not renewed: not asked again until the certificate or the CA changes', { reason: why, expiresAt: new Date(this.expiresAt).toISOString() });
   }
 
-  private async renew(): Promise<void> {
+  private async renew(reason?: string): Promise<void> {
     const { deviceId } = this.deps;
     const { publicKey, privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
     const csr = forge.pki.createCertificationRequest();
@@ -167,7 +237,7 @@ export class CertificateRenewer {
     csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
     const csrPem = forge.pki.certificationRequestToPem(csr);
     const signature = sign('sha256', Buffer.from(csrPem, 'utf8'), createPrivateKey(this.pair.privateKey)).toString('base64');
-    const answer = await this.deps.request({ csr: csrPem, certificate: this.pair.certificate, signature });
+    const answer = await this.deps.request({ csr: csrPem, certificate: this.pair.certificate, signature, ...(reason !== undefined ? { reason } : {}) });
     if (typeof answer.certificate !== 'string') throw new UpdraftError('INTEGRITY', 'the renewal answer holds no certificate');
     let issued: X509Certificate;
     try {

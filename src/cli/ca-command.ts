@@ -1,13 +1,27 @@
-/** `updraft ca init`: Updraft's own certificate authority for device client certificates. */
+/** `updraft ca init|rollover|drop-previous`: Updraft's own certificate authority for device client certificates. */
 import type { Command } from 'commander';
+import { UpdraftError } from '../errors.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { whileWritingOffline } from './offline-lock.ts';
+
+const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+/**
+ * Refuses to change the CA under a server running on `dataDir`: it holds the CA in memory and
+ * would go on issuing (renewals, server certificates) from the old one, and accepting what it
+ * accepted, until its restart; the switch is made while it is stopped, then it is started.
+ */
+async function refuseWhileServing(dataDir: string): Promise<void> {
+  const { serverHeldFile } = await import('../server/data-dir-lock.ts'); // better-sqlite3: loaded only to run
+  const held = serverHeldFile(dataDir);
+  if (held !== undefined) throw new UpdraftError('CONFLICT', `a server runs on ${dataDir} (its ${held} is open): stop it first; the server reads the CA at start, so switch while it is stopped, then start it`);
+}
 
 /** Adds `ca`. */
 export function addCaCommand(program: Command): void {
   const ca = program.command('ca').description("Updraft's certificate authority for MQTT over TLS with client certificates");
   ca.command('init')
-    .description('create the CA in the data directory (the server also creates it on first start); refuses to replace one')
+    .description('create the CA in the data directory (the server also creates it on first start); refuses to replace one (updraft ca rollover does)')
     .addOption(dataDirOption('the server data directory'))
     .option('--name <cn>', 'subject common name of the CA', 'Updraft device CA')
     .action(async (opts: { dataDir: string; name: string }) => {
@@ -16,5 +30,55 @@ export function addCaCommand(program: Command): void {
       await whileWritingOffline(opts.dataDir, () => createCa(opts.dataDir, opts.name));
       const p = caPaths(opts.dataDir);
       process.stdout.write(`CA created\n  certificate ${p.cert} (give it to devices: updraft agent --ca)\n  key         ${p.key} (mode 0600; never leaves the server)\n`);
+    });
+
+  ca.command('rollover')
+    .description("replace the CA without re-provisioning devices: the current CA becomes the previous one (pki/previous-ca.crt), whose client certificates are still accepted until it expires, and devices renew onto the new one by themselves. With --prepare, only make the next CA (pki/next-ca.crt) to give devices first; the server must be stopped for the switch")
+    .addOption(dataDirOption('the server data directory'))
+    .option('--name <cn>', 'subject common name of the new CA (default: the current name with the date); it must differ from the current one')
+    .option('--prepare', 'make the next CA only (pki/next-ca.crt, pki/next-ca.key), changing nothing the server uses: give devices a --ca bundle of both before the switch')
+    .option('--db <url>', 'the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the new CA is recorded there, so instances given the new files start')
+    .option('--config <file>', "the server's JSON configuration file, for dataDir and db")
+    .action(async (opts: { dataDir: string; name?: string; prepare?: boolean; db?: string; config?: string }) => {
+      const { caPaths, prepareNextCa, rolloverCa } = await import('../pki/certificate-authority.ts');
+      const p = caPaths(opts.dataDir);
+      if (opts.prepare) {
+        const next = await whileWritingOffline(opts.dataDir, () => prepareNextCa(opts.dataDir, opts.name));
+        process.stdout.write(
+          `next CA prepared (valid until ${day(next.notAfter)}); the server does not use it yet\n` +
+            `  certificate ${p.nextCert}\n  key         ${p.nextKey} (mode 0600)\n` +
+            `give every device a --ca bundle of both CAs: cat ${p.cert} ${p.nextCert} > ca-bundle.crt\n` +
+            `then switch (server stopped): updraft ca rollover --data-dir ${opts.dataDir}\n`,
+        );
+        return;
+      }
+      await refuseWhileServing(opts.dataDir);
+      const r = await whileWritingOffline(opts.dataDir, () => rolloverCa(opts.dataDir, opts.name));
+      const lines = [
+        `CA rolled over${r.prepared ? ' to the prepared next CA' : ''}: it issues everything from the next start (valid until ${day(r.notAfter)})`,
+        `  certificate ${p.cert}${r.prepared ? '' : ' (give it to devices, in a --ca bundle with the previous one)'}`,
+        `  key         ${p.key} (mode 0600)`,
+        `  previous    ${p.previous}: devices' client certificates it issued are accepted until ${day(r.previousNotAfter)}; its key was deleted`,
+        `devices that renew their certificates (updraft agent --cert --key, with the new CA in --ca) move to the new CA soon after they connect`,
+        `several instances: copy pki/ca.crt, pki/ca.key and pki/previous-ca.crt to every one before starting it`,
+      ];
+      try {
+        const { recordOffline } = await import('../server/shared-secrets.ts');
+        const rec = await recordOffline(opts, ['ca']);
+        if (rec) lines.push(`  recorded in ${rec.where}: instances on it start only with the new CA; those holding the old one are told`);
+      } catch (err) {
+        process.stderr.write(`updraft: warning: not recorded in the database (${(err as Error).message}): instances on it refuse to start with the new CA until it is; record it with: updraft keys record-shared --data-dir ${opts.dataDir} --db <url>\n`);
+      }
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  ca.command('drop-previous')
+    .description('end a rollover: remove the previous CA (pki/previous-ca.crt), so that client certificates it issued are refused from the next start')
+    .addOption(dataDirOption('the server data directory'))
+    .action(async (opts: { dataDir: string }) => {
+      const { caPaths, dropPreviousCa } = await import('../pki/certificate-authority.ts');
+      await refuseWhileServing(opts.dataDir);
+      const dropped = await whileWritingOffline(opts.dataDir, () => dropPreviousCa(opts.dataDir));
+      process.stdout.write(dropped ? `previous CA removed (${caPaths(opts.dataDir).previous}); several instances: remove it from every one\n` : 'no previous CA: nothing to remove\n');
     });
 }

@@ -201,6 +201,12 @@ function tlsFindings(t: InstanceMetrics['tls'], now: number): Finding[] {
   if (caDays < 0) out.push({ verdict: 'FAIL', check: 'CA', text: `Updraft's CA (pki/ca.crt) expired on ${caAt}: no certificate it issued is accepted, so devices on MQTTS cannot connect; replace it (docs/security.md, "When the CA nears its end")` });
   else if (caDays < 365) out.push({ verdict: 'warn', check: 'CA', text: `Updraft's CA (pki/ca.crt) expires on ${caAt}, in ${caDays} day(s): what it issues ends with it; plan its replacement, which provisions every device with the new CA (docs/security.md, "When the CA nears its end")` });
   else out.push({ verdict: 'ok', check: 'CA', text: `Updraft's CA is valid until ${caAt}` });
+  // a rollover's previous CA (pki/previous-ca.crt): its devices' certificates are accepted until it ends
+  if (t.previousCaExpiresAt != null) {
+    const prevAt = new Date(t.previousCaExpiresAt * 1000).toISOString().slice(0, 10);
+    if (t.previousCaExpiresAt * 1000 <= now) out.push({ verdict: 'warn', check: 'CA', text: `the previous CA (pki/previous-ca.crt) expired on ${prevAt} and is ignored: devices still on its certificates are refused; remove it (updraft ca drop-previous)` });
+    else out.push({ verdict: 'ok', check: 'CA', text: `the previous CA (pki/previous-ca.crt) is trusted until ${prevAt}: devices with its certificates connect and renew onto the current CA (the server log's "movedFromPreviousCa" lines count them)` });
+  }
   for (const [name, at] of [['MQTTS', t.mqttCertificateExpiresAt], ['HTTPS', t.httpCertificateExpiresAt]] as const) {
     if (at === null) continue;
     const days = Math.floor((at * 1000 - now) / DAY_MS);

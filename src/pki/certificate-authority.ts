@@ -4,12 +4,15 @@
  * authentication, and server certificates for the MQTTS and HTTPS listeners.
  *
  * Kept in `<dataDir>/pki/`: `ca.crt` (give it to devices) and `ca.key` (mode 0600, never
- * leaves the server). Keys are made by node:crypto (RSA 2048: every TLS stack of every
+ * leaves the server). During a rollover (`rolloverCa`, docs/security.md "When the CA nears its
+ * end") also `previous-ca.crt`, the CA it replaced, whose client certificates are still
+ * accepted until it expires (or is dropped), and, before it, `next-ca.crt`/`next-ca.key`, the
+ * CA prepared to replace it, which devices are given before the switch. Keys are made by node:crypto (RSA 2048: every TLS stack of every
  * device speaks it); node:crypto cannot build certificates, so node-forge assembles and
  * signs them. Nothing here verifies certificates: Node's TLS (OpenSSL) does that.
  */
-import { X509Certificate, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { X509Certificate, createHash, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { mkdir, readFile, rename, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -26,10 +29,25 @@ export interface IssuedCertificate {
   privateKey: string;
 }
 
-/** Where the CA lives under a data directory. */
-export function caPaths(dataDir: string): { dir: string; cert: string; key: string } {
+/** Where the CA lives under a data directory: the current one, the one it replaced (`previous`), the one prepared to replace it (`next*`). */
+export function caPaths(dataDir: string): { dir: string; cert: string; key: string; previous: string; nextCert: string; nextKey: string } {
   const dir = path.join(path.resolve(dataDir), 'pki');
-  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key') };
+  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), previous: path.join(dir, 'previous-ca.crt'), nextCert: path.join(dir, 'next-ca.crt'), nextKey: path.join(dir, 'next-ca.key') };
+}
+
+/**
+ * The extension by which a CA certificate names the CA it replaces: the SHA-1 hash of that
+ * CA's certificate (DER), in an OCTET STRING. Microsoft's CA renewal marks its new CA
+ * certificates so (szOID_CERTSRV_PREVIOUSCERT_HASH); Updraft's rollover does the same, and the
+ * agent reads it (agent/certificate-renewer.ts): a device whose certificate's CA is named by a
+ * CA of its --ca bundle knows that CA has a successor and moves to it, while an unrelated CA in
+ * the bundle (the CA of an operator's own server certificate) means nothing.
+ */
+export const PREVIOUS_CA_HASH_OID = '1.3.6.1.4.1.311.21.2';
+
+/** The previous-CA hash of a CA certificate (DER): what its successor's extension holds. */
+export function caCertificateHash(der: Buffer): Buffer {
+  return createHash('sha1').update(der).digest();
 }
 
 const DAY_MS = 86_400_000;
@@ -89,18 +107,45 @@ export class CertificateAuthority {
   private readonly cert: forge.pki.Certificate;
   private readonly x509: X509Certificate;
   private readonly nativeKey: KeyObject;
+  /** PEM of the CA this one replaced (`pki/previous-ca.crt`), when a rollover left one: its device certificates are accepted while it is valid. */
+  readonly previousCertificate: string | undefined;
+  private readonly previous: X509Certificate | undefined;
 
   /** Only assigns; use `loadCa`, `createCa` or `loadOrCreateCa`. */
-  constructor(certPem: string, keyPem: string) {
+  constructor(certPem: string, keyPem: string, previousPem?: string) {
     this.certificate = certPem;
     this.cert = forge.pki.certificateFromPem(certPem);
     this.x509 = new X509Certificate(certPem);
     this.nativeKey = createPrivateKey(keyPem);
+    this.previousCertificate = previousPem;
+    this.previous = previousPem === undefined ? undefined : new X509Certificate(previousPem);
   }
 
   /** When the CA certificate expires (ms since the epoch): no certificate it issues is valid past it. */
   get notAfter(): number {
     return Date.parse(this.x509.validTo);
+  }
+
+  /** When the previous CA (`pki/previous-ca.crt`) expires (ms), undefined without one. */
+  get previousNotAfter(): number | undefined {
+    return this.previous === undefined ? undefined : Date.parse(this.previous.validTo);
+  }
+
+  /** True when there is a previous CA and it is valid at `nowMs`: its device certificates are accepted. */
+  trustsPrevious(nowMs = Date.now()): boolean {
+    const p = this.previous;
+    return p !== undefined && Date.parse(p.validFrom) - SKEW_MS <= nowMs && nowMs < Date.parse(p.validTo);
+  }
+
+  /**
+   * The CAs whose client certificates the MQTTS listener accepts (PEM): the current one, and
+   * the previous one while it is valid. An expired previous CA is left out (OpenSSL would
+   * refuse its chains anyway; left out, the server says so instead: security-setup.ts).
+   */
+  clientCaBundle(nowMs = Date.now()): string {
+    if (!this.trustsPrevious(nowMs)) return this.certificate;
+    const sep = this.certificate.endsWith('\n') ? '' : '\n';
+    return `${this.certificate}${sep}${this.previousCertificate!}`;
   }
 
   /** True when `certificatePem` (the first certificate of a PEM chain) was issued by this CA. */
@@ -136,19 +181,23 @@ export class CertificateAuthority {
    * what is wrong otherwise (another CA's, another device's, expired), BAD_REQUEST for what
    * is no certificate.
    */
-  deviceCertificateKey(certificatePem: string, deviceId: string, nowMs = Date.now()): { key: KeyObject; issuedAt: number; expiresAt: number } {
+  deviceCertificateKey(certificatePem: string, deviceId: string, nowMs = Date.now()): { key: KeyObject; issuedAt: number; expiresAt: number; byPreviousCa: boolean } {
     let x509: X509Certificate;
     try {
       x509 = new X509Certificate(certificatePem);
     } catch {
       throw new UpdraftError('BAD_REQUEST', 'certificate is not a PEM X.509 certificate');
     }
-    if (!x509.checkIssued(this.x509) || !x509.verify(this.x509.publicKey)) throw new UpdraftError('FORBIDDEN', "the current certificate was not issued by this server's CA");
+    const by = (ca: X509Certificate) => x509.checkIssued(ca) && x509.verify(ca.publicKey);
+    // during a rollover, a certificate of the previous CA proves the device as well, while that CA is valid
+    const byPreviousCa = !by(this.x509) && this.previous !== undefined && by(this.previous);
+    if (byPreviousCa && !this.trustsPrevious(nowMs)) throw new UpdraftError('FORBIDDEN', `the current certificate was issued by the previous CA (pki/previous-ca.crt), which expired at ${this.previous!.validTo}: a device whose certificate expired is given a new one by the operator (updraft device cert)`);
+    if (!byPreviousCa && !by(this.x509)) throw new UpdraftError('FORBIDDEN', "the current certificate was not issued by this server's CA");
     const cn = /^CN=(.*)$/m.exec(x509.subject)?.[1];
     if (cn !== deviceId) throw new UpdraftError('FORBIDDEN', `the current certificate is ${cn === undefined ? 'no device' : `device ${cn}`}'s, not ${deviceId}'s`);
     if (Date.parse(x509.validTo) + SKEW_MS < nowMs) throw new UpdraftError('FORBIDDEN', `the current certificate expired at ${new Date(x509.validTo).toISOString()}: a device whose certificate expired is given a new one by the operator (updraft device cert)`);
     if (Date.parse(x509.validFrom) - SKEW_MS > nowMs) throw new UpdraftError('FORBIDDEN', 'the current certificate is not valid yet');
-    return { key: x509.publicKey, issuedAt: Date.parse(x509.validFrom) + SKEW_MS, expiresAt: Date.parse(x509.validTo) };
+    return { key: x509.publicKey, issuedAt: Date.parse(x509.validFrom) + SKEW_MS, expiresAt: Date.parse(x509.validTo), byPreviousCa };
   }
 
   /**
@@ -216,7 +265,17 @@ export class CertificateAuthority {
   }
 }
 
-/** Loads the CA of `dataDir`, or undefined when there is none. */
+/** Reads `file`, undefined when it does not exist; CONFIG naming it otherwise. */
+async function readOptional(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new UpdraftError('CONFIG', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Loads the CA of `dataDir` (with the previous CA a rollover left), or undefined when there is none. */
 export async function loadCa(dataDir: string): Promise<CertificateAuthority | undefined> {
   const p = caPaths(dataDir);
   let cert: string;
@@ -227,13 +286,19 @@ export async function loadCa(dataDir: string): Promise<CertificateAuthority | un
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new UpdraftError('CONFIG', `cannot read the CA in ${p.dir}: ${(err as Error).message}`, { cause: err });
   }
-  return new CertificateAuthority(cert, key);
+  const previous = await readOptional(p.previous);
+  try {
+    // a key that is not the certificate's would sign certificates no device or server accepts
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) throw new Error('pki/ca.key is not the private key of pki/ca.crt');
+    if (previous !== undefined) new X509Certificate(previous);
+  } catch (err) {
+    throw new UpdraftError('CONFIG', `the CA in ${p.dir} cannot be used: ${(err as Error).message}`, { cause: err });
+  }
+  return new CertificateAuthority(cert, key, previous);
 }
 
-/** Creates the CA of `dataDir`; CONFLICT when one exists (re-creating it would orphan every device certificate). */
-export async function createCa(dataDir: string, commonName = 'Updraft device CA'): Promise<CertificateAuthority> {
-  if (await loadCa(dataDir)) throw new UpdraftError('CONFLICT', `a CA already exists in ${caPaths(dataDir).dir}; every device certificate depends on it, so it is kept`);
-  const p = caPaths(dataDir);
+/** A new self-signed CA (10 years), PEM; naming `replaces` (its certificate, PEM) as the CA it succeeds. */
+async function makeCa(commonName: string, replaces?: string): Promise<{ certPem: string; keyPem: string }> {
   const keys = await newRsaKey();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
@@ -242,21 +307,135 @@ export async function createCa(dataDir: string, commonName = 'Updraft device CA'
   const name = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Updraft' }];
   cert.setSubject(name);
   cert.setIssuer(name);
-  cert.setExtensions([
+  const extensions: object[] = [
     { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
     { name: 'keyUsage', critical: true, keyCertSign: true, cRLSign: true },
     { name: 'subjectKeyIdentifier' },
-  ]);
+  ];
+  if (replaces !== undefined) {
+    const hash = caCertificateHash(new X509Certificate(replaces).raw);
+    extensions.push({ id: PREVIOUS_CA_HASH_OID, critical: false, value: forge.asn1.toDer(forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, hash.toString('binary'))).getBytes() });
+  }
+  cert.setExtensions(extensions);
   signNatively(cert, createPrivateKey(keys.pem));
-  const certPem = forge.pki.certificateToPem(cert);
+  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.pem };
+}
+
+/** Creates the CA of `dataDir`; CONFLICT when one exists (re-creating it would orphan every device certificate). */
+export async function createCa(dataDir: string, commonName = 'Updraft device CA'): Promise<CertificateAuthority> {
+  if (await loadCa(dataDir)) throw new UpdraftError('CONFLICT', `a CA already exists in ${caPaths(dataDir).dir}; every device certificate depends on it, so it is kept (to replace it: updraft ca rollover)`);
+  const p = caPaths(dataDir);
+  const { certPem, keyPem } = await makeCa(commonName);
   await mkdir(p.dir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(p.key, keys.pem, 0o600);
+  await writeFileAtomic(p.key, keyPem, 0o600);
   await writeFileAtomic(p.cert, certPem, 0o644);
-  return new CertificateAuthority(certPem, keys.pem);
+  return new CertificateAuthority(certPem, keyPem);
 }
 
 /** The CA of `dataDir`, created on first use. */
 export async function loadOrCreateCa(dataDir: string): Promise<{ ca: CertificateAuthority; created: boolean }> {
   const ca = await loadCa(dataDir);
   return ca ? { ca, created: false } : { ca: await createCa(dataDir), created: true };
+}
+
+/** The subject CN of a certificate. */
+function commonNameOf(pem: string): string | undefined {
+  return /^CN=(.*)$/m.exec(new X509Certificate(pem).subject)?.[1];
+}
+
+/**
+ * A name for the CA that replaces `current`: OpenSSL finds a certificate's issuer by its name,
+ * and our certificates carry no authority key identifier, so two CAs of one name, trusted side
+ * by side, would make the old CA's certificates fail against the new CA's key (or the reverse).
+ */
+function successorName(current: string, requested: string | undefined, nowMs: number): string {
+  const oldName = commonNameOf(current);
+  if (requested !== undefined) {
+    if (requested === oldName) throw new UpdraftError('BAD_REQUEST', `--name "${requested}" is the current CA's name: the new CA needs another, since both are trusted side by side and TLS tells them apart by name`);
+    return requested;
+  }
+  const base = (oldName ?? 'Updraft device CA').replace(/ \d{4}-\d{2}-\d{2}$/, '');
+  return `${base} ${new Date(nowMs).toISOString().slice(0, 10)}`;
+}
+
+/**
+ * `updraft ca rollover --prepare`: makes the CA that will replace the current one, as
+ * `pki/next-ca.crt` and `pki/next-ca.key`, and changes nothing the server uses. Devices that
+ * verify the server with Updraft's CA need it in their --ca before the switch (the server's
+ * certificate is then reissued by it). CONFLICT when one is prepared already (it may be on
+ * devices by now) or when there is no CA yet.
+ */
+export async function prepareNextCa(dataDir: string, name?: string): Promise<{ certificate: string; notAfter: number }> {
+  const p = caPaths(dataDir);
+  const ca = await loadCa(dataDir);
+  if (!ca) throw new UpdraftError('NOT_FOUND', `there is no CA in ${p.dir} to replace; make one: updraft ca init`);
+  if ((await readOptional(p.nextCert)) !== undefined) throw new UpdraftError('CONFLICT', `a next CA is prepared already (${p.nextCert}): it may be on devices by now, so it is kept; switch to it with updraft ca rollover`);
+  const { certPem, keyPem } = await makeCa(successorName(ca.certificate, name, Date.now()), ca.certificate);
+  await writeFileAtomic(p.nextKey, keyPem, 0o600);
+  await writeFileAtomic(p.nextCert, certPem, 0o644);
+  return { certificate: certPem, notAfter: Date.parse(new X509Certificate(certPem).validTo) };
+}
+
+/** What `rolloverCa` did. */
+export interface Rollover {
+  /** The new current CA (PEM) and when it expires (ms). */
+  certificate: string;
+  notAfter: number;
+  /** When the previous CA expires (ms): its client certificates are accepted until then. */
+  previousNotAfter: number;
+  /** True when the new CA was the one `prepareNextCa` made (devices may have it already). */
+  prepared: boolean;
+}
+
+/**
+ * `updraft ca rollover`: the current CA becomes the previous one (`pki/previous-ca.crt`, its
+ * device certificates still accepted while it is valid) and the prepared next CA (or, without
+ * one, a new CA) becomes the current one (`pki/ca.crt`, `pki/ca.key`), which issues everything
+ * from the next start on. The old private key is deleted: verifying its certificates needs
+ * only its certificate, and nothing may be signed with it any more; a copy left in pki/ would
+ * be a second key to guard for the years of the transition (a backup taken before holds it,
+ * for a way back). CONFLICT while a previous CA is still valid: a second rollover would drop
+ * it, and with it every device not yet moved off it (drop it first: `dropPreviousCa`).
+ */
+export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.now()): Promise<Rollover> {
+  const p = caPaths(dataDir);
+  const ca = await loadCa(dataDir);
+  if (!ca) throw new UpdraftError('NOT_FOUND', `there is no CA in ${p.dir} to replace; make one: updraft ca init`);
+  // a previous CA that is the current one is what a rollover stopped after its first step left
+  if (ca.trustsPrevious(nowMs) && ca.previousCertificate !== ca.certificate) {
+    throw new UpdraftError('CONFLICT', `the previous CA (${p.previous}) is still trusted, until ${new Date(ca.previousNotAfter!).toISOString()}: a second rollover would drop it and lock out the devices not yet moved off it; once none needs it, remove it with updraft ca drop-previous`);
+  }
+  let next: { certPem: string; keyPem: string; prepared: boolean };
+  const [nextCert, nextKey] = [await readOptional(p.nextCert), await readOptional(p.nextKey)];
+  if (nextCert !== undefined && nextKey !== undefined) {
+    if (!new X509Certificate(nextCert).checkPrivateKey(createPrivateKey(nextKey))) throw new UpdraftError('CONFIG', `${p.nextKey} is not the private key of ${p.nextCert}`);
+    if (name !== undefined && name !== commonNameOf(nextCert)) throw new UpdraftError('BAD_REQUEST', `the prepared next CA is named "${commonNameOf(nextCert)}"; --name is for a CA made now (drop it, or remove ${p.nextCert} and ${p.nextKey} to make another)`);
+    next = { certPem: nextCert, keyPem: nextKey, prepared: true };
+  } else {
+    if (nextCert !== undefined || nextKey !== undefined) throw new UpdraftError('CONFIG', `only one of ${p.nextCert} and ${p.nextKey} exists: restore the other, or remove it to make a new CA`);
+    next = { ...(await makeCa(successorName(ca.certificate, name, nowMs), ca.certificate)), prepared: false };
+  }
+  // previous first: a stop after any step leaves a usable pki/ (the old CA still current, or
+  // the new one with the old as previous); the key and certificate are renamed into place,
+  // each whole, key first (loadCa refuses a key that is not the certificate's, by name)
+  await writeFileAtomic(p.previous, ca.certificate, 0o644);
+  if (next.prepared) {
+    await rename(p.nextKey, p.key);
+    await rename(p.nextCert, p.cert);
+  } else {
+    await writeFileAtomic(p.key, next.keyPem, 0o600);
+    await writeFileAtomic(p.cert, next.certPem, 0o644);
+  }
+  return { certificate: next.certPem, notAfter: Date.parse(new X509Certificate(next.certPem).validTo), previousNotAfter: ca.notAfter, prepared: next.prepared };
+}
+
+/** `updraft ca drop-previous`: ends a rollover (the previous CA's certificates are refused from the next start); false when there was none. */
+export async function dropPreviousCa(dataDir: string): Promise<boolean> {
+  try {
+    await unlink(caPaths(dataDir).previous);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
 }

@@ -37,6 +37,13 @@ import type { CertificateAuthority } from './certificate-authority.ts';
 
 const DAY_MS = 86_400_000;
 
+/**
+ * The `reason` of a renewal asked because a CA of the device's --ca bundle succeeds the CA of
+ * its certificate (a rollover), before the certificate is due: refused (409) while the
+ * certificate is of this server's current CA.
+ */
+export const CA_MOVE_REASON = 'newer-ca';
+
 /** The largest request taken: a CSR and a certificate of a 4096-bit key fit four times over. */
 export const MAX_RENEWAL_BYTES = 16_384;
 
@@ -70,6 +77,8 @@ export class CertificateRenewal {
   private readonly deps: CertificateRenewalDeps;
   /** When each device was last given a certificate here (the most recent 100,000). */
   private readonly renewedAt = new Map<string, number>();
+  /** Devices given a certificate of the current CA for one of the previous CA (a rollover), since start. */
+  movedOffPrevious = 0;
 
   constructor(deps: CertificateRenewalDeps) {
     this.deps = deps;
@@ -93,7 +102,7 @@ export class CertificateRenewal {
     if (msg.sender.kind === 'device' && msg.sender.id !== deviceId) throw new UpdraftError('FORBIDDEN', 'a device may renew its own certificate only');
     const body = requestBody(msg.payload, MAX_RENEWAL_BYTES, 'certificate renewal request');
     const clientToken = readClientToken(body);
-    const { csr, certificate, signature } = body;
+    const { csr, certificate, signature, reason } = body;
     const problems: string[] = [];
     if (typeof csr !== 'string') problems.push('csr (the PEM certificate signing request of the new key)');
     if (typeof certificate !== 'string') problems.push('certificate (the PEM of the current certificate)');
@@ -118,18 +127,27 @@ export class CertificateRenewal {
       proven = false;
     }
     if (!proven) throw new UpdraftError('FORBIDDEN', "the request is not signed by the current certificate's key");
+    // an agent whose --ca names a successor of its certificate's CA asks before its certificate
+    // is due (agent/certificate-renewer.ts): while this server still issues from that CA (the
+    // successor prepared, not switched to yet), a new certificate would move it nowhere.
+    // Refused as "not yet" (409) before anything is signed; the agent asks again later.
+    if (reason === CA_MOVE_REASON && !current.byPreviousCa) {
+      throw new UpdraftError('CONFLICT', `the current certificate is already of this server's CA (pki/ca.crt, until ${new Date(this.deps.ca.notAfter).toISOString()}): it moves to a newer CA once the server has switched to it (updraft ca rollover)`);
+    }
     // Near the CA's end a new certificate ends with the CA, where this one does: signing gains
     // nothing, and the agents deployed before 2026-12 would ask again at every connect (and
     // meet a 429 within the hour) for weeks. Refused as final (409): agents since stop asking.
     const caEnd = this.deps.ca.notAfter;
-    if (caEnd <= current.expiresAt + DAY_MS) {
+    if (!current.byPreviousCa && caEnd <= current.expiresAt + DAY_MS) {
       throw new UpdraftError('CONFLICT', `Updraft's CA (pki/ca.crt) ends at ${new Date(caEnd).toISOString()}: a renewed certificate would end no later than the current one (${new Date(current.expiresAt).toISOString()}); the CA must be replaced (docs/security.md, "Server certificates and the CA's end")`);
     }
     const issued = this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
     rememberLru(this.renewedAt, deviceId, this.now(), 100_000);
     const accepted: CertificateRenewed = { certificate: issued.certificate, notAfter: issued.notAfter, timestamp: Math.floor(this.now() / 1000) };
     if (clientToken !== undefined) accepted.clientToken = clientToken;
-    this.deps.logger.info('device certificate renewed', { deviceId, notAfter: new Date(issued.notAfter * 1000).toISOString() });
+    // a certificate of the previous CA is replaced by one of the current CA: the device has moved
+    if (current.byPreviousCa) this.movedOffPrevious++;
+    this.deps.logger.info('device certificate renewed', { deviceId, notAfter: new Date(issued.notAfter * 1000).toISOString(), ...(current.byPreviousCa ? { movedFromPreviousCa: true } : {}) });
     await this.deps.publish(certificateAnswerTopic(deviceId, 'accepted'), JSON.stringify(accepted));
   }
 }

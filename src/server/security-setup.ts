@@ -40,13 +40,27 @@ export async function loadSecurity(config: UpdraftConfig, dataDir: string, logge
   // its expiry is said by the CertificateExpiryWatch, at start and while the server runs
   const { ca, created: caCreated } = await loadOrCreateCa(dataDir);
   if (caCreated) logger.debug("Updraft's device CA created", { dir: `${dataDir}/pki` });
+  logPreviousCa(ca, logger);
   const hosts = config.tls.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
   const mqttTls =
     config.mqtt.tlsPort >= 0
-      ? { ...(await resolveTls({ dataDir, ca, hosts, prefix: 'mqtt', certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey, logger })), ca: ca.certificate, port: config.mqtt.tlsPort }
+      ? // client certificates of the current CA, and of the previous one during a rollover
+        { ...(await resolveTls({ dataDir, ca, hosts, prefix: 'mqtt', certFile: config.mqtt.tlsCert, keyFile: config.mqtt.tlsKey, logger })), ca: ca.clientCaBundle(), port: config.mqtt.tlsPort }
       : undefined;
   const httpTls = config.http.tls === 'on' ? await resolveTls({ dataDir, ca, hosts, prefix: 'http', certFile: config.http.tlsCert, keyFile: config.http.tlsKey, logger }) : undefined;
   return { signingKey, publicKeyFile, manifests: new ManifestSigner({ key: signingKey, ...(installed ? { certificate: installed.certificate, rootRotations: installed.rootRotations } : {}) }), ca, mqttTls, httpTls };
+}
+
+/**
+ * Says, at start, that a rollover's previous CA (pki/previous-ca.crt) is trusted and until
+ * when, or that it has expired and is ignored (pki/certificate-authority.ts, `clientCaBundle`).
+ */
+export function logPreviousCa(ca: CertificateAuthority, logger: Logger, nowMs = Date.now()): void {
+  const end = ca.previousNotAfter;
+  if (end === undefined) return;
+  const until = new Date(end).toISOString();
+  if (ca.trustsPrevious(nowMs)) logger.info("the previous CA (pki/previous-ca.crt) is trusted for devices' client certificates until it expires: devices renew onto the current CA (docs/security.md, \"When the CA nears its end\")", { previousCaExpiresAt: until });
+  else logger.warn("the previous CA (pki/previous-ca.crt) is ignored: it has expired (or is not valid yet), so client certificates it issued are refused; remove it: updraft ca drop-previous", { previousCaExpiresAt: until });
 }
 
 /** A listener's TLS material; the operator's own files are checked here, where their settings can be named. */

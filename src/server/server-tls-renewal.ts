@@ -46,6 +46,8 @@ export interface ServerTlsRenewalDeps {
 /** Expiries (seconds since the epoch) of what is served, for the metrics; null where nothing is. */
 export interface TlsExpiries {
   caExpiresAt: number;
+  /** When the previous CA of a rollover (pki/previous-ca.crt) expires; null without one. */
+  previousCaExpiresAt: number | null;
   mqttCertificateExpiresAt: number | null;
   httpCertificateExpiresAt: number | null;
 }
@@ -79,7 +81,8 @@ export class ServerTlsRenewal {
       const ms = l ? certificateNotAfter(l.tls.cert) : undefined;
       return ms === undefined ? null : Math.floor(ms / 1000);
     };
-    return { caExpiresAt: Math.floor(this.deps.ca.notAfter / 1000), mqttCertificateExpiresAt: at('mqtt'), httpCertificateExpiresAt: at('http') };
+    const previous = this.deps.ca.previousNotAfter;
+    return { caExpiresAt: Math.floor(this.deps.ca.notAfter / 1000), previousCaExpiresAt: previous === undefined ? null : Math.floor(previous / 1000), mqttCertificateExpiresAt: at('mqtt'), httpCertificateExpiresAt: at('http') };
   }
 
   /**
@@ -97,6 +100,9 @@ export class ServerTlsRenewal {
     const caAt = new Date(d.ca.notAfter).toISOString();
     if (caLeft <= 0) d.logger.error(`Updraft's CA (pki/ca.crt) has EXPIRED: no device or server certificate it issued is accepted any more, so devices on MQTTS cannot connect. Replace it and provision devices with the new one (docs/security.md, "When the CA nears its end")`, { expiredAt: caAt });
     else if (caLeft < CA_WARNING_MS) d.logger.warn(`Updraft's CA (pki/ca.crt) expires in ${Math.floor(caLeft / DAY_MS)} days: no certificate it issues is valid past it (they end with it); plan its replacement, which means provisioning devices with the new CA (docs/security.md, "When the CA nears its end")`, { expiresAt: caAt });
+    // a previous CA that expired while the server runs: OpenSSL refuses its chains from then on
+    const previous = d.ca.previousNotAfter;
+    if (previous !== undefined && previous <= now) d.logger.warn('the previous CA (pki/previous-ca.crt) has expired: client certificates it issued are refused from now on; remove it: updraft ca drop-previous', { previousCaExpiresAt: new Date(previous).toISOString() });
     for (const l of d.listeners) {
       try {
         if (l.certFile || l.keyFile) {

@@ -1,0 +1,214 @@
+/**
+ * CA rollover (`updraft ca rollover`, docs/security.md "When the CA nears its end"): after the
+ * switch the server trusts the previous CA's client certificates while it is valid, and a
+ * device holding one renews over MQTT onto the new CA by itself (its --ca bundle names the new
+ * CA as the successor of its certificate's), then connects with the new certificate. A
+ * certificate of an unrelated CA is refused as before, and once the previous CA is dropped (or
+ * has expired) its certificates are refused. Real `updraft ca` processes, real servers on the
+ * data directory, a real agent over MQTTS.
+ */
+import assert from 'node:assert/strict';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import forge from 'node-forge';
+import { caPaths, createCa } from '../../src/pki/certificate-authority.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { startAgent } from './support.ts';
+
+/** 'tls' when the TLS layer refused the connection, the CONNACK code when MQTT did, undefined when admitted (as mqtt-tls.test.ts). */
+function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const done = (v: number | 'tls' | undefined) => {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      c.end(true, () => resolve(v));
+    };
+    c.once('connect', () => done(undefined));
+    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 'tls'));
+    c.once('close', () => done('tls'));
+  });
+}
+
+type Line = Record<string, unknown>;
+const parsed = (lines: string[]): Line[] => lines.map((l) => JSON.parse(l) as Line);
+const issuedBy = (pem: string, caPem: string) => {
+  const cert = new X509Certificate(pem);
+  const ca = new X509Certificate(caPem);
+  return cert.checkIssued(ca) && cert.verify(ca.publicKey);
+};
+
+describe('CA rollover: devices move to the new CA by themselves', () => {
+  const dirs: string[] = [];
+  const servers: TestServer[] = [];
+  const tmp = async (prefix: string) => {
+    const d = await mkdtemp(path.join(os.tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  };
+  const start = async (dataDir: string, lines?: string[]) => {
+    const ts = await startTestServer({ dataDir, ...(lines ? { logger: createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) }) } : {}) });
+    servers.push(ts);
+    return ts;
+  };
+  after(async () => {
+    for (const s of servers) await s.stop().catch(() => {});
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  it('after ca rollover a device with an old-CA certificate connects, renews onto the new CA over MQTT, and connects with it; a foreign CA is refused', async () => {
+    const dataDir = await tmp('updraft-rollover-');
+    const before = await start(dataDir);
+    await registerDevice(before, 'r-1');
+    const oldCa = before.server.security.ca.certificate;
+    const old = await before.server.security.ca.issueDeviceCertificate('r-1'); // two years: not due for renewal
+    await before.stop();
+
+    const refusedRunning = await start(dataDir);
+    const running = await runCli(['ca', 'rollover', '--data-dir', dataDir]);
+    assert.notEqual(running.code, 0, 'refused while a server runs on the directory');
+    assert.match(running.stderr, /a server runs on .*stop it first/);
+    await refusedRunning.stop();
+
+    const r = await runCli(['ca', 'rollover', '--data-dir', dataDir]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /CA rolled over/);
+    const p = caPaths(dataDir);
+    assert.equal(await readFile(p.previous, 'utf8'), oldCa, 'the old CA certificate is kept as the previous CA');
+    const newCa = await readFile(p.cert, 'utf8');
+    assert.notEqual(newCa, oldCa);
+
+    const lines: string[] = [];
+    const ts = await start(dataDir, lines);
+    const url = `mqtts://127.0.0.1:${ts.server.broker.tlsPort}`;
+    const bundle = `${oldCa}${newCa}`; // what devices are given (docs/security.md)
+    assert.ok(parsed(lines).some((l) => String(l.msg).startsWith('the previous CA (pki/previous-ca.crt) is trusted')), lines.join('\n'));
+
+    // the server's certificate is the new CA's, and so is what it issues now
+    assert.equal(await tryConnect(url, { clientId: 'r-1', ca: bundle, cert: old.certificate, key: old.privateKey }), undefined, 'the old-CA certificate still gets in');
+
+    // an unrelated CA's certificate for the same device is refused
+    const foreign = await (await createCa(await tmp('updraft-foreign-ca-'), 'Mallory CA')).issueDeviceCertificate('r-1');
+    assert.equal(await tryConnect(url, { clientId: 'r-1', ca: bundle, cert: foreign.certificate, key: foreign.privateKey }), 'tls', 'a certificate of another CA');
+
+    const renewed: { certificate: string; privateKey: string }[] = [];
+    const root = await tmp('updraft-rollover-agent-');
+    const { agent } = await startAgent(ts, root, 'r-1', {
+      brokerUrl: url,
+      mqttOptions: { reconnectPeriod: 200, ca: bundle, cert: old.certificate, key: old.privateKey },
+      certificateRenewal: { save: async (pair) => void renewed.push(pair) },
+      requestAttempts: 1,
+    });
+    try {
+      const pair = await eventually(async () => renewed[0], 30_000, 'the agent renewed onto the new CA');
+      assert.ok(issuedBy(pair.certificate, newCa), 'the renewed certificate is of the new CA');
+      assert.ok(!issuedBy(pair.certificate, oldCa));
+      assert.ok(new X509Certificate(pair.certificate).checkPrivateKey(createPrivateKey(pair.privateKey)));
+      const moved = parsed(lines).find((l) => l.msg === 'device certificate renewed' && l.deviceId === 'r-1');
+      assert.equal(moved?.movedFromPreviousCa, true, lines.join('\n'));
+      assert.equal(await tryConnect(url, { clientId: 'r-1', ca: bundle, cert: pair.certificate, key: pair.privateKey }), undefined, 'the new-CA certificate gets in');
+    } finally {
+      await agent.stop();
+    }
+    // asked once: the new certificate has no newer CA to move to
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(renewed.length, 1);
+
+    const res = await fetch(`${ts.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${ts.token}`, accept: 'text/plain' } });
+    const text = await res.text();
+    const at = Math.floor(Date.parse(new X509Certificate(oldCa).validTo) / 1000);
+    assert.match(text, new RegExp(`^updraft_previous_ca_expiry_timestamp_seconds ${at}$`, 'm'));
+    await ts.stop();
+
+    // once dropped, the old CA's certificates are refused again
+    const dropped = await runCli(['ca', 'drop-previous', '--data-dir', dataDir]);
+    assert.equal(dropped.code, 0, dropped.stderr);
+    const afterDrop = await start(dataDir);
+    const url2 = `mqtts://127.0.0.1:${afterDrop.server.broker.tlsPort}`;
+    assert.equal(await tryConnect(url2, { clientId: 'r-1', ca: bundle, cert: old.certificate, key: old.privateKey }), 'tls', 'the old-CA certificate without a previous CA');
+    await afterDrop.stop();
+  });
+
+  it('prepared but not switched: an agent holding the next CA is told "not yet" (409, nothing signed) and reports no error', async () => {
+    const dataDir = await tmp('updraft-rollover-prepare-');
+    const lines: string[] = [];
+    const ts = await start(dataDir, lines);
+    const prepared = await runCli(['ca', 'rollover', '--prepare', '--data-dir', dataDir]);
+    assert.equal(prepared.code, 0, prepared.stderr);
+    const p = caPaths(dataDir);
+    const current = await readFile(p.cert, 'utf8');
+    const bundle = `${current}${await readFile(p.nextCert, 'utf8')}`;
+    assert.equal(current, ts.server.security.ca.certificate, 'the current CA is unchanged');
+    await registerDevice(ts, 'p-1');
+    const cert = await ts.server.security.ca.issueDeviceCertificate('p-1');
+    const renewed: unknown[] = [];
+    const agentLines: string[] = [];
+    const { agent } = await startAgent(ts, await tmp('updraft-prepare-agent-'), 'p-1', {
+      brokerUrl: `mqtts://127.0.0.1:${ts.server.broker.tlsPort}`,
+      mqttOptions: { reconnectPeriod: 200, ca: bundle, cert: cert.certificate, key: cert.privateKey },
+      certificateRenewal: { save: async (pair) => void renewed.push(pair) },
+      requestAttempts: 1,
+      logger: createLogger({ level: 'info', format: 'json', write: (l) => agentLines.push(l) }),
+    });
+    try {
+      const refused = await eventually(async () => parsed(lines).find((l) => l.msg === 'certificate renewal refused' && l.deviceId === 'p-1'), 30_000, 'the early renewal refused');
+      assert.match(String(refused.reason), /already of this server's CA/);
+      const said = await eventually(async () => parsed(agentLines).find((l) => String(l.msg).startsWith('client certificate not moved to the newer CA yet')), 10_000, 'the agent says it waits');
+      assert.equal(said.level, 'info');
+      assert.equal(renewed.length, 0);
+      assert.deepEqual(parsed(lines).filter((l) => l.msg === 'device certificate renewed'), [], 'nothing signed');
+      const reported = (await ts.server.store.getShadow('p-1', ''))?.state.reported?.agent as { certificateRenewalError?: string | null } | undefined;
+      assert.equal(reported?.certificateRenewalError, undefined);
+    } finally {
+      await agent.stop();
+    }
+    await ts.stop();
+  });
+
+  it('without a rollover an old CA certificate is refused; an expired previous CA is ignored with a WARN', async () => {
+    const dataDir = await tmp('updraft-rollover-expired-');
+    // a CA that expired yesterday, and a device certificate of it, made as any CA would
+    const keys = forge.pki.rsa.generateKeyPair(2048);
+    const caCert = forge.pki.createCertificate();
+    caCert.publicKey = keys.publicKey;
+    caCert.serialNumber = '01';
+    caCert.validity.notBefore = new Date(Date.now() - 400 * 86_400_000);
+    caCert.validity.notAfter = new Date(Date.now() - 86_400_000);
+    const name = [{ name: 'commonName', value: 'Expired device CA' }, { name: 'organizationName', value: 'Updraft' }];
+    caCert.setSubject(name);
+    caCert.setIssuer(name);
+    caCert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', critical: true, keyCertSign: true }]);
+    caCert.sign(keys.privateKey, forge.md.sha256.create());
+    const devKeys = forge.pki.rsa.generateKeyPair(2048);
+    const dev = forge.pki.createCertificate();
+    dev.publicKey = devKeys.publicKey;
+    dev.serialNumber = '02';
+    dev.validity.notBefore = new Date(Date.now() - 300 * 86_400_000);
+    dev.validity.notAfter = new Date(Date.now() - 2 * 86_400_000);
+    dev.setSubject([{ name: 'commonName', value: 'x-1' }]);
+    dev.setIssuer(name);
+    dev.setExtensions([{ name: 'extKeyUsage', clientAuth: true }]);
+    dev.sign(keys.privateKey, forge.md.sha256.create());
+    const expiredCa = forge.pki.certificateToPem(caCert);
+    const device = { cert: forge.pki.certificateToPem(dev), key: forge.pki.privateKeyToPem(devKeys.privateKey) };
+
+    const first = await start(dataDir);
+    await registerDevice(first, 'x-1');
+    await first.stop();
+    await writeFile(caPaths(dataDir).previous, expiredCa);
+    const lines: string[] = [];
+    const ts = await start(dataDir, lines);
+    const warned = parsed(lines).find((l) => String(l.msg).startsWith('the previous CA (pki/previous-ca.crt) is ignored'));
+    assert.equal(warned?.level, 'warn', lines.join('\n'));
+    assert.equal(ts.server.security.mqttTls?.ca, ts.server.security.ca.certificate, 'only the current CA is trusted for client certificates');
+    const url = `mqtts://127.0.0.1:${ts.server.broker.tlsPort}`;
+    assert.equal(await tryConnect(url, { clientId: 'x-1', ca: ts.server.security.ca.certificate, ...device }), 'tls');
+    await ts.stop();
+  });
+});

@@ -279,6 +279,8 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
   // it then fails verification, it is fetched again from scratch, once, before giving up
   let resumed = resumedFrom > 0;
   let fetchedAgain = opts.fetchedFromStart === true;
+  // bytes were asked for in this call: a file found whole (kept after a restart) was not downloaded here
+  let transferred = false;
   // the most bytes the file has held: only bytes beyond it are progress, so a server that
   // makes the same bytes be lost and fetched again (a 206 refused, a 200 cut at the same
   // place) runs the budget out instead of renewing it every cycle
@@ -293,6 +295,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     if (have === undefined || have < opts.size) {
       await ensureSpace(opts, opts.size - (have ?? 0));
       try {
+        transferred = true;
         await transfer(opts, have ?? 0, log, (start) => (resumed = start > 0));
         const now = (await sizeOnDisk(opts.file)) ?? 0;
         if (now < opts.size) throw new Retryable(`connection closed after ${now} of ${opts.size} bytes`);
@@ -326,7 +329,9 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       log.warn('resumed download failed verification, downloading again from the start', { url: shownUrl(opts.url) });
       continue;
     }
-    const again = fetchedAgain ? ' (after downloading it again from the start)' : '';
+    // what the reason says is what happened: a file found whole was not downloaded by this
+    // call, though the job's one fetch from the start was made before (a restart since)
+    const again = !fetchedAgain ? '' : transferred ? ' (after downloading it again from the start)' : ' (the file kept on the device, not downloaded again: this job already made its one download from the start)';
     if (actual.size !== opts.size) throw new UpdraftError('INTEGRITY', `size mismatch: expected ${opts.size} bytes, got ${actual.size}${again}`);
     throw new UpdraftError('INTEGRITY', `sha256 mismatch: expected ${opts.sha256}, got ${actual.sha256}${again}`);
   }

@@ -7,7 +7,7 @@
  * timeout. A real HTTP server; a clock that moves only when the downloader waits.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -116,5 +116,22 @@ describe('downloadArtifact: the same bytes lost and fetched again do not renew t
     assert.ok(err instanceof UpdraftError && err.code === 'DOWNLOAD' && err.status === 416, String(err));
     assert.equal(err.message, 'HTTP 416: the server has no bytes from 80000 on (its file has 200000 bytes), but the artifact has 200000; the partial file was deleted');
     assert.deepEqual(requests, [undefined, `bytes=${CUT}-`]);
+  });
+  it('a whole file kept from before a restart, the fetch from the start made then: fails saying it downloaded nothing', async () => {
+    // the job's one fetch from the start was made before the restart (fetchedFromStart, saved
+    // with the job); the file on the device is whole but not the build (changed on the disk)
+    handler = (_req, res) => void res.writeHead(200, { 'content-length': content.length }).end(content);
+    const file = path.join(dir, 'kept.part');
+    await writeFile(file, Buffer.alloc(content.length, 7));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fw?sig=s3cr3t`;
+    const err = await downloadArtifact({ url, file, size: content.length, sha256: sha256(content), fetchedFromStart: true }).then(
+      () => assert.fail('downloaded'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof UpdraftError && err.code === 'INTEGRITY', String(err));
+    // it said "after downloading it again from the start": this run downloaded nothing
+    assert.match(err.message, /^sha256 mismatch: expected [0-9a-f]{64}, got [0-9a-f]{64} \(the file kept on the device, not downloaded again: this job already made its one download from the start\)$/);
+    assert.deepEqual(requests, []);
+    await assert.rejects(stat(file), { code: 'ENOENT' }, 'the file deleted');
   });
 });

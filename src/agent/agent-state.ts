@@ -98,10 +98,20 @@ export interface AgentStateData {
    * does not know it, so that a job it finished is not run again; then clears it.
    */
   unknownPast?: true;
+  /**
+   * Job ids the server took back from this device (a stay command `<id>.cancel` was heard),
+   * most recent last, bounded by `MAX_CANCELED_JOBS`. A command naming one of them is a late
+   * one (held by a server instance cut off from the broker, say) and is never acted on: job ids
+   * are unique and a canceled one never comes back (a retry has its own id, `<id>.<attempt>`).
+   */
+  canceled?: string[];
 }
 
 /** How many finished jobs are remembered (duplicates of older ones are not expected). */
 export const MAX_FINISHED_JOBS = 16;
+
+/** How many canceled job ids are remembered (`canceled`). */
+export const MAX_CANCELED_JOBS = 64;
 
 /** Where the agent state lives. */
 export interface AgentStateStore {
@@ -116,6 +126,13 @@ export function rememberFinished(finished: FinishedJob[], job: FinishedJob): Fin
   const next = finished.filter((f) => f.jobId !== job.jobId);
   next.push(job);
   return next.slice(-MAX_FINISHED_JOBS);
+}
+
+/** A new list: `canceled` with `jobId` last (moved there when it held it), the oldest dropped beyond `MAX_CANCELED_JOBS`. */
+export function rememberCanceled(canceled: readonly string[] | undefined, jobId: string): string[] {
+  const next = (canceled ?? []).filter((id) => id !== jobId);
+  next.push(jobId);
+  return next.slice(-MAX_CANCELED_JOBS);
 }
 
 /** `<stateDir>/agent-state.json`, written with temp file + fsync + rename. */
@@ -293,6 +310,10 @@ function sanitize(raw: unknown): AgentStateData {
   if (obj.unknownPast === true) out.unknownPast = true;
   if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
   if (out.keySerial !== undefined && typeof obj.keySerialKeyId === 'string' && /^[0-9a-f]{16}$/.test(obj.keySerialKeyId)) out.keySerialKeyId = obj.keySerialKeyId;
+  if (Array.isArray(obj.canceled)) {
+    const canceled = obj.canceled.filter((id): id is string => typeof id === 'string' && id !== '').slice(-MAX_CANCELED_JOBS);
+    if (canceled.length > 0) out.canceled = canceled;
+  }
   if (typeof obj.clockOffsetReported === 'number' && Number.isSafeInteger(obj.clockOffsetReported)) out.clockOffsetReported = obj.clockOffsetReported;
   const root = obj.rotatedRoot as Record<string, unknown> | undefined;
   const keyId = /^[0-9a-f]{16}$/;

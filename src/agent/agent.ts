@@ -37,6 +37,7 @@ import { checkUpdateAgentOptions } from './agent-options-check.ts';
 import {
   FileAgentStateStore,
   checkTransition,
+  rememberCanceled,
   rememberFinished,
   type AgentStateData,
   type AgentStateStore,
@@ -597,11 +598,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       if (session !== this.session || !this.started) return;
       const held = this.held;
       this.held = undefined;
+      let tookHeld = false;
       if (early && held) {
         // a delta heard while asking: the command, unless the document is newer
         const docVersion = numberOrUndefined(early.doc?.version);
         if (held.version === undefined || docVersion === undefined || held.version >= docVersion) {
           early.doc = undefined;
+          tookHeld = true;
           this.handleCommand(held.value, held.version);
         }
       }
@@ -627,10 +630,19 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // costs nothing but the `get` as before; one heard is never stale (it came after the
       // subscription, and a newer desired state sends a newer delta).
       await new Promise((resolve) => setImmediate(resolve));
-      if (session !== this.session || !this.started || this.softwareDeltas > heard) return;
-      const doc = early ? early.doc : await this.getDocument();
       if (session !== this.session || !this.started) return;
-      if (doc) this.handleDocument(doc);
+      if (this.softwareDeltas === heard) {
+        const doc = early ? early.doc : await this.getDocument();
+        if (session !== this.session || !this.started) return;
+        if (doc) this.handleDocument(doc);
+        // no shadow (404): nothing is desired of this device, as refreshCommand takes it
+        else if (!tookHeld && this.job?.run.unconfirmed) this.job.run.cancel(calledOff.canceled('the device has no shadow any more'));
+      }
+      // the server's current document is acted on: a job resumed at start (saved before it
+      // installed) that it did not call off (a stay command, desired software cleared) is still
+      // wanted and may install now. Not before: a job canceled while the agent was stopped was
+      // installed when the install gate said go before the answer came
+      this.job?.run.confirm();
     } catch (err) {
       if (!this.started || session !== this.session || err instanceof AgentStoppedError) return;
       const delay = this.backoff(attempt);
@@ -707,6 +719,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const jobId = last?.jobId;
     const status = last?.status;
     const waiting = this.resumeAfterLearning() ? this.state.inFlight : undefined;
+    // the last outcome was a stay's: that job was taken back (a state lost since forgot it)
+    const stayFor = jobId === undefined ? undefined : canceledBy(jobId);
+    if (stayFor !== undefined && !this.state.canceled?.includes(stayFor)) this.state.canceled = rememberCanceled(this.state.canceled, stayFor);
     if (jobId !== undefined && (status === 'SUCCESS' || status === 'FAILURE')) {
       const known = this.state.finished.some((f) => f.jobId === jobId);
       const finished: FinishedJob = { jobId, status, finishedAt: new Date(this.now()).toISOString() };
@@ -904,6 +919,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.log.warn('ignoring a malformed update command', { error: asUpdraftError(err).message });
       return;
     }
+    // a stay command takes its job back for good: remembered (and saved) before it is acted on
+    const stayFor = canceledBy(command.jobId);
+    if (stayFor !== undefined) this.noteCanceled(stayFor);
     const job = this.job?.run;
     if (job?.jobId === command.jobId) {
       // the job in flight: every delta re-sends it (our own reports change the shadow); its
@@ -913,6 +931,14 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         return;
       }
       job.commandVersion = version ?? job.commandVersion;
+      return;
+    }
+    // the command of a job this device saw canceled: a late message (a delta held by a server
+    // instance cut off from the broker, sent after the cancel another instance wrote). Job ids
+    // are unique, and a canceled job is never asked for again (a retry has its own id): never
+    // started, nor does it call off the job in flight or re-report anything
+    if (this.state.canceled?.includes(command.jobId)) {
+      this.log.info('ignoring the command of a job canceled before: a late message', { jobId: command.jobId, ...(version !== undefined ? { shadowVersion: version } : {}) });
       return;
     }
     // not before the agent knows what it finished (learnPast): the catch-up acts on it then
@@ -938,6 +964,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     }
     const inFlight: InFlightUpdate = { jobId: command.jobId, command, phase: 'DOWNLOADING', startedAt: new Date(this.now()).toISOString() };
     this.launch(inFlight, true, version);
+  }
+
+  /** `jobId` was taken back by the server (its stay command heard): remembered across restarts (`AgentStateData.canceled`). */
+  private noteCanceled(jobId: string): void {
+    if (this.state.canceled?.includes(jobId)) return;
+    this.state.canceled = rememberCanceled(this.state.canceled, jobId);
+    this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
   }
 
   // ---- jobs (step 7) ------------------------------------------------------------------
@@ -981,6 +1014,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       putOff: (job: UpdateJob, wait: InstallWait, gateWaitedMs?: number) => this.putOff(job, wait, gateWaitedMs),
       fetchedFromStart: inFlight.fetchedFromStart === true,
       savedFetchFromStart: (job) => this.savedFetchFromStart(job),
+      // resumed from the saved state before it installed: installs once the catch-up confirms it (sync)
+      unconfirmed: !fresh && (inFlight.phase === 'DOWNLOADING' || inFlight.phase === 'VERIFYING'),
       ...(inFlight.waiting ? { previousWait: inFlight.waiting } : {}),
       timeZone: this.timeZone,
       urlMarginMs: o.urlMarginMs ?? AGENT_DEFAULTS.urlMarginMs,
@@ -1448,6 +1483,15 @@ function signaturePolicy(root: string | KeyObject | undefined, key: string | Key
   if (key !== undefined) return { publicKey: typeof key === 'string' ? parsePublicKey(key) : key };
   if (allowUnsigned === true) return { allowUnsigned: true };
   throw new UpdraftError('CONFIG', 'no software signing key: pass signingPublicKey (the server prints where its public key is; updraft keys export-public) or rootPublicKey, or allowUnsigned: true to accept unsigned software (insecure)');
+}
+
+/**
+ * The job a stay command takes back: `<id>.cancel` names job `<id>` (an attempt's id, `J` or
+ * `J.<n>`: server side `jobs/agent-job-id.ts`, docs/protocol.md); undefined for any other id.
+ */
+function canceledBy(jobId: string): string | undefined {
+  const suffix = '.cancel';
+  return jobId.length > suffix.length && jobId.endsWith(suffix) ? jobId.slice(0, -suffix.length) : undefined;
 }
 
 function numberOrUndefined(v: unknown): number | undefined {

@@ -95,6 +95,12 @@ export interface UpdateJobDeps {
   fetchedFromStart?: boolean;
   /** Persists that the fetch from the start is made, before it is (a restart keeps the limit). */
   savedFetchFromStart?: (job: UpdateJob) => Promise<void>;
+  /**
+   * A job resumed from the saved state before it installed: the server may have taken it back
+   * while the agent was stopped. It does not install until `confirm()` (the agent acted on
+   * the server's current document, which did not call the job off); it may download meanwhile.
+   */
+  unconfirmed?: boolean;
   /** Progress is reported when it advanced by this much (0..1)... */
   progressStep: number;
   /** ...and at least this many ms passed since the last report (measured on `clock`). */
@@ -128,6 +134,8 @@ export class UpdateJob {
   private fetched = false;
   /** The one fetch from the start of this job's download is made (in this run or before a restart). */
   private fetchedFromStart: boolean;
+  /** While the job waits to be confirmed still wanted (`unconfirmed`): ends that wait. */
+  private confirmation: { done: Promise<void>; resolve: () => void } | undefined;
 
   constructor(command: SoftwareCommand, phase: InFlightPhase, deps: UpdateJobDeps) {
     this.jobId = command.jobId;
@@ -137,6 +145,23 @@ export class UpdateJob {
     this.deps = deps;
     this.clock = deps.clock ?? MONOTONIC_CLOCK;
     this.fetchedFromStart = deps.fetchedFromStart === true;
+    if (deps.unconfirmed) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.confirmation = { done, resolve };
+    }
+  }
+
+  /** True while the job, resumed, waits to be confirmed still wanted before it installs. */
+  get unconfirmed(): boolean {
+    return this.confirmation !== undefined;
+  }
+
+  /** The server's current document did not call the job off: it may install. */
+  confirm(): void {
+    const c = this.confirmation;
+    this.confirmation = undefined;
+    c?.resolve();
   }
 
   /** True while the job may still be called off (nothing installed yet). */
@@ -224,6 +249,8 @@ export class UpdateJob {
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       // a custom downloader may not call beforeVerify: the phases still go in order
       if (this.phase === 'DOWNLOADING') await this.enter('VERIFYING');
+      await this.awaitConfirmation(signal);
+      if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       const refused = await this.awaitInstallTime(signal);
       if (refused !== undefined) return { status: 'FAILURE', error: refused };
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
@@ -238,6 +265,27 @@ export class UpdateJob {
       if (this.cancelReason !== undefined) return { status: 'FAILURE', error: this.cancelReason };
       return { status: 'FAILURE', error: asUpdraftError(err).message };
     }
+  }
+
+  /**
+   * A resumed job waits here, before the install gate and the maintenance windows are asked,
+   * until the agent has acted on the server's current document (`confirm`): a job canceled
+   * while the agent was stopped is called off by it (`cancel`, which ends this wait), instead
+   * of being installed because the gate said go before the answer came.
+   */
+  private async awaitConfirmation(signal: AbortSignal): Promise<void> {
+    const c = this.confirmation;
+    if (!c) return;
+    this.deps.logger.info('resumed job: waiting for the server to confirm it is still wanted before installing', { jobId: this.jobId });
+    signal.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void c.done.then(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
   }
 
   /**

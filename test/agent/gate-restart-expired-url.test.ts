@@ -2,7 +2,8 @@
  * A restart while the install gate waits, the download URL (and the command's manifest)
  * expired meanwhile: the agent has the whole, verified build, so it checks the file and the
  * command again and goes back to the gate, without asking the server for a fresh URL (docs/
- * agent.md, the install gate). It asked for one first, although it needed no download. A file
+ * agent.md, the install gate), once the server's document says the job is still wanted. It
+ * asked for one first, although it needed no download. A file
  * changed while the agent was stopped is still not installed. A real server (URLs of 10 s),
  * broker and agents.
  */
@@ -19,7 +20,8 @@ import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import type { GateAnswer } from '../../src/agent/update-job.ts';
 import { createLogger } from '../../src/util/logger.ts';
-import { freePort } from '../helpers/free-port.ts';
+import { eventually } from '../helpers/cli.ts';
+import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { addArtifact, deploy, outcome, startAgent, testAgentOptions } from '../security/support.ts';
 
@@ -29,6 +31,7 @@ describe('UpdateAgent: a restart during the install gate with an expired URL', (
   let ts: TestServer;
   let root: string;
   const agents: UpdateAgent[] = [];
+  const relays: TcpRelay[] = [];
 
   before(async () => {
     ts = await startTestServer({ flags: { 'url-ttl': 10 } });
@@ -37,6 +40,7 @@ describe('UpdateAgent: a restart during the install gate with an expired URL', (
   });
   after(async () => {
     await Promise.all(agents.map((a) => a.stop()));
+    await Promise.all(relays.map((r) => r.stop()));
     await ts.close();
     await rm(root, { recursive: true, force: true });
   });
@@ -74,22 +78,32 @@ describe('UpdateAgent: a restart during the install gate with an expired URL', (
     return { asked, installGate: async (sw: { version: string }): Promise<GateAnswer> => (asked.push(sw.version), { go: true }) };
   };
 
-  it('goes back to the gate with the file it has, asking for no fresh URL: it installs with the server out of reach', async () => {
+  it('goes back to the gate with the file it has, asking for no fresh URL; it installs once the server says the job is still wanted', async () => {
     // a state store that loses no save (a library's): the job is resumed at the start, before any connection
     const store = new MemoryAgentStateStore();
     const s = await stoppedInTheWait('gr-1', { stateStore: store });
     const gate = going();
     const installer = new SlotInstaller({ dir: s.installDir, initialVersion: '1.0.0', initialName: 'fw' });
+    // the server cannot be reached at first: the relay to its broker is down
+    const relay = await startRelay({ host: '127.0.0.1', port: ts.server.broker.port });
+    relays.push(relay);
+    await relay.down();
     const agent = new UpdateAgent({
       ...testAgentOptions(ts, 'gr-1', s.installDir, installer),
       ...s.base,
-      // the server cannot be reached: nothing listens there
-      brokerUrl: `mqtt://127.0.0.1:${await freePort()}`,
+      brokerUrl: `mqtt://127.0.0.1:${relay.port}`,
       installGate: gate.installGate,
     });
     agents.push(agent);
     const ended = new Promise<{ status: string; error?: string }>((resolve) => agent.on('status', (e) => (e.status === 'SUCCESS' || e.status === 'FAILURE') && resolve(e)));
     await agent.start();
+      // the file kept and checked without the server; the install waits for the server's word
+      // (a job canceled while the agent was stopped is not installed: canceled-job-late-command.test.ts)
+    await eventually(async () => (s.after().some((l) => l.msg === 'resumed job: waiting for the server to confirm it is still wanted before installing') ? true : undefined), 15_000, 'the resumed job waits for the server');
+    assert.ok(s.after().some((l) => l.msg === 'the downloaded build is on the device, whole: checked again, kept'));
+    assert.equal((await installer.current())?.version, '1.0.0');
+    assert.deepEqual(gate.asked, []);
+    await relay.up();
     const end = await ended;
     assert.equal(end.status, 'SUCCESS', JSON.stringify(end));
     assert.deepEqual(gate.asked, ['2.0.0'], 'the gate asked again after the restart');

@@ -18,10 +18,26 @@ export function unwritableReason(err: unknown, file: string): string | undefined
   const dir = path.dirname(file);
   // a directory that is there and makes no file: procfs (keys export-public --out /proc/x said 'there is no directory /proc')
   if (code === 'ENOENT' && statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return `the file system makes no file in ${dir} (a virtual file system such as /proc or /sys)`;
-  if (code === 'ENOENT' || code === 'ENOTDIR') return `there is no directory ${dir}`;
+  // a file where the path needs a directory: named (`--out /srv/x/` with /srv/x a file said 'there is no directory /srv')
+  if (code === 'ENOTDIR') return notADirectory(file) ?? `there is no directory ${dir}`;
+  if (code === 'ENOENT') return `there is no directory ${dir}`;
   if (code === 'EACCES' || code === 'EPERM') return `${dir} is not writable`;
   if (code === 'EROFS') return `${dir} is on a read-only file system`;
   if (code === 'EISDIR') return `${file} is a directory: name a file`;
+  return undefined;
+}
+
+/** The first part of `file`'s path that is a file where a directory is needed, said as such; undefined when none is. */
+function notADirectory(file: string): string | undefined {
+  const parts = path.resolve(file).split(path.sep).filter(Boolean);
+  // every part of the path but the last must be a directory, and the last too when the path ends with a separator
+  const last = /[\\/]$/.test(file) ? parts.length : parts.length - 1;
+  for (let i = 1; i <= last; i++) {
+    const p = path.sep + parts.slice(0, i).join(path.sep);
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st === undefined) return undefined;
+    if (!st.isDirectory()) return `${p} is a file, not a directory`;
+  }
   return undefined;
 }
 

@@ -82,6 +82,13 @@ describe('--out directories the file system cannot make', () => {
     refused(await runCli(['keys', 'export-public', '--data-dir', ts.dataDir, '--out', '/proc/x']), /^updraft: error: cannot write --out \/proc\/x: the file system makes no file in \/proc \(a virtual file system such as \/proc or \/sys\)\n$/);
   });
 
+  it('a --out file whose path goes through a file (keys export-public --out <file>/ or <file>/x): exit 2 naming that file, not "there is no directory"', async () => {
+    for (const out of [`${aFile}/`, path.join(aFile, 'x')]) {
+      refused(await runCli(['keys', 'export-public', '--data-dir', ts.dataDir, '--out', out]), new RegExp(`^updraft: error: cannot write --out ${out.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: ${aFile} is a file, not a directory\n$`));
+    }
+    assert.deepEqual(await readdir(dir), ['afile']);
+  });
+
   it('device cert for a device the server does not know: the directory made for it is removed again', async () => {
     const r = await runCli(['device', 'cert', 'nobody', '--out', path.join(dir, 'new', 'certs'), '--server', ts.httpUrl, '--token', ts.token]);
     assert.equal(r.code, 2, r.stderr);

@@ -7,15 +7,20 @@
  * it keeps running and keeps the password file current (cli/mosquitto-watch.ts). With
  * `--offline` it reads the data directory and the state store instead of the API
  * (cli/broker-offline.ts): the broker of `--mqtt-url` instances is set up before they start.
+ * With `--updraft-ca` devices log in with client certificates of Updraft's CA: it writes
+ * `client-ca.crt` (the current CA and, during a CA rollover, the previous one while it is
+ * valid) as the device listener's cafile, so Mosquitto accepts what the embedded broker would.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
+import { loadConfig } from '../config/load-config.ts';
 import { UpdraftError } from '../errors.ts';
+import { readClientCaBundle, type ClientCaBundle } from '../pki/certificate-authority.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
 import { writeFileAtomic } from '../util/atomic-file.ts';
-import { createLogger, type LogFormat } from '../util/logger.ts';
+import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
 import { safeUrl } from '../util/redact-url.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
@@ -33,6 +38,7 @@ interface Options extends ApiOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
+  updraftCa?: boolean;
   watch?: boolean;
   reloadCommand?: string;
   resyncMinutes: string;
@@ -57,7 +63,8 @@ export function addBrokerCommands(program: Command): void {
     .option('--service-port <port>', 'port of the listener for Updraft instances', '1884')
     .option('--tls-cert <file>', 'server certificate (PEM) for the device listener')
     .option('--tls-key <file>', 'server private key (PEM) for the device listener')
-    .option('--tls-ca <file>', 'CA (PEM) of device client certificates, if devices present one')
+    .option('--tls-ca <file>', 'CA (PEM) of device client certificates: devices log in with one (its CN is the user name), not a password')
+    .option('--updraft-ca', "as --tls-ca, with Updraft's own CA from --data-dir: writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) as the cafile; regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
     .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
@@ -73,6 +80,8 @@ export function addBrokerCommands(program: Command): void {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
       // each of these was dropped without a word: a broker without the client-certificate check, a watch setting never used
       if (opts.tlsCa !== undefined && !opts.tlsCert) throw new UpdraftError('BAD_REQUEST', '--tls-ca goes with --tls-cert and --tls-key: client certificates are asked for on the TLS device listener');
+      if (opts.updraftCa && !opts.tlsCert) throw new UpdraftError('BAD_REQUEST', '--updraft-ca goes with --tls-cert and --tls-key: client certificates are asked for on the TLS device listener');
+      if (opts.updraftCa && opts.tlsCa !== undefined) throw new UpdraftError('BAD_REQUEST', "--updraft-ca and --tls-ca do not go together: --updraft-ca writes the cafile from Updraft's CA, --tls-ca names your own");
       if (!opts.watch) {
         const given = (['reloadCommand', 'resyncMinutes', 'logFormat'] as const).filter((k) => cmd.getOptionValueSource(k) === 'cli');
         const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -85,12 +94,21 @@ export function addBrokerCommands(program: Command): void {
       const dir = path.resolve(opts.out);
       // every option checked (ports, packet size) before the server is asked anything
       const conf = mosquittoConf(listeners(opts, dir));
+      // read before anything is written or asked: a data directory without a CA is said at once
+      const caDir = opts.updraftCa ? updraftCaDataDir(opts) : undefined;
+      let clientCa = caDir !== undefined ? await readClientCaBundle(caDir) : undefined;
       if (opts.watch) {
         const api = new ApiClient(opts);
         await makeOutputDir('--out', opts.out);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
+        let clientCaWritten = false;
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
         const writeCompanions = async () => {
+          if (clientCa !== undefined) {
+            clientCa = await readClientCaBundle(caDir!); // the newest, now that the broker's files are written
+            await writeFileAtomic(path.join(dir, CLIENT_CA_FILE), clientCa.pem, 0o644);
+            clientCaWritten = true;
+          }
           await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
           await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
           logger.info('wrote mosquitto.conf and acl', { dir });
@@ -100,6 +118,16 @@ export function addBrokerCommands(program: Command): void {
         const stop = () => ctl.abort();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        // a CA rollover, drop-previous or the previous CA's expiry changes client-ca.crt: reread
+        // as often as the registry is, rewritten when it changed
+        const caTimer =
+          caDir === undefined
+            ? undefined
+            : setInterval(() => {
+                if (!clientCaWritten) return; // written with mosquitto.conf, once passwd is
+                void refreshClientCa(caDir, dir, clientCa!, logger).then((next) => (clientCa = next));
+              }, resyncMinutes * 60_000);
+        ctl.signal.addEventListener('abort', () => clearInterval(caTimer), { once: true });
         await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), secrets, writeCompanions, ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
@@ -114,6 +142,10 @@ export function addBrokerCommands(program: Command): void {
         from = read.from;
         passwd = mosquittoPasswd({ operatorToken: read.token, devices: read.devices, secrets });
         await outDir.write('passwd', passwd.text, 0o600);
+        if (clientCa !== undefined) {
+          clientCa = await readClientCaBundle(caDir!);
+          await outDir.write(CLIENT_CA_FILE, clientCa.pem, 0o644);
+        }
         await outDir.write('acl', mosquittoAcl(), 0o644);
         await outDir.write('mosquitto.conf', conf, 0o644);
       } catch (err) {
@@ -121,7 +153,8 @@ export function addBrokerCommands(program: Command): void {
         throw err;
       }
       const out = process.stdout;
-      out.write(`wrote ${dir}/mosquitto.conf, passwd, acl: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
+      out.write(`wrote ${dir}/mosquitto.conf, passwd, acl${clientCa ? `, ${CLIENT_CA_FILE}` : ''}: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
+      if (clientCa) out.write(`${clientCaSummary(clientCa)}\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);
       if (passwd.unnamable.length) out.write(`left out ${passwd.unnamable.length} devices whose id holds ':' (${COLON_ID_REASON}): ${passwd.unnamable.slice(0, 20).join(', ')}${passwd.unnamable.length > 20 ? ', ...' : ''}\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
@@ -156,6 +189,44 @@ async function readSecrets(file: string): Promise<Map<string, string>> {
   return parseSecrets(text, `--secrets ${file}`);
 }
 
+/** The file of `--updraft-ca` in --out: the device listener's cafile. */
+const CLIENT_CA_FILE = 'client-ca.crt';
+
+/** The data directory whose pki/ `--updraft-ca` reads: the server's own settings with --offline, else as the token file's. */
+function updraftCaDataDir(opts: Options): string {
+  if (opts.offline) return path.resolve(loadConfig({ ...(opts.config !== undefined ? { file: opts.config } : {}), env: process.env, flags: { 'data-dir': opts.dataDir, db: opts.db } }).dataDir);
+  return path.resolve(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data'));
+}
+
+/** One line on what client-ca.crt holds, and when it must be regenerated. */
+function clientCaSummary(b: ClientCaBundle): string {
+  const until = b.previousNotAfter === undefined ? '' : new Date(b.previousNotAfter).toISOString();
+  if (b.previousTrusted) return `${CLIENT_CA_FILE}: Updraft's CA (pki/ca.crt) and the previous CA of a rollover (pki/previous-ca.crt, until ${until}); regenerate after updraft ca drop-previous`;
+  if (b.previousNotAfter !== undefined) return `${CLIENT_CA_FILE}: Updraft's CA (pki/ca.crt); the previous CA (pki/previous-ca.crt) is left out: it expired at ${until}`;
+  return `${CLIENT_CA_FILE}: Updraft's CA (pki/ca.crt); regenerate after updraft ca rollover`;
+}
+
+/**
+ * `--watch`: rereads the client CAs; when they changed, rewrites client-ca.crt and says the
+ * broker must be restarted: Mosquitto 2.0 reads a listener's cafile at start only (a SIGHUP,
+ * the reload command, leaves the CAs it started with: checked with 2.0.11). Never throws.
+ */
+async function refreshClientCa(caDir: string, dir: string, last: ClientCaBundle, logger: Logger): Promise<ClientCaBundle> {
+  try {
+    const next = await readClientCaBundle(caDir);
+    if (next.pem === last.pem) return last;
+    await writeFileAtomic(path.join(dir, CLIENT_CA_FILE), next.pem, 0o644);
+    // an expired previous CA left out changes nothing Mosquitto accepts (OpenSSL refuses its chains)
+    const expiredOnly = last.previousTrusted && !next.previousTrusted && next.previousNotAfter === last.previousNotAfter && last.pem.startsWith(next.pem);
+    if (expiredOnly) logger.info(`wrote ${CLIENT_CA_FILE}: the previous CA has expired and is left out (Mosquitto refuses its certificates already)`, { summary: clientCaSummary(next) });
+    else logger.warn(`wrote ${CLIENT_CA_FILE}: the CAs of client certificates changed; restart Mosquitto to use it (it reads cafile at start only, a reload is not enough)`, { summary: clientCaSummary(next) });
+    return next;
+  } catch (err) {
+    logger.warn(`cannot reread the CAs for ${CLIENT_CA_FILE}; keeping the file as it is`, { error: (err as Error).message });
+    return last;
+  }
+}
+
 function listeners(opts: Options, dir: string): MosquittoListeners {
   return {
     dir,
@@ -164,7 +235,7 @@ function listeners(opts: Options, dir: string): MosquittoListeners {
     serviceHost: opts.serviceHost,
     servicePort: port(opts.servicePort, '--service-port'),
     maxPacketBytes: packetBytes(opts.maxPacketBytes),
-    ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : {}) } } : {}),
+    ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : opts.updraftCa ? { cafile: path.join(dir, CLIENT_CA_FILE) } : {}) } } : {}),
   };
 }
 

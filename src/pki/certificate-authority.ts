@@ -143,9 +143,7 @@ export class CertificateAuthority {
    * refuse its chains anyway; left out, the server says so instead: security-setup.ts).
    */
   clientCaBundle(nowMs = Date.now()): string {
-    if (!this.trustsPrevious(nowMs)) return this.certificate;
-    const sep = this.certificate.endsWith('\n') ? '' : '\n';
-    return `${this.certificate}${sep}${this.previousCertificate!}`;
+    return this.trustsPrevious(nowMs) ? joinPem(this.certificate, this.previousCertificate!) : this.certificate;
   }
 
   /** True when `certificatePem` (the first certificate of a PEM chain) was issued by this CA. */
@@ -295,6 +293,52 @@ export async function loadCa(dataDir: string): Promise<CertificateAuthority | un
     throw new UpdraftError('CONFIG', `the CA in ${p.dir} cannot be used: ${(err as Error).message}`, { cause: err });
   }
   return new CertificateAuthority(cert, key, previous);
+}
+
+function joinPem(a: string, b: string): string {
+  return `${a}${a.endsWith('\n') ? '' : '\n'}${b}`;
+}
+
+/** True when the certificate `pem` is valid at `nowMs` (its start allowing for clock skew, as `trustsPrevious`). */
+function validAt(pem: string, nowMs: number): boolean {
+  const x = new X509Certificate(pem);
+  return Date.parse(x.validFrom) - SKEW_MS <= nowMs && nowMs < Date.parse(x.validTo);
+}
+
+/** What `readClientCaBundle` read. */
+export interface ClientCaBundle {
+  /** The CA certificates (PEM): `pki/ca.crt`, then `pki/previous-ca.crt` while it is valid. */
+  pem: string;
+  /** When the previous CA of a rollover expires (ms), undefined without one. */
+  previousNotAfter?: number;
+  /** True when the previous CA is in `pem`; false without one, or when it has expired (left out). */
+  previousTrusted: boolean;
+}
+
+/**
+ * The CAs whose client certificates a broker outside the server must accept (an external
+ * Mosquitto's `cafile`, `updraft broker mosquitto-config --updraft-ca`), read from `dataDir`
+ * by the same rule as the embedded broker's `clientCaBundle`: the current CA and, during a
+ * rollover, the previous one while it is valid. Certificates only: the CA key is not read (the
+ * broker's host needs none). NOT_FOUND without a CA; CONFIG for a file that is no certificate.
+ */
+export async function readClientCaBundle(dataDir: string, nowMs = Date.now()): Promise<ClientCaBundle> {
+  const p = caPaths(dataDir);
+  const current = await readOptional(p.cert);
+  if (current === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA in ${p.dir} (${p.cert}): start the server once, or make it: updraft ca init`);
+  const previous = await readOptional(p.previous);
+  let previousNotAfter: number | undefined;
+  let previousTrusted = false;
+  try {
+    new X509Certificate(current);
+    if (previous !== undefined) {
+      previousNotAfter = Date.parse(new X509Certificate(previous).validTo);
+      previousTrusted = validAt(previous, nowMs);
+    }
+  } catch (err) {
+    throw new UpdraftError('CONFIG', `the CA in ${p.dir} cannot be used: ${(err as Error).message}`, { cause: err });
+  }
+  return { pem: previousTrusted ? joinPem(current, previous!) : current, ...(previousNotAfter !== undefined ? { previousNotAfter } : {}), previousTrusted };
 }
 
 /** A new self-signed CA (10 years), PEM; naming `replaces` (its certificate, PEM) as the CA it succeeds. */

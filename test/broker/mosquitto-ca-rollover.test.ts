@@ -1,0 +1,165 @@
+/**
+ * A CA rollover with an external Mosquitto (docs/security.md "When the CA nears its end",
+ * docs/deployment.md TLS): `updraft broker mosquitto-config --updraft-ca` writes client-ca.crt
+ * from the data directory (the current CA, and the previous one while it is valid) as the
+ * device listener's cafile, with `require_certificate`, so a real Mosquitto accepts a device
+ * certificate of the old CA after `updraft ca rollover` and one of the new CA, refuses one of
+ * an unrelated CA (a password does not stand in for it), and refuses the old CA's after
+ * `ca drop-previous`. Real `updraft` processes, a real Mosquitto restarted on the new files
+ * (Mosquitto 2.0 reads a listener's cafile at start only: a SIGHUP leaves the CAs it had).
+ * Skipped where Mosquitto is not installed (fails under CI=true).
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
+import { eventually, runCli, startCli } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
+import { startTestServer } from '../helpers/server.ts';
+
+/** 'tls' when the TLS layer refused the connection, the CONNACK code when MQTT did, undefined when admitted. */
+function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const done = (v: number | 'tls' | undefined) => {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      c.end(true, () => resolve(v));
+    };
+    c.once('connect', () => done(undefined));
+    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 'tls'));
+    c.once('close', () => done('tls'));
+  });
+}
+
+const found = findMosquitto();
+
+if (!found.ok) {
+  const message = mosquittoUnavailable(found.reason, 'CA rollover with Mosquitto');
+  it('CA rollover with Mosquitto', (t) => t.skip(message));
+} else {
+  describe('CA rollover with an external Mosquitto: mosquitto-config --updraft-ca', () => {
+    const dirs: string[] = [];
+    const stops: (() => Promise<void>)[] = [];
+    const tmp = async (prefix: string) => {
+      const d = await mkdtemp(path.join(os.tmpdir(), prefix));
+      dirs.push(d);
+      return d;
+    };
+    after(async () => {
+      for (const s of stops.reverse()) await s().catch(() => {});
+      for (const d of dirs) await rm(d, { recursive: true, force: true });
+    });
+
+    /** A data directory with a CA and an operator token, the broker's server certificate (of a CA of its own), and the listener flags. */
+    async function setup() {
+      const dataDir = await tmp('updraft-mq-rollover-');
+      const init = await runCli(['ca', 'init', '--data-dir', dataDir]);
+      assert.equal(init.code, 0, init.stderr);
+      const token = `updr_${'m'.repeat(40)}`;
+      await writeFile(path.join(dataDir, 'operator-token'), token, { mode: 0o600 });
+      const certs = await tmp('updraft-mq-certs-');
+      const brokerCa = await createCa(certs, 'Broker CA');
+      const server = await brokerCa.issueServerCertificate(['127.0.0.1']);
+      await writeFile(path.join(certs, 'server.crt'), server.certificate);
+      await writeFile(path.join(certs, 'server.key'), server.privateKey, { mode: 0o644 }); // a throw-away key: mosquitto drops to its own user
+      await chmod(certs, 0o755);
+      const confRoot = await tmp('updraft-mq-conf-');
+      await chmod(confRoot, 0o755); // mosquitto drops to its own user, which must reach the files
+      const out = path.join(confRoot, 'mosquitto');
+      const [devicePort, servicePort] = [await freePort(), await freePort()];
+      const flags = ['--out', out, '--device-host', '127.0.0.1', '--device-port', String(devicePort), '--service-host', '127.0.0.1', '--service-port', String(servicePort), '--tls-cert', path.join(certs, 'server.crt'), '--tls-key', path.join(certs, 'server.key'), '--updraft-ca'];
+      return { dataDir, token, out, devicePort, servicePort, flags, url: `mqtts://127.0.0.1:${devicePort}`, serverCa: brokerCa.certificate };
+    }
+
+    it('the old CA accepted after the rollover, the new one too, a foreign one refused; the old refused after drop-previous', async () => {
+      const s = await setup();
+      const generate = async () => {
+        const r = await runCli(['broker', 'mosquitto-config', '--offline', '--data-dir', s.dataDir, ...s.flags]);
+        assert.equal(r.code, 0, r.stderr);
+        await chmod(s.out, 0o755);
+        await chmod(path.join(s.out, 'passwd'), 0o644); // read by the mosquitto user
+        return r.stdout;
+      };
+      const first = await generate();
+      assert.match(first, /client-ca\.crt: Updraft's CA \(pki\/ca\.crt\); regenerate after updraft ca rollover/);
+      const conf = await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8');
+      assert.match(conf, new RegExp(`^cafile ${path.join(s.out, 'client-ca.crt')}$`, 'm'));
+      assert.match(conf, /^require_certificate true$/m);
+      const oldCa = (await loadCa(s.dataDir))!;
+      assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), oldCa.certificate);
+
+      let proc: { child: ChildProcess; stop(): Promise<void> } = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      stops.push(() => proc.stop());
+      const restart = async () => {
+        const exited = new Promise((resolve) => proc.child.once('exit', resolve));
+        proc.child.kill('SIGTERM'); // not proc.stop(): it deletes the directory
+        await exited;
+        proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      };
+      const as = (pair: { certificate: string; privateKey: string }) => ({ clientId: 'd-1', ca: s.serverCa, cert: pair.certificate, key: pair.privateKey });
+      const old = await oldCa.issueDeviceCertificate('d-1');
+      const foreign = await (await createCa(await tmp('updraft-foreign-ca-'), 'Mallory CA')).issueDeviceCertificate('d-1');
+      assert.equal(await tryConnect(s.url, as(old)), undefined, 'a certificate of the CA gets in, without a password');
+      // a foreign certificate with a password the broker knows (the operator's): the cafile
+      // alone, without require_certificate, let this in
+      assert.equal(await tryConnect(s.url, { ...as(foreign), username: 'operator', password: s.token }), 'tls', 'a certificate of another CA, with a valid password');
+      assert.equal(await tryConnect(s.url, { clientId: 'operator', ca: s.serverCa, username: 'operator', password: s.token }), 'tls', 'no certificate, a valid password');
+
+      const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);
+      assert.equal(rolled.code, 0, rolled.stderr);
+      const newCa = (await loadCa(s.dataDir))!;
+      const second = await generate();
+      assert.match(second, /client-ca\.crt: Updraft's CA \(pki\/ca\.crt\) and the previous CA of a rollover \(pki\/previous-ca\.crt, until \d{4}-/);
+      assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), `${newCa.certificate}${oldCa.certificate}`);
+      await restart();
+      const renewed = await newCa.issueDeviceCertificate('d-1');
+      assert.equal(await tryConnect(s.url, as(renewed)), undefined, 'a certificate of the new CA, after the restart');
+      assert.equal(await tryConnect(s.url, as(old)), undefined, 'a certificate of the previous CA, during the transition');
+      assert.equal(await tryConnect(s.url, as(foreign)), 'tls', 'a certificate of another CA');
+
+      const dropped = await runCli(['ca', 'drop-previous', '--data-dir', s.dataDir]);
+      assert.equal(dropped.code, 0, dropped.stderr);
+      await generate();
+      assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), newCa.certificate);
+      await restart();
+      assert.equal(await tryConnect(s.url, as(old)), 'tls', 'the previous CA dropped');
+      assert.equal(await tryConnect(s.url, as(renewed)), undefined);
+    });
+
+    it('--watch rewrites client-ca.crt after a rollover and says to restart the broker', async () => {
+      const s = await setup();
+      const ts = await startTestServer({ dataDir: s.dataDir });
+      await mkdir(s.out, { recursive: true, mode: 0o755 });
+      await chmod(s.out, 0o755);
+      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--resync-minutes', '0.02', '--reload-command', 'chmod 644 passwd', '--server', ts.httpUrl, '--data-dir', s.dataDir]);
+      stops.push(async () => void (await watch.kill()));
+      await eventually(async () => (await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => undefined)) || undefined, 30_000, 'mosquitto.conf written');
+      const oldCa = (await loadCa(s.dataDir))!;
+      assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), oldCa.certificate);
+      await chmod(path.join(s.out, 'passwd'), 0o644);
+      let proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      stops.push(() => proc.stop());
+
+      await ts.stop(); // the switch is made with the server stopped
+      const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);
+      assert.equal(rolled.code, 0, rolled.stderr);
+      const newCa = (await loadCa(s.dataDir))!;
+      await eventually(async () => (await readFile(path.join(s.out, 'client-ca.crt'), 'utf8')) === `${newCa.certificate}${oldCa.certificate}` || undefined, 30_000, 'client-ca.crt rewritten with both CAs');
+      const renewed = await newCa.issueDeviceCertificate('d-2');
+      const old = await oldCa.issueDeviceCertificate('d-3');
+      await watch.waitFor(/wrote client-ca\.crt: the CAs of client certificates changed; restart Mosquitto/);
+      const exited = new Promise((resolve) => proc.child.once('exit', resolve));
+      proc.child.kill('SIGTERM');
+      await exited;
+      proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate, after the restart');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-3', ca: s.serverCa, cert: old.certificate, key: old.privateKey }), undefined, 'a previous-CA certificate');
+    });
+  });
+}

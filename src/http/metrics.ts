@@ -41,8 +41,14 @@ export interface InstanceMetrics {
   eventRelay: { dropped: number; undeliverable: number } | null;
   /** The software signing key's certificate from the offline root: its expiry (seconds since the epoch) and serial, null without one. */
   signing: { certificateExpiresAt: number | null; certificateSerial: number | null };
-  /** Expiries (seconds since the epoch) of Updraft's CA, of the previous CA a rollover left (null without one; absent from servers before it) and of the server certificates the MQTTS and HTTPS listeners serve (null: not served by this instance); the server renews those its CA issued (docs/security.md). */
-  tls: { caExpiresAt: number; previousCaExpiresAt?: number | null; mqttCertificateExpiresAt: number | null; httpCertificateExpiresAt: number | null };
+  /**
+   * Expiries (seconds since the epoch) of Updraft's CA, of the previous CA a rollover left (null
+   * without one; absent from servers before it) and of the server certificates the MQTTS and
+   * HTTPS listeners serve (null: not served by this instance); the server renews those its CA
+   * issued (docs/security.md). `devicesMovedOffPreviousCa`: devices this instance renewed from
+   * a previous-CA certificate onto the current CA since it started (absent from servers before it).
+   */
+  tls: { caExpiresAt: number; previousCaExpiresAt?: number | null; devicesMovedOffPreviousCa?: number; mqttCertificateExpiresAt: number | null; httpCertificateExpiresAt: number | null };
   /** `databaseClockOffsetMs`: how far the shared database's clock is ahead of this instance's (null without one: cluster/cluster-clock.ts). */
   process: { rssBytes: number; uptimeSeconds: number; databaseClockOffsetMs: number | null };
   eventLoop: EventLoopFigures;
@@ -152,6 +158,8 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   }
   family('updraft_ca_expiry_timestamp_seconds', 'gauge', "When Updraft's CA (pki/ca.crt) expires: nothing it issued is valid past it; replace it before (docs/security.md).", one(m.tls.caExpiresAt));
   if (m.tls.previousCaExpiresAt != null) family('updraft_previous_ca_expiry_timestamp_seconds', 'gauge', "When the previous CA of a rollover (pki/previous-ca.crt) expires: until then devices' client certificates it issued are accepted and renewed onto the current CA (docs/security.md).", one(m.tls.previousCaExpiresAt));
+  // a counter since start: summed over instances, and with the previous CA's expiry, how far a rollover has come
+  if (m.tls.devicesMovedOffPreviousCa !== undefined) family('updraft_ca_rollover_devices_moved_total', 'counter', "Devices this instance renewed from a certificate of the previous CA (pki/previous-ca.crt) onto the current CA, over MQTT, since it started (docs/security.md, CA rollover).", one(m.tls.devicesMovedOffPreviousCa));
   if (m.tls.mqttCertificateExpiresAt !== null) family('updraft_mqtt_tls_certificate_expiry_timestamp_seconds', 'gauge', 'When the MQTTS listener\'s server certificate expires (one issued by Updraft\'s CA is renewed with a third of its life left).', one(m.tls.mqttCertificateExpiresAt));
   if (m.tls.httpCertificateExpiresAt !== null) family('updraft_http_tls_certificate_expiry_timestamp_seconds', 'gauge', 'When the HTTPS listener\'s server certificate expires (one issued by Updraft\'s CA is renewed with a third of its life left).', one(m.tls.httpCertificateExpiresAt));
   family('process_resident_memory_bytes', 'gauge', 'Resident memory of the process.', one(m.process.rssBytes));

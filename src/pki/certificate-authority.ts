@@ -110,6 +110,7 @@ export class CertificateAuthority {
   /** PEM of the CA this one replaced (`pki/previous-ca.crt`), when a rollover left one: its device certificates are accepted while it is valid. */
   readonly previousCertificate: string | undefined;
   private readonly previous: X509Certificate | undefined;
+  private moved = 0;
 
   /** Only assigns; use `loadCa`, `createCa` or `loadOrCreateCa`. */
   constructor(certPem: string, keyPem: string, previousPem?: string) {
@@ -124,6 +125,19 @@ export class CertificateAuthority {
   /** When the CA certificate expires (ms since the epoch): no certificate it issues is valid past it. */
   get notAfter(): number {
     return Date.parse(this.x509.validTo);
+  }
+
+  /**
+   * Devices given a certificate of this CA for one of the previous CA (renewed over MQTT), since
+   * start: kept here, on the one CA object the renewal service and the metrics share.
+   */
+  get movedOffPrevious(): number {
+    return this.moved;
+  }
+
+  /** Counts a device moved off the previous CA (pki/certificate-renewal.ts). */
+  noteMovedOffPrevious(): void {
+    this.moved++;
   }
 
   /** When the previous CA (`pki/previous-ca.crt`) expires (ms), undefined without one. */

@@ -28,7 +28,7 @@ import { verify } from 'node:crypto';
 import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
 import { answerDeviceRequest, requestBody } from '../broker/device-request.ts';
 import { UpdraftError } from '../errors.ts';
-import { readClientToken } from '../protocol/shadow-messages.ts';
+import { readClientToken, type Rejection } from '../protocol/shadow-messages.ts';
 import { certificateAnswerTopic, parseCertificateRenewTopic } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -43,6 +43,15 @@ const DAY_MS = 86_400_000;
  * certificate is of this server's current CA.
  */
 export const CA_MOVE_REASON = 'newer-ca';
+
+/**
+ * The "not yet" refusals (a CA prepared, not switched to) are said at most once in this long,
+ * with their count: they are the expected state of every agent holding the next CA, each asking
+ * again an hour later at the earliest, and a WARN line per device per hour (at debug each)
+ * would bury what is wrong in a fleet's log for the weeks between `ca rollover --prepare` and
+ * the switch.
+ */
+export const NOT_YET_LOG_INTERVAL_MS = 3_600_000;
 
 /** The largest request taken: a CSR and a certificate of a 4096-bit key fit four times over. */
 export const MAX_RENEWAL_BYTES = 16_384;
@@ -77,8 +86,10 @@ export class CertificateRenewal {
   private readonly deps: CertificateRenewalDeps;
   /** When each device was last given a certificate here (the most recent 100,000). */
   private readonly renewedAt = new Map<string, number>();
-  /** Devices given a certificate of the current CA for one of the previous CA (a rollover), since start. */
-  movedOffPrevious = 0;
+  /** "Not yet" refusals since the last line said them, and when that was (ms; undefined: none said yet). */
+  private notYetCount = 0;
+  private notYetDevices = new Set<string>();
+  private notYetLoggedAt: number | undefined;
 
   constructor(deps: CertificateRenewalDeps) {
     this.deps = deps;
@@ -132,7 +143,9 @@ export class CertificateRenewal {
     // successor prepared, not switched to yet), a new certificate would move it nowhere.
     // Refused as "not yet" (409) before anything is signed; the agent asks again later.
     if (reason === CA_MOVE_REASON && !current.byPreviousCa) {
-      throw new UpdraftError('CONFLICT', `the current certificate is already of this server's CA (pki/ca.crt, until ${new Date(this.deps.ca.notAfter).toISOString()}): it moves to a newer CA once the server has switched to it (updraft ca rollover)`);
+      const message = `the current certificate is already of this server's CA (pki/ca.crt, until ${new Date(this.deps.ca.notAfter).toISOString()}): it moves to a newer CA once the server has switched to it (updraft ca rollover)`;
+      await this.refuseNotYet(deviceId, message, clientToken);
+      return;
     }
     // Near the CA's end a new certificate ends with the CA, where this one does: signing gains
     // nothing, and the agents deployed before 2026-12 would ask again at every connect (and
@@ -146,9 +159,33 @@ export class CertificateRenewal {
     const accepted: CertificateRenewed = { certificate: issued.certificate, notAfter: issued.notAfter, timestamp: Math.floor(this.now() / 1000) };
     if (clientToken !== undefined) accepted.clientToken = clientToken;
     // a certificate of the previous CA is replaced by one of the current CA: the device has moved
-    if (current.byPreviousCa) this.movedOffPrevious++;
+    if (current.byPreviousCa) this.deps.ca.noteMovedOffPrevious();
     this.deps.logger.info('device certificate renewed', { deviceId, notAfter: new Date(issued.notAfter * 1000).toISOString(), ...(current.byPreviousCa ? { movedFromPreviousCa: true } : {}) });
     await this.deps.publish(certificateAnswerTopic(deviceId, 'accepted'), JSON.stringify(accepted));
+  }
+
+  /**
+   * Answers a move asked too early (409, as every refusal) and logs it throttled: the first
+   * at once, then one line an hour at most with the refusals since (`NOT_YET_LOG_INTERVAL_MS`).
+   */
+  private async refuseNotYet(deviceId: string, message: string, clientToken: string | undefined): Promise<void> {
+    const now = this.now();
+    this.notYetCount++;
+    if (this.notYetDevices.size < 10_000) this.notYetDevices.add(deviceId);
+    this.deps.logger.debug('certificate renewal refused', { deviceId, reason: message });
+    if (this.notYetLoggedAt === undefined || now - this.notYetLoggedAt >= NOT_YET_LOG_INTERVAL_MS) {
+      this.deps.logger.info('certificate moves to a newer CA refused as "not yet": agents hold the next CA (updraft ca rollover --prepare) and this server has not switched to it; expected until the switch, said once an hour', {
+        refused: this.notYetCount,
+        devices: this.notYetDevices.size,
+        ...(this.notYetLoggedAt !== undefined ? { since: new Date(this.notYetLoggedAt).toISOString() } : {}),
+      });
+      this.notYetLoggedAt = now;
+      this.notYetCount = 0;
+      this.notYetDevices.clear();
+    }
+    const rejection: Rejection = { code: 409, message, timestamp: Math.floor(now / 1000) };
+    if (clientToken !== undefined) rejection.clientToken = clientToken;
+    await this.deps.publish(certificateAnswerTopic(deviceId, 'rejected'), JSON.stringify(rejection)).catch(() => {});
   }
 }
 

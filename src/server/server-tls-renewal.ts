@@ -48,6 +48,8 @@ export interface TlsExpiries {
   caExpiresAt: number;
   /** When the previous CA of a rollover (pki/previous-ca.crt) expires; null without one. */
   previousCaExpiresAt: number | null;
+  /** Devices this instance gave a current-CA certificate for a previous-CA one (renewed over MQTT), since it started. */
+  devicesMovedOffPreviousCa: number;
   mqttCertificateExpiresAt: number | null;
   httpCertificateExpiresAt: number | null;
 }
@@ -82,7 +84,7 @@ export class ServerTlsRenewal {
       return ms === undefined ? null : Math.floor(ms / 1000);
     };
     const previous = this.deps.ca.previousNotAfter;
-    return { caExpiresAt: Math.floor(this.deps.ca.notAfter / 1000), previousCaExpiresAt: previous === undefined ? null : Math.floor(previous / 1000), mqttCertificateExpiresAt: at('mqtt'), httpCertificateExpiresAt: at('http') };
+    return { caExpiresAt: Math.floor(this.deps.ca.notAfter / 1000), previousCaExpiresAt: previous === undefined ? null : Math.floor(previous / 1000), devicesMovedOffPreviousCa: this.deps.ca.movedOffPrevious, mqttCertificateExpiresAt: at('mqtt'), httpCertificateExpiresAt: at('http') };
   }
 
   /**

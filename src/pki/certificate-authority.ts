@@ -301,12 +301,32 @@ export async function loadCa(dataDir: string): Promise<CertificateAuthority | un
   const previous = await readOptional(p.previous);
   try {
     // a key that is not the certificate's would sign certificates no device or server accepts
-    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) throw new Error('pki/ca.key is not the private key of pki/ca.crt');
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
+      const finished = await finishRollover(p, cert, key, previous);
+      if (finished === undefined) throw new Error('pki/ca.key is not the private key of pki/ca.crt');
+      cert = finished;
+    }
     if (previous !== undefined) new X509Certificate(previous);
   } catch (err) {
     throw new UpdraftError('CONFIG', `the CA in ${p.dir} cannot be used: ${(err as Error).message}`, { cause: err });
   }
   return new CertificateAuthority(cert, key, previous);
+}
+
+/**
+ * A rollover stopped between its two renames (`rolloverCa`: the new key is `pki/ca.key`, the
+ * new certificate still `pki/next-ca.crt`, the old one `pki/ca.crt` and already kept as
+ * `pki/previous-ca.crt`) is finished: the new certificate renamed into place, and returned.
+ * Undefined for any other key that is not the certificate's (no guess is made then). Before
+ * 2026-12-06 such a stop left a CA that nothing could load, neither the server nor a second
+ * rollover, and without a prepared CA the new certificate existed nowhere (review).
+ */
+async function finishRollover(p: ReturnType<typeof caPaths>, cert: string, key: string, previous: string | undefined): Promise<string | undefined> {
+  const next = await readOptional(p.nextCert);
+  if (next === undefined || previous === undefined || previous.trim() !== cert.trim()) return undefined;
+  if (!new X509Certificate(next).checkPrivateKey(createPrivateKey(key))) return undefined;
+  await rename(p.nextCert, p.cert);
+  return next;
 }
 
 function joinPem(a: string, b: string): string {
@@ -412,8 +432,15 @@ function successorName(current: string, requested: string | undefined, nowMs: nu
     if (requested === oldName) throw new UpdraftError('BAD_REQUEST', `--name "${requested}" is the current CA's name: the new CA needs another, since both are trusted side by side and TLS tells them apart by name`);
     return requested;
   }
-  const base = (oldName ?? 'Updraft device CA').replace(/ \d{4}-\d{2}-\d{2}$/, '');
-  return `${base} ${new Date(nowMs).toISOString().slice(0, 10)}`;
+  // the time to the second: a date alone named a CA made by a rollover and its successor made
+  // the same day alike (a second rollover, a --prepare on the day of one), which locked devices
+  // out, and an older CA of the day may still be in devices' --ca bundles; should the current
+  // CA have been made in the same second, a number one above its own
+  const base = (oldName ?? 'Updraft device CA').replace(/ \d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2}Z)?( \(\d+\))?$/, '');
+  const made = `${base} ${new Date(nowMs).toISOString().slice(0, 19).replace('T', ' ')}Z`;
+  const numbered = oldName === undefined ? undefined : /^(.*) \((\d+)\)$/.exec(oldName);
+  if ((numbered?.[1] ?? oldName) !== made) return made;
+  return `${made} (${Number(numbered?.[2] ?? 1) + 1})`;
 }
 
 /**
@@ -472,18 +499,18 @@ export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.no
   } else {
     if (nextCert !== undefined || nextKey !== undefined) throw new UpdraftError('CONFIG', `only one of ${p.nextCert} and ${p.nextKey} exists: restore the other, or remove it to make a new CA`);
     next = { ...(await makeCa(successorName(ca.certificate, name, nowMs), ca.certificate)), prepared: false };
+    // written as a prepared CA first (key, then certificate): the switch below is then the same
+    // for both, and a stop during it leaves the new CA on disk, never only in this process
+    await writeFileAtomic(p.nextKey, next.keyPem, 0o600);
+    await writeFileAtomic(p.nextCert, next.certPem, 0o644);
   }
-  // previous first: a stop after any step leaves a usable pki/ (the old CA still current, or
-  // the new one with the old as previous); the key and certificate are renamed into place,
-  // each whole, key first (loadCa refuses a key that is not the certificate's, by name)
+  // previous first, then the key and the certificate renamed into place, each whole, key first.
+  // A stop after any step leaves a pki/ that loads: the old CA still current (with itself as
+  // previous), the new key beside the old certificate with the new one still next-ca.crt (loadCa
+  // finishes that: finishRollover), or the new CA with the old as previous
   await writeFileAtomic(p.previous, ca.certificate, 0o644);
-  if (next.prepared) {
-    await rename(p.nextKey, p.key);
-    await rename(p.nextCert, p.cert);
-  } else {
-    await writeFileAtomic(p.key, next.keyPem, 0o600);
-    await writeFileAtomic(p.cert, next.certPem, 0o644);
-  }
+  await rename(p.nextKey, p.key);
+  await rename(p.nextCert, p.cert);
   return { certificate: next.certPem, notAfter: Date.parse(new X509Certificate(next.certPem).validTo), previousNotAfter: ca.notAfter, prepared: next.prepared };
 }
 

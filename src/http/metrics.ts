@@ -35,7 +35,7 @@ export interface InstanceMetrics {
    * The events this instance sends the other instances over the external broker
    * (cluster/event-relay.ts) and lost: `dropped`, events made while the broker could not be
    * reached; `undeliverable`, those the broker would not take (an event too large for its
-   * packet limit, and each batch message it closed the connection on three times in a row).
+   * packet limit, and the events of each batch message it closed the connection on three times in a row).
    * The others see those changes only when they next read the store. Null without --mqtt-url.
    */
   eventRelay: { dropped: number; undeliverable: number } | null;
@@ -149,7 +149,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   }
   if (m.eventRelay) {
     family('updraft_event_relay_dropped_total', 'counter', 'Events not sent to the other instances because the external MQTT broker could not be reached (their live views see those changes when they next read the store).', one(m.eventRelay.dropped));
-    family('updraft_event_relay_undeliverable_total', 'counter', "Events the external MQTT broker would not take, dropped: one too large for its packet limit, and each batch message it closed the connection on (check its max_packet_size; the log says which).", one(m.eventRelay.undeliverable));
+    family('updraft_event_relay_undeliverable_total', 'counter', "Events the external MQTT broker would not take, dropped: one too large for its packet limit, and those of each batch message it closed the connection on (check its max_packet_size; the log says which).", one(m.eventRelay.undeliverable));
   }
   if (m.signing.certificateExpiresAt !== null) {
     // absent without a certificate: an alert on `time() > expiry - 30 days` then never fires for nothing

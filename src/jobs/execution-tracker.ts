@@ -20,7 +20,7 @@ import type { Logger } from '../util/logger.ts';
 import { parseAgentJobId, type ParsedAgentJobId } from './agent-job-id.ts';
 import { deadlineOf, sameWait } from './deadlines.ts';
 import { canTransition, executionStatusFor, isTerminal } from './execution-state.ts';
-import { forgetJobExecutions, mutateExecution } from './execution-writer.ts';
+import { forgetAllExecutions, forgetJobExecutions, mutateExecution } from './execution-writer.ts';
 import { deletedSince, jobDeletions, noteJobDeleted } from './job-deletions.ts';
 import { specOf } from './job-spec.ts';
 import { owedRetract } from './pending-retract.ts';
@@ -53,6 +53,7 @@ export class ExecutionTracker {
   private readonly jobCache = new Map<string, JobRecord>();
   private unsubscribe: (() => void) | undefined;
   private offDeleted: (() => void) | undefined;
+  private offDisruption: (() => void) | undefined;
   /**
    * Executions whose write failed after the report was acknowledged, tried again until they
    * are written (unrecorded-reports.ts): only a failure costs anything here, not the hot path.
@@ -74,11 +75,18 @@ export class ExecutionTracker {
       forgetJobExecutions(this.deps.store, jobId);
       this.jobCache.delete(jobId);
     });
+    // a database that may have gone back: executions and jobs remembered from it may be gone or
+    // older there (the replica drops its shadows the same way)
+    this.offDisruption = this.deps.store.onDisruption?.(() => {
+      forgetAllExecutions(this.deps.store);
+      this.jobCache.clear();
+    });
   }
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.offDeleted?.();
+    this.offDisruption?.();
     await this.unrecorded.stop();
     await this.queue.drain();
   }

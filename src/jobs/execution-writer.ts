@@ -30,6 +30,11 @@ function cacheOf(store: StateStore): Map<string, ExecutionRecord> {
   return cache;
 }
 
+/** Forgets every execution this process remembers of `store` (a database that may have gone back: StateStore.onDisruption). */
+export function forgetAllExecutions(store: StateStore): void {
+  caches.get(store)?.clear();
+}
+
 /**
  * Forgets what this process remembers of the executions of job `jobId` (deleted: on every
  * instance, the event being relayed). Otherwise they stay until 50,000 newer writes push

@@ -110,6 +110,7 @@ export class ShadowReplica {
    * Records in it are never mutated (an update builds new objects where it writes, copy on write).
    */
   private readonly cache = new Map<string, ShadowRecord>();
+  private offDisruption: (() => void) | undefined;
   /** MQTT requests received, and those rejected by code (GET /api/v1/metrics). */
   readonly stats: ShadowStats = { requests: 0, rejections: new Map() };
 
@@ -128,6 +129,11 @@ export class ShadowReplica {
   /** Starts consuming requests from the bus. */
   async start(): Promise<void> {
     this.stopped = false;
+    // a database that may have gone back (a restore, a failover to a replica behind) makes
+    // every cached record suspect: its version can be reached again with other content, and a
+    // write built on the cached copy would pass its version check and bring old content back
+    // (QA, 2026-12-06: a vanished job's command written again into shadows after a restore)
+    this.offDisruption = this.deps.store.onDisruption?.(() => this.cache.clear());
     this.deps.bus.onRequest((msg) => this.submit(msg));
   }
 
@@ -135,6 +141,7 @@ export class ShadowReplica {
   async stop(): Promise<void> {
     this.stopped = true;
     this.deps.bus.onRequest(() => {});
+    this.offDisruption?.();
     await this.queue.drain();
     this.unavailableLog.close();
     this.rejectionLog.close();

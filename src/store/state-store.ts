@@ -313,6 +313,15 @@ export interface StateStore {
   databaseTime?(): Promise<number>;
   /** Flushes pending writes and releases every resource. */
   stop(): Promise<void>;
+  /**
+   * Calls `listener` when the database may no longer hold what it held (its server restarted or
+   * was failed over to a replica that may be behind, or the database was replaced by a restore):
+   * what was cached from it must be dropped, since versions can go back and climb again to a
+   * number a cached record carries, with other content, which a conditional write would then
+   * take for current. Only a store that outlives such events under a running instance
+   * (PostgreSQL) has it; the embedded one is restored with the instance stopped.
+   */
+  onDisruption?(listener: (reason: string) => void): () => void;
 
   /** The shadow, including a tombstone if it was deleted; undefined if it never existed. */
   getShadow(deviceId: string, name: string): Promise<ShadowRecord | undefined>;

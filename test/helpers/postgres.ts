@@ -53,6 +53,11 @@ export function unavailable(result: { ok: false; reason: string }, what: string)
   return message;
 }
 
+/** The path of a PostgreSQL program (pg_dump, pg_restore, ...) of the version tests run. */
+export function postgresTool(name: string): string {
+  return path.join(binDir(), name);
+}
+
 function binDir(): string {
   const root = '/usr/lib/postgresql';
   if (existsSync(root)) {

@@ -55,7 +55,9 @@ export function addCaCommand(program: Command): void {
       await refuseWhileServing(opts.dataDir);
       const r = await whileWritingOffline(opts.dataDir, () => rolloverCa(opts.dataDir, opts.name));
       const lines = [
-        `CA rolled over${r.prepared ? ' to the prepared next CA' : ''}: it issues everything from the next start (valid until ${day(r.notAfter)})`,
+        r.resumed
+          ? `CA rolled over: a rollover stopped midway was finished (the new key was in place, its certificate still ${p.nextCert}); it issues everything from the next start (valid until ${day(r.notAfter)})`
+          : `CA rolled over${r.prepared ? ' to the prepared next CA' : ''}: it issues everything from the next start (valid until ${day(r.notAfter)})`,
         `  certificate ${p.cert}${r.prepared ? '' : ' (give it to devices, in a --ca bundle with the previous one)'}`,
         `  key         ${p.key} (mode 0600)`,
         `  previous    ${p.previous}: devices' client certificates it issued are accepted until ${day(r.previousNotAfter)}; its key was deleted`,

@@ -329,6 +329,18 @@ async function finishRollover(p: ReturnType<typeof caPaths>, cert: string, key: 
   return next;
 }
 
+/** True when pki/ holds a rollover stopped between its renames (what finishRollover finishes). */
+async function stoppedBetweenRenames(p: ReturnType<typeof caPaths>): Promise<boolean> {
+  const [cert, key, next, previous] = await Promise.all([readOptional(p.cert), readOptional(p.key), readOptional(p.nextCert), readOptional(p.previous)]);
+  if (cert === undefined || key === undefined || next === undefined || previous === undefined || previous.trim() !== cert.trim()) return false;
+  try {
+    const k = createPrivateKey(key);
+    return !new X509Certificate(cert).checkPrivateKey(k) && new X509Certificate(next).checkPrivateKey(k);
+  } catch {
+    return false;
+  }
+}
+
 function joinPem(a: string, b: string): string {
   return `${a}${a.endsWith('\n') ? '' : '\n'}${b}`;
 }
@@ -470,6 +482,8 @@ export interface Rollover {
   previousNotAfter: number;
   /** True when the new CA was the one `prepareNextCa` made (devices may have it already). */
   prepared: boolean;
+  /** True when this finished a rollover stopped between its renames (finishRollover), rather than starting one. */
+  resumed?: boolean;
 }
 
 /**
@@ -484,7 +498,14 @@ export interface Rollover {
  */
 export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.now()): Promise<Rollover> {
   const p = caPaths(dataDir);
+  // a rollover stopped between its renames, run again: loadCa finishes it, and that is this
+  // run's work (it would otherwise refuse itself, a previous CA being trusted by then, and send
+  // the operator to drop-previous, which locks out every device: review)
+  const stopped = await stoppedBetweenRenames(p);
   const ca = await loadCa(dataDir);
+  if (stopped && ca) {
+    return { certificate: ca.certificate, notAfter: ca.notAfter, previousNotAfter: ca.previousNotAfter ?? ca.notAfter, prepared: true, resumed: true };
+  }
   if (!ca) throw new UpdraftError('NOT_FOUND', `there is no CA in ${p.dir} to replace; make one: updraft ca init`);
   // a previous CA that is the current one is what a rollover stopped after its first step left
   if (ca.trustsPrevious(nowMs) && ca.previousCertificate !== ca.certificate) {

@@ -63,7 +63,7 @@ describe('ca rollover stopped midway, and the names of successive CAs', () => {
   });
 
   for (const prepared of [true, false]) {
-    it(`${prepared ? 'a prepared CA' : 'a CA made by the rollover'}: killed after the new key's rename, the server starts on the new CA with the old one as previous`, async () => {
+    it(`${prepared ? 'a prepared CA, the command run again' : 'a CA made by the rollover'}: killed after the new key's rename, ${prepared ? 'the rollover is finished by running it again' : 'the server starts on the new CA'} with the old one as previous`, async () => {
       const dataDir = await tmp('updraft-rollover-crash-');
       const p = caPaths(dataDir);
       await ok(['ca', 'init', '--data-dir', dataDir]);
@@ -78,6 +78,15 @@ describe('ca rollover stopped midway, and the names of successive CAs', () => {
       assert.equal(await readFile(p.cert, 'utf8'), oldCert, 'stopped between the renames: pki/ca.crt is still the old certificate');
       assert.ok(await exists(p.nextCert), 'the new certificate is on disk, as pki/next-ca.crt');
 
+      if (prepared) {
+        // the operator runs the command again: it finishes, and says so (it refused itself, a
+        // previous CA being trusted once loading had finished the switch, and sent the operator
+        // to drop-previous)
+        const again = await runCli(['ca', 'rollover', '--data-dir', dataDir]);
+        assert.equal(again.code, 0, again.stderr);
+        assert.match(again.stdout, /^CA rolled over: a rollover stopped midway was finished/);
+      }
+      // without: the server's start finishes it
       const ts = await startTestServer({ dataDir });
       try {
         const ca = ts.server.security.ca;

@@ -63,8 +63,8 @@ export function addBrokerCommands(program: Command): void {
     .option('--service-port <port>', 'port of the listener for Updraft instances', '1884')
     .option('--tls-cert <file>', 'server certificate (PEM) for the device listener')
     .option('--tls-key <file>', 'server private key (PEM) for the device listener')
-    .option('--tls-ca <file>', 'CA (PEM) of device client certificates: devices log in with one (its CN is the user name), not a password')
-    .option('--updraft-ca', "as --tls-ca, with Updraft's own CA from --data-dir: writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) as the cafile; regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
+    .option('--tls-ca <file>', "the device listener's cafile (PEM): Mosquitto asks for no client certificate with it alone, devices log in with their passwords; for certificate logins use --updraft-ca")
+    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device gets in: Updraft refuses its requests); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile; regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
     .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
@@ -235,7 +235,7 @@ function listeners(opts: Options, dir: string): MosquittoListeners {
     serviceHost: opts.serviceHost,
     servicePort: port(opts.servicePort, '--service-port'),
     maxPacketBytes: packetBytes(opts.maxPacketBytes),
-    ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : opts.updraftCa ? { cafile: path.join(dir, CLIENT_CA_FILE) } : {}) } } : {}),
+    ...(opts.tlsCert && opts.tlsKey ? { tls: { certfile: path.resolve(opts.tlsCert), keyfile: path.resolve(opts.tlsKey), ...(opts.tlsCa ? { cafile: path.resolve(opts.tlsCa) } : opts.updraftCa ? { cafile: path.join(dir, CLIENT_CA_FILE), certificateLogins: true } : {}) } } : {}),
   };
 }
 

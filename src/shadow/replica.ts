@@ -27,6 +27,7 @@ import {
 } from '../protocol/shadow-messages.ts';
 import { checkReportedSoftware, parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from '../protocol/software.ts';
 import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef, type TopicRef } from '../protocol/topics.ts';
+import { RevokedDevices } from '../registry/revoked-devices.ts';
 import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { ThrottledLog } from '../util/log-throttle.ts';
@@ -66,8 +67,9 @@ export interface ReplicaDeps {
    * registered id: a shadow written for an id no device has would be inherited, version,
    * desired state and update command, by the device registered later under it. Asked only
    * when such a sender would create a shadow, or finds none to get or delete: a device's own
-   * requests (it authenticated, so it is registered) and updates of a shadow that exists
-   * cost nothing more. Without it every id is taken (unit tests of the replica alone).
+   * requests (it authenticated; a revoked one, which an external broker may admit by its
+   * certificate, is refused from memory: registry/revoked-devices.ts) and updates of a shadow
+   * that exists cost nothing more. Without it every id is taken (unit tests of the replica alone).
    */
   isRegistered?: (deviceId: string) => Promise<boolean>;
   /** Seconds since the epoch (injectable for tests). */
@@ -111,6 +113,12 @@ export class ShadowReplica {
    */
   private readonly cache = new Map<string, ShadowRecord>();
   private offDisruption: (() => void) | undefined;
+  /**
+   * Revoked (and deleted) devices, in memory: their requests are refused here. The embedded
+   * broker refuses such a device at CONNECT, but an external Mosquitto with certificate logins
+   * (mosquitto-config --updraft-ca) admits it by its certificate, whatever the registry says.
+   */
+  private readonly revoked: RevokedDevices;
   /** MQTT requests received, and those rejected by code (GET /api/v1/metrics). */
   readonly stats: ShadowStats = { requests: 0, rejections: new Map() };
 
@@ -124,6 +132,7 @@ export class ShadowReplica {
     this.queue = new KeyedQueue(deps.maxPending);
     this.unavailableLog = new ThrottledLog(deps.logger);
     this.rejectionLog = new RejectionLog(deps.logger);
+    this.revoked = new RevokedDevices({ store: deps.store, events: deps.events, logger: deps.logger });
   }
 
   /** Starts consuming requests from the bus. */
@@ -134,6 +143,8 @@ export class ShadowReplica {
     // write built on the cached copy would pass its version check and bring old content back
     // (QA, 2026-12-06: a vanished job's command written again into shadows after a restore)
     this.offDisruption = this.deps.store.onDisruption?.(() => this.cache.clear());
+    // before the first request: a device revoked before this start is refused from the first
+    await this.revoked.start();
     this.deps.bus.onRequest((msg) => this.submit(msg));
   }
 
@@ -142,6 +153,7 @@ export class ShadowReplica {
     this.stopped = true;
     this.deps.bus.onRequest(() => {});
     this.offDisruption?.();
+    this.revoked.stop();
     await this.queue.drain();
     this.unavailableLog.close();
     this.rejectionLog.close();
@@ -162,6 +174,15 @@ export class ShadowReplica {
     const req = parseRequestTopic(msg.topic);
     if (!req || this.stopped) return Promise.resolve();
     this.stats.requests++;
+    // a revoked device's request, come through an external broker that admitted it by its
+    // certificate (a map lookup: no store read on the hot path); 403, as for any refused access
+    const withdrawn = msg.sender.kind === 'device' ? this.revoked.refusal(msg.sender.id) : undefined;
+    if (withdrawn !== undefined) {
+      const refused = new UpdraftError('FORBIDDEN', withdrawn);
+      return new Promise<void>((answered) => {
+        void this.reject(req, req.op, refused, salvageClientToken(msg.payload), answered).finally(() => answered());
+      });
+    }
     if (req.nameProblem !== undefined) {
       // no shadow can bear this name: refused on the request's own topics before it takes a
       // place in a queue or reaches the store

@@ -1,0 +1,192 @@
+/**
+ * An external Mosquitto on the files of `updraft broker mosquitto-config` (docs/deployment.md
+ * TLS, docs/security.md): what `--tls-ca` and `--updraft-ca` let in, and that Updraft refuses
+ * the requests of a revoked device that Mosquitto let in by its certificate.
+ *
+ * 1. `--tls-ca`: the listener's cafile alone, as it always was (60b26bb had made it require
+ *    certificates, locking out every password device after a regeneration): a device logs in
+ *    with its password, with or without a certificate; a certificate without a password is
+ *    refused.
+ * 2. `--updraft-ca` (certificate logins, the password file unused on the device listener): a
+ *    revoked device's certificate still gets it into Mosquitto, and a real server started
+ *    with `--mqtt-url` answers its update and get with 403 on their rejected topics and
+ *    stores nothing; after a restart of the server too (the revoked set read from the store),
+ *    and reinstated, it is answered again. Another device's certificate is answered as usual.
+ * Skipped where Mosquitto is not installed (fails under CI=true).
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
+import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+/** 'tls' when the TLS layer refused the connection, the CONNACK code when MQTT did, undefined when admitted. */
+function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const done = (v: number | 'tls' | undefined) => {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      c.end(true, () => resolve(v));
+    };
+    c.once('connect', () => done(undefined));
+    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 'tls'));
+    c.once('close', () => done('tls'));
+  });
+}
+
+const found = findMosquitto();
+
+if (!found.ok) {
+  const message = mosquittoUnavailable(found.reason, 'Mosquitto certificate logins');
+  it('Mosquitto certificate logins', (t) => t.skip(message));
+} else {
+  const bin = found.bin;
+  describe('an external Mosquitto: --tls-ca, --updraft-ca and revoked devices', () => {
+    const dirs: string[] = [];
+    const stops: (() => Promise<void>)[] = [];
+    const tmp = async (prefix: string) => {
+      const d = await mkdtemp(path.join(os.tmpdir(), prefix));
+      dirs.push(d);
+      return d;
+    };
+    after(async () => {
+      for (const s of stops.reverse()) await s().catch(() => {});
+      for (const d of dirs) await rm(d, { recursive: true, force: true });
+    });
+
+    /** A data directory with a CA and an operator token, the broker's server certificate (of a CA of its own), and the listener flags. */
+    async function setup() {
+      const dataDir = await tmp('updraft-mq-certlogin-');
+      const init = await runCli(['ca', 'init', '--data-dir', dataDir]);
+      assert.equal(init.code, 0, init.stderr);
+      const token = `updr_${'c'.repeat(40)}`;
+      await writeFile(path.join(dataDir, 'operator-token'), token, { mode: 0o600 });
+      const certs = await tmp('updraft-mq-certs-');
+      const brokerCa = await createCa(certs, 'Broker CA');
+      const server = await brokerCa.issueServerCertificate(['127.0.0.1']);
+      await writeFile(path.join(certs, 'server.crt'), server.certificate);
+      await writeFile(path.join(certs, 'server.key'), server.privateKey, { mode: 0o644 }); // a throw-away key: mosquitto drops to its own user
+      await chmod(certs, 0o755);
+      const confRoot = await tmp('updraft-mq-conf-');
+      await chmod(confRoot, 0o755);
+      const out = path.join(confRoot, 'mosquitto');
+      const [devicePort, servicePort] = [await freePort(), await freePort()];
+      const flags = ['--out', out, '--device-host', '127.0.0.1', '--device-port', String(devicePort), '--service-host', '127.0.0.1', '--service-port', String(servicePort), '--tls-cert', path.join(certs, 'server.crt'), '--tls-key', path.join(certs, 'server.key')];
+      const generate = async (extra: string[]) => {
+        const r = await runCli(['broker', 'mosquitto-config', '--offline', '--data-dir', dataDir, ...flags, ...extra]);
+        assert.equal(r.code, 0, r.stderr);
+        await chmod(out, 0o755);
+        await chmod(path.join(out, 'passwd'), 0o644); // read by the mosquitto user
+        return readFile(path.join(out, 'mosquitto.conf'), 'utf8');
+      };
+      const mosquitto = async () => {
+        const proc: { child: ChildProcess; stop(): Promise<void> } = await runMosquitto(bin, out, [devicePort, servicePort]);
+        stops.push(() => proc.stop());
+        return proc;
+      };
+      return { dataDir, token, certs, out, devicePort, servicePort, generate, mosquitto, url: `mqtts://127.0.0.1:${devicePort}`, serviceUrl: `mqtt://127.0.0.1:${servicePort}`, serverCa: brokerCa.certificate };
+    }
+
+    it('--tls-ca writes the cafile alone: devices log in with their passwords, with or without a certificate', async () => {
+      const s = await setup();
+      // a registered device with its broker hash in the store, read by --offline
+      const ts = await startTestServer({ dataDir: s.dataDir });
+      const secret = await registerDevice(ts, 'd-pw');
+      await ts.stop();
+      const clientCa = (await loadCa(s.dataDir))!;
+      const caFile = path.join(s.certs, 'devices-ca.crt');
+      await writeFile(path.join(s.certs, 'devices-ca.crt'), clientCa.certificate);
+      const conf = await s.generate(['--tls-ca', caFile]);
+      assert.match(conf, new RegExp(`^cafile ${caFile}$`, 'm'));
+      assert.doesNotMatch(conf, /require_certificate|use_identity_as_username/);
+      await s.mosquitto();
+
+      const own = await clientCa.issueDeviceCertificate('d-pw');
+      const foreign = await (await createCa(await tmp('updraft-foreign-ca-'), 'Mallory CA')).issueDeviceCertificate('d-pw');
+      const device = { clientId: 'd-pw', ca: s.serverCa, username: 'd-pw', password: secret };
+      assert.equal(await tryConnect(s.url, device), undefined, 'a password, no certificate (the regression: refused by 60b26bb)');
+      assert.equal(await tryConnect(s.url, { ...device, cert: own.certificate, key: own.privateKey }), undefined, 'a password and a certificate of the CA');
+      // Mosquitto asks for no certificate with a cafile alone (SSL_VERIFY_NONE): one offered is not looked at
+      assert.equal(await tryConnect(s.url, { ...device, cert: foreign.certificate, key: foreign.privateKey }), undefined, 'a password and a certificate of another CA');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-pw', ca: s.serverCa, cert: own.certificate, key: own.privateKey }), 5, 'a certificate of the CA without a password: not authorized');
+      assert.equal(await tryConnect(s.url, { ...device, password: 'wrong' }), 5, 'a wrong password');
+    });
+
+    it('--updraft-ca: a revoked device gets into Mosquitto by its certificate, and Updraft refuses its requests with 403', async () => {
+      const s = await setup();
+      const conf = await s.generate(['--updraft-ca']);
+      assert.match(conf, /^require_certificate true$/m);
+      assert.match(conf, /^use_identity_as_username true$/m);
+      await s.mosquitto();
+      const start = () => startTestServer({ dataDir: s.dataDir, flags: { 'mqtt-url': s.serviceUrl, 'mqtt-tls-port': -1 } });
+      let ts: TestServer = await start();
+      stops.push(() => ts.stop());
+      await registerDevice(ts, 'd-1');
+      await registerDevice(ts, 'd-2');
+      const ca = (await loadCa(s.dataDir))!;
+      const cert1 = await ca.issueDeviceCertificate('d-1');
+      const cert2 = await ca.issueDeviceCertificate('d-2');
+      const revoked = await apiJson(ts, 'POST', '/api/v1/devices/d-1/revoke');
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+
+      /** Connects by certificate, sends an update and a get, and returns the answers (topic → payload). */
+      const ask = async (deviceId: string, pair: { certificate: string; privateKey: string }, x: number) => {
+        const c = await mqtt.connectAsync(s.url, { clientId: deviceId, ca: s.serverCa, cert: pair.certificate, key: pair.privateKey, reconnectPeriod: 0, connectTimeout: 5000 });
+        try {
+          const got = new Map<string, any>();
+          c.on('message', (t, p) => got.set(t, JSON.parse(p.toString())));
+          await c.subscribeAsync([`state/${deviceId}/update/+`, `state/${deviceId}/get/+`], { qos: 1 });
+          await c.publishAsync(`state/${deviceId}/update`, JSON.stringify({ state: { reported: { x } }, clientToken: 'u' }), { qos: 1 });
+          await eventually(async () => [...got.keys()].some((t) => t.startsWith(`state/${deviceId}/update/`)) || undefined, 10_000, `${deviceId}'s update answered`);
+          await c.publishAsync(`state/${deviceId}/get`, JSON.stringify({ clientToken: 'g' }), { qos: 1 });
+          await eventually(async () => [...got.keys()].some((t) => t.startsWith(`state/${deviceId}/get/`)) || undefined, 10_000, `${deviceId}'s get answered`);
+          return got;
+        } finally {
+          await c.endAsync(true);
+        }
+      };
+      const refusedAsRevoked = (got: Map<string, any>, deviceId: string) => {
+        assert.equal(got.has(`state/${deviceId}/update/accepted`), false, 'no update accepted');
+        assert.equal(got.has(`state/${deviceId}/get/accepted`), false, 'no get accepted');
+        for (const op of ['update', 'get']) {
+          const r = got.get(`state/${deviceId}/${op}/rejected`);
+          assert.equal(r?.code, 403, `${op}: ${JSON.stringify(r)}`);
+          assert.match(r.message, /device d-1 is revoked/);
+          assert.equal(r.clientToken, op === 'update' ? 'u' : 'g');
+        }
+      };
+
+      // Mosquitto admits it: its certificate is of the CA, the password file is not used
+      refusedAsRevoked(await ask('d-1', cert1, 1), 'd-1');
+      const shadowOf = async (deviceId: string) => {
+        const r = await apiJson(ts, 'GET', `/api/v1/devices/${deviceId}`);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        return r.body.shadow;
+      };
+      assert.equal(await shadowOf('d-1'), null, 'nothing stored for the revoked device');
+      const other = await ask('d-2', cert2, 2);
+      assert.equal(other.get('state/d-2/update/accepted')?.state?.reported?.x, 2, 'another device is answered');
+      assert.ok(other.has('state/d-2/get/accepted'));
+      assert.equal((await shadowOf('d-2'))?.state?.reported?.x, 2, 'the check reads the shadow route right');
+
+      // a server started after the revocation knows it from the store
+      await ts.stop();
+      ts = await start();
+      refusedAsRevoked(await ask('d-1', cert1, 3), 'd-1');
+      assert.equal(await shadowOf('d-1'), null, 'nothing stored after the restart either');
+
+      // reinstated: answered again
+      assert.equal((await apiJson(ts, 'POST', '/api/v1/devices/d-1/reinstate')).status, 200);
+      await eventually(async () => (await ask('d-1', cert1, 4)).get('state/d-1/update/accepted')?.state?.reported?.x === 4 || undefined, 15_000, 'the reinstated device answered');
+      assert.equal((await shadowOf('d-1'))?.state?.reported?.x, 4);
+    });
+  });
+}

@@ -12,11 +12,13 @@
  *    with `--mqtt-url` answers its update and get with 403 on their rejected topics and
  *    stores nothing; after a restart of the server too (the revoked set read from the store),
  *    and reinstated, it is answered again. Another device's certificate is answered as usual.
+ * 3. Two instances on one PostgreSQL: a device revoked through one is refused by the other,
+ *    started before the revocation (the registry's event reaches it through the relay).
  * Skipped where Mosquitto is not installed (fails under CI=true).
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -25,6 +27,7 @@ import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** 'tls' when the TLS layer refused the connection, the CONNACK code when MQTT did, undefined when admitted. */
@@ -42,7 +45,27 @@ function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number |
   });
 }
 
+/** Connects by certificate, sends an update (unless `getOnly`) and a get, and returns the answers (topic → payload). */
+async function ask(url: string, serverCa: string, deviceId: string, pair: { certificate: string; privateKey: string }, x: number, getOnly = false): Promise<Map<string, any>> {
+  const c = await mqtt.connectAsync(url, { clientId: deviceId, ca: serverCa, cert: pair.certificate, key: pair.privateKey, reconnectPeriod: 0, connectTimeout: 5000 });
+  try {
+    const got = new Map<string, any>();
+    c.on('message', (t, p) => got.set(t, JSON.parse(p.toString())));
+    await c.subscribeAsync([`state/${deviceId}/update/+`, `state/${deviceId}/get/+`], { qos: 1 });
+    if (!getOnly) {
+      await c.publishAsync(`state/${deviceId}/update`, JSON.stringify({ state: { reported: { x } }, clientToken: 'u' }), { qos: 1 });
+      await eventually(async () => [...got.keys()].some((t) => t.startsWith(`state/${deviceId}/update/`)) || undefined, 10_000, `${deviceId}'s update answered`);
+    }
+    await c.publishAsync(`state/${deviceId}/get`, JSON.stringify({ clientToken: 'g' }), { qos: 1 });
+    await eventually(async () => [...got.keys()].some((t) => t.startsWith(`state/${deviceId}/get/`)) || undefined, 10_000, `${deviceId}'s get answered`);
+    return got;
+  } finally {
+    await c.endAsync(true);
+  }
+}
+
 const found = findMosquitto();
+const pgResult = await startTestPostgres();
 
 if (!found.ok) {
   const message = mosquittoUnavailable(found.reason, 'Mosquitto certificate logins');
@@ -137,22 +160,6 @@ if (!found.ok) {
       const revoked = await apiJson(ts, 'POST', '/api/v1/devices/d-1/revoke');
       assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
 
-      /** Connects by certificate, sends an update and a get, and returns the answers (topic → payload). */
-      const ask = async (deviceId: string, pair: { certificate: string; privateKey: string }, x: number) => {
-        const c = await mqtt.connectAsync(s.url, { clientId: deviceId, ca: s.serverCa, cert: pair.certificate, key: pair.privateKey, reconnectPeriod: 0, connectTimeout: 5000 });
-        try {
-          const got = new Map<string, any>();
-          c.on('message', (t, p) => got.set(t, JSON.parse(p.toString())));
-          await c.subscribeAsync([`state/${deviceId}/update/+`, `state/${deviceId}/get/+`], { qos: 1 });
-          await c.publishAsync(`state/${deviceId}/update`, JSON.stringify({ state: { reported: { x } }, clientToken: 'u' }), { qos: 1 });
-          await eventually(async () => [...got.keys()].some((t) => t.startsWith(`state/${deviceId}/update/`)) || undefined, 10_000, `${deviceId}'s update answered`);
-          await c.publishAsync(`state/${deviceId}/get`, JSON.stringify({ clientToken: 'g' }), { qos: 1 });
-          await eventually(async () => [...got.keys()].some((t) => t.startsWith(`state/${deviceId}/get/`)) || undefined, 10_000, `${deviceId}'s get answered`);
-          return got;
-        } finally {
-          await c.endAsync(true);
-        }
-      };
       const refusedAsRevoked = (got: Map<string, any>, deviceId: string) => {
         assert.equal(got.has(`state/${deviceId}/update/accepted`), false, 'no update accepted');
         assert.equal(got.has(`state/${deviceId}/get/accepted`), false, 'no get accepted');
@@ -165,14 +172,14 @@ if (!found.ok) {
       };
 
       // Mosquitto admits it: its certificate is of the CA, the password file is not used
-      refusedAsRevoked(await ask('d-1', cert1, 1), 'd-1');
+      refusedAsRevoked(await ask(s.url, s.serverCa, 'd-1', cert1, 1), 'd-1');
       const shadowOf = async (deviceId: string) => {
         const r = await apiJson(ts, 'GET', `/api/v1/devices/${deviceId}`);
         assert.equal(r.status, 200, JSON.stringify(r.body));
         return r.body.shadow;
       };
       assert.equal(await shadowOf('d-1'), null, 'nothing stored for the revoked device');
-      const other = await ask('d-2', cert2, 2);
+      const other = await ask(s.url, s.serverCa, 'd-2', cert2, 2);
       assert.equal(other.get('state/d-2/update/accepted')?.state?.reported?.x, 2, 'another device is answered');
       assert.ok(other.has('state/d-2/get/accepted'));
       assert.equal((await shadowOf('d-2'))?.state?.reported?.x, 2, 'the check reads the shadow route right');
@@ -180,13 +187,44 @@ if (!found.ok) {
       // a server started after the revocation knows it from the store
       await ts.stop();
       ts = await start();
-      refusedAsRevoked(await ask('d-1', cert1, 3), 'd-1');
+      refusedAsRevoked(await ask(s.url, s.serverCa, 'd-1', cert1, 3), 'd-1');
       assert.equal(await shadowOf('d-1'), null, 'nothing stored after the restart either');
 
       // reinstated: answered again
       assert.equal((await apiJson(ts, 'POST', '/api/v1/devices/d-1/reinstate')).status, 200);
-      await eventually(async () => (await ask('d-1', cert1, 4)).get('state/d-1/update/accepted')?.state?.reported?.x === 4 || undefined, 15_000, 'the reinstated device answered');
+      await eventually(async () => (await ask(s.url, s.serverCa, 'd-1', cert1, 4)).get('state/d-1/update/accepted')?.state?.reported?.x === 4 || undefined, 15_000, 'the reinstated device answered');
       assert.equal((await shadowOf('d-1'))?.state?.reported?.x, 4);
+    });
+
+    it('two instances on one PostgreSQL: a device revoked through one is refused by the other, started before', { skip: pgResult.ok ? false : unavailable(pgResult, 'two instances') }, async () => {
+      assert.ok(pgResult.ok);
+      const pg = pgResult.server;
+      stops.push(() => pg.stop());
+      const db = await pg.createDatabase();
+      const s = await setup();
+      await s.generate(['--updraft-ca']);
+      await s.mosquitto();
+      const flags = { 'mqtt-url': s.serviceUrl, 'mqtt-tls-port': -1, db };
+      const a = await startTestServer({ dataDir: s.dataDir, flags });
+      stops.push(() => a.stop());
+      const dataB = await tmp('updraft-mq-certlogin-b-');
+      await cp(s.dataDir, dataB, { recursive: true }); // the same CA, operator token and keys
+      const b = await startTestServer({ dataDir: dataB, flags });
+      stops.push(() => b.stop());
+      await registerDevice(a, 'd-1');
+      const cert = await (await loadCa(s.dataDir))!.issueDeviceCertificate('d-1');
+      const answered = await ask(s.url, s.serverCa, 'd-1', cert, 1);
+      assert.equal(answered.get('state/d-1/update/accepted')?.state?.reported?.x, 1, 'answered before the revocation');
+
+      assert.equal((await apiJson(a, 'POST', '/api/v1/devices/d-1/revoke')).status, 200);
+      await a.stop(); // every request goes to B from now on, which heard the revocation from A only
+      // probed with gets, which store nothing, until B has the revocation
+      await eventually(async () => (await ask(s.url, s.serverCa, 'd-1', cert, 0, true)).get('state/d-1/get/rejected')?.code === 403 || undefined, 15_000, 'B refuses the device revoked through A');
+      const refused = await ask(s.url, s.serverCa, 'd-1', cert, 3);
+      assert.equal(refused.get('state/d-1/get/rejected')?.code, 403);
+      assert.match(refused.get('state/d-1/update/rejected')?.message, /device d-1 is revoked/);
+      const shadow = (await apiJson(b, 'GET', '/api/v1/devices/d-1')).body.shadow;
+      assert.equal(shadow?.state?.reported?.x, 1, 'nothing stored after the revocation');
     });
   });
 }

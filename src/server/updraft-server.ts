@@ -332,6 +332,8 @@ export class UpdraftServer {
       // operators (MQTT, rollouts) create shadows for registered devices only: a later
       // registration of the id would inherit the shadow and its command
       isRegistered: async (deviceId) => (await this.store.getDevice(deviceId)) !== undefined,
+      // an external broker may admit a revoked device by its certificate (mosquitto-config --updraft-ca)
+      checkWithdrawn: Boolean(config.mqtt.url),
     });
     // the replica subscribes to the bus before the broker accepts the first device
     await this.startPart(this.replica);

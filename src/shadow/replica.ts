@@ -72,6 +72,14 @@ export interface ReplicaDeps {
    * that exists cost nothing more. Without it every id is taken (unit tests of the replica alone).
    */
   isRegistered?: (deviceId: string) => Promise<boolean>;
+  /**
+   * Whether device senders are checked against the revoked and deleted devices held in memory
+   * (registry/revoked-devices.ts): behind an external broker that may admit a revoked device by
+   * its certificate. The embedded broker refuses it at CONNECT and closes its connection at the
+   * revocation, so there it is off: it would cost a scan of every device at each start and a
+   * store read per registration on every instance (a bulk registration of 100,000), for nothing.
+   */
+  checkWithdrawn?: boolean;
   /** Seconds since the epoch (injectable for tests). */
   now?: () => number;
 }
@@ -118,7 +126,7 @@ export class ShadowReplica {
    * broker refuses such a device at CONNECT, but an external Mosquitto with certificate logins
    * (mosquitto-config --updraft-ca) admits it by its certificate, whatever the registry says.
    */
-  private readonly revoked: RevokedDevices;
+  private readonly revoked: RevokedDevices | undefined;
   /** MQTT requests received, and those rejected by code (GET /api/v1/metrics). */
   readonly stats: ShadowStats = { requests: 0, rejections: new Map() };
 
@@ -132,7 +140,7 @@ export class ShadowReplica {
     this.queue = new KeyedQueue(deps.maxPending);
     this.unavailableLog = new ThrottledLog(deps.logger);
     this.rejectionLog = new RejectionLog(deps.logger);
-    this.revoked = new RevokedDevices({ store: deps.store, events: deps.events, logger: deps.logger });
+    this.revoked = deps.checkWithdrawn ? new RevokedDevices({ store: deps.store, events: deps.events, logger: deps.logger }) : undefined;
   }
 
   /** Starts consuming requests from the bus. */
@@ -144,7 +152,7 @@ export class ShadowReplica {
     // (QA, 2026-12-06: a vanished job's command written again into shadows after a restore)
     this.offDisruption = this.deps.store.onDisruption?.(() => this.cache.clear());
     // before the first request: a device revoked before this start is refused from the first
-    await this.revoked.start();
+    await this.revoked?.start();
     this.deps.bus.onRequest((msg) => this.submit(msg));
   }
 
@@ -153,7 +161,7 @@ export class ShadowReplica {
     this.stopped = true;
     this.deps.bus.onRequest(() => {});
     this.offDisruption?.();
-    this.revoked.stop();
+    this.revoked?.stop();
     await this.queue.drain();
     this.unavailableLog.close();
     this.rejectionLog.close();
@@ -176,7 +184,7 @@ export class ShadowReplica {
     this.stats.requests++;
     // a revoked device's request, come through an external broker that admitted it by its
     // certificate (a map lookup: no store read on the hot path); 403, as for any refused access
-    const withdrawn = msg.sender.kind === 'device' ? this.revoked.refusal(msg.sender.id) : undefined;
+    const withdrawn = msg.sender.kind === 'device' ? this.revoked?.refusal(msg.sender.id) : undefined;
     if (withdrawn !== undefined) {
       const refused = new UpdraftError('FORBIDDEN', withdrawn);
       return new Promise<void>((answered) => {

@@ -836,6 +836,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const doc = await this.requester!.request('get', {});
       this.adoptReportedClock(doc);
       this.observeClock(sentAt, doc);
+      // before anything acts on the document: a command of that job, now or later, is ignored
+      this.noteTakenBack(doc.state);
       return doc;
     } catch (err) {
       if (err instanceof UpdraftError && err.status === 404) return undefined;
@@ -846,7 +848,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private onMessage(topic: string, payload: Buffer): void {
     if (topic !== deltaTopic(this.opts.deviceId)) {
       if (this.requester?.handleMessage(topic, payload)) return;
-      if (this.job?.run && topic === answerTopic({ deviceId: this.opts.deviceId, name: '' }, 'update', 'accepted')) this.onUpdateAccepted(payload);
+      if (topic === answerTopic({ deviceId: this.opts.deviceId, name: '' }, 'update', 'accepted')) this.onUpdateAccepted(payload);
       return;
     }
     let delta: DeltaMessage;
@@ -888,18 +890,23 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
    * cleared key differs from nothing, but the update's accepted answer, which reaches every
    * client subscribed to the shadow's answers, carries `desired.software: null`. It counts
    * as the `get` that shows nothing desired: the download is called off now, not at the next
-   * connect (which let a canceled device install the build anyway).
+   * connect (which let a canceled device install the build anyway). The clear names the job
+   * it takes back (`softwareCanceled`): remembered, with or without a job in flight, so that a
+   * late command of it is ignored (`noteTakenBack`).
    */
   private onUpdateAccepted(payload: Buffer): void {
     // most are answers to others' writes that do not touch the software: no parse
-    if (!payload.includes('"software"')) return;
+    // (`"software` matches `"software"` and `"softwareCanceled"`)
+    if (!payload.includes('"software')) return;
     let body: unknown;
     try {
       body = JSON.parse(payload.toString('utf8'));
     } catch {
       return;
     }
-    const desired = isJsonObject(body) && isJsonObject(body.state) ? body.state.desired : undefined;
+    const state = isJsonObject(body) ? body.state : undefined;
+    this.noteTakenBack(state);
+    const desired = isJsonObject(state) ? state.desired : undefined;
     if (!isJsonObject(desired) || desired.software !== null) return;
     const job = this.job?.run;
     const version = numberOrUndefined((body as JsonObject).version);
@@ -957,20 +964,47 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       return;
     }
     if (job) {
-      // a newer job: call the current one off if it has not started installing, else run next
+      // a newer job: call the current one off if it has not started installing, else run next.
+      // One called off before it installed, or a command waiting its turn replaced by this
+      // one, is taken back for good: the server ended its execution CANCELED (superseded) when
+      // it wrote the newer command (jobs/execution-tracker.ts), and its id never comes back, so
+      // a late command of it is ignored (it started it again, or called this one off). Not a
+      // job that completes (its install under way, or finished before): the server may lack
+      // its outcome (a report lost; a SUCCESS after the supersede is kept as lateSuccess), so
+      // a duplicate still re-reports it, idempotently
+      const replaced = this.pending?.command.jobId;
       this.pending = { command, version };
-      if (job.cancel(calledOff.supersededBy(command.jobId))) this.log.info('job superseded', { jobId: job.jobId, by: command.jobId });
+      if (replaced !== undefined && replaced !== command.jobId) this.noteCanceled(replaced);
+      if (job.cancel(calledOff.supersededBy(command.jobId))) {
+        this.noteCanceled(job.jobId);
+        this.log.info('job superseded', { jobId: job.jobId, by: command.jobId });
+      }
       return;
     }
     const inFlight: InFlightUpdate = { jobId: command.jobId, command, phase: 'DOWNLOADING', startedAt: new Date(this.now()).toISOString() };
     this.launch(inFlight, true, version);
   }
 
-  /** `jobId` was taken back by the server (its stay command heard): remembered across restarts (`AgentStateData.canceled`). */
+  /**
+   * `jobId` was taken back by the server (its stay command heard, a clear naming it, or
+   * superseded before it installed): remembered across restarts (`AgentStateData.canceled`).
+   */
   private noteCanceled(jobId: string): void {
     if (this.state.canceled?.includes(jobId)) return;
     this.state.canceled = rememberCanceled(this.state.canceled, jobId);
     this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
+  }
+
+  /**
+   * The job a clear of desired software took back, named by the server (`softwareCanceled`,
+   * on both sides of the document so that it makes no delta: jobs/desired-software.ts),
+   * remembered as a stay's job is. `state`: a document's or an update's accepted answer's.
+   */
+  private noteTakenBack(state: unknown): void {
+    if (!isJsonObject(state)) return;
+    const named = (part: unknown) => (isJsonObject(part) && typeof part.softwareCanceled === 'string' && part.softwareCanceled !== '' ? part.softwareCanceled : undefined);
+    const jobId = named(state.desired) ?? named(state.reported);
+    if (jobId !== undefined) this.noteCanceled(jobId);
   }
 
   // ---- jobs (step 7) ------------------------------------------------------------------

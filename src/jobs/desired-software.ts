@@ -13,7 +13,9 @@
  * (its report for the job is a FAILURE the tracker records as CANCELED) and finds the stay
  * command already installed. When the catalogue does not hold what the device runs, the
  * desired software is cleared instead: no delta says so, but the update's accepted answer
- * (`desired.software: null`) reaches the agent, which calls the download off on it.
+ * (`desired.software: null`) reaches the agent, which calls the download off on it. The
+ * clear names the attempt it takes back (`softwareCanceled`, clearedFor), so that the agent
+ * also ignores a late command of it, as it does one whose stay it heard.
  */
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { Sender } from '../broker/message-bus.ts';
@@ -102,13 +104,26 @@ export async function retractCommand(deps: DesiredSoftwareDeps, deviceId: string
           if (!(err instanceof UpdraftError && err.code === 'TOO_LARGE')) throw err;
         }
       }
-      await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: null } }, ...onVersion }, ROLLOUT_SENDER);
+      await deps.replica.update({ deviceId, name: '' }, { state: clearedFor(agentJobId), ...onVersion }, ROLLOUT_SENDER);
       return 'cleared';
     } catch (err) {
       if (err instanceof UpdraftError && err.code === 'CONFLICT' && attempt < 3) continue;
       throw err;
     }
   }
+}
+
+/**
+ * The state a take-back that cannot write a stay writes: desired software cleared, and the
+ * attempt taken back named (`softwareCanceled`, protocol.md "The software section"). No
+ * message named the job before: a late delta of it (held by an instance cut off from the
+ * broker) started it on an agent that never heard its command. The agent remembers the name
+ * (`get`, the update's accepted answer) and ignores that job's commands. Written on both sides,
+ * the same value: it makes no delta, so an agent that does not know the key is told nothing
+ * new, and goes on calling its download off on `desired.software: null` as before.
+ */
+export function clearedFor(agentJobId: string): { desired: JsonObject; reported: JsonObject } {
+  return { desired: { software: null, softwareCanceled: agentJobId }, reported: { softwareCanceled: agentJobId } };
 }
 
 /**

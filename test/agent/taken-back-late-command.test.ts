@@ -1,0 +1,210 @@
+/**
+ * A job taken back without a stay command the device heard stays taken back too (docs/agent.md,
+ * "A canceled job stays canceled"): a late delta of it (one a server instance held during its
+ * broker outage and sent after another instance's newer document) is ignored
+ * - for a job superseded by a newer one before it installed, also after a restart (the state file);
+ * - for a job canceled by clearing the desired software (the device runs a build the catalogue
+ *   lacks, so no stay can be written): the clear names the job (`softwareCanceled`), read from
+ *   the device's `get` and from the update's accepted answer.
+ * A real server (its replica, jobs and cancel), its broker over TCP, real agents and A/B slots;
+ * the late delta is published on the server's broker as the instance that held it would.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { UpdateAgent } from '../../src/agent/agent.ts';
+import { SlotInstaller } from '../../src/agent/slot-installer.ts';
+import type { GateAnswer } from '../../src/agent/update-job.ts';
+import { clearedFor, ROLLOUT_SENDER } from '../../src/jobs/desired-software.ts';
+import type { JsonObject } from '../../src/protocol/json.ts';
+import { answerTopic, deltaTopic, requestTopic } from '../../src/protocol/topics.ts';
+import { createLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';
+
+const IGNORED = 'ignoring the command of a job canceled before: a late message';
+const REREPORTED = 'duplicate command for a finished job: re-reporting its outcome';
+
+describe('UpdateAgent: a job taken back without a stay it heard stays taken back', () => {
+  let ts: TestServer;
+  let root: string;
+  const agents: UpdateAgent[] = [];
+
+  before(async () => {
+    ts = await startTestServer();
+    root = await mkdtemp(path.join(os.tmpdir(), 'updraft-taken-back-'));
+    // 1.0.0 and 1.5.0 are in the catalogue; 0.9.0 (a factory build) is not
+    await addArtifact(ts, '1.0.0', Buffer.from('fw 1.0.0 '.repeat(300)));
+    await addArtifact(ts, '1.5.0', Buffer.from('fw 1.5.0 '.repeat(300)));
+    await addArtifact(ts, '2.0.0', Buffer.from('fw 2.0.0 '.repeat(3000)));
+  });
+  after(async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    await ts.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const cancel = async (jobId: string) => {
+    const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` } });
+    assert.equal(res.status, 200, await res.text());
+  };
+  const lineLogger = (lines: string[]) => createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) });
+  const msgs = (lines: string[]) => lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+  const savedCanceled = async (installDir: string) => (JSON.parse(await readFile(path.join(installDir, '.updraft', 'agent-state.json'), 'utf8')) as { canceled?: string[] }).canceled ?? [];
+
+  /**
+   * Publishes `command` on the device's delta topic as the instance that held it would (its
+   * version that of the document it was written in), then a newer delta of the application's
+   * (`marker`), in order over the same connection: once the agent heard the marker, it has
+   * handled the late delta.
+   */
+  async function lateDelta(agent: UpdateAgent, deviceId: string, command: JsonObject, version: number, marker: number): Promise<void> {
+    const heard = new Promise<void>((resolve) => agent.on('delta', (d) => d.state.marker === marker && resolve()));
+    const now = Math.floor(Date.now() / 1000);
+    await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { software: command }, metadata: {}, version, timestamp: now }), 1);
+    const shadow = await ts.server.store.getShadow(deviceId, '');
+    await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { marker }, metadata: {}, version: shadow!.version, timestamp: now }), 1);
+    await heard;
+  }
+
+  /** The command of the job the device is asked for, as its `get` shows it (the delta an instance held), with the document's version. */
+  async function heldCommand(deviceId: string, password: string): Promise<{ command: JsonObject; version: number }> {
+    const device = await TestClient.connect(ts.mqttUrl, deviceId, { username: deviceId, password });
+    try {
+      await device.subscribe(answerTopic({ deviceId, name: '' }, 'get', 'accepted'));
+      await device.publish(requestTopic({ deviceId, name: '' }, 'get'), { clientToken: 'held' });
+      const doc = (await device.next((m) => m.body?.clientToken === 'held')).body;
+      return { command: doc.state.delta.software as JsonObject, version: doc.version as number };
+    } finally {
+      await device.client.endAsync();
+    }
+  }
+
+  it('ignores the late delta of a job superseded by a newer one before it installed, also after a restart', async () => {
+    const id = 'superseded-late-1';
+    const password = await registerDevice(ts, id);
+    const lines: string[] = [];
+    // the gate holds 2.0.0 (job A) at VERIFYING, lets 1.5.0 (job B) go
+    const installGate = async (sw: { version: string }): Promise<GateAnswer> => (sw.version === '2.0.0' ? { later: 'machine at work' } : { go: true });
+    const opts = { username: id, password, logger: lineLogger(lines), installGate, installGateRetryMs: 60_000 };
+    let run = await startAgent(ts, root, id, opts);
+    agents.push(run.agent);
+    let heldA: { command: JsonObject; version: number } | undefined;
+    run.agent.on('delta', (d) => {
+      const sw = d.state.software as JsonObject | undefined;
+      if (!heldA && sw?.version === '2.0.0' && typeof d.version === 'number') heldA = { command: sw, version: d.version };
+    });
+    const waiting = new Promise<void>((resolve) => run.agent.on('status', (e) => e.waiting !== undefined && resolve()));
+    const jobA = await deploy(ts, [id], 'fw@2.0.0');
+    await waiting;
+    assert.equal(heldA?.command.jobId, jobA);
+    // job B: A is called off (superseded), B installs
+    const jobB = await deploy(ts, [id], 'fw@1.5.0');
+    const a = await outcome(run.finished, jobA);
+    assert.equal(a.status, 'FAILURE');
+    assert.equal(a.error, `superseded by job ${jobB}`);
+    assert.equal((await outcome(run.finished, jobB)).status, 'SUCCESS');
+    assert.equal((await ts.server.store.getExecution(jobA, id))?.status, 'CANCELED');
+    assert.deepEqual(await savedCanceled(run.installDir), [jobA]);
+
+    let started: string[] = [];
+    run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
+    await lateDelta(run.agent, id, heldA!.command, heldA!.version, 1);
+    assert.equal(run.agent.currentJobId, undefined, started.join());
+    assert.deepEqual(started, []);
+    assert.ok(msgs(lines).includes(IGNORED), 'the late command is ignored as a canceled job\'s');
+
+    // after a restart only the state file knows: the late delta is not answered by re-reporting
+    // A's outcome over what the device runs (nor, were A forgotten, by running it)
+    await run.agent.stop();
+    lines.length = 0;
+    run = await startAgent(ts, root, id, opts);
+    agents.push(run.agent);
+    const restarted = run.agent;
+    await eventually(async () => (restarted.requestsSent.update >= 1 ? true : undefined), 15_000, 'the report after the restart');
+    started = [];
+    run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
+    await lateDelta(run.agent, id, heldA!.command, heldA!.version, 2);
+    assert.equal(run.agent.currentJobId, undefined, started.join());
+    assert.deepEqual(started, []);
+    assert.ok(msgs(lines).includes(IGNORED), `the late command is ignored as a canceled job's: ${msgs(lines).join(' | ')}`);
+    assert.ok(!msgs(lines).includes(REREPORTED), 'the outcome of the superseded job is not reported again');
+    assert.equal((await new SlotInstaller({ dir: run.installDir }).current())?.version, '1.5.0');
+  });
+
+  it('ignores the late delta of a job canceled by clearing the desired software (the get names it), also after a restart', async () => {
+    const id = 'cleared-late-1';
+    const password = await registerDevice(ts, id);
+    const lines: string[] = [];
+    const opts = { username: id, password, logger: lineLogger(lines), initialVersion: '0.9.0' };
+    const first = await startAgent(ts, root, id, opts);
+    await first.agent.stop();
+    // job A is written while the device is away; the delta an instance published is held
+    const jobA = await deploy(ts, [id], 'fw@2.0.0');
+    const held = await heldCommand(id, password);
+    assert.equal(held.command.jobId, jobA);
+    // the cancel: 0.9.0 is not in the catalogue, no stay can name it, the desired software is cleared
+    await cancel(jobA);
+    const shadow = await ts.server.store.getShadow(id, '');
+    assert.equal(shadow?.state.desired?.software, undefined);
+    assert.equal(shadow?.state.desired?.softwareCanceled, jobA);
+
+    let run = await startAgent(ts, root, id, opts);
+    agents.push(run.agent);
+    const agent = run.agent;
+    await eventually(async () => (agent.requestsSent.get >= 1 ? true : undefined), 15_000, 'the get after the connect');
+    let started: string[] = [];
+    run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
+    await lateDelta(run.agent, id, held.command, held.version, 1);
+    assert.equal(run.agent.currentJobId, undefined, started.join());
+    assert.deepEqual(started, []);
+    assert.ok(msgs(lines).includes(IGNORED), 'the late command is ignored as a canceled job\'s');
+    assert.deepEqual(await savedCanceled(run.installDir), [jobA]);
+
+    await run.agent.stop();
+    run = await startAgent(ts, root, id, opts);
+    agents.push(run.agent);
+    const restarted = run.agent;
+    await eventually(async () => (restarted.requestsSent.update >= 1 ? true : undefined), 15_000, 'the report after the restart');
+    started = [];
+    run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
+    await lateDelta(run.agent, id, held.command, held.version, 2);
+    assert.equal(run.agent.currentJobId, undefined, started.join());
+    assert.deepEqual(started, []);
+    // nothing installed: the slots hold no build, the device still runs (and reports) 0.9.0
+    assert.equal(await new SlotInstaller({ dir: run.installDir }).current(), undefined);
+    assert.equal(((await ts.server.store.getShadow(id, ''))?.state.reported?.software as JsonObject | undefined)?.version, '0.9.0');
+    assert.equal((await ts.server.store.getExecution(jobA, id))?.status, 'CANCELED');
+  });
+
+  it("ignores it when the clear reaches the agent online, as the update's accepted answer, with no job in flight", async () => {
+    const id = 'cleared-late-2';
+    const password = await registerDevice(ts, id);
+    const lines: string[] = [];
+    const opts = { username: id, password, logger: lineLogger(lines), initialVersion: '0.9.0' };
+    const first = await startAgent(ts, root, id, opts);
+    await first.agent.stop();
+    const jobA = await deploy(ts, [id], 'fw@2.0.0');
+    const held = await heldCommand(id, password);
+    // A's command leaves the shadow while the device is away (unnamed: as an older server clears)...
+    await ts.server.replica.update({ deviceId: id, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
+    const run = await startAgent(ts, root, id, opts);
+    agents.push(run.agent);
+    const agent = run.agent;
+    await eventually(async () => (agent.requestsSent.update >= 1 ? true : undefined), 15_000, 'subscribed and reported');
+    assert.deepEqual(await savedCanceled(run.installDir), []);
+    // ...and the device, online, never heard A: the clear that names it reaches it (another instance's write)
+    await ts.server.replica.update({ deviceId: id, name: '' }, { state: clearedFor(jobA) }, ROLLOUT_SENDER);
+    await eventually(async () => ((await savedCanceled(run.installDir)).includes(jobA) ? true : undefined), 15_000, 'the named clear remembered');
+    const started: string[] = [];
+    run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
+    await lateDelta(run.agent, id, held.command, held.version, 1);
+    assert.equal(run.agent.currentJobId, undefined, started.join());
+    assert.deepEqual(started, []);
+    assert.ok(msgs(lines).includes(IGNORED), 'the late command is ignored as a canceled job\'s');
+  });
+});

@@ -14,7 +14,11 @@
  * before this instance started is not in the store and not known here: its requests are
  * not refused by this (docs/security.md).
  */
+import { routeRequests, type MessageBus } from '../broker/message-bus.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { AWS_THINGS_PREFIX } from '../protocol/aws-topics.ts';
+import { parseJobLogTopic } from '../protocol/topics.ts';
+import { ThrottledLog } from '../util/log-throttle.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 
@@ -120,4 +124,34 @@ export class RevokedDevices {
       }, RETRY_MS).unref();
     }
   }
+}
+
+/**
+ * `bus` without the job-log uploads (`state/{id}/job-log`) and AWS jobs requests
+ * (`$aws/things/{id}/jobs/...`) of a withdrawn device, which go unanswered: the other requests
+ * of such a device are refused where they are handled (its shadow requests by the replica, 403;
+ * credentials and certificate renewals, 403 `device revoked`). Without it a revoked device that
+ * an external broker admitted by its certificate stored job logs and moved its AWS jobs'
+ * executions. Each dropped request is said at most once per 30 s (a WARN, with the count of the
+ * others).
+ */
+export function refuseWithdrawn(bus: MessageBus, revoked: RevokedDevices, logger: Logger): MessageBus {
+  const log = new ThrottledLog(logger);
+  return routeRequests(bus, (msg, next) => {
+    if (msg.sender.kind === 'device' && (parseJobLogTopic(msg.topic) !== undefined || isAwsJobsTopic(msg.topic))) {
+      const why = revoked.refusal(msg.sender.id);
+      if (why !== undefined) {
+        log.warn('a request of a withdrawn device dropped unanswered', { deviceId: msg.sender.id, topic: msg.topic, why });
+        return;
+      }
+    }
+    return next(msg);
+  });
+}
+
+function isAwsJobsTopic(topic: string): boolean {
+  if (!topic.startsWith(AWS_THINGS_PREFIX)) return false;
+  const rest = topic.slice(AWS_THINGS_PREFIX.length);
+  const slash = rest.indexOf('/');
+  return slash > 0 && (rest.startsWith('jobs/', slash + 1) || rest.slice(slash + 1) === 'jobs');
 }

@@ -46,6 +46,7 @@ import { DeploymentService } from '../jobs/deployment-service.ts';
 import { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { Rollouts } from '../jobs/rollouts.ts';
 import { ReadinessProbe } from './readiness.ts';
+import { refuseWithdrawn, RevokedDevices } from '../registry/revoked-devices.ts';
 import { probeBlobStore } from '../artifacts/blob-store-probe.ts';
 import { WebhookNotifier } from '../events/webhook-notifier.ts';
 import { DeviceRegistry } from '../registry/device-registry.ts';
@@ -320,9 +321,20 @@ export class UpdraftServer {
       const thing = awsThingOf(filter);
       if (thing !== undefined) awsThings.mark(thing);
     });
+    // behind an external broker, which may admit a revoked device by its certificate
+    // (mosquitto-config --updraft-ca), its requests are refused from memory: its shadow requests
+    // by the replica (403), the others here, unanswered; started before the first request
+    let requests = withCertificateRenewal(withCredentials(this.bus, credentials), renewal);
+    let withdrawn: RevokedDevices | undefined;
+    if (config.mqtt.url) {
+      const revoked = new RevokedDevices({ store: this.store, events, logger: logger.child('registry') });
+      await this.startPart({ start: () => revoked.start(), stop: async () => revoked.stop() });
+      withdrawn = revoked;
+      requests = refuseWithdrawn(requests, revoked, logger.child('broker'));
+    }
     this.replica = new ShadowReplica({
       store: this.store,
-      bus: withAwsDoors(withJobLogs(withCertificateRenewal(withCredentials(this.bus, credentials), renewal), jobLogs), { shadow: awsShadow, jobs: (msg) => awsJobs?.handle(msg) }),
+      bus: withAwsDoors(withJobLogs(requests, jobLogs), { shadow: awsShadow, jobs: (msg) => awsJobs?.handle(msg) }),
       events,
       logger: logger.child('replica'),
       limits: { maxDocumentBytes: config.shadow.maxDocumentBytes, maxDepth: config.shadow.maxDepth },
@@ -332,8 +344,7 @@ export class UpdraftServer {
       // operators (MQTT, rollouts) create shadows for registered devices only: a later
       // registration of the id would inherit the shadow and its command
       isRegistered: async (deviceId) => (await this.store.getDevice(deviceId)) !== undefined,
-      // an external broker may admit a revoked device by its certificate (mosquitto-config --updraft-ca)
-      checkWithdrawn: Boolean(config.mqtt.url),
+      ...(withdrawn ? { withdrawn } : {}),
     });
     // the replica subscribes to the bus before the broker accepts the first device
     await this.startPart(this.replica);

@@ -27,7 +27,7 @@ import {
 } from '../protocol/shadow-messages.ts';
 import { checkReportedSoftware, parseDesiredSoftware, type DesiredSoftware, type SoftwareCommand } from '../protocol/software.ts';
 import { answerTopic, parseRequestTopic, type ShadowOperation, type ShadowRef, type TopicRef } from '../protocol/topics.ts';
-import { RevokedDevices } from '../registry/revoked-devices.ts';
+import type { RevokedDevices } from '../registry/revoked-devices.ts';
 import type { ShadowRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { ThrottledLog } from '../util/log-throttle.ts';
@@ -73,13 +73,14 @@ export interface ReplicaDeps {
    */
   isRegistered?: (deviceId: string) => Promise<boolean>;
   /**
-   * Whether device senders are checked against the revoked and deleted devices held in memory
-   * (registry/revoked-devices.ts): behind an external broker that may admit a revoked device by
-   * its certificate. The embedded broker refuses it at CONNECT and closes its connection at the
-   * revocation, so there it is off: it would cost a scan of every device at each start and a
-   * store read per registration on every instance (a bulk registration of 100,000), for nothing.
+   * The revoked and deleted devices held in memory (registry/revoked-devices.ts, started by the
+   * server before the replica), against which device senders are checked: given behind an
+   * external broker, which may admit a revoked device by its certificate. The embedded broker
+   * refuses it at CONNECT and closes its connection at the revocation, so there it is absent: it
+   * would cost a scan of every device at each start and a store read per registration on every
+   * instance (a bulk registration of 100,000), for nothing.
    */
-  checkWithdrawn?: boolean;
+  withdrawn?: RevokedDevices;
   /** Seconds since the epoch (injectable for tests). */
   now?: () => number;
 }
@@ -140,7 +141,7 @@ export class ShadowReplica {
     this.queue = new KeyedQueue(deps.maxPending);
     this.unavailableLog = new ThrottledLog(deps.logger);
     this.rejectionLog = new RejectionLog(deps.logger);
-    this.revoked = deps.checkWithdrawn ? new RevokedDevices({ store: deps.store, events: deps.events, logger: deps.logger }) : undefined;
+    this.revoked = deps.withdrawn;
   }
 
   /** Starts consuming requests from the bus. */
@@ -151,8 +152,6 @@ export class ShadowReplica {
     // write built on the cached copy would pass its version check and bring old content back
     // (QA, 2026-12-06: a vanished job's command written again into shadows after a restore)
     this.offDisruption = this.deps.store.onDisruption?.(() => this.cache.clear());
-    // before the first request: a device revoked before this start is refused from the first
-    await this.revoked?.start();
     this.deps.bus.onRequest((msg) => this.submit(msg));
   }
 
@@ -161,7 +160,6 @@ export class ShadowReplica {
     this.stopped = true;
     this.deps.bus.onRequest(() => {});
     this.offDisruption?.();
-    this.revoked?.stop();
     await this.queue.drain();
     this.unavailableLog.close();
     this.rejectionLog.close();

@@ -64,6 +64,23 @@ async function ask(url: string, serverCa: string, deviceId: string, pair: { cert
   }
 }
 
+/** A device's job-log upload and AWS jobs get: the answers that came (within `waitMs` when none is expected). */
+async function askOthers(url: string, serverCa: string, deviceId: string, pair: { certificate: string; privateKey: string }, answered: boolean): Promise<string[]> {
+  const c = await mqtt.connectAsync(url, { clientId: deviceId, ca: serverCa, cert: pair.certificate, key: pair.privateKey, reconnectPeriod: 0, connectTimeout: 5000 });
+  try {
+    const got: string[] = [];
+    c.on('message', (t) => got.push(t));
+    await c.subscribeAsync([`state/${deviceId}/job-log/+`, `$aws/things/${deviceId}/jobs/get/+`], { qos: 1 });
+    await c.publishAsync(`state/${deviceId}/job-log`, '{}', { qos: 1 });
+    await c.publishAsync(`$aws/things/${deviceId}/jobs/get`, '{}', { qos: 1 });
+    if (answered) await eventually(async () => (got.length >= 2 ? true : undefined), 10_000, `${deviceId}'s job log and AWS jobs get answered`);
+    else await new Promise((r) => setTimeout(r, 1500));
+    return got.sort();
+  } finally {
+    await c.endAsync(true);
+  }
+}
+
 const found = findMosquitto();
 const pgResult = await startTestPostgres();
 
@@ -183,6 +200,10 @@ if (!found.ok) {
       assert.equal(other.get('state/d-2/update/accepted')?.state?.reported?.x, 2, 'another device is answered');
       assert.ok(other.has('state/d-2/get/accepted'));
       assert.equal((await shadowOf('d-2'))?.state?.reported?.x, 2, 'the check reads the shadow route right');
+      // its job logs and AWS jobs requests: another device's are answered (the broker lets them
+      // through), the revoked device's are dropped, unanswered
+      assert.deepEqual(await askOthers(s.url, s.serverCa, 'd-2', cert2, true), ['$aws/things/d-2/jobs/get/accepted', 'state/d-2/job-log/rejected']);
+      assert.deepEqual(await askOthers(s.url, s.serverCa, 'd-1', cert1, false), [], 'the revoked device\'s job log and AWS jobs get go unanswered');
 
       // a server started after the revocation knows it from the store
       await ts.stop();

@@ -62,6 +62,8 @@ import { JobLog, teeLogger } from './job-log.ts';
 const PENDING_LOG_MAX_AGE_MS = 7 * 86_400_000;
 /** How long a line of the job's log waits to be saved, with those that follow it. */
 const JOB_LOG_SAVE_DELAY_MS = 1000;
+/** The reason reported for a job this device saw canceled, which a server asks for again (handleCommand). */
+const CANCELED_BEFORE = 'not started: this device heard this job canceled before (the server may have lost the cancel: a restore of its database, a failover that lost writes)';
 
 /** The update agent of one device. */
 export class UpdateAgent extends EventEmitter<AgentEvents> {
@@ -945,6 +947,18 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // are unique, and a canceled job is never asked for again (a retry has its own id): never
     // started, nor does it call off the job in flight or re-report anything
     if (this.state.canceled?.includes(command.jobId)) {
+      // with nothing in flight, answered: a FAILURE naming it, so that a server still waiting
+      // for it ends its execution. A server whose database went back (a restore, a failover
+      // that lost writes) asks again for a job whose cancel it no longer holds: left
+      // unanswered, its execution stayed open for good (review, 2026-12-06). A late message
+      // about a job the server did cancel changes nothing there (its execution is ended), and
+      // is answered once (not the echo of this report: its version)
+      if (!job && version !== undefined && this.acked.get(command.jobId) !== version && !this.reportingOutcome.has(command.jobId)) {
+        this.log.info('the server asks for a job canceled before: reporting it called off, not started', { jobId: command.jobId, shadowVersion: version });
+        const calledOffBefore: FinishedJob = { jobId: command.jobId, status: 'FAILURE', error: CANCELED_BEFORE, finishedAt: new Date(this.now()).toISOString() };
+        void this.reportFinished(calledOffBefore).catch((err: unknown) => this.log.warn('outcome not reported', { jobId: command.jobId, error: asUpdraftError(err).message }));
+        return;
+      }
       this.log.info('ignoring the command of a job canceled before: a late message', { jobId: command.jobId, ...(version !== undefined ? { shadowVersion: version } : {}) });
       return;
     }
@@ -956,8 +970,13 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const finished = this.state.finished.find((f) => f.jobId === command.jobId);
     if (finished) {
       const acked = this.acked.get(finished.jobId);
-      // the echo of our own outcome report (desired still differs after a FAILURE): nothing new
-      if (acked !== undefined && (version === undefined || version <= acked)) return;
+      // the echo of our own outcome report (desired still differs after a FAILURE): nothing new.
+      // The echo only: a command at an older version than the acknowledgement is the server
+      // asking again after its database went back (a restore, a failover that lost writes),
+      // whose execution is open again and waits for this outcome; it was dropped, and that
+      // execution stayed open for good (QA, 2026-12-06). A late older delta is answered too,
+      // idempotently
+      if (acked !== undefined && (version === undefined || version === acked)) return;
       if (this.reportingOutcome.has(finished.jobId)) return;
       this.log.info('duplicate command for a finished job: re-reporting its outcome', { jobId: finished.jobId, status: finished.status });
       void this.reportFinished(finished).catch((err: unknown) => this.log.warn('outcome not re-reported', { jobId: finished.jobId, error: asUpdraftError(err).message }));
@@ -1411,7 +1430,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private noteAck(jobId: string, ack: JsonObject | undefined): void {
     const version = numberOrUndefined(ack?.version);
     if (version === undefined) return;
-    this.acked.set(jobId, Math.max(version, this.acked.get(jobId) ?? 0));
+    // the latest, not the highest: after the server's database went back, the echo of the
+    // report that answered it comes at a lower version than an earlier acknowledgement
+    this.acked.set(jobId, version);
     // remember only jobs still in the finished list
     for (const id of this.acked.keys()) if (!this.state.finished.some((f) => f.jobId === id) && id !== jobId) this.acked.delete(id);
   }

@@ -66,14 +66,21 @@ export class JobLogService {
     const body = requestBody(msg.payload, JOB_LOG_MAX_REQUEST_BYTES, 'job log');
     const clientToken = readClientToken(body);
     const upload = parseJobLogUpload(body);
-    const jobId = parseAgentJobId(upload.jobId)?.jobId;
+    const parsed = parseAgentJobId(upload.jobId);
+    const jobId = parsed?.jobId;
     const execution = jobId === undefined ? undefined : await this.deps.store.getExecution(jobId, deviceId);
     if (!execution) throw new UpdraftError('NOT_FOUND', `job ${upload.jobId} has no execution on device ${deviceId}: its log is not kept`);
     const receivedAt = this.now();
-    const kept = this.deps.maxPerJob > 0 && (await this.deps.store.putJobLog({ jobId: execution.jobId, deviceId, agentJobId: upload.jobId, receivedAt, lines: upload.lines, dropped: upload.dropped }, this.deps.maxPerJob));
+    // the log of a take-back (`.cancel`, `.rollback`) is kept while the job holds fewer than half
+    // its logs: after an abort every device that had installed refuses the take-back as a
+    // downgrade and sends its log, and those filled the job's budget (947 of 1,000 in a soak),
+    // so the logs of real failures that came after were refused
+    const control = parsed?.control !== undefined;
+    const max = control ? Math.floor(this.deps.maxPerJob / 2) : this.deps.maxPerJob;
+    const kept = max > 0 && (await this.deps.store.putJobLog({ jobId: execution.jobId, deviceId, agentJobId: upload.jobId, receivedAt, lines: upload.lines, dropped: upload.dropped }, max));
     if (!kept) {
-      const why = this.deps.maxPerJob > 0 ? `keeps the logs of ${this.deps.maxPerJob} devices already` : 'keeps no logs';
-      throw new UpdraftError('CONFLICT', `job ${execution.jobId} ${why} (jobs.maxLogsPerJob): this one is not kept`);
+      const why = max > 0 ? `keeps the logs of ${max} devices already` : 'keeps no logs';
+      throw new UpdraftError('CONFLICT', `job ${execution.jobId} ${why} (jobs.maxLogsPerJob${control ? ", half of it for the logs of a take-back's attempt" : ''}): this one is not kept`);
     }
     this.deps.events.emit('job.log', { jobId: execution.jobId, deviceId, agentJobId: upload.jobId, lineCount: upload.lines.length });
     const accepted: Record<string, unknown> = { jobId: upload.jobId, lines: upload.lines.length, timestamp: Math.floor(receivedAt / 1000) };

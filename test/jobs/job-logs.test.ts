@@ -187,6 +187,23 @@ describe("devices' logs of failed jobs", () => {
     assert.deepEqual([rest.items.map((i) => i.deviceId), rest.next], [['log-5'], undefined]);
     assert.equal((await get('/jobs/no-such-job/logs')).status, 404);
   });
+
+  it("keeps the logs of a take-back's attempts (.cancel, .rollback) to half of jobs.maxLogsPerJob: real failures' logs keep their room", async () => {
+    const devices = ['tb-1', 'tb-2', 'tb-3'];
+    const [a, b, c] = await Promise.all(devices.map((id) => connectDevice(ts, id)));
+    stops.push(() => a!.end(), () => b!.end(), () => c!.end());
+    for (const x of [a!, b!, c!]) await x.subscribe(`state/${x.client.options.clientId}/job-log/+`);
+    const jobId = await deploy(ts, devices, 'fw@2.0.0');
+    // the bound is 2 (the test's server): one take-back log, then none
+    assert.equal((await a!.request('state/tb-1/job-log', { jobId: `${jobId}.cancel`, lines: ['refused: a downgrade'] })).topic, 'state/tb-1/job-log/accepted');
+    const second = await b!.request('state/tb-2/job-log', { jobId: `${jobId}.cancel`, lines: ['refused: a downgrade'] });
+    assert.equal(second.topic, 'state/tb-2/job-log/rejected', JSON.stringify(second.body));
+    assert.match((second.body as { message: string }).message, new RegExp(`^job ${jobId} keeps the logs of 1 devices already \\(jobs.maxLogsPerJob, half of it for the logs of a take-back's attempt\\): this one is not kept$`));
+    // a real failure's log still has its room
+    const failure = await c!.request('state/tb-3/job-log', { jobId, lines: ['health check failed'] });
+    assert.equal(failure.topic, 'state/tb-3/job-log/accepted', JSON.stringify(failure.body));
+    assert.equal((await get(`/jobs/${jobId}/logs/tb-3`)).status, 200);
+  });
 });
 
 /** Publishes a raw payload on the device's job-log topic; resolves with the rejection (no clientToken to match). */

@@ -185,7 +185,9 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     assert.equal(s.installer.installs, 0);
     assert.equal((await s.installer.current())?.version, '1.0.0');
     assert.deepEqual(s.asked, [], 'the gate was not asked: the job was called off first');
-    assert.ok(msgs(s.lines).includes('resumed job: waiting for the server to confirm it is still wanted before installing'));
+    // its 'resumed job: waiting for the server to confirm ...' line is not asserted: a stay that
+    // comes before the resumed job reaches the gate calls it off first, and nothing waits (a
+    // race of the test's, seen in a clean-clone CI); what the fix guards is above
     const execution = await ts.server.store.getExecution(s.jobId, 'late-2');
     assert.equal(execution?.status, 'CANCELED');
   });

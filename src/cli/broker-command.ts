@@ -17,7 +17,7 @@ import { Option, type Command } from 'commander';
 import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { UpdraftError } from '../errors.ts';
-import { readClientCaBundle, type ClientCaBundle } from '../pki/certificate-authority.ts';
+import type { ClientCaBundle } from '../pki/certificate-authority.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
@@ -27,6 +27,11 @@ import { brokerCredentials } from './broker-credentials.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
 import { makeOutputDir } from './output-file.ts';
+
+/** The PKI (node-forge) loaded only when a CA bundle is asked for: `updraft --help` and the API commands load none (test/cli/cli-startup.test.ts). */
+async function readClientCaBundle(dataDir: string): Promise<ClientCaBundle> {
+  return (await import('../pki/certificate-authority.ts')).readClientCaBundle(dataDir);
+}
 
 interface Options extends ApiOptions {
   out: string;

@@ -296,8 +296,6 @@ export class PostgresStore implements StateStore {
   private readonly connections = new Map<pg.Client, Promise<void>>();
   /** onDisruption's listeners. */
   private readonly disruptionListeners = new Set<(reason: string) => void>();
-  /** The database this store last connected to: its server's start time and its oid (`checkIdentity`). */
-  private identity: string | undefined;
   // point reads of one tick in one query (postgres-read-batch.ts)
   private readonly shadowReads = new PgReadBatch<ShadowRow & { i?: string }, ShadowRecord>({
     query: (sql, params) => this.read(sql, params),
@@ -368,10 +366,7 @@ export class PostgresStore implements StateStore {
       // query opens a fresh session
       ...this.queryTimeout(),
     });
-    pool.on('connect', (client) => {
-      this.track(client);
-      this.checkIdentity(client);
-    });
+    pool.on('connect', (client) => this.track(client));
     // an idle pooled connection that dies (server restart) must not crash the process
     pool.on('error', (err) => {
       this.logger.warn('idle PostgreSQL connection lost', { error: err.message });
@@ -483,30 +478,6 @@ export class PostgresStore implements StateStore {
 
   private disrupted(reason: string): void {
     for (const l of this.disruptionListeners) l(reason);
-  }
-
-  /**
-   * Compares the database a new connection reaches with the one the last reached: the server's
-   * start time (a restart, a failover to a replica, which may be behind) and the database's oid
-   * (a restore into a database made again under the same name). A change is a disruption
-   * (onDisruption), said once. A connection lost while idle is one too (the pool's 'error'), which
-   * comes earlier when the server goes away; this catches a restart whose connections had all
-   * been closed idle. The query runs on the new connection before its first use (it is queued
-   * first); a write decided on a cache before it completes is not caught (docs/deployment.md).
-   */
-  private checkIdentity(client: pg.Client): void {
-    client.query<{ id: string }>(`SELECT pg_postmaster_start_time()::text || '/' || d.oid::text AS id FROM pg_database d WHERE d.datname = current_database()`).then(
-      (r) => {
-        const id = r.rows[0]?.id;
-        if (id === undefined) return;
-        const before = this.identity;
-        this.identity = id;
-        if (before === undefined || before === id) return;
-        this.logger.warn('PostgreSQL was restarted, failed over or its database replaced since this instance last connected: what this instance cached from it is dropped, and read again', { before, now: id });
-        this.disrupted('the database changed under this instance');
-      },
-      () => undefined, // the connection failed: its user's query says so
-    );
   }
 
   private track(client: pg.Client): void {

@@ -11,31 +11,15 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import mqtt from 'mqtt';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli, startCli } from '../helpers/cli.ts';
-import { freePort } from '../helpers/free-port.ts';
-import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
+import { findMosquitto, mosquittoUnavailable, runMosquitto, setupMosquittoTls } from '../helpers/mosquitto.ts';
+import { tryConnect } from '../helpers/mqtt-client.ts';
 import { startTestServer } from '../helpers/server.ts';
-
-/** 'tls' when the TLS layer refused the connection, the CONNACK code when MQTT did, undefined when admitted. */
-function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
-  return new Promise((resolve) => {
-    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-    const done = (v: number | 'tls' | undefined) => {
-      c.removeAllListeners();
-      c.on('error', () => {});
-      c.end(true, () => resolve(v));
-    };
-    c.once('connect', () => done(undefined));
-    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 'tls'));
-    c.once('close', () => done('tls'));
-  });
-}
 
 const found = findMosquitto();
 
@@ -56,36 +40,9 @@ if (!found.ok) {
       for (const d of dirs) await rm(d, { recursive: true, force: true });
     });
 
-    /** A data directory with a CA and an operator token, the broker's server certificate (of a CA of its own), and the listener flags. */
-    async function setup() {
-      const dataDir = await tmp('updraft-mq-rollover-');
-      const init = await runCli(['ca', 'init', '--data-dir', dataDir]);
-      assert.equal(init.code, 0, init.stderr);
-      const token = `updr_${'m'.repeat(40)}`;
-      await writeFile(path.join(dataDir, 'operator-token'), token, { mode: 0o600 });
-      const certs = await tmp('updraft-mq-certs-');
-      const brokerCa = await createCa(certs, 'Broker CA');
-      const server = await brokerCa.issueServerCertificate(['127.0.0.1']);
-      await writeFile(path.join(certs, 'server.crt'), server.certificate);
-      await writeFile(path.join(certs, 'server.key'), server.privateKey, { mode: 0o644 }); // a throw-away key: mosquitto drops to its own user
-      await chmod(certs, 0o755);
-      const confRoot = await tmp('updraft-mq-conf-');
-      await chmod(confRoot, 0o755); // mosquitto drops to its own user, which must reach the files
-      const out = path.join(confRoot, 'mosquitto');
-      const [devicePort, servicePort] = [await freePort(), await freePort()];
-      const flags = ['--out', out, '--device-host', '127.0.0.1', '--device-port', String(devicePort), '--service-host', '127.0.0.1', '--service-port', String(servicePort), '--tls-cert', path.join(certs, 'server.crt'), '--tls-key', path.join(certs, 'server.key'), '--updraft-ca'];
-      return { dataDir, token, out, devicePort, servicePort, flags, url: `mqtts://127.0.0.1:${devicePort}`, serverCa: brokerCa.certificate };
-    }
-
     it('the old CA accepted after the rollover, the new one too, a foreign one refused; the old refused after drop-previous', async () => {
-      const s = await setup();
-      const generate = async () => {
-        const r = await runCli(['broker', 'mosquitto-config', '--offline', '--data-dir', s.dataDir, ...s.flags]);
-        assert.equal(r.code, 0, r.stderr);
-        await chmod(s.out, 0o755);
-        await chmod(path.join(s.out, 'passwd'), 0o644); // read by the mosquitto user
-        return r.stdout;
-      };
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
+      const generate = async () => (await s.generate(['--updraft-ca'])).stdout;
       const first = await generate();
       assert.match(first, /client-ca\.crt: Updraft's CA \(pki\/ca\.crt\); regenerate after updraft ca rollover/);
       const conf = await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8');
@@ -133,11 +90,11 @@ if (!found.ok) {
     });
 
     it('--watch rewrites client-ca.crt after a rollover and says to restart the broker', async () => {
-      const s = await setup();
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
       const ts = await startTestServer({ dataDir: s.dataDir });
       await mkdir(s.out, { recursive: true, mode: 0o755 });
       await chmod(s.out, 0o755);
-      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--resync-minutes', '0.02', '--reload-command', 'chmod 644 passwd', '--server', ts.httpUrl, '--data-dir', s.dataDir]);
+      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--resync-minutes', '0.02', '--reload-command', 'chmod 644 passwd', '--server', ts.httpUrl, '--data-dir', s.dataDir]);
       stops.push(async () => void (await watch.kill()));
       await eventually(async () => (await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => undefined)) || undefined, 30_000, 'mosquitto.conf written');
       const oldCa = (await loadCa(s.dataDir))!;

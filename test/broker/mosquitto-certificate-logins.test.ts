@@ -18,32 +18,17 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
-import { eventually, runCli } from '../helpers/cli.ts';
-import { freePort } from '../helpers/free-port.ts';
-import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
+import { eventually } from '../helpers/cli.ts';
+import { findMosquitto, mosquittoUnavailable, runMosquitto, setupMosquittoTls } from '../helpers/mosquitto.ts';
+import { tryConnect } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-
-/** 'tls' when the TLS layer refused the connection, the CONNACK code when MQTT did, undefined when admitted. */
-function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
-  return new Promise((resolve) => {
-    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-    const done = (v: number | 'tls' | undefined) => {
-      c.removeAllListeners();
-      c.on('error', () => {});
-      c.end(true, () => resolve(v));
-    };
-    c.once('connect', () => done(undefined));
-    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 'tls'));
-    c.once('close', () => done('tls'));
-  });
-}
 
 /** Connects by certificate, sends an update (unless `getOnly`) and a get, and returns the answers (topic → payload). */
 async function ask(url: string, serverCa: string, deviceId: string, pair: { certificate: string; privateKey: string }, x: number, getOnly = false): Promise<Map<string, any>> {
@@ -102,37 +87,15 @@ if (!found.ok) {
       for (const d of dirs) await rm(d, { recursive: true, force: true });
     });
 
-    /** A data directory with a CA and an operator token, the broker's server certificate (of a CA of its own), and the listener flags. */
+    /** A data directory with a CA and an operator token, the broker's certificate, ports and flags (setupMosquittoTls), and a Mosquitto on them stopped after the tests. */
     async function setup() {
-      const dataDir = await tmp('updraft-mq-certlogin-');
-      const init = await runCli(['ca', 'init', '--data-dir', dataDir]);
-      assert.equal(init.code, 0, init.stderr);
-      const token = `updr_${'c'.repeat(40)}`;
-      await writeFile(path.join(dataDir, 'operator-token'), token, { mode: 0o600 });
-      const certs = await tmp('updraft-mq-certs-');
-      const brokerCa = await createCa(certs, 'Broker CA');
-      const server = await brokerCa.issueServerCertificate(['127.0.0.1']);
-      await writeFile(path.join(certs, 'server.crt'), server.certificate);
-      await writeFile(path.join(certs, 'server.key'), server.privateKey, { mode: 0o644 }); // a throw-away key: mosquitto drops to its own user
-      await chmod(certs, 0o755);
-      const confRoot = await tmp('updraft-mq-conf-');
-      await chmod(confRoot, 0o755);
-      const out = path.join(confRoot, 'mosquitto');
-      const [devicePort, servicePort] = [await freePort(), await freePort()];
-      const flags = ['--out', out, '--device-host', '127.0.0.1', '--device-port', String(devicePort), '--service-host', '127.0.0.1', '--service-port', String(servicePort), '--tls-cert', path.join(certs, 'server.crt'), '--tls-key', path.join(certs, 'server.key')];
-      const generate = async (extra: string[]) => {
-        const r = await runCli(['broker', 'mosquitto-config', '--offline', '--data-dir', dataDir, ...flags, ...extra]);
-        assert.equal(r.code, 0, r.stderr);
-        await chmod(out, 0o755);
-        await chmod(path.join(out, 'passwd'), 0o644); // read by the mosquitto user
-        return readFile(path.join(out, 'mosquitto.conf'), 'utf8');
-      };
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-certlogin-');
       const mosquitto = async () => {
-        const proc: { child: ChildProcess; stop(): Promise<void> } = await runMosquitto(bin, out, [devicePort, servicePort]);
+        const proc: { child: ChildProcess; stop(): Promise<void> } = await runMosquitto(bin, s.out, [s.devicePort, s.servicePort]);
         stops.push(() => proc.stop());
         return proc;
       };
-      return { dataDir, token, certs, out, devicePort, servicePort, generate, mosquitto, url: `mqtts://127.0.0.1:${devicePort}`, serviceUrl: `mqtt://127.0.0.1:${servicePort}`, serverCa: brokerCa.certificate };
+      return { ...s, mosquitto };
     }
 
     it('--tls-ca writes the cafile alone: devices log in with their passwords, with or without a certificate', async () => {
@@ -144,7 +107,7 @@ if (!found.ok) {
       const clientCa = (await loadCa(s.dataDir))!;
       const caFile = path.join(s.certs, 'devices-ca.crt');
       await writeFile(path.join(s.certs, 'devices-ca.crt'), clientCa.certificate);
-      const conf = await s.generate(['--tls-ca', caFile]);
+      const { conf } = await s.generate(['--tls-ca', caFile]);
       assert.match(conf, new RegExp(`^cafile ${caFile}$`, 'm'));
       assert.doesNotMatch(conf, /require_certificate|use_identity_as_username/);
       await s.mosquitto();
@@ -162,7 +125,7 @@ if (!found.ok) {
 
     it('--updraft-ca: a revoked device gets into Mosquitto by its certificate, and Updraft refuses its requests with 403', async () => {
       const s = await setup();
-      const conf = await s.generate(['--updraft-ca']);
+      const { conf } = await s.generate(['--updraft-ca']);
       assert.match(conf, /^require_certificate true$/m);
       assert.match(conf, /^use_identity_as_username true$/m);
       await s.mosquitto();

@@ -3,12 +3,14 @@
  * `broker/mosquitto-config.ts`, never the machine's broker on 1883. Without a mosquitto
  * binary tests skip, except under CI=true where they fail loudly.
  */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd, type RegisteredDevice } from '../../src/broker/mosquitto-config.ts';
+import { runCli } from './cli.ts';
 import { freePort } from './free-port.ts';
 
 /** A running Mosquitto. */
@@ -90,6 +92,58 @@ export async function startTestMosquitto(
     },
     stop: () => proc.stop(),
   };
+}
+
+/** What `setupMosquittoTls` made: a data directory, the broker's certificate files and its ports, with the `updraft broker mosquitto-config` flags for them. */
+export interface MosquittoTlsSetup {
+  dataDir: string;
+  /** The operator token written to the data directory. */
+  token: string;
+  /** The folder of server.crt and server.key, readable to the mosquitto user. */
+  certs: string;
+  /** Where mosquitto-config writes the broker's files (`--out`). */
+  out: string;
+  devicePort: number;
+  servicePort: number;
+  /** --out, the listeners' hosts and ports, --tls-cert and --tls-key: no choice of client CA. */
+  flags: string[];
+  /** The device listener over TLS. */
+  url: string;
+  serviceUrl: string;
+  /** The CA of the broker's server certificate, for a client's `ca`. */
+  serverCa: string;
+  /** Runs `updraft broker mosquitto-config --offline` with `flags` and `extra` (asserting it succeeds), makes its files readable to the mosquitto user, and returns its output and the mosquitto.conf it wrote. */
+  generate(extra?: string[]): Promise<{ stdout: string; conf: string }>;
+}
+
+/** A data directory (made with `tmp(prefix)`) with Updraft's CA and an operator token, a server certificate for 127.0.0.1 of a CA of the broker's own, and free ports with the `broker mosquitto-config` flags for a TLS device listener on them; the caller deletes what `tmp` made. */
+export async function setupMosquittoTls(tmp: (prefix: string) => Promise<string>, prefix: string): Promise<MosquittoTlsSetup> {
+  // loaded here, not at the top: node-forge costs every other test of this helper its load time
+  const { createCa } = await import('../../src/pki/certificate-authority.ts');
+  const dataDir = await tmp(prefix);
+  const init = await runCli(['ca', 'init', '--data-dir', dataDir]);
+  assert.equal(init.code, 0, init.stderr);
+  const token = `updr_${'m'.repeat(40)}`;
+  await writeFile(path.join(dataDir, 'operator-token'), token, { mode: 0o600 });
+  const certs = await tmp('updraft-mq-certs-');
+  const brokerCa = await createCa(certs, 'Broker CA');
+  const server = await brokerCa.issueServerCertificate(['127.0.0.1']);
+  await writeFile(path.join(certs, 'server.crt'), server.certificate);
+  await writeFile(path.join(certs, 'server.key'), server.privateKey, { mode: 0o644 }); // a throw-away key: mosquitto drops to its own user
+  await chmod(certs, 0o755);
+  const confRoot = await tmp('updraft-mq-conf-');
+  await chmod(confRoot, 0o755); // mosquitto drops to its own user, which must reach the files
+  const out = path.join(confRoot, 'mosquitto');
+  const [devicePort, servicePort] = [await freePort(), await freePort()];
+  const flags = ['--out', out, '--device-host', '127.0.0.1', '--device-port', String(devicePort), '--service-host', '127.0.0.1', '--service-port', String(servicePort), '--tls-cert', path.join(certs, 'server.crt'), '--tls-key', path.join(certs, 'server.key')];
+  const generate = async (extra: string[] = []) => {
+    const r = await runCli(['broker', 'mosquitto-config', '--offline', '--data-dir', dataDir, ...flags, ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+    await chmod(out, 0o755);
+    await chmod(path.join(out, 'passwd'), 0o644); // read by the mosquitto user
+    return { stdout: r.stdout, conf: await readFile(path.join(out, 'mosquitto.conf'), 'utf8') };
+  };
+  return { dataDir, token, certs, out, devicePort, servicePort, flags, url: `mqtts://127.0.0.1:${devicePort}`, serviceUrl: `mqtt://127.0.0.1:${servicePort}`, serverCa: brokerCa.certificate, generate };
 }
 
 /**

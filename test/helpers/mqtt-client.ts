@@ -13,6 +13,21 @@ export async function connackCode(url: string, options: IClientOptions): Promise
   }
 }
 
+/** How a connection fared: the CONNACK code when MQTT refused it, 'tls' when the TLS layer did (an error, or the socket closed before CONNACK: a TLS 1.3 server refuses a client certificate after the client's handshake is done), undefined when admitted (it is closed again at once). */
+export function tryConnect(url: string, options: IClientOptions): Promise<number | 'tls' | undefined> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const done = (v: number | 'tls' | undefined) => {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      c.end(true, () => resolve(v));
+    };
+    c.once('connect', () => done(undefined));
+    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 'tls'));
+    c.once('close', () => done('tls'));
+  });
+}
+
 /** A received message, payload parsed as JSON when possible. */
 export interface Received {
   topic: string;

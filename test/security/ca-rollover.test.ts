@@ -13,28 +13,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import mqtt from 'mqtt';
 import forge from 'node-forge';
 import { caPaths, createCa } from '../../src/pki/certificate-authority.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
+import { tryConnect } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { startAgent } from './support.ts';
-
-/** 'tls' when the TLS layer refused the connection, the CONNACK code when MQTT did, undefined when admitted (as mqtt-tls.test.ts). */
-function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
-  return new Promise((resolve) => {
-    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-    const done = (v: number | 'tls' | undefined) => {
-      c.removeAllListeners();
-      c.on('error', () => {});
-      c.end(true, () => resolve(v));
-    };
-    c.once('connect', () => done(undefined));
-    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 'tls'));
-    c.once('close', () => done('tls'));
-  });
-}
 
 type Line = Record<string, unknown>;
 const parsed = (lines: string[]): Line[] => lines.map((l) => JSON.parse(l) as Line);

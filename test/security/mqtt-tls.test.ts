@@ -10,30 +10,10 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import mqtt from 'mqtt';
 import { createCa, caPaths } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
-import { TestClient } from '../helpers/mqtt-client.ts';
+import { TestClient, tryConnect } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-
-/**
- * The CONNACK return code of a refused connection, 'tls' when the TLS layer refused it
- * (an error, or the socket closed before CONNACK: TLS 1.3 servers reject a client
- * certificate after the client considers the handshake done), undefined when admitted.
- */
-function tryConnect(url: string, options: mqtt.IClientOptions): Promise<number | 'tls' | undefined> {
-  return new Promise((resolve) => {
-    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-    const done = (v: number | 'tls' | undefined) => {
-      c.removeAllListeners();
-      c.on('error', () => {});
-      c.end(true, () => resolve(v));
-    };
-    c.once('connect', () => done(undefined));
-    c.once('error', (err) => done(typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 'tls'));
-    c.once('close', () => done('tls'));
-  });
-}
 
 function httpsGet(url: string, ca: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return httpsFetch(url, ca, { headers });

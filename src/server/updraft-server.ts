@@ -43,6 +43,7 @@ import { sendJson } from '../http/respond.ts';
 import { Router } from '../http/router.ts';
 import { addSecurityRoutes } from '../http/security-routes.ts';
 import { DeploymentService } from '../jobs/deployment-service.ts';
+import { DisruptionResync } from '../jobs/disruption-resync.ts';
 import { ExecutionTracker } from '../jobs/execution-tracker.ts';
 import { Rollouts } from '../jobs/rollouts.ts';
 import { ReadinessProbe } from './readiness.ts';
@@ -384,6 +385,9 @@ export class UpdraftServer {
     // deleted devices' shadow tombstones, after shadow.tombstoneRetentionHours, by the instance leading rollouts
     const leading = this.rollouts.engine;
     await this.startPart(new TombstoneRetention({ store: this.store, isLeader: () => leading.isLeader, hours: config.shadow.tombstoneRetentionHours, logger: logger.child('shadow'), ...(clock ? { now: clock.now } : {}) }));
+    // after the database went back (PostgreSQL's onDisruption), the instance leading rollouts
+    // sends the commands of open executions again: a device whose report the restore lost answers
+    await this.startPart(new DisruptionResync({ store: this.store, replica: this.replica, isLeader: () => leading.isLeader, logger: logger.child('jobs') }));
 
     const deviceRefusal = async (id: string, issuedAt?: number) => {
       const d = await this.store.getDevice(id);

@@ -259,6 +259,29 @@ export class ShadowReplica {
     return this.deps.issueCommand ? this.deps.issueCommand(deviceId, software) : undefined;
   }
 
+  /**
+   * Publishes the delta of `deviceId`'s classic shadow as the store holds it now (its update
+   * command with a fresh URL, at the shadow's version), nothing written: the same command
+   * asked again (jobs/disruption-resync.ts, after the database went back). Only when the shadow
+   * has a delta and `onlyIf` holds for the record read; in the device's queue, after its
+   * requests queued before. 'sent', 'none' (no shadow, no delta, or `onlyIf` false), or
+   * 'unheard' (nothing subscribes to the device's delta topic: offline on the embedded broker).
+   */
+  resendDelta(deviceId: string, onlyIf?: (shadow: ShadowRecord) => boolean): Promise<'sent' | 'none' | 'unheard'> {
+    const ref: ShadowRef = { deviceId, name: '' };
+    return this.queue.run(key(ref), async () => {
+      const record = await this.deps.store.getShadow(deviceId, '');
+      if (!record || record.deleted || (onlyIf && !onlyIf(record))) return 'none';
+      const deltaTopic = answerTopic(ref, 'update', 'delta');
+      const delta = deltaMessage(record, this.now());
+      if (!delta) return 'none';
+      if (this.deps.bus.hasSubscribers?.(deltaTopic) === false) return 'unheard';
+      await this.decorate(ref, record, delta.state);
+      await this.publish(deltaTopic, delta);
+      return 'sent';
+    });
+  }
+
   /** `audit`: log the write as the operator's over MQTT (`auditOperator`), once committed and before it is answered. */
   private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender, answered?: () => void, audit = false): Promise<ShadowRecord> {
     checkSoftwareSection(ref, request, sender);

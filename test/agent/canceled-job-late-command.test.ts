@@ -20,14 +20,11 @@ import { MemoryAgentStateStore } from '../../src/agent/agent-state.ts';
 import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import type { GateAnswer } from '../../src/agent/update-job.ts';
-import type { JsonObject } from '../../src/protocol/json.ts';
-import { answerTopic, deltaTopic, requestTopic } from '../../src/protocol/topics.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
-import { TestClient } from '../helpers/mqtt-client.ts';
 import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';
+import { addArtifact, cancelJob, deploy, heldCommand, lateDelta, lineLogger, logMessages, outcome, startAgent } from '../security/support.ts';
 import { CountingInstaller } from './support/agent-fixture.ts';
 
 describe('UpdateAgent: a canceled job stays canceled', () => {
@@ -51,28 +48,6 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  const cancel = async (jobId: string) => {
-    const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` } });
-    assert.equal(res.status, 200, await res.text());
-  };
-  const lineLogger = (lines: string[]) => createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) });
-  const msgs = (lines: string[]) => lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
-
-  /**
-   * Publishes `command` on the device's delta topic as the instance that held it would (its
-   * version that of the document it was written in), then a newer delta of the application's
-   * (`marker`), in order over the same connection: once the agent heard the marker, it has
-   * handled the late delta.
-   */
-  async function lateDelta(agent: UpdateAgent, deviceId: string, command: JsonObject, version: number, marker: number): Promise<void> {
-    const heard = new Promise<void>((resolve) => agent.on('delta', (d) => d.state.marker === marker && resolve()));
-    const now = Math.floor(Date.now() / 1000);
-    await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { software: command }, metadata: {}, version, timestamp: now }), 1);
-    const shadow = await ts.server.store.getShadow(deviceId, '');
-    await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { marker }, metadata: {}, version: shadow!.version, timestamp: now }), 1);
-    await heard;
-  }
-
   it("ignores a canceled job's delta arriving after its stay command, also after a restart (the state file)", async () => {
     const id = 'late-1';
     const password = await registerDevice(ts, id);
@@ -83,16 +58,11 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     // job A is written while the device is away; the delta an instance published for it is
     // held (its broker connection down): the test keeps it, as the device's get shows it
     const jobA = await deploy(ts, [id], 'fw@2.0.0');
-    const device = await TestClient.connect(ts.mqttUrl, id, creds);
-    await device.subscribe(answerTopic({ deviceId: id, name: '' }, 'get', 'accepted'));
-    await device.publish(requestTopic({ deviceId: id, name: '' }, 'get'), { clientToken: 'held' });
-    const doc = (await device.next((m) => m.body?.clientToken === 'held')).body;
-    await device.client.endAsync();
-    const commandA = doc.state.delta.software as JsonObject;
-    assert.equal(commandA.version, '2.0.0');
-    assert.equal(commandA.jobId, jobA);
+    const held = await heldCommand(ts, id, password);
+    assert.equal(held.command.version, '2.0.0');
+    assert.equal(held.command.jobId, jobA);
     // the cancel (another instance): a stay command, the build the device runs
-    await cancel(jobA);
+    await cancelJob(ts, jobA);
 
     let run = await startAgent(ts, root, id, { ...creds, logger: lineLogger(lines) });
     agents.push(run.agent);
@@ -103,11 +73,11 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
 
     // the held delta reaches the device at last
-    await lateDelta(run.agent, id, commandA, doc.version, 1);
+    await lateDelta(ts, run.agent, id, held.command, held.version, 1);
     assert.equal(run.agent.currentJobId, undefined, started.join());
     assert.deepEqual(started, []);
     // not started: ignored, or, with nothing in flight, answered as called off (a FAILURE naming why)
-    assert.ok(['ignoring the command of a job canceled before: a late message', 'the server asks for a job canceled before: reporting it called off, not started'].some((m) => msgs(lines).includes(m)), msgs(lines).join(' | '));
+    assert.ok(['ignoring the command of a job canceled before: a late message', 'the server asks for a job canceled before: reporting it called off, not started'].some((m) => logMessages(lines).includes(m)), logMessages(lines).join(' | '));
     const saved = JSON.parse(await readFile(path.join(run.installDir, '.updraft', 'agent-state.json'), 'utf8')) as { canceled?: string[] };
     assert.deepEqual(saved.canceled, [jobA]);
 
@@ -122,7 +92,7 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     await eventually(async () => (agentB.requestsSent.update >= 1 ? true : undefined), 15_000, 'the report after the restart');
     started = [];
     run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
-    await lateDelta(run.agent, id, commandA, doc.version, 2);
+    await lateDelta(ts, run.agent, id, held.command, held.version, 2);
     assert.equal(run.agent.currentJobId, undefined, started.join());
     assert.deepEqual(started, []);
     const installer = new SlotInstaller({ dir: run.installDir });
@@ -149,7 +119,7 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     const jobId = await deploy(ts, [deviceId], 'fw@2.0.0');
     await waiting;
     await first.agent.stop();
-    await cancel(jobId);
+    await cancelJob(ts, jobId);
     const installer = new CountingInstaller(new SlotInstaller({ dir: first.installDir, initialVersion: '1.0.0', initialName: 'fw' }));
     const asked: string[] = [];
     const agent = new UpdateAgent({
@@ -210,7 +180,7 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     });
     try {
       // it waits for the server (with the fix), or (without) has gone on to install
-      await eventually(async () => (msgs(s.lines).includes('resumed job: waiting for the server to confirm it is still wanted before installing') || s.statuses.includes(`${s.jobId}:INSTALLING`) ? true : undefined), 30_000, 'the resumed job waits or installs');
+      await eventually(async () => (logMessages(s.lines).includes('resumed job: waiting for the server to confirm it is still wanted before installing') || s.statuses.includes(`${s.jobId}:INSTALLING`) ? true : undefined), 30_000, 'the resumed job waits or installs');
       assert.ok(hung);
     } finally {
       relay.resume();

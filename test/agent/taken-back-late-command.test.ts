@@ -19,12 +19,9 @@ import { SlotInstaller } from '../../src/agent/slot-installer.ts';
 import type { GateAnswer } from '../../src/agent/update-job.ts';
 import { clearedFor, ROLLOUT_SENDER } from '../../src/jobs/desired-software.ts';
 import type { JsonObject } from '../../src/protocol/json.ts';
-import { answerTopic, deltaTopic, requestTopic } from '../../src/protocol/topics.ts';
-import { createLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
-import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-import { addArtifact, deploy, outcome, startAgent } from '../security/support.ts';
+import { addArtifact, cancelJob, deploy, heldCommand, lateDelta, lineLogger, logMessages, outcome, startAgent } from '../security/support.ts';
 
 const IGNORED = 'ignoring the command of a job canceled before: a late message';
 /** With no job in flight the agent answers it, a FAILURE naming why, not started (a restored server may ask for it still). */
@@ -52,41 +49,7 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     await rm(root, { recursive: true, force: true });
   });
 
-  const cancel = async (jobId: string) => {
-    const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` } });
-    assert.equal(res.status, 200, await res.text());
-  };
-  const lineLogger = (lines: string[]) => createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) });
-  const msgs = (lines: string[]) => lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
   const savedCanceled = async (installDir: string) => (JSON.parse(await readFile(path.join(installDir, '.updraft', 'agent-state.json'), 'utf8')) as { canceled?: string[] }).canceled ?? [];
-
-  /**
-   * Publishes `command` on the device's delta topic as the instance that held it would (its
-   * version that of the document it was written in), then a newer delta of the application's
-   * (`marker`), in order over the same connection: once the agent heard the marker, it has
-   * handled the late delta.
-   */
-  async function lateDelta(agent: UpdateAgent, deviceId: string, command: JsonObject, version: number, marker: number): Promise<void> {
-    const heard = new Promise<void>((resolve) => agent.on('delta', (d) => d.state.marker === marker && resolve()));
-    const now = Math.floor(Date.now() / 1000);
-    await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { software: command }, metadata: {}, version, timestamp: now }), 1);
-    const shadow = await ts.server.store.getShadow(deviceId, '');
-    await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { marker }, metadata: {}, version: shadow!.version, timestamp: now }), 1);
-    await heard;
-  }
-
-  /** The command of the job the device is asked for, as its `get` shows it (the delta an instance held), with the document's version. */
-  async function heldCommand(deviceId: string, password: string): Promise<{ command: JsonObject; version: number }> {
-    const device = await TestClient.connect(ts.mqttUrl, deviceId, { username: deviceId, password });
-    try {
-      await device.subscribe(answerTopic({ deviceId, name: '' }, 'get', 'accepted'));
-      await device.publish(requestTopic({ deviceId, name: '' }, 'get'), { clientToken: 'held' });
-      const doc = (await device.next((m) => m.body?.clientToken === 'held')).body;
-      return { command: doc.state.delta.software as JsonObject, version: doc.version as number };
-    } finally {
-      await device.client.endAsync();
-    }
-  }
 
   it('ignores the late delta of a job superseded by a newer one before it installed, also after a restart', async () => {
     const id = 'superseded-late-1';
@@ -117,10 +80,10 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
 
     let started: string[] = [];
     run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
-    await lateDelta(run.agent, id, heldA!.command, heldA!.version, 1);
+    await lateDelta(ts, run.agent, id, heldA!.command, heldA!.version, 1);
     assert.equal(run.agent.currentJobId, undefined, started.join());
     assert.deepEqual(started, []);
-    assert.ok(refused(msgs(lines)), 'the late command is ignored as a canceled job\'s');
+    assert.ok(refused(logMessages(lines)), 'the late command is ignored as a canceled job\'s');
 
     // after a restart only the state file knows: the late delta is not answered by re-reporting
     // A's outcome over what the device runs (nor, were A forgotten, by running it)
@@ -132,11 +95,11 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     await eventually(async () => (restarted.requestsSent.update >= 1 ? true : undefined), 15_000, 'the report after the restart');
     started = [];
     run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
-    await lateDelta(run.agent, id, heldA!.command, heldA!.version, 2);
+    await lateDelta(ts, run.agent, id, heldA!.command, heldA!.version, 2);
     assert.equal(run.agent.currentJobId, undefined, started.join());
     assert.deepEqual(started, []);
-    assert.ok(refused(msgs(lines)), `the late command is ignored as a canceled job's: ${msgs(lines).join(' | ')}`);
-    assert.ok(!msgs(lines).includes(REREPORTED), 'the outcome of the superseded job is not reported again');
+    assert.ok(refused(logMessages(lines)), `the late command is ignored as a canceled job's: ${logMessages(lines).join(' | ')}`);
+    assert.ok(!logMessages(lines).includes(REREPORTED), 'the outcome of the superseded job is not reported again');
     assert.equal((await new SlotInstaller({ dir: run.installDir }).current())?.version, '1.5.0');
   });
 
@@ -149,10 +112,10 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     await first.agent.stop();
     // job A is written while the device is away; the delta an instance published is held
     const jobA = await deploy(ts, [id], 'fw@2.0.0');
-    const held = await heldCommand(id, password);
+    const held = await heldCommand(ts, id, password);
     assert.equal(held.command.jobId, jobA);
     // the cancel: 0.9.0 is not in the catalogue, no stay can name it, the desired software is cleared
-    await cancel(jobA);
+    await cancelJob(ts, jobA);
     const shadow = await ts.server.store.getShadow(id, '');
     assert.equal(shadow?.state.desired?.software, undefined);
     assert.equal(shadow?.state.desired?.softwareCanceled, jobA);
@@ -163,10 +126,10 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     await eventually(async () => (agent.requestsSent.get >= 1 ? true : undefined), 15_000, 'the get after the connect');
     let started: string[] = [];
     run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
-    await lateDelta(run.agent, id, held.command, held.version, 1);
+    await lateDelta(ts, run.agent, id, held.command, held.version, 1);
     assert.equal(run.agent.currentJobId, undefined, started.join());
     assert.deepEqual(started, []);
-    assert.ok(refused(msgs(lines)), 'the late command is ignored as a canceled job\'s');
+    assert.ok(refused(logMessages(lines)), 'the late command is ignored as a canceled job\'s');
     assert.deepEqual(await savedCanceled(run.installDir), [jobA]);
 
     await run.agent.stop();
@@ -176,7 +139,7 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     await eventually(async () => (restarted.requestsSent.update >= 1 ? true : undefined), 15_000, 'the report after the restart');
     started = [];
     run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
-    await lateDelta(run.agent, id, held.command, held.version, 2);
+    await lateDelta(ts, run.agent, id, held.command, held.version, 2);
     assert.equal(run.agent.currentJobId, undefined, started.join());
     assert.deepEqual(started, []);
     // nothing installed: the slots hold no build, the device still runs (and reports) 0.9.0
@@ -193,7 +156,7 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     const first = await startAgent(ts, root, id, opts);
     await first.agent.stop();
     const jobA = await deploy(ts, [id], 'fw@2.0.0');
-    const held = await heldCommand(id, password);
+    const held = await heldCommand(ts, id, password);
     // A's command leaves the shadow while the device is away (unnamed: as an older server clears)...
     await ts.server.replica.update({ deviceId: id, name: '' }, { state: { desired: { software: null } } }, ROLLOUT_SENDER);
     const run = await startAgent(ts, root, id, opts);
@@ -206,9 +169,9 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     await eventually(async () => ((await savedCanceled(run.installDir)).includes(jobA) ? true : undefined), 15_000, 'the named clear remembered');
     const started: string[] = [];
     run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
-    await lateDelta(run.agent, id, held.command, held.version, 1);
+    await lateDelta(ts, run.agent, id, held.command, held.version, 1);
     assert.equal(run.agent.currentJobId, undefined, started.join());
     assert.deepEqual(started, []);
-    assert.ok(refused(msgs(lines)), 'the late command is ignored as a canceled job\'s');
+    assert.ok(refused(logMessages(lines)), 'the late command is ignored as a canceled job\'s');
   });
 });

@@ -1,4 +1,4 @@
-/** Shared steps of the security tests: a real server, artifacts and deployments over the API, real agents. */
+/** Shared steps of the security and agent tests: a real server, artifacts, deployments and cancels over the API, real agents, late commands. */
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
@@ -6,8 +6,11 @@ import { UpdateAgent } from '../../src/agent/agent.ts';
 import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import type { JobFinishedEvent } from '../../src/agent/agent-events.ts';
 import type { Installer } from '../../src/agent/installer.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import type { JsonObject } from '../../src/protocol/json.ts';
+import { answerTopic, deltaTopic, requestTopic } from '../../src/protocol/topics.ts';
+import { createLogger, silentLogger, type Logger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, type TestServer } from '../helpers/server.ts';
 
 /** Adds `bytes` as fw@version over the API. */
@@ -59,4 +62,43 @@ export async function startAgent(ts: TestServer, root: string, deviceId: string,
 /** Waits for the agent's outcome of `jobId`. */
 export function outcome(finished: JobFinishedEvent[], jobId: string): Promise<JobFinishedEvent> {
   return eventually(async () => finished.find((e) => e.jobId === jobId), 30_000, `job ${jobId} finished`);
+}
+
+/** Cancels `jobId` over the API, asserting 200. */
+export async function cancelJob(ts: TestServer, jobId: string): Promise<void> {
+  const res = await fetch(`${ts.httpUrl}/api/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}` } });
+  assert.equal(res.status, 200, await res.text());
+}
+
+/** A logger writing JSON lines at info into `lines`. */
+export function lineLogger(lines: string[]): Logger {
+  return createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) });
+}
+
+/** The `msg` of each of `lineLogger`'s lines. */
+export function logMessages(lines: string[]): string[] {
+  return lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+}
+
+/** The command of the job the device is asked for, as its `get` shows it (the delta an instance held), with the document's version. */
+export async function heldCommand(ts: TestServer, deviceId: string, password: string): Promise<{ command: JsonObject; version: number }> {
+  const device = await TestClient.connect(ts.mqttUrl, deviceId, { username: deviceId, password });
+  try {
+    await device.subscribe(answerTopic({ deviceId, name: '' }, 'get', 'accepted'));
+    await device.publish(requestTopic({ deviceId, name: '' }, 'get'), { clientToken: 'held' });
+    const doc = (await device.next((m) => m.body?.clientToken === 'held')).body;
+    return { command: doc.state.delta.software as JsonObject, version: doc.version as number };
+  } finally {
+    await device.client.endAsync();
+  }
+}
+
+/** Publishes `command` on the device's delta topic as the instance that held it would (at the version of the document it was written in), then a newer delta (`marker`) in order over the same connection: once the agent heard the marker, it has handled the late one. */
+export async function lateDelta(ts: TestServer, agent: UpdateAgent, deviceId: string, command: JsonObject, version: number, marker: number): Promise<void> {
+  const heard = new Promise<void>((resolve) => agent.on('delta', (d) => d.state.marker === marker && resolve()));
+  const now = Math.floor(Date.now() / 1000);
+  await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { software: command }, metadata: {}, version, timestamp: now }), 1);
+  const shadow = await ts.server.store.getShadow(deviceId, '');
+  await ts.server.broker.publish(deltaTopic(deviceId), JSON.stringify({ state: { marker }, metadata: {}, version: shadow!.version, timestamp: now }), 1);
+  await heard;
 }

@@ -65,6 +65,11 @@ export interface InFlightUpdate {
 /** A job this device finished and whose outcome the server acknowledged. */
 export interface FinishedJob extends JobOutcome {
   jobId: string;
+  /**
+   * SUCCESS: the version this job installed. A re-report after the device moved on names it
+   * (`jobVersion`). Absent in a state saved by an older agent: the re-report says what runs.
+   */
+  installed?: string;
   /** ISO time of the outcome. */
   finishedAt: string;
 }
@@ -232,8 +237,8 @@ export function finishedJobsOf(raw: unknown): FinishedJob[] {
     .slice(-MAX_FINISHED_JOBS)
     .map((f) => {
       // a SUCCESS's reason that is no string is left out by outcomeOf: the spread kept it (QA)
-      const { error: _e, ...rest } = f;
-      return { ...rest, ...outcomeOf(f) };
+      const { error: _e, installed, ...rest } = f;
+      return { ...rest, ...outcomeOf(f), ...(f.status === 'SUCCESS' && typeof installed === 'string' ? { installed } : {}) };
     });
 }
 

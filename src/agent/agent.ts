@@ -728,6 +728,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const known = this.state.finished.some((f) => f.jobId === jobId);
       const finished: FinishedJob = { jobId, status, finishedAt: new Date(this.now()).toISOString() };
       if (last?.error !== undefined) finished.error = last.error;
+      if (status === 'SUCCESS' && last) finished.installed = last.jobVersion ?? last.version;
       if (waiting?.jobId === jobId) {
         // saved in flight before INSTALLING, yet its outcome was reported (and acknowledged):
         // the saves after it were refused (a full disk) before a kill. It is over, not resumed
@@ -787,7 +788,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (jobId === undefined || result.outcome === 'not-started') return;
     const finishedAt = new Date(this.now()).toISOString();
     const job: FinishedJob =
-      result.outcome === 'installed' ? { jobId, status: 'SUCCESS', finishedAt } : { jobId, status: 'FAILURE', error: result.reason ?? 'health check not passed after a restart; rolled back', finishedAt };
+      result.outcome === 'installed' ? { jobId, status: 'SUCCESS', installed: version, finishedAt } : { jobId, status: 'FAILURE', error: result.reason ?? 'health check not passed after a restart; rolled back', finishedAt };
     this.rechecked = { job, log };
   }
 
@@ -1299,6 +1300,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const ack = await this.deliver(outcomeReport(this.installed, job.command, outcome), job.jobId);
     const finished: FinishedJob = { jobId: job.jobId, status: outcome.status, finishedAt: new Date(this.now()).toISOString() };
     if (outcome.error !== undefined) finished.error = outcome.error;
+    if (outcome.status === 'SUCCESS') finished.installed = job.command.version;
     delete this.state.inFlight;
     this.state.finished = rememberFinished(this.state.finished, finished);
     // a failure's log goes to the server once the failure is recorded there (the last one only)

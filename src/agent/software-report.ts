@@ -22,6 +22,8 @@ export interface ReportStatus {
   error?: string;
   /** VERIFYING only: the install gate put the install off. */
   waiting?: InstallWait;
+  /** A SUCCESS repeated after the device moved on: the version the job installed. */
+  jobVersion?: string;
 }
 
 /**
@@ -38,6 +40,8 @@ export function softwareReport(running: InstalledSoftware | undefined, s: Report
     progress: s.progress ?? null,
     error: s.error ?? null,
     waiting: s.waiting ? { reason: s.waiting.reason, count: s.waiting.count, nextCheckInSeconds: s.waiting.nextCheckInSeconds } : null,
+    // null deletes the leaf in the shadow: it holds only in the report that says it
+    jobVersion: s.jobVersion ?? null,
   };
   if (s.jobId !== undefined) out.jobId = s.jobId;
   return out;
@@ -59,7 +63,11 @@ export function outcomeReport(running: InstalledSoftware | undefined, command: S
 
 /** The report of a finished job's outcome as it stands now (what runs is the truth). */
 export function finishedReport(running: InstalledSoftware | undefined, job: FinishedJob): JsonObject {
-  return softwareReport(running, { jobId: job.jobId, status: job.status, ...(job.error !== undefined ? { error: job.error } : {}) });
+  // a SUCCESS the device has moved on from since (another job installed): what runs is the
+  // truth, and `jobVersion` says what this job installed, so that a server asking again for it
+  // (its database went back) records the success, not "runs X, not Y"
+  const movedOn = job.status === 'SUCCESS' && job.installed !== undefined && job.installed !== (running?.version ?? UNKNOWN_VERSION);
+  return softwareReport(running, { jobId: job.jobId, status: job.status, ...(job.error !== undefined ? { error: job.error } : {}), ...(movedOn ? { jobVersion: job.installed } : {}) });
 }
 
 /**

@@ -13,7 +13,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { asUpdraftError } from '../errors.ts';
 import type { EventBus, UpdraftEvents } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
-import { isCalledOff, parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
+import { installedByJob, isCalledOff, parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
 import { KeyedQueue } from '../shadow/keyed-queue.ts';
 import type { ExecutionRecord, ExecutionStatus, JobRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
@@ -332,7 +332,10 @@ export class ExecutionTracker {
     // when the device began this attempt (its first report), as AWS's JobExecution.startedAt:
     // the AWS door read it for its own devices only (a053990), an Updraft agent's had none
     if (cur.status === 'QUEUED') details.startedAt = now;
-    if (to === 'SUCCEEDED' && reported.version !== job.artifactVersion) {
+    // a SUCCESS repeated after the device moved on names the version the job installed
+    // (`jobVersion`): the job succeeded, what runs now is another build (QA, 2026-12-06: a
+    // restored database's command re-sent; the execution ended FAILED, "runs X, not Y")
+    if (to === 'SUCCEEDED' && installedByJob(reported) !== job.artifactVersion) {
       to = 'FAILED';
       details.error = `device reported SUCCESS but runs ${reported.version}, not ${job.artifactVersion}`;
     }
@@ -445,8 +448,8 @@ function controlOfAttempt(cur: ExecutionRecord, attempt: number, control: JsonOb
  * already takes it in `details.lateSuccess` at once, naming the attempt, like any late success.
  */
 function earlierSuccess(job: JobRecord, cur: ExecutionRecord, attempt: number, to: ExecutionStatus, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
-  if (to !== 'SUCCEEDED' || reported.version !== job.artifactVersion) return undefined;
-  const success: JsonObject = { version: reported.version, at: now, attempt };
+  if (to !== 'SUCCEEDED' || installedByJob(reported) !== job.artifactVersion) return undefined;
+  const success: JsonObject = { version: installedByJob(reported), at: now, attempt };
   const past = Array.isArray(cur.details.attempts) ? cur.details.attempts : [];
   const i = past.findIndex((a) => isJsonObject(a) && a.attempt === attempt);
   const outcome = past[i];
@@ -502,5 +505,5 @@ function failedAfterStop(cur: ExecutionRecord, details: JsonObject): Partial<Exe
  */
 function lateSuccess(cur: ExecutionRecord, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
   if (cur.details.lateSuccess !== undefined) return undefined;
-  return { details: { ...cur.details, lateSuccess: { version: reported.version, at: now } } };
+  return { details: { ...cur.details, lateSuccess: { version: installedByJob(reported), at: now } } };
 }

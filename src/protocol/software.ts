@@ -76,6 +76,12 @@ export interface ReportedSoftware {
   size?: number;
   /** The job this report is about (the last one the agent handled). */
   jobId?: string;
+  /**
+   * A SUCCESS of `jobId` repeated after the device moved on to other software (a server whose
+   * database went back asks again for a job finished before): the version that job installed,
+   * where `version` stays what runs now. Absent (null in the agent's reports) otherwise.
+   */
+  jobVersion?: string;
   /** The agent's phase for `jobId`. */
   status: AgentStatus;
   /** Download progress 0..1 while DOWNLOADING. */
@@ -201,7 +207,7 @@ export function parseDesiredSoftware(value: unknown, where = 'software'): Desire
 export function checkReportedSoftware(value: unknown, where = 'state.reported.software'): void {
   if (value === null || value === undefined) return;
   if (!isJsonObject(value)) throw new UpdraftError('BAD_REQUEST', `${where} must be an object`);
-  for (const key of ['name', 'version', 'sha256', 'jobId', 'error'] as const) {
+  for (const key of ['name', 'version', 'sha256', 'jobId', 'jobVersion', 'error'] as const) {
     const v = value[key];
     if (v !== undefined && v !== null && typeof v !== 'string') throw new UpdraftError('BAD_REQUEST', `${where}.${key} must be a string`);
   }
@@ -255,6 +261,7 @@ export function parseReportedSoftware(value: unknown): ReportedSoftware | undefi
   if (typeof value.sha256 === 'string') out.sha256 = value.sha256;
   if (typeof value.size === 'number') out.size = value.size;
   if (typeof value.jobId === 'string') out.jobId = value.jobId;
+  if (typeof value.jobVersion === 'string') out.jobVersion = value.jobVersion;
   if (typeof value.progress === 'number') out.progress = value.progress;
   if (typeof value.error === 'string') out.error = value.error;
   const waiting = value.waiting === undefined || value.waiting === null ? undefined : parseInstallWait(value.waiting);
@@ -262,6 +269,14 @@ export function parseReportedSoftware(value: unknown): ReportedSoftware | undefi
   const statusDetails = value.statusDetails === undefined ? undefined : statusDetailsOf(value.statusDetails);
   if (statusDetails) out.statusDetails = statusDetails;
   return out;
+}
+
+/**
+ * The version a report says its job (`jobId`) installed: `jobVersion` for a SUCCESS repeated
+ * after the device moved on, else the version that runs.
+ */
+export function installedByJob(reported: ReportedSoftware): string {
+  return reported.status === 'SUCCESS' && reported.jobVersion !== undefined ? reported.jobVersion : reported.version;
 }
 
 /**

@@ -29,7 +29,7 @@ describe('UpdateAgent', () => {
     const agent = f.agent(installer);
     await agent.start();
     await f.server.until(() => f.server.reports.length >= 1 && f.server.gets >= 1, 'the connect report and get');
-    assert.deepEqual(f.server.reports[0], { name: null, version: '0.0.0', sha256: null, size: null, status: 'IDLE', progress: null, error: null, waiting: null });
+    assert.deepEqual(f.server.reports[0], { name: null, version: '0.0.0', sha256: null, size: null, status: 'IDLE', progress: null, error: null, waiting: null, jobVersion: null });
 
     const finished = nextEvent(agent, 'job-finished');
     const events: unknown[] = [];
@@ -87,7 +87,7 @@ describe('UpdateAgent', () => {
     const ev = await finished;
     assert.deepEqual(ev, { jobId: 'job-bad', status: 'FAILURE', error: 'health check failed: exit code 4: self-test failed', version: '1.0.0' });
     const last = f.server.reportsFor('job-bad').at(-1)!;
-    assert.deepEqual(last, { name: 'fw', version: '1.0.0', sha256: null, size: null, status: 'FAILURE', progress: null, error: ev.error, waiting: null, jobId: 'job-bad' });
+    assert.deepEqual(last, { name: 'fw', version: '1.0.0', sha256: null, size: null, status: 'FAILURE', progress: null, error: ev.error, waiting: null, jobVersion: null, jobId: 'job-bad' });
     // desired still differs, so the server echoed a delta for job-bad after the FAILURE report.
     // A later job's first report is queued behind any re-report the echo could have caused.
     await f.server.setDesired(f.software('job-next', '3.0.0'));
@@ -155,7 +155,7 @@ describe('UpdateAgent', () => {
     await f.server.until(() => f.server.gets >= 1 && f.server.reports.length >= 1, 'the get and the connect report');
     assert.equal(f.server.gets, 1, 'one get: its document serves the catch-up too');
     // its connect report re-reports that outcome instead of IDLE, and nothing runs
-    assert.deepEqual(f.server.reports[0], { name: null, version: '0.0.0', sha256: null, size: null, status: 'FAILURE', progress: null, error: 'health check failed: exit code 3', waiting: null, jobId: sw.jobId });
+    assert.deepEqual(f.server.reports[0], { name: null, version: '0.0.0', sha256: null, size: null, status: 'FAILURE', progress: null, error: 'health check failed: exit code 3', waiting: null, jobVersion: null, jobId: sw.jobId });
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(installer.installs, 0);
     assert.equal(agent.currentJobId, undefined);

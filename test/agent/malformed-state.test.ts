@@ -86,4 +86,15 @@ describe('UpdateAgent: a state file with a malformed time or reason', () => {
       assert.equal(r.error ?? null, null, JSON.stringify(r)); // null clears a reported error
     }
   });
+  it('reports a finished SUCCESS without the jobVersion its saved entry carries when that is no string (installed: not a string)', async () => {
+    await writeState(undefined, [{ jobId: 'F2', status: 'SUCCESS', installed: { evil: 1 }, finishedAt: new Date().toISOString() }]);
+    ctx.f.server.desired = ctx.f.software('F2');
+    const agent = ctx.f.agent(new SlotInstaller({ dir: ctx.f.installDir }), { logger: ctx.logger() });
+    await agent.start();
+    await ctx.f.server.until(() => ctx.f.server.reportsFor('F2').length >= 1, 'the report of F2');
+    for (const r of ctx.f.server.reportsFor('F2')) {
+      assert.equal(r.status, 'SUCCESS');
+      assert.equal(r.jobVersion, null, JSON.stringify(r)); // a string or null: the server refuses others
+    }
+  });
 });

@@ -11,6 +11,9 @@
  *    acknowledged its outcome (the restored database's): the agent took it for the echo of its
  *    own report and dropped it (QA, 2026-12-06: executions open for good after a restore). It
  *    now re-reports the outcome, and the execution ends SUCCEEDED.
+ * 3. The same, the device having installed a later build since: its re-report says what runs
+ *    (the later build) and was recorded FAILED, "runs 3.0.0, not 2.0.0" (QA, 2026-12-06). It
+ *    now names the version the job installed (`jobVersion`), and the execution ends SUCCEEDED.
  *
  * Real servers on one data directory (backup, stop, restore, start again), real agents with
  * A/B slots over the embedded broker.
@@ -115,6 +118,44 @@ describe('a server restored from a backup asks devices again', () => {
       }, 30_000, "job A's execution, open again in the restored database, ends");
       assert.equal(ended.status, 'SUCCEEDED');
       assert.equal(run.finished.filter((e) => e.jobId === jobA).length, 1, 'job A not run twice');
+      await run.agent.stop();
+    } finally {
+      await ts.close();
+    }
+  });
+  it('a job the device finished and has moved on from since, asked for again: the re-report names what the job installed; SUCCEEDED, not "runs 3.0.0, not 2.0.0"', { timeout: 180_000 }, async () => {
+    const dataDir = await tmp('updraft-restored-moved-');
+    const root = await tmp('updraft-restored-moved-agents-');
+    const backup = path.join(await tmp('updraft-restored-moved-bk-'), 'b');
+    let ts = await startTestServer({ dataDir });
+    const ports = { 'mqtt-port': Number(new URL(ts.mqttUrl).port), 'http-port': Number(new URL(ts.httpUrl).port) };
+    await addArtifact(ts, '2.0.0', Buffer.from('fw 2.0.0 '.repeat(3000)));
+    await addArtifact(ts, '3.0.0', Buffer.from('fw 3.0.0 '.repeat(3000)));
+    const id = 'rm-1';
+    const password = await registerDevice(ts, id);
+    let run = await startAgent(ts, root, id, { username: id, password });
+    await run.agent.stop();
+    const jobA = await deploy(ts, [id], 'fw@2.0.0');
+    await eventually(async () => ((await execution(ts, jobA, id))?.dispatchedAt !== undefined ? true : undefined), 20_000, 'job A sent');
+    const b = await runCli(['backup', '--data-dir', dataDir, '--out', backup]);
+    assert.equal(b.code, 0, b.stderr);
+    // the device finishes A, then B (gone with the restore): it runs B's build
+    run = await startAgent(ts, root, id, { username: id, password });
+    assert.equal((await outcome(run.finished, jobA)).status, 'SUCCESS');
+    const jobB = await deploy(ts, [id], 'fw@3.0.0');
+    assert.equal((await outcome(run.finished, jobB)).status, 'SUCCESS');
+
+    ts = await restore(ts, dataDir, backup, ports);
+    try {
+      const ended = await eventually(async () => {
+        const e = await execution(ts, jobA, id);
+        return e && e.status !== 'QUEUED' && e.status !== 'IN_PROGRESS' ? e : undefined;
+      }, 30_000, "job A's execution, open again in the restored database, ends");
+      assert.equal(ended.status, 'SUCCEEDED', `job A ended ${ended.status}: ${String(ended.details?.error)}`);
+      assert.equal(run.finished.filter((e) => e.jobId === jobA).length, 1, 'job A not run twice');
+      const sw = (await ts.server.store.getShadow(id, ''))?.state.reported?.software as { version?: string; jobId?: string; jobVersion?: string } | undefined;
+      assert.equal(sw?.version, '3.0.0', 'the report says what runs: the later build');
+      assert.equal(sw?.jobVersion, '2.0.0', 'and what job A installed');
       await run.agent.stop();
     } finally {
       await ts.close();

@@ -68,6 +68,7 @@ describe('replica over MQTT', () => {
       [{ state: { reported: { software: { status: 'VERIFYING', waiting: { reason: 'battery low', count: 1, nextCheckInSeconds: 86_401 } } } }, clientToken: 'bad-17' }, 400, /^state\.reported\.software\.waiting must be null or \{reason: a string of at most 500 characters, count: a whole number from 1, nextCheckInSeconds: above 0 and at most 86400\}$/],
       [{ state: { reported: { software: { status: 'VERIFYING', waiting: { reason: 'x'.repeat(501), count: 1, nextCheckInSeconds: 60 } } } }, clientToken: 'bad-18' }, 400, /waiting must be null or/],
       [{ state: { reported: { software: { status: 'VERIFYING', waiting: { count: 2 } } } }, clientToken: 'bad-19' }, 400, /waiting must be null or/],
+      [{ state: { reported: { software: { status: 'SUCCESS', version: '3.0.0', jobVersion: 2 } } }, clientToken: 'bad-20' }, 400, /^state\.reported\.software\.jobVersion must be a string$/],
     ];
     for (const [body, code, message] of cases) {
       const token = typeof body === 'object' ? (body as { clientToken: string }).clientToken : undefined;

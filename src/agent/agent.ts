@@ -62,8 +62,14 @@ import { JobLog, teeLogger } from './job-log.ts';
 const PENDING_LOG_MAX_AGE_MS = 7 * 86_400_000;
 /** How long a line of the job's log waits to be saved, with those that follow it. */
 const JOB_LOG_SAVE_DELAY_MS = 1000;
-/** The reason reported for a job this device saw canceled, which a server asks for again (handleCommand). */
-const CANCELED_BEFORE = 'not started: this device heard this job canceled before (the server may have lost the cancel: a restore of its database, a failover that lost writes)';
+/**
+ * The reason reported for a job this device saw canceled, which a server asks for again
+ * (handleCommand): in the words of a job called off (`calledOff`), so that a server that did
+ * cancel it keeps its execution CANCELED. In words of its own (6fa08fb), a late delta of a
+ * canceled job turned its execution FAILED (the tracker took it for a failure before the stop
+ * reached the device: `failedAfterStop`), which an abort's rollback acts on (CI, 2026-12-06).
+ */
+const CANCELED_BEFORE = calledOff.canceled('not started, this device heard this job canceled before (the server may have lost the cancel: a restore of its database, a failover that lost writes)');
 
 /** The update agent of one device. */
 export class UpdateAgent extends EventEmitter<AgentEvents> {

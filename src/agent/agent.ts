@@ -62,6 +62,8 @@ import { JobLog, teeLogger } from './job-log.ts';
 const PENDING_LOG_MAX_AGE_MS = 7 * 86_400_000;
 /** How long a line of the job's log waits to be saved, with those that follow it. */
 const JOB_LOG_SAVE_DELAY_MS = 1000;
+/** The most entries of a `softwareSupersedes` list taken (the server writes at most 8). */
+const MAX_SUPERSEDED_NOTED = 16;
 /**
  * The reason reported for a job this device saw canceled, which a server asks for again
  * (handleCommand): in the words of a job called off (`calledOff`), so that a server that did
@@ -1031,6 +1033,20 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const named = (part: unknown) => (isJsonObject(part) && typeof part.softwareCanceled === 'string' && part.softwareCanceled !== '' ? part.softwareCanceled : undefined);
     const jobId = named(state.desired) ?? named(state.reported);
     if (jobId !== undefined) this.noteCanceled(jobId);
+    // the commands a newer one replaced before this device answered them (`softwareSupersedes`,
+    // jobs/desired-software.ts): taken back as a superseded job in flight is. Not the job in
+    // flight (the server wrote the list before it heard of it: it calls it off or finishes it
+    // as any newer command has it do), nor one this device finished (its outcome is re-reported
+    // if asked again). A stay in the list takes its job back too
+    const list = (part: unknown) => (isJsonObject(part) && Array.isArray(part.softwareSupersedes) ? part.softwareSupersedes : []);
+    const superseded = list(state.desired).length > 0 ? list(state.desired) : list(state.reported);
+    for (const id of superseded.slice(0, MAX_SUPERSEDED_NOTED)) {
+      if (typeof id !== 'string' || id === '' || id.length > 256) continue;
+      for (const taken of [id, canceledBy(id)]) {
+        if (taken === undefined || taken === this.job?.run.jobId || taken === this.pending?.command.jobId || this.state.finished.some((f) => f.jobId === taken)) continue;
+        this.noteCanceled(taken);
+      }
+    }
   }
 
   // ---- jobs (step 7) ------------------------------------------------------------------
@@ -1413,7 +1429,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   }
 
   private reportFinished(finished: FinishedJob): Promise<void> {
-    return this.reportOutcome(finished.jobId, finishedReport(this.installed, finished));
+    return this.reportOutcome(finished.jobId, finishedReport(this.installed, finished, this.state.finished));
   }
 
   /** Sends a report that carries a finished job's outcome, and notes the version that acknowledged it. */

@@ -62,12 +62,23 @@ export function outcomeReport(running: InstalledSoftware | undefined, command: S
 }
 
 /** The report of a finished job's outcome as it stands now (what runs is the truth). */
-export function finishedReport(running: InstalledSoftware | undefined, job: FinishedJob): JsonObject {
-  // a SUCCESS the device has moved on from since (another job installed): what runs is the
-  // truth, and `jobVersion` says what this job installed, so that a server asking again for it
-  // (its database went back) records the success, not "runs X, not Y"
-  const movedOn = job.status === 'SUCCESS' && job.installed !== undefined && job.installed !== (running?.version ?? UNKNOWN_VERSION);
-  return softwareReport(running, { jobId: job.jobId, status: job.status, ...(job.error !== undefined ? { error: job.error } : {}), ...(movedOn ? { jobVersion: job.installed } : {}) });
+export function finishedReport(running: InstalledSoftware | undefined, job: FinishedJob, finished: readonly FinishedJob[] = []): JsonObject {
+  return softwareReport(running, { jobId: job.jobId, status: job.status, ...(job.error !== undefined ? { error: job.error } : {}), ...(movedOnFrom(running, job, finished) ? { jobVersion: job.installed } : {}) });
+}
+
+/**
+ * Whether the device moved on from `job`'s SUCCESS to a later job's build, which runs now
+ * (`finished`: the agent's list, oldest first): then what runs is the truth, and `jobVersion`
+ * says what `job` installed, so that a server asking again for it (its database went back)
+ * records the success, not "runs X, not Y". Only a later job's install: a device that runs
+ * another build for any other reason (its bootloader fell back, a re-flash) reports what runs
+ * alone, and the server's verdict on that is the truth.
+ */
+function movedOnFrom(running: InstalledSoftware | undefined, job: FinishedJob, finished: readonly FinishedJob[]): boolean {
+  const now = running?.version ?? UNKNOWN_VERSION;
+  if (job.status !== 'SUCCESS' || job.installed === undefined || job.installed === now) return false;
+  const at = finished.findIndex((f) => f.jobId === job.jobId);
+  return at >= 0 && finished.slice(at + 1).some((f) => f.status === 'SUCCESS' && f.installed === now);
 }
 
 /**

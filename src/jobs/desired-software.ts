@@ -52,8 +52,44 @@ export function versionOf(shadow: ShadowRecord | undefined): number {
  * command, stay or rollback, which an unconditional write would replace unseen: two leaders
  * overlap for a moment, deployment.md). The caller reads again and decides again.
  */
-export async function sendCommand(deps: DesiredSoftwareDeps, deviceId: string, software: DesiredSoftware, onVersion: number): Promise<void> {
-  await deps.replica.update({ deviceId, name: '' }, { state: { desired: { software: { ...software } } }, version: onVersion }, ROLLOUT_SENDER);
+export async function sendCommand(deps: DesiredSoftwareDeps, deviceId: string, software: DesiredSoftware, shadow: ShadowRecord | undefined): Promise<void> {
+  const state: { desired: JsonObject; reported?: JsonObject } = { desired: { software: { ...software } } };
+  const superseded = supersededBy(shadow, software.jobId);
+  if (superseded !== undefined) {
+    state.desired.softwareSupersedes = superseded;
+    state.reported = { softwareSupersedes: superseded };
+  }
+  await deps.replica.update({ deviceId, name: '' }, { state, version: versionOf(shadow) }, ROLLOUT_SENDER);
+}
+
+/** How many commands a command names as superseded (`softwareSupersedes`), the latest first. */
+export const MAX_SUPERSEDED = 8;
+
+/**
+ * The commands a command for `agentJobId` written over `shadow` (as read) supersedes without
+ * the device having answered them, to write as `softwareSupersedes` (protocol.md, "The software
+ * section"): the command it replaces, unless the device reported finishing it (it heard it,
+ * and what that one named), and those that one named, the latest first, at most
+ * MAX_SUPERSEDED. `null` removes a list left from before; undefined: nothing to write (the
+ * common case, so a plain command's write is as before). Without it, a job superseded before
+ * the device heard its command (a second deploy while it was away) was started by a late
+ * delta of it (one a server instance cut off from the broker held and sent after its
+ * reconnect), after the newer job's build: the device ended on the superseded build. Like
+ * `softwareCanceled`, written on both sides with one value, so it makes no delta, and read by
+ * the agent from its `get` and the update's accepted answer.
+ */
+export function supersededBy(shadow: ShadowRecord | undefined, agentJobId: string): string[] | null | undefined {
+  if (!shadow || shadow.deleted) return undefined;
+  const desired = shadow.state.desired;
+  const before = desired?.software;
+  const beforeId = isJsonObject(before) && typeof before.jobId === 'string' ? before.jobId : undefined;
+  const listed = desired?.softwareSupersedes;
+  const carried = Array.isArray(listed) ? listed.filter((id): id is string => typeof id === 'string') : [];
+  const heard = beforeId !== undefined && beforeId !== agentJobId && finished(parseReportedSoftware(shadow.state.reported?.software), beforeId);
+  const ids = heard ? [] : [...(beforeId !== undefined ? [beforeId] : []), ...carried];
+  const list = [...new Set(ids)].filter((id) => id !== agentJobId).slice(0, MAX_SUPERSEDED);
+  if (list.length > 0) return list;
+  return listed !== undefined || shadow.state.reported?.softwareSupersedes !== undefined ? null : undefined;
 }
 
 /**
@@ -138,7 +174,7 @@ export async function replaceCommand(deps: DesiredSoftwareDeps, deviceId: string
     const { shadow, askedJobId } = await currentCommand(deps, deviceId);
     if (!shadow || askedJobId !== staleJobId) return 'none';
     try {
-      await sendCommand(deps, deviceId, software, versionOf(shadow));
+      await sendCommand(deps, deviceId, software, shadow);
       return 'replaced';
     } catch (err) {
       if (err instanceof UpdraftError && err.code === 'CONFLICT' && attempt < 3) continue;

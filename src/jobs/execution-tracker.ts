@@ -337,7 +337,7 @@ export class ExecutionTracker {
     // restored database's command re-sent; the execution ended FAILED, "runs X, not Y")
     if (to === 'SUCCEEDED' && installedByJob(reported) !== job.artifactVersion) {
       to = 'FAILED';
-      details.error = `device reported SUCCESS but runs ${reported.version}, not ${job.artifactVersion}`;
+      details.error = reported.jobVersion !== undefined ? `device reported SUCCESS of a job that installed ${reported.jobVersion}, not ${job.artifactVersion}` : `device reported SUCCESS but runs ${reported.version}, not ${job.artifactVersion}`;
     }
     // the device stopped because it was asked to: that is the cancellation, not a failure.
     // Its reason is the job's (the operator's cancel, the abort's rule), as for every other

@@ -38,7 +38,7 @@ import type { Logger } from '../util/logger.ts';
 import { agentJobId, parseAgentJobId } from './agent-job-id.ts';
 import { CANCEL_GRACE_MS, deadlineOf, timeoutReason } from './deadlines.ts';
 import { refusalOf } from './device-fit.ts';
-import { replaceCommand, retractCommand, rollBack, sendCommand, softwareFor, versionOf, type DesiredSoftwareDeps } from './desired-software.ts';
+import { replaceCommand, retractCommand, rollBack, sendCommand, softwareFor, type DesiredSoftwareDeps } from './desired-software.ts';
 import { isTerminal } from './execution-state.ts';
 import type { ExecutionTracker } from './execution-tracker.ts';
 import { mutateExecution } from './execution-writer.ts';
@@ -1285,7 +1285,7 @@ export class RolloutEngine {
         // written over the version read: a command, stay or rollback written meanwhile (another
         // instance leading for a moment too, deployment.md) is not replaced unseen; read again
         try {
-          await sendCommand(this.desired, e.deviceId, softwareFor(artifact, aid), versionOf(shadow));
+          await sendCommand(this.desired, e.deviceId, softwareFor(artifact, aid), shadow);
           break;
         } catch (err) {
           if (err instanceof UpdraftError && err.code === 'CONFLICT' && attempt < 3) continue;

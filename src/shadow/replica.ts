@@ -285,6 +285,7 @@ export class ShadowReplica {
   /** `audit`: log the write as the operator's over MQTT (`auditOperator`), once committed and before it is answered. */
   private async applyUpdate(ref: ShadowRef, request: UpdateRequest, sender: Sender, answered?: () => void, audit = false): Promise<ShadowRecord> {
     checkSoftwareSection(ref, request, sender);
+    jobVersionOfThisReport(ref, request);
     const { store } = this.deps;
     const k = key(ref);
     for (let attempt = 0; ; attempt++) {
@@ -552,6 +553,18 @@ function notFound(ref: ShadowRef): UpdraftError {
 function removesSoftware(request: UpdateRequest): boolean {
   const desired = request.state.desired;
   return desired === null || (desired !== undefined && desired.software === null);
+}
+
+/**
+ * `reported.software.jobVersion` (protocol/software.ts) is about the report that carries it:
+ * a write of `reported.software` that does not name it removes it. The shadow merges leaf by
+ * leaf, so a value left by the agent's re-report of an older job was read with the next
+ * report of another job by a writer that does not send it (the AWS jobs door, an agent from
+ * before the field), and that job's SUCCESS was judged against it: FAILED (review, 2026-12-06).
+ */
+function jobVersionOfThisReport(ref: ShadowRef, request: UpdateRequest): void {
+  const software = ref.name === '' ? request.state.reported?.software : undefined;
+  if (isJsonObject(software) && !('jobVersion' in software)) software.jobVersion = null;
 }
 
 function checkSoftwareSection(ref: ShadowRef, request: UpdateRequest, sender: Sender): void {

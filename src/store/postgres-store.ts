@@ -370,7 +370,7 @@ export class PostgresStore implements StateStore {
     // an idle pooled connection that dies (server restart) must not crash the process
     pool.on('error', (err) => {
       this.logger.warn('idle PostgreSQL connection lost', { error: err.message });
-      this.disrupted(`a pooled connection was lost: ${err.message}`);
+      if (!endedIdle(err)) this.disrupted(`a pooled connection was lost: ${err.message}`);
     });
     this.pool = pool;
     this.writes = new PgGroupCommit({ pool, logger: this.logger, maxBatch: this.deps.maxBatch ?? DEFAULTS.maxBatch, where: this.where });
@@ -707,7 +707,7 @@ export class PostgresStore implements StateStore {
     client.on('error', (err) => {
       this.logger.warn('PostgreSQL connection of the artifact locks lost: the deletions and job creations in progress here are no longer guarded against other instances', { error: err.message });
       forget();
-      this.disrupted(`the artifact locks' connection was lost: ${err.message}`);
+      if (!endedIdle(err)) this.disrupted(`the artifact locks' connection was lost: ${err.message}`);
     });
     client.on('end', forget);
     connected.catch(forget);
@@ -1361,3 +1361,13 @@ function deviceParams(d: DeviceRecord): unknown[] {
   return [d.deviceId, JSON.stringify(d.attributes), JSON.stringify(d.tags), d.secretHash ?? null, d.brokerHash ?? null, d.revoked, d.createdAt, d.updatedAt, d.version];
 }
 
+/**
+ * A connection the database ended for being idle (`idle_session_timeout`, SQLSTATE 57P05): no
+ * sign that the database went back, so no disruption (`onDisruption`). The artifact locks'
+ * connection stays open while idle, and a DBA's `idle_session_timeout` ended it after each job
+ * creation: every time, the leader re-sent the commands of every open execution
+ * (jobs/disruption-resync.ts; review, 2026-12-06).
+ */
+function endedIdle(err: Error): boolean {
+  return (err as Error & { code?: unknown }).code === '57P05';
+}

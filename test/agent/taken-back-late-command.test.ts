@@ -107,6 +107,65 @@ describe('UpdateAgent: a job taken back without a stay it heard stays taken back
     assert.equal((await new SlotInstaller({ dir: run.installDir }).current())?.version, '1.5.0');
   });
 
+  it('ignores the late delta of a job superseded before the device heard it (softwareSupersedes), also after a restart', async () => {
+    const id = 'superseded-unheard-1';
+    const password = await registerDevice(ts, id);
+    const lines: string[] = [];
+    const opts = { username: id, password, logger: lineLogger(lines) };
+    const first = await startAgent(ts, root, id, opts);
+    await first.agent.stop();
+    // job A is written while the device is away, its delta held by an instance; then job B
+    // replaces it, still away: the device never hears A from the server
+    const jobA = await deploy(ts, [id], 'fw@2.0.0');
+    const heldA = await heldCommand(ts, id, password);
+    assert.equal(heldA.command.jobId, jobA);
+    const jobB = await deploy(ts, [id], 'fw@1.5.0');
+    await eventually(async () => ((await ts.server.store.getShadow(id, ''))?.state.desired?.software as JsonObject | undefined)?.jobId === jobB || undefined, 15_000, "job B's command written");
+    const shadow = await ts.server.store.getShadow(id, '');
+    assert.deepEqual(shadow?.state.desired?.softwareSupersedes, [jobA], "B's command names A as superseded");
+    assert.deepEqual(shadow?.state.reported?.softwareSupersedes, [jobA], 'on both sides: no delta');
+
+    let run = await startAgent(ts, root, id, opts);
+    agents.push(run.agent);
+    assert.equal((await outcome(run.finished, jobB)).status, 'SUCCESS');
+    assert.ok((await savedCanceled(run.installDir)).includes(jobA), 'A remembered as taken back');
+    let started: string[] = [];
+    run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
+    await lateDelta(ts, run.agent, id, heldA.command, heldA.version, 1);
+    assert.equal(run.agent.currentJobId, undefined, started.join());
+    assert.deepEqual(started, []);
+    assert.ok(refused(logMessages(lines)), `the late command is ignored as a canceled job's: ${logMessages(lines).join(' | ')}`);
+
+    await run.agent.stop();
+    lines.length = 0;
+    run = await startAgent(ts, root, id, opts);
+    agents.push(run.agent);
+    const restarted = run.agent;
+    await eventually(async () => (restarted.requestsSent.update >= 1 ? true : undefined), 15_000, 'the report after the restart');
+    started = [];
+    run.agent.on('status', (e) => started.push(`${e.jobId}:${e.status}`));
+    await lateDelta(ts, run.agent, id, heldA.command, heldA.version, 2);
+    assert.equal(run.agent.currentJobId, undefined, started.join());
+    assert.deepEqual(started, []);
+    assert.equal((await new SlotInstaller({ dir: run.installDir }).current())?.version, '1.5.0', 'the device still runs B');
+    // a later job C, over B finished: the list is removed (the device heard B, and what it named).
+    // The answer to the late delta (A called off) put A in reported, then the delta of B had the
+    // agent report B again: waited for, so that the shadow says B finished when C is written
+    await eventually(async () => {
+      const sw = (await ts.server.store.getShadow(id, ''))?.state.reported?.software as JsonObject | undefined;
+      return sw?.jobId === jobB && sw.status === 'SUCCESS' ? true : undefined;
+    }, 15_000, "the device's report of B finished");
+    await run.agent.stop();
+    await deploy(ts, [id], 'fw@2.0.0');
+    await eventually(async () => {
+      const sw = (await ts.server.store.getShadow(id, ''))?.state.desired?.software as JsonObject | undefined;
+      return sw?.jobId !== jobB && sw?.jobId !== undefined ? true : undefined;
+    }, 15_000, "job C's command written");
+    const after = await ts.server.store.getShadow(id, '');
+    assert.equal(after?.state.desired?.softwareSupersedes, undefined, 'no list once the device finished the command it replaces');
+    assert.equal(after?.state.reported?.softwareSupersedes, undefined);
+  });
+
   it('ignores the late delta of a job canceled by clearing the desired software (the get names it), also after a restart', async () => {
     const id = 'cleared-late-1';
     const password = await registerDevice(ts, id);

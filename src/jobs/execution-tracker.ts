@@ -357,6 +357,15 @@ export class ExecutionTracker {
           details.error = cur.details.cancelReason;
         }
       }
+    } else if (to === 'FAILED' && reported.error !== undefined && isCalledOff(reported.error)) {
+      // the device called the job off because a server asked it to (a newer command, desired
+      // software cleared, a cancel it heard before), and no stop is recorded here: one this
+      // database lost (a restore, a failover that lost writes: the agent answers a command it
+      // heard canceled so), a clear written by hand, a supersede recorded after the report.
+      // CANCELED in the device's words, not FAILED: a failure counts against the job's abort
+      // rule, and its retry sends the command again, installing what was called off (review,
+      // 2026-12-06). A FAILURE without a reason stays a failure here
+      to = 'CANCELED';
     }
     if (cur.status === to && to !== 'IN_PROGRESS') return undefined; // duplicate report: already recorded
     if ((cur.status === 'TIMED_OUT' || cur.status === 'CANCELED') && to === 'SUCCEEDED') return lateSuccess(cur, reported, now);

@@ -41,6 +41,29 @@ async function restore(ts: TestServer, dataDir: string, backup: string, ports: R
   return startTestServer({ dataDir, flags: ports });
 }
 
+/**
+ * A server on its own data directory with builds 2.0.0 and 3.0.0, device `id` registered (its
+ * agent run once, then stopped), job A (2.0.0) sent while it is away, and a backup that holds
+ * A unfinished. `ports`: the server's, for the restored one.
+ */
+async function jobAInBackup(prefix: string, id: string) {
+  const dataDir = await tmp(`${prefix}-`);
+  const root = await tmp(`${prefix}-agents-`);
+  const backup = path.join(await tmp(`${prefix}-bk-`), 'b');
+  const ts = await startTestServer({ dataDir });
+  const ports = { 'mqtt-port': Number(new URL(ts.mqttUrl).port), 'http-port': Number(new URL(ts.httpUrl).port) };
+  await addArtifact(ts, '2.0.0', Buffer.from('fw 2.0.0 '.repeat(3000)));
+  await addArtifact(ts, '3.0.0', Buffer.from('fw 3.0.0 '.repeat(3000)));
+  const password = await registerDevice(ts, id);
+  const first = await startAgent(ts, root, id, { username: id, password });
+  await first.agent.stop();
+  const jobA = await deploy(ts, [id], 'fw@2.0.0');
+  await eventually(async () => ((await execution(ts, jobA, id))?.dispatchedAt !== undefined ? true : undefined), 20_000, 'job A sent');
+  const b = await runCli(['backup', '--data-dir', dataDir, '--out', backup]);
+  assert.equal(b.code, 0, b.stderr);
+  return { dataDir, root, backup, ts, ports, password, jobA };
+}
+
 describe('a server restored from a backup asks devices again', () => {
   it('a job the device heard canceled: reported called off, not started; the execution ends CANCELED', { timeout: 180_000 }, async () => {
     const dataDir = await tmp('updraft-restored-cancel-');
@@ -86,26 +109,13 @@ describe('a server restored from a backup asks devices again', () => {
   });
 
   it('a job the device finished, asked for again at an older shadow version: its outcome re-reported; the execution ends SUCCEEDED', { timeout: 180_000 }, async () => {
-    const dataDir = await tmp('updraft-restored-done-');
-    const root = await tmp('updraft-restored-done-agents-');
-    const backup = path.join(await tmp('updraft-restored-done-bk-'), 'b');
-    let ts = await startTestServer({ dataDir });
-    const ports = { 'mqtt-port': new URL(ts.mqttUrl).port ? Number(new URL(ts.mqttUrl).port) : 0, 'http-port': Number(new URL(ts.httpUrl).port) };
-    await addArtifact(ts, '2.0.0', Buffer.from('fw 2.0.0 '.repeat(3000)));
-    await addArtifact(ts, '3.0.0', Buffer.from('fw 3.0.0 '.repeat(3000)));
     const id = 'rd-1';
-    const password = await registerDevice(ts, id);
-    let run = await startAgent(ts, root, id, { username: id, password });
-    await run.agent.stop();
-    // job A sent while the device is away; the backup holds it unfinished
-    const jobA = await deploy(ts, [id], 'fw@2.0.0');
-    await eventually(async () => ((await execution(ts, jobA, id))?.dispatchedAt !== undefined ? true : undefined), 20_000, 'job A sent');
-    const b = await runCli(['backup', '--data-dir', dataDir, '--out', backup]);
-    assert.equal(b.code, 0, b.stderr);
+    const { dataDir, root, backup, ports, password, jobA, ts: first } = await jobAInBackup('updraft-restored-done', id);
+    let ts = first;
     // the device finishes A, then a later job B (gone with the restore), refused by its install
     // gate so that it still runs A's build: A is not its latest job, which it reports again at
     // each reconnect
-    run = await startAgent(ts, root, id, { username: id, password, installGate: async (sw) => (sw.version === '3.0.0' ? { refuse: 'not this build' } : { go: true }) });
+    const run = await startAgent(ts, root, id, { username: id, password, installGate: async (sw) => (sw.version === '3.0.0' ? { refuse: 'not this build' } : { go: true }) });
     assert.equal((await outcome(run.finished, jobA)).status, 'SUCCESS');
     const jobB = await deploy(ts, [id], 'fw@3.0.0');
     assert.equal((await outcome(run.finished, jobB)).status, 'FAILURE');
@@ -130,23 +140,11 @@ describe('a server restored from a backup asks devices again', () => {
     }
   });
   it('a job the device finished and has moved on from since, asked for again: the re-report names what the job installed; SUCCEEDED, not "runs 3.0.0, not 2.0.0"', { timeout: 180_000 }, async () => {
-    const dataDir = await tmp('updraft-restored-moved-');
-    const root = await tmp('updraft-restored-moved-agents-');
-    const backup = path.join(await tmp('updraft-restored-moved-bk-'), 'b');
-    let ts = await startTestServer({ dataDir });
-    const ports = { 'mqtt-port': Number(new URL(ts.mqttUrl).port), 'http-port': Number(new URL(ts.httpUrl).port) };
-    await addArtifact(ts, '2.0.0', Buffer.from('fw 2.0.0 '.repeat(3000)));
-    await addArtifact(ts, '3.0.0', Buffer.from('fw 3.0.0 '.repeat(3000)));
     const id = 'rm-1';
-    const password = await registerDevice(ts, id);
-    let run = await startAgent(ts, root, id, { username: id, password });
-    await run.agent.stop();
-    const jobA = await deploy(ts, [id], 'fw@2.0.0');
-    await eventually(async () => ((await execution(ts, jobA, id))?.dispatchedAt !== undefined ? true : undefined), 20_000, 'job A sent');
-    const b = await runCli(['backup', '--data-dir', dataDir, '--out', backup]);
-    assert.equal(b.code, 0, b.stderr);
+    const { dataDir, root, backup, ports, password, jobA, ts: first } = await jobAInBackup('updraft-restored-moved', id);
+    let ts = first;
     // the device finishes A, then B (gone with the restore): it runs B's build
-    run = await startAgent(ts, root, id, { username: id, password });
+    const run = await startAgent(ts, root, id, { username: id, password });
     assert.equal((await outcome(run.finished, jobA)).status, 'SUCCESS');
     const jobB = await deploy(ts, [id], 'fw@3.0.0');
     assert.equal((await outcome(run.finished, jobB)).status, 'SUCCESS');

@@ -628,7 +628,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         this.log.error('report of what runs rejected; the server will not take it: going on without it', { error: asUpdraftError(err).message });
       }
       if (session !== this.session || !this.started) return;
-      // a client certificate near its expiry is renewed over this connection (not awaited: the catch-up goes on)
+      // a client certificate near its expiry is renewed over this connection (not awaited: the
+      // catch-up goes on), and one the server said it could not move yet is asked again
+      this.renewer?.connected();
       void this.renewer?.check();
       // and the log of a failed job the server has not taken yet
       void this.sendPendingLog();

@@ -109,6 +109,8 @@ export class CertificateRenewer {
   private futile: string | undefined;
   /** No move to a newer CA is asked before this time (ms): the server refused one, or it failed. */
   private moveHeldUntil = 0;
+  /** The hold is the server's "not yet" (409: it has not switched to the new CA): a new connection ends it. */
+  private heldForNotYet = false;
 
   constructor(
     private readonly deps: {
@@ -139,6 +141,19 @@ export class CertificateRenewer {
   /** When the certificate in use expires, in seconds since the epoch. */
   get expiresAtSeconds(): number {
     return Math.floor(this.expiresAt / 1000);
+  }
+
+  /**
+   * A new connection to the server: a move the server answered "not yet" is asked again at
+   * once. The switch to the new CA (`updraft ca rollover`) is made with the server stopped, so
+   * its devices reconnect right after it: that is when they can move. The hour's hold outlived
+   * reconnects, and agents given the bundle before the switch (as the docs say) stayed on the
+   * old CA for an hour and then until their next reconnect or 12-hour check (QA, 2026-12-06).
+   */
+  connected(): void {
+    if (!this.heldForNotYet) return;
+    this.heldForNotYet = false;
+    this.moveHeldUntil = 0;
   }
 
   /** Renews when the certificate is due; resolves true when it was renewed now. Never throws: a failure is logged, and the next check tries again. */
@@ -192,12 +207,14 @@ export class CertificateRenewer {
     this.running = this.renew(CA_MOVE_REASON)
       .then(() => {
         // a server that ignores the reason renews from the old CA: not asked again at every connect
+        this.heldForNotYet = false;
         if (this.successor(this.deps.now()) !== undefined) hold(MOVE_STAYED_MS);
         return true;
       })
       .catch((err: unknown) => {
         hold(MOVE_RETRY_MS);
         const e = asUpdraftError(err);
+        this.heldForNotYet = e.code === 'CONFLICT';
         if (e.code === 'CONFLICT') {
           // the server has not switched to the new CA yet: nothing is wrong
           this.deps.logger.info('client certificate not moved to the newer CA yet: the server still issues from the current one; asked again later', { reason: e.message });

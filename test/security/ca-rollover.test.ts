@@ -157,6 +157,43 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
     await ts.stop();
   });
 
+  it('told "not yet" before the switch, an agent moves at its first reconnect after it, not an hour later', async () => {
+    const dataDir = await tmp('updraft-rollover-reconnect-');
+    const ts = await start(dataDir);
+    const prepared = await runCli(['ca', 'rollover', '--prepare', '--data-dir', dataDir]);
+    assert.equal(prepared.code, 0, prepared.stderr);
+    const p = caPaths(dataDir);
+    const bundle = `${await readFile(p.cert, 'utf8')}${await readFile(p.nextCert, 'utf8')}`; // step 2 of docs/security.md
+    await registerDevice(ts, 'p-2');
+    const cert = await ts.server.security.ca.issueDeviceCertificate('p-2');
+    const ports = { 'mqtt-port': Number(new URL(ts.mqttUrl).port), 'http-port': Number(new URL(ts.httpUrl).port), 'mqtt-tls-port': ts.server.broker.tlsPort };
+    const renewed: unknown[] = [];
+    const agentLines: string[] = [];
+    const { agent } = await startAgent(ts, await tmp('updraft-reconnect-agent-'), 'p-2', {
+      brokerUrl: `mqtts://127.0.0.1:${ports['mqtt-tls-port']}`,
+      mqttOptions: { reconnectPeriod: 200, ca: bundle, cert: cert.certificate, key: cert.privateKey },
+      certificateRenewal: { save: async (pair) => void renewed.push(pair) },
+      requestAttempts: 1,
+      logger: createLogger({ level: 'info', format: 'json', write: (l) => agentLines.push(l) }),
+    });
+    try {
+      await eventually(async () => parsed(agentLines).find((l) => String(l.msg).startsWith('client certificate not moved to the newer CA yet')), 30_000, 'the agent told "not yet"');
+      // the switch, made with the server stopped; the agent reconnects to the server started again
+      await ts.stop();
+      const switched = await runCli(['ca', 'rollover', '--data-dir', dataDir]);
+      assert.equal(switched.code, 0, switched.stderr);
+      const lines: string[] = [];
+      const after = await startTestServer({ dataDir, flags: ports, logger: createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) }) });
+      servers.push(after);
+      await eventually(async () => (renewed.length > 0 ? true : undefined), 30_000, 'the agent moved at its reconnect (its "not yet" held moves for an hour)');
+      const moved = parsed(lines).find((l) => l.msg === 'device certificate renewed' && l.deviceId === 'p-2');
+      assert.equal(moved?.movedFromPreviousCa, true, lines.join('\n'));
+      await after.stop();
+    } finally {
+      await agent.stop();
+    }
+  });
+
   it('without a rollover an old CA certificate is refused; an expired previous CA is ignored with a WARN', async () => {
     const dataDir = await tmp('updraft-rollover-expired-');
     // a CA that expired yesterday, and a device certificate of it, made as any CA would

@@ -246,6 +246,8 @@ export class EmbeddedBroker implements MessageBus {
   private readonly admittedAt = new WeakMap<Client, number>();
   /** The listeners' error lines ('MQTT listener error'), one throttle per listener; closed at stop. */
   private readonly listenerErrorLogs: ThrottledLog[] = [];
+  /** The 'MQTTS handshake refused' lines, one throttle per reason (`handshakeRefused`); closed at stop. */
+  private readonly handshakeLogs = new Map<string, ThrottledLog>();
   /** Every connection the listeners accepted and that has not closed (raw TCP, TLS ones too): what stop() ends. */
   private readonly sockets = new Set<net.Socket>();
   /** A tracked connection closed (`this`, the socket: one listener for all, no closure per connection). */
@@ -808,9 +810,14 @@ export class EmbeddedBroker implements MessageBus {
       const secure = tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: true }, handle);
       // before TLS takes the socket; its handshake then ends 'socket hang up', which is not logged
       secure.prependListener('connection', atLimit(gates.mqtts));
+      // read (and kept by net.Socket) while the socket is open: a handshake refused for the
+      // client's certificate is reported after the TLS socket was destroyed, without an address
+      secure.on('connection', rememberPeer);
       secure.on('connection', this.track);
       secure.on('tlsClientError', (err, tlsSocket) => {
-        if (!gates.mqtts.refusedSocket((tlsSocket as { _parent?: unknown })._parent)) log.warn('MQTTS handshake refused', { error: err.message });
+        const raw = (tlsSocket as { _parent?: net.Socket })._parent;
+        if (gates.mqtts.refusedSocket(raw)) return;
+        this.handshakeRefused(err, tlsSocket, raw?.remoteAddress ?? '');
       });
       this.tlsServer = secure;
       await this.listen(secure, t.port, 'mqtt-tls-port').catch(async (err: unknown) => {
@@ -834,6 +841,26 @@ export class EmbeddedBroker implements MessageBus {
     const log = new ThrottledLog(this.opts.logger, 30_000, Date.now, ['listener', 'code']);
     this.listenerErrorLogs.push(log);
     server.on('error', (err: NodeJS.ErrnoException) => log.error('MQTT listener error', { listener, error: err.message, ...(err.code ? { code: err.code } : {}) }));
+  }
+
+  /**
+   * Logs a TLS handshake the MQTTS listener refused: why (the verification error of the
+   * client's certificate when there is one: Node destroys the socket and reports only
+   * 'socket hang up'), from where, and what it likely means. A device refused retries on
+   * its own: one line per reason and minute, the others counted (21 lines a minute for 6
+   * devices with certificates of a dropped CA, QA 2026-12-06). Nothing of the certificate.
+   */
+  private handshakeRefused(err: Error & { code?: string }, tlsSocket: tls.TLSSocket, from: string): void {
+    // a code such as 'CERT_HAS_EXPIRED' (typed Error by @types/node, a string in Node 20)
+    const authz: unknown = tlsSocket.authorizationError;
+    const verifyError = typeof authz === 'string' ? authz : authz instanceof Error ? authz.message : '';
+    const reason = verifyError || err.code || err.message;
+    const hint = HANDSHAKE_HINTS[reason] ?? (!verifyError && err.code === 'ECONNRESET' ? 'the client closed the connection during the handshake (does it trust the server certificate?)' : undefined);
+    // reasons are OpenSSL's codes, a bounded set; a message without one shares a throttle
+    const key = this.handshakeLogs.has(reason) || this.handshakeLogs.size < 32 ? reason : '';
+    let throttle = this.handshakeLogs.get(key);
+    if (!throttle) this.handshakeLogs.set(key, (throttle = new ThrottledLog(this.opts.logger, 60_000, Date.now, ['reason', 'hint', 'lastFrom'])));
+    throttle.warn('MQTTS handshake refused', { reason, ...(hint ? { hint } : {}), lastFrom: from });
   }
 
   /** Marks a publish to go nowhere: not forwarded (authorizeForward), not retained, not counted. */
@@ -969,8 +996,29 @@ export class EmbeddedBroker implements MessageBus {
     this.fileLimit?.mqtt.close();
     this.fileLimit?.mqtts.close();
     for (const log of this.listenerErrorLogs.splice(0)) log.close();
+    for (const log of this.handshakeLogs.values()) log.close();
+    this.handshakeLogs.clear();
   }
 }
+
+/** Reads a connection's peer address while it is open: net.Socket keeps it for later reads. */
+function rememberPeer(socket: net.Socket): void {
+  void socket.remoteAddress;
+}
+
+const UNTRUSTED_CA = 'client certificate of a CA this server does not trust (a previous CA dropped?)';
+
+/** What a refused MQTTS handshake's reason likely means, for the operator (OpenSSL's verification codes as Node names them). */
+const HANDSHAKE_HINTS: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: UNTRUSTED_CA,
+  UNABLE_TO_GET_ISSUER_CERT: UNTRUSTED_CA,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: UNTRUSTED_CA,
+  SELF_SIGNED_CERT_IN_CHAIN: UNTRUSTED_CA,
+  CERT_SIGNATURE_FAILURE: UNTRUSTED_CA,
+  CERT_HAS_EXPIRED: 'client certificate expired (updraft device cert issues a new one)',
+  CERT_NOT_YET_VALID: "client certificate not valid yet (the device's or the server's clock?)",
+  ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE: 'no client certificate: MQTTS devices log in with one',
+};
 
 /**
  * Packets written to one connection during one turn of the event loop leave in one system

@@ -98,7 +98,11 @@ export function addBrokerCommands(program: Command): void {
       const secrets = opts.secrets ? await readSecrets(opts.secrets) : new Map<string, string>();
       const dir = path.resolve(opts.out);
       // every option checked (ports, packet size) before the server is asked anything
-      const conf = mosquittoConf(listeners(opts, dir));
+      const written = listeners(opts, dir);
+      const conf = mosquittoConf(written);
+      // Mosquitto 2.0 rereads passwd and acl on SIGHUP, a listener's cafile only at start: a
+      // reload left a dropped CA's certificates admitted (QA of the CA rollover, 2026-12-06)
+      const cafileIsUpdraftCa = written.tls?.cafile === path.join(dir, CLIENT_CA_FILE);
       // read before anything is written or asked: a data directory without a CA is said at once
       const caDir = opts.updraftCa ? updraftCaDataDir(opts) : undefined;
       let clientCa = caDir !== undefined ? await readClientCaBundle(caDir) : undefined;
@@ -163,7 +167,8 @@ export function addBrokerCommands(program: Command): void {
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);
       if (passwd.unnamable.length) out.write(`left out ${passwd.unnamable.length} devices whose id holds ':' (${COLON_ID_REASON}): ${passwd.unnamable.slice(0, 20).join(', ')}${passwd.unnamable.length > 20 ? ', ...' : ''}\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
-      out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>; or keep it current with --watch)\n`);
+      if (cafileIsUpdraftCa) out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (restart it after regenerating, a reload (kill -HUP) is not enough: Mosquitto reads ${CLIENT_CA_FILE}, its cafile, at start only; or keep passwd current with --watch, which says when ${CLIENT_CA_FILE} changed)\n`);
+      else out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (reload after regenerating: kill -HUP <pid>; or keep it current with --watch)\n`);
     });
 }
 

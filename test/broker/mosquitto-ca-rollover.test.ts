@@ -42,9 +42,15 @@ if (!found.ok) {
 
     it('the old CA accepted after the rollover, the new one too, a foreign one refused; the old refused after drop-previous', async () => {
       const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
+      // without a cafile of Updraft's CA, a reload after regenerating is enough (passwd, acl)
+      const plain = (await s.generate([])).stdout;
+      assert.match(plain, /^run: mosquitto -c \S+\/mosquitto\.conf {3}\(reload after regenerating: kill -HUP <pid>;/m, plain);
       const generate = async () => (await s.generate(['--updraft-ca'])).stdout;
       const first = await generate();
       assert.match(first, /client-ca\.crt: Updraft's CA \(pki\/ca\.crt\); regenerate after updraft ca rollover/);
+      // with it, not: Mosquitto reads the cafile at start only (a HUP left a dropped CA's certificate admitted)
+      assert.match(first, /^run: mosquitto -c \S+\/mosquitto\.conf {3}\(restart it after regenerating, a reload \(kill -HUP\) is not enough: Mosquitto reads client-ca\.crt, its cafile, at start only;/m, first);
+      assert.doesNotMatch(first, /reload after regenerating/, first);
       const conf = await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8');
       assert.match(conf, new RegExp(`^cafile ${path.join(s.out, 'client-ca.crt')}$`, 'm'));
       assert.match(conf, /^require_certificate true$/m);

@@ -250,6 +250,19 @@ function usableTls(tls: { ca?: string; cert?: string; key?: string }, o: { ca?: 
     } catch (err) {
       throw new UpdraftError('BAD_REQUEST', `--ca ${o.ca} is not a usable CA certificate (PEM): ${(err as Error).message}`);
     }
+    // and every certificate of a bundle: one cut off, or that does not parse, was skipped, and
+    // the agent started, to refuse the server's certificate of that CA later (a CA rollover's
+    // bundle cut short in its second certificate: QA, 2026-12-06)
+    const begins = tls.ca.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+    const blocks = tls.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    blocks.forEach((block, i) => {
+      try {
+        new X509Certificate(block);
+      } catch (err) {
+        throw new UpdraftError('BAD_REQUEST', `--ca ${o.ca}: certificate ${i + 1} of ${begins} is not a usable CA certificate (PEM): ${(err as Error).message}`);
+      }
+    });
+    if (blocks.length < begins) throw new UpdraftError('BAD_REQUEST', `--ca ${o.ca}: certificate ${blocks.length + 1} of ${begins} is cut off (a BEGIN CERTIFICATE line with no END line)`);
   }
   if (tls.cert !== undefined && tls.key !== undefined) attempt(`--cert ${o.cert} and --key ${o.key} are not a usable certificate and its private key (PEM)`, { cert: tls.cert, key: tls.key });
 }

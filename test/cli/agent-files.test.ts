@@ -9,6 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createCa } from '../../src/pki/certificate-authority.ts';
 import { runCli } from '../helpers/cli.ts';
 
 describe('updraft agent: its key and certificate files', () => {
@@ -17,6 +18,12 @@ describe('updraft agent: its key and certificate files', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-agent-files-'));
     await writeFile(path.join(dir, 'not-a-key'), 'root:x:0:0:root:/root:/bin/sh\n');
     await writeFile(path.join(dir, 'rsa.pub'), generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }));
+    // a CA rollover's bundle (two CAs) cut off inside its second certificate, and one whose second does not parse
+    const one = (await createCa(path.join(dir, 'ca1'), 'CA 1')).certificate;
+    const two = (await createCa(path.join(dir, 'ca2'), 'CA 2')).certificate;
+    await writeFile(path.join(dir, 'cut-bundle.crt'), `${one}${two.slice(0, Math.floor(two.length / 2))}`);
+    const lines = two.trim().split('\n');
+    await writeFile(path.join(dir, 'garbled-bundle.crt'), `${one}${[lines[0], ...lines.slice(1, -1).map((l) => l.replace(/[A-Za-z]/g, 'A')), lines.at(-1)].join('\n')}\n`);
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -29,6 +36,8 @@ describe('updraft agent: its key and certificate files', () => {
       [['--signing-key', path.join(dir, 'rsa.pub')], /^updraft: error: --signing-key \S+rsa\.pub is not an Ed25519 public key in PEM: the software signing key must be Ed25519, got rsa\n$/],
       [['--insecure-allow-unsigned', '--cert', bad, '--key', bad], new RegExp(`^updraft: error: --cert ${bad} and --key ${bad} are not a usable certificate and its private key \\(PEM\\): `)],
       [['--insecure-allow-unsigned', '--ca', bad], new RegExp(`^updraft: error: --ca ${bad} is not a usable CA certificate \\(PEM\\): `)],
+      [['--insecure-allow-unsigned', '--ca', path.join(dir, 'cut-bundle.crt')], /^updraft: error: --ca \S+cut-bundle\.crt: certificate 2 of 2 is cut off \(a BEGIN CERTIFICATE line with no END line\)\n$/],
+      [['--insecure-allow-unsigned', '--ca', path.join(dir, 'garbled-bundle.crt')], /^updraft: error: --ca \S+garbled-bundle\.crt: certificate 2 of 2 is not a usable CA certificate \(PEM\): /],
     ];
     for (const [extra, line] of cases) {
       const r = await runCli([...base, ...extra]);

@@ -368,9 +368,17 @@ export class PostgresStore implements StateStore {
     });
     pool.on('connect', (client) => this.track(client));
     // an idle pooled connection that dies (server restart) must not crash the process
-    pool.on('error', (err) => {
+    // a connection the database ended for being idle reports its end again ('Connection
+    // terminated unexpectedly'): neither is a disruption
+    const endedIdleClients = new WeakSet<object>();
+    pool.on('error', (err, client) => {
+      if (client && endedIdleClients.has(client)) return;
       this.logger.warn('idle PostgreSQL connection lost', { error: err.message });
-      if (!endedIdle(err)) this.disrupted(`a pooled connection was lost: ${err.message}`);
+      if (endedIdle(err)) {
+        if (client) endedIdleClients.add(client);
+        return;
+      }
+      this.disrupted(`a pooled connection was lost: ${err.message}`);
     });
     this.pool = pool;
     this.writes = new PgGroupCommit({ pool, logger: this.logger, maxBatch: this.deps.maxBatch ?? DEFAULTS.maxBatch, where: this.where });
@@ -704,10 +712,14 @@ export class PostgresStore implements StateStore {
       this.track(client);
       if (this.locks === connected) this.lockClient = client;
     }, () => undefined);
+    // ended for being idle, it reports its end again ('Connection terminated unexpectedly'): not a disruption either
+    let idleEnded = false;
     client.on('error', (err) => {
+      if (idleEnded) return;
       this.logger.warn('PostgreSQL connection of the artifact locks lost: the deletions and job creations in progress here are no longer guarded against other instances', { error: err.message });
       forget();
-      if (!endedIdle(err)) this.disrupted(`the artifact locks' connection was lost: ${err.message}`);
+      if (endedIdle(err)) idleEnded = true;
+      else this.disrupted(`the artifact locks' connection was lost: ${err.message}`);
     });
     client.on('end', forget);
     connected.catch(forget);

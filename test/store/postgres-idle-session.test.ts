@@ -57,12 +57,14 @@ if (!pgResult.ok) {
       // the job creation opened the locks' connection; idle, the database ends it
       const lost = await eventually(async () => lines.find((l) => l.msg.startsWith('PostgreSQL connection of the artifact locks lost')), 60_000, "the locks' connection ended by the database");
       assert.match(String(lost.error), /idle-session timeout/, JSON.stringify(lost));
-      // the listeners run in the error handler, right after that line: none was called
-      assert.deepEqual(disruptions, [], 'no disruption');
-      assert.equal(lines.some((l) => l.msg.startsWith('store disruption')), false, 'no re-send pass');
-      // and the server still works: another job is created and sent (a new locks connection)
+      // the server still works: another job is created and sent (a new locks connection)
       const second = await deploy(ts, ['idle-1'], 'fw@2.0.0');
       await eventually(async () => ((await ts.server.store.getExecution(second, 'idle-1'))?.dispatchedAt !== undefined ? true : undefined), 30_000, 'the second command sent');
+      // the ended connection reports its end a second time ('Connection terminated
+      // unexpectedly') as its socket closes, after the first line: by now (a job created and
+      // sent since) it has. No disruption of either (a CI run saw the second one counted)
+      assert.deepEqual(disruptions, [], 'no disruption');
+      assert.equal(lines.some((l) => l.msg.startsWith('store disruption')), false, 'no re-send pass');
     });
   });
 }

@@ -25,6 +25,16 @@
  * of an operator's own server certificate). While the server still issues from the old CA
  * (the new one prepared and given to devices, not switched to yet) it refuses such a request
  * (409) before signing anything, and the agent asks again an hour later at the earliest.
+ *
+ * A --ca that holds only the new CA (what `updraft device cert` writes after the switch, or
+ * `pki/ca.crt` copied then) names no CA that issued the agent's certificate, so no successor
+ * can be found by the extension's hash: such an agent stayed on the previous CA until
+ * `drop-previous` cut it off (QA, 2026-12-06). When no CA of the bundle issued the agent's
+ * certificate and one, valid now, was made by a rollover (it carries the extension), the agent
+ * asks to move as well: it reached the server through that bundle, so the server's certificate
+ * is of that CA, which it issues only after the switch. The signal is weaker (an operator's own
+ * server CA renewed by another product may carry the same extension), so the server's "not
+ * yet" there holds the next ask for a day, across reconnects.
  */
 import { X509Certificate, createHash, createPrivateKey, generateKeyPair, sign } from 'node:crypto';
 import { readFile, rename, unlink } from 'node:fs/promises';
@@ -83,6 +93,11 @@ export function bundleCertificates(pem: string): X509Certificate[] {
   return out;
 }
 
+/** True when `cert` is valid at `nowMs`. */
+function validAt(cert: X509Certificate, nowMs: number): boolean {
+  return Date.parse(cert.validFrom) <= nowMs && nowMs < Date.parse(cert.validTo);
+}
+
 /** The certificate of `cas` that issued (and signed) `cert`, if any. */
 function issuerOf(cert: X509Certificate, cas: X509Certificate[]): X509Certificate | undefined {
   return cas.find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
@@ -94,7 +109,7 @@ function issuerOf(cert: X509Certificate, cas: X509Certificate[]): X509Certificat
  */
 export function successorOf(issuer: X509Certificate, cas: X509Certificate[], nowMs: number): X509Certificate | undefined {
   const hash = createHash('sha1').update(issuer.raw).digest();
-  return cas.find((ca) => ca !== issuer && ca.ca && Date.parse(ca.validFrom) <= nowMs && nowMs < Date.parse(ca.validTo) && ca.raw.includes(PREVIOUS_CA_HASH_OID_DER) && ca.raw.includes(hash));
+  return cas.find((ca) => ca !== issuer && ca.ca && validAt(ca, nowMs) && ca.raw.includes(PREVIOUS_CA_HASH_OID_DER) && ca.raw.includes(hash));
 }
 
 /** Renews one device's certificate, one attempt at a time. */
@@ -189,21 +204,30 @@ export class CertificateRenewer {
     return this.running;
   }
 
-  /** The CA of the bundle that replaces the one that issued the current certificate, if any. */
-  private successor(nowMs: number): X509Certificate | undefined {
+  /**
+   * The CA of the bundle that replaces the one that issued the current certificate, if any;
+   * `orphan` when no CA of the bundle issued it and this one is a rollover's CA (the class doc).
+   */
+  private successor(nowMs: number): { ca: X509Certificate; orphan: boolean } | undefined {
     if (this.cas.length === 0) return undefined;
     try {
       const issuer = issuerOf(new X509Certificate(this.pair.certificate), this.cas);
-      return issuer === undefined ? undefined : successorOf(issuer, this.cas, nowMs);
+      if (issuer !== undefined) {
+        const ca = successorOf(issuer, this.cas, nowMs);
+        return ca === undefined ? undefined : { ca, orphan: false };
+      }
+      const ca = this.cas.find((c) => c.ca && validAt(c, nowMs) && c.raw.includes(PREVIOUS_CA_HASH_OID_DER));
+      return ca === undefined ? undefined : { ca, orphan: true };
     } catch {
       return undefined;
     }
   }
 
-  /** Renews now to move to `successor`'s CA; a refusal holds further moves for an hour. */
-  private move(successor: X509Certificate): Promise<boolean> {
+  /** Renews now to move to `successor`'s CA; a refusal holds further moves for an hour (a day for an orphan's "not yet"). */
+  private move(successor: { ca: X509Certificate; orphan: boolean }): Promise<boolean> {
     const hold = (ms: number) => (this.moveHeldUntil = this.deps.now() + ms);
-    this.deps.logger.info('client certificate renewal asked early: a CA of --ca replaces the one that issued it', { newCa: successor.subject.replace(/\n/g, ', '), expiresAt: new Date(this.expiresAt).toISOString() });
+    const why = successor.orphan ? 'no CA of --ca issued it, and one of them was made by a CA rollover' : 'a CA of --ca replaces the one that issued it';
+    this.deps.logger.info(`client certificate renewal asked early: ${why}`, { newCa: successor.ca.subject.replace(/\n/g, ', '), expiresAt: new Date(this.expiresAt).toISOString() });
     this.running = this.renew(CA_MOVE_REASON)
       .then(() => {
         // a server that ignores the reason renews from the old CA: not asked again at every connect
@@ -212,9 +236,11 @@ export class CertificateRenewer {
         return true;
       })
       .catch((err: unknown) => {
-        hold(MOVE_RETRY_MS);
         const e = asUpdraftError(err);
-        this.heldForNotYet = e.code === 'CONFLICT';
+        // an orphan's "not yet" may be for good (the bundle's rollover CA is not the server's): a day, not ended by a reconnect
+        const orphanNotYet = successor.orphan && e.code === 'CONFLICT';
+        hold(orphanNotYet ? MOVE_STAYED_MS : MOVE_RETRY_MS);
+        this.heldForNotYet = e.code === 'CONFLICT' && !orphanNotYet;
         if (e.code === 'CONFLICT') {
           // the server has not switched to the new CA yet: nothing is wrong
           this.deps.logger.info('client certificate not moved to the newer CA yet: the server still issues from the current one; asked again later', { reason: e.message });

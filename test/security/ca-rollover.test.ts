@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import forge from 'node-forge';
-import { caPaths, createCa } from '../../src/pki/certificate-authority.ts';
+import { caPaths, createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { tryConnect } from '../helpers/mqtt-client.ts';
@@ -189,6 +189,88 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
       const moved = parsed(lines).find((l) => l.msg === 'device certificate renewed' && l.deviceId === 'p-2');
       assert.equal(moved?.movedFromPreviousCa, true, lines.join('\n'));
       await after.stop();
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it('an agent whose --ca holds only the new CA (no CA that issued its certificate) moves off the previous CA too', async () => {
+    const dataDir = await tmp('updraft-rollover-orphan-');
+    const before = await start(dataDir);
+    await registerDevice(before, 'o-1');
+    const oldCa = before.server.security.ca.certificate;
+    const old = await before.server.security.ca.issueDeviceCertificate('o-1');
+    await before.stop();
+    const r = await runCli(['ca', 'rollover', '--data-dir', dataDir]);
+    assert.equal(r.code, 0, r.stderr);
+    const newCa = await readFile(caPaths(dataDir).cert, 'utf8'); // what device cert writes as ca.crt after the switch
+    const lines: string[] = [];
+    const ts = await start(dataDir, lines);
+    const renewed: { certificate: string; privateKey: string }[] = [];
+    const agentLines: string[] = [];
+    const { agent } = await startAgent(ts, await tmp('updraft-orphan-agent-'), 'o-1', {
+      brokerUrl: `mqtts://127.0.0.1:${ts.server.broker.tlsPort}`,
+      mqttOptions: { reconnectPeriod: 200, ca: newCa, cert: old.certificate, key: old.privateKey },
+      certificateRenewal: { save: async (pair) => void renewed.push(pair) },
+      requestAttempts: 1,
+      logger: createLogger({ level: 'info', format: 'json', write: (l) => agentLines.push(l) }),
+    });
+    try {
+      const pair = await eventually(async () => renewed[0], 30_000, 'the agent renewed onto the new CA with only the new CA in --ca');
+      assert.ok(issuedBy(pair.certificate, newCa), 'the renewed certificate is of the new CA');
+      assert.ok(!issuedBy(pair.certificate, oldCa), 'and not of the previous one');
+      const moved = parsed(lines).find((l) => l.msg === 'device certificate renewed' && l.deviceId === 'o-1');
+      assert.equal(moved?.movedFromPreviousCa, true, lines.join('\n'));
+      assert.ok(parsed(agentLines).some((l) => String(l.msg).includes('no CA of --ca issued it')), `the agent says why it asked: ${agentLines.join('\n')}`);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("an agent whose --ca is another product's renewed CA (the same extension) is told \"not yet\" and holds that across reconnects", async () => {
+    // the operator serves MQTTS with their own certificate, of a CA that itself replaced one
+    // (made here by a rollover in another directory): the agent's certificate, of this
+    // server's current CA, is in no CA of its --ca, and that CA carries the extension
+    const other = await tmp('updraft-rollover-other-');
+    await createCa(other, 'Operator CA');
+    assert.equal((await runCli(['ca', 'rollover', '--data-dir', other])).code, 0);
+    const operatorCa = (await loadCa(other))!;
+    const serverCert = await operatorCa.issueServerCertificate(['127.0.0.1']);
+    const certFile = path.join(other, 'server.crt');
+    const keyFile = path.join(other, 'server.key');
+    await writeFile(certFile, serverCert.certificate);
+    await writeFile(keyFile, serverCert.privateKey);
+
+    const dataDir = await tmp('updraft-rollover-foreign-bundle-');
+    const flags = { 'mqtt-tls-cert': certFile, 'mqtt-tls-key': keyFile };
+    const ts = await startTestServer({ dataDir, flags });
+    servers.push(ts);
+    await registerDevice(ts, 'o-2');
+    const cert = await ts.server.security.ca.issueDeviceCertificate('o-2');
+    const ports = { ...flags, 'mqtt-port': Number(new URL(ts.mqttUrl).port), 'http-port': Number(new URL(ts.httpUrl).port), 'mqtt-tls-port': ts.server.broker.tlsPort };
+    const renewed: unknown[] = [];
+    const agentLines: string[] = [];
+    const asked = () => parsed(agentLines).filter((l) => String(l.msg).startsWith('client certificate renewal asked early')).length;
+    const { agent } = await startAgent(ts, await tmp('updraft-foreign-bundle-agent-'), 'o-2', {
+      brokerUrl: `mqtts://127.0.0.1:${ports['mqtt-tls-port']}`,
+      mqttOptions: { reconnectPeriod: 200, ca: operatorCa.certificate, cert: cert.certificate, key: cert.privateKey },
+      certificateRenewal: { save: async (pair) => void renewed.push(pair) },
+      requestAttempts: 1,
+      logger: createLogger({ level: 'info', format: 'json', write: (l) => agentLines.push(l) }),
+    });
+    try {
+      await eventually(async () => parsed(agentLines).find((l) => String(l.msg).startsWith('client certificate not moved to the newer CA yet')), 30_000, 'the agent told "not yet"');
+      assert.equal(asked(), 1, 'asked once');
+      const version = (await ts.server.store.getShadow('o-2', ''))!.version;
+      // a restart: the agent reconnects and reports again, and does not ask again
+      await ts.stop();
+      const again = await startTestServer({ dataDir, flags: ports });
+      servers.push(again);
+      await eventually(async () => ((await again.server.store.getShadow('o-2', ''))!.version > version ? true : undefined), 30_000, 'the agent reconnected and reported');
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      assert.equal(asked(), 1, `not asked again at the reconnect: ${agentLines.join('\n')}`);
+      assert.equal(renewed.length, 0, 'nothing renewed');
+      await again.stop();
     } finally {
       await agent.stop();
     }

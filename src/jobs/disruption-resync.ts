@@ -24,6 +24,7 @@ import { ACTIVE_JOB_STATUSES, type ExecutionRecord, type ShadowRecord, type Stat
 import type { Logger } from '../util/logger.ts';
 import { agentJobId } from './agent-job-id.ts';
 import { finished } from './desired-software.ts';
+import { openExecutions } from './open-executions.ts';
 
 /** What the resync needs. */
 export interface DisruptionResyncDeps {
@@ -191,30 +192,33 @@ export class DisruptionResync {
       logger.info(cut ? `store disruption: re-sending the update commands of open executions cut short (${cut})` : 'store disruption: update commands of open executions re-sent', { ...counts, ms: Math.round(performance.now() - began) });
       return cut;
     };
-    // the first listing is the store's answer: a pass that cannot read says nothing but the retry's line
-    let jobs = await store.listJobs({ status: [...ACTIVE_JOB_STATUSES], limit: pageSize, omitSpec: true });
-    logger.info('store disruption: re-sending the update commands of open executions (the database may have gone back)', { reason: this.reason });
-    for (;;) {
-      for (const job of jobs.items) {
-        counts.jobs++;
-        let after: string | undefined;
-        do {
-          const cut = cutShort();
-          if (cut) return end(cut);
-          const page = await store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: pageSize, ...(after !== undefined ? { after } : {}) });
-          // sent: dispatched, or reported on (an IN_PROGRESS row of a legacy job has no dispatchedAt), as the engine's catch-up reads them
-          const sent = page.items.filter((e) => e.dispatchedAt !== undefined || e.status !== 'QUEUED');
-          const started = performance.now();
-          await this.resend(sent, counts);
-          after = page.next;
-          await nextTurn();
-          // at most perSecond devices a second: the page's share of a second, what is left of it
-          await this.pause((sent.length * 1000) / perSecond - (performance.now() - started));
-        } while (after !== undefined);
-      }
-      if (jobs.next === undefined) break;
-      jobs = await store.listJobs({ status: [...ACTIVE_JOB_STATUSES], limit: pageSize, omitSpec: true, after: jobs.next });
+    let cut: CutShort | undefined;
+    let said = false;
+    const walk = openExecutions(store, {
+      jobStatuses: ACTIVE_JOB_STATUSES,
+      pageSize,
+      omitSpec: true,
+      // asked before each page of executions, its answer kept for the end line; a page of jobs
+      // is read, and its first job counted, before it is asked
+      stopped: () => (cut = cutShort()) !== undefined,
+      stopBeforeJobs: false,
+      // the first listing is the store's answer: a pass that cannot read says nothing but the retry's line
+      onJobs: () => {
+        if (said) return;
+        said = true;
+        logger.info('store disruption: re-sending the update commands of open executions (the database may have gone back)', { reason: this.reason });
+      },
+      onJob: () => counts.jobs++,
+    });
+    // those whose command was sent (commandSent), as the engine's catch-up reads them
+    for await (const { executions: sent } of walk) {
+      const started = performance.now();
+      await this.resend(sent, counts);
+      await nextTurn();
+      // at most perSecond devices a second: the page's share of a second, what is left of it
+      await this.pause((sent.length * 1000) / perSecond - (performance.now() - started));
     }
+    if (cut) return end(cut);
     return end(cutShort() === 'stopped' ? 'stopped' : undefined);
   }
 

@@ -23,12 +23,11 @@ import { canTransition, executionStatusFor, isTerminal } from './execution-state
 import { forgetAllExecutions, forgetJobExecutions, mutateExecution } from './execution-writer.ts';
 import { deletedSince, jobDeletions, noteJobDeleted } from './job-deletions.ts';
 import { specOf } from './job-spec.ts';
+import { OPEN_JOB_STATUSES, openExecutions } from './open-executions.ts';
 import { owedRetract } from './pending-retract.ts';
 import { retryIfAllowed } from './retry-policy.ts';
 import { UnrecordedReports, type OwedExecution } from './unrecorded-reports.ts';
 
-/** Jobs whose open executions a scan looks over (as the rollout engine's catch-up at start). */
-const OPEN_JOB_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'CANCELED', 'ABORTED'] as const;
 const PAGE = 500;
 
 /** What the tracker needs. */
@@ -227,31 +226,18 @@ export class ExecutionTracker {
    * records what is left), where it went through every open job first.
    */
   private async scan(stopped: () => boolean): Promise<void> {
-    let jobsAfter: string | undefined;
-    do {
-      if (stopped()) return;
-      const jobs = await this.deps.store.listJobs({ status: [...OPEN_JOB_STATUSES], limit: PAGE, omitSpec: true, ...(jobsAfter ? { after: jobsAfter } : {}) });
-      for (const job of jobs.items) {
-        let after: string | undefined;
-        do {
-          if (stopped()) return;
-          const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
-          const sent = page.items.filter((e) => e.dispatchedAt !== undefined || e.status !== 'QUEUED');
-          const shadows = await Promise.all(sent.map((e) => this.deps.store.getShadow(e.deviceId, '')));
-          await Promise.all(
-            sent.map((e, n) => {
-              const shadow = shadows[n];
-              const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
-              const id = parseReportedSoftware(reported)?.jobId;
-              if (id === undefined || parseAgentJobId(id)?.jobId !== e.jobId) return undefined;
-              return this.queue.run(`${e.jobId}/${e.deviceId}`, () => this.recordSoftware(e.deviceId, reported));
-            }),
-          );
-          after = page.next;
-        } while (after);
-      }
-      jobsAfter = jobs.next;
-    } while (jobsAfter);
+    for await (const { executions: sent } of openExecutions(this.deps.store, { jobStatuses: OPEN_JOB_STATUSES, pageSize: PAGE, omitSpec: true, stopped })) {
+      const shadows = await Promise.all(sent.map((e) => this.deps.store.getShadow(e.deviceId, '')));
+      await Promise.all(
+        sent.map((e, n) => {
+          const shadow = shadows[n];
+          const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
+          const id = parseReportedSoftware(reported)?.jobId;
+          if (id === undefined || parseAgentJobId(id)?.jobId !== e.jobId) return undefined;
+          return this.queue.run(`${e.jobId}/${e.deviceId}`, () => this.recordSoftware(e.deviceId, reported));
+        }),
+      );
+    }
   }
 
   /**

@@ -45,6 +45,7 @@ import { mutateExecution } from './execution-writer.ts';
 import { isTransient, owedRetract, RETRACT_PENDING, RETRACT_RETRY_MS, withoutRetractPending } from './pending-retract.ts';
 import { specOf, type JobSpec } from './job-spec.ts';
 import { isJobFinal } from './job-state.ts';
+import { jobsIn, OPEN_JOB_STATUSES, sentExecutionPages } from './open-executions.ts';
 import { DEVICE_TIME_ZONE, inWindow, nextOpening } from '../protocol/maintenance-window.ts';
 import { DEVICE_REVOKED, requeueForNewDevice, retryIfAllowed, succeededAttemptOf, succeededUnsent } from './retry-policy.ts';
 import { FINISHED, rateAllowance, rateCap, successPercent, tally } from './rollout-math.ts';
@@ -1963,33 +1964,26 @@ export class RolloutEngine {
    */
   private async recover(): Promise<void> {
     const now = this.now();
-    let after: string | undefined;
-    do {
-      const page = await this.deps.store.listJobs({ status: ['SCHEDULED', 'IN_PROGRESS', 'PAUSED', 'CANCELED', 'ABORTED'], limit: PAGE, ...(after ? { after } : {}) });
-      for (const job of page.items) {
-        const open = tally(await this.deps.store.countExecutions(job.jobId));
-        if (open.QUEUED + open.IN_PROGRESS > 0) {
-          await this.catchUp(job);
-          if (job.status === 'CANCELED' || job.status === 'ABORTED') this.oweStop(job.jobId, stopReasonOf(job), await this.stopExecutions(job, stopReasonOf(job), now), now);
-        }
-        // a crash between a device's FAILED and its retry: a wave's end queues the retries it
-        // owes before it is judged (a snapshot job's last wave too), but a continuous job's last
-        // wave is never judged. Only that case is read here: it pages through every FAILED row
-        // of the job, at every start and lease taken (a job with 300,000 held SQLite's event
-        // loop about a second each)
-        const spec = specOf(job);
-        if (spec?.type === 'continuous' && !isJobFinal(job.status) && open.FAILED > 0) await this.queueOwedRetries(job, spec, progressOf(job).wave, now);
+    // read with their specs (specOf below: a continuous job's owed retries)
+    for await (const job of jobsIn(this.deps.store, { statuses: OPEN_JOB_STATUSES, pageSize: PAGE })) {
+      const open = tally(await this.deps.store.countExecutions(job.jobId));
+      if (open.QUEUED + open.IN_PROGRESS > 0) {
+        await this.catchUp(job);
+        if (job.status === 'CANCELED' || job.status === 'ABORTED') this.oweStop(job.jobId, stopReasonOf(job), await this.stopExecutions(job, stopReasonOf(job), now), now);
       }
-      after = page.next;
-    } while (after);
+      // a crash between a device's FAILED and its retry: a wave's end queues the retries it
+      // owes before it is judged (a snapshot job's last wave too), but a continuous job's last
+      // wave is never judged. Only that case is read here: it pages through every FAILED row
+      // of the job, at every start and lease taken (a job with 300,000 held SQLite's event
+      // loop about a second each)
+      const spec = specOf(job);
+      if (spec?.type === 'continuous' && !isJobFinal(job.status) && open.FAILED > 0) await this.queueOwedRetries(job, spec, progressOf(job).wave, now);
+    }
     await this.deps.tracker.idle();
   }
 
   private async catchUp(job: JobRecord): Promise<void> {
-    let after: string | undefined;
-    do {
-      const page = await this.deps.store.listJobExecutions(job.jobId, { status: ['QUEUED', 'IN_PROGRESS'], limit: PAGE, ...(after ? { after } : {}) });
-      const sent = page.items.filter((e) => e.dispatchedAt !== undefined || e.status !== 'QUEUED');
+    for await (const { executions: sent, more } of sentExecutionPages(this.deps.store, job, { pageSize: PAGE })) {
       // the page's shadows read together (one query on PostgreSQL): awaited one by one, every
       // lead taken cost a round trip per command out
       const shadows = await Promise.all(sent.map((e) => this.deps.store.getShadow(e.deviceId, '')));
@@ -1998,11 +1992,10 @@ export class RolloutEngine {
         const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
         if (parseReportedSoftware(reported)?.jobId === agentJobId(e.jobId, e.attempt ?? 1)) void this.deps.tracker.apply(e.deviceId, reported);
       }
-      after = page.next;
       // the embedded store reads synchronously: a job with 100,000 commands out would hold
       // the server for seconds at start-up; let device traffic through between pages
-      if (after) await nextTurn();
-    } while (after);
+      if (more) await nextTurn();
+    }
   }
 }
 

@@ -53,6 +53,15 @@ export function caCertificateHash(der: Buffer): Buffer {
 const DAY_MS = 86_400_000;
 /** Clock skew between server and devices tolerated at the start of a validity period. */
 export const SKEW_MS = 5 * 60_000;
+/**
+ * How far back the CA's own certificate and the server certificates it issues start: a day.
+ * Devices verify those with their own clocks, which drift, and a CA rollover reissues the
+ * server certificate at the switch: with SKEW_MS alone, a device more than 5 minutes behind
+ * refused the server right after it (QA of the CA rollover, 2026-12-06). Device certificates
+ * keep SKEW_MS: the server reads when one was issued from its notBefore (deviceCertificateKey,
+ * the embedded broker's check against a re-registration), and verifies it with its own clock.
+ */
+export const BACKDATE_MS = 86_400_000;
 
 async function newRsaKey(): Promise<{ privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; pem: string }> {
   const { privateKey, publicKey } = await generateKeyPairAsync('rsa', {
@@ -94,9 +103,9 @@ function serial(): string {
  * certificate of the path at the same time), and a device or server would be refused at the
  * CA's expiry with a certificate that still looked good for months.
  */
-function validity(cert: forge.pki.Certificate, days: number, capMs = Infinity): void {
+function validity(cert: forge.pki.Certificate, days: number, capMs = Infinity, backdateMs = SKEW_MS): void {
   const now = Date.now();
-  cert.validity.notBefore = new Date(now - SKEW_MS);
+  cert.validity.notBefore = new Date(now - backdateMs);
   cert.validity.notAfter = new Date(Math.min(now + days * DAY_MS, capMs));
 }
 
@@ -179,7 +188,7 @@ export class CertificateAuthority {
   /** A client certificate for `deviceId` (subject CN = device id, extended key usage clientAuth), valid `days` but not past the CA. */
   async issueDeviceCertificate(deviceId: string, days = 730): Promise<IssuedCertificate> {
     if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
-    return this.issue([{ name: 'commonName', value: deviceId }, { name: 'organizationName', value: 'Updraft device' }], days, [
+    return this.issue([{ name: 'commonName', value: deviceId }, { name: 'organizationName', value: 'Updraft device' }], days, SKEW_MS, [
       { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
       { name: 'extKeyUsage', clientAuth: true },
     ]);
@@ -256,19 +265,19 @@ export class CertificateAuthority {
   async issueServerCertificate(hosts: string[], days = 730): Promise<IssuedCertificate> {
     if (hosts.length === 0) throw new UpdraftError('CONFIG', 'a server certificate needs at least one host name');
     const altNames = hosts.map((h) => (net.isIP(h) ? { type: 7, ip: h } : { type: 2, value: h }));
-    return this.issue([{ name: 'commonName', value: hosts[0]! }, { name: 'organizationName', value: 'Updraft server' }], days, [
+    return this.issue([{ name: 'commonName', value: hosts[0]! }, { name: 'organizationName', value: 'Updraft server' }], days, BACKDATE_MS, [
       { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
       { name: 'extKeyUsage', serverAuth: true },
       { name: 'subjectAltName', altNames },
     ]);
   }
 
-  private async issue(subject: forge.pki.CertificateField[], days: number, extensions: object[]): Promise<IssuedCertificate> {
+  private async issue(subject: forge.pki.CertificateField[], days: number, backdateMs: number, extensions: object[]): Promise<IssuedCertificate> {
     const keys = await newRsaKey();
     const cert = forge.pki.createCertificate();
     cert.publicKey = keys.publicKey;
     cert.serialNumber = serial();
-    validity(cert, days, this.capMs());
+    validity(cert, days, this.capMs(), backdateMs);
     cert.setSubject(subject);
     cert.setIssuer(this.cert.subject.attributes);
     cert.setExtensions([{ name: 'basicConstraints', cA: false, critical: true }, ...extensions, { name: 'subjectKeyIdentifier' }]);
@@ -284,6 +293,23 @@ async function readOptional(file: string): Promise<string | undefined> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new UpdraftError('CONFIG', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * `pki/previous-ca.crt`, parsed; CONFIG naming the file and the way back when it is no
+ * certificate (cut off, garbled). The server stopped with OpenSSL's words alone (`bad end
+ * line`), naming only the directory (QA of the CA rollover, 2026-12-06).
+ */
+function readPrevious(p: ReturnType<typeof caPaths>, pem: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (err) {
+    throw new UpdraftError(
+      'CONFIG',
+      `${p.previous} is not a readable certificate (${(err as Error).message}): it is the CA a rollover replaced, and devices whose client certificates it issued connect with it until they move; restore it from a backup or from another instance's pki/, then start again (removing it, as updraft ca drop-previous does, refuses those devices)`,
+      { cause: err },
+    );
   }
 }
 
@@ -306,10 +332,10 @@ export async function loadCa(dataDir: string): Promise<CertificateAuthority | un
       if (finished === undefined) throw new Error('pki/ca.key is not the private key of pki/ca.crt');
       cert = finished;
     }
-    if (previous !== undefined) new X509Certificate(previous);
   } catch (err) {
     throw new UpdraftError('CONFIG', `the CA in ${p.dir} cannot be used: ${(err as Error).message}`, { cause: err });
   }
+  if (previous !== undefined) readPrevious(p, previous);
   return new CertificateAuthority(cert, key, previous);
 }
 
@@ -377,12 +403,12 @@ export async function readClientCaBundle(dataDir: string, nowMs = Date.now()): P
   let previousTrusted = false;
   try {
     new X509Certificate(current);
-    if (previous !== undefined) {
-      previousNotAfter = Date.parse(new X509Certificate(previous).validTo);
-      previousTrusted = validAt(previous, nowMs);
-    }
   } catch (err) {
     throw new UpdraftError('CONFIG', `the CA in ${p.dir} cannot be used: ${(err as Error).message}`, { cause: err });
+  }
+  if (previous !== undefined) {
+    previousNotAfter = Date.parse(readPrevious(p, previous).validTo);
+    previousTrusted = validAt(previous, nowMs);
   }
   return { pem: previousTrusted ? joinPem(current, previous!) : current, ...(previousNotAfter !== undefined ? { previousNotAfter } : {}), previousTrusted };
 }
@@ -393,7 +419,7 @@ async function makeCa(commonName: string, replaces?: string): Promise<{ certPem:
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
-  validity(cert, 3650);
+  validity(cert, 3650, Infinity, BACKDATE_MS);
   const name = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Updraft' }];
   cert.setSubject(name);
   cert.setIssuer(name);
@@ -467,7 +493,14 @@ export async function prepareNextCa(dataDir: string, name?: string): Promise<{ c
   const ca = await loadCa(dataDir);
   if (!ca) throw new UpdraftError('NOT_FOUND', `there is no CA in ${p.dir} to replace; make one: updraft ca init`);
   if ((await readOptional(p.nextCert)) !== undefined) throw new UpdraftError('CONFLICT', `a next CA is prepared already (${p.nextCert}): it may be on devices by now, so it is kept; switch to it with updraft ca rollover`);
-  const { certPem, keyPem } = await makeCa(successorName(ca.certificate, name, Date.now()), ca.certificate);
+  // during a rollover the switch to a CA prepared now is refused until the previous CA is
+  // dropped, and the bundle hint (current and next) would leave the previous CA out of
+  // devices' files while some still hold its certificates (QA of the CA rollover, 2026-12-06)
+  const nowMs = Date.now();
+  if (ca.trustsPrevious(nowMs) && ca.previousCertificate !== ca.certificate) {
+    throw new UpdraftError('CONFLICT', `a rollover is under way: the previous CA (${p.previous}) is trusted until ${new Date(ca.previousNotAfter!).toISOString()}, and no next CA can be switched to before it is dropped; once no device needs it, remove it with updraft ca drop-previous, then prepare the next one`);
+  }
+  const { certPem, keyPem } = await makeCa(successorName(ca.certificate, name, nowMs), ca.certificate);
   await writeFileAtomic(p.nextKey, keyPem, 0o600);
   await writeFileAtomic(p.nextCert, certPem, 0o644);
   return { certificate: certPem, notAfter: Date.parse(new X509Certificate(certPem).validTo) };

@@ -122,7 +122,7 @@ describe("the operator's own TLS files, reloaded while the server runs", () => {
   it('keeps the pair served when the new certificate has expired', async () => {
     const served = await presented(ports().mqtts, ca.certificate);
     const before = logged('not taken').length;
-    // one second of validity (SKEW_MS back-dates its start): expired once written
+    // one second of validity (its start is back-dated): expired once written
     const expired = await ca.issueServerCertificate(['localhost', '127.0.0.1'], 1 / 86_400);
     await sleep(Math.max(0, Date.parse(new X509Certificate(expired.certificate).validTo) - Date.now()) + 1_000);
     await install(expired);

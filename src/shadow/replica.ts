@@ -272,14 +272,31 @@ export class ShadowReplica {
     return this.queue.run(key(ref), async () => {
       const record = await this.deps.store.getShadow(deviceId, '');
       if (!record || record.deleted || (onlyIf && !onlyIf(record))) return 'none';
-      const deltaTopic = answerTopic(ref, 'update', 'delta');
-      const delta = deltaMessage(record, this.now());
-      if (!delta) return 'none';
-      if (this.deps.bus.hasSubscribers?.(deltaTopic) === false) return 'unheard';
-      await this.decorate(ref, record, delta.state);
-      await this.publish(deltaTopic, delta);
-      return 'sent';
+      const now = this.now();
+      const delta = await this.publishDelta(ref, record, now);
+      if (typeof delta === 'object') {
+        await delta.published;
+        return 'sent';
+      }
+      // a shadow with no delta is 'none' whether or not its device listens (resend looks for the delta first)
+      return delta === 'unheard' && !deltaMessage(record, now) ? 'none' : delta;
     });
+  }
+
+  /**
+   * Publishes `record`'s delta on `ref`'s delta topic (with the request's `clientToken`), its
+   * software part the update command with a fresh URL (`decorate`): resolves once the command is
+   * in, with the publish under way (`published`, which `publish` never rejects). 'unheard' when
+   * nothing subscribes to the topic (the embedded broker can tell): nothing is built or signed
+   * for an offline device. 'none' when the shadow has no delta.
+   */
+  private async publishDelta(ref: ShadowRef, record: ShadowRecord, now: number, clientToken?: string): Promise<{ published: Promise<void> } | 'none' | 'unheard'> {
+    const topic = answerTopic(ref, 'update', 'delta');
+    if (this.deps.bus.hasSubscribers?.(topic) === false) return 'unheard';
+    const delta = deltaMessage(record, now, clientToken);
+    if (!delta) return 'none';
+    await this.decorate(ref, record, delta.state);
+    return { published: this.publish(topic, delta) };
   }
 
   /** `audit`: log the write as the operator's over MQTT (`auditOperator`), once committed and before it is answered. */
@@ -352,12 +369,8 @@ export class ShadowReplica {
         if (request.clientToken !== undefined) documents.clientToken = request.clientToken;
         answers.push(this.publish(documentsTopic, documents));
       }
-      const deltaTopic = answerTopic(ref, 'update', 'delta');
-      const delta = wanted(deltaTopic) ? deltaMessage(next, now, request.clientToken) : undefined;
-      if (delta) {
-        await this.decorate(ref, next, delta.state);
-        answers.push(this.publish(deltaTopic, delta));
-      }
+      const delta = await this.publishDelta(ref, next, now, request.clientToken);
+      if (typeof delta === 'object') answers.push(delta.published);
       if (audit && (request.state.desired !== undefined || request.state.reported !== undefined)) this.auditOperator(ref, 'update', sender, next.version, request.state.desired, request.state.reported);
       answered?.();
       await Promise.all(answers);

@@ -12,21 +12,50 @@ export interface CliResult {
   stderr: string;
 }
 
+/** How long a run may take before it is killed and the test fails (a hang guard, not a speed check). */
+const RUN_TIMEOUT_MS = 300_000;
+
+/** Options of a run to completion; `timeoutMs` (default 5 minutes) kills a run that hangs and rejects, naming it. */
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
 /** Runs `updraft ...args` to completion. */
-export function runCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult> {
   return runNode([BIN, ...args], opts);
 }
 
-/** Runs `node ...argv` (this Node) to completion. */
-export function runNode(argv: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+/**
+ * Runs `node ...argv` (this Node) to completion. A run that has not ended within
+ * `opts.timeoutMs` is killed (SIGKILL) and the promise rejects with its output so far: a
+ * command that hung held the whole test file until the runner's own limit, saying nothing of
+ * which command it was (review, 2026-12-06).
+ */
+export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResult> {
+  const timeoutMs = opts.timeoutMs ?? RUN_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, argv, { cwd: opts.cwd, env: { ...process.env, ...opts.env } });
     let stdout = '';
     let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const shown = argv[0] === BIN ? `updraft ${argv.slice(1).join(' ')}` : `node ${argv.join(' ')}`;
+      if (timedOut) reject(new Error(`${shown.slice(0, 300)} did not end within ${timeoutMs} ms (killed); stdout: ${stdout.slice(-2000)}; stderr: ${stderr.slice(-2000)}`));
+      else resolve({ code, stdout, stderr });
+    });
   });
 }
 

@@ -1,0 +1,27 @@
+/**
+ * The tests' runCli/runNode (test/helpers/cli.ts) kill a run that hangs and fail naming it,
+ * instead of holding the whole test file until the runner's own limit; a run that ends is
+ * returned as before.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { runCli, runNode } from '../helpers/cli.ts';
+
+describe('test helper: runCli and runNode give up on a run that hangs', () => {
+  it('a run past its timeout is killed and rejects with the command and its output so far', async () => {
+    const script = "process.stdout.write('started\\n'); setInterval(() => {}, 1000);";
+    await assert.rejects(runNode(['-e', script], { timeoutMs: 1_000 }), (err: Error) => {
+      assert.match(err.message, /^node -e .*setInterval.* did not end within 1000 ms \(killed\); stdout: started\n; stderr: $/, err.message);
+      return true;
+    });
+  });
+
+  it('a run that ends is returned with its exit code and output', async () => {
+    const r = await runCli(['--help'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: updraft /, r.stdout);
+    const failed = await runCli(['--no-such-option'], { timeoutMs: 60_000 });
+    assert.notEqual(failed.code, 0, 'a failing command still resolves with its code');
+    assert.match(failed.stderr, /unknown option '--no-such-option'/);
+  });
+});

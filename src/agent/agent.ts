@@ -26,6 +26,7 @@ import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import type { DeltaMessage } from '../protocol/shadow-messages.ts';
 import { calledOff, parseReportedSoftware, parseSoftwareCommand, type InstallWait, type SoftwareCommand } from '../protocol/software.ts';
 import { AGENT_FEATURES } from '../protocol/agent-features.ts';
+import { certificateIssuer } from '../protocol/certificate-issuer.ts';
 import { isTimeZone, systemTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
 import { answerTopic, deltaTopic, presenceTopic } from '../protocol/topics.ts';
@@ -156,6 +157,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private renewalError: string | null | undefined;
   /** When the client certificate expires (seconds), for a device that does not renew it. */
   private certificateExpiresAt: number | undefined;
+  /** Who issued the client certificate in use (its issuer's DN, protocol/certificate-issuer.ts), renewed or not. */
+  private certificateIssuer: string | undefined;
   /** The id of the root this agent was given (a device trusting the root key), whichever root it trusts now. */
   private provisionedRootId: string | undefined;
   /** The temporary download credential of the job in flight (`downloadAuth: 'token'`). */
@@ -309,6 +312,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     });
     const requester = this.requester;
     this.renewer = this.certificateRenewer(requester);
+    if (o.mqttOptions?.cert !== undefined) this.certificateIssuer = certificateIssuer(Buffer.isBuffer(o.mqttOptions.cert) ? o.mqttOptions.cert.toString('utf8') : String(o.mqttOptions.cert));
     if (!this.renewer && o.mqttOptions?.cert !== undefined) {
       try {
         this.certificateExpiresAt = Math.floor(certificateExpiry(String(o.mqttOptions.cert)) / 1000);
@@ -336,6 +340,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         // when its client certificate expires: the fleet can be asked which devices would be locked out soon
         const certificateExpiresAt = this.renewer?.expiresAtSeconds ?? this.certificateExpiresAt;
         if (certificateExpiresAt !== undefined) agent.certificateExpiresAt = certificateExpiresAt;
+        // and which CA issued it: the fleet can be asked who is still on a rollover's previous CA (updraft ca drop-previous counts them)
+        if (this.certificateIssuer !== undefined) agent.certificateIssuer = this.certificateIssuer;
         // why the last renewal failed (null once one succeeds): the operator sees what the device's log says
         if (this.renewalError !== undefined) agent.certificateRenewalError = this.renewalError;
         ((body.state as JsonObject).reported as JsonObject).agent = agent;
@@ -694,7 +700,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       use: (renewed) => {
         // mqtt.js builds each TLS connection from its options: the next one presents the new pair
         if (this.client) Object.assign(this.client.options, { cert: renewed.certificate, key: renewed.privateKey });
-        // said in the next report (reported.agent.certificateExpiresAt)
+        // said in the next report (reported.agent.certificateExpiresAt, certificateIssuer: a move to a new CA shows)
+        this.certificateIssuer = certificateIssuer(renewed.certificate) ?? this.certificateIssuer;
         this.announceTrust = true;
         if (this.renewalError !== undefined) this.renewalError = null;
         setImmediate(() => this.started && void this.reportCurrent().catch(() => {}));

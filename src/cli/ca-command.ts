@@ -75,12 +75,57 @@ export function addCaCommand(program: Command): void {
     });
 
   ca.command('drop-previous')
-    .description('end a rollover: remove the previous CA (pki/previous-ca.crt), so that client certificates it issued are refused from the next start')
+    .description('end a rollover: remove the previous CA (pki/previous-ca.crt), so that client certificates it issued are refused from the next start; refused while devices report certificates of it (--force drops anyway)')
     .addOption(dataDirOption('the server data directory'))
-    .action(async (opts: { dataDir: string }) => {
+    .option('--db <url>', 'the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the devices still on the previous CA are counted there')
+    .option('--config <file>', "the server's JSON configuration file, for dataDir and db")
+    .option('--force', 'drop it even when devices still report certificates of it, or when they cannot be counted: those devices are refused from the next start')
+    .action(async (opts: { dataDir: string; db?: string; config?: string; force?: boolean }) => {
       const { caPaths, dropPreviousCa } = await import('../pki/certificate-authority.ts');
+      const p = caPaths(opts.dataDir);
       await refuseWhileServing(opts.dataDir);
+      const counted = await countBeforeDrop(opts, p);
       const dropped = await whileWritingOffline(opts.dataDir, () => dropPreviousCa(opts.dataDir));
-      process.stdout.write(dropped ? `previous CA removed (${caPaths(opts.dataDir).previous}); several instances: remove it from every one\n` : 'no previous CA: nothing to remove\n');
+      if (!dropped) {
+        process.stdout.write('no previous CA: nothing to remove\n');
+        return;
+      }
+      const lines = [`previous CA removed (${p.previous}); several instances: remove it from every one`];
+      if (counted) lines.push(`  ${counted}`);
+      lines.push(`  to undo: put the file back from a backup or from another instance's pki/, then restart the server`);
+      process.stdout.write(`${lines.join('\n')}\n`);
     });
+}
+
+/**
+ * Before drop-previous: counts, in the store the server uses, the devices whose agents
+ * reported a client certificate of the previous CA, and refuses (CONFLICT, one line: how many,
+ * how to list them, --force) while there are any, since they are refused from the next start
+ * and their renewal onto the current CA needs a connection. Resolves with what to say after
+ * the drop (undefined: nothing to count, or forced past a refusal that was already said).
+ */
+async function countBeforeDrop(opts: { dataDir: string; db?: string; config?: string; force?: boolean }, p: { cert: string; previous: string }): Promise<string | undefined> {
+  const { countDevicesByCa, listCommand, readCaFile } = await import('./previous-ca-devices.ts');
+  const previous = await readCaFile(p.previous);
+  if (previous === undefined) return undefined;
+  const none = 'devices that never report an issuer (not an Updraft agent of 2026-12-06 or later with a client certificate) are not counted';
+  let c: Awaited<ReturnType<typeof countDevicesByCa>>;
+  try {
+    c = await countDevicesByCa(opts, previous, await readCaFile(p.cert));
+  } catch (err) {
+    const why = `the devices still on the previous CA could not be counted (${(err as Error).message.split('\n')[0]})`;
+    if (!opts.force) throw new UpdraftError('UNAVAILABLE', `${why}: not dropped; give the store the server uses (--db <url> or --config <file>), or drop it anyway with --force`);
+    process.stderr.write(`updraft: warning: ${why}; dropped anyway (--force)\n`);
+    return undefined;
+  }
+  const list = listCommand(c.previousQuery);
+  if (c.onPrevious > 0) {
+    const some = `${c.onPrevious} device(s) reported a client certificate of the previous CA (${c.previousSubject})${c.from ? ` in ${c.from}` : ''}`;
+    if (!opts.force) throw new UpdraftError('CONFLICT', `${some}: dropping it locks them out from the next start; let them move to the current CA first (list them: ${list}), or drop it anyway with --force`);
+    process.stderr.write(`updraft: warning: ${some}: dropped anyway (--force); they are refused from the next start (list them: ${list})\n`);
+    return undefined;
+  }
+  if (c.from === undefined) return `no devices counted: ${opts.dataDir} has no store yet (updraft.db)`;
+  const current = c.onCurrent === undefined ? '' : `, ${c.onCurrent} on the current CA`;
+  return `counted in ${c.from}: 0 devices on the previous CA${current}, ${c.unreported} reporting no issuer; ${none}`;
 }

@@ -8,13 +8,15 @@
  * them), the signing key's certificate, the CA's and TLS certificates' expiry, staged URL keys, how busy the instance is, refused
  * tokens, failing webhook deliveries, artifact storage not shared by instances on one PostgreSQL
  * and builds whose bytes are missing from it, devices that accept unsigned software, devices whose
- * clocks are wrong, and rollouts waiting for an operator.
+ * clocks are wrong, devices still on a CA rollover's previous CA, and rollouts waiting for an operator.
  */
 import type { Command } from 'commander';
 import type { KeyInfo } from '../artifacts/key-ring.ts';
 import type { InstanceMetrics } from '../http/metrics.ts';
 import type { KeyCertificate } from '../protocol/key-certificate.ts';
 import type { JobRecord } from '../store/state-store.ts';
+import { caSubject, issuerQuery } from '../protocol/certificate-issuer.ts';
+import { listCommand } from './previous-ca-devices.ts';
 import { ApiClient, serverUrl, whyUnreachable, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 
@@ -76,7 +78,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     add('FAIL', 'token', (err as Error).message);
     return out;
   }
-  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[] };
+  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[]; ca?: string };
   try {
     keys = await api.call('GET', '/api/v1/keys');
   } catch (err) {
@@ -150,6 +152,13 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     }
   }
 
+  // during a CA rollover, devices still on the previous CA (their agents report their
+  // certificate's issuer): `ca drop-previous` locks them out, and refuses while there are any
+  if (m?.tls?.previousCaExpiresAt != null && typeof keys.ca === 'string') {
+    const still = await previousCaFinding(api, keys.ca).catch(() => undefined);
+    if (still) add(still.verdict, still.check, still.text);
+  }
+
   // agents whose client certificate expires within two weeks (they report it): renewal is
   // off, or failing; past the expiry the broker refuses them
   const soon = Math.floor(now / 1000) + 14 * 86_400;
@@ -220,6 +229,43 @@ function tlsFindings(t: InstanceMetrics['tls'], now: number): Finding[] {
 }
 
 /**
+ * While a previous CA is present: the devices that reported a client certificate of a CA other
+ * than the current one (`currentCaPem`, from GET /api/v1/keys), which the embedded broker and
+ * a generated Mosquitto listener accept only while it is the previous CA. The API names the
+ * current CA only, so this counts devices off it; `updraft ca drop-previous` counts those of
+ * pki/previous-ca.crt itself. Undefined when none did.
+ */
+async function previousCaFinding(api: ApiClient, currentCaPem: string): Promise<Finding | undefined> {
+  const query = issuerQuery(caSubject(currentCaPem), '!=');
+  const found = await countMatches<{ deviceId: string }>(api, query);
+  if (found.count === 0) return undefined;
+  const some = `${found.first.map((d) => d.deviceId).join(', ')}${found.count > found.first.length ? ', …' : ''}`;
+  return {
+    verdict: 'warn',
+    check: 'CA',
+    text: `${found.count} device(s) (${some}) still report a client certificate not of the current CA, so of the previous one (pki/previous-ca.crt): updraft ca drop-previous would lock them out, and refuses while any do; agents with the new CA in --ca move at their next connect (list them: ${listCommand(query)})`,
+  };
+}
+
+/**
+ * How many devices a fleet query selects, and the first 5: the whole fleet read, a page
+ * (at most 10,000 devices read) at a time.
+ */
+async function countMatches<T>(api: ApiClient, query: string): Promise<{ count: number; first: T[] }> {
+  let after: string | undefined;
+  let count = 0;
+  const first: T[] = [];
+  for (;;) {
+    const q = new URLSearchParams({ limit: '1000', query, ...(after !== undefined ? { after } : {}) });
+    const page = await api.call<{ items: T[]; next?: string }>('GET', `/api/v1/fleet/devices?${q}`);
+    count += page.items.length;
+    first.push(...page.items.slice(0, 5 - first.length));
+    if (page.next === undefined) return { count, first };
+    after = page.next;
+  }
+}
+
+/**
  * The first devices (up to 5) a fleet query selects. One answer reads at most 10,000 devices
  * and may come empty with `next` on a larger fleet: ask on from there until one is found or
  * the fleet is read (each request stays short; the whole fleet may be read, a part at a time).
@@ -238,7 +284,7 @@ async function firstMatches<T>(api: ApiClient, query: string): Promise<{ items: 
 export function addDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check a running Updraft: reachable, ready, token, clocks, signing key, CA and TLS certificates, load, webhooks, artifact storage, devices that accept unsigned software or run with a wrong clock, rollouts waiting; exits 1 if a check fails')
+    .description('check a running Updraft: reachable, ready, token, clocks, signing key, CA and TLS certificates, load, webhooks, artifact storage, devices that accept unsigned software, run with a wrong clock or are still on a previous CA, rollouts waiting; exits 1 if a check fails')
     .option('--server <url>', 'Updraft server URL [env UPDRAFT_SERVER, default http://127.0.0.1:8080]')
     .option('--token <token>', 'operator token [env UPDRAFT_TOKEN, default: read from <data-dir>/operator-token]')
     .addOption(dataDirOption('the server data directory holding the operator token'))

@@ -9,8 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import forge from 'node-forge';
@@ -18,34 +17,15 @@ import { caPaths, createCa, loadCa } from '../../src/pki/certificate-authority.t
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { tryConnect } from '../helpers/mqtt-client.ts';
-import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { registerDevice } from '../helpers/server.ts';
+import { RolloverFixture, issuedBy, parsed, reportedIssuer } from './ca-rollover-fixture.ts';
 import { startAgent } from './support.ts';
 
-type Line = Record<string, unknown>;
-const parsed = (lines: string[]): Line[] => lines.map((l) => JSON.parse(l) as Line);
-const issuedBy = (pem: string, caPem: string) => {
-  const cert = new X509Certificate(pem);
-  const ca = new X509Certificate(caPem);
-  return cert.checkIssued(ca) && cert.verify(ca.publicKey);
-};
-
 describe('CA rollover: devices move to the new CA by themselves', () => {
-  const dirs: string[] = [];
-  const servers: TestServer[] = [];
-  const tmp = async (prefix: string) => {
-    const d = await mkdtemp(path.join(os.tmpdir(), prefix));
-    dirs.push(d);
-    return d;
-  };
-  const start = async (dataDir: string, lines?: string[]) => {
-    const ts = await startTestServer({ dataDir, ...(lines ? { logger: createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) }) } : {}) });
-    servers.push(ts);
-    return ts;
-  };
-  after(async () => {
-    for (const s of servers) await s.stop().catch(() => {});
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
-  });
+  const fx = new RolloverFixture();
+  const tmp = (prefix: string) => fx.tmp(prefix);
+  const start = (dataDir: string, lines?: string[]) => fx.start(dataDir, lines ? { lines } : {});
+  after(() => fx.release());
 
   it('after ca rollover a device with an old-CA certificate connects, renews onto the new CA over MQTT, and connects with it; a foreign CA is refused', async () => {
     const dataDir = await tmp('updraft-rollover-');
@@ -97,6 +77,8 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
       assert.ok(new X509Certificate(pair.certificate).checkPrivateKey(createPrivateKey(pair.privateKey)));
       const moved = parsed(lines).find((l) => l.msg === 'device certificate renewed' && l.deviceId === 'r-1');
       assert.equal(moved?.movedFromPreviousCa, true, lines.join('\n'));
+      // and says so (reported.agent.certificateIssuer): drop-previous counts it on the new CA, not the previous one
+      await reportedIssuer(ts, 'r-1', new X509Certificate(newCa).subject.split('\n').join(', '));
       assert.equal(await tryConnect(url, { clientId: 'r-1', ca: bundle, cert: pair.certificate, key: pair.privateKey }), undefined, 'the new-CA certificate gets in');
     } finally {
       await agent.stop();
@@ -183,8 +165,7 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
       const switched = await runCli(['ca', 'rollover', '--data-dir', dataDir]);
       assert.equal(switched.code, 0, switched.stderr);
       const lines: string[] = [];
-      const after = await startTestServer({ dataDir, flags: ports, logger: createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) }) });
-      servers.push(after);
+      const after = await fx.start(dataDir, { flags: ports, lines });
       await eventually(async () => (renewed.length > 0 ? true : undefined), 30_000, 'the agent moved at its reconnect (its "not yet" held moves for an hour)');
       const moved = parsed(lines).find((l) => l.msg === 'device certificate renewed' && l.deviceId === 'p-2');
       assert.equal(moved?.movedFromPreviousCa, true, lines.join('\n'));
@@ -243,8 +224,7 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
 
     const dataDir = await tmp('updraft-rollover-foreign-bundle-');
     const flags = { 'mqtt-tls-cert': certFile, 'mqtt-tls-key': keyFile };
-    const ts = await startTestServer({ dataDir, flags });
-    servers.push(ts);
+    const ts = await fx.start(dataDir, { flags });
     await registerDevice(ts, 'o-2');
     const cert = await ts.server.security.ca.issueDeviceCertificate('o-2');
     const ports = { ...flags, 'mqtt-port': Number(new URL(ts.mqttUrl).port), 'http-port': Number(new URL(ts.httpUrl).port), 'mqtt-tls-port': ts.server.broker.tlsPort };
@@ -264,8 +244,7 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
       const version = (await ts.server.store.getShadow('o-2', ''))!.version;
       // a restart: the agent reconnects and reports again, and does not ask again
       await ts.stop();
-      const again = await startTestServer({ dataDir, flags: ports });
-      servers.push(again);
+      const again = await fx.start(dataDir, { flags: ports });
       await eventually(async () => ((await again.server.store.getShadow('o-2', ''))!.version > version ? true : undefined), 30_000, 'the agent reconnected and reported');
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       assert.equal(asked(), 1, `not asked again at the reconnect: ${agentLines.join('\n')}`);

@@ -1,0 +1,136 @@
+/**
+ * `updraft ca drop-previous` counts who is still on the previous CA (docs/security.md, "When the
+ * CA nears its end"): agents report their certificate's issuer (reported.agent.certificateIssuer,
+ * updated after a renewal), the command reads them from the store the stopped server uses
+ * (the embedded SQLite store, or PostgreSQL with --db) and refuses while any reported a
+ * certificate of the previous CA, naming how many and how to list them; --force drops anyway.
+ * `updraft doctor` warns of them from the running server. Real servers, real agents over
+ * MQTTS with client certificates, the real CLI (QA: a drop run too early locked out 5 devices).
+ */
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { caPaths } from '../../src/pki/certificate-authority.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
+import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
+import type { TestServer } from '../helpers/server.ts';
+import { RolloverFixture, issuedBy, reportedIssuer, rolledOver } from './ca-rollover-fixture.ts';
+
+/** A CA's subject as agents report an issuer: Node's DN, its lines joined with ', ' (docs/protocol.md). */
+const nameOf = (pem: string) => new X509Certificate(pem).subject.split('\n').join(', ');
+const api = (ts: TestServer) => ['--server', ts.httpUrl, '--token', ts.token];
+/** The devices `updraft device list --query <query>` lists. */
+const listed = async (ts: TestServer, query: string) => {
+  const r = await runCli(['device', 'list', '--query', query, ...api(ts)]);
+  assert.equal(r.code, 0, `device list: ${r.stderr}`);
+  return r.stdout.split('\n').filter((l) => l.trim() !== '' && l !== 'no devices').map((l) => l.split(/\s+/)[0]);
+};
+/** The query of a line's `updraft device list --query '...'` (single-quoted, as printed). */
+const queryIn = (line: string) => {
+  const m = /updraft device list --query '((?:[^']|'\\'')*)'/.exec(line);
+  assert.ok(m, `a list command in: ${line}`);
+  return m[1]!.replace(/'\\''/g, "'");
+};
+
+describe('ca drop-previous: refused while devices report certificates of the previous CA', () => {
+  const fx = new RolloverFixture();
+  after(() => fx.release());
+
+  it('an agent that has not moved: doctor warns, drop-previous refuses (exit 2, one line, how to list them), --force drops', async () => {
+    const r = await rolledOver(fx, ['m-1', 's-1']);
+    const oldName = nameOf(r.oldCa);
+    const newName = nameOf(r.newCa);
+    const ts = await fx.start(r.dataDir, { flags: r.ports });
+    // m-1 renews onto the new CA by itself; s-1 does not renew (--renew-certificate-days 0): it stays
+    const mover = await fx.agent(ts, 'm-1', r.pairs['m-1']!, r.bundle, { renew: true });
+    const stayer = await fx.agent(ts, 's-1', r.pairs['s-1']!, r.bundle);
+    await reportedIssuer(ts, 's-1', oldName);
+    const pair = await eventually(async () => mover.renewed[0], 30_000, 'm-1 renewed onto the new CA');
+    assert.ok(issuedBy(pair.certificate, r.newCa), 'the renewed certificate is of the new CA');
+    await reportedIssuer(ts, 'm-1', newName); // said after the renewal, without a restart
+
+    const doctor = await runCli(['doctor', ...api(ts)]);
+    const warning = doctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(s-1\) still report a client certificate not of the current CA/.test(l));
+    assert.ok(warning, `doctor warns of the device on the previous CA: ${doctor.stdout}`);
+    assert.deepEqual(await listed(ts, queryIn(warning)), ['s-1'], "doctor's list command lists the device on the previous CA");
+
+    await mover.agent.stop();
+    await stayer.agent.stop();
+    await ts.stop();
+    const refused = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir]);
+    assert.equal(refused.code, 2, `refused with exit code 2: ${refused.stdout}${refused.stderr}`);
+    const lines = refused.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line: ${refused.stderr}`);
+    assert.match(lines[0]!, /^updraft: error: 1 device\(s\) reported a client certificate of the previous CA \(CN=.*\) in .*updraft\.db: dropping it locks them out from the next start; .*list them: updraft device list --query '.*'\), or drop it anyway with --force$/, 'how many, how to list them, --force');
+    assert.ok(lines[0]!.includes(`(${oldName})`), `the previous CA named: ${lines[0]}`);
+    assert.ok(existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is kept');
+
+    // the refusal's list command lists the device, on the server started again
+    const again = await fx.start(r.dataDir, { flags: r.ports });
+    assert.deepEqual(await listed(again, queryIn(lines[0]!)), ['s-1'], "the refusal's list command lists the device not moved");
+    await again.stop();
+
+    const forced = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--force']);
+    assert.equal(forced.code, 0, `--force drops: ${forced.stderr}`);
+    assert.match(forced.stdout, /^previous CA removed/, forced.stdout);
+    assert.match(forced.stderr, /1 device\(s\) reported a client certificate of the previous CA .*dropped anyway \(--force\)/, 'says who is locked out');
+    assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
+  });
+
+  it('after the agents moved, drop-previous drops and says how many were counted on the current CA; doctor says nothing of them', async () => {
+    const r = await rolledOver(fx, ['a-1', 'a-2']);
+    const ts = await fx.start(r.dataDir, { flags: r.ports });
+    for (const id of ['a-1', 'a-2']) await fx.agent(ts, id, r.pairs[id]!, r.bundle, { renew: true });
+    for (const id of ['a-1', 'a-2']) await reportedIssuer(ts, id, nameOf(r.newCa));
+    const doctor = await runCli(['doctor', ...api(ts)]);
+    assert.doesNotMatch(doctor.stdout, /not of the current CA/, `no warning once every device moved: ${doctor.stdout}`);
+    assert.match(doctor.stdout, /the previous CA \(pki\/previous-ca\.crt\) is trusted until/, 'the previous CA is still there');
+    await ts.stop();
+
+    const dropped = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir]);
+    assert.equal(dropped.code, 0, `dropped: ${dropped.stderr}`);
+    assert.match(dropped.stdout, /^previous CA removed/);
+    assert.match(dropped.stdout, /0 devices on the previous CA, 2 on the current CA, 0 reporting no issuer/, dropped.stdout);
+    assert.match(dropped.stdout, /to undo: put the file back/, dropped.stdout);
+    assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
+  });
+});
+
+const started = await startTestPostgres();
+describe('ca drop-previous on PostgreSQL (--db)', () => {
+  if (!started.ok) {
+    const message = unavailable(started, 'ca drop-previous on PostgreSQL');
+    it('counts on PostgreSQL', (t) => t.skip(message));
+    return;
+  }
+  const pg = started.server;
+  const fx = new RolloverFixture();
+  after(async () => {
+    await fx.release();
+    await pg.stop();
+  });
+
+  it('counts in the store given by --db: refused without --db (a PostgreSQL data directory) and while a device is on the previous CA; --force drops', async () => {
+    const db = await pg.createDatabase();
+    const r = await rolledOver(fx, ['p-1'], { flags: { db }, rolloverArgs: ['--db', db] });
+    const ts = await fx.start(r.dataDir, { flags: { ...r.ports, db } });
+    const stayer = await fx.agent(ts, 'p-1', r.pairs['p-1']!, r.bundle);
+    await reportedIssuer(ts, 'p-1', nameOf(r.oldCa));
+    await stayer.agent.stop();
+    await ts.stop();
+
+    const noDb = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir], { env: { UPDRAFT_DB: '' } });
+    assert.notEqual(noDb.code, 0, `refused without the store: ${noDb.stdout}`);
+    assert.match(noDb.stderr.trim(), /^updraft: error: the devices still on the previous CA could not be counted \(the server of .* runs on PostgreSQL: .*\): not dropped; give the store the server uses \(--db <url> or --config <file>\), or drop it anyway with --force$/, noDb.stderr);
+
+    const refused = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--db', db]);
+    assert.equal(refused.code, 2, `refused: ${refused.stderr}`);
+    assert.match(refused.stderr.trim(), /^updraft: error: 1 device\(s\) reported a client certificate of the previous CA \(CN=[^)]*\) in postgres.*--force$/, refused.stderr);
+    assert.ok(existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is kept');
+
+    const forced = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--db', db, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
+  });
+});

@@ -69,7 +69,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--tls-cert <file>', 'server certificate (PEM) for the device listener')
     .option('--tls-key <file>', 'server private key (PEM) for the device listener')
     .option('--tls-ca <file>', "the device listener's cafile (PEM): Mosquitto asks for no client certificate with it alone, devices log in with their passwords; for certificate logins use --updraft-ca")
-    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device gets in: Updraft refuses its requests); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile; regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
+    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device's certificate still gets in, but the acl denies it every topic); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile; regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
     .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
@@ -77,7 +77,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--offline', "without a running server: the operator token from --data-dir's operator-token, the registry from the state store (--db, or the data directory's SQLite file); how the broker of --mqtt-url instances is set up before the first one starts")
     .option('--db <url>', 'with --offline: the state store, as updraft server --db (env UPDRAFT_DB)')
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
-    .option('--watch', 'keep running: rewrite passwd as devices are registered, revoked, reinstated or given a new secret (on any instance), and reload the broker')
+    .option('--watch', 'keep running: rewrite passwd (and acl, which denies revoked devices every topic) as devices are registered, revoked, reinstated or given a new secret (on any instance), and reload the broker')
     .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
     .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
     .addOption(new Option('--log-format <format>', 'with --watch: text, or json (one object per line)').choices(['text', 'json']).default('text'))
@@ -118,11 +118,11 @@ export function addBrokerCommands(program: Command): void {
             await writeFileAtomic(path.join(dir, CLIENT_CA_FILE), clientCa.pem, 0o644);
             clientCaWritten = true;
           }
-          await writeFileAtomic(path.join(dir, 'acl'), mosquittoAcl(), 0o644);
+          // the acl is the watch's: it denies revoked devices every topic, and changes with them
           await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
-          logger.info('wrote mosquitto.conf and acl', { dir });
+          logger.info('wrote mosquitto.conf', { dir });
         };
-        logger.info('keeping passwd current (mosquitto.conf and acl are written after it)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
+        logger.info('keeping passwd and acl current (mosquitto.conf is written after them)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
         const ctl = new AbortController();
         const stop = () => ctl.abort();
         process.once('SIGINT', stop);
@@ -137,7 +137,7 @@ export function addBrokerCommands(program: Command): void {
                 void refreshClientCa(caDir, dir, clientCa!, logger).then((next) => (clientCa = next));
               }, resyncMinutes * 60_000);
         ctl.signal.addEventListener('abort', () => clearInterval(caTimer), { once: true });
-        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), secrets, writeCompanions, ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
+        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, writeCompanions, ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
       }
@@ -155,7 +155,7 @@ export function addBrokerCommands(program: Command): void {
           clientCa = await readClientCaBundle(caDir!);
           await outDir.write(CLIENT_CA_FILE, clientCa.pem, 0o644);
         }
-        await outDir.write('acl', mosquittoAcl(), 0o644);
+        await outDir.write('acl', mosquittoAcl(passwd.revoked), 0o644);
         await outDir.write('mosquitto.conf', conf, 0o644);
       } catch (err) {
         await outDir.undo(); // files made by this run, and the directories; those of an earlier run stay
@@ -164,7 +164,7 @@ export function addBrokerCommands(program: Command): void {
       const out = process.stdout;
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl${clientCa ? `, ${CLIENT_CA_FILE}` : ''}: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
       if (clientCa) out.write(`${clientCaSummary(clientCa)}\n`);
-      if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices\n`);
+      if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices (and denied every topic in acl: a client certificate login gets nothing either)\n`);
       if (passwd.unnamable.length) out.write(`left out ${passwd.unnamable.length} devices whose id holds ':' (${COLON_ID_REASON}): ${passwd.unnamable.slice(0, 20).join(', ')}${passwd.unnamable.length > 20 ? ', ...' : ''}\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
       if (cafileIsUpdraftCa) out.write(`run: mosquitto -c ${dir}/mosquitto.conf   (restart it after regenerating, a reload (kill -HUP) is not enough: Mosquitto reads ${CLIENT_CA_FILE}, its cafile, at start only; or keep passwd current with --watch, which says when ${CLIENT_CA_FILE} changed)\n`);

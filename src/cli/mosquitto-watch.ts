@@ -24,7 +24,7 @@
  */
 import path from 'node:path';
 import { runScript } from '../agent/health-check.ts';
-import { COLON_ID_REASON, MosquittoPasswdBook, mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
+import { COLON_ID_REASON, MosquittoPasswdBook, mosquittoAcl, mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
@@ -36,11 +36,17 @@ export interface MosquittoWatchOptions {
   api: ApiClient;
   /** The password file to keep. */
   passwdFile: string;
+  /**
+   * The ACL file to keep beside it (`mosquittoAcl`: revoked devices denied every topic, which
+   * a certificate login needs, the password file not being used there); written after the
+   * password file, whenever the revoked devices change, with the same reload.
+   */
+  aclFile?: string;
   /** Secrets of devices registered without a kept broker hash. */
   secrets: Map<string, string>;
   /**
-   * Writes the files that name the password file (mosquitto.conf, acl), once, right after the
-   * password file is first written: a broker started on a configuration whose password file
+   * Writes the files that name the password file (mosquitto.conf; the acl too when `aclFile`
+   * is not given), once, right after the password file (and the acl) is first written: a broker started on a configuration whose password file
    * is missing does not start (a server that cannot be reached left exactly that).
    */
   writeCompanions?: () => Promise<void>;
@@ -71,6 +77,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let needFull = true;
   let lastFull = 0;
   let written: string | undefined;
+  let aclWritten: string | undefined;
   let reloadOwed = false;
   let companionsOwed = o.writeCompanions !== undefined;
   let fatal: Error | undefined;
@@ -188,6 +195,16 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         written = text;
         reloadOwed = o.reloadCommand !== undefined;
         o.logger.info('password file written', { file: o.passwdFile, admitted: book.admitted });
+      }
+      if (o.aclFile !== undefined) {
+        const revoked = book.revoked;
+        const acl = mosquittoAcl(revoked);
+        if (acl !== aclWritten) {
+          await writeFileAtomic(o.aclFile, acl, 0o644);
+          aclWritten = acl;
+          reloadOwed = o.reloadCommand !== undefined;
+          o.logger.info('acl written', { file: o.aclFile, revoked: revoked.length });
+        }
       }
       if (companionsOwed && written !== undefined) {
         await o.writeCompanions!();

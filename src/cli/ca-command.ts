@@ -92,7 +92,7 @@ export function addCaCommand(program: Command): void {
       }
       const lines = [`previous CA removed (${p.previous}); several instances: remove it from every one`];
       if (counted) lines.push(`  ${counted}`);
-      lines.push(`  to undo: put the file back from a backup or from another instance's pki/, then restart the server`);
+      lines.push(`  kept as ${p.dropped} (nothing reads it); to undo, with the server stopped: mv ${p.dropped} ${p.previous}, then start it`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

@@ -78,7 +78,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     add('FAIL', 'token', (err as Error).message);
     return out;
   }
-  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[]; ca?: string };
+  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[]; ca?: string; previousCa?: string | null };
   try {
     keys = await api.call('GET', '/api/v1/keys');
   } catch (err) {
@@ -155,7 +155,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   // during a CA rollover, devices still on the previous CA (their agents report their
   // certificate's issuer): `ca drop-previous` locks them out, and refuses while there are any
   if (m?.tls?.previousCaExpiresAt != null && typeof keys.ca === 'string') {
-    const still = await previousCaFinding(api, keys.ca).catch(() => undefined);
+    const still = await previousCaFinding(api, keys.ca, typeof keys.previousCa === 'string' ? keys.previousCa : undefined).catch(() => undefined);
     if (still) add(still.verdict, still.check, still.text);
   }
 
@@ -229,21 +229,22 @@ function tlsFindings(t: InstanceMetrics['tls'], now: number): Finding[] {
 }
 
 /**
- * While a previous CA is present: the devices that reported a client certificate of a CA other
- * than the current one (`currentCaPem`, from GET /api/v1/keys), which the embedded broker and
- * a generated Mosquitto listener accept only while it is the previous CA. The API names the
- * current CA only, so this counts devices off it; `updraft ca drop-previous` counts those of
- * pki/previous-ca.crt itself. Undefined when none did.
+ * While a previous CA is present: the devices that reported a client certificate of it
+ * (`previousCaPem`, GET /api/v1/keys `previousCa`), as `updraft ca drop-previous` counts them;
+ * from a server that names the current CA only (`ca`), those of any CA other than the current
+ * one, which the embedded broker and a generated Mosquitto listener accept only while it is
+ * the previous CA. Undefined when none did.
  */
-async function previousCaFinding(api: ApiClient, currentCaPem: string): Promise<Finding | undefined> {
-  const query = issuerQuery(caSubject(currentCaPem), '!=');
+async function previousCaFinding(api: ApiClient, currentCaPem: string, previousCaPem: string | undefined): Promise<Finding | undefined> {
+  const query = previousCaPem !== undefined ? issuerQuery(caSubject(previousCaPem)) : issuerQuery(caSubject(currentCaPem), '!=');
   const found = await countMatches<{ deviceId: string }>(api, query);
   if (found.count === 0) return undefined;
   const some = `${found.first.map((d) => d.deviceId).join(', ')}${found.count > found.first.length ? ', …' : ''}`;
+  const of = previousCaPem !== undefined ? 'of the previous CA (pki/previous-ca.crt)' : 'not of the current CA, so of the previous one (pki/previous-ca.crt)';
   return {
     verdict: 'warn',
     check: 'CA',
-    text: `${found.count} device(s) (${some}) still report a client certificate not of the current CA, so of the previous one (pki/previous-ca.crt): updraft ca drop-previous would lock them out, and refuses while any do; agents with the new CA in --ca move at their next connect (list them: ${listCommand(query)})`,
+    text: `${found.count} device(s) (${some}) still report a client certificate ${of}: updraft ca drop-previous would lock them out, and refuses while any do; agents with the new CA in --ca move at their next connect (list them: ${listCommand(query)})`,
   };
 }
 

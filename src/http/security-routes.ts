@@ -82,6 +82,8 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
       root: certificate ? { ...(await rootKey(deps.dataDir)), rotations: deps.manifests.rootRotations } : null,
       url: await listKeyRing(deps.dataDir),
       ca: deps.ca.certificate,
+      // during a CA rollover, the CA it replaced (pki/previous-ca.crt): doctor counts the devices still on it
+      previousCa: deps.ca.previousCertificate ?? null,
     });
   });
 

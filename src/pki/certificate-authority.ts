@@ -12,14 +12,14 @@
  * signs them. Nothing here verifies certificates: Node's TLS (OpenSSL) does that.
  */
 import { X509Certificate, createHash, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile, rename } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
-import { writeFileAtomic } from '../util/atomic-file.ts';
+import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -30,9 +30,9 @@ export interface IssuedCertificate {
 }
 
 /** Where the CA lives under a data directory: the current one, the one it replaced (`previous`), the one prepared to replace it (`next*`). */
-export function caPaths(dataDir: string): { dir: string; cert: string; key: string; previous: string; nextCert: string; nextKey: string } {
+export function caPaths(dataDir: string): { dir: string; cert: string; key: string; previous: string; dropped: string; nextCert: string; nextKey: string } {
   const dir = path.join(path.resolve(dataDir), 'pki');
-  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), previous: path.join(dir, 'previous-ca.crt'), nextCert: path.join(dir, 'next-ca.crt'), nextKey: path.join(dir, 'next-ca.key') };
+  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), previous: path.join(dir, 'previous-ca.crt'), dropped: path.join(dir, 'previous-ca.crt.dropped'), nextCert: path.join(dir, 'next-ca.crt'), nextKey: path.join(dir, 'next-ca.key') };
 }
 
 /**
@@ -568,10 +568,18 @@ export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.no
   return { certificate: next.certPem, notAfter: Date.parse(new X509Certificate(next.certPem).validTo), previousNotAfter: ca.notAfter, prepared: next.prepared };
 }
 
-/** `updraft ca drop-previous`: ends a rollover (the previous CA's certificates are refused from the next start); false when there was none. */
+/**
+ * `updraft ca drop-previous`: ends a rollover (the previous CA's certificates are refused from
+ * the next start); false when there was none. The certificate is kept as
+ * `pki/previous-ca.crt.dropped` (replacing an earlier drop's), which nothing reads: it holds
+ * no secret, and renaming it back undoes a drop made too early. Deleting it left the data
+ * directory with no copy of the old CA (QA of the CA rollover, 2026-12-06).
+ */
 export async function dropPreviousCa(dataDir: string): Promise<boolean> {
+  const p = caPaths(dataDir);
   try {
-    await unlink(caPaths(dataDir).previous);
+    await rename(p.previous, p.dropped);
+    await syncDir(p.dir);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;

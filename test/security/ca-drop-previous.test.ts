@@ -9,10 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { caPaths } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
+import { connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import type { TestServer } from '../helpers/server.ts';
 import { RolloverFixture, issuedBy, reportedIssuer, rolledOver } from './ca-rollover-fixture.ts';
@@ -49,9 +50,14 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     const pair = await eventually(async () => mover.renewed[0], 30_000, 'm-1 renewed onto the new CA');
     assert.ok(issuedBy(pair.certificate, r.newCa), 'the renewed certificate is of the new CA');
     await reportedIssuer(ts, 'm-1', newName); // said after the renewal, without a restart
+    // a device whose certificate is of an unrelated CA (not Updraft's): on neither CA
+    const other = await connectDevice(ts, 'o-1');
+    await other.subscribe('state/o-1/#');
+    await other.request('state/o-1/update', { state: { reported: { agent: { certificateIssuer: 'CN=Other CA, O=Elsewhere' } } } });
+    await other.end();
 
     const doctor = await runCli(['doctor', ...api(ts)]);
-    const warning = doctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(s-1\) still report a client certificate not of the current CA/.test(l));
+    const warning = doctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(s-1\) still report a client certificate of the previous CA \(pki\/previous-ca\.crt\)/.test(l));
     assert.ok(warning, `doctor warns of the device on the previous CA: ${doctor.stdout}`);
     assert.deepEqual(await listed(ts, queryIn(warning)), ['s-1'], "doctor's list command lists the device on the previous CA");
 
@@ -75,7 +81,15 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.equal(forced.code, 0, `--force drops: ${forced.stderr}`);
     assert.match(forced.stdout, /^previous CA removed/, forced.stdout);
     assert.match(forced.stderr, /1 device\(s\) reported a client certificate of the previous CA .*dropped anyway \(--force\)/, 'says who is locked out');
-    assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
+    const p = caPaths(r.dataDir);
+    assert.ok(!existsSync(p.previous), 'pki/previous-ca.crt is gone');
+    assert.equal(readFileSync(p.dropped, 'utf8'), r.oldCa, 'kept as pki/previous-ca.crt.dropped');
+    assert.ok(forced.stdout.includes(`to undo, with the server stopped: mv ${p.dropped} ${p.previous}, then start it`), forced.stdout);
+    // the undo it prints: the previous CA trusted again
+    renameSync(p.dropped, p.previous);
+    const undone = await fx.start(r.dataDir, { flags: r.ports });
+    assert.equal(undone.server.security.ca.previousCertificate, r.oldCa, 'the previous CA is back after the undo');
+    await undone.stop();
   });
 
   it('after the agents moved, drop-previous drops and says how many were counted on the current CA; doctor says nothing of them', async () => {
@@ -92,7 +106,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.equal(dropped.code, 0, `dropped: ${dropped.stderr}`);
     assert.match(dropped.stdout, /^previous CA removed/);
     assert.match(dropped.stdout, /0 devices on the previous CA, 2 on the current CA, 0 reporting no issuer/, dropped.stdout);
-    assert.match(dropped.stdout, /to undo: put the file back/, dropped.stdout);
+    assert.match(dropped.stdout, /kept as .*previous-ca\.crt\.dropped \(nothing reads it\); to undo, with the server stopped: mv /, dropped.stdout);
     assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
   });
 });

@@ -6,6 +6,7 @@ import type { AgentStateStore } from './agent-state.ts';
 import type { CertificateRenewalOptions } from './certificate-renewer.ts';
 import type { Downloader } from './downloader.ts';
 import type { Installer } from './installer.ts';
+import type { TlsMaterial } from './tls-files.ts';
 import { REQUEST_DEFAULTS } from './shadow-requester.ts';
 import type { SoftwareCommand } from '../protocol/software.ts';
 import type { GateAnswer, JobDownloadSettings } from './update-job.ts';
@@ -28,6 +29,15 @@ export interface UpdateAgentOptions {
    * synchronous (it runs while mqtt.js sends CONNECT); undefined keeps the current one.
    */
   renewPassword?: () => string | undefined;
+  /**
+   * Asked before each reconnect attempt, as `renewPassword`: TLS material returned (`ca`,
+   * `cert`, `key`, PEM) replaces that of `mqttOptions` from that attempt on, and the
+   * certificate renewal and the reports follow it (a new `ca` bundle may name a newer CA to
+   * move to; a new certificate is the one renewed and reported). The daemon reads its `--ca`,
+   * `--cert` and `--key` files again (`agent/tls-files.ts`). Keep it cheap and synchronous;
+   * undefined keeps the current material.
+   */
+  reloadTls?: () => TlsMaterial | undefined;
   /**
    * Renews the client certificate of `mqttOptions` (`cert` and `key`, PEM) before it expires
    * (`agent/certificate-renewer.ts`): the agent makes a new key, the server's CA certifies it,

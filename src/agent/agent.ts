@@ -51,6 +51,7 @@ import { partFile, removeStaleDownloads } from './download-files.ts';
 import { downloadArtifact } from './downloader.ts';
 import { ClockOffset, describeSeconds, WRONG_CLOCK_SECONDS } from './clock-offset.ts';
 import { CertificateRenewer, certificateExpiry } from './certificate-renewer.ts';
+import type { TlsMaterial } from './tls-files.ts';
 import { checkCommand, type CommandCheck, type RootTrust, type SignaturePolicy } from './manifest-check.ts';
 import type { InstalledSoftware, RecoveryResult } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
@@ -406,6 +407,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // a rotated secret, read where it is kept (mqtt.js builds each CONNECT from its options)
       const renewed = o.renewPassword?.();
       if (renewed !== undefined) client.options.password = renewed;
+      // and TLS files replaced on the device: mqtt.js builds each TLS connection from its options too
+      const tls = o.reloadTls?.();
+      if (tls !== undefined) this.takeTls(client, tls);
     };
     const onClose = () => {
       // a socket the broker closed before any CONNACK: mqtt.js says nothing but 'close', and
@@ -670,6 +674,32 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
         void this.sync(session, attempt + 1);
       }, delay);
     }
+  }
+
+  /**
+   * TLS material read again (`reloadTls`): what differs from the client's options is used from
+   * this attempt on; a new bundle is the renewer's to look for a newer CA in, and a new
+   * certificate is the one it renews and the reports name (announced at the next connect).
+   */
+  private takeTls(client: MqttClient, tls: TlsMaterial): void {
+    const options = client.options as { ca?: unknown; cert?: unknown; key?: unknown };
+    const pem = (v: unknown) => (v === undefined ? undefined : Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+    const differs = (k: 'ca' | 'cert' | 'key') => tls[k] !== undefined && tls[k] !== pem(options[k]);
+    const ca = differs('ca');
+    const pair = (differs('cert') || differs('key')) && tls.cert !== undefined && tls.key !== undefined;
+    if (ca) options.ca = tls.ca;
+    if (pair) {
+      options.cert = tls.cert;
+      options.key = tls.key;
+      this.certificateIssuer = certificateIssuer(tls.cert!) ?? this.certificateIssuer;
+      try {
+        this.certificateExpiresAt = Math.floor(certificateExpiry(tls.cert!) / 1000);
+      } catch {
+        // checked by whoever read it; the TLS connection says what is wrong with it
+      }
+      this.announceTrust = true;
+    }
+    if (ca || pair) this.renewer?.replaced({ ...(ca ? { ca: tls.ca! } : {}), ...(pair ? { pair: { certificate: tls.cert!, privateKey: tls.key! } } : {}) });
   }
 
   /**

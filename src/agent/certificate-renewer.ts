@@ -118,8 +118,10 @@ export class CertificateRenewer {
   private expiresAt: number;
   private running: Promise<boolean> | undefined;
   private readonly renewBeforeMs: number;
-  /** The CAs of `deps.ca` (a bundle: any of them may have issued the device's certificates). */
-  private readonly cas: X509Certificate[];
+  /** The CAs of `deps.ca` (a bundle: any of them may have issued the device's certificates), or of the bundle that replaced it (`replaced`). */
+  private cas: X509Certificate[];
+  /** True when the agent verifies the broker with CAs: a renewed certificate must be of one of them. */
+  private checksCa: boolean;
   /** The certificate whose renewal gains nothing (its CA ends with it, or the server said so): not asked again, said once. */
   private futile: string | undefined;
   /** No move to a newer CA is asked before this time (ms): the server refused one, or it failed. */
@@ -151,6 +153,27 @@ export class CertificateRenewer {
     // one day does not renew in one burst when the window opens (every check, twice a day)
     this.renewBeforeMs = (deps.options.renewBeforeDays ?? 30) * DAY_MS * (0.5 + Math.random() / 2);
     this.cas = deps.ca === undefined ? [] : bundleCertificates(deps.ca);
+    this.checksCa = deps.ca !== undefined;
+  }
+
+  /**
+   * The agent's TLS files were replaced on the device (`UpdateAgentOptions.reloadTls`): a new
+   * CA bundle (which may name a newer CA to move to, so a held move is asked again) and a new
+   * certificate and key (renewed from now on, not the one the agent started with). A
+   * certificate given up on as futile may be renewable under the new CA or as the new pair.
+   */
+  replaced(what: { ca?: string; pair?: TlsPair }): void {
+    if (what.ca !== undefined) {
+      this.cas = bundleCertificates(what.ca);
+      this.checksCa = true;
+      this.moveHeldUntil = 0;
+      this.heldForNotYet = false;
+      this.futile = undefined;
+    }
+    if (what.pair !== undefined) {
+      this.pair = what.pair;
+      this.expiresAt = certificateExpiry(what.pair.certificate);
+    }
   }
 
   /** When the certificate in use expires, in seconds since the epoch. */
@@ -291,7 +314,7 @@ export class CertificateRenewer {
     if (!issued.checkPrivateKey(createPrivateKey(privateKey))) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not for the key this device made');
     if (/^CN=(.*)$/m.exec(issued.subject)?.[1] !== deviceId) throw new UpdraftError('INTEGRITY', `the renewed certificate is not ${deviceId}'s`);
     // any CA of the bundle, as TLS trusts any (docs/security.md: old and new CA side by side while one replaces the other)
-    if (this.deps.ca !== undefined && issuerOf(issued, this.cas) === undefined) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not signed by a CA this device trusts');
+    if (this.checksCa && issuerOf(issued, this.cas) === undefined) throw new UpdraftError('INTEGRITY', 'the renewed certificate is not signed by a CA this device trusts');
     const renewed = { certificate: answer.certificate, privateKey };
     await this.deps.options.save(renewed);
     this.pair = renewed;

@@ -14,6 +14,7 @@ import { createLogger, type Logger } from '../util/logger.ts';
 import { safeUrl } from '../util/redact-url.ts';
 import { ExclusiveLock } from '../util/exclusive-lock.ts';
 import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
+import { tlsFileReader, type TlsMaterial } from './tls-files.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
 import { brokerUrlProblem, timerMsProblem } from './agent-options-check.ts';
@@ -95,6 +96,11 @@ export interface AgentDaemonOptions {
    * expires and written over them (`agent/certificate-renewer.ts`).
    */
   tlsFiles?: { cert: string; key: string };
+  /**
+   * The files `tls` was read from (`--ca`, `--cert`, `--key`): read again as each reconnect
+   * attempt starts, and used from it when they changed and are usable (`tls-files.ts`).
+   */
+  tlsPaths?: TlsMaterial;
   /** Renew the client certificate when fewer than this many days are left (default 30; 0: never). */
   renewCertificateDays?: number;
   /** Where lines go (default: stderr, level info). */
@@ -177,6 +183,7 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
     ...(opts.passwordFile !== undefined ? { renewPassword: secretFileReader(opts.passwordFile, opts.password, log) } : {}),
+    ...(opts.tlsPaths !== undefined && opts.tls !== undefined ? { reloadTls: tlsFileReader(opts.tlsPaths, opts.tls, log) } : {}),
   });
   agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
   agent.on('status', (e) => {

@@ -1,8 +1,7 @@
 /** `updraft agent`: runs one device's update agent (the daemon of `src/agent/`). */
-import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { Option, type Command } from 'commander';
+import { checkTlsMaterial } from '../agent/tls-files.ts';
 import { UpdraftError } from '../errors.ts';
 import { parsePublicKey } from '../signing/signing-key.ts';
 import { DEFAULT_BROKER_URL, readDeviceSecret, secretFilePath } from '../agent/provisioning.ts';
@@ -138,7 +137,7 @@ export function addAgentCommand(program: Command): void {
       };
       // parsed before the agent starts, naming the option and file: OpenSSL's own words
       // ("PEM routines::no start line") came after the start-up lines, naming neither
-      usableTls(tls, o);
+      checkTlsMaterial(tls, o);
       const keyFile = flagOrEnv('--signing-key', o.signingKey, 'UPDRAFT_SIGNING_KEY');
       const rootFile = flagOrEnv('--root-key', o.rootKey, 'UPDRAFT_ROOT_KEY');
       // UPDRAFT_DEVICE_PASSWORD= (empty) was taken as the secret: the saved one was not read,
@@ -164,6 +163,8 @@ export function addAgentCommand(program: Command): void {
         ...(given === undefined && password !== undefined ? { passwordFile: secretFilePath(o.installDir) } : {}),
         ...(Object.keys(tls).length > 0 ? { tls } : {}),
         ...(o.cert !== undefined && o.key !== undefined ? { tlsFiles: { cert: o.cert, key: o.key }, renewCertificateDays: renewDays } : {}),
+        // read again as each reconnect attempt starts: a file replaced on the device is used without a restart
+        ...(o.ca !== undefined || o.cert !== undefined ? { tlsPaths: { ...(o.ca !== undefined ? { ca: o.ca } : {}), ...(o.cert !== undefined && o.key !== undefined ? { cert: o.cert, key: o.key } : {}) } } : {}),
         ...(keyFile !== undefined ? { signingPublicKey: publicKeyIn(await read(keyFile, '--signing-key'), '--signing-key', keyFile) } : {}),
         ...(rootFile !== undefined ? { rootPublicKey: publicKeyIn(await read(rootFile, '--root-key'), '--root-key', rootFile) } : {}),
         ...(o.insecureAllowUnsigned ? { allowUnsigned: true } : {}),
@@ -234,35 +235,3 @@ function publicKeyIn(text: string, option: string, file: string): string {
   return text;
 }
 
-/** Checks the TLS files given: the CA is a certificate, the certificate and its key make a client context. */
-function usableTls(tls: { ca?: string; cert?: string; key?: string }, o: { ca?: string; cert?: string; key?: string }): void {
-  const attempt = (what: string, options: SecureContextOptions) => {
-    try {
-      createSecureContext(options);
-    } catch (err) {
-      throw new UpdraftError('BAD_REQUEST', `${what}: ${(err as Error).message}`);
-    }
-  };
-  // a CA that is no certificate is skipped by createSecureContext, not refused
-  if (tls.ca !== undefined) {
-    try {
-      new X509Certificate(tls.ca);
-    } catch (err) {
-      throw new UpdraftError('BAD_REQUEST', `--ca ${o.ca} is not a usable CA certificate (PEM): ${(err as Error).message}`);
-    }
-    // and every certificate of a bundle: one cut off, or that does not parse, was skipped, and
-    // the agent started, to refuse the server's certificate of that CA later (a CA rollover's
-    // bundle cut short in its second certificate: QA, 2026-12-06)
-    const begins = tls.ca.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
-    const blocks = tls.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-    blocks.forEach((block, i) => {
-      try {
-        new X509Certificate(block);
-      } catch (err) {
-        throw new UpdraftError('BAD_REQUEST', `--ca ${o.ca}: certificate ${i + 1} of ${begins} is not a usable CA certificate (PEM): ${(err as Error).message}`);
-      }
-    });
-    if (blocks.length < begins) throw new UpdraftError('BAD_REQUEST', `--ca ${o.ca}: certificate ${blocks.length + 1} of ${begins} is cut off (a BEGIN CERTIFICATE line with no END line)`);
-  }
-  if (tls.cert !== undefined && tls.key !== undefined) attempt(`--cert ${o.cert} and --key ${o.key} are not a usable certificate and its private key (PEM)`, { cert: tls.cert, key: tls.key });
-}

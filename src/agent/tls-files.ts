@@ -1,0 +1,95 @@
+/**
+ * The daemon's TLS files (`--ca`, `--cert`, `--key`): checked before the agent starts, and read
+ * again as each reconnect attempt starts, so that a file replaced on the device (a CA bundle
+ * for a rollover, a certificate issued by `updraft device cert`) is used from the next
+ * connection without a restart. They were read at start only, and docs/security.md told
+ * operators to restart the agent after replacing `--ca`; one left running kept refusing the
+ * server's new-CA certificate after the switch (QA of the CA rollover, 2026-12-06).
+ */
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { UpdraftError } from '../errors.ts';
+import type { Logger } from '../util/logger.ts';
+
+/** TLS material for an `mqtts://` broker: PEM texts. */
+export interface TlsMaterial {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * Checks TLS material: every certificate of the CA bundle parses and none is cut off, and the
+ * certificate and its key make a client context. BAD_REQUEST naming the option and its file
+ * (`files`) otherwise: OpenSSL's own words ("PEM routines::no start line") name neither.
+ */
+export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
+  // a CA that is no certificate is skipped by createSecureContext, not refused
+  if (tls.ca !== undefined) {
+    try {
+      new X509Certificate(tls.ca);
+    } catch (err) {
+      throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca} is not a usable CA certificate (PEM): ${(err as Error).message}`);
+    }
+    // and every certificate of a bundle: one cut off, or that does not parse, was skipped, and
+    // the agent started, to refuse the server's certificate of that CA later (a CA rollover's
+    // bundle cut short in its second certificate: QA, 2026-12-06)
+    const begins = tls.ca.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+    const blocks = tls.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    blocks.forEach((block, i) => {
+      try {
+        new X509Certificate(block);
+      } catch (err) {
+        throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${i + 1} of ${begins} is not a usable CA certificate (PEM): ${(err as Error).message}`);
+      }
+    });
+    if (blocks.length < begins) throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${blocks.length + 1} of ${begins} is cut off (a BEGIN CERTIFICATE line with no END line)`);
+  }
+  if (tls.cert !== undefined && tls.key !== undefined) {
+    try {
+      createSecureContext({ cert: tls.cert, key: tls.key } satisfies SecureContextOptions);
+    } catch (err) {
+      throw new UpdraftError('BAD_REQUEST', `--cert ${files.cert} and --key ${files.key} are not a usable certificate and its private key (PEM): ${(err as Error).message}`);
+    }
+  }
+}
+
+/**
+ * A reader of the TLS files given (`files`: their paths), for the agent's `reloadTls`: each call
+ * reads them (synchronously: a few small files, as a reconnect attempt starts) and returns them
+ * when they differ from what was read last (`current` at first), undefined otherwise. A set that
+ * is not usable (a half-written bundle, a certificate without its key) is said once (WARN) and
+ * not returned: the connection goes on with the files read before. While the agent's own
+ * renewal writes the pair (`<cert>.renewed` present) nothing is read.
+ */
+export function tlsFileReader(files: TlsMaterial, current: TlsMaterial, log: Logger): () => TlsMaterial | undefined {
+  let last = current;
+  let refused: string | undefined;
+  return () => {
+    if (files.cert !== undefined && existsSync(`${files.cert}.renewed`)) return undefined;
+    const read: TlsMaterial = {};
+    try {
+      for (const k of ['ca', 'cert', 'key'] as const) if (files[k] !== undefined) read[k] = readFileSync(files[k]!, 'utf8');
+    } catch (err) {
+      return warnOnce(`cannot read them: ${(err as Error).message}`);
+    }
+    if (read.ca === last.ca && read.cert === last.cert && read.key === last.key) return undefined;
+    try {
+      checkTlsMaterial(read, files);
+    } catch (err) {
+      return warnOnce((err as Error).message);
+    }
+    refused = undefined;
+    const changed = (['ca', 'cert', 'key'] as const).filter((k) => read[k] !== last[k]).map((k) => `--${k}`);
+    log.info('TLS files changed on disk: used from this connection attempt', { changed: changed.join(' ') });
+    last = read;
+    return read;
+  };
+
+  function warnOnce(why: string): undefined {
+    if (why !== refused) log.warn('TLS files changed on disk but are not usable: the ones read before are used', { reason: why });
+    refused = why;
+    return undefined;
+  }
+}

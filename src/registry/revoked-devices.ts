@@ -8,7 +8,7 @@
  * embedded broker refuses it at CONNECT and closes its connection at the revocation; no
  * instance can close a connection held by Mosquitto.
  *
- * Loaded at start from the store (every registered device, page by page: once per start),
+ * Loaded at start from the store (the revoked devices, selected in the database, page by page),
  * then kept by the registry's `device.credentials` events, which every instance hears (the
  * event relay brings those of the others): each one rereads that device. A device deleted
  * before this instance started is not in the store and not known here: its requests are
@@ -56,7 +56,7 @@ export class RevokedDevices {
     try {
       let after: string | undefined;
       do {
-        const page = await this.deps.store.listDevices({ ...(after !== undefined ? { after } : {}), limit: PAGE });
+        const page = await this.deps.store.listDevices({ ...(after !== undefined ? { after } : {}), limit: PAGE, revokedOnly: true });
         for (const d of page.items) if (d.revoked && !this.touchedDuringLoad.has(d.deviceId)) this.withdrawn.set(d.deviceId, 'revoked');
         after = page.next;
       } while (after !== undefined);

@@ -604,9 +604,10 @@ export class PostgresStore implements StateStore {
     });
   }
 
-  async listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>> {
+  async listDevices(options: { after?: string; limit: number; revokedOnly?: boolean }): Promise<Page<DeviceRecord>> {
     const limit = checkLimit(options.limit);
-    const where = options.after === undefined ? '' : 'WHERE device_id > $2';
+    const conditions = [...(options.after === undefined ? [] : ['device_id > $2']), ...(options.revokedOnly ? ['revoked'] : [])];
+    const where = conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`;
     const params: unknown[] = options.after === undefined ? [limit + 1] : [limit + 1, options.after];
     const rows = await this.read<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices ${where} ORDER BY device_id LIMIT $1`, params);
     return pageOf(rows.map(toDevice), limit, (d) => d.deviceId);

@@ -488,6 +488,7 @@ interface Statements {
   removeTombstone: Stmt;
   listDevicesFirst: Stmt<DeviceRow>;
   listDevicesAfter: Stmt<DeviceRow>;
+  listRevokedDevices: Stmt<DeviceRow>;
   updateJob: Stmt;
   insertExecutionIfNew: Stmt;
   nextUndispatched: Stmt<ExecutionRow>;
@@ -740,11 +741,11 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  async listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>> {
+  async listDevices(options: { after?: string; limit: number; revokedOnly?: boolean }): Promise<Page<DeviceRecord>> {
     const { after, limit } = options;
     if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
     const s = this.statements();
-    const rows = after === undefined ? s.listDevicesFirst.all(limit + 1) : s.listDevicesAfter.all(after, limit + 1);
+    const rows = options.revokedOnly ? s.listRevokedDevices.all(after ?? '', limit + 1) : after === undefined ? s.listDevicesFirst.all(limit + 1) : s.listDevicesAfter.all(after, limit + 1);
     const items = rows.slice(0, limit).map(toDevice);
     const last = items[items.length - 1];
     return rows.length > limit && last ? { items, next: last.deviceId } : { items };
@@ -1411,6 +1412,7 @@ function prepare(db: Database.Database): Statements {
     updateDevice: p('UPDATE devices SET attributes = ?, tags = ?, secret_hash = ?, broker_hash = ?, revoked = ?, updated_at = ?, version = ? WHERE device_id = ? AND version = ?'),
     listDevicesFirst: p<DeviceRow>(`SELECT ${deviceCols} FROM devices ORDER BY device_id LIMIT ?`),
     listDevicesAfter: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?`),
+    listRevokedDevices: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE revoked = 1 AND device_id > ? ORDER BY device_id LIMIT ?`),
     // a job created without a version has version 1
     // no spec: it is fixed at creation (StateStore.updateJob)
     updateJob: p('UPDATE jobs SET status = ?, description = ?, progress = ?, updated_at = ?, version = ? WHERE job_id = ? AND COALESCE(version, 1) = ?'),

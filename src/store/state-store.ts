@@ -373,8 +373,13 @@ export interface StateStore {
   getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
   /** Writes `record` if the stored row version equals `record.version - 1`; false on conflict. */
   updateDevice(record: DeviceRecord): Promise<boolean>;
-  /** Registered devices ordered by id, after the cursor. */
-  listDevices(options: { after?: string; limit: number }): Promise<Page<DeviceRecord>>;
+  /**
+   * Registered devices ordered by id, after the cursor; with `revokedOnly`, the revoked ones
+   * only (selected in the database: an instance behind an external broker reads them at start,
+   * registry/revoked-devices.ts, and read every device to find them, a thousand pages for a
+   * million devices).
+   */
+  listDevices(options: { after?: string; limit: number; revokedOnly?: boolean }): Promise<Page<DeviceRecord>>;
   /** Up to `limit` registered devices after the cursor (by id), counted in the database: how many, and how many revoked. */
   countDevices(options: { after?: string; limit: number }): Promise<CountPage<{ registered: number; revoked: number }>>;
 

@@ -415,6 +415,19 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(second.next, undefined);
         }));
 
+      it('lists the revoked devices only, selected in the database, page by page', () =>
+        withStore(async (store) => {
+          for (const id of ['e', 'c', 'a', 'b', 'd', 'f']) await store.createDevice(device(id, { revoked: id === 'b' || id === 'd' || id === 'f' }));
+          const first = await store.listDevices({ limit: 2, revokedOnly: true });
+          assert.deepEqual(first.items.map((d) => d.deviceId), ['b', 'd'], 'the first page: revoked devices only');
+          assert.ok(first.items.every((d) => d.revoked), 'each revoked');
+          assert.equal(first.next, 'd');
+          const second = await store.listDevices({ after: first.next!, limit: 2, revokedOnly: true });
+          assert.deepEqual(second.items.map((d) => d.deviceId), ['f'], 'after the cursor');
+          assert.equal(second.next, undefined, 'no page after the last revoked device');
+          assert.deepEqual((await store.listDevices({ limit: 10 })).items.map((d) => d.deviceId), ['a', 'b', 'c', 'd', 'e', 'f'], 'without it: every device');
+        }));
+
       it('counts registered and revoked devices page by page', () =>
         withStore(async (store) => {
           assert.deepEqual(await store.countDevices({ limit: 2 }), { counts: { registered: 0, revoked: 0 } });

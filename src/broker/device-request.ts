@@ -20,6 +20,8 @@ export function answerDeviceRequest(
     /** What is asked, for the log: "credentials request", "certificate renewal". */
     what: string;
     refusedLevel: 'info' | 'warn';
+    /** True for a refusal the caller says in its own (throttled) line: logged here at debug only. */
+    quiet?: (e: UpdraftError) => boolean;
     publish: (topic: string, payload: string) => Promise<void>;
     logger: Logger;
     nowSeconds: () => number;
@@ -29,7 +31,7 @@ export function answerDeviceRequest(
   return answer().catch(async (err: unknown) => {
     const e = asUpdraftError(err);
     if (e.status >= 500) o.logger.error(`${o.what} failed`, { deviceId: o.deviceId, error: e.message });
-    else o.logger[o.refusedLevel](`${o.what} refused`, { deviceId: o.deviceId, reason: e.message });
+    else o.logger[o.quiet?.(e) ? 'debug' : o.refusedLevel](`${o.what} refused`, { deviceId: o.deviceId, reason: e.message });
     const rejection: Rejection = { code: e.status, message: publicMessage(e), timestamp: o.nowSeconds() };
     const clientToken = salvageClientToken(o.msg.payload);
     if (clientToken !== undefined) rejection.clientToken = clientToken;

@@ -23,6 +23,7 @@ import { JOB_LOG_MAX_REQUEST_BYTES, parseJobLogUpload } from '../protocol/job-lo
 import { readClientToken } from '../protocol/shadow-messages.ts';
 import { jobLogAnswerTopic, parseJobLogTopic } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
+import { ThrottledLog } from '../util/log-throttle.ts';
 import type { Logger } from '../util/logger.ts';
 import { parseAgentJobId } from './agent-job-id.ts';
 
@@ -42,9 +43,12 @@ export interface JobLogDeps {
 /** Keeps devices' logs of failed jobs. */
 export class JobLogService {
   private readonly deps: JobLogDeps;
+  /** Logs refused for a spent budget: one line a minute with the count (`suppressed`). */
+  private readonly budgetSpent: ThrottledLog;
 
   constructor(deps: JobLogDeps) {
     this.deps = deps;
+    this.budgetSpent = new ThrottledLog(deps.logger, 60_000, () => this.now(), ['jobId']);
   }
 
   private now(): number {
@@ -57,7 +61,7 @@ export class JobLogService {
     if (!parsed) return Promise.resolve();
     const { deviceId } = parsed;
     const d = this.deps;
-    const o = { deviceId, msg, rejectedTopic: jobLogAnswerTopic(deviceId, 'rejected'), what: 'job log', refusedLevel: 'info' as const, publish: d.publish, logger: d.logger, nowSeconds: () => Math.floor(this.now() / 1000) };
+    const o = { deviceId, msg, rejectedTopic: jobLogAnswerTopic(deviceId, 'rejected'), what: 'job log', refusedLevel: 'info' as const, quiet: (e: UpdraftError) => e.code === 'CONFLICT', publish: d.publish, logger: d.logger, nowSeconds: () => Math.floor(this.now() / 1000) };
     return answerDeviceRequest(o, () => this.answer(deviceId, msg));
   }
 
@@ -80,6 +84,10 @@ export class JobLogService {
     const kept = max > 0 && (await this.deps.store.putJobLog({ jobId: execution.jobId, deviceId, agentJobId: upload.jobId, receivedAt, lines: upload.lines, dropped: upload.dropped }, max));
     if (!kept) {
       const why = max > 0 ? `keeps the logs of ${max} devices already` : 'keeps no logs';
+      // expected once a job fails widely (every device that installed refuses an abort's
+      // take-back and sends its log): one line a minute with the count, not one per device
+      // (an abort in a soak wrote 480 INFO lines; a million-device job would write a million)
+      this.budgetSpent.info('job logs not kept: their job keeps its share of logs already (jobs.maxLogsPerJob; the first devices\' logs tell what went wrong)', { jobId: execution.jobId, deviceId, takeBack: control, kept: max });
       throw new UpdraftError('CONFLICT', `job ${execution.jobId} ${why} (jobs.maxLogsPerJob${control ? ", half of it for the logs of a take-back's attempt" : ''}): this one is not kept`);
     }
     this.deps.events.emit('job.log', { jobId: execution.jobId, deviceId, agentJobId: upload.jobId, lineCount: upload.lines.length });

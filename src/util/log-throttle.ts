@@ -26,7 +26,7 @@ export class ThrottledLog {
   private readonly carry: readonly string[];
   private carried: Record<string, unknown> = {};
   /** The level of the lines left out, for the line that counts them. */
-  private level: 'warn' | 'error' = 'warn';
+  private level: 'info' | 'warn' | 'error' = 'warn';
 
   /** `carry`: fields of the last line left out that the count's line repeats (where refused calls came from). */
   constructor(logger: Logger, intervalMs = 30_000, now: () => number = Date.now, carry: readonly string[] = []) {
@@ -41,12 +41,17 @@ export class ThrottledLog {
     this.line('warn', msg, fields);
   }
 
+  /** As `warn`, at INFO: a refusal that repeats per device and is expected (a job's log budget spent), not a fault. */
+  info(msg: string, fields: Record<string, unknown>): void {
+    this.line('info', msg, fields);
+  }
+
   /** As `warn`, at ERROR: a fault the operator must fix (a build's bytes missing), not an outage that passes. */
   error(msg: string, fields: Record<string, unknown>): void {
     this.line('error', msg, fields);
   }
 
-  private line(level: 'warn' | 'error', msg: string, fields: Record<string, unknown>): void {
+  private line(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>): void {
     const at = this.now();
     if (this.lastAt !== undefined && at - this.lastAt < this.intervalMs) {
       this.suppressed++;

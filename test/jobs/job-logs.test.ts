@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SlotInstaller } from '../../src/agent/slot-installer.ts';
+import { createLogger } from '../../src/util/logger.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { TestClient, connectDevice } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
@@ -203,6 +204,36 @@ describe("devices' logs of failed jobs", () => {
     const failure = await c!.request('state/tb-3/job-log', { jobId, lines: ['health check failed'] });
     assert.equal(failure.topic, 'state/tb-3/job-log/accepted', JSON.stringify(failure.body));
     assert.equal((await get(`/jobs/${jobId}/logs/tb-3`)).status, 200);
+  });
+
+  it('logs refused for a spent budget are said in one INFO line with their job, not one line per device; other refusals still one each', async () => {
+    const lines: string[] = [];
+    const own = await startTestServer({ flags: { 'max-logs-per-job': 2 }, logger: createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) }) });
+    try {
+      await addArtifact(own, '2.0.0', Buffer.from('fw 2.0.0'));
+      const devices = ['bud-1', 'bud-2', 'bud-3', 'bud-4', 'bud-5'];
+      const clients = await Promise.all(devices.map((id) => connectDevice(own, id)));
+      try {
+        for (const x of clients) await x.subscribe(`state/${x.client.options.clientId}/job-log/+`);
+        const jobId = await deploy(own, devices, 'fw@2.0.0');
+        const topics = [];
+        for (const x of clients) topics.push((await x.request(`state/${x.client.options.clientId}/job-log`, { jobId, lines: ['failed'] })).topic.split('/').pop());
+        assert.deepEqual(topics, ['accepted', 'accepted', 'rejected', 'rejected', 'rejected'], 'two kept, three refused');
+        const nope = await clients[0]!.request('state/bud-1/job-log', { jobId: 'f5c0a1e2-0000-4000-8000-000000000000', lines: ['x'] });
+        assert.equal(nope.topic, 'state/bud-1/job-log/rejected');
+        const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+        const spent = parsed.filter((l) => String(l.msg).startsWith('job logs not kept: their job keeps its share of logs already'));
+        assert.equal(spent.length, 1, `one line for three refusals: ${lines.join('\n')}`);
+        assert.equal(spent[0]!.level, 'info');
+        assert.equal(spent[0]!.jobId, jobId);
+        const perDevice = parsed.filter((l) => l.msg === 'job log refused');
+        assert.deepEqual(perDevice.map((l) => l.deviceId), ['bud-1'], `only the other refusal is said per device: ${lines.join('\n')}`);
+      } finally {
+        for (const x of clients) await x.end();
+      }
+    } finally {
+      await own.close();
+    }
   });
 });
 

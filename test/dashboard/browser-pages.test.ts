@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
-import { TestClient } from '../helpers/mqtt-client.ts';
+import { connectDevice, TestClient } from '../helpers/mqtt-client.ts';
 import { startRestartableS3 } from '../helpers/s3.ts';
 import { retryNotSentExecution } from '../helpers/retry-not-sent.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
@@ -153,6 +153,48 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
       },
       { width: 1024, height: 800 },
     );
+  });
+
+  it("keeps a 128-character device id's own page within the window, and a failure reason in its job history in whole words where the row has room", async () => {
+    const id = `page-${'y1'.repeat(70)}`.slice(0, 124) + '-end';
+    assert.equal(id.length, 128);
+    // the QA's case (1280 px): a failed job with its log, the reason squeezed to "simulate / d …"
+    const reason = 'simulated health check failure of 2.0.0; rolled back to 1.1.0';
+    await addArtifact(ts, '2.0.0', randomBytes(256), 'longpage-fw');
+    const device = await connectDevice(ts, id);
+    try {
+      assert.deepEqual(await device.subscribe(`state/${id}/job-log/+`), [1]);
+      const jobId = await deploy(ts, [id], 'longpage-fw@2.0.0');
+      await device.publish(`state/${id}/update`, { state: { reported: { software: { name: 'longpage-fw', version: '1.1.0', jobId, status: 'FAILURE', error: reason } } } });
+      const answer = await device.request(`state/${id}/job-log`, { jobId, lines: ['health check: exit code 1'] });
+      assert.equal(answer.topic, `state/${id}/job-log/accepted`, JSON.stringify(answer.body));
+    } finally {
+      await device.end();
+    }
+    for (const viewport of [{ width: 1280, height: 900 }, { width: 1024, height: 800 }, { width: 390, height: 800 }]) {
+      await inTab(async (page) => {
+        await page.goto(`${ts.httpUrl}/devices/${encodeURIComponent(id)}`);
+        await page.getByRole('heading', { level: 1 }).filter({ hasText: 'OFFLINE' }).waitFor();
+        const cell = page.getByTestId('device-jobs').getByRole('cell', { name: reason });
+        await cell.waitFor();
+        const sized = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, window: window.innerWidth }));
+        assert.ok(sized.page <= sized.window, `${viewport.width} px: the device page is ${sized.page} px wide in a window of ${sized.window}`);
+        if (viewport.width < 1024) return; // a phone: a word may have to break, the page still fits
+        // each word of the reason on one line: no word broken where the row has room
+        const broken = await cell.evaluate((td) => {
+          const text = td.firstChild as Text;
+          const out: string[] = [];
+          for (const m of text.data.matchAll(/\S+/g)) {
+            const r = document.createRange();
+            r.setStart(text, m.index!);
+            r.setEnd(text, m.index! + m[0].length);
+            if (r.getClientRects().length > 1) out.push(m[0]);
+          }
+          return out;
+        });
+        assert.deepEqual(broken, [], `${viewport.width} px: words of the reason broken across lines (cell ${Math.round((await cell.boundingBox())!.width)} px wide)`);
+      }, viewport);
+    }
   });
 
   it('pages the artifacts 100 at a time (Older, Newer builds and Newest, kept in the URL), and offers every build in New rollout', async () => {

@@ -85,8 +85,9 @@ export function DevicePage({ id }: { id: string }) {
           </section>
         </>
       )}
+      {/* the history's six columns take the page's width (beside the events its reasons were squeezed to a few letters); the events follow */}
       <div class="columns">
-        <section aria-labelledby="history-h">
+        <section aria-labelledby="history-h" class="wide">
           <h2 id="history-h">Job history</h2>
           <ErrorNote error={history.error} />
           {history.data && history.data.items.length === 0 && <p class="muted">No job has targeted this device.</p>}
@@ -114,7 +115,7 @@ export function DevicePage({ id }: { id: string }) {
                     <td>
                       <StatusBadge status={e.status} />
                     </td>
-                    <td class="long-text">
+                    <td class="long-text keep-words">
                       {e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : succeededNote(e) ? null : '—')}
                       {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
                       {/* ended SUCCEEDED in place of its retry: it had timed out, or the retry was not sent */}

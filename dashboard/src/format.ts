@@ -66,16 +66,17 @@ export function certificateExpiry(expiresAtSeconds: number, now = Date.now()): {
 
 /**
  * How a device's client certificate expiry (`reported.agent.certificateExpiresAt`, seconds since
- * the epoch, as its agent reports it) reads at `now`: `bad` once expired (the broker refuses it),
+ * the epoch, as its agent reports it) reads at `now`, with the whole days left: `bad` once expired (the broker refuses it),
  * `warn` in its last 14 days, and `warn` too for a number that is no date (past what a Date holds,
  * ±8.64e15 ms): a device's report, said as it came rather than "valid until Invalid Date" in green.
  */
 export function clientCertificateExpiry(expiresAtSeconds: number, now = Date.now()): { text: string; tone: 'good' | 'warn' | 'bad' } {
   const ms = expiresAtSeconds * 1000;
   if (Number.isNaN(new Date(ms).getTime())) return { text: `client certificate expiry reported as ${expiresAtSeconds}: not a valid date`, tone: 'warn' };
+  if (ms <= now) return { text: `client certificate expired ${dateTime(ms)}: the broker refuses it`, tone: 'bad' };
+  // whole days left, rounded down: "0 days left" in its last day
   const days = Math.floor((ms - now) / DAY_MS);
-  if (days < 0) return { text: `client certificate expired ${dateTime(ms)}: the broker refuses it`, tone: 'bad' };
-  return { text: `client certificate valid until ${dateTime(ms)}`, tone: days < 14 ? 'warn' : 'good' };
+  return { text: `client certificate valid until ${dateTime(ms)}, ${days} day${days === 1 ? '' : 's'} left`, tone: days < 14 ? 'warn' : 'good' };
 }
 
 /** A span of time in its largest whole unit that reads well: "500 ms", "10 s", "5 min", "2 h", "1 d". */

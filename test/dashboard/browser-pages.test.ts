@@ -197,6 +197,36 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
     }
   });
 
+  it("shows on a device's page its client certificate's days left, why its renewal failed, and the CA that issued it", async () => {
+    const id = 'renew-fail-1';
+    const issuer = 'CN=Updraft device CA 2026-12-06 12:45:03Z, O=Updraft';
+    const expiresAt = Math.floor(Date.now() / 1000) + 9 * 86_400 + 3600; // 9 days and an hour
+    const device = await connectDevice(ts, id);
+    try {
+      assert.deepEqual(await device.subscribe(`state/${id}/update/+`), [1]);
+      // what an agent whose renewal the server refused reports (agent.ts: certificateRenewalError)
+      const answer = await device.request(`state/${id}/update`, { state: { reported: { agent: { trust: 'unsigned', certificateExpiresAt: expiresAt, certificateIssuer: issuer, certificateRenewalError: 'the server refused the renewal (429): too many renewals within the hour' } } } });
+      assert.equal(answer.topic, `state/${id}/update/accepted`, JSON.stringify(answer.body));
+      await inTab(async (page) => {
+        await page.goto(`${ts.httpUrl}/devices/${id}`);
+        const facts = page.getByTestId('agent-facts');
+        await facts.filter({ hasText: /client certificate valid until .+, 9 days left/ }).waitFor();
+        const error = facts.getByTestId('renewal-error');
+        assert.equal(await error.innerText(), 'renewal failed: the server refused the renewal (429): too many renewals within the hour', 'the renewal error in words');
+        assert.equal(await error.getAttribute('class'), 'note-bad', 'said as an error');
+        assert.equal(await facts.getByTestId('certificate-issuer').innerText(), `issued by ${issuer}`, 'the issuing CA');
+        // a renewal that succeeds reports null: the error goes, live
+        const renewed = await device.request(`state/${id}/update`, { state: { reported: { agent: { certificateRenewalError: null } } } });
+        assert.equal(renewed.topic, `state/${id}/update/accepted`, JSON.stringify(renewed.body));
+        await page.reload();
+        await facts.filter({ hasText: '9 days left' }).waitFor();
+        assert.equal(await facts.getByTestId('renewal-error').count(), 0, 'no renewal error once null');
+      });
+    } finally {
+      await device.end();
+    }
+  });
+
   it('pages the artifacts 100 at a time (Older, Newer builds and Newest, kept in the URL), and offers every build in New rollout', async () => {
     // a server of its own: 1,050 builds (records only, each its own millisecond), more than
     // one page of the picker's 1000

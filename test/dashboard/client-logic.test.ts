@@ -90,8 +90,11 @@ describe('dashboard client logic', () => {
     const now = Date.UTC(2026, 11, 3);
     const at = (days: number) => (now + days * 86_400_000) / 1000;
     assert.equal(clientCertificateExpiry(at(200), now).tone, 'good');
-    assert.match(clientCertificateExpiry(at(200), now).text, /^client certificate valid until /);
+    assert.match(clientCertificateExpiry(at(200), now).text, /^client certificate valid until .+, 200 days left$/, 'the days left said');
     assert.equal(clientCertificateExpiry(at(13.5), now).tone, 'warn');
+    assert.match(clientCertificateExpiry(at(13.5), now).text, /, 13 days left$/, 'whole days, rounded down');
+    assert.match(clientCertificateExpiry(at(1.2), now).text, /, 1 day left$/, 'one day');
+    assert.match(clientCertificateExpiry(at(0.5), now).text, /, 0 days left$/, 'its last day');
     assert.equal(clientCertificateExpiry(at(-1), now).tone, 'bad');
     assert.match(clientCertificateExpiry(at(-1), now).text, /^client certificate expired .*: the broker refuses it$/);
     // past what a Date holds (QA: 4e15 read "valid until Invalid Date", in green)

@@ -164,11 +164,13 @@ export function DevicePage({ id }: { id: string }) {
 
 /**
  * What the device's agent says of itself (`reported.agent`): what it checks software
- * against, and when its client certificate expires (the broker refuses it after that).
+ * against, when its client certificate expires (the broker refuses it after that) and why its
+ * last renewal failed (`certificateRenewalError`, null once one succeeds: said as doctor says it),
+ * and the CA that issued it (`certificateIssuer`: a device still on the previous CA of a rollover).
  */
 function AgentFacts({ agent }: { agent: unknown }) {
   if (typeof agent !== 'object' || agent === null) return null;
-  const a = agent as { trust?: string; keyId?: string; certificateExpiresAt?: number };
+  const a = agent as { trust?: string; keyId?: string; certificateExpiresAt?: number; certificateRenewalError?: unknown; certificateIssuer?: unknown };
   const facts: preact.JSX.Element[] = [];
   if (a.trust === 'root') facts.push(<>checks software against the offline root <code>{a.keyId}</code></>);
   else if (a.trust === 'signing-key') facts.push(<>checks software against signing key <code>{a.keyId}</code></>);
@@ -176,6 +178,20 @@ function AgentFacts({ agent }: { agent: unknown }) {
   if (typeof a.certificateExpiresAt === 'number') {
     const { text, tone } = clientCertificateExpiry(a.certificateExpiresAt);
     facts.push(<span class={`note-${tone}`}>{text}</span>);
+  }
+  if (typeof a.certificateRenewalError === 'string') {
+    facts.push(
+      <span class="note-bad" data-testid="renewal-error">
+        renewal failed: {a.certificateRenewalError}
+      </span>,
+    );
+  }
+  if (typeof a.certificateIssuer === 'string') {
+    facts.push(
+      <span data-testid="certificate-issuer">
+        issued by <code>{a.certificateIssuer}</code>
+      </span>,
+    );
   }
   if (facts.length === 0) return null;
   return (

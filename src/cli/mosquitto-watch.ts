@@ -65,7 +65,7 @@ export interface MosquittoWatchOptions {
 const STREAM_SILENCE_MS = 45_000;
 const MAX_BACKOFF_MS = 30_000;
 /** Said of devices left out for their id (`mosquittoUserNameDefect`). */
-const UNNAMABLE = `devices whose id holds ':' are not admitted: ${COLON_ID_REASON}`;
+const UNNAMABLE = `devices whose id holds ':', or is "operator" (reserved), are not admitted: ${COLON_ID_REASON}`;
 const RELOAD_TIMEOUT_MS = 30_000;
 
 /** Runs until `signal` aborts (resolves) or the token is refused (rejects). */

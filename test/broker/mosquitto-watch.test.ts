@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { MosquittoPasswdBook, mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
+import { MosquittoPasswdBook, mosquittoAcl, mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { watchMosquittoPasswd } from '../../src/cli/mosquitto-watch.ts';
 import { silentLogger } from '../../src/util/logger.ts';
@@ -113,6 +113,20 @@ describe('the password book', () => {
     const p = mosquittoPasswd({ operatorToken: 'updr_token_0123456789abcdef', devices: [{ deviceId: 'gw:1', revoked: false, brokerHash: hash }, { deviceId: 'c', revoked: false, brokerHash: hash }], secrets: new Map() });
     assert.deepEqual([p.included, p.unnamable], [['c'], ['gw:1']]);
     assert.doesNotMatch(p.text, /^gw:1:/m);
+  });
+
+  it('a device registered as "operator" (before the id was reserved) is never a line of passwd nor denied in the acl: the operator keeps its access', () => {
+    const hash = '$7$101$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNo';
+    const devices = [{ deviceId: 'operator', revoked: false, brokerHash: hash }, { deviceId: 'c', revoked: false, brokerHash: hash }];
+    const p = mosquittoPasswd({ operatorToken: 'updr_token_0123456789abcdef', devices, secrets: new Map() });
+    assert.deepEqual([p.included, p.unnamable], [['c'], ['operator']], 'left out and named');
+    assert.equal(p.text.split('\n').filter((l) => l.startsWith('operator:')).length, 1, `one operator line: ${p.text}`);
+    const book = new MosquittoPasswdBook('updr_token_0123456789abcdef', new Map());
+    book.replaceAll([{ deviceId: 'operator', revoked: true }, { deviceId: 'r-1', revoked: true }]);
+    const acl = mosquittoAcl(book.revoked);
+    assert.match(acl, /^user r-1\ntopic deny #$/m, 'a revoked device is denied');
+    assert.equal(acl.split('\n').filter((l) => l === 'user operator').length, 1, `only the operator's own block: ${acl}`);
+    assert.doesNotMatch(acl.slice(acl.indexOf('user operator')), /^user operator\ntopic deny/m, 'the operator is denied nothing');
   });
 });
 

@@ -227,6 +227,55 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
     }
   });
 
+  it('says the reason of a canceled execution in the neutral style, not as an error, on the overview and the device page; a failure stays red', async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'cancel-fw');
+    const canceled = 'cancel-r-1';
+    const failed = 'cancel-f-1';
+    await registerDevice(ts, canceled);
+    const device = await connectDevice(ts, failed);
+    try {
+      const cancelJob = await deploy(ts, [canceled], 'cancel-fw@1.0.0');
+      await api.call('POST', `/api/v1/jobs/${cancelJob}/cancel`);
+      const failJob = await deploy(ts, [failed], 'cancel-fw@1.0.0');
+      await device.publish(`state/${failed}/update`, { state: { reported: { software: { name: 'cancel-fw', version: '0.9.0', jobId: failJob, status: 'FAILURE', error: 'installer exit code 3' } } } });
+      await eventually(async () => ((await api.call<{ counts: Record<string, number> }>('GET', `/api/v1/jobs/${failJob}?limit=1`)).counts.FAILED === 1 ? true : undefined), 30_000, 'the failure recorded');
+    } finally {
+      await device.end();
+    }
+    await inTab(async (page) => {
+      /** The computed colour of the reason `text` in `list`, and its classes. */
+      const styleOf = async (list: string, text: string) => {
+        const reason = page.getByTestId(list).locator('.reason', { hasText: text }).first();
+        await reason.waitFor();
+        return reason.evaluate((el) => ({ color: getComputedStyle(el).color, classes: el.className }));
+      };
+      /** The error colour (--bad), as computed. */
+      const red = () =>
+        page.evaluate(() => {
+          const s = document.createElement('span');
+          s.style.color = 'var(--bad)';
+          document.body.append(s);
+          const c = getComputedStyle(s).color;
+          s.remove();
+          return c;
+        });
+      for (const [route, list] of [['/', 'recent-events'], [`/devices/${canceled}`, 'device-events'], [`/devices/${failed}`, 'device-events']] as const) {
+        await page.goto(ts.httpUrl + route);
+        const bad = await red();
+        assert.equal(bad, 'rgb(161, 35, 27)', 'the error colour read');
+        if (route !== `/devices/${failed}`) {
+          const c = await styleOf(list, 'job canceled by an operator');
+          assert.notEqual(c.color, bad, `${route}: a cancellation's reason is not in the error colour (${c.classes})`);
+          assert.doesNotMatch(c.classes, /error/, `${route}: nor of the error class`);
+        }
+        if (route !== `/devices/${canceled}`) {
+          const f = await styleOf(list, 'installer exit code 3');
+          assert.equal(f.color, bad, `${route}: a failure's reason in red (${f.classes})`);
+        }
+      }
+    });
+  });
+
   it('pages the artifacts 100 at a time (Older, Newer builds and Newest, kept in the URL), and offers every build in New rollout', async () => {
     // a server of its own: 1,050 builds (records only, each its own millisecond), more than
     // one page of the picker's 1000

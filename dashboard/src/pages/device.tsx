@@ -7,6 +7,7 @@ import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
+import { EventReason } from '../components/event-reason.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
@@ -151,7 +152,7 @@ export function DevicePage({ id }: { id: string }) {
                   <time dateTime={new Date(e.at).toISOString()}>{time(e.at)}</time>
                   <StatusBadge status={e.status} />
                   {e.artifact && <span>{e.artifact}</span>}
-                  {e.reason && <span class="reason">{e.reason}</span>}
+                  {e.reason && <EventReason status={e.status} reason={e.reason} />}
                 </li>
               ))}
             </ol>

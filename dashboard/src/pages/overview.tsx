@@ -7,6 +7,7 @@
  */
 import { DeviceLink } from '../components/device-link.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { EventReason } from '../components/event-reason.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { VersionChart } from '../components/version-chart.tsx';
 import { count, jobHref, shortId, time } from '../format.ts';
@@ -112,7 +113,7 @@ function RecentEvents({ events }: { events: RecentEvent[] }) {
             </Link>
           )}
           <StatusBadge status={e.status} />
-          {e.reason && <span class="reason">{e.reason}</span>}
+          {e.reason && <EventReason status={e.status} reason={e.reason} />}
         </li>
       ))}
     </ol>

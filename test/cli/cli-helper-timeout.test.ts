@@ -16,6 +16,21 @@ describe('test helper: runCli and runNode give up on a run that hangs', () => {
     });
   });
 
+  it('a run whose grandchild holds its output open is given up at its timeout too', { timeout: 60_000 }, async () => {
+    // the grandchild inherits the pipes and never ends: 'close' alone waited for it for ever
+    const script = "const g = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'inherit' }); process.stdout.write('grandchild=' + g.pid + '\\n'); setInterval(() => {}, 1000);";
+    let message = '';
+    try {
+      await assert.rejects(runNode(['-e', script], { timeoutMs: 1_000 }), (err: Error) => {
+        message = err.message;
+        return /did not end within 1000 ms \(killed\); stdout: grandchild=\d+\n/.test(err.message);
+      });
+    } finally {
+      const pid = Number(/grandchild=(\d+)/.exec(message)?.[1]);
+      if (pid > 0) process.kill(pid, 'SIGKILL');
+    }
+  });
+
   it('a run that ends is returned with its exit code and output', async () => {
     const r = await runCli(['--help'], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);

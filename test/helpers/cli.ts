@@ -40,9 +40,14 @@ export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResul
     let stdout = '';
     let stderr = '';
     let timedOut = false;
+    const shown = argv[0] === BIN ? `updraft ${argv.slice(1).join(' ')}` : `node ${argv.join(' ')}`;
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
+      // 'close' waits for every holder of the pipes: a grandchild (a broker the command
+      // started, a reload command's shell) would hold them on, and the guard with them
+      child.stdout.destroy();
+      child.stderr.destroy();
     }, timeoutMs);
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
@@ -50,11 +55,12 @@ export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResul
       clearTimeout(timer);
       reject(err);
     });
+    child.on('exit', () => {
+      if (timedOut) reject(new Error(`${shown.slice(0, 300)} did not end within ${timeoutMs} ms (killed); stdout: ${stdout.slice(-2000)}; stderr: ${stderr.slice(-2000)}`));
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
-      const shown = argv[0] === BIN ? `updraft ${argv.slice(1).join(' ')}` : `node ${argv.join(' ')}`;
-      if (timedOut) reject(new Error(`${shown.slice(0, 300)} did not end within ${timeoutMs} ms (killed); stdout: ${stdout.slice(-2000)}; stderr: ${stderr.slice(-2000)}`));
-      else resolve({ code, stdout, stderr });
+      if (!timedOut) resolve({ code, stdout, stderr });
     });
   });
 }

@@ -49,6 +49,9 @@ export interface DisruptionResyncDeps {
 /** Defaults of the tuning. */
 export const DISRUPTION_RESYNC_DEFAULTS = { perSecond: 500, pageSize: 250, settleMs: 5_000, firstDelayMs: 1_000, maxDelayMs: 30_000, leadWaitMs: 60_000 } as const;
 
+/** The reason a pass on a lead taken gives in its start line. */
+export const LEAD_TAKEN = 'this instance took the lead: the database may have been restored while no instance ran, or the last leader stopped mid-send';
+
 /** What one pass did. */
 interface PassCounts {
   jobs: number;
@@ -97,6 +100,19 @@ export class DisruptionResync {
     this.offDisruption = undefined;
     this.wake?.();
     await this.running;
+  }
+
+  /**
+   * This instance came to lead rollouts (its lease taken: at start, or from a leader that
+   * died): the same pass, as after a disruption. Called by the server behind an external
+   * broker only, where devices keep their connections across instances' restarts: a database
+   * restored while no instance ran (as docs/deployment.md advises) is seen by no instance as
+   * a disruption, and a device whose outcome it lost is never asked again (QA, 2026-12-07).
+   * With the embedded broker every device reconnects to the started instance and asks with
+   * `get`. One loop at most: a pass owed or under way starts over, never a second beside it.
+   */
+  leadTaken(reason = LEAD_TAKEN): void {
+    this.disrupted(reason);
   }
 
   /** True while a pass is owed or under way (tests). */

@@ -103,6 +103,13 @@ export interface RolloutEngineDeps {
    * would time out with its command never sent. Absent: always connected.
    */
   mqttConnected?: () => boolean;
+  /**
+   * Told each time this instance comes to lead rollouts (the lease taken: at start, from a
+   * leader that died or gave it up, or again after it was lost), once recovery has run. The
+   * server's DisruptionResync re-sends the commands of open executions then, behind an
+   * external broker (a database restored while no instance ran: docs/deployment.md).
+   */
+  onLead?: () => void;
 }
 
 /**
@@ -616,6 +623,7 @@ export class RolloutEngine {
       this.leadTerm = this.lease.term;
       this.leading = true;
       this.deps.logger.info('driving rollouts (lease taken)');
+      this.deps.onLead?.();
     } else if (!held && this.leading) {
       this.stepDown();
       this.deps.logger.warn('no longer driving rollouts: the lease was lost');

@@ -34,7 +34,7 @@ export interface RolloutDeps {
   isOnline: (deviceId: string) => boolean;
   onlineCount: () => number;
   /** Engine tuning and the clock (tests), and the lease when several instances share the store. */
-  engine?: Pick<RolloutEngineDeps, 'now' | 'monotonic' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs' | 'lease' | 'arrivals' | 'artifactStorage' | 'mqttConnected'>;
+  engine?: Pick<RolloutEngineDeps, 'now' | 'monotonic' | 'tickMs' | 'maxSendPerTick' | 'continuousScanMs' | 'lease' | 'arrivals' | 'artifactStorage' | 'mqttConnected' | 'onLead'>;
   /** How long finished jobs are kept (`jobs.retentionDays`; absent or 0: for ever), and the sweep's tuning (tests). */
   retention?: Pick<JobRetentionDeps, 'days' | 'everyMs' | 'perPass'>;
 }

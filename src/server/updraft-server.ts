@@ -356,7 +356,9 @@ export class UpdraftServer {
     const isOnline = (id: string) => this.online.has(id);
     // instances sharing a PostgreSQL database take turns driving rollouts (docs/design.md §7)
     const lease = config.db ? new PostgresAdvisoryLease({ url: config.db, name: 'rollouts', logger: logger.child('lease'), connectTimeoutMs: config.postgres.connectTimeoutSeconds * 1000, queryTimeoutMs: config.postgres.leaseTimeoutSeconds * 1000 }) : undefined;
-    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), monotonic: () => performance.now(), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs), mqttConnected: () => !(this.bus instanceof ExternalBroker) || this.bus.connected }, retention: { days: config.jobs.retentionDays } });
+    /** The re-send pass on each lead taken, behind an external broker (set once DisruptionResync is started, below). */
+    let leadPass: DisruptionResync | undefined;
+    this.rollouts = new Rollouts({ store: this.store, events, replica: this.replica, artifacts: this.artifacts, tracker: this.tracker, logger: logger.child('rollouts'), isOnline, onlineCount: () => this.online.size, engine: { ...(lease ? { lease } : {}), ...(clock ? { now: clock.now } : {}), monotonic: () => performance.now(), arrivals: config.mqtt.url ? 'fetch' : 'presence', artifactStorage: () => probeBlobStore(blobs), mqttConnected: () => !(this.bus instanceof ExternalBroker) || this.bus.connected, ...(config.mqtt.url ? { onLead: () => leadPass?.leadTaken() } : {}) }, retention: { days: config.jobs.retentionDays } });
     this.deployments = this.rollouts.deployments;
     await this.startPart(this.bus);
     // the server certificate renewed and swapped in while running, the CA's end warned of (server-tls-renewal.ts)
@@ -387,7 +389,16 @@ export class UpdraftServer {
     await this.startPart(new TombstoneRetention({ store: this.store, isLeader: () => leading.isLeader, hours: config.shadow.tombstoneRetentionHours, logger: logger.child('shadow'), ...(clock ? { now: clock.now } : {}) }));
     // after the database went back (PostgreSQL's onDisruption), the instance leading rollouts
     // sends the commands of open executions again: a device whose report the restore lost answers
-    await this.startPart(new DisruptionResync({ store: this.store, replica: this.replica, isLeader: () => leading.isLeader, logger: logger.child('jobs') }));
+    const resync = new DisruptionResync({ store: this.store, replica: this.replica, isLeader: () => leading.isLeader, logger: logger.child('jobs') });
+    await this.startPart(resync);
+    if (config.mqtt.url) {
+      // behind an external broker devices keep their connections across instances' restarts:
+      // the same pass when this instance comes to lead (a database restored while no instance
+      // ran is no disruption any instance sees). With the embedded broker every device
+      // reconnects to the started instance and asks with get: no pass (docs/deployment.md)
+      if (leading.isLeader) resync.leadTaken();
+      leadPass = resync;
+    }
 
     const deviceRefusal = async (id: string, issuedAt?: number) => {
       const d = await this.store.getDevice(id);

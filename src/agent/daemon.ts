@@ -14,7 +14,7 @@ import { createLogger, type Logger } from '../util/logger.ts';
 import { safeUrl } from '../util/redact-url.ts';
 import { ExclusiveLock } from '../util/exclusive-lock.ts';
 import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
-import { tlsFileReader, type TlsMaterial } from './tls-files.ts';
+import { TlsFileReader, type TlsMaterial } from './tls-files.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
 import { brokerUrlProblem, timerMsProblem } from './agent-options-check.ts';
@@ -160,6 +160,8 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
     ...(opts.healthCheckTimeoutMs !== undefined ? { healthCheckTimeoutMs: opts.healthCheckTimeoutMs } : {}),
     ...(opts.initialVersion !== undefined ? { initialVersion: opts.initialVersion } : {}),
   });
+  // --ca, --cert and --key read again as each reconnect attempt starts (tls-files.ts)
+  const tlsReader = opts.tlsPaths !== undefined && opts.tls !== undefined ? new TlsFileReader(opts.tlsPaths, opts.tls, log) : undefined;
   const agent = new UpdateAgent({
     deviceId: opts.deviceId,
     brokerUrl: opts.brokerUrl ?? DEFAULT_BROKER_URL,
@@ -179,11 +181,21 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
     ...(opts.installGateRetryMs !== undefined ? { installGateRetryMs: opts.installGateRetryMs } : {}),
     ...(opts.installGateMaxWaitMs !== undefined ? { installGateMaxWaitMs: opts.installGateMaxWaitMs } : {}),
     ...(opts.tls ? { mqttOptions: { ...opts.tls, rejectUnauthorized: true } } : {}),
-    ...(opts.tlsFiles && opts.renewCertificateDays !== 0 ? { certificateRenewal: { renewBeforeDays: opts.renewCertificateDays ?? 30, save: (pair: TlsPair) => saveRenewedFiles(opts.tlsFiles!, pair) } } : {}),
+    ...(opts.tlsFiles && opts.renewCertificateDays !== 0
+      ? {
+          certificateRenewal: {
+            renewBeforeDays: opts.renewCertificateDays ?? 30,
+            save: async (pair: TlsPair) => {
+              await saveRenewedFiles(opts.tlsFiles!, pair);
+              tlsReader?.written({ cert: pair.certificate, key: pair.privateKey });
+            },
+          },
+        }
+      : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
     ...(opts.passwordFile !== undefined ? { renewPassword: secretFileReader(opts.passwordFile, opts.password, log) } : {}),
-    ...(opts.tlsPaths !== undefined && opts.tls !== undefined ? { reloadTls: tlsFileReader(opts.tlsPaths, opts.tls, log) } : {}),
+    ...(tlsReader !== undefined ? { reloadTls: () => tlsReader.read() } : {}),
   });
   agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
   agent.on('status', (e) => {

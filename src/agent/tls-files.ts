@@ -56,40 +56,57 @@ export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
 }
 
 /**
- * A reader of the TLS files given (`files`: their paths), for the agent's `reloadTls`: each call
- * reads them (synchronously: a few small files, as a reconnect attempt starts) and returns them
- * when they differ from what was read last (`current` at first), undefined otherwise. A set that
- * is not usable (a half-written bundle, a certificate without its key) is said once (WARN) and
- * not returned: the connection goes on with the files read before. While the agent's own
- * renewal writes the pair (`<cert>.renewed` present) nothing is read.
+ * A reader of the TLS files given (`files`: their paths), for the agent's `reloadTls`: each
+ * `read` reads them (synchronously: a few small files, as a reconnect attempt starts) and
+ * returns them when they differ from what was read or written last (`current` at first),
+ * undefined otherwise. A set that is not usable (a half-written bundle, a certificate without
+ * its key) is said once (WARN) and not returned: the connection goes on with the files read
+ * before. While the agent's own renewal writes the pair (`<cert>.renewed` present) nothing is
+ * read, and the pair it wrote (`written`) is not news.
  */
-export function tlsFileReader(files: TlsMaterial, current: TlsMaterial, log: Logger): () => TlsMaterial | undefined {
-  let last = current;
-  let refused: string | undefined;
-  return () => {
+export class TlsFileReader {
+  private last: TlsMaterial;
+  private refused: string | undefined;
+
+  constructor(
+    private readonly files: TlsMaterial,
+    current: TlsMaterial,
+    private readonly log: Logger,
+  ) {
+    this.last = current;
+  }
+
+  /** The agent's own renewal wrote `pair` over the files: what they hold now, not a change to say. */
+  written(pair: { cert: string; key: string }): void {
+    this.last = { ...this.last, ...pair };
+  }
+
+  read(): TlsMaterial | undefined {
+    const files = this.files;
     if (files.cert !== undefined && existsSync(`${files.cert}.renewed`)) return undefined;
     const read: TlsMaterial = {};
     try {
       for (const k of ['ca', 'cert', 'key'] as const) if (files[k] !== undefined) read[k] = readFileSync(files[k]!, 'utf8');
     } catch (err) {
-      return warnOnce(`cannot read them: ${(err as Error).message}`);
+      return this.warnOnce(`cannot read them: ${(err as Error).message}`);
     }
+    const last = this.last;
     if (read.ca === last.ca && read.cert === last.cert && read.key === last.key) return undefined;
     try {
       checkTlsMaterial(read, files);
     } catch (err) {
-      return warnOnce((err as Error).message);
+      return this.warnOnce((err as Error).message);
     }
-    refused = undefined;
+    this.refused = undefined;
     const changed = (['ca', 'cert', 'key'] as const).filter((k) => read[k] !== last[k]).map((k) => `--${k}`);
-    log.info('TLS files changed on disk: used from this connection attempt', { changed: changed.join(' ') });
-    last = read;
+    this.log.info('TLS files changed on disk: used from this connection attempt', { changed: changed.join(' ') });
+    this.last = read;
     return read;
-  };
+  }
 
-  function warnOnce(why: string): undefined {
-    if (why !== refused) log.warn('TLS files changed on disk but are not usable: the ones read before are used', { reason: why });
-    refused = why;
+  private warnOnce(why: string): undefined {
+    if (why !== this.refused) this.log.warn('TLS files changed on disk but are not usable: the ones read before are used', { reason: why });
+    this.refused = why;
     return undefined;
   }
 }

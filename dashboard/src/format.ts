@@ -65,6 +65,17 @@ export function certificateExpiry(expiresAtSeconds: number, now = Date.now()): {
 }
 
 /**
+ * How a CA's or a server certificate's expiry (seconds since the epoch) reads at `now`, with the
+ * whole days left: `bad` once expired, `warn` in its last 30 days.
+ */
+export function tlsExpiry(expiresAtSeconds: number, now = Date.now()): { text: string; tone: 'good' | 'warn' | 'bad' } {
+  const ms = expiresAtSeconds * 1000;
+  if (ms <= now) return { text: `expired ${dateTime(ms)}`, tone: 'bad' };
+  const days = Math.floor((ms - now) / DAY_MS);
+  return { text: `expires ${dateTime(ms)}, in ${days} day${days === 1 ? '' : 's'}`, tone: days < 30 ? 'warn' : 'good' };
+}
+
+/**
  * How a device's client certificate expiry (`reported.agent.certificateExpiresAt`, seconds since
  * the epoch, as its agent reports it) reads at `now`, with the whole days left: `bad` once expired (the broker refuses it),
  * `warn` in its last 14 days, and `warn` too for a number that is no date (past what a Date holds,

@@ -158,6 +158,25 @@ export interface KeysView {
   /** `rotations`: the root's rotations from the first root on (none when it was never replaced). */
   root: { keyId: string; publicKey: string; rotations: { previousRootKeyId: string; rootKeyId: string }[] } | null;
   url: { kid: string; createdAt: string; active: boolean; activeFrom?: string }[];
+  /** The device CA (PEM) and its subject as agents report an issuer (`reported.agent.certificateIssuer`). */
+  ca: string;
+  caSubject?: string;
+  /** During a CA rollover, the CA it replaced (its device certificates still accepted) and its subject; null without one. */
+  previousCa?: string | null;
+  previousCaSubject?: string | null;
+}
+
+/** `GET /api/v1/metrics` (JSON), as far as the Security page reads it: expiries in seconds since the epoch (src/http/metrics.ts). */
+export interface TlsMetrics {
+  tls: {
+    caExpiresAt: number;
+    previousCaExpiresAt?: number | null;
+    /** Devices this instance renewed from a previous-CA certificate onto the current CA since it started. */
+    devicesMovedOffPreviousCa?: number;
+    /** null: not served by this instance. */
+    mqttCertificateExpiresAt: number | null;
+    httpCertificateExpiresAt: number | null;
+  };
 }
 
 /** `POST /api/v1/jobs/preview`: what a job would do, nothing created. */

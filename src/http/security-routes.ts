@@ -9,6 +9,7 @@ import type { SigningKey } from '../artifacts/url-signer.ts';
 import { listKeyRing, rotateKeyRing } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
 import type { CertificateAuthority } from '../pki/certificate-authority.ts';
+import { caSubject } from '../protocol/certificate-issuer.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
@@ -82,8 +83,12 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
       root: certificate ? { ...(await rootKey(deps.dataDir)), rotations: deps.manifests.rootRotations } : null,
       url: await listKeyRing(deps.dataDir),
       ca: deps.ca.certificate,
+      // the CAs' subjects as agents report an issuer (reported.agent.certificateIssuer), so that a
+      // client without an X.509 parser (the dashboard) can ask the fleet who is on which
+      caSubject: caSubject(deps.ca.certificate),
       // during a CA rollover, the CA it replaced (pki/previous-ca.crt): doctor counts the devices still on it
       previousCa: deps.ca.previousCertificate ?? null,
+      previousCaSubject: deps.ca.previousCertificate ? caSubject(deps.ca.previousCertificate) : null,
     });
   });
 

@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../../dashboard/src/device-search-live.ts';
-import { certificateExpiry, clientCertificateExpiry, dateTime, deviceHref, jobHref, percent, storageHeldNotice, succeededNote } from '../../dashboard/src/format.ts';
+import { issuerQuery as dashboardIssuerQuery } from '../../dashboard/src/ca-devices.ts';
+import { certificateExpiry, clientCertificateExpiry, dateTime, deviceHref, jobHref, percent, storageHeldNotice, succeededNote, tlsExpiry } from '../../dashboard/src/format.ts';
+import { issuerQuery } from '../../src/protocol/certificate-issuer.ts';
 import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
 import { progressOf } from '../../dashboard/src/job-progress.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
@@ -84,6 +86,19 @@ describe('dashboard client logic', () => {
     assert.equal(percent(13, 195), 6.7);
     assert.equal(percent(2, 3), 66.7);
     assert.equal(percent(0, 0), 0);
+  });
+
+  it("writes the previous CA's fleet query as doctor and ca drop-previous do, and reads a CA's expiry with its days left", () => {
+    for (const subject of ['CN=Updraft device CA 2026-12-06 12:45:03Z, O=Updraft', 'CN=a "quoted" \\ CA, O=x']) {
+      assert.equal(dashboardIssuerQuery(subject), issuerQuery(subject), `the same query for ${subject}`);
+    }
+    const now = Date.UTC(2026, 11, 3);
+    const at = (days: number) => (now + days * 86_400_000) / 1000;
+    assert.deepEqual({ tone: tlsExpiry(at(400), now).tone, days: /, in 400 days$/.test(tlsExpiry(at(400), now).text) }, { tone: 'good', days: true }, 'a year off: fine');
+    assert.equal(tlsExpiry(at(29.5), now).tone, 'warn', 'its last 30 days');
+    assert.match(tlsExpiry(at(1.5), now).text, /, in 1 day$/);
+    assert.deepEqual(tlsExpiry(at(-1), now).tone, 'bad', 'expired');
+    assert.match(tlsExpiry(at(-1), now).text, /^expired /);
   });
 
   it("reads a device's client certificate expiry: fine, in its last 14 days, expired, and a number that is no date", () => {

@@ -6,11 +6,13 @@
  * Only a tab signed in with the shared token itself may: the answer is the new shared token,
  * the operators' MQTT password too, which a named operator token does not have (the server
  * refuses it; the page says so instead of offering the button).
- * And the named operator tokens and read-only viewer tokens (the operators' only).
+ * And the named operator tokens and read-only viewer tokens (the operators' only), and the
+ * device CA's state (read only: components/ca-state.tsx).
  */
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { getToken, setToken } from '../auth.ts';
+import { CaState } from '../components/ca-state.tsx';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
@@ -72,6 +74,8 @@ export function SecurityPage() {
               )}
             </dl>
           </section>
+
+          <CaState keys={keys.data} />
 
           <section aria-labelledby="url-h">
             <h2 id="url-h">URL signing keys</h2>

@@ -716,6 +716,7 @@ export class RolloutEngine {
       // no answer from the database (the lease's), or another instance leads: that one
       // ticked through any outage too, and moves the rates on when it ends
       if (this.lease.unreachable && !this.busCut) this.storeDown(this.now());
+      else if (!this.busCut) this.storeAnswersElsewhere(this.now());
       else this.storeDownSince = undefined;
       return;
     }
@@ -755,6 +756,19 @@ export class RolloutEngine {
     this.storeOutage = { since, until: now };
     this.quiet.clear(); // every job is looked at now, and its rate moved on
     this.deps.logger.info('the state database answers again: rollouts go on, each job\'s rate where it stopped', { seconds: Math.max(0, Math.round((now - since) / 1000)) });
+  }
+
+  /**
+   * The lease answered on an instance that does not lead: an outage of the state database it
+   * said the start of is over, said here too (QA: the WARN of the start on a follower had no
+   * end). The leader moves the jobs' rates on by its own view of the outage; this one keeps
+   * nothing of it.
+   */
+  private storeAnswersElsewhere(now: number): void {
+    const since = this.storeDownSince;
+    if (since === undefined) return;
+    this.storeDownSince = undefined;
+    this.deps.logger.info('the state database answers again: another instance leads rollouts, and moves each job\'s rate on', { seconds: Math.max(0, Math.round((now - since) / 1000)) });
   }
 
   /**

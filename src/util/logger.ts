@@ -50,7 +50,8 @@ function textValue(v: unknown): string {
 
 /** One event as a line of the text format: time, level, [component], message, then `key=value` fields. */
 export function formatTextLine(time: string, level: Exclude<LogLevel, 'silent'>, component: string | undefined, msg: string, fields?: Record<string, unknown>): string {
-  const extra = fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${textValue(v)}`).join(' ') : '';
+  // no fields (none given, or {}): no trailing space after the message
+  const extra = fields && Object.keys(fields).length > 0 ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${textValue(v)}`).join(' ') : '';
   // a message carrying text from elsewhere (an error's) stays on its line
   const oneLine = msg.includes('\n') || msg.includes('\r') ? msg.replace(/\r?\n|\r/g, '\\n') : msg;
   return `${time} ${level.toUpperCase().padEnd(5)} ${component ? `[${component}] ` : ''}${oneLine}${extra}`;

@@ -118,6 +118,23 @@ if (!started.ok) {
       return { a, b, ...(await outage(a, [a, b], before, down)) };
     };
 
+    it('an instance that does not lead says the end of an outage it said the start of', async () => {
+      lines.length = 0;
+      const { a, b } = await twoThrough(1, 10);
+      await a.tick();
+      await b.tick();
+      assert.deepEqual([a.rollouts.engine.isLeader, b.rollouts.engine.isLeader], [true, false], 'a leads again, b follows');
+      const of = (name: string) => lines.filter((l) => l.startsWith(`${name} `) && l.includes('the state database'));
+      const follower = of('b');
+      // QA: the follower's start had no end, and ended with a space (no fields)
+      assert.equal(follower.length, 2, `the follower's lines of the outage:\n${follower.join('\n')}`);
+      assert.match(follower[0]!, /WARN .*the state database does not answer: rollouts wait for it; the rate of each job leaves the outage out when it answers again$/, 'the start, without a trailing space');
+      assert.match(follower[1]!, /INFO .*the state database answers again: another instance leads rollouts, and moves each job's rate on seconds=601$/, 'the end, on the follower too');
+      const leader = of('a');
+      assert.equal(leader.length, 2, `the leader's lines of the outage:\n${leader.join('\n')}`);
+      assert.match(leader[1]!, /INFO .*rollouts go on, each job's rate where it stopped seconds=601$/, "the leader's end, as before");
+    });
+
     it('is left out by an instance that takes the lead when it ends, having ticked through it as a follower', async () => {
       const { a, b, ids, jobId } = await twoThrough(1, 10);
       await a.rollouts.stop(); // a died in the outage

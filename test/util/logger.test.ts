@@ -17,6 +17,14 @@ function capture(format?: 'text' | 'json', level: 'debug' | 'info' = 'info') {
 }
 
 describe('logger', () => {
+  it('text: a line with no fields, or {}, ends with its message (no trailing space)', () => {
+    const { lines, log } = capture();
+    log.child('rollouts').warn('no fields');
+    log.child('rollouts').warn('empty fields', {});
+    assert.equal(lines.length, 2);
+    for (const l of lines) assert.match(l, /\[rollouts\] (no fields|empty fields)$/, `no trailing space: ${JSON.stringify(l)}`);
+  });
+
   it('text: quotes a value that has a space, quote, = or control character, or is empty; leaves plain ones as they are', () => {
     const { lines, log } = capture();
     log.child('download').warn('download refused', {

@@ -7,7 +7,7 @@
  * server's new-CA certificate after the switch (QA of the CA rollover, 2026-12-06).
  */
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { UpdraftError } from '../errors.ts';
 import type { Logger } from '../util/logger.ts';
@@ -56,6 +56,20 @@ export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
 }
 
 /**
+ * True while the agent's own renewal writes its pair (`saveRenewedFiles`: `<cert>.renewed`,
+ * for the few milliseconds of its renames). One older than a minute was left by a save that
+ * failed (a full disk): the next start settles it, and until then the files are read as they
+ * are, rather than never again (review, 2026-12-06).
+ */
+function renewalUnderWay(file: string): boolean {
+  try {
+    return Date.now() - statSync(file).mtimeMs < 60_000;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A reader of the TLS files given (`files`: their paths), for the agent's `reloadTls`: each
  * `read` reads them (synchronously: a few small files, as a reconnect attempt starts) and
  * returns them when they differ from what was read or written last (`current` at first),
@@ -83,7 +97,7 @@ export class TlsFileReader {
 
   read(): TlsMaterial | undefined {
     const files = this.files;
-    if (files.cert !== undefined && existsSync(`${files.cert}.renewed`)) return undefined;
+    if (files.cert !== undefined && renewalUnderWay(`${files.cert}.renewed`)) return undefined;
     const read: TlsMaterial = {};
     try {
       for (const k of ['ca', 'cert', 'key'] as const) if (files[k] !== undefined) read[k] = readFileSync(files[k]!, 'utf8');

@@ -185,6 +185,28 @@ export class ExecutionTracker {
   }
 
   /**
+   * Records again what a device's shadow reports (`reported.software`, read back from the
+   * store: the rollout engine's catch-up when it takes the lead), as a report the execution
+   * may hold already: one that changes nothing but the report's times writes nothing (QA:
+   * each lease taken moved `lastReportAt` and `updatedAt` of every open execution to that
+   * moment). One that changes the row (a report the shadow got and the execution did not)
+   * is stamped `reportedAt`, when the report was written to the shadow, if known and not later
+   * than now.
+   */
+  reapply(deviceId: string, reportedSoftware: unknown, reportedAt?: number): Promise<void> {
+    const reported = parseReportedSoftware(reportedSoftware);
+    if (!reported?.jobId) return Promise.resolve();
+    const agentId = reported.jobId;
+    const parsed = parseAgentJobId(agentId);
+    return this.queue
+      .run(`${parsed?.jobId ?? agentId}/${deviceId}`, () => this.record(agentId, deviceId, reported, true, reportedAt))
+      .catch((err: unknown) => {
+        this.deps.logger.error('execution not recorded; tried again until it is', { jobId: agentId, deviceId, error: asUpdraftError(err).message });
+        if (parsed) this.unrecorded.owe(parsed.jobId, deviceId, isOutcome(reported) ? { outcome: reportedSoftware } : {});
+      });
+  }
+
+  /**
    * One more try of what an execution is owed (unrecorded-reports.ts), in the execution's
    * queue, so that it is ordered with the reports arriving meanwhile. Idempotent, as a report
    * applied twice is (a duplicate changes nothing, a finished execution does not move): a
@@ -262,7 +284,7 @@ export class ExecutionTracker {
   }
 
   /** `again`: a report read back from the shadow (a retry, a scan), which the row may hold already. */
-  private async record(agentId: string, deviceId: string, reported: ReportedSoftware, again = false): Promise<void> {
+  private async record(agentId: string, deviceId: string, reported: ReportedSoftware, again = false, reportedAt?: number): Promise<void> {
     // job ids are UUIDs (no dot): a dotted id is an attempt or a control command, never
     // looked up as a job itself (that was a store read missed per report of a retry)
     const parsed = parseAgentJobId(agentId);
@@ -271,6 +293,8 @@ export class ExecutionTracker {
     if (!job) return;
     const { attempt, control } = parsed;
     const now = this.now();
+    // the report's own time (read back from the shadow), never later than now
+    const at = reportedAt !== undefined && reportedAt < now ? reportedAt : now;
     if (control) return this.recordControl(job, deviceId, agentId, parsed, reported, now);
     const to = executionStatusFor(reported.status);
     if (!to) return;
@@ -280,8 +304,8 @@ export class ExecutionTracker {
       (cur) => {
         // a late report about an earlier attempt (or an attempt not sent yet) changes nothing,
         // but the success of an earlier attempt is kept with that attempt (earlierSuccess)
-        if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, attempt, to, reported, now) : undefined;
-        const change = this.transition(job, cur, to, reported, now);
+        if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, attempt, to, reported, at) : undefined;
+        const change = this.transition(job, cur, to, reported, at);
         // a report the row holds already, read again from the shadow: not a new report (its
         // lastReportAt, and the step timer's phaseStartedAt, stay the device's). Only what the
         // report would write is compared, all of it: a new wait (waiting.count) or AWS

@@ -31,7 +31,7 @@ import type { EventBus } from '../events/event-bus.ts';
 import { isJsonObject, type JsonObject } from '../protocol/json.ts';
 import { parseReportedSoftware, type ReportedSoftware } from '../protocol/software.ts';
 import type { ShadowReplica } from '../shadow/replica.ts';
-import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type ExecutionCount, type ExecutionRecord, type JobRecord, type JobStatus, type StateStore } from '../store/state-store.ts';
+import { ACTIVE_JOB_STATUSES, type ArtifactRecord, type ExecutionCount, type ExecutionRecord, type JobRecord, type JobStatus, type ShadowRecord, type StateStore } from '../store/state-store.ts';
 import { JOB_CHUNK } from '../store/job-creation.ts';
 import { startInSlices } from '../util/in-slices.ts';
 import type { Logger } from '../util/logger.ts';
@@ -2012,13 +2012,34 @@ export class RolloutEngine {
       for (const [n, e] of sent.entries()) {
         const shadow = shadows[n];
         const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
-        if (parseReportedSoftware(reported)?.jobId === agentJobId(e.jobId, e.attempt ?? 1)) void this.deps.tracker.apply(e.deviceId, reported);
+        // read back, not a new report: a row it leaves as it is is not written (its
+        // lastReportAt stays the device's), one it changes takes the report's own time
+        if (parseReportedSoftware(reported)?.jobId === agentJobId(e.jobId, e.attempt ?? 1)) void this.deps.tracker.reapply(e.deviceId, reported, reportedAt(shadow!));
       }
       // the embedded store reads synchronously: a job with 100,000 commands out would hold
       // the server for seconds at start-up; let device traffic through between pages
       if (more) await nextTurn();
     }
   }
+}
+
+/**
+ * When the shadow's `reported.software` was last written, in ms: the newest timestamp of its
+ * metadata's leaves (seconds, the replica's clock); undefined without metadata.
+ */
+function reportedAt(shadow: ShadowRecord): number | undefined {
+  const newest = (meta: unknown): number | undefined => {
+    if (!isJsonObject(meta)) return undefined;
+    if (typeof meta.timestamp === 'number') return meta.timestamp;
+    let most: number | undefined;
+    for (const v of Object.values(meta)) {
+      const t = newest(v);
+      if (t !== undefined && (most === undefined || t > most)) most = t;
+    }
+    return most;
+  };
+  const seconds = newest(shadow.metadata.reported?.software);
+  return seconds === undefined ? undefined : seconds * 1000;
 }
 
 /**

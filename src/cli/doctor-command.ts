@@ -122,6 +122,9 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     if (m.webhook && m.webhook.waiting >= 100) add('warn', 'webhook', `${m.webhook.waiting} notification(s) wait to be sent: the receiver is down or slow (past 1,000 the oldest are dropped)`);
   }
 
+  // which instance leads rollouts (sends the commands, times executions out): one per database
+  if (m?.rollouts) add('ok', 'leader', m.rollouts.leader ? 'this instance leads rollouts' : 'this instance follows: another instance on its database leads rollouts (its GET /api/v1/metrics says rollouts.leader true)');
+
   // agents that install unsigned software (they say so when they connect): a fleet query,
   // which reads the whole fleet when none does
   const careless = await firstMatches<{ deviceId: string }>(api, 'reported.agent.trust = unsigned').catch(() => undefined);

@@ -24,6 +24,12 @@ export interface InstanceMetrics {
    */
   storage: { store: 'embedded' | 'postgres'; artifacts: 'local' | 's3' };
   /**
+   * `leader`: whether this instance leads rollouts now (holds the rollouts lease: it sends the
+   * commands, times executions out, advances waves; the others follow). Alone on its store it
+   * always does. Absent from servers before it.
+   */
+  rollouts?: { leader: boolean };
+  /**
    * The operator API: changes asked (any method but GET and HEAD, but for a job's dry run;
    * whatever the answer), calls refused for their token, and connections to the HTTP listener
    * (API, downloads, dashboard) refused at the process's open-file limit.
@@ -118,6 +124,7 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   family('updraft_mqtt_connected_clients', 'gauge', 'Connections on the embedded broker (0 with an external broker).', one(m.mqtt.connectedClients));
   family('updraft_mqtt_refused_connections_total', 'counter', 'Connections the embedded broker refused: CONNECTs at an admission limit, and connections at the process\'s open-file limit (the log says which).', one(m.mqtt.refusedConnections));
   family('updraft_mqtt_refused_at_file_limit_total', 'counter', "Of the embedded broker's refused connections, those closed at the process's open-file limit (ulimit -n): raise it.", one(m.mqtt.refusedAtFileLimit));
+  if (m.rollouts) family('updraft_rollouts_leader', 'gauge', 'Whether this instance leads rollouts (1) or follows another that does (0): exactly one instance of a cluster should say 1.', one(m.rollouts.leader ? 1 : 0));
   family('updraft_online_devices', 'gauge', 'Devices this instance sees online.', one(m.mqtt.onlineDevices));
   family('updraft_shadow_requests_total', 'counter', 'Shadow requests (update, get, delete) received over MQTT, on state/... or $aws/things/... topics.', one(m.shadow.requests));
   family(

@@ -469,6 +469,7 @@ export class UpdraftServer {
         shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
         downloads: { ...downloadStats },
         storage: { store: config.db ? 'postgres' : 'embedded', artifacts: config.blob ? 's3' : 'local' },
+        rollouts: { leader: leading.isLeader },
         api: { ...this.http.stats },
         webhook: webhook ? { ...webhook.stats } : null,
         eventRelay: relay ? { dropped: relay.dropped, undeliverable: relay.undeliverable } : null,

@@ -32,7 +32,8 @@ describe('updraft doctor', () => {
     const r = await doctor();
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const verdicts = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(6, 17).trim(), l.slice(0, 4).trim()]));
-    assert.deepEqual(verdicts, { reachable: 'ok', clock: 'ok', ready: 'ok', token: 'ok', 'signing key': 'note', CA: 'ok', tls: 'ok', load: 'ok' });
+    assert.deepEqual(verdicts, { reachable: 'ok', clock: 'ok', ready: 'ok', token: 'ok', 'signing key': 'note', CA: 'ok', tls: 'ok', load: 'ok', leader: 'ok' });
+    assert.match(r.stdout, /^ok    leader +this instance leads rollouts$/m, 'alone on its store, it leads');
     assert.match(r.stdout, /^note  signing key  [0-9a-f]{16}, no certificate from an offline root: replacing it means provisioning every device again/m);
   });
 

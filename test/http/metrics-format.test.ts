@@ -60,6 +60,7 @@ describe('metrics for Prometheus', () => {
       shadow: { requests: 900, rejections: { '413': 1, '400': 3 } },
       downloads: { served: 40, refused: 2, bytes: 4_000_000, cut: 3, unavailable: 5, missing: 6 },
       storage: { store: 'embedded', artifacts: 'local' },
+      rollouts: { leader: true },
       api: { changes: 12, refusedTokens: 3, refusedConnections: 4 },
       webhook: null,
       eventRelay: null,
@@ -82,6 +83,7 @@ describe('metrics for Prometheus', () => {
       'updraft_mqtt_connected_clients 7',
       'updraft_mqtt_refused_connections_total 2',
       'updraft_mqtt_refused_at_file_limit_total 1',
+      'updraft_rollouts_leader 1',
       'updraft_online_devices 5',
       'updraft_shadow_requests_total 900',
       'updraft_shadow_rejections_total{code="400"} 3',
@@ -106,7 +108,7 @@ describe('metrics for Prometheus', () => {
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 21);
+    assert.equal(types.length, 22, "one TYPE line per family");
     // `quantile` is a summary's label (OpenMetrics reserves it): no gauge carries it
     assert.doesNotMatch(text, /quantile=/);
     assert.ok(types.includes('# TYPE updraft_event_loop_delay_p99_seconds gauge'));

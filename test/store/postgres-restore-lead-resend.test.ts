@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
+import { diagnose } from '../../src/cli/doctor-command.ts';
 import { LEAD_TAKEN } from '../../src/jobs/disruption-resync.ts';
 import { PostgresStore } from '../../src/store/postgres-store.ts';
 import { createLogger } from '../../src/util/logger.ts';
@@ -171,6 +172,17 @@ if (!pgResult.ok) {
           [],
           'the follower runs no pass',
         );
+
+        // which instance leads, said by each: GET /api/v1/metrics (JSON and Prometheus) and doctor
+        for (const [n, leads] of [[0, true], [1, false]] as const) {
+          const s = servers[n]!;
+          const json = (await (await fetch(`${s.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { rollouts?: { leader: boolean } };
+          assert.deepEqual(json.rollouts, { leader: leads }, `instance ${n}: rollouts.leader`);
+          const text = await (await fetch(`${s.httpUrl}/api/v1/metrics`, { headers: { authorization: `Bearer ${TOKEN}`, accept: 'text/plain' } })).text();
+          assert.match(text, new RegExp(`^updraft_rollouts_leader ${leads ? 1 : 0}$`, 'm'), `instance ${n}: the gauge`);
+          const said = (await diagnose({ server: s.httpUrl, token: TOKEN, retryForMs: 0 })).filter((f) => f.check === 'leader');
+          assert.deepEqual(said.map((f) => [f.verdict, f.text.startsWith(leads ? 'this instance leads rollouts' : 'this instance follows: another instance')]), [['ok', true]], `instance ${n}: doctor's line`);
+        }
       } finally {
         await agent?.stop().catch(() => undefined);
         for (const s of servers.reverse()) await s.stop().catch(() => undefined);

@@ -157,7 +157,8 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
 
   // during a CA rollover, devices still on the previous CA (their agents report their
   // certificate's issuer): `ca drop-previous` locks them out, and refuses while there are any
-  if (m?.tls?.previousCaExpiresAt != null && typeof keys.ca === 'string') {
+  // (while it is valid: once expired it is ignored, and its devices are refused already)
+  if (m?.tls?.previousCaExpiresAt != null && m.tls.previousCaExpiresAt * 1000 > now && typeof keys.ca === 'string') {
     const still = await previousCaFinding(api, keys.ca, typeof keys.previousCa === 'string' ? keys.previousCa : undefined).catch(() => undefined);
     if (still) add(still.verdict, still.check, still.text);
   }
@@ -236,35 +237,47 @@ function tlsFindings(t: InstanceMetrics['tls'], now: number): Finding[] {
  * (`previousCaPem`, GET /api/v1/keys `previousCa`), as `updraft ca drop-previous` counts them;
  * from a server that names the current CA only (`ca`), those of any CA other than the current
  * one, which the embedded broker and a generated Mosquitto listener accept only while it is
- * the previous CA. Undefined when none did.
+ * the previous CA. Revoked devices are said apart: the renewal refuses them, so they never
+ * move, and drop-previous does not refuse for them (the fleet query has no field for it: the
+ * answer's `revoked` tells them). Undefined when none did.
  */
 async function previousCaFinding(api: ApiClient, currentCaPem: string, previousCaPem: string | undefined): Promise<Finding | undefined> {
   const query = previousCaPem !== undefined ? issuerQuery(caSubject(previousCaPem)) : issuerQuery(caSubject(currentCaPem), '!=');
-  const found = await countMatches<{ deviceId: string }>(api, query);
-  if (found.count === 0) return undefined;
-  const some = `${found.first.map((d) => d.deviceId).join(', ')}${found.count > found.first.length ? ', …' : ''}`;
+  const found = await countMatches<{ deviceId: string; revoked?: boolean }>(api, query, (d) => d.revoked === true);
+  if (found.count === 0 && found.set === 0) return undefined;
   const of = previousCaPem !== undefined ? 'of the previous CA (pki/previous-ca.crt)' : 'not of the current CA, so of the previous one (pki/previous-ca.crt)';
+  const revoked = found.set > 0 ? `${found.set} revoked device(s) (${found.firstSet.map((d) => d.deviceId).join(', ')}${found.set > found.firstSet.length ? ', …' : ''})` : '';
+  if (found.count === 0) {
+    return { verdict: 'note', check: 'CA', text: `${revoked} report a client certificate ${of}: refused anyway (revoked), they do not hold updraft ca drop-previous back (list them: ${listCommand(query)})` };
+  }
+  const some = `${found.first.map((d) => d.deviceId).join(', ')}${found.count > found.first.length ? ', …' : ''}`;
+  const besides = found.set > 0 ? ` (besides ${revoked}, refused anyway)` : '';
   return {
     verdict: 'warn',
     check: 'CA',
-    text: `${found.count} device(s) (${some}) still report a client certificate ${of}: updraft ca drop-previous would lock them out, and refuses while any do; agents with the new CA in --ca move at their next connect (list them: ${listCommand(query)})`,
+    text: `${found.count} device(s) (${some}) still report a client certificate ${of}${besides}: updraft ca drop-previous would lock them out, and refuses while any do; agents with the new CA in --ca move at their next connect (list them: ${listCommand(query)}${found.set > 0 ? '; revoked ones are listed too' : ''})`,
   };
 }
 
 /**
  * How many devices a fleet query selects, and the first 5: the whole fleet read, a page
- * (at most 10,000 devices read) at a time.
+ * (at most 10,000 devices read) at a time. Those `apart` holds for are counted apart (`set`,
+ * `firstSet`), not in `count` and `first`.
  */
-async function countMatches<T>(api: ApiClient, query: string): Promise<{ count: number; first: T[] }> {
+async function countMatches<T>(api: ApiClient, query: string, apart: (item: T) => boolean = () => false): Promise<{ count: number; first: T[]; set: number; firstSet: T[] }> {
   let after: string | undefined;
-  let count = 0;
-  const first: T[] = [];
+  const r = { count: 0, first: [] as T[], set: 0, firstSet: [] as T[] };
   for (;;) {
     const q = new URLSearchParams({ limit: '1000', query, ...(after !== undefined ? { after } : {}) });
     const page = await api.call<{ items: T[]; next?: string }>('GET', `/api/v1/fleet/devices?${q}`);
-    count += page.items.length;
-    first.push(...page.items.slice(0, 5 - first.length));
-    if (page.next === undefined) return { count, first };
+    for (const item of page.items) {
+      const aside = apart(item);
+      if (aside) r.set++;
+      else r.count++;
+      const first = aside ? r.firstSet : r.first;
+      if (first.length < 5) first.push(item);
+    }
+    if (page.next === undefined) return r;
     after = page.next;
   }
 }

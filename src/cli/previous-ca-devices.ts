@@ -16,6 +16,7 @@ import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { caSubject, issuerQuery } from '../protocol/certificate-issuer.ts';
 import type { OfflineStoreSource } from '../server/shared-secrets.ts';
+import { unnamedPostgres } from '../server/store-kind.ts';
 
 /** What one read of the fleet found. */
 export interface CaCount {
@@ -23,8 +24,14 @@ export interface CaCount {
   previousSubject: string;
   /** The query that lists the devices on the previous CA (`updraft device list --query`). */
   previousQuery: string;
-  /** Devices that reported a certificate of the previous CA. */
+  /** Devices not revoked that reported a certificate of the previous CA: those a drop locks out. */
   onPrevious: number;
+  /**
+   * Revoked devices that reported a certificate of the previous CA: refused anyway (a renewal,
+   * pki/certificate-renewal.ts, refuses a revoked device), so they can never move and a drop
+   * changes nothing for them; counted apart, not refused for.
+   */
+  revokedOnPrevious: number;
   /** Devices that reported a certificate of the current CA (undefined without a readable pki/ca.crt). */
   onCurrent?: number;
   /** Registered devices that reported no issuer: not counted either way. */
@@ -43,7 +50,7 @@ export async function countDevicesByCa(source: OfflineStoreSource, previousPem: 
   const previousSubject = caSubject(previousPem);
   const currentSubject = currentPem === undefined ? undefined : caSubject(currentPem);
   const previousQuery = issuerQuery(previousSubject);
-  const count: CaCount = { previousSubject, previousQuery, onPrevious: 0, ...(currentSubject !== undefined ? { onCurrent: 0 } : {}), unreported: 0 };
+  const count: CaCount = { previousSubject, previousQuery, onPrevious: 0, revokedOnPrevious: 0, ...(currentSubject !== undefined ? { onCurrent: 0 } : {}), unreported: 0 };
   // loaded here only: the CLI's other commands start without the stores' modules
   const [{ loadConfig }, { parseQuery }, { scanDevices }, { createStateStore }, { createLogger }, { redactUrl }] = await Promise.all([
     import('../config/load-config.ts'),
@@ -55,9 +62,15 @@ export async function countDevicesByCa(source: OfflineStoreSource, previousPem: 
   ]);
   const config = loadConfig({ ...(source.config !== undefined ? { file: source.config } : {}), env: process.env, flags: { 'data-dir': source.dataDir, db: source.db } });
   const dataDir = path.resolve(config.dataDir);
+  if (!config.db) {
+    // its server moved to PostgreSQL: an updraft.db left from its SQLite days is stale
+    const postgres = await unnamedPostgres(dataDir);
+    if (postgres !== undefined) throw new UpdraftError('CONFIG', postgres);
+  }
   if (!config.db && !existsSync(path.join(dataDir, 'updraft.db'))) {
-    // a server ran here (it made the operator token) and kept no updraft.db: it runs on
-    // PostgreSQL, and its devices would be counted nowhere; without a token no server ever ran
+    // a server of before store.json ran here (it made the operator token) and kept no
+    // updraft.db: it runs on PostgreSQL, and its devices would be counted nowhere; without a
+    // token no server ever ran
     if (existsSync(path.join(dataDir, 'operator-token'))) throw new UpdraftError('CONFIG', `the server of ${dataDir} runs on PostgreSQL: it has an operator-token and no updraft.db`);
     return count;
   }
@@ -70,7 +83,10 @@ export async function countDevicesByCa(source: OfflineStoreSource, previousPem: 
     await scanDevices(
       store,
       (s) => {
-        if (onPrevious.matches(s)) count.onPrevious++;
+        if (onPrevious.matches(s)) {
+          if (s.device.revoked) count.revokedOnPrevious++;
+          else count.onPrevious++;
+        }
         else if (onCurrent?.matches(s)) count.onCurrent!++;
         else if (typeof (s.reported?.agent as { certificateIssuer?: unknown } | undefined)?.certificateIssuer !== 'string') count.unreported++;
         return false;

@@ -10,6 +10,7 @@ import { ManifestSigner } from '../signing/manifest-signer.ts';
 import { loadKeyCertificate } from '../signing/root-key.ts';
 import { loadOrCreateSigningKey, signingKeyPaths, type SoftwareSigningKey } from '../signing/signing-key.ts';
 import type { Logger } from '../util/logger.ts';
+import { recordStoreKind } from './store-kind.ts';
 import { checkTlsFiles, type TlsFileSettings } from './tls-files-check.ts';
 
 /** What `loadSecurity` resolved. */
@@ -27,6 +28,10 @@ export interface SecurityMaterial {
 
 /** Loads (creating on first start) the signing key, the CA and the listeners' TLS material. */
 export async function loadSecurity(config: UpdraftConfig, dataDir: string, logger: Logger): Promise<SecurityMaterial> {
+  // which store this start runs on (the store is started by now), for the offline CA commands
+  // (server/store-kind.ts); here because it runs at every start, with the settings, under the
+  // data directory's setup lock
+  await recordStoreKind(dataDir, config.db ? 'postgres' : 'sqlite');
   const { key: signingKey, created } = await loadOrCreateSigningKey(dataDir);
   const publicKeyFile = signingKeyPaths(dataDir).pub;
   if (created) logger.debug('software signing key created; provision devices with its public key', { publicKey: publicKeyFile, keyId: signingKey.keyId });

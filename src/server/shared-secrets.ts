@@ -34,6 +34,7 @@ import type { SigningKey } from '../artifacts/url-signer.ts';
 import { UpdraftError } from '../errors.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { unnamedPostgres } from './store-kind.ts';
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number }) => Promise<Buffer>;
 
@@ -203,7 +204,12 @@ export interface OfflineStoreSource {
 export async function recordOffline(source: OfflineStoreSource, names: readonly SharedSecretName[]): Promise<{ where: string; recorded: SharedSecretName[] } | undefined> {
   const { loadConfig } = await import('../config/load-config.ts');
   const config = loadConfig({ ...(source.config !== undefined ? { file: source.config } : {}), env: process.env, flags: { 'data-dir': source.dataDir, db: source.db } });
-  if (!config.db) return undefined;
+  if (!config.db) {
+    // a directory whose server runs on PostgreSQL: not recording there is no choice to make in silence
+    const postgres = await unnamedPostgres(path.resolve(config.dataDir));
+    if (postgres !== undefined) throw new UpdraftError('CONFIG', postgres);
+    return undefined;
+  }
   // loaded here only: the CLI's other commands start without the stores' modules
   const [{ createStateStore }, { createLogger }, { redactUrl }] = await Promise.all([import('./adapters.ts'), import('../util/logger.ts'), import('../util/redact-url.ts')]);
   const dataDir = path.resolve(config.dataDir);

@@ -6,17 +6,22 @@
  * certificate of the previous CA, naming how many and how to list them; --force drops anyway.
  * `updraft doctor` warns of them from the running server. Real servers, real agents over
  * MQTTS with client certificates, the real CLI (QA: a drop run too early locked out 5 devices).
+ * Neither refuses for revoked devices (never moved: their renewal is refused) nor for those of
+ * an expired previous CA (refused already); --config gives the data directory; a directory
+ * moved from SQLite to PostgreSQL is not counted in its stale updraft.db (review of a896f56).
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { caPaths } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import type { TestServer } from '../helpers/server.ts';
-import { RolloverFixture, issuedBy, reportedIssuer, rolledOver } from './ca-rollover-fixture.ts';
+import { RolloverFixture, expiredCa, issuedBy, reportedIssuer, rolledOver } from './ca-rollover-fixture.ts';
 
 /** A CA's subject as agents report an issuer: Node's DN, its lines joined with ', ' (docs/protocol.md). */
 const nameOf = (pem: string) => new X509Certificate(pem).subject.split('\n').join(', ');
@@ -26,6 +31,16 @@ const listed = async (ts: TestServer, query: string) => {
   const r = await runCli(['device', 'list', '--query', query, ...api(ts)]);
   assert.equal(r.code, 0, `device list: ${r.stderr}`);
   return r.stdout.split('\n').filter((l) => l.trim() !== '' && l !== 'no devices').map((l) => l.split(/\s+/)[0]);
+};
+/** Registers `deviceId`, which reports `issuer` as its certificate's over its own MQTT connection, as an agent does. */
+const reports = async (ts: TestServer, deviceId: string, issuer: string) => {
+  const device = await connectDevice(ts, deviceId);
+  try {
+    await device.subscribe(`state/${deviceId}/#`);
+    await device.request(`state/${deviceId}/update`, { state: { reported: { agent: { certificateIssuer: issuer } } } });
+  } finally {
+    await device.end();
+  }
 };
 /** The query of a line's `updraft device list --query '...'` (single-quoted, as printed). */
 const queryIn = (line: string) => {
@@ -51,10 +66,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.ok(issuedBy(pair.certificate, r.newCa), 'the renewed certificate is of the new CA');
     await reportedIssuer(ts, 'm-1', newName); // said after the renewal, without a restart
     // a device whose certificate is of an unrelated CA (not Updraft's): on neither CA
-    const other = await connectDevice(ts, 'o-1');
-    await other.subscribe('state/o-1/#');
-    await other.request('state/o-1/update', { state: { reported: { agent: { certificateIssuer: 'CN=Other CA, O=Elsewhere' } } } });
-    await other.end();
+    await reports(ts, 'o-1', 'CN=Other CA, O=Elsewhere');
 
     const doctor = await runCli(['doctor', ...api(ts)]);
     const warning = doctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(s-1\) still report a client certificate of the previous CA \(pki\/previous-ca\.crt\)/.test(l));
@@ -109,6 +121,80 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.match(dropped.stdout, /kept as .*previous-ca\.crt\.dropped \(nothing reads it\); to undo, with the server stopped: mv /, dropped.stdout);
     assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
   });
+
+  it('revoked devices on the previous CA do not hold the drop back (their renewal is refused): doctor and drop-previous say them apart', async () => {
+    const r = await rolledOver(fx, []);
+    const ts = await fx.start(r.dataDir);
+    await reports(ts, 'r-1', nameOf(r.oldCa));
+    await reports(ts, 'k-1', nameOf(r.newCa));
+    const revoked = await runCli(['device', 'revoke', 'r-1', ...api(ts)]);
+    assert.equal(revoked.code, 0, `device revoke: ${revoked.stderr}`);
+    const doctor = await runCli(['doctor', ...api(ts)]);
+    assert.doesNotMatch(doctor.stdout, /would lock them out/, `no warning for a revoked device: ${doctor.stdout}`);
+    assert.ok(
+      doctor.stdout.split('\n').some((l) => /^note\s+CA\s+1 revoked device\(s\) \(r-1\) report a client certificate of the previous CA \(pki\/previous-ca\.crt\): refused anyway \(revoked\)/.test(l)),
+      `doctor says the revoked device apart: ${doctor.stdout}`,
+    );
+    await ts.stop();
+
+    const dropped = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir]);
+    assert.equal(dropped.code, 0, `dropped though a revoked device is on the previous CA: ${dropped.stderr}`);
+    assert.match(dropped.stdout, /^previous CA removed/, dropped.stdout);
+    assert.match(dropped.stdout, /counted in .*updraft\.db: 0 devices on the previous CA \(besides 1 revoked, refused anyway\), 1 on the current CA, 0 reporting no issuer/, dropped.stdout);
+    assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
+  });
+
+  it('an expired previous CA: dropped without --force, saying its devices were refused since it expired; doctor does not say a drop locks them out', async () => {
+    const dataDir = await fx.tmp('updraft-drop-expired-');
+    const { ca: expired } = expiredCa('e-1');
+    const first = await fx.start(dataDir);
+    await first.stop();
+    await writeFile(caPaths(dataDir).previous, expired);
+    const ts = await fx.start(dataDir);
+    await reports(ts, 'e-1', nameOf(expired));
+    const doctor = await runCli(['doctor', ...api(ts)]);
+    assert.match(doctor.stdout, /the previous CA \(pki\/previous-ca\.crt\) expired on \d{4}-\d\d-\d\d and is ignored/, doctor.stdout);
+    assert.doesNotMatch(doctor.stdout, /would lock them out/, `no drop warning for an expired previous CA: ${doctor.stdout}`);
+    await ts.stop();
+
+    const dropped = await runCli(['ca', 'drop-previous', '--data-dir', dataDir]);
+    assert.equal(dropped.code, 0, `an expired previous CA is dropped: ${dropped.stderr}`);
+    assert.equal(dropped.stderr, '', 'nothing forced, no warning');
+    assert.match(dropped.stdout, /^previous CA removed/, dropped.stdout);
+    assert.match(dropped.stdout, /the previous CA expired on \d{4}-\d\d-\d\d; counted in .*updraft\.db: 1 device\(s\) reported a client certificate of it; they were refused already since then/, dropped.stdout);
+    assert.ok(!existsSync(caPaths(dataDir).previous), 'pki/previous-ca.crt is gone');
+  });
+
+  it('--config gives the data directory when --data-dir is not given (from another working directory); --data-dir wins when both are', async () => {
+    const r = await rolledOver(fx, []);
+    const ts = await fx.start(r.dataDir);
+    await reports(ts, 'c-1', nameOf(r.oldCa));
+    await ts.stop();
+    const elsewhere = await fx.tmp('updraft-drop-cwd-');
+    const config = path.join(elsewhere, 'server.json');
+    await writeFile(config, JSON.stringify({ dataDir: r.dataDir }));
+    const env = { UPDRAFT_DATA_DIR: '' };
+
+    const refused = await runCli(['ca', 'drop-previous', '--config', config], { cwd: elsewhere, env });
+    assert.equal(refused.code, 2, `counted in the file's data directory, refused: ${refused.stdout}${refused.stderr}`);
+    assert.ok(refused.stderr.includes(`1 device(s) reported a client certificate of the previous CA (${nameOf(r.oldCa)}) in ${path.join(r.dataDir, 'updraft.db')}`), refused.stderr);
+    assert.ok(!existsSync(path.join(elsewhere, 'data')), 'nothing made in ./data of the working directory');
+
+    const other = path.join(elsewhere, 'other');
+    const given = await runCli(['ca', 'drop-previous', '--config', config, '--data-dir', other], { cwd: elsewhere, env });
+    assert.equal(given.code, 0, given.stderr);
+    assert.equal(given.stdout, 'no previous CA: nothing to remove\n', '--data-dir wins over the file');
+    const help = await runCli(['ca', 'drop-previous', '--help']);
+    assert.match(help.stdout.replace(/\s+/g, ' '), /--data-dir and --db \(and UPDRAFT_DATA_DIR, UPDRAFT_DB\) win over it/, 'the help says which wins');
+
+    const forced = await runCli(['ca', 'drop-previous', '--config', config, '--force'], { cwd: elsewhere, env });
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.ok(!existsSync(caPaths(r.dataDir).previous), "dropped in the file's data directory");
+    const prepared = await runCli(['ca', 'rollover', '--prepare', '--config', config], { cwd: elsewhere, env });
+    assert.equal(prepared.code, 0, prepared.stderr);
+    assert.ok(existsSync(caPaths(r.dataDir).nextCert), "ca rollover --config: the next CA made in the file's data directory");
+    assert.ok(!existsSync(path.join(elsewhere, 'data')), 'nothing made in ./data of the working directory');
+  });
 });
 
 const started = await startTestPostgres();
@@ -136,7 +222,7 @@ describe('ca drop-previous on PostgreSQL (--db)', () => {
 
     const noDb = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir], { env: { UPDRAFT_DB: '' } });
     assert.notEqual(noDb.code, 0, `refused without the store: ${noDb.stdout}`);
-    assert.match(noDb.stderr.trim(), /^updraft: error: the devices still on the previous CA could not be counted \(the server of .* runs on PostgreSQL: .*\): not dropped; give the store the server uses \(--db <url> or --config <file>\), or drop it anyway with --force$/, noDb.stderr);
+    assert.match(noDb.stderr.trim(), /^updraft: error: the devices still on the previous CA could not be counted \(the server of .* (runs|last started) on PostgreSQL.*\): not dropped; give the store the server uses \(--db <url> or --config <file>\), or drop it anyway with --force$/, noDb.stderr);
 
     const refused = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--db', db]);
     assert.equal(refused.code, 2, `refused: ${refused.stderr}`);
@@ -146,5 +232,37 @@ describe('ca drop-previous on PostgreSQL (--db)', () => {
     const forced = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--db', db, '--force']);
     assert.equal(forced.code, 0, forced.stderr);
     assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
+  });
+
+  it('a data directory moved from SQLite to PostgreSQL: its stale updraft.db is not counted in; drop-previous and ca rollover refuse without --db; back on SQLite it counts there again', async () => {
+    const db = await pg.createDatabase();
+    const r = await rolledOver(fx, []); // the server ran on SQLite, then the rollover
+    assert.ok(existsSync(path.join(r.dataDir, 'updraft.db')), 'the SQLite store is left in the directory');
+    const ts = await fx.start(r.dataDir, { flags: { db } });
+    await reports(ts, 'q-1', nameOf(r.oldCa));
+    await ts.stop();
+    assert.deepEqual(JSON.parse(readFileSync(path.join(r.dataDir, 'store.json'), 'utf8')), { store: 'postgres' }, 'the store recorded: its kind, no URL');
+
+    const env = { UPDRAFT_DB: '' };
+    const noDb = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir], { env });
+    assert.notEqual(noDb.code, 0, `refused without the store: ${noDb.stdout}`);
+    const lines = noDb.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line: ${noDb.stderr}`);
+    assert.match(lines[0]!, /^updraft: error: the devices still on the previous CA could not be counted \(the server of .* last started on PostgreSQL \(store\.json\), so its updraft\.db, if any, is not the store it uses\): not dropped; give the store the server uses \(--db <url> or --config <file>\), or drop it anyway with --force$/, lines[0]);
+    assert.ok(existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is kept');
+    const rollover = await runCli(['ca', 'rollover', '--data-dir', r.dataDir], { env });
+    assert.equal(rollover.code, 2, `ca rollover refused without the store: ${rollover.stdout}`);
+    assert.match(rollover.stderr.trim(), /^updraft: error: the server of .* last started on PostgreSQL \(store\.json\).*; give that store with --db <url> or --config <file>: the new CA is recorded there .*; not rolled over, nothing changed$/, rollover.stderr);
+
+    const withDb = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--db', db]);
+    assert.equal(withDb.code, 2, `refused: ${withDb.stdout}${withDb.stderr}`);
+    assert.match(withDb.stderr, /1 device\(s\) reported a client certificate of the previous CA \(CN=[^)]*\) in postgres/, withDb.stderr);
+
+    // moved back to SQLite: the record says so, and the file is read again
+    const back = await fx.start(r.dataDir);
+    await back.stop();
+    const sqlite = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir], { env });
+    assert.equal(sqlite.code, 0, sqlite.stderr);
+    assert.match(sqlite.stdout, /counted in .*updraft\.db: 0 devices on the previous CA/, sqlite.stdout);
   });
 });

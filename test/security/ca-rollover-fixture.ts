@@ -9,6 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import forge from 'node-forge';
 import type { UpdateAgent } from '../../src/agent/agent.ts';
 import type { UpdateAgentOptions } from '../../src/agent/agent-options.ts';
 import type { TlsPair } from '../../src/agent/certificate-renewer.ts';
@@ -126,4 +127,34 @@ export async function reportedIssuer(ts: TestServer, deviceId: string, issuer: s
     30_000,
     `${deviceId} reported certificateIssuer "${issuer}"`,
   );
+}
+
+/**
+ * A CA that expired yesterday (named `CN=Expired device CA, O=Updraft`), and a certificate of
+ * it for `deviceId`, made as any CA would (node-forge): the device certificate is valid by its
+ * own dates, so that only its CA's end can refuse it.
+ */
+export function expiredCa(deviceId: string): { ca: string; device: { cert: string; key: string } } {
+  const keys = forge.pki.rsa.generateKeyPair(2048);
+  const caCert = forge.pki.createCertificate();
+  caCert.publicKey = keys.publicKey;
+  caCert.serialNumber = '01';
+  caCert.validity.notBefore = new Date(Date.now() - 400 * 86_400_000);
+  caCert.validity.notAfter = new Date(Date.now() - 86_400_000);
+  const name = [{ name: 'commonName', value: 'Expired device CA' }, { name: 'organizationName', value: 'Updraft' }];
+  caCert.setSubject(name);
+  caCert.setIssuer(name);
+  caCert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', critical: true, keyCertSign: true }]);
+  caCert.sign(keys.privateKey, forge.md.sha256.create());
+  const devKeys = forge.pki.rsa.generateKeyPair(2048);
+  const dev = forge.pki.createCertificate();
+  dev.publicKey = devKeys.publicKey;
+  dev.serialNumber = '02';
+  dev.validity.notBefore = new Date(Date.now() - 300 * 86_400_000);
+  dev.validity.notAfter = new Date(Date.now() + 30 * 86_400_000);
+  dev.setSubject([{ name: 'commonName', value: deviceId }]);
+  dev.setIssuer(name);
+  dev.setExtensions([{ name: 'extKeyUsage', clientAuth: true }]);
+  dev.sign(keys.privateKey, forge.md.sha256.create());
+  return { ca: forge.pki.certificateToPem(caCert), device: { cert: forge.pki.certificateToPem(dev), key: forge.pki.privateKeyToPem(devKeys.privateKey) } };
 }

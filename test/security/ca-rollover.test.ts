@@ -12,13 +12,12 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import forge from 'node-forge';
 import { caPaths, createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { tryConnect } from '../helpers/mqtt-client.ts';
 import { registerDevice } from '../helpers/server.ts';
-import { RolloverFixture, issuedBy, parsed, reportedIssuer } from './ca-rollover-fixture.ts';
+import { RolloverFixture, expiredCa, issuedBy, parsed, reportedIssuer } from './ca-rollover-fixture.ts';
 import { startAgent } from './support.ts';
 
 describe('CA rollover: devices move to the new CA by themselves', () => {
@@ -257,37 +256,14 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
 
   it('without a rollover an old CA certificate is refused; an expired previous CA is ignored with a WARN', async () => {
     const dataDir = await tmp('updraft-rollover-expired-');
-    // a CA that expired yesterday, and a device certificate of it, made as any CA would
-    const keys = forge.pki.rsa.generateKeyPair(2048);
-    const caCert = forge.pki.createCertificate();
-    caCert.publicKey = keys.publicKey;
-    caCert.serialNumber = '01';
-    caCert.validity.notBefore = new Date(Date.now() - 400 * 86_400_000);
-    caCert.validity.notAfter = new Date(Date.now() - 86_400_000);
-    const name = [{ name: 'commonName', value: 'Expired device CA' }, { name: 'organizationName', value: 'Updraft' }];
-    caCert.setSubject(name);
-    caCert.setIssuer(name);
-    caCert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', critical: true, keyCertSign: true }]);
-    caCert.sign(keys.privateKey, forge.md.sha256.create());
-    const devKeys = forge.pki.rsa.generateKeyPair(2048);
-    const dev = forge.pki.createCertificate();
-    dev.publicKey = devKeys.publicKey;
-    dev.serialNumber = '02';
-    dev.validity.notBefore = new Date(Date.now() - 300 * 86_400_000);
-    // valid by its own dates, so that only its CA's end can refuse it (a certificate that had
-    // expired itself would be refused whatever the server trusted)
-    dev.validity.notAfter = new Date(Date.now() + 30 * 86_400_000);
-    dev.setSubject([{ name: 'commonName', value: 'x-1' }]);
-    dev.setIssuer(name);
-    dev.setExtensions([{ name: 'extKeyUsage', clientAuth: true }]);
-    dev.sign(keys.privateKey, forge.md.sha256.create());
-    const expiredCa = forge.pki.certificateToPem(caCert);
-    const device = { cert: forge.pki.certificateToPem(dev), key: forge.pki.privateKeyToPem(devKeys.privateKey) };
+    // a CA that expired yesterday, and a device certificate of it valid by its own dates (a
+    // certificate that had expired itself would be refused whatever the server trusted)
+    const { ca: expired, device } = expiredCa('x-1');
 
     const first = await start(dataDir);
     await registerDevice(first, 'x-1');
     await first.stop();
-    await writeFile(caPaths(dataDir).previous, expiredCa);
+    await writeFile(caPaths(dataDir).previous, expired);
     const lines: string[] = [];
     const ts = await start(dataDir, lines);
     const warned = parsed(lines).find((l) => String(l.msg).startsWith('the previous CA (pki/previous-ca.crt) is ignored'));

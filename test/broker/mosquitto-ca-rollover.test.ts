@@ -11,12 +11,12 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli, startCli } from '../helpers/cli.ts';
+import { Scratch } from '../helpers/scratch.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto, setupMosquittoTls } from '../helpers/mosquitto.ts';
 import { tryConnect } from '../helpers/mqtt-client.ts';
 import { startTestServer } from '../helpers/server.ts';
@@ -28,17 +28,9 @@ if (!found.ok) {
   it('CA rollover with Mosquitto', (t) => t.skip(message));
 } else {
   describe('CA rollover with an external Mosquitto: mosquitto-config --updraft-ca', () => {
-    const dirs: string[] = [];
-    const stops: (() => Promise<void>)[] = [];
-    const tmp = async (prefix: string) => {
-      const d = await mkdtemp(path.join(os.tmpdir(), prefix));
-      dirs.push(d);
-      return d;
-    };
-    after(async () => {
-      for (const s of stops.reverse()) await s().catch(() => {});
-      for (const d of dirs) await rm(d, { recursive: true, force: true });
-    });
+    const scratch = new Scratch();
+    const { tmp } = scratch;
+    after(() => scratch.release());
 
     it('the old CA accepted after the rollover, the new one too, a foreign one refused; the old refused after drop-previous', async () => {
       const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
@@ -58,7 +50,7 @@ if (!found.ok) {
       assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), oldCa.certificate);
 
       let proc: { child: ChildProcess; stop(): Promise<void> } = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
-      stops.push(() => proc.stop());
+      scratch.onRelease(() => proc.stop());
       const restart = async () => {
         const exited = new Promise((resolve) => proc.child.once('exit', resolve));
         proc.child.kill('SIGTERM'); // not proc.stop(): it deletes the directory
@@ -101,13 +93,13 @@ if (!found.ok) {
       await mkdir(s.out, { recursive: true, mode: 0o755 });
       await chmod(s.out, 0o755);
       const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--resync-minutes', '0.02', '--reload-command', 'chmod 644 passwd', '--server', ts.httpUrl, '--data-dir', s.dataDir]);
-      stops.push(async () => void (await watch.kill()));
+      scratch.onRelease(async () => void (await watch.kill()));
       await eventually(async () => (await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => undefined)) || undefined, 30_000, 'mosquitto.conf written');
       const oldCa = (await loadCa(s.dataDir))!;
       assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), oldCa.certificate);
       await chmod(path.join(s.out, 'passwd'), 0o644);
       let proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
-      stops.push(() => proc.stop());
+      scratch.onRelease(() => proc.stop());
 
       await ts.stop(); // the switch is made with the server stopped
       const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);

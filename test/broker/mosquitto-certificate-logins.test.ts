@@ -18,13 +18,13 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { cp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { eventually } from '../helpers/cli.ts';
+import { Scratch } from '../helpers/scratch.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto, setupMosquittoTls } from '../helpers/mosquitto.ts';
 import { tryConnect } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
@@ -75,24 +75,16 @@ if (!found.ok) {
 } else {
   const bin = found.bin;
   describe('an external Mosquitto: --tls-ca, --updraft-ca and revoked devices', () => {
-    const dirs: string[] = [];
-    const stops: (() => Promise<void>)[] = [];
-    const tmp = async (prefix: string) => {
-      const d = await mkdtemp(path.join(os.tmpdir(), prefix));
-      dirs.push(d);
-      return d;
-    };
-    after(async () => {
-      for (const s of stops.reverse()) await s().catch(() => {});
-      for (const d of dirs) await rm(d, { recursive: true, force: true });
-    });
+    const scratch = new Scratch();
+    const { tmp } = scratch;
+    after(() => scratch.release());
 
     /** A data directory with a CA and an operator token, the broker's certificate, ports and flags (setupMosquittoTls), and a Mosquitto on them stopped after the tests. */
     async function setup() {
       const s = await setupMosquittoTls(tmp, 'updraft-mq-certlogin-');
       const mosquitto = async () => {
         const proc: { child: ChildProcess; stop(): Promise<void> } = await runMosquitto(bin, s.out, [s.devicePort, s.servicePort]);
-        stops.push(() => proc.stop());
+        scratch.onRelease(() => proc.stop());
         return proc;
       };
       return { ...s, mosquitto };
@@ -131,7 +123,7 @@ if (!found.ok) {
       await s.mosquitto();
       const start = () => startTestServer({ dataDir: s.dataDir, flags: { 'mqtt-url': s.serviceUrl, 'mqtt-tls-port': -1 } });
       let ts: TestServer = await start();
-      stops.push(() => ts.stop());
+      scratch.onRelease(() => ts.stop());
       await registerDevice(ts, 'd-1');
       await registerDevice(ts, 'd-2');
       const ca = (await loadCa(s.dataDir))!;
@@ -183,18 +175,18 @@ if (!found.ok) {
     it('two instances on one PostgreSQL: a device revoked through one is refused by the other, started before', { skip: pgResult.ok ? false : unavailable(pgResult, 'two instances') }, async () => {
       assert.ok(pgResult.ok);
       const pg = pgResult.server;
-      stops.push(() => pg.stop());
+      scratch.onRelease(() => pg.stop());
       const db = await pg.createDatabase();
       const s = await setup();
       await s.generate(['--updraft-ca']);
       await s.mosquitto();
       const flags = { 'mqtt-url': s.serviceUrl, 'mqtt-tls-port': -1, db };
       const a = await startTestServer({ dataDir: s.dataDir, flags });
-      stops.push(() => a.stop());
+      scratch.onRelease(() => a.stop());
       const dataB = await tmp('updraft-mq-certlogin-b-');
       await cp(s.dataDir, dataB, { recursive: true }); // the same CA, operator token and keys
       const b = await startTestServer({ dataDir: dataB, flags });
-      stops.push(() => b.stop());
+      scratch.onRelease(() => b.stop());
       await registerDevice(a, 'd-1');
       const cert = await (await loadCa(s.dataDir))!.issueDeviceCertificate('d-1');
       const answered = await ask(s.url, s.serverCa, 'd-1', cert, 1);

@@ -11,13 +11,13 @@
  * (fails under CI=true).
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { loadCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, startCli, type CliProcess } from '../helpers/cli.ts';
+import { Scratch } from '../helpers/scratch.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto, setupMosquittoTls } from '../helpers/mosquitto.ts';
 import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -28,17 +28,9 @@ if (!found.ok) {
   it('revoked devices behind Mosquitto', (t) => t.skip(message));
 } else {
   describe('revoked devices behind Mosquitto with certificate logins: the acl denies them every topic', () => {
-    const dirs: string[] = [];
-    const stops: (() => Promise<unknown>)[] = [];
-    const tmp = async (prefix: string) => {
-      const d = await mkdtemp(path.join(os.tmpdir(), prefix));
-      dirs.push(d);
-      return d;
-    };
-    after(async () => {
-      for (const s of stops.reverse()) await s().catch(() => {});
-      for (const d of dirs) await rm(d, { recursive: true, force: true });
-    });
+    const scratch = new Scratch();
+    const { tmp } = scratch;
+    after(() => scratch.release());
 
     it('a revoked device logged in with its certificate can neither publish nor receive; mosquitto-config --watch denies one revoked while connected, and lets it back when reinstated', async () => {
       const s = await setupMosquittoTls(tmp, 'updraft-mq-revoked-');
@@ -53,10 +45,10 @@ if (!found.ok) {
       assert.match(acl, /^user c-rev\ntopic deny #\ntopic deny \$aws\/#$/m, acl);
       assert.doesNotMatch(acl, /^user c-(ok|later)$/m, 'only the revoked device is denied');
       const proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
-      stops.push(() => proc.stop());
+      scratch.onRelease(() => proc.stop());
 
       const operator = await mqtt.connectAsync(s.serviceUrl, { clientId: 'op-1', username: 'operator', password: s.token, reconnectPeriod: 0 });
-      stops.push(() => operator.endAsync());
+      scratch.onRelease(() => operator.endAsync());
       const heard: string[] = [];
       operator.on('message', (topic) => heard.push(topic));
       await operator.subscribeAsync('state/+/update', { qos: 1 });
@@ -65,7 +57,7 @@ if (!found.ok) {
       const device = async (id: string) => {
         const pair = await ca.issueDeviceCertificate(id);
         const c = await mqtt.connectAsync(s.url, { clientId: id, protocolVersion: 5, ca: s.serverCa, cert: pair.certificate, key: pair.privateKey, reconnectPeriod: 1_000, connectTimeout: 5_000 });
-        stops.push(() => c.endAsync(true));
+        scratch.onRelease(() => c.endAsync(true));
         const got: string[] = [];
         c.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
         await c.subscribeAsync(`state/${id}/update/delta`, { qos: 1 });
@@ -95,7 +87,7 @@ if (!found.ok) {
 
       // the watch keeps the acl as the registry changes: a device revoked while connected
       ts = await startTestServer({ dataDir: s.dataDir, flags: { 'mqtt-tls-port': -1 } });
-      stops.push(() => ts.stop());
+      scratch.onRelease(() => ts.stop());
       await chmod(path.join(s.out, 'acl'), 0o644);
       const watch: CliProcess = startCli([
         'broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--data-dir', s.dataDir,
@@ -103,7 +95,7 @@ if (!found.ok) {
         '--reload-command', `chmod 644 passwd acl && kill -HUP ${proc.child.pid}`,
         '--server', ts.httpUrl, '--token', s.token,
       ]);
-      stops.push(() => watch.kill('SIGTERM'));
+      scratch.onRelease(() => watch.kill('SIGTERM'));
       await watch.waitFor(/wrote mosquitto\.conf/);
       const later = await device('c-later');
       assert.equal(await report(later.c, 'c-later', 1), 'ok', 'c-later publishes before its revocation');

@@ -18,7 +18,7 @@ import { certifySigningKey, generateRootKey, installKeyCertificate, readRootPriv
 import { generateSigningKey, loadSigningKey, readPublicKey, signingKeyPaths } from '../signing/signing-key.ts';
 import type { SharedSecretName } from '../server/shared-secrets.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
-import { dataDirOption } from './data-dir-option.ts';
+import { CONFIG_FILE_HELP, configuredDataDir, dataDirOption } from './data-dir-option.ts';
 import { whileWritingOffline } from './offline-lock.ts';
 import { refuseServerOptions } from './offline-options.ts';
 import { makeDir } from '../util/make-dir.ts';
@@ -119,7 +119,7 @@ export async function recordAfterOffline(opts: { dataDir: string; db?: string; c
 function withStore(cmd: Command, what: string): Command {
   return cmd
     .option('--db <url>', `the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): ${what} is recorded there, so the instances given the new file start and the others are told`)
-    .option('--config <file>', "the server's JSON configuration file, for dataDir and db");
+    .option('--config <file>', CONFIG_FILE_HELP);
 }
 
 /** Adds `keys`. */
@@ -131,7 +131,8 @@ export function addKeysCommand(program: Command): void {
     .addOption(dataDirOption('the server data directory'))
     .option('--force', 'replace an existing key: devices provisioned with the old public key must be provisioned again; devices that trust a root key take the new one once its certificate is installed (keys certify, keys install-cert)')
     .option('--json', 'print JSON')
-    .action(async (opts: { dataDir: string; db?: string; config?: string; force?: boolean; json?: boolean }) => {
+    .action(async (opts: { dataDir: string; db?: string; config?: string; force?: boolean; json?: boolean }, cmd: Command) => {
+      opts.dataDir = configuredDataDir(opts, cmd);
       const key = await whileWritingOffline(opts.dataDir, () => generateSigningKey(opts.dataDir, { replace: opts.force === true }));
       const p = signingKeyPaths(opts.dataDir);
       const recorded = await recordAfterOffline(opts, ['software-signing-key']);
@@ -142,7 +143,8 @@ export function addKeysCommand(program: Command): void {
     .description("record this data directory's shared secrets (operator token, signing key, URL key ring, CA) as the ones every instance on the PostgreSQL database must hold: after replacing one offline without --db. Instances holding other copies are then refused at start")
     .addOption(dataDirOption('the server data directory'))
     .option('--json', 'print JSON')
-    .action(async (opts: { dataDir: string; db?: string; config?: string; json?: boolean }) => {
+    .action(async (opts: { dataDir: string; db?: string; config?: string; json?: boolean }, cmd: Command) => {
+      opts.dataDir = configuredDataDir(opts, cmd);
       const { recordOffline, SHARED_SECRET_NAMES, SHARED_SECRET_FILES } = await import('../server/shared-secrets.ts');
       const r = await recordOffline(opts, SHARED_SECRET_NAMES);
       if (!r) throw new UpdraftError('BAD_REQUEST', 'no PostgreSQL store given (--db, --config or UPDRAFT_DB): only instances sharing one compare their secrets');
@@ -275,7 +277,8 @@ export function addKeysCommand(program: Command): void {
     .option('--offline', 'change the key ring in --data-dir (a stopped server, or the copy for the other instances) instead of the running server')
     .option('--db <url>', 'with --offline: the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the new ring is recorded there, so the instances given it start and the others are told')
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
-    .action(async (opts: Common & { dataDir: string; retire?: string; activateIn?: string; offline?: boolean; db?: string; config?: string }) => {
+    .action(async (opts: Common & { dataDir: string; retire?: string; activateIn?: string; offline?: boolean; db?: string; config?: string }, cmd: Command) => {
+      if (opts.offline) opts.dataDir = configuredDataDir(opts, cmd);
       refuseServerOptions(opts, "changes --data-dir's key ring for the next start");
       const delay = opts.activateIn === undefined ? undefined : parseDuration('--activate-in', opts.activateIn);
       let list: KeyInfo[];

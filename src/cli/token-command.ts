@@ -12,7 +12,7 @@ import { UpdraftError } from '../errors.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { print, withApi, type Common } from './api-commands.ts';
 import { parseDuration, recordAfterOffline } from './keys-command.ts';
-import { dataDirOption } from './data-dir-option.ts';
+import { configuredDataDir, dataDirOption } from './data-dir-option.ts';
 import { whileWritingOffline } from './offline-lock.ts';
 import { pathSegment } from './path-segment.ts';
 import { refuseServerOptions } from './offline-options.ts';
@@ -29,7 +29,8 @@ export function addTokenCommand(program: Command): void {
     .option('--db <url>', 'with --offline: the PostgreSQL store the instances share, as updraft server --db (env UPDRAFT_DB): the new token is recorded there, so the instances given it start and the others are told')
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .option('--json', 'print JSON')
-    .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; db?: string; config?: string; json?: boolean }) => {
+    .action(async (opts: ApiOptions & { dataDir: string; offline?: boolean; db?: string; config?: string; json?: boolean }, cmd: Command) => {
+      if (opts.offline) opts.dataDir = configuredDataDir(opts, cmd);
       refuseServerOptions(opts, 'writes a new token into --data-dir for the next start');
       if (opts.offline) {
         // a token rotated because it leaked must be refused now, which only the online rotation does

@@ -6,7 +6,7 @@
  * still accepted.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -49,5 +49,33 @@ describe('UPDRAFT_DATA_DIR for the CLI', () => {
     assert.equal(r.stderr, `updraft: warning: a server is running on ${ts.dataDir}: it accepts the old token until it restarts; to refuse the old token at once, rotate online instead (updraft token rotate, without --offline)\n`);
     const old = await fetch(`${ts.httpUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${before}` } });
     assert.equal(old.status, 200, 'as the warning says');
+  });
+
+  it("--config's dataDir is the directory of keys generate, keys record-shared, keys rotate-url --offline and token rotate --offline when --data-dir is not given", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'updraft-config-dir-'));
+    const cwd = await mkdtemp(path.join(os.tmpdir(), 'updraft-config-cwd-'));
+    try {
+      const config = path.join(cwd, 'updraft.json');
+      await writeFile(config, JSON.stringify({ dataDir }));
+      const env = { UPDRAFT_DATA_DIR: '', UPDRAFT_DB: '' };
+      await (await startTestServer({ dataDir })).stop(); // a data directory a server ran on: its URL key ring to rotate
+      const gen = await runCli(['keys', 'generate', '--force', '--config', config], { cwd, env });
+      assert.equal(gen.code, 0, gen.stderr);
+      assert.ok((await readdir(path.join(dataDir, 'keys'))).includes('software-signing.key'), `the key written into the file's dataDir: ${gen.stdout}`);
+      const ringFile = path.join(dataDir, 'keys', 'url-signing.json');
+      const ringBefore = await readFile(ringFile, 'utf8');
+      const ring = await runCli(['keys', 'rotate-url', '--offline', '--config', config], { cwd, env });
+      assert.equal(ring.code, 0, ring.stderr);
+      assert.notEqual(await readFile(ringFile, 'utf8'), ringBefore, "the URL key ring of the file's dataDir rotated");
+      const token = await runCli(['token', 'rotate', '--offline', '--config', config], { cwd, env });
+      assert.equal(token.code, 0, token.stderr);
+      assert.equal((await readFile(path.join(dataDir, 'operator-token'), 'utf8')).trim().length > 0, true, 'the token there too');
+      const shared = await runCli(['keys', 'record-shared', '--config', config], { cwd, env });
+      assert.match(shared.stderr, /no PostgreSQL store given/, 'record-shared read the file (no db in it)');
+      assert.deepEqual((await readdir(cwd)).sort(), ['updraft.json'], 'nothing written into the current directory (./data)');
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+      await rm(cwd, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,9 @@
  * screen-reader users start reading the new page, not the old link.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { getToken, getViewer, onAuthChange, setToken } from './auth.ts';
+import { get } from './api.ts';
+import { getIdentity, getToken, getViewer, onAuthChange, setIdentity, setToken } from './auth.ts';
+import { ErrorNote, Loading } from './components/error-note.tsx';
 import { useReadOnly, useStreamStatus } from './hooks.ts';
 import { ArtifactsPage } from './pages/artifacts.tsx';
 import { DevicePage } from './pages/device.tsx';
@@ -61,10 +63,45 @@ function LiveIndicator() {
   );
 }
 
+/**
+ * Who the stored token is, asked of the server (`GET /api/v1/whoami`) when the tab has a token
+ * but no answer for it (a reload, a token put in storage by other means than the form): true once
+ * known. A refused token signs the tab out (api.ts); no answer is asked again every 2 s, and said.
+ */
+function useIdentity(signedIn: boolean): { known: boolean; error: Error | undefined } {
+  const [known, setKnown] = useState(getIdentity() !== undefined);
+  const [error, setError] = useState<Error | undefined>();
+  const [attempt, setAttempt] = useState(0);
+  useEffect(() => onAuthChange(() => setKnown(getIdentity() !== undefined)), []);
+  useEffect(() => {
+    const token = getToken();
+    if (!signedIn || known || token === null) return;
+    const controller = new AbortController();
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    get<{ role?: string; name?: string }>('/whoami', controller.signal).then(
+      (who) => {
+        setError(undefined);
+        setIdentity(token, { role: who.role === 'operator' ? 'operator' : 'viewer', ...(typeof who.name === 'string' ? { name: who.name } : {}) });
+      },
+      (err: Error) => {
+        if (err.name === 'AbortError') return;
+        setError(err);
+        retry = setTimeout(() => setAttempt((n) => n + 1), 2000);
+      },
+    );
+    return () => {
+      controller.abort();
+      clearTimeout(retry);
+    };
+  }, [signedIn, known, attempt]);
+  return { known, error };
+}
+
 export function App() {
   const [signedIn, setSignedIn] = useState(getToken() !== null);
   const readOnly = useReadOnly();
   useEffect(() => onAuthChange(() => setSignedIn(getToken() !== null)), []);
+  const identity = useIdentity(signedIn);
   const { path } = useLocation();
   const main = useRef<HTMLElement>(null);
   const first = useRef(true);
@@ -96,7 +133,7 @@ export function App() {
           </ul>
         </nav>
         <LiveIndicator />
-        {readOnly && (
+        {readOnly && identity.known && (
           <span class="read-only" role="note">
             Read-only: viewer token {getViewer()}
           </span>
@@ -106,7 +143,15 @@ export function App() {
         </button>
       </header>
       <main id="main" ref={main} tabIndex={-1}>
-        {current.node}
+        {/* no page until the server said what the token may do: its controls depend on it */}
+        {identity.known ? (
+          current.node
+        ) : (
+          <>
+            <ErrorNote error={identity.error && new Error(`${identity.error.message} (asking again)`)} />
+            {!identity.error && <Loading what="what this token may do" />}
+          </>
+        )}
       </main>
     </>
   );

@@ -1,32 +1,58 @@
 /**
  * The operator token for this browser tab. Kept in sessionStorage: it survives a reload but
  * not the tab, and it never goes into a URL (URLs end up in logs and history).
+ *
+ * What the token may do is the server's answer (`GET /api/v1/whoami`), held in memory only: the
+ * sign-in form gives it, and a page loaded with a token already stored asks for it before
+ * showing anything (app.tsx). A role kept in storage could disagree with the token (a viewer
+ * token put there by hand showed every operator control).
  */
 const KEY = 'updraft.operatorToken';
-/** The viewer token's name when the tab signed in with a read-only one (`GET /api/v1/whoami`). */
-const VIEWER = 'updraft.viewer';
 const listeners = new Set<() => void>();
+
+/** Who the token is, as the server said (`GET /api/v1/whoami`): a named token has its name. */
+export interface Identity {
+  role: 'operator' | 'viewer';
+  name?: string;
+}
+
+/** The server's answer for the token held; undefined until asked. */
+let identity: Identity | undefined;
 
 /** The token, or null when signed out. */
 export function getToken(): string | null {
   return sessionStorage.getItem(KEY);
 }
 
-/** The name of the read-only viewer token the tab signed in with, or null (the operator's). */
-export function getViewer(): string | null {
-  return sessionStorage.getItem(VIEWER);
+/** Who the token held is, or undefined while the server has not said. */
+export function getIdentity(): Identity | undefined {
+  return identity;
 }
 
-/** Signs in (token, and the viewer token's name for a read-only one) or out (null); notifies listeners. */
-export function setToken(token: string | null, viewer: string | null = null): void {
+/** The name of the read-only viewer token the tab holds, or null (an operator's, or not known yet). */
+export function getViewer(): string | null {
+  return identity?.role === 'viewer' ? (identity.name ?? 'viewer') : null;
+}
+
+/**
+ * Signs in (the token, and who the server said it is: undefined has it asked) or out (null);
+ * notifies listeners.
+ */
+export function setToken(token: string | null, who?: Identity): void {
   if (token === null) sessionStorage.removeItem(KEY);
   else sessionStorage.setItem(KEY, token);
-  if (token === null || viewer === null) sessionStorage.removeItem(VIEWER);
-  else sessionStorage.setItem(VIEWER, viewer);
+  identity = token === null ? undefined : who;
   for (const l of listeners) l();
 }
 
-/** Calls `listener` on sign-in and sign-out; returns the unsubscribe function. */
+/** Records the server's answer for `token`, unless the tab holds another one by now. */
+export function setIdentity(token: string, who: Identity): void {
+  if (getToken() !== token) return;
+  identity = who;
+  for (const l of listeners) l();
+}
+
+/** Calls `listener` on sign-in and sign-out, and when the server said who the token is; returns the unsubscribe function. */
 export function onAuthChange(listener: () => void): () => void {
   listeners.add(listener);
   return () => listeners.delete(listener);

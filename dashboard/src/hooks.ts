@@ -1,7 +1,7 @@
 /** Data hooks: load an API resource, and reload it (throttled) when live events arrive. */
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, get } from './api.ts';
-import { getViewer, onAuthChange } from './auth.ts';
+import { getIdentity, onAuthChange } from './auth.ts';
 import { subscribe, type StreamEvent, type StreamStatus } from './event-stream.ts';
 
 /** A loaded resource. */
@@ -191,9 +191,13 @@ export function usePoll(loaded: Loaded<unknown>[], ms: number): void {
   }, [ms]);
 }
 
-/** True while the tab is signed in with a read-only viewer token: what would change something is not shown. */
+/**
+ * True unless the server said the tab's token is an operator's (`GET /api/v1/whoami`, asked as
+ * the page loads: auth.ts): what would change something is not shown to a viewer token, nor
+ * before the answer (app.tsx shows no page until then).
+ */
 export function useReadOnly(): boolean {
-  const [viewer, setViewer] = useState(getViewer());
-  useEffect(() => onAuthChange(() => setViewer(getViewer())), []);
-  return viewer !== null;
+  const [operator, setOperator] = useState(getIdentity()?.role === 'operator');
+  useEffect(() => onAuthChange(() => setOperator(getIdentity()?.role === 'operator')), []);
+  return !operator;
 }

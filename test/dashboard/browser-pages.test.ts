@@ -276,6 +276,45 @@ describe('dashboard pages in Chromium, each test on its own data', { skip }, () 
     });
   });
 
+  it("decides read-only from the server's answer on load, not from what the tab stored: a viewer token put into storage gets no operator control", async () => {
+    await registerDevice(ts, 'ro-1');
+    const { token: viewer } = await api.call<{ token: string }>('POST', '/api/v1/viewer-tokens', { name: 'ro-wall' });
+    /** A tab whose storage holds `token` (and `extra` entries), put there without the sign-in form. */
+    const stored = async (token: string, extra: Record<string, string>, fn: (page: Page) => Promise<void>) => {
+      const tab = await signedInTab(browser, token);
+      try {
+        await tab.context.addInitScript((entries) => {
+          if (location.protocol.startsWith('http')) for (const [k, v] of Object.entries(entries)) sessionStorage.setItem(k, v);
+        }, extra);
+        await fn(tab.page);
+      } finally {
+        await tab.context.close();
+      }
+      assert.deepEqual(tab.errors, [], 'console errors');
+    };
+    await stored(viewer, {}, async (page) => {
+      await page.goto(`${ts.httpUrl}/devices/ro-1`);
+      await page.getByRole('note').filter({ hasText: 'Read-only: viewer token ro-wall' }).waitFor();
+      await page.getByRole('heading', { level: 1 }).filter({ hasText: 'Device ro-1' }).waitFor();
+      await page.getByTestId('device-events').waitFor({ state: 'attached' }); // the page read (no events: an empty list)
+      assert.equal(await page.getByRole('group', { name: 'Device controls' }).count(), 0, 'no device controls');
+      assert.equal(await page.getByRole('button', { name: /Revoke|Delete/ }).count(), 0, 'no revoke or delete');
+      await page.getByRole('link', { name: 'Security' }).click();
+      await page.getByTestId('url-keys').waitFor();
+      assert.equal(await page.getByTestId('named-no-rotation').count(), 0, 'not "signed in with operator token ro-wall"');
+      assert.equal(await page.getByRole('button', { name: /Rotate URL key|Replace the operator token|Add (viewer|operator) token/ }).count(), 0, 'no key or token controls');
+      await page.getByRole('link', { name: 'Jobs' }).click();
+      await page.getByRole('heading', { level: 1, name: 'Jobs' }).waitFor();
+      assert.equal(await page.getByRole('link', { name: 'New rollout' }).count(), 0, 'no new rollout');
+    });
+    // and the other way: the operator token with a viewer's name left in storage keeps every control
+    await stored(ts.token, { 'updraft.viewer': 'ro-wall' }, async (page) => {
+      await page.goto(`${ts.httpUrl}/devices/ro-1`);
+      await page.getByRole('group', { name: 'Device controls' }).getByRole('button', { name: 'Revoke device' }).waitFor();
+      assert.equal(await page.getByRole('note').filter({ hasText: 'Read-only' }).count(), 0, 'not said read-only');
+    });
+  });
+
   it('pages the artifacts 100 at a time (Older, Newer builds and Newest, kept in the URL), and offers every build in New rollout', async () => {
     // a server of its own: 1,050 builds (records only, each its own millisecond), more than
     // one page of the picker's 1000

@@ -27,7 +27,8 @@ export function LoginPage() {
     }
     if (!res.ok) return setError(`The server answered HTTP ${res.status}.`);
     const who = (await res.json().catch(() => ({}))) as { role?: string; name?: string };
-    setToken(t, who.role === 'viewer' ? (who.name ?? 'viewer') : null);
+    // anything but an operator's answer is read-only; a name is a named token's
+    setToken(t, { role: who.role === 'operator' ? 'operator' : 'viewer', ...(typeof who.name === 'string' ? { name: who.name } : {}) });
   };
   return (
     <main id="main" class="login">

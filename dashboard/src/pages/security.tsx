@@ -11,7 +11,7 @@
  */
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
-import { getToken, setToken } from '../auth.ts';
+import { getIdentity, getToken, setToken } from '../auth.ts';
 import { CaState } from '../components/ca-state.tsx';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
@@ -141,7 +141,7 @@ export function SecurityPage() {
                     // the tab switches to the new one: the old one is refused at once
                     const held = getToken();
                     const r = await api<{ token: string }>('POST', '/operator-token/rotate');
-                    if (getToken() === held) setToken(r.token);
+                    if (getToken() === held) setToken(r.token, getIdentity()); // the same holder: the shared operator token
                     setCopied(false);
                     setNewToken(r.token);
                   }}

@@ -17,6 +17,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
+import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import { syncDir, writeFileAtomic } from '../util/atomic-file.ts';
@@ -109,6 +110,17 @@ function validity(cert: forge.pki.Certificate, days: number, capMs = Infinity, b
   cert.validity.notAfter = new Date(Math.min(now + days * DAY_MS, capMs));
 }
 
+/**
+ * No device certificate is issued for the operators' MQTT user name: behind Mosquitto with
+ * certificate logins (`mosquitto-config --updraft-ca`) the certificate's CN is the user name,
+ * and one named `operator` got the operators' rules on the device listener: every device's
+ * topics and the instances' events (review, 2026-12-06). Registrations refuse the id since
+ * 2026-12-04; a device registered so before can still ask for one (`device cert`, a renewal).
+ */
+function refuseReservedName(deviceId: string): void {
+  if (deviceId === OPERATOR_USERNAME) throw new UpdraftError('FORBIDDEN', `no certificate is issued for "${deviceId}": it is the MQTT user name of operators and Updraft's instances, which a certificate login would take (register the device under another id)`);
+}
+
 /** The CA: its certificate (PEM) and the means to issue certificates. */
 export class CertificateAuthority {
   /** PEM of the CA certificate: what devices and clients trust. */
@@ -188,6 +200,7 @@ export class CertificateAuthority {
   /** A client certificate for `deviceId` (subject CN = device id, extended key usage clientAuth), valid `days` but not past the CA. */
   async issueDeviceCertificate(deviceId: string, days = 730): Promise<IssuedCertificate> {
     if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
+    refuseReservedName(deviceId);
     return this.issue([{ name: 'commonName', value: deviceId }, { name: 'organizationName', value: 'Updraft device' }], days, SKEW_MS, [
       { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
       { name: 'extKeyUsage', clientAuth: true },
@@ -228,6 +241,7 @@ export class CertificateAuthority {
    */
   issueDeviceCertificateFromRequest(deviceId: string, csrPem: string, days = 730): { certificate: string; notAfter: number } {
     if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
+    refuseReservedName(deviceId);
     let csr: forge.pki.CertificateSigningRequest;
     try {
       csr = forge.pki.certificationRequestFromPem(csrPem);

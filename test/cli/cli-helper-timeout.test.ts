@@ -31,6 +31,29 @@ describe('test helper: runCli and runNode give up on a run that hangs', () => {
     }
   });
 
+  it('a run that exited by itself while its grandchild holds its output is given up at its timeout, and the grandchild killed', { timeout: 60_000 }, async () => {
+    const script = "const g = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'inherit' }); process.stdout.write('grandchild=' + g.pid + '\\n'); g.unref(); process.exit(0);";
+    let message = '';
+    await assert.rejects(runNode(['-e', script], { timeoutMs: 1_000 }), (err: Error) => {
+      message = err.message;
+      return /did not end within 1000 ms \(killed\); stdout: grandchild=\d+\n/.test(err.message);
+    });
+    const pid = Number(/grandchild=(\d+)/.exec(message)?.[1]);
+    assert.ok(pid > 0, message);
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+    const left = alive();
+    if (left) process.kill(pid, 'SIGKILL');
+    assert.equal(left, false, 'the grandchild was killed with its group');
+  });
+
   it('a run that ends is returned with its exit code and output', async () => {
     const r = await runCli(['--help'], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);

@@ -35,19 +35,27 @@ export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult
  */
 export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResult> {
   const timeoutMs = opts.timeoutMs ?? RUN_TIMEOUT_MS;
+  const shown = argv[0] === BIN ? `updraft ${argv.slice(1).join(' ')}` : `node ${argv.join(' ')}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { cwd: opts.cwd, env: { ...process.env, ...opts.env } });
+    // its own process group: at the timeout the whole group is killed, grandchildren too
+    const child = spawn(process.execPath, argv, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, detached: true });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    const shown = argv[0] === BIN ? `updraft ${argv.slice(1).join(' ')}` : `node ${argv.join(' ')}`;
+    const fail = () => reject(new Error(`${shown.slice(0, 300)} did not end within ${timeoutMs} ms (killed); stdout: ${stdout.slice(-2000)}; stderr: ${stderr.slice(-2000)}`));
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL'); // the group is gone: the child alone, if it still runs
+      }
       // 'close' waits for every holder of the pipes: a grandchild (a broker the command
       // started, a reload command's shell) would hold them on, and the guard with them
       child.stdout.destroy();
       child.stderr.destroy();
+      // a child that had exited by itself already, its grandchild holding the pipes: no 'exit' comes any more
+      if (child.exitCode !== null || child.signalCode !== null) fail();
     }, timeoutMs);
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
@@ -56,7 +64,7 @@ export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResul
       reject(err);
     });
     child.on('exit', () => {
-      if (timedOut) reject(new Error(`${shown.slice(0, 300)} did not end within ${timeoutMs} ms (killed); stdout: ${stdout.slice(-2000)}; stderr: ${stderr.slice(-2000)}`));
+      if (timedOut) fail();
     });
     child.on('close', (code) => {
       clearTimeout(timer);

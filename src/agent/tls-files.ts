@@ -63,7 +63,9 @@ export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
  */
 function renewalUnderWay(file: string): boolean {
   try {
-    return Date.now() - statSync(file).mtimeMs < 60_000;
+    // a time ahead of the clock (stepped back after the write, a device without a clock battery) is no sign of a write under way
+    const age = Date.now() - statSync(file).mtimeMs;
+    return age >= 0 && age < 60_000;
   } catch {
     return false;
   }

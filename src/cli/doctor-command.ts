@@ -123,7 +123,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   }
 
   // which instance leads rollouts (sends the commands, times executions out): one per database
-  if (m?.rollouts) add('ok', 'leader', m.rollouts.leader ? 'this instance leads rollouts' : 'this instance follows: another instance on its database leads rollouts (its GET /api/v1/metrics says rollouts.leader true)');
+  if (m?.rollouts) add('ok', 'leader', m.rollouts.leader ? 'this instance leads rollouts' : 'this instance follows: another instance on its database should lead rollouts (exactly one instance\'s GET /api/v1/metrics says rollouts.leader true; if none does, rollouts stand still: look at each instance\'s doctor)');
 
   // agents that install unsigned software (they say so when they connect): a fleet query,
   // which reads the whole fleet when none does

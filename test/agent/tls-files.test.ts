@@ -39,12 +39,16 @@ describe("the agent daemon's TLS file reader", () => {
     const renewed = `${files.cert}.renewed`;
     await writeFile(renewed, two.certificate); // a renewal writing its pair now
     assert.equal(reader.read(), undefined, 'nothing read while a renewal writes');
+    const ahead = new Date(Date.now() + 3_600_000);
+    await utimes(renewed, ahead, ahead); // dated ahead of the clock (stepped back since): no write under way
+    assert.deepEqual(reader.read(), { ca: ca.certificate, cert: two.certificate, key: two.privateKey }, 'read past a .renewed dated in the future');
+    await put(one);
     const old = new Date(Date.now() - 120_000);
     await utimes(renewed, old, old); // left by a save that failed two minutes ago
-    assert.deepEqual(reader.read(), { ca: ca.certificate, cert: two.certificate, key: two.privateKey }, 'read past a stale .renewed');
+    assert.deepEqual(reader.read(), { ca: ca.certificate, cert: one.certificate, key: one.privateKey }, 'read past a stale .renewed');
     assert.equal(reader.read(), undefined, 'returned once');
 
-    await writeFile(files.key, one.privateKey); // a key that is not the certificate's
+    await writeFile(files.key, two.privateKey); // a key that is not the certificate's
     assert.equal(reader.read(), undefined, 'an unusable set is not returned');
     assert.equal(reader.read(), undefined);
     const warned = lines.map((l) => JSON.parse(l) as { level: string; msg: string; reason?: string }).filter((l) => l.level === 'warn');

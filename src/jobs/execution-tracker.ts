@@ -190,8 +190,8 @@ export class ExecutionTracker {
    * may hold already: one that changes nothing but the report's times writes nothing (QA:
    * each lease taken moved `lastReportAt` and `updatedAt` of every open execution to that
    * moment). One that changes the row (a report the shadow got and the execution did not)
-   * is stamped `reportedAt`, when the report was written to the shadow, if known and not later
-   * than now.
+   * has `reportedAt`, when the report was written to the shadow (if known and not later than
+   * now), for its `lastReportAt`; its step timer and startedAt count from now (see record).
    */
   reapply(deviceId: string, reportedSoftware: unknown, reportedAt?: number): Promise<void> {
     const reported = parseReportedSoftware(reportedSoftware);
@@ -293,7 +293,14 @@ export class ExecutionTracker {
     if (!job) return;
     const { attempt, control } = parsed;
     const now = this.now();
-    // the report's own time (read back from the shadow), never later than now
+    // the report's own time (read back from the shadow), never later than now: its
+    // lastReportAt (and a late success's date) only. The step timer's phaseStartedAt, startedAt
+    // and a missing dispatchedAt stay `now`: the shadow's time is its replica's clock in whole
+    // seconds, and one behind put the phase start before the command was sent, so the step
+    // deadline came forward and the new leader timed the execution out at its first tick
+    // (review of e78f42a). Counted from when the report is recorded, no deadline comes earlier
+    // than it did before the catch-up took the report's time; the row is still written only
+    // when it changes, and says when the device reported
     const at = reportedAt !== undefined && reportedAt < now ? reportedAt : now;
     if (control) return this.recordControl(job, deviceId, agentId, parsed, reported, now);
     const to = executionStatusFor(reported.status);
@@ -305,7 +312,7 @@ export class ExecutionTracker {
         // a late report about an earlier attempt (or an attempt not sent yet) changes nothing,
         // but the success of an earlier attempt is kept with that attempt (earlierSuccess)
         if ((cur.attempt ?? 1) !== attempt) return attempt < (cur.attempt ?? 1) ? earlierSuccess(job, cur, attempt, to, reported, at) : undefined;
-        const change = this.transition(job, cur, to, reported, at);
+        const change = this.transition(job, cur, to, reported, now, at);
         // a report the row holds already, read again from the shadow: not a new report (its
         // lastReportAt, and the step timer's phaseStartedAt, stay the device's). Only what the
         // report would write is compared, all of it: a new wait (waiting.count) or AWS
@@ -319,10 +326,14 @@ export class ExecutionTracker {
     if (written?.status === 'FAILED') await retryIfAllowed(this.deps, job, written, now);
   }
 
-  /** The change a report makes to `cur`, or undefined when it changes nothing. */
-  private transition(job: JobRecord, cur: ExecutionRecord, reportedTo: ExecutionStatus, reported: ReportedSoftware, now: number): Partial<ExecutionRecord> | undefined {
+  /**
+   * The change a report makes to `cur`, or undefined when it changes nothing. `reportAt`: when
+   * the device reported (`now` unless read back from its shadow), for its lastReportAt and a
+   * late success; timers (phase start, startedAt, dispatchedAt) always count from `now`.
+   */
+  private transition(job: JobRecord, cur: ExecutionRecord, reportedTo: ExecutionStatus, reported: ReportedSoftware, now: number, reportAt = now): Partial<ExecutionRecord> | undefined {
     let to = reportedTo;
-    const details: JsonObject = { ...cur.details, agentStatus: reported.status, version: reported.version, lastReportAt: now };
+    const details: JsonObject = { ...cur.details, agentStatus: reported.status, version: reported.version, lastReportAt: reportAt };
     delete details.progress;
     delete details.error;
     if (reported.progress !== undefined) details.progress = reported.progress;
@@ -378,7 +389,7 @@ export class ExecutionTracker {
       to = 'CANCELED';
     }
     if (cur.status === to && to !== 'IN_PROGRESS') return undefined; // duplicate report: already recorded
-    if ((cur.status === 'TIMED_OUT' || cur.status === 'CANCELED') && to === 'SUCCEEDED') return lateSuccess(cur, reported, now);
+    if ((cur.status === 'TIMED_OUT' || cur.status === 'CANCELED') && to === 'SUCCEEDED') return lateSuccess(cur, reported, reportAt);
     if (!canTransition(cur.status, to)) {
       if (!isTerminal(cur.status) || cur.status !== to) this.deps.logger.debug('report ignored: illegal execution transition', { jobId: cur.jobId, deviceId: cur.deviceId, from: cur.status, to });
       return undefined;

@@ -2013,7 +2013,8 @@ export class RolloutEngine {
         const shadow = shadows[n];
         const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
         // read back, not a new report: a row it leaves as it is is not written (its
-        // lastReportAt stays the device's), one it changes takes the report's own time
+        // lastReportAt stays the device's), one it changes takes the report's own time for its
+        // lastReportAt; its step timer counts from now (the shadow's clock may be behind)
         if (parseReportedSoftware(reported)?.jobId === agentJobId(e.jobId, e.attempt ?? 1)) void this.deps.tracker.reapply(e.deviceId, reported, reportedAt(shadow!));
       }
       // the embedded store reads synchronously: a job with 100,000 commands out would hold
@@ -2025,7 +2026,8 @@ export class RolloutEngine {
 
 /**
  * When the shadow's `reported.software` was last written, in ms: the newest timestamp of its
- * metadata's leaves (seconds, the replica's clock); undefined without metadata.
+ * metadata's leaves (seconds, the replica's clock, which may be behind this one's: a report's
+ * date only, never a timer's start); undefined without metadata.
  */
 function reportedAt(shadow: ShadowRecord): number | undefined {
   const newest = (meta: unknown): number | undefined => {

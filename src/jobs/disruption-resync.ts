@@ -52,6 +52,18 @@ export const DISRUPTION_RESYNC_DEFAULTS = { perSecond: 500, pageSize: 250, settl
 /** The reason a pass on a lead taken gives in its start line. */
 export const LEAD_TAKEN = 'this instance took the lead: the database may have been restored while no instance ran, or the last leader stopped mid-send';
 
+/**
+ * What started the pass, the first words of its lines: a disruption of the store's
+ * connections, or this instance coming to lead rollouts (behind an external broker).
+ */
+type Trigger = 'store disruption' | 'lead taken';
+
+/** Why a pass may be owed, in its start line, by what started it. */
+const MAY_HAVE_LOST: Record<Trigger, string> = {
+  'store disruption': 'the database may have gone back',
+  'lead taken': 'the database may have gone back, or the last leader stopped mid-send',
+};
+
 /** What one pass did. */
 interface PassCounts {
   jobs: number;
@@ -79,6 +91,8 @@ export class DisruptionResync {
   private disruptions = 0;
   private answered = 0;
   private reason = '';
+  /** What started the latest disruption's pass (its lines say it). */
+  private trigger: Trigger = 'store disruption';
   /** The loop under way (one at most). */
   private running: Promise<void> | undefined;
   /** Ends the wait under way at once (a new disruption, stop). */
@@ -90,7 +104,7 @@ export class DisruptionResync {
 
   async start(): Promise<void> {
     this.stopped = false;
-    this.offDisruption = this.deps.store.onDisruption?.((reason) => this.disrupted(reason));
+    this.offDisruption = this.deps.store.onDisruption?.((reason) => this.disrupted(reason, 'store disruption'));
   }
 
   /** Stops listening, ends the wait or the pass under way (after its page) and waits for it. */
@@ -107,12 +121,12 @@ export class DisruptionResync {
    * died): the same pass, as after a disruption. Called by the server behind an external
    * broker only, where devices keep their connections across instances' restarts: a database
    * restored while no instance ran (as docs/deployment.md advises) is seen by no instance as
-   * a disruption, and a device whose outcome it lost is never asked again (QA, 2026-12-07).
+   * a disruption, and a device whose outcome it lost is never asked again (QA, 2026-12-06).
    * With the embedded broker every device reconnects to the started instance and asks with
    * `get`. One loop at most: a pass owed or under way starts over, never a second beside it.
    */
   leadTaken(reason = LEAD_TAKEN): void {
-    this.disrupted(reason);
+    this.disrupted(reason, 'lead taken');
   }
 
   /** True while a pass is owed or under way (tests). */
@@ -120,10 +134,11 @@ export class DisruptionResync {
     return this.running !== undefined;
   }
 
-  private disrupted(reason: string): void {
+  private disrupted(reason: string, trigger: Trigger): void {
     if (this.stopped) return;
     this.disruptions++;
     this.reason = reason;
+    this.trigger = trigger;
     this.wake?.();
     this.running ??= this.loop().finally(() => {
       this.running = undefined;
@@ -150,7 +165,7 @@ export class DisruptionResync {
       if (!this.deps.isLeader()) {
         // the lease goes with the database's connections, and is taken again once it answers
         if (notLeading >= (this.deps.leadWaitMs ?? d.leadWaitMs)) {
-          this.deps.logger.debug('store disruption: not leading rollouts, the commands of open executions are left to the leader');
+          this.deps.logger.debug(`${this.trigger}: not leading rollouts, the commands of open executions are left to the leader`);
           this.answered = generation;
           continue;
         }
@@ -165,7 +180,7 @@ export class DisruptionResync {
         if (cut === undefined) this.answered = generation;
       } catch (err) {
         tries++;
-        if (tries === 1 || tries % 10 === 0) this.deps.logger.warn('store disruption: the update commands of open executions not re-sent yet (the store does not answer); tried again', { tries, error: asUpdraftError(err).message });
+        if (tries === 1 || tries % 10 === 0) this.deps.logger.warn(`${this.trigger}: the update commands of open executions not re-sent yet (the store does not answer); tried again`, { tries, error: asUpdraftError(err).message });
         await this.pause(this.delay(tries));
       }
     }
@@ -203,9 +218,12 @@ export class DisruptionResync {
     const perSecond = this.deps.perSecond ?? DISRUPTION_RESYNC_DEFAULTS.perSecond;
     const counts: PassCounts = { jobs: 0, executions: 0, resent: 0, moved: 0, offline: 0, failed: 0 };
     const began = performance.now();
+    // the lines say what started the pass (a lead taken said 'store disruption' before), as it
+    // stood when the pass began: one that starts it over has its own start line
+    const trigger = this.trigger;
     const cutShort = (): CutShort | undefined => (this.stopped ? 'stopped' : generation !== this.disruptions ? 'disrupted again' : !this.deps.isLeader() ? 'not leading' : undefined);
     const end = (cut: CutShort | undefined) => {
-      logger.info(cut ? `store disruption: re-sending the update commands of open executions cut short (${cut})` : 'store disruption: update commands of open executions re-sent', { ...counts, ms: Math.round(performance.now() - began) });
+      logger.info(cut ? `${trigger}: re-sending the update commands of open executions cut short (${cut})` : `${trigger}: update commands of open executions re-sent`, { ...counts, ms: Math.round(performance.now() - began) });
       return cut;
     };
     let cut: CutShort | undefined;
@@ -222,14 +240,14 @@ export class DisruptionResync {
       onJobs: () => {
         if (said) return;
         said = true;
-        logger.info('store disruption: re-sending the update commands of open executions (the database may have gone back)', { reason: this.reason });
+        logger.info(`${trigger}: re-sending the update commands of open executions (${MAY_HAVE_LOST[trigger]})`, { reason: this.reason });
       },
       onJob: () => counts.jobs++,
     });
     // those whose command was sent (commandSent), as the engine's catch-up reads them
     for await (const { executions: sent } of walk) {
       const started = performance.now();
-      await this.resend(sent, counts);
+      await this.resend(sent, counts, trigger);
       await nextTurn();
       // at most perSecond devices a second: the page's share of a second, what is left of it
       await this.pause((sent.length * 1000) / perSecond - (performance.now() - started));
@@ -239,7 +257,7 @@ export class DisruptionResync {
   }
 
   /** Re-sends the commands of `executions` (one page, together); those that fail are tried once more. */
-  private async resend(executions: ExecutionRecord[], counts: PassCounts): Promise<void> {
+  private async resend(executions: ExecutionRecord[], counts: PassCounts, trigger: Trigger): Promise<void> {
     counts.executions += executions.length;
     let left = executions;
     for (let attempt = 1; attempt <= 2 && left.length > 0; attempt++) {
@@ -262,7 +280,7 @@ export class DisruptionResync {
       }
       if (failed.length > 0 && attempt === 2) {
         counts.failed += failed.length;
-        this.deps.logger.warn('store disruption: update commands not re-sent to some devices; their executions wait for a timeout or the device asking', { devices: failed.length, error });
+        this.deps.logger.warn(`${trigger}: update commands not re-sent to some devices; their executions wait for a timeout or the device asking`, { devices: failed.length, error });
       }
       left = failed;
     }

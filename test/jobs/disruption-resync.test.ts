@@ -2,13 +2,13 @@
  * The resync after a store disruption (jobs/disruption-resync.ts) on a real server's store and
  * replica, devices on its embedded broker: a disruption during a pass starts the pass over,
  * never a second one beside it; stop() ends a wait at once; an instance that does not lead
- * sends nothing. The disruption itself is what a PostgreSQL store reports (onDisruption),
- * given here by hand (the server's store is SQLite); test/store/postgres-restore-resend.test.ts
- * has the real one, a restore.
+ * sends nothing; a pass on a lead taken says so in its lines. The disruption itself is what a
+ * PostgreSQL store reports (onDisruption), given here by hand (the server's store is SQLite);
+ * test/store/postgres-restore-resend.test.ts has the real one, a restore.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DisruptionResync, type DisruptionResyncDeps } from '../../src/jobs/disruption-resync.ts';
+import { DisruptionResync, LEAD_TAKEN, type DisruptionResyncDeps } from '../../src/jobs/disruption-resync.ts';
 import { answerTopic } from '../../src/protocol/topics.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually } from '../helpers/cli.ts';
@@ -106,6 +106,27 @@ describe('the resync of open executions after a store disruption', () => {
       assert.equal(most, 1, 'one page (of one device) at a time');
       assert.equal(calls, 4);
       for (const c of clients) assert.ok(c.log.filter((m) => m.topic.endsWith('/update/delta')).length >= 2, `${c.client.options.clientId}: its command, then at least one re-sent`);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("a pass on a lead taken says so in its lines (it said 'store disruption' before), with its counts", async () => {
+    const { r, lines } = resync();
+    await r.start();
+    try {
+      r.leadTaken();
+      await eventually(async () => (r.busy ? undefined : true), 30_000, 'the pass done');
+      const said = lines.filter((l) => l.level === 'info');
+      assert.deepEqual(
+        said.map((l) => [l.msg, l.reason]),
+        [
+          ['lead taken: re-sending the update commands of open executions (the database may have gone back, or the last leader stopped mid-send)', LEAD_TAKEN],
+          ['lead taken: update commands of open executions re-sent', undefined],
+        ],
+        'the start and end lines name the lead taken',
+      );
+      assert.deepEqual([said[1]!.jobs, said[1]!.executions, said[1]!.resent, said[1]!.moved, said[1]!.offline, said[1]!.failed], [1, 3, 3, 0, 0, 0], 'the end line keeps its counts');
     } finally {
       await r.stop();
     }

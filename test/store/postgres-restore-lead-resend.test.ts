@@ -5,7 +5,7 @@
  * job. No instance saw a connection lost while running (no store disruption), so
  * DisruptionResync's pass never ran, and behind an external broker, where the device kept its
  * connection all along, nothing asked it again: its execution stayed open for good (QA of
- * 2026-12-07, 2 of 2 runs). The instance that comes to lead rollouts now runs the same pass.
+ * 2026-12-06, 2 of 2 runs). The instance that comes to lead rollouts now runs the same pass.
  * With the embedded broker no such pass runs: every device reconnects to the started instance
  * and asks with get, and its answer ends the execution.
  *

@@ -35,8 +35,8 @@ export async function offlineCredentials(source: OfflineSource): Promise<{ token
   const dataDir = path.resolve(config.dataDir);
   const token = await readOperatorToken(dataDir);
   // loaded here only: every other command starts without the stores' modules
-  const { createStateStore } = await import('../server/adapters.ts');
-  const store = createStateStore(config, dataDir, createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
+  const { createStateStoreBesideServer } = await import('../server/adapters.ts');
+  const store = await createStateStoreBesideServer(config, dataDir, createLogger({ level: 'warn', component: 'store' }));
   await store.start();
   try {
     return { token, devices: await registryCredentials(store), from: config.db ? redactUrl(config.db) : path.join(dataDir, 'updraft.db') };

@@ -52,7 +52,7 @@ export async function countDevicesByCa(source: OfflineStoreSource, previousPem: 
   const previousQuery = issuerQuery(previousSubject);
   const count: CaCount = { previousSubject, previousQuery, onPrevious: 0, revokedOnPrevious: 0, ...(currentSubject !== undefined ? { onCurrent: 0 } : {}), unreported: 0 };
   // loaded here only: the CLI's other commands start without the stores' modules
-  const [{ loadConfig }, { parseQuery }, { scanDevices }, { createStateStore }, { createLogger }, { redactUrl }] = await Promise.all([
+  const [{ loadConfig }, { parseQuery }, { scanDevices }, { createStateStoreBesideServer }, { createLogger }, { redactUrl }] = await Promise.all([
     import('../config/load-config.ts'),
     import('../fleet/query.ts'),
     import('../fleet/device-selector.ts'),
@@ -77,7 +77,7 @@ export async function countDevicesByCa(source: OfflineStoreSource, previousPem: 
   // the queries an operator runs to list them: what is counted is what they list
   const onPrevious = parseQuery(previousQuery);
   const onCurrent = currentSubject === undefined ? undefined : parseQuery(issuerQuery(currentSubject));
-  const store = createStateStore(config, dataDir, createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
+  const store = await createStateStoreBesideServer(config, dataDir, createLogger({ level: 'warn', component: 'store' }));
   await store.start();
   try {
     await scanDevices(

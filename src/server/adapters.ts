@@ -9,10 +9,12 @@ import { LocalBlobStore } from '../artifacts/local-blob-store.ts';
 import { S3BlobStore } from '../artifacts/s3-blob-store.ts';
 import { parseS3Url } from '../artifacts/s3-url.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
+import { UpdraftError } from '../errors.ts';
 import { PostgresStore } from '../store/postgres-store.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
+import { unnamedPostgres } from './store-kind.ts';
 
 /** PostgreSQL when `db` is set, else the SQLite file `<dataDir>/updraft.db`. */
 export function createStateStore(config: Pick<UpdraftConfig, 'db'> & Partial<Pick<UpdraftConfig, 'postgres'>>, dataDir: string, logger: Logger, options: { besideServer?: boolean } = {}): StateStore {
@@ -20,6 +22,20 @@ export function createStateStore(config: Pick<UpdraftConfig, 'db'> & Partial<Pic
   // their job creations be
   if (config.db) return new PostgresStore({ url: config.db, logger, ...postgresBounds(config.postgres), ...(options.besideServer ? { migrateExisting: false } : {}) });
   return new SqliteStore({ path: path.join(dataDir, 'updraft.db'), logger, ...(options.besideServer ? { recoverCreations: false, migrateExisting: false } : { soleUser: true }) });
+}
+
+/**
+ * The store an offline command reads beside the servers (their schema and job creations left
+ * alone). Given no PostgreSQL store, refused (CONFIG) when the data directory's server last
+ * started on PostgreSQL: its `updraft.db`, if any, is a stale file left from its SQLite days
+ * (server/store-kind.ts). Every offline reader of the store opens it here.
+ */
+export async function createStateStoreBesideServer(config: Pick<UpdraftConfig, 'db'> & Partial<Pick<UpdraftConfig, 'postgres'>>, dataDir: string, logger: Logger): Promise<StateStore> {
+  if (!config.db) {
+    const postgres = await unnamedPostgres(dataDir);
+    if (postgres !== undefined) throw new UpdraftError('CONFIG', `${postgres}; give the store the server uses with --db <url> or --config <file>`);
+  }
+  return createStateStore(config, dataDir, logger, { besideServer: true });
 }
 
 /** The `postgres.*` settings as PostgresStore's options (its defaults where none is given). */

@@ -188,8 +188,8 @@ async function copyDatabase(dbFile: string, copy: string): Promise<ArtifactBytes
 
 /** The artifacts a PostgreSQL store names, read through the store as the server reads them. */
 async function postgresArtifacts(source: BackupSource): Promise<ArtifactBytes[]> {
-  const { createStateStore } = await import('./adapters.ts');
-  const store = createStateStore(source, path.resolve(source.dataDir), createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
+  const { createStateStoreBesideServer } = await import('./adapters.ts');
+  const store = await createStateStoreBesideServer(source, path.resolve(source.dataDir), createLogger({ level: 'warn', component: 'store' }));
   await store.start();
   try {
     return await allArtifacts(store);

@@ -3,6 +3,7 @@
  * that `npm start` just works: the software signing key (Ed25519), Updraft's CA, and the TLS
  * material of the MQTTS and (optional) HTTPS listeners.
  */
+import path from 'node:path';
 import type { UpdraftConfig } from '../config/schema.ts';
 import { loadOrCreateCa, type CertificateAuthority } from '../pki/certificate-authority.ts';
 import { resolveServerTls, type ServerTls } from '../pki/server-tls.ts';
@@ -10,7 +11,7 @@ import { ManifestSigner } from '../signing/manifest-signer.ts';
 import { loadKeyCertificate } from '../signing/root-key.ts';
 import { loadOrCreateSigningKey, signingKeyPaths, type SoftwareSigningKey } from '../signing/signing-key.ts';
 import type { Logger } from '../util/logger.ts';
-import { recordStoreKind } from './store-kind.ts';
+import { readStoreKind, recordStoreKind, STORE_KIND_FILE } from './store-kind.ts';
 import { checkTlsFiles, type TlsFileSettings } from './tls-files-check.ts';
 
 /** What `loadSecurity` resolved. */
@@ -31,7 +32,14 @@ export async function loadSecurity(config: UpdraftConfig, dataDir: string, logge
   // which store this start runs on (the store is started by now), for the offline CA commands
   // (server/store-kind.ts); here because it runs at every start, with the settings, under the
   // data directory's setup lock
-  await recordStoreKind(dataDir, config.db ? 'postgres' : 'sqlite');
+  const kind = config.db ? 'postgres' : 'sqlite';
+  // a start on SQLite where PostgreSQL ran last is likely a forgotten --db/UPDRAFT_DB: said,
+  // since this start serves the directory's old updraft.db (or an empty one); still recorded,
+  // as the offline commands must read the store this start writes
+  if (kind === 'sqlite' && (await readStoreKind(dataDir)) === 'postgres') {
+    logger.warn(`the server of ${dataDir} last ran on PostgreSQL (${STORE_KIND_FILE}); this start uses the embedded SQLite store (${path.join(dataDir, 'updraft.db')}): if that is not meant, stop it and give --db or UPDRAFT_DB`);
+  }
+  await recordStoreKind(dataDir, kind);
   const { key: signingKey, created } = await loadOrCreateSigningKey(dataDir);
   const publicKeyFile = signingKeyPaths(dataDir).pub;
   if (created) logger.debug('software signing key created; provision devices with its public key', { publicKey: publicKeyFile, keyId: signingKey.keyId });

@@ -211,10 +211,10 @@ export async function recordOffline(source: OfflineStoreSource, names: readonly 
     return undefined;
   }
   // loaded here only: the CLI's other commands start without the stores' modules
-  const [{ createStateStore }, { createLogger }, { redactUrl }] = await Promise.all([import('./adapters.ts'), import('../util/logger.ts'), import('../util/redact-url.ts')]);
+  const [{ createStateStoreBesideServer }, { createLogger }, { redactUrl }] = await Promise.all([import('./adapters.ts'), import('../util/logger.ts'), import('../util/redact-url.ts')]);
   const dataDir = path.resolve(config.dataDir);
   const values = await readSharedSecrets(dataDir);
-  const store = createStateStore(config, dataDir, createLogger({ level: 'warn', component: 'store' }), { besideServer: true });
+  const store = await createStateStoreBesideServer(config, dataDir, createLogger({ level: 'warn', component: 'store' }));
   await store.start();
   try {
     return { where: redactUrl(config.db), recorded: await recordSharedSecrets(store, dataDir, values, names) };

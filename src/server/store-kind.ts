@@ -23,7 +23,7 @@ export async function recordStoreKind(dataDir: string, kind: StoreKind): Promise
   await writeFileAtomic(path.join(dataDir, STORE_KIND_FILE), `${JSON.stringify({ store: kind })}\n`, 0o644);
 }
 
-/** The store the server of `dataDir` last started with; undefined when none recorded one (no start since 2026-12-07) or the record is unreadable. */
+/** The store the server of `dataDir` last started with; undefined when none recorded one (no start since 2026-12-06) or the record is unreadable. */
 export async function readStoreKind(dataDir: string): Promise<StoreKind | undefined> {
   const text = await readFile(path.join(dataDir, STORE_KIND_FILE), 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;

@@ -17,7 +17,10 @@ export const COUNT_REQUESTS = 20;
 
 /** How many devices a query selected; `complete` false when the count stopped at COUNT_REQUESTS with more to read. */
 export interface DeviceCount {
+  /** Devices selected, revoked ones included. */
   count: number;
+  /** How many of them are revoked (`revoked` on the item): refused anyway, so `ca drop-previous` does not refuse for them. */
+  revoked: number;
   /** Devices read (matched or not). */
   scanned: number;
   complete: boolean;
@@ -30,14 +33,16 @@ export interface DeviceCount {
  */
 export async function countDevices(path: string, signal?: AbortSignal): Promise<DeviceCount> {
   let count = 0;
+  let revoked = 0;
   let scanned = 0;
   let after: string | undefined;
   for (let i = 0; i < COUNT_REQUESTS; i++) {
-    const page = await get<{ items: unknown[]; next?: string; scanned?: number }>(`${path}${after !== undefined ? `&after=${encodeURIComponent(after)}` : ''}`, signal);
+    const page = await get<{ items: { revoked?: boolean }[]; next?: string; scanned?: number }>(`${path}${after !== undefined ? `&after=${encodeURIComponent(after)}` : ''}`, signal);
     count += page.items.length;
+    revoked += page.items.filter((d) => d.revoked === true).length;
     scanned += page.scanned ?? page.items.length;
-    if (page.next === undefined) return { count, scanned, complete: true };
+    if (page.next === undefined) return { count, revoked, scanned, complete: true };
     after = page.next;
   }
-  return { count, scanned, complete: false };
+  return { count, revoked, scanned, complete: false };
 }

@@ -3,7 +3,9 @@
  * servers: the CA's subject and expiry; after a real `updraft ca rollover` (the server stopped,
  * started again) the previous CA, how many devices the server moved off it and how many still
  * report a certificate of it, counted by the fleet query doctor uses, with real agents over
- * MQTTS reporting their certificate's issuer (test/security/ca-rollover-fixture.ts).
+ * MQTTS reporting their certificate's issuer (test/security/ca-rollover-fixture.ts). Revoked
+ * devices are counted apart and an expired previous CA is said so, as `ca drop-previous`
+ * judges them (it refuses for neither).
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -12,7 +14,9 @@ import type { Browser } from 'playwright-core';
 import { issuerQuery } from '../../src/protocol/certificate-issuer.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { apiJson, type TestServer } from '../helpers/server.ts';
-import { RolloverFixture, issuedBy, reportedIssuer, rolledOver } from '../security/ca-rollover-fixture.ts';
+import { writeFile } from 'node:fs/promises';
+import { caPaths } from '../../src/pki/certificate-authority.ts';
+import { RolloverFixture, expiredCa, issuedBy, reportedIssuer, reportsIssuer, rolledOver } from '../security/ca-rollover-fixture.ts';
 import { buildDashboard, chromiumSkip, launchChromium, signedInTab } from './browser-support.ts';
 
 const skip = chromiumSkip();
@@ -57,11 +61,15 @@ describe("the Security page's device CA and TLS state, in Chromium", { skip }, (
     const pair = await eventually(async () => mover.renewed[0], 30_000, 'm-1 renewed onto the new CA');
     assert.ok(issuedBy(pair.certificate, r.newCa), 'the renewed certificate is of the new CA');
     await reportedIssuer(ts, 'm-1', newName);
+    // v-1 reported a certificate of the previous CA, then was revoked: refused anyway
+    await reportsIssuer(ts, 'v-1', oldName);
+    const revoked = await apiJson(ts, 'POST', '/api/v1/devices/v-1/revoke');
+    assert.equal(revoked.status, 200, `v-1 revoked: ${JSON.stringify(revoked.body)}`);
     await onSecurityPage(ts, async (page) => {
       await page.getByTestId('ca').filter({ hasText: new RegExp(`^${newName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; expires .+, in \\d+ days$`) }).waitFor();
       await page.getByTestId('previous-ca').filter({ hasText: oldName }).filter({ hasText: /; expires .+, in \d+ days: the device certificates it issued are accepted until then/ }).waitFor();
       const devices = page.getByTestId('previous-ca-devices');
-      await devices.filter({ hasText: /^1 device still reports a client certificate of it: / }).waitFor();
+      await devices.filter({ hasText: /^1 device still reports a client certificate of it \(besides 1 revoked, refused anyway\): updraft ca drop-previous would lock them out, and refuses while any do\. / }).waitFor();
       assert.equal(await page.getByTestId('moved-off-previous-ca').innerText(), ' · 1 moved off it by this server since it started', 'the devices this server moved off it');
       const list = await devices.locator('code').last().innerText();
       assert.equal(list, `updraft device list --query '${issuerQuery(oldName)}'`, "the list command with doctor's query");
@@ -72,6 +80,26 @@ describe("the Security page's device CA and TLS state, in Chromium", { skip }, (
     assert.equal(listed.code, 0, listed.stderr);
     assert.match(listed.stdout, /^s-1\s/m, `s-1 listed: ${listed.stdout}`);
     assert.doesNotMatch(listed.stdout, /^m-1\s/m, 'm-1 not listed');
+  });
+
+  it('an expired previous CA: says it expired and that drop-previous does not refuse for it, with its devices', async () => {
+    const dataDir = await fx.tmp('updraft-dash-ca-expired-');
+    const { ca: expired } = expiredCa('e-1');
+    const first = await fx.start(dataDir);
+    await first.stop();
+    await writeFile(caPaths(dataDir).previous, expired);
+    const ts = await fx.start(dataDir);
+    const metrics = (await apiJson(ts, 'GET', '/api/v1/metrics')).body as { tls: { previousCaExpiresAt: number } };
+    assert.ok(metrics.tls.previousCaExpiresAt * 1000 < Date.now(), `the metrics give the past expiry: ${JSON.stringify(metrics.tls)}`);
+    await reportsIssuer(ts, 'e-1', nameOf(expired));
+    await onSecurityPage(ts, async (page) => {
+      await page.getByTestId('previous-ca').filter({ hasText: /; expired .+: the server ignores it, and refuses the device certificates it issued$/ }).waitFor();
+      await page
+        .getByTestId('previous-ca-devices')
+        .filter({ hasText: /^it has expired: the server ignores it, and updraft ca drop-previous does not refuse for it; 1 device reports a client certificate of it, refused since it expired: give each a certificate of the current CA \(updraft device cert <id>\)\. List them: / })
+        .waitFor();
+      assert.doesNotMatch(await page.getByTestId('previous-ca-devices').innerText(), /would lock them out|refuses while/, 'no refusal said for an expired previous CA');
+    });
   });
 
   it('shows the CA alone on a server that never rolled over', async () => {

@@ -18,10 +18,9 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { caPaths } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
-import { connectDevice } from '../helpers/mqtt-client.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import type { TestServer } from '../helpers/server.ts';
-import { RolloverFixture, expiredCa, issuedBy, reportedIssuer, rolledOver } from './ca-rollover-fixture.ts';
+import { RolloverFixture, expiredCa, issuedBy, reportedIssuer, reportsIssuer, rolledOver } from './ca-rollover-fixture.ts';
 
 /** A CA's subject as agents report an issuer: Node's DN, its lines joined with ', ' (docs/protocol.md). */
 const nameOf = (pem: string) => new X509Certificate(pem).subject.split('\n').join(', ');
@@ -31,16 +30,6 @@ const listed = async (ts: TestServer, query: string) => {
   const r = await runCli(['device', 'list', '--query', query, ...api(ts)]);
   assert.equal(r.code, 0, `device list: ${r.stderr}`);
   return r.stdout.split('\n').filter((l) => l.trim() !== '' && l !== 'no devices').map((l) => l.split(/\s+/)[0]);
-};
-/** Registers `deviceId`, which reports `issuer` as its certificate's over its own MQTT connection, as an agent does. */
-const reports = async (ts: TestServer, deviceId: string, issuer: string) => {
-  const device = await connectDevice(ts, deviceId);
-  try {
-    await device.subscribe(`state/${deviceId}/#`);
-    await device.request(`state/${deviceId}/update`, { state: { reported: { agent: { certificateIssuer: issuer } } } });
-  } finally {
-    await device.end();
-  }
 };
 /** The query of a line's `updraft device list --query '...'` (single-quoted, as printed). */
 const queryIn = (line: string) => {
@@ -66,7 +55,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.ok(issuedBy(pair.certificate, r.newCa), 'the renewed certificate is of the new CA');
     await reportedIssuer(ts, 'm-1', newName); // said after the renewal, without a restart
     // a device whose certificate is of an unrelated CA (not Updraft's): on neither CA
-    await reports(ts, 'o-1', 'CN=Other CA, O=Elsewhere');
+    await reportsIssuer(ts, 'o-1', 'CN=Other CA, O=Elsewhere');
 
     const doctor = await runCli(['doctor', ...api(ts)]);
     const warning = doctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(s-1\) still report a client certificate of the previous CA \(pki\/previous-ca\.crt\)/.test(l));
@@ -125,8 +114,8 @@ describe('ca drop-previous: refused while devices report certificates of the pre
   it('revoked devices on the previous CA do not hold the drop back (their renewal is refused): doctor and drop-previous say them apart', async () => {
     const r = await rolledOver(fx, []);
     const ts = await fx.start(r.dataDir);
-    await reports(ts, 'r-1', nameOf(r.oldCa));
-    await reports(ts, 'k-1', nameOf(r.newCa));
+    await reportsIssuer(ts, 'r-1', nameOf(r.oldCa));
+    await reportsIssuer(ts, 'k-1', nameOf(r.newCa));
     const revoked = await runCli(['device', 'revoke', 'r-1', ...api(ts)]);
     assert.equal(revoked.code, 0, `device revoke: ${revoked.stderr}`);
     const doctor = await runCli(['doctor', ...api(ts)]);
@@ -151,7 +140,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     await first.stop();
     await writeFile(caPaths(dataDir).previous, expired);
     const ts = await fx.start(dataDir);
-    await reports(ts, 'e-1', nameOf(expired));
+    await reportsIssuer(ts, 'e-1', nameOf(expired));
     const doctor = await runCli(['doctor', ...api(ts)]);
     assert.match(doctor.stdout, /the previous CA \(pki\/previous-ca\.crt\) expired on \d{4}-\d\d-\d\d and is ignored/, doctor.stdout);
     assert.doesNotMatch(doctor.stdout, /would lock them out/, `no drop warning for an expired previous CA: ${doctor.stdout}`);
@@ -168,7 +157,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
   it('--config gives the data directory when --data-dir is not given (from another working directory); --data-dir wins when both are', async () => {
     const r = await rolledOver(fx, []);
     const ts = await fx.start(r.dataDir);
-    await reports(ts, 'c-1', nameOf(r.oldCa));
+    await reportsIssuer(ts, 'c-1', nameOf(r.oldCa));
     await ts.stop();
     const elsewhere = await fx.tmp('updraft-drop-cwd-');
     const config = path.join(elsewhere, 'server.json');
@@ -239,7 +228,7 @@ describe('ca drop-previous on PostgreSQL (--db)', () => {
     const r = await rolledOver(fx, []); // the server ran on SQLite, then the rollover
     assert.ok(existsSync(path.join(r.dataDir, 'updraft.db')), 'the SQLite store is left in the directory');
     const ts = await fx.start(r.dataDir, { flags: { db } });
-    await reports(ts, 'q-1', nameOf(r.oldCa));
+    await reportsIssuer(ts, 'q-1', nameOf(r.oldCa));
     await ts.stop();
     assert.deepEqual(JSON.parse(readFileSync(path.join(r.dataDir, 'store.json'), 'utf8')), { store: 'postgres' }, 'the store recorded: its kind, no URL');
 

@@ -16,6 +16,7 @@ import type { TlsPair } from '../../src/agent/certificate-renewer.ts';
 import { caPaths } from '../../src/pki/certificate-authority.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
+import { connectDevice } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { startAgent } from './support.ts';
 
@@ -127,6 +128,17 @@ export async function reportedIssuer(ts: TestServer, deviceId: string, issuer: s
     30_000,
     `${deviceId} reported certificateIssuer "${issuer}"`,
   );
+}
+
+/** Registers `deviceId`, which reports `issuer` as its certificate's over its own MQTT connection (a password login), as an agent does. */
+export async function reportsIssuer(ts: TestServer, deviceId: string, issuer: string): Promise<void> {
+  const device = await connectDevice(ts, deviceId);
+  try {
+    await device.subscribe(`state/${deviceId}/#`);
+    await device.request(`state/${deviceId}/update`, { state: { reported: { agent: { certificateIssuer: issuer } } } });
+  } finally {
+    await device.end();
+  }
 }
 
 /**

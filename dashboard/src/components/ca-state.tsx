@@ -18,19 +18,45 @@ function Expiry({ at }: { at: number | null | undefined }) {
   return <span class={`note-${tone}`}>{text}</span>;
 }
 
-/** The count of devices still on the previous CA, in words. */
-function StillOnPrevious({ found, query }: { found: DeviceCount; query: string }) {
-  const n = found.complete ? count(found.count) : `at least ${count(found.count)}`;
+/**
+ * The count of devices still on the previous CA, in words, as `ca drop-previous` judges them:
+ * revoked ones are said apart (refused anyway, never refused for), and once the previous CA
+ * has expired nothing is refused for it (the server ignores it; its devices are refused since).
+ */
+function StillOnPrevious({ found, query, expired }: { found: DeviceCount; query: string; expired: boolean }) {
+  const atLeast = (n: number) => (found.complete ? count(n) : `at least ${count(n)}`);
+  const devices = (n: number) => `${atLeast(n)} device${n === 1 && found.complete ? '' : 's'}`;
+  const active = found.count - found.revoked;
   const list = `updraft device list --query '${query.replace(/'/g, `'\\''`)}'`;
-  if (found.complete && found.count === 0) {
-    return <span class="note-good">no device reports a client certificate of it (devices whose agents report no issuer are not counted)</span>;
+  const partial = !found.complete && <> (counted in the first {count(found.scanned)} devices read, {COUNT_REQUESTS} requests; updraft doctor counts them all)</>;
+  const revoked = found.revoked > 0 && <span data-testid="revoked-on-previous-ca">{atLeast(found.revoked)} revoked, refused anyway</span>;
+  if (expired) {
+    return (
+      <>
+        <span class="note-warn">it has expired: the server ignores it, and <code>updraft ca drop-previous</code> does not refuse for it</span>
+        {found.count > 0 && (
+          <>
+            ; {devices(found.count)} report{found.count === 1 && found.complete ? 's' : ''} a client certificate of it{revoked && <> ({revoked})</>}, refused since it expired{partial}: give each a certificate of the current CA (<code>updraft device cert &lt;id&gt;</code>). List them: <code>{list}</code>
+          </>
+        )}
+      </>
+    );
+  }
+  if (found.complete && active === 0) {
+    return (
+      <>
+        <span class="note-good">no device reports a client certificate of it</span>
+        {revoked && <> besides {revoked}: <code>updraft ca drop-previous</code> does not refuse for revoked devices</>} (devices whose agents report no issuer are not counted)
+      </>
+    );
   }
   return (
     <>
       <span class="note-warn">
-        {n} device{found.count === 1 && found.complete ? '' : 's'} still report{found.count === 1 && found.complete ? 's' : ''} a client certificate of it
+        {devices(active)} still report{active === 1 && found.complete ? 's' : ''} a client certificate of it
       </span>
-      {!found.complete && <> (counted in the first {count(found.scanned)} devices read, {COUNT_REQUESTS} requests; updraft doctor counts them all)</>}: <code>updraft ca drop-previous</code> would lock them out, and refuses while any do. List them: <code>{list}</code>
+      {revoked && <> (besides {revoked})</>}
+      {partial}: <code>updraft ca drop-previous</code> would lock them out, and refuses while any do. List them: <code>{list}</code>
     </>
   );
 }
@@ -40,6 +66,7 @@ export function CaState({ keys }: { keys: KeysView }) {
   const tls = metrics.data?.tls;
   const previous = keys.previousCaSubject ?? null;
   const query = previous !== null ? issuerQuery(previous) : undefined;
+  const expired = typeof tls?.previousCaExpiresAt === 'number' && tls.previousCaExpiresAt * 1000 <= Date.now();
   const still = useApi<DeviceCount>(query !== undefined ? `/fleet/devices?query=${encodeURIComponent(query)}&limit=1000` : null, countDevices);
   return (
     <section aria-labelledby="ca-h">
@@ -63,14 +90,15 @@ export function CaState({ keys }: { keys: KeysView }) {
               <code>{previous}</code>
               {typeof tls?.previousCaExpiresAt === 'number' && (
                 <>
-                  ; <Expiry at={tls.previousCaExpiresAt} />: the device certificates it issued are accepted until then, or until it is dropped, and renewed onto the CA
+                  ; <Expiry at={tls.previousCaExpiresAt} />
+                  {expired ? ': the server ignores it, and refuses the device certificates it issued' : ': the device certificates it issued are accepted until then, or until it is dropped, and renewed onto the CA'}
                 </>
               )}
             </dd>
             <dt>Devices on it</dt>
             <dd data-testid="previous-ca-devices">
               <ErrorNote error={still.error} />
-              {still.data ? <StillOnPrevious found={still.data} query={query!} /> : !still.error && <span class="muted">counting…</span>}
+              {still.data ? <StillOnPrevious found={still.data} query={query!} expired={expired} /> : !still.error && <span class="muted">counting…</span>}
               {typeof tls?.devicesMovedOffPreviousCa === 'number' && (
                 <span data-testid="moved-off-previous-ca">
                   {' '}

@@ -170,18 +170,7 @@ export class ExecutionTracker {
    * timeout, to catch up with reports committed to the shadow but not yet to the execution).
    */
   apply(deviceId: string, reportedSoftware: unknown): Promise<void> {
-    const reported = parseReportedSoftware(reportedSoftware);
-    if (!reported?.jobId) return Promise.resolve();
-    const agentId = reported.jobId;
-    const parsed = parseAgentJobId(agentId);
-    // one queue per execution: reports of one device about one job are applied in order
-    return this.queue
-      .run(`${parsed?.jobId ?? agentId}/${deviceId}`, () => this.record(agentId, deviceId, reported))
-      .catch((err: unknown) => {
-        this.deps.logger.error('execution not recorded; tried again until it is', { jobId: agentId, deviceId, error: asUpdraftError(err).message });
-        // acknowledged already (the shadow holds it): derived again from the shadow later
-        if (parsed) this.unrecorded.owe(parsed.jobId, deviceId, isOutcome(reported) ? { outcome: reportedSoftware } : {});
-      });
+    return this.enqueue(deviceId, reportedSoftware, false);
   }
 
   /**
@@ -194,14 +183,21 @@ export class ExecutionTracker {
    * now), for its `lastReportAt`; its step timer and startedAt count from now (see record).
    */
   reapply(deviceId: string, reportedSoftware: unknown, reportedAt?: number): Promise<void> {
+    return this.enqueue(deviceId, reportedSoftware, true, reportedAt);
+  }
+
+  /** `record` in the execution's queue (`apply`, `reapply`); a write that fails is owed and tried again from the shadow. */
+  private enqueue(deviceId: string, reportedSoftware: unknown, again: boolean, reportedAt?: number): Promise<void> {
     const reported = parseReportedSoftware(reportedSoftware);
     if (!reported?.jobId) return Promise.resolve();
     const agentId = reported.jobId;
     const parsed = parseAgentJobId(agentId);
+    // one queue per execution: reports of one device about one job are applied in order
     return this.queue
-      .run(`${parsed?.jobId ?? agentId}/${deviceId}`, () => this.record(agentId, deviceId, reported, true, reportedAt))
+      .run(`${parsed?.jobId ?? agentId}/${deviceId}`, () => this.record(agentId, deviceId, reported, again, reportedAt))
       .catch((err: unknown) => {
         this.deps.logger.error('execution not recorded; tried again until it is', { jobId: agentId, deviceId, error: asUpdraftError(err).message });
+        // acknowledged already (the shadow holds it): derived again from the shadow later
         if (parsed) this.unrecorded.owe(parsed.jobId, deviceId, isOutcome(reported) ? { outcome: reportedSoftware } : {});
       });
   }

@@ -1486,10 +1486,14 @@ export class RolloutEngine {
     const key = { jobId: e.jobId, deviceId: e.deviceId };
     const aid = agentJobId(e.jobId, e.attempt ?? 1);
     try {
-      // a report committed to the shadow but not to the execution (a crash in between) is the truth
-      const shadow = await this.deps.store.getShadow(e.deviceId, '');
-      const reported = shadow && !shadow.deleted ? shadow.state.reported?.software : undefined;
-      if (parseReportedSoftware(reported)?.jobId === aid) await this.deps.tracker.apply(e.deviceId, reported);
+      // a report committed to the shadow but not to the execution (a crash in between) is the
+      // truth; read back, as the catch-up reads it: one the row holds already writes nothing
+      // (applied as new, it moved lastReportAt to the moment of the timeout: the execution said
+      // the device last reported as it timed out, 2026-12-06)
+      const stored = await this.deps.store.getShadow(e.deviceId, '');
+      const shadow = stored && !stored.deleted ? stored : undefined;
+      const reported = shadow?.state.reported?.software;
+      if (shadow && parseReportedSoftware(reported)?.jobId === aid) await this.deps.tracker.reapply(e.deviceId, reported, reportedAt(shadow));
       const spec = job ? specOf(job) : undefined;
       // TIMED_OUT and still due: a timeout written by an earlier pass whose command was not
       // taken back yet (the process died after the write, or the replica refused the retract)

@@ -364,6 +364,21 @@ describe('rollout engine', () => {
     assert.match(String(e.details.error), /step timeout.*DOWNLOADING within 60 s/);
   });
 
+  it("a timeout keeps the device's last report time (the shadow's report is not recorded again as new)", async () => {
+    const [d] = await f.fleet('d', 1);
+    const jobId = await create({ targets: { devices: [d!] }, timeouts: { inProgressSeconds: 3600, stepSeconds: 60 } });
+    await f.report(d!, { name: 'fw', version: '1.0.0', jobId, status: 'DOWNLOADING', progress: 0.1 });
+    const reportedAt = (await f.execution(jobId, d!)).details.lastReportAt;
+    assert.equal(typeof reportedAt, 'number', 'the report is recorded with its time');
+    f.advance(65_000);
+    await f.tick();
+    const e = await f.execution(jobId, d!);
+    assert.equal(e.status, 'TIMED_OUT', 'the silent device timed out');
+    // until 2026-12-06 the timeout applied the shadow's report as a new one first: the
+    // execution said the device last reported at the moment it timed out
+    assert.equal(e.details.lastReportAt, reportedAt, 'lastReportAt is still when the device last reported, not when it timed out');
+  });
+
   it('reads the spec once while executions time out tick after tick', async () => {
     const ids = await f.fleet('d', 3);
     const jobId = await create({ targets: { devices: ids }, timeouts: { inProgressSeconds: 3600, stepSeconds: 60 } });

@@ -58,7 +58,7 @@ export function addCaCommand(program: Command): void {
       const { caPaths, prepareNextCa, rolloverCa } = await import('../pki/certificate-authority.ts');
       const p = caPaths(opts.dataDir);
       if (opts.prepare) {
-        const next = await whileWritingOffline(opts.dataDir, () => prepareNextCa(opts.dataDir, opts.name));
+        const next = await whileWritingOffline(opts.dataDir, () => prepareNextCa(opts.dataDir, opts.name), { missing: 'it holds no CA to prepare the next of (updraft ca init makes one)' });
         process.stdout.write(
           `next CA prepared (valid until ${day(next.notAfter)}); the server does not use it yet\n` +
             `  certificate ${p.nextCert}\n  key         ${p.nextKey} (mode 0600)\n` +
@@ -69,16 +69,16 @@ export function addCaCommand(program: Command): void {
       }
       await refuseWhileServing(opts.dataDir);
       await refuseUnnamedPostgres(opts, 'give that store with --db <url> or --config <file>: the new CA is recorded there (instances on it refuse to start with a CA it does not name); not rolled over, nothing changed');
-      const r = await whileWritingOffline(opts.dataDir, () => rolloverCa(opts.dataDir, opts.name));
+      const r = await whileWritingOffline(opts.dataDir, () => rolloverCa(opts.dataDir, opts.name), { missing: 'it holds no CA to replace (updraft ca init makes one)' });
       const lines = [
         r.resumed
           ? `CA rolled over: a rollover stopped midway was finished (the new key was in place, its certificate still ${p.nextCert}); it issues everything from the next start (valid until ${day(r.notAfter)})`
           : `CA rolled over${r.prepared ? ' to the prepared next CA' : ''}: it issues everything from the next start (valid until ${day(r.notAfter)})`,
         `  certificate ${p.cert}${r.prepared ? '' : ' (give it to devices, in a --ca bundle with the previous one)'}`,
         `  key         ${p.key} (mode 0600)`,
-        `  previous    ${p.previous}: devices' client certificates it issued are accepted until ${day(r.previousNotAfter)}; its key was deleted`,
+        `  previous    ${p.previous}: devices' client certificates it issued are accepted until ${day(r.previousNotAfter)}; its key is kept as ${p.previousKey} (mode 0600) only to sign its CRL (mosquitto-config --updraft-ca), until updraft ca drop-previous deletes it`,
         `devices that renew their certificates (updraft agent --cert --key, with the new CA in --ca) move to the new CA soon after they connect`,
-        `several instances: copy pki/ca.crt, pki/ca.key and pki/previous-ca.crt to every one before starting it`,
+        `several instances: copy pki/ca.crt, pki/ca.key, pki/previous-ca.crt and pki/previous-ca.key to every one before starting it`,
       ];
       try {
         const { recordOffline } = await import('../server/shared-secrets.ts');
@@ -102,7 +102,7 @@ export function addCaCommand(program: Command): void {
       const p = caPaths(opts.dataDir);
       await refuseWhileServing(opts.dataDir);
       const counted = await countBeforeDrop(opts, p);
-      const dropped = await whileWritingOffline(opts.dataDir, () => dropPreviousCa(opts.dataDir));
+      const dropped = await whileWritingOffline(opts.dataDir, () => dropPreviousCa(opts.dataDir), { missing: 'it holds no previous CA to remove' });
       if (!dropped) {
         process.stdout.write('no previous CA: nothing to remove\n');
         return;

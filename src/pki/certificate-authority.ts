@@ -12,7 +12,7 @@
  * signs them. Nothing here verifies certificates: Node's TLS (OpenSSL) does that.
  */
 import { X509Certificate, createHash, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -31,9 +31,10 @@ export interface IssuedCertificate {
 }
 
 /** Where the CA lives under a data directory: the current one, the one it replaced (`previous`), the one prepared to replace it (`next*`). */
-export function caPaths(dataDir: string): { dir: string; cert: string; key: string; previous: string; dropped: string; nextCert: string; nextKey: string } {
+export function caPaths(dataDir: string): { dir: string; cert: string; key: string; previous: string; previousKey: string; dropped: string; nextCert: string; nextKey: string } {
   const dir = path.join(path.resolve(dataDir), 'pki');
-  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), previous: path.join(dir, 'previous-ca.crt'), dropped: path.join(dir, 'previous-ca.crt.dropped'), nextCert: path.join(dir, 'next-ca.crt'), nextKey: path.join(dir, 'next-ca.key') };
+  // previousKey: kept by a rollover for the previous CA's CRLs only (pki/revocation-list.ts)
+  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), previous: path.join(dir, 'previous-ca.crt'), previousKey: path.join(dir, 'previous-ca.key'), dropped: path.join(dir, 'previous-ca.crt.dropped'), nextCert: path.join(dir, 'next-ca.crt'), nextKey: path.join(dir, 'next-ca.key') };
 }
 
 /**
@@ -537,10 +538,11 @@ export interface Rollover {
  * `updraft ca rollover`: the current CA becomes the previous one (`pki/previous-ca.crt`, its
  * device certificates still accepted while it is valid) and the prepared next CA (or, without
  * one, a new CA) becomes the current one (`pki/ca.crt`, `pki/ca.key`), which issues everything
- * from the next start on. The old private key is deleted: verifying its certificates needs
- * only its certificate, and nothing may be signed with it any more; a copy left in pki/ would
- * be a second key to guard for the years of the transition (a backup taken before holds it,
- * for a way back). CONFLICT while a previous CA is still valid: a second rollover would drop
+ * from the next start on. The old private key is kept as `pki/previous-ca.key` (0600) for one
+ * use only, signing the previous CA's CRL (pki/revocation-list.ts): OpenSSL's CRL check, an
+ * external Mosquitto's `crlfile`, refuses every certificate of a CA that has no CRL. Nothing
+ * else reads it; `dropPreviousCa` deletes it (until 2026-12-07 the rollover deleted it at
+ * once, and no CRL could be made during a transition). CONFLICT while a previous CA is still valid: a second rollover would drop
  * it, and with it every device not yet moved off it (drop it first: `dropPreviousCa`).
  */
 export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.now()): Promise<Rollover> {
@@ -577,6 +579,7 @@ export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.no
   // previous), the new key beside the old certificate with the new one still next-ca.crt (loadCa
   // finishes that: finishRollover), or the new CA with the old as previous
   await writeFileAtomic(p.previous, ca.certificate, 0o644);
+  await writeFileAtomic(p.previousKey, await readFile(p.key, 'utf8'), 0o600);
   await rename(p.nextKey, p.key);
   await rename(p.nextCert, p.cert);
   return { certificate: next.certPem, notAfter: Date.parse(new X509Certificate(next.certPem).validTo), previousNotAfter: ca.notAfter, prepared: next.prepared };
@@ -587,16 +590,20 @@ export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.no
  * the next start); false when there was none. The certificate is kept as
  * `pki/previous-ca.crt.dropped` (replacing an earlier drop's), which nothing reads: it holds
  * no secret, and renaming it back undoes a drop made too early. Deleting it left the data
- * directory with no copy of the old CA (QA of the CA rollover, 2026-12-06).
+ * directory with no copy of the old CA (QA of the CA rollover, 2026-12-06). Its key
+ * (`pki/previous-ca.key`, kept for its CRL) is deleted: once its certificates are refused
+ * there is nothing to revoke (an undone drop gets no crlfile: revocation-list.ts).
  */
 export async function dropPreviousCa(dataDir: string): Promise<boolean> {
   const p = caPaths(dataDir);
+  let dropped = true;
   try {
     await rename(p.previous, p.dropped);
-    await syncDir(p.dir);
-    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    dropped = false;
   }
+  await rm(p.previousKey, { force: true });
+  if (dropped) await syncDir(p.dir);
+  return dropped;
 }

@@ -1,0 +1,239 @@
+/**
+ * Certificate revocation lists (RFC 5280 §5, X.509 v2 CRL) of Updraft's CA: the device
+ * certificates of deleted devices, for an external Mosquitto with certificate logins
+ * (`updraft broker mosquitto-config --updraft-ca`, its `crlfile`). The embedded broker needs
+ * none: it accepts a certificate only for the registration it was issued to.
+ *
+ * node-forge builds no CRL, so the ASN.1 is assembled here with forge.asn1 and signed
+ * (sha256WithRSAEncryption) by node:crypto with the CA's key, as certificate-authority.ts
+ * signs certificates.
+ *
+ * OpenSSL's CRL check (what Mosquitto turns on with `crlfile`) wants a CRL from the issuer of
+ * every leaf certificate it verifies and refuses the connection without one, or with one past
+ * its nextUpdate. So the file holds one CRL per CA whose certificates are accepted: the
+ * current CA's and, during a rollover, the previous CA's, signed with its key, which a
+ * rollover keeps as `pki/previous-ca.key` until `drop-previous` for that reason only. A
+ * previous CA whose key is gone (a rollover before 2026-12-07) gets no CRL, and then no CRL
+ * is written at all (`crlFile` says why): a crlfile would lock out its devices.
+ */
+import { X509Certificate, createHash, createPrivateKey, sign, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import forge from 'node-forge';
+import { UpdraftError } from '../errors.ts';
+import { SKEW_MS, caPaths } from './certificate-authority.ts';
+
+const DAY_MS = 86_400_000;
+
+/**
+ * How long a CRL is valid (its nextUpdate): 90 days. OpenSSL refuses every certificate of a
+ * CA whose CRL is past its nextUpdate (X509_V_ERR_CRL_HAS_EXPIRED): a file forgotten would
+ * lock out the whole fleet, while a short validity buys nothing here (the file is Mosquitto's
+ * own, nobody can replay an old one into it). `mosquitto-config --watch` rewrites it at every
+ * deletion and every day; a one-off run says the date before which to run it again.
+ */
+export const CRL_VALIDITY_MS = 90 * DAY_MS;
+
+/** One revoked certificate: its serial (hex) and when it was revoked (ms). */
+export interface RevokedEntry {
+  serial: string;
+  revokedAt: number;
+}
+
+/** What a CRL is built from. */
+export interface CrlInput {
+  /** The issuing CA's certificate (PEM): its subject is the CRL's issuer, its key identifier the authority key identifier. */
+  caCertificate: string;
+  /** The CA's private key. */
+  caKey: KeyObject;
+  entries: RevokedEntry[];
+  /** thisUpdate (ms); default now. */
+  now?: number;
+  /** nextUpdate - thisUpdate (ms); default CRL_VALIDITY_MS. */
+  validityMs?: number;
+}
+
+const { asn1 } = forge;
+const U = asn1.Class.UNIVERSAL;
+const T = asn1.Type;
+
+/** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050. */
+function time(ms: number): forge.asn1.Asn1 {
+  const d = new Date(Math.floor(ms / 1000) * 1000);
+  return d.getUTCFullYear() < 2050 ? asn1.create(U, T.UTCTIME, false, asn1.dateToUtcTime(d)) : asn1.create(U, T.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(d));
+}
+
+/** A positive INTEGER from a hex serial (leading zeros dropped, a 00 put back before a high bit). */
+function serialInteger(hex: string): forge.asn1.Asn1 {
+  const clean = hex.replace(/[^0-9a-f]/gi, '').toLowerCase();
+  if (clean === '' || clean.length > 42) throw new UpdraftError('BAD_REQUEST', `"${hex}" is not a certificate serial number`);
+  let bytes = Buffer.from(clean.length % 2 ? `0${clean}` : clean, 'hex');
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  bytes = bytes.subarray(i);
+  if (bytes[0]! & 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
+  return asn1.create(U, T.INTEGER, false, bytes.toString('binary'));
+}
+
+function oid(id: string): forge.asn1.Asn1 {
+  return asn1.create(U, T.OID, false, asn1.oidToDer(id).getBytes());
+}
+
+function extension(id: string, value: forge.asn1.Asn1): forge.asn1.Asn1 {
+  return asn1.create(U, T.SEQUENCE, true, [oid(id), asn1.create(U, T.OCTETSTRING, false, asn1.toDer(value).getBytes())]);
+}
+
+/** The key identifier of the CA certificate (its subjectKeyIdentifier, else SHA-1 of its public key, RFC 5280 §4.2.1.2 method 1). */
+function keyIdentifier(cert: forge.pki.Certificate): string {
+  const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | null;
+  if (ski?.subjectKeyIdentifier) return Buffer.from(ski.subjectKeyIdentifier, 'hex').toString('binary');
+  const spki = asn1.toDer(forge.pki.publicKeyToAsn1(cert.publicKey)).getBytes();
+  const bits = (asn1.fromDer(spki).value as forge.asn1.Asn1[])[1]!.value as string;
+  return createHash('sha1').update(Buffer.from(bits.slice(1), 'binary')).digest().toString('binary');
+}
+
+const SHA256_RSA = '1.2.840.113549.1.1.11';
+const CRL_NUMBER = '2.5.29.20';
+const AUTHORITY_KEY_ID = '2.5.29.35';
+const REASON_CODE = '2.5.29.21';
+/** CRLReason cessationOfOperation (RFC 5280 §5.3.1): the device was deleted. */
+const CESSATION_OF_OPERATION = 5;
+
+/** A CRL (PEM) of `entries`, issued and signed by the CA. */
+export function buildCrl(input: CrlInput): string {
+  const now = input.now ?? Date.now();
+  const ca = forge.pki.certificateFromPem(input.caCertificate);
+  const algorithm = asn1.create(U, T.SEQUENCE, true, [oid(SHA256_RSA), asn1.create(U, T.NULL, false, '')]);
+  // sorted by serial: the same revocations make the same list, whatever order the store gave
+  const entries = [...input.entries].sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
+  const revoked = entries.map((e) =>
+    asn1.create(U, T.SEQUENCE, true, [
+      serialInteger(e.serial),
+      time(e.revokedAt),
+      asn1.create(U, T.SEQUENCE, true, [extension(REASON_CODE, asn1.create(U, T.ENUMERATED, false, String.fromCharCode(CESSATION_OF_OPERATION)))]),
+    ]),
+  );
+  // RFC 5280 §5.2: a conforming CRL issuer includes the authority key identifier and a CRL
+  // number, increasing: the second of thisUpdate is (two lists of one second hold the same)
+  const crlNumber = serialInteger(Math.floor(now / 1000).toString(16));
+  const aki = asn1.create(U, T.SEQUENCE, true, [asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, false, keyIdentifier(ca))]);
+  const tbs = asn1.create(U, T.SEQUENCE, true, [
+    asn1.create(U, T.INTEGER, false, String.fromCharCode(1)), // v2
+    algorithm,
+    forge.pki.distinguishedNameToAsn1(ca.subject),
+    time(now),
+    time(now + (input.validityMs ?? CRL_VALIDITY_MS)),
+    // an empty list is left out, not written as an empty SEQUENCE (§5.1.2.6)
+    ...(revoked.length > 0 ? [asn1.create(U, T.SEQUENCE, true, revoked)] : []),
+    asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [asn1.create(U, T.SEQUENCE, true, [extension(AUTHORITY_KEY_ID, aki), extension(CRL_NUMBER, crlNumber)])]),
+  ]);
+  const tbsDer = Buffer.from(asn1.toDer(tbs).getBytes(), 'binary');
+  const signature = sign('sha256', tbsDer, input.caKey);
+  const crl = asn1.create(U, T.SEQUENCE, true, [tbs, algorithm, asn1.create(U, T.BITSTRING, false, `\0${signature.toString('binary')}`)]);
+  const der = Buffer.from(asn1.toDer(crl).getBytes(), 'binary');
+  const b64 = der.toString('base64').replace(/.{1,64}/g, '$&\n');
+  return `-----BEGIN X509 CRL-----\n${b64}-----END X509 CRL-----\n`;
+}
+
+/** The SHA-256 fingerprint of a CA certificate (PEM), lower-case hex: how a recorded certificate names its issuer. */
+export function caFingerprint(caPem: string): string {
+  return createHash('sha256').update(new X509Certificate(caPem).raw).digest('hex');
+}
+
+/** What the store records of an issued device certificate (`StateStore.recordDeviceCertificate`). */
+export interface IssuedDeviceCertificate {
+  serial: string;
+  deviceId: string;
+  /** caFingerprint of the issuing CA. */
+  issuer: string;
+  /** The CA's subject, for people. */
+  issuerSubject: string;
+  issuedAt: number;
+  notAfter: number;
+}
+
+/** The record of `certificatePem`, issued to `deviceId` by the CA of `caPem`. */
+export function issuedRecord(deviceId: string, certificatePem: string, caPem: string): IssuedDeviceCertificate {
+  const x = new X509Certificate(certificatePem);
+  return {
+    serial: x.serialNumber.toLowerCase(),
+    deviceId,
+    issuer: caFingerprint(caPem),
+    issuerSubject: new X509Certificate(caPem).subject.replace(/\n/g, ', '),
+    // notBefore is set SKEW_MS early (certificate-authority.ts validity)
+    issuedAt: Date.parse(x.validFrom) + SKEW_MS,
+    notAfter: Date.parse(x.validTo),
+  };
+}
+
+/** A revoked certificate as the store lists it. */
+export interface RevokedCertificate {
+  serial: string;
+  issuer: string;
+  revokedAt: number;
+  notAfter: number;
+}
+
+/** What `crlFile` made. */
+export type CrlFile =
+  | {
+      ok: true;
+      /** One CRL per CA whose certificates are accepted, concatenated (PEM). */
+      pem: string;
+      /** The earliest nextUpdate (ms): the file must be rewritten before it. */
+      nextUpdate: number;
+      /** How many serials are listed, and for how many CAs. */
+      revoked: number;
+      cas: number;
+    }
+  | { ok: false; reason: string };
+
+async function readOptional(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new UpdraftError('CONFIG', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** True when the certificate `pem` is valid at `nowMs` (its start allowing for clock skew). */
+function validAt(pem: string, nowMs: number): boolean {
+  const x = new X509Certificate(pem);
+  return Date.parse(x.validFrom) - SKEW_MS <= nowMs && nowMs < Date.parse(x.validTo);
+}
+
+function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
+  const key = createPrivateKey(keyPem);
+  if (!new X509Certificate(certPem).checkPrivateKey(key)) throw new UpdraftError('CONFIG', `${file} is not the private key of its CA certificate`);
+  return key;
+}
+
+/**
+ * The crlfile of the data directory's CAs (read from `pki/`): for the current CA and, while
+ * it is valid, the previous CA of a rollover, each listing the `revoked` certificates it
+ * issued that have not expired. `{ ok: false }` with the reason when the previous CA's key is
+ * not kept: no file must be written then (OpenSSL would refuse that CA's devices).
+ */
+export async function crlFile(dataDir: string, revoked: RevokedCertificate[], nowMs = Date.now()): Promise<CrlFile> {
+  const p = caPaths(dataDir);
+  const [cert, key] = await Promise.all([readOptional(p.cert), readOptional(p.key)]);
+  if (cert === undefined || key === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA with its key in ${p.dir}: start the server once, or make it: updraft ca init`);
+  const cas: { cert: string; key: KeyObject }[] = [{ cert, key: keyOf(cert, key, p.key) }];
+  const previous = await readOptional(p.previous);
+  if (previous !== undefined && previous.trim() !== cert.trim() && validAt(previous, nowMs)) {
+    const previousKey = await readOptional(p.previousKey);
+    if (previousKey === undefined) {
+      return { ok: false, reason: `the previous CA of the rollover (${p.previous}) has no key kept beside it (${p.previousKey}: rollovers before 2026-12-07 deleted it), so no CRL of it can be signed, and OpenSSL refuses a certificate whose CA has no CRL: no crlfile until updraft ca drop-previous` };
+    }
+    cas.push({ cert: previous, key: keyOf(previous, previousKey, p.previousKey) });
+  }
+  let pem = '';
+  let listed = 0;
+  for (const ca of cas) {
+    const fingerprint = caFingerprint(ca.cert);
+    const entries = revoked.filter((r) => r.issuer === fingerprint && r.notAfter > nowMs).map((r) => ({ serial: r.serial, revokedAt: r.revokedAt }));
+    listed += entries.length;
+    pem += buildCrl({ caCertificate: ca.cert, caKey: ca.key, entries, now: nowMs });
+  }
+  return { ok: true, pem, nextUpdate: Math.floor(nowMs / 1000) * 1000 + CRL_VALIDITY_MS, revoked: listed, cas: cas.length };
+}

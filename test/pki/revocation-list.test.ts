@@ -1,0 +1,99 @@
+/**
+ * The CRL of pki/revocation-list.ts checked by OpenSSL itself (`openssl crl`, `openssl
+ * verify -crl_check`): a listed certificate is refused, another of the same CA verified, an
+ * empty list verifies everything, and during a rollover a file with one CRL per CA verifies
+ * both CAs' certificates (OpenSSL wants a CRL for every issuer once the check is on).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { caPaths, createCa, loadCa, rolloverCa } from '../../src/pki/certificate-authority.ts';
+import { buildCrl, caFingerprint, crlFile, issuedRecord } from '../../src/pki/revocation-list.ts';
+import { Scratch } from '../helpers/scratch.ts';
+
+const scratch = new Scratch();
+after(() => scratch.release());
+
+function openssl(args: string[]): { code: number | null; out: string } {
+  const r = spawnSync('openssl', args, { encoding: 'utf8' });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+describe('certificate revocation lists', () => {
+  it('lists the revoked serials, signed by the CA, as OpenSSL reads and checks them', async () => {
+    const dir = await scratch.tmp('updraft-crl-');
+    const ca = await createCa(dir);
+    const gone = await ca.issueDeviceCertificate('gone-1');
+    const kept = await ca.issueDeviceCertificate('kept-1');
+    const rec = issuedRecord('gone-1', gone.certificate, ca.certificate);
+    assert.equal(rec.issuer, caFingerprint(ca.certificate), 'the record names its CA by fingerprint');
+    const key = createPrivateKey(await readFile(caPaths(dir).key, 'utf8'));
+    const now = Date.now();
+    const pem = buildCrl({ caCertificate: ca.certificate, caKey: key, entries: [{ serial: rec.serial, revokedAt: now }], now });
+    const files = { ca: path.join(dir, 'ca.pem'), crl: path.join(dir, 'crl.pem'), gone: path.join(dir, 'gone.pem'), kept: path.join(dir, 'kept.pem') };
+    await writeFile(files.ca, ca.certificate);
+    await writeFile(files.crl, pem);
+    await writeFile(files.gone, gone.certificate);
+    await writeFile(files.kept, kept.certificate);
+    const text = openssl(['crl', '-in', files.crl, '-noout', '-text']);
+    assert.equal(text.code, 0, `openssl crl reads it: ${text.out}`);
+    assert.match(text.out, /Version 2/, `a v2 CRL: ${text.out}`);
+    assert.match(text.out, /sha256WithRSAEncryption/, `signed with sha256WithRSA: ${text.out}`);
+    assert.match(text.out, new RegExp(`Serial Number: ${rec.serial.toUpperCase()}`), `the serial is listed: ${text.out}`);
+    assert.match(text.out, /Cessation Of Operation/, `with its reason: ${text.out}`);
+    assert.match(text.out, /X509v3 CRL Number/, `with a CRL number: ${text.out}`);
+    assert.match(text.out, /Authority Key Identifier/, `with the CA's key identifier: ${text.out}`);
+    const sig = openssl(['crl', '-in', files.crl, '-noout', '-CAfile', files.ca]);
+    assert.match(sig.out, /verify OK/, `the CA's signature verifies: ${sig.out}`);
+    const refused = openssl(['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.gone]);
+    assert.notEqual(refused.code, 0, `the listed certificate is refused: ${refused.out}`);
+    assert.match(refused.out, /certificate revoked/, `as revoked: ${refused.out}`);
+    const ok = openssl(['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.kept]);
+    assert.equal(ok.code, 0, `another device's certificate verifies: ${ok.out}`);
+    // an empty list: no revokedCertificates at all, and everything verifies
+    await writeFile(files.crl, buildCrl({ caCertificate: ca.certificate, caKey: key, entries: [] }));
+    const empty = openssl(['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.gone]);
+    assert.equal(empty.code, 0, `an empty CRL refuses nothing: ${empty.out}`);
+    // past its nextUpdate OpenSSL refuses every certificate of the CA: why the file is rewritten before
+    await writeFile(files.crl, buildCrl({ caCertificate: ca.certificate, caKey: key, entries: [], now: now - 10 * 86_400_000, validityMs: 86_400_000 }));
+    const stale = openssl(['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.kept]);
+    assert.match(stale.out, /CRL has expired/, `a CRL past nextUpdate refuses all: ${stale.out}`);
+  });
+
+  it('during a rollover writes a CRL for each CA, signed with the key the rollover kept, until drop-previous', async () => {
+    const dir = await scratch.tmp('updraft-crl-roll-');
+    const old = await createCa(dir);
+    const oldGone = await old.issueDeviceCertificate('old-gone');
+    const oldKept = await old.issueDeviceCertificate('old-kept');
+    await rolloverCa(dir);
+    const ca = (await loadCa(dir))!;
+    const newGone = await ca.issueDeviceCertificate('new-gone');
+    const newKept = await ca.issueDeviceCertificate('new-kept');
+    const now = Date.now();
+    const revoked = [issuedRecord('old-gone', oldGone.certificate, old.certificate), issuedRecord('new-gone', newGone.certificate, ca.certificate)].map((r) => ({ serial: r.serial, issuer: r.issuer, revokedAt: now, notAfter: r.notAfter }));
+    const file = await crlFile(dir, revoked, now);
+    assert.ok(file.ok, `a crlfile is made: ${JSON.stringify(file)}`);
+    assert.equal(file.cas, 2, 'one CRL per CA');
+    assert.equal(file.revoked, 2, 'each serial under its own CA');
+    const f = (n: string) => path.join(dir, n);
+    await writeFile(f('bundle.pem'), ca.clientCaBundle());
+    await writeFile(f('crl.pem'), file.pem);
+    for (const [name, pem, refused] of [['old-gone', oldGone.certificate, true], ['old-kept', oldKept.certificate, false], ['new-gone', newGone.certificate, true], ['new-kept', newKept.certificate, false]] as const) {
+      await writeFile(f(`${name}.pem`), pem);
+      const r = openssl(['verify', '-crl_check', '-CAfile', f('bundle.pem'), '-CRLfile', f('crl.pem'), f(`${name}.pem`)]);
+      if (refused) assert.match(r.out, /certificate revoked/, `${name} is refused as revoked: ${r.out}`);
+      else assert.equal(r.code, 0, `${name} verifies: ${r.out}`);
+    }
+    // without the previous CA's key (a rollover before this change) no file is made: it would lock out that CA's devices
+    const p = caPaths(dir);
+    const { rename } = await import('node:fs/promises');
+    await rename(p.previousKey, `${p.previousKey}.aside`);
+    const none = await crlFile(dir, revoked, now);
+    assert.equal(none.ok, false, 'no crlfile without the previous key');
+    assert.match(!none.ok ? none.reason : '', /no key kept/, 'and it says why');
+    await rename(`${p.previousKey}.aside`, p.previousKey);
+  });
+});

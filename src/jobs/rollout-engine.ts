@@ -688,7 +688,7 @@ export class RolloutEngine {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.tick()
-        .catch((err: unknown) => this.deps.logger.error('rollout tick failed', { error: asUpdraftError(err).message }))
+        .catch((err: unknown) => this.tickFailed('rollout tick failed', err))
         .finally(() => {
           if (this.running && !this.timer && tickMs > 0) this.schedule(tickMs);
         });
@@ -735,10 +735,22 @@ export class RolloutEngine {
         await this.advance(job, now);
       } catch (err) {
         if (isUnreachable(err)) this.storeDown(now, err);
-        this.deps.logger.error('rollout step failed', { jobId: job.jobId, error: asUpdraftError(err).message });
+        this.tickFailed('rollout step failed', err, { jobId: job.jobId });
       }
     }
     this.lastTickCountingMs = this.countingMs;
+  }
+
+  /**
+   * A tick (or one job's step in it) that failed. An unreachable database is the outage its
+   * WARN said once (`storeDown`, the tick's catch has called it): each tick it fails is said at
+   * debug only. QA (2026-12-06): a database restart gave the WARN and then an ERROR "rollout
+   * tick failed" for the same outage, once per tick that met it after the lease had answered.
+   */
+  private tickFailed(what: string, err: unknown, fields: Record<string, unknown> = {}): void {
+    const error = asUpdraftError(err).message;
+    if (isUnreachable(err) && this.storeDownSince !== undefined) this.deps.logger.debug(`${what}: the state database does not answer (said once, as the outage began)`, { ...fields, error });
+    else this.deps.logger.error(what, { ...fields, error });
   }
 
   /** A tick found the state database unreachable: the outage starts now, as this instance sees it (logged once). */

@@ -8,9 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { InProcessLease } from '../../src/cluster/lease.ts';
 import { PostgresAdvisoryLease } from '../../src/cluster/postgres-advisory-lease.ts';
 import { PostgresStore } from '../../src/store/postgres-store.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
+import { eventually } from '../helpers/cli.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { startRelay, type TcpRelay } from '../helpers/tcp-relay.ts';
 import { startRolloutFixture, type RolloutFixture } from './rollout-fixture.ts';
@@ -158,6 +160,27 @@ if (!started.ok) {
       assert.equal(b.rollouts.engine.isLeader, true);
       // moved on twice, the clock would stand two minutes back: nothing would go for a minute
       assert.equal(await sent(b, ids, jobId), 25, 'on at its rate');
+    });
+
+    it("says the outage once, as a WARN: the ticks that fail on it after the lease answered are no ERROR each", async () => {
+      // the lease answers (in-process here; on PostgreSQL its session can outlive a restart's
+      // first moments) while every statement of the store fails: the engine's own timer ticks
+      const mine: string[] = [];
+      const logger = createLogger({ level: 'debug', write: (l) => mine.push(l) });
+      const f = await startRolloutFixture({ builds: ['1.0.0', '2.0.0'], store: new PostgresStore({ url: await database() }), lease: new InProcessLease(), logger, tickMs: 5 });
+      fixtures.push(f);
+      const ids = await f.fleet('d', 3);
+      await f.rollouts.jobs.create({ artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { maxPerMinute: 1 } });
+      await relay.down();
+      const failedTicks = () => mine.filter((l) => l.includes('rollout tick failed: the state database does not answer'));
+      await eventually(async () => (failedTicks().length >= 3 ? true : undefined), 30_000, `three ticks failed on the outage, said at debug:\n${mine.join('\n')}`);
+      const down = mine.filter((l) => l.includes('the state database does not answer: rollouts wait for it'));
+      assert.equal(down.length, 1, `the outage said once:\n${mine.join('\n')}`);
+      assert.match(down[0]!, /WARN /, 'as a WARN');
+      assert.deepEqual(mine.filter((l) => / ERROR /.test(l) || l.includes('ERROR')), [], 'no ERROR for the same outage');
+      await relay.up();
+      await eventually(async () => (mine.some((l) => l.includes('the state database answers again')) ? true : undefined), 30_000, 'the end of the outage said');
+      assert.match(failedTicks()[0]!, /DEBUG .*error=/, 'each failed tick keeps its error at debug');
     });
   });
 }

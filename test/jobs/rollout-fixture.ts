@@ -106,6 +106,8 @@ export async function startRolloutFixture(
     mqttConnected?: RolloutEngineDeps['mqttConnected'];
     /** A clock steps never move, beside the fake one (default none: the engine looks for no step of the clock). */
     monotonic?: RolloutEngineDeps['monotonic'];
+    /** The engine's tick timer in ms (default 0: no timer, the test calls tick()). */
+    tickMs?: number;
     /** The rollout parts' logger (default silent). */
     logger?: Logger;
     /** A store to run on instead of SQLite in the fixture's directory (PostgreSQL); started here, stopped by close(). */

@@ -717,7 +717,7 @@ export class RolloutEngine {
       // ticked through any outage too, and moves the rates on when it ends
       if (this.lease.unreachable && !this.busCut) this.storeDown(this.now());
       else if (!this.busCut) this.storeAnswersElsewhere(this.now());
-      else this.storeDownSince = undefined;
+      else this.storeUnfollowed(this.now());
       return;
     }
     const now = this.now();
@@ -781,6 +781,20 @@ export class RolloutEngine {
     if (since === undefined) return;
     this.storeDownSince = undefined;
     this.deps.logger.info('the state database answers again: another instance leads rollouts, and moves each job\'s rate on', { seconds: Math.max(0, Math.round((now - since) / 1000)) });
+  }
+
+  /**
+   * Cut off from the MQTT broker (`busCut`), this instance asks the lease nothing, so it no
+   * longer knows whether an outage of the state database it said the start of still stands:
+   * said once, as that outage's last line here, and forgotten (the leader of the moment moves
+   * the jobs' rates on by its own view of it). Until 2026-12-06 it was dropped without a word:
+   * the WARN of its start had no end.
+   */
+  private storeUnfollowed(now: number): void {
+    const since = this.storeDownSince;
+    if (since === undefined) return;
+    this.storeDownSince = undefined;
+    this.deps.logger.info('the state database outage is no longer followed here: this instance is cut off from the MQTT broker and leaves rollouts to an instance that reaches it, which says when the database answers', { seconds: Math.max(0, Math.round((now - since) / 1000)) });
   }
 
   /**

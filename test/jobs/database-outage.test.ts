@@ -162,6 +162,37 @@ if (!started.ok) {
       assert.equal(await sent(b, ids, jobId), 25, 'on at its rate');
     });
 
+    it('an instance cut off from the MQTT broker during the outage ends its WARN with a line, once', async () => {
+      lines.length = 0;
+      let connected = true;
+      const url = await database();
+      const logger = createLogger({ level: 'info', write: (l) => lines.push(l) });
+      const f = await startRolloutFixture({ store: new PostgresStore({ url }), lease: new PostgresAdvisoryLease({ url, name: 'rollouts', logger: silentLogger }), logger, mqttConnected: () => connected });
+      fixtures.push(f);
+      await f.tick();
+      assert.equal(f.rollouts.engine.isLeader, true, 'the one instance leads');
+      await relay.down();
+      f.advance(1_000);
+      await f.rollouts.engine.tick().catch(() => undefined);
+      assert.equal(lines.filter((l) => l.includes('the state database does not answer')).length, 1, `the outage said:\n${lines.join('\n')}`);
+      // the broker goes too, past the grace: the instance stops asking the lease
+      connected = false;
+      for (let i = 0; i < 3; i++) {
+        f.advance(3_000);
+        await f.rollouts.engine.tick().catch(() => undefined);
+      }
+      const unfollowed = lines.filter((l) => l.includes('the state database outage is no longer followed here'));
+      assert.equal(unfollowed.length, 1, `the outage's last line here, once:\n${lines.join('\n')}`);
+      assert.match(unfollowed[0]!, /INFO .*cut off from the MQTT broker.* seconds=\d+$/, 'with how long it was followed');
+      // both back: it leads again, and says no end of an outage it no longer follows
+      connected = true;
+      await relay.up();
+      f.advance(1_000);
+      await f.tick();
+      assert.equal(f.rollouts.engine.isLeader, true, 'it leads again');
+      assert.equal(lines.filter((l) => l.includes('the state database answers again')).length, 0, `no second end:\n${lines.join('\n')}`);
+    });
+
     it("says the outage once, as a WARN: the ticks that fail on it after the lease answered are no ERROR each", async () => {
       // the lease answers (in-process here; on PostgreSQL its session can outlive a restart's
       // first moments) while every statement of the store fails: the engine's own timer ticks

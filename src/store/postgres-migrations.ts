@@ -318,6 +318,25 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // only, with `deleted` in the predicate (shadows_classic's already is): no column a shadow
   // write changes is indexed, so those writes stay HOT updates
   concurrentIndex('shadows_tombstones', 'ON shadows (device_id) WHERE deleted'),
+  `
+  -- every device certificate Updraft issues, one row each (2026-12-07): a deleted device's are
+  -- revoked (revoked_at, in deleteDevice's transaction), and an external Mosquitto's crlfile
+  -- lists them until they expire (pki/revocation-list.ts). issuer: the SHA-256 fingerprint of
+  -- the issuing CA's certificate. Expired rows are pruned (pruneExpiredCertificates). A new
+  -- table: its indexes are made with it, holding nothing
+  CREATE TABLE device_certificates (
+    serial         TEXT COLLATE "C" PRIMARY KEY,
+    device_id      TEXT COLLATE "C" NOT NULL,
+    issuer         TEXT NOT NULL,
+    issuer_subject TEXT NOT NULL,
+    issued_at      BIGINT NOT NULL,
+    not_after      BIGINT NOT NULL,
+    revoked_at     BIGINT
+  );
+  CREATE INDEX device_certificates_device ON device_certificates (device_id) WHERE revoked_at IS NULL;
+  CREATE INDEX device_certificates_revoked ON device_certificates (not_after) WHERE revoked_at IS NOT NULL;
+  CREATE INDEX device_certificates_expiry ON device_certificates (not_after);
+  `,
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

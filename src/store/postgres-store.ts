@@ -22,6 +22,7 @@ import { ABANDONED_AFTER_MS, JOB_CHUNK, assertDistinctDevices, createJobInPieces
 import type {
   ArtifactRecord,
   CountPage,
+  DeviceCertificateRecord,
   DeviceRecord,
   ExecutionCount,
   ExecutionRecord,
@@ -40,7 +41,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
-import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
 export interface PostgresStoreDeps {
@@ -555,6 +556,8 @@ export class PostgresStore implements StateStore {
     return this.write(async (c) => {
       if ((await c.query('DELETE FROM devices WHERE device_id = $1 AND version = $2', [deviceId, version])).rowCount !== 1) return false;
       await c.query('INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT (device_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at', [deviceId, deletedAt]);
+      // in the same transaction: a deleted device's certificates are never left unrevoked
+      await c.query('UPDATE device_certificates SET revoked_at = $1 WHERE device_id = $2 AND revoked_at IS NULL AND not_after > $1', [deletedAt, deviceId]);
       return true;
     });
   }
@@ -611,6 +614,22 @@ export class PostgresStore implements StateStore {
     const params: unknown[] = options.after === undefined ? [limit + 1] : [limit + 1, options.after];
     const rows = await this.read<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices ${where} ORDER BY device_id LIMIT $1`, params);
     return pageOf(rows.map(toDevice), limit, (d) => d.deviceId);
+  }
+
+  async recordDeviceCertificate(r: DeviceCertificateRecord): Promise<void> {
+    await this.write(async (c) => {
+      await c.query('INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (serial) DO NOTHING', [r.serial, r.deviceId, r.issuer, r.issuerSubject, r.issuedAt, r.notAfter]);
+    });
+  }
+
+  async listRevokedCertificates(nowMs: number): Promise<DeviceCertificateRecord[]> {
+    const rows = await this.read<CertificateRow>('SELECT serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY serial', [nowMs]);
+    return rows.map(toCertificate);
+  }
+
+  async pruneExpiredCertificates(before: number, limit: number): Promise<number> {
+    checkLimit(limit);
+    return this.write(async (c) => (await c.query('DELETE FROM device_certificates WHERE serial IN (SELECT serial FROM device_certificates WHERE not_after < $1 ORDER BY not_after LIMIT $2 FOR UPDATE SKIP LOCKED)', [before, limit])).rowCount ?? 0);
   }
 
   async countDevices(options: { after?: string; limit: number }): Promise<CountPage<{ registered: number; revoked: number }>> {

@@ -6,7 +6,7 @@
  * store's `Codec` says how to read them.
  */
 import type { Compatibility } from '../protocol/compatibility.ts';
-import type { ArtifactRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
+import type { ArtifactRecord, DeviceCertificateRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
 
 /**
  * An execution whose job has a row, as an SQL condition on `executions` (one lookup in the
@@ -163,4 +163,28 @@ export function toJobLogSummary(r: JobLogRow): JobLogSummary {
 export function jobLogPage(rows: JobLogRow[], limit: number): Page<JobLogSummary> {
   const items = rows.slice(0, limit).map(toJobLogSummary);
   return rows.length > limit ? { items, next: items[limit - 1]!.deviceId } : { items };
+}
+
+/** A row of device_certificates (SQLite gives numbers, PostgreSQL's BIGINT strings). */
+export interface CertificateRow {
+  serial: string;
+  device_id: string;
+  issuer: string;
+  issuer_subject: string;
+  issued_at: number | string;
+  not_after: number | string;
+  revoked_at: number | string | null;
+}
+
+/** The record of a device_certificates row. */
+export function toCertificate(r: CertificateRow): DeviceCertificateRecord {
+  return {
+    serial: r.serial,
+    deviceId: r.device_id,
+    issuer: r.issuer,
+    issuerSubject: r.issuer_subject,
+    issuedAt: Number(r.issued_at),
+    notAfter: Number(r.not_after),
+    ...(r.revoked_at !== null ? { revokedAt: Number(r.revoked_at) } : {}),
+  };
 }

@@ -24,6 +24,7 @@ import { JOB_CHUNK, assertDistinctDevices, createJobInPieces, type JobCreationSt
 import type {
   ArtifactRecord,
   CountPage,
+  DeviceCertificateRecord,
   ExecutionCount,
   ExecutionRecord,
   ExecutionStatus,
@@ -43,7 +44,7 @@ import type {
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
 import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
-import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toJobLog, toJobLogSummary, type ArtifactRowOf, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
+import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
 export interface SqliteStoreDeps {
@@ -399,6 +400,24 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- tombstones went at the first sweep, not 48 hours after. Seconds are below 1e11 (ms of 1973)
   UPDATE deleted_devices SET deleted_at = deleted_at * 1000 WHERE deleted_at < 100000000000;
   `,
+  `
+  -- every device certificate Updraft issues, one row each (2026-12-07): a deleted device's are
+  -- revoked (revoked_at), and an external Mosquitto's crlfile lists them until they expire
+  -- (pki/revocation-list.ts). issuer: the SHA-256 fingerprint of the issuing CA's certificate.
+  -- Expired rows are pruned (pruneExpiredCertificates)
+  CREATE TABLE device_certificates (
+    serial         TEXT PRIMARY KEY NOT NULL,
+    device_id      TEXT NOT NULL,
+    issuer         TEXT NOT NULL,
+    issuer_subject TEXT NOT NULL,
+    issued_at      INTEGER NOT NULL,
+    not_after      INTEGER NOT NULL,
+    revoked_at     INTEGER
+  ) WITHOUT ROWID;
+  CREATE INDEX device_certificates_device ON device_certificates (device_id) WHERE revoked_at IS NULL;
+  CREATE INDEX device_certificates_revoked ON device_certificates (not_after) WHERE revoked_at IS NOT NULL;
+  CREATE INDEX device_certificates_expiry ON device_certificates (not_after);
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -479,6 +498,10 @@ interface Statements {
   getDevice: Stmt<DeviceRow>;
   updateDevice: Stmt;
   deleteDevice: Stmt;
+  recordCertificate: Stmt;
+  revokeCertificates: Stmt;
+  revokedCertificates: Stmt<CertificateRow>;
+  expiredCertificates: Stmt;
   recordDeletion: Stmt;
   deletedBefore: Stmt<{ device_id: string; deleted_at: number }>;
   removeDeletedTombstones: Stmt;
@@ -698,6 +721,8 @@ export class SqliteStore implements StateStore {
       const s = this.statements();
       if (s.deleteDevice.run(deviceId, version).changes !== 1) return false;
       s.recordDeletion.run(deviceId, deletedAt);
+      // in the same transaction: a deleted device's certificates are never left unrevoked
+      s.revokeCertificates.run(deletedAt, deviceId, deletedAt);
       return true;
     });
   }
@@ -757,6 +782,21 @@ export class SqliteStore implements StateStore {
     const rows = this.statements().countDevices.all(options.after ?? '', limit);
     const counts = { registered: rows[0]?.devices ?? 0, revoked: rows[0]?.revoked ?? 0 };
     return countPage(counts, rows, limit);
+  }
+
+  async recordDeviceCertificate(r: DeviceCertificateRecord): Promise<void> {
+    await this.enqueue(() => {
+      this.statements().recordCertificate.run(r.serial, r.deviceId, r.issuer, r.issuerSubject, r.issuedAt, r.notAfter);
+    });
+  }
+
+  async listRevokedCertificates(nowMs: number): Promise<DeviceCertificateRecord[]> {
+    return this.statements().revokedCertificates.all(nowMs).map(toCertificate);
+  }
+
+  async pruneExpiredCertificates(before: number, limit: number): Promise<number> {
+    checkLimit(limit);
+    return this.enqueue(() => this.statements().expiredCertificates.run(before, limit).changes);
   }
 
   async putArtifact(record: ArtifactRecord): Promise<void> {
@@ -1402,6 +1442,10 @@ function prepare(db: Database.Database): Statements {
     getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),
     // created_at never changes
     deleteDevice: p('DELETE FROM devices WHERE device_id = ? AND version = ?'),
+    recordCertificate: p('INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING'),
+    revokeCertificates: p('UPDATE device_certificates SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL AND not_after > ?'),
+    revokedCertificates: p<CertificateRow>('SELECT serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial'),
+    expiredCertificates: p('DELETE FROM device_certificates WHERE serial IN (SELECT serial FROM device_certificates WHERE not_after < ? ORDER BY not_after LIMIT ?)'),
     recordDeletion: p('INSERT INTO deleted_devices (device_id, deleted_at) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET deleted_at = excluded.deleted_at'),
     deletedBefore: p<{ device_id: string; deleted_at: number }>('SELECT device_id, deleted_at FROM deleted_devices WHERE deleted_at < ? ORDER BY deleted_at, device_id LIMIT ?'),
     removeDeletedTombstones: p('DELETE FROM shadows WHERE device_id = ? AND deleted = 1 AND NOT EXISTS (SELECT 1 FROM devices WHERE device_id = ?)'),

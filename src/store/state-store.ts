@@ -239,6 +239,22 @@ export function countPage<T>(counts: T, rows: readonly { devices: number | strin
 }
 
 /** A registered device: identity, attributes and tags (for groups and queries), credential. */
+/** A device certificate Updraft issued (`StateStore.recordDeviceCertificate`). */
+export interface DeviceCertificateRecord {
+  /** Serial number, lower-case hex as node:crypto's X509Certificate gives it. */
+  serial: string;
+  deviceId: string;
+  /** SHA-256 fingerprint (hex) of the issuing CA's certificate. */
+  issuer: string;
+  /** The issuing CA's subject, for people. */
+  issuerSubject: string;
+  /** When it was issued and when it expires (ms). */
+  issuedAt: number;
+  notAfter: number;
+  /** When it was revoked (ms): set when its device was deleted. */
+  revokedAt?: number;
+}
+
 export interface DeviceRecord {
   deviceId: string;
   /** Free-form attributes, e.g. `{ region: 'eu', model: 'x2' }`. */
@@ -351,7 +367,8 @@ export interface StateStore {
    * Removes a device's registration if its version is still `version`: resolves false when
    * it changed or is gone (nothing removed). Its shadows, executions and group memberships
    * are the caller's (`fleet/decommission.ts`). The deletion is recorded with `deletedAt` (ms;
-   * default now), in the same transaction, for `expireDeletedDevices`.
+   * default now), in the same transaction, for `expireDeletedDevices`, and the device's
+   * recorded certificates not yet expired are revoked at `deletedAt` (`listRevokedCertificates`).
    */
   deleteDevice(deviceId: string, version: number, deletedAt?: number): Promise<boolean>;
   /**
@@ -382,6 +399,21 @@ export interface StateStore {
   listDevices(options: { after?: string; limit: number; revokedOnly?: boolean }): Promise<Page<DeviceRecord>>;
   /** Up to `limit` registered devices after the cursor (by id), counted in the database: how many, and how many revoked. */
   countDevices(options: { after?: string; limit: number }): Promise<CountPage<{ registered: number; revoked: number }>>;
+
+  /**
+   * Records a device certificate Updraft issued (one row each, by serial), before it is handed
+   * out: what the CRL of an external Mosquitto lists once the device is deleted
+   * (pki/revocation-list.ts). A serial recorded already is left as it is.
+   */
+  recordDeviceCertificate(record: DeviceCertificateRecord): Promise<void>;
+  /**
+   * The certificates revoked (`revokedAt` set by `deleteDevice`) that have not expired at
+   * `nowMs`, by serial: the entries of the CRL. Revoked-but-registered devices are not here:
+   * the acl denies them, and `device reinstate` re-admits their certificates.
+   */
+  listRevokedCertificates(nowMs: number): Promise<DeviceCertificateRecord[]>;
+  /** Deletes up to `limit` rows of certificates expired before `before` (ms), revoked or not; resolves how many. */
+  pruneExpiredCertificates(before: number, limit: number): Promise<number>;
 
   /** Adds an artifact; throws UpdraftError CONFLICT if name@version exists. */
   putArtifact(record: ArtifactRecord): Promise<void>;

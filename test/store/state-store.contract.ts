@@ -320,6 +320,35 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual((await store.getDevice('dev-1'))?.tags, ['again']);
         }));
 
+      it("records issued device certificates, revokes a device's unexpired ones when it is deleted (not a re-registration's), lists and prunes them", () =>
+        withStore(async (store) => {
+          const now = 1_000_000_000_000;
+          const cert = (serial: string, deviceId: string, notAfter: number) => ({ serial, deviceId, issuer: 'f'.repeat(64), issuerSubject: 'CN=Updraft device CA', issuedAt: now - 1000, notAfter });
+          await store.createDevice(device('gone'));
+          await store.createDevice(device('kept'));
+          await store.recordDeviceCertificate(cert('0a', 'gone', now + 10_000));
+          await store.recordDeviceCertificate(cert('0b', 'gone', now + 20_000));
+          await store.recordDeviceCertificate(cert('0c', 'gone', now - 1)); // expired: nothing to revoke
+          await store.recordDeviceCertificate(cert('0d', 'kept', now + 10_000));
+          await store.recordDeviceCertificate({ ...cert('0d', 'other', now + 99_000) }); // recorded already: left as it is
+          assert.deepEqual(await store.listRevokedCertificates(now), [], 'nothing revoked before a deletion');
+          assert.equal(await store.deleteDevice('gone', 1, now), true);
+          const revoked = await store.listRevokedCertificates(now);
+          assert.deepEqual(revoked.map((c) => [c.serial, c.deviceId, c.revokedAt, c.notAfter]), [['0a', 'gone', now, now + 10_000], ['0b', 'gone', now, now + 20_000]], "the deleted device's unexpired certificates, revoked at the deletion");
+          assert.equal(revoked[0]!.issuer, 'f'.repeat(64), 'with their issuer');
+          assert.equal(revoked[0]!.issuerSubject, 'CN=Updraft device CA', "and the issuer's subject");
+          // the id registered again: its new certificate is not revoked, and a second deletion keeps the first one's time
+          await store.createDevice(device('gone'));
+          await store.recordDeviceCertificate(cert('0e', 'gone', now + 30_000));
+          assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => c.serial), ['0a', '0b'], "a re-registration's certificate is not revoked");
+          assert.equal(await store.deleteDevice('gone', 1, now + 5), true);
+          assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => [c.serial, c.revokedAt]), [['0a', now], ['0b', now], ['0e', now + 5]], 'each revoked at its own deletion');
+          assert.deepEqual((await store.listRevokedCertificates(now + 15_000)).map((c) => c.serial), ['0b', '0e'], 'expired ones are not listed');
+          assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 3, 'the expired rows go (0a, 0c, 0d), revoked or not');
+          assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 0, 'once');
+          assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => c.serial), ['0b', '0e']);
+        }));
+
       it("names a device's existing shadows, classic and named, not its deleted ones nor another device's", () =>
         withStore(async (store) => {
           assert.deepEqual(await store.listShadowNames('dev-1'), []);

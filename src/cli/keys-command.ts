@@ -246,7 +246,7 @@ export function addKeysCommand(program: Command): void {
           const key = await loadSigningKey(opts.dataDir);
           if (!key) throw new UpdraftError('NOT_FOUND', `no software signing key in ${opts.dataDir}; start the server once or run: updraft keys generate --data-dir ${opts.dataDir}`);
           return installKeyCertificate(opts.dataDir, key, certificate, { ...(rootPublicKey !== undefined ? { rootPublicKeyPem: rootPublicKey } : {}), ...(rootRotations ? { rootRotations } : {}) });
-        });
+        }, { missing: 'it holds no software signing key to install the certificate for' });
         print(opts, { certificate, rootRotations: installed.rootRotations, replacedRoot: installed.replacedRootKeyId ?? null }, `installed ${certificateLine(certificate)}${rotationNote(installed.replacedRootKeyId, certificate)} in ${opts.dataDir}; the server sends it from its next start`);
         return;
       }
@@ -284,7 +284,7 @@ export function addKeysCommand(program: Command): void {
       let list: KeyInfo[];
       let recorded: string[] = [];
       if (opts.offline) {
-        list = await whileWritingOffline(opts.dataDir, () => rotateKeyRing(opts.dataDir, { add: true, ...(delay ? { activateAt: Date.now() + delay * 1000 } : {}), ...(opts.retire !== undefined ? { retire: opts.retire } : {}) }));
+        list = await whileWritingOffline(opts.dataDir, () => rotateKeyRing(opts.dataDir, { add: true, ...(delay ? { activateAt: Date.now() + delay * 1000 } : {}), ...(opts.retire !== undefined ? { retire: opts.retire } : {}) }), { missing: 'it holds no URL key ring to rotate' });
         recorded = (await recordAfterOffline(opts, ['url-signing-keys'])).lines;
       } else {
         if (opts.db !== undefined || opts.config !== undefined) throw new UpdraftError('BAD_REQUEST', '--db and --config go with --offline (online, the running server records the new ring itself)');

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { caPaths } from '../../src/pki/certificate-authority.ts';
@@ -170,6 +170,8 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.ok(!existsSync(path.join(elsewhere, 'data')), 'nothing made in ./data of the working directory');
 
     const other = path.join(elsewhere, 'other');
+    // an existing directory: a missing one is refused (offline-missing-data-dir.test.ts)
+    await mkdir(other);
     const given = await runCli(['ca', 'drop-previous', '--config', config, '--data-dir', other], { cwd: elsewhere, env });
     assert.equal(given.code, 0, given.stderr);
     assert.equal(given.stdout, 'no previous CA: nothing to remove\n', '--data-dir wins over the file');

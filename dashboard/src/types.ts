@@ -23,7 +23,8 @@ export interface FleetOverview {
   devices: { registered: number; revoked: number; online: number; reporting: number };
   versions: { name: string | null; version: string | null; devices: number }[];
   jobs: Record<JobStatus, number>;
-  failing: { deviceId: string; jobId: string; artifact: string; status: ExecutionStatus; reason: string | null; updatedAt: number }[];
+  /** One row per device whose latest outcome in recent jobs is a failure, naming that job. */
+  failing: { deviceId: string; jobId: string; jobDescription?: string; artifact: string; status: ExecutionStatus; reason: string | null; updatedAt: number }[];
   generatedAt: number;
 }
 
@@ -121,9 +122,30 @@ export interface Job {
   artifactVersion: string;
   status: JobStatus;
   createdAt: number;
+  /** Its last change, ms since the epoch. */
+  updatedAt?: number;
   description?: string;
-  spec?: { plan?: { waves?: { count?: number; percent?: number; successThreshold?: number; requireApproval?: boolean }[]; windows?: { start: string; minutes: number; days?: string[] }[]; timeZone?: string } };
+  spec?: JobSpec;
   progress?: { wave?: number; total?: number; pause?: { reason: string; wave: number; message: string }; windowClosed?: { since: number; opensAt?: number }; storageHeldSince?: number; heldBy?: string; abortReason?: string; finishedAt?: number; startedAt?: number };
+}
+
+/** A job's rollout specification as `GET /api/v1/jobs/<id>` returns it (src/jobs/job-spec.ts: defaults filled in; absent for legacy jobs). */
+export interface JobSpec {
+  type?: 'snapshot' | 'continuous';
+  targets?: { devices?: string[]; groups?: string[]; query?: string };
+  plan?: {
+    waves?: { count?: number; percent?: number; successThreshold?: number; requireApproval?: boolean }[];
+    maxPerMinute?: number;
+    maxInFlight?: number;
+    rampUp?: { initialPerMinute: number; factor: number };
+    startAt?: number;
+    windows?: { start: string; minutes: number; days?: string[] }[];
+    timeZone?: string;
+  };
+  abort?: { rules?: { type: string; thresholdPercent: number; minFinished?: number }[]; rollback?: boolean };
+  timeouts?: { inProgressSeconds?: number; stepSeconds?: number };
+  retries?: { limit: number; on?: string[] };
+  allowDowngrade?: boolean;
 }
 
 export interface JobView {

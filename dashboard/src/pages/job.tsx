@@ -9,7 +9,9 @@ import { api } from '../api.ts';
 import { ConfirmAction } from '../components/confirm-action.tsx';
 import { DeviceLink } from '../components/device-link.tsx';
 import { ErrorNote, Loading, UnreadPage } from '../components/error-note.tsx';
+import { executionsPath, JobExecutions, useExecutionsPaging } from '../components/job-executions.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
+import { JobSettings } from '../components/job-settings.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
@@ -36,9 +38,12 @@ export function JobPage({ id }: { id: string }) {
   const failing = useApi<Page<Execution>>(known ? `/jobs/${enc}/executions?status=FAILED,TIMED_OUT,REJECTED&limit=50` : null);
   // the devices' logs of failed attempts, without their lines (one per device, at most maxLogsPerJob)
   const logs = useApi<Page<JobLogSummary>>(known ? `/jobs/${enc}/logs?limit=1000` : null);
+  // every execution, a page at a time, filtered by state (its cursors in memory)
+  const [paging, setPaging] = useExecutionsPaging();
+  const executions = useApi<Page<Execution>>(known ? executionsPath(enc, paging) : null);
   // every event of this job (execution.changed, job.changed, job.log) reloads them all (the
   // stream opens after the first answer: reloaded once connected, for what changed in between)
-  useLiveReload(streamAfter(view) ? { jobId: id } : null, [view, timeline, failing, logs], 1000, true);
+  useLiveReload(streamAfter(view) ? { jobId: id } : null, [view, timeline, failing, logs, executions], 1000, true);
   // the log shown, by device id
   const { open: openLog, close: closeLog, button: logButton } = useJobLog();
   const v = view.data;
@@ -68,6 +73,7 @@ export function JobPage({ id }: { id: string }) {
             Job {v.job.jobId} · created {dateTime(v.job.createdAt)}
             {v.job.description && <> · {v.job.description}</>}
           </p>
+          <JobSettings job={v.job} />
           {v.job.progress?.pause && v.job.status === 'PAUSED' && (
             <p class="notice" role="status">
               Paused: {v.job.progress.pause.message}
@@ -94,7 +100,7 @@ export function JobPage({ id }: { id: string }) {
               Aborted: {v.job.progress.abortReason}
             </p>
           )}
-          <Controls view={v} onChange={() => (view.reload(), failing.reload())} />
+          <Controls view={v} onChange={() => (view.reload(), failing.reload(), executions.reload())} />
           <section aria-labelledby="progress-h">
             <h2 id="progress-h">Progress</h2>
             <div data-testid="job-progress">
@@ -149,7 +155,7 @@ export function JobPage({ id }: { id: string }) {
             </tbody>
           </table>
         )}
-        {failing.data?.next && <p class="muted">Showing the first 50 by device id.</p>}
+        {failing.data?.next && <p class="muted">Showing the first 50 by device id: every one is under All devices below (its state "failed, timed out or rejected").</p>}
         <ErrorNote error={logs.error} />
         {otherLogs.length > 0 && (
           <>
@@ -186,6 +192,7 @@ export function JobPage({ id }: { id: string }) {
         {logs.data?.next && <p class="muted">Showing the first 1,000 logs by device id.</p>}
         {openLog !== undefined && <JobLogPanel jobId={id} deviceId={openLog} summary={logOf.get(openLog)} onClose={closeLog} />}
       </section>
+      {known && <JobExecutions page={executions} paging={paging} setPaging={setPaging} counts={v?.counts} />}
     </>
   );
 }

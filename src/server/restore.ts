@@ -26,6 +26,7 @@ import { signingKeyPaths } from '../signing/signing-key.ts';
 import { BACKUP_MARKER, DATABASE, copyKeepingMode, isDirectory, isFile, type BackupMarker } from './data-dir-files.ts';
 import { SERVER_LOCK, serverHeldFile } from './data-dir-lock.ts';
 import { operatorTokenPath } from './operator-token.ts';
+import { readStoreKind, recordStoreKind } from './store-kind.ts';
 import { makeDir } from '../util/make-dir.ts';
 
 /** What a restore did. */
@@ -36,6 +37,12 @@ export interface RestoreReport {
   aside?: string;
   /** Names moved aside (top level of the data directory). */
   movedAside: string[];
+  /**
+   * True when the data directory's server last ran on PostgreSQL (its `store.json`) and the
+   * backup says otherwise (SQLite, or nothing: one made before 2026-12-06): the record is
+   * kept, so that the backup's `updraft.db` is not read as the store (store-kind.ts).
+   */
+  keptPostgresRecord?: true;
 }
 
 /** How a restore runs. */
@@ -65,6 +72,10 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
   if (held === 'updraft.db') throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (its updraft.db is open in another process): stop it, then restore`);
   // the lock is a --db server's for its whole life, and any server's while it sets the directory up (data-dir-lock.ts)
   if (held) throw new UpdraftError('CONFLICT', `a server is using ${dataDir} (it holds its ${SERVER_LOCK}: a server with --db, or one still setting the directory up): stop it, then restore`);
+  // what the server of the directory last ran on: a backup of its SQLite days (or one made
+  // before store.json) would otherwise put back a record saying sqlite, or none, and the
+  // offline readers would take the backup's updraft.db for the store it now keeps in PostgreSQL
+  const lastRanOn = await readStoreKind(to);
   // listed after the check, which may have folded a crashed server's WAL into the old file
   const present = await readdir(to).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
@@ -84,6 +95,10 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
   for (const rel of await backupFiles(from, '')) {
     await copyKeepingMode(path.join(from, rel), path.join(to, rel));
     report.files.push(rel);
+  }
+  if (lastRanOn === 'postgres' && (await readStoreKind(to)) !== 'postgres') {
+    await recordStoreKind(to, 'postgres');
+    report.keptPostgresRecord = true;
   }
   return report;
 }

@@ -10,6 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 
 /** The record's name in the data directory (copied by backups: a restored directory says the same). */
@@ -43,4 +44,16 @@ export async function readStoreKind(dataDir: string): Promise<StoreKind | undefi
 export async function unnamedPostgres(dataDir: string): Promise<string | undefined> {
   if ((await readStoreKind(dataDir)) !== 'postgres') return undefined;
   return `the server of ${dataDir} last started on PostgreSQL (${STORE_KIND_FILE}), so its updraft.db, if any, is not the store it uses`;
+}
+
+/**
+ * Refuses (CONFIG, one line) an offline reader of `dataDir`'s store given no PostgreSQL store
+ * (`db` empty: no --db, --config or UPDRAFT_DB naming one) when its server last started on
+ * PostgreSQL: the store readers (adapters.ts createStateStoreBesideServer) and `updraft
+ * backup`, which copied the stale `updraft.db` as if it were the database.
+ */
+export async function refuseUnnamedPostgres(db: string, dataDir: string): Promise<void> {
+  if (db) return;
+  const postgres = await unnamedPostgres(dataDir);
+  if (postgres !== undefined) throw new UpdraftError('CONFIG', `${postgres}; give the store the server uses with --db <url> or --config <file>`);
 }

@@ -9,7 +9,7 @@
  * every update command then carries the certificate.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
@@ -31,7 +31,12 @@ export async function generateRootKey(dir: string): Promise<{ keyId: string; key
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });
   await writeFileAtomic(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
-  await writeFileAtomic(publicFile, publicKey.export({ type: 'spki', format: 'pem' }).toString(), 0o644);
+  // no root.key without its root.pub: one left alone (a full disk) made the next run refuse
+  // ("a root key already exists") a key whose public half was nowhere
+  await writeFileAtomic(publicFile, publicKey.export({ type: 'spki', format: 'pem' }).toString(), 0o644).catch(async (err: unknown) => {
+    await rm(keyFile, { force: true });
+    throw err;
+  });
   return { keyId: keyIdOf(publicKey), keyFile, publicFile };
 }
 

@@ -10,8 +10,7 @@
  * kernel says ENOSPC; requests go through the REST API and over MQTT, and the log is read.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, open, rm, statfs, unlink } from 'node:fs/promises';
+import { mkdtemp, rm, statfs, unlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,24 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/util/logger.ts';
 import { eventually, startCli, type CliProcess } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
-
-/** Writes `file` until the file system refuses (ENOSPC). */
-async function fill(file: string): Promise<void> {
-  const h = await open(file, 'a');
-  try {
-    for (let chunk = 1024 * 1024; chunk >= 512; ) {
-      try {
-        await h.write(Buffer.alloc(chunk, 1));
-        await h.sync();
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-        chunk /= 2;
-      }
-    }
-  } finally {
-    await h.close();
-  }
-}
+import { fill, tmpfsOrSkip, unmount } from '../helpers/tmpfs.ts';
 
 /** ERROR lines of the log with `text` in them. */
 function errorLines(log: string, text: string): string[] {
@@ -51,15 +33,13 @@ describe('a full disk in the log', () => {
 
   before(async () => {
     mountPoint = await mkdtemp(path.join(os.tmpdir(), 'updraft-disk-log-'));
-    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mountPoint], { encoding: 'utf8' });
-    if (r.status !== 0) skip = `a tmpfs cannot be mounted here (${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}): run as root with CAP_SYS_ADMIN`;
-    if (skip && process.env.CI === 'true') throw new Error(`CI=true: ${skip}`);
+    skip = tmpfsOrSkip(mountPoint, '16m');
     mounted = skip === undefined;
   });
 
   after(async () => {
     await proc?.kill();
-    if (mounted) spawnSync('umount', [mountPoint]);
+    if (mounted) unmount(mountPoint);
     await rm(mountPoint, { recursive: true, force: true });
   });
 

@@ -8,8 +8,7 @@
  * except under CI=true, where they fail.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, open, rm, statfs, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, statfs, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,37 +16,7 @@ import { LocalBlobStore } from '../../src/artifacts/local-blob-store.ts';
 import { checkWritableDir, MIN_FREE_BYTES } from '../../src/util/writable-dir.ts';
 import { eventually } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
-
-/** Mounts an 8 MiB tmpfs on `dir`; undefined when mounted, else why not. */
-function mountTmpfs(dir: string): string | undefined {
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir], { encoding: 'utf8' });
-  return r.status === 0 ? undefined : `a tmpfs cannot be mounted here (${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}): run as root with CAP_SYS_ADMIN`;
-}
-
-/** Writes `file` until the file system refuses (ENOSPC) or only `leave` bytes are left for unprivileged users. */
-async function fill(file: string, leave = 0): Promise<void> {
-  const h = await open(file, 'a');
-  try {
-    for (let chunk = 1024 * 1024; chunk >= 512; ) {
-      const fs = await statfs(path.dirname(file));
-      const free = fs.bavail * fs.bsize;
-      if (leave > 0 && free <= leave + chunk) {
-        if (chunk === 512) break;
-        chunk /= 2;
-        continue;
-      }
-      try {
-        await h.write(Buffer.alloc(chunk, 1));
-        await h.sync();
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-        chunk /= 2;
-      }
-    }
-  } finally {
-    await h.close();
-  }
-}
+import { fill, tmpfsOrSkip, unmount } from '../helpers/tmpfs.ts';
 
 describe('a full disk under the artifact directory', () => {
   let dataDir: string;
@@ -60,13 +29,12 @@ describe('a full disk under the artifact directory', () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'updraft-full-disk-'));
     artifacts = path.join(dataDir, 'artifacts');
     await mkdir(artifacts);
-    skip = mountTmpfs(artifacts);
-    if (skip && process.env.CI === 'true') throw new Error(`CI=true: ${skip}`);
+    skip = tmpfsOrSkip(artifacts, '8m');
     mounted = skip === undefined;
   });
   after(async () => {
     await ts?.stop();
-    if (mounted) spawnSync('umount', [artifacts]);
+    if (mounted) unmount(artifacts);
     await rm(dataDir, { recursive: true, force: true });
   });
 

@@ -8,6 +8,13 @@ import type { Sender } from '../broker/message-bus.ts';
 import type { UpdateRequest } from '../protocol/shadow-messages.ts';
 import type { ExecutionRecord, JobRecord, ShadowRecord } from '../store/state-store.ts';
 
+/**
+ * What changed in a device's credentials (`device.credentials`): `deleted` a decommission's
+ * end, `unregistered` a registration undone (a bulk registration that failed part way). Absent
+ * on an event relayed from an older instance: listeners that act on it read the device again.
+ */
+export type CredentialsChange = 'registered' | 'secret' | 'revoked' | 'reinstated' | 'deleted' | 'unregistered';
+
 /** Every event and its payload. */
 export interface UpdraftEvents {
   /** An update was committed to a shadow (pattern steps 4 and 8). */
@@ -27,7 +34,7 @@ export interface UpdraftEvents {
    * `updraft broker mosquitto-config --watch` follows to keep an external broker's password
    * file current.
    */
-  'device.credentials': { deviceId: string };
+  'device.credentials': { deviceId: string; change?: CredentialsChange };
   /** A device's attributes or tags changed (what queries, dynamic groups and continuous jobs select by). */
   'device.changed': { deviceId: string };
   /** A job execution changed state. */

@@ -12,10 +12,10 @@ export interface RecentEvent {
   seq: number;
   /** Milliseconds since the epoch. */
   at: number;
-  type: 'job.changed' | 'execution.changed' | 'device.presence';
+  type: 'job.changed' | 'execution.changed' | 'device.presence' | 'device.credentials';
   deviceId?: string;
   jobId?: string;
-  /** The new state: a job or execution status, or ONLINE / OFFLINE. */
+  /** The new state: a job or execution status, ONLINE / OFFLINE, or REVOKED / REINSTATED / DELETED (a device's credentials). */
   status: string;
   /** Execution events: the state before, when there was one. */
   previousStatus?: string;
@@ -40,6 +40,12 @@ export class RecentEvents {
     const { events } = this.deps;
     this.offs = [
       events.on('device.presence', (e) => this.push({ type: 'device.presence', deviceId: e.deviceId, status: e.online ? 'ONLINE' : 'OFFLINE' })),
+      // an operator's act on a device's access: revoked, reinstated, deleted (a registration or
+      // a new secret is no news here: a provisioning line registers thousands at once)
+      events.on('device.credentials', (e) => {
+        const status = e.change === 'revoked' ? 'REVOKED' : e.change === 'reinstated' ? 'REINSTATED' : e.change === 'deleted' ? 'DELETED' : undefined;
+        if (status) this.push({ type: 'device.credentials', deviceId: e.deviceId, status });
+      }),
       events.on('execution.changed', ({ previous, current }) => {
         // progress reports within one state are noise here; state changes are the events
         if (previous?.status === current.status) return;

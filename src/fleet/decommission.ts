@@ -99,7 +99,7 @@ export async function decommissionDevice(deps: DecommissionDeps, deviceId: strin
   await deleteShadows(deps, deviceId, shadowsDeleted);
   // its registration (and with it its broker credentials) is gone: what the revocation's event
   // came too early to tell a device page open on it, whose read now says it is not registered
-  deps.events.emit('device.credentials', { deviceId });
+  deps.events.emit('device.credentials', { deviceId, change: 'deleted' });
   return { deviceId, disconnected, executionsRemoved, shadowsDeleted, groupsLeft };
 }
 

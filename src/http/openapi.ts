@@ -201,7 +201,7 @@ const schemas: Obj = {
       devices: { type: 'object', properties: { registered: { type: 'integer' }, revoked: { type: 'integer' }, online: { type: 'integer' }, reporting: { type: 'integer' } } },
       versions: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'string' }, devices: { type: 'integer' } } } },
       jobs: { type: 'object', additionalProperties: { type: 'integer' } },
-      failing: { type: 'array', items: { type: 'object', properties: { deviceId: { type: 'string' }, jobId: { type: 'string' }, artifact: { type: 'string' }, status: { enum: executionStates }, reason: { type: ['string', 'null'] }, updatedAt: { type: 'integer' } } } },
+      failing: { type: 'array', description: "one row per device whose latest outcome in the last 20 jobs is a failure (a later success, a late one included, clears it), naming that job", items: { type: 'object', properties: { deviceId: { type: 'string' }, jobId: { type: 'string' }, jobDescription: { type: 'string' }, artifact: { type: 'string' }, status: { enum: executionStates }, reason: { type: ['string', 'null'] }, updatedAt: { type: 'integer' } } } },
       generatedAt: { type: 'integer' },
     },
   },
@@ -211,7 +211,7 @@ const schemas: Obj = {
   },
   RecentEvent: {
     type: 'object',
-    properties: { seq: { type: 'integer' }, at: { type: 'integer' }, type: { enum: ['job.changed', 'execution.changed', 'device.presence'] }, deviceId: { type: 'string' }, jobId: { type: 'string' }, status: { type: 'string' }, previousStatus: { type: 'string' }, reason: { type: 'string' } },
+    properties: { seq: { type: 'integer' }, at: { type: 'integer' }, type: { enum: ['job.changed', 'execution.changed', 'device.presence', 'device.credentials'] }, deviceId: { type: 'string' }, jobId: { type: 'string' }, status: { type: 'string', description: 'a job or execution state; ONLINE or OFFLINE (device.presence); REVOKED, REINSTATED or DELETED (device.credentials)' }, previousStatus: { type: 'string' }, reason: { type: 'string' } },
   },
   Device: {
     type: 'object',
@@ -363,7 +363,7 @@ export function openApiDocument(): Obj {
         }),
       },
       '/api/v1/events': {
-        get: op('Server-sent events: job.changed, job.deleted ({jobId}: a finished job deleted), execution.changed, job.log, device.presence, artifact.changed ({name, version, change: added or deleted}; not on a stream filtered by jobId or deviceId); device.credentials (a device registered, revoked, reinstated, given a new secret or deleted) only when named in types. HEAD answers at once with the headers alone', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
+        get: op('Server-sent events: job.changed, job.deleted ({jobId}: a finished job deleted), execution.changed, job.log, device.presence, artifact.changed ({name, version, change: added or deleted}; not on a stream filtered by jobId or deviceId); device.credentials ({deviceId, change: registered, secret, revoked, reinstated, deleted or unregistered}: a device registered, given a new secret, revoked, reinstated or deleted, or a registration undone) only when named in types. HEAD answers at once with the headers alone', { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } }, {
           parameters: [
             { name: 'jobId', in: 'query', schema: { type: 'string' } },
             { name: 'deviceId', in: 'query', schema: { type: 'string' } },
@@ -396,7 +396,7 @@ export function openApiDocument(): Obj {
       '/api/v1/viewer-tokens/{name}': { delete: op('Removes a viewer token: refused from now on (other instances: at the relayed event, within 30 s)', { '200': json({ type: 'object', properties: { removed: { type: 'string' } } }) }) },
       '/api/v1/metrics': { get: op('Server counters: MQTT messages and connections, shadow requests and rejections, downloads, process memory, event-loop load; Prometheus text format 0.0.4 when Accept prefers text/plain (docs/deployment.md, Monitoring)', { '200': { description: 'the counters', content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } } } }) },
       // the dashboard's aggregations (insight-routes.ts): small answers at any fleet size
-      '/api/v1/fleet/overview': { get: op('Fleet summary (cached up to 2 s) and the latest failed executions of the last 20 jobs with their reasons', { '200': json(ref('FleetOverview')) }) },
+      '/api/v1/fleet/overview': { get: op('Fleet summary (cached up to 2 s) and the devices whose latest outcome in the last 20 jobs is a failure, with their reasons', { '200': json(ref('FleetOverview')) }) },
       '/api/v1/fleet/search': {
         get: op('Search devices; one call reads at most 10,000 devices, so a page may be short: follow next until it is absent', { '200': json({ ...page(ref('Device')), properties: { ...(page(ref('Device')).properties as Obj), scanned: { type: 'integer', description: 'devices read to answer' } } }) }, {
           parameters: [

@@ -4,7 +4,7 @@
  */
 import { mosquittoPasswordHash } from '../broker/mosquitto-config.ts';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
-import type { EventBus } from '../events/event-bus.ts';
+import type { CredentialsChange, EventBus } from '../events/event-bus.ts';
 import { OPERATOR_USERNAME } from '../broker/authenticator.ts';
 import { ID_RULE, idProblem, isValidId } from '../protocol/topics.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
@@ -128,8 +128,8 @@ export class DeviceRegistry {
   }
 
   /** Tells whoever keeps a copy of the broker credentials (an external broker's password file) that `deviceId`'s changed. */
-  private credentialsChanged(deviceId: string): void {
-    this.events?.emit('device.credentials', { deviceId });
+  private credentialsChanged(deviceId: string, change: CredentialsChange): void {
+    this.events?.emit('device.credentials', { deviceId, change });
   }
 
   /** Registers a device; resolves with its secret, which is not stored and never shown again. */
@@ -150,7 +150,7 @@ export class DeviceRegistry {
       version: 1,
     };
     await this.store.createDevice(record);
-    this.credentialsChanged(record.deviceId);
+    this.credentialsChanged(record.deviceId, 'registered');
     return { device: publicDevice(record), secret };
   }
 
@@ -184,7 +184,7 @@ export class DeviceRegistry {
     const made = settled.filter((s): s is { deviceId: string; secret: string; version: number } => !(s instanceof Error));
     await startInSlices(made, 500, async (d) => {
       await this.store.deleteDevice(d.deviceId, d.version);
-      this.credentialsChanged(d.deviceId);
+      this.credentialsChanged(d.deviceId, 'unregistered');
     });
     const e = asUpdraftError(failed);
     throw new UpdraftError(e.code, `${e.message}; nothing was registered`, { cause: failed });
@@ -221,7 +221,7 @@ export class DeviceRegistry {
     const secret = newDeviceSecret();
     const brokerHash = await mosquittoPasswordHash(secret);
     await this.change(deviceId, (d) => ({ ...d, secretHash: hashDeviceSecret(secret), brokerHash }), false);
-    this.credentialsChanged(deviceId);
+    this.credentialsChanged(deviceId, 'secret');
     return { secret, disconnected: this.cutOff(deviceId, 'secret') };
   }
 
@@ -259,7 +259,7 @@ export class DeviceRegistry {
     const current = await this.get(deviceId, false);
     if (!current.revoked) return { device: publicDevice(current), wasRevoked: false };
     const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: false }), false));
-    this.credentialsChanged(deviceId);
+    this.credentialsChanged(deviceId, 'reinstated');
     return { device, wasRevoked: true };
   }
 
@@ -270,7 +270,7 @@ export class DeviceRegistry {
    */
   async revoke(deviceId: string): Promise<{ device: PublicDevice; disconnected: number | null }> {
     const device = publicDevice(await this.change(deviceId, (d) => ({ ...d, revoked: true }), false));
-    this.credentialsChanged(deviceId);
+    this.credentialsChanged(deviceId, 'revoked');
     return { device, disconnected: this.cutOff(deviceId, 'all') };
   }
 

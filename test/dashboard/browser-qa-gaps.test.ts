@@ -120,4 +120,63 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       assert.deepEqual(await table.locator('tbody tr td:first-child').allInnerTexts(), ['jp-55', 'jp-56', 'jp-57', 'jp-58', 'jp-59'], 'the successes');
     });
   });
+
+  /** Creates a job of `artifact` on `devices`; resolves with its id once every command went out. */
+  const job = async (artifact: string, devices: string[], description: string) => {
+    const created = await apiJson(ts, 'POST', '/api/v1/jobs', { artifact, description, targets: { devices } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const jobId = created.body.job.jobId as string;
+    await allSent(jobId);
+    return jobId;
+  };
+  const completed = (jobId: string) => eventually(async () => ((await apiJson(ts, 'GET', `/api/v1/jobs/${jobId}?limit=1`)).body.job.status === 'COMPLETED' ? true : undefined), 30_000, `job ${jobId} completed`);
+
+  it("lists on the overview one row per device whose latest outcome is a failure, naming the job; a device that succeeded since is not listed", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(256), 'ovf-fw');
+    await registerAll(['ovf-a', 'ovf-b', 'ovf-c']);
+    // the same build twice: ovf-a fails both jobs, ovf-b fails the first and installs it in the second, ovf-c fails the first
+    const first = await job('ovf-fw@1.0.0', ['ovf-a', 'ovf-b', 'ovf-c'], 'first try');
+    await report(['ovf-a', 'ovf-b', 'ovf-c'].map((deviceId) => ({ deviceId, software: { name: 'ovf-fw', version: '0.9.0', jobId: first, status: 'FAILURE', error: `${deviceId} failed the first` } })));
+    await completed(first);
+    const second = await job('ovf-fw@1.0.0', ['ovf-a', 'ovf-b'], 'second try');
+    await report([
+      { deviceId: 'ovf-a', software: { name: 'ovf-fw', version: '0.9.0', jobId: second, status: 'FAILURE', error: 'ovf-a failed the second' } },
+      { deviceId: 'ovf-b', software: { name: 'ovf-fw', version: '1.0.0', jobId: second, status: 'SUCCESS' } },
+    ]);
+    await completed(second);
+    await inTab(async (page) => {
+      await page.goto(ts.httpUrl + '/');
+      const table = page.getByTestId('failing-devices');
+      const rowOf = (id: string) => table.getByRole('row').filter({ has: page.getByRole('link', { name: id, exact: true }) });
+      await rowOf('ovf-a').filter({ hasText: 'ovf-a failed the second' }).waitFor();
+      assert.equal(await rowOf('ovf-a').count(), 1, 'ovf-a once, its latest failure');
+      assert.equal(await rowOf('ovf-a').getByRole('link', { name: `job ${second}`, exact: true }).count(), 1, "ovf-a's row links the second job");
+      assert.match(await rowOf('ovf-a').innerText(), /second try/, "the job's description");
+      assert.equal(await rowOf('ovf-c').count(), 1, 'ovf-c, which failed the first job only');
+      assert.equal(await rowOf('ovf-c').getByRole('link', { name: `job ${first}`, exact: true }).count(), 1, "ovf-c's row links the first job");
+      assert.equal(await rowOf('ovf-b').count(), 0, 'ovf-b succeeded since: not a failure');
+    });
+  });
+
+  it('lists revocations among the recent events, live, and counts revoked devices apart from offline ones', async () => {
+    await registerAll(['rv-1', 'rv-2']);
+    await inTab(async (page) => {
+      await page.goto(ts.httpUrl + '/');
+      await page.getByTestId('recent-events').or(page.getByText('Nothing has happened since the server started.')).waitFor();
+      await page.getByRole('status', { name: 'Live updates: Live' }).waitFor();
+      const revoked = await apiJson(ts, 'POST', '/api/v1/devices/rv-1/revoke');
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+      // live: the event shows without a reload
+      await page.getByTestId('recent-events').getByRole('listitem').filter({ has: page.getByRole('link', { name: 'rv-1', exact: true }) }).filter({ hasText: 'REVOKED' }).waitFor();
+      // offline: registered, neither revoked nor online (the figures of one overview answer)
+      await eventually(async () => {
+        const o = (await apiJson(ts, 'GET', '/api/v1/fleet/overview')).body.devices as { registered: number; revoked: number; online: number };
+        const shown = [await page.getByTestId('stat-offline').innerText(), await page.getByTestId('stat-revoked').innerText()];
+        return o.revoked >= 1 && shown[0] === String(o.registered - o.revoked - o.online) && shown[1] === String(o.revoked) ? true : undefined;
+      }, 30_000, 'offline counts the devices neither revoked nor online');
+      const reinstated = await apiJson(ts, 'POST', '/api/v1/devices/rv-1/reinstate');
+      assert.equal(reinstated.status, 200, JSON.stringify(reinstated.body));
+      await page.getByTestId('recent-events').getByRole('listitem').filter({ has: page.getByRole('link', { name: 'rv-1', exact: true }) }).filter({ hasText: 'REINSTATED' }).waitFor();
+    });
+  });
 });

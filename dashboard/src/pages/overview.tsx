@@ -1,7 +1,8 @@
 /**
- * Fleet overview: device counts, version distribution, devices whose update failed in
- * recent jobs, recent events. One small aggregated answer from the server
- * (`/fleet/overview`, cached there for 2 s). Live: job and presence events reload it (at
+ * Fleet overview: device counts (revoked ones apart from offline), version distribution,
+ * devices whose latest outcome in recent jobs is a failure (one row each, naming the job),
+ * recent events (revocations, reinstatements and deletions included). One small aggregated answer from the server
+ * (`/fleet/overview`, cached there for 2 s). Live: job, presence and credentials events reload it (at
  * most every 2 s); execution events are left out of this page's stream, because during a
  * big rollout they come by the hundred per second: a 5 s poll shows their effect instead.
  */
@@ -27,7 +28,8 @@ function Stat({ label, value, id }: { label: string; value: number; id: string }
 export function OverviewPage() {
   const overview = useApi<FleetOverview>('/fleet/overview');
   const recent = useApi<Page<RecentEvent>>('/events/recent?limit=15');
-  useLiveReload({ types: 'job.changed,job.deleted,device.presence' }, [overview, recent], 2000);
+  // device.credentials: a revocation, reinstatement or deletion (recent events, the counts)
+  useLiveReload({ types: 'job.changed,job.deleted,device.presence,device.credentials' }, [overview, recent], 2000);
   usePoll([overview, recent], 5000);
   const o = overview.data;
   return (
@@ -43,7 +45,8 @@ export function OverviewPage() {
             <dl class="stats">
               <Stat id="registered" label="Registered" value={o.devices.registered} />
               <Stat id="online" label="Online" value={o.devices.online} />
-              <Stat id="offline" label="Offline" value={Math.max(0, o.devices.registered - o.devices.online)} />
+              {/* revoked devices are counted apart, not as offline (until 2026-12-06 they were both) */}
+              <Stat id="offline" label="Offline" value={Math.max(0, o.devices.registered - o.devices.revoked - o.devices.online)} />
               <Stat id="revoked" label="Revoked" value={o.devices.revoked} />
               <Stat id="jobs-active" label="Jobs in progress" value={o.jobs.IN_PROGRESS + o.jobs.PAUSED + o.jobs.SCHEDULED} />
             </dl>
@@ -58,8 +61,8 @@ export function OverviewPage() {
               {o.failing.length === 0 ? (
                 <p class="muted">No failed updates in recent jobs.</p>
               ) : (
-                <table>
-                  <caption class="sr-only">Latest failed executions of recent jobs</caption>
+                <table data-testid="failing-devices">
+                  <caption class="sr-only">Devices whose latest outcome in recent jobs is a failure, with that job</caption>
                   <thead>
                     <tr>
                       <th scope="col">Device</th>
@@ -74,8 +77,12 @@ export function OverviewPage() {
                         <td>
                           <DeviceLink id={f.deviceId} />
                         </td>
-                        <td>
-                          <Link href={jobHref(f.jobId)}>{f.artifact}</Link>
+                        <td class="long-text">
+                          <Link href={jobHref(f.jobId)} aria-label={`job ${f.jobId}`} title={f.jobId}>
+                            job {shortId(f.jobId)}
+                          </Link>
+                          {f.jobDescription && <> {f.jobDescription}</>}
+                          <span class="muted small"> · {f.artifact}</span>
                         </td>
                         <td>
                           <StatusBadge status={f.status} />

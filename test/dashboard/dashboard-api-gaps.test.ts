@@ -1,0 +1,107 @@
+/**
+ * The API changes behind the dashboard's QA gaps, asked of a real server over HTTP: the
+ * overview's failures one row per device's latest outcome, naming the job; revocations,
+ * reinstatements and deletions among the recent events and on the event stream's
+ * `device.credentials` (its `change`); the devices search's count.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { eventually } from '../helpers/cli.ts';
+import { TestClient } from '../helpers/mqtt-client.ts';
+import { apiJson, startTestServer, type TestServer } from '../helpers/server.ts';
+import { addArtifact } from '../security/support.ts';
+
+describe('dashboard API: the QA gaps', () => {
+  let ts: TestServer;
+
+  before(async () => {
+    ts = await startTestServer();
+  });
+  after(async () => {
+    await ts?.close();
+  });
+
+  const registerAll = async (ids: string[]) => {
+    const r = await apiJson(ts, 'POST', '/api/v1/devices/bulk', { devices: ids.map((deviceId) => ({ deviceId })) });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  };
+
+  /** A job of `artifact` on `devices`, its commands sent, then the reports `outcome` gives, until it completes. */
+  const runJob = async (artifact: string, devices: string[], description: string, outcome: (deviceId: string, jobId: string) => Record<string, unknown>) => {
+    const created = await apiJson(ts, 'POST', '/api/v1/jobs', { artifact, description, targets: { devices } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const jobId = created.body.job.jobId as string;
+    await eventually(async () => ((await apiJson(ts, 'GET', `/api/v1/jobs/${jobId}/executions`)).body.items as { dispatchedAt?: number }[]).every((e) => e.dispatchedAt !== undefined) || undefined, 30_000, 'every command sent');
+    const op = await TestClient.connect(ts.mqttUrl, `ops-${randomBytes(4).toString('hex')}`, { username: 'operator', password: ts.token });
+    try {
+      for (const d of devices) await op.publish(`state/${d}/update`, { state: { reported: { software: outcome(d, jobId) } } });
+    } finally {
+      await op.end();
+    }
+    await eventually(async () => ((await apiJson(ts, 'GET', `/api/v1/jobs/${jobId}?limit=1`)).body.job.status === 'COMPLETED' ? true : undefined), 30_000, 'the job completed');
+    return jobId;
+  };
+
+  it("GET /fleet/overview: one failing row per device, its latest failure's job named; a device that succeeded since is left out", async () => {
+    await addArtifact(ts, '1.0.0', randomBytes(128), 'api-ov');
+    await registerAll(['api-ov-a', 'api-ov-b', 'api-ov-c']);
+    const fail = (d: string, jobId: string) => ({ name: 'api-ov', version: '0.9.0', jobId, status: 'FAILURE', error: `${d} failed ${jobId}` });
+    const first = await runJob('api-ov@1.0.0', ['api-ov-a', 'api-ov-b', 'api-ov-c'], 'first', fail);
+    const second = await runJob('api-ov@1.0.0', ['api-ov-a', 'api-ov-b'], 'second', (d, jobId) => (d === 'api-ov-b' ? { name: 'api-ov', version: '1.0.0', jobId, status: 'SUCCESS' } : fail(d, jobId)));
+    // the overview is cached for 2 s: asked until it holds the second job's outcomes
+    const failing = await eventually(async () => {
+      const rows = (await apiJson(ts, 'GET', '/api/v1/fleet/overview')).body.failing as { deviceId: string; jobId: string; jobDescription?: string; artifact: string; reason: string }[];
+      return rows.some((r) => r.jobId === second) ? rows : undefined;
+    }, 30_000, 'the overview computed after the second job');
+    const mine = failing.filter((r) => r.deviceId.startsWith('api-ov-'));
+    assert.deepEqual(
+      mine.map((r) => [r.deviceId, r.jobId, r.jobDescription, r.artifact, r.reason]).sort(),
+      [
+        ['api-ov-a', second, 'second', 'api-ov@1.0.0', `api-ov-a failed ${second}`],
+        ['api-ov-c', first, 'first', 'api-ov@1.0.0', `api-ov-c failed ${first}`],
+      ],
+      'a once (its later failure), c, and not b (it succeeded since)',
+    );
+  });
+
+  it('GET /events/recent lists a revocation, a reinstatement and a deletion; the event stream says which in change', async () => {
+    await registerAll(['api-rv-1']);
+    const controller = new AbortController();
+    const stream = await fetch(`${ts.httpUrl}/api/v1/events?deviceId=api-rv-1&types=device.credentials`, { headers: { authorization: `Bearer ${ts.token}` }, signal: controller.signal });
+    assert.equal(stream.status, 200, 'the stream opens');
+    let text = '';
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of stream.body!) text += decoder.decode(chunk as Uint8Array, { stream: true });
+      } catch {
+        /* aborted at the end */
+      }
+    })();
+    try {
+      // the stream's first bytes (its comment) tell it is subscribed
+      await eventually(async () => (text.length > 0 ? true : undefined), 10_000, 'the stream subscribed');
+      for (const act of ['revoke', 'reinstate']) {
+        const r = await apiJson(ts, 'POST', `/api/v1/devices/api-rv-1/${act}`);
+        assert.equal(r.status, 200, `${act}: ${JSON.stringify(r.body)}`);
+      }
+      const deleted = await apiJson(ts, 'DELETE', '/api/v1/devices/api-rv-1');
+      assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+      const recent = (await apiJson(ts, 'GET', '/api/v1/events/recent?deviceId=api-rv-1')).body.items as { type: string; status: string }[];
+      assert.deepEqual(
+        recent.filter((e) => e.type === 'device.credentials').map((e) => e.status),
+        ['DELETED', 'REVOKED', 'REINSTATED', 'REVOKED'],
+        'newest first: deleted (its decommission revoked it first), reinstated, revoked',
+      );
+      const changes = await eventually(async () => {
+        const found = [...text.matchAll(/event: device\.credentials\ndata: (.+)\n/g)].map((m) => (JSON.parse(m[1]!) as { change?: string }).change);
+        return found.includes('deleted') ? found : undefined;
+      }, 10_000, 'the deletion on the stream');
+      assert.deepEqual(changes, ['revoked', 'reinstated', 'revoked', 'deleted'], 'each event says what changed');
+    } finally {
+      controller.abort();
+      await reading;
+    }
+  });
+});

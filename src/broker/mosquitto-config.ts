@@ -134,8 +134,10 @@ export interface MosquittoListeners {
    * `certificateLogins` (with a cafile) makes the listener require a certificate of those CAs
    * and take its CN as the user name: the password file is not used there, so a revoked device
    * (left out of it) still gets in with its certificate (Updraft refuses its requests).
+   * `crlfile` (with certificate logins): the CRL of deleted devices' certificates
+   * (pki/revocation-list.ts); OpenSSL then wants a CRL of every CA in the cafile.
    */
-  tls?: { certfile: string; keyfile: string; cafile?: string; certificateLogins?: boolean };
+  tls?: { certfile: string; keyfile: string; cafile?: string; certificateLogins?: boolean; crlfile?: string };
   /** Largest MQTT packet Mosquitto takes (`max_packet_size`); 64 KiB by default, as the embedded broker. */
   maxPacketBytes?: number;
 }
@@ -149,7 +151,7 @@ export function mosquittoConf(l: MosquittoListeners): string {
   // the embedded broker takes it, so the ACL's %u patterns hold, and the password file is not
   // used on this listener (mosquitto.conf(5), use_identity_as_username): a revoked device gets
   // in, and Updraft refuses its requests (registry/revoked-devices.ts)
-  const certificateLogins = l.tls?.cafile && l.tls.certificateLogins ? ['require_certificate true', 'use_identity_as_username true'] : [];
+  const certificateLogins = l.tls?.cafile && l.tls.certificateLogins ? ['require_certificate true', 'use_identity_as_username true', ...(l.tls.crlfile ? [`crlfile ${l.tls.crlfile}`] : [])] : [];
   const clientCa = l.tls?.cafile ? [`cafile ${l.tls.cafile}`, ...certificateLogins] : [];
   const tls = l.tls ? [`certfile ${l.tls.certfile}`, `keyfile ${l.tls.keyfile}`, ...clientCa, 'tls_version tlsv1.2'] : [];
   return [

@@ -11,13 +11,14 @@
  * `client-ca.crt` (the current CA and, during a CA rollover, the previous one while it is
  * valid) as the device listener's cafile, so Mosquitto accepts what the embedded broker would.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { UpdraftError } from '../errors.ts';
 import type { ClientCaBundle } from '../pki/certificate-authority.ts';
+import type { DeviceCertificateRecord } from '../store/state-store.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
@@ -26,6 +27,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
+import { CRL_FILE, crlFromServer, crlOffline, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
 import { makeOutputDir } from './output-file.ts';
 
 /** The PKI (node-forge) loaded only when a CA bundle is asked for: `updraft --help` and the API commands load none (test/cli/cli-startup.test.ts). */
@@ -99,6 +101,8 @@ export function addBrokerCommands(program: Command): void {
       const dir = path.resolve(opts.out);
       // every option checked (ports, packet size) before the server is asked anything
       const written = listeners(opts, dir);
+      // with certificate logins, the crlfile is named only when a CRL could be made (mosquitto-crl.ts)
+      const confWith = (crl: CrlOutcome | undefined) => mosquittoConf(crl?.ok && written.tls ? { ...written, tls: { ...written.tls, crlfile: path.join(dir, CRL_FILE) } } : written);
       const conf = mosquittoConf(written);
       // Mosquitto 2.0 rereads passwd and acl on SIGHUP, a listener's cafile only at start: a
       // reload left a dropped CA's certificates admitted (QA of the CA rollover, 2026-12-06)
@@ -146,24 +150,29 @@ export function addBrokerCommands(program: Command): void {
       const outDir = await makeOutputDir('--out', opts.out);
       let passwd: ReturnType<typeof mosquittoPasswd>;
       let from: string;
+      let crl: CrlOutcome | undefined;
       try {
-        const read = api ? await online(api) : await offlineCredentials(opts);
+        const read: { token: string; devices: RegisteredDevice[]; from: string; revokedCertificates?: DeviceCertificateRecord[] } = api ? await online(api) : await offlineCredentials(opts, { revokedCertificates: clientCa !== undefined });
         from = read.from;
         passwd = mosquittoPasswd({ operatorToken: read.token, devices: read.devices, secrets });
         await outDir.write('passwd', passwd.text, 0o600);
         if (clientCa !== undefined) {
           clientCa = await readClientCaBundle(caDir!);
           await outDir.write(CLIENT_CA_FILE, clientCa.pem, 0o644);
+          crl = api ? await crlFromServer(api) : await crlOffline(caDir!, read.revokedCertificates ?? []);
+          if (crl.ok) await outDir.write(CRL_FILE, crl.pem, 0o644);
+          else await rm(path.join(dir, CRL_FILE), { force: true }); // an earlier run's, which mosquitto.conf no longer names
         }
         await outDir.write('acl', mosquittoAcl(passwd.revoked), 0o644);
-        await outDir.write('mosquitto.conf', conf, 0o644);
+        await outDir.write('mosquitto.conf', confWith(crl), 0o644);
       } catch (err) {
         await outDir.undo(); // files made by this run, and the directories; those of an earlier run stay
         throw err;
       }
       const out = process.stdout;
-      out.write(`wrote ${dir}/mosquitto.conf, passwd, acl${clientCa ? `, ${CLIENT_CA_FILE}` : ''}: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
+      out.write(`wrote ${dir}/mosquitto.conf, passwd, acl${clientCa ? `, ${CLIENT_CA_FILE}` : ''}${crl?.ok ? `, ${CRL_FILE}` : ''}: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
       if (clientCa) out.write(`${clientCaSummary(clientCa)}\n`);
+      if (crl) out.write(`${crlSummary(crl)}\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices (and denied every topic in acl: a client certificate login gets nothing either)\n`);
       if (passwd.unnamable.length) out.write(`left out ${passwd.unnamable.length} devices whose id holds ':' (${COLON_ID_REASON}) or is "operator" (reserved: the operators' user name): ${passwd.unnamable.slice(0, 20).join(', ')}${passwd.unnamable.length > 20 ? ', ...' : ''}\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);

@@ -11,7 +11,7 @@ import type { RegisteredDevice } from '../broker/mosquitto-config.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { operatorTokenPath } from '../server/operator-token.ts';
-import type { StateStore } from '../store/state-store.ts';
+import type { DeviceCertificateRecord, StateStore } from '../store/state-store.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { createLogger } from '../util/logger.ts';
 
@@ -25,8 +25,8 @@ export interface OfflineSource {
 /** Shortest token the server keeps: a shorter file is replaced at its start (server/operator-token.ts). */
 const MIN_TOKEN_LENGTH = 32;
 
-/** The operator token every instance starts with, and every registered device with what the broker needs. */
-export async function offlineCredentials(source: OfflineSource): Promise<{ token: string; devices: RegisteredDevice[]; from: string }> {
+/** The operator token every instance starts with, and every registered device with what the broker needs; with `revokedCertificates`, the store's revoked device certificates too (the CRL's entries). */
+export async function offlineCredentials(source: OfflineSource, options: { revokedCertificates?: boolean } = {}): Promise<{ token: string; devices: RegisteredDevice[]; from: string; revokedCertificates?: DeviceCertificateRecord[] }> {
   const config = loadConfig({
     ...(source.config !== undefined ? { file: source.config } : {}),
     env: process.env,
@@ -39,7 +39,9 @@ export async function offlineCredentials(source: OfflineSource): Promise<{ token
   const store = await createStateStoreBesideServer(config, dataDir, createLogger({ level: 'warn', component: 'store' }));
   await store.start();
   try {
-    return { token, devices: await registryCredentials(store), from: config.db ? redactUrl(config.db) : path.join(dataDir, 'updraft.db') };
+    const devices = await registryCredentials(store);
+    const revokedCertificates = options.revokedCertificates ? await store.listRevokedCertificates(Date.now()) : undefined;
+    return { token, devices, from: config.db ? redactUrl(config.db) : path.join(dataDir, 'updraft.db'), ...(revokedCertificates ? { revokedCertificates } : {}) };
   } finally {
     await store.stop();
   }

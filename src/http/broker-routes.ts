@@ -6,18 +6,36 @@
  * out: what `mosquitto-config --watch` asks after `device.credentials` events. Behind the
  * operator token like every `/api/` route; the hashes are of 256-bit random secrets, so they
  * cannot be turned back into them, but they are still kept out of every other view of a
- * device.
+ * device. `GET /api/v1/broker/crl`: the CRL of deleted devices' certificates (pki/revocation-list.ts).
  */
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
-import type { DeviceRecord } from '../store/state-store.ts';
+import type { DeviceRecord, StateStore } from '../store/state-store.ts';
 import { intParam } from './paging.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
-/** Adds the broker credentials route. */
-export function addBrokerRoutes(router: Router, deps: { registry: DeviceRegistry }): void {
+/** What the broker routes read: the registry, and for the CRL the store and the data directory's pki/. */
+export interface BrokerRouteDeps {
+  registry: DeviceRegistry;
+  store: Pick<StateStore, 'listRevokedCertificates'>;
+  dataDir: string;
+}
+
+/** Adds the broker credentials and CRL routes. */
+export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
+  // the crlfile of an external Mosquitto with certificate logins (mosquitto-config --updraft-ca):
+  // signed here, where the CA keys are, so the broker's host needs none. 409 when it cannot be
+  // made without locking devices out (a previous CA whose key is gone: pki/revocation-list.ts)
+  router.add('GET', '/api/v1/broker/crl', async ({ res }) => {
+    const now = Date.now();
+    const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
+    const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now);
+    if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
+    sendJson(res, 200, { crl: file.pem, nextUpdate: new Date(file.nextUpdate).toISOString(), revoked: file.revoked, cas: file.cas });
+  });
+
   router.add('GET', '/api/v1/broker/credentials', async ({ res, url }) => {
     const ids = url.searchParams.get('ids');
     if (ids !== null) {

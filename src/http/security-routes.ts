@@ -9,9 +9,11 @@ import type { SigningKey } from '../artifacts/url-signer.ts';
 import { listKeyRing, rotateKeyRing } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
 import type { CertificateAuthority } from '../pki/certificate-authority.ts';
+import { recordIssued } from '../pki/revocation-list.ts';
 import { caSubject } from '../protocol/certificate-issuer.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
+import type { StateStore } from '../store/state-store.ts';
 import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import { parseRootRotations } from '../protocol/root-rotation.ts';
 import type { CertificateExpiryWatch } from '../signing/certificate-expiry.ts';
@@ -27,6 +29,8 @@ import { refuseUnknownFields } from '../protocol/known-fields.ts';
 export interface SecurityRouteDeps {
   dataDir: string;
   registry: DeviceRegistry;
+  /** Where each issued device certificate is recorded before it is handed out (its serial, for the CRL: pki/revocation-list.ts). */
+  store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>;
   ca: CertificateAuthority;
   signingKey: SoftwareSigningKey;
   /** Sends the signing key's certificate with every command; given a new one when one is installed. */
@@ -67,11 +71,13 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     if (device.revoked) throw new UpdraftError('CONFLICT', `device ${deviceId} is revoked; reinstate it first (updraft device reinstate ${deviceId}): a new secret does not lift a revocation`);
     if (typeof body.csr === 'string') {
       const issued = deps.ca.issueDeviceCertificateFromRequest(deviceId, body.csr);
+      await recordIssued(deps.store, deviceId, issued.certificate, deps.ca.certificate);
       deps.logger.info('device certificate issued for its own key', { deviceId });
       sendJson(res, 201, { deviceId, certificate: issued.certificate, ca: deps.ca.certificate });
       return;
     }
     const issued = await deps.ca.issueDeviceCertificate(deviceId);
+    await recordIssued(deps.store, deviceId, issued.certificate, deps.ca.certificate);
     deps.logger.info('device certificate issued', { deviceId });
     sendJson(res, 201, { deviceId, certificate: issued.certificate, privateKey: issued.privateKey, ca: deps.ca.certificate });
   });

@@ -34,6 +34,7 @@ import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { rememberLru } from '../util/lru.ts';
 import type { CertificateAuthority } from './certificate-authority.ts';
+import { recordIssued } from './revocation-list.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -155,6 +156,8 @@ export class CertificateRenewal {
       throw new UpdraftError('CONFLICT', `Updraft's CA (pki/ca.crt) ends at ${new Date(caEnd).toISOString()}: a renewed certificate would end no later than the current one (${new Date(current.expiresAt).toISOString()}); the CA must be replaced (docs/security.md, "Server certificates and the CA's end")`);
     }
     const issued = this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
+    // recorded before it is sent: its serial is what the CRL lists once the device is deleted
+    await recordIssued(this.deps.store, deviceId, issued.certificate, this.deps.ca.certificate);
     rememberLru(this.renewedAt, deviceId, this.now(), 100_000);
     const accepted: CertificateRenewed = { certificate: issued.certificate, notAfter: issued.notAfter, timestamp: Math.floor(this.now() / 1000) };
     if (clientToken !== undefined) accepted.clientToken = clientToken;

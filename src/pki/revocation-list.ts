@@ -20,6 +20,7 @@ import { X509Certificate, createHash, createPrivateKey, sign, type KeyObject } f
 import { readFile } from 'node:fs/promises';
 import forge from 'node-forge';
 import { UpdraftError } from '../errors.ts';
+import type { DeviceCertificateRecord, StateStore } from '../store/state-store.ts';
 import { SKEW_MS, caPaths } from './certificate-authority.ts';
 
 const DAY_MS = 86_400_000;
@@ -139,20 +140,8 @@ export function caFingerprint(caPem: string): string {
   return createHash('sha256').update(new X509Certificate(caPem).raw).digest('hex');
 }
 
-/** What the store records of an issued device certificate (`StateStore.recordDeviceCertificate`). */
-export interface IssuedDeviceCertificate {
-  serial: string;
-  deviceId: string;
-  /** caFingerprint of the issuing CA. */
-  issuer: string;
-  /** The CA's subject, for people. */
-  issuerSubject: string;
-  issuedAt: number;
-  notAfter: number;
-}
-
 /** The record of `certificatePem`, issued to `deviceId` by the CA of `caPem`. */
-export function issuedRecord(deviceId: string, certificatePem: string, caPem: string): IssuedDeviceCertificate {
+export function issuedRecord(deviceId: string, certificatePem: string, caPem: string): DeviceCertificateRecord {
   const x = new X509Certificate(certificatePem);
   return {
     serial: x.serialNumber.toLowerCase(),
@@ -163,14 +152,6 @@ export function issuedRecord(deviceId: string, certificatePem: string, caPem: st
     issuedAt: Date.parse(x.validFrom) + SKEW_MS,
     notAfter: Date.parse(x.validTo),
   };
-}
-
-/** A revoked certificate as the store lists it. */
-export interface RevokedCertificate {
-  serial: string;
-  issuer: string;
-  revokedAt: number;
-  notAfter: number;
 }
 
 /** What `crlFile` made. */
@@ -214,7 +195,7 @@ function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
  * issued that have not expired. `{ ok: false }` with the reason when the previous CA's key is
  * not kept: no file must be written then (OpenSSL would refuse that CA's devices).
  */
-export async function crlFile(dataDir: string, revoked: RevokedCertificate[], nowMs = Date.now()): Promise<CrlFile> {
+export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now()): Promise<CrlFile> {
   const p = caPaths(dataDir);
   const [cert, key] = await Promise.all([readOptional(p.cert), readOptional(p.key)]);
   if (cert === undefined || key === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA with its key in ${p.dir}: start the server once, or make it: updraft ca init`);
@@ -231,9 +212,22 @@ export async function crlFile(dataDir: string, revoked: RevokedCertificate[], no
   let listed = 0;
   for (const ca of cas) {
     const fingerprint = caFingerprint(ca.cert);
-    const entries = revoked.filter((r) => r.issuer === fingerprint && r.notAfter > nowMs).map((r) => ({ serial: r.serial, revokedAt: r.revokedAt }));
+    const entries = revoked.filter((r) => r.issuer === fingerprint && r.notAfter > nowMs && r.revokedAt !== undefined).map((r) => ({ serial: r.serial, revokedAt: r.revokedAt! }));
     listed += entries.length;
     pem += buildCrl({ caCertificate: ca.cert, caKey: ca.key, entries, now: nowMs });
   }
   return { ok: true, pem, nextUpdate: Math.floor(nowMs / 1000) * 1000 + CRL_VALIDITY_MS, revoked: listed, cas: cas.length };
+}
+
+/** Expired rows pruned after each recorded certificate: the table stays about the size of the valid certificates. */
+const PRUNE_PER_ISSUE = 100;
+
+/**
+ * Records `certificatePem`, issued to `deviceId` by the CA of `caPem`, before it is handed out
+ * (a certificate the store does not know could never be revoked), then prunes a few expired
+ * rows. Rejects when the store does: the certificate is then not given.
+ */
+export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, nowMs = Date.now()): Promise<void> {
+  await store.recordDeviceCertificate(issuedRecord(deviceId, certificatePem, caPem));
+  await store.pruneExpiredCertificates(nowMs, PRUNE_PER_ISSUE);
 }

@@ -415,7 +415,7 @@ export class UpdraftServer {
     const activeDownloads = new ActiveDownloads({ events, refusal: deviceRefusal, logger: logger.child('download'), cutAfterWritten: () => downloadStats.cut++ });
     await this.startPart(activeDownloads);
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, active: activeDownloads, cache, storage: artifactStorage, stats: downloadStats, logger: logger.child('download') }));
-    addBrokerRoutes(router, { registry: this.registry });
+    addBrokerRoutes(router, { registry: this.registry, store: this.store, dataDir });
     addNamedTokenRoutes(router, [viewerTokens, operatorTokens]);
     // a leaked operator token is replaced without a restart (docs/security.md)
     router.add('POST', '/api/v1/operator-token/rotate', async ({ res, caller }) => {
@@ -441,7 +441,7 @@ export class UpdraftServer {
       logger.warn('the operator token was replaced: the old one is refused from now on', { operatorConnectionsClosed: disconnected });
       sendJson(res, 200, { token: next, disconnected });
     });
-    addSecurityRoutes(router, { dataDir, registry: this.registry, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, sharedStore: config.db !== '', logger: logger.child('security'), certificateExpiry, onCertificateInstalled: (installed) => sharedCertificate.publish(installed), onUrlKeysChanged: async () => this.sharedSecrets?.record(['url-signing-keys']) });
+    addSecurityRoutes(router, { dataDir, registry: this.registry, store: this.store, ca: security.ca, signingKey: security.signingKey, manifests: security.manifests, urlKeys, sharedStore: config.db !== '', logger: logger.child('security'), certificateExpiry, onCertificateInstalled: (installed) => sharedCertificate.publish(installed), onUrlKeysChanged: async () => this.sharedSecrets?.record(['url-signing-keys']) });
     addApiRoutes(router, {
       store: this.store,
       replica: this.replica,

@@ -1,0 +1,42 @@
+/**
+ * The crlfile of `updraft broker mosquitto-config --updraft-ca` (`crl.pem` beside the other
+ * files): the CRL of deleted devices' certificates (pki/revocation-list.ts), from the server
+ * (`GET /api/v1/broker/crl`, signed where the CA keys are) or, with `--offline`, made from the
+ * data directory's pki/ and the store. When none can be made without locking devices out (a
+ * previous CA whose key is gone) there is no crlfile, and the reason is said.
+ */
+import { UpdraftError } from '../errors.ts';
+import type { DeviceCertificateRecord } from '../store/state-store.ts';
+import type { ApiClient } from './api-client.ts';
+
+/** The crlfile's name in --out. */
+export const CRL_FILE = 'crl.pem';
+
+/** A CRL file made, or why none is. */
+export type CrlOutcome = { ok: true; pem: string; nextUpdate: number; revoked: number; cas: number } | { ok: false; reason: string };
+
+/** The CRL as the server signs it; `ok: false` when it says it cannot make one (409), or is older than the route (404). */
+export async function crlFromServer(api: ApiClient): Promise<CrlOutcome> {
+  try {
+    const r = await api.call<{ crl: string; nextUpdate: string; revoked: number; cas: number }>('GET', '/api/v1/broker/crl');
+    return { ok: true, pem: r.crl, nextUpdate: Date.parse(r.nextUpdate), revoked: r.revoked, cas: r.cas };
+  } catch (err) {
+    const status = (err as UpdraftError).status;
+    if (status === 409) return { ok: false, reason: (err as Error).message };
+    if (status === 404) return { ok: false, reason: 'the server has no CRL (GET /api/v1/broker/crl: an Updraft older than 2026-12-07): upgrade it' };
+    throw err;
+  }
+}
+
+/** The CRL made here from `dataDir`'s CAs (their keys included) and the store's revoked certificates. */
+export async function crlOffline(dataDir: string, revoked: DeviceCertificateRecord[]): Promise<CrlOutcome> {
+  const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded only to run
+  const file = await crlFile(dataDir, revoked);
+  return file.ok ? { ok: true, pem: file.pem, nextUpdate: file.nextUpdate, revoked: file.revoked, cas: file.cas } : file;
+}
+
+/** One line on the crlfile written, or on its absence. */
+export function crlSummary(c: CrlOutcome): string {
+  if (!c.ok) return `no ${CRL_FILE} (a deleted device's certificate still gets into Mosquitto): ${c.reason}`;
+  return `${CRL_FILE}: ${c.revoked} certificate(s) of deleted devices revoked, one CRL for each of ${c.cas} CA(s), valid until ${new Date(c.nextUpdate).toISOString()}: regenerate and restart Mosquitto before then, and after each deletion (or keep it current with --watch)`;
+}

@@ -30,14 +30,18 @@ export interface UpdateAgentOptions {
    */
   renewPassword?: () => string | undefined;
   /**
-   * Asked before each reconnect attempt, as `renewPassword`: TLS material returned (`ca`,
-   * `cert`, `key`, PEM) replaces that of `mqttOptions` from that attempt on, and the
-   * certificate renewal and the reports follow it (a new `ca` bundle may name a newer CA to
-   * move to; a new certificate is the one renewed and reported). The daemon reads its `--ca`,
-   * `--cert` and `--key` files again (`agent/tls-files.ts`). Keep it cheap and synchronous;
+   * Asked before each connection attempt (the first of every `start()` too, then each
+   * reconnect, as `renewPassword`), with the material the connection would use (`inUse`:
+   * `mqttOptions`' at a start, the client's since): TLS material returned (`ca`, `cert`,
+   * `key`, PEM) replaces what differs from it from that attempt on, and the certificate
+   * renewal and the reports follow it (a new `ca` bundle may name a newer CA to move to; a new
+   * certificate is the one renewed and reported). Return the files as they are whenever they
+   * differ from `inUse`, not only when they changed since the last call: an agent stopped and
+   * started again begins from `mqttOptions` (`agent/tls-files.ts` TlsFileReader does this; the
+   * daemon reads its `--ca`, `--cert` and `--key` with it). Keep it cheap and synchronous;
    * undefined keeps the current material.
    */
-  reloadTls?: () => TlsMaterial | undefined;
+  reloadTls?: (inUse: TlsMaterial) => TlsMaterial | undefined;
   /**
    * Renews the client certificate of `mqttOptions` (`cert` and `key`, PEM) before it expires
    * (`agent/certificate-renewer.ts`): the agent makes a new key, the server's CA certifies it,

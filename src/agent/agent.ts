@@ -368,7 +368,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     // retries at a fixed period; it reads the period anew each time it schedules a retry
     // (when a connection closes), so the agent sets it as each attempt starts ('reconnect').
     const reconnectMs = o.mqttOptions?.reconnectPeriod ?? AGENT_DEFAULTS.reconnectMs;
-    const client = mqtt.connect(o.brokerUrl, {
+    const options: mqtt.IClientOptions = {
       clientId: o.deviceId,
       clean: true,
       connectTimeout: 30_000,
@@ -386,7 +386,14 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       ...(o.password !== undefined ? { password: o.password } : {}),
       ...o.mqttOptions,
       reconnectPeriod: reconnectMs > 0 ? this.jittered(reconnectMs, 0) : 0,
-    });
+    };
+    // the TLS files as they are now, for the first attempt too: an agent stopped and started
+    // again began from `mqttOptions`, the files it had been given, not the ones renewed or
+    // replaced since, which a reader that compared with what it had read last did not hand
+    // over again (review, 2026-12-06)
+    const tls = o.reloadTls?.(tlsInUse(options));
+    if (tls !== undefined) this.takeTls(options, tls);
+    const client = mqtt.connect(o.brokerUrl, options);
     this.client = client;
     let failedAttempts = 0;
     // the current attempt's failure was said (an error): the close that follows it is the same failure
@@ -408,8 +415,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       const renewed = o.renewPassword?.();
       if (renewed !== undefined) client.options.password = renewed;
       // and TLS files replaced on the device: mqtt.js builds each TLS connection from its options too
-      const tls = o.reloadTls?.();
-      if (tls !== undefined) this.takeTls(client, tls);
+      const tls = o.reloadTls?.(tlsInUse(client.options));
+      if (tls !== undefined) this.takeTls(client.options, tls);
     };
     const onClose = () => {
       // a socket the broker closed before any CONNACK: mqtt.js says nothing but 'close', and
@@ -677,14 +684,15 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   }
 
   /**
-   * TLS material read again (`reloadTls`): what differs from the client's options is used from
-   * this attempt on; a new bundle is the renewer's to look for a newer CA in, and a new
+   * TLS material read again (`reloadTls`): what differs from the options the connection is
+   * built from (the client's, or those of the client about to be made) is used from this
+   * attempt on; a new bundle is the renewer's to look for a newer CA in, and a new
    * certificate is the one it renews and the reports name (announced at the next connect).
    */
-  private takeTls(client: MqttClient, tls: TlsMaterial): void {
-    const options = client.options as { ca?: unknown; cert?: unknown; key?: unknown };
-    const pem = (v: unknown) => (v === undefined ? undefined : Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
-    const differs = (k: 'ca' | 'cert' | 'key') => tls[k] !== undefined && tls[k] !== pem(options[k]);
+  private takeTls(clientOptions: mqtt.IClientOptions, tls: TlsMaterial): void {
+    const options = clientOptions as { ca?: unknown; cert?: unknown; key?: unknown };
+    const inUse = tlsInUse(clientOptions);
+    const differs = (k: 'ca' | 'cert' | 'key') => tls[k] !== undefined && tls[k] !== inUse[k];
     const ca = differs('ca');
     const pair = (differs('cert') || differs('key')) && tls.cert !== undefined && tls.key !== undefined;
     if (ca) options.ca = tls.ca;
@@ -1619,4 +1627,16 @@ function numberOrUndefined(v: unknown): number | undefined {
 /** True for a promise or any object with a `then` method (what an `async` listener returns). */
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** The TLS material (PEM texts) the client options hold: what `reloadTls` compares the files with. */
+function tlsInUse(options: mqtt.IClientOptions): TlsMaterial {
+  const o = options as { ca?: unknown; cert?: unknown; key?: unknown };
+  const pem = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+  const out: TlsMaterial = {};
+  // a bundle given as an array (of PEM texts or Buffers) is compared as the one text a file of them holds
+  if (o.ca !== undefined) out.ca = Array.isArray(o.ca) ? o.ca.map(pem).join('\n') : pem(o.ca);
+  if (o.cert !== undefined) out.cert = pem(o.cert);
+  if (o.key !== undefined) out.key = pem(o.key);
+  return out;
 }

@@ -195,7 +195,7 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
     ...(opts.passwordFile !== undefined ? { renewPassword: secretFileReader(opts.passwordFile, opts.password, log) } : {}),
-    ...(tlsReader !== undefined ? { reloadTls: () => tlsReader.read() } : {}),
+    ...(tlsReader !== undefined ? { reloadTls: (inUse: TlsMaterial) => tlsReader.read(inUse) } : {}),
   });
   agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
   agent.on('status', (e) => {

@@ -33,6 +33,7 @@ import { certificateAnswerTopic, parseCertificateRenewTopic } from '../protocol/
 import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { rememberLru } from '../util/lru.ts';
+import { NotYetLog } from './not-yet-log.ts';
 import type { CertificateAuthority } from './certificate-authority.ts';
 import { recordIssued } from './revocation-list.ts';
 
@@ -47,12 +48,11 @@ export const CA_MOVE_REASON = 'newer-ca';
 
 /**
  * The "not yet" refusals (a CA prepared, not switched to) are said at most once in this long,
- * with their count: they are the expected state of every agent holding the next CA, each asking
- * again an hour later at the earliest, and a WARN line per device per hour (at debug each)
- * would bury what is wrong in a fleet's log for the weeks between `ca rollover --prepare` and
- * the switch.
+ * with their count, each device once (not-yet-log.ts): a WARN line per device per hour would
+ * bury what is wrong in a fleet's log for the weeks between `ca rollover --prepare` and the
+ * switch, and agents whose bundle holds an unrelated rollover's CA ask for good.
  */
-export const NOT_YET_LOG_INTERVAL_MS = 3_600_000;
+export { NOT_YET_LOG_INTERVAL_MS } from './not-yet-log.ts';
 
 /** The largest request taken: a CSR and a certificate of a 4096-bit key fit four times over. */
 export const MAX_RENEWAL_BYTES = 16_384;
@@ -87,13 +87,12 @@ export class CertificateRenewal {
   private readonly deps: CertificateRenewalDeps;
   /** When each device was last given a certificate here (the most recent 100,000). */
   private readonly renewedAt = new Map<string, number>();
-  /** "Not yet" refusals since the last line said them, and when that was (ms; undefined: none said yet). */
-  private notYetCount = 0;
-  private notYetDevices = new Set<string>();
-  private notYetLoggedAt: number | undefined;
+  /** Says the "not yet" refusals: each device once, one line an hour at most. */
+  private readonly notYet: NotYetLog;
 
   constructor(deps: CertificateRenewalDeps) {
     this.deps = deps;
+    this.notYet = new NotYetLog(deps.logger, () => this.now());
   }
 
   private now(): number {
@@ -168,24 +167,12 @@ export class CertificateRenewal {
   }
 
   /**
-   * Answers a move asked too early (409, as every refusal) and logs it throttled: the first
-   * at once, then one line an hour at most with the refusals since (`NOT_YET_LOG_INTERVAL_MS`).
+   * Answers a move asked too early (409, as every refusal) and logs it (not-yet-log.ts): each
+   * device once, the first at once, then one line an hour at most with the devices since.
    */
   private async refuseNotYet(deviceId: string, message: string, clientToken: string | undefined): Promise<void> {
     const now = this.now();
-    this.notYetCount++;
-    if (this.notYetDevices.size < 10_000) this.notYetDevices.add(deviceId);
-    this.deps.logger.debug('certificate renewal refused', { deviceId, reason: message });
-    if (this.notYetLoggedAt === undefined || now - this.notYetLoggedAt >= NOT_YET_LOG_INTERVAL_MS) {
-      this.deps.logger.info('certificate moves to a newer CA refused as "not yet": agents hold the next CA (updraft ca rollover --prepare) and this server has not switched to it; expected until the switch, said once an hour', {
-        refused: this.notYetCount,
-        devices: this.notYetDevices.size,
-        ...(this.notYetLoggedAt !== undefined ? { since: new Date(this.notYetLoggedAt).toISOString() } : {}),
-      });
-      this.notYetLoggedAt = now;
-      this.notYetCount = 0;
-      this.notYetDevices.clear();
-    }
+    this.notYet.refused(deviceId, message);
     const rejection: Rejection = { code: 409, message, timestamp: Math.floor(now / 1000) };
     if (clientToken !== undefined) rejection.clientToken = clientToken;
     await this.deps.publish(certificateAnswerTopic(deviceId, 'rejected'), JSON.stringify(rejection)).catch(() => {});

@@ -88,7 +88,8 @@ describe('CA rollover: the "not yet" refusals said once, the moves counted', () 
     const notYet = all.filter((l) => String(l.msg).startsWith('certificate moves to a newer CA refused as "not yet"'));
     assert.equal(notYet.length, 1, `one line for 9 refusals:\n${lines.join('\n')}`);
     assert.equal(notYet[0]!.level, 'info');
-    assert.equal(notYet[0]!.refused, 1, 'the first is said at once; the rest are counted into the next line, an hour later at the earliest');
+    assert.equal(notYet[0]!.devices, 1, 'the first is said at once; the devices after it are counted into the next line, an hour later at the earliest');
+    assert.equal(notYet[0]!.deviceIds, 'q-1', 'named');
     const refusedLines = all.filter((l) => l.msg === 'certificate renewal refused');
     assert.equal(refusedLines.length, 1, lines.join('\n'));
     assert.equal(refusedLines[0]!.level, 'warn');

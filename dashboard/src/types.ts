@@ -53,6 +53,13 @@ export interface SearchPage extends Page<FoundDevice> {
   scanned: number;
 }
 
+/** `GET /api/v1/fleet/search/count`: how many devices a search matches; `exact` false: at least `total`. */
+export interface SearchCount {
+  total: number;
+  exact: boolean;
+  scanned: number;
+}
+
 export interface DeviceView {
   deviceId: string;
   device: { deviceId: string; attributes: Record<string, unknown>; tags: string[]; revoked: boolean; createdAt: number };

@@ -6,7 +6,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import type { RecentEvents } from '../events/recent-events.ts';
-import { DEVICE_STATES, searchDevices, type DeviceState } from '../fleet/device-search.ts';
+import { DEVICE_STATES, countMatching, searchDevices, type DeviceSearch, type DeviceState } from '../fleet/device-search.ts';
 import { deviceTimeline } from '../fleet/device-timeline.ts';
 import type { FleetOverviewSource } from '../fleet/fleet-overview.ts';
 import type { FleetView } from '../fleet/fleet-view.ts';
@@ -37,6 +37,23 @@ function optional(url: URL, key: string): string | undefined {
   return v ? v : undefined;
 }
 
+/** The device search's filters of a request; BAD_REQUEST for a state that is none. */
+function searchFilters(url: URL): Omit<DeviceSearch, 'after' | 'limit'> {
+  const state = optional(url, 'state');
+  if (state !== undefined && !(DEVICE_STATES as readonly string[]).includes(state)) throw new UpdraftError('BAD_REQUEST', `state must be one of ${DEVICE_STATES.join(', ')}; got ${state}`);
+  const id = optional(url, 'id');
+  const tag = optional(url, 'tag');
+  const group = optional(url, 'group');
+  const version = optional(url, 'version');
+  return {
+    ...(id ? { id } : {}),
+    ...(tag ? { tag } : {}),
+    ...(group ? { group } : {}),
+    ...(version ? { version } : {}),
+    ...(state ? { state: state as DeviceState } : {}),
+  };
+}
+
 /** Adds the dashboard's aggregation routes. */
 export function addInsightRoutes(router: Router, deps: InsightDeps): void {
   const { store, tracker } = deps;
@@ -47,24 +64,14 @@ export function addInsightRoutes(router: Router, deps: InsightDeps): void {
   router.add('GET', '/api/v1/fleet/overview', async ({ res }) => sendJson(res, 200, await deps.overview.get()));
 
   router.add('GET', '/api/v1/fleet/search', async ({ res, url }) => {
-    const state = optional(url, 'state');
-    if (state !== undefined && !(DEVICE_STATES as readonly string[]).includes(state)) throw new UpdraftError('BAD_REQUEST', `state must be one of ${DEVICE_STATES.join(', ')}; got ${state}`);
     const { limit, after } = pageParams(url, 50);
-    const id = optional(url, 'id');
-    const tag = optional(url, 'tag');
-    const group = optional(url, 'group');
-    const version = optional(url, 'version');
-    const page = await searchDevices(deps, {
-      limit,
-      ...(after ? { after } : {}),
-      ...(id ? { id } : {}),
-      ...(tag ? { tag } : {}),
-      ...(group ? { group } : {}),
-      ...(version ? { version } : {}),
-      ...(state ? { state: state as DeviceState } : {}),
-    });
+    const page = await searchDevices(deps, { limit, ...(after ? { after } : {}), ...searchFilters(url) });
     sendJson(res, 200, page);
   });
+
+  // how many devices the search's filters match: the devices page's total, asked once per
+  // search rather than per page (device-search.ts countMatching: at most 100,000 devices read)
+  router.add('GET', '/api/v1/fleet/search/count', async ({ res, url }) => sendJson(res, 200, await countMatching(deps, searchFilters(url))));
 
   router.add('GET', '/api/v1/devices/:id/events', async ({ res, params, url }) => {
     const deviceId = params.id!;

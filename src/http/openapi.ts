@@ -19,6 +19,19 @@ const pageParams: Obj[] = [
   { name: 'after', in: 'query', schema: { type: 'string' }, description: 'the next cursor of the previous page' },
 ];
 const idParam = (name: string): Obj => ({ name, in: 'path', required: true, schema: { type: 'string' } });
+/** The device search's filters: /fleet/search and /fleet/search/count take the same. */
+const searchFilterParams: Obj[] = [
+  { name: 'id', in: 'query', schema: { type: 'string' }, description: 'case-insensitive substring of the device id' },
+  { name: 'tag', in: 'query', schema: { type: 'string' } },
+  { name: 'group', in: 'query', schema: { type: 'string' } },
+  { name: 'version', in: 'query', schema: { type: 'string' }, description: 'reported software version' },
+  {
+    name: 'state',
+    in: 'query',
+    schema: { enum: ['online', 'offline', 'updating', 'failed', 'revoked'] },
+    description: 'updating: a command not answered yet, or DOWNLOADING, VERIFYING or INSTALLING reported; failed: FAILURE reported (a failed device is not updating, though its desired software still names the build)',
+  },
+];
 /** A fleet query as taken by a group, a job's targets and ?query=: never empty or blank (parseQuery's 400). */
 const fleetQuery = (extra: Obj = {}): Obj => ({ type: 'string', minLength: 1, pattern: '\\S', description: 'a fleet query (docs/rollouts.md); an empty or blank one is refused: 400 "invalid query: it is empty"', ...extra });
 /** The 400 of a route that takes a fleet query, saying why it is given. */
@@ -402,19 +415,12 @@ export function openApiDocument(): Obj {
       '/api/v1/fleet/overview': { get: op('Fleet summary (cached up to 2 s) and the devices whose latest outcome in the last 20 jobs is a failure, with their reasons', { '200': json(ref('FleetOverview')) }) },
       '/api/v1/fleet/search': {
         get: op('Search devices; one call reads at most 10,000 devices, so a page may be short: follow next until it is absent', { '200': json({ ...page(ref('Device')), properties: { ...(page(ref('Device')).properties as Obj), scanned: { type: 'integer', description: 'devices read to answer' } } }) }, {
-          parameters: [
-            ...pageParams,
-            { name: 'id', in: 'query', schema: { type: 'string' }, description: 'case-insensitive substring of the device id' },
-            { name: 'tag', in: 'query', schema: { type: 'string' } },
-            { name: 'group', in: 'query', schema: { type: 'string' } },
-            { name: 'version', in: 'query', schema: { type: 'string' }, description: 'reported software version' },
-            {
-              name: 'state',
-              in: 'query',
-              schema: { enum: ['online', 'offline', 'updating', 'failed', 'revoked'] },
-              description: 'updating: a command not answered yet, or DOWNLOADING, VERIFYING or INSTALLING reported; failed: FAILURE reported (a failed device is not updating, though its desired software still names the build)',
-            },
-          ],
+          parameters: [...pageParams, ...searchFilterParams],
+        }),
+      },
+      '/api/v1/fleet/search/count': {
+        get: op('How many devices the search filters match (the same filters as /fleet/search): without filters the registry counted, a static group alone its size, else at most 100,000 devices read; exact false then, total a floor', { '200': json({ type: 'object', properties: { total: { type: 'integer' }, exact: { type: 'boolean' }, scanned: { type: 'integer', description: 'devices read to count (0: counted by the database or the group)' } } }) }, {
+          parameters: searchFilterParams,
         }),
       },
       '/api/v1/devices/{id}/events': { get: op('A device\'s last events, newest first: its executions\' steps and outcomes, and presence changes this server saw', { '200': json(page({ type: 'object', properties: { at: { type: 'integer' }, kind: { enum: ['queued', 'sent', 'attempt', 'state', 'presence'] }, jobId: { type: 'string' }, artifact: { type: 'string' }, status: { type: 'string' }, reason: { type: 'string' } } })) }, { parameters: [idParam('id'), { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 200, default: 30 } }] }) },

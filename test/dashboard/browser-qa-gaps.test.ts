@@ -179,4 +179,38 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       await page.getByTestId('recent-events').getByRole('listitem').filter({ has: page.getByRole('link', { name: 'rv-1', exact: true }) }).filter({ hasText: 'REINSTATED' }).waitFor();
     });
   });
+
+  it('gives the devices list its total, and keeps its paging state in the URL bounded however far it pages', async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => `dvq-${String(i).padStart(3, '0')}`);
+    await registerAll(ids);
+    await inTab(async (page) => {
+      await page.goto(`${ts.httpUrl}/devices?id=dvq-`);
+      const rows = page.getByTestId('devices-table').locator('tbody tr');
+      const firstShown = () => rows.first().locator('td').first().innerText();
+      await page.getByTestId('devices-total').filter({ hasText: '300 devices match' }).waitFor();
+      const pager = page.getByRole('navigation', { name: 'Pages of devices' });
+      // to the last page, 12, one page at a time: the URL's cursors stay at 10 at most
+      for (let n = 2; n <= 12; n++) {
+        await pager.getByRole('button', { name: 'Next', exact: true }).click();
+        await page.waitForURL((u) => u.searchParams.get('page') === String(n));
+        await eventually(async () => ((await firstShown()) === ids[(n - 1) * 25] ? true : undefined), 30_000, `page ${n} shown`);
+        const url = new URL(page.url());
+        const kept = url.searchParams.get('prev')?.split(',') ?? [];
+        assert.ok(kept.length <= 10, `page ${n}: ${kept.length} cursors in the URL (${url.search.length} characters)`);
+        assert.equal(kept.length, Math.min(n - 1, 10), `page ${n}: the cursors of the pages before it, at most 10`);
+        await page.getByTestId('devices-total').filter({ hasText: `Page ${n} · 300 devices match` }).waitFor();
+      }
+      // back through the kept cursors, to page 2
+      for (let n = 11; n >= 2; n--) {
+        await pager.getByRole('button', { name: 'Previous', exact: true }).click();
+        await eventually(async () => ((await firstShown()) === ids[(n - 1) * 25] ? true : undefined), 30_000, `back on page ${n}`);
+      }
+      // page 1's cursor was not kept: Previous is off, First page goes there
+      assert.equal(await pager.getByRole('button', { name: 'Previous', exact: true }).isDisabled(), true, 'no earlier cursor kept');
+      await pager.getByRole('button', { name: 'First page', exact: true }).click();
+      await eventually(async () => ((await firstShown()) === 'dvq-000' ? true : undefined), 30_000, 'the first page');
+      await page.getByTestId('devices-total').filter({ hasText: 'Page 1 · 300 devices match' }).waitFor();
+      assert.equal(new URL(page.url()).searchParams.has('prev'), false, 'the first page carries no cursors');
+    });
+  });
 });

@@ -104,4 +104,30 @@ describe('dashboard API: the QA gaps', () => {
       await reading;
     }
   });
+
+  it('GET /fleet/search/count: how many devices the filters match, the registry without filters; a bad state refused', async () => {
+    await registerAll(['api-cnt-1', 'api-cnt-2', 'api-cnt-3']);
+    const revoked = await apiJson(ts, 'POST', '/api/v1/devices/api-cnt-2/revoke');
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    const filtered = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?id=api-cnt-');
+    assert.equal(filtered.status, 200, JSON.stringify(filtered.body));
+    assert.deepEqual([filtered.body.total, filtered.body.exact], [3, true], 'the three, exactly');
+    const revokedOnly = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?id=api-cnt-&state=revoked');
+    assert.deepEqual([revokedOnly.body.total, revokedOnly.body.exact], [1, true], 'the revoked one');
+    // without filters: every registered device, as the search pages them
+    const all = await apiJson(ts, 'GET', '/api/v1/fleet/search/count');
+    let listed = 0;
+    let after = '';
+    do {
+      const p = await apiJson(ts, 'GET', `/api/v1/fleet/search?limit=1000${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+      listed += p.body.items.length;
+      after = p.body.next ?? '';
+    } while (after);
+    assert.deepEqual([all.body.total, all.body.exact, all.body.scanned], [listed, true, 0], 'the registry counted by the database');
+    const bad = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?state=asleep');
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    assert.match(bad.body.error.message, /state must be one of online, offline, updating, failed, revoked; got asleep/);
+    const unknown = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?limit=5');
+    assert.equal(unknown.status, 400, 'it takes no paging parameters');
+  });
 });

@@ -1,0 +1,93 @@
+/**
+ * The broker's password file given to the group Mosquitto runs as (cli/broker-file-group.ts).
+ * `updraft broker mosquitto-config --watch` run as root wrote passwd 0600 owned by root;
+ * Mosquitto started as root drops to its own user and then cannot open it: it does not start
+ * ("Unable to open pwfile"), and a reload keeps what it had. Written 0640 with the mosquitto
+ * group, before the rename, it starts and a reload (SIGHUP) takes a rewritten file. A real
+ * Mosquitto 2.0 started as root, as a systemd unit starts it.
+ */
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
+import { resolveFileGroup, rootWithoutGroupWarning, writeBrokerSecretFile, type FileGroup } from '../../src/cli/broker-file-group.ts';
+import { eventually } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
+import { connackCode } from '../helpers/mqtt-client.ts';
+
+const found = findMosquitto();
+const token = (c: string) => `updr_${c.repeat(40)}`;
+
+describe('resolveFileGroup and the warning at start', () => {
+  it('names an unknown group in one line; takes a name or a number; warns root without a group only', async () => {
+    await assert.rejects(resolveFileGroup('--group', 'no-such-group-updraft'), (err: Error) => {
+      assert.match(err.message, /^--group no-such-group-updraft: no such group \(not in \/etc\/group, nor known to getent\); give the group Mosquitto runs as/, err.message);
+      assert.equal(err.message.split('\n').length, 1, 'one line');
+      return true;
+    });
+    await assert.rejects(resolveFileGroup('--group', ' '), /--group must name a group/);
+    const root = await resolveFileGroup('--group', 'root');
+    assert.deepEqual(root, { name: 'root', gid: 0 }, 'by name');
+    assert.deepEqual(await resolveFileGroup('--group', '0'), { name: 'root', gid: 0 }, 'by number');
+    const file = '/etc/mosquitto/passwd';
+    assert.match(rootWithoutGroupWarning(file, undefined, 0) ?? '', /^running as root without --group: \/etc\/mosquitto\/passwd is written mode 0600 owned by root, which Mosquitto, dropped to its own user .* give --group mosquitto/);
+    assert.equal(rootWithoutGroupWarning(file, root, 0), undefined, 'a group given: nothing to say');
+    assert.equal(rootWithoutGroupWarning(file, undefined, 1000), undefined, 'not root: Mosquitto runs as that user, or is given the file otherwise');
+  });
+});
+
+if (!found.ok) {
+  const message = mosquittoUnavailable(found.reason, 'passwd group test');
+  it('passwd group', (t) => t.skip(message));
+} else {
+  describe('passwd read by Mosquitto dropped to its own user', () => {
+    const dirs: string[] = [];
+    after(async () => {
+      for (const d of dirs) await rm(d, { recursive: true, force: true });
+    });
+
+    /** A directory the mosquitto user can reach, with mosquitto.conf and acl, and passwd for `operatorToken` written as the watch writes it, with `group` or without. */
+    const setup = async (operatorToken: string, group: FileGroup | undefined) => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-passwd-group-'));
+      dirs.push(dir);
+      await chmod(dir, 0o755);
+      const [devicePort, servicePort] = [await freePort(), await freePort()];
+      await writeBrokerSecretFile(path.join(dir, 'passwd'), mosquittoPasswd({ operatorToken, devices: [], secrets: new Map() }).text, group);
+      await writeFile(path.join(dir, 'acl'), mosquittoAcl(), { mode: 0o644 });
+      await writeFile(path.join(dir, 'mosquitto.conf'), mosquittoConf({ dir, deviceHost: '127.0.0.1', devicePort, serviceHost: '127.0.0.1', servicePort }), { mode: 0o644 });
+      return { dir, devicePort, servicePort, serviceUrl: `mqtt://127.0.0.1:${servicePort}` };
+    };
+
+    it('written 0600 by root (no group): Mosquitto, dropped to its user, cannot open it and does not start', async (t) => {
+      if (process.getuid?.() !== 0) return t.skip('Mosquitto drops to its own user only when started as root');
+      const s = await setup(token('a'), undefined);
+      assert.equal((await stat(path.join(s.dir, 'passwd'))).mode & 0o777, 0o600);
+      await assert.rejects(runMosquitto(found.bin, s.dir, [s.devicePort, s.servicePort]), /Unable to open pwfile/, 'the defect the group is for');
+    });
+
+    it('written 0640 with the mosquitto group: it starts, and a reload takes the rewritten file', async (t) => {
+      if (process.getuid?.() !== 0) return t.skip('Mosquitto drops to its own user only when started as root');
+      const group = await resolveFileGroup('--group', 'mosquitto').catch(() => undefined);
+      if (group === undefined) return t.skip('no mosquitto group on this machine');
+      const s = await setup(token('a'), group);
+      const st = await stat(path.join(s.dir, 'passwd'));
+      assert.equal(st.mode & 0o777, 0o640, 'group-readable, no one else');
+      assert.equal(st.gid, group.gid, 'the group Mosquitto runs as');
+      const broker = await runMosquitto(found.bin, s.dir, [s.devicePort, s.servicePort]);
+      try {
+        assert.equal(await connackCode(s.serviceUrl, { clientId: 'op-1', username: 'operator', password: token('a') }), undefined, 'the operator logs in with the file read');
+        // the watch rewrites it (a rotated token here), then reloads the broker
+        await writeBrokerSecretFile(path.join(s.dir, 'passwd'), mosquittoPasswd({ operatorToken: token('b'), devices: [], secrets: new Map() }).text, group);
+        broker.child.kill('SIGHUP');
+        await eventually(async () => ((await connackCode(s.serviceUrl, { clientId: 'op-2', username: 'operator', password: token('b') })) === undefined ? true : undefined), 15_000, 'the new token taken at the reload');
+        assert.equal(await connackCode(s.serviceUrl, { clientId: 'op-3', username: 'operator', password: token('a') }), 5, 'the old one refused');
+        assert.equal(broker.child.exitCode, null, 'still running');
+      } finally {
+        await broker.stop();
+      }
+    });
+  });
+}

@@ -147,6 +147,12 @@ async function checkUnmarked(from: string, backupDir: string, progress: (line: s
     // builds aside with the rest, to be deleted
     throw new UpdraftError('BAD_REQUEST', `${backupDir} has no marker and no ${DATABASE}: a backup of a server with --db made before 2026-12-04, which holds none of its builds' bytes; restoring it would move the data directory's builds aside. Stop the server and copy its keys/, pki/ and operator-token into the data directory instead`);
   }
+  // a store.json of PostgreSQL beside an updraft.db: the stale file of the directory's SQLite
+  // days, which the backups before 2026-12-06 copied as the database; checked as if it were one,
+  // the backup passed (store-kind.ts). No marker, with a record written since 2026-12-06: cut short
+  if ((await readStoreKind(from)) === 'postgres') {
+    throw new UpdraftError('BAD_REQUEST', `${backupDir} has no marker, and its store.json says its server ran on PostgreSQL: its ${DATABASE} is a stale file of the SQLite days, not the database; it is not a whole backup of anything to restore. Restore a marked backup, or stop the server and copy its keys/, pki/ and operator-token into the data directory instead`);
+  }
   let artifacts: { name: string; version: string; sha256: string; size: number }[];
   progress(`updraft restore: checking the database (${((await stat(dbFile)).size / 1e6).toFixed(1)} MB)...`);
   try {

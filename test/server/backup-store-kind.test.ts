@@ -6,11 +6,13 @@
  * refused to (store-kind.test.ts). It refuses in the same one line, making nothing. And a
  * restore of a backup of the SQLite days into a directory whose server now runs on PostgreSQL
  * put back a record saying sqlite (or none, a backup from before store.json), after which the
- * offline readers took the restored updraft.db for the store: the record is kept.
+ * offline readers took the restored updraft.db for the store: the record is kept. And a backup
+ * with no marker whose store.json says PostgreSQL is refused by `restore --unmarked`, which
+ * checked its stale updraft.db as the database.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runCli } from '../helpers/cli.ts';
@@ -76,5 +78,14 @@ describe('backup and restore of a data directory whose server moved to PostgreSQ
     assert.equal(plain.code, 0, plain.stderr);
     assert.doesNotMatch(plain.stdout, /PostgreSQL/, 'nothing said of PostgreSQL');
     assert.deepEqual(JSON.parse(await readFile(path.join(dataDir, 'store.json'), 'utf8')), { store: 'sqlite' }, "the backup's record");
+
+    // a backup with no marker whose store.json says PostgreSQL (a stale updraft.db copied as the
+    // database, then cut short): --unmarked checked that file as the database, and restored it
+    await unlink(path.join(backup, 'updraft-backup.json'));
+    await writeFile(path.join(backup, 'store.json'), '{"store":"postgres"}\n');
+    const unmarked = await runCli(['restore', backup, '--data-dir', dataDir, '--unmarked']);
+    assert.equal(unmarked.code, 2, `refused: ${unmarked.stdout}${unmarked.stderr}`);
+    assert.equal(unmarked.stderr.split('\n').length, 2, `one line: ${unmarked.stderr}`);
+    assert.match(unmarked.stderr, /has no marker, and its store\.json says its server ran on PostgreSQL: its updraft\.db is a stale file of the SQLite days, not the database/, unmarked.stderr);
   });
 });

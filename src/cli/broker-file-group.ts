@@ -13,7 +13,7 @@
  * start (`rootWithoutGroupWarning`).
  */
 import { execFile } from 'node:child_process';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, chown, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UpdraftError } from '../errors.ts';
@@ -80,6 +80,19 @@ export async function writeBrokerSecretFile(file: string, text: string, group: F
     throw err;
   }
   await syncDir(path.dirname(file));
+}
+
+/**
+ * Gives a file already written 0600 (the one-shot `mosquitto-config`'s, through its output
+ * directory, which removes what it made when a later file fails) to `group`: 0640 with that
+ * group. Nothing without a group.
+ */
+export async function shareWithGroup(file: string, group: FileGroup | undefined): Promise<void> {
+  if (group === undefined) return;
+  await chown(file, -1, group.gid).catch((err: NodeJS.ErrnoException) => {
+    throw new UpdraftError('CONFIG', `cannot give ${file} to group ${group.name} (${group.gid}): ${err.message}; run as root, or as a user in that group`, { cause: err });
+  });
+  await chmod(file, 0o640);
 }
 
 async function fromGroupFile(wanted: string, groupFile: string): Promise<FileGroup | undefined> {

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
-import { resolveFileGroup, rootWithoutGroupWarning, writeBrokerSecretFile, type FileGroup } from '../../src/cli/broker-file-group.ts';
+import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup, writeBrokerSecretFile, type FileGroup } from '../../src/cli/broker-file-group.ts';
 import { eventually } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
@@ -36,6 +36,23 @@ describe('resolveFileGroup and the warning at start', () => {
     assert.match(rootWithoutGroupWarning(file, undefined, 0) ?? '', /^running as root without --group: \/etc\/mosquitto\/passwd is written mode 0600 owned by root, which Mosquitto, dropped to its own user .* give --group mosquitto/);
     assert.equal(rootWithoutGroupWarning(file, root, 0), undefined, 'a group given: nothing to say');
     assert.equal(rootWithoutGroupWarning(file, undefined, 1000), undefined, 'not root: Mosquitto runs as that user, or is given the file otherwise');
+  });
+
+  it('shareWithGroup gives a file written 0600 to the group, 0640; without a group it leaves it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-share-group-'));
+    try {
+      const file = path.join(dir, 'passwd');
+      await writeFile(file, 'x', { mode: 0o600 });
+      await shareWithGroup(file, undefined);
+      assert.equal((await stat(file)).mode & 0o777, 0o600, 'no group: as written');
+      const own = { name: 'own', gid: process.getgid!() }; // a group this user may give files to
+      await shareWithGroup(file, own);
+      const st = await stat(file);
+      assert.equal(st.mode & 0o777, 0o640, 'group-readable');
+      assert.equal(st.gid, own.gid, 'that group');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -102,8 +102,7 @@ export function addBrokerCommands(program: Command): void {
       // every option checked (ports, packet size) before the server is asked anything
       const written = listeners(opts, dir);
       // with certificate logins, the crlfile is named only when a CRL could be made (mosquitto-crl.ts)
-      const confWith = (crl: CrlOutcome | undefined) => mosquittoConf(crl?.ok && written.tls ? { ...written, tls: { ...written.tls, crlfile: path.join(dir, CRL_FILE) } } : written);
-      const conf = mosquittoConf(written);
+      const confWith = (crl: boolean) => mosquittoConf(crl && written.tls ? { ...written, tls: { ...written.tls, crlfile: path.join(dir, CRL_FILE) } } : written);
       // Mosquitto 2.0 rereads passwd and acl on SIGHUP, a listener's cafile only at start: a
       // reload left a dropped CA's certificates admitted (QA of the CA rollover, 2026-12-06)
       const cafileIsUpdraftCa = written.tls?.cafile === path.join(dir, CLIENT_CA_FILE);
@@ -116,14 +115,15 @@ export function addBrokerCommands(program: Command): void {
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         let clientCaWritten = false;
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
-        const writeCompanions = async () => {
+        const writeCompanions = async (companions: { crl: boolean }) => {
           if (clientCa !== undefined) {
             clientCa = await readClientCaBundle(caDir!); // the newest, now that the broker's files are written
             await writeFileAtomic(path.join(dir, CLIENT_CA_FILE), clientCa.pem, 0o644);
             clientCaWritten = true;
           }
           // the acl is the watch's: it denies revoked devices every topic, and changes with them
-          await writeFileAtomic(path.join(dir, 'mosquitto.conf'), conf, 0o644);
+          // the crlfile named only once one was written (none can be made: said by the watch)
+          await writeFileAtomic(path.join(dir, 'mosquitto.conf'), confWith(companions.crl), 0o644);
           logger.info('wrote mosquitto.conf', { dir });
         };
         logger.info('keeping passwd and acl current (mosquitto.conf is written after them)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
@@ -141,7 +141,8 @@ export function addBrokerCommands(program: Command): void {
                 void refreshClientCa(caDir, dir, clientCa!, logger).then((next) => (clientCa = next));
               }, resyncMinutes * 60_000);
         ctl.signal.addEventListener('abort', () => clearInterval(caTimer), { once: true });
-        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, writeCompanions, ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
+        const crl = clientCa !== undefined ? { file: path.join(dir, CRL_FILE), fetch: () => crlFromServer(api) } : undefined;
+        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, writeCompanions, ...(crl ? { crl } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
       }
@@ -164,7 +165,7 @@ export function addBrokerCommands(program: Command): void {
           else await rm(path.join(dir, CRL_FILE), { force: true }); // an earlier run's, which mosquitto.conf no longer names
         }
         await outDir.write('acl', mosquittoAcl(passwd.revoked), 0o644);
-        await outDir.write('mosquitto.conf', confWith(crl), 0o644);
+        await outDir.write('mosquitto.conf', confWith(crl?.ok === true), 0o644);
       } catch (err) {
         await outDir.undo(); // files made by this run, and the directories; those of an earlier run stay
         throw err;

@@ -13,13 +13,13 @@ import type { ApiClient } from './api-client.ts';
 export const CRL_FILE = 'crl.pem';
 
 /** A CRL file made, or why none is. */
-export type CrlOutcome = { ok: true; pem: string; nextUpdate: number; revoked: number; cas: number } | { ok: false; reason: string };
+export type CrlOutcome = { ok: true; pem: string; nextUpdate: number; revoked: number; cas: number; digest: string } | { ok: false; reason: string };
 
 /** The CRL as the server signs it; `ok: false` when it says it cannot make one (409), or is older than the route (404). */
 export async function crlFromServer(api: ApiClient): Promise<CrlOutcome> {
   try {
-    const r = await api.call<{ crl: string; nextUpdate: string; revoked: number; cas: number }>('GET', '/api/v1/broker/crl');
-    return { ok: true, pem: r.crl, nextUpdate: Date.parse(r.nextUpdate), revoked: r.revoked, cas: r.cas };
+    const r = await api.call<{ crl: string; nextUpdate: string; revoked: number; cas: number; digest: string }>('GET', '/api/v1/broker/crl');
+    return { ok: true, pem: r.crl, nextUpdate: Date.parse(r.nextUpdate), revoked: r.revoked, cas: r.cas, digest: r.digest };
   } catch (err) {
     const status = (err as UpdraftError).status;
     if (status === 409) return { ok: false, reason: (err as Error).message };
@@ -32,7 +32,7 @@ export async function crlFromServer(api: ApiClient): Promise<CrlOutcome> {
 export async function crlOffline(dataDir: string, revoked: DeviceCertificateRecord[]): Promise<CrlOutcome> {
   const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded only to run
   const file = await crlFile(dataDir, revoked);
-  return file.ok ? { ok: true, pem: file.pem, nextUpdate: file.nextUpdate, revoked: file.revoked, cas: file.cas } : file;
+  return file;
 }
 
 /** One line on the crlfile written, or on its absence. */

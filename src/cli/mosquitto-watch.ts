@@ -30,6 +30,7 @@ import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
 import type { ApiClient } from './api-client.ts';
 import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
+import type { CrlOutcome } from './mosquitto-crl.ts';
 
 /** What the watch needs. */
 export interface MosquittoWatchOptions {
@@ -49,7 +50,16 @@ export interface MosquittoWatchOptions {
    * is not given), once, right after the password file (and the acl) is first written: a broker started on a configuration whose password file
    * is missing does not start (a server that cannot be reached left exactly that).
    */
-  writeCompanions?: () => Promise<void>;
+  writeCompanions?: (written: { crl: boolean }) => Promise<void>;
+  /**
+   * The crlfile to keep (`crl`, certificate logins: deleted devices' certificates,
+   * pki/revocation-list.ts), from `fetch` (the server's `GET /api/v1/broker/crl`): read before
+   * the companions are written (which name it only if it was), again after each deletion and
+   * each full read, written and reloaded when its revocations changed, and rewritten at least
+   * every `CRL_REWRITE_MS` so that it never reaches its nextUpdate (Mosquitto 2.0 rereads the
+   * crlfile on SIGHUP; OpenSSL refuses every certificate of a CA whose CRL is past it).
+   */
+  crl?: { file: string; fetch: () => Promise<CrlOutcome> };
   /** Run with `/bin/sh -c` after each change of the file; none: the file is only written. */
   reloadCommand?: string;
   /** A full read of the registry at least this often, in ms (default 10 minutes). */
@@ -67,6 +77,14 @@ const MAX_BACKOFF_MS = 30_000;
 /** Said of devices left out for their id (`mosquittoUserNameDefect`). */
 const UNNAMABLE = `devices whose id holds ':', or is "operator" (reserved), are not admitted: ${COLON_ID_REASON}`;
 const RELOAD_TIMEOUT_MS = 30_000;
+/** The crlfile is rewritten (and the broker reloaded) at least daily, far within its 90 days (revocation-list.ts CRL_VALIDITY_MS). */
+const CRL_REWRITE_MS = 86_400_000;
+/**
+ * Two CRLs fetched at least this far apart: OpenSSL keeps every CRL Mosquitto loaded and takes
+ * the one of the latest thisUpdate, a second's resolution; two of one second tie, and the
+ * older may win.
+ */
+const CRL_SPACING_MS = 1_100;
 
 /** Runs until `signal` aborts (resolves) or the token is refused (rejects). */
 export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<void> {
@@ -80,6 +98,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let aclWritten: string | undefined;
   let reloadOwed = false;
   let companionsOwed = o.writeCompanions !== undefined;
+  // the crlfile: owed at start, after a deletion and after a full read
+  let crlOwed = o.crl !== undefined;
+  let crlDigest: string | undefined;
+  let crlWrittenAt = 0;
+  let crlFetchedAt = 0;
+  let crlSaid: string | undefined;
   let fatal: Error | undefined;
   // ends the stream and every wait: aborted by the caller, or a refused token
   const stop = new AbortController();
@@ -147,6 +171,31 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     }
   })();
 
+  /**
+   * Fetches the CRL and writes it when its revocations changed or `fresh` asks (true: written,
+   * a reload owed). A CRL that cannot be made leaves the file as it was, said once per reason;
+   * a failed fetch throws, and is tried again with the pass.
+   */
+  const keepCrl = async (fresh: boolean): Promise<boolean> => {
+    const wait = crlFetchedAt + CRL_SPACING_MS - Date.now();
+    if (wait > 0) await nap(wait, false);
+    crlFetchedAt = Date.now();
+    const crl = await o.crl!.fetch();
+    if (!crl.ok) {
+      if (crlSaid !== crl.reason) o.logger.warn(`no ${path.basename(o.crl!.file)} can be made; the file stays as it was${crlWrittenAt > 0 ? '' : ' (none: mosquitto.conf names no crlfile, a deleted device\'s certificate gets into Mosquitto)'}`, { reason: crl.reason });
+      crlSaid = crl.reason;
+      return false;
+    }
+    crlSaid = undefined;
+    if (crl.digest === crlDigest && !fresh) return false;
+    await writeFileAtomic(o.crl!.file, crl.pem, 0o644);
+    const changed = crl.digest !== crlDigest;
+    crlDigest = crl.digest;
+    crlWrittenAt = Date.now();
+    o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten before its nextUpdate', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
+    return true;
+  };
+
   // the first full read after the stream is open, so that no change falls between them
   // (if the stream cannot open, the registry is read anyway, and again when it does)
   await Promise.race([firstOpen, nap(5_000, false)]);
@@ -154,8 +203,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let readingFull = false;
   while (!stop.signal.aborted) {
     const full = needFull || Date.now() >= lastFull + resyncMs;
-    if (!full && pending.size === 0 && !reloadOwed && !companionsOwed) {
-      await nap(lastFull + resyncMs - Date.now(), true);
+    const crlDue = o.crl !== undefined && crlWrittenAt > 0 && Date.now() >= crlWrittenAt + CRL_REWRITE_MS;
+    if (!full && pending.size === 0 && !reloadOwed && !companionsOwed && !crlOwed && !crlDue) {
+      const crlNext = o.crl !== undefined && crlWrittenAt > 0 ? crlWrittenAt + CRL_REWRITE_MS : Infinity;
+      await nap(Math.min(lastFull + resyncMs, crlNext) - Date.now(), true);
       // gather the rest of a burst (a bulk registration) into one write and one reload
       if (pending.size > 0 && !needFull) await nap(settleMs, false);
       continue;
@@ -169,6 +220,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         book.replaceAll(devices);
         readingFull = false;
         lastFull = Date.now();
+        crlOwed = o.crl !== undefined;
         o.logger.info('read the registry', { devices: devices.length, admitted: book.admitted });
         if (book.missing.length) o.logger.warn('devices with no kept broker hash and no --secrets line are not admitted: rotate their secrets or list them in --secrets', { count: book.missing.length, first: book.missing.slice(0, 20).join(',') });
         if (book.unnamable.length) o.logger.warn(UNNAMABLE, { count: book.unnamable.length, first: book.unnamable.slice(0, 20).join(',') });
@@ -182,7 +234,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
             if (d) {
               book.set(d);
               if (mosquittoUserNameDefect(id) !== undefined && !d.revoked) o.logger.warn(UNNAMABLE, { count: 1, first: id });
-            } else book.remove(id); // not registered any more
+            } else {
+              book.remove(id); // not registered any more
+              crlOwed = o.crl !== undefined; // deleted: its certificates are revoked
+            }
           }
         } catch (err) {
           for (const id of ids) pending.add(id);
@@ -206,8 +261,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
           o.logger.info('acl written', { file: o.aclFile, revoked: revoked.length });
         }
       }
+      if (o.crl !== undefined && (crlOwed || crlDue)) {
+        if (await keepCrl(crlDue)) reloadOwed = o.reloadCommand !== undefined;
+        crlOwed = false;
+      }
       if (companionsOwed && written !== undefined) {
-        await o.writeCompanions!();
+        await o.writeCompanions!({ crl: crlWrittenAt > 0 });
         companionsOwed = false;
       }
       if (reloadOwed) {

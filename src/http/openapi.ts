@@ -390,7 +390,7 @@ export function openApiDocument(): Obj {
         }),
       },
       '/api/v1/broker/crl': {
-        get: op("The crlfile of an external Mosquitto with certificate logins (updraft broker mosquitto-config --updraft-ca): one X.509 v2 CRL (PEM) per CA whose device certificates are accepted, listing the unexpired certificates of deleted devices, signed here with the CA keys; 409 when none can be made without locking devices out (a previous CA whose key a rollover before 2026-12-07 deleted)", { '200': json({ type: 'object', properties: { crl: { type: 'string' }, nextUpdate: { type: 'string', format: 'date-time' }, revoked: { type: 'integer' }, cas: { type: 'integer' } } }) }),
+        get: op("The crlfile of an external Mosquitto with certificate logins (updraft broker mosquitto-config --updraft-ca): one X.509 v2 CRL (PEM) per CA whose device certificates are accepted, listing the unexpired certificates of deleted devices, signed here with the CA keys; 409 when none can be made without locking devices out (a previous CA whose key a rollover before 2026-12-07 deleted)", { '200': json({ type: 'object', properties: { crl: { type: 'string' }, nextUpdate: { type: 'string', format: 'date-time' }, revoked: { type: 'integer' }, cas: { type: 'integer' }, digest: { type: 'string', description: 'SHA-256 of the CAs and serials listed: unchanged while the revocations are' } } }) }),
       },
       '/api/v1/viewer-tokens': {
         get: op('The read-only viewer tokens, by name (never the tokens); the operator only', { '200': json({ type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, createdAt: { type: 'integer' } } } } } }) }),

@@ -165,6 +165,8 @@ export type CrlFile =
       /** How many serials are listed, and for how many CAs. */
       revoked: number;
       cas: number;
+      /** SHA-256 of the CAs and the serials listed (not the times): the same revocations, the same digest. */
+      digest: string;
     }
   | { ok: false; reason: string };
 
@@ -210,13 +212,15 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
   }
   let pem = '';
   let listed = 0;
+  const digest = createHash('sha256');
   for (const ca of cas) {
     const fingerprint = caFingerprint(ca.cert);
     const entries = revoked.filter((r) => r.issuer === fingerprint && r.notAfter > nowMs && r.revokedAt !== undefined).map((r) => ({ serial: r.serial, revokedAt: r.revokedAt! }));
     listed += entries.length;
+    digest.update(`${fingerprint}:${entries.map((e) => e.serial).sort().join(',')};`);
     pem += buildCrl({ caCertificate: ca.cert, caKey: ca.key, entries, now: nowMs });
   }
-  return { ok: true, pem, nextUpdate: Math.floor(nowMs / 1000) * 1000 + CRL_VALIDITY_MS, revoked: listed, cas: cas.length };
+  return { ok: true, pem, nextUpdate: Math.floor(nowMs / 1000) * 1000 + CRL_VALIDITY_MS, revoked: listed, cas: cas.length, digest: digest.digest('hex') };
 }
 
 /** Expired rows pruned after each recorded certificate: the table stays about the size of the valid certificates. */

@@ -9,7 +9,8 @@
  * (cli/broker-offline.ts): the broker of `--mqtt-url` instances is set up before they start.
  * With `--updraft-ca` devices log in with client certificates of Updraft's CA: it writes
  * `client-ca.crt` (the current CA and, during a CA rollover, the previous one while it is
- * valid) as the device listener's cafile, so Mosquitto accepts what the embedded broker would.
+ * valid) as the device listener's cafile, so Mosquitto accepts what the embedded broker would,
+ * and `crl.pem` as its crlfile: deleted devices' certificates (cli/mosquitto-crl.ts).
  */
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -71,7 +72,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--tls-cert <file>', 'server certificate (PEM) for the device listener')
     .option('--tls-key <file>', 'server private key (PEM) for the device listener')
     .option('--tls-ca <file>', "the device listener's cafile (PEM): Mosquitto asks for no client certificate with it alone, devices log in with their passwords; for certificate logins use --updraft-ca")
-    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device's certificate still gets in, but the acl denies it every topic; a deleted one's is not denied: docs/security.md); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile; regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
+    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device's certificate still gets in, but the acl denies it every topic; a deleted one's is refused by crl.pem, the listener's crlfile, for certificates issued since 2026-12-07: docs/security.md); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile, and crl.pem (valid 90 days: regenerate and reload before then; Mosquitto rereads it on SIGHUP); regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
     .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
@@ -79,7 +80,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--offline', "without a running server: the operator token from --data-dir's operator-token, the registry from the state store (--db, or the data directory's SQLite file); how the broker of --mqtt-url instances is set up before the first one starts")
     .option('--db <url>', 'with --offline: the state store, as updraft server --db (env UPDRAFT_DB)')
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
-    .option('--watch', 'keep running: rewrite passwd (and acl, which denies revoked devices every topic) as devices are registered, revoked, reinstated or given a new secret (on any instance), and reload the broker')
+    .option('--watch', 'keep running: rewrite passwd (and acl, which denies revoked devices every topic; with --updraft-ca crl.pem, at each deletion and daily) as devices are registered, revoked, reinstated, deleted or given a new secret (on any instance), and reload the broker')
     .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
     .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
     .addOption(new Option('--log-format <format>', 'with --watch: text, or json (one object per line)').choices(['text', 'json']).default('text'))

@@ -786,7 +786,7 @@ export class SqliteStore implements StateStore {
 
   async recordDeviceCertificate(r: DeviceCertificateRecord): Promise<void> {
     await this.enqueue(() => {
-      this.statements().recordCertificate.run(r.serial, r.deviceId, r.issuer, r.issuerSubject, r.issuedAt, r.notAfter);
+      this.statements().recordCertificate.run(r.serial, r.deviceId, r.issuer, r.issuerSubject, r.issuedAt, r.notAfter, r.deviceId, Date.now());
     });
   }
 
@@ -1442,7 +1442,8 @@ function prepare(db: Database.Database): Statements {
     getDevice: p<DeviceRow>(`SELECT ${deviceCols} FROM devices WHERE device_id = ?`),
     // created_at never changes
     deleteDevice: p('DELETE FROM devices WHERE device_id = ? AND version = ?'),
-    recordCertificate: p('INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING'),
+    // a certificate whose device is gone by now (deleted while it was issued) is recorded revoked
+    recordCertificate: p('INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at) VALUES (?, ?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM devices WHERE device_id = ?) THEN NULL ELSE ? END) ON CONFLICT (serial) DO NOTHING'),
     revokeCertificates: p('UPDATE device_certificates SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL AND not_after > ?'),
     revokedCertificates: p<CertificateRow>('SELECT serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial'),
     expiredCertificates: p('DELETE FROM device_certificates WHERE serial IN (SELECT serial FROM device_certificates WHERE not_after < ? ORDER BY not_after LIMIT ?)'),

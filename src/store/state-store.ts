@@ -403,7 +403,8 @@ export interface StateStore {
   /**
    * Records a device certificate Updraft issued (one row each, by serial), before it is handed
    * out: what the CRL of an external Mosquitto lists once the device is deleted
-   * (pki/revocation-list.ts). A serial recorded already is left as it is.
+   * (pki/revocation-list.ts). A serial recorded already is left as it is; one whose device is
+   * no longer registered (deleted while it was issued) is recorded revoked, at the time of recording.
    */
   recordDeviceCertificate(record: DeviceCertificateRecord): Promise<void>;
   /**

@@ -344,9 +344,13 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.deleteDevice('gone', 1, now + 5), true);
           assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => [c.serial, c.revokedAt]), [['0a', now], ['0b', now], ['0e', now + 5]], 'each revoked at its own deletion');
           assert.deepEqual((await store.listRevokedCertificates(now + 15_000)).map((c) => c.serial), ['0b', '0e'], 'expired ones are not listed');
+          // issued while its device was being deleted: recorded revoked
+          await store.recordDeviceCertificate(cert('0f', 'never-registered', now + 40_000));
+          const late = (await store.listRevokedCertificates(now)).find((c) => c.serial === '0f');
+          assert.ok(late?.revokedAt !== undefined, 'a certificate of a device no longer registered is recorded revoked');
           assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 3, 'the expired rows go (0a, 0c, 0d), revoked or not');
           assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 0, 'once');
-          assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => c.serial), ['0b', '0e']);
+          assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => c.serial), ['0b', '0e', '0f']);
         }));
 
       it("names a device's existing shadows, classic and named, not its deleted ones nor another device's", () =>

@@ -6,7 +6,7 @@
  * `updraft agent` daemon, real MQTT clients.
  */
 import assert from 'node:assert/strict';
-import { X509Certificate, createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -195,6 +195,32 @@ describe('client certificates renewed over MQTT', () => {
     const refused = await runCli(['device', 'cert', 'c-5', '--csr', csrFile, '--out', out, '--server', ts.httpUrl, '--token', ts.token]);
     assert.equal(refused.code, 2);
     assert.equal(refused.stderr, 'updraft: error: the certificate signing request names device c-6, not c-5\n');
+  });
+
+  it('records every device certificate issued (device cert, --csr, a renewal over MQTT) before handing it out; a deletion revokes them all (the CRL of an external Mosquitto)', async () => {
+    await registerDevice(ts, 'rec-1');
+    const call = async (body?: unknown) => {
+      const res = await fetch(`${ts.httpUrl}/api/v1/devices/rec-1/certificate`, { method: 'POST', headers: { authorization: `Bearer ${ts.token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      assert.equal(res.status, 201, 'issued');
+      return (await res.json()) as { certificate: string; privateKey?: string };
+    };
+    const made = await call();
+    const own = csrFor('rec-1');
+    const fromCsr = await call({ csr: own.csr });
+    const next = csrFor('rec-1');
+    const client = await TestClient.connect(mqttsUrl, 'rec-1', { ca, cert: made.certificate, key: made.privateKey! });
+    await client.subscribe('state/rec-1/certificate/renew/+');
+    const r = await client.request('state/rec-1/certificate/renew', { csr: next.csr, certificate: made.certificate, signature: sign('sha256', Buffer.from(next.csr), createPrivateKey(made.privateKey!)).toString('base64') });
+    assert.equal(r.topic, 'state/rec-1/certificate/renew/accepted', JSON.stringify(r.body));
+    await client.end();
+    const serials = [made.certificate, fromCsr.certificate, (r.body as { certificate: string }).certificate].map((c) => new X509Certificate(c).serialNumber.toLowerCase()).sort();
+    assert.deepEqual((await ts.server.store.listRevokedCertificates(Date.now())).filter((c) => c.deviceId === 'rec-1'), [], 'none revoked while the device is registered');
+    const res = await fetch(`${ts.httpUrl}/api/v1/devices/rec-1`, { method: 'DELETE', headers: { authorization: `Bearer ${ts.token}` } });
+    assert.ok(res.ok, `deleted: ${res.status}`);
+    const revoked = (await ts.server.store.listRevokedCertificates(Date.now())).filter((c) => c.deviceId === 'rec-1');
+    assert.deepEqual(revoked.map((c) => c.serial).sort(), serials, 'the three certificates, revoked by the deletion');
+    const caFp = createHash('sha256').update(new X509Certificate(ca).raw).digest('hex');
+    assert.ok(revoked.every((c) => c.issuer === caFp && c.notAfter > Date.now() && c.revokedAt !== undefined), `each names its CA by fingerprint: ${JSON.stringify(revoked)}`);
   });
 
   it('a renewal stopped halfway through its files is finished, or dropped, before the files are read', async () => {

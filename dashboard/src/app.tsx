@@ -51,6 +51,9 @@ function page(path: string) {
   };
 }
 
+/** Pages that decide what they read by the token's role: shown once the server said it. */
+const ROLE_FIRST = new Set(['/jobs/new', '/security']);
+
 /** The state of the page's live updates; absent on a page that reads no event stream (it would say nothing true). */
 function LiveIndicator() {
   const status = useStreamStatus();
@@ -66,7 +69,8 @@ function LiveIndicator() {
 /**
  * Who the stored token is, asked of the server (`GET /api/v1/whoami`) when the tab has a token
  * but no answer for it (a reload, a token put in storage by other means than the form): true once
- * known. A refused token signs the tab out (api.ts); no answer is asked again every 2 s, and said.
+ * known. Asked alongside the page's own reads, not before them (until then no operator control
+ * shows). A refused token signs the tab out (api.ts); no answer is asked again every 2 s, and said.
  */
 function useIdentity(signedIn: boolean): { known: boolean; error: Error | undefined } {
   const [known, setKnown] = useState(getIdentity() !== undefined);
@@ -143,15 +147,11 @@ export function App() {
         </button>
       </header>
       <main id="main" ref={main} tabIndex={-1}>
-        {/* no page until the server said what the token may do: its controls depend on it */}
-        {identity.known ? (
-          current.node
-        ) : (
-          <>
-            <ErrorNote error={identity.error && new Error(`${identity.error.message} (asking again)`)} />
-            {!identity.error && <Loading what="what this token may do" />}
-          </>
-        )}
+        {/* the page's own reads go out with /whoami, not after it: it shows no operator control
+            until the server said operator (useReadOnly), then gains them. New rollout and
+            Security decide what they read by it, so they wait for it (ROLE_FIRST) */}
+        {!identity.known && <ErrorNote error={identity.error && new Error(`What this token may do cannot be read: ${identity.error.message} (asking again)`)} />}
+        {identity.known || !ROLE_FIRST.has(path) ? current.node : !identity.error && <Loading what="what this token may do" />}
       </main>
     </>
   );

@@ -213,4 +213,43 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       assert.equal(new URL(page.url()).searchParams.has('prev'), false, 'the first page carries no cursors');
     });
   });
+
+  it("sends a page's own requests while /whoami is unanswered, and shows operator controls only once the server said operator", async () => {
+    const viewer = await apiJson(ts, 'POST', '/api/v1/viewer-tokens', { name: 'qa-wall' });
+    assert.equal(viewer.status, 201, JSON.stringify(viewer.body));
+    for (const [token, role] of [[ts.token, 'operator'], [viewer.body.token as string, 'viewer']] as const) {
+      const tab = await signedInTab(browser, token);
+      try {
+        const page = tab.page;
+        // /whoami held in the browser until the test lets it go
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        let asked = 0;
+        await page.route('**/api/v1/whoami', async (route) => {
+          asked++;
+          await held;
+          await route.continue();
+        });
+        const jobsRead = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/jobs' && r.request().method() === 'GET', { timeout: 30_000 });
+        await page.goto(`${ts.httpUrl}/jobs`);
+        // the page's own read answered and shown, /whoami still unanswered
+        const answered = await jobsRead;
+        assert.equal(answered.status(), 200, `${role}: the jobs list read`);
+        await page.getByRole('heading', { level: 1, name: 'Jobs' }).waitFor({ timeout: 30_000 });
+        assert.equal(asked, 1, `${role}: /whoami asked once, and held`);
+        assert.equal(await page.getByRole('link', { name: 'New rollout' }).count(), 0, `${role}: no operator control before the server said operator`);
+        assert.equal(await page.getByRole('note').filter({ hasText: 'Read-only' }).count(), 0, `${role}: not said read-only before the server said so`);
+        release();
+        if (role === 'operator') {
+          await page.getByRole('link', { name: 'New rollout' }).waitFor();
+        } else {
+          await page.getByRole('note').filter({ hasText: 'Read-only: viewer token qa-wall' }).waitFor();
+          assert.equal(await page.getByRole('link', { name: 'New rollout' }).count(), 0, 'a viewer: no new rollout');
+        }
+      } finally {
+        await tab.context.close();
+      }
+      assert.deepEqual(tab.errors, [], `${role}: console errors`);
+    }
+  });
 });

@@ -28,7 +28,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
-import { CRL_FILE, crlFromServer, crlOffline, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
+import { CRL_FILE, coveringBundle, crlFromServer, crlOffline, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
 import { makeOutputDir } from './output-file.ts';
 
 /** The PKI (node-forge) loaded only when a CA bundle is asked for: `updraft --help` and the API commands load none (test/cli/cli-startup.test.ts). */
@@ -115,6 +115,7 @@ export function addBrokerCommands(program: Command): void {
         await makeOutputDir('--out', opts.out);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         let clientCaWritten = false;
+        let crlNamed = false; // mosquitto.conf names crl.pem
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
         const writeCompanions = async (companions: { crl: boolean }) => {
           if (clientCa !== undefined) {
@@ -125,6 +126,7 @@ export function addBrokerCommands(program: Command): void {
           // the acl is the watch's: it denies revoked devices every topic, and changes with them
           // the crlfile named only once one was written (none can be made: said by the watch)
           await writeFileAtomic(path.join(dir, 'mosquitto.conf'), confWith(companions.crl), 0o644);
+          crlNamed = companions.crl;
           logger.info('wrote mosquitto.conf', { dir });
         };
         logger.info('keeping passwd and acl current (mosquitto.conf is written after them)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
@@ -139,10 +141,48 @@ export function addBrokerCommands(program: Command): void {
             ? undefined
             : setInterval(() => {
                 if (!clientCaWritten) return; // written with mosquitto.conf, once passwd is
-                void refreshClientCa(caDir, dir, clientCa!, logger).then((next) => (clientCa = next));
+                // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
+                void refreshClientCa(caDir, dir, clientCa!, logger, (next) => coverNewCas(next)).then((next) => (clientCa = next));
               }, resyncMinutes * 60_000);
         ctl.signal.addEventListener('abort', () => clearInterval(caTimer), { once: true });
-        const crl = clientCa !== undefined ? { file: path.join(dir, CRL_FILE), fetch: () => crlFromServer(api) } : undefined;
+        // against the newest client-ca.crt: a CRL missing one of its CAs is not written
+        /**
+         * Names crl.pem in mosquitto.conf, or stops naming it, once mosquitto.conf is written:
+         * a crlfile without a CRL of a CA of the cafile makes Mosquitto, restarted, refuse every
+         * certificate of that CA, so it is left out rather (deleted devices' certificates then
+         * get in after a restart), and named again once crl.pem covers them.
+         */
+        const nameCrl = async (named: boolean, reason?: string) => {
+          if (named === crlNamed || !clientCaWritten) return;
+          await writeFileAtomic(path.join(dir, 'mosquitto.conf'), confWith(named), 0o644);
+          crlNamed = named;
+          if (named) logger.warn(`mosquitto.conf names ${CRL_FILE} again: restart Mosquitto for deleted devices' certificates to be refused`);
+          else logger.warn(`mosquitto.conf no longer names ${CRL_FILE}: it has no CRL of every CA of ${CLIENT_CA_FILE}, and Mosquitto restarted on it would refuse that CA's devices; until it is named again a restart admits deleted devices' certificates`, { reason });
+        };
+        /** Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. Never throws. */
+        const coverNewCas = async (next: ClientCaBundle) => {
+          try {
+            const covering = coveringBundle(await crlFromServer(api, false), next.pem);
+            if (!covering.ok) return await nameCrl(false, covering.reason);
+            await writeFileAtomic(path.join(dir, CRL_FILE), covering.pem, 0o644);
+            logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
+          } catch (err) {
+            await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
+          }
+        };
+        // checked against the newest client-ca.crt; a CRL that covers it names crl.pem (again)
+        const crl =
+          clientCa !== undefined
+            ? {
+                file: path.join(dir, CRL_FILE),
+                fetch: async () => {
+                  const covering = coveringBundle(await crlFromServer(api, false), (clientCa ?? (await readClientCaBundle(caDir!))).pem);
+                  if (!covering.ok) await nameCrl(false, covering.reason);
+                  return covering;
+                },
+                onWritten: () => nameCrl(true),
+              }
+            : undefined;
         await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, writeCompanions, ...(crl ? { crl } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
@@ -161,7 +201,7 @@ export function addBrokerCommands(program: Command): void {
         if (clientCa !== undefined) {
           clientCa = await readClientCaBundle(caDir!);
           await outDir.write(CLIENT_CA_FILE, clientCa.pem, 0o644);
-          crl = api ? await crlFromServer(api) : await crlOffline(caDir!, read.revokedCertificates ?? []);
+          crl = coveringBundle(api ? await crlFromServer(api) : await crlOffline(caDir!, read.revokedCertificates ?? []), clientCa.pem);
           if (crl.ok) await outDir.write(CRL_FILE, crl.pem, 0o644);
           else await rm(path.join(dir, CRL_FILE), { force: true }); // an earlier run's, which mosquitto.conf no longer names
         }
@@ -232,10 +272,11 @@ function clientCaSummary(b: ClientCaBundle): string {
  * broker must be restarted: Mosquitto 2.0 reads a listener's cafile at start only (a SIGHUP,
  * the reload command, leaves the CAs it started with: checked with 2.0.11). Never throws.
  */
-async function refreshClientCa(caDir: string, dir: string, last: ClientCaBundle, logger: Logger): Promise<ClientCaBundle> {
+async function refreshClientCa(caDir: string, dir: string, last: ClientCaBundle, logger: Logger, beforeWrite?: (next: ClientCaBundle) => Promise<void>): Promise<ClientCaBundle> {
   try {
     const next = await readClientCaBundle(caDir);
     if (next.pem === last.pem) return last;
+    await beforeWrite?.(next);
     await writeFileAtomic(path.join(dir, CLIENT_CA_FILE), next.pem, 0o644);
     // an expired previous CA left out changes nothing Mosquitto accepts (OpenSSL refuses its chains)
     const expiredOnly = last.previousTrusted && !next.previousTrusted && next.previousNotAfter === last.previousNotAfter && last.pem.startsWith(next.pem);

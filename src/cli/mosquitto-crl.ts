@@ -5,7 +5,8 @@
  * data directory's pki/ and the store. When none can be made without locking devices out (a
  * previous CA whose key is gone) there is no crlfile, and the reason is said.
  */
-import { UpdraftError } from '../errors.ts';
+import { X509Certificate, createHash } from 'node:crypto';
+import type { UpdraftError } from '../errors.ts';
 import type { DeviceCertificateRecord } from '../store/state-store.ts';
 import type { ApiClient } from './api-client.ts';
 
@@ -13,13 +14,17 @@ import type { ApiClient } from './api-client.ts';
 export const CRL_FILE = 'crl.pem';
 
 /** A CRL file made, or why none is. */
-export type CrlOutcome = { ok: true; pem: string; nextUpdate: number; revoked: number; cas: number; digest: string } | { ok: false; reason: string };
+export type CrlOutcome = { ok: true; pem: string; nextUpdate: number; revoked: number; cas: number; digest: string; issuers: string[] } | { ok: false; reason: string };
 
-/** The CRL as the server signs it; `ok: false` when it says it cannot make one (409), or is older than the route (404). */
-export async function crlFromServer(api: ApiClient): Promise<CrlOutcome> {
+/**
+ * The CRL as the server signs it; `ok: false` when it says it cannot make one (409), or is
+ * older than the route (404). `retry: false` (the watch, which retries itself): a server
+ * that cannot answer fails at once rather than being waited for.
+ */
+export async function crlFromServer(api: ApiClient, retry = true): Promise<CrlOutcome> {
   try {
-    const r = await api.call<{ crl: string; nextUpdate: string; revoked: number; cas: number; digest: string }>('GET', '/api/v1/broker/crl');
-    return { ok: true, pem: r.crl, nextUpdate: Date.parse(r.nextUpdate), revoked: r.revoked, cas: r.cas, digest: r.digest };
+    const r = await api.call<{ crl: string; nextUpdate: string; revoked: number; cas: number; digest: string; issuers: string[] }>('GET', '/api/v1/broker/crl', undefined, { retry });
+    return { ok: true, pem: r.crl, nextUpdate: Date.parse(r.nextUpdate), revoked: r.revoked, cas: r.cas, digest: r.digest, issuers: r.issuers };
   } catch (err) {
     const status = (err as UpdraftError).status;
     if (status === 409) return { ok: false, reason: (err as Error).message };
@@ -35,8 +40,24 @@ export async function crlOffline(dataDir: string, revoked: DeviceCertificateReco
   return file;
 }
 
+/**
+ * `crl` when it has a CRL for every CA of `clientCaPem` (the cafile written beside it, read
+ * from the local --data-dir, which may not be the server's copy of pki/); otherwise
+ * `ok: false`: OpenSSL would refuse every certificate of a CA without a CRL.
+ */
+export function coveringBundle(crl: CrlOutcome, clientCaPem: string): CrlOutcome {
+  if (!crl.ok) return crl;
+  const cas = clientCaPem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  const missing = cas.map((pem) => new X509Certificate(pem)).filter((x) => !crl.issuers.includes(createHash('sha256').update(x.raw).digest('hex')));
+  if (missing.length === 0) return crl;
+  return { ok: false, reason: `the CRL has none for ${missing.map((x) => x.subject.replace(/\n/g, ', ')).join(' and ')} of ${CLIENT_CA_FILE_NAME}: the server's CAs differ from --data-dir's pki/ (copy the server's pki/ certificates there, after a rollover or drop-previous)` };
+}
+
+/** The cafile's name in --out (cli/broker-command.ts writes it). */
+const CLIENT_CA_FILE_NAME = 'client-ca.crt';
+
 /** One line on the crlfile written, or on its absence. */
 export function crlSummary(c: CrlOutcome): string {
   if (!c.ok) return `no ${CRL_FILE} (a deleted device's certificate still gets into Mosquitto): ${c.reason}`;
-  return `${CRL_FILE}: ${c.revoked} certificate(s) of deleted devices revoked, one CRL for each of ${c.cas} CA(s), valid until ${new Date(c.nextUpdate).toISOString()}: regenerate and restart Mosquitto before then, and after each deletion (or keep it current with --watch)`;
+  return `${CRL_FILE}: ${c.revoked} certificate(s) of deleted devices revoked, one CRL for each of ${c.cas} CA(s), valid until ${new Date(c.nextUpdate).toISOString()}: regenerate and reload Mosquitto (kill -HUP: it rereads the crlfile) after each deletion and before then (or keep it current with --watch)`;
 }

@@ -59,7 +59,7 @@ export interface MosquittoWatchOptions {
    * every `CRL_REWRITE_MS` so that it never reaches its nextUpdate (Mosquitto 2.0 rereads the
    * crlfile on SIGHUP; OpenSSL refuses every certificate of a CA whose CRL is past it).
    */
-  crl?: { file: string; fetch: () => Promise<CrlOutcome> };
+  crl?: { file: string; fetch: () => Promise<CrlOutcome>; onWritten?: () => Promise<void> };
   /** Run with `/bin/sh -c` after each change of the file; none: the file is only written. */
   reloadCommand?: string;
   /** A full read of the registry at least this often, in ms (default 10 minutes). */
@@ -193,6 +193,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     crlDigest = crl.digest;
     crlWrittenAt = Date.now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten before its nextUpdate', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
+    await o.crl!.onWritten?.();
     return true;
   };
 

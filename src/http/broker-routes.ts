@@ -33,7 +33,7 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
     const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
     const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now);
     if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
-    sendJson(res, 200, { crl: file.pem, nextUpdate: new Date(file.nextUpdate).toISOString(), revoked: file.revoked, cas: file.cas, digest: file.digest });
+    sendJson(res, 200, { crl: file.pem, nextUpdate: new Date(file.nextUpdate).toISOString(), revoked: file.revoked, cas: file.cas, digest: file.digest, issuers: file.issuers });
   });
 
   router.add('GET', '/api/v1/broker/credentials', async ({ res, url }) => {

@@ -167,6 +167,8 @@ export type CrlFile =
       cas: number;
       /** SHA-256 of the CAs and the serials listed (not the times): the same revocations, the same digest. */
       digest: string;
+      /** caFingerprint of each CA a CRL is given for. */
+      issuers: string[];
     }
   | { ok: false; reason: string };
 
@@ -220,7 +222,7 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
     digest.update(`${fingerprint}:${entries.map((e) => e.serial).sort().join(',')};`);
     pem += buildCrl({ caCertificate: ca.cert, caKey: ca.key, entries, now: nowMs });
   }
-  return { ok: true, pem, nextUpdate: Math.floor(nowMs / 1000) * 1000 + CRL_VALIDITY_MS, revoked: listed, cas: cas.length, digest: digest.digest('hex') };
+  return { ok: true, pem, nextUpdate: Math.floor(nowMs / 1000) * 1000 + CRL_VALIDITY_MS, revoked: listed, cas: cas.length, digest: digest.digest('hex'), issuers: cas.map((c) => caFingerprint(c.cert)) };
 }
 
 /** Expired rows pruned after each recorded certificate: the table stays about the size of the valid certificates. */

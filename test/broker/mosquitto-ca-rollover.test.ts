@@ -109,12 +109,27 @@ if (!found.ok) {
       const renewed = await newCa.issueDeviceCertificate('d-2');
       const old = await oldCa.issueDeviceCertificate('d-3');
       await watch.waitFor(/wrote client-ca\.crt: the CAs of client certificates changed; restart Mosquitto/);
+      // the server is stopped, so no CRL of the new CA can be had: mosquitto.conf stops naming
+      // crl.pem before client-ca.crt names the new CA (a crlfile without its CRL would refuse its devices)
+      assert.match(watch.output(), /mosquitto\.conf no longer names crl\.pem[^]*wrote client-ca\.crt/, watch.output());
+      assert.doesNotMatch(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /crlfile/, 'no crlfile named');
       const exited = new Promise((resolve) => proc.child.once('exit', resolve));
       proc.child.kill('SIGTERM');
       await exited;
       proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
       assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate, after the restart');
       assert.equal(await tryConnect(s.url, { clientId: 'd-3', ca: s.serverCa, cert: old.certificate, key: old.privateKey }), undefined, 'a previous-CA certificate');
+      // the server back (on the new CA): crl.pem covers both CAs and is named again
+      const back = await startTestServer({ dataDir: s.dataDir, flags: { 'http-port': Number(new URL(ts.httpUrl).port) } });
+      scratch.onRelease(() => back.stop());
+      await watch.waitFor(/mosquitto\.conf names crl\.pem again: restart Mosquitto/);
+      assert.match(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile named again');
+      const restarted = new Promise((resolve) => proc.child.once('exit', resolve));
+      proc.child.kill('SIGTERM');
+      await restarted;
+      proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate, with the crlfile');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-3', ca: s.serverCa, cert: old.certificate, key: old.privateKey }), undefined, 'a previous-CA certificate, with the crlfile');
     });
   });
 }

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { caPaths, createCa, loadCa, rolloverCa } from '../../src/pki/certificate-authority.ts';
 import { buildCrl, caFingerprint, crlFile, issuedRecord } from '../../src/pki/revocation-list.ts';
+import { coveringBundle } from '../../src/cli/mosquitto-crl.ts';
 import { Scratch } from '../helpers/scratch.ts';
 
 const scratch = new Scratch();
@@ -95,5 +96,12 @@ describe('certificate revocation lists', () => {
     assert.equal(none.ok, false, 'no crlfile without the previous key');
     assert.match(!none.ok ? none.reason : '', /no key kept/, 'and it says why');
     await rename(`${p.previousKey}.aside`, p.previousKey);
+    // a CRL file checked against the cafile written beside it: a CA of the cafile without a CRL there is refused, not written
+    assert.equal(coveringBundle(file, ca.clientCaBundle()).ok, true, 'covers both CAs of the bundle');
+    const current = await crlFile(dir, revoked, now);
+    const onlyCurrent = current.ok ? { ...current, issuers: [caFingerprint(ca.certificate)] } : current;
+    const uncovered = coveringBundle(onlyCurrent, ca.clientCaBundle());
+    assert.equal(uncovered.ok, false, 'a CA of the bundle without a CRL: no file');
+    assert.match(!uncovered.ok ? uncovered.reason : '', /the CRL has none for .*Updraft device CA.* of client-ca\.crt/, 'naming the CA');
   });
 });

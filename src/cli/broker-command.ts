@@ -26,6 +26,7 @@ import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
 import { safeUrl } from '../util/redact-url.ts';
 import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
+import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup } from './broker-file-group.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
 import { CRL_FILE, coveringBundle, crlFromServer, crlOffline, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
@@ -49,6 +50,7 @@ interface Options extends ApiOptions {
   updraftCa?: boolean;
   watch?: boolean;
   reloadCommand?: string;
+  group?: string;
   resyncMinutes: string;
   logFormat: string;
   maxPacketBytes: string;
@@ -82,6 +84,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--config <file>', "with --offline: the server's JSON configuration file, for dataDir and db")
     .option('--watch', 'keep running: rewrite passwd (and acl, which denies revoked devices every topic; with --updraft-ca crl.pem, at each deletion and daily) as devices are registered, revoked, reinstated, deleted or given a new secret (on any instance), and reload the broker')
     .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
+    .option('--group <name>', 'write passwd mode 0640 with this group (the one Mosquitto runs as, e.g. mosquitto), so that Mosquitto, dropped to its own user, reads it at start and at each reload; without it passwd is 0600, this user\'s')
     .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
     .addOption(new Option('--log-format <format>', 'with --watch: text, or json (one object per line)').choices(['text', 'json']).default('text'))
     .action(async (opts: Options, cmd: Command) => {
@@ -99,6 +102,8 @@ export function addBrokerCommands(program: Command): void {
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
       checkOffline(opts);
       const secrets = opts.secrets ? await readSecrets(opts.secrets) : new Map<string, string>();
+      // an unknown group, or one this user cannot give a file to, is said before anything is written
+      const group = opts.group !== undefined ? await resolveFileGroup('--group', opts.group) : undefined;
       const dir = path.resolve(opts.out);
       // every option checked (ports, packet size) before the server is asked anything
       const written = listeners(opts, dir);
@@ -130,6 +135,8 @@ export function addBrokerCommands(program: Command): void {
           logger.info('wrote mosquitto.conf', { dir });
         };
         logger.info('keeping passwd and acl current (mosquitto.conf is written after them)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
+        const unreadable = rootWithoutGroupWarning(path.join(dir, 'passwd'), group);
+        if (unreadable) logger.warn(unreadable);
         const ctl = new AbortController();
         const stop = () => ctl.abort();
         process.once('SIGINT', stop);
@@ -183,7 +190,7 @@ export function addBrokerCommands(program: Command): void {
                 onWritten: () => nameCrl(true),
               }
             : undefined;
-        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, writeCompanions, ...(crl ? { crl } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
+        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, ...(group ? { passwdGroup: group } : {}), writeCompanions, ...(crl ? { crl } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
       }
@@ -198,6 +205,7 @@ export function addBrokerCommands(program: Command): void {
         from = read.from;
         passwd = mosquittoPasswd({ operatorToken: read.token, devices: read.devices, secrets });
         await outDir.write('passwd', passwd.text, 0o600);
+        await shareWithGroup(path.join(dir, 'passwd'), group);
         if (clientCa !== undefined) {
           clientCa = await readClientCaBundle(caDir!);
           await outDir.write(CLIENT_CA_FILE, clientCa.pem, 0o644);

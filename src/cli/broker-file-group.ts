@@ -13,11 +13,9 @@
  * start (`rootWithoutGroupWarning`).
  */
 import { execFile } from 'node:child_process';
-import { chmod, chown, open, readFile, rename, rm } from 'node:fs/promises';
-import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { chmod, chown, readFile } from 'node:fs/promises';
 import { UpdraftError } from '../errors.ts';
-import { syncDir } from '../util/atomic-file.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
 
 /** A group, by name and id. */
 export interface FileGroup {
@@ -55,31 +53,14 @@ export function rootWithoutGroupWarning(file: string, group: FileGroup | undefin
  */
 export async function writeBrokerSecretFile(file: string, text: string, group: FileGroup | undefined): Promise<void> {
   const mode = group === undefined ? 0o600 : 0o640;
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'w', mode);
-  try {
+  await writeFileAtomic(file, text, mode, async (handle) => {
     // the mode again: open's is narrowed by the umask (a umask of 077 would drop the group's read)
     await handle.chmod(mode);
-    if (group !== undefined) {
-      await handle.chown(-1, group.gid).catch((err: NodeJS.ErrnoException) => {
-        throw new UpdraftError('CONFIG', `cannot give ${file} to group ${group.name} (${group.gid}): ${err.message}; run as root, or as a user in that group`, { cause: err });
-      });
-    }
-    await handle.writeFile(text);
-    await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await handle.close();
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await syncDir(path.dirname(file));
+    if (group === undefined) return;
+    await handle.chown(-1, group.gid).catch((err: NodeJS.ErrnoException) => {
+      throw new UpdraftError('CONFIG', `cannot give ${file} to group ${group.name} (${group.gid}): ${err.message}; run as root, or as a user in that group`, { cause: err });
+    });
+  });
 }
 
 /**

@@ -29,6 +29,7 @@ import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
 import type { ApiClient } from './api-client.ts';
+import { writeBrokerSecretFile, type FileGroup } from './broker-file-group.ts';
 import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
 import type { CrlOutcome } from './mosquitto-crl.ts';
 
@@ -45,6 +46,8 @@ export interface MosquittoWatchOptions {
   aclFile?: string;
   /** Secrets of devices registered without a kept broker hash. */
   secrets: Map<string, string>;
+  /** The group the password file is given to (0640), the one Mosquitto runs as (`--group`); none: 0600, this user's. */
+  passwdGroup?: FileGroup;
   /**
    * Writes the files that name the password file (mosquitto.conf; the acl too when `aclFile`
    * is not given), once, right after the password file (and the acl) is first written: a broker started on a configuration whose password file
@@ -247,7 +250,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       }
       const text = book.text();
       if (text !== written) {
-        await writeFileAtomic(o.passwdFile, text, 0o600); // Mosquitto reloading never reads half a file; 0600: password hashes
+        // Mosquitto reloading never reads half a file; 0600 (0640 with --group): password hashes
+        await writeBrokerSecretFile(o.passwdFile, text, o.passwdGroup);
         written = text;
         reloadOwed = o.reloadCommand !== undefined;
         o.logger.info('password file written', { file: o.passwdFile, admitted: book.admitted });

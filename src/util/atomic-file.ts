@@ -4,7 +4,7 @@
  * new content, never a mix (rename is atomic on POSIX file systems).
  */
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -12,13 +12,17 @@ import path from 'node:path';
  * URL, a key file a secret). A failure names `file` as its `path` where the system's error named
  * none or the temporary file (a write on a full disk says `ENOSPC: no space left on device,
  * write`, without a path): the CLI's error line names the file it could not write.
+ * `prepare` is given the temporary file before it is written (its mode or owner set there).
  */
-export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600, prepare?: (handle: FileHandle) => Promise<void>): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await open(tmp, 'w', mode).catch((err: unknown) => {
     throw naming(err, file, tmp);
   });
   try {
+    // the temporary file's rights and owner set before anything is written (`prepare`): no
+    // reader ever sees the file without them
+    await prepare?.(handle);
     await handle.writeFile(data);
     await handle.sync();
   } catch (err) {

@@ -13,10 +13,11 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
 import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup, writeBrokerSecretFile, type FileGroup } from '../../src/cli/broker-file-group.ts';
-import { eventually } from '../helpers/cli.ts';
+import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
 import { connackCode } from '../helpers/mqtt-client.ts';
+import { startTestServer } from '../helpers/server.ts';
 
 const found = findMosquitto();
 const token = (c: string) => `updr_${c.repeat(40)}`;
@@ -104,6 +105,49 @@ if (!found.ok) {
         assert.equal(broker.child.exitCode, null, 'still running');
       } finally {
         await broker.stop();
+      }
+    });
+
+    it('updraft broker mosquitto-config --group: the one-off run and the watch write passwd 0640 with it, Mosquitto reads the watch\'s; an unknown group writes nothing; root without it is warned', async (t) => {
+      if (process.getuid?.() !== 0) return t.skip('Mosquitto drops to its own user only when started as root');
+      const group = await resolveFileGroup('--group', 'mosquitto').catch(() => undefined);
+      if (group === undefined) return t.skip('no mosquitto group on this machine');
+      const ts = await startTestServer();
+      const procs: CliProcess[] = [];
+      try {
+        const base = await mkdtemp(path.join(os.tmpdir(), 'updraft-passwd-group-cli-'));
+        dirs.push(base);
+        await chmod(base, 0o755);
+        const [devicePort, servicePort] = [await freePort(), await freePort()];
+        const flags = (out: string) => ['broker', 'mosquitto-config', '--out', out, '--device-host', '127.0.0.1', '--device-port', String(devicePort), '--service-host', '127.0.0.1', '--service-port', String(servicePort), '--server', ts.httpUrl, '--token', ts.token];
+        const unknown = await runCli([...flags(path.join(base, 'unknown')), '--group', 'no-such-group-updraft']);
+        assert.equal(unknown.code, 2, unknown.stderr);
+        assert.match(unknown.stderr, /^updraft: error: --group no-such-group-updraft: no such group/, 'one line naming it');
+        await assert.rejects(stat(path.join(base, 'unknown')), /ENOENT/, 'nothing written, not even the directory');
+        const once = await runCli([...flags(path.join(base, 'once')), '--group', 'mosquitto']);
+        assert.equal(once.code, 0, once.stderr);
+        const onceSt = await stat(path.join(base, 'once', 'passwd'));
+        assert.deepEqual([onceSt.mode & 0o777, onceSt.gid], [0o640, group.gid], 'the one-off run: 0640, the mosquitto group');
+        // the watch, as a root systemd unit runs it, then Mosquitto on its files (as root: it drops to its user)
+        const dir = path.join(base, 'watch');
+        const watch = startCli([...flags(dir), '--watch', '--group', 'mosquitto']);
+        procs.push(watch);
+        await watch.waitFor(/wrote mosquitto.conf/);
+        const st = await stat(path.join(dir, 'passwd'));
+        assert.deepEqual([st.mode & 0o777, st.gid], [0o640, group.gid], "the watch's passwd: 0640, the mosquitto group");
+        assert.doesNotMatch(watch.output(), /running as root without --group/, 'no warning with a group');
+        const broker = await runMosquitto(found.bin, dir, [devicePort, servicePort]);
+        try {
+          assert.equal(await connackCode(`mqtt://127.0.0.1:${servicePort}`, { clientId: 'op-1', username: 'operator', password: ts.token }), undefined, "Mosquitto, dropped to its user, read the watch's passwd");
+        } finally {
+          await broker.stop();
+        }
+        const bare = startCli([...flags(path.join(base, 'bare')), '--watch']);
+        procs.push(bare);
+        await bare.waitFor(/running as root without --group: .*passwd is written mode 0600 owned by root.* give --group mosquitto/);
+      } finally {
+        for (const p of procs) await p.kill('SIGTERM');
+        await ts.close();
       }
     });
   });

@@ -28,7 +28,7 @@ export async function crlFromServer(api: ApiClient, retry = true): Promise<CrlOu
   } catch (err) {
     const status = (err as UpdraftError).status;
     if (status === 409) return { ok: false, reason: (err as Error).message };
-    if (status === 404) return { ok: false, reason: 'the server has no CRL (GET /api/v1/broker/crl: an Updraft older than 2026-12-07): upgrade it' };
+    if (status === 404) return { ok: false, reason: 'the server has no CRL (GET /api/v1/broker/crl: an Updraft older than 2026-12-06): upgrade it' };
     throw err;
   }
 }

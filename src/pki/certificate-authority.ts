@@ -541,7 +541,7 @@ export interface Rollover {
  * from the next start on. The old private key is kept as `pki/previous-ca.key` (0600) for one
  * use only, signing the previous CA's CRL (pki/revocation-list.ts): OpenSSL's CRL check, an
  * external Mosquitto's `crlfile`, refuses every certificate of a CA that has no CRL. Nothing
- * else reads it; `dropPreviousCa` deletes it (until 2026-12-07 the rollover deleted it at
+ * else reads it; `dropPreviousCa` deletes it (until 2026-12-06 the rollover deleted it at
  * once, and no CRL could be made during a transition). CONFLICT while a previous CA is still valid: a second rollover would drop
  * it, and with it every device not yet moved off it (drop it first: `dropPreviousCa`).
  */

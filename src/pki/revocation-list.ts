@@ -13,7 +13,7 @@
  * its nextUpdate. So the file holds one CRL per CA whose certificates are accepted: the
  * current CA's and, during a rollover, the previous CA's, signed with its key, which a
  * rollover keeps as `pki/previous-ca.key` until `drop-previous` for that reason only. A
- * previous CA whose key is gone (a rollover before 2026-12-07) gets no CRL, and then no CRL
+ * previous CA whose key is gone (a rollover before 2026-12-06) gets no CRL, and then no CRL
  * is written at all (`crlFile` says why): a crlfile would lock out its devices.
  */
 import { X509Certificate, createHash, createPrivateKey, sign, type KeyObject } from 'node:crypto';
@@ -208,7 +208,7 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
   if (previous !== undefined && previous.trim() !== cert.trim() && validAt(previous, nowMs)) {
     const previousKey = await readOptional(p.previousKey);
     if (previousKey === undefined) {
-      return { ok: false, reason: `the previous CA of the rollover (${p.previous}) has no key kept beside it (${p.previousKey}: rollovers before 2026-12-07 deleted it), so no CRL of it can be signed, and OpenSSL refuses a certificate whose CA has no CRL: no crlfile until updraft ca drop-previous` };
+      return { ok: false, reason: `the previous CA of the rollover (${p.previous}) has no key kept beside it (${p.previousKey}: rollovers before 2026-12-06 deleted it), so no CRL of it can be signed, and OpenSSL refuses a certificate whose CA has no CRL: no crlfile until updraft ca drop-previous` };
     }
     cas.push({ cert: previous, key: keyOf(previous, previousKey, p.previousKey) });
   }

@@ -319,7 +319,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // write changes is indexed, so those writes stay HOT updates
   concurrentIndex('shadows_tombstones', 'ON shadows (device_id) WHERE deleted'),
   `
-  -- every device certificate Updraft issues, one row each (2026-12-07): a deleted device's are
+  -- every device certificate Updraft issues, one row each (2026-12-06): a deleted device's are
   -- revoked (revoked_at, in deleteDevice's transaction), and an external Mosquitto's crlfile
   -- lists them until they expire (pki/revocation-list.ts). issuer: the SHA-256 fingerprint of
   -- the issuing CA's certificate. Expired rows are pruned (pruneExpiredCertificates). A new

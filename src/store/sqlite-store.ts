@@ -401,7 +401,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   UPDATE deleted_devices SET deleted_at = deleted_at * 1000 WHERE deleted_at < 100000000000;
   `,
   `
-  -- every device certificate Updraft issues, one row each (2026-12-07): a deleted device's are
+  -- every device certificate Updraft issues, one row each (2026-12-06): a deleted device's are
   -- revoked (revoked_at), and an external Mosquitto's crlfile lists them until they expire
   -- (pki/revocation-list.ts). issuer: the SHA-256 fingerprint of the issuing CA's certificate.
   -- Expired rows are pruned (pruneExpiredCertificates)

@@ -5,7 +5,7 @@
  * another deletion is read on SIGHUP (Mosquitto 2.0.11: unlike the cafile); during a CA
  * rollover both CAs' devices connect and both CAs' deleted devices are refused; on PostgreSQL
  * the same through the server's API (`GET /api/v1/broker/crl`, no --offline). Before the CRL
- * (2026-12-07) the deleted device's certificate connected and reached its own topics.
+ * (2026-12-06) the deleted device's certificate connected and reached its own topics.
  * Skipped where Mosquitto is not installed (fails under CI=true).
  */
 import assert from 'node:assert/strict';
@@ -120,7 +120,7 @@ if (!found.ok) {
       assert.equal(await s.connects('new-gone', newGone), 'tls', "the current CA's deleted device is refused");
     });
 
-    it('a rollover that deleted the previous key (before 2026-12-07) gets no crlfile: its devices are not locked out', async () => {
+    it('a rollover that deleted the previous key (before 2026-12-06) gets no crlfile: its devices are not locked out', async () => {
       const s = await setup('updraft-mq-crl-nokey-');
       let ts = await startTestServer({ dataDir: s.dataDir });
       const oldKept = await enrol(ts, 'old-kept');

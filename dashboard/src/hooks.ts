@@ -194,10 +194,15 @@ export function usePoll(loaded: Loaded<unknown>[], ms: number): void {
 /**
  * True unless the server said the tab's token is an operator's (`GET /api/v1/whoami`, asked as
  * the page loads: auth.ts): what would change something is not shown to a viewer token, nor
- * before the answer (app.tsx shows no page until then).
+ * before the answer (app.tsx shows the page meanwhile; its controls come with the answer).
  */
 export function useReadOnly(): boolean {
   const [operator, setOperator] = useState(getIdentity()?.role === 'operator');
-  useEffect(() => onAuthChange(() => setOperator(getIdentity()?.role === 'operator')), []);
+  useEffect(() => {
+    // read again as it subscribes: the server's answer may have come between the render and
+    // this effect (pages render while /whoami is on its way), and its notice went by unheard
+    setOperator(getIdentity()?.role === 'operator');
+    return onAuthChange(() => setOperator(getIdentity()?.role === 'operator'));
+  }, []);
   return !operator;
 }

@@ -70,7 +70,7 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     // only reinstating lifts a revocation (a new secret does not: registry rotateSecret)
     if (device.revoked) throw new UpdraftError('CONFLICT', `device ${deviceId} is revoked; reinstate it first (updraft device reinstate ${deviceId}): a new secret does not lift a revocation`);
     if (typeof body.csr === 'string') {
-      const issued = deps.ca.issueDeviceCertificateFromRequest(deviceId, body.csr);
+      const issued = await deps.ca.issueDeviceCertificateFromRequest(deviceId, body.csr);
       await recordIssued(deps.store, deviceId, issued.certificate, deps.ca.certificate);
       deps.logger.info('device certificate issued for its own key', { deviceId });
       sendJson(res, 201, { deviceId, certificate: issued.certificate, ca: deps.ca.certificate });

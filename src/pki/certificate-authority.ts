@@ -11,7 +11,7 @@
  * device speaks it); node:crypto cannot build certificates, so node-forge assembles and
  * signs them. Nothing here verifies certificates: Node's TLS (OpenSSL) does that.
  */
-import { X509Certificate, createHash, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { X509Certificate, constants, createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -74,13 +74,19 @@ async function newRsaKey(): Promise<{ privateKey: forge.pki.rsa.PrivateKey; publ
   return { privateKey: forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, publicKey: forge.pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, pem: privateKey };
 }
 
+/** node:crypto's sign and verify in their callback form: OpenSSL works on libuv's thread pool, not on the server's one JavaScript thread. */
+const signOffThread = promisify(sign) as (algorithm: string, data: Buffer, key: KeyObject) => Promise<Buffer>;
+const verifyOffThread = promisify(verify) as (algorithm: string, data: Buffer, key: KeyObject, signature: Buffer) => Promise<boolean>;
+
 /**
  * Signs `cert` (SHA-256 with RSA) as forge's `cert.sign` does, but with node:crypto: forge
  * assembles the to-be-signed part, OpenSSL signs it. forge's own RSA, in JavaScript, took
- * about 30 ms of the server's one thread per certificate; this, about 1 ms. A fleet
- * renewing its certificates must not stall the server's other work.
+ * about 30 ms of the server's one thread per certificate; OpenSSL about 1 ms, and since
+ * 2026-12-06 on the thread pool (the callback form), not on the server's thread: after a CA
+ * switch every agent renews as it reconnects, and a fleet of them must not stall the broker,
+ * the replica and the API meanwhile.
  */
-function signNatively(cert: forge.pki.Certificate, key: KeyObject): void {
+async function signNatively(cert: forge.pki.Certificate, key: KeyObject): Promise<void> {
   const withSignature = cert as forge.pki.Certificate & { md: forge.md.MessageDigest; tbsCertificate: forge.asn1.Asn1 };
   withSignature.md = forge.md.sha256.create();
   const oid = forge.pki.oids['sha256WithRSAEncryption']!;
@@ -89,7 +95,63 @@ function signNatively(cert: forge.pki.Certificate, key: KeyObject): void {
   // in forge since 0.7, used by its own cert.sign; not in its type definitions
   withSignature.tbsCertificate = (forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate(cert);
   const tbs = Buffer.from(forge.asn1.toDer(withSignature.tbsCertificate).getBytes(), 'binary');
-  cert.signature = sign('sha256', tbs, key).toString('binary');
+  cert.signature = (await signOffThread('sha256', tbs, key)).toString('binary');
+}
+
+/** The digest of each PKCS #1 v1.5 RSA signature algorithm a certificate signing request may be signed with. */
+const CSR_RSA_DIGESTS: Record<string, string> = {
+  [forge.pki.oids['sha1WithRSAEncryption']!]: 'sha1',
+  [forge.pki.oids['sha256WithRSAEncryption']!]: 'sha256',
+  [forge.pki.oids['sha384WithRSAEncryption']!]: 'sha384',
+  [forge.pki.oids['sha512WithRSAEncryption']!]: 'sha512',
+};
+
+/** RSASSA-PSS parameters as forge reads them from a signature's AlgorithmIdentifier (its salt length is not read right: not used). */
+interface PssParameters {
+  hash?: { algorithmOid?: string };
+  mgf?: { algorithmOid?: string; hash?: { algorithmOid?: string } };
+}
+
+/**
+ * How OpenSSL checks `csr`'s signature: its digest, and whether it is RSASSA-PSS; undefined for an algorithm not checked (an MGF1 digest other than the signature's,
+ * which node:crypto cannot express, or no RSA signature at all).
+ */
+function csrSignatureCheck(csr: forge.pki.CertificateSigningRequest): { digest: string; pss?: true } | undefined {
+  const oid = csr.signatureOid ?? '';
+  const digest = CSR_RSA_DIGESTS[oid];
+  if (digest !== undefined) return { digest };
+  if (oid !== forge.pki.oids['RSASSA-PSS']) return undefined;
+  const p = (csr as unknown as { signatureParameters?: PssParameters }).signatureParameters ?? {};
+  const name = (o: string | undefined) => (o === undefined ? undefined : (forge.pki.oids as Record<string, string>)[o]);
+  const hash = name(p.hash?.algorithmOid) ?? 'sha1';
+  const mgfHash = name(p.mgf?.hash?.algorithmOid) ?? 'sha1';
+  if (!['sha1', 'sha256', 'sha384', 'sha512'].includes(hash) || mgfHash !== hash || (p.mgf?.algorithmOid !== undefined && name(p.mgf.algorithmOid) !== 'mgf1')) return undefined;
+  return { digest: hash, pss: true };
+}
+
+/**
+ * Whether `csr` is signed by its own key (proof that the device holds it), checked by OpenSSL
+ * on the thread pool: forge's check, RSA in JavaScript, took about 1 ms of the server's thread
+ * per renewal, and refused RSASSA-PSS requests made by OpenSSL (its salt length), which are
+ * checked here too (since 2026-12-06).
+ */
+async function csrSignedByOwnKey(csr: forge.pki.CertificateSigningRequest): Promise<boolean> {
+  const check = csrSignatureCheck(csr);
+  if (check === undefined) return false;
+  try {
+    // the request's own bytes (captured as parsed), as forge's csr.verify() digests them
+    const parsed = csr as forge.pki.CertificateSigningRequest & { certificationRequestInfo?: forge.asn1.Asn1 };
+    const info = parsed.certificationRequestInfo ?? (forge.pki as unknown as { getCertificationRequestInfo(c: forge.pki.CertificateSigningRequest): forge.asn1.Asn1 }).getCertificationRequestInfo(csr);
+    const data = Buffer.from(forge.asn1.toDer(info).getBytes(), 'binary');
+    const key = createPublicKey(forge.pki.publicKeyToPem(csr.publicKey as forge.pki.rsa.PublicKey));
+    const signature = Buffer.from(csr.signature as string, 'binary');
+    if (check.pss === undefined) return await verifyOffThread(check.digest, data, key, signature);
+    // the salt's length found from the signature (OpenSSL's "auto"): forge reads the one the
+    // request declares wrong (0 for OpenSSL's default, 222), and any length proves the key
+    return await verifyOffThread(check.digest, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO } as unknown as KeyObject, signature);
+  } catch {
+    return false;
+  }
 }
 
 /** A random positive serial number (RFC 5280 §4.1.2.2: at most 20 octets, positive). */
@@ -240,7 +302,7 @@ export class CertificateAuthority {
    * made and keeps: the request must be signed by that key (it holds it), name the device as
    * its CN, and carry an RSA key of at least 2048 bits. BAD_REQUEST naming what is wrong.
    */
-  issueDeviceCertificateFromRequest(deviceId: string, csrPem: string, days = 730): { certificate: string; notAfter: number } {
+  async issueDeviceCertificateFromRequest(deviceId: string, csrPem: string, days = 730): Promise<{ certificate: string; notAfter: number }> {
     if (!isValidId(deviceId)) throw new UpdraftError('BAD_REQUEST', `"${deviceId}" is not a valid device id`);
     refuseReservedName(deviceId);
     let csr: forge.pki.CertificateSigningRequest;
@@ -249,17 +311,11 @@ export class CertificateAuthority {
     } catch (err) {
       throw new UpdraftError('BAD_REQUEST', `csr is not a PEM certificate signing request with an RSA key: ${(err as Error).message}`);
     }
-    let signed = false;
-    try {
-      signed = csr.verify();
-    } catch {
-      signed = false;
-    }
-    if (!signed) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request is not signed by its own key');
     const cn = csr.subject.getField('CN')?.value as string | undefined;
     if (cn !== deviceId) throw new UpdraftError('BAD_REQUEST', `the certificate signing request names ${cn === undefined ? 'no device' : `device ${cn}`}, not ${deviceId}`);
     const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
     if (!publicKey || publicKey.n.bitLength() < 2048) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request needs an RSA key of at least 2048 bits');
+    if (!(await csrSignedByOwnKey(csr))) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request is not signed by its own key');
     const cert = forge.pki.createCertificate();
     cert.publicKey = publicKey;
     cert.serialNumber = serial();
@@ -272,7 +328,7 @@ export class CertificateAuthority {
       { name: 'extKeyUsage', clientAuth: true },
       { name: 'subjectKeyIdentifier' },
     ]);
-    signNatively(cert, this.nativeKey);
+    await signNatively(cert, this.nativeKey);
     return { certificate: forge.pki.certificateToPem(cert), notAfter: Math.floor(cert.validity.notAfter.getTime() / 1000) };
   }
 
@@ -296,7 +352,7 @@ export class CertificateAuthority {
     cert.setSubject(subject);
     cert.setIssuer(this.cert.subject.attributes);
     cert.setExtensions([{ name: 'basicConstraints', cA: false, critical: true }, ...extensions, { name: 'subjectKeyIdentifier' }]);
-    signNatively(cert, this.nativeKey);
+    await signNatively(cert, this.nativeKey);
     return { certificate: forge.pki.certificateToPem(cert), privateKey: keys.pem };
   }
 }
@@ -448,7 +504,7 @@ async function makeCa(commonName: string, replaces?: string): Promise<{ certPem:
     extensions.push({ id: PREVIOUS_CA_HASH_OID, critical: false, value: forge.asn1.toDer(forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, hash.toString('binary'))).getBytes() });
   }
   cert.setExtensions(extensions);
-  signNatively(cert, createPrivateKey(keys.pem));
+  await signNatively(cert, createPrivateKey(keys.pem));
   return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.pem };
 }
 

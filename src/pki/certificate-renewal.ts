@@ -154,7 +154,7 @@ export class CertificateRenewal {
     if (!current.byPreviousCa && caEnd <= current.expiresAt + DAY_MS) {
       throw new UpdraftError('CONFLICT', `Updraft's CA (pki/ca.crt) ends at ${new Date(caEnd).toISOString()}: a renewed certificate would end no later than the current one (${new Date(current.expiresAt).toISOString()}); the CA must be replaced (docs/security.md, "Server certificates and the CA's end")`);
     }
-    const issued = this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
+    const issued = await this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
     // recorded before it is sent: its serial is what the CRL lists once the device is deleted
     await recordIssued(this.deps.store, deviceId, issued.certificate, this.deps.ca.certificate);
     rememberLru(this.renewedAt, deviceId, this.now(), 100_000);

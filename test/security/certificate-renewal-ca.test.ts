@@ -71,7 +71,7 @@ describe('certificate renewal near the CA’s end, and with a CA bundle', () => 
       options: { renewBeforeDays: 30, save: async () => {} },
       request: async (body) => {
         signed++;
-        const c = ca.issueDeviceCertificateFromRequest('d1', body.csr as string);
+        const c = await ca.issueDeviceCertificateFromRequest('d1', body.csr as string);
         return { certificate: c.certificate, notAfter: c.notAfter };
       },
       use: () => {},
@@ -87,7 +87,7 @@ describe('certificate renewal near the CA’s end, and with a CA bundle', () => 
 
     // a certificate that ends well before the CA is renewed as before (to the CA's end)
     const short = await ca.issueDeviceCertificate('d1', 2);
-    const renewer2 = new CertificateRenewer({ deviceId: 'd1', current: { certificate: short.certificate, privateKey: short.privateKey }, ca: ca.certificate, options: { save: async () => {} }, request: async (body) => ({ certificate: ca.issueDeviceCertificateFromRequest('d1', body.csr as string).certificate }), use: () => {}, logger: createLogger({ level: 'error', write: () => {} }), now: () => Date.now() });
+    const renewer2 = new CertificateRenewer({ deviceId: 'd1', current: { certificate: short.certificate, privateKey: short.privateKey }, ca: ca.certificate, options: { save: async () => {} }, request: async (body) => ({ certificate: (await ca.issueDeviceCertificateFromRequest('d1', body.csr as string)).certificate }), use: () => {}, logger: createLogger({ level: 'error', write: () => {} }), now: () => Date.now() });
     assert.equal(await renewer2.check(), true);
     assert.equal(renewer2.expiresAtSeconds, Math.floor(ca.notAfter / 1000));
   });

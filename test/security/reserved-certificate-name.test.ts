@@ -39,7 +39,7 @@ describe('no device certificate for the reserved name "operator"', () => {
     const own = await apiJson(ts, 'POST', '/api/v1/devices/operator/certificate', { csr: csrPem });
     assert.equal(own.status, 403, JSON.stringify(own.body));
     // a renewal over MQTT signs through the same call
-    assert.throws(() => ts.server.security.ca.issueDeviceCertificateFromRequest('operator', csrPem), /no certificate is issued for "operator"/);
+    await assert.rejects(ts.server.security.ca.issueDeviceCertificateFromRequest('operator', csrPem), /no certificate is issued for "operator"/);
 
     const cli = await runCli(['device', 'cert', 'operator', '--out', ts.dataDir, '--server', ts.httpUrl, '--token', ts.token]);
     assert.notEqual(cli.code, 0, 'the CLI fails');

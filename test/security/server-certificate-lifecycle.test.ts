@@ -181,7 +181,7 @@ describe('server certificate and CA lifecycle', () => {
       // a device certificate made by the server (updraft device cert), and one renewed from a CSR
       const device = await ts.server.security.ca.issueDeviceCertificate('d1');
       const csr = execFileSync('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=d2', '-keyout', '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-      const renewed = ts.server.security.ca.issueDeviceCertificateFromRequest('d2', csr);
+      const renewed = await ts.server.security.ca.issueDeviceCertificateFromRequest('d2', csr);
       for (const pem of [server.toString(), device.certificate, renewed.certificate]) {
         assert.ok(Date.parse(new X509Certificate(pem).validTo) <= caEnd);
         // valid for as long as its chain is: an hour before the CA's end, but not after it

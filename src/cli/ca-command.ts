@@ -12,10 +12,11 @@ const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
  * would go on issuing (renewals, server certificates) from the old one, and accepting what it
  * accepted, until its restart; the switch is made while it is stopped, then it is started.
  */
-async function refuseWhileServing(dataDir: string): Promise<void> {
+async function refuseWhileServing(dataDir: string, change: 'switch to the new CA' | 'drop the previous CA'): Promise<void> {
   const { serverHeldFile } = await import('../server/data-dir-lock.ts'); // better-sqlite3: loaded only to run
   const held = serverHeldFile(dataDir);
-  if (held !== undefined) throw new UpdraftError('CONFLICT', `a server runs on ${dataDir} (its ${held} is open): stop it first; the server reads the CA at start, so switch while it is stopped, then start it`);
+  // said in the command's own words: a drop said "switch" (QA, 2026-12-06)
+  if (held !== undefined) throw new UpdraftError('CONFLICT', `a server runs on ${dataDir} (its ${held} is open): stop it first; the server reads the CA at start, so ${change} while it is stopped, then start it`);
 }
 
 /**
@@ -67,7 +68,7 @@ export function addCaCommand(program: Command): void {
         );
         return;
       }
-      await refuseWhileServing(opts.dataDir);
+      await refuseWhileServing(opts.dataDir, 'switch to the new CA');
       await refuseUnnamedPostgres(opts, 'give that store with --db <url> or --config <file>: the new CA is recorded there (instances on it refuse to start with a CA it does not name); not rolled over, nothing changed');
       const r = await whileWritingOffline(opts.dataDir, () => rolloverCa(opts.dataDir, opts.name), { missing: 'it holds no CA to replace (updraft ca init makes one)' });
       const lines = [
@@ -100,7 +101,7 @@ export function addCaCommand(program: Command): void {
       opts.dataDir = configuredDataDir(opts, cmd);
       const { caPaths, dropPreviousCa } = await import('../pki/certificate-authority.ts');
       const p = caPaths(opts.dataDir);
-      await refuseWhileServing(opts.dataDir);
+      await refuseWhileServing(opts.dataDir, 'drop the previous CA');
       const counted = await countBeforeDrop(opts, p);
       const dropped = await whileWritingOffline(opts.dataDir, () => dropPreviousCa(opts.dataDir), { missing: 'it holds no previous CA to remove' });
       if (!dropped) {

@@ -78,7 +78,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     add('FAIL', 'token', (err as Error).message);
     return out;
   }
-  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[]; ca?: string; previousCa?: string | null };
+  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[]; ca?: string; previousCa?: string | null; droppedCaSubject?: string | null };
   try {
     keys = await api.call('GET', '/api/v1/keys');
   } catch (err) {
@@ -161,6 +161,14 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   if (m?.tls?.previousCaExpiresAt != null && m.tls.previousCaExpiresAt * 1000 > now && typeof keys.ca === 'string') {
     const still = await previousCaFinding(api, keys.ca, typeof keys.previousCa === 'string' ? keys.previousCa : undefined).catch(() => undefined);
     if (still) add(still.verdict, still.check, still.text);
+  }
+
+  // devices still reporting a certificate of the CA a drop removed (`--force`, or before they
+  // moved): the server refuses them at the handshake, and their renewal needs a connection, so
+  // they stay cut off and show only as offline (QA of the CA rollover, 2026-12-06)
+  if (typeof keys.droppedCaSubject === 'string') {
+    const cut = await droppedCaFinding(api, keys.droppedCaSubject).catch(() => undefined);
+    if (cut) add(cut.verdict, cut.check, cut.text);
   }
 
   // agents whose client certificate expires within two weeks (they report it): renewal is
@@ -256,6 +264,19 @@ async function previousCaFinding(api: ApiClient, currentCaPem: string, previousC
     verdict: 'warn',
     check: 'CA',
     text: `${found.count} device(s) (${some}) still report a client certificate ${of}${besides}: updraft ca drop-previous would lock them out, and refuses while any do; agents with the new CA in --ca move at their next connect (list them: ${listCommand(query)}${found.set > 0 ? '; revoked ones are listed too' : ''})`,
+  };
+}
+
+/** A warning naming the devices (not revoked) that report a certificate of the CA `ca drop-previous` removed; undefined when none does. */
+async function droppedCaFinding(api: ApiClient, droppedSubject: string): Promise<Finding | undefined> {
+  const query = issuerQuery(droppedSubject);
+  const found = await countMatches<{ deviceId: string; revoked?: boolean }>(api, query, (d) => d.revoked === true);
+  if (found.count === 0) return undefined;
+  const some = `${found.first.map((d) => d.deviceId).join(', ')}${found.count > found.first.length ? ', …' : ''}`;
+  return {
+    verdict: 'warn',
+    check: 'CA',
+    text: `${found.count} device(s) (${some}) last reported a client certificate of the CA updraft ca drop-previous removed (pki/previous-ca.crt.dropped, ${droppedSubject}): the server refuses it at the handshake, so they stay cut off (offline) until each is given a certificate of the current CA (updraft device cert <id>, --csr for a key kept on the device), or the drop is undone with the server stopped (mv pki/previous-ca.crt.dropped pki/previous-ca.crt) for them to move (list them: ${listCommand(query)})`,
   };
 }
 

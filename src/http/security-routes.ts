@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { SigningKey } from '../artifacts/url-signer.ts';
 import { listKeyRing, rotateKeyRing } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
-import type { CertificateAuthority } from '../pki/certificate-authority.ts';
+import { caPaths, type CertificateAuthority } from '../pki/certificate-authority.ts';
 import { recordIssued } from '../pki/revocation-list.ts';
 import { caSubject } from '../protocol/certificate-issuer.ts';
 import { isValidId } from '../protocol/topics.ts';
@@ -95,6 +95,9 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
       // during a CA rollover, the CA it replaced (pki/previous-ca.crt): doctor counts the devices still on it
       previousCa: deps.ca.previousCertificate ?? null,
       previousCaSubject: deps.ca.previousCertificate ? caSubject(deps.ca.previousCertificate) : null,
+      // the CA the last `ca drop-previous` removed (pki/previous-ca.crt.dropped): doctor names
+      // the devices still reporting a certificate of it, which the server refuses since
+      droppedCaSubject: await droppedCaSubject(deps.dataDir),
     });
   });
 
@@ -180,4 +183,15 @@ async function urlKeysChanged(deps: SecurityRouteDeps): Promise<void> {
 async function rootKey(dataDir: string): Promise<{ keyId: string; publicKey: string }> {
   const pem = await readFile(keyCertificatePaths(dataDir).rootPub, 'utf8');
   return { keyId: keyIdOf(parsePublicKey(pem)), publicKey: pem };
+}
+
+/** The subject of the CA `ca drop-previous` removed (`pki/previous-ca.crt.dropped`), null without one (or an unreadable one: nothing reads it otherwise). */
+async function droppedCaSubject(dataDir: string): Promise<string | null> {
+  const pem = await readFile(caPaths(dataDir).dropped, 'utf8').catch(() => undefined);
+  if (pem === undefined) return null;
+  try {
+    return caSubject(pem);
+  } catch {
+    return null;
+  }
 }

@@ -19,7 +19,7 @@ import { after, describe, it } from 'node:test';
 import { caPaths } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli } from '../helpers/cli.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import type { TestServer } from '../helpers/server.ts';
+import { apiJson, type TestServer } from '../helpers/server.ts';
 import { RolloverFixture, expiredCa, issuedBy, reportedIssuer, reportsIssuer, rolledOver } from './ca-rollover-fixture.ts';
 
 /** A CA's subject as agents report an issuer: Node's DN, its lines joined with ', ' (docs/protocol.md). */
@@ -86,6 +86,18 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.ok(!existsSync(p.previous), 'pki/previous-ca.crt is gone');
     assert.equal(readFileSync(p.dropped, 'utf8'), r.oldCa, 'kept as pki/previous-ca.crt.dropped');
     assert.ok(forced.stdout.includes(`to undo, with the server stopped: mv ${p.dropped} ${p.previous}, then start it`), forced.stdout);
+    // started after the forced drop: doctor names the device it cut off (QA: every check said
+    // ok, and the device showed only as offline), with the command that lists it
+    const cut = await fx.start(r.dataDir, { flags: r.ports });
+    const keys = await apiJson(cut, 'GET', '/api/v1/keys');
+    assert.equal(keys.body.droppedCaSubject, oldName, 'GET /api/v1/keys names the CA the drop removed');
+    const cutDoctor = await runCli(['doctor', ...api(cut)]);
+    const cutLine = cutDoctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(s-1\) last reported a client certificate of the CA updraft ca drop-previous removed \(pki\/previous-ca\.crt\.dropped, /.test(l));
+    assert.ok(cutLine, `doctor warns of the device the forced drop cut off: ${cutDoctor.stdout}`);
+    assert.ok(cutLine.includes(oldName), `the dropped CA named: ${cutLine}`);
+    assert.match(cutLine, /updraft device cert <id>.*mv pki\/previous-ca\.crt\.dropped pki\/previous-ca\.crt/, 'both ways out');
+    assert.deepEqual(await listed(cut, queryIn(cutLine)), ['s-1'], "doctor's list command lists the device cut off");
+    await cut.stop();
     // the undo it prints: the previous CA trusted again
     renameSync(p.dropped, p.previous);
     const undone = await fx.start(r.dataDir, { flags: r.ports });
@@ -101,6 +113,11 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     const doctor = await runCli(['doctor', ...api(ts)]);
     assert.doesNotMatch(doctor.stdout, /not of the current CA/, `no warning once every device moved: ${doctor.stdout}`);
     assert.match(doctor.stdout, /the previous CA \(pki\/previous-ca\.crt\) is trusted until/, 'the previous CA is still there');
+    // refused while the server runs, in the drop's own words (it said "switch" until 2026-12-06)
+    const running = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir]);
+    assert.equal(running.code, 2, `refused while a server runs: ${running.stderr}`);
+    assert.match(running.stderr, /^updraft: error: a server runs on .*: stop it first; the server reads the CA at start, so drop the previous CA while it is stopped, then start it\n$/, running.stderr);
+    assert.ok(existsSync(caPaths(r.dataDir).previous), 'nothing dropped');
     await ts.stop();
 
     const dropped = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir]);
@@ -109,6 +126,11 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.match(dropped.stdout, /0 devices on the previous CA, 2 on the current CA, 0 reporting no issuer/, dropped.stdout);
     assert.match(dropped.stdout, /kept as .*previous-ca\.crt\.dropped \(nothing reads it\); to undo, with the server stopped: mv /, dropped.stdout);
     assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
+    // nobody was left on it: doctor, after the drop, names no device cut off
+    const later = await fx.start(r.dataDir, { flags: r.ports });
+    const afterDoctor = await runCli(['doctor', ...api(later)]);
+    assert.doesNotMatch(afterDoctor.stdout, /drop-previous removed/, `no device on the dropped CA: ${afterDoctor.stdout}`);
+    await later.stop();
   });
 
   it('revoked devices on the previous CA do not hold the drop back (their renewal is refused): doctor and drop-previous say them apart', async () => {

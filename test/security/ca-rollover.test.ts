@@ -37,7 +37,7 @@ describe('CA rollover: devices move to the new CA by themselves', () => {
     const refusedRunning = await start(dataDir);
     const running = await runCli(['ca', 'rollover', '--data-dir', dataDir]);
     assert.notEqual(running.code, 0, 'refused while a server runs on the directory');
-    assert.match(running.stderr, /a server runs on .*stop it first/);
+    assert.match(running.stderr, /a server runs on .*stop it first; the server reads the CA at start, so switch to the new CA while it is stopped, then start it$/m);
     await refusedRunning.stop();
 
     const r = await runCli(['ca', 'rollover', '--data-dir', dataDir]);

@@ -214,6 +214,29 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
     });
   });
 
+  it("asks a filtered search's count once (it may read 100,000 devices), the whole fleet's again every 30 s", async () => {
+    await registerAll(Array.from({ length: 3 }, (_, i) => `dvc-${i}`));
+    await inTab(async (page) => {
+      const counts: string[] = [];
+      page.on('request', (r) => {
+        if (r.url().includes('/api/v1/fleet/search/count')) counts.push(new URL(r.url()).search);
+      });
+      // the page's timers on a clock the test moves: no wait on a duration
+      await page.clock.install();
+      await page.goto(`${ts.httpUrl}/devices?id=dvc-`);
+      await page.getByTestId('devices-total').filter({ hasText: '3 devices match' }).waitFor();
+      await page.clock.runFor(95_000);
+      await page.getByTestId('devices-total').filter({ hasText: '3 devices match' }).waitFor();
+      assert.deepEqual(counts, ['?id=dvc-'], `a filtered search's count asked once in 95 s: ${counts.join(' ')}`);
+      counts.length = 0;
+      await page.goto(`${ts.httpUrl}/devices`);
+      await page.getByTestId('devices-total').waitFor();
+      await page.clock.runFor(95_000);
+      await eventually(async () => (counts.length >= 4 ? true : undefined), 30_000, `the whole fleet's count asked at the start and every 30 s: ${counts.join(' ')}`);
+      assert.ok(counts.every((q) => q === ''), `without filters: ${counts.join(' ')}`);
+    });
+  });
+
   it("sends a page's own requests while /whoami is unanswered, and shows operator controls only once the server said operator", async () => {
     const viewer = await apiJson(ts, 'POST', '/api/v1/viewer-tokens', { name: 'qa-wall' });
     assert.equal(viewer.status, 201, JSON.stringify(viewer.body));

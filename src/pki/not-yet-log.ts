@@ -12,8 +12,8 @@
  * orphans, telling the operator, wrongly, that a switch was awaited.
  *
  * So each device is said once (per server start; the last 100,000 remembered): its first
- * refusal counts into the line, said at once or, within the hour after the last one, with the
- * next device's first; its later ones are at debug only. The line names the devices (the first
+ * refusal counts into the line, said at once or, within the hour after the last one, at the
+ * first refusal (of any device) after that hour; its later ones are at debug only. The line names the devices (the first
  * ten) and both causes, so that an orphan, which keeps its certificate and renews it as usual
  * when it is due, is found and its --ca bundle put right, and no refusal goes unsaid.
  */
@@ -47,10 +47,14 @@ export class NotYetLog {
   /** A move of `deviceId` refused as "not yet", for `reason`: at debug always, in the INFO line for its first. */
   refused(deviceId: string, reason: string): void {
     this.logger.debug('certificate renewal refused', { deviceId, reason });
-    if (this.said.has(deviceId)) return;
-    rememberLru(this.said, deviceId, true, REMEMBERED);
-    this.count++;
-    if (this.named.length < NAMED) this.named.push(deviceId);
+    if (!this.said.has(deviceId)) {
+      rememberLru(this.said, deviceId, true, REMEMBERED);
+      this.count++;
+      if (this.named.length < NAMED) this.named.push(deviceId);
+    }
+    // what is held is said at the first refusal after the hour, whoever's: held for a new
+    // device's first, an orphan held so with none after it was never said (review of aaee903)
+    if (this.count === 0) return;
     const now = this.now();
     if (this.loggedAt !== undefined && now - this.loggedAt < NOT_YET_LOG_INTERVAL_MS) return;
     this.logger.info(

@@ -734,7 +734,9 @@ export class RolloutEngine {
       try {
         await this.advance(job, now);
       } catch (err) {
-        if (isUnreachable(err)) this.storeDown(now, err);
+        // the outage's WARN names the job whose step met it: a statement timeout of one job's
+        // query is said with its job, not only as the database's (review of 9cd5e04)
+        if (isUnreachable(err)) this.storeDown(now, err, { jobId: job.jobId });
         this.tickFailed('rollout step failed', err, { jobId: job.jobId });
       }
     }
@@ -754,10 +756,10 @@ export class RolloutEngine {
   }
 
   /** A tick found the state database unreachable: the outage starts now, as this instance sees it (logged once). */
-  private storeDown(now: number, err?: unknown): void {
+  private storeDown(now: number, err?: unknown, fields: Record<string, unknown> = {}): void {
     if (this.storeDownSince !== undefined) return;
     this.storeDownSince = now;
-    this.deps.logger.warn('the state database does not answer: rollouts wait for it; the rate of each job leaves the outage out when it answers again', err === undefined ? {} : { error: asUpdraftError(err).message });
+    this.deps.logger.warn('the state database does not answer: rollouts wait for it; the rate of each job leaves the outage out when it answers again', err === undefined ? fields : { ...fields, error: asUpdraftError(err).message });
   }
 
   /** A tick read the active jobs: an outage of the state database this instance saw is over, and the jobs' rates skip it (`skipOutage`). */

@@ -83,10 +83,7 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
   });
   if (present === undefined) await makeDir(to, 0o700);
   else if (present.length > 0) {
-    const aside = `${to}.before-restore-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
-    await mkdir(aside, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-      throw new UpdraftError('CONFLICT', `cannot make ${aside} for the data directory's current contents: ${err.message}; try again in a second`, { cause: err });
-    });
+    const aside = await makeAside(`${to}.before-restore-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`);
     await moveAll(to, aside, present.sort(), dataDir);
     report.aside = aside;
     report.movedAside = present;
@@ -101,6 +98,24 @@ export async function restoreDataDir(backupDir: string, dataDir: string, now: Da
     report.keptPostgresRecord = true;
   }
   return report;
+}
+
+/**
+ * Makes the directory the current contents go aside into: `base`, or `base-2`, `base-3`, ...
+ * when a restore of the same second made it (a second restore within the second failed,
+ * "try again in a second": review, 2026-12-06). CONFLICT naming it when none can be made.
+ */
+async function makeAside(base: string): Promise<string> {
+  for (let n = 1; ; n++) {
+    const aside = n === 1 ? base : `${base}-${n}`;
+    try {
+      await mkdir(aside, { mode: 0o700 });
+      return aside;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code !== 'EEXIST' || n >= 100) throw new UpdraftError('CONFLICT', `cannot make ${aside} for the data directory's current contents: ${e.message}`, { cause: err });
+    }
+  }
 }
 
 /** Whether `from` holds the marker `updraft backup` writes last (a whole copy); refuses a directory that does not exist. */

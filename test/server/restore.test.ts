@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { restoreDataDir } from '../../src/server/restore.ts';
 import { runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 
 const SERVER_FLAGS = ['--mqtt-port', '0', '--mqtt-tls-port', '-1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1'];
@@ -88,6 +89,26 @@ describe('updraft restore', () => {
     running.push(restored.proc);
     assert.deepEqual(await deviceIds(restored), ['dev-before'], "the backup's devices, not the crashed server's");
     await restored.proc.kill('SIGTERM');
+  });
+
+  it('two restores within one second each move the contents aside, into directories of their own', async () => {
+    const data = path.join(dir, 'twice');
+    const backup = path.join(dir, 'bk-twice');
+    const s = await serve(data);
+    running.push(s.proc);
+    await register(s, 'dev-twice');
+    const b = await runCli(['backup', '--data-dir', data, '--out', backup]);
+    assert.equal(b.code, 0, b.stderr);
+    await s.proc.kill('SIGTERM');
+    // the same second (the aside's name has whole seconds): the second restore failed with
+    // EEXIST, "try again in a second", until 2026-12-06 (a flaky test found it)
+    const at = new Date('2026-12-06T12:00:00.250Z');
+    const first = await restoreDataDir(backup, data, at);
+    const second = await restoreDataDir(backup, data, new Date(at.getTime() + 500));
+    assert.equal(first.aside, `${data}.before-restore-20261206T120000Z`, 'the first aside');
+    assert.equal(second.aside, `${data}.before-restore-20261206T120000Z-2`, 'the second, its own');
+    assert.ok(second.movedAside?.includes('updraft.db'), "the first restore's files moved aside by the second");
+    assert.ok((await readdir(first.aside!)).includes('operator-token'), 'the first aside kept whole');
   });
 
   it('refuses, in one line, a directory that is not a finished backup, and leaves the data directory alone', async () => {

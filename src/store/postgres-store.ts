@@ -619,9 +619,10 @@ export class PostgresStore implements StateStore {
   async recordDeviceCertificate(r: DeviceCertificateRecord): Promise<void> {
     await this.write(async (c) => {
       // a certificate whose device is gone by now (deleted while it was issued) is recorded revoked
+      const present = (await c.query('SELECT 1 FROM devices WHERE device_id = $1 FOR KEY SHARE', [r.deviceId])).rowCount === 1;
       await c.query(
-        'INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN EXISTS (SELECT 1 FROM devices WHERE device_id = $2) THEN NULL ELSE $7::bigint END) ON CONFLICT (serial) DO NOTHING',
-        [r.serial, r.deviceId, r.issuer, r.issuerSubject, r.issuedAt, r.notAfter, Date.now()],
+        'INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7::bigint) ON CONFLICT (serial) DO NOTHING',
+        [r.serial, r.deviceId, r.issuer, r.issuerSubject, r.issuedAt, r.notAfter, present ? null : Date.now()],
       );
     });
   }

@@ -54,6 +54,36 @@ if (!started.ok) {
       for (const s of stores) await s.stop();
     });
 
+    it("a certificate recorded while its device's deletion is uncommitted waits for it, and is recorded revoked", async () => {
+      const url = await server.createDatabase();
+      const store = open(url);
+      await store.start();
+      await store.createDevice({ deviceId: 'd1', attributes: {}, tags: [], secretHash: 'a'.repeat(64), revoked: false, createdAt: 1, updatedAt: 1, version: 1 });
+      const now = Date.now();
+      // deleteDevice's statements in a transaction held open before its COMMIT
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query('DELETE FROM devices WHERE device_id = $1 AND version = $2', ['d1', 1]);
+        await c.query('UPDATE device_certificates SET revoked_at = $1 WHERE device_id = $2 AND revoked_at IS NULL AND not_after > $1', [now, 'd1']);
+        // a renewal records the certificate it just issued meanwhile: it is done, or waits on the deletion's lock
+        let done = false;
+        const recorded = store.recordDeviceCertificate({ serial: '1a2b', deviceId: 'd1', issuer: 'f'.repeat(64), issuerSubject: 'CN=x', issuedAt: now, notAfter: now + 86_400_000 }).finally(() => (done = true));
+        for (;;) {
+          if (done) break;
+          if (Number((await c.query("SELECT count(*) AS n FROM pg_locks WHERE NOT granted")).rows[0].n) > 0) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await c.query('COMMIT');
+        await recorded;
+      } finally {
+        await c.end();
+      }
+      assert.equal(await store.getDevice('d1'), undefined, 'the device is deleted');
+      assert.deepEqual((await store.listRevokedCertificates(now)).map((r) => r.serial), ['1a2b'], 'its certificate, recorded during the deletion, is revoked');
+    });
+
     it('survives its sessions being ended under write load (a failover): the writes in flight fail UNAVAILABLE, the next ones succeed', async () => {
       const url = await server.createDatabase();
       const store = open(url);

@@ -5,6 +5,7 @@
  * page, so one request reads at most `scanBudget` devices and then returns what it found
  * with a `next` cursor: every request stays short, whatever the fleet's size.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { parseReportedSoftware } from '../protocol/software.ts';
 import type { DeviceRecord, Page, StateStore } from '../store/state-store.ts';
 import { groupQuery, type GroupService } from './group-service.ts';
@@ -125,6 +126,7 @@ export async function countMatching(
       const page = await deps.store.countDevices({ limit: 10_000, ...(after ? { after } : {}) });
       total += page.counts.registered;
       after = page.next;
+      if (after) await nextTurn();
     } while (after);
     return { total, exact: true, scanned: 0 };
   }
@@ -143,6 +145,10 @@ export async function countMatching(
     if (page.next === undefined) return { total, exact: true, scanned };
     if (scanned >= budget) return { total, exact: false, scanned };
     after = page.next;
+    // a turn of the event loop between pages: the embedded store answers synchronously, and a
+    // count of 100,000 devices held the server's one thread (MQTT, the API) for its whole
+    // length, 0.6-2.5 s (review of 43af95e)
+    await nextTurn();
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import type { RecentEvents } from '../events/recent-events.ts';
-import { DEVICE_STATES, countMatching, searchDevices, type DeviceSearch, type DeviceState } from '../fleet/device-search.ts';
+import { DEVICE_STATES, countMatching, searchDevices, type DeviceSearch, type DeviceState, type SearchCount } from '../fleet/device-search.ts';
 import { deviceTimeline } from '../fleet/device-timeline.ts';
 import type { FleetOverviewSource } from '../fleet/fleet-overview.ts';
 import type { FleetView } from '../fleet/fleet-view.ts';
@@ -55,6 +55,9 @@ function searchFilters(url: URL): Omit<DeviceSearch, 'after' | 'limit'> {
 }
 
 /** Adds the dashboard's aggregation routes. */
+/** How long a device count is answered from the last one for the same filters (the devices page's total: at most this old). */
+export const COUNT_KEPT_MS = 15_000;
+
 export function addInsightRoutes(router: Router, deps: InsightDeps): void {
   const { store, tracker } = deps;
   // a big job's chart reads all its finished executions: open pages share one read, made
@@ -70,8 +73,26 @@ export function addInsightRoutes(router: Router, deps: InsightDeps): void {
   });
 
   // how many devices the search's filters match: the devices page's total, asked once per
-  // search rather than per page (device-search.ts countMatching: at most 100,000 devices read)
-  router.add('GET', '/api/v1/fleet/search/count', async ({ res, url }) => sendJson(res, 200, await countMatching(deps, searchFilters(url))));
+  // search rather than per page (device-search.ts countMatching: at most 100,000 devices read).
+  // One count per filters at a time, its answer kept COUNT_KEPT_MS: a tab going back to a list,
+  // or several tabs, each asked a new read of up to 100,000 devices (review of 43af95e)
+  const counts = new Map<string, { at: number; value: Promise<SearchCount> }>();
+  router.add('GET', '/api/v1/fleet/search/count', async ({ res, url }) => {
+    const filters = searchFilters(url);
+    const key = JSON.stringify(filters);
+    const now = Date.now();
+    let hit = counts.get(key);
+    if (!hit || now - hit.at > COUNT_KEPT_MS) {
+      const entry = { at: now, value: countMatching(deps, filters) };
+      // a count that failed is not kept: the next request counts again
+      entry.value.catch(() => counts.get(key) === entry && counts.delete(key));
+      counts.delete(key);
+      counts.set(key, entry);
+      if (counts.size > 100) counts.delete(counts.keys().next().value!);
+      hit = entry;
+    }
+    sendJson(res, 200, await hit.value);
+  });
 
   router.add('GET', '/api/v1/devices/:id/events', async ({ res, params, url }) => {
     const deviceId = params.id!;

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { countMatching } from '../../src/fleet/device-search.ts';
 import { eventually } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { apiJson, startTestServer, type TestServer } from '../helpers/server.ts';
@@ -129,5 +130,33 @@ describe('dashboard API: the QA gaps', () => {
     assert.match(bad.body.error.message, /state must be one of online, offline, updating, failed, revoked; got asleep/);
     const unknown = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?limit=5');
     assert.equal(unknown.status, 400, 'it takes no paging parameters');
+  });
+
+  it("a filtered count lets the server's event loop turn between its pages, and is answered from the last one for 15 s", async () => {
+    const ids = Array.from({ length: 2500 }, (_, i) => `api-turn-${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < ids.length; i += 1000) await registerAll(ids.slice(i, i + 1000));
+    // turns of the event loop (setImmediate callbacks) while the count runs, in this process,
+    // where the server runs: the embedded store answers synchronously, so a count that never
+    // yields lets none run (a whole count held the server's thread: review of 43af95e)
+    let turns = 0;
+    let turning = true;
+    const turn = () => {
+      turns++;
+      if (turning) setImmediate(turn);
+    };
+    setImmediate(turn);
+    const started = turns;
+    const counted = await countMatching({ store: ts.server.store, groups: ts.server.rollouts.groups, isOnline: () => false }, { id: 'api-turn-' });
+    const during = turns - started;
+    turning = false;
+    assert.deepEqual([counted.total, counted.exact], [2500, true], 'all 2,500, exactly');
+    assert.ok(during >= 2, `the event loop turned between the count's 3 pages (${during} turns)`);
+    // answered from the last count for the same filters: a device registered since is not in it yet
+    const first = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?id=api-turn-');
+    await registerAll(['api-turn-9999']);
+    const again = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?id=api-turn-');
+    assert.deepEqual([first.body.total, again.body.total], [2500, 2500], 'the same answer within 15 s');
+    const other = await apiJson(ts, 'GET', '/api/v1/fleet/search/count?id=api-turn-9');
+    assert.equal(other.body.total, 1, 'other filters counted afresh: api-turn-9999, registered since');
   });
 });

@@ -167,7 +167,8 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   // moved): the server refuses them at the handshake, and their renewal needs a connection, so
   // they stay cut off and show only as offline (QA of the CA rollover, 2026-12-06)
   if (typeof keys.droppedCaSubject === 'string') {
-    const cut = await droppedCaFinding(api, keys.droppedCaSubject).catch(() => undefined);
+    // a scan that failed is said: read as nothing found, it said "ok" of a fleet it never read (review)
+    const cut = await droppedCaFinding(api, keys.droppedCaSubject).catch((err: Error): Finding => ({ verdict: 'note', check: 'CA', text: `the devices still on the CA updraft ca drop-previous removed could not be counted: ${err.message}` }));
     if (cut) add(cut.verdict, cut.check, cut.text);
   }
 

@@ -381,6 +381,7 @@ export function openApiDocument(): Obj {
             { name: 'jobId', in: 'query', schema: { type: 'string' } },
             { name: 'deviceId', in: 'query', schema: { type: 'string' } },
             { name: 'types', in: 'query', schema: { type: 'string' } },
+            { name: 'changes', in: 'query', schema: { type: 'string' }, description: 'comma-separated: device.credentials events of these changes only (registered, secret, revoked, reinstated, deleted, unregistered); an event relayed from an older instance, without change, is sent' },
           ],
         }),
       },

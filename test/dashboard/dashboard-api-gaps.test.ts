@@ -106,6 +106,40 @@ describe('dashboard API: the QA gaps', () => {
     }
   });
 
+  it('the event stream carries only the device.credentials changes asked for (?changes=), as the overview asks; an unknown change refused', async () => {
+    const controller = new AbortController();
+    const stream = await fetch(`${ts.httpUrl}/api/v1/events?types=device.credentials&changes=revoked,deleted`, { headers: { authorization: `Bearer ${ts.token}` }, signal: controller.signal });
+    assert.equal(stream.status, 200, 'the stream opens');
+    let text = '';
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of stream.body!) text += decoder.decode(chunk as Uint8Array, { stream: true });
+      } catch {
+        /* aborted at the end */
+      }
+    })();
+    try {
+      await eventually(async () => (text.length > 0 ? true : undefined), 10_000, 'the stream subscribed');
+      await registerAll(['api-ch-1', 'api-ch-2']);
+      const secret = await apiJson(ts, 'POST', '/api/v1/devices/api-ch-1/rotate-secret');
+      assert.ok(secret.status < 300, `a new secret: ${JSON.stringify(secret.body)}`);
+      const revoked = await apiJson(ts, 'POST', '/api/v1/devices/api-ch-2/revoke');
+      assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+      const got = await eventually(async () => {
+        const found = [...text.matchAll(/event: device\.credentials\ndata: (.+)\n/g)].map((m) => JSON.parse(m[1]!) as { deviceId: string; change?: string });
+        return found.some((e) => e.change === 'revoked') ? found : undefined;
+      }, 10_000, 'the revocation on the stream');
+      assert.deepEqual(got.map((e) => [e.deviceId, e.change]), [['api-ch-2', 'revoked']], 'the revocation alone: no registration, no new secret');
+    } finally {
+      controller.abort();
+      await reading;
+    }
+    const bad = await apiJson(ts, 'GET', '/api/v1/events?types=device.credentials&changes=renamed');
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    assert.match(bad.body.error.message, /changes must be a comma-separated list of registered, secret, revoked, reinstated, deleted, unregistered; got renamed/);
+  });
+
   it('GET /fleet/search/count: how many devices the filters match, the registry without filters; a bad state refused', async () => {
     await registerAll(['api-cnt-1', 'api-cnt-2', 'api-cnt-3']);
     const revoked = await apiJson(ts, 'POST', '/api/v1/devices/api-cnt-2/revoke');

@@ -29,7 +29,8 @@ export function OverviewPage() {
   const overview = useApi<FleetOverview>('/fleet/overview');
   const recent = useApi<Page<RecentEvent>>('/events/recent?limit=15');
   // device.credentials: a revocation, reinstatement or deletion (recent events, the counts)
-  useLiveReload({ types: 'job.changed,job.deleted,device.presence,device.credentials' }, [overview, recent], 2000);
+  // (those changes only: a bulk registration is not 100,000 events to each open overview)
+  useLiveReload({ types: 'job.changed,job.deleted,device.presence,device.credentials', changes: 'revoked,reinstated,deleted,unregistered' }, [overview, recent], 2000);
   usePoll([overview, recent], 5000);
   const o = overview.data;
   return (

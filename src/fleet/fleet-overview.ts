@@ -96,15 +96,22 @@ export class FleetOverviewSource {
         if (!seen || outcomeOf(e).at > outcomeOf(seen).at) latest.set(e.deviceId, e);
       }
     }
-    // their executions of the other recent jobs, read together: a success after the failure clears it
+    // their executions of the other recent jobs, read together: the device's latest outcome
+    // among them decides. A success after the failure clears it; a failure after it (of a job
+    // whose first failures did not reach this device) is the one named (review of ea04977: the
+    // row named the older job)
     const keys = [...latest.values()].flatMap((f) => jobs.filter((j) => j.jobId !== f.jobId).map((j) => ({ jobId: j.jobId, deviceId: f.deviceId })));
+    const last = new Map<string, ExecutionRecord>(latest);
     for (let i = 0; i < keys.length; i += KEYS_PER_READ) {
       for (const e of await store.getExecutions(keys.slice(i, i + KEYS_PER_READ))) {
-        if (!e) continue;
-        const failure = latest.get(e.deviceId);
-        const outcome = outcomeOf(e);
-        if (failure && outcome.succeeded && outcome.at > outcomeOf(failure).at) latest.delete(e.deviceId);
+        if (!e || !(outcomeOf(e).succeeded || (FAILED_STATES as readonly string[]).includes(e.status))) continue;
+        const held = last.get(e.deviceId);
+        if (held && outcomeOf(e).at > outcomeOf(held).at) last.set(e.deviceId, e);
       }
+    }
+    for (const [deviceId, e] of last) {
+      if (outcomeOf(e).succeeded) latest.delete(deviceId);
+      else latest.set(deviceId, e);
     }
     const out: FailingDevice[] = [];
     for (const e of latest.values()) {

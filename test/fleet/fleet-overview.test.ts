@@ -56,4 +56,21 @@ describe('FleetOverviewSource', () => {
     await source.get();
     assert.equal(computed(), 2);
   });
+
+  it("names a device's latest failed job, also one whose first failures by device id did not reach it; a later success clears it", async () => {
+    const t0 = 1_700_000_000_000;
+    const exec = (jobId: string, deviceId: string, status: 'FAILED' | 'SUCCEEDED', at: number) => ({ jobId, deviceId, status, details: { error: `${jobId} broke` }, queuedAt: at - 10, updatedAt: at, version: 1 });
+    await store.createJob({ jobId: 'ov-old', artifactName: 'fw', artifactVersion: '1', status: 'COMPLETED', createdAt: t0 }, [exec('ov-old', 'zz-dev', 'FAILED', t0 + 1000), exec('ov-old', 'zz-fixed', 'FAILED', t0 + 1000)]);
+    // 20 earlier failures by device id first: ov-new's own candidates stop before zz-dev
+    const firstTwenty = Array.from({ length: 20 }, (_, i) => exec('ov-new', `aa-${String(i).padStart(2, '0')}`, 'FAILED', t0 + 500));
+    await store.createJob({ jobId: 'ov-new', artifactName: 'fw', artifactVersion: '2', status: 'COMPLETED', createdAt: t0 + 2000 }, [...firstTwenty, exec('ov-new', 'zz-dev', 'FAILED', t0 + 9000), exec('ov-new', 'zz-fixed', 'SUCCEEDED', t0 + 9000)]);
+    const source = new FleetOverviewSource({ store, fleet: new FleetView({ store, onlineCount: () => 0 }), ttlMs: 0 });
+    const o = await source.get();
+    const row = o.failing.find((f) => f.deviceId === 'zz-dev');
+    assert.ok(row, `zz-dev listed: ${o.failing.map((f) => f.deviceId).join(' ')}`);
+    // until the review of ea04977 the row named ov-old, its failure read among ov-old's first 20
+    assert.deepEqual([row.jobId, row.updatedAt], ['ov-new', t0 + 9000], 'named by the job it failed last');
+    assert.equal(o.failing[0]?.deviceId, 'zz-dev', 'the newest failure first');
+    assert.equal(o.failing.find((f) => f.deviceId === 'zz-fixed'), undefined, 'zz-fixed succeeded since: not listed');
+  });
 });

@@ -24,7 +24,8 @@
  * end (it ends within a day of the current certificate) nothing is issued: the new one would
  * end no later (409).
  */
-import { verify } from 'node:crypto';
+import { verify, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { routeRequests, type InboundMessage, type MessageBus } from '../broker/message-bus.ts';
 import { answerDeviceRequest, requestBody } from '../broker/device-request.ts';
 import { UpdraftError } from '../errors.ts';
@@ -36,6 +37,9 @@ import { rememberLru } from '../util/lru.ts';
 import { NotYetLog } from './not-yet-log.ts';
 import type { CertificateAuthority } from './certificate-authority.ts';
 import { recordIssued } from './revocation-list.ts';
+
+/** crypto.verify's callback form: OpenSSL on libuv's thread pool. */
+const verifyOffThread = promisify(verify) as (algorithm: string, data: Buffer, key: KeyObject, signature: Buffer) => Promise<boolean>;
 
 const DAY_MS = 86_400_000;
 
@@ -131,12 +135,8 @@ export class CertificateRenewal {
     // as at CONNECT (broker/registry-authenticator.ts): a certificate is for the registration it
     // was issued to, not for a device registered later under the same id (whole seconds)
     if (current.issuedAt + 1000 <= device.createdAt) throw new UpdraftError('FORBIDDEN', 'the current certificate was issued before this device was registered (to an earlier device of this id)');
-    let proven = false;
-    try {
-      proven = verify('sha256', Buffer.from(csr as string, 'utf8'), current.key, Buffer.from(signature as string, 'base64'));
-    } catch {
-      proven = false;
-    }
+    // on the thread pool, as the request's own signature and the new certificate's (certificate-authority.ts)
+    const proven = await verifyOffThread('sha256', Buffer.from(csr as string, 'utf8'), current.key, Buffer.from(signature as string, 'base64')).catch(() => false);
     if (!proven) throw new UpdraftError('FORBIDDEN', "the request is not signed by the current certificate's key");
     // an agent whose --ca names a successor of its certificate's CA asks before its certificate
     // is due (agent/certificate-renewer.ts): while this server still issues from that CA (the

@@ -3,9 +3,10 @@
  * not the tab, and it never goes into a URL (URLs end up in logs and history).
  *
  * What the token may do is the server's answer (`GET /api/v1/whoami`), held in memory only: the
- * sign-in form gives it, and a page loaded with a token already stored asks for it before
- * showing anything (app.tsx). A role kept in storage could disagree with the token (a viewer
- * token put there by hand showed every operator control).
+ * sign-in form gives it, and a page loaded with a token already stored asks for it as it loads,
+ * beside the page's own requests; no operator control shows before the answer (app.tsx,
+ * hooks.ts useReadOnly). A role kept in storage could disagree with the token (a viewer token
+ * put there by hand showed every operator control).
  */
 const KEY = 'updraft.operatorToken';
 const listeners = new Set<() => void>();

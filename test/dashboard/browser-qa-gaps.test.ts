@@ -100,6 +100,16 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       for (const want of ['60 devices listed', 'Wave 1: up to 100% of the targets', 'at most 6,000 commands a minute', 'at most 500 devices with a command and no outcome', 'FAILED at 99% or more once 60 finished', '7,200 s (2 h)', '600 s (10 min)', 'up to 2 on TIMED_OUT', 'refused']) {
         assert.ok(settings.includes(want), `settings say "${want}": ${settings}`);
       }
+      // a last wave whose size reads smaller than the rest: said to take every device left
+      const waved = await apiJson(ts, 'POST', '/api/v1/jobs', { artifact: 'jp-fw@1.0.0', targets: { devices: ids.slice(0, 20) }, plan: { waves: [{ count: 10 }, { count: 5 }] } });
+      assert.equal(waved.status, 201, JSON.stringify(waved.body));
+      await page.goto(`${ts.httpUrl}/jobs/${waved.body.job.jobId as string}`);
+      const wavedSettings = await page.getByTestId('job-settings').innerText();
+      for (const want of ['Wave 1: 10 devices', 'Wave 2: 5 devices, as the last wave every device left']) assert.ok(wavedSettings.includes(want), `settings say "${want}": ${wavedSettings}`);
+      const cancel = await apiJson(ts, 'POST', `/api/v1/jobs/${waved.body.job.jobId as string}/cancel`, {});
+      assert.ok(cancel.status < 300, JSON.stringify(cancel.body));
+      await page.goto(`${ts.httpUrl}/jobs/${jobId}`);
+      await page.getByRole('heading', { level: 1 }).filter({ hasText: 'COMPLETED' }).waitFor();
       // every execution: 50 a page, the 60 of them
       const table = page.getByTestId('executions-table');
       await page.getByTestId('executions-range').filter({ hasText: '1–50 of 60' }).waitFor();

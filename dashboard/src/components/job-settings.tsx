@@ -18,7 +18,9 @@ function seconds(s: number): string {
 
 /** One wave as the operator wrote it: its size, threshold and approval. */
 function wave(w: NonNullable<NonNullable<JobSpec['plan']>['waves']>[number], i: number, last: boolean): string {
-  const size = w.count !== undefined ? `${count(w.count)} device${w.count === 1 ? '' : 's'}` : w.percent !== undefined ? `up to ${w.percent}% of the targets` : last ? 'the rest' : 'size not given';
+  const written = w.count !== undefined ? `${count(w.count)} device${w.count === 1 ? '' : 's'}` : w.percent !== undefined ? `up to ${w.percent}% of the targets` : last ? 'the rest' : 'size not given';
+  // the last wave takes the rest whatever its size says (jobs/rollout-math.ts): said where it could read otherwise
+  const size = last && (w.count !== undefined || (w.percent !== undefined && w.percent < 100)) ? `${written}, as the last wave every device left` : written;
   const threshold = w.successThreshold !== undefined && !last ? `, next wave once ${w.successThreshold}% of its finished devices succeeded` : '';
   return `Wave ${i + 1}: ${size}${threshold}${w.requireApproval ? ', then waits for approval' : ''}`;
 }

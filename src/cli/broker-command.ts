@@ -12,7 +12,7 @@
  * valid) as the device listener's cafile, so Mosquitto accepts what the embedded broker would,
  * and `crl.pem` as its crlfile: deleted devices' certificates (cli/mosquitto-crl.ts).
  */
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSecrets, type MosquittoListeners, type RegisteredDevice } from '../broker/mosquitto-config.ts';
@@ -29,12 +29,17 @@ import { brokerCredentials } from './broker-credentials.ts';
 import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup } from './broker-file-group.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
-import { CRL_FILE, coveringBundle, crlFromServer, crlOffline, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
+import { CLIENT_CA_FILE, CRL_FILE, coveringBundle, crlFromServer, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
 import { makeOutputDir } from './output-file.ts';
 
 /** The PKI (node-forge) loaded only when a CA bundle is asked for: `updraft --help` and the API commands load none (test/cli/cli-startup.test.ts). */
 async function readClientCaBundle(dataDir: string): Promise<ClientCaBundle> {
   return (await import('../pki/certificate-authority.ts')).readClientCaBundle(dataDir);
+}
+
+/** `--offline`: the CRL made here from `dataDir`'s CAs (their keys included) and the store's revoked certificates. */
+async function crlOffline(dataDir: string, revoked: DeviceCertificateRecord[]): Promise<CrlOutcome> {
+  return (await import('../pki/revocation-list.ts')).crlFile(dataDir, revoked);
 }
 
 interface Options extends ApiOptions {
@@ -74,7 +79,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--tls-cert <file>', 'server certificate (PEM) for the device listener')
     .option('--tls-key <file>', 'server private key (PEM) for the device listener')
     .option('--tls-ca <file>', "the device listener's cafile (PEM): Mosquitto asks for no client certificate with it alone, devices log in with their passwords; for certificate logins use --updraft-ca")
-    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device's certificate still gets in, but the acl denies it every topic; a deleted one's is refused by crl.pem, the listener's crlfile, for certificates issued since 2026-12-06: docs/security.md); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile, and crl.pem (valid 90 days: regenerate and reload before then; Mosquitto rereads it on SIGHUP); regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
+    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device's certificate still gets in, but the acl denies it every topic; a deleted one's is refused by crl.pem, the listener's crlfile, for certificates issued since 2026-12-06: docs/security.md); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile, and crl.pem (one CRL per CA, valid as long as its CA; regenerate and reload after deletions: Mosquitto rereads it on SIGHUP); regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
     .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
@@ -121,6 +126,7 @@ export function addBrokerCommands(program: Command): void {
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         let clientCaWritten = false;
         let crlNamed = false; // mosquitto.conf names crl.pem
+        let crlOnDisk: CrlOutcome | undefined; // the CRL last written to crl.pem
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
         const writeCompanions = async (companions: { crl: boolean }) => {
           if (clientCa !== undefined) {
@@ -135,6 +141,7 @@ export function addBrokerCommands(program: Command): void {
           logger.info('wrote mosquitto.conf', { dir });
         };
         logger.info('keeping passwd and acl current (mosquitto.conf is written after them)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
+        if (caDir !== undefined && opts.reloadCommand === undefined) logger.warn(`no --reload-command: Mosquitto rereads passwd, acl and ${CRL_FILE} only on a reload (kill -HUP), so the files kept here change nothing it does until it is reloaded or restarted; give --reload-command (e.g. "systemctl reload mosquitto")`);
         const unreadable = rootWithoutGroupWarning(path.join(dir, 'passwd'), group);
         if (unreadable) logger.warn(unreadable);
         const ctl = new AbortController();
@@ -172,6 +179,7 @@ export function addBrokerCommands(program: Command): void {
             const covering = coveringBundle(await crlFromServer(api, false), next.pem);
             if (!covering.ok) return await nameCrl(false, covering.reason);
             await writeFileAtomic(path.join(dir, CRL_FILE), covering.pem, 0o644);
+            crlOnDisk = covering;
             logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
           } catch (err) {
             await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
@@ -183,11 +191,24 @@ export function addBrokerCommands(program: Command): void {
             ? {
                 file: path.join(dir, CRL_FILE),
                 fetch: async () => {
-                  const covering = coveringBundle(await crlFromServer(api, false), (clientCa ?? (await readClientCaBundle(caDir!))).pem);
+                  const bundle = clientCa ?? (await readClientCaBundle(caDir!));
+                  let fetched: CrlOutcome;
+                  try {
+                    fetched = await crlFromServer(api, false);
+                  } catch (err) {
+                    // crl.pem stays as it was: still named while it covers every CA of client-ca.crt
+                    if (crlOnDisk === undefined || !coveringBundle(crlOnDisk, bundle.pem).ok) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);
+                    throw err;
+                  }
+                  const covering = coveringBundle(fetched, bundle.pem);
                   if (!covering.ok) await nameCrl(false, covering.reason);
                   return covering;
                 },
-                onWritten: () => nameCrl(true),
+                // crl.pem holds a covering CRL (written now, or the same as before): named, whether or not it changed
+                onCurrent: async (current: CrlOutcome) => {
+                  crlOnDisk = current;
+                  await nameCrl(true);
+                },
               }
             : undefined;
         await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, ...(group ? { passwdGroup: group } : {}), writeCompanions, ...(crl ? { crl } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
@@ -200,6 +221,7 @@ export function addBrokerCommands(program: Command): void {
       let passwd: ReturnType<typeof mosquittoPasswd>;
       let from: string;
       let crl: CrlOutcome | undefined;
+      let crlRemoved = false;
       try {
         const read: { token: string; devices: RegisteredDevice[]; from: string; revokedCertificates?: DeviceCertificateRecord[] } = api ? await online(api) : await offlineCredentials(opts, { revokedCertificates: clientCa !== undefined });
         from = read.from;
@@ -211,7 +233,12 @@ export function addBrokerCommands(program: Command): void {
           await outDir.write(CLIENT_CA_FILE, clientCa.pem, 0o644);
           crl = coveringBundle(api ? await crlFromServer(api) : await crlOffline(caDir!, read.revokedCertificates ?? []), clientCa.pem);
           if (crl.ok) await outDir.write(CRL_FILE, crl.pem, 0o644);
-          else await rm(path.join(dir, CRL_FILE), { force: true }); // an earlier run's, which mosquitto.conf no longer names
+          else {
+            // an earlier run's, which mosquitto.conf no longer names; a Mosquitto started on
+            // that earlier configuration still does, and fails to reload its certificates without it
+            crlRemoved = await stat(path.join(dir, CRL_FILE)).then(() => true, () => false);
+            await rm(path.join(dir, CRL_FILE), { force: true });
+          }
         }
         await outDir.write('acl', mosquittoAcl(passwd.revoked), 0o644);
         await outDir.write('mosquitto.conf', confWith(crl?.ok === true), 0o644);
@@ -223,6 +250,7 @@ export function addBrokerCommands(program: Command): void {
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl${clientCa ? `, ${CLIENT_CA_FILE}` : ''}${crl?.ok ? `, ${CRL_FILE}` : ''}: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
       if (clientCa) out.write(`${clientCaSummary(clientCa)}\n`);
       if (crl) out.write(`${crlSummary(crl)}\n`);
+      if (crlRemoved) out.write(`removed the earlier ${CRL_FILE}: restart Mosquitto on the new mosquitto.conf (which names no crlfile); a reload (kill -HUP) is not enough, one started on the earlier configuration still names ${CRL_FILE} and fails to reload its certificates without it\n`);
       if (passwd.revoked.length) out.write(`left out ${passwd.revoked.length} revoked devices (and denied every topic in acl: a client certificate login gets nothing either)\n`);
       if (passwd.unnamable.length) out.write(`left out ${passwd.unnamable.length} devices whose id holds ':' (${COLON_ID_REASON}) or is "operator" (reserved: the operators' user name): ${passwd.unnamable.slice(0, 20).join(', ')}${passwd.unnamable.length > 20 ? ', ...' : ''}\n`);
       if (passwd.missing.length) out.write(`no broker hash and no secret for ${passwd.missing.length} devices registered before hashes were kept (not admitted; add them to --secrets or rotate their secrets): ${passwd.missing.slice(0, 20).join(', ')}${passwd.missing.length > 20 ? ', ...' : ''}\n`);
@@ -257,9 +285,6 @@ async function readSecrets(file: string): Promise<Map<string, string>> {
   }
   return parseSecrets(text, `--secrets ${file}`);
 }
-
-/** The file of `--updraft-ca` in --out: the device listener's cafile. */
-const CLIENT_CA_FILE = 'client-ca.crt';
 
 /** The data directory whose pki/ `--updraft-ca` reads: the server's own settings with --offline, else as the token file's. */
 function updraftCaDataDir(opts: Options): string {

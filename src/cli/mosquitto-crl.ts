@@ -7,11 +7,12 @@
  */
 import { X509Certificate, createHash } from 'node:crypto';
 import type { UpdraftError } from '../errors.ts';
-import type { DeviceCertificateRecord } from '../store/state-store.ts';
 import type { ApiClient } from './api-client.ts';
 
 /** The crlfile's name in --out. */
 export const CRL_FILE = 'crl.pem';
+/** The device listener's cafile in --out (`--updraft-ca`: Updraft's CAs, cli/broker-command.ts writes it). */
+export const CLIENT_CA_FILE = 'client-ca.crt';
 
 /** A CRL file made, or why none is. */
 export type CrlOutcome = { ok: true; pem: string; nextUpdate: number; revoked: number; cas: number; digest: string; issuers: string[] } | { ok: false; reason: string };
@@ -33,13 +34,6 @@ export async function crlFromServer(api: ApiClient, retry = true): Promise<CrlOu
   }
 }
 
-/** The CRL made here from `dataDir`'s CAs (their keys included) and the store's revoked certificates. */
-export async function crlOffline(dataDir: string, revoked: DeviceCertificateRecord[]): Promise<CrlOutcome> {
-  const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded only to run
-  const file = await crlFile(dataDir, revoked);
-  return file;
-}
-
 /**
  * `crl` when it has a CRL for every CA of `clientCaPem` (the cafile written beside it, read
  * from the local --data-dir, which may not be the server's copy of pki/); otherwise
@@ -50,14 +44,11 @@ export function coveringBundle(crl: CrlOutcome, clientCaPem: string): CrlOutcome
   const cas = clientCaPem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
   const missing = cas.map((pem) => new X509Certificate(pem)).filter((x) => !crl.issuers.includes(createHash('sha256').update(x.raw).digest('hex')));
   if (missing.length === 0) return crl;
-  return { ok: false, reason: `the CRL has none for ${missing.map((x) => x.subject.replace(/\n/g, ', ')).join(' and ')} of ${CLIENT_CA_FILE_NAME}: the server's CAs differ from --data-dir's pki/ (copy the server's pki/ certificates there, after a rollover or drop-previous)` };
+  return { ok: false, reason: `the CRL has none for ${missing.map((x) => x.subject.replace(/\n/g, ', ')).join(' and ')} of ${CLIENT_CA_FILE}: the server's CAs differ from --data-dir's pki/ (copy the server's pki/ certificates there, after a rollover or drop-previous)` };
 }
-
-/** The cafile's name in --out (cli/broker-command.ts writes it). */
-const CLIENT_CA_FILE_NAME = 'client-ca.crt';
 
 /** One line on the crlfile written, or on its absence. */
 export function crlSummary(c: CrlOutcome): string {
   if (!c.ok) return `no ${CRL_FILE} (a deleted device's certificate still gets into Mosquitto): ${c.reason}`;
-  return `${CRL_FILE}: ${c.revoked} certificate(s) of deleted devices revoked, one CRL for each of ${c.cas} CA(s), valid until ${new Date(c.nextUpdate).toISOString()}: regenerate and reload Mosquitto (kill -HUP: it rereads the crlfile) after each deletion and before then (or keep it current with --watch)`;
+  return `${CRL_FILE}: ${c.revoked} certificate(s) of deleted devices revoked, one CRL for each of ${c.cas} CA(s), valid as long as its CA (until ${new Date(c.nextUpdate).toISOString()}): regenerate and reload Mosquitto (kill -HUP: it rereads the crlfile) after each deletion (or keep it current with --watch --reload-command)`;
 }

@@ -19,7 +19,9 @@
  *   silent for longer than three heartbeats is taken for dead (a half-open connection) and
  *   opened again.
  * - A failed read leaves the file as it was (never a partial listing) and is tried again
- *   with backoff; a failed reload is tried again at the next pass.
+ *   with backoff; a failed reload is tried again at the next pass. A CRL that cannot be
+ *   fetched leaves crl.pem as it was and is tried again with its own backoff: the password
+ *   file, mosquitto.conf and the reload go on without it.
  * - A refused token (401) ends the watch with an error: it will not come right by waiting.
  */
 import path from 'node:path';
@@ -58,11 +60,12 @@ export interface MosquittoWatchOptions {
    * The crlfile to keep (`crl`, certificate logins: deleted devices' certificates,
    * pki/revocation-list.ts), from `fetch` (the server's `GET /api/v1/broker/crl`): read before
    * the companions are written (which name it only if it was), again after each deletion and
-   * each full read, written and reloaded when its revocations changed, and rewritten at least
-   * every `CRL_REWRITE_MS` so that it never reaches its nextUpdate (Mosquitto 2.0 rereads the
-   * crlfile on SIGHUP; OpenSSL refuses every certificate of a CA whose CRL is past it).
+   * each full read, written and reloaded when its revocations changed, and rewritten every
+   * `CRL_REWRITE_MS` (Mosquitto 2.0 rereads the crlfile on SIGHUP). `onCurrent` after each
+   * fetch whose CRL the file holds (written now, or the same revocations as before). A fetch
+   * that throws leaves the file as it was, and is tried again with backoff.
    */
-  crl?: { file: string; fetch: () => Promise<CrlOutcome>; onWritten?: () => Promise<void> };
+  crl?: { file: string; fetch: () => Promise<CrlOutcome>; onCurrent?: (crl: CrlOutcome) => Promise<void> };
   /** Run with `/bin/sh -c` after each change of the file; none: the file is only written. */
   reloadCommand?: string;
   /** A full read of the registry at least this often, in ms (default 10 minutes). */
@@ -80,7 +83,11 @@ const MAX_BACKOFF_MS = 30_000;
 /** Said of devices left out for their id (`mosquittoUserNameDefect`). */
 const UNNAMABLE = `devices whose id holds ':', or is "operator" (reserved), are not admitted: ${COLON_ID_REASON}`;
 const RELOAD_TIMEOUT_MS = 30_000;
-/** The crlfile is rewritten (and the broker reloaded) at least daily, far within its 90 days (revocation-list.ts CRL_VALIDITY_MS). */
+/**
+ * The crlfile is rewritten (and the broker reloaded) at least daily. Not needed for its
+ * validity (a CRL lives as long as its CA, revocation-list.ts), but harmless, and it leaves
+ * out the expired certificates of deleted devices.
+ */
 const CRL_REWRITE_MS = 86_400_000;
 /**
  * Two CRLs fetched at least this far apart: OpenSSL keeps every CRL Mosquitto loaded and takes
@@ -107,6 +114,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let crlWrittenAt = 0;
   let crlFetchedAt = 0;
   let crlSaid: string | undefined;
+  // a CRL fetch that threw: tried again from crlRetryAt, with its own backoff
+  let crlRetryAt = 0;
+  let crlBackoff = 1_000;
   let fatal: Error | undefined;
   // ends the stream and every wait: aborted by the caller, or a refused token
   const stop = new AbortController();
@@ -176,27 +186,43 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
 
   /**
    * Fetches the CRL and writes it when its revocations changed or `fresh` asks (true: written,
-   * a reload owed). A CRL that cannot be made leaves the file as it was, said once per reason;
-   * a failed fetch throws, and is tried again with the pass.
+   * a reload owed). A CRL that cannot be made leaves the file as it was, said once per reason.
+   * A fetch that throws (a 500, the network) leaves it as it was too, said, and is tried again
+   * from `crlRetryAt`: it does not stop the pass (the password file, mosquitto.conf, the
+   * reload). Only a refused token (401) is thrown.
    */
   const keepCrl = async (fresh: boolean): Promise<boolean> => {
     const wait = crlFetchedAt + CRL_SPACING_MS - Date.now();
     if (wait > 0) await nap(wait, false);
     crlFetchedAt = Date.now();
-    const crl = await o.crl!.fetch();
+    let crl: CrlOutcome;
+    try {
+      crl = await o.crl!.fetch();
+    } catch (err) {
+      if ((err as UpdraftError).status === 401) throw err;
+      o.logger.warn(`could not fetch the CRL; ${path.basename(o.crl!.file)} stays as it was, retrying`, { error: (err as Error).message, retryInMs: crlBackoff });
+      crlRetryAt = Date.now() + crlBackoff;
+      crlBackoff = Math.min(crlBackoff * 2, MAX_BACKOFF_MS);
+      return false;
+    }
+    crlRetryAt = 0;
+    crlBackoff = 1_000;
     if (!crl.ok) {
       if (crlSaid !== crl.reason) o.logger.warn(`no ${path.basename(o.crl!.file)} can be made; the file stays as it was${crlWrittenAt > 0 ? '' : ' (none: mosquitto.conf names no crlfile, a deleted device\'s certificate gets into Mosquitto)'}`, { reason: crl.reason });
       crlSaid = crl.reason;
       return false;
     }
     crlSaid = undefined;
-    if (crl.digest === crlDigest && !fresh) return false;
+    if (crl.digest === crlDigest && !fresh) {
+      await o.crl!.onCurrent?.(crl);
+      return false;
+    }
     await writeFileAtomic(o.crl!.file, crl.pem, 0o644);
     const changed = crl.digest !== crlDigest;
     crlDigest = crl.digest;
     crlWrittenAt = Date.now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten before its nextUpdate', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
-    await o.crl!.onWritten?.();
+    await o.crl!.onCurrent?.(crl);
     return true;
   };
 
@@ -208,8 +234,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   while (!stop.signal.aborted) {
     const full = needFull || Date.now() >= lastFull + resyncMs;
     const crlDue = o.crl !== undefined && crlWrittenAt > 0 && Date.now() >= crlWrittenAt + CRL_REWRITE_MS;
-    if (!full && pending.size === 0 && !reloadOwed && !companionsOwed && !crlOwed && !crlDue) {
-      const crlNext = o.crl !== undefined && crlWrittenAt > 0 ? crlWrittenAt + CRL_REWRITE_MS : Infinity;
+    // a CRL owed waits for its retry time after a failed fetch
+    const crlNow = (crlOwed || crlDue) && Date.now() >= crlRetryAt;
+    if (!full && pending.size === 0 && !reloadOwed && !companionsOwed && !crlNow) {
+      const crlNext = o.crl === undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(crlWrittenAt + CRL_REWRITE_MS, crlRetryAt) : Infinity;
       await nap(Math.min(lastFull + resyncMs, crlNext) - Date.now(), true);
       // gather the rest of a burst (a bulk registration) into one write and one reload
       if (pending.size > 0 && !needFull) await nap(settleMs, false);
@@ -266,9 +294,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
           o.logger.info('acl written', { file: o.aclFile, revoked: revoked.length });
         }
       }
-      if (o.crl !== undefined && (crlOwed || crlDue)) {
-        if (await keepCrl(crlDue)) reloadOwed = o.reloadCommand !== undefined;
-        crlOwed = false;
+      if (o.crl !== undefined && crlNow) {
+        const wrote = await keepCrl(crlDue);
+        crlOwed = crlRetryAt > 0; // the fetch failed: owed again, from crlRetryAt
+        if (wrote) reloadOwed = o.reloadCommand !== undefined;
       }
       if (companionsOwed && written !== undefined) {
         await o.writeCompanions!({ crl: crlWrittenAt > 0 });

@@ -6,11 +6,13 @@
  * out: what `mosquitto-config --watch` asks after `device.credentials` events. Behind the
  * operator token like every `/api/` route; the hashes are of 256-bit random secrets, so they
  * cannot be turned back into them, but they are still kept out of every other view of a
- * device. `GET /api/v1/broker/crl`: the CRL of deleted devices' certificates (pki/revocation-list.ts).
+ * device. `GET /api/v1/broker/crl`: the CRL of deleted devices' certificates (pki/revocation-list.ts),
+ * operator only too.
  */
 import { UpdraftError } from '../errors.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
+import type { CrlFile } from '../pki/revocation-list.ts';
 import type { DeviceRecord, StateStore } from '../store/state-store.ts';
 import { intParam } from './paging.ts';
 import { sendJson } from './respond.ts';
@@ -28,11 +30,17 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
   // the crlfile of an external Mosquitto with certificate logins (mosquitto-config --updraft-ca):
   // signed here, where the CA keys are, so the broker's host needs none. 409 when it cannot be
   // made without locking devices out (a previous CA whose key is gone: pki/revocation-list.ts)
+  // Behind the operator token (http-server.ts OPERATOR_READS: a viewer reads no broker file).
+  // The last list made is kept: the same revocations (the digest) give it back without new
+  // RSA signatures; new ones are issued at least a second later, so OpenSSL takes them.
+  let last: CrlFile | undefined;
   router.add('GET', '/api/v1/broker/crl', async ({ res }) => {
     const now = Date.now();
     const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
-    const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now);
+    const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now, last);
     if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
+    // a later list than the one kept (two requests at once: the one made last may be the older)
+    if (!last?.ok || file.issuedAt >= last.issuedAt) last = file;
     sendJson(res, 200, { crl: file.pem, nextUpdate: new Date(file.nextUpdate).toISOString(), revoked: file.revoked, cas: file.cas, digest: file.digest, issuers: file.issuers });
   });
 

@@ -16,8 +16,8 @@ import type { AuditNote, Caller, Router } from './router.ts';
 
 /** POSTs that change nothing (they carry a request body to read against): not changes, so not audited or counted as such. */
 const READS_BY_POST = new Set(['/api/v1/jobs/preview']);
-/** Reads that hand out secrets (the broker's password hashes) or manage tokens: the operator's only. */
-const OPERATOR_READS = ['/api/v1/broker/credentials', '/api/v1/viewer-tokens', '/api/v1/operator-tokens'];
+/** Reads that hand out secrets (the broker's password hashes), the broker's CRL (signed on each change: not for every dashboard) or manage tokens: the operator's only. */
+const OPERATOR_READS = ['/api/v1/broker/credentials', '/api/v1/broker/crl', '/api/v1/viewer-tokens', '/api/v1/operator-tokens'];
 
 /** True when a read-only viewer token may make this call (`server/named-tokens.ts`). */
 export function viewerMay(method: string, pathname: string): boolean {

@@ -71,13 +71,13 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
     if (device.revoked) throw new UpdraftError('CONFLICT', `device ${deviceId} is revoked; reinstate it first (updraft device reinstate ${deviceId}): a new secret does not lift a revocation`);
     if (typeof body.csr === 'string') {
       const issued = await deps.ca.issueDeviceCertificateFromRequest(deviceId, body.csr);
-      await recordIssued(deps.store, deviceId, issued.certificate, deps.ca.certificate);
+      await recordIssued(deps.store, deviceId, issued.certificate, deps.ca.certificate, deps.logger);
       deps.logger.info('device certificate issued for its own key', { deviceId });
       sendJson(res, 201, { deviceId, certificate: issued.certificate, ca: deps.ca.certificate });
       return;
     }
     const issued = await deps.ca.issueDeviceCertificate(deviceId);
-    await recordIssued(deps.store, deviceId, issued.certificate, deps.ca.certificate);
+    await recordIssued(deps.store, deviceId, issued.certificate, deps.ca.certificate, deps.logger);
     deps.logger.info('device certificate issued', { deviceId });
     sendJson(res, 201, { deviceId, certificate: issued.certificate, privateKey: issued.privateKey, ca: deps.ca.certificate });
   });

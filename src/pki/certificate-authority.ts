@@ -358,7 +358,7 @@ export class CertificateAuthority {
 }
 
 /** Reads `file`, undefined when it does not exist; CONFIG naming it otherwise. */
-async function readOptional(file: string): Promise<string | undefined> {
+export async function readOptional(file: string): Promise<string | undefined> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
@@ -443,7 +443,7 @@ function joinPem(a: string, b: string): string {
 }
 
 /** True when the certificate `pem` is valid at `nowMs` (its start allowing for clock skew, as `trustsPrevious`). */
-function validAt(pem: string, nowMs: number): boolean {
+export function validAt(pem: string, nowMs: number): boolean {
   const x = new X509Certificate(pem);
   return Date.parse(x.validFrom) - SKEW_MS <= nowMs && nowMs < Date.parse(x.validTo);
 }

@@ -10,29 +10,20 @@
  *
  * OpenSSL's CRL check (what Mosquitto turns on with `crlfile`) wants a CRL from the issuer of
  * every leaf certificate it verifies and refuses the connection without one, or with one past
- * its nextUpdate. So the file holds one CRL per CA whose certificates are accepted: the
+ * its nextUpdate, or one whose thisUpdate is ahead of its own clock. So each CRL lives as long
+ * as its CA (nextUpdate is the CA's notAfter) and starts a day early (thisUpdate backdated by
+ * BACKDATE_MS, as the CA's certificates are); and the file holds one CRL per CA whose certificates are accepted: the
  * current CA's and, during a rollover, the previous CA's, signed with its key, which a
  * rollover keeps as `pki/previous-ca.key` until `drop-previous` for that reason only. A
  * previous CA whose key is gone (a rollover before 2026-12-06) gets no CRL, and then no CRL
  * is written at all (`crlFile` says why): a crlfile would lock out its devices.
  */
 import { X509Certificate, createHash, createPrivateKey, sign, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import forge from 'node-forge';
 import { UpdraftError } from '../errors.ts';
 import type { DeviceCertificateRecord, StateStore } from '../store/state-store.ts';
-import { SKEW_MS, caPaths } from './certificate-authority.ts';
-
-const DAY_MS = 86_400_000;
-
-/**
- * How long a CRL is valid (its nextUpdate): 90 days. OpenSSL refuses every certificate of a
- * CA whose CRL is past its nextUpdate (X509_V_ERR_CRL_HAS_EXPIRED): a file forgotten would
- * lock out the whole fleet, while a short validity buys nothing here (the file is Mosquitto's
- * own, nobody can replay an old one into it). `mosquitto-config --watch` rewrites it at every
- * deletion and every day; a one-off run says the date before which to run it again.
- */
-export const CRL_VALIDITY_MS = 90 * DAY_MS;
+import type { Logger } from '../util/logger.ts';
+import { BACKDATE_MS, SKEW_MS, caPaths, readOptional, validAt } from './certificate-authority.ts';
 
 /** One revoked certificate: its serial (hex) and when it was revoked (ms). */
 export interface RevokedEntry {
@@ -47,10 +38,21 @@ export interface CrlInput {
   /** The CA's private key. */
   caKey: KeyObject;
   entries: RevokedEntry[];
-  /** thisUpdate (ms); default now. */
-  now?: number;
-  /** nextUpdate - thisUpdate (ms); default CRL_VALIDITY_MS. */
-  validityMs?: number;
+  /**
+   * When the list is issued (ms), default now: its CRL number is this second, and its
+   * thisUpdate BACKDATE_MS earlier (a broker whose clock is behind the server's refused every
+   * certificate of the CA after each reload while thisUpdate was ahead of it: "CRL is not yet
+   * valid"). Successive lists keep the order of their issue times, which OpenSSL goes by.
+   */
+  issuedAt?: number;
+  /**
+   * nextUpdate (ms); default the CA's notAfter. OpenSSL refuses every certificate of a CA
+   * whose CRL is past its nextUpdate (X509_V_ERR_CRL_HAS_EXPIRED): a file not rewritten in
+   * time (a one-off run, a watch without reload, a server that cannot sign) locked out the
+   * whole fleet, while a shorter validity buys nothing here (the file is Mosquitto's own,
+   * nobody can replay an old one into it). So a CRL lives as long as its CA.
+   */
+  nextUpdate?: number;
 }
 
 const { asn1 } = forge;
@@ -101,8 +103,9 @@ const CESSATION_OF_OPERATION = 5;
 
 /** A CRL (PEM) of `entries`, issued and signed by the CA. */
 export function buildCrl(input: CrlInput): string {
-  const now = input.now ?? Date.now();
+  const issuedAt = input.issuedAt ?? Date.now();
   const ca = forge.pki.certificateFromPem(input.caCertificate);
+  const nextUpdate = input.nextUpdate ?? ca.validity.notAfter.getTime();
   const algorithm = asn1.create(U, T.SEQUENCE, true, [oid(SHA256_RSA), asn1.create(U, T.NULL, false, '')]);
   // sorted by serial: the same revocations make the same list, whatever order the store gave
   const entries = [...input.entries].sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
@@ -114,15 +117,15 @@ export function buildCrl(input: CrlInput): string {
     ]),
   );
   // RFC 5280 §5.2: a conforming CRL issuer includes the authority key identifier and a CRL
-  // number, increasing: the second of thisUpdate is (two lists of one second hold the same)
-  const crlNumber = serialInteger(Math.floor(now / 1000).toString(16));
+  // number, increasing: the second of issue is (two lists of one second hold the same)
+  const crlNumber = serialInteger(Math.floor(issuedAt / 1000).toString(16));
   const aki = asn1.create(U, T.SEQUENCE, true, [asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, false, keyIdentifier(ca))]);
   const tbs = asn1.create(U, T.SEQUENCE, true, [
     asn1.create(U, T.INTEGER, false, String.fromCharCode(1)), // v2
     algorithm,
     forge.pki.distinguishedNameToAsn1(ca.subject),
-    time(now),
-    time(now + (input.validityMs ?? CRL_VALIDITY_MS)),
+    time(issuedAt - BACKDATE_MS),
+    time(nextUpdate),
     // an empty list is left out, not written as an empty SEQUENCE (§5.1.2.6)
     ...(revoked.length > 0 ? [asn1.create(U, T.SEQUENCE, true, revoked)] : []),
     asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [asn1.create(U, T.SEQUENCE, true, [extension(AUTHORITY_KEY_ID, aki), extension(CRL_NUMBER, crlNumber)])]),
@@ -160,8 +163,10 @@ export type CrlFile =
       ok: true;
       /** One CRL per CA whose certificates are accepted, concatenated (PEM). */
       pem: string;
-      /** The earliest nextUpdate (ms): the file must be rewritten before it. */
+      /** The earliest nextUpdate (ms): the notAfter of the CA that expires first. */
       nextUpdate: number;
+      /** When the lists were issued (ms, a whole second; their thisUpdate is BACKDATE_MS earlier). */
+      issuedAt: number;
       /** How many serials are listed, and for how many CAs. */
       revoked: number;
       cas: number;
@@ -171,21 +176,6 @@ export type CrlFile =
       issuers: string[];
     }
   | { ok: false; reason: string };
-
-async function readOptional(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new UpdraftError('CONFIG', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** True when the certificate `pem` is valid at `nowMs` (its start allowing for clock skew). */
-function validAt(pem: string, nowMs: number): boolean {
-  const x = new X509Certificate(pem);
-  return Date.parse(x.validFrom) - SKEW_MS <= nowMs && nowMs < Date.parse(x.validTo);
-}
 
 function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
   const key = createPrivateKey(keyPem);
@@ -198,8 +188,11 @@ function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
  * it is valid, the previous CA of a rollover, each listing the `revoked` certificates it
  * issued that have not expired. `{ ok: false }` with the reason when the previous CA's key is
  * not kept: no file must be written then (OpenSSL would refuse that CA's devices).
+ * `last`, the file made before: returned as it is when the revocations are the same (no new
+ * signatures); otherwise the new lists are issued at least a second after it, so that OpenSSL,
+ * which keeps the CRL of the latest thisUpdate, takes them.
  */
-export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now()): Promise<CrlFile> {
+export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now(), last?: CrlFile): Promise<CrlFile> {
   const p = caPaths(dataDir);
   const [cert, key] = await Promise.all([readOptional(p.cert), readOptional(p.key)]);
   if (cert === undefined || key === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA with its key in ${p.dir}: start the server once, or make it: updraft ca init`);
@@ -212,17 +205,19 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
     }
     cas.push({ cert: previous, key: keyOf(previous, previousKey, p.previousKey) });
   }
-  let pem = '';
-  let listed = 0;
   const digest = createHash('sha256');
-  for (const ca of cas) {
+  const lists = cas.map((ca) => {
     const fingerprint = caFingerprint(ca.cert);
     const entries = revoked.filter((r) => r.issuer === fingerprint && r.notAfter > nowMs && r.revokedAt !== undefined).map((r) => ({ serial: r.serial, revokedAt: r.revokedAt! }));
-    listed += entries.length;
     digest.update(`${fingerprint}:${entries.map((e) => e.serial).sort().join(',')};`);
-    pem += buildCrl({ caCertificate: ca.cert, caKey: ca.key, entries, now: nowMs });
-  }
-  return { ok: true, pem, nextUpdate: Math.floor(nowMs / 1000) * 1000 + CRL_VALIDITY_MS, revoked: listed, cas: cas.length, digest: digest.digest('hex'), issuers: cas.map((c) => caFingerprint(c.cert)) };
+    return { ...ca, fingerprint, entries };
+  });
+  const hex = digest.digest('hex');
+  if (last?.ok && last.digest === hex) return last;
+  const issuedAt = Math.max(Math.floor(nowMs / 1000) * 1000, last?.ok ? last.issuedAt + 1000 : 0);
+  const pem = lists.map((l) => buildCrl({ caCertificate: l.cert, caKey: l.key, entries: l.entries, issuedAt })).join('');
+  const nextUpdate = Math.min(...lists.map((l) => Date.parse(new X509Certificate(l.cert).validTo)));
+  return { ok: true, pem, nextUpdate, issuedAt, revoked: lists.reduce((n, l) => n + l.entries.length, 0), cas: lists.length, digest: hex, issuers: lists.map((l) => l.fingerprint) };
 }
 
 /** Expired rows pruned after each recorded certificate: the table stays about the size of the valid certificates. */
@@ -231,9 +226,17 @@ const PRUNE_PER_ISSUE = 100;
 /**
  * Records `certificatePem`, issued to `deviceId` by the CA of `caPem`, before it is handed out
  * (a certificate the store does not know could never be revoked), then prunes a few expired
- * rows. Rejects when the store does: the certificate is then not given.
+ * rows. Rejects when the record fails: the certificate is then not given. The prune is
+ * housekeeping: its failure is a warning (to `logger`, else a process warning), the
+ * certificate recorded is still given.
  */
-export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, nowMs = Date.now()): Promise<void> {
+export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, logger?: Pick<Logger, 'warn'>, nowMs = Date.now()): Promise<void> {
   await store.recordDeviceCertificate(issuedRecord(deviceId, certificatePem, caPem));
-  await store.pruneExpiredCertificates(nowMs, PRUNE_PER_ISSUE);
+  try {
+    await store.pruneExpiredCertificates(nowMs, PRUNE_PER_ISSUE);
+  } catch (err) {
+    const msg = 'could not prune expired device certificates from the store (retried at the next issue)';
+    if (logger) logger.warn(msg, { error: (err as Error).message });
+    else process.emitWarning(`${msg}: ${(err as Error).message}`);
+  }
 }

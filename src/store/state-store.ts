@@ -238,7 +238,6 @@ export function countPage<T>(counts: T, rows: readonly { devices: number | strin
   return seen >= limit ? { counts, next: last } : { counts };
 }
 
-/** A registered device: identity, attributes and tags (for groups and queries), credential. */
 /** A device certificate Updraft issued (`StateStore.recordDeviceCertificate`). */
 export interface DeviceCertificateRecord {
   /** Serial number, lower-case hex as node:crypto's X509Certificate gives it. */
@@ -255,6 +254,7 @@ export interface DeviceCertificateRecord {
   revokedAt?: number;
 }
 
+/** A registered device: identity, attributes and tags (for groups and queries), credential. */
 export interface DeviceRecord {
   deviceId: string;
   /** Free-form attributes, e.g. `{ region: 'eu', model: 'x2' }`. */

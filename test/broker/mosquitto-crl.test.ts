@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -72,7 +73,7 @@ if (!found.ok) {
       const { stdout, conf } = await s.generate(['--updraft-ca']);
       const crlPath = path.join(s.out, 'crl.pem');
       assert.match(conf, new RegExp(`^crlfile ${crlPath}$`, 'm'), `the device listener names the crlfile: ${conf}`);
-      assert.match(stdout, /crl\.pem: 1 certificate\(s\) of deleted devices revoked, one CRL for each of 1 CA\(s\), valid until/, stdout);
+      assert.match(stdout, /crl\.pem: 1 certificate\(s\) of deleted devices revoked, one CRL for each of 1 CA\(s\), valid as long as its CA \(until [^)]+\)/, stdout);
       const crl = await readFile(crlPath, 'utf8');
       assert.match(crl, /^-----BEGIN X509 CRL-----/, 'a PEM CRL');
       const proc = await s.mosquitto();
@@ -92,6 +93,28 @@ if (!found.ok) {
       await eventually(async () => ((await s.connects('d-later', later)) === 'tls' ? true : undefined), 10_000, 'refused after the reload');
       assert.equal(await s.connects('d-gone', gone), 'tls', 'the first one still refused');
       assert.equal(await s.connects('d-kept', kept), undefined, 'the device not deleted still connects after the reload');
+    });
+
+    it("a CRL made by a server whose clock is ahead of the broker's is taken at the reload (thisUpdate backdated): no device locked out", async () => {
+      const s = await setup('updraft-mq-crl-skew-');
+      const ts = await startTestServer({ dataDir: s.dataDir });
+      const kept = await enrol(ts, 's-kept');
+      const later = await enrol(ts, 's-later');
+      await ts.stop();
+      await s.generate(['--updraft-ca']);
+      const proc = await s.mosquitto();
+      assert.equal(await s.connects('s-kept', kept), undefined, 'connects on the first CRL');
+      // the server's clock 2 minutes ahead of the broker's: the CRL it makes, listing s-later, then a SIGHUP
+      const { crlFile, issuedRecord } = await import('../../src/pki/revocation-list.ts');
+      const caPem = await readFile(path.join(s.dataDir, 'pki', 'ca.crt'), 'utf8');
+      const ahead = Date.now() + 120_000;
+      const file = await crlFile(s.dataDir, [{ ...issuedRecord('s-later', later.certificate, caPem), revokedAt: ahead }], ahead);
+      assert.ok(file.ok, 'a CRL is made');
+      await writeFile(path.join(s.out, 'crl.pem'), file.pem, { mode: 0o644 });
+      proc.child.kill('SIGHUP');
+      await eventually(async () => ((await s.connects('s-later', later)) === 'tls' ? true : undefined), 10_000, 'the new CRL is read: s-later refused');
+      // before the backdating Mosquitto refused every device here: "CRL is not yet valid"
+      assert.equal(await s.connects('s-kept', kept), undefined, "a device not listed still connects on the CRL of the server's clock");
     });
 
     it('during a CA rollover: one CRL per CA, both CAs\' devices connect, both CAs\' deleted devices are refused', async () => {
@@ -126,6 +149,8 @@ if (!found.ok) {
       const oldKept = await enrol(ts, 'old-kept');
       await ts.stop();
       assert.equal((await runCli(['ca', 'rollover', '--data-dir', s.dataDir])).code, 0);
+      // a first run, with the key: crl.pem written, and named
+      assert.match((await s.generate(['--updraft-ca'])).conf, /^crlfile /m, 'crlfile named with the key');
       const { rm } = await import('node:fs/promises');
       await rm(path.join(s.dataDir, 'pki', 'previous-ca.key'));
       ts = await startTestServer({ dataDir: s.dataDir });
@@ -134,6 +159,8 @@ if (!found.ok) {
       const { stdout, conf } = await s.generate(['--updraft-ca']);
       assert.doesNotMatch(conf, /crlfile/, 'no crlfile named');
       assert.match(stdout, /no crl\.pem \(a deleted device's certificate still gets into Mosquitto\): the previous CA of the rollover .* has no key kept/, stdout);
+      // the earlier run's crl.pem removed: a Mosquitto started on that configuration fails its reload, so a restart is asked for
+      assert.match(stdout, /removed the earlier crl\.pem: restart Mosquitto/, stdout);
       await s.mosquitto();
       assert.equal(await s.connects('old-kept', oldKept), undefined, "the previous CA's device connects");
       assert.equal(await s.connects('new-kept', newKept), undefined, "the current CA's device connects");
@@ -199,6 +226,11 @@ if (!found.ok) {
       const api = await apiJson(ts, 'GET', '/api/v1/broker/crl');
       assert.equal(api.status, 200, JSON.stringify(api.body));
       assert.equal(api.body.revoked, 1, 'one certificate revoked');
+      // asked again, a second later: the same revocations give the CRL made before (not signed again)
+      await new Promise((r) => setTimeout(r, 1_100));
+      const again = await apiJson(ts, 'GET', '/api/v1/broker/crl');
+      assert.equal(again.body.crl, api.body.crl, 'the same CRL while the revocations are the same');
+      assert.equal(again.body.nextUpdate, new Date(new X509Certificate(await readFile(path.join(s.dataDir, 'pki', 'ca.crt'), 'utf8')).validTo).toISOString(), "nextUpdate is the CA's notAfter");
       const r = await runCli(['broker', 'mosquitto-config', '--server', ts.httpUrl, '--token', ts.token, '--data-dir', s.dataDir, ...s.flags, '--updraft-ca']);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /crl\.pem: 1 certificate\(s\) of deleted devices revoked/, r.stdout);

@@ -5,7 +5,8 @@
  * its password file (docs/deployment.md).
  */
 import assert from 'node:assert/strict';
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,7 +17,7 @@ import { watchMosquittoPasswd } from '../../src/cli/mosquitto-watch.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 const found = findMosquitto();
 
@@ -72,6 +73,46 @@ describe('mosquitto-config --watch: the configuration never names a password fil
       const output = watch.output();
       assert.ok(output.indexOf('password file written') < output.indexOf('acl written'), `passwd first: ${output}`);
       assert.ok(output.indexOf('acl written') < output.indexOf('wrote mosquitto.conf'), `then acl, then the conf naming both: ${output}`);
+    } finally {
+      assert.equal(await watch.kill('SIGTERM'), 0);
+      await ts.close();
+    }
+  });
+
+  it('--updraft-ca: a CRL the server fails to make (HTTP 500) stops neither mosquitto.conf nor the reloads; crl.pem is named once it can be made', async () => {
+    const ts = await startTestServer();
+    const out = path.join(dir, 'crl-500');
+    const key = path.join(ts.dataDir, 'pki', 'ca.key');
+    const caKey = await readFile(key, 'utf8');
+    // another key in place of the CA's: the server's CRL route answers 500 ("not the private key of its CA certificate")
+    await writeFile(key, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const reloads = () => readFile(path.join(out, 'reloads'), 'utf8').then((t) => t.split('\n').filter(Boolean).length, () => 0);
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, '--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir, '--reload-command', 'echo x >> reloads', '--server', ts.httpUrl, '--token', ts.token]);
+    try {
+      await watch.waitFor(/could not fetch the CRL; crl\.pem stays as it was, retrying/);
+      await watch.waitFor(/wrote mosquitto\.conf/);
+      assert.doesNotMatch(await readFile(path.join(out, 'mosquitto.conf'), 'utf8'), /crlfile/, 'no crlfile named while none could be fetched');
+      await eventually(async () => ((await reloads()) >= 1 ? true : undefined), 30_000, 'the broker reloaded for the files written');
+      const before = await reloads();
+      await registerDevice(ts, 'c-1');
+      await eventually(async () => ((await readFile(path.join(out, 'passwd'), 'utf8')).includes('\nc-1:') && (await reloads()) > before ? true : undefined), 30_000, 'the new device in passwd, and the broker reloaded');
+      assert.doesNotMatch(watch.output(), /could not bring the password file up to date/, watch.output());
+      // the CA's key back: the CRL is fetched again, written, and named
+      await writeFile(key, caKey, { mode: 0o600 });
+      await eventually(async () => (/^crlfile .*crl\.pem$/m.test(await readFile(path.join(out, 'mosquitto.conf'), 'utf8')) ? true : undefined), 60_000, 'crl.pem named once the server makes it');
+      assert.match(watch.output(), /crlfile written/, watch.output());
+    } finally {
+      assert.equal(await watch.kill('SIGTERM'), 0);
+      await ts.close();
+    }
+  });
+
+  it('--updraft-ca without --reload-command warns at start that Mosquitto rereads the files only on a reload', async () => {
+    const ts = await startTestServer();
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', path.join(dir, 'no-reload'), '--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir, '--server', ts.httpUrl, '--token', ts.token]);
+    try {
+      await watch.waitFor(/wrote mosquitto\.conf/);
+      assert.match(watch.output(), /WARN[^\n]*no --reload-command: Mosquitto rereads passwd, acl and crl\.pem only on a reload/i, watch.output());
     } finally {
       assert.equal(await watch.kill('SIGTERM'), 0);
       await ts.close();

@@ -72,8 +72,8 @@ describe('viewer tokens', () => {
       assert.equal(res.status, 403, `${method} ${route}`);
       assert.deepEqual(((await res.json()) as { error: unknown }).error, { code: 'FORBIDDEN', message: `the viewer token prometheus is read-only: ${method} ${route} needs the operator token` });
     }
-    // reads that hand out secrets are the operator's
-    for (const route of ['/api/v1/broker/credentials?ids=v-1', '/api/v1/viewer-tokens']) assert.equal((await call(viewer, 'GET', route)).status, 403, route);
+    // reads that hand out secrets are the operator's, and the broker's CRL (RSA signatures on a change)
+    for (const route of ['/api/v1/broker/credentials?ids=v-1', '/api/v1/broker/crl', '/api/v1/viewer-tokens']) assert.equal((await call(viewer, 'GET', route)).status, 403, route);
     assert.deepEqual(await (await call(ts.token, 'GET', '/api/v1/jobs')).json(), jobsBefore, 'no job created');
     assert.equal((await (await call(ts.token, 'GET', '/api/v1/devices/v-1')).json() as { device: { revoked: boolean } }).device.revoked, false);
     const revoke = await runCli(['device', 'revoke', 'v-1', '--server', ts.httpUrl, '--token', viewer]);

@@ -6,14 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { caPaths, createCa, loadCa, rolloverCa } from '../../src/pki/certificate-authority.ts';
-import { buildCrl, caFingerprint, crlFile, issuedRecord } from '../../src/pki/revocation-list.ts';
+import { BACKDATE_MS, caPaths, createCa, loadCa, rolloverCa } from '../../src/pki/certificate-authority.ts';
+import { buildCrl, caFingerprint, crlFile, issuedRecord, recordIssued } from '../../src/pki/revocation-list.ts';
 import { coveringBundle } from '../../src/cli/mosquitto-crl.ts';
 import { Scratch } from '../helpers/scratch.ts';
+import { startTempStore } from '../helpers/sqlite.ts';
 
 const scratch = new Scratch();
 after(() => scratch.release());
@@ -33,7 +34,7 @@ describe('certificate revocation lists', () => {
     assert.equal(rec.issuer, caFingerprint(ca.certificate), 'the record names its CA by fingerprint');
     const key = createPrivateKey(await readFile(caPaths(dir).key, 'utf8'));
     const now = Date.now();
-    const pem = buildCrl({ caCertificate: ca.certificate, caKey: key, entries: [{ serial: rec.serial, revokedAt: now }], now });
+    const pem = buildCrl({ caCertificate: ca.certificate, caKey: key, entries: [{ serial: rec.serial, revokedAt: now }], issuedAt: now });
     const files = { ca: path.join(dir, 'ca.pem'), crl: path.join(dir, 'crl.pem'), gone: path.join(dir, 'gone.pem'), kept: path.join(dir, 'kept.pem') };
     await writeFile(files.ca, ca.certificate);
     await writeFile(files.crl, pem);
@@ -59,9 +60,63 @@ describe('certificate revocation lists', () => {
     const empty = openssl(['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.gone]);
     assert.equal(empty.code, 0, `an empty CRL refuses nothing: ${empty.out}`);
     // past its nextUpdate OpenSSL refuses every certificate of the CA: why the file is rewritten before
-    await writeFile(files.crl, buildCrl({ caCertificate: ca.certificate, caKey: key, entries: [], now: now - 10 * 86_400_000, validityMs: 86_400_000 }));
+    await writeFile(files.crl, buildCrl({ caCertificate: ca.certificate, caKey: key, entries: [], issuedAt: now - 10 * 86_400_000, nextUpdate: now - 9 * 86_400_000 }));
     const stale = openssl(['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.kept]);
     assert.match(stale.out, /CRL has expired/, `a CRL past nextUpdate refuses all: ${stale.out}`);
+  });
+
+  it("lives as long as its CA (nextUpdate = the CA's notAfter) and starts a day early (thisUpdate backdated), in the order of issue", async () => {
+    const dir = await scratch.tmp('updraft-crl-dates-');
+    const ca = await createCa(dir);
+    const kept = await ca.issueDeviceCertificate('kept-1');
+    const f = (n: string) => path.join(dir, n);
+    await writeFile(f('ca.pem'), ca.certificate);
+    await writeFile(f('kept.pem'), kept.certificate);
+    const now = Date.now();
+    const file = await crlFile(dir, [], now);
+    assert.ok(file.ok, `a crlfile is made: ${JSON.stringify(file)}`);
+    await writeFile(f('crl.pem'), file.pem);
+    const caNotAfter = Date.parse(new X509Certificate(ca.certificate).validTo);
+    assert.equal(file.nextUpdate, caNotAfter, "the nextUpdate said is the CA's notAfter");
+    const text = openssl(['crl', '-in', f('crl.pem'), '-noout', '-text']);
+    assert.equal(text.code, 0, `openssl crl reads it: ${text.out}`);
+    const lastUpdate = Date.parse(/Last Update: (.+)/.exec(text.out)?.[1] ?? '');
+    const nextUpdate = Date.parse(/Next Update: (.+)/.exec(text.out)?.[1] ?? '');
+    assert.equal(nextUpdate, caNotAfter, `Next Update is the CA's notAfter (${new Date(caNotAfter).toISOString()}): ${text.out}`);
+    assert.equal(lastUpdate, Math.floor(now / 1000) * 1000 - BACKDATE_MS, `Last Update (thisUpdate) is a day before its issue: ${text.out}`);
+    // a broker whose clock is 4 minutes behind (the device certificate starts 5 minutes early), and one 100 days on (a CRL once expired after 90): both verify
+    for (const at of [now - 240_000, now + 100 * 86_400_000]) {
+      const r = openssl(['verify', '-crl_check', '-attime', String(Math.floor(at / 1000)), '-CAfile', f('ca.pem'), '-CRLfile', f('crl.pem'), f('kept.pem')]);
+      assert.equal(r.code, 0, `verifies at ${new Date(at).toISOString()}: ${r.out}`);
+    }
+    // the same revocations: the same lists, not signed again; others, issued at least a second later (OpenSSL keeps the latest thisUpdate)
+    assert.equal(await crlFile(dir, [], now + 5_000, file), file, 'the same revocations give back the last file');
+    const rec = issuedRecord('kept-1', kept.certificate, ca.certificate);
+    const next = await crlFile(dir, [{ serial: rec.serial, issuer: rec.issuer, notAfter: rec.notAfter, revokedAt: now }], now, file);
+    assert.ok(next.ok && file.ok, 'made');
+    assert.ok(next.issuedAt >= file.issuedAt + 1000, `issued a second after the last, made in the same second: ${next.issuedAt} vs ${file.issuedAt}`);
+    assert.notEqual(next.pem, file.pem, 'a new list');
+    assert.equal(next.revoked, 1, 'listing the serial');
+  });
+
+  it('records an issued certificate even when pruning expired rows fails: the prune is housekeeping, said as a warning', async () => {
+    const dir = await scratch.tmp('updraft-crl-prune-');
+    const ca = await createCa(dir);
+    const issued = await ca.issueDeviceCertificate('p-1');
+    const { store, close } = await startTempStore('crl-prune');
+    try {
+      await store.createDevice({ deviceId: 'p-1', attributes: {}, tags: [], secretHash: 'a'.repeat(64), revoked: false, createdAt: 1, updatedAt: 1, version: 1 });
+      const warned: string[] = [];
+      // the real store, whose prune fails (a statement timeout, a full disk)
+      const failingPrune = { recordDeviceCertificate: (r: Parameters<typeof store.recordDeviceCertificate>[0]) => store.recordDeviceCertificate(r), pruneExpiredCertificates: async () => Promise.reject(new Error('disk I/O error')) };
+      await recordIssued(failingPrune, 'p-1', issued.certificate, ca.certificate, { warn: (msg: string) => void warned.push(msg) });
+      assert.equal(warned.length, 1, `one warning: ${warned.join('; ')}`);
+      assert.match(warned[0]!, /could not prune expired device certificates/, warned[0]);
+      await store.deleteDevice('p-1', 1, Date.now());
+      assert.deepEqual((await store.listRevokedCertificates(Date.now())).map((r) => r.serial), [issuedRecord('p-1', issued.certificate, ca.certificate).serial], 'the certificate was recorded (and revoked by the deletion)');
+    } finally {
+      await close();
+    }
   });
 
   it('during a rollover writes a CRL for each CA, signed with the key the rollover kept, until drop-previous', async () => {

@@ -79,6 +79,7 @@ const CHECKS: { readonly [K in keyof UpdateAgentOptions]-?: Check } = {
   password: (v) => (typeof v === 'string' ? undefined : `password must be a string, got ${typeName(v)}`),
   renewPassword: fn('renewPassword', 'a function returning the password, or undefined to keep it'),
   reloadTls: fn('reloadTls', 'a function returning TLS material (ca, cert, key: PEM), or undefined to keep it'),
+  connectionErrorHint: fn('connectionErrorHint', 'a function returning a hint for a connection error\'s message, or undefined'),
   certificateRenewal: (v, opts) => {
     if (!isObject(v) || typeof v.save !== 'function') return `certificateRenewal must be an object with save(pair), a function keeping the renewed certificate and key, got ${shown(v)}`;
     if (v.renewBeforeDays !== undefined && !(typeof v.renewBeforeDays === 'number' && Number.isFinite(v.renewBeforeDays) && v.renewBeforeDays > 0)) {

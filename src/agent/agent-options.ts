@@ -43,6 +43,13 @@ export interface UpdateAgentOptions {
    */
   reloadTls?: (inUse: TlsMaterial) => TlsMaterial | undefined;
   /**
+   * Asked with each connection error's message before it is logged (`mqtt error`): a text
+   * returned is added to the line, in brackets, after the original (the daemon names its
+   * `--ca` and `--cert` files and a CA rollover: `agent/connection-hints.ts`). Undefined adds
+   * nothing. The `connection-error` event carries the original message only.
+   */
+  connectionErrorHint?: (error: string) => string | undefined;
+  /**
    * Renews the client certificate of `mqttOptions` (`cert` and `key`, PEM) before it expires
    * (`agent/certificate-renewer.ts`): the agent makes a new key, the server's CA certifies it,
    * `save` keeps the pair, and the next connection uses it. Without it, a device authenticated

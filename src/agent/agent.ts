@@ -430,7 +430,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // once per outage, not once per reconnect attempt
       if (err.message === this.lastError) return;
       this.lastError = err.message;
-      this.log.warn('mqtt error', { error: err.message });
+      // a hint of the likely cause, in the caller's words (the daemon's: its --ca file, a CA rollover)
+      const hint = o.connectionErrorHint?.(err.message);
+      this.log.warn('mqtt error', { error: hint !== undefined ? `${err.message} (${hint})` : err.message });
       // mqtt.js's ErrorWithReasonCode: a refused CONNACK's code (4 and 5 retrying cannot fix, 3 it can)
       const code = (err as { code?: unknown }).code;
       this.emit('connection-error', { error: err.message, ...(typeof code === 'number' ? { reasonCode: code } : {}) });

@@ -321,7 +321,8 @@ export class CertificateRenewer {
     const previous = this.expiresAt;
     this.expiresAt = Date.parse(issued.validTo);
     this.deps.use(renewed);
-    this.deps.logger.info('client certificate renewed: used from the next connection', { previousExpiry: new Date(previous).toISOString(), expiresAt: new Date(this.expiresAt).toISOString() });
+    // debug: the 'certificate-renewed' event is the caller's to say (the daemon's line names the file written too)
+    this.deps.logger.debug('client certificate renewed: used from the next connection', { previousExpiry: new Date(previous).toISOString(), expiresAt: new Date(this.expiresAt).toISOString() });
   }
 }
 

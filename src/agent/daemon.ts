@@ -15,6 +15,7 @@ import { safeUrl } from '../util/redact-url.ts';
 import { ExclusiveLock } from '../util/exclusive-lock.ts';
 import { saveRenewedFiles, type TlsPair } from './certificate-renewer.ts';
 import { TlsFileReader, type TlsMaterial } from './tls-files.ts';
+import { connectionErrorHint } from './connection-hints.ts';
 import { UpdateAgent } from './agent.ts';
 import type { UpdateAgentOptions } from './agent-options.ts';
 import { brokerUrlProblem, timerMsProblem } from './agent-options-check.ts';
@@ -161,11 +162,19 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
     ...(opts.initialVersion !== undefined ? { initialVersion: opts.initialVersion } : {}),
   });
   // --ca, --cert and --key read again as each reconnect attempt starts (tls-files.ts)
-  const tlsReader = opts.tlsPaths !== undefined && opts.tls !== undefined ? new TlsFileReader(opts.tlsPaths, opts.tls, log) : undefined;
+  const tlsReader = opts.tlsPaths !== undefined && opts.tls !== undefined ? new TlsFileReader(opts.tlsPaths, opts.tls, log, `${opts.deviceId}: `) : undefined;
+  const brokerUrl = opts.brokerUrl ?? DEFAULT_BROKER_URL;
+  // CA problems said with the files to look at (connection-hints.ts)
+  const hintContext = {
+    tls: /^(mqtts|ssl|tls|wss|mqtts\+unix):/.test(brokerUrl),
+    ...(opts.tlsPaths?.ca !== undefined ? { caFile: opts.tlsPaths.ca } : {}),
+    ...(opts.tlsPaths?.cert !== undefined ? { certFile: opts.tlsPaths.cert } : opts.tlsFiles !== undefined ? { certFile: opts.tlsFiles.cert } : {}),
+  };
   const agent = new UpdateAgent({
     deviceId: opts.deviceId,
-    brokerUrl: opts.brokerUrl ?? DEFAULT_BROKER_URL,
+    brokerUrl,
     installer,
+    connectionErrorHint: (error: string) => connectionErrorHint(error, hintContext),
     stateDir,
     logger: log,
     ...(trust ?? { allowUnsigned: true }),
@@ -197,16 +206,18 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
     ...(opts.passwordFile !== undefined ? { renewPassword: secretFileReader(opts.passwordFile, opts.password, log) } : {}),
     ...(tlsReader !== undefined ? { reloadTls: (inUse: TlsMaterial) => tlsReader.read(inUse) } : {}),
   });
-  agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : `${opts.deviceId}: disconnected, reconnecting`));
+  const stop = new AbortController();
+  // a stop closes the connection too: that one is not followed by a reconnect
+  agent.on('connection', ({ online }) => log.info(online ? `${opts.deviceId}: connected` : stop.signal.aborted ? `${opts.deviceId}: disconnected` : `${opts.deviceId}: disconnected, reconnecting`));
   agent.on('status', (e) => {
     const why = e.error ? `: ${e.error}` : e.waiting ? `: install put off (${e.waiting.count}), asking again in ${e.waiting.nextCheckInSeconds} s: ${e.waiting.reason}` : '';
     log.info(`${opts.deviceId}: job ${e.jobId} ${e.status} ${e.version}${why}`);
   });
   agent.on('progress', (e) => log.info(`${opts.deviceId}: job ${e.jobId} DOWNLOADING ${Math.round(e.progress * 100)}%`));
   agent.on('job-finished', (e) => log.info(`${opts.deviceId}: job ${e.jobId} acknowledged: ${e.status}, running ${e.version}`));
-  agent.on('certificate-renewed', (e) => log.info(`${opts.deviceId}: client certificate renewed, valid until ${new Date(e.expiresAt * 1000).toISOString()}; written to ${opts.tlsFiles?.cert}`));
+  // the renewer says it at debug: one line at info, with both facts
+  agent.on('certificate-renewed', (e) => log.info(`${opts.deviceId}: client certificate renewed, valid until ${new Date(e.expiresAt * 1000).toISOString()}; written to ${opts.tlsFiles?.cert}, used from the next connection`));
 
-  const stop = new AbortController();
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -38,11 +38,14 @@ export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
     const begins = tls.ca.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
     const blocks = tls.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     blocks.forEach((block, i) => {
+      let cert: X509Certificate;
       try {
-        new X509Certificate(block);
+        cert = new X509Certificate(block);
       } catch (err) {
         throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${i + 1} of ${begins} is not a usable CA certificate (PEM): ${(err as Error).message}`);
       }
+      const problem = corruptedRootProblem(cert);
+      if (problem !== undefined) throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${i + 1} of ${begins} (${oneLineName(cert.subject)}) ${problem}`);
     });
     if (blocks.length < begins) throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${blocks.length + 1} of ${begins} is cut off (a BEGIN CERTIFICATE line with no END line)`);
   }
@@ -53,6 +56,26 @@ export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
       throw new UpdraftError('BAD_REQUEST', `--cert ${files.cert} and --key ${files.key} are not a usable certificate and its private key (PEM): ${(err as Error).message}`);
     }
   }
+}
+
+/**
+ * Why a self-issued CA certificate (a root: its issuer is itself) cannot be trusted, or
+ * undefined. One character changed inside its body (a copy damaged on the way to the device)
+ * may still parse, with another public key, and a signature that key does not verify: the
+ * agent took it without a word, asked to move to that "next CA" and, after the switch, was
+ * refused by every server certificate of the real one (`certificate signature failure`; QA of
+ * a CA rollover, 2026-12-06). A CA issued by another (an intermediate) is not checked: its
+ * issuer's key may not be in the bundle.
+ */
+function corruptedRootProblem(cert: X509Certificate): string | undefined {
+  if (cert.subject !== cert.issuer && !cert.checkIssued(cert)) return undefined;
+  if (cert.verify(cert.publicKey)) return undefined;
+  return 'is self-signed, but its signature does not verify with its own key: the copy is damaged; copy the CA certificate again from the server (<data-dir>/pki/ca.crt, or pki/next-ca.crt during a CA rollover)';
+}
+
+/** A distinguished name as X509Certificate gives it (a line per attribute), on one line. */
+function oneLineName(name: string): string {
+  return name.split('\n').filter((l) => l !== '').join(', ');
 }
 
 /**
@@ -94,6 +117,8 @@ export class TlsFileReader {
     private readonly files: TlsMaterial,
     current: TlsMaterial,
     private readonly log: Logger,
+    /** Put before each line (the daemon's `<device>: `, as its other lines). */
+    private readonly prefix = '',
   ) {
     this.last = current;
   }
@@ -129,17 +154,17 @@ export class TlsFileReader {
     }
     this.refused = undefined;
     if (same(read, last)) {
-      this.log.debug('TLS files differ from what the connection used: used from this connection attempt');
+      this.log.debug(`${this.prefix}TLS files differ from what the connection used: used from this connection attempt`);
       return read;
     }
     const changed = (['ca', 'cert', 'key'] as const).filter((k) => read[k] !== last[k]).map((k) => `--${k}`);
-    this.log.info('TLS files changed on disk: used from this connection attempt', { changed: changed.join(' ') });
+    this.log.info(`${this.prefix}TLS files changed on disk: used from this connection attempt`, { changed: changed.join(' ') });
     this.last = read;
     return read;
   }
 
   private warnOnce(why: string): undefined {
-    if (why !== this.refused) this.log.warn('TLS files changed on disk but are not usable: the ones read before are used', { reason: why });
+    if (why !== this.refused) this.log.warn(`${this.prefix}TLS files changed on disk but are not usable: the ones read before are used`, { reason: why });
     this.refused = why;
     return undefined;
   }

@@ -109,6 +109,9 @@ export function addAgentCommand(program: Command): void {
         ...(timeZone !== undefined ? { timeZone } : {}),
         installGateRetryMs: secondsIn(o.installGateRetry) * 1000,
         installGateMaxWaitMs: secondsIn(o.installGateMaxWait) * 1000,
+        // which of --cert and --key were given (the file names stand for the PEM texts read
+        // later): one without the other was found by runAgentDaemon's own check, CONFIG, exit 1
+        ...(o.cert !== undefined || o.key !== undefined ? { tls: { ...(o.cert !== undefined ? { cert: o.cert } : {}), ...(o.key !== undefined ? { key: o.key } : {}) } } : {}),
       }, sources));
       // an empty secret is never a device's: given so, the broker refused it at every reconnect
       if (o.password !== undefined && o.password.trim() === '') {

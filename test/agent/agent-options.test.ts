@@ -131,6 +131,7 @@ describe('UpdateAgent options', () => {
       password: [Buffer.from('x')],
       renewPassword: ['secret'],
       reloadTls: [{ ca: 'x' }],
+      connectionErrorHint: ['hint'],
       certificateRenewal: [{}, { save: async () => {}, renewBeforeDays: 0 }, { save: async () => {} }],
       signingPublicKey: ['not a key', generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey, ed25519.privateKey, 1],
       rootPublicKey: ['-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n'],

@@ -221,7 +221,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     const changed = crl.digest !== crlDigest;
     crlDigest = crl.digest;
     crlWrittenAt = Date.now();
-    o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten before its nextUpdate', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
+    o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
     await o.crl!.onCurrent?.(crl);
     return true;
   };

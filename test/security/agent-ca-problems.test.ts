@@ -167,11 +167,43 @@ describe("the agent daemon and its CA files' problems", () => {
     await third.stop();
   });
 
+  it('an agent whose client certificate is of a CA the server dropped is told the server may not trust that CA', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-ca-problems-'));
+    dirs.push(dir);
+    const dataDir = path.join(dir, 'data');
+    const first = await startTestServer({ dataDir });
+    servers.push(first);
+    const ports = { 'mqtt-port': Number(new URL(first.mqttUrl).port), 'http-port': Number(new URL(first.httpUrl).port), 'mqtt-tls-port': first.server.broker.tlsPort };
+    await registerDevice(first, 'p-2');
+    const pair = await first.server.security.ca.issueDeviceCertificate('p-2'); // of the CA about to be dropped
+    const files = { ca: path.join(dir, 'ca.crt'), cert: path.join(dir, 'p-2.crt'), key: path.join(dir, 'p-2.key'), signing: path.join(dir, 'signing.pub') };
+    await writeFile(files.cert, pair.certificate);
+    await writeFile(files.key, pair.privateKey, { mode: 0o600 });
+    await writeFile(files.signing, first.server.security.signingKey.publicKeyPem);
+    await first.stop();
+    for (const args of [['ca', 'rollover', '--data-dir', dataDir], ['ca', 'drop-previous', '--data-dir', dataDir, '--force']]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    await writeFile(files.ca, await readFile(caPaths(dataDir).cert, 'utf8')); // the server's new CA: its certificate verifies
+    const ts = await startTestServer({ dataDir, flags: ports });
+    servers.push(ts);
+    const agent = startCli(['agent', '--device', 'p-2', '--install-dir', path.join(dir, 'p-2'), '--broker', `mqtts://127.0.0.1:${ports['mqtt-tls-port']}`, '--ca', files.ca, '--cert', files.cert, '--key', files.key, '--signing-key', files.signing, '--renew-certificate-days', '0']);
+    try {
+      const [line] = await agent.waitFor(/.*mqtt error.*/, 60_000);
+      assert.ok(line.includes(`(the server may not trust the CA of --cert ${files.cert}, for one: `), `the original text and the hint: ${line}`);
+    } finally {
+      await agent.kill();
+      await ts.stop();
+    }
+  });
+
   it('hints for the other CA errors: a signature failure names --ca; a close before CONNACK with a client certificate names the possibility of a dropped CA', () => {
     const ctx = { tls: true, caFile: '/etc/updraft/ca.crt', certFile: '/etc/updraft/d.crt' };
     assert.match(connectionErrorHint('certificate signature failure', ctx) ?? '', /^a CA in --ca \/etc\/updraft\/ca\.crt has the name of the server certificate's CA but does not verify its signature/, 'signature failure');
     assert.match(connectionErrorHint('connection closed before CONNACK', ctx) ?? '', /^the server may not trust the CA of --cert \/etc\/updraft\/d\.crt, for one: .*previous CA .*drop-previous/, 'a close before CONNACK');
     assert.equal(connectionErrorHint('connection closed before CONNACK', { tls: true, caFile: ctx.caFile }), undefined, 'no client certificate: no hint of its CA');
+    assert.match(connectionErrorHint('error:0A000418:SSL routines::tlsv1 alert unknown ca', ctx) ?? '', /^the server refused the client certificate of --cert \/etc\/updraft\/d\.crt: its CA may not be one the server trusts/, "a TLS alert of the server's");
     assert.equal(connectionErrorHint('self-signed certificate in certificate chain', { tls: false }), undefined, 'no TLS: no hint');
     assert.equal(connectionErrorHint('connect ECONNREFUSED 127.0.0.1:8883', ctx), undefined, 'not a CA problem: no hint');
   });

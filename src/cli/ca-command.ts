@@ -1,4 +1,5 @@
 /** `updraft ca init|rollover|drop-previous`: Updraft's own certificate authority for device client certificates. */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UpdraftError } from '../errors.ts';
@@ -77,7 +78,7 @@ export function addCaCommand(program: Command): void {
           : `CA rolled over${r.prepared ? ' to the prepared next CA' : ''}: it issues everything from the next start (valid until ${day(r.notAfter)})`,
         `  certificate ${p.cert}${r.prepared ? '' : ' (give it to devices, in a --ca bundle with the previous one)'}`,
         `  key         ${p.key} (mode 0600)`,
-        `  previous    ${p.previous}: devices' client certificates it issued are accepted until ${day(r.previousNotAfter)}; its key is kept as ${p.previousKey} (mode 0600) only to sign its CRL (mosquitto-config --updraft-ca), until updraft ca drop-previous deletes it`,
+        `  previous    ${p.previous}: devices' client certificates it issued are accepted until ${day(r.previousNotAfter)}; its key is kept as ${p.previousKey} (mode 0600) only to sign its CRL (mosquitto-config --updraft-ca), until updraft ca drop-previous sets it aside`,
         `devices that renew their certificates (updraft agent --cert --key, with the new CA in --ca) move to the new CA soon after they connect`,
         `several instances: copy pki/ca.crt, pki/ca.key, pki/previous-ca.crt and pki/previous-ca.key to every one before starting it`,
       ];
@@ -110,7 +111,9 @@ export function addCaCommand(program: Command): void {
       }
       const lines = [`previous CA removed (${p.previous}); several instances: remove it from every one`];
       if (counted) lines.push(`  ${counted}`);
-      lines.push(`  kept as ${p.dropped} (nothing reads it); to undo, with the server stopped: mv ${p.dropped} ${p.previous}, then start it`);
+      // the key too (where the rollover kept one): an undo without it gets no CRL of the previous CA
+      const keyAside = existsSync(p.droppedKey);
+      lines.push(`  kept as ${p.dropped}${keyAside ? `, its key as ${p.droppedKey} (mode 0600)` : ''} (nothing reads ${keyAside ? 'them' : 'it'}); to undo, with the server stopped: mv ${p.dropped} ${p.previous}${keyAside ? ` && mv ${p.droppedKey} ${p.previousKey}` : ''}, then start it`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

@@ -277,7 +277,7 @@ async function droppedCaFinding(api: ApiClient, droppedSubject: string): Promise
   return {
     verdict: 'warn',
     check: 'CA',
-    text: `${found.count} device(s) (${some}) last reported a client certificate of the CA updraft ca drop-previous removed (pki/previous-ca.crt.dropped, ${droppedSubject}): the server refuses it at the handshake, so they stay cut off (offline) until each is given a certificate of the current CA (updraft device cert <id>, --csr for a key kept on the device), or the drop is undone with the server stopped (mv pki/previous-ca.crt.dropped pki/previous-ca.crt) for them to move (list them: ${listCommand(query)})`,
+    text: `${found.count} device(s) (${some}) last reported a client certificate of the CA updraft ca drop-previous removed (pki/previous-ca.crt.dropped, ${droppedSubject}): the server refuses it at the handshake, so they stay cut off (offline) until each is given a certificate of the current CA (updraft device cert <id>, --csr for a key kept on the device), or the drop is undone with the server stopped (mv pki/previous-ca.crt.dropped pki/previous-ca.crt, and pki/previous-ca.key.dropped to pki/previous-ca.key where there is one, for the CRL of an external Mosquitto) for them to move (list them: ${listCommand(query)})`,
   };
 }
 

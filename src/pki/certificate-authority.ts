@@ -31,10 +31,11 @@ export interface IssuedCertificate {
 }
 
 /** Where the CA lives under a data directory: the current one, the one it replaced (`previous`), the one prepared to replace it (`next*`). */
-export function caPaths(dataDir: string): { dir: string; cert: string; key: string; previous: string; previousKey: string; dropped: string; nextCert: string; nextKey: string } {
+export function caPaths(dataDir: string): { dir: string; cert: string; key: string; previous: string; previousKey: string; dropped: string; droppedKey: string; nextCert: string; nextKey: string } {
   const dir = path.join(path.resolve(dataDir), 'pki');
-  // previousKey: kept by a rollover for the previous CA's CRLs only (pki/revocation-list.ts)
-  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), previous: path.join(dir, 'previous-ca.crt'), previousKey: path.join(dir, 'previous-ca.key'), dropped: path.join(dir, 'previous-ca.crt.dropped'), nextCert: path.join(dir, 'next-ca.crt'), nextKey: path.join(dir, 'next-ca.key') };
+  // previousKey: kept by a rollover for the previous CA's CRLs only (pki/revocation-list.ts);
+  // dropped, droppedKey: what drop-previous set aside, for an undo
+  return { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key'), previous: path.join(dir, 'previous-ca.crt'), previousKey: path.join(dir, 'previous-ca.key'), dropped: path.join(dir, 'previous-ca.crt.dropped'), droppedKey: path.join(dir, 'previous-ca.key.dropped'), nextCert: path.join(dir, 'next-ca.crt'), nextKey: path.join(dir, 'next-ca.key') };
 }
 
 /**
@@ -122,10 +123,13 @@ function csrSignatureCheck(csr: forge.pki.CertificateSigningRequest): { digest: 
   if (digest !== undefined) return { digest };
   if (oid !== forge.pki.oids['RSASSA-PSS']) return undefined;
   const p = (csr as unknown as { signatureParameters?: PssParameters }).signatureParameters ?? {};
-  const name = (o: string | undefined) => (o === undefined ? undefined : (forge.pki.oids as Record<string, string>)[o]);
-  const hash = name(p.hash?.algorithmOid) ?? 'sha1';
-  const mgfHash = name(p.mgf?.hash?.algorithmOid) ?? 'sha1';
-  if (!['sha1', 'sha256', 'sha384', 'sha512'].includes(hash) || mgfHash !== hash || (p.mgf?.algorithmOid !== undefined && name(p.mgf.algorithmOid) !== 'mgf1')) return undefined;
+  // an absent parameter is RFC 4055's default (SHA-1); one named by an OID forge does not know
+  // is no default: refused (read as SHA-1, a request declaring SHA3-256 and signed with SHA-1
+  // was certified: review of 423478c)
+  const name = (o: string | undefined, absent: string) => (o === undefined ? absent : (forge.pki.oids as Record<string, string | undefined>)[o]);
+  const hash = name(p.hash?.algorithmOid, 'sha1');
+  const mgfHash = name(p.mgf?.hash?.algorithmOid, 'sha1');
+  if (hash === undefined || !['sha1', 'sha256', 'sha384', 'sha512'].includes(hash) || mgfHash !== hash || name(p.mgf?.algorithmOid, 'mgf1') !== 'mgf1') return undefined;
   return { digest: hash, pss: true };
 }
 
@@ -137,7 +141,8 @@ function csrSignatureCheck(csr: forge.pki.CertificateSigningRequest): { digest: 
  */
 async function csrSignedByOwnKey(csr: forge.pki.CertificateSigningRequest): Promise<boolean> {
   const check = csrSignatureCheck(csr);
-  if (check === undefined) return false;
+  // said as such, not as a signature that does not match (review of 423478c)
+  if (check === undefined) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request is signed with an algorithm this server does not check: RSA (PKCS #1 v1.5, or RSASSA-PSS with MGF1 of the same digest) with SHA-1, SHA-256, SHA-384 or SHA-512');
   try {
     // the request's own bytes (captured as parsed), as forge's csr.verify() digests them
     const parsed = csr as forge.pki.CertificateSigningRequest & { certificationRequestInfo?: forge.asn1.Asn1 };
@@ -315,6 +320,10 @@ export class CertificateAuthority {
     if (cn !== deviceId) throw new UpdraftError('BAD_REQUEST', `the certificate signing request names ${cn === undefined ? 'no device' : `device ${cn}`}, not ${deviceId}`);
     const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
     if (!publicKey || publicKey.n.bitLength() < 2048) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request needs an RSA key of at least 2048 bits');
+    // e = 65537, as every RSA key generator makes it: with e = 1 a "signature" is the padding
+    // itself, made without any private key, and a key nobody holds got a certificate whose key
+    // anyone can use; a huge e makes each handshake of that device cost the server more (review)
+    if (publicKey.e.toString(10) !== '65537') throw new UpdraftError('BAD_REQUEST', 'the certificate signing request needs an RSA key whose public exponent is 65537');
     if (!(await csrSignedByOwnKey(csr))) throw new UpdraftError('BAD_REQUEST', 'the certificate signing request is not signed by its own key');
     const cert = forge.pki.createCertificate();
     cert.publicKey = publicKey;
@@ -647,8 +656,11 @@ export async function rolloverCa(dataDir: string, name?: string, nowMs = Date.no
  * `pki/previous-ca.crt.dropped` (replacing an earlier drop's), which nothing reads: it holds
  * no secret, and renaming it back undoes a drop made too early. Deleting it left the data
  * directory with no copy of the old CA (QA of the CA rollover, 2026-12-06). Its key
- * (`pki/previous-ca.key`, kept for its CRL) is deleted: once its certificates are refused
- * there is nothing to revoke (an undone drop gets no crlfile: revocation-list.ts).
+ * (`pki/previous-ca.key`, kept for its CRL) goes aside with it, as `pki/previous-ca.key.dropped`
+ * (mode 0600, replacing an earlier drop's): an undo moves both back, and the previous CA's
+ * CRL can be signed again. Deleted, an undone drop got no crlfile, so an external Mosquitto
+ * admitted deleted devices' certificates again until the next drop (review of fe81e0f). Where
+ * the rollover kept no key, an earlier drop's is removed: it is another CA's.
  */
 export async function dropPreviousCa(dataDir: string): Promise<boolean> {
   const p = caPaths(dataDir);
@@ -659,7 +671,12 @@ export async function dropPreviousCa(dataDir: string): Promise<boolean> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     dropped = false;
   }
-  await rm(p.previousKey, { force: true });
+  try {
+    await rename(p.previousKey, p.droppedKey);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (dropped) await rm(p.droppedKey, { force: true });
+  }
   if (dropped) await syncDir(p.dir);
   return dropped;
 }

@@ -7,9 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import forge from 'node-forge';
 import { createCa, type CertificateAuthority } from '../../src/pki/certificate-authority.ts';
 import { Scratch } from '../helpers/scratch.ts';
 
@@ -50,7 +52,6 @@ describe('certificate signing requests, checked and signed off the server thread
   for (const [name, sigopts] of [
     ['SHA-256 (openssl default)', []],
     ['SHA-512', ['-sha512']],
-    ['SHA-1 (an old device)', ['-sha1']],
     ['RSASSA-PSS (refused until 2026-12-06)', ['-sigopt', 'rsa_padding_mode:pss']],
     ['RSASSA-PSS, SHA-384, a salt of 20', ['-sha384', '-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:20']],
   ] as const) {
@@ -60,6 +61,22 @@ describe('certificate signing requests, checked and signed off the server thread
       assert.ok(issued.notAfter * 1000 > Date.now(), 'valid from now on');
     });
   }
+
+  it('a request signed with SHA-1 (an old device; made by forge: a strict crypto policy may forbid openssl -sha1) gets a certificate of the CA', async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+    const csr = forge.pki.createCertificationRequest();
+    csr.publicKey = forge.pki.publicKeyFromPem(publicKey);
+    csr.setSubject([{ name: 'commonName', value: 'd1' }]);
+    csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha1.create());
+    await opensslVerifies((await ca.issueDeviceCertificateFromRequest('d1', forge.pki.certificationRequestToPem(csr))).certificate);
+  });
+
+  it('a key whose public exponent is not 65537 is refused (with e = 1 a signature is made without any private key)', async () => {
+    const key = path.join(dir, 'e3.key');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', 'rsa_keygen_pubexp:3', '-out', key], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const csr = execFileSync('openssl', ['req', '-new', '-key', key, '-subj', '/CN=d1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    await assert.rejects(ca.issueDeviceCertificateFromRequest('d1', csr), /^UpdraftError: the certificate signing request needs an RSA key whose public exponent is 65537$|needs an RSA key whose public exponent is 65537/);
+  });
 
   it('a request whose signature does not match its content is refused, 400, naming why; so is one for another device', async () => {
     const good = await opensslCsr(dir, 'd1');

@@ -156,7 +156,7 @@ export class CertificateRenewal {
     }
     const issued = await this.deps.ca.issueDeviceCertificateFromRequest(deviceId, csr as string, this.deps.days);
     // recorded before it is sent: its serial is what the CRL lists once the device is deleted
-    await recordIssued(this.deps.store, deviceId, issued.certificate, this.deps.ca.certificate);
+    await recordIssued(this.deps.store, deviceId, issued.certificate, this.deps.ca.certificate, this.deps.logger);
     rememberLru(this.renewedAt, deviceId, this.now(), 100_000);
     const accepted: CertificateRenewed = { certificate: issued.certificate, notAfter: issued.notAfter, timestamp: Math.floor(this.now() / 1000) };
     if (clientToken !== undefined) accepted.clientToken = clientToken;

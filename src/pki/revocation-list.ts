@@ -230,13 +230,12 @@ const PRUNE_PER_ISSUE = 100;
  * housekeeping: its failure is a warning (to `logger`, else a process warning), the
  * certificate recorded is still given.
  */
-export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, logger?: Pick<Logger, 'warn'>, nowMs = Date.now()): Promise<void> {
+export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, logger: Pick<Logger, 'warn'>, nowMs = Date.now()): Promise<void> {
   await store.recordDeviceCertificate(issuedRecord(deviceId, certificatePem, caPem));
   try {
     await store.pruneExpiredCertificates(nowMs, PRUNE_PER_ISSUE);
   } catch (err) {
     const msg = 'could not prune expired device certificates from the store (retried at the next issue)';
-    if (logger) logger.warn(msg, { error: (err as Error).message });
-    else process.emitWarning(`${msg}: ${(err as Error).message}`);
+    logger.warn(msg, { error: (err as Error).message });
   }
 }

@@ -248,6 +248,9 @@ export function addBrokerCommands(program: Command): void {
       }
       const out = process.stdout;
       out.write(`wrote ${dir}/mosquitto.conf, passwd, acl${clientCa ? `, ${CLIENT_CA_FILE}` : ''}${crl?.ok ? `, ${CRL_FILE}` : ''}: operator + ${passwd.included.length} devices (registry read from ${from})\n`);
+      // as the watch says at its start: Mosquitto, dropped to its own user, cannot read a root-owned 0600 passwd
+      const unreadable = rootWithoutGroupWarning(path.join(dir, 'passwd'), group);
+      if (unreadable) process.stderr.write(`updraft: warning: ${unreadable}\n`);
       if (clientCa) out.write(`${clientCaSummary(clientCa)}\n`);
       if (crl) out.write(`${crlSummary(crl)}\n`);
       if (crlRemoved) out.write(`removed the earlier ${CRL_FILE}: restart Mosquitto on the new mosquitto.conf (which names no crlfile); a reload (kill -HUP) is not enough, one started on the earlier configuration still names ${CRL_FILE} and fails to reload its certificates without it\n`);

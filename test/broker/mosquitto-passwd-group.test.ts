@@ -128,6 +128,10 @@ if (!found.ok) {
         assert.equal(once.code, 0, once.stderr);
         const onceSt = await stat(path.join(base, 'once', 'passwd'));
         assert.deepEqual([onceSt.mode & 0o777, onceSt.gid], [0o640, group.gid], 'the one-off run: 0640, the mosquitto group');
+        assert.doesNotMatch(once.stderr, /without --group/, 'no warning with a group');
+        const bareOnce = await runCli(flags(path.join(base, 'bare-once')));
+        assert.equal(bareOnce.code, 0, bareOnce.stderr);
+        assert.match(bareOnce.stderr, /^updraft: warning: running as root without --group: .*passwd is written mode 0600 owned by root.* give --group mosquitto/m, 'the one-off run as root without a group is warned too (review of 5a2a3b2)');
         // the watch, as a root systemd unit runs it, then Mosquitto on its files (as root: it drops to its user)
         const dir = path.join(base, 'watch');
         const watch = startCli([...flags(dir), '--watch', '--group', 'mosquitto']);

@@ -48,6 +48,8 @@ export interface MosquittoWatchOptions {
   aclFile?: string;
   /** Secrets of devices registered without a kept broker hash. */
   secrets: Map<string, string>;
+  /** The clock of its schedules (default Date.now; tests move it a day on). */
+  now?: () => number;
   /** The group the password file is given to (0640), the one Mosquitto runs as (`--group`); none: 0600, this user's. */
   passwdGroup?: FileGroup;
   /**
@@ -98,6 +100,7 @@ const CRL_SPACING_MS = 1_100;
 
 /** Runs until `signal` aborts (resolves) or the token is refused (rejects). */
 export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<void> {
+  const now = o.now ?? Date.now;
   const resyncMs = o.resyncMs ?? 10 * 60_000;
   const settleMs = o.settleMs ?? 1_000;
   const book = new MosquittoPasswdBook(o.api.token, o.secrets);
@@ -112,6 +115,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let crlOwed = o.crl !== undefined;
   let crlDigest: string | undefined;
   let crlWrittenAt = 0;
+  // the last answer (ok or not) of a fetch: the daily check counts from it, so a server that
+  // cannot make a CRL is asked again a day later, not every CRL_SPACING_MS (review of bd0da82)
+  let crlAnsweredAt = 0;
   let crlFetchedAt = 0;
   let crlSaid: string | undefined;
   // a CRL fetch that threw: tried again from crlRetryAt, with its own backoff
@@ -192,21 +198,22 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
    * reload). Only a refused token (401) is thrown.
    */
   const keepCrl = async (fresh: boolean): Promise<boolean> => {
-    const wait = crlFetchedAt + CRL_SPACING_MS - Date.now();
+    const wait = crlFetchedAt + CRL_SPACING_MS - now();
     if (wait > 0) await nap(wait, false);
-    crlFetchedAt = Date.now();
+    crlFetchedAt = now();
     let crl: CrlOutcome;
     try {
       crl = await o.crl!.fetch();
     } catch (err) {
       if ((err as UpdraftError).status === 401) throw err;
       o.logger.warn(`could not fetch the CRL; ${path.basename(o.crl!.file)} stays as it was, retrying`, { error: (err as Error).message, retryInMs: crlBackoff });
-      crlRetryAt = Date.now() + crlBackoff;
+      crlRetryAt = now() + crlBackoff;
       crlBackoff = Math.min(crlBackoff * 2, MAX_BACKOFF_MS);
       return false;
     }
     crlRetryAt = 0;
     crlBackoff = 1_000;
+    crlAnsweredAt = now();
     if (!crl.ok) {
       if (crlSaid !== crl.reason) o.logger.warn(`no ${path.basename(o.crl!.file)} can be made; the file stays as it was${crlWrittenAt > 0 ? '' : ' (none: mosquitto.conf names no crlfile, a deleted device\'s certificate gets into Mosquitto)'}`, { reason: crl.reason });
       crlSaid = crl.reason;
@@ -218,9 +225,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       return false;
     }
     await writeFileAtomic(o.crl!.file, crl.pem, 0o644);
+    // owed at once: what follows (naming it in mosquitto.conf) may fail, and the pass tried again
+    // sees the same digest and writes nothing, so Mosquitto kept the old CRL (review of bd0da82)
+    reloadOwed = o.reloadCommand !== undefined;
     const changed = crl.digest !== crlDigest;
     crlDigest = crl.digest;
-    crlWrittenAt = Date.now();
+    crlWrittenAt = now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
     await o.crl!.onCurrent?.(crl);
     return true;
@@ -232,13 +242,13 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let backoff = 1_000;
   let readingFull = false;
   while (!stop.signal.aborted) {
-    const full = needFull || Date.now() >= lastFull + resyncMs;
-    const crlDue = o.crl !== undefined && crlWrittenAt > 0 && Date.now() >= crlWrittenAt + CRL_REWRITE_MS;
+    const full = needFull || now() >= lastFull + resyncMs;
+    const crlDue = o.crl !== undefined && crlWrittenAt > 0 && now() >= Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS;
     // a CRL owed waits for its retry time after a failed fetch
-    const crlNow = (crlOwed || crlDue) && Date.now() >= crlRetryAt;
+    const crlNow = (crlOwed || crlDue) && now() >= crlRetryAt;
     if (!full && pending.size === 0 && !reloadOwed && !companionsOwed && !crlNow) {
-      const crlNext = o.crl === undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(crlWrittenAt + CRL_REWRITE_MS, crlRetryAt) : Infinity;
-      await nap(Math.min(lastFull + resyncMs, crlNext) - Date.now(), true);
+      const crlNext = o.crl === undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
+      await nap(Math.min(lastFull + resyncMs, crlNext) - now(), true);
       // gather the rest of a burst (a bulk registration) into one write and one reload
       if (pending.size > 0 && !needFull) await nap(settleMs, false);
       continue;
@@ -251,7 +261,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         const devices = await brokerCredentials(o.api);
         book.replaceAll(devices);
         readingFull = false;
-        lastFull = Date.now();
+        lastFull = now();
         crlOwed = o.crl !== undefined;
         o.logger.info('read the registry', { devices: devices.length, admitted: book.admitted });
         if (book.missing.length) o.logger.warn('devices with no kept broker hash and no --secrets line are not admitted: rotate their secrets or list them in --secrets', { count: book.missing.length, first: book.missing.slice(0, 20).join(',') });

@@ -5,6 +5,7 @@
  * its password file (docs/deployment.md).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -13,13 +14,19 @@ import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import { MosquittoPasswdBook, mosquittoAcl, mosquittoPasswd } from '../../src/broker/mosquitto-config.ts';
 import { ApiClient } from '../../src/cli/api-client.ts';
+import { coveringBundle, crlFromServer } from '../../src/cli/mosquitto-crl.ts';
 import { watchMosquittoPasswd } from '../../src/cli/mosquitto-watch.ts';
-import { silentLogger } from '../../src/util/logger.ts';
+import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 const found = findMosquitto();
+
+/** A self-signed CA certificate (PEM) of no server: one the broker may trust and the server makes no CRL of. */
+function generateCaPem(): string {
+  return execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', '/dev/null', '-subj', '/CN=Other CA', '-days', '30'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
 
 describe('mosquitto-config options', () => {
   it('refuses a bad port or packet size, and options it would ignore, in one line, before asking the server anything', async () => {
@@ -258,6 +265,44 @@ if (!found.ok) {
       for (const d of [devices[0]!, devices[137]!, devices[249]!]) {
         const c = await admitted(d.deviceId, d.secret, `${d.deviceId} admitted`);
         await c.endAsync();
+      }
+    });
+
+    it('a CRL the server cannot make for the CAs asked is asked again a day later, not every second (and a write is followed by a reload)', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-watch-crl-'));
+      const ctl = new AbortController();
+      let offset = 0;
+      let fetches = 0;
+      let cas = ts.server.security.ca.certificate;
+      const lines: string[] = [];
+      const running = watchMosquittoPasswd({
+        api,
+        passwdFile: path.join(dir, 'passwd'),
+        secrets: new Map(),
+        resyncMs: 3_600_000,
+        logger: createLogger({ level: 'info', write: (l) => lines.push(l) }),
+        signal: ctl.signal,
+        now: () => Date.now() + offset,
+        reloadCommand: `echo x >> ${path.join(dir, 'reloads')}`,
+        // the real route, checked against the CAs this test says the broker trusts
+        crl: { file: path.join(dir, 'crl.pem'), fetch: async () => (fetches++, coveringBundle(await crlFromServer(api, false), cas)) },
+      });
+      try {
+        await eventually(async () => ((await readFile(path.join(dir, 'crl.pem'), 'utf8').catch(() => '')).includes('BEGIN X509 CRL') ? true : undefined), 30_000, 'crl.pem written');
+        await eventually(async () => ((await readFile(path.join(dir, 'reloads'), 'utf8').catch(() => '')).length > 0 ? true : undefined), 30_000, 'reloaded after the CRL was written');
+        // a CA the server makes no CRL of, and a day on: the daily check finds no covering CRL
+        cas = `${cas}${ts.server.security.ca.certificate === cas ? generateCaPem() : ''}`;
+        offset = 86_400_000 + 1;
+        await api.call('POST', '/api/v1/devices', { deviceId: 'crl-day-1' }); // a pass now
+        await eventually(async () => (lines.some((l) => l.includes('no crl.pem can be made')) ? true : undefined), 30_000, 'the answer that does not cover said');
+        const said = fetches;
+        // until the review of bd0da82 the loop asked every 1.1 s from then on, for good
+        await new Promise((r) => setTimeout(r, 4_000));
+        assert.ok(fetches - said <= 1, `asked ${fetches - said} more times within 4 s`);
+      } finally {
+        ctl.abort();
+        await running;
+        await rm(dir, { recursive: true, force: true });
       }
     });
 

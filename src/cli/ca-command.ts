@@ -113,7 +113,7 @@ export function addCaCommand(program: Command): void {
       if (counted) lines.push(`  ${counted}`);
       // the key too (where the rollover kept one): an undo without it gets no CRL of the previous CA
       const keyAside = existsSync(p.droppedKey);
-      lines.push(`  kept as ${p.dropped}${keyAside ? `, its key as ${p.droppedKey} (mode 0600)` : ''} (nothing reads ${keyAside ? 'them' : 'it'}); to undo, with the server stopped: mv ${p.dropped} ${p.previous}${keyAside ? ` && mv ${p.droppedKey} ${p.previousKey}` : ''}, then start it`);
+      lines.push(`  kept as ${p.dropped}${keyAside ? `, its key as ${p.droppedKey} (mode 0600)` : ''} (nothing reads ${keyAside ? 'them' : 'it'}); to undo, with the server stopped: mv -n ${p.dropped} ${p.previous}${keyAside ? ` && mv -n ${p.droppedKey} ${p.previousKey}` : ''}, then start it`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

@@ -168,7 +168,8 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   // they stay cut off and show only as offline (QA of the CA rollover, 2026-12-06)
   if (typeof keys.droppedCaSubject === 'string') {
     // a scan that failed is said: read as nothing found, it said "ok" of a fleet it never read (review)
-    const cut = await droppedCaFinding(api, keys.droppedCaSubject).catch((err: Error): Finding => ({ verdict: 'note', check: 'CA', text: `the devices still on the CA updraft ca drop-previous removed could not be counted: ${err.message}` }));
+    // the undo only while no later rollover's previous CA stands where it would go back
+    const cut = await droppedCaFinding(api, keys.droppedCaSubject, typeof keys.previousCa !== 'string').catch((err: Error): Finding => ({ verdict: 'note', check: 'CA', text: `the devices still on the CA updraft ca drop-previous removed could not be counted: ${err.message}` }));
     if (cut) add(cut.verdict, cut.check, cut.text);
   }
 
@@ -269,7 +270,7 @@ async function previousCaFinding(api: ApiClient, currentCaPem: string, previousC
 }
 
 /** A warning naming the devices (not revoked) that report a certificate of the CA `ca drop-previous` removed; undefined when none does. */
-async function droppedCaFinding(api: ApiClient, droppedSubject: string): Promise<Finding | undefined> {
+async function droppedCaFinding(api: ApiClient, droppedSubject: string, undoable: boolean): Promise<Finding | undefined> {
   const query = issuerQuery(droppedSubject);
   const found = await countMatches<{ deviceId: string; revoked?: boolean }>(api, query, (d) => d.revoked === true);
   if (found.count === 0) return undefined;
@@ -277,7 +278,7 @@ async function droppedCaFinding(api: ApiClient, droppedSubject: string): Promise
   return {
     verdict: 'warn',
     check: 'CA',
-    text: `${found.count} device(s) (${some}) last reported a client certificate of the CA updraft ca drop-previous removed (pki/previous-ca.crt.dropped, ${droppedSubject}): the server refuses it at the handshake, so they stay cut off (offline) until each is given a certificate of the current CA (updraft device cert <id>, --csr for a key kept on the device), or the drop is undone with the server stopped (mv pki/previous-ca.crt.dropped pki/previous-ca.crt, and pki/previous-ca.key.dropped to pki/previous-ca.key where there is one, for the CRL of an external Mosquitto) for them to move (list them: ${listCommand(query)})`,
+    text: `${found.count} device(s) (${some}) last reported a client certificate of the CA updraft ca drop-previous removed (pki/previous-ca.crt.dropped, ${droppedSubject}): the server refuses it at the handshake, so they stay cut off (offline) until each is given a certificate of the current CA (updraft device cert <id>, --csr for a key kept on the device)${undoable ? ', or the drop is undone with the server stopped (mv -n pki/previous-ca.crt.dropped pki/previous-ca.crt, and mv -n pki/previous-ca.key.dropped pki/previous-ca.key where there is one, for the CRL of an external Mosquitto) for them to move' : ' (a later rollover\'s previous CA is in pki/previous-ca.crt now: the drop cannot be undone over it)'} (list them: ${listCommand(query)})`,
   };
 }
 

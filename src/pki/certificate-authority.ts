@@ -671,12 +671,16 @@ export async function dropPreviousCa(dataDir: string): Promise<boolean> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     dropped = false;
   }
+  // the key only with its certificate: a key left without one (a certificate removed by hand,
+  // a crash between the renames) stays where it is rather than replace the earlier drop's
+  // (review of 5cf113c: an undo then paired a certificate with another CA's key)
+  if (!dropped) return false;
   try {
     await rename(p.previousKey, p.droppedKey);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    if (dropped) await rm(p.droppedKey, { force: true });
+    await rm(p.droppedKey, { force: true });
   }
-  if (dropped) await syncDir(p.dir);
-  return dropped;
+  await syncDir(p.dir);
+  return true;
 }

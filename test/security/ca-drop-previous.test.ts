@@ -88,7 +88,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     // its key set aside too (deleted until the review of fe81e0f: an undo got no CRL of it)
     assert.ok(!existsSync(p.previousKey), 'pki/previous-ca.key is gone');
     assert.equal(statSync(p.droppedKey).mode & 0o777, 0o600, 'kept as pki/previous-ca.key.dropped, 0600');
-    assert.ok(forced.stdout.includes(`to undo, with the server stopped: mv ${p.dropped} ${p.previous} && mv ${p.droppedKey} ${p.previousKey}, then start it`), forced.stdout);
+    assert.ok(forced.stdout.includes(`to undo, with the server stopped: mv -n ${p.dropped} ${p.previous} && mv -n ${p.droppedKey} ${p.previousKey}, then start it`), forced.stdout);
     // started after the forced drop: doctor names the device it cut off (QA: every check said
     // ok, and the device showed only as offline), with the command that lists it
     const cut = await fx.start(r.dataDir, { flags: r.ports });
@@ -98,7 +98,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     const cutLine = cutDoctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(s-1\) last reported a client certificate of the CA updraft ca drop-previous removed \(pki\/previous-ca\.crt\.dropped, /.test(l));
     assert.ok(cutLine, `doctor warns of the device the forced drop cut off: ${cutDoctor.stdout}`);
     assert.ok(cutLine.includes(oldName), `the dropped CA named: ${cutLine}`);
-    assert.match(cutLine, /updraft device cert <id>.*mv pki\/previous-ca\.crt\.dropped pki\/previous-ca\.crt/, 'both ways out');
+    assert.match(cutLine, /updraft device cert <id>.*mv -n pki\/previous-ca\.crt\.dropped pki\/previous-ca\.crt/, 'both ways out');
     assert.deepEqual(await listed(cut, queryIn(cutLine)), ['s-1'], "doctor's list command lists the device cut off");
     await cut.stop();
     // the undo it prints: the previous CA trusted again, and its CRL signed again
@@ -110,6 +110,34 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.equal(crl.status, 200, `a CRL of both CAs after the undo: ${JSON.stringify(crl.body)}`);
     assert.equal(crl.body.cas, 2, 'one CRL per CA, the previous one included');
     await undone.stop();
+  });
+
+  it("after a later rollover doctor no longer offers a forced drop's undo (it would overwrite that rollover's previous CA and key); a key without its certificate is not set aside", async () => {
+    const r = await rolledOver(fx, []);
+    const first = await fx.start(r.dataDir);
+    await reportsIssuer(first, 'z-1', nameOf(r.oldCa));
+    await first.stop();
+    const forced = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    const p = caPaths(r.dataDir);
+    const droppedKey = readFileSync(p.droppedKey, 'utf8');
+    // a second rollover: the CA of the first's end is the previous one now
+    const again = await runCli(['ca', 'rollover', '--data-dir', r.dataDir]);
+    assert.equal(again.code, 0, again.stderr);
+    const ts = await fx.start(r.dataDir);
+    const doctor = await runCli(['doctor', ...api(ts)]);
+    const line = doctor.stdout.split('\n').find((l) => /^warn\s+CA\s+1 device\(s\) \(z-1\) last reported a client certificate of the CA updraft ca drop-previous removed/.test(l));
+    assert.ok(line, `doctor names z-1: ${doctor.stdout}`);
+    assert.doesNotMatch(line, /mv /, `no undo offered over the later rollover's previous CA: ${line}`);
+    assert.match(line, /a later rollover's previous CA is in pki\/previous-ca\.crt now: the drop cannot be undone over it/, line);
+    await ts.stop();
+    // the certificate removed by hand, its key left: a drop sets nothing aside over the earlier drop's key
+    renameSync(p.previous, `${p.previous}.by-hand`);
+    const none = await runCli(['ca', 'drop-previous', '--data-dir', r.dataDir, '--force']);
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /no previous CA: nothing to remove/, none.stdout);
+    assert.equal(readFileSync(p.droppedKey, 'utf8'), droppedKey, "the earlier drop's key is not replaced by a key without its certificate");
+    assert.ok(existsSync(p.previousKey), 'the key left without its certificate stays where it is');
   });
 
   it('after the agents moved, drop-previous drops and says how many were counted on the current CA; doctor says nothing of them', async () => {
@@ -131,7 +159,7 @@ describe('ca drop-previous: refused while devices report certificates of the pre
     assert.equal(dropped.code, 0, `dropped: ${dropped.stderr}`);
     assert.match(dropped.stdout, /^previous CA removed/);
     assert.match(dropped.stdout, /0 devices on the previous CA, 2 on the current CA, 0 reporting no issuer/, dropped.stdout);
-    assert.match(dropped.stdout, /kept as .*previous-ca\.crt\.dropped, its key as .*previous-ca\.key\.dropped \(mode 0600\) \(nothing reads them\); to undo, with the server stopped: mv .* && mv .*previous-ca\.key\.dropped .*previous-ca\.key, then start it/, dropped.stdout);
+    assert.match(dropped.stdout, /kept as .*previous-ca\.crt\.dropped, its key as .*previous-ca\.key\.dropped \(mode 0600\) \(nothing reads them\); to undo, with the server stopped: mv -n .* && mv -n .*previous-ca\.key\.dropped .*previous-ca\.key, then start it/, dropped.stdout);
     assert.ok(!existsSync(caPaths(r.dataDir).previous), 'pki/previous-ca.crt is gone');
     // nobody was left on it: doctor, after the drop, names no device cut off
     const later = await fx.start(r.dataDir, { flags: r.ports });

@@ -37,14 +37,15 @@ export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
     // bundle cut short in its second certificate: QA, 2026-12-06)
     const begins = tls.ca.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
     const blocks = tls.ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-    blocks.forEach((block, i) => {
-      let cert: X509Certificate;
+    const certs = blocks.map((block, i) => {
       try {
-        cert = new X509Certificate(block);
+        return new X509Certificate(block);
       } catch (err) {
         throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${i + 1} of ${begins} is not a usable CA certificate (PEM): ${(err as Error).message}`);
       }
-      const problem = corruptedRootProblem(cert);
+    });
+    certs.forEach((cert, i) => {
+      const problem = corruptedRootProblem(cert, certs);
       if (problem !== undefined) throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${i + 1} of ${begins} (${oneLineName(cert.subject)}) ${problem}`);
     });
     if (blocks.length < begins) throw new UpdraftError('BAD_REQUEST', `--ca ${files.ca}: certificate ${blocks.length + 1} of ${begins} is cut off (a BEGIN CERTIFICATE line with no END line)`);
@@ -65,11 +66,13 @@ export function checkTlsMaterial(tls: TlsMaterial, files: TlsMaterial): void {
  * agent took it without a word, asked to move to that "next CA" and, after the switch, was
  * refused by every server certificate of the real one (`certificate signature failure`; QA of
  * a CA rollover, 2026-12-06). A CA issued by another (an intermediate) is not checked: its
- * issuer's key may not be in the bundle.
+ * issuer's key may not be in the bundle. One verified by another certificate of the bundle is
+ * no damage either: an RFC 5280 self-issued link certificate (a re-keyed CA signed by its old
+ * key, same name) was refused (review of 0655353).
  */
-function corruptedRootProblem(cert: X509Certificate): string | undefined {
+function corruptedRootProblem(cert: X509Certificate, bundle: X509Certificate[]): string | undefined {
   if (cert.subject !== cert.issuer && !cert.checkIssued(cert)) return undefined;
-  if (cert.verify(cert.publicKey)) return undefined;
+  if (cert.verify(cert.publicKey) || bundle.some((other) => other !== cert && cert.checkIssued(other) && cert.verify(other.publicKey))) return undefined;
   return 'is self-signed, but its signature does not verify with its own key: the copy is damaged; copy the CA certificate again from the server (<data-dir>/pki/ca.crt, or pki/next-ca.crt during a CA rollover)';
 }
 

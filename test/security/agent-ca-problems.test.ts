@@ -98,6 +98,16 @@ describe("the agent daemon and its CA files' problems", () => {
       const reader = new TlsFileReader({ ca: caFile }, { ca: one }, createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) }), 'p-0: ');
       assert.deepEqual(reader.read(), { ca: chain }, `an intermediate CA is taken: ${lines.join('\n')}`);
     }
+    // an RFC 5280 link certificate: a re-keyed root signed by its old key, the same name, is
+    // self-issued but verified by another certificate of the bundle (refused until the review of 0655353)
+    o('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'old.key', '-out', 'old.crt', '-subj', '/CN=Corp Root CA', '-days', '30');
+    o('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'new.key', '-out', 'new.crt', '-subj', '/CN=Corp Root CA', '-days', '30');
+    o('req', '-new', '-key', 'new.key', '-out', 'link.csr', '-subj', '/CN=Corp Root CA');
+    o('x509', '-req', '-in', 'link.csr', '-CA', 'old.crt', '-CAkey', 'old.key', '-CAcreateserial', '-out', 'link.crt', '-days', '30', '-extfile', 'ext.cnf');
+    const linked = (await Promise.all(['old.crt', 'new.crt', 'link.crt'].map((f) => readFile(path.join(dir, f), 'utf8')))).join('');
+    await writeFile(caFile, linked);
+    const linkReader = new TlsFileReader({ ca: caFile }, { ca: one }, createLogger({ level: 'info', format: 'json', write: (l) => lines.push(l) }), 'p-0: ');
+    assert.deepEqual(linkReader.read(), { ca: linked }, `a link certificate is taken: ${lines.join('\n')}`);
     assert.ok(lines.every((l) => (JSON.parse(l) as { msg: string }).msg.startsWith('p-0: TLS files changed on disk: used')), `the device prefix: ${lines.join('\n')}`);
   });
 

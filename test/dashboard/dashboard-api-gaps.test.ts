@@ -28,6 +28,28 @@ describe('dashboard API: the QA gaps', () => {
     assert.equal(r.status, 201, JSON.stringify(r.body));
   };
 
+  /** The event stream with `query`, read as it comes (`text`), once subscribed (its first bytes, a comment, say so). */
+  const openStream = async (query: string) => {
+    const controller = new AbortController();
+    const res = await fetch(`${ts.httpUrl}/api/v1/events?${query}`, { headers: { authorization: `Bearer ${ts.token}` }, signal: controller.signal });
+    assert.equal(res.status, 200, 'the stream opens');
+    const stream = { text: '', close: async () => {} };
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of res.body!) stream.text += decoder.decode(chunk as Uint8Array, { stream: true });
+      } catch {
+        /* aborted at the end */
+      }
+    })();
+    stream.close = async () => {
+      controller.abort();
+      await reading;
+    };
+    await eventually(async () => (stream.text.length > 0 ? true : undefined), 10_000, 'the stream subscribed');
+    return stream;
+  };
+
   /** A job of `artifact` on `devices`, its commands sent, then the reports `outcome` gives, until it completes. */
   const runJob = async (artifact: string, devices: string[], description: string, outcome: (deviceId: string, jobId: string) => Record<string, unknown>) => {
     const created = await apiJson(ts, 'POST', '/api/v1/jobs', { artifact, description, targets: { devices } });
@@ -68,21 +90,9 @@ describe('dashboard API: the QA gaps', () => {
 
   it('GET /events/recent lists a revocation, a reinstatement and a deletion; the event stream says which in change', async () => {
     await registerAll(['api-rv-1']);
-    const controller = new AbortController();
-    const stream = await fetch(`${ts.httpUrl}/api/v1/events?deviceId=api-rv-1&types=device.credentials`, { headers: { authorization: `Bearer ${ts.token}` }, signal: controller.signal });
-    assert.equal(stream.status, 200, 'the stream opens');
-    let text = '';
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      try {
-        for await (const chunk of stream.body!) text += decoder.decode(chunk as Uint8Array, { stream: true });
-      } catch {
-        /* aborted at the end */
-      }
-    })();
+    const stream = await openStream('deviceId=api-rv-1&types=device.credentials');
+    const text = () => stream.text;
     try {
-      // the stream's first bytes (its comment) tell it is subscribed
-      await eventually(async () => (text.length > 0 ? true : undefined), 10_000, 'the stream subscribed');
       for (const act of ['revoke', 'reinstate']) {
         const r = await apiJson(ts, 'POST', `/api/v1/devices/api-rv-1/${act}`);
         assert.equal(r.status, 200, `${act}: ${JSON.stringify(r.body)}`);
@@ -96,44 +106,31 @@ describe('dashboard API: the QA gaps', () => {
         'newest first: deleted (its decommission revoked it first), reinstated, revoked',
       );
       const changes = await eventually(async () => {
-        const found = [...text.matchAll(/event: device\.credentials\ndata: (.+)\n/g)].map((m) => (JSON.parse(m[1]!) as { change?: string }).change);
+        const found = [...text().matchAll(/event: device\.credentials\ndata: (.+)\n/g)].map((m) => (JSON.parse(m[1]!) as { change?: string }).change);
         return found.includes('deleted') ? found : undefined;
       }, 10_000, 'the deletion on the stream');
       assert.deepEqual(changes, ['revoked', 'reinstated', 'revoked', 'deleted'], 'each event says what changed');
     } finally {
-      controller.abort();
-      await reading;
+      await stream.close();
     }
   });
 
   it('the event stream carries only the device.credentials changes asked for (?changes=), as the overview asks; an unknown change refused', async () => {
-    const controller = new AbortController();
-    const stream = await fetch(`${ts.httpUrl}/api/v1/events?types=device.credentials&changes=revoked,deleted`, { headers: { authorization: `Bearer ${ts.token}` }, signal: controller.signal });
-    assert.equal(stream.status, 200, 'the stream opens');
-    let text = '';
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      try {
-        for await (const chunk of stream.body!) text += decoder.decode(chunk as Uint8Array, { stream: true });
-      } catch {
-        /* aborted at the end */
-      }
-    })();
+    const stream = await openStream('types=device.credentials&changes=revoked,deleted');
+    const text = () => stream.text;
     try {
-      await eventually(async () => (text.length > 0 ? true : undefined), 10_000, 'the stream subscribed');
       await registerAll(['api-ch-1', 'api-ch-2']);
       const secret = await apiJson(ts, 'POST', '/api/v1/devices/api-ch-1/rotate-secret');
       assert.ok(secret.status < 300, `a new secret: ${JSON.stringify(secret.body)}`);
       const revoked = await apiJson(ts, 'POST', '/api/v1/devices/api-ch-2/revoke');
       assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
       const got = await eventually(async () => {
-        const found = [...text.matchAll(/event: device\.credentials\ndata: (.+)\n/g)].map((m) => JSON.parse(m[1]!) as { deviceId: string; change?: string });
+        const found = [...text().matchAll(/event: device\.credentials\ndata: (.+)\n/g)].map((m) => JSON.parse(m[1]!) as { deviceId: string; change?: string });
         return found.some((e) => e.change === 'revoked') ? found : undefined;
       }, 10_000, 'the revocation on the stream');
       assert.deepEqual(got.map((e) => [e.deviceId, e.change]), [['api-ch-2', 'revoked']], 'the revocation alone: no registration, no new secret');
     } finally {
-      controller.abort();
-      await reading;
+      await stream.close();
     }
     const bad = await apiJson(ts, 'GET', '/api/v1/events?types=device.credentials&changes=renamed');
     assert.equal(bad.status, 400, JSON.stringify(bad.body));

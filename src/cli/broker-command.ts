@@ -175,14 +175,18 @@ export function addBrokerCommands(program: Command): void {
         };
         /** Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. Never throws. */
         const coverNewCas = async (next: ClientCaBundle) => {
+          // what crl.pem holds already may cover them (an undone drop's CAs): then nothing is weakened
+          const diskCovers = crlOnDisk !== undefined && coveringBundle(crlOnDisk, next.pem).ok;
           try {
             const covering = coveringBundle(await crlFromServer(api, false), next.pem);
-            if (!covering.ok) return await nameCrl(false, covering.reason);
+            if (!covering.ok) return diskCovers ? undefined : await nameCrl(false, covering.reason);
             await writeFileAtomic(path.join(dir, CRL_FILE), covering.pem, 0o644);
             crlOnDisk = covering;
             logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
+            // named in the same step (QA, 2026-12-06: written here, it stayed unnamed until the next full read)
+            await nameCrl(true);
           } catch (err) {
-            await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
+            if (!diskCovers) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
           }
         };
         // checked against the newest client-ca.crt; a CRL that covers it names crl.pem (again)
@@ -201,7 +205,11 @@ export function addBrokerCommands(program: Command): void {
                     throw err;
                   }
                   const covering = coveringBundle(fetched, bundle.pem);
-                  if (!covering.ok) await nameCrl(false, covering.reason);
+                  // crl.pem still named while what it holds covers every CA of the client-ca.crt
+                  // written: after drop-previous the server's CRL covers its one CA, client-ca.crt
+                  // still both until it is reread, and the crlfile was left out, so a restart
+                  // admitted deleted devices' certificates (QA, 2026-12-06)
+                  if (!covering.ok && (crlOnDisk === undefined || !coveringBundle(crlOnDisk, bundle.pem).ok)) await nameCrl(false, covering.reason);
                   return covering;
                 },
                 // crl.pem holds a covering CRL (written now, or the same as before): named, whether or not it changed

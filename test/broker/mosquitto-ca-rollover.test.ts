@@ -130,6 +130,20 @@ if (!found.ok) {
       proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
       assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate, with the crlfile');
       assert.equal(await tryConnect(s.url, { clientId: 'd-3', ca: s.serverCa, cert: old.certificate, key: old.privateKey }), undefined, 'a previous-CA certificate, with the crlfile');
+
+      // drop-previous (the server stopped), the server back: its CRL covers its one CA while
+      // client-ca.crt still holds both until it is reread; crl.pem, which covers both, stays
+      // named throughout (QA: the watch left it out, and a restart admitted deleted devices)
+      await back.stop();
+      const dropped = await runCli(['ca', 'drop-previous', '--data-dir', s.dataDir]);
+      assert.equal(dropped.code, 0, dropped.stderr);
+      const mark = watch.output().length;
+      const third = await startTestServer({ dataDir: s.dataDir, flags: { 'http-port': Number(new URL(ts.httpUrl).port) } });
+      scratch.onRelease(() => third.stop());
+      await eventually(async () => (await readFile(path.join(s.out, 'client-ca.crt'), 'utf8')) === newCa.certificate || undefined, 30_000, 'client-ca.crt rewritten with the new CA alone');
+      await eventually(async () => (/crlfile written/.test(watch.output().slice(mark)) ? true : undefined), 30_000, "the new CA's CRL written after the drop");
+      assert.doesNotMatch(watch.output().slice(mark), /no longer names crl\.pem/, `crl.pem named throughout the drop: ${watch.output().slice(mark)}`);
+      assert.match(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile named after the drop');
     });
   });
 }

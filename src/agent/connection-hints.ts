@@ -28,6 +28,10 @@ export function connectionErrorHint(error: string, ctx: ConnectionHintContext): 
   if (/certificate signature failure/i.test(error)) {
     return `a CA in ${ca} has the name of the server certificate's CA but does not verify its signature: a damaged copy, or another CA of that name; copy the CA certificates again from the server (<data-dir>/pki/ca.crt, and pki/next-ca.crt during a CA rollover), docs/security.md`;
   }
+  // the server's CRL lists the client certificate (Mosquitto with crl.pem: the device was deleted, its certificates revoked)
+  if (/alert certificate revoked/i.test(error) && ctx.certFile !== undefined) {
+    return `the server revoked the client certificate of --cert ${ctx.certFile}: its device was deleted (its certificates are listed in the broker's crl.pem); register it again and give it a new certificate (updraft device cert), docs/security.md`;
+  }
   // a TLS alert of the server about the client certificate (OpenSSL's 'tlsv1 alert unknown ca': Mosquitto over TLS 1.2, say)
   if (/alert (unknown ca|bad certificate|certificate unknown|certificate required)/i.test(error) && ctx.certFile !== undefined) {
     return `the server refused the client certificate of --cert ${ctx.certFile}: its CA may not be one the server trusts, a CA rollover's previous CA once dropped (updraft ca drop-previous) for one; give the device a certificate of the current CA (updraft device cert), docs/security.md`;

@@ -63,7 +63,7 @@ async function saveIssuedSecret(installDir: string, secret: string, what: string
 /** What became of the connections a revocation or a new secret withdrew access from. */
 function cutOffLine(disconnected: number | null, opener: string): string {
   if (disconnected === null) {
-    return `  the external broker closes connections ${opener} opened once its password file is regenerated and reloaded: within seconds under updraft broker mosquitto-config --watch, else run updraft broker mosquitto-config, then kill -HUP mosquitto`;
+    return `  the external broker closes connections ${opener} opened once its password file is regenerated and reloaded: within seconds under updraft broker mosquitto-config --watch, else run updraft broker mosquitto-config, then kill -HUP mosquitto (with certificate logins, --updraft-ca, Mosquitto keeps a connection open until the device reconnects: the acl denies a revoked device every topic, crl.pem refuses a deleted one's certificate at its next handshake; docs/security.md)`;
   }
   return disconnected === 0 ? `  no connection ${opener} opened was open` : `  closed the connection ${opener} had opened`;
 }

@@ -212,6 +212,8 @@ describe("the agent daemon and its CA files' problems", () => {
     const ctx = { tls: true, caFile: '/etc/updraft/ca.crt', certFile: '/etc/updraft/d.crt' };
     assert.match(connectionErrorHint('certificate signature failure', ctx) ?? '', /^a CA in --ca \/etc\/updraft\/ca\.crt has the name of the server certificate's CA but does not verify its signature/, 'signature failure');
     assert.match(connectionErrorHint('connection closed before CONNACK', ctx) ?? '', /^the server may not trust the CA of --cert \/etc\/updraft\/d\.crt, for one: .*previous CA .*drop-previous/, 'a close before CONNACK');
+    // OpenSSL's words for Mosquitto's refusal of a certificate its crl.pem lists (QA of the CRL, 2026-12-06)
+    assert.match(connectionErrorHint('805C8C32007F0000:error:0A000414:SSL routines:ssl3_read_bytes:sslv3 alert certificate revoked:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 44\n', ctx) ?? '', /^the server revoked the client certificate of --cert \/etc\/updraft\/d\.crt: its device was deleted/, 'a revoked certificate');
     assert.equal(connectionErrorHint('connection closed before CONNACK', { tls: true, caFile: ctx.caFile }), undefined, 'no client certificate: no hint of its CA');
     assert.match(connectionErrorHint('error:0A000418:SSL routines::tlsv1 alert unknown ca', ctx) ?? '', /^the server refused the client certificate of --cert \/etc\/updraft\/d\.crt: its CA may not be one the server trusts/, "a TLS alert of the server's");
     assert.equal(connectionErrorHint('self-signed certificate in certificate chain', { tls: false }), undefined, 'no TLS: no hint');

@@ -3,7 +3,7 @@
  * the "View log" buttons that open it: the job page has one per device, the device page one per
  * job. A page shows one log at a time.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ErrorNote, Loading } from './error-note.tsx';
 import { count, dateTime } from '../format.ts';
 import { useApi } from '../hooks.ts';
@@ -52,8 +52,10 @@ export function JobLogPanel({ jobId, deviceId, summary, onClose }: { jobId: stri
     if (s.which === which && receivedAt !== undefined && s.receivedAt !== undefined && receivedAt !== s.receivedAt) log.reload();
     seen.current = { which, receivedAt };
   }, [which, receivedAt]);
-  // the focus moves to the log when it opens (from the button that opened it)
-  useEffect(() => heading.current?.focus(), [jobId, deviceId]);
+  // the focus moves to the log when it opens (from the button that opened it), as the heading
+  // is put in the page: an effect ran after the next paint, and a reader (or a test) finding
+  // the heading found the focus still on the button (CI, loaded: browser.test.ts)
+  useLayoutEffect(() => heading.current?.focus(), [jobId, deviceId]);
   const l = log.data;
   const agentJobId = l?.agentJobId ?? summary?.agentJobId;
   return (

@@ -7,12 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import forge from 'node-forge';
 import { createCa, type CertificateAuthority } from '../../src/pki/certificate-authority.ts';
+import { forgeCsr } from '../helpers/csr.ts';
 import { Scratch } from '../helpers/scratch.ts';
 
 const scratch = new Scratch();
@@ -63,12 +62,7 @@ describe('certificate signing requests, checked and signed off the server thread
   }
 
   it('a request signed with SHA-1 (an old device; made by forge: a strict crypto policy may forbid openssl -sha1) gets a certificate of the CA', async () => {
-    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-    const csr = forge.pki.createCertificationRequest();
-    csr.publicKey = forge.pki.publicKeyFromPem(publicKey);
-    csr.setSubject([{ name: 'commonName', value: 'd1' }]);
-    csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha1.create());
-    await opensslVerifies((await ca.issueDeviceCertificateFromRequest('d1', forge.pki.certificationRequestToPem(csr))).certificate);
+    await opensslVerifies((await ca.issueDeviceCertificateFromRequest('d1', forgeCsr('d1', { digest: 'sha1' }).csr)).certificate);
   });
 
   it('a key whose public exponent is not 65537 is refused (with e = 1 a signature is made without any private key)', async () => {

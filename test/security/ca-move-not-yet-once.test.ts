@@ -11,24 +11,18 @@
  * by its key) is driven with a clock of the test's: the days pass without waiting for them.
  */
 import assert from 'node:assert/strict';
-import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createPrivateKey, sign } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import forge from 'node-forge';
 import { CertificateRenewal, CA_MOVE_REASON } from '../../src/pki/certificate-renewal.ts';
 import { createLogger } from '../../src/util/logger.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { forgeCsr } from '../helpers/csr.ts';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 
-function csrFor(cn: string): string {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromPem(publicKey);
-  csr.setSubject([{ name: 'commonName', value: cn }]);
-  csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(csr);
-}
+/** A CSR for a fresh RSA key naming `cn` (PEM). */
+const csrFor = (cn: string): string => forgeCsr(cn).csr;
 
 describe('CA moves refused as "not yet": each device said once', () => {
   let ts: TestServer;

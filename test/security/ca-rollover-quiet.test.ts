@@ -7,28 +7,22 @@
  * server, real MQTTS clients sending renewal requests, real `updraft ca` processes.
  */
 import assert from 'node:assert/strict';
-import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createPrivateKey, sign } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import forge from 'node-forge';
 import { createLogger } from '../../src/util/logger.ts';
 import { runCli } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { forgeCsr } from '../helpers/csr.ts';
 
 type Line = Record<string, unknown>;
 const parsed = (lines: string[]): Line[] => lines.map((l) => JSON.parse(l) as Line);
 
-function csrFor(cn: string): { csr: string; key: string } {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromPem(publicKey);
-  csr.setSubject([{ name: 'commonName', value: cn }]);
-  csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return { csr: forge.pki.certificationRequestToPem(csr), key: privateKey };
-}
+/** A CSR for a fresh RSA key, naming `cn`, and that key (PEM). */
+const csrFor = (cn: string, bits = 2048): { csr: string; key: string } => forgeCsr(cn, { bits });
 
 /** A renewal request as the agent sends it (agent/certificate-renewer.ts), proven by the current key. */
 function renewal(deviceId: string, pair: { certificate: string; privateKey: string }, reason?: string): Record<string, unknown> {

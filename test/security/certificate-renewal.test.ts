@@ -6,30 +6,23 @@
  * `updraft agent` daemon, real MQTT clients.
  */
 import assert from 'node:assert/strict';
-import { X509Certificate, createHash, createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, sign } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import forge from 'node-forge';
 import { saveRenewedFiles, settleRenewedFiles } from '../../src/agent/certificate-renewer.ts';
 import { caPaths, createCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 import { startAgent } from './support.ts';
+import { forgeCsr } from '../helpers/csr.ts';
 
 const DAY_MS = 86_400_000;
 
 /** A CSR for a fresh RSA key, naming `cn`, and that key (PEM). */
-function csrFor(cn: string, bits = 2048): { csr: string; key: string } {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromPem(publicKey);
-  csr.setSubject([{ name: 'commonName', value: cn }]);
-  csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return { csr: forge.pki.certificationRequestToPem(csr), key: privateKey };
-}
+const csrFor = (cn: string, bits = 2048): { csr: string; key: string } => forgeCsr(cn, { bits });
 
 describe('client certificates renewed over MQTT', () => {
   let ts: TestServer;

@@ -7,20 +7,12 @@
  * `{}`) still has the key made here, as docs/api.md says. Real server, real HTTP.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import forge from 'node-forge';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { forgeCsr } from '../helpers/csr.ts';
 
 /** A CSR for a fresh RSA key naming `cn` (PEM). */
-function csrFor(cn: string): string {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromPem(publicKey);
-  csr.setSubject([{ name: 'commonName', value: cn }]);
-  csr.sign(forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(csr);
-}
+const csrFor = (cn: string): string => forgeCsr(cn).csr;
 
 describe('the body of POST /api/v1/devices/{id}/certificate', () => {
   let ts: TestServer;

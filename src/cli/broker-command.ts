@@ -127,6 +127,8 @@ export function addBrokerCommands(program: Command): void {
         let clientCaWritten = false;
         let crlNamed = false; // mosquitto.conf names crl.pem
         let crlOnDisk: CrlOutcome | undefined; // the CRL last written to crl.pem
+        /** Whether crl.pem, as this watch last wrote it, holds a CRL of every CA of `caPem`: while it does, crlfile stays named. */
+        const diskCovers = (caPem: string) => crlOnDisk !== undefined && coveringBundle(crlOnDisk, caPem).ok;
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
         const writeCompanions = async (companions: { crl: boolean }) => {
           if (clientCa !== undefined) {
@@ -176,17 +178,17 @@ export function addBrokerCommands(program: Command): void {
         /** Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. Never throws. */
         const coverNewCas = async (next: ClientCaBundle) => {
           // what crl.pem holds already may cover them (an undone drop's CAs): then nothing is weakened
-          const diskCovers = crlOnDisk !== undefined && coveringBundle(crlOnDisk, next.pem).ok;
+          const covered = diskCovers(next.pem);
           try {
             const covering = coveringBundle(await crlFromServer(api, false), next.pem);
-            if (!covering.ok) return diskCovers ? undefined : await nameCrl(false, covering.reason);
+            if (!covering.ok) return covered ? undefined : await nameCrl(false, covering.reason);
             await writeFileAtomic(path.join(dir, CRL_FILE), covering.pem, 0o644);
             crlOnDisk = covering;
             logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
             // named in the same step (QA, 2026-12-06: written here, it stayed unnamed until the next full read)
             await nameCrl(true);
           } catch (err) {
-            if (!diskCovers) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
+            if (!covered) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
           }
         };
         // checked against the newest client-ca.crt; a CRL that covers it names crl.pem (again)
@@ -201,7 +203,7 @@ export function addBrokerCommands(program: Command): void {
                     fetched = await crlFromServer(api, false);
                   } catch (err) {
                     // crl.pem stays as it was: still named while it covers every CA of client-ca.crt
-                    if (crlOnDisk === undefined || !coveringBundle(crlOnDisk, bundle.pem).ok) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);
+                    if (!diskCovers(bundle.pem)) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);
                     throw err;
                   }
                   const covering = coveringBundle(fetched, bundle.pem);
@@ -209,7 +211,7 @@ export function addBrokerCommands(program: Command): void {
                   // written: after drop-previous the server's CRL covers its one CA, client-ca.crt
                   // still both until it is reread, and the crlfile was left out, so a restart
                   // admitted deleted devices' certificates (QA, 2026-12-06)
-                  if (!covering.ok && (crlOnDisk === undefined || !coveringBundle(crlOnDisk, bundle.pem).ok)) await nameCrl(false, covering.reason);
+                  if (!covering.ok && !diskCovers(bundle.pem)) await nameCrl(false, covering.reason);
                   return covering;
                 },
                 // crl.pem holds a covering CRL (written now, or the same as before): named, whether or not it changed

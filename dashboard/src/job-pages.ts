@@ -2,13 +2,31 @@
  * The way back to newer jobs from a Jobs page opened without it. The server pages jobs only
  * towards older ones (`?after=<cursor>`, the cursor being the last job's `<createdAt>:<jobId>`,
  * newest first), so the Jobs page keeps the cursors of the pages before it in its URL
- * (`newer`). A link or bookmark that has `after` alone (made before the URL kept them, or cut
- * short) has no way back: the page just newer is found by reading the pages from the newest
+ * (`newer`, the last TRAIL_KEPT of them). A link or bookmark that has `after` alone (made
+ * before the URL kept them, or cut short) has no way back: the page just newer is found by reading the pages from the newest
  * until the one that holds the job the cursor names.
  */
 
 /** Pages read at most (25 jobs each) before giving up and going to the newest page. */
 export const MAX_PAGES_WALKED = 40;
+
+/**
+ * Cursors of the pages before it a page's URL keeps (`newer`), the last ones: the URL grew by
+ * a cursor (about 60 characters) at each "Older", and past some 270 pages it was longer than
+ * the 16 KB of request head the server takes, so a reload or a shared link of it failed (431).
+ * Going newer past the kept ones reads the way back from the newest (`findNewerPage`, as for a
+ * bookmark without its trail): as many as it walks, so the whole kept trail can be found again.
+ */
+export const TRAIL_KEPT = MAX_PAGES_WALKED;
+
+/** The dashboard URL of the page of `base` (`/jobs`, `/artifacts`) that starts after `cursor` (undefined: the first), with the last TRAIL_KEPT cursors of the pages before it. */
+export function pageUrl(base: string, cursor: string | undefined, trail: readonly string[]): string {
+  if (cursor === undefined) return base;
+  const q = new URLSearchParams();
+  for (const c of trail.slice(-TRAIL_KEPT)) q.append('newer', c);
+  q.set('after', cursor);
+  return `${base}?${q.toString()}`;
+}
 
 /** Where the page just newer than `?after=<after>` is: its cursor (undefined: the first page) and the cursors of the pages before it. */
 export interface NewerPage {

@@ -8,7 +8,7 @@ import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../../dashboard/src/device-
 import { issuerQuery as dashboardIssuerQuery } from '../../dashboard/src/ca-devices.ts';
 import { certificateExpiry, clientCertificateExpiry, dateTime, deviceHref, jobHref, percent, storageHeldNotice, succeededNote, tlsExpiry } from '../../dashboard/src/format.ts';
 import { issuerQuery } from '../../src/protocol/certificate-issuer.ts';
-import { findNewerPage, isNewer } from '../../dashboard/src/job-pages.ts';
+import { findNewerPage, isNewer, MAX_PAGES_WALKED, pageUrl, TRAIL_KEPT } from '../../dashboard/src/job-pages.ts';
 import { progressOf } from '../../dashboard/src/job-progress.ts';
 import { emptyForm, errorSummary, fieldErrors, fieldOf, toRequest } from '../../dashboard/src/job-request.ts';
 import { parseSse } from '../../dashboard/src/sse.ts';
@@ -145,6 +145,19 @@ describe('dashboard client logic', () => {
     reads.length = 0;
     assert.deepEqual(await findNewerPage(c3, next, 2), { after: undefined, trail: [] });
     assert.equal(reads.length, 2);
+  });
+
+  it("keeps a page's URL bounded however deep one pages: the last cursors of its trail, no more than the way back walks", () => {
+    assert.equal(pageUrl('/jobs', undefined, ['x']), '/jobs', 'the first page has no cursor');
+    assert.equal(pageUrl('/jobs', '5:b', ['9:a', '7:c']), '/jobs?newer=9%3Aa&newer=7%3Ac&after=5%3Ab', 'a short trail is kept whole, in order');
+    // 400 pages deep, with job ids as long as the server's (a UUID after the time)
+    const cursors = Array.from({ length: 400 }, (_, i) => `${1_800_000_000_000 - i}:${'0'.repeat(8)}-${String(i).padStart(4, '0')}-4000-8000-${'0'.repeat(12)}`);
+    const url = pageUrl('/jobs', cursors[399], cursors.slice(0, 399));
+    const q = new URL(url, 'http://x').searchParams;
+    assert.equal(q.get('after'), cursors[399], 'the page itself');
+    assert.deepEqual(q.getAll('newer'), cursors.slice(399 - TRAIL_KEPT, 399), 'the last TRAIL_KEPT cursors before it, oldest dropped');
+    assert.ok(url.length < 4096, `the URL stays short (${url.length} characters; the whole trail made it ${cursors.join('').length * 1.1 | 0}+)`);
+    assert.ok(TRAIL_KEPT <= MAX_PAGES_WALKED, 'a trail cut short is found again by the way back from the newest');
   });
 
   it('parses server-sent events split anywhere, skipping keep-alive comments', () => {

@@ -4,7 +4,7 @@
  * whether its signature is the current signing key's; upload a build from the browser (raw
  * bytes, with progress); delete one, after a confirmation in the page (refused while a job
  * that is not finished installs it). The page is in the URL as on Jobs (`after`: its cursor;
- * `newer`, repeated: those of the pages before it), so back, forward and bookmarks keep it;
+ * `newer`, repeated: those of the pages before it, the last 40), so back, forward and bookmarks keep it;
  * a URL with `after` alone goes to the newest page on "Newer builds".
  * Live: a build added or deleted elsewhere (the CLI, another tab) shows at once (`artifact.changed`).
  */
@@ -16,6 +16,7 @@ import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { bytes, dateTime } from '../format.ts';
 import { useLiveList, useReadOnly } from '../hooks.ts';
+import { pageUrl as trailUrl } from '../job-pages.ts';
 import { navigate, useLocation } from '../router.tsx';
 import type { Artifact, Page } from '../types.ts';
 
@@ -23,14 +24,8 @@ export function ArtifactsPage() {
   const { query } = useLocation();
   const after = query.get('after');
   const newer = query.getAll('newer');
-  /** The URL of a page: its cursor, and those of the pages before it. */
-  const pageUrl = (cursor: string | undefined, trail: string[]) => {
-    if (cursor === undefined) return '/artifacts';
-    const q = new URLSearchParams();
-    for (const c of trail) q.append('newer', c);
-    q.set('after', cursor);
-    return `/artifacts?${q.toString()}`;
-  };
+  /** The URL of a page: its cursor, and those of the pages before it (the last TRAIL_KEPT). */
+  const pageUrl = (cursor: string | undefined, trail: string[]) => trailUrl('/artifacts', cursor, trail);
   // a build added or deleted elsewhere (the CLI, another tab, another instance); read again
   // once the stream reconnects too, for what changed while it was not (one read as it opens)
   // limit asks for a page (without it and after, the server answers the whole list)

@@ -11,7 +11,7 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { count, dateTime, jobHref, shortId } from '../format.ts';
 import { useLiveList, useReadOnly } from '../hooks.ts';
-import { findNewerPage } from '../job-pages.ts';
+import { findNewerPage, pageUrl as trailUrl } from '../job-pages.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
 import type { Job, Page } from '../types.ts';
 
@@ -19,14 +19,8 @@ export function JobsPage() {
   const { query } = useLocation();
   const after = query.get('after');
   const newer = query.getAll('newer');
-  /** The URL of a page: its cursor, and those of the pages before it. */
-  const pageUrl = (cursor: string | undefined, trail: string[]) => {
-    if (cursor === undefined) return '/jobs';
-    const q = new URLSearchParams();
-    for (const c of trail) q.append('newer', c);
-    q.set('after', cursor);
-    return `/jobs?${q.toString()}`;
-  };
+  /** The URL of a page: its cursor, and those of the pages before it (the last TRAIL_KEPT). */
+  const pageUrl = (cursor: string | undefined, trail: string[]) => trailUrl('/jobs', cursor, trail);
   const listPath = (cursor: string | null | undefined) => `/jobs?limit=25${cursor ? `&after=${encodeURIComponent(cursor)}` : ''}`;
   // live as jobs change or are deleted, and read again when the stream reconnects: what
   // changed while it was down sent no event here (hooks.ts useLiveList: one read as the page opens)

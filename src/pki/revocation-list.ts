@@ -188,23 +188,21 @@ function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
  * it is valid, the previous CA of a rollover, each listing the `revoked` certificates it
  * issued that have not expired. `{ ok: false }` with the reason when the previous CA's key is
  * not kept: no file must be written then (OpenSSL would refuse that CA's devices).
- * `last`, the file made before: returned as it is when the revocations are the same (no new
- * signatures); otherwise the new lists are issued at least a second after it, so that OpenSSL,
+ * `last`, the file made before: returned as it is when the CAs and the revocations are the
+ * same (no key is read then, no new signatures: a previous CA's key moved aside since still
+ * leaves the lists it signed, which stay true); otherwise the new lists are issued at least a second after it, so that OpenSSL,
  * which keeps the CRL of the latest thisUpdate, takes them.
  */
 export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now(), last?: CrlFile): Promise<CrlFile> {
   const p = caPaths(dataDir);
-  const [cert, key] = await Promise.all([readOptional(p.cert), readOptional(p.key)]);
-  if (cert === undefined || key === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA with its key in ${p.dir}: start the server once, or make it: updraft ca init`);
-  const cas: { cert: string; key: KeyObject }[] = [{ cert, key: keyOf(cert, key, p.key) }];
+  // the certificates first, the keys only when a list must be signed: a call that gives back
+  // the kept file (most calls: the watch asks at every deletion event of any instance) reads
+  // and checks no private key
+  const cert = await readOptional(p.cert);
+  if (cert === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA in ${p.dir}: start the server once, or make it: updraft ca init`);
+  const cas: { cert: string; keyFile: string }[] = [{ cert, keyFile: p.key }];
   const previous = await readOptional(p.previous);
-  if (previous !== undefined && previous.trim() !== cert.trim() && validAt(previous, nowMs)) {
-    const previousKey = await readOptional(p.previousKey);
-    if (previousKey === undefined) {
-      return { ok: false, reason: `the previous CA of the rollover (${p.previous}) has no key kept beside it (${p.previousKey}: rollovers before 2026-12-06 deleted it), so no CRL of it can be signed, and OpenSSL refuses a certificate whose CA has no CRL: no crlfile until updraft ca drop-previous` };
-    }
-    cas.push({ cert: previous, key: keyOf(previous, previousKey, p.previousKey) });
-  }
+  if (previous !== undefined && previous.trim() !== cert.trim() && validAt(previous, nowMs)) cas.push({ cert: previous, keyFile: p.previousKey });
   const digest = createHash('sha256');
   const lists = cas.map((ca) => {
     const fingerprint = caFingerprint(ca.cert);
@@ -214,8 +212,17 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
   });
   const hex = digest.digest('hex');
   if (last?.ok && last.digest === hex) return last;
+  const keys: KeyObject[] = [];
+  for (const l of lists) {
+    const keyPem = await readOptional(l.keyFile);
+    if (keyPem === undefined && l.keyFile === p.previousKey) {
+      return { ok: false, reason: `the previous CA of the rollover (${p.previous}) has no key kept beside it (${p.previousKey}: rollovers before 2026-12-06 deleted it), so no CRL of it can be signed, and OpenSSL refuses a certificate whose CA has no CRL: no crlfile until updraft ca drop-previous` };
+    }
+    if (keyPem === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA with its key in ${p.dir}: start the server once, or make it: updraft ca init`);
+    keys.push(keyOf(l.cert, keyPem, l.keyFile));
+  }
   const issuedAt = Math.max(Math.floor(nowMs / 1000) * 1000, last?.ok ? last.issuedAt + 1000 : 0);
-  const pem = lists.map((l) => buildCrl({ caCertificate: l.cert, caKey: l.key, entries: l.entries, issuedAt })).join('');
+  const pem = lists.map((l, i) => buildCrl({ caCertificate: l.cert, caKey: keys[i]!, entries: l.entries, issuedAt })).join('');
   const nextUpdate = Math.min(...lists.map((l) => Date.parse(new X509Certificate(l.cert).validTo)));
   return { ok: true, pem, nextUpdate, issuedAt, revoked: lists.reduce((n, l) => n + l.entries.length, 0), cas: lists.length, digest: hex, issuers: lists.map((l) => l.fingerprint) };
 }

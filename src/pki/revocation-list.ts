@@ -234,8 +234,8 @@ const PRUNE_PER_ISSUE = 100;
  * Records `certificatePem`, issued to `deviceId` by the CA of `caPem`, before it is handed out
  * (a certificate the store does not know could never be revoked), then prunes a few expired
  * rows. Rejects when the record fails: the certificate is then not given. The prune is
- * housekeeping: its failure is a warning (to `logger`, else a process warning), the
- * certificate recorded is still given.
+ * housekeeping: its failure is a warning to `logger`, and the certificate recorded is still
+ * given.
  */
 export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, logger: Pick<Logger, 'warn'>, nowMs = Date.now()): Promise<void> {
   await store.recordDeviceCertificate(issuedRecord(deviceId, certificatePem, caPem));

@@ -3,7 +3,8 @@
  * and what to do where it is not. Each line is a check, `ok`, `note`, `warn` or `FAIL`; the
  * command exits 1 when one fails (a script or a cron job can act on it), 0 otherwise.
  *
- * It asks only what the API and the health endpoints answer: reachability, readiness (store,
+ * It asks only what the API and the health endpoints answer (the fleet-level checks are
+ * health/findings.ts, which the dashboard's GET /api/v1/health/findings runs on the server too): reachability, readiness (store,
  * artifact storage, broker), the operator token, the clocks (manifests and URLs expire by
  * them), the signing key's certificate, the CA's and TLS certificates' expiry, staged URL keys, how busy the instance is, refused
  * tokens, failing webhook deliveries, artifact storage not shared by instances on one PostgreSQL
@@ -11,28 +12,16 @@
  * clocks are wrong, devices still on a CA rollover's previous CA, and rollouts waiting for an operator.
  */
 import type { Command } from 'commander';
-import type { KeyInfo } from '../artifacts/key-ring.ts';
 import type { InstanceMetrics } from '../http/metrics.ts';
-import type { KeyCertificate } from '../protocol/key-certificate.ts';
 import type { JobRecord } from '../store/state-store.ts';
-import { caSubject, issuerQuery } from '../protocol/certificate-issuer.ts';
-import { listCommand } from './previous-ca-devices.ts';
+import { deviceChecks, keyFindings, metricFindings, rolloutFindings, type DeviceCheck, type Finding, type KeyFacts, type NamedDevice, type Selected, type Verdict } from '../health/findings.ts';
 import { ApiClient, serverUrl, whyUnreachable, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 
-type Verdict = 'ok' | 'note' | 'warn' | 'FAIL';
+export type { Finding } from '../health/findings.ts';
 
-/** Devices whose agents reported a clock a minute or more off the server's. */
 /** A named token unused this long is named by doctor. */
 const UNUSED_TOKEN_DAYS = 90;
-const WRONG_CLOCK_QUERY = 'reported.agent.clockOffsetSeconds > 59 or reported.agent.clockOffsetSeconds < -59';
-
-/** One line of the report. */
-export interface Finding {
-  verdict: Verdict;
-  check: string;
-  text: string;
-}
 
 const DAY_MS = 86_400_000;
 
@@ -78,7 +67,7 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
     add('FAIL', 'token', (err as Error).message);
     return out;
   }
-  let keys: { signing: { keyId: string; certificate: KeyCertificate | null }; root: { keyId: string; rotations?: unknown[] } | null; url: KeyInfo[]; ca?: string; previousCa?: string | null; droppedCaSubject?: string | null };
+  let keys: KeyFacts;
   try {
     keys = await api.call('GET', '/api/v1/keys');
   } catch (err) {
@@ -96,100 +85,19 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   if (viewer) add('note', 'token', 'a read-only viewer token is accepted: the checks of named tokens need the operator token, and are skipped');
   else add('ok', 'token', 'the operator token is accepted');
 
-  const cert = keys.signing.certificate;
-  if (!cert) {
-    add('note', 'signing key', `${keys.signing.keyId}, no certificate from an offline root: replacing it means provisioning every device again (docs/security.md)`);
-  } else {
-    const days = Math.floor((cert.expiresAt * 1000 - now) / DAY_MS);
-    if (days < 0) add('FAIL', 'signing key', `the certificate of ${cert.keyId} expired ${-days} day(s) ago: devices that trust the root refuse every update; certify the key again and install it (updraft keys certify, keys install-cert)`);
-    else if (days < 30) add('warn', 'signing key', `the certificate of ${cert.keyId} expires in ${days} day(s): certify the key again and install it`);
-    else add('ok', 'signing key', `${cert.keyId}, certified by root ${cert.rootKeyId} (serial ${cert.serial}) for ${days} more days`);
-  }
-  for (const k of keys.url.filter((x) => x.activeFrom)) add('note', 'URL keys', `key ${k.kid} is staged: it signs from ${k.activeFrom}; every instance must have it by then`);
+  for (const f of keyFindings(keys, now)) out.push(f);
 
   const m = await api.call<InstanceMetrics>('GET', '/api/v1/metrics').catch(() => undefined);
-  if (m) {
-    const busy = m.eventLoop.lastMinute.utilization;
-    if (busy > 0.9) add('warn', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute: at its limit, commands and answers queue (docs/deployment.md: add an instance)`);
-    else add('ok', 'load', `the server's thread was ${Math.round(busy * 100)}% busy over the last minute`);
-    if (m.tls) for (const f of tlsFindings(m.tls, now)) add(f.verdict, f.check, f.text);
-    if (m.api.refusedTokens > 0) add('note', 'tokens', `${m.api.refusedTokens} API call(s) refused for their token since the start: a tool with an old token, or someone guessing (the log says from where)`);
-    if (m.webhook && m.webhook.failed + m.webhook.dropped > 0) add('warn', 'webhook', `${m.webhook.failed} notification(s) failed and ${m.webhook.dropped} dropped since the start: check the receiver (the log names them)`);
-    // several instances on one database must share the artifact storage: with a directory
-    // each, a build added through one is missing on the others (the server says so at start too)
-    if (m.storage?.store === 'postgres' && m.storage.artifacts === 'local') add('warn', 'artifacts', "this instance shares a PostgreSQL store but keeps artifact bytes in its own directory (no --blob): with several instances every one must share the artifact storage (--blob s3://...), or a build added through one cannot be downloaded through another; with a single instance, nothing is wrong");
-    if (m.downloads.missing > 0) add('warn', 'artifacts', `${m.downloads.missing} download(s) answered 503 since the start because a stored build's bytes are missing from artifact storage: restore them, or delete the build and add it again (the log names it: "the artifact's bytes are missing")`);
-    if (m.webhook && m.webhook.waiting >= 100) add('warn', 'webhook', `${m.webhook.waiting} notification(s) wait to be sent: the receiver is down or slow (past 1,000 the oldest are dropped)`);
-  }
+  if (m) out.push(...metricFindings(m, now));
 
-  // which instance leads rollouts (sends the commands, times executions out): one per database
-  if (m?.rollouts) add('ok', 'leader', m.rollouts.leader ? 'this instance leads rollouts' : 'this instance follows: another instance on its database should lead rollouts (exactly one instance\'s GET /api/v1/metrics says rollouts.leader true; if none does, rollouts stand still: look at each instance\'s doctor)');
-
-  // agents that install unsigned software (they say so when they connect): a fleet query,
-  // which reads the whole fleet when none does
-  const careless = await firstMatches<{ deviceId: string }>(api, 'reported.agent.trust = unsigned').catch(() => undefined);
-  if (careless && careless.items.length > 0) {
-    const some = `${careless.items.map((d) => d.deviceId).join(', ')}${careless.next ? ', …' : ''}`;
-    add('warn', 'devices', `${some} accept unsigned software (an agent run with --insecure-allow-unsigned): whoever can send them a command can install anything; give them the signing key or the root (list them: updraft device list --query 'reported.agent.trust = unsigned')`);
-  }
-
-  // devices on the root whose agents cannot follow a root rotation (protocol/agent-features.ts):
-  // after one, they refuse every update until given the new root by hand
-  if (keys.root) {
-    const query = 'reported.agent.trust = root and not reported.agent.features = root-rotation';
-    const old = await firstMatches<{ deviceId: string }>(api, query).catch(() => undefined);
-    if (old && old.items.length > 0) {
-      const some = `${old.items.map((d) => d.deviceId).join(', ')}${old.next ? ', …' : ''}`;
-      add('note', 'devices', `${some} trust the root with agents that cannot follow a root rotation: update their agents before replacing the root, or they refuse every update after it (list them: updraft device list --query '${query}')`);
-    }
-  }
-
-  // after a root rotation, devices that have not followed it yet (no command since) still trust
-  // the old root: whoever holds it can certify a key of their own for them
-  if (keys.root && (keys.root.rotations?.length ?? 0) > 0) {
-    const query = `reported.agent.trust = root and reported.agent.keyId != ${keys.root.keyId}`;
-    const behind = await firstMatches<{ deviceId: string }>(api, query).catch(() => undefined);
-    if (behind && behind.items.length > 0) {
-      const some = `${behind.items.map((d) => d.deviceId).join(', ')}${behind.next ? ', …' : ''}`;
-      add('warn', 'devices', `${some} still trust a replaced root (the root is ${keys.root.keyId} now): they follow the rotation with their next command; until then, the old root can vouch for any key for them (list them: updraft device list --query '${query}')`);
-    }
-  }
-
-  // during a CA rollover, devices still on the previous CA (their agents report their
-  // certificate's issuer): `ca drop-previous` locks them out, and refuses while there are any
-  // (while it is valid: once expired it is ignored, and its devices are refused already)
-  if (m?.tls?.previousCaExpiresAt != null && m.tls.previousCaExpiresAt * 1000 > now && typeof keys.ca === 'string') {
-    const still = await previousCaFinding(api, keys.ca, typeof keys.previousCa === 'string' ? keys.previousCa : undefined).catch(() => undefined);
-    if (still) add(still.verdict, still.check, still.text);
-  }
-
-  // devices still reporting a certificate of the CA a drop removed (`--force`, or before they
-  // moved): the server refuses them at the handshake, and their renewal needs a connection, so
-  // they stay cut off and show only as offline (QA of the CA rollover, 2026-12-06)
-  if (typeof keys.droppedCaSubject === 'string') {
-    // a scan that failed is said: read as nothing found, it said "ok" of a fleet it never read (review)
-    // the undo only while no later rollover's previous CA stands where it would go back
-    const cut = await droppedCaFinding(api, keys.droppedCaSubject, typeof keys.previousCa !== 'string').catch((err: Error): Finding => ({ verdict: 'note', check: 'CA', text: `the devices still on the CA updraft ca drop-previous removed could not be counted: ${err.message}` }));
-    if (cut) add(cut.verdict, cut.check, cut.text);
-  }
-
-  // agents whose client certificate expires within two weeks (they report it): renewal is
-  // off, or failing; past the expiry the broker refuses them
-  const soon = Math.floor(now / 1000) + 14 * 86_400;
-  const expiring = await firstMatches<{ deviceId: string; agent?: { certificateRenewalError?: string | null } | null }>(api, `reported.agent.certificateExpiresAt < ${soon}`).catch(() => undefined);
-  if (expiring && expiring.items.length > 0) {
-    // with what each device said of its last failed renewal
-    const named = expiring.items.map((d) => (typeof d.agent?.certificateRenewalError === 'string' ? `${d.deviceId} (renewal failed: ${d.agent.certificateRenewalError})` : d.deviceId));
-    const some = `${named.join(', ')}${expiring.next ? ', …' : ''}`;
-    add('warn', 'devices', `${some} have a client certificate that expires within 14 days: past it the broker refuses them; their agents renew it over MQTT unless told --renew-certificate-days 0, and the log says why a renewal failed (list them: updraft device list --query 'reported.agent.certificateExpiresAt < ${soon}')`);
-  }
-
-  // agents whose clock is a minute or more off the server's (they report it: agent/clock-offset.ts);
-  // a clock ahead by more than a command's lifetime fails every update as expired
-  const skewed = await firstMatches<{ deviceId: string; reported?: unknown }>(api, WRONG_CLOCK_QUERY).catch(() => undefined);
-  if (skewed && skewed.items.length > 0) {
-    const some = `${skewed.items.map((d) => d.deviceId).join(', ')}${skewed.next ? ', …' : ''}`;
-    add('warn', 'devices', `${some} run with a wrong clock (a minute or more off the server's): a clock ahead by more than --url-ttl fails every update as expired; set their clocks (NTP, an RTC in UTC) (list them with their offsets: updraft device list --query '${WRONG_CLOCK_QUERY}')`);
+  // the devices fleet queries select (health/findings.ts), one query at a time; a query that
+  // failed says nothing, unless its check says otherwise
+  for (const check of deviceChecks(keys, m?.tls, now)) {
+    const found = await selected(api, check).then(
+      (s) => check.finding(s),
+      (err: Error) => check.failed?.(err),
+    );
+    if (found) out.push(found);
   }
 
   // named tokens nobody has used for 90 days (or ever, 90 days after they were added): a
@@ -204,82 +112,30 @@ export async function diagnose(opts: ApiOptions, now = Date.now()): Promise<Find
   }
 
   const paused = await api.call<{ items: JobRecord[] }>('GET', '/api/v1/jobs?status=PAUSED&limit=100').catch(() => undefined);
-  for (const j of paused?.items ?? []) {
-    const why = (j.progress as { pause?: { reason?: string; message?: string } } | undefined)?.pause;
-    if (why && why.reason !== 'operator') add('note', 'rollouts', `job ${j.jobId} (${j.artifactName}@${j.artifactVersion}) waits for an operator: ${why.message ?? why.reason}`);
-  }
+  out.push(...rolloutFindings(paused?.items ?? []));
   return out;
 }
 
-/**
- * The expiries of Updraft's CA and of the certificates the server's TLS listeners serve (as
- * the server says: what it serves now, after a renewal too). A server certificate past its
- * end is refused by every device; Updraft's CA is warned of a year ahead, since replacing it
- * means provisioning every device with the new one (docs/security.md).
- */
-function tlsFindings(t: InstanceMetrics['tls'], now: number): Finding[] {
-  const out: Finding[] = [];
-  const caDays = Math.floor((t.caExpiresAt * 1000 - now) / DAY_MS);
-  const caAt = new Date(t.caExpiresAt * 1000).toISOString().slice(0, 10);
-  if (caDays < 0) out.push({ verdict: 'FAIL', check: 'CA', text: `Updraft's CA (pki/ca.crt) expired on ${caAt}: no certificate it issued is accepted, so devices on MQTTS cannot connect; replace it (docs/security.md, "When the CA nears its end")` });
-  else if (caDays < 365) out.push({ verdict: 'warn', check: 'CA', text: `Updraft's CA (pki/ca.crt) expires on ${caAt}, in ${caDays} day(s): what it issues ends with it; plan its replacement, which provisions every device with the new CA (docs/security.md, "When the CA nears its end")` });
-  else out.push({ verdict: 'ok', check: 'CA', text: `Updraft's CA is valid until ${caAt}` });
-  // a rollover's previous CA (pki/previous-ca.crt): its devices' certificates are accepted until it ends
-  if (t.previousCaExpiresAt != null) {
-    const prevAt = new Date(t.previousCaExpiresAt * 1000).toISOString().slice(0, 10);
-    if (t.previousCaExpiresAt * 1000 <= now) out.push({ verdict: 'warn', check: 'CA', text: `the previous CA (pki/previous-ca.crt) expired on ${prevAt} and is ignored: devices still on its certificates are refused; remove it (updraft ca drop-previous)` });
-    else out.push({ verdict: 'ok', check: 'CA', text: `the previous CA (pki/previous-ca.crt) is trusted until ${prevAt}: devices with its certificates connect and renew onto the current CA (the server log's "movedFromPreviousCa" lines count them)` });
-  }
-  for (const [name, at] of [['MQTTS', t.mqttCertificateExpiresAt], ['HTTPS', t.httpCertificateExpiresAt]] as const) {
-    if (at === null) continue;
-    const days = Math.floor((at * 1000 - now) / DAY_MS);
-    const day = new Date(at * 1000).toISOString().slice(0, 10);
-    const fix = "one issued by Updraft's CA is renewed by the server (daily, or at a restart): its log says why it was not; your own (--mqtt-tls-cert, --http-tls-cert) you replace, then restart";
-    if (days < 0) out.push({ verdict: 'FAIL', check: 'tls', text: `the ${name} server certificate expired on ${day}: every client refuses it; ${fix}` });
-    else if (days < 30) out.push({ verdict: 'warn', check: 'tls', text: `the ${name} server certificate expires on ${day}, in ${days} day(s); ${fix}` });
-    else out.push({ verdict: 'ok', check: 'tls', text: `the ${name} server certificate is valid until ${day}` });
-  }
-  return out;
+/** A fleet device as GET /api/v1/fleet/devices answers it, with what a check names. */
+interface FleetDevice {
+  deviceId: string;
+  revoked?: boolean;
+  agent?: { certificateRenewalError?: string | null } | null;
 }
 
-/**
- * While a previous CA is present: the devices that reported a client certificate of it
- * (`previousCaPem`, GET /api/v1/keys `previousCa`), as `updraft ca drop-previous` counts them;
- * from a server that names the current CA only (`ca`), those of any CA other than the current
- * one, which the embedded broker and a generated Mosquitto listener accept only while it is
- * the previous CA. Revoked devices are said apart: the renewal refuses them, so they never
- * move, and drop-previous does not refuse for them (the fleet query has no field for it: the
- * answer's `revoked` tells them). Undefined when none did.
- */
-async function previousCaFinding(api: ApiClient, currentCaPem: string, previousCaPem: string | undefined): Promise<Finding | undefined> {
-  const query = previousCaPem !== undefined ? issuerQuery(caSubject(previousCaPem)) : issuerQuery(caSubject(currentCaPem), '!=');
-  const found = await countMatches<{ deviceId: string; revoked?: boolean }>(api, query, (d) => d.revoked === true);
-  if (found.count === 0 && found.set === 0) return undefined;
-  const of = previousCaPem !== undefined ? 'of the previous CA (pki/previous-ca.crt)' : 'not of the current CA, so of the previous one (pki/previous-ca.crt)';
-  const revoked = found.set > 0 ? `${found.set} revoked device(s) (${found.firstSet.map((d) => d.deviceId).join(', ')}${found.set > found.firstSet.length ? ', …' : ''})` : '';
-  if (found.count === 0) {
-    return { verdict: 'note', check: 'CA', text: `${revoked} report a client certificate ${of}: refused anyway (revoked), they do not hold updraft ca drop-previous back (list them: ${listCommand(query)})` };
-  }
-  const some = `${found.first.map((d) => d.deviceId).join(', ')}${found.count > found.first.length ? ', …' : ''}`;
-  const besides = found.set > 0 ? ` (besides ${revoked}, refused anyway)` : '';
-  return {
-    verdict: 'warn',
-    check: 'CA',
-    text: `${found.count} device(s) (${some}) still report a client certificate ${of}${besides}: updraft ca drop-previous would lock them out, and refuses while any do; agents with the new CA in --ca move at their next connect (list them: ${listCommand(query)}${found.set > 0 ? '; revoked ones are listed too' : ''})`,
-  };
+function namedDevice(d: FleetDevice): NamedDevice {
+  const error = d.agent?.certificateRenewalError;
+  return { deviceId: d.deviceId, ...(d.revoked === true ? { revoked: true } : {}), ...(typeof error === 'string' ? { renewalError: error } : {}) };
 }
 
-/** A warning naming the devices (not revoked) that report a certificate of the CA `ca drop-previous` removed; undefined when none does. */
-async function droppedCaFinding(api: ApiClient, droppedSubject: string, undoable: boolean): Promise<Finding | undefined> {
-  const query = issuerQuery(droppedSubject);
-  const found = await countMatches<{ deviceId: string; revoked?: boolean }>(api, query, (d) => d.revoked === true);
-  if (found.count === 0) return undefined;
-  const some = `${found.first.map((d) => d.deviceId).join(', ')}${found.count > found.first.length ? ', …' : ''}`;
-  return {
-    verdict: 'warn',
-    check: 'CA',
-    text: `${found.count} device(s) (${some}) last reported a client certificate of the CA updraft ca drop-previous removed (pki/previous-ca.crt.dropped, ${droppedSubject}): the server refuses it at the handshake, so they stay cut off (offline) until each is given a certificate of the current CA (updraft device cert <id>, --csr for a key kept on the device)${undoable ? ', or the drop is undone with the server stopped (mv -n pki/previous-ca.crt.dropped pki/previous-ca.crt, and mv -n pki/previous-ca.key.dropped pki/previous-ca.key where there is one, for the CRL of an external Mosquitto) for them to move' : ' (a later rollover\'s previous CA is in pki/previous-ca.crt now: the drop cannot be undone over it)'} (list them: ${listCommand(query)})`,
-  };
+/** What `check`'s query selects: the whole fleet counted when the check needs the count, else its first devices. */
+async function selected(api: ApiClient, check: DeviceCheck): Promise<Selected> {
+  if (check.counted) {
+    const found = await countMatches<FleetDevice>(api, check.query, (d) => check.apartRevoked === true && d.revoked === true);
+    return { first: found.first.map(namedDevice), more: found.count > found.first.length, count: found.count, set: found.set, firstSet: found.firstSet.map(namedDevice) };
+  }
+  const page = await firstMatches<FleetDevice>(api, check.query);
+  return { first: page.items.map(namedDevice), more: page.next !== undefined, set: 0, firstSet: [] };
 }
 
 /**

@@ -36,7 +36,9 @@ import { addApiRoutes } from '../http/api-routes.ts';
 import { addBrokerRoutes } from '../http/broker-routes.ts';
 import { ActiveDownloads } from '../http/active-downloads.ts';
 import { downloadRoute, type DownloadStats } from '../http/download-route.ts';
-import { addFleetRoutes } from '../http/fleet-routes.ts';
+import { addFleetRoutes, type MetricsSource } from '../http/fleet-routes.ts';
+import { addHealthRoutes } from '../http/health-routes.ts';
+import { readKeyFacts } from '../health/key-facts.ts';
 import { Dashboard } from '../http/dashboard.ts';
 import { HttpServer } from '../http/http-server.ts';
 import { sendJson } from '../http/respond.ts';
@@ -462,23 +464,23 @@ export class UpdraftServer {
     });
     const loop = new EventLoopMonitor();
     await this.startPart(loop);
-    addFleetRoutes(router, {
-      registry: this.registry,
-      metrics: () => ({
-        mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections, refusedAtFileLimit: this.broker.stats.refusedAtFileLimit },
-        shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
-        downloads: { ...downloadStats },
-        storage: { store: config.db ? 'postgres' : 'embedded', artifacts: config.blob ? 's3' : 'local' },
-        rollouts: { leader: leading.isLeader },
-        api: { ...this.http.stats },
-        webhook: webhook ? { ...webhook.stats } : null,
-        eventRelay: relay ? { dropped: relay.dropped, undeliverable: relay.undeliverable } : null,
-        signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
-        tls: this.tlsRenewal.expiries(),
-        process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime(), databaseClockOffsetMs: this.clusterClock?.offsetMs ?? null },
-        eventLoop: loop.figures(),
-      }),
+    const metrics: MetricsSource = () => ({
+      mqtt: { published: this.broker.stats.published, connectedClients: this.broker.connectedClients, onlineDevices: this.online.size, refusedConnections: this.broker.stats.refusedConnections, refusedAtFileLimit: this.broker.stats.refusedAtFileLimit },
+      shadow: { requests: this.replica.stats.requests, rejections: Object.fromEntries(this.replica.stats.rejections) },
+      downloads: { ...downloadStats },
+      storage: { store: config.db ? 'postgres' : 'embedded', artifacts: config.blob ? 's3' : 'local' },
+      rollouts: { leader: leading.isLeader },
+      api: { ...this.http.stats },
+      webhook: webhook ? { ...webhook.stats } : null,
+      eventRelay: relay ? { dropped: relay.dropped, undeliverable: relay.undeliverable } : null,
+      signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
+      tls: this.tlsRenewal.expiries(),
+      process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime(), databaseClockOffsetMs: this.clusterClock?.offsetMs ?? null },
+      eventLoop: loop.figures(),
     });
+    addFleetRoutes(router, { registry: this.registry, metrics });
+    // doctor's fleet-level findings for the dashboard, computed here (http/health-routes.ts)
+    addHealthRoutes(router, { store: this.store, metrics, keys: () => readKeyFacts({ dataDir, signingKey: security.signingKey, manifests: security.manifests, ca: security.ca }) });
     // the web dashboard at / and the aggregations its pages read (issue 8)
     await this.startPart(new Dashboard({ router, store: this.store, events, rollouts: this.rollouts, tracker: this.tracker, isOnline, logger: logger.child('dashboard') }));
     // last: the secrets are recorded for the instances after this one only once this one has

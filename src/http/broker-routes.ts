@@ -21,7 +21,8 @@ import type { Router } from './router.ts';
 /** What the broker routes read: the registry, and for the CRL the store and the data directory's pki/. */
 export interface BrokerRouteDeps {
   registry: DeviceRegistry;
-  store: Pick<StateStore, 'listRevokedCertificates'>;
+  /** The revocations, and the settings where the lists' issue times are kept (pki/revocation-list.ts claimIssue). */
+  store: Pick<StateStore, 'listRevokedCertificates' | 'addSetting' | 'listSettings' | 'deleteSetting'>;
   dataDir: string;
 }
 
@@ -32,12 +33,14 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
   // made without locking devices out (a previous CA whose key is gone: pki/revocation-list.ts)
   // Behind the operator token (http-server.ts OPERATOR_READS: a viewer reads no broker file).
   // The last list made is kept: the same revocations (the digest) give it back without new
-  // RSA signatures; new ones are issued at least a second later, so OpenSSL takes them.
+  // RSA signatures; new ones are issued at least a second later than any list issued on this
+  // store, by this instance or another (the store's settings), so OpenSSL takes them even
+  // from an instance whose clock is behind.
   let last: CrlFile | undefined;
   router.add('GET', '/api/v1/broker/crl', async ({ res }) => {
     const now = Date.now();
     const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
-    const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now, last);
+    const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now, last, deps.store);
     if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
     // a later list than the one kept (two requests at once: the one made last may be the older)
     if (!last?.ok || file.issuedAt >= last.issuedAt) last = file;

@@ -191,9 +191,11 @@ function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
  * `last`, the file made before: returned as it is when the CAs and the revocations are the
  * same (no key is read then, no new signatures: a previous CA's key moved aside since still
  * leaves the lists it signed, which stay true); otherwise the new lists are issued at least a second after it, so that OpenSSL,
- * which keeps the CRL of the latest thisUpdate, takes them.
+ * which keeps the CRL of the latest thisUpdate, takes them. With `ledger` (the store's
+ * settings, shared by the instances of a cluster) they are also issued after every list any
+ * instance issued before (`claimIssue`), whatever this instance's clock says.
  */
-export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now(), last?: CrlFile): Promise<CrlFile> {
+export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now(), last?: CrlFile, ledger?: IssueLedger): Promise<CrlFile> {
   const p = caPaths(dataDir);
   // the certificates first, the keys only when a list must be signed: a call that gives back
   // the kept file (most calls: the watch asks at every deletion event of any instance) reads
@@ -221,10 +223,62 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
     if (keyPem === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA with its key in ${p.dir}: start the server once, or make it: updraft ca init`);
     keys.push(keyOf(l.cert, keyPem, l.keyFile));
   }
-  const issuedAt = Math.max(Math.floor(nowMs / 1000) * 1000, last?.ok ? last.issuedAt + 1000 : 0);
+  const earliest = Math.max(Math.floor(nowMs / 1000) * 1000, last?.ok ? last.issuedAt + 1000 : 0);
+  const issuedAt = ledger ? await claimIssue(ledger, earliest) : earliest;
   const pem = lists.map((l, i) => buildCrl({ caCertificate: l.cert, caKey: keys[i]!, entries: l.entries, issuedAt })).join('');
   const nextUpdate = Math.min(...lists.map((l) => Date.parse(new X509Certificate(l.cert).validTo)));
   return { ok: true, pem, nextUpdate, issuedAt, revoked: lists.reduce((n, l) => n + l.entries.length, 0), cas: lists.length, digest: hex, issuers: lists.map((l) => l.fingerprint) };
+}
+
+/** The store's settings, where the issue times of the lists are kept (`claimIssue`). */
+export type IssueLedger = Pick<StateStore, 'addSetting' | 'listSettings' | 'deleteSetting'>;
+
+/** Settings key prefix of the issue claims: `crl.issued.<ms, 15 digits>`, one per list issued. */
+const ISSUED_PREFIX = 'crl.issued.';
+/** Claims taken before giving up (each lost one means another instance issued meanwhile). */
+const MAX_CLAIMS = 20;
+
+const issuedKey = (ms: number): string => ISSUED_PREFIX + String(ms).padStart(15, '0');
+
+async function claims(ledger: IssueLedger): Promise<{ key: string; at: number }[]> {
+  return (await ledger.listSettings(ISSUED_PREFIX)).map((s) => ({ key: s.key, at: Number(s.key.slice(ISSUED_PREFIX.length)) })).filter((c) => Number.isSafeInteger(c.at));
+}
+
+/**
+ * The issue time (ms, a whole second, at least `earliest`) of a new set of lists, later than
+ * any list issued before on this store, by any instance. OpenSSL keeps the CRL of the latest
+ * thisUpdate it was given: an instance whose clock is behind another's, issuing by its own
+ * clock, made a changed list that a Mosquitto already holding the other's ignored.
+ *
+ * One sequence for all CAs (the lists of a file share their issue time, and an order of all
+ * lists is an order of each CA's). The store has no compare-and-set, so each issue is a claim
+ * of its second with `addSetting` (insert-if-absent: two instances cannot claim one second),
+ * then a look at all claims: if a later one exists (an instance that issued meanwhile), the
+ * claim moves above it. So the claim kept is the latest at the moment it was checked, and any
+ * issue that starts after that check sees it and goes above. Claims below the kept one are
+ * deleted (never the latest, so the latest always stays). Two issues at the same moment are
+ * ordered either way; both carry what their own read of the revocations saw, and the next
+ * change is issued above both.
+ */
+export async function claimIssue(ledger: IssueLedger, earliest: number): Promise<number> {
+  const latest = (all: { at: number }[]) => all.reduce((m, c) => Math.max(m, c.at), 0);
+  let at = Math.max(Math.ceil(earliest / 1000) * 1000, latest(await claims(ledger)) + 1000);
+  for (let i = 0; i < MAX_CLAIMS; i++) {
+    if (!(await ledger.addSetting(issuedKey(at), new Date(at).toISOString()))) {
+      at += 1000;
+      continue;
+    }
+    const all = await claims(ledger);
+    const top = latest(all);
+    if (top <= at) {
+      // housekeeping: a failed delete leaves a stale claim, which only costs a row
+      await Promise.all(all.filter((c) => c.at < at).map((c) => ledger.deleteSetting(c.key).catch(() => false)));
+      return at;
+    }
+    at = top + 1000;
+  }
+  // not CONFLICT: the route's 409 means "no crlfile can be made" to mosquitto-config --watch
+  throw new UpdraftError('UNAVAILABLE', `no CRL issue time could be claimed in ${MAX_CLAIMS} tries (other instances issued meanwhile): ask again`);
 }
 
 /** Expired rows pruned after each recorded certificate: the table stays about the size of the valid certificates. */

@@ -36,6 +36,11 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
   // RSA signatures; new ones are issued at least a second later than any list issued on this
   // store, by this instance or another (the store's settings), so OpenSSL takes them even
   // from an instance whose clock is behind.
+  // The revoked rows are read at every call, for the digest: not kept for a while, because
+  // the watch asks right after a deletion event, and a list kept from before it would leave the
+  // deleted device admitted until the next change; the deletion events that could mark it
+  // stale are not in these deps, and reach only the instance that deleted (a store query of
+  // the latest revocation time would be the cheap check: a store change).
   let last: CrlFile | undefined;
   router.add('GET', '/api/v1/broker/crl', async ({ res }) => {
     const now = Date.now();

@@ -337,6 +337,13 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   CREATE INDEX device_certificates_revoked ON device_certificates (not_after) WHERE revoked_at IS NOT NULL;
   CREATE INDEX device_certificates_expiry ON device_certificates (not_after);
   `,
+  // the fleet's newest failures across jobs (listRecentFailures, the dashboard's overview),
+  // read backwards and stopping at the page's end (2026-12-07); until then the overview read
+  // each recent job's first 20 failures by device id and missed the newest on a big fleet.
+  // Partial: only failed rows are in it. updated_at becomes an indexed column, so a write that
+  // changes nothing indexed but it (an IN_PROGRESS phase report without a step timeout) is no
+  // longer a HOT update; the others (status, dispatched_at, due_at) already were not
+  concurrentIndex('executions_failed_recent', "ON executions (updated_at, job_id, device_id) WHERE status IN ('FAILED', 'TIMED_OUT', 'REJECTED')"),
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

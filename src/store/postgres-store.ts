@@ -184,6 +184,14 @@ export function failedBelowAttemptSql(after: boolean): string {
 }
 
 /**
+ * listRecentFailures's query, of parameter limit (exported for the plan checks of test/store):
+ * executions_failed_recent read backwards, newest change first, stopping at the limit. The
+ * states written out, not bound: the planner proves the partial index applies from the
+ * query's text (a generic plan cannot)
+ */
+export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions WHERE status IN ('FAILED', 'TIMED_OUT', 'REJECTED') AND ${JOB_EXISTS} ORDER BY updated_at DESC, job_id DESC, device_id DESC LIMIT $1`;
+
+/**
  * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_COLS order) taken apart
  * server-side: every execution of a batch in one statement.
  */
@@ -1055,6 +1063,11 @@ export class PostgresStore implements StateStore {
   async listUndispatchedOfDevice(deviceId: string): Promise<ExecutionRecord[]> {
     const rows = await this.read<ExecutionRow>(`SELECT ${EXEC_COLS} FROM executions WHERE device_id = $1 AND status = 'QUEUED' AND dispatched_at IS NULL AND ${JOB_EXISTS}`, [deviceId]);
     return rows.map(toExecution);
+  }
+
+  async listRecentFailures(limit: number): Promise<ExecutionRecord[]> {
+    checkLimit(limit);
+    return (await this.read<ExecutionRow>(RECENT_FAILURES_SQL, [limit])).map(toExecution);
   }
 
   async listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]> {

@@ -98,6 +98,9 @@ export interface JobRecord {
 /** Per-device execution states (docs/design.md §4); the legal moves are in `jobs/execution-state.ts`. */
 export type ExecutionStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'CANCELED' | 'REMOVED';
 
+/** The execution states that are a failure: the overview's failing devices, `listRecentFailures`. */
+export const FAILURE_STATUSES: readonly ExecutionStatus[] = ['FAILED', 'TIMED_OUT', 'REJECTED'];
+
 /** What `deleteJob` did. */
 export interface JobDeletion {
   /** The job as it was, without its spec; absent when there is no such job. */
@@ -527,6 +530,16 @@ export interface StateStore {
   listUndispatchedOfDevice(deviceId: string): Promise<ExecutionRecord[]>;
   /** Up to `limit` executions whose `dueAt` is at or before `now`, earliest first. */
   listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]>;
+  /**
+   * Up to `limit` executions that ended in a failure (FAILURE_STATUSES: FAILED, TIMED_OUT,
+   * REJECTED), of any job that exists, the latest change first (`updatedAt`, then job id and
+   * device id, descending): the fleet's newest failures, for the dashboard's overview
+   * (fleet/fleet-overview.ts). Read from an index of the failed rows alone
+   * (`executions_failed_recent`), newest first, stopping at `limit`: neither the fleet's
+   * successes nor its older failures are read. A timed-out execution whose success came late
+   * (`details.lateSuccess`) is still TIMED_OUT and listed; the caller decides what it means.
+   */
+  listRecentFailures(limit: number): Promise<ExecutionRecord[]>;
   /** Counts of a job's executions per wave and state (only non-zero ones). */
   countExecutions(jobId: string): Promise<ExecutionCount[]>;
   /**

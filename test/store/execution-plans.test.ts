@@ -1,6 +1,6 @@
 /**
  * The plans of the stores' listings of a job's executions (by status, and the failed ones
- * owed a retry), on real databases: the query a
+ * owed a retry) and of the fleet's newest failures, on real databases: the query a
  * store runs (its exported builder) explained, on PostgreSQL over enough rows, analyzed,
  * for the planner to choose as it would on a fleet; on SQLite (no statistics) as it is. What
  * the listings return is the contract's (state-store.contract.ts); here, which index reads it.
@@ -13,8 +13,8 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { ExecutionStatus } from '../../src/store/state-store.ts';
-import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, PostgresStore } from '../../src/store/postgres-store.ts';
-import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, SqliteStore } from '../../src/store/sqlite-store.ts';
+import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures } from '../../src/store/postgres-store.ts';
+import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, RECENT_FAILURES_SQL as sqliteRecentFailures, SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
 /** A job of 60,000 executions, in the states `status` says (of i, 1 to 60,000), at attempt `attempt`. */
@@ -78,6 +78,19 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     return [...names].sort();
   };
 
+  it('lists the newest failures of the fleet from executions_failed_recent, newest first without a sort', async () => {
+    const c = await ready;
+    // 'recent': a job whose every 50th execution failed, latest on the highest device ids
+    await c.query(SEED('recent', (i) => `CASE WHEN ${i} % 50 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END`).replace("'{}', 1, 1, 1,", "'{}', 1, i, 1,"));
+    await c.query("INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) VALUES ('recent', 'fw', '1', 'COMPLETED', 1)");
+    await c.query('ANALYZE executions');
+    assert.ok((await indexesOf(c, pgRecentFailures, [20])).includes('executions_failed_recent'), 'read from the index of the failed rows');
+    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${pgRecentFailures}`, [20]);
+    assert.ok(!JSON.stringify(rows[0]!['QUERY PLAN']).includes('"Node Type":"Sort"'), `no sort: ${JSON.stringify(rows[0]!['QUERY PLAN'])}`);
+    const newest = await store!.listRecentFailures(3);
+    assert.deepEqual(newest.map((e) => e.deviceId), ['dev-060000', 'dev-059950', 'dev-059900'], 'the newest failures of the job that exists');
+  });
+
   it('lists a job\'s executions by status from executions_job_status_device, not by walking the job in the primary key', async () => {
     const c = await ready;
     for (const listing of LISTINGS) {
@@ -131,6 +144,13 @@ describe('SQLite plans of a job\'s executions', () => {
       const reads = plan.filter((d) => /^(SEARCH|SCAN) executions/.test(d));
       assert.ok(reads.length > 0 && reads.every((d) => d.includes('USING INDEX executions_job_status_device (job_id=? AND status=?')), `${JSON.stringify(listing)}: ${plan.join(' | ')}`);
     }
+  });
+
+  it('lists the newest failures of the fleet from executions_failed_recent, backwards, without a sort', async () => {
+    const db = await ready;
+    const plan = planOf(db, sqliteRecentFailures, [20]);
+    assert.deepEqual(plan.filter((d) => /executions/.test(d)), ['SCAN executions USING INDEX executions_failed_recent'], plan.join(' | '));
+    assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
   });
 
   it('lists the failed executions owed a retry from executions_failed_device in device order, without a sort', async () => {

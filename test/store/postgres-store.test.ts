@@ -14,7 +14,7 @@ import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { TombstoneRetention } from '../../src/shadow/tombstone-retention.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { checkDeletionsInMs, checkMigratedCounts, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 const started = await startTestPostgres();
 
@@ -189,6 +189,13 @@ if (!started.ok) {
       const store = open(url);
       await store.start();
       await checkDeletionsInMs(store);
+    });
+
+    it('lists the failures written before the newest failures had an index when it migrates', async () => {
+      const url = await databaseBefore('CREATE INDEX CONCURRENTLY executions_failed_recent', RECENT_FAILURES_SEED);
+      const store = open(url);
+      await store.start();
+      await checkMigratedRecentFailures(store);
     });
 
     it("lists a deletion an earlier release's instance made after the migration, and the sweep then removes its tombstones after the retention", async () => {

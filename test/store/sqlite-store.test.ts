@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError } from '../../src/errors.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.ts';
-import { checkDeletionsInMs, checkMigratedCounts, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'updraft-sqlite-'));
@@ -222,6 +222,16 @@ describe('SqliteStore specifics', () => {
     raw.close();
     await store.start();
     await checkDeletionsInMs(store);
+    await store.stop();
+  });
+
+  it('lists the failures written before the newest failures had an index when it migrates', async () => {
+    const { file, store } = await fresh();
+    const raw = databaseBefore(file, 'CREATE INDEX executions_failed_recent');
+    raw.exec(RECENT_FAILURES_SEED);
+    raw.close();
+    await store.start();
+    await checkMigratedRecentFailures(store);
     await store.stop();
   });
 

@@ -977,6 +977,39 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual((await store.listFailedBelowAttempt('job-404', { attemptBelow: 3, maxWave: 1, limit: 10 })).items, []);
         }));
 
+      it('lists the newest failures of every job that exists, by their last change, newest first, bounded; a failure changed later moves up', () =>
+        withStore(async (store, opened) => {
+          const at = (jobId: string, deviceId: string, status: ExecutionRecord['status'], updatedAt: number): ExecutionRecord => ({ ...execution(jobId, deviceId, 1_000), status, updatedAt });
+          // an older job with many failures, the latest of them on the devices that sort last
+          await store.createJob(job('job-old'), Array.from({ length: 25 }, (_, i) => at('job-old', `d-${String(i).padStart(2, '0')}`, 'FAILED', 2_000 + i)));
+          await store.createJob(job('job-new'), [
+            at('job-new', 'x', 'TIMED_OUT', 9_000),
+            at('job-new', 'y', 'REJECTED', 8_000),
+            at('job-new', 'z', 'SUCCEEDED', 9_500), // no failure
+            at('job-new', 'w', 'IN_PROGRESS', 9_600),
+            at('job-new', 'v', 'CANCELED', 9_700),
+            at('job-new', 'd-24', 'FAILED', 2_024), // the same time as job-old's: job id, then device id, descending
+          ]);
+          await store.createJob(job('ghost'), [at('ghost', 'g', 'FAILED', 10_000)]);
+          await opened.exec("DELETE FROM jobs WHERE job_id = 'ghost'");
+          const key = (e: ExecutionRecord) => `${e.jobId}/${e.deviceId}@${e.updatedAt}`;
+          assert.deepEqual(
+            (await store.listRecentFailures(5)).map(key),
+            ['job-new/x@9000', 'job-new/y@8000', 'job-old/d-24@2024', 'job-new/d-24@2024', 'job-old/d-23@2023'],
+            'failures only, newest first, of jobs that exist; not the first by device id',
+          );
+          assert.deepEqual(await store.listRecentFailures(1), [at('job-new', 'x', 'TIMED_OUT', 9_000)], 'the records as stored');
+          assert.equal((await store.listRecentFailures(100)).length, 28, 'every failure when the limit allows');
+          // a failure written again later (a late success kept beside it) is the newest
+          const old = (await store.getExecution('job-old', 'd-00'))!;
+          assert.equal(await store.updateExecution({ ...old, details: { lateSuccess: { at: 11_000 } }, updatedAt: 11_000, version: 2 }, new Set(['details'])), true);
+          // and one no longer failed (a retry queued it) leaves the list
+          const y = (await store.getExecution('job-new', 'y'))!;
+          assert.equal(await store.updateExecution({ ...y, status: 'QUEUED', updatedAt: 12_000, version: 2 }, new Set(['status'])), true);
+          assert.deepEqual((await store.listRecentFailures(3)).map(key), ['job-old/d-00@11000', 'job-new/x@9000', 'job-old/d-24@2024']);
+          assert.deepEqual(await store.listRecentFailures(0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a limit below 1 refused');
+        }));
+
       it('finds undispatched queued work by wave, and due executions by time', () =>
         withStore(async (store) => {
           const es: ExecutionRecord[] = [
@@ -1454,4 +1487,23 @@ export async function checkMigratedGroups(store: StateStore): Promise<void> {
   await store.changeGroupMembers('eu', { add: ['c'], remove: ['a'], updatedAt: 2, maxMembers: 10 });
   assert.deepEqual(await Promise.all(['a', 'b', 'c'].map((d) => store.isGroupMember('eu', d))), [false, true, true]);
   assert.deepEqual((await store.getGroup('eu'))?.devices, ['b', 'c'], 'the rows are the list now');
+}
+
+/**
+ * The seed of a database from before the newest failures had an index (SQL, both dialects):
+ * job 'j' with failures of each kind at 3,000 to 1,000 ms and a success, and the failure of a
+ * job whose row is gone ('gone').
+ */
+export const RECENT_FAILURES_SEED = `
+  INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) VALUES ('j', 'fw', '1', 'COMPLETED', 1);
+  INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version) VALUES
+    ('j', 'a', 'FAILED', '{}', 1, 1000, 1), ('j', 'b', 'TIMED_OUT', '{}', 1, 3000, 1), ('j', 'c', 'REJECTED', '{}', 1, 2000, 1),
+    ('j', 'd', 'SUCCEEDED', '{}', 1, 4000, 1), ('gone', 'e', 'FAILED', '{}', 1, 5000, 1)`;
+
+/** After the migration that indexed the newest failures, over `RECENT_FAILURES_SEED`: the failures from before it are listed, newest first, and a new one joins them. */
+export async function checkMigratedRecentFailures(store: StateStore): Promise<void> {
+  assert.deepEqual((await store.listRecentFailures(10)).map((e) => `${e.deviceId}:${e.status}`), ['b:TIMED_OUT', 'c:REJECTED', 'a:FAILED'], 'the failures written before the migration, newest first');
+  const d = (await store.getExecution('j', 'd'))!;
+  assert.equal(await store.updateExecution({ ...d, status: 'FAILED', updatedAt: 6_000, version: 2 }, new Set(['status'])), true);
+  assert.deepEqual((await store.listRecentFailures(2)).map((e) => e.deviceId), ['d', 'b'], 'a failure written after it, first');
 }

@@ -79,7 +79,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--tls-cert <file>', 'server certificate (PEM) for the device listener')
     .option('--tls-key <file>', 'server private key (PEM) for the device listener')
     .option('--tls-ca <file>', "the device listener's cafile (PEM): Mosquitto asks for no client certificate with it alone, devices log in with their passwords; for certificate logins use --updraft-ca")
-    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device's certificate still gets in, but the acl denies it every topic; a deleted one's is refused by crl.pem, the listener's crlfile, for certificates issued since 2026-12-06: docs/security.md); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile, and crl.pem (one CRL per CA, valid as long as its CA; regenerate and reload after deletions: Mosquitto rereads it on SIGHUP); regenerate after updraft ca rollover and drop-previous (--watch rereads it every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
+    .option('--updraft-ca', "certificate logins: devices log in with a client certificate of Updraft's CA (its CN is the user name), the password file is not used on the device listener (a revoked device's certificate still gets in, but the acl denies it every topic; a deleted one's is refused by crl.pem, the listener's crlfile, for certificates issued since 2026-12-06: docs/security.md); writes client-ca.crt (pki/ca.crt, and during a CA rollover pki/previous-ca.crt while it is valid) from --data-dir as the cafile, and crl.pem (one CRL per CA, valid as long as its CA; regenerate and reload after deletions: Mosquitto rereads it on SIGHUP); regenerate after updraft ca rollover and drop-previous (--watch rereads the CAs when its event stream reconnects and every --resync-minutes); Mosquitto reads it at start only: restart it after a change")
     .option('--max-packet-bytes <n>', "largest MQTT packet the broker takes (max_packet_size); keep it at least 4 times the server's --shadow-max-bytes", '65536')
     .option('--server <url>', 'Updraft server URL (env UPDRAFT_SERVER)')
     .option('--token <token>', 'operator token (env UPDRAFT_TOKEN); also the password of the operator MQTT user')
@@ -151,16 +151,15 @@ export function addBrokerCommands(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
         // a CA rollover, drop-previous or the previous CA's expiry changes client-ca.crt: reread
-        // as often as the registry is, rewritten when it changed
-        const caTimer =
-          caDir === undefined
-            ? undefined
-            : setInterval(() => {
-                if (!clientCaWritten) return; // written with mosquitto.conf, once passwd is
-                // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
-                void refreshClientCa(caDir, dir, clientCa!, logger, (next) => coverNewCas(next)).then((next) => (clientCa = next));
-              }, resyncMinutes * 60_000);
-        ctl.signal.addEventListener('abort', () => clearInterval(caTimer), { once: true });
+        // at each full read of the watch (each reconnection of its stream, as after the server's
+        // restart on a new CA, and every --resync-minutes), rewritten when it changed
+        const refresh = async () => {
+          if (!clientCaWritten) return false; // written with mosquitto.conf, once passwd is
+          let wrote = false;
+          // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
+          clientCa = await refreshClientCa(caDir!, dir, clientCa!, logger, async (next) => void (wrote = await coverNewCas(next)));
+          return wrote;
+        };
         // against the newest client-ca.crt: a CRL missing one of its CAs is not written
         /**
          * Names crl.pem in mosquitto.conf, or stops naming it, once mosquitto.conf is written:
@@ -175,20 +174,25 @@ export function addBrokerCommands(program: Command): void {
           if (named) logger.warn(`mosquitto.conf names ${CRL_FILE} again: restart Mosquitto for deleted devices' certificates to be refused`);
           else logger.warn(`mosquitto.conf no longer names ${CRL_FILE}: it has no CRL of every CA of ${CLIENT_CA_FILE}, and Mosquitto restarted on it would refuse that CA's devices; until it is named again a restart admits deleted devices' certificates`, { reason });
         };
-        /** Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. Never throws. */
-        const coverNewCas = async (next: ClientCaBundle) => {
+        /** Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. True when crl.pem was written (a reload owed). Never throws. */
+        const coverNewCas = async (next: ClientCaBundle): Promise<boolean> => {
           // what crl.pem holds already may cover them (an undone drop's CAs): then nothing is weakened
           const covered = diskCovers(next.pem);
           try {
             const covering = coveringBundle(await crlFromServer(api, false), next.pem);
-            if (!covering.ok) return covered ? undefined : await nameCrl(false, covering.reason);
+            if (!covering.ok) {
+              if (!covered) await nameCrl(false, covering.reason);
+              return false;
+            }
             await writeFileAtomic(path.join(dir, CRL_FILE), covering.pem, 0o644);
             crlOnDisk = covering;
             logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
             // named in the same step (QA, 2026-12-06: written here, it stayed unnamed until the next full read)
-            await nameCrl(true);
+            await nameCrl(true).catch(() => undefined);
+            return true;
           } catch (err) {
             if (!covered) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
+            return false;
           }
         };
         // checked against the newest client-ca.crt; a CRL that covers it names crl.pem (again)
@@ -221,7 +225,7 @@ export function addBrokerCommands(program: Command): void {
                 },
               }
             : undefined;
-        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, ...(group ? { passwdGroup: group } : {}), writeCompanions, ...(crl ? { crl } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
+        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, ...(group ? { passwdGroup: group } : {}), writeCompanions, ...(crl ? { crl } : {}), ...(caDir !== undefined ? { refresh } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
       }

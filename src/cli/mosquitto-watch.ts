@@ -68,6 +68,15 @@ export interface MosquittoWatchOptions {
    * that throws leaves the file as it was, and is tried again with backoff.
    */
   crl?: { file: string; fetch: () => Promise<CrlOutcome>; onCurrent?: (crl: CrlOutcome) => Promise<void> };
+  /**
+   * Rereads what else the broker's files are made from (`--updraft-ca`: the client CAs, and
+   * the CRLs of new ones) and rewrites what changed, at each full read: every (re)connection
+   * of the stream, so a server restarted after a CA rollover is followed at once (QA: the CAs
+   * were reread every `resyncMs` only, and new-CA devices refused for up to 10 minutes), and
+   * every `resyncMs`. Before the registry is read, so a server that cannot be reached does not
+   * hold it up. True when it wrote a file Mosquitto rereads on a reload (crl.pem): a reload is owed.
+   */
+  refresh?: () => Promise<boolean>;
   /** Run with `/bin/sh -c` after each change of the file; none: the file is only written. */
   reloadCommand?: string;
   /** A full read of the registry at least this often, in ms (default 10 minutes). */
@@ -258,6 +267,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         needFull = false;
         readingFull = true;
         pending.clear(); // the listing sees them; changes after its start arrive as new events
+        if (o.refresh !== undefined && (await o.refresh())) reloadOwed = o.reloadCommand !== undefined;
         const devices = await brokerCredentials(o.api);
         book.replaceAll(devices);
         readingFull = false;

@@ -145,5 +145,40 @@ if (!found.ok) {
       assert.doesNotMatch(watch.output().slice(mark), /no longer names crl\.pem/, `crl.pem named throughout the drop: ${watch.output().slice(mark)}`);
       assert.match(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile named after the drop');
     });
+
+    it('--watch takes the rollover in as soon as its event stream reconnects to the server restarted on the new CA, not at the next resync', async () => {
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
+      const ts = await startTestServer({ dataDir: s.dataDir });
+      await mkdir(s.out, { recursive: true, mode: 0o755 });
+      await chmod(s.out, 0o755);
+      // a resync an hour away: only the stream's reconnection can bring the new CA in within the test
+      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--resync-minutes', '60', '--reload-command', 'chmod 644 passwd; echo reload >> reloads', '--server', ts.httpUrl, '--data-dir', s.dataDir]);
+      scratch.onRelease(async () => void (await watch.kill()));
+      await eventually(async () => (await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => undefined)) || undefined, 30_000, 'mosquitto.conf written');
+      const oldCa = (await loadCa(s.dataDir))!;
+      await watch.waitFor(/broker reloaded/, 30_000);
+      let proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      scratch.onRelease(() => proc.stop());
+
+      await ts.stop();
+      const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);
+      assert.equal(rolled.code, 0, rolled.stderr);
+      const newCa = (await loadCa(s.dataDir))!;
+      const reloadsBefore = (await readFile(path.join(s.out, 'reloads'), 'utf8')).split('\n').filter(Boolean).length;
+      const back = await startTestServer({ dataDir: s.dataDir, flags: { 'http-port': Number(new URL(ts.httpUrl).port) } });
+      scratch.onRelease(() => back.stop());
+      await eventually(async () => (await readFile(path.join(s.out, 'client-ca.crt'), 'utf8')) === `${newCa.certificate}${oldCa.certificate}` || undefined, 45_000, `client-ca.crt rewritten with both CAs after the reconnection: ${watch.output()}`);
+      // crl.pem for both CAs, named, and Mosquitto reloaded on it
+      await eventually(async () => ((await readFile(path.join(s.out, 'reloads'), 'utf8')).split('\n').filter(Boolean).length > reloadsBefore ? true : undefined), 30_000, `a reload after the new CAs' crl.pem: ${watch.output()}`);
+      assert.match(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, `crlfile named with the new CAs: ${watch.output()}`);
+      const exited = new Promise((resolve) => proc.child.once('exit', resolve));
+      proc.child.kill('SIGTERM');
+      await exited;
+      proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      const renewed = await newCa.issueDeviceCertificate('d-2');
+      const old = await oldCa.issueDeviceCertificate('d-3');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate, after the restart');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-3', ca: s.serverCa, cert: old.certificate, key: old.privateKey }), undefined, 'a previous-CA certificate, after the restart');
+    });
   });
 }

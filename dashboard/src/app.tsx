@@ -17,6 +17,8 @@ import { JobsPage } from './pages/jobs.tsx';
 import { LoginPage } from './pages/login.tsx';
 import { OverviewPage } from './pages/overview.tsx';
 import { SecurityPage } from './pages/security.tsx';
+import { HealthPage } from './pages/health.tsx';
+import { FleetQueryPage } from './pages/fleet-query.tsx';
 import { Link, match, useLocation } from './router.tsx';
 
 const NAV = [
@@ -25,6 +27,7 @@ const NAV = [
   { href: '/artifacts', label: 'Artifacts' },
   { href: '/jobs', label: 'Jobs' },
   { href: '/security', label: 'Security' },
+  { href: '/health', label: 'Health' },
 ];
 
 function page(path: string) {
@@ -33,6 +36,8 @@ function page(path: string) {
   if (path === '/artifacts') return { title: 'Artifacts', node: <ArtifactsPage /> };
   if (path === '/jobs') return { title: 'Jobs', node: <JobsPage /> };
   if (path === '/security') return { title: 'Security', node: <SecurityPage /> };
+  if (path === '/health') return { title: 'Health', node: <HealthPage /> };
+  if (path === '/fleet') return { title: 'Devices by query', node: <FleetQueryPage /> };
   if (path === '/jobs/new') return { title: 'New rollout', node: <JobNewPage /> };
   let m = match('/devices/:id', path);
   if (m) return { title: `Device ${m.id}`, node: <DevicePage key={m.id} id={m.id!} /> };

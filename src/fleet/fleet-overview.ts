@@ -1,16 +1,17 @@
 /**
  * The dashboard's fleet overview: the fleet summary (device counts, versions running, jobs
- * per state) and the devices whose latest outcome in recent jobs is a failure, with their reasons.
+ * per state) and the devices whose latest outcome is a failure, the fleet's newest failures
+ * first, with their reasons.
  *
  * The summary counts the whole registry and every shadow (FleetView.summary), which takes
  * 0.2 s at 100,000 devices and 2 s at 1,000,000 on SQLite. Every open dashboard refreshes it
  * when events arrive, so it is computed at most once per `ttlMs` (longer when computing
  * takes long, see get()), and concurrent callers share one computation.
  */
-import type { ExecutionRecord, ExecutionStatus, StateStore } from '../store/state-store.ts';
+import { FAILURE_STATUSES, type ExecutionRecord, type ExecutionStatus, type StateStore } from '../store/state-store.ts';
 import type { FleetSummary, FleetView } from './fleet-view.ts';
 
-/** A device whose latest outcome in the recent jobs is a failure, and that job. */
+/** A device whose latest outcome is a failure, and that job. */
 export interface FailingDevice {
   deviceId: string;
   jobId: string;
@@ -26,15 +27,18 @@ export interface FailingDevice {
 
 /** What the overview page shows. */
 export interface FleetOverview extends FleetSummary {
-  /** The devices whose latest outcome across the last `RECENT_JOBS` jobs is a failure, newest first, one row each. */
+  /** Up to 20 devices whose latest outcome is a failure, the newest failure first, one row each (`failing()`). */
   failing: FailingDevice[];
   /** Milliseconds since the epoch when this was computed. */
   generatedAt: number;
 }
 
-const FAILED_STATES: ExecutionStatus[] = ['FAILED', 'TIMED_OUT', 'REJECTED'];
+/** The recent jobs whose executions of a failed device are read for a later success. */
 const RECENT_JOBS = 20;
+/** Rows the overview lists. */
 const MAX_FAILING = 20;
+/** The fleet's newest failures read (`listRecentFailures`): a device that failed several jobs, or succeeded since, takes more than one. */
+const FAILURES_READ = 100;
 /** Executions read per getExecutions call (one query per 1,000 on PostgreSQL; SQLite reads them in one go, holding the loop). */
 const KEYS_PER_READ = 1000;
 
@@ -76,56 +80,61 @@ export class FleetOverviewSource {
   }
 
   /**
-   * One row per device whose latest outcome in the recent jobs is a failure, naming that job:
-   * a device that failed two jobs is listed once (the later failure), and one that succeeded
-   * since (in another of these jobs, or its timed-out execution's late success) is not listed.
-   * Until 2026-12-06 every failed execution was a row, named by its build: a device that failed
-   * two jobs of one build read as listed twice, and one that then succeeded stayed listed.
+   * One row per device whose latest outcome is a failure, the newest failures of the fleet
+   * first (`listRecentFailures`, across jobs by their last change), naming that job: a device
+   * that failed two jobs is listed once (the later failure), and one that succeeded since (in
+   * a recent job or the failed one's job: a late success after a timeout) is not listed.
+   * Until 2026-12-07 the candidates were each of the last 20 jobs' first 20 failures by
+   * device id: on a big fleet the newest failures could be missing and older ones shown.
    */
   private async failing(): Promise<FailingDevice[]> {
     const { store } = this.deps;
-    const jobs = (await store.listJobs({ limit: RECENT_JOBS, omitSpec: true })).items;
-    const byId = new Map(jobs.map((j) => [j.jobId, j]));
-    // each device's latest failure among each job's first failures
-    const latest = new Map<string, ExecutionRecord>();
-    for (const job of jobs) {
-      const page = await store.listJobExecutions(job.jobId, { status: FAILED_STATES, limit: MAX_FAILING });
-      for (const e of page.items) {
-        if (outcomeOf(e).succeeded) continue; // timed out, then it reported its success
-        const seen = latest.get(e.deviceId);
-        if (!seen || outcomeOf(e).at > outcomeOf(seen).at) latest.set(e.deviceId, e);
-      }
+    // the devices among the fleet's newest failures, the newest first, with their failures read
+    const read = new Map<string, ExecutionRecord[]>();
+    for (const e of await store.listRecentFailures(FAILURES_READ)) {
+      const held = read.get(e.deviceId);
+      if (held) held.push(e);
+      else read.set(e.deviceId, [e]);
     }
-    // their executions of the other recent jobs, read together: the device's latest outcome
-    // among them decides. A success after the failure clears it; a failure after it (of a job
-    // whose first failures did not reach this device) is the one named (review of ea04977: the
-    // row named the older job)
-    const keys = [...latest.values()].flatMap((f) => jobs.filter((j) => j.jobId !== f.jobId).map((j) => ({ jobId: j.jobId, deviceId: f.deviceId })));
-    const last = new Map<string, ExecutionRecord>(latest);
-    for (let i = 0; i < keys.length; i += KEYS_PER_READ) {
-      for (const e of await store.getExecutions(keys.slice(i, i + KEYS_PER_READ))) {
-        if (!e || !(outcomeOf(e).succeeded || (FAILED_STATES as readonly string[]).includes(e.status))) continue;
-        const held = last.get(e.deviceId);
-        if (held && outcomeOf(e).at > outcomeOf(held).at) last.set(e.deviceId, e);
-      }
-    }
-    for (const [deviceId, e] of last) {
-      if (outcomeOf(e).succeeded) latest.delete(deviceId);
-      else latest.set(deviceId, e);
-    }
+    if (read.size === 0) return [];
+    const recent = (await store.listJobs({ limit: RECENT_JOBS, omitSpec: true })).items;
     const out: FailingDevice[] = [];
-    for (const e of latest.values()) {
-      const job = byId.get(e.jobId)!;
-      const error = e.details.error;
-      out.push({
-        deviceId: e.deviceId,
-        jobId: e.jobId,
-        ...(job.description ? { jobDescription: job.description } : {}),
-        artifact: `${job.artifactName}@${job.artifactVersion}`,
-        status: e.status,
-        reason: typeof error === 'string' ? error : null,
-        updatedAt: e.updatedAt,
-      });
+    const devices = [...read.keys()];
+    // checked MAX_FAILING devices at a time, until the page is full: usually one round
+    for (let at = 0; at < devices.length && out.length < MAX_FAILING; at += MAX_FAILING) {
+      const some = devices.slice(at, at + MAX_FAILING);
+      const jobs = new Map(recent.map((j) => [j.jobId, j]));
+      const missing = [...new Set(some.flatMap((d) => read.get(d)!.map((e) => e.jobId)))].filter((id) => !jobs.has(id));
+      if (missing.length > 0) for (const [id, j] of await store.getJobs(missing, { omitSpec: true })) jobs.set(id, j);
+      // their executions of the recent jobs and of the jobs they failed, read together (those
+      // failures again, as they are now: a retry may have queued one since): the latest
+      // outcome among them decides. A success after the failure
+      // clears it (a late one after a timeout too); a later failure is the one named
+      const keys = some.flatMap((deviceId) => [...jobs.keys()].map((jobId) => ({ jobId, deviceId })));
+      const last = new Map<string, ExecutionRecord>();
+      const consider = (e: ExecutionRecord) => {
+        if (!(outcomeOf(e).succeeded || FAILURE_STATUSES.includes(e.status))) return;
+        const held = last.get(e.deviceId);
+        if (!held || outcomeOf(e).at > outcomeOf(held).at) last.set(e.deviceId, e);
+      };
+      for (let i = 0; i < keys.length; i += KEYS_PER_READ) {
+        for (const e of await store.getExecutions(keys.slice(i, i + KEYS_PER_READ))) if (e) consider(e);
+      }
+      for (const deviceId of some) {
+        const e = last.get(deviceId);
+        const job = e && jobs.get(e.jobId);
+        if (!e || !job || outcomeOf(e).succeeded) continue; // succeeded since (or its job deleted meanwhile)
+        const error = e.details.error;
+        out.push({
+          deviceId: e.deviceId,
+          jobId: e.jobId,
+          ...(job.description ? { jobDescription: job.description } : {}),
+          artifact: `${job.artifactName}@${job.artifactVersion}`,
+          status: e.status,
+          reason: typeof error === 'string' ? error : null,
+          updatedAt: e.updatedAt,
+        });
+      }
     }
     return out.sort((a, b) => b.updatedAt - a.updatedAt || a.deviceId.localeCompare(b.deviceId)).slice(0, MAX_FAILING);
   }

@@ -73,4 +73,24 @@ describe('FleetOverviewSource', () => {
     assert.equal(o.failing[0]?.deviceId, 'zz-dev', 'the newest failure first');
     assert.equal(o.failing.find((f) => f.deviceId === 'zz-fixed'), undefined, 'zz-fixed succeeded since: not listed');
   });
+
+  it("lists the fleet's newest failures across jobs: an older job's latest failures past its first 20 by device id, a newer job's first; older ones left out", async () => {
+    const t0 = 1_800_000_000_000;
+    const exec = (jobId: string, deviceId: string, status: 'FAILED' | 'TIMED_OUT' | 'SUCCEEDED', at: number, details: Record<string, unknown> = {}) => ({ jobId, deviceId, status, details: { error: `${deviceId} broke`, ...details }, queuedAt: t0, updatedAt: at, version: 1 });
+    // 25 failures, the later ones on the devices that sort last
+    const many = Array.from({ length: 25 }, (_, i) => exec('nf-old', `nf-${String(i).padStart(2, '0')}`, 'FAILED', t0 + 1000 + i));
+    await store.createJob({ jobId: 'nf-old', artifactName: 'fw', artifactVersion: '3', status: 'COMPLETED', createdAt: t0 }, many);
+    await store.createJob({ jobId: 'nf-new', artifactName: 'fw', artifactVersion: '4', status: 'COMPLETED', createdAt: t0 + 2000 }, [
+      exec('nf-new', 'nf-last', 'FAILED', t0 + 5000),
+      // timed out, then its success came: not failing
+      exec('nf-new', 'nf-late', 'TIMED_OUT', t0 + 6000, { lateSuccess: { at: t0 + 6000 } }),
+      // nf-24 succeeded since its failure in nf-old
+      exec('nf-new', 'nf-24', 'SUCCEEDED', t0 + 4000),
+    ]);
+    const source = new FleetOverviewSource({ store, fleet: new FleetView({ store, onlineCount: () => 0 }), ttlMs: 0 });
+    const ids = (await source.get()).failing.map((f) => f.deviceId);
+    // nf-last, then nf-old's newest 19 failures but nf-24's: nf-23 down to nf-05
+    const expected = ['nf-last', ...Array.from({ length: 19 }, (_, i) => `nf-${String(23 - i).padStart(2, '0')}`)];
+    assert.deepEqual(ids, expected, 'the newest failure first, then the older job\'s newest; until 2026-12-07 its first 20 by device id (nf-00 to nf-19)');
+  });
 });

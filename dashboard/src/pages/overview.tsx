@@ -1,6 +1,7 @@
 /**
  * Fleet overview: device counts (revoked ones apart from offline), version distribution,
- * devices whose latest outcome in recent jobs is a failure (one row each, naming the job),
+ * the devices whose latest outcome is a failure, the fleet's newest failures first, across jobs
+ * (one row each, naming the job),
  * recent events (revocations, reinstatements and deletions included). One small aggregated answer from the server
  * (`/fleet/overview`, cached there for 2 s). Live: job, presence and credentials events reload it (at
  * most every 2 s); execution events are left out of this page's stream, because during a
@@ -60,10 +61,10 @@ export function OverviewPage() {
             <section aria-labelledby="failing-h">
               <h2 id="failing-h">Devices with failures</h2>
               {o.failing.length === 0 ? (
-                <p class="muted">No failed updates in recent jobs.</p>
+                <p class="muted">No device whose latest update failed.</p>
               ) : (
                 <table data-testid="failing-devices">
-                  <caption class="sr-only">Devices whose latest outcome in recent jobs is a failure, with that job</caption>
+                  <caption class="sr-only">Devices whose latest outcome is a failure, the newest failure first, with that job</caption>
                   <thead>
                     <tr>
                       <th scope="col">Device</th>

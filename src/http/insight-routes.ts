@@ -16,6 +16,7 @@ import type { JobService } from '../jobs/job-service.ts';
 import { jobTimeline, type JobTimeline } from '../jobs/job-timeline.ts';
 import { isValidId } from '../protocol/topics.ts';
 import type { StateStore } from '../store/state-store.ts';
+import { SharedAnswers } from '../util/shared-answers.ts';
 import { MAX_PAGE, intParam, pageParams } from './paging.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
@@ -54,15 +55,15 @@ function searchFilters(url: URL): Omit<DeviceSearch, 'after' | 'limit'> {
   };
 }
 
-/** Adds the dashboard's aggregation routes. */
 /** How long a device count is answered from the last one for the same filters (the devices page's total: at most this old). */
 export const COUNT_KEPT_MS = 15_000;
 
+/** Adds the dashboard's aggregation routes. */
 export function addInsightRoutes(router: Router, deps: InsightDeps): void {
   const { store, tracker } = deps;
   // a big job's chart reads all its finished executions: open pages share one read, made
   // again only when the job's counts changed (a cheap grouped count tells)
-  const timelines = new Map<string, { fingerprint: string; value: Promise<JobTimeline> }>();
+  const timelines = new SharedAnswers<string, JobTimeline, string>({ max: 100, fresh: (kept, now) => kept === now });
 
   router.add('GET', '/api/v1/fleet/overview', async ({ res }) => sendJson(res, 200, await deps.overview.get()));
 
@@ -76,22 +77,11 @@ export function addInsightRoutes(router: Router, deps: InsightDeps): void {
   // search rather than per page (device-search.ts countMatching: at most 100,000 devices read).
   // One count per filters at a time, its answer kept COUNT_KEPT_MS: a tab going back to a list,
   // or several tabs, each asked a new read of up to 100,000 devices (review of 43af95e)
-  const counts = new Map<string, { at: number; value: Promise<SearchCount> }>();
+  // (a count that failed is not kept: the next request counts again)
+  const counts = new SharedAnswers<string, SearchCount, number>({ max: 100, fresh: (at, now) => now - at <= COUNT_KEPT_MS });
   router.add('GET', '/api/v1/fleet/search/count', async ({ res, url }) => {
     const filters = searchFilters(url);
-    const key = JSON.stringify(filters);
-    const now = Date.now();
-    let hit = counts.get(key);
-    if (!hit || now - hit.at > COUNT_KEPT_MS) {
-      const entry = { at: now, value: countMatching(deps, filters) };
-      // a count that failed is not kept: the next request counts again
-      entry.value.catch(() => counts.get(key) === entry && counts.delete(key));
-      counts.delete(key);
-      counts.set(key, entry);
-      if (counts.size > 100) counts.delete(counts.keys().next().value!);
-      hit = entry;
-    }
-    sendJson(res, 200, await hit.value);
+    sendJson(res, 200, await counts.get(JSON.stringify(filters), Date.now(), () => countMatching(deps, filters)));
   });
 
   router.add('GET', '/api/v1/devices/:id/events', async ({ res, params, url }) => {
@@ -114,14 +104,7 @@ export function addInsightRoutes(router: Router, deps: InsightDeps): void {
     // a running job's chart grows with the clock: refresh it at least every 5 s
     const clock = ['COMPLETED', 'CANCELED', 'ABORTED'].includes(job.status) ? '' : String(Math.floor(Date.now() / 5000));
     const fingerprint = `${job.status}|${clock}|${counts.map((c) => `${c.wave}:${c.status}:${c.count}`).join(',')}`;
-    let hit = timelines.get(key);
-    if (!hit || hit.fingerprint !== fingerprint) {
-      hit = { fingerprint, value: jobTimeline(store, job, buckets, Date.now()) };
-      timelines.set(key, hit);
-      if (timelines.size > 100) timelines.delete(timelines.keys().next().value!);
-      hit.value.catch(() => timelines.delete(key));
-    }
-    sendJson(res, 200, await hit.value);
+    sendJson(res, 200, await timelines.get(key, fingerprint, () => jobTimeline(store, job, buckets, Date.now())));
   });
 
   router.add('GET', '/api/v1/events/recent', async ({ res, url }) => {

@@ -5,14 +5,14 @@
  * devices fleet queries select, counted over the whole fleet, and rollouts waiting. What depends
  * on where a client stands (reachable, its token, its clock) is doctor's only.
  *
- * One computation at a time, kept KEPT_MS after it ended (health/kept-answer.ts): it reads every
+ * One computation at a time, kept KEPT_MS after it ended (util/shared-answers.ts): it reads every
  * device and its shadow, so open dashboards share one read rather than each making its own. Any
  * token that reads the API reads it (viewer tokens too: http-server.ts viewerMay).
  */
 import { deviceChecks, keyFindings, metricFindings, rolloutFindings, type Finding, type KeyFacts } from '../health/findings.ts';
 import { selectForChecks } from '../health/fleet-scan.ts';
-import { KeptAnswer } from '../health/kept-answer.ts';
 import type { StateStore } from '../store/state-store.ts';
+import { SharedAnswers } from '../util/shared-answers.ts';
 import type { MetricsSource } from './fleet-routes.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
@@ -56,6 +56,7 @@ export async function computeFindings(deps: Pick<HealthRouteDeps, 'store' | 'met
 export function addHealthRoutes(router: Router, deps: HealthRouteDeps): void {
   const now = deps.now ?? Date.now;
   const keptMs = deps.keptMs ?? KEPT_MS;
-  const kept = new KeptAnswer(() => computeFindings(deps, now(), keptMs), keptMs, now);
-  router.add('GET', '/api/v1/health/findings', async ({ res }) => sendJson(res, 200, await kept.get()));
+  // one key: the findings are the fleet's, whoever asks
+  const kept = new SharedAnswers<'findings', HealthFindings, number>({ max: 1, shareRunning: true, stampOnEnd: now, fresh: (endedAt, at) => at - endedAt < keptMs });
+  router.add('GET', '/api/v1/health/findings', async ({ res }) => sendJson(res, 200, await kept.get('findings', now(), () => computeFindings(deps, now(), keptMs))));
 }

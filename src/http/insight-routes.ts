@@ -76,9 +76,11 @@ export function addInsightRoutes(router: Router, deps: InsightDeps): void {
   // how many devices the search's filters match: the devices page's total, asked once per
   // search rather than per page (device-search.ts countMatching: at most 100,000 devices read).
   // One count per filters at a time, its answer kept COUNT_KEPT_MS: a tab going back to a list,
-  // or several tabs, each asked a new read of up to 100,000 devices (review of 43af95e)
+  // or several tabs, each asked a new read of up to 100,000 devices (review of 43af95e). A count
+  // still running is shared however long it takes (until 2026-12-07 one running longer than
+  // COUNT_KEPT_MS, on a loaded server, was started again beside itself by the next request)
   // (a count that failed is not kept: the next request counts again)
-  const counts = new SharedAnswers<string, SearchCount, number>({ max: 100, fresh: (at, now) => now - at <= COUNT_KEPT_MS });
+  const counts = new SharedAnswers<string, SearchCount, number>({ max: 100, shareRunning: true, fresh: (at, now) => now - at <= COUNT_KEPT_MS });
   router.add('GET', '/api/v1/fleet/search/count', async ({ res, url }) => {
     const filters = searchFilters(url);
     sendJson(res, 200, await counts.get(JSON.stringify(filters), Date.now(), () => countMatching(deps, filters)));

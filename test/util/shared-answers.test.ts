@@ -79,4 +79,43 @@ describe('SharedAnswers', () => {
     assert.equal(await answers.get('c', 0, compute), '3', 'c kept');
     assert.equal(await answers.get('a', 0, compute), '4', 'a dropped: computed again');
   });
+  it('with shareRunning, shares a computation running longer than an answer is kept; with stampOnEnd, keeps it from its end (the health findings)', async () => {
+    let clock = 1_000;
+    let runs = 0;
+    let release!: () => void;
+    const answers = new SharedAnswers<'k', number, number>({ max: 1, shareRunning: true, stampOnEnd: () => clock, fresh: (endedAt, at) => at - endedAt < 30_000 });
+    const compute = async () => {
+      runs++;
+      await new Promise<void>((r) => (release = r));
+      return runs;
+    };
+    const a = answers.get('k', clock, compute);
+    const b = answers.get('k', clock, compute);
+    clock += 60_000; // longer than an answer is kept: still shared while it runs
+    const c = answers.get('k', clock, compute);
+    await Promise.resolve();
+    release();
+    assert.deepEqual(await Promise.all([a, b, c]), [1, 1, 1], 'one computation for the three');
+    clock += 29_999;
+    assert.equal(await answers.get('k', clock, compute), 1, 'kept 30 s after it ended, not after it began');
+    clock += 1;
+    const d = answers.get('k', clock, compute);
+    await Promise.resolve();
+    release();
+    assert.equal(await d, 2, 'computed again once its time is up');
+  });
+
+  it('without shareRunning, a running computation whose stamp is no longer fresh is not shared (a job chart whose counts changed)', async () => {
+    let release!: (v: string) => void;
+    const answers = new SharedAnswers<string, string, string>({ max: 10, fresh: (kept, now) => kept === now });
+    let runs = 0;
+    const compute = () => {
+      runs++;
+      return new Promise<string>((r) => (release = r));
+    };
+    void answers.get('k', 'v1', compute);
+    void answers.get('k', 'v2', compute);
+    assert.equal(runs, 2, 'the changed fingerprint computes again');
+    release('x');
+  });
 });

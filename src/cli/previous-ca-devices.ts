@@ -100,10 +100,8 @@ export async function countDevicesByCa(source: OfflineStoreSource, previousPem: 
   return { ...count, from: config.db ? redactUrl(config.db) : path.join(dataDir, 'updraft.db') };
 }
 
-/** The shell command that lists the devices `query` selects (single-quoted for a POSIX shell). */
-export function listCommand(query: string): string {
-  return `updraft device list --query '${query.replace(/'/g, `'\\''`)}'`;
-}
+/** The shell command that lists the devices `query` selects: one writing, doctor's and the health findings' (health/findings.ts). */
+export { listCommand } from '../health/findings.ts';
 
 /** A CA certificate file's text, undefined when it is not there. */
 export async function readCaFile(file: string): Promise<string | undefined> {

@@ -336,8 +336,11 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         break;
       }
       if (stop.signal.aborted) break;
-      o.logger.warn('could not bring the password file up to date; it stays as it was, retrying', { error: (err as Error).message, retryInMs: backoff });
-      await nap(backoff, false);
+      // never longer than resyncMs: a full read tried again also rereads the CAs (refresh), which
+      // a server that cannot be reached for a while must not hold up past the resync period
+      const retryInMs = Math.min(backoff, resyncMs);
+      o.logger.warn('could not bring the password file up to date; it stays as it was, retrying', { error: (err as Error).message, retryInMs });
+      await nap(retryInMs, false);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     }
   }

@@ -29,7 +29,7 @@ import { brokerCredentials } from './broker-credentials.ts';
 import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup } from './broker-file-group.ts';
 import { offlineCredentials } from './broker-offline.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
-import { CLIENT_CA_FILE, CRL_FILE, coveringBundle, crlFromServer, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
+import { CLIENT_CA_FILE, CRL_FILE, coveringBundle, crlFileCovers, crlFromServer, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
 import { makeOutputDir } from './output-file.ts';
 
 /** The PKI (node-forge) loaded only when a CA bundle is asked for: `updraft --help` and the API commands load none (test/cli/cli-startup.test.ts). */
@@ -129,17 +129,25 @@ export function addBrokerCommands(program: Command): void {
         let crlOnDisk: CrlOutcome | undefined; // the CRL last written to crl.pem
         /** Whether crl.pem, as this watch last wrote it, holds a CRL of every CA of `caPem`: while it does, crlfile stays named. */
         const diskCovers = (caPem: string) => crlOnDisk !== undefined && coveringBundle(crlOnDisk, caPem).ok;
+        /** Whether crl.pem, as it is on disk now, holds a CRL signed by every CA of `caPem`. */
+        const fileCovers = async (caPem: string) => crlFileCovers(await readFile(path.join(dir, CRL_FILE), 'utf8').catch(() => undefined), caPem);
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
-        const writeCompanions = async (companions: { crl: boolean }) => {
+        const writeCompanions = async () => {
+          let crlCovers = false;
           if (clientCa !== undefined) {
             clientCa = await readClientCaBundle(caDir!); // the newest, now that the broker's files are written
+            // crl.pem was fetched and checked against the CAs read at start, which may have
+            // changed since (a rollover): crlfile is named only if crl.pem, as it is now, covers
+            // the client-ca.crt written with it, and one is asked for first if it does not
+            if (!(await fileCovers(clientCa.pem))) await coverNewCas(clientCa);
+            crlCovers = await fileCovers(clientCa.pem);
             await writeFileAtomic(path.join(dir, CLIENT_CA_FILE), clientCa.pem, 0o644);
             clientCaWritten = true;
           }
           // the acl is the watch's: it denies revoked devices every topic, and changes with them
-          // the crlfile named only once one was written (none can be made: said by the watch)
-          await writeFileAtomic(path.join(dir, 'mosquitto.conf'), confWith(companions.crl), 0o644);
-          crlNamed = companions.crl;
+          // the crlfile named only if crl.pem covers every CA of client-ca.crt (none can be made: said by the watch)
+          await writeFileAtomic(path.join(dir, 'mosquitto.conf'), confWith(crlCovers), 0o644);
+          crlNamed = crlCovers;
           logger.info('wrote mosquitto.conf', { dir });
         };
         logger.info('keeping passwd and acl current (mosquitto.conf is written after them)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });

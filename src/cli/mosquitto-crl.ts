@@ -5,7 +5,7 @@
  * data directory's pki/ and the store. When none can be made without locking devices out (a
  * previous CA whose key is gone) there is no crlfile, and the reason is said.
  */
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, verify } from 'node:crypto';
 import type { UpdraftError } from '../errors.ts';
 import type { ApiClient } from './api-client.ts';
 
@@ -51,4 +51,60 @@ export function coveringBundle(crl: CrlOutcome, clientCaPem: string): CrlOutcome
 export function crlSummary(c: CrlOutcome): string {
   if (!c.ok) return `no ${CRL_FILE} (a deleted device's certificate still gets into Mosquitto): ${c.reason}`;
   return `${CRL_FILE}: ${c.revoked} certificate(s) of deleted devices revoked, one CRL for each of ${c.cas} CA(s), valid as long as its CA (until ${new Date(c.nextUpdate).toISOString()}): regenerate and reload Mosquitto (kill -HUP: it rereads the crlfile) after each deletion (or keep it current with --watch --reload-command)`;
+}
+
+/**
+ * Whether the CRL file `crlPem` (as it is on disk: this watch's, or a one-off run's since)
+ * holds a CRL signed by every CA of `caPem`: OpenSSL, given a crlfile, refuses every
+ * certificate of a CA it has no CRL of. Checked by signature, not by what was last written.
+ */
+export function crlFileCovers(crlPem: string | undefined, caPem: string): boolean {
+  if (crlPem === undefined) return false;
+  const cas = caPem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  const crls = (crlPem.match(/-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g) ?? []).map(signedParts).filter((c) => c !== undefined);
+  if (cas.length === 0) return false;
+  return cas.every((pem) => {
+    const key = new X509Certificate(pem).publicKey;
+    return crls.some((c) => {
+      try {
+        return verify('sha256', c.tbs, key, c.signature);
+      } catch {
+        return false;
+      }
+    });
+  });
+}
+
+/** sha256WithRSAEncryption and ecdsa-with-SHA256 (DER of their OIDs): what pki/revocation-list.ts signs with. */
+const SHA256_SIGNATURES = ['06092a864886f70d01010b', '06082a8648ce3d040302'];
+
+/** The signed part and the signature of a PEM CRL (RFC 5280 §5.1: SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }); undefined when unreadable or not SHA-256. */
+function signedParts(pem: string): { tbs: Buffer; signature: Buffer } | undefined {
+  const der = Buffer.from(pem.replace(/-----[A-Z0-9 ]+-----|\s/g, ''), 'base64');
+  const outer = tlv(der, 0);
+  if (!outer || outer.tag !== 0x30) return undefined;
+  const tbs = tlv(der, outer.body);
+  const alg = tbs && tlv(der, tbs.end);
+  const sig = alg && tlv(der, alg.end);
+  if (!tbs || !alg || !sig || sig.tag !== 0x03 || der[sig.body] !== 0) return undefined;
+  const algOid = tlv(der, alg.body);
+  if (!algOid || !SHA256_SIGNATURES.includes(der.subarray(alg.body, algOid.end).toString('hex'))) return undefined;
+  return { tbs: der.subarray(tbs.start, tbs.end), signature: der.subarray(sig.body + 1, sig.end) };
+}
+
+/** One DER element at `at`: its tag, where it starts, its contents start and where it ends. */
+function tlv(der: Buffer, at: number): { tag: number; start: number; body: number; end: number } | undefined {
+  if (at + 2 > der.length) return undefined;
+  const tag = der[at]!;
+  let len = der[at + 1]!;
+  let body = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4 || body + n > der.length) return undefined;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + der[body + i]!;
+    body += n;
+  }
+  const end = body + len;
+  return end > der.length ? undefined : { tag, start: at, body, end };
 }

@@ -55,13 +55,15 @@ export interface MosquittoWatchOptions {
   /**
    * Writes the files that name the password file (mosquitto.conf; the acl too when `aclFile`
    * is not given), once, right after the password file (and the acl) is first written: a broker started on a configuration whose password file
-   * is missing does not start (a server that cannot be reached left exactly that).
+   * is missing does not start (a server that cannot be reached left exactly that). Whether it
+   * names the crlfile is its own to decide, from the files it writes with it (the CAs may have
+   * changed since the CRL was checked against them).
    */
-  writeCompanions?: (written: { crl: boolean }) => Promise<void>;
+  writeCompanions?: () => Promise<void>;
   /**
    * The crlfile to keep (`crl`, certificate logins: deleted devices' certificates,
    * pki/revocation-list.ts), from `fetch` (the server's `GET /api/v1/broker/crl`): read before
-   * the companions are written (which name it only if it was), again after each deletion and
+   * the companions are written (which name it only if it covers the CAs they write), again after each deletion and
    * each full read, written and reloaded when its revocations changed, and rewritten every
    * `CRL_REWRITE_MS` (Mosquitto 2.0 rereads the crlfile on SIGHUP). `onCurrent` after each
    * fetch whose CRL the file holds (written now, or the same revocations as before). A fetch
@@ -320,7 +322,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         if (wrote) reloadOwed = o.reloadCommand !== undefined;
       }
       if (companionsOwed && written !== undefined) {
-        await o.writeCompanions!({ crl: crlWrittenAt > 0 });
+        await o.writeCompanions!();
         companionsOwed = false;
       }
       if (reloadOwed) {

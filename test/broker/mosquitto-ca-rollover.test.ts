@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
@@ -179,6 +179,36 @@ if (!found.ok) {
       const old = await oldCa.issueDeviceCertificate('d-3');
       assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate, after the restart');
       assert.equal(await tryConnect(s.url, { clientId: 'd-3', ca: s.serverCa, cert: old.certificate, key: old.privateKey }), undefined, 'a previous-CA certificate, after the restart');
+    });
+
+    it("--watch's first mosquitto.conf names crl.pem only if it covers the client-ca.crt written with it, not the CAs read at its start", async () => {
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
+      // the server on a copy of the data directory, which keeps the one CA after the watch's has rolled over
+      const serverDir = await tmp('updraft-mq-rollover-server-');
+      await cp(s.dataDir, serverDir, { recursive: true });
+      const first = await startTestServer({ dataDir: serverDir });
+      const port = Number(new URL(first.httpUrl).port);
+      await first.stop();
+      await mkdir(s.out, { recursive: true, mode: 0o755 });
+      await chmod(s.out, 0o755);
+      // started with the server down: it reads the CAs (the one CA) and waits for the registry
+      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--resync-minutes', '60', '--reload-command', 'chmod 644 passwd', '--server', first.httpUrl, '--data-dir', s.dataDir]);
+      scratch.onRelease(async () => void (await watch.kill()));
+      await watch.waitFor(/could not bring the password file up to date/, 30_000);
+      const oldCa = (await loadCa(s.dataDir))!;
+      const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);
+      assert.equal(rolled.code, 0, rolled.stderr);
+      const newCa = (await loadCa(s.dataDir))!;
+      const ts = await startTestServer({ dataDir: serverDir, flags: { 'http-port': port } });
+      scratch.onRelease(() => ts.stop());
+      await eventually(async () => (await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => undefined)) || undefined, 45_000, `mosquitto.conf written: ${watch.output()}`);
+      assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), `${newCa.certificate}${oldCa.certificate}`, 'client-ca.crt: both CAs, as read when mosquitto.conf is written');
+      // the server's CRL covers the old CA only: a crlfile named would refuse the new CA's devices
+      assert.doesNotMatch(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, `no crlfile without a CRL of the new CA: ${watch.output()}`);
+      const proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      scratch.onRelease(() => proc.stop());
+      const renewed = await newCa.issueDeviceCertificate('d-2');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate gets in');
     });
   });
 }

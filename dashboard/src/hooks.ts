@@ -179,15 +179,31 @@ export function streamAfter(main: Loaded<unknown>): boolean {
   return e !== undefined && !(e instanceof ApiError && e.status >= 400 && e.status < 500);
 }
 
-/** Reloads each of `loaded` every `ms` while mounted (what no event announces). */
+/** Reloads each of `loaded` every `ms` while mounted and the tab is in sight (what no event announces); once when it comes back in sight after a reload was skipped. */
 export function usePoll(loaded: Loaded<unknown>[], ms: number): void {
   const ref = useRef(loaded);
   ref.current = loaded;
   useEffect(() => {
-    const timer = setInterval(() => {
+    // a tab out of sight asks nothing: a forgotten Health tab made the server read the whole
+    // fleet every half minute (review of 2026-12-07); it reads again at once when seen
+    let missed = false;
+    const reload = () => {
       for (const l of ref.current) l.reload();
+    };
+    const timer = setInterval(() => {
+      if (document.hidden) missed = true;
+      else reload();
     }, ms);
-    return () => clearInterval(timer);
+    const seen = () => {
+      if (document.hidden || !missed) return;
+      missed = false;
+      reload();
+    };
+    document.addEventListener('visibilitychange', seen);
+    return () => {
+      clearInterval(timer);
+      document.removeEventListener('visibilitychange', seen);
+    };
   }, [ms]);
 }
 

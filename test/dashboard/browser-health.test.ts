@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { runCli } from '../helpers/cli.ts';
+import { eventually, runCli } from '../helpers/cli.ts';
 import { connectDevice, type TestClient } from '../helpers/mqtt-client.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { buildDashboard, chromiumSkip, launchChromium, signedInTab } from './browser-support.ts';
@@ -69,5 +69,32 @@ describe('the Health page in Chromium', { skip }, () => {
     const added = await runCli(['token', 'viewer', 'add', 'wall', '--json', '--server', ts.httpUrl, '--token', ts.token]);
     assert.equal(added.code, 0, added.stderr);
     await check((JSON.parse(added.stdout) as { token: string }).token);
+  });
+  it('asks nothing while the tab is out of sight, and asks again at once when it is seen (a forgotten tab made the server read the fleet every 30 s)', async () => {
+    const tab = await signedInTab(browser, ts.token);
+    try {
+      await tab.page.clock.install();
+      let asked = 0;
+      tab.page.on('request', (r) => new URL(r.url()).pathname === '/api/v1/health/findings' && asked++);
+      await tab.page.goto(`${ts.httpUrl}/health`);
+      await tab.page.getByTestId('health-findings').waitFor();
+      await tab.page.clock.runFor(31_000);
+      await eventually(async () => (asked >= 2 ? true : undefined), 30_000, 'the page polls every 30 s while seen');
+      const seenCount = asked;
+      // as a string: tsx's helpers are not in the page
+      const setHidden = (hidden: boolean) =>
+        tab.page.evaluate(`Object.defineProperty(document, 'hidden', { configurable: true, get: () => ${hidden} }); document.dispatchEvent(new Event('visibilitychange'))`);
+      await setHidden(true);
+      await tab.page.clock.runFor(95_000);
+      await new Promise((r) => setTimeout(r, 300)); // a request the page would send is on its way by now
+      assert.equal(asked, seenCount, 'no request while hidden, over three periods');
+      await setHidden(false);
+      await eventually(async () => (asked === seenCount + 1 ? true : undefined), 30_000, 'one request as the tab is seen again');
+      await tab.page.clock.runFor(31_000);
+      await eventually(async () => (asked === seenCount + 2 ? true : undefined), 30_000, 'polling again while seen');
+    } finally {
+      await tab.context.close();
+    }
+    assert.deepEqual(tab.errors, [], 'console errors');
   });
 });

@@ -340,10 +340,21 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // the fleet's newest failures across jobs (listRecentFailures, the dashboard's overview),
   // read backwards and stopping at the page's end (2026-12-07); until then the overview read
   // each recent job's first 20 failures by device id and missed the newest on a big fleet.
-  // Partial: only failed rows are in it. updated_at becomes an indexed column, so a write that
-  // changes nothing indexed but it (an IN_PROGRESS phase report without a step timeout) is no
-  // longer a HOT update; the others (status, dispatched_at, due_at) already were not
-  concurrentIndex('executions_failed_recent', "ON executions (updated_at, job_id, device_id) WHERE status IN ('FAILED', 'TIMED_OUT', 'REJECTED')"),
+  // failed_at: when the execution became a failure that stands (isStandingFailure: FAILED,
+  // TIMED_OUT, REJECTED without a late success), written by the store from every record; NULL
+  // otherwise. Not updated_at: indexing it would make every write that changes nothing indexed
+  // but it (an IN_PROGRESS phase report) a non-HOT update, and a late success (the execution
+  // stays TIMED_OUT) would move its row to the top. Partial: only the failures are in it.
+  // One step, outside a transaction, each statement safe to run again: the column (nullable,
+  // no default: no rewrite), the failures already there since their last change (one UPDATE
+  // of the failed rows, in its own transaction), then the index built concurrently
+  {
+    outsideTransaction: [
+      'ALTER TABLE executions ADD COLUMN IF NOT EXISTS failed_at BIGINT',
+      "UPDATE executions SET failed_at = updated_at WHERE failed_at IS NULL AND status IN ('FAILED', 'TIMED_OUT', 'REJECTED') AND COALESCE(details->'lateSuccess', 'null'::jsonb) = 'null'::jsonb",
+      ...concurrentIndex('executions_failed_recent', 'ON executions (failed_at, job_id, device_id) WHERE failed_at IS NOT NULL').outsideTransaction,
+    ],
+  },
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -40,7 +40,7 @@ import type {
   SoftwareCount,
   StateStore,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, isStandingFailure, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -144,6 +144,8 @@ const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappe
 
 const SHADOW_COLS = 'device_id, name, version, deleted, state, metadata, timestamp';
 const EXEC_COLS = 'job_id, device_id, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at';
+/** The columns an insert writes: EXEC_COLS and `failed_at`, which the store derives from the record (`failedAt`). */
+const EXEC_INSERT_COLS = `${EXEC_COLS}, failed_at`;
 
 /** listJobExecutions's query: a page of `limit` + 1 (exported for the plan checks of test/store). */
 export function jobExecutionsQuery(jobId: string, options: { status?: ExecutionStatus[]; after?: string; limit: number }): { sql: string; args: unknown[] } {
@@ -185,17 +187,20 @@ export function failedBelowAttemptSql(after: boolean): string {
 
 /**
  * listRecentFailures's query, of parameter limit (exported for the plan checks of test/store):
- * executions_failed_recent read backwards, newest change first, stopping at the limit. The
- * states written out, not bound: the planner proves the partial index applies from the
- * query's text (a generic plan cannot)
+ * executions_failed_recent read backwards, the latest to fail first, stopping at the limit.
+ * `failed_at IS NOT NULL` written out, as the index's condition is
  */
-export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions WHERE status IN ('FAILED', 'TIMED_OUT', 'REJECTED') AND ${JOB_EXISTS} ORDER BY updated_at DESC, job_id DESC, device_id DESC LIMIT $1`;
+export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions WHERE failed_at IS NOT NULL AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT $1`;
+
+/** listLatestExecutionsOfDevices's query, of parameters device ids and rows per device: executions_device read backwards for each (exported for the plan checks of test/store). */
+export const LATEST_OF_DEVICES_SQL = `SELECT ${prefixed('e', EXEC_COLS)} FROM unnest($1::text[]) AS d (device_id)
+  CROSS JOIN LATERAL (SELECT ${EXEC_COLS} FROM executions WHERE executions.device_id = d.device_id COLLATE "C" AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT $2) AS e`;
 
 /**
- * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_COLS order) taken apart
+ * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_INSERT_COLS order) taken apart
  * server-side: every execution of a batch in one statement.
  */
-const EXEC_ROWS = `(SELECT r->>0, r->>1, r->>2, r->3, (r->>4)::bigint, (r->>5)::bigint, (r->>6)::bigint, (r->>7)::int, (r->>8)::int, (r->>9)::bigint, (r->>10)::bigint
+const EXEC_ROWS = `(SELECT r->>0, r->>1, r->>2, r->3, (r->>4)::bigint, (r->>5)::bigint, (r->>6)::bigint, (r->>7)::int, (r->>8)::int, (r->>9)::bigint, (r->>10)::bigint, (r->>11)::bigint
   FROM jsonb_array_elements($1::jsonb) AS r) AS v`;
 /** Positions of JSON text in `executionParams`. */
 const EXEC_JSON = [3];
@@ -246,14 +251,20 @@ const SHADOW_UPDATE: PgBulkKind = {
       .rowCount === 1,
 };
 
-/** Updates an execution from the previous row version. Row: job_id, device_id, expected, then the columns set. */
+/**
+ * Updates an execution from the previous row version. Row: job_id, device_id, expected, then
+ * the columns set, then `failedAt` of the record (when it is a failure that stands, else
+ * null): failed_at keeps the time it became one while it stays one, is set by the write that
+ * makes it one, and cleared by one that ends it. Unchanged (NULL to NULL) by a phase report,
+ * which so stays a HOT update.
+ */
 const EXECUTION_UPDATE: PgBulkKind = {
   table: 'executions',
   many: `UPDATE executions e SET status = v.status, details = v.details, queued_at = v.queued_at, updated_at = v.updated_at, version = v.version,
-      wave = v.wave, attempt = v.attempt, dispatched_at = v.dispatched_at, due_at = v.due_at
-    FROM (SELECT r->>0, r->>1, (r->>2)::bigint, r->>3, r->4, (r->>5)::bigint, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::int, (r->>9)::int, (r->>10)::bigint, (r->>11)::bigint
+      wave = v.wave, attempt = v.attempt, dispatched_at = v.dispatched_at, due_at = v.due_at, failed_at = CASE WHEN v.failed_at IS NULL THEN NULL ELSE COALESCE(e.failed_at, v.failed_at) END
+    FROM (SELECT r->>0, r->>1, (r->>2)::bigint, r->>3, r->4, (r->>5)::bigint, (r->>6)::bigint, (r->>7)::bigint, (r->>8)::int, (r->>9)::int, (r->>10)::bigint, (r->>11)::bigint, (r->>12)::bigint
         FROM jsonb_array_elements($1::jsonb) AS r)
-      AS v (job_id, device_id, expected, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at)
+      AS v (job_id, device_id, expected, status, details, queued_at, updated_at, version, wave, attempt, dispatched_at, due_at, failed_at)
     WHERE e.job_id = v.job_id COLLATE "C" AND e.device_id = v.device_id COLLATE "C" AND e.version = v.expected
     RETURNING e.job_id, e.device_id`,
   jsonColumns: [4],
@@ -261,8 +272,9 @@ const EXECUTION_UPDATE: PgBulkKind = {
   one: async (c, [jobId, deviceId, expected, ...set]) =>
     (
       await c.query(
-        `UPDATE executions SET status = $1, details = $2, queued_at = $3, updated_at = $4, version = $5, wave = $6, attempt = $7, dispatched_at = $8, due_at = $9
-         WHERE job_id = $10 AND device_id = $11 AND version = $12`,
+        `UPDATE executions SET status = $1, details = $2, queued_at = $3, updated_at = $4, version = $5, wave = $6, attempt = $7, dispatched_at = $8, due_at = $9,
+           failed_at = CASE WHEN $10::bigint IS NULL THEN NULL ELSE COALESCE(failed_at, $10::bigint) END
+         WHERE job_id = $11 AND device_id = $12 AND version = $13`,
         [...set, jobId, deviceId, expected],
       )
     ).rowCount === 1,
@@ -960,6 +972,7 @@ export class PostgresStore implements StateStore {
       r.attempt ?? 1,
       r.dispatchedAt ?? null,
       r.dueAt ?? null,
+      failedAt(r),
     ]);
   }
 
@@ -1031,7 +1044,7 @@ export class PostgresStore implements StateStore {
       const exists = new Set(live.rows.map((r) => r.job_id));
       const kept = exists.size === jobIds.length ? executions : executions.filter((e) => exists.has(e.jobId));
       if (kept.length === 0) return 0;
-      const r = await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_ROWS} ON CONFLICT (job_id, device_id) DO NOTHING`, [executionRows(kept)]);
+      const r = await c.query(`INSERT INTO executions (${EXEC_INSERT_COLS}) SELECT * FROM ${EXEC_ROWS} ON CONFLICT (job_id, device_id) DO NOTHING`, [executionRows(kept)]);
       return r.rowCount ?? 0;
     });
   }
@@ -1068,6 +1081,23 @@ export class PostgresStore implements StateStore {
   async listRecentFailures(limit: number): Promise<ExecutionRecord[]> {
     checkLimit(limit);
     return (await this.read<ExecutionRow>(RECENT_FAILURES_SQL, [limit])).map(toExecution);
+  }
+
+  async listLatestExecutionsOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {
+    checkLimit(perDevice);
+    const out = new Map<string, ExecutionRecord[]>();
+    const ids = [...new Set(deviceIds)];
+    for (let start = 0; start < ids.length; start += READ_CHUNK) {
+      for (const row of await this.read<ExecutionRow>(LATEST_OF_DEVICES_SQL, [ids.slice(start, start + READ_CHUNK), perDevice])) {
+        const e = toExecution(row);
+        const held = out.get(e.deviceId);
+        if (held) held.push(e);
+        else out.set(e.deviceId, [e]);
+      }
+    }
+    // each device's rows newest first, as its subquery read them (a lateral join's order is its rows' per device)
+    for (const rows of out.values()) rows.sort((a, b) => b.queuedAt - a.queuedAt || (a.jobId < b.jobId ? 1 : a.jobId > b.jobId ? -1 : 0));
+    return out;
   }
 
   async listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]> {
@@ -1338,9 +1368,14 @@ function checkLimit(limit: number): number {
   return limit;
 }
 
-/** Column order of EXEC_COLS. */
+/** Column order of EXEC_INSERT_COLS. */
 function executionParams(e: ExecutionRecord): unknown[] {
-  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null];
+  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null, failedAt(e)];
+}
+
+/** The `failed_at` of `e` written anew (an insert; an update keeps an earlier one): when it became a failure that stands, else null. */
+function failedAt(e: ExecutionRecord): number | null {
+  return isStandingFailure(e) ? e.updatedAt : null;
 }
 
 /** Executions as the parameter of EXEC_ROWS. */
@@ -1351,7 +1386,7 @@ function executionRows(executions: readonly ExecutionRecord[]): string {
 /** Inserts a new job's executions: one statement however many, the rows taken apart server-side. */
 async function insertExecutions(c: pg.PoolClient, executions: readonly ExecutionRecord[]): Promise<void> {
   if (executions.length === 0) return;
-  await c.query(`INSERT INTO executions (${EXEC_COLS}) SELECT * FROM ${EXEC_ROWS}`, [executionRows(executions)]);
+  await c.query(`INSERT INTO executions (${EXEC_INSERT_COLS}) SELECT * FROM ${EXEC_ROWS}`, [executionRows(executions)]);
 }
 
 /**

@@ -43,7 +43,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, isStandingFailure, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -420,10 +420,16 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `,
   `
   -- the fleet's newest failures across jobs (listRecentFailures, the dashboard's overview),
-  -- read newest first and stopping at the page's end (2026-12-07). Partial: only the failed
-  -- rows are in it, so an update that succeeds never writes it. Until then the overview read
-  -- each recent job's first 20 failures by device id, and missed the newest on a big fleet
-  CREATE INDEX executions_failed_recent ON executions (updated_at, job_id, device_id) WHERE status IN ('FAILED', 'TIMED_OUT', 'REJECTED');
+  -- read newest first and stopping at the page's end (2026-12-07). Until then the overview read
+  -- each recent job's first 20 failures by device id, and missed the newest on a big fleet.
+  -- failed_at: when the execution became a failure that stands (isStandingFailure: FAILED,
+  -- TIMED_OUT, REJECTED without a late success), written by the store from every record; NULL
+  -- otherwise. Not updated_at: a late success (the execution stays TIMED_OUT) or a report about
+  -- a failed execution would move it to the top. Partial: only the failures are in it.
+  -- The failures already there: since their last change
+  ALTER TABLE executions ADD COLUMN failed_at INTEGER;
+  UPDATE executions SET failed_at = updated_at WHERE status IN ('FAILED', 'TIMED_OUT', 'REJECTED') AND json_extract(details, '$.lateSuccess') IS NULL;
+  CREATE INDEX executions_failed_recent ON executions (failed_at, job_id, device_id) WHERE failed_at IS NOT NULL;
   `,
 ];
 
@@ -976,8 +982,8 @@ export class SqliteStore implements StateStore {
     // of an index whose columns are SET, changed or not, and an execution has five (a fleet
     // update's three writes per device cost 60 µs with every column, 45 µs with those that
     // changed, in a scratch benchmark)
-    const columns = changed && !changed.has('jobId') && !changed.has('deviceId') ? EXECUTION_UPDATE_COLUMNS.filter((c) => c.always || changed.has(c.field)) : EXECUTION_UPDATE_COLUMNS;
-    const params = [...columns.map((c) => c.value(r)), r.jobId, r.deviceId, r.version - 1];
+    const columns = changed && !changed.has('jobId') && !changed.has('deviceId') ? EXECUTION_UPDATE_COLUMNS.filter((c) => c.always || (c.from ?? [c.field]).some((f) => changed.has(f))) : EXECUTION_UPDATE_COLUMNS;
+    const params = [...columns.flatMap((c) => (c.set ? (c.value(r) as unknown[]) : [c.value(r)])), r.jobId, r.deviceId, r.version - 1];
     return this.enqueue(() => this.executionUpdate(columns).run(...params).changes === 1);
   }
 
@@ -987,7 +993,7 @@ export class SqliteStore implements StateStore {
     const which = columns.map((c) => c.column).join(', ');
     let stmt = s.executionUpdates.get(which);
     if (!stmt) {
-      stmt = this.database().prepare(`UPDATE executions SET ${columns.map((c) => `${c.column} = ?`).join(', ')} WHERE job_id = ? AND device_id = ? AND version = ?`);
+      stmt = this.database().prepare(`UPDATE executions SET ${columns.map((c) => c.set ?? `${c.column} = ?`).join(', ')} WHERE job_id = ? AND device_id = ? AND version = ?`);
       s.executionUpdates.set(which, stmt);
     }
     return stmt;
@@ -1126,6 +1132,18 @@ export class SqliteStore implements StateStore {
   async listRecentFailures(limit: number): Promise<ExecutionRecord[]> {
     checkLimit(limit);
     return this.database().prepare<unknown[], ExecutionRow>(RECENT_FAILURES_SQL).all(limit).map(toExecution);
+  }
+
+  // point reads in the process (executions_device, backwards), as listDeviceExecutions's first page
+  async listLatestExecutionsOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {
+    checkLimit(perDevice);
+    const read = this.statements().deviceExecutionsPage;
+    const out = new Map<string, ExecutionRecord[]>();
+    for (const deviceId of new Set(deviceIds)) {
+      const rows = read.all(deviceId, perDevice);
+      if (rows.length > 0) out.set(deviceId, rows.map(toExecution));
+    }
+    return out;
   }
 
   async deleteJob(jobId: string): Promise<JobDeletion> {
@@ -1438,7 +1456,7 @@ function prepare(db: Database.Database): Statements {
     insertJob: p(`INSERT INTO jobs (${JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getJob: p<JobRow>(`SELECT ${JOB_COLS} FROM jobs WHERE job_id = ?`),
     getJobHead: p<JobRow>(`SELECT ${JOB_COLS_NO_SPEC} FROM jobs WHERE job_id = ?`),
-    insertExecution: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertExecution: p(`INSERT INTO executions (${execCols}, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getExecution: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? AND device_id = ?`),
     executionUpdates: new Map(),
     executionsByJob: p<ExecutionRow>(`SELECT ${execCols} FROM executions WHERE job_id = ? ORDER BY device_id`),
@@ -1473,7 +1491,7 @@ function prepare(db: Database.Database): Statements {
     // a job created without a version has version 1
     // no spec: it is fixed at creation (StateStore.updateJob)
     updateJob: p('UPDATE jobs SET status = ?, description = ?, progress = ?, updated_at = ?, version = ? WHERE job_id = ? AND COALESCE(version, 1) = ?'),
-    insertExecutionIfNew: p(`INSERT INTO executions (${execCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, device_id) DO NOTHING`),
+    insertExecutionIfNew: p(`INSERT INTO executions (${execCols}, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, device_id) DO NOTHING`),
     nextUndispatched: p<ExecutionRow>(
       `SELECT ${execCols} FROM executions WHERE job_id = ? AND status = 'QUEUED' AND dispatched_at IS NULL AND wave <= ? ORDER BY wave, device_id LIMIT ?`,
     ),
@@ -1574,12 +1592,12 @@ export function failedBelowAttemptSql(after: boolean): string {
 
 /**
  * listRecentFailures's query, of parameter limit (exported for the plan checks of test/store):
- * executions_failed_recent read backwards, newest change first, stopping at the limit. The
- * states written out, as the index's condition is: a partial index needs its condition in
- * the query, term for term. Named, as the other partial-index reads here are (SQLite takes it
+ * executions_failed_recent read backwards, the latest to fail first, stopping at the limit.
+ * `failed_at IS NOT NULL` written out, as the index's condition is: a partial index needs its
+ * condition in the query, term for term. Named, as the other partial-index reads here are (SQLite takes it
  * unnamed too today; without statistics, an index added later could change its choice)
  */
-export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_failed_recent WHERE status IN ('FAILED', 'TIMED_OUT', 'REJECTED') AND ${JOB_EXISTS} ORDER BY updated_at DESC, job_id DESC, device_id DESC LIMIT ?`;
+export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_failed_recent WHERE failed_at IS NOT NULL AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT ?`;
 
 const ARTIFACT_COLS = 'name, version, sha256, size, created_at, signature, compatibility';
 const JOB_COLS = 'job_id, artifact_name, artifact_version, status, created_at, description, spec, progress, updated_at, version';
@@ -1595,6 +1613,10 @@ interface ExecutionColumn {
   value: (e: ExecutionRecord) => unknown;
   /** Set by every update (`updatedAt`, `version`). */
   always?: true;
+  /** Set when one of these changed, rather than `field` (a column derived from fields). */
+  from?: readonly (keyof ExecutionRecord)[];
+  /** The assignment, when not `column = ?`: its parameters are `value`'s, an array. */
+  set?: string;
 }
 
 /** Every column an update may set, in one fixed order (one statement per set of columns), valued as `executionParams` writes them. */
@@ -1608,11 +1630,19 @@ const EXECUTION_UPDATE_COLUMNS: readonly ExecutionColumn[] = [
   { field: 'attempt', column: 'attempt', value: (e) => e.attempt ?? 1 },
   { field: 'dispatchedAt', column: 'dispatched_at', value: (e) => e.dispatchedAt ?? null },
   { field: 'dueAt', column: 'due_at', value: (e) => e.dueAt ?? null },
+  // when it became a failure that stands: kept while it stays one, from this write when it
+  // becomes one, NULL when it is none (a retry queued it, a late success came)
+  { field: 'status', column: 'failed_at', from: ['status', 'details'], set: 'failed_at = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(failed_at, ?) END', value: (e) => [failedAt(e), failedAt(e)] },
 ];
 
-/** Column order of `EXEC_COLS`. */
+/** The `failed_at` of `e` written anew (an insert; an update keeps an earlier one): when it became a failure that stands, else null. */
+function failedAt(e: ExecutionRecord): number | null {
+  return isStandingFailure(e) ? e.updatedAt : null;
+}
+
+/** Column order of `EXEC_COLS`, then `failed_at` (the inserts'). */
 function executionParams(e: ExecutionRecord): unknown[] {
-  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null];
+  return [e.jobId, e.deviceId, e.status, JSON.stringify(e.details), e.queuedAt, e.updatedAt, e.version, e.wave ?? 0, e.attempt ?? 1, e.dispatchedAt ?? null, e.dueAt ?? null, failedAt(e)];
 }
 
 /** Column order of `JOB_COLS`. */

@@ -101,6 +101,17 @@ export type ExecutionStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' 
 /** The execution states that are a failure: the overview's failing devices, `listRecentFailures`. */
 export const FAILURE_STATUSES: readonly ExecutionStatus[] = ['FAILED', 'TIMED_OUT', 'REJECTED'];
 
+/**
+ * Whether `e` is a failure that stands: in a failure state (FAILURE_STATUSES) without a success
+ * that came late (`details.lateSuccess`: a TIMED_OUT execution stays TIMED_OUT when the
+ * device's SUCCESS arrives after the deadline). The stores keep, per execution, when it became
+ * one (`failed_at`, indexed for `listRecentFailures`), derived from every record they write.
+ */
+export function isStandingFailure(e: ExecutionRecord): boolean {
+  const late = e.details.lateSuccess;
+  return FAILURE_STATUSES.includes(e.status) && (late === undefined || late === null);
+}
+
 /** What `deleteJob` did. */
 export interface JobDeletion {
   /** The job as it was, without its spec; absent when there is no such job. */
@@ -531,15 +542,25 @@ export interface StateStore {
   /** Up to `limit` executions whose `dueAt` is at or before `now`, earliest first. */
   listDueExecutions(now: number, limit: number): Promise<ExecutionRecord[]>;
   /**
-   * Up to `limit` executions that ended in a failure (FAILURE_STATUSES: FAILED, TIMED_OUT,
-   * REJECTED), of any job that exists, the latest change first (`updatedAt`, then job id and
-   * device id, descending): the fleet's newest failures, for the dashboard's overview
-   * (fleet/fleet-overview.ts). Read from an index of the failed rows alone
-   * (`executions_failed_recent`), newest first, stopping at `limit`: neither the fleet's
-   * successes nor its older failures are read. A timed-out execution whose success came late
-   * (`details.lateSuccess`) is still TIMED_OUT and listed; the caller decides what it means.
+   * Up to `limit` executions whose failure stands (`isStandingFailure`: FAILED, TIMED_OUT or
+   * REJECTED, without a late success), of any job that exists, the latest to fail first (when
+   * each became a failure, then job id and device id, descending): the fleet's newest
+   * failures, for the dashboard's overview (fleet/fleet-overview.ts). The stores keep when an
+   * execution became a failure (`failed_at`): set by the write that makes it one, kept by the
+   * later writes that leave it one (a report, the details of a stop), cleared by one that ends
+   * it (a retry queues it, a late success arrives). Read from an index of those rows alone
+   * (`executions_failed_recent`), newest first, stopping at `limit`. Only `failed_at` is
+   * indexed, not `updated_at`: a write that changes neither (an IN_PROGRESS phase report) stays
+   * a HOT update on PostgreSQL.
    */
   listRecentFailures(limit: number): Promise<ExecutionRecord[]>;
+  /**
+   * Up to `perDevice` executions of each of `deviceIds`, newest first (by `queuedAt`, then job
+   * id, as `listDeviceExecutions`), of jobs that exist, read together (PostgreSQL: one query);
+   * a device without any is absent. What the overview reads to decide each candidate device by
+   * its own newest outcome.
+   */
+  listLatestExecutionsOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>>;
   /** Counts of a job's executions per wave and state (only non-zero ones). */
   countExecutions(jobId: string): Promise<ExecutionCount[]>;
   /**

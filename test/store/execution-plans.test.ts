@@ -13,7 +13,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { ExecutionStatus } from '../../src/store/state-store.ts';
-import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures } from '../../src/store/postgres-store.ts';
+import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, LATEST_OF_DEVICES_SQL as pgLatestOfDevices, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures } from '../../src/store/postgres-store.ts';
 import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, RECENT_FAILURES_SQL as sqliteRecentFailures, SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
@@ -78,10 +78,12 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     return [...names].sort();
   };
 
-  it('lists the newest failures of the fleet from executions_failed_recent, newest first without a sort', async () => {
+  it('lists the newest failures of the fleet from executions_failed_recent (by failed_at), newest first without a sort', async () => {
     const c = await ready;
     // 'recent': a job whose every 50th execution failed, latest on the highest device ids
-    await c.query(SEED('recent', (i) => `CASE WHEN ${i} % 50 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END`).replace("'{}', 1, 1, 1,", "'{}', 1, i, 1,"));
+    // (failed_at, as the store writes it: when it became a failure; NULL for the others)
+    await c.query(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version, failed_at)
+      SELECT 'recent', 'dev-' || lpad(i::text, 6, '0'), CASE WHEN i % 50 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, '{}', 1, i, 1, CASE WHEN i % 50 = 0 THEN i END FROM generate_series(1, ${ROWS}) i`);
     await c.query("INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) VALUES ('recent', 'fw', '1', 'COMPLETED', 1)");
     await c.query('ANALYZE executions');
     assert.ok((await indexesOf(c, pgRecentFailures, [20])).includes('executions_failed_recent'), 'read from the index of the failed rows');
@@ -89,6 +91,12 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     assert.ok(!JSON.stringify(rows[0]!['QUERY PLAN']).includes('"Node Type":"Sort"'), `no sort: ${JSON.stringify(rows[0]!['QUERY PLAN'])}`);
     const newest = await store!.listRecentFailures(3);
     assert.deepEqual(newest.map((e) => e.deviceId), ['dev-060000', 'dev-059950', 'dev-059900'], 'the newest failures of the job that exists');
+  });
+
+  it("reads each device's newest executions from executions_device (the overview's candidates)", async () => {
+    const c = await ready;
+    const read = await indexesOf(c, pgLatestOfDevices, [['dev-000050', 'dev-000100'], 5]);
+    assert.ok(read.includes('executions_device'), `read from executions_device: ${read.join(' ')}`);
   });
 
   it('lists a job\'s executions by status from executions_job_status_device, not by walking the job in the primary key', async () => {
@@ -146,10 +154,11 @@ describe('SQLite plans of a job\'s executions', () => {
     }
   });
 
-  it('lists the newest failures of the fleet from executions_failed_recent, backwards, without a sort', async () => {
+  it('lists the newest failures of the fleet from executions_failed_recent (by failed_at), backwards, without a sort', async () => {
     const db = await ready;
     const plan = planOf(db, sqliteRecentFailures, [20]);
-    assert.deepEqual(plan.filter((d) => /executions/.test(d)), ['SCAN executions USING INDEX executions_failed_recent'], plan.join(' | '));
+    // failed_at IS NOT NULL: a range of the index (failed_at > NULL), all of it
+    assert.deepEqual(plan.filter((d) => /executions/.test(d)), ['SEARCH executions USING INDEX executions_failed_recent (failed_at>?)'], plan.join(' | '));
     assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
   });
 

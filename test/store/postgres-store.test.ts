@@ -192,7 +192,7 @@ if (!started.ok) {
     });
 
     it('lists the failures written before the newest failures had an index when it migrates', async () => {
-      const url = await databaseBefore('CREATE INDEX CONCURRENTLY executions_failed_recent', RECENT_FAILURES_SEED);
+      const url = await databaseBefore('ADD COLUMN IF NOT EXISTS failed_at', RECENT_FAILURES_SEED);
       const store = open(url);
       await store.start();
       await checkMigratedRecentFailures(store);

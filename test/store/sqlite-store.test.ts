@@ -227,7 +227,7 @@ describe('SqliteStore specifics', () => {
 
   it('lists the failures written before the newest failures had an index when it migrates', async () => {
     const { file, store } = await fresh();
-    const raw = databaseBefore(file, 'CREATE INDEX executions_failed_recent');
+    const raw = databaseBefore(file, 'ALTER TABLE executions ADD COLUMN failed_at');
     raw.exec(RECENT_FAILURES_SEED);
     raw.close();
     await store.start();

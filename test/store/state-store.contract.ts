@@ -977,7 +977,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual((await store.listFailedBelowAttempt('job-404', { attemptBelow: 3, maxWave: 1, limit: 10 })).items, []);
         }));
 
-      it('lists the newest failures of every job that exists, by their last change, newest first, bounded; a failure changed later moves up', () =>
+      it('lists the newest failures of every job that exists, by when each became a failure, newest first, bounded; a late success or a retry takes one out, a later write keeps its place', () =>
         withStore(async (store, opened) => {
           const at = (jobId: string, deviceId: string, status: ExecutionRecord['status'], updatedAt: number): ExecutionRecord => ({ ...execution(jobId, deviceId, 1_000), status, updatedAt });
           // an older job with many failures, the latest of them on the devices that sort last
@@ -988,6 +988,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
             at('job-new', 'z', 'SUCCEEDED', 9_500), // no failure
             at('job-new', 'w', 'IN_PROGRESS', 9_600),
             at('job-new', 'v', 'CANCELED', 9_700),
+            { ...at('job-new', 'u', 'TIMED_OUT', 9_800), details: { lateSuccess: { at: 9_800 } } }, // its success came late: no failure
             at('job-new', 'd-24', 'FAILED', 2_024), // the same time as job-old's: job id, then device id, descending
           ]);
           await store.createJob(job('ghost'), [at('ghost', 'g', 'FAILED', 10_000)]);
@@ -1000,14 +1001,38 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           );
           assert.deepEqual(await store.listRecentFailures(1), [at('job-new', 'x', 'TIMED_OUT', 9_000)], 'the records as stored');
           assert.equal((await store.listRecentFailures(100)).length, 28, 'every failure when the limit allows');
-          // a failure written again later (a late success kept beside it) is the newest
-          const old = (await store.getExecution('job-old', 'd-00'))!;
-          assert.equal(await store.updateExecution({ ...old, details: { lateSuccess: { at: 11_000 } }, updatedAt: 11_000, version: 2 }, new Set(['details'])), true);
-          // and one no longer failed (a retry queued it) leaves the list
+          // a failed execution written again later (a report after the failure) keeps its place: it failed at 2,000
+          const d01 = (await store.getExecution('job-old', 'd-01'))!;
+          assert.equal(await store.updateExecution({ ...d01, details: { error: 'still broken' }, updatedAt: 11_000, version: 2 }, new Set(['details'])), true);
+          // a late success after a timeout leaves the list (the execution stays TIMED_OUT)
+          const x = (await store.getExecution('job-new', 'x'))!;
+          assert.equal(await store.updateExecution({ ...x, details: { lateSuccess: { at: 11_500 } }, updatedAt: 11_500, version: 2 }, new Set(['details'])), true);
+          // and one no longer failed (a retry queued it) leaves it too
           const y = (await store.getExecution('job-new', 'y'))!;
           assert.equal(await store.updateExecution({ ...y, status: 'QUEUED', updatedAt: 12_000, version: 2 }, new Set(['status'])), true);
-          assert.deepEqual((await store.listRecentFailures(3)).map(key), ['job-old/d-00@11000', 'job-new/x@9000', 'job-old/d-24@2024']);
+          assert.deepEqual((await store.listRecentFailures(3)).map(key), ['job-old/d-24@2024', 'job-new/d-24@2024', 'job-old/d-23@2023'], 'a late success and a retry out; a report on a failure does not move it up');
+          const all = (await store.listRecentFailures(100)).map(key);
+          assert.equal(all.length, 26, `two fewer: ${all.join(' ')}`);
+          assert.equal(all[24], 'job-old/d-01@11000', `d-01 where it failed (2,001), written since: ${all.join(' ')}`);
+          // the retry fails again: a failure anew, the newest; written whole (no `changed`) as well
+          const y2 = (await store.getExecution('job-new', 'y'))!;
+          assert.equal(await store.updateExecution({ ...y2, status: 'FAILED', attempt: 2, updatedAt: 13_000, version: 3 }), true);
+          assert.deepEqual((await store.listRecentFailures(1)).map(key), ['job-new/y@13000'], 'failed again after the retry: the newest failure');
           assert.deepEqual(await store.listRecentFailures(0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a limit below 1 refused');
+        }));
+
+      it("lists a few of each device's newest executions, read together, of jobs that exist", () =>
+        withStore(async (store, opened) => {
+          const e = (jobId: string, deviceId: string, queuedAt: number): ExecutionRecord => ({ ...execution(jobId, deviceId, queuedAt), status: 'SUCCEEDED' });
+          for (let i = 0; i < 4; i++) await store.createJob(job(`lx-${i}`), [e(`lx-${i}`, 'p', 100 + i), ...(i < 2 ? [e(`lx-${i}`, 'q', 200 - i)] : [])]);
+          await store.createJob(job('lx-gone'), [e('lx-gone', 'p', 500)]);
+          await opened.exec("DELETE FROM jobs WHERE job_id = 'lx-gone'");
+          const got = await store.listLatestExecutionsOfDevices(['p', 'q', 'nobody', 'p'], 3);
+          assert.deepEqual([...got.keys()].sort(), ['p', 'q'], 'the devices that have executions');
+          assert.deepEqual(got.get('p')!.map((x) => x.jobId), ['lx-3', 'lx-2', 'lx-1'], "p's newest three by when queued, of jobs that exist");
+          assert.deepEqual(got.get('q')!.map((x) => x.jobId), ['lx-0', 'lx-1'], "q's, newest first");
+          assert.deepEqual(got.get('q')![0], e('lx-0', 'q', 200), 'the records as stored');
+          assert.deepEqual(await store.listLatestExecutionsOfDevices(['p'], 0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a count below 1 refused');
         }));
 
       it('finds undispatched queued work by wave, and due executions by time', () =>
@@ -1491,19 +1516,26 @@ export async function checkMigratedGroups(store: StateStore): Promise<void> {
 
 /**
  * The seed of a database from before the newest failures had an index (SQL, both dialects):
- * job 'j' with failures of each kind at 3,000 to 1,000 ms and a success, and the failure of a
- * job whose row is gone ('gone').
+ * job 'j' with failures of each kind at 3,000 to 1,000 ms, a timeout whose success came late
+ * (3,500) and a success, and the failure of a job whose row is gone ('gone').
  */
 export const RECENT_FAILURES_SEED = `
   INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) VALUES ('j', 'fw', '1', 'COMPLETED', 1);
   INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version) VALUES
     ('j', 'a', 'FAILED', '{}', 1, 1000, 1), ('j', 'b', 'TIMED_OUT', '{}', 1, 3000, 1), ('j', 'c', 'REJECTED', '{}', 1, 2000, 1),
+    ('j', 'f', 'TIMED_OUT', '{"lateSuccess":{"at":3500}}', 1, 3500, 1),
     ('j', 'd', 'SUCCEEDED', '{}', 1, 4000, 1), ('gone', 'e', 'FAILED', '{}', 1, 5000, 1)`;
 
-/** After the migration that indexed the newest failures, over `RECENT_FAILURES_SEED`: the failures from before it are listed, newest first, and a new one joins them. */
+/**
+ * After the migration that indexed the newest failures, over `RECENT_FAILURES_SEED`: the
+ * failures from before it are listed, since their last change, newest first (not the late
+ * success); a new one joins them, and a report on an old one leaves it in its place.
+ */
 export async function checkMigratedRecentFailures(store: StateStore): Promise<void> {
-  assert.deepEqual((await store.listRecentFailures(10)).map((e) => `${e.deviceId}:${e.status}`), ['b:TIMED_OUT', 'c:REJECTED', 'a:FAILED'], 'the failures written before the migration, newest first');
+  assert.deepEqual((await store.listRecentFailures(10)).map((e) => `${e.deviceId}:${e.status}`), ['b:TIMED_OUT', 'c:REJECTED', 'a:FAILED'], 'the failures written before the migration, newest first; a late success not among them');
   const d = (await store.getExecution('j', 'd'))!;
   assert.equal(await store.updateExecution({ ...d, status: 'FAILED', updatedAt: 6_000, version: 2 }, new Set(['status'])), true);
-  assert.deepEqual((await store.listRecentFailures(2)).map((e) => e.deviceId), ['d', 'b'], 'a failure written after it, first');
+  const a = (await store.getExecution('j', 'a'))!;
+  assert.equal(await store.updateExecution({ ...a, details: { error: 'again' }, updatedAt: 7_000, version: 2 }, new Set(['details'])), true);
+  assert.deepEqual((await store.listRecentFailures(10)).map((e) => e.deviceId), ['d', 'b', 'c', 'a'], 'a failure written after it, first; one written again, where it failed');
 }

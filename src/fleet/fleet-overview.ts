@@ -33,14 +33,16 @@ export interface FleetOverview extends FleetSummary {
   generatedAt: number;
 }
 
-/** The recent jobs whose executions of a failed device are read for a later success. */
-const RECENT_JOBS = 20;
 /** Rows the overview lists. */
 const MAX_FAILING = 20;
 /** The fleet's newest failures read (`listRecentFailures`): a device that failed several jobs, or succeeded since, takes more than one. */
 const FAILURES_READ = 100;
-/** Executions read per getExecutions call (one query per 1,000 on PostgreSQL; SQLite reads them in one go, holding the loop). */
-const KEYS_PER_READ = 1000;
+/**
+ * A candidate device's newest executions read (by when queued, `listLatestExecutionsOfDevices`):
+ * its latest outcome is among them, or is its failure listed (when its newer executions have
+ * no outcome yet: queued, in progress, canceled).
+ */
+const LATEST_READ = 5;
 
 /** Computes the overview, shared and cached for a short time. */
 export class FleetOverviewSource {
@@ -80,50 +82,48 @@ export class FleetOverviewSource {
   }
 
   /**
-   * One row per device whose latest outcome is a failure, the newest failures of the fleet
-   * first (`listRecentFailures`, across jobs by their last change), naming that job: a device
-   * that failed two jobs is listed once (the later failure), and one that succeeded since (in
-   * a recent job or the failed one's job: a late success after a timeout) is not listed.
-   * Until 2026-12-07 the candidates were each of the last 20 jobs' first 20 failures by
-   * device id: on a big fleet the newest failures could be missing and older ones shown.
+   * One row per device whose latest outcome is a failure, the latest to fail first
+   * (`listRecentFailures`: across jobs, by when each became a failure), naming that job. Each
+   * candidate device is decided by its own newest outcome, from its newest executions (a few
+   * rows each, read together): a device that failed two jobs is listed once (the later
+   * failure), and one that succeeded since, in any job (a late success after a timeout too),
+   * is not listed. Until 2026-12-07 the candidates were each of the last 20 jobs' first 20
+   * failures by device id (the newest failures could be missing on a big fleet), and a success
+   * since counted only in the last 20 jobs or the failed one.
    */
   private async failing(): Promise<FailingDevice[]> {
     const { store } = this.deps;
-    // the devices among the fleet's newest failures, the newest first, with their failures read
+    // the devices among the fleet's newest failures, the latest to fail first, with their failures read
     const read = new Map<string, ExecutionRecord[]>();
     for (const e of await store.listRecentFailures(FAILURES_READ)) {
       const held = read.get(e.deviceId);
       if (held) held.push(e);
       else read.set(e.deviceId, [e]);
     }
-    if (read.size === 0) return [];
-    const recent = (await store.listJobs({ limit: RECENT_JOBS, omitSpec: true })).items;
     const out: FailingDevice[] = [];
     const devices = [...read.keys()];
-    // checked MAX_FAILING devices at a time, until the page is full: usually one round
+    // MAX_FAILING devices at a time, until the page is full: usually one round
     for (let at = 0; at < devices.length && out.length < MAX_FAILING; at += MAX_FAILING) {
       const some = devices.slice(at, at + MAX_FAILING);
-      const jobs = new Map(recent.map((j) => [j.jobId, j]));
-      const missing = [...new Set(some.flatMap((d) => read.get(d)!.map((e) => e.jobId)))].filter((id) => !jobs.has(id));
-      if (missing.length > 0) for (const [id, j] of await store.getJobs(missing, { omitSpec: true })) jobs.set(id, j);
-      // their executions of the recent jobs and of the jobs they failed, read together (those
-      // failures again, as they are now: a retry may have queued one since): the latest
-      // outcome among them decides. A success after the failure
-      // clears it (a late one after a timeout too); a later failure is the one named
-      const keys = some.flatMap((deviceId) => [...jobs.keys()].map((jobId) => ({ jobId, deviceId })));
-      const last = new Map<string, ExecutionRecord>();
-      const consider = (e: ExecutionRecord) => {
-        if (!(outcomeOf(e).succeeded || FAILURE_STATUSES.includes(e.status))) return;
-        const held = last.get(e.deviceId);
-        if (!held || outcomeOf(e).at > outcomeOf(held).at) last.set(e.deviceId, e);
-      };
-      for (let i = 0; i < keys.length; i += KEYS_PER_READ) {
-        for (const e of await store.getExecutions(keys.slice(i, i + KEYS_PER_READ))) if (e) consider(e);
-      }
+      const newest = await store.listLatestExecutionsOfDevices(some, LATEST_READ);
+      const named = new Map<string, ExecutionRecord>();
       for (const deviceId of some) {
-        const e = last.get(deviceId);
-        const job = e && jobs.get(e.jobId);
-        if (!e || !job || outcomeOf(e).succeeded) continue; // succeeded since (or its job deleted meanwhile)
+        // its newest executions as they are now (a retry may have queued a failure since), and
+        // its failures listed that are older than those: the latest outcome among them decides
+        const rows = newest.get(deviceId) ?? [];
+        const seen = new Set(rows.map((e) => e.jobId));
+        let last: ExecutionRecord | undefined;
+        for (const e of [...rows, ...read.get(deviceId)!.filter((f) => !seen.has(f.jobId))]) {
+          if (!(outcomeOf(e).succeeded || FAILURE_STATUSES.includes(e.status))) continue;
+          if (!last || outcomeOf(e).at > outcomeOf(last).at) last = e;
+        }
+        if (last && !outcomeOf(last).succeeded) named.set(deviceId, last);
+      }
+      if (named.size === 0) continue;
+      const jobs = await store.getJobs([...new Set([...named.values()].map((e) => e.jobId))], { omitSpec: true });
+      for (const e of named.values()) {
+        const job = jobs.get(e.jobId);
+        if (!job) continue; // its job deleted meanwhile
         const error = e.details.error;
         out.push({
           deviceId: e.deviceId,
@@ -136,7 +136,7 @@ export class FleetOverviewSource {
         });
       }
     }
-    return out.sort((a, b) => b.updatedAt - a.updatedAt || a.deviceId.localeCompare(b.deviceId)).slice(0, MAX_FAILING);
+    return out.slice(0, MAX_FAILING);
   }
 }
 

@@ -94,3 +94,40 @@ describe('FleetOverviewSource', () => {
     assert.deepEqual(ids, expected, 'the newest failure first, then the older job\'s newest; until 2026-12-07 its first 20 by device id (nf-00 to nf-19)');
   });
 });
+
+// the review of ae58652: the "succeeded since" check read only the last 20 jobs and the failed
+// one, and the failures were read by their last change, which a late success moves
+describe('FleetOverviewSource: each device by its own newest outcome', () => {
+  let store: SqliteStore;
+  let close: () => Promise<void>;
+  before(async () => ({ store, close } = await startTempStore('overview-outcome')));
+  after(() => close());
+  type St = 'FAILED' | 'TIMED_OUT' | 'SUCCEEDED';
+  const exec = (jobId: string, deviceId: string, status: St, at: number, details: Record<string, unknown> = {}) => ({ jobId, deviceId, status, details: { error: `${deviceId} broke`, ...details }, queuedAt: at - 10, updatedAt: at, version: 1 });
+  const job = (jobId: string, createdAt: number) => ({ jobId, artifactName: 'fw', artifactVersion: jobId, status: 'COMPLETED' as const, createdAt });
+  const failing = async () => (await new FleetOverviewSource({ store, fleet: new FleetView({ store, onlineCount: () => 0 }), ttlMs: 0 }).get()).failing.map((f) => f.deviceId);
+
+  it('leaves out a device that failed an old job and succeeded since in a job older than the last 20', async () => {
+    const t0 = 1_600_000_000_000;
+    await store.createJob(job('a-x', t0), [exec('a-x', 'dev-fixed', 'FAILED', t0 + 100)]);
+    await store.createJob(job('a-y', t0 + 1000), [exec('a-y', 'dev-fixed', 'SUCCEEDED', t0 + 2000)]);
+    // 20 later jobs for another device, all fine
+    for (let i = 0; i < 20; i++) await store.createJob(job(`a-z${i}`, t0 + 3000 + i), [exec(`a-z${i}`, 'other', 'SUCCEEDED', t0 + 3000 + i)]);
+    const ids = await failing();
+    assert.ok(!ids.includes('dev-fixed'), `dev-fixed's latest outcome is a success (job a-y), yet it is listed as failing: [${ids.join(' ')}]`);
+  });
+
+  it('lists an older real failure behind 100 newer late successes after a timeout', async () => {
+    const t0 = 1_700_000_000_000;
+    await store.createJob(job('b-real', t0), [exec('b-real', 'dev-broken', 'FAILED', t0 + 100)]);
+    // a wave timed out on 100 devices, whose successes then came late (written after the timeout, as the tracker does)
+    await store.createJob(job('b-wave', t0 + 1000), Array.from({ length: 100 }, (_, i) => exec('b-wave', `late-${i}`, 'TIMED_OUT', t0 + 2000 + i)));
+    for (let i = 0; i < 100; i++) {
+      const e = (await store.getExecution('b-wave', `late-${i}`))!;
+      assert.equal(await store.updateExecution({ ...e, details: { ...e.details, lateSuccess: { at: t0 + 5000 + i } }, updatedAt: t0 + 5000 + i, version: 2 }, new Set(['details'])), true, 'the late success written');
+    }
+    const ids = await failing();
+    assert.ok(ids.includes('dev-broken'), `dev-broken failed and never succeeded, yet is not listed (the 100 failures read were late successes): [${ids.join(' ')}]`);
+    assert.ok(!ids.some((d) => d.startsWith('late-')), `a late success is no failure: [${ids.join(' ')}]`);
+  });
+});

@@ -160,14 +160,20 @@ export function addBrokerCommands(program: Command): void {
         process.once('SIGTERM', stop);
         // a CA rollover, drop-previous or the previous CA's expiry changes client-ca.crt: reread
         // at each full read of the watch (each reconnection of its stream, as after the server's
-        // restart on a new CA, and every --resync-minutes), rewritten when it changed
-        const refresh = async () => {
-          if (!clientCaWritten) return false; // written with mosquitto.conf, once passwd is
-          let wrote = false;
-          // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
-          clientCa = await refreshClientCa(caDir!, dir, clientCa!, logger, async (next) => void (wrote = await coverNewCas(next)));
-          return wrote;
-        };
+        // restart on a new CA) and every --resync-minutes by a timer of its own (a full read
+        // waits for a server that cannot answer: a rollover is made with it stopped), rewritten
+        // when it changed; one reread at a time, a second caller shares the first's
+        let refreshing: Promise<boolean> | undefined;
+        const refresh = () =>
+          (refreshing ??= (async () => {
+            if (!clientCaWritten) return false; // written with mosquitto.conf, once passwd is
+            let wrote = false;
+            // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
+            clientCa = await refreshClientCa(caDir!, dir, clientCa!, logger, async (next) => void (wrote = await coverNewCas(next)));
+            return wrote;
+          })().finally(() => (refreshing = undefined)));
+        const caTimer = caDir === undefined ? undefined : setInterval(() => void refresh().catch(() => undefined), resyncMinutes * 60_000);
+        ctl.signal.addEventListener('abort', () => clearInterval(caTimer), { once: true });
         // against the newest client-ca.crt: a CRL missing one of its CAs is not written
         /**
          * Names crl.pem in mosquitto.conf, or stops naming it, once mosquitto.conf is written:

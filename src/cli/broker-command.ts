@@ -125,11 +125,12 @@ export function addBrokerCommands(program: Command): void {
         await makeOutputDir('--out', opts.out);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         let clientCaWritten = false;
-        let crlNamed = false; // mosquitto.conf names crl.pem
-        let crlOnDisk: CrlOutcome | undefined; // the CRL last written to crl.pem
-        /** Whether crl.pem, as this watch last wrote it, holds a CRL of every CA of `caPem`: while it does, crlfile stays named. */
-        const diskCovers = (caPem: string) => crlOnDisk !== undefined && coveringBundle(crlOnDisk, caPem).ok;
-        /** Whether crl.pem, as it is on disk now, holds a CRL signed by every CA of `caPem`. */
+        /**
+         * Whether crl.pem, as it is on disk now, holds a CRL signed by every CA of `caPem`: while
+         * it does, crlfile stays named. Read, not remembered: a one-off mosquitto-config run
+         * between two passes rewrites (or removes) crl.pem and mosquitto.conf, and the watch's
+         * memory of what it wrote then left crlfile out, or named, wrongly (review, 2026-12-07).
+         */
         const fileCovers = async (caPem: string) => crlFileCovers(await readFile(path.join(dir, CRL_FILE), 'utf8').catch(() => undefined), caPem);
         // mosquitto.conf names passwd: written only once passwd is, never pointing at a missing file
         const writeCompanions = async () => {
@@ -147,7 +148,6 @@ export function addBrokerCommands(program: Command): void {
           // the acl is the watch's: it denies revoked devices every topic, and changes with them
           // the crlfile named only if crl.pem covers every CA of client-ca.crt (none can be made: said by the watch)
           await writeFileAtomic(path.join(dir, 'mosquitto.conf'), confWith(crlCovers), 0o644);
-          crlNamed = crlCovers;
           logger.info('wrote mosquitto.conf', { dir });
         };
         logger.info('keeping passwd and acl current (mosquitto.conf is written after them)', { dir, server: safeUrl(api.baseUrl), reloadCommand: opts.reloadCommand ?? 'none' });
@@ -182,16 +182,18 @@ export function addBrokerCommands(program: Command): void {
          * get in after a restart), and named again once crl.pem covers them.
          */
         const nameCrl = async (named: boolean, reason?: string) => {
-          if (named === crlNamed || !clientCaWritten) return;
+          if (!clientCaWritten) return;
+          // as mosquitto.conf is on disk (a one-off run may have rewritten it)
+          const named0 = /^crlfile /m.test(await readFile(path.join(dir, 'mosquitto.conf'), 'utf8').catch(() => ''));
+          if (named === named0) return;
           await writeFileAtomic(path.join(dir, 'mosquitto.conf'), confWith(named), 0o644);
-          crlNamed = named;
           if (named) logger.warn(`mosquitto.conf names ${CRL_FILE} again: restart Mosquitto for deleted devices' certificates to be refused`);
           else logger.warn(`mosquitto.conf no longer names ${CRL_FILE}: it has no CRL of every CA of ${CLIENT_CA_FILE}, and Mosquitto restarted on it would refuse that CA's devices; until it is named again a restart admits deleted devices' certificates`, { reason });
         };
         /** Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. True when crl.pem was written (a reload owed). Never throws. */
         const coverNewCas = async (next: ClientCaBundle): Promise<boolean> => {
           // what crl.pem holds already may cover them (an undone drop's CAs): then nothing is weakened
-          const covered = diskCovers(next.pem);
+          const covered = await fileCovers(next.pem);
           try {
             const covering = coveringBundle(await crlFromServer(api, false), next.pem);
             if (!covering.ok) {
@@ -199,7 +201,6 @@ export function addBrokerCommands(program: Command): void {
               return false;
             }
             await writeFileAtomic(path.join(dir, CRL_FILE), covering.pem, 0o644);
-            crlOnDisk = covering;
             logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
             // named in the same step (QA, 2026-12-06: written here, it stayed unnamed until the next full read)
             await nameCrl(true).catch(() => undefined);
@@ -221,7 +222,7 @@ export function addBrokerCommands(program: Command): void {
                     fetched = await crlFromServer(api, false);
                   } catch (err) {
                     // crl.pem stays as it was: still named while it covers every CA of client-ca.crt
-                    if (!diskCovers(bundle.pem)) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);
+                    if (!(await fileCovers(bundle.pem))) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);
                     throw err;
                   }
                   const covering = coveringBundle(fetched, bundle.pem);
@@ -229,12 +230,11 @@ export function addBrokerCommands(program: Command): void {
                   // written: after drop-previous the server's CRL covers its one CA, client-ca.crt
                   // still both until it is reread, and the crlfile was left out, so a restart
                   // admitted deleted devices' certificates (QA, 2026-12-06)
-                  if (!covering.ok && !diskCovers(bundle.pem)) await nameCrl(false, covering.reason);
+                  if (!covering.ok && !(await fileCovers(bundle.pem))) await nameCrl(false, covering.reason);
                   return covering;
                 },
-                // crl.pem holds a covering CRL (written now, or the same as before): named, whether or not it changed
-                onCurrent: async (current: CrlOutcome) => {
-                  crlOnDisk = current;
+                // crl.pem holds a covering CRL (written now, or the same as on disk before): named, whether or not it changed
+                onCurrent: async () => {
                   await nameCrl(true);
                 },
               }

@@ -24,6 +24,7 @@
  *   file, mosquitto.conf and the reload go on without it.
  * - A refused token (401) ends the watch with an error: it will not come right by waiting.
  */
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runScript } from '../agent/health-check.ts';
 import { COLON_ID_REASON, MosquittoPasswdBook, mosquittoAcl, mosquittoUserNameDefect } from '../broker/mosquitto-config.ts';
@@ -125,6 +126,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   // the crlfile: owed at start, after a deletion and after a full read
   let crlOwed = o.crl !== undefined;
   let crlDigest: string | undefined;
+  let crlPem: string | undefined; // the text last written to crl.pem
   let crlWrittenAt = 0;
   // the last answer (ok or not) of a fetch: the daily check counts from it, so a server that
   // cannot make a CRL is asked again a day later, not every CRL_SPACING_MS (review of bd0da82)
@@ -231,15 +233,19 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       return false;
     }
     crlSaid = undefined;
-    if (crl.digest === crlDigest && !fresh) {
+    // the file as it is on disk, not only the digest remembered: a one-off mosquitto-config run
+    // between two passes rewrites or removes it (review, 2026-12-07)
+    const onDisk = await readFile(o.crl!.file, 'utf8').catch(() => undefined);
+    if (crl.digest === crlDigest && onDisk === crlPem && !fresh) {
       await o.crl!.onCurrent?.(crl);
       return false;
     }
+    const changed = crl.digest !== crlDigest || onDisk !== crlPem;
     await writeFileAtomic(o.crl!.file, crl.pem, 0o644);
+    crlPem = crl.pem;
     // owed at once: what follows (naming it in mosquitto.conf) may fail, and the pass tried again
     // sees the same digest and writes nothing, so Mosquitto kept the old CRL (review of bd0da82)
     reloadOwed = o.reloadCommand !== undefined;
-    const changed = crl.digest !== crlDigest;
     crlDigest = crl.digest;
     crlWrittenAt = now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, cp, mkdir, readFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
@@ -209,6 +209,41 @@ if (!found.ok) {
       scratch.onRelease(() => proc.stop());
       const renewed = await newCa.issueDeviceCertificate('d-2');
       assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate gets in');
+    });
+
+    it('--watch decides on crl.pem as it is on disk: a one-off run between two passes rewrote it for the new CAs, and the server cannot sign a CRL of both CAs; crlfile stays named', async () => {
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
+      const ts = await startTestServer({ dataDir: s.dataDir });
+      await mkdir(s.out, { recursive: true, mode: 0o755 });
+      await chmod(s.out, 0o755);
+      // a resync an hour away: the passes are the start and the stream's reconnection
+      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--resync-minutes', '60', '--reload-command', 'chmod 644 passwd', '--server', ts.httpUrl, '--data-dir', s.dataDir]);
+      scratch.onRelease(async () => void (await watch.kill()));
+      await eventually(async () => (/^crlfile /m.test((await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => '')) ?? '') ? true : undefined), 30_000, `crlfile named at the start: ${watch.output()}`);
+      const oldCa = (await loadCa(s.dataDir))!;
+
+      await ts.stop();
+      const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);
+      assert.equal(rolled.code, 0, rolled.stderr);
+      const newCa = (await loadCa(s.dataDir))!;
+      // a one-off run while the watch waits: crl.pem, client-ca.crt and mosquitto.conf for both CAs
+      const oneOff = await s.generate(['--updraft-ca']);
+      assert.match(oneOff.conf, /^crlfile /m, `the one-off run names crl.pem: ${oneOff.stdout}`);
+      const crlOneOff = await readFile(path.join(s.out, 'crl.pem'), 'utf8');
+      // the server back, unable to sign a CRL of both CAs (the previous CA's key moved aside: HTTP 409)
+      await rename(path.join(s.dataDir, 'pki', 'previous-ca.key'), path.join(s.dataDir, 'previous-ca.key.aside'));
+      const mark = watch.output().length;
+      const back = await startTestServer({ dataDir: s.dataDir, flags: { 'http-port': Number(new URL(ts.httpUrl).port) } });
+      scratch.onRelease(() => back.stop());
+      await eventually(async () => (/no crl\.pem can be made/.test(watch.output().slice(mark)) ? true : undefined), 45_000, `the watch asked the server for the CRL after reconnecting: ${watch.output().slice(mark)}`);
+      assert.doesNotMatch(watch.output().slice(mark), /no longer names crl\.pem/, `crl.pem, which covers both CAs, stays named: ${watch.output().slice(mark)}`);
+      assert.match(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile named');
+      assert.equal(await readFile(path.join(s.out, 'crl.pem'), 'utf8'), crlOneOff, "crl.pem as the one-off run wrote it");
+      assert.equal(await readFile(path.join(s.out, 'client-ca.crt'), 'utf8'), `${newCa.certificate}${oldCa.certificate}`, 'client-ca.crt: both CAs');
+      const proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      scratch.onRelease(() => proc.stop());
+      const renewed = await newCa.issueDeviceCertificate('d-2');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate gets in with the crlfile');
     });
   });
 }

@@ -114,6 +114,25 @@ describe('mosquitto-config --watch: the configuration never names a password fil
     }
   });
 
+  it('--updraft-ca: a crl.pem removed between two passes (as a one-off run that cannot make one does) is written again, though the server\'s revocations did not change', async () => {
+    const ts = await startTestServer();
+    const out = path.join(dir, 'crl-removed');
+    // a full read (and a CRL fetch) every 1.2 s
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, '--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir, '--resync-minutes', '0.02', '--reload-command', 'true', '--server', ts.httpUrl, '--token', ts.token]);
+    try {
+      await eventually(async () => (/^crlfile /m.test(await readFile(path.join(out, 'mosquitto.conf'), 'utf8').catch(() => '')) ? true : undefined), 30_000, `crlfile named: ${watch.output()}`);
+      const crl = await readFile(path.join(out, 'crl.pem'), 'utf8');
+      await rm(path.join(out, 'crl.pem'));
+      // the watch remembered the digest it wrote and found the server's the same: it named a crl.pem that was not there
+      await eventually(async () => ((await readFile(path.join(out, 'crl.pem'), 'utf8').catch(() => undefined)) !== undefined ? true : undefined), 30_000, `crl.pem written again: ${watch.output()}`);
+      assert.match(await readFile(path.join(out, 'crl.pem'), 'utf8'), /^-----BEGIN X509 CRL-----/, `a CRL again (before: ${crl.length} characters)`);
+      assert.match(await readFile(path.join(out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile named');
+    } finally {
+      assert.equal(await watch.kill('SIGTERM'), 0);
+      await ts.close();
+    }
+  });
+
   it('--updraft-ca without --reload-command warns at start that Mosquitto rereads the files only on a reload', async () => {
     const ts = await startTestServer();
     const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', path.join(dir, 'no-reload'), '--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir, '--server', ts.httpUrl, '--token', ts.token]);

@@ -14,6 +14,7 @@ import { isValidId } from '../protocol/topics.ts';
 import type { DeviceRegistry } from '../registry/device-registry.ts';
 import type { CrlFile } from '../pki/revocation-list.ts';
 import type { DeviceRecord, StateStore } from '../store/state-store.ts';
+import type { Logger } from '../util/logger.ts';
 import { intParam } from './paging.ts';
 import { sendJson } from './respond.ts';
 import type { Router } from './router.ts';
@@ -22,8 +23,9 @@ import type { Router } from './router.ts';
 export interface BrokerRouteDeps {
   registry: DeviceRegistry;
   /** The revocations, and the settings where the lists' issue times are kept (pki/revocation-list.ts claimIssue). */
-  store: Pick<StateStore, 'listRevokedCertificates' | 'addSetting' | 'listSettings' | 'deleteSetting'>;
+  store: Pick<StateStore, 'listRevokedCertificates' | 'addSetting' | 'listSettings' | 'deleteSetting' | 'databaseTime'>;
   dataDir: string;
+  logger: Pick<Logger, 'warn'>;
 }
 
 /** Adds the broker credentials and CRL routes. */
@@ -44,11 +46,14 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
   let last: CrlFile | undefined;
   router.add('GET', '/api/v1/broker/crl', async ({ res }) => {
     const now = Date.now();
-    const { crlFile } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
-    const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now, last, deps.store);
+    const { crlFile, MAX_AHEAD_MS } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
+    const dropped = (claims: string[]) =>
+      deps.logger.warn('CRL issue times ahead of the clock dropped (a server clock was ahead when they were issued): lists are issued by the clock again; a Mosquitto holding such a list takes the next one at its reload', { claims: claims.join(', ') });
+    const file = await crlFile(deps.dataDir, await deps.store.listRevokedCertificates(now), now, last, deps.store, dropped);
     if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
-    // a later list than the one kept (two requests at once: the one made last may be the older)
-    if (!last?.ok || file.issuedAt >= last.issuedAt) last = file;
+    // a later list than the one kept (two requests at once: the one made last may be the older),
+    // or one that replaces a list issued by a clock ahead
+    if (!last?.ok || file.issuedAt >= last.issuedAt || last.issuedAt > now + MAX_AHEAD_MS) last = file;
     sendJson(res, 200, { crl: file.pem, nextUpdate: new Date(file.nextUpdate).toISOString(), revoked: file.revoked, cas: file.cas, digest: file.digest, issuers: file.issuers });
   });
 

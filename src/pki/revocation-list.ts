@@ -195,13 +195,15 @@ function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
  * settings, shared by the instances of a cluster) they are also issued after every list any
  * instance issued before (`claimIssue`), whatever this instance's clock says.
  */
-export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now(), last?: CrlFile, ledger?: IssueLedger): Promise<CrlFile> {
+export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>)[], nowMs = Date.now(), last?: CrlFile, ledger?: IssueLedger, onDropped?: (claims: string[]) => void): Promise<CrlFile> {
   const p = caPaths(dataDir);
   // the certificates first, the keys only when a list must be signed: a call that gives back
   // the kept file (most calls: the watch asks at every deletion event of any instance) reads
   // and checks no private key
   const cert = await readOptional(p.cert);
-  if (cert === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA in ${p.dir}: start the server once, or make it: updraft ca init`);
+  // CONFIG (500), not NOT_FOUND: the watch reads a 404 of the route as a server without it
+  // ("upgrade it") and stops asking; a 500 it retries, saying the message (review of 2026-12-07)
+  if (cert === undefined) throw new UpdraftError('CONFIG', `there is no CA in ${p.dir}: start the server once, or make it: updraft ca init`);
   const cas: { cert: string; keyFile: string }[] = [{ cert, keyFile: p.key }];
   const previous = await readOptional(p.previous);
   if (previous !== undefined && previous.trim() !== cert.trim() && validAt(previous, nowMs)) cas.push({ cert: previous, keyFile: p.previousKey });
@@ -220,18 +222,32 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
     if (keyPem === undefined && l.keyFile === p.previousKey) {
       return { ok: false, reason: `the previous CA of the rollover (${p.previous}) has no key kept beside it (${p.previousKey}: rollovers before 2026-12-06 deleted it), so no CRL of it can be signed, and OpenSSL refuses a certificate whose CA has no CRL: no crlfile until updraft ca drop-previous` };
     }
-    if (keyPem === undefined) throw new UpdraftError('NOT_FOUND', `there is no CA with its key in ${p.dir}: start the server once, or make it: updraft ca init`);
+    if (keyPem === undefined) throw new UpdraftError('CONFIG', `there is no CA key in ${p.dir} to sign the changed CRL with (${l.keyFile}): put it back, or make a CA: updraft ca init`);
     keys.push(keyOf(l.cert, keyPem, l.keyFile));
   }
-  const earliest = Math.max(Math.floor(nowMs / 1000) * 1000, last?.ok ? last.issuedAt + 1000 : 0);
-  const issuedAt = ledger ? await claimIssue(ledger, earliest) : earliest;
+  // after the list kept, unless that one was issued by a clock ahead (corrected since): a list
+  // in the future is refused by OpenSSL ("CRL is not yet valid"), and every device with it
+  const now = Math.floor(nowMs / 1000) * 1000;
+  const afterLast = last?.ok ? last.issuedAt + 1000 : 0;
+  const earliest = afterLast > nowMs + MAX_AHEAD_MS ? now : Math.max(now, afterLast);
+  const issuedAt = ledger ? await claimIssue(ledger, earliest, nowMs, onDropped) : earliest;
   const pem = lists.map((l, i) => buildCrl({ caCertificate: l.cert, caKey: keys[i]!, entries: l.entries, issuedAt })).join('');
   const nextUpdate = Math.min(...lists.map((l) => Date.parse(new X509Certificate(l.cert).validTo)));
   return { ok: true, pem, nextUpdate, issuedAt, revoked: lists.reduce((n, l) => n + l.entries.length, 0), cas: lists.length, digest: hex, issuers: lists.map((l) => l.fingerprint) };
 }
 
-/** The store's settings, where the issue times of the lists are kept (`claimIssue`). */
-export type IssueLedger = Pick<StateStore, 'addSetting' | 'listSettings' | 'deleteSetting'>;
+/** The store's settings, where the issue times of the lists are kept (`claimIssue`); its clock (`databaseTime`, PostgreSQL) where it has one. */
+export type IssueLedger = Pick<StateStore, 'addSetting' | 'listSettings' | 'deleteSetting' | 'databaseTime'>;
+
+/**
+ * How far ahead of the clock a list may be issued (ms): far below the day thisUpdate is
+ * backdated by. Issues faster than one a second move the issue times ahead of the clock (each
+ * is a second after the last); a claim further ahead than this was made by a clock ahead, and
+ * is dropped: the review of 2026-12-07 found one issue made while a clock was three days ahead
+ * kept every later list, of every instance, in the future (OpenSSL: "CRL is not yet valid",
+ * every device refused), even after the clock was put right and the server restarted.
+ */
+export const MAX_AHEAD_MS = 5 * 60_000;
 
 /** Settings key prefix of the issue claims: `crl.issued.<ms, 15 digits>`, one per list issued. */
 const ISSUED_PREFIX = 'crl.issued.';
@@ -260,15 +276,31 @@ async function claims(ledger: IssueLedger): Promise<{ key: string; at: number }[
  * ordered either way; both carry what their own read of the revocations saw, and the next
  * change is issued above both.
  */
-export async function claimIssue(ledger: IssueLedger, earliest: number): Promise<number> {
+export async function claimIssue(ledger: IssueLedger, earliest: number, nowMs: number, onDropped?: (claims: string[]) => void): Promise<number> {
+  // one clock for every instance where the store has one (PostgreSQL's): an instance whose own
+  // clock is ahead neither issues in the future nor keeps its claims there
+  const clock = ledger.databaseTime ? await ledger.databaseTime() : nowMs;
+  const ceiling = clock + MAX_AHEAD_MS;
+  /** The claims, those beyond the ceiling (a clock ahead) deleted and said. */
+  const current = async () => {
+    const all = await claims(ledger);
+    const ahead = all.filter((c) => c.at > ceiling);
+    if (ahead.length > 0) {
+      await Promise.all(ahead.map((c) => ledger.deleteSetting(c.key).catch(() => false)));
+      onDropped?.(ahead.map((c) => new Date(c.at).toISOString()));
+    }
+    return all.filter((c) => c.at <= ceiling);
+  };
   const latest = (all: { at: number }[]) => all.reduce((m, c) => Math.max(m, c.at), 0);
-  let at = Math.max(Math.ceil(earliest / 1000) * 1000, latest(await claims(ledger)) + 1000);
+  // with the store's clock: this instance's (in `earliest`) only while it is not ahead of it
+  const base = Math.ceil((ledger.databaseTime ? (earliest > ceiling ? clock : Math.max(clock, earliest)) : earliest) / 1000) * 1000;
+  let at = Math.max(base, latest(await current()) + 1000);
   for (let i = 0; i < MAX_CLAIMS; i++) {
     if (!(await ledger.addSetting(issuedKey(at), new Date(at).toISOString()))) {
       at += 1000;
       continue;
     }
-    const all = await claims(ledger);
+    const all = await current();
     const top = latest(all);
     if (top <= at) {
       // housekeeping: a failed delete leaves a stale claim, which only costs a row

@@ -417,7 +417,7 @@ export class UpdraftServer {
     const activeDownloads = new ActiveDownloads({ events, refusal: deviceRefusal, logger: logger.child('download'), cutAfterWritten: () => downloadStats.cut++ });
     await this.startPart(activeDownloads);
     router.add('GET', '/v1/download/:name/:version', downloadRoute({ artifacts: this.artifacts, blobs, signer, tokens, deviceRefusal, active: activeDownloads, cache, storage: artifactStorage, stats: downloadStats, logger: logger.child('download') }));
-    addBrokerRoutes(router, { registry: this.registry, store: this.store, dataDir });
+    addBrokerRoutes(router, { registry: this.registry, store: this.store, dataDir, logger: logger.child('broker') });
     addNamedTokenRoutes(router, [viewerTokens, operatorTokens]);
     // a leaked operator token is replaced without a restart (docs/security.md)
     router.add('POST', '/api/v1/operator-token/rotate', async ({ res, caller }) => {

@@ -58,6 +58,7 @@ describe('GET /api/v1/broker/crl', () => {
     assert.equal(first.status, 200, `the CRL is made: ${JSON.stringify(first.body)}`);
     assert.equal(first.body.revoked, 1, 'listing the deleted device');
     const key = caPaths(ts.dataDir).key;
+    await enrol(ts, 'k-while-aside');
     // the key file gone for a moment (a restore, a permission change): nothing to sign with,
     // and nothing needs signing
     await rename(key, `${key}.aside`);
@@ -66,6 +67,12 @@ describe('GET /api/v1/broker/crl', () => {
       assert.equal(again.status, 200, `the kept CRL is given without the key: ${JSON.stringify(again.body)}`);
       assert.equal(again.body.crl, first.body.crl, 'the same CRL while the revocations are the same');
       assert.equal(again.body.digest, first.body.digest, 'the same digest');
+      // a change with the key gone: a server error the watch retries, not a 404 it reads as a
+      // server without the route ("upgrade it") and stops asking on (review of 2026-12-07)
+      await remove(ts, 'k-while-aside');
+      const unsigned = await apiJson(ts, 'GET', '/api/v1/broker/crl');
+      assert.equal(unsigned.status, 500, `no key to sign the change with: ${JSON.stringify(unsigned.body)}`);
+      assert.match(String(unsigned.body.error?.message), /no CA key .* to sign the changed CRL with/, 'the message says what is missing');
     } finally {
       await rename(`${key}.aside`, key);
     }
@@ -74,7 +81,7 @@ describe('GET /api/v1/broker/crl', () => {
     await remove(ts, 'k-next');
     const changed = await apiJson(ts, 'GET', '/api/v1/broker/crl');
     assert.equal(changed.status, 200, `a new CRL is made: ${JSON.stringify(changed.body)}`);
-    assert.equal(changed.body.revoked, 2, 'listing both deleted devices');
+    assert.equal(changed.body.revoked, 3, 'listing the three deleted devices');
     assert.notEqual(changed.body.crl, first.body.crl, 'a new list');
   });
 
@@ -128,10 +135,76 @@ describe('GET /api/v1/broker/crl', () => {
     await writeFile(f('a2.pem'), third.body.crl);
     assert.ok(lastUpdate(f('a2.pem')) > atB, 'the first instance issues after the second');
     // both instances claiming an issue time at once, from the same clock: two distinct seconds, above every earlier one
-    const [x, y] = await Promise.all([claimIssue(a.server.store, Date.now()), claimIssue(b.server.store, Date.now())]);
+    const [x, y] = await Promise.all([claimIssue(a.server.store, Date.now(), Date.now()), claimIssue(b.server.store, Date.now(), Date.now())]);
     assert.notEqual(x, y, `two instances never issue in the same second: ${x} ${y}`);
     assert.ok(Math.min(x, y) > lastUpdate(f('a2.pem')) + BACKDATE_MS, `both later than the lists issued before (thisUpdate is a day before the issue): ${x} ${y}`);
     const left = await a.server.store.listSettings('crl.issued.');
     assert.ok(left.length <= 2, `the claims below the latest are deleted: ${left.map((l) => l.key).join(', ')}`);
+  });
+  /** GET /broker/crl with this process's clock `aheadMs` ahead (the server's clock, as NTP left it wrong). */
+  async function crlAhead(ts: TestServer, aheadMs: number) {
+    const realNow = Date.now;
+    Date.now = () => realNow() + aheadMs;
+    try {
+      return await apiJson(ts, 'GET', '/api/v1/broker/crl');
+    } finally {
+      Date.now = realNow;
+    }
+  }
+
+  /** A CRL in effect now: its thisUpdate not in the future, and a device never deleted admitted by OpenSSL with it. */
+  async function inEffect(caPem: string, okCert: string, crlPem: string, label: string): Promise<void> {
+    const dir = await scratch.tmp('updraft-crl-ahead-');
+    const f = (n: string) => path.join(dir, n);
+    await writeFile(f('ca.pem'), caPem);
+    await writeFile(f('ok.pem'), okCert);
+    await writeFile(f('crl.pem'), crlPem);
+    assert.ok(lastUpdate(f('crl.pem')) <= Date.now(), `${label}: the CRL's thisUpdate is not in the future`);
+    const v = openssl(['verify', '-crl_check', '-CAfile', f('ca.pem'), '-CRLfile', f('crl.pem'), f('ok.pem')]);
+    assert.match(v.out, /: OK/, `${label}: a device never deleted is admitted (not "CRL is not yet valid"): ${v.out}`);
+  }
+
+  it('drops an issue time a clock ahead left in the store: once the clock is right again, lists are issued by it (review of 2026-12-07)', async () => {
+    const ts = await startTestServer();
+    const okCert = await enrol(ts, 'on-time');
+    await enrol(ts, 'gone-1');
+    await remove(ts, 'gone-1');
+    const ahead = await crlAhead(ts, 3 * 86_400_000);
+    assert.equal(ahead.status, 200, `a CRL with the clock three days ahead: ${JSON.stringify(ahead.body)}`);
+    await ts.stop();
+    // the clock put right, the server restarted
+    const again = await startTestServer({ dataDir: ts.dataDir });
+    scratch.onRelease(() => again.close());
+    await enrol(again, 'gone-2');
+    await remove(again, 'gone-2');
+    const next = await apiJson(again, 'GET', '/api/v1/broker/crl');
+    assert.equal(next.status, 200, `a CRL after the restart: ${JSON.stringify(next.body)}`);
+    assert.equal(next.body.revoked, 2, 'both deleted devices listed');
+    await inEffect(await readFile(caPaths(again.dataDir).cert, 'utf8'), okCert, next.body.crl, 'after the clock was put right');
+    const claims = await again.server.store.listSettings('crl.issued.');
+    assert.ok(claims.every((c) => Number(c.key.slice('crl.issued.'.length)) <= Date.now() + 5 * 60_000), `no claim left ahead of the clock: ${claims.map((c) => c.value).join(', ')}`);
+  });
+
+  it('issues by the database clock on PostgreSQL: an instance whose clock is two days ahead issues no list in the future, and puts none of the others there', { skip: pgResult.ok ? false : unavailable(pgResult, 'the two-instance CRL test') }, async () => {
+    assert.ok(pgResult.ok);
+    const db = await pgResult.server.createDatabase();
+    const a = await startTestServer({ flags: { db } });
+    scratch.onRelease(() => a.close());
+    const bDir = await scratch.tmp('updraft-crl-b-');
+    await cp(a.dataDir, bDir, { recursive: true });
+    const b = await startTestServer({ dataDir: bDir, flags: { db } });
+    scratch.onRelease(() => b.stop());
+    const caPem = await readFile(caPaths(a.dataDir).cert, 'utf8');
+    const okCert = await enrol(a, 'on-time');
+    await enrol(a, 'gone-1');
+    await remove(a, 'gone-1');
+    const ahead = await crlAhead(a, 2 * 86_400_000);
+    assert.equal(ahead.status, 200, `a CRL from the instance ahead: ${JSON.stringify(ahead.body)}`);
+    await inEffect(caPem, okCert, ahead.body.crl, 'from the instance ahead');
+    await enrol(b, 'gone-2');
+    await remove(b, 'gone-2');
+    const fromB = await apiJson(b, 'GET', '/api/v1/broker/crl');
+    assert.equal(fromB.status, 200, `a CRL from the instance on time: ${JSON.stringify(fromB.body)}`);
+    await inEffect(caPem, okCert, fromB.body.crl, 'from the instance on time');
   });
 });

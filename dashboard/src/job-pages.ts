@@ -15,7 +15,8 @@ export const MAX_PAGES_WALKED = 40;
  * a cursor (about 60 characters) at each "Older", and past some 270 pages it was longer than
  * the 16 KB of request head the server takes, so a reload or a shared link of it failed (431).
  * Going newer past the kept ones reads the way back from the newest (`findNewerPage`, as for a
- * bookmark without its trail): as many as it walks, so the whole kept trail can be found again.
+ * bookmark without its trail): found for a page among the first MAX_PAGES_WALKED (as many as
+ * are kept); from deeper, "Newer" past the kept cursors goes to the newest page, as the docs say.
  */
 export const TRAIL_KEPT = MAX_PAGES_WALKED;
 

@@ -157,7 +157,7 @@ describe('dashboard client logic', () => {
     assert.equal(q.get('after'), cursors[399], 'the page itself');
     assert.deepEqual(q.getAll('newer'), cursors.slice(399 - TRAIL_KEPT, 399), 'the last TRAIL_KEPT cursors before it, oldest dropped');
     assert.ok(url.length < 4096, `the URL stays short (${url.length} characters; the whole trail made it ${cursors.join('').length * 1.1 | 0}+)`);
-    assert.ok(TRAIL_KEPT <= MAX_PAGES_WALKED, 'a trail cut short is found again by the way back from the newest');
+    assert.ok(TRAIL_KEPT <= MAX_PAGES_WALKED, 'a trail cut short on a page among the first MAX_PAGES_WALKED is found again by the way back from the newest (deeper, "Newer" past the kept cursors goes to the newest page)');
   });
 
   it('parses server-sent events split anywhere, skipping keep-alive comments', () => {

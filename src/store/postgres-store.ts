@@ -39,8 +39,9 @@ import type {
   ShadowRecord,
   SoftwareCount,
   StateStore,
+  RevokedEntry,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, isStandingFailure, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, isStandingFailure, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -650,6 +651,29 @@ export class PostgresStore implements StateStore {
   async listRevokedCertificates(nowMs: number): Promise<DeviceCertificateRecord[]> {
     const rows = await this.read<CertificateRow>('SELECT serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY serial', [nowMs]);
     return rows.map(toCertificate);
+  }
+
+  async listRevokedEntries(nowMs: number): Promise<RevokedEntry[]> {
+    // pages by serial (the primary key): each a short query, and the rows of one page parsed at a time
+    const out: RevokedEntry[] = [];
+    let after = '';
+    for (;;) {
+      const rows = await this.read<{ serial: string; issuer: string; not_after: string; revoked_at: string }>(
+        'SELECT serial, issuer, not_after, revoked_at FROM device_certificates WHERE serial > $2 AND revoked_at IS NOT NULL AND not_after > $1 ORDER BY serial LIMIT $3',
+        [nowMs, after, REVOKED_PAGE],
+      );
+      for (const r of rows) out.push({ serial: r.serial, issuer: r.issuer, notAfter: Number(r.not_after), revokedAt: Number(r.revoked_at) });
+      if (rows.length < REVOKED_PAGE) return out;
+      after = rows[rows.length - 1]!.serial;
+    }
+  }
+
+  async revocationStamp(nowMs: number): Promise<string> {
+    const [r] = await this.read<{ n: string; first: string | null; last: string | null }>(
+      'SELECT COUNT(*) AS n, MIN(not_after) AS first, MAX(revoked_at) AS last FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > $1',
+      [nowMs],
+    );
+    return `${r!.n}:${r!.first ?? ''}:${r!.last ?? ''}`;
   }
 
   async pruneExpiredCertificates(before: number, limit: number): Promise<number> {

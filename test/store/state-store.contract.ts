@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UpdraftError } from '../../src/errors.ts';
 import { JOB_CHUNK } from '../../src/store/job-creation.ts';
-import { IdempotencyKeyTaken, allArtifacts, type ArtifactRecord, type DeviceRecord, type ExecutionRecord, type GroupRecord, type JobRecord, type ShadowRecord, type StateStore } from '../../src/store/state-store.ts';
+import { IdempotencyKeyTaken, REVOKED_PAGE, allArtifacts, type ArtifactRecord, type DeviceRecord, type ExecutionRecord, type GroupRecord, type JobRecord, type ShadowRecord, type StateStore } from '../../src/store/state-store.ts';
 
 /** What a contract case needs: a store on an empty back-end (not started) and how to dispose of it. */
 export interface OpenedStore {
@@ -351,6 +351,47 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 3, 'the expired rows go (0a, 0c, 0d), revoked or not');
           assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 0, 'once');
           assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => c.serial), ['0b', '0e', '0f']);
+        }));
+
+      it('stamps the revoked certificates: a changed stamp for every change of the set listed (a revocation, an expiry, both at once), the same stamp otherwise; lists their entries across pages', () =>
+        withStore(async (store) => {
+          const now = 1_000_000_000_000;
+          const cert = (serial: string, deviceId: string, notAfter: number) => ({ serial, deviceId, issuer: 'f'.repeat(64), issuerSubject: 'CN=Updraft device CA', issuedAt: now - 1000, notAfter });
+          const empty = await store.revocationStamp(now);
+          await store.createDevice(device('live'));
+          await store.recordDeviceCertificate(cert('1a', 'live', now + 10_000));
+          assert.equal(await store.revocationStamp(now), empty, 'a certificate of a registered device is not revoked: the same stamp');
+          await store.recordDeviceCertificate(cert('1b', 'gone-1', now + 10_000)); // device not registered: recorded revoked
+          const one = await store.revocationStamp(now);
+          assert.notEqual(one, empty, 'a revocation changes the stamp');
+          assert.equal(await store.revocationStamp(now), one, 'nothing changed: the same stamp');
+          await store.recordDeviceCertificate(cert('1c', 'gone-2', now + 20_000));
+          const two = await store.revocationStamp(now);
+          assert.notEqual(two, one, 'a second revocation changes it');
+          // 1b expires and 1d is revoked in the same interval: the count stays 2
+          await store.recordDeviceCertificate(cert('1d', 'gone-3', now + 30_000));
+          const swapped = await store.revocationStamp(now + 15_000);
+          assert.deepEqual((await store.listRevokedEntries(now + 15_000)).map((e) => e.serial).sort(), ['1c', '1d'], 'listed: 1c and 1d, as many as before');
+          assert.notEqual(swapped, two, 'one expired and one revoked between two asks: a changed stamp all the same');
+          assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 2, 'the expired rows (1a, 1b) pruned');
+          assert.equal(await store.revocationStamp(now + 15_000), swapped, 'pruning expired rows leaves the stamp');
+          assert.notEqual(await store.revocationStamp(now + 25_000), swapped, 'an expiry alone changes it');
+          await store.recordDeviceCertificate(cert('1e', 'live', now + 50_000));
+          assert.equal(await store.revocationStamp(now + 15_000), swapped, "a registered device's new certificate leaves it");
+          assert.equal(await store.deleteDevice('live', 1, now + 16_000), true);
+          assert.notEqual(await store.revocationStamp(now + 15_000), swapped, "a device's deletion (its certificate revoked) changes it");
+          // entries: what a CRL needs, the same set as listRevokedCertificates, over more than a page
+          const many = Array.from({ length: REVOKED_PAGE + 3 }, (_, i) => cert(`2${String(i).padStart(5, '0')}`, `gone-many-${i}`, now + 40_000 + (i % 7) * 1000));
+          for (let i = 0; i < many.length; i += 500) await Promise.all(many.slice(i, i + 500).map((c) => store.recordDeviceCertificate(c)));
+          const entries = await store.listRevokedEntries(now + 15_000);
+          const full = await store.listRevokedCertificates(now + 15_000);
+          assert.equal(entries.length, full.length, `every revoked certificate across pages: ${entries.length} of ${full.length}`);
+          assert.equal(new Set(entries.map((e) => e.serial)).size, entries.length, 'none twice');
+          const bySerial = new Map(full.map((c) => [c.serial, c]));
+          assert.ok(
+            entries.every((e) => { const c = bySerial.get(e.serial); return c !== undefined && c.issuer === e.issuer && c.notAfter === e.notAfter && c.revokedAt === e.revokedAt; }),
+            'each entry as listRevokedCertificates has it (serial, issuer, notAfter, revokedAt)',
+          );
         }));
 
       it("names a device's existing shadows, classic and named, not its deleted ones nor another device's", () =>

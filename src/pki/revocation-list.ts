@@ -240,14 +240,17 @@ export async function crlFile(dataDir: string, revoked: (Pick<DeviceCertificateR
 export type IssueLedger = Pick<StateStore, 'addSetting' | 'listSettings' | 'deleteSetting' | 'databaseTime'>;
 
 /**
- * How far ahead of the clock a list may be issued (ms): far below the day thisUpdate is
- * backdated by. Issues faster than one a second move the issue times ahead of the clock (each
- * is a second after the last); a claim further ahead than this was made by a clock ahead, and
- * is dropped: the review of 2026-12-07 found one issue made while a clock was three days ahead
- * kept every later list, of every instance, in the future (OpenSSL: "CRL is not yet valid",
- * every device refused), even after the clock was put right and the server restarted.
+ * How far ahead of the clock a list may be issued (ms): an hour short of the day thisUpdate is
+ * backdated by, so a list issued up to this far ahead is still in effect now. A claim further
+ * ahead was made by a clock far ahead, and is dropped: the review of 2026-12-07 found one
+ * issue made while a clock was three days ahead kept every later list, of every instance, in
+ * the future (OpenSSL: "CRL is not yet valid", every device refused), even after the clock was
+ * put right and the server restarted. Not less: a claim dropped lets the next list be issued
+ * before the one Mosquitto holds, which OpenSSL then keeps (the newer revocations ignored until
+ * Mosquitto restarts); with 5 minutes, a clock stepped back by 10 (an NTP step, a failover to
+ * a database whose clock is behind) admitted a device deleted after it (second review).
  */
-export const MAX_AHEAD_MS = 5 * 60_000;
+export const MAX_AHEAD_MS = BACKDATE_MS - 3_600_000;
 
 /** Settings key prefix of the issue claims: `crl.issued.<ms, 15 digits>`, one per list issued. */
 const ISSUED_PREFIX = 'crl.issued.';

@@ -36,6 +36,8 @@ export interface CallOptions {
    * tries: the server creates one job for the key whatever the tries (docs/api.md).
    */
   idempotencyKey?: string;
+  /** More request headers (`If-None-Match`: the CRL's digest held, cli/mosquitto-crl.ts); an answer not 2xx, 304 included, is an error with its `status`. */
+  headers?: Record<string, string>;
 }
 
 /** Tries of a creation sent with an Idempotency-Key, the first included. */
@@ -122,7 +124,7 @@ export class ApiClient {
     const deadline = Date.now() + this.retryForMs;
     let said = false;
     for (;;) {
-      const a = await this.attempt<T>(method, route, body);
+      const a = await this.attempt<T>(method, route, body, opts.headers);
       if (a.ok) return a.value;
       const left = deadline - Date.now();
       if (!waits || !a.passing || left <= 0) throw a.error;

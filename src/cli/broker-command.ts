@@ -39,7 +39,8 @@ async function readClientCaBundle(dataDir: string): Promise<ClientCaBundle> {
 
 /** `--offline`: the CRL made here from `dataDir`'s CAs (their keys included) and the store's revoked certificates. */
 async function crlOffline(dataDir: string, revoked: DeviceCertificateRecord[]): Promise<CrlOutcome> {
-  return (await import('../pki/revocation-list.ts')).crlFile(dataDir, revoked);
+  const { crlFile, revocationsOf } = await import('../pki/revocation-list.ts');
+  return crlFile(dataDir, revocationsOf(revoked));
 }
 
 interface Options extends ApiOptions {
@@ -210,16 +211,20 @@ export function addBrokerCommands(program: Command): void {
             return false;
           }
         };
+        /** The server's last CRL, its digest sent with the next fetch (If-None-Match). */
+        let heldCrl: CrlOutcome | undefined;
         // checked against the newest client-ca.crt; a CRL that covers it names crl.pem (again)
         const crl =
           clientCa !== undefined
             ? {
                 file: path.join(dir, CRL_FILE),
-                fetch: async () => {
+                fetch: async (fresh: boolean) => {
                   const bundle = clientCa ?? (await readClientCaBundle(caDir!));
                   let fetched: CrlOutcome;
                   try {
-                    fetched = await crlFromServer(api, false);
+                    // the digest held sent: the server answers 304 (no body) while it is the same
+                    fetched = await crlFromServer(api, false, fresh ? undefined : heldCrl);
+                    if (fetched.ok) heldCrl = fetched;
                   } catch (err) {
                     // crl.pem stays as it was: still named while it covers every CA of client-ca.crt
                     if (!(await fileCovers(bundle.pem))) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);

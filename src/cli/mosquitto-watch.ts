@@ -68,9 +68,11 @@ export interface MosquittoWatchOptions {
    * each full read, written and reloaded when its revocations changed, and rewritten every
    * `CRL_REWRITE_MS` (Mosquitto 2.0 rereads the crlfile on SIGHUP). `onCurrent` after each
    * fetch whose CRL the file holds (written now, or the same revocations as before). A fetch
-   * that throws leaves the file as it was, and is tried again with backoff.
+   * that throws leaves the file as it was, and is tried again with backoff. `fetch(fresh)`:
+   * true for the daily rewrite, which asks for the list whatever is held (a 304 to the
+   * digest held would give back the list held, issued by a clock since put right maybe).
    */
-  crl?: { file: string; fetch: () => Promise<CrlOutcome>; onCurrent?: (crl: CrlOutcome) => Promise<void> };
+  crl?: { file: string; fetch: (fresh: boolean) => Promise<CrlOutcome>; onCurrent?: (crl: CrlOutcome) => Promise<void> };
   /**
    * Rereads what else the broker's files are made from (`--updraft-ca`: the client CAs, and
    * the CRLs of new ones) and rewrites what changed, at each full read: every (re)connection
@@ -216,7 +218,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     crlFetchedAt = now();
     let crl: CrlOutcome;
     try {
-      crl = await o.crl!.fetch();
+      crl = await o.crl!.fetch(fresh);
     } catch (err) {
       if ((err as UpdraftError).status === 401) throw err;
       o.logger.warn(`could not fetch the CRL; ${path.basename(o.crl!.file)} stays as it was, retrying`, { error: (err as Error).message, retryInMs: crlBackoff });

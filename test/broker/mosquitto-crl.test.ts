@@ -105,10 +105,10 @@ if (!found.ok) {
       const proc = await s.mosquitto();
       assert.equal(await s.connects('s-kept', kept), undefined, 'connects on the first CRL');
       // the server's clock 2 minutes ahead of the broker's: the CRL it makes, listing s-later, then a SIGHUP
-      const { crlFile, issuedRecord } = await import('../../src/pki/revocation-list.ts');
+      const { crlFile, issuedRecord, revocationsOf } = await import('../../src/pki/revocation-list.ts');
       const caPem = await readFile(path.join(s.dataDir, 'pki', 'ca.crt'), 'utf8');
       const ahead = Date.now() + 120_000;
-      const file = await crlFile(s.dataDir, [{ ...issuedRecord('s-later', later.certificate, caPem), revokedAt: ahead }], ahead);
+      const file = await crlFile(s.dataDir, revocationsOf([{ ...issuedRecord('s-later', later.certificate, caPem), revokedAt: ahead }], ahead), ahead);
       assert.ok(file.ok, 'a CRL is made');
       await writeFile(path.join(s.out, 'crl.pem'), file.pem, { mode: 0o644 });
       proc.child.kill('SIGHUP');

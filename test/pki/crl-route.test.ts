@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { cp, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { BACKDATE_MS, caPaths } from '../../src/pki/certificate-authority.ts';
 import { claimIssue } from '../../src/pki/revocation-list.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
@@ -83,6 +84,91 @@ describe('GET /api/v1/broker/crl', () => {
     assert.equal(changed.status, 200, `a new CRL is made: ${JSON.stringify(changed.body)}`);
     assert.equal(changed.body.revoked, 3, 'listing the three deleted devices');
     assert.notEqual(changed.body.crl, first.body.crl, 'a new list');
+  });
+
+  /** GET /broker/crl as the watch sends it: the digest it holds in If-None-Match, when it holds one. */
+  async function crlHeld(ts: TestServer, digest?: string): Promise<{ status: number; etag: string | null; text: string }> {
+    const res = await fetch(`${ts.httpUrl}/api/v1/broker/crl`, { headers: { authorization: `Bearer ${ts.token}`, ...(digest ? { 'if-none-match': `"${digest}"` } : {}) } });
+    return { status: res.status, etag: res.headers.get('etag'), text: await res.text() };
+  }
+
+  /**
+   * Renames device_certificates.issuer away (through a second connection to the running
+   * server's SQLite file) for the time of `run`: every read of the revoked rows fails then
+   * (listRevokedCertificates and listRevokedEntries both select it), the stamp's aggregate,
+   * which reads none of the rows' issuers, does not.
+   */
+  async function rowsUnreadable(ts: TestServer, run: () => Promise<void>): Promise<void> {
+    const db = new Database(path.join(ts.dataDir, 'updraft.db'));
+    db.exec('ALTER TABLE device_certificates RENAME COLUMN issuer TO issuer_hidden');
+    try {
+      await run();
+    } finally {
+      db.exec('ALTER TABLE device_certificates RENAME COLUMN issuer_hidden TO issuer');
+      db.close();
+    }
+  }
+
+  it('reads no revoked row while the revocations are unchanged (QA 2026-12-07: every call read them all)', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    await enrol(ts, 'r-gone');
+    await remove(ts, 'r-gone');
+    const first = await apiJson(ts, 'GET', '/api/v1/broker/crl');
+    assert.equal(first.status, 200, `the CRL is made: ${JSON.stringify(first.body)}`);
+    await enrol(ts, 'r-live'); // a certificate not revoked: the revocations are the same
+    await rowsUnreadable(ts, async () => {
+      const again = await apiJson(ts, 'GET', '/api/v1/broker/crl');
+      assert.equal(again.status, 200, `the kept CRL is given with the rows unreadable, so none was read: ${JSON.stringify(again.body).slice(0, 300)}`);
+      assert.equal(again.body.crl, first.body.crl, 'the same CRL');
+      assert.equal(again.body.digest, first.body.digest, 'the same digest');
+    });
+    // a change is seen, and its list made from the rows
+    await remove(ts, 'r-live');
+    const changed = await apiJson(ts, 'GET', '/api/v1/broker/crl');
+    assert.equal(changed.status, 200, `a new CRL: ${JSON.stringify(changed.body).slice(0, 300)}`);
+    assert.equal(changed.body.revoked, 2, 'listing both deleted devices');
+    assert.notEqual(changed.body.digest, first.body.digest, 'a new digest');
+  });
+
+  it('answers the digest as ETag, and 304 with no body to a client holding it, with no list made (even by an instance that keeps none)', async () => {
+    const ts = await startTestServer();
+    await enrol(ts, 'e-gone');
+    await remove(ts, 'e-gone');
+    const first = await crlHeld(ts);
+    assert.equal(first.status, 200, `the CRL is made: ${first.text.slice(0, 300)}`);
+    const digest = (JSON.parse(first.text) as { digest: string }).digest;
+    assert.equal(first.etag, `"${digest}"`, 'the ETag is the digest');
+    const same = await crlHeld(ts, digest);
+    assert.equal(same.status, 304, `the digest held: not modified (${same.status} ${same.text.slice(0, 200)})`);
+    assert.equal(same.text, '', 'no body');
+    assert.equal(same.etag, `"${digest}"`, 'the ETag with it');
+    const other = await crlHeld(ts, 'f'.repeat(64));
+    assert.equal(other.status, 200, 'another digest held: the list');
+    assert.equal(other.etag, `"${digest}"`, 'with its ETag');
+    // restarted (no list kept), its rows unreadable and its key aside: nothing is made, or read, for a client holding the list
+    await ts.stop();
+    const again = await startTestServer({ dataDir: ts.dataDir });
+    scratch.onRelease(() => again.close());
+    const key = caPaths(again.dataDir).key;
+    await rename(key, `${key}.aside`);
+    try {
+      await rowsUnreadable(again, async () => {
+        const held = await crlHeld(again, digest);
+        assert.equal(held.status, 304, `a restarted server, rows unreadable, key aside: not modified (${held.status} ${held.text.slice(0, 300)})`);
+      });
+    } finally {
+      await rename(`${key}.aside`, key);
+    }
+    // a deletion since: the new list, whatever is held
+    await enrol(again, 'e-next');
+    await remove(again, 'e-next');
+    const changed = await crlHeld(again, digest);
+    assert.equal(changed.status, 200, `changed: the new list (${changed.status})`);
+    const body = JSON.parse(changed.text) as { revoked: number; digest: string };
+    assert.equal(body.revoked, 2, 'listing both deleted devices');
+    assert.equal(changed.etag, `"${body.digest}"`, 'under its new ETag');
+    assert.notEqual(body.digest, digest, 'a new digest');
   });
 
   it('orders the lists of two instances on one PostgreSQL store, the second with its clock a minute behind', { skip: pgResult.ok ? false : unavailable(pgResult, 'the two-instance CRL test') }, async () => {

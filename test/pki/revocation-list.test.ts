@@ -11,7 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BACKDATE_MS, caPaths, createCa, loadCa, rolloverCa } from '../../src/pki/certificate-authority.ts';
-import { buildCrl, caFingerprint, crlFile, issuedRecord, recordIssued } from '../../src/pki/revocation-list.ts';
+import { buildCrl, caFingerprint, crlFile, issuedRecord, recordIssued, revocationsOf } from '../../src/pki/revocation-list.ts';
 import { coveringBundle } from '../../src/cli/mosquitto-crl.ts';
 import { Scratch } from '../helpers/scratch.ts';
 import { startTempStore } from '../helpers/sqlite.ts';
@@ -73,7 +73,7 @@ describe('certificate revocation lists', () => {
     await writeFile(f('ca.pem'), ca.certificate);
     await writeFile(f('kept.pem'), kept.certificate);
     const now = Date.now();
-    const file = await crlFile(dir, [], now);
+    const file = await crlFile(dir, revocationsOf([], now), now);
     assert.ok(file.ok, `a crlfile is made: ${JSON.stringify(file)}`);
     await writeFile(f('crl.pem'), file.pem);
     const caNotAfter = Date.parse(new X509Certificate(ca.certificate).validTo);
@@ -90,9 +90,9 @@ describe('certificate revocation lists', () => {
       assert.equal(r.code, 0, `verifies at ${new Date(at).toISOString()}: ${r.out}`);
     }
     // the same revocations: the same lists, not signed again; others, issued at least a second later (OpenSSL keeps the latest thisUpdate)
-    assert.equal(await crlFile(dir, [], now + 5_000, file), file, 'the same revocations give back the last file');
+    assert.equal(await crlFile(dir, revocationsOf([], now + 5_000), now + 5_000, file), file, 'the same revocations give back the last file');
     const rec = issuedRecord('kept-1', kept.certificate, ca.certificate);
-    const next = await crlFile(dir, [{ serial: rec.serial, issuer: rec.issuer, notAfter: rec.notAfter, revokedAt: now }], now, file);
+    const next = await crlFile(dir, revocationsOf([{ serial: rec.serial, issuer: rec.issuer, notAfter: rec.notAfter, revokedAt: now }], now), now, file);
     assert.ok(next.ok && file.ok, 'made');
     assert.ok(next.issuedAt >= file.issuedAt + 1000, `issued a second after the last, made in the same second: ${next.issuedAt} vs ${file.issuedAt}`);
     assert.notEqual(next.pem, file.pem, 'a new list');
@@ -130,7 +130,7 @@ describe('certificate revocation lists', () => {
     const newKept = await ca.issueDeviceCertificate('new-kept');
     const now = Date.now();
     const revoked = [issuedRecord('old-gone', oldGone.certificate, old.certificate), issuedRecord('new-gone', newGone.certificate, ca.certificate)].map((r) => ({ serial: r.serial, issuer: r.issuer, revokedAt: now, notAfter: r.notAfter }));
-    const file = await crlFile(dir, revoked, now);
+    const file = await crlFile(dir, revocationsOf(revoked, now), now);
     assert.ok(file.ok, `a crlfile is made: ${JSON.stringify(file)}`);
     assert.equal(file.cas, 2, 'one CRL per CA');
     assert.equal(file.revoked, 2, 'each serial under its own CA');
@@ -147,13 +147,13 @@ describe('certificate revocation lists', () => {
     const p = caPaths(dir);
     const { rename } = await import('node:fs/promises');
     await rename(p.previousKey, `${p.previousKey}.aside`);
-    const none = await crlFile(dir, revoked, now);
+    const none = await crlFile(dir, revocationsOf(revoked, now), now);
     assert.equal(none.ok, false, 'no crlfile without the previous key');
     assert.match(!none.ok ? none.reason : '', /no key kept/, 'and it says why');
     await rename(`${p.previousKey}.aside`, p.previousKey);
     // a CRL file checked against the cafile written beside it: a CA of the cafile without a CRL there is refused, not written
     assert.equal(coveringBundle(file, ca.clientCaBundle()).ok, true, 'covers both CAs of the bundle');
-    const current = await crlFile(dir, revoked, now);
+    const current = await crlFile(dir, revocationsOf(revoked, now), now);
     const onlyCurrent = current.ok ? { ...current, issuers: [caFingerprint(ca.certificate)] } : current;
     const uncovered = coveringBundle(onlyCurrent, ca.clientCaBundle());
     assert.equal(uncovered.ok, false, 'a CA of the bundle without a CRL: no file');

@@ -4,9 +4,11 @@
  * (`updraft broker mosquitto-config --updraft-ca`, its `crlfile`). The embedded broker needs
  * none: it accepts a certificate only for the registration it was issued to.
  *
- * node-forge builds no CRL, so the ASN.1 is assembled here with forge.asn1 and signed
- * (sha256WithRSAEncryption) by node:crypto with the CA's key, as certificate-authority.ts
- * signs certificates.
+ * node-forge builds no CRL, so the DER is written by crl-der.ts straight into Buffers (a
+ * forge.asn1 tree per entry held the thread for seconds and gigabytes at 100,000s of
+ * entries) and signed (sha256WithRSAEncryption) by node:crypto with the CA's key, as
+ * certificate-authority.ts signs certificates; the server does it in a worker thread
+ * (crl-builder.ts, crl-worker.ts).
  *
  * OpenSSL's CRL check (what Mosquitto turns on with `crlfile`) wants a CRL from the issuer of
  * every leaf certificate it verifies and refuses the connection without one, or with one past
@@ -18,12 +20,13 @@
  * previous CA whose key is gone (a rollover before 2026-12-06) gets no CRL, and then no CRL
  * is written at all (`crlFile` says why): a crlfile would lock out its devices.
  */
-import { X509Certificate, createHash, createPrivateKey, sign, type KeyObject } from 'node:crypto';
-import forge from 'node-forge';
+import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { UpdraftError } from '../errors.ts';
 import type { DeviceCertificateRecord, StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { BACKDATE_MS, SKEW_MS, caPaths, readOptional, validAt } from './certificate-authority.ts';
+import { buildCrlOffThread } from './crl-builder.ts';
+import { encodeCrl, type CrlDerInput } from './crl-der.ts';
 
 /** One revoked certificate: its serial (hex) and when it was revoked (ms). */
 export interface RevokedEntry {
@@ -55,87 +58,20 @@ export interface CrlInput {
   nextUpdate?: number;
 }
 
-const { asn1 } = forge;
-const U = asn1.Class.UNIVERSAL;
-const T = asn1.Type;
-
-/** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050. */
-function time(ms: number): forge.asn1.Asn1 {
-  const d = new Date(Math.floor(ms / 1000) * 1000);
-  return d.getUTCFullYear() < 2050 ? asn1.create(U, T.UTCTIME, false, asn1.dateToUtcTime(d)) : asn1.create(U, T.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(d));
-}
-
-/** A positive INTEGER from a hex serial (leading zeros dropped, a 00 put back before a high bit). */
-function serialInteger(hex: string): forge.asn1.Asn1 {
-  const clean = hex.replace(/[^0-9a-f]/gi, '').toLowerCase();
-  if (clean === '' || clean.length > 42) throw new UpdraftError('BAD_REQUEST', `"${hex}" is not a certificate serial number`);
-  let bytes = Buffer.from(clean.length % 2 ? `0${clean}` : clean, 'hex');
-  let i = 0;
-  while (i < bytes.length - 1 && bytes[i] === 0) i++;
-  bytes = bytes.subarray(i);
-  if (bytes[0]! & 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
-  return asn1.create(U, T.INTEGER, false, bytes.toString('binary'));
-}
-
-function oid(id: string): forge.asn1.Asn1 {
-  return asn1.create(U, T.OID, false, asn1.oidToDer(id).getBytes());
-}
-
-function extension(id: string, value: forge.asn1.Asn1): forge.asn1.Asn1 {
-  return asn1.create(U, T.SEQUENCE, true, [oid(id), asn1.create(U, T.OCTETSTRING, false, asn1.toDer(value).getBytes())]);
-}
-
-/** The key identifier of the CA certificate (its subjectKeyIdentifier, else SHA-1 of its public key, RFC 5280 §4.2.1.2 method 1). */
-function keyIdentifier(cert: forge.pki.Certificate): string {
-  const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | null;
-  if (ski?.subjectKeyIdentifier) return Buffer.from(ski.subjectKeyIdentifier, 'hex').toString('binary');
-  const spki = asn1.toDer(forge.pki.publicKeyToAsn1(cert.publicKey)).getBytes();
-  const bits = (asn1.fromDer(spki).value as forge.asn1.Asn1[])[1]!.value as string;
-  return createHash('sha1').update(Buffer.from(bits.slice(1), 'binary')).digest().toString('binary');
-}
-
-const SHA256_RSA = '1.2.840.113549.1.1.11';
-const CRL_NUMBER = '2.5.29.20';
-const AUTHORITY_KEY_ID = '2.5.29.35';
-const REASON_CODE = '2.5.29.21';
-/** CRLReason cessationOfOperation (RFC 5280 §5.3.1): the device was deleted. */
-const CESSATION_OF_OPERATION = 5;
-
-/** A CRL (PEM) of `entries`, issued and signed by the CA. */
+/**
+ * A CRL (PEM) of `entries`, issued and signed by the CA, built on the calling thread
+ * (crl-der.ts). The server builds its lists with `buildCrlOffThread` (crl-builder.ts).
+ */
 export function buildCrl(input: CrlInput): string {
+  return encodeCrl(crlDerInput(input)).toString('latin1');
+}
+
+/** The encoder's input of `input`: the entries as two arrays, the times decided here (not in a worker). */
+export function crlDerInput(input: CrlInput): CrlDerInput {
   const issuedAt = input.issuedAt ?? Date.now();
-  const ca = forge.pki.certificateFromPem(input.caCertificate);
-  const nextUpdate = input.nextUpdate ?? ca.validity.notAfter.getTime();
-  const algorithm = asn1.create(U, T.SEQUENCE, true, [oid(SHA256_RSA), asn1.create(U, T.NULL, false, '')]);
-  // sorted by serial: the same revocations make the same list, whatever order the store gave
-  const entries = [...input.entries].sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
-  const revoked = entries.map((e) =>
-    asn1.create(U, T.SEQUENCE, true, [
-      serialInteger(e.serial),
-      time(e.revokedAt),
-      asn1.create(U, T.SEQUENCE, true, [extension(REASON_CODE, asn1.create(U, T.ENUMERATED, false, String.fromCharCode(CESSATION_OF_OPERATION)))]),
-    ]),
-  );
-  // RFC 5280 §5.2: a conforming CRL issuer includes the authority key identifier and a CRL
-  // number, increasing: the second of issue is (two lists of one second hold the same)
-  const crlNumber = serialInteger(Math.floor(issuedAt / 1000).toString(16));
-  const aki = asn1.create(U, T.SEQUENCE, true, [asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, false, keyIdentifier(ca))]);
-  const tbs = asn1.create(U, T.SEQUENCE, true, [
-    asn1.create(U, T.INTEGER, false, String.fromCharCode(1)), // v2
-    algorithm,
-    forge.pki.distinguishedNameToAsn1(ca.subject),
-    time(issuedAt - BACKDATE_MS),
-    time(nextUpdate),
-    // an empty list is left out, not written as an empty SEQUENCE (§5.1.2.6)
-    ...(revoked.length > 0 ? [asn1.create(U, T.SEQUENCE, true, revoked)] : []),
-    asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [asn1.create(U, T.SEQUENCE, true, [extension(AUTHORITY_KEY_ID, aki), extension(CRL_NUMBER, crlNumber)])]),
-  ]);
-  const tbsDer = Buffer.from(asn1.toDer(tbs).getBytes(), 'binary');
-  const signature = sign('sha256', tbsDer, input.caKey);
-  const crl = asn1.create(U, T.SEQUENCE, true, [tbs, algorithm, asn1.create(U, T.BITSTRING, false, `\0${signature.toString('binary')}`)]);
-  const der = Buffer.from(asn1.toDer(crl).getBytes(), 'binary');
-  const b64 = der.toString('base64').replace(/.{1,64}/g, '$&\n');
-  return `-----BEGIN X509 CRL-----\n${b64}-----END X509 CRL-----\n`;
+  const revokedAt = new Float64Array(input.entries.length);
+  const serials = input.entries.map((e, i) => ((revokedAt[i] = e.revokedAt), e.serial));
+  return { caCertificate: input.caCertificate, caKey: input.caKey, serials, revokedAt, issuedAt, thisUpdate: issuedAt - BACKDATE_MS, nextUpdate: input.nextUpdate };
 }
 
 /** The SHA-256 fingerprint of a CA certificate (PEM), lower-case hex: how a recorded certificate names its issuer. */
@@ -224,7 +160,7 @@ export async function crlFile(dataDir: string, revoked: Revocations, nowMs = Dat
   const afterLast = last?.ok ? last.issuedAt + 1000 : 0;
   const earliest = afterLast > nowMs + MAX_AHEAD_MS ? now : Math.max(now, afterLast);
   const issuedAt = ledger ? await claimIssue(ledger, earliest, nowMs, onDropped) : earliest;
-  const pem = lists.map((l, i) => buildCrl({ caCertificate: l.cert, caKey: keys[i]!, entries: l.entries, issuedAt })).join('');
+  const pem = (await Promise.all(lists.map((l, i) => buildCrlOffThread(crlDerInput({ caCertificate: l.cert, caKey: keys[i]!, entries: l.entries, issuedAt }))))).join('');
   const nextUpdate = Math.min(...lists.map((l) => Date.parse(new X509Certificate(l.cert).validTo)));
   return { ok: true, pem, nextUpdate, issuedAt, revoked: lists.reduce((n, l) => n + l.entries.length, 0), cas: lists.length, digest: hex, issuers: lists.map((l) => l.fingerprint) };
 }

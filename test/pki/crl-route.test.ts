@@ -293,4 +293,32 @@ describe('GET /api/v1/broker/crl', () => {
     assert.equal(fromB.status, 200, `a CRL from the instance on time: ${JSON.stringify(fromB.body)}`);
     await inEffect(caPem, okCert, fromB.body.crl, 'from the instance on time');
   });
+  // a clock stepped back (an NTP step, a failover to a database whose clock is behind): a list
+  // issued while the clock was ahead, by less than the day thisUpdate is backdated by, is still
+  // in effect, so the next changed list must come after it, or OpenSSL holding both keeps the
+  // older and admits the device deleted in between (second review of 2026-12-07: with claims
+  // dropped 5 minutes ahead, a 10-minute step did that)
+  for (const hours of [1 / 6, 12]) {
+    it(`issues the next changed list after one issued while the clock was ${hours * 60} minutes ahead, and OpenSSL holding both refuses the device deleted in between`, async () => {
+      const ts = await startTestServer();
+      scratch.onRelease(() => ts.close());
+      const dir = await scratch.tmp('updraft-crl-back-');
+      const f = (n: string) => path.join(dir, n);
+      await writeFile(f('ca.pem'), await readFile(caPaths(ts.dataDir).cert, 'utf8'));
+      await enrol(ts, 'g-1');
+      await remove(ts, 'g-1');
+      const a = await crlAhead(ts, hours * 3_600_000);
+      assert.equal(a.status, 200, `the list issued ahead: ${JSON.stringify(a.body)}`);
+      await writeFile(f('a.pem'), a.body.crl);
+      await writeFile(f('g2.pem'), await enrol(ts, 'g-2'));
+      await remove(ts, 'g-2');
+      const b = await apiJson(ts, 'GET', '/api/v1/broker/crl');
+      assert.equal(b.status, 200, `the list issued with the clock put right: ${JSON.stringify(b.body)}`);
+      await writeFile(f('b.pem'), b.body.crl);
+      assert.ok(lastUpdate(f('b.pem')) > lastUpdate(f('a.pem')), `the second list after the first: ${new Date(lastUpdate(f('b.pem'))).toISOString()} vs ${new Date(lastUpdate(f('a.pem'))).toISOString()}`);
+      assert.ok(lastUpdate(f('b.pem')) <= Date.now(), 'the second list in effect now');
+      await writeFile(f('both.pem'), a.body.crl + b.body.crl);
+      assert.match(openssl(['verify', '-crl_check', '-CAfile', f('ca.pem'), '-CRLfile', f('both.pem'), f('g2.pem')]).out, /certificate revoked/, 'OpenSSL holding both lists refuses the device deleted in between');
+    });
+  }
 });

@@ -35,12 +35,17 @@ export interface FleetOverview extends FleetSummary {
 
 /** Rows the overview lists. */
 const MAX_FAILING = 20;
-/** The fleet's newest failures read (`listRecentFailures`): a device that failed several jobs, or succeeded since, takes more than one. */
+/** The fleet's newest failures read at a time (`listRecentFailures`): a device that failed several jobs, or succeeded since, takes more than one. */
 const FAILURES_READ = 100;
 /**
- * A candidate device's newest executions read (by when queued, `listLatestExecutionsOfDevices`):
- * its latest outcome is among them, or is its failure listed (when its newer executions have
- * no outcome yet: queued, in progress, canceled).
+ * Pages of FAILURES_READ read at most, until MAX_FAILING rows are found: when the newest
+ * failures are of devices that succeeded since, older ones are read (500 rows at most).
+ */
+const FAILURES_PAGES = 5;
+/**
+ * A candidate device's newest executions with an outcome read (by when queued,
+ * `listLatestOutcomesOfDevices`, the queued, in-progress and canceled ones skipped): its
+ * latest outcome is among them, or is its failure listed.
  */
 const LATEST_READ = 5;
 
@@ -84,59 +89,77 @@ export class FleetOverviewSource {
   /**
    * One row per device whose latest outcome is a failure, the latest to fail first
    * (`listRecentFailures`: across jobs, by when each became a failure), naming that job. Each
-   * candidate device is decided by its own newest outcome, from its newest executions (a few
-   * rows each, read together): a device that failed two jobs is listed once (the later
-   * failure), and one that succeeded since, in any job (a late success after a timeout too),
-   * is not listed. Until 2026-12-07 the candidates were each of the last 20 jobs' first 20
+   * candidate device is decided by its own newest outcome, from its newest executions that have
+   * one (a few rows each, read together; those queued, in progress or canceled since do not
+   * hide it): a device that failed two jobs is listed once (the later failure), and one that
+   * succeeded since, in any job (a late success after a timeout too), is not listed. When the
+   * newest failures are all of devices that succeeded since, older ones are read, page by page
+   * (FAILURES_PAGES). Until 2026-12-07 the candidates were each of the last 20 jobs' first 20
    * failures by device id (the newest failures could be missing on a big fleet), and a success
    * since counted only in the last 20 jobs or the failed one.
    */
   private async failing(): Promise<FailingDevice[]> {
     const { store } = this.deps;
-    // the devices among the fleet's newest failures, the latest to fail first, with their failures read
-    const read = new Map<string, ExecutionRecord[]>();
-    for (const e of await store.listRecentFailures(FAILURES_READ)) {
-      const held = read.get(e.deviceId);
-      if (held) held.push(e);
-      else read.set(e.deviceId, [e]);
-    }
     const out: FailingDevice[] = [];
-    const devices = [...read.keys()];
-    // MAX_FAILING devices at a time, until the page is full: usually one round
-    for (let at = 0; at < devices.length && out.length < MAX_FAILING; at += MAX_FAILING) {
-      const some = devices.slice(at, at + MAX_FAILING);
-      const newest = await store.listLatestExecutionsOfDevices(some, LATEST_READ);
-      const named = new Map<string, ExecutionRecord>();
-      for (const deviceId of some) {
-        // its newest executions as they are now (a retry may have queued a failure since), and
-        // its failures listed that are older than those: the latest outcome among them decides
-        const rows = newest.get(deviceId) ?? [];
-        const seen = new Set(rows.map((e) => e.jobId));
-        let last: ExecutionRecord | undefined;
-        for (const e of [...rows, ...read.get(deviceId)!.filter((f) => !seen.has(f.jobId))]) {
-          if (!(outcomeOf(e).succeeded || FAILURE_STATUSES.includes(e.status))) continue;
-          if (!last || outcomeOf(e).at > outcomeOf(last).at) last = e;
-        }
-        if (last && !outcomeOf(last).succeeded) named.set(deviceId, last);
+    // the devices decided already: an older failure of theirs on a later page changes nothing
+    const decided = new Set<string>();
+    for (let page = 0; page < FAILURES_PAGES && out.length < MAX_FAILING; page++) {
+      // the devices among these failures, the latest to fail first, with their failures read
+      const failures = await store.listRecentFailures(FAILURES_READ, page * FAILURES_READ);
+      const read = new Map<string, ExecutionRecord[]>();
+      for (const e of failures) {
+        if (decided.has(e.deviceId)) continue;
+        const held = read.get(e.deviceId);
+        if (held) held.push(e);
+        else read.set(e.deviceId, [e]);
       }
-      if (named.size === 0) continue;
-      const jobs = await store.getJobs([...new Set([...named.values()].map((e) => e.jobId))], { omitSpec: true });
-      for (const e of named.values()) {
-        const job = jobs.get(e.jobId);
-        if (!job) continue; // its job deleted meanwhile
-        const error = e.details.error;
-        out.push({
-          deviceId: e.deviceId,
-          jobId: e.jobId,
-          ...(job.description ? { jobDescription: job.description } : {}),
-          artifact: `${job.artifactName}@${job.artifactVersion}`,
-          status: e.status,
-          reason: typeof error === 'string' ? error : null,
-          updatedAt: e.updatedAt,
-        });
+      const devices = [...read.keys()];
+      // MAX_FAILING devices at a time, until the page is full: usually one round
+      for (let at = 0; at < devices.length && out.length < MAX_FAILING; at += MAX_FAILING) {
+        const some = devices.slice(at, at + MAX_FAILING);
+        out.push(...(await this.decide(some, read)));
       }
+      for (const deviceId of devices) decided.add(deviceId);
+      if (failures.length < FAILURES_READ) break; // no older failure
     }
     return out.slice(0, MAX_FAILING);
+  }
+
+  /** The rows of those of `devices` whose latest outcome is a failure, in their order; `read`: their failures listed. */
+  private async decide(devices: string[], read: Map<string, ExecutionRecord[]>): Promise<FailingDevice[]> {
+    const { store } = this.deps;
+    const newest = await store.listLatestOutcomesOfDevices(devices, LATEST_READ);
+    const named = new Map<string, ExecutionRecord>();
+    for (const deviceId of devices) {
+      // its newest outcomes as they are now, and its failures listed that are older than
+      // those: the latest outcome among them decides
+      const rows = newest.get(deviceId) ?? [];
+      const seen = new Set(rows.map((e) => e.jobId));
+      let last: ExecutionRecord | undefined;
+      for (const e of [...rows, ...read.get(deviceId)!.filter((f) => !seen.has(f.jobId))]) {
+        if (!(outcomeOf(e).succeeded || FAILURE_STATUSES.includes(e.status))) continue;
+        if (!last || outcomeOf(e).at > outcomeOf(last).at) last = e;
+      }
+      if (last && !outcomeOf(last).succeeded) named.set(deviceId, last);
+    }
+    if (named.size === 0) return [];
+    const jobs = await store.getJobs([...new Set([...named.values()].map((e) => e.jobId))], { omitSpec: true });
+    const out: FailingDevice[] = [];
+    for (const e of named.values()) {
+      const job = jobs.get(e.jobId);
+      if (!job) continue; // its job deleted meanwhile
+      const error = e.details.error;
+      out.push({
+        deviceId: e.deviceId,
+        jobId: e.jobId,
+        ...(job.description ? { jobDescription: job.description } : {}),
+        artifact: `${job.artifactName}@${job.artifactVersion}`,
+        status: e.status,
+        reason: typeof error === 'string' ? error : null,
+        updatedAt: e.updatedAt,
+      });
+    }
+    return out;
   }
 }
 

@@ -41,7 +41,7 @@ import type {
   StateStore,
   RevokedEntry,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, isStandingFailure, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, isStandingFailure, idPage, OUTCOME_STATUSES, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -191,11 +191,15 @@ export function failedBelowAttemptSql(after: boolean): string {
  * executions_failed_recent read backwards, the latest to fail first, stopping at the limit.
  * `failed_at IS NOT NULL` written out, as the index's condition is
  */
-export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions WHERE failed_at IS NOT NULL AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT $1`;
+export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions WHERE failed_at IS NOT NULL AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT $1 OFFSET $2`;
 
-/** listLatestExecutionsOfDevices's query, of parameters device ids and rows per device: executions_device read backwards for each (exported for the plan checks of test/store). */
-export const LATEST_OF_DEVICES_SQL = `SELECT ${prefixed('e', EXEC_COLS)} FROM unnest($1::text[]) AS d (device_id)
-  CROSS JOIN LATERAL (SELECT ${EXEC_COLS} FROM executions WHERE executions.device_id = d.device_id COLLATE "C" AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT $2) AS e`;
+/**
+ * listLatestOutcomesOfDevices's query, of parameters device ids and rows per device:
+ * executions_device read backwards for each, the executions without an outcome
+ * (OUTCOME_STATUSES, written out) filtered on the rows read (exported for the plan checks of test/store).
+ */
+export const LATEST_OUTCOMES_SQL = `SELECT ${prefixed('e', EXEC_COLS)} FROM unnest($1::text[]) AS d (device_id)
+  CROSS JOIN LATERAL (SELECT ${EXEC_COLS} FROM executions WHERE executions.device_id = d.device_id COLLATE "C" AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT $2) AS e`;
 
 /**
  * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_INSERT_COLS order) taken apart
@@ -1102,17 +1106,18 @@ export class PostgresStore implements StateStore {
     return rows.map(toExecution);
   }
 
-  async listRecentFailures(limit: number): Promise<ExecutionRecord[]> {
+  async listRecentFailures(limit: number, offset = 0): Promise<ExecutionRecord[]> {
     checkLimit(limit);
-    return (await this.read<ExecutionRow>(RECENT_FAILURES_SQL, [limit])).map(toExecution);
+    if (!Number.isInteger(offset) || offset < 0) throw new UpdraftError('BAD_REQUEST', `offset must be a non-negative integer, got ${offset}`);
+    return (await this.read<ExecutionRow>(RECENT_FAILURES_SQL, [limit, offset])).map(toExecution);
   }
 
-  async listLatestExecutionsOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {
+  async listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {
     checkLimit(perDevice);
     const out = new Map<string, ExecutionRecord[]>();
     const ids = [...new Set(deviceIds)];
     for (let start = 0; start < ids.length; start += READ_CHUNK) {
-      for (const row of await this.read<ExecutionRow>(LATEST_OF_DEVICES_SQL, [ids.slice(start, start + READ_CHUNK), perDevice])) {
+      for (const row of await this.read<ExecutionRow>(LATEST_OUTCOMES_SQL, [ids.slice(start, start + READ_CHUNK), perDevice])) {
         const e = toExecution(row);
         const held = out.get(e.deviceId);
         if (held) held.push(e);

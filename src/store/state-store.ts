@@ -102,6 +102,13 @@ export type ExecutionStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' 
 export const FAILURE_STATUSES: readonly ExecutionStatus[] = ['FAILED', 'TIMED_OUT', 'REJECTED'];
 
 /**
+ * The execution states that are an outcome: a success (a late one stays TIMED_OUT) or a
+ * failure. Not QUEUED or IN_PROGRESS (none yet), nor CANCELED or REMOVED (none ever): what
+ * `listLatestOutcomesOfDevices` reads.
+ */
+export const OUTCOME_STATUSES: readonly ExecutionStatus[] = ['SUCCEEDED', ...FAILURE_STATUSES];
+
+/**
  * Whether `e` is a failure that stands: in a failure state (FAILURE_STATUSES) without a success
  * that came late (`details.lateSuccess`: a TIMED_OUT execution stays TIMED_OUT when the
  * device's SUCCESS arrives after the deadline). The stores keep, per execution, when it became
@@ -579,16 +586,21 @@ export interface StateStore {
    * it (a retry queues it, a late success arrives). Read from an index of those rows alone
    * (`executions_failed_recent`), newest first, stopping at `limit`. Only `failed_at` is
    * indexed, not `updated_at`: a write that changes neither (an IN_PROGRESS phase report) stays
-   * a HOT update on PostgreSQL.
+   * a HOT update on PostgreSQL. `offset` (default 0) skips that many first: the next page
+   * of a reader that needs more (the index is walked over the rows skipped, so keep it to a
+   * few hundred; a failure written between two pages shifts the next by one row).
    */
-  listRecentFailures(limit: number): Promise<ExecutionRecord[]>;
+  listRecentFailures(limit: number, offset?: number): Promise<ExecutionRecord[]>;
   /**
-   * Up to `perDevice` executions of each of `deviceIds`, newest first (by `queuedAt`, then job
-   * id, as `listDeviceExecutions`), of jobs that exist, read together (PostgreSQL: one query);
-   * a device without any is absent. What the overview reads to decide each candidate device by
-   * its own newest outcome.
+   * Up to `perDevice` executions with an outcome (in OUTCOME_STATUSES) of each of `deviceIds`,
+   * newest first (by `queuedAt`, then job id, as `listDeviceExecutions`), of jobs that exist,
+   * read together (PostgreSQL: one query); a device without any is absent. What the overview
+   * reads to decide each candidate device by its own newest outcome: the executions without
+   * one (queued, in progress, canceled) are skipped, however many are newer. Read from
+   * `executions_device` backwards, the status checked on each row: a device's executions
+   * without an outcome newer than those returned cost a row read each.
    */
-  listLatestExecutionsOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>>;
+  listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>>;
   /** Counts of a job's executions per wave and state (only non-zero ones). */
   countExecutions(jobId: string): Promise<ExecutionCount[]>;
   /**

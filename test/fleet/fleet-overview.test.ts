@@ -102,7 +102,7 @@ describe('FleetOverviewSource: each device by its own newest outcome', () => {
   let close: () => Promise<void>;
   before(async () => ({ store, close } = await startTempStore('overview-outcome')));
   after(() => close());
-  type St = 'FAILED' | 'TIMED_OUT' | 'SUCCEEDED';
+  type St = 'FAILED' | 'TIMED_OUT' | 'SUCCEEDED' | 'QUEUED' | 'IN_PROGRESS' | 'CANCELED';
   const exec = (jobId: string, deviceId: string, status: St, at: number, details: Record<string, unknown> = {}) => ({ jobId, deviceId, status, details: { error: `${deviceId} broke`, ...details }, queuedAt: at - 10, updatedAt: at, version: 1 });
   const job = (jobId: string, createdAt: number) => ({ jobId, artifactName: 'fw', artifactVersion: jobId, status: 'COMPLETED' as const, createdAt });
   const failing = async () => (await new FleetOverviewSource({ store, fleet: new FleetView({ store, onlineCount: () => 0 }), ttlMs: 0 }).get()).failing.map((f) => f.deviceId);
@@ -129,5 +129,33 @@ describe('FleetOverviewSource: each device by its own newest outcome', () => {
     const ids = await failing();
     assert.ok(ids.includes('dev-broken'), `dev-broken failed and never succeeded, yet is not listed (the 100 failures read were late successes): [${ids.join(' ')}]`);
     assert.ok(!ids.some((d) => d.startsWith('late-')), `a late success is no failure: [${ids.join(' ')}]`);
+  });
+
+  // the review of 59094f2: only a device's 5 newest executions by queue time were read, and
+  // those without an outcome (queued, in progress, canceled) filled them
+  it('leaves out a device that failed, then succeeded, then got newer executions without an outcome (5 and more); lists one that never succeeded', async () => {
+    const t0 = 1_900_000_000_000;
+    const later: St[] = ['CANCELED', 'QUEUED', 'IN_PROGRESS', 'CANCELED', 'CANCELED', 'QUEUED', 'CANCELED'];
+    for (const [device, count] of [['dev-x5', 5], ['dev-x7', 7], ['dev-never', 7]] as const) {
+      await store.createJob(job(`f-${device}`, t0), [exec(`f-${device}`, device, 'FAILED', t0 + 100)]);
+      if (device !== 'dev-never') await store.createJob(job(`ok-${device}`, t0 + 1000), [exec(`ok-${device}`, device, 'SUCCEEDED', t0 + 1100)]);
+      for (let i = 0; i < count; i++) await store.createJob(job(`later-${device}-${i}`, t0 + 2000 + i), [exec(`later-${device}-${i}`, device, later[i]!, t0 + 2010 + i)]);
+    }
+    const ids = await failing();
+    assert.ok(!ids.includes('dev-x5'), `dev-x5 succeeded after failing (5 newer executions without an outcome), yet listed: [${ids.join(' ')}]`);
+    assert.ok(!ids.includes('dev-x7'), `dev-x7 succeeded after failing (7 newer executions without an outcome), yet listed: [${ids.join(' ')}]`);
+    assert.ok(ids.includes('dev-never'), `dev-never failed and never succeeded, yet not listed: [${ids.join(' ')}]`);
+  });
+
+  it('lists an older real failure behind 250 newer failures of devices that all succeeded since (further pages of failures read)', async () => {
+    const t0 = 2_000_000_000_000;
+    await store.createJob(job('c-real', t0), [exec('c-real', 'dev-real', 'FAILED', t0 + 100)]);
+    // 250 devices failed a later job, then each succeeded in another: their failures still stand, the newest 250
+    await store.createJob(job('c-wave', t0 + 1000), Array.from({ length: 250 }, (_, i) => exec('c-wave', `fixed-${i}`, 'FAILED', t0 + 2000 + i)));
+    await store.createJob(job('c-fix', t0 + 3000), Array.from({ length: 250 }, (_, i) => exec('c-fix', `fixed-${i}`, 'SUCCEEDED', t0 + 4000 + i)));
+    assert.ok((await store.listRecentFailures(250)).every((e) => e.jobId === 'c-wave'), 'the 250 newest failures are of the devices fixed since');
+    const ids = await failing();
+    assert.equal(ids[0], 'dev-real', `dev-real failed and never succeeded: the newest failing device, first: [${ids.join(' ')}]`);
+    assert.ok(!ids.some((d) => d.startsWith('fixed-')), `a device that succeeded since is not failing: [${ids.join(' ')}]`);
   });
 });

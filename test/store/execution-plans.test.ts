@@ -13,8 +13,8 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { ExecutionStatus } from '../../src/store/state-store.ts';
-import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, LATEST_OF_DEVICES_SQL as pgLatestOfDevices, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures } from '../../src/store/postgres-store.ts';
-import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, RECENT_FAILURES_SQL as sqliteRecentFailures, SqliteStore } from '../../src/store/sqlite-store.ts';
+import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, LATEST_OUTCOMES_SQL as pgLatestOutcomes, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures } from '../../src/store/postgres-store.ts';
+import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, LATEST_OUTCOMES_SQL as sqliteLatestOutcomes, RECENT_FAILURES_SQL as sqliteRecentFailures, SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
 /** A job of 60,000 executions, in the states `status` says (of i, 1 to 60,000), at attempt `attempt`. */
@@ -86,16 +86,17 @@ describe('PostgreSQL plans of a job\'s executions', () => {
       SELECT 'recent', 'dev-' || lpad(i::text, 6, '0'), CASE WHEN i % 50 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, '{}', 1, i, 1, CASE WHEN i % 50 = 0 THEN i END FROM generate_series(1, ${ROWS}) i`);
     await c.query("INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) VALUES ('recent', 'fw', '1', 'COMPLETED', 1)");
     await c.query('ANALYZE executions');
-    assert.ok((await indexesOf(c, pgRecentFailures, [20])).includes('executions_failed_recent'), 'read from the index of the failed rows');
-    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${pgRecentFailures}`, [20]);
+    assert.ok((await indexesOf(c, pgRecentFailures, [20, 0])).includes('executions_failed_recent'), 'read from the index of the failed rows');
+    assert.ok((await indexesOf(c, pgRecentFailures, [100, 400])).includes('executions_failed_recent'), 'a further page too');
+    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${pgRecentFailures}`, [20, 0]);
     assert.ok(!JSON.stringify(rows[0]!['QUERY PLAN']).includes('"Node Type":"Sort"'), `no sort: ${JSON.stringify(rows[0]!['QUERY PLAN'])}`);
     const newest = await store!.listRecentFailures(3);
     assert.deepEqual(newest.map((e) => e.deviceId), ['dev-060000', 'dev-059950', 'dev-059900'], 'the newest failures of the job that exists');
   });
 
-  it("reads each device's newest executions from executions_device (the overview's candidates)", async () => {
+  it("reads each device's newest executions with an outcome from executions_device (the overview's candidates)", async () => {
     const c = await ready;
-    const read = await indexesOf(c, pgLatestOfDevices, [['dev-000050', 'dev-000100'], 5]);
+    const read = await indexesOf(c, pgLatestOutcomes, [['dev-000050', 'dev-000100'], 5]);
     assert.ok(read.includes('executions_device'), `read from executions_device: ${read.join(' ')}`);
   });
 
@@ -156,9 +157,16 @@ describe('SQLite plans of a job\'s executions', () => {
 
   it('lists the newest failures of the fleet from executions_failed_recent (by failed_at), backwards, without a sort', async () => {
     const db = await ready;
-    const plan = planOf(db, sqliteRecentFailures, [20]);
+    const plan = planOf(db, sqliteRecentFailures, [20, 0]);
     // failed_at IS NOT NULL: a range of the index (failed_at > NULL), all of it
     assert.deepEqual(plan.filter((d) => /executions/.test(d)), ['SEARCH executions USING INDEX executions_failed_recent (failed_at>?)'], plan.join(' | '));
+    assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
+  });
+
+  it("reads a device's newest executions with an outcome from executions_device, backwards, without a sort (the overview's candidates)", async () => {
+    const db = await ready;
+    const plan = planOf(db, sqliteLatestOutcomes, ['dev-000050', 5]);
+    assert.deepEqual(plan.filter((d) => /^(SEARCH|SCAN) executions/.test(d)), ['SEARCH executions USING INDEX executions_device (device_id=?)'], plan.join(' | '));
     assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
   });
 

@@ -1042,6 +1042,9 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           );
           assert.deepEqual(await store.listRecentFailures(1), [at('job-new', 'x', 'TIMED_OUT', 9_000)], 'the records as stored');
           assert.equal((await store.listRecentFailures(100)).length, 28, 'every failure when the limit allows');
+          assert.deepEqual((await store.listRecentFailures(2, 3)).map(key), ['job-new/d-24@2024', 'job-old/d-23@2023'], 'a further page: the offset skips the first');
+          assert.deepEqual((await store.listRecentFailures(5, 26)).map(key), ['job-old/d-01@2001', 'job-old/d-00@2000'], 'the last page, short');
+          assert.deepEqual(await store.listRecentFailures(5, -1).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'an offset below 0 refused');
           // a failed execution written again later (a report after the failure) keeps its place: it failed at 2,000
           const d01 = (await store.getExecution('job-old', 'd-01'))!;
           assert.equal(await store.updateExecution({ ...d01, details: { error: 'still broken' }, updatedAt: 11_000, version: 2 }, new Set(['details'])), true);
@@ -1062,18 +1065,22 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.listRecentFailures(0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a limit below 1 refused');
         }));
 
-      it("lists a few of each device's newest executions, read together, of jobs that exist", () =>
+      it("lists a few of each device's newest executions with an outcome, read together, of jobs that exist; those without one skipped", () =>
         withStore(async (store, opened) => {
-          const e = (jobId: string, deviceId: string, queuedAt: number): ExecutionRecord => ({ ...execution(jobId, deviceId, queuedAt), status: 'SUCCEEDED' });
-          for (let i = 0; i < 4; i++) await store.createJob(job(`lx-${i}`), [e(`lx-${i}`, 'p', 100 + i), ...(i < 2 ? [e(`lx-${i}`, 'q', 200 - i)] : [])]);
+          const e = (jobId: string, deviceId: string, queuedAt: number, status: ExecutionRecord['status'] = 'SUCCEEDED'): ExecutionRecord => ({ ...execution(jobId, deviceId, queuedAt), status });
+          for (let i = 0; i < 4; i++) await store.createJob(job(`lx-${i}`), [e(`lx-${i}`, 'p', 100 + i, i === 1 ? 'TIMED_OUT' : i === 2 ? 'FAILED' : 'SUCCEEDED'), ...(i < 2 ? [e(`lx-${i}`, 'q', 200 - i, i === 1 ? 'REJECTED' : 'SUCCEEDED')] : [])]);
+          // newer than all of p's: no outcome (yet, or ever)
+          const none = ['QUEUED', 'IN_PROGRESS', 'CANCELED', 'REMOVED', 'CANCELED', 'QUEUED', 'CANCELED'] as const;
+          for (const [i, status] of none.entries()) await store.createJob(job(`lx-none-${i}`), [e(`lx-none-${i}`, 'p', 300 + i, status)]);
+          await store.createJob(job('lx-only-canceled'), [e('lx-only-canceled', 'r', 100, 'CANCELED')]);
           await store.createJob(job('lx-gone'), [e('lx-gone', 'p', 500)]);
           await opened.exec("DELETE FROM jobs WHERE job_id = 'lx-gone'");
-          const got = await store.listLatestExecutionsOfDevices(['p', 'q', 'nobody', 'p'], 3);
-          assert.deepEqual([...got.keys()].sort(), ['p', 'q'], 'the devices that have executions');
-          assert.deepEqual(got.get('p')!.map((x) => x.jobId), ['lx-3', 'lx-2', 'lx-1'], "p's newest three by when queued, of jobs that exist");
+          const got = await store.listLatestOutcomesOfDevices(['p', 'q', 'r', 'nobody', 'p'], 3);
+          assert.deepEqual([...got.keys()].sort(), ['p', 'q'], 'the devices that have executions with an outcome');
+          assert.deepEqual(got.get('p')!.map((x) => x.jobId), ['lx-3', 'lx-2', 'lx-1'], "p's newest three with an outcome by when queued, behind seven newer without one, of jobs that exist");
           assert.deepEqual(got.get('q')!.map((x) => x.jobId), ['lx-0', 'lx-1'], "q's, newest first");
           assert.deepEqual(got.get('q')![0], e('lx-0', 'q', 200), 'the records as stored');
-          assert.deepEqual(await store.listLatestExecutionsOfDevices(['p'], 0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a count below 1 refused');
+          assert.deepEqual(await store.listLatestOutcomesOfDevices(['p'], 0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a count below 1 refused');
         }));
 
       it('finds undispatched queued work by wave, and due executions by time', () =>

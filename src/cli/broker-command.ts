@@ -122,7 +122,9 @@ export function addBrokerCommands(program: Command): void {
       const caDir = opts.updraftCa ? updraftCaDataDir(opts) : undefined;
       let clientCa = caDir !== undefined ? await readClientCaBundle(caDir) : undefined;
       if (opts.watch) {
-        const api = new ApiClient(opts);
+        // no read waits through a server that cannot answer (UPDRAFT_RETRY_FOR): the watch
+        // retries its passes itself, and a pass held up would hold up the CAs' reread owed
+        const api = new ApiClient({ ...opts, retryForMs: 0 });
         await makeOutputDir('--out', opts.out);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         let clientCaWritten = false;
@@ -161,20 +163,18 @@ export function addBrokerCommands(program: Command): void {
         process.once('SIGTERM', stop);
         // a CA rollover, drop-previous or the previous CA's expiry changes client-ca.crt: reread
         // at each full read of the watch (each reconnection of its stream, as after the server's
-        // restart on a new CA) and every --resync-minutes by a timer of its own (a full read
-        // waits for a server that cannot answer: a rollover is made with it stopped), rewritten
-        // when it changed; one reread at a time, a second caller shares the first's
-        let refreshing: Promise<boolean> | undefined;
-        const refresh = () =>
-          (refreshing ??= (async () => {
-            if (!clientCaWritten) return false; // written with mosquitto.conf, once passwd is
-            let wrote = false;
-            // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
-            clientCa = await refreshClientCa(caDir!, dir, clientCa!, logger, async (next) => void (wrote = await coverNewCas(next)));
-            return wrote;
-          })().finally(() => (refreshing = undefined)));
-        const caTimer = caDir === undefined ? undefined : setInterval(() => void refresh().catch(() => undefined), resyncMinutes * 60_000);
-        ctl.signal.addEventListener('abort', () => clearInterval(caTimer), { once: true });
+        // restart on a new CA) and every --resync-minutes (a full read waits for a server that
+        // cannot answer: a rollover is made with it stopped), rewritten when it changed. Always
+        // in a pass of the watch's loop, never beside one (mosquitto-watch.ts `refresh`): this,
+        // the CRL fetch, nameCrl and writeCompanions each read and write crl.pem, client-ca.crt
+        // and mosquitto.conf, and run one at a time
+        const refresh = async () => {
+          if (!clientCaWritten) return false; // written with mosquitto.conf, once passwd is
+          let wrote = false;
+          // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
+          clientCa = await refreshClientCa(caDir!, dir, clientCa!, logger, async (next) => void (wrote = await coverNewCas(next)));
+          return wrote;
+        };
         // against the newest client-ca.crt: a CRL missing one of its CAs is not written
         /**
          * Names crl.pem in mosquitto.conf, or stops naming it, once mosquitto.conf is written:
@@ -238,9 +238,12 @@ export function addBrokerCommands(program: Command): void {
                   if (!covering.ok && !(await fileCovers(bundle.pem))) await nameCrl(false, covering.reason);
                   return covering;
                 },
-                // crl.pem holds a covering CRL (written now, or the same as on disk before): named, whether or not it changed
+                // crl.pem holds a CRL that covered the CAs of the fetch's start: named, whether or
+                // not it changed, if crl.pem covers client-ca.crt as both are on disk now (the
+                // CAs' reread runs in another pass, but a one-off run may have written either)
                 onCurrent: async () => {
-                  await nameCrl(true);
+                  const caPem = await readFile(path.join(dir, CLIENT_CA_FILE), 'utf8').catch(() => clientCa!.pem);
+                  if (await fileCovers(caPem)) await nameCrl(true);
                 },
               }
             : undefined;

@@ -78,8 +78,12 @@ export interface MosquittoWatchOptions {
    * the CRLs of new ones) and rewrites what changed, at each full read: every (re)connection
    * of the stream, so a server restarted after a CA rollover is followed at once (QA: the CAs
    * were reread every `resyncMs` only, and new-CA devices refused for up to 10 minutes), and
-   * every `resyncMs`. Before the registry is read, so a server that cannot be reached does not
-   * hold it up. True when it wrote a file Mosquitto rereads on a reload (crl.pem): a reload is owed.
+   * every `resyncMs` by a timer of the watch's, which only marks it owed and wakes the loop:
+   * it runs in a pass, never beside one (review of 54bf24f: run by the timer beside a pass's
+   * CRL fetch, a CRL checked against the CAs before the rollover named crl.pem in
+   * mosquitto.conf after the rollover had left it out). Before the registry is read, so a
+   * server that cannot be reached does not hold it up. True when it wrote a file Mosquitto
+   * rereads on a reload (crl.pem): a reload is owed.
    */
   refresh?: () => Promise<boolean>;
   /** Run with `/bin/sh -c` after each change of the file; none: the file is only written. */
@@ -125,6 +129,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let aclWritten: string | undefined;
   let reloadOwed = false;
   let companionsOwed = o.writeCompanions !== undefined;
+  // `refresh` owed by the timer (a full read does it anyway)
+  let refreshOwed = false;
   // the crlfile: owed at start, after a deletion and after a full read
   let crlOwed = o.crl !== undefined;
   let crlDigest: string | undefined;
@@ -255,6 +261,14 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     return true;
   };
 
+  // the CAs reread every resyncMs even while full reads fail (a rollover is made with the
+  // server stopped): the timer marks it owed and wakes the loop, one pass at a time
+  const refreshTimer = o.refresh === undefined ? undefined : setInterval(() => {
+    refreshOwed = true;
+    poke();
+  }, resyncMs);
+  stop.signal.addEventListener('abort', () => clearInterval(refreshTimer), { once: true });
+
   // the first full read after the stream is open, so that no change falls between them
   // (if the stream cannot open, the registry is read anyway, and again when it does)
   await Promise.race([firstOpen, nap(5_000, false)]);
@@ -265,7 +279,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     const crlDue = o.crl !== undefined && crlWrittenAt > 0 && now() >= Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS;
     // a CRL owed waits for its retry time after a failed fetch
     const crlNow = (crlOwed || crlDue) && now() >= crlRetryAt;
-    if (!full && pending.size === 0 && !reloadOwed && !companionsOwed && !crlNow) {
+    if (!full && !refreshOwed && pending.size === 0 && !reloadOwed && !companionsOwed && !crlNow) {
       const crlNext = o.crl === undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
       await nap(Math.min(lastFull + resyncMs, crlNext) - now(), true);
       // gather the rest of a burst (a bulk registration) into one write and one reload
@@ -273,11 +287,14 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       continue;
     }
     try {
+      if (refreshOwed || full) {
+        refreshOwed = false;
+        if (o.refresh !== undefined && (await o.refresh())) reloadOwed = o.reloadCommand !== undefined;
+      }
       if (full) {
         needFull = false;
         readingFull = true;
         pending.clear(); // the listing sees them; changes after its start arrive as new events
-        if (o.refresh !== undefined && (await o.refresh())) reloadOwed = o.reloadCommand !== undefined;
         const devices = await brokerCredentials(o.api);
         book.replaceAll(devices);
         readingFull = false;

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli, startCli } from '../helpers/cli.ts';
+import { startHttpProxy } from '../helpers/http-proxy.ts';
 import { Scratch } from '../helpers/scratch.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto, setupMosquittoTls } from '../helpers/mosquitto.ts';
 import { tryConnect } from '../helpers/mqtt-client.ts';
@@ -209,6 +210,52 @@ if (!found.ok) {
       scratch.onRelease(() => proc.stop());
       const renewed = await newCa.issueDeviceCertificate('d-2');
       assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate gets in');
+    });
+
+    it("--watch rereads the CAs in a pass of its own, never beside a CRL fetch: a slow CRL answer checked against the CAs before a rollover does not name crl.pem after it", async () => {
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
+      // the server on a copy of the data directory, which keeps the one CA after the watch's has
+      // rolled over: its CRL never covers the new CA
+      const serverDir = await tmp('updraft-mq-rollover-server-');
+      await cp(s.dataDir, serverDir, { recursive: true });
+      const ts = await startTestServer({ dataDir: serverDir });
+      scratch.onRelease(() => ts.stop());
+      // the CRL route slow when the test says: its next request held until released
+      const proxy = await startHttpProxy(ts.httpUrl, '/api/v1/broker/crl');
+      scratch.onRelease(() => proxy.close());
+      await mkdir(s.out, { recursive: true, mode: 0o755 });
+      await chmod(s.out, 0o755);
+      // a full read (with a CRL fetch) and the CAs' timer every 1.2 s
+      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--resync-minutes', '0.02', '--reload-command', 'chmod 644 passwd', '--server', proxy.url, '--data-dir', s.dataDir]);
+      scratch.onRelease(async () => void (await watch.kill()));
+      await eventually(async () => (/^crlfile /m.test(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => '')) ? true : undefined), 30_000, `crlfile named at the start: ${watch.output()}`);
+      const oldCa = (await loadCa(s.dataDir))!;
+
+      // a pass's CRL fetch, started with the one CA, held at the server
+      proxy.holdNext();
+      await eventually(async () => (proxy.holding ? true : undefined), 30_000, 'a CRL fetch held');
+      const heldAt = proxy.requests.length - 1;
+      const mark = watch.output().length;
+      const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);
+      assert.equal(rolled.code, 0, rolled.stderr);
+      const newCa = (await loadCa(s.dataDir))!;
+      // the CAs' timer fires meanwhile (every 1.2 s). Without one pass at a time it reread the CAs
+      // now, beside the held fetch: crlfile left out for the new CA, client-ca.crt written. Given
+      // three periods here; with the fix nothing happens until the held answer comes
+      const until = Date.now() + 4_000;
+      while (Date.now() < until && !/wrote client-ca\.crt/.test(watch.output().slice(mark))) await new Promise((r) => setTimeout(r, 100));
+      proxy.release();
+      await eventually(async () => ((await readFile(path.join(s.out, 'client-ca.crt'), 'utf8')) === `${newCa.certificate}${oldCa.certificate}` ? true : undefined), 30_000, `client-ca.crt rewritten with both CAs: ${watch.output().slice(mark)}`);
+      // two more CRL fetches answered after the held one: the pass that held it has ended, and a
+      // pass after the reread has checked the server's CRL against both CAs
+      await eventually(async () => (proxy.requests.length >= heldAt + 3 && proxy.requests.slice(heldAt, heldAt + 3).every((r) => r.status !== undefined) ? true : undefined), 30_000, `CRL fetches after the held one: ${watch.output().slice(mark)}`);
+      const said = watch.output().slice(mark);
+      assert.equal(proxy.maxInFlight, 1, `one CRL fetch at a time (the CAs' reread waits for the pass holding one): ${said}`);
+      assert.match(said, /mosquitto\.conf no longer names crl\.pem[^]*wrote client-ca\.crt/, `crlfile left out before client-ca.crt names the new CA: ${said}`);
+      // the held answer covered the one CA it was checked against: it must not name crl.pem again
+      assert.doesNotMatch(said, /mosquitto\.conf names crl\.pem again/, `crl.pem, without a CRL of the new CA, never named again: ${said}`);
+      assert.doesNotMatch(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'no crlfile named');
+      assert.ok(!/BEGIN X509 CRL[^]*BEGIN X509 CRL/.test(await readFile(path.join(s.out, 'crl.pem'), 'utf8')), 'crl.pem: the one CA\'s CRL, as the server makes it');
     });
 
     it('--watch decides on crl.pem as it is on disk: a one-off run between two passes rewrote it for the new CAs, and the server cannot sign a CRL of both CAs; crlfile stays named', async () => {

@@ -61,8 +61,11 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
         return;
       }
     }
+    // only claims more than MAX_AHEAD_MS (23 h) ahead are dropped: a list a Mosquitto holds from
+    // up to a day ahead is in effect (thisUpdate backdated a day) and newer than the lists issued
+    // by the clock now, and OpenSSL keeps taking it; a reload keeps every list loaded, a restart drops them
     const dropped = (claims: string[]) =>
-      deps.logger.warn('CRL issue times ahead of the clock dropped (a server clock was ahead when they were issued): lists are issued by the clock again; a Mosquitto holding such a list takes the next one at its reload', { claims: claims.join(', ') });
+      deps.logger.warn('CRL issue times ahead of the clock dropped (a server clock was more than 23 hours ahead when they were issued): lists are issued by the clock again; restart every Mosquitto that loaded a list then (a reload is not enough: it keeps the lists it loaded, and one issued up to a day ahead is still in effect and newer than the next, so a device deleted since would get in)', { claims: claims.join(', ') });
     const file = await crlFile(deps.dataDir, { stamp, load: () => deps.store.listRevokedEntries(now) }, now, last, deps.store, dropped);
     if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
     // a later list than the one kept (two requests at once: the one made last may be the older),

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,8 +18,9 @@ import { coveringBundle, crlFromServer } from '../../src/cli/mosquitto-crl.ts';
 import { watchMosquittoPasswd } from '../../src/cli/mosquitto-watch.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+import { startHttpProxy } from '../helpers/http-proxy.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
-import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
 
 const found = findMosquitto();
 
@@ -129,6 +130,39 @@ describe('mosquitto-config --watch: the configuration never names a password fil
       assert.match(await readFile(path.join(out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile named');
     } finally {
       assert.equal(await watch.kill('SIGTERM'), 0);
+      await ts.close();
+    }
+  });
+
+  it('--updraft-ca: the CRL fetches after the first send the digest held and take the 304 as unchanged: crl.pem not rewritten, Mosquitto not reloaded for it', async () => {
+    const ts = await startTestServer();
+    const proxy = await startHttpProxy(ts.httpUrl, '/api/v1/broker/crl');
+    const out = path.join(dir, 'crl-304');
+    const reloads = () => readFile(path.join(out, 'reloads'), 'utf8').then((t) => t.split('\n').filter(Boolean).length, () => 0);
+    // a full read (and a CRL fetch) every 1.2 s
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, '--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir, '--resync-minutes', '0.02', '--reload-command', 'echo x >> reloads', '--server', proxy.url, '--token', ts.token]);
+    try {
+      // the first pass ends with the reload for the files it wrote
+      await watch.waitFor(/broker reloaded/);
+      assert.match(await readFile(path.join(out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile named');
+      const digest = (await apiJson(ts, 'GET', '/api/v1/broker/crl')).body.digest as string;
+      const first = proxy.requests.length;
+      assert.equal(proxy.requests[0]?.status, 200, `the first fetch gets the list: ${JSON.stringify(proxy.requests)}`);
+      const before = { ino: (await stat(path.join(out, 'crl.pem'))).ino, text: await readFile(path.join(out, 'crl.pem'), 'utf8'), reloads: await reloads(), said: watch.output().length };
+      // three more passes' fetches answered
+      await eventually(async () => (proxy.requests.length >= first + 3 && proxy.requests.slice(first, first + 3).every((r) => r.status !== undefined) ? true : undefined), 30_000, `three more CRL fetches: ${watch.output()}`);
+      const later = proxy.requests.slice(first, first + 3);
+      assert.deepEqual(later.map((r) => r.ifNoneMatch), [`"${digest}"`, `"${digest}"`, `"${digest}"`], `each later fetch sends the digest held: ${JSON.stringify(later)}`);
+      assert.deepEqual(later.map((r) => r.status), [304, 304, 304], `the server answers 304 (no list made nor sent): ${JSON.stringify(later)}`);
+      const crl = await stat(path.join(out, 'crl.pem'));
+      assert.equal(crl.ino, before.ino, 'crl.pem not rewritten (write-then-rename gives a new inode)');
+      assert.equal(await readFile(path.join(out, 'crl.pem'), 'utf8'), before.text, 'crl.pem unchanged');
+      assert.equal(await reloads(), before.reloads, `Mosquitto not reloaded for an unchanged CRL: ${watch.output().slice(before.said)}`);
+      assert.doesNotMatch(watch.output().slice(before.said), /crlfile (re)?written|no crl\.pem can be made|could not fetch the CRL/, watch.output().slice(before.said));
+      assert.match(await readFile(path.join(out, 'mosquitto.conf'), 'utf8'), /^crlfile /m, 'crlfile still named');
+    } finally {
+      assert.equal(await watch.kill('SIGTERM'), 0);
+      await proxy.close();
       await ts.close();
     }
   });

@@ -355,6 +355,13 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       ...concurrentIndex('executions_failed_recent', 'ON executions (failed_at, job_id, device_id) WHERE failed_at IS NOT NULL').outsideTransaction,
     ],
   },
+  // replaces device_certificates_revoked (next step): the CRL's change check (revocationStamp:
+  // the count, earliest not_after and latest revoked_at of the revoked certificates not
+  // expired) as an index-only scan (2026-12-07); the index it replaces held not_after only, so
+  // each row was read from the table for revoked_at. No serial: listRevokedEntries pages by
+  // serial on the primary key here (the embedded store's index has it, for its pages by not_after)
+  concurrentIndex('device_certificates_revoked_expiry', 'ON device_certificates (not_after, revoked_at) WHERE revoked_at IS NOT NULL'),
+  dropIndexConcurrently('device_certificates_revoked'),
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -194,6 +194,12 @@ export function failedBelowAttemptSql(after: boolean): string {
 export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions WHERE failed_at IS NOT NULL AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT $1 OFFSET $2`;
 
 /**
+ * revocationStamp's query, of parameter now (exported for the plan checks of test/store): an
+ * index-only scan of device_certificates_revoked_expiry (not_after and revoked_at are in it)
+ */
+export const REVOCATION_STAMP_SQL = 'SELECT COUNT(*) AS n, MIN(not_after) AS first, MAX(revoked_at) AS last FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > $1';
+
+/**
  * listLatestOutcomesOfDevices's query, of parameters device ids and rows per device:
  * executions_device read backwards for each, the executions without an outcome
  * (OUTCOME_STATUSES, written out) filtered on the rows read (exported for the plan checks of test/store).
@@ -673,10 +679,7 @@ export class PostgresStore implements StateStore {
   }
 
   async revocationStamp(nowMs: number): Promise<string> {
-    const [r] = await this.read<{ n: string; first: string | null; last: string | null }>(
-      'SELECT COUNT(*) AS n, MIN(not_after) AS first, MAX(revoked_at) AS last FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > $1',
-      [nowMs],
-    );
+    const [r] = await this.read<{ n: string; first: string | null; last: string | null }>(REVOCATION_STAMP_SQL, [nowMs]);
     return `${r!.n}:${r!.first ?? ''}:${r!.last ?? ''}`;
   }
 

@@ -13,8 +13,8 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { ExecutionStatus } from '../../src/store/state-store.ts';
-import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, LATEST_OUTCOMES_SQL as pgLatestOutcomes, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures } from '../../src/store/postgres-store.ts';
-import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, LATEST_OUTCOMES_SQL as sqliteLatestOutcomes, RECENT_FAILURES_SQL as sqliteRecentFailures, SqliteStore } from '../../src/store/sqlite-store.ts';
+import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, LATEST_OUTCOMES_SQL as pgLatestOutcomes, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures, REVOCATION_STAMP_SQL as pgRevocationStamp } from '../../src/store/postgres-store.ts';
+import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, LATEST_OUTCOMES_SQL as sqliteLatestOutcomes, RECENT_FAILURES_SQL as sqliteRecentFailures, REVOCATION_STAMP_SQL as sqliteRevocationStamp, REVOKED_ENTRIES_SQL as sqliteRevokedEntries, SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
 /** A job of 60,000 executions, in the states `status` says (of i, 1 to 60,000), at attempt `attempt`. */
@@ -100,6 +100,19 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     assert.ok(read.includes('executions_device'), `read from executions_device: ${read.join(' ')}`);
   });
 
+  it("checks the CRL's revocations (revocationStamp) by an index-only scan of device_certificates_revoked_expiry", async () => {
+    const c = await ready;
+    // 60,000 certificates, every third revoked, expiring over the next 60,000 s
+    const now = 1_800_000_000_000;
+    await c.query(`INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at)
+      SELECT md5(i::text), 'dev-' || i, 'ca', 'CN=ca', 1, ${now} + i * 1000, CASE WHEN i % 3 = 0 THEN ${now} - i END FROM generate_series(1, ${ROWS}) i`);
+    await c.query('VACUUM ANALYZE device_certificates'); // the visibility map an index-only scan relies on, as autovacuum keeps it
+    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${pgRevocationStamp}`, [now]);
+    const plan = JSON.stringify(rows[0]!['QUERY PLAN']);
+    assert.ok(plan.includes('"Node Type":"Index Only Scan"') && plan.includes('"Index Name":"device_certificates_revoked_expiry"'), `an index-only scan of device_certificates_revoked_expiry: ${plan}`);
+    assert.equal(await store!.revocationStamp(now), `${ROWS / 3}:${now + 3000}:${now - 3}`, 'the stamp: count, earliest notAfter, latest revokedAt');
+  });
+
   it('lists a job\'s executions by status from executions_job_status_device, not by walking the job in the primary key', async () => {
     const c = await ready;
     for (const listing of LISTINGS) {
@@ -168,6 +181,15 @@ describe('SQLite plans of a job\'s executions', () => {
     const plan = planOf(db, sqliteLatestOutcomes, ['dev-000050', 5]);
     assert.deepEqual(plan.filter((d) => /^(SEARCH|SCAN) executions/.test(d)), ['SEARCH executions USING INDEX executions_device (device_id=?)'], plan.join(' | '));
     assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
+  });
+
+  it("checks the CRL's revocations (revocationStamp) from device_certificates_revoked_expiry alone, and pages the revoked entries in its order", async () => {
+    const db = await ready;
+    const stamp = planOf(db, sqliteRevocationStamp, [1_800_000_000_000]);
+    // until 2026-12-07 'USING INDEX device_certificates_revoked': each row looked up for revoked_at
+    assert.deepEqual(stamp, ['SEARCH device_certificates USING COVERING INDEX device_certificates_revoked_expiry (not_after>?)'], stamp.join(' | '));
+    const page = planOf(db, sqliteRevokedEntries, [1_800_000_000_000, 1_800_000_000_000, '', 5000]);
+    assert.deepEqual(page, ['SEARCH device_certificates USING INDEX device_certificates_revoked_expiry (not_after>?)'], `a range of the revoked ones, in (not_after, serial) order, not sorted: ${page.join(' | ')}`);
   });
 
   it('lists the failed executions owed a retry from executions_failed_device in device order, without a sort', async () => {

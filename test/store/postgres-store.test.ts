@@ -14,7 +14,7 @@ import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { TombstoneRetention } from '../../src/shadow/tombstone-retention.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedRevocations, REVOKED_CERTIFICATES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 const started = await startTestPostgres();
 
@@ -196,6 +196,22 @@ if (!started.ok) {
       const store = open(url);
       await store.start();
       await checkMigratedRecentFailures(store);
+    });
+
+    it("checks the CRL's revocations by the index that replaced device_certificates_revoked when it migrates", async () => {
+      const url = await databaseBefore('device_certificates_revoked_expiry', REVOKED_CERTIFICATES_SEED);
+      const store = open(url);
+      await store.start();
+      await checkMigratedRevocations(store);
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        const { rows } = await c.query<{ indexname: string; indexdef: string }>("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'device_certificates' AND indexname LIKE 'device_certificates_revoked%'");
+        assert.deepEqual(rows.map((r) => r.indexname), ['device_certificates_revoked_expiry'], 'the new index there, the one it replaces dropped');
+        assert.match(rows[0]!.indexdef, /\(not_after, revoked_at\) WHERE \(revoked_at IS NOT NULL\)$/, rows[0]!.indexdef);
+      } finally {
+        await c.end();
+      }
     });
 
     it("lists a deletion an earlier release's instance made after the migration, and the sweep then removes its tombstones after the retention", async () => {

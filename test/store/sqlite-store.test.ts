@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError } from '../../src/errors.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.ts';
-import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedRevocations, REVOKED_CERTIFICATES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'updraft-sqlite-'));
@@ -233,6 +233,20 @@ describe('SqliteStore specifics', () => {
     await store.start();
     await checkMigratedRecentFailures(store);
     await store.stop();
+  });
+
+  it("checks the CRL's revocations by the index that replaced device_certificates_revoked when it migrates", async () => {
+    const { file, store } = await fresh();
+    const raw = databaseBefore(file, 'device_certificates_revoked_expiry');
+    raw.exec(REVOKED_CERTIFICATES_SEED);
+    raw.close();
+    await store.start();
+    await checkMigratedRevocations(store);
+    await store.stop();
+    const migrated = new Database(file, { readonly: true });
+    const indexes = (migrated.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'device_certificates' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+    migrated.close();
+    assert.deepEqual(indexes, ['device_certificates_device', 'device_certificates_expiry', 'device_certificates_revoked_expiry'], 'the new index there, the one it replaces dropped');
   });
 
   it('removes at start what a crash left of a job being created in pieces', async () => {

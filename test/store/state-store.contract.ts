@@ -1587,3 +1587,29 @@ export async function checkMigratedRecentFailures(store: StateStore): Promise<vo
   assert.equal(await store.updateExecution({ ...a, details: { error: 'again' }, updatedAt: 7_000, version: 2 }, new Set(['details'])), true);
   assert.deepEqual((await store.listRecentFailures(10)).map((e) => e.deviceId), ['d', 'b', 'c', 'a'], 'a failure written after it, first; one written again, where it failed');
 }
+
+/**
+ * The seed of a database from before the CRL's change check had an index of its own (SQL,
+ * both dialects): certificates revoked and not, expired at 3,000 ms and not.
+ */
+export const REVOKED_CERTIFICATES_SEED = `
+  INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at) VALUES
+    ('01', 'a', 'ca', 'CN=ca', 1, 5000, 100), ('02', 'b', 'ca', 'CN=ca', 1, 9000, 300),
+    ('03', 'c', 'ca', 'CN=ca', 1, 7000, NULL), ('04', 'd', 'ca', 'CN=ca', 1, 2000, 200)`;
+
+/**
+ * After the migration that indexed the revoked certificates by (not_after, revoked_at), over
+ * `REVOKED_CERTIFICATES_SEED`: the stamp and the entries at 3,000 ms are those revoked before
+ * it and not expired; a revocation after it (a certificate recorded for a device not
+ * registered) changes the stamp and joins the entries.
+ */
+export async function checkMigratedRevocations(store: StateStore): Promise<void> {
+  assert.equal(await store.revocationStamp(3000), '2:5000:300', 'the stamp of the two revoked and not expired: count, earliest notAfter, latest revokedAt');
+  const entries = async () => (await store.listRevokedEntries(3000)).map((e) => `${e.serial}:${e.notAfter}:${e.revokedAt}`).sort();
+  assert.deepEqual(await entries(), ['01:5000:100', '02:9000:300'], 'the entries of the CRL');
+  await store.recordDeviceCertificate({ serial: '05', deviceId: 'gone', issuer: 'ca', issuerSubject: 'CN=ca', issuedAt: 1, notAfter: 4000 });
+  const [count, first, last] = (await store.revocationStamp(3000)).split(':');
+  assert.deepEqual([count, first], ['3', '4000'], 'a revocation after the migration counted, its notAfter the earliest');
+  assert.ok(Number(last) > 300, `and its revokedAt the latest: ${last}`);
+  assert.equal((await entries()).length, 3, `and listed: ${(await entries()).join(' ')}`);
+}

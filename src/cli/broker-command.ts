@@ -219,7 +219,12 @@ export function addBrokerCommands(program: Command): void {
             ? {
                 file: path.join(dir, CRL_FILE),
                 fetch: async (fresh: boolean) => {
-                  const bundle = clientCa ?? (await readClientCaBundle(caDir!));
+                  // client-ca.crt as it is on disk once the watch has written it (what a restarted
+                  // Mosquitto reads): a one-off run may have written other CAs since, and a CRL
+                  // checked against the CAs remembered overwrote the one-off's covering crl.pem
+                  // with one that did not cover (review of ba0ac78, 2026-12-07)
+                  const remembered = (clientCa ?? (await readClientCaBundle(caDir!))).pem;
+                  const bundle = { pem: clientCaWritten ? await readFile(path.join(dir, CLIENT_CA_FILE), 'utf8').catch(() => remembered) : remembered };
                   let fetched: CrlOutcome;
                   try {
                     // the digest held sent: the server answers 304 (no body) while it is the same
@@ -239,11 +244,13 @@ export function addBrokerCommands(program: Command): void {
                   return covering;
                 },
                 // crl.pem holds a CRL that covered the CAs of the fetch's start: named, whether or
-                // not it changed, if crl.pem covers client-ca.crt as both are on disk now (the
-                // CAs' reread runs in another pass, but a one-off run may have written either)
+                // not it changed, if crl.pem covers client-ca.crt as both are on disk now, and no
+                // longer named if it does not (the CAs' reread runs in another pass, but a one-off
+                // run may have written either: left named, a restart refused a CA's devices)
                 onCurrent: async () => {
                   const caPem = await readFile(path.join(dir, CLIENT_CA_FILE), 'utf8').catch(() => clientCa!.pem);
                   if (await fileCovers(caPem)) await nameCrl(true);
+                  else await nameCrl(false, `${CRL_FILE} has no CRL of every CA of ${CLIENT_CA_FILE} as it is on disk (a one-off mosquitto-config run wrote other CAs)`);
                 },
               }
             : undefined;

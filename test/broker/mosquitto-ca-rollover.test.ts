@@ -14,13 +14,14 @@ import type { ChildProcess } from 'node:child_process';
 import { chmod, cp, mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { crlFileCovers } from '../../src/cli/mosquitto-crl.ts';
 import { createCa, loadCa } from '../../src/pki/certificate-authority.ts';
 import { eventually, runCli, startCli } from '../helpers/cli.ts';
 import { startHttpProxy } from '../helpers/http-proxy.ts';
 import { Scratch } from '../helpers/scratch.ts';
 import { findMosquitto, mosquittoUnavailable, runMosquitto, setupMosquittoTls } from '../helpers/mosquitto.ts';
 import { tryConnect } from '../helpers/mqtt-client.ts';
-import { startTestServer } from '../helpers/server.ts';
+import { apiJson, registerDevice, startTestServer } from '../helpers/server.ts';
 
 const found = findMosquitto();
 
@@ -291,6 +292,52 @@ if (!found.ok) {
       scratch.onRelease(() => proc.stop());
       const renewed = await newCa.issueDeviceCertificate('d-2');
       assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, 'a new-CA certificate gets in with the crlfile');
+    });
+
+    it("--watch never leaves crl.pem named while it does not cover client-ca.crt on disk: a one-off --offline run wrote both CAs, the server's CRL covers the old one only, a deletion's CRL pass (no reread of the CAs)", async () => {
+      const s = await setupMosquittoTls(tmp, 'updraft-mq-rollover-');
+      // the server on a copy of the data directory, which keeps the one CA after the watch's has rolled over
+      const serverDir = await tmp('updraft-mq-rollover-server-');
+      await cp(s.dataDir, serverDir, { recursive: true });
+      const ts = await startTestServer({ dataDir: serverDir });
+      scratch.onRelease(() => ts.stop());
+      await registerDevice(ts, 'gone-1');
+      await mkdir(s.out, { recursive: true, mode: 0o755 });
+      await chmod(s.out, 0o755);
+      // a resync an hour away: the deletion's pass fetches the CRL and rereads no CA
+      const watch = startCli(['broker', 'mosquitto-config', '--watch', ...s.flags, '--updraft-ca', '--resync-minutes', '60', '--reload-command', 'chmod 644 passwd', '--server', ts.httpUrl, '--data-dir', s.dataDir]);
+      scratch.onRelease(async () => void (await watch.kill()));
+      await eventually(async () => (/^crlfile /m.test(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8').catch(() => '')) ? true : undefined), 30_000, `crlfile named at the start: ${watch.output()}`);
+      await watch.waitFor(/broker reloaded/, 30_000);
+      const oldCa = (await loadCa(s.dataDir))!;
+      const rolled = await runCli(['ca', 'rollover', '--data-dir', s.dataDir]);
+      assert.equal(rolled.code, 0, rolled.stderr);
+      const newCa = (await loadCa(s.dataDir))!;
+      // a one-off --offline run: client-ca.crt with both CAs, a crl.pem of both, mosquitto.conf naming it
+      const oneOff = await s.generate(['--updraft-ca']);
+      assert.match(oneOff.conf, /^crlfile /m, `the one-off run names crl.pem: ${oneOff.stdout}`);
+      const crlOneOff = await readFile(path.join(s.out, 'crl.pem'), 'utf8');
+      const mark = watch.output().length;
+      // a deletion: a pass of the watch fetches the server's CRL (of the old CA only: it has no other)
+      assert.equal((await apiJson(ts, 'DELETE', '/api/v1/devices/gone-1')).status, 200, 'gone-1 deleted');
+      // the CRL fetched after it: written (then the reload) or found not to cover client-ca.crt
+      await eventually(async () => (/crlfile written[^]*broker reloaded|no crl\.pem can be made/.test(watch.output().slice(mark)) ? true : undefined), 30_000, `the deletion's CRL fetch: ${watch.output().slice(mark)}`);
+      const said = watch.output().slice(mark);
+      assert.doesNotMatch(said, /read the registry|wrote client-ca\.crt/, `no full read nor reread of the CAs in that pass: ${said}`);
+      const caOnDisk = await readFile(path.join(s.out, 'client-ca.crt'), 'utf8');
+      assert.equal(caOnDisk, `${newCa.certificate}${oldCa.certificate}`, 'client-ca.crt: both CAs, as the one-off run wrote it');
+      const crlOnDisk = await readFile(path.join(s.out, 'crl.pem'), 'utf8');
+      const named = /^crlfile /m.test(await readFile(path.join(s.out, 'mosquitto.conf'), 'utf8'));
+      // the property: crlfile named exactly while crl.pem covers client-ca.crt as both are on disk
+      assert.equal(named, crlFileCovers(crlOnDisk, caOnDisk), `crlfile named (${named}) only while crl.pem covers client-ca.crt: ${said}`);
+      // the server's CRL, checked against client-ca.crt on disk, does not cover it: not written, the one-off's kept named
+      assert.equal(crlOnDisk, crlOneOff, `crl.pem as the one-off run wrote it (the server's, of the old CA only, not written over it): ${said}`);
+      assert.ok(named, `crlfile still named: ${said}`);
+      // a Mosquitto restarted now (it reads the cafile and crlfile at start) admits the new CA's devices
+      const proc = await runMosquitto(found.bin, s.out, [s.devicePort, s.servicePort]);
+      scratch.onRelease(() => proc.stop());
+      const renewed = await newCa.issueDeviceCertificate('d-2');
+      assert.equal(await tryConnect(s.url, { clientId: 'd-2', ca: s.serverCa, cert: renewed.certificate, key: renewed.privateKey }), undefined, `a new-CA certificate gets in after a restart: ${said}`);
     });
   });
 }

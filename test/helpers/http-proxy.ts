@@ -26,7 +26,7 @@ export interface HttpProxy {
   readonly holding: boolean;
   /** Holds the next watched request (not sent to the server) until `release()`. */
   holdNext(): void;
-  /** Sends the held request on. */
+  /** Sends the held request on; throws when none is held yet (released too early, the next request would be held for ever: wait for `holding`). */
   release(): void;
   close(): Promise<void>;
 }
@@ -81,8 +81,9 @@ export async function startHttpProxy(target: string, watched: string): Promise<H
     },
     release() {
       const h = held;
+      if (h === undefined) throw new Error(holdOne ? 'release(): no request held yet (holdNext() is armed: wait for `holding` first)' : 'release(): nothing held (no holdNext())');
       held = undefined;
-      h?.();
+      h();
     },
     async close() {
       server.closeAllConnections();

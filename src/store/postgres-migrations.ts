@@ -362,6 +362,14 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // serial on the primary key here (the embedded store's index has it, for its pages by not_after)
   concurrentIndex('device_certificates_revoked_expiry', 'ON device_certificates (not_after, revoked_at) WHERE revoked_at IS NOT NULL'),
   dropIndexConcurrently('device_certificates_revoked'),
+  // each device's newest executions with an outcome (listLatestOutcomesOfDevices, the
+  // overview's candidates) read from the outcomes alone (2026-12-07): on executions_device the
+  // executions without one (canceled, queued...) newer than the outcomes were each read and
+  // filtered out. The condition is OUTCOME_STATUSES written out, term for term as the query's
+  // (for the planner to prove the index fits it). job_id: the query's order (queued_at,
+  // job_id), no sort. No HOT update lost: status is already indexed (executions_job_status,
+  // executions_job_status_device), queued_at (executions_device), job_id and device_id (the key)
+  concurrentIndex('executions_device_outcomes', "ON executions (device_id, queued_at, job_id) WHERE status IN ('SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED')"),
 ];
 
 /** Advisory lock key held while migrating, so instances starting together migrate once. */

@@ -201,8 +201,9 @@ export const REVOCATION_STAMP_SQL = 'SELECT COUNT(*) AS n, MIN(not_after) AS fir
 
 /**
  * listLatestOutcomesOfDevices's query, of parameters device ids and rows per device:
- * executions_device read backwards for each, the executions without an outcome
- * (OUTCOME_STATUSES, written out) filtered on the rows read (exported for the plan checks of test/store).
+ * executions_device_outcomes read backwards for each, which holds the executions with an
+ * outcome only (OUTCOME_STATUSES, written out as the index's condition is, for the planner to
+ * prove the index fits), so those without one are never read (exported for the plan checks of test/store).
  */
 export const LATEST_OUTCOMES_SQL = `SELECT ${prefixed('e', EXEC_COLS)} FROM unnest($1::text[]) AS d (device_id)
   CROSS JOIN LATERAL (SELECT ${EXEC_COLS} FROM executions WHERE executions.device_id = d.device_id COLLATE "C" AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT $2) AS e`;

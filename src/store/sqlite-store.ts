@@ -442,6 +442,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX device_certificates_revoked_expiry ON device_certificates (not_after, serial, revoked_at) WHERE revoked_at IS NOT NULL;
   DROP INDEX device_certificates_revoked;
   `,
+  `
+  -- each device's newest executions with an outcome (listLatestOutcomesOfDevices, the
+  -- overview's candidates) read from the outcomes alone (2026-12-07): on executions_device the
+  -- executions without one (canceled, queued...) newer than the outcomes were each read and
+  -- skipped, on the server's thread: 229 ms for 20 devices of 6,000 canceled executions each.
+  -- The condition is OUTCOME_STATUSES written out, term for term as the query's (a partial
+  -- index needs it there). job_id: the query's order (queued_at, job_id), no sort
+  CREATE INDEX executions_device_outcomes ON executions (device_id, queued_at, job_id) WHERE status IN ('SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED');
+  `,
 ];
 
 /** The JSON string at `path` of a shadow's state, else NULL (a number, an object, absent). */
@@ -1168,7 +1177,7 @@ export class SqliteStore implements StateStore {
     return this.database().prepare<unknown[], ExecutionRow>(RECENT_FAILURES_SQL).all(limit, offset).map(toExecution);
   }
 
-  // point reads in the process (executions_device, backwards, the status checked on each row)
+  // point reads in the process (executions_device_outcomes, backwards: the outcomes only)
   async listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {
     checkLimit(perDevice);
     const read = this.database().prepare<unknown[], ExecutionRow>(LATEST_OUTCOMES_SQL);
@@ -1638,11 +1647,13 @@ export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions INDEXED 
 
 /**
  * listLatestOutcomesOfDevices's query, of parameters device id and rows (exported for the plan
- * checks of test/store): executions_device read backwards, newest first, the executions without
- * an outcome (OUTCOME_STATUSES, written out) skipped, stopping at the limit. Named: a status
- * condition could draw SQLite (no statistics) to an index led by status
+ * checks of test/store): executions_device_outcomes read backwards, newest first, stopping at
+ * the limit; it holds the executions with an outcome only, so those without one are never read.
+ * OUTCOME_STATUSES written out, as the index's condition is: a partial index needs its condition
+ * in the query, term for term. Named: a status condition could draw SQLite (no statistics) to
+ * an index led by status
  */
-export const LATEST_OUTCOMES_SQL = `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_device WHERE device_id = ? AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT ?`;
+export const LATEST_OUTCOMES_SQL = `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_device_outcomes WHERE device_id = ? AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT ?`;
 
 /**
  * revocationStamp's query, of parameter now (exported for the plan checks of test/store): a

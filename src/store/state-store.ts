@@ -597,8 +597,8 @@ export interface StateStore {
    * read together (PostgreSQL: one query); a device without any is absent. What the overview
    * reads to decide each candidate device by its own newest outcome: the executions without
    * one (queued, in progress, canceled) are skipped, however many are newer. Read from
-   * `executions_device` backwards, the status checked on each row: a device's executions
-   * without an outcome newer than those returned cost a row read each.
+   * `executions_device_outcomes` backwards, a partial index of the outcomes alone: a device's
+   * executions without an outcome cost nothing to skip.
    */
   listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>>;
   /** Counts of a job's executions per wave and state (only non-zero ones). */

@@ -94,10 +94,39 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     assert.deepEqual(newest.map((e) => e.deviceId), ['dev-060000', 'dev-059950', 'dev-059900'], 'the newest failures of the job that exists');
   });
 
-  it("reads each device's newest executions with an outcome from executions_device (the overview's candidates)", async () => {
+  it("reads each device's newest executions with an outcome from executions_device_outcomes (the overview's candidates)", async () => {
     const c = await ready;
-    const read = await indexesOf(c, pgLatestOutcomes, [['dev-000050', 'dev-000100'], 5]);
-    assert.ok(read.includes('executions_device'), `read from executions_device: ${read.join(' ')}`);
+    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${pgLatestOutcomes}`, [['dev-000050', 'dev-000100'], 5]);
+    const plan = JSON.stringify(rows[0]!['QUERY PLAN']);
+    // until 2026-12-07 executions_device, the status filtered on each row read
+    assert.ok(/"Node Type":"Index (Only )?Scan"[^{}]*"Index Name":"executions_device_outcomes"/.test(plan), `an index scan of executions_device_outcomes: ${plan}`);
+  });
+
+  it("reads only the outcomes of a device with 2,000 canceled executions after its failure, none of those canceled", async () => {
+    const c = await ready;
+    // 'busy' failed job 'b-0' (queued at 1), then was canceled from 2,000 jobs queued after it
+    await c.query(`INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) SELECT 'b-' || i, 'fw', i::text, 'CANCELED', i FROM generate_series(0, 2000) i`);
+    await c.query(`INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version)
+      SELECT 'b-' || i, 'busy', CASE WHEN i = 0 THEN 'FAILED' ELSE 'CANCELED' END, '{}', i + 1, i + 1, 1 FROM generate_series(0, 2000) i`);
+    await c.query('ANALYZE executions');
+    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${pgLatestOutcomes}`, [['busy'], 5]);
+    const plan = JSON.stringify(rows[0]!['QUERY PLAN']);
+    /** The plan's nodes that read executions. */
+    const scans: Record<string, unknown>[] = [];
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) return node.forEach(walk);
+      if (node && typeof node === 'object') {
+        const o = node as Record<string, unknown>;
+        if (o['Relation Name'] === 'executions') scans.push(o);
+        Object.values(o).forEach(walk);
+      }
+    };
+    walk(rows[0]!['QUERY PLAN']);
+    // the index's condition is the query's: no row of the 2,000 canceled read, none filtered out
+    // (on executions_device: 'Rows Removed by Filter': 2000)
+    assert.deepEqual(scans.map((n) => [n['Index Name'], n['Actual Rows'], n['Rows Removed by Filter'] ?? 0]), [['executions_device_outcomes', 1, 0]], `one row read, from executions_device_outcomes: ${plan}`);
+    const outcomes = await store!.listLatestOutcomesOfDevices(['busy'], 5);
+    assert.deepEqual(outcomes.get('busy')?.map((e) => `${e.jobId}:${e.status}`), ['b-0:FAILED'], 'its failure, behind the 2,000 canceled');
   });
 
   it("checks the CRL's revocations (revocationStamp) by an index-only scan of device_certificates_revoked_expiry", async () => {
@@ -176,11 +205,31 @@ describe('SQLite plans of a job\'s executions', () => {
     assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
   });
 
-  it("reads a device's newest executions with an outcome from executions_device, backwards, without a sort (the overview's candidates)", async () => {
+  it("reads a device's newest executions with an outcome from executions_device_outcomes, backwards, without a sort (the overview's candidates)", async () => {
     const db = await ready;
     const plan = planOf(db, sqliteLatestOutcomes, ['dev-000050', 5]);
-    assert.deepEqual(plan.filter((d) => /^(SEARCH|SCAN) executions/.test(d)), ['SEARCH executions USING INDEX executions_device (device_id=?)'], plan.join(' | '));
+    // until 2026-12-07 executions_device, the status checked on each row read
+    assert.deepEqual(plan.filter((d) => /^(SEARCH|SCAN) executions/.test(d)), ['SEARCH executions USING INDEX executions_device_outcomes (device_id=?)'], plan.join(' | '));
     assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
+  });
+
+  it("reads only the outcomes of a device with 2,000 canceled executions after its failure, none of those canceled", async () => {
+    const db = await ready;
+    // 'busy' failed job 'b-0' (queued at 1), then was canceled from 2,000 jobs queued after it
+    db.exec(`WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+      INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) SELECT 'b-' || i, 'fw', i, 'CANCELED', i FROM n`);
+    db.exec(`WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+      INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version)
+      SELECT 'b-' || i, 'busy', CASE WHEN i = 0 THEN 'FAILED' ELSE 'CANCELED' END, '{}', i + 1, i + 1, 1 FROM n`);
+    const plan = planOf(db, sqliteLatestOutcomes, ['busy', 5]);
+    assert.deepEqual(plan.filter((d) => /^(SEARCH|SCAN) executions/.test(d)), ['SEARCH executions USING INDEX executions_device_outcomes (device_id=?)'], plan.join(' | '));
+    // what that range is: the index's entries (its b-tree's cells, counted by dbstat), one per
+    // execution with an outcome, of the 2,001 executions: none of the canceled is in it to read
+    const entries = (db.prepare("SELECT coalesce(sum(ncell), 0) AS n FROM dbstat WHERE name = 'executions_device_outcomes' AND pagetype = 'leaf'").get() as { n: number }).n;
+    const executions = (db.prepare("SELECT count(*) AS n FROM executions WHERE device_id = 'busy'").get() as { n: number }).n;
+    assert.deepEqual([entries, executions], [1, 2001], 'the index holds the failure alone of the device\'s 2,001 executions');
+    const outcomes = await store!.listLatestOutcomesOfDevices(['busy'], 5);
+    assert.deepEqual(outcomes.get('busy')?.map((e) => `${e.jobId}:${e.status}`), ['b-0:FAILED'], 'its failure, behind the 2,000 canceled');
   });
 
   it("checks the CRL's revocations (revocationStamp) from device_certificates_revoked_expiry alone, and pages the revoked entries in its order", async () => {

@@ -14,7 +14,7 @@ import { PostgresStore, redactPostgresUrl } from '../../src/store/postgres-store
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { TombstoneRetention } from '../../src/shadow/tombstone-retention.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
-import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedRevocations, REVOKED_CERTIFICATES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedRevocations, REVOKED_CERTIFICATES_SEED, checkMigratedLatestOutcomes, LATEST_OUTCOMES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 const started = await startTestPostgres();
 
@@ -209,6 +209,22 @@ if (!started.ok) {
         const { rows } = await c.query<{ indexname: string; indexdef: string }>("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'device_certificates' AND indexname LIKE 'device_certificates_revoked%'");
         assert.deepEqual(rows.map((r) => r.indexname), ['device_certificates_revoked_expiry'], 'the new index there, the one it replaces dropped');
         assert.match(rows[0]!.indexdef, /\(not_after, revoked_at\) WHERE \(revoked_at IS NOT NULL\)$/, rows[0]!.indexdef);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it("reads each device's newest outcomes from the index of the outcomes alone when it migrates", async () => {
+      const url = await databaseBefore('executions_device_outcomes', LATEST_OUTCOMES_SEED);
+      const store = open(url);
+      await store.start();
+      await checkMigratedLatestOutcomes(store);
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        const { rows } = await c.query<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE tablename = 'executions' AND indexname = 'executions_device_outcomes'");
+        assert.equal(rows.length, 1, 'the index there');
+        assert.match(rows[0]!.indexdef, /\(device_id, queued_at, job_id\) WHERE \(status = ANY \(ARRAY\['SUCCEEDED'::text, 'FAILED'::text, 'TIMED_OUT'::text, 'REJECTED'::text\]\)\)$/, rows[0]!.indexdef);
       } finally {
         await c.end();
       }

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { UpdraftError } from '../../src/errors.ts';
 import type { ShadowRecord } from '../../src/store/state-store.ts';
 import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.ts';
-import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedRevocations, REVOKED_CERTIFICATES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
+import { checkDeletionsInMs, checkMigratedCounts, checkMigratedRecentFailures, RECENT_FAILURES_SEED, checkMigratedRevocations, REVOKED_CERTIFICATES_SEED, checkMigratedLatestOutcomes, LATEST_OUTCOMES_SEED, checkMigratedDeletions, DELETIONS_IN_SECONDS_SEED, deletionsSeed, checkMigratedGroups, stateStoreContract } from './state-store.contract.ts';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'updraft-sqlite-'));
@@ -247,6 +247,20 @@ describe('SqliteStore specifics', () => {
     const indexes = (migrated.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'device_certificates' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
     migrated.close();
     assert.deepEqual(indexes, ['device_certificates_device', 'device_certificates_expiry', 'device_certificates_revoked_expiry'], 'the new index there, the one it replaces dropped');
+  });
+
+  it("reads each device's newest outcomes from the index of the outcomes alone when it migrates", async () => {
+    const { file, store } = await fresh();
+    const raw = databaseBefore(file, 'executions_device_outcomes');
+    raw.exec(LATEST_OUTCOMES_SEED);
+    raw.close();
+    await store.start();
+    await checkMigratedLatestOutcomes(store);
+    await store.stop();
+    const migrated = new Database(file, { readonly: true });
+    const index = migrated.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'executions_device_outcomes'").get() as { sql: string } | undefined;
+    migrated.close();
+    assert.match(index?.sql ?? '', /ON executions \(device_id, queued_at, job_id\) WHERE status IN \('SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED'\)$/, `the index there: ${index?.sql}`);
   });
 
   it('removes at start what a crash left of a job being created in pieces', async () => {

@@ -1613,3 +1613,30 @@ export async function checkMigratedRevocations(store: StateStore): Promise<void>
   assert.ok(Number(last) > 300, `and its revokedAt the latest: ${last}`);
   assert.equal((await entries()).length, 3, `and listed: ${(await entries()).join(' ')}`);
 }
+
+/**
+ * The seed of a database from before the outcomes had an index of their own (SQL, both
+ * dialects): device 'a' failed job 'j1' (queued at 10) and succeeded 'j4' (at 5), then was
+ * canceled from 'j2' and is queued in 'j3'; 'b' succeeded 'j1' then timed out in 'j2'; 'c' was
+ * only ever canceled.
+ */
+export const LATEST_OUTCOMES_SEED = `
+  INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) VALUES
+    ('j1', 'fw', '1', 'COMPLETED', 1), ('j2', 'fw', '2', 'CANCELED', 2), ('j3', 'fw', '3', 'IN_PROGRESS', 3), ('j4', 'fw', '0', 'COMPLETED', 0);
+  INSERT INTO executions (job_id, device_id, status, details, queued_at, updated_at, version) VALUES
+    ('j1', 'a', 'FAILED', '{}', 10, 11, 1), ('j4', 'a', 'SUCCEEDED', '{}', 5, 6, 1), ('j2', 'a', 'CANCELED', '{}', 20, 21, 1), ('j3', 'a', 'QUEUED', '{}', 30, 30, 1),
+    ('j1', 'b', 'SUCCEEDED', '{}', 10, 11, 1), ('j2', 'b', 'TIMED_OUT', '{}', 20, 21, 1),
+    ('j2', 'c', 'CANCELED', '{}', 20, 21, 1)`;
+
+/**
+ * After the migration that indexed the outcomes, over `LATEST_OUTCOMES_SEED`: each device's
+ * outcomes from before it, newest first, those without one skipped, a device without any
+ * absent; an outcome written after it (a's queued execution succeeding) comes first.
+ */
+export async function checkMigratedLatestOutcomes(store: StateStore): Promise<void> {
+  const outcomes = async () => Object.fromEntries([...(await store.listLatestOutcomesOfDevices(['a', 'b', 'c'], 5))].map(([d, es]) => [d, es.map((e) => `${e.jobId}:${e.status}`)]));
+  assert.deepEqual(await outcomes(), { a: ['j1:FAILED', 'j4:SUCCEEDED'], b: ['j2:TIMED_OUT', 'j1:SUCCEEDED'] }, 'the outcomes written before the migration, newest first; canceled and queued skipped, c absent');
+  const queued = (await store.getExecution('j3', 'a'))!;
+  assert.equal(await store.updateExecution({ ...queued, status: 'SUCCEEDED', updatedAt: 40, version: queued.version + 1 }, new Set(['status'])), true);
+  assert.deepEqual((await outcomes()).a, ['j3:SUCCEEDED', 'j1:FAILED', 'j4:SUCCEEDED'], 'an outcome written after it, first');
+}

@@ -47,20 +47,19 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
   // The digest is the ETag: a client that holds the list of the same CAs and revocations
   // (If-None-Match) is answered 304 with no body, and no list is made for it, even by an
   // instance that has none kept (the 200 carried 6.4 MB of JSON at 100,000 revocations).
+  // One list made at a time on this instance: requests that come together (every broker's watch
+  // asks right after the same deletion event) wait for it, and the next finds it kept (the same
+  // digest) instead of making its own. Review of 2026-12-07: each made its own, with its own
+  // issue time claimed in the store; the claims overtook one another until one request gave up
+  // (503) and the list that won was issued well ahead of the clock, with N row reads and N builds
+  // held in memory at once.
   let last: CrlFile | undefined;
-  router.add('GET', '/api/v1/broker/crl', async ({ req, res }) => {
+  let making: Promise<unknown> = Promise.resolve();
+  /** The current list: the kept one while the stamp and the CAs are the same, else a new one. */
+  const current = async (): Promise<CrlFile & { ok: true }> => {
     const now = Date.now();
-    const { crlDigest, crlFile, MAX_AHEAD_MS } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
+    const { crlFile, MAX_AHEAD_MS } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
     const stamp = await deps.store.revocationStamp(now);
-    const held = heldTags(req.headers['if-none-match']);
-    if (held.length > 0) {
-      const digest = await crlDigest(deps.dataDir, stamp, now);
-      if (held.includes(digest)) {
-        res.writeHead(304, { etag: `"${digest}"` });
-        res.end();
-        return;
-      }
-    }
     // only claims more than MAX_AHEAD_MS (23 h) ahead are dropped: a list a Mosquitto holds from
     // up to a day ahead is in effect (thisUpdate backdated a day) and newer than the lists issued
     // by the clock now, and OpenSSL keeps taking it; a reload keeps every list loaded, a restart drops them
@@ -68,10 +67,28 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
       deps.logger.warn('CRL issue times ahead of the clock dropped (a server clock was more than 23 hours ahead when they were issued): lists are issued by the clock again; restart every Mosquitto that loaded a list then (a reload is not enough: it keeps the lists it loaded, and one issued up to a day ahead is still in effect and newer than the next, so a device deleted since would get in)', { claims: claims.join(', ') });
     const file = await crlFile(deps.dataDir, { stamp, load: () => deps.store.listRevokedEntries(now) }, now, last, deps.store, dropped);
     if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
-    // a later list than the one kept (two requests at once: the one made last may be the older),
-    // or one that replaces a list issued by a clock ahead
+    // a later list than the one kept, or one that replaces a list issued by a clock ahead
     if (!last?.ok || file.issuedAt >= last.issuedAt || last.issuedAt > now + MAX_AHEAD_MS) last = file;
-    sendJson(res, 200, { crl: file.pem, nextUpdate: new Date(file.nextUpdate).toISOString(), revoked: file.revoked, cas: file.cas, digest: file.digest, issuers: file.issuers }, { etag: `"${file.digest}"` });
+    return file;
+  };
+  router.add('GET', '/api/v1/broker/crl', async ({ req, res }) => {
+    const held = heldTags(req.headers['if-none-match']);
+    if (held.length > 0) {
+      const now = Date.now();
+      const { crlDigest } = await import('../pki/revocation-list.ts');
+      const digest = await crlDigest(deps.dataDir, await deps.store.revocationStamp(now), now);
+      // `*`: any list is current (RFC 9110 §13.1.2); weak: the same digest is the same CAs and
+      // revocations, signed again (another instance, a restart) with another issue time
+      if (held.includes('*') || held.includes(digest)) {
+        res.writeHead(304, { etag: `W/"${digest}"` });
+        res.end();
+        return;
+      }
+    }
+    const run = making.then(current);
+    making = run.catch(() => undefined);
+    const file = await run;
+    sendJson(res, 200, { crl: file.pem, nextUpdate: new Date(file.nextUpdate).toISOString(), revoked: file.revoked, cas: file.cas, digest: file.digest, issuers: file.issuers }, { etag: `W/"${file.digest}"` });
   });
 
   router.add('GET', '/api/v1/broker/credentials', async ({ res, url }) => {

@@ -7,12 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { cp, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { BACKDATE_MS, caPaths } from '../../src/pki/certificate-authority.ts';
-import { claimIssue } from '../../src/pki/revocation-list.ts';
+import { caFingerprint, claimIssue } from '../../src/pki/revocation-list.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 import { Scratch } from '../helpers/scratch.ts';
 import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
@@ -138,14 +139,16 @@ describe('GET /api/v1/broker/crl', () => {
     const first = await crlHeld(ts);
     assert.equal(first.status, 200, `the CRL is made: ${first.text.slice(0, 300)}`);
     const digest = (JSON.parse(first.text) as { digest: string }).digest;
-    assert.equal(first.etag, `"${digest}"`, 'the ETag is the digest');
+    assert.equal(first.etag, `W/"${digest}"`, 'the ETag is the digest');
     const same = await crlHeld(ts, digest);
     assert.equal(same.status, 304, `the digest held: not modified (${same.status} ${same.text.slice(0, 200)})`);
     assert.equal(same.text, '', 'no body');
-    assert.equal(same.etag, `"${digest}"`, 'the ETag with it');
+    assert.equal(same.etag, `W/"${digest}"`, 'the ETag with it');
+    const star = await fetch(`${ts.httpUrl}/api/v1/broker/crl`, { headers: { authorization: `Bearer ${ts.token}`, 'if-none-match': '*' } });
+    assert.equal(star.status, 304, 'If-None-Match: * is answered 304: a list is current (RFC 9110 13.1.2)');
     const other = await crlHeld(ts, 'f'.repeat(64));
     assert.equal(other.status, 200, 'another digest held: the list');
-    assert.equal(other.etag, `"${digest}"`, 'with its ETag');
+    assert.equal(other.etag, `W/"${digest}"`, 'with its ETag');
     // restarted (no list kept), its rows unreadable and its key aside: nothing is made, or read, for a client holding the list
     await ts.stop();
     const again = await startTestServer({ dataDir: ts.dataDir });
@@ -167,7 +170,7 @@ describe('GET /api/v1/broker/crl', () => {
     assert.equal(changed.status, 200, `changed: the new list (${changed.status})`);
     const body = JSON.parse(changed.text) as { revoked: number; digest: string };
     assert.equal(body.revoked, 2, 'listing both deleted devices');
-    assert.equal(changed.etag, `"${body.digest}"`, 'under its new ETag');
+    assert.equal(changed.etag, `W/"${body.digest}"`, 'under its new ETag');
     assert.notEqual(body.digest, digest, 'a new digest');
   });
 
@@ -321,4 +324,28 @@ describe('GET /api/v1/broker/crl', () => {
       assert.match(openssl(['verify', '-crl_check', '-CAfile', f('ca.pem'), '-CRLfile', f('both.pem'), f('g2.pem')]).out, /certificate revoked/, 'OpenSSL holding both lists refuses the device deleted in between');
     });
   }
+  it('makes one list for requests that come together after a change (every watch asks at the same deletion event), all answered 200 (review of 2026-12-07: some got 503)', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    await enrol(ts, 'together-gone');
+    await remove(ts, 'together-gone');
+    // enough revocations for the list to be built in the worker, so the requests overlap there
+    const issuer = caFingerprint(await readFile(caPaths(ts.dataDir).cert, 'utf8'));
+    const db = new Database(path.join(ts.dataDir, 'updraft.db'));
+    try {
+      const insert = db.prepare('INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+      const now = Date.now();
+      db.transaction(() => {
+        for (let i = 0; i < 20_000; i++) insert.run(randomBytes(16).toString('hex'), `bulk-${i}`, issuer, 'CN=bulk', now - 1e9, now + 1e10, now - i);
+      })();
+    } finally {
+      db.close();
+    }
+    const answers = await Promise.all(Array.from({ length: 4 }, () => crlHeld(ts)));
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200], `every request answered: ${answers.map((a) => `${a.status} ${a.status === 200 ? '' : a.text.slice(0, 200)}`).join(' | ')}`);
+    const lists = new Set(answers.map((a) => (JSON.parse(a.text) as { crl: string }).crl));
+    assert.equal(lists.size, 1, `one list made for the four (${lists.size})`);
+    const claims = await ts.server.store.listSettings('crl.issued.');
+    assert.equal(claims.length, 1, `one issue time claimed: ${claims.map((c) => c.value).join(', ')}`);
+  });
 });

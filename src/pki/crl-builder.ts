@@ -95,9 +95,10 @@ export class CrlBuilder {
     return promise;
   }
 
-  /** Stops the worker; a build it had rejects. */
+  /** Stops the worker; a build it had, and those waiting, reject (review of 5459700: one waiting started a new worker). */
   async stop(): Promise<void> {
     clearTimeout(this.idle);
+    for (const job of this.queue.splice(0)) job.reject(new UpdraftError('UNAVAILABLE', 'the CRL builder was stopped'));
     const w = this.worker;
     if (w) await w.terminate();
   }
@@ -108,7 +109,17 @@ export class CrlBuilder {
     if (!job) return;
     clearTimeout(this.idle);
     const id = this.nextId++;
-    const worker = this.ensureWorker();
+    let worker: Worker;
+    try {
+      worker = this.ensureWorker();
+    } catch (err) {
+      // a thread that could not be made (ERR_WORKER_INIT_FAILED): this build fails, not the
+      // process (next() runs from the worker's exit and message handlers too), and the next
+      // one tries again (review of 5459700)
+      job.reject(new UpdraftError('INTERNAL', `the CRL could not be built: no worker thread could be started (${(err as Error).message}); ask again`, { cause: err }));
+      this.next();
+      return;
+    }
     const { caCertificate, caKey, serials, revokedAt, issuedAt, thisUpdate, nextUpdate } = job.input;
     const message: CrlJob = { id, caCertificate, caKey, serials: serials as string[], revokedAt: revokedAt instanceof Float64Array ? revokedAt : Float64Array.from(revokedAt), issuedAt, thisUpdate, nextUpdate };
     try {

@@ -313,7 +313,10 @@ const PRUNE_PER_ISSUE = 100;
 export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, logger: Pick<Logger, 'warn'>, nowMs = Date.now()): Promise<void> {
   await store.recordDeviceCertificate(issuedRecord(deviceId, certificatePem, caPem));
   try {
-    await store.pruneExpiredCertificates(nowMs, PRUNE_PER_ISSUE);
+    // a day after they expire (the backdate): an instance whose clock is ahead pruned rows still
+    // listed for the others, and a prune and a revocation at once could leave the revocation
+    // stamp as it was (review of 0477f40: a deleted device admitted until the next change)
+    await store.pruneExpiredCertificates(nowMs - BACKDATE_MS, PRUNE_PER_ISSUE);
   } catch (err) {
     const msg = 'could not prune expired device certificates from the store (retried at the next issue)';
     logger.warn(msg, { error: (err as Error).message });

@@ -119,6 +119,24 @@ describe('certificate revocation lists', () => {
     }
   });
 
+  it('prunes certificates a day after they expire, not as soon as this clock says they did (a clock ahead pruned rows still listed for the others)', async () => {
+    const dir = await scratch.tmp('updraft-crl-prune-day-');
+    const ca = await createCa(dir);
+    const issued = await ca.issueDeviceCertificate('q-1');
+    const { store, close } = await startTempStore('crl-prune-day');
+    try {
+      const now = Date.now();
+      const row = (serial: string, notAfter: number) => ({ serial, deviceId: `gone-${serial}`, issuer: 'f'.repeat(64), issuerSubject: 'CN=x', issuedAt: now - 1e10, notAfter, revokedAt: now - 1e9 });
+      await store.recordDeviceCertificate(row('0a', now - 3_600_000)); // expired an hour ago by this clock
+      await store.recordDeviceCertificate(row('0b', now - 2 * BACKDATE_MS)); // two days ago
+      await recordIssued(store, 'q-1', issued.certificate, ca.certificate, { warn: () => {} }, now);
+      // listed as of three days ago: both were valid then, so only a prune takes one out
+      assert.deepEqual((await store.listRevokedCertificates(now - 3 * BACKDATE_MS)).map((r) => r.serial).filter((x) => x === '0a' || x === '0b'), ['0a'], 'the one an hour past its end is kept, the one two days past is pruned');
+    } finally {
+      await close();
+    }
+  });
+
   it('during a rollover writes a CRL for each CA, signed with the key the rollover kept, until drop-previous', async () => {
     const dir = await scratch.tmp('updraft-crl-roll-');
     const old = await createCa(dir);

@@ -4,11 +4,11 @@
  * root's certificate of it), install a new certificate of it, and rotate or retire URL
  * signing keys without a restart.
  */
-import { readFile } from 'node:fs/promises';
 import type { SigningKey } from '../artifacts/url-signer.ts';
 import { listKeyRing, rotateKeyRing } from '../artifacts/key-ring.ts';
 import { UpdraftError } from '../errors.ts';
-import { caPaths, type CertificateAuthority } from '../pki/certificate-authority.ts';
+import type { CertificateAuthority } from '../pki/certificate-authority.ts';
+import { droppedCaSubject, rootKey } from '../health/key-facts.ts';
 import { recordIssued } from '../pki/revocation-list.ts';
 import { caSubject } from '../protocol/certificate-issuer.ts';
 import { isValidId } from '../protocol/topics.ts';
@@ -18,7 +18,7 @@ import { parseKeyCertificate } from '../protocol/key-certificate.ts';
 import { parseRootRotations } from '../protocol/root-rotation.ts';
 import type { CertificateExpiryWatch } from '../signing/certificate-expiry.ts';
 import type { ManifestSigner } from '../signing/manifest-signer.ts';
-import { installKeyCertificate, keyCertificatePaths, type InstalledKeyCertificate } from '../signing/root-key.ts';
+import { installKeyCertificate, type InstalledKeyCertificate } from '../signing/root-key.ts';
 import { keyIdOf, parsePublicKey, type SoftwareSigningKey } from '../signing/signing-key.ts';
 import type { Logger } from '../util/logger.ts';
 import { readJson, sendJson } from './respond.ts';
@@ -177,21 +177,4 @@ export function addSecurityRoutes(router: Router, deps: SecurityRouteDeps): void
  */
 async function urlKeysChanged(deps: SecurityRouteDeps): Promise<void> {
   await deps.onUrlKeysChanged?.().catch((err: unknown) => deps.logger.warn('the new URL key ring is not recorded in the store yet: it is at the next comparison, within 30 s', { error: (err as Error).message }));
-}
-
-/** The installed root's public key, as devices are provisioned with it. */
-async function rootKey(dataDir: string): Promise<{ keyId: string; publicKey: string }> {
-  const pem = await readFile(keyCertificatePaths(dataDir).rootPub, 'utf8');
-  return { keyId: keyIdOf(parsePublicKey(pem)), publicKey: pem };
-}
-
-/** The subject of the CA `ca drop-previous` removed (`pki/previous-ca.crt.dropped`), null without one (or an unreadable one: nothing reads it otherwise). */
-async function droppedCaSubject(dataDir: string): Promise<string | null> {
-  const pem = await readFile(caPaths(dataDir).dropped, 'utf8').catch(() => undefined);
-  if (pem === undefined) return null;
-  try {
-    return caSubject(pem);
-  } catch {
-    return null;
-  }
 }

@@ -8,7 +8,7 @@
  * when events arrive, so it is computed at most once per `ttlMs` (longer when computing
  * takes long, see get()), and concurrent callers share one computation.
  */
-import { FAILURE_STATUSES, type ExecutionRecord, type ExecutionStatus, type StateStore } from '../store/state-store.ts';
+import { FAILURE_STATUSES, type ExecutionRecord, type ExecutionStatus, type FailureCursor, type FailureRecord, type StateStore } from '../store/state-store.ts';
 import type { FleetSummary, FleetView } from './fleet-view.ts';
 
 /** A device whose latest outcome is a failure, and that job. */
@@ -22,6 +22,12 @@ export interface FailingDevice {
   status: ExecutionStatus;
   /** The device's or the server's reason, when known. */
   reason: string | null;
+  /**
+   * When that execution became a failure (the time the rows are ordered by): its `failed_at`,
+   * which later writes such as a report do not move.
+   */
+  failedAt: number;
+  /** The execution's last change (a report after the failure moves it): kept for the API's readers. */
   updatedAt: number;
 }
 
@@ -94,19 +100,24 @@ export class FleetOverviewSource {
    * hide it): a device that failed two jobs is listed once (the later failure), and one that
    * succeeded since, in any job (a late success after a timeout too), is not listed. When the
    * newest failures are all of devices that succeeded since, older ones are read, page by page
-   * (FAILURES_PAGES). Until 2026-12-07 the candidates were each of the last 20 jobs' first 20
-   * failures by device id (the newest failures could be missing on a big fleet), and a success
-   * since counted only in the last 20 jobs or the failed one.
+   * (FAILURES_PAGES), each from after the last failure read (a cursor, not an offset: a
+   * failure that left the list between two pages, a retry or a late success, shifted the next
+   * page by one row until 2026-12-07, and the device first on it was not looked at). Until
+   * 2026-12-07 the candidates were each of the last 20 jobs' first 20 failures by device id
+   * (the newest failures could be missing on a big fleet), and a success since counted only in
+   * the last 20 jobs or the failed one.
    */
   private async failing(): Promise<FailingDevice[]> {
     const { store } = this.deps;
     const out: FailingDevice[] = [];
     // the devices decided already: an older failure of theirs on a later page changes nothing
     const decided = new Set<string>();
+    let after: FailureCursor | undefined;
     for (let page = 0; page < FAILURES_PAGES && out.length < MAX_FAILING; page++) {
       // the devices among these failures, the latest to fail first, with their failures read
-      const failures = await store.listRecentFailures(FAILURES_READ, page * FAILURES_READ);
-      const read = new Map<string, ExecutionRecord[]>();
+      const failures = await store.listRecentFailures(FAILURES_READ, after);
+      after = failures.at(-1);
+      const read = new Map<string, FailureRecord[]>();
       for (const e of failures) {
         if (decided.has(e.deviceId)) continue;
         const held = read.get(e.deviceId);
@@ -126,10 +137,10 @@ export class FleetOverviewSource {
   }
 
   /** The rows of those of `devices` whose latest outcome is a failure, in their order; `read`: their failures listed. */
-  private async decide(devices: string[], read: Map<string, ExecutionRecord[]>): Promise<FailingDevice[]> {
+  private async decide(devices: string[], read: Map<string, FailureRecord[]>): Promise<FailingDevice[]> {
     const { store } = this.deps;
     const newest = await store.listLatestOutcomesOfDevices(devices, LATEST_READ);
-    const named = new Map<string, ExecutionRecord>();
+    const named = new Map<string, { e: ExecutionRecord; failedAt: number }>();
     for (const deviceId of devices) {
       // its newest outcomes as they are now, and its failures listed that are older than
       // those: the latest outcome among them decides
@@ -140,12 +151,17 @@ export class FleetOverviewSource {
         if (!(outcomeOf(e).succeeded || FAILURE_STATUSES.includes(e.status))) continue;
         if (!last || outcomeOf(e).at > outcomeOf(last).at) last = e;
       }
-      if (last && !outcomeOf(last).succeeded) named.set(deviceId, last);
+      if (!last || outcomeOf(last).succeeded) continue;
+      // when it became a failure: the listed failure of that execution (the row read of the
+      // newest outcomes has no failed_at); one that failed after the list was read, at its last change
+      const at = last;
+      const listed = read.get(deviceId)!.find((f) => f.jobId === at.jobId && (f.attempt ?? 1) === (at.attempt ?? 1));
+      named.set(deviceId, { e: last, failedAt: listed?.failedAt ?? last.updatedAt });
     }
     if (named.size === 0) return [];
-    const jobs = await store.getJobs([...new Set([...named.values()].map((e) => e.jobId))], { omitSpec: true });
+    const jobs = await store.getJobs([...new Set([...named.values()].map(({ e }) => e.jobId))], { omitSpec: true });
     const out: FailingDevice[] = [];
-    for (const e of named.values()) {
+    for (const { e, failedAt } of named.values()) {
       const job = jobs.get(e.jobId);
       if (!job) continue; // its job deleted meanwhile
       const error = e.details.error;
@@ -156,6 +172,7 @@ export class FleetOverviewSource {
         artifact: `${job.artifactName}@${job.artifactVersion}`,
         status: e.status,
         reason: typeof error === 'string' ? error : null,
+        failedAt,
         updatedAt: e.updatedAt,
       });
     }

@@ -214,7 +214,7 @@ const schemas: Obj = {
       devices: { type: 'object', properties: { registered: { type: 'integer' }, revoked: { type: 'integer' }, online: { type: 'integer' }, reporting: { type: 'integer' } } },
       versions: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'string' }, devices: { type: 'integer' } } } },
       jobs: { type: 'object', additionalProperties: { type: 'integer' } },
-      failing: { type: 'array', description: "one row per device whose latest outcome in the last 20 jobs is a failure (a later success, a late one included, clears it), naming that job", items: { type: 'object', properties: { deviceId: { type: 'string' }, jobId: { type: 'string' }, jobDescription: { type: 'string' }, artifact: { type: 'string' }, status: { enum: executionStates }, reason: { type: ['string', 'null'] }, updatedAt: { type: 'integer' } } } },
+      failing: { type: 'array', description: 'one row per device whose latest outcome is a failure (a later success, a late one included, clears it), naming that job, the latest to fail first (failedAt: when it became a failure; updatedAt: its last change)', items: { type: 'object', properties: { deviceId: { type: 'string' }, jobId: { type: 'string' }, jobDescription: { type: 'string' }, artifact: { type: 'string' }, status: { enum: executionStates }, reason: { type: ['string', 'null'] }, failedAt: { type: 'integer' }, updatedAt: { type: 'integer' } } } },
       generatedAt: { type: 'integer' },
     },
   },

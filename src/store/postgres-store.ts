@@ -41,7 +41,7 @@ import type {
   StateStore,
   RevokedEntry,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkMembersChange, countPage, isStandingFailure, idPage, OUTCOME_STATUSES, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkMembersChange, checkFailureCursor, countPage, isStandingFailure, idPage, OUTCOME_STATUSES, pageOf, stateText, timeCursor, type FailureCursor, type FailureRecord, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -137,7 +137,7 @@ type JobRow = JobRowOf<unknown, string>;
 type ExecutionRow = ExecutionRowOf<unknown, string>;
 type GroupRow = GroupRowOf<string>;
 type DeviceRow = DeviceRowOf<unknown, string, boolean>;
-const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappers<unknown, string, boolean>({
+const { toShadow, toArtifact, toJob, toExecution, toFailure, toGroup, toDevice } = rowMappers<unknown, string, boolean>({
   json: (v) => v,
   num: (v) => Number(v),
   bool: (v) => v,
@@ -187,11 +187,21 @@ export function failedBelowAttemptSql(after: boolean): string {
 }
 
 /**
- * listRecentFailures's query, of parameter limit (exported for the plan checks of test/store):
- * executions_failed_recent read backwards, the latest to fail first, stopping at the limit.
- * `failed_at IS NOT NULL` written out, as the index's condition is
+ * listRecentFailures's query, of parameters limit[, the cursor's failed_at, job id, device id]
+ * (exported for the plan checks of test/store): executions_failed_recent read backwards, the
+ * latest to fail first, stopping at the limit; with a cursor, from the entry after it (the row
+ * comparison is the index scan's condition, a seek), not walked over the rows before it as an
+ * OFFSET was. `failed_at IS NOT NULL` written out, as the index's condition is. The job's
+ * existence is checked on each row read (JOB_EXISTS, `OFFSET 0`: a subquery the planner keeps
+ * as it is, not a join): the planner counts `failed_at IS NOT NULL` and the cursor's comparison
+ * as independent, so when failures are few among the executions it expects a handful of rows
+ * after the cursor, and with a join it read every failure after it and sorted them (799 for
+ * 100 in test/store/execution-plans.test.ts); with a check per row, reading in the index's
+ * order and stopping at the limit is its cheapest plan whatever it expects
  */
-export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions WHERE failed_at IS NOT NULL AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT $1 OFFSET $2`;
+export function recentFailuresSql(after: boolean): string {
+  return `SELECT ${EXEC_COLS}, failed_at FROM executions WHERE failed_at IS NOT NULL${after ? ' AND (failed_at, job_id, device_id) < ($2, $3, $4)' : ''} AND ${JOB_EXISTS.slice(0, -1)} OFFSET 0) ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT $1`;
+}
 
 /**
  * revocationStamp's query, of parameter now (exported for the plan checks of test/store): an
@@ -1110,10 +1120,11 @@ export class PostgresStore implements StateStore {
     return rows.map(toExecution);
   }
 
-  async listRecentFailures(limit: number, offset = 0): Promise<ExecutionRecord[]> {
+  async listRecentFailures(limit: number, after?: FailureCursor): Promise<FailureRecord[]> {
     checkLimit(limit);
-    if (!Number.isInteger(offset) || offset < 0) throw new UpdraftError('BAD_REQUEST', `offset must be a non-negative integer, got ${offset}`);
-    return (await this.read<ExecutionRow>(RECENT_FAILURES_SQL, [limit, offset])).map(toExecution);
+    if (after) checkFailureCursor(after);
+    const args = after ? [limit, after.failedAt, after.jobId, after.deviceId] : [limit];
+    return (await this.read<ExecutionRow & { failed_at: string }>(recentFailuresSql(after !== undefined), args)).map(toFailure);
   }
 
   async listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {

@@ -6,7 +6,7 @@
  * store's `Codec` says how to read them.
  */
 import type { Compatibility } from '../protocol/compatibility.ts';
-import type { ArtifactRecord, DeviceCertificateRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, GroupRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
+import type { ArtifactRecord, DeviceCertificateRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, FailureRecord, GroupRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
 
 /**
  * An execution whose job has a row, as an SQL condition on `executions` (one lookup in the
@@ -62,6 +62,23 @@ export interface DeviceRowOf<J, N, B> { device_id: string; attributes: J; tags: 
 
 /** The row-to-record functions of a store whose driver reads columns as `c` says. */
 export function rowMappers<J, N, B>(c: Codec<J, N, B>) {
+  function toExecution(r: ExecutionRowOf<J, N>): ExecutionRecord {
+    const e: ExecutionRecord = {
+      jobId: r.job_id,
+      deviceId: r.device_id,
+      status: r.status as ExecutionStatus,
+      details: c.json(r.details) as ExecutionRecord['details'],
+      queuedAt: c.num(r.queued_at),
+      updatedAt: c.num(r.updated_at),
+      version: c.num(r.version),
+    };
+    // defaults read back as absent, so a record round-trips exactly
+    if (r.wave !== 0) e.wave = r.wave;
+    if (r.attempt !== 1) e.attempt = r.attempt;
+    if (r.dispatched_at !== null) e.dispatchedAt = c.num(r.dispatched_at);
+    if (r.due_at !== null) e.dueAt = c.num(r.due_at);
+    return e;
+  }
   return {
     toShadow(r: ShadowRowOf<J, N, B>): ShadowRecord {
       return {
@@ -89,22 +106,10 @@ export function rowMappers<J, N, B>(c: Codec<J, N, B>) {
       if (r.version !== null) job.version = c.num(r.version);
       return job;
     },
-    toExecution(r: ExecutionRowOf<J, N>): ExecutionRecord {
-      const e: ExecutionRecord = {
-        jobId: r.job_id,
-        deviceId: r.device_id,
-        status: r.status as ExecutionStatus,
-        details: c.json(r.details) as ExecutionRecord['details'],
-        queuedAt: c.num(r.queued_at),
-        updatedAt: c.num(r.updated_at),
-        version: c.num(r.version),
-      };
-      // defaults read back as absent, so a record round-trips exactly
-      if (r.wave !== 0) e.wave = r.wave;
-      if (r.attempt !== 1) e.attempt = r.attempt;
-      if (r.dispatched_at !== null) e.dispatchedAt = c.num(r.dispatched_at);
-      if (r.due_at !== null) e.dueAt = c.num(r.due_at);
-      return e;
+    toExecution,
+    /** A row of `listRecentFailures`: the execution and its `failed_at`, the time it is ordered by. */
+    toFailure(r: ExecutionRowOf<J, N> & { failed_at: N }): FailureRecord {
+      return { ...toExecution(r), failedAt: c.num(r.failed_at) };
     },
     toGroup(r: GroupRowOf<N>): GroupRecord {
       const g: GroupRecord = { name: r.name, kind: r.kind as GroupRecord['kind'], devices: [], size: c.num(r.size), createdAt: c.num(r.created_at), updatedAt: c.num(r.updated_at), version: c.num(r.version) };

@@ -44,7 +44,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, isStandingFailure, OUTCOME_STATUSES, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkFailureCursor, isStandingFailure, OUTCOME_STATUSES, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type FailureCursor, type FailureRecord, type GroupMembersChange } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -492,7 +492,7 @@ type JobRow = JobRowOf<string, number>;
 type GroupRow = GroupRowOf<number>;
 type DeviceRow = DeviceRowOf<string, number, number>;
 type ExecutionRow = ExecutionRowOf<string, number>;
-const { toShadow, toArtifact, toJob, toExecution, toGroup, toDevice } = rowMappers<string, number, number>({
+const { toShadow, toArtifact, toJob, toExecution, toFailure, toGroup, toDevice } = rowMappers<string, number, number>({
   json: (v) => JSON.parse(v),
   num: (v) => v,
   bool: (v) => v !== 0,
@@ -1171,10 +1171,11 @@ export class SqliteStore implements StateStore {
     return this.statements().dueExecutions.all(now, limit).map(toExecution);
   }
 
-  async listRecentFailures(limit: number, offset = 0): Promise<ExecutionRecord[]> {
+  async listRecentFailures(limit: number, after?: FailureCursor): Promise<FailureRecord[]> {
     checkLimit(limit);
-    checkOffset(offset);
-    return this.database().prepare<unknown[], ExecutionRow>(RECENT_FAILURES_SQL).all(limit, offset).map(toExecution);
+    if (after) checkFailureCursor(after);
+    const args = after ? [after.failedAt, after.jobId, after.deviceId, limit] : [limit];
+    return this.database().prepare<unknown[], ExecutionRow & { failed_at: number }>(recentFailuresSql(after !== undefined)).all(...args).map(toFailure);
   }
 
   // point reads in the process (executions_device_outcomes, backwards: the outcomes only)
@@ -1637,13 +1638,18 @@ export function failedBelowAttemptSql(after: boolean): string {
 }
 
 /**
- * listRecentFailures's query, of parameter limit (exported for the plan checks of test/store):
- * executions_failed_recent read backwards, the latest to fail first, stopping at the limit.
- * `failed_at IS NOT NULL` written out, as the index's condition is: a partial index needs its
- * condition in the query, term for term. Named, as the other partial-index reads here are (SQLite takes it
- * unnamed too today; without statistics, an index added later could change its choice)
+ * listRecentFailures's query, of parameters [the cursor's failed_at, job id, device id,] limit
+ * (exported for the plan checks of test/store): executions_failed_recent read backwards, the
+ * latest to fail first, stopping at the limit; with a cursor, from the entry after it (a seek
+ * on the row value, SQLite >= 3.15: the plan's range is `(failed_at,job_id,device_id)<(?,?,?)`),
+ * not walked over the rows before it as an OFFSET was. `failed_at IS NOT NULL` written out, as
+ * the index's condition is: a partial index needs its condition in the query, term for term.
+ * Named, as the other partial-index reads here are (SQLite takes it unnamed too today; without
+ * statistics, an index added later could change its choice)
  */
-export const RECENT_FAILURES_SQL = `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_failed_recent WHERE failed_at IS NOT NULL AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT ? OFFSET ?`;
+export function recentFailuresSql(after: boolean): string {
+  return `SELECT ${EXEC_COLS}, failed_at FROM executions INDEXED BY executions_failed_recent WHERE failed_at IS NOT NULL${after ? ' AND (failed_at, job_id, device_id) < (?, ?, ?)' : ''} AND ${JOB_EXISTS} ORDER BY failed_at DESC, job_id DESC, device_id DESC LIMIT ?`;
+}
 
 /**
  * listLatestOutcomesOfDevices's query, of parameters device id and rows (exported for the plan
@@ -1733,10 +1739,6 @@ function jobRowParams(j: JobRecord): unknown[] {
 
 function checkLimit(limit: number): void {
   if (!Number.isInteger(limit) || limit < 1) throw new UpdraftError('BAD_REQUEST', `limit must be a positive integer, got ${limit}`);
-}
-
-function checkOffset(offset: number): void {
-  if (!Number.isInteger(offset) || offset < 0) throw new UpdraftError('BAD_REQUEST', `offset must be a non-negative integer, got ${offset}`);
 }
 
 /** Column order of `deviceCols`. */

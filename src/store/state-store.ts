@@ -178,6 +178,32 @@ export interface ExecutionRecord {
   dueAt?: number;
 }
 
+/**
+ * An execution whose failure stands, as `listRecentFailures` lists it: with when it became
+ * one, the time the list is ordered by (not `updatedAt`, which later writes such as a report move).
+ */
+export interface FailureRecord extends ExecutionRecord {
+  /** When it became a failure that stands (`failed_at`), ms since the epoch. */
+  failedAt: number;
+}
+
+/**
+ * Where the next page of `listRecentFailures` starts: the last failure read (a FailureRecord
+ * is one). The page is the failures strictly after it in the list's order, wherever it is now.
+ */
+export interface FailureCursor {
+  failedAt: number;
+  jobId: string;
+  deviceId: string;
+}
+
+/** Refuses (BAD_REQUEST) a cursor of `listRecentFailures` that is no failure's key. */
+export function checkFailureCursor(after: FailureCursor): void {
+  if (!Number.isSafeInteger(after.failedAt) || typeof after.jobId !== 'string' || typeof after.deviceId !== 'string') {
+    throw new UpdraftError('BAD_REQUEST', `a cursor of the recent failures is {failedAt: integer, jobId, deviceId}, got ${JSON.stringify(after)}`);
+  }
+}
+
 /** A device's log of a failed job (`protocol/job-log.ts`): one per job and device, a later attempt's replacing it. */
 export interface JobLogRecord {
   /** The job (its id without an attempt suffix). */
@@ -586,11 +612,13 @@ export interface StateStore {
    * it (a retry queues it, a late success arrives). Read from an index of those rows alone
    * (`executions_failed_recent`), newest first, stopping at `limit`. Only `failed_at` is
    * indexed, not `updated_at`: a write that changes neither (an IN_PROGRESS phase report) stays
-   * a HOT update on PostgreSQL. `offset` (default 0) skips that many first: the next page
-   * of a reader that needs more (the index is walked over the rows skipped, so keep it to a
-   * few hundred; a failure written between two pages shifts the next by one row).
+   * a HOT update on PostgreSQL. Each record carries its `failedAt`. `after` (a cursor: the
+   * last record of the page before) starts the next page strictly after it in that order,
+   * a seek in the index: a failure that leaves the list (or joins it) between two pages shifts
+   * no row past the reader. Until 2026-12-07 an offset paged, and a failure leaving between
+   * two reads shifted the next page by one row: one failure was never read.
    */
-  listRecentFailures(limit: number, offset?: number): Promise<ExecutionRecord[]>;
+  listRecentFailures(limit: number, after?: FailureCursor): Promise<FailureRecord[]>;
   /**
    * Up to `perDevice` executions with an outcome (in OUTCOME_STATUSES) of each of `deviceIds`,
    * newest first (by `queuedAt`, then job id, as `listDeviceExecutions`), of jobs that exist,

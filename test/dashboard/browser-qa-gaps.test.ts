@@ -165,6 +165,10 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       assert.equal(await rowOf('ovf-c').count(), 1, 'ovf-c, which failed the first job only');
       assert.equal(await rowOf('ovf-c').getByRole('link', { name: `job ${first}`, exact: true }).count(), 1, "ovf-c's row links the first job");
       assert.equal(await rowOf('ovf-b').count(), 0, 'ovf-b succeeded since: not a failure');
+      // the time the rows are ordered by: when the failure came (failedAt), since 2026-12-07
+      const listed = ((await apiJson(ts, 'GET', '/api/v1/fleet/overview')).body.failing as { deviceId: string; failedAt: number }[]).find((f) => f.deviceId === 'ovf-a');
+      assert.equal(typeof listed?.failedAt, 'number', `the API's row of ovf-a has its failedAt: ${JSON.stringify(listed)}`);
+      assert.equal(await rowOf('ovf-a').locator('time').getAttribute('datetime'), new Date(listed!.failedAt).toISOString(), "ovf-a's row shows when its failure came");
     });
   });
 

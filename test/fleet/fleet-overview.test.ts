@@ -159,3 +159,45 @@ describe('FleetOverviewSource: each device by its own newest outcome', () => {
     assert.ok(!ids.some((d) => d.startsWith('fixed-')), `a device that succeeded since is not failing: [${ids.join(' ')}]`);
   });
 });
+
+// until 2026-12-07 the overview's further pages of failures were read by OFFSET: a failure
+// that left the list between two reads (a retry, a late success) moved the next page up by one
+// row, and the device first on it was not looked at until the next refresh
+describe('FleetOverviewSource: a failure leaving the list while the pages are read', () => {
+  let store: SqliteStore;
+  let close: () => Promise<void>;
+  before(async () => ({ store, close } = await startTempStore('overview-cursor')));
+  after(() => close());
+  const exec = (jobId: string, deviceId: string, status: 'FAILED' | 'SUCCEEDED', at: number) => ({ jobId, deviceId, status, details: { error: `${deviceId} broke` }, queuedAt: at - 10, updatedAt: at, version: 1 });
+  const job = (jobId: string, createdAt: number) => ({ jobId, artifactName: 'fw', artifactVersion: jobId, status: 'COMPLETED' as const, createdAt });
+
+  it('still lists the device first on the second page when one on the first is retried between the two reads, with when it failed', async () => {
+    const t0 = 2_100_000_000_000;
+    await store.createJob(job('d-real', t0), [exec('d-real', 'dev-real', 'FAILED', t0 + 100)]);
+    // a report on it since: its last change moves, not when it failed
+    const real = (await store.getExecution('d-real', 'dev-real'))!;
+    assert.equal(await store.updateExecution({ ...real, details: { error: 'dev-real still broke' }, updatedAt: t0 + 9000, version: 2 }, new Set(['details'])), true, 'the report written');
+    // the 100 newest failures (the first page) are of devices that succeeded since
+    await store.createJob(job('d-wave', t0 + 1000), Array.from({ length: 100 }, (_, i) => exec('d-wave', `fixed-${i}`, 'FAILED', t0 + 2000 + i)));
+    await store.createJob(job('d-fix', t0 + 3000), Array.from({ length: 100 }, (_, i) => exec('d-fix', `fixed-${i}`, 'SUCCEEDED', t0 + 4000 + i)));
+    // the store as it is, with a retry of fixed-50 written right after the first page is read
+    const list = store.listRecentFailures.bind(store);
+    let reads = 0;
+    store.listRecentFailures = async (...args: Parameters<typeof list>) => {
+      const page = await list(...args);
+      if (++reads === 1) {
+        const e = (await store.getExecution('d-wave', 'fixed-50'))!;
+        assert.equal(await store.updateExecution({ ...e, status: 'QUEUED', attempt: 2, updatedAt: t0 + 8000, version: 2 }, new Set(['status', 'attempt'])), true, 'the retry written');
+      }
+      return page;
+    };
+    try {
+      const failing = (await new FleetOverviewSource({ store, fleet: new FleetView({ store, onlineCount: () => 0 }), ttlMs: 0 }).get()).failing;
+      assert.equal(reads, 2, 'two pages read');
+      assert.deepEqual(failing.map((f) => f.deviceId), ['dev-real'], 'dev-real, first on the second page before the retry, is listed (by offset it was skipped)');
+      assert.deepEqual([failing[0]?.failedAt, failing[0]?.updatedAt], [t0 + 100, t0 + 9000], 'when it failed, and its last change');
+    } finally {
+      store.listRecentFailures = list;
+    }
+  });
+});

@@ -13,8 +13,8 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { ExecutionStatus } from '../../src/store/state-store.ts';
-import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, LATEST_OUTCOMES_SQL as pgLatestOutcomes, PostgresStore, RECENT_FAILURES_SQL as pgRecentFailures, REVOCATION_STAMP_SQL as pgRevocationStamp } from '../../src/store/postgres-store.ts';
-import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, LATEST_OUTCOMES_SQL as sqliteLatestOutcomes, RECENT_FAILURES_SQL as sqliteRecentFailures, REVOCATION_STAMP_SQL as sqliteRevocationStamp, REVOKED_ENTRIES_SQL as sqliteRevokedEntries, SqliteStore } from '../../src/store/sqlite-store.ts';
+import { failedBelowAttemptSql as pgFailedBelowAttempt, jobExecutionsQuery as pgJobExecutions, LATEST_OUTCOMES_SQL as pgLatestOutcomes, PostgresStore, recentFailuresSql as pgRecentFailures, REVOCATION_STAMP_SQL as pgRevocationStamp } from '../../src/store/postgres-store.ts';
+import { failedBelowAttemptSql as sqliteFailedBelowAttempt, jobExecutionsQuery as sqliteJobExecutions, LATEST_OUTCOMES_SQL as sqliteLatestOutcomes, recentFailuresSql as sqliteRecentFailures, REVOCATION_STAMP_SQL as sqliteRevocationStamp, REVOKED_ENTRIES_SQL as sqliteRevokedEntries, SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startTestPostgres, unavailable } from '../helpers/postgres.ts';
 
 /** A job of 60,000 executions, in the states `status` says (of i, 1 to 60,000), at attempt `attempt`. */
@@ -86,12 +86,30 @@ describe('PostgreSQL plans of a job\'s executions', () => {
       SELECT 'recent', 'dev-' || lpad(i::text, 6, '0'), CASE WHEN i % 50 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, '{}', 1, i, 1, CASE WHEN i % 50 = 0 THEN i END FROM generate_series(1, ${ROWS}) i`);
     await c.query("INSERT INTO jobs (job_id, artifact_name, artifact_version, status, created_at) VALUES ('recent', 'fw', '1', 'COMPLETED', 1)");
     await c.query('ANALYZE executions');
-    assert.ok((await indexesOf(c, pgRecentFailures, [20, 0])).includes('executions_failed_recent'), 'read from the index of the failed rows');
-    assert.ok((await indexesOf(c, pgRecentFailures, [100, 400])).includes('executions_failed_recent'), 'a further page too');
-    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${pgRecentFailures}`, [20, 0]);
+    assert.ok((await indexesOf(c, pgRecentFailures(false), [20])).includes('executions_failed_recent'), 'read from the index of the failed rows');
+    const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${pgRecentFailures(false)}`, [20]);
     assert.ok(!JSON.stringify(rows[0]!['QUERY PLAN']).includes('"Node Type":"Sort"'), `no sort: ${JSON.stringify(rows[0]!['QUERY PLAN'])}`);
+    // a further page, from after a cursor (until 2026-12-07 an OFFSET, the index walked over
+    // the rows skipped): the row comparison is the scan's index condition, a seek, and the scan
+    // reads the page's rows alone, none read and filtered out
+    const cursor = [40_000, 'recent', 'dev-040000'];
+    const seek = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${pgRecentFailures(true)}`, [100, ...cursor]);
+    const scans: Record<string, unknown>[] = [];
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) return node.forEach(walk);
+      if (node && typeof node === 'object') {
+        const o = node as Record<string, unknown>;
+        if (o['Relation Name'] === 'executions') scans.push(o);
+        Object.values(o).forEach(walk);
+      }
+    };
+    walk(seek.rows[0]!['QUERY PLAN']);
+    const plan = JSON.stringify(seek.rows[0]!['QUERY PLAN']);
+    assert.deepEqual(scans.map((n) => [n['Index Name'], n['Scan Direction'], /^\(?ROW\(failed_at, job_id, device_id\) < ROW\(/.test(String(n['Index Cond'])), n['Actual Rows'], n['Rows Removed by Filter'] ?? 0]), [['executions_failed_recent', 'Backward', true, 100, 0]], `a backward index scan of executions_failed_recent from the cursor, 100 rows read: ${plan}`);
+    assert.ok(!plan.includes('"Node Type":"Sort"'), `no sort: ${plan}`);
     const newest = await store!.listRecentFailures(3);
-    assert.deepEqual(newest.map((e) => e.deviceId), ['dev-060000', 'dev-059950', 'dev-059900'], 'the newest failures of the job that exists');
+    assert.deepEqual(newest.map((e) => `${e.deviceId}@${e.failedAt}`), ['dev-060000@60000', 'dev-059950@59950', 'dev-059900@59900'], 'the newest failures of the job that exists, with when each failed');
+    assert.deepEqual((await store!.listRecentFailures(2, newest[2])).map((e) => e.deviceId), ['dev-059850', 'dev-059800'], 'the next page, after the cursor');
   });
 
   it("reads each device's newest executions with an outcome from executions_device_outcomes (the overview's candidates)", async () => {
@@ -199,10 +217,15 @@ describe('SQLite plans of a job\'s executions', () => {
 
   it('lists the newest failures of the fleet from executions_failed_recent (by failed_at), backwards, without a sort', async () => {
     const db = await ready;
-    const plan = planOf(db, sqliteRecentFailures, [20, 0]);
+    const plan = planOf(db, sqliteRecentFailures(false), [20]);
     // failed_at IS NOT NULL: a range of the index (failed_at > NULL), all of it
     assert.deepEqual(plan.filter((d) => /executions/.test(d)), ['SEARCH executions USING INDEX executions_failed_recent (failed_at>?)'], plan.join(' | '));
     assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${plan.join(' | ')}`);
+    // a further page, from after a cursor (until 2026-12-07 an OFFSET, the index walked over the
+    // rows skipped): the row value bounds the range, a seek to the cursor
+    const seek = planOf(db, sqliteRecentFailures(true), [40_000, 'recent', 'dev-040000', 100]);
+    assert.deepEqual(seek.filter((d) => /executions/.test(d)), ['SEARCH executions USING INDEX executions_failed_recent (failed_at>? AND (failed_at,job_id,device_id)<(?,?,?))'], seek.join(' | '));
+    assert.ok(!seek.some((d) => d.includes('TEMP B-TREE')), `in the index's order, not sorted: ${seek.join(' | ')}`);
   });
 
   it("reads a device's newest executions with an outcome from executions_device_outcomes, backwards, without a sort (the overview's candidates)", async () => {

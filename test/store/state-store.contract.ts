@@ -1040,11 +1040,13 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
             ['job-new/x@9000', 'job-new/y@8000', 'job-old/d-24@2024', 'job-new/d-24@2024', 'job-old/d-23@2023'],
             'failures only, newest first, of jobs that exist; not the first by device id',
           );
-          assert.deepEqual(await store.listRecentFailures(1), [at('job-new', 'x', 'TIMED_OUT', 9_000)], 'the records as stored');
-          assert.equal((await store.listRecentFailures(100)).length, 28, 'every failure when the limit allows');
-          assert.deepEqual((await store.listRecentFailures(2, 3)).map(key), ['job-new/d-24@2024', 'job-old/d-23@2023'], 'a further page: the offset skips the first');
-          assert.deepEqual((await store.listRecentFailures(5, 26)).map(key), ['job-old/d-01@2001', 'job-old/d-00@2000'], 'the last page, short');
-          assert.deepEqual(await store.listRecentFailures(5, -1).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'an offset below 0 refused');
+          assert.deepEqual(await store.listRecentFailures(1), [{ ...at('job-new', 'x', 'TIMED_OUT', 9_000), failedAt: 9_000 }], 'the records as stored, with when each failed');
+          const every = await store.listRecentFailures(100);
+          assert.equal(every.length, 28, 'every failure when the limit allows');
+          assert.deepEqual((await store.listRecentFailures(2, every[2])).map(key), ['job-new/d-24@2024', 'job-old/d-23@2023'], 'a further page: after the cursor, the same failed_at on the next job id');
+          assert.deepEqual((await store.listRecentFailures(5, every[25])).map(key), ['job-old/d-01@2001', 'job-old/d-00@2000'], 'the last page, short');
+          assert.deepEqual(await store.listRecentFailures(5, every[27]), [], 'nothing after the last');
+          assert.deepEqual(await store.listRecentFailures(5, { failedAt: 1.5, jobId: 'job-old', deviceId: 'd-01' }).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a cursor whose failedAt is no integer refused');
           // a failed execution written again later (a report after the failure) keeps its place: it failed at 2,000
           const d01 = (await store.getExecution('job-old', 'd-01'))!;
           assert.equal(await store.updateExecution({ ...d01, details: { error: 'still broken' }, updatedAt: 11_000, version: 2 }, new Set(['details'])), true);
@@ -1058,11 +1060,34 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           const all = (await store.listRecentFailures(100)).map(key);
           assert.equal(all.length, 26, `two fewer: ${all.join(' ')}`);
           assert.equal(all[24], 'job-old/d-01@11000', `d-01 where it failed (2,001), written since: ${all.join(' ')}`);
+          assert.equal((await store.listRecentFailures(1, { failedAt: 2_002, jobId: '', deviceId: '' }))[0]?.failedAt, 2_001, "d-01's failedAt: when it failed, not its last change (11,000)");
           // the retry fails again: a failure anew, the newest; written whole (no `changed`) as well
           const y2 = (await store.getExecution('job-new', 'y'))!;
           assert.equal(await store.updateExecution({ ...y2, status: 'FAILED', attempt: 2, updatedAt: 13_000, version: 3 }), true);
           assert.deepEqual((await store.listRecentFailures(1)).map(key), ['job-new/y@13000'], 'failed again after the retry: the newest failure');
           assert.deepEqual(await store.listRecentFailures(0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a limit below 1 refused');
+        }));
+
+      // until 2026-12-07 the next page was an OFFSET: a failure that left the list between two
+      // reads (a retry, a late success) moved every later row up one, and the row first on the
+      // next page was never read (the overview missed that device until its next refresh)
+      it('pages the newest failures by a cursor: a failure leaving the list between two pages skips no row, the cursor\'s own row leaving too', () =>
+        withStore(async (store) => {
+          const failed = (deviceId: string, at: number): ExecutionRecord => ({ ...execution('kp', deviceId, 1_000), status: 'FAILED', updatedAt: at });
+          // two failures at 4,000: the first page ends between them (device id descending)
+          await store.createJob(job('kp'), [failed('k-6', 6_000), failed('k-5', 5_000), failed('k-4b', 4_000), failed('k-4a', 4_000), failed('k-3', 3_000), failed('k-2', 2_000), failed('k-1', 1_000)]);
+          const page1 = await store.listRecentFailures(3);
+          assert.deepEqual(page1.map((e) => `${e.deviceId}@${e.failedAt}`), ['k-6@6000', 'k-5@5000', 'k-4b@4000'], 'the first page');
+          // k-5 is retried (queued again) and k-4b, the cursor's row, succeeds late: both leave the list
+          const k5 = (await store.getExecution('kp', 'k-5'))!;
+          assert.equal(await store.updateExecution({ ...k5, status: 'QUEUED', attempt: 2, updatedAt: 7_000, version: 2 }, new Set(['status', 'attempt'])), true, 'the retry written');
+          const k4b = (await store.getExecution('kp', 'k-4b'))!;
+          assert.equal(await store.updateExecution({ ...k4b, details: { lateSuccess: { at: 7_100 } }, updatedAt: 7_100, version: 2 }, new Set(['details'])), true, 'the late success written');
+          assert.deepEqual((await store.listRecentFailures(10)).map((e) => e.deviceId), ['k-6', 'k-4a', 'k-3', 'k-2', 'k-1'], 'k-5 and k-4b left the list');
+          const page2 = await store.listRecentFailures(3, page1.at(-1));
+          // by offset 3: k-2, k-1 (k-4a and k-3 moved up onto the first page, already read)
+          assert.deepEqual(page2.map((e) => e.deviceId), ['k-4a', 'k-3', 'k-2'], 'the next page from after the last row read: k-4a (same failed_at as the cursor), first on it before the change, is read');
+          assert.deepEqual((await store.listRecentFailures(3, page2.at(-1))).map((e) => e.deviceId), ['k-1'], 'then the last');
         }));
 
       it("lists a few of each device's newest executions with an outcome, read together, of jobs that exist; those without one skipped", () =>

@@ -12,7 +12,7 @@ import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { EventReason } from '../components/event-reason.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
 import { VersionChart } from '../components/version-chart.tsx';
-import { count, jobHref, shortId, time } from '../format.ts';
+import { count, dateTime, jobHref, shortId, time } from '../format.ts';
 import { useApi, useLiveReload, usePoll } from '../hooks.ts';
 import { Link } from '../router.tsx';
 import type { FleetOverview, Page, RecentEvent } from '../types.ts';
@@ -71,6 +71,7 @@ export function OverviewPage() {
                       <th scope="col">Job</th>
                       <th scope="col">State</th>
                       <th scope="col">Reason</th>
+                      <th scope="col">Failed</th>
                     </tr>
                   </thead>
                   <tbody>
@@ -90,6 +91,9 @@ export function OverviewPage() {
                           <StatusBadge status={f.status} />
                         </td>
                         <td class="long-text">{f.reason ?? '—'}</td>
+                        <td>
+                          <time dateTime={new Date(f.failedAt).toISOString()}>{dateTime(f.failedAt)}</time>
+                        </td>
                       </tr>
                     ))}
                   </tbody>

@@ -44,7 +44,7 @@ try {
   await writeFile(file, JSON.stringify(devices));
   await new Promise((r) => setTimeout(r, 1000));
   const before = await settled();
-  const sim = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'sim', '--devices-file', file, '--broker', ts.mqttUrl, '--mode', 'connected', '--connect-rate', '2000'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+  const sim = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--data-dir', ts.dataDir, '--mode', 'connected', '--connect-rate', '2000'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await new Promise<void>((resolve, reject) => {
       let out = '';

@@ -123,7 +123,10 @@ export async function startServer(opts: { profileDir?: string; allocDir?: string
     dir,
     ...(opts.allocDir ? { allocDir: path.resolve(opts.allocDir) } : {}),
     sim(args) {
-      const sim = spawnUpdraft(['sim', ...args, ...simArgs], simFlags, { nice: opts.simNice ?? 0 });
+      // the devices verify every update with the server's key, as provisioned devices do: the
+      // simulator asks the server for it (the operator token read from the data dir, not argv)
+      const trust = ['--server', `http://127.0.0.1:${httpPort}`, '--data-dir', dir];
+      const sim = spawnUpdraft(['sim', ...args, ...trust, ...simArgs], simFlags, { nice: opts.simNice ?? 0 });
       sims.add(sim);
       void sim.died().catch(died);
       return sim;

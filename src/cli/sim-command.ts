@@ -11,6 +11,7 @@ import type { SimulatedFleet } from '../sim/fleet-simulator.ts';
 import { SIM_DEFAULTS, type SimDevice, type SimDeviceState } from '../sim/sim-options.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
+import { describeTrust, fetchTrustAnchor, readTrustAnchor, simTrustOf, type SimTrust, type TrustAnchor } from '../sim/sim-trust.ts';
 import { ApiClient, serverUrl } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { probability, wholeNumber } from '../util/number-text.ts';
@@ -87,6 +88,22 @@ async function readDevicesFile(file: string): Promise<SimDevice[]> {
   });
 }
 
+/**
+ * What the devices trust (`--root-key`, `--signing-key`, `--insecure-allow-unsigned`, or by
+ * default the server's key, asked of its API). No fallback to unsigned devices when the server
+ * cannot be asked: a bench or demo would then measure devices that check nothing, and say so
+ * only in a warning scrolled away; the opt-out is a flag, as for `updraft agent`.
+ */
+async function trustAnchorOf(o: Record<string, string | boolean | undefined>, api: () => ApiClient): Promise<TrustAnchor | 'unsigned'> {
+  const given = (['rootKey', 'signingKey'] as const).filter((k) => typeof o[k] === 'string');
+  if (given.length > 1) throw new UpdraftError('BAD_REQUEST', '--root-key and --signing-key: give one (a device trusts the root, or the signing key alone)');
+  if (given.length > 0 && o.insecureAllowUnsigned) throw new UpdraftError('BAD_REQUEST', `--insecure-allow-unsigned with ${given[0] === 'rootKey' ? '--root-key' : '--signing-key'}: the devices verify with the key, or accept unsigned software; give one`);
+  if (typeof o.rootKey === 'string') return readTrustAnchor('root', o.rootKey);
+  if (typeof o.signingKey === 'string') return readTrustAnchor('signing', o.signingKey);
+  if (o.insecureAllowUnsigned) return 'unsigned';
+  return fetchTrustAnchor(api);
+}
+
 /** Adds `sim`. */
 export function addSimCommand(program: Command): void {
   program
@@ -100,6 +117,9 @@ export function addSimCommand(program: Command): void {
     .option('--token <token>', 'operator token')
     .addOption(dataDirOption('server data dir holding the operator token'))
     .option('--broker <url>', 'MQTT broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--root-key <file>', "the offline root's public key the devices verify updates with (default: asked of the server, GET /api/v1/keys, with --server and --token or --data-dir, also beside --devices-file: its root when it has a certificate from one, else its signing key, as `updraft device register --save` provisions a device)")
+    .option('--signing-key <file>', "the server's software signing public key the devices verify updates with, instead of --root-key (updraft keys export-public)")
+    .option('--insecure-allow-unsigned', 'devices that verify nothing and accept unsigned software (reported as trust = unsigned, which doctor and the Health page warn about); not with --root-key or --signing-key')
     .option('--mode <mode>', 'connected (all online) or cycling (a bench scenario: each device visits, at most --concurrency at once, until its update succeeded or it was given up, then visits no more in this run: a later job does not reach it)', 'connected')
     .option('--concurrency <n>', 'cycling: devices online at once', String(SIM_DEFAULTS.concurrency))
     .option('--connect-rate <n>', 'new connections per second, in both modes (cycling visits and reconnections after a crash or an offline period included)', String(SIM_DEFAULTS.connectRate))
@@ -147,11 +167,16 @@ export function addSimCommand(program: Command): void {
       const server = typeof o.server === 'string' ? o.server : undefined;
       if (server !== undefined || !fromFile) serverUrl(server);
       if (typeof o.saveDevices === 'string') await checkWritable(o.saveDevices);
+      const apiOf = () => new ApiClient({ ...(server !== undefined ? { server } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
+      // what the devices verify with, known before anything is registered (a server that cannot
+      // be asked must not leave devices behind)
+      const anchor = await trustAnchorOf(o, apiOf);
+      const trust: SimTrust = anchor === 'unsigned' ? { allowUnsigned: true } : simTrustOf(anchor);
       let devices: SimDevice[];
       if (fromFile) {
         devices = fromFile;
       } else {
-        const api = new ApiClient({ ...(server !== undefined ? { server } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
+        const api = apiOf();
         // saved after each request of the registration, not only at its end: a request that
         // fails later must not lose the secrets of the devices registered before it
         // (a new file renamed over the target: 0600 even where a file with wider rights was)
@@ -164,6 +189,12 @@ export function addSimCommand(program: Command): void {
           if (kept && err instanceof UpdraftError) throw new UpdraftError(err.code, `${err.message}${kept}`, { status: err.status });
           throw err;
         });
+      }
+      // said once the fleet is there (an error before it stays the one line the command ends with)
+      if (anchor === 'unsigned' && !shard) {
+        process.stderr.write('sim: warning: --insecure-allow-unsigned: the devices verify no signature and accept unsigned software (trust = unsigned: doctor and the Health page warn about them)\n');
+      } else if (!shard) {
+        process.stderr.write(`sim: the devices verify every update as provisioned devices do: trust = ${describeTrust(trust)}\n`);
       }
       // the agent and mqtt.js: loaded only to run (every other command starts without them)
       const { FleetSimulator } = await import('../sim/fleet-simulator.ts');
@@ -178,16 +209,16 @@ export function addSimCommand(program: Command): void {
         process.stderr.write(`sim: warning: ${deviceId} cannot connect: ${reason} (a wrong secret, a revoked or deleted device, no broker there?); "refused" in the counts is how many devices cannot\n`);
       };
       if (shard) {
-        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, firstIndex, onRefused });
+        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, firstIndex, onRefused });
       } else if (processes > 1) {
         // each child takes the options that describe the devices' behaviour as they are
         const childArgs = ['--broker', behaviour.brokerUrl, '--mode', mode, '--seed', String(behaviour.seed), '--install-ms', String(behaviour.installMs)];
         childArgs.push('--failure-rate', String(behaviour.failureRate), '--crash-rate', String(behaviour.crashRate), '--offline-rate', String(behaviour.offlineRate), '--offline-ms', String(behaviour.offlineMs));
-        const parent = new SimProcesses({ devices, processes, childArgs, connectRate, ...(mode === 'cycling' ? { concurrency } : {}) });
+        const parent = new SimProcesses({ devices, processes, childArgs, trust: anchor === 'unsigned' ? { allowUnsigned: true } : anchor, connectRate, ...(mode === 'cycling' ? { concurrency } : {}) });
         failed = parent.failed;
         fleet = parent;
       } else {
-        fleet = new FleetSimulator({ ...behaviour, devices, concurrency, connectRate, onRefused });
+        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, onRefused });
       }
       const ticker = shard ? undefined : setInterval(() => process.stderr.write(`sim: ${JSON.stringify(fleet.stats)}\n`), 1000);
       const toParent = shard ? reportToParent(fleet, () => stop()) : undefined;

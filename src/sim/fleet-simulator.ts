@@ -22,6 +22,7 @@ const MQTT_DEBUG = /mqttjs/.test(process.env.DEBUG ?? '');
 const noLog = (): void => {};
 
 export { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
+export type { SimTrust } from './sim-trust.ts';
 
 /** Counters, readable while the simulation runs. */
 export interface SimStats {
@@ -147,7 +148,7 @@ export class FleetSimulator implements SimulatedFleet {
   /** Aborted at stop: ends the pauses between a device's attempts and its offline periods (`pause`). */
   private readonly stopping = new AbortController();
 
-  constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices'>) {
+  constructor(opts: Partial<SimOptions> & Pick<SimOptions, 'brokerUrl' | 'devices' | 'trust'>) {
     this.opts = { ...SIM_DEFAULTS, ...opts };
     this.random = seededRandom(this.opts.seed + this.opts.firstIndex);
     this.pacer = new ConnectPacer(this.opts.connectRate, this.opts.clock);
@@ -311,8 +312,9 @@ export class FleetSimulator implements SimulatedFleet {
       download: memoryDownloader,
       stateDir: path.join(this.opts.workDir, deviceId),
       logger: this.opts.logger ?? silentLogger,
-      // simulated devices are not provisioned with the signing key; signatures are tested in test/security/
-      allowUnsigned: true,
+      // the server's public key, as a provisioned device has it: every manifest and artifact is
+      // verified, as on a real device (one KeyObject shared by every agent: none parses it)
+      ...this.opts.trust,
       // a fleet reconnecting in lockstep is a thundering herd: spread it
       // mqtt.js's `debug` logger, made per client and called per packet even when disabled,
       // took 2% of a cycling simulator; DEBUG=mqttjs* still turns it on

@@ -8,6 +8,7 @@ import type { FinishedJob } from '../agent/agent-state.ts';
 import type { InstalledSoftware } from '../agent/installer.ts';
 import type { Logger } from '../util/logger.ts';
 import type { PacerClock } from './connect-pacer.ts';
+import type { SimTrust } from './sim-trust.ts';
 
 /**
  * What a simulated device keeps between runs, as a real device keeps it on its disk: the
@@ -31,6 +32,13 @@ export interface SimDevice {
 export interface SimOptions {
   brokerUrl: string;
   devices: SimDevice[];
+  /**
+   * What every device verifies commands and artifacts with, as a real agent does: the
+   * server's root or signing public key (one KeyObject, shared by all the agents), or
+   * `{ allowUnsigned: true }`, the explicit opt-out (devices then report `trust = unsigned`,
+   * which `updraft doctor` and the Health page warn about). No default: secure by default.
+   */
+  trust: SimTrust;
   mode: 'connected' | 'cycling';
   /** Cycling: devices online at once. */
   concurrency: number;
@@ -88,8 +96,8 @@ export interface SimOptions {
   logger?: Logger;
 }
 
-/** Defaults for every option but the broker and the devices. */
-export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices'> = {
+/** Defaults for every option but the broker, the devices and what they trust. */
+export const SIM_DEFAULTS: Omit<SimOptions, 'brokerUrl' | 'devices' | 'trust'> = {
   mode: 'connected',
   concurrency: 5000,
   connectRate: 2000,

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { UpdraftError } from '../errors.ts';
 import type { SimDevice, SimStats, SimulatedFleet } from './fleet-simulator.ts';
+import { trustFlag, type TrustAnchor } from './sim-trust.ts';
 import { wholeNumber } from '../util/number-text.ts';
 
 /** How often a child sends its counters. */
@@ -68,6 +69,12 @@ export interface SimProcessesOptions {
   processes: number;
   /** `updraft sim` options every child takes as they are (broker, mode, rates, seed...). */
   childArgs: string[];
+  /**
+   * What the devices trust: the key the parent read or fetched once, handed to every child in
+   * a file beside its devices file (`--root-key` or `--signing-key`), so that no child asks
+   * the server again (nor needs the operator token); or the explicit opt-out.
+   */
+  trust: TrustAnchor | { allowUnsigned: true };
   /** Connect rate of the whole fleet, and its concurrency (cycling only): each child takes its share (`sharesOf`). */
   concurrency?: number;
   connectRate: number;
@@ -148,12 +155,18 @@ export class SimProcesses implements SimulatedFleet {
       }),
     );
     this.files = files;
+    let trustArgs = ['--insecure-allow-unsigned'];
+    if ('pem' in o.trust) {
+      const keyFile = path.join(dir, `${o.trust.kind}-key.pub`);
+      await writeFile(keyFile, o.trust.pem, { mode: 0o600 });
+      trustArgs = [trustFlag(o.trust.kind), keyFile];
+    }
     const entry = o.entry ?? process.argv[1]!;
     const rates = sharesOf(o.connectRate, o.processes);
     const concurrencies = o.concurrency === undefined ? undefined : sharesOf(o.concurrency, o.processes);
     const allReady = slices.map((slice, k) => {
       const shares = ['--connect-rate', String(rates[k]), ...(concurrencies ? ['--concurrency', String(concurrencies[k])] : [])];
-      const args = ['sim', ...o.childArgs, ...shares, '--devices-file', files[k]!, '--first-index', String(slice.first)];
+      const args = ['sim', ...o.childArgs, ...trustArgs, ...shares, '--devices-file', files[k]!, '--first-index', String(slice.first)];
       const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const child: ChildState = { proc, exited: false };
       this.children.push(child);

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -67,7 +67,7 @@ describe('web dashboard in Chromium', { skip }, () => {
       assert.equal(added.status, 201, await added.text());
     }
     // seeded: some installs fail their health check, so the failing-devices table has rows
-    sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'connected', installMs: 30, failureRate: 0.15, seed: 11 });
+    sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: { signingPublicKey: createPublicKey(ts.server.security.signingKey.publicKeyPem) }, devices, mode: 'connected', installMs: 30, failureRate: 0.15, seed: 11 });
     await sim.start();
     browser = await chromium.launch({
       executablePath: CHROMIUM,

@@ -4,7 +4,7 @@
  * aggregation endpoints its pages read, against a real server and a small simulated fleet.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -146,7 +146,7 @@ describe('dashboard aggregation endpoints', () => {
     await api.call('POST', '/api/v1/devices/bulk', { devices: Array.from({ length: 6 }, (_, i) => ({ deviceId: `api-${i + 1}`, tags: i % 2 === 0 ? ['eu'] : ['us'] })) });
     // the first four run (and get the update); the other two never connect
     const secrets = await Promise.all([1, 2, 3, 4].map(async (n) => ({ deviceId: `api-${n}`, secret: (await api.call<{ secret: string }>('POST', `/api/v1/devices/api-${n}/rotate-secret`)).secret })));
-    sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices: secrets, mode: 'connected', installMs: 5, seed: 2 });
+    sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: { signingPublicKey: createPublicKey(ts.server.security.signingKey.publicKeyPem) }, devices: secrets, mode: 'connected', installMs: 5, seed: 2 });
     await sim.start();
     await api.call('POST', '/api/v1/groups', { name: 'pair', devices: ['api-1', 'api-2'] });
     const r = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: ['api-1', 'api-2', 'api-3', 'api-4'], artifact: 'fw@2.0.0' });

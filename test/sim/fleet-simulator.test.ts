@@ -1,6 +1,6 @@
 /** Smoke runs of the fleet simulator against a real server (a few dozen devices). */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -10,13 +10,20 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.ts';
 import { ConnectPacer, type PacerClock } from '../../src/sim/connect-pacer.ts';
-import { FleetSimulator, SIM_DEFAULTS, type SimDevice } from '../../src/sim/fleet-simulator.ts';
+import { FleetSimulator, SIM_DEFAULTS, type SimDevice, type SimTrust } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
+import { certifySigningKey } from '../../src/signing/root-key.ts';
+import { keyIdOf, signingKeyPaths } from '../../src/signing/signing-key.ts';
 import { parseFirstIndex, sharesOf, sliceOf } from '../../src/sim/sim-processes.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { TestClient } from '../helpers/mqtt-client.ts';
 import { registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+/** What a device provisioned for `t` trusts (`updraft device register --save`): the server's signing key, parsed once for the whole fleet. */
+function trustOf(t: TestServer): SimTrust {
+  return { signingPublicKey: createPublicKey(t.server.security.signingKey.publicKeyPem) };
+}
 
 /** The live child processes of `pid` and their command lines (Linux /proc). */
 function childProcesses(pid: number): { pid: number; cmd: string }[] {
@@ -56,6 +63,27 @@ describe('fleet simulator', () => {
     return executions.reduce<Record<string, number>>((acc, x) => ({ ...acc, [x.status]: (acc[x.status] ?? 0) + 1 }), {});
   }
 
+  /**
+   * The devices named `prefix...` that `query` selects on the server (sorted), once each has
+   * reported its agent (`reported.agent`: the first report of each connection carries it).
+   */
+  async function trusting(query: string, prefix: string): Promise<string[]> {
+    await eventually(async () => ((await selected('not reported.agent.trust exists', prefix)).length === 0 ? true : undefined), 30_000, `every ${prefix} device reported what its agent trusts`);
+    return selected(query, prefix);
+  }
+
+  /** The devices named `prefix...` that `query` selects, every page read (one reads at most 10,000 devices: the suite registers more). */
+  async function selected(query: string, prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    const q = new URLSearchParams({ query: `(${query}) and tags = sim`, limit: '1000', after: prefix });
+    for (;;) {
+      const page = await api.call<{ items: { deviceId: string }[]; next?: string }>('GET', `/api/v1/fleet/devices?${q}`);
+      out.push(...page.items.map((d) => d.deviceId).filter((id) => id.startsWith(prefix)));
+      if (page.next === undefined || !page.next.startsWith(prefix)) return out.sort();
+      q.set('after', page.next);
+    }
+  }
+
   /** A running `updraft sim --processes n`, ready, and its simulator processes. */
   interface ShardedSim {
     cli: CliProcess;
@@ -76,7 +104,7 @@ describe('fleet simulator', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-test-'));
     const file = path.join(dir, 'devices.json');
     await writeFile(file, JSON.stringify(devices.map((d, i) => (i < wrongSecrets ? { ...d, secret: 'updr_dev_not-its-secret' } : d))));
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--processes', String(n), ...args]);
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--processes', String(n), ...args]);
     const close = async () => {
       await cli.kill('SIGKILL').catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
@@ -93,10 +121,15 @@ describe('fleet simulator', () => {
 
   it('connected mode: every device takes the update once, with crashes and failures', async () => {
     const devices = await registerFleet(api, 'conn-', 30);
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'connected', installMs: 20, crashRate: 0.2, failureRate: 0.1, seed: 7 });
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices, mode: 'connected', installMs: 20, crashRate: 0.2, failureRate: 0.1, seed: 7 });
     try {
       await sim.start();
       assert.equal(sim.stats.connected, 30);
+      // what the server records of each device's agent: it verifies with the server's key, as a
+      // provisioned device does (the simulator's devices were all `unsigned`: doctor warned)
+      const keyId = ts.server.security.signingKey.keyId;
+      assert.deepEqual(await trusting(`reported.agent.trust = signing-key and reported.agent.keyId = ${keyId} and tags = sim`, 'conn-'), devices.map((d) => d.deviceId), 'every device trusts the signing key');
+      assert.deepEqual(await trusting('reported.agent.trust = unsigned', 'conn-'), [], 'no device accepts unsigned software');
       const jobId = await rollout(devices);
       await sim.whenFinished(30);
       const counts = await outcome(jobId);
@@ -112,7 +145,7 @@ describe('fleet simulator', () => {
     // a device that goes offline while downloading comes back resuming its download, and may
     // go offline again before its connection is up; the count must follow the live connections
     const devices = await registerFleet(api, 'off-', 30);
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'connected', installMs: 20, offlineRate: 0.6, offlineMs: 100, crashRate: 0.3, seed: 5 });
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices, mode: 'connected', installMs: 20, offlineRate: 0.6, offlineMs: 100, crashRate: 0.3, seed: 5 });
     try {
       await sim.start();
       await rollout(devices);
@@ -136,7 +169,7 @@ describe('fleet simulator', () => {
     let own: TestServer | undefined = await startTestServer({ flags: { 'mqtt-port': port } });
     const dataDir = own.dataDir;
     const devices = await registerFleet(new ApiClient({ server: own.httpUrl, token: own.token }), 'drop-', 3);
-    const sim = new FleetSimulator({ brokerUrl: own.mqttUrl, devices, mode: 'connected', seed: 4 });
+    const sim = new FleetSimulator({ brokerUrl: own.mqttUrl, trust: trustOf(own), devices, mode: 'connected', seed: 4 });
     try {
       await sim.start();
       assert.equal(sim.stats.connected, 3);
@@ -161,7 +194,7 @@ describe('fleet simulator', () => {
       ['rate05-', 'connected', { crashRate: 0.5, offlineRate: 0.5, offlineMs: 50 }],
     ] as const) {
       const devices = await registerFleet(api, prefix, 10);
-      const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode, concurrency: 4, installMs: 20, seed: 3, ...rates });
+      const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices, mode, concurrency: 4, installMs: 20, seed: 3, ...rates });
       try {
         await sim.start();
         const jobId = await rollout(devices);
@@ -184,7 +217,7 @@ describe('fleet simulator', () => {
   it('cycling mode: more devices than slots, each connects, updates and leaves', async () => {
     const devices = await registerFleet(api, 'cyc-', 40);
     const jobId = await rollout(devices); // deployed while every device is offline
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'cycling', concurrency: 8, seed: 3 });
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices, mode: 'cycling', concurrency: 8, seed: 3 });
     try {
       await sim.start();
       await sim.whenFinished(40);
@@ -199,7 +232,7 @@ describe('fleet simulator', () => {
     const devices = await registerFleet(api, 'retry-', 20);
     const created = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: devices.map((d) => d.deviceId) }, retries: { limit: 10 } });
     const jobId = created.job.jobId;
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode: 'cycling', concurrency: 5, failureRate: 0.4, idleTimeoutMs: 300, seed: 11 });
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices, mode: 'cycling', concurrency: 5, failureRate: 0.4, idleTimeoutMs: 300, seed: 11 });
     type JobView = { job: { status: string }; counts: Record<string, number>; executions: { status: string; attempt?: number }[] };
     try {
       await sim.start();
@@ -232,7 +265,7 @@ describe('fleet simulator', () => {
     const options = { crashRate: 0.2, failureRate: 0.1, seed: 7 };
     // the reference: one in-process simulator
     const one = await registerFleet(api, 'one-', 30);
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices: one, mode: 'connected', installMs: 20, ...options });
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices: one, mode: 'connected', installMs: 20, ...options });
     let reference;
     try {
       await sim.start();
@@ -374,7 +407,7 @@ describe('fleet simulator', () => {
       }
       assert.equal(await registered(), 3, 'the later runs registered nothing');
 
-      const rerun = startCli(['sim', '--broker', ts.mqttUrl, '--devices-file', saved]);
+      const rerun = startCli(['sim', '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--devices-file', saved]);
       try {
         await rerun.waitFor(/sim: ready 3 devices \(connected\)/, 60_000);
         await eventually(async () => ((await api.call<{ online: boolean }>('GET', '/api/v1/devices/cli-3')).online ? true : undefined), 30_000, 'the saved devices connect with their secrets');
@@ -402,7 +435,7 @@ describe('fleet simulator', () => {
     await writeFile(file, JSON.stringify(devices), { mode: 0o600 });
     const jobOf = (jobId: string) => api.call<{ job: { status: string }; counts: Record<string, number> }>('GET', `/api/v1/jobs/${jobId}`);
     try {
-      const first = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--until-finished']);
+      const first = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--until-finished']);
       try {
         await first.waitFor(/sim: ready 10 devices/, 60_000);
         await rollout(devices);
@@ -416,7 +449,7 @@ describe('fleet simulator', () => {
       assert.deepEqual(kept.map((d) => [d.deviceId, d.state?.software.version, d.state?.finished.length]), devices.map((d) => [d.deviceId, '2.0.0', 1]), 'each device keeps what it runs and the job it finished');
       assert.equal(statSync(file).mode & 0o777, 0o600);
 
-      const second = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--until-finished']);
+      const second = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--until-finished']);
       try {
         await second.waitFor(/sim: ready 10 devices/, 60_000);
         // its counts a second later, every device online: the job they finished before is not counted again
@@ -446,7 +479,7 @@ describe('fleet simulator', () => {
     const file = path.join(dir, 'devices.json');
     await writeFile(file, JSON.stringify([{ deviceId: 'stop-1', secret: 'x' }, { deviceId: 'stop-2', secret: 'x' }]), { mode: 0o600 });
     const nobody = await freePort(); // no broker listens there
-    const cli = startCli(['sim', '--devices-file', file, '--broker', `mqtt://127.0.0.1:${nobody}`]);
+    const cli = startCli(['sim', '--devices-file', file, '--broker', `mqtt://127.0.0.1:${nobody}`, '--server', ts.httpUrl, '--token', ts.token]);
     try {
       // counted, and said once, with the reason: not a silent connected:0
       await cli.waitFor(/^sim: \{"connected":0,"refused":2,/m, 30_000);
@@ -524,7 +557,7 @@ describe('fleet simulator', () => {
     for (const mode of ['connected', 'cycling'] as const) {
       const devices = await registerFleet(api, `pace-${mode}-`, 4);
       const { clock, waits } = virtualClock();
-      const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices, mode, concurrency: 4, connectRate: 4, clock, seed: 2 });
+      const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices, mode, concurrency: 4, connectRate: 4, clock, seed: 2 });
       try {
         await sim.start();
         await eventually(async () => (sim.stats.connects === 4 ? true : undefined), 30_000, `${mode}: every device connects`);
@@ -541,7 +574,7 @@ describe('fleet simulator', () => {
     const devices = await registerFleet(api, 'refused-', 5);
     const withBad = [{ ...devices[0]!, secret: 'updr_dev_not-its-secret' }, ...devices.slice(1)];
     const heard: string[] = [];
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices: withBad, mode: 'connected', connectRate: 1, clock: noWait, seed: 6, onRefused: (id, reason) => heard.push(`${id}: ${reason}`) });
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices: withBad, mode: 'connected', connectRate: 1, clock: noWait, seed: 6, onRefused: (id, reason) => heard.push(`${id}: ${reason}`) });
     try {
       void sim.start();
       await eventually(async () => (sim.stats.connected === 4 ? true : undefined), 30_000, `the 4 others connect: ${JSON.stringify(sim.stats)}`);
@@ -553,7 +586,7 @@ describe('fleet simulator', () => {
     // cycling: its visit ends (it took its worker for good), and it comes back after the others
     const cycling = await registerFleet(api, 'refusedc-', 4);
     const jobId = await rollout(cycling.slice(1));
-    const sim2 = new FleetSimulator({ brokerUrl: ts.mqttUrl, devices: [{ ...cycling[0]!, secret: 'updr_dev_not-its-secret' }, ...cycling.slice(1)], mode: 'cycling', concurrency: 1, idleTimeoutMs: 500, seed: 6 });
+    const sim2 = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trustOf(ts), devices: [{ ...cycling[0]!, secret: 'updr_dev_not-its-secret' }, ...cycling.slice(1)], mode: 'cycling', concurrency: 1, idleTimeoutMs: 500, seed: 6 });
     try {
       await sim2.start();
       await eventually(async () => (sim2.stats.finished === 3 ? true : undefined), 30_000, `the 3 others take the update: ${JSON.stringify(sim2.stats)}`);
@@ -572,7 +605,7 @@ describe('fleet simulator', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-giveup-'));
     const file = path.join(dir, 'devices.json');
     await writeFile(file, JSON.stringify(withBad), { mode: 0o600 });
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--mode', 'cycling', '--concurrency', '2', '--until-finished']);
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--mode', 'cycling', '--concurrency', '2', '--until-finished']);
     try {
       // a hang guard: the run that never ended fails here
       const summary = JSON.parse((await cli.waitFor(/^(\{.*"devices":3.*\})$/m, 60_000))[1]!);
@@ -593,7 +626,7 @@ describe('fleet simulator', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-ready-'));
     const file = path.join(dir, 'devices.json');
     await writeFile(file, JSON.stringify([{ ...devices[0]!, secret: 'updr_dev_not-its-secret' }, ...devices.slice(1)]), { mode: 0o600 });
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl]);
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token]);
     try {
       // a hang guard: the line that never came fails here
       await cli.waitFor(/^sim: ready 3 devices \(connected\) connected=2 refused=1$/m, 60_000);
@@ -634,7 +667,7 @@ describe('fleet simulator', () => {
     });
     await new Promise<void>((resolve) => broker.listen(0, '127.0.0.1', resolve));
     const devices = Object.keys(codes).map((deviceId) => ({ deviceId, secret: 'updr_dev_whatever' }));
-    const sim = new FleetSimulator({ brokerUrl: `mqtt://127.0.0.1:${(broker.address() as AddressInfo).port}`, devices, mode: 'connected', seed: 6 });
+    const sim = new FleetSimulator({ brokerUrl: `mqtt://127.0.0.1:${(broker.address() as AddressInfo).port}`, trust: trustOf(ts), devices, mode: 'connected', seed: 6 });
     try {
       // bounded: the start that never resolved must fail here, not hang the suite
       const ready = await Promise.race([sim.start().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 30_000).unref())]);
@@ -655,7 +688,7 @@ describe('fleet simulator', () => {
     const [holder, device] = await registerFleet(ownApi, 'busy-', 2);
     // the one connection the broker holds
     const held = await TestClient.connect(own.mqttUrl, holder!.deviceId, { username: holder!.deviceId, password: holder!.secret });
-    const sim = new FleetSimulator({ brokerUrl: own.mqttUrl, devices: [device!], mode: 'cycling', concurrency: 1, idleTimeoutMs: 300, seed: 6 });
+    const sim = new FleetSimulator({ brokerUrl: own.mqttUrl, trust: trustOf(own), devices: [device!], mode: 'cycling', concurrency: 1, idleTimeoutMs: 300, seed: 6 });
     try {
       await ownApi.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', randomBytes(1024));
       await ownApi.call('POST', '/api/v1/deployments', { devices: [device!.deviceId], artifact: 'fw@2.0.0' });
@@ -700,7 +733,7 @@ describe('fleet simulator', () => {
     const heard: string[] = [];
     const brokerUrl = `mqtt://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     // an attempt time far beyond the wait below: only the close can free the place in time
-    const sim = new FleetSimulator({ brokerUrl, devices, mode: 'connected', connectRate: 1, clock: noWait, connectAttemptMs: 600_000, seed: 6, onRefused: (id, reason) => heard.push(`${id}: ${reason}`) });
+    const sim = new FleetSimulator({ brokerUrl, trust: trustOf(ts), devices, mode: 'connected', connectRate: 1, clock: noWait, connectAttemptMs: 600_000, seed: 6, onRefused: (id, reason) => heard.push(`${id}: ${reason}`) });
     try {
       void sim.start();
       await eventually(async () => (sim.stats.connected === 1 ? true : undefined), 30_000, `the other device connects: ${JSON.stringify(sim.stats)}`);
@@ -710,6 +743,118 @@ describe('fleet simulator', () => {
       await sim.stop();
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it("the command: the devices verify with the server's key, asked of its API beside --devices-file and handed to every process of --processes, and the server records them trusting it", async () => {
+    const devices = await registerFleet(api, 'trusted-', 4);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-trust-'));
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(devices), { mode: 0o600 });
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--processes', '2']);
+    try {
+      await cli.waitFor(/sim: ready 4 devices \(connected, 2 processes\)/, 60_000);
+      const keyId = ts.server.security.signingKey.keyId;
+      assert.match(cli.output(), new RegExp(`^sim: the devices verify every update as provisioned devices do: trust = signing-key ${keyId}$`, 'm'), 'said once, with the key');
+      // the children were handed the key in a file, not the operator token
+      const shards = childProcesses(cli.child.pid!).filter((c) => c.cmd.includes('--first-index'));
+      assert.equal(shards.length, 2, cli.output());
+      for (const shard of shards) assert.match(shard.cmd, / --signing-key \S+signing-key\.pub /, `a child given the key: ${shard.cmd}`);
+      for (const shard of shards) assert.doesNotMatch(shard.cmd, new RegExp(ts.token), 'no child is given the operator token');
+      assert.deepEqual(await trusting(`reported.agent.trust = signing-key and reported.agent.keyId = ${keyId}`, 'trusted-'), devices.map((d) => d.deviceId), 'every device trusts the signing key');
+      // verified on each device: a manifest its agent could not verify fails the job
+      const jobId = await rollout(devices);
+      await eventually(async () => ((await outcome(jobId)).SUCCEEDED === 4 ? true : undefined), 60_000, 'every device verified and installed the update');
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the command: a server with a certificate from an offline root has its devices trust the root, as `device register --save` provisions them", async () => {
+    const own = await startTestServer();
+    const ownApi = new ApiClient({ server: own.httpUrl, token: own.token });
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-root-'));
+    const root = generateKeyPairSync('ed25519');
+    const rootPem = root.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const certificate = certifySigningKey(root.privateKey, createPublicKey(own.server.security.signingKey.publicKeyPem), 1, Math.floor(Date.now() / 1000) + 3600);
+    await ownApi.call('PUT', '/api/v1/keys/signing/certificate', { certificate, rootPublicKey: rootPem });
+    const devices = await registerFleet(ownApi, 'rooted-', 2);
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(devices), { mode: 0o600 });
+    const cli = startCli(['sim', '--devices-file', file, '--broker', own.mqttUrl, '--server', own.httpUrl, '--token', own.token]);
+    try {
+      await cli.waitFor(/sim: ready 2 devices/, 60_000);
+      const rootKeyId = keyIdOf(root.publicKey);
+      assert.match(cli.output(), new RegExp(`^sim: the devices verify every update as provisioned devices do: trust = root ${rootKeyId}$`, 'm'));
+      const query = new URLSearchParams({ query: `reported.agent.trust = root and reported.agent.keyId = ${rootKeyId}` });
+      await eventually(async () => ((await ownApi.call<{ items: unknown[] }>('GET', `/api/v1/fleet/devices?${query}`)).items.length === 2 ? true : undefined), 30_000, 'both devices trust the root, as the server records them');
+      // each command carries the root's certificate of the signing key: checked on the device
+      await ownApi.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', randomBytes(1024));
+      const { job } = await ownApi.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: devices.map((d) => d.deviceId), artifact: 'fw@2.0.0' });
+      await eventually(async () => {
+        const { executions } = await ownApi.call<{ executions: { status: string }[] }>('GET', `/api/v1/jobs/${job.jobId}`);
+        return executions.filter((x) => x.status === 'SUCCEEDED').length === 2 ? true : undefined;
+      }, 60_000, 'both devices verified the certificate and the manifest, and installed');
+    } finally {
+      await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+      await own.close();
+    }
+  });
+
+  it('the command: devices that cannot get the key are refused in one line, before anything is registered; --insecure-allow-unsigned runs them unsigned and says so; --signing-key takes it from a file', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-untrusted-'));
+    const nobody = `http://127.0.0.1:${await freePort()}`; // no server there: the key's file and the opt-out need none
+    const pub = signingKeyPaths(ts.dataDir).pub;
+    const notKey = path.join(dir, 'not-a-key.pub');
+    await writeFile(notKey, 'hello');
+    const registered = async (prefix: string) => (await ts.server.store.listDevices({ limit: 1000 })).items.filter((d) => d.deviceId.startsWith(prefix)).length;
+    try {
+      // the server cannot be asked (a wrong token): one line saying what to do, exit 2, nothing registered
+      const refused = await runCli(['sim', '--server', ts.httpUrl, '--token', 'updr_not-the-token', '--broker', ts.mqttUrl, '--devices', '2', '--prefix', 'untrusted-']);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(refused.stderr.trim().split('\n').length, 1, `one line: ${refused.stderr}`);
+      assert.match(refused.stderr.trim(), /^updraft: error: the simulated devices verify updates with the server's public key, and asking http:\/\/127\.0\.0\.1:\d+ for it \(GET \/api\/v1\/keys\) failed: .+\. Give --server and --token \(or --data-dir\), or the key with --root-key or --signing-key <file> \(updraft keys export-public\), or --insecure-allow-unsigned for devices that verify nothing$/);
+      assert.equal(await registered('untrusted-'), 0, 'nothing registered');
+      for (const [bad, message] of [
+        [['--insecure-allow-unsigned', '--signing-key', pub], 'updraft: error: --insecure-allow-unsigned with --signing-key: the devices verify with the key, or accept unsigned software; give one'],
+        [['--root-key', pub, '--signing-key', pub], 'updraft: error: --root-key and --signing-key: give one (a device trusts the root, or the signing key alone)'],
+        [['--signing-key', path.join(dir, 'missing.pub')], `updraft: error: cannot read --signing-key ${path.join(dir, 'missing.pub')}: ENOENT: no such file or directory, open '${path.join(dir, 'missing.pub')}'`],
+      ] as const) {
+        const r = await runCli(['sim', '--server', ts.httpUrl, '--token', ts.token, '--broker', ts.mqttUrl, '--devices', '2', '--prefix', 'untrusted-', ...bad]);
+        assert.equal(r.code, 2, bad.join(' '));
+        assert.equal(r.stderr.trim(), message, bad.join(' '));
+      }
+      const notPem = await runCli(['sim', '--server', ts.httpUrl, '--token', ts.token, '--broker', ts.mqttUrl, '--devices', '2', '--prefix', 'untrusted-', '--root-key', notKey]);
+      assert.equal(notPem.code, 2, notPem.stderr);
+      assert.match(notPem.stderr.trim(), new RegExp(`^updraft: error: --root-key ${notKey.replace(/[.]/g, '\\.')} is not an Ed25519 public key in PEM: `));
+      assert.equal(await registered('untrusted-'), 0, 'no option error leaves devices behind');
+
+      // the explicit opt-out: no server asked, a warning, and the server records the devices as unsigned
+      const loose = await registerFleet(api, 'loose-', 2);
+      await writeFile(path.join(dir, 'loose.json'), JSON.stringify(loose));
+      const unsigned = startCli(['sim', '--devices-file', path.join(dir, 'loose.json'), '--broker', ts.mqttUrl, '--server', nobody, '--insecure-allow-unsigned']);
+      try {
+        await unsigned.waitFor(/sim: ready 2 devices/, 60_000);
+        assert.match(unsigned.output(), /^sim: warning: --insecure-allow-unsigned: the devices verify no signature and accept unsigned software/m);
+        assert.deepEqual(await trusting('reported.agent.trust = unsigned', 'loose-'), loose.map((d) => d.deviceId), 'both accept unsigned software, as doctor will say');
+      } finally {
+        await unsigned.kill('SIGKILL').catch(() => undefined);
+      }
+
+      // the key from a file (as `updraft agent --signing-key`): no server asked either
+      const filed = await registerFleet(api, 'filed-', 2);
+      await writeFile(path.join(dir, 'filed.json'), JSON.stringify(filed));
+      const fromFile = startCli(['sim', '--devices-file', path.join(dir, 'filed.json'), '--broker', ts.mqttUrl, '--server', nobody, '--signing-key', pub]);
+      try {
+        await fromFile.waitFor(/sim: ready 2 devices/, 60_000);
+        assert.deepEqual(await trusting(`reported.agent.trust = signing-key and reported.agent.keyId = ${ts.server.security.signingKey.keyId}`, 'filed-'), filed.map((d) => d.deviceId), 'both trust the key of the file');
+      } finally {
+        await fromFile.kill('SIGKILL').catch(() => undefined);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

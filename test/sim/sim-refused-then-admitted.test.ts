@@ -48,7 +48,7 @@ describe('updraft sim: refused at first, admitted later; its counts at a stop', 
     // refused until reinstated, as an external broker refuses a device its password file does not list yet
     for (const d of devices) await api.call('POST', `/api/v1/devices/${d.deviceId}/revoke`);
     const file = await devicesFile('late', devices);
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--mode', 'cycling', '--concurrency', '2', '--until-finished']);
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--mode', 'cycling', '--concurrency', '2', '--until-finished']);
     try {
       await cli.waitFor(/^sim: warning: late-\d cannot connect: Connection refused/m, 30_000);
       // the broker admits them a second after their first refusal (a password file rebuilt and reloaded)
@@ -69,7 +69,7 @@ describe('updraft sim: refused at first, admitted later; its counts at a stop', 
       // the counts were said once, when every device first finished, and never at a stop
       const devices = await registerFleet(api, `stop${mode}-`, 3);
       const file = await devicesFile(`stop-${mode}`, devices);
-      const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--mode', mode, '--concurrency', '2']);
+      const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--mode', mode, '--concurrency', '2']);
       try {
         await cli.waitFor(/^sim: ready 3 devices/m, 30_000);
         await deploy(devices);

@@ -13,6 +13,7 @@ import { retryAfterMs } from '../agent/downloader.ts';
 import { UpdraftError } from '../errors.ts';
 import { operatorTokenPath } from '../server/operator-token.ts';
 import { clipped, safeUrl } from '../util/redact-url.ts';
+import { readTextWithin, startRequestDeadline } from './request-deadline.ts';
 
 /** Connection options shared by every API command. */
 export interface ApiOptions {
@@ -21,6 +22,12 @@ export interface ApiOptions {
   dataDir?: string;
   /** How long a GET waits through passing answers, in ms, instead of UPDRAFT_RETRY_FOR's (`updraft doctor`: 0). */
   retryForMs?: number;
+  /**
+   * Each request's time limit, in ms (request-deadline.ts): to the answer's head, then between
+   * two pieces of its body; none (the default): undici's 300 s each. `mosquitto-config --watch`
+   * (--request-timeout-seconds): a server that never answers must not hold up its passes.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** Options of one call. */
@@ -100,6 +107,8 @@ export class ApiClient {
   readonly token: string;
   /** How long a GET waits through passing answers, in ms (UPDRAFT_RETRY_FOR; 0: not at all). */
   readonly retryForMs: number;
+  /** Each request's time limit in ms (`ApiOptions.requestTimeoutMs`); undefined: undici's own. */
+  readonly requestTimeoutMs: number | undefined;
   /** Whether the server ever answered this client: only then is "no connection" a server down for now. */
   private reached = false;
 
@@ -107,6 +116,7 @@ export class ApiClient {
     // an empty variable (UPDRAFT_TOKEN= in a unit file or a script) is one not set
     this.baseUrl = serverUrl(opts.server);
     this.retryForMs = opts.retryForMs ?? retryForMs(process.env.UPDRAFT_RETRY_FOR);
+    this.requestTimeoutMs = opts.requestTimeoutMs;
     this.token = opts.token ?? (process.env.UPDRAFT_TOKEN || readTokenFile(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data')));
   }
 
@@ -183,6 +193,7 @@ export class ApiClient {
     const isBytes = body instanceof Uint8Array || (typeof body === 'object' && body !== null && 'pipe' in body);
     let res: Response;
     let text: string;
+    const deadline = this.requestTimeoutMs === undefined ? undefined : startRequestDeadline(this.requestTimeoutMs);
     try {
       res = await fetch(this.baseUrl + route, {
         method,
@@ -192,8 +203,11 @@ export class ApiClient {
           ...extraHeaders,
         },
         ...(body === undefined ? {} : { body: isBytes ? (body as BodyInit) : JSON.stringify(body), duplex: 'half' }),
+        ...(deadline ? { signal: deadline.signal } : {}),
       } as RequestInit);
     } catch (err) {
+      deadline?.clear();
+      if (deadline?.expired) return this.timedOut(method, route, 'head', err);
       // UNAVAILABLE (503): a watch waits through it (job-watch.ts); the exit code stays 1. Not
       // reached yet, it is a server not running, a wrong URL or an untrusted certificate: waiting
       // mends none of them
@@ -202,11 +216,14 @@ export class ApiClient {
     }
     this.reached = true;
     try {
-      text = await res.text();
+      text = deadline ? await readTextWithin(res, deadline) : await res.text();
     } catch (err) {
+      if (deadline?.expired) return this.timedOut(method, route, 'body', err);
       // the connection closed while the answer came: the request was handled, its answer lost
       const error = new UpdraftError('UNAVAILABLE', `the connection to ${this.baseUrl} closed before the answer was read: ${whyUnreachable(err)}`, { cause: err });
       return { ok: false, error, passing: true, pauseMs: defaultPause(), sendAgain: true };
+    } finally {
+      deadline?.clear();
     }
     let parsed: unknown;
     try {
@@ -223,6 +240,19 @@ export class ApiClient {
       return { ok: false, error, passing: PASSING_STATUSES.has(res.status), pauseMs: pauseFor(res.headers.get('retry-after'), res.headers.get('date')), sendAgain, inProgress };
     }
     return { ok: true, value: parsed as T, replayed: res.headers.get('idempotent-replayed') === 'true' };
+  }
+
+  /**
+   * A request cut by its time limit (`requestTimeoutMs`): UNAVAILABLE, one line naming the
+   * method, the route's path (not its query: a page's ids) and the limit; never the token,
+   * which is sent in a header. It may have reached the server: a GET may be sent again, and
+   * within `retryForMs` is (a server that cannot answer for now).
+   */
+  private timedOut<T>(method: string, route: string, part: 'head' | 'body', cause: unknown): Attempt<T> {
+    const limit = `the request timeout of ${this.requestTimeoutMs! / 1000} s`;
+    const what = part === 'head' ? `no answer from ${safeUrl(this.baseUrl)} within ${limit}` : `the answer from ${safeUrl(this.baseUrl)} stopped coming for ${limit}`;
+    const error = new UpdraftError('UNAVAILABLE', `${method.toUpperCase()} ${route.split('?')[0]}: ${what}`, { cause });
+    return { ok: false, error, passing: true, pauseMs: defaultPause(), sendAgain: true };
   }
 }
 

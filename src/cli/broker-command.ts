@@ -58,6 +58,7 @@ interface Options extends ApiOptions {
   reloadCommand?: string;
   group?: string;
   resyncMinutes: string;
+  requestTimeoutSeconds: string;
   logFormat: string;
   maxPacketBytes: string;
   offline?: boolean;
@@ -92,6 +93,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
     .option('--group <name>', 'write passwd mode 0640 with this group (the one Mosquitto runs as, e.g. mosquitto), so that Mosquitto, dropped to its own user, reads it at start and at each reload; without it passwd is 0600, this user\'s')
     .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
+    .option('--request-timeout-seconds <n>', "with --watch: give up a request of a pass (a registry page, the CRL) that has no answer within this many seconds, or whose answer stops coming for as long (a large CRL that keeps coming is never cut), and try the pass again: a server or proxy that never answers would hold up every change, deletions included, for 5 minutes (not the event stream, which has its own heartbeat check)", '30')
     .addOption(new Option('--log-format <format>', 'with --watch: text, or json (one object per line)').choices(['text', 'json']).default('text'))
     .action(async (opts: Options, cmd: Command) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
@@ -100,12 +102,15 @@ export function addBrokerCommands(program: Command): void {
       if (opts.updraftCa && !opts.tlsCert) throw new UpdraftError('BAD_REQUEST', '--updraft-ca goes with --tls-cert and --tls-key: client certificates are asked for on the TLS device listener');
       if (opts.updraftCa && opts.tlsCa !== undefined) throw new UpdraftError('BAD_REQUEST', "--updraft-ca and --tls-ca do not go together: --updraft-ca writes the cafile from Updraft's CA, --tls-ca names your own");
       if (!opts.watch) {
-        const given = (['reloadCommand', 'resyncMinutes', 'logFormat'] as const).filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        const given = (['reloadCommand', 'resyncMinutes', 'requestTimeoutSeconds', 'logFormat'] as const).filter((k) => cmd.getOptionValueSource(k) === 'cli');
         const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
         if (given.length > 0) throw new UpdraftError('BAD_REQUEST', `${given.map(flag).join(', ')} ${given.length === 1 ? 'goes' : 'go'} with --watch`);
       }
       const resyncMinutes = Number(opts.resyncMinutes);
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
+      const requestTimeoutSeconds = Number(opts.requestTimeoutSeconds);
+      // above 300 s undici's own limits (300 s to the head, 300 s between two pieces of the body) come first
+      if (!Number.isFinite(requestTimeoutSeconds) || requestTimeoutSeconds <= 0 || requestTimeoutSeconds > 300) throw new UpdraftError('BAD_REQUEST', `--request-timeout-seconds must be a number of seconds from above 0 to 300, got ${opts.requestTimeoutSeconds}`);
       checkOffline(opts);
       const secrets = opts.secrets ? await readSecrets(opts.secrets) : new Map<string, string>();
       // an unknown group, or one this user cannot give a file to, is said before anything is written
@@ -123,8 +128,10 @@ export function addBrokerCommands(program: Command): void {
       let clientCa = caDir !== undefined ? await readClientCaBundle(caDir) : undefined;
       if (opts.watch) {
         // no read waits through a server that cannot answer (UPDRAFT_RETRY_FOR): the watch
-        // retries its passes itself, and a pass held up would hold up the CAs' reread owed
-        const api = new ApiClient({ ...opts, retryForMs: 0 });
+        // retries its passes itself, and a pass held up would hold up the CAs' reread owed; nor
+        // does one wait for a server that took the request and does not answer: one pass runs
+        // at a time, and deletions wait behind it (--request-timeout-seconds, request-deadline.ts)
+        const api = new ApiClient({ ...opts, retryForMs: 0, requestTimeoutMs: requestTimeoutSeconds * 1000 });
         await makeOutputDir('--out', opts.out);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         let clientCaWritten = false;

@@ -22,6 +22,11 @@
  *   with backoff; a failed reload is tried again at the next pass. A CRL that cannot be
  *   fetched leaves crl.pem as it was and is tried again with its own backoff: the password
  *   file, mosquitto.conf and the reload go on without it.
+ * - A request of a pass that gets no answer, or whose answer stops coming, is given up after
+ *   `api`'s request timeout (`--request-timeout-seconds`, request-deadline.ts) and fails the
+ *   pass like any other failed read: one pass runs at a time, and a request held for undici's
+ *   300 s held every change, deletions included. The event stream is not given one: it is
+ *   meant to stay open, and its silence check (STREAM_SILENCE_MS) is its own.
  * - A refused token (401) ends the watch with an error: it will not come right by waiting.
  */
 import { readFile } from 'node:fs/promises';

@@ -1,0 +1,224 @@
+/**
+ * `updraft broker mosquitto-config --watch --request-timeout-seconds`: a server (or a proxy in
+ * front of it) that takes a request of a pass and never answers, or stops in the middle of
+ * the answer, no longer holds the watch up for undici's 300 s: the request is given up after
+ * the timeout, said in one WARN line naming its path and the timeout, and the pass is tried
+ * again; once the server answers, the change (a deletion) reaches the files. A large answer
+ * that keeps coming, slower than the timeout in all, is not cut (the body's limit is an idle
+ * one). A real server and a real watch process; a small proxy in this file does the stalling.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+import { Scratch } from '../helpers/scratch.ts';
+import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+
+/**
+ * What the proxy does with requests whose path starts with its prefix: carries them through
+ * (`pass`), keeps them without an answer (`hang`), sends the answer's head and a few bytes of
+ * its body and then nothing (`stall-body`), or sends the whole answer in four pieces `gapMs`
+ * apart (`trickle`). Every other request (the event stream included) is carried through.
+ */
+type Mode = 'pass' | 'hang' | 'stall-body' | 'trickle';
+
+interface StallingProxy {
+  readonly url: string;
+  mode: Mode;
+  gapMs: number;
+  /** Requests to the prefix not carried through in full (hung, or stalled in the body). */
+  readonly stalled: number;
+  /** Requests to the prefix sent in pieces to the end. */
+  readonly trickled: number;
+  close(): Promise<void>;
+}
+
+async function startStallingProxy(target: string, prefix: string): Promise<StallingProxy> {
+  const to = new URL(target);
+  let stalled = 0;
+  let trickled = 0;
+  // a setting read at each request: the test changes `mode` (and `gapMs`) as it goes
+  const settings = { mode: 'pass' as Mode, gapMs: 0 };
+  const server = http.createServer((req, res) => {
+    const mode = (req.url ?? '').startsWith(prefix) ? settings.mode : 'pass';
+    if (mode === 'hang') {
+      stalled++;
+      return; // the connection stays open, and no answer comes
+    }
+    const up = http.request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      if (mode === 'pass') {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      answer.on('data', (c: Buffer) => chunks.push(c));
+      answer.on('end', () => {
+        const body = Buffer.concat(chunks);
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (mode === 'stall-body') {
+          stalled++;
+          res.write(body.subarray(0, Math.min(10, body.length - 1))); // and nothing more
+          return;
+        }
+        const step = Math.ceil(body.length / 4);
+        const send = (at: number) => {
+          if (res.destroyed) return;
+          if (at + step >= body.length) {
+            trickled++;
+            res.end(body.subarray(at));
+            return;
+          }
+          res.write(body.subarray(at, at + step));
+          setTimeout(() => send(at + step), settings.gapMs);
+        };
+        send(0);
+      });
+    });
+    up.on('error', () => res.destroy());
+    res.once('close', () => up.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    get mode() {
+      return settings.mode;
+    },
+    set mode(m: Mode) {
+      settings.mode = m;
+    },
+    get gapMs() {
+      return settings.gapMs;
+    },
+    set gapMs(ms: number) {
+      settings.gapMs = ms;
+    },
+    get stalled() {
+      return stalled;
+    },
+    get trickled() {
+      return trickled;
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Registers `deviceId` and has the server issue it a certificate (a deletion then revokes it in the CRL). */
+async function enrol(ts: TestServer, deviceId: string): Promise<void> {
+  await registerDevice(ts, deviceId);
+  const r = await apiJson(ts, 'POST', `/api/v1/devices/${deviceId}/certificate`);
+  assert.equal(r.status, 201, `certificate of ${deviceId}: ${JSON.stringify(r.body)}`);
+}
+
+async function remove(ts: TestServer, deviceId: string): Promise<void> {
+  const r = await apiJson(ts, 'DELETE', `/api/v1/devices/${deviceId}`);
+  assert.ok(r.status === 200 || r.status === 204, `delete ${deviceId}: ${r.status} ${JSON.stringify(r.body)}`);
+}
+
+/** `eventually`, its failure saying what the watch logged until then (not only when the wait began). */
+async function until(watch: CliProcess, from: number, what: string, fn: () => Promise<true | undefined>): Promise<void> {
+  try {
+    await eventually(fn, 30_000, what);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the watch said: ${watch.output().slice(from)}`);
+  }
+}
+
+/** The timeout the watches here are given, in seconds: short, so that a hang is seen quickly. */
+const TIMEOUT_S = 2;
+
+describe('mosquitto-config --watch --request-timeout-seconds: a request of a pass without an answer is given up and the pass tried again', () => {
+  const scratch = new Scratch();
+  after(() => scratch.release());
+
+  /** A watch of a fresh server through a proxy stalling requests to `prefix`, its first pass done. */
+  async function setup(prefix: string, devices: string[], updraftCa: boolean): Promise<{ ts: TestServer; proxy: StallingProxy; watch: CliProcess; out: string }> {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of devices) await enrol(ts, d);
+    const proxy = await startStallingProxy(ts.httpUrl, prefix);
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-watch-timeout-'), 'out');
+    const ca = updraftCa ? ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir] : [];
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', 'true', '--request-timeout-seconds', String(TIMEOUT_S), '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGTERM'));
+    await watch.waitFor(/broker reloaded/);
+    return { ts, proxy, watch, out };
+  }
+
+  it('a device page that never answers: WARN naming the path and the timeout, the pass tried again, the deletion reaches passwd once the server answers', async () => {
+    const { ts, proxy, watch, out } = await setup('/api/v1/broker/credentials?ids=', ['t-a', 't-b'], false);
+    const passwd = () => readFile(path.join(out, 'passwd'), 'utf8');
+    assert.match(await passwd(), /^t-b:/m, 't-b admitted before its deletion');
+    const said = watch.output().length;
+    proxy.mode = 'hang';
+    await remove(ts, 't-b');
+    // the event's read of t-b hangs: given up after the timeout, said in one line
+    const [line] = await watch.waitFor(/^.*WARN.*could not bring the password file up to date.*$/m, 30_000);
+    assert.match(line, /GET \/api\/v1\/broker\/credentials: no answer from http:\/\/127\.0\.0\.1:\d+ within the request timeout of 2 s/, `the WARN line names the path and the timeout: ${line}`);
+    assert.doesNotMatch(line, /ids=|t-b/, `the path without its query: ${line}`);
+    assert.ok(proxy.stalled >= 1, 'the read was held by the proxy');
+    assert.match(await passwd(), /^t-b:/m, 'passwd as it was while the read cannot be made');
+    // the stall lifted: the pass tried again (its backoff) reads t-b gone
+    proxy.mode = 'pass';
+    await until(watch, said, 't-b out of passwd once the server answers', async () => (!/^t-b:/m.test(await passwd()) ? true : undefined));
+    assert.match(await passwd(), /^t-a:/m, 't-a still admitted');
+    assert.ok(!watch.output().includes(ts.token), 'the token is in no line of the log');
+    assert.equal(await watch.kill('SIGTERM'), 0, `the watch stops on SIGTERM with exit code 0: ${watch.output().slice(said)}`);
+  });
+
+  it('a CRL whose answer stops in the middle: WARN naming the path and the timeout, fetched again, crl.pem revokes the deleted device once the server answers', async () => {
+    const { ts, proxy, watch, out } = await setup('/api/v1/broker/crl', ['c-a', 'c-b'], true);
+    const crl = () => readFile(path.join(out, 'crl.pem'), 'utf8');
+    const before = await crl();
+    const said = watch.output().length;
+    proxy.mode = 'stall-body';
+    await remove(ts, 'c-b');
+    const [line] = await watch.waitFor(/^.*WARN.*could not fetch the CRL.*$/m, 30_000);
+    assert.match(line, /GET \/api\/v1\/broker\/crl: the answer from http:\/\/127\.0\.0\.1:\d+ stopped coming for the request timeout of 2 s/, `the WARN line names the path and the timeout: ${line}`);
+    assert.ok(proxy.stalled >= 1, "the CRL's answer was stalled by the proxy");
+    assert.equal(await crl(), before, 'crl.pem as it was while the CRL cannot be read');
+    // the passwd side of the deletion did not wait for the CRL
+    assert.doesNotMatch(await readFile(path.join(out, 'passwd'), 'utf8'), /^c-b:/m, 'c-b out of passwd');
+    proxy.mode = 'pass';
+    await until(watch, said, 'crl.pem written with c-b revoked once the server answers', async () => (/crlfile written [^\n]*revoked=1 /.test(watch.output().slice(said)) ? true : undefined));
+    assert.notEqual(await crl(), before, 'crl.pem rewritten');
+    assert.ok(!watch.output().includes(ts.token), 'the token is in no line of the log');
+    assert.equal(await watch.kill('SIGTERM'), 0, `the watch stops on SIGTERM with exit code 0: ${watch.output().slice(said)}`);
+  });
+
+  it('a CRL answer that keeps coming, longer in all than the timeout, is read to the end (the body limit is an idle one)', async () => {
+    const { ts, proxy, watch, out } = await setup('/api/v1/broker/crl', ['s-a', 's-b'], true);
+    const said = watch.output().length;
+    // four pieces, 0.6 of the timeout apart: 1.8 times the timeout from the first to the last
+    proxy.gapMs = TIMEOUT_S * 600;
+    proxy.mode = 'trickle';
+    await remove(ts, 's-b');
+    await until(watch, said, 'crl.pem written from the slow answer', async () => (/crlfile written [^\n]*revoked=1 /.test(watch.output().slice(said)) ? true : undefined));
+    assert.ok(proxy.trickled >= 1, 'the CRL came in pieces');
+    assert.doesNotMatch(watch.output().slice(said), /could not fetch the CRL|request timeout/, `the slow answer was not cut: ${watch.output().slice(said)}`);
+    assert.match(await readFile(path.join(out, 'crl.pem'), 'utf8'), /-----BEGIN X509 CRL-----/, 'crl.pem holds a CRL');
+    assert.equal(await watch.kill('SIGTERM'), 0, `the watch stops on SIGTERM with exit code 0: ${watch.output().slice(said)}`);
+  });
+
+  it('--request-timeout-seconds is checked, and goes with --watch', async () => {
+    const base = ['broker', 'mosquitto-config', '--out', path.join(await scratch.tmp('updraft-watch-timeout-opt-'), 'out'), '--server', 'http://127.0.0.1:9', '--token', 't'];
+    for (const [extra, message] of [
+      [['--watch', '--request-timeout-seconds', '0'], 'updraft: error: --request-timeout-seconds must be a number of seconds from above 0 to 300, got 0\n'],
+      [['--watch', '--request-timeout-seconds', 'soon'], 'updraft: error: --request-timeout-seconds must be a number of seconds from above 0 to 300, got soon\n'],
+      [['--request-timeout-seconds', '5'], 'updraft: error: --request-timeout-seconds goes with --watch\n'],
+    ] as const) {
+      const r = await runCli([...base, ...extra]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, message, `${extra.join(' ')}`);
+    }
+  });
+});

@@ -19,7 +19,7 @@ import { COLON_ID_REASON, mosquittoAcl, mosquittoConf, mosquittoPasswd, parseSec
 import { loadConfig } from '../config/load-config.ts';
 import { UpdraftError } from '../errors.ts';
 import type { ClientCaBundle } from '../pki/certificate-authority.ts';
-import type { DeviceCertificateRecord } from '../store/state-store.ts';
+import type { RevokedEntry } from '../store/state-store.ts';
 // through a temp file and a rename: Mosquitto reloading on SIGHUP never reads half a file
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
@@ -38,7 +38,7 @@ async function readClientCaBundle(dataDir: string): Promise<ClientCaBundle> {
 }
 
 /** `--offline`: the CRL made here from `dataDir`'s CAs (their keys included) and the store's revoked certificates. */
-async function crlOffline(dataDir: string, revoked: DeviceCertificateRecord[]): Promise<CrlOutcome> {
+async function crlOffline(dataDir: string, revoked: RevokedEntry[]): Promise<CrlOutcome> {
   const { crlFile, revocationsOf } = await import('../pki/revocation-list.ts');
   return crlFile(dataDir, revocationsOf(revoked));
 }
@@ -273,7 +273,7 @@ export function addBrokerCommands(program: Command): void {
       let crl: CrlOutcome | undefined;
       let crlRemoved = false;
       try {
-        const read: { token: string; devices: RegisteredDevice[]; from: string; revokedCertificates?: DeviceCertificateRecord[] } = api ? await online(api) : await offlineCredentials(opts, { revokedCertificates: clientCa !== undefined });
+        const read: { token: string; devices: RegisteredDevice[]; from: string; revokedCertificates?: RevokedEntry[] } = api ? await online(api) : await offlineCredentials(opts, { revokedCertificates: clientCa !== undefined });
         from = read.from;
         passwd = mosquittoPasswd({ operatorToken: read.token, devices: read.devices, secrets });
         await outDir.write('passwd', passwd.text, 0o600);

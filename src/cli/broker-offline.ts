@@ -11,7 +11,7 @@ import type { RegisteredDevice } from '../broker/mosquitto-config.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { UpdraftError } from '../errors.ts';
 import { operatorTokenPath } from '../server/operator-token.ts';
-import type { DeviceCertificateRecord, StateStore } from '../store/state-store.ts';
+import type { RevokedEntry, StateStore } from '../store/state-store.ts';
 import { redactUrl } from '../util/redact-url.ts';
 import { createLogger } from '../util/logger.ts';
 
@@ -26,7 +26,7 @@ export interface OfflineSource {
 const MIN_TOKEN_LENGTH = 32;
 
 /** The operator token every instance starts with, and every registered device with what the broker needs; with `revokedCertificates`, the store's revoked device certificates too (the CRL's entries). */
-export async function offlineCredentials(source: OfflineSource, options: { revokedCertificates?: boolean } = {}): Promise<{ token: string; devices: RegisteredDevice[]; from: string; revokedCertificates?: DeviceCertificateRecord[] }> {
+export async function offlineCredentials(source: OfflineSource, options: { revokedCertificates?: boolean } = {}): Promise<{ token: string; devices: RegisteredDevice[]; from: string; revokedCertificates?: RevokedEntry[] }> {
   const config = loadConfig({
     ...(source.config !== undefined ? { file: source.config } : {}),
     env: process.env,
@@ -40,7 +40,9 @@ export async function offlineCredentials(source: OfflineSource, options: { revok
   await store.start();
   try {
     const devices = await registryCredentials(store);
-    const revokedCertificates = options.revokedCertificates ? await store.listRevokedCertificates(Date.now()) : undefined;
+    // what a CRL entry needs only, in pages that let the thread go (as the server's route reads
+    // them): whole records of a million revoked certificates cost the command seconds and memory
+    const revokedCertificates = options.revokedCertificates ? await store.listRevokedEntries(Date.now()) : undefined;
     return { token, devices, from: config.db ? redactUrl(config.db) : path.join(dataDir, 'updraft.db'), ...(revokedCertificates ? { revokedCertificates } : {}) };
   } finally {
     await store.stop();

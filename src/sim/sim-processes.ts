@@ -20,6 +20,23 @@ import type { SimDevice, SimStats, SimulatedFleet } from './fleet-simulator.ts';
 import { trustFlag, type TrustAnchor } from './sim-trust.ts';
 import { wholeNumber } from '../util/number-text.ts';
 
+/**
+ * Variables of the parent's environment a child is not given: every `UPDRAFT_*` one (the
+ * operator token UPDRAFT_TOKEN, a device's UPDRAFT_DEVICE_PASSWORD, and the server settings
+ * among which UPDRAFT_DB's PostgreSQL password, the webhook secrets, the TLS keys and the
+ * broker URL), AWS's (UPDRAFT_BLOB's S3 credentials: AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN...)
+ * and PostgreSQL's password (PGPASSWORD, read by pg). A child runs devices only: all it takes
+ * (the broker, its devices file, the key file, its shares) is on its command line, and it asks
+ * the server nothing; an environment inherited whole handed it the token the command says it
+ * never has (review of 665f770), readable in /proc/<pid>/environ for the child's lifetime.
+ */
+const NOT_FOR_CHILDREN = /^(UPDRAFT_|AWS_|PGPASSWORD$)/;
+
+/** `env` less what a child is not given (`NOT_FOR_CHILDREN`): PATH, HOME, NODE_OPTIONS, DEBUG... stay. */
+export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !NOT_FOR_CHILDREN.test(name)));
+}
+
 /** How often a child sends its counters. */
 export const SHARD_REPORT_MS = 250;
 
@@ -72,7 +89,8 @@ export interface SimProcessesOptions {
   /**
    * What the devices trust: the key the parent read or fetched once, handed to every child in
    * a file beside its devices file (`--root-key` or `--signing-key`), so that no child asks
-   * the server again (nor needs the operator token); or the explicit opt-out.
+   * the server again (nor needs the operator token, kept from its environment too:
+   * `childEnvironment`); or the explicit opt-out.
    */
   trust: TrustAnchor | { allowUnsigned: true };
   /** Connect rate of the whole fleet, and its concurrency (cycling only): each child takes its share (`sharesOf`). */
@@ -167,7 +185,7 @@ export class SimProcesses implements SimulatedFleet {
     const allReady = slices.map((slice, k) => {
       const shares = ['--connect-rate', String(rates[k]), ...(concurrencies ? ['--concurrency', String(concurrencies[k])] : [])];
       const args = ['sim', ...o.childArgs, ...trustArgs, ...shares, '--devices-file', files[k]!, '--first-index', String(slice.first)];
-      const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, env: childEnvironment(process.env), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const child: ChildState = { proc, exited: false };
       this.children.push(child);
       return new Promise<void>((resolve, reject) => {

@@ -751,7 +751,17 @@ describe('fleet simulator', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-trust-'));
     const file = path.join(dir, 'devices.json');
     await writeFile(file, JSON.stringify(devices), { mode: 0o600 });
-    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--processes', '2']);
+    // the operator token in the environment (as a shell or a container gives it), beside other
+    // secrets an operator's environment holds: the parent asks the server with it; no child
+    // inherits any of them (its environment was inherited whole: review of 665f770)
+    const secrets = {
+      UPDRAFT_TOKEN: ts.token,
+      UPDRAFT_DB: 'postgres://updraft:db-password-not-for-children@127.0.0.1:5432/updraft',
+      UPDRAFT_WEBHOOK_SECRET: 'webhook-secret-not-for-children',
+      AWS_SECRET_ACCESS_KEY: 'aws-secret-not-for-children',
+      PGPASSWORD: 'pg-password-not-for-children',
+    };
+    const cli = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--processes', '2'], { env: { ...secrets, UPDRAFT_TEST_CHILD_ENV_MARK: 'x', SIM_TEST_HARMLESS: 'kept' } });
     try {
       await cli.waitFor(/sim: ready 4 devices \(connected, 2 processes\)/, 60_000);
       const keyId = ts.server.security.signingKey.keyId;
@@ -761,6 +771,16 @@ describe('fleet simulator', () => {
       assert.equal(shards.length, 2, cli.output());
       for (const shard of shards) assert.match(shard.cmd, / --signing-key \S+signing-key\.pub /, `a child given the key: ${shard.cmd}`);
       for (const shard of shards) assert.doesNotMatch(shard.cmd, new RegExp(ts.token), 'no child is given the operator token');
+      for (const shard of shards) {
+        const environ = readFileSync(`/proc/${shard.pid}/environ`, 'utf8').split('\0');
+        const names = environ.map((v) => v.slice(0, v.indexOf('=')));
+        for (const [name, value] of Object.entries(secrets)) {
+          assert.ok(!names.includes(name) && !environ.some((v) => v.includes(value)), `child ${shard.pid} does not inherit ${name}`);
+        }
+        assert.deepEqual(names.filter((n) => n.startsWith('UPDRAFT_')), [], `child ${shard.pid} inherits no UPDRAFT_ variable`);
+        // the rest of the environment is inherited: only the secrets are left out
+        assert.ok(environ.includes('SIM_TEST_HARMLESS=kept') && names.includes('PATH'), `child ${shard.pid} keeps the rest of the environment`);
+      }
       assert.deepEqual(await trusting(`reported.agent.trust = signing-key and reported.agent.keyId = ${keyId}`, 'trusted-'), devices.map((d) => d.deviceId), 'every device trusts the signing key');
       // verified on each device: a manifest its agent could not verify fails the job
       const jobId = await rollout(devices);

@@ -8,7 +8,7 @@
  * when events arrive, so it is computed at most once per `ttlMs` (longer when computing
  * takes long, see get()), and concurrent callers share one computation.
  */
-import { FAILURE_STATUSES, type ExecutionRecord, type ExecutionStatus, type FailureCursor, type FailureRecord, type StateStore } from '../store/state-store.ts';
+import { FAILURE_STATUSES, type ExecutionRecord, type ExecutionStatus, type FailureCursor, type FailureRecord, type OutcomeRecord, type StateStore } from '../store/state-store.ts';
 import type { FleetSummary, FleetView } from './fleet-view.ts';
 
 /** A device whose latest outcome is a failure, and that job. */
@@ -143,20 +143,17 @@ export class FleetOverviewSource {
     const named = new Map<string, { e: ExecutionRecord; failedAt: number }>();
     for (const deviceId of devices) {
       // its newest outcomes as they are now, and its failures listed that are older than
-      // those: the latest outcome among them decides
+      // those: the latest outcome among them (outcomeOf: by when each came) decides
       const rows = newest.get(deviceId) ?? [];
       const seen = new Set(rows.map((e) => e.jobId));
-      let last: ExecutionRecord | undefined;
+      let last: { e: OutcomeRecord; outcome: Outcome } | undefined;
       for (const e of [...rows, ...read.get(deviceId)!.filter((f) => !seen.has(f.jobId))]) {
-        if (!(outcomeOf(e).succeeded || FAILURE_STATUSES.includes(e.status))) continue;
-        if (!last || outcomeOf(e).at > outcomeOf(last).at) last = e;
+        const outcome = outcomeOf(e);
+        if (outcome && (!last || outcome.at > last.outcome.at)) last = { e, outcome };
       }
-      if (!last || outcomeOf(last).succeeded) continue;
-      // when it became a failure: the listed failure of that execution (the row read of the
-      // newest outcomes has no failed_at); one that failed after the list was read, at its last change
-      const at = last;
-      const listed = read.get(deviceId)!.find((f) => f.jobId === at.jobId && (f.attempt ?? 1) === (at.attempt ?? 1));
-      named.set(deviceId, { e: last, failedAt: listed?.failedAt ?? last.updatedAt });
+      // a failure's time is its failed_at, read with it (the listed failure's, or one that
+      // failed after the list was read): when it came, not its last change
+      if (last && !last.outcome.succeeded) named.set(deviceId, { e: last.e, failedAt: last.outcome.at });
     }
     if (named.size === 0) return [];
     const jobs = await store.getJobs([...new Set([...named.values()].map(({ e }) => e.jobId))], { omitSpec: true });
@@ -180,9 +177,30 @@ export class FleetOverviewSource {
   }
 }
 
-/** When an execution's outcome came, and whether it is a success (a late one after a timeout counts). */
-function outcomeOf(e: ExecutionRecord): { at: number; succeeded: boolean } {
+/** An execution's outcome: when it came, and whether it is a success. */
+interface Outcome {
+  at: number;
+  succeeded: boolean;
+}
+
+/**
+ * The outcome of `e`, if it has one, and when it came: the time a device's outcomes are ordered
+ * by, the latest deciding (docs/dashboard.md, "latest outcome").
+ * - a late success (`details.lateSuccess`, the execution left TIMED_OUT or CANCELED): a success,
+ *   at its `lateSuccess.at`, when the device's SUCCESS came (execution-tracker.ts);
+ * - a success (SUCCEEDED): at its `updatedAt`, the write that ended it (the store keeps no
+ *   other time of it; a write on a finished success since, if any, moves it later);
+ * - a failure (FAILURE_STATUSES): at its `failedAt` (`failed_at`), when it became one, which a
+ *   report since does not move; its `updatedAt` only when the store gives none (a failure
+ *   state with a `lateSuccess` that has no time: not a standing failure to the store);
+ * - anything else (queued, in progress, canceled, removed): none.
+ * Until 2026-12-07 a failure was at its `updatedAt`: a report on an older failure made it the
+ * device's latest, and the row named that job, at the report's time.
+ */
+function outcomeOf(e: OutcomeRecord): Outcome | undefined {
   const late = e.details.lateSuccess as { at?: unknown } | undefined;
   if (late && typeof late === 'object' && typeof late.at === 'number') return { at: late.at, succeeded: true };
-  return { at: e.updatedAt, succeeded: e.status === 'SUCCEEDED' };
+  if (e.status === 'SUCCEEDED') return { at: e.updatedAt, succeeded: true };
+  if (FAILURE_STATUSES.includes(e.status)) return { at: e.failedAt ?? e.updatedAt, succeeded: false };
+  return undefined;
 }

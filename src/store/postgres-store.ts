@@ -41,7 +41,7 @@ import type {
   StateStore,
   RevokedEntry,
 } from './state-store.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkMembersChange, checkFailureCursor, countPage, isStandingFailure, idPage, OUTCOME_STATUSES, pageOf, stateText, timeCursor, type FailureCursor, type FailureRecord, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkMembersChange, checkFailureCursor, countPage, isStandingFailure, idPage, OUTCOME_STATUSES, pageOf, stateText, timeCursor, type FailureCursor, type FailureRecord, type GroupMembersChange, type OutcomeRecord } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a PostgresStore. */
@@ -137,7 +137,7 @@ type JobRow = JobRowOf<unknown, string>;
 type ExecutionRow = ExecutionRowOf<unknown, string>;
 type GroupRow = GroupRowOf<string>;
 type DeviceRow = DeviceRowOf<unknown, string, boolean>;
-const { toShadow, toArtifact, toJob, toExecution, toFailure, toGroup, toDevice } = rowMappers<unknown, string, boolean>({
+const { toShadow, toArtifact, toJob, toExecution, toFailure, toOutcome, toGroup, toDevice } = rowMappers<unknown, string, boolean>({
   json: (v) => v,
   num: (v) => Number(v),
   bool: (v) => v,
@@ -214,9 +214,11 @@ export const REVOCATION_STAMP_SQL = 'SELECT COUNT(*) AS n, MIN(not_after) AS fir
  * executions_device_outcomes read backwards for each, which holds the executions with an
  * outcome only (OUTCOME_STATUSES, written out as the index's condition is, for the planner to
  * prove the index fits), so those without one are never read (exported for the plan checks of test/store).
+ * With `failed_at` (the row is read from the table anyway): when a standing failure came, by
+ * which the overview orders a device's outcomes.
  */
-export const LATEST_OUTCOMES_SQL = `SELECT ${prefixed('e', EXEC_COLS)} FROM unnest($1::text[]) AS d (device_id)
-  CROSS JOIN LATERAL (SELECT ${EXEC_COLS} FROM executions WHERE executions.device_id = d.device_id COLLATE "C" AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT $2) AS e`;
+export const LATEST_OUTCOMES_SQL = `SELECT ${prefixed('e', EXEC_COLS)}, e.failed_at FROM unnest($1::text[]) AS d (device_id)
+  CROSS JOIN LATERAL (SELECT ${EXEC_COLS}, failed_at FROM executions WHERE executions.device_id = d.device_id COLLATE "C" AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT $2) AS e`;
 
 /**
  * The rows of `rowsAsJson` (`executionParams`, columns in EXEC_INSERT_COLS order) taken apart
@@ -1127,13 +1129,13 @@ export class PostgresStore implements StateStore {
     return (await this.read<ExecutionRow & { failed_at: string }>(recentFailuresSql(after !== undefined), args)).map(toFailure);
   }
 
-  async listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {
+  async listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, OutcomeRecord[]>> {
     checkLimit(perDevice);
-    const out = new Map<string, ExecutionRecord[]>();
+    const out = new Map<string, OutcomeRecord[]>();
     const ids = [...new Set(deviceIds)];
     for (let start = 0; start < ids.length; start += READ_CHUNK) {
-      for (const row of await this.read<ExecutionRow>(LATEST_OUTCOMES_SQL, [ids.slice(start, start + READ_CHUNK), perDevice])) {
-        const e = toExecution(row);
+      for (const row of await this.read<ExecutionRow & { failed_at: string | null }>(LATEST_OUTCOMES_SQL, [ids.slice(start, start + READ_CHUNK), perDevice])) {
+        const e = toOutcome(row);
         const held = out.get(e.deviceId);
         if (held) held.push(e);
         else out.set(e.deviceId, [e]);

@@ -6,7 +6,7 @@
  * store's `Codec` says how to read them.
  */
 import type { Compatibility } from '../protocol/compatibility.ts';
-import type { ArtifactRecord, DeviceCertificateRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, FailureRecord, GroupRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
+import type { ArtifactRecord, DeviceCertificateRecord, DeviceRecord, ExecutionRecord, ExecutionStatus, FailureRecord, GroupRecord, OutcomeRecord, JobLogRecord, JobLogSummary, JobRecord, JobStatus, Page, ShadowRecord } from './state-store.ts';
 
 /**
  * An execution whose job has a row, as an SQL condition on `executions` (one lookup in the
@@ -110,6 +110,12 @@ export function rowMappers<J, N, B>(c: Codec<J, N, B>) {
     /** A row of `listRecentFailures`: the execution and its `failed_at`, the time it is ordered by. */
     toFailure(r: ExecutionRowOf<J, N> & { failed_at: N }): FailureRecord {
       return { ...toExecution(r), failedAt: c.num(r.failed_at) };
+    },
+    /** A row of `listLatestOutcomesOfDevices`: the execution and, when its failure stands, its `failed_at`. */
+    toOutcome(r: ExecutionRowOf<J, N> & { failed_at: N | null }): OutcomeRecord {
+      const e: OutcomeRecord = toExecution(r);
+      if (r.failed_at !== null) e.failedAt = c.num(r.failed_at);
+      return e;
     },
     toGroup(r: GroupRowOf<N>): GroupRecord {
       const g: GroupRecord = { name: r.name, kind: r.kind as GroupRecord['kind'], devices: [], size: c.num(r.size), createdAt: c.num(r.created_at), updatedAt: c.num(r.updated_at), version: c.num(r.version) };

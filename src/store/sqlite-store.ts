@@ -44,7 +44,7 @@ import type {
   StateStore,
 } from './state-store.ts';
 import { sqliteInUse } from './sqlite-in-use.ts';
-import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkFailureCursor, isStandingFailure, OUTCOME_STATUSES, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type FailureCursor, type FailureRecord, type GroupMembersChange } from './state-store.ts';
+import { ACTIVE_JOB_SQL, ACTIVE_JOB_STATUSES, REVOKED_PAGE, IdempotencyKeyTaken, artifactCursor, checkFailureCursor, isStandingFailure, OUTCOME_STATUSES, checkMembersChange, olderSchemaRefused, countPage, idPage, pageOf, stateText, timeCursor, type FailureCursor, type FailureRecord, type GroupMembersChange, type OutcomeRecord } from './state-store.ts';
 import { JOB_EXISTS, compatibilityColumn, jobLogPage, jobLogParams, rowMappers, toCertificate, toJobLog, toJobLogSummary, type ArtifactRowOf, type CertificateRow, type DeviceRowOf, type ExecutionRowOf, type GroupRowOf, type JobLogRow, type JobRowOf, type ShadowRowOf } from './rows.ts';
 
 /** Dependencies and tuning of a SqliteStore. */
@@ -492,7 +492,7 @@ type JobRow = JobRowOf<string, number>;
 type GroupRow = GroupRowOf<number>;
 type DeviceRow = DeviceRowOf<string, number, number>;
 type ExecutionRow = ExecutionRowOf<string, number>;
-const { toShadow, toArtifact, toJob, toExecution, toFailure, toGroup, toDevice } = rowMappers<string, number, number>({
+const { toShadow, toArtifact, toJob, toExecution, toFailure, toOutcome, toGroup, toDevice } = rowMappers<string, number, number>({
   json: (v) => JSON.parse(v),
   num: (v) => v,
   bool: (v) => v !== 0,
@@ -1179,13 +1179,13 @@ export class SqliteStore implements StateStore {
   }
 
   // point reads in the process (executions_device_outcomes, backwards: the outcomes only)
-  async listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>> {
+  async listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, OutcomeRecord[]>> {
     checkLimit(perDevice);
-    const read = this.database().prepare<unknown[], ExecutionRow>(LATEST_OUTCOMES_SQL);
-    const out = new Map<string, ExecutionRecord[]>();
+    const read = this.database().prepare<unknown[], ExecutionRow & { failed_at: number | null }>(LATEST_OUTCOMES_SQL);
+    const out = new Map<string, OutcomeRecord[]>();
     for (const deviceId of new Set(deviceIds)) {
       const rows = read.all(deviceId, perDevice);
-      if (rows.length > 0) out.set(deviceId, rows.map(toExecution));
+      if (rows.length > 0) out.set(deviceId, rows.map(toOutcome));
     }
     return out;
   }
@@ -1657,9 +1657,10 @@ export function recentFailuresSql(after: boolean): string {
  * the limit; it holds the executions with an outcome only, so those without one are never read.
  * OUTCOME_STATUSES written out, as the index's condition is: a partial index needs its condition
  * in the query, term for term. Named: a status condition could draw SQLite (no statistics) to
- * an index led by status
+ * an index led by status. With `failed_at` (the row is read from the table anyway): when a
+ * standing failure came, by which the overview orders a device's outcomes
  */
-export const LATEST_OUTCOMES_SQL = `SELECT ${EXEC_COLS} FROM executions INDEXED BY executions_device_outcomes WHERE device_id = ? AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT ?`;
+export const LATEST_OUTCOMES_SQL = `SELECT ${EXEC_COLS}, failed_at FROM executions INDEXED BY executions_device_outcomes WHERE device_id = ? AND status IN (${OUTCOME_STATUSES.map((x) => `'${x}'`).join(', ')}) AND ${JOB_EXISTS} ORDER BY queued_at DESC, job_id DESC LIMIT ?`;
 
 /**
  * revocationStamp's query, of parameter now (exported for the plan checks of test/store): a

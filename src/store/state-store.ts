@@ -188,6 +188,15 @@ export interface FailureRecord extends ExecutionRecord {
 }
 
 /**
+ * An execution with an outcome, as `listLatestOutcomesOfDevices` reads it: with when it became
+ * a failure that stands (`failed_at`), when it is one (`isStandingFailure`); absent otherwise.
+ */
+export interface OutcomeRecord extends ExecutionRecord {
+  /** When it became a failure that stands (`failed_at`), ms since the epoch; absent for a success, a late one too. */
+  failedAt?: number;
+}
+
+/**
  * Where the next page of `listRecentFailures` starts: the last failure read (a FailureRecord
  * is one). The page is the failures strictly after it in the list's order, wherever it is now.
  */
@@ -626,9 +635,11 @@ export interface StateStore {
    * reads to decide each candidate device by its own newest outcome: the executions without
    * one (queued, in progress, canceled) are skipped, however many are newer. Read from
    * `executions_device_outcomes` backwards, a partial index of the outcomes alone: a device's
-   * executions without an outcome cost nothing to skip.
+   * executions without an outcome cost nothing to skip. A failure that stands carries its
+   * `failedAt` (`failed_at`, read with the row: the overview orders a device's outcomes by
+   * when each came, and a report since moves `updatedAt`, not that; until 2026-12-07 it had none).
    */
-  listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, ExecutionRecord[]>>;
+  listLatestOutcomesOfDevices(deviceIds: readonly string[], perDevice: number): Promise<Map<string, OutcomeRecord[]>>;
   /** Counts of a job's executions per wave and state (only non-zero ones). */
   countExecutions(jobId: string): Promise<ExecutionCount[]>;
   /**

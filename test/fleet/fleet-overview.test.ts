@@ -201,3 +201,34 @@ describe('FleetOverviewSource: a failure leaving the list while the pages are re
     }
   });
 });
+
+// the review of e593c60: the device was decided by its outcomes' last changes (updatedAt), which
+// a report after a failure moves, and when the failure that decided it was not on the page read,
+// its failedAt was that last change: a device that failed jobs a then b, with a report on a
+// since, was listed with job a and failedAt = the report's time
+describe("FleetOverviewSource: a device's outcomes ordered by when each came, a failure by its failed_at", () => {
+  let store: SqliteStore;
+  let close: () => Promise<void>;
+  before(async () => ({ store, close } = await startTempStore('overview-failedat')));
+  after(() => close());
+  const exec = (jobId: string, deviceId: string, status: 'FAILED' | 'SUCCEEDED', at: number) => ({ jobId, deviceId, status, details: { error: `${deviceId} broke in ${jobId}` }, queuedAt: at - 10, updatedAt: at, version: 1 });
+  const job = (jobId: string, createdAt: number) => ({ jobId, artifactName: 'fw', artifactVersion: jobId, status: 'COMPLETED' as const, createdAt });
+
+  it('lists a device that failed two jobs with the later failure and its failed_at, a report on the earlier one since, the earlier not on the page read', async () => {
+    const t0 = 2_100_000_000_000;
+    await store.createJob(job('a', t0), [exec('a', 'dev-x', 'FAILED', t0 + 100)]);
+    // 100 failures between: job a's failure is not on the first page (100 rows), job b's is
+    await store.createJob(job('w', t0 + 150), Array.from({ length: 100 }, (_, i) => exec('w', `w-${String(i).padStart(3, '0')}`, 'FAILED', t0 + 200 + i)));
+    await store.createJob(job('b', t0 + 1000), [exec('b', 'dev-x', 'FAILED', t0 + 1000)]);
+    // a report on job a's failed execution since: the store keeps failed_at, moves updated_at
+    const a = (await store.getExecution('a', 'dev-x'))!;
+    assert.equal(await store.updateExecution({ ...a, details: { error: 'dev-x still broke in a' }, updatedAt: t0 + 5000, version: 2 }, new Set(['details'])), true, 'report written');
+    const stored = (await store.listRecentFailures(200)).filter((f) => f.deviceId === 'dev-x').map((f) => `${f.jobId}@${f.failedAt - t0}`);
+    assert.deepEqual(stored, ['b@1000', 'a@100'], 'the store: job b failed at +1000, job a at +100');
+    const failing = (await new FleetOverviewSource({ store, fleet: new FleetView({ store, onlineCount: () => 0 }), ttlMs: 0 }).get()).failing;
+    const x = failing.filter((f) => f.deviceId === 'dev-x').map((f) => ({ jobId: f.jobId, failedAt: f.failedAt - t0, updatedAt: f.updatedAt - t0 }));
+    // before the fix: [{ jobId: 'a', failedAt: 5000, updatedAt: 5000 }]
+    assert.deepEqual(x, [{ jobId: 'b', failedAt: 1000, updatedAt: 1000 }], 'dev-x listed once, with the later failure (job b) and when it failed');
+    assert.equal(failing[0]?.deviceId, 'dev-x', 'and first: the newest failure of the fleet');
+  });
+});

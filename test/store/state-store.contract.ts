@@ -1108,6 +1108,28 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual(await store.listLatestOutcomesOfDevices(['p'], 0).catch((err: unknown) => (err as UpdraftError).code), 'BAD_REQUEST', 'a count below 1 refused');
         }));
 
+      // the review of e593c60: the overview orders a device's outcomes by when each came, and a
+      // failure's is its failed_at, which a report since does not move (its updatedAt it does)
+      it("gives each newest outcome that is a failure standing its failedAt (when it failed, not its last change); a success and a late one none", () =>
+        withStore(async (store) => {
+          const e = (jobId: string, status: ExecutionRecord['status'], at: number): ExecutionRecord => ({ ...execution(jobId, 'fa', at - 10), status, updatedAt: at });
+          await store.createJob(job('fa-failed'), [e('fa-failed', 'FAILED', 1_100)]);
+          await store.createJob(job('fa-ok'), [e('fa-ok', 'SUCCEEDED', 1_200)]);
+          await store.createJob(job('fa-late'), [e('fa-late', 'TIMED_OUT', 1_300)]);
+          await store.createJob(job('fa-rejected'), [e('fa-rejected', 'REJECTED', 1_400)]);
+          const failed = (await store.getExecution('fa-failed', 'fa'))!;
+          assert.equal(await store.updateExecution({ ...failed, details: { error: 'still broken' }, updatedAt: 5_000, version: 2 }, new Set(['details'])), true, 'a report on the failure written');
+          const late = (await store.getExecution('fa-late', 'fa'))!;
+          assert.equal(await store.updateExecution({ ...late, details: { lateSuccess: { at: 1_350 } }, updatedAt: 1_350, version: 2 }, new Set(['details'])), true, 'the late success written');
+          const got = (await store.listLatestOutcomesOfDevices(['fa'], 5)).get('fa') ?? [];
+          assert.deepEqual(
+            got.map((x) => [x.jobId, x.updatedAt, x.failedAt]),
+            [['fa-rejected', 1_400, 1_400], ['fa-late', 1_350, undefined], ['fa-ok', 1_200, undefined], ['fa-failed', 5_000, 1_100]],
+            "newest first by when queued; the standing failures' failedAt (fa-failed: 1,100, its report at 5,000 moved updatedAt only), none on the success or the late one",
+          );
+          assert.ok(!('failedAt' in got[2]!), 'a success carries no failedAt key (the record as stored)');
+        }));
+
       it('finds undispatched queued work by wave, and due executions by time', () =>
         withStore(async (store) => {
           const es: ExecutionRecord[] = [

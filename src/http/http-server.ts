@@ -45,7 +45,21 @@ export interface HttpServerOptions {
   logger: Logger;
   /** Serve HTTPS with this key and certificate chain (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
+  /**
+   * Routes are still being added after `start()` (the server listens first, since the routes
+   * need its port): until `routesComplete()`, a request no route matches is answered 503
+   * "starting" with `Retry-After`, not 404 (`STARTING_RETRY_AFTER_SECONDS`).
+   */
+  routesPending?: boolean;
 }
+
+/**
+ * What a request that no route matches yet is told to wait while the server starts: its
+ * routes are added within a second of its listening, and a client told 404 draws the wrong
+ * conclusion (the CRL watch read a 404 as a server without the route, "upgrade it", and a
+ * balancer's health check saw 404 for /readyz: QA of 2026-12-07, 0.4 s of 404s per start).
+ */
+export const STARTING_RETRY_AFTER_SECONDS = 1;
 
 /** A change's audit line in the making (`HttpServer.audit`). */
 interface AuditEntry {
@@ -62,6 +76,8 @@ export class HttpServer {
   private readonly opts: HttpServerOptions;
   private server: http.Server | undefined;
   private operatorToken: string;
+  /** False from construction with `routesPending` until `routesComplete()`. */
+  private routesDone: boolean;
   /**
    * Counted into `GET /api/v1/metrics`: changes asked of the API, calls refused for their
    * token, and connections (API, downloads, dashboard) refused at the open-file limit.
@@ -78,6 +94,7 @@ export class HttpServer {
   constructor(opts: HttpServerOptions) {
     this.opts = opts;
     this.operatorToken = opts.operatorToken;
+    this.routesDone = !opts.routesPending;
     this.unavailableLog = new ThrottledLog(opts.logger);
     // the count's line says where the last came from, and to what
     this.refusedLog = new ThrottledLog(opts.logger, 10_000, Date.now, ['lastFrom', 'path']);
@@ -89,6 +106,11 @@ export class HttpServer {
   /** The routes served. */
   get router(): Router {
     return this.opts.router;
+  }
+
+  /** Every route is added: from now on a request no route matches is answered 404 (`routesPending`). */
+  routesComplete(): void {
+    this.routesDone = true;
   }
 
   /** Replaces the operator token (`updraft token rotate`): from the next request on, only the new one is accepted. */
@@ -152,6 +174,11 @@ export class HttpServer {
         if (audit) audit.by = caller.name === undefined ? caller.role : `${caller.role} ${caller.name}`;
       }
       const found = this.opts.router.match(method, url.pathname);
+      if (!found && !this.routesDone) {
+        // not a dependency down (no WARN) nor a fault: the route may be added in a moment
+        if (req.readable) req.resume();
+        return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `the server is starting: try again in ${STARTING_RETRY_AFTER_SECONDS} s` } }, { 'retry-after': STARTING_RETRY_AFTER_SECONDS });
+      }
       if (!found) throw new UpdraftError('NOT_FOUND', `no route for ${method} ${url.pathname}`);
       if ('allowed' in found) {
         res.setHeader('allow', found.allowed.join(', '));

@@ -252,7 +252,7 @@ export class UpdraftServer {
     this.artifacts = new ArtifactService({ store: this.store, blobs, maxArtifactBytes: config.downloads.maxArtifactBytes, sign: (a) => security.manifests.signArtifact(a), onBytesDeleted: (sha) => cache.forget(sha), events });
 
     const router = new Router();
-    this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, viewerTokens, operatorTokens, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
+    this.http = new HttpServer({ port: config.http.port, host: config.http.host, router, operatorToken: this.operatorToken, viewerTokens, operatorTokens, routesPending: true, logger: logger.child('http'), ...(security.httpTls ? { tls: security.httpTls } : {}) });
     await this.startPart(this.http);
     // with several instances, a URL's or token's issue time and a device's registration are
     // dated by the cluster's clock: a URL issued just after a registration on an instance whose
@@ -489,6 +489,7 @@ export class UpdraftServer {
       this.sharedSecrets = new SharedSecrets({ store: this.store, dataDir, values: secretValues, logger: logger.child('security') });
       await this.startPart(this.sharedSecrets);
     }
+    this.http.routesComplete();
   }
 
   /** From now on /readyz answers 503 `stopping`; the instance goes on serving until stop(). */

@@ -24,7 +24,7 @@ export interface FleetOverview {
   versions: { name: string | null; version: string | null; devices: number }[];
   jobs: Record<JobStatus, number>;
   /** One row per device whose latest outcome in recent jobs is a failure, naming that job. */
-  failing: { deviceId: string; jobId: string; jobDescription?: string; artifact: string; status: ExecutionStatus; reason: string | null; failedAt: number; updatedAt: number }[];
+  failing: { deviceId: string; jobId: string; jobDescription?: string; artifact: string; status: ExecutionStatus; reason: string | null; failedAt?: number /* absent from an older server (before 2026-12-07) */; updatedAt: number }[];
   generatedAt: number;
 }
 

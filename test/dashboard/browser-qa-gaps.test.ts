@@ -170,6 +170,28 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       assert.equal(typeof listed?.failedAt, 'number', `the API's row of ovf-a has its failedAt: ${JSON.stringify(listed)}`);
       assert.equal(await rowOf('ovf-a').locator('time').getAttribute('datetime'), new Date(listed!.failedAt).toISOString(), "ovf-a's row shows when its failure came");
     });
+    // an older server instance behind the same load balancer (a rolling upgrade) answers
+    // /fleet/overview without failedAt: the page shows the rows, at their updatedAt (until the
+    // review of e593c60 new Date(undefined).toISOString() threw a RangeError and, with no error
+    // boundary, the whole overview failed to render). The real server's answer, failedAt taken out.
+    await inTab(async (page) => {
+      let older: { deviceId: string; updatedAt: number }[] = [];
+      await page.route('**/api/v1/fleet/overview', async (route) => {
+        const response = await route.fetch();
+        const body = (await response.json()) as { failing: { deviceId: string; failedAt?: number; updatedAt: number }[] };
+        for (const f of body.failing) delete f.failedAt;
+        older = body.failing;
+        await route.fulfill({ response, json: body });
+      });
+      await page.goto(ts.httpUrl + '/');
+      const table = page.getByTestId('failing-devices');
+      const rowOf = (id: string) => table.getByRole('row').filter({ has: page.getByRole('link', { name: id, exact: true }) });
+      await rowOf('ovf-a').filter({ hasText: 'ovf-a failed the second' }).waitFor();
+      const a = older.find((f) => f.deviceId === 'ovf-a');
+      assert.equal(typeof a?.updatedAt, 'number', `the older answer's row of ovf-a, without failedAt: ${JSON.stringify(a)}`);
+      assert.equal(await rowOf('ovf-a').locator('time').getAttribute('datetime'), new Date(a!.updatedAt).toISOString(), "ovf-a's row shows its updatedAt when the answer has no failedAt");
+      assert.equal(await rowOf('ovf-c').count(), 1, 'the other rows shown too');
+    });
   });
 
   it('lists revocations among the recent events, live, and counts revoked devices apart from offline ones', async () => {

@@ -92,7 +92,7 @@ export function OverviewPage() {
                         </td>
                         <td class="long-text">{f.reason ?? '—'}</td>
                         <td>
-                          <time dateTime={new Date(f.failedAt).toISOString()}>{dateTime(f.failedAt)}</time>
+                          <FailedAt at={f.failedAt ?? f.updatedAt} />
                         </td>
                       </tr>
                     ))}
@@ -131,4 +131,15 @@ function RecentEvents({ events }: { events: RecentEvent[] }) {
       ))}
     </ol>
   );
+}
+
+/**
+ * When a failing device's failure came (`failedAt`), or its execution's last change when the
+ * answer has none: an older server instance behind the same load balancer (a rolling upgrade
+ * past 2026-12-07) answers without it. No `dateTime` for a time that is no date, for
+ * `toISOString` throws on one and dashboard/src has no error boundary: the whole page would fail.
+ */
+function FailedAt({ at }: { at: number }) {
+  if (!Number.isFinite(at)) return <>—</>;
+  return <time dateTime={new Date(at).toISOString()}>{dateTime(at)}</time>;
 }

@@ -313,18 +313,12 @@ function sanitize(raw: unknown): AgentStateData {
   const out: AgentStateData = { finished: finishedJobsOf(obj.finished) };
   // saved before the shadow could be asked (no connection yet): it still has to be
   if (obj.unknownPast === true) out.unknownPast = true;
-  if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
-  if (out.keySerial !== undefined && typeof obj.keySerialKeyId === 'string' && /^[0-9a-f]{16}$/.test(obj.keySerialKeyId)) out.keySerialKeyId = obj.keySerialKeyId;
+  Object.assign(out, trustStateOf(obj));
   if (Array.isArray(obj.canceled)) {
     const canceled = obj.canceled.filter((id): id is string => typeof id === 'string' && id !== '').slice(-MAX_CANCELED_JOBS);
     if (canceled.length > 0) out.canceled = canceled;
   }
   if (typeof obj.clockOffsetReported === 'number' && Number.isSafeInteger(obj.clockOffsetReported)) out.clockOffsetReported = obj.clockOffsetReported;
-  const root = obj.rotatedRoot as Record<string, unknown> | undefined;
-  const keyId = /^[0-9a-f]{16}$/;
-  if (typeof root?.keyId === 'string' && keyId.test(root.keyId) && typeof root.provisionedKeyId === 'string' && keyId.test(root.provisionedKeyId) && typeof root.publicKey === 'string') {
-    out.rotatedRoot = { keyId: root.keyId, publicKey: root.publicKey, provisionedKeyId: root.provisionedKeyId };
-  }
   const pending = obj.pendingLog as Record<string, unknown> | undefined;
   const pendingData = jobLogData(pending);
   if (typeof pending?.jobId === 'string' && pendingData) out.pendingLog = { jobId: pending.jobId, since: typeof pending.since === 'string' && !Number.isNaN(Date.parse(pending.since)) ? pending.since : new Date().toISOString(), ...pendingData };
@@ -347,6 +341,25 @@ function sanitize(raw: unknown): AgentStateData {
     } catch {
       /* dropped */
     }
+  }
+  return out;
+}
+
+/** What a device trusting the root keeps of its trust: its highest key certificate serial, that certificate's key, the root it rotated to. */
+export type TrustState = Pick<AgentStateData, 'keySerial' | 'keySerialKeyId' | 'rotatedRoot'>;
+
+/**
+ * The well-formed trust fields of a saved state (the others left out): read so by the agent's
+ * file store and by the simulator's devices file (`sim/device-state.ts`).
+ */
+export function trustStateOf(obj: Record<string, unknown>): TrustState {
+  const out: TrustState = {};
+  const keyId = /^[0-9a-f]{16}$/;
+  if (typeof obj.keySerial === 'number' && Number.isSafeInteger(obj.keySerial) && obj.keySerial > 0) out.keySerial = obj.keySerial;
+  if (out.keySerial !== undefined && typeof obj.keySerialKeyId === 'string' && keyId.test(obj.keySerialKeyId)) out.keySerialKeyId = obj.keySerialKeyId;
+  const root = obj.rotatedRoot as Record<string, unknown> | undefined;
+  if (typeof root?.keyId === 'string' && keyId.test(root.keyId) && typeof root.provisionedKeyId === 'string' && keyId.test(root.provisionedKeyId) && typeof root.publicKey === 'string') {
+    out.rotatedRoot = { keyId: root.keyId, publicKey: root.publicKey, provisionedKeyId: root.provisionedKeyId };
   }
   return out;
 }

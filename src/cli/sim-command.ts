@@ -8,14 +8,14 @@ import { Option, type Command } from 'commander';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UpdraftError } from '../errors.ts';
 import type { SimulatedFleet } from '../sim/fleet-simulator.ts';
-import { SIM_DEFAULTS, type SimDevice, type SimDeviceState } from '../sim/sim-options.ts';
+import { SIM_DEFAULTS, type SimDevice } from '../sim/sim-options.ts';
+import { deviceStateReader } from '../sim/device-state.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
 import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { describeTrust, fetchTrustAnchor, readTrustAnchor, simTrustOf, type SimTrust, type TrustAnchor } from '../sim/sim-trust.ts';
 import { ApiClient, serverUrl } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { probability, wholeNumber } from '../util/number-text.ts';
-import { finishedJobsOf } from '../agent/agent-state.ts';
 
 /** A whole number from `min` to `max` (digits only: '', '2.5', '1e3' and '-1' are refused). */
 function int(value: string, name: string, min: number, max: number): number {
@@ -72,19 +72,18 @@ async function checkWritable(file: string): Promise<void> {
 
 /**
  * The devices of a `--devices-file`: a JSON array of {deviceId, secret}, as `--save-devices`
- * writes it, each with the `state` a run wrote when it stopped, if any (one without the
- * software it runs is dropped: that device starts afresh; a malformed entry of its finished
- * jobs is dropped alone, as the agent drops it from its own saved state).
+ * writes it, each with the `state` a run wrote when it stopped, if any (read by
+ * `deviceStateReader`: one without the software it runs is dropped, and that device starts
+ * afresh; a malformed finished job or trust field is dropped alone).
  */
 async function readDevicesFile(file: string): Promise<SimDevice[]> {
   const devices = await readJsonFile(file);
   const ok = Array.isArray(devices) && devices.length > 0 && devices.every((d) => typeof d?.deviceId === 'string' && typeof d?.secret === 'string');
   if (!ok) throw new UpdraftError('BAD_REQUEST', `${file} must be a JSON array of {deviceId, secret}, as --save-devices writes it`);
+  const stateOf = deviceStateReader();
   return (devices as SimDevice[]).map((d) => {
-    const st = d.state as Partial<SimDeviceState> | undefined;
-    // the list of finished jobs read as the agent reads its own saved state
-    if (typeof st?.software?.version !== 'string' || !Array.isArray(st.finished)) return { deviceId: d.deviceId, secret: d.secret };
-    return { deviceId: d.deviceId, secret: d.secret, state: { ...st, finished: finishedJobsOf(st.finished) } as SimDeviceState };
+    const state = stateOf(d.state);
+    return state ? { deviceId: d.deviceId, secret: d.secret, state } : { deviceId: d.deviceId, secret: d.secret };
   });
 }
 

@@ -10,13 +10,13 @@
  */
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MemoryAgentStateStore } from '../agent/agent-state.ts';
+import { MemoryAgentStateStore, type AgentStateData } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import { memoryDownloader } from './memory-downloader.ts';
 import { ConnectPacer } from './connect-pacer.ts';
 import { silentLogger } from '../util/logger.ts';
-import { SIM_DEFAULTS, type SimDevice, type SimOptions } from './sim-options.ts';
+import { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
 
 const MQTT_DEBUG = /mqttjs/.test(process.env.DEBUG ?? '');
 const noLog = (): void => {};
@@ -160,7 +160,7 @@ export class FleetSimulator implements SimulatedFleet {
         device,
         random,
         installer: new SimulatedInstaller({ initial: device.state?.software ?? { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
-        state: new MemoryAgentStateStore({ finished: device.state?.finished ?? [] }),
+        state: new MemoryAgentStateStore(agentStateOf(device.state)),
         online: false,
         refusals: 0,
         gaveUp: false,
@@ -238,13 +238,18 @@ export class FleetSimulator implements SimulatedFleet {
     });
   }
 
-  /** The devices with what each keeps for the next run (the software it runs, the jobs it finished). */
+  /** The devices with what each keeps for the next run (the software it runs, the jobs it finished, its trust: `SimDeviceState`). */
   async devicesState(): Promise<SimDevice[]> {
     return Promise.all(
       this.slots.map(async (s) => {
         const { deviceId, secret } = s.device;
         const software = (await s.installer.current()) ?? { version: this.opts.initialVersion };
-        return { deviceId, secret, state: { software, finished: s.state.current.finished } };
+        const { finished, keySerial, keySerialKeyId, rotatedRoot } = s.state.current;
+        const state: SimDeviceState = { software, finished };
+        if (keySerial !== undefined) state.keySerial = keySerial;
+        if (keySerialKeyId !== undefined) state.keySerialKeyId = keySerialKeyId;
+        if (rotatedRoot) state.rotatedRoot = rotatedRoot;
+        return { deviceId, secret, state };
       }),
     );
   }
@@ -534,6 +539,18 @@ export class FleetSimulator implements SimulatedFleet {
     await this.pause(this.opts.offlineMs);
     if (!this.stopped) await this.connectOrGiveUp(slot);
   }
+}
+
+/**
+ * What a device's agent starts from: the jobs it finished and its trust (`SimDeviceState`),
+ * as a real agent loads them from its disk; only the fields the device has (none for most).
+ */
+function agentStateOf(state: SimDeviceState | undefined): AgentStateData {
+  const out: AgentStateData = { finished: state?.finished ?? [] };
+  if (state?.keySerial !== undefined) out.keySerial = state.keySerial;
+  if (state?.keySerialKeyId !== undefined) out.keySerialKeyId = state.keySerialKeyId;
+  if (state?.rotatedRoot) out.rotatedRoot = state.rotatedRoot;
+  return out;
 }
 
 /** The device's latest outcome was a success (a function: the visit's awaits may change it). */

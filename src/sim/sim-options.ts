@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import type { FinishedJob } from '../agent/agent-state.ts';
+import type { FinishedJob, TrustState } from '../agent/agent-state.ts';
 import type { InstalledSoftware } from '../agent/installer.ts';
 import type { Logger } from '../util/logger.ts';
 import type { PacerClock } from './connect-pacer.ts';
@@ -12,11 +12,15 @@ import type { SimTrust } from './sim-trust.ts';
 
 /**
  * What a simulated device keeps between runs, as a real device keeps it on its disk: the
- * software it runs and the jobs its agent finished. `updraft sim` writes it into the devices
- * file when it stops, so a rerun with `--devices-file` starts where the devices were: a job
- * they finished is acknowledged again, not installed again and not counted as finished.
+ * software it runs, the jobs its agent finished, and what a device trusting the root keeps of
+ * its trust (`TrustState`: the highest key certificate serial it accepted and that
+ * certificate's key, and the root it rotated to, each only once it has one). `updraft sim`
+ * writes it into the devices file when it stops, so a rerun with `--devices-file` starts where
+ * the devices were: a job they finished is acknowledged again, not installed again and not
+ * counted as finished; a certificate older than the one they accepted is refused, and a device
+ * that followed a root rotation trusts the new root (a rerun forgot both until 2026-12-07).
  */
-export interface SimDeviceState {
+export interface SimDeviceState extends TrustState {
   software: InstalledSoftware;
   finished: FinishedJob[];
 }

@@ -12,7 +12,8 @@ import { ApiClient } from '../../src/cli/api-client.ts';
 import { ConnectPacer, type PacerClock } from '../../src/sim/connect-pacer.ts';
 import { FleetSimulator, SIM_DEFAULTS, type SimDevice, type SimTrust } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
-import { certifySigningKey } from '../../src/signing/root-key.ts';
+import { deviceStateReader } from '../../src/sim/device-state.ts';
+import { certifySigningKey, rotateRoot } from '../../src/signing/root-key.ts';
 import { keyIdOf, signingKeyPaths } from '../../src/signing/signing-key.ts';
 import { parseFirstIndex, sharesOf, sliceOf } from '../../src/sim/sim-processes.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
@@ -818,6 +819,92 @@ describe('fleet simulator', () => {
       }, 60_000, 'both devices verified the certificate and the manifest, and installed');
     } finally {
       await cli.kill('SIGKILL').catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+      await own.close();
+    }
+  });
+
+  it('a rerun keeps what a device trusting the root keeps on its disk: the highest key certificate serial it accepted, its key, and the root it rotated to', async () => {
+    // a rerun's devices started from {software, finished} alone: a device that had accepted
+    // certificate 2 took certificate 1 again, and one that had followed a root rotation trusted
+    // the old root again (review of 665f770)
+    const own = await startTestServer();
+    const ownApi = new ApiClient({ server: own.httpUrl, token: own.token });
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'updraft-sim-keep-trust-'));
+    const signing = createPublicKey(own.server.security.signingKey.publicKeyPem);
+    const hour = Math.floor(Date.now() / 1000) + 3600;
+    const root1 = generateKeyPairSync('ed25519');
+    const root2 = generateKeyPairSync('ed25519');
+    const [id1, id2] = [keyIdOf(root1.publicKey), keyIdOf(root2.publicKey)];
+    const deploy = async (devices: SimDevice[], version: string) => {
+      await ownApi.call('POST', `/api/v1/artifacts?name=fw&version=${version}`, randomBytes(1024));
+      const { job } = await ownApi.call<{ job: { jobId: string } }>('POST', '/api/v1/deployments', { devices: devices.map((d) => d.deviceId), artifact: `fw@${version}` });
+      await eventually(async () => {
+        const { executions } = await ownApi.call<{ executions: { status: string }[] }>('GET', `/api/v1/jobs/${job.jobId}`);
+        assert.ok(!executions.some((x) => x.status === 'FAILED'), `fw@${version}: ${JSON.stringify(executions)}`);
+        return executions.filter((x) => x.status === 'SUCCEEDED').length === devices.length ? true : undefined;
+      }, 60_000, `fw@${version} installed on ${devices.length} devices`);
+    };
+    // what the agent of device i checks certificates with (private: the policy is not reported whole)
+    type Policy = { rootKey: import('node:crypto').KeyObject; minSerial: number; minSerialKeyId?: string };
+    const policy = (sim: FleetSimulator, i: number) => (sim as unknown as { slots: { agent: { signatures: Policy } }[] }).slots[i]!.agent.signatures;
+    const provisioned = { rootPublicKey: root1.publicKey };
+    try {
+      await ownApi.call('PUT', '/api/v1/keys/signing/certificate', { certificate: certifySigningKey(root1.privateKey, signing, 1, hour), rootPublicKey: root1.publicKey.export({ type: 'spki', format: 'pem' }).toString() });
+      const devices = await registerFleet(ownApi, 'keep-', 2);
+      const first = new FleetSimulator({ brokerUrl: own.mqttUrl, trust: provisioned, devices, mode: 'connected', installMs: 5 });
+      try {
+        await first.start();
+        await deploy(devices, '2.0.0');
+        // the root rotated on the server: root 2 certifies the signing key, serial 2; device 0 alone takes a command since
+        await ownApi.call('PUT', '/api/v1/keys/signing/certificate', { certificate: certifySigningKey(root2.privateKey, signing, 2, hour), rootRotations: [rotateRoot(root1.privateKey, root2.privateKey)] });
+        await deploy([devices[0]!], '3.0.0');
+        assert.deepEqual([keyIdOf(policy(first, 0).rootKey), policy(first, 0).minSerial], [id2, 2], 'device 0 followed the rotation and accepted serial 2');
+      } finally {
+        await first.stop();
+      }
+      const saved = await first.devicesState();
+      const keyId = own.server.security.signingKey.keyId;
+      assert.deepEqual(
+        saved.map((d) => ({ keySerial: d.state?.keySerial, keySerialKeyId: d.state?.keySerialKeyId, rotatedRoot: d.state?.rotatedRoot && { keyId: d.state.rotatedRoot.keyId, provisionedKeyId: d.state.rotatedRoot.provisionedKeyId } })),
+        [
+          { keySerial: 2, keySerialKeyId: keyId, rotatedRoot: { keyId: id2, provisionedKeyId: id1 } },
+          { keySerial: 1, keySerialKeyId: keyId, rotatedRoot: undefined },
+        ],
+        'each device keeps its own trust state',
+      );
+
+      // a rerun in this process, the devices provisioned with root 1 as before: each starts where it was
+      const rerun = new FleetSimulator({ brokerUrl: own.mqttUrl, trust: provisioned, devices: saved, mode: 'connected', installMs: 5 });
+      try {
+        await rerun.start();
+        assert.deepEqual([keyIdOf(policy(rerun, 0).rootKey), policy(rerun, 0).minSerial, policy(rerun, 0).minSerialKeyId], [id2, 2, keyId], 'device 0 trusts root 2 and refuses certificates below serial 2');
+        assert.deepEqual([keyIdOf(policy(rerun, 1).rootKey), policy(rerun, 1).minSerial], [id1, 1], 'device 1 trusts root 1, serial 1 at least');
+      } finally {
+        await rerun.stop();
+      }
+
+      // the command: the devices file written at a stop is read back with the trust state, and written again with it
+      const file = path.join(dir, 'devices.json');
+      const rootFile = path.join(dir, 'root.pub');
+      await writeFile(file, JSON.stringify(await rerun.devicesState()), { mode: 0o600 });
+      await writeFile(rootFile, root1.publicKey.export({ type: 'spki', format: 'pem' }));
+      const cli = startCli(['sim', '--devices-file', file, '--broker', own.mqttUrl, '--root-key', rootFile]);
+      try {
+        await cli.waitFor(/sim: ready 2 devices/, 60_000);
+        assert.equal(await cli.kill(), 0, cli.output());
+      } finally {
+        await cli.kill('SIGKILL').catch(() => undefined);
+      }
+      const kept = JSON.parse(readFileSync(file, 'utf8')) as SimDevice[];
+      assert.deepEqual(kept.map((d) => [d.state?.keySerial, d.state?.rotatedRoot?.keyId]), [[2, id2], [1, undefined]], 'the command keeps them across its run');
+
+      // read back, the devices share one rotated root (all rotate to the same): one object, not one per device
+      const read = deviceStateReader();
+      const states = [...kept, kept[0]!].map((d) => read(d.state));
+      assert.ok(states[0]!.rotatedRoot && states[0]!.rotatedRoot === states[2]!.rotatedRoot, 'one rotated root object for the devices that rotated to it');
+      assert.deepEqual(read({ ...kept[0]!.state, keySerial: 'two', keySerialKeyId: 'not-a-key-id', rotatedRoot: { keyId: id2 } }), { software: kept[0]!.state!.software, finished: kept[0]!.state!.finished }, 'malformed trust fields are dropped, as the agent drops them');
+    } finally {
       await rm(dir, { recursive: true, force: true });
       await own.close();
     }

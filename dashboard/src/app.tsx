@@ -3,7 +3,8 @@
  * current path. Focus moves to the page's main region after navigation, so keyboard and
  * screen-reader users start reading the new page, not the old link.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
+import type { ComponentChildren } from 'preact';
+import { useEffect, useErrorBoundary, useRef, useState } from 'preact/hooks';
 import { get } from './api.ts';
 import { getIdentity, getToken, getViewer, onAuthChange, setIdentity, setToken } from './auth.ts';
 import { ErrorNote, Loading } from './components/error-note.tsx';
@@ -54,6 +55,31 @@ function page(path: string) {
       </>
     ),
   };
+}
+
+/**
+ * A page that throws while rendering (an answer of a shape it does not expect: an older or
+ * newer server instance behind the same balancer during a rolling upgrade) shows its error
+ * where the page would be, with the navigation kept and a way to try again, instead of the
+ * whole tab going blank (Preact unmounts the tree on an uncaught render error). Keyed by the
+ * path, so another page starts clean.
+ */
+function PageBoundary({ children }: { children: ComponentChildren }) {
+  const [error, reset] = useErrorBoundary((err: unknown) => console.error('the page failed to render', err));
+  if (error) {
+    return (
+      <>
+        <h1>This page could not be shown</h1>
+        <p class="error" role="alert">
+          The page failed to render: {error instanceof Error ? error.message : String(error)}. Another page, or trying again, may work; if this keeps happening, the server may be answering in a form this dashboard does not know (an upgrade in progress?).
+        </p>
+        <button type="button" onClick={reset}>
+          Try again
+        </button>
+      </>
+    );
+  }
+  return <>{children}</>;
 }
 
 /** Pages that decide what they read by the token's role: shown once the server said it. */
@@ -156,7 +182,7 @@ export function App() {
             until the server said operator (useReadOnly), then gains them. New rollout and
             Security decide what they read by it, so they wait for it (ROLE_FIRST) */}
         {!identity.known && <ErrorNote error={identity.error && new Error(`What this token may do cannot be read: ${identity.error.message} (asking again)`)} />}
-        {identity.known || !ROLE_FIRST.has(path) ? current.node : !identity.error && <Loading what="what this token may do" />}
+        <PageBoundary key={path}>{identity.known || !ROLE_FIRST.has(path) ? current.node : !identity.error && <Loading what="what this token may do" />}</PageBoundary>
       </main>
     </>
   );

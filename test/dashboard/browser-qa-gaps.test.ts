@@ -311,4 +311,29 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       assert.deepEqual(tab.errors, [], `${role}: console errors`);
     }
   });
+
+  it('shows a page that fails to render as an error where the page would be, the navigation kept, and other pages still work', async () => {
+    // an answer of a shape the page does not expect (an instance of another version behind the
+    // same balancer): `failing` no list. Until 2026-12-07 the dashboard had no error boundary,
+    // and Preact's uncaught render error left the tab blank, navigation included
+    const tab = await signedInTab(browser, ts.token);
+    try {
+      const { page } = tab;
+      await page.route('**/api/v1/fleet/overview', async (route) => {
+        const response = await route.fetch();
+        const body = (await response.json()) as Record<string, unknown>;
+        await route.fulfill({ response, json: { ...body, failing: 5 } });
+      });
+      await page.goto(ts.httpUrl + '/');
+      await page.getByRole('heading', { name: 'This page could not be shown' }).waitFor();
+      assert.match((await page.getByRole('alert').first().textContent()) ?? '', /The page failed to render: .+/, 'the error is said where the page would be');
+      assert.equal(await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).count(), 1, 'the navigation is kept');
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).click();
+      await page.getByRole('heading', { name: 'Devices', level: 1 }).waitFor();
+      assert.equal(await page.getByRole('heading', { name: 'This page could not be shown' }).count(), 0, 'another page starts clean');
+      assert.ok(tab.errors.length > 0 && tab.errors.every((e) => /the page failed to render/.test(e)), `the only console errors are the boundary's own: ${JSON.stringify(tab.errors)}`);
+    } finally {
+      await tab.context.close();
+    }
+  });
 });

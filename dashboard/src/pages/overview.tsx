@@ -137,7 +137,7 @@ function RecentEvents({ events }: { events: RecentEvent[] }) {
  * When a failing device's failure came (`failedAt`), or its execution's last change when the
  * answer has none: an older server instance behind the same load balancer (a rolling upgrade
  * past 2026-12-07) answers without it. No `dateTime` for a time that is no date, for
- * `toISOString` throws on one and dashboard/src has no error boundary: the whole page would fail.
+ * `toISOString` throws on one, and the page would fail to render (app.tsx PageBoundary shows the error).
  */
 function FailedAt({ at }: { at: number }) {
   if (!Number.isFinite(at)) return <>—</>;

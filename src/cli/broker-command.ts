@@ -28,6 +28,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup } from './broker-file-group.ts';
 import { offlineCredentials } from './broker-offline.ts';
+import { newerCrls } from './crl-order.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
 import { CLIENT_CA_FILE, CRL_FILE, coveringBundle, crlFileCovers, crlFromServer, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
 import { makeOutputDir } from './output-file.ts';
@@ -208,7 +209,11 @@ export function addBrokerCommands(program: Command): void {
               if (!covered) await nameCrl(false, covering.reason);
               return false;
             }
-            await writeFileAtomic(path.join(dir, CRL_FILE), covering.pem, 0o644);
+            // as the watch's fetch does (crl-order.ts): a CA's newer list on disk is not replaced by an older one
+            const onDisk = await readFile(path.join(dir, CRL_FILE), 'utf8').catch(() => undefined);
+            const { BACKDATE_MS } = await import('../pki/certificate-authority.ts');
+            const { MAX_AHEAD_MS } = await import('../pki/revocation-list.ts');
+            await writeFileAtomic(path.join(dir, CRL_FILE), newerCrls(covering.pem, onDisk, { now: Date.now(), backdateMs: BACKDATE_MS, maxAheadMs: MAX_AHEAD_MS }).pem, 0o644);
             logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
             // named in the same step (QA, 2026-12-06: written here, it stayed unnamed until the next full read)
             await nameCrl(true).catch(() => undefined);

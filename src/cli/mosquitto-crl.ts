@@ -98,7 +98,7 @@ function signedParts(pem: string): { tbs: Buffer; signature: Buffer } | undefine
 }
 
 /** One DER element at `at`: its tag, where it starts, its contents start and where it ends. */
-function tlv(der: Buffer, at: number): { tag: number; start: number; body: number; end: number } | undefined {
+export function tlv(der: Buffer, at: number): { tag: number; start: number; body: number; end: number } | undefined {
   if (at + 2 > der.length) return undefined;
   const tag = der[at]!;
   let len = der[at + 1]!;

@@ -28,6 +28,11 @@
  *   300 s held every change, deletions included. The event stream is not given one: it is
  *   meant to stay open, and its silence check (STREAM_SILENCE_MS) is its own.
  * - A refused token (401) ends the watch with an error: it will not come right by waiting.
+ * - Mosquitto enforces the crl.pem of its last reload and nothing loaded before (2.0.11, QA of
+ *   2026-12-07), so a CA's CRL is never written over a newer one of it on disk (crl-order.ts):
+ *   a list fetched from an instance behind, or another writer's file, re-admitted deleted
+ *   devices. And the CRL a deletion owes is fetched in the pass that handles it, so that the
+ *   deletion is one reload (each rereads crl.pem: seconds at 1,000,000 entries), not two.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -39,6 +44,7 @@ import type { Logger } from '../util/logger.ts';
 import type { ApiClient } from './api-client.ts';
 import { writeBrokerSecretFile, type FileGroup } from './broker-file-group.ts';
 import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
+import { newerCrls } from './crl-order.ts';
 import type { CrlOutcome } from './mosquitto-crl.ts';
 
 /** What the watch needs. */
@@ -115,9 +121,11 @@ const RELOAD_TIMEOUT_MS = 30_000;
  */
 const CRL_REWRITE_MS = 86_400_000;
 /**
- * Two CRLs fetched at least this far apart: OpenSSL keeps every CRL Mosquitto loaded and takes
- * the one of the latest thisUpdate, a second's resolution; two of one second tie, and the
- * older may win.
+ * Two CRLs fetched at least this far apart: a burst of deletions events asks for one list a
+ * second at most (the server issues each changed list at least a second after the last,
+ * revocation-list.ts). Until the QA of 2026-12-07 this said OpenSSL keeps every CRL Mosquitto
+ * loaded and takes the latest: Mosquitto 2.0.11 enforces only what crl.pem holds at a reload
+ * (crl-order.ts).
  */
 const CRL_SPACING_MS = 1_100;
 
@@ -146,6 +154,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let crlAnsweredAt = 0;
   let crlFetchedAt = 0;
   let crlSaid: string | undefined;
+  // the digest of the last fetched CRL said to be older than crl.pem (one WARN per list)
+  let crlOlderSaid: string | undefined;
   // a CRL fetch that threw: tried again from crlRetryAt, with its own backoff
   let crlRetryAt = 0;
   let crlBackoff = 1_000;
@@ -253,9 +263,23 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       await o.crl!.onCurrent?.(crl);
       return false;
     }
+    // never a CA's list over a newer one of it (crl-order.ts): Mosquitto enforces what the file
+    // holds at the reload, and an older list re-admits the devices deleted since (QA of
+    // 2026-12-07: an instance whose lists are behind, or another watch writing this directory)
+    const choice = onDisk === undefined ? { pem: crl.pem, kept: [] } : newerCrls(crl.pem, onDisk, { now: now(), ...(await crlAheadBounds()) });
+    if (choice.kept.length > 0 && crlOlderSaid !== crl.digest) {
+      o.logger.warn(`the CRL fetched is older than the one ${path.basename(o.crl!.file)} holds (an instance whose lists are behind, or another writer of this file: run one watch per directory); the newer kept`, { kept: JSON.stringify(choice.kept) });
+      crlOlderSaid = crl.digest;
+    }
+    if (choice.pem === onDisk) {
+      crlDigest = crl.digest;
+      crlPem = onDisk;
+      await o.crl!.onCurrent?.(crl);
+      return false;
+    }
     const changed = crl.digest !== crlDigest || onDisk !== crlPem;
-    await writeFileAtomic(o.crl!.file, crl.pem, 0o644);
-    crlPem = crl.pem;
+    await writeFileAtomic(o.crl!.file, choice.pem, 0o644);
+    crlPem = choice.pem;
     // owed at once: what follows (naming it in mosquitto.conf) may fail, and the pass tried again
     // sees the same digest and writes nothing, so Mosquitto kept the old CRL (review of bd0da82)
     reloadOwed = o.reloadCommand !== undefined;
@@ -346,7 +370,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
           o.logger.info('acl written', { file: o.aclFile, revoked: revoked.length });
         }
       }
-      if (o.crl !== undefined && crlNow) {
+      // a CRL owed by this pass's own deletion is fetched now, before the one reload (QA of
+      // 2026-12-07: it waited for the next pass, and each deletion reloaded Mosquitto twice,
+      // each reload rereading crl.pem); a fetch that fails leaves the reload for passwd as it is
+      if (o.crl !== undefined && (crlNow || (crlOwed && now() >= crlRetryAt))) {
         const wrote = await keepCrl(crlDue);
         crlOwed = crlRetryAt > 0; // the fetch failed: owed again, from crlRetryAt
         if (wrote) reloadOwed = o.reloadCommand !== undefined;
@@ -380,6 +407,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   o.signal.removeEventListener('abort', abortStop);
   await streaming;
   if (fatal) throw fatal;
+}
+
+/** The backdate of a CRL's thisUpdate and how far ahead a list is issued at most, loaded when first needed (node-forge comes with them). */
+async function crlAheadBounds(): Promise<{ backdateMs: number; maxAheadMs: number }> {
+  const [{ BACKDATE_MS }, { MAX_AHEAD_MS }] = await Promise.all([import('../pki/certificate-authority.ts'), import('../pki/revocation-list.ts')]);
+  return { backdateMs: BACKDATE_MS, maxAheadMs: MAX_AHEAD_MS };
 }
 
 async function reload(o: MosquittoWatchOptions): Promise<void> {

@@ -89,7 +89,7 @@ if (!found.ok) {
       assert.notEqual(await readFile(crlPath, 'utf8'), crl, 'the crlfile was rewritten');
       proc.child.kill('SIGHUP');
       // Mosquitto 2.0.11 rereads the crlfile on SIGHUP (with the certfile: net__load_certificates)
-      // and adds it to what it holds; OpenSSL takes the CRL with the latest thisUpdate
+      // and enforces that file alone: no list loaded before is kept (mosquitto-crl-reload.test.ts)
       await eventually(async () => ((await s.connects('d-later', later)) === 'tls' ? true : undefined), 10_000, 'refused after the reload');
       assert.equal(await s.connects('d-gone', gone), 'tls', 'the first one still refused');
       assert.equal(await s.connects('d-kept', kept), undefined, 'the device not deleted still connects after the reload');

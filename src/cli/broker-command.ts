@@ -211,9 +211,7 @@ export function addBrokerCommands(program: Command): void {
             }
             // as the watch's fetch does (crl-order.ts): a CA's newer list on disk is not replaced by an older one
             const onDisk = await readFile(path.join(dir, CRL_FILE), 'utf8').catch(() => undefined);
-            const { BACKDATE_MS } = await import('../pki/certificate-authority.ts');
-            const { MAX_AHEAD_MS } = await import('../pki/revocation-list.ts');
-            await writeFileAtomic(path.join(dir, CRL_FILE), newerCrls(covering.pem, onDisk, { now: Date.now(), backdateMs: BACKDATE_MS, maxAheadMs: MAX_AHEAD_MS }).pem, 0o644);
+            await writeFileAtomic(path.join(dir, CRL_FILE), newerCrls(covering.pem, onDisk, { now: Date.now(), caPem: next.pem }).pem, 0o644);
             logger.info(`wrote ${CRL_FILE} for the CAs of the new ${CLIENT_CA_FILE}`, { revoked: covering.revoked, cas: covering.cas });
             // named in the same step (QA, 2026-12-06: written here, it stayed unnamed until the next full read)
             await nameCrl(true).catch(() => undefined);
@@ -264,6 +262,8 @@ export function addBrokerCommands(program: Command): void {
                   if (await fileCovers(caPem)) await nameCrl(true);
                   else await nameCrl(false, `${CRL_FILE} has no CRL of every CA of ${CLIENT_CA_FILE} as it is on disk (a one-off mosquitto-config run wrote other CAs)`);
                 },
+                // a list crl.pem holds is kept over an older one fetched only if one of these signed it
+                caPem: async () => (clientCaWritten ? await readFile(path.join(dir, CLIENT_CA_FILE), 'utf8').catch(() => clientCa!.pem) : clientCa!.pem),
               }
             : undefined;
         await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, ...(group ? { passwdGroup: group } : {}), writeCompanions, ...(crl ? { crl } : {}), ...(caDir !== undefined ? { refresh } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });

@@ -84,7 +84,7 @@ export function crlFileCovers(crlPem: string | undefined, caPem: string): boolea
 const SHA256_SIGNATURES = ['06092a864886f70d01010b', '06082a8648ce3d040302'];
 
 /** The signed part and the signature of a PEM CRL (RFC 5280 §5.1: SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }); undefined when unreadable or not SHA-256. */
-function signedParts(pem: string): { tbs: Buffer; signature: Buffer } | undefined {
+export function signedParts(pem: string): { tbs: Buffer; signature: Buffer } | undefined {
   const der = Buffer.from(pem.replace(/-----[A-Z0-9 ]+-----|\s/g, ''), 'base64');
   const outer = tlv(der, 0);
   if (!outer || outer.tag !== 0x30) return undefined;

@@ -32,7 +32,9 @@
  *   2026-12-07), so a CA's CRL is never written over a newer one of it on disk (crl-order.ts):
  *   a list fetched from an instance behind, or another writer's file, re-admitted deleted
  *   devices. And the CRL a deletion owes is fetched in the pass that handles it, so that the
- *   deletion is one reload (each rereads crl.pem: seconds at 1,000,000 entries), not two.
+ *   deletion is one reload (each rereads crl.pem: seconds at 1,000,000 entries), not two,
+ *   when it comes within CRL_WITH_PASSWD_MS; a slower one does not hold up the reload that
+ *   cuts the device's password login, and takes a reload of its own.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -83,7 +85,13 @@ export interface MosquittoWatchOptions {
    * true for the daily rewrite, which asks for the list whatever is held (a 304 to the
    * digest held would give back the list held, issued by a clock since put right maybe).
    */
-  crl?: { file: string; fetch: (fresh: boolean) => Promise<CrlOutcome>; onCurrent?: (crl: CrlOutcome) => Promise<void> };
+  crl?: {
+    file: string;
+    fetch: (fresh: boolean) => Promise<CrlOutcome>;
+    onCurrent?: (crl: CrlOutcome) => Promise<void>;
+    /** The CA certificates (PEM: client-ca.crt, what Mosquitto checks logins with) a list crl.pem holds must be signed by to be kept over an older one fetched (crl-order.ts). */
+    caPem: () => Promise<string>;
+  };
   /**
    * Rereads what else the broker's files are made from (`--updraft-ca`: the client CAs, and
    * the CRLs of new ones) and rewrites what changed, at each full read: every (re)connection
@@ -128,6 +136,12 @@ const CRL_REWRITE_MS = 86_400_000;
  * (crl-order.ts).
  */
 const CRL_SPACING_MS = 1_100;
+/**
+ * How long from a pass's start the reload for its passwd and acl waits for the CRL the pass
+ * fetches, to take both in one reload (a deletion reloads once); a CRL later than that takes a
+ * reload of its own, after the one that cuts the deleted device's password login.
+ */
+const CRL_WITH_PASSWD_MS = 2_000;
 
 /** Runs until `signal` aborts (resolves) or the token is refused (rejects). */
 export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<void> {
@@ -226,20 +240,38 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     }
   })();
 
+  /** The CRL's fetch, CRL_SPACING_MS after the last; its failure is `keepCrl`'s to handle (marked handled here: it may be awaited late). */
+  const fetchCrl = (fresh: boolean): Promise<CrlOutcome> => {
+    const fetching = (async () => {
+      const wait = crlFetchedAt + CRL_SPACING_MS - now();
+      if (wait > 0) await nap(wait, false);
+      crlFetchedAt = now();
+      return o.crl!.fetch(fresh);
+    })();
+    fetching.catch(() => undefined);
+    return fetching;
+  };
+  /** Whether `p` settles within `ms`. */
+  const settlesWithin = async (p: Promise<unknown>, ms: number): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+    const settled = await Promise.race([p.then(() => true, () => true), late]);
+    clearTimeout(timer);
+    return settled;
+  };
+
   /**
-   * Fetches the CRL and writes it when its revocations changed or `fresh` asks (true: written,
-   * a reload owed). A CRL that cannot be made leaves the file as it was, said once per reason.
+   * Fetches the CRL (or takes `fetching`, the fetch the pass started) and writes it when its
+   * revocations changed or `fresh` asks (true: written, a reload owed). A CRL that cannot be
+   * made leaves the file as it was, said once per reason.
    * A fetch that throws (a 500, the network) leaves it as it was too, said, and is tried again
    * from `crlRetryAt`: it does not stop the pass (the password file, mosquitto.conf, the
    * reload). Only a refused token (401) is thrown.
    */
-  const keepCrl = async (fresh: boolean): Promise<boolean> => {
-    const wait = crlFetchedAt + CRL_SPACING_MS - now();
-    if (wait > 0) await nap(wait, false);
-    crlFetchedAt = now();
+  const keepCrl = async (fresh: boolean, fetching = fetchCrl(fresh)): Promise<boolean> => {
     let crl: CrlOutcome;
     try {
-      crl = await o.crl!.fetch(fresh);
+      crl = await fetching;
     } catch (err) {
       if ((err as UpdraftError).status === 401) throw err;
       o.logger.warn(`could not fetch the CRL; ${path.basename(o.crl!.file)} stays as it was, retrying`, { error: (err as Error).message, retryInMs: crlBackoff });
@@ -266,7 +298,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // never a CA's list over a newer one of it (crl-order.ts): Mosquitto enforces what the file
     // holds at the reload, and an older list re-admits the devices deleted since (QA of
     // 2026-12-07: an instance whose lists are behind, or another watch writing this directory)
-    const choice = onDisk === undefined ? { pem: crl.pem, kept: [] } : newerCrls(crl.pem, onDisk, { now: now(), ...(await crlAheadBounds()) });
+    const choice = onDisk === undefined ? { pem: crl.pem, kept: [] } : newerCrls(crl.pem, onDisk, { now: now(), caPem: await o.crl!.caPem() });
     if (choice.kept.length > 0 && crlOlderSaid !== crl.digest) {
       o.logger.warn(`the CRL fetched is older than the one ${path.basename(o.crl!.file)} holds (an instance whose lists are behind, or another writer of this file: run one watch per directory); the newer kept`, { kept: JSON.stringify(choice.kept) });
       crlOlderSaid = crl.digest;
@@ -315,6 +347,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       if (pending.size > 0 && !needFull) await nap(settleMs, false);
       continue;
     }
+    const passStart = now();
     try {
       if (refreshOwed || full) {
         refreshOwed = false;
@@ -372,9 +405,23 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       }
       // a CRL owed by this pass's own deletion is fetched now, before the one reload (QA of
       // 2026-12-07: it waited for the next pass, and each deletion reloaded Mosquitto twice,
-      // each reload rereading crl.pem); a fetch that fails leaves the reload for passwd as it is
+      // each reload rereading crl.pem); a fetch that fails leaves the reload for passwd as it is.
+      // But only if it comes within CRL_WITH_PASSWD_MS of the pass's start (a 304, a list of a
+      // few MB): a deleted device's password login is cut by the reload alone, and a 60 MB list
+      // over a slow link held it for minutes (review of 2efa5c0; the request timeout is an idle
+      // limit). Later, passwd and acl are reloaded first, and the CRL takes its own reload.
       if (o.crl !== undefined && (crlNow || (crlOwed && now() >= crlRetryAt))) {
-        const wrote = await keepCrl(crlDue);
+        const fetching = fetchCrl(crlDue);
+        if (reloadOwed && !companionsOwed && !(await settlesWithin(fetching, passStart + CRL_WITH_PASSWD_MS - now())) && !stop.signal.aborted) {
+          try {
+            await reload(o);
+            reloadOwed = false;
+          } catch (err) {
+            await fetching.catch(() => undefined); // one pass at a time: its fetch ends with it (and is asked again)
+            throw err;
+          }
+        }
+        const wrote = await keepCrl(crlDue, fetching);
         crlOwed = crlRetryAt > 0; // the fetch failed: owed again, from crlRetryAt
         if (wrote) reloadOwed = o.reloadCommand !== undefined;
       }
@@ -407,12 +454,6 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   o.signal.removeEventListener('abort', abortStop);
   await streaming;
   if (fatal) throw fatal;
-}
-
-/** The backdate of a CRL's thisUpdate and how far ahead a list is issued at most, loaded when first needed (node-forge comes with them). */
-async function crlAheadBounds(): Promise<{ backdateMs: number; maxAheadMs: number }> {
-  const [{ BACKDATE_MS }, { MAX_AHEAD_MS }] = await Promise.all([import('../pki/certificate-authority.ts'), import('../pki/revocation-list.ts')]);
-  return { backdateMs: BACKDATE_MS, maxAheadMs: MAX_AHEAD_MS };
 }
 
 async function reload(o: MosquittoWatchOptions): Promise<void> {

@@ -340,7 +340,7 @@ if (!found.ok) {
         now: () => Date.now() + offset,
         reloadCommand: `echo x >> ${path.join(dir, 'reloads')}`,
         // the real route, checked against the CAs this test says the broker trusts
-        crl: { file: path.join(dir, 'crl.pem'), fetch: async () => (fetches++, coveringBundle(await crlFromServer(api, false), cas)) },
+        crl: { file: path.join(dir, 'crl.pem'), fetch: async () => (fetches++, coveringBundle(await crlFromServer(api, false), cas)), caPem: async () => cas },
       });
       try {
         await eventually(async () => ((await readFile(path.join(dir, 'crl.pem'), 'utf8').catch(() => '')).includes('BEGIN X509 CRL') ? true : undefined), 30_000, 'crl.pem written');

@@ -56,7 +56,20 @@ export interface InstanceMetrics {
    */
   tls: { caExpiresAt: number; previousCaExpiresAt?: number | null; devicesMovedOffPreviousCa?: number; mqttCertificateExpiresAt: number | null; httpCertificateExpiresAt: number | null };
   /** `databaseClockOffsetMs`: how far the shared database's clock is ahead of this instance's (null without one: cluster/cluster-clock.ts). */
-  process: { rssBytes: number; uptimeSeconds: number; databaseClockOffsetMs: number | null };
+  process: {
+    rssBytes: number;
+    /**
+     * The V8 heap: in use (garbage not yet collected included) and reserved, and memory held
+     * outside it (Buffers: downloads, CRLs, MQTT packets). RSS alone cannot tell a leak from
+     * V8 keeping spare heap (a soak's RSS rose and fell 200-570 MB while the live heap stayed
+     * at 102 MB): a leak is a rising floor of heapUsedBytes.
+     */
+    heapUsedBytes: number;
+    heapTotalBytes: number;
+    externalBytes: number;
+    uptimeSeconds: number;
+    databaseClockOffsetMs: number | null;
+  };
   eventLoop: EventLoopFigures;
 }
 
@@ -170,6 +183,10 @@ export function renderPrometheus(m: InstanceMetrics, nowSeconds = Date.now() / 1
   if (m.tls.mqttCertificateExpiresAt !== null) family('updraft_mqtt_tls_certificate_expiry_timestamp_seconds', 'gauge', 'When the MQTTS listener\'s server certificate expires (one issued by Updraft\'s CA is renewed with a third of its life left).', one(m.tls.mqttCertificateExpiresAt));
   if (m.tls.httpCertificateExpiresAt !== null) family('updraft_http_tls_certificate_expiry_timestamp_seconds', 'gauge', 'When the HTTPS listener\'s server certificate expires (one issued by Updraft\'s CA is renewed with a third of its life left).', one(m.tls.httpCertificateExpiresAt));
   family('process_resident_memory_bytes', 'gauge', 'Resident memory of the process.', one(m.process.rssBytes));
+  // the names Node's usual exporter (prom-client's default metrics) gives them, so dashboards made for it read them
+  family('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use, garbage not yet collected included: a leak is a rising floor.', one(m.process.heapUsedBytes));
+  family('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap reserved.', one(m.process.heapTotalBytes));
+  family('nodejs_external_memory_bytes', 'gauge', 'Memory held outside the V8 heap by JavaScript objects (Buffers).', one(m.process.externalBytes));
   family('process_start_time_seconds', 'gauge', 'Start time of the process, seconds since the epoch.', one(Math.round(nowSeconds - m.process.uptimeSeconds)));
   if (m.process.databaseClockOffsetMs !== null) {
     family('updraft_database_clock_offset_seconds', 'gauge', "How far the shared database's clock is ahead of this instance's (negative: behind). Job times are kept by the database's; manifests, URLs and tokens expire by the instance's: alert past a few seconds (NTP).", one(m.process.databaseClockOffsetMs / 1000));

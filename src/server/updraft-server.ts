@@ -475,7 +475,7 @@ export class UpdraftServer {
       eventRelay: relay ? { dropped: relay.dropped, undeliverable: relay.undeliverable } : null,
       signing: { certificateExpiresAt: security.manifests.certificate?.expiresAt ?? null, certificateSerial: security.manifests.certificate?.serial ?? null },
       tls: this.tlsRenewal.expiries(),
-      process: { rssBytes: process.memoryUsage().rss, uptimeSeconds: process.uptime(), databaseClockOffsetMs: this.clusterClock?.offsetMs ?? null },
+      process: { ...processMemory(), uptimeSeconds: process.uptime(), databaseClockOffsetMs: this.clusterClock?.offsetMs ?? null },
       eventLoop: loop.figures(),
     });
     addFleetRoutes(router, { registry: this.registry, metrics });
@@ -535,4 +535,10 @@ function withoutCredentials(url: string, logger: Logger): string {
   u.password = '';
   logger.warn(`mqtt.url carries a user name or password, which are not used: the server connects to the broker as ${OPERATOR_USERNAME} with its operator token (docs/deployment.md); take them out of the URL`);
   return u.toString();
+}
+
+/** The process's memory as `GET /api/v1/metrics` says it (one memoryUsage() call: it walks the heap's spaces). */
+function processMemory(): { rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number } {
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external };
 }

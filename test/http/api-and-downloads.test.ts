@@ -205,10 +205,11 @@ describe('HTTP API and downloads', () => {
 
   it('serves metrics behind the token: MQTT counters, memory, and how busy and how late the event loop is', async () => {
     assert.equal((await api('GET', '/api/v1/metrics', undefined, null)).status, 401);
-    type Metrics = { mqtt: { published: number; connectedClients: number }; process: { rssBytes: number }; eventLoop: { activeMs: number; idleMs: number; utilization: number; delayMs: { p50: number; p99: number; max: number }; lastMinute: { seconds: number; utilization: number; delayMs: { max: number } } } };
+    type Metrics = { mqtt: { published: number; connectedClients: number }; process: { rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number }; eventLoop: { activeMs: number; idleMs: number; utilization: number; delayMs: { p50: number; p99: number; max: number }; lastMinute: { seconds: number; utilization: number; delayMs: { max: number } } } };
     const read = async () => (await (await api('GET', '/api/v1/metrics')).json()) as Metrics;
     const m0 = await read();
     assert.ok(m0.mqtt.published > 0 && m0.mqtt.connectedClients >= 1 && m0.process.rssBytes > 0, JSON.stringify(m0));
+    assert.ok(m0.process.heapUsedBytes > 0 && m0.process.heapTotalBytes >= m0.process.heapUsedBytes && m0.process.externalBytes > 0 && m0.process.heapTotalBytes < m0.process.rssBytes, `the V8 heap's figures: ${JSON.stringify(m0.process)}`);
     assert.ok(m0.eventLoop.utilization > 0 && m0.eventLoop.utilization < 1, JSON.stringify(m0.eventLoop));
     // the server runs in this process: hold its thread for 80 ms, as a long synchronous job would
     const start = performance.now();

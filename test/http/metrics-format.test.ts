@@ -66,7 +66,7 @@ describe('metrics for Prometheus', () => {
       eventRelay: null,
       signing: { certificateExpiresAt: null, certificateSerial: null },
       tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: null, httpCertificateExpiresAt: null },
-      process: { rssBytes: 52_428_800, uptimeSeconds: 100, databaseClockOffsetMs: null },
+      process: { rssBytes: 52_428_800, heapUsedBytes: 20_000_000, heapTotalBytes: 30_000_000, externalBytes: 4_000_000, uptimeSeconds: 100, databaseClockOffsetMs: null },
       eventLoop: {
         activeMs: 2500,
         idleMs: 97_500,
@@ -99,6 +99,9 @@ describe('metrics for Prometheus', () => {
       'updraft_api_refused_tokens_total 3',
       'updraft_ca_expiry_timestamp_seconds 2000000000',
       'process_resident_memory_bytes 52428800',
+      'nodejs_heap_size_used_bytes 20000000',
+      'nodejs_heap_size_total_bytes 30000000',
+      'nodejs_external_memory_bytes 4000000',
       'process_start_time_seconds 1799999900',
       'updraft_event_loop_active_seconds_total 2.5',
       'updraft_event_loop_idle_seconds_total 97.5',
@@ -108,7 +111,7 @@ describe('metrics for Prometheus', () => {
     ]);
     // every family is announced once, with its type, before its samples
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(types.length, 22, "one TYPE line per family");
+    assert.equal(types.length, 25, "one TYPE line per family");
     // `quantile` is a summary's label (OpenMetrics reserves it): no gauge carries it
     assert.doesNotMatch(text, /quantile=/);
     assert.ok(types.includes('# TYPE updraft_event_loop_delay_p99_seconds gauge'));
@@ -131,7 +134,7 @@ describe('metrics for Prometheus', () => {
       eventRelay: { dropped: 12, undeliverable: 2 },
       signing: { certificateExpiresAt: 1_830_000_000, certificateSerial: 3 },
       tls: { caExpiresAt: 2_000_000_000, mqttCertificateExpiresAt: 1_850_000_000, httpCertificateExpiresAt: 1_860_000_000 },
-      process: { rssBytes: 1, uptimeSeconds: 1, databaseClockOffsetMs: -1500 },
+      process: { rssBytes: 1, heapUsedBytes: 1, heapTotalBytes: 1, externalBytes: 1, uptimeSeconds: 1, databaseClockOffsetMs: -1500 },
       eventLoop: { activeMs: 0, idleMs: 0, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 }, lastMinute: { seconds: 60, utilization: 0, delayMs: { p50: 0, p99: 0, max: 0 } } },
     };
     const lines = renderPrometheus(m, 1_800_000_000).split('\n');

@@ -13,7 +13,7 @@ import { retryAfterMs } from '../agent/downloader.ts';
 import { UpdraftError } from '../errors.ts';
 import { operatorTokenPath } from '../server/operator-token.ts';
 import { clipped, safeUrl } from '../util/redact-url.ts';
-import { readTextWithin, startRequestDeadline } from './request-deadline.ts';
+import { MIN_BODY_BYTES_PER_SECOND, readTextWithin, startRequestDeadline, type DeadlineExpiry } from './request-deadline.ts';
 
 /** Connection options shared by every API command. */
 export interface ApiOptions {
@@ -24,10 +24,16 @@ export interface ApiOptions {
   retryForMs?: number;
   /**
    * Each request's time limit, in ms (request-deadline.ts): to the answer's head, then between
-   * two pieces of its body; none (the default): undici's 300 s each. `mosquitto-config --watch`
+   * two pieces of its body, and a floor on the body's rate (8 KiB/s over twice the limit);
+   * none (the default): undici's 300 s each, and no floor. `mosquitto-config --watch`
    * (--request-timeout-seconds): a server that never answers must not hold up its passes.
    */
   requestTimeoutMs?: number;
+  /**
+   * Ends every request in flight, and any started after (the watch's stop: SIGTERM): the call
+   * throws at once, its message saying it was stopped, not a timeout or the network.
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of one call. */
@@ -109,6 +115,8 @@ export class ApiClient {
   readonly retryForMs: number;
   /** Each request's time limit in ms (`ApiOptions.requestTimeoutMs`); undefined: undici's own. */
   readonly requestTimeoutMs: number | undefined;
+  /** `ApiOptions.signal`. */
+  private readonly signal: AbortSignal | undefined;
   /** Whether the server ever answered this client: only then is "no connection" a server down for now. */
   private reached = false;
 
@@ -117,6 +125,7 @@ export class ApiClient {
     this.baseUrl = serverUrl(opts.server);
     this.retryForMs = opts.retryForMs ?? retryForMs(process.env.UPDRAFT_RETRY_FOR);
     this.requestTimeoutMs = opts.requestTimeoutMs;
+    this.signal = opts.signal;
     this.token = opts.token ?? (process.env.UPDRAFT_TOKEN || readTokenFile(opts.dataDir ?? (process.env.UPDRAFT_DATA_DIR || './data')));
   }
 
@@ -193,7 +202,7 @@ export class ApiClient {
     const isBytes = body instanceof Uint8Array || (typeof body === 'object' && body !== null && 'pipe' in body);
     let res: Response;
     let text: string;
-    const deadline = this.requestTimeoutMs === undefined ? undefined : startRequestDeadline(this.requestTimeoutMs);
+    const deadline = this.requestTimeoutMs === undefined && this.signal === undefined ? undefined : startRequestDeadline(this.requestTimeoutMs, this.signal);
     try {
       res = await fetch(this.baseUrl + route, {
         method,
@@ -207,7 +216,8 @@ export class ApiClient {
       } as RequestInit);
     } catch (err) {
       deadline?.clear();
-      if (deadline?.expired) return this.timedOut(method, route, 'head', err);
+      if (deadline?.stopped) throw this.stopped(method, route, err);
+      if (deadline?.expired) return this.timedOut(method, route, deadline.expiry!, err);
       // UNAVAILABLE (503): a watch waits through it (job-watch.ts); the exit code stays 1. Not
       // reached yet, it is a server not running, a wrong URL or an untrusted certificate: waiting
       // mends none of them
@@ -218,7 +228,8 @@ export class ApiClient {
     try {
       text = deadline ? await readTextWithin(res, deadline) : await res.text();
     } catch (err) {
-      if (deadline?.expired) return this.timedOut(method, route, 'body', err);
+      if (deadline?.stopped) throw this.stopped(method, route, err);
+      if (deadline?.expired) return this.timedOut(method, route, deadline.expiry!, err);
       // the connection closed while the answer came: the request was handled, its answer lost
       const error = new UpdraftError('UNAVAILABLE', `the connection to ${this.baseUrl} closed before the answer was read: ${whyUnreachable(err)}`, { cause: err });
       return { ok: false, error, passing: true, pauseMs: defaultPause(), sendAgain: true };
@@ -248,11 +259,22 @@ export class ApiClient {
    * which is sent in a header. It may have reached the server: a GET may be sent again, and
    * within `retryForMs` is (a server that cannot answer for now).
    */
-  private timedOut<T>(method: string, route: string, part: 'head' | 'body', cause: unknown): Attempt<T> {
+  private timedOut<T>(method: string, route: string, expiry: DeadlineExpiry, cause: unknown): Attempt<T> {
     const limit = `the request timeout of ${this.requestTimeoutMs! / 1000} s`;
-    const what = part === 'head' ? `no answer from ${safeUrl(this.baseUrl)} within ${limit}` : `the answer from ${safeUrl(this.baseUrl)} stopped coming for ${limit}`;
+    const from = safeUrl(this.baseUrl);
+    const what =
+      expiry === 'head'
+        ? `no answer from ${from} within ${limit}`
+        : expiry === 'idle'
+          ? `the answer from ${from} stopped coming for ${limit}`
+          : `the answer from ${from} came slower than ${MIN_BODY_BYTES_PER_SECOND / 1024} KiB/s over twice ${limit}`;
     const error = new UpdraftError('UNAVAILABLE', `${method.toUpperCase()} ${route.split('?')[0]}: ${what}`, { cause });
     return { ok: false, error, passing: true, pauseMs: defaultPause(), sendAgain: true };
+  }
+
+  /** A request ended by `ApiOptions.signal`: thrown, never tried again (the caller is ending). */
+  private stopped(method: string, route: string, cause: unknown): UpdraftError {
+    return new UpdraftError('UNAVAILABLE', `${method.toUpperCase()} ${route.split('?')[0]}: stopped (the command is ending)`, { cause });
   }
 }
 

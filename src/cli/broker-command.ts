@@ -94,7 +94,7 @@ export function addBrokerCommands(program: Command): void {
     .option('--reload-command <cmd>', 'with --watch: run with /bin/sh -c after each change of passwd (e.g. "systemctl reload mosquitto", "kill -HUP $(cat /run/mosquitto.pid)")')
     .option('--group <name>', 'write passwd mode 0640 with this group (the one Mosquitto runs as, e.g. mosquitto), so that Mosquitto, dropped to its own user, reads it at start and at each reload; without it passwd is 0600, this user\'s')
     .option('--resync-minutes <n>', 'with --watch: read the whole registry at least this often, for changes whose events were missed', '10')
-    .option('--request-timeout-seconds <n>', "with --watch: give up a request of a pass (a registry page, the CRL) that has no answer within this many seconds, or whose answer stops coming for as long (a large CRL that keeps coming is never cut), and try the pass again: a server or proxy that never answers would hold up every change, deletions included, for 5 minutes (not the event stream, which has its own heartbeat check)", '30')
+    .option('--request-timeout-seconds <n>', "with --watch: give up a request of a pass (a registry page, the CRL) that has no answer within this many seconds (1 to 300), or whose answer stops coming for as long, or comes slower than 8 KiB/s over twice as long (a large CRL that keeps coming is not cut), and try the pass again: a server or proxy that never answers would hold up every change, deletions included, for 5 minutes (not the event stream, which has its own heartbeat check)", '30')
     .addOption(new Option('--log-format <format>', 'with --watch: text, or json (one object per line)').choices(['text', 'json']).default('text'))
     .action(async (opts: Options, cmd: Command) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UpdraftError('BAD_REQUEST', '--tls-cert and --tls-key go together');
@@ -109,9 +109,11 @@ export function addBrokerCommands(program: Command): void {
       }
       const resyncMinutes = Number(opts.resyncMinutes);
       if (!Number.isFinite(resyncMinutes) || resyncMinutes <= 0 || resyncMinutes > 24 * 60) throw new UpdraftError('BAD_REQUEST', `--resync-minutes must be a number of minutes from above 0 to 1440, got ${opts.resyncMinutes}`);
-      const requestTimeoutSeconds = Number(opts.requestTimeoutSeconds);
-      // above 300 s undici's own limits (300 s to the head, 300 s between two pieces of the body) come first
-      if (!Number.isFinite(requestTimeoutSeconds) || requestTimeoutSeconds <= 0 || requestTimeoutSeconds > 300) throw new UpdraftError('BAD_REQUEST', `--request-timeout-seconds must be a number of seconds from above 0 to 300, got ${opts.requestTimeoutSeconds}`);
+      // a decimal number as written (Number() took ' 5 ', 0x1e and 1e-9); from 1 s: below it, a
+      // server's ordinary latency fails the pass; above 300 s undici's own limits (300 s to the
+      // head, 300 s between two pieces of the body) come first
+      const requestTimeoutSeconds = /^\d+(\.\d+)?$/.test(opts.requestTimeoutSeconds) ? Number(opts.requestTimeoutSeconds) : NaN;
+      if (!(requestTimeoutSeconds >= 1 && requestTimeoutSeconds <= 300)) throw new UpdraftError('BAD_REQUEST', `--request-timeout-seconds must be a number of seconds from 1 to 300, got ${JSON.stringify(opts.requestTimeoutSeconds)}`);
       checkOffline(opts);
       const secrets = opts.secrets ? await readSecrets(opts.secrets) : new Map<string, string>();
       // an unknown group, or one this user cannot give a file to, is said before anything is written
@@ -132,7 +134,10 @@ export function addBrokerCommands(program: Command): void {
         // retries its passes itself, and a pass held up would hold up the CAs' reread owed; nor
         // does one wait for a server that took the request and does not answer: one pass runs
         // at a time, and deletions wait behind it (--request-timeout-seconds, request-deadline.ts)
-        const api = new ApiClient({ ...opts, retryForMs: 0, requestTimeoutMs: requestTimeoutSeconds * 1000 });
+        // the stop (SIGTERM, SIGINT) ends a request in flight too: one held (a stalled CRL) held the
+        // exit for up to the timeout, and the pass then went on writing and reloading (review of 090236f)
+        const ctl = new AbortController();
+        const api = new ApiClient({ ...opts, retryForMs: 0, requestTimeoutMs: requestTimeoutSeconds * 1000, signal: ctl.signal });
         await makeOutputDir('--out', opts.out);
         const logger = createLogger({ format: opts.logFormat as LogFormat, component: 'mosquitto-watch' });
         let clientCaWritten = false;
@@ -165,7 +170,6 @@ export function addBrokerCommands(program: Command): void {
         if (caDir !== undefined && opts.reloadCommand === undefined) logger.warn(`no --reload-command: Mosquitto rereads passwd, acl and ${CRL_FILE} only on a reload (kill -HUP), so the files kept here change nothing it does until it is reloaded or restarted; give --reload-command (e.g. "systemctl reload mosquitto")`);
         const unreadable = rootWithoutGroupWarning(path.join(dir, 'passwd'), group);
         if (unreadable) logger.warn(unreadable);
-        const ctl = new AbortController();
         const stop = () => ctl.abort();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
@@ -180,7 +184,7 @@ export function addBrokerCommands(program: Command): void {
           if (!clientCaWritten) return false; // written with mosquitto.conf, once passwd is
           let wrote = false;
           // new CAs: before client-ca.crt names them, crl.pem covers them or mosquitto.conf stops naming it
-          clientCa = await refreshClientCa(caDir!, dir, clientCa!, logger, async (next) => void (wrote = await coverNewCas(next)));
+          clientCa = await refreshClientCa(caDir!, dir, clientCa!, logger, async (next) => void (wrote = await coverNewCas(next)), ctl.signal);
           return wrote;
         };
         // against the newest client-ca.crt: a CRL missing one of its CAs is not written
@@ -199,7 +203,12 @@ export function addBrokerCommands(program: Command): void {
           if (named) logger.warn(`mosquitto.conf names ${CRL_FILE} again: restart Mosquitto for deleted devices' certificates to be refused`);
           else logger.warn(`mosquitto.conf no longer names ${CRL_FILE}: it has no CRL of every CA of ${CLIENT_CA_FILE}, and Mosquitto restarted on it would refuse that CA's devices; until it is named again a restart admits deleted devices' certificates`, { reason });
         };
-        /** Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. True when crl.pem was written (a reload owed). Never throws. */
+        /**
+         * Before client-ca.crt takes `next`: crl.pem for its CAs, else no crlfile named. True when
+         * crl.pem was written (a reload owed). Throws only when the watch is stopping, writing
+         * nothing: a fetch cut by the stop says nothing of the CRL, and mosquitto.conf rewritten
+         * without crlfile for it would admit deleted devices' certificates at the next restart.
+         */
         const coverNewCas = async (next: ClientCaBundle): Promise<boolean> => {
           // what crl.pem holds already may cover them (an undone drop's CAs): then nothing is weakened
           const covered = await fileCovers(next.pem);
@@ -217,6 +226,7 @@ export function addBrokerCommands(program: Command): void {
             await nameCrl(true).catch(() => undefined);
             return true;
           } catch (err) {
+            if (ctl.signal.aborted) throw err;
             if (!covered) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`).catch(() => undefined);
             return false;
           }
@@ -242,7 +252,8 @@ export function addBrokerCommands(program: Command): void {
                     if (fetched.ok) heldCrl = fetched;
                   } catch (err) {
                     // crl.pem stays as it was: still named while it covers every CA of client-ca.crt
-                    if (!(await fileCovers(bundle.pem))) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);
+                    // (stopping: as it is, the fetch cut by the stop says nothing of the CRL)
+                    if (!ctl.signal.aborted && !(await fileCovers(bundle.pem))) await nameCrl(false, `the server could not be asked for the CRL: ${(err as Error).message}`);
                     throw err;
                   }
                   const covering = coveringBundle(fetched, bundle.pem);
@@ -361,9 +372,10 @@ function clientCaSummary(b: ClientCaBundle): string {
 /**
  * `--watch`: rereads the client CAs; when they changed, rewrites client-ca.crt and says the
  * broker must be restarted: Mosquitto 2.0 reads a listener's cafile at start only (a SIGHUP,
- * the reload command, leaves the CAs it started with: checked with 2.0.11). Never throws.
+ * the reload command, leaves the CAs it started with: checked with 2.0.11). Throws only when
+ * `stopping` has aborted (the watch is ending), having written nothing.
  */
-async function refreshClientCa(caDir: string, dir: string, last: ClientCaBundle, logger: Logger, beforeWrite?: (next: ClientCaBundle) => Promise<void>): Promise<ClientCaBundle> {
+async function refreshClientCa(caDir: string, dir: string, last: ClientCaBundle, logger: Logger, beforeWrite?: (next: ClientCaBundle) => Promise<void>, stopping?: AbortSignal): Promise<ClientCaBundle> {
   try {
     const next = await readClientCaBundle(caDir);
     if (next.pem === last.pem) return last;
@@ -375,6 +387,7 @@ async function refreshClientCa(caDir: string, dir: string, last: ClientCaBundle,
     else logger.warn(`wrote ${CLIENT_CA_FILE}: the CAs of client certificates changed; restart Mosquitto to use it (it reads cafile at start only, a reload is not enough)`, { summary: clientCaSummary(next) });
     return next;
   } catch (err) {
+    if (stopping?.aborted) throw err; // the watch is ending (its pass too): nothing written, nothing said
     logger.warn(`cannot reread the CAs for ${CLIENT_CA_FILE}; keeping the file as it is`, { error: (err as Error).message });
     return last;
   }

@@ -26,7 +26,9 @@
  *   `api`'s request timeout (`--request-timeout-seconds`, request-deadline.ts) and fails the
  *   pass like any other failed read: one pass runs at a time, and a request held for undici's
  *   300 s held every change, deletions included. The event stream is not given one: it is
- *   meant to stay open, and its silence check (STREAM_SILENCE_MS) is its own.
+ *   meant to stay open, and its silence check (STREAM_SILENCE_MS) is its own. `api` is given
+ *   the caller's `signal` too: a stop (SIGTERM) ends the request in flight at once, and the
+ *   pass with it, writing and reloading nothing after it (review of 090236f).
  * - A refused token (401) ends the watch with an error: it will not come right by waiting.
  * - Mosquitto enforces the crl.pem of its last reload and nothing loaded before (2.0.11, QA of
  *   2026-12-07), so a CA's CRL is never written over a newer one of it on disk (crl-order.ts):
@@ -266,14 +268,15 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
    * made leaves the file as it was, said once per reason.
    * A fetch that throws (a 500, the network) leaves it as it was too, said, and is tried again
    * from `crlRetryAt`: it does not stop the pass (the password file, mosquitto.conf, the
-   * reload). Only a refused token (401) is thrown.
+   * reload). Only a refused token (401) is thrown, and any failure once the watch is stopping.
    */
   const keepCrl = async (fresh: boolean, fetching = fetchCrl(fresh)): Promise<boolean> => {
     let crl: CrlOutcome;
     try {
       crl = await fetching;
     } catch (err) {
-      if ((err as UpdraftError).status === 401) throw err;
+      // stopping: the fetch was cut by the stop, not failed; the pass ends here (nothing written, no reload)
+      if ((err as UpdraftError).status === 401 || stop.signal.aborted) throw err;
       o.logger.warn(`could not fetch the CRL; ${path.basename(o.crl!.file)} stays as it was, retrying`, { error: (err as Error).message, retryInMs: crlBackoff });
       crlRetryAt = now() + crlBackoff;
       crlBackoff = Math.min(crlBackoff * 2, MAX_BACKOFF_MS);

@@ -5,7 +5,9 @@
  * the timeout, said in one WARN line naming its path and the timeout, and the pass is tried
  * again; once the server answers, the change (a deletion) reaches the files. A large answer
  * that keeps coming, slower than the timeout in all, is not cut (the body's limit is an idle
- * one). A real server and a real watch process; a small proxy in this file does the stalling.
+ * one, with a floor on its rate far below it). SIGTERM while a request is held ends the watch
+ * at once, writing and reloading nothing after it (review of 090236f). A real server and a
+ * real watch process; a small proxy in this file does the stalling.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -21,7 +23,8 @@ import { apiJson, registerDevice, startTestServer, type TestServer } from '../he
  * What the proxy does with requests whose path starts with its prefix: carries them through
  * (`pass`), keeps them without an answer (`hang`), sends the answer's head and a few bytes of
  * its body and then nothing (`stall-body`), or sends the whole answer in four pieces `gapMs`
- * apart (`trickle`). Every other request (the event stream included) is carried through.
+ * apart (`trickle`), padded with JSON's blanks to 64 KiB a piece at least (well above the
+ * floor on the body's rate, 8 KiB/s, request-deadline.ts). Every other request (the event stream included) is carried through.
  */
 type Mode = 'pass' | 'hang' | 'stall-body' | 'trickle';
 
@@ -57,7 +60,11 @@ async function startStallingProxy(target: string, prefix: string): Promise<Stall
       const chunks: Buffer[] = [];
       answer.on('data', (c: Buffer) => chunks.push(c));
       answer.on('end', () => {
-        const body = Buffer.concat(chunks);
+        let body = Buffer.concat(chunks);
+        if (mode === 'trickle') {
+          body = Buffer.concat([body, Buffer.alloc(Math.max(0, 4 * 64 * 1024 - body.length), ' ')]);
+          answer.headers['content-length'] = String(body.length);
+        }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         if (mode === 'stall-body') {
           stalled++;
@@ -132,6 +139,13 @@ async function until(watch: CliProcess, from: number, what: string, fn: () => Pr
   }
 }
 
+/** The first match of `re` in what the watch said after `from` (not an earlier line of the same kind), waiting for it. */
+async function saidAfter(watch: CliProcess, from: number, re: RegExp, what: string): Promise<RegExpMatchArray> {
+  let m: RegExpMatchArray | null = null;
+  await until(watch, from, what, async () => ((m = watch.output().slice(from).match(re)) ? true : undefined));
+  return m!;
+}
+
 /** The timeout the watches here are given, in seconds: short, so that a hang is seen quickly. */
 const TIMEOUT_S = 2;
 
@@ -162,7 +176,7 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     proxy.mode = 'hang';
     await remove(ts, 't-b');
     // the event's read of t-b hangs: given up after the timeout, said in one line
-    const [line] = await watch.waitFor(/^.*WARN.*could not bring the password file up to date.*$/m, 30_000);
+    const [line] = await saidAfter(watch, said, /^.*WARN.*could not bring the password file up to date.*$/m, 'the WARN of the held read');
     assert.match(line, /GET \/api\/v1\/broker\/credentials: no answer from http:\/\/127\.0\.0\.1:\d+ within the request timeout of 2 s/, `the WARN line names the path and the timeout: ${line}`);
     assert.doesNotMatch(line, /ids=|t-b/, `the path without its query: ${line}`);
     assert.ok(proxy.stalled >= 1, 'the read was held by the proxy');
@@ -182,7 +196,7 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     const said = watch.output().length;
     proxy.mode = 'stall-body';
     await remove(ts, 'c-b');
-    const [line] = await watch.waitFor(/^.*WARN.*could not fetch the CRL.*$/m, 30_000);
+    const [line] = await saidAfter(watch, said, /^.*WARN.*could not fetch the CRL.*$/m, 'the WARN of the stalled CRL');
     assert.match(line, /GET \/api\/v1\/broker\/crl: the answer from http:\/\/127\.0\.0\.1:\d+ stopped coming for the request timeout of 2 s/, `the WARN line names the path and the timeout: ${line}`);
     assert.ok(proxy.stalled >= 1, "the CRL's answer was stalled by the proxy");
     assert.equal(await crl(), before, 'crl.pem as it was while the CRL cannot be read');
@@ -195,7 +209,7 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     assert.equal(await watch.kill('SIGTERM'), 0, `the watch stops on SIGTERM with exit code 0: ${watch.output().slice(said)}`);
   });
 
-  it('a CRL answer that keeps coming, longer in all than the timeout, is read to the end (the body limit is an idle one)', async () => {
+  it('a CRL answer that keeps coming, longer in all than the timeout, is read to the end (an idle limit and a floor on the rate far below it, no total one)', async () => {
     const { ts, proxy, watch, out } = await setup('/api/v1/broker/crl', ['s-a', 's-b'], true);
     const said = watch.output().length;
     // four pieces, 0.6 of the timeout apart: 1.8 times the timeout from the first to the last
@@ -209,11 +223,44 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     assert.equal(await watch.kill('SIGTERM'), 0, `the watch stops on SIGTERM with exit code 0: ${watch.output().slice(said)}`);
   });
 
-  it('--request-timeout-seconds is checked, and goes with --watch', async () => {
+  it('SIGTERM while a CRL fetch is held: the watch ends at once, writing, reloading and retrying nothing after it', async () => {
+    // a limit far above the guard below: a watch that waited for it fails the test, and no speed is measured
+    const LIMIT_S = 120;
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['k-a', 'k-b']) await enrol(ts, d);
+    const proxy = await startStallingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-watch-sigterm-'), 'out');
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, '--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir, '--reload-command', 'true', '--request-timeout-seconds', String(LIMIT_S), '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGKILL'));
+    await watch.waitFor(/broker reloaded/);
+    const ready = watch.output().length;
+    const files = async () => Object.fromEntries(await Promise.all(['passwd', 'acl', 'mosquitto.conf', 'crl.pem', 'client-ca.crt'].map(async (f) => [f, await readFile(path.join(out, f), 'utf8').catch(() => 'missing')])));
+    proxy.mode = 'hang';
+    const stalledBefore = proxy.stalled;
+    await remove(ts, 'k-b');
+    await eventually(async () => (proxy.stalled > stalledBefore ? true : undefined), 30_000, 'the CRL fetch held by the proxy');
+    // the pass wrote passwd before its CRL fetch, and reloaded for it when the fetch took longer
+    // than 2 s (mosquitto-watch.ts CRL_WITH_PASSWD_MS); what is on disk now must stay as it is
+    await saidAfter(watch, ready, /password file written[\s\S]*broker reloaded/, 'passwd of the deletion written and reloaded');
+    const before = await files();
+    const said = watch.output().length;
+    const exited = watch.kill('SIGTERM');
+    // a hang guard (the request's limit is 120 s), not a speed check
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running 20 s after SIGTERM'), 20_000))]);
+    const after = watch.output().slice(said);
+    assert.equal(code, 0, `the watch ends on SIGTERM with exit code 0 while its CRL fetch is held: ${code}; it said after SIGTERM: ${after}`);
+    assert.match(after, /stopped/, `it says it stopped: ${after}`);
+    assert.doesNotMatch(after, /WARN|retrying|broker reloaded|written|wrote|names/, `nothing written, reloaded, retried or warned after SIGTERM: ${after}`);
+    assert.deepEqual(await files(), before, 'the files as they were at SIGTERM');
+  });
+
+  it('--request-timeout-seconds is a decimal number of seconds from 1 to 300, and goes with --watch', async () => {
     const base = ['broker', 'mosquitto-config', '--out', path.join(await scratch.tmp('updraft-watch-timeout-opt-'), 'out'), '--server', 'http://127.0.0.1:9', '--token', 't'];
+    const bad = (v: string) => `updraft: error: --request-timeout-seconds must be a number of seconds from 1 to 300, got ${JSON.stringify(v)}\n`;
     for (const [extra, message] of [
-      [['--watch', '--request-timeout-seconds', '0'], 'updraft: error: --request-timeout-seconds must be a number of seconds from above 0 to 300, got 0\n'],
-      [['--watch', '--request-timeout-seconds', 'soon'], 'updraft: error: --request-timeout-seconds must be a number of seconds from above 0 to 300, got soon\n'],
+      ...['0', 'soon', '0.5', '1e-9', '0x1e', ' 5 ', '-5', '300.5', '301', '5s', ''].map((v) => [['--watch', '--request-timeout-seconds', v], bad(v)] as const),
       [['--request-timeout-seconds', '5'], 'updraft: error: --request-timeout-seconds goes with --watch\n'],
     ] as const) {
       const r = await runCli([...base, ...extra]);

@@ -42,7 +42,9 @@ export async function offlineCredentials(source: OfflineSource, options: { revok
     const devices = await registryCredentials(store);
     // what a CRL entry needs only, in pages that let the thread go (as the server's route reads
     // them): whole records of a million revoked certificates cost the command seconds and memory
-    const revokedCertificates = options.revokedCertificates ? await store.listRevokedEntries(Date.now()) : undefined;
+    // (those expired a day ago at most, as the route reads them: pki/revocation-list.ts listedAfter)
+    const listedAfter = options.revokedCertificates ? (await import('../pki/revocation-list.ts')).listedAfter : undefined;
+    const revokedCertificates = listedAfter ? await store.listRevokedEntries(listedAfter(Date.now())) : undefined;
     return { token, devices, from: config.db ? redactUrl(config.db) : path.join(dataDir, 'updraft.db'), ...(revokedCertificates ? { revokedCertificates } : {}) };
   } finally {
     await store.stop();

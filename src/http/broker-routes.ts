@@ -58,14 +58,19 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
   /** The current list: the kept one while the stamp and the CAs are the same, else a new one. */
   const current = async (): Promise<CrlFile & { ok: true }> => {
     const now = Date.now();
-    const { crlFile, MAX_AHEAD_MS } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
-    const stamp = await deps.store.revocationStamp(now);
-    // only claims more than MAX_AHEAD_MS (23 h) ahead are dropped: a list a Mosquitto holds from
-    // up to a day ahead is in effect (thisUpdate backdated a day) and newer than the lists issued
-    // by the clock now, and OpenSSL keeps taking it; a reload keeps every list loaded, a restart drops them
+    const { crlFile, listedAfter, MAX_AHEAD_MS } = await import('../pki/revocation-list.ts'); // node-forge: loaded when asked
+    // the stamp and the rows read with one bound: those expired a day ago at most, not those
+    // this clock says are valid (one ahead left out certificates still in force: QA 2026-12-07)
+    const since = listedAfter(now);
+    const stamp = await deps.store.revocationStamp(since);
+    // only claims more than MAX_AHEAD_MS (23 h) ahead are dropped. Mosquitto (2.0.11, QA
+    // 2026-12-07) keeps no earlier list across a reload: it enforces the crl.pem it read last,
+    // so the list made now replaces the one issued ahead at its next reload, and a list issued
+    // more than a day ahead (thisUpdate in the future) was refused by OpenSSL with every
+    // certificate of its CAs until then
     const dropped = (claims: string[]) =>
-      deps.logger.warn('CRL issue times ahead of the clock dropped (a server clock was more than 23 hours ahead when they were issued): lists are issued by the clock again; restart every Mosquitto that loaded a list then (a reload is not enough: it keeps the lists it loaded, and one issued up to a day ahead is still in effect and newer than the next, so a device deleted since would get in)', { claims: claims.join(', ') });
-    const file = await crlFile(deps.dataDir, { stamp, load: () => deps.store.listRevokedEntries(now) }, now, last, deps.store, dropped);
+      deps.logger.warn('CRL issue times ahead of the clock dropped (a server or database clock was more than 23 hours ahead when they were issued): lists are issued by the clock again. Set that clock right if it still is ahead. Mosquitto enforces the crl.pem it read at its last start or reload, so the list made now replaces the one issued ahead once it is written and Mosquitto reloaded (mosquitto-config --watch with --reload-command does both; otherwise rerun mosquitto-config and kill -HUP Mosquitto); until then a Mosquitto holding a list issued more than a day ahead refuses every device certificate ("CRL is not yet valid")', { claims: claims.join(', ') });
+    const file = await crlFile(deps.dataDir, { stamp, load: () => deps.store.listRevokedEntries(since) }, now, last, deps.store, dropped);
     if (!file.ok) throw new UpdraftError('CONFLICT', file.reason);
     // a later list than the one kept, or one that replaces a list issued by a clock ahead
     if (!last?.ok || file.issuedAt >= last.issuedAt || last.issuedAt > now + MAX_AHEAD_MS) last = file;
@@ -75,8 +80,8 @@ export function addBrokerRoutes(router: Router, deps: BrokerRouteDeps): void {
     const held = heldTags(req.headers['if-none-match']);
     if (held.length > 0) {
       const now = Date.now();
-      const { crlDigest } = await import('../pki/revocation-list.ts');
-      const digest = await crlDigest(deps.dataDir, await deps.store.revocationStamp(now), now);
+      const { crlDigest, listedAfter } = await import('../pki/revocation-list.ts');
+      const digest = await crlDigest(deps.dataDir, await deps.store.revocationStamp(listedAfter(now)), now);
       // `*`: any list is current (RFC 9110 §13.1.2); weak: the same digest is the same CAs and
       // revocations, signed again (another instance, a restart) with another issue time
       if (held.includes('*') || held.includes(digest)) {

@@ -122,7 +122,7 @@ function keyOf(certPem: string, keyPem: string, file: string): KeyObject {
 /**
  * The crlfile of the data directory's CAs (read from `pki/`): for the current CA and, while
  * it is valid, the previous CA of a rollover, each listing the `revoked` certificates it
- * issued that have not expired. `{ ok: false }` with the reason when the previous CA's key is
+ * issued that expired a day ago at most (`listedAfter`). `{ ok: false }` with the reason when the previous CA's key is
  * not kept: no file must be written then (OpenSSL would refuse that CA's devices).
  * `last`, the file made before: returned as it is when the CAs and the revocations' stamp are
  * the same (no revoked row and no key is read then, no new signatures: a previous CA's key moved aside since still
@@ -143,7 +143,7 @@ export async function crlFile(dataDir: string, revoked: Revocations, nowMs = Dat
   const rows = await revoked.load();
   const lists = cas.map((ca) => ({
     ...ca,
-    entries: rows.filter((r) => r.issuer === ca.fingerprint && r.notAfter > nowMs && r.revokedAt !== undefined).map((r) => ({ serial: r.serial, revokedAt: r.revokedAt! })),
+    entries: rows.filter((r) => r.issuer === ca.fingerprint && r.notAfter > listedAfter(nowMs) && r.revokedAt !== undefined).map((r) => ({ serial: r.serial, revokedAt: r.revokedAt! })),
   }));
   const keys: KeyObject[] = [];
   for (const l of lists) {
@@ -165,6 +165,34 @@ export async function crlFile(dataDir: string, revoked: Revocations, nowMs = Dat
   return { ok: true, pem, nextUpdate, issuedAt, revoked: lists.reduce((n, l) => n + l.entries.length, 0), cas: lists.length, digest: hex, issuers: lists.map((l) => l.fingerprint) };
 }
 
+/**
+ * How long a revoked certificate stays listed after it expires (ms): a day, as long as
+ * thisUpdate is backdated (BACKDATE_MS). A list keeps what has not expired by the clock of the
+ * instance that makes it, and one ahead left out certificates still in force by the broker's
+ * clock (QA 2026-12-07: an instance 2 h ahead omitted two expiring within 2 h, and OpenSSL
+ * admitted them with its list). Listing an expired certificate costs an entry, and OpenSSL,
+ * which refuses it as expired anyway, ignores it.
+ */
+export const LISTED_AFTER_EXPIRY_MS = BACKDATE_MS;
+
+/**
+ * The notAfter (ms) a revoked certificate must be later than to be listed in a CRL made at
+ * `nowMs`: what the stamp and the rows are read with (StateStore.revocationStamp and
+ * listRevokedEntries take it as their `nowMs`), one bound for both, so that the stamp still
+ * changes whenever the listed set does.
+ */
+export function listedAfter(nowMs: number): number {
+  return nowMs - LISTED_AFTER_EXPIRY_MS;
+}
+
+/**
+ * How long after it expires a certificate's record is pruned (ms): a day after the lists stop
+ * listing it (LISTED_AFTER_EXPIRY_MS), so that an instance whose clock is up to a day ahead
+ * prunes no row still listed by the others (a prune and a revocation at once could leave the
+ * revocation stamp as it was: review of 0477f40, a deleted device admitted until the next change).
+ */
+export const PRUNED_AFTER_EXPIRY_MS = LISTED_AFTER_EXPIRY_MS + BACKDATE_MS;
+
 /** A revoked certificate as `crlFile` reads it (StateStore.listRevokedEntries, or a whole record). */
 export type RevokedRow = Pick<DeviceCertificateRecord, 'serial' | 'issuer' | 'notAfter' | 'revokedAt'>;
 
@@ -180,7 +208,7 @@ export interface Revocations {
 
 /** `rows` (read already, as the offline command has them) as `Revocations`, stamped as the store stamps them. */
 export function revocationsOf(rows: RevokedRow[], nowMs = Date.now()): Revocations {
-  const listed = rows.filter((r) => r.revokedAt !== undefined && r.notAfter > nowMs);
+  const listed = rows.filter((r) => r.revokedAt !== undefined && r.notAfter > listedAfter(nowMs));
   // one pass, not Math.min(...rows): spreading more than ~120,000 values into a call overflows
   // V8's stack, and mosquitto-config --offline failed at the scale the CRL is for (review of 3e13f54)
   let first = Infinity;
@@ -230,8 +258,9 @@ export type IssueLedger = Pick<StateStore, 'addSetting' | 'listSettings' | 'dele
  * issue made while a clock was three days ahead kept every later list, of every instance, in
  * the future (OpenSSL: "CRL is not yet valid", every device refused), even after the clock was
  * put right and the server restarted. Not less: a claim dropped lets the next list be issued
- * before the one Mosquitto holds, which OpenSSL then keeps (the newer revocations ignored until
- * Mosquitto restarts); with 5 minutes, a clock stepped back by 10 (an NTP step, a failover to
+ * before one still in effect, which an OpenSSL holding both keeps (the newer revocations
+ * ignored; Mosquitto 2.0.11 holds only the crl.pem it read at its last start or reload, QA
+ * 2026-12-07, so there it is replaced at the next reload); with 5 minutes, a clock stepped back by 10 (an NTP step, a failover to
  * a database whose clock is behind) admitted a device deleted after it (second review).
  */
 export const MAX_AHEAD_MS = BACKDATE_MS - 3_600_000;
@@ -313,10 +342,8 @@ const PRUNE_PER_ISSUE = 100;
 export async function recordIssued(store: Pick<StateStore, 'recordDeviceCertificate' | 'pruneExpiredCertificates'>, deviceId: string, certificatePem: string, caPem: string, logger: Pick<Logger, 'warn'>, nowMs = Date.now()): Promise<void> {
   await store.recordDeviceCertificate(issuedRecord(deviceId, certificatePem, caPem));
   try {
-    // a day after they expire (the backdate): an instance whose clock is ahead pruned rows still
-    // listed for the others, and a prune and a revocation at once could leave the revocation
-    // stamp as it was (review of 0477f40: a deleted device admitted until the next change)
-    await store.pruneExpiredCertificates(nowMs - BACKDATE_MS, PRUNE_PER_ISSUE);
+    // two days after they expire, a day after the lists stop listing them (PRUNED_AFTER_EXPIRY_MS)
+    await store.pruneExpiredCertificates(nowMs - PRUNED_AFTER_EXPIRY_MS, PRUNE_PER_ISSUE);
   } catch (err) {
     const msg = 'could not prune expired device certificates from the store (retried at the next issue)';
     logger.warn(msg, { error: (err as Error).message });

@@ -600,8 +600,12 @@ export class PostgresStore implements StateStore {
     return this.write(async (c) => {
       if ((await c.query('DELETE FROM devices WHERE device_id = $1 AND version = $2', [deviceId, version])).rowCount !== 1) return false;
       await c.query('INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT (device_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at', [deviceId, deletedAt]);
-      // in the same transaction: a deleted device's certificates are never left unrevoked
-      await c.query('UPDATE device_certificates SET revoked_at = $1 WHERE device_id = $2 AND revoked_at IS NULL AND not_after > $1', [deletedAt, deviceId]);
+      // in the same transaction: a deleted device's certificates are never left unrevoked. All of
+      // them, whatever their notAfter: by deletedAt (this instance's clock) a clock ahead left
+      // those expiring within its lead unrevoked, still admitted (QA 2026-12-07); which are
+      // listed is the CRL's business (pki/revocation-list.ts listedAfter), and an expired one
+      // revoked costs nothing (its row is pruned as before)
+      await c.query('UPDATE device_certificates SET revoked_at = $1 WHERE device_id = $2 AND revoked_at IS NULL', [deletedAt, deviceId]);
       return true;
     });
   }

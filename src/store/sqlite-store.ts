@@ -756,8 +756,9 @@ export class SqliteStore implements StateStore {
       const s = this.statements();
       if (s.deleteDevice.run(deviceId, version).changes !== 1) return false;
       s.recordDeletion.run(deviceId, deletedAt);
-      // in the same transaction: a deleted device's certificates are never left unrevoked
-      s.revokeCertificates.run(deletedAt, deviceId, deletedAt);
+      // in the same transaction: a deleted device's certificates are never left unrevoked. All of
+      // them, whatever their notAfter (as postgres-store.ts: a clock ahead left some unrevoked)
+      s.revokeCertificates.run(deletedAt, deviceId);
       return true;
     });
   }
@@ -1518,7 +1519,7 @@ function prepare(db: Database.Database): Statements {
     deleteDevice: p('DELETE FROM devices WHERE device_id = ? AND version = ?'),
     // a certificate whose device is gone by now (deleted while it was issued) is recorded revoked
     recordCertificate: p('INSERT INTO device_certificates (serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at) VALUES (?, ?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM devices WHERE device_id = ?) THEN NULL ELSE ? END) ON CONFLICT (serial) DO NOTHING'),
-    revokeCertificates: p('UPDATE device_certificates SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL AND not_after > ?'),
+    revokeCertificates: p('UPDATE device_certificates SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL'),
     revokedCertificates: p<CertificateRow>('SELECT serial, device_id, issuer, issuer_subject, issued_at, not_after, revoked_at FROM device_certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial'),
     // (not_after, serial): the partial index's key (a WITHOUT ROWID table's index holds the primary key)
     revokedEntries: p(REVOKED_ENTRIES_SQL),

@@ -429,8 +429,10 @@ export interface StateStore {
    * Removes a device's registration if its version is still `version`: resolves false when
    * it changed or is gone (nothing removed). Its shadows, executions and group memberships
    * are the caller's (`fleet/decommission.ts`). The deletion is recorded with `deletedAt` (ms;
-   * default now), in the same transaction, for `expireDeletedDevices`, and the device's
-   * recorded certificates not yet expired are revoked at `deletedAt` (`listRevokedCertificates`).
+   * default now), in the same transaction, for `expireDeletedDevices`, and every recorded
+   * certificate of the device not yet revoked is revoked at `deletedAt`, whatever its notAfter
+   * (a clock ahead left those expiring within its lead unrevoked: QA 2026-12-07).
+   * `listRevokedCertificates` lists them.
    */
   deleteDevice(deviceId: string, version: number, deletedAt?: number): Promise<boolean>;
   /**
@@ -470,8 +472,8 @@ export interface StateStore {
    */
   recordDeviceCertificate(record: DeviceCertificateRecord): Promise<void>;
   /**
-   * The certificates revoked (`revokedAt` set by `deleteDevice`) that have not expired at
-   * `nowMs`, by serial: the entries of the CRL. Revoked-but-registered devices are not here:
+   * The certificates revoked (`revokedAt` set by `deleteDevice`) whose notAfter is later than
+   * `nowMs`, by serial: the entries of the CRL (made with `nowMs` a day back: pki/revocation-list.ts listedAfter). Revoked-but-registered devices are not here:
    * the acl denies them, and `device reinstate` re-admits their certificates.
    */
   listRevokedCertificates(nowMs: number): Promise<DeviceCertificateRecord[]>;
@@ -482,15 +484,15 @@ export interface StateStore {
    */
   listRevokedEntries(nowMs: number): Promise<RevokedEntry[]>;
   /**
-   * A stamp of the revoked certificates not expired at `nowMs` (those `listRevokedEntries`
-   * gives), from one aggregate query on an index: their count, earliest notAfter and latest
+   * A stamp of the revoked certificates whose notAfter is later than `nowMs` (those
+   * `listRevokedEntries` gives), from one aggregate query on an index: their count, earliest notAfter and latest
    * revokedAt. It changes whenever that set changes, so a CRL kept for a stamp needs no reread
    * of the rows while the stamp is the same: `revoked_at` is only ever set (deleteDevice,
    * recordDeviceCertificate), never cleared, so the set grows only by rows gaining it, which
    * raises the count; it shrinks only by expiry (and pruneExpiredCertificates, which deletes
    * expired rows, earliest notAfter first), and rows leave in notAfter order: the earliest go,
    * so the earliest notAfter moves up, even when an addition at the same moment keeps the
-   * count (an added row expires after now, later than every row that left). The latest
+   * count (an added row expires after `nowMs`, later than every row that left). The latest
    * revokedAt also moves with an addition revoked after every earlier one. The one case it could
    * miss needs instances' clocks apart, a prune by the one ahead removing one of two rows with
    * the same notAfter, and a revocation in the same moment not later than the latest: the next

@@ -253,6 +253,45 @@ describe('GET /api/v1/broker/crl', () => {
     assert.match(v.out, /: OK/, `${label}: a device never deleted is admitted (not "CRL is not yet valid"): ${v.out}`);
   }
 
+  // QA 2026-12-07, an instance 2 h ahead: a deletion there revoked only the certificates valid
+  // by its clock, and its lists left out revoked certificates expiring within those 2 h; OpenSSL
+  // admitted both kinds until they really expired
+  for (const backend of ['SQLite', 'PostgreSQL'] as const) {
+    it(`deletes and lists, on an instance whose clock is 2 h ahead, certificates in force for another hour (${backend})`, { skip: backend === 'PostgreSQL' && !pgResult.ok ? unavailable(pgResult, 'the PostgreSQL case') : false }, async () => {
+      const flags = backend === 'PostgreSQL' && pgResult.ok ? { db: await pgResult.server.createDatabase() } : undefined;
+      const ts = await startTestServer(flags ? { flags } : {});
+      scratch.onRelease(() => ts.close());
+      const hour = 3_600_000;
+      const now = Date.now();
+      const issuer = caFingerprint(await readFile(caPaths(ts.dataDir).cert, 'utf8'));
+      const record = (serial: string, deviceId: string) => ts.server.store.recordDeviceCertificate({ serial, deviceId, issuer, issuerSubject: 'CN=Updraft device CA', issuedAt: now - hour, notAfter: now + hour });
+      await record('7e0001', 'never-here'); // its device not registered: recorded revoked
+      await registerDevice(ts, 'near-1');
+      await record('7e0002', 'near-1');
+      const realNow = Date.now;
+      Date.now = () => realNow() + 2 * hour;
+      try {
+        await remove(ts, 'near-1');
+      } finally {
+        Date.now = realNow;
+      }
+      const revoked = (await ts.server.store.listRevokedCertificates(now)).map((c) => c.serial);
+      assert.ok(revoked.includes('7e0002'), `the certificate of the device deleted 2 h ahead is revoked: ${revoked.join(', ')}`);
+      const crl = await crlAhead(ts, 2 * hour);
+      assert.equal(crl.status, 200, `a CRL from the clock ahead: ${JSON.stringify(crl.body)}`);
+      const dir = await scratch.tmp('updraft-crl-near-');
+      await writeFile(path.join(dir, 'crl.pem'), crl.body.crl);
+      const text = openssl(['crl', '-in', path.join(dir, 'crl.pem'), '-noout', '-text']);
+      assert.match(text.out, /Serial Number: 7E0001/, `the certificate revoked before, expiring in an hour, is listed: ${text.out}`);
+      assert.match(text.out, /Serial Number: 7E0002/, `the certificate of the device deleted 2 h ahead is listed: ${text.out}`);
+      assert.equal(crl.body.revoked, 2, 'both listed');
+      // the ETag path reads the stamp with the same bound: the list just made is current
+      const held = await fetch(`${ts.httpUrl}/api/v1/broker/crl`, { headers: { authorization: `Bearer ${ts.token}`, 'if-none-match': `W/"${crl.body.digest}"` } });
+      await held.arrayBuffer();
+      assert.equal(held.status, 304, `the client holding it is answered 304: ${held.status}`);
+    });
+  }
+
   it('drops an issue time a clock ahead left in the store: once the clock is right again, lists are issued by it (review of 2026-12-07)', async () => {
     const ts = await startTestServer();
     const okCert = await enrol(ts, 'on-time');

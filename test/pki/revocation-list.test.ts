@@ -119,7 +119,7 @@ describe('certificate revocation lists', () => {
     }
   });
 
-  it('prunes certificates a day after they expire, not as soon as this clock says they did (a clock ahead pruned rows still listed for the others)', async () => {
+  it('prunes certificates two days after they expire: a day after the lists stop listing them, so a clock up to a day ahead prunes no row the others list', async () => {
     const dir = await scratch.tmp('updraft-crl-prune-day-');
     const ca = await createCa(dir);
     const issued = await ca.issueDeviceCertificate('q-1');
@@ -127,14 +127,33 @@ describe('certificate revocation lists', () => {
     try {
       const now = Date.now();
       const row = (serial: string, notAfter: number) => ({ serial, deviceId: `gone-${serial}`, issuer: 'f'.repeat(64), issuerSubject: 'CN=x', issuedAt: now - 1e10, notAfter, revokedAt: now - 1e9 });
-      await store.recordDeviceCertificate(row('0a', now - 3_600_000)); // expired an hour ago by this clock
-      await store.recordDeviceCertificate(row('0b', now - 2 * BACKDATE_MS)); // two days ago
+      await store.recordDeviceCertificate(row('0a', now - 1.5 * BACKDATE_MS)); // expired a day and a half ago by this clock
+      await store.recordDeviceCertificate(row('0b', now - 2.5 * BACKDATE_MS)); // two and a half days ago
       await recordIssued(store, 'q-1', issued.certificate, ca.certificate, { warn: () => {} }, now);
-      // listed as of three days ago: both were valid then, so only a prune takes one out
-      assert.deepEqual((await store.listRevokedCertificates(now - 3 * BACKDATE_MS)).map((r) => r.serial).filter((x) => x === '0a' || x === '0b'), ['0a'], 'the one an hour past its end is kept, the one two days past is pruned');
+      // listed as of four days ago: both were valid then, so only a prune takes one out
+      assert.deepEqual((await store.listRevokedCertificates(now - 4 * BACKDATE_MS)).map((r) => r.serial).filter((x) => x === '0a' || x === '0b'), ['0a'], 'the one a day and a half past its end is kept, the one two and a half days past is pruned');
     } finally {
       await close();
     }
+  });
+
+  it('lists a revoked certificate until a day after it expires: a list made by a clock 2 h ahead keeps one in force for another hour (QA 2026-12-07: left out, OpenSSL admitted it)', async () => {
+    const dir = await scratch.tmp('updraft-crl-ahead-');
+    const ca = await createCa(dir);
+    const f = (n: string) => path.join(dir, n);
+    const now = Date.now();
+    const ahead = now + 2 * 3_600_000;
+    const rows = [{ serial: '7e0001', issuer: caFingerprint(ca.certificate), notAfter: now + 3_600_000, revokedAt: now - 60_000 }];
+    // as mosquitto-config --offline makes it (revocationsOf), at the clock ahead
+    assert.notEqual(revocationsOf(rows, ahead).stamp, revocationsOf([], ahead).stamp, 'stamped as a listed revocation');
+    const file = await crlFile(dir, revocationsOf(rows, ahead), ahead);
+    assert.ok(file.ok, `a crlfile is made: ${JSON.stringify(file)}`);
+    assert.equal(file.revoked, 1, 'the certificate expiring within the clock\'s lead is listed');
+    await writeFile(f('crl.pem'), file.pem);
+    const text = openssl(['crl', '-in', f('crl.pem'), '-noout', '-text']);
+    assert.match(text.out, /Serial Number: 7E0001/, `its serial in the list: ${text.out}`);
+    const gone = await crlFile(dir, revocationsOf(rows, now + 3_600_000 + BACKDATE_MS + 1000), now + 3_600_000 + BACKDATE_MS + 1000);
+    assert.ok(gone.ok && gone.revoked === 0, `not listed more than a day after it expired: ${JSON.stringify(gone.ok && gone.revoked)}`);
   });
 
   it('during a rollover writes a CRL for each CA, signed with the key the rollover kept, until drop-previous', async () => {

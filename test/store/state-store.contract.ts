@@ -320,7 +320,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.deepEqual((await store.getDevice('dev-1'))?.tags, ['again']);
         }));
 
-      it("records issued device certificates, revokes a device's unexpired ones when it is deleted (not a re-registration's), lists and prunes them", () =>
+      it("records issued device certificates, revokes all of a device's when it is deleted (not a re-registration's), lists and prunes them", () =>
         withStore(async (store) => {
           const now = 1_000_000_000_000;
           const cert = (serial: string, deviceId: string, notAfter: number) => ({ serial, deviceId, issuer: 'f'.repeat(64), issuerSubject: 'CN=Updraft device CA', issuedAt: now - 1000, notAfter });
@@ -328,7 +328,7 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           await store.createDevice(device('kept'));
           await store.recordDeviceCertificate(cert('0a', 'gone', now + 10_000));
           await store.recordDeviceCertificate(cert('0b', 'gone', now + 20_000));
-          await store.recordDeviceCertificate(cert('0c', 'gone', now - 1)); // expired: nothing to revoke
+          await store.recordDeviceCertificate(cert('0c', 'gone', now - 1)); // expired: revoked too, not listed
           await store.recordDeviceCertificate(cert('0d', 'kept', now + 10_000));
           await store.recordDeviceCertificate({ ...cert('0d', 'other', now + 99_000) }); // recorded already: left as it is
           assert.deepEqual(await store.listRevokedCertificates(now), [], 'nothing revoked before a deletion');
@@ -351,6 +351,22 @@ export function stateStoreContract(name: string, open: () => Promise<OpenedStore
           assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 3, 'the expired rows go (0a, 0c, 0d), revoked or not');
           assert.equal(await store.pruneExpiredCertificates(now + 15_000, 10), 0, 'once');
           assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => c.serial), ['0b', '0e', '0f']);
+        }));
+
+      it('revokes every recorded certificate of a deleted device, also one expiring within the lead of a clock ahead (deleted at a clock 2 h ahead, expiring in 1 h: QA 2026-12-07)', () =>
+        withStore(async (store) => {
+          const now = 1_000_000_000_000;
+          const hour = 3_600_000;
+          const cert = (serial: string, notAfter: number) => ({ serial, deviceId: 'ahead', issuer: 'f'.repeat(64), issuerSubject: 'CN=Updraft device CA', issuedAt: now - 1000, notAfter });
+          await store.createDevice(device('ahead'));
+          await store.recordDeviceCertificate(cert('3a', now + hour)); // in force for another hour
+          await store.recordDeviceCertificate(cert('3b', now + 100 * hour));
+          const before = await store.revocationStamp(now);
+          // the instance deleting it is 2 h ahead: by its clock 3a has expired
+          assert.equal(await store.deleteDevice('ahead', 1, now + 2 * hour), true, 'deleted');
+          assert.deepEqual((await store.listRevokedCertificates(now)).map((c) => [c.serial, c.revokedAt]), [['3a', now + 2 * hour], ['3b', now + 2 * hour]], 'both certificates revoked, the one still in force for an hour too');
+          assert.deepEqual((await store.listRevokedEntries(now)).map((e) => e.serial).sort(), ['3a', '3b'], 'both are CRL entries');
+          assert.notEqual(await store.revocationStamp(now), before, 'the stamp changed');
         }));
 
       it('stamps the revoked certificates: a changed stamp for every change of the set listed (a revocation, an expiry, both at once), the same stamp otherwise; lists their entries across pages', () =>

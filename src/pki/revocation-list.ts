@@ -139,7 +139,11 @@ export async function crlFile(dataDir: string, revoked: Revocations, nowMs = Dat
   // on SQLite, and their sort for the digest 0.15-0.85 s more) and checks no private key
   const cas = await crlCas(dataDir, nowMs);
   const hex = digestOf(cas, revoked.stamp);
-  if (last?.ok && last.digest === hex) return last;
+  // the kept list, unless it was issued by this instance's clock while more than MAX_AHEAD_MS
+  // ahead (corrected since, without a restart): with the same revocations it was given back
+  // until the next change, and a broker that took it refused every device ("CRL is not yet
+  // valid") once more than a day ahead; a new one is issued now, below
+  if (last?.ok && last.digest === hex && last.issuedAt <= nowMs + MAX_AHEAD_MS) return last;
   const rows = await revoked.load();
   const lists = cas.map((ca) => ({
     ...ca,

@@ -89,7 +89,7 @@ describe('certificate revocation lists', () => {
       const r = openssl(['verify', '-crl_check', '-attime', String(Math.floor(at / 1000)), '-CAfile', f('ca.pem'), '-CRLfile', f('crl.pem'), f('kept.pem')]);
       assert.equal(r.code, 0, `verifies at ${new Date(at).toISOString()}: ${r.out}`);
     }
-    // the same revocations: the same lists, not signed again; others, issued at least a second later (OpenSSL keeps the latest thisUpdate)
+    // the same revocations: the same lists, not signed again; others, issued at least a second later (the order the watch keeps: src/cli/crl-order.ts)
     assert.equal(await crlFile(dir, revocationsOf([], now + 5_000), now + 5_000, file), file, 'the same revocations give back the last file');
     const rec = issuedRecord('kept-1', kept.certificate, ca.certificate);
     const next = await crlFile(dir, revocationsOf([{ serial: rec.serial, issuer: rec.issuer, notAfter: rec.notAfter, revokedAt: now }], now), now, file);
@@ -97,6 +97,19 @@ describe('certificate revocation lists', () => {
     assert.ok(next.issuedAt >= file.issuedAt + 1000, `issued a second after the last, made in the same second: ${next.issuedAt} vs ${file.issuedAt}`);
     assert.notEqual(next.pem, file.pem, 'a new list');
     assert.equal(next.revoked, 1, 'listing the serial');
+    // a list issued by this clock 30 h ahead, then the clock put right without a restart: the
+    // same revocations no longer give back the one from ahead (a broker holding it refuses
+    // every device: "CRL is not yet valid"), a list issued now is made
+    const ahead = now + 30 * 3_600_000;
+    const fromAhead = await crlFile(dir, revocationsOf([], ahead), ahead);
+    assert.ok(fromAhead.ok && fromAhead.issuedAt >= ahead - 1000, `made at the clock ahead: ${JSON.stringify(fromAhead.ok && fromAhead.issuedAt)}`);
+    const corrected = await crlFile(dir, revocationsOf([], now + 10_000), now + 10_000, fromAhead);
+    assert.ok(corrected.ok, 'made');
+    assert.notEqual(corrected, fromAhead, 'the list from ahead is not given back');
+    assert.equal(corrected.issuedAt, Math.floor((now + 10_000) / 1000) * 1000, 'issued at the corrected clock');
+    await writeFile(f('crl.pem'), corrected.pem);
+    const r = openssl(['verify', '-crl_check', '-CAfile', f('ca.pem'), '-CRLfile', f('crl.pem'), f('kept.pem')]);
+    assert.equal(r.code, 0, `OpenSSL takes it now: ${r.out}`);
   });
 
   it('records an issued certificate even when pruning expired rows fails: the prune is housekeeping, said as a warning', async () => {

@@ -34,6 +34,16 @@ export interface JobFinishedEvent {
   error?: string;
   /** The version running now. */
   version: string;
+  /**
+   * A stay command's outcome (`<id>.cancel`): the job it took back (the server ended that
+   * attempt: timed out, canceled). Its SUCCESS says only that the device stayed on what it runs.
+   */
+  takesBack?: string;
+  /**
+   * A FAILURE because a newer command called the job off before it installed: that job's id
+   * (a retry's, a stay's, another job's). It runs next; this is no outcome of the update.
+   */
+  supersededBy?: string;
 }
 
 /** Event name → listener arguments. */

@@ -886,7 +886,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       await this.saveState().catch((err: unknown) => this.log.warn('agent state not saved', { error: asUpdraftError(err).message }));
     }
     this.log.info('update finished', { jobId: job.jobId, status: job.status, ...(job.error !== undefined ? { error: job.error } : {}) });
-    this.emit('job-finished', { jobId: job.jobId, status: job.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(job.error !== undefined ? { error: job.error } : {}) });
+    this.emit('job-finished', { jobId: job.jobId, status: job.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(job.error !== undefined ? { error: job.error } : {}), ...takesBackField(job.jobId) });
   }
 
   /** The shadow document (`get`), or undefined when the device has none yet. */
@@ -1053,6 +1053,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       this.pending = { command, version };
       if (replaced !== undefined && replaced !== command.jobId) this.noteCanceled(replaced);
       if (job.cancel(calledOff.supersededBy(command.jobId))) {
+        job.supersededBy = command.jobId;
         this.noteCanceled(job.jobId);
         this.log.info('job superseded', { jobId: job.jobId, by: command.jobId });
       }
@@ -1382,7 +1383,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     this.noteAck(job.jobId, ack);
     if (this.state.pendingLog?.jobId === job.jobId) void this.sendPendingLog();
     this.log.info('update finished', { jobId: job.jobId, status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
-    this.emit('job-finished', { jobId: job.jobId, status: outcome.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(outcome.error ? { error: outcome.error } : {}) });
+    // what the outcome is of: a stay's is the take-back of the job it names, a job called off for a newer one's is none (the newer one follows)
+    const superseded = outcome.status === 'FAILURE' && job.supersededBy !== undefined ? { supersededBy: job.supersededBy } : {};
+    this.emit('job-finished', { jobId: job.jobId, status: outcome.status, version: this.installed?.version ?? UNKNOWN_VERSION, ...(outcome.error ? { error: outcome.error } : {}), ...takesBackField(job.jobId), ...superseded });
   }
 
   /** Sends the final report until the server accepts it (step 9); gives up only on a definitive rejection. */
@@ -1620,6 +1623,12 @@ function signaturePolicy(root: string | KeyObject | undefined, key: string | Key
 function canceledBy(jobId: string): string | undefined {
   const suffix = '.cancel';
   return jobId.length > suffix.length && jobId.endsWith(suffix) ? jobId.slice(0, -suffix.length) : undefined;
+}
+
+/** `takesBack` of a `job-finished` event: the job a stay command took back, for a stay's id only. */
+function takesBackField(jobId: string): { takesBack?: string } {
+  const takesBack = canceledBy(jobId);
+  return takesBack === undefined ? {} : { takesBack };
 }
 
 function numberOrUndefined(v: unknown): number | undefined {

@@ -122,6 +122,8 @@ export class UpdateJob {
   phase: InFlightPhase;
   /** Last reported progress (0..1). */
   progress = 0;
+  /** The job whose command called this one off (`cancel` with `calledOff.supersededBy`, set by the agent): its FAILURE is no outcome of the update. */
+  supersededBy?: string;
   /** When progress (or the phase) was last reported, on `clock`. */
   private lastProgressAt = -Infinity;
   private readonly deps: UpdateJobDeps;

@@ -369,7 +369,7 @@ describe('UpdateAgent', () => {
     const oldDone = nextEvent(agent, 'job-finished', (e) => e.jobId === 'job-old');
     const newDone = nextEvent(agent, 'job-finished', (e) => e.jobId === 'job-new');
     await f.server.setDesired(f.software('job-new', '3.0.0'));
-    assert.deepEqual(await oldDone, { jobId: 'job-old', status: 'FAILURE', error: 'superseded by job job-new', version: '0.0.0' });
+    assert.deepEqual(await oldDone, { jobId: 'job-old', status: 'FAILURE', error: 'superseded by job job-new', version: '0.0.0', supersededBy: 'job-new' }, 'the superseded job ends in FAILURE, naming the job that called it off (supersededBy)');
     assert.deepEqual(await newDone, { jobId: 'job-new', status: 'SUCCESS', version: '3.0.0' });
     assert.equal(installer.installs, 1);
     assert.equal(f.server.differs, false);

@@ -136,7 +136,7 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
       installGate: async (sw) => (asked.push(sw.version), { go: true }),
     });
     agents.push(agent);
-    const finished: { jobId: string; status: string; error?: string }[] = [];
+    const finished: { jobId: string; status: string; error?: string; takesBack?: string; supersededBy?: string }[] = [];
     agent.on('job-finished', (e) => finished.push(e));
     const statuses: string[] = [];
     agent.on('status', (e) => statuses.push(`${e.jobId}:${e.status}`));
@@ -152,6 +152,8 @@ describe('UpdateAgent: a canceled job stays canceled', () => {
     assert.equal(a.error, `superseded by job ${s.jobId}.cancel`);
     const stay = await eventually(async () => s.finished.find((e) => e.jobId === `${s.jobId}.cancel`), 30_000, 'the stay finished');
     assert.equal(stay.status, 'SUCCESS');
+    assert.equal(stay.takesBack, s.jobId, "the stay's outcome names the job it took back (takesBack)");
+    assert.equal(a.supersededBy, `${s.jobId}.cancel`, 'the called-off job names the stay that superseded it (supersededBy)');
     assert.equal(s.installer.installs, 0);
     assert.equal((await s.installer.current())?.version, '1.0.0');
     assert.deepEqual(s.asked, [], 'the gate was not asked: the job was called off first');

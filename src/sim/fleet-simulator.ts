@@ -12,9 +12,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryAgentStateStore, type AgentStateData } from '../agent/agent-state.ts';
 import { UpdateAgent } from '../agent/agent.ts';
+import type { JobFinishedEvent } from '../agent/agent-events.ts';
 import { SimulatedInstaller, seededRandom } from '../agent/simulated-installer.ts';
 import { memoryDownloader } from './memory-downloader.ts';
 import { ConnectPacer } from './connect-pacer.ts';
+import { parseAgentJobId } from '../jobs/agent-job-id.ts';
 import { silentLogger } from '../util/logger.ts';
 import { SIM_DEFAULTS, type SimDevice, type SimDeviceState, type SimOptions } from './sim-options.ts';
 
@@ -40,7 +42,7 @@ export interface SimStats {
    * while that is their latest attempt.
    */
   gaveUp: number;
-  /** Devices that finished a job (their first outcome). */
+  /** Devices whose update came to an outcome (their first: a stay's take-back is one, a job superseded on the device is none). */
   finished: number;
   /**
    * Devices by their latest outcome: a device that failed and then succeeded a retry counts as
@@ -77,12 +79,20 @@ interface DeviceSlot {
   /** Such refusals in a row, with no connection between; at `refusalsToGiveUp` the device is given up (`gaveUp`). */
   refusals: number;
   gaveUp: boolean;
-  /** The device is done in this run (finished a job, or given up): counted once in `settled`. */
+  /** The device is done in this run (its update ended, or it was given up: `whenFinished`): counted once in `settled`. */
   settled: boolean;
-  /** The device's latest outcome, and the device-side job id it was for (a retry has its own); none until it finished a job. */
+  /**
+   * The device's outcome for the update: its latest attempt's, and that attempt's device-side
+   * job id (a retry has its own); none until an attempt ended (`updateOutcome`). A stay's
+   * SUCCESS is its attempt taken back (a FAILURE here), a job superseded by a newer command is none.
+   */
   outcome?: { jobId: string; status: 'SUCCESS' | 'FAILURE' };
-  /** Cycling: wakes the worker holding this device. */
+  /** The device-side job id of the latest `job-finished` (an event repeated for it counts once in `outcomes`). */
+  lastFinished?: string;
+  /** Cycling: wakes the worker holding this device (its update's attempt ended: `updateOutcome`). */
   onFinished?: () => void;
+  /** Cycling: a job ended that is no outcome of the update (superseded, or the stay of a take-back): the visit waits for the next command. */
+  onCalledOff?: () => void;
   /** Cycling: the device took a command (it stays online until the job ends). */
   onCommand?: () => void;
   /**
@@ -99,16 +109,17 @@ export interface SimulatedFleet {
   readonly stats: SimStats;
   /** Total installs performed (a job applied twice on a device would show here). */
   readonly installs: number;
-  /** Devices done in this run: they finished a job, or were given up (`stats.gaveUp`). */
+  /** Devices done in this run: their update ended (`whenFinished`), or they were given up (`stats.gaveUp`). */
   readonly settled: number;
   /** Requests of the devices' agents so far: reports (what runs, phases, outcomes) and catch-up `get`s. */
   requestsSent(): { reports: number; gets: number };
   /** Connected mode: resolves once every device is connected or given up. Cycling: once the devices start visiting. */
   start(): Promise<void>;
   /**
-   * Resolves when `n` devices are done in this run (`settled`): finished a job (SUCCESS or
-   * FAILURE), or given up. A job a device had finished in an earlier run (its `state`) is
-   * acknowledged again, not counted.
+   * Resolves when `n` devices are done in this run (`settled`): their update succeeded, or
+   * failed (in cycling mode: and a visit after that found no retry for the device: no command
+   * within the idle time), or they were given up. A job a device had finished in an earlier run
+   * (its `state`) is acknowledged again, not counted.
    */
   whenFinished(n: number): Promise<void>;
   /** Once stopped: the devices with the state each keeps for the next run. */
@@ -174,7 +185,7 @@ export class FleetSimulator implements SimulatedFleet {
     return this.slots.reduce((n, s) => n + s.installer.installs, 0);
   }
 
-  /** Devices done in this run: they finished a job, or were given up. */
+  /** Devices done in this run: their update ended (`whenFinished`), or they were given up. */
   get settled(): number {
     return this.settledCount;
   }
@@ -225,7 +236,7 @@ export class FleetSimulator implements SimulatedFleet {
     void Promise.all(workers);
   }
 
-  /** Resolves when `n` devices finished a job (SUCCESS or FAILURE) or were given up. */
+  /** Resolves when `n` devices are done in this run (`SimulatedFleet.whenFinished`). */
   whenFinished(n: number): Promise<void> {
     if (this.settledCount >= n) return Promise.resolve();
     return new Promise((resolve) => {
@@ -355,19 +366,34 @@ export class FleetSimulator implements SimulatedFleet {
       }
     });
     agent.on('job-finished', (e) => {
-      const was = slot.outcome;
-      if (was?.jobId === e.jobId) return;
-      slot.outcome = { jobId: e.jobId, status: e.status };
+      if (slot.lastFinished === e.jobId) return;
+      slot.lastFinished = e.jobId;
       this.stats.outcomes++;
-      if (was?.status !== e.status) {
+      const outcome = updateOutcome(e);
+      // a job called off for a newer command (a retry that met the device): the newer one runs
+      // next, on this visit. It ended the visit as a failure, and the retry's timer ran out
+      // before the device came back (soak QA J4)
+      if (!outcome) {
+        slot.onCalledOff?.();
+        return;
+      }
+      const was = slot.outcome;
+      if (was && (was.jobId === outcome.jobId || !isLaterAttempt(outcome.jobId, was.jobId))) {
+        // the attempt has its outcome already (a stay after its late SUCCESS), or an older one's: nothing changes
+        if (e.takesBack !== undefined) slot.onCalledOff?.();
+        return;
+      }
+      slot.outcome = outcome;
+      if (was?.status !== outcome.status) {
         if (was) this.stats[was.status === 'SUCCESS' ? 'succeeded' : 'failed']--;
-        this.stats[e.status === 'SUCCESS' ? 'succeeded' : 'failed']++;
+        this.stats[outcome.status === 'SUCCESS' ? 'succeeded' : 'failed']++;
       }
-      if (!was) {
-        this.stats.finished++;
-        this.settle(slot);
-      }
-      slot.onFinished?.();
+      if (!was) this.stats.finished++;
+      // cycling: a device that failed is done once a visit finds no retry for it (cycle())
+      if (outcome.status === 'SUCCESS' || this.opts.mode !== 'cycling') this.settle(slot);
+      // a take-back's stay: the server may queue the attempt's retry, which the visit waits for
+      if (e.takesBack !== undefined) slot.onCalledOff?.();
+      else slot.onFinished?.();
     });
     return agent;
   }
@@ -455,7 +481,7 @@ export class FleetSimulator implements SimulatedFleet {
     return true;
   }
 
-  /** The device is done in this run (finished a job, or given up): counted once. */
+  /** The device is done in this run (its update ended, or it was given up): counted once. */
   private settle(slot: DeviceSlot): void {
     if (slot.settled) return;
     slot.settled = true;
@@ -509,18 +535,33 @@ export class FleetSimulator implements SimulatedFleet {
       return this.refusedAgain(slot) ? 'done' : 'refused';
     }
     let finished = false;
+    let commanded = false;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.opts.idleTimeoutMs);
-      slot.onCommand = () => clearTimeout(timer);
+      let timer = setTimeout(resolve, this.opts.idleTimeoutMs);
+      slot.onCommand = () => {
+        commanded = true;
+        clearTimeout(timer);
+      };
       slot.onFinished = () => {
         finished = true;
         clearTimeout(timer);
         resolve();
       };
+      // a job that ended without ending the update (superseded, a take-back's stay): the visit
+      // waits for the next command as at its start; the device's command (a retry) follows, or none
+      slot.onCalledOff = () => {
+        clearTimeout(timer);
+        timer = setTimeout(resolve, this.opts.idleTimeoutMs);
+      };
     });
     slot.onFinished = undefined;
     slot.onCommand = undefined;
-    if (!finished) this.stats.idleVisits++;
+    slot.onCalledOff = undefined;
+    if (!finished && !commanded) this.stats.idleVisits++;
+    // no command for the idle time, and the update's latest attempt failed (or was taken back):
+    // the server has no retry for the device, which is done in this run (`whenFinished`). Settled
+    // at its first outcome, a device that failed let `--until-finished` end with its retry QUEUED (soak QA J4)
+    if (!finished && slot.outcome?.status === 'FAILURE') this.settle(slot);
     // the agent may have been replaced by a crash or an offline period meanwhile
     await this.retire(slot);
     return succeeded(slot) || slot.gaveUp ? 'done' : 'again';
@@ -551,6 +592,28 @@ function agentStateOf(state: SimDeviceState | undefined): AgentStateData {
   if (state?.keySerialKeyId !== undefined) out.keySerialKeyId = state.keySerialKeyId;
   if (state?.rotatedRoot) out.rotatedRoot = state.rotatedRoot;
   return out;
+}
+
+/**
+ * What a `job-finished` event says of the device's update: the outcome of an attempt (its
+ * device-side job id), or undefined for none. A stay (`<id>.cancel`, `takesBack`) acknowledges
+ * that the server took attempt `<id>` back (timed out, canceled): that attempt did not
+ * succeed, whatever the stay's own status (a SUCCESS: the device stayed on the old version,
+ * and was counted as updated, soak QA J4). A FAILURE because a newer command called the job
+ * off (`supersededBy`) is no outcome: the newer one runs next.
+ */
+function updateOutcome(e: JobFinishedEvent): { jobId: string; status: 'SUCCESS' | 'FAILURE' } | undefined {
+  if (e.takesBack !== undefined) return { jobId: e.takesBack, status: 'FAILURE' };
+  if (e.supersededBy !== undefined) return undefined;
+  return { jobId: e.jobId, status: e.status };
+}
+
+/** Device-side id `a` names a later attempt of its job than `b` does (another job's: taken as later, it came after). */
+function isLaterAttempt(a: string, b: string): boolean {
+  const pa = parseAgentJobId(a);
+  const pb = parseAgentJobId(b);
+  if (!pa || !pb || pa.jobId !== pb.jobId) return true;
+  return pa.attempt > pb.attempt;
 }
 
 /** The device's latest outcome was a success (a function: the visit's awaits may change it). */

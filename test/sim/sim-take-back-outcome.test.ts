@@ -81,8 +81,9 @@ describe('updraft sim: outcomes of a take-back', () => {
     const first = await deploy('fw@2.0.0');
     // the device goes offline while it downloads the first job (every download draws an offline
     // period), long enough for the second job's command to be written meanwhile: back online,
-    // it resumes the first and calls it off for the second (FAILURE "superseded by job ...")
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices: [device!], mode: 'cycling', concurrency: 1, idleTimeoutMs: 300, offlineRate: 1, offlineMs: 3000, seed: 5 });
+    // it resumes the first and calls it off for the second (FAILURE "superseded by job ...");
+    // 10 s offline: the second job is written in milliseconds, with room for a loaded machine
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices: [device!], mode: 'cycling', concurrency: 1, idleTimeoutMs: 300, offlineRate: 1, offlineMs: 10_000, seed: 5 });
     try {
       await sim.start();
       await eventually(async () => (sim.stats.offlinePeriods >= 1 ? true : undefined), 30_000, 'the device goes offline during its first download');
@@ -107,8 +108,9 @@ describe('updraft sim: outcomes of a take-back', () => {
     const [device] = await registerFleet(api, 'failed-', 1);
     const created = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: [device!.deviceId] }, retries: { limit: 1 } });
     const jobId = created.job.jobId;
-    // every install fails: attempt 1, then its retry; the idle time leaves the server's next tick room to send the retry
-    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices: [device!], mode: 'cycling', concurrency: 1, idleTimeoutMs: 2000, failureRate: 1, seed: 5 });
+    // every install fails: attempt 1, then its retry; the idle time (8 s) leaves the server's next
+    // tick (every 250 ms) room to send the retry, also on a loaded machine
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices: [device!], mode: 'cycling', concurrency: 1, idleTimeoutMs: 8000, failureRate: 1, seed: 5 });
     try {
       await sim.start();
       await sim.whenFinished(1);

@@ -28,7 +28,9 @@
  *   300 s held every change, deletions included. The event stream is not given one: it is
  *   meant to stay open, and its silence check (STREAM_SILENCE_MS) is its own. `api` is given
  *   the caller's `signal` too: a stop (SIGTERM) ends the request in flight at once, and the
- *   pass with it, writing and reloading nothing after it (review of 090236f).
+ *   pass with it, writing nothing after it (review of 090236f); a reload owed for files
+ *   already written (passwd without a deleted device) still runs before the watch ends
+ *   (review of ff871da).
  * - A refused token (401) ends the watch with an error: it will not come right by waiting.
  * - Mosquitto enforces the crl.pem of its last reload and nothing loaded before (2.0.11, QA of
  *   2026-12-07), so a CA's CRL is never written over a newer one of it on disk (crl-order.ts):
@@ -420,7 +422,16 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
             await reload(o);
             reloadOwed = false;
           } catch (err) {
-            await fetching.catch(() => undefined); // one pass at a time: its fetch ends with it (and is asked again)
+            // the reload failed (Mosquitto down): the CRL is still written when it comes (with
+            // its order check), so a Mosquitto restarted from disk reads it, and the retry owes
+            // only the reload; until the review of 5c3b6f6 it was dropped and fetched again at
+            // every retry, and crl.pem never changed while the reload kept failing
+            try {
+              await keepCrl(crlDue, fetching);
+              crlOwed = crlRetryAt > 0;
+            } catch (crlErr) {
+              if ((crlErr as UpdraftError).status === 401) throw crlErr;
+            }
             throw err;
           }
         }
@@ -455,6 +466,18 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   }
   stop.abort();
   o.signal.removeEventListener('abort', abortStop);
+  // a stop in a pass that wrote passwd, acl or crl.pem but had not reloaded yet (in the wait
+  // for a deletion's CRL, or its download): the reload owed runs now, bounded by its own
+  // timeout, or Mosquitto keeps admitting a deleted device's password (review of ff871da:
+  // the watch exited 0 without it). The CRL cut by the stop is not written.
+  if (reloadOwed) {
+    o.logger.info('stopping with a reload owed for the files written: reloading the broker before exit');
+    try {
+      await reload(o);
+    } catch (err) {
+      o.logger.warn('the reload owed at the stop failed; Mosquitto keeps the files of its last reload until it is reloaded or restarted', { error: (err as Error).message });
+    }
+  }
   await streaming;
   if (fatal) throw fatal;
 }

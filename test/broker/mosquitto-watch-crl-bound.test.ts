@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { eventually, startCli } from '../helpers/cli.ts';
@@ -107,5 +107,73 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
     assert.match(after, /crlfile written/, `the CRL written once it came: ${after}`);
     assert.equal((await lines()).filter(([n]) => n === '0').length, 2, `two reloads for the deletion (passwd, then the CRL): ${JSON.stringify(await lines())}`);
     await watch.kill('SIGTERM');
+  });
+
+  it('the early passwd reload fails (Mosquitto down) while the CRL is held: the CRL that then comes is still written to crl.pem', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['b-a', 'b-gone']) await enrol(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-crl-rfail-'), 'out');
+    const dir = path.dirname(out);
+    const log = path.join(dir, 'reloads.log');
+    // each reload is logged (b-gone's count in passwd), and fails while the file `fail` exists
+    const reload = `echo "$(grep -c '^b-gone:' passwd)" >> ${log}; test ! -e ${dir}/fail || { echo broker down >&2; exit 1; }`;
+    const ca = ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir];
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', reload, '--request-timeout-seconds', '120', '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGTERM'));
+    await watch.waitFor(/broker reloaded/);
+    const lines = async () => (await readFile(log, 'utf8')).trim().split('\n');
+    const crlBefore = await readFile(path.join(out, 'crl.pem'), 'utf8');
+    const said = watch.output().length;
+
+    await writeFile(path.join(dir, 'fail'), '');
+    proxy.state.holding = true;
+    const r = await apiJson(ts, 'DELETE', '/api/v1/devices/b-gone');
+    assert.ok(r.status === 200 || r.status === 204, `delete b-gone: ${r.status}`);
+    // the early reload (for passwd, at the 2 s bound) ran and failed while the CRL is held
+    await eventually(async () => ((await lines()).includes('0') ? true : undefined), 30_000, `a reload tried with b-gone out of passwd: ${watch.output().slice(said)}`);
+    assert.ok(proxy.state.held >= 1, 'the CRL answer of the deletion\'s pass is held');
+    proxy.state.holding = false;
+    proxy.release(); // the whole CRL comes now
+    await eventually(async () => (watch.output().slice(said).includes('could not bring') ? true : undefined), 30_000, 'the pass failed for its reload');
+    const atFailure = watch.output().slice(said);
+    assert.match(atFailure, /broker down/, `the pass's failure is the reload's: ${atFailure}`);
+    assert.match(atFailure.slice(0, atFailure.indexOf('could not bring')), /crlfile written/, `the CRL that came is written, before the pass fails for its reload: ${atFailure}`);
+    assert.notEqual(await readFile(path.join(out, 'crl.pem'), 'utf8'), crlBefore, 'crl.pem holds the new CRL (a Mosquitto restarted from disk reads it)');
+
+    // Mosquitto back: the reload owed runs, with the CRL already on disk
+    const tried = (await lines()).length;
+    await rm(path.join(dir, 'fail'));
+    await eventually(async () => (/broker reloaded/.test(watch.output().slice(said)) ? true : undefined), 60_000, `the owed reload once the broker is back: ${watch.output().slice(said)}`);
+    assert.ok((await lines()).length > tried, 'a reload ran after the broker came back');
+    await watch.kill('SIGTERM');
+  });
+
+  it('SIGTERM in a deletion\'s pass after passwd is written, while its CRL is held: the reload owed runs before the watch exits', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['b-a', 'b-gone']) await enrol(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-crl-term-'), 'out');
+    const log = path.join(path.dirname(out), 'reloads.log');
+    const reload = `echo "$(grep -c '^b-gone:' passwd)" >> ${log}`;
+    const ca = ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir];
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', reload, '--request-timeout-seconds', '120', '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGTERM'));
+    await watch.waitFor(/broker reloaded/);
+    const said = watch.output().length;
+    proxy.state.holding = true;
+    const r = await apiJson(ts, 'DELETE', '/api/v1/devices/b-gone');
+    assert.ok(r.status === 200 || r.status === 204, `delete b-gone: ${r.status}`);
+    await eventually(async () => (!(await readFile(path.join(out, 'passwd'), 'utf8')).includes('b-gone:') ? true : undefined), 30_000, 'passwd written without b-gone');
+    const code = await watch.kill('SIGTERM');
+    const reloads = (await readFile(log, 'utf8')).trim().split('\n');
+    const after = watch.output().slice(said);
+    assert.equal(code, 0, `the watch exits 0 on SIGTERM: ${after}`);
+    assert.ok(reloads.includes('0'), `the broker was reloaded with b-gone out of passwd before the watch exited: reloads ${JSON.stringify(reloads)}; the watch said: ${after}`);
+    assert.doesNotMatch(after, /crlfile written/, `the held CRL is not written after the stop: ${after}`);
   });
 });

@@ -69,9 +69,8 @@ export function OverviewPage() {
                     <tr>
                       <th scope="col">Device</th>
                       <th scope="col">Job</th>
-                      <th scope="col">State</th>
+                      <th scope="col">State, when</th>
                       <th scope="col">Reason</th>
-                      <th scope="col">Failed</th>
                     </tr>
                   </thead>
                   <tbody>
@@ -87,13 +86,15 @@ export function OverviewPage() {
                           {f.jobDescription && <> {f.jobDescription}</>}
                           <span class="muted small"> · {f.artifact}</span>
                         </td>
+                        {/* the failure's time under its state, not a column of its own: a fifth
+                            column pushed the table past a 1024 px window beside a 128-character id */}
                         <td>
                           <StatusBadge status={f.status} />
+                          <div class="muted small">
+                            <FailedAt at={f.failedAt ?? f.updatedAt} />
+                          </div>
                         </td>
                         <td class="long-text">{f.reason ?? '—'}</td>
-                        <td>
-                          <FailedAt at={f.failedAt ?? f.updatedAt} />
-                        </td>
                       </tr>
                     ))}
                   </tbody>

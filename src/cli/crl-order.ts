@@ -101,21 +101,9 @@ function viewOf(parts: { base: number; buf: Buffer }[], total: number): DerView 
   return {
     el(at, headerOnly = false) {
       const p = seg(at, at + 2);
-      if (!p) return undefined;
-      const b = p.buf;
-      const i = at - p.base;
-      let len = b[i + 1]!;
-      let body = i + 2;
-      if (len & 0x80) {
-        const n = len & 0x7f;
-        if (n === 0 || n > 4 || body + n > b.length) return undefined;
-        len = 0;
-        for (let k = 0; k < n; k++) len = len * 256 + b[body + k]!;
-        body += n;
-      }
-      const end = at + (body - i) + len;
-      if (end > total || (!headerOnly && end > p.base + b.length)) return undefined;
-      return { tag: b[i]!, start: at, body: p.base + body, end };
+      const e = p && tlv(p.buf, at - p.base, headerOnly);
+      if (!p || !e || p.base + e.end > total) return undefined;
+      return { tag: e.tag, start: at, body: p.base + e.body, end: p.base + e.end };
     },
     bytes(from, to) {
       const p = seg(from, to);

@@ -97,8 +97,12 @@ export function signedParts(pem: string): { tbs: Buffer; signature: Buffer } | u
   return { tbs: der.subarray(tbs.start, tbs.end), signature: der.subarray(sig.body + 1, sig.end) };
 }
 
-/** One DER element at `at`: its tag, where it starts, its contents start and where it ends. */
-export function tlv(der: Buffer, at: number): { tag: number; start: number; body: number; end: number } | undefined {
+/**
+ * One DER element at `at`: its tag, where it starts, its contents start and where it ends.
+ * `headerOnly`: its contents may end past `der` (a part of a larger DER: crl-order.ts reads a
+ * large list's head and tail only).
+ */
+export function tlv(der: Buffer, at: number, headerOnly = false): { tag: number; start: number; body: number; end: number } | undefined {
   if (at + 2 > der.length) return undefined;
   const tag = der[at]!;
   let len = der[at + 1]!;
@@ -111,5 +115,5 @@ export function tlv(der: Buffer, at: number): { tag: number; start: number; body
     body += n;
   }
   const end = body + len;
-  return end > der.length ? undefined : { tag, start: at, body, end };
+  return end > der.length && !headerOnly ? undefined : { tag, start: at, body, end };
 }

@@ -31,6 +31,21 @@ const LISTINGS: { status: ExecutionStatus[]; after?: string }[] = [
   { status: ['TIMED_OUT', 'FAILED', 'REJECTED'], after: 'dev-030000' },
 ];
 
+/** The nodes of a PostgreSQL JSON plan that read the executions table. */
+function executionScans(plan: unknown): Record<string, unknown>[] {
+  const scans: Record<string, unknown>[] = [];
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(walk);
+    if (node && typeof node === 'object') {
+      const o = node as Record<string, unknown>;
+      if (o['Relation Name'] === 'executions') scans.push(o);
+      Object.values(o).forEach(walk);
+    }
+  };
+  walk(plan);
+  return scans;
+}
+
 const started = await startTestPostgres();
 
 describe('PostgreSQL plans of a job\'s executions', () => {
@@ -94,16 +109,7 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     // reads the page's rows alone, none read and filtered out
     const cursor = [40_000, 'recent', 'dev-040000'];
     const seek = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${pgRecentFailures(true)}`, [100, ...cursor]);
-    const scans: Record<string, unknown>[] = [];
-    const walk = (node: unknown): void => {
-      if (Array.isArray(node)) return node.forEach(walk);
-      if (node && typeof node === 'object') {
-        const o = node as Record<string, unknown>;
-        if (o['Relation Name'] === 'executions') scans.push(o);
-        Object.values(o).forEach(walk);
-      }
-    };
-    walk(seek.rows[0]!['QUERY PLAN']);
+    const scans = executionScans(seek.rows[0]!['QUERY PLAN']);
     const plan = JSON.stringify(seek.rows[0]!['QUERY PLAN']);
     assert.deepEqual(scans.map((n) => [n['Index Name'], n['Scan Direction'], /^\(?ROW\(failed_at, job_id, device_id\) < ROW\(/.test(String(n['Index Cond'])), n['Actual Rows'], n['Rows Removed by Filter'] ?? 0]), [['executions_failed_recent', 'Backward', true, 100, 0]], `a backward index scan of executions_failed_recent from the cursor, 100 rows read: ${plan}`);
     assert.ok(!plan.includes('"Node Type":"Sort"'), `no sort: ${plan}`);
@@ -129,17 +135,7 @@ describe('PostgreSQL plans of a job\'s executions', () => {
     await c.query('ANALYZE executions');
     const { rows } = await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${pgLatestOutcomes}`, [['busy'], 5]);
     const plan = JSON.stringify(rows[0]!['QUERY PLAN']);
-    /** The plan's nodes that read executions. */
-    const scans: Record<string, unknown>[] = [];
-    const walk = (node: unknown): void => {
-      if (Array.isArray(node)) return node.forEach(walk);
-      if (node && typeof node === 'object') {
-        const o = node as Record<string, unknown>;
-        if (o['Relation Name'] === 'executions') scans.push(o);
-        Object.values(o).forEach(walk);
-      }
-    };
-    walk(rows[0]!['QUERY PLAN']);
+    const scans = executionScans(rows[0]!['QUERY PLAN']);
     // the index's condition is the query's: no row of the 2,000 canceled read, none filtered out
     // (on executions_device: 'Rows Removed by Filter': 2000)
     assert.deepEqual(scans.map((n) => [n['Index Name'], n['Actual Rows'], n['Rows Removed by Filter'] ?? 0]), [['executions_device_outcomes', 1, 0]], `one row read, from executions_device_outcomes: ${plan}`);

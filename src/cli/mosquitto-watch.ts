@@ -35,10 +35,16 @@
  * - Mosquitto enforces the crl.pem of its last reload and nothing loaded before (2.0.11, QA of
  *   2026-12-07), so a CA's CRL is never written over a newer one of it on disk (crl-order.ts):
  *   a list fetched from an instance behind, or another writer's file, re-admitted deleted
- *   devices. And the CRL a deletion owes is fetched in the pass that handles it, so that the
- *   deletion is one reload (each rereads crl.pem: seconds at 1,000,000 entries), not two,
- *   when it comes within CRL_WITH_PASSWD_MS; a slower one does not hold up the reload that
- *   cuts the device's password login, and takes a reload of its own.
+ *   devices. And the CRL a deletion owes is fetched as the pass that handles it starts its
+ *   reload, so that the deletion is one reload (each rereads crl.pem: seconds at 1,000,000
+ *   entries), not two, when it comes within CRL_WITH_PASSWD_MS; a slower one does not hold
+ *   up the reload that cuts the device's password login, and takes a reload of its own.
+ * - The CRL's fetch and write run as a task of their own, beside the passes, one at a time:
+ *   a pass does not wait for a list still downloading, so a second deletion is out of passwd
+ *   (and reloaded) at once, not after the first deletion's download (a 60 MB list over a slow
+ *   link takes minutes). Deletions during a download owe a fetch after it. What else reads or
+ *   writes crl.pem, client-ca.crt and mosquitto.conf (`refresh`, `writeCompanions`) runs only
+ *   while no CRL task does, and a reload clears what it owes only for the writes before it.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -158,7 +164,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let lastFull = 0;
   let written: string | undefined;
   let aclWritten: string | undefined;
+  // a reload owed for files written since the last reload; `writes` counts the writes, so a
+  // reload that a CRL written beside it (the CRL task) may have missed leaves one owed
   let reloadOwed = false;
+  let writes = 0;
   let companionsOwed = o.writeCompanions !== undefined;
   // `refresh` owed by the timer (a full read does it anyway)
   let refreshOwed = false;
@@ -177,6 +186,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   // a CRL fetch that threw: tried again from crlRetryAt, with its own backoff
   let crlRetryAt = 0;
   let crlBackoff = 1_000;
+  // the CRL's fetch and write running beside the passes (never rejects; pokes the loop when done)
+  let crlTask: Promise<void> | undefined;
   let fatal: Error | undefined;
   // ends the stream and every wait: aborted by the caller, or a refused token
   const stop = new AbortController();
@@ -207,6 +218,18 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       if (pokeable) wake = done;
     });
   const refused = () => new UpdraftError('UNAUTHORIZED', 'the server refused the operator token; give the current one (--token or UPDRAFT_TOKEN)');
+  /** A file Mosquitto rereads on a reload was written: a reload owed. */
+  const owe = () => {
+    if (o.reloadCommand === undefined) return;
+    reloadOwed = true;
+    writes++;
+  };
+  /** Reloads the broker; what is owed is cleared only if nothing was written while it ran. */
+  const reloadNow = async () => {
+    const before = writes;
+    await reload(o);
+    if (writes === before) reloadOwed = false;
+  };
 
   // the stream: changes as they happen; each (re)connection asks for a full read after it,
   // since what happened while it was down was not heard
@@ -244,16 +267,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     }
   })();
 
-  /** The CRL's fetch, CRL_SPACING_MS after the last; its failure is `keepCrl`'s to handle (marked handled here: it may be awaited late). */
-  const fetchCrl = (fresh: boolean): Promise<CrlOutcome> => {
-    const fetching = (async () => {
-      const wait = crlFetchedAt + CRL_SPACING_MS - now();
-      if (wait > 0) await nap(wait, false);
-      crlFetchedAt = now();
-      return o.crl!.fetch(fresh);
-    })();
-    fetching.catch(() => undefined);
-    return fetching;
+  /** The CRL's fetch, CRL_SPACING_MS after the last. */
+  const fetchCrl = async (fresh: boolean): Promise<CrlOutcome> => {
+    const wait = crlFetchedAt + CRL_SPACING_MS - now();
+    if (wait > 0) await nap(wait, false);
+    crlFetchedAt = now();
+    return o.crl!.fetch(fresh);
   };
   /** Whether `p` settles within `ms`. */
   const settlesWithin = async (p: Promise<unknown>, ms: number): Promise<boolean> => {
@@ -265,17 +284,17 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   };
 
   /**
-   * Fetches the CRL (or takes `fetching`, the fetch the pass started) and writes it when its
-   * revocations changed or `fresh` asks (true: written, a reload owed). A CRL that cannot be
-   * made leaves the file as it was, said once per reason.
+   * Fetches the CRL and writes it when its revocations changed or `fresh` asks (true: written,
+   * a reload owed). A CRL that cannot be made leaves the file as it was, said once per reason.
    * A fetch that throws (a 500, the network) leaves it as it was too, said, and is tried again
-   * from `crlRetryAt`: it does not stop the pass (the password file, mosquitto.conf, the
-   * reload). Only a refused token (401) is thrown, and any failure once the watch is stopping.
+   * from `crlRetryAt`. Only a refused token (401) is thrown, any failure once the watch is
+   * stopping (nothing is written after the stop), and a write that fails.
    */
-  const keepCrl = async (fresh: boolean, fetching = fetchCrl(fresh)): Promise<boolean> => {
+  const keepCrl = async (fresh: boolean): Promise<boolean> => {
     let crl: CrlOutcome;
     try {
-      crl = await fetching;
+      crl = await fetchCrl(fresh);
+      if (stop.signal.aborted) throw new Error('stopping');
     } catch (err) {
       // stopping: the fetch was cut by the stop, not failed; the pass ends here (nothing written, no reload)
       if ((err as UpdraftError).status === 401 || stop.signal.aborted) throw err;
@@ -317,14 +336,42 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     const changed = crl.digest !== crlDigest || onDisk !== crlPem;
     await writeFileAtomic(o.crl!.file, choice.pem, 0o644);
     crlPem = choice.pem;
-    // owed at once: what follows (naming it in mosquitto.conf) may fail, and the pass tried again
+    // owed at once: what follows (naming it in mosquitto.conf) may fail, and the fetch tried again
     // sees the same digest and writes nothing, so Mosquitto kept the old CRL (review of bd0da82)
-    reloadOwed = o.reloadCommand !== undefined;
+    owe();
     crlDigest = crl.digest;
     crlWrittenAt = now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
     await o.crl!.onCurrent?.(crl);
     return true;
+  };
+
+  /**
+   * Starts the CRL's fetch and write as a task beside the passes (none must be running). Its
+   * failures are its own: a fetch that fails is owed again from `crlRetryAt` (keepCrl), and so
+   * is a write that fails, with the same backoff; a refused token ends the watch. When it ends
+   * it wakes the loop: a reload may be owed, and a fetch owed by deletions made meanwhile.
+   */
+  const startCrl = (fresh: boolean): Promise<void> => {
+    crlOwed = false; // deletions from now on owe a fetch after this one
+    const task = (async () => {
+      try {
+        await keepCrl(fresh);
+        if (crlRetryAt > 0) crlOwed = true;
+      } catch (err) {
+        if (stop.signal.aborted) return;
+        if ((err as UpdraftError).status === 401) return fail(refused());
+        o.logger.warn(`could not keep ${path.basename(o.crl!.file)}; retrying`, { error: (err as Error).message, retryInMs: crlBackoff });
+        crlRetryAt = now() + crlBackoff;
+        crlBackoff = Math.min(crlBackoff * 2, MAX_BACKOFF_MS);
+        crlOwed = true;
+      } finally {
+        crlTask = undefined;
+        poke();
+      }
+    })();
+    crlTask = task;
+    return task;
   };
 
   // the CAs reread every resyncMs even while full reads fail (a rollover is made with the
@@ -343,10 +390,13 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   while (!stop.signal.aborted) {
     const full = needFull || now() >= lastFull + resyncMs;
     const crlDue = o.crl !== undefined && crlWrittenAt > 0 && now() >= Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS;
-    // a CRL owed waits for its retry time after a failed fetch
-    const crlNow = (crlOwed || crlDue) && now() >= crlRetryAt;
-    if (!full && !refreshOwed && pending.size === 0 && !reloadOwed && !companionsOwed && !crlNow) {
-      const crlNext = o.crl === undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
+    // a CRL owed waits for its retry time after a failed fetch, and for the CRL task running
+    const crlNow = crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt;
+    // the CAs' reread waits for the CRL task too (both read and write crl.pem and mosquitto.conf)
+    const refreshNow = refreshOwed && crlTask === undefined;
+    if (!full && !refreshNow && pending.size === 0 && !reloadOwed && !companionsOwed && !crlNow) {
+      // the CRL task running wakes the loop when it ends
+      const crlNext = o.crl === undefined || crlTask !== undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
       await nap(Math.min(lastFull + resyncMs, crlNext) - now(), true);
       // gather the rest of a burst (a bulk registration) into one write and one reload
       if (pending.size > 0 && !needFull) await nap(settleMs, false);
@@ -354,9 +404,13 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     }
     const passStart = now();
     try {
-      if (refreshOwed || full) {
-        refreshOwed = false;
-        if (o.refresh !== undefined && (await o.refresh())) reloadOwed = o.reloadCommand !== undefined;
+      if (refreshNow || full) {
+        // a CRL task running: the reread is owed, and runs once it ends (it wakes the loop)
+        if (crlTask !== undefined) refreshOwed = o.refresh !== undefined;
+        else {
+          refreshOwed = false;
+          if (o.refresh !== undefined && (await o.refresh())) owe();
+        }
       }
       if (full) {
         needFull = false;
@@ -395,7 +449,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         // Mosquitto reloading never reads half a file; 0600 (0640 with --group): password hashes
         await writeBrokerSecretFile(o.passwdFile, text, o.passwdGroup);
         written = text;
-        reloadOwed = o.reloadCommand !== undefined;
+        owe();
         o.logger.info('password file written', { file: o.passwdFile, admitted: book.admitted });
       }
       if (o.aclFile !== undefined) {
@@ -404,49 +458,33 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         if (acl !== aclWritten) {
           await writeFileAtomic(o.aclFile, acl, 0o644);
           aclWritten = acl;
-          reloadOwed = o.reloadCommand !== undefined;
+          owe();
           o.logger.info('acl written', { file: o.aclFile, revoked: revoked.length });
         }
       }
-      // a CRL owed by this pass's own deletion is fetched now, before the one reload (QA of
-      // 2026-12-07: it waited for the next pass, and each deletion reloaded Mosquitto twice,
-      // each reload rereading crl.pem); a fetch that fails leaves the reload for passwd as it is.
-      // But only if it comes within CRL_WITH_PASSWD_MS of the pass's start (a 304, a list of a
-      // few MB): a deleted device's password login is cut by the reload alone, and a 60 MB list
-      // over a slow link held it for minutes (review of 2efa5c0; the request timeout is an idle
-      // limit). Later, passwd and acl are reloaded first, and the CRL takes its own reload.
-      if (o.crl !== undefined && (crlNow || (crlOwed && now() >= crlRetryAt))) {
-        const fetching = fetchCrl(crlDue);
-        if (reloadOwed && !companionsOwed && !(await settlesWithin(fetching, passStart + CRL_WITH_PASSWD_MS - now())) && !stop.signal.aborted) {
-          try {
-            await reload(o);
-            reloadOwed = false;
-          } catch (err) {
-            // the reload failed (Mosquitto down): the CRL is still written when it comes (with
-            // its order check), so a Mosquitto restarted from disk reads it, and the retry owes
-            // only the reload; until the review of 5c3b6f6 it was dropped and fetched again at
-            // every retry, and crl.pem never changed while the reload kept failing
-            try {
-              await keepCrl(crlDue, fetching);
-              crlOwed = crlRetryAt > 0;
-            } catch (crlErr) {
-              if ((crlErr as UpdraftError).status === 401) throw crlErr;
-            }
-            throw err;
-          }
-        }
-        const wrote = await keepCrl(crlDue, fetching);
-        crlOwed = crlRetryAt > 0; // the fetch failed: owed again, from crlRetryAt
-        if (wrote) reloadOwed = o.reloadCommand !== undefined;
+      // a CRL owed by this pass's own deletion is fetched now, and the reload waits for it up to
+      // CRL_WITH_PASSWD_MS from the pass's start (QA of 2026-12-07: it waited for the next pass,
+      // and each deletion reloaded Mosquitto twice, each reload rereading crl.pem): a 304 or a
+      // list of a few MB joins this pass's reload. A later one does not hold it: a deleted
+      // device's password login is cut by the reload alone, and a 60 MB list over a slow link
+      // held it for minutes (review of 2efa5c0; the request timeout is an idle limit); the task
+      // writes it when it comes and wakes the loop for a reload of its own. A CRL task already
+      // running (an earlier deletion's list still coming) is not waited for: its fetch started
+      // before this deletion, which owes one after it.
+      if (o.crl !== undefined && crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt) {
+        const task = startCrl(crlDue);
+        // the first writing of mosquitto.conf names crl.pem only once it is known
+        if (companionsOwed) await task;
+        else if (reloadOwed) await settlesWithin(task, passStart + CRL_WITH_PASSWD_MS - now());
+        if (stop.signal.aborted) break;
       }
       if (companionsOwed && written !== undefined) {
+        if (crlTask !== undefined) await crlTask; // a CRL task of an earlier pass (one that failed)
+        if (stop.signal.aborted) break;
         await o.writeCompanions!();
         companionsOwed = false;
       }
-      if (reloadOwed) {
-        await reload(o);
-        reloadOwed = false;
-      }
+      if (reloadOwed) await reloadNow();
       backoff = 1_000;
     } catch (err) {
       if (readingFull) needFull = true;
@@ -466,6 +504,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   }
   stop.abort();
   o.signal.removeEventListener('abort', abortStop);
+  // the CRL task ends at the stop (its request is cut; nothing is written after the stop)
+  await crlTask;
   // a stop in a pass that wrote passwd, acl or crl.pem but had not reloaded yet (in the wait
   // for a deletion's CRL, or its download): the reload owed runs now, bounded by its own
   // timeout, or Mosquitto keeps admitting a deleted device's password (review of ff871da:

@@ -5,7 +5,8 @@
  * one reload only if it comes within a short bound (mosquitto-watch.ts CRL_WITH_PASSWD_MS);
  * a later one takes a reload of its own (review of 2efa5c0: a 60 MB list over a slow link
  * held the reload for minutes; the request timeout is an idle limit, and a list that keeps
- * coming is never cut). A real server and a real watch process; a proxy in this file holds
+ * coming is never cut). Nor does a second deletion wait for the first one's CRL: the fetch and
+ * write run as a task of their own beside the passes. A real server and a real watch process; a proxy in this file holds
  * the CRL's answer in the middle of its body until the test lets it go, so nothing here
  * depends on how fast the machine is.
  */
@@ -134,20 +135,61 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
     assert.ok(r.status === 200 || r.status === 204, `delete b-gone: ${r.status}`);
     // the early reload (for passwd, at the 2 s bound) ran and failed while the CRL is held
     await eventually(async () => ((await lines()).includes('0') ? true : undefined), 30_000, `a reload tried with b-gone out of passwd: ${watch.output().slice(said)}`);
-    assert.ok(proxy.state.held >= 1, 'the CRL answer of the deletion\'s pass is held');
-    proxy.state.holding = false;
-    proxy.release(); // the whole CRL comes now
     await eventually(async () => (watch.output().slice(said).includes('could not bring') ? true : undefined), 30_000, 'the pass failed for its reload');
-    const atFailure = watch.output().slice(said);
-    assert.match(atFailure, /broker down/, `the pass's failure is the reload's: ${atFailure}`);
-    assert.match(atFailure.slice(0, atFailure.indexOf('could not bring')), /crlfile written/, `the CRL that came is written, before the pass fails for its reload: ${atFailure}`);
-    assert.notEqual(await readFile(path.join(out, 'crl.pem'), 'utf8'), crlBefore, 'crl.pem holds the new CRL (a Mosquitto restarted from disk reads it)');
+    assert.match(watch.output().slice(said), /broker down/, `the pass's failure is the reload's: ${watch.output().slice(said)}`);
+    assert.ok(proxy.state.held >= 1, 'the CRL answer of the deletion\'s pass is held');
+    assert.equal(await readFile(path.join(out, 'crl.pem'), 'utf8'), crlBefore, 'crl.pem as it was while its answer is held');
+    proxy.state.holding = false;
+    proxy.release(); // the whole CRL comes now, the broker still down
+    await eventually(async () => ((await readFile(path.join(out, 'crl.pem'), 'utf8')) !== crlBefore ? true : undefined), 30_000, `crl.pem written while the reloads fail: ${watch.output().slice(said)}`);
+    assert.match(watch.output().slice(said), /crlfile written/, `the CRL that came is written though the reloads fail (a Mosquitto restarted from disk reads it): ${watch.output().slice(said)}`);
+    assert.ok((await readFile(path.join(dir, 'fail'), 'utf8')) === '', 'the broker is still down when crl.pem is written');
 
     // Mosquitto back: the reload owed runs, with the CRL already on disk
     const tried = (await lines()).length;
     await rm(path.join(dir, 'fail'));
     await eventually(async () => (/broker reloaded/.test(watch.output().slice(said)) ? true : undefined), 60_000, `the owed reload once the broker is back: ${watch.output().slice(said)}`);
     assert.ok((await lines()).length > tried, 'a reload ran after the broker came back');
+    await watch.kill('SIGTERM');
+  });
+
+  it('a second deletion while the first one\'s CRL is held: passwd without it is reloaded at once; a CRL listing both follows', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['b-a', 'b-one', 'b-two']) await enrol(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-crl-second-'), 'out');
+    const log = path.join(path.dirname(out), 'reloads.log');
+    // each reload logs whether passwd admits b-one and b-two, and how many serials crl.pem lists
+    const reload = `echo "$(grep -c '^b-one:' passwd) $(grep -c '^b-two:' passwd) $(openssl crl -in crl.pem -noout -text | grep -c 'Serial Number:')" >> ${log}`;
+    const ca = ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir];
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', reload, '--request-timeout-seconds', '120', '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGTERM'));
+    await watch.waitFor(/broker reloaded/);
+    const lines = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => l.split(' '));
+    assert.deepEqual((await lines())[0], ['1', '1', '0'], 'both admitted and none listed at the first reload');
+    const said = watch.output().length;
+
+    proxy.state.holding = true;
+    const one = await apiJson(ts, 'DELETE', '/api/v1/devices/b-one');
+    assert.ok(one.status === 200 || one.status === 204, `delete b-one: ${one.status}`);
+    await eventually(async () => ((await lines()).some(([a]) => a === '0') ? true : undefined), 30_000, `a reload with b-one out of passwd: ${watch.output().slice(said)}`);
+    assert.equal(proxy.state.held, 1, 'b-one\'s CRL is held');
+    const two = await apiJson(ts, 'DELETE', '/api/v1/devices/b-two');
+    assert.ok(two.status === 200 || two.status === 204, `delete b-two: ${two.status}`);
+    try {
+      await eventually(async () => ((await lines()).some(([, b]) => b === '0') ? true : undefined), 30_000, 'a reload with b-two out of passwd while b-one\'s CRL is held');
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; reloads ${JSON.stringify(await lines())}; the watch said: ${watch.output().slice(said)}`);
+    }
+    assert.deepEqual((await lines()).find(([, b]) => b === '0'), ['0', '0', '0'], 'that reload read crl.pem as it was, listing none: b-one\'s CRL is still held');
+    assert.equal(proxy.state.held, 1, 'one CRL answer held, none asked for beside it');
+
+    proxy.state.holding = false;
+    proxy.release();
+    // b-one's list, then one asked for after it for b-two: two serials, one per deleted device
+    await eventually(async () => ((await lines()).some(([, , n]) => n === '2') ? true : undefined), 30_000, `a reload with a CRL listing both: ${JSON.stringify(await lines())} ${watch.output().slice(said)}`);
     await watch.kill('SIGTERM');
   });
 

@@ -28,7 +28,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup } from './broker-file-group.ts';
 import { offlineCredentials } from './broker-offline.ts';
-import { newerCrls } from './crl-order.ts';
+import { issuedAhead, newerCrls } from './crl-order.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
 import { CLIENT_CA_FILE, CRL_FILE, coveringBundle, crlFileCovers, crlFromServer, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
 import { makeOutputDir } from './output-file.ts';
@@ -247,8 +247,11 @@ export function addBrokerCommands(program: Command): void {
                   const bundle = { pem: clientCaWritten ? await readFile(path.join(dir, CLIENT_CA_FILE), 'utf8').catch(() => remembered) : remembered };
                   let fetched: CrlOutcome;
                   try {
-                    // the digest held sent: the server answers 304 (no body) while it is the same
-                    fetched = await crlFromServer(api, false, fresh ? undefined : heldCrl);
+                    // the digest held sent: the server answers 304 (no body) while it is the same;
+                    // not for a list issued by a clock more than 23 h ahead, which the server
+                    // issues again by its clock put right, but kept answering 304 to (crl-order.ts)
+                    const held = fresh || (heldCrl?.ok && issuedAhead(heldCrl.pem, Date.now())) ? undefined : heldCrl;
+                    fetched = await crlFromServer(api, false, held);
                     if (fetched.ok) heldCrl = fetched;
                   } catch (err) {
                     // crl.pem stays as it was: still named while it covers every CA of client-ca.crt

@@ -46,6 +46,25 @@ interface CrlHead {
   number: bigint;
 }
 
+/**
+ * How near `now` a list's thisUpdate may be and still have been issued by a clock at most
+ * MAX_AHEAD_MS (23 h, pki/revocation-list.ts) ahead: thisUpdate is backdated a day
+ * (BACKDATE_MS, pki/certificate-authority.ts), so one within the hour before now, or after it,
+ * came from a clock further ahead. Neither is imported: the CLI does not load node-forge.
+ */
+const ISSUED_AHEAD_WITHIN_MS = 3_600_000;
+
+/**
+ * Whether a CRL file holds a list issued by a clock more than 23 hours ahead (set right since):
+ * the server issues a new list for the same revocations then (crlFile), but answers an
+ * If-None-Match of the same revocations with 304, which gave the watch back the list from
+ * ahead until the next revocation or a watch restart (a list more than a day ahead is "not
+ * yet valid" to OpenSSL, which then refuses every certificate of its CA).
+ */
+export function issuedAhead(pem: string, now: number): boolean {
+  return crlHeads(pem).some((h) => h.thisUpdate > now - ISSUED_AHEAD_WITHIN_MS);
+}
+
 /** What `newerCrls` decided. */
 export interface CrlChoice {
   /** The text for crl.pem: per CA the fetched CRL, or the on-disk one where the fetched one is older. */

@@ -174,6 +174,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   // the crlfile: owed at start, after a deletion and after a full read
   let crlOwed = o.crl !== undefined;
   let crlDigest: string | undefined;
+  // the list of the last fetch handled: the same revocations (digest) may come signed again, as
+  // when the list held was issued by a clock ahead and one by the clock set right replaces it
+  let crlFetched: string | undefined;
   let crlPem: string | undefined; // the text last written to crl.pem
   let crlWrittenAt = 0;
   // the last answer (ok or not) of a fetch: the daily check counts from it, so a server that
@@ -315,7 +318,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // the file as it is on disk, not only the digest remembered: a one-off mosquitto-config run
     // between two passes rewrites or removes it (review, 2026-12-07)
     const onDisk = await readFile(o.crl!.file, 'utf8').catch(() => undefined);
-    if (crl.digest === crlDigest && onDisk === crlPem && !fresh) {
+    if (crl.digest === crlDigest && crl.pem === crlFetched && onDisk === crlPem && !fresh) {
       await o.crl!.onCurrent?.(crl);
       return false;
     }
@@ -329,17 +332,19 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     }
     if (choice.pem === onDisk) {
       crlDigest = crl.digest;
+      crlFetched = crl.pem;
       crlPem = onDisk;
       await o.crl!.onCurrent?.(crl);
       return false;
     }
-    const changed = crl.digest !== crlDigest || onDisk !== crlPem;
+    const changed = crl.digest !== crlDigest || crl.pem !== crlFetched || onDisk !== crlPem;
     await writeFileAtomic(o.crl!.file, choice.pem, 0o644);
     crlPem = choice.pem;
     // owed at once: what follows (naming it in mosquitto.conf) may fail, and the fetch tried again
     // sees the same digest and writes nothing, so Mosquitto kept the old CRL (review of bd0da82)
     owe();
     crlDigest = crl.digest;
+    crlFetched = crl.pem;
     crlWrittenAt = now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
     await o.crl!.onCurrent?.(crl);

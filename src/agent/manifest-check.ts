@@ -31,13 +31,20 @@ export interface RootTrust {
   minSerialKeyId?: string;
   /** `keyIdOf(rootKey)`, once computed (set with `rootKey`). */
   rootKeyId?: string;
-  /**
-   * The last certificate verified (all its fields) and its key: the same one comes with every
-   * command, checked once, while the same root is trusted (`trustedId`); `root`, the root it
-   * was verified by when rotations led to it.
-   */
-  verified?: { certificate: string; key: KeyObject; trustedId: string; root?: KeyObject };
 }
+
+/**
+ * Key certificates verified (all their fields) under a trusted root, and what they gave: the
+ * same one comes with every command, so its signature (and the rotations leading to its root)
+ * is checked once per process, not per command. Process-wide, not per device: what a
+ * certificate's bytes and the rotations' signatures prove under one root is the same for
+ * every device trusting that root, and `updraft sim` runs thousands of devices in a process
+ * (each verified it again, one Ed25519 verify per device: 2026-12-07). What is each device's
+ * own (its clock against the expiry, the highest serial it has seen) is checked per command.
+ * A few entries: one certificate is current at a time, two across a renewal or rotation.
+ */
+const verifiedCertificates = new Map<string, { key: KeyObject; root?: KeyObject }>();
+const VERIFIED_KEPT = 8;
 
 /** How the agent treats signatures: one provisioned signing key, the root key, or none (insecure). */
 export type SignaturePolicy = { publicKey: KeyObject } | RootTrust | { allowUnsigned: true };
@@ -66,11 +73,13 @@ function refuse(reason: string): never {
 export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, running: InstalledSoftware | undefined, nowSeconds: number, clockHint = '', deviceType?: string): CommandCheck {
   const result: CommandCheck = {};
   let key = 'publicKey' in policy ? policy.publicKey : undefined;
+  let keyId: string | undefined;
   if ('rootKey' in policy) {
     const certified = certifiedKey(command, policy, nowSeconds, clockHint);
     key = certified.key;
+    keyId = certified.keyId;
     result.certificateSerial = certified.serial;
-    result.certificateKeyId = keyIdOf(certified.key);
+    result.certificateKeyId = certified.keyId;
     if (certified.rotatedRoot) result.rotatedRoot = certified.rotatedRoot;
   }
   let allowDowngrade = false;
@@ -84,7 +93,8 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
       refuse(`malformed manifest: ${(err as Error).message}`);
     }
     if (key) {
-      if (m.keyId !== keyIdOf(key)) refuse(`manifest signed with key ${m.keyId}, but this device trusts key ${keyIdOf(key)}`);
+      keyId ??= keyIdOf(key);
+      if (m.keyId !== keyId) refuse(`manifest signed with key ${m.keyId}, but this device trusts key ${keyId}`);
       let ok = false;
       try {
         ok = verify(null, manifestBytes(m), key, Buffer.from(command.signature, 'base64'));
@@ -113,7 +123,7 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
  * when the command's root rotations lead to that root from the trusted one
  * (`followRootChain`): then `rotatedRoot` is that root.
  */
-function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: number, clockHint: string): { key: KeyObject; serial: number; rotatedRoot?: KeyObject } {
+function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: number, clockHint: string): { key: KeyObject; keyId: string; serial: number; rotatedRoot?: KeyObject } {
   if (command.keyCertificate === undefined) refuse(`the update command carries no key certificate, and this device trusts root key ${keyIdOf(trust.rootKey)} only`);
   let cert;
   try {
@@ -124,11 +134,16 @@ function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: nu
   let key: KeyObject;
   let rotatedRoot: KeyObject | undefined;
   const trustedId = (trust.rootKeyId ??= keyIdOf(trust.rootKey));
-  // every field, not the signature alone: a copy with a raised serial or a later expiry must be checked again, and fail
-  const whole = `${cert.rootKeyId} ${cert.keyId} ${cert.publicKey} ${cert.serial} ${cert.expiresAt} ${cert.signature}`;
-  if (trust.verified?.certificate === whole && trust.verified.trustedId === trustedId) {
-    key = trust.verified.key;
-    rotatedRoot = trust.verified.root;
+  // every field, not the signature alone: a copy with a raised serial or a later expiry must be
+  // checked again, and fail; and under the root this device trusts now
+  // and the rotations it came with when they lead to its root: a command whose chain is malformed
+  // is refused, though the same certificate came with a good one before
+  const via = cert.rootKeyId !== trustedId && command.rootRotations !== undefined ? ` ${JSON.stringify(command.rootRotations)}` : '';
+  const whole = `${trustedId} ${cert.rootKeyId} ${cert.keyId} ${cert.publicKey} ${cert.serial} ${cert.expiresAt} ${cert.signature}${via}`;
+  const known = verifiedCertificates.get(whole);
+  if (known) {
+    key = known.key;
+    rotatedRoot = known.root;
   } else {
     let root = trust.rootKey;
     if (cert.rootKeyId !== trustedId && command.rootRotations !== undefined) {
@@ -150,9 +165,11 @@ function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: nu
     } catch (err) {
       refuse((err as Error).message);
     }
-    trust.verified = { certificate: whole, key, trustedId, ...(rotatedRoot ? { root: rotatedRoot } : {}) };
+    if (verifiedCertificates.size >= VERIFIED_KEPT) verifiedCertificates.delete(verifiedCertificates.keys().next().value!);
+    verifiedCertificates.set(whole, { key, ...(rotatedRoot ? { root: rotatedRoot } : {}) });
   }
   if (cert.expiresAt < nowSeconds) refuse(`key certificate ${cert.serial} of key ${cert.keyId} expired at ${new Date(cert.expiresAt * 1000).toISOString()}${clockHint}`);
   if (cert.serial < trust.minSerial && cert.keyId !== trust.minSerialKeyId) refuse(`key certificate ${cert.serial} of key ${cert.keyId} is older than certificate ${trust.minSerial}, which this device has seen: that key was replaced`);
-  return { key, serial: cert.serial, ...(rotatedRoot ? { rotatedRoot } : {}) };
+  // cert.keyId is the key's own id: verifyKeyCertificate checked keyIdOf(key) against it
+  return { key, keyId: cert.keyId, serial: cert.serial, ...(rotatedRoot ? { rotatedRoot } : {}) };
 }

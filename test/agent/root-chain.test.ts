@@ -55,4 +55,14 @@ describe('the root chain a command carries', () => {
     assert.throws(() => checkCommand(command(r4, [chain[0], rotateRoot(r3, r4)]), trusting(r1), undefined, now()), { message: /^refused: malformed root rotations: rootRotations\[1\] replaces root/ });
     assert.throws(() => checkCommand(command(r3, [chain[0]]), trusting(r1), undefined, now()), { message: `refused: key certificate signed by root ${id(r3)}, but the root rotations from the trusted root lead to ${id(r2)}; nothing installed` });
   });
+
+  it('a certificate verified for one device is not taken for another that trusts another root (the check is kept per process: updraft sim)', () => {
+    const c = command(r3, chain);
+    assert.equal(keyIdOf(checkCommand(c, trusting(r1), undefined, now()).rotatedRoot!), id(r3), 'the device on r1 follows the chain to r3');
+    assert.equal(checkCommand({ ...c, jobId: c.jobId }, trusting(r1), undefined, now()).certificateKeyId, keyIdOf(signingPair.publicKey), 'a second device on r1 takes the same certificate');
+    const r9 = root();
+    assert.throws(() => checkCommand({ ...c, rootRotations: undefined }, trusting(r9), undefined, now()), { code: 'INTEGRITY', message: `refused: key certificate signed by root ${id(r3)}, but the trusted root is ${id(r9)}; nothing installed` }, 'a device on another root refuses the certificate the devices on r1 took');
+    const raised = { ...c, keyCertificate: { ...(c.keyCertificate as object), serial: 6 } as never };
+    assert.throws(() => checkCommand(raised, trusting(r1), undefined, now()), { code: 'INTEGRITY', message: 'refused: bad key certificate signature; nothing installed' }, 'a copy with a raised serial is verified again, and fails');
+  });
 });

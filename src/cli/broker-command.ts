@@ -12,6 +12,7 @@
  * valid) as the device listener's cafile, so Mosquitto accepts what the embedded broker would,
  * and `crl.pem` as its crlfile: deleted devices' certificates (cli/mosquitto-crl.ts).
  */
+import { createHash } from 'node:crypto';
 import { open, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
@@ -28,7 +29,7 @@ import { ApiClient, type ApiOptions } from './api-client.ts';
 import { brokerCredentials } from './broker-credentials.ts';
 import { resolveFileGroup, rootWithoutGroupWarning, shareWithGroup } from './broker-file-group.ts';
 import { offlineCredentials } from './broker-offline.ts';
-import { issuedAhead, newerCrls } from './crl-order.ts';
+import { newerCrls, notYetValid } from './crl-order.ts';
 import { watchMosquittoPasswd } from './mosquitto-watch.ts';
 import { CLIENT_CA_FILE, CRL_FILE, coveringBundle, crlFileCovers, crlFromServer, crlSummary, type CrlOutcome } from './mosquitto-crl.ts';
 import { makeOutputDir } from './output-file.ts';
@@ -158,7 +159,13 @@ export function addBrokerCommands(program: Command): void {
           if (fh === undefined) return crlFileCovers(undefined, caPem);
           try {
             const st = await fh.stat();
-            const file = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+            // and its two ends, which every list's signature and issue time change: a filesystem
+            // with whole-second times, or a kernel counting them in jiffies, can give a same-size
+            // rewrite in place the same stat (review of 573a5f7)
+            const ends = Buffer.alloc(Math.min(st.size, 8192));
+            await fh.read(ends, 0, Math.min(st.size, 4096), 0);
+            if (st.size > 4096) await fh.read(ends, 4096, ends.length - 4096, st.size - (ends.length - 4096));
+            const file = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${createHash('sha256').update(ends).digest('hex')}`;
             if (coversKnown?.file === file && coversKnown.caPem === caPem) return coversKnown.covers;
             const text = await fh.readFile('utf8').catch(() => undefined);
             const covers = crlFileCovers(text, caPem);
@@ -268,9 +275,10 @@ export function addBrokerCommands(program: Command): void {
                   let fetched: CrlOutcome;
                   try {
                     // the digest held sent: the server answers 304 (no body) while it is the same;
-                    // not for a list issued by a clock more than 23 h ahead, which the server
-                    // issues again by its clock put right, but kept answering 304 to (crl-order.ts)
-                    const held = fresh || (heldCrl?.ok && issuedAhead(heldCrl.pem, Date.now())) ? undefined : heldCrl;
+                    // not for a list OpenSSL does not accept yet (issued more than a day ahead),
+                    // which the server issues again by its clock put right, but kept answering
+                    // 304 to (crl-order.ts notYetValid)
+                    const held = fresh || (heldCrl?.ok && notYetValid(heldCrl.pem, Date.now())) ? undefined : heldCrl;
                     fetched = await crlFromServer(api, false, held);
                     if (fetched.ok) heldCrl = fetched;
                   } catch (err) {

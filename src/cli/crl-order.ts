@@ -47,22 +47,19 @@ interface CrlHead {
 }
 
 /**
- * How near `now` a list's thisUpdate may be and still have been issued by a clock at most
- * MAX_AHEAD_MS (23 h, pki/revocation-list.ts) ahead: thisUpdate is backdated a day
- * (BACKDATE_MS, pki/certificate-authority.ts), so one within the hour before now, or after it,
- * came from a clock further ahead. Neither is imported: the CLI does not load node-forge.
+ * Whether a CRL file holds a list OpenSSL does not accept yet at `now` ("CRL is not yet valid":
+ * its thisUpdate after the clock, and every certificate of its CA refused with it): one issued
+ * by a clock more than a day ahead (thisUpdate is backdated a day), or read by a clock a day
+ * behind. The watch asks for such a list again without If-None-Match (the server issues a new
+ * list by its clock set right, but answered 304 to the same revocations, which gave back the
+ * list from ahead until the next revocation or a watch restart), and writes what comes over it.
+ * Not the lists 23-24 h ahead that the server reissues too (pki/revocation-list.ts
+ * MAX_AHEAD_MS): they are in force, and asking for them without the tag downloaded the whole
+ * list at every fetch, and rewrote it at every fetch when instances alternated (review of
+ * 0675827).
  */
-const ISSUED_AHEAD_WITHIN_MS = 3_600_000;
-
-/**
- * Whether a CRL file holds a list issued by a clock more than 23 hours ahead (set right since):
- * the server issues a new list for the same revocations then (crlFile), but answers an
- * If-None-Match of the same revocations with 304, which gave the watch back the list from
- * ahead until the next revocation or a watch restart (a list more than a day ahead is "not
- * yet valid" to OpenSSL, which then refuses every certificate of its CA).
- */
-export function issuedAhead(pem: string, now: number): boolean {
-  return crlHeads(pem).some((h) => h.thisUpdate > now - ISSUED_AHEAD_WITHIN_MS);
+export function notYetValid(pem: string, now: number): boolean {
+  return crlHeads(pem).some((h) => h.thisUpdate > now);
 }
 
 /** What `newerCrls` decided. */

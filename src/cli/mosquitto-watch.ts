@@ -56,7 +56,7 @@ import type { Logger } from '../util/logger.ts';
 import type { ApiClient } from './api-client.ts';
 import { writeBrokerSecretFile, type FileGroup } from './broker-file-group.ts';
 import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
-import { newerCrls } from './crl-order.ts';
+import { newerCrls, notYetValid } from './crl-order.ts';
 import type { CrlOutcome } from './mosquitto-crl.ts';
 
 /** What the watch needs. */
@@ -318,7 +318,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // the file as it is on disk, not only the digest remembered: a one-off mosquitto-config run
     // between two passes rewrites or removes it (review, 2026-12-07)
     const onDisk = await readFile(o.crl!.file, 'utf8').catch(() => undefined);
-    if (crl.digest === crlDigest && crl.pem === crlFetched && onDisk === crlPem && !fresh) {
+    // the same revocations signed again (another instance, a restart) are the same list, but for
+    // one OpenSSL takes now in place of one on disk it does not take yet (issued more than a day
+    // ahead, the clock set right since): counting every new signature as a change rewrote
+    // crl.pem and reloaded Mosquitto at every fetch while instances alternated (review of 0675827)
+    const resigned = crl.pem !== crlFetched && onDisk !== undefined && notYetValid(onDisk, now()) && !notYetValid(crl.pem, now());
+    if (crl.digest === crlDigest && !resigned && onDisk === crlPem && !fresh) {
       await o.crl!.onCurrent?.(crl);
       return false;
     }
@@ -337,7 +342,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       await o.crl!.onCurrent?.(crl);
       return false;
     }
-    const changed = crl.digest !== crlDigest || crl.pem !== crlFetched || onDisk !== crlPem;
+    const changed = crl.digest !== crlDigest || resigned || onDisk !== crlPem;
     await writeFileAtomic(o.crl!.file, choice.pem, 0o644);
     crlPem = choice.pem;
     // owed at once: what follows (naming it in mosquitto.conf) may fail, and the fetch tried again

@@ -308,7 +308,9 @@ export function addBrokerCommands(program: Command): void {
                 caPem: async () => (clientCaWritten ? await readFile(path.join(dir, CLIENT_CA_FILE), 'utf8').catch(() => clientCa!.pem) : clientCa!.pem),
               }
             : undefined;
-        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, ...(group ? { passwdGroup: group } : {}), writeCompanions, ...(crl ? { crl } : {}), ...(caDir !== undefined ? { refresh } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
+        // a restarted watch: Mosquitto runs on the mosquitto.conf of its last run
+        const companionsOnDisk = async () => (await stat(path.join(dir, 'mosquitto.conf')).catch(() => undefined)) !== undefined;
+        await watchMosquittoPasswd({ api, passwdFile: path.join(dir, 'passwd'), aclFile: path.join(dir, 'acl'), secrets, ...(group ? { passwdGroup: group } : {}), writeCompanions, companionsOnDisk, ...(crl ? { crl } : {}), ...(caDir !== undefined ? { refresh } : {}), ...(opts.reloadCommand !== undefined ? { reloadCommand: opts.reloadCommand } : {}), resyncMs: resyncMinutes * 60_000, logger, signal: ctl.signal });
         logger.info('stopped');
         return;
       }

@@ -85,6 +85,13 @@ export interface MosquittoWatchOptions {
    */
   writeCompanions?: () => Promise<void>;
   /**
+   * Whether the files `writeCompanions` writes are on disk already, from an earlier run of the
+   * watch (Mosquitto runs on them): then the first pass reloads for passwd and acl without
+   * waiting for the CRL's download, as every later pass does, and writes them once the CRL is
+   * in. Without them, the first reload waits for it (asked once, at the first pass).
+   */
+  companionsOnDisk?: () => Promise<boolean>;
+  /**
    * The crlfile to keep (`crl`, certificate logins: deleted devices' certificates,
    * pki/revocation-list.ts), from `fetch` (the server's `GET /api/v1/broker/crl`): read before
    * the companions are written (which name it only if it covers the CAs they write), again after each deletion and
@@ -169,6 +176,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let reloadOwed = false;
   let writes = 0;
   let companionsOwed = o.writeCompanions !== undefined;
+  // `companionsOnDisk`, asked once (at the first reload owed before the companions are written)
+  let companionsOnDisk: boolean | undefined;
   // `refresh` owed by the timer (a full read does it anyway)
   let refreshOwed = false;
   // the crlfile: owed at start, after a deletion and after a full read
@@ -179,8 +188,10 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let crlFetched: string | undefined;
   let crlPem: string | undefined; // the text last written to crl.pem
   let crlWrittenAt = 0;
-  // the last answer (ok or not) of a fetch: the daily check counts from it, so a server that
-  // cannot make a CRL is asked again a day later, not every CRL_SPACING_MS (review of bd0da82)
+  // the last answer (ok or not) of a daily (fresh) fetch: the daily check counts from it, so a
+  // server that cannot make a CRL is asked again a day later, not every CRL_SPACING_MS (review of
+  // bd0da82). Of the daily fetch only: set by every answer, the fetch of each full read (every
+  // resyncMs) put the daily one off for ever (review of 4cede31)
   let crlAnsweredAt = 0;
   let crlFetchedAt = 0;
   let crlSaid: string | undefined;
@@ -294,10 +305,16 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
    * stopping (nothing is written after the stop), and a write that fails.
    */
   const keepCrl = async (fresh: boolean): Promise<boolean> => {
+    // nothing is written once the watch is stopping: checked after each step that waits (the
+    // fetch, reading the files, the order check over two large lists), before each write (review
+    // of 4cede31: a stop during the order check still wrote crl.pem and reloaded)
+    const running = () => {
+      if (stop.signal.aborted) throw new Error('stopping');
+    };
     let crl: CrlOutcome;
     try {
       crl = await fetchCrl(fresh);
-      if (stop.signal.aborted) throw new Error('stopping');
+      running();
     } catch (err) {
       // stopping: the fetch was cut by the stop, not failed; the pass ends here (nothing written, no reload)
       if ((err as UpdraftError).status === 401 || stop.signal.aborted) throw err;
@@ -308,7 +325,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     }
     crlRetryAt = 0;
     crlBackoff = 1_000;
-    crlAnsweredAt = now();
+    if (fresh) crlAnsweredAt = now();
     if (!crl.ok) {
       if (crlSaid !== crl.reason) o.logger.warn(`no ${path.basename(o.crl!.file)} can be made; the file stays as it was${crlWrittenAt > 0 ? '' : ' (none: mosquitto.conf names no crlfile, a deleted device\'s certificate gets into Mosquitto)'}`, { reason: crl.reason });
       crlSaid = crl.reason;
@@ -324,6 +341,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // crl.pem and reloaded Mosquitto at every fetch while instances alternated (review of 0675827)
     const resigned = crl.pem !== crlFetched && onDisk !== undefined && notYetValid(onDisk, now()) && !notYetValid(crl.pem, now());
     if (crl.digest === crlDigest && !resigned && onDisk === crlPem && !fresh) {
+      running();
       await o.crl!.onCurrent?.(crl);
       return false;
     }
@@ -339,10 +357,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       crlDigest = crl.digest;
       crlFetched = crl.pem;
       crlPem = onDisk;
+      running();
       await o.crl!.onCurrent?.(crl);
       return false;
     }
     const changed = crl.digest !== crlDigest || resigned || onDisk !== crlPem;
+    running();
     await writeFileAtomic(o.crl!.file, choice.pem, 0o644);
     crlPem = choice.pem;
     // owed at once: what follows (naming it in mosquitto.conf) may fail, and the fetch tried again
@@ -352,6 +372,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     crlFetched = crl.pem;
     crlWrittenAt = now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
+    running();
     await o.crl!.onCurrent?.(crl);
     return true;
   };
@@ -404,7 +425,11 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     const crlNow = crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt;
     // the CAs' reread waits for the CRL task too (both read and write crl.pem and mosquitto.conf)
     const refreshNow = refreshOwed && crlTask === undefined;
-    if (!full && !refreshNow && pending.size === 0 && !reloadOwed && !companionsOwed && !crlNow) {
+    // the companions wait for the CRL task (they name crl.pem only if it covers the CAs), and a
+    // reload owed before them waits too, unless they are on disk from an earlier run
+    const companionsNow = companionsOwed && crlTask === undefined;
+    const reloadNow_ = reloadOwed && (!companionsOwed || companionsOnDisk !== false);
+    if (!full && !refreshNow && pending.size === 0 && !reloadNow_ && !companionsNow && !crlNow) {
       // the CRL task running wakes the loop when it ends
       const crlNext = o.crl === undefined || crlTask !== undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
       await nap(Math.min(lastFull + resyncMs, crlNext) - now(), true);
@@ -483,18 +508,20 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       // before this deletion, which owes one after it.
       if (o.crl !== undefined && crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt) {
         const task = startCrl(crlDue);
-        // the first writing of mosquitto.conf names crl.pem only once it is known
-        if (companionsOwed) await task;
-        else if (reloadOwed) await settlesWithin(task, passStart + CRL_WITH_PASSWD_MS - now());
+        if (reloadOwed || companionsOwed) await settlesWithin(task, passStart + CRL_WITH_PASSWD_MS - now());
         if (stop.signal.aborted) break;
       }
-      if (companionsOwed && written !== undefined) {
-        if (crlTask !== undefined) await crlTask; // a CRL task of an earlier pass (one that failed)
-        if (stop.signal.aborted) break;
+      // the first writing of mosquitto.conf names crl.pem only once it is known: once no CRL task
+      // runs (one that ends wakes the loop). Until the review of 4cede31 the first pass waited for
+      // the whole download, and with it the reload for the deletions made while the watch was down
+      if (companionsOwed && written !== undefined && crlTask === undefined) {
         await o.writeCompanions!();
         companionsOwed = false;
       }
-      if (reloadOwed) await reloadNow();
+      // before the companions are written, a reload only if they are on disk from an earlier run
+      // (Mosquitto runs on them); a first run's waits for them, and for the CRL they name
+      if (reloadOwed && companionsOwed && companionsOnDisk === undefined) companionsOnDisk = (await o.companionsOnDisk?.()) ?? false;
+      if (reloadOwed && (!companionsOwed || companionsOnDisk === true)) await reloadNow();
       backoff = 1_000;
     } catch (err) {
       if (readingFull) needFull = true;
@@ -514,8 +541,11 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   }
   stop.abort();
   o.signal.removeEventListener('abort', abortStop);
-  // the CRL task ends at the stop (its request is cut; nothing is written after the stop)
-  await crlTask;
+  // the CRL task ends at the stop (its request is cut by the caller's signal; nothing is written
+  // after the stop). Not waited for when the watch ends of itself (a refused token): the request
+  // is the caller's to cut, and a list still downloading held the exit until it ended (review of
+  // 4cede31); the error goes up now, and the task writes nothing more
+  if (fatal === undefined) await crlTask;
   // a stop in a pass that wrote passwd, acl or crl.pem but had not reloaded yet (in the wait
   // for a deletion's CRL, or its download): the reload owed runs now, bounded by its own
   // timeout, or Mosquitto keeps admitting a deleted device's password (review of ff871da:

@@ -11,58 +11,22 @@
  * depends on how fast the machine is.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { open, readFile, readdir, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { eventually, startCli } from '../helpers/cli.ts';
+import { enrolWithCertificate, startHoldingProxy } from '../helpers/holding-proxy.ts';
 import { Scratch } from '../helpers/scratch.ts';
-import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
+import { apiJson, startTestServer } from '../helpers/server.ts';
 
-/** A proxy to `target`: while `holding`, an answer to a path under `prefix` stops after its head and 10 bytes, until `release()`. */
-async function startHoldingProxy(target: string, prefix: string) {
-  const to = new URL(target);
-  const waiting: (() => void)[] = [];
-  const state = { holding: false, held: 0 };
-  const server = http.createServer((req, res) => {
-    const hold = state.holding && (req.url ?? '').startsWith(prefix);
-    const up = http.request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      if (!hold) {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-        return;
-      }
-      const chunks: Buffer[] = [];
-      answer.on('data', (c: Buffer) => chunks.push(c));
-      answer.on('end', () => {
-        const body = Buffer.concat(chunks);
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        res.write(body.subarray(0, 10));
-        state.held++;
-        waiting.push(() => res.end(body.subarray(10)));
-      });
-    });
-    up.on('error', () => res.destroy());
-    res.once('close', () => up.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    state,
-    release: () => waiting.splice(0).forEach((go) => go()),
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-async function enrol(ts: TestServer, deviceId: string): Promise<void> {
-  await registerDevice(ts, deviceId);
-  const r = await apiJson(ts, 'POST', `/api/v1/devices/${deviceId}/certificate`);
-  assert.equal(r.status, 201, `certificate of ${deviceId}: ${JSON.stringify(r.body)}`);
+/** Whether process `pid` has `file` open. */
+async function hasOpen(pid: number, file: string): Promise<boolean> {
+  const dir = `/proc/${pid}/fd`;
+  for (const fd of await readdir(dir).catch(() => [] as string[])) {
+    if ((await readlink(path.join(dir, fd)).catch(() => '')) === file) return true;
+  }
+  return false;
 }
 
 describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () => {
@@ -72,7 +36,7 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
   it('passwd is reloaded without the deleted device while its CRL is held; the CRL, once in, takes a reload of its own', async () => {
     const ts = await startTestServer();
     scratch.onRelease(() => ts.close());
-    for (const d of ['b-a', 'b-gone']) await enrol(ts, d);
+    for (const d of ['b-a', 'b-gone']) await enrolWithCertificate(ts, d);
     const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
     scratch.onRelease(() => proxy.close());
     const out = path.join(await scratch.tmp('updraft-crl-bound-'), 'out');
@@ -113,7 +77,7 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
   it('the early passwd reload fails (Mosquitto down) while the CRL is held: the CRL that then comes is still written to crl.pem', async () => {
     const ts = await startTestServer();
     scratch.onRelease(() => ts.close());
-    for (const d of ['b-a', 'b-gone']) await enrol(ts, d);
+    for (const d of ['b-a', 'b-gone']) await enrolWithCertificate(ts, d);
     const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
     scratch.onRelease(() => proxy.close());
     const out = path.join(await scratch.tmp('updraft-crl-rfail-'), 'out');
@@ -156,7 +120,7 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
   it('a second deletion while the first one\'s CRL is held: passwd without it is reloaded at once; a CRL listing both follows', async () => {
     const ts = await startTestServer();
     scratch.onRelease(() => ts.close());
-    for (const d of ['b-a', 'b-one', 'b-two']) await enrol(ts, d);
+    for (const d of ['b-a', 'b-one', 'b-two']) await enrolWithCertificate(ts, d);
     const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
     scratch.onRelease(() => proxy.close());
     const out = path.join(await scratch.tmp('updraft-crl-second-'), 'out');
@@ -196,7 +160,7 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
   it('SIGTERM in a deletion\'s pass after passwd is written, while its CRL is held: the reload owed runs before the watch exits', async () => {
     const ts = await startTestServer();
     scratch.onRelease(() => ts.close());
-    for (const d of ['b-a', 'b-gone']) await enrol(ts, d);
+    for (const d of ['b-a', 'b-gone']) await enrolWithCertificate(ts, d);
     const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
     scratch.onRelease(() => proxy.close());
     const out = path.join(await scratch.tmp('updraft-crl-term-'), 'out');
@@ -217,5 +181,125 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
     assert.equal(code, 0, `the watch exits 0 on SIGTERM: ${after}`);
     assert.ok(reloads.includes('0'), `the broker was reloaded with b-gone out of passwd before the watch exited: reloads ${JSON.stringify(reloads)}; the watch said: ${after}`);
     assert.doesNotMatch(after, /crlfile written/, `the held CRL is not written after the stop: ${after}`);
+  });
+
+  it('a restarted watch (mosquitto.conf on disk from its last run): a deletion during its first CRL download is reloaded out of passwd while the list is held', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['b-a', 'b-gone']) await enrolWithCertificate(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-crl-restart-'), 'out');
+    const log = path.join(path.dirname(out), 'reloads.log');
+    const reload = `echo "$(grep -c '^b-gone:' passwd)" >> ${log}`;
+    const ca = ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir];
+    const args = ['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', reload, '--request-timeout-seconds', '120', '--server', proxy.url, '--token', ts.token];
+    // a first run: mosquitto.conf written, Mosquitto (the reload command) running on it
+    const first = startCli(args);
+    scratch.onRelease(() => first.kill('SIGKILL'));
+    await first.waitFor(/broker reloaded/);
+    assert.equal(await first.kill('SIGTERM'), 0, 'the first run stops');
+
+    // the watch restarted (an upgrade) while the CRL is slow to come
+    proxy.state.holding = true;
+    const watch = startCli(args);
+    scratch.onRelease(() => watch.kill('SIGKILL'));
+    await watch.waitFor(/password file written/);
+    await eventually(async () => (proxy.state.held >= 1 ? true : undefined), 30_000, 'the first CRL answer held');
+    const r = await apiJson(ts, 'DELETE', '/api/v1/devices/b-gone');
+    assert.ok(r.status === 200 || r.status === 204, `delete b-gone: ${r.status}`);
+    try {
+      await eventually(async () => ((await readFile(log, 'utf8')).trim().split('\n').includes('0') ? true : undefined), 30_000, 'a reload with b-gone out of passwd while the first CRL is held');
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; reloads ${JSON.stringify((await readFile(log, 'utf8')).trim().split('\n'))}; the watch said: ${watch.output()}`);
+    }
+    assert.equal(proxy.state.held, 1, 'the first CRL answer is still held');
+    proxy.state.holding = false;
+    proxy.release();
+    await watch.waitFor(/wrote mosquitto.conf/);
+    await watch.kill('SIGTERM');
+  });
+
+  it('a refused token (401) met by a pass while a CRL downloads ends the watch at once, not when the download ends', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['b-a', 'b-one', 'b-two']) await enrolWithCertificate(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl', '/api/v1/broker/credentials');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-crl-401-'), 'out');
+    const log = path.join(path.dirname(out), 'reloads.log');
+    const reload = `echo "$(grep -c '^b-one:' passwd)" >> ${log}`;
+    const ca = ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir];
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', reload, '--request-timeout-seconds', '120', '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGKILL'));
+    await watch.waitFor(/broker reloaded/);
+    const said = watch.output().length;
+
+    // b-one's CRL held: the task downloads it beside the passes
+    proxy.state.holding = true;
+    const one = await apiJson(ts, 'DELETE', '/api/v1/devices/b-one');
+    assert.ok(one.status === 200 || one.status === 204, `delete b-one: ${one.status}`);
+    await eventually(async () => ((await readFile(log, 'utf8')).trim().split('\n').includes('0') ? true : undefined), 30_000, `a reload with b-one out of passwd: ${watch.output().slice(said)}`);
+    assert.equal(proxy.state.held, 1, 'b-one\'s CRL answer is held');
+
+    // the token is refused from now on; b-two's pass meets it
+    proxy.state.refusing = true;
+    const two = await apiJson(ts, 'DELETE', '/api/v1/devices/b-two');
+    assert.ok(two.status === 200 || two.status === 204, `delete b-two: ${two.status}`);
+    await eventually(async () => (proxy.state.refused > 0 ? true : undefined), 30_000, 'b-two\'s pass asked and was refused');
+    // a hang guard well under the 120 s idle limit that would cut the held answer at last
+    const code = await Promise.race([
+      new Promise<number | null>((resolve) => {
+        if (watch.child.exitCode !== null) resolve(watch.child.exitCode);
+        else watch.child.once('close', (c) => resolve(c));
+      }),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still running after 60 s'), 60_000).unref()),
+    ]);
+    assert.equal(code, 2, `exit 2 for the refused token while the CRL answer is held (until the review of 4cede31 the watch waited for the download): ${watch.output().slice(said)}`);
+    assert.match(watch.output().slice(said), /refused the operator token/, 'the refusal said');
+    proxy.release();
+  });
+
+  it('SIGTERM after the CRL came, before it is written: nothing is written after the stop', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['b-a', 'b-gone']) await enrolWithCertificate(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-crl-stop-'), 'out');
+    const log = path.join(path.dirname(out), 'reloads.log');
+    // the reload reads passwd only (crl.pem is a FIFO below)
+    const reload = `echo "$(grep -c '^b-gone:' passwd)" >> ${log}`;
+    const ca = ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir];
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', reload, '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGKILL'));
+    await watch.waitFor(/broker reloaded/);
+    const crlFile = path.join(out, 'crl.pem');
+    const crlBefore = await readFile(crlFile, 'utf8');
+
+    // crl.pem made a FIFO the test holds open: the CRL task's read of the file on disk (after
+    // its fetch, before its write) waits for the test, whatever the machine's speed
+    await rm(crlFile);
+    execFileSync('mkfifo', ['-m', '0644', crlFile]);
+    const fifo = await open(crlFile, 'r+'); // O_RDWR: does not wait for a reader
+    scratch.onRelease(() => fifo.close().catch(() => undefined));
+
+    const r = await apiJson(ts, 'DELETE', '/api/v1/devices/b-gone');
+    assert.ok(r.status === 200 || r.status === 204, `delete b-gone: ${r.status}`);
+    const crlReal = await realpath(crlFile);
+    await eventually(async () => ((await hasOpen(watch.child.pid!, crlReal)) ? true : undefined), 30_000, `the CRL task reading crl.pem: ${watch.output()}`);
+    await eventually(async () => ((await readFile(log, 'utf8')).trim().split('\n').includes('0') ? true : undefined), 30_000, 'a reload with b-gone out of passwd (at the 2 s bound)');
+
+    const said = watch.output().length;
+    const exited = new Promise<number | null>((resolve) => watch.child.once('close', (c) => resolve(c)));
+    watch.child.kill('SIGTERM');
+    await eventually(async () => (proxy.state.streamClosed ? true : undefined), 30_000, 'the watch took in the stop (its event stream closed)');
+    // the read lets go: the file as it was
+    await fifo.write(crlBefore);
+    await fifo.close();
+    const code = await exited;
+    const afterStop = watch.output().slice(said);
+    assert.equal(code, 0, `exit 0: ${afterStop}`);
+    assert.doesNotMatch(afterStop, /crlfile written|wrote mosquitto|names crl/, `nothing written after SIGTERM; the watch said after it: ${afterStop}`);
   });
 });

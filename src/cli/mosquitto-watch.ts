@@ -202,6 +202,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let crlBackoff = 1_000;
   // the CRL's fetch and write running beside the passes (never rejects; pokes the loop when done)
   let crlTask: Promise<void> | undefined;
+  // a CRL task has ended (the first mosquitto.conf waits for one, not for every one after it)
+  let crlTried = false;
   let fatal: Error | undefined;
   // ends the stream and every wait: aborted by the caller, or a refused token
   const stop = new AbortController();
@@ -340,6 +342,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // ahead, the clock set right since): counting every new signature as a change rewrote
     // crl.pem and reloaded Mosquitto at every fetch while instances alternated (review of 0675827)
     const resigned = crl.pem !== crlFetched && onDisk !== undefined && notYetValid(onDisk, now()) && !notYetValid(crl.pem, now());
+    // the daily rewrite counts from the first list held, written or found on disk as it is (a
+    // restarted watch whose crl.pem was current never set it, and never rewrote: review of 6ea8f0b)
+    if (onDisk !== undefined) crlWrittenAt ||= now();
     if (crl.digest === crlDigest && !resigned && onDisk === crlPem && !fresh) {
       running();
       await o.crl!.onCurrent?.(crl);
@@ -398,6 +403,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         crlOwed = true;
       } finally {
         crlTask = undefined;
+        crlTried = true;
         poke();
       }
     })();
@@ -506,6 +512,13 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       // writes it when it comes and wakes the loop for a reload of its own. A CRL task already
       // running (an earlier deletion's list still coming) is not waited for: its fetch started
       // before this deletion, which owes one after it.
+      // the first mosquitto.conf once a CRL task has ended, before the next starts: on a first run
+      // whose CRLs each took over the 2 s bound, with a deletion during each, every pass started
+      // the next one first, and neither mosquitto.conf nor any reload came (review of 6ea8f0b)
+      if (companionsOwed && written !== undefined && crlTask === undefined && crlTried) {
+        await o.writeCompanions!();
+        companionsOwed = false;
+      }
       if (o.crl !== undefined && crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt) {
         const task = startCrl(crlDue);
         if (reloadOwed || companionsOwed) await settlesWithin(task, passStart + CRL_WITH_PASSWD_MS - now());

@@ -302,4 +302,36 @@ describe('--watch: a deletion\'s passwd reload and a CRL still downloading', () 
     assert.equal(code, 0, `exit 0: ${afterStop}`);
     assert.doesNotMatch(afterStop, /crlfile written|wrote mosquitto|names crl/, `nothing written after SIGTERM; the watch said after it: ${afterStop}`);
   });
+
+  it('a first run (no mosquitto.conf yet) whose CRLs each come late, a deletion during each: mosquitto.conf and a reload follow the first CRL, not every CRL after it', async () => {
+    const ts = await startTestServer();
+    scratch.onRelease(() => ts.close());
+    for (const d of ['s-a', 's-1', 's-2']) await enrolWithCertificate(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    scratch.onRelease(() => proxy.close());
+    const out = path.join(await scratch.tmp('updraft-crl-firstrun-'), 'out');
+    const log = path.join(path.dirname(out), 'reloads.log');
+    const reload = `echo "$(grep -c '^s-1:' passwd)" >> ${log}`;
+    const ca = ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir];
+    proxy.state.holding = true; // every CRL answer held until released
+    const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, ...ca, '--reload-command', reload, '--request-timeout-seconds', '120', '--server', proxy.url, '--token', ts.token]);
+    scratch.onRelease(() => watch.kill('SIGKILL'));
+    await watch.waitFor(/password file written/);
+    await eventually(async () => (proxy.state.held >= 1 ? true : undefined), 30_000, 'the first CRL answer held');
+    const r = await apiJson(ts, 'DELETE', '/api/v1/devices/s-1');
+    assert.ok(r.status === 200 || r.status === 204, `delete s-1: ${r.status}`);
+    await eventually(async () => (!(await readFile(path.join(out, 'passwd'), 'utf8')).includes('s-1:') ? true : undefined), 30_000, 'passwd without s-1');
+    proxy.release(); // the first CRL comes in; the one s-1's deletion owes is asked for next, and held
+    await eventually(async () => (proxy.state.held >= 2 ? true : undefined), 30_000, 'the CRL s-1 owes asked for, and held');
+    try {
+      await eventually(async () => ((await readFile(log, 'utf8').catch(() => '')).trim().split('\n').includes('0') ? true : undefined), 30_000, 'a reload with s-1 out of passwd while the second CRL is held');
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; the watch said: ${watch.output()}`);
+    }
+    assert.match(watch.output(), /wrote mosquitto.conf/, 'mosquitto.conf written once the first CRL came');
+    assert.equal(proxy.state.held, 2, 'the second CRL answer is still held');
+    proxy.state.holding = false;
+    proxy.release();
+    await watch.kill('SIGTERM');
+  });
 });

@@ -411,6 +411,15 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     return task;
   };
 
+  /** Writes the companions once passwd is and a CRL task has ended (none runs now): they name crl.pem only if it covers the CAs. */
+  const companionsIfReady = async () => {
+    if (!companionsOwed || written === undefined || crlTask !== undefined || (o.crl !== undefined && !crlTried)) return;
+    await o.writeCompanions!();
+    companionsOwed = false;
+  };
+  /** A reload owed and allowed: before the companions are written, only if they are on disk from an earlier run (`onDisk`). */
+  const reloadDue = (onDisk: boolean) => reloadOwed && (!companionsOwed || onDisk);
+
   // the CAs reread every resyncMs even while full reads fail (a rollover is made with the
   // server stopped): the timer marks it owed and wakes the loop, one pass at a time
   const refreshTimer = o.refresh === undefined ? undefined : setInterval(() => {
@@ -434,8 +443,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // the companions wait for the CRL task (they name crl.pem only if it covers the CAs), and a
     // reload owed before them waits too, unless they are on disk from an earlier run
     const companionsNow = companionsOwed && crlTask === undefined;
-    const reloadNow_ = reloadOwed && (!companionsOwed || companionsOnDisk !== false);
-    if (!full && !refreshNow && pending.size === 0 && !reloadNow_ && !companionsNow && !crlNow) {
+    if (!full && !refreshNow && pending.size === 0 && !reloadDue(companionsOnDisk !== false) && !companionsNow && !crlNow) {
       // the CRL task running wakes the loop when it ends
       const crlNext = o.crl === undefined || crlTask !== undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
       await nap(Math.min(lastFull + resyncMs, crlNext) - now(), true);
@@ -515,10 +523,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       // the first mosquitto.conf once a CRL task has ended, before the next starts: on a first run
       // whose CRLs each took over the 2 s bound, with a deletion during each, every pass started
       // the next one first, and neither mosquitto.conf nor any reload came (review of 6ea8f0b)
-      if (companionsOwed && written !== undefined && crlTask === undefined && crlTried) {
-        await o.writeCompanions!();
-        companionsOwed = false;
-      }
+      await companionsIfReady();
       if (o.crl !== undefined && crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt) {
         const task = startCrl(crlDue);
         if (reloadOwed || companionsOwed) await settlesWithin(task, passStart + CRL_WITH_PASSWD_MS - now());
@@ -527,14 +532,11 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       // the first writing of mosquitto.conf names crl.pem only once it is known: once no CRL task
       // runs (one that ends wakes the loop). Until the review of 4cede31 the first pass waited for
       // the whole download, and with it the reload for the deletions made while the watch was down
-      if (companionsOwed && written !== undefined && crlTask === undefined) {
-        await o.writeCompanions!();
-        companionsOwed = false;
-      }
+      await companionsIfReady();
       // before the companions are written, a reload only if they are on disk from an earlier run
       // (Mosquitto runs on them); a first run's waits for them, and for the CRL they name
       if (reloadOwed && companionsOwed && companionsOnDisk === undefined) companionsOnDisk = (await o.companionsOnDisk?.()) ?? false;
-      if (reloadOwed && (!companionsOwed || companionsOnDisk === true)) await reloadNow();
+      if (reloadDue(companionsOnDisk === true)) await reloadNow();
       backoff = 1_000;
     } catch (err) {
       if (readingFull) needFull = true;

@@ -4,14 +4,20 @@
  * returned as before.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
 import { runCli, runNode } from '../helpers/cli.ts';
+import { Scratch } from '../helpers/scratch.ts';
 
 describe('test helper: runCli and runNode give up on a run that hangs', () => {
+  const scratch = new Scratch();
+  after(() => scratch.release());
+
   it('a run past its timeout is killed and rejects with the command and its output so far', async () => {
     const script = "process.stdout.write('started\\n'); setInterval(() => {}, 1000);";
     await assert.rejects(runNode(['-e', script], { timeoutMs: 1_000 }), (err: Error) => {
-      assert.match(err.message, /^node -e .*setInterval.* did not end within 1000 ms \(killed\); stdout: started\n; stderr: $/, err.message);
+      assert.match(err.message, /^node -e .*setInterval.* did not end within 1000 ms \(killed\); stdout: started\n; stderr: ; threads: \d+\/node [RS] /, err.message);
       return true;
     });
   });
@@ -61,5 +67,41 @@ describe('test helper: runCli and runNode give up on a run that hangs', () => {
     const failed = await runCli(['--no-such-option'], { timeoutMs: 60_000 });
     assert.notEqual(failed.code, 0, 'a failing command still resolves with its code');
     assert.match(failed.stderr, /unknown option '--no-such-option'/);
+  });
+
+  // a child parked for ever on a futex before any output, as Node 20's main thread waiting for
+  // its module loader thread's answer: Atomics.wait on a buffer no one notifies
+  const parkOnce = (runs: string) =>
+    `const fs = require('node:fs'); fs.appendFileSync(${JSON.stringify(runs)}, 'run\\n'); ` +
+    `if (fs.readFileSync(${JSON.stringify(runs)}, 'utf8') === 'run\\n') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); ` +
+    `process.stdout.write('ran\\n');`;
+
+  it('a silent run parked on a futex (a start hang in the module loader) is killed and run once more', { timeout: 60_000 }, async () => {
+    const runs = path.join(await scratch.tmp('cli-helper-'), 'runs');
+    const r = await runNode(['-e', parkOnce(runs)], { timeoutMs: 30_000, startHangMs: 2_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'ran\n', 'the second run ended with its output');
+    assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n', 'run twice: the parked first run was killed');
+  });
+
+  it('a second start hang is not run again: it fails at the timeout', { timeout: 60_000 }, async () => {
+    const script = "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);";
+    await assert.rejects(runNode(['-e', script], { timeoutMs: 6_000, startHangMs: 2_000 }), (err: Error) => {
+      assert.match(err.message, /did not end within 6000 ms \(killed\); stdout: ; stderr: ; threads: \d+\/node S futex/, err.message);
+      return true;
+    });
+  });
+
+  it('a silent run waiting in its event loop, or one that printed first, is not taken for a start hang', { timeout: 60_000 }, async () => {
+    const dir = await scratch.tmp('cli-helper-');
+    const idle = path.join(dir, 'idle');
+    const script = `require('node:fs').appendFileSync(${JSON.stringify(idle)}, 'run\\n'); setTimeout(() => {}, 4_000);`;
+    const r = await runNode(['-e', script], { timeoutMs: 30_000, startHangMs: 1_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(idle, 'utf8'), 'run\n', 'a silent run idle in epoll past the start-hang time ran once');
+    const printed = path.join(dir, 'printed');
+    const parkAfterOutput = `require('node:fs').appendFileSync(${JSON.stringify(printed)}, 'run\\n'); process.stdout.write('hello\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);`;
+    await assert.rejects(runNode(['-e', parkAfterOutput], { timeoutMs: 5_000, startHangMs: 1_000 }), /did not end within 5000 ms \(killed\); stdout: hello\n/);
+    assert.equal(readFileSync(printed, 'utf8'), 'run\n', 'a run that had printed is never run again');
   });
 });

@@ -1,5 +1,6 @@
 /** Runs the real `updraft` command (bin/updraft.js) as a child process. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,6 +21,8 @@ export interface RunOptions {
   cwd?: string;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** How long a silent child parked on a futex may wait before it counts as a start hang (default 60 s; the helper's own test shortens it). */
+  startHangMs?: number;
 }
 
 /** Runs `updraft ...args` to completion. */
@@ -28,12 +31,35 @@ export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult
 }
 
 /**
- * Runs `node ...argv` (this Node) to completion. A run that has not ended within
- * `opts.timeoutMs` is killed (SIGKILL) and the promise rejects with its output so far: a
- * command that hung held the whole test file until the runner's own limit, saying nothing of
- * which command it was (review, 2026-12-06).
+ * How long a child may stay silent, its main thread parked on a futex and using no CPU, before
+ * it counts as hung in Node's module loader (see `runNode`), and the span of the samples.
  */
-export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResult> {
+const START_HANG_MS = 60_000;
+const START_HANG_SAMPLE_MS = 10_000;
+
+/**
+ * Runs `node ...argv` (this Node) to completion. A run that has not ended within
+ * `opts.timeoutMs` is killed (SIGKILL) and the promise rejects with its output so far and the
+ * state of each of its threads (from /proc): a command that hung held the whole test file until
+ * the runner's own limit, saying nothing of which command it was (review, 2026-12-06).
+ *
+ * One hang is not ours and is run again, once: `bin/updraft.js` loads the TypeScript sources
+ * through tsx's `register()`, whose hooks run on Node's loader thread, and a short-lived Node 20
+ * child now and then never gets past loading (the main thread waits on a futex for the loader
+ * thread's answer for ever; cf. DataDog/dd-trace-js#9422, which kills such children). It was
+ * seen once in about 4,000 runs: a command that only parses its flags printed nothing for 300 s
+ * (CI, 2026-12-06). A child that has printed nothing, and whose main thread has sat in a futex
+ * wait using no CPU for `START_HANG_MS` (an event loop waits in epoll, not on a futex; a busy
+ * command uses CPU), is killed, its threads' state written to stderr, and the command run once
+ * more. Any other hang, or a second one, fails the test as before.
+ */
+export async function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResult> {
+  const first = await runNodeOnce(argv, opts, true);
+  if (first !== 'start-hang') return first;
+  return (await runNodeOnce(argv, opts, false)) as CliResult;
+}
+
+function runNodeOnce(argv: string[], opts: RunOptions, watchStart: boolean): Promise<CliResult | 'start-hang'> {
   const timeoutMs = opts.timeoutMs ?? RUN_TIMEOUT_MS;
   const shown = argv[0] === BIN ? `updraft ${argv.slice(1).join(' ')}` : `node ${argv.join(' ')}`;
   return new Promise((resolve, reject) => {
@@ -42,9 +68,11 @@ export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResul
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    const fail = () => reject(new Error(`${shown.slice(0, 300)} did not end within ${timeoutMs} ms (killed); stdout: ${stdout.slice(-2000)}; stderr: ${stderr.slice(-2000)}`));
-    const timer = setTimeout(() => {
-      timedOut = true;
+    let startHang = false;
+    let threads = '';
+    const fail = () =>
+      reject(new Error(`${shown.slice(0, 300)} did not end within ${timeoutMs} ms (killed); stdout: ${stdout.slice(-2000)}; stderr: ${stderr.slice(-2000)}; threads: ${threads}`));
+    const killGroup = () => {
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
@@ -54,13 +82,40 @@ export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResul
       // started, a reload command's shell) would hold them on, and the guard with them
       child.stdout.destroy();
       child.stderr.destroy();
+    };
+    const ended = () => child.exitCode !== null || child.signalCode !== null;
+    const timer = setTimeout(() => {
+      clearTimeout(startTimer);
+      timedOut = true;
+      threads = threadStates(child.pid!);
+      killGroup();
       // a child that had exited by itself already, its grandchild holding the pipes: no 'exit' comes any more
-      if (child.exitCode !== null || child.signalCode !== null) fail();
+      if (ended()) fail();
     }, timeoutMs);
+    // the start-hang watch: from START_HANG_MS - span, a sample each second over the span
+    let parkedSince: { cpu: number; at: number } | undefined;
+    const sample = () => {
+      if (ended() || stdout !== '' || stderr !== '') return;
+      const main = parkedMain(child.pid!);
+      if (main === undefined || (parkedSince !== undefined && main.cpu !== parkedSince.cpu)) parkedSince = undefined;
+      else parkedSince ??= { cpu: main.cpu, at: Date.now() };
+      if (parkedSince !== undefined && Date.now() - parkedSince.at >= span) {
+        clearTimeout(timer);
+        startHang = true;
+        process.stderr.write(`# ${shown.slice(0, 200)}: no output, main thread parked on a futex with no CPU for ${startHangMs} ms (Node's module loader); killed and run once more. threads: ${threadStates(child.pid!)}\n`);
+        killGroup();
+        return;
+      }
+      startTimer = setTimeout(sample, Math.min(1000, span / 4));
+    };
+    const startHangMs = opts.startHangMs ?? START_HANG_MS;
+    const span = Math.min(START_HANG_SAMPLE_MS, startHangMs / 2);
+    let startTimer = watchStart && startHangMs < timeoutMs ? setTimeout(sample, startHangMs - span) : undefined;
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', (err) => {
       clearTimeout(timer);
+      clearTimeout(startTimer);
       reject(err);
     });
     child.on('exit', () => {
@@ -68,9 +123,41 @@ export function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResul
     });
     child.on('close', (code) => {
       clearTimeout(timer);
-      if (!timedOut) resolve({ code, stdout, stderr });
+      clearTimeout(startTimer);
+      if (startHang) resolve('start-hang');
+      else if (!timedOut) resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The main thread of `pid` when it waits on a futex: its CPU ticks so far (utime + stime). */
+function parkedMain(pid: number): { cpu: number } | undefined {
+  try {
+    const wchan = readFileSync(`/proc/${pid}/task/${pid}/wchan`, 'utf8');
+    if (!wchan.startsWith('futex')) return undefined;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 (state) on
+    return { cpu: Number(f[11]) + Number(f[12]) };
+  } catch {
+    return undefined; // gone, or no /proc (not Linux): no start-hang watch
+  }
+}
+
+/** Each thread of `pid`: name, state, kernel wait channel, CPU ticks (for a hang's report). */
+function threadStates(pid: number): string {
+  try {
+    return readdirSync(`/proc/${pid}/task`)
+      .map((tid) => {
+        const dir = `/proc/${pid}/task/${tid}`;
+        const stat = readFileSync(`${dir}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const comm = readFileSync(`${dir}/comm`, 'utf8').trim();
+        return `${tid}/${comm} ${f[0]} ${readFileSync(`${dir}/wchan`, 'utf8') || '-'} cpu=${Number(f[11]) + Number(f[12])}`;
+      })
+      .join(', ');
+  } catch (err) {
+    return `(unavailable: ${(err as Error).message})`;
+  }
 }
 
 /** A long-running `updraft` process (server, agent) and its output so far. */

@@ -47,7 +47,7 @@ const START_HANG_SAMPLE_MS = 10_000;
  * through tsx's `register()`, whose hooks run on Node's loader thread, and a short-lived Node 20
  * child now and then never gets past loading (the main thread waits on a futex for the loader
  * thread's answer for ever; cf. DataDog/dd-trace-js#9422, which kills such children). It was
- * seen once in about 4,000 runs: a command that only parses its flags printed nothing for 300 s
+ * seen once across the CI runs so far: a command that only parses its flags printed nothing for 300 s
  * (CI, 2026-12-06). A child that has printed nothing, and whose main thread has sat in a futex
  * wait using no CPU for `START_HANG_MS` (an event loop waits in epoll, not on a futex; a busy
  * command uses CPU), is killed, its threads' state written to stderr, and the command run once

@@ -7,123 +7,16 @@
  * that keeps coming, slower than the timeout in all, is not cut (the body's limit is an idle
  * one, with a floor on its rate far below it). SIGTERM while a request is held ends the watch
  * at once, writing and reloading nothing after it (review of 090236f). A real server and a
- * real watch process; a small proxy in this file does the stalling.
+ * real watch process; the shared holding proxy (test/helpers/holding-proxy.ts) does the stalling.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+import { enrolWithCertificate, startHoldingProxy, type HoldingProxy } from '../helpers/holding-proxy.ts';
 import { Scratch } from '../helpers/scratch.ts';
-import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
-
-/**
- * What the proxy does with requests whose path starts with its prefix: carries them through
- * (`pass`), keeps them without an answer (`hang`), sends the answer's head and a few bytes of
- * its body and then nothing (`stall-body`), or sends the whole answer in four pieces `gapMs`
- * apart (`trickle`), padded with JSON's blanks to 64 KiB a piece at least (well above the
- * floor on the body's rate, 8 KiB/s, request-deadline.ts). Every other request (the event stream included) is carried through.
- */
-type Mode = 'pass' | 'hang' | 'stall-body' | 'trickle';
-
-interface StallingProxy {
-  readonly url: string;
-  mode: Mode;
-  gapMs: number;
-  /** Requests to the prefix not carried through in full (hung, or stalled in the body). */
-  readonly stalled: number;
-  /** Requests to the prefix sent in pieces to the end. */
-  readonly trickled: number;
-  close(): Promise<void>;
-}
-
-async function startStallingProxy(target: string, prefix: string): Promise<StallingProxy> {
-  const to = new URL(target);
-  let stalled = 0;
-  let trickled = 0;
-  // a setting read at each request: the test changes `mode` (and `gapMs`) as it goes
-  const settings = { mode: 'pass' as Mode, gapMs: 0 };
-  const server = http.createServer((req, res) => {
-    const mode = (req.url ?? '').startsWith(prefix) ? settings.mode : 'pass';
-    if (mode === 'hang') {
-      stalled++;
-      return; // the connection stays open, and no answer comes
-    }
-    const up = http.request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      if (mode === 'pass') {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-        return;
-      }
-      const chunks: Buffer[] = [];
-      answer.on('data', (c: Buffer) => chunks.push(c));
-      answer.on('end', () => {
-        let body = Buffer.concat(chunks);
-        if (mode === 'trickle') {
-          body = Buffer.concat([body, Buffer.alloc(Math.max(0, 4 * 64 * 1024 - body.length), ' ')]);
-          answer.headers['content-length'] = String(body.length);
-        }
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        if (mode === 'stall-body') {
-          stalled++;
-          res.write(body.subarray(0, Math.min(10, body.length - 1))); // and nothing more
-          return;
-        }
-        const step = Math.ceil(body.length / 4);
-        const send = (at: number) => {
-          if (res.destroyed) return;
-          if (at + step >= body.length) {
-            trickled++;
-            res.end(body.subarray(at));
-            return;
-          }
-          res.write(body.subarray(at, at + step));
-          setTimeout(() => send(at + step), settings.gapMs);
-        };
-        send(0);
-      });
-    });
-    up.on('error', () => res.destroy());
-    res.once('close', () => up.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    get mode() {
-      return settings.mode;
-    },
-    set mode(m: Mode) {
-      settings.mode = m;
-    },
-    get gapMs() {
-      return settings.gapMs;
-    },
-    set gapMs(ms: number) {
-      settings.gapMs = ms;
-    },
-    get stalled() {
-      return stalled;
-    },
-    get trickled() {
-      return trickled;
-    },
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** Registers `deviceId` and has the server issue it a certificate (a deletion then revokes it in the CRL). */
-async function enrol(ts: TestServer, deviceId: string): Promise<void> {
-  await registerDevice(ts, deviceId);
-  const r = await apiJson(ts, 'POST', `/api/v1/devices/${deviceId}/certificate`);
-  assert.equal(r.status, 201, `certificate of ${deviceId}: ${JSON.stringify(r.body)}`);
-}
+import { apiJson, startTestServer, type TestServer } from '../helpers/server.ts';
 
 async function remove(ts: TestServer, deviceId: string): Promise<void> {
   const r = await apiJson(ts, 'DELETE', `/api/v1/devices/${deviceId}`);
@@ -154,11 +47,11 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
   after(() => scratch.release());
 
   /** A watch of a fresh server through a proxy stalling requests to `prefix`, its first pass done. */
-  async function setup(prefix: string, devices: string[], updraftCa: boolean): Promise<{ ts: TestServer; proxy: StallingProxy; watch: CliProcess; out: string }> {
+  async function setup(prefix: string, devices: string[], updraftCa: boolean): Promise<{ ts: TestServer; proxy: HoldingProxy; watch: CliProcess; out: string }> {
     const ts = await startTestServer();
     scratch.onRelease(() => ts.close());
-    for (const d of devices) await enrol(ts, d);
-    const proxy = await startStallingProxy(ts.httpUrl, prefix);
+    for (const d of devices) await enrolWithCertificate(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, prefix);
     scratch.onRelease(() => proxy.close());
     const out = path.join(await scratch.tmp('updraft-watch-timeout-'), 'out');
     const ca = updraftCa ? ['--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir] : [];
@@ -173,16 +66,16 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     const passwd = () => readFile(path.join(out, 'passwd'), 'utf8');
     assert.match(await passwd(), /^t-b:/m, 't-b admitted before its deletion');
     const said = watch.output().length;
-    proxy.mode = 'hang';
+    proxy.state.hanging = true;
     await remove(ts, 't-b');
     // the event's read of t-b hangs: given up after the timeout, said in one line
     const [line] = await saidAfter(watch, said, /^.*WARN.*could not bring the password file up to date.*$/m, 'the WARN of the held read');
     assert.match(line, /GET \/api\/v1\/broker\/credentials: no answer from http:\/\/127\.0\.0\.1:\d+ within the request timeout of 2 s/, `the WARN line names the path and the timeout: ${line}`);
     assert.doesNotMatch(line, /ids=|t-b/, `the path without its query: ${line}`);
-    assert.ok(proxy.stalled >= 1, 'the read was held by the proxy');
+    assert.ok(proxy.state.hung >= 1, 'the read was held by the proxy');
     assert.match(await passwd(), /^t-b:/m, 'passwd as it was while the read cannot be made');
     // the stall lifted: the pass tried again (its backoff) reads t-b gone
-    proxy.mode = 'pass';
+    proxy.state.hanging = false;
     await until(watch, said, 't-b out of passwd once the server answers', async () => (!/^t-b:/m.test(await passwd()) ? true : undefined));
     assert.match(await passwd(), /^t-a:/m, 't-a still admitted');
     assert.ok(!watch.output().includes(ts.token), 'the token is in no line of the log');
@@ -194,15 +87,15 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     const crl = () => readFile(path.join(out, 'crl.pem'), 'utf8');
     const before = await crl();
     const said = watch.output().length;
-    proxy.mode = 'stall-body';
+    proxy.state.holding = true; // and never released: the answer stops in the middle
     await remove(ts, 'c-b');
     const [line] = await saidAfter(watch, said, /^.*WARN.*could not fetch the CRL.*$/m, 'the WARN of the stalled CRL');
     assert.match(line, /GET \/api\/v1\/broker\/crl: the answer from http:\/\/127\.0\.0\.1:\d+ stopped coming for the request timeout of 2 s/, `the WARN line names the path and the timeout: ${line}`);
-    assert.ok(proxy.stalled >= 1, "the CRL's answer was stalled by the proxy");
+    assert.ok(proxy.state.held >= 1, "the CRL's answer was stalled by the proxy");
     assert.equal(await crl(), before, 'crl.pem as it was while the CRL cannot be read');
     // the passwd side of the deletion did not wait for the CRL
     assert.doesNotMatch(await readFile(path.join(out, 'passwd'), 'utf8'), /^c-b:/m, 'c-b out of passwd');
-    proxy.mode = 'pass';
+    proxy.state.holding = false;
     await until(watch, said, 'crl.pem written with c-b revoked once the server answers', async () => (/crlfile written [^\n]*revoked=1 /.test(watch.output().slice(said)) ? true : undefined));
     assert.notEqual(await crl(), before, 'crl.pem rewritten');
     assert.ok(!watch.output().includes(ts.token), 'the token is in no line of the log');
@@ -212,12 +105,13 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
   it('a CRL answer that keeps coming, longer in all than the timeout, is read to the end (an idle limit and a floor on the rate far below it, no total one)', async () => {
     const { ts, proxy, watch, out } = await setup('/api/v1/broker/crl', ['s-a', 's-b'], true);
     const said = watch.output().length;
-    // four pieces, 0.6 of the timeout apart: 1.8 times the timeout from the first to the last
-    proxy.gapMs = TIMEOUT_S * 600;
-    proxy.mode = 'trickle';
+    // four pieces of 64 KiB at least (well above the floor on the body's rate, 8 KiB/s,
+    // request-deadline.ts), 0.6 of the timeout apart: 1.8 times the timeout from the first to the last
+    proxy.state.gapMs = TIMEOUT_S * 600;
+    proxy.state.trickling = true;
     await remove(ts, 's-b');
     await until(watch, said, 'crl.pem written from the slow answer', async () => (/crlfile written [^\n]*revoked=1 /.test(watch.output().slice(said)) ? true : undefined));
-    assert.ok(proxy.trickled >= 1, 'the CRL came in pieces');
+    assert.ok(proxy.state.trickled >= 1, 'the CRL came in pieces');
     assert.doesNotMatch(watch.output().slice(said), /could not fetch the CRL|request timeout/, `the slow answer was not cut: ${watch.output().slice(said)}`);
     assert.match(await readFile(path.join(out, 'crl.pem'), 'utf8'), /-----BEGIN X509 CRL-----/, 'crl.pem holds a CRL');
     assert.equal(await watch.kill('SIGTERM'), 0, `the watch stops on SIGTERM with exit code 0: ${watch.output().slice(said)}`);
@@ -228,8 +122,8 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     const LIMIT_S = 120;
     const ts = await startTestServer();
     scratch.onRelease(() => ts.close());
-    for (const d of ['k-a', 'k-b']) await enrol(ts, d);
-    const proxy = await startStallingProxy(ts.httpUrl, '/api/v1/broker/crl');
+    for (const d of ['k-a', 'k-b']) await enrolWithCertificate(ts, d);
+    const proxy = await startHoldingProxy(ts.httpUrl, '/api/v1/broker/crl');
     scratch.onRelease(() => proxy.close());
     const out = path.join(await scratch.tmp('updraft-watch-sigterm-'), 'out');
     const watch = startCli(['broker', 'mosquitto-config', '--watch', '--out', out, '--tls-cert', '/nonexistent/server.crt', '--tls-key', '/nonexistent/server.key', '--updraft-ca', '--data-dir', ts.dataDir, '--reload-command', 'true', '--request-timeout-seconds', String(LIMIT_S), '--server', proxy.url, '--token', ts.token]);
@@ -237,10 +131,10 @@ describe('mosquitto-config --watch --request-timeout-seconds: a request of a pas
     await watch.waitFor(/broker reloaded/);
     const ready = watch.output().length;
     const files = async () => Object.fromEntries(await Promise.all(['passwd', 'acl', 'mosquitto.conf', 'crl.pem', 'client-ca.crt'].map(async (f) => [f, await readFile(path.join(out, f), 'utf8').catch(() => 'missing')])));
-    proxy.mode = 'hang';
-    const stalledBefore = proxy.stalled;
+    proxy.state.hanging = true;
+    const hungBefore = proxy.state.hung;
     await remove(ts, 'k-b');
-    await eventually(async () => (proxy.stalled > stalledBefore ? true : undefined), 30_000, 'the CRL fetch held by the proxy');
+    await eventually(async () => (proxy.state.hung > hungBefore ? true : undefined), 30_000, 'the CRL fetch held by the proxy');
     // the pass wrote passwd before its CRL fetch, and reloaded for it when the fetch took longer
     // than 2 s (mosquitto-watch.ts CRL_WITH_PASSWD_MS); what is on disk now must stay as it is
     await saidAfter(watch, ready, /password file written[\s\S]*broker reloaded/, 'passwd of the deletion written and reloaded');

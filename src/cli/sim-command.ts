@@ -11,7 +11,7 @@ import type { SimulatedFleet } from '../sim/fleet-simulator.ts';
 import { SIM_DEFAULTS, type SimDevice } from '../sim/sim-options.ts';
 import { deviceStateReader } from '../sim/device-state.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
-import { parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
+import { askParent, parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { describeTrust, fetchTrustAnchor, readTrustAnchor, simTrustOf, type SimTrust, type TrustAnchor } from '../sim/sim-trust.ts';
 import { ApiClient, serverUrl } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
@@ -103,6 +103,27 @@ async function trustAnchorOf(o: Record<string, string | boolean | undefined>, ap
   return fetchTrustAnchor(api);
 }
 
+/**
+ * Cycling: `SimOptions.commandOwed` asked of the server (GET /api/v1/devices/{id}: an execution
+ * QUEUED or IN_PROGRESS among its newest 100), when an operator token is at hand (--token,
+ * UPDRAFT_TOKEN, the data dir's); none, said once, when not.
+ */
+function commandOwedOf(apiOf: () => ApiClient): { commandOwed?: (deviceId: string) => Promise<boolean> } {
+  let api: ApiClient;
+  try {
+    api = apiOf();
+  } catch (err) {
+    process.stderr.write(`sim: note: no server to ask whether it owes a failed device a retry (${(err as Error).message}): a device whose update failed is done once a visit finds no command (give --server and --token, or --data-dir, to wait for a retry a rollout holds back)\n`);
+    return {};
+  }
+  return {
+    commandOwed: async (deviceId) => {
+      const d = await api.call<{ executions?: { status: string }[] }>('GET', `/api/v1/devices/${encodeURIComponent(deviceId)}`);
+      return (d.executions ?? []).some((e) => e.status === 'QUEUED' || e.status === 'IN_PROGRESS');
+    },
+  };
+}
+
 /** Adds `sim`. */
 export function addSimCommand(program: Command): void {
   program
@@ -131,6 +152,7 @@ export function addSimCommand(program: Command): void {
     .option('--until-finished', `exit once every device's update ended in this run (it succeeded, or failed: in cycling mode once a visit after the failure found no retry for it; a stay that took an attempt back is that attempt's failure, a job superseded by a newer one is no ending; a job it finished in an earlier run, kept in the devices file, does not count) or was given up (refused ${SIM_DEFAULTS.refusalsToGiveUp} times in a row for a reason retrying cannot fix: a wrong secret, not authorized, client id rejected, banned, protocol version not supported), printing a JSON summary; exit code 1 if any was given up`)
     .option('--processes <n>', 'split the fleet over n simulator processes (one core and at most ~20,000 connections each), each with its share of --connect-rate and --concurrency', '1')
     .addOption(new Option('--first-index <n>', 'run --devices-file as the slice starting at device n of the fleet, reporting to the parent process (--processes)').hideHelp())
+    .addOption(new Option('--ask-parent', 'cycling, with --first-index: ask the parent process whether the server owes a failed device a command').hideHelp())
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const mode = o.mode as string;
       if (mode !== 'connected' && mode !== 'cycling') throw new UpdraftError('BAD_REQUEST', '--mode must be connected or cycling');
@@ -207,17 +229,27 @@ export function addSimCommand(program: Command): void {
         refusedSaid = true;
         process.stderr.write(`sim: warning: ${deviceId} cannot connect: ${reason} (a wrong secret, a revoked or deleted device, no broker there?); "refused" in the counts is how many devices cannot\n`);
       };
+      // cycling: a device whose update failed, and whose visit found no command, is done unless
+      // the server says it still owes it one (a retry its rollout holds back): asked of the
+      // server by this process (a child of --processes: by its parent, which has the token)
+      const owed = mode !== 'cycling' ? {} : shard ? (o.askParent ? { commandOwed: askParent() } : {}) : commandOwedOf(apiOf);
+      let askFailedSaid = false;
+      const onAskFailed = (deviceId: string, err: Error) => {
+        if (askFailedSaid) return;
+        askFailedSaid = true;
+        process.stderr.write(`sim: warning: cannot ask the server whether it owes ${deviceId} a retry (${err.message}); a device whose update failed is done once a visit finds no command\n`);
+      };
       if (shard) {
-        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, firstIndex, onRefused });
+        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, firstIndex, onRefused, ...owed, onAskFailed });
       } else if (processes > 1) {
         // each child takes the options that describe the devices' behaviour as they are
         const childArgs = ['--broker', behaviour.brokerUrl, '--mode', mode, '--seed', String(behaviour.seed), '--install-ms', String(behaviour.installMs)];
         childArgs.push('--failure-rate', String(behaviour.failureRate), '--crash-rate', String(behaviour.crashRate), '--offline-rate', String(behaviour.offlineRate), '--offline-ms', String(behaviour.offlineMs));
-        const parent = new SimProcesses({ devices, processes, childArgs, trust: anchor === 'unsigned' ? { allowUnsigned: true } : anchor, connectRate, ...(mode === 'cycling' ? { concurrency } : {}) });
+        const parent = new SimProcesses({ devices, processes, childArgs, trust: anchor === 'unsigned' ? { allowUnsigned: true } : anchor, connectRate, ...(mode === 'cycling' ? { concurrency } : {}), ...owed });
         failed = parent.failed;
         fleet = parent;
       } else {
-        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, onRefused });
+        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, onRefused, ...owed, onAskFailed });
       }
       const ticker = shard ? undefined : setInterval(() => process.stderr.write(`sim: ${JSON.stringify(fleet.stats)}\n`), 1000);
       const toParent = shard ? reportToParent(fleet, () => stop()) : undefined;

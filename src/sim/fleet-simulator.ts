@@ -559,12 +559,26 @@ export class FleetSimulator implements SimulatedFleet {
     slot.onCalledOff = undefined;
     if (!finished && !commanded) this.stats.idleVisits++;
     // no command for the idle time, and the update's latest attempt failed (or was taken back):
-    // the server has no retry for the device, which is done in this run (`whenFinished`). Settled
-    // at its first outcome, a device that failed let `--until-finished` end with its retry QUEUED (soak QA J4)
-    if (!finished && slot.outcome?.status === 'FAILURE') this.settle(slot);
+    // unless the server says it still owes the device a command (a retry its rollout holds back),
+    // it has no retry for the device, which is done in this run (`whenFinished`). Settled at its
+    // first outcome, a device that failed let `--until-finished` end with its retry QUEUED (soak
+    // QA J4); settled at the first visit with no command, with a retry held back longer than the
+    // idle time (a rollout's rate or window, a pause) too
+    if (!finished && slot.outcome?.status === 'FAILURE' && !(await this.commandOwed(slot))) this.settle(slot);
     // the agent may have been replaced by a crash or an offline period meanwhile
     await this.retire(slot);
     return succeeded(slot) || slot.gaveUp ? 'done' : 'again';
+  }
+
+  /** Whether the server says it still owes the device a command (`SimOptions.commandOwed`); no when it cannot be asked. */
+  private async commandOwed(slot: DeviceSlot): Promise<boolean> {
+    if (!this.opts.commandOwed || this.stopped) return false;
+    try {
+      return await this.opts.commandOwed(slot.device.deviceId);
+    } catch (err) {
+      this.opts.onAskFailed?.(slot.device.deviceId, err as Error);
+      return false;
+    }
   }
 
   /** The device dies mid-install and comes back: the agent resumes from its persisted state. */

@@ -86,6 +86,18 @@ export interface SimOptions {
    * that retrying can fix (3, server unavailable: admission control) is retried, never counted.
    */
   refusalsToGiveUp: number;
+  /**
+   * Cycling: whether the server still owes `deviceId` a command (an execution QUEUED or
+   * IN_PROGRESS: a retry the rollout holds back behind its rate, window, in-flight limit or a
+   * pause). Asked when a device whose latest attempt failed visits and finds no command: a
+   * device owed one is not done, and comes back; one owed none is done in this run. Without it
+   * (no server to ask) the visit that found no command ends the device's run, and a retry held
+   * back longer than `idleTimeoutMs` is not waited for. A failed answer counts as none owed
+   * (`onAskFailed` hears it).
+   */
+  commandOwed?: (deviceId: string) => Promise<boolean>;
+  /** Hears why `commandOwed` could not answer. */
+  onAskFailed?: (deviceId: string, err: Error) => void;
   /** Hears a device the broker refused or could not be reached for: once, until it connects. */
   onRefused?: (deviceId: string, reason: string) => void;
   /** Where partial downloads go. */

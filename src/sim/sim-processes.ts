@@ -40,8 +40,14 @@ export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 /** How often a child sends its counters. */
 export const SHARD_REPORT_MS = 250;
 
-/** What a child sends its parent. */
-export type ShardMessage = { kind: 'ready' } | { kind: 'report'; stats: SimStats; installs: number; settled: number; requests: { reports: number; gets: number } };
+/** What a child sends its parent: `owed?` asks whether the server owes a device a command (`SimOptions.commandOwed`). */
+export type ShardMessage =
+  | { kind: 'ready' }
+  | { kind: 'report'; stats: SimStats; installs: number; settled: number; requests: { reports: number; gets: number } }
+  | { kind: 'owed?'; id: number; deviceId: string };
+
+/** The parent's answer to `owed?`: `owed`, or why it could not ask (`error`). */
+export type ParentMessage = { kind: 'owed'; id: number; owed: boolean } | { kind: 'owed'; id: number; error: string };
 
 /** Which slice of the fleet a child runs: the `index`-th of `count`. */
 export interface Shard {
@@ -96,6 +102,12 @@ export interface SimProcessesOptions {
   /** Connect rate of the whole fleet, and its concurrency (cycling only): each child takes its share (`sharesOf`). */
   concurrency?: number;
   connectRate: number;
+  /**
+   * Cycling: answers a child's `owed?` (`SimOptions.commandOwed`). The parent asks the server
+   * for its children, which are given no operator token (`childEnvironment`); without it a
+   * child's devices are done at the first visit with no command after a failure.
+   */
+  commandOwed?: (deviceId: string) => Promise<boolean>;
   /** The `updraft` entry script, and the node flags to run it with. */
   entry?: string;
   execArgv?: string[];
@@ -184,7 +196,7 @@ export class SimProcesses implements SimulatedFleet {
     const concurrencies = o.concurrency === undefined ? undefined : sharesOf(o.concurrency, o.processes);
     const allReady = slices.map((slice, k) => {
       const shares = ['--connect-rate', String(rates[k]), ...(concurrencies ? ['--concurrency', String(concurrencies[k])] : [])];
-      const args = ['sim', ...o.childArgs, ...trustArgs, ...shares, '--devices-file', files[k]!, '--first-index', String(slice.first)];
+      const args = ['sim', ...o.childArgs, ...trustArgs, ...shares, '--devices-file', files[k]!, '--first-index', String(slice.first), ...(o.commandOwed ? ['--ask-parent'] : [])];
       const proc = fork(entry, args, { execArgv: o.execArgv ?? process.execArgv, env: childEnvironment(process.env), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const child: ChildState = { proc, exited: false };
       this.children.push(child);
@@ -192,6 +204,14 @@ export class SimProcesses implements SimulatedFleet {
         proc.on('message', (msg: ShardMessage) => {
           if (msg.kind === 'ready') {
             resolve();
+          } else if (msg.kind === 'owed?') {
+            const answer = (m: ParentMessage) => {
+              if (proc.connected) proc.send(m);
+            };
+            o.commandOwed!(msg.deviceId).then(
+              (owed) => answer({ kind: 'owed', id: msg.id, owed }),
+              (err: Error) => answer({ kind: 'owed', id: msg.id, error: err.message }),
+            );
           } else {
             child.report = msg;
             this.listeners = this.listeners.filter((l) => !l());
@@ -273,4 +293,32 @@ export function reportToParent(fleet: SimulatedFleet, stop: () => Promise<void>)
     },
     close: () => clearInterval(timer),
   };
+}
+
+/**
+ * The child's `SimOptions.commandOwed` (`--ask-parent`): each question sent to the parent,
+ * which asks the server (`SimProcessesOptions.commandOwed`); rejects with the parent's reason
+ * when it could not, or when the parent is gone.
+ */
+export function askParent(): (deviceId: string) => Promise<boolean> {
+  let next = 0;
+  const waiting = new Map<number, { resolve: (owed: boolean) => void; reject: (err: Error) => void }>();
+  process.on('message', (m: ParentMessage) => {
+    if (m?.kind !== 'owed') return;
+    const w = waiting.get(m.id);
+    waiting.delete(m.id);
+    if ('error' in m) w?.reject(new Error(m.error));
+    else w?.resolve(m.owed);
+  });
+  process.once('disconnect', () => {
+    for (const w of waiting.values()) w.reject(new Error('the parent process is gone'));
+    waiting.clear();
+  });
+  return (deviceId) =>
+    new Promise((resolve, reject) => {
+      if (!process.connected) return reject(new Error('the parent process is gone'));
+      const id = next++;
+      waiting.set(id, { resolve, reject });
+      process.send!({ kind: 'owed?', id, deviceId } satisfies ShardMessage);
+    });
 }

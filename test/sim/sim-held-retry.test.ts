@@ -1,0 +1,90 @@
+/**
+ * `updraft sim --mode cycling --until-finished` waits for a retry the rollout holds back: a
+ * device whose update failed, and whose visit found no command, is done only once the server
+ * says it owes the device none (GET /api/v1/devices/{id}: nothing QUEUED or IN_PROGRESS). It
+ * was done at its first visit with no command, and the command exited with the retry QUEUED
+ * behind a pause (or a rate, a window) longer than the idle time (5 s). With --processes, the
+ * children (which get no operator token) ask their parent.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ApiClient } from '../../src/cli/api-client.ts';
+import { registerFleet } from '../../src/sim/register-fleet.ts';
+import { eventually, startCli } from '../helpers/cli.ts';
+import { Scratch } from '../helpers/scratch.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+
+type Execution = { deviceId: string; status: string; attempt?: number; details: { agentStatus?: string } };
+type JobView = { job: { status: string }; counts: Record<string, number>; executions: Execution[] };
+
+describe('updraft sim: --until-finished and a retry the rollout holds back', () => {
+  let ts: TestServer;
+  let api: ApiClient;
+  const scratch = new Scratch();
+  before(async () => {
+    ts = await startTestServer();
+    api = new ApiClient({ server: ts.httpUrl, token: ts.token });
+    await api.call('POST', '/api/v1/artifacts?name=fw&version=2.0.0', randomBytes(4096));
+  });
+  after(async () => {
+    await scratch.release();
+    await ts.close();
+  });
+
+  /**
+   * Runs `count` devices (every install fails, each taking 1.5 s) in cycling mode until
+   * finished, with `extra` options; pauses the job while the first attempts install, waits for
+   * two idle visits after the failures with the retries held (the command must still run), then
+   * resumes: the retries come, fail, and the command ends with both attempts counted.
+   */
+  async function heldRetry(prefix: string, count: number, extra: string[]): Promise<void> {
+    const devices = await registerFleet(api, prefix, count);
+    const file = path.join(await scratch.tmp('updraft-sim-held-'), 'devices.json');
+    await writeFile(file, JSON.stringify(devices), { mode: 0o600 });
+    const sim = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', ts.httpUrl, '--token', ts.token, '--mode', 'cycling', '--failure-rate', '1', '--install-ms', '1500', '--until-finished', ...extra]);
+    try {
+      await sim.waitFor(new RegExp(`sim: ready ${count} devices`), 60_000);
+      const created = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: devices.map((d) => d.deviceId) }, retries: { limit: 1 } });
+      const jobId = created.job.jobId;
+      const view = () => api.call<JobView>('GET', `/api/v1/jobs/${jobId}`);
+      // paused while every first attempt installs: their retries are queued, and held
+      await eventually(async () => ((await view()).executions.filter((e) => e.details.agentStatus === 'INSTALLING').length === count ? true : undefined), 60_000, 'every device installs its first attempt');
+      await api.call('POST', `/api/v1/jobs/${jobId}/pause`);
+      await eventually(async () => ((await view()).executions.filter((e) => e.status === 'QUEUED' && e.attempt === 2).length === count ? true : undefined), 60_000, 'every first attempt failed, its retry queued');
+      // the devices visit again and find no command: two idle visits each, the retries still held
+      const idle = (): number => {
+        const lines = [...sim.output().matchAll(/^sim: (\{"connected".*\})$/gm)];
+        return lines.length ? (JSON.parse(lines.at(-1)![1]!) as { idleVisits: number }).idleVisits : 0;
+      };
+      const idleAtFailure = idle();
+      await eventually(async () => (idle() >= idleAtFailure + 2 * count ? true : undefined), 60_000, `two idle visits per device after the failure: ${sim.output()}`);
+      assert.doesNotMatch(sim.output(), /sim: finished|"devices":/, `the command still runs while the server owes the devices their retries: ${sim.output()}`);
+      assert.equal(sim.child.exitCode, null, 'the simulator has not exited');
+      const held = await view();
+      assert.equal(held.executions.filter((e) => e.status === 'QUEUED').length, count, `the retries are still held: ${JSON.stringify(held.counts)}`);
+      await api.call('POST', `/api/v1/jobs/${jobId}/resume`);
+      const summary = JSON.parse((await sim.waitFor(new RegExp(`^(\\{.*"devices":${count}.*\\})$`, 'm'), 120_000))[1]!) as Record<string, number>;
+      assert.deepEqual(
+        { finished: summary.finished, failed: summary.failed, outcomes: summary.outcomes, installs: summary.installs },
+        { finished: count, failed: count, outcomes: 2 * count, installs: 2 * count },
+        `every device took its retry before the command ended: ${JSON.stringify(summary)}`,
+      );
+      const end = await view();
+      assert.deepEqual(end.executions.map((e) => [e.status, e.attempt]), devices.map(() => ['FAILED', 2]), `the server ended every device's retry FAILED: ${JSON.stringify(end.executions)}`);
+      assert.equal(await sim.kill(), 0, 'exit 0: no device was given up');
+    } finally {
+      await sim.kill('SIGKILL').catch(() => undefined);
+    }
+  }
+
+  it('one process asks the server, and ends only once the retries it held back came', { timeout: 240_000 }, async () => {
+    await heldRetry('held-one-', 2, []);
+  });
+
+  it('--processes: each child asks its parent, which asks the server', { timeout: 240_000 }, async () => {
+    await heldRetry('held-many-', 2, ['--processes', '2', '--concurrency', '2']);
+  });
+});

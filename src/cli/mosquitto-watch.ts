@@ -204,6 +204,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let crlTask: Promise<void> | undefined;
   // a CRL task has ended (the first mosquitto.conf waits for one, not for every one after it)
   let crlTried = false;
+  // a write of the CRL task (crl.pem, onCurrent) that passed its stop check: the stop path of a
+  // refused token, which does not wait for the task, waits for it (local, short)
+  let crlWriting: Promise<unknown> | undefined;
   let fatal: Error | undefined;
   // ends the stream and every wait: aborted by the caller, or a refused token
   const stop = new AbortController();
@@ -313,6 +316,17 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     const running = () => {
       if (stop.signal.aborted) throw new Error('stopping');
     };
+    /** Runs `step`, a write, if the watch is not stopping; the stop path waits for it (`crlWriting`). */
+    const writing = async (step: () => Promise<unknown>): Promise<void> => {
+      running();
+      const p = step();
+      crlWriting = p;
+      try {
+        await p;
+      } finally {
+        if (crlWriting === p) crlWriting = undefined;
+      }
+    };
     let crl: CrlOutcome;
     try {
       crl = await fetchCrl(fresh);
@@ -346,8 +360,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // restarted watch whose crl.pem was current never set it, and never rewrote: review of 6ea8f0b)
     if (onDisk !== undefined) crlWrittenAt ||= now();
     if (crl.digest === crlDigest && !resigned && onDisk === crlPem && !fresh) {
-      running();
-      await o.crl!.onCurrent?.(crl);
+      await writing(async () => o.crl!.onCurrent?.(crl));
       return false;
     }
     // never a CA's list over a newer one of it (crl-order.ts): Mosquitto enforces what the file
@@ -362,23 +375,24 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       crlDigest = crl.digest;
       crlFetched = crl.pem;
       crlPem = onDisk;
-      running();
-      await o.crl!.onCurrent?.(crl);
+      await writing(async () => o.crl!.onCurrent?.(crl));
       return false;
     }
     const changed = crl.digest !== crlDigest || resigned || onDisk !== crlPem;
-    running();
-    await writeFileAtomic(o.crl!.file, choice.pem, 0o644);
-    crlPem = choice.pem;
-    // owed at once: what follows (naming it in mosquitto.conf) may fail, and the fetch tried again
-    // sees the same digest and writes nothing, so Mosquitto kept the old CRL (review of bd0da82)
-    owe();
+    await writing(async () => {
+      await writeFileAtomic(o.crl!.file, choice.pem, 0o644);
+      crlPem = choice.pem;
+      // owed at once, in the write the stop path waits for: what follows (naming it in
+      // mosquitto.conf) may fail, and the fetch tried again sees the same digest and writes
+      // nothing, so Mosquitto kept the old CRL (review of bd0da82); and a refused token met
+      // during the write reloads for it before the watch ends
+      owe();
+    });
     crlDigest = crl.digest;
     crlFetched = crl.pem;
     crlWrittenAt = now();
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
-    running();
-    await o.crl!.onCurrent?.(crl);
+    await writing(async () => o.crl!.onCurrent?.(crl));
     return true;
   };
 
@@ -559,8 +573,14 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   // the CRL task ends at the stop (its request is cut by the caller's signal; nothing is written
   // after the stop). Not waited for when the watch ends of itself (a refused token): the request
   // is the caller's to cut, and a list still downloading held the exit until it ended (review of
-  // 4cede31); the error goes up now, and the task writes nothing more
+  // 4cede31); the error goes up now, and the task writes nothing more. A write of it already
+  // past its stop check is waited for (local and short): it ended after the watch had (the
+  // process exits on the error, leaving its temporary file, or crl.pem new and never reloaded)
   if (fatal === undefined) await crlTask;
+  else if (crlWriting !== undefined) {
+    o.logger.info('stopping: waiting for the CRL write in progress');
+    await crlWriting.catch(() => undefined);
+  }
   // a stop in a pass that wrote passwd, acl or crl.pem but had not reloaded yet (in the wait
   // for a deletion's CRL, or its download): the reload owed runs now, bounded by its own
   // timeout, or Mosquitto keeps admitting a deleted device's password (review of ff871da:

@@ -6,7 +6,7 @@
  * a later one takes a reload of its own (review of 2efa5c0: a 60 MB list over a slow link
  * held the reload for minutes; the request timeout is an idle limit, and a list that keeps
  * coming is never cut). Nor does a second deletion wait for the first one's CRL: the fetch and
- * write run as a task of their own beside the passes. A real server and a real watch process; a proxy in this file holds
+ * write run as a task of their own beside the passes. A real server and a real watch process; a proxy (test/helpers/holding-proxy.ts) holds
  * the CRL's answer in the middle of its body until the test lets it go, so nothing here
  * depends on how fast the machine is.
  */

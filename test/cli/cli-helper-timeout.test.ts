@@ -4,11 +4,14 @@
  * returned as before.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runCli, runNode } from '../helpers/cli.ts';
 import { Scratch } from '../helpers/scratch.ts';
+
+const BIN = path.resolve(import.meta.dirname, '../../bin/updraft.js');
 
 describe('test helper: runCli and runNode give up on a run that hangs', () => {
   const scratch = new Scratch();
@@ -69,6 +72,21 @@ describe('test helper: runCli and runNode give up on a run that hangs', () => {
     assert.match(failed.stderr, /unknown option '--no-such-option'/);
   });
 
+  it('bin/updraft.js reports the end of loading on UPDRAFT_LOADED_FD, so a real command is never taken for a start hang', { timeout: 60_000 }, async () => {
+    // a command whose action awaits (its request fails: fetch refuses port 9); --help ends
+    // inside the import, before any report, and ended runs are never taken for a hang
+    const args = [BIN, 'device', 'list', '--server', 'http://127.0.0.1:9', '--token', 'x'];
+    const child = spawn(process.execPath, args, { env: { ...process.env, UPDRAFT_LOADED_FD: '3' }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let report = '';
+    let stderr = '';
+    child.stdio[3]!.on('data', (d) => (report += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /cannot reach the Updraft server/, 'the command ran');
+    assert.equal(report, '.', 'one byte on fd 3 once main.ts is loaded');
+  });
+
   // a child parked for ever on a futex before any output, as Node 20's main thread waiting for
   // its module loader thread's answer: Atomics.wait on a buffer no one notifies
   const parkOnce = (runs: string) =>
@@ -82,6 +100,20 @@ describe('test helper: runCli and runNode give up on a run that hangs', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'ran\n', 'the second run ended with its output');
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n', 'run twice: the parked first run was killed');
+  });
+
+  it('a silent run that reported the end of loading and then parked is not run again: it fails at the timeout', { timeout: 60_000 }, async () => {
+    // the review's repro: the work done, loading reported on fd 3 as bin/updraft.js does, then a
+    // hang at exit on the first run only; rerunning it did the work twice and hid the hang
+    const work = path.join(await scratch.tmp('cli-helper-'), 'work');
+    const script =
+      `const fs = require('node:fs'); fs.appendFileSync(${JSON.stringify(work)}, 'work\\n'); try { fs.writeSync(3, '.'); } catch {} ` +
+      `if (fs.readFileSync(${JSON.stringify(work)}, 'utf8') === 'work\\n') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);`;
+    await assert.rejects(runNode(['-e', script], { timeoutMs: 6_000, startHangMs: 2_000 }), (err: Error) => {
+      assert.match(err.message, /did not end within 6000 ms \(killed\); stdout: ; stderr: ; threads: \d+\/node S futex/, err.message);
+      return true;
+    });
+    assert.equal(readFileSync(work, 'utf8'), 'work\n', 'run once: a run past loading is never run again');
   });
 
   it('a second start hang is not run again: it fails at the timeout', { timeout: 60_000 }, async () => {

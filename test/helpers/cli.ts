@@ -1,6 +1,7 @@
 /** Runs the real `updraft` command (bin/updraft.js) as a child process. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,7 +22,7 @@ export interface RunOptions {
   cwd?: string;
   env?: Record<string, string>;
   timeoutMs?: number;
-  /** How long a silent child parked on a futex may wait before it counts as a start hang (default 60 s; the helper's own test shortens it). */
+  /** How long a child that never reported the end of loading may stay silent, parked on a futex for the last span, before it counts as a start hang (default 60 s; the helper's own test shortens it). */
   startHangMs?: number;
 }
 
@@ -31,8 +32,9 @@ export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult
 }
 
 /**
- * How long a child may stay silent, its main thread parked on a futex and using no CPU, before
- * it counts as hung in Node's module loader (see `runNode`), and the span of the samples.
+ * How long a child may stay silent before it can count as hung in Node's module loader (see
+ * `runNode`), and the span at its end over which its main thread must sit parked on a futex
+ * using no CPU.
  */
 const START_HANG_MS = 60_000;
 const START_HANG_SAMPLE_MS = 10_000;
@@ -48,10 +50,17 @@ const START_HANG_SAMPLE_MS = 10_000;
  * child now and then never gets past loading (the main thread waits on a futex for the loader
  * thread's answer for ever; cf. DataDog/dd-trace-js#9422, which kills such children). It was
  * seen once across the CI runs so far: a command that only parses its flags printed nothing for 300 s
- * (CI, 2026-12-06). A child that has printed nothing, and whose main thread has sat in a futex
- * wait using no CPU for `START_HANG_MS` (an event loop waits in epoll, not on a futex; a busy
+ * (CI, 2026-12-06). Only a child that provably never got past loading is run again: an `updraft`
+ * child gets `UPDRAFT_LOADED_FD=3` and bin/updraft.js writes a byte to fd 3 once main.ts is
+ * loaded and the command has started; a command that did its work silently and then hung (at
+ * exit, or a futex deadlock of ours) must fail, not run twice with its hang hidden (review of
+ * 35021fa). A child that wrote no such byte and printed nothing for `START_HANG_MS`, and whose
+ * main thread sat in a futex wait using no CPU over the last `START_HANG_SAMPLE_MS` of it (the
+ * samples start at `START_HANG_MS - span`; an event loop waits in epoll, not on a futex; a busy
  * command uses CPU), is killed, its threads' state written to stderr, and the command run once
- * more. Any other hang, or a second one, fails the test as before.
+ * more. Any other hang, or a second one, fails the test as before. A child that is not bin/updraft.js
+ * gets no `UPDRAFT_LOADED_FD` (its own children, forked with IPC on fd 3, would write into that)
+ * but may write to fd 3 itself.
  */
 export async function runNode(argv: string[], opts: RunOptions = {}): Promise<CliResult> {
   const first = await runNodeOnce(argv, opts, true);
@@ -64,7 +73,16 @@ function runNodeOnce(argv: string[], opts: RunOptions, watchStart: boolean): Pro
   const shown = argv[0] === BIN ? `updraft ${argv.slice(1).join(' ')}` : `node ${argv.join(' ')}`;
   return new Promise((resolve, reject) => {
     // its own process group: at the timeout the whole group is killed, grandchildren too
-    const child = spawn(process.execPath, argv, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, detached: true });
+    // fd 3: bin/updraft.js reports there that loading is over (see runNode)
+    const env = { ...process.env, ...opts.env, ...(argv.includes(BIN) ? { UPDRAFT_LOADED_FD: '3' } : {}) };
+    const child = spawn(process.execPath, argv, { cwd: opts.cwd, env, detached: true, stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+    const loadedPipe = child.stdio[3] as Readable;
+    let loaded = false;
+    loadedPipe.on('data', () => {
+      loaded = true;
+      loadedPipe.destroy(); // a grandchild holding it open must not hold 'close'
+    });
+    loadedPipe.on('error', () => {}); // a child that closed it early: no byte, nothing else
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -82,6 +100,7 @@ function runNodeOnce(argv: string[], opts: RunOptions, watchStart: boolean): Pro
       // started, a reload command's shell) would hold them on, and the guard with them
       child.stdout.destroy();
       child.stderr.destroy();
+      loadedPipe.destroy();
     };
     const ended = () => child.exitCode !== null || child.signalCode !== null;
     const timer = setTimeout(() => {
@@ -95,14 +114,14 @@ function runNodeOnce(argv: string[], opts: RunOptions, watchStart: boolean): Pro
     // the start-hang watch: from START_HANG_MS - span, a sample each second over the span
     let parkedSince: { cpu: number; at: number } | undefined;
     const sample = () => {
-      if (ended() || stdout !== '' || stderr !== '') return;
+      if (ended() || loaded || stdout !== '' || stderr !== '') return;
       const main = parkedMain(child.pid!);
       if (main === undefined || (parkedSince !== undefined && main.cpu !== parkedSince.cpu)) parkedSince = undefined;
       else parkedSince ??= { cpu: main.cpu, at: Date.now() };
       if (parkedSince !== undefined && Date.now() - parkedSince.at >= span) {
         clearTimeout(timer);
         startHang = true;
-        process.stderr.write(`# ${shown.slice(0, 200)}: no output, main thread parked on a futex with no CPU for ${startHangMs} ms (Node's module loader); killed and run once more. threads: ${threadStates(child.pid!)}\n`);
+        process.stderr.write(`# ${shown.slice(0, 200)}: no output for ${startHangMs} ms, loading never reported over, main thread parked on a futex with no CPU for the last ${span} ms (Node's module loader); killed and run once more. threads: ${threadStates(child.pid!)}\n`);
         killGroup();
         return;
       }

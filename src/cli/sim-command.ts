@@ -11,9 +11,10 @@ import type { SimulatedFleet } from '../sim/fleet-simulator.ts';
 import { SIM_DEFAULTS, type SimDevice } from '../sim/sim-options.ts';
 import { deviceStateReader } from '../sim/device-state.ts';
 import { registerFleet } from '../sim/register-fleet.ts';
+import { OwedCommands, type OwedPage } from '../sim/owed-commands.ts';
 import { askParent, parseFirstIndex, reportToParent, SimProcesses } from '../sim/sim-processes.ts';
 import { describeTrust, fetchTrustAnchor, readTrustAnchor, simTrustOf, type SimTrust, type TrustAnchor } from '../sim/sim-trust.ts';
-import { ApiClient, serverUrl } from './api-client.ts';
+import { ApiClient, serverUrl, type ApiOptions } from './api-client.ts';
 import { dataDirOption } from './data-dir-option.ts';
 import { probability, wholeNumber } from '../util/number-text.ts';
 
@@ -104,23 +105,32 @@ async function trustAnchorOf(o: Record<string, string | boolean | undefined>, ap
 }
 
 /**
- * Cycling: `SimOptions.commandOwed` asked of the server (GET /api/v1/devices/{id}: an execution
- * QUEUED or IN_PROGRESS among its newest 100), when an operator token is at hand (--token,
- * UPDRAFT_TOKEN, the data dir's); none, said once, when not.
+ * Cycling: `SimOptions.commandOwed` asked of the server, per job (owed-commands.ts: GET
+ * /api/v1/jobs/{id}/executions?status=QUEUED,IN_PROGRESS, paged), when an operator token is at
+ * hand (--token, UPDRAFT_TOKEN, the data dir's); none, said once, when not. Its own client: no
+ * wait through a server that cannot answer (each question failed after 30 s of tries, saying
+ * so per device) and a 10 s limit per request (review of d646af1); a question that fails
+ * counts as nothing owed, said once.
  */
-function commandOwedOf(apiOf: () => ApiClient): { commandOwed?: (deviceId: string) => Promise<boolean> } {
+export function commandOwedOf(apiOf: (extra: ApiOptions) => ApiClient): { commandOwed?: (deviceId: string, jobId: string, since: number) => Promise<boolean> } {
   let api: ApiClient;
   try {
-    api = apiOf();
+    api = apiOf({ retryForMs: 0, requestTimeoutMs: 10_000 });
   } catch (err) {
     process.stderr.write(`sim: note: no server to ask whether it owes a failed device a retry (${(err as Error).message}): a device whose update failed is done once a visit finds no command (give --server and --token, or --data-dir, to wait for a retry a rollout holds back)\n`);
     return {};
   }
+  const owed = new OwedCommands((jobId, after) =>
+    api.call<OwedPage>('GET', `/api/v1/jobs/${encodeURIComponent(jobId)}/executions?status=QUEUED,IN_PROGRESS&limit=1000${after !== undefined ? `&after=${encodeURIComponent(after)}` : ''}`),
+  );
+  let failedSaid = false;
   return {
-    commandOwed: async (deviceId) => {
-      const d = await api.call<{ executions?: { status: string }[] }>('GET', `/api/v1/devices/${encodeURIComponent(deviceId)}`);
-      return (d.executions ?? []).some((e) => e.status === 'QUEUED' || e.status === 'IN_PROGRESS');
-    },
+    commandOwed: (deviceId, jobId, since) =>
+      owed.owed(deviceId, jobId, since).catch((err: Error) => {
+        if (!failedSaid) process.stderr.write(`sim: warning: cannot ask the server whether it owes devices a retry of job ${jobId} (${err.message}); a device asked about while it cannot answer is done at its visit with no command (said once)\n`);
+        failedSaid = true;
+        throw err;
+      }),
   };
 }
 
@@ -188,7 +198,7 @@ export function addSimCommand(program: Command): void {
       const server = typeof o.server === 'string' ? o.server : undefined;
       if (server !== undefined || !fromFile) serverUrl(server);
       if (typeof o.saveDevices === 'string') await checkWritable(o.saveDevices);
-      const apiOf = () => new ApiClient({ ...(server !== undefined ? { server } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string });
+      const apiOf = (extra: ApiOptions = {}) => new ApiClient({ ...(server !== undefined ? { server } : {}), ...(o.token ? { token: o.token as string } : {}), dataDir: o.dataDir as string, ...extra });
       // what the devices verify with, known before anything is registered (a server that cannot
       // be asked must not leave devices behind)
       const anchor = await trustAnchorOf(o, apiOf);
@@ -233,14 +243,8 @@ export function addSimCommand(program: Command): void {
       // the server says it still owes it one (a retry its rollout holds back): asked of the
       // server by this process (a child of --processes: by its parent, which has the token)
       const owed = mode !== 'cycling' ? {} : shard ? (o.askParent ? { commandOwed: askParent() } : {}) : commandOwedOf(apiOf);
-      let askFailedSaid = false;
-      const onAskFailed = (deviceId: string, err: Error) => {
-        if (askFailedSaid) return;
-        askFailedSaid = true;
-        process.stderr.write(`sim: warning: cannot ask the server whether it owes ${deviceId} a retry (${err.message}); a device whose update failed is done once a visit finds no command\n`);
-      };
       if (shard) {
-        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, firstIndex, onRefused, ...owed, onAskFailed });
+        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, firstIndex, onRefused, ...owed });
       } else if (processes > 1) {
         // each child takes the options that describe the devices' behaviour as they are
         const childArgs = ['--broker', behaviour.brokerUrl, '--mode', mode, '--seed', String(behaviour.seed), '--install-ms', String(behaviour.installMs)];
@@ -249,7 +253,7 @@ export function addSimCommand(program: Command): void {
         failed = parent.failed;
         fleet = parent;
       } else {
-        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, onRefused, ...owed, onAskFailed });
+        fleet = new FleetSimulator({ ...behaviour, devices, trust, concurrency, connectRate, onRefused, ...owed });
       }
       const ticker = shard ? undefined : setInterval(() => process.stderr.write(`sim: ${JSON.stringify(fleet.stats)}\n`), 1000);
       const toParent = shard ? reportToParent(fleet, () => stop()) : undefined;

@@ -525,6 +525,8 @@ export class FleetSimulator implements SimulatedFleet {
     // a device the broker turns away (or that could not connect within its visit's time) ends
     // its visit and comes back: it held its worker for good (QA). Refused for a reason
     // retrying cannot fix, its visit ends at once, and counts towards giving it up
+    // the visit's start: a question about a retry owed is answered by what the server said from then on
+    const since = Date.now();
     const visit = await this.connect(slot, this.opts.idleTimeoutMs);
     if (visit === 'not connected') {
       await this.retire(slot);
@@ -563,22 +565,24 @@ export class FleetSimulator implements SimulatedFleet {
     // it has no retry for the device, which is done in this run (`whenFinished`). Settled at its
     // first outcome, a device that failed let `--until-finished` end with its retry QUEUED (soak
     // QA J4); settled at the first visit with no command, with a retry held back longer than the
-    // idle time (a rollout's rate or window, a pause) too
-    if (!finished && slot.outcome?.status === 'FAILURE' && !(await this.commandOwed(slot))) this.settle(slot);
-    // the agent may have been replaced by a crash or an offline period meanwhile
+    // idle time (a rollout's rate or window, a pause) too. Asked once the device left (it holds
+    // no connection nor worker while the server answers: the agent may also have been replaced
+    // by a crash or an offline period meanwhile), and only for a device not done yet: a done one
+    // that failed still visits, so that a job's retry reaches it, and was asked about again at
+    // each visit (review of d646af1)
     await this.retire(slot);
+    if (!finished && !slot.settled && slot.outcome?.status === 'FAILURE' && !(await this.commandOwed(slot, slot.outcome.jobId, since))) this.settle(slot);
     return succeeded(slot) || slot.gaveUp ? 'done' : 'again';
   }
 
-  /** Whether the server says it still owes the device a command (`SimOptions.commandOwed`); no when it cannot be asked. */
-  private async commandOwed(slot: DeviceSlot): Promise<boolean> {
+  /**
+   * Whether the server says it still owes the device a command of the job of `agentJobId` (the
+   * failed attempt's device-side id: `SimOptions.commandOwed`); no when it cannot be asked.
+   */
+  private async commandOwed(slot: DeviceSlot, agentJobId: string, since: number): Promise<boolean> {
     if (!this.opts.commandOwed || this.stopped) return false;
-    try {
-      return await this.opts.commandOwed(slot.device.deviceId);
-    } catch (err) {
-      this.opts.onAskFailed?.(slot.device.deviceId, err as Error);
-      return false;
-    }
+    const jobId = parseAgentJobId(agentJobId)?.jobId ?? agentJobId;
+    return this.opts.commandOwed(slot.device.deviceId, jobId, since).catch(() => false);
   }
 
   /** The device dies mid-install and comes back: the agent resumes from its persisted state. */

@@ -87,17 +87,16 @@ export interface SimOptions {
    */
   refusalsToGiveUp: number;
   /**
-   * Cycling: whether the server still owes `deviceId` a command (an execution QUEUED or
-   * IN_PROGRESS: a retry the rollout holds back behind its rate, window, in-flight limit or a
-   * pause). Asked when a device whose latest attempt failed visits and finds no command: a
-   * device owed one is not done, and comes back; one owed none is done in this run. Without it
-   * (no server to ask) the visit that found no command ends the device's run, and a retry held
-   * back longer than `idleTimeoutMs` is not waited for. A failed answer counts as none owed
-   * (`onAskFailed` hears it).
+   * Cycling: whether the server still owes `deviceId` a command of job `jobId` (an execution
+   * QUEUED or IN_PROGRESS: a retry the rollout holds back behind its rate, waves, window,
+   * in-flight limit or a pause), by what it said at `since` (ms, Date.now) or later
+   * (owed-commands.ts). Asked when a device whose latest attempt (of `jobId`) failed visits and
+   * finds no command: a device owed one is not done, and comes back; one owed none is done in
+   * this run. Without it (no server to ask) the visit that found no command ends the device's
+   * run, and a retry held back longer than `idleTimeoutMs` is not waited for. A question that
+   * fails (it rejects) counts as none owed.
    */
-  commandOwed?: (deviceId: string) => Promise<boolean>;
-  /** Hears why `commandOwed` could not answer. */
-  onAskFailed?: (deviceId: string, err: Error) => void;
+  commandOwed?: (deviceId: string, jobId: string, since: number) => Promise<boolean>;
   /** Hears a device the broker refused or could not be reached for: once, until it connects. */
   onRefused?: (deviceId: string, reason: string) => void;
   /** Where partial downloads go. */

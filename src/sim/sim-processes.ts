@@ -44,7 +44,7 @@ export const SHARD_REPORT_MS = 250;
 export type ShardMessage =
   | { kind: 'ready' }
   | { kind: 'report'; stats: SimStats; installs: number; settled: number; requests: { reports: number; gets: number } }
-  | { kind: 'owed?'; id: number; deviceId: string };
+  | { kind: 'owed?'; id: number; deviceId: string; jobId: string; since: number };
 
 /** The parent's answer to `owed?`: `owed`, or why it could not ask (`error`). */
 export type ParentMessage = { kind: 'owed'; id: number; owed: boolean } | { kind: 'owed'; id: number; error: string };
@@ -107,7 +107,7 @@ export interface SimProcessesOptions {
    * for its children, which are given no operator token (`childEnvironment`); without it a
    * child's devices are done at the first visit with no command after a failure.
    */
-  commandOwed?: (deviceId: string) => Promise<boolean>;
+  commandOwed?: (deviceId: string, jobId: string, since: number) => Promise<boolean>;
   /** The `updraft` entry script, and the node flags to run it with. */
   entry?: string;
   execArgv?: string[];
@@ -208,7 +208,7 @@ export class SimProcesses implements SimulatedFleet {
             const answer = (m: ParentMessage) => {
               if (proc.connected) proc.send(m);
             };
-            o.commandOwed!(msg.deviceId).then(
+            o.commandOwed!(msg.deviceId, msg.jobId, msg.since).then(
               (owed) => answer({ kind: 'owed', id: msg.id, owed }),
               (err: Error) => answer({ kind: 'owed', id: msg.id, error: err.message }),
             );
@@ -300,7 +300,7 @@ export function reportToParent(fleet: SimulatedFleet, stop: () => Promise<void>)
  * which asks the server (`SimProcessesOptions.commandOwed`); rejects with the parent's reason
  * when it could not, or when the parent is gone.
  */
-export function askParent(): (deviceId: string) => Promise<boolean> {
+export function askParent(): (deviceId: string, jobId: string, since: number) => Promise<boolean> {
   let next = 0;
   const waiting = new Map<number, { resolve: (owed: boolean) => void; reject: (err: Error) => void }>();
   process.on('message', (m: ParentMessage) => {
@@ -314,11 +314,11 @@ export function askParent(): (deviceId: string) => Promise<boolean> {
     for (const w of waiting.values()) w.reject(new Error('the parent process is gone'));
     waiting.clear();
   });
-  return (deviceId) =>
+  return (deviceId, jobId, since) =>
     new Promise((resolve, reject) => {
       if (!process.connected) return reject(new Error('the parent process is gone'));
       const id = next++;
       waiting.set(id, { resolve, reject });
-      process.send!({ kind: 'owed?', id, deviceId } satisfies ShardMessage);
+      process.send!({ kind: 'owed?', id, deviceId, jobId, since } satisfies ShardMessage);
     });
 }

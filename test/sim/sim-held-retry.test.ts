@@ -11,7 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ApiClient } from '../../src/cli/api-client.ts';
+import { createPublicKey } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApiClient, type ApiOptions } from '../../src/cli/api-client.ts';
+import { commandOwedOf } from '../../src/cli/sim-command.ts';
+import { FleetSimulator } from '../../src/sim/fleet-simulator.ts';
 import { registerFleet } from '../../src/sim/register-fleet.ts';
 import { eventually, startCli } from '../helpers/cli.ts';
 import { Scratch } from '../helpers/scratch.ts';
@@ -86,5 +91,64 @@ describe('updraft sim: --until-finished and a retry the rollout holds back', () 
 
   it('--processes: each child asks its parent, which asks the server', { timeout: 240_000 }, async () => {
     await heldRetry('held-many-', 2, ['--processes', '2', '--concurrency', '2']);
+  });
+
+  const trust = () => ({ signingPublicKey: createPublicKey(ts.server.security.signingKey.publicKeyPem) });
+  const apiOf = (extra: ApiOptions = {}) => new ApiClient({ server: ts.httpUrl, token: ts.token, ...extra });
+
+  it('a device done asks no more, and a job of its own is what it waits for, not another job for it (scheduled a day ahead)', { timeout: 120_000 }, async () => {
+    const devices = await registerFleet(api, 'held-lib-', 3);
+    const ids = devices.map((d) => d.deviceId);
+    const { commandOwed } = commandOwedOf(apiOf);
+    const asked: string[] = [];
+    const counted = async (deviceId: string, jobId: string, since: number) => {
+      asked.push(deviceId);
+      return commandOwed!(deviceId, jobId, since);
+    };
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices, mode: 'cycling', concurrency: 3, failureRate: 1, idleTimeoutMs: 300, seed: 3, commandOwed: counted });
+    try {
+      await sim.start();
+      await api.call('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ids }, retries: { limit: 0 } });
+      await eventually(async () => (sim.stats.failed === 3 ? true : undefined), 60_000, `every device failed: ${JSON.stringify(sim.stats)}`);
+      // another job for them, a day ahead: QUEUED, and nothing the failed update waits for
+      const startAt = new Date(Date.now() + 86_400_000).toISOString();
+      await api.call('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { startAt } });
+      await eventually(async () => (sim.settled === 3 ? true : undefined), 60_000, `every device is done though another job is QUEUED for it: ${JSON.stringify(sim.stats)} asked ${asked.length}`);
+      const askedAtDone = asked.length;
+      const idleAtDone = sim.stats.idleVisits;
+      // the devices that failed still visit (a retry could reach them): a done one is asked about no more
+      await eventually(async () => (sim.stats.idleVisits >= idleAtDone + 6 ? true : undefined), 60_000, 'six more idle visits');
+      assert.equal(asked.length, askedAtDone, `no question after the devices were done (${askedAtDone} before, ${asked.length} after six more visits)`);
+      assert.ok(askedAtDone >= 3, `each device was asked about: ${askedAtDone}`);
+    } finally {
+      await sim.stop();
+    }
+  });
+
+  it('a server that cannot answer the question: one warning, no wait through it, the devices done', { timeout: 180_000 }, async () => {
+    const devices = await registerFleet(api, 'held-503-', 3);
+    const dir = await scratch.tmp('updraft-sim-503-');
+    const file = path.join(dir, 'devices.json');
+    await writeFile(file, JSON.stringify(devices), { mode: 0o600 });
+    const keyFile = path.join(dir, 'signing.pub');
+    await writeFile(keyFile, ts.server.security.signingKey.publicKeyPem);
+    // the sim's server: one that answers 503 to everything
+    const stub = createServer((_req, res) => res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"UNAVAILABLE","message":"not now"}}'));
+    await new Promise<void>((resolve) => stub.listen(0, '127.0.0.1', resolve));
+    scratch.onRelease(() => new Promise((resolve) => stub.close(resolve)));
+    const stubUrl = `http://127.0.0.1:${(stub.address() as AddressInfo).port}`;
+    const sim = startCli(['sim', '--devices-file', file, '--broker', ts.mqttUrl, '--server', stubUrl, '--token', 'x', '--signing-key', keyFile, '--mode', 'cycling', '--failure-rate', '1', '--until-finished']);
+    try {
+      await sim.waitFor(/sim: ready 3 devices/, 60_000);
+      await api.call('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: devices.map((d) => d.deviceId) }, retries: { limit: 0 } });
+      const summary = JSON.parse((await sim.waitFor(/^(\{.*"devices":3.*\})$/m, 120_000))[1]!) as Record<string, number>;
+      assert.deepEqual({ finished: summary.finished, failed: summary.failed }, { finished: 3, failed: 3 }, JSON.stringify(summary));
+      const out = sim.output();
+      assert.equal(out.match(/sim: warning: cannot ask the server/g)?.length, 1, `one warning: ${out}`);
+      assert.doesNotMatch(out, /cannot answer for now/, `no wait through the 503s: ${out}`);
+      assert.equal(await sim.kill(), 0);
+    } finally {
+      await sim.kill('SIGKILL').catch(() => undefined);
+    }
   });
 });

@@ -95,6 +95,10 @@ interface DeviceSlot {
   onCalledOff?: () => void;
   /** Cycling: the device took a command (it stays online until the job ends). */
   onCommand?: () => void;
+  /** Statuses the device reported for commands it took: a question about a retry owed holds only if none came since it was asked. */
+  statuses: number;
+  /** A question whether the server owes the device a command is in flight (one at a time). */
+  asking: boolean;
   /**
    * The device-side job ids (a retry has its own) for which this device drew its crash and its
    * offline period: one draw each per job attempt, not one per status. The status a restarted
@@ -176,6 +180,8 @@ export class FleetSimulator implements SimulatedFleet {
         refusals: 0,
         gaveUp: false,
         settled: false,
+        statuses: 0,
+        asking: false,
       };
     });
   }
@@ -353,6 +359,7 @@ export class FleetSimulator implements SimulatedFleet {
     agent.on('status', (e) => {
       // a retired agent's last events (while it stops) no longer speak for the device
       if (slot.agent !== agent) return;
+      slot.statuses++;
       slot.onCommand?.();
       // at most one crash and one offline period per device and job attempt: the resumed agent
       // then finishes the job, as a device that restarted once does
@@ -565,24 +572,36 @@ export class FleetSimulator implements SimulatedFleet {
     // it has no retry for the device, which is done in this run (`whenFinished`). Settled at its
     // first outcome, a device that failed let `--until-finished` end with its retry QUEUED (soak
     // QA J4); settled at the first visit with no command, with a retry held back longer than the
-    // idle time (a rollout's rate or window, a pause) too. Asked once the device left (it holds
-    // no connection nor worker while the server answers: the agent may also have been replaced
-    // by a crash or an offline period meanwhile), and only for a device not done yet: a done one
-    // that failed still visits, so that a job's retry reaches it, and was asked about again at
-    // each visit (review of d646af1)
+    // idle time (a rollout's rate or window, a pause) too. Asked once the device left, and only
+    // for a device not done yet: a done one that failed still visits, so that a job's retry
+    // reaches it, and was asked about again at each visit (review of d646af1)
+    // the agent may have been replaced by a crash or an offline period meanwhile
     await this.retire(slot);
-    if (!finished && !slot.settled && slot.outcome?.status === 'FAILURE' && !(await this.commandOwed(slot, slot.outcome.jobId, since))) this.settle(slot);
+    if (!finished && !slot.settled && slot.outcome?.status === 'FAILURE') this.settleUnlessOwed(slot, slot.outcome, since);
     return succeeded(slot) || slot.gaveUp ? 'done' : 'again';
   }
 
   /**
-   * Whether the server says it still owes the device a command of the job of `agentJobId` (the
-   * failed attempt's device-side id: `SimOptions.commandOwed`); no when it cannot be asked.
+   * Settles the device unless the server says it still owes it a command of the job of the
+   * failed attempt `outcome` (`SimOptions.commandOwed`; at once when there is no server to ask).
+   * The question does not hold the device's worker (a slow server held every visit of the fleet
+   * up while it answered: review of 4e685a7): the device is back in the queue meanwhile, and is
+   * settled when the answer comes only if nothing happened to it since (the same outcome, no
+   * status of a command taken). One question per device at a time; a failed one counts as none owed.
    */
-  private async commandOwed(slot: DeviceSlot, agentJobId: string, since: number): Promise<boolean> {
-    if (!this.opts.commandOwed || this.stopped) return false;
-    const jobId = parseAgentJobId(agentJobId)?.jobId ?? agentJobId;
-    return this.opts.commandOwed(slot.device.deviceId, jobId, since).catch(() => false);
+  private settleUnlessOwed(slot: DeviceSlot, outcome: NonNullable<DeviceSlot['outcome']>, since: number): void {
+    if (!this.opts.commandOwed) return this.settle(slot);
+    if (slot.asking || this.stopped) return;
+    slot.asking = true;
+    const statuses = slot.statuses;
+    const jobId = parseAgentJobId(outcome.jobId)?.jobId ?? outcome.jobId;
+    void this.opts
+      .commandOwed(slot.device.deviceId, jobId, since)
+      .catch(() => false)
+      .then((owed) => {
+        slot.asking = false;
+        if (!owed && slot.outcome === outcome && slot.statuses === statuses) this.settle(slot);
+      });
   }
 
   /** The device dies mid-install and comes back: the agent resumes from its persisted state. */

@@ -236,13 +236,14 @@ export function startCli(args: string[], opts: { cwd?: string; env?: Record<stri
   };
 }
 
-/** Polls `fn` until it returns a value (not undefined); a hang guard, not a speed check. */
-export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs = 30_000, what = 'condition'): Promise<T> {
+/** Polls `fn` until it returns a value (not undefined); a hang guard, not a speed check. `what` names the condition in the error (a function: read at the failure). */
+export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs = 30_000, what: string | (() => string) = 'condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms`);
+    // `what` as a function: said as things are when it fails, not as they were when the wait began
+    if (Date.now() > deadline) throw new Error(`${typeof what === 'function' ? what() : what} not reached within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

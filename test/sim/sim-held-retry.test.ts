@@ -65,7 +65,7 @@ describe('updraft sim: --until-finished and a retry the rollout holds back', () 
         return lines.length ? (JSON.parse(lines.at(-1)![1]!) as { idleVisits: number }).idleVisits : 0;
       };
       const idleAtFailure = idle();
-      await eventually(async () => (idle() >= idleAtFailure + 2 * count ? true : undefined), 60_000, `two idle visits per device after the failure: ${sim.output()}`);
+      await eventually(async () => (idle() >= idleAtFailure + 2 * count ? true : undefined), 60_000, () => `two idle visits per device after the failure: ${sim.output()}`);
       assert.doesNotMatch(sim.output(), /sim: finished|"devices":/, `the command still runs while the server owes the devices their retries: ${sim.output()}`);
       assert.equal(sim.child.exitCode, null, 'the simulator has not exited');
       const held = await view();
@@ -109,11 +109,11 @@ describe('updraft sim: --until-finished and a retry the rollout holds back', () 
     try {
       await sim.start();
       await api.call('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ids }, retries: { limit: 0 } });
-      await eventually(async () => (sim.stats.failed === 3 ? true : undefined), 60_000, `every device failed: ${JSON.stringify(sim.stats)}`);
+      await eventually(async () => (sim.stats.failed === 3 ? true : undefined), 60_000, () => `every device failed: ${JSON.stringify(sim.stats)}`);
       // another job for them, a day ahead: QUEUED, and nothing the failed update waits for
       const startAt = new Date(Date.now() + 86_400_000).toISOString();
       await api.call('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: ids }, plan: { startAt } });
-      await eventually(async () => (sim.settled === 3 ? true : undefined), 60_000, `every device is done though another job is QUEUED for it: ${JSON.stringify(sim.stats)} asked ${asked.length}`);
+      await eventually(async () => (sim.settled === 3 ? true : undefined), 60_000, () => `every device is done though another job is QUEUED for it: ${JSON.stringify(sim.stats)} asked ${asked.length}`);
       const askedAtDone = asked.length;
       const idleAtDone = sim.stats.idleVisits;
       // the devices that failed still visit (a retry could reach them): a done one is asked about no more
@@ -149,6 +149,36 @@ describe('updraft sim: --until-finished and a retry the rollout holds back', () 
       assert.equal(await sim.kill(), 0);
     } finally {
       await sim.kill('SIGKILL').catch(() => undefined);
+    }
+  });
+
+  it('a question the server is slow to answer holds no visit up: the others go on meanwhile', { timeout: 120_000 }, async () => {
+    const devices = await registerFleet(api, 'held-slow-', 2);
+    const { commandOwed } = commandOwedOf(apiOf);
+    // every question waits for the test's word before it reaches the server: a slow server
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let asked = 0;
+    const slow = async (deviceId: string, jobId: string, since: number) => {
+      asked++;
+      await gate;
+      return commandOwed!(deviceId, jobId, since);
+    };
+    // one worker for two devices: a visit held by the question would hold the other device's too
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices, mode: 'cycling', concurrency: 1, failureRate: 1, idleTimeoutMs: 300, seed: 4, commandOwed: slow });
+    try {
+      await sim.start();
+      await api.call('POST', '/api/v1/jobs', { artifact: 'fw@2.0.0', targets: { devices: devices.map((d) => d.deviceId) }, retries: { limit: 0 } });
+      await eventually(async () => (asked >= 1 ? true : undefined), 60_000, () => `a question asked: ${JSON.stringify(sim.stats)}`);
+      const connects = sim.stats.connects;
+      await eventually(async () => (sim.stats.connects >= connects + 3 ? true : undefined), 60_000, () => `visits go on while the question waits: ${connects} connects then, ${sim.stats.connects} now`);
+      assert.equal(sim.settled, 0, 'no device is done while its question waits');
+      release();
+      await sim.whenFinished(2);
+      assert.deepEqual({ failed: sim.stats.failed, finished: sim.stats.finished }, { failed: 2, finished: 2 }, JSON.stringify(sim.stats));
+    } finally {
+      release();
+      await sim.stop();
     }
   });
 });

@@ -386,8 +386,11 @@ export class FleetSimulator implements SimulatedFleet {
       }
       const was = slot.outcome;
       if (was && (was.jobId === outcome.jobId || !isLaterAttempt(outcome.jobId, was.jobId))) {
-        // the attempt has its outcome already (a stay after its late SUCCESS), or an older one's: nothing changes
-        if (e.takesBack !== undefined) slot.onCalledOff?.();
+        // the attempt has its outcome already (a stay after its late SUCCESS), or an older one's
+        // (a rollback, `<job>.rollback`, of a failed update: it changes no outcome): nothing
+        // changes, but the command the visit took has ended, and the visit waits for the next as
+        // at its start. Only a stay's woke it: a rollback held its visit, and the worker, for good
+        slot.onCalledOff?.();
         return;
       }
       slot.outcome = outcome;

@@ -181,4 +181,32 @@ describe('updraft sim: --until-finished and a retry the rollout holds back', () 
       await sim.stop();
     }
   });
+
+  it('a rollback after the job aborted ends its visit, and changes no outcome: the device that failed is done', { timeout: 120_000 }, async () => {
+    // the rollback names what the device ran before the job: that build must be in the catalogue
+    await api.call('POST', '/api/v1/artifacts?name=fw&version=1.0.0', randomBytes(4096));
+    const devices = await registerFleet(api, 'held-rollback-', 1);
+    const { commandOwed } = commandOwedOf(apiOf);
+    const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices, mode: 'cycling', concurrency: 1, failureRate: 1, idleTimeoutMs: 300, seed: 6, commandOwed });
+    try {
+      await sim.start();
+      // the job records what the device ran when it was sent (its rollback's build): once reported
+      const reported = async () => (await api.call<{ shadow?: { state?: { reported?: { software?: { version?: string } } } } }>('GET', `/api/v1/devices/${devices[0]!.deviceId}`)).shadow?.state?.reported?.software?.version;
+      await eventually(async () => ((await reported()) === '1.0.0' ? true : undefined), 60_000, 'the device reports running 1.0.0');
+      const created = await api.call<{ job: { jobId: string } }>('POST', '/api/v1/jobs', {
+        artifact: 'fw@2.0.0',
+        targets: { devices: devices.map((d) => d.deviceId) },
+        abort: { rules: [{ type: 'FAILED', thresholdPercent: 50, minFinished: 1 }], rollback: true },
+      });
+      const jobId = created.job.jobId;
+      const shadow = () => api.call<{ shadow?: { state?: { desired?: { software?: { jobId?: string } } } } }>('GET', `/api/v1/devices/${devices[0]!.deviceId}`);
+      await eventually(async () => ((await shadow()).shadow?.state?.desired?.software?.jobId === `${jobId}.rollback` ? true : undefined), 60_000, () => `the job aborted, the device's rollback desired: ${JSON.stringify(sim.stats)}`);
+      await eventually(async () => (sim.settled === 1 ? true : undefined), 60_000, () => `the device is done after its rollback's visit: ${JSON.stringify(sim.stats)}`);
+      assert.deepEqual({ succeeded: sim.stats.succeeded, failed: sim.stats.failed, finished: sim.stats.finished }, { succeeded: 0, failed: 1, finished: 1 }, `the rollback is no outcome of the update: ${JSON.stringify(sim.stats)}`);
+      const { shadow: after } = await api.call<{ shadow?: { state?: { reported?: { software?: { jobId?: string; version?: string } } } } }>('GET', `/api/v1/devices/${devices[0]!.deviceId}`);
+      assert.deepEqual(after?.state?.reported?.software && { jobId: after.state.reported.software.jobId, version: after.state.reported.software.version }, { jobId: `${jobId}.rollback`, version: '1.0.0' }, 'the device acknowledged the rollback (it runs 1.0.0: its installer had rolled back the failed install)');
+    } finally {
+      await sim.stop();
+    }
+  });
 });

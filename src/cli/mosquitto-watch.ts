@@ -98,7 +98,8 @@ export interface MosquittoWatchOptions {
    * each full read, written and reloaded when its revocations changed, and rewritten every
    * `CRL_REWRITE_MS` (Mosquitto 2.0 rereads the crlfile on SIGHUP). `onCurrent` after each
    * fetch whose CRL the file holds (written now, or the same revocations as before). A fetch
-   * that throws leaves the file as it was, and is tried again with backoff. `fetch(fresh)`:
+   * that throws leaves the file as it was, and is tried again with backoff; so is a write that
+   * fails (a daily rewrite's is written by the try after it, its revocations the same). `fetch(fresh)`:
    * true for the daily rewrite, which asks for the list whatever is held (a 304 to the
    * digest held would give back the list held, issued by a clock since put right maybe).
    */
@@ -193,6 +194,12 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   // bd0da82). Of the daily fetch only: set by every answer, the fetch of each full read (every
   // resyncMs) put the daily one off for ever (review of 4cede31)
   let crlAnsweredAt = 0;
+  // a daily (fresh) list answered and not yet kept (its write, or a step before it, failed): owed
+  // again on the failure's backoff until kept. The tries again are plain fetches (a 304 gives
+  // back the list the daily one brought: not the whole list every 30 s while a disk is full),
+  // written though their revocations (digest) are the ones held: until 2026-12 such a fetch found
+  // nothing changed and wrote nothing, and the next daily rewrite came a day after the answer
+  let crlFreshOwed = false;
   let crlFetchedAt = 0;
   let crlSaid: string | undefined;
   // the digest of the last fetched CRL said to be older than crl.pem (one WARN per list)
@@ -310,6 +317,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
    * stopping (nothing is written after the stop), and a write that fails.
    */
   const keepCrl = async (fresh: boolean): Promise<boolean> => {
+    // the daily rewrite: this fetch's, or one answered before whose write failed
+    const daily = fresh || crlFreshOwed;
     // nothing is written once the watch is stopping: checked after each step that waits (the
     // fetch, reading the files, the order check over two large lists), before each write (review
     // of 4cede31: a stop during the order check still wrote crl.pem and reloaded)
@@ -340,8 +349,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       return false;
     }
     crlRetryAt = 0;
-    crlBackoff = 1_000;
     if (fresh) crlAnsweredAt = now();
+    // owed until kept below; a server that cannot make a CRL is asked again a day later (above)
+    crlFreshOwed = daily && crl.ok;
     if (!crl.ok) {
       if (crlSaid !== crl.reason) o.logger.warn(`no ${path.basename(o.crl!.file)} can be made; the file stays as it was${crlWrittenAt > 0 ? '' : ' (none: mosquitto.conf names no crlfile, a deleted device\'s certificate gets into Mosquitto)'}`, { reason: crl.reason });
       crlSaid = crl.reason;
@@ -359,7 +369,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     // the daily rewrite counts from the first list held, written or found on disk as it is (a
     // restarted watch whose crl.pem was current never set it, and never rewrote: review of 6ea8f0b)
     if (onDisk !== undefined) crlWrittenAt ||= now();
-    if (crl.digest === crlDigest && !resigned && onDisk === crlPem && !fresh) {
+    if (crl.digest === crlDigest && !resigned && onDisk === crlPem && !daily) {
       await writing(async () => o.crl!.onCurrent?.(crl));
       return false;
     }
@@ -375,6 +385,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       crlDigest = crl.digest;
       crlFetched = crl.pem;
       crlPem = onDisk;
+      crlFreshOwed = false;
       await writing(async () => o.crl!.onCurrent?.(crl));
       return false;
     }
@@ -391,6 +402,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     crlDigest = crl.digest;
     crlFetched = crl.pem;
     crlWrittenAt = now();
+    crlFreshOwed = false;
     o.logger.info(changed ? 'crlfile written' : 'crlfile rewritten (daily)', { file: o.crl!.file, revoked: crl.revoked, cas: crl.cas, nextUpdate: new Date(crl.nextUpdate).toISOString() });
     await writing(async () => o.crl!.onCurrent?.(crl));
     return true;
@@ -399,8 +411,8 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   /**
    * Starts the CRL's fetch and write as a task beside the passes (none must be running). Its
    * failures are its own: a fetch that fails is owed again from `crlRetryAt` (keepCrl), and so
-   * is a write that fails, with the same backoff; a refused token ends the watch. When it ends
-   * it wakes the loop: a reload may be owed, and a fetch owed by deletions made meanwhile.
+   * is a write that fails, with the same backoff (a daily rewrite's: `crlFreshOwed`); a refused
+   * token ends the watch. When it ends it wakes the loop: a reload may be owed, and a fetch owed by deletions made meanwhile.
    */
   const startCrl = (fresh: boolean): Promise<void> => {
     crlOwed = false; // deletions from now on owe a fetch after this one
@@ -408,6 +420,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       try {
         await keepCrl(fresh);
         if (crlRetryAt > 0) crlOwed = true;
+        // the backoff starts again once a try is through, not at its fetch's answer: a write
+        // failing after each answer was tried every second for as long as it failed
+        else crlBackoff = 1_000;
       } catch (err) {
         if (stop.signal.aborted) return;
         if ((err as UpdraftError).status === 401) return fail(refused());
@@ -449,7 +464,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
   let readingFull = false;
   while (!stop.signal.aborted) {
     const full = needFull || now() >= lastFull + resyncMs;
-    const crlDue = o.crl !== undefined && crlWrittenAt > 0 && now() >= Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS;
+    // the daily fetch (fresh) is due a day after the last daily answer or write
+    const crlDaily = o.crl !== undefined && crlWrittenAt > 0 && now() >= Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS;
+    const crlDue = crlDaily || crlFreshOwed;
     // a CRL owed waits for its retry time after a failed fetch, and for the CRL task running
     const crlNow = crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt;
     // the CAs' reread waits for the CRL task too (both read and write crl.pem and mosquitto.conf)
@@ -459,7 +476,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
     const companionsNow = companionsOwed && crlTask === undefined;
     if (!full && !refreshNow && pending.size === 0 && !reloadDue(companionsOnDisk !== false) && !companionsNow && !crlNow) {
       // the CRL task running wakes the loop when it ends
-      const crlNext = o.crl === undefined || crlTask !== undefined ? Infinity : crlOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
+      const crlNext = o.crl === undefined || crlTask !== undefined ? Infinity : crlOwed || crlFreshOwed ? crlRetryAt : crlWrittenAt > 0 ? Math.max(Math.max(crlWrittenAt, crlAnsweredAt) + CRL_REWRITE_MS, crlRetryAt) : Infinity;
       await nap(Math.min(lastFull + resyncMs, crlNext) - now(), true);
       // gather the rest of a burst (a bulk registration) into one write and one reload
       if (pending.size > 0 && !needFull) await nap(settleMs, false);
@@ -539,7 +556,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
       // the next one first, and neither mosquitto.conf nor any reload came (review of 6ea8f0b)
       await companionsIfReady();
       if (o.crl !== undefined && crlTask === undefined && (crlOwed || crlDue) && now() >= crlRetryAt) {
-        const task = startCrl(crlDue);
+        const task = startCrl(crlDaily);
         if (reloadOwed || companionsOwed) await settlesWithin(task, passStart + CRL_WITH_PASSWD_MS - now());
         if (stop.signal.aborted) break;
       }

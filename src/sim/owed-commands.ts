@@ -18,6 +18,7 @@ export type OwedPage = { items: { deviceId: string }[]; next?: string };
 /** Reads a page of the executions of `jobId` that are QUEUED or IN_PROGRESS, from cursor `after`. */
 export type ListOwed = (jobId: string, after: string | undefined) => Promise<OwedPage>;
 
+/** Answers `owed(deviceId, jobId, since)` from the job's latest listing started at `since` or later, listing again when there is none. */
 export class OwedCommands {
   private readonly listings = new Map<string, { startedAt: number; owed: Promise<Set<string>> }>();
 

@@ -141,7 +141,9 @@ describe('a job outcome the disk would not save', () => {
   it('is saved as soon as the disk takes it again, without a restart', async () => {
     const deviceId = 'uo-retry';
     const password = await registerDevice(ts, deviceId);
-    const { jobX, was } = await failOnFullDisk(deviceId, password);
+    // retries close together: with the default backoff (1 s doubling to 60 s) a disk full for
+    // 15 s on a loaded machine put the retry after the freed disk past this wait (CI, 2026-12-07)
+    const { jobX, was } = await failOnFullDisk(deviceId, password, { retryDelayMs: 100, maxRetryDelayMs: 500 });
     await freeDisk(stateFile(deviceId), was);
     await eventually(async () => ((await finishedIn(stateFile(deviceId))).includes(`${jobX} FAILURE`) ? true : undefined), 15_000, 'job X saved by a retry');
   });

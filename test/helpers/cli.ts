@@ -149,14 +149,19 @@ function runNodeOnce(argv: string[], opts: RunOptions, watchStart: boolean): Pro
   });
 }
 
+/** A /proc stat file's state and CPU ticks (utime + stime), read after the name's last ')' (a name may hold spaces and parentheses). */
+function procStat(file: string): { state: string; cpu: number } {
+  const stat = readFileSync(file, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 (state) on
+  return { state: f[0]!, cpu: Number(f[11]) + Number(f[12]) };
+}
+
 /** The main thread of `pid` when it waits on a futex: its CPU ticks so far (utime + stime). */
 function parkedMain(pid: number): { cpu: number } | undefined {
   try {
     const wchan = readFileSync(`/proc/${pid}/task/${pid}/wchan`, 'utf8');
     if (!wchan.startsWith('futex')) return undefined;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 (state) on
-    return { cpu: Number(f[11]) + Number(f[12]) };
+    return { cpu: procStat(`/proc/${pid}/stat`).cpu };
   } catch {
     return undefined; // gone, or no /proc (not Linux): no start-hang watch
   }
@@ -168,10 +173,9 @@ function threadStates(pid: number): string {
     return readdirSync(`/proc/${pid}/task`)
       .map((tid) => {
         const dir = `/proc/${pid}/task/${tid}`;
-        const stat = readFileSync(`${dir}/stat`, 'utf8');
-        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const { state, cpu } = procStat(`${dir}/stat`);
         const comm = readFileSync(`${dir}/comm`, 'utf8').trim();
-        return `${tid}/${comm} ${f[0]} ${readFileSync(`${dir}/wchan`, 'utf8') || '-'} cpu=${Number(f[11]) + Number(f[12])}`;
+        return `${tid}/${comm} ${state} ${readFileSync(`${dir}/wchan`, 'utf8') || '-'} cpu=${cpu}`;
       })
       .join(', ');
   } catch (err) {

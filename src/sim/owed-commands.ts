@@ -22,16 +22,13 @@ export type ListOwed = (jobId: string, after: string | undefined) => Promise<Owe
 export class OwedCommands {
   private readonly listings = new Map<string, { startedAt: number; owed: Promise<Set<string>> }>();
 
-  constructor(
-    private readonly listPage: ListOwed,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(private readonly listPage: ListOwed) {}
 
-  /** Whether the server owes `deviceId` a command of `jobId`, by a listing started at `since` (ms, `now`'s clock) or later. */
+  /** Whether the server owes `deviceId` a command of `jobId`, by a listing started at `since` (ms, Date.now) or later. */
   async owed(deviceId: string, jobId: string, since: number): Promise<boolean> {
     let listing = this.listings.get(jobId);
     if (listing === undefined || listing.startedAt < since) {
-      const started = { startedAt: this.now(), owed: this.list(jobId) };
+      const started = { startedAt: Date.now(), owed: this.list(jobId) };
       listing = started;
       this.listings.set(jobId, started);
       // a failed listing is not kept: the next question lists again

@@ -63,6 +63,7 @@ const VERIFIED_KEPT = 8;
  */
 const verifiedManifests = new Map<string, KeyObject>();
 const MANIFESTS_KEPT = 16;
+const MAX_KEPT_SIGNATURE = 88;
 
 /** How the agent treats signatures: one provisioned signing key, the root key, or none (insecure). */
 export type SignaturePolicy = { publicKey: KeyObject } | RootTrust | { allowUnsigned: true };
@@ -124,8 +125,13 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
           ok = false;
         }
         if (!ok) refuse('bad manifest signature');
-        if (verifiedManifests.size >= MANIFESTS_KEPT) verifiedManifests.delete(verifiedManifests.keys().next().value!);
-        verifiedManifests.set(whole, key);
+        // an Ed25519 signature is 88 base64 characters; Buffer's decoding stops at the padding
+        // and skips what is no base64, so a longer text may verify too: not kept (a command
+        // padded so would hold its text here after its check; review of bba2cd7)
+        if (command.signature.length <= MAX_KEPT_SIGNATURE) {
+          if (verifiedManifests.size >= MANIFESTS_KEPT && !verifiedManifests.has(whole)) verifiedManifests.delete(verifiedManifests.keys().next().value!);
+          verifiedManifests.set(whole, key);
+        }
       }
     }
     if (m.expiresAt < nowSeconds) refuse(`manifest expired at ${new Date(m.expiresAt * 1000).toISOString()}${clockHint}`);

@@ -7,7 +7,7 @@
  */
 import { UpdraftError } from '../errors.ts';
 import { parseCompatibility } from './compatibility.ts';
-import { isJsonObject } from './json.ts';
+import { isJsonObject, unstorableChar } from './json.ts';
 import { STORED_SEMVER } from './software.ts';
 
 /** What the signature vouches for (a type, not an interface, so that it is a JSON object). */
@@ -53,6 +53,11 @@ export function parseManifest(value: unknown, where = 'manifest'): SoftwareManif
   const str = (k: string) => {
     const v = value[k];
     if (typeof v !== 'string' || v.length === 0 || v.includes('\n')) throw new UpdraftError('BAD_REQUEST', `${where}.${k} must be a non-empty single-line string`);
+    // the signature covers manifestBytes, UTF-8, where a lone surrogate is written as U+FFFD:
+    // "job-\ud800" would carry the signature of "job-\ufffd" (review of bba2cd7). The server
+    // issues neither it nor U+0000 (no store keeps them: json.ts), so both are refused here
+    const bad = unstorableChar(v);
+    if (bad !== undefined) throw new UpdraftError('BAD_REQUEST', `${where}.${k} holds ${bad}`);
     return v;
   };
   const int = (k: string) => {

@@ -88,10 +88,37 @@ describe('manifest signatures verified once per process', () => {
     assert.throws(() => checkCommand({ ...cmd, sha256: 'c'.repeat(64) }, policy(), undefined, NOW_S), /manifest sha256 .* differs from the command's/, 'the command must name what the manifest signs');
   });
 
+  it('a signature text padded past its base64 (which still verifies) is verified at each check, not kept', () => {
+    const cmd = command();
+    const padded = { ...cmd, signature: `${cmd.signature!}${' x'.repeat(2000)}` };
+    const start = verifies;
+    checkCommand(padded, policy(), undefined, NOW_S);
+    checkCommand(padded, policy(), undefined, NOW_S);
+    assert.equal(verifies - start, 2, 'two checks of the padded text, two verifies: its 4 KB is not held by the cache');
+    checkCommand(cmd, policy(), undefined, NOW_S);
+    checkCommand(cmd, policy(), undefined, NOW_S);
+    assert.equal(verifies - start, 3, 'the 88-character signature is kept after its first verify');
+  });
+
   it('a known manifest is refused to a device that trusts another key', () => {
     const cmd = command();
     checkCommand(cmd, policy(), undefined, NOW_S);
     const otherKey = parsePublicKey(new SoftwareSigningKey(generateKeyPairSync('ed25519').privateKey).publicKeyPem);
     assert.throws(() => checkCommand(cmd, { publicKey: otherKey }, undefined, NOW_S), /manifest signed with key .*, but this device trusts key/, 'another trusted key');
+  });
+});
+
+describe('what a manifest signature covers', () => {
+  it('a field holding a lone surrogate is refused: the signed UTF-8 bytes would be those of U+FFFD', () => {
+    // the operator's job "job-\ufffd" (a character a job id may hold), signed by the server
+    const sw = { name: 'fw', version: '2.0.0', sha256: 'b'.repeat(64), size: 2048, jobId: 'job-\ufffd' };
+    const signed = signer.sign(sw, NOW_S + 3600);
+    const genuine: SoftwareCommand = { ...sw, url: 'http://updraft.test/d', urlExpiresAt: NOW_S + 600, manifest: { ...signed.manifest }, signature: signed.signature };
+    checkCommand(genuine, policy(), undefined, NOW_S);
+    // the same signature over "job-\ud800": the same bytes once written as UTF-8
+    const forged: SoftwareCommand = { ...genuine, jobId: 'job-\ud800', manifest: { ...signed.manifest, jobId: 'job-\ud800' } };
+    assert.throws(() => checkCommand(forged, policy(), undefined, NOW_S), /manifest\.jobId holds an unpaired surrogate \(U\+D800\)/, 'another job id under the genuine signature');
+    const nul: SoftwareCommand = { ...genuine, name: 'f\u0000w', manifest: { ...signed.manifest, name: 'f\u0000w' } };
+    assert.throws(() => checkCommand(nul, policy(), undefined, NOW_S), /manifest\.name holds a NUL character/, 'U+0000 in a name');
   });
 });

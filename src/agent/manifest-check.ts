@@ -16,6 +16,7 @@ import { compareSemver, type SoftwareCommand } from '../protocol/software.ts';
 import { parseRootRotations } from '../protocol/root-rotation.ts';
 import { followRootChain, verifyKeyCertificate } from '../signing/root-key.ts';
 import { keyIdOf } from '../signing/signing-key.ts';
+import { rememberLru } from '../util/lru.ts';
 import type { InstalledSoftware } from './installer.ts';
 
 /** Trusts the offline root key: a command's key is the one its key certificate names. */
@@ -128,10 +129,7 @@ export function checkCommand(command: SoftwareCommand, policy: SignaturePolicy, 
         // an Ed25519 signature is 88 base64 characters; Buffer's decoding stops at the padding
         // and skips what is no base64, so a longer text may verify too: not kept (a command
         // padded so would hold its text here after its check; review of bba2cd7)
-        if (command.signature.length <= MAX_KEPT_SIGNATURE) {
-          if (verifiedManifests.size >= MANIFESTS_KEPT && !verifiedManifests.has(whole)) verifiedManifests.delete(verifiedManifests.keys().next().value!);
-          verifiedManifests.set(whole, key);
-        }
+        if (command.signature.length <= MAX_KEPT_SIGNATURE) rememberLru(verifiedManifests, whole, key, MANIFESTS_KEPT);
       }
     }
     if (m.expiresAt < nowSeconds) refuse(`manifest expired at ${new Date(m.expiresAt * 1000).toISOString()}${clockHint}`);
@@ -196,8 +194,7 @@ function certifiedKey(command: SoftwareCommand, trust: RootTrust, nowSeconds: nu
     } catch (err) {
       refuse((err as Error).message);
     }
-    if (verifiedCertificates.size >= VERIFIED_KEPT) verifiedCertificates.delete(verifiedCertificates.keys().next().value!);
-    verifiedCertificates.set(whole, { key, ...(rotatedRoot ? { root: rotatedRoot } : {}) });
+    rememberLru(verifiedCertificates, whole, { key, ...(rotatedRoot ? { root: rotatedRoot } : {}) }, VERIFIED_KEPT);
   }
   if (cert.expiresAt < nowSeconds) refuse(`key certificate ${cert.serial} of key ${cert.keyId} expired at ${new Date(cert.expiresAt * 1000).toISOString()}${clockHint}`);
   if (cert.serial < trust.minSerial && cert.keyId !== trust.minSerialKeyId) refuse(`key certificate ${cert.serial} of key ${cert.keyId} is older than certificate ${trust.minSerial}, which this device has seen: that key was replaced`);

@@ -14,14 +14,14 @@ export function renderChart(points: ChartPoint[], title: string): string {
   const pad = { l: 70, r: 70, t: 40, b: 50 };
   const plotW = W - pad.l - pad.r;
   const plotH = H - pad.t - pad.b;
+  // the fleets with a p99 (a cycling rollout has none), each with its place on the axis
+  const latencies = points.flatMap((p, i) => (Number.isFinite(p.p99Ms) ? [{ i, ms: p.p99Ms }] : []));
   const scaleU = axisScale(Math.max(1, ...points.map((p) => p.updatesPerS)) * 1.15);
-  const scaleL = axisScale(Math.max(1, ...points.filter((p) => Number.isFinite(p.p99Ms)).map((p) => p.p99Ms)) * 1.15);
-  const maxU = scaleU.max;
-  const maxL = scaleL.max;
+  const scaleL = axisScale(Math.max(1, ...latencies.map((l) => l.ms)) * 1.15);
   const bw = plotW / Math.max(1, points.length);
   const x = (i: number) => pad.l + bw * i + bw / 2;
-  const yU = (v: number) => pad.t + plotH - (v / maxU) * plotH;
-  const yL = (v: number) => pad.t + plotH - (v / maxL) * plotH;
+  const yU = (v: number) => pad.t + plotH - (v / scaleU.max) * plotH;
+  const yL = (v: number) => pad.t + plotH - (v / scaleL.max) * plotH;
   const bars = points
     .map((p, i) => `<rect x="${x(i) - bw * 0.3}" y="${yU(p.updatesPerS)}" width="${bw * 0.6}" height="${pad.t + plotH - yU(p.updatesPerS)}" fill="#4c78a8"/>` +
       `<text x="${x(i)}" y="${pad.t + plotH - 10}" text-anchor="middle" font-size="13" font-weight="bold" fill="white">${Math.round(p.updatesPerS)}/s</text>` +
@@ -30,11 +30,10 @@ export function renderChart(points: ChartPoint[], title: string): string {
   // each axis's scale: updates/s on the left (with light grid lines), milliseconds on the right
   const ticks =
     scaleU.ticks.map((v) => `<line x1="${pad.l - 4}" y1="${yU(v)}" x2="${pad.l + plotW}" y2="${yU(v)}" stroke="${v === 0 ? '#333' : '#e6e6e6'}"/><text x="${pad.l - 7}" y="${yU(v) + 4}" text-anchor="end" font-size="11" fill="#4c78a8">${v.toLocaleString('en')}</text>`).join('') +
-    (points.some((p) => Number.isFinite(p.p99Ms)) ? scaleL.ticks : []).map((v) => `<line x1="${pad.l + plotW}" y1="${yL(v)}" x2="${pad.l + plotW + 4}" y2="${yL(v)}" stroke="#333"/><text x="${pad.l + plotW + 7}" y="${yL(v) + 4}" font-size="11" fill="#e45756">${v.toLocaleString('en')}</text>`).join('');
-  const line = points.filter((p) => Number.isFinite(p.p99Ms)).map((p) => `${x(points.indexOf(p))},${yL(p.p99Ms)}`).join(' ');
-  const dots = points
-    .filter((p) => Number.isFinite(p.p99Ms))
-    .map((p) => `<circle cx="${x(points.indexOf(p))}" cy="${yL(p.p99Ms)}" r="4" fill="#e45756"/><text x="${x(points.indexOf(p))}" y="${yL(p.p99Ms) - 9}" text-anchor="middle" font-size="11" fill="#e45756" stroke="white" stroke-width="3" paint-order="stroke">p99 ${Math.round(p.p99Ms)} ms</text>`)
+    (latencies.length > 0 ? scaleL.ticks : []).map((v) => `<line x1="${pad.l + plotW}" y1="${yL(v)}" x2="${pad.l + plotW + 4}" y2="${yL(v)}" stroke="#333"/><text x="${pad.l + plotW + 7}" y="${yL(v) + 4}" font-size="11" fill="#e45756">${v.toLocaleString('en')}</text>`).join('');
+  const line = latencies.map((l) => `${x(l.i)},${yL(l.ms)}`).join(' ');
+  const dots = latencies
+    .map((l) => `<circle cx="${x(l.i)}" cy="${yL(l.ms)}" r="4" fill="#e45756"/><text x="${x(l.i)}" y="${yL(l.ms) - 9}" text-anchor="middle" font-size="11" fill="#e45756" stroke="white" stroke-width="3" paint-order="stroke">p99 ${Math.round(l.ms)} ms</text>`)
     .join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">
 <rect width="${W}" height="${H}" fill="white"/>

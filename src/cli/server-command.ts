@@ -5,6 +5,7 @@ import { unknownEnvironment } from '../config/environment.ts';
 import { SETTINGS } from '../config/schema.ts';
 import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
+import { markOperatorTokenShown } from '../server/operator-token.ts';
 import type { UpdraftServer } from '../server/updraft-server.ts';
 import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
 import { logProcessWarnings } from '../util/process-warnings.ts';
@@ -103,8 +104,10 @@ async function runServer(config: UpdraftConfig): Promise<void> {
   if (server.broker.tlsPort !== undefined) out.write(`updraft: MQTT over TLS with client certificates on mqtts://${config.mqtt.host}:${server.broker.tlsPort} (CA ${config.dataDir}/pki/ca.crt)\n`);
   out.write(`updraft: software signing key ${server.security.signingKey.keyId}; provision agents with ${server.security.publicKeyFile}\n`);
   out.write(`updraft: data in ${config.dataDir}\n`);
-  if (server.tokenCreated) {
+  if (server.tokenUnshown) {
     out.write(`updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`);
+    // a mark left (a read-only data directory) only prints the token again at the next start
+    await markOperatorTokenShown(config.dataDir).catch((err: Error) => logger.warn(`the operator token will be printed again at the next start: ${err.message}`));
   }
 }
 

@@ -59,7 +59,7 @@ import type { StateStore } from '../store/state-store.ts';
 import type { Logger } from '../util/logger.ts';
 import { createBlobStore, createStateStore } from './adapters.ts';
 import { EventLoopMonitor } from './event-loop-monitor.ts';
-import { loadOrCreateOperatorToken, replaceOperatorToken } from './operator-token.ts';
+import { loadOrCreateOperatorToken, markOperatorTokenUnshown, replaceOperatorToken } from './operator-token.ts';
 import { NamedTokens, addNamedTokenRoutes } from './named-tokens.ts';
 import { UpdateCommands } from './update-commands.ts';
 import { CertificateExpiryWatch } from '../signing/certificate-expiry.ts';
@@ -103,8 +103,10 @@ export class UpdraftServer {
   private online = new Set<string>();
   /** Set by start(). */
   operatorToken = '';
-  /** True when start() generated the operator token (it is printed once). */
+  /** True when start() generated the operator token. */
   tokenCreated = false;
+  /** True when the operator token has not been printed yet (made by this start, or by one that failed before printing it): `updraft server` prints it, then calls markOperatorTokenShown. */
+  tokenUnshown = false;
   broker!: EmbeddedBroker;
   /** The bus the replica uses: the embedded broker, or an external one with --mqtt-url (then `broker` is not started). */
   bus!: MessageBus;
@@ -161,6 +163,8 @@ export class UpdraftServer {
       await this.startParts();
     } catch (err) {
       await this.stop();
+      // a token this start made has not been printed: the next start that serves prints it
+      if (this.tokenCreated) await markOperatorTokenUnshown(path.resolve(this.config.dataDir)).catch((e: Error) => this.logger.warn(`the operator token in ${this.config.dataDir} was not printed, and will not be at the next start: ${e.message}`));
       throw err;
     }
   }
@@ -199,6 +203,7 @@ export class UpdraftServer {
       const token = await loadOrCreateOperatorToken(dataDir);
       this.operatorToken = token.token;
       this.tokenCreated = token.created;
+      this.tokenUnshown = token.unshown;
       const security = await loadSecurity(config, dataDir, logger.child('security'));
       // one live key ring: URL signatures and download tokens rotate together
       return { security, urlKeys: await loadOrCreateKeyRing(dataDir) };

@@ -66,6 +66,8 @@ const PENDING_LOG_MAX_AGE_MS = 7 * 86_400_000;
 const JOB_LOG_SAVE_DELAY_MS = 1000;
 /** The most entries of a `softwareSupersedes` list taken (the server writes at most 8). */
 const MAX_SUPERSEDED_NOTED = 16;
+/** A connection error that lasts is logged again this often (ms), with the attempts it ended meanwhile. */
+export const REPEATED_ERROR_LOG_MS = 10 * 60_000;
 /**
  * The reason reported for a job this device saw canceled, which a server asks for again
  * (handleCommand): in the words of a job called off (`calledOff`), so that a server that did
@@ -138,6 +140,10 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
   private logTimer: NodeJS.Timeout | undefined;
   private readonly wakers = new Set<() => void>();
   private lastError: string | undefined;
+  /** When `lastError` came first, and was last logged (ms, `now`), and how many attempts it ended since it came, less one. */
+  private lastErrorSince = 0;
+  private lastErrorAt = 0;
+  private lastErrorRepeats = 0;
   private detach: () => void = () => {};
   /** Decided in start() from `signingPublicKey` / `allowUnsigned`. */
   private signatures: SignaturePolicy | undefined;
@@ -427,12 +433,25 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     const onMessage = (topic: string, payload: Buffer) => this.onMessage(topic, payload);
     const onError = (err: Error) => {
       if (!this.online) attemptFailed = true;
-      // once per outage, not once per reconnect attempt
-      if (err.message === this.lastError) return;
-      this.lastError = err.message;
       // a hint of the likely cause, in the caller's words (the daemon's: its --ca file, a CA rollover)
-      const hint = o.connectionErrorHint?.(err.message);
-      this.log.warn('mqtt error', { error: hint !== undefined ? `${err.message} (${hint})` : err.message });
+      const said = () => {
+        const hint = o.connectionErrorHint?.(err.message);
+        return hint !== undefined ? `${err.message} (${hint})` : err.message;
+      };
+      // once per outage, not once per reconnect attempt; said again every
+      // REPEATED_ERROR_LOG_MS while it lasts, with the attempts it ended meanwhile: a daemon
+      // refused for good (a wrong secret) logged one line, then retried in silence for days
+      if (err.message === this.lastError) {
+        this.lastErrorRepeats++;
+        if (this.now() - this.lastErrorAt < REPEATED_ERROR_LOG_MS) return;
+        this.log.warn('mqtt error, still', { error: said(), since: new Date(this.lastErrorSince).toISOString(), attempts: this.lastErrorRepeats + 1 });
+        this.lastErrorAt = this.now();
+        return;
+      }
+      this.lastError = err.message;
+      this.lastErrorAt = this.lastErrorSince = this.now();
+      this.lastErrorRepeats = 0;
+      this.log.warn('mqtt error', { error: said() });
       // mqtt.js's ErrorWithReasonCode: a refused CONNACK's code (4 and 5 retrying cannot fix, 3 it can)
       const code = (err as { code?: unknown }).code;
       this.emit('connection-error', { error: err.message, ...(typeof code === 'number' ? { reasonCode: code } : {}) });

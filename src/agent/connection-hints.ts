@@ -8,6 +8,11 @@
 
 /** What the daemon connects with: the files given, and whether the broker URL is TLS. */
 export interface ConnectionHintContext {
+  /** The device, and the broker URL it connects to (named in the hint of a refused secret). */
+  deviceId?: string;
+  brokerUrl?: string;
+  /** Where the device's secret came from (`--password`, `<install-dir>/.updraft/device-secret`); none given: no secret. */
+  secretFrom?: string;
   /** `--ca`: the file the server's certificate is verified with. */
   caFile?: string;
   /** `--cert`: the client certificate presented. */
@@ -18,6 +23,15 @@ export interface ConnectionHintContext {
 
 /** The hint for `error` (a connection error's message), or undefined when there is none to give. */
 export function connectionErrorHint(error: string, ctx: ConnectionHintContext): string | undefined {
+  // CONNACK 4 (mqtt.js: 'Connection refused: Bad username or password'): an unknown, deleted or
+  // revoked device, a wrong secret, or another broker than the server's (a Mosquitto of the
+  // machine's own on 1883, reached for want of --broker). The agent retries for good and said
+  // only the broker's words (QA of the quick start, 2026-12-07)
+  if (/bad user ?name or password/i.test(error) && ctx.deviceId !== undefined) {
+    const secret = ctx.secretFrom !== undefined ? `its secret (${ctx.secretFrom})` : 'a secret (none given: --password, or <install-dir>/.updraft/device-secret from device register --save)';
+    const broker = ctx.brokerUrl !== undefined ? ` at ${ctx.brokerUrl}` : '';
+    return `the broker${broker} refused ${ctx.deviceId} and ${secret}: is it the Updraft server's broker (--broker), is ${ctx.deviceId} registered there and not revoked (updraft device show ${ctx.deviceId}), and is the secret the one registration or updraft device rotate-secret gave? The agent keeps retrying`;
+  }
   if (!ctx.tls) return undefined;
   const ca = ctx.caFile !== undefined ? `--ca ${ctx.caFile}` : '--ca (none given: the system\'s CAs)';
   // the server's certificate chains to no CA the device trusts: after a switch, an agent given the old CA alone

@@ -167,6 +167,9 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
   // CA problems said with the files to look at (connection-hints.ts)
   const hintContext = {
     tls: /^(mqtts|ssl|tls|wss|mqtts\+unix):/.test(brokerUrl),
+    deviceId: opts.deviceId,
+    brokerUrl: safeUrl(brokerUrl),
+    ...(opts.passwordFile !== undefined ? { secretFrom: opts.passwordFile } : opts.password !== undefined ? { secretFrom: '--password' } : {}),
     ...(opts.tlsPaths?.ca !== undefined ? { caFile: opts.tlsPaths.ca } : {}),
     ...(opts.tlsPaths?.cert !== undefined ? { certFile: opts.tlsPaths.cert } : opts.tlsFiles !== undefined ? { certFile: opts.tlsFiles.cert } : {}),
   };

@@ -29,7 +29,8 @@ import { AGENT_FEATURES } from '../protocol/agent-features.ts';
 import { certificateIssuer } from '../protocol/certificate-issuer.ts';
 import { isTimeZone, systemTimeZone } from '../protocol/maintenance-window.ts';
 import { PRESENCE_ONLINE, PRESENCE_WILL } from '../protocol/presence.ts';
-import { answerTopic, deltaTopic, presenceTopic } from '../protocol/topics.ts';
+import { answerTopic, deltaTopic, presenceTopic, requestTopic } from '../protocol/topics.ts';
+import { safeUrl } from '../util/redact-url.ts';
 import { keyIdOf, parsePublicKey } from '../signing/signing-key.ts';
 import { silentLogger, type Logger } from '../util/logger.ts';
 import type { AgentEvents } from './agent-events.ts';
@@ -696,7 +697,12 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     } catch (err) {
       if (!this.started || session !== this.session || err instanceof AgentStoppedError) return;
       const delay = this.backoff(attempt);
-      this.log.warn('catch-up after connect failed, retrying', { error: asUpdraftError(err).message, delayMs: delay });
+      const e = asUpdraftError(err);
+      // connected, yet no answer on the replica's topics: a broker with no Updraft server
+      // behind it (the machine's own Mosquitto on 1883, reached for want of --broker) said
+      // only the timeout (QA of the quick start, 2026-12-07)
+      const hint = e.code === 'TIMEOUT' ? { hint: `no device state replica answered on ${requestTopic({ deviceId: this.opts.deviceId, name: '' }, 'get')}: is ${safeUrl(this.opts.brokerUrl)} the Updraft server's broker (--broker), and is the server up?` } : {};
+      this.log.warn('catch-up after connect failed, retrying', { error: e.message, ...hint, delayMs: delay });
       this.syncTimer = setTimeout(() => {
         this.syncTimer = undefined;
         void this.sync(session, attempt + 1);

@@ -2,11 +2,13 @@
  * A device the broker refuses for good (CONNACK 4: an unregistered id, a wrong secret, or
  * another broker than the server's) is said in words an operator can act on, and said again
  * while it lasts: the daemon logged the broker's "Bad username or password" once, then
- * retried in silence (QA of the quick start, 2026-12-07). A real server's embedded broker over
- * TCP; the real `updraft agent` daemon, and the agent library with a clock the test moves.
+ * retried in silence; one that a broker without an Updraft server admits (the machine's own
+ * Mosquitto) said only a timeout (QA of the quick start, 2026-12-07). A real server's
+ * embedded broker over TCP, a real Mosquitto; the real `updraft agent` daemon, and the agent
+ * library with a clock the test moves.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +16,8 @@ import { MemoryAgentStateStore, SimulatedInstaller, UpdateAgent } from '../../sr
 import { REPEATED_ERROR_LOG_MS } from '../../src/agent/agent.ts';
 import type { Logger } from '../../src/util/logger.ts';
 import { eventually, startCli } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { findMosquitto, mosquittoUnavailable, runMosquitto } from '../helpers/mosquitto.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 /** A logger that keeps its WARN lines (message and fields). */
@@ -91,6 +95,38 @@ describe('a device the broker refuses', () => {
       assert.equal(refusals().length, 2, 'one line per interval');
     } finally {
       await agent.stop();
+    }
+  });
+
+  it('admitted by a broker with no Updraft server behind it, the catch-up timeout names the broker to check', async (t) => {
+    const found = findMosquitto();
+    if (!found.ok) return t.skip(mosquittoUnavailable(found.reason, 'a broker with no Updraft server'));
+    const mdir = await mkdtemp(path.join(os.tmpdir(), 'updraft-bare-mosquitto-'));
+    const port = await freePort();
+    await writeFile(path.join(mdir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+    await chmod(mdir, 0o755);
+    const broker = await runMosquitto(found.bin, mdir, [port]);
+    const lines: { msg: string; fields: Record<string, unknown> }[] = [];
+    const agent = new UpdateAgent({
+      deviceId: 'lost-1',
+      brokerUrl: `mqtt://127.0.0.1:${port}`,
+      installer: new SimulatedInstaller({ initial: { name: 'fw', version: '1.0.0' }, durationMs: 10 }),
+      stateStore: new MemoryAgentStateStore(),
+      stateDir: path.join(dir, 'lost-1'),
+      logger: keepingLogger(lines),
+      allowUnsigned: true,
+      requestTimeoutMs: 200,
+      requestAttempts: 1,
+      mqttOptions: { reconnectPeriod: 50 },
+    });
+    try {
+      await agent.start().catch(() => undefined);
+      const line = await eventually(async () => lines.find((l) => l.msg.startsWith('catch-up after connect failed')), 30_000, 'the catch-up failure');
+      assert.match(String(line.fields.error), /no answer to get within 200 ms/, 'the timeout');
+      assert.equal(line.fields.hint, `no device state replica answered on state/lost-1/get: is mqtt://127.0.0.1:${port} the Updraft server's broker (--broker), and is the server up?`, 'the broker to check');
+    } finally {
+      await agent.stop();
+      await broker.stop();
     }
   });
 });

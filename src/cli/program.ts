@@ -61,6 +61,16 @@ function usageErrors(cmd: Command, path: string): void {
     // subcommand (`updraft job`: on stderr, which is the message; a usage error like the
     // others, so exit 2 where commander says 1)
     if (err.code === 'commander.help') process.exit(err.exitCode === 0 ? 0 : 2);
+    // commander checks required options before unknown ones: a misspelt required option
+    // (`deploy --artefact fw@2`) was said as the required one missing, the misspelling unnamed
+    // (QA, 2026-12-07). Said as the unknown option it is, with commander's suggestion, by its
+    // own check (unknownOption: private in its typings, present in commander 14; throws back
+    // into this handler with that error)
+    if (err.code === 'commander.missingMandatoryOptionValue') {
+      const flag = cmd.args.find((a) => a.startsWith('-') && a !== '-');
+      const unknownOption = (cmd as unknown as { unknownOption?: (flag: string) => void }).unknownOption;
+      if (flag !== undefined && typeof unknownOption === 'function') unknownOption.call(cmd, flag);
+    }
     // one line: a suggestion ("(Did you mean --data-dir?)") comes after a line break
     const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
     throw new UpdraftError('BAD_REQUEST', `${message} (see ${path} --help)`, { cause: err });

@@ -17,6 +17,9 @@ describe('updraft usage errors', () => {
       [['config', '--webhook-url', 'x'], "updraft: error: unknown option '--webhook-url' (see updraft config --help)"],
       [['bogus'], "updraft: error: unknown command 'bogus' (see updraft --help)"],
       [['deploy', '--device', 'dev-1'], "updraft: error: required option '--artifact <name@version>' not specified (see updraft deploy --help)"],
+      // a misspelt required option is said as the unknown option it is (commander checks the
+      // required ones first: it was "required option '--artifact' not specified", --artefact unnamed)
+      [['deploy', '--device', 'dev-1', '--artefact', 'fw@2.0.0'], "updraft: error: unknown option '--artefact' (Did you mean --artifact?) (see updraft deploy --help)"],
       [['device', 'show'], "updraft: error: missing required argument 'id' (see updraft device show --help)"],
       [['job', 'list', '--limit'], "updraft: error: option '--limit <n>' argument missing (see updraft job list --help)"],
       // commander's suggestion, on a line of its own, is kept on the one line

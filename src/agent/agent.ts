@@ -605,6 +605,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (this.online === online) return;
     this.online = online;
     if (!online) this.resetReady();
+    // a report on its way meanwhile waits for the reconnect: its round trip is not the server's pace
+    if (!online) this.reports?.interrupted();
     this.emit('connection', { online });
   }
 

@@ -23,6 +23,11 @@
  * download outlasted the pace, so INSTALLING went out just before SUCCESS, 0.9 reports (and
  * about 2.7 MQTT messages) per device that said nothing the outcome did not.
  *
+ * The stretch is at most `maxPaceMs` (10 s), and a round trip that spanned a lost connection
+ * is not taken: it measured the outage, not the server. A 12 s outage during a report (three
+ * attempts, a reconnect) was taken as a 25 s round trip and held the next phase report for
+ * minutes, and the server's step timeout ended a healthy update TIMED_OUT (QA, 2026-12-07).
+ *
  * The pace is measured on a monotonic clock, not the wall clock: a device's clock stepped
  * back (an RTC kept in local time, then corrected by NTP) put the last report an hour in the
  * future and held every phase report for that hour, and one stepped forward during a round
@@ -46,6 +51,8 @@ interface Queued {
 const OUTCOMES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE']);
 /** A paced report waits at least this many round trips of the previous one. */
 const RTT_FACTOR = 10;
+/** The longest the round trips stretch the pace (ms): a server's step timeout counts from a phase's report. */
+export const MAX_PACE_MS = 10_000;
 
 /** An ordered queue of reports that coalesces a job's reports not yet sent. */
 export class ReportQueue {
@@ -54,7 +61,10 @@ export class ReportQueue {
   private readonly intervalMs: number;
   private readonly settleMs: number;
   private readonly clock: MonotonicClock;
+  private readonly maxPaceMs: number;
   private busy = false;
+  /** The connection was lost while the report in flight was on its way (`interrupted`). */
+  private sendInterrupted = false;
   private lastSent: { jobId: unknown; at: number } = { jobId: undefined, at: -Infinity };
   /** Round trip of the last report (publish to accepted), ms. */
   private lastRttMs = 0;
@@ -62,11 +72,17 @@ export class ReportQueue {
   private wake: (() => void) | undefined;
 
   /** `send` publishes one report and resolves with its accepted answer; `clock` (tests) defaults to MONOTONIC_CLOCK. */
-  constructor(send: (software: JsonObject) => Promise<JsonObject>, opts: { intervalMs?: number; settleMs?: number; clock?: MonotonicClock } = {}) {
+  constructor(send: (software: JsonObject) => Promise<JsonObject>, opts: { intervalMs?: number; settleMs?: number; maxPaceMs?: number; clock?: MonotonicClock } = {}) {
     this.send = send;
     this.intervalMs = opts.intervalMs ?? 0;
     this.settleMs = opts.settleMs ?? 0;
+    this.maxPaceMs = opts.maxPaceMs ?? MAX_PACE_MS;
     this.clock = opts.clock ?? MONOTONIC_CLOCK;
+  }
+
+  /** The connection was lost: the round trip of the report in flight, if any, is not the server's. */
+  interrupted(): void {
+    if (this.busy) this.sendInterrupted = true;
   }
 
   /**
@@ -91,7 +107,8 @@ export class ReportQueue {
     this.busy = true;
     for (let next = this.queue[0]; next; next = this.queue[0]) {
       const paced = !OUTCOMES.has(String(next.software.status)) && next.software.jobId === this.lastSent.jobId;
-      const wait = paced ? Math.max(this.lastSent.at + Math.max(this.intervalMs, RTT_FACTOR * this.lastRttMs), next.queuedAt + this.settleMs) - this.clock.now() : 0;
+      const stretched = Math.min(RTT_FACTOR * this.lastRttMs, this.maxPaceMs);
+      const wait = paced ? Math.max(this.lastSent.at + Math.max(this.intervalMs, stretched), next.queuedAt + this.settleMs) - this.clock.now() : 0;
       if (wait > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => this.wake?.(), wait);
@@ -106,9 +123,10 @@ export class ReportQueue {
       this.queue.shift();
       const sentAt = this.clock.now();
       this.lastSent = { jobId: next.software.jobId, at: sentAt };
+      this.sendInterrupted = false;
       try {
         const ack = await this.send(next.software);
-        this.lastRttMs = this.clock.now() - sentAt;
+        if (!this.sendInterrupted) this.lastRttMs = this.clock.now() - sentAt;
         for (const w of next.waiters) w.resolve(ack);
       } catch (err) {
         for (const w of next.waiters) w.reject(err);

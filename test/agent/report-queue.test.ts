@@ -182,3 +182,53 @@ it('does not stretch the pace by a wall-clock step forward during a round trip',
     assert.equal((await installing).status, 'INSTALLING');
   });
 });
+
+/** Lets the queue's timers and promises run a few turns. */
+const turns = async (n = 20) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+it('stretches the pace by slow answers at most maxPaceMs: a 2 s round trip holds the next phase until 10 s after the last report, not 20 s', { timeout: 10_000 }, async () => {
+  const g = gatedSend();
+  let t = 0;
+  const q = new ReportQueue(g.send, { intervalMs: 0, clock: { now: () => t } });
+  const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+  await turns();
+  t += 2_000; // answered 2 s after it was sent (a server restarting, or swamped)
+  await g.release();
+  await first;
+  const verifying = q.submit({ jobId: 'j1', status: 'VERIFYING' });
+  await turns();
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING'], 'held while the pace runs');
+  t = 10_000; // the cap (MAX_PACE_MS) after DOWNLOADING was sent; a newer report wakes the queue to look again
+  const progressed = q.submit({ jobId: 'j1', status: 'VERIFYING', progress: 0.5 });
+  await g.release();
+  assert.deepEqual((await Promise.all([verifying, progressed])).map((a) => a.status), ['VERIFYING', 'VERIFYING'], 'sent 10 s after the last report, not ten round trips (20 s)');
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'VERIFYING']);
+});
+
+it('does not take the round trip of a report sent across a lost connection as the pace', { timeout: 10_000 }, async () => {
+  const g = gatedSend();
+  let t = 0;
+  const q = new ReportQueue(g.send, { intervalMs: 0, clock: { now: () => t } });
+  const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+  await turns();
+  q.interrupted(); // the connection drops while DOWNLOADING is on its way
+  t += 5_000; // answered after the reconnect, 5 s later
+  await g.release();
+  await first;
+  const verifying = q.submit({ jobId: 'j1', status: 'VERIFYING' });
+  await turns();
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'VERIFYING'], 'sent at once, not held for ten times the outage (50 s, or the 10 s cap)');
+  t += 300; // VERIFYING answered 300 ms later, the connection up all along: the server's pace, taken
+  await g.release();
+  assert.equal((await verifying).status, 'VERIFYING');
+  const installing = q.submit({ jobId: 'j1', status: 'INSTALLING' });
+  await turns();
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'VERIFYING'], 'held for ten round trips of VERIFYING (3 s)');
+  t += 3_000;
+  const progressed = q.submit({ jobId: 'j1', status: 'INSTALLING', progress: 0.5 }); // wakes the queue to look again
+  await g.release();
+  assert.deepEqual((await Promise.all([installing, progressed])).map((a) => a.status), ['INSTALLING', 'INSTALLING'], 'sent once 3 s passed');
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'VERIFYING', 'INSTALLING']);
+});

@@ -286,7 +286,9 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
           fail(refused());
           break;
         }
-        o.logger.warn('event stream unavailable; retrying (the registry is still read in full every resync)', { error: (err as Error).message, retryInMs: backoff });
+        // the server followed and fetch's cause: "fetch failed" and "terminated" alone said
+        // neither which server nor why (QA of docs/deployment.md, 2026-12-07)
+        o.logger.warn('event stream unavailable; retrying (the registry is still read in full every resync)', { server: o.api.baseUrl, error: withCause(err), retryInMs: backoff });
       }
       await nap(backoff, false);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
@@ -662,6 +664,14 @@ async function followStream(api: ApiClient, signal: AbortSignal, onOpen: () => v
     clearTimeout(silence);
     signal.removeEventListener('abort', abort);
   }
+}
+
+/** An error's message with its cause's (fetch's: `fetch failed (connect ECONNREFUSED 10.0.0.7:8080)`, `terminated (other side closed)`). */
+function withCause(err: unknown): string {
+  const message = (err as Error | undefined)?.message ?? String(err);
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  const why = typeof cause?.message === 'string' && cause.message !== '' ? cause.message : typeof cause?.code === 'string' ? cause.code : undefined;
+  return why !== undefined ? `${message} (${why})` : message;
 }
 
 /** The data of one server-sent event of `type`, or undefined (a comment, another type, unreadable data). */

@@ -140,6 +140,8 @@ function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Log
       limit.unref();
       // the counts of repeated full-disk lines still held are written before the exit
       void server.stop().then(() => {
+        // the stop's end said, as its start is: only the exit code told it finished (QA)
+        logger.info('stopped');
         logger.flush?.();
         process.exit(0);
       });

@@ -50,7 +50,7 @@ export interface DisruptionResyncDeps {
 export const DISRUPTION_RESYNC_DEFAULTS = { perSecond: 500, pageSize: 250, settleMs: 5_000, firstDelayMs: 1_000, maxDelayMs: 30_000, leadWaitMs: 60_000 } as const;
 
 /** The reason a pass on a lead taken gives in its start line. */
-export const LEAD_TAKEN = 'this instance took the lead: the database may have been restored while no instance ran, or the last leader stopped mid-send';
+export const LEAD_TAKEN = 'this instance took the lead (a start, a failover): done at every lead taken, in case the database was restored while no instance ran or the last leader stopped mid-send';
 
 /**
  * What started the pass, the first words of its lines: a disruption of the store's
@@ -61,7 +61,9 @@ type Trigger = 'store disruption' | 'lead taken';
 /** Why a pass may be owed, in its start line, by what started it. */
 const MAY_HAVE_LOST: Record<Trigger, string> = {
   'store disruption': 'the database may have gone back',
-  'lead taken': 'the database may have gone back, or the last leader stopped mid-send',
+  // said as routine: it runs at every lead taken, a first start and a failover too, and the
+  // words of a disruption read as a restore to operators (QA of docs/deployment.md, 2026-12-07)
+  'lead taken': 'as at every lead taken, in case the database went back or the last leader stopped mid-send',
 };
 
 /** What one pass did. */

@@ -18,6 +18,7 @@ import { coveringBundle, crlFromServer } from '../../src/cli/mosquitto-crl.ts';
 import { watchMosquittoPasswd } from '../../src/cli/mosquitto-watch.ts';
 import { createLogger, silentLogger } from '../../src/util/logger.ts';
 import { eventually, runCli, startCli, type CliProcess } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { startHttpProxy } from '../helpers/http-proxy.ts';
 import { findMosquitto, mosquittoUnavailable, startTestMosquitto, type TestMosquitto } from '../helpers/mosquitto.ts';
 import { apiJson, registerDevice, startTestServer, type TestServer } from '../helpers/server.ts';
@@ -58,11 +59,16 @@ describe('mosquitto-config --watch: the configuration never names a password fil
 
   it('writes nothing while the server cannot be reached', async () => {
     const out = path.join(dir, 'unreachable');
-    // port 9 (discard): nothing listens, the connection is refused
-    const watch = watchInto(out, 'http://127.0.0.1:9', 'updr_0123456789abcdef0123456789abcdef');
+    // a free port: nothing listens, the connection is refused (port 9, taken before, fetch
+    // refuses itself as a "bad port", without connecting)
+    const port = await freePort();
+    const watch = watchInto(out, `http://127.0.0.1:${port}`, 'updr_0123456789abcdef0123456789abcdef');
     try {
       await watch.waitFor(/could not bring the password file up to date/);
       for (const f of ['mosquitto.conf', 'acl', 'passwd']) assert.equal(await exists(path.join(out, f)), false, `${f} not written`);
+      // the stream's warning names the server followed and why (it said "fetch failed" alone)
+      const [line] = await watch.waitFor(/.*event stream unavailable.*/);
+      assert.ok(line.includes(`server=http://127.0.0.1:${port} error="fetch failed (connect ECONNREFUSED 127.0.0.1:${port})"`), line);
     } finally {
       assert.equal(await watch.kill('SIGTERM'), 0);
     }

@@ -121,7 +121,7 @@ describe('the resync of open executions after a store disruption', () => {
       assert.deepEqual(
         said.map((l) => [l.msg, l.reason]),
         [
-          ['lead taken: re-sending the update commands of open executions (the database may have gone back, or the last leader stopped mid-send)', LEAD_TAKEN],
+          ['lead taken: re-sending the update commands of open executions (as at every lead taken, in case the database went back or the last leader stopped mid-send)', LEAD_TAKEN],
           ['lead taken: update commands of open executions re-sent', undefined],
         ],
         'the start and end lines name the lead taken',

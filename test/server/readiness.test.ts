@@ -73,6 +73,8 @@ describe('readiness', () => {
       assert.deepEqual(((await draining.json()) as { checks: unknown }).checks, { store: 'ok', artifacts: 'ok', broker: 'ok', instance: 'stopping' });
       assert.equal((await fetch(`${url}/healthz`)).status, 200, 'still serving while it drains');
       assert.equal(await server.kill('SIGTERM'), 0, 'the second signal stops it, cleanly');
+      // the stop's end is said, as its start was (only the exit code told it before)
+      assert.match(server.output().trimEnd().split('\n').at(-1)!, /INFO +stopped$/, `the last line says the stop ended:\n${server.output()}`);
     } finally {
       await server.kill('SIGKILL');
       await rm(dataDir, { recursive: true, force: true });

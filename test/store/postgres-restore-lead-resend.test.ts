@@ -36,7 +36,7 @@ import { addArtifact, deploy, startAgent } from '../security/support.ts';
 type Line = { level: string; msg: string; [field: string]: unknown };
 
 const TOKEN = `updr_restore_lead_test_${'x'.repeat(24)}`;
-const START = 'lead taken: re-sending the update commands of open executions (the database may have gone back, or the last leader stopped mid-send)';
+const START = 'lead taken: re-sending the update commands of open executions (as at every lead taken, in case the database went back or the last leader stopped mid-send)';
 const END = 'lead taken: update commands of open executions re-sent';
 const mosquitto = findMosquitto();
 const pgResult = await startTestPostgres();

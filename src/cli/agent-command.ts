@@ -146,7 +146,14 @@ export function addAgentCommand(program: Command): void {
       // UPDRAFT_DEVICE_PASSWORD= (empty) was taken as the secret: the saved one was not read,
       // and the broker refused the device at every reconnect
       const given = o.password ?? fromEnvironment('UPDRAFT_DEVICE_PASSWORD');
-      const password = given ?? (await readDeviceSecret(o.installDir));
+      // a secret file the agent cannot read (saved by root, the agent run as a service user):
+      // one line naming the file and what to do, exit 2, not the raw errno with exit 1 (QA)
+      const password =
+        given ??
+        (await readDeviceSecret(o.installDir).catch((err: NodeJS.ErrnoException) => {
+          const fix = err.code === 'EACCES' || err.code === 'EPERM' ? ': run the agent as the user that owns it, or give that user the file (chown; mode 0600)' : ' (--install-dir)';
+          throw new UpdraftError('BAD_REQUEST', `cannot read the device secret ${secretFilePath(o.installDir)}: ${err.message}${fix}`);
+        }));
       if (password === undefined && o.cert === undefined) {
         throw new UpdraftError('UNAUTHORIZED', `no device secret: register the device with "updraft device register ${o.device} --save ${o.installDir}" (writes ${secretFilePath(o.installDir)}), or pass --password`);
       }

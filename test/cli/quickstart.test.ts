@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -98,11 +98,15 @@ describe('quick start through the CLI', () => {
       [['device', 'revoke', 'nobody', ...api()], /^updraft: error: device nobody is not registered\n$/],
       [['device', 'register', 'dev-1', ...api()], /^updraft: error: device dev-1 is already registered/],
       [['agent', '--device', 'dev-9', '--install-dir', './dev9'], /^updraft: error: no device secret: register the device/],
+      // a secret file it cannot read (here a directory in its place): the file named, not the raw errno alone (exit 1 before)
+      [['agent', '--device', 'dev-10', '--install-dir', './dev10'], /^updraft: error: cannot read the device secret dev10\/\.updraft\/device-secret: EISDIR: .* \(--install-dir\)$/m],
       [['device', 'show', 'dev-1', '--server', httpUrl, '--token', 'wrong'], /^updraft: error: the operator token is wrong/],
     ];
+    await mkdir(path.join(dir, 'dev10', '.updraft', 'device-secret'), { recursive: true });
     for (const [args, message] of cases) {
       const r = await runCli(args, { cwd: dir });
       assert.notEqual(r.code, 0, args.join(' '));
+      if (args[0] === 'agent') assert.equal(r.code, 2, `bad input: ${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message);
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
     }

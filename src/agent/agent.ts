@@ -368,6 +368,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       return sent;
     };
     this.reports = new ReportQueue(send, { intervalMs: o.progressIntervalMs ?? AGENT_DEFAULTS.progressIntervalMs, settleMs: AGENT_DEFAULTS.phaseSettleMs });
+    // not connected yet: a report resumed before the first connection waits for it
+    this.reports.connection(this.online);
     // Reconnecting backs off: the pause before the next attempt grows after each failed one
     // (doubling up to maxRetryDelayMs), with jitter, and starts again from reconnectPeriod
     // once connected. A fleet that lost its server together, or that the server turned away
@@ -444,7 +446,9 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // refused for good (a wrong secret) logged one line, then retried in silence for days
       if (err.message === this.lastError) {
         this.lastErrorRepeats++;
-        if (this.now() - this.lastErrorAt < REPEATED_ERROR_LOG_MS) return;
+        // a wall clock stepped back (an RTC corrected by NTP) says it again at once, not after the step
+        const elapsed = this.now() - this.lastErrorAt;
+        if (elapsed >= 0 && elapsed < REPEATED_ERROR_LOG_MS) return;
         this.log.warn('mqtt error, still', { error: said(), since: new Date(this.lastErrorSince).toISOString(), attempts: this.lastErrorRepeats + 1 });
         this.lastErrorAt = this.now();
         return;
@@ -605,8 +609,8 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
     if (this.online === online) return;
     this.online = online;
     if (!online) this.resetReady();
-    // a report on its way meanwhile waits for the reconnect: its round trip is not the server's pace
-    if (!online) this.reports?.interrupted();
+    // a report on its way while offline waits for the reconnect: its round trip is not the server's pace
+    this.reports?.connection(online);
     this.emit('connection', { online });
   }
 

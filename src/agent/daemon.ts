@@ -42,6 +42,8 @@ export interface AgentDaemonOptions {
    * --save`) is used without a restart.
    */
   passwordFile?: string;
+  /** Where a secret given (not read from `passwordFile`) came from, for the log: `--password`, `UPDRAFT_DEVICE_PASSWORD`. */
+  passwordFrom?: string;
   /** Health-check command run after each install (`--health-check`); exit 0 keeps the new version. */
   healthCheck?: string;
   /** Health-check timeout in ms (`--health-check-timeout`, default 60 000), from 1 to 2147483647 (a timer's longest). */
@@ -167,9 +169,9 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
   // CA problems said with the files to look at (connection-hints.ts)
   const hintContext = {
     tls: /^(mqtts|ssl|tls|wss|mqtts\+unix):/.test(brokerUrl),
-    deviceId: opts.deviceId,
+    deviceId: opts.username ?? opts.deviceId,
     brokerUrl: safeUrl(brokerUrl),
-    ...(opts.passwordFile !== undefined ? { secretFrom: opts.passwordFile } : opts.password !== undefined ? { secretFrom: '--password' } : {}),
+    ...(opts.passwordFile !== undefined ? { secretFrom: opts.passwordFile } : opts.password !== undefined ? { secretFrom: opts.passwordFrom ?? '--password' } : {}),
     ...(opts.tlsPaths?.ca !== undefined ? { caFile: opts.tlsPaths.ca } : {}),
     ...(opts.tlsPaths?.cert !== undefined ? { certFile: opts.tlsPaths.cert } : opts.tlsFiles !== undefined ? { certFile: opts.tlsFiles.cert } : {}),
   };

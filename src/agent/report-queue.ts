@@ -63,8 +63,10 @@ export class ReportQueue {
   private readonly clock: MonotonicClock;
   private readonly maxPaceMs: number;
   private busy = false;
-  /** The connection was lost while the report in flight was on its way (`interrupted`). */
+  /** The connection was down at some point while the report in flight was on its way (`connection`). */
   private sendInterrupted = false;
+  /** The agent's connection is down (`connection`): a report sent now waits for the reconnect. */
+  private offline = false;
   private lastSent: { jobId: unknown; at: number } = { jobId: undefined, at: -Infinity };
   /** Round trip of the last report (publish to accepted), ms. */
   private lastRttMs = 0;
@@ -80,9 +82,14 @@ export class ReportQueue {
     this.clock = opts.clock ?? MONOTONIC_CLOCK;
   }
 
-  /** The connection was lost: the round trip of the report in flight, if any, is not the server's. */
-  interrupted(): void {
-    if (this.busy) this.sendInterrupted = true;
+  /**
+   * The agent's connection went up or down. The round trip of a report that was on its way
+   * while it was down, lost with a report in flight or sent while offline, is the outage's, not
+   * the server's: it is not taken as the pace.
+   */
+  connection(online: boolean): void {
+    this.offline = !online;
+    if (!online && this.busy) this.sendInterrupted = true;
   }
 
   /**
@@ -123,7 +130,7 @@ export class ReportQueue {
       this.queue.shift();
       const sentAt = this.clock.now();
       this.lastSent = { jobId: next.software.jobId, at: sentAt };
-      this.sendInterrupted = false;
+      this.sendInterrupted = this.offline;
       try {
         const ack = await this.send(next.software);
         if (!this.sendInterrupted) this.lastRttMs = this.clock.now() - sentAt;

@@ -171,6 +171,7 @@ export function addAgentCommand(program: Command): void {
         ...(password !== undefined ? { password } : {}),
         // a secret read from the install directory is read there again at each reconnect
         ...(given === undefined && password !== undefined ? { passwordFile: secretFilePath(o.installDir) } : {}),
+        ...(given !== undefined ? { passwordFrom: o.password !== undefined ? '--password' : 'UPDRAFT_DEVICE_PASSWORD' } : {}),
         ...(Object.keys(tls).length > 0 ? { tls } : {}),
         ...(o.cert !== undefined && o.key !== undefined ? { tlsFiles: { cert: o.cert, key: o.key }, renewCertificateDays: renewDays } : {}),
         // read again as each reconnect attempt starts: a file replaced on the device is used without a restart

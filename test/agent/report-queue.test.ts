@@ -200,10 +200,14 @@ it('stretches the pace by slow answers at most maxPaceMs: a 2 s round trip holds
   const verifying = q.submit({ jobId: 'j1', status: 'VERIFYING' });
   await turns();
   assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING'], 'held while the pace runs');
-  t = 10_000; // the cap (MAX_PACE_MS) after DOWNLOADING was sent; a newer report wakes the queue to look again
+  t = 9_999; // just before the cap (MAX_PACE_MS) after DOWNLOADING was sent; a newer report wakes the queue to look again
+  const early = q.submit({ jobId: 'j1', status: 'VERIFYING', progress: 0.2 });
+  await turns();
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING'], 'still held 1 ms before the cap');
+  t = 10_000; // the cap
   const progressed = q.submit({ jobId: 'j1', status: 'VERIFYING', progress: 0.5 });
   await g.release();
-  assert.deepEqual((await Promise.all([verifying, progressed])).map((a) => a.status), ['VERIFYING', 'VERIFYING'], 'sent 10 s after the last report, not ten round trips (20 s)');
+  assert.deepEqual((await Promise.all([verifying, early, progressed])).map((a) => a.status), ['VERIFYING', 'VERIFYING', 'VERIFYING'], 'sent 10 s after the last report, not ten round trips (20 s)');
   assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'VERIFYING']);
 });
 
@@ -213,8 +217,9 @@ it('does not take the round trip of a report sent across a lost connection as th
   const q = new ReportQueue(g.send, { intervalMs: 0, clock: { now: () => t } });
   const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
   await turns();
-  q.interrupted(); // the connection drops while DOWNLOADING is on its way
+  q.connection(false); // the connection drops while DOWNLOADING is on its way
   t += 5_000; // answered after the reconnect, 5 s later
+  q.connection(true);
   await g.release();
   await first;
   const verifying = q.submit({ jobId: 'j1', status: 'VERIFYING' });
@@ -231,4 +236,22 @@ it('does not take the round trip of a report sent across a lost connection as th
   await g.release();
   assert.deepEqual((await Promise.all([installing, progressed])).map((a) => a.status), ['INSTALLING', 'INSTALLING'], 'sent once 3 s passed');
   assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'VERIFYING', 'INSTALLING']);
+});
+
+it('does not take the round trip of a report sent while offline as the pace (the outage until the reconnect)', { timeout: 10_000 }, async () => {
+  const g = gatedSend();
+  let t = 0;
+  const q = new ReportQueue(g.send, { intervalMs: 1_000, clock: { now: () => t } });
+  q.connection(false); // offline, nothing on its way
+  const first = q.submit({ jobId: 'j1', status: 'DOWNLOADING' });
+  await turns();
+  t += 5_000; // the reconnect comes 5 s later, and the answer with it
+  q.connection(true);
+  await g.release();
+  await first;
+  t += 1_000; // the interval passes
+  const verifying = q.submit({ jobId: 'j1', status: 'VERIFYING' });
+  await g.release(); // held for the interval only, not ten times the outage (50 s, or the 10 s cap)
+  assert.equal((await verifying).status, 'VERIFYING', 'sent once the interval passed');
+  assert.deepEqual(g.sent.map((s) => s.status), ['DOWNLOADING', 'VERIFYING']);
 });

@@ -53,6 +53,7 @@ import { COLON_ID_REASON, MosquittoPasswdBook, mosquittoAcl, mosquittoUserNameDe
 import { UpdraftError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import type { Logger } from '../util/logger.ts';
+import { safeUrl } from '../util/redact-url.ts';
 import type { ApiClient } from './api-client.ts';
 import { writeBrokerSecretFile, type FileGroup } from './broker-file-group.ts';
 import { brokerCredentials, credentialsOf } from './broker-credentials.ts';
@@ -288,7 +289,7 @@ export async function watchMosquittoPasswd(o: MosquittoWatchOptions): Promise<vo
         }
         // the server followed and fetch's cause: "fetch failed" and "terminated" alone said
         // neither which server nor why (QA of docs/deployment.md, 2026-12-07)
-        o.logger.warn('event stream unavailable; retrying (the registry is still read in full every resync)', { server: o.api.baseUrl, error: withCause(err), retryInMs: backoff });
+        o.logger.warn('event stream unavailable; retrying (the registry is still read in full every resync)', { server: safeUrl(o.api.baseUrl), error: withCause(err), retryInMs: backoff });
       }
       await nap(backoff, false);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);

@@ -46,6 +46,9 @@ export function createProgram(): Command {
   return program;
 }
 
+/** The arguments each command's last parse did not know as options: the unknown option first, if any. */
+const unknownOf = new WeakMap<Command, string[]>();
+
 /** What commander ends with that is no error: help asked for and --version. */
 const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'commander.executeSubCommandAsync']);
 
@@ -55,6 +58,13 @@ const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'com
  * Set on every command, after they are all added: the hint names the command that refused.
  */
 function usageErrors(cmd: Command, path: string): void {
+  // what the last parse found unknown, for the handler below (commander keeps it to itself)
+  const parseOptions = cmd.parseOptions.bind(cmd);
+  cmd.parseOptions = (argv: string[]) => {
+    const parsed = parseOptions(argv);
+    unknownOf.set(cmd, parsed.unknown);
+    return parsed;
+  };
   cmd.exitOverride((err: CommanderError) => {
     if (NOT_ERRORS.has(err.code)) process.exit(err.exitCode);
     // help shown: asked for (`updraft help job`, exit 0), or for a command named without its
@@ -67,7 +77,9 @@ function usageErrors(cmd: Command, path: string): void {
     // own check (unknownOption: private in its typings, present in commander 14; throws back
     // into this handler with that error)
     if (err.code === 'commander.missingMandatoryOptionValue') {
-      const flag = cmd.args.find((a) => a.startsWith('-') && a !== '-');
+      // the options commander itself did not know (not an operand that starts with '-': a
+      // file named after `--`, review), as its own check would name them
+      const flag = unknownOf.get(cmd)?.[0];
       const unknownOption = (cmd as unknown as { unknownOption?: (flag: string) => void }).unknownOption;
       if (flag !== undefined && typeof unknownOption === 'function') unknownOption.call(cmd, flag);
     }

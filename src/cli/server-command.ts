@@ -5,7 +5,7 @@ import { unknownEnvironment } from '../config/environment.ts';
 import { SETTINGS } from '../config/schema.ts';
 import { redactedConfig, settingsMarkdown } from '../config/load-config.ts';
 import type { UpdraftConfig } from '../config/schema.ts';
-import { markOperatorTokenShown } from '../server/operator-token.ts';
+import { markOperatorTokenShown, markOperatorTokenUnshown } from '../server/operator-token.ts';
 import type { UpdraftServer } from '../server/updraft-server.ts';
 import { createLogger, type LogFormat, type Logger } from '../util/logger.ts';
 import { logProcessWarnings } from '../util/process-warnings.ts';
@@ -86,8 +86,10 @@ async function runServer(config: UpdraftConfig): Promise<void> {
   } finally {
     process.off('SIGHUP', onHupWhileStarting);
   }
-  // before the startup lines: a signal sent once they are seen finds its handler
-  stopOnSignals(server, config, logger);
+  // before the startup lines: a signal sent once they are seen finds its handler; the stop
+  // waits for what the lines leave to write (the operator token's mark) before the exit
+  const startup = { written: Promise.resolve() };
+  stopOnSignals(server, config, logger, startup);
   if (hupWhileStarting) void server.reloadTlsFiles();
   const out = process.stdout;
   // the startup lines are a courtesy: a closed stdout (`updraft server | head -1`, a
@@ -105,9 +107,12 @@ async function runServer(config: UpdraftConfig): Promise<void> {
   out.write(`updraft: software signing key ${server.security.signingKey.keyId}; provision agents with ${server.security.publicKeyFile}\n`);
   out.write(`updraft: data in ${config.dataDir}\n`);
   if (server.tokenUnshown) {
-    out.write(`updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`);
-    // a mark left (a read-only data directory) only prints the token again at the next start
-    await markOperatorTokenShown(config.dataDir).catch((err: Error) => logger.warn(`the operator token will be printed again at the next start: ${err.message}`));
+    // the mark goes once the line is written; a line lost to a closed stdout (`updraft server
+    // | head -1`) leaves one, and the next start prints the token again (review)
+    const line = `updraft: operator token (shown once; also in ${config.dataDir}/operator-token, mode 0600): ${server.operatorToken}\n`;
+    startup.written = new Promise<Error | null | undefined>((resolve) => out.write(line, resolve)).then((err) =>
+      (err ? markOperatorTokenUnshown(config.dataDir) : markOperatorTokenShown(config.dataDir)).catch((e: Error) => logger.warn(`the operator token's mark (${err ? 'not shown' : 'shown'}) could not be written: ${e.message}`)),
+    );
   }
 }
 
@@ -117,7 +122,7 @@ async function runServer(config: UpdraftConfig): Promise<void> {
  * during the drain ends it (the stop begins); during the stop it ends the process at once.
  * A stop not finished within STOP_LIMIT_MS ends it too, naming the part it waited for.
  */
-function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Logger): void {
+function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Logger, startup: { written: Promise<void> }): void {
   let phase: 'serving' | 'draining' | 'stopping' = 'serving';
   let endDrain: (() => void) | undefined;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -139,7 +144,9 @@ function stopOnSignals(server: UpdraftServer, config: UpdraftConfig, logger: Log
       }, STOP_LIMIT_MS);
       limit.unref();
       // the counts of repeated full-disk lines still held are written before the exit
-      void server.stop().then(() => {
+      // the mark waits for the token line's write: at most 2 s (a stdout pipe nobody reads)
+      const written = Promise.race([startup.written, new Promise<void>((resolve) => setTimeout(resolve, 2_000).unref())]);
+      void Promise.all([server.stop(), written]).then(() => {
         // the stop's end said, as its start is: only the exit code told it finished (QA)
         logger.info('stopped');
         logger.flush?.();

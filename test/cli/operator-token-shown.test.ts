@@ -5,13 +5,17 @@
  * `updraft server` in its own process, a real port held by another listener.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { runCli, startCli } from '../helpers/cli.ts';
+import { eventually, runCli, startCli } from '../helpers/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
 
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/updraft.js');
 const TOKEN_LINE = /operator token \(shown once[^)]*\): (\S+)/;
 const LOCAL = ['--mqtt-host', '127.0.0.1', '--http-host', '127.0.0.1', '--http-port', '0', '--mqtt-tls-port', '0'];
 
@@ -73,11 +77,33 @@ describe('the operator token shown once', () => {
     const data = path.join(dir, 'rotated');
     const failed = await runCli(['server', '--data-dir', data, ...LOCAL, '--mqtt-port', String(takenPort)]);
     assert.equal(failed.code, 1, failed.stderr);
-    await stat(path.join(data, 'operator-token.unshown'));
+    assert.ok((await stat(path.join(data, 'operator-token.unshown'))).isFile(), 'the failed start left the mark');
     const rotated = await runCli(['token', 'rotate', '--offline', '--data-dir', data]);
     assert.equal(rotated.code, 0, rotated.stderr);
     const printed = /: (updr_\S+)\n/.exec(rotated.stdout)?.[1];
     assert.equal((await readFile(path.join(data, 'operator-token'), 'utf8')).trim(), printed, 'token rotate printed the new token');
     assert.doesNotMatch(await serveOnce(data), TOKEN_LINE, 'the start does not print a token token rotate printed');
+  });
+
+  it('a token line lost to a closed stdout (updraft server | head -1) is printed by the next start', { timeout: 120_000 }, async () => {
+    const data = path.join(dir, 'epipe');
+    const port = await freePort();
+    const child = spawn(process.execPath, [BIN, 'server', '--data-dir', data, ...LOCAL, '--mqtt-port', '0', '--http-port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // the pipe's reading end closed before the startup lines
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await eventually(async () => (/stdout is closed/.test(stderr) ? true : undefined), 60_000, () => `the warning: ${stderr}`);
+      await eventually(async () => (await stat(path.join(data, 'operator-token.unshown')).then(() => true, () => undefined)), 30_000, 'the mark written for the lost line');
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    const token = (await readFile(path.join(data, 'operator-token'), 'utf8')).trim();
+    const next = await serveOnce(data);
+    assert.equal(next.match(TOKEN_LINE)?.[1], token, `the next start prints it:\n${next}`);
+    assert.doesNotMatch(await serveOnce(data), TOKEN_LINE, 'and the one after does not');
   });
 });

@@ -20,6 +20,8 @@ describe('updraft usage errors', () => {
       // a misspelt required option is said as the unknown option it is (commander checks the
       // required ones first: it was "required option '--artifact' not specified", --artefact unnamed)
       [['deploy', '--device', 'dev-1', '--artefact', 'fw@2.0.0'], "updraft: error: unknown option '--artefact' (Did you mean --artifact?) (see updraft deploy --help)"],
+      // an operand that starts with '-' (a file named after --) is no unknown option: the required one is what is missing
+      [['artifact', 'add', '--name', 'fw', '--', '-fw.bin'], "updraft: error: required option '--version <version>' not specified (see updraft artifact add --help)"],
       [['device', 'show'], "updraft: error: missing required argument 'id' (see updraft device show --help)"],
       [['job', 'list', '--limit'], "updraft: error: option '--limit <n>' argument missing (see updraft job list --help)"],
       // commander's suggestion, on a line of its own, is kept on the one line

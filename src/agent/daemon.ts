@@ -169,7 +169,8 @@ async function runWithLock(opts: AgentDaemonOptions, log: Logger, installDir: st
   // CA problems said with the files to look at (connection-hints.ts)
   const hintContext = {
     tls: /^(mqtts|ssl|tls|wss|mqtts\+unix):/.test(brokerUrl),
-    deviceId: opts.username ?? opts.deviceId,
+    // the device's id, not --username: the hint's commands (updraft device show) take the id
+    deviceId: opts.deviceId,
     brokerUrl: safeUrl(brokerUrl),
     ...(opts.passwordFile !== undefined ? { secretFrom: opts.passwordFile } : opts.password !== undefined ? { secretFrom: opts.passwordFrom ?? '--password' } : {}),
     ...(opts.tlsPaths?.ca !== undefined ? { caFile: opts.tlsPaths.ca } : {}),

@@ -46,9 +46,6 @@ export function createProgram(): Command {
   return program;
 }
 
-/** The arguments each command's last parse did not know as options: the unknown option first, if any. */
-const unknownOf = new WeakMap<Command, string[]>();
-
 /** What commander ends with that is no error: help asked for and --version. */
 const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'commander.executeSubCommandAsync']);
 
@@ -58,11 +55,13 @@ const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version', 'com
  * Set on every command, after they are all added: the hint names the command that refused.
  */
 function usageErrors(cmd: Command, path: string): void {
-  // what the last parse found unknown, for the handler below (commander keeps it to itself)
+  // what this command's last parse did not know as options, the unknown option first, for
+  // the handler below (commander keeps it to itself)
+  let unknown: string[] = [];
   const parseOptions = cmd.parseOptions.bind(cmd);
   cmd.parseOptions = (argv: string[]) => {
     const parsed = parseOptions(argv);
-    unknownOf.set(cmd, parsed.unknown);
+    unknown = parsed.unknown;
     return parsed;
   };
   cmd.exitOverride((err: CommanderError) => {
@@ -79,7 +78,7 @@ function usageErrors(cmd: Command, path: string): void {
     if (err.code === 'commander.missingMandatoryOptionValue') {
       // the options commander itself did not know (not an operand that starts with '-': a
       // file named after `--`, review), as its own check would name them
-      const flag = unknownOf.get(cmd)?.[0];
+      const flag = unknown[0];
       const unknownOption = (cmd as unknown as { unknownOption?: (flag: string) => void }).unknownOption;
       if (flag !== undefined && typeof unknownOption === 'function') unknownOption.call(cmd, flag);
     }

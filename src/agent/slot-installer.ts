@@ -232,9 +232,18 @@ export class SlotInstaller implements Installer {
     } catch (err) {
       const reason = asUpdraftError(err).message;
       await this.switchTo(previous);
-      // a check cut short by stop() says nothing about the software: recover() tries it again
-      if (!signal?.aborted) await this.markRejected(slot, reason, sw.jobId);
-      log.warn('rolled back', { slot: previous ?? 'none', version: sw.version, reason });
+      // the line names the slot left (with the version it held) and the one back in use: it
+      // said `slot=a version=2.0.0`, the slot rolled back to beside the version rejected (QA)
+      const moved = { from: slot, to: previous ?? 'none', version: sw.version };
+      if (signal?.aborted) {
+        // a check cut short by stop() (the only abort once installing: a job is called off
+        // before it installs) says nothing about the software: recover() checks it again at
+        // the next start. Not a warning: it was logged `WARN rolled back` at every stop (QA)
+        log.info('health check stopped with the agent: back on the previous slot until the next start checks the version again', moved);
+      } else {
+        await this.markRejected(slot, reason, sw.jobId);
+        log.warn('rolled back', { ...moved, reason });
+      }
       throw new UpdraftError('HEALTH_CHECK', reason, { cause: err });
     }
     await this.markChecked(slot);

@@ -156,6 +156,9 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     const out = second.output();
     assert.match(out, /health check has not passed \(interrupted\), with no job in flight: checking it again/);
     assert.match(out, /killed the health check the interrupted install left running/);
+    // the line names the slot left with the version it held, and the slot back in use (it said
+    // `slot=a version=3.0.0`: the slot rolled back to beside the version rejected)
+    assert.match(out, /WARN .*rolled back from=b to=a version=3\.0\.0 reason=/, 'the rollback line names both slots');
     assert.equal(await liveMembers(pgid), 0, 'the old check was killed');
     assert.equal(await readlink(path.join(dir, 'current')), path.join('slots', 'a'));
     const manifest = JSON.parse(await readFile(path.join(dir, 'slots', 'b', 'manifest.json'), 'utf8'));
@@ -176,6 +179,31 @@ describe('a slot whose health check never passed, after a crash that lost the ag
     const lines = await jobLog(deviceId, jobId);
     const text = lines.join('\n');
     for (const re of [/with no job in flight: checking it again/, /killed the health check the interrupted install left running/, /health check: sensor broken/, /rolled back/, /outcome FAILURE .*sensor broken/]) assert.match(text, re);
+  });
+
+  it('is not said rolled back when the agent is stopped (SIGTERM) during the check, and the next start checks it again', async () => {
+    const deviceId = 'uc-4';
+    const { dir, agent } = await device(deviceId);
+    await addArtifact(ts, '5.0.0', Buffer.from('fw 5.0.0 '.repeat(1000)));
+
+    const first = agent('[ "$UPDRAFT_VERSION" != 5.0.0 ] || { echo $$ > hc.pid; sleep 60; }');
+    await first.waitFor(/connected/);
+    const jobId = await deploy(ts, [deviceId], 'fw@5.0.0');
+    await first.waitFor(/switched slot=a/);
+    await checkUnderWay(dir);
+    pgids.push(Number((await readFile(path.join(dir, 'hc.pid'), 'utf8')).trim()));
+    await first.kill('SIGTERM');
+    const out = first.output();
+    // the stop cut the check short: that says nothing about the software (QA: logged `WARN rolled back`)
+    assert.doesNotMatch(out, /rolled back/, 'a stop during the check is no rollback');
+    assert.match(out, /health check stopped with the agent: back on the previous slot until the next start checks the version again from=a to=none version=5\.0\.0/, 'the stop says what happens next');
+    const manifest = JSON.parse(await readFile(path.join(dir, 'slots', 'a', 'manifest.json'), 'utf8'));
+    assert.equal(manifest.rejected, undefined, 'the slot is not rejected by a stop');
+
+    // the next start checks it again; this time it passes
+    const second = agent('true');
+    await second.waitFor(new RegExp(`job ${jobId} acknowledged: SUCCESS, running 5\\.0\\.0`));
+    assert.equal(await readlink(path.join(dir, 'current')), path.join('slots', 'a'), 'the checked slot runs');
   });
 
   it('reports FAILURE with what runs when the check passes but the installer says the old slot runs (the bootloader fell back)', async () => {

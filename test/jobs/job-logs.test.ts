@@ -67,7 +67,7 @@ describe("devices' logs of failed jobs", () => {
     assert.equal(log.dropped, 0);
     const text = log.lines.join('\n');
     // in order: the command, the phases, the install, the health check's own words, the rollback, the outcome
-    const expected = [/update command received jobId=\S+ version=2\.0\.0/, /phase VERIFYING/, /phase INSTALLING/, /switched slot=a version=2\.0\.0/, /health check: checking fw on :8443/, /health check: fw did not answer: connection refused/, /health check ended exitCode=3/, /WARN .*rolled back slot=none/, /outcome FAILURE .*error="health check failed: exit code 3: fw did not answer: connection refused"/];
+    const expected = [/update command received jobId=\S+ version=2\.0\.0/, /phase VERIFYING/, /phase INSTALLING/, /switched slot=a version=2\.0\.0/, /health check: checking fw on :8443/, /health check: fw did not answer: connection refused/, /health check ended exitCode=3/, /WARN .*rolled back from=a to=none version=2\.0\.0/, /outcome FAILURE .*error="health check failed: exit code 3: fw did not answer: connection refused"/];
     let at = 0;
     for (const re of expected) {
       const i = log.lines.findIndex((l, n) => n >= at && re.test(l));

@@ -120,12 +120,17 @@ export class UpdateJob {
   /** Shadow version of the message that delivered `command`, when known. */
   commandVersion: number | undefined;
   phase: InFlightPhase;
-  /** Last reported progress (0..1). */
+  /**
+   * Last reported progress (0..1): the base of the step that throttles progress reports. The
+   * agent sets it to what a DOWNLOADING report carried when it was sent (`heldProgress`).
+   */
   progress = 0;
   /** The job whose command called this one off (`cancel` with `calledOff.supersededBy`, set by the agent): its FAILURE is no outcome of the update. */
   supersededBy?: string;
   /** When progress (or the phase) was last reported, on `clock`. */
   private lastProgressAt = -Infinity;
+  /** The bytes held as the downloader last said (`onProgress`): what an in-memory downloader holds. */
+  private heldBytes = 0;
   private readonly deps: UpdateJobDeps;
   private readonly clock: MonotonicClock;
   private readonly ctrl = new AbortController();
@@ -198,6 +203,20 @@ export class UpdateJob {
     if (!same) return 'differs';
     this.command = command;
     return 'taken';
+  }
+
+  /**
+   * The share of the build held now (bytes on disk / size, floored to 0.001 as progress
+   * reports are): what a DOWNLOADING report carries when it is sent. The last reported
+   * `progress` is not it: progress reports are throttled, and bytes that came after the last
+   * one (before the link dropped, or before a restart) were never reported (QA: a catch-up
+   * after a reconnect said 0.419 with 63% on disk, a resumed download's first report 0).
+   * Read from the file, which a restart keeps; an in-memory downloader's from its last
+   * `onProgress`.
+   */
+  async heldProgress(): Promise<number> {
+    const bytes = this.deps.download.inMemory ? this.heldBytes : await sizeOnDisk(this.deps.file);
+    return heldShare(bytes, this.command.size);
   }
 
   /** Marks the (already persisted) phase as started now, for progress throttling. */
@@ -571,8 +590,12 @@ export class UpdateJob {
   }
 
   private onProgress(received: number, size: number): void {
+    // fewer bytes than before: the download started again from byte 0 (a failed verification,
+    // a server that ignored the range); the step counts from there, not from what was held
+    if (received < this.heldBytes) this.progress = 0;
+    this.heldBytes = received;
     if (this.phase !== 'DOWNLOADING' || size === 0) return;
-    const p = Math.floor((received / size) * 1000) / 1000;
+    const p = heldShare(received, size);
     // the VERIFYING report follows at 100%; in between at most one report per step and per interval
     if (p >= 1 || p - this.progress < this.deps.progressStep) return;
     // a monotonic clock: on the wall clock, a step back held every progress report for its length
@@ -596,6 +619,12 @@ export class UpdateJob {
 export function failureReason(text: string): string {
   const redacted = redactUrlsIn(text);
   return cutReason(redacted, `... (${redacted.length} characters)`);
+}
+
+/** The share of a build of `size` bytes that `bytes` are, floored to 0.001 (0..1). */
+export function heldShare(bytes: number, size: number): number {
+  if (!(size > 0) || !(bytes > 0)) return 0;
+  return Math.min(1, Math.floor((bytes / size) * 1000) / 1000);
 }
 
 /** The size of `file`, 0 when there is none (an in-memory downloader writes none). */

@@ -47,12 +47,16 @@ const MIN_WATCH_INTERVAL_MS = 100;
 /** The longest: a timer holds at most 2^31-1 ms (about 24.8 days). */
 const MAX_WATCH_INTERVAL_MS = 2_147_483_647;
 
+/**
+ * A number written in decimal: digits, a fraction and a minus sign (the server refuses what
+ * is out of its bounds, saying them). Number() alone read `0x10` as 16, `1e3` as 1000 and
+ * ` 2` as 2 (QA), which the server's own flags refuse (docs/configuration.md); and `''` and
+ * `' '` as 0: `--retries "$N"` with N unset asked for none.
+ */
 function number(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  // Number('') and Number(' ') are 0: `--retries "$N"` with N unset asked for none
-  if (v.trim() === '' || !Number.isFinite(n)) throw new UpdraftError('BAD_REQUEST', `${flag} must be a number, got ${JSON.stringify(v)}`);
-  return n;
+  if (!/^-?\d+(\.\d+)?$/.test(v)) throw new UpdraftError('BAD_REQUEST', `${flag} must be a number written in decimal digits (like 30 or 2.5), got ${JSON.stringify(v)}`);
+  return Number(v);
 }
 
 /**

@@ -32,7 +32,11 @@ describe('job create option values', () => {
       [['--step-timeout', ' '], '--step-timeout is empty: give a number of seconds, or leave the option out'],
       [['--retries', '1', '--retry-on', ''], '--retry-on is empty: give the states to retry (FAILED,TIMED_OUT), or leave the option out'],
       [['--description', ''], '--description is empty: give a text, or leave the option out'],
-      [['--retries', ''], '--retries must be a number, got ""'],
+      [['--retries', ''], '--retries must be a number written in decimal digits (like 30 or 2.5), got ""'],
+      // read by Number() as 16, 1000 and 2 (QA): the forms the server's own flags refuse
+      [['--max-per-minute', '0x10'], '--max-per-minute must be a number written in decimal digits (like 30 or 2.5), got "0x10"'],
+      [['--timeout', '1e3'], '--timeout must be a number written in decimal digits (like 30 or 2.5), got "1e3"'],
+      [['--retries', ' 2'], '--retries must be a number written in decimal digits (like 30 or 2.5), got " 2"'],
       [['--ramp-up', '5:2:9'], '--ramp-up 5:2:9 must look like initial:factor (per minute, e.g. 10:2; factor 2 when left out)'],
       [['--ramp-up', ''], '--ramp-up  must look like initial:factor (per minute, e.g. 10:2; factor 2 when left out)'],
       [['--abort', 'FAILED:10:1:1'], '--abort FAILED:10:1:1 must look like type:percent[:min] (e.g. FAILED:10:20 or ANY:5)'],
@@ -50,7 +54,11 @@ describe('job create option values', () => {
     const r = await create('--ramp-up', '5', '--abort', 'FAILED:10:2', '--timeout', '600', '--description', 'ok', '--json');
     assert.equal(r.code, 0, r.stderr);
     const spec = (JSON.parse(r.stdout) as { job: { spec: { plan: { rampUp: unknown }; abort: { rules: unknown[] } } } }).job.spec;
-    assert.deepEqual(spec.plan.rampUp, { initialPerMinute: 5, factor: 2 });
+    assert.deepEqual(spec.plan.rampUp, { initialPerMinute: 5, factor: 2 }, 'a ramp-up without its factor');
+    const fraction = await create('--ramp-up', '10:1.5', '--json');
+    assert.equal(fraction.code, 0, fraction.stderr);
+    const rampUp = (JSON.parse(fraction.stdout) as { job: { spec: { plan: { rampUp: unknown } } } }).job.spec.plan.rampUp;
+    assert.deepEqual(rampUp, { initialPerMinute: 10, factor: 1.5 }, 'a decimal fraction is taken');
     assert.deepEqual(spec.abort.rules, [{ type: 'FAILED', thresholdPercent: 10, minFinished: 2 }]);
   });
 });

@@ -158,11 +158,23 @@ describe('rollout API', () => {
     assert.match(text, /event: job\.changed\ndata: \{"jobId":/);
 
     assert.equal((await api('POST', `/api/v1/jobs/${jobId}/pause`)).body.job.status, 'PAUSED');
-    assert.equal((await api('POST', `/api/v1/jobs/${jobId}/pause`)).status, 409);
+    // a move the job's state does not allow says why in an operator's words (QA: it said
+    // `job J is IN_PROGRESS; it cannot become IN_PROGRESS` to a resume of a running job)
+    const refusal = async (action: string, expected: RegExp) => {
+      const r = await api('POST', `/api/v1/jobs/${jobId}/${action}`);
+      assert.equal(r.status, 409, `${action}: ${JSON.stringify(r.body)}`);
+      assert.match(JSON.stringify(r.body), expected, `${action}'s refusal`);
+      assert.doesNotMatch(JSON.stringify(r.body), /cannot become/, `${action}'s refusal in an operator's words`);
+    };
+    await refusal('pause', new RegExp(`job ${jobId} is PAUSED already`));
     assert.equal((await api('POST', `/api/v1/jobs/${jobId}/resume`)).body.job.status, 'IN_PROGRESS');
+    await refusal('resume', new RegExp(`job ${jobId} is IN_PROGRESS, not paused: only a paused job resumes`));
     const canceled = await api('POST', `/api/v1/jobs/${jobId}/cancel`);
     assert.equal(canceled.body.job.status, 'CANCELED');
     assert.equal(canceled.body.counts.CANCELED, 2);
+    await refusal('cancel', new RegExp(`job ${jobId} is CANCELED already`));
+    await refusal('resume', new RegExp(`job ${jobId} has finished \\(CANCELED\\): it cannot be resumed`));
+    await refusal('pause', new RegExp(`job ${jobId} has finished \\(CANCELED\\): it cannot be paused`));
     const execs = await api('GET', `/api/v1/jobs/${jobId}/executions?status=CANCELED&limit=1`);
     assert.equal(execs.body.items.length, 1);
     assert.equal(execs.body.next, 'eu-1');

@@ -326,7 +326,8 @@ export function addApiCommands(program: Command): void {
       const lines = [
         `job ${r.job.jobId}  ${r.job.artifactName}@${r.job.artifactVersion}  ${r.total} device(s)`,
         `  ${describeJob(r)}`,
-        ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}  ${[(x.details as { error?: string }).error ?? waitNote(x), lateNote(x), succeededNote(x)].filter(Boolean).join('; ')}`),
+        // the attempt as device history says it: a retried device read like one that had none (QA)
+        ...r.executions.map((x) => `  ${x.deviceId}  ${x.status}${(x.attempt ?? 1) > 1 ? ` (attempt ${x.attempt})` : ''}  ${[(x.details as { error?: string }).error ?? waitNote(x), lateNote(x), succeededNote(x)].filter(Boolean).join('; ')}`),
         ...(r.next ? [`(more: updraft job show ${jobId} --after ${r.next})`] : []),
       ];
       print(opts, r, lines.join('\n'));

@@ -363,7 +363,8 @@ export function addRolloutCommands(program: Command): void {
     const lines = [
       `devices: ${s.devices.registered} registered, ${s.devices.online} online, ${s.devices.reporting} reporting, ${s.devices.revoked} revoked`,
       'versions:',
-      ...(s.versions.length ? s.versions.map((v) => `  ${v.name ?? '?'}@${v.version}  ${v.devices}`) : ['  (no reports yet)']),
+      // an agent started with --initial-version reports no name: said so, not `?@1.0.0` (QA)
+      ...(s.versions.length ? s.versions.map((v) => `  ${v.name === null ? `${v.version ?? '?'} (no software name reported)` : `${v.name}@${v.version ?? '?'}`}  ${v.devices}`) : ['  (no reports yet)']),
       `jobs: ${Object.entries(s.jobs).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
       // the server answers from its cached counts (api.md, Fleet counts are cached): say how old they are
       ...(typeof s.generatedAt === 'number' ? [`counted ${new Date(s.generatedAt).toISOString()} (${ageOf(Date.now() - s.generatedAt)})`] : []),

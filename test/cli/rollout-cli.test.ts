@@ -320,3 +320,30 @@ describe('updraft group / job / status', () => {
     }
   });
 });
+
+describe('updraft status: a version reported without a software name', () => {
+  let ts: TestServer;
+  let dev: TestClient;
+  before(async () => {
+    ts = await startTestServer();
+    dev = await connectDevice(ts, 'nameless-1');
+    await dev.subscribe('state/nameless-1/#');
+    // what an agent started with --initial-version and no name reports
+    await dev.request('state/nameless-1/update', { state: { reported: { software: { version: '1.0.0', status: 'IDLE' } } } });
+  });
+  after(async () => {
+    await dev.end();
+    await ts.close();
+  });
+
+  it('says the name is not reported, not ?@1.0.0', async () => {
+    // the counts are cached (at most 2 s old on a small fleet): read until the report is in them
+    const out = await eventually(async () => {
+      const r = await runCli(['status', '--server', ts.httpUrl, '--token', ts.token]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.includes('(no reports yet)') ? undefined : r.stdout;
+    }, 15_000, 'the report counted');
+    assert.match(out, /\nversions:\n {2}1\.0\.0 \(no software name reported\) {2}1\n/, out);
+    assert.doesNotMatch(out, /\?@/, 'no question mark for the name');
+  });
+});

@@ -124,14 +124,20 @@ export function useEvents(filter: Record<string, string> | null, onEvent: (e: St
 
 /**
  * Reloads each of `loaded` (throttled to once per `ms`) on every event matching `filter` (null:
- * no stream). `reloadWhenLive`: also when the stream connects, for a page that opens its stream
- * only after its first answer, so that what changed in between is not missed.
+ * no stream), and on each connection of the stream after its first (what changed while it was
+ * down, or the page was in the back/forward cache, sent no event here). `reloadWhenLive`: also
+ * on the first, for a page that opens its stream only after its first answer, so that what
+ * changed in between is not missed.
  */
 export function useLiveReload(filter: Record<string, string> | null, loaded: Loaded<unknown>[], ms = 1000, reloadWhenLive = false): void {
   const reload = useThrottle(() => {
     for (const l of loaded) l.reload();
   }, ms);
-  useEvents(filter, reload, reloadWhenLive ? reload : undefined);
+  const connected = useRef(false);
+  useEvents(filter, reload, () => {
+    if (reloadWhenLive || connected.current) reload();
+    connected.current = true;
+  });
 }
 
 /**

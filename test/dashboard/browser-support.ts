@@ -30,10 +30,14 @@ export function buildDashboard(): void {
   assert.equal(built.status, 0, `vite build failed:\n${built.stdout}\n${built.stderr}`);
 }
 
-/** Headless Chromium. */
-export function launchChromium(): Promise<Browser> {
+/**
+ * Headless Chromium. `backForwardCache`: with the back/forward cache, which Playwright's
+ * default flags turn off (--disable-back-forward-cache) and a user's Chrome has on.
+ */
+export function launchChromium(options: { backForwardCache?: boolean } = {}): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
+    ignoreDefaultArgs: options.backForwardCache ? ['--disable-back-forward-cache'] : undefined,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 }

@@ -86,7 +86,15 @@ export function addJobRoutes(router: Router, deps: JobRoutesDeps): void {
   router.add('GET', '/api/v1/jobs/:id/logs/:deviceId', async ({ res, params }) => {
     const job = await jobs.get(params.id!);
     const log = await store.getJobLog(job.jobId, params.deviceId!);
-    if (!log) throw new UpdraftError('NOT_FOUND', `device ${params.deviceId} sent no log for job ${job.jobId} (a device sends one when an attempt fails)`);
+    if (!log) {
+      // why there is none: a mistyped id read like a device that sent nothing (QA)
+      const deviceId = params.deviceId!;
+      if (!(await store.getExecution(job.jobId, deviceId))) {
+        if (!(await store.getDevice(deviceId))) throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not registered; list devices with: updraft device list`);
+        throw new UpdraftError('NOT_FOUND', `device ${deviceId} is not in job ${job.jobId}; its devices: updraft job show ${job.jobId}`);
+      }
+      throw new UpdraftError('NOT_FOUND', `device ${deviceId} sent no log for job ${job.jobId} (a device sends one when an attempt fails)`);
+    }
     sendJson(res, 200, log);
   });
 

@@ -831,7 +831,7 @@ describe('web dashboard in Chromium', { skip }, () => {
     // each job was superseded on logs-1 by the next (it never took them): those finished already
     for (const jobId of [second, ...more]) {
       await api.call('POST', `/api/v1/jobs/${jobId}/cancel`).catch((err: { status?: number; message: string }) => {
-        if (err.status !== 409 || !/is COMPLETED/.test(err.message)) throw err;
+        if (err.status !== 409 || !/has finished \(COMPLETED\)/.test(err.message)) throw err;
       });
     }
   });

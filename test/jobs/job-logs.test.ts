@@ -106,6 +106,14 @@ describe("devices' logs of failed jobs", () => {
     const missing = await cli('job', 'log', jobId, 'log-2');
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /^updraft: error: device log-2 sent no log for job /);
+    // an id that is no device of the job says so, not 'sent no log' (QA)
+    const unknown = await cli('job', 'log', jobId, 'no-such-device');
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.equal(unknown.stderr, 'updraft: error: device no-such-device is not registered; list devices with: updraft device list\n', 'an unregistered device');
+    await registerDevice(ts, 'log-outsider');
+    const outsider = await cli('job', 'log', jobId, 'log-outsider');
+    assert.equal(outsider.code, 2, outsider.stderr);
+    assert.equal(outsider.stderr, `updraft: error: device log-outsider is not in job ${jobId}; its devices: updraft job show ${jobId}\n`, 'a device not in the job');
   });
 
   it('a log the agent could not send before it stopped goes at its next connect', async () => {

@@ -4,7 +4,7 @@
  * A 401 signs the tab out, so an expired or rotated token leads back to the login page
  * (unless this tab replaced the token meanwhile).
  */
-import { getToken, setToken } from './auth.ts';
+import { getToken, signOutRefused } from './auth.ts';
 import type { Page } from './types.ts';
 
 /** A refusal or failure of an API call. */
@@ -45,7 +45,7 @@ export async function api<T>(method: string, path: string, body?: unknown, signa
     const e = await errorOf(res);
     // only if the refused token is still this tab's: a call sent just before the token was
     // replaced from this tab comes back 401, and must not sign out the new one
-    if (e.status === 401 && getToken() === token) setToken(null);
+    if (e.status === 401 && getToken() === token) signOutRefused(e.message);
     throw e;
   }
   return (await res.json()) as T;
@@ -95,8 +95,9 @@ export function upload<T>(path: string, file: Blob, onProgress: (fraction: numbe
         /* not JSON: reported below by status */
       }
       if (xhr.status >= 200 && xhr.status < 300) return resolve(body as T);
-      if (xhr.status === 401 && getToken() === token) setToken(null);
-      reject(new ApiError(xhr.status, body.error?.code ?? 'HTTP', body.error?.message ?? `HTTP ${xhr.status}`));
+      const e = new ApiError(xhr.status, body.error?.code ?? 'HTTP', body.error?.message ?? `HTTP ${xhr.status}`);
+      if (xhr.status === 401 && getToken() === token) signOutRefused(e.message);
+      reject(e);
     };
     xhr.send(file);
   });

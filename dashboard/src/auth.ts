@@ -36,13 +36,36 @@ export function getViewer(): string | null {
 }
 
 /**
+ * Why the server signed this tab out (its 401's message), for the sign-in form to say; none
+ * after a sign-out of one's own or a sign-in. A token that expired or was removed while a
+ * page was open showed an empty form without a word, where the same token typed in was told
+ * why (QA).
+ */
+let refusedWhy: string | undefined;
+
+/** The server's reason for the last sign-out it caused, if that was the last sign-out. */
+export function signOutReason(): string | undefined {
+  return refusedWhy;
+}
+
+/**
  * Signs in (the token, and who the server said it is: undefined has it asked) or out (null);
  * notifies listeners.
  */
 export function setToken(token: string | null, who?: Identity): void {
+  signOut(token, who, undefined);
+}
+
+/** Signs out because the server refused the tab's token (401), keeping its reason for the sign-in form. */
+export function signOutRefused(why: string): void {
+  signOut(null, undefined, why);
+}
+
+function signOut(token: string | null, who: Identity | undefined, why: string | undefined): void {
   if (token === null) sessionStorage.removeItem(KEY);
   else sessionStorage.setItem(KEY, token);
   identity = token === null ? undefined : who;
+  refusedWhy = why;
   for (const l of listeners) l();
 }
 

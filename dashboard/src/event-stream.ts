@@ -3,7 +3,7 @@
  * a streaming reader instead of EventSource: EventSource cannot send the Authorization
  * header, and the token must never go into a URL. Reconnects with a growing delay.
  */
-import { getToken, setToken } from './auth.ts';
+import { getToken, signOutRefused } from './auth.ts';
 import { parseSse } from './sse.ts';
 
 import type { StreamEvent } from './sse.ts';
@@ -73,7 +73,10 @@ export function subscribe(options: StreamOptions): () => void {
         // 401 (a page that reads only this stream would otherwise stay, stale, for ever); a
         // token replaced meanwhile from this tab: try again with it
         if (res.status === 401 && getToken() === token) {
-          setToken(null);
+          const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
+          // the token may have been replaced from this tab while the answer was read: try again with it
+          if (getToken() !== token) continue;
+          signOutRefused(body.error?.message ?? `the server answered HTTP ${res.status}`);
           return options.onStatus?.('offline');
         }
         if (!res.body) return options.onStatus?.('offline');

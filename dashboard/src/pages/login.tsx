@@ -1,14 +1,20 @@
 /**
  * Sign-in: the operator token (printed by the server on first start, kept in
  * data/operator-token), or a read-only viewer token. Checked against the API before it is
- * kept for the tab; a refusal shows the server's reason (wrong, or a named token expired).
+ * kept for the tab; a refusal shows the server's reason (wrong, or a named token expired), as
+ * does a sign-out the server caused while a page was open (signOutReason).
  */
 import { useState } from 'preact/hooks';
-import { setToken } from '../auth.ts';
+import { setToken, signOutReason } from '../auth.ts';
 
 export function LoginPage() {
   const [token, setValue] = useState('');
-  const [error, setError] = useState<string | undefined>();
+  // signed out by the server (the token expired, was removed or replaced while a page was
+  // open): said why, as a refused sign-in is
+  const [error, setError] = useState<string | undefined>(() => {
+    const why = signOutReason();
+    return why === undefined ? undefined : `Signed out: the server refused this tab's token: ${why}. Sign in again with a token it takes.`;
+  });
   const [busy, setBusy] = useState(false);
   const submit = async (e: Event) => {
     e.preventDefault();

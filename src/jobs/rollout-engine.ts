@@ -1180,7 +1180,11 @@ export class RolloutEngine {
           next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'threshold', wave: w, message, at: now } } };
         } else if (pct < wave.successThreshold) {
           // waves are named from 1 to people (job watch, the dashboard, webhooks); `wave: w` is the index
-          const message = `wave ${w + 1} succeeded on ${pct.toFixed(1)}% of its finished devices, below its threshold of ${wave.successThreshold}%; resume to go on, or cancel`;
+          // a timed-out device whose SUCCESS came after its timeout runs the build but counts
+          // as not succeeded: said, with where to see which (QA: a canary of five devices that
+          // all ran the build paused at 0.0%, with nothing saying why)
+          const timedOut = own.TIMED_OUT > 0 ? ` (${own.TIMED_OUT} timed out; a success that came after its timeout counts as none: updraft job show ${job.jobId} says which devices run the build)` : '';
+          const message = `wave ${w + 1} succeeded on ${pct.toFixed(1)}% of its finished devices${timedOut}, below its threshold of ${wave.successThreshold}%; resume to go on, or cancel`;
           next = { status: 'PAUSED', progress: { ...p, pause: { reason: 'threshold', wave: w, message, at: now } } };
         } else if (wave.requireApproval) {
           const message = `wave ${w + 1} finished (${pct.toFixed(1)}% succeeded) and needs approval: resume the job to start wave ${w + 2}`;

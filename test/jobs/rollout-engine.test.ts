@@ -307,6 +307,19 @@ describe('rollout engine', () => {
     assert.deepEqual(await sentTo(ids, jobId), ids);
   });
 
+  it("says a wave's timed-out devices when it misses its threshold: a late success counts as none", async () => {
+    const ids = await f.fleet('d', 4);
+    const jobId = await create({ targets: { devices: ids }, plan: { waves: [{ count: 2, successThreshold: 100 }, { percent: 100 }] }, timeouts: { inProgressSeconds: 600 } });
+    await f.complete('d001');
+    f.advance(600_000);
+    await f.tick();
+    assert.equal((await f.execution(jobId, 'd002')).status, 'TIMED_OUT', 'the silent device timed out');
+    await f.tick();
+    const paused = await f.job(jobId);
+    assert.equal(paused.status, 'PAUSED', 'the wave missed its threshold');
+    assert.equal(String((paused.progress as any).pause.message), `wave 1 succeeded on 50.0% of its finished devices (1 timed out; a success that came after its timeout counts as none: updraft job show ${jobId} says which devices run the build), below its threshold of 100%; resume to go on, or cancel`, 'the pause says the timed-out device and where to look');
+  });
+
   it('times a silent device out (in-progress timeout) and takes the command back', async () => {
     const [d] = await f.fleet('d', 1);
     const jobId = await create({ targets: { devices: [d!] }, timeouts: { inProgressSeconds: 600 } });

@@ -76,6 +76,14 @@ interface DeviceSlot {
   refused?: string;
   /** The agent the broker refused for a reason retrying cannot fix (`REFUSED_FOR_GOOD`). */
   refusedBy?: UpdateAgent;
+  /**
+   * The slot's agent has been connected: its connection attempts since are its own reconnects
+   * (mqtt.js's backoff), which no connect() waits on, and a refusal of one for good is counted
+   * by `refusedOnReconnect`.
+   */
+  connectedBefore: boolean;
+  /** Cycling: ends the visit of an agent refused for good on a reconnect (`refusedOnReconnect`). */
+  onRefused?: () => void;
   /** Such refusals in a row, with no connection between; at `refusalsToGiveUp` the device is given up (`gaveUp`). */
   refusals: number;
   gaveUp: boolean;
@@ -177,6 +185,7 @@ export class FleetSimulator implements SimulatedFleet {
         installer: new SimulatedInstaller({ initial: device.state?.software ?? { name: 'fw', version: this.opts.initialVersion }, durationMs: this.opts.installMs, failureRate: this.opts.failureRate, random }),
         state: new MemoryAgentStateStore(agentStateOf(device.state)),
         online: false,
+        connectedBefore: false,
         refusals: 0,
         gaveUp: false,
         settled: false,
@@ -313,13 +322,29 @@ export class FleetSimulator implements SimulatedFleet {
   private attemptFailed(slot: DeviceSlot, agent: UpdateAgent, reason: string, reasonCode: number | undefined): void {
     if (slot.agent !== agent || slot.online) return;
     slot.failed = agent;
-    if (reasonCode !== undefined && REFUSED_FOR_GOOD.has(reasonCode)) slot.refusedBy = agent;
+    const forGood = reasonCode !== undefined && REFUSED_FOR_GOOD.has(reasonCode);
+    if (forGood) slot.refusedBy = agent;
     if (slot.refused === undefined) {
       this.stats.refused++;
       this.opts.onRefused?.(slot.device.deviceId, reason);
     }
     slot.refused = reason;
     slot.onChange?.();
+    // connect() counts the refusals of the agent it waits on; one that was connected (a device
+    // revoked or deleted since) retries on its own backoff, refused for ever and never given up (QA)
+    if (forGood && slot.connectedBefore) void this.refusedOnReconnect(slot);
+  }
+
+  /**
+   * The slot's agent, connected before, was refused for good on a reconnect: the refusal counts
+   * as one at a connect() does. Cycling: the visit ends as a refused one (`cycle`). Connected:
+   * the agent is retired, and the device connects again as at start (`connectOrGiveUp`: after
+   * `refusalPauseMs`, a new agent), so that 3 refusals in a row give it up.
+   */
+  private async refusedOnReconnect(slot: DeviceSlot): Promise<void> {
+    // cycling: only a visit's agent is online (its visit waits on it)
+    if (this.opts.mode === 'cycling') return slot.onRefused?.();
+    if (await this.refusedThenPause(slot)) await this.connectOrGiveUp(slot);
   }
 
   private newAgent(slot: DeviceSlot): UpdateAgent {
@@ -349,7 +374,10 @@ export class FleetSimulator implements SimulatedFleet {
       if (slot.agent !== agent || slot.online === online) return;
       slot.online = online;
       this.stats.connected += online ? 1 : -1;
-      if (online) slot.refusals = 0;
+      if (online) {
+        slot.refusals = 0;
+        slot.connectedBefore = true;
+      }
       if (online && slot.refused !== undefined) {
         slot.refused = undefined;
         this.stats.refused--;
@@ -436,6 +464,7 @@ export class FleetSimulator implements SimulatedFleet {
       if (this.stopped) return 'retired';
       agent = this.newAgent(slot);
       slot.agent = agent;
+      slot.connectedBefore = false;
       await agent.start();
       await until(slot, agent, () => slot.online || slot.failed === agent, Math.min(this.opts.connectAttemptMs, withinMs));
     } finally {
@@ -457,11 +486,20 @@ export class FleetSimulator implements SimulatedFleet {
    */
   private async connectOrGiveUp(slot: DeviceSlot): Promise<void> {
     while ((await this.connect(slot)) === 'refused') {
-      await this.retire(slot);
-      if (this.refusedAgain(slot)) return;
-      await this.pause(this.refusalPauseMs(slot));
-      if (this.stopped) return;
+      if (!(await this.refusedThenPause(slot))) return;
     }
+  }
+
+  /**
+   * The slot's agent was refused for good: retires it, counts the refusal (`refusedAgain`) and
+   * pauses before the next attempt (`refusalPauseMs`). False once the device is given up or the
+   * simulator stopped: no attempt follows.
+   */
+  private async refusedThenPause(slot: DeviceSlot): Promise<boolean> {
+    await this.retire(slot);
+    if (this.refusedAgain(slot)) return false;
+    await this.pause(this.refusalPauseMs(slot));
+    return !this.stopped;
   }
 
   /**
@@ -542,12 +580,10 @@ export class FleetSimulator implements SimulatedFleet {
       await this.retire(slot);
       return 'again';
     }
-    if (visit === 'refused') {
-      await this.retire(slot);
-      return this.refusedAgain(slot) ? 'done' : 'refused';
-    }
+    if (visit === 'refused') return this.visitRefused(slot);
     let finished = false;
     let commanded = false;
+    let refused = false;
     await new Promise<void>((resolve) => {
       let timer = setTimeout(resolve, this.opts.idleTimeoutMs);
       slot.onCommand = () => {
@@ -565,10 +601,19 @@ export class FleetSimulator implements SimulatedFleet {
         clearTimeout(timer);
         timer = setTimeout(resolve, this.opts.idleTimeoutMs);
       };
+      // revoked or deleted while online: its reconnects are refused for good, and the visit
+      // ends as one refused at its start. A visit that had its command waited for its end for ever
+      slot.onRefused = () => {
+        refused = true;
+        clearTimeout(timer);
+        resolve();
+      };
     });
     slot.onFinished = undefined;
     slot.onCommand = undefined;
     slot.onCalledOff = undefined;
+    slot.onRefused = undefined;
+    if (refused) return this.visitRefused(slot);
     if (!finished && !commanded) this.stats.idleVisits++;
     // no command for the idle time, and the update's latest attempt failed (or was taken back):
     // unless the server says it still owes the device a command (a retry its rollout holds back),
@@ -582,6 +627,12 @@ export class FleetSimulator implements SimulatedFleet {
     await this.retire(slot);
     if (!finished && !slot.settled && slot.outcome?.status === 'FAILURE') this.settleUnlessOwed(slot, slot.outcome, since);
     return succeeded(slot) || slot.gaveUp ? 'done' : 'again';
+  }
+
+  /** Cycling: the visit's agent was refused for good; 'done' once that gave the device up. */
+  private async visitRefused(slot: DeviceSlot): Promise<'done' | 'refused'> {
+    await this.retire(slot);
+    return this.refusedAgain(slot) ? 'done' : 'refused';
   }
 
   /**

@@ -12,6 +12,7 @@ import { EXECUTION_STATES, type Execution, type ExecutionStatus, type Page } fro
 import { DeviceLink } from './device-link.tsx';
 import { ErrorNote, Loading } from './error-note.tsx';
 import { StatusBadge } from './status-badge.tsx';
+import { TableScroll } from './table-scroll.tsx';
 
 /** Executions per page. */
 export const EXECUTIONS_PAGE = 50;
@@ -81,38 +82,40 @@ export function JobExecutions({ page, paging, setPaging, counts }: { page: Loade
           {items.length === 0 ? (
             <p class="muted">{paging.status ? 'No device of this job is in that state.' : 'This job has no devices.'}</p>
           ) : (
-            <table data-testid="executions-table">
-              <caption class="sr-only">The job's devices in device id order</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Device</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Wave</th>
-                  <th scope="col">Attempt</th>
-                  <th scope="col">Reason</th>
-                  <th scope="col">Last change</th>
-                </tr>
-              </thead>
-              <tbody>
-                {items.map((e) => (
-                  <tr key={e.deviceId}>
-                    <td>
-                      <DeviceLink id={e.deviceId} />
-                    </td>
-                    <td>
-                      <StatusBadge status={e.status} />
-                    </td>
-                    <td>{(e.wave ?? 0) + 1}</td>
-                    <td>{e.attempt ?? 1}</td>
-                    <td class="long-text">
-                      {e.details.error ?? '—'}
-                      {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
-                    </td>
-                    <td>{dateTime(e.updatedAt)}</td>
+            <TableScroll>
+              <table data-testid="executions-table">
+                <caption class="sr-only">The job's devices in device id order</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Device</th>
+                    <th scope="col">State</th>
+                    <th scope="col">Wave</th>
+                    <th scope="col">Attempt</th>
+                    <th scope="col">Reason</th>
+                    <th scope="col">Last change</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {items.map((e) => (
+                    <tr key={e.deviceId}>
+                      <td>
+                        <DeviceLink id={e.deviceId} />
+                      </td>
+                      <td>
+                        <StatusBadge status={e.status} />
+                      </td>
+                      <td>{(e.wave ?? 0) + 1}</td>
+                      <td>{e.attempt ?? 1}</td>
+                      <td class="long-text keep-words">
+                        {e.details.error ?? '—'}
+                        {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
+                      </td>
+                      <td>{dateTime(e.updatedAt)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableScroll>
           )}
           <nav class="pager" aria-label="Pages of the job's devices">
             <button

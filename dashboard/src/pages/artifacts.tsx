@@ -14,6 +14,7 @@ import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { bytes, dateTime } from '../format.ts';
 import { useLiveList, useReadOnly } from '../hooks.ts';
 import { pageUrl as trailUrl } from '../job-pages.ts';
@@ -45,47 +46,49 @@ export function ArtifactsPage() {
         ) : list.data.items.length === 0 ? (
           <p class="muted">{after ? 'No build on this page any more (deleted since): see the newest.' : 'No artifact yet: upload a build above.'}</p>
         ) : (
-          <table data-testid="artifacts-table">
-            <caption class="sr-only">Artifacts, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Version</th>
-                <th scope="col">Size</th>
-                <th scope="col">SHA-256</th>
-                <th scope="col">Installs on</th>
-                <th scope="col">Signature</th>
-                <th scope="col">Added</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.items.map((a) => (
-                <tr key={`${a.name}@${a.version}`}>
-                  <td>{a.name}</td>
-                  <td>{a.version}</td>
-                  <td>{bytes(a.size)}</td>
-                  <td>
-                    <code class="hash">{a.sha256}</code>
-                  </td>
-                  <td>
-                    {a.compatibility?.deviceTypes ? a.compatibility.deviceTypes.join(', ') : <span class="muted">any device type</span>}
-                    {a.compatibility?.requires && <span class="small"> over {a.compatibility.requires}</span>}
-                  </td>
-                  <td>
-                    <StatusBadge status={a.signatureStatus ?? (a.signature ? 'signed' : 'unsigned')} />
-                    {a.signature && <span class="muted small"> key {a.signature.split(':')[0]}</span>}
-                  </td>
-                  <td>{dateTime(a.createdAt)}</td>
-                  <td>
-                    <DeleteControl artifact={a} onDone={list.reload} />
-                  </td>
+          <TableScroll>
+            <table data-testid="artifacts-table">
+              <caption class="sr-only">Artifacts, newest first</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Version</th>
+                  <th scope="col">Size</th>
+                  <th scope="col">SHA-256</th>
+                  <th scope="col">Installs on</th>
+                  <th scope="col">Signature</th>
+                  <th scope="col">Added</th>
+                  <th scope="col">
+                    <span class="sr-only">Actions</span>
+                  </th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {list.data.items.map((a) => (
+                  <tr key={`${a.name}@${a.version}`}>
+                    <td>{a.name}</td>
+                    <td>{a.version}</td>
+                    <td>{bytes(a.size)}</td>
+                    <td>
+                      <code class="hash">{a.sha256}</code>
+                    </td>
+                    <td>
+                      {a.compatibility?.deviceTypes ? a.compatibility.deviceTypes.join(', ') : <span class="muted">any device type</span>}
+                      {a.compatibility?.requires && <span class="small"> over {a.compatibility.requires}</span>}
+                    </td>
+                    <td>
+                      <StatusBadge status={a.signatureStatus ?? (a.signature ? 'signed' : 'unsigned')} />
+                      {a.signature && <span class="muted small"> key {a.signature.split(':')[0]}</span>}
+                    </td>
+                    <td>{dateTime(a.createdAt)}</td>
+                    <td>
+                      <DeleteControl artifact={a} onDone={list.reload} />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </TableScroll>
         )}
         {(after || list.data?.next) && (
           <nav class="pager" aria-label="Pages of artifacts">

@@ -11,6 +11,7 @@ import { EventReason } from '../components/event-reason.tsx';
 import { JobLogPanel, useJobLog } from '../components/job-log-panel.tsx';
 import { JsonBlock } from '../components/json-block.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { clientCertificateExpiry, dateTime, jobHref, shortId, succeededNote, time } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
 import { Link, navigate } from '../router.tsx';
@@ -69,9 +70,10 @@ export function DevicePage({ id }: { id: string }) {
         <Loading what="the device" />
       ) : (
         <>
-          <p class="muted">
+          <p class="muted" data-testid="device-facts">
             Registered {dateTime(d.device.createdAt)}
             {d.device.tags.length > 0 && <> · tags {d.device.tags.join(', ')}</>}
+            <Attributes attributes={d.device.attributes} />
             {d.shadow && <> · shadow version {d.shadow.version}</>}
           </p>
           <AgentFacts agent={d.shadow?.state.reported?.agent} />
@@ -93,41 +95,43 @@ export function DevicePage({ id }: { id: string }) {
           <ErrorNote error={history.error} />
           {history.data && history.data.items.length === 0 && <p class="muted">No job has targeted this device.</p>}
           {history.data && history.data.items.length > 0 && (
-            <table data-testid="device-jobs">
-              <thead>
-                <tr>
-                  <th scope="col">Job</th>
-                  <th scope="col">Artifact</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Reason</th>
-                  <th scope="col">Updated</th>
-                  <th scope="col">Log</th>
-                </tr>
-              </thead>
-              <tbody>
-                {history.data.items.map((e) => (
-                  <tr key={e.jobId}>
-                    <td>
-                      <Link href={jobHref(e.jobId)} aria-label={`job ${e.jobId}`}>
-                        {shortId(e.jobId)}
-                      </Link>
-                    </td>
-                    <td>{e.artifact ?? '—'}</td>
-                    <td>
-                      <StatusBadge status={e.status} />
-                    </td>
-                    <td class="long-text keep-words">
-                      {e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : succeededNote(e) ? null : '—')}
-                      {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
-                      {/* ended SUCCEEDED in place of its retry: it had timed out, or the retry was not sent */}
-                      {succeededNote(e) && <span class="muted" data-testid="succeeded-note">{succeededNote(e)}</span>}
-                    </td>
-                    <td>{dateTime(e.updatedAt)}</td>
-                    <td>{logOf.has(e.jobId) ? logButton(e.jobId, `View the log of job ${e.jobId}`) : '—'}</td>
+            <TableScroll>
+              <table data-testid="device-jobs">
+                <thead>
+                  <tr>
+                    <th scope="col">Job</th>
+                    <th scope="col">Artifact</th>
+                    <th scope="col">State</th>
+                    <th scope="col">Reason</th>
+                    <th scope="col">Updated</th>
+                    <th scope="col">Log</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {history.data.items.map((e) => (
+                    <tr key={e.jobId}>
+                      <td>
+                        <Link href={jobHref(e.jobId)} aria-label={`job ${e.jobId}`}>
+                          {shortId(e.jobId)}
+                        </Link>
+                      </td>
+                      <td>{e.artifact ?? '—'}</td>
+                      <td>
+                        <StatusBadge status={e.status} />
+                      </td>
+                      <td class="long-text keep-words">
+                        {e.details.error ?? (e.status === 'IN_PROGRESS' && e.details.waiting ? `install put off by the device (${e.details.waiting.count}): ${e.details.waiting.reason}` : succeededNote(e) ? null : '—')}
+                        {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
+                        {/* ended SUCCEEDED in place of its retry: it had timed out, or the retry was not sent */}
+                        {succeededNote(e) && <span class="muted" data-testid="succeeded-note">{succeededNote(e)}</span>}
+                      </td>
+                      <td>{dateTime(e.updatedAt)}</td>
+                      <td>{logOf.has(e.jobId) ? logButton(e.jobId, `View the log of job ${e.jobId}`) : '—'}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableScroll>
           )}
           {(pages.after !== undefined || history.data?.next) && (
             <nav class="pager" aria-label="Pages of this device's jobs">
@@ -159,6 +163,29 @@ export function DevicePage({ id }: { id: string }) {
           )}
         </section>
       </div>
+    </>
+  );
+}
+
+/**
+ * The device's attributes (what a job's targets select it by, as its tags), `key = value` each,
+ * in key order. Text only: a value is any string an operator or a bulk import gave
+ * (`<img src=x onerror=…>` is shown as written).
+ */
+function Attributes({ attributes }: { attributes: Record<string, unknown> | undefined }) {
+  const entries = Object.entries(attributes ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (entries.length === 0) return null;
+  return (
+    <>
+      {' · attributes '}
+      <span data-testid="device-attributes">
+        {entries.map(([k, v], i) => (
+          <span key={k}>
+            {i > 0 && '; '}
+            {k} = {typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}
+          </span>
+        ))}
+      </span>
     </>
   );
 }

@@ -9,6 +9,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { DeviceLink } from '../components/device-link.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { DEVICE_SEARCH_EVENTS, touchesSearch } from '../device-search-live.ts';
 import { count } from '../format.ts';
 import { useApi, useLiveList, usePoll, type Loaded } from '../hooks.ts';
@@ -73,33 +74,35 @@ export function DevicesPage() {
         !page.error && <Loading what="devices" />
       ) : (
         <>
-          <table data-testid="devices-table">
-            <caption class="sr-only">Devices matching the search, in id order</caption>
-            <thead>
-              <tr>
-                <th scope="col">Device</th>
-                <th scope="col">Connection</th>
-                <th scope="col">Version</th>
-                <th scope="col">Update status</th>
-                <th scope="col">Desired</th>
-                <th scope="col">Tags</th>
-              </tr>
-            </thead>
-            <tbody>
-              {page.data.items.map((d) => (
-                <tr key={d.deviceId}>
-                  <td>
-                    <DeviceLink id={d.deviceId} />
-                  </td>
-                  <td>{d.revoked ? <StatusBadge status="REVOKED" /> : <StatusBadge status={d.online ? 'ONLINE' : 'OFFLINE'} />}</td>
-                  <td>{d.reported?.version ?? '—'}</td>
-                  <td>{d.reported?.status ? <StatusBadge status={d.reported.status} /> : '—'}</td>
-                  <td>{d.desired?.version ?? '—'}</td>
-                  <td>{d.tags.join(', ')}</td>
+          <TableScroll>
+            <table data-testid="devices-table">
+              <caption class="sr-only">Devices matching the search, in id order</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Device</th>
+                  <th scope="col">Connection</th>
+                  <th scope="col">Version</th>
+                  <th scope="col">Update status</th>
+                  <th scope="col">Desired</th>
+                  <th scope="col">Tags</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {page.data.items.map((d) => (
+                  <tr key={d.deviceId}>
+                    <td>
+                      <DeviceLink id={d.deviceId} />
+                    </td>
+                    <td>{d.revoked ? <StatusBadge status="REVOKED" /> : <StatusBadge status={d.online ? 'ONLINE' : 'OFFLINE'} />}</td>
+                    <td>{d.reported?.version ?? '—'}</td>
+                    <td>{d.reported?.status ? <StatusBadge status={d.reported.status} /> : '—'}</td>
+                    <td>{d.desired?.version ?? '—'}</td>
+                    <td>{d.tags.join(', ')}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </TableScroll>
           {page.data.items.length === 0 && <p class="muted">{next ? 'No match among the devices read so far.' : 'No device matches.'}</p>}
           <nav class="pager" aria-label="Pages of devices">
             {/* a page whose earlier cursors were not kept (past PREV_KEPT pages, or an older URL) goes back to the first */}

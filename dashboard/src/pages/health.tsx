@@ -6,6 +6,7 @@
  * its clock) is doctor's only: run it for those.
  */
 import { ErrorNote, Loading } from '../components/error-note.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { count, dateTime } from '../format.ts';
 import { useApi, usePoll } from '../hooks.ts';
 import { Link } from '../router.tsx';
@@ -52,34 +53,36 @@ export function HealthPanel() {
           <p class="muted" data-testid="health-generated">
             Computed by the server at {dateTime(health.data.generatedAt)} over {count(health.data.scanned)} devices (kept {health.data.keptSeconds} s). What depends on where a client stands (reachable, its token, its clock) <code>updraft doctor</code> says.
           </p>
-          <table data-testid="health-findings">
-            <thead>
-              <tr>
-                <th scope="col">Verdict</th>
-                <th scope="col">Check</th>
-                <th scope="col">Finding</th>
-                <th scope="col">Devices</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((f, i) => (
-                <tr key={`${f.check}-${i}`} data-verdict={f.verdict}>
-                  <td>
-                    <span class={`badge ${BADGE[f.verdict]}`}>{f.verdict}</span>
-                  </td>
-                  <td>{f.check}</td>
-                  <td>{f.text}</td>
-                  <td>
-                    {f.query !== undefined && (
-                      <Link href={fleetQueryHref(f.query)} aria-label={`list the ${f.count !== undefined ? `${count(f.count)} ` : ''}devices of this finding`}>
-                        {f.count !== undefined ? `${count(f.count)} device${f.count === 1 ? '' : 's'}` : 'list them'}
-                      </Link>
-                    )}
-                  </td>
+          <TableScroll>
+            <table data-testid="health-findings">
+              <thead>
+                <tr>
+                  <th scope="col">Verdict</th>
+                  <th scope="col">Check</th>
+                  <th scope="col">Finding</th>
+                  <th scope="col">Devices</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {rows.map((f, i) => (
+                  <tr key={`${f.check}-${i}`} data-verdict={f.verdict}>
+                    <td>
+                      <span class={`badge ${BADGE[f.verdict]}`}>{f.verdict}</span>
+                    </td>
+                    <td>{f.check}</td>
+                    <td>{f.text}</td>
+                    <td>
+                      {f.query !== undefined && (
+                        <Link href={fleetQueryHref(f.query)} aria-label={`list the ${f.count !== undefined ? `${count(f.count)} ` : ''}devices of this finding`}>
+                          {f.count !== undefined ? `${count(f.count)} device${f.count === 1 ? '' : 's'}` : 'list them'}
+                        </Link>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </TableScroll>
         </>
       )}
     </section>

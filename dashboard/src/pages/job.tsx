@@ -15,6 +15,7 @@ import { JobSettings } from '../components/job-settings.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { StateCounts } from '../components/state-counts.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { TimelineChart } from '../components/timeline-chart.tsx';
 import { count, dateTime, storageHeldNotice } from '../format.ts';
 import { streamAfter, useApi, useLiveReload, useReadOnly } from '../hooks.ts';
@@ -124,36 +125,38 @@ export function JobPage({ id }: { id: string }) {
         <ErrorNote error={failing.error} />
         {failing.data && failing.data.items.length === 0 && <p class="muted">No device has failed.</p>}
         {failing.data && failing.data.items.length > 0 && (
-          <table data-testid="failing-table">
-            <thead>
-              <tr>
-                <th scope="col">Device</th>
-                <th scope="col">State</th>
-                <th scope="col">Reason</th>
-                <th scope="col">When</th>
-                <th scope="col">Log</th>
-              </tr>
-            </thead>
-            <tbody>
-              {failing.data.items.map((e) => (
-                <tr key={e.deviceId}>
-                  <td>
-                    <DeviceLink id={e.deviceId} />
-                  </td>
-                  <td>
-                    <StatusBadge status={e.status} />
-                  </td>
-                  <td class="long-text">
-                    {e.details.error ?? '—'}
-                    {/* finished after it timed out: it runs the job's build (execution-tracker.ts, lateSuccess) */}
-                    {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
-                  </td>
-                  <td>{dateTime(e.updatedAt)}</td>
-                  <td>{logOf.has(e.deviceId) ? logButton(e.deviceId, `View the log of ${e.deviceId}`) : '—'}</td>
+          <TableScroll>
+            <table data-testid="failing-table">
+              <thead>
+                <tr>
+                  <th scope="col">Device</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Reason</th>
+                  <th scope="col">When</th>
+                  <th scope="col">Log</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {failing.data.items.map((e) => (
+                  <tr key={e.deviceId}>
+                    <td>
+                      <DeviceLink id={e.deviceId} />
+                    </td>
+                    <td>
+                      <StatusBadge status={e.status} />
+                    </td>
+                    <td class="long-text keep-words">
+                      {e.details.error ?? '—'}
+                      {/* finished after it timed out: it runs the job's build (execution-tracker.ts, lateSuccess) */}
+                      {e.details.lateSuccess && <span class="muted"> · then reported SUCCESS {dateTime(e.details.lateSuccess.at)}: runs {e.details.lateSuccess.version}</span>}
+                    </td>
+                    <td>{dateTime(e.updatedAt)}</td>
+                    <td>{logOf.has(e.deviceId) ? logButton(e.deviceId, `View the log of ${e.deviceId}`) : '—'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </TableScroll>
         )}
         {failing.data?.next && <p class="muted">Showing the first 50 by device id: every one is under All devices below (its state "failed, timed out or rejected").</p>}
         <ErrorNote error={logs.error} />
@@ -161,32 +164,34 @@ export function JobPage({ id }: { id: string }) {
           <>
             <h3 id="other-logs-h">Logs of other devices</h3>
             <p class="muted small">Sent by devices not listed above: their failure is not reported yet, a later attempt succeeded, or they are past the first 50.</p>
-            <table data-testid="other-logs-table" aria-labelledby="other-logs-h">
-              <thead>
-                <tr>
-                  <th scope="col">Device</th>
-                  <th scope="col">Job id on the device</th>
-                  <th scope="col">Received</th>
-                  <th scope="col">Lines</th>
-                  <th scope="col">Log</th>
-                </tr>
-              </thead>
-              <tbody>
-                {otherLogs.map((l) => (
-                  <tr key={l.deviceId}>
-                    <td>
-                      <DeviceLink id={l.deviceId} />
-                    </td>
-                    <td>
-                      <code>{l.agentJobId}</code>
-                    </td>
-                    <td>{dateTime(l.receivedAt)}</td>
-                    <td>{count(l.lineCount)}</td>
-                    <td>{logButton(l.deviceId, `View the log of ${l.deviceId}`)}</td>
+            <TableScroll>
+              <table data-testid="other-logs-table" aria-labelledby="other-logs-h">
+                <thead>
+                  <tr>
+                    <th scope="col">Device</th>
+                    <th scope="col">Job id on the device</th>
+                    <th scope="col">Received</th>
+                    <th scope="col">Lines</th>
+                    <th scope="col">Log</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {otherLogs.map((l) => (
+                    <tr key={l.deviceId}>
+                      <td>
+                        <DeviceLink id={l.deviceId} />
+                      </td>
+                      <td>
+                        <code>{l.agentJobId}</code>
+                      </td>
+                      <td>{dateTime(l.receivedAt)}</td>
+                      <td>{count(l.lineCount)}</td>
+                      <td>{logButton(l.deviceId, `View the log of ${l.deviceId}`)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableScroll>
           </>
         )}
         {logs.data?.next && <p class="muted">Showing the first 1,000 logs by device id.</p>}

@@ -9,6 +9,7 @@ import { useState } from 'preact/hooks';
 import { get } from '../api.ts';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { count, dateTime, jobHref, shortId } from '../format.ts';
 import { useLiveList, useReadOnly } from '../hooks.ts';
 import { findNewerPage, pageUrl as trailUrl } from '../job-pages.ts';
@@ -57,39 +58,41 @@ export function JobsPage() {
       ) : jobs.data.items.length === 0 ? (
         <p class="muted">No job yet.</p>
       ) : (
-        <table data-testid="jobs-table">
-          <caption class="sr-only">Jobs, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Job</th>
-              <th scope="col">Artifact</th>
-              <th scope="col">State</th>
-              <th scope="col">Devices</th>
-              <th scope="col">Created</th>
-              <th scope="col">Description</th>
-            </tr>
-          </thead>
-          <tbody>
-            {jobs.data.items.map((j) => (
-              <tr key={j.jobId}>
-                <td>
-                  <Link href={jobHref(j.jobId)} aria-label={`job ${j.jobId}`}>
-                    {shortId(j.jobId)}
-                  </Link>
-                </td>
-                <td>
-                  {j.artifactName}@{j.artifactVersion}
-                </td>
-                <td>
-                  <StatusBadge status={j.status} />
-                </td>
-                <td>{j.progress?.total !== undefined ? count(j.progress.total) : '—'}</td>
-                <td>{dateTime(j.createdAt)}</td>
-                <td class="long-text">{j.description ?? ''}</td>
+        <TableScroll>
+          <table data-testid="jobs-table">
+            <caption class="sr-only">Jobs, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Job</th>
+                <th scope="col">Artifact</th>
+                <th scope="col">State</th>
+                <th scope="col">Devices</th>
+                <th scope="col">Created</th>
+                <th scope="col">Description</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {jobs.data.items.map((j) => (
+                <tr key={j.jobId}>
+                  <td>
+                    <Link href={jobHref(j.jobId)} aria-label={`job ${j.jobId}`}>
+                      {shortId(j.jobId)}
+                    </Link>
+                  </td>
+                  <td>
+                    {j.artifactName}@{j.artifactVersion}
+                  </td>
+                  <td>
+                    <StatusBadge status={j.status} />
+                  </td>
+                  <td>{j.progress?.total !== undefined ? count(j.progress.total) : '—'}</td>
+                  <td>{dateTime(j.createdAt)}</td>
+                  <td class="long-text">{j.description ?? ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableScroll>
       )}
       {(after || jobs.data?.next) && (
         <nav class="pager" aria-label="Pages of jobs">

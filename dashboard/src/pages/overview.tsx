@@ -11,6 +11,7 @@ import { DeviceLink } from '../components/device-link.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { EventReason } from '../components/event-reason.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { VersionChart } from '../components/version-chart.tsx';
 import { count, dateTime, jobHref, shortId, time } from '../format.ts';
 import { useApi, useLiveReload, usePoll } from '../hooks.ts';
@@ -63,42 +64,44 @@ export function OverviewPage() {
               {o.failing.length === 0 ? (
                 <p class="muted">No device whose latest update failed.</p>
               ) : (
-                <table data-testid="failing-devices">
-                  <caption class="sr-only">Devices whose latest outcome is a failure, the newest failure first, with that job</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Device</th>
-                      <th scope="col">Job</th>
-                      <th scope="col">State, when</th>
-                      <th scope="col">Reason</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {o.failing.map((f) => (
-                      <tr key={`${f.jobId}/${f.deviceId}`}>
-                        <td>
-                          <DeviceLink id={f.deviceId} />
-                        </td>
-                        <td class="long-text">
-                          <Link href={jobHref(f.jobId)} aria-label={`job ${f.jobId}`} title={f.jobId}>
-                            job {shortId(f.jobId)}
-                          </Link>
-                          {f.jobDescription && <> {f.jobDescription}</>}
-                          <span class="muted small"> · {f.artifact}</span>
-                        </td>
-                        {/* the failure's time under its state, not a column of its own: a fifth
-                            column pushed the table past a 1024 px window beside a 128-character id */}
-                        <td>
-                          <StatusBadge status={f.status} />
-                          <div class="muted small">
-                            <FailedAt at={f.failedAt ?? f.updatedAt} />
-                          </div>
-                        </td>
-                        <td class="long-text">{f.reason ?? '—'}</td>
+                <TableScroll>
+                  <table data-testid="failing-devices">
+                    <caption class="sr-only">Devices whose latest outcome is a failure, the newest failure first, with that job</caption>
+                    <thead>
+                      <tr>
+                        <th scope="col">Device</th>
+                        <th scope="col">Job</th>
+                        <th scope="col">State, when</th>
+                        <th scope="col">Reason</th>
                       </tr>
-                    ))}
-                  </tbody>
-                </table>
+                    </thead>
+                    <tbody>
+                      {o.failing.map((f) => (
+                        <tr key={`${f.jobId}/${f.deviceId}`}>
+                          <td>
+                            <DeviceLink id={f.deviceId} />
+                          </td>
+                          <td class="long-text">
+                            <Link href={jobHref(f.jobId)} aria-label={`job ${f.jobId}`} title={f.jobId}>
+                              job {shortId(f.jobId)}
+                            </Link>
+                            {f.jobDescription && <> {f.jobDescription}</>}
+                            <span class="muted small"> · {f.artifact}</span>
+                          </td>
+                          {/* the failure's time under its state, not a column of its own: a fifth
+                              column pushed the table past a 1024 px window beside a 128-character id */}
+                          <td>
+                            <StatusBadge status={f.status} />
+                            <div class="muted small">
+                              <FailedAt at={f.failedAt ?? f.updatedAt} />
+                            </div>
+                          </td>
+                          <td class="long-text">{f.reason ?? '—'}</td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                </TableScroll>
               )}
             </section>
           </div>

@@ -17,6 +17,7 @@ import { ConfirmAction } from '../components/confirm-action.tsx';
 import { ErrorNote, Loading } from '../components/error-note.tsx';
 import { Field } from '../components/field.tsx';
 import { StatusBadge } from '../components/status-badge.tsx';
+import { TableScroll } from '../components/table-scroll.tsx';
 import { certificateExpiry, dateTime } from '../format.ts';
 import { useApi, useReadOnly } from '../hooks.ts';
 import type { KeysView } from '../types.ts';
@@ -80,30 +81,32 @@ export function SecurityPage() {
           <section aria-labelledby="url-h">
             <h2 id="url-h">URL signing keys</h2>
             <p class="muted">They sign download URLs and temporary credentials. A new key signs from now on; URLs signed by older keys stay valid until they expire.</p>
-            <table data-testid="url-keys">
-              <caption class="sr-only">URL signing keys, active first</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Key</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">State</th>
-                </tr>
-              </thead>
-              <tbody>
-                {keys.data.url.map((k) => (
-                  <tr key={k.kid}>
-                    <td>
-                      <code>{k.kid}</code>
-                    </td>
-                    <td>{dateTime(Date.parse(k.createdAt))}</td>
-                    <td>
-                      <StatusBadge status={k.active ? 'active' : k.activeFrom ? 'staged' : 'verifies'} />
-                      {k.activeFrom && <span class="muted"> signs from {dateTime(Date.parse(k.activeFrom))}</span>}
-                    </td>
+            <TableScroll>
+              <table data-testid="url-keys">
+                <caption class="sr-only">URL signing keys, active first</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Key</th>
+                    <th scope="col">Created</th>
+                    <th scope="col">State</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {keys.data.url.map((k) => (
+                    <tr key={k.kid}>
+                      <td>
+                        <code>{k.kid}</code>
+                      </td>
+                      <td>{dateTime(Date.parse(k.createdAt))}</td>
+                      <td>
+                        <StatusBadge status={k.active ? 'active' : k.activeFrom ? 'staged' : 'verifies'} />
+                        {k.activeFrom && <span class="muted"> signs from {dateTime(Date.parse(k.activeFrom))}</span>}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </TableScroll>
             <ConfirmAction
               label="Rotate URL key"
               buttonClass="secondary"
@@ -222,47 +225,49 @@ function NamedTokens({ role }: { role: keyof typeof KINDS }) {
       <p class="muted">{kind.about}</p>
       <ErrorNote error={list.error} />
       {list.data && list.data.items.length > 0 && (
-        <table data-testid={`${role}-tokens`}>
-          <caption class="sr-only">{kind.title} by name</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Added</th>
-              <th scope="col">Last used</th>
-              <th scope="col">Expires</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.items.map((t) => (
-              <tr key={t.name}>
-                <td>{t.name}</td>
-                <td>
-                  {dateTime(t.createdAt)}
-                  {t.createdBy !== undefined && t.createdBy !== 'operator' && <span class="muted"> by {t.createdBy.replace(/^operator /, '')}</span>}
-                </td>
-                <td>{t.lastUsedAt === undefined ? 'never' : dateTime(t.lastUsedAt)}</td>
-                <td>{t.expiresAt === undefined ? 'never' : t.expiresAt <= Date.now() ? <StatusBadge status="expired" /> : dateTime(t.expiresAt)}</td>
-                <td>
-                  <ConfirmAction
-                    label="Remove"
-                    name={`Remove ${kind.one} ${t.name}`}
-                    buttonClass="secondary"
-                    question={`Remove the ${kind.one} ${t.name}? What uses it is refused from now on.`}
-                    confirm={`Yes, remove ${t.name}`}
-                    keep="Keep it"
-                    run={async () => {
-                      await api('DELETE', `${path}/${encodeURIComponent(t.name)}`);
-                      list.reload();
-                    }}
-                  />
-                </td>
+        <TableScroll>
+          <table data-testid={`${role}-tokens`}>
+            <caption class="sr-only">{kind.title} by name</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Added</th>
+                <th scope="col">Last used</th>
+                <th scope="col">Expires</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {list.data.items.map((t) => (
+                <tr key={t.name}>
+                  <td>{t.name}</td>
+                  <td>
+                    {dateTime(t.createdAt)}
+                    {t.createdBy !== undefined && t.createdBy !== 'operator' && <span class="muted"> by {t.createdBy.replace(/^operator /, '')}</span>}
+                  </td>
+                  <td>{t.lastUsedAt === undefined ? 'never' : dateTime(t.lastUsedAt)}</td>
+                  <td>{t.expiresAt === undefined ? 'never' : t.expiresAt <= Date.now() ? <StatusBadge status="expired" /> : dateTime(t.expiresAt)}</td>
+                  <td>
+                    <ConfirmAction
+                      label="Remove"
+                      name={`Remove ${kind.one} ${t.name}`}
+                      buttonClass="secondary"
+                      question={`Remove the ${kind.one} ${t.name}? What uses it is refused from now on.`}
+                      confirm={`Yes, remove ${t.name}`}
+                      keep="Keep it"
+                      run={async () => {
+                        await api('DELETE', `${path}/${encodeURIComponent(t.name)}`);
+                        list.reload();
+                      }}
+                    />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableScroll>
       )}
       <form class="inline-form" onSubmit={add} noValidate>
         <Field id={`${role}-name`} label={`Name of a new ${kind.one}`} error={error}>

@@ -106,6 +106,8 @@ describe('dashboard QA gaps in Chromium', { skip }, () => {
       await page.goto(`${ts.httpUrl}/jobs/${waved.body.job.jobId as string}`);
       const wavedSettings = await page.getByTestId('job-settings').innerText();
       for (const want of ['Wave 1: 10 devices', 'Wave 2: 5 devices, as the last wave every device left']) assert.ok(wavedSettings.includes(want), `settings say "${want}": ${wavedSettings}`);
+      // no threshold given (0): not said as a gate of "0% succeeded" (QA)
+      assert.ok(!wavedSettings.includes('next wave once'), `no threshold said for a wave without one: ${wavedSettings}`);
       const cancel = await apiJson(ts, 'POST', `/api/v1/jobs/${waved.body.job.jobId as string}/cancel`, {});
       assert.ok(cancel.status < 300, JSON.stringify(cancel.body));
       await page.goto(`${ts.httpUrl}/jobs/${jobId}`);

@@ -1136,6 +1136,8 @@ describe('web dashboard in Chromium', { skip }, () => {
     await page.getByTestId('artifacts-table').waitFor();
     await none(page.getByRole('button', { name: 'Upload' }), 'no upload');
     await none(page.getByRole('button', { name: /^Delete / }), 'no delete');
+    // and no empty column where the operator's actions are (QA)
+    await none(page.getByTestId('artifacts-table').getByRole('columnheader', { name: 'Actions' }), 'no actions column');
     await page.goto(`${ts.httpUrl}/devices/view-1`);
     await heading(/Device view-1/);
     await page.getByRole('heading', { name: 'Job history' }).waitFor();

@@ -21,7 +21,8 @@ function wave(w: NonNullable<NonNullable<JobSpec['plan']>['waves']>[number], i: 
   const written = w.count !== undefined ? `${count(w.count)} device${w.count === 1 ? '' : 's'}` : w.percent !== undefined ? `up to ${w.percent}% of the targets` : last ? 'the rest' : 'size not given';
   // the last wave takes the rest whatever its size says (jobs/rollout-math.ts): said where it could read otherwise
   const size = last && (w.count !== undefined || (w.percent !== undefined && w.percent < 100)) ? `${written}, as the last wave every device left` : written;
-  const threshold = w.successThreshold !== undefined && !last ? `, next wave once ${w.successThreshold}% of its finished devices succeeded` : '';
+  // a threshold of 0 (the default) gates nothing: not said as "once 0% ... succeeded" (QA)
+  const threshold = w.successThreshold !== undefined && w.successThreshold > 0 && !last ? `, next wave once ${w.successThreshold}% of its finished devices succeeded` : '';
   return `Wave ${i + 1}: ${size}${threshold}${w.requireApproval ? ', then waits for approval' : ''}`;
 }
 

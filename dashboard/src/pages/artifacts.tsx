@@ -58,9 +58,12 @@ export function ArtifactsPage() {
                   <th scope="col">Installs on</th>
                   <th scope="col">Signature</th>
                   <th scope="col">Added</th>
-                  <th scope="col">
-                    <span class="sr-only">Actions</span>
-                  </th>
+                  {/* a viewer has no action: no empty column (QA) */}
+                  {!readOnly && (
+                    <th scope="col">
+                      <span class="sr-only">Actions</span>
+                    </th>
+                  )}
                 </tr>
               </thead>
               <tbody>
@@ -81,9 +84,11 @@ export function ArtifactsPage() {
                       {a.signature && <span class="muted small"> key {a.signature.split(':')[0]}</span>}
                     </td>
                     <td>{dateTime(a.createdAt)}</td>
-                    <td>
-                      <DeleteControl artifact={a} onDone={list.reload} />
-                    </td>
+                    {!readOnly && (
+                      <td>
+                        <DeleteControl artifact={a} onDone={list.reload} />
+                      </td>
+                    )}
                   </tr>
                 ))}
               </tbody>

@@ -52,9 +52,11 @@ describe('updraft sim: outcomes of a take-back', () => {
     // both attempts time out while the fleet is offline: each device's shadow then holds the stay of attempt 2
     const view = async () => api.call<JobView>('GET', `/api/v1/jobs/${jobId}`);
     await eventually(async () => ((await view()).executions.every((x) => x.status === 'TIMED_OUT' && x.attempt === 2) ? true : undefined), 60_000, 'both attempts of every device time out while it is offline');
+    // the stay is written after the TIMED_OUT (the timeout's take-back, its own write): read until
+    // it is there (read at once, a loaded machine saw the attempt's command still standing)
     for (const d of devices) {
-      const { shadow } = await api.call<{ shadow?: { state?: { desired?: { software?: { jobId?: string } } } } }>('GET', `/api/v1/devices/${d.deviceId}`);
-      assert.equal(shadow?.state?.desired?.software?.jobId, `${jobId}.2.cancel`, `${d.deviceId}: the stay of attempt 2 waits for the device: ${JSON.stringify(shadow?.state)}`);
+      const desiredJob = async () => (await api.call<{ shadow?: { state?: { desired?: { software?: { jobId?: string } } } } }>('GET', `/api/v1/devices/${d.deviceId}`)).shadow?.state?.desired?.software?.jobId;
+      await eventually(async () => ((await desiredJob()) === `${jobId}.2.cancel` ? true : undefined), 30_000, `${d.deviceId}: the stay of attempt 2 waits for the device (${jobId}.2.cancel desired)`);
     }
     const sim = new FleetSimulator({ brokerUrl: ts.mqttUrl, trust: trust(), devices, mode: 'cycling', concurrency: 2, idleTimeoutMs: 300, seed: 5 });
     try {

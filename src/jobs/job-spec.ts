@@ -118,31 +118,37 @@ function parseTargets(value: unknown, bad: (m: string) => void): JobTargets {
     return {};
   }
   const t: JobTargets = {};
+  // a target given and refused (a bad query, a bad id) is no empty set: said once, as what it is (QA)
+  let refused = false;
+  const badTarget = (m: string) => {
+    refused = true;
+    bad(m);
+  };
   for (const k of Object.keys(value)) if (!['devices', 'groups', 'query'].includes(k)) bad(`unknown field "targets.${k}" (devices, groups, query)`);
   if (value.devices !== undefined) {
-    if (!Array.isArray(value.devices)) bad('targets.devices must be an array of device ids');
+    if (!Array.isArray(value.devices)) badTarget('targets.devices must be an array of device ids');
     else {
       const badId = value.devices.find((d) => typeof d !== 'string' || !isValidId(d));
-      if (badId !== undefined) bad(`"${String(badId)}" is not a valid device id`);
+      if (badId !== undefined) badTarget(`"${String(badId)}" is not a valid device id`);
       else t.devices = [...new Set(value.devices as string[])];
     }
   }
   if (value.groups !== undefined) {
-    if (!Array.isArray(value.groups) || value.groups.some((g) => typeof g !== 'string' || !isValidId(g))) bad('targets.groups must be an array of group names');
+    if (!Array.isArray(value.groups) || value.groups.some((g) => typeof g !== 'string' || !isValidId(g))) badTarget('targets.groups must be an array of group names');
     else t.groups = [...new Set(value.groups as string[])];
   }
   if (value.query !== undefined) {
-    if (typeof value.query !== 'string') bad('targets.query must be a string');
+    if (typeof value.query !== 'string') badTarget('targets.query must be a string');
     else {
       try {
         parseQuery(value.query);
         t.query = value.query;
       } catch (err) {
-        bad(`targets.query: ${(err as Error).message}`);
+        badTarget(`targets.query: ${(err as Error).message}`);
       }
     }
   }
-  if (!t.devices?.length && !t.groups?.length && t.query === undefined) bad('the target set is empty: give targets.devices, targets.groups or targets.query');
+  if (!t.devices?.length && !t.groups?.length && t.query === undefined && !refused) bad('the target set is empty: give targets.devices, targets.groups or targets.query');
   return t;
 }
 

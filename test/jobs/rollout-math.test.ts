@@ -88,5 +88,19 @@ describe('rollout arithmetic', () => {
       () => parseJobRequest({ artifact: 7, targets: {}, retries: { limit: -1 } }, now),
       (e: unknown) => e instanceof UpdraftError && /artifact must be a string.*target set is empty.*retries\.limit/.test(e.message),
     );
+    // a target given and refused is said as what it is, not also as an empty set (QA: the new
+    // rollout form showed "the target set is empty" beside the query's own error)
+    for (const [targets, said] of [
+      [{ query: 'tags = ' }, /^targets\.query: invalid query at position \d+/],
+      [{ devices: ['bad id!'] }, /^"bad id!" is not a valid device id$/],
+      [{ groups: 'lab' }, /^targets\.groups must be an array of group names$/],
+    ] as const) {
+      assert.throws(
+        () => parseJobRequest({ artifact: 'fw@2.0.0', targets }, now),
+        (e: unknown) => e instanceof UpdraftError && said.test(e.message) && !/target set is empty/.test(e.message),
+        `${JSON.stringify(targets)}: refused for what it is, once`,
+      );
+    }
+    assert.throws(() => parseJobRequest({ artifact: 'fw@2.0.0', targets: { devices: [] } }, now), /the target set is empty: give targets\.devices/, 'an empty list is still an empty set');
   });
 });

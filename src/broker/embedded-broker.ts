@@ -598,8 +598,12 @@ export class EmbeddedBroker implements MessageBus {
             done(null, true);
           })
           .catch((err: unknown) => {
-            log.error('authentication failed', { clientId: client.id, error: String(err) });
-            done(connectError(5, 'Not authorized'), false);
+            // the credentials could not be checked (the store did not answer: a database
+            // restarting), which says nothing of them: 3, Server unavailable, which clients
+            // retry, not 5, Not authorized, which says they may not connect (a simulated fleet
+            // gave up devices that reconnected during a store outage of a few seconds: review)
+            log.error('authentication failed: the credentials could not be checked', { clientId: client.id, error: String(err) });
+            done(connectError(3, 'Server unavailable'), false);
           })
           .finally(() => this.authenticating--);
       },

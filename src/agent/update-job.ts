@@ -215,7 +215,10 @@ export class UpdateJob {
    * `onProgress`.
    */
   async heldProgress(): Promise<number> {
-    const bytes = this.deps.download.inMemory ? this.heldBytes : await sizeOnDisk(this.deps.file);
+    if (this.deps.download.inMemory) return heldShare(this.heldBytes, this.command.size);
+    const bytes = await sizeOnDisk(this.deps.file);
+    // what a report says is held is the base bytes going back are measured from (onProgress)
+    this.heldBytes = bytes;
     return heldShare(bytes, this.command.size);
   }
 
@@ -461,6 +464,11 @@ export class UpdateJob {
     const kept = await this.keptFile();
     if (kept !== undefined) return kept;
     let mostHeld = deps.download.inMemory ? 0 : await sizeOnDisk(deps.file);
+    // what is held as the download begins: a download starting again from byte 0 (a server
+    // ignoring the Range) is then seen going back, and the progress step counts from 0
+    // (review: after a restart the step stayed at the kept share, and nothing was reported
+    // until the new download passed it)
+    this.heldBytes = Math.max(this.heldBytes, mostHeld);
     let refused = 0;
     let refusedRefreshes = 0;
     let renewCredential = false;

@@ -53,15 +53,16 @@ export function signOutReason(): string | undefined {
  * notifies listeners.
  */
 export function setToken(token: string | null, who?: Identity): void {
-  signOut(token, who, undefined);
+  hold(token, who, undefined);
 }
 
 /** Signs out because the server refused the tab's token (401), keeping its reason for the sign-in form. */
 export function signOutRefused(why: string): void {
-  signOut(null, undefined, why);
+  hold(null, undefined, why);
 }
 
-function signOut(token: string | null, who: Identity | undefined, why: string | undefined): void {
+/** Keeps `token` for the tab (null: none), who it is, and why the server signed it out; notifies listeners. */
+function hold(token: string | null, who: Identity | undefined, why: string | undefined): void {
   if (token === null) sessionStorage.removeItem(KEY);
   else sessionStorage.setItem(KEY, token);
   identity = token === null ? undefined : who;

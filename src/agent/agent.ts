@@ -18,7 +18,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { stat, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { UpdraftError, asUpdraftError } from '../errors.ts';
@@ -58,7 +58,7 @@ import type { InstalledSoftware, RecoveryResult } from './installer.ts';
 import { ReportQueue } from './report-queue.ts';
 import { AgentStoppedError, ShadowRequester, isRetryable } from './shadow-requester.ts';
 import { UNKNOWN_VERSION, finishedReport, outcomeReport, reportRequest, softwareReport, stateReport } from './software-report.ts';
-import { heldShare, UpdateJob } from './update-job.ts';
+import { heldShare, sizeOnDisk, UpdateJob } from './update-job.ts';
 import { JobLog, teeLogger } from './job-log.ts';
 
 /** How long a failed job's log is offered to a server that does not take it. */
@@ -1521,8 +1521,7 @@ export class UpdateAgent extends EventEmitter<AgentEvents> {
       // not launched yet (a restart waiting for its past): the file the job will resume from
       const inFlight = this.state.inFlight;
       if (inFlight?.jobId !== software.jobId || inFlight.phase !== 'DOWNLOADING' || this.opts.download?.inMemory) return software;
-      const bytes = await stat(partFile(this.opts.stateDir, inFlight.jobId)).then((st) => st.size, () => 0);
-      progress = heldShare(bytes, inFlight.command.size);
+      progress = heldShare(await sizeOnDisk(partFile(this.opts.stateDir, inFlight.jobId)), inFlight.command.size);
     }
     return progress === software.progress ? software : { ...software, progress };
   }

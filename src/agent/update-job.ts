@@ -636,7 +636,7 @@ export function heldShare(bytes: number, size: number): number {
 }
 
 /** The size of `file`, 0 when there is none (an in-memory downloader writes none). */
-async function sizeOnDisk(file: string): Promise<number> {
+export async function sizeOnDisk(file: string): Promise<number> {
   return stat(file).then(
     (st) => st.size,
     () => 0,
